@@ -1,0 +1,65 @@
+"""Event-store plumbing for the writer services (eventsourcing + PostgreSQL).
+
+`TracedApplication` stores the trace context of the action that recorded each
+event next to the event's state, so the relay (another process, maybe much
+later) can continue the same trace onto Kafka.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from eventsourcing.application import Application
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import Mapper, StoredEvent
+from opentelemetry import propagate
+
+# Key of the trace context inside a stored event's state; not part of the domain.
+TRACE_KEY = "__trace__"
+
+
+class TracingMapper(Mapper[Any]):
+    def to_stored_event(self, domain_event: DomainEventProtocol[Any]) -> StoredEvent:
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        if carrier and TRACE_KEY not in vars(domain_event):
+            # Events are frozen dataclasses; the trace is storage metadata.
+            object.__setattr__(domain_event, TRACE_KEY, carrier)
+        return super().to_stored_event(domain_event)
+
+
+def trace_carrier(domain_event: object) -> dict[str, str]:
+    carrier = vars(domain_event).get(TRACE_KEY)
+    return dict(carrier) if isinstance(carrier, dict) else {}
+
+
+class TracedApplication(Application[Any]):
+    def construct_mapper(self) -> Mapper[Any]:
+        return TracingMapper(
+            transcoder=self.construct_transcoder(),
+            compressor=self.factory.compressor(),
+            cipher=self.factory.cipher(),
+        )
+
+
+def postgres_env(database_url: str, *, pool_size: int = 5) -> dict[str, str]:
+    """eventsourcing's PostgreSQL settings from one database URL."""
+    parts = urlsplit(database_url)
+    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname or not parts.path[1:]:
+        raise ValueError("database URL must look like postgresql://user@host:port/dbname")
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": unquote(parts.path[1:]),
+        "POSTGRES_HOST": parts.hostname,
+        "POSTGRES_PORT": str(parts.port or 5432),
+        "POSTGRES_USER": unquote(parts.username or "postgres"),
+        "POSTGRES_PASSWORD": unquote(parts.password or ""),
+        "POSTGRES_POOL_SIZE": str(pool_size),
+        "POSTGRES_MAX_OVERFLOW": str(pool_size),
+        "POSTGRES_PRE_PING": "y",
+        # Serialised inserts wait for each other; give them room under load.
+        "POSTGRES_LOCK_TIMEOUT": "5",
+        "CREATE_TABLE": "y",
+    }
+    return env

@@ -1,0 +1,153 @@
+"""gRPC serving shared by every service: error mapping with google.rpc details,
+trace-context extraction, health, reflection and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from casemesh.platform import errors
+from casemesh.platform.logging import get_logger
+from casemesh.platform.telemetry import extract_metadata, tracer
+
+log = get_logger(__name__)
+
+_CODES: dict[type[errors.CasemeshError], tuple[grpc.StatusCode, int]] = {
+    errors.InvalidArgument: (grpc.StatusCode.INVALID_ARGUMENT, code_pb2.INVALID_ARGUMENT),
+    errors.NotFound: (grpc.StatusCode.NOT_FOUND, code_pb2.NOT_FOUND),
+    errors.PermissionDenied: (grpc.StatusCode.PERMISSION_DENIED, code_pb2.PERMISSION_DENIED),
+    errors.Unauthenticated: (grpc.StatusCode.UNAUTHENTICATED, code_pb2.UNAUTHENTICATED),
+    errors.FailedPrecondition: (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        code_pb2.FAILED_PRECONDITION,
+    ),
+    errors.AlreadyExists: (grpc.StatusCode.ALREADY_EXISTS, code_pb2.ALREADY_EXISTS),
+    errors.Aborted: (grpc.StatusCode.ABORTED, code_pb2.ABORTED),
+    errors.ResourceExhausted: (grpc.StatusCode.RESOURCE_EXHAUSTED, code_pb2.RESOURCE_EXHAUSTED),
+}
+
+
+def to_status(err: errors.CasemeshError) -> grpc.Status:
+    """The gRPC status for a domain error; field violations travel as BadRequest."""
+    _, code = _CODES.get(
+        type(err), (grpc.StatusCode.FAILED_PRECONDITION, code_pb2.FAILED_PRECONDITION)
+    )
+    details: list[any_pb2.Any] = []
+    if isinstance(err, errors.InvalidArgument):
+        bad = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=v.field, description=v.description
+                )
+                for v in err.violations
+            ]
+        )
+        packed = any_pb2.Any()
+        packed.Pack(bad)
+        details.append(packed)
+    status: grpc.Status = rpc_status.to_status(
+        status_pb2.Status(code=code, message=err.message, details=details)
+    )
+    return status
+
+
+def field_violations(status: status_pb2.Status) -> list[tuple[str, str]]:
+    """The (field, description) pairs inside a status's BadRequest details."""
+    found: list[tuple[str, str]] = []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            found.extend((v.field, v.description) for v in bad.field_violations)
+    return found
+
+
+Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+
+
+def _wrap_unary(method: str, behaviour: Handler) -> Handler:
+    async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        token = otel_context.attach(extract_metadata(context.invocation_metadata()))
+        try:
+            with tracer("casemesh.grpc").start_as_current_span(
+                method, kind=trace.SpanKind.SERVER, attributes={"rpc.system": "grpc"}
+            ) as span:
+                try:
+                    return await behaviour(request, context)
+                except errors.CasemeshError as err:
+                    span.set_attribute("rpc.grpc.status_code", _CODES[type(err)][1])
+                    await context.abort_with_status(to_status(err))
+        finally:
+            otel_context.detach(token)
+
+    return wrapped
+
+
+class DomainErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Runs every unary call in a server span (parented by the caller's trace
+    context) and turns domain errors into their status codes."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method = handler_call_details.method
+        if method.startswith("/grpc."):
+            return handler
+        return grpc.unary_unary_rpc_method_handler(
+            _wrap_unary(method, handler.unary_unary),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+async def serve(
+    *,
+    address: str,
+    register: Callable[[grpc.aio.Server], None],
+    service_names: Sequence[str],
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    grace_seconds: float = 10.0,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serves until SIGTERM/SIGINT (or `stop` is set), then drains gracefully:
+    health turns NOT_SERVING first so load balancers stop sending new calls."""
+    server = grpc.aio.server(interceptors=[DomainErrorInterceptor(), *interceptors])
+    register(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {address}")
+    await server.start()
+    for name in ("", *service_names):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("grpc.serving", address=address, services=list(service_names))
+
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("grpc.draining", grace_seconds=grace_seconds)
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(grace_seconds)
+    log.info("grpc.stopped")

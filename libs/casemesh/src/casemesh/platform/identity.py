@@ -1,0 +1,106 @@
+"""Who is calling: JWT verification at the gateway, and the verified identity
+as it travels to the services in call metadata.
+
+Tokens: `sub`, `roles` ⊂ {user, agent, admin}, `exp`, `iss=casemesh`,
+`aud=casemesh`; HS256 with a shared secret for local runs, RS256 with a public
+key in production.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import jwt
+
+from casemesh.platform.errors import Unauthenticated
+
+ISSUER = "casemesh"
+AUDIENCE = "casemesh"
+ROLES = frozenset({"user", "agent", "admin"})
+
+# Metadata the gateway sets on calls to internal services. Internal ports are
+# not public (network policy), so services trust these.
+SUBJECT_KEY = "x-casemesh-subject"
+ROLES_KEY = "x-casemesh-roles"
+
+
+@dataclass(frozen=True)
+class Identity:
+    subject: str
+    roles: frozenset[str]
+
+    @property
+    def is_agent(self) -> bool:
+        return "agent" in self.roles or "admin" in self.roles
+
+    def to_metadata(self) -> list[tuple[str, str]]:
+        return [(SUBJECT_KEY, self.subject), (ROLES_KEY, ",".join(sorted(self.roles)))]
+
+    @classmethod
+    def from_metadata(cls, metadata: Iterable[tuple[str, str | bytes]] | None) -> Identity:
+        values = {k: v if isinstance(v, str) else v.decode() for k, v in (metadata or ())}
+        subject = values.get(SUBJECT_KEY, "")
+        if not subject:
+            raise Unauthenticated("the call carries no verified identity")
+        roles = frozenset(r for r in values.get(ROLES_KEY, "").split(",") if r in ROLES)
+        return cls(subject=subject, roles=roles)
+
+
+class TokenVerifier:
+    def __init__(self, *, secret: str | None = None, public_key: str | None = None) -> None:
+        if public_key:
+            self._key: str = public_key
+            self._algorithms = ["RS256"]
+        elif secret:
+            self._key = secret
+            self._algorithms = ["HS256"]
+        else:
+            raise ValueError("a JWT secret or public key is required")
+
+    def verify(self, authorization: str | None) -> Identity:
+        if not authorization:
+            raise Unauthenticated("missing `authorization: Bearer <token>` metadata")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthenticated("authorization must be `Bearer <token>`")
+        try:
+            claims = jwt.decode(
+                token.strip(),
+                self._key,
+                algorithms=self._algorithms,
+                audience=AUDIENCE,
+                issuer=ISSUER,
+                options={"require": ["sub", "exp", "iss", "aud"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("token expired") from None
+        except jwt.InvalidTokenError as exc:
+            raise Unauthenticated(f"invalid token: {exc}") from None
+        subject = claims.get("sub")
+        raw_roles = claims.get("roles", ["user"])
+        if not isinstance(subject, str) or not subject or len(subject) > 128:
+            raise Unauthenticated("token subject must be a non-empty string")
+        if not isinstance(raw_roles, list) or not all(isinstance(r, str) for r in raw_roles):
+            raise Unauthenticated("token roles must be a list of strings")
+        roles = frozenset(raw_roles)
+        if not roles or not roles <= ROLES:
+            raise Unauthenticated(f"token roles must be a non-empty subset of {sorted(ROLES)}")
+        return Identity(subject=subject, roles=roles)
+
+
+def mint_token(
+    secret: str, subject: str, roles: Iterable[str] = ("user",), ttl_seconds: int = 3600
+) -> str:
+    """An HS256 token for local runs and tests."""
+    now = int(time.time())
+    claims = {
+        "sub": subject,
+        "roles": sorted(set(roles)),
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "iat": now,
+        "exp": now + ttl_seconds,
+    }
+    return jwt.encode(claims, secret, algorithm="HS256")

@@ -1,0 +1,43 @@
+"""Masking of contact details, so logs and public events never carry them whole."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
+_PHONE = re.compile(r"\+?\d[\d\s-]{6,}\d")
+
+
+def mask_email(address: str) -> str:
+    local, _, domain = address.partition("@")
+    if not domain:
+        return "***"
+    return f"{local[:1]}***@{domain}"
+
+
+def mask_phone(number: str) -> str:
+    digits = [c for c in number if c.isdigit()]
+    if len(digits) <= 4:
+        return "*" * len(digits)
+    prefix = "+" if number.startswith("+") else ""
+    keep_head = 2 if prefix else 0
+    head = "".join(digits[:keep_head])
+    tail = "".join(digits[-4:])
+    return f"{prefix}{head}{'*' * (len(digits) - keep_head - 4)}{tail}"
+
+
+def mask_text(text: str) -> str:
+    """Masks every e-mail address and phone-like number inside free text."""
+    text = _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
+    return _PHONE.sub(lambda m: mask_phone(m.group(0)), text)
+
+
+def mask_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, dict):
+        return {k: mask_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_value(v) for v in value]
+    return value

@@ -1,0 +1,214 @@
+"""The relay: every stored event reaches Kafka, once per aggregate version, in order.
+
+It follows the application's notification log (events and their notification
+ids commit in one transaction; the library serialises inserts, so ids become
+visible in order), publishes each event with an idempotent producer
+(`acks=all`, key = aggregate id), and only after the broker acknowledged it
+records the position in a tracking table. A crash between the ack and the
+tracking write republishes: consumers dedupe on `ce_id`.
+
+One relay per service publishes at a time: a PostgreSQL advisory lock decides,
+so replicas can scale freely; the others wait on standby. Push-driven: the
+library's subscription LISTENs for the recorder's NOTIFY.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import zlib
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import psycopg
+from aiokafka import AIOKafkaProducer
+from eventsourcing.application import Application
+from eventsourcing.persistence import Notification, Tracking
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresTrackingRecorder
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+
+from casemesh.platform.envelope import CloudEvent
+from casemesh.platform.eventstore import trace_carrier
+from casemesh.platform.logging import get_logger
+from casemesh.platform.telemetry import tracer
+
+log = get_logger(__name__)
+
+# Translates one stored notification (and its domain event) to its public event.
+Translate = Callable[[Notification, Any], CloudEvent]
+
+BATCH = 500
+
+
+def make_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=2,
+        request_timeout_ms=30000,
+    )
+
+
+class AdvisoryLock:
+    """A session-level PostgreSQL advisory lock held on its own connection."""
+
+    def __init__(self, conninfo: str, name: str) -> None:
+        self._conninfo = conninfo
+        self._key = zlib.crc32(name.encode())
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def try_acquire(self) -> bool:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self._conninfo, autocommit=True)
+        row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()
+        return bool(row and row[0])
+
+    def still_held(self) -> bool:
+        try:
+            assert self._conn is not None
+            self._conn.execute("SELECT 1")
+            return True
+        except Exception:
+            return False
+
+    def release(self) -> None:
+        if self._conn is not None and not self._conn.closed:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+        self._conn = None
+
+
+class Relay:
+    def __init__(
+        self,
+        *,
+        app: Application[Any],
+        topic: str,
+        translate: Translate,
+        bootstrap: str,
+        conninfo: str,
+        standby_poll_seconds: float = 2.0,
+    ) -> None:
+        recorder = app.recorder
+        if not isinstance(recorder, PostgresApplicationRecorder):
+            raise TypeError("the relay needs the PostgreSQL application recorder")
+        self._app = app
+        self._recorder = recorder
+        self._topic = topic
+        self._translate = translate
+        self._bootstrap = bootstrap
+        self._lock = AdvisoryLock(conninfo, f"casemesh-relay:{topic}")
+        self._tracking = PostgresTrackingRecorder(
+            recorder.datastore, tracking_table_name="kafka_relay_tracking"
+        )
+        self._tracking.create_table()
+        self._standby_poll = standby_poll_seconds
+        self.published = 0
+
+    @property
+    def position(self) -> int:
+        return self._tracking.max_tracking_id(self._topic) or 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Publishes until `stop` is set; on a broker or database failure it backs
+        off and resumes from the last recorded position."""
+        delay = 1.0
+        while not stop.is_set():
+            if not await asyncio.to_thread(self._lock.try_acquire):
+                log.info("relay.standby", topic=self._topic)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self._standby_poll)
+                continue
+            try:
+                await self._publish_until(stop)
+                delay = 1.0
+            except Exception as exc:
+                log.error("relay.failed", topic=self._topic, error=repr(exc), retry_in=delay)
+                self._lock.release()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, 30.0)
+        self._lock.release()
+
+    async def _publish_until(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        start = await asyncio.to_thread(lambda: self.position)
+        queue: asyncio.Queue[Notification | BaseException] = asyncio.Queue(maxsize=2 * BATCH)
+        subscription = self._recorder.subscribe(gt=start)
+        log.info("relay.active", topic=self._topic, position=start)
+
+        def pump() -> None:
+            # The library's subscription blocks; bridge it onto the event loop.
+            try:
+                for notification in subscription:
+                    asyncio.run_coroutine_threadsafe(queue.put(notification), loop).result()
+            except BaseException as exc:
+                with contextlib.suppress(RuntimeError):
+                    asyncio.run_coroutine_threadsafe(queue.put(exc), loop).result()
+
+        thread = threading.Thread(target=pump, name=f"relay-{self._topic}", daemon=True)
+        thread.start()
+        producer = make_producer(self._bootstrap, f"relay-{self._topic}")
+        await producer.start()
+        try:
+            while not stop.is_set():
+                try:
+                    first = await asyncio.wait_for(queue.get(), timeout=1.0)
+                except TimeoutError:
+                    if not await asyncio.to_thread(self._lock.still_held):
+                        raise RuntimeError("lost the relay lock connection") from None
+                    continue
+                batch = [first]
+                while len(batch) < BATCH and not queue.empty():
+                    batch.append(queue.get_nowait())
+                for item in batch:
+                    if isinstance(item, BaseException):
+                        raise item
+                notifications = [n for n in batch if isinstance(n, Notification)]
+                await self._publish(producer, notifications)
+        finally:
+            subscription.stop()
+            await producer.stop()
+            # Drain so the pump thread can finish.
+            while thread.is_alive():
+                while not queue.empty():
+                    queue.get_nowait()
+                await asyncio.sleep(0.01)
+
+    async def _publish(self, producer: AIOKafkaProducer, batch: list[Notification]) -> None:
+        acks = []
+        for notification in batch:
+            domain_event = self._app.mapper.to_domain_event(notification)
+            event = self._translate(notification, domain_event)
+            parent = propagate.extract(trace_carrier(domain_event))
+            token = otel_context.attach(parent)
+            try:
+                with tracer("casemesh.relay").start_as_current_span(
+                    f"{self._topic} publish",
+                    kind=trace.SpanKind.PRODUCER,
+                    attributes={
+                        "messaging.system": "kafka",
+                        "messaging.destination.name": self._topic,
+                        "messaging.message.id": event.id,
+                    },
+                ):
+                    carrier: dict[str, str] = {}
+                    propagate.inject(carrier)
+                    headers = replace(event, trace_headers=tuple(carrier.items())).kafka_headers()
+                    acks.append(
+                        await producer.send(
+                            self._topic, value=event.data, key=event.key.encode(), headers=headers
+                        )
+                    )
+            finally:
+                otel_context.detach(token)
+        await asyncio.gather(*acks)
+        last = batch[-1].id
+        await asyncio.to_thread(self._tracking.insert_tracking, Tracking(self._topic, last))
+        self.published += len(batch)
+        log.info("relay.published", topic=self._topic, count=len(batch), position=last)

@@ -1,0 +1,49 @@
+"""Configuration by environment, validated at start-up.
+
+Each service subclasses `ServiceSettings`; `load` refuses to start with a
+message naming every bad setting by its environment variable.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Literal, TypeVar
+
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "CASEMESH_"
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    service_name: str = "casemesh"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # json for machines (default), console for a person at a terminal.
+    log_format: Literal["json", "console"] = "json"
+
+
+class PostgresSettings(ServiceSettings):
+    # postgresql://user[:password]@host:port/dbname
+    database_url: str
+
+
+class KafkaSettings(ServiceSettings):
+    kafka_bootstrap: str = "127.0.0.1:9092"
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load(cls: type[S]) -> S:
+    """Reads settings from the environment or exits, naming each bad setting."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        lines = [f"{cls.__name__}: refusing to start, bad configuration:"]
+        for err in exc.errors():
+            name = ENV_PREFIX + "_".join(str(p) for p in err["loc"]).upper()
+            lines.append(f"  {name}: {err['msg']}")
+        print("\n".join(lines), file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,1 @@
+"""Casemesh tickets service: the Ticket aggregate (general support cases)."""

@@ -1,0 +1,252 @@
+"""gRPC entry point of the tickets service: decode, call one application
+method (in a worker thread: the event store is synchronous), encode."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from casemesh.platform.errors import Violations
+from casemesh.platform.identity import Identity
+from casemesh.v1 import tickets_pb2 as pb
+from casemesh.v1 import tickets_pb2_grpc as pb_grpc
+from casemesh_tickets import validation
+from casemesh_tickets.application import NewTicket, Tickets
+from casemesh_tickets.categories import CATEGORIES
+from casemesh_tickets.views import HistoryEntry, TicketView
+
+Ctx = grpc.aio.ServicerContext  # type: ignore[type-arg]
+
+
+def _ts(dt: Any) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(dt)
+    return ts
+
+
+def ticket_message(view: TicketView) -> pb.Ticket:
+    contact = view.contact
+    msg = pb.Ticket(
+        name=f"tickets/{view.id}",
+        category=view.category,
+        subject=view.subject,
+        description=view.description,
+        locale=view.locale,
+        contact=pb.Contact(
+            email=contact.get("email", ""),
+            phone=contact.get("phone", ""),
+            channels=[pb.Channel.Value(f"CHANNEL_{c}") for c in contact.get("channels", [])],
+        ),
+        status=pb.TicketStatus.Value(f"TICKET_STATUS_{view.status}"),
+        priority=view.priority,  # type: ignore[arg-type]
+        assignee=view.assignee,
+        requester=view.requester,
+        create_time=_ts(view.create_time),
+        update_time=_ts(view.update_time),
+        resolution=view.resolution,
+        etag=str(view.version),
+    )
+    if view.rating:
+        msg.rating.score = view.rating["score"]
+        msg.rating.comment = view.rating["comment"]
+        msg.rating.rate_time.CopyFrom(_ts(view.update_time))
+    return msg
+
+
+def history_message(e: HistoryEntry) -> pb.TicketEvent:
+    return pb.TicketEvent(
+        sequence=e.sequence,
+        type=e.type,
+        actor=e.actor,
+        time=_ts(e.time),
+        status=pb.TicketStatus.Value(f"TICKET_STATUS_{e.status}"),
+        text=e.text,
+        internal=e.internal,
+        assignee=e.assignee,
+        score=e.score,
+    )
+
+
+def contact_dict(contact: pb.Contact) -> dict[str, Any]:
+    return {
+        "email": contact.email.strip(),
+        "phone": contact.phone.strip(),
+        "channels": [pb.Channel.Name(c).removeprefix("CHANNEL_") for c in contact.channels],
+    }
+
+
+def new_ticket(request: pb.CreateTicketRequest) -> NewTicket:
+    t = request.ticket
+    return NewTicket(
+        request_id=request.request_id,
+        category=t.category,
+        subject=t.subject,
+        description=t.description,
+        locale=t.locale,
+        contact=contact_dict(t.contact),
+    )
+
+
+def _id(name: str) -> str:
+    v = Violations()
+    ticket_id = validation.ticket_id_from_name(v, name)
+    v.raise_if_any()
+    return ticket_id
+
+
+class TicketServicer(pb_grpc.TicketServiceServicer):
+    def __init__(self, app: Tickets) -> None:
+        self.app = app
+
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.to_thread(fn, *args)
+
+    @staticmethod
+    def _who(context: Ctx) -> Identity:
+        return Identity.from_metadata(context.invocation_metadata())
+
+    async def CreateTicket(self, request: pb.CreateTicketRequest, context: Ctx) -> pb.Ticket:
+        view = await self._call(self.app.create_ticket, self._who(context), new_ticket(request))
+        return ticket_message(view)
+
+    async def GetTicket(self, request: pb.GetTicketRequest, context: Ctx) -> pb.Ticket:
+        return ticket_message(
+            await self._call(self.app.get_ticket, self._who(context), _id(request.name))
+        )
+
+    async def ListTickets(
+        self, request: pb.ListTicketsRequest, context: Ctx
+    ) -> pb.ListTicketsResponse:
+        statuses = [
+            pb.TicketStatus.Name(s).removeprefix("TICKET_STATUS_") for s in request.statuses
+        ]
+        page = await self._call(
+            self.app.list_tickets,
+            self._who(context),
+            statuses,
+            request.page_size,
+            request.page_token,
+        )
+        return pb.ListTicketsResponse(
+            tickets=[ticket_message(v) for v in page.items], next_page_token=page.next_token
+        )
+
+    async def AddComment(self, request: pb.AddCommentRequest, context: Ctx) -> pb.Ticket:
+        return ticket_message(
+            await self._call(
+                self.app.add_comment,
+                self._who(context),
+                _id(request.name),
+                request.body,
+                request.internal,
+                request.etag,
+            )
+        )
+
+    async def AssignTicket(self, request: pb.AssignTicketRequest, context: Ctx) -> pb.Ticket:
+        return ticket_message(
+            await self._call(
+                self.app.assign,
+                self._who(context),
+                _id(request.name),
+                request.assignee,
+                request.priority or None,
+                request.etag,
+            )
+        )
+
+    async def RequestInfo(self, request: pb.RequestInfoRequest, context: Ctx) -> pb.Ticket:
+        return ticket_message(
+            await self._call(
+                self.app.request_info,
+                self._who(context),
+                _id(request.name),
+                request.message,
+                request.etag,
+            )
+        )
+
+    async def HoldTicket(self, request: pb.HoldTicketRequest, context: Ctx) -> pb.Ticket:
+        return ticket_message(
+            await self._call(
+                self.app.put_on_hold,
+                self._who(context),
+                _id(request.name),
+                request.reason,
+                request.etag,
+            )
+        )
+
+    async def SolveTicket(self, request: pb.SolveTicketRequest, context: Ctx) -> pb.Ticket:
+        return ticket_message(
+            await self._call(
+                self.app.solve,
+                self._who(context),
+                _id(request.name),
+                request.resolution,
+                request.etag,
+            )
+        )
+
+    async def ReopenTicket(self, request: pb.ReopenTicketRequest, context: Ctx) -> pb.Ticket:
+        return ticket_message(
+            await self._call(
+                self.app.reopen, self._who(context), _id(request.name), request.reason, request.etag
+            )
+        )
+
+    async def CloseTicket(self, request: pb.CloseTicketRequest, context: Ctx) -> pb.Ticket:
+        return ticket_message(
+            await self._call(
+                self.app.close_ticket, self._who(context), _id(request.name), request.etag
+            )
+        )
+
+    async def CancelTicket(self, request: pb.CancelTicketRequest, context: Ctx) -> pb.Ticket:
+        return ticket_message(
+            await self._call(
+                self.app.cancel, self._who(context), _id(request.name), request.reason, request.etag
+            )
+        )
+
+    async def RateTicket(self, request: pb.RateTicketRequest, context: Ctx) -> pb.Ticket:
+        return ticket_message(
+            await self._call(
+                self.app.rate, self._who(context), _id(request.name), request.score, request.comment
+            )
+        )
+
+    async def ListTicketEvents(
+        self, request: pb.ListTicketEventsRequest, context: Ctx
+    ) -> pb.ListTicketEventsResponse:
+        page = await self._call(
+            self.app.history,
+            self._who(context),
+            _id(request.name),
+            request.page_size,
+            request.page_token,
+        )
+        return pb.ListTicketEventsResponse(
+            events=[history_message(e) for e in page.items], next_page_token=page.next_token
+        )
+
+    async def ListTicketCategories(
+        self, request: pb.ListTicketCategoriesRequest, context: Ctx
+    ) -> pb.ListTicketCategoriesResponse:
+        return categories_message()
+
+
+def categories_message() -> pb.ListTicketCategoriesResponse:
+    return pb.ListTicketCategoriesResponse(
+        categories=[
+            pb.TicketCategory(
+                id=c.id,
+                labels=c.labels,
+                default_priority=int(c.default_priority),  # type: ignore[arg-type]
+            )
+            for c in CATEGORIES
+        ]
+    )

@@ -1,0 +1,311 @@
+"""The tickets application: commands and queries on Ticket aggregates.
+
+Every command loads the ticket, checks who may do what, calls one domain
+method and saves. Optimistic concurrency on the aggregate version decides
+races: the loser gets Aborted and may retry.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import EnvType
+
+from casemesh.platform.errors import (
+    Aborted,
+    AlreadyExists,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Violations,
+)
+from casemesh.platform.eventstore import TracedApplication
+from casemesh.platform.identity import Identity
+from casemesh.platform.logging import get_logger
+from casemesh_tickets import validation
+from casemesh_tickets.categories import BY_ID
+from casemesh_tickets.domain import Status, Ticket
+from casemesh_tickets.index import TicketIndex
+from casemesh_tickets.views import HistoryEntry, TicketView, history_entry
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class NewTicket:
+    request_id: str
+    category: str
+    subject: str
+    description: str
+    locale: str
+    contact: dict[str, Any]
+
+    def fingerprint(self) -> str:
+        body = json.dumps(
+            {k: v for k, v in vars(self).items() if k != "request_id"},
+            sort_keys=True,
+            ensure_ascii=False,
+        )
+        return hashlib.sha256(body.encode()).hexdigest()
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_token: str
+
+
+class Tickets(TracedApplication):
+    name = "tickets"
+
+    def __init__(self, env: EnvType | None = None) -> None:
+        super().__init__(env)
+        self.index = TicketIndex(self.recorder.datastore)  # type: ignore[attr-defined]
+        self.index.create_table()
+
+    # -- commands -------------------------------------------------------
+
+    def create_ticket(self, who: Identity, new: NewTicket) -> TicketView:
+        v = Violations()
+        validation.check_new_ticket(v, **vars(new), prefix="ticket.")
+        v.raise_if_any()
+        ticket_id = Ticket.create_id(who.subject, new.request_id)
+        existing = self._replayed_create(ticket_id, new)
+        if existing is not None:
+            return existing
+        ticket = Ticket(
+            requester=who.subject,
+            request_id=new.request_id,
+            request_fingerprint=new.fingerprint(),
+            category=new.category,
+            subject=new.subject.strip(),
+            description=new.description.strip(),
+            locale=new.locale,
+            contact=new.contact,
+            priority=int(BY_ID[new.category].default_priority),
+        )
+        try:
+            self.save(ticket)
+        except IntegrityError:
+            # A concurrent retry of the same create won the race.
+            existing = self._replayed_create(ticket_id, new)
+            if existing is None:
+                raise Aborted("the ticket is being created by a concurrent request") from None
+            return existing
+        log.info("ticket.created", ticket_id=str(ticket.id), category=new.category)
+        return TicketView.of(ticket)
+
+    def _replayed_create(self, ticket_id: UUID, new: NewTicket) -> TicketView | None:
+        try:
+            ticket: Ticket = self.repository.get(ticket_id)
+        except AggregateNotFoundError:
+            return None
+        if ticket.request_fingerprint != new.fingerprint():
+            raise AlreadyExists(
+                f"request_id {new.request_id!r} was already used for a different ticket"
+            )
+        return TicketView.of(ticket)
+
+    def assign(
+        self, who: Identity, ticket_id: str, assignee: str, priority: int | None, etag: str
+    ) -> TicketView:
+        self._require_agent(who, "assign tickets")
+        assignee = assignee.strip() or who.subject
+        return self._change(
+            who,
+            ticket_id,
+            etag,
+            lambda t: t.assign(actor=who.subject, assignee=assignee, priority=priority),
+        )
+
+    def request_info(self, who: Identity, ticket_id: str, message: str, etag: str) -> TicketView:
+        self._require_agent(who, "request information")
+        message = self._text("message", message, validation.LIMITS["text"])
+        return self._change(
+            who, ticket_id, etag, lambda t: t.request_info(actor=who.subject, message=message)
+        )
+
+    def put_on_hold(self, who: Identity, ticket_id: str, reason: str, etag: str) -> TicketView:
+        self._require_agent(who, "put tickets on hold")
+        reason = self._text("reason", reason, validation.LIMITS["text"], required=False)
+        return self._change(
+            who, ticket_id, etag, lambda t: t.put_on_hold(actor=who.subject, reason=reason)
+        )
+
+    def solve(self, who: Identity, ticket_id: str, resolution: str, etag: str) -> TicketView:
+        self._require_agent(who, "solve tickets")
+        resolution = self._text("resolution", resolution, validation.LIMITS["text"])
+        return self._change(
+            who, ticket_id, etag, lambda t: t.solve(actor=who.subject, resolution=resolution)
+        )
+
+    def add_comment(
+        self, who: Identity, ticket_id: str, body: str, internal: bool, etag: str
+    ) -> TicketView:
+        body = self._text("body", body, validation.LIMITS["body"])
+        if internal and not who.is_agent:
+            raise PermissionDenied("only agents may write internal notes")
+
+        def comment(t: Ticket) -> None:
+            t.add_comment(
+                actor=who.subject,
+                body=body,
+                by_requester=t.requester == who.subject,
+                internal=internal,
+            )
+
+        return self._change(who, ticket_id, etag, comment)
+
+    def reopen(self, who: Identity, ticket_id: str, reason: str, etag: str) -> TicketView:
+        reason = self._text("reason", reason, validation.LIMITS["text"], required=False)
+        return self._change(
+            who, ticket_id, etag, lambda t: t.reopen(actor=who.subject, reason=reason)
+        )
+
+    def close_ticket(self, who: Identity, ticket_id: str, etag: str) -> TicketView:
+        return self._change(who, ticket_id, etag, lambda t: t.close(actor=who.subject))
+
+    def cancel(self, who: Identity, ticket_id: str, reason: str, etag: str) -> TicketView:
+        reason = self._text("reason", reason, validation.LIMITS["text"], required=False)
+
+        def cancel(t: Ticket) -> None:
+            if t.requester != who.subject:
+                raise PermissionDenied("only the requester may cancel a ticket")
+            t.cancel(actor=who.subject, reason=reason)
+
+        return self._change(who, ticket_id, etag, cancel)
+
+    def rate(self, who: Identity, ticket_id: str, score: int, comment: str) -> TicketView:
+        if not 1 <= score <= 5:
+            raise InvalidArgument.field("score", "must be from 1 to 5")
+        comment = self._text("comment", comment, validation.LIMITS["text"], required=False)
+
+        def rate(t: Ticket) -> None:
+            if t.requester != who.subject:
+                raise PermissionDenied("only the requester may rate a ticket")
+            t.rate(actor=who.subject, score=score, comment=comment)
+
+        return self._change(who, ticket_id, "", rate)
+
+    # -- queries --------------------------------------------------------
+
+    def get_ticket(self, who: Identity, ticket_id: str) -> TicketView:
+        return TicketView.of(self._load_visible(who, ticket_id))
+
+    def list_tickets(
+        self, who: Identity, statuses: list[str], page_size: int, page_token: str
+    ) -> Page[TicketView]:
+        if page_size < 0 or page_size > 100:
+            raise InvalidArgument.field("page_size", "must be from 1 to 100 (0 means 20)")
+        limit = page_size or 20
+        after = _decode_token(page_token)
+        # Read your own writes: let the index catch up with what is stored now.
+        try:
+            self.index.wait(self.name, self.recorder.max_notification_id(), timeout=3.0)
+        except TimeoutError:
+            log.warning("ticket_index.lagging")
+        requester = None if who.is_agent else who.subject
+        items = self.index.page(
+            requester=requester, statuses=statuses, after=after, limit=limit + 1
+        )
+        next_token = ""
+        if len(items) > limit:
+            items = items[:limit]
+            last = items[-1]
+            next_token = _encode_token(last.create_time, last.id)
+        return Page(items, next_token)
+
+    def history(
+        self, who: Identity, ticket_id: str, page_size: int, page_token: str
+    ) -> Page[HistoryEntry]:
+        if page_size < 0 or page_size > 200:
+            raise InvalidArgument.field("page_size", "must be from 1 to 200 (0 means 50)")
+        limit = page_size or 50
+        try:
+            after = int(page_token) if page_token else 0
+        except ValueError:
+            raise InvalidArgument.field("page_token", "is not a token this API gave") from None
+        self._load_visible(who, ticket_id)
+        entries: list[HistoryEntry] = []
+        ticket: Any = None
+        for domain_event in self.repository.event_store.get(UUID(ticket_id)):
+            ticket = domain_event.mutate(ticket)
+            entry = history_entry(domain_event, ticket)
+            if entry.internal and not who.is_agent:
+                continue
+            if entry.sequence > after:
+                entries.append(entry)
+        next_token = ""
+        if len(entries) > limit:
+            entries = entries[:limit]
+            next_token = str(entries[-1].sequence)
+        return Page(entries, next_token)
+
+    # -- helpers --------------------------------------------------------
+
+    def _load_visible(self, who: Identity, ticket_id: str) -> Ticket:
+        try:
+            ticket: Ticket = self.repository.get(UUID(ticket_id))
+        except (AggregateNotFoundError, ValueError):
+            raise NotFound(f"tickets/{ticket_id} not found") from None
+        if ticket.requester != who.subject and not who.is_agent:
+            # Do not reveal that someone else's ticket exists.
+            raise NotFound(f"tickets/{ticket_id} not found")
+        return ticket
+
+    def _change(
+        self, who: Identity, ticket_id: str, etag: str, command: Callable[[Ticket], None]
+    ) -> TicketView:
+        ticket = self._load_visible(who, ticket_id)
+        if etag and etag != str(ticket.version):
+            raise Aborted("the ticket changed since you read it; read it again and retry")
+        command(ticket)
+        try:
+            self.save(ticket)
+        except IntegrityError:
+            raise Aborted(
+                "someone else changed the ticket at the same moment; read it again and retry"
+            ) from None
+        return TicketView.of(ticket)
+
+    @staticmethod
+    def _require_agent(who: Identity, what: str) -> None:
+        if not who.is_agent:
+            raise PermissionDenied(f"only agents may {what}")
+
+    @staticmethod
+    def _text(field: str, value: str, limit: int, required: bool = True) -> str:
+        v = Violations()
+        value = validation.text(v, field, value, limit=limit, required=required)
+        v.raise_if_any()
+        return value
+
+
+def _encode_token(ts: datetime, ident: str) -> str:
+    return base64.urlsafe_b64encode(f"{ts.isoformat()}|{ident}".encode()).decode()
+
+
+def _decode_token(token: str) -> tuple[datetime, str] | None:
+    if not token:
+        return None
+    try:
+        ts, _, ident = base64.urlsafe_b64decode(token.encode()).decode().partition("|")
+        UUID(ident)
+        return datetime.fromisoformat(ts), ident
+    except ValueError:
+        raise InvalidArgument.field("page_token", "is not a token this API gave") from None
+
+
+__all__ = ["NewTicket", "Page", "Status", "Tickets"]

@@ -1,0 +1,212 @@
+"""The Ticket aggregate: a user's support case from receipt to a rated outcome.
+
+NEW → OPEN (acknowledged or assigned) → PENDING (waiting for the requester) /
+ON_HOLD (waiting on a third party) → SOLVED → CLOSED. A requester's reply moves
+PENDING or ON_HOLD back to OPEN and reopens a SOLVED ticket; CLOSED and
+CANCELLED are final; a rating is accepted once, when SOLVED or CLOSED.
+Invariants are checked in each command method before its event is triggered.
+"""
+
+from __future__ import annotations
+
+import uuid
+from enum import IntEnum, StrEnum
+from typing import Any
+
+from eventsourcing.domain import Aggregate, event
+
+from casemesh.platform.errors import FailedPrecondition, PermissionDenied
+
+NAMESPACE = uuid.UUID("5f0f5a2e-8a57-4f6e-9f53-0b6c0b7a7a11")
+
+
+class Status(StrEnum):
+    NEW = "NEW"
+    OPEN = "OPEN"
+    PENDING = "PENDING"
+    ON_HOLD = "ON_HOLD"
+    SOLVED = "SOLVED"
+    CLOSED = "CLOSED"
+    CANCELLED = "CANCELLED"
+
+
+class Priority(IntEnum):
+    LOW = 1
+    NORMAL = 2
+    HIGH = 3
+    URGENT = 4
+
+
+FINAL = frozenset({Status.CLOSED, Status.CANCELLED})
+UNSOLVED = frozenset({Status.NEW, Status.OPEN, Status.PENDING, Status.ON_HOLD})
+
+
+class Ticket(Aggregate):
+    @staticmethod
+    def create_id(requester: str, request_id: str) -> uuid.UUID:
+        # Deterministic: a retried create lands on the same stream.
+        return uuid.uuid5(NAMESPACE, f"{requester}\n{request_id}")
+
+    @event("Created")
+    def __init__(
+        self,
+        *,
+        requester: str,
+        request_id: str,
+        request_fingerprint: str,
+        category: str,
+        subject: str,
+        description: str,
+        locale: str,
+        contact: dict[str, Any],
+        priority: int,
+    ) -> None:
+        self.requester = requester
+        self.request_id = request_id
+        self.request_fingerprint = request_fingerprint
+        self.category = category
+        self.subject = subject
+        self.description = description
+        self.locale = locale
+        self.contact = contact
+        self.priority = priority
+        self.status = Status.NEW
+        self.assignee = ""
+        self.resolution = ""
+        self.rating: dict[str, Any] | None = None
+
+    # -- agents ---------------------------------------------------------
+
+    def assign(self, *, actor: str, assignee: str, priority: int | None = None) -> None:
+        self._require_not_final("assigned")
+        if self.status is Status.SOLVED:
+            raise FailedPrecondition("a solved ticket must be reopened before it is reassigned")
+        status = Status.OPEN if self.status is Status.NEW else self.status
+        self._assigned(
+            actor=actor, assignee=assignee, priority=priority or self.priority, status=status
+        )
+
+    @event("Assigned")
+    def _assigned(self, actor: str, assignee: str, priority: int, status: Status) -> None:
+        self.assignee = assignee
+        self.priority = priority
+        self.status = Status(status)
+
+    def request_info(self, *, actor: str, message: str) -> None:
+        self._require_unsolved("ask the requester for information")
+        self._info_requested(actor=actor, message=message, assignee=self.assignee or actor)
+
+    @event("InfoRequested")
+    def _info_requested(self, actor: str, message: str, assignee: str) -> None:
+        self.status = Status.PENDING
+        self.assignee = assignee
+
+    def put_on_hold(self, *, actor: str, reason: str) -> None:
+        self._require_unsolved("put on hold")
+        self._put_on_hold(actor=actor, reason=reason, assignee=self.assignee or actor)
+
+    @event("PutOnHold")
+    def _put_on_hold(self, actor: str, reason: str, assignee: str) -> None:
+        self.status = Status.ON_HOLD
+        self.assignee = assignee
+
+    def solve(self, *, actor: str, resolution: str) -> None:
+        if self.status is Status.SOLVED:
+            raise FailedPrecondition("the ticket is already solved")
+        self._require_unsolved("solved")
+        self._solved(actor=actor, resolution=resolution, assignee=self.assignee or actor)
+
+    @event("Solved")
+    def _solved(self, actor: str, resolution: str, assignee: str) -> None:
+        self.status = Status.SOLVED
+        self.resolution = resolution
+        self.assignee = assignee
+
+    # -- requester and agents -------------------------------------------
+
+    def add_comment(self, *, actor: str, body: str, by_requester: bool, internal: bool) -> None:
+        if self.status in FINAL:
+            raise FailedPrecondition(
+                f"the ticket is {self.status.value.lower()}; open a new ticket instead"
+            )
+        if by_requester and internal:
+            raise PermissionDenied("only agents may write internal notes")
+        status = self.status
+        if by_requester and self.status in (Status.PENDING, Status.ON_HOLD, Status.SOLVED):
+            status = Status.OPEN
+        elif not by_requester and not internal and self.status is Status.NEW:
+            status = Status.OPEN  # an agent's public reply acknowledges the ticket
+        self._comment_added(
+            actor=actor, body=body, by_requester=by_requester, internal=internal, status=status
+        )
+
+    @event("CommentAdded")
+    def _comment_added(
+        self, actor: str, body: str, by_requester: bool, internal: bool, status: Status
+    ) -> None:
+        self.status = Status(status)
+
+    def reopen(self, *, actor: str, reason: str) -> None:
+        if self.status is not Status.SOLVED:
+            raise FailedPrecondition(
+                f"only a solved ticket can be reopened; this one is {self.status.value}"
+            )
+        self._reopened(actor=actor, reason=reason)
+
+    @event("Reopened")
+    def _reopened(self, actor: str, reason: str) -> None:
+        self.status = Status.OPEN
+        self.resolution = ""
+
+    def close(self, *, actor: str) -> None:
+        if self.status is not Status.SOLVED:
+            raise FailedPrecondition(
+                f"only a solved ticket can be closed; this one is {self.status.value}"
+            )
+        self._closed(actor=actor)
+
+    @event("Closed")
+    def _closed(self, actor: str) -> None:
+        self.status = Status.CLOSED
+
+    # -- requester ------------------------------------------------------
+
+    def cancel(self, *, actor: str, reason: str) -> None:
+        if self.status not in UNSOLVED:
+            raise FailedPrecondition(
+                f"only an unsolved ticket can be cancelled; this one is {self.status.value}"
+            )
+        self._cancelled(actor=actor, reason=reason)
+
+    @event("Cancelled")
+    def _cancelled(self, actor: str, reason: str) -> None:
+        self.status = Status.CANCELLED
+
+    def rate(self, *, actor: str, score: int, comment: str) -> None:
+        if self.status not in (Status.SOLVED, Status.CLOSED):
+            raise FailedPrecondition(
+                f"a ticket can be rated once it is solved; this one is {self.status.value}"
+            )
+        if self.rating is not None:
+            raise FailedPrecondition("this ticket has already been rated")
+        self._rated(actor=actor, score=score, comment=comment)
+
+    @event("Rated")
+    def _rated(self, actor: str, score: int, comment: str) -> None:
+        self.rating = {"score": score, "comment": comment}
+
+    # -- invariants -----------------------------------------------------
+
+    def _require_not_final(self, what: str) -> None:
+        if self.status in FINAL:
+            raise FailedPrecondition(
+                f"the ticket is {self.status.value.lower()} and can no longer be {what}"
+            )
+
+    def _require_unsolved(self, what: str) -> None:
+        if self.status not in UNSOLVED:
+            raise FailedPrecondition(
+                f"a {self.status.value.lower()} ticket cannot be {what}"
+                if what.endswith("ed")
+                else f"cannot {what} on a {self.status.value.lower()} ticket"
+            )

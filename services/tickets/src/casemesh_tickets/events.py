@@ -1,0 +1,102 @@
+"""Translation of stored ticket events into the public event messages of
+`casemesh.tickets.v1` (proto/casemesh/events/v1/tickets.proto)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventsourcing.persistence import Notification
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from casemesh.events.v1 import tickets_pb2 as ev
+from casemesh.platform.envelope import CloudEvent
+from casemesh_tickets.views import PUBLIC_NAMES
+
+TOPIC = "casemesh.tickets.v1"
+SOURCE = "casemesh/tickets"
+
+
+def _status(status: str) -> int:
+    return int(ev.TicketStatus.Value(f"TICKET_STATUS_{status}"))
+
+
+def public_message(domain_event: Any, status_after: str) -> Message:
+    kind = type(domain_event).__name__
+    a = vars(domain_event)
+    ts = Timestamp()
+    ts.FromDatetime(domain_event.timestamp)
+    header = ev.TicketEventHeader(
+        ticket_id=str(domain_event.originator_id),
+        version=domain_event.originator_version,
+        actor=a.get("actor") or a.get("requester", ""),
+        time=ts,
+        status=_status(status_after),  # type: ignore[arg-type]
+    )
+    match kind:
+        case "Created":
+            contact = a["contact"]
+            return ev.TicketCreated(
+                header=header,
+                requester=a["requester"],
+                category=a["category"],
+                subject=a["subject"],
+                description=a["description"],
+                contact=ev.ContactPreferences(
+                    email=contact.get("email", ""),
+                    phone=contact.get("phone", ""),
+                    channels=[
+                        ev.ContactChannel.Value(f"CONTACT_CHANNEL_{c}")
+                        for c in contact.get("channels", [])
+                    ],
+                    locale=a["locale"],
+                ),
+                priority=a["priority"],
+            )
+        case "Assigned":
+            return ev.TicketAssigned(header=header, assignee=a["assignee"], priority=a["priority"])
+        case "CommentAdded":
+            return ev.CommentAdded(
+                header=header,
+                author=a["actor"],
+                by_requester=a["by_requester"],
+                body=a["body"],
+                internal=a["internal"],
+            )
+        case "InfoRequested":
+            return ev.InfoRequested(header=header, message=a["message"])
+        case "PutOnHold":
+            return ev.TicketPutOnHold(header=header, reason=a["reason"])
+        case "Solved":
+            return ev.TicketSolved(header=header, resolution=a["resolution"])
+        case "Reopened":
+            return ev.TicketReopened(header=header, reason=a["reason"])
+        case "Closed":
+            return ev.TicketClosed(header=header)
+        case "Cancelled":
+            return ev.TicketCancelled(header=header, reason=a["reason"])
+        case "Rated":
+            return ev.TicketRated(header=header, score=a["score"], comment=a["comment"])
+    raise ValueError(f"no public event for {kind}")
+
+
+class Translator:
+    """Builds the CloudEvent for one stored notification; `status_of` gives the
+    ticket's status right after that event."""
+
+    def __init__(self, status_of: Any) -> None:
+        self._status_of = status_of
+
+    def __call__(self, notification: Notification, domain_event: Any) -> CloudEvent:
+        kind = type(domain_event).__name__
+        message = public_message(domain_event, self._status_of(domain_event))
+        ticket_id = str(domain_event.originator_id)
+        return CloudEvent(
+            id=f"{ticket_id}:{domain_event.originator_version}",
+            source=SOURCE,
+            type=f"casemesh.tickets.{PUBLIC_NAMES[kind]}.v1",
+            subject=f"tickets/{ticket_id}",
+            time=domain_event.timestamp,
+            data=message.SerializeToString(),
+            key=ticket_id,
+        )

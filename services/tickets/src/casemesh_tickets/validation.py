@@ -1,0 +1,77 @@
+"""Field rules for ticket input, shared by the gateway and the tickets service
+(the gateway rejects early; the service checks again before it stores)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from casemesh.platform.errors import Violations
+from casemesh_tickets.categories import BY_ID
+
+LOCALES = ("zh-CN", "en")
+CHANNELS = ("EMAIL", "SMS")
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+LIMITS = {"subject": 200, "description": 10000, "body": 10000, "text": 2000}
+
+
+def text(v: Violations, field: str, value: str, *, limit: int, required: bool = True) -> str:
+    value = value.strip()
+    if required and not value:
+        v.add(field, "must not be empty")
+    elif len(value) > limit:
+        v.add(field, f"must be at most {limit} characters")
+    return value
+
+
+def check_new_ticket(
+    v: Violations,
+    *,
+    request_id: str,
+    category: str,
+    subject: str,
+    description: str,
+    locale: str,
+    contact: dict[str, Any],
+    prefix: str = "ticket.",
+) -> None:
+    if not REQUEST_ID.match(request_id):
+        v.add("request_id", "must be 1–64 characters of letters, digits, '.', '_', ':' or '-'")
+    if category not in BY_ID:
+        v.add(f"{prefix}category", f"unknown category {category!r}; see ListTicketCategories")
+    text(v, f"{prefix}subject", subject, limit=LIMITS["subject"])
+    text(v, f"{prefix}description", description, limit=LIMITS["description"])
+    if locale not in LOCALES:
+        v.add(f"{prefix}locale", f"must be one of {', '.join(LOCALES)}")
+    check_contact(v, contact, prefix=f"{prefix}contact.")
+
+
+def check_contact(v: Violations, contact: dict[str, Any], *, prefix: str) -> None:
+    channels = contact.get("channels", [])
+    email = contact.get("email", "")
+    phone = contact.get("phone", "")
+    if not channels:
+        v.add(f"{prefix}channels", "choose at least one of EMAIL, SMS")
+    if any(c not in CHANNELS for c in channels):
+        v.add(f"{prefix}channels", "must be EMAIL or SMS")
+    if len(set(channels)) != len(channels):
+        v.add(f"{prefix}channels", "must not repeat a channel")
+    if email and not EMAIL.match(email):
+        v.add(f"{prefix}email", "is not an e-mail address")
+    elif "EMAIL" in channels and not email:
+        v.add(f"{prefix}email", "is required for EMAIL updates")
+    if phone and not E164.match(phone):
+        v.add(f"{prefix}phone", "must be an E.164 number such as +8613800138000")
+    elif "SMS" in channels and not phone:
+        v.add(f"{prefix}phone", "is required for SMS updates")
+
+
+def ticket_id_from_name(v: Violations, name: str, field: str = "name") -> str:
+    prefix, _, ident = name.partition("/")
+    if prefix != "tickets" or not re.fullmatch(r"[0-9a-f-]{36}", ident):
+        v.add(field, "must be tickets/{id}")
+        return ""
+    return ident

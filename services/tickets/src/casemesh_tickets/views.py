@@ -1,0 +1,120 @@
+"""Plain read views of tickets and their history, as the API returns them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from casemesh_tickets.domain import Status, Ticket
+
+
+@dataclass(frozen=True)
+class TicketView:
+    id: str
+    requester: str
+    category: str
+    subject: str
+    description: str
+    locale: str
+    contact: dict[str, Any]
+    status: str
+    priority: int
+    assignee: str
+    resolution: str
+    rating: dict[str, Any] | None
+    create_time: datetime
+    update_time: datetime
+    version: int
+
+    @classmethod
+    def of(cls, t: Ticket) -> TicketView:
+        return cls(
+            id=str(t.id),
+            requester=t.requester,
+            category=t.category,
+            subject=t.subject,
+            description=t.description,
+            locale=t.locale,
+            contact=dict(t.contact),
+            status=Status(t.status).value,
+            priority=int(t.priority),
+            assignee=t.assignee,
+            resolution=t.resolution,
+            rating=t.rating,
+            create_time=t.created_on,
+            update_time=t.modified_on,
+            version=t.version,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["create_time"] = self.create_time.isoformat()
+        d["update_time"] = self.update_time.isoformat()
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TicketView:
+        return cls(
+            **{
+                **d,
+                "create_time": datetime.fromisoformat(d["create_time"]),
+                "update_time": datetime.fromisoformat(d["update_time"]),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    sequence: int
+    type: str
+    actor: str
+    time: datetime
+    status: str
+    text: str = ""
+    internal: bool = False
+    assignee: str = ""
+    score: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# Private event class name → the name shown in history and used on the topic.
+PUBLIC_NAMES = {
+    "Created": "TicketCreated",
+    "Assigned": "TicketAssigned",
+    "CommentAdded": "CommentAdded",
+    "InfoRequested": "InfoRequested",
+    "PutOnHold": "TicketPutOnHold",
+    "Solved": "TicketSolved",
+    "Reopened": "TicketReopened",
+    "Closed": "TicketClosed",
+    "Cancelled": "TicketCancelled",
+    "Rated": "TicketRated",
+}
+
+TEXT_FIELD = {
+    "Created": "description",
+    "CommentAdded": "body",
+    "InfoRequested": "message",
+    "PutOnHold": "reason",
+    "Solved": "resolution",
+    "Reopened": "reason",
+    "Cancelled": "reason",
+    "Rated": "comment",
+}
+
+
+def history_entry(domain_event: Any, after: Ticket) -> HistoryEntry:
+    kind = type(domain_event).__name__
+    attrs = vars(domain_event)
+    return HistoryEntry(
+        sequence=domain_event.originator_version,
+        type=PUBLIC_NAMES.get(kind, kind),
+        actor=attrs.get("actor") or attrs.get("requester", ""),
+        time=domain_event.timestamp,
+        status=Status(after.status).value,
+        text=str(attrs.get(TEXT_FIELD.get(kind, ""), "")),
+        internal=bool(attrs.get("internal", False)),
+        assignee=str(attrs.get("assignee", "")),
+        score=int(attrs.get("score", 0)),
+    )
