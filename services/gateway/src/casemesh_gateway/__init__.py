@@ -1,0 +1,2 @@
+"""Casemesh gateway: the only public gRPC endpoint (authentication,
+authorisation, validation, rate limits, routing to the services)."""

@@ -14,6 +14,7 @@ from casemesh.platform.logging import configure_logging, get_logger
 from casemesh.platform.relay import Relay
 from casemesh.platform.telemetry import configure_tracing
 from casemesh.v1 import tickets_pb2, tickets_pb2_grpc
+
 from casemesh_tickets.api import TicketServicer
 from casemesh_tickets.application import Tickets
 from casemesh_tickets.events import TOPIC, Translator

@@ -16,10 +16,6 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError
-from eventsourcing.utils import EnvType
-
 from casemesh.platform.errors import (
     Aborted,
     AlreadyExists,
@@ -31,8 +27,12 @@ from casemesh.platform.errors import (
 from casemesh.platform.eventstore import TracedApplication
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
-from casemesh_tickets import validation
-from casemesh_tickets.categories import BY_ID
+from casemesh.rules import tickets as validation
+from casemesh.rules.tickets import BY_ID
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import EnvType
+
 from casemesh_tickets.domain import Status, Ticket
 from casemesh_tickets.index import TicketIndex
 from casemesh_tickets.views import HistoryEntry, TicketView, history_entry

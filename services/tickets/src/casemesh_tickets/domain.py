@@ -10,12 +10,11 @@ Invariants are checked in each command method before its event is triggered.
 from __future__ import annotations
 
 import uuid
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 from typing import Any
 
-from eventsourcing.domain import Aggregate, event
-
 from casemesh.platform.errors import FailedPrecondition, PermissionDenied
+from eventsourcing.domain import Aggregate, event
 
 NAMESPACE = uuid.UUID("5f0f5a2e-8a57-4f6e-9f53-0b6c0b7a7a11")
 
@@ -28,13 +27,6 @@ class Status(StrEnum):
     SOLVED = "SOLVED"
     CLOSED = "CLOSED"
     CANCELLED = "CANCELLED"
-
-
-class Priority(IntEnum):
-    LOW = 1
-    NORMAL = 2
-    HIGH = 3
-    URGENT = 4
 
 
 FINAL = frozenset({Status.CLOSED, Status.CANCELLED})

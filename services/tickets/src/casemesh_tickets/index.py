@@ -11,12 +11,12 @@ import threading
 from datetime import datetime
 from typing import Any
 
+from casemesh.platform.logging import get_logger
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg.sql import SQL
 from psycopg.types.json import Jsonb
 
-from casemesh.platform.logging import get_logger
 from casemesh_tickets.views import TicketView
 
 log = get_logger(__name__)
@@ -79,7 +79,7 @@ class TicketIndex(PostgresTrackingRecorder):
             params.extend(after)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         sql = (
-            f"SELECT doc FROM ticket_index {where}"  # noqa: S608 - clauses are fixed strings
+            f"SELECT doc FROM ticket_index {where}"
             " ORDER BY create_time DESC, ticket_id DESC LIMIT %s"
         )
         params.append(limit)

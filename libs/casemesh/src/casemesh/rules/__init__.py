@@ -1,0 +1,1 @@
+"""Domain rules shared by the gateway and the services that own them."""

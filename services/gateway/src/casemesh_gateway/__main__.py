@@ -1,0 +1,68 @@
+"""`python -m casemesh_gateway`: the public gRPC endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from casemesh.platform import settings as settings_mod
+from casemesh.platform.grpcutil import serve
+from casemesh.platform.identity import TokenVerifier
+from casemesh.platform.logging import configure_logging
+from casemesh.platform.telemetry import configure_tracing
+from casemesh.v1 import tickets_pb2, tickets_pb2_grpc
+from casemesh_gateway.api import Backend, TicketGateway
+from casemesh_gateway.ratelimit import RateLimiter
+from casemesh_gateway.settings import GatewaySettings
+
+# Retry transient backend failures, only for calls that are safe to repeat:
+# reads, and CreateTicket (idempotent on request_id).
+SERVICE_CONFIG = """{
+  "methodConfig": [{
+    "name": [
+      {"service": "casemesh.v1.TicketService", "method": "GetTicket"},
+      {"service": "casemesh.v1.TicketService", "method": "ListTickets"},
+      {"service": "casemesh.v1.TicketService", "method": "ListTicketEvents"},
+      {"service": "casemesh.v1.TicketService", "method": "ListTicketCategories"},
+      {"service": "casemesh.v1.TicketService", "method": "CreateTicket"}
+    ],
+    "retryPolicy": {
+      "maxAttempts": 3, "initialBackoff": "0.1s", "maxBackoff": "1s",
+      "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]
+    }
+  }]
+}"""
+
+
+async def run(cfg: GatewaySettings) -> None:
+    verifier = TokenVerifier(
+        secret=cfg.jwt_secret.get_secret_value() or None, public_key=cfg.jwt_public_key or None
+    )
+    backend = Backend(
+        verifier=verifier,
+        limiter=RateLimiter(per_minute=cfg.rate_limit_per_minute, burst=cfg.rate_limit_burst),
+        timeout=cfg.backend_timeout_seconds,
+    )
+    async with grpc.aio.insecure_channel(
+        cfg.tickets_target,
+        options=[("grpc.service_config", SERVICE_CONFIG), ("grpc.enable_retries", 1)],
+    ) as channel:
+        gateway = TicketGateway(backend, channel)
+        service = tickets_pb2.DESCRIPTOR.services_by_name["TicketService"].full_name
+        await serve(
+            address=cfg.grpc_addr,
+            register=lambda s: tickets_pb2_grpc.add_TicketServiceServicer_to_server(gateway, s),
+            service_names=[service],
+        )
+
+
+def main() -> None:
+    cfg = settings_mod.load(GatewaySettings)
+    configure_logging(cfg.service_name, cfg.log_level, cfg.log_format)
+    configure_tracing(cfg.service_name)
+    asyncio.run(run(cfg))
+
+
+if __name__ == "__main__":
+    main()

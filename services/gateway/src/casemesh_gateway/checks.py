@@ -1,0 +1,85 @@
+"""Field rules the gateway applies before a call reaches a service. Each check
+names the offending field; the owning service checks again."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from casemesh.platform.errors import Violations
+from casemesh.rules import tickets as rules
+from casemesh.v1 import tickets_pb2 as pb
+
+Check = Callable[[Any, Violations], None]
+
+
+def name(request: Any, v: Violations) -> None:
+    rules.ticket_id_from_name(v, request.name)
+
+
+def _etag(request: Any, v: Violations) -> None:
+    if request.etag and not request.etag.isdigit():
+        v.add("etag", "is not an etag this API gave")
+
+
+def text(field: str, *, required: bool = True) -> Check:
+    limit = rules.LIMITS.get(field, rules.LIMITS["text"])
+
+    def check(request: Any, v: Violations) -> None:
+        rules.text(v, field, getattr(request, field), limit=limit, required=required)
+
+    return check
+
+
+def all_of(*checks: Check) -> Check:
+    def check(request: Any, v: Violations) -> None:
+        for c in checks:
+            c(request, v)
+
+    return check
+
+
+def create_ticket(request: pb.CreateTicketRequest, v: Violations) -> None:
+    if not request.HasField("ticket"):
+        v.add("ticket", "is required")
+        return
+    t = request.ticket
+    rules.check_new_ticket(
+        v,
+        request_id=request.request_id,
+        category=t.category,
+        subject=t.subject,
+        description=t.description,
+        locale=t.locale,
+        contact={
+            "email": t.contact.email.strip(),
+            "phone": t.contact.phone.strip(),
+            "channels": [pb.Channel.Name(c).removeprefix("CHANNEL_") for c in t.contact.channels],
+        },
+    )
+
+
+def page(limit: int) -> Check:
+    def check(request: Any, v: Violations) -> None:
+        if not 0 <= request.page_size <= limit:
+            v.add("page_size", f"must be from 1 to {limit} (0 for the default)")
+
+    return check
+
+
+def statuses(request: pb.ListTicketsRequest, v: Violations) -> None:
+    if any(s == pb.TICKET_STATUS_UNSPECIFIED for s in request.statuses):
+        v.add("statuses", "must not contain TICKET_STATUS_UNSPECIFIED")
+
+
+def rating(request: pb.RateTicketRequest, v: Violations) -> None:
+    if not 1 <= request.score <= 5:
+        v.add("score", "must be from 1 to 5")
+
+
+def assignee(request: pb.AssignTicketRequest, v: Violations) -> None:
+    if len(request.assignee) > 128:
+        v.add("assignee", "must be at most 128 characters")
+
+
+named = all_of(name, _etag)

@@ -1,0 +1,216 @@
+"""`casemesh`: a small command-line client of the gateway, for people.
+
+    casemesh token --sub alice                       # print a local token
+    casemesh --as alice open --category account.login --subject "…" \\
+        --description "…" --email a@example.com --phone +8613800138000
+    casemesh --as alice list | show ID | history ID | comment ID "…" | cancel ID
+    casemesh --as bob --role agent assign ID | request-info ID "…" | solve ID "…"
+
+The token comes from --token, else $CASEMESH_TOKEN, else it is minted for
+--as/--role with the local secret ($CASEMESH_JWT_SECRET or .run/jwt-secret).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_status import rpc_status
+
+from casemesh.platform.grpcutil import field_violations
+from casemesh.platform.identity import mint_token
+from casemesh.v1 import tickets_pb2 as pb
+from casemesh.v1 import tickets_pb2_grpc as pb_grpc
+
+
+def _secret() -> str:
+    secret = os.environ.get("CASEMESH_JWT_SECRET", "")
+    if secret:
+        return secret
+    for folder in [Path.cwd(), *Path.cwd().parents]:
+        candidate = folder / ".run" / "jwt-secret"
+        if candidate.exists():
+            return candidate.read_text().strip()
+    sys.exit("no JWT secret: set CASEMESH_JWT_SECRET or run `just up` first (.run/jwt-secret)")
+
+
+def _name(ticket: str) -> str:
+    return ticket if ticket.startswith("tickets/") else f"tickets/{ticket}"
+
+
+def _status(value: int) -> str:
+    return pb.TicketStatus.Name(value).removeprefix("TICKET_STATUS_")  # type: ignore[arg-type]
+
+
+def show_ticket(t: pb.Ticket) -> None:
+    channels = ",".join(pb.Channel.Name(c).removeprefix("CHANNEL_") for c in t.contact.channels)
+    print(f"{t.name}  [{_status(t.status)}]  {t.category}  priority={t.priority}")
+    print(f"  subject:   {t.subject}")
+    print(f"  requester: {t.requester}   assignee: {t.assignee or '-'}   locale: {t.locale}")
+    print(f"  updates:   {channels}   created: {t.create_time.ToDatetime():%Y-%m-%d %H:%M:%S}")
+    if t.resolution:
+        print(f"  resolution: {t.resolution}")
+    if t.HasField("rating"):
+        print(f"  rating:    {t.rating.score}/5 {t.rating.comment}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="casemesh", description="Casemesh command-line client")
+    p.add_argument("--target", default=os.environ.get("CASEMESH_GATEWAY", "127.0.0.1:50051"))
+    p.add_argument("--token", default=os.environ.get("CASEMESH_TOKEN", ""))
+    p.add_argument("--as", dest="subject", default="alice", help="user id to act as")
+    p.add_argument("--role", action="append", choices=["user", "agent", "admin"])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("token", help="print a token for --as/--role")
+    sub.add_parser("categories", help="list ticket categories")
+    o = sub.add_parser("open", help="open a ticket")
+    o.add_argument("--category", required=True)
+    o.add_argument("--subject", required=True)
+    o.add_argument("--description", required=True)
+    o.add_argument("--locale", default="zh-CN", choices=["zh-CN", "en"])
+    o.add_argument("--email", default="")
+    o.add_argument("--phone", default="")
+    o.add_argument("--request-id", default="")
+    ls = sub.add_parser("list", help="list tickets")
+    ls.add_argument("--status", action="append", default=[])
+    for cmd in ("show", "history", "close"):
+        sub.add_parser(cmd).add_argument("ticket")
+    for cmd, arg in (
+        ("comment", "body"),
+        ("note", "body"),
+        ("request-info", "message"),
+        ("hold", "reason"),
+        ("solve", "resolution"),
+        ("reopen", "reason"),
+        ("cancel", "reason"),
+    ):
+        c = sub.add_parser(cmd)
+        c.add_argument("ticket")
+        c.add_argument(arg, nargs="?" if cmd in ("hold", "reopen", "cancel") else None, default="")
+    a = sub.add_parser("assign", help="take a ticket (or give it to --to)")
+    a.add_argument("ticket")
+    a.add_argument("--to", default="")
+    r = sub.add_parser("rate")
+    r.add_argument("ticket")
+    r.add_argument("score", type=int)
+    r.add_argument("comment", nargs="?", default="")
+    return p
+
+
+def run(args: argparse.Namespace) -> None:
+    roles = args.role or ["user"]
+    if args.command == "token":
+        print(mint_token(_secret(), args.subject, roles, ttl_seconds=12 * 3600))
+        return
+    token = args.token or mint_token(_secret(), args.subject, roles)
+    metadata = [("authorization", f"Bearer {token}")]
+    with grpc.insecure_channel(args.target) as channel:
+        stub = pb_grpc.TicketServiceStub(channel)  # type: ignore[no-untyped-call]
+
+        def call(method: str, request: Any) -> Any:
+            return getattr(stub, method)(request, metadata=metadata, timeout=10)
+
+        c = args.command
+        if c == "categories":
+            for cat in call("ListTicketCategories", pb.ListTicketCategoriesRequest()).categories:
+                print(f"{cat.id:28} {cat.labels.get('zh-CN', '')} / {cat.labels.get('en', '')}")
+        elif c == "open":
+            channels = ([pb.CHANNEL_EMAIL] if args.email else []) + (
+                [pb.CHANNEL_SMS] if args.phone else []
+            )
+            ticket = pb.Ticket(
+                category=args.category,
+                subject=args.subject,
+                description=args.description,
+                locale=args.locale,
+                contact=pb.Contact(email=args.email, phone=args.phone, channels=channels),
+            )
+            show_ticket(
+                call(
+                    "CreateTicket",
+                    pb.CreateTicketRequest(
+                        ticket=ticket, request_id=args.request_id or uuid.uuid4().hex
+                    ),
+                )
+            )
+        elif c == "list":
+            statuses = [pb.TicketStatus.Value(f"TICKET_STATUS_{s.upper()}") for s in args.status]
+            token_ = ""
+            while True:
+                page = call(
+                    "ListTickets", pb.ListTicketsRequest(statuses=statuses, page_token=token_)
+                )
+                for t in page.tickets:
+                    print(f"{t.name}  {_status(t.status):9} {t.category:26} {t.subject}")
+                token_ = page.next_page_token
+                if not token_:
+                    break
+        elif c == "show":
+            show_ticket(call("GetTicket", pb.GetTicketRequest(name=_name(args.ticket))))
+        elif c == "history":
+            for e in call(
+                "ListTicketEvents", pb.ListTicketEventsRequest(name=_name(args.ticket))
+            ).events:
+                note = " (internal)" if e.internal else ""
+                print(
+                    f"{e.sequence:3}  {e.time.ToDatetime():%Y-%m-%d %H:%M:%S}  {e.type:16} "
+                    f"{_status(e.status):9} {e.actor}{note}  {e.text}"
+                )
+        else:
+            name = _name(args.ticket)
+            requests: dict[str, tuple[str, Any]] = {
+                "comment": ("AddComment", lambda: pb.AddCommentRequest(name=name, body=args.body)),
+                "note": (
+                    "AddComment",
+                    lambda: pb.AddCommentRequest(name=name, body=args.body, internal=True),
+                ),
+                "request-info": (
+                    "RequestInfo",
+                    lambda: pb.RequestInfoRequest(name=name, message=args.message),
+                ),
+                "hold": ("HoldTicket", lambda: pb.HoldTicketRequest(name=name, reason=args.reason)),
+                "solve": (
+                    "SolveTicket",
+                    lambda: pb.SolveTicketRequest(name=name, resolution=args.resolution),
+                ),
+                "reopen": (
+                    "ReopenTicket",
+                    lambda: pb.ReopenTicketRequest(name=name, reason=args.reason),
+                ),
+                "close": ("CloseTicket", lambda: pb.CloseTicketRequest(name=name)),
+                "cancel": (
+                    "CancelTicket",
+                    lambda: pb.CancelTicketRequest(name=name, reason=args.reason),
+                ),
+                "assign": ("AssignTicket", lambda: pb.AssignTicketRequest(name=name, assignee=args.to)),
+                "rate": (
+                    "RateTicket",
+                    lambda: pb.RateTicketRequest(name=name, score=args.score, comment=args.comment),
+                ),
+            }
+            method, make = requests[c]
+            show_ticket(call(method, make()))
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    try:
+        run(args)
+    except grpc.RpcError as err:
+        code = err.code()  # type: ignore[attr-defined]
+        print(f"error: {code.name}: {err.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+        status = rpc_status.from_call(err)  # type: ignore[arg-type]
+        if status is not None:
+            for field, description in field_violations(status):
+                print(f"  {field}: {description}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

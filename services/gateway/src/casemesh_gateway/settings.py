@@ -1,0 +1,28 @@
+"""Settings of the gateway (environment variables CASEMESH_*)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, model_validator
+
+from casemesh.platform.settings import ServiceSettings
+
+
+class GatewaySettings(ServiceSettings):
+    service_name: str = "gateway"
+    grpc_addr: str = "127.0.0.1:50051"
+    tickets_target: str = "127.0.0.1:50061"
+    # HS256 shared secret (local runs) or an RS256 public key in PEM (production).
+    jwt_secret: SecretStr = SecretStr("")
+    jwt_public_key: str = ""
+    backend_timeout_seconds: float = Field(5.0, gt=0)
+    # Per-user token bucket: sustained calls per minute, and the burst allowed.
+    rate_limit_per_minute: int = Field(120, ge=1)
+    rate_limit_burst: int = Field(30, ge=1)
+
+    @model_validator(mode="after")
+    def _a_key(self) -> GatewaySettings:
+        if not self.jwt_public_key and len(self.jwt_secret.get_secret_value()) < 16:
+            raise ValueError(
+                "set CASEMESH_JWT_PUBLIC_KEY (RS256) or CASEMESH_JWT_SECRET (HS256, 16+ characters)"
+            )
+        return self

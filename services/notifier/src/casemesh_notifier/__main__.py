@@ -1,0 +1,94 @@
+"""`python -m casemesh_notifier [run]`: consume case events, deliver e-mail and
+SMS, publish delivery outcomes. `python -m casemesh_notifier replay [JOB_ID…]`:
+put parked jobs back in the queue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+
+from casemesh.platform import settings as settings_mod
+from casemesh.platform.logging import configure_logging, get_logger
+from casemesh.platform.telemetry import configure_tracing
+from psycopg_pool import AsyncConnectionPool
+
+from casemesh_notifier.channels import HttpSmsChannel, SmtpChannel
+from casemesh_notifier.consumers import build_broker, build_router
+from casemesh_notifier.delivery import Delivery, replay_parked, utc_now
+from casemesh_notifier.outbox import OutboxPublisher
+from casemesh_notifier.planner import Planner
+from casemesh_notifier.schema import create_schema
+from casemesh_notifier.settings import NotifierSettings
+
+log = get_logger(__name__)
+
+
+async def run(cfg: NotifierSettings) -> None:
+    await create_schema(cfg.database_url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    pool: AsyncConnectionPool = AsyncConnectionPool(  # type: ignore[type-arg]
+        cfg.database_url, min_size=1, max_size=8, open=False, kwargs={"autocommit": True}
+    )
+    await pool.open()
+    sms = HttpSmsChannel(url=cfg.sms_url, api_key=cfg.sms_api_key, timeout=cfg.sms_timeout_seconds)
+    channels = {
+        "EMAIL": SmtpChannel(
+            host=cfg.smtp_host,
+            port=cfg.smtp_port,
+            sender=cfg.mail_from,
+            starttls=cfg.smtp_starttls,
+            username=cfg.smtp_username,
+            password=cfg.smtp_password,
+            timeout=cfg.smtp_timeout_seconds,
+        ),
+        "SMS": sms,
+    }
+    delivery = Delivery(
+        pool=pool, conninfo=cfg.database_url, channels=channels, cfg=cfg, clock=utc_now
+    )
+    publisher = OutboxPublisher(conninfo=cfg.database_url, bootstrap=cfg.kafka_bootstrap)
+    broker = build_broker(
+        cfg.kafka_bootstrap,
+        build_router(pool=pool, group_id=cfg.consumer_group, clock=utc_now, planner=Planner()),
+    )
+    await broker.start()
+    log.info("notifier.started", group=cfg.consumer_group)
+    tasks = [
+        asyncio.create_task(delivery.run(stop), name="delivery"),
+        asyncio.create_task(publisher.run(stop), name="outbox"),
+    ]
+    try:
+        await stop.wait()
+    finally:
+        log.info("notifier.stopping")
+        await broker.stop()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, 15)
+        await sms.aclose()
+        await pool.close()
+
+
+def main() -> None:
+    cfg = settings_mod.load(NotifierSettings)
+    configure_logging(cfg.service_name, cfg.log_level, cfg.log_format)
+    args = sys.argv[1:] or ["run"]
+    if args[0] == "run":
+        configure_tracing(cfg.service_name)
+        asyncio.run(run(cfg))
+    elif args[0] == "replay":
+        count = asyncio.run(replay_parked(cfg.database_url, args[1:] or None, utc_now()))
+        print(f"{count} parked job(s) queued again")
+    else:
+        print("usage: python -m casemesh_notifier [run | replay [JOB_ID ...]]", file=sys.stderr)
+        raise SystemExit(2)
+
+
+if __name__ == "__main__":
+    main()

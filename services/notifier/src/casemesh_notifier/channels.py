@@ -1,0 +1,129 @@
+"""Delivery adapters: e-mail over SMTP and SMS over a provider's HTTP API.
+
+Each adapter sends one job and says whether a failure is worth retrying. The
+job id is the idempotency key: the SMS provider receives it as
+`Idempotency-Key`; e-mail carries it in the Message-ID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import ssl
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate
+from typing import Protocol
+
+import httpx
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    job_id: str
+    recipient: str
+    subject: str
+    body: str
+    template: str
+    params: dict[str, str]
+
+
+class DeliveryError(Exception):
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class Channel(Protocol):
+    async def send(self, message: Outgoing) -> str:
+        """Delivers the message; returns the provider's message id (may be empty)."""
+        ...
+
+
+class SmtpChannel:
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        sender: str,
+        starttls: bool = False,
+        username: str = "",
+        password: str = "",
+        timeout: float = 15.0,
+    ) -> None:
+        self._host, self._port, self._sender = host, port, sender
+        self._starttls, self._username, self._password = starttls, username, password
+        self._timeout = timeout
+
+    def _message(self, m: Outgoing) -> EmailMessage:
+        msg = EmailMessage()
+        msg["From"] = self._sender
+        msg["To"] = m.recipient
+        msg["Subject"] = m.subject
+        msg["Date"] = formatdate(localtime=False)
+        # Deterministic: a resend after a crash is recognisably the same message.
+        msg["Message-ID"] = f"<{m.job_id}@casemesh>"
+        msg["X-Casemesh-Template"] = m.template
+        msg.set_content(m.body, charset="utf-8")
+        return msg
+
+    def _send_blocking(self, m: Outgoing) -> str:
+        try:
+            with smtplib.SMTP(self._host, self._port, timeout=self._timeout) as smtp:
+                if self._starttls:
+                    smtp.starttls(context=ssl.create_default_context())
+                if self._username:
+                    smtp.login(self._username, self._password)
+                smtp.send_message(self._message(m))
+        except smtplib.SMTPRecipientsRefused as exc:
+            raise DeliveryError(f"recipient refused: {exc.recipients}", permanent=True) from exc
+        except smtplib.SMTPResponseException as exc:
+            raise DeliveryError(
+                f"SMTP {exc.smtp_code}: {exc.smtp_error!r}", permanent=500 <= exc.smtp_code < 600
+            ) from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            raise DeliveryError(f"SMTP unavailable: {exc!r}", permanent=False) from exc
+        return f"<{m.job_id}@casemesh>"
+
+    async def send(self, message: Outgoing) -> str:
+        return await asyncio.to_thread(self._send_blocking, message)
+
+
+class HttpSmsChannel:
+    """A provider that takes a JSON POST of recipient, template id, parameters
+    and the rendered text, and honours `Idempotency-Key`."""
+
+    def __init__(self, *, url: str, api_key: str = "", timeout: float = 10.0) -> None:
+        self._url = url
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.AsyncClient(timeout=timeout, headers=headers)
+
+    async def send(self, message: Outgoing) -> str:
+        try:
+            response = await self._client.post(
+                self._url,
+                json={
+                    "to": message.recipient,
+                    "template_id": message.template,
+                    "params": message.params,
+                    "text": message.body,
+                },
+                headers={"Idempotency-Key": message.job_id},
+            )
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"SMS provider unreachable: {exc!r}", permanent=False) from exc
+        if response.status_code == 429 or response.status_code >= 500:
+            raise DeliveryError(f"SMS provider HTTP {response.status_code}", permanent=False)
+        if response.status_code >= 400:
+            raise DeliveryError(
+                f"SMS provider refused: HTTP {response.status_code} {response.text[:200]}",
+                permanent=True,
+            )
+        try:
+            return str(response.json().get("id", ""))
+        except ValueError:
+            return ""
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,295 @@
+"""The sender: claims due jobs, delivers them, records every outcome.
+
+A job is claimed with a lease (`sending`, `claimed_until`), so several
+replicas share the work (SKIP LOCKED) and a job whose sender died is taken up
+again after the lease. Failures retry with backoff and jitter until the retry
+budget is spent, then the job is parked (visible, replayable). Each outcome
+and its outcome event (outbox) commit in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from casemesh.events.v1 import notifications_pb2 as nev
+from casemesh.platform.logging import get_logger
+from casemesh.platform.masking import mask_email, mask_phone
+from google.protobuf.timestamp_pb2 import Timestamp
+from psycopg_pool import AsyncConnectionPool
+
+from casemesh_notifier import policy
+from casemesh_notifier.channels import Channel, DeliveryError, Outgoing
+from casemesh_notifier.planner import JOBS_CHANNEL
+from casemesh_notifier.settings import NotifierSettings
+
+log = get_logger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    cause_event_id: str
+    case_name: str
+    channel: str
+    recipient: str
+    template: str
+    subject: str
+    body: str
+    params: dict[str, Any]
+    attempts: int
+
+    def ref(self, now: datetime) -> nev.NotificationJobRef:
+        ts = Timestamp()
+        ts.FromDatetime(now)
+        masked = (
+            mask_email(self.recipient) if self.channel == "EMAIL" else mask_phone(self.recipient)
+        )
+        return nev.NotificationJobRef(
+            job_id=self.id,
+            cause_event_id=self.cause_event_id,
+            case_name=self.case_name,
+            channel=nev.NotificationChannel.Value(f"NOTIFICATION_CHANNEL_{self.channel}"),
+            recipient_masked=masked,
+            template=self.template,
+            attempt=self.attempts,
+            time=ts,
+        )
+
+
+JOB_COLUMNS = (
+    "id, cause_event_id, case_name, channel, recipient, template, subject, body, params, attempts"
+)
+
+
+async def record_outcome(
+    conn: psycopg.AsyncConnection[Any], job: Job, message: Any, now: datetime
+) -> None:
+    ce_type = f"casemesh.notifications.{message.DESCRIPTOR.name}.v1"
+    await conn.execute(
+        "INSERT INTO notification_outbox (event_id, job_id, ce_type, payload, created_at)"
+        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING",
+        (f"{job.id}:{job.attempts}", job.id, ce_type, message.SerializeToString(), now),
+    )
+    await conn.execute("NOTIFY notification_outbox")
+
+
+class Delivery:
+    def __init__(
+        self,
+        *,
+        pool: AsyncConnectionPool[Any],
+        conninfo: str,
+        channels: dict[str, Channel],
+        cfg: NotifierSettings,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._pool = pool
+        self._conninfo = conninfo
+        self._channels = channels
+        self._cfg = cfg
+        self._clock = clock
+        self._wake = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        listener = asyncio.create_task(self._listen(stop))
+        try:
+            while not stop.is_set():
+                try:
+                    worked = await self.deliver_one()
+                except (psycopg.Error, OSError) as exc:
+                    log.error("delivery.database_unavailable", error=repr(exc))
+                    worked = False
+                    await asyncio.sleep(1.0)
+                if not worked:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), 1.0)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        # Push: the planner NOTIFYs when it creates jobs. The 1 s poll above
+        # covers retries falling due and a lost listener connection.
+        while not stop.is_set():
+            try:
+                conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+                async with conn:
+                    await conn.execute(f"LISTEN {JOBS_CHANNEL}")
+                    async for _ in conn.notifies():
+                        self._wake.set()
+            except (psycopg.Error, OSError):
+                await asyncio.sleep(1.0)
+
+    async def claim(self) -> Job | None:
+        now = self._clock()
+        lease = now + timedelta(seconds=self._cfg.claim_lease_seconds)
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE notification_jobs SET status = 'sending', attempts = attempts + 1,"
+                " claimed_until = %(lease)s WHERE id = ("
+                "  SELECT id FROM notification_jobs"
+                "  WHERE (status = 'pending' AND next_attempt_at <= %(now)s)"
+                "     OR (status = 'sending' AND claimed_until < %(now)s)"
+                "  ORDER BY next_attempt_at, created_at LIMIT 1 FOR UPDATE SKIP LOCKED)"
+                f" RETURNING {JOB_COLUMNS}",
+                {"now": now, "lease": lease},
+            )
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return Job(str(row[0]), *row[1:])
+
+    async def deliver_one(self) -> bool:
+        """Claims and handles one due job; False when none was due."""
+        job = await self.claim()
+        if job is None:
+            return False
+        now = self._clock()
+        if job.channel == "SMS":
+            later = await self._sms_not_before(job, now)
+            if later is not None:
+                await self._defer(job, later)
+                return True
+        outgoing = Outgoing(
+            job_id=job.id,
+            recipient=job.recipient,
+            subject=job.subject,
+            body=job.body,
+            template=job.template,
+            params={k: str(v) for k, v in job.params.items()},
+        )
+        try:
+            provider_id = await self._channels[job.channel].send(outgoing)
+        except DeliveryError as exc:
+            await self._failed(job, str(exc), permanent=exc.permanent)
+        else:
+            await self._sent(job, provider_id)
+        return True
+
+    async def _sms_not_before(self, job: Job, now: datetime) -> datetime | None:
+        quiet_end = policy.quiet_until(now, self._cfg.sms_quiet_hours, self._cfg.sms_time_zone)
+        if quiet_end is not None:
+            return quiet_end
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT count(*), min(sent_at) FROM notification_jobs WHERE channel = 'SMS'"
+                " AND recipient = %s AND status = 'sent' AND sent_at > %s",
+                (job.recipient, now - timedelta(hours=1)),
+            )
+            row = await cur.fetchone()
+        assert row is not None
+        count, oldest = row
+        if count >= self._cfg.sms_per_recipient_per_hour:
+            return oldest + timedelta(hours=1, seconds=1)  # type: ignore[no-any-return]
+        return None
+
+    async def _defer(self, job: Job, until: datetime) -> None:
+        # Not an attempt: quiet hours and rate limits do not spend the retry budget.
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "UPDATE notification_jobs SET status = 'pending', attempts = attempts - 1,"
+                " next_attempt_at = %s, claimed_until = NULL WHERE id = %s",
+                (until, job.id),
+            )
+        log.info(
+            "notification.deferred", job_id=job.id, channel=job.channel, until=until.isoformat()
+        )
+
+    async def _sent(self, job: Job, provider_id: str) -> None:
+        now = self._clock()
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE notification_jobs SET status = 'sent', sent_at = %s,"
+                " provider_message_id = %s, claimed_until = NULL, last_error = '' WHERE id = %s",
+                (now, provider_id, job.id),
+            )
+            await record_outcome(
+                conn,
+                job,
+                nev.NotificationDelivered(job=job.ref(now), provider_message_id=provider_id),
+                now,
+            )
+        log.info(
+            "notification.delivered",
+            job_id=job.id,
+            channel=job.channel,
+            template=job.template,
+            attempt=job.attempts,
+        )
+
+    async def _failed(self, job: Job, error: str, *, permanent: bool) -> None:
+        now = self._clock()
+        park = permanent or job.attempts >= self._cfg.max_attempts
+        async with self._pool.connection() as conn, conn.transaction():
+            if park:
+                await conn.execute(
+                    "UPDATE notification_jobs SET status = 'parked', last_error = %s,"
+                    " claimed_until = NULL WHERE id = %s",
+                    (error, job.id),
+                )
+                await record_outcome(
+                    conn, job, nev.NotificationParked(job=job.ref(now), error=error), now
+                )
+            else:
+                delay = policy.backoff(
+                    job.attempts,
+                    base=self._cfg.backoff_base_seconds,
+                    cap=self._cfg.backoff_cap_seconds,
+                )
+                retry_at = now + timedelta(seconds=delay)
+                await conn.execute(
+                    "UPDATE notification_jobs SET status = 'pending', last_error = %s,"
+                    " next_attempt_at = %s, claimed_until = NULL WHERE id = %s",
+                    (error, retry_at, job.id),
+                )
+                ts = Timestamp()
+                ts.FromDatetime(retry_at)
+                await record_outcome(
+                    conn,
+                    job,
+                    nev.NotificationAttemptFailed(
+                        job=job.ref(now), error=error, next_attempt_time=ts
+                    ),
+                    now,
+                )
+        log.warning(
+            "notification.parked" if park else "notification.retrying",
+            job_id=job.id,
+            channel=job.channel,
+            attempt=job.attempts,
+            error=error,
+        )
+
+
+async def replay_parked(conninfo: str, job_ids: list[str] | None, now: datetime) -> int:
+    """Puts parked jobs (all, or the given ones) back in the queue with a fresh budget."""
+    conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+    async with conn:
+        if job_ids:
+            cur = await conn.execute(
+                "UPDATE notification_jobs SET status = 'pending', attempts = 0,"
+                " next_attempt_at = %s WHERE status = 'parked' AND id = ANY(%s::uuid[])",
+                (now, job_ids),
+            )
+        else:
+            cur = await conn.execute(
+                "UPDATE notification_jobs SET status = 'pending', attempts = 0,"
+                " next_attempt_at = %s WHERE status = 'parked'",
+                (now,),
+            )
+        await conn.execute("NOTIFY notification_jobs")
+        return cur.rowcount

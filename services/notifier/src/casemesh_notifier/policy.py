@@ -1,0 +1,32 @@
+"""When a job may go out: retry backoff with jitter, SMS quiet hours, and the
+per-recipient SMS rate limit. Pure functions of the clock (time is an input)."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+
+def backoff(attempt: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Seconds before retry number `attempt` (1 = first retry): full jitter."""
+    ceiling = min(cap, base * (2 ** (attempt - 1)))
+    return (rng or random).uniform(ceiling / 2, ceiling)
+
+
+def quiet_until(now: datetime, quiet_hours: str, zone: str) -> datetime | None:
+    """The end of the quiet period `now` falls in, or None when SMS may go now."""
+    if not quiet_hours:
+        return None
+    start_s, end_s = quiet_hours.split("-")
+    start, end = time.fromisoformat(start_s), time.fromisoformat(end_s)
+    local = now.astimezone(ZoneInfo(zone))
+    t = local.timetz().replace(tzinfo=None)
+    if start <= end:
+        inside = start <= t < end
+    else:  # spans midnight, e.g. 22:00-08:00
+        inside = t >= start or t < end
+    if not inside:
+        return None
+    end_day = local.date() if t < end else local.date() + timedelta(days=1)
+    return datetime.combine(end_day, end, tzinfo=local.tzinfo).astimezone(now.tzinfo)

@@ -1,0 +1,78 @@
+"""The notifier's tables. Created at start-up under an advisory lock, so
+replicas starting together do not race."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+STATEMENTS = [
+    """CREATE TABLE IF NOT EXISTS consumed_events (
+        consumer text NOT NULL,
+        event_id text NOT NULL,
+        topic text NOT NULL,
+        kafka_partition int NOT NULL,
+        kafka_offset bigint NOT NULL,
+        consumed_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (consumer, event_id))""",
+    """CREATE TABLE IF NOT EXISTS case_contacts (
+        case_name text PRIMARY KEY,
+        requester text NOT NULL,
+        locale text NOT NULL,
+        email text NOT NULL DEFAULT '',
+        phone text NOT NULL DEFAULT '',
+        channels text[] NOT NULL,
+        subject text NOT NULL DEFAULT '',
+        status text NOT NULL DEFAULT '',
+        version bigint NOT NULL DEFAULT 0)""",
+    """CREATE TABLE IF NOT EXISTS notification_jobs (
+        id uuid PRIMARY KEY,
+        cause_event_id text NOT NULL,
+        case_name text NOT NULL,
+        channel text NOT NULL,
+        recipient text NOT NULL,
+        template text NOT NULL,
+        locale text NOT NULL,
+        subject text NOT NULL DEFAULT '',
+        body text NOT NULL,
+        params jsonb NOT NULL DEFAULT '{}',
+        status text NOT NULL DEFAULT 'pending',
+        attempts int NOT NULL DEFAULT 0,
+        next_attempt_at timestamptz NOT NULL,
+        claimed_until timestamptz,
+        last_error text NOT NULL DEFAULT '',
+        provider_message_id text NOT NULL DEFAULT '',
+        created_at timestamptz NOT NULL,
+        sent_at timestamptz,
+        UNIQUE (cause_event_id, channel, recipient))""",
+    """CREATE INDEX IF NOT EXISTS notification_jobs_due
+        ON notification_jobs (next_attempt_at) WHERE status IN ('pending', 'sending')""",
+    """CREATE INDEX IF NOT EXISTS notification_jobs_sms_rate
+        ON notification_jobs (recipient, sent_at) WHERE channel = 'SMS'""",
+    """CREATE TABLE IF NOT EXISTS notification_outbox (
+        id bigserial PRIMARY KEY,
+        event_id text NOT NULL UNIQUE,
+        job_id uuid NOT NULL,
+        ce_type text NOT NULL,
+        payload bytea NOT NULL,
+        created_at timestamptz NOT NULL,
+        published_at timestamptz)""",
+    """CREATE INDEX IF NOT EXISTS notification_outbox_unpublished
+        ON notification_outbox (id) WHERE published_at IS NULL""",
+]
+
+SCHEMA_LOCK = 0x6E6F7469  # "noti"
+
+
+async def create_schema(conninfo: str) -> None:
+    conn: psycopg.AsyncConnection[Any] = await psycopg.AsyncConnection.connect(
+        conninfo, autocommit=True
+    )
+    async with conn:
+        await conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
+        try:
+            for statement in STATEMENTS:
+                await conn.execute(statement)  # type: ignore[arg-type]
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))

@@ -1,0 +1,52 @@
+"""Settings of the notifier (environment variables CASEMESH_*)."""
+
+from __future__ import annotations
+
+import re
+
+from casemesh.platform.settings import KafkaSettings, PostgresSettings
+from pydantic import Field, field_validator
+
+
+class NotifierSettings(PostgresSettings, KafkaSettings):
+    service_name: str = "notifier"
+    consumer_group: str = "casemesh-notifier"
+
+    # E-mail (SMTP). Operators point these at their own relay.
+    smtp_host: str
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_starttls: bool = False
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_timeout_seconds: float = 15.0
+    mail_from: str = "Casemesh Support <support@casemesh.local>"
+
+    # SMS through an HTTP provider API.
+    sms_url: str
+    sms_api_key: str = ""
+    sms_timeout_seconds: float = 10.0
+    # Quiet hours in the recipient's time zone, "HH:MM-HH:MM"; empty = none.
+    sms_quiet_hours: str = "22:00-08:00"
+    sms_time_zone: str = "Asia/Shanghai"
+    sms_per_recipient_per_hour: int = Field(10, ge=1)
+
+    # Retries: exponential backoff with full jitter, then the job is parked.
+    max_attempts: int = Field(8, ge=1)
+    backoff_base_seconds: float = Field(2.0, gt=0)
+    backoff_cap_seconds: float = Field(900.0, gt=0)
+    # A job claimed by a sender that died is retried after this long.
+    claim_lease_seconds: float = Field(60.0, gt=0)
+
+    @field_validator("sms_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError("must be an http(s) URL")
+        return v
+
+    @field_validator("sms_quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, v: str) -> str:
+        if v and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d", v):
+            raise ValueError("must be HH:MM-HH:MM or empty")
+        return v

@@ -1,0 +1,120 @@
+"""Session fixtures: a real PostgreSQL cluster and a real Kafka broker (KRaft),
+started once for the whole run, and the Casemesh services as processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from casemesh_devstack.kafka import LocalKafka
+from casemesh_devstack.ports import free_port
+from casemesh_devstack.postgres import LocalPostgres
+from casemesh_devstack.stack import NOTIFIER_DB, TICKETS_DB, service_specs
+from casemesh_devstack.supervisor import Supervisor
+from tests.support import MailEndpoint, SmsEndpoint, wait_until
+
+REPO = Path(__file__).resolve().parent.parent
+TOPICS = ["casemesh.tickets.v1", "casemesh.notifications.v1"]
+
+
+@dataclass
+class Infra:
+    pg: LocalPostgres
+    kafka: LocalKafka
+    root: Path
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infra]:
+    # Under /tmp and world-traversable: PostgreSQL runs as an unprivileged user.
+    root = Path(tempfile.mkdtemp(prefix="casemesh-test-"))
+    root.chmod(0o755)
+    pg = LocalPostgres(root / "pg", free_port())
+    kafka = LocalKafka(
+        root / "kafka", free_port(), free_port(), REPO / ".run" / "cache" / "kafka-4.1.1"
+    )
+    try:
+        pg.start()
+        kafka.start()
+        asyncio.run(kafka.create_topics(TOPICS, partitions=3))
+        yield Infra(pg, kafka, root)
+    finally:
+        kafka.stop()
+        pg.stop()
+        if not os.environ.get("CASEMESH_KEEP_TEST_DATA"):
+            shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class Stack:
+    infra: Infra
+    supervisor: Supervisor
+    gateway: str
+    secret: str
+    mail: MailEndpoint
+    sms: SmsEndpoint
+
+    @property
+    def tickets_dsn(self) -> str:
+        return self.infra.pg.dsn(TICKETS_DB)
+
+    @property
+    def notifier_dsn(self) -> str:
+        return self.infra.pg.dsn(NOTIFIER_DB)
+
+
+def wait_serving(target: str, timeout: float = 60.0) -> None:
+    def serving() -> bool:
+        try:
+            with grpc.insecure_channel(target) as channel:
+                stub = health_pb2_grpc.HealthStub(channel)  # type: ignore[no-untyped-call]
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+        except grpc.RpcError:
+            return False
+
+    wait_until(serving, timeout=timeout, interval=0.3)
+
+
+@pytest.fixture(scope="session")
+def stack(infra: Infra) -> Iterator[Stack]:
+    for db in (TICKETS_DB, NOTIFIER_DB):
+        infra.pg.create_database(db)
+    mail = MailEndpoint(free_port())
+    sms = SmsEndpoint(free_port())
+    mail.start()
+    sms.start()
+    secret = secrets.token_urlsafe(32)
+    tickets_addr = f"127.0.0.1:{free_port()}"
+    gateway = f"127.0.0.1:{free_port()}"
+    supervisor = Supervisor(infra.root / "logs")
+    overrides = {
+        # Tests run at any hour: no SMS quiet hours; quick retries.
+        "notifier": {"CASEMESH_SMS_QUIET_HOURS": "", "CASEMESH_BACKOFF_BASE_SECONDS": "0.2"},
+        # Room for the tests' bursts; test_rate_limit floods past it on purpose.
+        "gateway": {"CASEMESH_RATE_LIMIT_PER_MINUTE": "600", "CASEMESH_RATE_LIMIT_BURST": "150"},
+    }
+    try:
+        for spec in service_specs(
+            infra.pg, infra.kafka, mail.address, sms.url, secret,
+            tickets_addr=tickets_addr, gateway_addr=gateway,
+        ):
+            supervisor.start(spec.name, spec.argv, {**os.environ, **spec.env,
+                                                     **overrides.get(spec.name, {})})
+        wait_serving(tickets_addr)
+        wait_serving(gateway)
+        yield Stack(infra, supervisor, gateway, secret, mail, sms)
+    finally:
+        supervisor.stop_all()
+        mail.stop()
+        sms.stop()

@@ -1,0 +1,212 @@
+"""Every input a client can send either works or gets a clear status naming
+the problem, and a rejected call stores nothing."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import psycopg
+import pytest
+from grpc_status import rpc_status
+
+from casemesh.platform.grpcutil import field_violations
+from casemesh.v1 import tickets_pb2 as pb
+from casemesh.v1 import tickets_pb2_grpc as pb_grpc
+from tests.conftest import Stack
+from tests.support import Client
+
+
+def stored_events(stack: Stack) -> int:
+    with psycopg.connect(stack.tickets_dsn) as conn:
+        row = conn.execute("SELECT count(*) FROM tickets_events").fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def rejected(call: Callable[[], Any]) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    return info.value
+
+
+def fields(err: grpc.RpcError) -> list[str]:
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    assert status is not None, "INVALID_ARGUMENT must carry google.rpc.BadRequest details"
+    return [f for f, _ in field_violations(status)]
+
+
+def ticket(**overrides: Any) -> pb.Ticket:
+    t = pb.Ticket(
+        category="content.review_rejected", subject="视频审核未通过", description="原因不明",
+        locale="zh-CN", contact=pb.Contact(email="dora@example.com", channels=[pb.CHANNEL_EMAIL]),
+    )
+    for k, v in overrides.items():
+        if k == "contact":
+            t.contact.CopyFrom(v)
+        else:
+            setattr(t, k, v)
+    return t
+
+
+@pytest.fixture()
+def owner(stack: Stack) -> Client:
+    return Client(stack.gateway, stack.secret, f"owner-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture()
+def opened(owner: Client) -> pb.Ticket:
+    return owner.CreateTicket(pb.CreateTicketRequest(ticket=ticket(), request_id=uuid.uuid4().hex))
+
+
+def test_another_user_cannot_see_or_change_the_ticket(stack: Stack, opened: pb.Ticket) -> None:
+    mallory = Client(stack.gateway, stack.secret, "mallory")
+    before = stored_events(stack)
+    err = rejected(lambda: mallory.GetTicket(pb.GetTicketRequest(name=opened.name)))
+    assert err.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+    err = rejected(lambda: mallory.AddComment(pb.AddCommentRequest(name=opened.name, body="hi")))
+    assert err.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+    err = rejected(lambda: mallory.ListTicketEvents(pb.ListTicketEventsRequest(name=opened.name)))
+    assert err.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+    listed = mallory.ListTickets(pb.ListTicketsRequest()).tickets
+    assert opened.name not in [t.name for t in listed]
+    assert stored_events(stack) == before
+
+
+def test_a_user_cannot_act_as_an_agent(stack: Stack, owner: Client, opened: pb.Ticket) -> None:
+    before = stored_events(stack)
+    for call in (
+        lambda: owner.SolveTicket(pb.SolveTicketRequest(name=opened.name, resolution="done")),
+        lambda: owner.AssignTicket(pb.AssignTicketRequest(name=opened.name)),
+        lambda: owner.RequestInfo(pb.RequestInfoRequest(name=opened.name, message="?")),
+        lambda: owner.AddComment(
+            pb.AddCommentRequest(name=opened.name, body="note", internal=True)
+        ),
+    ):
+        assert rejected(call).code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
+    assert stored_events(stack) == before
+    assert owner.GetTicket(pb.GetTicketRequest(name=opened.name)).status == pb.TICKET_STATUS_NEW
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"subject": "   "}, "ticket.subject"),
+        ({"category": "account.nope"}, "ticket.category"),
+        ({"locale": "fr"}, "ticket.locale"),
+        ({"description": ""}, "ticket.description"),
+        ({"contact": pb.Contact(channels=[pb.CHANNEL_SMS])}, "ticket.contact.phone"),
+        ({"contact": pb.Contact(email="not-an-address", channels=[pb.CHANNEL_EMAIL])},
+         "ticket.contact.email"),
+        ({"contact": pb.Contact(phone="12345", email="a@b.cn", channels=[pb.CHANNEL_EMAIL])},
+         "ticket.contact.phone"),
+        ({"contact": pb.Contact(email="a@b.cn")}, "ticket.contact.channels"),
+        ({"subject": "长" * 201}, "ticket.subject"),
+    ],
+)
+def test_bad_ticket_fields_are_named(
+    stack: Stack, owner: Client, change: dict[str, Any], field: str
+) -> None:
+    before = stored_events(stack)
+    err = rejected(lambda: owner.CreateTicket(
+        pb.CreateTicketRequest(ticket=ticket(**change), request_id=uuid.uuid4().hex)
+    ))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    assert field in fields(err)
+    assert stored_events(stack) == before
+
+
+def test_other_bad_requests(stack: Stack, owner: Client, opened: pb.Ticket) -> None:
+    agent = Client(stack.gateway, stack.secret, "agent-zhao", ("agent",))
+    before = stored_events(stack)
+    cases: list[tuple[Callable[[], Any], str]] = [
+        (lambda: owner.GetTicket(pb.GetTicketRequest(name="tickets/../../etc")), "name"),
+        (lambda: owner.GetTicket(pb.GetTicketRequest(name="")), "name"),
+        (lambda: owner.CreateTicket(pb.CreateTicketRequest(ticket=ticket(), request_id="")),
+         "request_id"),
+        (lambda: owner.CreateTicket(pb.CreateTicketRequest(request_id="x1")), "ticket"),
+        (lambda: owner.AddComment(pb.AddCommentRequest(name=opened.name, body=" ")), "body"),
+        (lambda: owner.RateTicket(pb.RateTicketRequest(name=opened.name, score=6)), "score"),
+        (lambda: owner.ListTickets(pb.ListTicketsRequest(page_size=1000)), "page_size"),
+        (lambda: owner.ListTickets(pb.ListTicketsRequest(page_token="garbage")), "page_token"),
+        (lambda: agent.SolveTicket(pb.SolveTicketRequest(name=opened.name)), "resolution"),
+        (lambda: owner.AddComment(pb.AddCommentRequest(name=opened.name, body="x", etag="v1")),
+         "etag"),
+    ]
+    for call, field in cases:
+        err = rejected(call)
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, field  # type: ignore[attr-defined]
+        assert field in fields(err)
+    assert stored_events(stack) == before
+
+
+def test_illegal_state_changes_say_why(stack: Stack, owner: Client, opened: pb.Ticket) -> None:
+    before = stored_events(stack)
+    err = rejected(lambda: owner.RateTicket(pb.RateTicketRequest(name=opened.name, score=5)))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION  # type: ignore[attr-defined]
+    assert "solved" in err.details()  # type: ignore[attr-defined]
+    err = rejected(lambda: owner.CloseTicket(pb.CloseTicketRequest(name=opened.name)))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION  # type: ignore[attr-defined]
+    assert stored_events(stack) == before
+    owner.CancelTicket(pb.CancelTicketRequest(name=opened.name, reason="自己解决了"))
+    err = rejected(lambda: owner.AddComment(pb.AddCommentRequest(name=opened.name, body="again")))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION  # type: ignore[attr-defined]
+    assert "cancelled" in err.details()  # type: ignore[attr-defined]
+
+
+def test_a_stale_etag_is_aborted(stack: Stack, owner: Client, opened: pb.Ticket) -> None:
+    owner.AddComment(pb.AddCommentRequest(name=opened.name, body="first", etag=opened.etag))
+    err = rejected(lambda: owner.AddComment(
+        pb.AddCommentRequest(name=opened.name, body="second", etag=opened.etag)
+    ))
+    assert err.code() == grpc.StatusCode.ABORTED  # type: ignore[attr-defined]
+
+
+def test_create_is_idempotent_on_request_id(stack: Stack, owner: Client) -> None:
+    request = pb.CreateTicketRequest(ticket=ticket(), request_id=f"retry-{uuid.uuid4().hex}")
+    first = owner.CreateTicket(request)
+    before = stored_events(stack)
+    again = owner.CreateTicket(request)
+    assert again.name == first.name and again.create_time == first.create_time
+    changed = pb.CreateTicketRequest(ticket=ticket(subject="另一个问题"), request_id=request.request_id)
+    err = rejected(lambda: owner.CreateTicket(changed))
+    assert err.code() == grpc.StatusCode.ALREADY_EXISTS  # type: ignore[attr-defined]
+    assert stored_events(stack) == before
+    # The same request id from another user is another user's ticket.
+    other = Client(stack.gateway, stack.secret, f"other-{uuid.uuid4().hex[:6]}")
+    assert other.CreateTicket(request).name != first.name
+
+
+def test_no_or_bad_token_is_unauthenticated(stack: Stack, opened: pb.Ticket) -> None:
+    before = stored_events(stack)
+    with grpc.insecure_channel(stack.gateway) as channel:
+        stub = pb_grpc.TicketServiceStub(channel)  # type: ignore[no-untyped-call]
+        for metadata in ([], [("authorization", "Bearer not.a.token")],
+                         [("authorization", "Basic YWxpY2U6cHc=")]):
+            with pytest.raises(grpc.RpcError) as info:
+                stub.CreateTicket(
+                    pb.CreateTicketRequest(ticket=ticket(), request_id="anon"), metadata=metadata
+                )
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+    assert stored_events(stack) == before
+
+
+def test_listing_pages_through_own_tickets_newest_first(stack: Stack) -> None:
+    erin = Client(stack.gateway, stack.secret, f"erin-{uuid.uuid4().hex[:8]}")
+    made = [
+        erin.CreateTicket(pb.CreateTicketRequest(ticket=ticket(subject=f"问题 {i}"),
+                                                 request_id=f"list-{i}")).name
+        for i in range(5)
+    ]
+    seen: list[str] = []
+    token = ""
+    while True:
+        page = erin.ListTickets(pb.ListTicketsRequest(page_size=2, page_token=token))
+        assert len(page.tickets) <= 2
+        seen += [t.name for t in page.tickets]
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == list(reversed(made))

@@ -1,0 +1,128 @@
+"""Test-owned mail and SMS endpoints (not Casemesh's own sinks: they record
+every delivery attempt as received, with no de-duplication of their own), and a
+small gateway client."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import grpc
+from aiosmtpd.controller import Controller
+
+from casemesh.platform.identity import mint_token
+from casemesh.v1 import tickets_pb2_grpc as pb_grpc
+
+
+class MailEndpoint:
+    """An SMTP server on loopback that keeps every message it accepts."""
+
+    def __init__(self, port: int) -> None:
+        self.messages: list[EmailMessage] = []
+        self._lock = threading.Lock()
+        endpoint = self
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+                msg = message_from_bytes(envelope.original_content or envelope.content,
+                                         policy=policy.default)
+                with endpoint._lock:
+                    endpoint.messages.append(msg)  # type: ignore[arg-type]
+                return "250 OK"
+
+        self._controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+        self.address = ("127.0.0.1", port)
+
+    def start(self) -> None:
+        self._controller.start()
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def to(self, address: str) -> list[EmailMessage]:
+        with self._lock:
+            return [m for m in self.messages if m["To"] == address]
+
+
+class SmsEndpoint:
+    """An HTTP SMS API on loopback that records every POST it accepts."""
+
+    def __init__(self, port: int) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.fail_remaining = 0
+        self._lock = threading.Lock()
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with endpoint._lock:
+                    if endpoint.fail_remaining > 0:
+                        endpoint.fail_remaining -= 1
+                        self.send_response(503)
+                        self.end_headers()
+                        return
+                    endpoint.requests.append(
+                        {**body, "idempotency_key": self.headers.get("Idempotency-Key", "")}
+                    )
+                    n = len(endpoint.requests)
+                payload = json.dumps({"id": f"sms-{n}", "status": "accepted"}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.url = f"http://127.0.0.1:{port}/v1/messages"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+
+    def to(self, number: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [r for r in self.requests if r["to"] == number]
+
+
+def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+class Client:
+    """The gateway as one person sees it."""
+
+    def __init__(self, target: str, secret: str, subject: str, roles: tuple[str, ...] = ("user",)):
+        self._channel = grpc.insecure_channel(target)
+        self.stub = pb_grpc.TicketServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self.subject = subject
+        self.metadata = [("authorization", f"Bearer {mint_token(secret, subject, roles)}")]
+
+    def __getattr__(self, method: str) -> Any:
+        rpc = getattr(self.stub, method)
+
+        def call(request: Any) -> Any:
+            return rpc(request, metadata=self.metadata, timeout=15)
+
+        return call
+
+    def close(self) -> None:
+        self._channel.close()
