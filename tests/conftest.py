@@ -25,6 +25,7 @@ from tests.support import MailEndpoint, SmsEndpoint, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 TOPICS = ["casemesh.tickets.v1", "casemesh.notifications.v1"]
+PARTITIONS = 3
 
 
 @dataclass
@@ -46,7 +47,7 @@ def infra() -> Iterator[Infra]:
     try:
         pg.start()
         kafka.start()
-        asyncio.run(kafka.create_topics(TOPICS, partitions=3))
+        asyncio.run(kafka.create_topics(TOPICS, partitions=PARTITIONS))
         yield Infra(pg, kafka, root)
     finally:
         kafka.stop()

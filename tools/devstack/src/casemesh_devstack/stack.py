@@ -1,0 +1,424 @@
+"""The whole local Casemesh system: infrastructure, sinks and services, wired together.
+
+``casemesh-dev up`` and ``casemesh-dev infra`` run from here in the foreground;
+:func:`service_specs` is the single description of how each service process is
+launched, shared with the test fixtures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from casemesh_devstack._proc import pid_alive
+from casemesh_devstack.kafka import KAFKA_VERSION, LocalKafka, live_broker_pid
+from casemesh_devstack.postgres import LocalPostgres, live_postmaster_pid
+from casemesh_devstack.sinks import MailSink, SmsSink
+from casemesh_devstack.supervisor import Supervisor
+
+TICKETS_DB = "casemesh_tickets"
+NOTIFIER_DB = "casemesh_notifier"
+DATABASES = (TICKETS_DB, NOTIFIER_DB)
+TICKETS_TOPIC = "casemesh.tickets.v1"
+NOTIFICATIONS_TOPIC = "casemesh.notifications.v1"
+TOPICS = (TICKETS_TOPIC, NOTIFICATIONS_TOPIC)
+TOPIC_PARTITIONS = 3
+
+TICKETS_ADDR = "127.0.0.1:50061"
+GATEWAY_ADDR = "127.0.0.1:50051"
+_SINK_HOST = "127.0.0.1"
+# Files that mark a directory as a casemesh-dev run dir (so `clean` never wipes anything else).
+_RUN_DIR_MARKERS = ("pg", "kafka", "logs", "sinks", "cache", "jwt-secret")
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """How to launch one service process: its name, argv and the variables it adds to
+    the inherited environment."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+
+
+def service_specs(
+    pg: LocalPostgres,
+    kafka: LocalKafka,
+    mail: tuple[str, int],
+    sms_url: str,
+    jwt_secret: str,
+    *,
+    tickets_addr: str = TICKETS_ADDR,
+    gateway_addr: str | None = None,
+) -> list[ServiceSpec]:
+    """The Casemesh service processes, in start order.
+
+    ``gateway_addr`` defaults to ``$CASEMESH_GATEWAY_ADDR`` or 127.0.0.1:50051; tests
+    pass free ports for both addresses so they can run beside a developer's stack.
+    """
+    python = sys.executable
+    gateway = gateway_addr or os.environ.get("CASEMESH_GATEWAY_ADDR") or GATEWAY_ADDR
+    # Unbuffered so a service's log lines show up as they happen, not at exit.
+    common = {"PYTHONUNBUFFERED": "1"}
+    tickets_db = pg.dsn(TICKETS_DB)
+    return [
+        ServiceSpec(
+            "tickets",
+            [python, "-m", "casemesh_tickets", "serve"],
+            {
+                **common,
+                "CASEMESH_DATABASE_URL": tickets_db,
+                "CASEMESH_GRPC_ADDR": tickets_addr,
+                "CASEMESH_SERVICE_NAME": "tickets",
+            },
+        ),
+        ServiceSpec(
+            "tickets-relay",
+            [python, "-m", "casemesh_tickets", "relay"],
+            {
+                **common,
+                "CASEMESH_DATABASE_URL": tickets_db,
+                "CASEMESH_KAFKA_BOOTSTRAP": kafka.bootstrap,
+                "CASEMESH_SERVICE_NAME": "tickets-relay",
+            },
+        ),
+        ServiceSpec(
+            "notifier",
+            [python, "-m", "casemesh_notifier"],
+            {
+                **common,
+                "CASEMESH_DATABASE_URL": pg.dsn(NOTIFIER_DB),
+                "CASEMESH_KAFKA_BOOTSTRAP": kafka.bootstrap,
+                "CASEMESH_SMTP_HOST": mail[0],
+                "CASEMESH_SMTP_PORT": str(mail[1]),
+                "CASEMESH_SMS_URL": sms_url,
+                "CASEMESH_SERVICE_NAME": "notifier",
+            },
+        ),
+        ServiceSpec(
+            "gateway",
+            [python, "-m", "casemesh_gateway"],
+            {
+                **common,
+                "CASEMESH_GRPC_ADDR": gateway,
+                "CASEMESH_TICKETS_TARGET": tickets_addr,
+                "CASEMESH_JWT_SECRET": jwt_secret,
+                "CASEMESH_SERVICE_NAME": "gateway",
+            },
+        ),
+    ]
+
+
+def repo_root(start: Path | None = None) -> Path:
+    """The nearest directory at or above ``start`` (default: cwd) holding a justfile."""
+    here = (start or Path.cwd()).absolute()
+    for candidate in (here, *here.parents):
+        if (candidate / "justfile").is_file():
+            return candidate
+    return here
+
+
+def _env_port(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"casemesh-dev: {name}={raw!r} is not a port number") from None
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Where the local stack keeps its files and which ports it uses."""
+
+    run_dir: Path
+    pg_port: int
+    kafka_port: int
+    kafka_controller_port: int
+    smtp_port: int
+    sms_port: int
+
+    @classmethod
+    def from_env(cls, run_dir: Path | None = None) -> StackConfig:
+        kafka_port = _env_port("CASEMESH_DEV_KAFKA_PORT", 59092)
+        return cls(
+            run_dir=(run_dir or repo_root() / ".run").absolute(),
+            pg_port=_env_port("CASEMESH_DEV_PG_PORT", 55432),
+            kafka_port=kafka_port,
+            kafka_controller_port=_env_port("CASEMESH_DEV_KAFKA_CONTROLLER_PORT", kafka_port + 1),
+            smtp_port=_env_port("CASEMESH_DEV_SMTP_PORT", 2525),
+            sms_port=_env_port("CASEMESH_DEV_SMS_PORT", 8025),
+        )
+
+    @property
+    def log_dir(self) -> Path:
+        return self.run_dir / "logs"
+
+    @property
+    def sinks_dir(self) -> Path:
+        return self.run_dir / "sinks"
+
+    @property
+    def jwt_secret_path(self) -> Path:
+        return self.run_dir / "jwt-secret"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.run_dir / "casemesh-dev.pid"
+
+    def postgres(self) -> LocalPostgres:
+        return LocalPostgres(self.run_dir / "pg", self.pg_port)
+
+    def kafka(self) -> LocalKafka:
+        return LocalKafka(
+            self.run_dir / "kafka",
+            self.kafka_port,
+            self.kafka_controller_port,
+            self.run_dir / "cache" / f"kafka-{KAFKA_VERSION}",
+        )
+
+
+def jwt_secret(cfg: StackConfig) -> str:
+    """``$CASEMESH_JWT_SECRET``, else the run dir's secret (created once, mode 600)."""
+    from_env = os.environ.get("CASEMESH_JWT_SECRET")
+    if from_env:
+        return from_env
+    path = cfg.jwt_secret_path
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret + "\n")
+    return secret
+
+
+def start_infra(cfg: StackConfig, stack: contextlib.ExitStack) -> tuple[LocalPostgres, LocalKafka]:
+    """Start Postgres and Kafka, create the databases and topics; ``stack`` stops them."""
+    pg = cfg.postgres()
+    stack.callback(pg.stop)
+    pg.start()
+    for db in DATABASES:
+        pg.create_database(db)
+    kafka = cfg.kafka()
+    stack.callback(kafka.stop)
+    kafka.start()
+    asyncio.run(kafka.create_topics(list(TOPICS), partitions=TOPIC_PARTITIONS))
+    return pg, kafka
+
+
+# -- foreground commands -------------------------------------------------------
+
+
+def _say(message: str) -> None:
+    print(f"casemesh-dev: {message}", flush=True)
+
+
+def _show(path: Path) -> str:
+    """A path as short as possible for the endpoint summary."""
+    with contextlib.suppress(ValueError):
+        return str(path.relative_to(Path.cwd()))
+    return str(path)
+
+
+class _Stop(Exception):
+    """Raised by our SIGTERM handler while starting up, to unwind and clean up."""
+
+
+@contextlib.contextmanager
+def _run_lock(cfg: StackConfig) -> Iterator[None]:
+    """One foreground stack per run dir; the pid file also tells `clean` we are live."""
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        other = int(cfg.lock_path.read_text().strip())
+    except (OSError, ValueError):
+        other = -1
+    if other != os.getpid() and pid_alive(other):
+        raise SystemExit(
+            f"casemesh-dev: another casemesh-dev (pid {other}) is running on {cfg.run_dir}"
+        )
+    cfg.lock_path.write_text(f"{os.getpid()}\n")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            cfg.lock_path.unlink()
+
+
+def _report_exits(supervisor: Supervisor) -> None:
+    for name, code in supervisor.exited():
+        how = f"signal {-code}" if code < 0 else f"code {code}"
+        _say(
+            f"service {name} exited unexpectedly ({how}); see "
+            f"{_show(supervisor.log_path(name))}; the others keep running"
+        )
+
+
+def _foreground(
+    cfg: StackConfig, setup: Callable[[contextlib.ExitStack], Supervisor | None]
+) -> int:
+    """Run ``setup``, then wait for Ctrl-C/SIGTERM, then undo everything in reverse order."""
+    stop = threading.Event()
+
+    def raise_stop(signum: int, frame: FrameType | None) -> None:
+        raise _Stop
+
+    def set_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    stopping_since: list[float] = []
+
+    def still_stopping(signum: int, frame: FrameType | None) -> None:
+        # `uv run` forwards the terminal's Ctrl-C, so one keypress can arrive twice.
+        if stopping_since and time.monotonic() - stopping_since[0] > 1.0:
+            _say("still shutting down, please wait")
+
+    old_term = signal.signal(signal.SIGTERM, raise_stop)
+    old_int = signal.getsignal(signal.SIGINT)
+    try:
+        with _run_lock(cfg), contextlib.ExitStack() as stack:
+            try:
+                supervisor = setup(stack)
+                signal.signal(signal.SIGTERM, set_stop)
+                signal.signal(signal.SIGINT, set_stop)
+                while not stop.wait(0.5):
+                    if supervisor is not None:
+                        _report_exits(supervisor)
+            except (KeyboardInterrupt, _Stop):
+                pass
+            finally:
+                stopping_since.append(time.monotonic())
+                signal.signal(signal.SIGTERM, still_stopping)
+                signal.signal(signal.SIGINT, still_stopping)
+                _say("stopping ...")
+        _say("stopped")
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGINT, old_int)
+
+
+def _infra_summary(cfg: StackConfig, pg: LocalPostgres, kafka: LocalKafka) -> list[str]:
+    return [
+        f"  PostgreSQL   {pg.dsn(TICKETS_DB)}",
+        f"               {pg.dsn(NOTIFIER_DB)}",
+        f"  Kafka        {kafka.bootstrap}   topics: {', '.join(TOPICS)}",
+        f"  infra logs   {_show(pg.log_path)}, {_show(kafka.log_path)}",
+    ]
+
+
+def run_infra(cfg: StackConfig) -> int:
+    """Postgres + Kafka + databases + topics, in the foreground until Ctrl-C."""
+
+    def setup(stack: contextlib.ExitStack) -> None:
+        pg, kafka = start_infra(cfg, stack)
+        lines = [
+            "",
+            "Casemesh infrastructure is up (Ctrl-C stops it):",
+            *_infra_summary(cfg, pg, kafka),
+        ]
+        print("\n".join([*lines, ""]), flush=True)
+
+    return _foreground(cfg, setup)
+
+
+def run_up(cfg: StackConfig) -> int:
+    """The whole local system (infra, sinks, services) in the foreground until Ctrl-C."""
+
+    def setup(stack: contextlib.ExitStack) -> Supervisor:
+        secret = jwt_secret(cfg)
+        pg, kafka = start_infra(cfg, stack)
+
+        smtp_host = os.environ.get("CASEMESH_SMTP_HOST")
+        if smtp_host:
+            mail = (smtp_host, _env_port("CASEMESH_SMTP_PORT", 25))
+            mail_where = f"external SMTP {mail[0]}:{mail[1]} (CASEMESH_SMTP_HOST)"
+        else:
+            mail_sink = MailSink(cfg.sinks_dir, cfg.smtp_port)
+            stack.callback(mail_sink.stop)
+            mail_sink.start()
+            mail = mail_sink.address
+            mail_where = (
+                f"SMTP {mail[0]}:{mail[1]} -> {_show(mail_sink.log_path)} "
+                f"(raw .eml in {_show(mail_sink.mail_dir)})"
+            )
+        sms_url = os.environ.get("CASEMESH_SMS_URL")
+        if sms_url:
+            sms_where = f"external {sms_url} (CASEMESH_SMS_URL)"
+        else:
+            sms_sink = SmsSink(cfg.sinks_dir, cfg.sms_port)
+            stack.callback(sms_sink.stop)
+            sms_sink.start()
+            sms_url = sms_sink.url
+            sms_where = f"{sms_url} -> {_show(sms_sink.log_path)}"
+
+        supervisor = Supervisor(cfg.log_dir, echo=True)
+        stack.callback(supervisor.stop_all)
+        specs = service_specs(pg, kafka, mail, sms_url, secret)
+        for spec in specs:
+            supervisor.start(spec.name, spec.argv, spec.env)
+
+        gateway = next(s for s in specs if s.name == "gateway").env["CASEMESH_GRPC_ADDR"]
+        tickets = next(s for s in specs if s.name == "tickets").env["CASEMESH_GRPC_ADDR"]
+        secret_hint = (
+            "CASEMESH_JWT_SECRET from your environment"
+            if os.environ.get("CASEMESH_JWT_SECRET")
+            else _show(cfg.jwt_secret_path)
+        )
+        lines = [
+            "",
+            "Casemesh is up (Ctrl-C stops everything):",
+            f"  gateway      {gateway} (gRPC, JWT required)",
+            f"  tickets      {tickets} (gRPC, internal)",
+            *_infra_summary(cfg, pg, kafka),
+            f"  e-mail       {mail_where}",
+            f"  SMS          {sms_where}",
+            f"  service logs {_show(cfg.log_dir)}/<service>.log",
+            f"  token        uv run casemesh token --sub alice   (signs with {secret_hint})",
+            "",
+        ]
+        print("\n".join(lines), flush=True)
+        return supervisor
+
+    return _foreground(cfg, setup)
+
+
+def run_clean(cfg: StackConfig) -> int:
+    """Delete the run dir, refusing while anything of ours still runs from it."""
+    run_dir = cfg.run_dir
+    if not run_dir.exists():
+        _say(f"nothing to clean ({_show(run_dir)} does not exist)")
+        return 0
+    if not any((run_dir / marker).exists() for marker in _RUN_DIR_MARKERS):
+        _say(f"refusing: {run_dir} does not look like a casemesh-dev run dir")
+        return 1
+    live: list[str] = []
+    pg_pid = live_postmaster_pid(run_dir / "pg" / "data")
+    if pg_pid is not None:
+        live.append(f"PostgreSQL (pid {pg_pid})")
+    kafka_pid = live_broker_pid(run_dir / "kafka")
+    if kafka_pid is not None:
+        live.append(f"Kafka (pid {kafka_pid})")
+    with contextlib.suppress(OSError, ValueError):
+        dev_pid = int(cfg.lock_path.read_text().strip())
+        if pid_alive(dev_pid):
+            live.append(f"casemesh-dev (pid {dev_pid})")
+    if live:
+        _say(f"refusing to clean {_show(run_dir)}: still running: {', '.join(live)}")
+        return 1
+    shutil.rmtree(run_dir)
+    _say(f"removed {_show(run_dir)}")
+    return 0
