@@ -14,13 +14,13 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from casemesh_devstack.kafka import LocalKafka
 from casemesh_devstack.ports import free_port
 from casemesh_devstack.postgres import LocalPostgres
 from casemesh_devstack.stack import NOTIFIER_DB, TICKETS_DB, service_specs
 from casemesh_devstack.supervisor import Supervisor
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from tests.support import MailEndpoint, SmsEndpoint, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -78,7 +78,7 @@ def wait_serving(target: str, timeout: float = 60.0) -> None:
     def serving() -> bool:
         try:
             with grpc.insecure_channel(target) as channel:
-                stub = health_pb2_grpc.HealthStub(channel)  # type: ignore[no-untyped-call]
+                stub = health_pb2_grpc.HealthStub(channel)
                 reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
                 return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
         except grpc.RpcError:
@@ -107,11 +107,17 @@ def stack(infra: Infra) -> Iterator[Stack]:
     }
     try:
         for spec in service_specs(
-            infra.pg, infra.kafka, mail.address, sms.url, secret,
-            tickets_addr=tickets_addr, gateway_addr=gateway,
+            infra.pg,
+            infra.kafka,
+            mail.address,
+            sms.url,
+            secret,
+            tickets_addr=tickets_addr,
+            gateway_addr=gateway,
         ):
-            supervisor.start(spec.name, spec.argv, {**os.environ, **spec.env,
-                                                     **overrides.get(spec.name, {})})
+            supervisor.start(
+                spec.name, spec.argv, {**os.environ, **spec.env, **overrides.get(spec.name, {})}
+            )
         wait_serving(tickets_addr)
         wait_serving(gateway)
         yield Stack(infra, supervisor, gateway, secret, mail, sms)

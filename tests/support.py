@@ -14,7 +14,6 @@ from typing import Any
 
 import grpc
 from aiosmtpd.controller import Controller
-
 from casemesh.platform.identity import mint_token
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
 
@@ -29,10 +28,11 @@ class MailEndpoint:
 
         class Handler:
             async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-                msg = message_from_bytes(envelope.original_content or envelope.content,
-                                         policy=policy.default)
+                msg = message_from_bytes(
+                    envelope.original_content or envelope.content, policy=policy.default
+                )
                 with endpoint._lock:
-                    endpoint.messages.append(msg)  # type: ignore[arg-type]
+                    endpoint.messages.append(msg)
                 return "250 OK"
 
         self._controller = Controller(Handler(), hostname="127.0.0.1", port=port)
@@ -112,7 +112,7 @@ class Client:
 
     def __init__(self, target: str, secret: str, subject: str, roles: tuple[str, ...] = ("user",)):
         self._channel = grpc.insecure_channel(target)
-        self.stub = pb_grpc.TicketServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self.stub = pb_grpc.TicketServiceStub(self._channel)
         self.subject = subject
         self.metadata = [("authorization", f"Bearer {mint_token(secret, subject, roles)}")]
 

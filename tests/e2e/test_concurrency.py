@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import grpc
 import pytest
-
 from casemesh.platform.identity import mint_token
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
+
 from tests.conftest import Stack
 
 
@@ -21,12 +22,14 @@ async def race(stack: Stack, rounds: int) -> list[list[str]]:
     requester = f"racer-{uuid.uuid4().hex[:8]}"
     outcomes: list[list[str]] = []
     async with grpc.aio.insecure_channel(stack.gateway) as channel:
-        stub = pb_grpc.TicketServiceStub(channel)  # type: ignore[no-untyped-call]
+        stub = pb_grpc.TicketServiceStub(channel)
         for i in range(rounds):
             t = await stub.CreateTicket(
                 pb.CreateTicketRequest(
                     ticket=pb.Ticket(
-                        category="other.general", subject=f"race {i}", description="d",
+                        category="other.general",
+                        subject=f"race {i}",
+                        description="d",
                         locale="en",
                         contact=pb.Contact(email="r@example.com", channels=[pb.CHANNEL_EMAIL]),
                     ),
@@ -35,34 +38,42 @@ async def race(stack: Stack, rounds: int) -> list[list[str]]:
                 metadata=auth(requester),
             )
 
-            async def attempt(call: object) -> str:
+            async def attempt(call: Any) -> str:
                 try:
-                    await call  # type: ignore[misc]
+                    await call
                     return "OK"
                 except grpc.aio.AioRpcError as err:
-                    return err.code().name
+                    return str(err.code().name)
 
             results = await asyncio.gather(
-                attempt(stub.SolveTicket(pb.SolveTicketRequest(name=t.name, resolution="A"),
-                                         metadata=auth("agent-a", "agent"))),
-                attempt(stub.SolveTicket(pb.SolveTicketRequest(name=t.name, resolution="B"),
-                                         metadata=auth("agent-b", "agent"))),
-                attempt(stub.CancelTicket(pb.CancelTicketRequest(name=t.name),
-                                          metadata=auth(requester))),
+                attempt(
+                    stub.SolveTicket(
+                        pb.SolveTicketRequest(name=t.name, resolution="A"),
+                        metadata=auth("agent-a", "agent"),
+                    )
+                ),
+                attempt(
+                    stub.SolveTicket(
+                        pb.SolveTicketRequest(name=t.name, resolution="B"),
+                        metadata=auth("agent-b", "agent"),
+                    )
+                ),
+                attempt(
+                    stub.CancelTicket(pb.CancelTicketRequest(name=t.name), metadata=auth(requester))
+                ),
             )
             final = await stub.GetTicket(pb.GetTicketRequest(name=t.name), metadata=auth(requester))
             history = await stub.ListTicketEvents(
                 pb.ListTicketEventsRequest(name=t.name), metadata=auth(requester)
             )
-            outcomes.append([*results, pb.TicketStatus.Name(final.status),
-                             *[e.type for e in history.events]])
+            outcomes.append(
+                [*results, pb.TicketStatus.Name(final.status), *[e.type for e in history.events]]
+            )
     return outcomes
 
 
 @pytest.mark.parametrize("rounds", [8])
-def test_two_agents_solving_and_the_requester_cancelling_at_once(
-    stack: Stack, rounds: int
-) -> None:
+def test_two_agents_solving_and_the_requester_cancelling_at_once(stack: Stack, rounds: int) -> None:
     for solve_a, solve_b, cancel, final, *history in asyncio.run(race(stack, rounds)):
         results = [solve_a, solve_b, cancel]
         assert results.count("OK") == 1, results

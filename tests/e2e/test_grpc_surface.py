@@ -16,7 +16,7 @@ from tests.conftest import Stack
 
 def test_reflection_lists_the_ticket_service(stack: Stack) -> None:
     with grpc.insecure_channel(stack.gateway) as channel:
-        stub = reflection_pb2_grpc.ServerReflectionStub(channel)  # type: ignore[no-untyped-call]
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
         replies = stub.ServerReflectionInfo(
             iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
         )
@@ -27,7 +27,7 @@ def test_reflection_lists_the_ticket_service(stack: Stack) -> None:
 
 def test_health_reports_serving(stack: Stack) -> None:
     with grpc.insecure_channel(stack.gateway) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)  # type: ignore[no-untyped-call]
+        stub = health_pb2_grpc.HealthStub(channel)
         for service in ("", "casemesh.v1.TicketService"):
             reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
@@ -37,13 +37,17 @@ def test_health_reports_serving(stack: Stack) -> None:
 def test_grpcurl_lists_the_service(stack: Stack) -> None:
     out = subprocess.run(
         ["grpcurl", "-plaintext", stack.gateway, "list"],
-        capture_output=True, text=True, timeout=30, check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
     ).stdout
     assert "casemesh.v1.TicketService" in out.split()
 
 
 def test_a_flooding_user_is_rate_limited_and_others_are_not(stack: Stack) -> None:
     from casemesh.v1 import tickets_pb2 as pb
+
     from tests.support import Client
 
     flooder = Client(stack.gateway, stack.secret, "flooder")
@@ -53,7 +57,7 @@ def test_a_flooding_user_is_rate_limited_and_others_are_not(stack: Stack) -> Non
             flooder.ListTicketCategories(pb.ListTicketCategoriesRequest())
             codes.append("OK")
         except grpc.RpcError as err:
-            codes.append(err.code().name)  # type: ignore[attr-defined]
+            codes.append(err.code().name)
     assert "RESOURCE_EXHAUSTED" in codes
     assert set(codes) == {"OK", "RESOURCE_EXHAUSTED"}
     neighbour = Client(stack.gateway, stack.secret, "neighbour")

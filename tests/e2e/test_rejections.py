@@ -10,11 +10,11 @@ from typing import Any
 import grpc
 import psycopg
 import pytest
-from grpc_status import rpc_status
-
 from casemesh.platform.grpcutil import field_violations
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
+from grpc_status import rpc_status
+
 from tests.conftest import Stack
 from tests.support import Client
 
@@ -33,15 +33,18 @@ def rejected(call: Callable[[], Any]) -> grpc.RpcError:
 
 
 def fields(err: grpc.RpcError) -> list[str]:
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    status = rpc_status.from_call(err)
     assert status is not None, "INVALID_ARGUMENT must carry google.rpc.BadRequest details"
     return [f for f, _ in field_violations(status)]
 
 
 def ticket(**overrides: Any) -> pb.Ticket:
     t = pb.Ticket(
-        category="content.review_rejected", subject="视频审核未通过", description="原因不明",
-        locale="zh-CN", contact=pb.Contact(email="dora@example.com", channels=[pb.CHANNEL_EMAIL]),
+        category="content.review_rejected",
+        subject="视频审核未通过",
+        description="原因不明",
+        locale="zh-CN",
+        contact=pb.Contact(email="dora@example.com", channels=[pb.CHANNEL_EMAIL]),
     )
     for k, v in overrides.items():
         if k == "contact":
@@ -58,18 +61,21 @@ def owner(stack: Stack) -> Client:
 
 @pytest.fixture()
 def opened(owner: Client) -> pb.Ticket:
-    return owner.CreateTicket(pb.CreateTicketRequest(ticket=ticket(), request_id=uuid.uuid4().hex))
+    created: pb.Ticket = owner.CreateTicket(
+        pb.CreateTicketRequest(ticket=ticket(), request_id=uuid.uuid4().hex)
+    )
+    return created
 
 
 def test_another_user_cannot_see_or_change_the_ticket(stack: Stack, opened: pb.Ticket) -> None:
     mallory = Client(stack.gateway, stack.secret, "mallory")
     before = stored_events(stack)
     err = rejected(lambda: mallory.GetTicket(pb.GetTicketRequest(name=opened.name)))
-    assert err.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+    assert err.code() == grpc.StatusCode.NOT_FOUND
     err = rejected(lambda: mallory.AddComment(pb.AddCommentRequest(name=opened.name, body="hi")))
-    assert err.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+    assert err.code() == grpc.StatusCode.NOT_FOUND
     err = rejected(lambda: mallory.ListTicketEvents(pb.ListTicketEventsRequest(name=opened.name)))
-    assert err.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+    assert err.code() == grpc.StatusCode.NOT_FOUND
     listed = mallory.ListTickets(pb.ListTicketsRequest()).tickets
     assert opened.name not in [t.name for t in listed]
     assert stored_events(stack) == before
@@ -85,7 +91,7 @@ def test_a_user_cannot_act_as_an_agent(stack: Stack, owner: Client, opened: pb.T
             pb.AddCommentRequest(name=opened.name, body="note", internal=True)
         ),
     ):
-        assert rejected(call).code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
+        assert rejected(call).code() == grpc.StatusCode.PERMISSION_DENIED
     assert stored_events(stack) == before
     assert owner.GetTicket(pb.GetTicketRequest(name=opened.name)).status == pb.TICKET_STATUS_NEW
 
@@ -98,10 +104,14 @@ def test_a_user_cannot_act_as_an_agent(stack: Stack, owner: Client, opened: pb.T
         ({"locale": "fr"}, "ticket.locale"),
         ({"description": ""}, "ticket.description"),
         ({"contact": pb.Contact(channels=[pb.CHANNEL_SMS])}, "ticket.contact.phone"),
-        ({"contact": pb.Contact(email="not-an-address", channels=[pb.CHANNEL_EMAIL])},
-         "ticket.contact.email"),
-        ({"contact": pb.Contact(phone="12345", email="a@b.cn", channels=[pb.CHANNEL_EMAIL])},
-         "ticket.contact.phone"),
+        (
+            {"contact": pb.Contact(email="not-an-address", channels=[pb.CHANNEL_EMAIL])},
+            "ticket.contact.email",
+        ),
+        (
+            {"contact": pb.Contact(phone="12345", email="a@b.cn", channels=[pb.CHANNEL_EMAIL])},
+            "ticket.contact.phone",
+        ),
         ({"contact": pb.Contact(email="a@b.cn")}, "ticket.contact.channels"),
         ({"subject": "长" * 201}, "ticket.subject"),
     ],
@@ -110,10 +120,12 @@ def test_bad_ticket_fields_are_named(
     stack: Stack, owner: Client, change: dict[str, Any], field: str
 ) -> None:
     before = stored_events(stack)
-    err = rejected(lambda: owner.CreateTicket(
-        pb.CreateTicketRequest(ticket=ticket(**change), request_id=uuid.uuid4().hex)
-    ))
-    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    err = rejected(
+        lambda: owner.CreateTicket(
+            pb.CreateTicketRequest(ticket=ticket(**change), request_id=uuid.uuid4().hex)
+        )
+    )
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in fields(err)
     assert stored_events(stack) == before
 
@@ -124,20 +136,24 @@ def test_other_bad_requests(stack: Stack, owner: Client, opened: pb.Ticket) -> N
     cases: list[tuple[Callable[[], Any], str]] = [
         (lambda: owner.GetTicket(pb.GetTicketRequest(name="tickets/../../etc")), "name"),
         (lambda: owner.GetTicket(pb.GetTicketRequest(name="")), "name"),
-        (lambda: owner.CreateTicket(pb.CreateTicketRequest(ticket=ticket(), request_id="")),
-         "request_id"),
+        (
+            lambda: owner.CreateTicket(pb.CreateTicketRequest(ticket=ticket(), request_id="")),
+            "request_id",
+        ),
         (lambda: owner.CreateTicket(pb.CreateTicketRequest(request_id="x1")), "ticket"),
         (lambda: owner.AddComment(pb.AddCommentRequest(name=opened.name, body=" ")), "body"),
         (lambda: owner.RateTicket(pb.RateTicketRequest(name=opened.name, score=6)), "score"),
         (lambda: owner.ListTickets(pb.ListTicketsRequest(page_size=1000)), "page_size"),
         (lambda: owner.ListTickets(pb.ListTicketsRequest(page_token="garbage")), "page_token"),
         (lambda: agent.SolveTicket(pb.SolveTicketRequest(name=opened.name)), "resolution"),
-        (lambda: owner.AddComment(pb.AddCommentRequest(name=opened.name, body="x", etag="v1")),
-         "etag"),
+        (
+            lambda: owner.AddComment(pb.AddCommentRequest(name=opened.name, body="x", etag="v1")),
+            "etag",
+        ),
     ]
     for call, field in cases:
         err = rejected(call)
-        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, field  # type: ignore[attr-defined]
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, field
         assert field in fields(err)
     assert stored_events(stack) == before
 
@@ -145,23 +161,25 @@ def test_other_bad_requests(stack: Stack, owner: Client, opened: pb.Ticket) -> N
 def test_illegal_state_changes_say_why(stack: Stack, owner: Client, opened: pb.Ticket) -> None:
     before = stored_events(stack)
     err = rejected(lambda: owner.RateTicket(pb.RateTicketRequest(name=opened.name, score=5)))
-    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION  # type: ignore[attr-defined]
-    assert "solved" in err.details()  # type: ignore[attr-defined]
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "solved" in err.details()
     err = rejected(lambda: owner.CloseTicket(pb.CloseTicketRequest(name=opened.name)))
-    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION  # type: ignore[attr-defined]
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert stored_events(stack) == before
     owner.CancelTicket(pb.CancelTicketRequest(name=opened.name, reason="自己解决了"))
     err = rejected(lambda: owner.AddComment(pb.AddCommentRequest(name=opened.name, body="again")))
-    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION  # type: ignore[attr-defined]
-    assert "cancelled" in err.details()  # type: ignore[attr-defined]
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "cancelled" in err.details()
 
 
 def test_a_stale_etag_is_aborted(stack: Stack, owner: Client, opened: pb.Ticket) -> None:
     owner.AddComment(pb.AddCommentRequest(name=opened.name, body="first", etag=opened.etag))
-    err = rejected(lambda: owner.AddComment(
-        pb.AddCommentRequest(name=opened.name, body="second", etag=opened.etag)
-    ))
-    assert err.code() == grpc.StatusCode.ABORTED  # type: ignore[attr-defined]
+    err = rejected(
+        lambda: owner.AddComment(
+            pb.AddCommentRequest(name=opened.name, body="second", etag=opened.etag)
+        )
+    )
+    assert err.code() == grpc.StatusCode.ABORTED
 
 
 def test_create_is_idempotent_on_request_id(stack: Stack, owner: Client) -> None:
@@ -170,9 +188,11 @@ def test_create_is_idempotent_on_request_id(stack: Stack, owner: Client) -> None
     before = stored_events(stack)
     again = owner.CreateTicket(request)
     assert again.name == first.name and again.create_time == first.create_time
-    changed = pb.CreateTicketRequest(ticket=ticket(subject="另一个问题"), request_id=request.request_id)
+    changed = pb.CreateTicketRequest(
+        ticket=ticket(subject="另一个问题"), request_id=request.request_id
+    )
     err = rejected(lambda: owner.CreateTicket(changed))
-    assert err.code() == grpc.StatusCode.ALREADY_EXISTS  # type: ignore[attr-defined]
+    assert err.code() == grpc.StatusCode.ALREADY_EXISTS
     assert stored_events(stack) == before
     # The same request id from another user is another user's ticket.
     other = Client(stack.gateway, stack.secret, f"other-{uuid.uuid4().hex[:6]}")
@@ -182,22 +202,26 @@ def test_create_is_idempotent_on_request_id(stack: Stack, owner: Client) -> None
 def test_no_or_bad_token_is_unauthenticated(stack: Stack, opened: pb.Ticket) -> None:
     before = stored_events(stack)
     with grpc.insecure_channel(stack.gateway) as channel:
-        stub = pb_grpc.TicketServiceStub(channel)  # type: ignore[no-untyped-call]
-        for metadata in ([], [("authorization", "Bearer not.a.token")],
-                         [("authorization", "Basic YWxpY2U6cHc=")]):
+        stub = pb_grpc.TicketServiceStub(channel)
+        for metadata in (
+            [],
+            [("authorization", "Bearer not.a.token")],
+            [("authorization", "Basic YWxpY2U6cHc=")],
+        ):
             with pytest.raises(grpc.RpcError) as info:
                 stub.CreateTicket(
                     pb.CreateTicketRequest(ticket=ticket(), request_id="anon"), metadata=metadata
                 )
-            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert stored_events(stack) == before
 
 
 def test_listing_pages_through_own_tickets_newest_first(stack: Stack) -> None:
     erin = Client(stack.gateway, stack.secret, f"erin-{uuid.uuid4().hex[:8]}")
     made = [
-        erin.CreateTicket(pb.CreateTicketRequest(ticket=ticket(subject=f"问题 {i}"),
-                                                 request_id=f"list-{i}")).name
+        erin.CreateTicket(
+            pb.CreateTicketRequest(ticket=ticket(subject=f"问题 {i}"), request_id=f"list-{i}")
+        ).name
         for i in range(5)
     ]
     seen: list[str] = []

@@ -7,6 +7,7 @@ import time
 import uuid
 
 from casemesh.v1 import tickets_pb2 as pb
+
 from tests.conftest import Stack
 from tests.support import Client, wait_until
 
@@ -17,9 +18,7 @@ def new_ticket(email: str, phone: str, locale: str = "zh-CN") -> pb.Ticket:
         subject="手机号换了，登录不了",
         description="我换了手机号，收不到验证码，无法登录账号。",
         locale=locale,
-        contact=pb.Contact(
-            email=email, phone=phone, channels=[pb.CHANNEL_EMAIL, pb.CHANNEL_SMS]
-        ),
+        contact=pb.Contact(email=email, phone=phone, channels=[pb.CHANNEL_EMAIL, pb.CHANNEL_SMS]),
     )
 
 
@@ -37,14 +36,20 @@ def test_requester_hears_about_each_step_once_in_chinese(stack: Stack) -> None:
     assert ticket.priority == pb.PRIORITY_HIGH  # account.login is urgent for users
     wait_until(lambda: len(stack.mail.to(email)) == 1 and len(stack.sms.to(phone)) == 1)
 
-    agent.RequestInfo(pb.RequestInfoRequest(name=ticket.name, message="请提供您注册时使用的旧手机号。"))
+    agent.RequestInfo(
+        pb.RequestInfoRequest(name=ticket.name, message="请提供您注册时使用的旧手机号。")
+    )
     wait_until(lambda: len(stack.mail.to(email)) == 2 and len(stack.sms.to(phone)) == 2)
 
-    after_reply = alice.AddComment(pb.AddCommentRequest(name=ticket.name, body="旧号码是 138****0000"))
+    after_reply = alice.AddComment(
+        pb.AddCommentRequest(name=ticket.name, body="旧号码是 138****0000")
+    )
     assert after_reply.status == pb.TICKET_STATUS_OPEN
 
     solved = agent.SolveTicket(
-        pb.SolveTicketRequest(name=ticket.name, resolution="已为您更换绑定手机号，请使用新号码登录。")
+        pb.SolveTicketRequest(
+            name=ticket.name, resolution="已为您更换绑定手机号，请使用新号码登录。"
+        )
     )
     assert solved.status == pb.TICKET_STATUS_SOLVED
     wait_until(lambda: len(stack.mail.to(email)) == 3 and len(stack.sms.to(phone)) == 3)
@@ -53,12 +58,17 @@ def test_requester_hears_about_each_step_once_in_chinese(stack: Stack) -> None:
     mails = stack.mail.to(email)
     texts = stack.sms.to(phone)
     assert len(mails) == 3 and len(texts) == 3
-    assert ["工单已受理" in mails[0]["Subject"], "需要您补充信息" in mails[1]["Subject"],
-            "问题已解决" in mails[2]["Subject"]] == [True, True, True]
+    assert [
+        "工单已受理" in mails[0]["Subject"],
+        "需要您补充信息" in mails[1]["Subject"],
+        "问题已解决" in mails[2]["Subject"],
+    ] == [True, True, True]
     assert "请提供您注册时使用的旧手机号" in mails[1].get_content()
     assert "已为您更换绑定手机号" in mails[2].get_content()
     assert [t["template_id"] for t in texts] == [
-        "ticket.received", "ticket.info_requested", "ticket.solved"
+        "ticket.received",
+        "ticket.info_requested",
+        "ticket.solved",
     ]
     assert all(t["text"].startswith("【Casemesh】") for t in texts)
     assert len({t["idempotency_key"] for t in texts}) == 3
@@ -79,8 +89,10 @@ def test_english_ticket_with_email_only_gets_english_mail_and_no_sms(stack: Stac
     email = f"{user}@example.com"
     bob = Client(stack.gateway, stack.secret, user)
     ticket = pb.Ticket(
-        category="content.upload_failed", subject="Upload stuck at 99%",
-        description="My video upload never finishes.", locale="en",
+        category="content.upload_failed",
+        subject="Upload stuck at 99%",
+        description="My video upload never finishes.",
+        locale="en",
         contact=pb.Contact(email=email, channels=[pb.CHANNEL_EMAIL]),
     )
     created = bob.CreateTicket(pb.CreateTicketRequest(ticket=ticket, request_id="upload-1"))
@@ -95,11 +107,18 @@ def test_internal_notes_are_hidden_from_the_requester_and_not_sent(stack: Stack)
     email = f"{user}@example.com"
     carol = Client(stack.gateway, stack.secret, user)
     agent = Client(stack.gateway, stack.secret, "agent-wang", ("agent",))
-    ticket = carol.CreateTicket(pb.CreateTicketRequest(
-        ticket=pb.Ticket(category="ads.consulting", subject="广告怎么收费", description="想了解价格",
-                         locale="zh-CN", contact=pb.Contact(email=email, channels=[pb.CHANNEL_EMAIL])),
-        request_id="ads-1",
-    ))
+    ticket = carol.CreateTicket(
+        pb.CreateTicketRequest(
+            ticket=pb.Ticket(
+                category="ads.consulting",
+                subject="广告怎么收费",
+                description="想了解价格",
+                locale="zh-CN",
+                contact=pb.Contact(email=email, channels=[pb.CHANNEL_EMAIL]),
+            ),
+            request_id="ads-1",
+        )
+    )
     agent.AddComment(pb.AddCommentRequest(name=ticket.name, body="VIP customer", internal=True))
     agent.AddComment(pb.AddCommentRequest(name=ticket.name, body="您好，报价单已发送。"))
     wait_until(lambda: len(stack.mail.to(email)) == 2)

@@ -4,21 +4,21 @@ verified identity, the caller's trace context and a deadline."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
-
 from casemesh.platform.errors import PermissionDenied, ResourceExhausted, Violations
 from casemesh.platform.identity import Identity, TokenVerifier
 from casemesh.platform.logging import get_logger
 from casemesh.platform.telemetry import inject_metadata
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
+
 from casemesh_gateway import checks
 from casemesh_gateway.ratelimit import RateLimiter
 
 log = get_logger(__name__)
 
-Ctx = grpc.aio.ServicerContext  # type: ignore[type-arg]
+Ctx: TypeAlias = grpc.aio.ServicerContext
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
@@ -74,7 +74,7 @@ def route(method_name: str, *, agent_only: bool = False, check: checks.Check = c
 class TicketGateway(pb_grpc.TicketServiceServicer):
     def __init__(self, backend: Backend, channel: grpc.aio.Channel) -> None:
         self.backend = backend
-        self.stub = pb_grpc.TicketServiceStub(channel)  # type: ignore[no-untyped-call]
+        self.stub = pb_grpc.TicketServiceStub(channel)
 
     CreateTicket = route("CreateTicket", check=checks.create_ticket)
     GetTicket = route("GetTicket", check=checks.name)
@@ -107,7 +107,5 @@ class TicketGateway(pb_grpc.TicketServiceServicer):
         "RateTicket",
         check=checks.all_of(checks.name, checks.rating, checks.text("comment", required=False)),
     )
-    ListTicketEvents = route(
-        "ListTicketEvents", check=checks.all_of(checks.name, checks.page(200))
-    )
+    ListTicketEvents = route("ListTicketEvents", check=checks.all_of(checks.name, checks.page(200)))
     ListTicketCategories = route("ListTicketCategories", check=lambda r, v: None)

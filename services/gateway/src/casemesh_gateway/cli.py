@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from grpc_status import rpc_status
-
 from casemesh.platform.grpcutil import field_violations
 from casemesh.platform.identity import mint_token
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
+from grpc_status import rpc_status
 
 
 def _secret() -> str:
@@ -111,7 +110,7 @@ def run(args: argparse.Namespace) -> None:
     token = args.token or mint_token(_secret(), args.subject, roles)
     metadata = [("authorization", f"Bearer {token}")]
     with grpc.insecure_channel(args.target) as channel:
-        stub = pb_grpc.TicketServiceStub(channel)  # type: ignore[no-untyped-call]
+        stub = pb_grpc.TicketServiceStub(channel)
 
         def call(method: str, request: Any) -> Any:
             return getattr(stub, method)(request, metadata=metadata, timeout=10)
@@ -188,7 +187,10 @@ def run(args: argparse.Namespace) -> None:
                     "CancelTicket",
                     lambda: pb.CancelTicketRequest(name=name, reason=args.reason),
                 ),
-                "assign": ("AssignTicket", lambda: pb.AssignTicketRequest(name=name, assignee=args.to)),
+                "assign": (
+                    "AssignTicket",
+                    lambda: pb.AssignTicketRequest(name=name, assignee=args.to),
+                ),
                 "rate": (
                     "RateTicket",
                     lambda: pb.RateTicketRequest(name=name, score=args.score, comment=args.comment),
@@ -203,9 +205,9 @@ def main() -> None:
     try:
         run(args)
     except grpc.RpcError as err:
-        code = err.code()  # type: ignore[attr-defined]
-        print(f"error: {code.name}: {err.details()}", file=sys.stderr)  # type: ignore[attr-defined]
-        status = rpc_status.from_call(err)  # type: ignore[arg-type]
+        code = err.code()
+        print(f"error: {code.name}: {err.details()}", file=sys.stderr)
+        status = rpc_status.from_call(err)
         if status is not None:
             for field, description in field_violations(status):
                 print(f"  {field}: {description}", file=sys.stderr)

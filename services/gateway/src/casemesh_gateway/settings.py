@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, model_validator
-
 from casemesh.platform.settings import ServiceSettings
+from pydantic import Field, SecretStr, model_validator
 
 
 class GatewaySettings(ServiceSettings):

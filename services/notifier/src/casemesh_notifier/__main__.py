@@ -14,7 +14,7 @@ from casemesh.platform.logging import configure_logging, get_logger
 from casemesh.platform.telemetry import configure_tracing
 from psycopg_pool import AsyncConnectionPool
 
-from casemesh_notifier.channels import HttpSmsChannel, SmtpChannel
+from casemesh_notifier.channels import Channel, HttpSmsChannel, SmtpChannel
 from casemesh_notifier.consumers import build_broker, build_router
 from casemesh_notifier.delivery import Delivery, replay_parked, utc_now
 from casemesh_notifier.outbox import OutboxPublisher
@@ -32,12 +32,12 @@ async def run(cfg: NotifierSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    pool: AsyncConnectionPool = AsyncConnectionPool(  # type: ignore[type-arg]
+    pool: AsyncConnectionPool = AsyncConnectionPool(
         cfg.database_url, min_size=1, max_size=8, open=False, kwargs={"autocommit": True}
     )
     await pool.open()
     sms = HttpSmsChannel(url=cfg.sms_url, api_key=cfg.sms_api_key, timeout=cfg.sms_timeout_seconds)
-    channels = {
+    channels: dict[str, Channel] = {
         "EMAIL": SmtpChannel(
             host=cfg.smtp_host,
             port=cfg.smtp_port,

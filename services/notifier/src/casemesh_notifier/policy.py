@@ -22,10 +22,8 @@ def quiet_until(now: datetime, quiet_hours: str, zone: str) -> datetime | None:
     start, end = time.fromisoformat(start_s), time.fromisoformat(end_s)
     local = now.astimezone(ZoneInfo(zone))
     t = local.timetz().replace(tzinfo=None)
-    if start <= end:
-        inside = start <= t < end
-    else:  # spans midnight, e.g. 22:00-08:00
-        inside = t >= start or t < end
+    # A period like 22:00-08:00 spans midnight.
+    inside = start <= t < end if start <= end else (t >= start or t < end)
     if not inside:
         return None
     end_day = local.date() if t < end else local.date() + timedelta(days=1)

@@ -73,6 +73,6 @@ async def create_schema(conninfo: str) -> None:
         await conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
         try:
             for statement in STATEMENTS:
-                await conn.execute(statement)  # type: ignore[arg-type]
+                await conn.execute(statement)
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))

@@ -88,8 +88,8 @@ TEMPLATES: dict[tuple[str, str], Template] = {
     ),
     ("ticket.closed", "zh-CN"): Template(
         "【工单已关闭】{ref}",
-        "您好：\n\n您的工单“{subject}”（编号 {ref}）已关闭。如有新的问题，欢迎在自助服务中心提交新工单。"
-        + _ZH_SIGN,
+        "您好：\n\n您的工单“{subject}”（编号 {ref}）已关闭。"
+        "如有新的问题，欢迎在自助服务中心提交新工单。" + _ZH_SIGN,
         "【Casemesh】您的工单{ref}已关闭，感谢您的耐心。",
     ),
     ("ticket.closed", "en"): Template(

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from casemesh.platform import settings as settings_mod
 from casemesh.platform.eventstore import postgres_env
@@ -17,6 +19,7 @@ from casemesh.v1 import tickets_pb2, tickets_pb2_grpc
 
 from casemesh_tickets.api import TicketServicer
 from casemesh_tickets.application import Tickets
+from casemesh_tickets.domain import Ticket
 from casemesh_tickets.events import TOPIC, Translator
 from casemesh_tickets.index import IndexProjector
 from casemesh_tickets.settings import RelaySettings, TicketsSettings
@@ -41,11 +44,12 @@ async def run_api(cfg: TicketsSettings) -> None:
         app.close()
 
 
-def status_lookup(app: Tickets):  # type: ignore[no-untyped-def]
-    def status_of(domain_event: object) -> str:
-        ticket = app.repository.get(
-            domain_event.originator_id,  # type: ignore[attr-defined]
-            version=domain_event.originator_version,  # type: ignore[attr-defined]
+def status_lookup(app: Tickets) -> Callable[[Any], str]:
+    """The ticket's status right after a given event (the relay's public events carry it)."""
+
+    def status_of(domain_event: Any) -> str:
+        ticket: Ticket = app.repository.get(
+            domain_event.originator_id, version=domain_event.originator_version
         )
         return str(ticket.status)
 

@@ -4,7 +4,7 @@ method (in a worker thread: the event store is synchronous), encode."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 from casemesh.platform.errors import Violations
@@ -18,7 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from casemesh_tickets.application import NewTicket, Tickets
 from casemesh_tickets.views import HistoryEntry, TicketView
 
-Ctx = grpc.aio.ServicerContext  # type: ignore[type-arg]
+Ctx: TypeAlias = grpc.aio.ServicerContext
 
 
 def _ts(dt: Any) -> Timestamp:

@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 from uuid import UUID
 
 from casemesh.platform.errors import (
@@ -241,7 +241,7 @@ class Tickets(TracedApplication):
         entries: list[HistoryEntry] = []
         ticket: Any = None
         for domain_event in self.repository.event_store.get(UUID(ticket_id)):
-            ticket = domain_event.mutate(ticket)
+            ticket = cast(Any, domain_event).mutate(ticket)
             entry = history_entry(domain_event, ticket)
             if entry.internal and not who.is_agent:
                 continue

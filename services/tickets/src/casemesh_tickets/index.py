@@ -26,7 +26,7 @@ class TicketIndex(PostgresTrackingRecorder):
     def __init__(self, datastore: PostgresDatastore) -> None:
         super().__init__(datastore, tracking_table_name="ticket_index_tracking")
         self.sql_create_statements.extend(
-            SQL(statement)  # type: ignore[arg-type]
+            SQL(statement).format()
             for statement in [
                 "CREATE TABLE IF NOT EXISTS ticket_index ("
                 " ticket_id uuid PRIMARY KEY, requester text NOT NULL,"

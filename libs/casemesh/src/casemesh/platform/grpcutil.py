@@ -94,7 +94,7 @@ def _wrap_unary(method: str, behaviour: Handler) -> Handler:
     return wrapped
 
 
-class DomainErrorInterceptor(grpc.aio.ServerInterceptor):
+class DomainErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Runs every unary call in a server span (parented by the caller's trace
     context) and turns domain errors into their status codes."""
 
