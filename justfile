@@ -2,8 +2,6 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-gen := "libs/casemesh/src"
-
 # List the recipes.
 default:
     @just --list
@@ -14,11 +12,7 @@ sync:
 
 # Generate Python code (messages, gRPC stubs, type stubs) from proto/. Never edit the output.
 proto: sync
-    rm -rf {{gen}}/casemesh/v1 {{gen}}/casemesh/events
-    uv run --frozen python -m grpc_tools.protoc -I proto \
-        -I "$(uv run --frozen python -c 'import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), "_proto"))')" \
-        --python_out={{gen}} --grpc_python_out={{gen}} --mypy_out={{gen}} --mypy_grpc_out={{gen}} \
-        $(find proto -name '*.proto' | sort)
+    uv run --frozen bash scripts/gen-proto.sh
 
 # Start PostgreSQL, Kafka, every service and the local mail/SMS sinks; Ctrl-C stops all.
 up: proto

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import grpc
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiosmtpd.controller import Controller
 from casemesh.platform.identity import mint_token
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
@@ -126,3 +127,29 @@ class Client:
 
     def close(self) -> None:
         self._channel.close()
+
+
+async def read_topic(
+    bootstrap: str, topic: str, partitions: int, want: set[str], wait_s: float
+) -> list[tuple[str, dict[str, str]]]:
+    """Every record of `topic` from offset 0, as (key, headers), read until the
+    records with the `want` ce_ids were all seen or `wait_s` passed."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        assigned = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        records: list[tuple[str, dict[str, str]]] = []
+        seen: set[str] = set()
+        deadline = time.monotonic() + wait_s
+        while not want <= seen and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for tp_records in batch.values():
+                for r in tp_records:
+                    headers = {k: v.decode() for k, v in r.headers}
+                    records.append((r.key.decode(), headers))
+                    seen.add(headers.get("ce_id", ""))
+        return records
+    finally:
+        await consumer.stop()

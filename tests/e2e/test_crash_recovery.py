@@ -11,11 +11,10 @@ from collections import defaultdict
 from collections.abc import Callable
 
 import psycopg
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from casemesh.v1 import tickets_pb2 as pb
 
 from tests.conftest import PARTITIONS, Stack
-from tests.support import Client, wait_until
+from tests.support import Client, read_topic, wait_until
 
 TOPIC = "casemesh.tickets.v1"
 REQUIRED_HEADERS = {
@@ -35,30 +34,6 @@ def stored_event_ids(stack: Stack) -> set[str]:
             "SELECT originator_id, originator_version FROM tickets_events"
         ).fetchall()
     return {f"{oid}:{version}" for oid, version in rows}
-
-
-async def read_topic(
-    bootstrap: str, want: set[str], wait_s: float
-) -> list[tuple[str, dict[str, str]]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(TOPIC, p) for p in range(PARTITIONS)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        records: list[tuple[str, dict[str, str]]] = []
-        seen: set[str] = set()
-        deadline = time.monotonic() + wait_s
-        while not want <= seen and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            for tp_records in batch.values():
-                for r in tp_records:
-                    headers = {k: v.decode() for k, v in r.headers}
-                    records.append((r.key.decode(), headers))
-                    seen.add(headers.get("ce_id", ""))
-        return records
-    finally:
-        await consumer.stop()
 
 
 def test_kill_9_of_relay_and_notifier_loses_and_duplicates_nothing(stack: Stack) -> None:
@@ -103,7 +78,9 @@ def test_kill_9_of_relay_and_notifier_loses_and_duplicates_nothing(stack: Stack)
 
     # Every stored event is on the topic, with the CloudEvents headers, in order per ticket.
     want = stored_event_ids(stack)
-    records = asyncio.run(read_topic(stack.infra.kafka.bootstrap, want, wait_s=90))
+    records = asyncio.run(
+        read_topic(stack.infra.kafka.bootstrap, TOPIC, PARTITIONS, want, wait_s=90)
+    )
     on_topic = {h["ce_id"] for _, h in records}
     assert want <= on_topic, f"{len(want - on_topic)} stored events never reached Kafka"
     for key, headers in records:

@@ -43,7 +43,7 @@ class Backend:
         timeout = min(self.timeout, remaining) if remaining else self.timeout
         try:
             return await method(
-                request, metadata=[*who.to_metadata(), *inject_metadata()], timeout=timeout
+                request, metadata=(*who.to_metadata(), *inject_metadata()), timeout=timeout
             )
         except grpc.aio.AioRpcError as err:
             code = err.code()

@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="casemesh", description="Casemesh command-line client")
     p.add_argument("--target", default=os.environ.get("CASEMESH_GATEWAY", "127.0.0.1:50051"))
     p.add_argument("--token", default=os.environ.get("CASEMESH_TOKEN", ""))
-    p.add_argument("--as", dest="subject", default="alice", help="user id to act as")
+    p.add_argument("--as", dest="actor", default="alice", help="user id to act as")
     p.add_argument("--role", action="append", choices=["user", "agent", "admin"])
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -105,9 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> None:
     roles = args.role or ["user"]
     if args.command == "token":
-        print(mint_token(_secret(), args.subject, roles, ttl_seconds=12 * 3600))
+        print(mint_token(_secret(), args.actor, roles, ttl_seconds=12 * 3600))
         return
-    token = args.token or mint_token(_secret(), args.subject, roles)
+    token = args.token or mint_token(_secret(), args.actor, roles)
     metadata = [("authorization", f"Bearer {token}")]
     with grpc.insecure_channel(args.target) as channel:
         stub = pb_grpc.TicketServiceStub(channel)

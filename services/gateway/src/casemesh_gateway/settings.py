@@ -20,8 +20,8 @@ class GatewaySettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _a_key(self) -> GatewaySettings:
-        if not self.jwt_public_key and len(self.jwt_secret.get_secret_value()) < 16:
+        if not self.jwt_public_key and len(self.jwt_secret.get_secret_value()) < 32:
             raise ValueError(
-                "set CASEMESH_JWT_PUBLIC_KEY (RS256) or CASEMESH_JWT_SECRET (HS256, 16+ characters)"
+                "set CASEMESH_JWT_PUBLIC_KEY (RS256) or CASEMESH_JWT_SECRET (HS256, 32+ characters)"
             )
         return self

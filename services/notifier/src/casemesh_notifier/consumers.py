@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 from casemesh.platform import envelope
-from casemesh.platform.logging import get_logger
+from casemesh.platform.logging import get_logger, library_logger
 from casemesh.platform.telemetry import extract_headers, tracer
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaRouter
@@ -78,6 +78,8 @@ def build_router(
 
 
 def build_broker(bootstrap: str, router: KafkaRouter) -> KafkaBroker:
-    broker = KafkaBroker(bootstrap, client_id="casemesh-notifier")
+    broker = KafkaBroker(
+        bootstrap, client_id="casemesh-notifier", logger=library_logger("casemesh.faststream")
+    )
     broker.include_router(router)
     return broker

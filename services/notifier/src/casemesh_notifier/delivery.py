@@ -76,11 +76,16 @@ JOB_COLUMNS = (
 async def record_outcome(
     conn: psycopg.AsyncConnection[Any], job: Job, message: Any, now: datetime
 ) -> None:
+    """Adds the outcome event to the outbox, in the caller's transaction. Its id is
+    `<job id>:<n>`, n counting the job's outcomes (attempt numbers restart when a
+    parked job is replayed). Callers update the job row first, so its row lock
+    orders concurrent outcomes of one job."""
     ce_type = f"casemesh.notifications.{message.DESCRIPTOR.name}.v1"
     await conn.execute(
         "INSERT INTO notification_outbox (event_id, job_id, ce_type, payload, created_at)"
-        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING",
-        (f"{job.id}:{job.attempts}", job.id, ce_type, message.SerializeToString(), now),
+        " SELECT %(job)s || ':' || (count(*) + 1), %(job)s::uuid, %(type)s, %(payload)s, %(now)s"
+        " FROM notification_outbox WHERE job_id = %(job)s::uuid",
+        {"job": job.id, "type": ce_type, "payload": message.SerializeToString(), "now": now},
     )
     await conn.execute("NOTIFY notification_outbox")
 

@@ -104,6 +104,8 @@ def service_specs(
                 "CASEMESH_SMTP_PORT": str(mail[1]),
                 "CASEMESH_SMS_URL": sms_url,
                 "CASEMESH_SERVICE_NAME": "notifier",
+                # A local stack is tried at any hour: no SMS quiet hours unless asked for.
+                "CASEMESH_SMS_QUIET_HOURS": os.environ.get("CASEMESH_SMS_QUIET_HOURS", ""),
             },
         ),
         ServiceSpec(
@@ -387,7 +389,7 @@ def run_up(cfg: StackConfig) -> int:
             f"  e-mail       {mail_where}",
             f"  SMS          {sms_where}",
             f"  service logs {_show(cfg.log_dir)}/<service>.log",
-            f"  token        uv run casemesh token --sub alice   (signs with {secret_hint})",
+            f"  try it       uv run casemesh --as alice categories   (signed with {secret_hint})",
             "",
         ]
         print("\n".join(lines), flush=True)

@@ -21,9 +21,10 @@ AUDIENCE = "casemesh"
 ROLES = frozenset({"user", "agent", "admin"})
 
 # Metadata the gateway sets on calls to internal services. Internal ports are
-# not public (network policy), so services trust these.
-SUBJECT_KEY = "x-casemesh-subject"
-ROLES_KEY = "x-casemesh-roles"
+# not public (network policy), so services trust these. Binary (`-bin`) headers:
+# a token's subject may be any string, and plain header values must be ASCII.
+SUBJECT_KEY = "x-casemesh-subject-bin"
+ROLES_KEY = "x-casemesh-roles-bin"
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,11 @@ class Identity:
     def is_agent(self) -> bool:
         return "agent" in self.roles or "admin" in self.roles
 
-    def to_metadata(self) -> list[tuple[str, str]]:
-        return [(SUBJECT_KEY, self.subject), (ROLES_KEY, ",".join(sorted(self.roles)))]
+    def to_metadata(self) -> list[tuple[str, bytes]]:
+        return [
+            (SUBJECT_KEY, self.subject.encode()),
+            (ROLES_KEY, ",".join(sorted(self.roles)).encode()),
+        ]
 
     @classmethod
     def from_metadata(cls, metadata: Iterable[tuple[str, str | bytes]] | None) -> Identity:

@@ -55,10 +55,29 @@ def configure_logging(service: str, level: str = "info", fmt: str = "json") -> N
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
-    # Libraries log through the standard library: same destination, same level.
-    logging.basicConfig(
-        stream=sys.stderr, level=max(logging.WARNING, logging.getLevelNamesMapping()[level.upper()])
+    # Libraries (FastStream, aiokafka, grpc, psycopg) log through the standard
+    # library: render their records the same way, to the same stream.
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared[:-1], structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                _mask_contacts,
+                renderer,
+            ],
+        )
     )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(max(logging.INFO, logging.getLevelNamesMapping()[level.upper()]))
+    # Chatty at INFO and not useful to operators.
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+
+
+def library_logger(name: str) -> logging.Logger:
+    """A standard-library logger for libraries that take one (rendered as above)."""
+    return logging.getLogger(name)
 
 
 def get_logger(name: str | None = None) -> Any:

@@ -1,0 +1,3 @@
+-- One database per service that stores anything.
+CREATE DATABASE casemesh_tickets;
+CREATE DATABASE casemesh_notifier;

@@ -1,0 +1,90 @@
+"""The command-line client, as a person at a terminal uses it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+
+from casemesh.v1 import tickets_pb2 as pb
+
+from tests.conftest import Stack
+from tests.support import Client
+
+
+def casemesh(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "casemesh_gateway.cli", "--target", stack.gateway, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "CASEMESH_JWT_SECRET": stack.secret},
+    )
+
+
+def test_open_show_and_solve_from_the_command_line(stack: Stack) -> None:
+    user = f"cli-{uuid.uuid4().hex[:6]}"
+    opened = casemesh(
+        stack,
+        "--as",
+        user,
+        "open",
+        "--category",
+        "account.phone_change",
+        "--subject",
+        "更换绑定手机号",
+        "--description",
+        "旧号码已停用",
+        "--email",
+        f"{user}@example.com",
+    )
+    assert opened.returncode == 0, opened.stderr
+    name = opened.stdout.split()[0]
+    assert name.startswith("tickets/") and "[NEW]" in opened.stdout
+    assert f"requester: {user}" in opened.stdout
+    solved = casemesh(stack, "--as", "agent-cli", "--role", "agent", "solve", name, "已更换")
+    assert solved.returncode == 0, solved.stderr
+    assert "[SOLVED]" in solved.stdout
+    history = casemesh(stack, "--as", user, "history", name)
+    assert [line.split()[3] for line in history.stdout.splitlines()] == [
+        "TicketCreated",
+        "TicketSolved",
+    ]
+
+
+def test_the_command_line_names_the_bad_field(stack: Stack) -> None:
+    bad = casemesh(
+        stack,
+        "open",
+        "--category",
+        "nope",
+        "--subject",
+        "s",
+        "--description",
+        "d",
+        "--email",
+        "x@example.com",
+    )
+    assert bad.returncode == 1
+    assert "INVALID_ARGUMENT" in bad.stderr
+    assert "ticket.category" in bad.stderr
+
+
+def test_a_user_id_in_any_script_is_carried_to_the_service(stack: Stack) -> None:
+    user = f"用户-{uuid.uuid4().hex[:6]}"
+    client = Client(stack.gateway, stack.secret, user)
+    created = client.CreateTicket(
+        pb.CreateTicketRequest(
+            ticket=pb.Ticket(
+                category="other.general",
+                subject="s",
+                description="d",
+                locale="zh-CN",
+                contact=pb.Contact(email="u@example.com", channels=[pb.CHANNEL_EMAIL]),
+            ),
+            request_id="unicode-1",
+        )
+    )
+    assert created.requester == user
+    assert client.GetTicket(pb.GetTicketRequest(name=created.name)).requester == user

@@ -1,0 +1,216 @@
+"""The notifier's delivery rules on a real PostgreSQL database, with the clock
+in the test's hands: exactly-once planning, retries, parking, replay, quiet
+hours and the SMS rate limit."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from casemesh.events.v1 import tickets_pb2 as ev
+from casemesh.platform.envelope import CloudEvent
+from casemesh_notifier.channels import DeliveryError, Outgoing
+from casemesh_notifier.delivery import Delivery, replay_parked
+from casemesh_notifier.planner import Planner
+from casemesh_notifier.schema import create_schema
+from casemesh_notifier.settings import NotifierSettings
+from psycopg_pool import AsyncConnectionPool
+
+from tests.conftest import Infra
+
+NOON_IN_SHANGHAI = datetime(2026, 3, 2, 4, 0, tzinfo=UTC)
+
+
+@dataclass
+class Clock:
+    now: datetime = NOON_IN_SHANGHAI
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@dataclass
+class Provider:
+    """A channel whose next answers the test decides."""
+
+    failures: list[DeliveryError] = field(default_factory=list)
+    delivered: list[Outgoing] = field(default_factory=list)
+
+    async def send(self, message: Outgoing) -> str:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.delivered.append(message)
+        return f"id-{len(self.delivered)}"
+
+
+@dataclass
+class Notifier:
+    dsn: str
+    pool: AsyncConnectionPool[Any]
+    clock: Clock
+    email: Provider
+    sms: Provider
+    delivery: Delivery
+
+    async def consume(self, event: CloudEvent, offset: int = 0) -> list[uuid.UUID]:
+        async with self.pool.connection() as conn:
+            return await Planner().consume(
+                conn,
+                event,
+                topic="casemesh.tickets.v1",
+                partition=0,
+                offset=offset,
+                now=self.clock(),
+            )
+
+    async def drain(self) -> int:
+        handled = 0
+        while await self.delivery.deliver_one():
+            handled += 1
+        return handled
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.dsn) as conn:
+            return conn.execute(sql).fetchall()
+
+
+@pytest.fixture()
+async def notifier(infra: Infra) -> AsyncIterator[Notifier]:
+    name = f"notifier_it_{uuid.uuid4().hex[:8]}"
+    infra.pg.create_database(name)
+    dsn = infra.pg.dsn(name)
+    await create_schema(dsn)
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        dsn, min_size=1, max_size=4, open=False, kwargs={"autocommit": True}
+    )
+    await pool.open()
+    cfg = NotifierSettings(
+        database_url=dsn,
+        smtp_host="unused",
+        sms_url="http://unused",
+        max_attempts=3,
+        backoff_base_seconds=10,
+        backoff_cap_seconds=600,
+        sms_per_recipient_per_hour=2,
+    )
+    clock, email, sms = Clock(), Provider(), Provider()
+    delivery = Delivery(
+        pool=pool, conninfo=dsn, channels={"EMAIL": email, "SMS": sms}, cfg=cfg, clock=clock
+    )
+    yield Notifier(dsn, pool, clock, email, sms, delivery)
+    await pool.close()
+
+
+def created(
+    ticket: str, *, channels: tuple[ev.ContactChannel.ValueType, ...], phone: str = "+8613800138000"
+) -> CloudEvent:
+    msg = ev.TicketCreated(
+        header=ev.TicketEventHeader(ticket_id=ticket, version=1, status=ev.TICKET_STATUS_NEW),
+        requester="alice",
+        category="account.login",
+        subject="无法登录",
+        contact=ev.ContactPreferences(
+            email="alice@example.com",
+            phone=phone,
+            channels=channels,
+            locale="zh-CN",
+        ),
+    )
+    return CloudEvent(
+        id=f"{ticket}:1",
+        source="casemesh/tickets",
+        type="casemesh.tickets.TicketCreated.v1",
+        subject=f"tickets/{ticket}",
+        time=NOON_IN_SHANGHAI,
+        data=msg.SerializeToString(),
+        key=ticket,
+    )
+
+
+BOTH = (ev.CONTACT_CHANNEL_EMAIL, ev.CONTACT_CHANNEL_SMS)
+
+
+async def test_a_redelivered_event_plans_nothing_new(notifier: Notifier) -> None:
+    event = created(str(uuid.uuid4()), channels=BOTH)
+    assert len(await notifier.consume(event, offset=5)) == 2
+    assert await notifier.consume(event, offset=9) == []  # the relay published it again
+    assert await notifier.drain() == 2
+    assert len(notifier.email.delivered) == len(notifier.sms.delivered) == 1
+    assert notifier.email.delivered[0].subject.startswith("【工单已受理】")
+
+
+async def test_failures_retry_with_backoff_then_park_and_replay_delivers(
+    notifier: Notifier,
+) -> None:
+    notifier.email.failures = [DeliveryError("SMTP unavailable", permanent=False)] * 3
+    (job,) = await notifier.consume(
+        created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,))
+    )
+
+    assert await notifier.drain() == 1  # attempt 1 fails
+    assert await notifier.drain() == 0  # not due yet: backoff
+    notifier.clock.advance(20)
+    assert await notifier.drain() == 1  # attempt 2 fails
+    notifier.clock.advance(40)
+    assert await notifier.drain() == 1  # attempt 3 fails: budget spent
+    notifier.clock.advance(3600)
+    assert await notifier.drain() == 0
+    assert notifier.rows(f"SELECT status, attempts FROM notification_jobs WHERE id = '{job}'") == [
+        ("parked", 3)
+    ]
+    assert await replay_parked(notifier.dsn, [str(job)], notifier.clock()) == 1
+    assert await notifier.drain() == 1
+    assert len(notifier.email.delivered) == 1
+    outcomes = notifier.rows(
+        f"SELECT ce_type FROM notification_outbox WHERE job_id = '{job}' ORDER BY id"
+    )
+    assert [t.split(".")[2] for (t,) in outcomes] == [
+        "NotificationAttemptFailed",
+        "NotificationAttemptFailed",
+        "NotificationParked",
+        "NotificationDelivered",
+    ]
+
+
+async def test_a_permanent_refusal_parks_at_once(notifier: Notifier) -> None:
+    notifier.sms.failures = [DeliveryError("HTTP 400 invalid number", permanent=True)]
+    (job,) = await notifier.consume(created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_SMS,)))
+    assert await notifier.drain() == 1
+    assert notifier.rows(
+        f"SELECT status, last_error FROM notification_jobs WHERE id = '{job}'"
+    ) == [("parked", "HTTP 400 invalid number")]
+
+
+async def test_sms_waits_for_the_end_of_quiet_hours_without_spending_attempts(
+    notifier: Notifier,
+) -> None:
+    notifier.clock.now = datetime(2026, 3, 2, 15, 30, tzinfo=UTC)  # 23:30 in Shanghai
+    await notifier.consume(created(str(uuid.uuid4()), channels=BOTH))
+    await notifier.drain()
+    assert len(notifier.email.delivered) == 1  # e-mail is not held back
+    assert notifier.sms.delivered == []
+    notifier.clock.now = datetime(2026, 3, 2, 23, 59, tzinfo=UTC)  # 07:59
+    await notifier.drain()
+    assert notifier.sms.delivered == []
+    notifier.clock.now = datetime(2026, 3, 3, 0, 0, 1, tzinfo=UTC)  # 08:00:01
+    await notifier.drain()
+    assert len(notifier.sms.delivered) == 1
+    assert notifier.rows("SELECT attempts FROM notification_jobs WHERE channel = 'SMS'") == [(1,)]
+
+
+async def test_sms_to_one_number_is_rate_limited_per_hour(notifier: Notifier) -> None:
+    for _ in range(3):
+        await notifier.consume(created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_SMS,)))
+    await notifier.drain()
+    assert len(notifier.sms.delivered) == 2  # the limit is 2 an hour here
+    notifier.clock.advance(3602)
+    await notifier.drain()
+    assert len(notifier.sms.delivered) == 3

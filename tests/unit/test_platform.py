@@ -1,0 +1,116 @@
+"""Shared plumbing: identity, masking, rate limits, settings, the envelope."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import jwt
+import pytest
+from casemesh.platform import envelope
+from casemesh.platform.errors import Unauthenticated
+from casemesh.platform.identity import Identity, TokenVerifier, mint_token
+from casemesh.platform.masking import mask_email, mask_phone, mask_text
+from casemesh.platform.settings import load
+from casemesh_gateway.ratelimit import RateLimiter
+from casemesh_gateway.settings import GatewaySettings
+from casemesh_notifier.settings import NotifierSettings
+
+SECRET = "a-test-secret-that-is-long-enough-for-hs256"
+
+
+def claims(**overrides: object) -> dict[str, object]:
+    now = int(time.time())
+    return {
+        "sub": "alice",
+        "roles": ["user"],
+        "iss": "casemesh",
+        "aud": "casemesh",
+        "exp": now + 60,
+        **overrides,
+    }
+
+
+def test_a_valid_token_gives_the_identity() -> None:
+    who = TokenVerifier(secret=SECRET).verify(f"Bearer {mint_token(SECRET, 'li', ['agent'])}")
+    assert who == Identity("li", frozenset({"agent"}))
+    assert who.is_agent
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        (None, "missing"),
+        ("Basic abc", "Bearer"),
+        (f"Bearer {jwt.encode(claims(exp=int(time.time()) - 5), SECRET)}", "expired"),
+        (f"Bearer {jwt.encode(claims(aud='other'), SECRET)}", "invalid"),
+        (f"Bearer {jwt.encode(claims(iss='other'), SECRET)}", "invalid"),
+        (f"Bearer {jwt.encode(claims(roles=['root']), SECRET)}", "roles"),
+        (f"Bearer {jwt.encode(claims(roles=[]), SECRET)}", "roles"),
+        (
+            f"Bearer {jwt.encode(claims(), 'another-secret-that-is-long-enough-for-hs256')}",
+            "invalid",
+        ),
+        (f"Bearer {jwt.encode(claims(), SECRET * 2, algorithm='HS512')}", "invalid"),
+    ],
+)
+def test_bad_tokens_are_unauthenticated(token: str | None, reason: str) -> None:
+    with pytest.raises(Unauthenticated, match=reason):
+        TokenVerifier(secret=SECRET).verify(token)
+
+
+def test_identity_survives_the_hop_to_a_service() -> None:
+    who = Identity("用户甲", frozenset({"user", "agent"}))
+    assert Identity.from_metadata(who.to_metadata()) == who
+    with pytest.raises(Unauthenticated):
+        Identity.from_metadata([])
+
+
+def test_contact_details_are_masked() -> None:
+    assert mask_email("alice@example.com") == "a***@example.com"
+    assert mask_phone("+8613800138000") == "+86*******8000"
+    text = mask_text("mail alice@example.com or call +8613800138000")
+    assert "alice@" not in text and "13800138000" not in text
+
+
+def test_the_rate_limiter_allows_a_burst_then_the_steady_rate() -> None:
+    now = [0.0]
+    limiter = RateLimiter(per_minute=60, burst=3, clock=lambda: now[0])
+    assert [limiter.allow("u") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.allow("u") == pytest.approx(1.0)
+    assert limiter.allow("v") == 0.0  # per user
+    now[0] = 1.0
+    assert limiter.allow("u") == 0.0
+
+
+def test_a_bad_setting_stops_start_up_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CASEMESH_DATABASE_URL", "postgresql://x@h/db")
+    monkeypatch.setenv("CASEMESH_SMTP_HOST", "mail")
+    monkeypatch.setenv("CASEMESH_SMS_URL", "not a url")
+    monkeypatch.setenv("CASEMESH_SMS_QUIET_HOURS", "late")
+    with pytest.raises(SystemExit):
+        load(NotifierSettings)
+    err = capsys.readouterr().err
+    assert "CASEMESH_SMS_URL" in err and "CASEMESH_SMS_QUIET_HOURS" in err
+    monkeypatch.delenv("CASEMESH_JWT_SECRET", raising=False)
+    with pytest.raises(SystemExit):
+        load(GatewaySettings)
+    assert "CASEMESH_JWT_SECRET" in capsys.readouterr().err
+
+
+def test_the_envelope_round_trips_and_rejects_foreign_records() -> None:
+    event = envelope.CloudEvent(
+        id="t1:3",
+        source="casemesh/tickets",
+        type="casemesh.tickets.TicketSolved.v1",
+        subject="tickets/t1",
+        time=datetime(2026, 1, 1, tzinfo=UTC),
+        data=b"\x01",
+        key="t1",
+        trace_headers=(("traceparent", "00-" + "1" * 32 + "-" + "2" * 16 + "-01"),),
+    )
+    assert envelope.parse(b"t1", b"\x01", event.kafka_headers()) == event
+    with pytest.raises(envelope.EnvelopeError):
+        envelope.parse(b"t1", b"{}", [("content-type", b"application/json")])
