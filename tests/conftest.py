@@ -14,13 +14,13 @@ from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from casemesh_devstack.kafka import LocalKafka
 from casemesh_devstack.ports import free_port
 from casemesh_devstack.postgres import LocalPostgres
 from casemesh_devstack.stack import NOTIFIER_DB, TICKETS_DB, service_specs
 from casemesh_devstack.supervisor import Supervisor
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from tests.support import MailEndpoint, SmsEndpoint, wait_until
 
 REPO = Path(__file__).resolve().parent.parent

@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiosmtpd.controller import Controller
+
 from casemesh.platform.identity import mint_token
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
 

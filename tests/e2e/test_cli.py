@@ -8,7 +8,6 @@ import sys
 import uuid
 
 from casemesh.v1 import tickets_pb2 as pb
-
 from tests.conftest import Stack
 from tests.support import Client
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import grpc
 import pytest
+
 from casemesh.platform.identity import mint_token
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
-
 from tests.conftest import Stack
 
 

@@ -11,8 +11,8 @@ from collections import defaultdict
 from collections.abc import Callable
 
 import psycopg
-from casemesh.v1 import tickets_pb2 as pb
 
+from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import PARTITIONS, Stack
 from tests.support import Client, read_topic, wait_until
 

@@ -47,7 +47,6 @@ def test_grpcurl_lists_the_service(stack: Stack) -> None:
 
 def test_a_flooding_user_is_rate_limited_and_others_are_not(stack: Stack) -> None:
     from casemesh.v1 import tickets_pb2 as pb
-
     from tests.support import Client
 
     flooder = Client(stack.gateway, stack.secret, "flooder")

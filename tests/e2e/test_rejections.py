@@ -10,11 +10,11 @@ from typing import Any
 import grpc
 import psycopg
 import pytest
+from grpc_status import rpc_status
+
 from casemesh.platform.grpcutil import field_violations
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
-from grpc_status import rpc_status
-
 from tests.conftest import Stack
 from tests.support import Client
 

@@ -7,7 +7,6 @@ import time
 import uuid
 
 from casemesh.v1 import tickets_pb2 as pb
-
 from tests.conftest import Stack
 from tests.support import Client, wait_until
 

@@ -8,7 +8,6 @@ import asyncio
 import uuid
 
 from casemesh.v1 import tickets_pb2 as pb
-
 from tests.conftest import PARTITIONS, Stack
 from tests.support import Client, read_topic, wait_until
 

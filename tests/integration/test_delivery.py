@@ -12,6 +12,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg_pool import AsyncConnectionPool
+
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.envelope import CloudEvent
 from casemesh_notifier.channels import DeliveryError, Outgoing
@@ -19,8 +21,6 @@ from casemesh_notifier.delivery import Delivery, replay_parked
 from casemesh_notifier.planner import Planner
 from casemesh_notifier.schema import create_schema
 from casemesh_notifier.settings import NotifierSettings
-from psycopg_pool import AsyncConnectionPool
-
 from tests.conftest import Infra
 
 NOON_IN_SHANGHAI = datetime(2026, 3, 2, 4, 0, tzinfo=UTC)

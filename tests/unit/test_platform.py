@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import jwt
 import pytest
+
 from casemesh.platform import envelope
 from casemesh.platform.errors import Unauthenticated
 from casemesh.platform.identity import Identity, TokenVerifier, mint_token

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from casemesh.platform.errors import FailedPrecondition, PermissionDenied
 from casemesh_tickets.domain import Status, Ticket
 

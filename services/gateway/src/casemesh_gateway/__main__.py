@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+
 from casemesh.platform import settings as settings_mod
 from casemesh.platform.grpcutil import serve
 from casemesh.platform.identity import TokenVerifier
 from casemesh.platform.logging import configure_logging
 from casemesh.platform.telemetry import configure_tracing
 from casemesh.v1 import tickets_pb2, tickets_pb2_grpc
-
 from casemesh_gateway.api import Backend, TicketGateway
 from casemesh_gateway.ratelimit import RateLimiter
 from casemesh_gateway.settings import GatewaySettings

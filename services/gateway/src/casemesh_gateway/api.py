@@ -7,12 +7,12 @@ from __future__ import annotations
 from typing import Any, TypeAlias
 
 import grpc
+
 from casemesh.platform.errors import PermissionDenied, ResourceExhausted, Violations
 from casemesh.platform.identity import Identity, TokenVerifier
 from casemesh.platform.logging import get_logger
 from casemesh.platform.telemetry import inject_metadata
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
-
 from casemesh_gateway import checks
 from casemesh_gateway.ratelimit import RateLimiter
 

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from grpc_status import rpc_status
+
 from casemesh.platform.grpcutil import field_violations
 from casemesh.platform.identity import mint_token
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
-from grpc_status import rpc_status
 
 
 def _secret() -> str:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from casemesh.platform.settings import ServiceSettings
 from pydantic import Field, SecretStr, model_validator
+
+from casemesh.platform.settings import ServiceSettings
 
 
 class GatewaySettings(ServiceSettings):

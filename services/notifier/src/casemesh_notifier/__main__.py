@@ -9,11 +9,11 @@ import contextlib
 import signal
 import sys
 
+from psycopg_pool import AsyncConnectionPool
+
 from casemesh.platform import settings as settings_mod
 from casemesh.platform.logging import configure_logging, get_logger
 from casemesh.platform.telemetry import configure_tracing
-from psycopg_pool import AsyncConnectionPool
-
 from casemesh_notifier.channels import Channel, HttpSmsChannel, SmtpChannel
 from casemesh_notifier.consumers import build_broker, build_router
 from casemesh_notifier.delivery import Delivery, replay_parked, utc_now

@@ -12,9 +12,6 @@ import asyncio
 from typing import Any
 
 import psycopg
-from casemesh.platform import envelope
-from casemesh.platform.logging import get_logger, library_logger
-from casemesh.platform.telemetry import extract_headers, tracer
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
@@ -22,6 +19,9 @@ from google.protobuf.message import DecodeError
 from opentelemetry import trace
 from psycopg_pool import AsyncConnectionPool
 
+from casemesh.platform import envelope
+from casemesh.platform.logging import get_logger, library_logger
+from casemesh.platform.telemetry import extract_headers, tracer
 from casemesh_notifier.delivery import Clock
 from casemesh_notifier.planner import Planner
 

@@ -17,12 +17,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-from casemesh.events.v1 import notifications_pb2 as nev
-from casemesh.platform.logging import get_logger
-from casemesh.platform.masking import mask_email, mask_phone
 from google.protobuf.timestamp_pb2 import Timestamp
 from psycopg_pool import AsyncConnectionPool
 
+from casemesh.events.v1 import notifications_pb2 as nev
+from casemesh.platform.logging import get_logger
+from casemesh.platform.masking import mask_email, mask_phone
 from casemesh_notifier import policy
 from casemesh_notifier.channels import Channel, DeliveryError, Outgoing
 from casemesh_notifier.planner import JOBS_CHANNEL

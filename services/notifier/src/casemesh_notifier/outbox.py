@@ -10,6 +10,7 @@ import contextlib
 from typing import Any
 
 import psycopg
+
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
 from casemesh.platform.relay import AdvisoryLock, make_producer

@@ -15,12 +15,12 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from casemesh.events.v1 import tickets_pb2 as ev
-from casemesh.platform.envelope import CloudEvent
-from casemesh.platform.logging import get_logger
 from google.protobuf.message import Message
 from psycopg.types.json import Jsonb
 
+from casemesh.events.v1 import tickets_pb2 as ev
+from casemesh.platform.envelope import CloudEvent
+from casemesh.platform.logging import get_logger
 from casemesh_notifier.templates import render
 
 log = get_logger(__name__)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
-from casemesh.platform.settings import KafkaSettings, PostgresSettings
 from pydantic import Field, field_validator
+
+from casemesh.platform.settings import KafkaSettings, PostgresSettings
 
 
 class NotifierSettings(PostgresSettings, KafkaSettings):

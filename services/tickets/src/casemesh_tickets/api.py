@@ -7,14 +7,14 @@ import asyncio
 from typing import Any, TypeAlias
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from casemesh.platform.errors import Violations
 from casemesh.platform.identity import Identity
 from casemesh.rules import tickets as validation
 from casemesh.rules.tickets import CATEGORIES
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from casemesh_tickets.application import NewTicket, Tickets
 from casemesh_tickets.views import HistoryEntry, TicketView
 

@@ -16,6 +16,10 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar, cast
 from uuid import UUID
 
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import EnvType
+
 from casemesh.platform.errors import (
     Aborted,
     AlreadyExists,
@@ -29,10 +33,6 @@ from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
 from casemesh.rules import tickets as validation
 from casemesh.rules.tickets import BY_ID
-from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError
-from eventsourcing.utils import EnvType
-
 from casemesh_tickets.domain import Status, Ticket
 from casemesh_tickets.index import TicketIndex
 from casemesh_tickets.views import HistoryEntry, TicketView, history_entry

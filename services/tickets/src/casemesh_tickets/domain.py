@@ -13,8 +13,9 @@ import uuid
 from enum import StrEnum
 from typing import Any
 
-from casemesh.platform.errors import FailedPrecondition, PermissionDenied
 from eventsourcing.domain import Aggregate, event
+
+from casemesh.platform.errors import FailedPrecondition, PermissionDenied
 
 NAMESPACE = uuid.UUID("5f0f5a2e-8a57-4f6e-9f53-0b6c0b7a7a11")
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from casemesh.events.v1 import tickets_pb2 as ev
-from casemesh.platform.envelope import CloudEvent
 from eventsourcing.persistence import Notification
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from casemesh.events.v1 import tickets_pb2 as ev
+from casemesh.platform.envelope import CloudEvent
 from casemesh_tickets.views import PUBLIC_NAMES
 
 TOPIC = "casemesh.tickets.v1"

@@ -11,12 +11,12 @@ import threading
 from datetime import datetime
 from typing import Any
 
-from casemesh.platform.logging import get_logger
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg.sql import SQL
 from psycopg.types.json import Jsonb
 
+from casemesh.platform.logging import get_logger
 from casemesh_tickets.views import TicketView
 
 log = get_logger(__name__)

@@ -180,11 +180,18 @@ class Relay:
                     queue.get_nowait()
                 await asyncio.sleep(0.01)
 
-    async def _publish(self, producer: AIOKafkaProducer, batch: list[Notification]) -> None:
-        acks = []
+    def _translate_batch(self, batch: list[Notification]) -> list[tuple[CloudEvent, Any]]:
+        translated = []
         for notification in batch:
             domain_event = self._app.mapper.to_domain_event(notification)
-            event = self._translate(notification, domain_event)
+            translated.append((self._translate(notification, domain_event), domain_event))
+        return translated
+
+    async def _publish(self, producer: AIOKafkaProducer, batch: list[Notification]) -> None:
+        acks = []
+        # Decoding and translating may read the store: keep it off the event loop.
+        translated = await asyncio.to_thread(self._translate_batch, batch)
+        for event, domain_event in translated:
             parent = propagate.extract(trace_carrier(domain_event))
             token = otel_context.attach(parent)
             try:
