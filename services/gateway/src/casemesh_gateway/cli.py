@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import uuid
 from pathlib import Path
@@ -202,6 +203,8 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    # Piped into `head` and the like: stop quietly when the reader goes away.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     args = build_parser().parse_args()
     try:
         run(args)

@@ -66,6 +66,12 @@ class Supervisor:
     def log_path(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
 
+    def command(self, name: str) -> tuple[list[str], dict[str, str]]:
+        """The argv and added environment child ``name`` was started with."""
+        with self._lock:
+            child = self._children[name]
+            return list(child.argv), dict(child.env)
+
     def is_running(self, name: str) -> bool:
         with self._lock:
             child = self._children.get(name)
