@@ -20,14 +20,13 @@ from pathlib import Path
 
 import psycopg
 
-from casemesh.platform.eventstore import postgres_env
 from casemesh.platform.identity import Identity
 from casemesh.platform.relay import Relay, make_producer
 from casemesh_devstack.kafka import LocalKafka
 from casemesh_devstack.ports import free_port
 from casemesh_devstack.postgres import LocalPostgres
 from casemesh_tickets.__main__ import status_lookup
-from casemesh_tickets.application import NewTicket, Tickets
+from casemesh_tickets.application import NewTicket, Tickets, open_tickets
 from casemesh_tickets.events import Translator
 
 REPO = Path(__file__).resolve().parent.parent
@@ -120,7 +119,7 @@ def main() -> None:
         asyncio.run(kafka.create_topics(["bench.raw", "bench.tickets"], partitions=3))
         pg.create_database("bench")
         dsn = pg.dsn("bench")
-        app = Tickets(env=postgres_env(dsn, pool_size=args.workers))
+        app = open_tickets(dsn, pool_size=args.workers)
 
         raw_tx = bench_raw_inserts(dsn, args.n, args.workers)
         creates = bench_creates(app, args.n, args.workers)

@@ -118,8 +118,12 @@ def stack(infra: Infra) -> Iterator[Stack]:
             supervisor.start(
                 spec.name, spec.argv, {**os.environ, **spec.env, **overrides.get(spec.name, {})}
             )
-        wait_serving(tickets_addr)
-        wait_serving(gateway)
+        try:
+            wait_serving(tickets_addr)
+            wait_serving(gateway)
+        except AssertionError:
+            tails = {n: supervisor.log_path(n).read_text()[-3000:] for n in supervisor.names}
+            raise AssertionError(f"the stack did not start; log tails: {tails}") from None
         yield Stack(infra, supervisor, gateway, secret, mail, sms)
     finally:
         supervisor.stop_all()

@@ -13,7 +13,7 @@ import psycopg
 
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
-from casemesh.platform.relay import AdvisoryLock, make_producer
+from casemesh.platform.relay import AdvisoryLock, make_producer, run_while_holding
 
 log = get_logger(__name__)
 
@@ -28,22 +28,7 @@ class OutboxPublisher:
         self._lock = AdvisoryLock(conninfo, f"casemesh-relay:{TOPIC}")
 
     async def run(self, stop: asyncio.Event) -> None:
-        delay = 1.0
-        while not stop.is_set():
-            if not await asyncio.to_thread(self._lock.try_acquire):
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 2.0)
-                continue
-            try:
-                await self._publish_until(stop)
-                delay = 1.0
-            except Exception as exc:
-                log.error("outbox.failed", error=repr(exc), retry_in=delay)
-                self._lock.release()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
-                delay = min(delay * 2, 30.0)
-        self._lock.release()
+        await run_while_holding(self._lock, self._publish_until, stop, name=TOPIC)
 
     async def _publish_until(self, stop: asyncio.Event) -> None:
         producer = make_producer(self._bootstrap, "notifier-outbox")

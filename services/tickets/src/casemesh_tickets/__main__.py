@@ -11,14 +11,13 @@ from collections.abc import Callable
 from typing import Any
 
 from casemesh.platform import settings as settings_mod
-from casemesh.platform.eventstore import postgres_env
 from casemesh.platform.grpcutil import serve
 from casemesh.platform.logging import configure_logging, get_logger
 from casemesh.platform.relay import Relay
 from casemesh.platform.telemetry import configure_tracing
 from casemesh.v1 import tickets_pb2, tickets_pb2_grpc
 from casemesh_tickets.api import TicketServicer
-from casemesh_tickets.application import Tickets
+from casemesh_tickets.application import Tickets, open_tickets
 from casemesh_tickets.domain import Ticket
 from casemesh_tickets.events import TOPIC, Translator
 from casemesh_tickets.index import IndexProjector
@@ -28,7 +27,7 @@ log = get_logger(__name__)
 
 
 async def run_api(cfg: TicketsSettings) -> None:
-    app = Tickets(env=postgres_env(cfg.database_url, pool_size=cfg.db_pool_size))
+    app = open_tickets(cfg.database_url, pool_size=cfg.db_pool_size)
     projector = IndexProjector(app, app.index)
     projector.start()
     servicer = TicketServicer(app)
@@ -68,7 +67,7 @@ def status_lookup(app: Tickets, cache_size: int = 10_000) -> Callable[[Any], str
 
 
 async def run_relay(cfg: RelaySettings) -> None:
-    app = Tickets(env=postgres_env(cfg.database_url, pool_size=2))
+    app = open_tickets(cfg.database_url, pool_size=2)
     relay = Relay(
         app=app,
         topic=TOPIC,

@@ -28,7 +28,7 @@ from casemesh.platform.errors import (
     PermissionDenied,
     Violations,
 )
-from casemesh.platform.eventstore import TracedApplication
+from casemesh.platform.eventstore import TracedApplication, postgres_env, schema_lock
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
 from casemesh.rules import tickets as validation
@@ -68,6 +68,9 @@ class Page(Generic[T]):
 
 
 class Tickets(TracedApplication):
+    """Construct with `open_tickets` (or inside `schema_lock`): construction
+    creates the tables."""
+
     name = "tickets"
 
     def __init__(self, env: EnvType | None = None) -> None:
@@ -293,6 +296,11 @@ class Tickets(TracedApplication):
         return value
 
 
+def open_tickets(database_url: str, pool_size: int = 5) -> Tickets:
+    with schema_lock(database_url):
+        return Tickets(env=postgres_env(database_url, pool_size=pool_size))
+
+
 def _encode_token(ts: datetime, ident: str) -> str:
     return base64.urlsafe_b64encode(f"{ts.isoformat()}|{ident}".encode()).decode()
 
@@ -308,4 +316,4 @@ def _decode_token(token: str) -> tuple[datetime, str] | None:
         raise InvalidArgument.field("page_token", "is not a token this API gave") from None
 
 
-__all__ = ["NewTicket", "Page", "Status", "Tickets"]
+__all__ = ["NewTicket", "Page", "Status", "Tickets", "open_tickets"]

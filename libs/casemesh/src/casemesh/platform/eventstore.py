@@ -7,9 +7,13 @@ later) can continue the same trace onto Kafka.
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import psycopg
 from eventsourcing.application import Application
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Mapper, StoredEvent
@@ -41,6 +45,20 @@ class TracedApplication(Application[Any]):
             compressor=self.factory.compressor(),
             cipher=self.factory.cipher(),
         )
+
+
+@contextmanager
+def schema_lock(database_url: str, name: str = "casemesh-schema") -> Iterator[None]:
+    """Serialises schema creation: processes of one service starting together
+    (the API and its relay, or replicas) would otherwise race on
+    CREATE TABLE IF NOT EXISTS, which PostgreSQL does not make safe."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        key = zlib.crc32(name.encode())
+        conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
 
 def postgres_env(database_url: str, *, pool_size: int = 5) -> dict[str, str]:

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -83,6 +83,36 @@ class AdvisoryLock:
         self._conn = None
 
 
+async def run_while_holding(
+    lock: AdvisoryLock,
+    publish_until: Callable[[asyncio.Event], Awaitable[None]],
+    stop: asyncio.Event,
+    *,
+    name: str,
+    standby_poll_seconds: float = 2.0,
+) -> None:
+    """Runs `publish_until` while this process holds `lock`; waits on standby
+    while another does. After a failure (broker or database gone) it lets the
+    lock go, backs off and starts again from the last recorded position."""
+    delay = 1.0
+    while not stop.is_set():
+        if not await asyncio.to_thread(lock.try_acquire):
+            log.info("relay.standby", topic=name)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), standby_poll_seconds)
+            continue
+        try:
+            await publish_until(stop)
+            delay = 1.0
+        except Exception as exc:
+            log.error("relay.failed", topic=name, error=repr(exc), retry_in=delay)
+            lock.release()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 30.0)
+    lock.release()
+
+
 class Relay:
     def __init__(
         self,
@@ -117,23 +147,13 @@ class Relay:
     async def run(self, stop: asyncio.Event) -> None:
         """Publishes until `stop` is set; on a broker or database failure it backs
         off and resumes from the last recorded position."""
-        delay = 1.0
-        while not stop.is_set():
-            if not await asyncio.to_thread(self._lock.try_acquire):
-                log.info("relay.standby", topic=self._topic)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self._standby_poll)
-                continue
-            try:
-                await self._publish_until(stop)
-                delay = 1.0
-            except Exception as exc:
-                log.error("relay.failed", topic=self._topic, error=repr(exc), retry_in=delay)
-                self._lock.release()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
-                delay = min(delay * 2, 30.0)
-        self._lock.release()
+        await run_while_holding(
+            self._lock,
+            self._publish_until,
+            stop,
+            name=self._topic,
+            standby_poll_seconds=self._standby_poll,
+        )
 
     async def _publish_until(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
