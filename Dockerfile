@@ -10,7 +10,8 @@ RUN bash scripts/gen-proto.sh \
 
 # Runtime stage: the virtualenv only, as an unprivileged user.
 FROM python:3.11.7-slim-bookworm
-RUN useradd --system --uid 10001 --no-create-home casemesh
+RUN useradd --system --uid 10001 --no-create-home casemesh \
+ && install -d -o 10001 -g 10001 /var/lib/casemesh/evidence
 COPY --from=build /app/.venv /app/.venv
 ENV PATH="/app/.venv/bin:$PATH" PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 USER 10001

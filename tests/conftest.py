@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from casemesh_devstack.kafka import LocalKafka
 from casemesh_devstack.ports import free_port
 from casemesh_devstack.postgres import LocalPostgres
-from casemesh_devstack.stack import NOTIFIER_DB, TICKETS_DB, service_specs
+from casemesh_devstack.stack import DATABASES, NOTIFIER_DB, TICKETS_DB, service_specs
 from casemesh_devstack.supervisor import Supervisor
 from tests.support import MailEndpoint, SmsEndpoint, wait_until
 
@@ -70,6 +70,10 @@ class Stack:
         return self.infra.pg.dsn(TICKETS_DB)
 
     @property
+    def evidence_dir(self) -> Path:
+        return self.infra.root / "evidence"
+
+    @property
     def notifier_dsn(self) -> str:
         return self.infra.pg.dsn(NOTIFIER_DB)
 
@@ -89,7 +93,7 @@ def wait_serving(target: str, timeout: float = 60.0) -> None:
 
 @pytest.fixture(scope="session")
 def stack(infra: Infra) -> Iterator[Stack]:
-    for db in (TICKETS_DB, NOTIFIER_DB):
+    for db in DATABASES:
         infra.pg.create_database(db)
     mail = MailEndpoint(free_port())
     sms = SmsEndpoint(free_port())
@@ -97,6 +101,7 @@ def stack(infra: Infra) -> Iterator[Stack]:
     sms.start()
     secret = secrets.token_urlsafe(32)
     tickets_addr = f"127.0.0.1:{free_port()}"
+    evidence_addr = f"127.0.0.1:{free_port()}"
     gateway = f"127.0.0.1:{free_port()}"
     supervisor = Supervisor(infra.root / "logs")
     overrides = {
@@ -104,6 +109,8 @@ def stack(infra: Infra) -> Iterator[Stack]:
         "notifier": {"CASEMESH_SMS_QUIET_HOURS": "", "CASEMESH_BACKOFF_BASE_SECONDS": "0.2"},
         # Room for the tests' bursts; test_rate_limit floods past it on purpose.
         "gateway": {"CASEMESH_RATE_LIMIT_PER_MINUTE": "600", "CASEMESH_RATE_LIMIT_BURST": "150"},
+        # Small enough that a test can go past it cheaply.
+        "evidence": {"CASEMESH_MAX_IMAGE_BYTES": str(2 * 1024 * 1024)},
     }
     try:
         for spec in service_specs(
@@ -113,13 +120,16 @@ def stack(infra: Infra) -> Iterator[Stack]:
             sms.url,
             secret,
             tickets_addr=tickets_addr,
+            evidence_addr=evidence_addr,
             gateway_addr=gateway,
+            evidence_dir=infra.root / "evidence",
         ):
             supervisor.start(
                 spec.name, spec.argv, {**os.environ, **spec.env, **overrides.get(spec.name, {})}
             )
         try:
             wait_serving(tickets_addr)
+            wait_serving(evidence_addr)
             wait_serving(gateway)
         except AssertionError:
             tails = {n: supervisor.log_path(n).read_text()[-3000:] for n in supervisor.names}

@@ -1,3 +1,4 @@
 -- One database per service that stores anything.
 CREATE DATABASE casemesh_tickets;
 CREATE DATABASE casemesh_notifier;
+CREATE DATABASE casemesh_evidence;

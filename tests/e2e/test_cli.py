@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import Stack
@@ -87,3 +88,49 @@ def test_a_user_id_in_any_script_is_carried_to_the_service(stack: Stack) -> None
     )
     assert created.requester == user
     assert client.GetTicket(pb.GetTicketRequest(name=created.name)).requester == user
+
+
+def test_upload_a_screenshot_and_attach_it_to_a_new_ticket(stack: Stack, tmp_path: Path) -> None:
+    from tests.e2e.test_evidence import png
+
+    user = f"cli-{uuid.uuid4().hex[:6]}"
+    shot = tmp_path / "截图.png"
+    shot.write_bytes(png())
+    uploaded = casemesh(stack, "--as", user, "upload", str(shot))
+    assert uploaded.returncode == 0, uploaded.stderr
+    name = uploaded.stdout.split()[0]
+    assert name.startswith("evidence/") and "image/png" in uploaded.stdout
+    opened = casemesh(
+        stack,
+        "--as",
+        user,
+        "open",
+        "--category",
+        "content.review_rejected",
+        "--subject",
+        "审核未通过",
+        "--description",
+        "见截图",
+        "--email",
+        f"{user}@example.com",
+        "--evidence",
+        name,
+    )
+    assert opened.returncode == 0, opened.stderr
+    stranger = casemesh(
+        stack,
+        "--as",
+        "someone-else",
+        "open",
+        "--category",
+        "other.general",
+        "--subject",
+        "s",
+        "--description",
+        "d",
+        "--email",
+        "x@example.com",
+        "--evidence",
+        name,
+    )
+    assert stranger.returncode == 1 and "PERMISSION_DENIED" in stranger.stderr

@@ -23,6 +23,7 @@ def new_ticket() -> Ticket:
         locale="zh-CN",
         contact={"email": "a@example.com", "phone": "", "channels": ["EMAIL"]},
         priority=3,
+        evidence=[{"name": "evidence/e1", "sha256": "ab" * 32}],
     )
 
 

@@ -11,8 +11,8 @@ from casemesh.platform.grpcutil import serve
 from casemesh.platform.identity import TokenVerifier
 from casemesh.platform.logging import configure_logging
 from casemesh.platform.telemetry import configure_tracing
-from casemesh.v1 import tickets_pb2, tickets_pb2_grpc
-from casemesh_gateway.api import Backend, TicketGateway
+from casemesh.v1 import evidence_pb2, evidence_pb2_grpc, tickets_pb2, tickets_pb2_grpc
+from casemesh_gateway.api import Backend, EvidenceGateway, TicketGateway
 from casemesh_gateway.ratelimit import RateLimiter
 from casemesh_gateway.settings import GatewaySettings
 
@@ -35,6 +35,9 @@ SERVICE_CONFIG = """{
 }"""
 
 
+MAX_MESSAGE = 1024 * 1024 + 64 * 1024
+
+
 async def run(cfg: GatewaySettings) -> None:
     verifier = TokenVerifier(
         secret=cfg.jwt_secret.get_secret_value() or None, public_key=cfg.jwt_public_key or None
@@ -44,16 +47,32 @@ async def run(cfg: GatewaySettings) -> None:
         limiter=RateLimiter(per_minute=cfg.rate_limit_per_minute, burst=cfg.rate_limit_burst),
         timeout=cfg.backend_timeout_seconds,
     )
-    async with grpc.aio.insecure_channel(
-        cfg.tickets_target,
-        options=[("grpc.service_config", SERVICE_CONFIG), ("grpc.enable_retries", 1)],
-    ) as channel:
-        gateway = TicketGateway(backend, channel)
-        service = tickets_pb2.DESCRIPTOR.services_by_name["TicketService"].full_name
+    async with (
+        grpc.aio.insecure_channel(
+            cfg.tickets_target,
+            options=[("grpc.service_config", SERVICE_CONFIG), ("grpc.enable_retries", 1)],
+        ) as tickets_channel,
+        grpc.aio.insecure_channel(
+            cfg.evidence_target, options=[("grpc.max_send_message_length", MAX_MESSAGE)]
+        ) as evidence_channel,
+    ):
+        backend.evidence = evidence_pb2_grpc.EvidenceServiceStub(evidence_channel)
+        tickets = TicketGateway(backend, tickets_channel)
+        evidence = EvidenceGateway(backend, evidence_channel, cfg.upload_timeout_seconds)
+
+        def register(server: grpc.aio.Server) -> None:
+            tickets_pb2_grpc.add_TicketServiceServicer_to_server(tickets, server)
+            evidence_pb2_grpc.add_EvidenceServiceServicer_to_server(evidence, server)
+
         await serve(
             address=cfg.grpc_addr,
-            register=lambda s: tickets_pb2_grpc.add_TicketServiceServicer_to_server(gateway, s),
-            service_names=[service],
+            register=register,
+            service_names=[
+                tickets_pb2.DESCRIPTOR.services_by_name["TicketService"].full_name,
+                evidence_pb2.DESCRIPTOR.services_by_name["EvidenceService"].full_name,
+            ],
+            # Evidence arrives in chunks of up to 1 MiB.
+            options=[("grpc.max_receive_message_length", MAX_MESSAGE)],
         )
 
 

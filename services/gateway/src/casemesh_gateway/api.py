@@ -4,14 +4,21 @@ verified identity, the caller's trace context and a deadline."""
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+from collections.abc import AsyncIterator, Callable
+from typing import Any, NoReturn, TypeAlias
 
 import grpc
 
-from casemesh.platform.errors import PermissionDenied, ResourceExhausted, Violations
+from casemesh.platform.errors import (
+    InvalidArgument,
+    PermissionDenied,
+    ResourceExhausted,
+    Violations,
+)
 from casemesh.platform.identity import Identity, TokenVerifier
 from casemesh.platform.logging import get_logger
 from casemesh.platform.telemetry import inject_metadata
+from casemesh.v1 import evidence_pb2, evidence_pb2_grpc
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
 from casemesh_gateway import checks
 from casemesh_gateway.ratelimit import RateLimiter
@@ -21,6 +28,7 @@ log = get_logger(__name__)
 Ctx: TypeAlias = grpc.aio.ServicerContext
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
+MAX_EVIDENCE = 20
 
 
 class Backend:
@@ -28,6 +36,7 @@ class Backend:
         self.verifier = verifier
         self.limiter = limiter
         self.timeout = timeout
+        self.evidence: Any = None  # EvidenceServiceStub, set once the channel is open
 
     def identity(self, context: Ctx) -> Identity:
         metadata = dict(context.invocation_metadata() or ())
@@ -38,26 +47,91 @@ class Backend:
             raise ResourceExhausted(f"too many requests; retry in {wait:.1f} s")
         return who
 
-    async def forward(self, method: Any, request: Any, who: Identity, context: Ctx) -> Any:
+    def _timeout(self, context: Ctx, limit: float | None = None) -> float:
+        limit = limit or self.timeout
         remaining = context.time_remaining()
-        timeout = min(self.timeout, remaining) if remaining else self.timeout
+        return min(limit, remaining) if remaining else limit
+
+    async def forward(
+        self,
+        method: Any,
+        request: Any,
+        who: Identity,
+        context: Ctx,
+        deadline_s: float | None = None,
+    ) -> Any:
         try:
             return await method(
-                request, metadata=(*who.to_metadata(), *inject_metadata()), timeout=timeout
+                request,
+                metadata=(*who.to_metadata(), *inject_metadata()),
+                timeout=self._timeout(context, deadline_s),
             )
         except grpc.aio.AioRpcError as err:
-            code = err.code()
-            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                log.warning("backend.unavailable", code=code.name, details=err.details())
-            # The service's status, with its google.rpc details, is the caller's answer.
-            details = tuple(
-                (k, v) for k, v in (err.trailing_metadata() or ()) if k == STATUS_DETAILS_KEY
-            )
-            await context.abort(code, err.details() or "", details)
-            raise  # unreachable: abort raises
+            await self._fail(err, context)
+
+    async def forward_stream(
+        self, method: Any, request: Any, who: Identity, context: Ctx
+    ) -> AsyncIterator[Any]:
+        call = method(
+            request,
+            metadata=(*who.to_metadata(), *inject_metadata()),
+            timeout=self._timeout(context),
+        )
+        try:
+            async for response in call:
+                yield response
+        except grpc.aio.AioRpcError as err:
+            await self._fail(err, context)
+
+    async def check_evidence(self, refs: Any, field: str, who: Identity, context: Ctx) -> None:
+        """The caller may attach only evidence they uploaded; fills in each hash."""
+        if len(refs) > MAX_EVIDENCE:
+            raise InvalidArgument.field(field, f"at most {MAX_EVIDENCE} pieces of evidence")
+        for i, ref in enumerate(refs):
+            try:
+                found = await self.evidence.GetEvidence(
+                    evidence_pb2.GetEvidenceRequest(name=ref.name),
+                    metadata=(*who.to_metadata(), *inject_metadata()),
+                    timeout=self._timeout(context),
+                )
+            except grpc.aio.AioRpcError as err:
+                if err.code() == grpc.StatusCode.PERMISSION_DENIED:
+                    raise PermissionDenied(
+                        f"{field}[{i}]: {ref.name} is not your evidence"
+                    ) from None
+                if err.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                    raise InvalidArgument.field(
+                        f"{field}[{i}]", f"{ref.name or '(empty)'} is not evidence you uploaded"
+                    ) from None
+                await self._fail(err, context)
+            if found.owner != who.subject:
+                raise PermissionDenied(f"{field}[{i}]: {ref.name} is not your evidence")
+            ref.sha256 = found.sha256
+
+    @staticmethod
+    async def _fail(err: grpc.aio.AioRpcError, context: Ctx) -> NoReturn:
+        """The service's status, with its google.rpc details, is the caller's answer."""
+        code = err.code()
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            log.warning("backend.unavailable", code=code.name, details=err.details())
+        details = tuple(
+            (k, v) for k, v in (err.trailing_metadata() or ()) if k == STATUS_DETAILS_KEY
+        )
+        await context.abort(code, err.details() or "", details)
+        raise AssertionError("context.abort returned")
 
 
-def route(method_name: str, *, agent_only: bool = False, check: checks.Check = checks.named) -> Any:
+# Where a request carries evidence references, and the field name to report.
+Attachments = Callable[[Any], tuple[Any, str]]
+
+
+def route(
+    method_name: str,
+    *,
+    agent_only: bool = False,
+    check: checks.Check = checks.named,
+    attachments: Attachments | None = None,
+) -> Any:
     async def handler(self: TicketGateway, request: Any, context: Ctx) -> Any:
         who = self.backend.identity(context)
         if agent_only and not who.is_agent:
@@ -65,6 +139,9 @@ def route(method_name: str, *, agent_only: bool = False, check: checks.Check = c
         v = Violations()
         check(request, v)
         v.raise_if_any()
+        if attachments is not None:
+            refs, field = attachments(request)
+            await self.backend.check_evidence(refs, field, who, context)
         return await self.backend.forward(getattr(self.stub, method_name), request, who, context)
 
     handler.__name__ = method_name
@@ -76,10 +153,18 @@ class TicketGateway(pb_grpc.TicketServiceServicer):
         self.backend = backend
         self.stub = pb_grpc.TicketServiceStub(channel)
 
-    CreateTicket = route("CreateTicket", check=checks.create_ticket)
+    CreateTicket = route(
+        "CreateTicket",
+        check=checks.create_ticket,
+        attachments=lambda r: (r.ticket.evidence, "ticket.evidence"),
+    )
     GetTicket = route("GetTicket", check=checks.name)
     ListTickets = route("ListTickets", check=checks.all_of(checks.page(100), checks.statuses))
-    AddComment = route("AddComment", check=checks.all_of(checks.named, checks.text("body")))
+    AddComment = route(
+        "AddComment",
+        check=checks.all_of(checks.named, checks.text("body")),
+        attachments=lambda r: (r.evidence, "evidence"),
+    )
     AssignTicket = route(
         "AssignTicket", agent_only=True, check=checks.all_of(checks.named, checks.assignee)
     )
@@ -109,3 +194,52 @@ class TicketGateway(pb_grpc.TicketServiceServicer):
     )
     ListTicketEvents = route("ListTicketEvents", check=checks.all_of(checks.name, checks.page(200)))
     ListTicketCategories = route("ListTicketCategories", check=lambda r, v: None)
+
+
+class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
+    """Evidence uploads and reads, streamed through to the evidence service."""
+
+    def __init__(self, backend: Backend, channel: grpc.aio.Channel, upload_timeout: float) -> None:
+        self.backend = backend
+        self.stub = evidence_pb2_grpc.EvidenceServiceStub(channel)
+        self.upload_timeout = upload_timeout
+
+    async def UploadEvidence(
+        self, request_iterator: AsyncIterator[evidence_pb2.UploadEvidenceRequest], context: Ctx
+    ) -> evidence_pb2.Evidence:
+        who = self.backend.identity(context)
+        first = await anext(aiter(request_iterator), None)
+        if first is None or first.WhichOneof("part") != "metadata":
+            raise InvalidArgument.field("metadata", "the first message must carry the metadata")
+        v = Violations()
+        if not first.metadata.file_name.strip():
+            v.add("metadata.file_name", "must not be empty")
+        v.raise_if_any()
+
+        async def upstream() -> AsyncIterator[evidence_pb2.UploadEvidenceRequest]:
+            yield first
+            async for message in request_iterator:
+                yield message
+
+        result: evidence_pb2.Evidence = await self.backend.forward(
+            self.stub.UploadEvidence, upstream(), who, context, deadline_s=self.upload_timeout
+        )
+        return result
+
+    async def GetEvidence(
+        self, request: evidence_pb2.GetEvidenceRequest, context: Ctx
+    ) -> evidence_pb2.Evidence:
+        who = self.backend.identity(context)
+        result: evidence_pb2.Evidence = await self.backend.forward(
+            self.stub.GetEvidence, request, who, context
+        )
+        return result
+
+    async def ReadEvidence(
+        self, request: evidence_pb2.ReadEvidenceRequest, context: Ctx
+    ) -> AsyncIterator[evidence_pb2.ReadEvidenceResponse]:
+        who = self.backend.identity(context)
+        async for response in self.backend.forward_stream(
+            self.stub.ReadEvidence, request, who, context
+        ):
+            yield response

@@ -25,6 +25,7 @@ from grpc_status import rpc_status
 
 from casemesh.platform.grpcutil import field_violations
 from casemesh.platform.identity import mint_token
+from casemesh.v1 import evidence_pb2, evidence_pb2_grpc
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
 
@@ -60,6 +61,19 @@ def show_ticket(t: pb.Ticket) -> None:
         print(f"  rating:    {t.rating.score}/5 {t.rating.comment}")
 
 
+def upload(channel: grpc.Channel, metadata: list[tuple[str, str]], path: Path) -> Any:
+    def messages() -> Any:
+        yield evidence_pb2.UploadEvidenceRequest(
+            metadata=evidence_pb2.EvidenceMetadata(file_name=path.name)
+        )
+        with path.open("rb") as f:
+            while chunk := f.read(512 * 1024):
+                yield evidence_pb2.UploadEvidenceRequest(chunk=chunk)
+
+    stub = evidence_pb2_grpc.EvidenceServiceStub(channel)
+    return stub.UploadEvidence(messages(), metadata=metadata, timeout=900)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="casemesh", description="Casemesh command-line client")
     p.add_argument("--target", default=os.environ.get("CASEMESH_GATEWAY", "127.0.0.1:50051"))
@@ -78,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--email", default="")
     o.add_argument("--phone", default="")
     o.add_argument("--request-id", default="")
+    o.add_argument("--evidence", action="append", default=[], help="evidence/… (repeatable)")
+    up = sub.add_parser("upload", help="upload a file as evidence and print its name")
+    up.add_argument("path", type=Path)
     ls = sub.add_parser("list", help="list tickets")
     ls.add_argument("--status", action="append", default=[])
     for cmd in ("show", "history", "close"):
@@ -118,7 +135,11 @@ def run(args: argparse.Namespace) -> None:
             return getattr(stub, method)(request, metadata=metadata, timeout=10)
 
         c = args.command
-        if c == "categories":
+        if c == "upload":
+            evidence = upload(channel, metadata, args.path)
+            print(f"{evidence.name}  {evidence.media_type}  {evidence.size_bytes} bytes")
+            print(f"  sha256: {evidence.sha256}")
+        elif c == "categories":
             for cat in call("ListTicketCategories", pb.ListTicketCategoriesRequest()).categories:
                 print(f"{cat.id:28} {cat.labels.get('zh-CN', '')} / {cat.labels.get('en', '')}")
         elif c == "open":
@@ -131,6 +152,7 @@ def run(args: argparse.Namespace) -> None:
                 description=args.description,
                 locale=args.locale,
                 contact=pb.Contact(email=args.email, phone=args.phone, channels=channels),
+                evidence=[evidence_pb2.EvidenceRef(name=n) for n in args.evidence],
             )
             show_ticket(
                 call(

@@ -13,6 +13,7 @@ from casemesh.platform.errors import Violations
 from casemesh.platform.identity import Identity
 from casemesh.rules import tickets as validation
 from casemesh.rules.tickets import CATEGORIES
+from casemesh.v1 import evidence_pb2
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
 from casemesh_tickets.application import NewTicket, Tickets
@@ -48,6 +49,7 @@ def ticket_message(view: TicketView) -> pb.Ticket:
         update_time=_ts(view.update_time),
         resolution=view.resolution,
         etag=str(view.version),
+        evidence=evidence_refs(view.evidence),
     )
     if view.rating:
         msg.rating.score = view.rating["score"]
@@ -67,7 +69,16 @@ def history_message(e: HistoryEntry) -> pb.TicketEvent:
         internal=e.internal,
         assignee=e.assignee,
         score=e.score,
+        evidence=evidence_refs(e.evidence),
     )
+
+
+def evidence_refs(evidence: list[dict[str, str]]) -> list[evidence_pb2.EvidenceRef]:
+    return [evidence_pb2.EvidenceRef(name=e["name"], sha256=e["sha256"]) for e in evidence]
+
+
+def evidence_dicts(refs: Any) -> list[dict[str, str]]:
+    return [{"name": r.name, "sha256": r.sha256} for r in refs]
 
 
 def contact_dict(contact: pb.Contact) -> dict[str, Any]:
@@ -87,6 +98,7 @@ def new_ticket(request: pb.CreateTicketRequest) -> NewTicket:
         description=t.description,
         locale=t.locale,
         contact=contact_dict(t.contact),
+        evidence=evidence_dicts(t.evidence),
     )
 
 
@@ -143,6 +155,7 @@ class TicketServicer(pb_grpc.TicketServiceServicer):
                 request.body,
                 request.internal,
                 request.etag,
+                evidence_dicts(request.evidence),
             )
         )
 

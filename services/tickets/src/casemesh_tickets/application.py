@@ -11,7 +11,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar, cast
 from uuid import UUID
@@ -48,6 +48,8 @@ class NewTicket:
     description: str
     locale: str
     contact: dict[str, Any]
+    # References the gateway checked: [{"name": "evidence/…", "sha256": "…"}].
+    evidence: list[dict[str, str]] = field(default_factory=list)
 
     def fingerprint(self) -> str:
         body = json.dumps(
@@ -82,7 +84,9 @@ class Tickets(TracedApplication):
 
     def create_ticket(self, who: Identity, new: NewTicket) -> TicketView:
         v = Violations()
-        validation.check_new_ticket(v, **vars(new), prefix="ticket.")
+        fields = {k: v for k, v in vars(new).items() if k != "evidence"}
+        validation.check_new_ticket(v, **fields, prefix="ticket.")
+        check_evidence(v, new.evidence, "ticket.evidence")
         v.raise_if_any()
         ticket_id = Ticket.create_id(who.subject, new.request_id)
         existing = self._replayed_create(ticket_id, new)
@@ -98,6 +102,7 @@ class Tickets(TracedApplication):
             locale=new.locale,
             contact=new.contact,
             priority=int(BY_ID[new.category].default_priority),
+            evidence=new.evidence,
         )
         try:
             self.save(ticket)
@@ -155,9 +160,18 @@ class Tickets(TracedApplication):
         )
 
     def add_comment(
-        self, who: Identity, ticket_id: str, body: str, internal: bool, etag: str
+        self,
+        who: Identity,
+        ticket_id: str,
+        body: str,
+        internal: bool,
+        etag: str,
+        evidence: list[dict[str, str]] | None = None,
     ) -> TicketView:
         body = self._text("body", body, validation.LIMITS["body"])
+        v = Violations()
+        check_evidence(v, evidence or [], "evidence")
+        v.raise_if_any()
         if internal and not who.is_agent:
             raise PermissionDenied("only agents may write internal notes")
 
@@ -167,6 +181,7 @@ class Tickets(TracedApplication):
                 body=body,
                 by_requester=t.requester == who.subject,
                 internal=internal,
+                evidence=evidence,
             )
 
         return self._change(who, ticket_id, etag, comment)
@@ -299,6 +314,18 @@ class Tickets(TracedApplication):
 def open_tickets(database_url: str, pool_size: int = 5) -> Tickets:
     with schema_lock(database_url):
         return Tickets(env=postgres_env(database_url, pool_size=pool_size))
+
+
+MAX_EVIDENCE = 20
+
+
+def check_evidence(v: Violations, evidence: list[dict[str, str]], field: str) -> None:
+    """References must have been checked (hash filled in) by the gateway."""
+    if len(evidence) > MAX_EVIDENCE:
+        v.add(field, f"at most {MAX_EVIDENCE} pieces of evidence")
+    for i, ref in enumerate(evidence):
+        if not ref.get("name", "").startswith("evidence/") or len(ref.get("sha256", "")) != 64:
+            v.add(f"{field}[{i}]", "must name checked evidence (evidence/{id} with its sha256)")
 
 
 def _encode_token(ts: datetime, ident: str) -> str:

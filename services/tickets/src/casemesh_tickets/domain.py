@@ -34,13 +34,44 @@ FINAL = frozenset({Status.CLOSED, Status.CANCELLED})
 UNSOLVED = frozenset({Status.NEW, Status.OPEN, Status.PENDING, Status.ON_HOLD})
 
 
+def _no_evidence(state: dict[str, Any]) -> None:
+    """Events recorded before evidence existed had none."""
+    state["evidence"] = []
+
+
 class Ticket(Aggregate):
     @staticmethod
     def create_id(requester: str, request_id: str) -> uuid.UUID:
         # Deterministic: a retried create lands on the same stream.
         return uuid.uuid5(NAMESPACE, f"{requester}\n{request_id}")
 
-    @event("Created")
+    class Created(Aggregate.Created):
+        # v2: evidence references ({"name", "sha256"}) attached at opening.
+        class_version = 2
+        upcast_v1_v2 = staticmethod(_no_evidence)
+        requester: str
+        request_id: str
+        request_fingerprint: str
+        category: str
+        subject: str
+        description: str
+        locale: str
+        contact: dict[str, Any]
+        priority: int
+        evidence: list[dict[str, str]]
+
+    class CommentAdded(Aggregate.Event):
+        # v2: evidence references attached to the comment.
+        class_version = 2
+        upcast_v1_v2 = staticmethod(_no_evidence)
+        actor: str
+        body: str
+        by_requester: bool
+        internal: bool
+        status: str
+        evidence: list[dict[str, str]]
+
+    @event(Created)
     def __init__(
         self,
         *,
@@ -53,6 +84,7 @@ class Ticket(Aggregate):
         locale: str,
         contact: dict[str, Any],
         priority: int,
+        evidence: list[dict[str, str]],
     ) -> None:
         self.requester = requester
         self.request_id = request_id
@@ -67,6 +99,7 @@ class Ticket(Aggregate):
         self.assignee = ""
         self.resolution = ""
         self.rating: dict[str, Any] | None = None
+        self.evidence = list(evidence)
 
     # -- agents ---------------------------------------------------------
 
@@ -117,7 +150,15 @@ class Ticket(Aggregate):
 
     # -- requester and agents -------------------------------------------
 
-    def add_comment(self, *, actor: str, body: str, by_requester: bool, internal: bool) -> None:
+    def add_comment(
+        self,
+        *,
+        actor: str,
+        body: str,
+        by_requester: bool,
+        internal: bool,
+        evidence: list[dict[str, str]] | None = None,
+    ) -> None:
         if self.status in FINAL:
             raise FailedPrecondition(
                 f"the ticket is {self.status.value.lower()}; open a new ticket instead"
@@ -130,12 +171,23 @@ class Ticket(Aggregate):
         elif not by_requester and not internal and self.status is Status.NEW:
             status = Status.OPEN  # an agent's public reply acknowledges the ticket
         self._comment_added(
-            actor=actor, body=body, by_requester=by_requester, internal=internal, status=status
+            actor=actor,
+            body=body,
+            by_requester=by_requester,
+            internal=internal,
+            status=status,
+            evidence=list(evidence or []),
         )
 
-    @event("CommentAdded")
+    @event(CommentAdded)
     def _comment_added(
-        self, actor: str, body: str, by_requester: bool, internal: bool, status: Status
+        self,
+        actor: str,
+        body: str,
+        by_requester: bool,
+        internal: bool,
+        status: Status,
+        evidence: list[dict[str, str]],
     ) -> None:
         self.status = Status(status)
 

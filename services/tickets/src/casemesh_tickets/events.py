@@ -21,6 +21,12 @@ def _status(status: str) -> int:
     return int(ev.TicketStatus.Value(f"TICKET_STATUS_{status}"))
 
 
+def _attachments(attrs: dict[str, Any]) -> list[ev.EvidenceAttachment]:
+    return [
+        ev.EvidenceAttachment(name=e["name"], sha256=e["sha256"]) for e in attrs.get("evidence", [])
+    ]
+
+
 def public_message(domain_event: Any, status_after: str) -> Message:
     kind = type(domain_event).__name__
     a = vars(domain_event)
@@ -52,6 +58,7 @@ def public_message(domain_event: Any, status_after: str) -> Message:
                     locale=a["locale"],
                 ),
                 priority=a["priority"],
+                evidence=_attachments(a),
             )
         case "Assigned":
             return ev.TicketAssigned(header=header, assignee=a["assignee"], priority=a["priority"])
@@ -62,6 +69,7 @@ def public_message(domain_event: Any, status_after: str) -> Message:
                 by_requester=a["by_requester"],
                 body=a["body"],
                 internal=a["internal"],
+                evidence=_attachments(a),
             )
         case "InfoRequested":
             return ev.InfoRequested(header=header, message=a["message"])

@@ -26,6 +26,7 @@ class TicketView:
     create_time: datetime
     update_time: datetime
     version: int
+    evidence: list[dict[str, str]] = field(default_factory=list)
 
     @classmethod
     def of(cls, t: Ticket) -> TicketView:
@@ -45,6 +46,7 @@ class TicketView:
             create_time=t.created_on,
             update_time=t.modified_on,
             version=t.version,
+            evidence=list(t.evidence),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -75,7 +77,7 @@ class HistoryEntry:
     internal: bool = False
     assignee: str = ""
     score: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    evidence: list[dict[str, str]] = field(default_factory=list)
 
 
 # Private event class name → the name shown in history and used on the topic.
@@ -117,4 +119,5 @@ def history_entry(domain_event: Any, after: Ticket) -> HistoryEntry:
         internal=bool(attrs.get("internal", False)),
         assignee=str(attrs.get("assignee", "")),
         score=int(attrs.get("score", 0)),
+        evidence=list(attrs.get("evidence", [])),
     )

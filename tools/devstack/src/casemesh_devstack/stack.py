@@ -29,13 +29,15 @@ from casemesh_devstack.supervisor import Supervisor
 
 TICKETS_DB = "casemesh_tickets"
 NOTIFIER_DB = "casemesh_notifier"
-DATABASES = (TICKETS_DB, NOTIFIER_DB)
+EVIDENCE_DB = "casemesh_evidence"
+DATABASES = (TICKETS_DB, NOTIFIER_DB, EVIDENCE_DB)
 TICKETS_TOPIC = "casemesh.tickets.v1"
 NOTIFICATIONS_TOPIC = "casemesh.notifications.v1"
 TOPICS = (TICKETS_TOPIC, NOTIFICATIONS_TOPIC)
 TOPIC_PARTITIONS = 3
 
 TICKETS_ADDR = "127.0.0.1:50061"
+EVIDENCE_ADDR = "127.0.0.1:50062"
 GATEWAY_ADDR = "127.0.0.1:50051"
 _SINK_HOST = "127.0.0.1"
 # Files that mark a directory as a casemesh-dev run dir (so `clean` never wipes anything else).
@@ -60,7 +62,9 @@ def service_specs(
     jwt_secret: str,
     *,
     tickets_addr: str = TICKETS_ADDR,
+    evidence_addr: str = EVIDENCE_ADDR,
     gateway_addr: str | None = None,
+    evidence_dir: Path | None = None,
 ) -> list[ServiceSpec]:
     """The Casemesh service processes, in start order.
 
@@ -109,12 +113,24 @@ def service_specs(
             },
         ),
         ServiceSpec(
+            "evidence",
+            [python, "-m", "casemesh_evidence"],
+            {
+                **common,
+                "CASEMESH_DATABASE_URL": pg.dsn(EVIDENCE_DB),
+                "CASEMESH_GRPC_ADDR": evidence_addr,
+                "CASEMESH_EVIDENCE_DIR": str(evidence_dir or repo_root() / ".run" / "evidence"),
+                "CASEMESH_SERVICE_NAME": "evidence",
+            },
+        ),
+        ServiceSpec(
             "gateway",
             [python, "-m", "casemesh_gateway"],
             {
                 **common,
                 "CASEMESH_GRPC_ADDR": gateway,
                 "CASEMESH_TICKETS_TARGET": tickets_addr,
+                "CASEMESH_EVIDENCE_TARGET": evidence_addr,
                 "CASEMESH_JWT_SECRET": jwt_secret,
                 "CASEMESH_SERVICE_NAME": "gateway",
             },
@@ -317,6 +333,7 @@ def _infra_summary(cfg: StackConfig, pg: LocalPostgres, kafka: LocalKafka) -> li
     return [
         f"  PostgreSQL   {pg.dsn(TICKETS_DB)}",
         f"               {pg.dsn(NOTIFIER_DB)}",
+        f"               {pg.dsn(EVIDENCE_DB)}",
         f"  Kafka        {kafka.bootstrap}   topics: {', '.join(TOPICS)}",
         f"  infra logs   {_show(pg.log_path)}, {_show(kafka.log_path)}",
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -77,6 +77,8 @@ Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
 def _wrap_unary(method: str, behaviour: Handler) -> Handler:
+    """For unary-response calls (unary-unary and stream-unary)."""
+
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
         token = otel_context.attach(extract_metadata(context.invocation_metadata()))
         try:
@@ -85,6 +87,27 @@ def _wrap_unary(method: str, behaviour: Handler) -> Handler:
             ) as span:
                 try:
                     return await behaviour(request, context)
+                except errors.CasemeshError as err:
+                    span.set_attribute("rpc.grpc.status_code", _CODES[type(err)][1])
+                    await context.abort_with_status(to_status(err))
+        finally:
+            otel_context.detach(token)
+
+    return wrapped
+
+
+def _wrap_response_stream(method: str, behaviour: Any) -> Any:
+    """For server-streaming calls: the behaviour is an async generator."""
+
+    async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        token = otel_context.attach(extract_metadata(context.invocation_metadata()))
+        try:
+            with tracer("casemesh.grpc").start_as_current_span(
+                method, kind=trace.SpanKind.SERVER, attributes={"rpc.system": "grpc"}
+            ) as span:
+                try:
+                    async for response in behaviour(request, context):
+                        yield response
                 except errors.CasemeshError as err:
                     span.set_attribute("rpc.grpc.status_code", _CODES[type(err)][1])
                     await context.abort_with_status(to_status(err))
@@ -104,16 +127,26 @@ class DomainErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
         method = handler_call_details.method
-        if method.startswith("/grpc."):
+        if handler is None or method.startswith("/grpc."):
             return handler
-        return grpc.unary_unary_rpc_method_handler(
-            _wrap_unary(method, handler.unary_unary),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        codecs = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(method, handler.unary_unary), **codecs
+            )
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                _wrap_unary(method, handler.stream_unary), **codecs
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_response_stream(method, handler.unary_stream), **codecs
+            )
+        return handler
 
 
 async def serve(
@@ -122,12 +155,15 @@ async def serve(
     register: Callable[[grpc.aio.Server], None],
     service_names: Sequence[str],
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    options: Sequence[tuple[str, Any]] = (),
     grace_seconds: float = 10.0,
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serves until SIGTERM/SIGINT (or `stop` is set), then drains gracefully:
     health turns NOT_SERVING first so load balancers stop sending new calls."""
-    server = grpc.aio.server(interceptors=[DomainErrorInterceptor(), *interceptors])
+    server = grpc.aio.server(
+        interceptors=[DomainErrorInterceptor(), *interceptors], options=list(options)
+    )
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

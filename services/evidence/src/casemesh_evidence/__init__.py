@@ -1,0 +1,2 @@
+"""Casemesh evidence service: uploads checked for size and real type, stored
+once by content (sha256), readable by their owner and by agents."""

@@ -1,0 +1,69 @@
+"""gRPC entry point of the evidence service."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, TypeAlias
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from casemesh.platform.errors import InvalidArgument
+from casemesh.platform.identity import Identity
+from casemesh.v1 import evidence_pb2 as pb
+from casemesh.v1 import evidence_pb2_grpc as pb_grpc
+from casemesh_evidence.application import EvidenceLocker, EvidenceView
+
+Ctx: TypeAlias = grpc.aio.ServicerContext
+
+
+def evidence_message(view: EvidenceView) -> pb.Evidence:
+    ts = Timestamp()
+    ts.FromDatetime(view.created_at)
+    return pb.Evidence(
+        name=f"evidence/{view.id}",
+        sha256=view.sha256,
+        size_bytes=view.size_bytes,
+        media_type=view.media_type,
+        file_name=view.file_name,
+        owner=view.owner,
+        create_time=ts,
+    )
+
+
+class EvidenceServicer(pb_grpc.EvidenceServiceServicer):
+    def __init__(self, locker: EvidenceLocker) -> None:
+        self.locker = locker
+
+    async def UploadEvidence(
+        self, request_iterator: AsyncIterator[pb.UploadEvidenceRequest], context: Ctx
+    ) -> pb.Evidence:
+        who = Identity.from_metadata(context.invocation_metadata())
+        first = await anext(aiter(request_iterator), None)
+        if first is None or first.WhichOneof("part") != "metadata":
+            raise InvalidArgument.field("metadata", "the first message must carry the metadata")
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async for message in request_iterator:
+                if message.WhichOneof("part") != "chunk":
+                    raise InvalidArgument.field("metadata", "only the first message carries it")
+                yield message.chunk
+
+        view = await self.locker.receive(
+            who, first.metadata.file_name, first.metadata.declared_type, chunks()
+        )
+        return evidence_message(view)
+
+    async def GetEvidence(self, request: pb.GetEvidenceRequest, context: Ctx) -> pb.Evidence:
+        who = Identity.from_metadata(context.invocation_metadata())
+        return evidence_message(await self.locker.describe(who, request.name))
+
+    async def ReadEvidence(
+        self, request: pb.ReadEvidenceRequest, context: Ctx
+    ) -> AsyncIterator[pb.ReadEvidenceResponse]:
+        who = Identity.from_metadata(context.invocation_metadata())
+        async for chunk in self.locker.read(who, request.name):
+            yield pb.ReadEvidenceResponse(chunk=chunk)
+
+
+__all__ = ["Any", "EvidenceServicer"]

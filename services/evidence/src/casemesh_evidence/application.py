@@ -1,0 +1,200 @@
+"""Receiving, describing and reading evidence.
+
+An upload streams to a temporary file while it is hashed, its real type is
+read from the first bytes and its size is held to the limit of that type.
+Only a complete, valid upload is stored (once per content) and recorded (once
+per owner and content). Who may see it: its owner and agents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from casemesh.platform.errors import InvalidArgument, NotFound, PermissionDenied, Violations
+from casemesh.platform.identity import Identity
+from casemesh.platform.logging import get_logger
+from casemesh_evidence import sniff
+from casemesh_evidence.store import BlobStore
+
+log = get_logger(__name__)
+
+NAMESPACE = uuid.UUID("6a1f0d43-2b7e-4c55-9a3e-4f8d7c2e1b90")
+MAX_CHUNK = 1024 * 1024
+SCHEMA_LOCK = 0x65766964  # "evid"
+
+SCHEMA = """CREATE TABLE IF NOT EXISTS evidence (
+    id uuid PRIMARY KEY,
+    owner text NOT NULL,
+    sha256 text NOT NULL,
+    size_bytes bigint NOT NULL,
+    media_type text NOT NULL,
+    file_name text NOT NULL,
+    created_at timestamptz NOT NULL,
+    UNIQUE (owner, sha256))"""
+
+
+@dataclass(frozen=True)
+class EvidenceView:
+    id: str
+    owner: str
+    sha256: str
+    size_bytes: int
+    media_type: str
+    file_name: str
+    created_at: datetime
+
+
+def evidence_id(name: str) -> str:
+    prefix, _, ident = name.partition("/")
+    try:
+        if prefix != "evidence":
+            raise ValueError(name)
+        return str(uuid.UUID(ident))
+    except ValueError:
+        raise InvalidArgument.field("name", "must be evidence/{id}") from None
+
+
+def clean_file_name(name: str) -> str:
+    v = Violations()
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    if not base:
+        v.add("metadata.file_name", "must not be empty")
+    elif len(base) > 255 or any(ord(c) < 32 for c in base):
+        v.add("metadata.file_name", "must be at most 255 printable characters")
+    v.raise_if_any()
+    return base
+
+
+class EvidenceLocker:
+    def __init__(
+        self,
+        *,
+        pool: AsyncConnectionPool[Any],
+        store: BlobStore,
+        limits: dict[str, int],
+        incoming: Path,
+    ) -> None:
+        self._pool = pool
+        self._store = store
+        self._limits = limits
+        self._incoming = incoming
+        incoming.mkdir(parents=True, exist_ok=True)
+
+    async def create_schema(self) -> None:
+        # Replicas starting together must not race on CREATE TABLE.
+        async with self._pool.connection() as conn:
+            await conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
+            try:
+                await conn.execute(SCHEMA)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
+
+    async def receive(
+        self, who: Identity, file_name: str, declared_type: str, chunks: AsyncIterator[bytes]
+    ) -> EvidenceView:
+        file_name = clean_file_name(file_name)
+        fd, tmp_name = tempfile.mkstemp(dir=self._incoming, prefix="upload-")
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                sha, size, detected = await self._spool(chunks, out)
+            if declared_type and declared_type.lower() != detected:
+                raise InvalidArgument.field(
+                    "metadata.declared_type", f"the bytes are {detected}, not {declared_type}"
+                )
+            await asyncio.to_thread(self._store.put, sha, tmp)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                await asyncio.to_thread(tmp.unlink)
+        return await self._record(who, sha, size, detected, file_name)
+
+    async def _spool(self, chunks: AsyncIterator[bytes], out: Any) -> tuple[str, int, str]:
+        digest = hashlib.sha256()
+        head = b""
+        detected: str | None = None
+        limit = 0
+        size = 0
+        async for chunk in chunks:
+            if len(chunk) > MAX_CHUNK:
+                raise InvalidArgument.field("chunk", "chunks must be at most 1 MiB")
+            if detected is None:
+                head += chunk[: sniff.HEAD_BYTES]
+                if len(head) >= sniff.HEAD_BYTES:
+                    detected, limit = self._check_type(head)
+            size += len(chunk)
+            if detected is not None and size > limit:
+                raise InvalidArgument.field(
+                    "chunk", f"{sniff.KIND[detected]} evidence may be at most {limit} bytes"
+                )
+            digest.update(chunk)
+            await asyncio.to_thread(out.write, chunk)
+        if size == 0:
+            raise InvalidArgument.field("chunk", "the upload has no content")
+        if detected is None:  # a file shorter than the sniffing window
+            detected, limit = self._check_type(head)
+        return digest.hexdigest(), size, detected
+
+    def _check_type(self, head: bytes) -> tuple[str, int]:
+        detected = sniff.media_type(head)
+        if detected is None:
+            raise InvalidArgument.field(
+                "chunk",
+                f"the file is {sniff.describe(head)}; evidence must be an image, a video or a PDF",
+            )
+        return detected, self._limits[sniff.KIND[detected]]
+
+    async def _record(
+        self, who: Identity, sha: str, size: int, media_type: str, file_name: str
+    ) -> EvidenceView:
+        ident = uuid.uuid5(NAMESPACE, f"{who.subject}\n{sha}")
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO evidence (id, owner, sha256, size_bytes, media_type, file_name,"
+                " created_at) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (ident, who.subject, sha, size, media_type, file_name, datetime.now(UTC)),
+            )
+        log.info("evidence.received", evidence_id=str(ident), media_type=media_type, size=size)
+        return await self._load(str(ident))
+
+    async def _load(self, ident: str) -> EvidenceView:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT id, owner, sha256, size_bytes, media_type, file_name, created_at"
+                " FROM evidence WHERE id = %s",
+                (ident,),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"evidence/{ident} not found")
+        return EvidenceView(str(row[0]), *row[1:])
+
+    async def describe(self, who: Identity, name: str) -> EvidenceView:
+        view = await self._load(evidence_id(name))
+        if view.owner != who.subject and not who.is_agent:
+            raise PermissionDenied(f"{name} belongs to another user")
+        return view
+
+    async def read(self, who: Identity, name: str) -> AsyncIterator[bytes]:
+        view = await self.describe(who, name)
+        chunks: Iterator[bytes] = await asyncio.to_thread(self._store.read, view.sha256)
+        while True:
+            chunk = await asyncio.to_thread(next, chunks, b"")
+            if not chunk:
+                return
+            yield chunk
+
+
+__all__ = ["EvidenceLocker", "EvidenceView", "psycopg"]

@@ -1,0 +1,41 @@
+"""Settings of the evidence service (environment variables CASEMESH_*)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from casemesh.platform.settings import PostgresSettings
+
+
+class EvidenceSettings(PostgresSettings):
+    service_name: str = "evidence"
+    grpc_addr: str = "127.0.0.1:50062"
+
+    # Where the bytes go: a local directory, or an S3-compatible bucket.
+    evidence_store: Literal["local", "s3"] = "local"
+    evidence_dir: str = ".run/evidence"
+    s3_bucket: str = ""
+    s3_endpoint_url: str = ""  # empty: the provider's default endpoint
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = ""
+
+    # Size limits per kind of file, in bytes.
+    max_image_bytes: int = Field(20 * 1024 * 1024, gt=0)
+    max_video_bytes: int = Field(500 * 1024 * 1024, gt=0)
+    max_pdf_bytes: int = Field(20 * 1024 * 1024, gt=0)
+
+    @model_validator(mode="after")
+    def _bucket_for_s3(self) -> EvidenceSettings:
+        if self.evidence_store == "s3" and not self.s3_bucket:
+            raise ValueError("CASEMESH_S3_BUCKET is required when CASEMESH_EVIDENCE_STORE=s3")
+        return self
+
+    def limits(self) -> dict[str, int]:
+        return {
+            "image": self.max_image_bytes,
+            "video": self.max_video_bytes,
+            "pdf": self.max_pdf_bytes,
+        }

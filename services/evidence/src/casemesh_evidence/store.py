@@ -1,0 +1,101 @@
+"""Where evidence bytes live, behind one small interface: content-addressed
+(the key is the sha256), written once, never changed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+CHUNK = 256 * 1024
+
+
+class BlobStore(Protocol):
+    def exists(self, sha256: str) -> bool: ...
+
+    def put(self, sha256: str, source: Path) -> None:
+        """Stores the file at `source` under its hash (no-op when present)."""
+        ...
+
+    def read(self, sha256: str) -> Iterator[bytes]: ...
+
+
+class LocalBlobStore:
+    """A directory: `<root>/ab/cd/<sha256>`; files appear whole (rename)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.incoming = root / "incoming"
+        self.incoming.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def exists(self, sha256: str) -> bool:
+        return self._path(sha256).exists()
+
+    def put(self, sha256: str, source: Path) -> None:
+        target = self._path(sha256)
+        if target.exists():
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staged = target.with_suffix(f".{os.getpid()}.tmp")
+        shutil.copyfile(source, staged)
+        with staged.open("rb") as f:
+            os.fsync(f.fileno())
+        os.replace(staged, target)
+
+    def read(self, sha256: str) -> Iterator[bytes]:
+        with self._path(sha256).open("rb") as f:
+            while chunk := f.read(CHUNK):
+                yield chunk
+
+
+class S3BlobStore:
+    """An S3-compatible bucket; objects are keyed `evidence/<sha256>`."""
+
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        endpoint_url: str = "",
+        region: str = "us-east-1",
+        access_key_id: str = "",
+        secret_access_key: str = "",
+    ) -> None:
+        import boto3
+
+        self.bucket = bucket
+        self._s3: Any = boto3.client(
+            "s3",
+            endpoint_url=endpoint_url or None,
+            region_name=region,
+            aws_access_key_id=access_key_id or None,
+            aws_secret_access_key=secret_access_key or None,
+        )
+
+    @staticmethod
+    def _key(sha256: str) -> str:
+        return f"evidence/{sha256}"
+
+    def exists(self, sha256: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._s3.head_object(Bucket=self.bucket, Key=self._key(sha256))
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+    def put(self, sha256: str, source: Path) -> None:
+        if self.exists(sha256):
+            return
+        self._s3.upload_file(str(source), self.bucket, self._key(sha256))
+
+    def read(self, sha256: str) -> Iterator[bytes]:
+        body = self._s3.get_object(Bucket=self.bucket, Key=self._key(sha256))["Body"]
+        yield from body.iter_chunks(CHUNK)

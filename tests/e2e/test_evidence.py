@@ -1,0 +1,241 @@
+"""Evidence through the gateway: uploads are checked by their real type and
+size, stored once by content, and only their owner (and agents) can read or
+attach them."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import uuid
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import psycopg
+import pytest
+from grpc_status import rpc_status
+
+from casemesh.platform.grpcutil import field_violations
+from casemesh.v1 import evidence_pb2 as epb
+from casemesh.v1 import evidence_pb2_grpc as epb_grpc
+from casemesh.v1 import tickets_pb2 as pb
+from tests.conftest import Stack
+from tests.support import Client
+
+MiB = 1024 * 1024
+
+
+def png(extra: int = 0) -> bytes:
+    """A real 1×1 PNG, made unique (and as large as asked) by a text chunk."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    text = b"casemesh\x00" + os.urandom(16).hex().encode() + b"x" * extra
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+        + chunk(b"tEXt", text)
+        + chunk(b"IDAT", zlib.compress(b"\x00\x00\x00\x00"))
+        + chunk(b"IEND", b"")
+    )
+
+
+def messages(
+    data: bytes, file_name: str, declared: str = ""
+) -> Iterator[epb.UploadEvidenceRequest]:
+    yield epb.UploadEvidenceRequest(
+        metadata=epb.EvidenceMetadata(file_name=file_name, declared_type=declared)
+    )
+    for i in range(0, len(data), 512 * 1024):
+        yield epb.UploadEvidenceRequest(chunk=data[i : i + 512 * 1024])
+
+
+class EvidenceClient:
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.stub = epb_grpc.EvidenceServiceStub(client._channel)
+
+    def upload(self, data: bytes, file_name: str = "proof.png", declared: str = "") -> epb.Evidence:
+        result: epb.Evidence = self.stub.UploadEvidence(
+            messages(data, file_name, declared), metadata=self.client.metadata, timeout=60
+        )
+        return result
+
+    def get(self, name: str) -> epb.Evidence:
+        result: epb.Evidence = self.stub.GetEvidence(
+            epb.GetEvidenceRequest(name=name), metadata=self.client.metadata, timeout=15
+        )
+        return result
+
+    def read(self, name: str) -> bytes:
+        responses = self.stub.ReadEvidence(
+            epb.ReadEvidenceRequest(name=name), metadata=self.client.metadata, timeout=15
+        )
+        return b"".join(r.chunk for r in responses)
+
+
+def person(stack: Stack, prefix: str, *roles: str) -> EvidenceClient:
+    return EvidenceClient(
+        Client(stack.gateway, stack.secret, f"{prefix}-{uuid.uuid4().hex[:6]}", roles or ("user",))
+    )
+
+
+def stored_objects(root: Path) -> set[str]:
+    return {p.name for p in root.rglob("*") if p.is_file() and "incoming" not in p.parts}
+
+
+def rejected(call: object) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as info:
+        call()  # type: ignore[operator]
+    return info.value
+
+
+def fields(err: grpc.RpcError) -> list[str]:
+    status = rpc_status.from_call(err)
+    assert status is not None
+    return [f for f, _ in field_violations(status)]
+
+
+def tickets_events(stack: Stack) -> int:
+    with psycopg.connect(stack.tickets_dsn) as conn:
+        row = conn.execute("SELECT count(*) FROM tickets_events").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_an_upload_is_described_by_its_real_type_and_hash_and_reads_back(stack: Stack) -> None:
+    owner = person(stack, "creator")
+    data = png(extra=1500 * 1024)  # several chunks
+    evidence = owner.upload(data, file_name="C:\\Users\\me\\原创证明.png", declared="image/png")
+    assert evidence.name.startswith("evidence/")
+    assert evidence.sha256 == hashlib.sha256(data).hexdigest()
+    assert (evidence.size_bytes, evidence.media_type) == (len(data), "image/png")
+    assert evidence.file_name == "原创证明.png"
+    assert owner.get(evidence.name) == evidence
+    assert owner.read(evidence.name) == data
+    agent = person(stack, "agent", "agent")
+    assert agent.read(evidence.name) == data
+
+
+def test_the_same_bytes_twice_are_stored_once(stack: Stack) -> None:
+    owner = person(stack, "twice")
+    data = png()
+    first = owner.upload(data, "a.png")
+    before = stored_objects(stack.evidence_dir)
+    again = owner.upload(data, "b.png")
+    assert again.name == first.name
+    assert stored_objects(stack.evidence_dir) == before
+    assert first.sha256 in before
+    # Another user's upload of the same bytes is their own evidence, same stored object.
+    other = person(stack, "other").upload(data, "c.png")
+    assert other.name != first.name and other.sha256 == first.sha256
+    assert stored_objects(stack.evidence_dir) == before
+
+
+def test_an_executable_named_png_is_refused_and_not_stored(stack: Stack) -> None:
+    owner = person(stack, "sneaky")
+    before = stored_objects(stack.evidence_dir)
+    exe = b"MZ\x90\x00\x03\x00\x00\x00" + os.urandom(4096)
+    err = rejected(lambda: owner.upload(exe, "cute-cat.png", "image/png"))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "chunk" in fields(err)
+    assert "executable" in err.details()
+    assert stored_objects(stack.evidence_dir) == before
+
+
+def test_an_upload_over_the_limit_is_refused_and_not_stored(stack: Stack) -> None:
+    owner = person(stack, "big")
+    before = stored_objects(stack.evidence_dir)
+    err = rejected(lambda: owner.upload(png(extra=3 * MiB), "huge.png"))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "chunk" in fields(err)
+    assert str(2 * MiB) in err.details()
+    assert stored_objects(stack.evidence_dir) == before
+
+
+def test_other_bad_uploads_name_the_problem(stack: Stack) -> None:
+    owner = person(stack, "careless")
+    err = rejected(lambda: owner.upload(png(), "photo.jpg", "image/jpeg"))
+    assert "metadata.declared_type" in fields(err)
+    err = rejected(lambda: owner.upload(b"", "empty.png"))
+    assert "chunk" in fields(err)
+    err = rejected(lambda: owner.upload(png(), "   "))
+    assert "metadata.file_name" in fields(err)
+    no_metadata = iter([epb.UploadEvidenceRequest(chunk=png())])
+    err = rejected(
+        lambda: owner.stub.UploadEvidence(no_metadata, metadata=owner.client.metadata, timeout=15)
+    )
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "metadata" in fields(err)
+    err = rejected(lambda: owner.get("evidence/not-a-uuid"))
+    assert "name" in fields(err)
+
+
+def test_another_user_cannot_read_or_attach_it(stack: Stack) -> None:
+    owner = person(stack, "owner")
+    thief = person(stack, "thief")
+    evidence = owner.upload(png(), "mine.png")
+    for call in (lambda: thief.get(evidence.name), lambda: thief.read(evidence.name)):
+        assert rejected(call).code() == grpc.StatusCode.PERMISSION_DENIED
+
+    before = tickets_events(stack)
+    ticket = pb.Ticket(
+        category="content.copyright",
+        subject="我的视频被盗",
+        description="见证据",
+        locale="zh-CN",
+        contact=pb.Contact(email="t@example.com", channels=[pb.CHANNEL_EMAIL]),
+        evidence=[epb.EvidenceRef(name=evidence.name)],
+    )
+    err = rejected(
+        lambda: thief.client.CreateTicket(
+            pb.CreateTicketRequest(ticket=ticket, request_id="steal-1")
+        )
+    )
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    unknown = pb.Ticket()
+    unknown.CopyFrom(ticket)
+    del unknown.evidence[:]
+    unknown.evidence.add(name=f"evidence/{uuid.uuid4()}")
+    err = rejected(
+        lambda: thief.client.CreateTicket(
+            pb.CreateTicketRequest(ticket=unknown, request_id="steal-2")
+        )
+    )
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "ticket.evidence[0]" in fields(err)
+    assert tickets_events(stack) == before
+
+
+def test_a_ticket_and_a_reply_carry_the_owners_evidence_by_name_and_hash(stack: Stack) -> None:
+    owner = person(stack, "victim")
+    proof, screenshot = owner.upload(png(), "proof.png"), owner.upload(png(), "later.png")
+    ticket = owner.client.CreateTicket(
+        pb.CreateTicketRequest(
+            ticket=pb.Ticket(
+                category="content.copyright",
+                subject="视频被搬运",
+                description="原创证明见附件",
+                locale="zh-CN",
+                contact=pb.Contact(email="v@example.com", channels=[pb.CHANNEL_EMAIL]),
+                # A client-sent hash is ignored: the gateway fills in the stored one.
+                evidence=[epb.EvidenceRef(name=proof.name, sha256="0" * 64)],
+            ),
+            request_id="with-proof",
+        )
+    )
+    assert [(e.name, e.sha256) for e in ticket.evidence] == [(proof.name, proof.sha256)]
+    owner.client.AddComment(
+        pb.AddCommentRequest(
+            name=ticket.name, body="补充截图", evidence=[epb.EvidenceRef(name=screenshot.name)]
+        )
+    )
+    history = owner.client.ListTicketEvents(pb.ListTicketEventsRequest(name=ticket.name)).events
+    assert [[e.sha256 for e in step.evidence] for step in history] == [
+        [proof.sha256],
+        [screenshot.sha256],
+    ]
