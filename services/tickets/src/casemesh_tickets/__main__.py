@@ -11,16 +11,16 @@ from collections.abc import Callable
 from typing import Any
 
 from casemesh.platform import settings as settings_mod
+from casemesh.platform.caseindex import IndexProjector
 from casemesh.platform.grpcutil import serve
 from casemesh.platform.logging import configure_logging, get_logger
 from casemesh.platform.relay import Relay
 from casemesh.platform.telemetry import configure_tracing
 from casemesh.v1 import tickets_pb2, tickets_pb2_grpc
 from casemesh_tickets.api import TicketServicer
-from casemesh_tickets.application import Tickets, open_tickets
+from casemesh_tickets.application import Tickets, case_row, open_tickets
 from casemesh_tickets.domain import Ticket
 from casemesh_tickets.events import TOPIC, Translator
-from casemesh_tickets.index import IndexProjector
 from casemesh_tickets.settings import RelaySettings, TicketsSettings
 
 log = get_logger(__name__)
@@ -28,7 +28,7 @@ log = get_logger(__name__)
 
 async def run_api(cfg: TicketsSettings) -> None:
     app = open_tickets(cfg.database_url, pool_size=cfg.db_pool_size)
-    projector = IndexProjector(app, app.index)
+    projector = IndexProjector(app, app.index, case_row)
     projector.start()
     servicer = TicketServicer(app)
     service_name = tickets_pb2.DESCRIPTOR.services_by_name["TicketService"].full_name

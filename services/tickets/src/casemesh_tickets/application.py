@@ -7,7 +7,6 @@ races: the loser gets Aborted and may retry.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import EnvType
 
+from casemesh.platform.caseindex import CaseIndex, CaseRow, decode_page_token, encode_page_token
 from casemesh.platform.errors import (
     Aborted,
     AlreadyExists,
@@ -34,7 +34,6 @@ from casemesh.platform.logging import get_logger
 from casemesh.rules import tickets as validation
 from casemesh.rules.tickets import BY_ID
 from casemesh_tickets.domain import Status, Ticket
-from casemesh_tickets.index import TicketIndex
 from casemesh_tickets.views import HistoryEntry, TicketView, history_entry
 
 log = get_logger(__name__)
@@ -77,7 +76,7 @@ class Tickets(TracedApplication):
 
     def __init__(self, env: EnvType | None = None) -> None:
         super().__init__(env)
-        self.index = TicketIndex(self.recorder.datastore)  # type: ignore[attr-defined]
+        self.index = CaseIndex(self.recorder.datastore, "ticket_cases")  # type: ignore[attr-defined]
         self.index.create_table()
 
     # -- commands -------------------------------------------------------
@@ -234,15 +233,14 @@ class Tickets(TracedApplication):
             self.index.wait(self.name, self.recorder.max_notification_id(), timeout=3.0)
         except TimeoutError:
             log.warning("ticket_index.lagging")
-        requester = None if who.is_agent else who.subject
-        items = self.index.page(
-            requester=requester, statuses=statuses, after=after, limit=limit + 1
-        )
+        party = None if who.is_agent else who.subject
+        docs = self.index.page(party=party, statuses=statuses, after=after, limit=limit + 1)
+        items = [TicketView.from_json(d) for d in docs]
         next_token = ""
         if len(items) > limit:
             items = items[:limit]
             last = items[-1]
-            next_token = _encode_token(last.create_time, last.id)
+            next_token = encode_page_token(last.create_time, last.id)
         return Page(items, next_token)
 
     def history(
@@ -328,19 +326,19 @@ def check_evidence(v: Violations, evidence: list[dict[str, str]], field: str) ->
             v.add(f"{field}[{i}]", "must name checked evidence (evidence/{id} with its sha256)")
 
 
-def _encode_token(ts: datetime, ident: str) -> str:
-    return base64.urlsafe_b64encode(f"{ts.isoformat()}|{ident}".encode()).decode()
-
-
 def _decode_token(token: str) -> tuple[datetime, str] | None:
-    if not token:
-        return None
     try:
-        ts, _, ident = base64.urlsafe_b64decode(token.encode()).decode().partition("|")
-        UUID(ident)
-        return datetime.fromisoformat(ts), ident
+        return decode_page_token(token)
     except ValueError:
         raise InvalidArgument.field("page_token", "is not a token this API gave") from None
+
+
+def case_row(ticket: Ticket) -> CaseRow:
+    """How a ticket appears in the case index."""
+    view = TicketView.of(ticket)
+    return CaseRow(
+        view.id, [view.requester], view.status, view.create_time, view.version, view.to_json()
+    )
 
 
 __all__ = ["NewTicket", "Page", "Status", "Tickets", "open_tickets"]

@@ -1,0 +1,166 @@
+"""A case index: the read model a writer service lists and pages its cases from.
+
+Fed from the application's own notification log; each row and the tracking
+position commit in one transaction, and a row only moves forward in version,
+so replays and several replicas projecting at once change nothing. A case
+has parties (the users who may list it: a requester, a claimant and an
+uploader, …) and a JSON document the service renders from.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from psycopg.sql import SQL, Identifier
+from psycopg.types.json import Jsonb
+
+from casemesh.platform.logging import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class CaseRow:
+    case_id: str
+    parties: list[str]
+    status: str
+    create_time: datetime
+    version: int
+    doc: dict[str, Any]
+
+
+class CaseIndex(PostgresTrackingRecorder):
+    def __init__(self, datastore: PostgresDatastore, table: str) -> None:
+        super().__init__(datastore, tracking_table_name=f"{table}_tracking")
+        self.table = Identifier(table)
+        self.sql_create_statements.extend(
+            SQL(statement).format(table=self.table, name=Identifier(f"{table}_{suffix}"))
+            for suffix, statement in [
+                (
+                    "",
+                    "CREATE TABLE IF NOT EXISTS {table} ("
+                    " case_id uuid PRIMARY KEY, parties text[] NOT NULL,"
+                    " status text NOT NULL, create_time timestamptz NOT NULL,"
+                    " version int NOT NULL, doc jsonb NOT NULL)",
+                ),
+                (
+                    "parties",
+                    "CREATE INDEX IF NOT EXISTS {name} ON {table} USING gin (parties)",
+                ),
+                (
+                    "recent",
+                    "CREATE INDEX IF NOT EXISTS {name} ON {table} (create_time DESC, case_id DESC)",
+                ),
+            ]
+        )
+
+    def record(self, row: CaseRow, tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL(
+                    "INSERT INTO {table} (case_id, parties, status, create_time, version, doc)"
+                    " VALUES (%s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT (case_id) DO UPDATE SET parties = EXCLUDED.parties,"
+                    " status = EXCLUDED.status, version = EXCLUDED.version, doc = EXCLUDED.doc"
+                    " WHERE {table}.version < EXCLUDED.version"
+                ).format(table=self.table),
+                (
+                    row.case_id,
+                    row.parties,
+                    row.status,
+                    row.create_time,
+                    row.version,
+                    Jsonb(row.doc),
+                ),
+            )
+            self._insert_tracking(curs, tracking)
+
+    def page(
+        self,
+        *,
+        party: str | None,
+        statuses: list[str],
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """Newest first; `party` None lists every case (agents)."""
+        clauses: list[SQL] = []
+        params: list[Any] = []
+        if party is not None:
+            clauses.append(SQL("%s = ANY(parties)"))
+            params.append(party)
+        if statuses:
+            clauses.append(SQL("status = ANY(%s)"))
+            params.append(statuses)
+        if after is not None:
+            clauses.append(SQL("(create_time, case_id) < (%s, %s)"))
+            params.extend(after)
+        where = SQL("WHERE ") + SQL(" AND ").join(clauses) if clauses else SQL("")
+        query = SQL(
+            "SELECT doc FROM {table} {where} ORDER BY create_time DESC, case_id DESC LIMIT %s"
+        ).format(table=self.table, where=where)
+        params.append(limit)
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(query, params)
+            return [row["doc"] for row in curs.fetchall()]
+
+
+class IndexProjector:
+    """Keeps an index up to date in a background thread (push-driven: the
+    subscription LISTENs for the event store's NOTIFY). `to_row` renders the
+    case as it stands after a notification."""
+
+    def __init__(self, app: Any, index: CaseIndex, to_row: Callable[[Any], CaseRow]) -> None:
+        self._app = app
+        self._index = index
+        self._to_row = to_row
+        self._thread = threading.Thread(target=self._run, name=f"{app.name}-index", daemon=True)
+        self._subscription: Any = None
+        self._stopped = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._subscription is not None:
+            self._subscription.stop()
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                start = self._index.max_tracking_id(self._app.name)
+                with self._app.recorder.subscribe(gt=start) as subscription:
+                    self._subscription = subscription
+                    for n in subscription:
+                        case = self._app.repository.get(
+                            n.originator_id, version=n.originator_version
+                        )
+                        self._index.record(self._to_row(case), Tracking(self._app.name, n.id))
+            except Exception as exc:  # a database restart: resume from the tracked position
+                log.error("case_index.failed", index=self._index.table.as_string(), error=repr(exc))
+                self._stopped.wait(1.0)
+
+
+def encode_page_token(ts: datetime, ident: str) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(f"{ts.isoformat()}|{ident}".encode()).decode()
+
+
+def decode_page_token(token: str) -> tuple[datetime, str] | None:
+    """None for the first page; ValueError for a token this API did not give."""
+    import base64
+    import uuid
+
+    if not token:
+        return None
+    ts, _, ident = base64.urlsafe_b64decode(token.encode()).decode().partition("|")
+    uuid.UUID(ident)
+    return datetime.fromisoformat(ts), ident
