@@ -11,8 +11,15 @@ from casemesh.platform.grpcutil import serve
 from casemesh.platform.identity import TokenVerifier
 from casemesh.platform.logging import configure_logging
 from casemesh.platform.telemetry import configure_tracing
-from casemesh.v1 import evidence_pb2, evidence_pb2_grpc, tickets_pb2, tickets_pb2_grpc
-from casemesh_gateway.api import Backend, EvidenceGateway, TicketGateway
+from casemesh.v1 import (
+    appeals_pb2,
+    appeals_pb2_grpc,
+    evidence_pb2,
+    evidence_pb2_grpc,
+    tickets_pb2,
+    tickets_pb2_grpc,
+)
+from casemesh_gateway.api import AppealGateway, Backend, EvidenceGateway, TicketGateway
 from casemesh_gateway.ratelimit import RateLimiter
 from casemesh_gateway.settings import GatewaySettings
 
@@ -55,14 +62,17 @@ async def run(cfg: GatewaySettings) -> None:
         grpc.aio.insecure_channel(
             cfg.evidence_target, options=[("grpc.max_send_message_length", MAX_MESSAGE)]
         ) as evidence_channel,
+        grpc.aio.insecure_channel(cfg.appeals_target) as appeals_channel,
     ):
         backend.evidence = evidence_pb2_grpc.EvidenceServiceStub(evidence_channel)
         tickets = TicketGateway(backend, tickets_channel)
         evidence = EvidenceGateway(backend, evidence_channel, cfg.upload_timeout_seconds)
+        appeals = AppealGateway(backend, appeals_channel)
 
         def register(server: grpc.aio.Server) -> None:
             tickets_pb2_grpc.add_TicketServiceServicer_to_server(tickets, server)
             evidence_pb2_grpc.add_EvidenceServiceServicer_to_server(evidence, server)
+            appeals_pb2_grpc.add_AppealServiceServicer_to_server(appeals, server)
 
         await serve(
             address=cfg.grpc_addr,
@@ -70,6 +80,7 @@ async def run(cfg: GatewaySettings) -> None:
             service_names=[
                 tickets_pb2.DESCRIPTOR.services_by_name["TicketService"].full_name,
                 evidence_pb2.DESCRIPTOR.services_by_name["EvidenceService"].full_name,
+                appeals_pb2.DESCRIPTOR.services_by_name["AppealService"].full_name,
             ],
             # Evidence arrives in chunks of up to 1 MiB.
             options=[("grpc.max_receive_message_length", MAX_MESSAGE)],

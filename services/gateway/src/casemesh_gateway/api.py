@@ -18,7 +18,7 @@ from casemesh.platform.errors import (
 from casemesh.platform.identity import Identity, TokenVerifier
 from casemesh.platform.logging import get_logger
 from casemesh.platform.telemetry import inject_metadata
-from casemesh.v1 import evidence_pb2, evidence_pb2_grpc
+from casemesh.v1 import appeals_pb2_grpc, evidence_pb2, evidence_pb2_grpc
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
 from casemesh_gateway import checks
 from casemesh_gateway.ratelimit import RateLimiter
@@ -121,8 +121,8 @@ class Backend:
         raise AssertionError("context.abort returned")
 
 
-# Where a request carries evidence references, and the field name to report.
-Attachments = Callable[[Any], tuple[Any, str]]
+# Where a request carries evidence references, and the field names to report.
+Attachments = Callable[[Any], list[tuple[Any, str]]]
 
 
 def route(
@@ -132,15 +132,14 @@ def route(
     check: checks.Check = checks.named,
     attachments: Attachments | None = None,
 ) -> Any:
-    async def handler(self: TicketGateway, request: Any, context: Ctx) -> Any:
+    async def handler(self: Any, request: Any, context: Ctx) -> Any:
         who = self.backend.identity(context)
         if agent_only and not who.is_agent:
             raise PermissionDenied(f"{method_name} needs the agent role")
         v = Violations()
         check(request, v)
         v.raise_if_any()
-        if attachments is not None:
-            refs, field = attachments(request)
+        for refs, field in attachments(request) if attachments else []:
             await self.backend.check_evidence(refs, field, who, context)
         return await self.backend.forward(getattr(self.stub, method_name), request, who, context)
 
@@ -156,14 +155,14 @@ class TicketGateway(pb_grpc.TicketServiceServicer):
     CreateTicket = route(
         "CreateTicket",
         check=checks.create_ticket,
-        attachments=lambda r: (r.ticket.evidence, "ticket.evidence"),
+        attachments=lambda r: [(r.ticket.evidence, "ticket.evidence")],
     )
     GetTicket = route("GetTicket", check=checks.name)
     ListTickets = route("ListTickets", check=checks.all_of(checks.page(100), checks.statuses))
     AddComment = route(
         "AddComment",
         check=checks.all_of(checks.named, checks.text("body")),
-        attachments=lambda r: (r.evidence, "evidence"),
+        attachments=lambda r: [(r.evidence, "evidence")],
     )
     AssignTicket = route(
         "AssignTicket", agent_only=True, check=checks.all_of(checks.named, checks.assignee)
@@ -243,3 +242,52 @@ class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
             self.stub.ReadEvidence, request, who, context
         ):
             yield response
+
+
+def _appeal_evidence(appeal: Any, prefix: str) -> list[tuple[Any, str]]:
+    return [
+        (appeal.notice.originality_evidence, f"{prefix}.notice.originality_evidence"),
+        (appeal.notice.infringement_evidence, f"{prefix}.notice.infringement_evidence"),
+        (appeal.counter_notice.evidence, f"{prefix}.counter_notice.evidence"),
+    ]
+
+
+class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
+    """Copyright cases: routed to the appeals service after the checks."""
+
+    def __init__(self, backend: Backend, channel: grpc.aio.Channel) -> None:
+        self.backend = backend
+        self.stub = appeals_pb2_grpc.AppealServiceStub(channel)
+
+    FileAppeal = route(
+        "FileAppeal",
+        check=checks.file_appeal,
+        attachments=lambda r: _appeal_evidence(r.appeal, "appeal"),
+    )
+    GetAppeal = route("GetAppeal", check=checks.appeal_named)
+    ListAppeals = route("ListAppeals", check=checks.page(100))
+    ListAppealEvents = route("ListAppealEvents", check=checks.appeal_named)
+    AddAppealInfo = route(
+        "AddAppealInfo",
+        check=checks.appeal_named,
+        attachments=lambda r: _appeal_evidence(r.completion, "completion"),
+    )
+    WithdrawAppeal = route("WithdrawAppeal", check=checks.appeal_named)
+    FileCounterNotice = route(
+        "FileCounterNotice",
+        check=checks.appeal_named,
+        attachments=lambda r: [(r.counter_notice.evidence, "counter_notice.evidence")],
+    )
+    AssignAppeal = route("AssignAppeal", agent_only=True, check=checks.appeal_named)
+    RequestAppealInfo = route(
+        "RequestAppealInfo",
+        agent_only=True,
+        check=checks.all_of(checks.appeal_named, checks.text("message")),
+    )
+    DecideAppeal = route("DecideAppeal", agent_only=True, check=checks.decision)
+    RecordCourtAction = route(
+        "RecordCourtAction",
+        agent_only=True,
+        check=checks.all_of(checks.appeal_named, checks.text("details")),
+        attachments=lambda r: [(r.evidence, "evidence")],
+    )

@@ -3,6 +3,7 @@ names the offending field; the owning service checks again."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -83,3 +84,31 @@ def assignee(request: pb.AssignTicketRequest, v: Violations) -> None:
 
 
 named = all_of(name, _etag)
+
+
+def resource_name(collection: str) -> Check:
+    def check(request: Any, v: Violations) -> None:
+        prefix, _, ident = request.name.partition("/")
+        if prefix != collection or not re.fullmatch(r"[0-9a-f-]{36}", ident):
+            v.add("name", f"must be {collection}/{{id}}")
+
+    return check
+
+
+appeal_named = resource_name("appeals")
+
+
+def file_appeal(request: Any, v: Violations) -> None:
+    if not request.HasField("appeal"):
+        v.add("appeal", "is required")
+    if not rules.REQUEST_ID.match(request.request_id):
+        v.add("request_id", "must be 1–64 characters of letters, digits, '.', '_', ':' or '-'")
+
+
+def decision(request: Any, v: Violations) -> None:
+    appeal_named(request, v)
+    if request.outcome == 0:
+        v.add("outcome", "must be UPHOLD or REJECT")
+    for field in ("ground", "facts"):
+        if not getattr(request.reasons, field).strip():
+            v.add(f"reasons.{field}", "a statement of reasons needs it")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -14,12 +13,11 @@ from casemesh.platform import settings as settings_mod
 from casemesh.platform.caseindex import IndexProjector
 from casemesh.platform.grpcutil import serve
 from casemesh.platform.logging import configure_logging, get_logger
-from casemesh.platform.relay import Relay
+from casemesh.platform.relay import Relay, StreamFollower
 from casemesh.platform.telemetry import configure_tracing
 from casemesh.v1 import tickets_pb2, tickets_pb2_grpc
 from casemesh_tickets.api import TicketServicer
 from casemesh_tickets.application import Tickets, case_row, open_tickets
-from casemesh_tickets.domain import Ticket
 from casemesh_tickets.events import TOPIC, Translator
 from casemesh_tickets.settings import RelaySettings, TicketsSettings
 
@@ -43,27 +41,10 @@ async def run_api(cfg: TicketsSettings) -> None:
         app.close()
 
 
-def status_lookup(app: Tickets, cache_size: int = 10_000) -> Callable[[Any], str]:
-    """The ticket's status right after a given event (the relay's public events
-    carry it). The relay sees each ticket's events in order, so it keeps the
-    ticket as of the last event and applies the next one to it; it reads the
-    ticket from the store only when that copy is missing (a cold start)."""
-    recent: OrderedDict[Any, Ticket] = OrderedDict()
-
-    def status_of(domain_event: Any) -> str:
-        ticket_id, version = domain_event.originator_id, domain_event.originator_version
-        ticket = recent.pop(ticket_id, None)
-        if version == 1 or (ticket is not None and ticket.version == version - 1):
-            ticket = domain_event.mutate(None if version == 1 else ticket)
-        elif ticket is None or ticket.version != version:
-            ticket = app.repository.get(ticket_id, version=version)
-        assert ticket is not None
-        recent[ticket_id] = ticket
-        if len(recent) > cache_size:
-            recent.popitem(last=False)
-        return str(ticket.status)
-
-    return status_of
+def status_lookup(app: Tickets) -> Callable[[Any], str]:
+    """The ticket's status right after a given event (public events carry it)."""
+    follow = StreamFollower(app)
+    return lambda domain_event: str(follow(domain_event).status)
 
 
 async def run_relay(cfg: RelaySettings) -> None:

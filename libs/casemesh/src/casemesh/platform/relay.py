@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -41,6 +42,30 @@ log = get_logger(__name__)
 Translate = Callable[[Notification, Any], CloudEvent]
 
 BATCH = 500
+
+
+class StreamFollower:
+    """The aggregate as it stands right after a given event, for relays that
+    publish state-after fields. Events of one aggregate arrive in order, so it
+    keeps each aggregate as of its last event and applies the next one (the
+    library's mutate); it reads the store only on a cold start or a gap."""
+
+    def __init__(self, app: Application[Any], cache_size: int = 10_000) -> None:
+        self._app = app
+        self._cache_size = cache_size
+        self._recent: OrderedDict[Any, Any] = OrderedDict()
+
+    def __call__(self, domain_event: Any) -> Any:
+        ident, version = domain_event.originator_id, domain_event.originator_version
+        aggregate = self._recent.pop(ident, None)
+        if version == 1 or (aggregate is not None and aggregate.version == version - 1):
+            aggregate = domain_event.mutate(None if version == 1 else aggregate)
+        elif aggregate is None or aggregate.version != version:
+            aggregate = self._app.repository.get(ident, version=version)
+        self._recent[ident] = aggregate
+        if len(self._recent) > self._cache_size:
+            self._recent.popitem(last=False)
+        return aggregate
 
 
 def make_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:

@@ -1,0 +1,38 @@
+"""Time as an input. Services ask a clock, never the system directly, for
+deadlines and timers, so tests (and disaster drills) can move time."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class OffsetFileClock:
+    """System time plus the number of seconds written in a file (0 when the
+    file is missing). For tests: they move a running service's time forward."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def offset(self) -> float:
+        try:
+            return float(self.path.read_text().strip() or 0)
+        except FileNotFoundError:
+            return 0.0
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=self.offset())
+
+
+def clock_from_setting(offset_file: str) -> Clock:
+    return OffsetFileClock(Path(offset_file)) if offset_file else SystemClock()

@@ -1,0 +1,188 @@
+"""Deadlines as rows with a due time, fired once by a timer that issues
+ordinary commands.
+
+Scheduling: a projector follows the application's notification log and asks
+the service which deadlines each event sets; the timer rows and the tracking
+position commit in one transaction, so each deadline is scheduled exactly once
+(replays and replicas change nothing).
+
+Firing: a due row is locked (SKIP LOCKED: replicas share the work), its
+command runs, and the row is marked fired in the same locking transaction.
+A crash after the command but before the mark fires it again, so commands
+must be idempotent: they check that the deadline still applies (the service's
+state records what already happened). A command that loses a race raises and
+the row stays due.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from psycopg.sql import SQL, Identifier
+
+from casemesh.platform.clock import Clock
+from casemesh.platform.logging import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Deadline:
+    aggregate_id: str
+    kind: str
+    due: datetime
+
+    @property
+    def id(self) -> str:
+        return f"{self.aggregate_id}:{self.kind}:{self.due.isoformat()}"
+
+
+class TimerTable(PostgresTrackingRecorder):
+    def __init__(self, datastore: PostgresDatastore, table: str) -> None:
+        super().__init__(datastore, tracking_table_name=f"{table}_tracking")
+        self.table = Identifier(table)
+        self.sql_create_statements.extend(
+            [
+                SQL(
+                    "CREATE TABLE IF NOT EXISTS {table} (id text PRIMARY KEY,"
+                    " aggregate_id text NOT NULL, kind text NOT NULL,"
+                    " due_at timestamptz NOT NULL, fired_at timestamptz)"
+                ).format(table=self.table),
+                SQL(
+                    "CREATE INDEX IF NOT EXISTS {name} ON {table} (due_at) WHERE fired_at IS NULL"
+                ).format(table=self.table, name=Identifier(f"{table}_due")),
+            ]
+        )
+
+    def schedule(self, deadlines: Iterable[Deadline], tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            for d in deadlines:
+                curs.execute(
+                    SQL(
+                        "INSERT INTO {table} (id, aggregate_id, kind, due_at)"
+                        " VALUES (%s, %s, %s, %s) ON CONFLICT (id) DO NOTHING"
+                    ).format(table=self.table),
+                    (d.id, d.aggregate_id, d.kind, d.due),
+                )
+            self._insert_tracking(curs, tracking)
+
+    def fire_due(self, now: datetime, fire: Callable[[Deadline], None]) -> int:
+        """Fires the deadlines due at `now`, one transaction each; returns how many."""
+        fired = 0
+        # A deadline whose command fails stays due, but must not hold up the others.
+        failed: list[str] = []
+        while True:
+            with self.datastore.transaction(commit=True) as curs:
+                curs.execute(
+                    SQL(
+                        "SELECT id, aggregate_id, kind, due_at FROM {table}"
+                        " WHERE fired_at IS NULL AND due_at <= %s AND NOT id = ANY(%s)"
+                        " ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED"
+                    ).format(table=self.table),
+                    (now, failed),
+                )
+                row = curs.fetchone()
+                if row is None:
+                    return fired
+                deadline = Deadline(row["aggregate_id"], row["kind"], row["due_at"])
+                try:
+                    fire(deadline)
+                except Exception as exc:
+                    log.error("timer.command_failed", deadline=deadline.id, error=repr(exc))
+                    failed.append(row["id"])
+                    continue
+                curs.execute(
+                    SQL("UPDATE {table} SET fired_at = %s WHERE id = %s").format(table=self.table),
+                    (now, row["id"]),
+                )
+                fired += 1
+
+    def pending(self) -> list[Deadline]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT aggregate_id, kind, due_at FROM {table}"
+                    " WHERE fired_at IS NULL ORDER BY due_at"
+                ).format(table=self.table)
+            )
+            return [Deadline(r["aggregate_id"], r["kind"], r["due_at"]) for r in curs.fetchall()]
+
+
+class Timer:
+    """Schedules deadlines from the event stream and fires them when due.
+
+    `deadlines_of(domain_event)` says which deadlines an event sets;
+    `fire(deadline)` issues the command. Both run in background threads."""
+
+    def __init__(
+        self,
+        *,
+        app: Any,
+        table: TimerTable,
+        clock: Clock,
+        deadlines_of: Callable[[Any], list[Deadline]],
+        fire: Callable[[Deadline], None],
+        tick_seconds: float = 0.5,
+    ) -> None:
+        self._app = app
+        self._table = table
+        self._clock = clock
+        self._deadlines_of = deadlines_of
+        self._fire = fire
+        self._tick = tick_seconds
+        self._stopped = threading.Event()
+        self._subscription: Any = None
+        self._threads = [
+            threading.Thread(target=self._schedule_loop, name="timer-schedule", daemon=True),
+            threading.Thread(target=self._fire_loop, name="timer-fire", daemon=True),
+        ]
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._subscription is not None:
+            self._subscription.stop()
+        for t in self._threads:
+            t.join(timeout=5)
+
+    def _schedule_loop(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                start = self._table.max_tracking_id(self._app.name)
+                with self._app.recorder.subscribe(gt=start) as subscription:
+                    self._subscription = subscription
+                    for n in subscription:
+                        event = self._app.mapper.to_domain_event(n)
+                        self._table.schedule(
+                            self._deadlines_of(event), Tracking(self._app.name, n.id)
+                        )
+            except Exception as exc:
+                log.error("timers.schedule_failed", error=repr(exc))
+                self._stopped.wait(1.0)
+
+    def _fire_loop(self) -> None:
+        # Time-driven by nature: a short tick (deadlines are days away; a
+        # test clock may jump), not on any request's path.
+        while not self._stopped.wait(self._tick):
+            try:
+                self._table.fire_due(self._clock.now(), self._fire_logged)
+            except Exception as exc:
+                log.error("timers.fire_failed", error=repr(exc))
+
+    def _fire_logged(self, deadline: Deadline) -> None:
+        log.info(
+            "timer.firing",
+            aggregate_id=deadline.aggregate_id,
+            kind=deadline.kind,
+            due=deadline.due.isoformat(),
+        )
+        self._fire(deadline)

@@ -1,0 +1,333 @@
+"""gRPC entry point of the appeals service: decode, call one application
+method (in a worker thread: the event store is synchronous), encode."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any, TypeAlias
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from casemesh.platform.identity import Identity
+from casemesh.v1 import appeals_pb2 as pb
+from casemesh.v1 import appeals_pb2_grpc as pb_grpc
+from casemesh.v1 import evidence_pb2
+from casemesh.v1 import tickets_pb2 as tpb
+from casemesh_appeals.application import AppealDraft, Appeals, appeal_id_from_name
+from casemesh_appeals.domain import CopyrightAppeal, State
+
+Ctx: TypeAlias = grpc.aio.ServicerContext
+
+
+def _ts(dt: datetime | str | None) -> Timestamp | None:
+    if not dt:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(datetime.fromisoformat(dt) if isinstance(dt, str) else dt)
+    return ts
+
+
+def _refs(items: Any) -> list[dict[str, str]]:
+    return [{"name": r.name, "sha256": r.sha256} for r in items]
+
+
+def _ref_messages(items: list[dict[str, str]] | None) -> list[evidence_pb2.EvidenceRef]:
+    return [evidence_pb2.EvidenceRef(name=r["name"], sha256=r["sha256"]) for r in items or []]
+
+
+def party_dict(p: pb.Party) -> dict[str, Any]:
+    return {
+        "legal_name": p.legal_name.strip(),
+        "locale": p.locale,
+        "contact": {
+            "email": p.contact.email.strip(),
+            "phone": p.contact.phone.strip(),
+            "channels": [tpb.Channel.Name(c).removeprefix("CHANNEL_") for c in p.contact.channels],
+        },
+    }
+
+
+def party_message(d: dict[str, Any] | None) -> pb.Party | None:
+    if not d:
+        return None
+    c = d.get("contact") or {}
+    return pb.Party(
+        legal_name=d.get("legal_name", ""),
+        locale=d.get("locale", ""),
+        user_id=d.get("user_id", ""),
+        contact=tpb.Contact(
+            email=c.get("email", ""),
+            phone=c.get("phone", ""),
+            channels=[tpb.Channel.Value(f"CHANNEL_{x}") for x in c.get("channels", [])],
+        ),
+    )
+
+
+def content_dict(a: pb.Appeal) -> dict[str, Any]:
+    """The case's elements as the service keeps them (empty ones left out)."""
+    content: dict[str, Any] = {}
+    if a.HasField("notice"):
+        n = a.notice
+        content["notice"] = {
+            "relationship": pb.RightsRelationship.Name(n.relationship).removeprefix(
+                "RIGHTS_RELATIONSHIP_"
+            )
+            if n.relationship
+            else "",
+            "work": {
+                "title": n.work.title.strip(),
+                "creation_time": n.work.creation_time.ToDatetime().isoformat()
+                if n.work.HasField("creation_time")
+                else "",
+            },
+            "originality_evidence": _refs(n.originality_evidence),
+            "infringing_items": [i.strip() for i in n.infringing_items if i.strip()],
+            "infringement_evidence": _refs(n.infringement_evidence),
+        }
+    if a.HasField("counter_notice"):
+        content["counter_notice"] = counter_dict(a.counter_notice)
+    if a.grounds:
+        content["grounds"] = a.grounds.strip()
+    if a.good_faith_statement:
+        content["good_faith_statement"] = True
+    if a.accuracy_statement:
+        content["accuracy_statement"] = True
+    return content
+
+
+def counter_dict(c: pb.CounterNotice) -> dict[str, Any]:
+    return {
+        "removed_item": c.removed_item.strip(),
+        "reason": c.reason.strip(),
+        "evidence": _refs(c.evidence),
+        "consent_to_jurisdiction": c.consent_to_jurisdiction,
+    }
+
+
+def appeal_message(a: CopyrightAppeal) -> pb.Appeal:
+    content = a.content
+    msg = pb.Appeal(
+        name=f"appeals/{a.id}",
+        kind=pb.AppealKind.Value(f"APPEAL_KIND_{a.kind}"),
+        jurisdiction=a.jurisdiction,
+        filer=party_message(content.get("filer")),
+        appeal_of=content.get("appeal_of", ""),
+        grounds=content.get("grounds", ""),
+        good_faith_statement=bool(content.get("good_faith_statement")),
+        accuracy_statement=bool(content.get("accuracy_statement")),
+        state=pb.AppealState.Value(f"APPEAL_STATE_{State(a.state).value}"),
+        missing_elements=a.missing,
+        next_step=str(a.next_step),
+        next_step_due=_ts(a.next_step_due),
+        uploader=party_message(a.uploader),
+        assignee=a.assignee,
+        create_time=_ts(a.created_on),
+        update_time=_ts(a.modified_on),
+        etag=str(a.version),
+    )
+    if "notice" in content:
+        n = content["notice"]
+        msg.notice.CopyFrom(
+            pb.TakedownNotice(
+                relationship=pb.RightsRelationship.Value(f"RIGHTS_RELATIONSHIP_{n['relationship']}")
+                if n.get("relationship")
+                else pb.RIGHTS_RELATIONSHIP_UNSPECIFIED,
+                work=pb.CopyrightWork(
+                    title=n.get("work", {}).get("title", ""),
+                    creation_time=_ts(n.get("work", {}).get("creation_time")),
+                ),
+                originality_evidence=_ref_messages(n.get("originality_evidence")),
+                infringing_items=n.get("infringing_items", []),
+                infringement_evidence=_ref_messages(n.get("infringement_evidence")),
+            )
+        )
+    counter = a.counter_notice or content.get("counter_notice")
+    if counter:
+        msg.counter_notice.CopyFrom(
+            pb.CounterNotice(
+                removed_item=counter.get("removed_item", ""),
+                reason=counter.get("reason", ""),
+                evidence=_ref_messages(counter.get("evidence")),
+                consent_to_jurisdiction=bool(counter.get("consent_to_jurisdiction")),
+            )
+        )
+    if a.decision:
+        r = a.decision["reasons"]
+        msg.decision_reasons.CopyFrom(
+            pb.StatementOfReasons(
+                ground=r.get("ground", ""),
+                facts=r.get("facts", ""),
+                automated_detection=bool(r.get("automated_detection")),
+                automated_decision=bool(r.get("automated_decision")),
+                redress=r.get("redress", ""),
+                appeal_deadline=_ts(r.get("appeal_deadline")),
+            )
+        )
+    return msg
+
+
+def index_doc(a: CopyrightAppeal) -> dict[str, Any]:
+    return {
+        "id": str(a.id),
+        "create_time": a.created_on.isoformat(),
+        "appeal": json_format.MessageToDict(appeal_message(a)),
+    }
+
+
+def _outcome(value: int) -> bool | None:
+    if value == pb.APPEAL_OUTCOME_UPHOLD:
+        return True
+    if value == pb.APPEAL_OUTCOME_REJECT:
+        return False
+    return None
+
+
+class AppealServicer(pb_grpc.AppealServiceServicer):
+    def __init__(self, app: Appeals) -> None:
+        self.app = app
+
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.to_thread(fn, *args)
+
+    @staticmethod
+    def _who(context: Ctx) -> Identity:
+        return Identity.from_metadata(context.invocation_metadata())
+
+    async def FileAppeal(self, request: pb.FileAppealRequest, context: Ctx) -> pb.Appeal:
+        a = request.appeal
+        draft = AppealDraft(
+            request_id=request.request_id,
+            kind=pb.AppealKind.Name(a.kind).removeprefix("APPEAL_KIND_"),
+            jurisdiction=a.jurisdiction,
+            filer=party_dict(a.filer),
+            content=content_dict(a),
+            appeal_of=a.appeal_of,
+        )
+        return appeal_message(await self._call(self.app.file, self._who(context), draft))
+
+    async def GetAppeal(self, request: pb.GetAppealRequest, context: Ctx) -> pb.Appeal:
+        ident = appeal_id_from_name(request.name)
+        return appeal_message(await self._call(self.app.get, self._who(context), ident))
+
+    async def ListAppeals(
+        self, request: pb.ListAppealsRequest, context: Ctx
+    ) -> pb.ListAppealsResponse:
+        page = await self._call(
+            self.app.list_appeals, self._who(context), request.page_size, request.page_token
+        )
+        return pb.ListAppealsResponse(
+            appeals=[json_format.ParseDict(d["appeal"], pb.Appeal()) for d in page.items],
+            next_page_token=page.next_token,
+        )
+
+    async def ListAppealEvents(
+        self, request: pb.ListAppealEventsRequest, context: Ctx
+    ) -> pb.ListAppealEventsResponse:
+        ident = appeal_id_from_name(request.name)
+        entries = await self._call(self.app.history, self._who(context), ident)
+        return pb.ListAppealEventsResponse(
+            events=[
+                pb.AppealEvent(
+                    sequence=e.sequence,
+                    type=e.type,
+                    actor=e.actor,
+                    time=_ts(e.time),
+                    state=pb.AppealState.Value(f"APPEAL_STATE_{e.state}"),
+                    text=e.text,
+                    next_step_due=_ts(e.next_step_due),
+                )
+                for e in entries
+            ]
+        )
+
+    async def AddAppealInfo(self, request: pb.AddAppealInfoRequest, context: Ctx) -> pb.Appeal:
+        ident = appeal_id_from_name(request.name)
+        completion = content_dict(request.completion)
+        if request.completion.HasField("filer"):
+            completion["filer"] = party_dict(request.completion.filer)
+        return appeal_message(
+            await self._call(
+                self.app.add_info,
+                self._who(context),
+                ident,
+                request.message,
+                completion,
+                request.etag,
+            )
+        )
+
+    async def WithdrawAppeal(self, request: pb.WithdrawAppealRequest, context: Ctx) -> pb.Appeal:
+        ident = appeal_id_from_name(request.name)
+        return appeal_message(
+            await self._call(self.app.withdraw, self._who(context), ident, request.reason)
+        )
+
+    async def FileCounterNotice(
+        self, request: pb.FileCounterNoticeRequest, context: Ctx
+    ) -> pb.Appeal:
+        ident = appeal_id_from_name(request.name)
+        return appeal_message(
+            await self._call(
+                self.app.file_counter_notice,
+                self._who(context),
+                ident,
+                party_dict(request.uploader),
+                counter_dict(request.counter_notice),
+                request.good_faith_statement,
+                request.accuracy_statement,
+            )
+        )
+
+    async def AssignAppeal(self, request: pb.AssignAppealRequest, context: Ctx) -> pb.Appeal:
+        ident = appeal_id_from_name(request.name)
+        return appeal_message(
+            await self._call(self.app.assign, self._who(context), ident, request.assignee)
+        )
+
+    async def RequestAppealInfo(
+        self, request: pb.RequestAppealInfoRequest, context: Ctx
+    ) -> pb.Appeal:
+        ident = appeal_id_from_name(request.name)
+        return appeal_message(
+            await self._call(self.app.request_info, self._who(context), ident, request.message)
+        )
+
+    async def DecideAppeal(self, request: pb.DecideAppealRequest, context: Ctx) -> pb.Appeal:
+        ident = appeal_id_from_name(request.name)
+        r = request.reasons
+        reasons = {
+            "ground": r.ground.strip(),
+            "facts": r.facts.strip(),
+            "automated_detection": r.automated_detection,
+            "automated_decision": r.automated_decision,
+        }
+        uploader = None
+        if request.HasField("affected_uploader"):
+            uploader = {
+                **party_dict(request.affected_uploader),
+                "user_id": request.affected_uploader.user_id.strip(),
+            }
+        return appeal_message(
+            await self._call(
+                self.app.decide,
+                self._who(context),
+                ident,
+                _outcome(request.outcome),
+                reasons,
+                uploader,
+                request.etag,
+            )
+        )
+
+    async def RecordCourtAction(
+        self, request: pb.RecordCourtActionRequest, context: Ctx
+    ) -> pb.Appeal:
+        ident = appeal_id_from_name(request.name)
+        return appeal_message(
+            await self._call(
+                self.app.record_court_action, self._who(context), ident, request.details
+            )
+        )

@@ -1,0 +1,520 @@
+"""The appeals application: commands and queries on copyright cases.
+
+Deadlines come from the jurisdiction's policy and the clock (an input); they
+are recorded on the events, scheduled by the timer and fired as ordinary,
+idempotent commands.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import EnvType
+
+from casemesh.platform.caseindex import CaseIndex, CaseRow, decode_page_token, encode_page_token
+from casemesh.platform.clock import Clock
+from casemesh.platform.errors import (
+    Aborted,
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Violations,
+)
+from casemesh.platform.eventstore import TracedApplication, postgres_env, schema_lock
+from casemesh.platform.identity import Identity
+from casemesh.platform.logging import get_logger
+from casemesh.platform.timers import Deadline, TimerTable
+from casemesh.rules import tickets as rules
+from casemesh_appeals.domain import DECIDED, CopyrightAppeal, Kind, State, Step, missing_elements
+from casemesh_appeals.policy import JurisdictionPolicy
+
+log = get_logger(__name__)
+
+TEXT_LIMIT = 5000
+EVIDENCE_PATHS = (
+    ("notice", "originality_evidence"),
+    ("notice", "infringement_evidence"),
+    ("counter_notice", "evidence"),
+)
+
+
+@dataclass(frozen=True)
+class AppealDraft:
+    request_id: str
+    kind: str
+    jurisdiction: str
+    filer: dict[str, Any]
+    content: dict[str, Any]
+    appeal_of: str = ""
+
+    def fingerprint(self) -> str:
+        body = {k: v for k, v in vars(self).items() if k != "request_id"}
+        return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    sequence: int
+    type: str
+    actor: str
+    time: datetime
+    state: str
+    text: str
+    next_step_due: datetime | None
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    next_token: str
+
+
+PUBLIC_NAMES = {
+    "Filed": "AppealFiled",
+    "Assigned": "AppealAssigned",
+    "InfoRequested": "AppealInfoRequested",
+    "InfoAdded": "AppealInfoAdded",
+    "Decided": "AppealDecided",
+    "CounterNoticeFiled": "CounterNoticeFiled",
+    "CourtActionRecorded": "CourtActionRecorded",
+    "Restored": "ContentRestored",
+    "Withdrawn": "AppealWithdrawn",
+    "Abandoned": "AppealAbandoned",
+}
+
+
+def check_party(v: Violations, party: dict[str, Any], prefix: str) -> None:
+    if party.get("locale") not in rules.LOCALES:
+        v.add(f"{prefix}.locale", f"must be one of {', '.join(rules.LOCALES)}")
+    rules.check_contact(v, party.get("contact") or {}, prefix=f"{prefix}.contact.")
+    if len(party.get("legal_name", "")) > 500:
+        v.add(f"{prefix}.legal_name", "must be at most 500 characters")
+
+
+def appeal_id_from_name(name: str, field_name: str = "name") -> str:
+    prefix, _, ident = name.partition("/")
+    try:
+        if prefix != "appeals":
+            raise ValueError(name)
+        return str(UUID(ident))
+    except ValueError:
+        raise InvalidArgument.field(field_name, "must be appeals/{id}") from None
+
+
+class Appeals(TracedApplication):
+    """Construct with `open_appeals`: construction creates the tables."""
+
+    name = "appeals"
+
+    def __init__(
+        self,
+        env: EnvType | None = None,
+        *,
+        clock: Clock,
+        policies: dict[str, JurisdictionPolicy],
+        default_jurisdiction: str = "cn",
+    ) -> None:
+        super().__init__(env)
+        self.clock = clock
+        self.policies = policies
+        self.default_jurisdiction = default_jurisdiction
+        datastore = self.recorder.datastore  # type: ignore[attr-defined]
+        self.index = CaseIndex(datastore, "appeal_cases")
+        self.index.create_table()
+        self.timers = TimerTable(datastore, "appeal_timers")
+        self.timers.create_table()
+
+    # -- filing and the filer's commands --------------------------------
+
+    def file(self, who: Identity, draft: AppealDraft) -> CopyrightAppeal:
+        v = Violations()
+        if not rules.REQUEST_ID.match(draft.request_id):
+            v.add("request_id", "must be 1–64 characters of letters, digits, '.', '_', ':' or '-'")
+        if draft.kind not in Kind.__members__:
+            v.add("appeal.kind", "must be TAKEDOWN_NOTICE, COUNTER_NOTICE or DECISION_APPEAL")
+        jurisdiction = draft.jurisdiction or self.default_jurisdiction
+        if jurisdiction not in self.policies:
+            v.add("appeal.jurisdiction", f"must be one of {', '.join(sorted(self.policies))}")
+        check_party(v, draft.filer, "appeal.filer")
+        if draft.kind == Kind.DECISION_APPEAL and not draft.appeal_of:
+            v.add("appeal.appeal_of", "names the case whose decision is appealed")
+        self._check_texts(v, draft.content, "appeal")
+        v.raise_if_any()
+        kind = Kind(draft.kind)
+        if kind is Kind.DECISION_APPEAL:
+            self._check_appealable(who, draft.appeal_of)
+        ident = CopyrightAppeal.create_id(who.subject, draft.request_id)
+        existing = self._replayed(ident, draft)
+        if existing is not None:
+            return existing
+        policy = self.policies[jurisdiction]
+        content = {
+            **draft.content,
+            "filer": {**draft.filer, "user_id": who.subject},
+            "appeal_of": draft.appeal_of,
+        }
+        missing = missing_elements(kind, content)
+        now = self.clock.now()
+        appeal = CopyrightAppeal(
+            filer_id=who.subject,
+            request_id=draft.request_id,
+            request_fingerprint=draft.fingerprint(),
+            kind=kind,
+            jurisdiction=jurisdiction,
+            content=content,
+            missing=missing,
+            next_step=Step.YOUR_INFORMATION if missing else Step.REVIEW,
+            next_step_due=policy.due(policy.info_response if missing else policy.review, now),
+        )
+        try:
+            self.save(appeal)
+        except IntegrityError:
+            existing = self._replayed(ident, draft)
+            if existing is None:
+                raise Aborted("the case is being filed by a concurrent request") from None
+            return existing
+        log.info("appeal.filed", appeal_id=str(appeal.id), kind=kind.value, missing=missing)
+        return appeal
+
+    def _replayed(self, ident: UUID, draft: AppealDraft) -> CopyrightAppeal | None:
+        try:
+            appeal: CopyrightAppeal = self.repository.get(ident)
+        except AggregateNotFoundError:
+            return None
+        if appeal.request_fingerprint != draft.fingerprint():
+            raise AlreadyExists(f"request_id {draft.request_id!r} was used for a different case")
+        return appeal
+
+    def _check_appealable(self, who: Identity, appeal_of: str) -> None:
+        decided = self._load_visible(who, appeal_id_from_name(appeal_of, "appeal.appeal_of"))
+        if decided.state not in DECIDED or decided.decision is None:
+            raise FailedPrecondition(f"{appeal_of} has no decision to appeal yet")
+        deadline = decided.decision["appeal_deadline"]
+        if self.clock.now() > deadline:
+            raise FailedPrecondition(f"the appeal window for {appeal_of} closed at {deadline}")
+
+    def add_info(
+        self, who: Identity, ident: str, message: str, completion: dict[str, Any], etag: str
+    ) -> CopyrightAppeal:
+        v = Violations()
+        if len(message) > TEXT_LIMIT:
+            v.add("message", f"must be at most {TEXT_LIMIT} characters")
+        if "filer" in completion:
+            check_party(v, {**completion["filer"]}, "completion.filer")
+        self._check_texts(v, completion, "completion")
+        v.raise_if_any()
+
+        def add(a: CopyrightAppeal) -> None:
+            policy = self.policies[a.jurisdiction]
+            a.add_info(
+                actor=who.subject,
+                message=message,
+                completion=completion,
+                review_due=policy.due(policy.review, self.clock.now()),
+            )
+
+        return self._change(who, ident, etag, add)
+
+    def withdraw(self, who: Identity, ident: str, reason: str) -> CopyrightAppeal:
+        return self._change(who, ident, "", lambda a: a.withdraw(actor=who.subject, reason=reason))
+
+    def file_counter_notice(
+        self,
+        who: Identity,
+        ident: str,
+        uploader: dict[str, Any],
+        counter_notice: dict[str, Any],
+        good_faith: bool,
+        accuracy: bool,
+    ) -> CopyrightAppeal:
+        v = Violations()
+        check_party(v, uploader, "uploader")
+        if not uploader.get("legal_name"):
+            v.add("uploader.legal_name", "is required for a counter-notice")
+        for key in ("removed_item", "reason"):
+            if not counter_notice.get(key):
+                v.add(f"counter_notice.{key}", "is required for a counter-notice")
+        if not good_faith:
+            v.add("good_faith_statement", "a counter-notice is made in good faith")
+        if not accuracy:
+            v.add("accuracy_statement", "a counter-notice states its accuracy")
+        self._check_texts(v, {"counter_notice": counter_notice}, "")
+        v.raise_if_any()
+
+        def counter(a: CopyrightAppeal) -> None:
+            policy = self.policies[a.jurisdiction]
+            a.file_counter_notice(
+                actor=who.subject,
+                uploader={**uploader, "user_id": who.subject},
+                counter_notice=counter_notice,
+                restore_due=policy.due(policy.restore_after, self.clock.now()),
+            )
+
+        return self._change(who, ident, "", counter)
+
+    # -- agents -----------------------------------------------------------
+
+    def assign(self, who: Identity, ident: str, assignee: str) -> CopyrightAppeal:
+        self._require_agent(who)
+
+        def assign(a: CopyrightAppeal) -> None:
+            policy = self.policies[a.jurisdiction]
+            a.assign(
+                actor=who.subject,
+                assignee=assignee.strip() or who.subject,
+                review_due=policy.due(policy.review, self.clock.now()),
+            )
+
+        return self._change(who, ident, "", assign)
+
+    def request_info(self, who: Identity, ident: str, message: str) -> CopyrightAppeal:
+        self._require_agent(who)
+        self._require_text("message", message)
+
+        def ask(a: CopyrightAppeal) -> None:
+            policy = self.policies[a.jurisdiction]
+            a.request_info(
+                actor=who.subject,
+                message=message,
+                due=policy.due(policy.info_response, self.clock.now()),
+            )
+
+        return self._change(who, ident, "", ask)
+
+    def decide(
+        self,
+        who: Identity,
+        ident: str,
+        uphold: bool | None,
+        reasons: dict[str, Any],
+        uploader: dict[str, Any] | None,
+        etag: str,
+    ) -> CopyrightAppeal:
+        self._require_agent(who)
+        v = Violations()
+        if uphold is None:
+            v.add("outcome", "must be UPHOLD or REJECT")
+        for key, limit in (("ground", 500), ("facts", 5000)):
+            text = reasons.get(key, "")
+            if not text.strip():
+                v.add(f"reasons.{key}", "a statement of reasons needs it")
+            elif len(text) > limit:
+                v.add(f"reasons.{key}", f"must be at most {limit} characters")
+        if uploader:
+            check_party(v, uploader, "affected_uploader")
+            if not uploader.get("user_id"):
+                v.add("affected_uploader.user_id", "is required")
+        v.raise_if_any()
+
+        def decide(a: CopyrightAppeal) -> None:
+            policy = self.policies[a.jurisdiction]
+            deadline = policy.due(policy.appeal_window, self.clock.now())
+            locale = (uploader or a.content["filer"]).get("locale", "en")
+            a.decide(
+                actor=who.subject,
+                uphold=bool(uphold),
+                reasons={
+                    **reasons,
+                    "redress": policy.redress.get(locale, ""),
+                    "appeal_deadline": deadline.isoformat(),
+                },
+                uploader=uploader or None,
+                appeal_deadline=deadline,
+            )
+
+        return self._change(who, ident, etag, decide)
+
+    def record_court_action(self, who: Identity, ident: str, details: str) -> CopyrightAppeal:
+        self._require_agent(who)
+        self._require_text("details", details)
+        return self._change(
+            who,
+            ident,
+            "",
+            lambda a: a.record_court_action(
+                actor=who.subject, details=details, now=self.clock.now()
+            ),
+        )
+
+    # -- deadlines ----------------------------------------------------------
+
+    def deadlines_of(self, domain_event: Any) -> list[Deadline]:
+        """The deadline an event sets, if any: an unanswered request abandons
+        the case; a forwarded counter-notice restores the content."""
+        attrs = vars(domain_event)
+        due = attrs.get("next_step_due")
+        step = attrs.get("next_step")
+        if due is None:
+            return []
+        kinds = {Step.YOUR_INFORMATION.value: "abandon", Step.RESTORE.value: "restore"}
+        kind = kinds.get(str(step))
+        return [Deadline(str(domain_event.originator_id), kind, due)] if kind else []
+
+    def fire(self, deadline: Deadline) -> None:
+        appeal: CopyrightAppeal = self.repository.get(UUID(deadline.aggregate_id))
+        now = self.clock.now()
+        if deadline.kind == "restore":
+            changed = appeal.restore_if_due(now=now, due=deadline.due)
+        elif deadline.kind == "abandon":
+            changed = appeal.abandon_if_due(now=now, due=deadline.due)
+        else:
+            raise ValueError(f"unknown deadline kind {deadline.kind!r}")
+        if changed:
+            self.save(appeal)  # an IntegrityError leaves the deadline due: fired again
+            log.info("appeal.deadline_fired", appeal_id=deadline.aggregate_id, kind=deadline.kind)
+
+    # -- queries --------------------------------------------------------------
+
+    def get(self, who: Identity, ident: str) -> CopyrightAppeal:
+        return self._load_visible(who, ident)
+
+    def list_appeals(self, who: Identity, page_size: int, page_token: str) -> Page:
+        if not 0 <= page_size <= 100:
+            raise InvalidArgument.field("page_size", "must be from 1 to 100 (0 means 20)")
+        limit = page_size or 20
+        try:
+            after = decode_page_token(page_token)
+        except ValueError:
+            raise InvalidArgument.field("page_token", "is not a token this API gave") from None
+        try:
+            self.index.wait(self.name, self.recorder.max_notification_id(), timeout=3.0)
+        except TimeoutError:
+            log.warning("appeal_index.lagging")
+        party = None if who.is_agent else who.subject
+        docs = self.index.page(party=party, statuses=[], after=after, limit=limit + 1)
+        token = ""
+        if len(docs) > limit:
+            docs = docs[:limit]
+            token = encode_page_token(
+                datetime.fromisoformat(docs[-1]["create_time"]), docs[-1]["id"]
+            )
+        return Page(docs, token)
+
+    def history(self, who: Identity, ident: str) -> list[HistoryEntry]:
+        self._load_visible(who, ident)
+        entries = []
+        appeal: Any = None
+        for e in self.repository.event_store.get(UUID(ident)):
+            e = cast(Any, e)
+            appeal = e.mutate(appeal)
+            attrs = vars(e)
+            kind = type(e).__name__
+            text = attrs.get("message") or attrs.get("reason") or attrs.get("details") or ""
+            if kind == "Decided":
+                text = attrs["reasons"].get("facts", "")
+            entries.append(
+                HistoryEntry(
+                    sequence=e.originator_version,
+                    type=PUBLIC_NAMES.get(kind, kind),
+                    actor=attrs.get("actor") or attrs.get("filer_id", ""),
+                    time=e.timestamp,
+                    state=State(appeal.state).value,
+                    text=str(text),
+                    next_step_due=appeal.next_step_due,
+                )
+            )
+        return entries
+
+    # -- helpers ----------------------------------------------------------------
+
+    def _load_visible(self, who: Identity, ident: str) -> CopyrightAppeal:
+        try:
+            appeal: CopyrightAppeal = self.repository.get(UUID(ident))
+        except (AggregateNotFoundError, ValueError):
+            raise NotFound(f"appeals/{ident} not found") from None
+        if who.is_agent or who.subject in parties(appeal):
+            return appeal
+        raise NotFound(f"appeals/{ident} not found")
+
+    def _change(
+        self, who: Identity, ident: str, etag: str, command: Callable[[CopyrightAppeal], None]
+    ) -> CopyrightAppeal:
+        appeal = self._load_visible(who, ident)
+        if etag and etag != str(appeal.version):
+            raise Aborted("the case changed since you read it; read it again and retry")
+        command(appeal)
+        try:
+            self.save(appeal)
+        except IntegrityError:
+            raise Aborted("someone else changed the case at the same moment; retry") from None
+        return appeal
+
+    @staticmethod
+    def _require_agent(who: Identity) -> None:
+        if not who.is_agent:
+            raise PermissionDenied("this needs the agent role")
+
+    @staticmethod
+    def _require_text(field_name: str, value: str) -> None:
+        if not value.strip():
+            raise InvalidArgument.field(field_name, "must not be empty")
+        if len(value) > TEXT_LIMIT:
+            raise InvalidArgument.field(field_name, f"must be at most {TEXT_LIMIT} characters")
+
+    @staticmethod
+    def _check_texts(v: Violations, content: dict[str, Any], prefix: str) -> None:
+        def walk(value: Any, path: str) -> None:
+            if isinstance(value, dict):
+                for k, item in value.items():
+                    walk(item, f"{path}.{k}" if path else k)
+            elif isinstance(value, list):
+                if len(value) > 50:
+                    v.add(path, "at most 50 items")
+                for i, item in enumerate(value):
+                    walk(item, f"{path}[{i}]")
+            elif isinstance(value, str) and len(value) > TEXT_LIMIT:
+                v.add(path, f"must be at most {TEXT_LIMIT} characters")
+
+        walk(content, prefix)
+
+
+def parties(appeal: CopyrightAppeal) -> list[str]:
+    """Users who may see the case: the filer and, once named, the uploader."""
+    found = [appeal.filer_id]
+    if appeal.uploader and appeal.uploader.get("user_id"):
+        found.append(appeal.uploader["user_id"])
+    return found
+
+
+def open_appeals(
+    database_url: str,
+    *,
+    clock: Clock,
+    policies: dict[str, JurisdictionPolicy],
+    default_jurisdiction: str = "cn",
+    pool_size: int = 10,
+) -> Appeals:
+    with schema_lock(database_url):
+        return Appeals(
+            env=postgres_env(database_url, pool_size=pool_size),
+            clock=clock,
+            policies=policies,
+            default_jurisdiction=default_jurisdiction,
+        )
+
+
+@dataclass(frozen=True)
+class RowSource:
+    """Renders a case for the index with the API's own view."""
+
+    render: Callable[[CopyrightAppeal], dict[str, Any]] = field(repr=False)
+
+    def __call__(self, appeal: CopyrightAppeal) -> CaseRow:
+        return CaseRow(
+            str(appeal.id),
+            parties(appeal),
+            State(appeal.state).value,
+            appeal.created_on,
+            appeal.version,
+            self.render(appeal),
+        )

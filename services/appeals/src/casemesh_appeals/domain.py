@@ -1,0 +1,370 @@
+"""The CopyrightAppeal aggregate: one copyright case from filing to its end.
+
+A takedown notice: SUBMITTED (or INFO_REQUESTED when legal elements are
+missing) → UNDER_REVIEW → UPHELD (content actioned) or REJECTED. After UPHELD
+the uploader may answer with a counter-notice: FORWARDED_TO_CLAIMANT → RESTORED
+when the window passes, or HELD when the claimant shows court action in time.
+A counter-notice or an appeal of a decision is decided UPHELD or REJECTED.
+The filer may withdraw an open case; a request for information unanswered in
+time ABANDONs it. Every event records the next step and its due date, which
+the service computes from the jurisdiction's policy (time is an input).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from eventsourcing.domain import Aggregate, event
+
+from casemesh.platform.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+
+NAMESPACE = uuid.UUID("9d4b6c1a-5e0f-4b7a-8c21-3f6e2d9a1b44")
+
+
+class Kind(StrEnum):
+    TAKEDOWN_NOTICE = "TAKEDOWN_NOTICE"
+    COUNTER_NOTICE = "COUNTER_NOTICE"
+    DECISION_APPEAL = "DECISION_APPEAL"
+
+
+class State(StrEnum):
+    SUBMITTED = "SUBMITTED"
+    INFO_REQUESTED = "INFO_REQUESTED"
+    UNDER_REVIEW = "UNDER_REVIEW"
+    UPHELD = "UPHELD"
+    REJECTED = "REJECTED"
+    WITHDRAWN = "WITHDRAWN"
+    ABANDONED = "ABANDONED"
+    FORWARDED_TO_CLAIMANT = "FORWARDED_TO_CLAIMANT"
+    RESTORED = "RESTORED"
+    HELD = "HELD"
+
+
+OPEN = frozenset({State.SUBMITTED, State.INFO_REQUESTED, State.UNDER_REVIEW})
+# Decided cases, which a party may appeal within the window.
+DECIDED = frozenset(
+    {State.UPHELD, State.REJECTED, State.FORWARDED_TO_CLAIMANT, State.RESTORED, State.HELD}
+)
+
+
+class Step(StrEnum):
+    """What happens next, as the parties are told."""
+
+    REVIEW = "REVIEW"
+    YOUR_INFORMATION = "YOUR_INFORMATION"
+    COUNTER_NOTICE_OR_APPEAL = "COUNTER_NOTICE_OR_APPEAL"
+    APPEAL = "APPEAL"
+    RESTORE = "RESTORE"
+    COURT = "COURT"
+    NONE = ""
+
+
+# The legal elements each kind of case must contain (paths into its content).
+REQUIRED: dict[Kind, tuple[str, ...]] = {
+    Kind.TAKEDOWN_NOTICE: (
+        "filer.legal_name",
+        "notice.relationship",
+        "notice.work.title",
+        "notice.work.creation_time",
+        "notice.originality_evidence",
+        "notice.infringing_items",
+        "notice.infringement_evidence",
+        "good_faith_statement",
+        "accuracy_statement",
+    ),
+    Kind.COUNTER_NOTICE: (
+        "filer.legal_name",
+        "counter_notice.removed_item",
+        "counter_notice.reason",
+        "good_faith_statement",
+        "accuracy_statement",
+    ),
+    Kind.DECISION_APPEAL: ("grounds",),
+}
+
+
+def _lookup(content: dict[str, Any], path: str) -> Any:
+    value: Any = content
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def missing_elements(kind: Kind, content: dict[str, Any]) -> list[str]:
+    return [path for path in REQUIRED[kind] if not _lookup(content, path)]
+
+
+def merge(content: dict[str, Any], completion: dict[str, Any]) -> dict[str, Any]:
+    """`content` with the non-empty values of `completion` laid over it."""
+    merged = dict(content)
+    for key, value in completion.items():
+        if isinstance(value, dict):
+            merged[key] = merge(merged.get(key) or {}, value)
+        elif value not in (None, "", [], False):
+            merged[key] = value
+    return merged
+
+
+class CopyrightAppeal(Aggregate):
+    @staticmethod
+    def create_id(filer_id: str, request_id: str) -> uuid.UUID:
+        return uuid.uuid5(NAMESPACE, f"{filer_id}\n{request_id}")
+
+    @event("Filed")
+    def __init__(
+        self,
+        *,
+        filer_id: str,
+        request_id: str,
+        request_fingerprint: str,
+        kind: Kind,
+        jurisdiction: str,
+        content: dict[str, Any],
+        missing: list[str],
+        next_step: Step,
+        next_step_due: datetime,
+    ) -> None:
+        self.filer_id = filer_id
+        self.request_id = request_id
+        self.request_fingerprint = request_fingerprint
+        self.kind = Kind(kind)
+        self.jurisdiction = jurisdiction
+        self.content = content
+        self.missing = list(missing)
+        self.state = State.INFO_REQUESTED if missing else State.SUBMITTED
+        self.next_step = Step(next_step)
+        self.next_step_due: datetime | None = next_step_due
+        self.assignee = ""
+        self.uploader: dict[str, Any] | None = None
+        self.decision: dict[str, Any] | None = None
+        self.counter_notice: dict[str, Any] | None = None
+        self.court_action = ""
+
+    # -- the filer -------------------------------------------------------
+
+    def add_info(
+        self,
+        *,
+        actor: str,
+        message: str,
+        completion: dict[str, Any],
+        review_due: datetime,
+    ) -> None:
+        self._require_filer(actor, "add information")
+        self._require_open("take more information")
+        content = merge(self.content, completion)
+        missing = missing_elements(self.kind, content)
+        if missing:
+            state, step, due = State.INFO_REQUESTED, Step.YOUR_INFORMATION, self.next_step_due
+        else:
+            state = State.UNDER_REVIEW if self.assignee else State.SUBMITTED
+            step, due = Step.REVIEW, review_due
+        self._info_added(
+            actor=actor,
+            message=message,
+            completion=completion,
+            missing=missing,
+            state=state,
+            next_step=step,
+            next_step_due=due,
+        )
+
+    @event("InfoAdded")
+    def _info_added(
+        self,
+        actor: str,
+        message: str,
+        completion: dict[str, Any],
+        missing: list[str],
+        state: State,
+        next_step: Step,
+        next_step_due: datetime | None,
+    ) -> None:
+        self.content = merge(self.content, completion)
+        self.missing = list(missing)
+        self._moved(state, next_step, next_step_due)
+
+    def withdraw(self, *, actor: str, reason: str) -> None:
+        self._require_filer(actor, "withdraw it")
+        self._require_open("be withdrawn")
+        self._withdrawn(actor=actor, reason=reason)
+
+    @event("Withdrawn")
+    def _withdrawn(self, actor: str, reason: str) -> None:
+        self._moved(State.WITHDRAWN, Step.NONE, None)
+
+    def file_counter_notice(
+        self,
+        *,
+        actor: str,
+        uploader: dict[str, Any],
+        counter_notice: dict[str, Any],
+        restore_due: datetime,
+    ) -> None:
+        if self.kind is not Kind.TAKEDOWN_NOTICE or self.state is not State.UPHELD:
+            raise FailedPrecondition(
+                "a counter-notice answers an upheld takedown notice; this case is "
+                f"a {self.kind.value.lower()} in state {self.state.value}"
+            )
+        if self.uploader is None or actor != self.uploader.get("user_id"):
+            raise PermissionDenied("only the uploader of the removed content may counter it")
+        self._counter_notice_filed(
+            actor=actor, uploader=uploader, counter_notice=counter_notice, restore_due=restore_due
+        )
+
+    @event("CounterNoticeFiled")
+    def _counter_notice_filed(
+        self,
+        actor: str,
+        uploader: dict[str, Any],
+        counter_notice: dict[str, Any],
+        restore_due: datetime,
+    ) -> None:
+        self.uploader = uploader
+        self.counter_notice = counter_notice
+        self._moved(State.FORWARDED_TO_CLAIMANT, Step.RESTORE, restore_due)
+
+    # -- agents ----------------------------------------------------------
+
+    def assign(self, *, actor: str, assignee: str, review_due: datetime) -> None:
+        self._require_open("be assigned")
+        state = State.UNDER_REVIEW if self.state is State.SUBMITTED else self.state
+        step, due = (
+            (Step.REVIEW, review_due)
+            if state is State.UNDER_REVIEW
+            else (self.next_step, self.next_step_due)
+        )
+        self._assigned(
+            actor=actor, assignee=assignee, state=state, next_step=step, next_step_due=due
+        )
+
+    @event("Assigned")
+    def _assigned(
+        self,
+        actor: str,
+        assignee: str,
+        state: State,
+        next_step: Step,
+        next_step_due: datetime | None,
+    ) -> None:
+        self.assignee = assignee
+        self._moved(state, next_step, next_step_due)
+
+    def request_info(self, *, actor: str, message: str, due: datetime) -> None:
+        if self.state not in (State.SUBMITTED, State.UNDER_REVIEW):
+            raise FailedPrecondition(
+                f"information can be requested while the case is reviewed; it is {self.state.value}"
+            )
+        self._info_requested(actor=actor, message=message, next_step_due=due)
+
+    @event("InfoRequested")
+    def _info_requested(self, actor: str, message: str, next_step_due: datetime) -> None:
+        self._moved(State.INFO_REQUESTED, Step.YOUR_INFORMATION, next_step_due)
+
+    def decide(
+        self,
+        *,
+        actor: str,
+        uphold: bool,
+        reasons: dict[str, Any],
+        uploader: dict[str, Any] | None,
+        appeal_deadline: datetime,
+    ) -> None:
+        if self.state is State.INFO_REQUESTED:
+            raise FailedPrecondition(
+                "the case waits for information"
+                + (f": {', '.join(self.missing)}" if self.missing else "")
+            )
+        if self.state not in (State.SUBMITTED, State.UNDER_REVIEW):
+            raise FailedPrecondition(f"the case is {self.state.value} and already decided")
+        if uphold and self.kind is Kind.TAKEDOWN_NOTICE and not uploader:
+            raise InvalidArgument.field(
+                "affected_uploader", "upholding a notice names the uploader of the content"
+            )
+        step = (
+            Step.COUNTER_NOTICE_OR_APPEAL
+            if uphold and self.kind is Kind.TAKEDOWN_NOTICE
+            else Step.APPEAL
+        )
+        self._decided(
+            actor=actor,
+            outcome="UPHOLD" if uphold else "REJECT",
+            reasons=reasons,
+            uploader=uploader if uphold else None,
+            state=State.UPHELD if uphold else State.REJECTED,
+            next_step=step,
+            next_step_due=appeal_deadline,
+        )
+
+    @event("Decided")
+    def _decided(
+        self,
+        actor: str,
+        outcome: str,
+        reasons: dict[str, Any],
+        uploader: dict[str, Any] | None,
+        state: State,
+        next_step: Step,
+        next_step_due: datetime,
+    ) -> None:
+        self.decision = {"outcome": outcome, "reasons": reasons, "appeal_deadline": next_step_due}
+        self.uploader = uploader
+        self._moved(state, next_step, next_step_due)
+
+    def record_court_action(self, *, actor: str, details: str, now: datetime) -> None:
+        if self.state is not State.FORWARDED_TO_CLAIMANT:
+            raise FailedPrecondition(
+                f"court action holds a forwarded counter-notice; the case is {self.state.value}"
+            )
+        assert self.next_step_due is not None
+        if now >= self.next_step_due:
+            raise FailedPrecondition(
+                f"the window for court action closed at {self.next_step_due.isoformat()}"
+            )
+        self._court_action_recorded(actor=actor, details=details)
+
+    @event("CourtActionRecorded")
+    def _court_action_recorded(self, actor: str, details: str) -> None:
+        self.court_action = details
+        self._moved(State.HELD, Step.COURT, None)
+
+    # -- deadlines (fired by the timer; idempotent) -----------------------
+
+    def restore_if_due(self, *, now: datetime, due: datetime) -> bool:
+        """Restores the content when this deadline still stands and has passed."""
+        if self.state is not State.FORWARDED_TO_CLAIMANT or self.next_step_due != due or now < due:
+            return False
+        self._restored(actor="system")
+        return True
+
+    @event("Restored")
+    def _restored(self, actor: str) -> None:
+        self._moved(State.RESTORED, Step.NONE, None)
+
+    def abandon_if_due(self, *, now: datetime, due: datetime) -> bool:
+        if self.state is not State.INFO_REQUESTED or self.next_step_due != due or now < due:
+            return False
+        self._abandoned(actor="system")
+        return True
+
+    @event("Abandoned")
+    def _abandoned(self, actor: str) -> None:
+        self._moved(State.ABANDONED, Step.NONE, None)
+
+    # -- helpers -----------------------------------------------------------
+
+    def _moved(self, state: State, next_step: Step, due: datetime | None) -> None:
+        self.state = State(state)
+        self.next_step = Step(next_step)
+        self.next_step_due = due
+
+    def _require_open(self, what: str) -> None:
+        if self.state not in OPEN:
+            raise FailedPrecondition(f"the case is {self.state.value} and can no longer {what}")
+
+    def _require_filer(self, actor: str, what: str) -> None:
+        if actor != self.filer_id:
+            raise PermissionDenied(f"only the person who filed the case may {what}")

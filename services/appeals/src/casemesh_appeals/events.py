@@ -1,0 +1,165 @@
+"""Translation of stored appeal events into the public messages of
+`casemesh.appeals.v1` (proto/casemesh/events/v1/appeals.proto)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from eventsourcing.persistence import Notification
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from casemesh.events.v1 import appeals_pb2 as ev
+from casemesh.events.v1 import tickets_pb2 as tev
+from casemesh.platform.envelope import CloudEvent
+from casemesh_appeals.application import PUBLIC_NAMES
+from casemesh_appeals.domain import CopyrightAppeal, State
+
+TOPIC = "casemesh.appeals.v1"
+SOURCE = "casemesh/appeals"
+
+
+def _ts(dt: datetime | str | None) -> Timestamp | None:
+    if not dt:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(datetime.fromisoformat(dt) if isinstance(dt, str) else dt)
+    return ts
+
+
+def _party(d: dict[str, Any] | None) -> ev.AppealParty | None:
+    if not d:
+        return None
+    c = d.get("contact") or {}
+    return ev.AppealParty(
+        user_id=d.get("user_id", ""),
+        legal_name=d.get("legal_name", ""),
+        contact=tev.ContactPreferences(
+            email=c.get("email", ""),
+            phone=c.get("phone", ""),
+            channels=[
+                tev.ContactChannel.Value(f"CONTACT_CHANNEL_{x}") for x in c.get("channels", [])
+            ],
+            locale=d.get("locale", ""),
+        ),
+    )
+
+
+def _attachments(*lists: list[dict[str, str]] | None) -> list[tev.EvidenceAttachment]:
+    return [
+        tev.EvidenceAttachment(name=r["name"], sha256=r["sha256"])
+        for items in lists
+        for r in items or []
+    ]
+
+
+def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
+    kind = type(domain_event).__name__
+    a = vars(domain_event)
+    header = ev.AppealEventHeader(
+        appeal_id=str(domain_event.originator_id),
+        version=domain_event.originator_version,
+        actor=a.get("actor") or a.get("filer_id", ""),
+        time=_ts(domain_event.timestamp),
+        state=State(after.state).value,
+        next_step=str(after.next_step),
+        next_step_due=_ts(after.next_step_due),
+    )
+    content = after.content
+    notice = content.get("notice") or {}
+    counter = content.get("counter_notice") or {}
+    match kind:
+        case "Filed":
+            return ev.AppealFiled(
+                header=header,
+                kind=str(a["kind"]),
+                jurisdiction=a["jurisdiction"],
+                filer=_party(a["content"].get("filer")),
+                work_title=notice.get("work", {}).get("title", ""),
+                infringing_items=notice.get("infringing_items", []),
+                removed_item=counter.get("removed_item", ""),
+                appeal_of=content.get("appeal_of", ""),
+                evidence=_attachments(
+                    notice.get("originality_evidence"),
+                    notice.get("infringement_evidence"),
+                    counter.get("evidence"),
+                ),
+                missing_elements=a["missing"],
+            )
+        case "Assigned":
+            return ev.AppealAssigned(header=header, assignee=a["assignee"])
+        case "InfoRequested":
+            return ev.AppealInfoRequested(
+                header=header, message=a["message"], missing_elements=after.missing
+            )
+        case "InfoAdded":
+            added = a["completion"]
+            return ev.AppealInfoAdded(
+                header=header,
+                message=a["message"],
+                missing_elements=a["missing"],
+                evidence=_attachments(
+                    (added.get("notice") or {}).get("originality_evidence"),
+                    (added.get("notice") or {}).get("infringement_evidence"),
+                ),
+            )
+        case "Decided":
+            r = a["reasons"]
+            return ev.AppealDecided(
+                header=header,
+                outcome=a["outcome"],
+                reasons=ev.StatementOfReasons(
+                    ground=r.get("ground", ""),
+                    facts=r.get("facts", ""),
+                    automated_detection=bool(r.get("automated_detection")),
+                    automated_decision=bool(r.get("automated_decision")),
+                    redress=r.get("redress", ""),
+                    appeal_deadline=_ts(r.get("appeal_deadline")),
+                ),
+                affected_uploader=_party(a["uploader"]),
+            )
+        case "CounterNoticeFiled":
+            c = a["counter_notice"]
+            return ev.CounterNoticeFiled(
+                header=header,
+                uploader=_party(a["uploader"]),
+                removed_item=c.get("removed_item", ""),
+                reason=c.get("reason", ""),
+                evidence=_attachments(c.get("evidence")),
+                restore_time=_ts(a["restore_due"]),
+            )
+        case "CourtActionRecorded":
+            return ev.CourtActionRecorded(header=header, details=a["details"])
+        case "Restored":
+            removed = counter.get("removed_item") or (after.counter_notice or {}).get(
+                "removed_item", ""
+            )
+            return ev.ContentRestored(header=header, removed_item=removed)
+        case "Withdrawn":
+            return ev.AppealWithdrawn(header=header, reason=a["reason"])
+        case "Abandoned":
+            return ev.AppealAbandoned(header=header)
+    raise ValueError(f"no public event for {kind}")
+
+
+class Translator:
+    """Builds the CloudEvent for one stored notification; `after(event)` gives
+    the case as it stands right after that event."""
+
+    def __init__(self, after: Any) -> None:
+        self._after = after
+
+    def __call__(self, notification: Notification, domain_event: Any) -> CloudEvent:
+        kind = type(domain_event).__name__
+        message = public_message(domain_event, self._after(domain_event))
+        ident = str(domain_event.originator_id)
+        return CloudEvent(
+            id=f"{ident}:{domain_event.originator_version}",
+            source=SOURCE,
+            type=f"casemesh.appeals.{PUBLIC_NAMES[kind]}.v1",
+            subject=f"appeals/{ident}",
+            time=domain_event.timestamp,
+            data=message.SerializeToString(),
+            key=ident,
+        )

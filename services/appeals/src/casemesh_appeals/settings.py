@@ -1,0 +1,25 @@
+"""Settings of the appeals service (environment variables CASEMESH_*)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from casemesh.platform.settings import KafkaSettings, PostgresSettings
+
+
+class AppealsSettings(PostgresSettings):
+    service_name: str = "appeals"
+    grpc_addr: str = "127.0.0.1:50063"
+    db_pool_size: int = Field(10, ge=4)
+    # `cn`, `us` or `eu`: the time limits a case follows unless it names one.
+    default_jurisdiction: str = "cn"
+    # Optional JSON file overriding the built-in jurisdiction policies.
+    appeals_policy_file: str = ""
+    # Tests and drills only: a file holding seconds to add to the system time.
+    clock_offset_file: str = ""
+
+
+class RelaySettings(PostgresSettings, KafkaSettings):
+    service_name: str = "appeals-relay"
+    clock_offset_file: str = ""
+    appeals_policy_file: str = ""

@@ -1,0 +1,171 @@
+"""A copyright case's life, told through the aggregate and the policies alone."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from casemesh.platform.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from casemesh_appeals import policy
+from casemesh_appeals.domain import CopyrightAppeal, Kind, State, Step, missing_elements
+
+MONDAY = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def complete_notice() -> dict[str, object]:
+    return {
+        "filer": {"user_id": "claire", "legal_name": "Claire Studio"},
+        "notice": {
+            "relationship": "OWNER",
+            "work": {"title": "Dance #1", "creation_time": "2026-01-01T00:00:00+00:00"},
+            "originality_evidence": [{"name": "evidence/a", "sha256": "a" * 64}],
+            "infringing_items": ["https://video.example/v/123"],
+            "infringement_evidence": [{"name": "evidence/b", "sha256": "b" * 64}],
+        },
+        "good_faith_statement": True,
+        "accuracy_statement": True,
+    }
+
+
+def notice(content: dict[str, object] | None = None) -> CopyrightAppeal:
+    content = content or complete_notice()
+    missing = missing_elements(Kind.TAKEDOWN_NOTICE, content)
+    return CopyrightAppeal(
+        filer_id="claire",
+        request_id="r1",
+        request_fingerprint="f",
+        kind=Kind.TAKEDOWN_NOTICE,
+        jurisdiction="cn",
+        content=content,
+        missing=missing,
+        next_step=Step.YOUR_INFORMATION if missing else Step.REVIEW,
+        next_step_due=MONDAY + timedelta(days=7),
+    )
+
+
+def state(a: CopyrightAppeal) -> State:
+    return State(a.state)
+
+
+def step(a: CopyrightAppeal) -> Step:
+    return Step(a.next_step)
+
+
+def test_a_notice_is_reviewed_upheld_countered_and_restored_when_the_window_passes() -> None:
+    a = notice()
+    assert state(a) is State.SUBMITTED and step(a) is Step.REVIEW
+    a.assign(actor="li", assignee="li", review_due=MONDAY + timedelta(days=7))
+    assert state(a) is State.UNDER_REVIEW
+    a.decide(
+        actor="li",
+        uphold=True,
+        reasons={"ground": "Copyright Law Art. 10"},
+        uploader={"user_id": "ursula"},
+        appeal_deadline=MONDAY + timedelta(days=180),
+    )
+    assert state(a) is State.UPHELD and step(a) is Step.COUNTER_NOTICE_OR_APPEAL
+    with pytest.raises(PermissionDenied):
+        a.file_counter_notice(actor="mallory", uploader={}, counter_notice={}, restore_due=MONDAY)
+    restore_due = MONDAY + timedelta(days=15)
+    a.file_counter_notice(
+        actor="ursula",
+        uploader={"user_id": "ursula"},
+        counter_notice={"reason": "my own dance"},
+        restore_due=restore_due,
+    )
+    assert (state(a), a.next_step, a.next_step_due) == (
+        State.FORWARDED_TO_CLAIMANT,
+        Step.RESTORE,
+        restore_due,
+    )
+    assert not a.restore_if_due(now=restore_due - timedelta(seconds=1), due=restore_due)
+    assert not a.restore_if_due(now=restore_due, due=restore_due + timedelta(days=1))  # stale
+    assert a.restore_if_due(now=restore_due, due=restore_due)
+    assert state(a) is State.RESTORED
+    assert not a.restore_if_due(now=restore_due, due=restore_due)  # fires once
+
+
+def test_court_action_in_time_holds_the_content_down() -> None:
+    a = notice()
+    a.decide(actor="li", uphold=True, reasons={}, uploader={"user_id": "u"}, appeal_deadline=MONDAY)
+    due = MONDAY + timedelta(days=15)
+    a.file_counter_notice(actor="u", uploader={"user_id": "u"}, counter_notice={}, restore_due=due)
+    with pytest.raises(FailedPrecondition, match="closed"):
+        a.record_court_action(actor="li", details="case 1", now=due)
+    a.record_court_action(
+        actor="li", details="Beijing Internet Court (2026) 123", now=due - timedelta(days=1)
+    )
+    assert state(a) is State.HELD
+    assert not a.restore_if_due(now=due, due=due)
+
+
+def test_a_notice_missing_elements_waits_for_them_and_names_them() -> None:
+    content = complete_notice()
+    content.pop("good_faith_statement")
+    content["notice"]["infringing_items"] = []  # type: ignore[index]
+    a = notice(content)
+    assert state(a) is State.INFO_REQUESTED
+    assert a.missing == ["notice.infringing_items", "good_faith_statement"]
+    with pytest.raises(FailedPrecondition, match="good_faith_statement"):
+        a.decide(actor="li", uphold=False, reasons={}, uploader=None, appeal_deadline=MONDAY)
+    a.add_info(
+        actor="claire", message="here", completion={"good_faith_statement": True}, review_due=MONDAY
+    )
+    assert (state(a), a.missing) == (State.INFO_REQUESTED, ["notice.infringing_items"])
+    a.add_info(
+        actor="claire",
+        message="and the link",
+        completion={"notice": {"infringing_items": ["https://video.example/v/9"]}},
+        review_due=MONDAY + timedelta(days=7),
+    )
+    assert (state(a), a.missing) == (State.SUBMITTED, [])
+    assert a.content["notice"]["work"]["title"] == "Dance #1"  # kept while merging
+
+
+def test_an_unanswered_request_abandons_the_case_once() -> None:
+    a = notice()
+    due = MONDAY + timedelta(days=15)
+    a.request_info(actor="li", message="the original file, please", due=due)
+    assert not a.abandon_if_due(now=due - timedelta(hours=1), due=due)
+    assert a.abandon_if_due(now=due, due=due)
+    assert state(a) is State.ABANDONED
+    with pytest.raises(FailedPrecondition):
+        a.withdraw(actor="claire", reason="")
+
+
+def test_only_the_filer_withdraws_and_only_an_open_case() -> None:
+    a = notice()
+    with pytest.raises(PermissionDenied):
+        a.withdraw(actor="ursula", reason="")
+    a.withdraw(actor="claire", reason="settled")
+    assert state(a) is State.WITHDRAWN
+
+
+def test_upholding_a_notice_names_the_uploader() -> None:
+    with pytest.raises(InvalidArgument) as info:
+        notice().decide(actor="li", uphold=True, reasons={}, uploader=None, appeal_deadline=MONDAY)
+    assert info.value.violations[0].field == "affected_uploader"
+
+
+def test_business_days_skip_weekends_and_holidays() -> None:
+    friday = datetime(2026, 3, 6, 12, 0, tzinfo=UTC)
+    assert policy.Period(1, business_days=True).after(friday) == friday + timedelta(days=3)
+    ten = policy.Period(10, business_days=True)
+    assert ten.after(MONDAY) == MONDAY + timedelta(days=14)
+    assert ten.after(MONDAY, frozenset({date(2026, 3, 3)})) == MONDAY + timedelta(days=15)
+    assert policy.Period(15).after(MONDAY) == MONDAY + timedelta(days=15)
+
+
+def test_policies_follow_the_law_and_refuse_to_break_it(tmp_path: object) -> None:
+    policies = policy.load()
+    assert policies["cn"].restore_after == policy.Period(15)
+    assert policies["us"].restore_after == policy.Period(10, business_days=True)
+    assert policies["eu"].appeal_window.days >= 183
+    bad = tmp_path / "p.json"  # type: ignore[operator]
+    bad.write_text('{"us": {"restore_after": {"days": 20, "business_days": true}}}')
+    with pytest.raises(policy.PolicyError, match="10 to 14"):
+        policy.load(str(bad))
+    ok = tmp_path / "ok.json"  # type: ignore[operator]
+    ok.write_text('{"us": {"restore_after": {"days": 14, "business_days": true}}}')
+    assert policy.load(str(ok))["us"].restore_after.days == 14
