@@ -131,6 +131,9 @@ def stack(infra: Infra) -> Iterator[Stack]:
             wait_serving(tickets_addr)
             wait_serving(evidence_addr)
             wait_serving(gateway)
+            # Tests start from a consuming notifier and an active relay.
+            for name, line in (("notifier", "notifier.started"), ("tickets-relay", "relay.active")):
+                wait_until(lambda n=name, s=line: s in supervisor.log_path(n).read_text(), 60)
         except AssertionError:
             tails = {n: supervisor.log_path(n).read_text()[-3000:] for n in supervisor.names}
             raise AssertionError(f"the stack did not start; log tails: {tails}") from None

@@ -49,7 +49,10 @@ def test_kill_9_of_relay_and_notifier_loses_and_duplicates_nothing(stack: Stack)
         32: (sup.kill, ("tickets-relay", "notifier")),
         36: (sup.restart, ("tickets-relay", "notifier")),
     }
+    agent = Client(stack.gateway, stack.secret, "agent-crash", ("agent",))
     contacts: list[tuple[str, str]] = []
+    opened: list[str] = []
+    asked: set[int] = set()
     for n in range(40):
         if n in plan:
             action, names = plan[n]
@@ -58,7 +61,7 @@ def test_kill_9_of_relay_and_notifier_loses_and_duplicates_nothing(stack: Stack)
         email = f"crash-{run}-{n}@example.com"
         phone = f"+8613{int(run, 16) % 1000:03d}{n:06d}"
         client = clients[n % len(clients)]
-        client.CreateTicket(
+        created = client.CreateTicket(
             pb.CreateTicketRequest(
                 ticket=pb.Ticket(
                     category="content.upload_failed",
@@ -73,6 +76,11 @@ def test_kill_9_of_relay_and_notifier_loses_and_duplicates_nothing(stack: Stack)
             )
         )
         contacts.append((email, phone))
+        opened.append(created.name)
+        # Older tickets move on too, so streams have several versions in flight.
+        if n >= 3 and n % 2:
+            agent.RequestInfo(pb.RequestInfoRequest(name=opened[n - 3], message="请补充截图"))
+            asked.add(n - 3)
         time.sleep(0.05)
     assert sup.is_running("tickets-relay") and sup.is_running("notifier")
 
@@ -95,15 +103,22 @@ def test_kill_9_of_relay_and_notifier_loses_and_duplicates_nothing(stack: Stack)
             versions[key].append(version)
     assert all(v == sorted(v) for v in versions.values()), "events of a ticket out of order"
 
-    # Every requester heard once that their ticket was received, on each channel.
+    assert max(len(v) for v in versions.values()) >= 2
+    # Every requester heard once of each step (received; info requested where
+    # it was), on each channel.
+    expected = [1 + (i in asked) for i in range(len(contacts))]
+
     def all_delivered() -> bool:
-        return all(stack.mail.to(e) and stack.sms.to(p) for e, p in contacts)
+        return all(
+            len(stack.mail.to(e)) >= count and len(stack.sms.to(p)) >= count
+            for (e, p), count in zip(contacts, expected, strict=True)
+        )
 
     wait_until(all_delivered, timeout=90)
     time.sleep(3.0)  # anything sent twice would arrive by now
-    for email, phone in contacts:
-        assert len(stack.mail.to(email)) == 1, email
-        assert len(stack.sms.to(phone)) == 1, phone
+    for (email, phone), count in zip(contacts, expected, strict=True):
+        assert len(stack.mail.to(email)) == count, email
+        assert len(stack.sms.to(phone)) == count, phone
     with psycopg.connect(stack.notifier_dsn) as conn:
         stuck = conn.execute(
             "SELECT count(*) FROM notification_jobs WHERE status <> 'sent'"

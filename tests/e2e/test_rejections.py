@@ -18,6 +18,9 @@ from casemesh.v1 import tickets_pb2_grpc as pb_grpc
 from tests.conftest import Stack
 from tests.support import Client
 
+# A number no enum in the contract defines (clients can send any number).
+UNDEFINED: Any = 42
+
 
 def stored_events(stack: Stack) -> int:
     with psycopg.connect(stack.tickets_dsn) as conn:
@@ -234,3 +237,63 @@ def test_listing_pages_through_own_tickets_newest_first(stack: Stack) -> None:
         if not token:
             break
     assert seen == list(reversed(made))
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"subject": "line one\nline two"}, "ticket.subject"),
+        ({"subject": "bad\x00subject"}, "ticket.subject"),
+        ({"description": "nul\x00inside"}, "ticket.description"),
+        (
+            {"contact": pb.Contact(email="a,b@example.com", channels=[pb.CHANNEL_EMAIL])},
+            "ticket.contact.email",
+        ),
+        (
+            {"contact": pb.Contact(email="a<b@example.com", channels=[pb.CHANNEL_EMAIL])},
+            "ticket.contact.email",
+        ),
+        (
+            {"contact": pb.Contact(email="a@example.com", channels=[UNDEFINED])},
+            "ticket.contact.channels",
+        ),
+    ],
+)
+def test_text_that_would_break_mail_or_storage_is_refused(
+    stack: Stack, owner: Client, change: dict[str, Any], field: str
+) -> None:
+    before = stored_events(stack)
+    err = rejected(
+        lambda: owner.CreateTicket(
+            pb.CreateTicketRequest(ticket=ticket(**change), request_id=uuid.uuid4().hex)
+        )
+    )
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in fields(err)
+    assert stored_events(stack) == before
+
+
+def test_undefined_enum_values_and_bad_agent_input_are_named(
+    stack: Stack, owner: Client, opened: pb.Ticket
+) -> None:
+    agent = Client(stack.gateway, stack.secret, "agent-qian", ("agent",))
+    before = stored_events(stack)
+    cases: list[tuple[Callable[[], Any], str]] = [
+        (lambda: owner.ListTickets(pb.ListTicketsRequest(statuses=[UNDEFINED])), "statuses"),
+        (
+            lambda: agent.AssignTicket(
+                pb.AssignTicketRequest(name=opened.name, priority=UNDEFINED)
+            ),
+            "priority",
+        ),
+        (
+            lambda: agent.AssignTicket(pb.AssignTicketRequest(name=opened.name, assignee="a\x00b")),
+            "assignee",
+        ),
+        (lambda: owner.AddComment(pb.AddCommentRequest(name=opened.name, body="x\x00y")), "body"),
+    ]
+    for call, field in cases:
+        err = rejected(call)
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, field
+        assert field in fields(err)
+    assert stored_events(stack) == before

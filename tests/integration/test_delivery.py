@@ -214,3 +214,44 @@ async def test_sms_to_one_number_is_rate_limited_per_hour(notifier: Notifier) ->
     notifier.clock.advance(3602)
     await notifier.drain()
     assert len(notifier.sms.delivered) == 3
+
+
+async def test_an_unsendable_message_is_parked_and_the_others_still_go(notifier: Notifier) -> None:
+    class Broken:
+        async def send(self, message: Outgoing) -> str:
+            raise ValueError("Header values may not contain linefeed or carriage return")
+
+    working = notifier.delivery._channels["EMAIL"]
+    notifier.delivery._channels["EMAIL"] = Broken()
+    (bad,) = await notifier.consume(
+        created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,))
+    )
+    await notifier.drain()
+    notifier.delivery._channels["EMAIL"] = working
+    await notifier.consume(created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,)))
+    await notifier.drain()
+    assert len(notifier.email.delivered) == 1
+    status = notifier.rows(f"SELECT status, last_error FROM notification_jobs WHERE id = '{bad}'")
+    assert status == [("parked", "unsendable: ValueError")]
+
+
+async def test_a_sender_whose_lease_lapsed_cannot_undo_the_new_holders_delivery(
+    notifier: Notifier,
+) -> None:
+    (job_id,) = await notifier.consume(
+        created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,))
+    )
+    slow = await notifier.delivery.claim()  # sender A claims, then stalls
+    assert slow is not None
+    notifier.clock.advance(301)  # past the lease: sender B takes over and delivers
+    assert await notifier.drain() == 1
+    assert len(notifier.email.delivered) == 1
+    await notifier.delivery._failed(slow, "SMTP timed out", permanent=False)  # A's late answer
+    assert notifier.rows(f"SELECT status FROM notification_jobs WHERE id = '{job_id}'") == [
+        ("sent",)
+    ]
+    notifier.clock.advance(3600)
+    assert await notifier.drain() == 0
+    assert len(notifier.email.delivered) == 1
+    outcomes = notifier.rows(f"SELECT ce_type FROM notification_outbox WHERE job_id = '{job_id}'")
+    assert [t.split(".")[2] for (t,) in outcomes] == ["NotificationDelivered"]

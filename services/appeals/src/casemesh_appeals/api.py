@@ -11,6 +11,7 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from casemesh.platform.grpcutil import enum_name
 from casemesh.platform.identity import Identity
 from casemesh.v1 import appeals_pb2 as pb
 from casemesh.v1 import appeals_pb2_grpc as pb_grpc
@@ -45,7 +46,10 @@ def party_dict(p: pb.Party) -> dict[str, Any]:
         "contact": {
             "email": p.contact.email.strip(),
             "phone": p.contact.phone.strip(),
-            "channels": [tpb.Channel.Name(c).removeprefix("CHANNEL_") for c in p.contact.channels],
+            "channels": [
+                enum_name(tpb.Channel, c, "contact.channels", "CHANNEL_")
+                for c in p.contact.channels
+            ],
         },
     }
 
@@ -72,8 +76,11 @@ def content_dict(a: pb.Appeal) -> dict[str, Any]:
     if a.HasField("notice"):
         n = a.notice
         content["notice"] = {
-            "relationship": pb.RightsRelationship.Name(n.relationship).removeprefix(
-                "RIGHTS_RELATIONSHIP_"
+            "relationship": enum_name(
+                pb.RightsRelationship,
+                n.relationship,
+                "notice.relationship",
+                "RIGHTS_RELATIONSHIP_",
             )
             if n.relationship
             else "",
@@ -200,7 +207,7 @@ class AppealServicer(pb_grpc.AppealServiceServicer):
         a = request.appeal
         draft = AppealDraft(
             request_id=request.request_id,
-            kind=pb.AppealKind.Name(a.kind).removeprefix("APPEAL_KIND_"),
+            kind=enum_name(pb.AppealKind, a.kind, "appeal.kind", "APPEAL_KIND_"),
             jurisdiction=a.jurisdiction,
             filer=party_dict(a.filer),
             content=content_dict(a),

@@ -456,10 +456,9 @@ class Appeals(TracedApplication):
 
     @staticmethod
     def _require_text(field_name: str, value: str) -> None:
-        if not value.strip():
-            raise InvalidArgument.field(field_name, "must not be empty")
-        if len(value) > TEXT_LIMIT:
-            raise InvalidArgument.field(field_name, f"must be at most {TEXT_LIMIT} characters")
+        v = Violations()
+        rules.text(v, field_name, value, limit=TEXT_LIMIT)
+        v.raise_if_any()
 
     @staticmethod
     def _check_texts(v: Violations, content: dict[str, Any], prefix: str) -> None:
@@ -472,8 +471,8 @@ class Appeals(TracedApplication):
                     v.add(path, "at most 50 items")
                 for i, item in enumerate(value):
                     walk(item, f"{path}[{i}]")
-            elif isinstance(value, str) and len(value) > TEXT_LIMIT:
-                v.add(path, f"must be at most {TEXT_LIMIT} characters")
+            elif isinstance(value, str):
+                rules.text(v, path, value, limit=TEXT_LIMIT, required=False)
 
         walk(content, prefix)
 

@@ -55,7 +55,10 @@ def create_ticket(request: pb.CreateTicketRequest, v: Violations) -> None:
         contact={
             "email": t.contact.email.strip(),
             "phone": t.contact.phone.strip(),
-            "channels": [pb.Channel.Name(c).removeprefix("CHANNEL_") for c in t.contact.channels],
+            "channels": [
+                pb.Channel.Name(c).removeprefix("CHANNEL_") if c in pb.Channel.values() else "?"
+                for c in t.contact.channels
+            ],
         },
     )
 
@@ -69,8 +72,9 @@ def page(limit: int) -> Check:
 
 
 def statuses(request: pb.ListTicketsRequest, v: Violations) -> None:
-    if any(s == pb.TICKET_STATUS_UNSPECIFIED for s in request.statuses):
-        v.add("statuses", "must not contain TICKET_STATUS_UNSPECIFIED")
+    known = set(pb.TicketStatus.values()) - {pb.TICKET_STATUS_UNSPECIFIED}
+    if any(s not in known for s in request.statuses):
+        v.add("statuses", "must hold defined ticket states (not UNSPECIFIED)")
 
 
 def rating(request: pb.RateTicketRequest, v: Violations) -> None:
@@ -79,8 +83,9 @@ def rating(request: pb.RateTicketRequest, v: Violations) -> None:
 
 
 def assignee(request: pb.AssignTicketRequest, v: Violations) -> None:
-    if len(request.assignee) > 128:
-        v.add("assignee", "must be at most 128 characters")
+    rules.text(v, "assignee", request.assignee, limit=128, required=False)
+    if request.priority not in pb.Priority.values():
+        v.add("priority", "must be a defined priority (or unspecified to keep it)")
 
 
 named = all_of(name, _etag)

@@ -9,6 +9,7 @@ import contextlib
 import signal
 import sys
 
+from faststream.kafka import KafkaBroker
 from psycopg_pool import AsyncConnectionPool
 
 from casemesh.platform import settings as settings_mod
@@ -23,6 +24,33 @@ from casemesh_notifier.schema import create_schema
 from casemesh_notifier.settings import NotifierSettings
 
 log = get_logger(__name__)
+
+
+async def start_consuming(
+    cfg: NotifierSettings,
+    pool: AsyncConnectionPool,
+    stop: asyncio.Event,
+) -> KafkaBroker | None:
+    """Starts the consumers, waiting (with backoff) for Kafka to be reachable."""
+    delay = 1.0
+    while not stop.is_set():
+        router = build_router(
+            pool=pool, group_id=cfg.consumer_group, clock=utc_now, planner=Planner()
+        )
+        broker = build_broker(cfg.kafka_bootstrap, router)
+        try:
+            await broker.start()
+        except Exception as exc:
+            log.error("notifier.kafka_unavailable", error=repr(exc), retry_in=delay)
+            with contextlib.suppress(Exception):
+                await broker.stop()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 30.0)
+            continue
+        log.info("notifier.started", group=cfg.consumer_group)
+        return broker
+    return None
 
 
 async def run(cfg: NotifierSettings) -> None:
@@ -53,26 +81,39 @@ async def run(cfg: NotifierSettings) -> None:
         pool=pool, conninfo=cfg.database_url, channels=channels, cfg=cfg, clock=utc_now
     )
     publisher = OutboxPublisher(conninfo=cfg.database_url, bootstrap=cfg.kafka_bootstrap)
-    broker = build_broker(
-        cfg.kafka_bootstrap,
-        build_router(pool=pool, group_id=cfg.consumer_group, clock=utc_now, planner=Planner()),
-    )
-    await broker.start()
-    log.info("notifier.started", group=cfg.consumer_group)
+    # Delivery needs only the database: it starts whether or not Kafka is up.
     tasks = [
         asyncio.create_task(delivery.run(stop), name="delivery"),
         asyncio.create_task(publisher.run(stop), name="outbox"),
     ]
+    broker = await start_consuming(cfg, pool, stop)
+    failed = False
     try:
-        await stop.wait()
+        stopping = asyncio.create_task(stop.wait(), name="stop")
+        done, _ = await asyncio.wait([stopping, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done - {stopping}:
+            # A loop that ends on its own is a fault: exit, and let the
+            # orchestrator restart the process, rather than run half a notifier.
+            log.error(
+                "notifier.task_ended",
+                task=task.get_name(),
+                error=repr(task.exception()) if not task.cancelled() else "cancelled",
+            )
+            failed = True
+        stopping.cancel()
     finally:
         log.info("notifier.stopping")
-        await broker.stop()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(task, 15)
+        stop.set()
+        if broker is not None:
+            await broker.stop()
+        results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=30)
+        for task, result in zip(tasks, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("notifier.task_failed", task=task.get_name(), error=repr(result))
         await sms.aclose()
         await pool.close()
+    if failed:
+        raise SystemExit(1)
 
 
 def main() -> None:

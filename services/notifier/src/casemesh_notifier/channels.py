@@ -60,7 +60,8 @@ class SmtpChannel:
         msg = EmailMessage()
         msg["From"] = self._sender
         msg["To"] = m.recipient
-        msg["Subject"] = m.subject
+        # Header values are one line, whatever a stored subject holds.
+        msg["Subject"] = " ".join(m.subject.split())
         msg["Date"] = formatdate(localtime=False)
         # Deterministic: a resend after a crash is recognisably the same message.
         msg["Message-ID"] = f"<{m.job_id}@casemesh>"
@@ -77,7 +78,8 @@ class SmtpChannel:
                     smtp.login(self._username, self._password)
                 smtp.send_message(self._message(m))
         except smtplib.SMTPRecipientsRefused as exc:
-            raise DeliveryError(f"recipient refused: {exc.recipients}", permanent=True) from exc
+            codes = sorted({code for code, _ in exc.recipients.values()})
+            raise DeliveryError(f"recipient refused (SMTP {codes})", permanent=True) from exc
         except smtplib.SMTPResponseException as exc:
             raise DeliveryError(
                 f"SMTP {exc.smtp_code}: {exc.smtp_error!r}", permanent=500 <= exc.smtp_code < 600

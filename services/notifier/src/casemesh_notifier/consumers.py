@@ -66,13 +66,29 @@ def build_router(
                         offset=record.offset,
                         now=clock(),
                     )
-            except DecodeError as exc:
-                log.error("event.undecodable", event_id=event.id, error=str(exc))
-            except (psycopg.Error, OSError) as exc:
-                # Not consumed: pause, then let the nack rewind to this record.
+            except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
+                # The database is away: pause, then let the nack rewind to this record.
                 log.error("event.retry", event_id=event.id, error=repr(exc))
                 await asyncio.sleep(1.0)
                 raise
+            except (DecodeError, psycopg.Error) as exc:
+                # This record can never be planned (retrying would block its
+                # partition for good): set it aside where operators see it.
+                log.error("event.unprocessable", event_id=event.id, error=repr(exc))
+                async with pool.connection() as conn:
+                    await conn.execute(
+                        "INSERT INTO unprocessable_events (consumer, event_id, topic,"
+                        " kafka_partition, kafka_offset, error) VALUES (%s, %s, %s, %s, %s, %s)"
+                        " ON CONFLICT DO NOTHING",
+                        (
+                            "notifier",
+                            event.id,
+                            record.topic,
+                            record.partition,
+                            record.offset,
+                            repr(exc)[:1000],
+                        ),
+                    )
 
     return router
 

@@ -22,7 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from casemesh.events.v1 import notifications_pb2 as nev
 from casemesh.platform.logging import get_logger
-from casemesh.platform.masking import mask_email, mask_phone
+from casemesh.platform.masking import mask_email, mask_phone, mask_text
 from casemesh_notifier import policy
 from casemesh_notifier.channels import Channel, DeliveryError, Outgoing
 from casemesh_notifier.planner import JOBS_CHANNEL
@@ -50,12 +50,13 @@ class Job:
     params: dict[str, Any]
     attempts: int
 
+    def masked_recipient(self) -> str:
+        return mask_email(self.recipient) if self.channel == "EMAIL" else mask_phone(self.recipient)
+
     def ref(self, now: datetime) -> nev.NotificationJobRef:
         ts = Timestamp()
         ts.FromDatetime(now)
-        masked = (
-            mask_email(self.recipient) if self.channel == "EMAIL" else mask_phone(self.recipient)
-        )
+        masked = self.masked_recipient()
         return nev.NotificationJobRef(
             job_id=self.id,
             cause_event_id=self.cause_event_id,
@@ -67,6 +68,11 @@ class Job:
             time=ts,
         )
 
+
+# An outcome counts only while its sender still holds the claim: a send that
+# outlived its lease may have been taken over, and its late answer must not
+# undo (or repeat) what the new holder did.
+STILL_CLAIMED = "id = %s AND status = 'sending' AND attempts = %s"
 
 JOB_COLUMNS = (
     "id, cause_event_id, case_name, channel, recipient, template, subject, body, params, attempts"
@@ -115,6 +121,12 @@ class Delivery:
                     worked = await self.deliver_one()
                 except (psycopg.Error, OSError) as exc:
                     log.error("delivery.database_unavailable", error=repr(exc))
+                    worked = False
+                    await asyncio.sleep(1.0)
+                except Exception:
+                    # Keep delivering the other jobs; this one's claim lapses and
+                    # it is tried again after the lease.
+                    log.exception("delivery.unexpected_error")
                     worked = False
                     await asyncio.sleep(1.0)
                 if not worked:
@@ -181,6 +193,11 @@ class Delivery:
             provider_id = await self._channels[job.channel].send(outgoing)
         except DeliveryError as exc:
             await self._failed(job, str(exc), permanent=exc.permanent)
+        except Exception as exc:
+            # A message the channel cannot even form: retrying cannot help, and
+            # it must not stop the others. Parked, it stays visible and replayable.
+            log.exception("notification.unsendable", job_id=job.id, channel=job.channel)
+            await self._failed(job, f"unsendable: {type(exc).__name__}", permanent=True)
         else:
             await self._sent(job, provider_id)
         return True
@@ -207,8 +224,8 @@ class Delivery:
         async with self._pool.connection() as conn:
             await conn.execute(
                 "UPDATE notification_jobs SET status = 'pending', attempts = attempts - 1,"
-                " next_attempt_at = %s, claimed_until = NULL WHERE id = %s",
-                (until, job.id),
+                f" next_attempt_at = %s, claimed_until = NULL WHERE {STILL_CLAIMED}",
+                (until, job.id, job.attempts),
             )
         log.info(
             "notification.deferred", job_id=job.id, channel=job.channel, until=until.isoformat()
@@ -217,11 +234,15 @@ class Delivery:
     async def _sent(self, job: Job, provider_id: str) -> None:
         now = self._clock()
         async with self._pool.connection() as conn, conn.transaction():
-            await conn.execute(
+            cur = await conn.execute(
                 "UPDATE notification_jobs SET status = 'sent', sent_at = %s,"
-                " provider_message_id = %s, claimed_until = NULL, last_error = '' WHERE id = %s",
-                (now, provider_id, job.id),
+                " provider_message_id = %s, claimed_until = NULL, last_error = ''"
+                f" WHERE {STILL_CLAIMED}",
+                (now, provider_id, job.id, job.attempts),
             )
+            if cur.rowcount == 0:
+                log.warning("notification.claim_lost", job_id=job.id, outcome="delivered")
+                return
             await record_outcome(
                 conn,
                 job,
@@ -239,13 +260,19 @@ class Delivery:
     async def _failed(self, job: Job, error: str, *, permanent: bool) -> None:
         now = self._clock()
         park = permanent or job.attempts >= self._cfg.max_attempts
+        # Provider messages may quote the address; neither the table nor the
+        # public outcome event keeps it whole.
+        error = mask_text(error.replace(job.recipient, job.masked_recipient()))[:500]
         async with self._pool.connection() as conn, conn.transaction():
             if park:
-                await conn.execute(
+                cur = await conn.execute(
                     "UPDATE notification_jobs SET status = 'parked', last_error = %s,"
-                    " claimed_until = NULL WHERE id = %s",
-                    (error, job.id),
+                    f" claimed_until = NULL WHERE {STILL_CLAIMED}",
+                    (error, job.id, job.attempts),
                 )
+                if cur.rowcount == 0:
+                    log.warning("notification.claim_lost", job_id=job.id, outcome="parked")
+                    return
                 await record_outcome(
                     conn, job, nev.NotificationParked(job=job.ref(now), error=error), now
                 )
@@ -256,11 +283,14 @@ class Delivery:
                     cap=self._cfg.backoff_cap_seconds,
                 )
                 retry_at = now + timedelta(seconds=delay)
-                await conn.execute(
+                cur = await conn.execute(
                     "UPDATE notification_jobs SET status = 'pending', last_error = %s,"
-                    " next_attempt_at = %s, claimed_until = NULL WHERE id = %s",
-                    (error, retry_at, job.id),
+                    f" next_attempt_at = %s, claimed_until = NULL WHERE {STILL_CLAIMED}",
+                    (error, retry_at, job.id, job.attempts),
                 )
+                if cur.rowcount == 0:
+                    log.warning("notification.claim_lost", job_id=job.id, outcome="retry")
+                    return
                 ts = Timestamp()
                 ts.FromDatetime(retry_at)
                 await record_outcome(

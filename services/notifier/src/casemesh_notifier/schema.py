@@ -58,6 +58,15 @@ STATEMENTS = [
         payload bytea NOT NULL,
         created_at timestamptz NOT NULL,
         published_at timestamptz)""",
+    """CREATE TABLE IF NOT EXISTS unprocessable_events (
+        consumer text NOT NULL,
+        event_id text NOT NULL,
+        topic text NOT NULL,
+        kafka_partition int NOT NULL,
+        kafka_offset bigint NOT NULL,
+        error text NOT NULL,
+        recorded_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (consumer, topic, kafka_partition, kafka_offset))""",
     """CREATE INDEX IF NOT EXISTS notification_outbox_unpublished
         ON notification_outbox (id) WHERE published_at IS NULL""",
 ]

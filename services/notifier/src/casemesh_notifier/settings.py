@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from casemesh.platform.settings import KafkaSettings, PostgresSettings
 
@@ -19,13 +19,13 @@ class NotifierSettings(PostgresSettings, KafkaSettings):
     smtp_starttls: bool = False
     smtp_username: str = ""
     smtp_password: str = ""
-    smtp_timeout_seconds: float = 15.0
+    smtp_timeout_seconds: float = Field(10.0, gt=0)
     mail_from: str = "Casemesh Support <support@casemesh.local>"
 
     # SMS through an HTTP provider API.
     sms_url: str
     sms_api_key: str = ""
-    sms_timeout_seconds: float = 10.0
+    sms_timeout_seconds: float = Field(10.0, gt=0)
     # Quiet hours in the recipient's time zone, "HH:MM-HH:MM"; empty = none.
     sms_quiet_hours: str = "22:00-08:00"
     sms_time_zone: str = "Asia/Shanghai"
@@ -35,8 +35,19 @@ class NotifierSettings(PostgresSettings, KafkaSettings):
     max_attempts: int = Field(8, ge=1)
     backoff_base_seconds: float = Field(2.0, gt=0)
     backoff_cap_seconds: float = Field(900.0, gt=0)
-    # A job claimed by a sender that died is retried after this long.
-    claim_lease_seconds: float = Field(60.0, gt=0)
+    # A job claimed by a sender that died is retried after this long. It must
+    # outlast any send (an SMTP timeout applies to each step of a session).
+    claim_lease_seconds: float = Field(300.0, gt=0)
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> NotifierSettings:
+        longest = 10 * max(self.smtp_timeout_seconds, self.sms_timeout_seconds)
+        if self.claim_lease_seconds < longest:
+            raise ValueError(
+                f"CASEMESH_CLAIM_LEASE_SECONDS must be at least {longest:.0f} (ten times the "
+                "longest channel timeout), or a slow send could be taken over and sent twice"
+            )
+        return self
 
     @field_validator("sms_url")
     @classmethod

@@ -10,6 +10,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from casemesh.platform.errors import Violations
+from casemesh.platform.grpcutil import enum_name
 from casemesh.platform.identity import Identity
 from casemesh.rules import tickets as validation
 from casemesh.rules.tickets import CATEGORIES
@@ -85,7 +86,10 @@ def contact_dict(contact: pb.Contact) -> dict[str, Any]:
     return {
         "email": contact.email.strip(),
         "phone": contact.phone.strip(),
-        "channels": [pb.Channel.Name(c).removeprefix("CHANNEL_") for c in contact.channels],
+        "channels": [
+            enum_name(pb.Channel, c, "ticket.contact.channels", "CHANNEL_")
+            for c in contact.channels
+        ],
     }
 
 
@@ -133,7 +137,7 @@ class TicketServicer(pb_grpc.TicketServiceServicer):
         self, request: pb.ListTicketsRequest, context: Ctx
     ) -> pb.ListTicketsResponse:
         statuses = [
-            pb.TicketStatus.Name(s).removeprefix("TICKET_STATUS_") for s in request.statuses
+            enum_name(pb.TicketStatus, s, "statuses", "TICKET_STATUS_") for s in request.statuses
         ]
         page = await self._call(
             self.app.list_tickets,

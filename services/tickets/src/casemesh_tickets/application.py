@@ -129,7 +129,12 @@ class Tickets(TracedApplication):
         self, who: Identity, ticket_id: str, assignee: str, priority: int | None, etag: str
     ) -> TicketView:
         self._require_agent(who, "assign tickets")
-        assignee = assignee.strip() or who.subject
+        v = Violations()
+        assignee = validation.text(v, "assignee", assignee, limit=128, required=False)
+        if priority is not None and priority not in (1, 2, 3, 4):
+            v.add("priority", "must be from 1 (low) to 4 (urgent)")
+        v.raise_if_any()
+        assignee = assignee or who.subject
         return self._change(
             who,
             ticket_id,

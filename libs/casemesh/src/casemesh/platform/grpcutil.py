@@ -62,6 +62,16 @@ def to_status(err: errors.CasemeshError) -> grpc.Status:
     return status
 
 
+def enum_name(enum: Any, value: int, field: str, prefix: str) -> str:
+    """The name of an enum value a client sent, without its prefix; a number
+    the contract does not define is the caller's mistake, named by field."""
+    try:
+        name: str = enum.Name(value)
+    except ValueError:
+        raise errors.InvalidArgument.field(field, f"{value} is not a defined value") from None
+    return name.removeprefix(prefix)
+
+
 def field_violations(status: status_pb2.Status) -> list[tuple[str, str]]:
     """The (field, description) pairs inside a status's BadRequest details."""
     found: list[tuple[str, str]] = []

@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
-_PHONE = re.compile(r"\+?\d[\d\s-]{6,}\d")
+# Any local part (Unicode too) up to the @; a phone-like run of digits that is
+# not part of a longer token (ids such as UUIDs stay readable).
+_EMAIL = re.compile(r"([^\s@<>(),;:\"'])[^\s@<>(),;:\"']*@([\w.-]+\.\w{2,})")
+_PHONE = re.compile(r"(?<![\w-])\+?\d[\d\s-]{6,}\d(?![\w-])")
 
 
 def mask_email(address: str) -> str:

@@ -89,7 +89,16 @@ class AdvisoryLock:
 
     def try_acquire(self) -> bool:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self._conninfo, autocommit=True)
+            # Keepalives: a connection dropped by the network (and with it the
+            # lock) is noticed within a minute, not hours later.
+            self._conn = psycopg.connect(
+                self._conninfo,
+                autocommit=True,
+                keepalives=1,
+                keepalives_idle=20,
+                keepalives_interval=5,
+                keepalives_count=3,
+            )
         row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()
         return bool(row and row[0])
 
@@ -182,31 +191,39 @@ class Relay:
 
     async def _publish_until(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
-        start = await asyncio.to_thread(lambda: self.position)
         queue: asyncio.Queue[Notification | BaseException] = asyncio.Queue(maxsize=2 * BATCH)
-        subscription = self._recorder.subscribe(gt=start)
-        log.info("relay.active", topic=self._topic, position=start)
+        producer = make_producer(self._bootstrap, f"relay-{self._topic}")
+        subscription: Any = None
+        thread: threading.Thread | None = None
 
         def pump() -> None:
             # The library's subscription blocks; bridge it onto the event loop.
             try:
-                for notification in subscription:
-                    asyncio.run_coroutine_threadsafe(queue.put(notification), loop).result()
+                with subscription:
+                    for notification in subscription:
+                        asyncio.run_coroutine_threadsafe(queue.put(notification), loop).result()
             except BaseException as exc:
                 with contextlib.suppress(RuntimeError):
                     asyncio.run_coroutine_threadsafe(queue.put(exc), loop).result()
 
-        thread = threading.Thread(target=pump, name=f"relay-{self._topic}", daemon=True)
-        thread.start()
-        producer = make_producer(self._bootstrap, f"relay-{self._topic}")
-        await producer.start()
+        # Everything started here is stopped in `finally`, whatever fails first
+        # (an unreachable broker must not leak subscriptions and connections).
         try:
+            await producer.start()
+            start = await asyncio.to_thread(lambda: self.position)
+            subscription = self._recorder.subscribe(gt=start)
+            thread = threading.Thread(target=pump, name=f"relay-{self._topic}", daemon=True)
+            thread.start()
+            log.info("relay.active", topic=self._topic, position=start)
             while not stop.is_set():
                 try:
                     first = await asyncio.wait_for(queue.get(), timeout=1.0)
                 except TimeoutError:
-                    if not await asyncio.to_thread(self._lock.still_held):
-                        raise RuntimeError("lost the relay lock connection") from None
+                    first = None
+                # Publish only while this process still holds the lock.
+                if not await asyncio.to_thread(self._lock.still_held):
+                    raise RuntimeError("lost the relay lock connection")
+                if first is None:
                     continue
                 batch = [first]
                 while len(batch) < BATCH and not queue.empty():
@@ -217,13 +234,15 @@ class Relay:
                 notifications = [n for n in batch if isinstance(n, Notification)]
                 await self._publish(producer, notifications)
         finally:
-            subscription.stop()
-            await producer.stop()
-            # Drain so the pump thread can finish.
-            while thread.is_alive():
+            if subscription is not None:
+                subscription.stop()
+            while thread is not None and thread.is_alive():
+                # Drain so the pump thread can finish.
                 while not queue.empty():
                     queue.get_nowait()
                 await asyncio.sleep(0.01)
+            with contextlib.suppress(Exception):
+                await producer.stop()
 
     def _translate_batch(self, batch: list[Notification]) -> list[tuple[CloudEvent, Any]]:
         translated = []

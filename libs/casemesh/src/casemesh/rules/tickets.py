@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 from enum import IntEnum
 from typing import Any
 
@@ -59,15 +61,47 @@ E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 LIMITS = {"subject": 200, "description": 10000, "body": 10000, "text": 2000}
+# Fields shown on one line (e-mail subjects, names); the rest may have line breaks.
+SINGLE_LINE = frozenset({"subject", "assignee", "legal_name", "title", "file_name"})
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_LINE_BREAK = re.compile(r"[\r\n\t]")
 
 
-def text(v: Violations, field: str, value: str, *, limit: int, required: bool = True) -> str:
+def text(
+    v: Violations,
+    field: str,
+    value: str,
+    *,
+    limit: int,
+    required: bool = True,
+    single_line: bool | None = None,
+) -> str:
+    """A text field, trimmed; refused when empty (if required), too long, or
+    holding control characters (line breaks only where text may have lines)."""
     value = value.strip()
+    if single_line is None:
+        single_line = field.rsplit(".", 1)[-1] in SINGLE_LINE
     if required and not value:
         v.add(field, "must not be empty")
     elif len(value) > limit:
         v.add(field, f"must be at most {limit} characters")
+    elif _CONTROL.search(value) or (single_line and _LINE_BREAK.search(value)):
+        v.add(
+            field,
+            "must not contain control characters" + (" or line breaks" if single_line else ""),
+        )
     return value
+
+
+def valid_email(value: str) -> bool:
+    """One plain address that means the same to us and to a mail server
+    (no display names, groups or comments hiding another recipient)."""
+    if not EMAIL.match(value) or _CONTROL.search(value) or any(c in value for c in ',;<>()[]\\:"'):
+        return False
+    try:
+        return Address(addr_spec=value).addr_spec == value
+    except (ValueError, IndexError, HeaderParseError):
+        return False
 
 
 def check_new_ticket(
@@ -102,7 +136,7 @@ def check_contact(v: Violations, contact: dict[str, Any], *, prefix: str) -> Non
         v.add(f"{prefix}channels", "must be EMAIL or SMS")
     if len(set(channels)) != len(channels):
         v.add(f"{prefix}channels", "must not repeat a channel")
-    if email and not EMAIL.match(email):
+    if email and not valid_email(email):
         v.add(f"{prefix}email", "is not an e-mail address")
     elif "EMAIL" in channels and not email:
         v.add(f"{prefix}email", "is required for EMAIL updates")
