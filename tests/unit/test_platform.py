@@ -114,3 +114,15 @@ def test_the_envelope_round_trips_and_rejects_foreign_records() -> None:
     assert envelope.parse(b"t1", b"\x01", event.kafka_headers()) == event
     with pytest.raises(envelope.EnvelopeError):
         envelope.parse(b"t1", b"{}", [("content-type", b"application/json")])
+
+
+@pytest.mark.parametrize("url", ["localhost:5432", "postgresql://host", "mysql://u@h/db"])
+def test_a_bad_database_url_stops_start_up_naming_it(
+    url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from casemesh_tickets.settings import RelaySettings
+
+    monkeypatch.setenv("CASEMESH_DATABASE_URL", url)
+    with pytest.raises(SystemExit):
+        load(RelaySettings)
+    assert "CASEMESH_DATABASE_URL" in capsys.readouterr().err

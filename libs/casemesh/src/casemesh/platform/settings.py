@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import sys
 from typing import Literal, TypeVar
+from urllib.parse import urlsplit
 
-from pydantic import ValidationError
+from pydantic import ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "CASEMESH_"
@@ -27,6 +28,20 @@ class ServiceSettings(BaseSettings):
 class PostgresSettings(ServiceSettings):
     # postgresql://user[:password]@host:port/dbname
     database_url: str
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+            raise ValueError("must look like postgresql://user:password@host:5432/dbname")
+        if not parts.path.strip("/"):
+            raise ValueError("must name the database: postgresql://…/dbname")
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            raise ValueError("has a port that is not a number") from None
+        return v
 
 
 class KafkaSettings(ServiceSettings):
