@@ -19,12 +19,18 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from casemesh_devstack.kafka import LocalKafka
 from casemesh_devstack.ports import free_port
 from casemesh_devstack.postgres import LocalPostgres
-from casemesh_devstack.stack import DATABASES, NOTIFIER_DB, TICKETS_DB, service_specs
+from casemesh_devstack.stack import (
+    APPEALS_DB,
+    DATABASES,
+    NOTIFIER_DB,
+    TICKETS_DB,
+    service_specs,
+)
 from casemesh_devstack.supervisor import Supervisor
 from tests.support import MailEndpoint, SmsEndpoint, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
-TOPICS = ["casemesh.tickets.v1", "casemesh.notifications.v1"]
+TOPICS = ["casemesh.tickets.v1", "casemesh.appeals.v1", "casemesh.notifications.v1"]
 PARTITIONS = 3
 
 
@@ -70,6 +76,16 @@ class Stack:
         return self.infra.pg.dsn(TICKETS_DB)
 
     @property
+    def appeals_dsn(self) -> str:
+        return self.infra.pg.dsn(APPEALS_DB)
+
+    def advance_clock(self, seconds: float) -> None:
+        """Moves the appeals service's clock forward (it reads the offset file)."""
+        path = self.infra.root / "clock-offset"
+        current = float(path.read_text()) if path.exists() else 0.0
+        path.write_text(str(current + seconds))
+
+    @property
     def evidence_dir(self) -> Path:
         return self.infra.root / "evidence"
 
@@ -102,6 +118,7 @@ def stack(infra: Infra) -> Iterator[Stack]:
     secret = secrets.token_urlsafe(32)
     tickets_addr = f"127.0.0.1:{free_port()}"
     evidence_addr = f"127.0.0.1:{free_port()}"
+    appeals_addr = f"127.0.0.1:{free_port()}"
     gateway = f"127.0.0.1:{free_port()}"
     supervisor = Supervisor(infra.root / "logs")
     overrides = {
@@ -121,8 +138,10 @@ def stack(infra: Infra) -> Iterator[Stack]:
             secret,
             tickets_addr=tickets_addr,
             evidence_addr=evidence_addr,
+            appeals_addr=appeals_addr,
             gateway_addr=gateway,
             evidence_dir=infra.root / "evidence",
+            clock_offset_file=infra.root / "clock-offset",
         ):
             supervisor.start(
                 spec.name, spec.argv, {**os.environ, **spec.env, **overrides.get(spec.name, {})}
@@ -130,6 +149,7 @@ def stack(infra: Infra) -> Iterator[Stack]:
         try:
             wait_serving(tickets_addr)
             wait_serving(evidence_addr)
+            wait_serving(appeals_addr)
             wait_serving(gateway)
             # Tests start from a consuming notifier and an active relay.
             for name, line in (("notifier", "notifier.started"), ("tickets-relay", "relay.active")):

@@ -1,6 +1,6 @@
-"""Kafka goes away and comes back (and the notifier restarts meanwhile): tickets
-opened meanwhile are stored, and once the broker returns their events are published and every requester is
-told, once."""
+"""Kafka goes away and comes back (and the notifier restarts meanwhile):
+tickets opened meanwhile are stored, and once the broker returns their events
+are published and every requester is told, once."""
 
 from __future__ import annotations
 

@@ -169,3 +169,38 @@ def test_policies_follow_the_law_and_refuse_to_break_it(tmp_path: object) -> Non
     ok = tmp_path / "ok.json"  # type: ignore[operator]
     ok.write_text('{"us": {"restore_after": {"days": 14, "business_days": true}}}')
     assert policy.load(str(ok))["us"].restore_after.days == 14
+
+
+def test_each_step_that_waits_on_time_sets_its_deadline() -> None:
+    from types import SimpleNamespace
+
+    from casemesh.platform.relay import StreamFollower
+    from casemesh_appeals.application import Appeals
+
+    a = notice()
+    a.request_info(actor="li", message="?", due=MONDAY + timedelta(days=15))
+    a.add_info(actor="claire", message="ok", completion={}, review_due=MONDAY)
+    a.decide(
+        actor="li",
+        uphold=True,
+        reasons={},
+        uploader={"user_id": "u"},
+        appeal_deadline=MONDAY + timedelta(days=180),
+    )
+    a.file_counter_notice(
+        actor="u",
+        uploader={"user_id": "u"},
+        counter_notice={},
+        restore_due=MONDAY + timedelta(days=30),
+    )
+    events = list(a.collect_events())
+    # The service reads each event's deadline from the case as it stands after it.
+    service = SimpleNamespace(_follower=StreamFollower(SimpleNamespace()))  # type: ignore[arg-type]
+    deadlines = [Appeals.deadlines_of(service, e) for e in events]  # type: ignore[arg-type]
+    assert [[(d.kind, d.due) for d in ds] for ds in deadlines] == [
+        [],
+        [("abandon", MONDAY + timedelta(days=15))],
+        [],
+        [],
+        [("restore", MONDAY + timedelta(days=30))],
+    ]

@@ -77,7 +77,9 @@ def test_every_template_exists_in_both_languages_and_renders() -> None:
     for name in names:
         for locale in ("zh-CN", "en"):
             assert (name, locale) in TEMPLATES
-            r = render(name, locale, ref="AB12CD34", subject="主题", text="内容")
+            r = render(
+                name, locale, ref="AB12CD34", subject="主题", text="内容", due="2026年3月17日"
+            )
             assert "AB12CD34" in r.subject + r.body and "AB12CD34" in r.sms
             assert len(r.sms) <= 70 if locale == "zh-CN" else len(r.sms) <= 160
 

@@ -33,6 +33,7 @@ from casemesh.platform.errors import (
 from casemesh.platform.eventstore import TracedApplication, postgres_env, schema_lock
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
+from casemesh.platform.relay import StreamFollower
 from casemesh.platform.timers import Deadline, TimerTable
 from casemesh.rules import tickets as rules
 from casemesh_appeals.domain import DECIDED, CopyrightAppeal, Kind, State, Step, missing_elements
@@ -133,6 +134,7 @@ class Appeals(TracedApplication):
         self.index.create_table()
         self.timers = TimerTable(datastore, "appeal_timers")
         self.timers.create_table()
+        self._follower = StreamFollower(self)
 
     # -- filing and the filer's commands --------------------------------
 
@@ -349,16 +351,14 @@ class Appeals(TracedApplication):
     # -- deadlines ----------------------------------------------------------
 
     def deadlines_of(self, domain_event: Any) -> list[Deadline]:
-        """The deadline an event sets, if any: an unanswered request abandons
-        the case; a forwarded counter-notice restores the content."""
-        attrs = vars(domain_event)
-        due = attrs.get("next_step_due")
-        step = attrs.get("next_step")
-        if due is None:
+        """The deadline the case has right after an event, if any: an unanswered
+        request abandons the case; a forwarded counter-notice restores the content."""
+        appeal = self._follower(domain_event)
+        kinds = {Step.YOUR_INFORMATION: "abandon", Step.RESTORE: "restore"}
+        kind = kinds.get(Step(appeal.next_step))
+        if kind is None or appeal.next_step_due is None:
             return []
-        kinds = {Step.YOUR_INFORMATION.value: "abandon", Step.RESTORE.value: "restore"}
-        kind = kinds.get(str(step))
-        return [Deadline(str(domain_event.originator_id), kind, due)] if kind else []
+        return [Deadline(str(appeal.id), kind, appeal.next_step_due)]
 
     def fire(self, deadline: Deadline) -> None:
         appeal: CopyrightAppeal = self.repository.get(UUID(deadline.aggregate_id))

@@ -24,7 +24,7 @@ from casemesh_gateway.ratelimit import RateLimiter
 from casemesh_gateway.settings import GatewaySettings
 
 # Retry transient backend failures, only for calls that are safe to repeat:
-# reads, and CreateTicket (idempotent on request_id).
+# reads, and the creates that are idempotent on request_id.
 SERVICE_CONFIG = """{
   "methodConfig": [{
     "name": [
@@ -32,7 +32,12 @@ SERVICE_CONFIG = """{
       {"service": "casemesh.v1.TicketService", "method": "ListTickets"},
       {"service": "casemesh.v1.TicketService", "method": "ListTicketEvents"},
       {"service": "casemesh.v1.TicketService", "method": "ListTicketCategories"},
-      {"service": "casemesh.v1.TicketService", "method": "CreateTicket"}
+      {"service": "casemesh.v1.TicketService", "method": "CreateTicket"},
+      {"service": "casemesh.v1.AppealService", "method": "GetAppeal"},
+      {"service": "casemesh.v1.AppealService", "method": "ListAppeals"},
+      {"service": "casemesh.v1.AppealService", "method": "ListAppealEvents"},
+      {"service": "casemesh.v1.AppealService", "method": "FileAppeal"},
+      {"service": "casemesh.v1.EvidenceService", "method": "GetEvidence"}
     ],
     "retryPolicy": {
       "maxAttempts": 3, "initialBackoff": "0.1s", "maxBackoff": "1s",
@@ -60,9 +65,17 @@ async def run(cfg: GatewaySettings) -> None:
             options=[("grpc.service_config", SERVICE_CONFIG), ("grpc.enable_retries", 1)],
         ) as tickets_channel,
         grpc.aio.insecure_channel(
-            cfg.evidence_target, options=[("grpc.max_send_message_length", MAX_MESSAGE)]
+            cfg.evidence_target,
+            options=[
+                ("grpc.max_send_message_length", MAX_MESSAGE),
+                ("grpc.service_config", SERVICE_CONFIG),
+                ("grpc.enable_retries", 1),
+            ],
         ) as evidence_channel,
-        grpc.aio.insecure_channel(cfg.appeals_target) as appeals_channel,
+        grpc.aio.insecure_channel(
+            cfg.appeals_target,
+            options=[("grpc.service_config", SERVICE_CONFIG), ("grpc.enable_retries", 1)],
+        ) as appeals_channel,
     ):
         backend.evidence = evidence_pb2_grpc.EvidenceServiceStub(evidence_channel)
         tickets = TicketGateway(backend, tickets_channel)

@@ -28,6 +28,7 @@ from casemesh_notifier.planner import Planner
 log = get_logger(__name__)
 
 TICKETS_TOPIC = "casemesh.tickets.v1"
+APPEALS_TOPIC = "casemesh.appeals.v1"
 
 
 def build_router(
@@ -37,11 +38,12 @@ def build_router(
 
     @router.subscriber(
         TICKETS_TOPIC,
+        APPEALS_TOPIC,
         group_id=group_id,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
     )
-    async def on_ticket_event(body: bytes, msg: KafkaMessage) -> None:
+    async def on_case_event(body: bytes, msg: KafkaMessage) -> None:
         record = msg.raw_message
         assert not isinstance(record, tuple)
         try:

@@ -2,9 +2,13 @@
 
 For each consumed event, in ONE transaction: record the event id as consumed
 (a redelivered event stops here and changes nothing), update what we know of
-the case (contact preferences as carried by the events, last status), and
-create the jobs (unique per event id × channel × recipient). The Kafka offset
-is committed only after this transaction.
+the case's parties (contact preferences as carried by the events, last
+status), and create the jobs (unique per event id × channel × recipient). The
+Kafka offset is committed only after this transaction.
+
+A ticket has one party, its requester; a copyright case has its filer and,
+once a decision or counter-notice names them, the uploader. Each party hears
+what concerns them, in their language.
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 from google.protobuf.message import Message
 from psycopg.types.json import Jsonb
 
+from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
@@ -28,42 +34,62 @@ log = get_logger(__name__)
 JOB_NAMESPACE = uuid.UUID("0b7f3c1e-3c1d-4a56-a1f4-6f1f3f0c2a90")
 JOBS_CHANNEL = "notification_jobs"
 
-TICKET_MESSAGES: dict[str, type[Message]] = {
-    f"casemesh.tickets.{cls.DESCRIPTOR.name}.v1": cls
-    for cls in (
-        ev.TicketCreated,
-        ev.TicketAssigned,
-        ev.CommentAdded,
-        ev.InfoRequested,
-        ev.TicketPutOnHold,
-        ev.TicketSolved,
-        ev.TicketReopened,
-        ev.TicketClosed,
-        ev.TicketCancelled,
-        ev.TicketRated,
+MESSAGES: dict[str, type[Message]] = {
+    f"casemesh.{topic}.{cls.DESCRIPTOR.name}.v1": cls
+    for topic, classes in (
+        (
+            "tickets",
+            (
+                ev.TicketCreated,
+                ev.TicketAssigned,
+                ev.CommentAdded,
+                ev.InfoRequested,
+                ev.TicketPutOnHold,
+                ev.TicketSolved,
+                ev.TicketReopened,
+                ev.TicketClosed,
+                ev.TicketCancelled,
+                ev.TicketRated,
+            ),
+        ),
+        (
+            "appeals",
+            (
+                aev.AppealFiled,
+                aev.AppealAssigned,
+                aev.AppealInfoRequested,
+                aev.AppealInfoAdded,
+                aev.AppealDecided,
+                aev.CounterNoticeFiled,
+                aev.CourtActionRecorded,
+                aev.ContentRestored,
+                aev.AppealWithdrawn,
+                aev.AppealAbandoned,
+            ),
+        ),
     )
+    for cls in classes
 }
 
 
 @dataclass(frozen=True)
-class Case:
-    name: str
-    requester: str
+class Party:
+    role: str
     locale: str
     email: str
     phone: str
     channels: list[str]
     subject: str
     status: str
-    version: int
 
 
 @dataclass(frozen=True)
 class Step:
-    """Something the requester should hear about."""
+    """Something a party should hear about: a template and its parameters."""
 
     template: str
     text: str = ""
+    due: datetime | None = None
 
 
 def job_id(event_id: str, channel: str, recipient: str) -> uuid.UUID:
@@ -72,6 +98,20 @@ def job_id(event_id: str, channel: str, recipient: str) -> uuid.UUID:
 
 def status_name(status: int) -> str:
     return ev.TicketStatus.Name(status).removeprefix("TICKET_STATUS_")  # type: ignore[arg-type]
+
+
+def channel_names(contact: ev.ContactPreferences) -> list[str]:
+    return [ev.ContactChannel.Name(c).removeprefix("CONTACT_CHANNEL_") for c in contact.channels]
+
+
+def local_date(moment: datetime | None, locale: str) -> str:
+    """A due date as the party reads it (China time for zh-CN)."""
+    if moment is None:
+        return ""
+    if locale == "zh-CN":
+        d = moment.astimezone(ZoneInfo("Asia/Shanghai"))
+        return f"{d.year}年{d.month}月{d.day}日"
+    return moment.astimezone(ZoneInfo("UTC")).strftime("%d %B %Y (UTC)").lstrip("0")
 
 
 def ticket_step(message: Message, previous_status: str) -> Step | None:
@@ -93,6 +133,49 @@ def ticket_step(message: Message, previous_status: str) -> Step | None:
         case ev.TicketClosed():
             return Step("ticket.closed")
     return None
+
+
+def appeal_steps(message: Any) -> dict[str, Step]:
+    """What each party of a copyright case hears about this event."""
+    due = (
+        message.header.next_step_due.ToDatetime().replace(tzinfo=ZoneInfo("UTC"))
+        if (message.header.HasField("next_step_due"))
+        else None
+    )
+    match message:
+        case aev.AppealFiled() if message.missing_elements:
+            return {
+                "filer": Step(
+                    "appeal.info_requested",
+                    "\n".join(f"- {m}" for m in message.missing_elements),
+                    due,
+                )
+            }
+        case aev.AppealFiled():
+            return {"filer": Step("appeal.received", due=due)}
+        case aev.AppealInfoRequested():
+            return {"filer": Step("appeal.info_requested", message.message, due)}
+        case aev.AppealDecided():
+            reasons = (
+                f"{message.reasons.ground}\n{message.reasons.facts}\n{message.reasons.redress}"
+            )
+            template = "appeal.upheld" if message.outcome == "UPHOLD" else "appeal.rejected"
+            steps = {"filer": Step(template, reasons, due)}
+            if message.HasField("affected_uploader"):
+                steps["uploader"] = Step("appeal.content_removed", reasons, due)
+            return steps
+        case aev.CounterNoticeFiled():
+            return {
+                "filer": Step("appeal.counter_notice_received", message.reason, due),
+                "uploader": Step("appeal.counter_notice_forwarded", due=due),
+            }
+        case aev.ContentRestored():
+            return {"filer": Step("appeal.restored"), "uploader": Step("appeal.restored")}
+        case aev.CourtActionRecorded():
+            return {"filer": Step("appeal.held"), "uploader": Step("appeal.held")}
+        case aev.AppealAbandoned():
+            return {"filer": Step("appeal.abandoned")}
+    return {}
 
 
 class Planner:
@@ -120,11 +203,13 @@ class Planner:
             if inserted.rowcount == 0:
                 log.info("event.duplicate", event_id=event.id, type=event.type)
                 return []
-            cls = TICKET_MESSAGES.get(event.type)
+            cls = MESSAGES.get(event.type)
             if cls is None:
                 log.info("event.ignored", event_id=event.id, type=event.type)
                 return []
             message = cls.FromString(event.data)
+            if event.type.startswith("casemesh.appeals."):
+                return await self._plan_appeal(conn, event, message, now)
             return await self._plan_ticket(conn, event, message, now)
 
     async def _plan_ticket(
@@ -135,83 +220,182 @@ class Planner:
         status = status_name(header.status)
         if isinstance(message, ev.TicketCreated):
             c = message.contact
-            await conn.execute(
-                "INSERT INTO case_contacts (case_name, requester, locale, email, phone, channels,"
-                " subject, status, version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (case_name) DO NOTHING",
-                (
-                    name,
-                    message.requester,
-                    c.locale,
-                    c.email,
-                    c.phone,
-                    [
-                        ev.ContactChannel.Name(ch).removeprefix("CONTACT_CHANNEL_")
-                        for ch in c.channels
-                    ],
-                    message.subject,
-                    status,
-                    header.version,
-                ),
+            await self._meet(
+                conn,
+                name,
+                "requester",
+                message.requester,
+                c,
+                message.subject,
+                status,
+                header.version,
             )
-        case = await self._case(conn, name)
-        if case is None:
+        parties = await self._parties(conn, name)
+        requester = parties.get("requester")
+        if requester is None:
             log.warning("event.unknown_case", event_id=event.id, case=name)
             return []
-        await conn.execute(
-            "UPDATE case_contacts SET status = %s, version = %s"
-            " WHERE case_name = %s AND version < %s",
-            (status, header.version, name, header.version),
-        )
-        step = ticket_step(message, case.status)
+        await self._moved(conn, name, status, header.version)
+        step = ticket_step(message, requester.status)
         if step is None:
             return []
-        rendered = render(
-            step.template,
-            case.locale,
-            ref=header.ticket_id[:8].upper(),
-            subject=case.subject,
-            text=step.text,
+        return await self._jobs(
+            conn, event, name, header.ticket_id, {"requester": step}, parties, now
         )
-        created: list[uuid.UUID] = []
-        for channel in case.channels:
-            recipient = case.email if channel == "EMAIL" else case.phone
-            if not recipient:
-                continue
-            jid = job_id(event.id, channel, recipient)
-            result = await conn.execute(
-                "INSERT INTO notification_jobs (id, cause_event_id, case_name, channel, recipient,"
-                " template, locale, subject, body, params, next_attempt_at, created_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (cause_event_id, channel, recipient) DO NOTHING",
-                (
-                    jid,
-                    event.id,
-                    name,
-                    channel,
-                    recipient,
-                    step.template,
-                    case.locale,
-                    rendered.subject if channel == "EMAIL" else "",
-                    rendered.body if channel == "EMAIL" else rendered.sms,
-                    Jsonb({"ref": header.ticket_id[:8].upper(), "text": step.text}),
-                    now,
-                    now,
-                ),
+
+    async def _plan_appeal(
+        self, conn: psycopg.AsyncConnection[Any], event: CloudEvent, message: Any, now: datetime
+    ) -> list[uuid.UUID]:
+        header = message.header
+        name = f"appeals/{header.appeal_id}"
+        subject = ""
+        if isinstance(message, aev.AppealFiled):
+            subject = message.work_title or message.removed_item or message.appeal_of
+            f = message.filer
+            await self._meet(
+                conn, name, "filer", f.user_id, f.contact, subject, header.state, header.version
             )
-            if result.rowcount:
-                created.append(jid)
+        uploader = None
+        if isinstance(message, aev.AppealDecided) and message.HasField("affected_uploader"):
+            uploader = message.affected_uploader
+        if isinstance(message, aev.CounterNoticeFiled):
+            uploader = message.uploader
+        if uploader is not None:
+            parties = await self._parties(conn, name)
+            title = parties["filer"].subject if "filer" in parties else ""
+            await self._meet(
+                conn,
+                name,
+                "uploader",
+                uploader.user_id,
+                uploader.contact,
+                title,
+                header.state,
+                header.version,
+                replace=True,
+            )
+        parties = await self._parties(conn, name)
+        if "filer" not in parties:
+            log.warning("event.unknown_case", event_id=event.id, case=name)
+            return []
+        await self._moved(conn, name, header.state, header.version)
+        return await self._jobs(
+            conn, event, name, header.appeal_id, appeal_steps(message), parties, now
+        )
+
+    async def _meet(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        name: str,
+        role: str,
+        user_id: str,
+        contact: ev.ContactPreferences,
+        subject: str,
+        status: str,
+        version: int,
+        replace: bool = False,
+    ) -> None:
+        """Records a party of a case as the events describe them."""
+        on_conflict = (
+            "DO UPDATE SET user_id = EXCLUDED.user_id, locale = EXCLUDED.locale,"
+            " email = EXCLUDED.email, phone = EXCLUDED.phone, channels = EXCLUDED.channels"
+            if replace
+            else "DO NOTHING"
+        )
+        await conn.execute(
+            "INSERT INTO case_parties (case_name, party, user_id, locale, email, phone, channels,"
+            " subject, status, version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            f" ON CONFLICT (case_name, party) {on_conflict}",
+            (
+                name,
+                role,
+                user_id,
+                contact.locale or "en",
+                contact.email,
+                contact.phone,
+                channel_names(contact),
+                subject,
+                status,
+                version,
+            ),
+        )
+
+    @staticmethod
+    async def _moved(
+        conn: psycopg.AsyncConnection[Any], name: str, status: str, version: int
+    ) -> None:
+        await conn.execute(
+            "UPDATE case_parties SET status = %s, version = %s"
+            " WHERE case_name = %s AND version < %s",
+            (status, version, name, version),
+        )
+
+    async def _jobs(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        event: CloudEvent,
+        name: str,
+        ident: str,
+        steps: dict[str, Step],
+        parties: dict[str, Party],
+        now: datetime,
+    ) -> list[uuid.UUID]:
+        created: list[uuid.UUID] = []
+        ref = ident[:8].upper()
+        for role, step in steps.items():
+            party = parties.get(role)
+            if party is None:
+                continue
+            rendered = render(
+                step.template,
+                party.locale,
+                ref=ref,
+                subject=party.subject,
+                text=step.text,
+                due=local_date(step.due, party.locale),
+            )
+            for channel in party.channels:
+                recipient = party.email if channel == "EMAIL" else party.phone
+                if not recipient:
+                    continue
+                jid = job_id(event.id, channel, recipient)
+                result = await conn.execute(
+                    "INSERT INTO notification_jobs (id, cause_event_id, case_name, channel,"
+                    " recipient, template, locale, subject, body, params, next_attempt_at,"
+                    " created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT (cause_event_id, channel, recipient) DO NOTHING",
+                    (
+                        jid,
+                        event.id,
+                        name,
+                        channel,
+                        recipient,
+                        step.template,
+                        party.locale,
+                        rendered.subject if channel == "EMAIL" else "",
+                        rendered.body if channel == "EMAIL" else rendered.sms,
+                        Jsonb({"ref": ref, "text": step.text, "party": role}),
+                        now,
+                        now,
+                    ),
+                )
+                if result.rowcount:
+                    created.append(jid)
         if created:
             await conn.execute("NOTIFY notification_jobs")
-            log.info("jobs.planned", event_id=event.id, template=step.template, count=len(created))
+            log.info(
+                "jobs.planned",
+                event_id=event.id,
+                steps=sorted(s.template for s in steps.values()),
+                count=len(created),
+            )
         return created
 
     @staticmethod
-    async def _case(conn: psycopg.AsyncConnection[Any], name: str) -> Case | None:
+    async def _parties(conn: psycopg.AsyncConnection[Any], name: str) -> dict[str, Party]:
         cur = await conn.execute(
-            "SELECT case_name, requester, locale, email, phone, channels, subject, status, version"
-            " FROM case_contacts WHERE case_name = %s FOR UPDATE",
+            "SELECT party, locale, email, phone, channels, subject, status"
+            " FROM case_parties WHERE case_name = %s ORDER BY party FOR UPDATE",
             (name,),
         )
-        row = await cur.fetchone()
-        return Case(*row) if row else None
+        return {row[0]: Party(*row) for row in await cur.fetchall()}

@@ -16,16 +16,18 @@ STATEMENTS = [
         kafka_offset bigint NOT NULL,
         consumed_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (consumer, event_id))""",
-    """CREATE TABLE IF NOT EXISTS case_contacts (
-        case_name text PRIMARY KEY,
-        requester text NOT NULL,
+    """CREATE TABLE IF NOT EXISTS case_parties (
+        case_name text NOT NULL,
+        party text NOT NULL,
+        user_id text NOT NULL DEFAULT '',
         locale text NOT NULL,
         email text NOT NULL DEFAULT '',
         phone text NOT NULL DEFAULT '',
         channels text[] NOT NULL,
         subject text NOT NULL DEFAULT '',
         status text NOT NULL DEFAULT '',
-        version bigint NOT NULL DEFAULT 0)""",
+        version bigint NOT NULL DEFAULT 0,
+        PRIMARY KEY (case_name, party))""",
     """CREATE TABLE IF NOT EXISTS notification_jobs (
         id uuid PRIMARY KEY,
         cause_event_id text NOT NULL,

@@ -1,8 +1,8 @@
 """What the requester is told at each step, in their language (zh-CN, en).
 
 Each template has an e-mail subject and body and a short SMS text. Parameters:
-`ref` (the short ticket number), `subject` (the ticket's subject) and `text`
-(the agent's message, reply or resolution).
+`ref` (the short case number), `subject` (the case's subject), `text` (the
+agent's message, reply, resolution or reasons) and `due` (the next step's date).
 """
 
 from __future__ import annotations
@@ -99,6 +99,134 @@ TEMPLATES: dict[tuple[str, str], Template] = {
         "Casemesh: ticket {ref} is closed. Thank you for your patience.",
     ),
 }
+
+# Copyright cases. `due` is the date of the next step, in the party's reading.
+TEMPLATES.update(
+    {
+        ("appeal.received", "zh-CN"): Template(
+            "【版权案件已受理】{ref}：{subject}",
+            "您好：\n\n我们已收到您的版权案件（编号 {ref}），将在 {due}前完成审核，"
+            "处理进展会及时通知您。" + _ZH_SIGN,
+            "【Casemesh】版权案件{ref}已受理，预计{due}前完成审核。",
+        ),
+        ("appeal.received", "en"): Template(
+            "We received your copyright case {ref}: {subject}",
+            "Hello,\n\nWe have received your copyright case (number {ref}). We will review it "
+            "by {due} and tell you about every step." + _EN_SIGN,
+            "Casemesh: copyright case {ref} received; review by {due}.",
+        ),
+        ("appeal.info_requested", "zh-CN"): Template(
+            "【需要补充材料】版权案件 {ref}",
+            "您好：\n\n为处理您的版权案件（编号 {ref}），请在 {due}前补充以下内容：\n\n{text}\n\n"
+            "逾期未补充，案件将被关闭。" + _ZH_SIGN,
+            "【Casemesh】版权案件{ref}需补充材料，请于{due}前提交。",
+        ),
+        ("appeal.info_requested", "en"): Template(
+            "More information needed: copyright case {ref}",
+            "Hello,\n\nTo handle your copyright case (number {ref}) we need the following by "
+            "{due}:\n\n{text}\n\nWithout it the case will be closed." + _EN_SIGN,
+            "Casemesh: copyright case {ref} needs more information by {due}.",
+        ),
+        ("appeal.upheld", "zh-CN"): Template(
+            "【处理结果】版权案件 {ref}：投诉成立",
+            "您好：\n\n您的版权案件（编号 {ref}）经审核成立，理由如下：\n\n{text}\n\n"
+            "如有异议，可在 {due}前申诉。" + _ZH_SIGN,
+            "【Casemesh】版权案件{ref}已审核：成立。详情见邮件或应用内通知。",
+        ),
+        ("appeal.upheld", "en"): Template(
+            "Decision: copyright case {ref} upheld",
+            "Hello,\n\nYour copyright case (number {ref}) was upheld, for these reasons:\n\n"
+            "{text}\n\nYou may appeal until {due}." + _EN_SIGN,
+            "Casemesh: copyright case {ref} was upheld. Details in the app.",
+        ),
+        ("appeal.rejected", "zh-CN"): Template(
+            "【处理结果】版权案件 {ref}：未予支持",
+            "您好：\n\n您的版权案件（编号 {ref}）经审核未予支持，理由如下：\n\n{text}\n\n"
+            "如有异议，可在 {due}前申诉。" + _ZH_SIGN,
+            "【Casemesh】版权案件{ref}已审核：未予支持。可于{due}前申诉。",
+        ),
+        ("appeal.rejected", "en"): Template(
+            "Decision: copyright case {ref} not upheld",
+            "Hello,\n\nYour copyright case (number {ref}) was not upheld, for these reasons:\n\n"
+            "{text}\n\nYou may appeal until {due}." + _EN_SIGN,
+            "Casemesh: copyright case {ref} was not upheld. Appeal by {due}.",
+        ),
+        ("appeal.content_removed", "zh-CN"): Template(
+            "【内容已处理】版权投诉 {ref}",
+            "您好：\n\n您发布的内容因版权投诉（编号 {ref}）已被处理，理由如下：\n\n{text}\n\n"
+            "如认为处理有误，可在 {due}前提交反通知或申诉。" + _ZH_SIGN,
+            "【Casemesh】您的内容因版权投诉{ref}被处理，可于{due}前提交反通知。",
+        ),
+        ("appeal.content_removed", "en"): Template(
+            "Your content was removed: copyright notice {ref}",
+            "Hello,\n\nContent you posted was removed after a copyright notice (number {ref}), "
+            "for these reasons:\n\n{text}\n\nIf this is a mistake, send a counter-notice or "
+            "appeal by {due}." + _EN_SIGN,
+            "Casemesh: your content was removed (notice {ref}). Counter-notice by {due}.",
+        ),
+        ("appeal.counter_notice_received", "zh-CN"): Template(
+            "【收到反通知】版权案件 {ref}",
+            "您好：\n\n被投诉人对版权案件（编号 {ref}）提交了反通知：\n\n{text}\n\n"
+            "如您已就此提起诉讼，请在 {due}前告知我们；否则相关内容将于该日恢复。" + _ZH_SIGN,
+            "【Casemesh】案件{ref}收到反通知，如已起诉请于{due}前告知。",
+        ),
+        ("appeal.counter_notice_received", "en"): Template(
+            "Counter-notice received: copyright case {ref}",
+            "Hello,\n\nThe uploader sent a counter-notice in copyright case {ref}:\n\n{text}\n\n"
+            "If you have taken court action, tell us by {due}; otherwise the content will be "
+            "restored then." + _EN_SIGN,
+            "Casemesh: counter-notice in case {ref}. Report court action by {due}.",
+        ),
+        ("appeal.counter_notice_forwarded", "zh-CN"): Template(
+            "【反通知已转送】版权案件 {ref}",
+            "您好：\n\n您的反通知（案件编号 {ref}）已转送投诉人。如投诉人未在 {due}前告知已采取"
+            "法律行动，您的内容将被恢复。" + _ZH_SIGN,
+            "【Casemesh】反通知已转送（案件{ref}），如无诉讼，内容将于{due}恢复。",
+        ),
+        ("appeal.counter_notice_forwarded", "en"): Template(
+            "Counter-notice forwarded: copyright case {ref}",
+            "Hello,\n\nYour counter-notice (case {ref}) was forwarded to the claimant. Unless they "
+            "report court action by {due}, your content will be restored." + _EN_SIGN,
+            "Casemesh: counter-notice forwarded (case {ref}); restore on {due} unless sued.",
+        ),
+        ("appeal.restored", "zh-CN"): Template(
+            "【内容已恢复】版权案件 {ref}",
+            "您好：\n\n反通知期限已过，投诉人未告知已采取法律行动，版权案件（编号 {ref}）"
+            "涉及的内容已恢复。" + _ZH_SIGN,
+            "【Casemesh】版权案件{ref}涉及的内容已恢复。",
+        ),
+        ("appeal.restored", "en"): Template(
+            "Content restored: copyright case {ref}",
+            "Hello,\n\nThe counter-notice period has passed without a report of court action; "
+            "the content in copyright case {ref} has been restored." + _EN_SIGN,
+            "Casemesh: the content in copyright case {ref} was restored.",
+        ),
+        ("appeal.held", "zh-CN"): Template(
+            "【内容保持下架】版权案件 {ref}",
+            "您好：\n\n投诉人已在期限内告知已采取法律行动，版权案件（编号 {ref}）涉及的内容"
+            "在诉讼期间保持下架。" + _ZH_SIGN,
+            "【Casemesh】案件{ref}已有诉讼，内容保持下架。",
+        ),
+        ("appeal.held", "en"): Template(
+            "Content stays down: copyright case {ref}",
+            "Hello,\n\nThe claimant reported court action in time; the content in copyright case "
+            "{ref} stays down while the court decides." + _EN_SIGN,
+            "Casemesh: court action in case {ref}; the content stays down.",
+        ),
+        ("appeal.abandoned", "zh-CN"): Template(
+            "【案件已关闭】版权案件 {ref}",
+            "您好：\n\n由于未在期限内收到补充材料，版权案件（编号 {ref}）已关闭。"
+            "如需继续，请重新提交。" + _ZH_SIGN,
+            "【Casemesh】版权案件{ref}因未补充材料已关闭。",
+        ),
+        ("appeal.abandoned", "en"): Template(
+            "Closed: copyright case {ref}",
+            "Hello,\n\nWe did not receive the information needed in time, so copyright case "
+            "{ref} is closed. You may file it again." + _EN_SIGN,
+            "Casemesh: copyright case {ref} was closed for lack of information.",
+        ),
+    }
+)
 
 DEFAULT_LOCALE = "en"
 

@@ -30,14 +30,17 @@ from casemesh_devstack.supervisor import Supervisor
 TICKETS_DB = "casemesh_tickets"
 NOTIFIER_DB = "casemesh_notifier"
 EVIDENCE_DB = "casemesh_evidence"
-DATABASES = (TICKETS_DB, NOTIFIER_DB, EVIDENCE_DB)
+APPEALS_DB = "casemesh_appeals"
+DATABASES = (TICKETS_DB, NOTIFIER_DB, EVIDENCE_DB, APPEALS_DB)
 TICKETS_TOPIC = "casemesh.tickets.v1"
 NOTIFICATIONS_TOPIC = "casemesh.notifications.v1"
-TOPICS = (TICKETS_TOPIC, NOTIFICATIONS_TOPIC)
+APPEALS_TOPIC = "casemesh.appeals.v1"
+TOPICS = (TICKETS_TOPIC, APPEALS_TOPIC, NOTIFICATIONS_TOPIC)
 TOPIC_PARTITIONS = 3
 
 TICKETS_ADDR = "127.0.0.1:50061"
 EVIDENCE_ADDR = "127.0.0.1:50062"
+APPEALS_ADDR = "127.0.0.1:50063"
 GATEWAY_ADDR = "127.0.0.1:50051"
 _SINK_HOST = "127.0.0.1"
 # Files that mark a directory as a casemesh-dev run dir (so `clean` never wipes anything else).
@@ -63,8 +66,10 @@ def service_specs(
     *,
     tickets_addr: str = TICKETS_ADDR,
     evidence_addr: str = EVIDENCE_ADDR,
+    appeals_addr: str = APPEALS_ADDR,
     gateway_addr: str | None = None,
     evidence_dir: Path | None = None,
+    clock_offset_file: Path | None = None,
 ) -> list[ServiceSpec]:
     """The Casemesh service processes, in start order.
 
@@ -76,6 +81,8 @@ def service_specs(
     # Unbuffered so a service's log lines show up as they happen, not at exit.
     common = {"PYTHONUNBUFFERED": "1"}
     tickets_db = pg.dsn(TICKETS_DB)
+    # Tests move the appeals service's clock through this file.
+    clock = {"CASEMESH_CLOCK_OFFSET_FILE": str(clock_offset_file)} if clock_offset_file else {}
     return [
         ServiceSpec(
             "tickets",
@@ -113,6 +120,28 @@ def service_specs(
             },
         ),
         ServiceSpec(
+            "appeals",
+            [python, "-m", "casemesh_appeals", "serve"],
+            {
+                **common,
+                **clock,
+                "CASEMESH_DATABASE_URL": pg.dsn(APPEALS_DB),
+                "CASEMESH_GRPC_ADDR": appeals_addr,
+                "CASEMESH_SERVICE_NAME": "appeals",
+            },
+        ),
+        ServiceSpec(
+            "appeals-relay",
+            [python, "-m", "casemesh_appeals", "relay"],
+            {
+                **common,
+                **clock,
+                "CASEMESH_DATABASE_URL": pg.dsn(APPEALS_DB),
+                "CASEMESH_KAFKA_BOOTSTRAP": kafka.bootstrap,
+                "CASEMESH_SERVICE_NAME": "appeals-relay",
+            },
+        ),
+        ServiceSpec(
             "evidence",
             [python, "-m", "casemesh_evidence"],
             {
@@ -131,6 +160,7 @@ def service_specs(
                 "CASEMESH_GRPC_ADDR": gateway,
                 "CASEMESH_TICKETS_TARGET": tickets_addr,
                 "CASEMESH_EVIDENCE_TARGET": evidence_addr,
+                "CASEMESH_APPEALS_TARGET": appeals_addr,
                 "CASEMESH_JWT_SECRET": jwt_secret,
                 "CASEMESH_SERVICE_NAME": "gateway",
             },
@@ -334,6 +364,7 @@ def _infra_summary(cfg: StackConfig, pg: LocalPostgres, kafka: LocalKafka) -> li
         f"  PostgreSQL   {pg.dsn(TICKETS_DB)}",
         f"               {pg.dsn(NOTIFIER_DB)}",
         f"               {pg.dsn(EVIDENCE_DB)}",
+        f"               {pg.dsn(APPEALS_DB)}",
         f"  Kafka        {kafka.bootstrap}   topics: {', '.join(TOPICS)}",
         f"  infra logs   {_show(pg.log_path)}, {_show(kafka.log_path)}",
     ]

@@ -38,8 +38,17 @@ def configure_logging(service: str, level: str = "info", fmt: str = "json") -> N
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+
+    def add_service(
+        _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        # Not a context variable: background threads do not inherit those.
+        event_dict.setdefault("service", service)
+        return event_dict
+
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        add_service,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _add_trace_ids,
@@ -54,7 +63,6 @@ def configure_logging(service: str, level: str = "info", fmt: str = "json") -> N
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
         cache_logger_on_first_use=True,
     )
-    structlog.contextvars.bind_contextvars(service=service)
     # Libraries (FastStream, aiokafka, grpc, psycopg) log through the standard
     # library: render their records the same way, to the same stream.
     handler = logging.StreamHandler(sys.stdout)

@@ -1,0 +1,361 @@
+"""Copyright cases through the gateway only: a takedown notice with evidence,
+a request for information, a decision, a counter-notice and the restore
+deadline; each party hears what concerns them, once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import grpc
+import psycopg
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+from grpc_status import rpc_status
+
+from casemesh.platform.grpcutil import field_violations
+from casemesh.v1 import appeals_pb2 as apb
+from casemesh.v1 import appeals_pb2_grpc as apb_grpc
+from casemesh.v1 import evidence_pb2 as epb
+from casemesh.v1 import tickets_pb2 as pb
+from tests.conftest import PARTITIONS, Stack
+from tests.e2e.test_evidence import EvidenceClient, png
+from tests.support import Client, read_topic, wait_until
+
+DAY = 24 * 3600
+
+
+class Person:
+    def __init__(self, stack: Stack, user: str, *roles: str) -> None:
+        self.client = Client(stack.gateway, stack.secret, user, roles or ("user",))
+        self.user = user
+        self.stub = apb_grpc.AppealServiceStub(self.client._channel)
+        self.evidence = EvidenceClient(self.client)
+
+    def __getattr__(self, method: str) -> Any:
+        rpc = getattr(self.stub, method)
+        return lambda request: rpc(request, metadata=self.client.metadata, timeout=15)
+
+
+def contact(email: str, phone: str = "") -> pb.Contact:
+    channels = [pb.CHANNEL_EMAIL] + ([pb.CHANNEL_SMS] if phone else [])
+    return pb.Contact(email=email, phone=phone, channels=channels)
+
+
+def notice(claimant: Person, email: str, phone: str, **drop: bool) -> apb.Appeal:
+    created = Timestamp()
+    created.FromJsonString("2025-12-01T08:00:00Z")
+    proof = claimant.evidence.upload(png(), "原创工程文件截图.png")
+    copy = claimant.evidence.upload(png(), "搬运视频截图.png")
+    appeal = apb.Appeal(
+        kind=apb.APPEAL_KIND_TAKEDOWN_NOTICE,
+        jurisdiction="cn",
+        filer=apb.Party(legal_name="晴川工作室", locale="zh-CN", contact=contact(email, phone)),
+        notice=apb.TakedownNotice(
+            relationship=apb.RIGHTS_RELATIONSHIP_OWNER,
+            work=apb.CopyrightWork(title="《江南春》舞蹈原创视频", creation_time=created),
+            originality_evidence=[epb.EvidenceRef(name=proof.name)],
+            infringing_items=["https://video.example/v/7731", "content:8841"],
+            infringement_evidence=[epb.EvidenceRef(name=copy.name)],
+        ),
+        good_faith_statement=True,
+        accuracy_statement=True,
+    )
+    if drop.get("good_faith"):
+        appeal.good_faith_statement = False
+    if drop.get("items"):
+        del appeal.notice.infringing_items[:]
+    return appeal
+
+
+def new_people(stack: Stack) -> tuple[Person, Person, Person, str, str, str]:
+    run = uuid.uuid4().hex[:6]
+    claimant = Person(stack, f"claimant-{run}")
+    uploader = Person(stack, f"uploader-{run}")
+    agent = Person(stack, f"agent-{run}", "agent")
+    phone = f"+86139{int(run, 16) % 10**8:08d}"
+    return (
+        claimant,
+        uploader,
+        agent,
+        f"claimant-{run}@example.com",
+        phone,
+        (f"uploader-{run}@example.com"),
+    )
+
+
+def upheld_and_countered(stack: Stack) -> tuple[apb.Appeal, Person, Person, str, str, str]:
+    claimant, uploader, agent, email, phone, uploader_email = new_people(stack)
+    case = claimant.FileAppeal(
+        apb.FileAppealRequest(appeal=notice(claimant, email, phone), request_id="notice-1")
+    )
+    agent.AssignAppeal(apb.AssignAppealRequest(name=case.name))
+    agent.DecideAppeal(
+        apb.DecideAppealRequest(
+            name=case.name,
+            outcome=apb.APPEAL_OUTCOME_UPHOLD,
+            reasons=apb.StatementOfReasons(
+                ground="《信息网络传播权保护条例》第十四条",
+                facts="被投诉视频与原创视频画面一致",
+            ),
+            affected_uploader=apb.Party(
+                user_id=uploader.user, locale="en", contact=contact(uploader_email)
+            ),
+        )
+    )
+    countered = uploader.FileCounterNotice(
+        apb.FileCounterNoticeRequest(
+            name=case.name,
+            uploader=apb.Party(legal_name="Uma Lee", locale="en", contact=contact(uploader_email)),
+            counter_notice=apb.CounterNotice(
+                removed_item="https://video.example/v/7731",
+                reason="I filmed this dance myself in 2024.",
+            ),
+            good_faith_statement=True,
+            accuracy_statement=True,
+        )
+    )
+    return countered, claimant, uploader, email, phone, uploader_email
+
+
+def test_a_notice_upheld_countered_and_restored_tells_each_party_once(stack: Stack) -> None:
+    claimant, uploader, agent, email, phone, uploader_email = new_people(stack)
+    case = claimant.FileAppeal(
+        apb.FileAppealRequest(appeal=notice(claimant, email, phone), request_id="notice-1")
+    )
+    assert case.state == apb.APPEAL_STATE_SUBMITTED
+    assert case.next_step == "REVIEW" and case.HasField("next_step_due")
+    assert case.notice.originality_evidence[0].sha256  # the gateway checked it
+
+    agent.RequestAppealInfo(
+        apb.RequestAppealInfoRequest(name=case.name, message="请提供原始拍摄文件的创建时间截图。")
+    )
+    assert claimant.GetAppeal(apb.GetAppealRequest(name=case.name)).state == (
+        apb.APPEAL_STATE_INFO_REQUESTED
+    )
+    answered = claimant.AddAppealInfo(
+        apb.AddAppealInfoRequest(name=case.name, message="已上传，见附件。")
+    )
+    assert answered.state == apb.APPEAL_STATE_SUBMITTED
+    agent.AssignAppeal(apb.AssignAppealRequest(name=case.name))
+    upheld = agent.DecideAppeal(
+        apb.DecideAppealRequest(
+            name=case.name,
+            outcome=apb.APPEAL_OUTCOME_UPHOLD,
+            reasons=apb.StatementOfReasons(
+                ground="《信息网络传播权保护条例》第十四条", facts="被投诉视频与原创视频画面一致"
+            ),
+            affected_uploader=apb.Party(
+                user_id=uploader.user, locale="en", contact=contact(uploader_email)
+            ),
+        )
+    )
+    assert upheld.state == apb.APPEAL_STATE_UPHELD
+    assert upheld.decision_reasons.redress and upheld.decision_reasons.HasField("appeal_deadline")
+    # The uploader can now see the case and answer it.
+    assert uploader.GetAppeal(apb.GetAppealRequest(name=case.name)).state == (
+        apb.APPEAL_STATE_UPHELD
+    )
+    countered = uploader.FileCounterNotice(
+        apb.FileCounterNoticeRequest(
+            name=case.name,
+            uploader=apb.Party(legal_name="Uma Lee", locale="en", contact=contact(uploader_email)),
+            counter_notice=apb.CounterNotice(
+                removed_item="https://video.example/v/7731",
+                reason="I filmed this dance myself in 2024.",
+            ),
+            good_faith_statement=True,
+            accuracy_statement=True,
+        )
+    )
+    assert countered.state == apb.APPEAL_STATE_FORWARDED_TO_CLAIMANT
+    assert countered.next_step == "RESTORE"
+    restore_at = countered.next_step_due.ToDatetime()
+    filed_at = countered.create_time.ToDatetime()
+    assert 14.9 < (restore_at - filed_at).total_seconds() / DAY < 15.1  # cn: 15 days
+
+    stack.advance_clock(16 * DAY)
+    wait_until(
+        lambda: (
+            claimant.GetAppeal(apb.GetAppealRequest(name=case.name)).state
+            == apb.APPEAL_STATE_RESTORED
+        ),
+        timeout=30,
+    )
+
+    claimant_wants = [
+        "appeal.received",
+        "appeal.info_requested",
+        "appeal.upheld",
+        "appeal.counter_notice_received",
+        "appeal.restored",
+    ]
+    uploader_wants = [
+        "appeal.content_removed",
+        "appeal.counter_notice_forwarded",
+        "appeal.restored",
+    ]
+
+    def arrived() -> bool:
+        return (
+            len(stack.mail.to(email)) >= 5
+            and len(stack.sms.to(phone)) >= 5
+            and len(stack.mail.to(uploader_email)) >= 3
+        )
+
+    wait_until(arrived, timeout=60)
+    time.sleep(2.0)  # anything sent twice would arrive by now
+    assert [m["X-Casemesh-Template"] for m in stack.mail.to(email)] == claimant_wants
+    assert [t["template_id"] for t in stack.sms.to(phone)] == claimant_wants
+    assert [m["X-Casemesh-Template"] for m in stack.mail.to(uploader_email)] == uploader_wants
+    claimant_mail = stack.mail.to(email)
+    assert "版权案件已受理" in claimant_mail[0]["Subject"]
+    assert "原始拍摄文件" in claimant_mail[1].get_content()
+    assert "I filmed this dance myself" in claimant_mail[3].get_content()
+    removed = stack.mail.to(uploader_email)[0]
+    assert "Your content was removed" in removed["Subject"]
+    assert "第十四条" in removed.get_content()  # the statement of reasons reaches the uploader
+
+    history = claimant.ListAppealEvents(apb.ListAppealEventsRequest(name=case.name)).events
+    assert [e.type for e in history] == [
+        "AppealFiled",
+        "AppealInfoRequested",
+        "AppealInfoAdded",
+        "AppealAssigned",
+        "AppealDecided",
+        "CounterNoticeFiled",
+        "ContentRestored",
+    ]
+
+
+def test_a_notice_missing_elements_waits_for_them_and_says_which(stack: Stack) -> None:
+    claimant, _, _, email, _, _ = new_people(stack)
+    case = claimant.FileAppeal(
+        apb.FileAppealRequest(
+            appeal=notice(claimant, email, "", good_faith=True, items=True), request_id="incomplete"
+        )
+    )
+    assert case.state == apb.APPEAL_STATE_INFO_REQUESTED
+    assert list(case.missing_elements) == ["notice.infringing_items", "good_faith_statement"]
+    assert case.next_step == "YOUR_INFORMATION"
+    listed = [a.name for a in claimant.ListAppeals(apb.ListAppealsRequest()).appeals]
+    assert case.name in listed  # accepted, never dropped
+    mail = wait_until(lambda: stack.mail.to(email))[0]
+    assert "需要补充材料" in mail["Subject"]
+    assert "good_faith_statement" in mail.get_content()
+    assert "notice.infringing_items" in mail.get_content()
+
+    completion = apb.Appeal(
+        good_faith_statement=True, notice=apb.TakedownNotice(infringing_items=["content:8841"])
+    )
+    done = claimant.AddAppealInfo(apb.AddAppealInfoRequest(name=case.name, completion=completion))
+    assert done.state == apb.APPEAL_STATE_SUBMITTED and not done.missing_elements
+    assert done.notice.work.title == "《江南春》舞蹈原创视频"
+
+
+def state_of(person: Person, name: str) -> int | None:
+    """The case's state, or None while the service is restarting."""
+    try:
+        state: int = person.GetAppeal(apb.GetAppealRequest(name=name)).state
+        return state
+    except grpc.RpcError as err:
+        if err.code() == grpc.StatusCode.UNAVAILABLE:
+            return None
+        raise
+
+
+def appeals_events(stack: Stack, appeal_id: str) -> list[str]:
+    with psycopg.connect(stack.appeals_dsn) as conn:
+        rows = conn.execute(
+            "SELECT topic FROM appeals_events WHERE originator_id = %s ORDER BY originator_version",
+            (appeal_id,),
+        ).fetchall()
+    return [t.rsplit(".", 1)[-1] for (t,) in rows]
+
+
+def test_a_deadline_fires_once_across_restarts_and_a_kill(stack: Stack) -> None:
+    case, claimant, *_ = upheld_and_countered(stack)
+    appeal_id = case.name.split("/")[1]
+    sup = stack.supervisor
+    sup.stop("appeals")  # down when the deadline passes: it must not be missed
+    stack.advance_clock(20 * DAY)
+    sup.restart("appeals")
+    wait_until(lambda: state_of(claimant, case.name) == apb.APPEAL_STATE_RESTORED, timeout=60)
+    sup.kill("appeals")
+    sup.restart("appeals")
+    sup.restart("appeals")
+    wait_until(lambda: state_of(claimant, case.name) is not None, timeout=60)
+    time.sleep(3)  # time for a second firing, were there one
+    assert appeals_events(stack, appeal_id).count("Restored") == 1
+    with psycopg.connect(stack.appeals_dsn) as conn:
+        timers = conn.execute(
+            "SELECT kind, fired_at IS NOT NULL FROM appeal_timers WHERE aggregate_id = %s",
+            (appeal_id,),
+        ).fetchall()
+    assert timers == [("restore", True)]
+
+
+def rejected(call: Any) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    return info.value
+
+
+def test_appeals_keep_the_foundations_guarantees(stack: Stack) -> None:
+    claimant, uploader, _, email, phone, _ = new_people(stack)
+    stranger = Person(stack, f"stranger-{uuid.uuid4().hex[:6]}")
+    case = claimant.FileAppeal(
+        apb.FileAppealRequest(appeal=notice(claimant, email, phone), request_id="guarantees")
+    )
+    request = apb.FileAppealRequest(appeal=notice(claimant, email, phone), request_id="twice")
+    first = claimant.FileAppeal(request)
+    assert claimant.FileAppeal(request).name == first.name  # a retry is the same case
+    changed = apb.FileAppealRequest(appeal=notice(claimant, email, phone), request_id="twice")
+    err = rejected(lambda: claimant.FileAppeal(changed))  # same id, other evidence
+    assert err.code() == grpc.StatusCode.ALREADY_EXISTS
+    err = rejected(lambda: stranger.GetAppeal(apb.GetAppealRequest(name=case.name)))
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+    err = rejected(
+        lambda: claimant.DecideAppeal(
+            apb.DecideAppealRequest(
+                name=case.name,
+                outcome=apb.APPEAL_OUTCOME_REJECT,
+                reasons=apb.StatementOfReasons(ground="g", facts="f"),
+            )
+        )
+    )
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    err = rejected(lambda: uploader.FileCounterNotice(apb.FileCounterNoticeRequest(name=case.name)))
+    assert err.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT)
+
+    bad = notice(claimant, email, phone)
+    bad.kind = apb.APPEAL_KIND_UNSPECIFIED
+    bad.filer.contact.CopyFrom(pb.Contact())
+    err = rejected(lambda: claimant.FileAppeal(apb.FileAppealRequest(appeal=bad, request_id="b")))
+    status = rpc_status.from_call(err)
+    assert status is not None
+    named = [f for f, _ in field_violations(status)]
+    assert "appeal.kind" in named and "appeal.filer.contact.channels" in named
+
+    theirs = stranger.evidence.upload(png(), "not-mine.png")
+    stolen = notice(claimant, email, phone)
+    stolen.notice.originality_evidence.add(name=theirs.name)
+    err = rejected(
+        lambda: claimant.FileAppeal(apb.FileAppealRequest(appeal=stolen, request_id="s"))
+    )
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+
+    records = asyncio.run(
+        read_topic(
+            stack.infra.kafka.bootstrap,
+            "casemesh.appeals.v1",
+            PARTITIONS,
+            {f"{case.name.split('/')[1]}:1"},
+            30,
+        )
+    )
+    (headers,) = [h for _, h in records if h["ce_id"] == f"{case.name.split('/')[1]}:1"][:1]
+    assert headers["ce_type"] == "casemesh.appeals.AppealFiled.v1"
+    assert headers["ce_source"] == "casemesh/appeals" and "traceparent" in headers
