@@ -359,3 +359,69 @@ def test_appeals_keep_the_foundations_guarantees(stack: Stack) -> None:
     (headers,) = [h for _, h in records if h["ce_id"] == f"{case.name.split('/')[1]}:1"][:1]
     assert headers["ce_type"] == "casemesh.appeals.AppealFiled.v1"
     assert headers["ce_source"] == "casemesh/appeals" and "traceparent" in headers
+
+
+def test_court_action_holds_the_content_and_a_decision_can_be_appealed(stack: Stack) -> None:
+    case, claimant, uploader, email, phone, _ = upheld_and_countered(stack)
+    agent = Person(stack, f"agent-{uuid.uuid4().hex[:6]}", "agent")
+    held = agent.RecordCourtAction(
+        apb.RecordCourtActionRequest(
+            name=case.name, details="北京互联网法院 (2026) 京0491民初123号"
+        )
+    )
+    assert held.state == apb.APPEAL_STATE_HELD
+    wait_until(
+        lambda: any(m["X-Casemesh-Template"] == "appeal.held" for m in stack.mail.to(email)),
+        timeout=30,
+    )
+
+    # The uploader asks for the (upholding) decision to be looked at again.
+    appeal = uploader.FileAppeal(
+        apb.FileAppealRequest(
+            request_id="second-look",
+            appeal=apb.Appeal(
+                kind=apb.APPEAL_KIND_DECISION_APPEAL,
+                appeal_of=case.name,
+                grounds="The dance is my own choreography; the claimant's video is later.",
+                filer=apb.Party(
+                    legal_name="Uma Lee",
+                    locale="en",
+                    contact=contact(f"{uploader.user}@example.com"),
+                ),
+            ),
+        )
+    )
+    assert appeal.state == apb.APPEAL_STATE_SUBMITTED and appeal.appeal_of == case.name
+
+    stranger = Person(stack, f"stranger-{uuid.uuid4().hex[:6]}")
+    err = rejected(
+        lambda: stranger.FileAppeal(
+            apb.FileAppealRequest(
+                request_id="not-mine",
+                appeal=apb.Appeal(
+                    kind=apb.APPEAL_KIND_DECISION_APPEAL,
+                    appeal_of=case.name,
+                    grounds="…",
+                    filer=apb.Party(legal_name="S", locale="en", contact=contact("s@example.com")),
+                ),
+            )
+        )
+    )
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+    fresh = claimant.FileAppeal(
+        apb.FileAppealRequest(appeal=notice(claimant, email, phone), request_id="undecided")
+    )
+    err = rejected(
+        lambda: claimant.FileAppeal(
+            apb.FileAppealRequest(
+                request_id="too-early",
+                appeal=apb.Appeal(
+                    kind=apb.APPEAL_KIND_DECISION_APPEAL,
+                    appeal_of=fresh.name,
+                    grounds="…",
+                    filer=apb.Party(legal_name="C", locale="zh-CN", contact=contact(email)),
+                ),
+            )
+        )
+    )
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
