@@ -2,3 +2,4 @@
 CREATE DATABASE casemesh_tickets;
 CREATE DATABASE casemesh_notifier;
 CREATE DATABASE casemesh_evidence;
+CREATE DATABASE casemesh_appeals;
