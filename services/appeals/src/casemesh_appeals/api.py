@@ -3,16 +3,12 @@ method (in a worker thread: the event store is synchronous), encode."""
 
 from __future__ import annotations
 
-import asyncio
-from datetime import datetime
 from typing import Any, TypeAlias
 
 import grpc
 from google.protobuf import json_format
-from google.protobuf.timestamp_pb2 import Timestamp
 
-from casemesh.platform.grpcutil import enum_name
-from casemesh.platform.identity import Identity
+from casemesh.platform.grpcutil import ApplicationServicer, enum_name, to_timestamp
 from casemesh.v1 import appeals_pb2 as pb
 from casemesh.v1 import appeals_pb2_grpc as pb_grpc
 from casemesh.v1 import evidence_pb2
@@ -21,14 +17,6 @@ from casemesh_appeals.application import AppealDraft, Appeals, appeal_id_from_na
 from casemesh_appeals.domain import CopyrightAppeal, State
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
-
-
-def _ts(dt: datetime | str | None) -> Timestamp | None:
-    if not dt:
-        return None
-    ts = Timestamp()
-    ts.FromDatetime(datetime.fromisoformat(dt) if isinstance(dt, str) else dt)
-    return ts
 
 
 def _refs(items: Any) -> list[dict[str, str]]:
@@ -128,11 +116,11 @@ def appeal_message(a: CopyrightAppeal) -> pb.Appeal:
         state=pb.AppealState.Value(f"APPEAL_STATE_{State(a.state).value}"),
         missing_elements=a.missing,
         next_step=str(a.next_step),
-        next_step_due=_ts(a.next_step_due),
+        next_step_due=to_timestamp(a.next_step_due),
         uploader=party_message(a.uploader),
         assignee=a.assignee,
-        create_time=_ts(a.created_on),
-        update_time=_ts(a.modified_on),
+        create_time=to_timestamp(a.created_on),
+        update_time=to_timestamp(a.modified_on),
         etag=str(a.version),
     )
     if "notice" in content:
@@ -144,7 +132,7 @@ def appeal_message(a: CopyrightAppeal) -> pb.Appeal:
                 else pb.RIGHTS_RELATIONSHIP_UNSPECIFIED,
                 work=pb.CopyrightWork(
                     title=n.get("work", {}).get("title", ""),
-                    creation_time=_ts(n.get("work", {}).get("creation_time")),
+                    creation_time=to_timestamp(n.get("work", {}).get("creation_time")),
                 ),
                 originality_evidence=_ref_messages(n.get("originality_evidence")),
                 infringing_items=n.get("infringing_items", []),
@@ -170,7 +158,7 @@ def appeal_message(a: CopyrightAppeal) -> pb.Appeal:
                 automated_detection=bool(r.get("automated_detection")),
                 automated_decision=bool(r.get("automated_decision")),
                 redress=r.get("redress", ""),
-                appeal_deadline=_ts(r.get("appeal_deadline")),
+                appeal_deadline=to_timestamp(r.get("appeal_deadline")),
             )
         )
     return msg
@@ -192,16 +180,9 @@ def _outcome(value: int) -> bool | None:
     return None
 
 
-class AppealServicer(pb_grpc.AppealServiceServicer):
+class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
     def __init__(self, app: Appeals) -> None:
         self.app = app
-
-    async def _call(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.to_thread(fn, *args)
-
-    @staticmethod
-    def _who(context: Ctx) -> Identity:
-        return Identity.from_metadata(context.invocation_metadata())
 
     async def FileAppeal(self, request: pb.FileAppealRequest, context: Ctx) -> pb.Appeal:
         a = request.appeal
@@ -241,10 +222,10 @@ class AppealServicer(pb_grpc.AppealServiceServicer):
                     sequence=e.sequence,
                     type=e.type,
                     actor=e.actor,
-                    time=_ts(e.time),
+                    time=to_timestamp(e.time),
                     state=pb.AppealState.Value(f"APPEAL_STATE_{e.state}"),
                     text=e.text,
-                    next_step_due=_ts(e.next_step_due),
+                    next_step_due=to_timestamp(e.next_step_due),
                 )
                 for e in entries
             ]

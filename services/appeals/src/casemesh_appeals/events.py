@@ -3,29 +3,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from eventsourcing.persistence import Notification
 from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from casemesh.events.v1 import appeals_pb2 as ev
 from casemesh.events.v1 import tickets_pb2 as tev
-from casemesh.platform.envelope import CloudEvent
+from casemesh.platform.grpcutil import to_timestamp
+from casemesh.platform.relay import EventTranslator
 from casemesh_appeals.application import PUBLIC_NAMES
 from casemesh_appeals.domain import CopyrightAppeal, State
 
 TOPIC = "casemesh.appeals.v1"
 SOURCE = "casemesh/appeals"
-
-
-def _ts(dt: datetime | str | None) -> Timestamp | None:
-    if not dt:
-        return None
-    ts = Timestamp()
-    ts.FromDatetime(datetime.fromisoformat(dt) if isinstance(dt, str) else dt)
-    return ts
 
 
 def _party(d: dict[str, Any] | None) -> ev.AppealParty | None:
@@ -61,10 +51,10 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
         appeal_id=str(domain_event.originator_id),
         version=domain_event.originator_version,
         actor=a.get("actor") or a.get("filer_id", ""),
-        time=_ts(domain_event.timestamp),
+        time=to_timestamp(domain_event.timestamp),
         state=State(after.state).value,
         next_step=str(after.next_step),
-        next_step_due=_ts(after.next_step_due),
+        next_step_due=to_timestamp(after.next_step_due),
     )
     content = after.content
     notice = content.get("notice") or {}
@@ -115,7 +105,7 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
                     automated_detection=bool(r.get("automated_detection")),
                     automated_decision=bool(r.get("automated_decision")),
                     redress=r.get("redress", ""),
-                    appeal_deadline=_ts(r.get("appeal_deadline")),
+                    appeal_deadline=to_timestamp(r.get("appeal_deadline")),
                 ),
                 affected_uploader=_party(a["uploader"]),
             )
@@ -127,7 +117,7 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
                 removed_item=c.get("removed_item", ""),
                 reason=c.get("reason", ""),
                 evidence=_attachments(c.get("evidence")),
-                restore_time=_ts(a["restore_due"]),
+                restore_time=to_timestamp(a["restore_due"]),
             )
         case "CourtActionRecorded":
             return ev.CourtActionRecorded(header=header, details=a["details"])
@@ -143,23 +133,12 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
     raise ValueError(f"no public event for {kind}")
 
 
-class Translator:
-    """Builds the CloudEvent for one stored notification; `after(event)` gives
-    the case as it stands right after that event."""
-
-    def __init__(self, after: Any) -> None:
-        self._after = after
-
-    def __call__(self, notification: Notification, domain_event: Any) -> CloudEvent:
-        kind = type(domain_event).__name__
-        message = public_message(domain_event, self._after(domain_event))
-        ident = str(domain_event.originator_id)
-        return CloudEvent(
-            id=f"{ident}:{domain_event.originator_version}",
-            source=SOURCE,
-            type=f"casemesh.appeals.{PUBLIC_NAMES[kind]}.v1",
-            subject=f"appeals/{ident}",
-            time=domain_event.timestamp,
-            data=message.SerializeToString(),
-            key=ident,
-        )
+def Translator(after: Any) -> EventTranslator:
+    """The relay's translation; `after(event)` is the case right after it."""
+    return EventTranslator(
+        service="appeals",
+        collection="appeals",
+        public_names=PUBLIC_NAMES,
+        render=public_message,
+        after=after,
+    )

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from casemesh.platform import settings as settings_mod
+from casemesh.platform.entrypoint import run_command
 from casemesh.platform.grpcutil import serve
-from casemesh.platform.logging import configure_logging
-from casemesh.platform.telemetry import configure_tracing
 from casemesh.v1 import evidence_pb2, evidence_pb2_grpc
 from casemesh_evidence.api import EvidenceServicer
 from casemesh_evidence.application import MAX_CHUNK, EvidenceLocker
@@ -55,10 +52,7 @@ async def run(cfg: EvidenceSettings) -> None:
 
 
 def main() -> None:
-    cfg = settings_mod.load(EvidenceSettings)
-    configure_logging(cfg.service_name, cfg.log_level, cfg.log_format)
-    configure_tracing(cfg.service_name)
-    asyncio.run(run(cfg))
+    run_command("casemesh_evidence", {"serve": (EvidenceSettings, run)}, default="serve")
 
 
 if __name__ == "__main__":

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import grpc
 
-from casemesh.platform import settings as settings_mod
+from casemesh.platform.entrypoint import run_command
 from casemesh.platform.grpcutil import serve
 from casemesh.platform.identity import TokenVerifier
-from casemesh.platform.logging import configure_logging
-from casemesh.platform.telemetry import configure_tracing
 from casemesh.v1 import (
     appeals_pb2,
     appeals_pb2_grpc,
@@ -101,10 +97,7 @@ async def run(cfg: GatewaySettings) -> None:
 
 
 def main() -> None:
-    cfg = settings_mod.load(GatewaySettings)
-    configure_logging(cfg.service_name, cfg.log_level, cfg.log_format)
-    configure_tracing(cfg.service_name)
-    asyncio.run(run(cfg))
+    run_command("casemesh_gateway", {"serve": (GatewaySettings, run)}, default="serve")
 
 
 if __name__ == "__main__":

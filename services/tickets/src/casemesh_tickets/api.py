@@ -3,15 +3,12 @@ method (in a worker thread: the event store is synchronous), encode."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, TypeAlias
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from casemesh.platform.errors import Violations
-from casemesh.platform.grpcutil import enum_name
-from casemesh.platform.identity import Identity
+from casemesh.platform.grpcutil import ApplicationServicer, enum_name, to_timestamp
 from casemesh.rules import tickets as validation
 from casemesh.rules.tickets import CATEGORIES
 from casemesh.v1 import evidence_pb2
@@ -21,12 +18,6 @@ from casemesh_tickets.application import NewTicket, Tickets
 from casemesh_tickets.views import HistoryEntry, TicketView
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
-
-
-def _ts(dt: Any) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(dt)
-    return ts
 
 
 def ticket_message(view: TicketView) -> pb.Ticket:
@@ -46,8 +37,8 @@ def ticket_message(view: TicketView) -> pb.Ticket:
         priority=view.priority,  # type: ignore[arg-type]
         assignee=view.assignee,
         requester=view.requester,
-        create_time=_ts(view.create_time),
-        update_time=_ts(view.update_time),
+        create_time=to_timestamp(view.create_time),
+        update_time=to_timestamp(view.update_time),
         resolution=view.resolution,
         etag=str(view.version),
         evidence=evidence_refs(view.evidence),
@@ -55,7 +46,7 @@ def ticket_message(view: TicketView) -> pb.Ticket:
     if view.rating:
         msg.rating.score = view.rating["score"]
         msg.rating.comment = view.rating["comment"]
-        msg.rating.rate_time.CopyFrom(_ts(view.update_time))
+        msg.rating.rate_time.FromDatetime(view.update_time)
     return msg
 
 
@@ -64,7 +55,7 @@ def history_message(e: HistoryEntry) -> pb.TicketEvent:
         sequence=e.sequence,
         type=e.type,
         actor=e.actor,
-        time=_ts(e.time),
+        time=to_timestamp(e.time),
         status=pb.TicketStatus.Value(f"TICKET_STATUS_{e.status}"),
         text=e.text,
         internal=e.internal,
@@ -113,16 +104,9 @@ def _id(name: str) -> str:
     return ticket_id
 
 
-class TicketServicer(pb_grpc.TicketServiceServicer):
+class TicketServicer(ApplicationServicer, pb_grpc.TicketServiceServicer):
     def __init__(self, app: Tickets) -> None:
         self.app = app
-
-    async def _call(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.to_thread(fn, *args)
-
-    @staticmethod
-    def _who(context: Ctx) -> Identity:
-        return Identity.from_metadata(context.invocation_metadata())
 
     async def CreateTicket(self, request: pb.CreateTicketRequest, context: Ctx) -> pb.Ticket:
         view = await self._call(self.app.create_ticket, self._who(context), new_ticket(request))

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from eventsourcing.persistence import Notification
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from casemesh.events.v1 import tickets_pb2 as ev
-from casemesh.platform.envelope import CloudEvent
+from casemesh.platform.relay import EventTranslator
 from casemesh_tickets.views import PUBLIC_NAMES
 
 TOPIC = "casemesh.tickets.v1"
@@ -88,23 +87,12 @@ def public_message(domain_event: Any, status_after: str) -> Message:
     raise ValueError(f"no public event for {kind}")
 
 
-class Translator:
-    """Builds the CloudEvent for one stored notification; `status_of` gives the
-    ticket's status right after that event."""
-
-    def __init__(self, status_of: Any) -> None:
-        self._status_of = status_of
-
-    def __call__(self, notification: Notification, domain_event: Any) -> CloudEvent:
-        kind = type(domain_event).__name__
-        message = public_message(domain_event, self._status_of(domain_event))
-        ticket_id = str(domain_event.originator_id)
-        return CloudEvent(
-            id=f"{ticket_id}:{domain_event.originator_version}",
-            source=SOURCE,
-            type=f"casemesh.tickets.{PUBLIC_NAMES[kind]}.v1",
-            subject=f"tickets/{ticket_id}",
-            time=domain_event.timestamp,
-            data=message.SerializeToString(),
-            key=ticket_id,
-        )
+def Translator(status_of: Any) -> EventTranslator:
+    """The relay's translation; `status_of(event)` is the status right after it."""
+    return EventTranslator(
+        service="tickets",
+        collection="tickets",
+        public_names=PUBLIC_NAMES,
+        render=public_message,
+        after=status_of,
+    )

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -18,6 +20,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from casemesh.platform import errors
+from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
 from casemesh.platform.telemetry import extract_metadata, tracer
 
@@ -60,6 +63,29 @@ def to_status(err: errors.CasemeshError) -> grpc.Status:
         status_pb2.Status(code=code, message=err.message, details=details)
     )
     return status
+
+
+def to_timestamp(moment: datetime | str | None) -> Timestamp | None:
+    """A protobuf Timestamp from a datetime (or its ISO text); None stays unset."""
+    if not moment:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(datetime.fromisoformat(moment) if isinstance(moment, str) else moment)
+    return ts
+
+
+class ApplicationServicer:
+    """Base of servicers in front of a synchronous event-sourced application:
+    the caller's verified identity, and calls run in worker threads so the
+    event loop keeps serving."""
+
+    @staticmethod
+    async def _call(fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.to_thread(fn, *args)
+
+    @staticmethod
+    def _who(context: grpc.aio.ServicerContext) -> Identity:
+        return Identity.from_metadata(context.invocation_metadata())
 
 
 def enum_name(enum: Any, value: int, field: str, prefix: str) -> str:

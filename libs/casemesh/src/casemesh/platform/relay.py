@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaProducer
 from eventsourcing.application import Application
 from eventsourcing.persistence import Notification, Tracking
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresTrackingRecorder
+from google.protobuf.message import Message
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
@@ -66,6 +67,40 @@ class StreamFollower:
         if len(self._recent) > self._cache_size:
             self._recent.popitem(last=False)
         return aggregate
+
+
+class EventTranslator:
+    """Builds the CloudEvent of one stored event: id `<aggregate id>:<version>`,
+    type `casemesh.<service>.<PublicName>.v1`, subject `<collection>/<id>`.
+    `render(event, after)` makes the public message, given `after(event)`."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        collection: str,
+        public_names: dict[str, str],
+        render: Callable[[Any, Any], Message],
+        after: Callable[[Any], Any],
+    ) -> None:
+        self._service = service
+        self._collection = collection
+        self._names = public_names
+        self._render = render
+        self._after = after
+
+    def __call__(self, notification: Notification, domain_event: Any) -> CloudEvent:
+        message = self._render(domain_event, self._after(domain_event))
+        ident = str(domain_event.originator_id)
+        return CloudEvent(
+            id=f"{ident}:{domain_event.originator_version}",
+            source=f"casemesh/{self._service}",
+            type=f"casemesh.{self._service}.{self._names[type(domain_event).__name__]}.v1",
+            subject=f"{self._collection}/{ident}",
+            time=domain_event.timestamp,
+            data=message.SerializeToString(),
+            key=ident,
+        )
 
 
 def make_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
