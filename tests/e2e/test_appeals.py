@@ -242,6 +242,13 @@ def test_a_notice_missing_elements_waits_for_them_and_says_which(stack: Stack) -
     assert case.next_step == "YOUR_INFORMATION"
     listed = [a.name for a in claimant.ListAppeals(apb.ListAppealsRequest()).appeals]
     assert case.name in listed  # accepted, never dropped
+    waiting = claimant.ListAppeals(
+        apb.ListAppealsRequest(states=[apb.APPEAL_STATE_INFO_REQUESTED])
+    ).appeals
+    assert [a.name for a in waiting] == [case.name]
+    assert not claimant.ListAppeals(
+        apb.ListAppealsRequest(states=[apb.APPEAL_STATE_RESTORED])
+    ).appeals
     mail = wait_until(lambda: stack.mail.to(email))[0]
     assert "需要补充材料" in mail["Subject"]
     assert "good_faith_statement" in mail.get_content()

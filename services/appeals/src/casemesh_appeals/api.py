@@ -8,6 +8,7 @@ from typing import Any, TypeAlias
 import grpc
 from google.protobuf import json_format
 
+from casemesh.platform.errors import InvalidArgument
 from casemesh.platform.grpcutil import ApplicationServicer, enum_name, to_timestamp
 from casemesh.v1 import appeals_pb2 as pb
 from casemesh.v1 import appeals_pb2_grpc as pb_grpc
@@ -203,8 +204,15 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
     async def ListAppeals(
         self, request: pb.ListAppealsRequest, context: Ctx
     ) -> pb.ListAppealsResponse:
+        states = [enum_name(pb.AppealState, s, "states", "APPEAL_STATE_") for s in request.states]
+        if "UNSPECIFIED" in states:
+            raise InvalidArgument.field("states", "must not contain APPEAL_STATE_UNSPECIFIED")
         page = await self._call(
-            self.app.list_appeals, self._who(context), request.page_size, request.page_token
+            self.app.list_appeals,
+            self._who(context),
+            request.page_size,
+            request.page_token,
+            states,
         )
         return pb.ListAppealsResponse(
             appeals=[json_format.ParseDict(d["appeal"], pb.Appeal()) for d in page.items],

@@ -378,7 +378,9 @@ class Appeals(TracedApplication):
     def get(self, who: Identity, ident: str) -> CopyrightAppeal:
         return self._load_visible(who, ident)
 
-    def list_appeals(self, who: Identity, page_size: int, page_token: str) -> Page:
+    def list_appeals(
+        self, who: Identity, page_size: int, page_token: str, states: list[str] | None = None
+    ) -> Page:
         if not 0 <= page_size <= 100:
             raise InvalidArgument.field("page_size", "must be from 1 to 100 (0 means 20)")
         limit = page_size or 20
@@ -391,7 +393,7 @@ class Appeals(TracedApplication):
         except TimeoutError:
             log.warning("appeal_index.lagging")
         party = None if who.is_agent else who.subject
-        docs = self.index.page(party=party, statuses=[], after=after, limit=limit + 1)
+        docs = self.index.page(party=party, statuses=states or [], after=after, limit=limit + 1)
         token = ""
         if len(docs) > limit:
             docs = docs[:limit]
