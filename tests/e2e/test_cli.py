@@ -134,3 +134,34 @@ def test_upload_a_screenshot_and_attach_it_to_a_new_ticket(stack: Stack, tmp_pat
         name,
     )
     assert stranger.returncode == 1 and "PERMISSION_DENIED" in stranger.stderr
+
+
+def test_follow_a_copyright_case_from_the_command_line(stack: Stack) -> None:
+    from casemesh.v1 import appeals_pb2 as apb
+    from casemesh.v1 import appeals_pb2_grpc as apb_grpc
+    from tests.support import Client as GatewayClient
+
+    user = f"cli-{uuid.uuid4().hex[:6]}"
+    client = GatewayClient(stack.gateway, stack.secret, user)
+    case = apb_grpc.AppealServiceStub(client._channel).FileAppeal(
+        apb.FileAppealRequest(
+            request_id="cli-1",
+            appeal=apb.Appeal(
+                kind=apb.APPEAL_KIND_TAKEDOWN_NOTICE,
+                filer=apb.Party(
+                    legal_name="CLI",
+                    locale="en",
+                    contact=pb.Contact(email=f"{user}@example.com", channels=[pb.CHANNEL_EMAIL]),
+                ),
+            ),
+        ),
+        metadata=client.metadata,
+        timeout=15,
+    )
+    listed = casemesh(stack, "--as", user, "appeals")
+    assert listed.returncode == 0, listed.stderr
+    assert case.name in listed.stdout and "INFO_REQUESTED" in listed.stdout
+    shown = casemesh(stack, "--as", user, "appeal", case.name)
+    assert "missing:" in shown.stdout and "good_faith_statement" in shown.stdout
+    history = casemesh(stack, "--as", user, "appeal-history", case.name)
+    assert "AppealFiled" in history.stdout

@@ -25,7 +25,7 @@ from grpc_status import rpc_status
 
 from casemesh.platform.grpcutil import field_violations
 from casemesh.platform.identity import mint_token
-from casemesh.v1 import evidence_pb2, evidence_pb2_grpc
+from casemesh.v1 import appeals_pb2, appeals_pb2_grpc, evidence_pb2, evidence_pb2_grpc
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
 
@@ -74,6 +74,46 @@ def upload(channel: grpc.Channel, metadata: list[tuple[str, str]], path: Path) -
     return stub.UploadEvidence(messages(), metadata=metadata, timeout=900)
 
 
+def show_appeals(
+    channel: grpc.Channel, metadata: list[tuple[str, str]], command: str, appeal: str
+) -> None:
+    stub = appeals_pb2_grpc.AppealServiceStub(channel)
+    name = appeal if appeal.startswith("appeals/") else f"appeals/{appeal}"
+
+    def state(value: int) -> str:
+        return appeals_pb2.AppealState.Name(value).removeprefix("APPEAL_STATE_")  # type: ignore[arg-type]
+
+    def due(a: Any) -> str:
+        return f"{a.ToDatetime():%Y-%m-%d}" if a.seconds else "-"
+
+    if command == "appeals":
+        for a in stub.ListAppeals(
+            appeals_pb2.ListAppealsRequest(), metadata=metadata, timeout=10
+        ).appeals:
+            kind = appeals_pb2.AppealKind.Name(a.kind).removeprefix("APPEAL_KIND_")
+            print(
+                f"{a.name}  {state(a.state):22} {kind:16} next: {a.next_step or '-'} "
+                f"by {due(a.next_step_due)}"
+            )
+    elif command == "appeal":
+        a = stub.GetAppeal(appeals_pb2.GetAppealRequest(name=name), metadata=metadata, timeout=10)
+        print(f"{a.name}  [{state(a.state)}]  {a.jurisdiction}  filed by {a.filer.user_id}")
+        print(f"  next step: {a.next_step or '-'} by {due(a.next_step_due)}")
+        if a.missing_elements:
+            print(f"  missing:   {', '.join(a.missing_elements)}")
+        if a.HasField("decision_reasons"):
+            print(f"  reasons:   {a.decision_reasons.ground} — {a.decision_reasons.facts}")
+    else:
+        events = stub.ListAppealEvents(
+            appeals_pb2.ListAppealEventsRequest(name=name), metadata=metadata, timeout=10
+        ).events
+        for e in events:
+            print(
+                f"{e.sequence:3}  {e.time.ToDatetime():%Y-%m-%d %H:%M:%S}  {e.type:20} "
+                f"{state(e.state):22} {e.actor}  {e.text}"
+            )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="casemesh", description="Casemesh command-line client")
     p.add_argument("--target", default=os.environ.get("CASEMESH_GATEWAY", "127.0.0.1:50051"))
@@ -99,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--status", action="append", default=[])
     for cmd in ("show", "history", "close"):
         sub.add_parser(cmd).add_argument("ticket")
+    sub.add_parser("appeals", help="list copyright cases")
+    for cmd in ("appeal", "appeal-history"):
+        sub.add_parser(cmd, help="show a copyright case" if cmd == "appeal" else None).add_argument(
+            "appeal"
+        )
     for cmd, arg in (
         ("comment", "body"),
         ("note", "body"),
@@ -174,6 +219,8 @@ def run(args: argparse.Namespace) -> None:
                 token_ = page.next_page_token
                 if not token_:
                     break
+        elif c in ("appeals", "appeal", "appeal-history"):
+            show_appeals(channel, metadata, c, getattr(args, "appeal", ""))
         elif c == "show":
             show_ticket(call("GetTicket", pb.GetTicketRequest(name=_name(args.ticket))))
         elif c == "history":
