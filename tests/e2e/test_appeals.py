@@ -334,8 +334,19 @@ def test_appeals_keep_the_foundations_guarantees(stack: Stack) -> None:
         )
     )
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED
-    err = rejected(lambda: uploader.FileCounterNotice(apb.FileCounterNoticeRequest(name=case.name)))
-    assert err.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT)
+    valid_counter = apb.FileCounterNoticeRequest(
+        name=case.name,
+        uploader=apb.Party(legal_name="U", locale="en", contact=contact("u@example.com")),
+        counter_notice=apb.CounterNotice(removed_item="content:1", reason="mine"),
+        good_faith_statement=True,
+        accuracy_statement=True,
+    )
+    # Before a decision names them, the uploader cannot even see the case.
+    err = rejected(lambda: uploader.FileCounterNotice(valid_counter))
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+    # The claimant may not counter their own notice.
+    err = rejected(lambda: claimant.FileCounterNotice(valid_counter))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
 
     bad = notice(claimant, email, phone)
     bad.kind = apb.APPEAL_KIND_UNSPECIFIED
@@ -432,3 +443,126 @@ def test_court_action_holds_the_content_and_a_decision_can_be_appealed(stack: St
         )
     )
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_parties_sharing_an_address_each_get_their_messages_and_see_only_names(
+    stack: Stack,
+) -> None:
+    claimant, uploader, agent, email, phone, _ = new_people(stack)
+    shared = email  # the uploader uses the claimant's address (a family, an agency)
+    case = claimant.FileAppeal(
+        apb.FileAppealRequest(appeal=notice(claimant, email, phone), request_id="shared")
+    )
+    agent.DecideAppeal(
+        apb.DecideAppealRequest(
+            name=case.name,
+            outcome=apb.APPEAL_OUTCOME_UPHOLD,
+            reasons=apb.StatementOfReasons(ground="第十四条", facts="画面一致"),
+            affected_uploader=apb.Party(
+                user_id=uploader.user,
+                legal_name="Uma",
+                locale="en",
+                contact=contact(shared, "+8613900000001"),
+            ),
+        )
+    )
+    seen = claimant.GetAppeal(apb.GetAppealRequest(name=case.name)).uploader
+    assert seen.legal_name == "Uma" and not seen.user_id and not seen.contact.phone
+    assert uploader.GetAppeal(apb.GetAppealRequest(name=case.name)).filer == apb.Party(
+        legal_name="晴川工作室"
+    )
+    uploader.FileCounterNotice(
+        apb.FileCounterNoticeRequest(
+            name=case.name,
+            uploader=apb.Party(legal_name="Uma", locale="en", contact=contact(shared)),
+            counter_notice=apb.CounterNotice(removed_item="content:8841", reason="mine"),
+            good_faith_statement=True,
+            accuracy_statement=True,
+        )
+    )
+    # Forwarded: the claimant now receives the uploader's contact with the counter-notice.
+    assert claimant.GetAppeal(apb.GetAppealRequest(name=case.name)).uploader.contact.email == shared
+    wanted = {
+        "appeal.received",
+        "appeal.upheld",
+        "appeal.content_removed",
+        "appeal.counter_notice_received",
+        "appeal.counter_notice_forwarded",
+    }
+    wait_until(lambda: {m["X-Casemesh-Template"] for m in stack.mail.to(shared)} >= wanted, 30)
+    time.sleep(2)
+    assert sorted(m["X-Casemesh-Template"] for m in stack.mail.to(shared)) == sorted(wanted)
+
+
+def test_bad_party_details_times_and_us_counter_notices_are_named(stack: Stack) -> None:
+    claimant, uploader, agent, email, phone, uploader_email = new_people(stack)
+    cases: list[tuple[apb.Appeal, str]] = []
+    nul_name = notice(claimant, email, phone)
+    nul_name.filer.legal_name = "Mallory\x00"
+    cases.append((nul_name, "appeal.filer.legal_name"))
+    bad_time = notice(claimant, email, phone)
+    bad_time.notice.work.creation_time.seconds = 10**12
+    cases.append((bad_time, "appeal.notice.work.creation_time"))
+    for i, (appeal, field) in enumerate(cases):
+        err = rejected(
+            lambda a=appeal, n=i: claimant.FileAppeal(
+                apb.FileAppealRequest(appeal=a, request_id=f"bad-{n}")
+            )
+        )
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, field
+        status = rpc_status.from_call(err)
+        assert status is not None and field in [f for f, _ in field_violations(status)]
+
+    us = notice(claimant, email, phone)
+    us.jurisdiction = "us"
+    case = claimant.FileAppeal(apb.FileAppealRequest(appeal=us, request_id="us-1"))
+    err = rejected(
+        lambda: agent.AssignAppeal(apb.AssignAppealRequest(name=case.name, assignee="a\x00b"))
+    )
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    agent.DecideAppeal(
+        apb.DecideAppealRequest(
+            name=case.name,
+            outcome=apb.APPEAL_OUTCOME_UPHOLD,
+            reasons=apb.StatementOfReasons(ground="17 U.S.C. 512(c)", facts="identical footage"),
+            affected_uploader=apb.Party(
+                user_id=uploader.user, locale="en", contact=contact(uploader_email)
+            ),
+        )
+    )
+    counter = apb.FileCounterNoticeRequest(
+        name=case.name,
+        uploader=apb.Party(legal_name="Uma Lee", locale="en", contact=contact(uploader_email)),
+        counter_notice=apb.CounterNotice(removed_item="content:8841", reason="mine"),
+        good_faith_statement=True,
+        accuracy_statement=True,
+    )
+    err = rejected(lambda: uploader.FileCounterNotice(counter))
+    status = rpc_status.from_call(err)
+    assert status is not None
+    assert "counter_notice.consent_to_jurisdiction" in [f for f, _ in field_violations(status)]
+    counter.counter_notice.consent_to_jurisdiction = True
+    forwarded = uploader.FileCounterNotice(counter)
+    # us: not before ten whole business days (New York) after receipt.
+    days = (forwarded.next_step_due.ToDatetime() - forwarded.update_time.ToDatetime()).days
+    assert days >= 14
+
+
+def test_a_filers_new_address_is_where_the_next_message_goes(stack: Stack) -> None:
+    claimant, _, agent, email, phone, _ = new_people(stack)
+    case = claimant.FileAppeal(
+        apb.FileAppealRequest(appeal=notice(claimant, email, phone), request_id="moved")
+    )
+    new_email = f"new-{email}"
+    claimant.AddAppealInfo(
+        apb.AddAppealInfoRequest(
+            name=case.name,
+            message="my address changed",
+            completion=apb.Appeal(
+                filer=apb.Party(legal_name="晴川工作室", locale="zh-CN", contact=contact(new_email))
+            ),
+        )
+    )
+    agent.RequestAppealInfo(apb.RequestAppealInfoRequest(name=case.name, message="原始文件?"))
+    mail = wait_until(lambda: stack.mail.to(new_email), timeout=30)
+    assert mail[0]["X-Casemesh-Template"] == "appeal.info_requested"

@@ -239,3 +239,24 @@ def test_a_ticket_and_a_reply_carry_the_owners_evidence_by_name_and_hash(stack: 
         [proof.sha256],
         [screenshot.sha256],
     ]
+
+
+def test_the_same_bytes_uploaded_at_once_are_one_evidence_and_one_object(stack: Stack) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    owner = person(stack, "eager")
+    data = png()
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda i: owner.upload(data, f"copy-{i}.png"), range(16)))
+    assert len({r.name for r in results}) == 1
+    sha = results[0].sha256
+    objects = [p for p in stack.evidence_dir.rglob(sha) if p.is_file()]
+    assert len(objects) == 1 and hashlib.sha256(objects[0].read_bytes()).hexdigest() == sha
+    assert not [p for p in stack.evidence_dir.rglob(".staging-*")]
+
+
+def test_an_iso_media_file_of_another_brand_is_refused(stack: Stack) -> None:
+    owner = person(stack, "brand")
+    junk = b"\x00\x00\x00\x18ftypJUNK" + b"MZ" + os.urandom(2048)
+    err = rejected(lambda: owner.upload(junk, "clip.mp4"))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT

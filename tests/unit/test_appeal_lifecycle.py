@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -92,9 +93,12 @@ def test_court_action_in_time_holds_the_content_down() -> None:
     due = MONDAY + timedelta(days=15)
     a.file_counter_notice(actor="u", uploader={"user_id": "u"}, counter_notice={}, restore_due=due)
     with pytest.raises(FailedPrecondition, match="closed"):
-        a.record_court_action(actor="li", details="case 1", now=due)
+        a.record_court_action(actor="li", details="case 1", now=due, evidence=[])
     a.record_court_action(
-        actor="li", details="Beijing Internet Court (2026) 123", now=due - timedelta(days=1)
+        actor="li",
+        details="Beijing Internet Court (2026) 123",
+        now=due - timedelta(days=1),
+        evidence=[],
     )
     assert state(a) is State.HELD
     assert not a.restore_if_due(now=due, due=due)
@@ -148,20 +152,38 @@ def test_upholding_a_notice_names_the_uploader() -> None:
     assert info.value.violations[0].field == "affected_uploader"
 
 
-def test_business_days_skip_weekends_and_holidays() -> None:
-    friday = datetime(2026, 3, 6, 12, 0, tzinfo=UTC)
-    assert policy.Period(1, business_days=True).after(friday) == friday + timedelta(days=3)
-    ten = policy.Period(10, business_days=True)
-    assert ten.after(MONDAY) == MONDAY + timedelta(days=14)
-    assert ten.after(MONDAY, frozenset({date(2026, 3, 3)})) == MONDAY + timedelta(days=15)
+def test_business_days_are_whole_local_days_after_receipt() -> None:
+    ny = ZoneInfo("America/New_York")
+    # DMCA 512(g): restore no sooner than 10 business days after the counter-notice.
+    # Received Friday 8 Jan 2027, 22:00 New York; MLK Day (18 Jan) is a holiday.
+    friday_night = datetime(2027, 1, 8, 22, 0, tzinfo=ny)
+    us = policy.load()["us"]
+    assert us.due(us.restore_after, friday_night) == datetime(2027, 1, 26, 0, 0, tzinfo=ny)
+    # Without the holiday list it would be a day sooner.
+    bare = policy.Period(10, business_days=True)
+    assert bare.after(friday_night, zone=ny) == datetime(2027, 1, 23, 0, 0, tzinfo=ny)
+    one = policy.Period(1, business_days=True)
+    assert one.after(MONDAY, frozenset({date(2026, 3, 3)})) == datetime(2026, 3, 5, tzinfo=UTC)
     assert policy.Period(15).after(MONDAY) == MONDAY + timedelta(days=15)
+
+
+def test_six_months_are_calendar_months_never_shorter() -> None:
+    eu = policy.load()["eu"]
+    for start, end in (
+        ("2027-03-01", "2027-09-01"),
+        ("2027-07-01", "2028-01-01"),
+        ("2027-08-01", "2028-02-01"),
+        ("2027-08-31", "2028-03-01"),
+    ):
+        moment = datetime.fromisoformat(f"{start}T10:00:00+00:00")
+        assert eu.due(eu.appeal_window, moment) == datetime.fromisoformat(f"{end}T10:00:00+00:00")
 
 
 def test_policies_follow_the_law_and_refuse_to_break_it(tmp_path: object) -> None:
     policies = policy.load()
     assert policies["cn"].restore_after == policy.Period(15)
     assert policies["us"].restore_after == policy.Period(10, business_days=True)
-    assert policies["eu"].appeal_window.days >= 183
+    assert policies["eu"].appeal_window == policy.Period(months=6)
     bad = tmp_path / "p.json"  # type: ignore[operator]
     bad.write_text('{"us": {"restore_after": {"days": 20, "business_days": true}}}')
     with pytest.raises(policy.PolicyError, match="10 to 14"):

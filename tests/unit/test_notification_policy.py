@@ -85,16 +85,12 @@ def test_every_template_exists_in_both_languages_and_renders() -> None:
 
 
 def test_job_ids_are_one_per_event_channel_and_recipient() -> None:
-    a = job_id("t1:1", "EMAIL", "a@example.com")
-    assert a == job_id("t1:1", "EMAIL", "a@example.com")
-    assert (
-        len(
-            {
-                a,
-                job_id("t1:2", "EMAIL", "a@example.com"),
-                job_id("t1:1", "SMS", "a@example.com"),
-                job_id("t1:1", "EMAIL", "b@example.com"),
-            }
-        )
-        == 4
-    )
+    a = job_id("t1:1", "requester", "EMAIL", "a@example.com")
+    assert a == job_id("t1:1", "requester", "EMAIL", "a@example.com")
+    others = {
+        job_id("t1:2", "requester", "EMAIL", "a@example.com"),
+        job_id("t1:1", "requester", "SMS", "a@example.com"),
+        job_id("t1:1", "requester", "EMAIL", "b@example.com"),
+        job_id("t1:1", "uploader", "EMAIL", "a@example.com"),
+    }
+    assert a not in others and len(others) == 4

@@ -3,6 +3,7 @@ method (in a worker thread: the event store is synchronous), encode."""
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any, TypeAlias
 
 import grpc
@@ -10,6 +11,7 @@ from google.protobuf import json_format
 
 from casemesh.platform.errors import InvalidArgument
 from casemesh.platform.grpcutil import ApplicationServicer, enum_name, to_timestamp
+from casemesh.platform.identity import Identity
 from casemesh.v1 import appeals_pb2 as pb
 from casemesh.v1 import appeals_pb2_grpc as pb_grpc
 from casemesh.v1 import evidence_pb2
@@ -59,7 +61,14 @@ def party_message(d: dict[str, Any] | None) -> pb.Party | None:
     )
 
 
-def content_dict(a: pb.Appeal) -> dict[str, Any]:
+def _iso(ts: Any, field: str) -> str:
+    try:
+        return str(ts.ToDatetime().replace(tzinfo=UTC).isoformat())
+    except (ValueError, OverflowError):
+        raise InvalidArgument.field(field, "is not a valid time") from None
+
+
+def content_dict(a: pb.Appeal, prefix: str = "appeal") -> dict[str, Any]:
     """The case's elements as the service keeps them (empty ones left out)."""
     content: dict[str, Any] = {}
     if a.HasField("notice"):
@@ -75,7 +84,7 @@ def content_dict(a: pb.Appeal) -> dict[str, Any]:
             else "",
             "work": {
                 "title": n.work.title.strip(),
-                "creation_time": n.work.creation_time.ToDatetime().isoformat()
+                "creation_time": _iso(n.work.creation_time, f"{prefix}.notice.work.creation_time")
                 if n.work.HasField("creation_time")
                 else "",
             },
@@ -165,6 +174,30 @@ def appeal_message(a: CopyrightAppeal) -> pb.Appeal:
     return msg
 
 
+# Once a counter-notice is forwarded, the claimant receives the uploader's
+# contact details with it (17 U.S.C. 512(g)(2)(B)); before that, and for the
+# uploader, each party sees only the other's name.
+_FORWARDED = frozenset(
+    {pb.APPEAL_STATE_FORWARDED_TO_CLAIMANT, pb.APPEAL_STATE_RESTORED, pb.APPEAL_STATE_HELD}
+)
+
+
+def for_viewer(msg: pb.Appeal, who: Identity) -> pb.Appeal:
+    """The case as `who` may see it: agents see everything; a party sees the
+    other party's name (and, as the law requires, a forwarded counter-notice's
+    contact) but not their account or private contact details."""
+    if who.is_agent:
+        return msg
+    if msg.filer.user_id and msg.filer.user_id != who.subject:
+        msg.filer.CopyFrom(pb.Party(legal_name=msg.filer.legal_name))
+    if msg.HasField("uploader") and msg.uploader.user_id != who.subject:
+        shown = pb.Party(legal_name=msg.uploader.legal_name)
+        if msg.state in _FORWARDED:
+            shown.contact.CopyFrom(msg.uploader.contact)
+        msg.uploader.CopyFrom(shown)
+    return msg
+
+
 def index_doc(a: CopyrightAppeal) -> dict[str, Any]:
     return {
         "id": str(a.id),
@@ -185,6 +218,9 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
     def __init__(self, app: Appeals) -> None:
         self.app = app
 
+    def _view(self, context: Ctx, appeal: CopyrightAppeal) -> pb.Appeal:
+        return for_viewer(appeal_message(appeal), self._who(context))
+
     async def FileAppeal(self, request: pb.FileAppealRequest, context: Ctx) -> pb.Appeal:
         a = request.appeal
         draft = AppealDraft(
@@ -195,11 +231,11 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
             content=content_dict(a),
             appeal_of=a.appeal_of,
         )
-        return appeal_message(await self._call(self.app.file, self._who(context), draft))
+        return self._view(context, await self._call(self.app.file, self._who(context), draft))
 
     async def GetAppeal(self, request: pb.GetAppealRequest, context: Ctx) -> pb.Appeal:
         ident = appeal_id_from_name(request.name)
-        return appeal_message(await self._call(self.app.get, self._who(context), ident))
+        return self._view(context, await self._call(self.app.get, self._who(context), ident))
 
     async def ListAppeals(
         self, request: pb.ListAppealsRequest, context: Ctx
@@ -215,7 +251,10 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
             states,
         )
         return pb.ListAppealsResponse(
-            appeals=[json_format.ParseDict(d["appeal"], pb.Appeal()) for d in page.items],
+            appeals=[
+                for_viewer(json_format.ParseDict(d["appeal"], pb.Appeal()), self._who(context))
+                for d in page.items
+            ],
             next_page_token=page.next_token,
         )
 
@@ -241,10 +280,11 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
 
     async def AddAppealInfo(self, request: pb.AddAppealInfoRequest, context: Ctx) -> pb.Appeal:
         ident = appeal_id_from_name(request.name)
-        completion = content_dict(request.completion)
+        completion = content_dict(request.completion, prefix="completion")
         if request.completion.HasField("filer"):
             completion["filer"] = party_dict(request.completion.filer)
-        return appeal_message(
+        return self._view(
+            context,
             await self._call(
                 self.app.add_info,
                 self._who(context),
@@ -252,20 +292,21 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
                 request.message,
                 completion,
                 request.etag,
-            )
+            ),
         )
 
     async def WithdrawAppeal(self, request: pb.WithdrawAppealRequest, context: Ctx) -> pb.Appeal:
         ident = appeal_id_from_name(request.name)
-        return appeal_message(
-            await self._call(self.app.withdraw, self._who(context), ident, request.reason)
+        return self._view(
+            context, await self._call(self.app.withdraw, self._who(context), ident, request.reason)
         )
 
     async def FileCounterNotice(
         self, request: pb.FileCounterNoticeRequest, context: Ctx
     ) -> pb.Appeal:
         ident = appeal_id_from_name(request.name)
-        return appeal_message(
+        return self._view(
+            context,
             await self._call(
                 self.app.file_counter_notice,
                 self._who(context),
@@ -274,21 +315,22 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
                 counter_dict(request.counter_notice),
                 request.good_faith_statement,
                 request.accuracy_statement,
-            )
+            ),
         )
 
     async def AssignAppeal(self, request: pb.AssignAppealRequest, context: Ctx) -> pb.Appeal:
         ident = appeal_id_from_name(request.name)
-        return appeal_message(
-            await self._call(self.app.assign, self._who(context), ident, request.assignee)
+        return self._view(
+            context, await self._call(self.app.assign, self._who(context), ident, request.assignee)
         )
 
     async def RequestAppealInfo(
         self, request: pb.RequestAppealInfoRequest, context: Ctx
     ) -> pb.Appeal:
         ident = appeal_id_from_name(request.name)
-        return appeal_message(
-            await self._call(self.app.request_info, self._who(context), ident, request.message)
+        return self._view(
+            context,
+            await self._call(self.app.request_info, self._who(context), ident, request.message),
         )
 
     async def DecideAppeal(self, request: pb.DecideAppealRequest, context: Ctx) -> pb.Appeal:
@@ -306,7 +348,8 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
                 **party_dict(request.affected_uploader),
                 "user_id": request.affected_uploader.user_id.strip(),
             }
-        return appeal_message(
+        return self._view(
+            context,
             await self._call(
                 self.app.decide,
                 self._who(context),
@@ -315,15 +358,20 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
                 reasons,
                 uploader,
                 request.etag,
-            )
+            ),
         )
 
     async def RecordCourtAction(
         self, request: pb.RecordCourtActionRequest, context: Ctx
     ) -> pb.Appeal:
         ident = appeal_id_from_name(request.name)
-        return appeal_message(
+        return self._view(
+            context,
             await self._call(
-                self.app.record_court_action, self._who(context), ident, request.details
-            )
+                self.app.record_court_action,
+                self._who(context),
+                ident,
+                request.details,
+                _refs(request.evidence),
+            ),
         )

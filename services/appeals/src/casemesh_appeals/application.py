@@ -98,8 +98,15 @@ def check_party(v: Violations, party: dict[str, Any], prefix: str) -> None:
     if party.get("locale") not in rules.LOCALES:
         v.add(f"{prefix}.locale", f"must be one of {', '.join(rules.LOCALES)}")
     rules.check_contact(v, party.get("contact") or {}, prefix=f"{prefix}.contact.")
-    if len(party.get("legal_name", "")) > 500:
-        v.add(f"{prefix}.legal_name", "must be at most 500 characters")
+    rules.text(v, f"{prefix}.legal_name", party.get("legal_name", ""), limit=500, required=False)
+    rules.text(
+        v,
+        f"{prefix}.user_id",
+        party.get("user_id", ""),
+        limit=128,
+        required=False,
+        single_line=True,
+    )
 
 
 def appeal_id_from_name(name: str, field_name: str = "name") -> str:
@@ -153,12 +160,12 @@ class Appeals(TracedApplication):
         self._check_texts(v, draft.content, "appeal")
         v.raise_if_any()
         kind = Kind(draft.kind)
-        if kind is Kind.DECISION_APPEAL:
-            self._check_appealable(who, draft.appeal_of)
         ident = CopyrightAppeal.create_id(who.subject, draft.request_id)
-        existing = self._replayed(ident, draft)
+        existing = self._replayed(ident, draft)  # a retry gets its case, window or not
         if existing is not None:
             return existing
+        if kind is Kind.DECISION_APPEAL:
+            self._check_appealable(who, draft.appeal_of)
         policy = self.policies[jurisdiction]
         content = {
             **draft.content,
@@ -255,6 +262,12 @@ class Appeals(TracedApplication):
 
         def counter(a: CopyrightAppeal) -> None:
             policy = self.policies[a.jurisdiction]
+            if a.jurisdiction == "us" and not counter_notice.get("consent_to_jurisdiction"):
+                raise InvalidArgument.field(
+                    "counter_notice.consent_to_jurisdiction",
+                    "a US counter-notice consents to a federal court's jurisdiction "
+                    "(17 U.S.C. 512(g)(3)(D))",
+                )
             a.file_counter_notice(
                 actor=who.subject,
                 uploader={**uploader, "user_id": who.subject},
@@ -268,6 +281,9 @@ class Appeals(TracedApplication):
 
     def assign(self, who: Identity, ident: str, assignee: str) -> CopyrightAppeal:
         self._require_agent(who)
+        v = Violations()
+        assignee = rules.text(v, "assignee", assignee, limit=128, required=False)
+        v.raise_if_any()
 
         def assign(a: CopyrightAppeal) -> None:
             policy = self.policies[a.jurisdiction]
@@ -307,11 +323,7 @@ class Appeals(TracedApplication):
         if uphold is None:
             v.add("outcome", "must be UPHOLD or REJECT")
         for key, limit in (("ground", 500), ("facts", 5000)):
-            text = reasons.get(key, "")
-            if not text.strip():
-                v.add(f"reasons.{key}", "a statement of reasons needs it")
-            elif len(text) > limit:
-                v.add(f"reasons.{key}", f"must be at most {limit} characters")
+            rules.text(v, f"reasons.{key}", reasons.get(key, ""), limit=limit)
         if uploader:
             check_party(v, uploader, "affected_uploader")
             if not uploader.get("user_id"):
@@ -336,7 +348,9 @@ class Appeals(TracedApplication):
 
         return self._change(who, ident, etag, decide)
 
-    def record_court_action(self, who: Identity, ident: str, details: str) -> CopyrightAppeal:
+    def record_court_action(
+        self, who: Identity, ident: str, details: str, evidence: list[dict[str, str]]
+    ) -> CopyrightAppeal:
         self._require_agent(who)
         self._require_text("details", details)
         return self._change(
@@ -344,7 +358,7 @@ class Appeals(TracedApplication):
             ident,
             "",
             lambda a: a.record_court_action(
-                actor=who.subject, details=details, now=self.clock.now()
+                actor=who.subject, details=details, now=self.clock.now(), evidence=evidence
             ),
         )
 

@@ -314,7 +314,9 @@ class CopyrightAppeal(Aggregate):
         self.uploader = uploader
         self._moved(state, next_step, next_step_due)
 
-    def record_court_action(self, *, actor: str, details: str, now: datetime) -> None:
+    def record_court_action(
+        self, *, actor: str, details: str, now: datetime, evidence: list[dict[str, str]]
+    ) -> None:
         if self.state is not State.FORWARDED_TO_CLAIMANT:
             raise FailedPrecondition(
                 f"court action holds a forwarded counter-notice; the case is {self.state.value}"
@@ -324,10 +326,12 @@ class CopyrightAppeal(Aggregate):
             raise FailedPrecondition(
                 f"the window for court action closed at {self.next_step_due.isoformat()}"
             )
-        self._court_action_recorded(actor=actor, details=details)
+        self._court_action_recorded(actor=actor, details=details, evidence=evidence)
 
     @event("CourtActionRecorded")
-    def _court_action_recorded(self, actor: str, details: str) -> None:
+    def _court_action_recorded(
+        self, actor: str, details: str, evidence: list[dict[str, str]]
+    ) -> None:
         self.court_action = details
         self._moved(State.HELD, Step.COURT, None)
 

@@ -89,6 +89,7 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
                 header=header,
                 message=a["message"],
                 missing_elements=a["missing"],
+                filer=_party(content.get("filer")) if "filer" in added else None,
                 evidence=_attachments(
                     (added.get("notice") or {}).get("originality_evidence"),
                     (added.get("notice") or {}).get("infringement_evidence"),
@@ -120,7 +121,9 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
                 restore_time=to_timestamp(a["restore_due"]),
             )
         case "CourtActionRecorded":
-            return ev.CourtActionRecorded(header=header, details=a["details"])
+            return ev.CourtActionRecorded(
+                header=header, details=a["details"], evidence=_attachments(a.get("evidence"))
+            )
         case "Restored":
             removed = counter.get("removed_item") or (after.counter_notice or {}).get(
                 "removed_item", ""

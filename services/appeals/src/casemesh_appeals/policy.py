@@ -14,30 +14,56 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
+
+UTC = ZoneInfo("UTC")
 
 
 @dataclass(frozen=True)
 class Period:
-    days: int
+    days: int = 0
     business_days: bool = False
+    # Calendar months (the DSA's "six months"), added before any days.
+    months: int = 0
 
-    def after(self, start: datetime, holidays: frozenset[date] = frozenset()) -> datetime:
+    def after(
+        self,
+        start: datetime,
+        holidays: frozenset[date] = frozenset(),
+        zone: ZoneInfo = UTC,
+    ) -> datetime:
+        """When the period that starts at `start` ends.
+
+        Calendar days and months are exact durations. Business days are whole
+        days in the jurisdiction's time zone that are neither weekends nor
+        holidays, counted from the day after `start`; the period ends when the
+        last of them ends (local midnight), never earlier."""
+        if self.months:
+            start = add_months(start, self.months)
         if not self.business_days:
             return start + timedelta(days=self.days)
-        moment, left = start, self.days
+        day, left = start.astimezone(zone).date(), self.days
         while left:
-            moment += timedelta(days=1)
-            if moment.weekday() < 5 and moment.date() not in holidays:
+            day += timedelta(days=1)
+            if day.weekday() < 5 and day not in holidays:
                 left -= 1
-        return moment
+        end_of_day = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
+        return end_of_day.astimezone(start.tzinfo)
 
-    def describe(self, locale: str) -> str:
-        if locale == "zh-CN":
-            return f"{self.days} 个{'工作日' if self.business_days else '自然日'}"
-        return f"{self.days} {'business days' if self.business_days else 'days'}"
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """The same time `months` later; a day the month lacks moves to the next
+    month's first day (31 Aug + 6 months = 1 Mar), so the period is never short."""
+    month_index = moment.month - 1 + months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    try:
+        return moment.replace(year=year, month=month)
+    except ValueError:
+        first_next = moment.replace(year=year + (month == 12), month=month % 12 + 1, day=1)
+        return first_next
 
 
 @dataclass(frozen=True)
@@ -54,14 +80,47 @@ class JurisdictionPolicy:
     # Where to seek redress beyond the platform (shown in statements of reasons).
     redress: dict[str, str] = field(default_factory=dict)
     holidays: frozenset[date] = frozenset()
+    # Business days are counted in this zone.
+    time_zone: str = "UTC"
 
     def due(self, period: Period, start: datetime) -> datetime:
-        return period.after(start, self.holidays)
+        return period.after(start, self.holidays, ZoneInfo(self.time_zone))
 
+
+# US federal holidays as observed (5 U.S.C. 6103), kept as data: extend each year,
+# or override with CASEMESH_APPEALS_POLICY_FILE.
+US_FEDERAL_HOLIDAYS = frozenset(
+    date.fromisoformat(d)
+    for d in (
+        "2026-01-01",
+        "2026-01-19",
+        "2026-02-16",
+        "2026-05-25",
+        "2026-06-19",
+        "2026-07-03",
+        "2026-09-07",
+        "2026-10-12",
+        "2026-11-11",
+        "2026-11-26",
+        "2026-12-25",
+        "2027-01-01",
+        "2027-01-18",
+        "2027-02-15",
+        "2027-05-31",
+        "2027-06-18",
+        "2027-07-05",
+        "2027-09-06",
+        "2027-10-11",
+        "2027-11-11",
+        "2027-11-25",
+        "2027-12-24",
+    )
+)
 
 POLICIES: dict[str, JurisdictionPolicy] = {
     "cn": JurisdictionPolicy(
         code="cn",
+        time_zone="Asia/Shanghai",
         review=Period(7),
         info_response=Period(15),
         restore_after=Period(15),
@@ -74,6 +133,8 @@ POLICIES: dict[str, JurisdictionPolicy] = {
     ),
     "us": JurisdictionPolicy(
         code="us",
+        time_zone="America/New_York",
+        holidays=US_FEDERAL_HOLIDAYS,
         review=Period(5, business_days=True),
         info_response=Period(10, business_days=True),
         restore_after=Period(10, business_days=True),
@@ -86,10 +147,11 @@ POLICIES: dict[str, JurisdictionPolicy] = {
     ),
     "eu": JurisdictionPolicy(
         code="eu",
+        time_zone="Europe/Brussels",
         review=Period(7),
         info_response=Period(14),
         restore_after=Period(14),
-        appeal_window=Period(183),
+        appeal_window=Period(months=6),
         redress={
             "zh-CN": "您可在至少六个月内通过平台内部申诉机制申诉（DSA 第 20 条），"
             "或提交经认证的庭外争议解决机构（第 21 条），或向法院起诉。",
@@ -110,8 +172,10 @@ def check(policy: JurisdictionPolicy) -> JurisdictionPolicy:
         p = policy.restore_after
         if not (p.business_days and 10 <= p.days <= 14):
             raise PolicyError("us: restore must be 10 to 14 business days after a counter-notice")
-    if policy.code == "eu" and policy.appeal_window.days < 183:
-        raise PolicyError("eu: the appeal window must be at least six months (DSA Art. 20)")
+    if policy.code == "eu":
+        w = policy.appeal_window
+        if w.business_days or (w.months * 31 + w.days < 184 and w.months < 6):
+            raise PolicyError("eu: the appeal window must be at least six months (DSA Art. 20)")
     return policy
 
 
@@ -133,6 +197,9 @@ def load(path: str = "") -> dict[str, JurisdictionPolicy]:
                     changes[name] = frozenset(date.fromisoformat(d) for d in value)
                 elif name == "redress":
                     changes[name] = dict(value)
+                elif name == "time_zone":
+                    ZoneInfo(value)  # refuses an unknown zone
+                    changes[name] = value
                 else:
                     raise PolicyError(f"{code}: unknown policy field {name!r}")
             policies[code] = JurisdictionPolicy(**{**vars(base), **changes})

@@ -31,7 +31,6 @@ from casemesh_evidence.store import BlobStore
 
 log = get_logger(__name__)
 
-NAMESPACE = uuid.UUID("6a1f0d43-2b7e-4c55-9a3e-4f8d7c2e1b90")
 MAX_CHUNK = 1024 * 1024
 SCHEMA_LOCK = 0x65766964  # "evid"
 
@@ -159,15 +158,23 @@ class EvidenceLocker:
     async def _record(
         self, who: Identity, sha: str, size: int, media_type: str, file_name: str
     ) -> EvidenceView:
-        ident = uuid.uuid5(NAMESPACE, f"{who.subject}\n{sha}")
+        # A random id: an id must not tell who uploaded which bytes. The same
+        # owner's same bytes find their first record.
         async with self._pool.connection() as conn:
             await conn.execute(
                 "INSERT INTO evidence (id, owner, sha256, size_bytes, media_type, file_name,"
-                " created_at) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (ident, who.subject, sha, size, media_type, file_name, datetime.now(UTC)),
+                " created_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (owner, sha256) DO NOTHING",
+                (uuid.uuid4(), who.subject, sha, size, media_type, file_name, datetime.now(UTC)),
             )
-        log.info("evidence.received", evidence_id=str(ident), media_type=media_type, size=size)
-        return await self._load(str(ident))
+            cur = await conn.execute(
+                "SELECT id FROM evidence WHERE owner = %s AND sha256 = %s", (who.subject, sha)
+            )
+            row = await cur.fetchone()
+        assert row is not None
+        ident = str(row[0])
+        log.info("evidence.received", evidence_id=ident, media_type=media_type, size=size)
+        return await self._load(ident)
 
     async def _load(self, ident: str) -> EvidenceView:
         async with self._pool.connection() as conn:

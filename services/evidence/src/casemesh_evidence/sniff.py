@@ -4,6 +4,9 @@ from __future__ import annotations
 
 # Bytes needed to recognise every type below.
 HEAD_BYTES = 16
+MP4_BRANDS = frozenset(
+    {b"isom", b"iso2", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42", b"avc1", b"M4V ", b"dash"}
+)
 
 
 def media_type(head: bytes) -> str | None:
@@ -20,12 +23,15 @@ def media_type(head: bytes) -> str | None:
     if head.startswith(b"%PDF-"):
         return "application/pdf"
     if head[4:8] == b"ftyp":
+        # Only brands of the formats we accept; any other ISO media file is refused.
         brand = head[8:12]
         if brand == b"qt  ":
             return "video/quicktime"
         if brand in (b"heic", b"heix", b"mif1"):
             return "image/heic"
-        return "video/mp4"
+        if brand in MP4_BRANDS:
+            return "video/mp4"
+        return None
     if head.startswith(b"\x1aE\xdf\xa3"):
         return "video/webm"
     return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,11 +42,19 @@ class LocalBlobStore:
         if target.exists():
             return
         target.parent.mkdir(parents=True, exist_ok=True)
-        staged = target.with_suffix(f".{os.getpid()}.tmp")
-        shutil.copyfile(source, staged)
-        with staged.open("rb") as f:
-            os.fsync(f.fileno())
-        os.replace(staged, target)
+        # A staging file of its own: uploads of the same bytes may race here.
+        fd, staged_name = tempfile.mkstemp(dir=target.parent, prefix=".staging-")
+        staged = Path(staged_name)
+        try:
+            with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+                shutil.copyfileobj(src, out)
+                out.flush()
+                os.fsync(out.fileno())
+            # Atomic: readers see the whole object or none; a racing writer of
+            # the same content replaces it with identical bytes.
+            os.replace(staged, target)
+        finally:
+            staged.unlink(missing_ok=True)
 
     def read(self, sha256: str) -> Iterator[bytes]:
         with self._path(sha256).open("rb") as f:

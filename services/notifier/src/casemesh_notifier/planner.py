@@ -92,8 +92,8 @@ class Step:
     due: datetime | None = None
 
 
-def job_id(event_id: str, channel: str, recipient: str) -> uuid.UUID:
-    return uuid.uuid5(JOB_NAMESPACE, f"{event_id}|{channel}|{recipient}")
+def job_id(event_id: str, party: str, channel: str, recipient: str) -> uuid.UUID:
+    return uuid.uuid5(JOB_NAMESPACE, f"{event_id}|{party}|{channel}|{recipient}")
 
 
 def status_name(status: int) -> str:
@@ -110,8 +110,8 @@ def local_date(moment: datetime | None, locale: str) -> str:
         return ""
     if locale == "zh-CN":
         d = moment.astimezone(ZoneInfo("Asia/Shanghai"))
-        return f"{d.year}年{d.month}月{d.day}日"
-    return moment.astimezone(ZoneInfo("UTC")).strftime("%d %B %Y (UTC)").lstrip("0")
+        return f"{d.year}年{d.month}月{d.day}日 {d:%H:%M}（北京时间）"
+    return moment.astimezone(ZoneInfo("UTC")).strftime("%d %B %Y, %H:%M UTC").lstrip("0")
 
 
 def ticket_step(message: Message, previous_status: str) -> Step | None:
@@ -255,6 +255,19 @@ class Planner:
             await self._meet(
                 conn, name, "filer", f.user_id, f.contact, subject, header.state, header.version
             )
+        if isinstance(message, aev.AppealInfoAdded) and message.HasField("filer"):
+            f = message.filer
+            await self._meet(
+                conn,
+                name,
+                "filer",
+                f.user_id,
+                f.contact,
+                "",
+                header.state,
+                header.version,
+                replace=True,
+            )
         uploader = None
         if isinstance(message, aev.AppealDecided) and message.HasField("affected_uploader"):
             uploader = message.affected_uploader
@@ -358,15 +371,17 @@ class Planner:
                 recipient = party.email if channel == "EMAIL" else party.phone
                 if not recipient:
                     continue
-                jid = job_id(event.id, channel, recipient)
+                jid = job_id(event.id, role, channel, recipient)
                 result = await conn.execute(
-                    "INSERT INTO notification_jobs (id, cause_event_id, case_name, channel,"
-                    " recipient, template, locale, subject, body, params, next_attempt_at,"
-                    " created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                    " ON CONFLICT (cause_event_id, channel, recipient) DO NOTHING",
+                    "INSERT INTO notification_jobs (id, cause_event_id, party, case_name,"
+                    " channel, recipient, template, locale, subject, body, params,"
+                    " next_attempt_at, created_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT (cause_event_id, party, channel, recipient) DO NOTHING",
                     (
                         jid,
                         event.id,
+                        role,
                         name,
                         channel,
                         recipient,

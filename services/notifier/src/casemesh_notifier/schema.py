@@ -46,8 +46,14 @@ STATEMENTS = [
         last_error text NOT NULL DEFAULT '',
         provider_message_id text NOT NULL DEFAULT '',
         created_at timestamptz NOT NULL,
-        sent_at timestamptz,
-        UNIQUE (cause_event_id, channel, recipient))""",
+        sent_at timestamptz)""",
+    # One job per event, party, channel and recipient: two parties sharing an
+    # address each get what concerns them.
+    "ALTER TABLE notification_jobs ADD COLUMN IF NOT EXISTS party text NOT NULL DEFAULT ''",
+    """ALTER TABLE notification_jobs
+        DROP CONSTRAINT IF EXISTS notification_jobs_cause_event_id_channel_recipient_key""",
+    """CREATE UNIQUE INDEX IF NOT EXISTS notification_jobs_once
+        ON notification_jobs (cause_event_id, party, channel, recipient)""",
     """CREATE INDEX IF NOT EXISTS notification_jobs_due
         ON notification_jobs (next_attempt_at) WHERE status IN ('pending', 'sending')""",
     """CREATE INDEX IF NOT EXISTS notification_jobs_sms_rate

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg.sql import SQL, Identifier
@@ -142,7 +143,19 @@ class IndexProjector:
                         case = self._app.repository.get(
                             n.originator_id, version=n.originator_version
                         )
-                        self._index.record(self._to_row(case), Tracking(self._app.name, n.id))
+                        tracking = Tracking(self._app.name, n.id)
+                        try:
+                            self._index.record(self._to_row(case), tracking)
+                        except psycopg.DataError as exc:
+                            # A row the database refuses would stall every list for
+                            # good: set it aside, loudly, and keep the index moving.
+                            log.error(
+                                "case_index.row_refused",
+                                case_id=str(n.originator_id),
+                                version=n.originator_version,
+                                error=repr(exc),
+                            )
+                            self._index.insert_tracking(tracking)
             except Exception as exc:  # a database restart: resume from the tracked position
                 log.error("case_index.failed", index=self._index.table.as_string(), error=repr(exc))
                 self._stopped.wait(1.0)
