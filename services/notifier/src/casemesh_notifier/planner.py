@@ -3,7 +3,7 @@
 For each consumed event, in ONE transaction: record the event id as consumed
 (a redelivered event stops here and changes nothing), update what we know of
 the case's parties (contact preferences as carried by the events, last
-status), and create the jobs (unique per event id × channel × recipient). The
+status), and create the jobs (unique per event id × party × channel × recipient). The
 Kafka offset is committed only after this transaction.
 
 A ticket has one party, its requester; a copyright case has its filer and,
