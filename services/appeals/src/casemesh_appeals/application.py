@@ -19,7 +19,13 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import EnvType
 
-from casemesh.platform.caseindex import CaseIndex, CaseRow, decode_page_token, encode_page_token
+from casemesh.platform.caseindex import (
+    CaseIndex,
+    CaseRow,
+    Page,
+    decode_page_token,
+    encode_page_token,
+)
 from casemesh.platform.clock import Clock
 from casemesh.platform.errors import (
     Aborted,
@@ -72,12 +78,6 @@ class HistoryEntry:
     state: str
     text: str
     next_step_due: datetime | None
-
-
-@dataclass(frozen=True)
-class Page:
-    items: list[dict[str, Any]]
-    next_token: str
 
 
 PUBLIC_NAMES = {
@@ -394,7 +394,7 @@ class Appeals(TracedApplication):
 
     def list_appeals(
         self, who: Identity, page_size: int, page_token: str, states: list[str] | None = None
-    ) -> Page:
+    ) -> Page[dict[str, Any]]:
         if not 0 <= page_size <= 100:
             raise InvalidArgument.field("page_size", "must be from 1 to 100 (0 means 20)")
         limit = page_size or 20

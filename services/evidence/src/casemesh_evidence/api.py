@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from casemesh.platform.errors import InvalidArgument
+from casemesh.platform.grpcutil import to_timestamp
 from casemesh.platform.identity import Identity
 from casemesh.v1 import evidence_pb2 as pb
 from casemesh.v1 import evidence_pb2_grpc as pb_grpc
@@ -18,8 +18,6 @@ Ctx: TypeAlias = grpc.aio.ServicerContext
 
 
 def evidence_message(view: EvidenceView) -> pb.Evidence:
-    ts = Timestamp()
-    ts.FromDatetime(view.created_at)
     return pb.Evidence(
         name=f"evidence/{view.id}",
         sha256=view.sha256,
@@ -27,7 +25,7 @@ def evidence_message(view: EvidenceView) -> pb.Evidence:
         media_type=view.media_type,
         file_name=view.file_name,
         owner=view.owner,
-        create_time=ts,
+        create_time=to_timestamp(view.created_at),
     )
 
 
@@ -64,6 +62,3 @@ class EvidenceServicer(pb_grpc.EvidenceServiceServicer):
         who = Identity.from_metadata(context.invocation_metadata())
         async for chunk in self.locker.read(who, request.name):
             yield pb.ReadEvidenceResponse(chunk=chunk)
-
-
-__all__ = ["Any", "EvidenceServicer"]

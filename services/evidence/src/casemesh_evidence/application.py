@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from casemesh.platform.errors import InvalidArgument, NotFound, PermissionDenied, Violations
@@ -202,6 +201,3 @@ class EvidenceLocker:
             if not chunk:
                 return
             yield chunk
-
-
-__all__ = ["EvidenceLocker", "EvidenceView", "psycopg"]

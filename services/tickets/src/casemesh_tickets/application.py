@@ -12,14 +12,20 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import EnvType
 
-from casemesh.platform.caseindex import CaseIndex, CaseRow, decode_page_token, encode_page_token
+from casemesh.platform.caseindex import (
+    CaseIndex,
+    CaseRow,
+    Page,
+    decode_page_token,
+    encode_page_token,
+)
 from casemesh.platform.errors import (
     Aborted,
     AlreadyExists,
@@ -33,7 +39,7 @@ from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
 from casemesh.rules import tickets as validation
 from casemesh.rules.tickets import BY_ID
-from casemesh_tickets.domain import Status, Ticket
+from casemesh_tickets.domain import Ticket
 from casemesh_tickets.views import HistoryEntry, TicketView, history_entry
 
 log = get_logger(__name__)
@@ -57,15 +63,6 @@ class NewTicket:
             ensure_ascii=False,
         )
         return hashlib.sha256(body.encode()).hexdigest()
-
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    items: list[T]
-    next_token: str
 
 
 class Tickets(TracedApplication):
@@ -344,6 +341,3 @@ def case_row(ticket: Ticket) -> CaseRow:
     return CaseRow(
         view.id, [view.requester], view.status, view.create_time, view.version, view.to_json()
     )
-
-
-__all__ = ["NewTicket", "Page", "Status", "Tickets", "open_tickets"]

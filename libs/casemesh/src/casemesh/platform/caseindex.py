@@ -9,11 +9,13 @@ uploader, …) and a JSON document the service renders from.
 
 from __future__ import annotations
 
+import base64
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import psycopg
 from eventsourcing.persistence import Tracking
@@ -24,6 +26,17 @@ from psycopg.types.json import Jsonb
 from casemesh.platform.logging import get_logger
 
 log = get_logger(__name__)
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a list, and the token for the next ("" on the last)."""
+
+    items: list[T]
+    next_token: str
 
 
 @dataclass(frozen=True)
@@ -162,16 +175,11 @@ class IndexProjector:
 
 
 def encode_page_token(ts: datetime, ident: str) -> str:
-    import base64
-
     return base64.urlsafe_b64encode(f"{ts.isoformat()}|{ident}".encode()).decode()
 
 
 def decode_page_token(token: str) -> tuple[datetime, str] | None:
     """None for the first page; ValueError for a token this API did not give."""
-    import base64
-    import uuid
-
     if not token:
         return None
     ts, _, ident = base64.urlsafe_b64decode(token.encode()).decode().partition("|")
