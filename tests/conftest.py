@@ -23,6 +23,7 @@ from casemesh_devstack.stack import (
     APPEALS_DB,
     DATABASES,
     NOTIFIER_DB,
+    REPORTS_DB,
     TICKETS_DB,
     service_specs,
 )
@@ -30,7 +31,12 @@ from casemesh_devstack.supervisor import Supervisor
 from tests.support import MailEndpoint, SmsEndpoint, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
-TOPICS = ["casemesh.tickets.v1", "casemesh.appeals.v1", "casemesh.notifications.v1"]
+TOPICS = [
+    "casemesh.tickets.v1",
+    "casemesh.appeals.v1",
+    "casemesh.reports.v1",
+    "casemesh.notifications.v1",
+]
 PARTITIONS = 3
 
 
@@ -79,8 +85,12 @@ class Stack:
     def appeals_dsn(self) -> str:
         return self.infra.pg.dsn(APPEALS_DB)
 
+    @property
+    def reports_dsn(self) -> str:
+        return self.infra.pg.dsn(REPORTS_DB)
+
     def advance_clock(self, seconds: float) -> None:
-        """Moves the appeals service's clock forward (it reads the offset file)."""
+        """Moves the appeals and reports services' clock forward (they read the offset file)."""
         path = self.infra.root / "clock-offset"
         current = float(path.read_text()) if path.exists() else 0.0
         path.write_text(str(current + seconds))
@@ -119,6 +129,7 @@ def stack(infra: Infra) -> Iterator[Stack]:
     tickets_addr = f"127.0.0.1:{free_port()}"
     evidence_addr = f"127.0.0.1:{free_port()}"
     appeals_addr = f"127.0.0.1:{free_port()}"
+    reports_addr = f"127.0.0.1:{free_port()}"
     gateway = f"127.0.0.1:{free_port()}"
     supervisor = Supervisor(infra.root / "logs")
     overrides = {
@@ -139,6 +150,7 @@ def stack(infra: Infra) -> Iterator[Stack]:
             tickets_addr=tickets_addr,
             evidence_addr=evidence_addr,
             appeals_addr=appeals_addr,
+            reports_addr=reports_addr,
             gateway_addr=gateway,
             evidence_dir=infra.root / "evidence",
             clock_offset_file=infra.root / "clock-offset",
@@ -150,9 +162,14 @@ def stack(infra: Infra) -> Iterator[Stack]:
             wait_serving(tickets_addr)
             wait_serving(evidence_addr)
             wait_serving(appeals_addr)
+            wait_serving(reports_addr)
             wait_serving(gateway)
             # Tests start from a consuming notifier and an active relay.
-            for name, line in (("notifier", "notifier.started"), ("tickets-relay", "relay.active")):
+            for name, line in (
+                ("notifier", "notifier.started"),
+                ("tickets-relay", "relay.active"),
+                ("reports-appeals", "reports_consumer.started"),
+            ):
                 wait_until(lambda n=name, s=line: s in supervisor.log_path(n).read_text(), 60)
         except AssertionError:
             tails = {n: supervisor.log_path(n).read_text()[-3000:] for n in supervisor.names}

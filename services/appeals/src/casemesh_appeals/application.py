@@ -48,6 +48,8 @@ from casemesh_appeals.policy import JurisdictionPolicy
 log = get_logger(__name__)
 
 TEXT_LIMIT = 5000
+# Decisions of the reports service are appealed on this track too.
+REPORT_CASES = "report-cases/"
 EVIDENCE_PATHS = (
     ("notice", "originality_evidence"),
     ("notice", "infringement_evidence"),
@@ -92,21 +94,6 @@ PUBLIC_NAMES = {
     "Withdrawn": "AppealWithdrawn",
     "Abandoned": "AppealAbandoned",
 }
-
-
-def check_party(v: Violations, party: dict[str, Any], prefix: str) -> None:
-    if party.get("locale") not in rules.LOCALES:
-        v.add(f"{prefix}.locale", f"must be one of {', '.join(rules.LOCALES)}")
-    rules.check_contact(v, party.get("contact") or {}, prefix=f"{prefix}.contact.")
-    rules.text(v, f"{prefix}.legal_name", party.get("legal_name", ""), limit=500, required=False)
-    rules.text(
-        v,
-        f"{prefix}.user_id",
-        party.get("user_id", ""),
-        limit=128,
-        required=False,
-        single_line=True,
-    )
 
 
 def appeal_id_from_name(name: str, field_name: str = "name") -> str:
@@ -154,7 +141,7 @@ class Appeals(TracedApplication):
         jurisdiction = draft.jurisdiction or self.default_jurisdiction
         if jurisdiction not in self.policies:
             v.add("appeal.jurisdiction", f"must be one of {', '.join(sorted(self.policies))}")
-        check_party(v, draft.filer, "appeal.filer")
+        rules.check_party(v, draft.filer, "appeal.filer")
         if draft.kind == Kind.DECISION_APPEAL and not draft.appeal_of:
             v.add("appeal.appeal_of", "names the case whose decision is appealed")
         self._check_texts(v, draft.content, "appeal")
@@ -205,6 +192,16 @@ class Appeals(TracedApplication):
         return appeal
 
     def _check_appealable(self, who: Identity, appeal_of: str) -> None:
+        if appeal_of.startswith(REPORT_CASES):
+            # A decision of the reports service: the gateway checked with that
+            # service that the caller is a party and the window is open.
+            try:
+                UUID(appeal_of.removeprefix(REPORT_CASES))
+            except ValueError:
+                raise InvalidArgument.field(
+                    "appeal.appeal_of", "must be appeals/{id} or report-cases/{id}"
+                ) from None
+            return
         decided = self._load_visible(who, appeal_id_from_name(appeal_of, "appeal.appeal_of"))
         if decided.state not in DECIDED or decided.decision is None:
             raise FailedPrecondition(f"{appeal_of} has no decision to appeal yet")
@@ -219,7 +216,7 @@ class Appeals(TracedApplication):
         if len(message) > TEXT_LIMIT:
             v.add("message", f"must be at most {TEXT_LIMIT} characters")
         if "filer" in completion:
-            check_party(v, {**completion["filer"]}, "completion.filer")
+            rules.check_party(v, {**completion["filer"]}, "completion.filer")
         self._check_texts(v, completion, "completion")
         v.raise_if_any()
 
@@ -247,7 +244,7 @@ class Appeals(TracedApplication):
         accuracy: bool,
     ) -> CopyrightAppeal:
         v = Violations()
-        check_party(v, uploader, "uploader")
+        rules.check_party(v, uploader, "uploader")
         if not uploader.get("legal_name"):
             v.add("uploader.legal_name", "is required for a counter-notice")
         for key in ("removed_item", "reason"):
@@ -325,7 +322,7 @@ class Appeals(TracedApplication):
         for key, limit in (("ground", 500), ("facts", 5000)):
             rules.text(v, f"reasons.{key}", reasons.get(key, ""), limit=limit)
         if uploader:
-            check_party(v, uploader, "affected_uploader")
+            rules.check_party(v, uploader, "affected_uploader")
             if not uploader.get("user_id"):
                 v.add("affected_uploader.user_id", "is required")
         v.raise_if_any()

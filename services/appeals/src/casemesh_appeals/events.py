@@ -109,6 +109,7 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
                     appeal_deadline=to_timestamp(r.get("appeal_deadline")),
                 ),
                 affected_uploader=_party(a["uploader"]),
+                appeal_of=content.get("appeal_of", ""),
             )
         case "CounterNoticeFiled":
             c = a["counter_notice"]

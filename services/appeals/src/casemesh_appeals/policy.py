@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from casemesh.platform.clock import add_months
+
 UTC = ZoneInfo("UTC")
 
 
@@ -52,18 +54,6 @@ class Period:
                 left -= 1
         end_of_day = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
         return end_of_day.astimezone(start.tzinfo)
-
-
-def add_months(moment: datetime, months: int) -> datetime:
-    """The same time `months` later; a day the month lacks moves to the next
-    month's first day (31 Aug + 6 months = 1 Mar), so the period is never short."""
-    month_index = moment.month - 1 + months
-    year, month = moment.year + month_index // 12, month_index % 12 + 1
-    try:
-        return moment.replace(year=year, month=month)
-    except ValueError:
-        first_next = moment.replace(year=year + (month == 12), month=month % 12 + 1, day=1)
-        return first_next
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,18 @@ from casemesh.v1 import (
     appeals_pb2_grpc,
     evidence_pb2,
     evidence_pb2_grpc,
+    reports_pb2,
+    reports_pb2_grpc,
     tickets_pb2,
     tickets_pb2_grpc,
 )
-from casemesh_gateway.api import AppealGateway, Backend, EvidenceGateway, TicketGateway
+from casemesh_gateway.api import (
+    AppealGateway,
+    Backend,
+    EvidenceGateway,
+    ReportGateway,
+    TicketGateway,
+)
 from casemesh_gateway.ratelimit import RateLimiter
 from casemesh_gateway.settings import GatewaySettings
 
@@ -33,7 +41,15 @@ SERVICE_CONFIG = """{
       {"service": "casemesh.v1.AppealService", "method": "ListAppeals"},
       {"service": "casemesh.v1.AppealService", "method": "ListAppealEvents"},
       {"service": "casemesh.v1.AppealService", "method": "FileAppeal"},
-      {"service": "casemesh.v1.EvidenceService", "method": "GetEvidence"}
+      {"service": "casemesh.v1.EvidenceService", "method": "GetEvidence"},
+      {"service": "casemesh.v1.ReportService", "method": "FileReport"},
+      {"service": "casemesh.v1.ReportService", "method": "GetReport"},
+      {"service": "casemesh.v1.ReportService", "method": "ListReports"},
+      {"service": "casemesh.v1.ReportService", "method": "ListReportReasons"},
+      {"service": "casemesh.v1.ReportService", "method": "GetReportCase"},
+      {"service": "casemesh.v1.ReportService", "method": "ListReportCases"},
+      {"service": "casemesh.v1.ReportService", "method": "ListTrustedFlaggers"},
+      {"service": "casemesh.v1.ReportService", "method": "GetTransparencyReport"}
     ],
     "retryPolicy": {
       "maxAttempts": 3, "initialBackoff": "0.1s", "maxBackoff": "1s",
@@ -72,16 +88,23 @@ async def run(cfg: GatewaySettings) -> None:
             cfg.appeals_target,
             options=[("grpc.service_config", SERVICE_CONFIG), ("grpc.enable_retries", 1)],
         ) as appeals_channel,
+        grpc.aio.insecure_channel(
+            cfg.reports_target,
+            options=[("grpc.service_config", SERVICE_CONFIG), ("grpc.enable_retries", 1)],
+        ) as reports_channel,
     ):
         backend.evidence = evidence_pb2_grpc.EvidenceServiceStub(evidence_channel)
         tickets = TicketGateway(backend, tickets_channel)
         evidence = EvidenceGateway(backend, evidence_channel, cfg.upload_timeout_seconds)
         appeals = AppealGateway(backend, appeals_channel)
+        reports = ReportGateway(backend, reports_channel)
+        backend.reports = reports.stub
 
         def register(server: grpc.aio.Server) -> None:
             tickets_pb2_grpc.add_TicketServiceServicer_to_server(tickets, server)
             evidence_pb2_grpc.add_EvidenceServiceServicer_to_server(evidence, server)
             appeals_pb2_grpc.add_AppealServiceServicer_to_server(appeals, server)
+            reports_pb2_grpc.add_ReportServiceServicer_to_server(reports, server)
 
         await serve(
             address=cfg.grpc_addr,
@@ -90,6 +113,7 @@ async def run(cfg: GatewaySettings) -> None:
                 tickets_pb2.DESCRIPTOR.services_by_name["TicketService"].full_name,
                 evidence_pb2.DESCRIPTOR.services_by_name["EvidenceService"].full_name,
                 appeals_pb2.DESCRIPTOR.services_by_name["AppealService"].full_name,
+                reports_pb2.DESCRIPTOR.services_by_name["ReportService"].full_name,
             ],
             # Evidence arrives in chunks of up to 1 MiB.
             options=[("grpc.max_receive_message_length", MAX_MESSAGE)],

@@ -5,11 +5,13 @@ verified identity, the caller's trace context and a deadline."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeAlias
 
 import grpc
 
 from casemesh.platform.errors import (
+    FailedPrecondition,
     InvalidArgument,
     PermissionDenied,
     ResourceExhausted,
@@ -18,7 +20,13 @@ from casemesh.platform.errors import (
 from casemesh.platform.identity import Identity, TokenVerifier
 from casemesh.platform.logging import get_logger
 from casemesh.platform.telemetry import inject_metadata
-from casemesh.v1 import appeals_pb2_grpc, evidence_pb2, evidence_pb2_grpc
+from casemesh.v1 import (
+    appeals_pb2_grpc,
+    evidence_pb2,
+    evidence_pb2_grpc,
+    reports_pb2,
+    reports_pb2_grpc,
+)
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
 from casemesh_gateway import checks
 from casemesh_gateway.ratelimit import RateLimiter
@@ -37,6 +45,7 @@ class Backend:
         self.limiter = limiter
         self.timeout = timeout
         self.evidence: Any = None  # EvidenceServiceStub, set once the channel is open
+        self.reports: Any = None  # ReportServiceStub, likewise
 
     def identity(self, context: Ctx) -> Identity:
         metadata = dict(context.invocation_metadata() or ())
@@ -253,17 +262,59 @@ def _appeal_evidence(appeal: Any, prefix: str) -> list[tuple[Any, str]]:
 
 
 class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
-    """Copyright cases: routed to the appeals service after the checks."""
+    """Copyright cases, and appeals of report decisions: routed to the appeals
+    service after the checks."""
 
     def __init__(self, backend: Backend, channel: grpc.aio.Channel) -> None:
         self.backend = backend
         self.stub = appeals_pb2_grpc.AppealServiceStub(channel)
 
-    FileAppeal = route(
+    _file = route(
         "FileAppeal",
         check=checks.file_appeal,
         attachments=lambda r: _appeal_evidence(r.appeal, "appeal"),
     )
+
+    async def FileAppeal(self, request: Any, context: Ctx) -> Any:
+        appeal_of = request.appeal.appeal_of
+        if appeal_of.startswith("report-cases/"):
+            await self._check_report_decision(appeal_of, context)
+        return await self._file(request, context)
+
+    async def _check_report_decision(self, name: str, context: Ctx) -> None:
+        """An appeal of a report decision: the caller is a party of that case
+        (a reporter or the affected uploader), it is decided, and the appeal
+        window (DSA Art. 20) is open. The reports service answers as the caller."""
+        who = self.backend.identity(context)
+        field = "appeal.appeal_of"
+        v = Violations()
+        checks.report_case_named(reports_pb2.GetReportCaseRequest(name=name), v)
+        if v:
+            raise InvalidArgument.field(field, "must be appeals/{id} or report-cases/{id}")
+        try:
+            case = await self.backend.reports.GetReportCase(
+                reports_pb2.GetReportCaseRequest(name=name),
+                metadata=(*who.to_metadata(), *inject_metadata()),
+                timeout=self.backend._timeout(context),
+            )
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.NOT_FOUND:
+                raise InvalidArgument.field(
+                    field, f"{name} is not a case you are part of"
+                ) from None
+            await self.backend._fail(err, context)
+        decided = (
+            reports_pb2.REPORT_CASE_STATE_ACTION_TAKEN,
+            reports_pb2.REPORT_CASE_STATE_NO_VIOLATION,
+        )
+        if case.state not in decided:
+            raise FailedPrecondition(f"{name} has no decision to appeal")
+        deadline = case.decision.appeal_deadline.ToDatetime(tzinfo=UTC)
+        if datetime.now(UTC) > deadline:
+            raise FailedPrecondition(
+                f"the appeal window for {name} closed at {deadline.isoformat()}"
+            )
+
     GetAppeal = route("GetAppeal", check=checks.appeal_named)
     ListAppeals = route("ListAppeals", check=checks.page(100))
     ListAppealEvents = route("ListAppealEvents", check=checks.appeal_named)
@@ -291,3 +342,37 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
         check=checks.all_of(checks.appeal_named, checks.text("details")),
         attachments=lambda r: [(r.evidence, "evidence")],
     )
+
+
+class ReportGateway(reports_pb2_grpc.ReportServiceServicer):
+    """Abuse reports: routed to the reports service after the checks."""
+
+    def __init__(self, backend: Backend, channel: grpc.aio.Channel) -> None:
+        self.backend = backend
+        self.stub = reports_pb2_grpc.ReportServiceStub(channel)
+
+    FileReport = route(
+        "FileReport",
+        check=checks.file_report,
+        attachments=lambda r: [(r.report.evidence, "report.evidence")],
+    )
+    GetReport = route("GetReport", check=checks.report_named)
+    ListReports = route("ListReports", check=checks.page(100))
+    ListReportReasons = route("ListReportReasons", check=lambda r, v: None)
+    GetReportCase = route("GetReportCase", check=checks.report_case_named)
+    ListReportCases = route("ListReportCases", agent_only=True, check=checks.page(100))
+    AssignReportCase = route(
+        "AssignReportCase",
+        agent_only=True,
+        check=checks.all_of(checks.report_case_named, checks.text("assignee", required=False)),
+    )
+    DecideReportCase = route("DecideReportCase", agent_only=True, check=checks.report_decision)
+    VoidReportCase = route(
+        "VoidReportCase",
+        agent_only=True,
+        check=checks.all_of(checks.report_case_named, checks.text("reason")),
+    )
+    SetTrustedFlagger = route("SetTrustedFlagger", agent_only=True, check=lambda r, v: None)
+    RemoveTrustedFlagger = route("RemoveTrustedFlagger", agent_only=True, check=lambda r, v: None)
+    ListTrustedFlaggers = route("ListTrustedFlaggers", agent_only=True, check=lambda r, v: None)
+    GetTransparencyReport = route("GetTransparencyReport", agent_only=True, check=lambda r, v: None)

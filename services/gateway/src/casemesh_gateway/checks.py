@@ -117,3 +117,23 @@ def decision(request: Any, v: Violations) -> None:
     for field in ("ground", "facts"):
         if not getattr(request.reasons, field).strip():
             v.add(f"reasons.{field}", "a statement of reasons needs it")
+
+
+report_named = resource_name("reports")
+report_case_named = resource_name("report-cases")
+
+
+def file_report(request: Any, v: Violations) -> None:
+    if not request.HasField("report"):
+        v.add("report", "is required")
+    if not rules.REQUEST_ID.match(request.request_id):
+        v.add("request_id", "must be 1–64 characters of letters, digits, '.', '_', ':' or '-'")
+
+
+def report_decision(request: Any, v: Violations) -> None:
+    report_case_named(request, v)
+    _etag(request, v)
+    if request.outcome == 0:
+        v.add("outcome", "must be ACTION_TAKEN or NO_VIOLATION")
+    if not request.statement.decision_facts.strip():
+        v.add("statement.decision_facts", "a statement of reasons needs the facts relied on")

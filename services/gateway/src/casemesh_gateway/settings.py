@@ -13,6 +13,7 @@ class GatewaySettings(ServiceSettings):
     tickets_target: str = "127.0.0.1:50061"
     evidence_target: str = "127.0.0.1:50062"
     appeals_target: str = "127.0.0.1:50063"
+    reports_target: str = "127.0.0.1:50064"
     # Uploads of large videos take longer than ordinary calls.
     upload_timeout_seconds: float = Field(900.0, gt=0)
     # HS256 shared secret (local runs) or an RS256 public key in PEM (production).

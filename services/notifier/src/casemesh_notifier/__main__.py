@@ -5,14 +5,13 @@ put parked jobs back in the queue."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import sys
 
-from faststream.kafka import KafkaBroker
 from psycopg_pool import AsyncConnectionPool
 
 from casemesh.platform import settings as settings_mod
+from casemesh.platform.consuming import start_broker
 from casemesh.platform.logging import configure_logging, get_logger
 from casemesh.platform.telemetry import configure_tracing
 from casemesh_notifier.channels import Channel, HttpSmsChannel, SmtpChannel
@@ -24,33 +23,6 @@ from casemesh_notifier.schema import create_schema
 from casemesh_notifier.settings import NotifierSettings
 
 log = get_logger(__name__)
-
-
-async def start_consuming(
-    cfg: NotifierSettings,
-    pool: AsyncConnectionPool,
-    stop: asyncio.Event,
-) -> KafkaBroker | None:
-    """Starts the consumers, waiting (with backoff) for Kafka to be reachable."""
-    delay = 1.0
-    while not stop.is_set():
-        router = build_router(
-            pool=pool, group_id=cfg.consumer_group, clock=utc_now, planner=Planner()
-        )
-        broker = build_broker(cfg.kafka_bootstrap, router)
-        try:
-            await broker.start()
-        except Exception as exc:
-            log.error("notifier.kafka_unavailable", error=repr(exc), retry_in=delay)
-            with contextlib.suppress(Exception):
-                await broker.stop()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            delay = min(delay * 2, 30.0)
-            continue
-        log.info("notifier.started", group=cfg.consumer_group)
-        return broker
-    return None
 
 
 async def run(cfg: NotifierSettings) -> None:
@@ -86,7 +58,14 @@ async def run(cfg: NotifierSettings) -> None:
         asyncio.create_task(delivery.run(stop), name="delivery"),
         asyncio.create_task(publisher.run(stop), name="outbox"),
     ]
-    broker = await start_consuming(cfg, pool, stop)
+    broker = await start_broker(
+        lambda: build_broker(
+            cfg.kafka_bootstrap,
+            build_router(pool=pool, group_id=cfg.consumer_group, clock=utc_now, planner=Planner()),
+        ),
+        stop,
+        "notifier",
+    )
     failed = False
     try:
         stopping = asyncio.create_task(stop.wait(), name="stop")

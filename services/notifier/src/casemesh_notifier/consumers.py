@@ -29,6 +29,7 @@ log = get_logger(__name__)
 
 TICKETS_TOPIC = "casemesh.tickets.v1"
 APPEALS_TOPIC = "casemesh.appeals.v1"
+REPORTS_TOPIC = "casemesh.reports.v1"
 
 
 def build_router(
@@ -39,6 +40,7 @@ def build_router(
     @router.subscriber(
         TICKETS_TOPIC,
         APPEALS_TOPIC,
+        REPORTS_TOPIC,
         group_id=group_id,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",

@@ -24,6 +24,7 @@ from google.protobuf.message import Message
 from psycopg.types.json import Jsonb
 
 from casemesh.events.v1 import appeals_pb2 as aev
+from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
@@ -65,6 +66,19 @@ MESSAGES: dict[str, type[Message]] = {
                 aev.ContentRestored,
                 aev.AppealWithdrawn,
                 aev.AppealAbandoned,
+            ),
+        ),
+        (
+            "reports",
+            (
+                rev.ReportFiled,
+                rev.ReportResolved,
+                rev.ReportVoided,
+                rev.ReportDecisionReversed,
+                rev.ReportCaseDecided,
+                rev.ReportCaseDecisionReversed,
+                rev.ReporterWarned,
+                rev.ReporterSuspended,
             ),
         ),
     )
@@ -178,6 +192,142 @@ def appeal_steps(message: Any) -> dict[str, Step]:
     return {}
 
 
+TARGET_WORDS = {
+    "VIDEO": ("视频", "video"),
+    "COMMENT": ("评论", "comment"),
+    "ACCOUNT": ("账号", "account"),
+    "LIVE_STREAM": ("直播", "live stream"),
+    "AD": ("广告", "ad"),
+}
+
+
+def _utc(ts: Any) -> datetime:
+    return ts.ToDatetime().replace(tzinfo=ZoneInfo("UTC"))  # type: ignore[no-any-return]
+
+
+def _restriction_lines(restrictions: Any, until_word: str = "until") -> str:
+    lines = []
+    for r in restrictions:
+        name = r.type.replace("DECISION_", "").replace("_", " ").lower()
+        until = (
+            f" ({until_word} {_utc(r.end_time):%Y-%m-%d %H:%M} UTC)"
+            if r.HasField("end_time")
+            else ""
+        )
+        lines.append(f"- {name}{': ' + r.other if r.other else ''}{until}")
+    return "\n".join(lines)
+
+
+LABELS = {
+    "en": {
+        "restrictions": "Restrictions",
+        "illegal": "Illegal content; legal ground",
+        "terms": "Against our terms",
+        "facts": "Facts relied on",
+        "category": "Category",
+        "applies": "Applies from",
+        "detection": "Detected",
+        "automated": "by automated means",
+        "reported": "through user reports",
+        "decision": "Decision",
+        "FULLY": "fully automated",
+        "PARTIALLY": "partly automated",
+        "human": "taken by a person",
+        "redress": "Redress",
+        "none": "none",
+        "until": "until",
+    },
+    "zh-CN": {
+        "restrictions": "处理措施",
+        "illegal": "违法内容，法律依据",
+        "terms": "违反平台规则",
+        "facts": "所依据的事实",
+        "category": "类别",
+        "applies": "生效日期",
+        "detection": "发现方式",
+        "automated": "自动化识别",
+        "reported": "用户举报",
+        "decision": "决定方式",
+        "FULLY": "完全自动化",
+        "PARTIALLY": "部分自动化",
+        "human": "人工审核",
+        "redress": "救济途径",
+        "none": "无",
+        "until": "截至",
+    },
+}
+
+
+def statement_text(s: Any, locale: str) -> str:
+    """The statement of reasons as the affected uploader reads it (DSA Art. 17)."""
+    t = LABELS.get(locale, LABELS["en"])
+    if s.decision_ground == "DECISION_GROUND_ILLEGAL_CONTENT":
+        ground = (
+            f"{t['illegal']}: {s.illegal_content_legal_ground}\n{s.illegal_content_explanation}"
+        )
+    else:
+        ground = (
+            f"{t['terms']}: {s.incompatible_content_ground}\n{s.incompatible_content_explanation}"
+        )
+    how = t.get(s.automated_decision.removeprefix("AUTOMATED_DECISION_"), t["human"])
+    restrictions = _restriction_lines(s.restrictions, t["until"]) or f"- {t['none']}"
+    return (
+        f"{t['restrictions']}:\n{restrictions}\n\n{ground}\n\n"
+        f"{t['facts']}: {s.decision_facts}\n\n"
+        f"{t['category']}: {s.category}\n{t['applies']}: {s.application_date}\n"
+        f"{t['detection']}: {t['automated'] if s.automated_detection else t['reported']}\n"
+        f"{t['decision']}: {how}\n\n{t['redress']}: {s.redress}"
+    )
+
+
+def report_steps(message: Any) -> dict[str, Step]:
+    """What each party of a report, its case or a reporter's standing hears."""
+    match message:
+        case rev.ReportFiled():
+            return {"reporter": Step("report.received")}
+        case rev.ReportResolved():
+            template = {
+                "ACTION_TAKEN": "report.action_taken",
+                "NO_VIOLATION": "report.unfounded"
+                if message.manifestly_unfounded
+                else "report.no_violation",
+            }[message.outcome]
+            text = message.decision_facts
+            if message.restrictions:
+                text += "\n\n" + "\n".join(
+                    "- " + r.replace("DECISION_", "").replace("_", " ").lower()
+                    for r in message.restrictions
+                )
+            return {
+                "reporter": Step(
+                    template, f"{text}\n\n{message.redress}", _utc(message.appeal_deadline)
+                )
+            }
+        case rev.ReportVoided():
+            return {"reporter": Step("report.void", message.reason)}
+        case rev.ReportDecisionReversed():
+            return {"reporter": Step("report.reversed")}
+        case rev.ReportCaseDecided() if message.HasField("affected_uploader"):
+            return {
+                "uploader": Step(
+                    "report.statement",
+                    statement_text(message.statement, message.affected_uploader.contact.locale),
+                    _utc(message.statement.appeal_deadline),
+                )
+            }
+        case rev.ReportCaseDecisionReversed() if message.restrictions_lifted:
+            return {
+                "uploader": Step(
+                    "report.restriction_lifted", _restriction_lines(message.restrictions_lifted)
+                )
+            }
+        case rev.ReporterWarned():
+            return {"reporter": Step("report.misuse_warning")}
+        case rev.ReporterSuspended():
+            return {"reporter": Step("report.reporting_suspended", due=_utc(message.until))}
+    return {}
+
+
 class Planner:
     def __init__(self, consumer: str = "notifier") -> None:
         self._consumer = consumer
@@ -210,6 +360,8 @@ class Planner:
             message = cls.FromString(event.data)
             if event.type.startswith("casemesh.appeals."):
                 return await self._plan_appeal(conn, event, message, now)
+            if event.type.startswith("casemesh.reports."):
+                return await self._plan_report(conn, event, message, now)
             return await self._plan_ticket(conn, event, message, now)
 
     async def _plan_ticket(
@@ -295,6 +447,52 @@ class Planner:
         return await self._jobs(
             conn, event, name, header.appeal_id, appeal_steps(message), parties, now
         )
+
+    async def _plan_report(
+        self, conn: psycopg.AsyncConnection[Any], event: CloudEvent, message: Any, now: datetime
+    ) -> list[uuid.UUID]:
+        """Reports (`reports/…`) have their reporter, cases (`report-cases/…`)
+        the uploader a decision names, standings (`reporters/…`) the reporter."""
+        header = message.header
+        name = event.subject
+        party: tuple[str, str, Any, str] | None = None
+        match message:
+            case rev.ReportFiled():
+                zh, en = TARGET_WORDS.get(message.target.type, ("内容", "item"))
+                word = zh if message.contact.locale == "zh-CN" else en
+                party = (
+                    "reporter",
+                    message.reporter,
+                    message.contact,
+                    f"{word} {message.target.id}",
+                )
+            case rev.ReportCaseDecided() if message.HasField("affected_uploader"):
+                u = message.affected_uploader
+                party = ("uploader", u.user_id, u.contact, message.statement.puid)
+            case rev.ReporterWarned() | rev.ReporterSuspended():
+                party = ("reporter", message.reporter, message.contact, "")
+        if party is not None:
+            role, user_id, contact, subject = party
+            await self._meet(
+                conn,
+                name,
+                role,
+                user_id,
+                contact,
+                subject,
+                header.state,
+                header.version,
+                replace=True,
+            )
+        steps = report_steps(message)
+        if not steps:
+            return []
+        parties = await self._parties(conn, name)
+        if not parties:
+            log.warning("event.unknown_case", event_id=event.id, case=name)
+            return []
+        await self._moved(conn, name, header.state, header.version)
+        return await self._jobs(conn, event, name, header.aggregate_id, steps, parties, now)
 
     async def _meet(
         self,

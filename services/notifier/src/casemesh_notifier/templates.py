@@ -228,6 +228,145 @@ TEMPLATES.update(
     }
 )
 
+# Abuse reports. The reporter hears of receipt and of the outcome (DSA Art. 16);
+# the affected uploader receives the statement of reasons (Art. 17); a reporter
+# who misuses reporting is warned, then suspended (Art. 23).
+TEMPLATES.update(
+    {
+        ("report.received", "zh-CN"): Template(
+            "【举报已收到】{ref}：{subject}",
+            "您好：\n\n我们已收到您对“{subject}”的举报（编号 {ref}），审核人员会尽快处理，"
+            "处理结果将通知您。感谢您帮助维护社区环境。" + _ZH_SIGN,
+            "【Casemesh】您的举报{ref}已收到，处理结果将通知您。",
+        ),
+        ("report.received", "en"): Template(
+            "We received your report {ref}: {subject}",
+            'Hello,\n\nWe have received your report about "{subject}" (number {ref}). A '
+            "reviewer will look at it soon and we will tell you the outcome. Thank you for "
+            "helping keep the community safe." + _EN_SIGN,
+            "Casemesh: we received your report {ref} and will tell you the outcome.",
+        ),
+        ("report.action_taken", "zh-CN"): Template(
+            "【举报处理结果】{ref}：已处理",
+            "您好：\n\n您对“{subject}”的举报（编号 {ref}）经审核成立，平台已采取措施：\n\n"
+            "{text}\n\n如对结果有异议，可在 {due}前申诉。" + _ZH_SIGN,
+            "【Casemesh】您的举报{ref}经审核成立，已处理。",
+        ),
+        ("report.action_taken", "en"): Template(
+            "Outcome of your report {ref}: action taken",
+            'Hello,\n\nYour report about "{subject}" (number {ref}) was upheld and we took '
+            "action:\n\n{text}\n\nYou may appeal this decision until {due}." + _EN_SIGN,
+            "Casemesh: your report {ref} was upheld and action was taken.",
+        ),
+        ("report.no_violation", "zh-CN"): Template(
+            "【举报处理结果】{ref}：未发现违规",
+            "您好：\n\n您对“{subject}”的举报（编号 {ref}）经审核，未发现违反法律或社区规范的"
+            "情况：\n\n{text}\n\n如对结果有异议，可在 {due}前申诉。" + _ZH_SIGN,
+            "【Casemesh】您的举报{ref}经审核未发现违规，可于{due}前申诉。",
+        ),
+        ("report.no_violation", "en"): Template(
+            "Outcome of your report {ref}: no violation found",
+            'Hello,\n\nWe reviewed your report about "{subject}" (number {ref}) and found no '
+            "breach of the law or our rules:\n\n{text}\n\nYou may appeal this decision until "
+            "{due}." + _EN_SIGN,
+            "Casemesh: no violation found for report {ref}. Appeal by {due}.",
+        ),
+        ("report.unfounded", "zh-CN"): Template(
+            "【举报处理结果】{ref}：举报明显不成立",
+            "您好：\n\n您对“{subject}”的举报（编号 {ref}）经审核明显不成立：\n\n{text}\n\n"
+            "请仅在确有违规时举报；多次提交明显不成立的举报，将被暂停举报功能。"
+            "如对结果有异议，可在 {due}前申诉。" + _ZH_SIGN,
+            "【Casemesh】您的举报{ref}明显不成立。多次不实举报将被暂停举报功能。",
+        ),
+        ("report.unfounded", "en"): Template(
+            "Outcome of your report {ref}: manifestly unfounded",
+            'Hello,\n\nWe reviewed your report about "{subject}" (number {ref}) and found it '
+            "manifestly unfounded:\n\n{text}\n\nPlease report only real violations: repeated "
+            "unfounded reports lead to a suspension of reporting. You may appeal until {due}."
+            + _EN_SIGN,
+            "Casemesh: report {ref} was manifestly unfounded. Repeated ones suspend reporting.",
+        ),
+        ("report.void", "zh-CN"): Template(
+            "【举报已结束】{ref}：内容已不存在",
+            "您好：\n\n您举报的“{subject}”（编号 {ref}）在审核期间已被删除，举报已结束。"
+            + _ZH_SIGN,
+            "【Casemesh】您举报的内容已不存在，举报{ref}已结束。",
+        ),
+        ("report.void", "en"): Template(
+            "Report {ref} closed: the content is gone",
+            'Hello,\n\n"{subject}", which you reported (number {ref}), was deleted while we '
+            "reviewed it, so the report is closed." + _EN_SIGN,
+            "Casemesh: the content you reported is gone; report {ref} is closed.",
+        ),
+        ("report.reversed", "zh-CN"): Template(
+            "【申诉结果】举报 {ref} 的处理决定已改变",
+            "您好：\n\n经申诉复核，对“{subject}”的处理决定（举报编号 {ref}）已被撤销。"
+            "如原决定为“未发现违规”，该内容将重新审核，结果会再通知您。" + _ZH_SIGN,
+            "【Casemesh】举报{ref}的处理决定经申诉已改变。",
+        ),
+        ("report.reversed", "en"): Template(
+            "Report {ref}: the decision was reversed on appeal",
+            'Hello,\n\nOn appeal, the decision about "{subject}" (report {ref}) was reversed. '
+            "If it had found no violation, the content is reviewed again and we will tell you "
+            "the outcome." + _EN_SIGN,
+            "Casemesh: the decision on report {ref} was reversed on appeal.",
+        ),
+        ("report.statement", "zh-CN"): Template(
+            "【处理决定及理由】您的内容 {subject}",
+            "您好：\n\n您发布的内容（{subject}）因用户举报经人工审核，平台作出以下决定"
+            "（案件编号 {ref}）：\n\n{text}\n\n如认为决定有误，可在 {due}前通过“我的申诉”提交申诉。"
+            + _ZH_SIGN,
+            "【Casemesh】您的内容{subject}因违规被处理（案件{ref}），理由已发送至邮箱，可于{due}前申诉。",
+        ),
+        ("report.statement", "en"): Template(
+            "Statement of reasons: your content {subject}",
+            "Hello,\n\nAfter reports from users and review, we took the following decision "
+            "about your content ({subject}, case {ref}):\n\n{text}\n\nIf you think this is "
+            "wrong, you may appeal until {due} from My appeals." + _EN_SIGN,
+            "Casemesh: action on your content {subject} (case {ref}). Appeal by {due}.",
+        ),
+        ("report.restriction_lifted", "zh-CN"): Template(
+            "【申诉成功】您的内容 {subject} 已恢复",
+            "您好：\n\n经申诉复核，对您的内容（{subject}，案件编号 {ref}）的处理决定已撤销，"
+            "相关限制已解除：\n\n{text}" + _ZH_SIGN,
+            "【Casemesh】申诉成功，您的内容{subject}的限制已解除。",
+        ),
+        ("report.restriction_lifted", "en"): Template(
+            "Appeal upheld: restrictions on {subject} lifted",
+            "Hello,\n\nOn appeal, the decision about your content ({subject}, case {ref}) was "
+            "reversed and these restrictions were lifted:\n\n{text}" + _EN_SIGN,
+            "Casemesh: appeal upheld; restrictions on {subject} lifted.",
+        ),
+        ("report.misuse_warning", "zh-CN"): Template(
+            "【提醒】请勿提交不实举报",
+            "您好：\n\n您近期提交的多条举报经审核明显不成立。举报功能用于处理真实的违规内容，"
+            "如继续提交明显不成立的举报，您的举报功能将被暂停一段时间。" + _ZH_SIGN,
+            "【Casemesh】您近期多条举报明显不成立，继续提交将被暂停举报功能。",
+        ),
+        ("report.misuse_warning", "en"): Template(
+            "A warning about your reports",
+            "Hello,\n\nSeveral of your recent reports were manifestly unfounded. Reporting "
+            "exists for real violations; if you keep sending unfounded reports, you will not "
+            "be able to report for a while." + _EN_SIGN,
+            "Casemesh: several of your reports were unfounded. More will suspend reporting.",
+        ),
+        ("report.reporting_suspended", "zh-CN"): Template(
+            "【举报功能已暂停】至 {due}",
+            "您好：\n\n在收到提醒后，您仍多次提交明显不成立的举报，您的举报功能已暂停至 {due}。"
+            "期间提交的举报将不被受理；到期后自动恢复。如有异议，可通过“我的工单”联系我们。"
+            + _ZH_SIGN,
+            "【Casemesh】因多次不实举报，您的举报功能暂停至{due}。",
+        ),
+        ("report.reporting_suspended", "en"): Template(
+            "Reporting suspended until {due}",
+            "Hello,\n\nAfter a warning you kept sending manifestly unfounded reports, so you "
+            "cannot report until {due}. Reports sent before then are refused; reporting opens "
+            "again by itself. To dispute this, open a ticket." + _EN_SIGN,
+            "Casemesh: after repeated unfounded reports, reporting is suspended until {due}.",
+        ),
+    }
+)
+
 DEFAULT_LOCALE = "en"
 
 

@@ -31,16 +31,19 @@ TICKETS_DB = "casemesh_tickets"
 NOTIFIER_DB = "casemesh_notifier"
 EVIDENCE_DB = "casemesh_evidence"
 APPEALS_DB = "casemesh_appeals"
-DATABASES = (TICKETS_DB, NOTIFIER_DB, EVIDENCE_DB, APPEALS_DB)
+REPORTS_DB = "casemesh_reports"
+DATABASES = (TICKETS_DB, NOTIFIER_DB, EVIDENCE_DB, APPEALS_DB, REPORTS_DB)
 TICKETS_TOPIC = "casemesh.tickets.v1"
 NOTIFICATIONS_TOPIC = "casemesh.notifications.v1"
 APPEALS_TOPIC = "casemesh.appeals.v1"
-TOPICS = (TICKETS_TOPIC, APPEALS_TOPIC, NOTIFICATIONS_TOPIC)
+REPORTS_TOPIC = "casemesh.reports.v1"
+TOPICS = (TICKETS_TOPIC, APPEALS_TOPIC, REPORTS_TOPIC, NOTIFICATIONS_TOPIC)
 TOPIC_PARTITIONS = 3
 
 TICKETS_ADDR = "127.0.0.1:50061"
 EVIDENCE_ADDR = "127.0.0.1:50062"
 APPEALS_ADDR = "127.0.0.1:50063"
+REPORTS_ADDR = "127.0.0.1:50064"
 GATEWAY_ADDR = "127.0.0.1:50051"
 _SINK_HOST = "127.0.0.1"
 # Files that mark a directory as a casemesh-dev run dir (so `clean` never wipes anything else).
@@ -67,6 +70,7 @@ def service_specs(
     tickets_addr: str = TICKETS_ADDR,
     evidence_addr: str = EVIDENCE_ADDR,
     appeals_addr: str = APPEALS_ADDR,
+    reports_addr: str = REPORTS_ADDR,
     gateway_addr: str | None = None,
     evidence_dir: Path | None = None,
     clock_offset_file: Path | None = None,
@@ -81,8 +85,9 @@ def service_specs(
     # Unbuffered so a service's log lines show up as they happen, not at exit.
     common = {"PYTHONUNBUFFERED": "1"}
     tickets_db = pg.dsn(TICKETS_DB)
-    # Tests move the appeals service's clock through this file.
+    # Tests move the appeals and reports services' clock through this file.
     clock = {"CASEMESH_CLOCK_OFFSET_FILE": str(clock_offset_file)} if clock_offset_file else {}
+    reports_db = pg.dsn(REPORTS_DB)
     return [
         ServiceSpec(
             "tickets",
@@ -142,6 +147,39 @@ def service_specs(
             },
         ),
         ServiceSpec(
+            "reports",
+            [python, "-m", "casemesh_reports", "serve"],
+            {
+                **common,
+                **clock,
+                "CASEMESH_DATABASE_URL": reports_db,
+                "CASEMESH_GRPC_ADDR": reports_addr,
+                "CASEMESH_SERVICE_NAME": "reports",
+            },
+        ),
+        ServiceSpec(
+            "reports-relay",
+            [python, "-m", "casemesh_reports", "relay"],
+            {
+                **common,
+                **clock,
+                "CASEMESH_DATABASE_URL": reports_db,
+                "CASEMESH_KAFKA_BOOTSTRAP": kafka.bootstrap,
+                "CASEMESH_SERVICE_NAME": "reports-relay",
+            },
+        ),
+        ServiceSpec(
+            "reports-appeals",
+            [python, "-m", "casemesh_reports", "consume"],
+            {
+                **common,
+                **clock,
+                "CASEMESH_DATABASE_URL": reports_db,
+                "CASEMESH_KAFKA_BOOTSTRAP": kafka.bootstrap,
+                "CASEMESH_SERVICE_NAME": "reports-appeals",
+            },
+        ),
+        ServiceSpec(
             "evidence",
             [python, "-m", "casemesh_evidence"],
             {
@@ -161,6 +199,7 @@ def service_specs(
                 "CASEMESH_TICKETS_TARGET": tickets_addr,
                 "CASEMESH_EVIDENCE_TARGET": evidence_addr,
                 "CASEMESH_APPEALS_TARGET": appeals_addr,
+                "CASEMESH_REPORTS_TARGET": reports_addr,
                 "CASEMESH_JWT_SECRET": jwt_secret,
                 "CASEMESH_SERVICE_NAME": "gateway",
             },
@@ -365,6 +404,7 @@ def _infra_summary(cfg: StackConfig, pg: LocalPostgres, kafka: LocalKafka) -> li
         f"               {pg.dsn(NOTIFIER_DB)}",
         f"               {pg.dsn(EVIDENCE_DB)}",
         f"               {pg.dsn(APPEALS_DB)}",
+        f"               {pg.dsn(REPORTS_DB)}",
         f"  Kafka        {kafka.bootstrap}   topics: {', '.join(TOPICS)}",
         f"  infra logs   {_show(pg.log_path)}, {_show(kafka.log_path)}",
     ]

@@ -125,16 +125,26 @@ class CaseIndex(PostgresTrackingRecorder):
             return [row["doc"] for row in curs.fetchall()]
 
 
-class IndexProjector:
-    """Keeps an index up to date in a background thread (push-driven: the
-    subscription LISTENs for the event store's NOTIFY). `to_row` renders the
-    case as it stands after a notification."""
+class Projector:
+    """Keeps a read model up to date in a background thread (push-driven: the
+    subscription LISTENs for the event store's NOTIFY). `apply(aggregate,
+    tracking)` writes what the aggregate, as it stands after a notification,
+    means for the read model and the tracking record in ONE transaction.
+    A row the database refuses (DataError) is set aside, loudly, and the
+    position moves on: one bad row must not stall every list for good."""
 
-    def __init__(self, app: Any, index: CaseIndex, to_row: Callable[[Any], CaseRow]) -> None:
+    def __init__(
+        self,
+        app: Any,
+        recorder: PostgresTrackingRecorder,
+        apply: Callable[[Any, Tracking], None],
+        name: str,
+    ) -> None:
         self._app = app
-        self._index = index
-        self._to_row = to_row
-        self._thread = threading.Thread(target=self._run, name=f"{app.name}-index", daemon=True)
+        self._recorder = recorder
+        self._apply = apply
+        self._name = name
+        self._thread = threading.Thread(target=self._run, name=f"{app.name}-{name}", daemon=True)
         self._subscription: Any = None
         self._stopped = threading.Event()
 
@@ -149,29 +159,38 @@ class IndexProjector:
     def _run(self) -> None:
         while not self._stopped.is_set():
             try:
-                start = self._index.max_tracking_id(self._app.name)
+                start = self._recorder.max_tracking_id(self._app.name)
                 with self._app.recorder.subscribe(gt=start) as subscription:
                     self._subscription = subscription
                     for n in subscription:
-                        case = self._app.repository.get(
+                        aggregate = self._app.repository.get(
                             n.originator_id, version=n.originator_version
                         )
                         tracking = Tracking(self._app.name, n.id)
                         try:
-                            self._index.record(self._to_row(case), tracking)
+                            self._apply(aggregate, tracking)
                         except psycopg.DataError as exc:
-                            # A row the database refuses would stall every list for
-                            # good: set it aside, loudly, and keep the index moving.
                             log.error(
-                                "case_index.row_refused",
-                                case_id=str(n.originator_id),
+                                "read_model.row_refused",
+                                read_model=self._name,
+                                aggregate_id=str(n.originator_id),
                                 version=n.originator_version,
                                 error=repr(exc),
                             )
-                            self._index.insert_tracking(tracking)
+                            self._recorder.insert_tracking(tracking)
             except Exception as exc:  # a database restart: resume from the tracked position
-                log.error("case_index.failed", index=self._index.table.as_string(), error=repr(exc))
+                log.error("read_model.failed", read_model=self._name, error=repr(exc))
                 self._stopped.wait(1.0)
+
+
+def IndexProjector(app: Any, index: CaseIndex, to_row: Callable[[Any], CaseRow]) -> Projector:
+    """Projects each case into `index` as `to_row` renders it."""
+    return Projector(
+        app,
+        index,
+        lambda case, tracking: index.record(to_row(case), tracking),
+        name=index.table.as_string(),
+    )
 
 
 def encode_page_token(ts: datetime, ident: str) -> str:

@@ -36,3 +36,15 @@ class OffsetFileClock:
 
 def clock_from_setting(offset_file: str) -> Clock:
     return OffsetFileClock(Path(offset_file)) if offset_file else SystemClock()
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """The same time `months` later; a day the month lacks moves to the next
+    month's first day (31 Aug + 6 months = 1 Mar), so the period is never short."""
+    month_index = moment.month - 1 + months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    try:
+        return moment.replace(year=year, month=month)
+    except ValueError:
+        first_next = moment.replace(year=year + (month == 12), month=month % 12 + 1, day=1)
+        return first_next

@@ -17,11 +17,16 @@ class FieldViolation:
 
 
 class CasemeshError(Exception):
-    """Base of every error that is the caller's to fix."""
+    """Base of every error that is the caller's to fix. A `reason` (UPPER_SNAKE)
+    and its `metadata` travel as google.rpc.ErrorInfo, for clients to act on."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(
+        self, message: str, *, reason: str = "", metadata: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
+        self.reason = reason
+        self.metadata = dict(metadata or {})
 
 
 class InvalidArgument(CasemeshError):

@@ -59,6 +59,12 @@ def to_status(err: errors.CasemeshError) -> grpc.Status:
         packed = any_pb2.Any()
         packed.Pack(bad)
         details.append(packed)
+    if err.reason:
+        info = any_pb2.Any()
+        info.Pack(
+            error_details_pb2.ErrorInfo(reason=err.reason, domain="casemesh", metadata=err.metadata)
+        )
+        details.append(info)
     status: grpc.Status = rpc_status.to_status(
         status_pb2.Status(code=code, message=err.message, details=details)
     )

@@ -78,7 +78,7 @@ class EventTranslator:
         self,
         *,
         service: str,
-        collection: str,
+        collection: str | Callable[[Any], str],
         public_names: dict[str, str],
         render: Callable[[Any, Any], Message],
         after: Callable[[Any], Any],
@@ -89,6 +89,12 @@ class EventTranslator:
         self._render = render
         self._after = after
 
+    def _collection_of(self, domain_event: Any) -> str:
+        """The resource collection: fixed, or per aggregate type for a service
+        that keeps several (`collection(event)`)."""
+        c = self._collection
+        return c if isinstance(c, str) else c(domain_event)
+
     def __call__(self, notification: Notification, domain_event: Any) -> CloudEvent:
         message = self._render(domain_event, self._after(domain_event))
         ident = str(domain_event.originator_id)
@@ -96,7 +102,7 @@ class EventTranslator:
             id=f"{ident}:{domain_event.originator_version}",
             source=f"casemesh/{self._service}",
             type=f"casemesh.{self._service}.{self._names[type(domain_event).__name__]}.v1",
-            subject=f"{self._collection}/{ident}",
+            subject=f"{self._collection_of(domain_event)}/{ident}",
             time=domain_event.timestamp,
             data=message.SerializeToString(),
             key=ident,

@@ -152,3 +152,19 @@ def ticket_id_from_name(v: Violations, name: str, field: str = "name") -> str:
         v.add(field, "must be tickets/{id}")
         return ""
     return ident
+
+
+def check_party(v: Violations, party: dict[str, Any], prefix: str) -> None:
+    """A named party of a case: their language, contact, legal name and account."""
+    if party.get("locale") not in LOCALES:
+        v.add(f"{prefix}.locale", f"must be one of {', '.join(LOCALES)}")
+    check_contact(v, party.get("contact") or {}, prefix=f"{prefix}.contact.")
+    text(v, f"{prefix}.legal_name", party.get("legal_name", ""), limit=500, required=False)
+    text(
+        v,
+        f"{prefix}.user_id",
+        party.get("user_id", ""),
+        limit=128,
+        required=False,
+        single_line=True,
+    )

@@ -1,0 +1,115 @@
+"""`python -m casemesh_reports serve|relay|consume`: the gRPC service (with its
+read model), the relay that publishes to Kafka, or the consumer of appeals of
+report decisions."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+from casemesh.platform.caseindex import Projector
+from casemesh.platform.clock import clock_from_setting
+from casemesh.platform.consuming import start_broker
+from casemesh.platform.entrypoint import relay_until_stopped, run_command
+from casemesh.platform.grpcutil import serve
+from casemesh.platform.relay import StreamFollower
+from casemesh.v1 import reports_pb2, reports_pb2_grpc
+from casemesh_reports.api import ReportServicer, index_doc
+from casemesh_reports.application import Reports, open_reports
+from casemesh_reports.consumer import build_broker
+from casemesh_reports.events import TOPIC, Translator
+from casemesh_reports.policy import Misuse, ReportsPolicy, load_taxonomy
+from casemesh_reports.settings import (
+    ConsumerSettings,
+    PolicySettings,
+    RelaySettings,
+    ReportsSettings,
+)
+
+
+def open_app(cfg: PolicySettings, pool_size: int) -> Reports:
+    policy = ReportsPolicy(
+        taxonomy=load_taxonomy(cfg.reports_taxonomy_file),
+        misuse=Misuse(
+            warn_after=cfg.reports_misuse_warn_after,
+            suspend_after=cfg.reports_misuse_suspend_after,
+            window_days=cfg.reports_misuse_window_days,
+            suspension_days=cfg.reports_suspension_days,
+        ),
+        appeal_window_months=cfg.reports_appeal_window_months,
+    )
+    return open_reports(
+        cfg.database_url,
+        clock=clock_from_setting(cfg.clock_offset_file),
+        policy=policy,
+        link_hosts=tuple(h.lower() for h in cfg.reports_link_hosts),
+        pool_size=pool_size,
+    )
+
+
+async def run_api(cfg: ReportsSettings) -> None:
+    app = open_app(cfg, cfg.db_pool_size)
+
+    def project(aggregate: Any, tracking: Any) -> None:
+        app.view.apply(aggregate, tracking, index_doc(aggregate))
+
+    projector = Projector(app, app.view, project, name="reports_view")
+    projector.start()
+    servicer = ReportServicer(app)
+    service = reports_pb2.DESCRIPTOR.services_by_name["ReportService"].full_name
+    try:
+        await serve(
+            address=cfg.grpc_addr,
+            register=lambda s: reports_pb2_grpc.add_ReportServiceServicer_to_server(servicer, s),
+            service_names=[service],
+        )
+    finally:
+        projector.stop()
+        app.close()
+
+
+async def run_relay(cfg: RelaySettings) -> None:
+    app = open_app(cfg, 4)
+    await relay_until_stopped(
+        app=app,
+        topic=TOPIC,
+        translate=Translator(StreamFollower(app)),
+        bootstrap=cfg.kafka_bootstrap,
+        conninfo=cfg.database_url,
+    )
+
+
+async def run_consumer(cfg: ConsumerSettings) -> None:
+    app = open_app(cfg, 4)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    broker = await start_broker(
+        lambda: build_broker(app, cfg.kafka_bootstrap, cfg.consumer_group),
+        stop,
+        "reports_consumer",
+    )
+    try:
+        await stop.wait()
+    finally:
+        if broker is not None:
+            await broker.stop()
+        app.close()
+
+
+def main() -> None:
+    run_command(
+        "casemesh_reports",
+        {
+            "serve": (ReportsSettings, run_api),
+            "relay": (RelaySettings, run_relay),
+            "consume": (ConsumerSettings, run_consumer),
+        },
+        default="serve",
+    )
+
+
+if __name__ == "__main__":
+    main()

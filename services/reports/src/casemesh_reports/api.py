@@ -1,0 +1,526 @@
+"""gRPC entry point of the reports service: decode, call one application
+method (in a worker thread: the event store is synchronous), encode."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, TypeAlias, cast
+
+import grpc
+from google.protobuf import json_format
+
+from casemesh.platform.errors import InvalidArgument
+from casemesh.platform.grpcutil import ApplicationServicer, enum_name, to_timestamp
+from casemesh.platform.identity import Identity
+from casemesh.v1 import appeals_pb2 as apb
+from casemesh.v1 import evidence_pb2
+from casemesh.v1 import reports_pb2 as pb
+from casemesh.v1 import reports_pb2_grpc as pb_grpc
+from casemesh.v1 import tickets_pb2 as tpb
+from casemesh_reports.application import ReportDraft, Reports, id_from_name
+from casemesh_reports.domain import AbuseReport, ReportCase, TrustedFlagger
+
+Ctx: TypeAlias = grpc.aio.ServicerContext
+
+# The four restriction lists of the schema: (field, enum, enum prefix).
+RESTRICTIONS: tuple[tuple[str, Any, str], ...] = (
+    ("visibility", pb.DecisionVisibility, "DECISION_VISIBILITY_"),
+    ("monetary", pb.DecisionMonetary, "DECISION_MONETARY_"),
+    ("provision", pb.DecisionProvision, "DECISION_PROVISION_"),
+    ("account", pb.DecisionAccount, "DECISION_ACCOUNT_"),
+)
+
+
+def _value(enum: Any, value: int, field: str) -> str:
+    """An enum value's full name ("" when unspecified); undefined values are refused."""
+    if value == 0:
+        return ""
+    try:
+        return str(enum.Name(value))
+    except ValueError:
+        raise InvalidArgument.field(field, "is not a defined value") from None
+
+
+def _time(ts: Any, field: str) -> str:
+    try:
+        return str(ts.ToDatetime().replace(tzinfo=UTC).isoformat())
+    except (ValueError, OverflowError):
+        raise InvalidArgument.field(field, "is not a valid time") from None
+
+
+def contact_dict(contact: tpb.Contact, locale: str) -> dict[str, Any]:
+    return {
+        "email": contact.email.strip(),
+        "phone": contact.phone.strip(),
+        "channels": [
+            enum_name(tpb.Channel, c, "report.contact.channels", "CHANNEL_")
+            for c in contact.channels
+        ],
+        "locale": locale,
+    }
+
+
+def _contact_message(c: dict[str, Any]) -> tpb.Contact:
+    return tpb.Contact(
+        email=c.get("email", ""),
+        phone=c.get("phone", ""),
+        channels=[tpb.Channel.Value(f"CHANNEL_{x}") for x in c.get("channels", [])],
+    )
+
+
+def party_dict(p: apb.Party) -> dict[str, Any]:
+    c = contact_dict(p.contact, p.locale)
+    return {
+        "legal_name": p.legal_name.strip(),
+        "locale": p.locale,
+        "user_id": p.user_id.strip(),
+        "contact": {k: c[k] for k in ("email", "phone", "channels")},
+    }
+
+
+def _party_message(d: dict[str, Any] | None) -> apb.Party | None:
+    if not d:
+        return None
+    return apb.Party(
+        legal_name=d.get("legal_name", ""),
+        locale=d.get("locale", ""),
+        user_id=d.get("user_id", ""),
+        contact=_contact_message(d.get("contact") or {}),
+    )
+
+
+def statement_dict(s: pb.DecisionStatement) -> dict[str, Any]:
+    """The statement as the service keeps it: the schema's names and values."""
+    r = s.restrictions
+    restrictions: list[dict[str, str]] = []
+    for name, enum, _ in RESTRICTIONS:
+        field = f"statement.restrictions.{name}"
+        values = list(getattr(r, name)) if name == "visibility" else [getattr(r, name)]
+        end = getattr(r, f"{name}_end_time")
+        for i, value in enumerate(values):
+            kind = _value(enum, value, f"{field}[{i}]" if name == "visibility" else field)
+            if not kind:
+                if name == "visibility":
+                    raise InvalidArgument.field(f"{field}[{i}]", "must not be UNSPECIFIED")
+                continue
+            restrictions.append(
+                {
+                    "field": name,
+                    "type": kind,
+                    "other": getattr(r, f"{name}_other", "").strip()
+                    if kind.endswith("_OTHER")
+                    else "",
+                    "end_time": _time(end, f"{field}_end_time")
+                    if r.HasField(cast(Any, f"{name}_end_time"))
+                    else "",
+                }
+            )
+    return {
+        "decision_ground": _value(
+            pb.DecisionGround, s.decision_ground, "statement.decision_ground"
+        ),
+        "illegal_content_legal_ground": s.illegal_content_legal_ground.strip(),
+        "illegal_content_explanation": s.illegal_content_explanation.strip(),
+        "incompatible_content_ground": s.incompatible_content_ground.strip(),
+        "incompatible_content_explanation": s.incompatible_content_explanation.strip(),
+        "incompatible_content_illegal": s.incompatible_content_illegal,
+        "category": _value(pb.StatementCategory, s.category, "statement.category"),
+        "category_specification": [k.strip() for k in s.category_specification],
+        "category_specification_other": s.category_specification_other.strip(),
+        "content_type": [
+            _value(pb.ContentType, c, f"statement.content_type[{i}]") or "?"
+            for i, c in enumerate(s.content_type)
+        ],
+        "content_type_other": s.content_type_other.strip(),
+        "content_date": s.content_date.strip(),
+        "application_date": s.application_date.strip(),
+        "decision_facts": s.decision_facts.strip(),
+        "automated_detection": s.automated_detection,
+        "automated_decision": _value(
+            pb.AutomatedDecision, s.automated_decision, "statement.automated_decision"
+        ),
+        "restrictions": restrictions,
+        "territorial_scope": [t.strip() for t in s.territorial_scope],
+        "content_language": s.content_language.strip(),
+        "account_type": _value(pb.AccountType, s.account_type, "statement.account_type"),
+        "decision_ground_reference_url": s.decision_ground_reference_url.strip(),
+    }
+
+
+def statement_message(d: dict[str, Any]) -> pb.DecisionStatement:
+    restrictions = pb.Restrictions()
+    for r in d.get("restrictions", []):
+        name = r["field"]
+        if name == "visibility":
+            restrictions.visibility.append(pb.DecisionVisibility.Value(r["type"]))
+        else:
+            setattr(restrictions, name, getattr(pb, _enum_of(name)).Value(r["type"]))
+        if r.get("other"):
+            setattr(restrictions, f"{name}_other", r["other"])
+        if r.get("end_time"):
+            getattr(restrictions, f"{name}_end_time").CopyFrom(to_timestamp(r["end_time"]))
+
+    def enum(e: Any, value: str) -> Any:
+        return e.Value(value) if value else 0
+
+    return pb.DecisionStatement(
+        decision_ground=enum(pb.DecisionGround, d.get("decision_ground", "")),
+        illegal_content_legal_ground=d.get("illegal_content_legal_ground", ""),
+        illegal_content_explanation=d.get("illegal_content_explanation", ""),
+        incompatible_content_ground=d.get("incompatible_content_ground", ""),
+        incompatible_content_explanation=d.get("incompatible_content_explanation", ""),
+        incompatible_content_illegal=bool(d.get("incompatible_content_illegal")),
+        category=enum(pb.StatementCategory, d.get("category", "")),
+        category_specification=d.get("category_specification", []),
+        category_specification_other=d.get("category_specification_other", ""),
+        content_type=[pb.ContentType.Value(c) for c in d.get("content_type", [])],
+        content_type_other=d.get("content_type_other", ""),
+        content_date=d.get("content_date", ""),
+        application_date=d.get("application_date", ""),
+        decision_facts=d.get("decision_facts", ""),
+        automated_detection=bool(d.get("automated_detection")),
+        automated_decision=enum(pb.AutomatedDecision, d.get("automated_decision", "")),
+        restrictions=restrictions,
+        territorial_scope=d.get("territorial_scope", []),
+        content_language=d.get("content_language", ""),
+        account_type=enum(pb.AccountType, d.get("account_type", "")),
+        decision_ground_reference_url=d.get("decision_ground_reference_url", ""),
+        source_type=d.get("source_type", ""),
+        source_identity=d.get("source_identity", ""),
+        puid=d.get("puid", ""),
+        redress=d.get("redress", ""),
+        appeal_deadline=to_timestamp(d.get("appeal_deadline")),
+    )
+
+
+def _enum_of(name: str) -> str:
+    return {
+        "monetary": "DecisionMonetary",
+        "provision": "DecisionProvision",
+        "account": "DecisionAccount",
+    }[name]
+
+
+def _target_message(t: dict[str, str]) -> pb.ReportTarget:
+    return pb.ReportTarget(
+        type=pb.TargetType.Value(f"TARGET_TYPE_{t['type']}"),
+        id=t.get("id", ""),
+        url=t.get("url", ""),
+    )
+
+
+def report_message(r: AbuseReport) -> pb.Report:
+    msg = pb.Report(
+        name=f"reports/{r.id}",
+        target=_target_message(r.target),
+        reason=pb.ReportReasonRef(category=r.category, subcategory=r.subcategory),
+        explanation=r.explanation,
+        evidence=[evidence_pb2.EvidenceRef(name=e["name"], sha256=e["sha256"]) for e in r.evidence],
+        good_faith_statement=True,
+        contact=_contact_message(r.contact),
+        locale=r.contact.get("locale", ""),
+        reporter=r.reporter,
+        source=pb.REPORT_SOURCE_TRUSTED_FLAGGER
+        if r.source == "TRUSTED_FLAGGER"
+        else pb.REPORT_SOURCE_NOTICE,
+        report_case=f"report-cases/{r.case_id}",
+        state=pb.ReportState.Value(f"REPORT_STATE_{r.state.value}"),
+        create_time=to_timestamp(r.created_on),
+        update_time=to_timestamp(r.modified_on),
+    )
+    o = r.outcome
+    if o and o.get("outcome") != "VOID":
+        msg.outcome.CopyFrom(
+            pb.ReportOutcome(
+                restrictions=o.get("restrictions", []),
+                decision_facts=o.get("decision_facts", ""),
+                manifestly_unfounded=bool(o.get("manifestly_unfounded")),
+                redress=o.get("redress", ""),
+                appeal_deadline=to_timestamp(o.get("appeal_deadline")),
+                decide_time=to_timestamp(r.decided_at),
+                reversed=bool(o.get("reversed")),
+            )
+        )
+    return msg
+
+
+def case_message(c: ReportCase) -> pb.ReportCase:
+    """The whole case, as agents see it (`priority` is set at read time)."""
+    msg = pb.ReportCase(
+        name=f"report-cases/{c.id}",
+        target=_target_message(c.target),
+        category=c.category,
+        lane=pb.QueueLane.Value(f"QUEUE_LANE_{c.lane}"),
+        state=pb.ReportCaseState.Value(f"REPORT_CASE_STATE_{c.state.value}"),
+        reporter_count=len(c.reporters),
+        trusted_flagger=c.trusted,
+        reports=[f"reports/{r['id']}" for r in c.reports],
+        assignee=c.assignee,
+        affected_uploader=_party_message(c.uploader),
+        appeals=list(c.appeals),
+        first_report_time=to_timestamp(c.first_report_at),
+        decide_time=to_timestamp(c.decision["at"]) if c.decision else None,
+        void_reason=c.void_reason,
+        create_time=to_timestamp(c.created_on),
+        update_time=to_timestamp(c.modified_on),
+        etag=str(c.version),
+    )
+    if c.decision:
+        msg.decision.CopyFrom(statement_message(c.decision["statement"]))
+    return msg
+
+
+def for_viewer(msg: pb.ReportCase, who: Identity, own_reports: set[str]) -> pb.ReportCase:
+    """Agents see the whole case. The uploader sees the decision about them,
+    not who reported it; a reporter sees the decision and their own report,
+    not the uploader's account or the other reporters."""
+    if who.is_agent:
+        return msg
+    del msg.reports[:]
+    msg.reports.extend(sorted(own_reports))
+    msg.assignee = ""
+    msg.decision.source_identity = ""
+    msg.trusted_flagger = False
+    if msg.affected_uploader.user_id != who.subject:
+        msg.ClearField("affected_uploader")
+    return msg
+
+
+def index_doc(aggregate: Any) -> dict[str, Any] | None:
+    """What the read model keeps of an aggregate (reports and cases)."""
+    if isinstance(aggregate, AbuseReport):
+        return {
+            "id": str(aggregate.id),
+            "create_time": aggregate.created_on.isoformat(),
+            "report": json_format.MessageToDict(report_message(aggregate)),
+        }
+    if isinstance(aggregate, ReportCase):
+        return {
+            "id": str(aggregate.id),
+            "create_time": aggregate.created_on.isoformat(),
+            "case": json_format.MessageToDict(case_message(aggregate)),
+        }
+    return None
+
+
+def _flagger_message(f: TrustedFlagger | dict[str, Any]) -> pb.TrustedFlagger:
+    if isinstance(f, TrustedFlagger):
+        return pb.TrustedFlagger(
+            user_id=f.user_id,
+            display_name=f.display_name,
+            areas=f.areas,
+            designate_time=to_timestamp(f.created_on),
+        )
+    return pb.TrustedFlagger(
+        user_id=f["user_id"],
+        display_name=f["display_name"],
+        areas=f["areas"],
+        designate_time=to_timestamp(f["designate_time"]),
+    )
+
+
+class ReportServicer(ApplicationServicer, pb_grpc.ReportServiceServicer):
+    def __init__(self, app: Reports) -> None:
+        self.app = app
+
+    def _case_view(self, context: Ctx, case: ReportCase) -> pb.ReportCase:
+        who = self._who(context)
+        msg = case_message(case)
+        msg.priority = (
+            self.app.taxonomy.triage.priority(
+                case.first_report_at, case.base_priority, self.app.clock.now()
+            )
+            if case.state.value in ("OPEN", "IN_REVIEW")
+            else 0.0
+        )
+        own = {f"reports/{r['id']}" for r in case.reports if r["reporter"] == who.subject}
+        return for_viewer(msg, who, own)
+
+    async def FileReport(self, request: pb.FileReportRequest, context: Ctx) -> pb.Report:
+        r = request.report
+        draft = ReportDraft(
+            request_id=request.request_id,
+            target={
+                "type": _value(pb.TargetType, r.target.type, "report.target.type").removeprefix(
+                    "TARGET_TYPE_"
+                ),
+                "id": r.target.id.strip(),
+                "url": r.target.url.strip(),
+            },
+            category=r.reason.category.strip(),
+            subcategory=r.reason.subcategory.strip(),
+            explanation=r.explanation.strip(),
+            evidence=[{"name": e.name, "sha256": e.sha256} for e in r.evidence],
+            good_faith=r.good_faith_statement,
+            contact=contact_dict(r.contact, r.locale),
+        )
+        report = await self._call(self.app.file, self._who(context), draft)
+        return report_message(report)
+
+    async def GetReport(self, request: pb.GetReportRequest, context: Ctx) -> pb.Report:
+        ident = id_from_name(request.name, "reports")
+        return report_message(await self._call(self.app.get_report, self._who(context), ident))
+
+    async def ListReports(
+        self, request: pb.ListReportsRequest, context: Ctx
+    ) -> pb.ListReportsResponse:
+        page = await self._call(
+            self.app.list_reports,
+            self._who(context),
+            request.page_size,
+            request.page_token,
+            request.report_case,
+        )
+        return pb.ListReportsResponse(
+            reports=[json_format.ParseDict(d["report"], pb.Report()) for d in page.items],
+            next_page_token=page.next_token,
+        )
+
+    async def ListReportReasons(
+        self, request: pb.ListReportReasonsRequest, context: Ctx
+    ) -> pb.ListReportReasonsResponse:
+        self._who(context)
+        return pb.ListReportReasonsResponse(
+            reasons=[
+                pb.ReportReason(
+                    category=c.code,
+                    subcategory=r.code,
+                    label_zh=f"{c.zh} / {r.zh}",
+                    label_en=f"{c.en} / {r.en}",
+                    statement_category=pb.StatementCategory.Value(r.dsa_category),
+                    keyword=r.keyword,
+                    child_safety=c.child_safety,
+                )
+                for c in self.app.taxonomy.categories.values()
+                for r in c.reasons.values()
+            ]
+        )
+
+    async def GetReportCase(self, request: pb.GetReportCaseRequest, context: Ctx) -> pb.ReportCase:
+        ident = id_from_name(request.name, "report-cases")
+        case = await self._call(self.app.get_case, self._who(context), ident)
+        return self._case_view(context, case)
+
+    async def ListReportCases(
+        self, request: pb.ListReportCasesRequest, context: Ctx
+    ) -> pb.ListReportCasesResponse:
+        lane = _value(pb.QueueLane, request.lane, "lane").removeprefix("QUEUE_LANE_")
+        states = [
+            enum_name(pb.ReportCaseState, s, "states", "REPORT_CASE_STATE_") for s in request.states
+        ]
+        if "UNSPECIFIED" in states:
+            raise InvalidArgument.field("states", "must not contain REPORT_CASE_STATE_UNSPECIFIED")
+        page = await self._call(
+            self.app.list_cases,
+            self._who(context),
+            request.page_size,
+            request.page_token,
+            lane,
+            states,
+            request.category.strip(),
+        )
+        now = self.app.clock.now()
+        triage = self.app.taxonomy.triage
+        cases = []
+        for d in page.items:
+            msg = json_format.ParseDict(d["case"], pb.ReportCase())
+            if msg.state in (pb.REPORT_CASE_STATE_OPEN, pb.REPORT_CASE_STATE_IN_REVIEW):
+                msg.priority = triage.priority(
+                    msg.first_report_time.ToDatetime().replace(tzinfo=UTC), d["base_priority"], now
+                )
+            cases.append(msg)
+        return pb.ListReportCasesResponse(report_cases=cases, next_page_token=page.next_token)
+
+    async def AssignReportCase(
+        self, request: pb.AssignReportCaseRequest, context: Ctx
+    ) -> pb.ReportCase:
+        ident = id_from_name(request.name, "report-cases")
+        case = await self._call(self.app.assign, self._who(context), ident, request.assignee)
+        return self._case_view(context, case)
+
+    async def DecideReportCase(
+        self, request: pb.DecideReportCaseRequest, context: Ctx
+    ) -> pb.ReportCase:
+        ident = id_from_name(request.name, "report-cases")
+        outcome = _value(pb.ReportDecisionOutcome, request.outcome, "outcome").removeprefix(
+            "REPORT_DECISION_OUTCOME_"
+        )
+        statement = statement_dict(request.statement)
+        uploader = (
+            party_dict(request.affected_uploader) if request.HasField("affected_uploader") else None
+        )
+        case = await self._call(
+            self.app.decide,
+            self._who(context),
+            ident,
+            outcome,
+            statement,
+            uploader,
+            list(request.manifestly_unfounded_reports),
+            request.etag,
+        )
+        return self._case_view(context, case)
+
+    async def VoidReportCase(
+        self, request: pb.VoidReportCaseRequest, context: Ctx
+    ) -> pb.ReportCase:
+        ident = id_from_name(request.name, "report-cases")
+        case = await self._call(self.app.void, self._who(context), ident, request.reason)
+        return self._case_view(context, case)
+
+    async def SetTrustedFlagger(
+        self, request: pb.SetTrustedFlaggerRequest, context: Ctx
+    ) -> pb.TrustedFlagger:
+        f = request.flagger
+        flagger = await self._call(
+            self.app.set_flagger,
+            self._who(context),
+            f.user_id,
+            f.display_name,
+            [a.strip() for a in f.areas],
+        )
+        return _flagger_message(flagger)
+
+    async def RemoveTrustedFlagger(
+        self, request: pb.RemoveTrustedFlaggerRequest, context: Ctx
+    ) -> pb.RemoveTrustedFlaggerResponse:
+        await self._call(self.app.remove_flagger, self._who(context), request.user_id.strip())
+        return pb.RemoveTrustedFlaggerResponse()
+
+    async def ListTrustedFlaggers(
+        self, request: pb.ListTrustedFlaggersRequest, context: Ctx
+    ) -> pb.ListTrustedFlaggersResponse:
+        rows = await self._call(self.app.list_flaggers, self._who(context))
+        return pb.ListTrustedFlaggersResponse(flaggers=[_flagger_message(f) for f in rows])
+
+    async def GetTransparencyReport(
+        self, request: pb.GetTransparencyReportRequest, context: Ctx
+    ) -> pb.TransparencyReport:
+        start = (
+            datetime.fromisoformat(_time(request.start_time, "start_time"))
+            if request.HasField("start_time")
+            else None
+        )
+        end = (
+            datetime.fromisoformat(_time(request.end_time, "end_time"))
+            if request.HasField("end_time")
+            else None
+        )
+        f = await self._call(self.app.transparency, self._who(context), start, end)
+        return pb.TransparencyReport(
+            start_time=to_timestamp(start),
+            end_time=to_timestamp(end),
+            reports_received=f["received"],
+            reports_by_category=[
+                pb.TransparencyCount(key=c, source=s, count=n) for c, s, n in f["by_category"]
+            ],
+            cases_decided=f["decided"],
+            decisions_by_restriction=[
+                pb.TransparencyCount(key=k, count=n) for k, n in f["by_restriction"]
+            ],
+            median_seconds_to_decision=f["median_seconds"],
+            cases_void=f["void"],
+            appeals=f["appeals"],
+            reversals=f["reversals"],
+            reporters_suspended=f["suspended"],
+        )

@@ -1,0 +1,369 @@
+"""Aggregates of the reports service.
+
+- `AbuseReport`: one user's report. SUBMITTED → ACTION_TAKEN / NO_VIOLATION
+  when its case is decided, VOID when the target disappears; a reversal on
+  appeal makes it REVERSED (restrictions lifted) or SUBMITTED again (the case
+  is reviewed anew).
+- `ReportCase`: every open report on one target and reason category. OPEN →
+  IN_REVIEW → ACTION_TAKEN / NO_VIOLATION, or VOID. Its id is derived from
+  the target, the category and a round number: once a case is decided, the
+  next report on the same target opens the next round.
+- `Reporter`: a reporter's standing (manifestly unfounded reports, warning,
+  suspension).
+- `TrustedFlagger`: one entry of the agent-managed trusted-flagger list.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from eventsourcing.domain import Aggregate, event
+
+from casemesh.platform.errors import FailedPrecondition
+from casemesh_reports.policy import Misuse
+
+NAMESPACE = uuid.UUID("5c0e8f0a-7d7b-4d7e-9a3c-2b1f6a8e4d21")
+
+
+class ReportState(StrEnum):
+    SUBMITTED = "SUBMITTED"
+    ACTION_TAKEN = "ACTION_TAKEN"
+    NO_VIOLATION = "NO_VIOLATION"
+    VOID = "VOID"
+    REVERSED = "REVERSED"
+
+
+class CaseState(StrEnum):
+    OPEN = "OPEN"
+    IN_REVIEW = "IN_REVIEW"
+    ACTION_TAKEN = "ACTION_TAKEN"
+    NO_VIOLATION = "NO_VIOLATION"
+    VOID = "VOID"
+    REVERSED = "REVERSED"
+
+
+OPEN_CASE = frozenset({CaseState.OPEN, CaseState.IN_REVIEW})
+DECIDED_CASE = frozenset({CaseState.ACTION_TAKEN, CaseState.NO_VIOLATION})
+
+
+def target_key(target: dict[str, str]) -> str:
+    return f"{target['type']}:{target['id']}"
+
+
+class AbuseReport(Aggregate):
+    @staticmethod
+    def create_id(reporter: str, request_id: str) -> uuid.UUID:
+        return uuid.uuid5(NAMESPACE, f"report\n{reporter}\n{request_id}")
+
+    @event("Filed")
+    def __init__(
+        self,
+        *,
+        reporter: str,
+        request_id: str,
+        request_fingerprint: str,
+        target: dict[str, str],
+        category: str,
+        subcategory: str,
+        explanation: str,
+        evidence: list[dict[str, str]],
+        contact: dict[str, Any],
+        source: str,
+        case_id: str,
+    ) -> None:
+        self.reporter = reporter
+        self.request_id = request_id
+        self.request_fingerprint = request_fingerprint
+        self.target = target
+        self.category = category
+        self.subcategory = subcategory
+        self.explanation = explanation
+        self.evidence = evidence
+        self.contact = contact
+        self.source = source
+        self.case_id = case_id
+        self.state = ReportState.SUBMITTED
+        self.outcome: dict[str, Any] | None = None
+        self.decided_at: datetime | None = None
+
+    def resolve(self, *, actor: str, outcome: dict[str, Any], at: datetime) -> None:
+        if self.state is not ReportState.SUBMITTED:
+            raise FailedPrecondition(f"report {self.id} is already {self.state.value}")
+        self._resolved(actor=actor, outcome=outcome, at=at)
+
+    @event("Resolved")
+    def _resolved(self, actor: str, outcome: dict[str, Any], at: datetime) -> None:
+        self.state = ReportState(outcome["outcome"])
+        self.outcome = outcome
+        if self.decided_at is None:
+            self.decided_at = at
+
+    @event("Voided")
+    def void(self, *, actor: str, reason: str) -> None:
+        self.state = ReportState.VOID
+        self.outcome = {"outcome": "VOID", "reason": reason}
+
+    @event("Reversed")
+    def reverse(self, *, actor: str, appeal: str, lifted: list[str], reopened: bool) -> None:
+        self.state = ReportState.SUBMITTED if reopened else ReportState.REVERSED
+        if self.outcome is not None:
+            self.outcome = {**self.outcome, "reversed": True, "appeal": appeal}
+
+
+class ReportCase(Aggregate):
+    @staticmethod
+    def create_id(target: dict[str, str], category: str, round_no: int) -> uuid.UUID:
+        return uuid.uuid5(NAMESPACE, f"case\n{target_key(target)}\n{category}\n{round_no}")
+
+    @event("Opened")
+    def __init__(
+        self,
+        *,
+        target: dict[str, str],
+        category: str,
+        round_no: int,
+        lane: str,
+        severity: int,
+        dsa_category: str,
+        first_report: dict[str, Any],
+        base_priority: float,
+    ) -> None:
+        self.target = target
+        self.category = category
+        self.round_no = round_no
+        self.lane = lane
+        self.severity = severity
+        self.dsa_category = dsa_category
+        self.reports: list[dict[str, Any]] = [first_report]
+        self.first_report_at: datetime = first_report["at"]
+        self.base_priority = base_priority
+        self.state = CaseState.OPEN
+        self.assignee = ""
+        self.decision: dict[str, Any] | None = None
+        self.decisions: list[dict[str, Any]] = []
+        self.uploader: dict[str, Any] | None = None
+        self.void_reason = ""
+        self.voided_at: datetime | None = None
+        self.appeals: dict[str, dict[str, Any]] = {}
+
+    @property
+    def reporters(self) -> list[str]:
+        return sorted({r["reporter"] for r in self.reports})
+
+    @property
+    def trusted(self) -> bool:
+        return any(r.get("trusted") for r in self.reports)
+
+    def report_of(self, reporter: str) -> str | None:
+        return next((r["id"] for r in self.reports if r["reporter"] == reporter), None)
+
+    def add_report(self, *, report: dict[str, Any], base_priority: float) -> None:
+        if self.state not in OPEN_CASE:
+            raise FailedPrecondition(f"the case is {self.state.value}; it takes no more reports")
+        self._report_added(report=report, base_priority=base_priority)
+
+    @event("ReportAdded")
+    def _report_added(self, report: dict[str, Any], base_priority: float) -> None:
+        self.reports.append(report)
+        self.base_priority = base_priority
+
+    def assign(self, *, actor: str, assignee: str) -> None:
+        if self.state not in OPEN_CASE:
+            raise FailedPrecondition(
+                f"the case is {self.state.value} and can no longer be assigned"
+            )
+        self._assigned(actor=actor, assignee=assignee)
+
+    @event("Assigned")
+    def _assigned(self, actor: str, assignee: str) -> None:
+        self.assignee = assignee
+        self.state = CaseState.IN_REVIEW
+
+    def decide(
+        self,
+        *,
+        actor: str,
+        outcome: str,
+        statement: dict[str, Any],
+        uploader: dict[str, Any] | None,
+        unfounded: list[str],
+        at: datetime,
+    ) -> None:
+        if self.state not in OPEN_CASE:
+            raise FailedPrecondition(f"the case is {self.state.value}; it has been decided")
+        self._decided(
+            actor=actor,
+            outcome=outcome,
+            statement=statement,
+            uploader=uploader,
+            report_ids=[r["id"] for r in self.reports],
+            unfounded=unfounded,
+            at=at,
+        )
+
+    @event("Decided")
+    def _decided(
+        self,
+        actor: str,
+        outcome: str,
+        statement: dict[str, Any],
+        uploader: dict[str, Any] | None,
+        report_ids: list[str],
+        unfounded: list[str],
+        at: datetime,
+    ) -> None:
+        self.decision = {
+            "outcome": outcome,
+            "statement": statement,
+            "unfounded": unfounded,
+            "at": at,
+            "by": actor,
+        }
+        self.decisions.append(self.decision)
+        self.uploader = uploader
+        self.state = CaseState(outcome)
+
+    def void(self, *, actor: str, reason: str, at: datetime) -> None:
+        if self.state not in OPEN_CASE:
+            raise FailedPrecondition(
+                f"the case is {self.state.value}; only an open case closes as void"
+            )
+        self._voided(actor=actor, reason=reason, at=at)
+
+    @event("CaseVoided")
+    def _voided(self, actor: str, reason: str, at: datetime) -> None:
+        self.void_reason = reason
+        self.voided_at = at
+        self.state = CaseState.VOID
+
+    def lodge_appeal(self, *, appeal: str, appellant: str, at: datetime) -> bool:
+        """Records an appeal of the decision (once per appeal)."""
+        if appeal in self.appeals:
+            return False
+        self._appealed(actor=appellant, appeal=appeal, at=at)
+        return True
+
+    @event("Appealed")
+    def _appealed(self, actor: str, appeal: str, at: datetime) -> None:
+        self.appeals[appeal] = {"by": actor, "at": at, "reversed_at": None}
+
+    def reverse(self, *, appeal: str, at: datetime) -> list[dict[str, Any]] | None:
+        """An upheld appeal: lifts the restrictions (or sends a no-violation
+        decision back to review). None when nothing changes (already applied,
+        or the decision it appealed was since replaced)."""
+        record = self.appeals.get(appeal)
+        if record is not None and record["reversed_at"] is not None:
+            return None
+        if self.state not in DECIDED_CASE or self.decision is None:
+            return None
+        if record is not None and record["at"] < self.decision["at"]:
+            return None  # the appeal was of an earlier decision
+        lifted = list(self.decision["statement"].get("restrictions", []))
+        if self.state is not CaseState.ACTION_TAKEN:
+            lifted = []
+        self._reversed(actor="system", appeal=appeal, lifted=lifted, at=at)
+        return lifted
+
+    @event("DecisionReversed")
+    def _reversed(
+        self, actor: str, appeal: str, lifted: list[dict[str, Any]], at: datetime
+    ) -> None:
+        record = self.appeals.setdefault(appeal, {"by": "", "at": at, "reversed_at": None})
+        record["reversed_at"] = at
+        if self.state is CaseState.ACTION_TAKEN:
+            self.state = CaseState.REVERSED
+        else:
+            self.state = CaseState.OPEN
+            self.assignee = ""
+
+
+class Reporter(Aggregate):
+    """A reporter's standing. Created by their first manifestly unfounded report."""
+
+    @staticmethod
+    def create_id(user_id: str) -> uuid.UUID:
+        return uuid.uuid5(NAMESPACE, f"reporter\n{user_id}")
+
+    @event("FirstMisuseCounted")
+    def __init__(self, *, user_id: str, report_id: str, at: datetime) -> None:
+        self.user_id = user_id
+        self.unfounded: list[dict[str, Any]] = [{"report_id": report_id, "at": at}]
+        self.warned_at: datetime | None = None
+        self.suspended_until: datetime | None = None
+        self.suspensions: list[dict[str, Any]] = []
+
+    @property
+    def standing(self) -> str:
+        if self.suspended_until is not None:
+            return "SUSPENDED"
+        return "WARNED" if self.warned_at is not None else "COUNTED"
+
+    def suspended(self, now: datetime) -> datetime | None:
+        if self.suspended_until is not None and now < self.suspended_until:
+            return self.suspended_until
+        return None
+
+    def count_unfounded(
+        self, *, report_id: str, at: datetime, contact: dict[str, Any], rule: Misuse
+    ) -> None:
+        if any(u["report_id"] == report_id for u in self.unfounded):
+            return
+        self._misuse_counted(report_id=report_id, at=at, window_days=rule.window_days)
+        self.apply_rule(at=at, contact=contact, rule=rule)
+
+    def apply_rule(self, *, at: datetime, contact: dict[str, Any], rule: Misuse) -> None:
+        """A warning first; after it, a suspension (DSA Art. 23)."""
+        if self.warned_at is None and len(self.unfounded) >= rule.warn_after:
+            self._warned(at=at, contact=contact)
+        elif self.warned_at is not None and len(self.unfounded) >= rule.suspend_after:
+            self._suspended(at=at, until=at + timedelta(days=rule.suspension_days), contact=contact)
+
+    @event("MisuseCounted")
+    def _misuse_counted(self, report_id: str, at: datetime, window_days: int) -> None:
+        since = at - timedelta(days=window_days)
+        self.unfounded = [u for u in self.unfounded if u["at"] >= since]
+        self.unfounded.append({"report_id": report_id, "at": at})
+
+    @event("Warned")
+    def _warned(self, at: datetime, contact: dict[str, Any]) -> None:
+        self.warned_at = at
+        self.unfounded = []
+
+    @event("Suspended")
+    def _suspended(self, at: datetime, until: datetime, contact: dict[str, Any]) -> None:
+        self.suspended_until = until
+        self.suspensions.append({"at": at, "until": until})
+        self.unfounded = []
+
+
+class TrustedFlagger(Aggregate):
+    @staticmethod
+    def create_id(user_id: str) -> uuid.UUID:
+        return uuid.uuid5(NAMESPACE, f"flagger\n{user_id}")
+
+    @event("Designated")
+    def __init__(self, *, user_id: str, display_name: str, areas: list[str], actor: str) -> None:
+        self.user_id = user_id
+        self.display_name = display_name
+        self.areas = list(areas)
+        self.active = True
+
+    @event("Changed")
+    def change(self, *, display_name: str, areas: list[str], actor: str) -> None:
+        self.display_name = display_name
+        self.areas = list(areas)
+        self.active = True
+
+    def remove(self, *, actor: str) -> None:
+        if self.active:
+            self._removed(actor=actor)
+
+    @event("Removed")
+    def _removed(self, actor: str) -> None:
+        self.active = False
+
+    def covers(self, category: str) -> bool:
+        return self.active and category in self.areas

@@ -1,0 +1,232 @@
+"""Translation of stored events into the public messages of
+`casemesh.reports.v1` (proto/casemesh/events/v1/reports.proto)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf.message import Message
+
+from casemesh.events.v1 import reports_pb2 as ev
+from casemesh.events.v1 import tickets_pb2 as tev
+from casemesh.platform.grpcutil import to_timestamp
+from casemesh.platform.relay import EventTranslator
+from casemesh_reports.domain import AbuseReport, ReportCase, Reporter, TrustedFlagger
+
+TOPIC = "casemesh.reports.v1"
+
+PUBLIC_NAMES = {
+    "Filed": "ReportFiled",
+    "Resolved": "ReportResolved",
+    "Voided": "ReportVoided",
+    "Reversed": "ReportDecisionReversed",
+    "Opened": "ReportCaseOpened",
+    "ReportAdded": "ReportAddedToCase",
+    "Assigned": "ReportCaseAssigned",
+    "Decided": "ReportCaseDecided",
+    "CaseVoided": "ReportCaseVoided",
+    "Appealed": "ReportCaseAppealed",
+    "DecisionReversed": "ReportCaseDecisionReversed",
+    "FirstMisuseCounted": "ReporterMisuseCounted",
+    "MisuseCounted": "ReporterMisuseCounted",
+    "Warned": "ReporterWarned",
+    "Suspended": "ReporterSuspended",
+    "Designated": "TrustedFlaggerSet",
+    "Changed": "TrustedFlaggerSet",
+    "Removed": "TrustedFlaggerRemoved",
+}
+
+COLLECTIONS: dict[type[Any], str] = {
+    AbuseReport: "reports",
+    ReportCase: "report-cases",
+    Reporter: "reporters",
+    TrustedFlagger: "trusted-flaggers",
+}
+
+
+def contact(c: dict[str, Any] | None, locale: str = "") -> tev.ContactPreferences:
+    c = c or {}
+    return tev.ContactPreferences(
+        email=c.get("email", ""),
+        phone=c.get("phone", ""),
+        channels=[tev.ContactChannel.Value(f"CONTACT_CHANNEL_{x}") for x in c.get("channels", [])],
+        locale=c.get("locale") or locale,
+    )
+
+
+def _party(d: dict[str, Any] | None) -> ev.ReportParty | None:
+    if not d:
+        return None
+    return ev.ReportParty(
+        user_id=d.get("user_id", ""),
+        legal_name=d.get("legal_name", ""),
+        contact=contact(d.get("contact"), d.get("locale", "")),
+    )
+
+
+def _target(t: dict[str, str]) -> ev.ReportTargetRef:
+    return ev.ReportTargetRef(type=t["type"], id=t["id"], url=t.get("url", ""))
+
+
+def _restrictions(items: list[dict[str, Any]]) -> list[ev.Restriction]:
+    return [
+        ev.Restriction(
+            type=r["type"], other=r.get("other", ""), end_time=to_timestamp(r.get("end_time"))
+        )
+        for r in items
+    ]
+
+
+def statement_record(s: dict[str, Any]) -> ev.StatementOfReasonsRecord:
+    plain = {
+        k: v
+        for k, v in s.items()
+        if k not in ("restrictions", "appeal_deadline") and v not in ("", None, [])
+    }
+    return ev.StatementOfReasonsRecord(
+        **plain,
+        restrictions=_restrictions(s.get("restrictions", [])),
+        appeal_deadline=to_timestamp(s.get("appeal_deadline")),
+    )
+
+
+def _state(after: Any) -> str:
+    if isinstance(after, (AbuseReport, ReportCase)):
+        return after.state.value
+    if isinstance(after, Reporter):
+        return after.standing
+    return "ACTIVE" if after.active else "REMOVED"
+
+
+def public_message(domain_event: Any, after: Any) -> Message:
+    kind = type(domain_event).__name__
+    a = vars(domain_event)
+    header = ev.ReportEventHeader(
+        aggregate_id=str(domain_event.originator_id),
+        version=domain_event.originator_version,
+        actor=a.get("actor") or a.get("reporter") or "system",
+        time=to_timestamp(domain_event.timestamp),
+        state=_state(after),
+    )
+    match kind:
+        case "Filed":
+            return ev.ReportFiled(
+                header=header,
+                reporter=a["reporter"],
+                contact=contact(a["contact"]),
+                target=_target(a["target"]),
+                category=a["category"],
+                subcategory=a["subcategory"],
+                explanation=a["explanation"],
+                evidence=[tev.EvidenceAttachment(**e) for e in a["evidence"]],
+                source=a["source"],
+                case_id=a["case_id"],
+            )
+        case "Resolved":
+            o = a["outcome"]
+            return ev.ReportResolved(
+                header=header,
+                case_id=o["case_id"],
+                outcome=o["outcome"],
+                restrictions=o["restrictions"],
+                decision_facts=o["decision_facts"],
+                manifestly_unfounded=o["manifestly_unfounded"],
+                redress=o["redress"],
+                appeal_deadline=to_timestamp(o["appeal_deadline"]),
+            )
+        case "Voided":
+            return ev.ReportVoided(header=header, case_id=after.case_id, reason=a["reason"])
+        case "Reversed":
+            return ev.ReportDecisionReversed(
+                header=header,
+                case_id=after.case_id,
+                appeal=a["appeal"],
+                restrictions_lifted=a["lifted"],
+            )
+        case "Opened":
+            first = a["first_report"]
+            return ev.ReportCaseOpened(
+                header=header,
+                target=_target(a["target"]),
+                category=a["category"],
+                lane=a["lane"],
+                first_report_id=first["id"],
+                trusted_flagger=bool(first.get("trusted")),
+                base_priority=a["base_priority"],
+            )
+        case "ReportAdded":
+            report = a["report"]
+            return ev.ReportAddedToCase(
+                header=header,
+                report_id=report["id"],
+                reporter=report["reporter"],
+                reporter_count=len(after.reporters),
+                trusted_flagger=bool(report.get("trusted")),
+                base_priority=a["base_priority"],
+            )
+        case "Assigned":
+            return ev.ReportCaseAssigned(header=header, assignee=a["assignee"])
+        case "Decided":
+            return ev.ReportCaseDecided(
+                header=header,
+                outcome=a["outcome"],
+                statement=statement_record(a["statement"]),
+                affected_uploader=_party(a["uploader"]),
+                report_ids=a["report_ids"],
+                manifestly_unfounded_report_ids=a["unfounded"],
+            )
+        case "CaseVoided":
+            return ev.ReportCaseVoided(header=header, reason=a["reason"])
+        case "Appealed":
+            return ev.ReportCaseAppealed(header=header, appeal=a["appeal"], appellant=a["actor"])
+        case "DecisionReversed":
+            return ev.ReportCaseDecisionReversed(
+                header=header,
+                appeal=a["appeal"],
+                restrictions_lifted=_restrictions(a["lifted"]),
+                affected_uploader=_party(after.uploader) if a["lifted"] else None,
+            )
+        case "FirstMisuseCounted" | "MisuseCounted":
+            return ev.ReporterMisuseCounted(
+                header=header,
+                reporter=after.user_id,
+                report_id=a["report_id"],
+                count=len(after.unfounded),
+            )
+        case "Warned":
+            return ev.ReporterWarned(
+                header=header, reporter=after.user_id, contact=contact(a["contact"])
+            )
+        case "Suspended":
+            return ev.ReporterSuspended(
+                header=header,
+                reporter=after.user_id,
+                contact=contact(a["contact"]),
+                until=to_timestamp(a["until"]),
+            )
+        case "Designated" | "Changed":
+            return ev.TrustedFlaggerSet(
+                header=header,
+                user_id=after.user_id,
+                display_name=a["display_name"],
+                areas=a["areas"],
+            )
+        case "Removed":
+            return ev.TrustedFlaggerRemoved(header=header, user_id=after.user_id)
+    raise ValueError(f"no public event for {kind}")
+
+
+def _owner(domain_event: Any) -> type[Any]:
+    owner = type(domain_event).__qualname__.split(".")[0]
+    return next(cls for cls in COLLECTIONS if cls.__name__ == owner)
+
+
+def Translator(after: Any) -> EventTranslator:
+    """The relay's translation; `after(event)` is the aggregate right after it."""
+    return EventTranslator(
+        service="reports",
+        collection=lambda e: COLLECTIONS[_owner(e)],
+        public_names=PUBLIC_NAMES,
+        render=public_message,
+        after=after,
+    )

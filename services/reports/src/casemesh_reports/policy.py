@@ -1,0 +1,135 @@
+"""The reports policy, as data: the reason taxonomy (two levels, mapped to the
+DSA statement categories and keywords), triage weights, the reporting-misuse
+rule (DSA Art. 23) and the appeal window (DSA Art. 20: at least six months)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from casemesh.platform.clock import add_months
+
+
+@dataclass(frozen=True)
+class Reason:
+    category: str
+    code: str
+    zh: str
+    en: str
+    dsa_category: str
+    keyword: str
+
+
+@dataclass(frozen=True)
+class Category:
+    code: str
+    zh: str
+    en: str
+    severity: int
+    child_safety: bool
+    reasons: dict[str, Reason]
+
+
+@dataclass(frozen=True)
+class Triage:
+    points_per_extra_reporter: float = 5
+    max_reporter_points: float = 50
+    trusted_flagger_points: float = 40
+    points_per_hour_waiting: float = 1
+
+    def base(self, severity: int, reporters: int, trusted: bool) -> float:
+        """Priority before age: severity, distinct reporters, a trusted flagger."""
+        crowd = min(self.points_per_extra_reporter * (reporters - 1), self.max_reporter_points)
+        return severity + crowd + (self.trusted_flagger_points if trusted else 0)
+
+    def rank_time(self, first_report: datetime, base: float) -> datetime:
+        """The moment a case of priority 0 would have had to arrive to rank
+        level with this one. Age adds the same points per hour to every case,
+        so ordering by this (earliest first) is ordering by priority now, and
+        it never changes while the case waits."""
+        return first_report - timedelta(hours=base / self.points_per_hour_waiting)
+
+    def priority(self, first_report: datetime, base: float, now: datetime) -> float:
+        hours = max((now - first_report).total_seconds() / 3600, 0.0)
+        return round(base + hours * self.points_per_hour_waiting, 2)
+
+
+@dataclass(frozen=True)
+class Misuse:
+    """After `warn_after` manifestly unfounded reports within `window_days`, a
+    warning; after `suspend_after` more following the warning, reporting is
+    suspended for `suspension_days`; then counting starts again."""
+
+    warn_after: int = 2
+    suspend_after: int = 3
+    window_days: int = 180
+    suspension_days: int = 30
+
+
+@dataclass(frozen=True)
+class Taxonomy:
+    categories: dict[str, Category]
+    elsewhere: dict[str, str]
+    keywords: frozenset[str]
+    triage: Triage
+
+    def reason(self, category: str, code: str) -> Reason | None:
+        c = self.categories.get(category)
+        return c.reasons.get(code) if c else None
+
+
+@dataclass(frozen=True)
+class ReportsPolicy:
+    taxonomy: Taxonomy
+    misuse: Misuse = field(default_factory=Misuse)
+    appeal_window_months: int = 6
+    # Where to seek redress beyond the platform, per language.
+    redress: dict[str, str] = field(
+        default_factory=lambda: {
+            "zh-CN": "如对处理结果有异议，可在申诉期限内通过“我的申诉”提交申诉（由人工复核）；"
+            "也可向依法设立的争议解决机构或人民法院寻求救济。",
+            "en": "You may appeal this decision within the appeal period from My appeals "
+            "(a person reviews it); you may also turn to a certified out-of-court dispute "
+            "settlement body (DSA Art. 21) or a court.",
+        }
+    )
+
+    def appeal_deadline(self, decided: datetime) -> datetime:
+        return add_months(decided, self.appeal_window_months)
+
+
+def load_taxonomy(path: str = "") -> Taxonomy:
+    raw: dict[str, Any] = json.loads(
+        Path(path).read_text()
+        if path
+        else resources.files("casemesh_reports").joinpath("taxonomy.json").read_text()
+    )
+    categories = {
+        c["code"]: Category(
+            code=c["code"],
+            zh=c["zh"],
+            en=c["en"],
+            severity=int(c["severity"]),
+            child_safety=bool(c.get("child_safety")),
+            reasons={
+                r["code"]: Reason(c["code"], r["code"], r["zh"], r["en"], r["dsa"], r["keyword"])
+                for r in c["reasons"]
+            },
+        )
+        for c in raw["categories"]
+    }
+    keywords = frozenset(raw["keywords"])
+    for c in categories.values():
+        for r in c.reasons.values():
+            if r.keyword not in keywords:
+                raise ValueError(f"taxonomy: {c.code}.{r.code} maps to unknown {r.keyword}")
+    return Taxonomy(
+        categories=categories,
+        elsewhere=dict(raw.get("elsewhere", {})),
+        keywords=keywords,
+        triage=Triage(**raw.get("triage", {})),
+    )

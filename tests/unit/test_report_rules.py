@@ -1,0 +1,233 @@
+"""Abuse reports told through the aggregates and the policy alone: misuse
+counting, triage order, reversal, and every stored event's public message."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from casemesh.platform.errors import FailedPrecondition
+from casemesh_reports.domain import AbuseReport, CaseState, ReportCase, Reporter, TrustedFlagger
+from casemesh_reports.events import COLLECTIONS, PUBLIC_NAMES, Translator, public_message
+from casemesh_reports.policy import Misuse, Triage, load_taxonomy
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+RULE = Misuse(warn_after=2, suspend_after=3, window_days=180, suspension_days=30)
+CONTACT = {"email": "r@example.com", "phone": "", "channels": ["EMAIL"], "locale": "en"}
+VIDEO = {"type": "VIDEO", "id": "v123", "url": ""}
+
+
+def test_taxonomy_maps_every_reason_to_a_dsa_category_and_keyword() -> None:
+    taxonomy = load_taxonomy()
+    assert taxonomy.categories["child_safety"].child_safety
+    reason = taxonomy.reason("violence_terrorism", "terrorism")
+    assert reason is not None
+    assert reason.dsa_category == "STATEMENT_CATEGORY_RISK_FOR_PUBLIC_SECURITY"
+    assert reason.keyword == "KEYWORD_TERRORIST_CONTENT"
+    assert "copyright" in taxonomy.elsewhere
+    # Child safety and terrorism come first in severity.
+    severities = sorted(taxonomy.categories.values(), key=lambda c: -c.severity)
+    assert [c.code for c in severities[:2]] == ["child_safety", "violence_terrorism"]
+
+
+def counted(reporter: Reporter | None, n: int, start: datetime) -> Reporter:
+    for i in range(n):
+        at = start + timedelta(hours=i)
+        if reporter is None:
+            reporter = Reporter(user_id="u1", report_id=f"r{i}", at=at)
+            reporter.apply_rule(at=at, contact=CONTACT, rule=RULE)
+        else:
+            reporter.count_unfounded(
+                report_id=f"r{start.isoformat()}{i}", at=at, contact=CONTACT, rule=RULE
+            )
+    assert reporter is not None
+    return reporter
+
+
+def test_a_warning_comes_first_then_three_more_suspend() -> None:
+    r = counted(None, 2, NOW)
+    assert r.warned_at is not None and r.suspended(NOW) is None
+    r = counted(r, 2, NOW + timedelta(days=1))
+    assert r.suspended(NOW + timedelta(days=1, hours=3)) is None
+    r = counted(r, 1, NOW + timedelta(days=2))
+    until = r.suspended(NOW + timedelta(days=2, hours=1))
+    assert until == NOW + timedelta(days=32)
+    assert r.suspended(until) is None  # the period over, reporting is open again
+
+
+def test_unfounded_reports_outside_the_window_do_not_count() -> None:
+    r = counted(None, 1, NOW)
+    r = counted(r, 1, NOW + timedelta(days=181))
+    assert r.warned_at is None
+
+
+def test_the_same_report_counts_once() -> None:
+    r = Reporter(user_id="u1", report_id="r1", at=NOW)
+    r.count_unfounded(report_id="r1", at=NOW, contact=CONTACT, rule=RULE)
+    assert len(r.unfounded) == 1
+
+
+def test_rank_time_orders_cases_by_priority_now() -> None:
+    triage = Triage()
+    old = (NOW - timedelta(hours=10), triage.base(50, 1, False))
+    trusted = (NOW, triage.base(50, 1, True))
+    crowd = (NOW - timedelta(hours=1), triage.base(50, 3, False))
+    cases = [old, trusted, crowd]
+    by_rank = sorted(cases, key=lambda c: triage.rank_time(*c))
+    for later in (NOW, NOW + timedelta(days=3)):
+        by_priority = sorted(cases, key=lambda c: -triage.priority(c[0], c[1], later))
+        assert by_rank == by_priority
+    assert by_rank[0] is trusted
+
+
+def case_with(report_ids: list[str]) -> ReportCase:
+    first, *rest = report_ids
+    case = ReportCase(
+        target=VIDEO,
+        category="violence_terrorism",
+        round_no=1,
+        lane="ORDINARY",
+        severity=90,
+        dsa_category="STATEMENT_CATEGORY_VIOLENCE",
+        first_report={"id": first, "reporter": first, "at": NOW, "trusted": False},
+        base_priority=90,
+    )
+    for i, rid in enumerate(rest):
+        case.add_report(
+            report={"id": rid, "reporter": rid, "at": NOW, "trusted": False},
+            base_priority=90 + 5 * (i + 1),
+        )
+    return case
+
+
+STATEMENT = {
+    "decision_ground": "DECISION_GROUND_INCOMPATIBLE_CONTENT",
+    "decision_facts": "Shows an attack.",
+    "restrictions": [
+        {
+            "field": "visibility",
+            "type": "DECISION_VISIBILITY_CONTENT_REMOVED",
+            "other": "",
+            "end_time": "",
+        }
+    ],
+    "appeal_deadline": (NOW + timedelta(days=183)).isoformat(),
+}
+
+
+def test_reversal_lifts_an_action_once_and_reopens_a_no_violation() -> None:
+    case = case_with(["a", "b"])
+    case.decide(
+        actor="agent",
+        outcome="ACTION_TAKEN",
+        statement=STATEMENT,
+        uploader=None,
+        unfounded=[],
+        at=NOW,
+    )
+    with pytest.raises(FailedPrecondition):
+        case.add_report(report={"id": "c", "reporter": "c", "at": NOW}, base_priority=1)
+    assert case.lodge_appeal(appeal="appeals/1", appellant="up", at=NOW)
+    assert not case.lodge_appeal(appeal="appeals/1", appellant="up", at=NOW)
+    lifted = case.reverse(appeal="appeals/1", at=NOW)
+    assert lifted and lifted[0]["type"] == "DECISION_VISIBILITY_CONTENT_REMOVED"
+    assert case.state is CaseState.REVERSED
+    assert case.reverse(appeal="appeals/1", at=NOW) is None
+
+    other = case_with(["x"])
+    other.decide(
+        actor="agent",
+        outcome="NO_VIOLATION",
+        statement={"decision_facts": "Not violent."},
+        uploader=None,
+        unfounded=[],
+        at=NOW,
+    )
+    assert other.reverse(appeal="appeals/2", at=NOW) == []
+    assert other.state is CaseState.OPEN
+
+
+def every_event() -> list[tuple[Any, Any]]:
+    """(event, aggregate right after it) for one of every kind of event."""
+    report = AbuseReport(
+        reporter="a",
+        request_id="r1",
+        request_fingerprint="f",
+        target=VIDEO,
+        category="violence_terrorism",
+        subcategory="terrorism",
+        explanation="x",
+        evidence=[{"name": "evidence/1", "sha256": "0" * 64}],
+        contact=CONTACT,
+        source="ARTICLE_16",
+        case_id="c1",
+    )
+    report.resolve(
+        actor="agent",
+        outcome={
+            "outcome": "ACTION_TAKEN",
+            "restrictions": ["DECISION_VISIBILITY_CONTENT_REMOVED"],
+            "decision_facts": "f",
+            "manifestly_unfounded": False,
+            "redress": "r",
+            "appeal_deadline": NOW.isoformat(),
+            "case_id": "c1",
+        },
+        at=NOW,
+    )
+    report.reverse(actor="system", appeal="appeals/1", lifted=[], reopened=False)
+    voided = AbuseReport(
+        reporter="b",
+        request_id="r2",
+        request_fingerprint="f",
+        target=VIDEO,
+        category="violence_terrorism",
+        subcategory="terrorism",
+        explanation="x",
+        evidence=[],
+        contact=CONTACT,
+        source="TRUSTED_FLAGGER",
+        case_id="c1",
+    )
+    voided.void(actor="agent", reason="deleted")
+    case = case_with(["a", "b"])
+    case.assign(actor="agent", assignee="agent")
+    case.decide(
+        actor="agent",
+        outcome="ACTION_TAKEN",
+        statement=STATEMENT,
+        uploader={"user_id": "up", "legal_name": "U", "locale": "en", "contact": CONTACT},
+        unfounded=[],
+        at=NOW,
+    )
+    case.lodge_appeal(appeal="appeals/1", appellant="up", at=NOW)
+    case.reverse(appeal="appeals/1", at=NOW)
+    void_case = case_with(["z"])
+    void_case.void(actor="agent", reason="deleted", at=NOW)
+    reporter = counted(None, 5, NOW)
+    flagger = TrustedFlagger(user_id="ngo", display_name="NGO", areas=["child_safety"], actor="a")
+    flagger.change(display_name="NGO 2", areas=["harassment"], actor="a")
+    flagger.remove(actor="a")
+    out = []
+    for aggregate in (report, voided, case, void_case, reporter, flagger):
+        for e in aggregate.collect_events():
+            out.append((e, aggregate))
+    return out
+
+
+def test_every_event_has_a_public_message_and_collection() -> None:
+    seen = set()
+    every = every_event()
+    after_of = {id(e): a for e, a in every}
+    translate = Translator(after=lambda e: after_of[id(e)])
+    for e, after in every:
+        name = type(e).__name__
+        seen.add(name)
+        message = public_message(e, after)
+        assert type(message).__name__ == PUBLIC_NAMES[name]
+        cloud = translate(None, e)  # type: ignore[arg-type]
+        assert cloud.type == f"casemesh.reports.{PUBLIC_NAMES[name]}.v1"
+        assert cloud.subject.split("/")[0] in COLLECTIONS.values()
+    assert seen == set(PUBLIC_NAMES)
