@@ -76,6 +76,8 @@ class Stack:
     secret: str
     mail: MailEndpoint
     sms: SmsEndpoint
+    # The reports service's Prometheus endpoint.
+    reports_metrics: str = ""
 
     @property
     def tickets_dsn(self) -> str:
@@ -89,11 +91,15 @@ class Stack:
     def reports_dsn(self) -> str:
         return self.infra.pg.dsn(REPORTS_DB)
 
+    def clock_offset(self) -> float:
+        """Seconds the services' clock runs ahead of the system's."""
+        path = self.infra.root / "clock-offset"
+        return float(path.read_text()) if path.exists() else 0.0
+
     def advance_clock(self, seconds: float) -> None:
         """Moves the appeals and reports services' clock forward (they read the offset file)."""
         path = self.infra.root / "clock-offset"
-        current = float(path.read_text()) if path.exists() else 0.0
-        path.write_text(str(current + seconds))
+        path.write_text(str(self.clock_offset() + seconds))
 
     @property
     def evidence_dir(self) -> Path:
@@ -131,6 +137,7 @@ def stack(infra: Infra) -> Iterator[Stack]:
     appeals_addr = f"127.0.0.1:{free_port()}"
     reports_addr = f"127.0.0.1:{free_port()}"
     gateway = f"127.0.0.1:{free_port()}"
+    reports_metrics = f"127.0.0.1:{free_port()}"
     supervisor = Supervisor(infra.root / "logs")
     overrides = {
         # Tests run at any hour: no SMS quiet hours; quick retries.
@@ -139,6 +146,7 @@ def stack(infra: Infra) -> Iterator[Stack]:
         "gateway": {"CASEMESH_RATE_LIMIT_PER_MINUTE": "600", "CASEMESH_RATE_LIMIT_BURST": "150"},
         # Small enough that a test can go past it cheaply.
         "evidence": {"CASEMESH_MAX_IMAGE_BYTES": str(2 * 1024 * 1024)},
+        "reports": {"CASEMESH_METRICS_ADDR": reports_metrics},
     }
     try:
         for spec in service_specs(
@@ -174,7 +182,9 @@ def stack(infra: Infra) -> Iterator[Stack]:
         except AssertionError:
             tails = {n: supervisor.log_path(n).read_text()[-3000:] for n in supervisor.names}
             raise AssertionError(f"the stack did not start; log tails: {tails}") from None
-        yield Stack(infra, supervisor, gateway, secret, mail, sms)
+        yield Stack(
+            infra, supervisor, gateway, secret, mail, sms, f"http://{reports_metrics}/metrics"
+        )
     finally:
         supervisor.stop_all()
         mail.stop()

@@ -3,3 +3,4 @@ CREATE DATABASE casemesh_tickets;
 CREATE DATABASE casemesh_notifier;
 CREATE DATABASE casemesh_evidence;
 CREATE DATABASE casemesh_appeals;
+CREATE DATABASE casemesh_reports;

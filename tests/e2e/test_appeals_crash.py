@@ -4,17 +4,15 @@ is told once."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
-
-import psycopg
 
 from casemesh.v1 import appeals_pb2 as apb
 from casemesh.v1 import appeals_pb2_grpc as apb_grpc
 from casemesh.v1 import tickets_pb2 as pb
-from tests.conftest import PARTITIONS, Stack
-from tests.support import Client, read_topic, wait_until
+from tests.conftest import Stack
+from tests.e2e.crash import assert_each_told_once, assert_every_event_relayed
+from tests.support import Client
 
 
 def test_kill_9_of_the_appeals_relay_and_notifier_loses_and_repeats_nothing(
@@ -56,21 +54,5 @@ def test_kill_9_of_the_appeals_relay_and_notifier_loses_and_repeats_nothing(
         emails.append(email)
         time.sleep(0.05)
 
-    with psycopg.connect(stack.appeals_dsn) as conn:
-        rows = conn.execute(
-            "SELECT originator_id, originator_version FROM appeals_events"
-        ).fetchall()
-    want = {f"{oid}:{version}" for oid, version in rows}
-    records = asyncio.run(
-        read_topic(stack.infra.kafka.bootstrap, "casemesh.appeals.v1", PARTITIONS, want, 90)
-    )
-    assert want <= {h["ce_id"] for _, h in records}
-
-    wait_until(lambda: all(stack.mail.to(e) for e in emails), timeout=90)
-    time.sleep(3)
-    assert [len(stack.mail.to(e)) for e in emails] == [1] * len(emails)
-    assert all(
-        m["X-Casemesh-Template"] == "appeal.info_requested"
-        for e in emails
-        for m in stack.mail.to(e)
-    )
+    assert_every_event_relayed(stack, stack.appeals_dsn, "appeals_events", "casemesh.appeals.v1")
+    assert_each_told_once(stack, emails, "appeal.info_requested")

@@ -117,16 +117,24 @@ STATEMENT = {
 }
 
 
-def test_reversal_lifts_an_action_once_and_reopens_a_no_violation() -> None:
+UPLOADER = {"user_id": "up", "legal_name": "U", "locale": "en", "contact": CONTACT}
+
+
+def decided(outcome: str, uploader: dict[str, Any] | None = None) -> ReportCase:
     case = case_with(["a", "b"])
     case.decide(
         actor="agent",
-        outcome="ACTION_TAKEN",
-        statement=STATEMENT,
-        uploader=None,
+        outcome=outcome,
+        statement=STATEMENT if outcome == "ACTION_TAKEN" else {"decision_facts": "Fine."},
+        uploader=uploader,
         unfounded=[],
         at=NOW,
     )
+    return case
+
+
+def test_the_uploaders_upheld_appeal_lifts_the_restrictions_once() -> None:
+    case = decided("ACTION_TAKEN", UPLOADER)
     with pytest.raises(FailedPrecondition):
         case.add_report(report={"id": "c", "reporter": "c", "at": NOW}, base_priority=1)
     assert case.lodge_appeal(appeal="appeals/1", appellant="up", at=NOW)
@@ -136,17 +144,31 @@ def test_reversal_lifts_an_action_once_and_reopens_a_no_violation() -> None:
     assert case.state is CaseState.REVERSED
     assert case.reverse(appeal="appeals/1", at=NOW) is None
 
-    other = case_with(["x"])
-    other.decide(
+
+def test_a_reporters_upheld_appeal_sends_the_case_back_to_review() -> None:
+    for outcome in ("NO_VIOLATION", "ACTION_TAKEN"):
+        case = decided(outcome, UPLOADER if outcome == "ACTION_TAKEN" else None)
+        case.lodge_appeal(appeal="appeals/2", appellant="a", at=NOW)
+        assert case.reverse(appeal="appeals/2", at=NOW) == []  # nothing lifted
+        assert case.state is CaseState.OPEN
+        case.add_report(report={"id": "c", "reporter": "c", "at": NOW}, base_priority=1)
+
+
+def test_an_appeal_of_an_earlier_decision_changes_nothing() -> None:
+    case = decided("NO_VIOLATION")
+    case.lodge_appeal(appeal="appeals/3", appellant="a", at=NOW)
+    case.reverse(appeal="appeals/3", at=NOW)
+    case.decide(
         actor="agent",
-        outcome="NO_VIOLATION",
-        statement={"decision_facts": "Not violent."},
-        uploader=None,
+        outcome="ACTION_TAKEN",
+        statement=STATEMENT,
+        uploader=UPLOADER,
         unfounded=[],
-        at=NOW,
+        at=NOW + timedelta(hours=1),
     )
-    assert other.reverse(appeal="appeals/2", at=NOW) == []
-    assert other.state is CaseState.OPEN
+    case.lodge_appeal(appeal="appeals/4", appellant="b", at=NOW - timedelta(minutes=1))
+    assert case.reverse(appeal="appeals/4", at=NOW) is None
+    assert case.state is CaseState.ACTION_TAKEN
 
 
 def every_event() -> list[tuple[Any, Any]]:
@@ -198,7 +220,7 @@ def every_event() -> list[tuple[Any, Any]]:
         actor="agent",
         outcome="ACTION_TAKEN",
         statement=STATEMENT,
-        uploader={"user_id": "up", "legal_name": "U", "locale": "en", "contact": CONTACT},
+        uploader=UPLOADER,
         unfounded=[],
         at=NOW,
     )

@@ -5,11 +5,12 @@ verified identity, the caller's trace context and a deadline."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any, NoReturn, TypeAlias
 
 import grpc
 
+from casemesh.platform.clock import Clock, SystemClock
 from casemesh.platform.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -40,10 +41,18 @@ MAX_EVIDENCE = 20
 
 
 class Backend:
-    def __init__(self, *, verifier: TokenVerifier, limiter: RateLimiter, timeout: float) -> None:
+    def __init__(
+        self,
+        *,
+        verifier: TokenVerifier,
+        limiter: RateLimiter,
+        timeout: float,
+        clock: Clock | None = None,
+    ) -> None:
         self.verifier = verifier
         self.limiter = limiter
         self.timeout = timeout
+        self.clock: Clock = clock or SystemClock()
         self.evidence: Any = None  # EvidenceServiceStub, set once the channel is open
         self.reports: Any = None  # ReportServiceStub, likewise
 
@@ -310,7 +319,7 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
         if case.state not in decided:
             raise FailedPrecondition(f"{name} has no decision to appeal")
         deadline = case.decision.appeal_deadline.ToDatetime(tzinfo=UTC)
-        if datetime.now(UTC) > deadline:
+        if self.backend.clock.now() > deadline:
             raise FailedPrecondition(
                 f"the appeal window for {name} closed at {deadline.isoformat()}"
             )

@@ -14,7 +14,7 @@ what concerns them, in their language.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -328,6 +328,31 @@ def report_steps(message: Any) -> dict[str, Step]:
     return {}
 
 
+REPORT_APPEAL_TEMPLATES = frozenset(
+    {
+        "appeal.received",
+        "appeal.info_requested",
+        "appeal.upheld",
+        "appeal.rejected",
+        "appeal.abandoned",
+    }
+)
+
+
+def for_report_appeal(steps: dict[str, Step], parties: dict[str, Party]) -> dict[str, Step]:
+    """An appeal of a report decision is told in its own words (the filer's
+    case subject is the appealed `report-cases/…`)."""
+    filer = parties.get("filer")
+    if filer is None or not filer.subject.startswith("report-cases/"):
+        return steps
+    return {
+        role: replace(step, template="report_" + step.template)
+        if step.template in REPORT_APPEAL_TEMPLATES
+        else step
+        for role, step in steps.items()
+    }
+
+
 class Planner:
     def __init__(self, consumer: str = "notifier") -> None:
         self._consumer = consumer
@@ -445,7 +470,13 @@ class Planner:
             return []
         await self._moved(conn, name, header.state, header.version)
         return await self._jobs(
-            conn, event, name, header.appeal_id, appeal_steps(message), parties, now
+            conn,
+            event,
+            name,
+            header.appeal_id,
+            for_report_appeal(appeal_steps(message), parties),
+            parties,
+            now,
         )
 
     async def _plan_report(

@@ -329,40 +329,107 @@ TEMPLATES.update(
             "【申诉成功】您的内容 {subject} 已恢复",
             "您好：\n\n经申诉复核，对您的内容（{subject}，案件编号 {ref}）的处理决定已撤销，"
             "相关限制已解除：\n\n{text}" + _ZH_SIGN,
-            "【Casemesh】申诉成功，您的内容{subject}的限制已解除。",
+            "【Casemesh】申诉成功（案件{ref}），您的内容{subject}的限制已解除。",
         ),
         ("report.restriction_lifted", "en"): Template(
             "Appeal upheld: restrictions on {subject} lifted",
             "Hello,\n\nOn appeal, the decision about your content ({subject}, case {ref}) was "
             "reversed and these restrictions were lifted:\n\n{text}" + _EN_SIGN,
-            "Casemesh: appeal upheld; restrictions on {subject} lifted.",
+            "Casemesh: appeal upheld (case {ref}); restrictions on {subject} lifted.",
         ),
         ("report.misuse_warning", "zh-CN"): Template(
             "【提醒】请勿提交不实举报",
             "您好：\n\n您近期提交的多条举报经审核明显不成立。举报功能用于处理真实的违规内容，"
-            "如继续提交明显不成立的举报，您的举报功能将被暂停一段时间。" + _ZH_SIGN,
-            "【Casemesh】您近期多条举报明显不成立，继续提交将被暂停举报功能。",
+            "如继续提交明显不成立的举报，您的举报功能将被暂停一段时间。（提醒编号 {ref}）"
+            + _ZH_SIGN,
+            "【Casemesh】您近期多条举报明显不成立，继续提交将被暂停举报功能（{ref}）。",
         ),
         ("report.misuse_warning", "en"): Template(
             "A warning about your reports",
             "Hello,\n\nSeveral of your recent reports were manifestly unfounded. Reporting "
             "exists for real violations; if you keep sending unfounded reports, you will not "
-            "be able to report for a while." + _EN_SIGN,
-            "Casemesh: several of your reports were unfounded. More will suspend reporting.",
+            "be able to report for a while. (Reference {ref})" + _EN_SIGN,
+            "Casemesh: several of your reports were unfounded. More will suspend reporting. Ref {ref}",
         ),
         ("report.reporting_suspended", "zh-CN"): Template(
             "【举报功能已暂停】至 {due}",
             "您好：\n\n在收到提醒后，您仍多次提交明显不成立的举报，您的举报功能已暂停至 {due}。"
-            "期间提交的举报将不被受理；到期后自动恢复。如有异议，可通过“我的工单”联系我们。"
+            "期间提交的举报将不被受理；到期后自动恢复。如有异议，可通过“我的工单”联系我们（编号 {ref}）。"
             + _ZH_SIGN,
-            "【Casemesh】因多次不实举报，您的举报功能暂停至{due}。",
+            "【Casemesh】因多次不实举报，您的举报功能暂停至{due}（{ref}）。",
         ),
         ("report.reporting_suspended", "en"): Template(
             "Reporting suspended until {due}",
             "Hello,\n\nAfter a warning you kept sending manifestly unfounded reports, so you "
             "cannot report until {due}. Reports sent before then are refused; reporting opens "
-            "again by itself. To dispute this, open a ticket." + _EN_SIGN,
-            "Casemesh: after repeated unfounded reports, reporting is suspended until {due}.",
+            "again by itself. To dispute this, open a ticket (reference {ref})." + _EN_SIGN,
+            "Casemesh: after repeated unfounded reports, reporting is suspended until {due}. Ref {ref}",
+        ),
+    }
+)
+
+# Appeals of report decisions (the appeals service's decision-appeal track).
+TEMPLATES.update(
+    {
+        ("report_appeal.received", "zh-CN"): Template(
+            "【申诉已受理】{ref}",
+            "您好：\n\n我们已收到您对举报处理决定的申诉（编号 {ref}），将由未参与原决定的人员"
+            "复核，并在 {due}前给出结果。" + _ZH_SIGN,
+            "【Casemesh】您的申诉{ref}已受理，将于{due}前人工复核。",
+        ),
+        ("report_appeal.received", "en"): Template(
+            "We received your appeal {ref}",
+            "Hello,\n\nWe have received your appeal against a decision on reported content "
+            "(number {ref}). A person who did not take the decision will review it by {due}."
+            + _EN_SIGN,
+            "Casemesh: appeal {ref} received; a person reviews it by {due}.",
+        ),
+        ("report_appeal.info_requested", "zh-CN"): Template(
+            "【需要补充申诉理由】{ref}",
+            "您好：\n\n为复核您的申诉（编号 {ref}），请在 {due}前补充：\n\n{text}\n\n"
+            "逾期未补充，申诉将被关闭。" + _ZH_SIGN,
+            "【Casemesh】申诉{ref}需补充材料，请于{due}前提交。",
+        ),
+        ("report_appeal.info_requested", "en"): Template(
+            "More information needed: appeal {ref}",
+            "Hello,\n\nTo review your appeal (number {ref}) we need the following by {due}:"
+            "\n\n{text}\n\nWithout it the appeal will be closed." + _EN_SIGN,
+            "Casemesh: appeal {ref} needs more information by {due}.",
+        ),
+        ("report_appeal.upheld", "zh-CN"): Template(
+            "【申诉结果】{ref}：申诉成立",
+            "您好：\n\n您的申诉（编号 {ref}）经复核成立，原处理决定已撤销：\n\n{text}" + _ZH_SIGN,
+            "【Casemesh】申诉{ref}成立，原处理决定已撤销。",
+        ),
+        ("report_appeal.upheld", "en"): Template(
+            "Appeal {ref} upheld",
+            "Hello,\n\nYour appeal (number {ref}) was upheld and the decision is reversed:"
+            "\n\n{text}" + _EN_SIGN,
+            "Casemesh: appeal {ref} upheld; the decision is reversed.",
+        ),
+        ("report_appeal.rejected", "zh-CN"): Template(
+            "【申诉结果】{ref}：维持原决定",
+            "您好：\n\n您的申诉（编号 {ref}）经复核，维持原处理决定，理由如下：\n\n{text}\n\n"
+            "您还可以向依法设立的争议解决机构或人民法院寻求救济。" + _ZH_SIGN,
+            "【Casemesh】申诉{ref}经复核维持原决定。",
+        ),
+        ("report_appeal.rejected", "en"): Template(
+            "Appeal {ref}: the decision stands",
+            "Hello,\n\nWe reviewed your appeal (number {ref}) and the decision stands, for "
+            "these reasons:\n\n{text}\n\nYou may still turn to a certified out-of-court "
+            "dispute settlement body or a court." + _EN_SIGN,
+            "Casemesh: appeal {ref} reviewed; the decision stands.",
+        ),
+        ("report_appeal.abandoned", "zh-CN"): Template(
+            "【申诉已关闭】{ref}",
+            "您好：\n\n由于未在期限内收到补充材料，申诉（编号 {ref}）已关闭。" + _ZH_SIGN,
+            "【Casemesh】申诉{ref}因未补充材料已关闭。",
+        ),
+        ("report_appeal.abandoned", "en"): Template(
+            "Closed: appeal {ref}",
+            "Hello,\n\nWe did not receive the information needed in time, so appeal {ref} is "
+            "closed." + _EN_SIGN,
+            "Casemesh: appeal {ref} was closed for lack of information.",
         ),
     }
 )

@@ -8,17 +8,21 @@ import asyncio
 import signal
 from typing import Any
 
+from prometheus_client import REGISTRY
+
 from casemesh.platform.caseindex import Projector
 from casemesh.platform.clock import clock_from_setting
 from casemesh.platform.consuming import start_broker
 from casemesh.platform.entrypoint import relay_until_stopped, run_command
 from casemesh.platform.grpcutil import serve
+from casemesh.platform.metrics import serve_metrics
 from casemesh.platform.relay import StreamFollower
 from casemesh.v1 import reports_pb2, reports_pb2_grpc
 from casemesh_reports.api import ReportServicer, index_doc
 from casemesh_reports.application import Reports, open_reports
 from casemesh_reports.consumer import build_broker
 from casemesh_reports.events import TOPIC, Translator
+from casemesh_reports.metrics import TransparencyCollector
 from casemesh_reports.policy import Misuse, ReportsPolicy, load_taxonomy
 from casemesh_reports.settings import (
     ConsumerSettings,
@@ -56,6 +60,8 @@ async def run_api(cfg: ReportsSettings) -> None:
 
     projector = Projector(app, app.view, project, name="reports_view")
     projector.start()
+    REGISTRY.register(TransparencyCollector(app.view))
+    serve_metrics(cfg.metrics_addr)
     servicer = ReportServicer(app)
     service = reports_pb2.DESCRIPTOR.services_by_name["ReportService"].full_name
     try:

@@ -325,7 +325,7 @@ class Reports(TracedApplication):
                 rules.check_party(v, uploader, "affected_uploader")
                 if not uploader.get("user_id"):
                     v.add("affected_uploader.user_id", "is required")
-        check_statement(v, statement, outcome, self.taxonomy.keywords, self.clock.now())
+        statement = check_statement(v, statement, outcome, self.taxonomy.keywords, self.clock.now())
         v.raise_if_any()
         case = self._case(ident)
         if etag and etag != str(case.version):
@@ -425,10 +425,10 @@ class Reports(TracedApplication):
         case = self._get(ReportCase, UUID(case_id))
         if case is None:
             return False
-        reopened = case.state is CaseState.NO_VIOLATION
         lifted = case.reverse(appeal=appeal, at=self.clock.now())
         if lifted is None:
             return False
+        reopened = case.state is CaseState.OPEN
         changed: list[Aggregate] = [case]
         for entry in case.reports:
             report: AbuseReport = self.repository.get(UUID(entry["id"]))
@@ -459,7 +459,7 @@ class Reports(TracedApplication):
             v.add("flagger.areas", "name at least one reason category of their expertise")
         for i, area in enumerate(areas):
             if area not in self.taxonomy.categories:
-                v.add(f"flagger.areas[{i}]", f"{area!r} is not a reason category")
+                v.add(f"flagger.areas[{i}]", f"{area[:60]!r} is not a reason category")
         v.raise_if_any()
         areas = sorted(set(areas))
         flagger: TrustedFlagger | None = self._get(
@@ -476,6 +476,9 @@ class Reports(TracedApplication):
 
     def remove_flagger(self, who: Identity, user_id: str) -> None:
         self._require_agent(who)
+        v = Violations()
+        user_id = rules.text(v, "user_id", user_id, limit=128, single_line=True)
+        v.raise_if_any()
         flagger = self._get(TrustedFlagger, TrustedFlagger.create_id(user_id))
         if flagger is None or not flagger.active:
             raise NotFound(f"{user_id!r} is not a trusted flagger")
@@ -668,46 +671,36 @@ def _date(v: Violations, field: str, value: str) -> date | None:
     return None
 
 
+# The ground's texts: (field, limit, ground that requires it).
+GROUND_TEXTS = (
+    ("illegal_content_legal_ground", 500, "DECISION_GROUND_ILLEGAL_CONTENT"),
+    ("illegal_content_explanation", 2000, "DECISION_GROUND_ILLEGAL_CONTENT"),
+    ("incompatible_content_ground", 500, "DECISION_GROUND_INCOMPATIBLE_CONTENT"),
+    ("incompatible_content_explanation", 2000, "DECISION_GROUND_INCOMPATIBLE_CONTENT"),
+)
+
+
 def check_statement(
     v: Violations, s: dict[str, Any], outcome: str, keywords: frozenset[str], now: datetime
-) -> None:
+) -> dict[str, Any]:
     """The statement of reasons carries every field the DSA schema requires
-    (each missing one named); a no-violation decision needs its facts."""
+    (each missing one named); a no-violation decision needs its facts and
+    imposes nothing. Returns the statement to keep."""
     rules.text(v, "statement.decision_facts", s.get("decision_facts", ""), limit=5000)
     if outcome != "ACTION_TAKEN":
-        return
+        if s.get("restrictions"):
+            v.add("statement.restrictions", "a no-violation decision imposes no restriction")
+        return {"decision_facts": s.get("decision_facts", "")}
     ground = s.get("decision_ground", "")
-    if ground == "DECISION_GROUND_ILLEGAL_CONTENT":
-        rules.text(
-            v,
-            "statement.illegal_content_legal_ground",
-            s.get("illegal_content_legal_ground", ""),
-            limit=500,
-        )
-        rules.text(
-            v,
-            "statement.illegal_content_explanation",
-            s.get("illegal_content_explanation", ""),
-            limit=2000,
-        )
-    elif ground == "DECISION_GROUND_INCOMPATIBLE_CONTENT":
-        rules.text(
-            v,
-            "statement.incompatible_content_ground",
-            s.get("incompatible_content_ground", ""),
-            limit=500,
-        )
-        rules.text(
-            v,
-            "statement.incompatible_content_explanation",
-            s.get("incompatible_content_explanation", ""),
-            limit=2000,
-        )
-    else:
+    if ground not in ("DECISION_GROUND_ILLEGAL_CONTENT", "DECISION_GROUND_INCOMPATIBLE_CONTENT"):
         v.add("statement.decision_ground", "is required: ILLEGAL_CONTENT or INCOMPATIBLE_CONTENT")
+    for name, limit, needed_by in GROUND_TEXTS:
+        rules.text(
+            v, f"statement.{name}", s.get(name, ""), limit=limit, required=ground == needed_by
+        )
     for i, k in enumerate(s.get("category_specification", [])):
         if k not in keywords:
-            v.add(f"statement.category_specification[{i}]", f"{k!r} is not a DSA keyword")
+            v.add(f"statement.category_specification[{i}]", f"{k[:60]!r} is not a DSA keyword")
     rules.text(
         v,
         "statement.category_specification_other",
@@ -747,8 +740,9 @@ def check_statement(
     if lang and not re.fullmatch(r"[a-z]{2}", lang):
         v.add("statement.content_language", "must be an ISO 639-1 code, e.g. zh")
     url = s.get("decision_ground_reference_url", "")
-    if url and not re.fullmatch(r"https?://\S{1,490}", url):
+    if url and not re.fullmatch(r"https?://[^\s\x00-\x1f\x7f]{1,490}", url):
         v.add("statement.decision_ground_reference_url", "must be an http(s) URL")
+    return s
 
 
 def open_reports(

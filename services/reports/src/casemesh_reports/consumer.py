@@ -62,6 +62,12 @@ def build_broker(app: Reports, bootstrap: str, group_id: str) -> KafkaBroker:
         except (envelope.EnvelopeError, DecodeError, ValueError) as exc:
             # Not ours, or naming no case we keep: retrying cannot help.
             log.error("appeal_event.skipped", offset=record.offset, error=repr(exc))
+        except Exception as exc:
+            # A lost race or the database away: pause, then the nack rewinds to
+            # this record and it is applied again (the commands are idempotent).
+            log.error("appeal_event.retry", offset=record.offset, error=repr(exc))
+            await asyncio.sleep(1.0)
+            raise
 
     broker = KafkaBroker(
         bootstrap, client_id="casemesh-reports", logger=library_logger("casemesh.faststream")

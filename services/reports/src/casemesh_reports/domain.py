@@ -251,9 +251,11 @@ class ReportCase(Aggregate):
         self.appeals[appeal] = {"by": actor, "at": at, "reversed_at": None}
 
     def reverse(self, *, appeal: str, at: datetime) -> list[dict[str, Any]] | None:
-        """An upheld appeal: lifts the restrictions (or sends a no-violation
-        decision back to review). None when nothing changes (already applied,
-        or the decision it appealed was since replaced)."""
+        """An upheld appeal. The affected uploader's appeal of an action lifts
+        its restrictions; a reporter's appeal sends the case back to review
+        for a new decision (what was imposed stays until then). None when
+        nothing changes (already applied, or the decision it appealed was
+        since replaced)."""
         record = self.appeals.get(appeal)
         if record is not None and record["reversed_at"] is not None:
             return None
@@ -261,23 +263,25 @@ class ReportCase(Aggregate):
             return None
         if record is not None and record["at"] < self.decision["at"]:
             return None  # the appeal was of an earlier decision
-        lifted = list(self.decision["statement"].get("restrictions", []))
-        if self.state is not CaseState.ACTION_TAKEN:
-            lifted = []
-        self._reversed(actor="system", appeal=appeal, lifted=lifted, at=at)
+        by_uploader = bool(
+            record and self.uploader and record["by"] == self.uploader.get("user_id")
+        )
+        lift = self.state is CaseState.ACTION_TAKEN and by_uploader
+        lifted = list(self.decision["statement"].get("restrictions", [])) if lift else []
+        self._reversed(actor="system", appeal=appeal, lifted=lifted, reopen=not lift, at=at)
         return lifted
 
     @event("DecisionReversed")
     def _reversed(
-        self, actor: str, appeal: str, lifted: list[dict[str, Any]], at: datetime
+        self, actor: str, appeal: str, lifted: list[dict[str, Any]], reopen: bool, at: datetime
     ) -> None:
         record = self.appeals.setdefault(appeal, {"by": "", "at": at, "reversed_at": None})
         record["reversed_at"] = at
-        if self.state is CaseState.ACTION_TAKEN:
-            self.state = CaseState.REVERSED
-        else:
+        if reopen:
             self.state = CaseState.OPEN
             self.assignee = ""
+        else:
+            self.state = CaseState.REVERSED
 
 
 class Reporter(Aggregate):

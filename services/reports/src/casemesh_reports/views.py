@@ -2,7 +2,11 @@
 reporters' lists, the agents' triage queue, the trusted-flagger list and the
 facts the transparency figures are computed from. Each notification's rows
 and its tracking record commit in one transaction; rows only move forward in
-version, so a replay changes nothing."""
+version, so a replay changes nothing.
+
+The facts carry the recording time of the event that established them (the
+aggregate's `modified_on` at that version: the time on the public event), so
+the figures agree with what a consumer of `casemesh.reports.v1` counts."""
 
 from __future__ import annotations
 
@@ -44,8 +48,8 @@ SCHEMA = [
     " appeal text PRIMARY KEY, case_id uuid NOT NULL, lodged_at timestamptz NOT NULL,"
     " reversed_at timestamptz)",
     "CREATE TABLE IF NOT EXISTS suspension_facts ("
-    " reporter text NOT NULL, at timestamptz NOT NULL, until timestamptz NOT NULL,"
-    " PRIMARY KEY (reporter, at))",
+    " reporter text NOT NULL, until timestamptz NOT NULL, at timestamptz NOT NULL,"
+    " PRIMARY KEY (reporter, until))",
     "CREATE TABLE IF NOT EXISTS trusted_flaggers ("
     " user_id text PRIMARY KEY, display_name text NOT NULL, areas text[] NOT NULL,"
     " designate_time timestamptz NOT NULL, active boolean NOT NULL, version int NOT NULL)",
@@ -69,9 +73,9 @@ class ReportsView(PostgresTrackingRecorder):
             elif isinstance(aggregate, Reporter):
                 for s in aggregate.suspensions:
                     curs.execute(
-                        "INSERT INTO suspension_facts (reporter, at, until) VALUES (%s, %s, %s)"
+                        "INSERT INTO suspension_facts (reporter, until, at) VALUES (%s, %s, %s)"
                         " ON CONFLICT DO NOTHING",
-                        (aggregate.user_id, s["at"], s["until"]),
+                        (aggregate.user_id, s["until"], aggregate.modified_on),
                     )
             elif isinstance(aggregate, TrustedFlagger):
                 curs.execute(
@@ -101,21 +105,15 @@ class ReportsView(PostgresTrackingRecorder):
             " WHERE report_index.version < EXCLUDED.version",
             (r.id, r.reporter, r.case_id, r.state.value, r.created_on, r.version, Jsonb(doc)),
         )
+        decided = r.modified_on if r.state.value in ("ACTION_TAKEN", "NO_VIOLATION") else None
         curs.execute(
             "INSERT INTO report_facts (report_id, category, source, received_at, decided_at,"
             " outcome, version) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (report_id) DO UPDATE SET decided_at = EXCLUDED.decided_at,"
+            " ON CONFLICT (report_id) DO UPDATE"
+            " SET decided_at = COALESCE(report_facts.decided_at, EXCLUDED.decided_at),"
             " outcome = EXCLUDED.outcome, version = EXCLUDED.version"
             " WHERE report_facts.version < EXCLUDED.version",
-            (
-                r.id,
-                r.category,
-                r.source,
-                r.created_on,
-                r.decided_at,
-                r.state.value,
-                r.version,
-            ),
+            (r.id, r.category, r.source, r.created_on, decided, r.state.value, r.version),
         )
 
     def _case(self, curs: Any, c: ReportCase, doc: dict[str, Any]) -> None:
@@ -139,6 +137,7 @@ class ReportsView(PostgresTrackingRecorder):
                 Jsonb(doc),
             ),
         )
+        # A fact is first seen at the version of the event that made it.
         for n, d in enumerate(c.decisions):
             curs.execute(
                 "INSERT INTO decision_facts (case_id, n, decided_at, outcome, restrictions)"
@@ -146,7 +145,7 @@ class ReportsView(PostgresTrackingRecorder):
                 (
                     c.id,
                     n,
-                    d["at"],
+                    c.modified_on,
                     d["outcome"],
                     [r["type"] for r in d["statement"].get("restrictions", [])],
                 ),
@@ -155,14 +154,14 @@ class ReportsView(PostgresTrackingRecorder):
             curs.execute(
                 "INSERT INTO void_facts (case_id, voided_at) VALUES (%s, %s)"
                 " ON CONFLICT DO NOTHING",
-                (c.id, c.voided_at),
+                (c.id, c.modified_on),
             )
         for appeal, a in c.appeals.items():
             curs.execute(
                 "INSERT INTO appeal_facts (appeal, case_id, lodged_at, reversed_at)"
                 " VALUES (%s, %s, %s, %s) ON CONFLICT (appeal) DO UPDATE"
-                " SET reversed_at = EXCLUDED.reversed_at",
-                (appeal, c.id, a["at"], a["reversed_at"]),
+                " SET reversed_at = COALESCE(appeal_facts.reversed_at, EXCLUDED.reversed_at)",
+                (appeal, c.id, c.modified_on, c.modified_on if a["reversed_at"] else None),
             )
 
     # -- queries ---------------------------------------------------------------------

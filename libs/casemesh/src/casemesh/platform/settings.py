@@ -23,6 +23,17 @@ class ServiceSettings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # json for machines (default), console for a person at a terminal.
     log_format: Literal["json", "console"] = "json"
+    # host:port of the Prometheus metrics endpoint; empty: none.
+    metrics_addr: str = ""
+
+    @field_validator("metrics_addr")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        if v:
+            _, sep, port = v.rpartition(":")
+            if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError("must be host:port, e.g. 0.0.0.0:9464")
+        return v
 
 
 class PostgresSettings(ServiceSettings):
