@@ -10,6 +10,7 @@ from pathlib import Path
 
 from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import Stack
+from tests.e2e.test_evidence import png
 from tests.support import Client
 
 
@@ -91,8 +92,6 @@ def test_a_user_id_in_any_script_is_carried_to_the_service(stack: Stack) -> None
 
 
 def test_upload_a_screenshot_and_attach_it_to_a_new_ticket(stack: Stack, tmp_path: Path) -> None:
-    from tests.e2e.test_evidence import png
-
     user = f"cli-{uuid.uuid4().hex[:6]}"
     shot = tmp_path / "截图.png"
     shot.write_bytes(png())
@@ -165,3 +164,45 @@ def test_follow_a_copyright_case_from_the_command_line(stack: Stack) -> None:
     assert "missing:" in shown.stdout and "good_faith_statement" in shown.stdout
     history = casemesh(stack, "--as", user, "appeal-history", case.name)
     assert "AppealFiled" in history.stdout
+
+
+def test_report_a_video_and_see_it_in_the_queue(stack: Stack, tmp_path: Path) -> None:
+    user = f"cli-rep-{uuid.uuid4().hex[:6]}"
+    shot = tmp_path / "shot.png"
+    shot.write_bytes(png())
+    uploaded = casemesh(stack, "--as", user, "upload", str(shot))
+    assert uploaded.returncode == 0, uploaded.stderr
+    evidence = uploaded.stdout.split()[0]
+    reasons = casemesh(stack, "--as", user, "reasons")
+    assert "harassment/bullying" in reasons.stdout and "骚扰欺凌" in reasons.stdout
+    video = uuid.uuid4().hex[:10]
+    filed = casemesh(
+        stack,
+        "--as",
+        user,
+        "report",
+        "--url",
+        f"https://www.casemesh.video/@someone/video/{video}",
+        "--reason",
+        "harassment/bullying",
+        "--explanation",
+        "评论区持续辱骂",
+        "--evidence",
+        evidence,
+        "--email",
+        f"{user}@example.com",
+    )
+    assert filed.returncode == 0, filed.stderr
+    assert "[SUBMITTED]" in filed.stdout and f"VIDEO {video}" in filed.stdout
+    mine = casemesh(stack, "--as", user, "reports")
+    assert filed.stdout.split()[0] in mine.stdout
+    queue = casemesh(stack, "--as", "li", "--role", "agent", "queue", "--category", "harassment")
+    assert queue.returncode == 0, queue.stderr
+    assert video in queue.stdout
+    refused = casemesh(stack, "--as", user, "queue")
+    assert refused.returncode == 1 and "PERMISSION_DENIED" in refused.stderr
+    bad = casemesh(
+        stack, "--as", user, "report", "--id", video, "--reason", "copyright/x",
+        "--explanation", "搬运", "--evidence", evidence, "--email", f"{user}@example.com",
+    )  # fmt: skip
+    assert bad.returncode == 1 and "report.reason.category" in bad.stderr

@@ -5,6 +5,7 @@
         --description "…" --email a@example.com --phone +8613800138000
     casemesh --as alice list | show ID | history ID | comment ID "…" | cancel ID
     casemesh --as bob --role agent assign ID | request-info ID "…" | solve ID "…"
+    casemesh --as alice reasons | report … | reports | report-show ID   (see cli_reports)
 
 The token comes from --token, else $CASEMESH_TOKEN, else it is minted for
 --as/--role with the local secret ($CASEMESH_JWT_SECRET or .run/jwt-secret).
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from casemesh.platform.grpcutil import field_violations
@@ -28,6 +30,7 @@ from casemesh.platform.identity import mint_token
 from casemesh.v1 import appeals_pb2, appeals_pb2_grpc, evidence_pb2, evidence_pb2_grpc
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
+from casemesh_gateway import cli_reports
 
 
 def _secret() -> str:
@@ -163,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("ticket")
     r.add_argument("score", type=int)
     r.add_argument("comment", nargs="?", default="")
+    cli_reports.add_commands(sub)
     return p
 
 
@@ -219,6 +223,8 @@ def run(args: argparse.Namespace) -> None:
                 token_ = page.next_page_token
                 if not token_:
                     break
+        elif c in cli_reports.COMMANDS:
+            cli_reports.run(channel, metadata, args)
         elif c in ("appeals", "appeal", "appeal-history"):
             show_appeals(channel, metadata, c, getattr(args, "appeal", ""))
         elif c == "show":
@@ -284,6 +290,11 @@ def main() -> None:
         if status is not None:
             for field, description in field_violations(status):
                 print(f"  {field}: {description}", file=sys.stderr)
+            for detail in status.details:
+                info = error_details_pb2.ErrorInfo()
+                if detail.Unpack(info):
+                    extra = " ".join(f"{k}={v}" for k, v in sorted(info.metadata.items()))
+                    print(f"  {info.reason} {extra}".rstrip(), file=sys.stderr)
         sys.exit(1)
 
 

@@ -349,13 +349,14 @@ TEMPLATES.update(
             "Hello,\n\nSeveral of your recent reports were manifestly unfounded. Reporting "
             "exists for real violations; if you keep sending unfounded reports, you will not "
             "be able to report for a while. (Reference {ref})" + _EN_SIGN,
-            "Casemesh: several of your reports were unfounded. More will suspend reporting. Ref {ref}",
+            "Casemesh: several of your reports were unfounded. More will suspend reporting. "
+            "Ref {ref}",
         ),
         ("report.reporting_suspended", "zh-CN"): Template(
             "【举报功能已暂停】至 {due}",
             "您好：\n\n在收到提醒后，您仍多次提交明显不成立的举报，您的举报功能已暂停至 {due}。"
-            "期间提交的举报将不被受理；到期后自动恢复。如有异议，可通过“我的工单”联系我们（编号 {ref}）。"
-            + _ZH_SIGN,
+            "期间提交的举报将不被受理；到期后自动恢复。"
+            "如有异议，可通过“我的工单”联系我们（编号 {ref}）。" + _ZH_SIGN,
             "【Casemesh】因多次不实举报，您的举报功能暂停至{due}（{ref}）。",
         ),
         ("report.reporting_suspended", "en"): Template(
@@ -363,7 +364,8 @@ TEMPLATES.update(
             "Hello,\n\nAfter a warning you kept sending manifestly unfounded reports, so you "
             "cannot report until {due}. Reports sent before then are refused; reporting opens "
             "again by itself. To dispute this, open a ticket (reference {ref})." + _EN_SIGN,
-            "Casemesh: after repeated unfounded reports, reporting is suspended until {due}. Ref {ref}",
+            "Casemesh: after repeated unfounded reports, reporting is suspended until {due}. "
+            "Ref {ref}",
         ),
     }
 )
