@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import grpc
 import psycopg
@@ -546,9 +547,14 @@ def test_bad_party_details_times_and_us_counter_notices_are_named(stack: Stack) 
     counter.counter_notice.consent_to_jurisdiction = True
     forwarded = uploader.FileCounterNotice(counter)
     # us: not before ten whole business days (New York) after receipt.
-    received = forwarded.update_time.ToDatetime() + timedelta(seconds=stack.clock_offset())
-    days = (forwarded.next_step_due.ToDatetime() - received).days
-    assert days >= 14
+    received = forwarded.update_time.ToDatetime(tzinfo=UTC) + timedelta(
+        seconds=stack.clock_offset()
+    )
+    new_york = ZoneInfo("America/New_York")
+    start = received.astimezone(new_york).date()
+    end = forwarded.next_step_due.ToDatetime(tzinfo=UTC).astimezone(new_york).date()
+    whole_days = [start + timedelta(days=i) for i in range(1, (end - start).days)]
+    assert sum(d.weekday() < 5 for d in whole_days) >= 10
 
 
 def test_a_filers_new_address_is_where_the_next_message_goes(stack: Stack) -> None:

@@ -116,6 +116,8 @@ def statement(stack: Stack, **changes: Any) -> rpb.DecisionStatement:
         s.ClearField(cast(Any, key))
         if isinstance(value, list):
             getattr(s, key).extend(value)
+        elif hasattr(value, "DESCRIPTOR"):
+            getattr(s, key).CopyFrom(value)
         elif value is not None:
             setattr(s, key, value)
     return s
@@ -220,13 +222,15 @@ def test_three_reports_one_case_one_decision_each_party_told_once(stack: Stack) 
     assert later.report_case != case_name
 
 
-def decide_unfounded(stack: Stack, agent: Person, report: rpb.Report) -> rpb.ReportCase:
+def decide_no_violation(
+    agent: Person, report: rpb.Report, *, unfounded: bool = False
+) -> rpb.ReportCase:
     return agent.DecideReportCase(  # type: ignore[no-any-return]
         rpb.DecideReportCaseRequest(
             name=report.report_case,
             outcome=rpb.REPORT_DECISION_OUTCOME_NO_VIOLATION,
             statement=rpb.DecisionStatement(decision_facts="普通的舞蹈视频，没有任何违规内容。"),
-            manifestly_unfounded_reports=[report.name],
+            manifestly_unfounded_reports=[report.name] if unfounded else [],
         )
     )
 
@@ -354,6 +358,50 @@ def test_decisions_missing_statement_fields_and_other_bad_input_change_nothing(
             "statement.category_specification[0]",
         ),
         (statement(stack, territorial_scope=["China"]), {}, "statement.territorial_scope[0]"),
+        (statement(stack, content_type=[0]), {}, "statement.content_type[0]"),
+        (statement(stack, content_type=[99]), {}, "statement.content_type[0]"),
+        (statement(stack, content_date="x"), {}, "statement.content_date"),
+        (statement(stack, application_date="2020-1-01"), {}, "statement.application_date"),
+        (statement(stack, content_date="2999-01-01"), {}, "statement.content_date"),
+        (
+            statement(stack, restrictions=rpb.Restrictions(account=rpb.DECISION_ACCOUNT_SUSPENDED)),
+            {},
+            "statement.restrictions.account_end_time",
+        ),
+        (
+            statement(
+                stack,
+                restrictions=rpb.Restrictions(
+                    visibility=[rpb.DECISION_VISIBILITY_CONTENT_REMOVED] * 2
+                ),
+            ),
+            {},
+            "statement.restrictions.visibility",
+        ),
+        (
+            statement(
+                stack,
+                restrictions=rpb.Restrictions(visibility=[rpb.DECISION_VISIBILITY_UNSPECIFIED]),
+            ),
+            {},
+            "statement.restrictions.visibility[0]",
+        ),
+        (
+            statement(stack),
+            {"outcome": rpb.REPORT_DECISION_OUTCOME_NO_VIOLATION},
+            "statement.restrictions",
+        ),
+        (
+            statement(stack),
+            {
+                "uploader": apb.Party(
+                    user_id="u",
+                    locale="en",
+                    contact=pb.Contact(email="u@e.com", channels=[cast(Any, 7)]),
+                )
+            },
+            "affected_uploader.contact.channels",
+        ),
         (statement(stack), {"uploader": apb.Party(locale="en")}, "affected_uploader.user_id"),
         (statement(stack), {"unfounded": [report.name]}, "manifestly_unfounded_reports"),
         (
@@ -449,6 +497,27 @@ def test_decisions_missing_statement_fields_and_other_bad_input_change_nothing(
             "",
         ),
         (bad(target=rpb.ReportTarget(id="1")), "report.target.type", ""),
+        (
+            bad(target=rpb.ReportTarget(type=rpb.TARGET_TYPE_VIDEO, url="http://[::1/video/1")),
+            "report.target.url",
+            "",
+        ),
+        (
+            bad(
+                target=rpb.ReportTarget(
+                    type=rpb.TARGET_TYPE_VIDEO,
+                    id="other",
+                    url=f"https://www.casemesh.video/video/y{run}",
+                )
+            ),
+            "report.target.url",
+            "",
+        ),
+        (
+            bad(target=rpb.ReportTarget(type=rpb.TARGET_TYPE_VIDEO, url="javascript:alert(1)")),
+            "report.target.url",
+            "",
+        ),
         (bad(explanation=""), "report.explanation", ""),
         (bad(evidence=None), "report.evidence", ""),
         (bad(good_faith_statement=False), "report.good_faith_statement", ""),
@@ -574,16 +643,19 @@ def test_an_upheld_appeal_lifts_the_restrictions_and_everyone_hears_it_once(
     lifted = reports_mail(stack, up_email, "report.restriction_lifted")[0]
     assert "content removed" in lifted.get_body(("plain",)).get_content()
 
+    # A retried filing gets its appeal, whatever the case's state now; a
+    # takedown notice cannot name a report case.
+    assert appeal_by(uploader, up_email).name == appeal.name
+    notice = apb.FileAppealRequest(
+        request_id="n1",
+        appeal=apb.Appeal(kind=apb.APPEAL_KIND_TAKEDOWN_NOTICE, appeal_of=case),
+    )
+    assert "appeal.appeal_of" in fields(rejected(lambda: uploader.appeal(notice)))
+
     # A reporter's appeal of a no-violation decision sends the case back to review.
     other_email = f"{other.user}@example.com"
     second = other.report(f"b{run}", email=other_email)
-    agent.DecideReportCase(
-        rpb.DecideReportCaseRequest(
-            name=second.report_case,
-            outcome=rpb.REPORT_DECISION_OUTCOME_NO_VIOLATION,
-            statement=rpb.DecisionStatement(decision_facts="未发现违规。"),
-        )
-    )
+    decide_no_violation(agent, second)
     case = second.report_case
     reopened_appeal = appeal_by(other, other_email, "a2")
     appeals_agent.DecideAppeal(
@@ -606,6 +678,15 @@ def test_an_upheld_appeal_lifts_the_restrictions_and_everyone_hears_it_once(
         other.GetReport(rpb.GetReportRequest(name=second.name)).state == rpb.REPORT_STATE_SUBMITTED
     )
 
+    # Six months after a decision the window is closed.
+    late = other.report(f"c{run}", email=other_email)
+    decide_no_violation(agent, late)
+    case = late.report_case
+    stack.advance_clock(184 * 24 * 3600)
+    err = rejected(lambda: appeal_by(other, other_email, "a3"))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "closed" in (err.details() or "")
+
 
 def test_misuse_is_warned_then_suspended_until_the_period_ends(stack: Stack) -> None:
     run, (rep,), agent = people(stack, 1)
@@ -617,12 +698,12 @@ def test_misuse_is_warned_then_suspended_until_the_period_ends(stack: Stack) -> 
         )
 
     for i in range(2):
-        decide_unfounded(stack, agent, report(i))
+        decide_no_violation(agent, report(i), unfounded=True)
     wait_until(lambda: reports_mail(stack, email, "report.misuse_warning"), timeout=30)
     for i in range(2, 4):
-        decide_unfounded(stack, agent, report(i))
+        decide_no_violation(agent, report(i), unfounded=True)
     last = report(4)  # two after the warning: still allowed
-    decide_unfounded(stack, agent, last)
+    decide_no_violation(agent, last, unfounded=True)
     err = rejected(lambda: report(5))
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
     status = rpc_status.from_call(err)

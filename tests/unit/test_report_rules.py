@@ -139,9 +139,11 @@ def test_the_uploaders_upheld_appeal_lifts_the_restrictions_once() -> None:
         case.add_report(report={"id": "c", "reporter": "c", "at": NOW}, base_priority=1)
     assert case.lodge_appeal(appeal="appeals/1", appellant="up", at=NOW)
     assert not case.lodge_appeal(appeal="appeals/1", appellant="up", at=NOW)
-    lifted = case.reverse(appeal="appeals/1", at=NOW)
-    assert lifted and lifted[0]["type"] == "DECISION_VISIBILITY_CONTENT_REMOVED"
-    assert case.state is CaseState.REVERSED
+    result = case.reverse(appeal="appeals/1", at=NOW)
+    assert result is not None
+    lifted, reopened = result
+    assert [r["type"] for r in lifted] == ["DECISION_VISIBILITY_CONTENT_REMOVED"]
+    assert not reopened and case.state is CaseState.REVERSED and not case.in_effect
     assert case.reverse(appeal="appeals/1", at=NOW) is None
 
 
@@ -149,26 +151,52 @@ def test_a_reporters_upheld_appeal_sends_the_case_back_to_review() -> None:
     for outcome in ("NO_VIOLATION", "ACTION_TAKEN"):
         case = decided(outcome, UPLOADER if outcome == "ACTION_TAKEN" else None)
         case.lodge_appeal(appeal="appeals/2", appellant="a", at=NOW)
-        assert case.reverse(appeal="appeals/2", at=NOW) == []  # nothing lifted
+        assert case.reverse(appeal="appeals/2", at=NOW) == ([], True)  # nothing lifted
         assert case.state is CaseState.OPEN
         case.add_report(report={"id": "c", "reporter": "c", "at": NOW}, base_priority=1)
 
 
-def test_an_appeal_of_an_earlier_decision_changes_nothing() -> None:
-    case = decided("NO_VIOLATION")
-    case.lodge_appeal(appeal="appeals/3", appellant="a", at=NOW)
+def test_a_new_decision_after_a_reopen_lifts_what_it_no_longer_imposes() -> None:
+    case = decided("ACTION_TAKEN", UPLOADER)
+    case.lodge_appeal(appeal="appeals/3", appellant="a", at=NOW)  # a reporter wants more
     case.reverse(appeal="appeals/3", at=NOW)
+    assert case.in_effect  # still in effect while the case is reviewed again
     case.decide(
         actor="agent",
-        outcome="ACTION_TAKEN",
-        statement=STATEMENT,
-        uploader=UPLOADER,
+        outcome="NO_VIOLATION",
+        statement={"decision_facts": "On review: news reporting."},
+        uploader=None,
         unfounded=[],
-        at=NOW + timedelta(hours=1),
+        at=NOW,
     )
-    case.lodge_appeal(appeal="appeals/4", appellant="b", at=NOW - timedelta(minutes=1))
-    assert case.reverse(appeal="appeals/4", at=NOW) is None
-    assert case.state is CaseState.ACTION_TAKEN
+    decided_event = case.collect_events()[-1]
+    assert [r["type"] for r in vars(decided_event)["lifted"]] == [
+        "DECISION_VISIBILITY_CONTENT_REMOVED"
+    ]
+    assert case.uploader == UPLOADER and not case.in_effect  # still a party, nothing in effect
+
+
+def test_the_uploaders_appeal_lifts_restrictions_even_on_a_reopened_case() -> None:
+    case = decided("ACTION_TAKEN", UPLOADER)
+    case.lodge_appeal(appeal="appeals/4", appellant="a", at=NOW)
+    case.lodge_appeal(appeal="appeals/5", appellant="up", at=NOW)
+    case.reverse(appeal="appeals/4", at=NOW)
+    result = case.reverse(appeal="appeals/5", at=NOW)
+    assert result is not None and result[0] and not result[1]
+    assert case.state is CaseState.OPEN and not case.in_effect
+
+
+def test_a_withdrawn_count_ends_the_suspension_it_led_to() -> None:
+    r = counted(None, 5, NOW)
+    assert r.suspended(NOW + timedelta(days=1))
+    last = r.suspensions[-1]["reports"][-1]
+    assert r.withdraw(report_id=last, now=NOW + timedelta(days=1))
+    assert r.suspended(NOW + timedelta(days=1)) is None
+    assert not r.withdraw(report_id=last, now=NOW + timedelta(days=1))  # once
+    # Counted again later, it counts again once (not twice).
+    r.count_unfounded(report_id=last, at=NOW + timedelta(days=2), contact=CONTACT, rule=RULE)
+    r.count_unfounded(report_id=last, at=NOW + timedelta(days=2), contact=CONTACT, rule=RULE)
+    assert r.counted.count(last) == 1
 
 
 def every_event() -> list[tuple[Any, Any]]:
@@ -229,6 +257,7 @@ def every_event() -> list[tuple[Any, Any]]:
     void_case = case_with(["z"])
     void_case.void(actor="agent", reason="deleted", at=NOW)
     reporter = counted(None, 5, NOW)
+    reporter.withdraw(report_id=reporter.suspensions[-1]["reports"][-1], now=NOW)
     flagger = TrustedFlagger(user_id="ngo", display_name="NGO", areas=["child_safety"], actor="a")
     flagger.change(display_name="NGO 2", areas=["harassment"], actor="a")
     flagger.remove(actor="a")

@@ -21,6 +21,10 @@ from casemesh_appeals.domain import CopyrightAppeal, State
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
 
+# Set by the gateway for an appeal of a report decision: that decision's
+# appeal deadline, or "" when it has none to appeal.
+APPEALABLE_UNTIL_KEY = "x-casemesh-appealable-until-bin"
+
 
 def _refs(items: Any) -> list[dict[str, str]]:
     return [{"name": r.name, "sha256": r.sha256} for r in items]
@@ -231,7 +235,14 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
             content=content_dict(a),
             appeal_of=a.appeal_of,
         )
-        return self._view(context, await self._call(self.app.file, self._who(context), draft))
+        until = dict(context.invocation_metadata() or ()).get(APPEALABLE_UNTIL_KEY)
+        appeal = await self._call(
+            self.app.file,
+            self._who(context),
+            draft,
+            until.decode() if isinstance(until, bytes) else None,
+        )
+        return self._view(context, appeal)
 
     async def GetAppeal(self, request: pb.GetAppealRequest, context: Ctx) -> pb.Appeal:
         ident = appeal_id_from_name(request.name)

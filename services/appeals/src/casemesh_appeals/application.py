@@ -132,7 +132,11 @@ class Appeals(TracedApplication):
 
     # -- filing and the filer's commands --------------------------------
 
-    def file(self, who: Identity, draft: AppealDraft) -> CopyrightAppeal:
+    def file(
+        self, who: Identity, draft: AppealDraft, report_decision_until: str | None = None
+    ) -> CopyrightAppeal:
+        """Files a case. For an appeal of a report decision the gateway vouches
+        for the decision's appeal deadline ("" when there is none to appeal)."""
         v = Violations()
         if not rules.REQUEST_ID.match(draft.request_id):
             v.add("request_id", "must be 1–64 characters of letters, digits, '.', '_', ':' or '-'")
@@ -144,6 +148,8 @@ class Appeals(TracedApplication):
         rules.check_party(v, draft.filer, "appeal.filer")
         if draft.kind == Kind.DECISION_APPEAL and not draft.appeal_of:
             v.add("appeal.appeal_of", "names the case whose decision is appealed")
+        if draft.appeal_of and draft.kind != Kind.DECISION_APPEAL:
+            v.add("appeal.appeal_of", "only a DECISION_APPEAL names a decided case")
         self._check_texts(v, draft.content, "appeal")
         v.raise_if_any()
         kind = Kind(draft.kind)
@@ -152,7 +158,7 @@ class Appeals(TracedApplication):
         if existing is not None:
             return existing
         if kind is Kind.DECISION_APPEAL:
-            self._check_appealable(who, draft.appeal_of)
+            self._check_appealable(who, draft.appeal_of, report_decision_until)
         policy = self.policies[jurisdiction]
         content = {
             **draft.content,
@@ -191,16 +197,25 @@ class Appeals(TracedApplication):
             raise AlreadyExists(f"request_id {draft.request_id!r} was used for a different case")
         return appeal
 
-    def _check_appealable(self, who: Identity, appeal_of: str) -> None:
+    def _check_appealable(
+        self, who: Identity, appeal_of: str, report_decision_until: str | None
+    ) -> None:
         if appeal_of.startswith(REPORT_CASES):
             # A decision of the reports service: the gateway checked with that
-            # service that the caller is a party and the window is open.
+            # service that the caller is a party, and passed on the deadline.
             try:
                 UUID(appeal_of.removeprefix(REPORT_CASES))
             except ValueError:
                 raise InvalidArgument.field(
                     "appeal.appeal_of", "must be appeals/{id} or report-cases/{id}"
                 ) from None
+            if not report_decision_until:
+                raise FailedPrecondition(f"{appeal_of} has no decision to appeal")
+            until = datetime.fromisoformat(report_decision_until)
+            if self.clock.now() > until:
+                raise FailedPrecondition(
+                    f"the appeal window for {appeal_of} closed at {until.isoformat()}"
+                )
             return
         decided = self._load_visible(who, appeal_id_from_name(appeal_of, "appeal.appeal_of"))
         if decided.state not in DECIDED or decided.decision is None:

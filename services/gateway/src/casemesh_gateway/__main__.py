@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import grpc
 
-from casemesh.platform.clock import clock_from_setting
 from casemesh.platform.entrypoint import run_command
 from casemesh.platform.grpcutil import serve
 from casemesh.platform.identity import TokenVerifier
@@ -71,7 +70,6 @@ async def run(cfg: GatewaySettings) -> None:
         verifier=verifier,
         limiter=RateLimiter(per_minute=cfg.rate_limit_per_minute, burst=cfg.rate_limit_burst),
         timeout=cfg.backend_timeout_seconds,
-        clock=clock_from_setting(cfg.clock_offset_file),
     )
     async with (
         grpc.aio.insecure_channel(

@@ -4,15 +4,14 @@ verified identity, the caller's trace context and a deadline."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC
 from typing import Any, NoReturn, TypeAlias
 
 import grpc
 
-from casemesh.platform.clock import Clock, SystemClock
 from casemesh.platform.errors import (
-    FailedPrecondition,
     InvalidArgument,
     PermissionDenied,
     ResourceExhausted,
@@ -22,6 +21,7 @@ from casemesh.platform.identity import Identity, TokenVerifier
 from casemesh.platform.logging import get_logger
 from casemesh.platform.telemetry import inject_metadata
 from casemesh.v1 import (
+    appeals_pb2,
     appeals_pb2_grpc,
     evidence_pb2,
     evidence_pb2_grpc,
@@ -37,6 +37,10 @@ log = get_logger(__name__)
 Ctx: TypeAlias = grpc.aio.ServicerContext
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
+# The deadline for appealing a report decision ("" when the case has no
+# decision to appeal), vouched for by the gateway like the caller's identity.
+APPEALABLE_UNTIL_KEY = "x-casemesh-appealable-until-bin"
+REPORT_CASES = "report-cases/"
 MAX_EVIDENCE = 20
 
 
@@ -47,12 +51,10 @@ class Backend:
         verifier: TokenVerifier,
         limiter: RateLimiter,
         timeout: float,
-        clock: Clock | None = None,
     ) -> None:
         self.verifier = verifier
         self.limiter = limiter
         self.timeout = timeout
-        self.clock: Clock = clock or SystemClock()
         self.evidence: Any = None  # EvidenceServiceStub, set once the channel is open
         self.reports: Any = None  # ReportServiceStub, likewise
 
@@ -77,11 +79,12 @@ class Backend:
         who: Identity,
         context: Ctx,
         deadline_s: float | None = None,
+        metadata: tuple[tuple[str, Any], ...] = (),
     ) -> Any:
         try:
             return await method(
                 request,
-                metadata=(*who.to_metadata(), *inject_metadata()),
+                metadata=(*who.to_metadata(), *inject_metadata(), *metadata),
                 timeout=self._timeout(context, deadline_s),
             )
         except grpc.aio.AioRpcError as err:
@@ -278,28 +281,38 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
         self.backend = backend
         self.stub = appeals_pb2_grpc.AppealServiceStub(channel)
 
-    _file = route(
-        "FileAppeal",
-        check=checks.file_appeal,
-        attachments=lambda r: _appeal_evidence(r.appeal, "appeal"),
-    )
-
     async def FileAppeal(self, request: Any, context: Ctx) -> Any:
-        appeal_of = request.appeal.appeal_of
-        if appeal_of.startswith("report-cases/"):
-            await self._check_report_decision(appeal_of, context)
-        return await self._file(request, context)
-
-    async def _check_report_decision(self, name: str, context: Ctx) -> None:
-        """An appeal of a report decision: the caller is a party of that case
-        (a reporter or the affected uploader), it is decided, and the appeal
-        window (DSA Art. 20) is open. The reports service answers as the caller."""
         who = self.backend.identity(context)
-        field = "appeal.appeal_of"
         v = Violations()
-        checks.report_case_named(reports_pb2.GetReportCaseRequest(name=name), v)
-        if v:
-            raise InvalidArgument.field(field, "must be appeals/{id} or report-cases/{id}")
+        checks.file_appeal(request, v)
+        v.raise_if_any()
+        facts: tuple[tuple[str, Any], ...] = ()
+        if request.appeal.appeal_of.startswith(REPORT_CASES):
+            facts = await self._report_decision(request.appeal, who, context)
+        for refs, field in _appeal_evidence(request.appeal, "appeal"):
+            await self.backend.check_evidence(refs, field, who, context)
+        return await self.backend.forward(
+            self.stub.FileAppeal, request, who, context, metadata=facts
+        )
+
+    async def _report_decision(
+        self, appeal: Any, who: Identity, context: Ctx
+    ) -> tuple[tuple[str, bytes]]:
+        """An appeal of a report decision: the caller must be a party of that
+        case (a reporter or the affected uploader). The reports service answers
+        as the caller; the decision's appeal deadline travels to the appeals
+        service, which judges the window (after its own replay check, so a
+        retried filing still gets its appeal)."""
+        field = "appeal.appeal_of"
+        name = appeal.appeal_of
+        try:
+            uuid.UUID(name.removeprefix(REPORT_CASES), version=None)
+        except ValueError:
+            raise InvalidArgument.field(
+                field, "must be appeals/{id} or report-cases/{id}"
+            ) from None
+        if appeal.kind != appeals_pb2.APPEAL_KIND_DECISION_APPEAL:
+            raise InvalidArgument.field(field, "only a DECISION_APPEAL names a decided case")
         try:
             case = await self.backend.reports.GetReportCase(
                 reports_pb2.GetReportCaseRequest(name=name),
@@ -316,13 +329,10 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
             reports_pb2.REPORT_CASE_STATE_ACTION_TAKEN,
             reports_pb2.REPORT_CASE_STATE_NO_VIOLATION,
         )
-        if case.state not in decided:
-            raise FailedPrecondition(f"{name} has no decision to appeal")
-        deadline = case.decision.appeal_deadline.ToDatetime(tzinfo=UTC)
-        if self.backend.clock.now() > deadline:
-            raise FailedPrecondition(
-                f"the appeal window for {name} closed at {deadline.isoformat()}"
-            )
+        until = ""
+        if case.state in decided:
+            until = case.decision.appeal_deadline.ToDatetime(tzinfo=UTC).isoformat()
+        return ((APPEALABLE_UNTIL_KEY, until.encode()),)
 
     GetAppeal = route("GetAppeal", check=checks.appeal_named)
     ListAppeals = route("ListAppeals", check=checks.page(100))

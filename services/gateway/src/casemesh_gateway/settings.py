@@ -23,9 +23,6 @@ class GatewaySettings(ServiceSettings):
     # Per-user token bucket: sustained calls per minute, and the burst allowed.
     rate_limit_per_minute: int = Field(120, ge=1)
     rate_limit_burst: int = Field(30, ge=1)
-    # Tests and drills only: a file holding seconds to add to the system time
-    # (the gateway checks appeal windows against it).
-    clock_offset_file: str = ""
 
     @model_validator(mode="after")
     def _a_key(self) -> GatewaySettings:

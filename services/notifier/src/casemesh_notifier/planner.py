@@ -79,6 +79,7 @@ MESSAGES: dict[str, type[Message]] = {
                 rev.ReportCaseDecisionReversed,
                 rev.ReporterWarned,
                 rev.ReporterSuspended,
+                rev.ReporterSuspensionLifted,
             ),
         ),
     )
@@ -307,6 +308,12 @@ def report_steps(message: Any) -> dict[str, Step]:
             return {"reporter": Step("report.void", message.reason)}
         case rev.ReportDecisionReversed():
             return {"reporter": Step("report.reversed")}
+        case rev.ReportCaseDecided() if (
+            message.HasField("affected_uploader") and message.outcome != "ACTION_TAKEN"
+        ):
+            # A new decision after an appeal: what the earlier one imposed is lifted.
+            lifted = _restriction_lines(message.restrictions_lifted)
+            return {"uploader": Step("report.restriction_lifted", lifted)} if lifted else {}
         case rev.ReportCaseDecided() if message.HasField("affected_uploader"):
             return {
                 "uploader": Step(
@@ -325,6 +332,8 @@ def report_steps(message: Any) -> dict[str, Step]:
             return {"reporter": Step("report.misuse_warning")}
         case rev.ReporterSuspended():
             return {"reporter": Step("report.reporting_suspended", due=_utc(message.until))}
+        case rev.ReporterSuspensionLifted():
+            return {"reporter": Step("report.suspension_lifted")}
     return {}
 
 
@@ -500,7 +509,7 @@ class Planner:
             case rev.ReportCaseDecided() if message.HasField("affected_uploader"):
                 u = message.affected_uploader
                 party = ("uploader", u.user_id, u.contact, message.statement.puid)
-            case rev.ReporterWarned() | rev.ReporterSuspended():
+            case rev.ReporterWarned() | rev.ReporterSuspended() | rev.ReporterSuspensionLifted():
                 party = ("reporter", message.reporter, message.contact, "")
         if party is not None:
             role, user_id, contact, subject = party

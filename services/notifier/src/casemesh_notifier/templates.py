@@ -352,6 +352,19 @@ TEMPLATES.update(
             "Casemesh: several of your reports were unfounded. More will suspend reporting. "
             "Ref {ref}",
         ),
+        ("report.suspension_lifted", "zh-CN"): Template(
+            "【举报功能已恢复】",
+            "您好：\n\n经申诉复核，此前被认定为不实的举报已不再计入，您的举报功能已恢复"
+            "（编号 {ref}）。感谢您的耐心。" + _ZH_SIGN,
+            "【Casemesh】经申诉复核，您的举报功能已恢复（{ref}）。",
+        ),
+        ("report.suspension_lifted", "en"): Template(
+            "You can report again",
+            "Hello,\n\nOn appeal, a report that had counted as unfounded no longer counts, so "
+            "your reporting suspension has ended (reference {ref}). Thank you for your patience."
+            + _EN_SIGN,
+            "Casemesh: on appeal, your reporting suspension has ended. Ref {ref}",
+        ),
         ("report.reporting_suspended", "zh-CN"): Template(
             "【举报功能已暂停】至 {due}",
             "您好：\n\n在收到提醒后，您仍多次提交明显不成立的举报，您的举报功能已暂停至 {due}。"

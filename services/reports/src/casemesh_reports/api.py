@@ -41,6 +41,13 @@ def _value(enum: Any, value: int, field: str) -> str:
         raise InvalidArgument.field(field, "is not a defined value") from None
 
 
+def _defined(enum: Any, value: int, field: str) -> str:
+    """A list item's enum name: UNSPECIFIED or undefined values are refused."""
+    if value == 0:
+        raise InvalidArgument.field(field, "must not be UNSPECIFIED")
+    return _value(enum, value, field)
+
+
 def _time(ts: Any, field: str) -> str:
     try:
         return str(ts.ToDatetime().replace(tzinfo=UTC).isoformat())
@@ -48,12 +55,12 @@ def _time(ts: Any, field: str) -> str:
         raise InvalidArgument.field(field, "is not a valid time") from None
 
 
-def contact_dict(contact: tpb.Contact, locale: str) -> dict[str, Any]:
+def contact_dict(contact: tpb.Contact, locale: str, prefix: str = "report") -> dict[str, Any]:
     return {
         "email": contact.email.strip(),
         "phone": contact.phone.strip(),
         "channels": [
-            enum_name(tpb.Channel, c, "report.contact.channels", "CHANNEL_")
+            enum_name(tpb.Channel, c, f"{prefix}.contact.channels", "CHANNEL_")
             for c in contact.channels
         ],
         "locale": locale,
@@ -69,7 +76,7 @@ def _contact_message(c: dict[str, Any]) -> tpb.Contact:
 
 
 def party_dict(p: apb.Party) -> dict[str, Any]:
-    c = contact_dict(p.contact, p.locale)
+    c = contact_dict(p.contact, p.locale, "affected_uploader")
     return {
         "legal_name": p.legal_name.strip(),
         "locale": p.locale,
@@ -98,10 +105,9 @@ def statement_dict(s: pb.DecisionStatement) -> dict[str, Any]:
         values = list(getattr(r, name)) if name == "visibility" else [getattr(r, name)]
         end = getattr(r, f"{name}_end_time")
         for i, value in enumerate(values):
-            kind = _value(enum, value, f"{field}[{i}]" if name == "visibility" else field)
-            if not kind:
-                if name == "visibility":
-                    raise InvalidArgument.field(f"{field}[{i}]", "must not be UNSPECIFIED")
+            if name == "visibility":
+                kind = _defined(enum, value, f"{field}[{i}]")
+            elif not (kind := _value(enum, value, field)):
                 continue
             restrictions.append(
                 {
@@ -128,7 +134,7 @@ def statement_dict(s: pb.DecisionStatement) -> dict[str, Any]:
         "category_specification": [k.strip() for k in s.category_specification],
         "category_specification_other": s.category_specification_other.strip(),
         "content_type": [
-            _value(pb.ContentType, c, f"statement.content_type[{i}]") or "?"
+            _defined(pb.ContentType, c, f"statement.content_type[{i}]")
             for i, c in enumerate(s.content_type)
         ],
         "content_type_other": s.content_type_other.strip(),

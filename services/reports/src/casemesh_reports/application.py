@@ -15,6 +15,7 @@ import binascii
 import hashlib
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -44,7 +45,6 @@ from casemesh.rules import tickets as rules
 from casemesh_reports.domain import (
     OPEN_CASE,
     AbuseReport,
-    CaseState,
     ReportCase,
     Reporter,
     TrustedFlagger,
@@ -64,7 +64,7 @@ PUID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 LINKS: dict[str, re.Pattern[str]] = {
     "VIDEO": re.compile(r"^/(?:@[^/]+/)?video/(?P<id>[A-Za-z0-9_-]+)/?$"),
     "COMMENT": re.compile(r"^/(?:@[^/]+/)?video/[A-Za-z0-9_-]+/comment/(?P<id>[A-Za-z0-9_-]+)/?$"),
-    "ACCOUNT": re.compile(r"^/(?:@|user/)(?P<id>[A-Za-z0-9_.-]+)/?$"),
+    "ACCOUNT": re.compile(r"^/(?:@|user/)(?P<id>[A-Za-z0-9_-]+)/?$"),
     "LIVE_STREAM": re.compile(r"^/(?:@[^/]+/)?live/(?P<id>[A-Za-z0-9_-]+)/?$"),
     "AD": re.compile(r"^/ad/(?P<id>[A-Za-z0-9_-]+)/?$"),
 }
@@ -143,11 +143,17 @@ class Reports(TracedApplication):
         category = self.taxonomy.categories[draft.category]
         for _ in range(FILING_ATTEMPTS):
             case = self._current_case(target, draft.category)
-            entry = {"id": str(ident), "reporter": who.subject, "at": now, "trusted": trusted}
+            reason = self.taxonomy.reason(draft.category, draft.subcategory)
+            assert reason is not None
+            entry = {
+                "id": str(ident),
+                "reporter": who.subject,
+                "at": now,
+                "trusted": trusted,
+                "dsa": reason.dsa_category,
+            }
             if case is None or case.state not in OPEN_CASE:
                 round_no = case.round_no + 1 if case else 1
-                reason = self.taxonomy.reason(draft.category, draft.subcategory)
-                assert reason is not None
                 case = ReportCase(
                     target=target,
                     category=draft.category,
@@ -237,31 +243,46 @@ class Reports(TracedApplication):
         if kind not in TARGET_TYPES:
             v.add("report.target.type", f"must be one of {', '.join(TARGET_TYPES)}")
             return target
-        rules.text(v, "report.target.url", url, limit=2000, required=False, single_line=True)
-        if url and not ident:
-            ident = self._id_from_link(v, kind, url)
+        canonical = ""
+        if url:
+            linked, canonical = self._read_link(v, kind, url)
+            if linked and ident and linked != ident:
+                v.add(
+                    "report.target.url",
+                    f"links to {kind.lower()} {linked}, not to report.target.id {ident[:60]}",
+                )
+            ident = ident or linked
         if not ident:
             if not url:
                 v.add("report.target.id", "give the id of what you report, or its link (url)")
             return target
         if not PUID.fullmatch(ident):
             v.add("report.target.id", "must be 1–128 letters, digits, '-' or '_'")
-        return {"type": kind, "id": ident, "url": url}
+        return {"type": kind, "id": ident, "url": canonical}
 
-    def _id_from_link(self, v: Violations, kind: str, url: str) -> str:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
+    def _read_link(self, v: Violations, kind: str, url: str) -> tuple[str, str]:
+        """The item id a link names, and the link without its query (which
+        often identifies whoever shared it)."""
+        field = "report.target.url"
+        problems = Violations()
+        rules.text(problems, field, url, limit=2000, single_line=True)
+        if problems:
+            v.add(field, "must be one line of at most 2000 characters, without control characters")
+            return "", ""
+        try:
+            parts = urlsplit(url)
+            host = (parts.hostname or "").lower()
+        except ValueError:
+            v.add(field, "is not a valid link")
+            return "", ""
         if parts.scheme not in ("http", "https") or host not in self.link_hosts:
-            v.add(
-                "report.target.url",
-                f"must be a link to this platform ({', '.join(self.link_hosts) or 'none set'})",
-            )
-            return ""
+            v.add(field, f"must be a link to this platform ({', '.join(self.link_hosts)})")
+            return "", ""
         found = LINKS[kind].match(parts.path)
         if found is None:
-            v.add("report.target.url", f"is not a link to a {kind.lower().replace('_', ' ')}")
-            return ""
-        return found["id"]
+            v.add(field, f"is not a link to a {kind.lower().replace('_', ' ')}")
+            return "", ""
+        return found["id"], f"https://{host}{parts.path}"
 
     def _replayed(self, ident: UUID, draft: ReportDraft) -> AbuseReport | None:
         report: AbuseReport | None = self._get(AbuseReport, ident)
@@ -342,7 +363,7 @@ class Reports(TracedApplication):
         trusted = self._trusted_names(case)
         full = {
             **statement,
-            "category": statement.get("category") or case.dsa_category,
+            "category": statement.get("category") or dsa_category(case),
             "source_type": "SOURCE_TRUSTED_FLAGGER" if trusted else "SOURCE_ARTICLE_16",
             "source_identity": ", ".join(trusted),
             "puid": case.target["id"],
@@ -422,26 +443,44 @@ class Reports(TracedApplication):
         return True
 
     def reverse(self, case_id: str, appeal: str) -> bool:
+        """An upheld appeal, in one transaction with its consequences: each
+        report's outcome, and, when a no-violation decision is reopened, the
+        misuse counts it gave (and any suspension they led to)."""
         case = self._get(ReportCase, UUID(case_id))
         if case is None:
             return False
-        lifted = case.reverse(appeal=appeal, at=self.clock.now())
-        if lifted is None:
+        was = case.decision
+        result = case.reverse(appeal=appeal, at=self.clock.now())
+        if result is None:
             return False
-        reopened = case.state is CaseState.OPEN
+        lifted, reopened = result
         changed: list[Aggregate] = [case]
-        for entry in case.reports:
-            report: AbuseReport = self.repository.get(UUID(entry["id"]))
-            if report.state.value in ("ACTION_TAKEN", "NO_VIOLATION"):
-                report.reverse(
-                    actor="system",
-                    appeal=appeal,
-                    lifted=[r["type"] for r in lifted],
-                    reopened=reopened,
-                )
-                changed.append(report)
+        if lifted or reopened:
+            for entry in case.reports:
+                report: AbuseReport = self.repository.get(UUID(entry["id"]))
+                if report.state.value in ("ACTION_TAKEN", "NO_VIOLATION"):
+                    report.reverse(
+                        actor="system",
+                        appeal=appeal,
+                        lifted=[r["type"] for r in lifted],
+                        reopened=reopened,
+                    )
+                    changed.append(report)
+        if reopened and was is not None:
+            now = self.clock.now()
+            for entry in case.reports:
+                if entry["id"] in was["unfounded"]:
+                    standing = self._get(Reporter, Reporter.create_id(entry["reporter"]))
+                    if standing is not None and standing.withdraw(report_id=entry["id"], now=now):
+                        changed.append(standing)
         self.save(*changed)
-        log.info("report_case.reversed", case_id=case_id, appeal=appeal, reopened=reopened)
+        log.info(
+            "report_case.reversed",
+            case_id=case_id,
+            appeal=appeal,
+            reopened=reopened,
+            lifted=len(lifted),
+        )
         return True
 
     # -- trusted flaggers ------------------------------------------------------------
@@ -651,6 +690,12 @@ def decode_queue_token(token: str) -> tuple[bool, datetime, str] | None:
     return ordinary == "1", datetime.fromisoformat(ts), str(UUID(ident))
 
 
+def dsa_category(case: ReportCase) -> str:
+    """The DSA category most of the case's reports map to (the first on a tie)."""
+    votes = Counter(entry.get("dsa") or case.dsa_category for entry in case.reports)
+    return votes.most_common(1)[0][0]
+
+
 def case_parties(case: ReportCase) -> list[str]:
     """Users who may read a case: its reporters and, once named, the uploader."""
     found = list(case.reporters)
@@ -663,12 +708,24 @@ def _date(v: Violations, field: str, value: str) -> date | None:
     if not value:
         v.add(field, "is required (YYYY-MM-DD)")
         return None
-    try:
-        return date.fromisoformat(value) if len(value) == 10 else None
-    except ValueError:
-        pass
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
     v.add(field, "must be a date YYYY-MM-DD")
     return None
+
+
+# Restrictions that are temporary by nature: they need an end time.
+TEMPORARY = frozenset(
+    {
+        "DECISION_ACCOUNT_SUSPENDED",
+        "DECISION_MONETARY_SUSPENSION",
+        "DECISION_PROVISION_PARTIAL_SUSPENSION",
+        "DECISION_PROVISION_TOTAL_SUSPENSION",
+    }
+)
 
 
 # The ground's texts: (field, limit, ground that requires it).
@@ -711,11 +768,21 @@ def check_statement(
     types = s.get("content_type", [])
     if not types:
         v.add("statement.content_type", "name at least one content type")
-    if "CONTENT_TYPE_OTHER" in types:
-        rules.text(v, "statement.content_type_other", s.get("content_type_other", ""), limit=500)
-    _date(v, "statement.content_date", s.get("content_date", ""))
+    if len(set(types)) != len(types):
+        v.add("statement.content_type", "names a content type more than once")
+    rules.text(
+        v,
+        "statement.content_type_other",
+        s.get("content_type_other", ""),
+        limit=500,
+        required="CONTENT_TYPE_OTHER" in types,
+    )
+    today = now.astimezone(UTC).date()
+    posted = _date(v, "statement.content_date", s.get("content_date", ""))
+    if posted is not None and posted > today:
+        v.add("statement.content_date", "must not be after today (when was it posted?)")
     applies = _date(v, "statement.application_date", s.get("application_date", ""))
-    if applies is not None and applies < now.astimezone(UTC).date():
+    if applies is not None and applies < today:
         v.add(
             "statement.application_date",
             "must not be before today: the uploader hears of a restriction no later "
@@ -726,6 +793,9 @@ def check_statement(
     restrictions = s.get("restrictions", [])
     if not restrictions:
         v.add("statement.restrictions", "action taken imposes at least one restriction")
+    kinds = [r["type"] for r in restrictions]
+    if len(set(kinds)) != len(kinds):
+        v.add("statement.restrictions.visibility", "names a restriction more than once")
     for r in restrictions:
         kind = r["field"]
         if r["type"].endswith("_OTHER"):
@@ -733,6 +803,11 @@ def check_statement(
         end = r.get("end_time")
         if end and datetime.fromisoformat(end) <= now:
             v.add(f"statement.restrictions.{kind}_end_time", "must be in the future")
+        elif not end and r["type"] in TEMPORARY:
+            v.add(
+                f"statement.restrictions.{kind}_end_time",
+                f"a {r['type'].rsplit('_', 1)[-1].lower()} is temporary: say when it ends",
+            )
     for i, code in enumerate(s.get("territorial_scope", [])):
         if not re.fullmatch(r"[A-Z]{2}", code):
             v.add(f"statement.territorial_scope[{i}]", "must be an ISO 3166-1 alpha-2 code")

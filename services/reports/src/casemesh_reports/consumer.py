@@ -32,7 +32,7 @@ def handle(app: Reports, event: envelope.CloudEvent) -> None:
     """Applies one appeals event (synchronously: the event store is)."""
     if event.type == "casemesh.appeals.AppealFiled.v1":
         filed = aev.AppealFiled.FromString(event.data)
-        if filed.appeal_of.startswith(PREFIX):
+        if filed.kind == "DECISION_APPEAL" and filed.appeal_of.startswith(PREFIX):
             appeal = f"appeals/{filed.header.appeal_id}"
             case_id = filed.appeal_of.removeprefix(PREFIX)
             if app.lodge_appeal(case_id, appeal, filed.filer.user_id):

@@ -145,6 +145,8 @@ class ReportCase(Aggregate):
         self.decision: dict[str, Any] | None = None
         self.decisions: list[dict[str, Any]] = []
         self.uploader: dict[str, Any] | None = None
+        # Restrictions the decisions imposed that are still in effect.
+        self.in_effect: list[dict[str, Any]] = []
         self.void_reason = ""
         self.voided_at: datetime | None = None
         self.appeals: dict[str, dict[str, Any]] = {}
@@ -194,6 +196,7 @@ class ReportCase(Aggregate):
     ) -> None:
         if self.state not in OPEN_CASE:
             raise FailedPrecondition(f"the case is {self.state.value}; it has been decided")
+        kept = {r["type"] for r in statement.get("restrictions", [])}
         self._decided(
             actor=actor,
             outcome=outcome,
@@ -201,6 +204,9 @@ class ReportCase(Aggregate):
             uploader=uploader,
             report_ids=[r["id"] for r in self.reports],
             unfounded=unfounded,
+            # A new decision after a reopen: what the earlier one imposed and
+            # this one does not is lifted.
+            lifted=[r for r in self.in_effect if r["type"] not in kept],
             at=at,
         )
 
@@ -213,6 +219,7 @@ class ReportCase(Aggregate):
         uploader: dict[str, Any] | None,
         report_ids: list[str],
         unfounded: list[str],
+        lifted: list[dict[str, Any]],
         at: datetime,
     ) -> None:
         self.decision = {
@@ -223,7 +230,9 @@ class ReportCase(Aggregate):
             "by": actor,
         }
         self.decisions.append(self.decision)
-        self.uploader = uploader
+        # The uploader stays a party once a decision named them.
+        self.uploader = uploader or self.uploader
+        self.in_effect = list(statement.get("restrictions", []))
         self.state = CaseState(outcome)
 
     def void(self, *, actor: str, reason: str, at: datetime) -> None:
@@ -250,26 +259,22 @@ class ReportCase(Aggregate):
     def _appealed(self, actor: str, appeal: str, at: datetime) -> None:
         self.appeals[appeal] = {"by": actor, "at": at, "reversed_at": None}
 
-    def reverse(self, *, appeal: str, at: datetime) -> list[dict[str, Any]] | None:
-        """An upheld appeal. The affected uploader's appeal of an action lifts
-        its restrictions; a reporter's appeal sends the case back to review
-        for a new decision (what was imposed stays until then). None when
-        nothing changes (already applied, or the decision it appealed was
-        since replaced)."""
+    def reverse(self, *, appeal: str, at: datetime) -> tuple[list[dict[str, Any]], bool] | None:
+        """An upheld appeal: (restrictions lifted, case reopened), or None when
+        it was applied before. The affected uploader's appeal lifts what is in
+        effect; a reporter's appeal sends a decided case back to review for a
+        new decision (what was imposed stays until then). An upheld appeal
+        that finds nothing left to change is still recorded."""
         record = self.appeals.get(appeal)
         if record is not None and record["reversed_at"] is not None:
             return None
-        if self.state not in DECIDED_CASE or self.decision is None:
-            return None
-        if record is not None and record["at"] < self.decision["at"]:
-            return None  # the appeal was of an earlier decision
         by_uploader = bool(
             record and self.uploader and record["by"] == self.uploader.get("user_id")
         )
-        lift = self.state is CaseState.ACTION_TAKEN and by_uploader
-        lifted = list(self.decision["statement"].get("restrictions", [])) if lift else []
-        self._reversed(actor="system", appeal=appeal, lifted=lifted, reopen=not lift, at=at)
-        return lifted
+        lifted: list[dict[str, Any]] = list(self.in_effect) if by_uploader else []
+        reopen = not by_uploader and self.state in DECIDED_CASE
+        self._reversed(actor="system", appeal=appeal, lifted=lifted, reopen=reopen, at=at)
+        return lifted, reopen
 
     @event("DecisionReversed")
     def _reversed(
@@ -277,11 +282,13 @@ class ReportCase(Aggregate):
     ) -> None:
         record = self.appeals.setdefault(appeal, {"by": "", "at": at, "reversed_at": None})
         record["reversed_at"] = at
+        if lifted:
+            self.in_effect = []
+            if self.state is CaseState.ACTION_TAKEN:
+                self.state = CaseState.REVERSED
         if reopen:
             self.state = CaseState.OPEN
             self.assignee = ""
-        else:
-            self.state = CaseState.REVERSED
 
 
 class Reporter(Aggregate):
@@ -294,10 +301,14 @@ class Reporter(Aggregate):
     @event("FirstMisuseCounted")
     def __init__(self, *, user_id: str, report_id: str, at: datetime) -> None:
         self.user_id = user_id
+        # Counted since the last warning or suspension (within the window).
         self.unfounded: list[dict[str, Any]] = [{"report_id": report_id, "at": at}]
+        # Every report ever counted (and not withdrawn): each counts once.
+        self.counted: list[str] = [report_id]
         self.warned_at: datetime | None = None
         self.suspended_until: datetime | None = None
         self.suspensions: list[dict[str, Any]] = []
+        self.contact: dict[str, Any] = {}
 
     @property
     def standing(self) -> str:
@@ -313,7 +324,7 @@ class Reporter(Aggregate):
     def count_unfounded(
         self, *, report_id: str, at: datetime, contact: dict[str, Any], rule: Misuse
     ) -> None:
-        if any(u["report_id"] == report_id for u in self.unfounded):
+        if report_id in self.counted:
             return
         self._misuse_counted(report_id=report_id, at=at, window_days=rule.window_days)
         self.apply_rule(at=at, contact=contact, rule=rule)
@@ -323,24 +334,56 @@ class Reporter(Aggregate):
         if self.warned_at is None and len(self.unfounded) >= rule.warn_after:
             self._warned(at=at, contact=contact)
         elif self.warned_at is not None and len(self.unfounded) >= rule.suspend_after:
-            self._suspended(at=at, until=at + timedelta(days=rule.suspension_days), contact=contact)
+            self._suspended(
+                at=at,
+                until=at + timedelta(days=rule.suspension_days),
+                contact=contact,
+                reports=[u["report_id"] for u in self.unfounded],
+            )
+
+    def withdraw(self, *, report_id: str, now: datetime) -> bool:
+        """A decision that judged the report unfounded was reversed on appeal:
+        it no longer counts, and a suspension it led to ends."""
+        if report_id not in self.counted:
+            return False
+        self._misuse_withdrawn(report_id=report_id)
+        current = self.suspended(now)
+        if current is not None and any(
+            s["until"] == current and report_id in s["reports"] for s in self.suspensions
+        ):
+            self._suspension_lifted(until=current, contact=self.contact)
+        return True
 
     @event("MisuseCounted")
     def _misuse_counted(self, report_id: str, at: datetime, window_days: int) -> None:
         since = at - timedelta(days=window_days)
         self.unfounded = [u for u in self.unfounded if u["at"] >= since]
         self.unfounded.append({"report_id": report_id, "at": at})
+        self.counted.append(report_id)
 
     @event("Warned")
     def _warned(self, at: datetime, contact: dict[str, Any]) -> None:
         self.warned_at = at
         self.unfounded = []
+        self.contact = contact
 
     @event("Suspended")
-    def _suspended(self, at: datetime, until: datetime, contact: dict[str, Any]) -> None:
+    def _suspended(
+        self, at: datetime, until: datetime, contact: dict[str, Any], reports: list[str]
+    ) -> None:
         self.suspended_until = until
-        self.suspensions.append({"at": at, "until": until})
+        self.suspensions.append({"at": at, "until": until, "reports": reports})
         self.unfounded = []
+        self.contact = contact
+
+    @event("MisuseWithdrawn")
+    def _misuse_withdrawn(self, report_id: str) -> None:
+        self.counted.remove(report_id)
+        self.unfounded = [u for u in self.unfounded if u["report_id"] != report_id]
+
+    @event("SuspensionLifted")
+    def _suspension_lifted(self, until: datetime, contact: dict[str, Any]) -> None:
+        self.suspended_until = None
 
 
 class TrustedFlagger(Aggregate):

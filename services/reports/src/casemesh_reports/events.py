@@ -31,6 +31,8 @@ PUBLIC_NAMES = {
     "MisuseCounted": "ReporterMisuseCounted",
     "Warned": "ReporterWarned",
     "Suspended": "ReporterSuspended",
+    "MisuseWithdrawn": "ReporterMisuseWithdrawn",
+    "SuspensionLifted": "ReporterSuspensionLifted",
     "Designated": "TrustedFlaggerSet",
     "Changed": "TrustedFlaggerSet",
     "Removed": "TrustedFlaggerRemoved",
@@ -171,9 +173,12 @@ def public_message(domain_event: Any, after: Any) -> Message:
                 header=header,
                 outcome=a["outcome"],
                 statement=statement_record(a["statement"]),
-                affected_uploader=_party(a["uploader"]),
+                affected_uploader=_party(
+                    a["uploader"] or (after.uploader if a["lifted"] else None)
+                ),
                 report_ids=a["report_ids"],
                 manifestly_unfounded_report_ids=a["unfounded"],
+                restrictions_lifted=_restrictions(a["lifted"]),
             )
         case "CaseVoided":
             return ev.ReportCaseVoided(header=header, reason=a["reason"])
@@ -203,6 +208,14 @@ def public_message(domain_event: Any, after: Any) -> Message:
                 reporter=after.user_id,
                 contact=contact(a["contact"]),
                 until=to_timestamp(a["until"]),
+            )
+        case "MisuseWithdrawn":
+            return ev.ReporterMisuseWithdrawn(
+                header=header, reporter=after.user_id, report_id=a["report_id"]
+            )
+        case "SuspensionLifted":
+            return ev.ReporterSuspensionLifted(
+                header=header, reporter=after.user_id, contact=contact(a["contact"])
             )
         case "Designated" | "Changed":
             return ev.TrustedFlaggerSet(

@@ -85,8 +85,7 @@ def service_specs(
     # Unbuffered so a service's log lines show up as they happen, not at exit.
     common = {"PYTHONUNBUFFERED": "1"}
     tickets_db = pg.dsn(TICKETS_DB)
-    # Tests move the clock of the appeals and reports services (and of the
-    # gateway's appeal-window check) through this file.
+    # Tests move the appeals and reports services' clock through this file.
     clock = {"CASEMESH_CLOCK_OFFSET_FILE": str(clock_offset_file)} if clock_offset_file else {}
     reports_db = pg.dsn(REPORTS_DB)
     return [
@@ -196,7 +195,6 @@ def service_specs(
             [python, "-m", "casemesh_gateway"],
             {
                 **common,
-                **clock,
                 "CASEMESH_GRPC_ADDR": gateway,
                 "CASEMESH_TICKETS_TARGET": tickets_addr,
                 "CASEMESH_EVIDENCE_TARGET": evidence_addr,

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 import psycopg
+from eventsourcing import persistence
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg.sql import SQL, Identifier
@@ -125,6 +126,17 @@ class CaseIndex(PostgresTrackingRecorder):
             return [row["doc"] for row in curs.fetchall()]
 
 
+# Errors after which the projection resumes from its tracked position; any
+# other error is the row's own (it can never be written) and is set aside.
+RETRYABLE = (
+    persistence.OperationalError,
+    persistence.InterfaceError,
+    persistence.IntegrityError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
+
+
 class Projector:
     """Keeps a read model up to date in a background thread (push-driven: the
     subscription LISTENs for the event store's NOTIFY). `apply(aggregate,
@@ -169,7 +181,9 @@ class Projector:
                         tracking = Tracking(self._app.name, n.id)
                         try:
                             self._apply(aggregate, tracking)
-                        except psycopg.DataError as exc:
+                        except RETRYABLE:
+                            raise  # the database is away, or another replica got there first
+                        except Exception as exc:
                             log.error(
                                 "read_model.row_refused",
                                 read_model=self._name,
