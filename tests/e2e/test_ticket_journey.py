@@ -131,3 +131,39 @@ def test_internal_notes_are_hidden_from_the_requester_and_not_sent(stack: Stack)
     seen_by_agent = agent.ListTicketEvents(pb.ListTicketEventsRequest(name=ticket.name)).events
     assert [e.text for e in seen_by_user if e.type == "CommentAdded"] == ["您好，报价单已发送。"]
     assert [e.internal for e in seen_by_agent if e.type == "CommentAdded"] == [True, False]
+
+
+def test_a_solved_ticket_left_alone_closes_by_itself_once(stack: Stack) -> None:
+    user = f"user-{uuid.uuid4().hex[:8]}"
+    email = f"{user}@example.com"
+    alice = Client(stack.gateway, stack.secret, user)
+    agent = Client(stack.gateway, stack.secret, "agent-li", ("agent",))
+    ticket = alice.CreateTicket(
+        pb.CreateTicketRequest(
+            ticket=pb.Ticket(
+                category="account.login",
+                subject="登录不了",
+                description="收不到验证码",
+                locale="en",
+                contact=pb.Contact(email=email, channels=[pb.CHANNEL_EMAIL]),
+            ),
+            request_id=uuid.uuid4().hex,
+        )
+    )
+    agent.SolveTicket(pb.SolveTicketRequest(name=ticket.name, resolution="Fixed."))
+    stack.advance_clock(95 * 3600)
+    time.sleep(2)
+    assert alice.GetTicket(pb.GetTicketRequest(name=ticket.name)).status == pb.TICKET_STATUS_SOLVED
+    stack.advance_clock(2 * 3600)  # past the fourth day
+    wait_until(
+        lambda: (
+            alice.GetTicket(pb.GetTicketRequest(name=ticket.name)).status == pb.TICKET_STATUS_CLOSED
+        ),
+        timeout=30,
+    )
+    history = alice.ListTicketEvents(pb.ListTicketEventsRequest(name=ticket.name)).events
+    closed = [e for e in history if e.type == "TicketClosed"]
+    assert len(closed) == 1 and closed[0].actor == "system"
+    wait_until(lambda: any("closed" in m["Subject"].lower() for m in stack.mail.to(email)))
+    time.sleep(2)
+    assert sum("closed" in m["Subject"].lower() for m in stack.mail.to(email)) == 1

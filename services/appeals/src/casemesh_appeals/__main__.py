@@ -4,7 +4,7 @@ index and deadline timer), or the relay that publishes to Kafka."""
 from __future__ import annotations
 
 from casemesh.platform.caseindex import IndexProjector
-from casemesh.platform.clock import clock_from_setting
+from casemesh.platform.clock import service_clock
 from casemesh.platform.entrypoint import relay_until_stopped, run_command
 from casemesh.platform.grpcutil import serve
 from casemesh.platform.relay import StreamFollower
@@ -23,7 +23,7 @@ async def run_api(cfg: AppealsSettings) -> None:
         raise SystemExit(f"CASEMESH_DEFAULT_JURISDICTION: unknown {cfg.default_jurisdiction!r}")
     app = open_appeals(
         cfg.database_url,
-        clock=clock_from_setting(cfg.clock_offset_file),
+        clock=service_clock(cfg.clock_offset_file),
         policies=policies,
         default_jurisdiction=cfg.default_jurisdiction,
         pool_size=cfg.db_pool_size,
@@ -51,7 +51,7 @@ async def run_api(cfg: AppealsSettings) -> None:
 async def run_relay(cfg: RelaySettings) -> None:
     app = open_appeals(
         cfg.database_url,
-        clock=clock_from_setting(cfg.clock_offset_file),
+        clock=service_clock(cfg.clock_offset_file),
         policies=policy.load(cfg.appeals_policy_file),
         pool_size=4,
     )

@@ -11,7 +11,7 @@ from typing import Any
 from prometheus_client import REGISTRY
 
 from casemesh.platform.caseindex import Projector
-from casemesh.platform.clock import clock_from_setting
+from casemesh.platform.clock import service_clock
 from casemesh.platform.consuming import start_broker
 from casemesh.platform.entrypoint import relay_until_stopped, run_command
 from casemesh.platform.grpcutil import serve
@@ -45,7 +45,7 @@ def open_app(cfg: PolicySettings, pool_size: int) -> Reports:
     )
     return open_reports(
         cfg.database_url,
-        clock=clock_from_setting(cfg.clock_offset_file),
+        clock=service_clock(cfg.clock_offset_file),
         policy=policy,
         link_hosts=tuple(h.lower() for h in cfg.reports_link_hosts),
         pool_size=pool_size,

@@ -4,13 +4,16 @@ that publishes the ticket event store to Kafka."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from casemesh.platform.caseindex import IndexProjector
+from casemesh.platform.clock import service_clock
 from casemesh.platform.entrypoint import relay_until_stopped, run_command
 from casemesh.platform.grpcutil import serve
 from casemesh.platform.logging import get_logger
 from casemesh.platform.relay import StreamFollower
+from casemesh.platform.timers import Timer
 from casemesh.v1 import tickets_pb2, tickets_pb2_grpc
 from casemesh_tickets.api import TicketServicer
 from casemesh_tickets.application import Tickets, case_row, open_tickets
@@ -21,9 +24,18 @@ log = get_logger(__name__)
 
 
 async def run_api(cfg: TicketsSettings) -> None:
-    app = open_tickets(cfg.database_url, pool_size=cfg.db_pool_size)
+    app = open_tickets(
+        cfg.database_url,
+        pool_size=cfg.db_pool_size,
+        clock=service_clock(cfg.clock_offset_file),
+        auto_close_after=timedelta(hours=cfg.ticket_auto_close_hours),
+    )
     projector = IndexProjector(app, app.index, case_row)
+    timer = Timer(
+        app=app, table=app.timers, clock=app.clock, deadlines_of=app.deadlines_of, fire=app.fire
+    )
     projector.start()
+    timer.start()
     servicer = TicketServicer(app)
     service_name = tickets_pb2.DESCRIPTOR.services_by_name["TicketService"].full_name
     try:
@@ -33,6 +45,7 @@ async def run_api(cfg: TicketsSettings) -> None:
             service_names=[service_name],
         )
     finally:
+        timer.stop()
         projector.stop()
         app.close()
 

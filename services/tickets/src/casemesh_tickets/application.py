@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
@@ -26,6 +26,7 @@ from casemesh.platform.caseindex import (
     decode_page_token,
     encode_page_token,
 )
+from casemesh.platform.clock import Clock, SystemClock
 from casemesh.platform.errors import (
     Aborted,
     AlreadyExists,
@@ -37,9 +38,10 @@ from casemesh.platform.errors import (
 from casemesh.platform.eventstore import TracedApplication, postgres_env, schema_lock
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
+from casemesh.platform.timers import Deadline, TimerTable
 from casemesh.rules import tickets as validation
 from casemesh.rules.tickets import BY_ID
-from casemesh_tickets.domain import Ticket
+from casemesh_tickets.domain import Status, Ticket
 from casemesh_tickets.views import HistoryEntry, TicketView, history_entry
 
 log = get_logger(__name__)
@@ -71,10 +73,49 @@ class Tickets(TracedApplication):
 
     name = "tickets"
 
-    def __init__(self, env: EnvType | None = None) -> None:
+    def __init__(
+        self,
+        env: EnvType | None = None,
+        *,
+        clock: Clock | None = None,
+        auto_close_after: timedelta = timedelta(days=4),
+    ) -> None:
         super().__init__(env)
-        self.index = CaseIndex(self.recorder.datastore, "ticket_cases")  # type: ignore[attr-defined]
+        self.clock: Clock = clock or SystemClock()
+        self.auto_close_after = auto_close_after
+        datastore = self.recorder.datastore  # type: ignore[attr-defined]
+        self.index = CaseIndex(datastore, "ticket_cases")
         self.index.create_table()
+        self.timers = TimerTable(datastore, "ticket_timers")
+        self.timers.create_table()
+
+    # -- deadlines ------------------------------------------------------
+
+    def deadlines_of(self, domain_event: Any) -> list[Deadline]:
+        """A solved ticket closes by itself after a while (help desks use 4 days)."""
+        if type(domain_event).__name__ != "Solved":
+            return []
+        due = domain_event.timestamp + self.auto_close_after
+        return [Deadline(str(domain_event.originator_id), "auto_close", due)]
+
+    def fire(self, deadline: Deadline) -> None:
+        """Closes the ticket if it is still solved by the solve that set this
+        deadline (a reopen and a new solve set a new one); idempotent."""
+        if deadline.kind != "auto_close":
+            raise ValueError(f"unknown deadline kind {deadline.kind!r}")
+        ticket: Ticket = self.repository.get(UUID(deadline.aggregate_id))
+        if ticket.status is not Status.SOLVED or self.clock.now() < deadline.due:
+            return
+        solves = [
+            cast(Any, e).timestamp
+            for e in self.repository.event_store.get(ticket.id)
+            if type(e).__name__ == "Solved"
+        ]
+        if not solves or solves[-1] + self.auto_close_after != deadline.due:
+            return
+        ticket.close(actor="system")
+        self.save(ticket)  # a lost race raises: the deadline stays due
+        log.info("ticket.auto_closed", ticket_id=deadline.aggregate_id)
 
     # -- commands -------------------------------------------------------
 
@@ -311,9 +352,19 @@ class Tickets(TracedApplication):
         return value
 
 
-def open_tickets(database_url: str, pool_size: int = 5) -> Tickets:
+def open_tickets(
+    database_url: str,
+    pool_size: int = 5,
+    *,
+    clock: Clock | None = None,
+    auto_close_after: timedelta = timedelta(days=4),
+) -> Tickets:
     with schema_lock(database_url):
-        return Tickets(env=postgres_env(database_url, pool_size=pool_size))
+        return Tickets(
+            env=postgres_env(database_url, pool_size=pool_size),
+            clock=clock,
+            auto_close_after=auto_close_after,
+        )
 
 
 MAX_EVIDENCE = 20

@@ -85,7 +85,7 @@ def service_specs(
     # Unbuffered so a service's log lines show up as they happen, not at exit.
     common = {"PYTHONUNBUFFERED": "1"}
     tickets_db = pg.dsn(TICKETS_DB)
-    # Tests move the appeals and reports services' clock through this file.
+    # Tests move the clock of the services that keep time through this file.
     clock = {"CASEMESH_CLOCK_OFFSET_FILE": str(clock_offset_file)} if clock_offset_file else {}
     reports_db = pg.dsn(REPORTS_DB)
     return [
@@ -94,6 +94,7 @@ def service_specs(
             [python, "-m", "casemesh_tickets", "serve"],
             {
                 **common,
+                **clock,
                 "CASEMESH_DATABASE_URL": tickets_db,
                 "CASEMESH_GRPC_ADDR": tickets_addr,
                 "CASEMESH_SERVICE_NAME": "tickets",

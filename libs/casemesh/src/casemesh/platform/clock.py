@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
+from eventsourcing.domain import CanCreateTimestamp
+
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
@@ -36,6 +38,14 @@ class OffsetFileClock:
 
 def clock_from_setting(offset_file: str) -> Clock:
     return OffsetFileClock(Path(offset_file)) if offset_file else SystemClock()
+
+
+def service_clock(offset_file: str) -> Clock:
+    """The clock of an event-sourced service, which also stamps its events:
+    deadlines, SLA clocks and the times on the events all read one time."""
+    clock = clock_from_setting(offset_file)
+    setattr(CanCreateTimestamp, "create_timestamp", staticmethod(clock.now))  # noqa: B010
+    return clock
 
 
 def add_months(moment: datetime, months: int) -> datetime:
