@@ -23,6 +23,7 @@ from casemesh_devstack.stack import (
     APPEALS_DB,
     DATABASES,
     NOTIFIER_DB,
+    QUEUE_DB,
     REPORTS_DB,
     TICKETS_DB,
     service_specs,
@@ -36,6 +37,7 @@ TOPICS = [
     "casemesh.appeals.v1",
     "casemesh.reports.v1",
     "casemesh.notifications.v1",
+    "casemesh.casequeue.v1",
 ]
 PARTITIONS = 3
 
@@ -88,6 +90,10 @@ class Stack:
         return self.infra.pg.dsn(APPEALS_DB)
 
     @property
+    def queue_dsn(self) -> str:
+        return self.infra.pg.dsn(QUEUE_DB)
+
+    @property
     def reports_dsn(self) -> str:
         return self.infra.pg.dsn(REPORTS_DB)
 
@@ -136,6 +142,7 @@ def stack(infra: Infra) -> Iterator[Stack]:
     evidence_addr = f"127.0.0.1:{free_port()}"
     appeals_addr = f"127.0.0.1:{free_port()}"
     reports_addr = f"127.0.0.1:{free_port()}"
+    queue_addr = f"127.0.0.1:{free_port()}"
     gateway = f"127.0.0.1:{free_port()}"
     reports_metrics = f"127.0.0.1:{free_port()}"
     supervisor = Supervisor(infra.root / "logs")
@@ -159,6 +166,7 @@ def stack(infra: Infra) -> Iterator[Stack]:
             evidence_addr=evidence_addr,
             appeals_addr=appeals_addr,
             reports_addr=reports_addr,
+            queue_addr=queue_addr,
             gateway_addr=gateway,
             evidence_dir=infra.root / "evidence",
             clock_offset_file=infra.root / "clock-offset",
@@ -171,12 +179,14 @@ def stack(infra: Infra) -> Iterator[Stack]:
             wait_serving(evidence_addr)
             wait_serving(appeals_addr)
             wait_serving(reports_addr)
+            wait_serving(queue_addr)
             wait_serving(gateway)
             # Tests start from a consuming notifier and an active relay.
             for name, line in (
                 ("notifier", "notifier.started"),
                 ("tickets-relay", "relay.active"),
                 ("reports-appeals", "reports_consumer.started"),
+                ("casequeue", "queue_consumer.started"),
             ):
                 wait_until(lambda n=name, s=line: s in supervisor.log_path(n).read_text(), 60)
         except AssertionError:

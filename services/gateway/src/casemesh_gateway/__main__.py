@@ -10,6 +10,8 @@ from casemesh.platform.identity import TokenVerifier
 from casemesh.v1 import (
     appeals_pb2,
     appeals_pb2_grpc,
+    casequeue_pb2,
+    casequeue_pb2_grpc,
     evidence_pb2,
     evidence_pb2_grpc,
     reports_pb2,
@@ -21,6 +23,7 @@ from casemesh_gateway.api import (
     AppealGateway,
     Backend,
     EvidenceGateway,
+    QueueGateway,
     ReportGateway,
     TicketGateway,
 )
@@ -49,7 +52,8 @@ SERVICE_CONFIG = """{
       {"service": "casemesh.v1.ReportService", "method": "GetReportCase"},
       {"service": "casemesh.v1.ReportService", "method": "ListReportCases"},
       {"service": "casemesh.v1.ReportService", "method": "ListTrustedFlaggers"},
-      {"service": "casemesh.v1.ReportService", "method": "GetTransparencyReport"}
+      {"service": "casemesh.v1.ReportService", "method": "GetTransparencyReport"},
+      {"service": "casemesh.v1.CaseQueueService", "method": "ListQueueCases"}
     ],
     "retryPolicy": {
       "maxAttempts": 3, "initialBackoff": "0.1s", "maxBackoff": "1s",
@@ -92,6 +96,10 @@ async def run(cfg: GatewaySettings) -> None:
             cfg.reports_target,
             options=[("grpc.service_config", SERVICE_CONFIG), ("grpc.enable_retries", 1)],
         ) as reports_channel,
+        grpc.aio.insecure_channel(
+            cfg.casequeue_target,
+            options=[("grpc.service_config", SERVICE_CONFIG), ("grpc.enable_retries", 1)],
+        ) as queue_channel,
     ):
         backend.evidence = evidence_pb2_grpc.EvidenceServiceStub(evidence_channel)
         tickets = TicketGateway(backend, tickets_channel)
@@ -99,12 +107,14 @@ async def run(cfg: GatewaySettings) -> None:
         appeals = AppealGateway(backend, appeals_channel)
         reports = ReportGateway(backend, reports_channel)
         backend.reports = reports.stub
+        queue = QueueGateway(backend, queue_channel)
 
         def register(server: grpc.aio.Server) -> None:
             tickets_pb2_grpc.add_TicketServiceServicer_to_server(tickets, server)
             evidence_pb2_grpc.add_EvidenceServiceServicer_to_server(evidence, server)
             appeals_pb2_grpc.add_AppealServiceServicer_to_server(appeals, server)
             reports_pb2_grpc.add_ReportServiceServicer_to_server(reports, server)
+            casequeue_pb2_grpc.add_CaseQueueServiceServicer_to_server(queue, server)
 
         await serve(
             address=cfg.grpc_addr,
@@ -114,6 +124,7 @@ async def run(cfg: GatewaySettings) -> None:
                 evidence_pb2.DESCRIPTOR.services_by_name["EvidenceService"].full_name,
                 appeals_pb2.DESCRIPTOR.services_by_name["AppealService"].full_name,
                 reports_pb2.DESCRIPTOR.services_by_name["ReportService"].full_name,
+                casequeue_pb2.DESCRIPTOR.services_by_name["CaseQueueService"].full_name,
             ],
             # Evidence arrives in chunks of up to 1 MiB.
             options=[("grpc.max_receive_message_length", MAX_MESSAGE)],

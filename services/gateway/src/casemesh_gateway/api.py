@@ -23,6 +23,8 @@ from casemesh.platform.telemetry import inject_metadata
 from casemesh.v1 import (
     appeals_pb2,
     appeals_pb2_grpc,
+    casequeue_pb2,
+    casequeue_pb2_grpc,
     evidence_pb2,
     evidence_pb2_grpc,
     reports_pb2,
@@ -395,3 +397,31 @@ class ReportGateway(reports_pb2_grpc.ReportServiceServicer):
     RemoveTrustedFlagger = route("RemoveTrustedFlagger", agent_only=True, check=lambda r, v: None)
     ListTrustedFlaggers = route("ListTrustedFlaggers", agent_only=True, check=lambda r, v: None)
     GetTransparencyReport = route("GetTransparencyReport", agent_only=True, check=lambda r, v: None)
+
+
+class QueueGateway(casequeue_pb2_grpc.CaseQueueServiceServicer):
+    """The agents' queue: every call needs the agent role."""
+
+    def __init__(self, backend: Backend, channel: grpc.aio.Channel) -> None:
+        self.backend = backend
+        self.stub = casequeue_pb2_grpc.CaseQueueServiceStub(channel)
+
+    ListQueueCases = route("ListQueueCases", agent_only=True, check=checks.page(500))
+    ClaimNextCase = route("ClaimNextCase", agent_only=True, check=checks.lease)
+    RenewClaim = route("RenewClaim", agent_only=True, check=checks.lease)
+    ReleaseClaim = route("ReleaseClaim", agent_only=True, check=lambda r, v: None)
+
+    async def WatchQueue(
+        self, request: casequeue_pb2.WatchQueueRequest, context: Ctx
+    ) -> AsyncIterator[casequeue_pb2.QueueChange]:
+        who = self.backend.identity(context)
+        if not who.is_agent:
+            raise PermissionDenied("WatchQueue needs the agent role")
+        call = self.stub.WatchQueue(request, metadata=(*who.to_metadata(), *inject_metadata()))
+        try:
+            async for change in call:
+                yield change
+        except grpc.aio.AioRpcError as err:
+            await self.backend._fail(err, context)
+        finally:
+            call.cancel()

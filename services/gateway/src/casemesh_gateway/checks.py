@@ -137,3 +137,8 @@ def report_decision(request: Any, v: Violations) -> None:
         v.add("outcome", "must be ACTION_TAKEN or NO_VIOLATION")
     if not request.statement.decision_facts.strip():
         v.add("statement.decision_facts", "a statement of reasons needs the facts relied on")
+
+
+def lease(request: Any, v: Violations) -> None:
+    if request.lease_seconds and not 10 <= request.lease_seconds <= 3600:
+        v.add("lease_seconds", "must be from 10 to 3600 (0 means 600)")

@@ -14,6 +14,7 @@ class GatewaySettings(ServiceSettings):
     evidence_target: str = "127.0.0.1:50062"
     appeals_target: str = "127.0.0.1:50063"
     reports_target: str = "127.0.0.1:50064"
+    casequeue_target: str = "127.0.0.1:50065"
     # Uploads of large videos take longer than ordinary calls.
     upload_timeout_seconds: float = Field(900.0, gt=0)
     # HS256 shared secret (local runs) or an RS256 public key in PEM (production).

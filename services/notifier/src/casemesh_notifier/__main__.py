@@ -13,11 +13,12 @@ from psycopg_pool import AsyncConnectionPool
 from casemesh.platform import settings as settings_mod
 from casemesh.platform.consuming import start_broker
 from casemesh.platform.logging import configure_logging, get_logger
+from casemesh.platform.outbox import OutboxPublisher
 from casemesh.platform.telemetry import configure_tracing
 from casemesh_notifier.channels import Channel, HttpSmsChannel, SmtpChannel
 from casemesh_notifier.consumers import build_broker, build_router
 from casemesh_notifier.delivery import Delivery, replay_parked, utc_now
-from casemesh_notifier.outbox import OutboxPublisher
+from casemesh_notifier.outbox import NOTIFICATIONS
 from casemesh_notifier.planner import Planner
 from casemesh_notifier.schema import create_schema
 from casemesh_notifier.settings import NotifierSettings
@@ -52,7 +53,12 @@ async def run(cfg: NotifierSettings) -> None:
     delivery = Delivery(
         pool=pool, conninfo=cfg.database_url, channels=channels, cfg=cfg, clock=utc_now
     )
-    publisher = OutboxPublisher(conninfo=cfg.database_url, bootstrap=cfg.kafka_bootstrap)
+    publisher = OutboxPublisher(
+        conninfo=cfg.database_url,
+        bootstrap=cfg.kafka_bootstrap,
+        outbox=NOTIFICATIONS,
+        client_id="notifier-outbox",
+    )
     # Delivery needs only the database: it starts whether or not Kafka is up.
     tasks = [
         asyncio.create_task(delivery.run(stop), name="delivery"),

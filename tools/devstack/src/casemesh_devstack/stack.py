@@ -32,18 +32,21 @@ NOTIFIER_DB = "casemesh_notifier"
 EVIDENCE_DB = "casemesh_evidence"
 APPEALS_DB = "casemesh_appeals"
 REPORTS_DB = "casemesh_reports"
-DATABASES = (TICKETS_DB, NOTIFIER_DB, EVIDENCE_DB, APPEALS_DB, REPORTS_DB)
+QUEUE_DB = "casemesh_casequeue"
+DATABASES = (TICKETS_DB, NOTIFIER_DB, EVIDENCE_DB, APPEALS_DB, REPORTS_DB, QUEUE_DB)
 TICKETS_TOPIC = "casemesh.tickets.v1"
 NOTIFICATIONS_TOPIC = "casemesh.notifications.v1"
 APPEALS_TOPIC = "casemesh.appeals.v1"
 REPORTS_TOPIC = "casemesh.reports.v1"
-TOPICS = (TICKETS_TOPIC, APPEALS_TOPIC, REPORTS_TOPIC, NOTIFICATIONS_TOPIC)
+QUEUE_TOPIC = "casemesh.casequeue.v1"
+TOPICS = (TICKETS_TOPIC, APPEALS_TOPIC, REPORTS_TOPIC, NOTIFICATIONS_TOPIC, QUEUE_TOPIC)
 TOPIC_PARTITIONS = 3
 
 TICKETS_ADDR = "127.0.0.1:50061"
 EVIDENCE_ADDR = "127.0.0.1:50062"
 APPEALS_ADDR = "127.0.0.1:50063"
 REPORTS_ADDR = "127.0.0.1:50064"
+QUEUE_ADDR = "127.0.0.1:50065"
 GATEWAY_ADDR = "127.0.0.1:50051"
 _SINK_HOST = "127.0.0.1"
 # Files that mark a directory as a casemesh-dev run dir (so `clean` never wipes anything else).
@@ -71,6 +74,7 @@ def service_specs(
     evidence_addr: str = EVIDENCE_ADDR,
     appeals_addr: str = APPEALS_ADDR,
     reports_addr: str = REPORTS_ADDR,
+    queue_addr: str = QUEUE_ADDR,
     gateway_addr: str | None = None,
     evidence_dir: Path | None = None,
     clock_offset_file: Path | None = None,
@@ -181,6 +185,18 @@ def service_specs(
             },
         ),
         ServiceSpec(
+            "casequeue",
+            [python, "-m", "casemesh_casequeue", "serve"],
+            {
+                **common,
+                **clock,
+                "CASEMESH_DATABASE_URL": pg.dsn(QUEUE_DB),
+                "CASEMESH_KAFKA_BOOTSTRAP": kafka.bootstrap,
+                "CASEMESH_GRPC_ADDR": queue_addr,
+                "CASEMESH_SERVICE_NAME": "casequeue",
+            },
+        ),
+        ServiceSpec(
             "evidence",
             [python, "-m", "casemesh_evidence"],
             {
@@ -201,6 +217,7 @@ def service_specs(
                 "CASEMESH_EVIDENCE_TARGET": evidence_addr,
                 "CASEMESH_APPEALS_TARGET": appeals_addr,
                 "CASEMESH_REPORTS_TARGET": reports_addr,
+                "CASEMESH_CASEQUEUE_TARGET": queue_addr,
                 "CASEMESH_JWT_SECRET": jwt_secret,
                 "CASEMESH_SERVICE_NAME": "gateway",
             },
@@ -406,6 +423,7 @@ def _infra_summary(cfg: StackConfig, pg: LocalPostgres, kafka: LocalKafka) -> li
         f"               {pg.dsn(EVIDENCE_DB)}",
         f"               {pg.dsn(APPEALS_DB)}",
         f"               {pg.dsn(REPORTS_DB)}",
+        f"               {pg.dsn(QUEUE_DB)}",
         f"  Kafka        {kafka.bootstrap}   topics: {', '.join(TOPICS)}",
         f"  infra logs   {_show(pg.log_path)}, {_show(kafka.log_path)}",
     ]

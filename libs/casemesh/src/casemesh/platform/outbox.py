@@ -1,0 +1,103 @@
+"""Publishes events that a service records in an outbox table: rows commit
+with the change they describe, and are marked published only after Kafka
+acknowledged them. One publisher at a time (advisory lock); push-driven by
+NOTIFY on the table's channel.
+
+The table has: id (ordering), event_id (the CloudEvents id), a subject column,
+ce_type, payload (the protobuf bytes), created_at, published_at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.sql import SQL, Identifier
+
+from casemesh.platform.envelope import CloudEvent
+from casemesh.platform.logging import get_logger
+from casemesh.platform.relay import AdvisoryLock, make_producer, run_while_holding
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Outbox:
+    table: str
+    topic: str
+    source: str
+    # The column naming what an event is about, and the prefix that makes it a
+    # resource name (the CloudEvents subject; the column is also the key).
+    subject_column: str
+    subject_prefix: str = ""
+
+
+class OutboxPublisher:
+    def __init__(self, *, conninfo: str, bootstrap: str, outbox: Outbox, client_id: str) -> None:
+        self._conninfo = conninfo
+        self._bootstrap = bootstrap
+        self._outbox = outbox
+        self._client_id = client_id
+        self._lock = AdvisoryLock(conninfo, f"casemesh-relay:{outbox.topic}")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await run_while_holding(self._lock, self._publish_until, stop, name=self._outbox.topic)
+
+    async def _publish_until(self, stop: asyncio.Event) -> None:
+        producer = make_producer(self._bootstrap, self._client_id)
+        await producer.start()
+        conn: psycopg.AsyncConnection[Any] = await psycopg.AsyncConnection.connect(
+            self._conninfo, autocommit=True
+        )
+        try:
+            await conn.execute(SQL("LISTEN {}").format(Identifier(self._outbox.table)))
+            while not stop.is_set():
+                published = await self._publish_batch(conn, producer)
+                if published == 0:
+                    # Wait for a NOTIFY (or re-check after a second).
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(1.0):
+                            async for _ in conn.notifies():
+                                break
+        finally:
+            await producer.stop()
+            await conn.close()
+
+    async def _publish_batch(self, conn: psycopg.AsyncConnection[Any], producer: Any) -> int:
+        o = self._outbox
+        cur = await conn.execute(
+            SQL(
+                "SELECT id, event_id, {subject}, ce_type, payload, created_at FROM {table}"
+                " WHERE published_at IS NULL ORDER BY id LIMIT 200"
+            ).format(subject=Identifier(o.subject_column), table=Identifier(o.table))
+        )
+        rows = await cur.fetchall()
+        if not rows:
+            return 0
+        acks = []
+        for _id, event_id, subject, ce_type, payload, created_at in rows:
+            event = CloudEvent(
+                id=event_id,
+                source=o.source,
+                type=ce_type,
+                subject=f"{o.subject_prefix}{subject}",
+                time=created_at,
+                data=bytes(payload),
+                key=str(subject),
+            )
+            acks.append(
+                await producer.send(
+                    o.topic, value=event.data, key=event.key.encode(), headers=event.kafka_headers()
+                )
+            )
+        await asyncio.gather(*acks)
+        await conn.execute(
+            SQL("UPDATE {} SET published_at = now() WHERE id = ANY(%s)").format(
+                Identifier(o.table)
+            ),
+            ([r[0] for r in rows],),
+        )
+        return len(rows)

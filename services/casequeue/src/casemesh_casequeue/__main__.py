@@ -1,0 +1,126 @@
+"""`python -m casemesh_casequeue serve`: the queue's gRPC service, the consumer
+of the case topics, the SLA timer and the publisher of SLA events.
+`python -m casemesh_casequeue rebuild`: drop the read model; the next start
+replays the topics from offset 0."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import psycopg
+from prometheus_client import REGISTRY
+from psycopg_pool import AsyncConnectionPool
+
+from casemesh.platform.clock import clock_from_setting
+from casemesh.platform.consuming import start_broker
+from casemesh.platform.entrypoint import run_command
+from casemesh.platform.grpcutil import serve
+from casemesh.platform.logging import get_logger
+from casemesh.platform.metrics import serve_metrics
+from casemesh.platform.outbox import Outbox, OutboxPublisher
+from casemesh.v1 import casequeue_pb2, casequeue_pb2_grpc
+from casemesh_casequeue import sla, store
+from casemesh_casequeue.api import QueueServicer
+from casemesh_casequeue.consumer import Progress, build_broker
+from casemesh_casequeue.metrics import QueueCollector
+from casemesh_casequeue.settings import QueueSettings, RebuildSettings
+from casemesh_casequeue.timer import run_timer
+from casemesh_casequeue.watch import Broadcaster
+
+log = get_logger(__name__)
+
+SLA_EVENTS = Outbox(
+    table="queue_outbox",
+    topic="casemesh.casequeue.v1",
+    source="casemesh/casequeue",
+    subject_column="case_name",
+)
+
+
+async def run(cfg: QueueSettings) -> None:
+    levels = sla.load(cfg.sla_policy_file)
+    clock = clock_from_setting(cfg.clock_offset_file)
+    async with await psycopg.AsyncConnection.connect(cfg.database_url, autocommit=True) as conn:
+        await store.create_schema(conn)
+        group = f"{cfg.consumer_group}-{await store.generation(conn)}"
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        cfg.database_url, min_size=2, max_size=cfg.db_pool_size, open=False,
+        kwargs={"autocommit": True},
+    )  # fmt: skip
+    await pool.open()
+    stop = asyncio.Event()
+    progress = Progress()
+    changes = Broadcaster(cfg.database_url)
+    publisher = OutboxPublisher(
+        conninfo=cfg.database_url,
+        bootstrap=cfg.kafka_bootstrap,
+        outbox=SLA_EVENTS,
+        client_id="casequeue-outbox",
+    )
+    REGISTRY.register(QueueCollector(cfg.database_url, clock))
+    serve_metrics(cfg.metrics_addr)
+    tasks = [
+        asyncio.create_task(changes.run(stop), name="watch"),
+        asyncio.create_task(publisher.run(stop), name="outbox"),
+        asyncio.create_task(
+            run_timer(
+                pool=pool,
+                clock=clock,
+                levels=levels,
+                bootstrap=cfg.kafka_bootstrap,
+                group_id=group,
+                progress=progress,
+                stop=stop,
+            ),
+            name="timer",
+        ),
+    ]
+    broker = await start_broker(
+        lambda: build_broker(
+            pool=pool,
+            bootstrap=cfg.kafka_bootstrap,
+            group_id=group,
+            levels=levels,
+            progress=progress,
+        ),
+        stop,
+        "queue_consumer",
+    )
+    servicer = QueueServicer(pool, clock, changes)
+    service = casequeue_pb2.DESCRIPTOR.services_by_name["CaseQueueService"].full_name
+    try:
+        await serve(
+            address=cfg.grpc_addr,
+            register=lambda s: casequeue_pb2_grpc.add_CaseQueueServiceServicer_to_server(
+                servicer, s
+            ),
+            service_names=[service],
+        )
+    finally:
+        stop.set()
+        if broker is not None:
+            await broker.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=15)
+        await pool.close()
+
+
+async def rebuild(cfg: RebuildSettings) -> None:
+    async with await psycopg.AsyncConnection.connect(cfg.database_url, autocommit=True) as conn:
+        await store.create_schema(conn)
+        generation = await store.rebuild(conn)
+    print(f"read model dropped; the next start replays the topics (generation {generation})")
+
+
+def main() -> None:
+    run_command(
+        "casemesh_casequeue",
+        {"serve": (QueueSettings, run), "rebuild": (RebuildSettings, rebuild)},
+        default="serve",
+    )
+
+
+if __name__ == "__main__":
+    main()

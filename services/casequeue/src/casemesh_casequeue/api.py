@@ -1,0 +1,197 @@
+"""gRPC entry point of the case queue (agents only)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any, TypeAlias
+
+import grpc
+from psycopg_pool import AsyncConnectionPool
+
+from casemesh.platform.clock import Clock
+from casemesh.platform.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from casemesh.platform.grpcutil import enum_name, to_timestamp
+from casemesh.platform.identity import Identity
+from casemesh.v1 import casequeue_pb2 as pb
+from casemesh.v1 import casequeue_pb2_grpc as pb_grpc
+from casemesh_casequeue import store
+from casemesh_casequeue.model import CLOCKS, Case
+from casemesh_casequeue.watch import Broadcaster
+
+Ctx: TypeAlias = grpc.aio.ServicerContext
+
+TYPES = {
+    "ticket": pb.CASE_TYPE_TICKET,
+    "appeal": pb.CASE_TYPE_COPYRIGHT_APPEAL,
+    "report": pb.CASE_TYPE_REPORT_CASE,
+}
+NAMES = {v: k for k, v in TYPES.items()}
+PREFIXES = ("tickets/", "appeals/", "report-cases/")
+
+
+def clock_state(case: Case, name: str) -> int:
+    c = case.clocks[name]
+    if c.breached_at:
+        return pb.SLA_STATE_BREACHED
+    if c.met_at:
+        return pb.SLA_STATE_MET
+    if c.due is None:
+        return pb.SLA_STATE_PAUSED
+    return pb.SLA_STATE_WARNING if c.warned else pb.SLA_STATE_ON_TRACK
+
+
+def case_message(case: Case) -> pb.QueueCase:
+    return pb.QueueCase(
+        name=case.name,
+        type=TYPES[case.type],
+        category=case.category,
+        priority=case.priority,  # type: ignore[arg-type]
+        status=case.status,
+        queue=case.queue,
+        sla_state=pb.SlaState.Value(f"SLA_STATE_{case.sla_state}"),
+        sla=[
+            pb.SlaClock(
+                name=name,
+                target_seconds=int(case.clocks[name].target),
+                business_hours=case.clocks[name].business,
+                due_time=to_timestamp(case.clocks[name].due),
+                met_time=to_timestamp(case.clocks[name].met_at),
+                breach_time=to_timestamp(case.clocks[name].breached_at),
+                state=clock_state(case, name),  # type: ignore[arg-type]
+            )
+            for name in CLOCKS
+        ],
+        escalated=case.escalations > 0,
+        holder=case.holder,
+        hold_time=to_timestamp(case.hold_since),
+        lease_expire_time=to_timestamp(case.lease_until),
+        create_time=to_timestamp(case.created_at),
+        waiting=case.waiting,
+    )
+
+
+def _lease(seconds: int) -> timedelta:
+    if seconds == 0:
+        return timedelta(seconds=600)
+    if not 10 <= seconds <= 3600:
+        raise InvalidArgument.field("lease_seconds", "must be from 10 to 3600 (0 means 600)")
+    return timedelta(seconds=seconds)
+
+
+def _name(name: str) -> str:
+    if not name.startswith(PREFIXES) or len(name) > 200:
+        raise InvalidArgument.field(
+            "name", "must be tickets/{id}, appeals/{id} or report-cases/{id}"
+        )
+    return name
+
+
+def _queues(queues: Any) -> list[str]:
+    found = [q.strip() for q in queues]
+    if any(not q or len(q) > 100 for q in found):
+        raise InvalidArgument.field("queues", "must hold queue names (1–100 characters)")
+    return found
+
+
+class QueueServicer(pb_grpc.CaseQueueServiceServicer):
+    def __init__(self, pool: AsyncConnectionPool[Any], clock: Clock, changes: Broadcaster) -> None:
+        self.pool = pool
+        self.clock = clock
+        self.changes = changes
+
+    @staticmethod
+    def _agent(context: Ctx) -> Identity:
+        who = Identity.from_metadata(context.invocation_metadata())
+        if not who.is_agent:
+            raise PermissionDenied("the case queue is for agents")
+        return who
+
+    async def ListQueueCases(
+        self, request: pb.ListQueueCasesRequest, context: Ctx
+    ) -> pb.ListQueueCasesResponse:
+        self._agent(context)
+        if not 0 <= request.page_size <= 500:
+            raise InvalidArgument.field("page_size", "must be from 1 to 500 (0 means 50)")
+        limit = request.page_size or 50
+        try:
+            after = store.decode_token(request.page_token)
+        except ValueError:
+            raise InvalidArgument.field("page_token", "is not a token this API gave") from None
+        types = [enum_name(pb.CaseType, t, "types", "CASE_TYPE_") for t in request.types]
+        states = [enum_name(pb.SlaState, s, "sla_states", "SLA_STATE_") for s in request.sla_states]
+        if "UNSPECIFIED" in types + states:
+            raise InvalidArgument.field(
+                "types" if "UNSPECIFIED" in types else "sla_states", "must not hold UNSPECIFIED"
+            )
+        filters = store.Filters(
+            types=[NAMES[pb.CaseType.Value(f"CASE_TYPE_{t}")] for t in types],
+            category=request.category.strip(),
+            queues=_queues(request.queues),
+            sla_states=states,
+        )
+        async with self.pool.connection() as conn:
+            cases = await store.page(conn, filters, after, limit + 1)
+        token = store.encode_token(cases[limit - 1]) if len(cases) > limit else ""
+        return pb.ListQueueCasesResponse(
+            queue_cases=[case_message(c) for c in cases[:limit]], next_page_token=token
+        )
+
+    async def ClaimNextCase(self, request: pb.ClaimNextCaseRequest, context: Ctx) -> pb.QueueCase:
+        who = self._agent(context)
+        lease = _lease(request.lease_seconds)
+        queues = _queues(request.queues)
+        async with self.pool.connection() as conn:
+            case = await store.claim_next(conn, who.subject, queues, lease, self.clock.now())
+        if case is None:
+            raise NotFound(
+                "no case is waiting for an agent in " + (", ".join(queues) or "any queue")
+            )
+        return case_message(case)
+
+    async def RenewClaim(self, request: pb.RenewClaimRequest, context: Ctx) -> pb.QueueCase:
+        who = self._agent(context)
+        name, lease = _name(request.name), _lease(request.lease_seconds)
+        async with self.pool.connection() as conn:
+            result = await store.renew(conn, who.subject, name, lease, self.clock.now())
+        return self._held(result, name)
+
+    async def ReleaseClaim(self, request: pb.ReleaseClaimRequest, context: Ctx) -> pb.QueueCase:
+        who = self._agent(context)
+        name = _name(request.name)
+        async with self.pool.connection() as conn:
+            result = await store.release(conn, who.subject, name, self.clock.now())
+        return self._held(result, name)
+
+    @staticmethod
+    def _held(result: Case | str, name: str) -> pb.QueueCase:
+        if result == "absent":
+            raise NotFound(f"{name} is not in the queue")
+        if isinstance(result, str):
+            raise FailedPrecondition(f"you do not hold {name} (its lease may have expired)")
+        return case_message(result)
+
+    async def WatchQueue(
+        self, request: pb.WatchQueueRequest, context: Ctx
+    ) -> AsyncIterator[pb.QueueChange]:
+        self._agent(context)
+        queues = set(_queues(request.queues))
+        async with self.changes.subscribe() as changes:
+            while True:
+                change, name = await changes.get()
+                async with self.pool.connection() as conn:
+                    case = await store.get(conn, name)
+                if case is None or (queues and case.queue not in queues):
+                    continue
+                yield pb.QueueChange(
+                    change=change,
+                    queue_case=case_message(case),
+                    time=to_timestamp(self.clock.now()),
+                )
+                await asyncio.sleep(0)

@@ -1,0 +1,73 @@
+"""Queue figures for Prometheus, read from the queue at each scrape."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from casemesh.platform.clock import Clock
+from casemesh.platform.logging import get_logger
+
+log = get_logger(__name__)
+
+QUERY = """
+SELECT queue,
+       count(*) FILTER (WHERE claimable) AS depth,
+       count(*) FILTER (WHERE waiting) AS waiting,
+       min(created_at) FILTER (WHERE claimable) AS oldest,
+       count(*) FILTER (WHERE sla_state = 'WARNING') AS near_breach
+FROM queue_cases WHERE open GROUP BY queue
+"""
+
+
+class QueueCollector(Collector):
+    def __init__(self, conninfo: str, clock: Clock) -> None:
+        self.conninfo = conninfo
+        self.clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            with psycopg.connect(self.conninfo, connect_timeout=3) as conn:
+                rows = conn.execute(QUERY).fetchall()
+                breaches = conn.execute(
+                    "SELECT count(*) FROM queue_outbox WHERE ce_type LIKE '%.SlaBreached.v1'"
+                ).fetchone()
+        except psycopg.Error as exc:
+            log.warning("metrics.queue_unavailable", error=repr(exc))
+            return
+        now = self.clock.now()
+        families: dict[str, Any] = {
+            "depth": GaugeMetricFamily(
+                "casemesh_queue_depth", "Cases waiting for an agent", labels=["queue"]
+            ),
+            "waiting": GaugeMetricFamily(
+                "casemesh_queue_waiting",
+                "Open cases waiting on the requester or a third party",
+                labels=["queue"],
+            ),
+            "oldest": GaugeMetricFamily(
+                "casemesh_queue_oldest_case_age_seconds",
+                "Age of the oldest case waiting for an agent",
+                labels=["queue"],
+            ),
+            "near": GaugeMetricFamily(
+                "casemesh_queue_near_breach",
+                "Cases within their SLA warning margin",
+                labels=["queue"],
+            ),
+        }
+        for queue, depth, waiting, oldest, near in rows:
+            families["depth"].add_metric([queue], depth)
+            families["waiting"].add_metric([queue], waiting)
+            families["oldest"].add_metric(
+                [queue], (now - oldest).total_seconds() if oldest else 0.0
+            )
+            families["near"].add_metric([queue], near)
+        yield from families.values()
+        yield CounterMetricFamily(
+            "casemesh_queue_sla_breaches", "SLA breaches", value=breaches[0] if breaches else 0
+        )

@@ -1,0 +1,244 @@
+"""A case as the queue keeps it, and how events and time move it.
+
+Everything here is a function of the case's events (their times and order)
+and of the moment the clocks are read, so replaying the topics from offset 0
+gives the same queue. Warnings and breaches are recorded at the moment they
+fell due, whether the timer or a later event notices first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from casemesh_casequeue.sla import Calendar, Policy, ServiceLevels, Target
+
+CLOCKS = ("first_response", "resolution")
+
+
+@dataclass
+class Clock:
+    target: float
+    business: bool
+    elapsed: float = 0.0
+    since: datetime | None = None
+    met_at: datetime | None = None
+    breached_at: datetime | None = None
+    warned: bool = False
+    due: datetime | None = None
+    warn_at: datetime | None = None
+
+    @property
+    def spec(self) -> Target:
+        return Target(self.target, self.business)
+
+    def stop(self, calendar: Calendar, at: datetime) -> None:
+        if self.since is not None:
+            self.elapsed += self.spec.spent(calendar, self.since, at)
+            self.since = None
+
+    def plan(self, calendar: Calendar, warn_before: float) -> None:
+        if self.since is None or self.met_at is not None:
+            self.due = self.warn_at = None
+            return
+        self.due = self.spec.at(calendar, self.since, self.target - self.elapsed)
+        self.warn_at = self.spec.at(
+            calendar, self.since, self.target * (1 - warn_before) - self.elapsed
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in vars(self).items()}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Clock:
+        times = ("since", "met_at", "breached_at", "due", "warn_at")
+        values: dict[str, Any] = {
+            k: datetime.fromisoformat(v) if k in times and v else v for k, v in d.items()
+        }
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Signal:
+    """Something to tell the rest of the system (and the watchers)."""
+
+    kind: str  # WARNED, BREACHED, ESCALATED
+    clock: str
+    at: datetime
+    due: datetime
+
+
+@dataclass
+class Case:
+    name: str
+    type: str
+    category: str
+    lane: str
+    source_priority: int
+    status: str
+    open: bool
+    waiting: bool
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    base_queue: str
+    policy: str
+    escalate_to: str
+    clocks: dict[str, Clock]
+    escalations: int = 0
+    holder: str = ""
+    hold_since: datetime | None = None
+    lease_until: datetime | None = None
+
+    @property
+    def priority(self) -> int:
+        return min(4, self.source_priority + self.escalations)
+
+    @property
+    def queue(self) -> str:
+        return self.escalate_to if self.escalations and self.escalate_to else self.base_queue
+
+    @property
+    def claimable(self) -> bool:
+        return self.open and not self.waiting
+
+    @property
+    def sla_state(self) -> str:
+        clocks = self.clocks.values()
+        if any(c.breached_at for c in clocks):
+            return "BREACHED"
+        if not self.open:
+            return "MET"
+        if self.waiting:
+            return "PAUSED"
+        if any(c.warned and c.met_at is None for c in clocks):
+            return "WARNING"
+        return "ON_TRACK"
+
+    @property
+    def due_key(self) -> datetime | None:
+        """The earliest due time still running: the queue's order after priority."""
+        dues = [c.due for c in self.clocks.values() if c.due and not c.breached_at]
+        return min(dues) if dues else None
+
+    @property
+    def next_check(self) -> datetime | None:
+        """The next moment the timer must look at this case."""
+        moments = []
+        for c in self.clocks.values():
+            if c.breached_at is None and c.due is not None:
+                moments.append(c.due)
+                if not c.warned and c.warn_at is not None:
+                    moments.append(c.warn_at)
+        return min(moments) if moments else None
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one event of an owning service says about its case."""
+
+    name: str
+    type: str
+    version: int
+    at: datetime
+    status: str
+    open: bool
+    waiting: bool
+    responded: bool = False
+    category: str | None = None
+    lane: str | None = None
+    priority: int | None = None
+    created: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def new_case(obs: Observation, levels: ServiceLevels) -> Case:
+    category = obs.category or ""
+    priority = obs.priority or 2
+    policy = levels.policy(obs.type, category, priority)
+    return Case(
+        name=obs.name,
+        type=obs.type,
+        category=category,
+        lane=obs.lane or "",
+        source_priority=priority,
+        status=obs.status,
+        open=obs.open,
+        waiting=obs.waiting,
+        version=0,
+        created_at=obs.at,
+        updated_at=obs.at,
+        base_queue=levels.queue(obs.type, category),
+        policy=policy.name,
+        escalate_to=policy.escalate_to,
+        clocks={
+            "first_response": Clock(policy.first_response.seconds, policy.first_response.business),
+            "resolution": Clock(policy.resolution.seconds, policy.resolution.business),
+        },
+    )
+
+
+def advance(case: Case, until: datetime, levels: ServiceLevels) -> list[Signal]:
+    """Records the warnings and breaches that fell due by `until` (each once,
+    at its own moment); a breach escalates the case."""
+    signals = []
+    for name in CLOCKS:
+        c = case.clocks[name]
+        if c.breached_at is not None or c.due is None:
+            continue
+        if not c.warned and c.warn_at is not None and c.warn_at <= until:
+            c.warned = True
+            signals.append(Signal("WARNED", name, c.warn_at, c.due))
+        if c.due <= until:
+            c.breached_at = c.due
+            signals.append(Signal("BREACHED", name, c.due, c.due))
+            case.escalations += 1
+            signals.append(Signal("ESCALATED", name, c.due, c.due))
+    return signals
+
+
+def apply(case: Case, obs: Observation, levels: ServiceLevels) -> list[Signal]:
+    """Moves the case by one event: the clocks run up to the event first."""
+    signals = advance(case, obs.at, levels)
+    cal = levels.calendar
+    case.version = obs.version
+    case.updated_at = obs.at
+    case.status = obs.status
+    if obs.category is not None:
+        case.category = obs.category
+    if obs.lane is not None:
+        case.lane = obs.lane
+    priority = obs.priority
+    if priority is None and "base_priority" in obs.extra:
+        priority = levels.priority_of_report(case.lane, obs.extra["base_priority"])
+    if priority is not None and priority != case.source_priority:
+        case.source_priority = priority
+        policy: Policy = levels.policy(case.type, case.category, priority)
+        case.policy, case.escalate_to = policy.name, policy.escalate_to
+        for name, target in (
+            ("first_response", policy.first_response),
+            ("resolution", policy.resolution),
+        ):
+            case.clocks[name].target = target.seconds
+            case.clocks[name].business = target.business
+    first, resolution = case.clocks["first_response"], case.clocks["resolution"]
+    if obs.responded and first.met_at is None:
+        first.stop(cal, obs.at)
+        first.met_at = obs.at
+    if not obs.open and resolution.met_at is None:
+        for c in case.clocks.values():
+            c.stop(cal, obs.at)
+        resolution.met_at = obs.at
+    elif obs.open and resolution.met_at is not None:
+        resolution.met_at = None  # reopened: the clock carries on from where it stood
+    case.open, case.waiting = obs.open, obs.waiting
+    for c in case.clocks.values():
+        if case.claimable and c.met_at is None:
+            c.since = c.since or obs.at
+        else:
+            c.stop(cal, obs.at)
+        c.plan(cal, levels.warn_before)
+    if not case.claimable:
+        case.holder, case.hold_since, case.lease_until = "", None, None
+    return signals

@@ -1,0 +1,23 @@
+"""Settings of the case queue (environment variables CASEMESH_*)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from casemesh.platform.settings import KafkaSettings, PostgresSettings
+
+
+class QueueSettings(PostgresSettings, KafkaSettings):
+    service_name: str = "casequeue"
+    grpc_addr: str = "127.0.0.1:50065"
+    # The consumer group reading the case topics (a rebuild adds a generation).
+    consumer_group: str = "casemesh-casequeue"
+    # Optional JSON file replacing the built-in service levels (sla.json).
+    sla_policy_file: str = ""
+    db_pool_size: int = Field(10, ge=2)
+    # Tests and drills only: a file holding seconds to add to the system time.
+    clock_offset_file: str = ""
+
+
+class RebuildSettings(PostgresSettings):
+    service_name: str = "casequeue-rebuild"

@@ -1,0 +1,426 @@
+"""The queue's tables and every change to them.
+
+Consuming an event, firing a clock and claiming a case each run in one
+transaction on the case's row (SELECT … FOR UPDATE), so replicas and the
+consumer never half-apply anything; claims use SKIP LOCKED so concurrent
+agents never wait on, or get, the same case.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from casemesh.events.v1 import casequeue_pb2 as qev
+from casemesh.platform.envelope import CloudEvent
+from casemesh.platform.grpcutil import to_timestamp
+from casemesh.platform.logging import get_logger
+from casemesh_casequeue.model import Case, Clock, Observation, Signal, advance, apply, new_case
+from casemesh_casequeue.sla import ServiceLevels
+
+log = get_logger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS queue_cases (
+    name text PRIMARY KEY,
+    type text NOT NULL,
+    category text NOT NULL,
+    lane text NOT NULL,
+    source_priority int NOT NULL,
+    escalations int NOT NULL,
+    priority int NOT NULL,
+    status text NOT NULL,
+    base_queue text NOT NULL,
+    queue text NOT NULL,
+    policy text NOT NULL,
+    escalate_to text NOT NULL,
+    open boolean NOT NULL,
+    waiting boolean NOT NULL,
+    claimable boolean NOT NULL,
+    version bigint NOT NULL,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL,
+    sla_state text NOT NULL,
+    due_key timestamptz NOT NULL,
+    next_check timestamptz,
+    clocks jsonb NOT NULL,
+    holder text NOT NULL DEFAULT '',
+    hold_since timestamptz,
+    lease_until timestamptz
+);
+CREATE INDEX IF NOT EXISTS queue_cases_claim ON queue_cases
+    (priority DESC, due_key, created_at, name) WHERE claimable AND holder = '';
+CREATE INDEX IF NOT EXISTS queue_cases_order ON queue_cases
+    (priority DESC, due_key, created_at, name) WHERE open;
+CREATE INDEX IF NOT EXISTS queue_cases_check ON queue_cases (next_check)
+    WHERE next_check IS NOT NULL;
+CREATE INDEX IF NOT EXISTS queue_cases_leases ON queue_cases (lease_until)
+    WHERE holder <> '';
+CREATE TABLE IF NOT EXISTS queue_consumed (
+    event_id text PRIMARY KEY, topic text NOT NULL, kafka_partition int NOT NULL,
+    kafka_offset bigint NOT NULL, consumed_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE IF NOT EXISTS queue_outbox (
+    id bigserial PRIMARY KEY, event_id text NOT NULL UNIQUE, case_name text NOT NULL,
+    ce_type text NOT NULL, payload bytea NOT NULL, created_at timestamptz NOT NULL,
+    published_at timestamptz);
+CREATE TABLE IF NOT EXISTS queue_generation (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row), generation int NOT NULL);
+INSERT INTO queue_generation VALUES (true, 1) ON CONFLICT DO NOTHING;
+"""
+
+CHANGES_CHANNEL = "queue_changes"
+# The order key of a case with no running clock: after every due time.
+NO_DUE = datetime(9999, 12, 31, tzinfo=UTC)
+SLA_NAMESPACE = uuid.UUID("3f1f0e9a-7c55-4a0b-9d7e-2a6c5b8e1d04")
+COLUMNS = (
+    "name, type, category, lane, source_priority, escalations, priority, status, base_queue,"
+    " queue, policy, escalate_to, open, waiting, claimable, version, created_at, updated_at,"
+    " sla_state, due_key, next_check, clocks, holder, hold_since, lease_until"
+)
+
+
+async def create_schema(conn: psycopg.AsyncConnection[Any]) -> None:
+    await conn.execute("SELECT pg_advisory_lock(hashtext('casemesh-casequeue-schema'))")
+    try:
+        await conn.execute(SCHEMA)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(hashtext('casemesh-casequeue-schema'))")
+
+
+def _row(case: Case) -> tuple[Any, ...]:
+    due = case.due_key
+    return (
+        case.name,
+        case.type,
+        case.category,
+        case.lane,
+        case.source_priority,
+        case.escalations,
+        case.priority,
+        case.status,
+        case.base_queue,
+        case.queue,
+        case.policy,
+        case.escalate_to,
+        case.open,
+        case.waiting,
+        case.claimable,
+        case.version,
+        case.created_at,
+        case.updated_at,
+        case.sla_state,
+        due if due is not None else NO_DUE,
+        case.next_check,
+        Jsonb({k: c.to_json() for k, c in case.clocks.items()}),
+        case.holder,
+        case.hold_since,
+        case.lease_until,
+    )
+
+
+def case_of(row: dict[str, Any]) -> Case:
+    return Case(
+        name=row["name"],
+        type=row["type"],
+        category=row["category"],
+        lane=row["lane"],
+        source_priority=row["source_priority"],
+        status=row["status"],
+        open=row["open"],
+        waiting=row["waiting"],
+        version=row["version"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        base_queue=row["base_queue"],
+        policy=row["policy"],
+        escalate_to=row["escalate_to"],
+        clocks={k: Clock.from_json(v) for k, v in row["clocks"].items()},
+        escalations=row["escalations"],
+        holder=row["holder"],
+        hold_since=row["hold_since"],
+        lease_until=row["lease_until"],
+    )
+
+
+async def _save(cur: psycopg.AsyncCursor[Any], case: Case) -> None:
+    placeholders = ", ".join(["%s"] * 25)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS.replace(" ", "").split(",")[1:])
+    await cur.execute(
+        f"INSERT INTO queue_cases ({COLUMNS}) VALUES ({placeholders})"
+        f" ON CONFLICT (name) DO UPDATE SET {updates}",
+        _row(case),
+    )
+
+
+async def _load(cur: psycopg.AsyncCursor[Any], name: str) -> Case | None:
+    await cur.execute("SELECT * FROM queue_cases WHERE name = %s FOR UPDATE", (name,))
+    row = await cur.fetchone()
+    return case_of(row) if row else None
+
+
+async def _announce(
+    cur: psycopg.AsyncCursor[Any], case: Case, change: str, signals: list[Signal]
+) -> None:
+    """Records the SLA events (each once: their ids are derived from the case,
+    the clock and the kind) and tells the watchers."""
+    for s in signals:
+        header = qev.SlaEventHeader(
+            case_name=case.name,
+            clock=s.clock,
+            due_time=to_timestamp(s.due),
+            time=to_timestamp(s.at),
+        )
+        message: Any
+        if s.kind == "WARNED":
+            message = qev.SlaWarning(header=header)
+        elif s.kind == "BREACHED":
+            message = qev.SlaBreached(header=header)
+        else:
+            message = qev.CaseEscalated(header=header, priority=case.priority, queue=case.queue)
+        event_id = str(uuid.uuid5(SLA_NAMESPACE, f"{case.name}|{s.clock}|{s.kind}"))
+        await cur.execute(
+            "INSERT INTO queue_outbox (event_id, case_name, ce_type, payload, created_at)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING",
+            (
+                event_id,
+                case.name,
+                f"casemesh.casequeue.{type(message).DESCRIPTOR.name}.v1",
+                message.SerializeToString(),
+                s.at,
+            ),
+        )
+    for kind in [change, *(s.kind for s in signals)]:
+        await cur.execute("SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, f"{kind}|{case.name}"))
+    if signals:
+        await cur.execute("SELECT pg_notify('queue_outbox', '')")
+
+
+@dataclass(frozen=True)
+class Consumed:
+    topic: str
+    partition: int
+    offset: int
+
+
+async def consume(
+    conn: psycopg.AsyncConnection[Any],
+    event: CloudEvent,
+    obs: Observation | None,
+    where: Consumed,
+    levels: ServiceLevels,
+) -> bool:
+    """Applies one event, exactly once in effect. False for a redelivery."""
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "INSERT INTO queue_consumed (event_id, topic, kafka_partition, kafka_offset)"
+            " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (event.id, where.topic, where.partition, where.offset),
+        )
+        if cur.rowcount == 0 or obs is None:
+            return cur.rowcount == 1
+        case = await _load(cur, obs.name)
+        if case is None:
+            if not obs.created:
+                log.warning("queue.unknown_case", case=obs.name, event_id=event.id)
+                return True
+            case = new_case(obs, levels)
+            change = "ADDED"
+        elif obs.version <= case.version:
+            return True  # already applied under another event id (cannot happen; be safe)
+        else:
+            change = "UPDATED" if obs.open else "REMOVED"
+        signals = apply(case, obs, levels)
+        await _save(cur, case)
+        await _announce(cur, case, change, signals)
+    return True
+
+
+async def fire_due(conn: psycopg.AsyncConnection[Any], now: datetime, levels: ServiceLevels) -> int:
+    """Warnings and breaches now due, and expired leases, each case once."""
+    fired = 0
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT * FROM queue_cases WHERE next_check <= %s ORDER BY next_check"
+            " LIMIT 200 FOR UPDATE SKIP LOCKED",
+            (now,),
+        )
+        for row in await cur.fetchall():
+            case = case_of(row)
+            signals = advance(case, now, levels)
+            for c in case.clocks.values():
+                c.plan(levels.calendar, levels.warn_before)
+            await _save(cur, case)
+            await _announce(cur, case, "UPDATED", signals)
+            fired += len(signals)
+        await cur.execute(
+            "UPDATE queue_cases SET holder = '', hold_since = NULL, lease_until = NULL"
+            " WHERE holder <> '' AND lease_until <= %s RETURNING name",
+            (now,),
+        )
+        for (name,) in [(r["name"],) for r in await cur.fetchall()]:
+            await cur.execute("SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, f"RELEASED|{name}"))
+    return fired
+
+
+async def claim_next(
+    conn: psycopg.AsyncConnection[Any],
+    agent: str,
+    queues: list[str],
+    lease: timedelta,
+    now: datetime,
+) -> Case | None:
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "UPDATE queue_cases SET holder = '', hold_since = NULL, lease_until = NULL"
+            " WHERE holder <> '' AND lease_until <= %s",
+            (now,),
+        )
+        in_queues = "AND queue = ANY(%s)" if queues else ""
+        await cur.execute(
+            "UPDATE queue_cases SET holder = %s, hold_since = %s, lease_until = %s"
+            " WHERE name = (SELECT name FROM queue_cases WHERE claimable AND holder = ''"
+            f" {in_queues} ORDER BY priority DESC, due_key, created_at, name"
+            " LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING *",
+            (agent, now, now + lease, *([queues] if queues else [])),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            return None
+        await cur.execute("SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, f"CLAIMED|{row['name']}"))
+        return case_of(row)
+
+
+async def _held(cur: psycopg.AsyncCursor[Any], agent: str, name: str, now: datetime) -> Case | str:
+    """The case `agent` holds under a live lease, or why not: `absent`, `not_holder`."""
+    case = await _load(cur, name)
+    if case is None or not case.open:
+        return "absent"
+    if case.holder != agent or case.lease_until is None or case.lease_until <= now:
+        return "not_holder"
+    return case
+
+
+async def renew(
+    conn: psycopg.AsyncConnection[Any], agent: str, name: str, lease: timedelta, now: datetime
+) -> Case | str:
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        case = await _held(cur, agent, name, now)
+        if isinstance(case, Case):
+            case.lease_until = now + lease
+            await _save(cur, case)
+        return case
+
+
+async def release(
+    conn: psycopg.AsyncConnection[Any], agent: str, name: str, now: datetime
+) -> Case | str:
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        case = await _held(cur, agent, name, now)
+        if isinstance(case, Case):
+            case.holder, case.hold_since, case.lease_until = "", None, None
+            await _save(cur, case)
+            await cur.execute("SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, f"RELEASED|{name}"))
+        return case
+
+
+async def get(conn: psycopg.AsyncConnection[Any], name: str) -> Case | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("SELECT * FROM queue_cases WHERE name = %s", (name,))
+        row = await cur.fetchone()
+        return case_of(row) if row else None
+
+
+@dataclass(frozen=True)
+class Filters:
+    types: list[str]
+    category: str
+    queues: list[str]
+    sla_states: list[str]
+
+
+def encode_token(case: Case) -> str:
+    due = case.due_key
+    raw = json.dumps(
+        [
+            case.priority,
+            (due or NO_DUE).isoformat(),
+            case.created_at.isoformat(),
+            case.name,
+        ]
+    )
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def decode_token(token: str) -> tuple[int, str, datetime, str] | None:
+    """None for the first page; ValueError for a token this API did not give."""
+    if not token:
+        return None
+    try:
+        priority, due, created, name = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return int(priority), str(due), datetime.fromisoformat(created), str(name)
+    except (TypeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(token) from exc
+
+
+async def page(
+    conn: psycopg.AsyncConnection[Any],
+    filters: Filters,
+    after: tuple[int, str, datetime, str] | None,
+    limit: int,
+) -> list[Case]:
+    where: list[str] = ["open"]
+    params: list[Any] = []
+    if filters.types:
+        where.append("type = ANY(%s)")
+        params.append(filters.types)
+    if filters.category:
+        where.append("starts_with(category, %s)")
+        params.append(filters.category)
+    if filters.queues:
+        where.append("queue = ANY(%s)")
+        params.append(filters.queues)
+    if filters.sla_states:
+        where.append("sla_state = ANY(%s)")
+        params.append(filters.sla_states)
+    if after is not None:
+        priority, due, created, name = after
+        where.append(
+            "(priority < %s OR (priority = %s AND (due_key, created_at, name)"
+            " > (%s::timestamptz, %s, %s)))"
+        )
+        params.extend([priority, priority, due, created, name])
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"SELECT * FROM queue_cases WHERE {' AND '.join(where)}"
+            " ORDER BY priority DESC, due_key, created_at, name LIMIT %s",
+            [*params, limit],
+        )
+        return [case_of(r) for r in await cur.fetchall()]
+
+
+async def generation(conn: psycopg.AsyncConnection[Any]) -> int:
+    cur = await conn.execute("SELECT generation FROM queue_generation")
+    row = await cur.fetchone()
+    return int(row[0]) if row else 1
+
+
+async def rebuild(conn: psycopg.AsyncConnection[Any]) -> int:
+    """Drops the read model; the next start replays the topics from offset 0
+    (under a new consumer group). Published SLA events are kept: replaying
+    them again would repeat them."""
+    async with conn.transaction():
+        await conn.execute("TRUNCATE queue_cases, queue_consumed")
+        cur = await conn.execute(
+            "UPDATE queue_generation SET generation = generation + 1 RETURNING generation"
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])

@@ -1,0 +1,256 @@
+"""The agents' queue through the gateway: every case type in one queue,
+claims, SLA clocks on the test clock (a pause does not count; a missed target
+breaches once, escalates, and the requester sees nothing change), a rebuild
+from the topics, and agents only."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, timedelta
+from typing import Any
+
+import grpc
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from casemesh.v1 import casequeue_pb2 as qpb
+from casemesh.v1 import casequeue_pb2_grpc as qpb_grpc
+from casemesh.v1 import tickets_pb2 as pb
+from tests.conftest import PARTITIONS, Stack
+from tests.support import Client, wait_until
+
+HOUR = 3600
+
+
+class Agent:
+    def __init__(self, stack: Stack, user: str, *roles: str) -> None:
+        self.client = Client(stack.gateway, stack.secret, user, roles or ("agent",))
+        self.queue = qpb_grpc.CaseQueueServiceStub(self.client._channel)
+
+    def __getattr__(self, method: str) -> Any:
+        rpc = getattr(self.queue, method)
+        return lambda request: rpc(request, metadata=self.client.metadata, timeout=15)
+
+
+def queued(agent: Agent, name: str) -> qpb.QueueCase | None:
+    token = ""
+    while True:
+        page = agent.ListQueueCases(qpb.ListQueueCasesRequest(page_size=500, page_token=token))
+        for c in page.queue_cases:
+            if c.name == name:
+                found: qpb.QueueCase = c
+                return found
+        token = page.next_page_token
+        if not token:
+            return None
+
+
+def new_ticket(client: Client, email: str) -> pb.Ticket:
+    return client.CreateTicket(  # type: ignore[no-any-return]
+        pb.CreateTicketRequest(
+            ticket=pb.Ticket(
+                category="account.login",  # high priority: resolution within 24 hours
+                subject="登录不了",
+                description="收不到验证码",
+                locale="en",
+                contact=pb.Contact(email=email, channels=[pb.CHANNEL_EMAIL]),
+            ),
+            request_id=uuid.uuid4().hex,
+        )
+    )
+
+
+def clock(case: qpb.QueueCase, name: str) -> qpb.SlaClock:
+    return next(c for c in case.sla if c.name == name)
+
+
+def sla_events(stack: Stack, case_name: str) -> list[str]:
+    async def read() -> list[str]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=stack.infra.kafka.bootstrap, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            parts = [TopicPartition("casemesh.casequeue.v1", p) for p in range(PARTITIONS)]
+            consumer.assign(parts)
+            await consumer.seek_to_beginning(*parts)
+            found = []
+            for _ in range(6):
+                batch = await consumer.getmany(timeout_ms=300)
+                for records in batch.values():
+                    found += [
+                        dict(r.headers)["ce_type"].decode()
+                        for r in records
+                        if r.key.decode() == case_name
+                    ]
+            return found
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
+
+
+def test_a_pause_does_not_count_and_a_missed_target_breaches_once(stack: Stack) -> None:
+    run = uuid.uuid4().hex[:6]
+    user = Client(stack.gateway, stack.secret, f"req-{run}")
+    agent = Agent(stack, f"agent-{run}")
+    tickets = Client(stack.gateway, stack.secret, f"agent-{run}", ("agent",))
+    waiting = new_ticket(user, f"req-{run}-a@example.com")
+    open_ = new_ticket(user, f"req-{run}-b@example.com")
+    first = wait_until(lambda: queued(agent, waiting.name), timeout=30)
+    assert first.type == qpb.CASE_TYPE_TICKET and first.queue == "account"
+    assert first.priority == pb.PRIORITY_HIGH and first.sla_state == qpb.SLA_STATE_ON_TRACK
+    due = clock(first, "resolution").due_time.ToDatetime(tzinfo=UTC)
+    created = first.create_time.ToDatetime(tzinfo=UTC)
+    assert timedelta(hours=23, minutes=59) < due - created <= timedelta(hours=24)
+
+    tickets.RequestInfo(pb.RequestInfoRequest(name=waiting.name, message="Which phone number?"))
+    tickets.AddComment(pb.AddCommentRequest(name=open_.name, body="We are looking into it."))
+    paused = wait_until(
+        lambda: (c := queued(agent, waiting.name)) and c.sla_state == qpb.SLA_STATE_PAUSED and c,
+        timeout=30,
+    )
+    assert paused.waiting and clock(paused, "first_response").state == qpb.SLA_STATE_MET
+
+    stack.advance_clock(25 * HOUR)  # a day and an hour
+    user.AddComment(pb.AddCommentRequest(name=waiting.name, body="The old number is 139…"))
+
+    def resumed() -> qpb.QueueCase | None:
+        c = queued(agent, waiting.name)
+        return c if c and not c.waiting else None
+
+    back = wait_until(resumed, timeout=30)
+    moved = clock(back, "resolution").due_time.ToDatetime(tzinfo=UTC)
+    assert moved - due > timedelta(hours=24, minutes=59)  # the day waiting is not counted
+    assert back.sla_state in (qpb.SLA_STATE_ON_TRACK, qpb.SLA_STATE_WARNING)
+
+    def breached() -> qpb.QueueCase | None:
+        c = queued(agent, open_.name)
+        return c if c and c.sla_state == qpb.SLA_STATE_BREACHED else None
+
+    late = wait_until(breached, timeout=30)
+    assert late.escalated and late.priority == pb.PRIORITY_URGENT and late.queue == "tier2"
+    assert late.status == "OPEN"  # the requester-visible status is the owner's
+    assert user.GetTicket(pb.GetTicketRequest(name=open_.name)).status == pb.TICKET_STATUS_OPEN
+    time.sleep(2)
+    stack.advance_clock(HOUR)
+    time.sleep(3)
+    events = wait_until(
+        lambda: (
+            (e := sla_events(stack, open_.name)) and "casemesh.casequeue.SlaBreached.v1" in e and e
+        ),
+        timeout=30,
+    )
+    assert events.count("casemesh.casequeue.SlaBreached.v1") == 1
+    assert events.count("casemesh.casequeue.CaseEscalated.v1") == 1
+    assert "casemesh.casequeue.SlaBreached.v1" not in sla_events(stack, waiting.name)
+
+
+def test_claims_through_the_gateway_and_the_watch(stack: Stack) -> None:
+    run = uuid.uuid4().hex[:6]
+    user = Client(stack.gateway, stack.secret, f"req-{run}")
+    a, b = Agent(stack, f"a-{run}"), Agent(stack, f"b-{run}")
+    watch = a.queue.WatchQueue(
+        qpb.WatchQueueRequest(queues=["account"]), metadata=a.client.metadata, timeout=60
+    )
+    ticket = new_ticket(user, f"req-{run}@example.com")
+    change = next(iter(watch))
+    assert change.change in ("ADDED", "UPDATED", "CLAIMED", "RELEASED")
+    watch.cancel()
+    wait_until(lambda: queued(a, ticket.name), timeout=30)
+    held = []
+    while True:
+        try:
+            c = a.ClaimNextCase(qpb.ClaimNextCaseRequest(queues=["account"], lease_seconds=60))
+        except grpc.RpcError as err:
+            assert err.code() == grpc.StatusCode.NOT_FOUND
+            break
+        held.append(c.name)
+        if c.name == ticket.name:
+            break
+    assert ticket.name in held
+    with pytest.raises(grpc.RpcError) as info:
+        b.RenewClaim(qpb.RenewClaimRequest(name=ticket.name))
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    renewed = a.RenewClaim(qpb.RenewClaimRequest(name=ticket.name, lease_seconds=120))
+    assert renewed.holder == a.client.subject
+    a.ReleaseClaim(qpb.ReleaseClaimRequest(name=ticket.name))
+    for name in held:
+        if name != ticket.name:
+            a.ReleaseClaim(qpb.ReleaseClaimRequest(name=name))
+    assert queued(a, ticket.name).holder == ""  # type: ignore[union-attr]
+    with pytest.raises(grpc.RpcError) as info:
+        a.ClaimNextCase(qpb.ClaimNextCaseRequest(lease_seconds=5))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_user_token_is_refused_on_every_queue_call(stack: Stack) -> None:
+    user = Agent(stack, f"user-{uuid.uuid4().hex[:6]}", "user")
+    calls: list[Any] = [
+        lambda: user.ListQueueCases(qpb.ListQueueCasesRequest()),
+        lambda: user.ClaimNextCase(qpb.ClaimNextCaseRequest()),
+        lambda: user.RenewClaim(qpb.RenewClaimRequest(name="tickets/x")),
+        lambda: user.ReleaseClaim(qpb.ReleaseClaimRequest(name="tickets/x")),
+        lambda: next(
+            iter(
+                user.queue.WatchQueue(
+                    qpb.WatchQueueRequest(), metadata=user.client.metadata, timeout=10
+                )
+            )
+        ),
+    ]
+    for call in calls:
+        with pytest.raises(grpc.RpcError) as info:
+            call()
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def snapshot(agent: Agent) -> list[tuple[Any, ...]]:
+    """The queue as agents see it, without the claims (they are not events)."""
+    rows = []
+    token = ""
+    while True:
+        page = agent.ListQueueCases(qpb.ListQueueCasesRequest(page_size=500, page_token=token))
+        for c in page.queue_cases:
+            c.holder, c.lease_expire_time.seconds, c.hold_time.seconds = "", 0, 0
+            c.ClearField("lease_expire_time")
+            c.ClearField("hold_time")
+            rows.append(c.SerializeToString(deterministic=True))
+        token = page.next_page_token
+        if not token:
+            return rows
+
+
+def test_dropping_the_read_model_and_replaying_the_topics_gives_the_same_queue(
+    stack: Stack,
+) -> None:
+    agent = Agent(stack, f"agent-{uuid.uuid4().hex[:6]}")
+    user = Client(stack.gateway, stack.secret, f"req-{uuid.uuid4().hex[:6]}")
+    last = new_ticket(user, "replay@example.com")
+    wait_until(lambda: queued(agent, last.name), timeout=30)
+    before = snapshot(agent)
+    assert len(before) > 1
+    sup = stack.supervisor
+    sup.stop("casequeue")
+    rebuilt = subprocess.run(
+        [sys.executable, "-m", "casemesh_casequeue", "rebuild"],
+        env={**os.environ, "CASEMESH_DATABASE_URL": stack.queue_dsn},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    sup.restart("casequeue")
+
+    def same() -> bool:
+        try:
+            return snapshot(agent) == before
+        except grpc.RpcError:
+            return False  # still starting
+
+    wait_until(same, timeout=90, interval=1)

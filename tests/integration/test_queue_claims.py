@@ -1,0 +1,143 @@
+"""The case queue's claims and clocks on a real PostgreSQL database: 32 agents
+claiming from 10,000 open cases at once, expired leases, and the SLA clock
+arithmetic the whole queue rests on."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from casemesh_casequeue import sla, store
+from casemesh_casequeue.model import Observation, advance, apply, new_case
+from tests.conftest import Infra
+
+LEVELS = sla.load()
+START = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # Monday 09:00 in Shanghai
+
+
+@pytest.fixture()
+async def queue_db(infra: Infra) -> AsyncIterator[str]:
+    name = f"queue_it_{uuid.uuid4().hex[:8]}"
+    infra.pg.create_database(name)
+    dsn = infra.pg.dsn(name)
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await store.create_schema(conn)
+    yield dsn
+
+
+def opened(i: int, at: datetime, priority: int = 2) -> Observation:
+    return Observation(
+        name=f"tickets/{uuid.UUID(int=i)}",
+        type="ticket",
+        version=1,
+        at=at,
+        status="NEW",
+        open=True,
+        waiting=False,
+        created=True,
+        category="content.upload_failed",
+        priority=priority,
+    )
+
+
+async def seed(dsn: str, n: int, now: datetime) -> None:
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        async with conn.cursor() as cur:
+            for i in range(n):
+                obs = opened(i, now - timedelta(seconds=n - i), priority=1 + i % 4)
+                case = new_case(obs, LEVELS)
+                apply(case, obs, LEVELS)
+                await store._save(cur, case)
+        await conn.commit()
+
+
+async def test_32_agents_claim_10000_cases_each_exactly_once(queue_db: str) -> None:
+    now = datetime.now(UTC)
+    await seed(queue_db, 10_000, now)
+    claimed: dict[str, list[str]] = {}
+
+    async def agent(n: int) -> None:
+        me = f"agent-{n}"
+        async with await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as conn:
+            while True:
+                case = await store.claim_next(conn, me, [], timedelta(minutes=10), now)
+                if case is None:
+                    return
+                claimed.setdefault(case.name, []).append(me)
+
+    await asyncio.gather(*(agent(n) for n in range(32)))
+    assert len(claimed) == 10_000  # none skipped
+    assert all(len(holders) == 1 for holders in claimed.values())  # none handed twice
+    async with await psycopg.AsyncConnection.connect(queue_db) as conn:
+        cur = await conn.execute("SELECT count(DISTINCT holder) FROM queue_cases")
+        row = await cur.fetchone()
+        assert row is not None and row[0] > 1  # the work was shared
+
+
+async def test_the_most_urgent_goes_first_and_an_expired_lease_returns_the_case(
+    queue_db: str,
+) -> None:
+    now = datetime.now(UTC)
+    await seed(queue_db, 6, now)
+    async with await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as conn:
+        first = await store.claim_next(conn, "a", [], timedelta(seconds=30), now)
+        assert first is not None and first.priority == 4
+        # Within the lease nobody else gets it; once it expires the next claim does.
+        again = await store.claim_next(conn, "b", [], timedelta(seconds=30), now)
+        assert again is not None and again.name != first.name
+        later = now + timedelta(seconds=31)
+        assert await store.renew(conn, "a", first.name, timedelta(seconds=30), later) == (
+            "not_holder"
+        )
+        back = await store.claim_next(conn, "c", [], timedelta(seconds=30), later)
+        assert back is not None and back.name == first.name and back.holder == "c"
+        released = await store.release(conn, "c", first.name, later)
+        assert not isinstance(released, str) and released.holder == ""
+        assert await store.release(conn, "c", first.name, later) == "not_holder"
+
+
+def test_business_hours_skip_nights_and_weekends() -> None:
+    cal = LEVELS.calendar
+    friday_5pm = datetime(2026, 3, 6, 9, 0, tzinfo=UTC)  # 17:00 in Shanghai
+    due = cal.add(friday_5pm, 2 * 3600)  # one hour on Friday, one on Monday
+    assert due == datetime(2026, 3, 9, 2, 0, tzinfo=UTC)  # Monday 10:00 in Shanghai
+    assert cal.between(friday_5pm, due) == 2 * 3600
+
+
+def test_a_pause_moves_the_due_time_and_a_missed_target_breaches_once() -> None:
+    obs = opened(1, START, priority=3)  # high: first response 4 h, resolution 24 h
+    case = new_case(obs, LEVELS)
+    apply(case, obs, LEVELS)
+    due = case.clocks["resolution"].due
+    assert due == START + timedelta(hours=24)
+
+    def event(version: int, at: datetime, status: str, **kw: Any) -> Observation:
+        return Observation(
+            name=obs.name,
+            type="ticket",
+            version=version,
+            at=at,
+            status=status,
+            open=True,
+            waiting=status == "PENDING",
+            **kw,
+        )
+
+    # Waiting on the requester for a day does not count.
+    apply(case, event(2, START + timedelta(hours=1), "PENDING", responded=True), LEVELS)
+    assert case.sla_state == "PAUSED" and case.clocks["resolution"].due is None
+    apply(case, event(3, START + timedelta(hours=25), "OPEN"), LEVELS)
+    assert case.clocks["resolution"].due == due + timedelta(days=1)
+    # Left open past the target: one breach, one escalation, the status untouched.
+    late = due + timedelta(days=1, minutes=1)
+    signals = advance(case, late, LEVELS)
+    assert [s.kind for s in signals] == ["WARNED", "BREACHED", "ESCALATED"]
+    assert signals[1].at == due + timedelta(days=1)  # breached at the due time, not later
+    assert advance(case, late + timedelta(hours=5), LEVELS) == []
+    assert case.priority == 4 and case.queue == "tier2" and case.status == "OPEN"
