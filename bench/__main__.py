@@ -1,4 +1,5 @@
-"""`./dev bench`: writer and relay throughput against their raw ceilings.
+"""`./dev bench`: writer and relay throughput against their raw ceilings, and
+the queue's ClaimNextCase latency (`bench/queue.py`).
 
 Starts its own PostgreSQL cluster and Kafka broker (like the tests) and prints:
 - ticket creates per second (one command = one transaction through the event
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import psycopg
 
+from bench import queue as queue_bench
 from casemesh.platform.identity import Identity
 from casemesh.platform.relay import Relay, make_producer
 from casemesh_devstack.kafka import LocalKafka
@@ -107,6 +109,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="bench")
     parser.add_argument("-n", type=int, default=2000, help="commands / records per measurement")
     parser.add_argument("--workers", type=int, default=8, help="concurrent writers")
+    parser.add_argument("--queue-cases", type=int, default=100_000, help="open cases in the queue")
+    parser.add_argument("--only", choices=["writers", "queue"], help="run one part")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="casemesh-bench-"))
@@ -115,6 +119,11 @@ def main() -> None:
     kafka = LocalKafka(root / "kafka", free_port(), free_port(), REPO / ".run/cache/kafka-4.1.1")
     try:
         pg.start()
+        if args.only != "writers":
+            pg.create_database("bench_queue")
+            queue_bench.run(pg.dsn("bench_queue"), cases=args.queue_cases)
+        if args.only == "queue":
+            return
         kafka.start()
         asyncio.run(kafka.create_topics(["bench.raw", "bench.tickets"], partitions=3))
         pg.create_database("bench")

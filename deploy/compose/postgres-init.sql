@@ -4,3 +4,4 @@ CREATE DATABASE casemesh_notifier;
 CREATE DATABASE casemesh_evidence;
 CREATE DATABASE casemesh_appeals;
 CREATE DATABASE casemesh_reports;
+CREATE DATABASE casemesh_casequeue;

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -206,3 +207,25 @@ def test_report_a_video_and_see_it_in_the_queue(stack: Stack, tmp_path: Path) ->
         "--explanation", "搬运", "--evidence", evidence, "--email", f"{user}@example.com",
     )  # fmt: skip
     assert bad.returncode == 1 and "report.reason.category" in bad.stderr
+
+
+def test_an_agent_works_the_queue_from_the_command_line(stack: Stack) -> None:
+    user = f"cli-q-{uuid.uuid4().hex[:6]}"
+    opened = casemesh(
+        stack, "--as", user, "open", "--category", "ads.delivery_data", "--subject", "广告扣费异常",
+        "--description", "重复扣费", "--email", f"{user}@example.com",
+    )  # fmt: skip
+    name = opened.stdout.split()[0]
+    agent = ("--as", f"agent-{user}", "--role", "agent")
+    listed = casemesh(stack, *agent, "cases", "--queue", "ads")
+    deadline = time.monotonic() + 30
+    while name not in listed.stdout and time.monotonic() < deadline:
+        time.sleep(0.5)
+        listed = casemesh(stack, *agent, "cases", "--queue", "ads")
+    assert name in listed.stdout and "ON_TRACK" in listed.stdout
+    claimed = casemesh(stack, *agent, "next", "--queue", "ads")
+    assert claimed.returncode == 0 and f"held by agent-{user}" in claimed.stdout
+    released = casemesh(stack, *agent, "release", claimed.stdout.split()[0])
+    assert released.returncode == 0, released.stderr
+    refused = casemesh(stack, "--as", user, "cases")
+    assert refused.returncode == 1 and "PERMISSION_DENIED" in refused.stderr

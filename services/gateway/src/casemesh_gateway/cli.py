@@ -6,6 +6,7 @@
     casemesh --as alice list | show ID | history ID | comment ID "…" | cancel ID
     casemesh --as bob --role agent assign ID | request-info ID "…" | solve ID "…"
     casemesh --as alice reasons | report … | reports | report-show ID   (see cli_reports)
+    casemesh --as li --role agent cases | next | release NAME          (see cli_queue)
 
 The token comes from --token, else $CASEMESH_TOKEN, else it is minted for
 --as/--role with the local secret ($CASEMESH_JWT_SECRET or .run/jwt-secret).
@@ -30,7 +31,7 @@ from casemesh.platform.identity import mint_token
 from casemesh.v1 import appeals_pb2, appeals_pb2_grpc, evidence_pb2, evidence_pb2_grpc
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
-from casemesh_gateway import cli_reports
+from casemesh_gateway import cli_queue, cli_reports
 
 
 def _secret() -> str:
@@ -167,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("score", type=int)
     r.add_argument("comment", nargs="?", default="")
     cli_reports.add_commands(sub)
+    cli_queue.add_commands(sub)
     return p
 
 
@@ -225,6 +227,8 @@ def run(args: argparse.Namespace) -> None:
                     break
         elif c in cli_reports.COMMANDS:
             cli_reports.run(channel, metadata, args)
+        elif c in cli_queue.COMMANDS:
+            cli_queue.run(channel, metadata, args)
         elif c in ("appeals", "appeal", "appeal-history"):
             show_appeals(channel, metadata, c, getattr(args, "appeal", ""))
         elif c == "show":
