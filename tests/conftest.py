@@ -78,8 +78,9 @@ class Stack:
     secret: str
     mail: MailEndpoint
     sms: SmsEndpoint
-    # The reports service's Prometheus endpoint.
+    # The Prometheus endpoints of the reports service and the case queue.
     reports_metrics: str = ""
+    queue_metrics: str = ""
 
     @property
     def tickets_dsn(self) -> str:
@@ -145,6 +146,7 @@ def stack(infra: Infra) -> Iterator[Stack]:
     queue_addr = f"127.0.0.1:{free_port()}"
     gateway = f"127.0.0.1:{free_port()}"
     reports_metrics = f"127.0.0.1:{free_port()}"
+    queue_metrics = f"127.0.0.1:{free_port()}"
     supervisor = Supervisor(infra.root / "logs")
     overrides = {
         # Tests run at any hour: no SMS quiet hours; quick retries.
@@ -154,6 +156,7 @@ def stack(infra: Infra) -> Iterator[Stack]:
         # Small enough that a test can go past it cheaply.
         "evidence": {"CASEMESH_MAX_IMAGE_BYTES": str(2 * 1024 * 1024)},
         "reports": {"CASEMESH_METRICS_ADDR": reports_metrics},
+        "casequeue": {"CASEMESH_METRICS_ADDR": queue_metrics},
     }
     try:
         for spec in service_specs(
@@ -193,7 +196,14 @@ def stack(infra: Infra) -> Iterator[Stack]:
             tails = {n: supervisor.log_path(n).read_text()[-3000:] for n in supervisor.names}
             raise AssertionError(f"the stack did not start; log tails: {tails}") from None
         yield Stack(
-            infra, supervisor, gateway, secret, mail, sms, f"http://{reports_metrics}/metrics"
+            infra,
+            supervisor,
+            gateway,
+            secret,
+            mail,
+            sms,
+            f"http://{reports_metrics}/metrics",
+            f"http://{queue_metrics}/metrics",
         )
     finally:
         supervisor.stop_all()

@@ -12,11 +12,13 @@ import sys
 import time
 import uuid
 from datetime import UTC, timedelta
-from typing import Any
+from typing import Any, cast
 
 import grpc
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from casemesh.v1 import casequeue_pb2 as qpb
 from casemesh.v1 import casequeue_pb2_grpc as qpb_grpc
@@ -149,6 +151,15 @@ def test_a_pause_does_not_count_and_a_missed_target_breaches_once(stack: Stack) 
     assert events.count("casemesh.casequeue.SlaBreached.v1") == 1
     assert events.count("casemesh.casequeue.CaseEscalated.v1") == 1
     assert "casemesh.casequeue.SlaBreached.v1" not in sla_events(stack, waiting.name)
+    # An operator sees it too.
+    metrics = {
+        (s.name, s.labels.get("queue", "")): s.value
+        for f in text_string_to_metric_families(httpx.get(stack.queue_metrics, timeout=5).text)
+        for s in f.samples
+    }
+    assert metrics[("casemesh_queue_breached", "tier2")] >= 1
+    assert metrics[("casemesh_queue_sla_breaches_total", "")] >= 1
+    assert ("casemesh_queue_depth", "child-safety") in metrics  # empty queues show 0
 
 
 def test_claims_through_the_gateway_and_the_watch(stack: Stack) -> None:
@@ -184,9 +195,21 @@ def test_claims_through_the_gateway_and_the_watch(stack: Stack) -> None:
         if name != ticket.name:
             a.ReleaseClaim(qpb.ReleaseClaimRequest(name=name))
     assert queued(a, ticket.name).holder == ""  # type: ignore[union-attr]
-    with pytest.raises(grpc.RpcError) as info:
-        a.ClaimNextCase(qpb.ClaimNextCaseRequest(lease_seconds=5))
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    bad_calls: list[Any] = [
+        lambda: a.ClaimNextCase(qpb.ClaimNextCaseRequest(lease_seconds=5)),
+        lambda: a.ClaimNextCase(qpb.ClaimNextCaseRequest(queues=["a\x00b"])),
+        lambda: a.RenewClaim(qpb.RenewClaimRequest(name="tickets/\x00")),
+        lambda: a.ListQueueCases(qpb.ListQueueCasesRequest(page_token="eyJ4IjoxfQ==")),
+        lambda: a.ListQueueCases(
+            qpb.ListQueueCasesRequest(page_token="WzFlOTk5LCIiLCIiLCIiXQ==")  # [1e999, …]
+        ),
+        lambda: a.ListQueueCases(qpb.ListQueueCasesRequest(category="a\x01")),
+        lambda: a.ListQueueCases(qpb.ListQueueCasesRequest(types=[cast(Any, 9)])),
+    ]
+    for bad in bad_calls:
+        with pytest.raises(grpc.RpcError) as info:
+            bad()
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
 
 
 def test_a_user_token_is_refused_on_every_queue_call(stack: Stack) -> None:
@@ -236,6 +259,10 @@ def test_dropping_the_read_model_and_replaying_the_topics_gives_the_same_queue(
     before = snapshot(agent)
     assert len(before) > 1
     sup = stack.supervisor
+    rebuild = [sys.executable, "-m", "casemesh_casequeue", "rebuild"]
+    env = {**os.environ, "CASEMESH_DATABASE_URL": stack.queue_dsn}
+    refused = subprocess.run(rebuild, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "stop every casequeue instance" in refused.stderr
     sup.stop("casequeue")
     rebuilt = subprocess.run(
         [sys.executable, "-m", "casemesh_casequeue", "rebuild"],

@@ -141,3 +141,44 @@ def test_a_pause_moves_the_due_time_and_a_missed_target_breaches_once() -> None:
     assert signals[1].at == due + timedelta(days=1)  # breached at the due time, not later
     assert advance(case, late + timedelta(hours=5), LEVELS) == []
     assert case.priority == 4 and case.queue == "tier2" and case.status == "OPEN"
+
+
+def test_a_new_priority_counts_from_its_own_moment_not_back_to_the_start() -> None:
+    friday_5pm = datetime(2026, 3, 6, 9, 0, tzinfo=UTC)  # 17:00 in Shanghai
+    obs = Observation(
+        name="tickets/p",
+        type="ticket",
+        version=1,
+        at=friday_5pm,
+        status="NEW",
+        open=True,
+        waiting=False,
+        created=True,
+        category="content.upload_failed",
+        priority=2,  # business hours
+    )
+    case = new_case(obs, LEVELS)
+    apply(case, obs, LEVELS)
+    monday = datetime(2026, 3, 9, 0, 59, tzinfo=UTC)  # 08:59 in Shanghai
+    raised = Observation(
+        name="tickets/p", type="ticket", version=2, at=monday, status="OPEN", open=True,
+        waiting=False, priority=4,
+    )  # fmt: skip
+    assert apply(case, raised, LEVELS) == []  # nothing breached retroactively
+    # Friday's working hour counts against the new one-hour target: due now, not
+    # back on Friday evening.
+    assert case.clocks["first_response"].due == monday
+    signals = advance(case, monday + timedelta(minutes=1), LEVELS)
+    assert [s.at for s in signals if s.kind == "BREACHED"] == [monday]
+
+
+def test_an_overdue_case_comes_before_a_fresh_one_of_the_same_priority() -> None:
+    old, new = opened(1, START, priority=4), opened(2, START + timedelta(hours=3), priority=4)
+    cases = []
+    for o in (old, new):
+        c = new_case(o, LEVELS)
+        apply(c, o, LEVELS)
+        cases.append(c)
+    advance(cases[0], START + timedelta(hours=2), LEVELS)  # first response breached
+    assert cases[0].priority == 4 and cases[0].due_key is not None
+    assert cases[1].due_key is not None and cases[0].due_key < cases[1].due_key

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -42,9 +43,10 @@ SLA_EVENTS = Outbox(
 async def run(cfg: QueueSettings) -> None:
     levels = sla.load(cfg.sla_policy_file)
     clock = clock_from_setting(cfg.clock_offset_file)
-    async with await psycopg.AsyncConnection.connect(cfg.database_url, autocommit=True) as conn:
-        await store.create_schema(conn)
-        group = f"{cfg.consumer_group}-{await store.generation(conn)}"
+    instance = await psycopg.AsyncConnection.connect(cfg.database_url, autocommit=True)
+    await store.create_schema(instance)
+    await store.hold_instance_lock(instance)
+    group = f"{cfg.consumer_group}-{await store.generation(instance)}"
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
         cfg.database_url, min_size=2, max_size=cfg.db_pool_size, open=False,
         kwargs={"autocommit": True},
@@ -59,7 +61,10 @@ async def run(cfg: QueueSettings) -> None:
         outbox=SLA_EVENTS,
         client_id="casequeue-outbox",
     )
-    REGISTRY.register(QueueCollector(cfg.database_url, clock))
+    known = {r.value for r in levels.queues} | {
+        r.value.escalate_to for r in levels.policies if r.value.escalate_to
+    }
+    REGISTRY.register(QueueCollector(cfg.database_url, clock, sorted(known)))
     serve_metrics(cfg.metrics_addr)
     tasks = [
         asyncio.create_task(changes.run(stop), name="watch"),
@@ -72,6 +77,7 @@ async def run(cfg: QueueSettings) -> None:
                 bootstrap=cfg.kafka_bootstrap,
                 group_id=group,
                 progress=progress,
+                grace=timedelta(seconds=cfg.sla_grace_seconds),
                 stop=stop,
             ),
             name="timer",
@@ -105,12 +111,16 @@ async def run(cfg: QueueSettings) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=15)
         await pool.close()
+        await instance.close()
 
 
 async def rebuild(cfg: RebuildSettings) -> None:
     async with await psycopg.AsyncConnection.connect(cfg.database_url, autocommit=True) as conn:
         await store.create_schema(conn)
-        generation = await store.rebuild(conn)
+        try:
+            generation = await store.rebuild(conn)
+        except RuntimeError as exc:
+            raise SystemExit(f"casemesh_casequeue rebuild: {exc}") from None
     print(f"read model dropped; the next start replays the topics (generation {generation})")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any, TypeAlias
@@ -29,7 +28,7 @@ Ctx: TypeAlias = grpc.aio.ServicerContext
 
 TYPES = {
     "ticket": pb.CASE_TYPE_TICKET,
-    "appeal": pb.CASE_TYPE_COPYRIGHT_APPEAL,
+    "appeal": pb.CASE_TYPE_APPEAL,
     "report": pb.CASE_TYPE_REPORT_CASE,
 }
 NAMES = {v: k for k, v in TYPES.items()}
@@ -85,8 +84,12 @@ def _lease(seconds: int) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+def _plain(text: str, limit: int) -> bool:
+    return 0 < len(text) <= limit and not any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
+
+
 def _name(name: str) -> str:
-    if not name.startswith(PREFIXES) or len(name) > 200:
+    if not name.startswith(PREFIXES) or not _plain(name, 200):
         raise InvalidArgument.field(
             "name", "must be tickets/{id}, appeals/{id} or report-cases/{id}"
         )
@@ -95,9 +98,19 @@ def _name(name: str) -> str:
 
 def _queues(queues: Any) -> list[str]:
     found = [q.strip() for q in queues]
-    if any(not q or len(q) > 100 for q in found):
-        raise InvalidArgument.field("queues", "must hold queue names (1–100 characters)")
+    if len(found) > 50 or not all(_plain(q, 100) for q in found):
+        raise InvalidArgument.field(
+            "queues", "must hold at most 50 queue names of 1–100 characters"
+        )
     return found
+
+
+def _category(category: str) -> str:
+    if category and not _plain(category, 100):
+        raise InvalidArgument.field(
+            "category", "must be a category or its prefix (at most 100 characters)"
+        )
+    return category
 
 
 class QueueServicer(pb_grpc.CaseQueueServiceServicer):
@@ -132,7 +145,7 @@ class QueueServicer(pb_grpc.CaseQueueServiceServicer):
             )
         filters = store.Filters(
             types=[NAMES[pb.CaseType.Value(f"CASE_TYPE_{t}")] for t in types],
-            category=request.category.strip(),
+            category=_category(request.category.strip()),
             queues=_queues(request.queues),
             sla_states=states,
         )
@@ -184,14 +197,12 @@ class QueueServicer(pb_grpc.CaseQueueServiceServicer):
         queues = set(_queues(request.queues))
         async with self.changes.subscribe() as changes:
             while True:
-                change, name = await changes.get()
-                async with self.pool.connection() as conn:
-                    case = await store.get(conn, name)
-                if case is None or (queues and case.queue not in queues):
+                change, _name, case = await changes.get()
+                # A case escalated out of a watched queue is shown leaving it.
+                if case is None or (queues and case.queue not in queues and change != "ESCALATED"):
                     continue
                 yield pb.QueueChange(
                     change=change,
                     queue_case=case_message(case),
                     time=to_timestamp(self.clock.now()),
                 )
-                await asyncio.sleep(0)

@@ -16,18 +16,21 @@ log = get_logger(__name__)
 
 QUERY = """
 SELECT queue,
-       count(*) FILTER (WHERE claimable) AS depth,
+       count(*) FILTER (WHERE claimable AND holder = '') AS depth,
        count(*) FILTER (WHERE waiting) AS waiting,
-       min(created_at) FILTER (WHERE claimable) AS oldest,
-       count(*) FILTER (WHERE sla_state = 'WARNING') AS near_breach
+       min(created_at) FILTER (WHERE claimable AND holder = '') AS oldest,
+       count(*) FILTER (WHERE sla_state = 'WARNING') AS near_breach,
+       count(*) FILTER (WHERE sla_state = 'BREACHED') AS breached
 FROM queue_cases WHERE open GROUP BY queue
 """
 
 
 class QueueCollector(Collector):
-    def __init__(self, conninfo: str, clock: Clock) -> None:
+    def __init__(self, conninfo: str, clock: Clock, queues: list[str]) -> None:
         self.conninfo = conninfo
         self.clock = clock
+        # Every queue the service levels name: an empty one shows 0, not nothing.
+        self.queues = queues
 
     def collect(self) -> Iterator[Metric]:
         try:
@@ -56,18 +59,26 @@ class QueueCollector(Collector):
             ),
             "near": GaugeMetricFamily(
                 "casemesh_queue_near_breach",
-                "Cases within their SLA warning margin",
+                "Open cases within their SLA warning margin",
                 labels=["queue"],
             ),
+            "breached": GaugeMetricFamily(
+                "casemesh_queue_breached", "Open cases past an SLA target", labels=["queue"]
+            ),
         }
-        for queue, depth, waiting, oldest, near in rows:
+        found = {row[0]: row for row in rows}
+        for queue in sorted(set(self.queues) | set(found)):
+            _, depth, waiting, oldest, near, breached = found.get(queue, (queue, 0, 0, None, 0, 0))
             families["depth"].add_metric([queue], depth)
             families["waiting"].add_metric([queue], waiting)
             families["oldest"].add_metric(
                 [queue], (now - oldest).total_seconds() if oldest else 0.0
             )
             families["near"].add_metric([queue], near)
+            families["breached"].add_metric([queue], breached)
         yield from families.values()
         yield CounterMetricFamily(
-            "casemesh_queue_sla_breaches", "SLA breaches", value=breaches[0] if breaches else 0
+            "casemesh_queue_sla_breaches",
+            "SLA breaches recorded (each case and clock once)",
+            value=breaches[0] if breaches else 0,
         )

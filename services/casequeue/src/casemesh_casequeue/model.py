@@ -67,6 +67,9 @@ class Signal:
     clock: str
     at: datetime
     due: datetime
+    # ESCALATED: the priority and queue it raised the case to.
+    priority: int = 0
+    queue: str = ""
 
 
 @dataclass
@@ -119,7 +122,8 @@ class Case:
     @property
     def due_key(self) -> datetime | None:
         """The earliest due time still running: the queue's order after priority."""
-        dues = [c.due for c in self.clocks.values() if c.due and not c.breached_at]
+        # A breached clock keeps its (past) due time: overdue cases come first.
+        dues = [c.due for c in self.clocks.values() if c.due]
         return min(dues) if dues else None
 
     @property
@@ -194,7 +198,9 @@ def advance(case: Case, until: datetime, levels: ServiceLevels) -> list[Signal]:
             c.breached_at = c.due
             signals.append(Signal("BREACHED", name, c.due, c.due))
             case.escalations += 1
-            signals.append(Signal("ESCALATED", name, c.due, c.due))
+            signals.append(
+                Signal("ESCALATED", name, c.due, c.due, priority=case.priority, queue=case.queue)
+            )
     return signals
 
 
@@ -213,6 +219,9 @@ def apply(case: Case, obs: Observation, levels: ServiceLevels) -> list[Signal]:
     if priority is None and "base_priority" in obs.extra:
         priority = levels.priority_of_report(case.lane, obs.extra["base_priority"])
     if priority is not None and priority != case.source_priority:
+        # The time run so far counts under the old target; the new one runs from here.
+        for c in case.clocks.values():
+            c.stop(cal, obs.at)
         case.source_priority = priority
         policy: Policy = levels.policy(case.type, case.category, priority)
         case.policy, case.escalate_to = policy.name, policy.escalate_to

@@ -56,7 +56,8 @@ def _ticket(m: Any) -> Observation | None:
             extra = {"priority": m.priority or None}
         case tev.CommentAdded() if not m.internal and not m.by_requester:
             extra = {"responded": True}
-        case tev.InfoRequested() | tev.TicketSolved() | tev.TicketPutOnHold():
+        case tev.InfoRequested() | tev.TicketSolved():
+            # What the requester hears from an agent (not a hold, not a note).
             extra = {"responded": True}
     return Observation(
         name=f"tickets/{h.ticket_id}",
@@ -77,9 +78,11 @@ def _appeal(m: Any, levels: ServiceLevels) -> Observation | None:
     extra: dict[str, Any] = {}
     match m:
         case aev.AppealFiled():
+            # An appeal of a report decision is trust and safety's, not copyright's.
+            kind = "report_decision" if m.appeal_of.startswith("report-cases/") else m.kind
             extra = {
                 "created": True,
-                "category": m.kind.lower(),
+                "category": kind.lower(),
                 "priority": levels.appeal_priority,
             }
         case aev.AppealInfoRequested() | aev.AppealDecided():
@@ -111,7 +114,7 @@ def _report_case(m: Any, levels: ServiceLevels) -> Observation | None:
             }
         case rev.ReportAddedToCase():
             extra = {"extra": {"base_priority": m.base_priority}}
-        case rev.ReportCaseAssigned() | rev.ReportCaseDecided() | rev.ReportCaseVoided():
+        case rev.ReportCaseDecided() | rev.ReportCaseVoided():
             extra = {"responded": True}
     return Observation(
         name=f"report-cases/{h.aggregate_id}",

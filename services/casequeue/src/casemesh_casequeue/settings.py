@@ -15,6 +15,9 @@ class QueueSettings(PostgresSettings, KafkaSettings):
     # Optional JSON file replacing the built-in service levels (sla.json).
     sla_policy_file: str = ""
     db_pool_size: int = Field(10, ge=2)
+    # How far behind now the SLA timer reads the clocks: an event stamped before
+    # a due time may still be on its way from its relay.
+    sla_grace_seconds: float = Field(30.0, ge=0)
     # Tests and drills only: a file holding seconds to add to the system time.
     clock_offset_file: str = ""
 

@@ -138,8 +138,14 @@ def load(path: str = "") -> ServiceLevels:
         start=time.fromisoformat(cal["start"]),
         end=time.fromisoformat(cal["end"]),
     )
-    if not calendar.weekdays or calendar.start >= calendar.end:
-        raise ValueError("sla: the calendar needs working days and opening before closing")
+    if not calendar.weekdays or not calendar.weekdays <= set(range(7)):
+        raise ValueError("sla: calendar.weekdays must name days 0 (Monday) to 6")
+    if calendar.start >= calendar.end:
+        raise ValueError("sla: the calendar must open before it closes")
+    if not 0 < float(raw["warn_before"]) < 1:
+        raise ValueError("sla: warn_before is a fraction of the target, between 0 and 1")
+    if not any(float(floor) <= 0 for floor, _ in raw["report_priority"]):
+        raise ValueError("sla: report_priority needs a floor of 0")
     policies = tuple(
         Rule(
             p["type"],

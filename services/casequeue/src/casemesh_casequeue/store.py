@@ -184,7 +184,7 @@ async def _announce(
         elif s.kind == "BREACHED":
             message = qev.SlaBreached(header=header)
         else:
-            message = qev.CaseEscalated(header=header, priority=case.priority, queue=case.queue)
+            message = qev.CaseEscalated(header=header, priority=s.priority, queue=s.queue)
         event_id = str(uuid.uuid5(SLA_NAMESPACE, f"{case.name}|{s.clock}|{s.kind}"))
         await cur.execute(
             "INSERT INTO queue_outbox (event_id, case_name, ce_type, payload, created_at)"
@@ -243,31 +243,45 @@ async def consume(
     return True
 
 
-async def fire_due(conn: psycopg.AsyncConnection[Any], now: datetime, levels: ServiceLevels) -> int:
-    """Warnings and breaches now due, and expired leases, each case once."""
+async def fire_due(
+    conn: psycopg.AsyncConnection[Any], until: datetime, levels: ServiceLevels
+) -> int:
+    """Warnings and breaches due by `until`, each case once (rows another
+    transaction holds are left for the next look)."""
     fired = 0
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "SELECT * FROM queue_cases WHERE next_check <= %s ORDER BY next_check"
             " LIMIT 200 FOR UPDATE SKIP LOCKED",
-            (now,),
+            (until,),
         )
         for row in await cur.fetchall():
             case = case_of(row)
-            signals = advance(case, now, levels)
+            signals = advance(case, until, levels)
             for c in case.clocks.values():
                 c.plan(levels.calendar, levels.warn_before)
             await _save(cur, case)
             await _announce(cur, case, "UPDATED", signals)
             fired += len(signals)
-        await cur.execute(
-            "UPDATE queue_cases SET holder = '', hold_since = NULL, lease_until = NULL"
-            " WHERE holder <> '' AND lease_until <= %s RETURNING name",
-            (now,),
-        )
-        for (name,) in [(r["name"],) for r in await cur.fetchall()]:
-            await cur.execute("SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, f"RELEASED|{name}"))
     return fired
+
+
+async def expire_leases(conn: psycopg.AsyncConnection[Any], now: datetime) -> None:
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        await _expire_leases(cur, now)
+
+
+async def _expire_leases(cur: psycopg.AsyncCursor[Any], now: datetime) -> None:
+    """Returns cases whose lease ran out to the queue (rows another transaction
+    holds are left for the next look: nobody waits on anybody)."""
+    await cur.execute(
+        "UPDATE queue_cases SET holder = '', hold_since = NULL, lease_until = NULL"
+        " WHERE name IN (SELECT name FROM queue_cases WHERE holder <> '' AND lease_until <= %s"
+        " FOR UPDATE SKIP LOCKED) RETURNING name",
+        (now,),
+    )
+    for row in await cur.fetchall():
+        await cur.execute("SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, f"RELEASED|{row['name']}"))
 
 
 async def claim_next(
@@ -278,11 +292,7 @@ async def claim_next(
     now: datetime,
 ) -> Case | None:
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "UPDATE queue_cases SET holder = '', hold_since = NULL, lease_until = NULL"
-            " WHERE holder <> '' AND lease_until <= %s",
-            (now,),
-        )
+        await _expire_leases(cur, now)
         in_queues = "AND queue = ANY(%s)" if queues else ""
         await cur.execute(
             "UPDATE queue_cases SET holder = %s, hold_since = %s, lease_until = %s"
@@ -365,8 +375,13 @@ def decode_token(token: str) -> tuple[int, str, datetime, str] | None:
         return None
     try:
         priority, due, created, name = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return int(priority), str(due), datetime.fromisoformat(created), str(name)
-    except (TypeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        if not (isinstance(priority, int) and 0 <= priority <= 4 and isinstance(name, str)):
+            raise ValueError(token)
+        datetime.fromisoformat(due)
+        if any(ord(ch) < 32 for ch in name) or len(name) > 200:
+            raise ValueError(token)
+        return priority, str(due), datetime.fromisoformat(created), name
+    except Exception as exc:  # anything else is not a token this API gave
         raise ValueError(token) from exc
 
 
@@ -412,10 +427,23 @@ async def generation(conn: psycopg.AsyncConnection[Any]) -> int:
     return int(row[0]) if row else 1
 
 
+INSTANCES_LOCK = "hashtext('casemesh-casequeue-instances')"
+
+
+async def hold_instance_lock(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Held (shared) by every running instance, for its life: a rebuild needs
+    them all stopped."""
+    await conn.execute(f"SELECT pg_advisory_lock_shared({INSTANCES_LOCK})")
+
+
 async def rebuild(conn: psycopg.AsyncConnection[Any]) -> int:
     """Drops the read model; the next start replays the topics from offset 0
     (under a new consumer group). Published SLA events are kept: replaying
-    them again would repeat them."""
+    them again would repeat them. Refused while an instance runs."""
+    cur = await conn.execute(f"SELECT pg_try_advisory_lock({INSTANCES_LOCK})")
+    row = await cur.fetchone()
+    if not (row and row[0]):
+        raise RuntimeError("stop every casequeue instance before a rebuild")
     async with conn.transaction():
         await conn.execute("TRUNCATE queue_cases, queue_consumed")
         cur = await conn.execute(

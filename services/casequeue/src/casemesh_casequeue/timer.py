@@ -1,13 +1,17 @@
-"""The SLA timer: warnings, breaches and expired leases, fired once each.
+"""The SLA timer: warnings and breaches, fired once each, and expired leases.
 
-It starts only once the consumer has caught up with the topics as they stood
-at start-up, so a replay or a backlog never fires a clock that a later event
-(already on the topic) would have paused or stopped."""
+A clock is read only up to what the topics have told: never past the time of
+the last record applied on a partition that still has records to read, and
+always a grace period behind now (an event stamped before a due time may
+still be on its way from its relay). So a backlog, a replay or a rebalance
+never fires a clock that a later event would have paused or stopped, and a
+rebuild from offset 0 comes to the same breaches."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -23,50 +27,46 @@ from casemesh_casequeue.sla import ServiceLevels
 log = get_logger(__name__)
 
 
-async def end_offsets(bootstrap: str) -> dict[tuple[str, int], int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        parts = [
+class Horizon:
+    """How far the topics have told: `now - grace` when every partition is
+    read to its end, else the time of the last record applied on the
+    furthest-behind partition (None before any)."""
+
+    def __init__(self, bootstrap: str, group_id: str, progress: Progress) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
+        )
+        self._progress = progress
+        self._parts: list[TopicPartition] = []
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        await self._consumer._client.force_metadata_update()
+        self._parts = [
             TopicPartition(topic, p)
             for topic in TOPICS
-            for p in sorted(
-                consumer.partitions_for_topic(topic) or await _partitions(consumer, topic)
-            )
+            for p in sorted(self._consumer.partitions_for_topic(topic) or ())
         ]
-        ends = await consumer.end_offsets(parts)
-        return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
-    finally:
-        await consumer.stop()
 
+    async def stop(self) -> None:
+        await self._consumer.stop()
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    await consumer._client.force_metadata_update()
-    return consumer.partitions_for_topic(topic) or set()
-
-
-async def caught_up(
-    bootstrap: str, group_id: str, progress: Progress, targets: dict[tuple[str, int], int]
-) -> bool:
-    """Every partition read up to where it stood at start-up (by this process,
-    or as the group's committed offsets show, when other replicas read it)."""
-    pending = [
-        tp for tp, end in targets.items() if end > 0 and progress.applied.get(tp, -1) < end - 1
-    ]
-    if not pending:
-        return True
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        for topic, partition in pending:
-            committed = await consumer.committed(TopicPartition(topic, partition))
-            if committed is None or committed < targets[(topic, partition)]:
-                return False
-        return True
-    finally:
-        await consumer.stop()
+    async def until(self, now: datetime, grace: timedelta) -> datetime | None:
+        ends = await self._consumer.end_offsets(self._parts)
+        behind = []
+        for tp, end in ends.items():
+            key = (tp.topic, tp.partition)
+            if end == 0 or self._progress.applied.get(key, -1) >= end - 1:
+                continue
+            committed = await self._consumer.committed(tp)
+            if committed is None or committed < end:
+                behind.append(key)
+        if not behind:
+            return now - grace
+        times = [self._progress.times.get(key) for key in behind]
+        if any(t is None for t in times):
+            return None
+        return min(min(t for t in times if t is not None), now - grace)
 
 
 async def run_timer(
@@ -77,34 +77,31 @@ async def run_timer(
     bootstrap: str,
     group_id: str,
     progress: Progress,
+    grace: timedelta,
     stop: asyncio.Event,
 ) -> None:
-    targets: dict[tuple[str, int], int] | None = None
+    horizon: Horizon | None = None
     while not stop.is_set():
         try:
-            if targets is None:
-                targets = await end_offsets(bootstrap)
-            if not await caught_up(bootstrap, group_id, progress, targets):
-                await _pause(stop, 0.5)
-                continue
-            log.info("queue.timer_started")
-            break
-        except Exception as exc:  # Kafka away: try again
-            log.error("queue.timer_waiting", error=repr(exc))
-            await _pause(stop, 2.0)
-    while not stop.is_set():
-        try:
+            if horizon is None:
+                horizon = Horizon(bootstrap, group_id, progress)
+                await horizon.start()
+            now = clock.now()
             async with pool.connection() as conn:
-                fired = await store.fire_due(conn, clock.now(), levels)
+                await store.expire_leases(conn, now)
+                until = await horizon.until(now, grace)
+                fired = await store.fire_due(conn, until, levels) if until else 0
             if fired:
                 log.info("queue.sla_fired", signals=fired)
                 continue
-        except Exception as exc:  # the database away: the next tick retries
+        except Exception as exc:  # Kafka or the database away: look again shortly
             log.error("queue.timer_failed", error=repr(exc))
+            if horizon is not None:
+                with contextlib.suppress(Exception):
+                    await horizon.stop()
+                horizon = None
         # The test clock may jump: look again every second.
-        await _pause(stop, 1.0)
-
-
-async def _pause(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+    if horizon is not None:
+        await horizon.stop()

@@ -10,19 +10,27 @@ from typing import Any
 import psycopg
 
 from casemesh.platform.logging import get_logger
+from casemesh_casequeue import store
+from casemesh_casequeue.model import Case
 from casemesh_casequeue.store import CHANGES_CHANNEL
 
 log = get_logger(__name__)
 
 
+Change = tuple[str, str, Case | None]
+
+
 class Broadcaster:
+    """One LISTEN connection and one reader per process, however many watch:
+    each change is read once and handed to every watcher."""
+
     def __init__(self, conninfo: str) -> None:
         self._conninfo = conninfo
-        self._watchers: set[asyncio.Queue[tuple[str, str]]] = set()
+        self._watchers: set[asyncio.Queue[Change]] = set()
 
     @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[asyncio.Queue[tuple[str, str]]]:
-        queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue(maxsize=10_000)
+    async def subscribe(self) -> AsyncIterator[asyncio.Queue[Change]]:
+        queue: asyncio.Queue[Change] = asyncio.Queue(maxsize=10_000)
         self._watchers.add(queue)
         try:
             yield queue
@@ -35,13 +43,19 @@ class Broadcaster:
                 conn: psycopg.AsyncConnection[Any] = await psycopg.AsyncConnection.connect(
                     self._conninfo, autocommit=True
                 )
-                async with conn:
+                reader: psycopg.AsyncConnection[Any] = await psycopg.AsyncConnection.connect(
+                    self._conninfo, autocommit=True
+                )
+                async with conn, reader:
                     await conn.execute(f"LISTEN {CHANGES_CHANNEL}")
                     async for note in conn.notifies():
                         change, _, name = note.payload.partition("|")
+                        case = await store.get(reader, name) if self._watchers else None
                         for watcher in list(self._watchers):
-                            with contextlib.suppress(asyncio.QueueFull):  # a stalled watcher
-                                watcher.put_nowait((change, name))
+                            try:
+                                watcher.put_nowait((change, name, case))
+                            except asyncio.QueueFull:
+                                log.warning("queue.watcher_behind", dropped=name)
                         if stop.is_set():
                             break
             except psycopg.Error as exc:
