@@ -1,5 +1,6 @@
 """`./dev bench`: writer and relay throughput against their raw ceilings, and
-the queue's ClaimNextCase latency (`bench/queue.py`).
+the queue's ClaimNextCase latency (`bench/queue.py`) and help-centre search
+latency over 10,000 articles (`bench/helpcenter.py`).
 
 Starts its own PostgreSQL cluster and Kafka broker (like the tests) and prints:
 - ticket creates per second (one command = one transaction through the event
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import psycopg
 
+from bench import helpcenter as help_bench
 from bench import queue as queue_bench
 from casemesh.platform.identity import Identity
 from casemesh.platform.relay import Relay, make_producer
@@ -110,7 +112,7 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=2000, help="commands / records per measurement")
     parser.add_argument("--workers", type=int, default=8, help="concurrent writers")
     parser.add_argument("--queue-cases", type=int, default=100_000, help="open cases in the queue")
-    parser.add_argument("--only", choices=["writers", "queue"], help="run one part")
+    parser.add_argument("--only", choices=["writers", "queue", "help"], help="run one part")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="casemesh-bench-"))
@@ -119,10 +121,13 @@ def main() -> None:
     kafka = LocalKafka(root / "kafka", free_port(), free_port(), REPO / ".run/cache/kafka-4.1.1")
     try:
         pg.start()
-        if args.only != "writers":
+        if args.only in (None, "queue"):
             pg.create_database("bench_queue")
             queue_bench.run(pg.dsn("bench_queue"), cases=args.queue_cases)
-        if args.only == "queue":
+        if args.only in (None, "help"):
+            pg.create_database("bench_help")
+            help_bench.run(pg.dsn("bench_help"))
+        if args.only in ("queue", "help"):
             return
         kafka.start()
         asyncio.run(kafka.create_topics(["bench.raw", "bench.tickets"], partitions=3))

@@ -144,6 +144,7 @@ def stack(infra: Infra) -> Iterator[Stack]:
     appeals_addr = f"127.0.0.1:{free_port()}"
     reports_addr = f"127.0.0.1:{free_port()}"
     queue_addr = f"127.0.0.1:{free_port()}"
+    help_addr = f"127.0.0.1:{free_port()}"
     gateway = f"127.0.0.1:{free_port()}"
     reports_metrics = f"127.0.0.1:{free_port()}"
     queue_metrics = f"127.0.0.1:{free_port()}"
@@ -170,6 +171,7 @@ def stack(infra: Infra) -> Iterator[Stack]:
             appeals_addr=appeals_addr,
             reports_addr=reports_addr,
             queue_addr=queue_addr,
+            help_addr=help_addr,
             gateway_addr=gateway,
             evidence_dir=infra.root / "evidence",
             clock_offset_file=infra.root / "clock-offset",
@@ -183,6 +185,7 @@ def stack(infra: Infra) -> Iterator[Stack]:
             wait_serving(appeals_addr)
             wait_serving(reports_addr)
             wait_serving(queue_addr)
+            wait_serving(help_addr)
             wait_serving(gateway)
             # Tests start from a consuming notifier and an active relay.
             for name, line in (

@@ -5,3 +5,4 @@ CREATE DATABASE casemesh_evidence;
 CREATE DATABASE casemesh_appeals;
 CREATE DATABASE casemesh_reports;
 CREATE DATABASE casemesh_casequeue;
+CREATE DATABASE casemesh_helpcenter;

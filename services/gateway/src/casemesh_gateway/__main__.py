@@ -14,6 +14,8 @@ from casemesh.v1 import (
     casequeue_pb2_grpc,
     evidence_pb2,
     evidence_pb2_grpc,
+    helpcenter_pb2,
+    helpcenter_pb2_grpc,
     reports_pb2,
     reports_pb2_grpc,
     tickets_pb2,
@@ -23,6 +25,7 @@ from casemesh_gateway.api import (
     AppealGateway,
     Backend,
     EvidenceGateway,
+    HelpGateway,
     QueueGateway,
     ReportGateway,
     TicketGateway,
@@ -53,7 +56,11 @@ SERVICE_CONFIG = """{
       {"service": "casemesh.v1.ReportService", "method": "ListReportCases"},
       {"service": "casemesh.v1.ReportService", "method": "ListTrustedFlaggers"},
       {"service": "casemesh.v1.ReportService", "method": "GetTransparencyReport"},
-      {"service": "casemesh.v1.CaseQueueService", "method": "ListQueueCases"}
+      {"service": "casemesh.v1.CaseQueueService", "method": "ListQueueCases"},
+      {"service": "casemesh.v1.HelpCenterService", "method": "SearchArticles"},
+      {"service": "casemesh.v1.HelpCenterService", "method": "SuggestArticles"},
+      {"service": "casemesh.v1.HelpCenterService", "method": "GetArticle"},
+      {"service": "casemesh.v1.HelpCenterService", "method": "ListHelpCategories"}
     ],
     "retryPolicy": {
       "maxAttempts": 3, "initialBackoff": "0.1s", "maxBackoff": "1s",
@@ -100,6 +107,10 @@ async def run(cfg: GatewaySettings) -> None:
             cfg.casequeue_target,
             options=[("grpc.service_config", SERVICE_CONFIG), ("grpc.enable_retries", 1)],
         ) as queue_channel,
+        grpc.aio.insecure_channel(
+            cfg.helpcenter_target,
+            options=[("grpc.service_config", SERVICE_CONFIG), ("grpc.enable_retries", 1)],
+        ) as help_channel,
     ):
         backend.evidence = evidence_pb2_grpc.EvidenceServiceStub(evidence_channel)
         tickets = TicketGateway(backend, tickets_channel)
@@ -108,6 +119,7 @@ async def run(cfg: GatewaySettings) -> None:
         reports = ReportGateway(backend, reports_channel)
         backend.reports = reports.stub
         queue = QueueGateway(backend, queue_channel)
+        help_centre = HelpGateway(backend, help_channel)
 
         def register(server: grpc.aio.Server) -> None:
             tickets_pb2_grpc.add_TicketServiceServicer_to_server(tickets, server)
@@ -115,6 +127,7 @@ async def run(cfg: GatewaySettings) -> None:
             appeals_pb2_grpc.add_AppealServiceServicer_to_server(appeals, server)
             reports_pb2_grpc.add_ReportServiceServicer_to_server(reports, server)
             casequeue_pb2_grpc.add_CaseQueueServiceServicer_to_server(queue, server)
+            helpcenter_pb2_grpc.add_HelpCenterServiceServicer_to_server(help_centre, server)
 
         await serve(
             address=cfg.grpc_addr,
@@ -125,6 +138,7 @@ async def run(cfg: GatewaySettings) -> None:
                 appeals_pb2.DESCRIPTOR.services_by_name["AppealService"].full_name,
                 reports_pb2.DESCRIPTOR.services_by_name["ReportService"].full_name,
                 casequeue_pb2.DESCRIPTOR.services_by_name["CaseQueueService"].full_name,
+                helpcenter_pb2.DESCRIPTOR.services_by_name["HelpCenterService"].full_name,
             ],
             # Evidence arrives in chunks of up to 1 MiB.
             options=[("grpc.max_receive_message_length", MAX_MESSAGE)],

@@ -27,6 +27,7 @@ from casemesh.v1 import (
     casequeue_pb2_grpc,
     evidence_pb2,
     evidence_pb2_grpc,
+    helpcenter_pb2_grpc,
     reports_pb2,
     reports_pb2_grpc,
 )
@@ -152,6 +153,7 @@ def route(
     method_name: str,
     *,
     agent_only: bool = False,
+    admin_only: bool = False,
     check: checks.Check = checks.named,
     attachments: Attachments | None = None,
 ) -> Any:
@@ -159,6 +161,8 @@ def route(
         who = self.backend.identity(context)
         if agent_only and not who.is_agent:
             raise PermissionDenied(f"{method_name} needs the agent role")
+        if admin_only and not who.is_admin:
+            raise PermissionDenied(f"{method_name} needs the admin role")
         v = Violations()
         check(request, v)
         v.raise_if_any()
@@ -425,3 +429,20 @@ class QueueGateway(casequeue_pb2_grpc.CaseQueueServiceServicer):
             await self.backend._fail(err, context)
         finally:
             call.cancel()
+
+
+class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
+    """The help centre: reading for any signed-in user, editing for admins."""
+
+    def __init__(self, backend: Backend, channel: grpc.aio.Channel) -> None:
+        self.backend = backend
+        self.stub = helpcenter_pb2_grpc.HelpCenterServiceStub(channel)
+
+    SearchArticles = route("SearchArticles", check=lambda r, v: None)
+    SuggestArticles = route("SuggestArticles", check=lambda r, v: None)
+    GetArticle = route("GetArticle", check=lambda r, v: None)
+    ListHelpCategories = route("ListHelpCategories", check=lambda r, v: None)
+    CreateArticle = route("CreateArticle", admin_only=True, check=lambda r, v: None)
+    UpdateArticle = route("UpdateArticle", admin_only=True, check=lambda r, v: None)
+    PublishArticle = route("PublishArticle", admin_only=True, check=lambda r, v: None)
+    ListArticleVersions = route("ListArticleVersions", admin_only=True, check=lambda r, v: None)

@@ -15,6 +15,7 @@ class GatewaySettings(ServiceSettings):
     appeals_target: str = "127.0.0.1:50063"
     reports_target: str = "127.0.0.1:50064"
     casequeue_target: str = "127.0.0.1:50065"
+    helpcenter_target: str = "127.0.0.1:50066"
     # Uploads of large videos take longer than ordinary calls.
     upload_timeout_seconds: float = Field(900.0, gt=0)
     # HS256 shared secret (local runs) or an RS256 public key in PEM (production).

@@ -33,7 +33,8 @@ EVIDENCE_DB = "casemesh_evidence"
 APPEALS_DB = "casemesh_appeals"
 REPORTS_DB = "casemesh_reports"
 QUEUE_DB = "casemesh_casequeue"
-DATABASES = (TICKETS_DB, NOTIFIER_DB, EVIDENCE_DB, APPEALS_DB, REPORTS_DB, QUEUE_DB)
+HELP_DB = "casemesh_helpcenter"
+DATABASES = (TICKETS_DB, NOTIFIER_DB, EVIDENCE_DB, APPEALS_DB, REPORTS_DB, QUEUE_DB, HELP_DB)
 TICKETS_TOPIC = "casemesh.tickets.v1"
 NOTIFICATIONS_TOPIC = "casemesh.notifications.v1"
 APPEALS_TOPIC = "casemesh.appeals.v1"
@@ -47,6 +48,7 @@ EVIDENCE_ADDR = "127.0.0.1:50062"
 APPEALS_ADDR = "127.0.0.1:50063"
 REPORTS_ADDR = "127.0.0.1:50064"
 QUEUE_ADDR = "127.0.0.1:50065"
+HELP_ADDR = "127.0.0.1:50066"
 GATEWAY_ADDR = "127.0.0.1:50051"
 _SINK_HOST = "127.0.0.1"
 # Files that mark a directory as a casemesh-dev run dir (so `clean` never wipes anything else).
@@ -75,6 +77,7 @@ def service_specs(
     appeals_addr: str = APPEALS_ADDR,
     reports_addr: str = REPORTS_ADDR,
     queue_addr: str = QUEUE_ADDR,
+    help_addr: str = HELP_ADDR,
     gateway_addr: str | None = None,
     evidence_dir: Path | None = None,
     clock_offset_file: Path | None = None,
@@ -197,6 +200,16 @@ def service_specs(
             },
         ),
         ServiceSpec(
+            "helpcenter",
+            [python, "-m", "casemesh_helpcenter", "serve"],
+            {
+                **common,
+                "CASEMESH_DATABASE_URL": pg.dsn(HELP_DB),
+                "CASEMESH_GRPC_ADDR": help_addr,
+                "CASEMESH_SERVICE_NAME": "helpcenter",
+            },
+        ),
+        ServiceSpec(
             "evidence",
             [python, "-m", "casemesh_evidence"],
             {
@@ -218,6 +231,7 @@ def service_specs(
                 "CASEMESH_APPEALS_TARGET": appeals_addr,
                 "CASEMESH_REPORTS_TARGET": reports_addr,
                 "CASEMESH_CASEQUEUE_TARGET": queue_addr,
+                "CASEMESH_HELPCENTER_TARGET": help_addr,
                 "CASEMESH_JWT_SECRET": jwt_secret,
                 "CASEMESH_SERVICE_NAME": "gateway",
             },
@@ -424,6 +438,7 @@ def _infra_summary(cfg: StackConfig, pg: LocalPostgres, kafka: LocalKafka) -> li
         f"               {pg.dsn(APPEALS_DB)}",
         f"               {pg.dsn(REPORTS_DB)}",
         f"               {pg.dsn(QUEUE_DB)}",
+        f"               {pg.dsn(HELP_DB)}",
         f"  Kafka        {kafka.bootstrap}   topics: {', '.join(TOPICS)}",
         f"  infra logs   {_show(pg.log_path)}, {_show(kafka.log_path)}",
     ]

@@ -36,6 +36,10 @@ class Identity:
     def is_agent(self) -> bool:
         return "agent" in self.roles or "admin" in self.roles
 
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
+
     def to_metadata(self) -> list[tuple[str, bytes]]:
         return [
             (SUBJECT_KEY, self.subject.encode()),

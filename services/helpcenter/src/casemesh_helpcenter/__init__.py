@@ -1,0 +1,1 @@
+"""The self-service help centre: articles, search, guided flows."""

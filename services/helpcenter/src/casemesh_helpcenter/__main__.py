@@ -1,0 +1,52 @@
+"""`python -m casemesh_helpcenter serve`: the help centre's gRPC service (it
+loads the starter knowledge base into an empty database)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from casemesh.platform.entrypoint import run_command
+from casemesh.platform.grpcutil import serve
+from casemesh.platform.logging import get_logger
+from casemesh.v1 import helpcenter_pb2, helpcenter_pb2_grpc
+from casemesh_helpcenter import store
+from casemesh_helpcenter.api import HelpServicer
+from casemesh_helpcenter.settings import HelpSettings
+
+log = get_logger(__name__)
+
+
+async def run(cfg: HelpSettings) -> None:
+    async with await psycopg.AsyncConnection.connect(cfg.database_url, autocommit=True) as conn:
+        await store.create_schema(conn)
+        seeded = await store.seed(conn)
+        if seeded:
+            log.info("helpcenter.seeded", articles=seeded)
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        cfg.database_url, min_size=2, max_size=cfg.db_pool_size, open=False,
+        kwargs={"autocommit": True},
+    )  # fmt: skip
+    await pool.open()
+    servicer = HelpServicer(pool)
+    service = helpcenter_pb2.DESCRIPTOR.services_by_name["HelpCenterService"].full_name
+    try:
+        await serve(
+            address=cfg.grpc_addr,
+            register=lambda s: helpcenter_pb2_grpc.add_HelpCenterServiceServicer_to_server(
+                servicer, s
+            ),
+            service_names=[service],
+        )
+    finally:
+        await pool.close()
+
+
+def main() -> None:
+    run_command("casemesh_helpcenter", {"serve": (HelpSettings, run)}, default="serve")
+
+
+if __name__ == "__main__":
+    main()

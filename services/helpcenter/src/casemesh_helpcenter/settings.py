@@ -1,0 +1,13 @@
+"""Settings of the help centre (environment variables CASEMESH_*)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from casemesh.platform.settings import PostgresSettings
+
+
+class HelpSettings(PostgresSettings):
+    service_name: str = "helpcenter"
+    grpc_addr: str = "127.0.0.1:50066"
+    db_pool_size: int = Field(10, ge=2)

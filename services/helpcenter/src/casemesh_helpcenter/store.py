@@ -1,0 +1,257 @@
+"""Articles, their versions and the search index, in PostgreSQL.
+
+Each (slug, locale) article has numbered versions that are never changed or
+deleted; one of them may be published. The search index holds the published
+version only, so a draft is never found by users."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from casemesh.platform.logging import get_logger
+from casemesh_helpcenter.search import index_text, query_terms, tsquery
+
+log = get_logger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS help_articles (
+    slug text NOT NULL, locale text NOT NULL, category text NOT NULL,
+    published_version int, latest_version int NOT NULL,
+    PRIMARY KEY (slug, locale));
+CREATE TABLE IF NOT EXISTS help_versions (
+    slug text NOT NULL, locale text NOT NULL, version int NOT NULL,
+    category text NOT NULL, title text NOT NULL, body text NOT NULL, keywords text NOT NULL,
+    author text NOT NULL, created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (slug, locale, version));
+CREATE TABLE IF NOT EXISTS help_search (
+    slug text NOT NULL, locale text NOT NULL, category text NOT NULL, title text NOT NULL,
+    document tsvector NOT NULL, PRIMARY KEY (slug, locale));
+CREATE INDEX IF NOT EXISTS help_search_document ON help_search USING gin (document);
+CREATE INDEX IF NOT EXISTS help_search_title ON help_search (locale, lower(title));
+"""
+
+
+@dataclass(frozen=True)
+class Version:
+    slug: str
+    locale: str
+    version: int
+    category: str
+    title: str
+    body: str
+    keywords: str
+    author: str
+    created_at: datetime
+    published_version: int | None
+    latest_version: int
+
+    @property
+    def published(self) -> bool:
+        return self.published_version == self.version
+
+
+async def create_schema(conn: psycopg.AsyncConnection[Any]) -> None:
+    await conn.execute("SELECT pg_advisory_lock(hashtext('casemesh-helpcenter-schema'))")
+    try:
+        await conn.execute(SCHEMA)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(hashtext('casemesh-helpcenter-schema'))")
+
+
+async def seed(conn: psycopg.AsyncConnection[Any]) -> int:
+    """Loads the starter knowledge base, published, into an empty help centre."""
+    cur = await conn.execute("SELECT count(*) FROM help_articles")
+    row = await cur.fetchone()
+    if row and row[0]:
+        return 0
+    raw: dict[str, Any] = json.loads(
+        resources.files("casemesh_helpcenter").joinpath("knowledge_base.json").read_text()
+    )
+    count = 0
+    async with conn.transaction():
+        for entry in raw["articles"]:
+            for locale in ("zh-CN", "en"):
+                text = entry[locale]
+                await write_version(
+                    conn,
+                    slug=entry["slug"],
+                    locale=locale,
+                    category=entry["category"],
+                    title=text["title"],
+                    body=text["body"],
+                    keywords=text["keywords"],
+                    author="knowledge-base",
+                    base_version=None,
+                )
+                await publish(conn, entry["slug"], locale, 1)
+                count += 1
+    return count
+
+
+async def write_version(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    slug: str,
+    locale: str,
+    category: str,
+    title: str,
+    body: str,
+    keywords: str,
+    author: str,
+    base_version: int | None,
+) -> int | str:
+    """A new version: 1 creates the article (`exists` if it already does);
+    otherwise `base_version` must be the latest (`stale`, `absent`)."""
+    async with conn.transaction():
+        cur = await conn.execute(
+            "SELECT latest_version FROM help_articles WHERE slug = %s AND locale = %s FOR UPDATE",
+            (slug, locale),
+        )
+        row = await cur.fetchone()
+        if base_version is None:
+            if row is not None:
+                return "exists"
+            version = 1
+            await conn.execute(
+                "INSERT INTO help_articles (slug, locale, category, latest_version)"
+                " VALUES (%s, %s, %s, 1)",
+                (slug, locale, category),
+            )
+        else:
+            if row is None:
+                return "absent"
+            if row[0] != base_version:
+                return "stale"
+            version = row[0] + 1
+            await conn.execute(
+                "UPDATE help_articles SET latest_version = %s, category = %s"
+                " WHERE slug = %s AND locale = %s",
+                (version, category, slug, locale),
+            )
+        await conn.execute(
+            "INSERT INTO help_versions (slug, locale, version, category, title, body, keywords,"
+            " author) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (slug, locale, version, category, title, body, keywords, author),
+        )
+    return version
+
+
+async def publish(
+    conn: psycopg.AsyncConnection[Any], slug: str, locale: str, version: int | None
+) -> Version | str:
+    """Publishes a version (None: withdraws the article). `absent` if unknown."""
+    async with conn.transaction():
+        current = await get(conn, slug, locale, version or 0)
+        if current is None:
+            return "absent"
+        await conn.execute(
+            "UPDATE help_articles SET published_version = %s WHERE slug = %s AND locale = %s",
+            (version, slug, locale),
+        )
+        await conn.execute(
+            "DELETE FROM help_search WHERE slug = %s AND locale = %s", (slug, locale)
+        )
+        if version is not None:
+            await conn.execute(
+                "INSERT INTO help_search (slug, locale, category, title, document) VALUES"
+                " (%s, %s, %s, %s, setweight(to_tsvector('simple', %s), 'A')"
+                " || setweight(to_tsvector('simple', %s), 'A')"
+                " || setweight(to_tsvector('simple', %s), 'B'))",
+                (
+                    slug,
+                    locale,
+                    current.category,
+                    current.title,
+                    index_text(current.title),
+                    index_text(current.keywords),
+                    index_text(current.body),
+                ),
+            )
+    found = await get(conn, slug, locale, version or 0)
+    return found if found is not None else "absent"
+
+
+async def get(
+    conn: psycopg.AsyncConnection[Any], slug: str, locale: str, version: int = 0
+) -> Version | None:
+    """A version (0: the published one, or the latest if none is published)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT v.*, a.published_version, a.latest_version FROM help_articles a"
+            " JOIN help_versions v ON v.slug = a.slug AND v.locale = a.locale"
+            " AND v.version = CASE WHEN %s > 0 THEN %s"
+            " ELSE coalesce(a.published_version, a.latest_version) END"
+            " WHERE a.slug = %s AND a.locale = %s",
+            (version, version, slug, locale),
+        )
+        row = await cur.fetchone()
+    return Version(**row) if row else None
+
+
+async def versions(conn: psycopg.AsyncConnection[Any], slug: str, locale: str) -> list[Version]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT v.*, a.published_version, a.latest_version FROM help_versions v"
+            " JOIN help_articles a USING (slug, locale)"
+            " WHERE v.slug = %s AND v.locale = %s ORDER BY v.version",
+            (slug, locale),
+        )
+        return [Version(**row) for row in await cur.fetchall()]
+
+
+async def search(
+    conn: psycopg.AsyncConnection[Any], query: str, locale: str, category: str, limit: int
+) -> list[tuple[Version, float]]:
+    terms = tsquery(query_terms(query))
+    if not terms:
+        return []
+    where = "s.locale = %s AND s.document @@ q"
+    params: list[Any] = [terms, locale]
+    if category:
+        where += " AND (s.category = %s OR s.category LIKE %s)"
+        params += [category, f"{category}.%"]
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT s.slug, ts_rank_cd(s.document, q, 1) AS score"
+            " FROM help_search s, to_tsquery('simple', %s) q"
+            f" WHERE {where} ORDER BY score DESC, s.slug LIMIT %s",
+            [*params, limit],
+        )
+        ranked = [(row["slug"], float(row["score"])) for row in await cur.fetchall()]
+    found = []
+    for slug, score in ranked:
+        version = await get(conn, slug, locale)
+        if version is not None:
+            found.append((version, score))
+    return found
+
+
+async def suggest(
+    conn: psycopg.AsyncConnection[Any], prefix: str, locale: str, limit: int = 8
+) -> list[Version]:
+    pattern = (
+        "%" + prefix.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    )
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT slug FROM help_search WHERE locale = %s AND lower(title) LIKE %s"
+            " ORDER BY position(%s in lower(title)), length(title), slug LIMIT %s",
+            (locale, pattern, prefix.lower(), limit),
+        )
+        slugs = [row["slug"] for row in await cur.fetchall()]
+    return [v for s in slugs if (v := await get(conn, s, locale)) is not None]
+
+
+async def category_counts(conn: psycopg.AsyncConnection[Any], locale: str) -> dict[str, int]:
+    cur = await conn.execute(
+        "SELECT category, count(*) FROM help_search WHERE locale = %s GROUP BY category",
+        (locale,),
+    )
+    return {row[0]: int(row[1]) for row in await cur.fetchall()}

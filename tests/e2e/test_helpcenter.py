@@ -1,0 +1,149 @@
+"""The help centre through the gateway: queries as users type them find an
+article of the right category in the top three; drafts stay hidden; edits
+keep the old versions for admins; editing is for admins only."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from casemesh.v1 import helpcenter_pb2 as hpb
+from casemesh.v1 import helpcenter_pb2_grpc as hpb_grpc
+from tests.conftest import Stack
+from tests.support import Client
+
+QUERIES = json.loads((Path(__file__).parent.parent / "helpcenter_queries.json").read_text())
+
+
+class Reader:
+    def __init__(self, stack: Stack, user: str, *roles: str) -> None:
+        self.client = Client(stack.gateway, stack.secret, user, roles or ("user",))
+        self.stub = hpb_grpc.HelpCenterServiceStub(self.client._channel)
+
+    def __getattr__(self, method: str) -> Any:
+        rpc = getattr(self.stub, method)
+        return lambda request: rpc(request, metadata=self.client.metadata, timeout=15)
+
+
+def test_queries_as_users_type_them_find_the_right_category(stack: Stack) -> None:
+    user = Reader(stack, f"reader-{uuid.uuid4().hex[:6]}")
+    misses = []
+    for q in QUERIES["queries"]:
+        found = user.SearchArticles(hpb.SearchArticlesRequest(query=q["query"], page_size=3))
+        top = [r.article.category for r in found.results]
+        if q["category"] not in top:
+            misses.append((q["query"], q["category"], top))
+    hit_rate = 1 - len(misses) / len(QUERIES["queries"])
+    print(f"\nhelp centre: {hit_rate:.0%} of {len(QUERIES['queries'])} queries in the top three")
+    assert len(QUERIES["queries"]) >= 50
+    assert hit_rate >= 0.9, f"{hit_rate:.0%} in the top three; misses: {misses}"
+
+
+def test_results_say_their_category_and_suggestions_and_the_tree_work(stack: Stack) -> None:
+    user = Reader(stack, f"reader-{uuid.uuid4().hex[:6]}")
+    found = user.SearchArticles(hpb.SearchArticlesRequest(query="改手机号"))
+    first = found.results[0].article
+    assert first.category == "account.phone_change" and first.category_label == "更换绑定手机号"
+    assert first.locale == "zh-CN" and found.results[0].snippet
+    english = user.SearchArticles(hpb.SearchArticlesRequest(query="reset password"))
+    assert english.results[0].article.locale == "en"
+    typed = user.SuggestArticles(hpb.SuggestArticlesRequest(prefix="视频"))
+    assert typed.suggestions and all("视频" in a.title for a in typed.suggestions)
+    tree = user.ListHelpCategories(hpb.ListHelpCategoriesRequest(locale="en")).categories
+    account = next(c for c in tree if c.id == "account")
+    assert account.label == "Account problems" and account.article_count >= 20
+    assert {c.id for c in account.children} >= {"account.login", "account.ban"}
+    per_locale = sum(c.article_count for c in tree)
+    assert per_locale >= 60  # a real knowledge base in each language
+    nothing = user.SearchArticles(hpb.SearchArticlesRequest(query="的了吗"))
+    assert not nothing.results
+
+
+def test_an_edit_keeps_the_old_version_for_admins_and_drafts_stay_hidden(stack: Stack) -> None:
+    run = uuid.uuid4().hex[:6]
+    admin = Reader(stack, f"admin-{run}", "admin")
+    user = Reader(stack, f"reader-{run}")
+    name = f"articles/test-{run}"
+    draft = admin.CreateArticle(
+        hpb.CreateArticleRequest(
+            article=hpb.Article(
+                name=name,
+                locale="zh-CN",
+                category="other.general",
+                title=f"测试文章 {run} 第一版",
+                body="第一版的内容。",
+                keywords=f"独特词{run}",
+            )
+        )
+    )
+    assert draft.state == hpb.ARTICLE_STATE_DRAFT and draft.version == 1
+
+    def hidden() -> None:
+        with pytest.raises(grpc.RpcError) as info:
+            user.GetArticle(hpb.GetArticleRequest(name=name, locale="zh-CN"))
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        found = user.SearchArticles(hpb.SearchArticlesRequest(query=f"独特词{run}"))
+        assert name not in [r.article.name for r in found.results]
+
+    hidden()
+    admin.PublishArticle(hpb.PublishArticleRequest(name=name, locale="zh-CN"))
+    assert user.GetArticle(hpb.GetArticleRequest(name=name, locale="zh-CN")).version == 1
+    second = admin.UpdateArticle(
+        hpb.UpdateArticleRequest(
+            article=hpb.Article(
+                name=name,
+                locale="zh-CN",
+                category="other.general",
+                title=f"测试文章 {run} 第二版",
+                body="第二版的内容。",
+                keywords=f"独特词{run}",
+            ),
+            base_version=1,
+        )
+    )
+    assert second.version == 2 and second.state == hpb.ARTICLE_STATE_DRAFT
+    # Users still see the published first version; the new draft is not shown.
+    shown = user.GetArticle(hpb.GetArticleRequest(name=name, locale="zh-CN"))
+    assert shown.version == 1 and "第一版" in shown.title
+    admin.PublishArticle(hpb.PublishArticleRequest(name=name, locale="zh-CN"))
+    assert "第二版" in user.GetArticle(hpb.GetArticleRequest(name=name, locale="zh-CN")).title
+    old = admin.GetArticle(hpb.GetArticleRequest(name=name, locale="zh-CN", version=1))
+    assert "第一版" in old.title and old.state == hpb.ARTICLE_STATE_DRAFT
+    versions = admin.ListArticleVersions(hpb.ListArticleVersionsRequest(name=name, locale="zh-CN"))
+    assert [v.version for v in versions.versions] == [1, 2]
+    admin.PublishArticle(hpb.PublishArticleRequest(name=name, locale="zh-CN", unpublish=True))
+    hidden()
+
+    stale = hpb.UpdateArticleRequest(
+        article=hpb.Article(
+            name=name, locale="zh-CN", category="other.general", title="x", body="y"
+        ),
+        base_version=1,
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        admin.UpdateArticle(stale)
+    assert info.value.code() == grpc.StatusCode.ABORTED
+    calls: list[Any] = [
+        lambda: user.UpdateArticle(stale),
+        lambda: user.ListArticleVersions(hpb.ListArticleVersionsRequest(name=name)),
+        lambda: user.GetArticle(hpb.GetArticleRequest(name=name, locale="zh-CN", version=1)),
+        lambda: Reader(stack, f"agent-{run}", "agent").CreateArticle(hpb.CreateArticleRequest()),
+    ]
+    for call in calls:
+        with pytest.raises(grpc.RpcError) as info:
+            call()
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    for bad in (
+        hpb.SearchArticlesRequest(query=""),
+        hpb.SearchArticlesRequest(query="a\x00b"),
+        hpb.SearchArticlesRequest(query="x", locale="fr"),
+        hpb.SearchArticlesRequest(query="x", page_size=99),
+    ):
+        with pytest.raises(grpc.RpcError) as info:
+            user.SearchArticles(bad)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
