@@ -14,8 +14,9 @@ import pytest
 
 from casemesh.v1 import helpcenter_pb2 as hpb
 from casemesh.v1 import helpcenter_pb2_grpc as hpb_grpc
+from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import Stack
-from tests.support import Client
+from tests.support import Client, wait_until
 
 QUERIES = json.loads((Path(__file__).parent.parent / "helpcenter_queries.json").read_text())
 
@@ -147,3 +148,79 @@ def test_an_edit_keeps_the_old_version_for_admins_and_drafts_stay_hidden(stack: 
         with pytest.raises(grpc.RpcError) as info:
             user.SearchArticles(bad)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def figures(agent: Reader) -> hpb.HelpFigures:
+    return agent.GetHelpFigures(hpb.GetHelpFiguresRequest())  # type: ignore[no-any-return]
+
+
+def test_a_flow_that_does_not_help_opens_a_ticket_with_the_path_and_is_counted(
+    stack: Stack,
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    user = Reader(stack, f"reader-{run}")
+    agent = Reader(stack, f"agent-{run}", "agent")
+    before = figures(agent)
+
+    # One user is helped by an article found by search.
+    found = user.SearchArticles(hpb.SearchArticlesRequest(query="视频传不上去"))
+    user.GetArticle(
+        hpb.GetArticleRequest(
+            name=found.results[0].article.name, locale="zh-CN", session=found.session
+        )
+    )
+    user.ResolveHelp(hpb.ResolveHelpRequest(session=found.session, solved=True))
+    user.SearchArticles(hpb.SearchArticlesRequest(query="zzqqxx", session=found.session))
+
+    # Another follows the login flow, and it does not help.
+    flows = user.ListFlows(hpb.ListFlowsRequest(locale="en")).flows
+    assert {f.name for f in flows} >= {
+        "flows/login", "flows/upload", "flows/ban", "flows/copyright", "flows/reporting"
+    }  # fmt: skip
+    step = user.StartFlow(hpb.StartFlowRequest(flow="flows/login", locale="en"))
+    assert step.question and "I get no code" in [a.label for a in step.answers]
+    step = user.AnswerFlow(hpb.AnswerFlowRequest(session=step.session, answer=0))
+    step = user.AnswerFlow(hpb.AnswerFlowRequest(session=step.session, answer=0))
+    assert step.finished and step.article.name == "articles/login-no-sms-code"
+    email = f"reader-{run}@example.com"
+    contact = pb.Contact(email=email, channels=[pb.CHANNEL_EMAIL])
+    with pytest.raises(grpc.RpcError) as info:
+        user.ResolveHelp(hpb.ResolveHelpRequest(session=step.session, solved=False))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # no way to reach them
+    opened = user.ResolveHelp(
+        hpb.ResolveHelpRequest(session=step.session, solved=False, contact=contact, locale="en")
+    )
+    assert opened.ticket.startswith("tickets/") and opened.category == "account.login"
+    again = user.ResolveHelp(
+        hpb.ResolveHelpRequest(session=step.session, solved=False, contact=contact, locale="en")
+    )
+    assert again.ticket == opened.ticket  # one ticket per help session
+    with pytest.raises(grpc.RpcError) as info:
+        user.ResolveHelp(hpb.ResolveHelpRequest(session=step.session, solved=True))
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+    ticket = user.client.GetTicket(pb.GetTicketRequest(name=opened.ticket))
+    assert ticket.category == "account.login"
+    for fact in (
+        "Trouble logging in",
+        "What happens? → I get no code",
+        "articles/login-no-sms-code",
+    ):
+        assert fact in ticket.description, ticket.description
+    wait_until(lambda: stack.mail.to(email), timeout=30)
+
+    after = figures(agent)
+    assert after.tickets_after_help == before.tickets_after_help + 1
+    assert after.solved == before.solved + 1
+    assert after.searches == before.searches + 2
+    assert after.zero_result_searches == before.zero_result_searches + 1
+    assert after.deflection_rate == pytest.approx(
+        after.solved / (after.solved + after.tickets_after_help)
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        figures(user)
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    stranger = Reader(stack, f"stranger-{run}")
+    with pytest.raises(grpc.RpcError) as info:
+        stranger.AnswerFlow(hpb.AnswerFlowRequest(session=step.session, answer=0))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND

@@ -119,7 +119,7 @@ async def run(cfg: GatewaySettings) -> None:
         reports = ReportGateway(backend, reports_channel)
         backend.reports = reports.stub
         queue = QueueGateway(backend, queue_channel)
-        help_centre = HelpGateway(backend, help_channel)
+        help_centre = HelpGateway(backend, help_channel, tickets_channel)
 
         def register(server: grpc.aio.Server) -> None:
             tickets_pb2_grpc.add_TicketServiceServicer_to_server(tickets, server)

@@ -20,6 +20,7 @@ from casemesh.platform.errors import (
 from casemesh.platform.identity import Identity, TokenVerifier
 from casemesh.platform.logging import get_logger
 from casemesh.platform.telemetry import inject_metadata
+from casemesh.rules import tickets as rules
 from casemesh.v1 import (
     appeals_pb2,
     appeals_pb2_grpc,
@@ -27,9 +28,11 @@ from casemesh.v1 import (
     casequeue_pb2_grpc,
     evidence_pb2,
     evidence_pb2_grpc,
+    helpcenter_pb2,
     helpcenter_pb2_grpc,
     reports_pb2,
     reports_pb2_grpc,
+    tickets_pb2,
 )
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
 from casemesh_gateway import checks
@@ -432,11 +435,65 @@ class QueueGateway(casequeue_pb2_grpc.CaseQueueServiceServicer):
 
 
 class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
-    """The help centre: reading for any signed-in user, editing for admins."""
+    """The help centre: reading for any signed-in user, editing for admins.
+    "Not solved" opens the user's ticket here (one per help session)."""
 
-    def __init__(self, backend: Backend, channel: grpc.aio.Channel) -> None:
+    def __init__(
+        self, backend: Backend, channel: grpc.aio.Channel, tickets: grpc.aio.Channel
+    ) -> None:
         self.backend = backend
         self.stub = helpcenter_pb2_grpc.HelpCenterServiceStub(channel)
+        self.tickets = pb_grpc.TicketServiceStub(tickets)
+
+    ListFlows = route("ListFlows", check=lambda r, v: None)
+    StartFlow = route("StartFlow", check=lambda r, v: None)
+    AnswerFlow = route("AnswerFlow", check=lambda r, v: None)
+    GetHelpFigures = route("GetHelpFigures", agent_only=True, check=lambda r, v: None)
+
+    async def ResolveHelp(
+        self, request: helpcenter_pb2.ResolveHelpRequest, context: Ctx
+    ) -> helpcenter_pb2.ResolveHelpResponse:
+        who = self.backend.identity(context)
+        if not request.solved:
+            # Checked before the answer is recorded: a ticket must be possible.
+            v = Violations()
+            contact = {
+                "email": request.contact.email.strip(),
+                "phone": request.contact.phone.strip(),
+                "channels": [
+                    tickets_pb2.Channel.Name(c).removeprefix("CHANNEL_")
+                    if c in tickets_pb2.Channel.values()
+                    else "?"
+                    for c in request.contact.channels
+                ],
+            }
+            rules.check_contact(v, contact, prefix="contact.")
+            if request.locale not in rules.LOCALES:
+                v.add("locale", f"must be one of {', '.join(rules.LOCALES)}")
+            v.raise_if_any()
+        answer: helpcenter_pb2.ResolveHelpResponse = await self.backend.forward(
+            self.stub.ResolveHelp, request, who, context
+        )
+        if request.solved:
+            return answer
+        session = request.session.rpartition("/")[2]
+        ticket = await self.backend.forward(
+            self.tickets.CreateTicket,
+            tickets_pb2.CreateTicketRequest(
+                request_id=f"help-{session}",
+                ticket=tickets_pb2.Ticket(
+                    category=answer.category,
+                    subject=answer.subject,
+                    description=answer.description,
+                    locale=request.locale,
+                    contact=request.contact,
+                ),
+            ),
+            who,
+            context,
+        )
+        answer.ticket = ticket.name
+        return answer
 
     SearchArticles = route("SearchArticles", check=lambda r, v: None)
     SuggestArticles = route("SuggestArticles", check=lambda r, v: None)

@@ -22,6 +22,7 @@ log = get_logger(__name__)
 async def run(cfg: HelpSettings) -> None:
     async with await psycopg.AsyncConnection.connect(cfg.database_url, autocommit=True) as conn:
         await store.create_schema(conn)
+        await store.create_session_schema(conn)
         seeded = await store.seed(conn)
         if seeded:
             log.info("helpcenter.seeded", articles=seeded)

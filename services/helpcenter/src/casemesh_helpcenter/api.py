@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import uuid
+from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 import grpc
@@ -11,6 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 from casemesh.platform.errors import (
     Aborted,
     AlreadyExists,
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -21,7 +24,7 @@ from casemesh.platform.identity import Identity
 from casemesh.rules import tickets as rules
 from casemesh.v1 import helpcenter_pb2 as pb
 from casemesh.v1 import helpcenter_pb2_grpc as pb_grpc
-from casemesh_helpcenter import store
+from casemesh_helpcenter import flows, store
 from casemesh_helpcenter.search import is_chinese
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
@@ -98,10 +101,28 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
             raise PermissionDenied("editing the help centre needs the admin role")
         return who
 
+    async def _session(
+        self, conn: Any, who: Identity, name: str, locale: str, *, create: bool = True
+    ) -> store.Session:
+        if not name and create:
+            ident = str(uuid.uuid4())
+        else:
+            prefix, _, ident = name.partition("/")
+            try:
+                if prefix != "help-sessions":
+                    raise ValueError(name)
+                ident = str(uuid.UUID(ident))
+            except ValueError:
+                raise InvalidArgument.field("session", "must be help-sessions/{id}") from None
+        found = await store.session(conn, ident, who.subject, locale, create=not name)
+        if found is None:
+            raise NotFound(f"{name} not found")
+        return found
+
     async def SearchArticles(
         self, request: pb.SearchArticlesRequest, context: Ctx
     ) -> pb.SearchArticlesResponse:
-        self._who(context)
+        who = self._who(context)
         query = _query(request.query, "query")
         locale = _locale(request.locale, "zh-CN" if is_chinese(query) else "en")
         if not 0 <= request.page_size <= 50:
@@ -110,12 +131,15 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
         if category and not re.fullmatch(r"[a-z_]+(\.[a-z_]+)?", category):
             raise InvalidArgument.field("category", "must be a category id or group, e.g. account")
         async with self.pool.connection() as conn:
+            session = await self._session(conn, who, request.session, locale)
             found = await store.search(conn, query, locale, category, request.page_size or 10)
+            await store.log_search(conn, session, query, len(found))
         return pb.SearchArticlesResponse(
             results=[
                 pb.SearchResult(article=article_message(v), score=score, snippet=v.body[:120])
                 for v, score in found
-            ]
+            ],
+            session=f"help-sessions/{session.id}",
         )
 
     async def SuggestArticles(
@@ -137,8 +161,14 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
             raise PermissionDenied("earlier versions are for admins")
         async with self.pool.connection() as conn:
             found = await store.get(conn, slug, locale, request.version)
-        if found is None or (not who.is_admin and not found.published):
-            raise NotFound(f"articles/{slug} ({locale}) not found")
+            if found is None or (not who.is_admin and not found.published):
+                raise NotFound(f"articles/{slug} ({locale}) not found")
+            if request.session:
+                session = await self._session(conn, who, request.session, locale, create=False)
+                read = {"slug": slug, "title": found.title, "category": found.category}
+                if read not in session.articles:
+                    session.articles = [*session.articles, read][-20:]
+                    await store.save_session(conn, session)
         return article_message(found)
 
     async def ListHelpCategories(
@@ -246,3 +276,165 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
         if not found:
             raise NotFound(f"articles/{slug} ({locale}) not found")
         return pb.ListArticleVersionsResponse(versions=[article_message(v) for v in found])
+
+    # -- guided flows and deflection ------------------------------------------
+
+    async def ListFlows(self, request: pb.ListFlowsRequest, context: Ctx) -> pb.ListFlowsResponse:
+        self._who(context)
+        locale = _locale(request.locale)
+        return pb.ListFlowsResponse(flows=[_flow_message(fid, locale) for fid in flows.flows()])
+
+    async def StartFlow(self, request: pb.StartFlowRequest, context: Ctx) -> pb.FlowStep:
+        who = self._who(context)
+        locale = _locale(request.locale)
+        prefix, _, fid = request.flow.partition("/")
+        if prefix != "flows" or fid not in flows.flows():
+            raise InvalidArgument.field(
+                "flow", f"must be one of {', '.join('flows/' + f for f in flows.flows())}"
+            )
+        async with self.pool.connection() as conn:
+            session = await self._session(conn, who, request.session, locale)
+            session.flow, session.node = fid, flows.flows()[fid]["start"]
+            session.path = []
+            await store.save_session(conn, session)
+        return _step(session, locale)
+
+    async def AnswerFlow(self, request: pb.AnswerFlowRequest, context: Ctx) -> pb.FlowStep:
+        who = self._who(context)
+        async with self.pool.connection() as conn:
+            session = await self._session(conn, who, request.session, "zh-CN", create=False)
+            if not session.flow or not session.node:
+                raise FailedPrecondition("this session has no question waiting (StartFlow first)")
+            node = flows.flows()[session.flow]["nodes"][session.node]
+            if not 0 <= request.answer < len(node["answers"]):
+                raise InvalidArgument.field(
+                    "answer", f"must be from 0 to {len(node['answers']) - 1}"
+                )
+            chosen = node["answers"][request.answer]
+            session.path = [
+                *session.path,
+                {
+                    "question": flows.text(node["question"], session.locale),
+                    "answer": flows.text(chosen["label"], session.locale),
+                },
+            ]
+            session.node = chosen.get("next", "")
+            ending = None
+            if "article" in chosen:
+                ending = await store.get(conn, chosen["article"], session.locale)
+                if ending is not None:
+                    read = {
+                        "slug": ending.slug,
+                        "title": ending.title,
+                        "category": ending.category,
+                    }
+                    session.articles = [*session.articles, read][-20:]
+            await store.save_session(conn, session)
+        step = _step(session, session.locale)
+        if ending is not None:
+            step.article.CopyFrom(article_message(ending))
+        step.action = chosen.get("action", "")
+        return step
+
+    async def ResolveHelp(
+        self, request: pb.ResolveHelpRequest, context: Ctx
+    ) -> pb.ResolveHelpResponse:
+        """Records the answer; "not solved" returns the ticket to open (the
+        gateway opens it with the user's contact)."""
+        who = self._who(context)
+        async with self.pool.connection() as conn:
+            session = await self._session(conn, who, request.session, "zh-CN", create=False)
+            if request.solved:
+                session = await store.resolve(conn, session, "SOLVED")
+                if session.outcome != "SOLVED":
+                    raise FailedPrecondition("a ticket was already opened for this help session")
+                return pb.ResolveHelpResponse()
+            locale = _locale(request.locale, session.locale)
+            category = _ticket_category(session)
+            subject = (
+                f"自助服务未能解决：{_label(category, 'zh-CN')}"
+                if locale == "zh-CN"
+                else f"Self-service did not solve it: {_label(category, 'en')}"
+            )
+            draft = (category, subject, _what_was_tried(session, locale))
+            session = await store.resolve(conn, session, "NOT_SOLVED", draft)
+        if session.outcome != "NOT_SOLVED":
+            raise FailedPrecondition("this help session was already marked as solved")
+        return pb.ResolveHelpResponse(
+            category=session.ticket_category,
+            subject=session.ticket_subject,
+            description=session.ticket_description,
+        )
+
+    async def GetHelpFigures(
+        self, request: pb.GetHelpFiguresRequest, context: Ctx
+    ) -> pb.HelpFigures:
+        who = self._who(context)
+        if not who.is_agent:
+            raise PermissionDenied("help figures are for agents and admins")
+        start = _when(request.start_time, "start_time") if request.HasField("start_time") else None
+        end = _when(request.end_time, "end_time") if request.HasField("end_time") else None
+        async with self.pool.connection() as conn:
+            f = await store.figures(conn, start, end)
+        outcomes = f["solved"] + f["tickets"]
+        return pb.HelpFigures(
+            searches=f["searches"],
+            zero_result_searches=f["zero_results"],
+            solved=f["solved"],
+            tickets_after_help=f["tickets"],
+            deflection_rate=f["solved"] / outcomes if outcomes else 0.0,
+        )
+
+
+def _when(ts: Any, field: str) -> datetime:
+    try:
+        return ts.ToDatetime(tzinfo=UTC)  # type: ignore[no-any-return]
+    except (ValueError, OverflowError):
+        raise InvalidArgument.field(field, "is not a valid time") from None
+
+
+def _flow_message(fid: str, locale: str) -> pb.Flow:
+    flow = flows.flows()[fid]
+    return pb.Flow(
+        name=f"flows/{fid}", title=flows.text(flow["title"], locale), category=flow["category"]
+    )
+
+
+def _step(session: store.Session, locale: str) -> pb.FlowStep:
+    step = pb.FlowStep(
+        session=f"help-sessions/{session.id}",
+        flow=_flow_message(session.flow, locale),
+        finished=not session.node,
+    )
+    if session.node:
+        node = flows.flows()[session.flow]["nodes"][session.node]
+        step.question = flows.text(node["question"], locale)
+        step.answers.extend(
+            pb.FlowAnswer(label=flows.text(a["label"], locale)) for a in node["answers"]
+        )
+    return step
+
+
+def _ticket_category(session: store.Session) -> str:
+    """The flow's category; else the one the articles read point to most."""
+    if session.flow:
+        return str(flows.flows()[session.flow]["category"])
+    counts: dict[str, int] = {}
+    for read in session.articles:
+        counts[read["category"]] = counts.get(read["category"], 0) + 1
+    return max(counts, key=lambda c: counts[c]) if counts else "other.general"
+
+
+def _what_was_tried(session: store.Session, locale: str) -> str:
+    zh = locale == "zh-CN"
+    lines = ["我在自助服务中心尝试过：" if zh else "What I tried in the self-service centre:"]
+    if session.searches:
+        lines.append(("搜索：" if zh else "Searched: ") + " / ".join(session.searches))
+    for read in session.articles:
+        lines.append(("阅读：" if zh else "Read: ") + f"{read['title']} (articles/{read['slug']})")
+    if session.flow:
+        title = flows.text(flows.flows()[session.flow]["title"], locale)
+        lines.append(("引导流程：" if zh else "Guided flow: ") + title)
+        lines += [f"  {p['question']} → {p['answer']}" for p in session.path]
+    lines.append("仍未解决。" if zh else "It is still not solved.")
+    return "\n".join(lines)

@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from casemesh.platform.logging import get_logger
 from casemesh_helpcenter.search import index_text, query_terms, tsquery
@@ -255,3 +256,137 @@ async def category_counts(conn: psycopg.AsyncConnection[Any], locale: str) -> di
         (locale,),
     )
     return {row[0]: int(row[1]) for row in await cur.fetchall()}
+
+
+SESSIONS = """
+CREATE TABLE IF NOT EXISTS help_sessions (
+    id uuid PRIMARY KEY, user_id text NOT NULL, locale text NOT NULL,
+    flow text NOT NULL DEFAULT '', node text NOT NULL DEFAULT '',
+    path jsonb NOT NULL DEFAULT '[]', searches jsonb NOT NULL DEFAULT '[]',
+    articles jsonb NOT NULL DEFAULT '[]', outcome text NOT NULL DEFAULT '',
+    ticket_category text NOT NULL DEFAULT '', ticket_subject text NOT NULL DEFAULT '',
+    ticket_description text NOT NULL DEFAULT '', created_at timestamptz NOT NULL DEFAULT now(),
+    resolved_at timestamptz);
+CREATE TABLE IF NOT EXISTS help_search_log (
+    id bigserial PRIMARY KEY, session uuid NOT NULL, query text NOT NULL,
+    results int NOT NULL, at timestamptz NOT NULL DEFAULT now());
+CREATE INDEX IF NOT EXISTS help_search_log_at ON help_search_log (at);
+CREATE INDEX IF NOT EXISTS help_sessions_resolved ON help_sessions (resolved_at);
+"""
+
+
+@dataclass
+class Session:
+    id: str
+    user_id: str
+    locale: str
+    flow: str
+    node: str
+    path: list[dict[str, str]]
+    searches: list[str]
+    articles: list[dict[str, str]]
+    outcome: str
+    ticket_category: str
+    ticket_subject: str = ""
+    ticket_description: str = ""
+
+
+async def create_session_schema(conn: psycopg.AsyncConnection[Any]) -> None:
+    await conn.execute(SESSIONS)
+
+
+async def session(
+    conn: psycopg.AsyncConnection[Any], ident: str, user_id: str, locale: str, *, create: bool
+) -> Session | None:
+    """The caller's session (None when it is someone else's or unknown); a
+    new one under `ident` when `create`."""
+    if create:
+        await conn.execute(
+            "INSERT INTO help_sessions (id, user_id, locale) VALUES (%s, %s, %s)"
+            " ON CONFLICT DO NOTHING",
+            (ident, user_id, locale),
+        )
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT id, user_id, locale, flow, node, path, searches, articles, outcome,"
+            " ticket_category, ticket_subject, ticket_description FROM help_sessions"
+            " WHERE id = %s",
+            (ident,),
+        )
+        row = await cur.fetchone()
+    if row is None or row["user_id"] != user_id:
+        return None
+    return Session(**{**row, "id": str(row["id"])})
+
+
+async def save_session(conn: psycopg.AsyncConnection[Any], s: Session) -> None:
+    await conn.execute(
+        "UPDATE help_sessions SET flow = %s, node = %s, path = %s, searches = %s, articles = %s"
+        " WHERE id = %s",
+        (s.flow, s.node, Jsonb(s.path), Jsonb(s.searches), Jsonb(s.articles), s.id),
+    )
+
+
+async def log_search(
+    conn: psycopg.AsyncConnection[Any], s: Session, query: str, results: int
+) -> None:
+    s.searches = [*s.searches, query][-20:]
+    await save_session(conn, s)
+    await conn.execute(
+        "INSERT INTO help_search_log (session, query, results) VALUES (%s, %s, %s)",
+        (s.id, query, results),
+    )
+
+
+async def resolve(
+    conn: psycopg.AsyncConnection[Any],
+    s: Session,
+    outcome: str,
+    ticket: tuple[str, str, str] = ("", "", ""),
+) -> Session:
+    """Records the outcome (and the ticket to open) once: a repeated answer
+    keeps the first, so a retried ticket is the same ticket."""
+    category, subject, description = ticket
+    await conn.execute(
+        "UPDATE help_sessions SET outcome = %s, ticket_category = %s, ticket_subject = %s,"
+        " ticket_description = %s, resolved_at = now() WHERE id = %s AND outcome = ''",
+        (outcome, category, subject, description, s.id),
+    )
+    found = await session(conn, s.id, s.user_id, s.locale, create=False)
+    assert found is not None
+    return found
+
+
+async def figures(
+    conn: psycopg.AsyncConnection[Any], start: datetime | None, end: datetime | None
+) -> dict[str, int]:
+    def period(column: str) -> tuple[str, list[Any]]:
+        clauses, params = [f"{column} IS NOT NULL"], []
+        if start is not None:
+            clauses.append(f"{column} >= %s")
+            params.append(start)
+        if end is not None:
+            clauses.append(f"{column} < %s")
+            params.append(end)
+        return " AND ".join(clauses), params
+
+    where, params = period("at")
+    cur = await conn.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE results = 0) FROM help_search_log WHERE {where}",
+        params,
+    )
+    searches = await cur.fetchone()
+    where, params = period("resolved_at")
+    cur = await conn.execute(
+        "SELECT count(*) FILTER (WHERE outcome = 'SOLVED'),"
+        f" count(*) FILTER (WHERE outcome = 'NOT_SOLVED') FROM help_sessions WHERE {where}",
+        params,
+    )
+    outcomes = await cur.fetchone()
+    assert searches is not None and outcomes is not None
+    return {
+        "searches": searches[0],
+        "zero_results": searches[1],
+        "solved": outcomes[0],
+        "tickets": outcomes[1],
+    }
