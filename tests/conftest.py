@@ -38,6 +38,8 @@ TOPICS = [
     "casemesh.reports.v1",
     "casemesh.notifications.v1",
     "casemesh.casequeue.v1",
+    "casemesh.verification.v1",
+    "casemesh.helpcenter.v1",
 ]
 PARTITIONS = 3
 

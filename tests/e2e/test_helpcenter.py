@@ -4,18 +4,22 @@ keep the old versions for admins; editing is for admins only."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import uuid
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from casemesh.events.v1 import helpcenter_pb2 as hev
 from casemesh.v1 import helpcenter_pb2 as hpb
 from casemesh.v1 import helpcenter_pb2_grpc as hpb_grpc
 from casemesh.v1 import tickets_pb2 as pb
-from tests.conftest import Stack
+from tests.conftest import PARTITIONS, Stack
 from tests.support import Client, wait_until
 
 QUERIES = json.loads((Path(__file__).parent.parent / "helpcenter_queries.json").read_text())
@@ -224,3 +228,121 @@ def test_a_flow_that_does_not_help_opens_a_ticket_with_the_path_and_is_counted(
     with pytest.raises(grpc.RpcError) as info:
         stranger.AnswerFlow(hpb.AnswerFlowRequest(session=step.session, answer=0))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def code_sent_to(stack: Stack, number: str, nth: int) -> str:
+    """The code in the `nth` SMS (1-based) sent to `number`."""
+    texts = wait_until(
+        lambda: (t := [r["text"] for r in stack.sms.to(number)]) and len(t) >= nth and t
+    )
+    found = re.search(r"\b(\d{6})\b", texts[nth - 1])
+    assert found, texts[nth - 1]
+    return found[1]
+
+
+def other(code: str) -> str:
+    return f"{(int(code) + 1) % 10**6:06d}"
+
+
+def test_a_phone_change_needs_both_codes_locks_after_five_wrong_and_codes_expire(
+    stack: Stack,
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    user = Reader(stack, f"phone-{run}")
+    digits = int(run, 16) % 10**7
+    old, new = f"+86138{digits:07d}"[:14], f"+86139{digits:07d}"[:14]
+    change = user.StartPhoneChange(
+        hpb.StartPhoneChangeRequest(old_phone=old, new_phone=new, request_id="c1", locale="en")
+    )
+    assert change.state == hpb.PHONE_CHANGE_STATE_AWAITING_OLD_CODE
+    assert change.old_phone.endswith(old[-4:]) and "****" in change.old_phone
+    again = user.StartPhoneChange(
+        hpb.StartPhoneChangeRequest(old_phone=old, new_phone=new, request_id="c1", locale="en")
+    )
+    assert again.name == change.name  # a retry is the same change, no second code
+    old_code = code_sent_to(stack, old, 1)
+    # A wrong code counts against the change.
+    with pytest.raises(grpc.RpcError) as info:
+        user.ConfirmPhoneChange(
+            hpb.ConfirmPhoneChangeRequest(name=change.name, code=other(old_code))
+        )
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "4 attempts left" in (info.value.details() or "")
+    step = user.ConfirmPhoneChange(hpb.ConfirmPhoneChangeRequest(name=change.name, code=old_code))
+    assert step.state == hpb.PHONE_CHANGE_STATE_AWAITING_NEW_CODE
+    new_code = code_sent_to(stack, new, 1)
+    done = user.ConfirmPhoneChange(hpb.ConfirmPhoneChangeRequest(name=change.name, code=new_code))
+    assert done.state == hpb.PHONE_CHANGE_STATE_VERIFIED
+    assert len(stack.sms.to(old)) == 1 and len(stack.sms.to(new)) == 1
+    verified = wait_until(lambda: verified_requests(stack, change.name), timeout=30)
+    assert (verified[0].old_phone, verified[0].new_phone) == (old, new)
+
+    # Five wrong codes lock the change; the right one no longer works.
+    locked = user.StartPhoneChange(
+        hpb.StartPhoneChangeRequest(old_phone=old, new_phone=new, request_id="c2")
+    )
+    right = code_sent_to(stack, old, 2)
+    for attempt in range(5):
+        with pytest.raises(grpc.RpcError) as info:
+            user.ConfirmPhoneChange(
+                hpb.ConfirmPhoneChangeRequest(name=locked.name, code=other(right))
+            )
+        last = attempt == 4
+        expected = grpc.StatusCode.FAILED_PRECONDITION if last else grpc.StatusCode.INVALID_ARGUMENT
+        assert info.value.code() == expected
+    with pytest.raises(grpc.RpcError) as info:
+        user.ConfirmPhoneChange(hpb.ConfirmPhoneChangeRequest(name=locked.name, code=right))
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "locked" in (info.value.details() or "")
+
+    # An expired code is refused with the reason; a fresh one works.
+    late = user.StartPhoneChange(
+        hpb.StartPhoneChangeRequest(old_phone=old, new_phone=new, request_id="c3")
+    )
+    stale = code_sent_to(stack, old, 3)
+    stack.advance_clock(11 * 60)
+    with pytest.raises(grpc.RpcError) as info:
+        user.ConfirmPhoneChange(hpb.ConfirmPhoneChangeRequest(name=late.name, code=stale))
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "expired" in (info.value.details() or "")
+    user.ResendPhoneChangeCode(hpb.ResendPhoneChangeCodeRequest(name=late.name))
+    fresh = code_sent_to(stack, old, 4)
+    step = user.ConfirmPhoneChange(hpb.ConfirmPhoneChangeRequest(name=late.name, code=fresh))
+    assert step.state == hpb.PHONE_CHANGE_STATE_AWAITING_NEW_CODE
+
+    stranger = Reader(stack, f"stranger-{run}")
+    with pytest.raises(grpc.RpcError) as info:
+        stranger.GetPhoneChange(hpb.GetPhoneChangeRequest(name=late.name))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    for bad in (
+        hpb.StartPhoneChangeRequest(old_phone="138", new_phone=new, request_id="x"),
+        hpb.StartPhoneChangeRequest(old_phone=old, new_phone=old, request_id="x"),
+    ):
+        with pytest.raises(grpc.RpcError) as info:
+            user.StartPhoneChange(bad)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def verified_requests(stack: Stack, name: str) -> list[hev.PhoneChangeVerified]:
+    async def read() -> list[hev.PhoneChangeVerified]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=stack.infra.kafka.bootstrap, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            parts = [TopicPartition("casemesh.helpcenter.v1", p) for p in range(PARTITIONS)]
+            consumer.assign(parts)
+            await consumer.seek_to_beginning(*parts)
+            found = []
+            for _ in range(4):
+                for records in (await consumer.getmany(timeout_ms=300)).values():
+                    found += [
+                        hev.PhoneChangeVerified.FromString(r.value)
+                        for r in records
+                        if r.key.decode() == name
+                    ]
+            return found
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())

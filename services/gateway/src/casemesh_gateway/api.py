@@ -449,6 +449,10 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
     StartFlow = route("StartFlow", check=lambda r, v: None)
     AnswerFlow = route("AnswerFlow", check=lambda r, v: None)
     GetHelpFigures = route("GetHelpFigures", agent_only=True, check=lambda r, v: None)
+    StartPhoneChange = route("StartPhoneChange", check=lambda r, v: None)
+    ConfirmPhoneChange = route("ConfirmPhoneChange", check=lambda r, v: None)
+    ResendPhoneChangeCode = route("ResendPhoneChangeCode", check=lambda r, v: None)
+    GetPhoneChange = route("GetPhoneChange", check=lambda r, v: None)
 
     async def ResolveHelp(
         self, request: helpcenter_pb2.ResolveHelpRequest, context: Ctx

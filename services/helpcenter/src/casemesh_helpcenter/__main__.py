@@ -1,28 +1,46 @@
 """`python -m casemesh_helpcenter serve`: the help centre's gRPC service (it
-loads the starter knowledge base into an empty database)."""
+loads the starter knowledge base into an empty database) and the publishers of
+its verification codes and verified requests."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from casemesh.platform.clock import clock_from_setting
 from casemesh.platform.entrypoint import run_command
 from casemesh.platform.grpcutil import serve
 from casemesh.platform.logging import get_logger
+from casemesh.platform.outbox import Outbox, OutboxPublisher
 from casemesh.v1 import helpcenter_pb2, helpcenter_pb2_grpc
-from casemesh_helpcenter import store
+from casemesh_helpcenter import phone, store
 from casemesh_helpcenter.api import HelpServicer
 from casemesh_helpcenter.settings import HelpSettings
 
 log = get_logger(__name__)
+
+CODES = Outbox(
+    table="verification_outbox",
+    topic="casemesh.verification.v1",
+    source="casemesh/helpcenter",
+    subject_column="request",
+)
+REQUESTS = Outbox(
+    table="help_outbox",
+    topic="casemesh.helpcenter.v1",
+    source="casemesh/helpcenter",
+    subject_column="request",
+)
 
 
 async def run(cfg: HelpSettings) -> None:
     async with await psycopg.AsyncConnection.connect(cfg.database_url, autocommit=True) as conn:
         await store.create_schema(conn)
         await store.create_session_schema(conn)
+        await conn.execute(phone.SCHEMA)
         seeded = await store.seed(conn)
         if seeded:
             log.info("helpcenter.seeded", articles=seeded)
@@ -31,7 +49,17 @@ async def run(cfg: HelpSettings) -> None:
         kwargs={"autocommit": True},
     )  # fmt: skip
     await pool.open()
-    servicer = HelpServicer(pool)
+    stop = asyncio.Event()
+    publishers = [
+        asyncio.create_task(
+            OutboxPublisher(
+                conninfo=cfg.database_url, bootstrap=cfg.kafka_bootstrap, outbox=o, client_id=name
+            ).run(stop),
+            name=name,
+        )
+        for name, o in (("helpcenter-codes", CODES), ("helpcenter-requests", REQUESTS))
+    ]
+    servicer = HelpServicer(pool, clock_from_setting(cfg.clock_offset_file))
     service = helpcenter_pb2.DESCRIPTOR.services_by_name["HelpCenterService"].full_name
     try:
         await serve(
@@ -42,6 +70,8 @@ async def run(cfg: HelpSettings) -> None:
             service_names=[service],
         )
     finally:
+        stop.set()
+        await asyncio.gather(*publishers, return_exceptions=True)
         await pool.close()
 
 

@@ -10,6 +10,7 @@ from typing import Any, TypeAlias
 import grpc
 from psycopg_pool import AsyncConnectionPool
 
+from casemesh.platform.clock import Clock
 from casemesh.platform.errors import (
     Aborted,
     AlreadyExists,
@@ -24,7 +25,7 @@ from casemesh.platform.identity import Identity
 from casemesh.rules import tickets as rules
 from casemesh.v1 import helpcenter_pb2 as pb
 from casemesh.v1 import helpcenter_pb2_grpc as pb_grpc
-from casemesh_helpcenter import flows, store
+from casemesh_helpcenter import flows, phone, store
 from casemesh_helpcenter.search import is_chinese
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
@@ -88,8 +89,9 @@ def _query(text: str, field: str, limit: int = 200) -> str:
 
 
 class HelpServicer(pb_grpc.HelpCenterServiceServicer):
-    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any], clock: Clock) -> None:
         self.pool = pool
+        self.clock = clock
 
     @staticmethod
     def _who(context: Ctx) -> Identity:
@@ -385,6 +387,81 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
             deflection_rate=f["solved"] / outcomes if outcomes else 0.0,
         )
 
+    # -- self-service: phone number change -------------------------------------
+
+    async def StartPhoneChange(
+        self, request: pb.StartPhoneChangeRequest, context: Ctx
+    ) -> pb.PhoneChange:
+        who = self._who(context)
+        v = Violations()
+        old, new = request.old_phone.strip(), request.new_phone.strip()
+        for field, number in (("old_phone", old), ("new_phone", new)):
+            if not rules.E164.match(number):
+                v.add(field, "must be an E.164 number, e.g. +8613800138000")
+        if old and old == new:
+            v.add("new_phone", "must differ from the old number")
+        if not rules.REQUEST_ID.match(request.request_id):
+            v.add("request_id", "must be 1–64 characters of letters, digits, '.', '_', ':' or '-'")
+        locale = request.locale or "zh-CN"
+        if locale not in rules.LOCALES:
+            v.add("locale", f"must be one of {', '.join(rules.LOCALES)}")
+        v.raise_if_any()
+        async with self.pool.connection() as conn:
+            change = await phone.start(
+                conn,
+                user_id=who.subject,
+                request_id=request.request_id,
+                old_phone=old,
+                new_phone=new,
+                locale=locale,
+                now=self.clock.now(),
+            )
+        return _change_message(change)
+
+    def _change_id(self, name: str) -> str:
+        prefix, _, ident = name.partition("/")
+        try:
+            if prefix != "phone-changes":
+                raise ValueError(name)
+            return str(uuid.UUID(ident))
+        except ValueError:
+            raise InvalidArgument.field("name", "must be phone-changes/{id}") from None
+
+    async def ConfirmPhoneChange(
+        self, request: pb.ConfirmPhoneChangeRequest, context: Ctx
+    ) -> pb.PhoneChange:
+        who = self._who(context)
+        ident = self._change_id(request.name)
+        if not re.fullmatch(r"\d{6}", request.code):
+            raise InvalidArgument.field("code", "must be the six digits we sent")
+        async with self.pool.connection() as conn:
+            change = await phone.confirm(conn, who.subject, ident, request.code, self.clock.now())
+        if change is None:
+            raise NotFound(f"{request.name} not found")
+        return _change_message(change)
+
+    async def ResendPhoneChangeCode(
+        self, request: pb.ResendPhoneChangeCodeRequest, context: Ctx
+    ) -> pb.PhoneChange:
+        who = self._who(context)
+        ident = self._change_id(request.name)
+        async with self.pool.connection() as conn:
+            change = await phone.resend(conn, who.subject, ident, self.clock.now())
+        if change is None:
+            raise NotFound(f"{request.name} not found")
+        return _change_message(change)
+
+    async def GetPhoneChange(
+        self, request: pb.GetPhoneChangeRequest, context: Ctx
+    ) -> pb.PhoneChange:
+        who = self._who(context)
+        ident = self._change_id(request.name)
+        async with self.pool.connection() as conn:
+            change = await phone.get(conn, who.subject, ident)
+        if change is None:
+            raise NotFound(f"{request.name} not found")
+        return _change_message(change)
+
 
 def _when(ts: Any, field: str) -> datetime:
     try:
@@ -438,3 +515,20 @@ def _what_was_tried(session: store.Session, locale: str) -> str:
         lines += [f"  {p['question']} → {p['answer']}" for p in session.path]
     lines.append("仍未解决。" if zh else "It is still not solved.")
     return "\n".join(lines)
+
+
+def _mask(number: str) -> str:
+    return number[:-8] + "****" + number[-4:] if len(number) > 8 else "****"
+
+
+def _change_message(c: phone.Change) -> pb.PhoneChange:
+    return pb.PhoneChange(
+        name=c.name,
+        state=pb.PhoneChangeState.Value(f"PHONE_CHANGE_STATE_{c.state}"),
+        old_phone=_mask(c.old_phone),
+        new_phone=_mask(c.new_phone),
+        code_expire_time=to_timestamp(c.code_expires) if c.state.startswith("AWAITING") else None,
+        attempts_left=max(0, phone.MAX_ATTEMPTS - c.attempts),
+        resends_left=phone.resends_left(c) if c.state.startswith("AWAITING") else 0,
+        create_time=to_timestamp(c.created_at),
+    )

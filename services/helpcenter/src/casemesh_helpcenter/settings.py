@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from casemesh.platform.settings import PostgresSettings
+from casemesh.platform.settings import KafkaSettings, PostgresSettings
 
 
-class HelpSettings(PostgresSettings):
+class HelpSettings(PostgresSettings, KafkaSettings):
     service_name: str = "helpcenter"
     grpc_addr: str = "127.0.0.1:50066"
     db_pool_size: int = Field(10, ge=2)
+    # Tests and drills only: a file holding seconds to add to the system time.
+    clock_offset_file: str = ""

@@ -30,6 +30,7 @@ log = get_logger(__name__)
 TICKETS_TOPIC = "casemesh.tickets.v1"
 APPEALS_TOPIC = "casemesh.appeals.v1"
 REPORTS_TOPIC = "casemesh.reports.v1"
+CODES_TOPIC = "casemesh.verification.v1"
 
 
 def build_router(
@@ -41,6 +42,7 @@ def build_router(
         TICKETS_TOPIC,
         APPEALS_TOPIC,
         REPORTS_TOPIC,
+        CODES_TOPIC,
         group_id=group_id,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",

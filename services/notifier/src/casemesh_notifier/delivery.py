@@ -203,7 +203,12 @@ class Delivery:
         return True
 
     async def _sms_not_before(self, job: Job, now: datetime) -> datetime | None:
-        quiet_end = policy.quiet_until(now, self._cfg.sms_quiet_hours, self._cfg.sms_time_zone)
+        # A one-time code is wanted now, at any hour (the rate limit still applies).
+        quiet_end = (
+            None
+            if job.template in policy.URGENT_TEMPLATES
+            else policy.quiet_until(now, self._cfg.sms_quiet_hours, self._cfg.sms_time_zone)
+        )
         if quiet_end is not None:
             return quiet_end
         async with self._pool.connection() as conn:

@@ -24,6 +24,7 @@ from google.protobuf.message import Message
 from psycopg.types.json import Jsonb
 
 from casemesh.events.v1 import appeals_pb2 as aev
+from casemesh.events.v1 import helpcenter_pb2 as hev
 from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.envelope import CloudEvent
@@ -82,6 +83,7 @@ MESSAGES: dict[str, type[Message]] = {
                 rev.ReporterSuspensionLifted,
             ),
         ),
+        ("helpcenter", (hev.VerificationCodeIssued,)),
     )
     for cls in classes
 }
@@ -396,6 +398,8 @@ class Planner:
                 return await self._plan_appeal(conn, event, message, now)
             if event.type.startswith("casemesh.reports."):
                 return await self._plan_report(conn, event, message, now)
+            if isinstance(message, hev.VerificationCodeIssued):
+                return await self._plan_code(conn, event, message, now)
             return await self._plan_ticket(conn, event, message, now)
 
     async def _plan_ticket(
@@ -487,6 +491,29 @@ class Planner:
             parties,
             now,
         )
+
+    async def _plan_code(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        event: CloudEvent,
+        message: hev.VerificationCodeIssued,
+        now: datetime,
+    ) -> list[uuid.UUID]:
+        """A one-time code, by SMS to the number it proves (nobody else's party)."""
+        holder = Party(
+            role="holder",
+            locale=message.locale or "zh-CN",
+            email="",
+            phone=message.phone,
+            channels=["SMS"],
+            subject="",
+            status="",
+        )
+        step = Step("verification.code", message.code, _utc(message.expire_time))
+        return await self._jobs(
+            conn, event, event.subject, event.subject.rpartition("/")[2], {"holder": step},
+            {"holder": holder}, now,
+        )  # fmt: skip
 
     async def _plan_report(
         self, conn: psycopg.AsyncConnection[Any], event: CloudEvent, message: Any, now: datetime

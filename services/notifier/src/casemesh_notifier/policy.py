@@ -14,6 +14,10 @@ def backoff(attempt: int, *, base: float, cap: float, rng: random.Random | None 
     return (rng or random).uniform(ceiling / 2, ceiling)
 
 
+# Messages the recipient is waiting for at that moment: quiet hours do not hold them.
+URGENT_TEMPLATES = frozenset({"verification.code"})
+
+
 def quiet_until(now: datetime, quiet_hours: str, zone: str) -> datetime | None:
     """The end of the quiet period `now` falls in, or None when SMS may go now."""
     if not quiet_hours:

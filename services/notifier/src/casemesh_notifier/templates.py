@@ -449,6 +449,23 @@ TEMPLATES.update(
     }
 )
 
+# One-time codes for self-service actions (SMS only; never in e-mail).
+TEMPLATES.update(
+    {
+        ("verification.code", "zh-CN"): Template(
+            "【验证码】{ref}",
+            "您的验证码是 {text}，{due}前有效。请勿告诉任何人。（{ref}）",
+            "【Casemesh】验证码 {text}，用于更换绑定手机号，{due}前有效，请勿告诉他人。{ref}",
+        ),
+        ("verification.code", "en"): Template(
+            "Your code {ref}",
+            "Your code is {text}, valid until {due}. Never share it. ({ref})",
+            "Casemesh: {text} is your code to change your phone number, valid until {due}. "
+            "Never share it. {ref}",
+        ),
+    }
+)
+
 DEFAULT_LOCALE = "en"
 
 

@@ -40,7 +40,17 @@ NOTIFICATIONS_TOPIC = "casemesh.notifications.v1"
 APPEALS_TOPIC = "casemesh.appeals.v1"
 REPORTS_TOPIC = "casemesh.reports.v1"
 QUEUE_TOPIC = "casemesh.casequeue.v1"
-TOPICS = (TICKETS_TOPIC, APPEALS_TOPIC, REPORTS_TOPIC, NOTIFICATIONS_TOPIC, QUEUE_TOPIC)
+CODES_TOPIC = "casemesh.verification.v1"
+HELP_TOPIC = "casemesh.helpcenter.v1"
+TOPICS = (
+    TICKETS_TOPIC,
+    APPEALS_TOPIC,
+    REPORTS_TOPIC,
+    NOTIFICATIONS_TOPIC,
+    QUEUE_TOPIC,
+    CODES_TOPIC,
+    HELP_TOPIC,
+)
 TOPIC_PARTITIONS = 3
 
 TICKETS_ADDR = "127.0.0.1:50061"
@@ -204,6 +214,8 @@ def service_specs(
             [python, "-m", "casemesh_helpcenter", "serve"],
             {
                 **common,
+                **clock,
+                "CASEMESH_KAFKA_BOOTSTRAP": kafka.bootstrap,
                 "CASEMESH_DATABASE_URL": pg.dsn(HELP_DB),
                 "CASEMESH_GRPC_ADDR": help_addr,
                 "CASEMESH_SERVICE_NAME": "helpcenter",

@@ -1,0 +1,254 @@
+"""Self-service phone-number change: Casemesh verifies, the account system
+owns the account.
+
+A code goes to the old number; once it is confirmed, one goes to the new
+number; once that is confirmed, a verified change request is published for
+the account system. Codes are six digits, kept only as salted hashes, valid
+for ten minutes; five wrong codes lock the change; a code can be re-sent three
+times. Codes travel to the notifier through an outbox (`casemesh.verification.v1`),
+the verified request through another (`casemesh.helpcenter.v1`)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from casemesh.events.v1 import helpcenter_pb2 as hev
+from casemesh.platform.errors import FailedPrecondition, InvalidArgument
+from casemesh.platform.grpcutil import to_timestamp
+
+CODE_TTL = timedelta(minutes=10)
+MAX_ATTEMPTS = 5
+MAX_RESENDS = 3
+NAMESPACE = uuid.UUID("b1a5c0de-4f1e-4c3a-9d2b-7e6f5a4b3c21")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS phone_changes (
+    id uuid PRIMARY KEY, user_id text NOT NULL, request_id text NOT NULL,
+    old_phone text NOT NULL, new_phone text NOT NULL, locale text NOT NULL,
+    state text NOT NULL, salt text NOT NULL, code_hash text NOT NULL,
+    code_expires timestamptz NOT NULL, codes_sent int NOT NULL, attempts int NOT NULL,
+    created_at timestamptz NOT NULL, verified_at timestamptz,
+    UNIQUE (user_id, request_id));
+CREATE TABLE IF NOT EXISTS verification_outbox (
+    id bigserial PRIMARY KEY, event_id text NOT NULL UNIQUE, request text NOT NULL,
+    ce_type text NOT NULL, payload bytea NOT NULL, created_at timestamptz NOT NULL,
+    published_at timestamptz);
+CREATE TABLE IF NOT EXISTS help_outbox (
+    id bigserial PRIMARY KEY, event_id text NOT NULL UNIQUE, request text NOT NULL,
+    ce_type text NOT NULL, payload bytea NOT NULL, created_at timestamptz NOT NULL,
+    published_at timestamptz);
+"""
+
+
+@dataclass
+class Change:
+    id: str
+    user_id: str
+    request_id: str
+    old_phone: str
+    new_phone: str
+    locale: str
+    state: str
+    salt: str
+    code_hash: str
+    code_expires: datetime
+    codes_sent: int
+    attempts: int
+    created_at: datetime
+    verified_at: datetime | None
+
+    @property
+    def name(self) -> str:
+        return f"phone-changes/{self.id}"
+
+
+def _hash(salt: str, code: str) -> str:
+    return hashlib.sha256(f"{salt}:{code}".encode()).hexdigest()
+
+
+async def _load(cur: Any, ident: str) -> Change | None:
+    await cur.execute("SELECT * FROM phone_changes WHERE id = %s FOR UPDATE", (ident,))
+    row = await cur.fetchone()
+    return Change(**{**row, "id": str(row["id"])}) if row else None
+
+
+async def _save(cur: Any, c: Change) -> None:
+    await cur.execute(
+        "UPDATE phone_changes SET state = %s, salt = %s, code_hash = %s, code_expires = %s,"
+        " codes_sent = %s, attempts = %s, verified_at = %s WHERE id = %s",
+        (
+            c.state,
+            c.salt,
+            c.code_hash,
+            c.code_expires,
+            c.codes_sent,
+            c.attempts,
+            c.verified_at,
+            c.id,
+        ),
+    )
+
+
+async def _send_code(cur: Any, c: Change, now: datetime) -> None:
+    """A fresh code for the current step, to the number it proves."""
+    code = f"{secrets.randbelow(10**6):06d}"
+    c.salt = secrets.token_hex(8)
+    c.code_hash = _hash(c.salt, code)
+    c.code_expires = now + CODE_TTL
+    c.codes_sent += 1
+    old_step = c.state == "AWAITING_OLD_CODE"
+    event = hev.VerificationCodeIssued(
+        request=c.name,
+        phone=c.old_phone if old_step else c.new_phone,
+        code=code,
+        locale=c.locale,
+        purpose="phone_change_old" if old_step else "phone_change_new",
+        expire_time=to_timestamp(c.code_expires),
+    )
+    await cur.execute(
+        "INSERT INTO verification_outbox (event_id, request, ce_type, payload, created_at)"
+        " VALUES (%s, %s, %s, %s, %s)",
+        (
+            f"{c.id}:code:{c.codes_sent}",
+            c.name,
+            "casemesh.helpcenter.VerificationCodeIssued.v1",
+            event.SerializeToString(),
+            now,
+        ),
+    )
+    await cur.execute("SELECT pg_notify('verification_outbox', '')")
+
+
+async def start(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    user_id: str,
+    request_id: str,
+    old_phone: str,
+    new_phone: str,
+    locale: str,
+    now: datetime,
+) -> Change:
+    ident = str(uuid.uuid5(NAMESPACE, f"{user_id}\n{request_id}"))
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "INSERT INTO phone_changes (id, user_id, request_id, old_phone, new_phone, locale,"
+            " state, salt, code_hash, code_expires, codes_sent, attempts, created_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, 'AWAITING_OLD_CODE', '', '', %s, 0, 0, %s)"
+            " ON CONFLICT DO NOTHING",
+            (ident, user_id, request_id, old_phone, new_phone, locale, now, now),
+        )
+        created = cur.rowcount == 1
+        change = await _load(cur, ident)
+        assert change is not None
+        if (change.old_phone, change.new_phone) != (old_phone, new_phone):
+            raise InvalidArgument.field("request_id", "was used for a change between other numbers")
+        if created:
+            await _send_code(cur, change, now)
+            await _save(cur, change)
+    return change
+
+
+async def get(conn: psycopg.AsyncConnection[Any], user_id: str, ident: str) -> Change | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("SELECT * FROM phone_changes WHERE id = %s", (ident,))
+        row = await cur.fetchone()
+    if row is None or row["user_id"] != user_id:
+        return None
+    return Change(**{**row, "id": str(row["id"])})
+
+
+def resends_left(c: Change) -> int:
+    """Codes per change: one per number and three more (one kept for the new number)."""
+    reserved = 1 if c.state == "AWAITING_OLD_CODE" else 0
+    return max(0, 2 + MAX_RESENDS - c.codes_sent - reserved)
+
+
+def _require_open(c: Change) -> None:
+    if c.state == "LOCKED":
+        raise FailedPrecondition(
+            f"this change is locked after {MAX_ATTEMPTS} wrong codes; start a new one",
+            reason="PHONE_CHANGE_LOCKED",
+        )
+    if c.state == "VERIFIED":
+        raise FailedPrecondition("this change is already verified")
+
+
+async def confirm(
+    conn: psycopg.AsyncConnection[Any], user_id: str, ident: str, code: str, now: datetime
+) -> Change | None:
+    """The change after a code, or None if it is not the caller's. A wrong code
+    is INVALID_ARGUMENT (with the attempts left) and counts; the fifth locks."""
+    wrong: str | None = None
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        c = await _load(cur, ident)
+        if c is None or c.user_id != user_id:
+            return None
+        _require_open(c)
+        if now >= c.code_expires:
+            raise FailedPrecondition(
+                f"the code expired at {c.code_expires.isoformat(timespec='minutes')};"
+                " ask for a new one (ResendPhoneChangeCode)",
+                reason="CODE_EXPIRED",
+                metadata={"expired_at": c.code_expires.isoformat()},
+            )
+        if not hmac.compare_digest(_hash(c.salt, code), c.code_hash):
+            c.attempts += 1
+            if c.attempts >= MAX_ATTEMPTS:
+                c.state = "LOCKED"
+            else:
+                wrong = f"is not the code we sent; {MAX_ATTEMPTS - c.attempts} attempts left"
+        elif c.state == "AWAITING_OLD_CODE":
+            c.state = "AWAITING_NEW_CODE"
+            await _send_code(cur, c, now)
+        else:
+            c.state, c.verified_at = "VERIFIED", now
+            event = hev.PhoneChangeVerified(
+                request=c.name,
+                user_id=c.user_id,
+                old_phone=c.old_phone,
+                new_phone=c.new_phone,
+                verify_time=to_timestamp(now),
+            )
+            await cur.execute(
+                "INSERT INTO help_outbox (event_id, request, ce_type, payload, created_at)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                (
+                    f"{c.id}:verified",
+                    c.name,
+                    "casemesh.helpcenter.PhoneChangeVerified.v1",
+                    event.SerializeToString(),
+                    now,
+                ),
+            )
+            await cur.execute("SELECT pg_notify('help_outbox', '')")
+        await _save(cur, c)
+    if c.state == "LOCKED":
+        _require_open(c)
+    if wrong is not None:
+        raise InvalidArgument.field("code", wrong)
+    return c
+
+
+async def resend(
+    conn: psycopg.AsyncConnection[Any], user_id: str, ident: str, now: datetime
+) -> Change | None:
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        c = await _load(cur, ident)
+        if c is None or c.user_id != user_id:
+            return None
+        _require_open(c)
+        if resends_left(c) <= 0:
+            raise FailedPrecondition("no more codes can be sent for this change; start a new one")
+        await _send_code(cur, c, now)
+        await _save(cur, c)
+    return c
