@@ -346,3 +346,30 @@ def verified_requests(stack: Stack, name: str) -> list[hev.PhoneChangeVerified]:
             await consumer.stop()
 
     return asyncio.run(read())
+
+
+def test_recommendations_come_from_open_tickets_and_recent_searches(stack: Stack) -> None:
+    run = uuid.uuid4().hex[:6]
+    user = Reader(stack, f"recommend-{run}")
+    email = f"recommend-{run}@example.com"
+    nothing = user.RecommendArticles(hpb.RecommendArticlesRequest(locale="en"))
+    assert not nothing.articles  # nothing known about this user yet
+    user.client.CreateTicket(
+        pb.CreateTicketRequest(
+            request_id=uuid.uuid4().hex,
+            ticket=pb.Ticket(
+                category="ads.delivery_data",
+                subject="广告没有曝光",
+                description="昨天开始没有展示",
+                locale="zh-CN",
+                contact=pb.Contact(email=email, channels=[pb.CHANNEL_EMAIL]),
+            ),
+        )
+    )
+    searched = user.SearchArticles(hpb.SearchArticlesRequest(query="forgot my password"))
+    found = user.RecommendArticles(
+        hpb.RecommendArticlesRequest(locale="en", session=searched.session)
+    )
+    categories = [a.category for a in found.articles]
+    assert "account.password" in categories and "ads.delivery_data" in categories
+    assert len(found.articles) <= 8 and len(set(a.name for a in found.articles)) == len(categories)

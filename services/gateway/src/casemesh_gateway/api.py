@@ -449,6 +449,33 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
     StartFlow = route("StartFlow", check=lambda r, v: None)
     AnswerFlow = route("AnswerFlow", check=lambda r, v: None)
     GetHelpFigures = route("GetHelpFigures", agent_only=True, check=lambda r, v: None)
+
+    async def RecommendArticles(
+        self, request: helpcenter_pb2.RecommendArticlesRequest, context: Ctx
+    ) -> helpcenter_pb2.RecommendArticlesResponse:
+        """Adds the categories of the caller's open tickets (theirs alone)."""
+        who = self.backend.identity(context)
+        mine = await self.backend.forward(
+            self.tickets.ListTickets,
+            tickets_pb2.ListTicketsRequest(
+                page_size=50,
+                statuses=[
+                    tickets_pb2.TICKET_STATUS_NEW,
+                    tickets_pb2.TICKET_STATUS_OPEN,
+                    tickets_pb2.TICKET_STATUS_PENDING,
+                    tickets_pb2.TICKET_STATUS_ON_HOLD,
+                ],
+            ),
+            who,
+            context,
+        )
+        del request.categories[:]
+        request.categories.extend(dict.fromkeys(t.category for t in mine.tickets))
+        answer: helpcenter_pb2.RecommendArticlesResponse = await self.backend.forward(
+            self.stub.RecommendArticles, request, who, context
+        )
+        return answer
+
     StartPhoneChange = route("StartPhoneChange", check=lambda r, v: None)
     ConfirmPhoneChange = route("ConfirmPhoneChange", check=lambda r, v: None)
     ResendPhoneChangeCode = route("ResendPhoneChangeCode", check=lambda r, v: None)

@@ -462,6 +462,28 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
             raise NotFound(f"{request.name} not found")
         return _change_message(change)
 
+    async def RecommendArticles(
+        self, request: pb.RecommendArticlesRequest, context: Ctx
+    ) -> pb.RecommendArticlesResponse:
+        """What the caller's recent searches found, then articles in the
+        categories of their open tickets; eight at most, each once."""
+        who = self._who(context)
+        locale = _locale(request.locale)
+        categories = [c for c in request.categories if c in rules.BY_ID][:10]
+        picked: dict[str, store.Version] = {}
+        async with self.pool.connection() as conn:
+            if request.session:
+                session = await self._session(conn, who, request.session, locale, create=False)
+                for query in reversed(session.searches[-3:]):
+                    for v, _ in await store.search(conn, query, locale, "", 2):
+                        picked.setdefault(v.slug, v)
+            for category in categories:
+                for v in await store.in_category(conn, category, locale, 3):
+                    picked.setdefault(v.slug, v)
+        return pb.RecommendArticlesResponse(
+            articles=[article_message(v) for v in list(picked.values())[:8]]
+        )
+
 
 def _when(ts: Any, field: str) -> datetime:
     try:

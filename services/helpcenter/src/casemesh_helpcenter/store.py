@@ -390,3 +390,14 @@ async def figures(
         "solved": outcomes[0],
         "tickets": outcomes[1],
     }
+
+
+async def in_category(
+    conn: psycopg.AsyncConnection[Any], category: str, locale: str, limit: int
+) -> list[Version]:
+    cur = await conn.execute(
+        "SELECT slug FROM help_search WHERE locale = %s AND category = %s ORDER BY slug LIMIT %s",
+        (locale, category, limit),
+    )
+    slugs = [row[0] for row in await cur.fetchall()]
+    return [v for s in slugs if (v := await get(conn, s, locale)) is not None]
