@@ -599,6 +599,15 @@ def test_an_upheld_appeal_lifts_the_restrictions_and_everyone_hears_it_once(
             )
         )
 
+    # "Why is my account restricted": the decision, its reasons and how to appeal.
+    mine = wait_until(
+        lambda: uploader.ListMyRestrictions(rpb.ListMyRestrictionsRequest()).report_cases,
+        timeout=30,
+    )
+    assert [c.name for c in mine] == [case]
+    assert mine[0].decision.incompatible_content_ground and mine[0].decision.redress
+    assert mine[0].decision.appeal_deadline.seconds > 0 and not mine[0].reports
+    assert not stranger.ListMyRestrictions(rpb.ListMyRestrictionsRequest()).report_cases
     err = rejected(lambda: appeal_by(stranger, f"{stranger.user}@example.com"))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "appeal.appeal_of" in fields(err)
@@ -628,6 +637,7 @@ def test_an_upheld_appeal_lifts_the_restrictions_and_everyone_hears_it_once(
         timeout=30,
     )
     assert reversed_case.appeals == [appeal.name]
+    assert not uploader.ListMyRestrictions(rpb.ListMyRestrictionsRequest()).report_cases
     mine = reporter.GetReport(rpb.GetReportRequest(name=report.name))
     assert mine.state == rpb.REPORT_STATE_REVERSED and mine.outcome.reversed
     wait_until(lambda: reports_mail(stack, up_email, "report.restriction_lifted"), timeout=30)

@@ -404,6 +404,7 @@ class ReportGateway(reports_pb2_grpc.ReportServiceServicer):
     RemoveTrustedFlagger = route("RemoveTrustedFlagger", agent_only=True, check=lambda r, v: None)
     ListTrustedFlaggers = route("ListTrustedFlaggers", agent_only=True, check=lambda r, v: None)
     GetTransparencyReport = route("GetTransparencyReport", agent_only=True, check=lambda r, v: None)
+    ListMyRestrictions = route("ListMyRestrictions", check=lambda r, v: None)
 
 
 class QueueGateway(casequeue_pb2_grpc.CaseQueueServiceServicer):

@@ -499,6 +499,18 @@ class ReportServicer(ApplicationServicer, pb_grpc.ReportServiceServicer):
         rows = await self._call(self.app.list_flaggers, self._who(context))
         return pb.ListTrustedFlaggersResponse(flaggers=[_flagger_message(f) for f in rows])
 
+    async def ListMyRestrictions(
+        self, request: pb.ListMyRestrictionsRequest, context: Ctx
+    ) -> pb.ListReportCasesResponse:
+        who = self._who(context)
+        docs = await self._call(self.app.my_restrictions, who)
+        return pb.ListReportCasesResponse(
+            report_cases=[
+                for_viewer(json_format.ParseDict(d["case"], pb.ReportCase()), who, set())
+                for d in docs
+            ]
+        )
+
     async def GetTransparencyReport(
         self, request: pb.GetTransparencyReportRequest, context: Ctx
     ) -> pb.TransparencyReport:

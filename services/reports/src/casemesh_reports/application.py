@@ -596,6 +596,10 @@ class Reports(TracedApplication):
             )
         return Page(docs, token)
 
+    def my_restrictions(self, who: Identity) -> list[dict[str, Any]]:
+        self._caught_up()
+        return self.view.restricting(who.subject)
+
     def transparency(
         self, who: Identity, start: datetime | None, end: datetime | None
     ) -> dict[str, Any]:

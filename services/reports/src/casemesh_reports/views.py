@@ -33,6 +33,9 @@ SCHEMA = [
     " case_id uuid PRIMARY KEY, lane text NOT NULL, rank_time timestamptz NOT NULL,"
     " base_priority double precision NOT NULL, first_report_time timestamptz NOT NULL,"
     " state text NOT NULL, category text NOT NULL, version int NOT NULL, doc jsonb NOT NULL)",
+    "ALTER TABLE report_queue ADD COLUMN IF NOT EXISTS uploader text NOT NULL DEFAULT ''",
+    "CREATE INDEX IF NOT EXISTS report_queue_uploader ON report_queue (uploader)"
+    " WHERE uploader <> ''",
     "CREATE INDEX IF NOT EXISTS report_queue_order"
     " ON report_queue (state, lane, rank_time, case_id)",
     "CREATE TABLE IF NOT EXISTS report_facts ("
@@ -119,11 +122,11 @@ class ReportsView(PostgresTrackingRecorder):
     def _case(self, curs: Any, c: ReportCase, doc: dict[str, Any]) -> None:
         curs.execute(
             "INSERT INTO report_queue (case_id, lane, rank_time, base_priority,"
-            " first_report_time, state, category, version, doc)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " first_report_time, state, category, version, doc, uploader)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (case_id) DO UPDATE SET rank_time = EXCLUDED.rank_time,"
             " base_priority = EXCLUDED.base_priority, state = EXCLUDED.state,"
-            " version = EXCLUDED.version, doc = EXCLUDED.doc"
+            " version = EXCLUDED.version, doc = EXCLUDED.doc, uploader = EXCLUDED.uploader"
             " WHERE report_queue.version < EXCLUDED.version",
             (
                 c.id,
@@ -135,6 +138,7 @@ class ReportsView(PostgresTrackingRecorder):
                 c.category,
                 c.version,
                 Jsonb(doc),
+                (c.uploader or {}).get("user_id", "") if c.in_effect else "",
             ),
         )
         # A fact is first seen at the version of the event that made it.
@@ -220,6 +224,14 @@ class ReportsView(PostgresTrackingRecorder):
             " ORDER BY lane <> 'CHILD_SAFETY', rank_time, case_id LIMIT %s"
         )
         return self._docs(query, [*params, limit])
+
+    def restricting(self, user_id: str) -> list[dict[str, Any]]:
+        """Cases whose restrictions on `user_id` are in effect, newest first."""
+        return self._docs(
+            "SELECT doc FROM report_queue WHERE uploader = %s"
+            " ORDER BY doc->'case'->>'decideTime' DESC LIMIT 100",
+            [user_id],
+        )
 
     def flaggers(self) -> list[dict[str, Any]]:
         with self.datastore.transaction(commit=False) as curs:
