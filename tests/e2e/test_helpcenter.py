@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -274,6 +275,11 @@ def test_a_phone_change_needs_both_codes_locks_after_five_wrong_and_codes_expire
     done = user.ConfirmPhoneChange(hpb.ConfirmPhoneChangeRequest(name=change.name, code=new_code))
     assert done.state == hpb.PHONE_CHANGE_STATE_VERIFIED
     assert len(stack.sms.to(old)) == 1 and len(stack.sms.to(new)) == 1
+    with psycopg.connect(stack.notifier_dsn) as conn:
+        kept = conn.execute(
+            "SELECT body FROM notification_jobs WHERE recipient = %s AND status = 'sent'", (old,)
+        ).fetchall()
+    assert kept == [("",)]  # a delivered code is not kept
     verified = wait_until(lambda: verified_requests(stack, change.name), timeout=30)
     assert (verified[0].old_phone, verified[0].new_phone) == (old, new)
 

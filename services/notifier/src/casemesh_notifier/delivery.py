@@ -248,6 +248,12 @@ class Delivery:
             if cur.rowcount == 0:
                 log.warning("notification.claim_lost", job_id=job.id, outcome="delivered")
                 return
+            if job.template in policy.SECRET_TEMPLATES:
+                # Delivered: a one-time code is kept no longer than needed.
+                await conn.execute(
+                    "UPDATE notification_jobs SET body = '', params = '{}' WHERE id = %s",
+                    (job.id,),
+                )
             await record_outcome(
                 conn,
                 job,

@@ -16,6 +16,8 @@ def backoff(attempt: int, *, base: float, cap: float, rng: random.Random | None 
 
 # Messages the recipient is waiting for at that moment: quiet hours do not hold them.
 URGENT_TEMPLATES = frozenset({"verification.code"})
+# Messages carrying a secret: their text is erased once delivered.
+SECRET_TEMPLATES = frozenset({"verification.code"})
 
 
 def quiet_until(now: datetime, quiet_hours: str, zone: str) -> datetime | None:
