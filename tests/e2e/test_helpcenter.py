@@ -271,6 +271,9 @@ def test_a_phone_change_needs_both_codes_locks_after_five_wrong_and_codes_expire
     assert "4 attempts left" in (info.value.details() or "")
     step = user.ConfirmPhoneChange(hpb.ConfirmPhoneChangeRequest(name=change.name, code=old_code))
     assert step.state == hpb.PHONE_CHANGE_STATE_AWAITING_NEW_CODE
+    # A repeated confirmation (a double tap) is answered, not counted.
+    tapped = user.ConfirmPhoneChange(hpb.ConfirmPhoneChangeRequest(name=change.name, code=old_code))
+    assert tapped.state == step.state and tapped.attempts_left == step.attempts_left
     new_code = code_sent_to(stack, new, 1)
     done = user.ConfirmPhoneChange(hpb.ConfirmPhoneChangeRequest(name=change.name, code=new_code))
     assert done.state == hpb.PHONE_CHANGE_STATE_VERIFIED
@@ -315,6 +318,15 @@ def test_a_phone_change_needs_both_codes_locks_after_five_wrong_and_codes_expire
     fresh = code_sent_to(stack, old, 4)
     step = user.ConfirmPhoneChange(hpb.ConfirmPhoneChangeRequest(name=late.name, code=fresh))
     assert step.state == hpb.PHONE_CHANGE_STATE_AWAITING_NEW_CODE
+    with pytest.raises(grpc.RpcError) as info:
+        user.ConfirmPhoneChange(hpb.ConfirmPhoneChangeRequest(name=late.name, code="１２３４５６"))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # Codes to one number are limited: a fourth change within the hour is refused.
+    with pytest.raises(grpc.RpcError) as info:
+        user.StartPhoneChange(
+            hpb.StartPhoneChangeRequest(old_phone=old, new_phone=new, request_id="c4")
+        )
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
     stranger = Reader(stack, f"stranger-{run}")
     with pytest.raises(grpc.RpcError) as info:

@@ -456,6 +456,12 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
     ) -> helpcenter_pb2.RecommendArticlesResponse:
         """Adds the categories of the caller's open tickets (theirs alone)."""
         who = self.backend.identity(context)
+        del request.categories[:]
+        if who.is_agent:  # an agent's ticket list is everyone's: not theirs to go by
+            for_agent: helpcenter_pb2.RecommendArticlesResponse = await self.backend.forward(
+                self.stub.RecommendArticles, request, who, context
+            )
+            return for_agent
         mine = await self.backend.forward(
             self.tickets.ListTickets,
             tickets_pb2.ListTicketsRequest(
@@ -470,7 +476,6 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
             who,
             context,
         )
-        del request.categories[:]
         request.categories.extend(dict.fromkeys(t.category for t in mine.tickets))
         answer: helpcenter_pb2.RecommendArticlesResponse = await self.backend.forward(
             self.stub.RecommendArticles, request, who, context
@@ -508,7 +513,9 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
         )
         if request.solved:
             return answer
-        session = request.session.rpartition("/")[2]
+        # The help centre accepted the name, so it holds a UUID; its one spelling
+        # makes the ticket one per session, however the client wrote it.
+        session = str(uuid.UUID(request.session.rpartition("/")[2]))
         ticket = await self.backend.forward(
             self.tickets.CreateTicket,
             tickets_pb2.CreateTicketRequest(

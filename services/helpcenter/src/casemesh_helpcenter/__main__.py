@@ -27,6 +27,7 @@ CODES = Outbox(
     topic="casemesh.verification.v1",
     source="casemesh/helpcenter",
     subject_column="request",
+    erase_published=True,
 )
 REQUESTS = Outbox(
     table="help_outbox",
@@ -41,6 +42,10 @@ async def run(cfg: HelpSettings) -> None:
         await store.create_schema(conn)
         await store.create_session_schema(conn)
         await conn.execute(phone.SCHEMA)
+        await conn.execute(
+            "ALTER TABLE phone_changes ADD COLUMN IF NOT EXISTS prev_salt text NOT NULL DEFAULT '',"
+            " ADD COLUMN IF NOT EXISTS prev_hash text NOT NULL DEFAULT ''"
+        )
         seeded = await store.seed(conn)
         if seeded:
             log.info("helpcenter.seeded", articles=seeded)

@@ -30,7 +30,7 @@ from casemesh_helpcenter.search import is_chinese
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
 
-SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,79}$")
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,79}\Z")
 GROUPS = {
     "account": ("账号问题", "Account problems"),
     "content": ("内容问题", "Content problems"),
@@ -168,9 +168,7 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
             if request.session:
                 session = await self._session(conn, who, request.session, locale, create=False)
                 read = {"slug": slug, "title": found.title, "category": found.category}
-                if read not in session.articles:
-                    session.articles = [*session.articles, read][-20:]
-                    await store.save_session(conn, session)
+                await store.add_read(conn, session, read)
         return article_message(found)
 
     async def ListHelpCategories(
@@ -305,33 +303,34 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
         who = self._who(context)
         async with self.pool.connection() as conn:
             session = await self._session(conn, who, request.session, "zh-CN", create=False)
-            if not session.flow or not session.node:
+            node = flows.flows().get(session.flow, {}).get("nodes", {}).get(session.node)
+            if node is None:
                 raise FailedPrecondition("this session has no question waiting (StartFlow first)")
-            node = flows.flows()[session.flow]["nodes"][session.node]
             if not 0 <= request.answer < len(node["answers"]):
                 raise InvalidArgument.field(
                     "answer", f"must be from 0 to {len(node['answers']) - 1}"
                 )
             chosen = node["answers"][request.answer]
-            session.path = [
-                *session.path,
-                {
-                    "question": flows.text(node["question"], session.locale),
-                    "answer": flows.text(chosen["label"], session.locale),
-                },
-            ]
-            session.node = chosen.get("next", "")
+            step_taken = {
+                "question": flows.text(node["question"], session.locale),
+                "answer": flows.text(chosen["label"], session.locale),
+            }
             ending = None
+            read = None
             if "article" in chosen:
-                ending = await store.get(conn, chosen["article"], session.locale)
+                ending = await store.published(conn, chosen["article"], session.locale)
                 if ending is not None:
                     read = {
                         "slug": ending.slug,
                         "title": ending.title,
                         "category": ending.category,
                     }
-                    session.articles = [*session.articles, read][-20:]
-            await store.save_session(conn, session)
+            moved = await store.answer(
+                conn, session, node=chosen.get("next", ""), step=step_taken, read=read
+            )
+            if not moved:
+                raise Aborted("this question was already answered; read the session again")
+            session.node = chosen.get("next", "")
         step = _step(session, session.locale)
         if ending is not None:
             step.article.CopyFrom(article_message(ending))
@@ -347,6 +346,10 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
         async with self.pool.connection() as conn:
             session = await self._session(conn, who, request.session, "zh-CN", create=False)
             if request.solved:
+                if not (session.searches or session.articles or session.flow):
+                    raise FailedPrecondition(
+                        "nothing was searched, read or followed in this session"
+                    )
                 session = await store.resolve(conn, session, "SOLVED")
                 if session.outcome != "SOLVED":
                     raise FailedPrecondition("a ticket was already opened for this help session")
@@ -432,7 +435,7 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
     ) -> pb.PhoneChange:
         who = self._who(context)
         ident = self._change_id(request.name)
-        if not re.fullmatch(r"\d{6}", request.code):
+        if not re.fullmatch(r"[0-9]{6}", request.code):
             raise InvalidArgument.field("code", "must be the six digits we sent")
         async with self.pool.connection() as conn:
             change = await phone.confirm(conn, who.subject, ident, request.code, self.clock.now())
@@ -493,7 +496,9 @@ def _when(ts: Any, field: str) -> datetime:
 
 
 def _flow_message(fid: str, locale: str) -> pb.Flow:
-    flow = flows.flows()[fid]
+    flow = flows.flows().get(fid)
+    if flow is None:  # a flow since removed from the content
+        return pb.Flow(name=f"flows/{fid}")
     return pb.Flow(
         name=f"flows/{fid}", title=flows.text(flow["title"], locale), category=flow["category"]
     )
@@ -505,8 +510,8 @@ def _step(session: store.Session, locale: str) -> pb.FlowStep:
         flow=_flow_message(session.flow, locale),
         finished=not session.node,
     )
-    if session.node:
-        node = flows.flows()[session.flow]["nodes"][session.node]
+    node = flows.flows().get(session.flow, {}).get("nodes", {}).get(session.node)
+    if node is not None:
         step.question = flows.text(node["question"], locale)
         step.answers.extend(
             pb.FlowAnswer(label=flows.text(a["label"], locale)) for a in node["answers"]
@@ -516,7 +521,7 @@ def _step(session: store.Session, locale: str) -> pb.FlowStep:
 
 def _ticket_category(session: store.Session) -> str:
     """The flow's category; else the one the articles read point to most."""
-    if session.flow:
+    if session.flow in flows.flows():
         return str(flows.flows()[session.flow]["category"])
     counts: dict[str, int] = {}
     for read in session.articles:
@@ -531,7 +536,7 @@ def _what_was_tried(session: store.Session, locale: str) -> str:
         lines.append(("搜索：" if zh else "Searched: ") + " / ".join(session.searches))
     for read in session.articles:
         lines.append(("阅读：" if zh else "Read: ") + f"{read['title']} (articles/{read['slug']})")
-    if session.flow:
+    if session.flow in flows.flows():
         title = flows.text(flows.flows()[session.flow]["title"], locale)
         lines.append(("引导流程：" if zh else "Guided flow: ") + title)
         lines += [f"  {p['question']} → {p['answer']}" for p in session.path]

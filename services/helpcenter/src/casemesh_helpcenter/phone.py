@@ -3,10 +3,15 @@ owns the account.
 
 A code goes to the old number; once it is confirmed, one goes to the new
 number; once that is confirmed, a verified change request is published for
-the account system. Codes are six digits, kept only as salted hashes, valid
-for ten minutes; five wrong codes lock the change; a code can be re-sent three
-times. Codes travel to the notifier through an outbox (`casemesh.verification.v1`),
-the verified request through another (`casemesh.helpcenter.v1`)."""
+the account system, which must check the old number is the account's (the
+old-number step proves the user holds that number, not that it is theirs on
+the account). Codes are six digits, kept here as salted hashes (the outbox
+row that carries one to the notifier is erased once published), valid for ten
+minutes; five wrong codes lock the change; a code can be re-sent three times;
+a change lasts an hour; a new one supersedes the user's unfinished ones; and
+new changes are limited per user and per number. Codes travel to the notifier
+through an outbox (`casemesh.verification.v1`), the verified request through
+another (`casemesh.helpcenter.v1`)."""
 
 from __future__ import annotations
 
@@ -22,12 +27,18 @@ import psycopg
 from psycopg.rows import dict_row
 
 from casemesh.events.v1 import helpcenter_pb2 as hev
-from casemesh.platform.errors import FailedPrecondition, InvalidArgument
+from casemesh.platform.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from casemesh.platform.grpcutil import to_timestamp
 
 CODE_TTL = timedelta(minutes=10)
 MAX_ATTEMPTS = 5
 MAX_RESENDS = 3
+# A change not finished within this time is over; start again.
+CHANGE_TTL = timedelta(hours=1)
+# Against SMS flooding and guessing across changes: new changes per user per
+# day, and per number (old or new) per hour.
+CHANGES_PER_USER_PER_DAY = 5
+CHANGES_PER_NUMBER_PER_HOUR = 3
 NAMESPACE = uuid.UUID("b1a5c0de-4f1e-4c3a-9d2b-7e6f5a4b3c21")
 
 SCHEMA = """
@@ -35,6 +46,7 @@ CREATE TABLE IF NOT EXISTS phone_changes (
     id uuid PRIMARY KEY, user_id text NOT NULL, request_id text NOT NULL,
     old_phone text NOT NULL, new_phone text NOT NULL, locale text NOT NULL,
     state text NOT NULL, salt text NOT NULL, code_hash text NOT NULL,
+    prev_salt text NOT NULL DEFAULT '', prev_hash text NOT NULL DEFAULT '',
     code_expires timestamptz NOT NULL, codes_sent int NOT NULL, attempts int NOT NULL,
     created_at timestamptz NOT NULL, verified_at timestamptz,
     UNIQUE (user_id, request_id));
@@ -65,6 +77,8 @@ class Change:
     attempts: int
     created_at: datetime
     verified_at: datetime | None
+    prev_salt: str = ""
+    prev_hash: str = ""
 
     @property
     def name(self) -> str:
@@ -84,7 +98,8 @@ async def _load(cur: Any, ident: str) -> Change | None:
 async def _save(cur: Any, c: Change) -> None:
     await cur.execute(
         "UPDATE phone_changes SET state = %s, salt = %s, code_hash = %s, code_expires = %s,"
-        " codes_sent = %s, attempts = %s, verified_at = %s WHERE id = %s",
+        " codes_sent = %s, attempts = %s, verified_at = %s, prev_salt = %s, prev_hash = %s"
+        " WHERE id = %s",
         (
             c.state,
             c.salt,
@@ -93,6 +108,8 @@ async def _save(cur: Any, c: Change) -> None:
             c.codes_sent,
             c.attempts,
             c.verified_at,
+            c.prev_salt,
+            c.prev_hash,
             c.id,
         ),
     )
@@ -140,6 +157,11 @@ async def start(
 ) -> Change:
     ident = str(uuid.uuid5(NAMESPACE, f"{user_id}\n{request_id}"))
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        # One user's changes are serialised: the limits below cannot be raced.
+        await cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"phone:{user_id}",))
+        await cur.execute("SELECT 1 FROM phone_changes WHERE id = %s", (ident,))
+        if await cur.fetchone() is None:
+            await _check_limits(cur, user_id, (old_phone, new_phone), now)
         await cur.execute(
             "INSERT INTO phone_changes (id, user_id, request_id, old_phone, new_phone, locale,"
             " state, salt, code_hash, code_expires, codes_sent, attempts, created_at)"
@@ -153,9 +175,33 @@ async def start(
         if (change.old_phone, change.new_phone) != (old_phone, new_phone):
             raise InvalidArgument.field("request_id", "was used for a change between other numbers")
         if created:
+            # A new change ends the user's earlier unfinished ones.
+            await cur.execute(
+                "UPDATE phone_changes SET state = 'SUPERSEDED' WHERE user_id = %s AND id <> %s"
+                " AND state IN ('AWAITING_OLD_CODE', 'AWAITING_NEW_CODE')",
+                (user_id, ident),
+            )
             await _send_code(cur, change, now)
             await _save(cur, change)
     return change
+
+
+async def _check_limits(cur: Any, user_id: str, numbers: tuple[str, str], now: datetime) -> None:
+    await cur.execute(
+        "SELECT count(*) AS n FROM phone_changes WHERE user_id = %s AND created_at > %s",
+        (user_id, now - timedelta(days=1)),
+    )
+    if (await cur.fetchone())["n"] >= CHANGES_PER_USER_PER_DAY:
+        raise ResourceExhausted(
+            f"at most {CHANGES_PER_USER_PER_DAY} phone changes a day; try again tomorrow"
+        )
+    await cur.execute(
+        "SELECT count(*) AS n FROM phone_changes WHERE created_at > %s"
+        " AND (old_phone = ANY(%s) OR new_phone = ANY(%s))",
+        (now - timedelta(hours=1), list(numbers), list(numbers)),
+    )
+    if (await cur.fetchone())["n"] >= CHANGES_PER_NUMBER_PER_HOUR:
+        raise ResourceExhausted("too many codes for this number; try again in an hour")
 
 
 async def get(conn: psycopg.AsyncConnection[Any], user_id: str, ident: str) -> Change | None:
@@ -173,7 +219,11 @@ def resends_left(c: Change) -> int:
     return max(0, 2 + MAX_RESENDS - c.codes_sent - reserved)
 
 
-def _require_open(c: Change) -> None:
+def _require_open(c: Change, now: datetime) -> None:
+    if c.state == "SUPERSEDED":
+        raise FailedPrecondition("a newer phone change replaced this one")
+    if c.state != "VERIFIED" and now >= c.created_at + CHANGE_TTL:
+        raise FailedPrecondition("this change was not finished within an hour; start a new one")
     if c.state == "LOCKED":
         raise FailedPrecondition(
             f"this change is locked after {MAX_ATTEMPTS} wrong codes; start a new one",
@@ -193,7 +243,16 @@ async def confirm(
         c = await _load(cur, ident)
         if c is None or c.user_id != user_id:
             return None
-        _require_open(c)
+        # A repeated confirmation (a double tap, a retry) is answered, not counted.
+        if c.state == "VERIFIED" and hmac.compare_digest(_hash(c.salt, code), c.code_hash):
+            return c
+        if (
+            c.state == "AWAITING_NEW_CODE"
+            and c.prev_hash
+            and hmac.compare_digest(_hash(c.prev_salt, code), c.prev_hash)
+        ):
+            return c
+        _require_open(c, now)
         if now >= c.code_expires:
             raise FailedPrecondition(
                 f"the code expired at {c.code_expires.isoformat(timespec='minutes')};"
@@ -209,6 +268,7 @@ async def confirm(
                 wrong = f"is not the code we sent; {MAX_ATTEMPTS - c.attempts} attempts left"
         elif c.state == "AWAITING_OLD_CODE":
             c.state = "AWAITING_NEW_CODE"
+            c.prev_salt, c.prev_hash = c.salt, c.code_hash
             await _send_code(cur, c, now)
         else:
             c.state, c.verified_at = "VERIFIED", now
@@ -233,7 +293,7 @@ async def confirm(
             await cur.execute("SELECT pg_notify('help_outbox', '')")
         await _save(cur, c)
     if c.state == "LOCKED":
-        _require_open(c)
+        _require_open(c, now)
     if wrong is not None:
         raise InvalidArgument.field("code", wrong)
     return c
@@ -246,7 +306,7 @@ async def resend(
         c = await _load(cur, ident)
         if c is None or c.user_id != user_id:
             return None
-        _require_open(c)
+        _require_open(c, now)
         if resends_left(c) <= 0:
             raise FailedPrecondition("no more codes can be sent for this change; start a new one")
         await _send_code(cur, c, now)

@@ -99,14 +99,25 @@ def query_terms(query: str) -> list[str]:
     the query mentions."""
     terms = tokens(query)
     text = query.lower()
+    words = set(re.findall(r"[a-z0-9]+", text))
     for group in synonym_groups():
-        if any(word.lower() in text for word in group):
+        if any(_mentions(text, words, word.lower()) for word in group):
             for word in group:
                 terms += tokens(word)
     seen: dict[str, None] = {}
     for t in terms:
         seen.setdefault(t, None)
     return list(seen)[:64]
+
+
+def _mentions(text: str, words: set[str], phrase: str) -> bool:
+    """Chinese phrases anywhere; Latin ones as whole words ("ban", not "banana")."""
+    if is_chinese(phrase):
+        return phrase in text
+    parts = phrase.split()
+    if len(parts) == 1:
+        return phrase in words
+    return re.search(r"\b" + r"\s+".join(map(re.escape, parts)) + r"\b", text) is not None
 
 
 def tsquery(terms: list[str]) -> str:

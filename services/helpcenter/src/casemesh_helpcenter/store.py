@@ -68,6 +68,15 @@ async def create_schema(conn: psycopg.AsyncConnection[Any]) -> None:
 
 async def seed(conn: psycopg.AsyncConnection[Any]) -> int:
     """Loads the starter knowledge base, published, into an empty help centre."""
+    # Replicas starting together: one seeds, the others find it done.
+    await conn.execute("SELECT pg_advisory_lock(hashtext('casemesh-helpcenter-seed'))")
+    try:
+        return await _seed(conn)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(hashtext('casemesh-helpcenter-seed'))")
+
+
+async def _seed(conn: psycopg.AsyncConnection[Any]) -> int:
     cur = await conn.execute("SELECT count(*) FROM help_articles")
     row = await cur.fetchone()
     if row and row[0]:
@@ -120,11 +129,13 @@ async def write_version(
             if row is not None:
                 return "exists"
             version = 1
-            await conn.execute(
+            created = await conn.execute(
                 "INSERT INTO help_articles (slug, locale, category, latest_version)"
-                " VALUES (%s, %s, %s, 1)",
+                " VALUES (%s, %s, %s, 1) ON CONFLICT DO NOTHING",
                 (slug, locale, category),
             )
+            if created.rowcount == 0:
+                return "exists"  # created at the same moment by someone else
         else:
             if row is None:
                 return "absent"
@@ -196,6 +207,12 @@ async def get(
     return Version(**row) if row else None
 
 
+async def published(conn: psycopg.AsyncConnection[Any], slug: str, locale: str) -> Version | None:
+    """The published version, or None (a draft or a withdrawn article)."""
+    found = await get(conn, slug, locale)
+    return found if found is not None and found.published else None
+
+
 async def versions(conn: psycopg.AsyncConnection[Any], slug: str, locale: str) -> list[Version]:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
@@ -228,7 +245,7 @@ async def search(
         ranked = [(row["slug"], float(row["score"])) for row in await cur.fetchall()]
     found = []
     for slug, score in ranked:
-        version = await get(conn, slug, locale)
+        version = await published(conn, slug, locale)
         if version is not None:
             found.append((version, score))
     return found
@@ -247,7 +264,7 @@ async def suggest(
             (locale, pattern, prefix.lower(), limit),
         )
         slugs = [row["slug"] for row in await cur.fetchall()]
-    return [v for s in slugs if (v := await get(conn, s, locale)) is not None]
+    return [v for s in slugs if (v := await published(conn, s, locale)) is not None]
 
 
 async def category_counts(conn: psycopg.AsyncConnection[Any], locale: str) -> dict[str, int]:
@@ -330,12 +347,41 @@ async def save_session(conn: psycopg.AsyncConnection[Any], s: Session) -> None:
 async def log_search(
     conn: psycopg.AsyncConnection[Any], s: Session, query: str, results: int
 ) -> None:
-    s.searches = [*s.searches, query][-20:]
-    await save_session(conn, s)
+    # Appended in place: concurrent calls on one session lose nothing.
+    await conn.execute(
+        "UPDATE help_sessions SET searches = (searches || %s) WHERE id = %s",
+        (Jsonb([query]), s.id),
+    )
     await conn.execute(
         "INSERT INTO help_search_log (session, query, results) VALUES (%s, %s, %s)",
         (s.id, query, results),
     )
+
+
+async def add_read(conn: psycopg.AsyncConnection[Any], s: Session, read: dict[str, str]) -> None:
+    await conn.execute(
+        "UPDATE help_sessions SET articles = (articles || %s) WHERE id = %s AND NOT articles @> %s",
+        (Jsonb([read]), s.id, Jsonb([read])),
+    )
+
+
+async def answer(
+    conn: psycopg.AsyncConnection[Any],
+    s: Session,
+    *,
+    node: str,
+    step: dict[str, str],
+    read: dict[str, str] | None,
+) -> bool:
+    """Moves the flow on from the question it stands at; False when another
+    answer got there first (a double tap)."""
+    done = await conn.execute(
+        "UPDATE help_sessions SET node = %s, path = (path || %s) WHERE id = %s AND node = %s",
+        (node, Jsonb([step]), s.id, s.node),
+    )
+    if done.rowcount and read is not None:
+        await add_read(conn, s, read)
+    return bool(done.rowcount)
 
 
 async def resolve(
@@ -400,4 +446,4 @@ async def in_category(
         (locale, category, limit),
     )
     slugs = [row[0] for row in await cur.fetchall()]
-    return [v for s in slugs if (v := await get(conn, s, locale)) is not None]
+    return [v for s in slugs if (v := await published(conn, s, locale)) is not None]

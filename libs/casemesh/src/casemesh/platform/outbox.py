@@ -33,6 +33,8 @@ class Outbox:
     # resource name (the CloudEvents subject; the column is also the key).
     subject_column: str
     subject_prefix: str = ""
+    # Erase a row's payload once Kafka has it (events carrying a secret).
+    erase_published: bool = False
 
 
 class OutboxPublisher:
@@ -94,9 +96,10 @@ class OutboxPublisher:
                 )
             )
         await asyncio.gather(*acks)
+        erase = SQL(", payload = ''") if o.erase_published else SQL("")
         await conn.execute(
-            SQL("UPDATE {} SET published_at = now() WHERE id = ANY(%s)").format(
-                Identifier(o.table)
+            SQL("UPDATE {} SET published_at = now(){} WHERE id = ANY(%s)").format(
+                Identifier(o.table), erase
             ),
             ([r[0] for r in rows],),
         )

@@ -56,9 +56,9 @@ BY_ID: dict[str, Category] = {c.id: c for c in CATEGORIES}
 
 LOCALES = ("zh-CN", "en")
 CHANNELS = ("EMAIL", "SMS")
-EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
-E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}\Z")
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}\Z")
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}\Z")
 
 LIMITS = {"subject": 200, "description": 10000, "body": 10000, "text": 2000}
 # Fields shown on one line (e-mail subjects, names); the rest may have line breaks.
