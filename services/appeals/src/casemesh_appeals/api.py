@@ -3,14 +3,18 @@ method (in a worker thread: the event store is synchronous), encode."""
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any, TypeAlias
 
 import grpc
 from google.protobuf import json_format
 
 from casemesh.platform.errors import InvalidArgument
-from casemesh.platform.grpcutil import ApplicationServicer, enum_name, to_timestamp
+from casemesh.platform.grpcutil import (
+    ApplicationServicer,
+    enum_name,
+    from_timestamp,
+    to_timestamp,
+)
 from casemesh.platform.identity import Identity
 from casemesh.v1 import appeals_pb2 as pb
 from casemesh.v1 import appeals_pb2_grpc as pb_grpc
@@ -65,13 +69,6 @@ def party_message(d: dict[str, Any] | None) -> pb.Party | None:
     )
 
 
-def _iso(ts: Any, field: str) -> str:
-    try:
-        return str(ts.ToDatetime().replace(tzinfo=UTC).isoformat())
-    except (ValueError, OverflowError):
-        raise InvalidArgument.field(field, "is not a valid time") from None
-
-
 def content_dict(a: pb.Appeal, prefix: str = "appeal") -> dict[str, Any]:
     """The case's elements as the service keeps them (empty ones left out)."""
     content: dict[str, Any] = {}
@@ -88,7 +85,9 @@ def content_dict(a: pb.Appeal, prefix: str = "appeal") -> dict[str, Any]:
             else "",
             "work": {
                 "title": n.work.title.strip(),
-                "creation_time": _iso(n.work.creation_time, f"{prefix}.notice.work.creation_time")
+                "creation_time": from_timestamp(
+                    n.work.creation_time, f"{prefix}.notice.work.creation_time"
+                ).isoformat()
                 if n.work.HasField("creation_time")
                 else "",
             },

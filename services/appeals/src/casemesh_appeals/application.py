@@ -37,6 +37,7 @@ from casemesh.platform.errors import (
     Violations,
 )
 from casemesh.platform.eventstore import TracedApplication, postgres_env, schema_lock
+from casemesh.platform.grpcutil import resource_id
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
 from casemesh.platform.relay import StreamFollower
@@ -97,13 +98,7 @@ PUBLIC_NAMES = {
 
 
 def appeal_id_from_name(name: str, field_name: str = "name") -> str:
-    prefix, _, ident = name.partition("/")
-    try:
-        if prefix != "appeals":
-            raise ValueError(name)
-        return str(UUID(ident))
-    except ValueError:
-        raise InvalidArgument.field(field_name, "must be appeals/{id}") from None
+    return resource_id(name, "appeals", field_name)
 
 
 class Appeals(TracedApplication):

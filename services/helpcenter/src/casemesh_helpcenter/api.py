@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 import grpc
@@ -20,7 +19,7 @@ from casemesh.platform.errors import (
     PermissionDenied,
     Violations,
 )
-from casemesh.platform.grpcutil import to_timestamp
+from casemesh.platform.grpcutil import from_timestamp, resource_id, to_timestamp
 from casemesh.platform.identity import Identity
 from casemesh.rules import tickets as rules
 from casemesh.v1 import helpcenter_pb2 as pb
@@ -109,13 +108,7 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
         if not name and create:
             ident = str(uuid.uuid4())
         else:
-            prefix, _, ident = name.partition("/")
-            try:
-                if prefix != "help-sessions":
-                    raise ValueError(name)
-                ident = str(uuid.UUID(ident))
-            except ValueError:
-                raise InvalidArgument.field("session", "must be help-sessions/{id}") from None
+            ident = resource_id(name, "help-sessions", "session")
         found = await store.session(conn, ident, who.subject, locale, create=not name)
         if found is None:
             raise NotFound(f"{name} not found")
@@ -377,8 +370,10 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
         who = self._who(context)
         if not who.is_agent:
             raise PermissionDenied("help figures are for agents and admins")
-        start = _when(request.start_time, "start_time") if request.HasField("start_time") else None
-        end = _when(request.end_time, "end_time") if request.HasField("end_time") else None
+        start, end = (
+            from_timestamp(getattr(request, f), f) if request.HasField(f) else None
+            for f in ("start_time", "end_time")
+        )
         async with self.pool.connection() as conn:
             f = await store.figures(conn, start, end)
         outcomes = f["solved"] + f["tickets"]
@@ -421,20 +416,11 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
             )
         return _change_message(change)
 
-    def _change_id(self, name: str) -> str:
-        prefix, _, ident = name.partition("/")
-        try:
-            if prefix != "phone-changes":
-                raise ValueError(name)
-            return str(uuid.UUID(ident))
-        except ValueError:
-            raise InvalidArgument.field("name", "must be phone-changes/{id}") from None
-
     async def ConfirmPhoneChange(
         self, request: pb.ConfirmPhoneChangeRequest, context: Ctx
     ) -> pb.PhoneChange:
         who = self._who(context)
-        ident = self._change_id(request.name)
+        ident = resource_id(request.name, "phone-changes")
         if not re.fullmatch(r"[0-9]{6}", request.code):
             raise InvalidArgument.field("code", "must be the six digits we sent")
         async with self.pool.connection() as conn:
@@ -447,7 +433,7 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
         self, request: pb.ResendPhoneChangeCodeRequest, context: Ctx
     ) -> pb.PhoneChange:
         who = self._who(context)
-        ident = self._change_id(request.name)
+        ident = resource_id(request.name, "phone-changes")
         async with self.pool.connection() as conn:
             change = await phone.resend(conn, who.subject, ident, self.clock.now())
         if change is None:
@@ -458,7 +444,7 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
         self, request: pb.GetPhoneChangeRequest, context: Ctx
     ) -> pb.PhoneChange:
         who = self._who(context)
-        ident = self._change_id(request.name)
+        ident = resource_id(request.name, "phone-changes")
         async with self.pool.connection() as conn:
             change = await phone.get(conn, who.subject, ident)
         if change is None:
@@ -486,13 +472,6 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
         return pb.RecommendArticlesResponse(
             articles=[article_message(v) for v in list(picked.values())[:8]]
         )
-
-
-def _when(ts: Any, field: str) -> datetime:
-    try:
-        return ts.ToDatetime(tzinfo=UTC)  # type: ignore[no-any-return]
-    except (ValueError, OverflowError):
-        raise InvalidArgument.field(field, "is not a valid time") from None
 
 
 def _flow_message(fid: str, locale: str) -> pb.Flow:

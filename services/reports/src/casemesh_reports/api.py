@@ -3,21 +3,27 @@ method (in a worker thread: the event store is synchronous), encode."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any, TypeAlias, cast
 
 import grpc
 from google.protobuf import json_format
 
 from casemesh.platform.errors import InvalidArgument
-from casemesh.platform.grpcutil import ApplicationServicer, enum_name, to_timestamp
+from casemesh.platform.grpcutil import (
+    ApplicationServicer,
+    enum_name,
+    from_timestamp,
+    resource_id,
+    to_timestamp,
+)
 from casemesh.platform.identity import Identity
 from casemesh.v1 import appeals_pb2 as apb
 from casemesh.v1 import evidence_pb2
 from casemesh.v1 import reports_pb2 as pb
 from casemesh.v1 import reports_pb2_grpc as pb_grpc
 from casemesh.v1 import tickets_pb2 as tpb
-from casemesh_reports.application import ReportDraft, Reports, id_from_name
+from casemesh_reports.application import ReportDraft, Reports
 from casemesh_reports.domain import AbuseReport, ReportCase, TrustedFlagger
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
@@ -29,6 +35,9 @@ RESTRICTIONS: tuple[tuple[str, Any, str], ...] = (
     ("provision", pb.DecisionProvision, "DECISION_PROVISION_"),
     ("account", pb.DecisionAccount, "DECISION_ACCOUNT_"),
 )
+
+
+ENUMS: dict[str, Any] = {name: enum for name, enum, _ in RESTRICTIONS}
 
 
 def _value(enum: Any, value: int, field: str) -> str:
@@ -46,13 +55,6 @@ def _defined(enum: Any, value: int, field: str) -> str:
     if value == 0:
         raise InvalidArgument.field(field, "must not be UNSPECIFIED")
     return _value(enum, value, field)
-
-
-def _time(ts: Any, field: str) -> str:
-    try:
-        return str(ts.ToDatetime().replace(tzinfo=UTC).isoformat())
-    except (ValueError, OverflowError):
-        raise InvalidArgument.field(field, "is not a valid time") from None
 
 
 def contact_dict(contact: tpb.Contact, locale: str, prefix: str = "report") -> dict[str, Any]:
@@ -116,7 +118,7 @@ def statement_dict(s: pb.DecisionStatement) -> dict[str, Any]:
                     "other": getattr(r, f"{name}_other", "").strip()
                     if kind.endswith("_OTHER")
                     else "",
-                    "end_time": _time(end, f"{field}_end_time")
+                    "end_time": from_timestamp(end, f"{field}_end_time").isoformat()
                     if r.HasField(cast(Any, f"{name}_end_time"))
                     else "",
                 }
@@ -160,7 +162,7 @@ def statement_message(d: dict[str, Any]) -> pb.DecisionStatement:
         if name == "visibility":
             restrictions.visibility.append(pb.DecisionVisibility.Value(r["type"]))
         else:
-            setattr(restrictions, name, getattr(pb, _enum_of(name)).Value(r["type"]))
+            setattr(restrictions, name, ENUMS[name].Value(r["type"]))
         if r.get("other"):
             setattr(restrictions, f"{name}_other", r["other"])
         if r.get("end_time"):
@@ -197,14 +199,6 @@ def statement_message(d: dict[str, Any]) -> pb.DecisionStatement:
         redress=d.get("redress", ""),
         appeal_deadline=to_timestamp(d.get("appeal_deadline")),
     )
-
-
-def _enum_of(name: str) -> str:
-    return {
-        "monetary": "DecisionMonetary",
-        "provision": "DecisionProvision",
-        "account": "DecisionAccount",
-    }[name]
 
 
 def _target_message(t: dict[str, str]) -> pb.ReportTarget:
@@ -364,7 +358,7 @@ class ReportServicer(ApplicationServicer, pb_grpc.ReportServiceServicer):
         return report_message(report)
 
     async def GetReport(self, request: pb.GetReportRequest, context: Ctx) -> pb.Report:
-        ident = id_from_name(request.name, "reports")
+        ident = resource_id(request.name, "reports")
         return report_message(await self._call(self.app.get_report, self._who(context), ident))
 
     async def ListReports(
@@ -403,7 +397,7 @@ class ReportServicer(ApplicationServicer, pb_grpc.ReportServiceServicer):
         )
 
     async def GetReportCase(self, request: pb.GetReportCaseRequest, context: Ctx) -> pb.ReportCase:
-        ident = id_from_name(request.name, "report-cases")
+        ident = resource_id(request.name, "report-cases")
         case = await self._call(self.app.get_case, self._who(context), ident)
         return self._case_view(context, case)
 
@@ -440,14 +434,14 @@ class ReportServicer(ApplicationServicer, pb_grpc.ReportServiceServicer):
     async def AssignReportCase(
         self, request: pb.AssignReportCaseRequest, context: Ctx
     ) -> pb.ReportCase:
-        ident = id_from_name(request.name, "report-cases")
+        ident = resource_id(request.name, "report-cases")
         case = await self._call(self.app.assign, self._who(context), ident, request.assignee)
         return self._case_view(context, case)
 
     async def DecideReportCase(
         self, request: pb.DecideReportCaseRequest, context: Ctx
     ) -> pb.ReportCase:
-        ident = id_from_name(request.name, "report-cases")
+        ident = resource_id(request.name, "report-cases")
         outcome = _value(pb.ReportDecisionOutcome, request.outcome, "outcome").removeprefix(
             "REPORT_DECISION_OUTCOME_"
         )
@@ -470,7 +464,7 @@ class ReportServicer(ApplicationServicer, pb_grpc.ReportServiceServicer):
     async def VoidReportCase(
         self, request: pb.VoidReportCaseRequest, context: Ctx
     ) -> pb.ReportCase:
-        ident = id_from_name(request.name, "report-cases")
+        ident = resource_id(request.name, "report-cases")
         case = await self._call(self.app.void, self._who(context), ident, request.reason)
         return self._case_view(context, case)
 
@@ -515,15 +509,11 @@ class ReportServicer(ApplicationServicer, pb_grpc.ReportServiceServicer):
         self, request: pb.GetTransparencyReportRequest, context: Ctx
     ) -> pb.TransparencyReport:
         start = (
-            datetime.fromisoformat(_time(request.start_time, "start_time"))
+            from_timestamp(request.start_time, "start_time")
             if request.HasField("start_time")
             else None
         )
-        end = (
-            datetime.fromisoformat(_time(request.end_time, "end_time"))
-            if request.HasField("end_time")
-            else None
-        )
+        end = from_timestamp(request.end_time, "end_time") if request.HasField("end_time") else None
         f = await self._call(self.app.transparency, self._who(context), start, end)
         return pb.TransparencyReport(
             start_time=to_timestamp(start),

@@ -39,6 +39,7 @@ from casemesh.platform.errors import (
     Violations,
 )
 from casemesh.platform.eventstore import TracedApplication, postgres_env, schema_lock
+from casemesh.platform.grpcutil import resource_id
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
 from casemesh.rules import tickets as rules
@@ -85,16 +86,6 @@ class ReportDraft:
     def fingerprint(self) -> str:
         body = {k: v for k, v in vars(self).items() if k != "request_id"}
         return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def id_from_name(name: str, collection: str, field_name: str = "name") -> str:
-    prefix, _, ident = name.partition("/")
-    try:
-        if prefix != collection:
-            raise ValueError(name)
-        return str(UUID(ident))
-    except ValueError:
-        raise InvalidArgument.field(field_name, f"must be {collection}/{{id}}") from None
 
 
 class Reports(TracedApplication):
@@ -328,7 +319,7 @@ class Reports(TracedApplication):
         if outcome not in ("ACTION_TAKEN", "NO_VIOLATION"):
             v.add("outcome", "must be ACTION_TAKEN or NO_VIOLATION")
         unfounded = [
-            id_from_name(n, "reports", f"manifestly_unfounded_reports[{i}]")
+            resource_id(n, "reports", f"manifestly_unfounded_reports[{i}]")
             for i, n in enumerate(unfounded_names)
         ]
         if outcome == "ACTION_TAKEN":
@@ -546,7 +537,7 @@ class Reports(TracedApplication):
         if case_name:
             if not who.is_agent:
                 raise PermissionDenied("listing a case's reports needs the agent role")
-            case_id = id_from_name(case_name, "report-cases", "report_case")
+            case_id = resource_id(case_name, "report-cases", "report_case")
         self._caught_up()
         docs = self.view.reports(
             reporter=None if who.is_agent else who.subject,

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -78,6 +79,26 @@ def to_timestamp(moment: datetime | str | None) -> Timestamp | None:
     ts = Timestamp()
     ts.FromDatetime(datetime.fromisoformat(moment) if isinstance(moment, str) else moment)
     return ts
+
+
+def from_timestamp(ts: Timestamp, field: str) -> datetime:
+    """A Timestamp a client sent, as a UTC datetime; one out of range is the
+    caller's mistake, named by field."""
+    try:
+        return ts.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise errors.InvalidArgument.field(field, "is not a valid time") from None
+
+
+def resource_id(name: str, collection: str, field: str = "name") -> str:
+    """The id in a resource name `collection/{uuid}` (in its one spelling)."""
+    prefix, _, ident = name.partition("/")
+    try:
+        if prefix != collection:
+            raise ValueError(name)
+        return str(uuid.UUID(ident))
+    except ValueError:
+        raise errors.InvalidArgument.field(field, f"must be {collection}/{{id}}") from None
 
 
 class ApplicationServicer:
