@@ -80,9 +80,16 @@ class Stack:
     secret: str
     mail: MailEndpoint
     sms: SmsEndpoint
-    # The Prometheus endpoints of the reports service and the case queue.
-    reports_metrics: str = ""
-    queue_metrics: str = ""
+    # Each process's Prometheus endpoint (http://host:port/metrics) by name.
+    metrics: dict[str, str]
+
+    @property
+    def reports_metrics(self) -> str:
+        return self.metrics["reports"]
+
+    @property
+    def queue_metrics(self) -> str:
+        return self.metrics["casequeue"]
 
     @property
     def tickets_dsn(self) -> str:
@@ -148,8 +155,13 @@ def stack(infra: Infra) -> Iterator[Stack]:
     queue_addr = f"127.0.0.1:{free_port()}"
     help_addr = f"127.0.0.1:{free_port()}"
     gateway = f"127.0.0.1:{free_port()}"
-    reports_metrics = f"127.0.0.1:{free_port()}"
-    queue_metrics = f"127.0.0.1:{free_port()}"
+    metrics: dict[str, str] = {}
+
+    def metrics_addr(name: str) -> str:
+        addr = f"127.0.0.1:{free_port()}"
+        metrics[name] = f"http://{addr}/metrics"
+        return addr
+
     supervisor = Supervisor(infra.root / "logs")
     overrides = {
         # Tests run at any hour: no SMS quiet hours; quick retries.
@@ -158,8 +170,6 @@ def stack(infra: Infra) -> Iterator[Stack]:
         "gateway": {"CASEMESH_RATE_LIMIT_PER_MINUTE": "600", "CASEMESH_RATE_LIMIT_BURST": "150"},
         # Small enough that a test can go past it cheaply.
         "evidence": {"CASEMESH_MAX_IMAGE_BYTES": str(2 * 1024 * 1024)},
-        "reports": {"CASEMESH_METRICS_ADDR": reports_metrics},
-        "casequeue": {"CASEMESH_METRICS_ADDR": queue_metrics},
     }
     try:
         for spec in service_specs(
@@ -177,6 +187,7 @@ def stack(infra: Infra) -> Iterator[Stack]:
             gateway_addr=gateway,
             evidence_dir=infra.root / "evidence",
             clock_offset_file=infra.root / "clock-offset",
+            metrics_addr=metrics_addr,
         ):
             supervisor.start(
                 spec.name, spec.argv, {**os.environ, **spec.env, **overrides.get(spec.name, {})}
@@ -207,8 +218,7 @@ def stack(infra: Infra) -> Iterator[Stack]:
             secret,
             mail,
             sms,
-            f"http://{reports_metrics}/metrics",
-            f"http://{queue_metrics}/metrics",
+            metrics,
         )
     finally:
         supervisor.stop_all()

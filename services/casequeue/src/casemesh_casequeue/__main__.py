@@ -15,17 +15,17 @@ from prometheus_client import REGISTRY
 from psycopg_pool import AsyncConnectionPool
 
 from casemesh.platform.clock import clock_from_setting
-from casemesh.platform.consuming import start_broker
+from casemesh.platform.consuming import start_broker, watch_lag
 from casemesh.platform.entrypoint import run_command
 from casemesh.platform.grpcutil import serve
 from casemesh.platform.logging import get_logger
-from casemesh.platform.metrics import serve_metrics
 from casemesh.platform.outbox import Outbox, OutboxPublisher
 from casemesh.v1 import casequeue_pb2, casequeue_pb2_grpc
 from casemesh_casequeue import sla, store
 from casemesh_casequeue.api import QueueServicer
 from casemesh_casequeue.consumer import Progress, build_broker
 from casemesh_casequeue.metrics import QueueCollector
+from casemesh_casequeue.observe import TOPICS
 from casemesh_casequeue.settings import QueueSettings, RebuildSettings
 from casemesh_casequeue.timer import run_timer
 from casemesh_casequeue.watch import Broadcaster
@@ -65,10 +65,10 @@ async def run(cfg: QueueSettings) -> None:
         r.value.escalate_to for r in levels.policies if r.value.escalate_to
     }
     REGISTRY.register(QueueCollector(cfg.database_url, clock, sorted(known)))
-    serve_metrics(cfg.metrics_addr)
     tasks = [
         asyncio.create_task(changes.run(stop), name="watch"),
         asyncio.create_task(publisher.run(stop), name="outbox"),
+        asyncio.create_task(watch_lag(cfg.kafka_bootstrap, group, TOPICS, stop), name="lag"),
         asyncio.create_task(
             run_timer(
                 pool=pool,
@@ -99,6 +99,8 @@ async def run(cfg: QueueSettings) -> None:
     try:
         await serve(
             address=cfg.grpc_addr,
+            grace_seconds=cfg.shutdown_grace_seconds,
+            drain_delay_seconds=cfg.shutdown_delay_seconds,
             register=lambda s: casequeue_pb2_grpc.add_CaseQueueServiceServicer_to_server(
                 servicer, s
             ),

@@ -31,6 +31,7 @@ TICKETS_TOPIC = "casemesh.tickets.v1"
 APPEALS_TOPIC = "casemesh.appeals.v1"
 REPORTS_TOPIC = "casemesh.reports.v1"
 CODES_TOPIC = "casemesh.verification.v1"
+TOPICS = (TICKETS_TOPIC, APPEALS_TOPIC, REPORTS_TOPIC, CODES_TOPIC)
 
 
 def build_router(
@@ -39,10 +40,7 @@ def build_router(
     router = KafkaRouter()
 
     @router.subscriber(
-        TICKETS_TOPIC,
-        APPEALS_TOPIC,
-        REPORTS_TOPIC,
-        CODES_TOPIC,
+        *TOPICS,
         group_id=group_id,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",

@@ -25,6 +25,7 @@ from casemesh.platform.logging import get_logger
 from casemesh.platform.masking import mask_email, mask_phone, mask_text
 from casemesh_notifier import policy
 from casemesh_notifier.channels import Channel, DeliveryError, Outgoing
+from casemesh_notifier.metrics import OUTCOMES
 from casemesh_notifier.planner import JOBS_CHANNEL
 from casemesh_notifier.settings import NotifierSettings
 
@@ -260,6 +261,7 @@ class Delivery:
                 nev.NotificationDelivered(job=job.ref(now), provider_message_id=provider_id),
                 now,
             )
+        OUTCOMES.labels(job.channel, "delivered").inc()
         log.info(
             "notification.delivered",
             job_id=job.id,
@@ -312,6 +314,7 @@ class Delivery:
                     ),
                     now,
                 )
+        OUTCOMES.labels(job.channel, "parked" if park else "retried").inc()
         log.warning(
             "notification.parked" if park else "notification.retrying",
             job_id=job.id,

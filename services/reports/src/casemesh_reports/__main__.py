@@ -12,15 +12,14 @@ from prometheus_client import REGISTRY
 
 from casemesh.platform.caseindex import Projector
 from casemesh.platform.clock import service_clock
-from casemesh.platform.consuming import start_broker
+from casemesh.platform.consuming import start_broker, watch_lag
 from casemesh.platform.entrypoint import relay_until_stopped, run_command
 from casemesh.platform.grpcutil import serve
-from casemesh.platform.metrics import serve_metrics
 from casemesh.platform.relay import StreamFollower
 from casemesh.v1 import reports_pb2, reports_pb2_grpc
 from casemesh_reports.api import ReportServicer, index_doc
 from casemesh_reports.application import Reports, open_reports
-from casemesh_reports.consumer import build_broker
+from casemesh_reports.consumer import APPEALS_TOPIC, build_broker
 from casemesh_reports.events import TOPIC, Translator
 from casemesh_reports.metrics import TransparencyCollector
 from casemesh_reports.policy import Misuse, ReportsPolicy, load_taxonomy
@@ -61,12 +60,13 @@ async def run_api(cfg: ReportsSettings) -> None:
     projector = Projector(app, app.view, project, name="reports_view")
     projector.start()
     REGISTRY.register(TransparencyCollector(app.view))
-    serve_metrics(cfg.metrics_addr)
     servicer = ReportServicer(app)
     service = reports_pb2.DESCRIPTOR.services_by_name["ReportService"].full_name
     try:
         await serve(
             address=cfg.grpc_addr,
+            grace_seconds=cfg.shutdown_grace_seconds,
+            drain_delay_seconds=cfg.shutdown_delay_seconds,
             register=lambda s: reports_pb2_grpc.add_ReportServiceServicer_to_server(servicer, s),
             service_names=[service],
         )
@@ -98,7 +98,7 @@ async def run_consumer(cfg: ConsumerSettings) -> None:
         "reports_consumer",
     )
     try:
-        await stop.wait()
+        await watch_lag(cfg.kafka_bootstrap, cfg.consumer_group, [APPEALS_TOPIC], stop)
     finally:
         if broker is not None:
             await broker.stop()

@@ -60,6 +60,8 @@ REPORTS_ADDR = "127.0.0.1:50064"
 QUEUE_ADDR = "127.0.0.1:50065"
 HELP_ADDR = "127.0.0.1:50066"
 GATEWAY_ADDR = "127.0.0.1:50051"
+# The first process's Prometheus endpoint; the others follow in start order.
+METRICS_PORT = 9460
 _SINK_HOST = "127.0.0.1"
 # Files that mark a directory as a casemesh-dev run dir (so `clean` never wipes anything else).
 _RUN_DIR_MARKERS = ("pg", "kafka", "logs", "sinks", "cache", "jwt-secret")
@@ -91,11 +93,14 @@ def service_specs(
     gateway_addr: str | None = None,
     evidence_dir: Path | None = None,
     clock_offset_file: Path | None = None,
+    metrics_addr: Callable[[str], str] | None = None,
 ) -> list[ServiceSpec]:
     """The Casemesh service processes, in start order.
 
     ``gateway_addr`` defaults to ``$CASEMESH_GATEWAY_ADDR`` or 127.0.0.1:50051; tests
     pass free ports for both addresses so they can run beside a developer's stack.
+    ``metrics_addr(name)`` gives each process its Prometheus endpoint (default:
+    127.0.0.1:9460 upwards, in start order).
     """
     python = sys.executable
     gateway = gateway_addr or os.environ.get("CASEMESH_GATEWAY_ADDR") or GATEWAY_ADDR
@@ -105,7 +110,7 @@ def service_specs(
     # Tests move the clock of the services that keep time through this file.
     clock = {"CASEMESH_CLOCK_OFFSET_FILE": str(clock_offset_file)} if clock_offset_file else {}
     reports_db = pg.dsn(REPORTS_DB)
-    return [
+    specs = [
         ServiceSpec(
             "tickets",
             [python, "-m", "casemesh_tickets", "serve"],
@@ -249,6 +254,10 @@ def service_specs(
             },
         ),
     ]
+    for index, spec in enumerate(specs):
+        addr = metrics_addr(spec.name) if metrics_addr else f"127.0.0.1:{METRICS_PORT + index}"
+        spec.env["CASEMESH_METRICS_ADDR"] = addr
+    return specs
 
 
 def repo_root(start: Path | None = None) -> Path:
@@ -523,6 +532,10 @@ def run_up(cfg: StackConfig) -> int:
             f"  e-mail       {mail_where}",
             f"  SMS          {sms_where}",
             f"  service logs {_show(cfg.log_dir)}/<service>.log",
+            "  metrics      "
+            + ", ".join(
+                f"{s.name} {s.env['CASEMESH_METRICS_ADDR'].rpartition(':')[2]}" for s in specs
+            ),
             f"  try it       uv run casemesh --as alice categories   (signed with {secret_hint})",
             "",
         ]

@@ -1,14 +1,18 @@
-"""Starting Kafka consumers (FastStream) that outlive a broker outage."""
+"""Starting Kafka consumers (FastStream) that outlive a broker outage, and
+watching how far behind their group is."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from faststream.kafka import KafkaBroker
 
 from casemesh.platform.logging import get_logger
+from casemesh.platform.metrics import CONSUMER_LAG
 
 log = get_logger(__name__)
 
@@ -34,3 +38,47 @@ async def start_broker(
         log.info(f"{name}.started")
         return broker
     return None
+
+
+async def watch_lag(
+    bootstrap: str,
+    group: str,
+    topics: Sequence[str],
+    stop: asyncio.Event,
+    interval: float = 15.0,
+) -> None:
+    """Every `interval` seconds, sets `casemesh_consumer_lag_records` for each
+    partition of `topics`: the end offset minus the group's committed offset
+    (a partition the group never committed counts from its first record).
+    Kafka being away only pauses the figures."""
+    while not stop.is_set():
+        try:
+            await _measure_lag(bootstrap, group, topics)
+        except Exception as exc:
+            log.warning("consumer_lag.unavailable", group=group, error=repr(exc))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+
+
+async def _measure_lag(bootstrap: str, group: str, topics: Sequence[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=f"{group}-lag")
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await admin.start()
+    try:
+        await reader.start()
+        committed = await admin.list_consumer_group_offsets(group)
+        await reader.topics()  # metadata, so the partitions are known
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(reader.partitions_for_topic(topic) or ())
+        ]
+        ends = await reader.end_offsets(partitions)
+        starts = await reader.beginning_offsets(partitions)
+        for tp in partitions:
+            done = committed.get(tp)
+            position = done.offset if done is not None and done.offset >= 0 else starts[tp]
+            CONSUMER_LAG.labels(group, tp.topic, str(tp.partition)).set(max(0, ends[tp] - position))
+    finally:
+        await reader.stop()
+        await admin.close()

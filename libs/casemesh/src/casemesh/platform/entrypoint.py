@@ -1,6 +1,6 @@
 """Process entry points shared by the services: `python -m <service> <command>`
-loads and validates the command's settings, sets up logging and tracing, and
-runs it; and the relay process every writer service has."""
+loads and validates the command's settings, sets up logging, tracing and the
+metrics endpoint, and runs it; and the relay process every writer service has."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from eventsourcing.application import Application
 
 from casemesh.platform import settings as settings_mod
 from casemesh.platform.logging import configure_logging
+from casemesh.platform.metrics import serve_metrics
 from casemesh.platform.relay import Relay, Translate
 from casemesh.platform.telemetry import configure_tracing
 
@@ -30,6 +31,7 @@ def run_command(program: str, commands: Commands, default: str) -> None:
     cfg = settings_mod.load(settings_class)
     configure_logging(cfg.service_name, cfg.log_level, cfg.log_format)
     configure_tracing(cfg.service_name)
+    serve_metrics(cfg.metrics_addr)
     asyncio.run(run(cfg))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from grpc_status import rpc_status
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from casemesh.platform import errors
+from casemesh.platform import errors, metrics
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
 from casemesh.platform.telemetry import extract_metadata, tracer
@@ -136,14 +137,49 @@ def field_violations(status: status_pb2.Status) -> list[tuple[str, str]]:
     return found
 
 
+# The health name a liveness probe asks for: SERVING until the process exits.
+LIVENESS = "liveness"
+
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
-def _wrap_unary(method: str, behaviour: Handler) -> Handler:
+class _Measured:
+    """Counts one RPC (started, handled by status code) and times it."""
+
+    def __init__(self, method: str, kind: str, context: grpc.aio.ServicerContext) -> None:
+        self._labels = metrics.grpc_labels(method, kind)
+        self._context = context
+        self._start = time.perf_counter()
+        metrics.GRPC_STARTED.labels(*self._labels).inc()
+
+    def done(self, failure: BaseException | None) -> None:
+        metrics.GRPC_SECONDS.labels(*self._labels).observe(time.perf_counter() - self._start)
+        metrics.GRPC_HANDLED.labels(*self._labels, _status_name(self._context, failure)).inc()
+
+
+def _status_name(context: grpc.aio.ServicerContext, failure: BaseException | None) -> str:
+    """The status code the client sees: the one the handler set or aborted
+    with; CANCELLED for a call cut off; UNKNOWN for an uncaught exception."""
+    if isinstance(failure, asyncio.CancelledError | GeneratorExit):
+        return "CANCELLED"
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return str(code.name)
+    if isinstance(code, int) and code in _BY_VALUE:
+        return _BY_VALUE[code]
+    return "UNKNOWN" if failure is not None else "OK"
+
+
+_BY_VALUE: dict[int, str] = {c.value[0]: c.name for c in grpc.StatusCode}
+
+
+def _wrap_unary(method: str, kind: str, behaviour: Handler) -> Handler:
     """For unary-response calls (unary-unary and stream-unary)."""
 
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
         token = otel_context.attach(extract_metadata(context.invocation_metadata()))
+        measured = _Measured(method, kind, context)
+        failure: BaseException | None = None
         try:
             with tracer("casemesh.grpc").start_as_current_span(
                 method, kind=trace.SpanKind.SERVER, attributes={"rpc.system": "grpc"}
@@ -153,7 +189,11 @@ def _wrap_unary(method: str, behaviour: Handler) -> Handler:
                 except errors.CasemeshError as err:
                     span.set_attribute("rpc.grpc.status_code", _CODES[type(err)][1])
                     await context.abort_with_status(to_status(err))
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
+            measured.done(failure)
             otel_context.detach(token)
 
     return wrapped
@@ -164,6 +204,8 @@ def _wrap_response_stream(method: str, behaviour: Any) -> Any:
 
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         token = otel_context.attach(extract_metadata(context.invocation_metadata()))
+        measured = _Measured(method, "server_stream", context)
+        failure: BaseException | None = None
         try:
             with tracer("casemesh.grpc").start_as_current_span(
                 method, kind=trace.SpanKind.SERVER, attributes={"rpc.system": "grpc"}
@@ -174,15 +216,20 @@ def _wrap_response_stream(method: str, behaviour: Any) -> Any:
                 except errors.CasemeshError as err:
                     span.set_attribute("rpc.grpc.status_code", _CODES[type(err)][1])
                     await context.abort_with_status(to_status(err))
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
+            measured.done(failure)
             otel_context.detach(token)
 
     return wrapped
 
 
 class DomainErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Runs every unary call in a server span (parented by the caller's trace
-    context) and turns domain errors into their status codes."""
+    """Runs every call in a server span (parented by the caller's trace
+    context), turns domain errors into their status codes, and counts and
+    times each call for the metrics endpoint."""
 
     async def intercept_service(
         self,
@@ -199,11 +246,11 @@ class DomainErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         }
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(method, handler.unary_unary), **codecs
+                _wrap_unary(method, "unary", handler.unary_unary), **codecs
             )
         if handler.stream_unary is not None:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(method, handler.stream_unary), **codecs
+                _wrap_unary(method, "client_stream", handler.stream_unary), **codecs
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
@@ -220,10 +267,16 @@ async def serve(
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     options: Sequence[tuple[str, Any]] = (),
     grace_seconds: float = 10.0,
+    drain_delay_seconds: float = 0.0,
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serves until SIGTERM/SIGINT (or `stop` is set), then drains gracefully:
-    health turns NOT_SERVING first so load balancers stop sending new calls."""
+    readiness (health of "" and of each service) turns NOT_SERVING first and
+    the server keeps answering for `drain_delay_seconds`, so load balancers
+    stop sending new calls before it refuses them; then it stops taking new
+    calls and gives those in flight `grace_seconds` to finish. The health
+    name `liveness` stays SERVING until the process exits (a liveness probe
+    must not kill a draining pod)."""
     server = grpc.aio.server(
         interceptors=[DomainErrorInterceptor(), *interceptors], options=list(options)
     )
@@ -237,7 +290,8 @@ async def serve(
     if port == 0:
         raise RuntimeError(f"cannot listen on {address}")
     await server.start()
-    for name in ("", *service_names):
+    readiness = ("", *service_names)
+    for name in (*readiness, LIVENESS):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("grpc.serving", address=address, services=list(service_names))
 
@@ -246,7 +300,10 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("grpc.draining", grace_seconds=grace_seconds)
-    await health_servicer.enter_graceful_shutdown()
+    log.info("grpc.draining", delay_seconds=drain_delay_seconds, grace_seconds=grace_seconds)
+    for name in readiness:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    if drain_delay_seconds > 0:
+        await asyncio.sleep(drain_delay_seconds)
     await server.stop(grace_seconds)
     log.info("grpc.stopped")

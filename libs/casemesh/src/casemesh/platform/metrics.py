@@ -1,13 +1,82 @@
 """Prometheus metrics: each process serves its registry over HTTP at
-`CASEMESH_METRICS_ADDR` (host:port; unset: no endpoint)."""
+`CASEMESH_METRICS_ADDR` (host:port; unset: no endpoint).
+
+The metrics every process of a kind shares are defined here, once, with the
+names the alert rules in `deploy/k8s/base/monitoring/prometheusrule.yaml` use:
+gRPC servers (rate, errors, latency), relays and outbox publishers (lag) and
+Kafka consumers (lag). Services add their own (notifications, queue depth …).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    start_http_server,
+)
 
 from casemesh.platform.logging import get_logger
 
 log = get_logger(__name__)
+
+_GRPC = ("grpc_service", "grpc_method", "grpc_type")
+
+GRPC_STARTED = Counter(
+    "grpc_server_started", "RPCs started on the server", _GRPC, registry=REGISTRY
+)
+GRPC_HANDLED = Counter(
+    "grpc_server_handled",
+    "RPCs completed on the server, by status code",
+    (*_GRPC, "grpc_code"),
+    registry=REGISTRY,
+)
+GRPC_SECONDS = Histogram(
+    "grpc_server_handling_seconds",
+    "Time from the start of an RPC to its status",
+    _GRPC,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    registry=REGISTRY,
+)
+
+RELAY_ACTIVE = Gauge(
+    "casemesh_relay_active",
+    "1 while this process holds the topic's relay lock and publishes; 0 on standby",
+    ("topic",),
+    registry=REGISTRY,
+)
+RELAY_LAG = Gauge(
+    "casemesh_relay_lag_events",
+    "Stored events not yet published to the topic (reported by the active relay)",
+    ("topic",),
+    registry=REGISTRY,
+)
+RELAY_PUBLISHED = Counter(
+    "casemesh_relay_published_events",
+    "Stored events this process published to the topic",
+    ("topic",),
+    registry=REGISTRY,
+)
+OUTBOX_PENDING = Gauge(
+    "casemesh_outbox_pending_events",
+    "Outbox rows not yet published to the topic (reported by the active publisher)",
+    ("topic",),
+    registry=REGISTRY,
+)
+CONSUMER_LAG = Gauge(
+    "casemesh_consumer_lag_records",
+    "Records on a partition after the group's committed offset",
+    ("group", "topic", "partition"),
+    registry=REGISTRY,
+)
+
+
+def grpc_labels(method: str, kind: str) -> tuple[str, str, str]:
+    """(service, method, type) of a full method name `/pkg.Service/Method`."""
+    service, _, name = method.strip("/").rpartition("/")
+    return service, name, kind
 
 
 def serve_metrics(addr: str, registry: CollectorRegistry = REGISTRY) -> None:

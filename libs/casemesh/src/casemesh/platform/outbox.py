@@ -15,13 +15,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Identifier, Literal
 
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
+from casemesh.platform.metrics import OUTBOX_PENDING
 from casemesh.platform.relay import AdvisoryLock, make_producer, run_while_holding
 
 log = get_logger(__name__)
+
+BATCH = 200
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class OutboxPublisher:
             while not stop.is_set():
                 published = await self._publish_batch(conn, producer)
                 if published == 0:
+                    OUTBOX_PENDING.labels(self._outbox.topic).set(0)
                     # Wait for a NOTIFY (or re-check after a second).
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(1.0):
@@ -73,8 +77,12 @@ class OutboxPublisher:
         cur = await conn.execute(
             SQL(
                 "SELECT id, event_id, {subject}, ce_type, payload, created_at FROM {table}"
-                " WHERE published_at IS NULL ORDER BY id LIMIT 200"
-            ).format(subject=Identifier(o.subject_column), table=Identifier(o.table))
+                " WHERE published_at IS NULL ORDER BY id LIMIT {batch}"
+            ).format(
+                subject=Identifier(o.subject_column),
+                table=Identifier(o.table),
+                batch=Literal(BATCH),
+            )
         )
         rows = await cur.fetchall()
         if not rows:
@@ -103,4 +111,13 @@ class OutboxPublisher:
             ),
             ([r[0] for r in rows],),
         )
+        left: Any = (0,)
+        if len(rows) == BATCH:  # a backlog: count what is still waiting
+            cur = await conn.execute(
+                SQL("SELECT count(*) FROM {} WHERE published_at IS NULL").format(
+                    Identifier(o.table)
+                )
+            )
+            left = await cur.fetchone()
+        OUTBOX_PENDING.labels(o.topic).set(left[0] if left else 0)
         return len(rows)

@@ -35,6 +35,7 @@ from opentelemetry import propagate, trace
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.eventstore import trace_carrier
 from casemesh.platform.logging import get_logger
+from casemesh.platform.metrics import RELAY_ACTIVE, RELAY_LAG, RELAY_PUBLISHED
 from casemesh.platform.telemetry import tracer
 
 log = get_logger(__name__)
@@ -214,10 +215,19 @@ class Relay:
         self._tracking.create_table()
         self._standby_poll = standby_poll_seconds
         self.published = 0
+        RELAY_ACTIVE.labels(topic).set(0)
+        RELAY_PUBLISHED.labels(topic).inc(0)
 
     @property
     def position(self) -> int:
         return self._tracking.max_tracking_id(self._topic) or 0
+
+    def _report_lag(self, position: int) -> None:
+        """Stored events after `position`: the difference of notification
+        ids (an upper bound while behind, since a rolled-back insert leaves a
+        gap in the sequence; 0 once everything is published)."""
+        head = self._recorder.max_notification_id() or 0
+        RELAY_LAG.labels(self._topic).set(max(0, head - position))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publishes until `stop` is set; on a broker or database failure it backs
@@ -256,6 +266,8 @@ class Relay:
             thread = threading.Thread(target=pump, name=f"relay-{self._topic}", daemon=True)
             thread.start()
             log.info("relay.active", topic=self._topic, position=start)
+            RELAY_ACTIVE.labels(self._topic).set(1)
+            position = start
             while not stop.is_set():
                 try:
                     first = await asyncio.wait_for(queue.get(), timeout=1.0)
@@ -265,6 +277,7 @@ class Relay:
                 if not await asyncio.to_thread(self._lock.still_held):
                     raise RuntimeError("lost the relay lock connection")
                 if first is None:
+                    await asyncio.to_thread(self._report_lag, position)
                     continue
                 batch = [first]
                 while len(batch) < BATCH and not queue.empty():
@@ -274,7 +287,10 @@ class Relay:
                         raise item
                 notifications = [n for n in batch if isinstance(n, Notification)]
                 await self._publish(producer, notifications)
+                position = notifications[-1].id
+                await asyncio.to_thread(self._report_lag, position)
         finally:
+            RELAY_ACTIVE.labels(self._topic).set(0)
             if subscription is not None:
                 subscription.stop()
             while thread is not None and thread.is_alive():
@@ -323,4 +339,5 @@ class Relay:
         last = batch[-1].id
         await asyncio.to_thread(self._tracking.insert_tracking, Tracking(self._topic, last))
         self.published += len(batch)
+        RELAY_PUBLISHED.labels(self._topic).inc(len(batch))
         log.info("relay.published", topic=self._topic, count=len(batch), position=last)
