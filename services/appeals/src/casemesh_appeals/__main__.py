@@ -39,6 +39,8 @@ async def run_api(cfg: AppealsSettings) -> None:
     try:
         await serve(
             address=cfg.grpc_addr,
+            grace_seconds=cfg.shutdown_grace_seconds,
+            drain_delay_seconds=cfg.shutdown_delay_seconds,
             register=lambda s: appeals_pb2_grpc.add_AppealServiceServicer_to_server(servicer, s),
             service_names=[service],
         )

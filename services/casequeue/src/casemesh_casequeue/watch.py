@@ -48,16 +48,19 @@ class Broadcaster:
                 )
                 async with conn, reader:
                     await conn.execute(f"LISTEN {CHANGES_CHANNEL}")
-                    async for note in conn.notifies():
-                        change, _, name = note.payload.partition("|")
-                        case = await store.get(reader, name) if self._watchers else None
-                        for watcher in list(self._watchers):
-                            try:
-                                watcher.put_nowait((change, name, case))
-                            except asyncio.QueueFull:
-                                log.warning("queue.watcher_behind", dropped=name)
-                        if stop.is_set():
-                            break
+                    while not stop.is_set():
+                        # Wakes at least once a second, so a stop is noticed
+                        # even when nothing changes.
+                        async for note in conn.notifies(timeout=1.0):
+                            change, _, name = note.payload.partition("|")
+                            case = await store.get(reader, name) if self._watchers else None
+                            for watcher in list(self._watchers):
+                                try:
+                                    watcher.put_nowait((change, name, case))
+                                except asyncio.QueueFull:
+                                    log.warning("queue.watcher_behind", dropped=name)
+                            if stop.is_set():
+                                break
             except psycopg.Error as exc:
                 log.error("queue.watch_failed", error=repr(exc))
                 with contextlib.suppress(TimeoutError):

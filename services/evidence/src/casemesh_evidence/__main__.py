@@ -43,6 +43,8 @@ async def run(cfg: EvidenceSettings) -> None:
     try:
         await serve(
             address=cfg.grpc_addr,
+            grace_seconds=cfg.shutdown_grace_seconds,
+            drain_delay_seconds=cfg.shutdown_delay_seconds,
             register=lambda s: evidence_pb2_grpc.add_EvidenceServiceServicer_to_server(servicer, s),
             service_names=[service],
             options=[("grpc.max_receive_message_length", MAX_CHUNK + 64 * 1024)],

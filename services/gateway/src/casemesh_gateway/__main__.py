@@ -35,7 +35,13 @@ from casemesh_gateway.settings import GatewaySettings
 
 # Retry transient backend failures, only for calls that are safe to repeat:
 # reads, and the creates that are idempotent on request_id.
+# Round robin over every address the target resolves to (on Kubernetes a
+# headless Service: one per pod), so calls spread over the replicas; each
+# replica's health is watched, so new calls leave one whose readiness turned
+# NOT_SERVING (it is draining) before it stops taking calls.
 SERVICE_CONFIG = """{
+  "loadBalancingConfig": [{"round_robin": {}}],
+  "healthCheckConfig": {"serviceName": ""},
   "methodConfig": [{
     "name": [
       {"service": "casemesh.v1.TicketService", "method": "GetTicket"},
@@ -131,6 +137,8 @@ async def run(cfg: GatewaySettings) -> None:
 
         await serve(
             address=cfg.grpc_addr,
+            grace_seconds=cfg.shutdown_grace_seconds,
+            drain_delay_seconds=cfg.shutdown_delay_seconds,
             register=register,
             service_names=[
                 tickets_pb2.DESCRIPTOR.services_by_name["TicketService"].full_name,

@@ -69,6 +69,8 @@ async def run(cfg: HelpSettings) -> None:
     try:
         await serve(
             address=cfg.grpc_addr,
+            grace_seconds=cfg.shutdown_grace_seconds,
+            drain_delay_seconds=cfg.shutdown_delay_seconds,
             register=lambda s: helpcenter_pb2_grpc.add_HelpCenterServiceServicer_to_server(
                 servicer, s
             ),

@@ -8,16 +8,19 @@ import asyncio
 import signal
 import sys
 
+from prometheus_client import REGISTRY
 from psycopg_pool import AsyncConnectionPool
 
 from casemesh.platform import settings as settings_mod
-from casemesh.platform.consuming import start_broker
+from casemesh.platform.consuming import start_broker, watch_lag
 from casemesh.platform.logging import configure_logging, get_logger
+from casemesh.platform.metrics import serve_metrics
 from casemesh.platform.outbox import OutboxPublisher
 from casemesh.platform.telemetry import configure_tracing
 from casemesh_notifier.channels import Channel, HttpSmsChannel, SmtpChannel
-from casemesh_notifier.consumers import build_broker, build_router
+from casemesh_notifier.consumers import TOPICS, build_broker, build_router
 from casemesh_notifier.delivery import Delivery, replay_parked, utc_now
+from casemesh_notifier.metrics import JobsCollector
 from casemesh_notifier.outbox import NOTIFICATIONS
 from casemesh_notifier.planner import Planner
 from casemesh_notifier.schema import create_schema
@@ -63,6 +66,9 @@ async def run(cfg: NotifierSettings) -> None:
     tasks = [
         asyncio.create_task(delivery.run(stop), name="delivery"),
         asyncio.create_task(publisher.run(stop), name="outbox"),
+        asyncio.create_task(
+            watch_lag(cfg.kafka_bootstrap, cfg.consumer_group, TOPICS, stop), name="lag"
+        ),
     ]
     broker = await start_broker(
         lambda: build_broker(
@@ -77,6 +83,8 @@ async def run(cfg: NotifierSettings) -> None:
         stopping = asyncio.create_task(stop.wait(), name="stop")
         done, _ = await asyncio.wait([stopping, *tasks], return_when=asyncio.FIRST_COMPLETED)
         for task in done - {stopping}:
+            if stop.is_set():
+                break  # asked to stop: the loops end with it
             # A loop that ends on its own is a fault: exit, and let the
             # orchestrator restart the process, rather than run half a notifier.
             log.error(
@@ -107,6 +115,8 @@ def main() -> None:
     args = sys.argv[1:] or ["run"]
     if args[0] == "run":
         configure_tracing(cfg.service_name)
+        REGISTRY.register(JobsCollector(cfg.database_url))
+        serve_metrics(cfg.metrics_addr)
         asyncio.run(run(cfg))
     elif args[0] == "replay":
         count = asyncio.run(replay_parked(cfg.database_url, args[1:] or None, utc_now()))

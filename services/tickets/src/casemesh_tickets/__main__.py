@@ -41,6 +41,8 @@ async def run_api(cfg: TicketsSettings) -> None:
     try:
         await serve(
             address=cfg.grpc_addr,
+            grace_seconds=cfg.shutdown_grace_seconds,
+            drain_delay_seconds=cfg.shutdown_delay_seconds,
             register=lambda s: tickets_pb2_grpc.add_TicketServiceServicer_to_server(servicer, s),
             service_names=[service_name],
         )

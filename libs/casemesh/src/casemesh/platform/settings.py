@@ -10,7 +10,7 @@ import sys
 from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "CASEMESH_"
@@ -25,6 +25,12 @@ class ServiceSettings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
     # host:port of the Prometheus metrics endpoint; empty: none.
     metrics_addr: str = ""
+    # On SIGTERM: seconds a gRPC server keeps answering after its readiness
+    # turned NOT_SERVING (so load balancers notice first), then the seconds
+    # in-flight calls get to finish. The orchestrator's grace period must
+    # cover both, plus the consumers' and relays' stop.
+    shutdown_delay_seconds: float = Field(0.0, ge=0, le=120)
+    shutdown_grace_seconds: float = Field(10.0, gt=0, le=600)
 
     @field_validator("metrics_addr")
     @classmethod

@@ -1,0 +1,413 @@
+"""SIGTERM under load, as Kubernetes sends it when it rolls or scales a pod.
+
+For each gRPC service a second replica runs beside the stack's, and clients
+spread calls over both (round robin, the gateway's own channel settings).
+SIGTERM to the second replica while calls are in flight: its readiness turns
+NOT_SERVING at once (liveness stays SERVING), no call fails, and it exits 0
+within the grace period. For the relay and the notifier: SIGTERM while tickets
+keep coming, and every event reaches the topic once and every requester hears
+once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import pytest
+import urllib3
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
+
+from casemesh.platform.identity import Identity, mint_token
+from casemesh.v1 import (
+    appeals_pb2,
+    appeals_pb2_grpc,
+    casequeue_pb2,
+    casequeue_pb2_grpc,
+    evidence_pb2,
+    evidence_pb2_grpc,
+    helpcenter_pb2,
+    helpcenter_pb2_grpc,
+    reports_pb2,
+    reports_pb2_grpc,
+    tickets_pb2,
+    tickets_pb2_grpc,
+)
+from casemesh_devstack.ports import free_port
+from casemesh_gateway.__main__ import SERVICE_CONFIG
+from tests.conftest import PARTITIONS, Stack, wait_serving
+from tests.e2e.test_evidence import png
+from tests.support import read_topic, wait_until
+
+DELAY = 2.0  # readiness down, still answering
+GRACE = 10.0  # in-flight calls may finish
+WORKERS = 6
+PAUSE = 0.1  # between one worker's calls: enough in flight, not a flood of mail
+
+Call = Callable[[grpc.aio.Channel, int], Awaitable[Any]]
+
+
+def metric(url: str, name: str) -> float:
+    """The sum of a metric's samples at a Prometheus endpoint (0 if absent)."""
+    text = urllib3.request("GET", url, timeout=5).data.decode()
+    return sum(
+        s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name
+    )
+
+
+@dataclass
+class Replica:
+    """A second copy of one of the stack's processes, on its own ports."""
+
+    stack: Stack
+    of: str
+    name: str
+    grpc_addr: str
+    metrics_url: str
+
+    @classmethod
+    def start(cls, stack: Stack, of: str, **env: str) -> Replica:
+        sup = stack.supervisor
+        argv, base = sup.command(of)
+        name = f"{of}-b-{uuid.uuid4().hex[:4]}"
+        grpc_addr = f"127.0.0.1:{free_port()}"
+        metrics_addr = f"127.0.0.1:{free_port()}"
+        sup.start(
+            name,
+            argv,
+            {
+                **base,
+                "CASEMESH_GRPC_ADDR": grpc_addr,
+                "CASEMESH_METRICS_ADDR": metrics_addr,
+                "CASEMESH_SHUTDOWN_DELAY_SECONDS": str(DELAY),
+                "CASEMESH_SHUTDOWN_GRACE_SECONDS": str(GRACE),
+                "CASEMESH_SERVICE_NAME": name,
+                **env,
+            },
+        )
+        return cls(stack, of, name, grpc_addr, f"http://{metrics_addr}/metrics")
+
+    def log(self) -> str:
+        return self.stack.supervisor.log_path(self.name).read_text()
+
+    def terminate(self) -> float:
+        """SIGTERM; returns the moment it was sent."""
+        sent = time.monotonic()
+        self.stack.supervisor.kill(self.name, signal.SIGTERM)
+        return sent
+
+    def wait_exit(self, timeout: float) -> tuple[int | None, float]:
+        """(exit code, moment it was seen gone), or (None, …) if still running."""
+        sup = self.stack.supervisor
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code = sup.returncode(self.name)
+            if code is not None:
+                return code, time.monotonic()
+            time.sleep(0.05)
+        return None, time.monotonic()
+
+    def cleanup(self) -> None:
+        sup = self.stack.supervisor
+        if sup.is_running(self.name):
+            sup.stop(self.name)
+
+
+@dataclass
+class Load:
+    """Workers calling `call` back to back until told to stop; every outcome kept."""
+
+    target: str
+    call: Call
+    ok: list[Any] = field(default_factory=list)
+    failed: list[tuple[int, str]] = field(default_factory=list)
+    count: int = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        options = [("grpc.service_config", SERVICE_CONFIG), ("grpc.enable_retries", 1)]
+        async with grpc.aio.insecure_channel(self.target, options=options) as channel:
+
+            async def worker() -> None:
+                while not stop.is_set():
+                    n = self.count
+                    self.count += 1
+                    try:
+                        self.ok.append(await self.call(channel, n))
+                    except grpc.RpcError as err:
+                        self.failed.append((n, f"{err.code()}: {err.details()}"))
+                    await asyncio.sleep(PAUSE)
+
+            await asyncio.gather(*(worker() for _ in range(WORKERS)))
+
+
+def both(stack: Stack, of: str, replica: Replica) -> str:
+    """A round-robin target over the stack's process and its replica."""
+    mine = stack.supervisor.command(of)[1]["CASEMESH_GRPC_ADDR"]
+    return f"ipv4:{mine},{replica.grpc_addr}"
+
+
+def health(target: str, service: str) -> int:
+    with grpc.insecure_channel(target) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=1
+        )
+        return int(reply.status)
+
+
+def as_user(who: str, *roles: str) -> list[tuple[str, Any]]:
+    return list(Identity(subject=who, roles=frozenset(roles or ("user",))).to_metadata())
+
+
+def ticket_request(run: str, n: int) -> tickets_pb2.CreateTicketRequest:
+    return tickets_pb2.CreateTicketRequest(
+        ticket=tickets_pb2.Ticket(
+            category="account.login",
+            subject=f"sigterm {n}",
+            description="cannot log in",
+            locale="en",
+            contact=tickets_pb2.Contact(
+                email=f"term-{run}-{n}@example.com", channels=[tickets_pb2.CHANNEL_EMAIL]
+            ),
+        ),
+        request_id=f"term-{run}-{n}",
+    )
+
+
+def create_ticket_direct(run: str) -> Call:
+    async def call(channel: grpc.aio.Channel, n: int) -> Any:
+        stub = tickets_pb2_grpc.TicketServiceStub(channel)
+        return await stub.CreateTicket(
+            ticket_request(run, n), metadata=as_user(f"term-{run}"), timeout=20
+        )
+
+    return call
+
+
+def create_ticket_via_gateway(run: str, secret: str) -> Call:
+    # Many users, each well inside the gateway's per-user rate limit.
+    tokens = [
+        [("authorization", f"Bearer {mint_token(secret, f'term-{run}-{u}')}")] for u in range(40)
+    ]
+
+    async def call(channel: grpc.aio.Channel, n: int) -> Any:
+        stub = tickets_pb2_grpc.TicketServiceStub(channel)
+        return await stub.CreateTicket(
+            ticket_request(run, n), metadata=tokens[n % len(tokens)], timeout=20
+        )
+
+    return call
+
+
+def upload_evidence(run: str) -> Call:
+    async def call(channel: grpc.aio.Channel, n: int) -> Any:
+        stub = evidence_pb2_grpc.EvidenceServiceStub(channel)
+        parts = [
+            evidence_pb2.UploadEvidenceRequest(
+                metadata=evidence_pb2.EvidenceMetadata(file_name=f"proof-{n}.png")
+            ),
+            evidence_pb2.UploadEvidenceRequest(chunk=png()),
+        ]
+        return await stub.UploadEvidence(iter(parts), metadata=as_user(f"term-{run}"), timeout=20)
+
+    return call
+
+
+def list_appeals(run: str) -> Call:
+    async def call(channel: grpc.aio.Channel, n: int) -> Any:
+        stub = appeals_pb2_grpc.AppealServiceStub(channel)
+        return await stub.ListAppeals(
+            appeals_pb2.ListAppealsRequest(), metadata=as_user(f"term-{run}"), timeout=20
+        )
+
+    return call
+
+
+def list_reports(run: str) -> Call:
+    async def call(channel: grpc.aio.Channel, n: int) -> Any:
+        stub = reports_pb2_grpc.ReportServiceStub(channel)
+        return await stub.ListReports(
+            reports_pb2.ListReportsRequest(), metadata=as_user(f"term-{run}"), timeout=20
+        )
+
+    return call
+
+
+def list_queue(run: str) -> Call:
+    async def call(channel: grpc.aio.Channel, n: int) -> Any:
+        stub = casequeue_pb2_grpc.CaseQueueServiceStub(channel)
+        return await stub.ListQueueCases(
+            casequeue_pb2.ListQueueCasesRequest(page_size=20),
+            metadata=as_user(f"term-{run}", "agent"),
+            timeout=20,
+        )
+
+    return call
+
+
+def search_help(run: str) -> Call:
+    async def call(channel: grpc.aio.Channel, n: int) -> Any:
+        stub = helpcenter_pb2_grpc.HelpCenterServiceStub(channel)
+        return await stub.SearchArticles(
+            helpcenter_pb2.SearchArticlesRequest(query="忘记密码 登录不了", page_size=5),
+            metadata=as_user(f"term-{run}"),
+            timeout=20,
+        )
+
+    return call
+
+
+LOADS: dict[str, Callable[[str, Stack], Call]] = {
+    "tickets": lambda run, stack: create_ticket_direct(run),
+    "gateway": lambda run, stack: create_ticket_via_gateway(run, stack.secret),
+    "evidence": lambda run, stack: upload_evidence(run),
+    "appeals": lambda run, stack: list_appeals(run),
+    "reports": lambda run, stack: list_reports(run),
+    "casequeue": lambda run, stack: list_queue(run),
+    "helpcenter": lambda run, stack: search_help(run),
+}
+
+
+@pytest.fixture
+def run_id() -> Iterator[str]:
+    yield uuid.uuid4().hex[:6]
+
+
+@pytest.mark.parametrize("service", list(LOADS))
+def test_sigterm_under_load_fails_no_call_and_exits_within_the_grace_period(
+    stack: Stack, service: str, run_id: str
+) -> None:
+    replica = Replica.start(stack, service)
+    try:
+        wait_serving(replica.grpc_addr)
+        load = Load(both(stack, service, replica), LOADS[service](run_id, stack))
+        stopped_at: list[float] = []
+        readiness: list[tuple[int, int]] = []
+
+        async def scenario() -> tuple[int | None, float]:
+            stop = asyncio.Event()
+            task = asyncio.create_task(load.run(stop))
+            # The replica takes its share of the calls before it is told to stop.
+            await asyncio.to_thread(
+                wait_until,
+                lambda: metric(replica.metrics_url, "grpc_server_handled_total") >= 20,
+                60,
+            )
+            stopped_at.append(replica.terminate())
+            await asyncio.sleep(DELAY / 4)
+            readiness.append((health(replica.grpc_addr, ""), health(replica.grpc_addr, "liveness")))
+            code, gone = await asyncio.to_thread(replica.wait_exit, DELAY + GRACE + 10)
+            await asyncio.sleep(1.0)  # calls go on after it left
+            stop.set()
+            await task
+            return code, gone
+
+        code, gone = asyncio.run(scenario())
+        serving = health_pb2.HealthCheckResponse.SERVING
+        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+        assert readiness == [(not_serving, serving)]
+        assert code == 0, replica.log()[-3000:]
+        assert gone - stopped_at[0] < DELAY + GRACE, "did not exit within the grace period"
+        assert "grpc.draining" in replica.log()
+        assert load.failed == [], load.failed[:5]
+        assert len(load.ok) > 40
+        if service in ("tickets", "gateway"):
+            assert_each_ticket_relayed_and_told_once(stack, load.ok)
+        if service == "evidence":
+            stub = evidence_pb2_grpc.EvidenceServiceStub(grpc.insecure_channel(stack.gateway))
+            token = [("authorization", f"Bearer {mint_token(stack.secret, f'term-{run_id}')}")]
+            for kept in load.ok[:: max(1, len(load.ok) // 20)]:
+                got = stub.GetEvidence(
+                    evidence_pb2.GetEvidenceRequest(name=kept.name), metadata=token, timeout=10
+                )
+                assert got.sha256 == kept.sha256
+    finally:
+        replica.cleanup()
+
+
+def assert_each_ticket_relayed_and_told_once(stack: Stack, created: list[Any]) -> None:
+    names = {t.name for t in created}
+    assert len(names) == len(created), "a create answered twice with different tickets"
+    want = {f"{name.split('/')[1]}:1" for name in names}
+    time.sleep(3.0)  # anything published twice would be on the topic by now
+    records = asyncio.run(
+        read_topic(stack.infra.kafka.bootstrap, "casemesh.tickets.v1", PARTITIONS, want, 90)
+    )
+    seen = Counter(h["ce_id"] for _, h in records if h["ce_id"] in want)
+    assert set(seen) == want, f"{len(want - set(seen))} events never reached the topic"
+    assert max(seen.values()) == 1, "an event was published twice"
+    emails = [t.contact.email for t in created]
+    wait_until(lambda: all(stack.mail.to(e) for e in emails), timeout=90)
+    time.sleep(2.0)
+    assert [len(stack.mail.to(e)) for e in emails] == [1] * len(emails)
+
+
+@pytest.mark.parametrize("process", ["tickets-relay", "notifier"])
+def test_sigterm_of_the_relay_or_the_notifier_under_load_loses_and_repeats_nothing(
+    stack: Stack, process: str, run_id: str
+) -> None:
+    """A second relay stands by (a second notifier shares the partitions);
+    SIGTERM the one at work while tickets keep coming: the other carries on
+    from what was committed, and nothing is published or sent twice."""
+    sup = stack.supervisor
+    replica = Replica.start(stack, process)
+    victim = process if process == "tickets-relay" else replica.name
+    try:
+        ready = "relay.standby" if process == "tickets-relay" else "notifier.started"
+        wait_until(lambda: ready in replica.log(), timeout=60)
+        load = Load(stack.gateway, create_ticket_via_gateway(run_id, stack.secret))
+
+        async def scenario() -> tuple[int | None, float, float]:
+            stop = asyncio.Event()
+            task = asyncio.create_task(load.run(stop))
+            await asyncio.to_thread(wait_until, lambda: len(load.ok) >= 30, 60)
+            sent = time.monotonic()
+            sup.kill(victim, signal.SIGTERM)
+            code, gone = None, sent
+            while time.monotonic() - sent < DELAY + GRACE + 10:
+                code = sup.returncode(victim)
+                if code is not None:
+                    gone = time.monotonic()
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.to_thread(wait_until, lambda: len(load.ok) >= 80, 60)
+            stop.set()
+            await task
+            return code, sent, gone
+
+        code, sent, gone = asyncio.run(scenario())
+        assert code == 0, sup.log_path(victim).read_text()[-3000:]
+        assert gone - sent < GRACE
+        assert load.failed == [], load.failed[:5]
+        if process == "tickets-relay":
+            wait_until(lambda: "relay.active" in replica.log(), timeout=15)
+        assert_each_ticket_relayed_and_told_once(stack, load.ok)
+    finally:
+        if process == "tickets-relay":
+            sup.restart("tickets-relay")  # stands by until the replica goes
+        replica.cleanup()
+        if process == "tickets-relay":
+            # The stack's relay is the active one again before the next test.
+            log = sup.log_path("tickets-relay")
+            wait_until(lambda: "relay.active" in log.read_text().rsplit("starting", 1)[-1], 30)
+
+
+def test_a_consumer_exits_cleanly_on_sigterm(stack: Stack) -> None:
+    """The reports service's consumer of appeal decisions leaves its group and
+    exits 0 within the grace period."""
+    replica = Replica.start(stack, "reports-appeals")
+    try:
+        wait_until(lambda: "reports_consumer.started" in replica.log(), timeout=60)
+        sent = replica.terminate()
+        code, gone = replica.wait_exit(GRACE + 10)
+        assert code == 0, replica.log()[-3000:]
+        assert gone - sent < GRACE
+    finally:
+        replica.cleanup()
