@@ -126,3 +126,47 @@ def test_a_bad_database_url_stops_start_up_naming_it(
     with pytest.raises(SystemExit):
         load(RelaySettings)
     assert "CASEMESH_DATABASE_URL" in capsys.readouterr().err
+
+
+def _rsa_pair() -> tuple[str, str]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
+def test_while_keys_rotate_a_token_signed_by_the_old_or_the_new_key_is_accepted() -> None:
+    old_private, old_public = _rsa_pair()
+    new_private, new_public = _rsa_pair()
+    other_private, _ = _rsa_pair()
+    verifier = TokenVerifier(public_key=old_public + "\n" + new_public)
+    for private, who in ((old_private, "old"), (new_private, "new")):
+        token = jwt.encode(claims(sub=who), private, algorithm="RS256")
+        assert verifier.verify(f"Bearer {token}").subject == who
+    stranger = jwt.encode(claims(), other_private, algorithm="RS256")
+    with pytest.raises(Unauthenticated, match="invalid token"):
+        verifier.verify(f"Bearer {stranger}")
+    # Once the old key is removed, its tokens stop working.
+    old_token = jwt.encode(claims(), old_private, algorithm="RS256")
+    with pytest.raises(Unauthenticated):
+        TokenVerifier(public_key=new_public).verify(f"Bearer {old_token}")
+
+
+def test_a_public_key_setting_without_a_pem_key_is_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CASEMESH_JWT_PUBLIC_KEY", "not a key")
+    with pytest.raises(SystemExit):
+        load(GatewaySettings)
+    assert "CASEMESH_JWT_PUBLIC_KEY" in capsys.readouterr().err

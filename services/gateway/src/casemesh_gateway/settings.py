@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
+from casemesh.platform.identity import public_keys
 from casemesh.platform.settings import ServiceSettings
 
 
@@ -18,13 +19,21 @@ class GatewaySettings(ServiceSettings):
     helpcenter_target: str = "127.0.0.1:50066"
     # Uploads of large videos take longer than ordinary calls.
     upload_timeout_seconds: float = Field(900.0, gt=0)
-    # HS256 shared secret (local runs) or an RS256 public key in PEM (production).
+    # HS256 shared secret (local runs) or RS256 public keys in PEM (production;
+    # while keys rotate, the old and the new one after another).
     jwt_secret: SecretStr = SecretStr("")
     jwt_public_key: str = ""
     backend_timeout_seconds: float = Field(5.0, gt=0)
     # Per-user token bucket: sustained calls per minute, and the burst allowed.
     rate_limit_per_minute: int = Field(120, ge=1)
     rate_limit_burst: int = Field(30, ge=1)
+
+    @field_validator("jwt_public_key")
+    @classmethod
+    def _pem(cls, v: str) -> str:
+        if v.strip() and not public_keys(v):
+            raise ValueError("must hold one or more PEM keys (-----BEGIN PUBLIC KEY----- …)")
+        return v
 
     @model_validator(mode="after")
     def _a_key(self) -> GatewaySettings:

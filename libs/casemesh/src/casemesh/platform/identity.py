@@ -8,9 +8,12 @@ key in production.
 
 from __future__ import annotations
 
+import contextlib
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
 
@@ -56,16 +59,44 @@ class Identity:
         return cls(subject=subject, roles=roles)
 
 
+_PEM = re.compile(r"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.DOTALL)
+
+
+def public_keys(text: str) -> list[str]:
+    """The PEM public keys in `text`, in order: several while keys rotate
+    (a token signed by any of them is accepted)."""
+    return _PEM.findall(text)
+
+
 class TokenVerifier:
     def __init__(self, *, secret: str | None = None, public_key: str | None = None) -> None:
         if public_key:
-            self._key: str = public_key
+            self._keys: list[str] = public_keys(public_key)
+            if not self._keys:
+                raise ValueError("no PEM public key (-----BEGIN PUBLIC KEY-----) found")
             self._algorithms = ["RS256"]
         elif secret:
-            self._key = secret
+            self._keys = [secret]
             self._algorithms = ["HS256"]
         else:
             raise ValueError("a JWT secret or public key is required")
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        for key in self._keys[:-1]:
+            with contextlib.suppress(jwt.InvalidSignatureError):
+                return self._decode_with(token, key)
+        return self._decode_with(token, self._keys[-1])
+
+    def _decode_with(self, token: str, key: str) -> dict[str, Any]:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=self._algorithms,
+            audience=AUDIENCE,
+            issuer=ISSUER,
+            options={"require": ["sub", "exp", "iss", "aud"]},
+        )
+        return claims
 
     def verify(self, authorization: str | None) -> Identity:
         if not authorization:
@@ -74,14 +105,7 @@ class TokenVerifier:
         if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("authorization must be `Bearer <token>`")
         try:
-            claims = jwt.decode(
-                token.strip(),
-                self._key,
-                algorithms=self._algorithms,
-                audience=AUDIENCE,
-                issuer=ISSUER,
-                options={"require": ["sub", "exp", "iss", "aud"]},
-            )
+            claims = self._decode(token.strip())
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("token expired") from None
         except jwt.InvalidTokenError as exc:
