@@ -50,14 +50,17 @@ async def watch_lag(
     """Every `interval` seconds, sets `casemesh_consumer_lag_records` for each
     partition of `topics`: the end offset minus the group's committed offset
     (a partition the group never committed counts from its first record).
-    Kafka being away only pauses the figures."""
+    Kafka being away (or the group's coordinator not elected yet, just after
+    a start) only pauses the figures; a failed reading is tried again soon."""
     while not stop.is_set():
+        wait = interval
         try:
             await _measure_lag(bootstrap, group, topics)
         except Exception as exc:
             log.warning("consumer_lag.unavailable", group=group, error=repr(exc))
+            wait = min(interval, 2.0)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)
+            await asyncio.wait_for(stop.wait(), wait)
 
 
 async def _measure_lag(bootstrap: str, group: str, topics: Sequence[str]) -> None:
