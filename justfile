@@ -33,6 +33,12 @@ lint: proto
     uv run --frozen mypy
     npx --yes @bufbuild/buf@1.75.0 lint proto
 
+# Deployment files: render every deploy/k8s overlay (and component) and check each object
+# against its schema, hadolint the Dockerfile, validate docker-compose.yml. Needs go and
+# node/npm the first time (fetches into .run/cache/deploy-check), then works offline.
+deploy-check: sync
+    uv run --frozen python scripts/deploy_check.py
+
 # Benchmarks (print numbers and ratios; not part of the tests).
 bench: proto
     uv run --frozen python -m bench

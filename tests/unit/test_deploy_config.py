@@ -1,0 +1,446 @@
+"""docker-compose.yml and deploy/k8s describe the system `./dev up` runs: the same
+processes with the same commands, databases and topics (stack.service_specs,
+stack.DATABASES, stack.TOPICS are the one description); and every Kubernetes
+container is locked down, probed, observable and stops gracefully.
+
+Reads the YAML files directly (no kubectl): the base, plus what overlays/dev and
+overlays/prod add. `./dev deploy-check` renders and schema-checks the same files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import promql_parser
+import pytest
+import yaml
+
+from casemesh_devstack import stack
+from casemesh_devstack.kafka import LocalKafka
+from casemesh_devstack.postgres import LocalPostgres
+
+REPO = Path(__file__).resolve().parents[2]
+K8S = REPO / "deploy" / "k8s"
+METRICS_PORTS = {"metrics": 9464, "relay-metrics": 9465}
+# Spec variables Kubernetes sets differently on purpose: tests' clock file.
+TEST_ONLY = {"CASEMESH_CLOCK_OFFSET_FILE", "PYTHONUNBUFFERED"}
+
+
+# -- reading the files -----------------------------------------------------------------
+
+
+def load_docs(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+@dataclass
+class Kustomized:
+    """The objects and generated ConfigMaps/Secrets of a kustomization, without kustomize."""
+
+    objects: list[dict[str, Any]]
+    configmaps: dict[str, dict[str, str]]
+    secrets: dict[str, dict[str, str]]
+
+
+def _generated(folder: Path, entries: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for entry in entries:
+        data: dict[str, str] = {}
+        for literal in entry.get("literals", []):
+            key, _, value = str(literal).partition("=")
+            data[key] = value
+        for env_file in entry.get("envs", []):
+            for line in (folder / env_file).read_text().splitlines():
+                if line.strip() and not line.startswith("#"):
+                    key, _, value = line.partition("=")
+                    data[key] = value
+        for file in entry.get("files", []):
+            key, _, name = str(file).rpartition("=")
+            data[key or Path(name).name] = (folder / name).read_text()
+        out[entry["name"]] = data
+    return out
+
+
+def kustomized(folder: Path) -> Kustomized:
+    spec = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    result = Kustomized([], {}, {})
+    for resource in spec.get("resources", []):
+        path = folder / resource
+        if path.is_dir():
+            sub = kustomized(path)
+            result.objects += sub.objects
+            result.configmaps.update(sub.configmaps)
+            result.secrets.update(sub.secrets)
+        else:
+            result.objects += load_docs(path)
+    for name, data in _generated(folder, spec.get("configMapGenerator", [])).items():
+        result.configmaps[name] = {**result.configmaps.get(name, {}), **data}
+    for name, data in _generated(folder, spec.get("secretGenerator", [])).items():
+        result.secrets[name] = {**result.secrets.get(name, {}), **data}
+    return result
+
+
+BASE = kustomized(K8S / "base")
+DEV = kustomized(K8S / "overlays" / "dev")
+PROD = kustomized(K8S / "overlays" / "prod")
+COMPOSE: dict[str, Any] = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+def of_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def image_entrypoint() -> list[str]:
+    """The ENTRYPOINT of the Dockerfile's final stage."""
+    lines = (REPO / "Dockerfile").read_text().splitlines()
+    found = [json.loads(line.split(None, 1)[1]) for line in lines if line.startswith("ENTRYPOINT")]
+    assert found, "the Dockerfile has no ENTRYPOINT"
+    entry: list[str] = found[-1]
+    return entry
+
+
+ENTRYPOINT = image_entrypoint()
+
+
+@dataclass
+class Container:
+    owner: dict[str, Any]  # the Deployment or CronJob
+    pod: dict[str, Any]  # its pod template
+    spec: dict[str, Any]
+
+    @property
+    def where(self) -> str:
+        return (
+            f"{self.owner['kind']}/{self.owner['metadata']['name']} container {self.spec['name']}"
+        )
+
+    @property
+    def argv(self) -> list[str]:
+        command: list[str] = self.spec.get("command") or ENTRYPOINT
+        return [*command, *self.spec.get("args", [])]
+
+    def env(self, k: Kustomized) -> dict[str, str | None]:
+        """The container's environment by name: a value, or None for one from a Secret."""
+        out: dict[str, str | None] = {}
+        for ref in self.spec.get("envFrom", []):
+            if "configMapRef" in ref:
+                out.update(k.configmaps[ref["configMapRef"]["name"]])
+            if "secretRef" in ref:
+                out.update(dict.fromkeys(k.secrets.get(ref["secretRef"]["name"], {})))
+        for env in self.spec.get("env", []):
+            out[env["name"]] = env.get("value")
+        return out
+
+    def port(self, name: str) -> int | None:
+        ports = {p.get("name"): p["containerPort"] for p in self.spec.get("ports", [])}
+        return ports.get(name)
+
+
+def containers(objects: list[dict[str, Any]]) -> Iterator[Container]:
+    for obj in objects:
+        if obj["kind"] == "Deployment":
+            pod = obj["spec"]["template"]
+        elif obj["kind"] == "CronJob":
+            pod = obj["spec"]["jobTemplate"]["spec"]["template"]
+        else:
+            continue
+        for c in pod["spec"].get("initContainers", []) + pod["spec"]["containers"]:
+            yield Container(obj, pod, c)
+
+
+# -- the processes `./dev up` runs ----------------------------------------------------------
+
+
+def specs() -> list[stack.ServiceSpec]:
+    root = Path("/nonexistent/casemesh-test")
+    return stack.service_specs(
+        LocalPostgres(root / "pg", 5432),
+        LocalKafka(root / "kafka", 9092, 9093, root / "cache"),
+        ("127.0.0.1", 2525),
+        "http://127.0.0.1:8025/sms",
+        "x" * 40,
+        evidence_dir=root / "evidence",
+        clock_offset_file=root / "clock",
+    )
+
+
+SPECS = specs()
+
+
+def python_m(spec: stack.ServiceSpec) -> list[str]:
+    """The spec's command as the image runs it: `python -m <module> [command]`."""
+    assert spec.argv[1] == "-m", spec.argv
+    return ["python", "-m", *spec.argv[2:]]
+
+
+def k8s_container(spec: stack.ServiceSpec) -> Container:
+    found = [c for c in containers(of_kind(BASE.objects, "Deployment")) if c.argv == python_m(spec)]
+    assert len(found) == 1, f"{spec.name}: {len(found)} Kubernetes containers run {python_m(spec)}"
+    return found[0]
+
+
+def compose_service(spec: stack.ServiceSpec) -> tuple[str, dict[str, Any]]:
+    found = []
+    for name, service in COMPOSE["services"].items():
+        if "image" not in service and "build" not in service:
+            continue
+        entry = service.get("entrypoint")
+        command = service.get("command", [])
+        argv = [*(entry if entry is not None else ENTRYPOINT), *command]
+        if argv == python_m(spec):
+            found.append((name, service))
+    assert len(found) == 1, f"{spec.name}: {len(found)} compose services run {python_m(spec)}"
+    return found[0]
+
+
+def port_of(addr: str) -> int:
+    return int(addr.rpartition(":")[2])
+
+
+def db_of_url(url: str) -> str:
+    return urlsplit(url).path.strip("/")
+
+
+def clusters() -> dict[str, dict[str, Any]]:
+    return {c["metadata"]["name"]: c for c in of_kind(BASE.objects, "Cluster")}
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_every_process_runs_in_compose_and_kubernetes_with_the_same_command(
+    spec: stack.ServiceSpec,
+) -> None:
+    container = k8s_container(spec)
+    name, service = compose_service(spec)
+    env = container.env(DEV)
+
+    # Which database, Kafka or not, which gRPC port: the same in all three.
+    if "CASEMESH_DATABASE_URL" in spec.env:
+        db = db_of_url(spec.env["CASEMESH_DATABASE_URL"])
+        assert db_of_url(service["environment"]["CASEMESH_DATABASE_URL"]) == db, name
+        ref = next(e for e in container.spec["env"] if e["name"] == "CASEMESH_DATABASE_URL")
+        secret = ref["valueFrom"]["secretKeyRef"]
+        assert secret["key"] == "uri" and secret["name"].endswith("-app"), container.where
+        cluster = clusters()[secret["name"].removesuffix("-app")]
+        assert cluster["spec"]["bootstrap"]["initdb"]["database"] == db, container.where
+        assert container.pod["metadata"]["labels"]["casemesh/database"] == db.removeprefix(
+            "casemesh_"
+        ), f"{container.where}: the NetworkPolicy of {cluster['metadata']['name']} must let it in"
+    else:
+        assert "CASEMESH_DATABASE_URL" not in env, container.where
+    uses_kafka = "CASEMESH_KAFKA_BOOTSTRAP" in spec.env
+    assert ("CASEMESH_KAFKA_BOOTSTRAP" in service.get("environment", {})) == uses_kafka, name
+    assert ("CASEMESH_KAFKA_BOOTSTRAP" in env) == uses_kafka, container.where
+    if uses_kafka:  # the NetworkPolicy of the Kafka cluster lets it in
+        assert container.pod["metadata"]["labels"]["casemesh/kafka"] == "client", container.where
+    if "CASEMESH_GRPC_ADDR" in spec.env:
+        port = port_of(spec.env["CASEMESH_GRPC_ADDR"])
+        assert port_of(service["environment"]["CASEMESH_GRPC_ADDR"]) == port, name
+        assert env["CASEMESH_GRPC_ADDR"] == f"0.0.0.0:{port}", container.where
+        assert container.port("grpc") == port, container.where
+    else:
+        assert container.port("grpc") is None, container.where
+    assert env["CASEMESH_SERVICE_NAME"] == spec.env["CASEMESH_SERVICE_NAME"], container.where
+
+    # Every setting the local stack gives the process, Kubernetes gives it too
+    # (in overlays/dev; production's Secrets have the same keys).
+    missing = {k for k in spec.env if k not in TEST_ONLY} - set(env)
+    assert not missing, f"{container.where} lacks {sorted(missing)}"
+
+
+def test_kubernetes_runs_nothing_the_local_stack_does_not() -> None:
+    expected = sorted(tuple(python_m(s)) for s in SPECS)
+    casemesh = [
+        tuple(c.argv)
+        for c in containers(of_kind(BASE.objects, "Deployment"))
+        if c.spec["image"] == "casemesh"
+    ]
+    assert sorted(casemesh) == expected
+
+
+def test_the_gateway_reaches_every_service_through_its_headless_service() -> None:
+    gateway = next(s for s in SPECS if s.name == "gateway")
+    env = k8s_container(gateway).env(DEV)
+    services = {
+        s["spec"]["ports"][0]["port"]: s for s in of_kind(BASE.objects, "Service") if s["spec"]
+    }
+    targets = {k: v for k, v in gateway.env.items() if k.endswith("_TARGET")}
+    assert len(targets) == 6
+    for key, addr in targets.items():
+        service = services[port_of(addr)]
+        name = service["metadata"]["name"]
+        assert env[key] == f"dns:///{name}:{port_of(addr)}", key
+        assert service["spec"].get("clusterIP") == "None", f"{name} must be headless"
+        spec = next(s for s in SPECS if s.env.get("CASEMESH_GRPC_ADDR") == addr)
+        pod_labels = k8s_container(spec).pod["metadata"]["labels"]
+        assert all(pod_labels.get(k) == v for k, v in service["spec"]["selector"].items()), name
+
+
+def test_every_topic_is_a_kafka_topic_and_created_by_compose() -> None:
+    topics = {t["spec"]["topicName"]: t for t in of_kind(BASE.objects, "KafkaTopic")}
+    assert set(topics) == set(stack.TOPICS)
+    created = " ".join(COMPOSE["services"]["kafka-topics"]["command"])
+    for name, topic in topics.items():
+        assert name in created, f"docker-compose.yml does not create {name}"
+        spec = topic["spec"]
+        assert spec["partitions"] == stack.TOPIC_PARTITIONS, name
+        assert spec["replicas"] == 3, name
+        assert spec["config"]["min.insync.replicas"] == 2, name
+        retention = spec["config"]["retention.ms"]
+        if name == stack.CODES_TOPIC:
+            assert retention == 3_600_000, name
+        elif name == stack.NOTIFICATIONS_TOPIC:
+            assert retention > 0, name
+        else:
+            # Whole aggregate streams: read models are rebuilt from offset 0.
+            assert retention == -1, name
+    assert f"--partitions {stack.TOPIC_PARTITIONS}" in created
+
+
+def test_dev_runs_kafka_with_a_single_replica() -> None:
+    dev = yaml.safe_load((K8S / "overlays" / "dev" / "kustomization.yaml").read_text())
+    topic_patch = next(p for p in dev["patches"] if p.get("target", {}).get("kind") == "KafkaTopic")
+    ops = {op["path"]: op["value"] for op in yaml.safe_load(topic_patch["patch"])}
+    assert ops == {"/spec/replicas": 1, "/spec/config/min.insync.replicas": 1}
+    pools = of_kind(load_docs(K8S / "overlays" / "dev" / "kafka.yaml"), "KafkaNodePool")
+    assert [p["spec"]["replicas"] for p in pools] == [1]
+
+
+def test_every_database_is_a_postgres_cluster_and_created_by_compose() -> None:
+    by_db = {c["spec"]["bootstrap"]["initdb"]["database"]: c for c in clusters().values()}
+    assert set(by_db) == set(stack.DATABASES)
+    for db, cluster in by_db.items():
+        assert cluster["spec"]["bootstrap"]["initdb"]["owner"], db
+    init = (REPO / "deploy" / "compose" / "postgres-init.sql").read_text()
+    assert set(re.findall(r"CREATE DATABASE (\w+);", init)) == set(stack.DATABASES)
+
+
+ALL_CONTAINERS = list(containers(DEV.objects))  # the base, and what dev adds
+
+
+@pytest.mark.parametrize("c", ALL_CONTAINERS, ids=lambda c: c.where)
+def test_every_container_is_locked_down(c: Container) -> None:
+    sc = c.spec["securityContext"]
+    assert sc["runAsNonRoot"] is True
+    assert sc["runAsUser"] == 10001
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    pod = c.pod["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["automountServiceAccountToken"] is False
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(c.spec["resources"][kind]), f"{c.where} {kind}"
+    # The root filesystem is read-only: /tmp is an emptyDir.
+    tmp = next(m for m in c.spec["volumeMounts"] if m["mountPath"] == "/tmp")
+    volume = next(v for v in pod["volumes"] if v["name"] == tmp["name"])
+    assert "emptyDir" in volume
+    account = next(
+        s for s in of_kind(DEV.objects, "ServiceAccount")
+        if s["metadata"]["name"] == pod["serviceAccountName"]
+    )  # fmt: skip
+    assert account["automountServiceAccountToken"] is False
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_every_process_is_probed_observable_and_stops_gracefully(spec: stack.ServiceSpec) -> None:
+    c = k8s_container(spec)
+    env = c.env(DEV)
+    grpc_port = c.port("grpc")
+    if grpc_port is not None:
+        ready, live = c.spec["readinessProbe"]["grpc"], c.spec["livenessProbe"]["grpc"]
+        assert ready["port"] == grpc_port and ready.get("service", "") == ""
+        assert live == {"port": grpc_port, "service": "liveness"}
+    else:
+        live = c.spec["livenessProbe"]["httpGet"]
+        assert live["path"] == "/metrics" and live["port"] in METRICS_PORTS
+    # Metrics: a named port and the address the process serves them on.
+    names = [p["name"] for p in c.spec["ports"] if p["name"] in METRICS_PORTS]
+    assert len(names) == 1, c.where
+    assert env["CASEMESH_METRICS_ADDR"] == f"0.0.0.0:{METRICS_PORTS[names[0]]}"
+    assert c.port(names[0]) == METRICS_PORTS[names[0]]
+    # JSON logs, traces to the collector, the shutdown sequence.
+    assert env["CASEMESH_LOG_FORMAT"] == "json"
+    assert env["OTEL_TRACES_EXPORTER"] == "otlp"
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4317"
+    delay = float(env["CASEMESH_SHUTDOWN_DELAY_SECONDS"] or 0)
+    grace = float(env["CASEMESH_SHUTDOWN_GRACE_SECONDS"] or 0)
+    assert (delay, grace) == (5, 20)
+    assert c.pod["spec"]["terminationGracePeriodSeconds"] == 45 > delay + grace
+
+
+def test_sidecar_relays_are_in_the_writer_pods() -> None:
+    for spec in SPECS:
+        if spec.argv[-1] != "relay":
+            continue
+        relay = k8s_container(spec)
+        api = next(s for s in SPECS if s.argv[2:] == [spec.argv[2], "serve"])
+        assert relay.owner is k8s_container(api).owner, f"{spec.name} runs beside {api.name}"
+
+
+def test_prod_scales_within_the_partitions() -> None:
+    hpas = {
+        h["spec"]["scaleTargetRef"]["name"]: h
+        for h in of_kind(PROD.objects, "HorizontalPodAutoscaler")
+    }
+    for h in hpas.values():
+        assert h["apiVersion"] == "autoscaling/v2"
+        assert h["spec"]["minReplicas"] >= 2
+    stateless = {"gateway", "tickets", "appeals", "reports", "evidence", "helpcenter"}
+    assert stateless <= set(hpas)
+    # Kafka consumers: more replicas than partitions would idle.
+    for name in ("notifier", "casequeue"):
+        assert hpas[name]["spec"]["maxReplicas"] <= stack.TOPIC_PARTITIONS, name
+    replicas = {
+        d["metadata"]["name"]: d["spec"]
+        for d in load_docs(K8S / "overlays" / "prod" / "replicas.yaml")
+    }
+    assert 2 <= replicas["reports-appeals"]["replicas"] <= stack.TOPIC_PARTITIONS
+    budgets = {
+        p["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]
+        for p in of_kind(PROD.objects, "PodDisruptionBudget")
+    }
+    deployments = {d["metadata"]["name"] for d in of_kind(BASE.objects, "Deployment")}
+    assert budgets == deployments
+
+
+def _metric_names(expr: str) -> set[str]:
+    found: set[str] = set()
+
+    def visit(node: Any) -> None:
+        if isinstance(node, promql_parser.VectorSelector) and node.name:
+            found.add(node.name)
+        for attr in ("lhs", "rhs", "expr", "vector_selector", "param"):
+            child = getattr(node, attr, None)
+            if child is not None and not isinstance(child, str | int | float):
+                visit(child)
+        for arg in getattr(node, "args", None) or []:
+            visit(arg)
+
+    visit(promql_parser.parse(expr))
+    return found
+
+
+def test_alerts_cover_the_system_with_metrics_it_exposes() -> None:
+    rule = yaml.safe_load((K8S / "base" / "monitoring" / "prometheusrule.yaml").read_text())
+    used: set[str] = set()
+    for group in rule["spec"]["groups"]:
+        for r in group["rules"]:
+            # That each name is exposed by a running process: tests/e2e/test_metrics.py.
+            used |= _metric_names(r["expr"])
+    for needed in (
+        "casemesh_relay_lag_events",  # relay lag
+        "casemesh_relay_active",  # no active relay
+        "casemesh_consumer_lag_records",  # consumer lag
+        "casemesh_notifications_parked",  # parked notifications
+        "casemesh_queue_sla_breaches_total",  # SLA breaches
+        "grpc_server_handled_total",  # gRPC error rate
+        "grpc_server_handling_seconds_bucket",  # gRPC latency
+    ):
+        assert needed in used, f"no alert on {needed}"
