@@ -29,6 +29,7 @@ from casemesh.v1 import (
 )
 from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import REPO, Stack
+from tests.e2e.replicas import metric
 from tests.support import Client, wait_until
 
 MONITORING = REPO / "deploy" / "k8s" / "base" / "monitoring"
@@ -43,16 +44,16 @@ Sample = tuple[str, dict[str, str], float]
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
 
 
-def scrape(url: str) -> list[Sample]:
-    """Every sample at an endpoint; and each family (even one with no
-    labelled child yet) under the names a query uses for it, without labels."""
+def scrape(url: str) -> tuple[list[Sample], set[str]]:
+    """Every sample at an endpoint, and the names a query would use for each
+    family declared there (also one without a sample yet)."""
     text = urllib3.request("GET", url, timeout=5).data.decode()
     samples: list[Sample] = []
+    declared: set[str] = set()
     for family in text_string_to_metric_families(text):
-        for suffix in SUFFIXES.get(family.type, ("",)):
-            samples.append((family.name + suffix, {}, float("nan")))
+        declared.update(family.name + suffix for suffix in SUFFIXES.get(family.type, ("",)))
         samples.extend((s.name, dict(s.labels), s.value) for s in family.samples)
-    return samples
+    return samples, declared
 
 
 def names_in_rules() -> dict[str, set[str]]:
@@ -131,26 +132,34 @@ def touch_every_service(stack: Stack) -> None:
 def test_every_metric_the_alerts_and_the_dashboard_use_is_exposed(stack: Stack) -> None:
     touch_every_service(stack)
     exposed: dict[str, list[Sample]] = {}
+    declared: set[str] = set()
+
+    def sampled() -> set[str]:
+        return {s[0] for samples in exposed.values() for s in samples}
 
     def all_there() -> bool:
         exposed.clear()
-        exposed.update({name: scrape(url) for name, url in stack.metrics.items()})
-        names = {s[0] for samples in exposed.values() for s in samples}
+        for name, url in stack.metrics.items():
+            exposed[name], families = scrape(url)
+            declared.update(families)
+        # An alert's metrics have values to alert on; the dashboard may also
+        # chart a family with nothing in it yet (no report decided, say).
         return (
-            all(n in names for alert in names_in_rules().values() for n in alert)
-            and names_in_dashboard() <= names
+            all(n in sampled() for alert in names_in_rules().values() for n in alert)
+            and names_in_dashboard() <= declared
         )
 
     try:
         wait_until(all_there, timeout=30, interval=1.0)
     except AssertionError:
-        names = {s[0] for samples in exposed.values() for s in samples}
         missing = {
-            alert: sorted(used - names) for alert, used in names_in_rules().items() if used - names
+            alert: sorted(used - sampled())
+            for alert, used in names_in_rules().items()
+            if used - sampled()
         }
         raise AssertionError(
-            f"alerts use metrics no process exposes: {missing}; "
-            f"dashboard: {sorted(names_in_dashboard() - names)}"
+            f"alerts use metrics no process gives a value: {missing}; "
+            f"dashboard: {sorted(names_in_dashboard() - declared)}"
         ) from None
     assert all(names_in_rules().values()), "an alert that uses no Casemesh metric"
 
@@ -170,7 +179,27 @@ def test_every_metric_the_alerts_and_the_dashboard_use_is_exposed(stack: Stack) 
         1.0
     ], "the stack's one tickets relay is the active one"
     for process in CONSUMERS:
-        assert has(process, "casemesh_consumer_lag_records"), process
+        assert has(process, "casemesh_consumer_lag_records", partition="0"), process
+    for process, topic in (("notifier", "notifications"), ("casequeue", "casequeue")):
+        assert has(process, "casemesh_outbox_pending_events", topic=f"casemesh.{topic}.v1")
+    lags = [s[2] for s in exposed["tickets-relay"] if s[0] == "casemesh_relay_lag_events"]
+    assert len(lags) == 1 and 0 <= lags[0] < 1000, lags
+    # The notifier has handled every ticket event (it mailed ours): its group
+    # is on all partitions of the tickets topic, none behind.
+    tickets_lag = [
+        s[2]
+        for s in exposed["notifier"]
+        if s[0] == "casemesh_consumer_lag_records" and s[1]["topic"] == "casemesh.tickets.v1"
+    ]
+    assert len(tickets_lag) == 3 and all(v >= 0 for v in tickets_lag), tickets_lag
+
+    def notifier_caught_up() -> bool:
+        return (
+            metric(stack.metrics["notifier"], "casemesh_consumer_lag_records")
+            == 0  # every topic the notifier reads
+        )
+
+    wait_until(notifier_caught_up, timeout=45, interval=1.0)
     assert has("notifier", "casemesh_notifications_total", channel="EMAIL", outcome="delivered")
     assert has("notifier", "casemesh_notifications_parked", channel="SMS")
 

@@ -55,7 +55,10 @@ async def watch_lag(
     while not stop.is_set():
         wait = interval
         try:
-            await _measure_lag(bootstrap, group, topics)
+            # A client retrying against a broker that is coming back can
+            # wait for ever; a reading that does not come soon is tried again.
+            async with asyncio.timeout(10.0):
+                await _measure_lag(bootstrap, group, topics)
         except Exception as exc:
             log.warning("consumer_lag.unavailable", group=group, error=repr(exc))
             wait = min(interval, 2.0)
@@ -70,12 +73,15 @@ async def _measure_lag(bootstrap: str, group: str, topics: Sequence[str]) -> Non
     try:
         await reader.start()
         committed = await admin.list_consumer_group_offsets(group)
-        await reader.topics()  # metadata, so the partitions are known
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in topics
-            for p in sorted(reader.partitions_for_topic(topic) or ())
-        ]
+        described = await admin.describe_topics(list(topics))
+        partitions = sorted(
+            TopicPartition(t["topic"], p["partition"])
+            for t in described
+            if not t.get("error_code")
+            for p in t["partitions"]
+        )
+        if not partitions:
+            raise RuntimeError(f"no partitions known yet for {list(topics)}")
         ends = await reader.end_offsets(partitions)
         starts = await reader.beginning_offsets(partitions)
         for tp in partitions:

@@ -47,6 +47,21 @@ class OutboxPublisher:
         self._outbox = outbox
         self._client_id = client_id
         self._lock = AdvisoryLock(conninfo, f"casemesh-relay:{outbox.topic}")
+        OUTBOX_PENDING.labels(outbox.topic).set_function(self.pending)
+
+    def pending(self) -> float:
+        """Rows not yet published, read at each scrape (so it grows while
+        Kafka is away); NaN when the database cannot be read."""
+        try:
+            with psycopg.connect(self._conninfo, connect_timeout=3) as conn:
+                row = conn.execute(
+                    SQL("SELECT count(*) FROM {} WHERE published_at IS NULL").format(
+                        Identifier(self._outbox.table)
+                    )
+                ).fetchone()
+            return float(row[0]) if row else 0.0
+        except psycopg.Error:
+            return float("nan")
 
     async def run(self, stop: asyncio.Event) -> None:
         await run_while_holding(self._lock, self._publish_until, stop, name=self._outbox.topic)
@@ -58,11 +73,16 @@ class OutboxPublisher:
             self._conninfo, autocommit=True
         )
         try:
+            # Only the lock holder gets here: no two processes build it at once.
+            await conn.execute(
+                SQL("CREATE INDEX IF NOT EXISTS {} ON {} (id) WHERE published_at IS NULL").format(
+                    Identifier(f"{self._outbox.table}_unpublished"), Identifier(self._outbox.table)
+                )
+            )
             await conn.execute(SQL("LISTEN {}").format(Identifier(self._outbox.table)))
             while not stop.is_set():
                 published = await self._publish_batch(conn, producer)
                 if published == 0:
-                    OUTBOX_PENDING.labels(self._outbox.topic).set(0)
                     # Wait for a NOTIFY (or re-check after a second).
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(1.0):
@@ -111,13 +131,4 @@ class OutboxPublisher:
             ),
             ([r[0] for r in rows],),
         )
-        left: Any = (0,)
-        if len(rows) == BATCH:  # a backlog: count what is still waiting
-            cur = await conn.execute(
-                SQL("SELECT count(*) FROM {} WHERE published_at IS NULL").format(
-                    Identifier(o.table)
-                )
-            )
-            left = await cur.fetchone()
-        OUTBOX_PENDING.labels(o.topic).set(left[0] if left else 0)
         return len(rows)

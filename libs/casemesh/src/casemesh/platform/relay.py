@@ -33,7 +33,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
 from casemesh.platform.envelope import CloudEvent
-from casemesh.platform.eventstore import trace_carrier
+from casemesh.platform.eventstore import schema_lock, trace_carrier
 from casemesh.platform.logging import get_logger
 from casemesh.platform.metrics import RELAY_ACTIVE, RELAY_LAG, RELAY_PUBLISHED
 from casemesh.platform.telemetry import tracer
@@ -212,22 +212,29 @@ class Relay:
         self._tracking = PostgresTrackingRecorder(
             recorder.datastore, tracking_table_name="kafka_relay_tracking"
         )
-        self._tracking.create_table()
+        with schema_lock(conninfo):  # replicas' relays start together
+            self._tracking.create_table()
         self._standby_poll = standby_poll_seconds
         self.published = 0
         RELAY_ACTIVE.labels(topic).set(0)
         RELAY_PUBLISHED.labels(topic).inc(0)
+        RELAY_LAG.labels(topic).set_function(self.lag)
 
     @property
     def position(self) -> int:
         return self._tracking.max_tracking_id(self._topic) or 0
 
-    def _report_lag(self, position: int) -> None:
-        """Stored events after `position`: the difference of notification
-        ids (an upper bound while behind, since a rolled-back insert leaves a
-        gap in the sequence; 0 once everything is published)."""
-        head = self._recorder.max_notification_id() or 0
-        RELAY_LAG.labels(self._topic).set(max(0, head - position))
+    def lag(self) -> float:
+        """Stored events not yet published, read from the database at each
+        scrape, so it grows while Kafka is away or a relay keeps failing (an
+        upper bound while behind: a rolled-back insert leaves a gap in the
+        notification ids; 0 once everything is published). NaN when the
+        database cannot be read."""
+        try:
+            head = self._recorder.max_notification_id() or 0
+            return float(max(0, head - self.position))
+        except Exception:
+            return float("nan")
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publishes until `stop` is set; on a broker or database failure it backs
@@ -267,7 +274,6 @@ class Relay:
             thread.start()
             log.info("relay.active", topic=self._topic, position=start)
             RELAY_ACTIVE.labels(self._topic).set(1)
-            position = start
             while not stop.is_set():
                 try:
                     first = await asyncio.wait_for(queue.get(), timeout=1.0)
@@ -277,7 +283,6 @@ class Relay:
                 if not await asyncio.to_thread(self._lock.still_held):
                     raise RuntimeError("lost the relay lock connection")
                 if first is None:
-                    await asyncio.to_thread(self._report_lag, position)
                     continue
                 batch = [first]
                 while len(batch) < BATCH and not queue.empty():
@@ -287,8 +292,6 @@ class Relay:
                         raise item
                 notifications = [n for n in batch if isinstance(n, Notification)]
                 await self._publish(producer, notifications)
-                position = notifications[-1].id
-                await asyncio.to_thread(self._report_lag, position)
         finally:
             RELAY_ACTIVE.labels(self._topic).set(0)
             if subscription is not None:
