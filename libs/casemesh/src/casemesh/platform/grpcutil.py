@@ -140,6 +140,12 @@ def field_violations(status: status_pb2.Status) -> list[tuple[str, str]]:
 # The health name a liveness probe asks for: SERVING until the process exits.
 LIVENESS = "liveness"
 
+# Clients reconnect every few minutes (calls in flight, streams included, go
+# on over the old connection): a client balancing over the addresses of a
+# Kubernetes headless Service resolves them again and so finds replicas added
+# since it connected.
+RECONNECT_OPTIONS = (("grpc.max_connection_age_ms", 300_000),)
+
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
@@ -278,7 +284,8 @@ async def serve(
     name `liveness` stays SERVING until the process exits (a liveness probe
     must not kill a draining pod)."""
     server = grpc.aio.server(
-        interceptors=[DomainErrorInterceptor(), *interceptors], options=list(options)
+        interceptors=[DomainErrorInterceptor(), *interceptors],
+        options=[*RECONNECT_OPTIONS, *options],
     )
     register(server)
     health_servicer = health.aio.HealthServicer()
