@@ -59,13 +59,14 @@ class Identity:
         return cls(subject=subject, roles=roles)
 
 
-_PEM = re.compile(r"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.DOTALL)
+# Any PEM block PyJWT takes as an RS256 key: SubjectPublicKeyInfo, PKCS#1 or a certificate.
+_PEM = re.compile(r"-----BEGIN ([A-Z ]+)-----.+?-----END \1-----", re.DOTALL)
 
 
 def public_keys(text: str) -> list[str]:
     """The PEM public keys in `text`, in order: several while keys rotate
     (a token signed by any of them is accepted)."""
-    return _PEM.findall(text)
+    return [m.group(0) for m in _PEM.finditer(text)]
 
 
 class TokenVerifier:
