@@ -83,16 +83,20 @@ async def run(cfg: QueueSettings) -> None:
             name="timer",
         ),
     ]
-    broker = await start_broker(
-        lambda: build_broker(
-            pool=pool,
-            bootstrap=cfg.kafka_bootstrap,
-            group_id=group,
-            levels=levels,
-            progress=progress,
+    # The queue answers agents while Kafka is away (what it has stays readable).
+    consumer = asyncio.create_task(
+        start_broker(
+            lambda: build_broker(
+                pool=pool,
+                bootstrap=cfg.kafka_bootstrap,
+                group_id=group,
+                levels=levels,
+                progress=progress,
+            ),
+            stop,
+            "queue_consumer",
         ),
-        stop,
-        "queue_consumer",
+        name="consumer",
     )
     servicer = QueueServicer(pool, clock, changes)
     service = casequeue_pb2.DESCRIPTOR.services_by_name["CaseQueueService"].full_name
@@ -108,6 +112,7 @@ async def run(cfg: QueueSettings) -> None:
         )
     finally:
         stop.set()
+        broker = await consumer
         if broker is not None:
             await broker.stop()
         with contextlib.suppress(Exception):
