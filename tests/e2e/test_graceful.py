@@ -194,6 +194,37 @@ def search_help(run: str) -> Call:
     return call
 
 
+async def slow_upload(
+    target: str, metadata: list[tuple[str, Any]], release: asyncio.Event
+) -> evidence_pb2.Evidence:
+    """An upload to one replica that sends its first part, then waits for
+    `release` before the rest: a call in flight across a shutdown."""
+    data = png(extra=256 * 1024)
+
+    async def parts() -> Any:
+        yield evidence_pb2.UploadEvidenceRequest(
+            metadata=evidence_pb2.EvidenceMetadata(file_name="slow.png")
+        )
+        yield evidence_pb2.UploadEvidenceRequest(chunk=data[:1000])
+        await release.wait()
+        yield evidence_pb2.UploadEvidenceRequest(chunk=data[1000:])
+
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = evidence_pb2_grpc.EvidenceServiceStub(channel)
+        evidence: evidence_pb2.Evidence = await stub.UploadEvidence(
+            parts(), metadata=metadata, timeout=30
+        )
+        return evidence
+
+
+# Where an upload is kept in flight across the stop (direct, and through the gateway).
+SLOW_UPLOADS: dict[str, Callable[[str, Stack], list[tuple[str, Any]]]] = {
+    "evidence": lambda run, stack: as_user(f"term-{run}"),
+    "gateway": lambda run, stack: [
+        ("authorization", f"Bearer {mint_token(stack.secret, f'term-{run}-slow')}")
+    ],
+}
+
 LOADS: dict[str, Callable[[str, Stack], Call]] = {
     "tickets": lambda run, stack: create_ticket_direct(run),
     "gateway": lambda run, stack: create_ticket_via_gateway(run, stack.secret),
@@ -221,6 +252,8 @@ def test_sigterm_under_load_fails_no_call_and_exits_within_the_grace_period(
         stopped_at: list[float] = []
         readiness: list[tuple[int, int]] = []
 
+        slow: list[Any] = []  # an upload in flight across the stop: (evidence, its end)
+
         async def scenario() -> tuple[int | None, float]:
             stop = asyncio.Event()
             task = asyncio.create_task(load.run(stop))
@@ -230,9 +263,21 @@ def test_sigterm_under_load_fails_no_call_and_exits_within_the_grace_period(
                 lambda: metric(replica.metrics_url, "grpc_server_handled_total") >= 20,
                 60,
             )
+            release = asyncio.Event()
+            upload = None
+            if service in SLOW_UPLOADS:
+                upload = asyncio.create_task(
+                    slow_upload(replica.grpc_addr, SLOW_UPLOADS[service](run_id, stack), release)
+                )
+                await asyncio.sleep(0.5)  # its first part is on the server
             stopped_at.append(replica.terminate())
             await asyncio.sleep(DELAY / 4)
             readiness.append((health(replica.grpc_addr, ""), health(replica.grpc_addr, "liveness")))
+            if upload is not None:
+                # The rest is sent after the server stopped taking new calls.
+                await asyncio.sleep(DELAY + 0.5)
+                release.set()
+                slow.append((await upload, time.monotonic()))
             code, gone = await asyncio.to_thread(replica.wait_exit, DELAY + GRACE + 10)
             await asyncio.sleep(1.0)  # calls go on after it left
             stop.set()
@@ -248,6 +293,10 @@ def test_sigterm_under_load_fails_no_call_and_exits_within_the_grace_period(
         assert "grpc.draining" in replica.log()
         assert load.failed == [], load.failed[:5]
         assert len(load.ok) > 40
+        if service in SLOW_UPLOADS:
+            evidence, finished = slow[0]
+            assert finished > stopped_at[0] + DELAY, "the upload was not in flight at the stop"
+            assert evidence.name.startswith("evidence/") and evidence.size_bytes > 0
         if service in ("tickets", "gateway"):
             assert_each_ticket_relayed_and_told_once(stack, load.ok)
         if service == "evidence":
@@ -298,6 +347,11 @@ def test_sigterm_of_the_relay_or_the_notifier_under_load_loses_and_repeats_nothi
             stop = asyncio.Event()
             task = asyncio.create_task(load.run(stop))
             await asyncio.to_thread(wait_until, lambda: len(load.ok) >= 30, 60)
+            if process == "notifier":
+                # The second notifier has partitions and has worked on them.
+                await asyncio.to_thread(
+                    wait_until, lambda: "notification.delivered" in replica.log(), 60
+                )
             sent = time.monotonic()
             sup.kill(victim, signal.SIGTERM)
             code, gone = None, sent
