@@ -251,6 +251,9 @@ def test_every_process_runs_in_compose_and_kubernetes_with_the_same_command(
     # (in overlays/dev; production's Secrets have the same keys).
     missing = {k for k in spec.env if k not in TEST_ONLY} - set(env)
     assert not missing, f"{container.where} lacks {sorted(missing)}"
+    # And so does docker-compose.yml.
+    missing = {k for k in spec.env if k not in TEST_ONLY} - set(service.get("environment", {}))
+    assert not missing, f"compose service {name} lacks {sorted(missing)}"
 
 
 def test_kubernetes_runs_nothing_the_local_stack_does_not() -> None:
@@ -371,8 +374,9 @@ def test_every_process_is_probed_observable_and_stops_gracefully(spec: stack.Ser
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4317"
     delay = float(env["CASEMESH_SHUTDOWN_DELAY_SECONDS"] or 0)
     grace = float(env["CASEMESH_SHUTDOWN_GRACE_SECONDS"] or 0)
-    assert (delay, grace) == (5, 20)
-    assert c.pod["spec"]["terminationGracePeriodSeconds"] == 45 > delay + grace
+    # Uploads pass through the gateway to evidence: those two wait longer.
+    assert (delay, grace) == ((5, 300) if spec.name in ("gateway", "evidence") else (5, 20))
+    assert c.pod["spec"]["terminationGracePeriodSeconds"] >= delay + grace + 20, c.where
 
 
 def test_sidecar_relays_are_in_the_writer_pods() -> None:
