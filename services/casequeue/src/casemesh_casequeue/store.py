@@ -71,6 +71,8 @@ CREATE TABLE IF NOT EXISTS queue_outbox (
     id bigserial PRIMARY KEY, event_id text NOT NULL UNIQUE, case_name text NOT NULL,
     ce_type text NOT NULL, payload bytea NOT NULL, created_at timestamptz NOT NULL,
     published_at timestamptz);
+CREATE INDEX IF NOT EXISTS queue_outbox_unpublished
+    ON queue_outbox (id) WHERE published_at IS NULL;
 CREATE TABLE IF NOT EXISTS queue_generation (
     only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row), generation int NOT NULL);
 INSERT INTO queue_generation VALUES (true, 1) ON CONFLICT DO NOTHING;

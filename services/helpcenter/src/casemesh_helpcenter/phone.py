@@ -58,6 +58,10 @@ CREATE TABLE IF NOT EXISTS help_outbox (
     id bigserial PRIMARY KEY, event_id text NOT NULL UNIQUE, request text NOT NULL,
     ce_type text NOT NULL, payload bytea NOT NULL, created_at timestamptz NOT NULL,
     published_at timestamptz);
+CREATE INDEX IF NOT EXISTS verification_outbox_unpublished
+    ON verification_outbox (id) WHERE published_at IS NULL;
+CREATE INDEX IF NOT EXISTS help_outbox_unpublished
+    ON help_outbox (id) WHERE published_at IS NULL;
 """
 
 

@@ -49,7 +49,7 @@ RELAY_ACTIVE = Gauge(
 )
 RELAY_LAG = Gauge(
     "casemesh_relay_lag_events",
-    "Stored events not yet published to the topic (reported by the active relay)",
+    "Stored events not yet published to the topic (every relay of it reports the same)",
     ("topic",),
     registry=REGISTRY,
 )
@@ -61,7 +61,7 @@ RELAY_PUBLISHED = Counter(
 )
 OUTBOX_PENDING = Gauge(
     "casemesh_outbox_pending_events",
-    "Outbox rows not yet published to the topic (reported by the active publisher)",
+    "Outbox rows not yet published to the topic (every publisher of it reports the same)",
     ("topic",),
     registry=REGISTRY,
 )

@@ -25,6 +25,7 @@ from casemesh.platform.relay import AdvisoryLock, make_producer, run_while_holdi
 log = get_logger(__name__)
 
 BATCH = 200
+BACKLOG_INTERVAL = 5.0  # seconds between readings of the backlog
 
 
 @dataclass(frozen=True)
@@ -47,24 +48,48 @@ class OutboxPublisher:
         self._outbox = outbox
         self._client_id = client_id
         self._lock = AdvisoryLock(conninfo, f"casemesh-relay:{outbox.topic}")
-        OUTBOX_PENDING.labels(outbox.topic).set_function(self.pending)
 
-    def pending(self) -> float:
-        """Rows not yet published, read at each scrape (so it grows while
-        Kafka is away); NaN when the database cannot be read."""
+    async def _watch_pending(self, stop: asyncio.Event) -> None:
+        """Every few seconds, on every replica: the rows not yet published
+        (the table's partial index on them keeps it cheap), whether or not
+        this process publishes or Kafka answers; NaN while the database
+        cannot be read."""
+        gauge = OUTBOX_PENDING.labels(self._outbox.topic)
+        query = SQL("SELECT count(*) FROM {} WHERE published_at IS NULL").format(
+            Identifier(self._outbox.table)
+        )
+        conn: psycopg.AsyncConnection[Any] | None = None
         try:
-            with psycopg.connect(self._conninfo, connect_timeout=3) as conn:
-                row = conn.execute(
-                    SQL("SELECT count(*) FROM {} WHERE published_at IS NULL").format(
-                        Identifier(self._outbox.table)
-                    )
-                ).fetchone()
-            return float(row[0]) if row else 0.0
-        except psycopg.Error:
-            return float("nan")
+            while not stop.is_set():
+                try:
+                    if conn is None or conn.closed:
+                        conn = await psycopg.AsyncConnection.connect(
+                            self._conninfo,
+                            autocommit=True,
+                            connect_timeout=3,
+                            options="-c statement_timeout=5000",
+                        )
+                    row = await (await conn.execute(query)).fetchone()
+                    gauge.set(row[0] if row else 0)
+                except psycopg.Error:
+                    gauge.set(float("nan"))
+                    if conn is not None:
+                        await conn.close()
+                    conn = None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), BACKLOG_INTERVAL)
+        finally:
+            if conn is not None:
+                await conn.close()
 
     async def run(self, stop: asyncio.Event) -> None:
-        await run_while_holding(self._lock, self._publish_until, stop, name=self._outbox.topic)
+        pending = asyncio.create_task(self._watch_pending(stop))
+        try:
+            await run_while_holding(self._lock, self._publish_until, stop, name=self._outbox.topic)
+        finally:
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pending
 
     async def _publish_until(self, stop: asyncio.Event) -> None:
         producer = make_producer(self._bootstrap, self._client_id)
@@ -73,12 +98,6 @@ class OutboxPublisher:
             self._conninfo, autocommit=True
         )
         try:
-            # Only the lock holder gets here: no two processes build it at once.
-            await conn.execute(
-                SQL("CREATE INDEX IF NOT EXISTS {} ON {} (id) WHERE published_at IS NULL").format(
-                    Identifier(f"{self._outbox.table}_unpublished"), Identifier(self._outbox.table)
-                )
-            )
             await conn.execute(SQL("LISTEN {}").format(Identifier(self._outbox.table)))
             while not stop.is_set():
                 published = await self._publish_batch(conn, producer)

@@ -44,6 +44,7 @@ log = get_logger(__name__)
 Translate = Callable[[Notification, Any], CloudEvent]
 
 BATCH = 500
+LAG_INTERVAL = 5.0  # seconds between readings of the lag
 
 
 class StreamFollower:
@@ -218,18 +219,15 @@ class Relay:
         self.published = 0
         RELAY_ACTIVE.labels(topic).set(0)
         RELAY_PUBLISHED.labels(topic).inc(0)
-        RELAY_LAG.labels(topic).set_function(self.lag)
 
     @property
     def position(self) -> int:
         return self._tracking.max_tracking_id(self._topic) or 0
 
     def lag(self) -> float:
-        """Stored events not yet published, read from the database at each
-        scrape, so it grows while Kafka is away or a relay keeps failing (an
-        upper bound while behind: a rolled-back insert leaves a gap in the
-        notification ids; 0 once everything is published). NaN when the
-        database cannot be read."""
+        """Stored events not yet published (an upper bound while behind: a
+        rolled-back insert leaves a gap in the notification ids; 0 once
+        everything is published); NaN when the database cannot be read."""
         try:
             head = self._recorder.max_notification_id() or 0
             return float(max(0, head - self.position))
@@ -239,13 +237,28 @@ class Relay:
     async def run(self, stop: asyncio.Event) -> None:
         """Publishes until `stop` is set; on a broker or database failure it backs
         off and resumes from the last recorded position."""
-        await run_while_holding(
-            self._lock,
-            self._publish_until,
-            stop,
-            name=self._topic,
-            standby_poll_seconds=self._standby_poll,
-        )
+        lag = asyncio.create_task(self._watch_lag(stop))
+        try:
+            await run_while_holding(
+                self._lock,
+                self._publish_until,
+                stop,
+                name=self._topic,
+                standby_poll_seconds=self._standby_poll,
+            )
+        finally:
+            lag.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await lag
+
+    async def _watch_lag(self, stop: asyncio.Event) -> None:
+        """Every few seconds, on every replica, whether or not this one
+        publishes or Kafka answers: so the lag grows while events wait."""
+        gauge = RELAY_LAG.labels(self._topic)
+        while not stop.is_set():
+            gauge.set(await asyncio.to_thread(self.lag))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), LAG_INTERVAL)
 
     async def _publish_until(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
