@@ -217,6 +217,28 @@ async def slow_upload(
         return evidence
 
 
+async def watch_until_ended(
+    target: str, metadata: list[tuple[str, Any]]
+) -> tuple[grpc.StatusCode, float]:
+    """Watches the whole queue on one replica until the stream ends: how, and when."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = casequeue_pb2_grpc.CaseQueueServiceStub(channel)
+        try:
+            async for _ in stub.WatchQueue(casequeue_pb2.WatchQueueRequest(), metadata=metadata):
+                pass
+        except grpc.RpcError as err:
+            return err.code(), time.monotonic()
+        return grpc.StatusCode.OK, time.monotonic()
+
+
+# Where an agent watches the queue across the stop (direct, and through the gateway).
+WATCHERS: dict[str, Callable[[str, Stack], list[tuple[str, Any]]]] = {
+    "casequeue": lambda run, stack: as_user(f"term-{run}", "agent"),
+    "gateway": lambda run, stack: [
+        ("authorization", f"Bearer {mint_token(stack.secret, f'term-{run}-watch', ['agent'])}")
+    ],
+}
+
 # Where an upload is kept in flight across the stop (direct, and through the gateway).
 SLOW_UPLOADS: dict[str, Callable[[str, Stack], list[tuple[str, Any]]]] = {
     "evidence": lambda run, stack: as_user(f"term-{run}"),
@@ -253,6 +275,7 @@ def test_sigterm_under_load_fails_no_call_and_exits_within_the_grace_period(
         readiness: list[tuple[int, int]] = []
 
         slow: list[Any] = []  # an upload in flight across the stop: (evidence, its end)
+        watched: list[tuple[grpc.StatusCode, float]] = []  # how an open watch ended, when
 
         async def scenario() -> tuple[int | None, float]:
             stop = asyncio.Event()
@@ -263,6 +286,12 @@ def test_sigterm_under_load_fails_no_call_and_exits_within_the_grace_period(
                 lambda: metric(replica.metrics_url, "grpc_server_handled_total") >= 20,
                 60,
             )
+            watching = None
+            if service in WATCHERS:
+                watching = asyncio.create_task(
+                    watch_until_ended(replica.grpc_addr, WATCHERS[service](run_id, stack))
+                )
+                await asyncio.sleep(0.5)  # the stream is open on the replica
             release = asyncio.Event()
             upload = None
             if service in SLOW_UPLOADS:
@@ -278,6 +307,8 @@ def test_sigterm_under_load_fails_no_call_and_exits_within_the_grace_period(
                 await asyncio.sleep(DELAY + 0.5)
                 release.set()
                 slow.append((await upload, time.monotonic()))
+            if watching is not None:
+                watched.append(await watching)
             code, gone = await asyncio.to_thread(replica.wait_exit, DELAY + GRACE + 10)
             await asyncio.sleep(1.0)  # calls go on after it left
             stop.set()
@@ -293,6 +324,12 @@ def test_sigterm_under_load_fails_no_call_and_exits_within_the_grace_period(
         assert "grpc.draining" in replica.log()
         assert load.failed == [], load.failed[:5]
         assert len(load.ok) > 40
+        if service in WATCHERS:
+            # An agent's watch does not hold the stop: it ends as draining
+            # starts, UNAVAILABLE, and the agent watches again elsewhere.
+            ended, when = watched[0]
+            assert ended == grpc.StatusCode.UNAVAILABLE
+            assert when - stopped_at[0] < DELAY, "the watch held on into the grace period"
         if service in SLOW_UPLOADS:
             evidence, finished = slow[0]
             assert finished > stopped_at[0] + DELAY, "the upload was not in flight at the stop"

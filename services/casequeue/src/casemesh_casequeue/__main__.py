@@ -98,6 +98,16 @@ async def run(cfg: QueueSettings) -> None:
         ),
         name="consumer",
     )
+    halt = asyncio.Event()  # SIGTERM, or the consumer failing
+    failed: list[BaseException] = []
+
+    def consumer_done(task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("queue_consumer.failed", error=repr(task.exception()))
+            failed.append(task.exception())  # type: ignore[arg-type]
+            halt.set()  # a queue that no longer follows the topics must not serve
+
+    consumer.add_done_callback(consumer_done)
     servicer = QueueServicer(pool, clock, changes)
     service = casequeue_pb2.DESCRIPTOR.services_by_name["CaseQueueService"].full_name
     try:
@@ -109,16 +119,24 @@ async def run(cfg: QueueSettings) -> None:
                 servicer, s
             ),
             service_names=[service],
+            stop=halt,
+            endless_streams=[f"/{service}/WatchQueue"],
         )
     finally:
         stop.set()
-        broker = await consumer
-        if broker is not None:
-            await broker.stop()
+        if not consumer.done():
+            consumer.cancel()  # still waiting for Kafka
+        await asyncio.wait([consumer])
+        if not consumer.cancelled() and consumer.exception() is None:
+            broker = consumer.result()
+            if broker is not None:
+                await broker.stop()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=15)
         await pool.close()
         await instance.close()
+    if failed:
+        raise SystemExit(1)
 
 
 async def rebuild(cfg: RebuildSettings) -> None:

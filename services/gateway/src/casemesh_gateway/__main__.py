@@ -150,6 +150,9 @@ async def run(cfg: GatewaySettings) -> None:
             ],
             # Evidence arrives in chunks of up to 1 MiB.
             options=[("grpc.max_receive_message_length", MAX_MESSAGE)],
+            # Agents' watches end when the gateway drains (they watch again
+            # elsewhere); uploads in flight get the grace period.
+            endless_streams=["/casemesh.v1.CaseQueueService/WatchQueue"],
         )
 
 

@@ -27,6 +27,10 @@ async def start_broker(
         broker = build()
         try:
             await broker.start()
+        except asyncio.CancelledError:  # given up while Kafka is away
+            with contextlib.suppress(Exception):
+                await broker.stop()
+            raise
         except Exception as exc:
             log.error(f"{name}.kafka_unavailable", error=repr(exc), retry_in=delay)
             with contextlib.suppress(Exception):
@@ -69,8 +73,8 @@ async def watch_lag(
 async def _measure_lag(bootstrap: str, group: str, topics: Sequence[str]) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=f"{group}-lag")
     reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await admin.start()
     try:
+        await admin.start()
         await reader.start()
         committed = await admin.list_consumer_group_offsets(group)
         described = await admin.describe_topics(list(topics))
@@ -89,5 +93,7 @@ async def _measure_lag(bootstrap: str, group: str, topics: Sequence[str]) -> Non
             position = done.offset if done is not None and done.offset >= 0 else starts[tp]
             CONSUMER_LAG.labels(group, tp.topic, str(tp.partition)).set(max(0, ends[tp] - position))
     finally:
-        await reader.stop()
-        await admin.close()
+        with contextlib.suppress(Exception):
+            await reader.stop()
+        with contextlib.suppress(Exception):
+            await admin.close()

@@ -4,6 +4,7 @@ trace-context extraction, health, reflection and graceful shutdown."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 import uuid
@@ -205,8 +206,37 @@ def _wrap_unary(method: str, kind: str, behaviour: Handler) -> Handler:
     return wrapped
 
 
-def _wrap_response_stream(method: str, behaviour: Any) -> Any:
-    """For server-streaming calls: the behaviour is an async generator."""
+class _Drained(Exception):
+    """An open-ended stream ends because its server is draining."""
+
+
+async def _until_drained(stream: AsyncIterator[Any], draining: asyncio.Event) -> AsyncIterator[Any]:
+    """`stream`, ended by `_Drained` as soon as `draining` is set."""
+    drained = asyncio.ensure_future(draining.wait())
+    items = aiter(stream)
+    try:
+        while True:
+            step = asyncio.ensure_future(anext(items))
+            await asyncio.wait({step, drained}, return_when=asyncio.FIRST_COMPLETED)
+            if not step.done():
+                step.cancel()
+                with contextlib.suppress(BaseException):
+                    await step
+                raise _Drained
+            try:
+                item = step.result()
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        drained.cancel()
+
+
+def _wrap_response_stream(method: str, behaviour: Any, draining: asyncio.Event | None) -> Any:
+    """For server-streaming calls: the behaviour is an async generator. An
+    open-ended one (`draining` given) ends with UNAVAILABLE when the server
+    starts draining, so its client watches again on another replica instead
+    of holding the shutdown for the whole grace period."""
 
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         token = otel_context.attach(extract_metadata(context.invocation_metadata()))
@@ -216,12 +246,19 @@ def _wrap_response_stream(method: str, behaviour: Any) -> Any:
             with tracer("casemesh.grpc").start_as_current_span(
                 method, kind=trace.SpanKind.SERVER, attributes={"rpc.system": "grpc"}
             ) as span:
+                stream = behaviour(request, context)
+                if draining is not None:
+                    stream = _until_drained(stream, draining)
                 try:
-                    async for response in behaviour(request, context):
+                    async for response in stream:
                         yield response
                 except errors.CasemeshError as err:
                     span.set_attribute("rpc.grpc.status_code", _CODES[type(err)][1])
                     await context.abort_with_status(to_status(err))
+                except _Drained:
+                    await context.abort(
+                        grpc.StatusCode.UNAVAILABLE, "the server is shutting down: watch again"
+                    )
         except BaseException as exc:
             failure = exc
             raise
@@ -236,6 +273,10 @@ class DomainErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Runs every call in a server span (parented by the caller's trace
     context), turns domain errors into their status codes, and counts and
     times each call for the metrics endpoint."""
+
+    def __init__(self, endless: Sequence[str] = (), draining: asyncio.Event | None = None) -> None:
+        self._endless = frozenset(endless)
+        self._draining = draining
 
     async def intercept_service(
         self,
@@ -260,7 +301,12 @@ class DomainErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_response_stream(method, handler.unary_stream), **codecs
+                _wrap_response_stream(
+                    method,
+                    handler.unary_stream,
+                    self._draining if method in self._endless else None,
+                ),
+                **codecs,
             )
         return handler
 
@@ -275,6 +321,7 @@ async def serve(
     grace_seconds: float = 10.0,
     drain_delay_seconds: float = 0.0,
     stop: asyncio.Event | None = None,
+    endless_streams: Sequence[str] = (),
 ) -> None:
     """Serves until SIGTERM/SIGINT (or `stop` is set), then drains gracefully:
     readiness (health of "" and of each service) turns NOT_SERVING first and
@@ -282,9 +329,12 @@ async def serve(
     stop sending new calls before it refuses them; then it stops taking new
     calls and gives those in flight `grace_seconds` to finish. The health
     name `liveness` stays SERVING until the process exits (a liveness probe
-    must not kill a draining pod)."""
+    must not kill a draining pod). Open-ended server streams
+    (`endless_streams`, full method names) end with UNAVAILABLE when draining
+    starts."""
+    draining = asyncio.Event()
     server = grpc.aio.server(
-        interceptors=[DomainErrorInterceptor(), *interceptors],
+        interceptors=[DomainErrorInterceptor(endless_streams, draining), *interceptors],
         options=[*RECONNECT_OPTIONS, *options],
     )
     register(server)
@@ -310,6 +360,7 @@ async def serve(
     log.info("grpc.draining", delay_seconds=drain_delay_seconds, grace_seconds=grace_seconds)
     for name in readiness:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    draining.set()
     if drain_delay_seconds > 0:
         await asyncio.sleep(drain_delay_seconds)
     await server.stop(grace_seconds)
