@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 from casemesh.platform import envelope
 from casemesh.platform.errors import Unauthenticated
@@ -128,16 +132,19 @@ def test_a_bad_database_url_stops_start_up_naming_it(
     assert "CASEMESH_DATABASE_URL" in capsys.readouterr().err
 
 
-def _rsa_pair() -> tuple[str, str]:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
+def _rsa_key() -> tuple[rsa.RSAPrivateKey, str]:
+    """A new RSA key, and its private half in PEM (to sign test tokens)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     private = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode()
+    return key, private
+
+
+def _rsa_pair() -> tuple[str, str]:
+    key, private = _rsa_key()
     public = (
         key.public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -170,3 +177,37 @@ def test_a_public_key_setting_without_a_pem_key_is_refused_by_name(
     with pytest.raises(SystemExit):
         load(GatewaySettings)
     assert "CASEMESH_JWT_PUBLIC_KEY" in capsys.readouterr().err
+
+
+def test_pkcs1_keys_and_certificates_verify_and_a_private_key_is_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key, private = _rsa_key()
+    pkcs1 = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1)
+        .decode()
+    )
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "casemesh issuer")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+        .decode()
+    )
+    token = jwt.encode(claims(sub="kim"), private, algorithm="RS256")
+    for text in (pkcs1, cert):
+        assert TokenVerifier(public_key=text).verify(f"Bearer {token}").subject == "kim"
+    # A private key pasted by mistake is refused at start-up, by name.
+    monkeypatch.setenv("CASEMESH_JWT_PUBLIC_KEY", private)
+    with pytest.raises(SystemExit):
+        load(GatewaySettings)
+    err = capsys.readouterr().err
+    assert "CASEMESH_JWT_PUBLIC_KEY" in err and "PRIVATE KEY is not a public key" in err

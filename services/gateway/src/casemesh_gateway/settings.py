@@ -31,8 +31,13 @@ class GatewaySettings(ServiceSettings):
     @field_validator("jwt_public_key")
     @classmethod
     def _pem(cls, v: str) -> str:
-        if v.strip() and not public_keys(v):
-            raise ValueError("must hold one or more PEM keys (-----BEGIN PUBLIC KEY----- …)")
+        if v.strip():
+            try:
+                public_keys(v)
+            except ValueError as exc:
+                raise ValueError(
+                    f"must hold RSA public keys or certificates in PEM ({exc})"
+                ) from None
         return v
 
     @model_validator(mode="after")

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from casemesh.platform.errors import Unauthenticated
 
@@ -59,22 +62,35 @@ class Identity:
         return cls(subject=subject, roles=roles)
 
 
-# Any PEM block PyJWT takes as an RS256 key: SubjectPublicKeyInfo, PKCS#1 or a certificate.
-_PEM = re.compile(r"-----BEGIN ([A-Z ]+)-----.+?-----END \1-----", re.DOTALL)
+_PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----.+?-----END \1-----", re.DOTALL)
 
 
-def public_keys(text: str) -> list[str]:
-    """The PEM public keys in `text`, in order: several while keys rotate
-    (a token signed by any of them is accepted)."""
-    return [m.group(0) for m in _PEM.finditer(text)]
+def public_keys(text: str) -> list[RSAPublicKey]:
+    """The RSA public keys in `text`, in order: several while keys rotate (a
+    token signed by any of them is accepted). Each PEM block may be a public
+    key (SubjectPublicKeyInfo or PKCS#1) or a certificate (its key is used).
+    Anything else, a private key above all, is refused with ValueError."""
+    keys: list[RSAPublicKey] = []
+    for block in _PEM.finditer(text):
+        kind, pem = block.group(1), block.group(0).encode()
+        if kind == "CERTIFICATE":
+            key: Any = x509.load_pem_x509_certificate(pem).public_key()
+        elif kind in ("PUBLIC KEY", "RSA PUBLIC KEY"):
+            key = serialization.load_pem_public_key(pem)
+        else:
+            raise ValueError(f"a {kind} is not a public key or certificate")
+        if not isinstance(key, RSAPublicKey):
+            raise ValueError("only RSA keys verify RS256 tokens")
+        keys.append(key)
+    if not keys:
+        raise ValueError("no PEM public key or certificate found")
+    return keys
 
 
 class TokenVerifier:
     def __init__(self, *, secret: str | None = None, public_key: str | None = None) -> None:
         if public_key:
-            self._keys: list[str] = public_keys(public_key)
-            if not self._keys:
-                raise ValueError("no PEM public key (-----BEGIN PUBLIC KEY-----) found")
+            self._keys: list[Any] = list(public_keys(public_key))
             self._algorithms = ["RS256"]
         elif secret:
             self._keys = [secret]
@@ -88,7 +104,7 @@ class TokenVerifier:
                 return self._decode_with(token, key)
         return self._decode_with(token, self._keys[-1])
 
-    def _decode_with(self, token: str, key: str) -> dict[str, Any]:
+    def _decode_with(self, token: str, key: Any) -> dict[str, Any]:
         claims: dict[str, Any] = jwt.decode(
             token,
             key,
