@@ -29,7 +29,7 @@ FROM python:3.11.7-slim-bookworm
 RUN python -m pip uninstall --yes --quiet pip setuptools wheel \
  && rm -rf /usr/local/lib/python3.11/ensurepip /root/.cache \
  && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin casemesh \
- && install -d -o 10001 -g 10001 /var/lib/casemesh /var/lib/casemesh/evidence
+ && install -d -o 10001 -g 10001 /var/lib/casemesh /var/lib/casemesh/evidence /var/lib/casemesh/sinks
 COPY --from=build /app/.venv /app/.venv
 ENV PATH="/app/.venv/bin:$PATH" \
     PYTHONUNBUFFERED=1 \
