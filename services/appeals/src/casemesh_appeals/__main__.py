@@ -38,9 +38,7 @@ async def run_api(cfg: AppealsSettings) -> None:
     service = appeals_pb2.DESCRIPTOR.services_by_name["AppealService"].full_name
     try:
         await serve(
-            address=cfg.grpc_addr,
-            grace_seconds=cfg.shutdown_grace_seconds,
-            drain_delay_seconds=cfg.shutdown_delay_seconds,
+            cfg,
             register=lambda s: appeals_pb2_grpc.add_AppealServiceServicer_to_server(servicer, s),
             service_names=[service],
         )

@@ -112,9 +112,7 @@ async def run(cfg: QueueSettings) -> None:
     service = casequeue_pb2.DESCRIPTOR.services_by_name["CaseQueueService"].full_name
     try:
         await serve(
-            address=cfg.grpc_addr,
-            grace_seconds=cfg.shutdown_grace_seconds,
-            drain_delay_seconds=cfg.shutdown_delay_seconds,
+            cfg,
             register=lambda s: casequeue_pb2_grpc.add_CaseQueueServiceServicer_to_server(
                 servicer, s
             ),

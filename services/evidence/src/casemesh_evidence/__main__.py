@@ -42,9 +42,7 @@ async def run(cfg: EvidenceSettings) -> None:
     service = evidence_pb2.DESCRIPTOR.services_by_name["EvidenceService"].full_name
     try:
         await serve(
-            address=cfg.grpc_addr,
-            grace_seconds=cfg.shutdown_grace_seconds,
-            drain_delay_seconds=cfg.shutdown_delay_seconds,
+            cfg,
             register=lambda s: evidence_pb2_grpc.add_EvidenceServiceServicer_to_server(servicer, s),
             service_names=[service],
             options=[("grpc.max_receive_message_length", MAX_CHUNK + 64 * 1024)],

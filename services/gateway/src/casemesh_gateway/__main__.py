@@ -136,9 +136,7 @@ async def run(cfg: GatewaySettings) -> None:
             helpcenter_pb2_grpc.add_HelpCenterServiceServicer_to_server(help_centre, server)
 
         await serve(
-            address=cfg.grpc_addr,
-            grace_seconds=cfg.shutdown_grace_seconds,
-            drain_delay_seconds=cfg.shutdown_delay_seconds,
+            cfg,
             register=register,
             service_names=[
                 tickets_pb2.DESCRIPTOR.services_by_name["TicketService"].full_name,

@@ -68,9 +68,7 @@ async def run(cfg: HelpSettings) -> None:
     service = helpcenter_pb2.DESCRIPTOR.services_by_name["HelpCenterService"].full_name
     try:
         await serve(
-            address=cfg.grpc_addr,
-            grace_seconds=cfg.shutdown_grace_seconds,
-            drain_delay_seconds=cfg.shutdown_delay_seconds,
+            cfg,
             register=lambda s: helpcenter_pb2_grpc.add_HelpCenterServiceServicer_to_server(
                 servicer, s
             ),

@@ -64,9 +64,7 @@ async def run_api(cfg: ReportsSettings) -> None:
     service = reports_pb2.DESCRIPTOR.services_by_name["ReportService"].full_name
     try:
         await serve(
-            address=cfg.grpc_addr,
-            grace_seconds=cfg.shutdown_grace_seconds,
-            drain_delay_seconds=cfg.shutdown_delay_seconds,
+            cfg,
             register=lambda s: reports_pb2_grpc.add_ReportServiceServicer_to_server(servicer, s),
             service_names=[service],
         )

@@ -40,9 +40,7 @@ async def run_api(cfg: TicketsSettings) -> None:
     service_name = tickets_pb2.DESCRIPTOR.services_by_name["TicketService"].full_name
     try:
         await serve(
-            address=cfg.grpc_addr,
-            grace_seconds=cfg.shutdown_grace_seconds,
-            drain_delay_seconds=cfg.shutdown_delay_seconds,
+            cfg,
             register=lambda s: tickets_pb2_grpc.add_TicketServiceServicer_to_server(servicer, s),
             service_names=[service_name],
         )

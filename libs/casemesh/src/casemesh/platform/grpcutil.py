@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf import any_pb2
@@ -311,23 +311,30 @@ class DomainErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return handler
 
 
+class Serving(Protocol):
+    """The settings a gRPC service is served with (its settings class has them)."""
+
+    grpc_addr: str
+    shutdown_delay_seconds: float
+    shutdown_grace_seconds: float
+
+
 async def serve(
+    cfg: Serving,
     *,
-    address: str,
     register: Callable[[grpc.aio.Server], None],
     service_names: Sequence[str],
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     options: Sequence[tuple[str, Any]] = (),
-    grace_seconds: float = 10.0,
-    drain_delay_seconds: float = 0.0,
     stop: asyncio.Event | None = None,
     endless_streams: Sequence[str] = (),
 ) -> None:
-    """Serves until SIGTERM/SIGINT (or `stop` is set), then drains gracefully:
+    """Serves on `cfg.grpc_addr` until SIGTERM/SIGINT (or `stop` is set), then drains gracefully:
     readiness (health of "" and of each service) turns NOT_SERVING first and
-    the server keeps answering for `drain_delay_seconds`, so load balancers
-    stop sending new calls before it refuses them; then it stops taking new
-    calls and gives those in flight `grace_seconds` to finish. The health
+    the server keeps answering for `cfg.shutdown_delay_seconds`, so load
+    balancers stop sending new calls before it refuses them; then it stops
+    taking new calls and gives those in flight `cfg.shutdown_grace_seconds`
+    to finish. The health
     name `liveness` stays SERVING until the process exits (a liveness probe
     must not kill a draining pod). Open-ended server streams
     (`endless_streams`, full method names) end with UNAVAILABLE when draining
@@ -343,6 +350,7 @@ async def serve(
     reflection.enable_server_reflection(
         [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
+    address = cfg.grpc_addr
     port = server.add_insecure_port(address)
     if port == 0:
         raise RuntimeError(f"cannot listen on {address}")
@@ -357,11 +365,12 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("grpc.draining", delay_seconds=drain_delay_seconds, grace_seconds=grace_seconds)
+    delay, grace = cfg.shutdown_delay_seconds, cfg.shutdown_grace_seconds
+    log.info("grpc.draining", delay_seconds=delay, grace_seconds=grace)
     for name in readiness:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     draining.set()
-    if drain_delay_seconds > 0:
-        await asyncio.sleep(drain_delay_seconds)
-    await server.stop(grace_seconds)
+    if delay > 0:
+        await asyncio.sleep(delay)
+    await server.stop(grace)
     log.info("grpc.stopped")
