@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 
 from casemesh.events.v1 import casequeue_pb2 as qev
 from casemesh.platform.envelope import CloudEvent
+from casemesh.platform.eventstore import advisory_lock
 from casemesh.platform.grpcutil import to_timestamp
 from casemesh.platform.logging import get_logger
 from casemesh_casequeue.model import Case, Clock, Observation, Signal, advance, apply, new_case
@@ -90,11 +91,8 @@ COLUMNS = (
 
 
 async def create_schema(conn: psycopg.AsyncConnection[Any]) -> None:
-    await conn.execute("SELECT pg_advisory_lock(hashtext('casemesh-casequeue-schema'))")
-    try:
+    async with advisory_lock(conn, "casemesh-casequeue-schema"):
         await conn.execute(SCHEMA)
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock(hashtext('casemesh-casequeue-schema'))")
 
 
 def _row(case: Case) -> tuple[Any, ...]:

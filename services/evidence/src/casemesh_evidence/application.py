@@ -23,6 +23,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from casemesh.platform.errors import InvalidArgument, NotFound, PermissionDenied, Violations
+from casemesh.platform.eventstore import advisory_lock
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
 from casemesh_evidence import sniff
@@ -93,12 +94,8 @@ class EvidenceLocker:
 
     async def create_schema(self) -> None:
         # Replicas starting together must not race on CREATE TABLE.
-        async with self._pool.connection() as conn:
-            await conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
-            try:
-                await conn.execute(SCHEMA)
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
+        async with self._pool.connection() as conn, advisory_lock(conn, SCHEMA_LOCK):
+            await conn.execute(SCHEMA)
 
     async def receive(
         self, who: Identity, file_name: str, declared_type: str, chunks: AsyncIterator[bytes]

@@ -16,6 +16,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from casemesh.platform.eventstore import advisory_lock
 from casemesh.platform.logging import get_logger
 from casemesh_helpcenter.search import index_text, query_terms, tsquery
 
@@ -59,21 +60,15 @@ class Version:
 
 
 async def create_schema(conn: psycopg.AsyncConnection[Any]) -> None:
-    await conn.execute("SELECT pg_advisory_lock(hashtext('casemesh-helpcenter-schema'))")
-    try:
+    async with advisory_lock(conn, "casemesh-helpcenter-schema"):
         await conn.execute(SCHEMA)
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock(hashtext('casemesh-helpcenter-schema'))")
 
 
 async def seed(conn: psycopg.AsyncConnection[Any]) -> int:
     """Loads the starter knowledge base, published, into an empty help centre."""
     # Replicas starting together: one seeds, the others find it done.
-    await conn.execute("SELECT pg_advisory_lock(hashtext('casemesh-helpcenter-seed'))")
-    try:
+    async with advisory_lock(conn, "casemesh-helpcenter-seed"):
         return await _seed(conn)
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock(hashtext('casemesh-helpcenter-seed'))")
 
 
 async def _seed(conn: psycopg.AsyncConnection[Any]) -> int:

@@ -7,6 +7,8 @@ from typing import Any
 
 import psycopg
 
+from casemesh.platform.eventstore import advisory_lock
+
 STATEMENTS = [
     """CREATE TABLE IF NOT EXISTS consumed_events (
         consumer text NOT NULL,
@@ -86,10 +88,6 @@ async def create_schema(conninfo: str) -> None:
     conn: psycopg.AsyncConnection[Any] = await psycopg.AsyncConnection.connect(
         conninfo, autocommit=True
     )
-    async with conn:
-        await conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
-        try:
-            for statement in STATEMENTS:
-                await conn.execute(statement)
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
+    async with conn, advisory_lock(conn, SCHEMA_LOCK):
+        for statement in STATEMENTS:
+            await conn.execute(statement)

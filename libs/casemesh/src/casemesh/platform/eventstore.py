@@ -8,8 +8,8 @@ later) can continue the same trace onto Kafka.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -59,6 +59,19 @@ def schema_lock(database_url: str, name: str = "casemesh-schema") -> Iterator[No
             yield
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+
+@asynccontextmanager
+async def advisory_lock(conn: psycopg.AsyncConnection[Any], key: int | str) -> AsyncIterator[None]:
+    """Holds a session advisory lock on `conn` for the block: a number, or a
+    name PostgreSQL hashes (`hashtext`). Replicas starting together take
+    turns creating a schema or seeding data."""
+    arg = "%s" if isinstance(key, int) else "hashtext(%s)"
+    await conn.execute(f"SELECT pg_advisory_lock({arg})", (key,))
+    try:
+        yield
+    finally:
+        await conn.execute(f"SELECT pg_advisory_unlock({arg})", (key,))
 
 
 def postgres_env(database_url: str, *, pool_size: int = 5) -> dict[str, str]:
