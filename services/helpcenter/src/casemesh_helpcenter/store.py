@@ -18,6 +18,7 @@ from psycopg.types.json import Jsonb
 
 from casemesh.platform.eventstore import advisory_lock
 from casemesh.platform.logging import get_logger
+from casemesh.platform.periods import within
 from casemesh_helpcenter.search import index_text, query_terms, tsquery
 
 log = get_logger(__name__)
@@ -402,14 +403,7 @@ async def figures(
     conn: psycopg.AsyncConnection[Any], start: datetime | None, end: datetime | None
 ) -> dict[str, int]:
     def period(column: str) -> tuple[str, list[Any]]:
-        clauses, params = [f"{column} IS NOT NULL"], []
-        if start is not None:
-            clauses.append(f"{column} >= %s")
-            params.append(start)
-        if end is not None:
-            clauses.append(f"{column} < %s")
-            params.append(end)
-        return " AND ".join(clauses), params
+        return within(column, start, end)
 
     where, params = period("at")
     cur = await conn.execute(

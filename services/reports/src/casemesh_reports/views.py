@@ -18,6 +18,7 @@ from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg.sql import SQL
 from psycopg.types.json import Jsonb
 
+from casemesh.platform.periods import within
 from casemesh_reports.domain import AbuseReport, ReportCase, Reporter, TrustedFlagger
 from casemesh_reports.policy import Triage
 
@@ -243,15 +244,7 @@ class ReportsView(PostgresTrackingRecorder):
 
     def transparency(self, start: datetime | None, end: datetime | None) -> dict[str, Any]:
         def period(column: str) -> tuple[str, list[Any]]:
-            clauses: list[str] = [f"{column} IS NOT NULL"]
-            params: list[Any] = []
-            if start is not None:
-                clauses.append(f"{column} >= %s")
-                params.append(start)
-            if end is not None:
-                clauses.append(f"{column} < %s")
-                params.append(end)
-            return " AND ".join(clauses), params
+            return within(column, start, end)
 
         figures: dict[str, Any] = {}
         with self.datastore.transaction(commit=False) as curs:
