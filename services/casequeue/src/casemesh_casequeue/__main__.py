@@ -12,7 +12,6 @@ from typing import Any
 
 import psycopg
 from prometheus_client import REGISTRY
-from psycopg_pool import AsyncConnectionPool
 
 from casemesh.platform.clock import clock_from_setting
 from casemesh.platform.consuming import start_broker, watch_lag
@@ -20,6 +19,7 @@ from casemesh.platform.entrypoint import run_command
 from casemesh.platform.grpcutil import serve
 from casemesh.platform.logging import get_logger
 from casemesh.platform.outbox import Outbox, OutboxPublisher
+from casemesh.platform.pools import async_pool
 from casemesh.v1 import casequeue_pb2, casequeue_pb2_grpc
 from casemesh_casequeue import sla, store
 from casemesh_casequeue.api import QueueServicer
@@ -47,10 +47,7 @@ async def run(cfg: QueueSettings) -> None:
     await store.create_schema(instance)
     await store.hold_instance_lock(instance)
     group = f"{cfg.consumer_group}-{await store.generation(instance)}"
-    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-        cfg.database_url, min_size=2, max_size=cfg.db_pool_size, open=False,
-        kwargs={"autocommit": True},
-    )  # fmt: skip
+    pool = async_pool(cfg.database_url, min_size=2, max_size=cfg.db_pool_size)
     await pool.open()
     stop = asyncio.Event()
     progress = Progress()

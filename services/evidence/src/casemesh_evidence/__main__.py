@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-from psycopg_pool import AsyncConnectionPool
 
 from casemesh.platform.entrypoint import run_command
 from casemesh.platform.grpcutil import serve
+from casemesh.platform.pools import async_pool
 from casemesh.v1 import evidence_pb2, evidence_pb2_grpc
 from casemesh_evidence.api import EvidenceServicer
 from casemesh_evidence.application import MAX_CHUNK, EvidenceLocker
@@ -31,9 +29,7 @@ def open_store(cfg: EvidenceSettings) -> tuple[BlobStore, Path]:
 
 
 async def run(cfg: EvidenceSettings) -> None:
-    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-        cfg.database_url, min_size=1, max_size=8, open=False, kwargs={"autocommit": True}
-    )
+    pool = async_pool(cfg.database_url, min_size=1, max_size=8)
     await pool.open()
     store, incoming = open_store(cfg)
     locker = EvidenceLocker(pool=pool, store=store, limits=cfg.limits(), incoming=incoming)

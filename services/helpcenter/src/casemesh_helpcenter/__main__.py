@@ -5,16 +5,15 @@ its verification codes and verified requests."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 
 from casemesh.platform.clock import clock_from_setting
 from casemesh.platform.entrypoint import run_command
 from casemesh.platform.grpcutil import serve
 from casemesh.platform.logging import get_logger
 from casemesh.platform.outbox import Outbox, OutboxPublisher
+from casemesh.platform.pools import async_pool
 from casemesh.v1 import helpcenter_pb2, helpcenter_pb2_grpc
 from casemesh_helpcenter import phone, store
 from casemesh_helpcenter.api import HelpServicer
@@ -49,10 +48,7 @@ async def run(cfg: HelpSettings) -> None:
         seeded = await store.seed(conn)
         if seeded:
             log.info("helpcenter.seeded", articles=seeded)
-    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-        cfg.database_url, min_size=2, max_size=cfg.db_pool_size, open=False,
-        kwargs={"autocommit": True},
-    )  # fmt: skip
+    pool = async_pool(cfg.database_url, min_size=2, max_size=cfg.db_pool_size)
     await pool.open()
     stop = asyncio.Event()
     publishers = [

@@ -9,13 +9,13 @@ import signal
 import sys
 
 from prometheus_client import REGISTRY
-from psycopg_pool import AsyncConnectionPool
 
 from casemesh.platform import settings as settings_mod
 from casemesh.platform.consuming import start_broker, watch_lag
 from casemesh.platform.logging import configure_logging, get_logger
 from casemesh.platform.metrics import serve_metrics
 from casemesh.platform.outbox import OutboxPublisher
+from casemesh.platform.pools import async_pool
 from casemesh.platform.telemetry import configure_tracing
 from casemesh_notifier.channels import Channel, HttpSmsChannel, SmtpChannel
 from casemesh_notifier.consumers import TOPICS, build_broker, build_router
@@ -36,9 +36,7 @@ async def run(cfg: NotifierSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    pool: AsyncConnectionPool = AsyncConnectionPool(
-        cfg.database_url, min_size=1, max_size=8, open=False, kwargs={"autocommit": True}
-    )
+    pool = async_pool(cfg.database_url, min_size=1, max_size=8)
     await pool.open()
     sms = HttpSmsChannel(url=cfg.sms_url, api_key=cfg.sms_api_key, timeout=cfg.sms_timeout_seconds)
     channels: dict[str, Channel] = {

@@ -8,7 +8,7 @@ later) can continue the same trace onto Kafka.
 from __future__ import annotations
 
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -17,7 +17,10 @@ import psycopg
 from eventsourcing.application import Application
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Mapper, StoredEvent
+from eventsourcing.postgres import PostgresDatastore
 from opentelemetry import propagate
+
+from casemesh.platform.pools import guard_pool
 
 # Key of the trace context inside a stored event's state; not part of the domain.
 TRACE_KEY = "__trace__"
@@ -39,6 +42,13 @@ def trace_carrier(domain_event: object) -> dict[str, str]:
 
 
 class TracedApplication(Application[Any]):
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        super().__init__(env)
+        datastore = getattr(self.recorder, "datastore", None)
+        if isinstance(datastore, PostgresDatastore):
+            # Instead of the library's pre-ping (a round trip on every use).
+            guard_pool(datastore.pool)
+
     def construct_mapper(self) -> Mapper[Any]:
         return TracingMapper(
             transcoder=self.construct_transcoder(),
@@ -88,7 +98,8 @@ def postgres_env(database_url: str, *, pool_size: int = 5) -> dict[str, str]:
         "POSTGRES_PASSWORD": unquote(parts.password or ""),
         "POSTGRES_POOL_SIZE": str(pool_size),
         "POSTGRES_MAX_OVERFLOW": str(pool_size),
-        "POSTGRES_PRE_PING": "y",
+        # No pre-ping: TracedApplication checks pooled connections without a round trip.
+        "POSTGRES_PRE_PING": "n",
         # Serialised inserts wait for each other; give them room under load.
         "POSTGRES_LOCK_TIMEOUT": "5",
         "CREATE_TABLE": "y",

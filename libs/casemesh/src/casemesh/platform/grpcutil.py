@@ -25,6 +25,7 @@ from opentelemetry import trace
 from casemesh.platform import errors, metrics
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
+from casemesh.platform.pools import DATABASE_OUTAGE
 from casemesh.platform.telemetry import extract_metadata, tracer
 
 log = get_logger(__name__)
@@ -180,6 +181,15 @@ def _status_name(context: grpc.aio.ServicerContext, failure: BaseException | Non
 _BY_VALUE: dict[int, str] = {c.value[0]: c.name for c in grpc.StatusCode}
 
 
+async def _abort_unavailable(
+    context: grpc.aio.ServicerContext, method: str, exc: BaseException
+) -> None:
+    """A call that meets a database outage: retryable, and nothing of it was
+    stored (a transaction either committed before the outage or not at all)."""
+    log.warning("grpc.database_unavailable", method=method, error=repr(exc))
+    await context.abort(grpc.StatusCode.UNAVAILABLE, "the database is unavailable: try again")
+
+
 def _wrap_unary(method: str, kind: str, behaviour: Handler) -> Handler:
     """For unary-response calls (unary-unary and stream-unary)."""
 
@@ -196,6 +206,8 @@ def _wrap_unary(method: str, kind: str, behaviour: Handler) -> Handler:
                 except errors.CasemeshError as err:
                     span.set_attribute("rpc.grpc.status_code", _CODES[type(err)][1])
                     await context.abort_with_status(to_status(err))
+                except DATABASE_OUTAGE as exc:
+                    await _abort_unavailable(context, method, exc)
         except BaseException as exc:
             failure = exc
             raise
@@ -255,6 +267,8 @@ def _wrap_response_stream(method: str, behaviour: Any, draining: asyncio.Event |
                 except errors.CasemeshError as err:
                     span.set_attribute("rpc.grpc.status_code", _CODES[type(err)][1])
                     await context.abort_with_status(to_status(err))
+                except DATABASE_OUTAGE as exc:
+                    await _abort_unavailable(context, method, exc)
                 except _Drained:
                     await context.abort(
                         grpc.StatusCode.UNAVAILABLE, "the server is shutting down: watch again"

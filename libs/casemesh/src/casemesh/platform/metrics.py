@@ -59,6 +59,12 @@ RELAY_PUBLISHED = Counter(
     ("topic",),
     registry=REGISTRY,
 )
+RELAY_FAILURES = Counter(
+    "casemesh_relay_failures",
+    "Times publishing to the topic stopped on a database or broker failure and was retried",
+    ("topic",),
+    registry=REGISTRY,
+)
 OUTBOX_PENDING = Gauge(
     "casemesh_outbox_pending_events",
     "Outbox rows not yet published to the topic (every publisher of it reports the same)",

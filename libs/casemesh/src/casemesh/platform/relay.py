@@ -35,7 +35,7 @@ from opentelemetry import propagate, trace
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.eventstore import schema_lock, trace_carrier
 from casemesh.platform.logging import get_logger
-from casemesh.platform.metrics import RELAY_ACTIVE, RELAY_LAG, RELAY_PUBLISHED
+from casemesh.platform.metrics import RELAY_ACTIVE, RELAY_FAILURES, RELAY_LAG, RELAY_PUBLISHED
 from casemesh.platform.telemetry import tracer
 
 log = get_logger(__name__)
@@ -137,6 +137,7 @@ class AdvisoryLock:
             self._conn = psycopg.connect(
                 self._conninfo,
                 autocommit=True,
+                connect_timeout=5,
                 keepalives=1,
                 keepalives_idle=20,
                 keepalives_interval=5,
@@ -173,16 +174,19 @@ async def run_while_holding(
     lock go, backs off and starts again from the last recorded position."""
     delay = 1.0
     while not stop.is_set():
-        if not await asyncio.to_thread(lock.try_acquire):
-            log.info("relay.standby", topic=name)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), standby_poll_seconds)
-            continue
         try:
+            # Asking for the lock needs the database too: an outage of any
+            # length is waited out here, never a reason to exit.
+            if not await asyncio.to_thread(lock.try_acquire):
+                log.info("relay.standby", topic=name)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), standby_poll_seconds)
+                continue
             await publish_until(stop)
             delay = 1.0
         except Exception as exc:
             log.error("relay.failed", topic=name, error=repr(exc), retry_in=delay)
+            RELAY_FAILURES.labels(name).inc()
             lock.release()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
