@@ -4,6 +4,7 @@ hours and the SMS rate limit."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -14,10 +15,12 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from casemesh.events.v1 import notifications_pb2 as nev
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.envelope import CloudEvent
+from casemesh.platform.pools import async_pool
 from casemesh_notifier.channels import DeliveryError, Outgoing
-from casemesh_notifier.delivery import Delivery, replay_parked
+from casemesh_notifier.delivery import SENDER_LOCK, Delivery, replay_parked
 from casemesh_notifier.planner import Planner
 from casemesh_notifier.schema import create_schema
 from casemesh_notifier.settings import NotifierSettings
@@ -88,9 +91,7 @@ async def notifier(infra: Infra) -> AsyncIterator[Notifier]:
     infra.pg.create_database(name)
     dsn = infra.pg.dsn(name)
     await create_schema(dsn)
-    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-        dsn, min_size=1, max_size=4, open=False, kwargs={"autocommit": True}
-    )
+    pool = async_pool(dsn, min_size=1, max_size=4)
     await pool.open()
     cfg = NotifierSettings(
         database_url=dsn,
@@ -255,3 +256,99 @@ async def test_a_sender_whose_lease_lapsed_cannot_undo_the_new_holders_delivery(
     assert len(notifier.email.delivered) == 1
     outcomes = notifier.rows(f"SELECT ce_type FROM notification_outbox WHERE job_id = '{job_id}'")
     assert [t.split(".")[2] for (t,) in outcomes] == ["NotificationDelivered"]
+
+
+def delivered_events(notifier: Notifier, job: uuid.UUID) -> list[nev.NotificationDelivered]:
+    rows = notifier.rows(
+        f"SELECT payload FROM notification_outbox WHERE job_id = '{job}'"
+        " AND ce_type LIKE '%.NotificationDelivered.v1'"
+    )
+    return [nev.NotificationDelivered.FromString(bytes(p)) for (p,) in rows]
+
+
+async def test_a_send_recorded_during_a_database_outage_is_not_sent_again(
+    notifier: Notifier, infra: Infra
+) -> None:
+    """The provider took the message, then the database went away: the sender
+    keeps the outcome until it can record it, instead of letting the claim
+    lapse and sending again."""
+    dbname = notifier.dsn.rsplit("/", 1)[1]
+    admin = psycopg.connect(infra.pg.dsn("postgres"), autocommit=True)
+    restored = asyncio.Event()
+
+    async def restore_later() -> None:
+        await asyncio.sleep(1.5)  # the database stays away a while
+        admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
+        restored.set()
+
+    class ThenTheDatabaseGoes(Provider):
+        async def send(self, message: Outgoing) -> str:
+            provider_id = await super().send(message)
+            admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS false')
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (dbname,),
+            )
+            asyncio.get_running_loop().create_task(restore_later())
+            return provider_id
+
+    email = ThenTheDatabaseGoes()
+    notifier.delivery._channels["EMAIL"] = email
+    (job,) = await notifier.consume(
+        created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,))
+    )
+    try:
+        assert await notifier.delivery.deliver_one()
+        assert restored.is_set()  # the outcome waited for the database
+    finally:
+        admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
+        admin.close()
+    assert notifier.rows(f"SELECT status FROM notification_jobs WHERE id = '{job}'") == [("sent",)]
+    notifier.clock.advance(3600)  # long past any lease
+    assert await notifier.drain() == 0
+    assert len(email.delivered) == 1
+    assert [e.possible_repeat for e in delivered_events(notifier, job)] == [False]
+
+
+async def test_a_dead_senders_claim_is_taken_over_at_once_as_a_possible_repeat(
+    notifier: Notifier, infra: Infra
+) -> None:
+    cfg = notifier.delivery._cfg
+    channels = {"EMAIL": notifier.email, "SMS": notifier.sms}
+
+    def sender() -> Delivery:
+        return Delivery(
+            pool=notifier.pool,
+            conninfo=notifier.dsn,
+            channels=dict(channels),
+            cfg=cfg,
+            clock=notifier.clock,
+        )
+
+    dead, alive, survivor = sender(), sender(), sender()
+    (orphan,) = await notifier.consume(
+        created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,))
+    )
+    (worked,) = await notifier.consume(
+        created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,))
+    )
+    # `dead` claimed one job and died mid-send (its session, and lock, gone);
+    # `alive` claimed the other and is still sending (it holds its lock).
+    assert (await dead.claim()) is not None
+    assert (await alive.claim()) is not None
+    with psycopg.connect(notifier.dsn, autocommit=True) as alive_session:
+        alive_session.execute("SELECT pg_advisory_lock(%s, %s)", (SENDER_LOCK, alive.sender))
+        assert await survivor.deliver_one() is False  # too young a claim to judge
+        notifier.clock.advance(16)
+        await survivor._reap_orphans()
+        assert await survivor.deliver_one() is True
+        assert await survivor.deliver_one() is False  # the live sender's job is left alone
+        notifier.clock.advance(16)
+        survivor._reaped_at = float("-inf")  # look again now
+        await survivor._reap_orphans()
+        assert await survivor.deliver_one() is False
+    assert [m.job_id for m in notifier.email.delivered] == [str(orphan)]
+    assert [e.possible_repeat for e in delivered_events(notifier, orphan)] == [True]
+    assert notifier.rows(f"SELECT status FROM notification_jobs WHERE id = '{worked}'") == [
+        ("sending",)
+    ]

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,7 +28,7 @@ from casemesh.platform.logging import get_logger
 from casemesh.platform.masking import mask_email, mask_phone, mask_text
 from casemesh_notifier import policy
 from casemesh_notifier.channels import Channel, DeliveryError, Outgoing
-from casemesh_notifier.metrics import OUTCOMES
+from casemesh_notifier.metrics import OUTCOMES, POSSIBLE_REPEATS
 from casemesh_notifier.planner import JOBS_CHANNEL
 from casemesh_notifier.settings import NotifierSettings
 
@@ -50,6 +53,9 @@ class Job:
     body: str
     params: dict[str, Any]
     attempts: int
+    # Taken over from a sender that stopped mid-send: that send may have
+    # reached the person already.
+    retaken: bool = False
 
     def masked_recipient(self) -> str:
         return mask_email(self.recipient) if self.channel == "EMAIL" else mask_phone(self.recipient)
@@ -78,6 +84,19 @@ STILL_CLAIMED = "id = %s AND status = 'sending' AND attempts = %s"
 JOB_COLUMNS = (
     "id, cause_event_id, case_name, channel, recipient, template, subject, body, params, attempts"
 )
+# How long a sender keeps retrying to record an outcome while the database
+# is away, between tries (seconds): a message sent and not recorded would be
+# sent again once its lease lapses.
+RECORD_RETRY = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+# Each sender holds the advisory lock (SENDER_LOCK, its id) while it runs, so
+# the others can tell a claim whose sender died (lock gone with its session)
+# from one still being worked, and take it over at once instead of after
+# the lease. A claim younger than REAP_AFTER is left alone: its sender may
+# be alive and reconnecting after a database restart.
+SENDER_LOCK = 0x73656E64  # "send"
+REAP_AFTER = timedelta(seconds=15)
+REAP_EVERY = 5.0  # seconds
 
 
 async def record_outcome(
@@ -113,12 +132,21 @@ class Delivery:
         self._cfg = cfg
         self._clock = clock
         self._wake = asyncio.Event()
+        self.sender = secrets.randbelow(2**31)
+        self._present = asyncio.Event()
+        self._reaped_at = float("-inf")
 
     async def run(self, stop: asyncio.Event) -> None:
         listener = asyncio.create_task(self._listen(stop))
         try:
             while not stop.is_set():
                 try:
+                    if not self._present.is_set():
+                        # Claim nothing that others could not tell is being worked.
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._present.wait(), 1.0)
+                        continue
+                    await self._reap_orphans()
                     worked = await self.deliver_one()
                 except (psycopg.Error, OSError) as exc:
                     log.error("delivery.database_unavailable", error=repr(exc))
@@ -141,35 +169,76 @@ class Delivery:
 
     async def _listen(self, stop: asyncio.Event) -> None:
         # Push: the planner NOTIFYs when it creates jobs. The 1 s poll above
-        # covers retries falling due and a lost listener connection.
+        # covers retries falling due and a lost listener connection. The same
+        # session holds this sender's lock: it lives exactly as long as the
+        # sender can be reached.
         while not stop.is_set():
             try:
-                conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+                conn = await psycopg.AsyncConnection.connect(
+                    self._conninfo, autocommit=True, connect_timeout=5
+                )
                 async with conn:
+                    await conn.execute(
+                        "SELECT pg_advisory_lock(%s, %s)", (SENDER_LOCK, self.sender)
+                    )
                     await conn.execute(f"LISTEN {JOBS_CHANNEL}")
+                    self._present.set()
+                    log.info("delivery.sender_present", sender=self.sender)
                     async for _ in conn.notifies():
                         self._wake.set()
-            except (psycopg.Error, OSError):
-                await asyncio.sleep(1.0)
+            except (psycopg.Error, OSError) as exc:
+                log.warning("delivery.listener_lost", error=repr(exc))
+            self._present.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+
+    async def _reap_orphans(self) -> None:
+        """Every few seconds: claims whose sender's session is gone (a crash, a
+        kill) lapse now, so they are taken over, as possible repeats."""
+        if time.monotonic() - self._reaped_at < REAP_EVERY:
+            return
+        self._reaped_at = time.monotonic()
+        now = self._clock()
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE notification_jobs SET claimed_until = %(now)s"
+                " WHERE status = 'sending' AND claimed_until > %(now)s"
+                " AND claimed_by IS NOT NULL AND claimed_at < %(old)s"
+                " AND claimed_by NOT IN (SELECT objid::bigint FROM pg_locks"
+                "   WHERE locktype = 'advisory' AND classid::bigint = %(lock)s AND objsubid = 2 AND"
+                "   database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+                {"now": now, "old": now - REAP_AFTER, "lock": SENDER_LOCK},
+            )
+        if cur.rowcount:
+            log.warning("delivery.orphans_taken_over", jobs=cur.rowcount)
+            self._wake.set()
 
     async def claim(self) -> Job | None:
         now = self._clock()
         lease = now + timedelta(seconds=self._cfg.claim_lease_seconds)
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "UPDATE notification_jobs SET status = 'sending', attempts = attempts + 1,"
-                " claimed_until = %(lease)s WHERE id = ("
-                "  SELECT id FROM notification_jobs"
+                "WITH due AS ("
+                "  SELECT id, status = 'sending' AS retaken FROM notification_jobs"
                 "  WHERE (status = 'pending' AND next_attempt_at <= %(now)s)"
-                "     OR (status = 'sending' AND claimed_until < %(now)s)"
+                "     OR (status = 'sending' AND claimed_until <= %(now)s)"
                 "  ORDER BY next_attempt_at, created_at LIMIT 1 FOR UPDATE SKIP LOCKED)"
-                f" RETURNING {JOB_COLUMNS}",
-                {"now": now, "lease": lease},
+                " UPDATE notification_jobs AS j SET status = 'sending',"
+                " attempts = j.attempts + 1, claimed_until = %(lease)s,"
+                " claimed_at = %(now)s, claimed_by = %(sender)s"
+                " FROM due WHERE j.id = due.id"
+                f" RETURNING {', '.join('j.' + c for c in JOB_COLUMNS.split(', '))}, due.retaken",
+                {"now": now, "lease": lease, "sender": self.sender},
             )
             row = await cur.fetchone()
         if row is None:
             return None
-        return Job(str(row[0]), *row[1:])
+        job = Job(str(row[0]), *row[1:])
+        if job.retaken:
+            log.warning(
+                "notification.retaken", job_id=job.id, channel=job.channel, attempt=job.attempts
+            )
+        return job
 
     async def deliver_one(self) -> bool:
         """Claims and handles one due job; False when none was due."""
@@ -180,7 +249,7 @@ class Delivery:
         if job.channel == "SMS":
             later = await self._sms_not_before(job, now)
             if later is not None:
-                await self._defer(job, later)
+                await self._recorded(self._defer, job, later)
                 return True
         outgoing = Outgoing(
             job_id=job.id,
@@ -193,15 +262,35 @@ class Delivery:
         try:
             provider_id = await self._channels[job.channel].send(outgoing)
         except DeliveryError as exc:
-            await self._failed(job, str(exc), permanent=exc.permanent)
+            await self._recorded(self._failed, job, str(exc), permanent=exc.permanent)
         except Exception as exc:
             # A message the channel cannot even form: retrying cannot help, and
             # it must not stop the others. Parked, it stays visible and replayable.
             log.exception("notification.unsendable", job_id=job.id, channel=job.channel)
-            await self._failed(job, f"unsendable: {type(exc).__name__}", permanent=True)
+            await self._recorded(
+                self._failed, job, f"unsendable: {type(exc).__name__}", permanent=True
+            )
         else:
-            await self._sent(job, provider_id)
+            await self._recorded(self._sent, job, provider_id)
         return True
+
+    async def _recorded(self, record: Callable[..., Any], job: Job, *args: Any, **kw: Any) -> None:
+        """Records an attempt's outcome, waiting out a database outage of any
+        length: the attempt happened, and forgetting it would send again."""
+        for tries in itertools.count():
+            try:
+                await record(job, *args, **kw)
+                return
+            except (psycopg.Error, OSError) as exc:
+                pause = RECORD_RETRY[min(tries, len(RECORD_RETRY) - 1)]
+                if tries == 0 or pause == RECORD_RETRY[-1]:
+                    log.error(
+                        "notification.outcome_unrecorded",
+                        job_id=job.id,
+                        error=repr(exc),
+                        retry_in=pause,
+                    )
+                await asyncio.sleep(pause)
 
     async def _sms_not_before(self, job: Job, now: datetime) -> datetime | None:
         # A one-time code is wanted now, at any hour (the rate limit still applies).
@@ -258,10 +347,14 @@ class Delivery:
             await record_outcome(
                 conn,
                 job,
-                nev.NotificationDelivered(job=job.ref(now), provider_message_id=provider_id),
+                nev.NotificationDelivered(
+                    job=job.ref(now), provider_message_id=provider_id, possible_repeat=job.retaken
+                ),
                 now,
             )
         OUTCOMES.labels(job.channel, "delivered").inc()
+        if job.retaken:
+            POSSIBLE_REPEATS.labels(job.channel).inc()
         log.info(
             "notification.delivered",
             job_id=job.id,

@@ -23,6 +23,13 @@ OUTCOMES = Counter(
     registry=REGISTRY,
 )
 
+POSSIBLE_REPEATS = Counter(
+    "casemesh_notifications_possible_repeats",
+    "Deliveries of a job whose earlier attempt was in flight when its sender stopped",
+    ("channel",),
+    registry=REGISTRY,
+)
+
 QUERY = """
 SELECT channel,
        count(*) FILTER (WHERE status = 'parked') AS parked,

@@ -56,6 +56,9 @@ STATEMENTS = [
         DROP CONSTRAINT IF EXISTS notification_jobs_cause_event_id_channel_recipient_key""",
     """CREATE UNIQUE INDEX IF NOT EXISTS notification_jobs_once
         ON notification_jobs (cause_event_id, party, channel, recipient)""",
+    # Who holds a claim and since when: a claim whose sender is gone is taken over.
+    "ALTER TABLE notification_jobs ADD COLUMN IF NOT EXISTS claimed_by bigint",
+    "ALTER TABLE notification_jobs ADD COLUMN IF NOT EXISTS claimed_at timestamptz",
     """CREATE INDEX IF NOT EXISTS notification_jobs_due
         ON notification_jobs (next_attempt_at) WHERE status IN ('pending', 'sending')""",
     """CREATE INDEX IF NOT EXISTS notification_jobs_sms_rate
