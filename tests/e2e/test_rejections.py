@@ -13,6 +13,10 @@ import pytest
 from grpc_status import rpc_status
 
 from casemesh.platform.grpcutil import field_violations
+from casemesh.v1 import appeals_pb2 as apb
+from casemesh.v1 import appeals_pb2_grpc as apb_grpc
+from casemesh.v1 import reports_pb2 as rpb
+from casemesh.v1 import reports_pb2_grpc as rpb_grpc
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
 from tests.conftest import Stack
@@ -22,9 +26,9 @@ from tests.support import Client
 UNDEFINED: Any = 42
 
 
-def stored_events(stack: Stack) -> int:
-    with psycopg.connect(stack.tickets_dsn) as conn:
-        row = conn.execute("SELECT count(*) FROM tickets_events").fetchone()
+def stored_events(stack: Stack, dsn: str = "", table: str = "tickets_events") -> int:
+    with psycopg.connect(dsn or stack.tickets_dsn) as conn:
+        row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
         assert row is not None
         return int(row[0])
 
@@ -297,3 +301,58 @@ def test_undefined_enum_values_and_bad_agent_input_are_named(
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, field
         assert field in fields(err)
     assert stored_events(stack) == before
+
+
+def test_many_bad_items_are_named_and_counted_not_refused_for_size(stack: Stack) -> None:
+    """A request with a hundred bad repeated items gets INVALID_ARGUMENT naming
+    the first of them and counting the rest, small enough for any client."""
+    run = uuid.uuid4().hex[:6]
+    agent = Client(stack.gateway, stack.secret, f"agent-{run}", ("agent",))
+    claimant = Client(stack.gateway, stack.secret, f"claimant-{run}")
+    reports = rpb_grpc.ReportServiceStub(agent._channel)
+    appeals = apb_grpc.AppealServiceStub(claimant._channel)
+    reports_before = stored_events(stack, stack.reports_dsn, "reports_events")
+    appeals_before = stored_events(stack, stack.appeals_dsn, "appeals_events")
+
+    flagger = rpb.TrustedFlagger(
+        user_id=f"flagger-{run}",
+        display_name="反网络欺凌中心",
+        areas=[f"no-such-area-{i}-" + "x" * 80 for i in range(100)],
+    )
+    err = rejected(
+        lambda: reports.SetTrustedFlagger(
+            rpb.SetTrustedFlaggerRequest(flagger=flagger), metadata=agent.metadata, timeout=15
+        )
+    )
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err.details()
+    named = fields(err)
+    assert named[0] == "flagger.areas[0]" and len(named) <= 10
+    assert err.details().endswith(f"… and {100 - len(named)} more")
+
+    appeal = apb.Appeal(
+        kind=apb.APPEAL_KIND_TAKEDOWN_NOTICE,
+        jurisdiction="cn",
+        filer=apb.Party(legal_name="晴川工作室", locale="zh-CN", contact=ticket().contact),
+        notice=apb.TakedownNotice(
+            relationship=apb.RIGHTS_RELATIONSHIP_OWNER,
+            work=apb.CopyrightWork(title="《江南春》舞蹈原创视频"),
+            infringing_items=[f"https://video.example/v/{i}\x07搬运" for i in range(120)],
+        ),
+        good_faith_statement=True,
+        accuracy_statement=True,
+    )
+    err = rejected(
+        lambda: appeals.FileAppeal(
+            apb.FileAppealRequest(appeal=appeal, request_id=f"many-{run}"),
+            metadata=claimant.metadata,
+            timeout=15,
+        )
+    )
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err.details()
+    named = fields(err)
+    assert "appeal.notice.infringing_items[0]" in named and len(named) <= 10
+    # Too many items, and each of them holds a control character.
+    assert err.details().endswith(f"… and {1 + 120 - len(named)} more")
+
+    assert stored_events(stack, stack.reports_dsn, "reports_events") == reports_before
+    assert stored_events(stack, stack.appeals_dsn, "appeals_events") == appeals_before

@@ -1,20 +1,27 @@
-"""Shared plumbing: identity, masking, rate limits, settings, the envelope."""
+"""Shared plumbing: identity, masking, rate limits, settings, the envelope,
+errors that stay small."""
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import grpc
 import jwt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc import unary_unary_rpc_method_handler as unary_unary
 
 from casemesh.platform import envelope
-from casemesh.platform.errors import Unauthenticated
+from casemesh.platform.errors import FieldViolation, InvalidArgument, Unauthenticated
+from casemesh.platform.grpcutil import DomainErrorInterceptor, bounded, field_violations
 from casemesh.platform.identity import Identity, TokenVerifier, mint_token
 from casemesh.platform.masking import mask_email, mask_phone, mask_text
 from casemesh.platform.settings import load
@@ -211,3 +218,125 @@ def test_pkcs1_keys_and_certificates_verify_and_a_private_key_is_refused(
         load(GatewaySettings)
     err = capsys.readouterr().err
     assert "CASEMESH_JWT_PUBLIC_KEY" in err and "PRIVATE KEY is not a public key" in err
+
+
+# -- errors stay small ------------------------------------------------------------
+
+# A peer refuses trailers over this many bytes by default (RESOURCE_EXHAUSTED
+# "received metadata size exceeds soft limit" instead of the error).
+METADATA_LIMIT = 8192
+
+
+def _wire_size(err: grpc.aio.AioRpcError) -> int:
+    """The bytes a status takes in the trailers as a peer counts them: each
+    entry's name and value (grpc-message percent-encoded, binary values in
+    base64) plus 32."""
+    message = sum(1 if 0x20 <= b <= 0x7E and b != 0x25 else 3 for b in err.details().encode())
+    size = len("grpc-status") + 1 + 32 + len("grpc-message") + message + 32
+    for key, value in err.trailing_metadata() or ():
+        if key.endswith("-bin"):
+            size += len(key) + len(base64.b64encode(value)) + 32
+    return size
+
+
+async def _refused_with(violations: list[FieldViolation]) -> grpc.aio.AioRpcError:
+    """What a client sees when a service refuses a call with `violations`."""
+
+    async def refuse(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        raise InvalidArgument(violations)
+
+    server = grpc.aio.server(interceptors=[DomainErrorInterceptor()])
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("t.Refuser", {"Refuse": unary_unary(refuse)}),)
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await channel.unary_unary("/t.Refuser/Refuse")(b"", timeout=10)
+            return info.value
+    finally:
+        await server.stop(None)
+
+
+def _named(err: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
+    for key, value in err.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            return field_violations(status_pb2.Status.FromString(value))
+    raise AssertionError("INVALID_ARGUMENT must carry google.rpc.BadRequest details")
+
+
+# A client's long, odd string: Chinese, control characters, then more.
+LONG = "长" * 3000 + "\x00\x1b[31m" + "x" * 20000
+
+MANY_BAD_ITEMS = {
+    "ascii": [
+        FieldViolation(f"flagger.areas[{i}]", f"{'area-' + 'z' * 55!r} is not a reason category")
+        for i in range(100)
+    ],
+    "chinese": [
+        FieldViolation(f"appeal.notice.infringing_items[{i}]", "不得包含控制字符，" * 20)
+        for i in range(120)
+    ],
+    "long and odd": [
+        FieldViolation(f"appeal.{'deep.' * 200}items[{i}]", f"{LONG} is not allowed")
+        for i in range(150)
+    ],
+}
+
+
+@pytest.mark.parametrize("violations", MANY_BAD_ITEMS.values(), ids=MANY_BAD_ITEMS.keys())
+async def test_many_bad_items_name_the_first_and_count_the_rest_under_the_limit(
+    violations: list[FieldViolation],
+) -> None:
+    err = await _refused_with(violations)
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err.details()[:200]
+    assert _wire_size(err) < METADATA_LIMIT // 2
+    named = _named(err)
+    assert 1 <= len(named) <= 10
+    assert [f for f, _ in named] == [v.field for v in violations[: len(named)]]
+    assert err.details().startswith(f"{named[0][0]}: {named[0][1]}")
+    assert err.details().endswith(f"… and {len(violations) - len(named)} more")
+
+
+async def test_a_few_violations_are_told_whole() -> None:
+    violations = [
+        FieldViolation("ticket.subject", "must not be empty"),
+        FieldViolation("ticket.contact.email", "is not an e-mail address"),
+    ]
+    err = await _refused_with(violations)
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.details() == (
+        "ticket.subject: must not be empty; ticket.contact.email: is not an e-mail address"
+    )
+    assert _named(err) == [(v.field, v.description) for v in violations]
+
+
+def test_a_violation_never_echoes_a_long_client_string_whole() -> None:
+    for v in (
+        FieldViolation("name" * 100, f"{LONG} is not evidence you uploaded"),
+        InvalidArgument.field("name", LONG).violations[0],
+    ):
+        assert len(v.field.encode()) <= 128 and len(v.description.encode()) <= 256
+        assert v.description.startswith("长长") and v.description.endswith("…")
+        assert v.description.isprintable()
+
+
+def test_a_forwarded_status_is_cut_to_the_limit() -> None:
+    """A service's status the gateway passes on stays small, however big it came."""
+    bad = error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=f"items[{i}]", description=LONG)
+            for i in range(40)
+        ]
+    )
+    packed = any_pb2.Any()
+    packed.Pack(bad)
+    big = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=LONG, details=[packed])
+    small = bounded(big)
+    assert small.code == code_pb2.INVALID_ARGUMENT
+    assert field_violations(small)[0][0] == "items[0]"
+    message = sum(1 if 0x20 <= b <= 0x7E and b != 0x25 else 3 for b in small.message.encode())
+    details = len(base64.b64encode(small.SerializeToString()))
+    assert message + details < METADATA_LIMIT // 2

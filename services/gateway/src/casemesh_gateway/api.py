@@ -4,12 +4,15 @@ verified identity, the caller's trace context and a deadline."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC
 from typing import Any, NoReturn, TypeAlias
 
 import grpc
+from google.protobuf.message import DecodeError
+from google.rpc import status_pb2
 
 from casemesh.platform.errors import (
     InvalidArgument,
@@ -17,6 +20,7 @@ from casemesh.platform.errors import (
     ResourceExhausted,
     Violations,
 )
+from casemesh.platform.grpcutil import STATUS_DETAILS_KEY, bounded
 from casemesh.platform.identity import Identity, TokenVerifier
 from casemesh.platform.logging import get_logger
 from casemesh.platform.telemetry import inject_metadata
@@ -42,7 +46,6 @@ log = get_logger(__name__)
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
 
-STATUS_DETAILS_KEY = "grpc-status-details-bin"
 # The deadline for appealing a report decision ("" when the case has no
 # decision to appeal), vouched for by the gateway like the caller's identity.
 APPEALABLE_UNTIL_KEY = "x-casemesh-appealable-until-bin"
@@ -137,14 +140,19 @@ class Backend:
 
     @staticmethod
     async def _fail(err: grpc.aio.AioRpcError, context: Ctx) -> NoReturn:
-        """The service's status, with its google.rpc details, is the caller's answer."""
+        """The service's status, with its google.rpc details, is the caller's
+        answer; cut to the size every client accepts, whatever the service sent."""
         code = err.code()
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             log.warning("backend.unavailable", code=code.name, details=err.details())
-        details = tuple(
-            (k, v) for k, v in (err.trailing_metadata() or ()) if k == STATUS_DETAILS_KEY
-        )
-        await context.abort(code, err.details() or "", details)
+        sent = [v for k, v in (err.trailing_metadata() or ()) if k == STATUS_DETAILS_KEY]
+        status = status_pb2.Status(code=code.value[0], message=err.details() or "")
+        if sent and isinstance(sent[0], bytes):
+            with contextlib.suppress(DecodeError):
+                status.details.extend(status_pb2.Status.FromString(sent[0]).details)
+        status = bounded(status)
+        details = ((STATUS_DETAILS_KEY, status.SerializeToString()),) if sent else ()
+        await context.abort(code, status.message, details)
         raise AssertionError("context.abort returned")
 
 

@@ -7,13 +7,44 @@ cause becomes INTERNAL.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+# A violation names its field in at most FIELD_BYTES and says what is wrong in
+# at most DESCRIPTION_BYTES (UTF-8): a description that quotes what a client
+# sent never carries a long string whole.
+FIELD_BYTES = 128
+DESCRIPTION_BYTES = 256
+# An error message names this many violations; the rest are counted.
+NAMED_VIOLATIONS = 10
+
+
+def clip(text: str, limit: int = DESCRIPTION_BYTES) -> str:
+    """`text` on one printable line of at most `limit` bytes of UTF-8, cut at
+    a character and ended with "…" when it was longer."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[: limit - len("…".encode())].decode(errors="ignore") + "…"
 
 
 @dataclass(frozen=True)
 class FieldViolation:
     field: str
     description: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "field", clip(self.field, FIELD_BYTES))
+        object.__setattr__(self, "description", clip(self.description, DESCRIPTION_BYTES))
+
+
+def summary(violations: Sequence[FieldViolation], named: int = NAMED_VIOLATIONS) -> str:
+    """The first `named` violations as "field: description", then how many more."""
+    told = "; ".join(f"{v.field}: {v.description}" for v in violations[:named])
+    rest = len(violations) - named
+    return f"{told}; … and {rest} more" if rest > 0 else told
 
 
 class CasemeshError(Exception):
@@ -34,7 +65,7 @@ class InvalidArgument(CasemeshError):
         if isinstance(violations, FieldViolation):
             violations = [violations]
         self.violations = violations
-        super().__init__("; ".join(f"{v.field}: {v.description}" for v in violations))
+        super().__init__(summary(violations))
 
     @classmethod
     def field(cls, field: str, description: str) -> InvalidArgument:

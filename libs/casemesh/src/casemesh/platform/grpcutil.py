@@ -45,34 +45,98 @@ _CODES: dict[type[errors.CasemeshError], tuple[grpc.StatusCode, int]] = {
 }
 
 
+# A failed call's status travels in trailers: grpc-message (percent-encoded)
+# and grpc-status-details-bin (the whole Status, base64). A peer refuses
+# trailers over 8 KiB by default, answering RESOURCE_EXHAUSTED instead of the
+# error, so a status is kept to half of that, leaving room for the rest.
+STATUS_BYTES = 4096
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+# What a message may keep when a status is cut to size.
+_MESSAGE_BYTES = 600
+_TRAILER_OVERHEAD = len("grpc-status") + 1 + len("grpc-message") + 3 * 32
+
+
+def status_bytes(status: status_pb2.Status) -> int:
+    """The trailer bytes `status` takes, as a peer counts them."""
+    message = sum(1 if 0x20 <= b <= 0x7E and b != 0x25 else 3 for b in status.message.encode())
+    serialized: int = status.ByteSize()
+    details = 4 * -(-serialized // 3)  # base64
+    return _TRAILER_OVERHEAD + len(STATUS_DETAILS_KEY) + message + details
+
+
+def _packed(message: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def _bad_request(violations: Sequence[tuple[str, str]]) -> any_pb2.Any:
+    return _packed(
+        error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
+                for f, d in violations
+            ]
+        )
+    )
+
+
+def bounded(status: status_pb2.Status) -> status_pb2.Status:
+    """`status` cut to STATUS_BYTES, whoever made it: first its message is
+    clipped, then a BadRequest loses violations from its end (keeping the
+    first), then other details go from the last."""
+    if status_bytes(status) <= STATUS_BYTES:
+        return status
+    cut = status_pb2.Status(code=status.code, message=errors.clip(status.message, _MESSAGE_BYTES))
+    cut.details.extend(status.details)
+    for i, detail in enumerate(cut.details):
+        if status_bytes(cut) <= STATUS_BYTES:
+            break
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            violations = [
+                (errors.clip(f, errors.FIELD_BYTES), errors.clip(d, errors.DESCRIPTION_BYTES))
+                for f, d in field_violations(status_pb2.Status(details=[detail]))
+            ][: errors.NAMED_VIOLATIONS]
+            cut.details[i].CopyFrom(_bad_request(violations))
+            while len(violations) > 1 and status_bytes(cut) > STATUS_BYTES:
+                violations.pop()
+                cut.details[i].CopyFrom(_bad_request(violations))
+    while len(cut.details) > 0 and status_bytes(cut) > STATUS_BYTES:
+        del cut.details[-1]
+    return cut
+
+
 def to_status(err: errors.CasemeshError) -> grpc.Status:
-    """The gRPC status for a domain error; field violations travel as BadRequest."""
+    """The gRPC status for a domain error; field violations travel as
+    BadRequest: the first ones (as many as fit in STATUS_BYTES, at most
+    NAMED_VIOLATIONS) named in both, the rest counted in the message."""
     _, code = _CODES.get(
         type(err), (grpc.StatusCode.FAILED_PRECONDITION, code_pb2.FAILED_PRECONDITION)
     )
-    details: list[any_pb2.Any] = []
-    if isinstance(err, errors.InvalidArgument):
-        bad = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(
-                    field=v.field, description=v.description
-                )
-                for v in err.violations
-            ]
-        )
-        packed = any_pb2.Any()
-        packed.Pack(bad)
-        details.append(packed)
+    info: list[any_pb2.Any] = []
     if err.reason:
-        info = any_pb2.Any()
-        info.Pack(
-            error_details_pb2.ErrorInfo(reason=err.reason, domain="casemesh", metadata=err.metadata)
+        info.append(
+            _packed(
+                error_details_pb2.ErrorInfo(
+                    reason=err.reason, domain="casemesh", metadata=err.metadata
+                )
+            )
         )
-        details.append(info)
-    status: grpc.Status = rpc_status.to_status(
-        status_pb2.Status(code=code, message=err.message, details=details)
-    )
-    return status
+    status = status_pb2.Status(code=code, message=err.message, details=info)
+    if isinstance(err, errors.InvalidArgument):
+        named = min(len(err.violations), errors.NAMED_VIOLATIONS)
+        while True:
+            shown = [(v.field, v.description) for v in err.violations[:named]]
+            status = status_pb2.Status(
+                code=code,
+                message=errors.summary(err.violations, named),
+                details=[_bad_request(shown), *info],
+            )
+            if named <= 1 or status_bytes(status) <= STATUS_BYTES:
+                break
+            named -= 1
+    grpc_status: grpc.Status = rpc_status.to_status(bounded(status))
+    return grpc_status
 
 
 def to_timestamp(moment: datetime | str | None) -> Timestamp | None:
