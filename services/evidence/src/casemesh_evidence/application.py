@@ -22,7 +22,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from casemesh.platform.errors import InvalidArgument, NotFound, PermissionDenied, Violations
+from casemesh.platform.errors import InvalidArgument, NotFound, Violations
 from casemesh.platform.eventstore import advisory_lock
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
@@ -185,9 +185,12 @@ class EvidenceLocker:
         return EvidenceView(str(row[0]), *row[1:])
 
     async def describe(self, who: Identity, name: str) -> EvidenceView:
-        view = await self._load(evidence_id(name))
+        """The evidence, for its owner or an agent; to anyone else it is not
+        found, as if it did not exist (as every service answers)."""
+        ident = evidence_id(name)
+        view = await self._load(ident)
         if view.owner != who.subject and not who.is_agent:
-            raise PermissionDenied(f"{name} belongs to another user")
+            raise NotFound(f"evidence/{ident} not found")
         return view
 
     async def read(self, who: Identity, name: str) -> AsyncIterator[bytes]:

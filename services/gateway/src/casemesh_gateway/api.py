@@ -125,17 +125,15 @@ class Backend:
                     timeout=self._timeout(context),
                 )
             except grpc.aio.AioRpcError as err:
-                if err.code() == grpc.StatusCode.PERMISSION_DENIED:
-                    raise PermissionDenied(
-                        f"{field}[{i}]: {ref.name} is not your evidence"
-                    ) from None
-                if err.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                if err.code() == grpc.StatusCode.INVALID_ARGUMENT:
                     raise InvalidArgument.field(
-                        f"{field}[{i}]", f"{ref.name or '(empty)'} is not evidence you uploaded"
+                        f"{field}[{i}]", "must be evidence/{id}, naming evidence you uploaded"
                     ) from None
+                if err.code() == grpc.StatusCode.NOT_FOUND:
+                    raise _not_yours(field, i) from None
                 await self._fail(err, context)
-            if found.owner != who.subject:
-                raise PermissionDenied(f"{field}[{i}]: {ref.name} is not your evidence")
+            if found.owner != who.subject:  # an agent sees everyone's, attaches their own
+                raise _not_yours(field, i)
             ref.sha256 = found.sha256
 
     @staticmethod
@@ -154,6 +152,16 @@ class Backend:
         details = ((STATUS_DETAILS_KEY, status.SerializeToString()),) if sent else ()
         await context.abort(code, status.message, details)
         raise AssertionError("context.abort returned")
+
+
+def _not_yours(field: str, i: int) -> PermissionDenied:
+    """Evidence someone else uploaded is refused as evidence that does not
+    exist is: the answer does not tell that it exists."""
+    return PermissionDenied(
+        f"{field}[{i}] is not evidence you uploaded",
+        reason="NOT_YOUR_EVIDENCE",
+        metadata={"field": f"{field}[{i}]"},
+    )
 
 
 # Where a request carries evidence references, and the field names to report.
