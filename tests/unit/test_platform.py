@@ -84,6 +84,38 @@ def test_contact_details_are_masked() -> None:
     assert "alice@" not in text and "13800138000" not in text
 
 
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("电话13800138000", "13800138000"),
+        ("手机号是+8613800138000请回电", "13800138000"),
+        ("请拨打 138-0013-8000，谢谢", "0013-8000"),
+        ("邮箱dora.wang@example.com谢谢", "dora.wang"),
+        ("请发到dora@example.cn。", "dora@"),
+        ("「dora@example.com」", "dora@"),
+    ],
+)
+def test_contact_details_touching_chinese_text_are_masked(text: str, secret: str) -> None:
+    masked = mask_text(text)
+    assert secret not in masked, masked
+    assert masked[0] == text[0] and masked[-1] == text[-1]  # the words around stay
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "order ORD20251201001 shipped",
+        "ticket-12345678 and order_87654321",
+        "evidence/3f1c2a7e-1234-5678-9abc-123456789012",
+        "ce_id 0f6f3c1e-5a55-4b8e-9e41-7d6c1c7b2f10:12",
+        "Заказ12345678 отправлен",
+        "build v20251201",
+    ],
+)
+def test_numbers_inside_longer_tokens_stay_readable(text: str) -> None:
+    assert mask_text(text) == text
+
+
 def test_the_rate_limiter_allows_a_burst_then_the_steady_rate() -> None:
     now = [0.0]
     limiter = RateLimiter(per_minute=60, burst=3, clock=lambda: now[0])

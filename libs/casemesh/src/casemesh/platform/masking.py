@@ -5,10 +5,20 @@ from __future__ import annotations
 import re
 from typing import Any
 
-# Any local part (Unicode too) up to the @; a phone-like run of digits that is
-# not part of a longer token (ids such as UUIDs stay readable).
+# Any local part (Unicode too) up to the @.
 _EMAIL = re.compile(r"([^\s@<>(),;:\"'])[^\s@<>(),;:\"']*@([\w.-]+\.\w{2,})")
-_PHONE = re.compile(r"(?<![\w-])\+?\d[\d\s-]{6,}\d(?![\w-])")
+# Chinese, Japanese and Korean characters: word characters to a regular
+# expression, yet such text runs on without spaces, so a number touching them
+# stands alone ("电话13800138000"), as one after a space does.
+_SPACELESS = (
+    "\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf"
+    "\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003ffff"
+)
+# A phone-like run of digits that is not part of a longer token: no letter,
+# digit, '_' or '-' of a word written with spaces on either side (ids such as
+# UUIDs and order numbers like ORD20251201001 stay readable).
+_IN_TOKEN = rf"[^\W{_SPACELESS}]"
+_PHONE = re.compile(rf"(?<!{_IN_TOKEN})(?<!-)\+?\d[\d\s-]{{6,}}\d(?!{_IN_TOKEN})(?!-)")
 
 
 def mask_email(address: str) -> str:
