@@ -15,9 +15,16 @@ import grpc
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from casemesh.platform.callers import VouchedCalls
 from casemesh.platform.clock import SystemClock
 from casemesh.platform.grpcutil import DomainErrorInterceptor
-from casemesh.platform.identity import Identity
+from casemesh.platform.identity import (
+    Identity,
+    InternalTokenSigner,
+    InternalTokenVerifier,
+    new_signing_key,
+    verify_key_of,
+)
 from casemesh.v1 import casequeue_pb2 as pb
 from casemesh.v1 import casequeue_pb2_grpc as pb_grpc
 from casemesh_casequeue import sla, store
@@ -85,7 +92,16 @@ async def claims(dsn: str, agents: int, each: int) -> list[float]:
         dsn, min_size=agents, max_size=agents, open=False, kwargs={"autocommit": True}
     )
     await pool.open()
-    server = grpc.aio.server(interceptors=[DomainErrorInterceptor()])
+    # As deployed: every call carries the gateway's token, checked before the claim.
+    key = new_signing_key()
+    queue = pb.DESCRIPTOR.services_by_name["CaseQueueService"].full_name
+    server = grpc.aio.server(
+        interceptors=[
+            DomainErrorInterceptor(),
+            VouchedCalls(InternalTokenVerifier(verify_key_of(key), [queue])),
+        ]
+    )
+    signer = InternalTokenSigner(key)
     pb_grpc.add_CaseQueueServiceServicer_to_server(
         QueueServicer(pool, SystemClock(), Broadcaster(dsn)), server
     )
@@ -95,7 +111,7 @@ async def claims(dsn: str, agents: int, each: int) -> list[float]:
     samples: list[float] = []
 
     async def agent(n: int) -> None:
-        metadata = Identity(f"agent-{n}", frozenset({"agent"})).to_metadata()
+        metadata = signer.metadata(Identity(f"agent-{n}", frozenset({"agent"})), queue)
         async with grpc.aio.insecure_channel(address) as channel:
             stub = pb_grpc.CaseQueueServiceStub(channel)
             for _ in range(each):

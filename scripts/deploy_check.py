@@ -58,7 +58,13 @@ EXAMPLE_BOOTSTRAP = "kafka-1.kafka.internal:9092,kafka-2.kafka.internal:9092"
 
 # Secrets the operators' users create out of band (docs/operations.md), and the
 # ones CloudNativePG creates for each Cluster (<cluster>-app).
-OUT_OF_BAND_SECRETS = {"gateway-jwt", "notifier-channels", "evidence-s3", "postgres-backup-s3"}
+OUT_OF_BAND_SECRETS = {
+    "gateway-jwt",
+    "gateway-signing-key",
+    "notifier-channels",
+    "evidence-s3",
+    "postgres-backup-s3",
+}
 EXTERNAL_DB_SECRET = re.compile(r"^[a-z]+-database$")
 
 # The metrics the Casemesh processes expose; alert rules and the dashboard use no others.

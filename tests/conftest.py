@@ -26,6 +26,7 @@ from casemesh_devstack.stack import (
     QUEUE_DB,
     REPORTS_DB,
     TICKETS_DB,
+    IdentityKeys,
     service_specs,
 )
 from casemesh_devstack.supervisor import Supervisor
@@ -148,6 +149,7 @@ def stack(infra: Infra) -> Iterator[Stack]:
     mail.start()
     sms.start()
     secret = secrets.token_urlsafe(32)
+    identity_keys = IdentityKeys.new()  # the gateway's, fresh for each run
     tickets_addr = f"127.0.0.1:{free_port()}"
     evidence_addr = f"127.0.0.1:{free_port()}"
     appeals_addr = f"127.0.0.1:{free_port()}"
@@ -178,6 +180,7 @@ def stack(infra: Infra) -> Iterator[Stack]:
             mail.address,
             sms.url,
             secret,
+            identity_keys=identity_keys,
             tickets_addr=tickets_addr,
             evidence_addr=evidence_addr,
             appeals_addr=appeals_addr,

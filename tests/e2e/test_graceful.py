@@ -24,7 +24,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from casemesh.platform.identity import Identity, mint_token
+from casemesh.platform.identity import mint_token
 from casemesh.v1 import (
     appeals_pb2,
     appeals_pb2_grpc,
@@ -43,6 +43,7 @@ from casemesh_gateway.__main__ import SERVICE_CONFIG
 from tests.conftest import PARTITIONS, Stack, wait_serving
 from tests.e2e.replicas import DELAY, GRACE, Replica, metric
 from tests.e2e.test_evidence import png
+from tests.e2e.vouching import vouched_as
 from tests.support import read_topic, wait_until
 
 WORKERS = 6
@@ -92,10 +93,6 @@ def health(target: str, service: str) -> int:
         return int(reply.status)
 
 
-def as_user(who: str, *roles: str) -> list[tuple[str, Any]]:
-    return list(Identity(subject=who, roles=frozenset(roles or ("user",))).to_metadata())
-
-
 def ticket_request(run: str, n: int) -> tickets_pb2.CreateTicketRequest:
     return tickets_pb2.CreateTicketRequest(
         ticket=tickets_pb2.Ticket(
@@ -111,11 +108,13 @@ def ticket_request(run: str, n: int) -> tickets_pb2.CreateTicketRequest:
     )
 
 
-def create_ticket_direct(run: str) -> Call:
+def create_ticket_direct(run: str, stack: Stack) -> Call:
     async def call(channel: grpc.aio.Channel, n: int) -> Any:
         stub = tickets_pb2_grpc.TicketServiceStub(channel)
         return await stub.CreateTicket(
-            ticket_request(run, n), metadata=as_user(f"term-{run}"), timeout=20
+            ticket_request(run, n),
+            metadata=vouched_as(stack, "tickets", f"term-{run}"),
+            timeout=20,
         )
 
     return call
@@ -136,7 +135,7 @@ def create_ticket_via_gateway(run: str, secret: str) -> Call:
     return call
 
 
-def upload_evidence(run: str) -> Call:
+def upload_evidence(run: str, stack: Stack) -> Call:
     async def call(channel: grpc.aio.Channel, n: int) -> Any:
         stub = evidence_pb2_grpc.EvidenceServiceStub(channel)
         parts = [
@@ -145,49 +144,55 @@ def upload_evidence(run: str) -> Call:
             ),
             evidence_pb2.UploadEvidenceRequest(chunk=png()),
         ]
-        return await stub.UploadEvidence(iter(parts), metadata=as_user(f"term-{run}"), timeout=20)
+        return await stub.UploadEvidence(
+            iter(parts), metadata=vouched_as(stack, "evidence", f"term-{run}"), timeout=20
+        )
 
     return call
 
 
-def list_appeals(run: str) -> Call:
+def list_appeals(run: str, stack: Stack) -> Call:
     async def call(channel: grpc.aio.Channel, n: int) -> Any:
         stub = appeals_pb2_grpc.AppealServiceStub(channel)
         return await stub.ListAppeals(
-            appeals_pb2.ListAppealsRequest(), metadata=as_user(f"term-{run}"), timeout=20
-        )
-
-    return call
-
-
-def list_reports(run: str) -> Call:
-    async def call(channel: grpc.aio.Channel, n: int) -> Any:
-        stub = reports_pb2_grpc.ReportServiceStub(channel)
-        return await stub.ListReports(
-            reports_pb2.ListReportsRequest(), metadata=as_user(f"term-{run}"), timeout=20
-        )
-
-    return call
-
-
-def list_queue(run: str) -> Call:
-    async def call(channel: grpc.aio.Channel, n: int) -> Any:
-        stub = casequeue_pb2_grpc.CaseQueueServiceStub(channel)
-        return await stub.ListQueueCases(
-            casequeue_pb2.ListQueueCasesRequest(page_size=20),
-            metadata=as_user(f"term-{run}", "agent"),
+            appeals_pb2.ListAppealsRequest(),
+            metadata=vouched_as(stack, "appeals", f"term-{run}"),
             timeout=20,
         )
 
     return call
 
 
-def search_help(run: str) -> Call:
+def list_reports(run: str, stack: Stack) -> Call:
+    async def call(channel: grpc.aio.Channel, n: int) -> Any:
+        stub = reports_pb2_grpc.ReportServiceStub(channel)
+        return await stub.ListReports(
+            reports_pb2.ListReportsRequest(),
+            metadata=vouched_as(stack, "reports", f"term-{run}"),
+            timeout=20,
+        )
+
+    return call
+
+
+def list_queue(run: str, stack: Stack) -> Call:
+    async def call(channel: grpc.aio.Channel, n: int) -> Any:
+        stub = casequeue_pb2_grpc.CaseQueueServiceStub(channel)
+        return await stub.ListQueueCases(
+            casequeue_pb2.ListQueueCasesRequest(page_size=20),
+            metadata=vouched_as(stack, "casequeue", f"term-{run}", "agent"),
+            timeout=20,
+        )
+
+    return call
+
+
+def search_help(run: str, stack: Stack) -> Call:
     async def call(channel: grpc.aio.Channel, n: int) -> Any:
         stub = helpcenter_pb2_grpc.HelpCenterServiceStub(channel)
         return await stub.SearchArticles(
             helpcenter_pb2.SearchArticlesRequest(query="忘记密码 登录不了", page_size=5),
-            metadata=as_user(f"term-{run}"),
+            metadata=vouched_as(stack, "helpcenter", f"term-{run}"),
             timeout=20,
         )
 
@@ -233,7 +238,7 @@ async def watch_until_ended(
 
 # Where an agent watches the queue across the stop (direct, and through the gateway).
 WATCHERS: dict[str, Callable[[str, Stack], list[tuple[str, Any]]]] = {
-    "casequeue": lambda run, stack: as_user(f"term-{run}", "agent"),
+    "casequeue": lambda run, stack: vouched_as(stack, "casequeue", f"term-{run}", "agent"),
     "gateway": lambda run, stack: [
         ("authorization", f"Bearer {mint_token(stack.secret, f'term-{run}-watch', ['agent'])}")
     ],
@@ -241,20 +246,20 @@ WATCHERS: dict[str, Callable[[str, Stack], list[tuple[str, Any]]]] = {
 
 # Where an upload is kept in flight across the stop (direct, and through the gateway).
 SLOW_UPLOADS: dict[str, Callable[[str, Stack], list[tuple[str, Any]]]] = {
-    "evidence": lambda run, stack: as_user(f"term-{run}"),
+    "evidence": lambda run, stack: vouched_as(stack, "evidence", f"term-{run}"),
     "gateway": lambda run, stack: [
         ("authorization", f"Bearer {mint_token(stack.secret, f'term-{run}-slow')}")
     ],
 }
 
 LOADS: dict[str, Callable[[str, Stack], Call]] = {
-    "tickets": lambda run, stack: create_ticket_direct(run),
+    "tickets": create_ticket_direct,
     "gateway": lambda run, stack: create_ticket_via_gateway(run, stack.secret),
-    "evidence": lambda run, stack: upload_evidence(run),
-    "appeals": lambda run, stack: list_appeals(run),
-    "reports": lambda run, stack: list_reports(run),
-    "casequeue": lambda run, stack: list_queue(run),
-    "helpcenter": lambda run, stack: search_help(run),
+    "evidence": upload_evidence,
+    "appeals": list_appeals,
+    "reports": list_reports,
+    "casequeue": list_queue,
+    "helpcenter": search_help,
 }
 
 

@@ -21,6 +21,7 @@ import promql_parser
 import pytest
 import yaml
 
+from casemesh.platform.identity import verify_key_of, verify_keys
 from casemesh_devstack import stack
 from casemesh_devstack.kafka import LocalKafka
 from casemesh_devstack.postgres import LocalPostgres
@@ -165,6 +166,7 @@ def specs() -> list[stack.ServiceSpec]:
         ("127.0.0.1", 2525),
         "http://127.0.0.1:8025/sms",
         "x" * 40,
+        identity_keys=stack.IdentityKeys.new(),
         evidence_dir=root / "evidence",
         clock_offset_file=root / "clock",
     )
@@ -282,6 +284,30 @@ def test_the_gateway_reaches_every_service_through_its_headless_service() -> Non
         spec = next(s for s in SPECS if s.env.get("CASEMESH_GRPC_ADDR") == addr)
         pod_labels = k8s_container(spec).pod["metadata"]["labels"]
         assert all(pod_labels.get(k) == v for k, v in service["spec"]["selector"].items()), name
+
+
+def test_the_services_believe_the_gateway_they_are_deployed_with() -> None:
+    """Compose and the dev overlay give each service the public half of the key
+    the gateway signs with (another key would refuse every call), and only the
+    gateway holds the private half."""
+    gateway = COMPOSE["services"]["gateway"]["environment"]["CASEMESH_INTERNAL_SIGNING_KEY"]
+    dev_gateway = DEV.secrets["gateway-signing-key"]["CASEMESH_INTERNAL_SIGNING_KEY"]
+    for where, signing, env_of in (
+        ("docker-compose.yml", gateway, lambda s: compose_service(s)[1]["environment"]),
+        ("overlays/dev", dev_gateway, lambda s: k8s_container(s).env(DEV)),
+    ):
+        for spec in SPECS:
+            env = env_of(spec)
+            if spec.name == "gateway":
+                continue
+            assert "CASEMESH_INTERNAL_SIGNING_KEY" not in env, f"{where}: {spec.name}"
+            if "CASEMESH_INTERNAL_VERIFY_KEY" in spec.env:
+                assert verify_keys(str(env["CASEMESH_INTERNAL_VERIFY_KEY"])) == verify_keys(
+                    verify_key_of(signing)
+                ), f"{where}: {spec.name}"
+    dev_public = DEV.configmaps["internal-identity"]["CASEMESH_INTERNAL_VERIFY_KEY"]
+    prod_public = PROD.configmaps["internal-identity"]["CASEMESH_INTERNAL_VERIFY_KEY"]
+    assert "PRIVATE KEY" not in dev_public + prod_public
 
 
 def test_every_topic_is_a_kafka_topic_and_created_by_compose() -> None:

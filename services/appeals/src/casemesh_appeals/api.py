@@ -8,6 +8,7 @@ from typing import Any, TypeAlias
 import grpc
 from google.protobuf import json_format
 
+from casemesh.platform.callers import vouched
 from casemesh.platform.errors import InvalidArgument
 from casemesh.platform.grpcutil import (
     ApplicationServicer,
@@ -25,9 +26,9 @@ from casemesh_appeals.domain import CopyrightAppeal, State
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
 
-# Set by the gateway for an appeal of a report decision: that decision's
-# appeal deadline, or "" when it has none to appeal.
-APPEALABLE_UNTIL_KEY = "x-casemesh-appealable-until-bin"
+# Vouched for by the gateway on an appeal of a report decision: that
+# decision's appeal deadline, or "" when it has none to appeal.
+APPEALABLE_UNTIL = "appealable_until"
 
 
 def _refs(items: Any) -> list[dict[str, str]]:
@@ -234,12 +235,8 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
             content=content_dict(a),
             appeal_of=a.appeal_of,
         )
-        until = dict(context.invocation_metadata() or ()).get(APPEALABLE_UNTIL_KEY)
         appeal = await self._call(
-            self.app.file,
-            self._who(context),
-            draft,
-            until.decode() if isinstance(until, bytes) else None,
+            self.app.file, self._who(context), draft, vouched().facts.get(APPEALABLE_UNTIL)
         )
         return self._view(context, appeal)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from casemesh.platform.settings import KafkaSettings, PostgresSettings
+from casemesh.platform.settings import InternalServiceSettings, KafkaSettings, PostgresSettings
 
 
-class AppealsSettings(PostgresSettings):
+class AppealsSettings(PostgresSettings, InternalServiceSettings):
     service_name: str = "appeals"
     grpc_addr: str = "127.0.0.1:50063"
     db_pool_size: int = Field(10, ge=4)

@@ -9,6 +9,7 @@ from typing import Any, TypeAlias
 import grpc
 from psycopg_pool import AsyncConnectionPool
 
+from casemesh.platform.callers import vouched
 from casemesh.platform.clock import Clock
 from casemesh.platform.errors import (
     FailedPrecondition,
@@ -121,7 +122,7 @@ class QueueServicer(pb_grpc.CaseQueueServiceServicer):
 
     @staticmethod
     def _agent(context: Ctx) -> Identity:
-        who = Identity.from_metadata(context.invocation_metadata())
+        who = vouched().identity
         if not who.is_agent:
             raise PermissionDenied("the case queue is for agents")
         return who

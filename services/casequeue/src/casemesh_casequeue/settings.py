@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from casemesh.platform.settings import KafkaSettings, PostgresSettings
+from casemesh.platform.settings import InternalServiceSettings, KafkaSettings, PostgresSettings
 
 
-class QueueSettings(PostgresSettings, KafkaSettings):
+class QueueSettings(PostgresSettings, KafkaSettings, InternalServiceSettings):
     service_name: str = "casequeue"
     grpc_addr: str = "127.0.0.1:50065"
     # The consumer group reading the case topics (a rebuild adds a generation).

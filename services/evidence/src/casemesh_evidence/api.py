@@ -7,9 +7,9 @@ from typing import TypeAlias
 
 import grpc
 
+from casemesh.platform.callers import vouched
 from casemesh.platform.errors import InvalidArgument
 from casemesh.platform.grpcutil import to_timestamp
-from casemesh.platform.identity import Identity
 from casemesh.v1 import evidence_pb2 as pb
 from casemesh.v1 import evidence_pb2_grpc as pb_grpc
 from casemesh_evidence.application import EvidenceLocker, EvidenceView
@@ -36,7 +36,7 @@ class EvidenceServicer(pb_grpc.EvidenceServiceServicer):
     async def UploadEvidence(
         self, request_iterator: AsyncIterator[pb.UploadEvidenceRequest], context: Ctx
     ) -> pb.Evidence:
-        who = Identity.from_metadata(context.invocation_metadata())
+        who = vouched().identity
         first = await anext(aiter(request_iterator), None)
         if first is None or first.WhichOneof("part") != "metadata":
             raise InvalidArgument.field("metadata", "the first message must carry the metadata")
@@ -53,12 +53,12 @@ class EvidenceServicer(pb_grpc.EvidenceServiceServicer):
         return evidence_message(view)
 
     async def GetEvidence(self, request: pb.GetEvidenceRequest, context: Ctx) -> pb.Evidence:
-        who = Identity.from_metadata(context.invocation_metadata())
+        who = vouched().identity
         return evidence_message(await self.locker.describe(who, request.name))
 
     async def ReadEvidence(
         self, request: pb.ReadEvidenceRequest, context: Ctx
     ) -> AsyncIterator[pb.ReadEvidenceResponse]:
-        who = Identity.from_metadata(context.invocation_metadata())
+        who = vouched().identity
         async for chunk in self.locker.read(who, request.name):
             yield pb.ReadEvidenceResponse(chunk=chunk)

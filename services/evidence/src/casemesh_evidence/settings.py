@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from casemesh.platform.settings import PostgresSettings
+from casemesh.platform.settings import InternalServiceSettings, PostgresSettings
 
 
-class EvidenceSettings(PostgresSettings):
+class EvidenceSettings(PostgresSettings, InternalServiceSettings):
     service_name: str = "evidence"
     grpc_addr: str = "127.0.0.1:50062"
 

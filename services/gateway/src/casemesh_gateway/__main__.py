@@ -6,7 +6,7 @@ import grpc
 
 from casemesh.platform.entrypoint import run_command
 from casemesh.platform.grpcutil import serve
-from casemesh.platform.identity import TokenVerifier
+from casemesh.platform.identity import InternalTokenSigner, TokenVerifier
 from casemesh.v1 import (
     appeals_pb2,
     appeals_pb2_grpc,
@@ -85,6 +85,7 @@ async def run(cfg: GatewaySettings) -> None:
     )
     backend = Backend(
         verifier=verifier,
+        signer=InternalTokenSigner(cfg.internal_signing_key.get_secret_value()),
         limiter=RateLimiter(per_minute=cfg.rate_limit_per_minute, burst=cfg.rate_limit_burst),
         timeout=cfg.backend_timeout_seconds,
     )

@@ -1,6 +1,7 @@
-"""The public TicketService: every call is authenticated, authorised,
-validated and rate-limited here, then routed to the tickets service with the
-verified identity, the caller's trace context and a deadline."""
+"""The public casemesh.v1 services: every call is authenticated, authorised,
+validated and rate-limited here, then routed to the internal service with a
+token vouching for the caller's identity (signed for that service alone), the
+caller's trace context and a deadline."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from casemesh.platform.errors import (
     Violations,
 )
 from casemesh.platform.grpcutil import STATUS_DETAILS_KEY, bounded
-from casemesh.platform.identity import Identity, TokenVerifier
+from casemesh.platform.identity import Identity, InternalTokenSigner, TokenVerifier
 from casemesh.platform.logging import get_logger
 from casemesh.platform.telemetry import inject_metadata
 from casemesh.rules import tickets as rules
@@ -48,9 +49,23 @@ Ctx: TypeAlias = grpc.aio.ServicerContext
 
 # The deadline for appealing a report decision ("" when the case has no
 # decision to appeal), vouched for by the gateway like the caller's identity.
-APPEALABLE_UNTIL_KEY = "x-casemesh-appealable-until-bin"
+APPEALABLE_UNTIL = "appealable_until"
 REPORT_CASES = "report-cases/"
 MAX_EVIDENCE = 20
+
+
+def _service(module: Any, name: str) -> str:
+    full_name: str = module.DESCRIPTOR.services_by_name[name].full_name
+    return full_name
+
+
+# The audience of the tokens for each internal service: the gRPC service it serves.
+TICKETS = _service(tickets_pb2, "TicketService")
+EVIDENCE = _service(evidence_pb2, "EvidenceService")
+APPEALS = _service(appeals_pb2, "AppealService")
+REPORTS = _service(reports_pb2, "ReportService")
+CASEQUEUE = _service(casequeue_pb2, "CaseQueueService")
+HELPCENTER = _service(helpcenter_pb2, "HelpCenterService")
 
 
 class Backend:
@@ -58,10 +73,12 @@ class Backend:
         self,
         *,
         verifier: TokenVerifier,
+        signer: InternalTokenSigner,
         limiter: RateLimiter,
         timeout: float,
     ) -> None:
         self.verifier = verifier
+        self.signer = signer
         self.limiter = limiter
         self.timeout = timeout
         self.evidence: Any = None  # EvidenceServiceStub, set once the channel is open
@@ -76,6 +93,13 @@ class Backend:
             raise ResourceExhausted(f"too many requests; retry in {wait:.1f} s")
         return who
 
+    def vouch(
+        self, who: Identity, audience: str, facts: dict[str, str] | None = None
+    ) -> tuple[tuple[str, str], ...]:
+        """Metadata for a call to the service `audience` on behalf of `who`:
+        the signed token, and the caller's trace context."""
+        return (*self.signer.metadata(who, audience, facts), *inject_metadata())
+
     def _timeout(self, context: Ctx, limit: float | None = None) -> float:
         limit = limit or self.timeout
         remaining = context.time_remaining()
@@ -87,26 +111,24 @@ class Backend:
         request: Any,
         who: Identity,
         context: Ctx,
+        *,
+        audience: str,
         deadline_s: float | None = None,
-        metadata: tuple[tuple[str, Any], ...] = (),
+        facts: dict[str, str] | None = None,
     ) -> Any:
         try:
             return await method(
                 request,
-                metadata=(*who.to_metadata(), *inject_metadata(), *metadata),
+                metadata=self.vouch(who, audience, facts),
                 timeout=self._timeout(context, deadline_s),
             )
         except grpc.aio.AioRpcError as err:
             await self._fail(err, context)
 
     async def forward_stream(
-        self, method: Any, request: Any, who: Identity, context: Ctx
+        self, method: Any, request: Any, who: Identity, context: Ctx, *, audience: str
     ) -> AsyncIterator[Any]:
-        call = method(
-            request,
-            metadata=(*who.to_metadata(), *inject_metadata()),
-            timeout=self._timeout(context),
-        )
+        call = method(request, metadata=self.vouch(who, audience), timeout=self._timeout(context))
         try:
             async for response in call:
                 yield response
@@ -117,11 +139,12 @@ class Backend:
         """The caller may attach only evidence they uploaded; fills in each hash."""
         if len(refs) > MAX_EVIDENCE:
             raise InvalidArgument.field(field, f"at most {MAX_EVIDENCE} pieces of evidence")
+        metadata = self.vouch(who, EVIDENCE) if len(refs) else ()
         for i, ref in enumerate(refs):
             try:
                 found = await self.evidence.GetEvidence(
                     evidence_pb2.GetEvidenceRequest(name=ref.name),
-                    metadata=(*who.to_metadata(), *inject_metadata()),
+                    metadata=metadata,
                     timeout=self._timeout(context),
                 )
             except grpc.aio.AioRpcError as err:
@@ -187,13 +210,17 @@ def route(
         v.raise_if_any()
         for refs, field in attachments(request) if attachments else []:
             await self.backend.check_evidence(refs, field, who, context)
-        return await self.backend.forward(getattr(self.stub, method_name), request, who, context)
+        return await self.backend.forward(
+            getattr(self.stub, method_name), request, who, context, audience=self.audience
+        )
 
     handler.__name__ = method_name
     return handler
 
 
 class TicketGateway(pb_grpc.TicketServiceServicer):
+    audience = TICKETS
+
     def __init__(self, backend: Backend, channel: grpc.aio.Channel) -> None:
         self.backend = backend
         self.stub = pb_grpc.TicketServiceStub(channel)
@@ -244,6 +271,8 @@ class TicketGateway(pb_grpc.TicketServiceServicer):
 class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
     """Evidence uploads and reads, streamed through to the evidence service."""
 
+    audience = EVIDENCE
+
     def __init__(self, backend: Backend, channel: grpc.aio.Channel, upload_timeout: float) -> None:
         self.backend = backend
         self.stub = evidence_pb2_grpc.EvidenceServiceStub(channel)
@@ -267,7 +296,12 @@ class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
                 yield message
 
         result: evidence_pb2.Evidence = await self.backend.forward(
-            self.stub.UploadEvidence, upstream(), who, context, deadline_s=self.upload_timeout
+            self.stub.UploadEvidence,
+            upstream(),
+            who,
+            context,
+            audience=EVIDENCE,
+            deadline_s=self.upload_timeout,
         )
         return result
 
@@ -276,7 +310,7 @@ class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
     ) -> evidence_pb2.Evidence:
         who = self.backend.identity(context)
         result: evidence_pb2.Evidence = await self.backend.forward(
-            self.stub.GetEvidence, request, who, context
+            self.stub.GetEvidence, request, who, context, audience=EVIDENCE
         )
         return result
 
@@ -285,7 +319,7 @@ class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
     ) -> AsyncIterator[evidence_pb2.ReadEvidenceResponse]:
         who = self.backend.identity(context)
         async for response in self.backend.forward_stream(
-            self.stub.ReadEvidence, request, who, context
+            self.stub.ReadEvidence, request, who, context, audience=EVIDENCE
         ):
             yield response
 
@@ -302,6 +336,8 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
     """Copyright cases, and appeals of report decisions: routed to the appeals
     service after the checks."""
 
+    audience = APPEALS
+
     def __init__(self, backend: Backend, channel: grpc.aio.Channel) -> None:
         self.backend = backend
         self.stub = appeals_pb2_grpc.AppealServiceStub(channel)
@@ -311,18 +347,16 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
         v = Violations()
         checks.file_appeal(request, v)
         v.raise_if_any()
-        facts: tuple[tuple[str, Any], ...] = ()
+        facts: dict[str, str] = {}
         if request.appeal.appeal_of.startswith(REPORT_CASES):
             facts = await self._report_decision(request.appeal, who, context)
         for refs, field in _appeal_evidence(request.appeal, "appeal"):
             await self.backend.check_evidence(refs, field, who, context)
         return await self.backend.forward(
-            self.stub.FileAppeal, request, who, context, metadata=facts
+            self.stub.FileAppeal, request, who, context, audience=APPEALS, facts=facts
         )
 
-    async def _report_decision(
-        self, appeal: Any, who: Identity, context: Ctx
-    ) -> tuple[tuple[str, bytes]]:
+    async def _report_decision(self, appeal: Any, who: Identity, context: Ctx) -> dict[str, str]:
         """An appeal of a report decision: the caller must be a party of that
         case (a reporter or the affected uploader). The reports service answers
         as the caller; the decision's appeal deadline travels to the appeals
@@ -341,7 +375,7 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
         try:
             case = await self.backend.reports.GetReportCase(
                 reports_pb2.GetReportCaseRequest(name=name),
-                metadata=(*who.to_metadata(), *inject_metadata()),
+                metadata=self.backend.vouch(who, REPORTS),
                 timeout=self.backend._timeout(context),
             )
         except grpc.aio.AioRpcError as err:
@@ -357,7 +391,7 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
         until = ""
         if case.state in decided:
             until = case.decision.appeal_deadline.ToDatetime(tzinfo=UTC).isoformat()
-        return ((APPEALABLE_UNTIL_KEY, until.encode()),)
+        return {APPEALABLE_UNTIL: until}
 
     GetAppeal = route("GetAppeal", check=checks.appeal_named)
     ListAppeals = route("ListAppeals", check=checks.page(100))
@@ -390,6 +424,8 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
 
 class ReportGateway(reports_pb2_grpc.ReportServiceServicer):
     """Abuse reports: routed to the reports service after the checks."""
+
+    audience = REPORTS
 
     def __init__(self, backend: Backend, channel: grpc.aio.Channel) -> None:
         self.backend = backend
@@ -426,6 +462,8 @@ class ReportGateway(reports_pb2_grpc.ReportServiceServicer):
 class QueueGateway(casequeue_pb2_grpc.CaseQueueServiceServicer):
     """The agents' queue: every call needs the agent role."""
 
+    audience = CASEQUEUE
+
     def __init__(self, backend: Backend, channel: grpc.aio.Channel) -> None:
         self.backend = backend
         self.stub = casequeue_pb2_grpc.CaseQueueServiceStub(channel)
@@ -441,7 +479,7 @@ class QueueGateway(casequeue_pb2_grpc.CaseQueueServiceServicer):
         who = self.backend.identity(context)
         if not who.is_agent:
             raise PermissionDenied("WatchQueue needs the agent role")
-        call = self.stub.WatchQueue(request, metadata=(*who.to_metadata(), *inject_metadata()))
+        call = self.stub.WatchQueue(request, metadata=self.backend.vouch(who, CASEQUEUE))
         try:
             async for change in call:
                 yield change
@@ -454,6 +492,8 @@ class QueueGateway(casequeue_pb2_grpc.CaseQueueServiceServicer):
 class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
     """The help centre: reading for any signed-in user, editing for admins.
     "Not solved" opens the user's ticket here (one per help session)."""
+
+    audience = HELPCENTER
 
     def __init__(
         self, backend: Backend, channel: grpc.aio.Channel, tickets: grpc.aio.Channel
@@ -475,7 +515,7 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
         del request.categories[:]
         if who.is_agent:  # an agent's ticket list is everyone's: not theirs to go by
             for_agent: helpcenter_pb2.RecommendArticlesResponse = await self.backend.forward(
-                self.stub.RecommendArticles, request, who, context
+                self.stub.RecommendArticles, request, who, context, audience=HELPCENTER
             )
             return for_agent
         mine = await self.backend.forward(
@@ -491,10 +531,11 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
             ),
             who,
             context,
+            audience=TICKETS,
         )
         request.categories.extend(dict.fromkeys(t.category for t in mine.tickets))
         answer: helpcenter_pb2.RecommendArticlesResponse = await self.backend.forward(
-            self.stub.RecommendArticles, request, who, context
+            self.stub.RecommendArticles, request, who, context, audience=HELPCENTER
         )
         return answer
 
@@ -525,7 +566,7 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
                 v.add("locale", f"must be one of {', '.join(rules.LOCALES)}")
             v.raise_if_any()
         answer: helpcenter_pb2.ResolveHelpResponse = await self.backend.forward(
-            self.stub.ResolveHelp, request, who, context
+            self.stub.ResolveHelp, request, who, context, audience=HELPCENTER
         )
         if request.solved:
             return answer
@@ -546,6 +587,7 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
             ),
             who,
             context,
+            audience=TICKETS,
         )
         answer.ticket = ticket.name
         return answer

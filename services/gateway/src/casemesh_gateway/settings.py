@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from casemesh.platform.identity import public_keys
+from casemesh.platform.identity import public_keys, signing_key
 from casemesh.platform.settings import ServiceSettings
 
 
@@ -23,6 +23,9 @@ class GatewaySettings(ServiceSettings):
     # while keys rotate, the old and the new one after another).
     jwt_secret: SecretStr = SecretStr("")
     jwt_public_key: str = ""
+    # The Ed25519 private key (PKCS#8 PEM) the gateway signs each call to a
+    # service with; the services hold its public key (CASEMESH_INTERNAL_VERIFY_KEY).
+    internal_signing_key: SecretStr
     backend_timeout_seconds: float = Field(5.0, gt=0)
     # Per-user token bucket: sustained calls per minute, and the burst allowed.
     rate_limit_per_minute: int = Field(120, ge=1)
@@ -38,6 +41,15 @@ class GatewaySettings(ServiceSettings):
                 raise ValueError(
                     f"must hold RSA public keys or certificates in PEM ({exc})"
                 ) from None
+        return v
+
+    @field_validator("internal_signing_key")
+    @classmethod
+    def _signing_key(cls, v: SecretStr) -> SecretStr:
+        try:
+            signing_key(v.get_secret_value())
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
         return v
 
     @model_validator(mode="after")

@@ -9,6 +9,7 @@ from typing import Any, TypeAlias
 import grpc
 from psycopg_pool import AsyncConnectionPool
 
+from casemesh.platform.callers import vouched
 from casemesh.platform.clock import Clock
 from casemesh.platform.errors import (
     Aborted,
@@ -94,7 +95,7 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
 
     @staticmethod
     def _who(context: Ctx) -> Identity:
-        return Identity.from_metadata(context.invocation_metadata())
+        return vouched().identity
 
     def _admin(self, context: Ctx) -> Identity:
         who = self._who(context)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from casemesh.platform.settings import KafkaSettings, PostgresSettings
+from casemesh.platform.settings import InternalServiceSettings, KafkaSettings, PostgresSettings
 
 
 class PolicySettings(PostgresSettings):
@@ -26,7 +26,7 @@ class PolicySettings(PostgresSettings):
     clock_offset_file: str = ""
 
 
-class ReportsSettings(PolicySettings):
+class ReportsSettings(PolicySettings, InternalServiceSettings):
     service_name: str = "reports"
     grpc_addr: str = "127.0.0.1:50064"
     db_pool_size: int = Field(10, ge=4)

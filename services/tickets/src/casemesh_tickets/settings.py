@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from casemesh.platform.settings import KafkaSettings, PostgresSettings
+from casemesh.platform.settings import InternalServiceSettings, KafkaSettings, PostgresSettings
 
 
-class TicketsSettings(PostgresSettings):
+class TicketsSettings(PostgresSettings, InternalServiceSettings):
     service_name: str = "tickets"
     grpc_addr: str = "127.0.0.1:50061"
     db_pool_size: int = 10

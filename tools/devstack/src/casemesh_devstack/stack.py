@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from casemesh.platform.identity import new_signing_key, verify_key_of
 from casemesh_devstack._proc import pid_alive
 from casemesh_devstack.kafka import KAFKA_VERSION, LocalKafka, live_broker_pid
 from casemesh_devstack.postgres import LocalPostgres, live_postmaster_pid
@@ -68,6 +69,24 @@ _RUN_DIR_MARKERS = ("pg", "kafka", "logs", "sinks", "cache", "jwt-secret")
 
 
 @dataclass(frozen=True)
+class IdentityKeys:
+    """The key pair with which the gateway vouches for callers: it signs each
+    call to a service with ``signing`` (private PEM); the services check it
+    with ``verifying`` (public PEM)."""
+
+    signing: str
+    verifying: str
+
+    @classmethod
+    def of(cls, signing: str) -> IdentityKeys:
+        return cls(signing, verify_key_of(signing))
+
+    @classmethod
+    def new(cls) -> IdentityKeys:
+        return cls.of(new_signing_key())
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     """How to launch one service process: its name, argv and the variables it adds to
     the inherited environment."""
@@ -84,6 +103,7 @@ def service_specs(
     sms_url: str,
     jwt_secret: str,
     *,
+    identity_keys: IdentityKeys,
     tickets_addr: str = TICKETS_ADDR,
     evidence_addr: str = EVIDENCE_ADDR,
     appeals_addr: str = APPEALS_ADDR,
@@ -110,6 +130,8 @@ def service_specs(
     # Tests move the clock of the services that keep time through this file.
     clock = {"CASEMESH_CLOCK_OFFSET_FILE": str(clock_offset_file)} if clock_offset_file else {}
     reports_db = pg.dsn(REPORTS_DB)
+    # The services behind the gateway believe only calls it signed.
+    vouched = {"CASEMESH_INTERNAL_VERIFY_KEY": identity_keys.verifying}
     specs = [
         ServiceSpec(
             "tickets",
@@ -120,6 +142,7 @@ def service_specs(
                 "CASEMESH_DATABASE_URL": tickets_db,
                 "CASEMESH_GRPC_ADDR": tickets_addr,
                 "CASEMESH_SERVICE_NAME": "tickets",
+                **vouched,
             },
         ),
         ServiceSpec(
@@ -156,6 +179,7 @@ def service_specs(
                 "CASEMESH_DATABASE_URL": pg.dsn(APPEALS_DB),
                 "CASEMESH_GRPC_ADDR": appeals_addr,
                 "CASEMESH_SERVICE_NAME": "appeals",
+                **vouched,
             },
         ),
         ServiceSpec(
@@ -178,6 +202,7 @@ def service_specs(
                 "CASEMESH_DATABASE_URL": reports_db,
                 "CASEMESH_GRPC_ADDR": reports_addr,
                 "CASEMESH_SERVICE_NAME": "reports",
+                **vouched,
             },
         ),
         ServiceSpec(
@@ -212,6 +237,7 @@ def service_specs(
                 "CASEMESH_KAFKA_BOOTSTRAP": kafka.bootstrap,
                 "CASEMESH_GRPC_ADDR": queue_addr,
                 "CASEMESH_SERVICE_NAME": "casequeue",
+                **vouched,
             },
         ),
         ServiceSpec(
@@ -224,6 +250,7 @@ def service_specs(
                 "CASEMESH_DATABASE_URL": pg.dsn(HELP_DB),
                 "CASEMESH_GRPC_ADDR": help_addr,
                 "CASEMESH_SERVICE_NAME": "helpcenter",
+                **vouched,
             },
         ),
         ServiceSpec(
@@ -235,6 +262,7 @@ def service_specs(
                 "CASEMESH_GRPC_ADDR": evidence_addr,
                 "CASEMESH_EVIDENCE_DIR": str(evidence_dir or repo_root() / ".run" / "evidence"),
                 "CASEMESH_SERVICE_NAME": "evidence",
+                **vouched,
             },
         ),
         ServiceSpec(
@@ -250,6 +278,7 @@ def service_specs(
                 "CASEMESH_CASEQUEUE_TARGET": queue_addr,
                 "CASEMESH_HELPCENTER_TARGET": help_addr,
                 "CASEMESH_JWT_SECRET": jwt_secret,
+                "CASEMESH_INTERNAL_SIGNING_KEY": identity_keys.signing,
                 "CASEMESH_SERVICE_NAME": "gateway",
             },
         ),
@@ -315,6 +344,10 @@ class StackConfig:
         return self.run_dir / "jwt-secret"
 
     @property
+    def signing_key_path(self) -> Path:
+        return self.run_dir / "internal-signing-key.pem"
+
+    @property
     def lock_path(self) -> Path:
         return self.run_dir / "casemesh-dev.pid"
 
@@ -344,6 +377,25 @@ def jwt_secret(cfg: StackConfig) -> str:
     with os.fdopen(fd, "w") as fh:
         fh.write(secret + "\n")
     return secret
+
+
+def identity_keys(cfg: StackConfig) -> IdentityKeys:
+    """The gateway's signing key: ``$CASEMESH_INTERNAL_SIGNING_KEY``, else the
+    run dir's (created once, mode 600); the services get its public half."""
+    from_env = os.environ.get("CASEMESH_INTERNAL_SIGNING_KEY")
+    path = cfg.signing_key_path
+    if from_env or path.exists():
+        where = "CASEMESH_INTERNAL_SIGNING_KEY" if from_env else str(path)
+        try:
+            return IdentityKeys.of(from_env or path.read_text())
+        except ValueError as exc:
+            raise SystemExit(f"casemesh-dev: {where}: {exc}") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys = IdentityKeys.new()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(keys.signing)
+    return keys
 
 
 def start_infra(cfg: StackConfig, stack: contextlib.ExitStack) -> tuple[LocalPostgres, LocalKafka]:
@@ -485,6 +537,7 @@ def run_up(cfg: StackConfig) -> int:
 
     def setup(stack: contextlib.ExitStack) -> Supervisor:
         secret = jwt_secret(cfg)
+        keys = identity_keys(cfg)
         pg, kafka = start_infra(cfg, stack)
 
         smtp_host = os.environ.get("CASEMESH_SMTP_HOST")
@@ -512,7 +565,7 @@ def run_up(cfg: StackConfig) -> int:
 
         supervisor = Supervisor(cfg.log_dir, echo=True)
         stack.callback(supervisor.stop_all)
-        specs = service_specs(pg, kafka, mail, sms_url, secret)
+        specs = service_specs(pg, kafka, mail, sms_url, secret, identity_keys=keys)
         for spec in specs:
             supervisor.start(spec.name, spec.argv, spec.env)
 

@@ -23,6 +23,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from casemesh.platform import errors, metrics
+from casemesh.platform.callers import BehindGateway, VouchedCalls, vouched
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
 from casemesh.platform.pools import DATABASE_OUTAGE
@@ -179,7 +180,8 @@ class ApplicationServicer:
 
     @staticmethod
     def _who(context: grpc.aio.ServicerContext) -> Identity:
-        return Identity.from_metadata(context.invocation_metadata())
+        """The caller the gateway vouched for (checked before the handler ran)."""
+        return vouched().identity
 
 
 def enum_name(enum: Any, value: int, field: str, prefix: str) -> str:
@@ -416,10 +418,13 @@ async def serve(
     name `liveness` stays SERVING until the process exits (a liveness probe
     must not kill a draining pod). Open-ended server streams
     (`endless_streams`, full method names) end with UNAVAILABLE when draining
-    starts."""
+    starts. A service behind the gateway (its settings hold
+    `internal_verify_key`) answers only calls carrying the gateway's token for
+    one of `service_names`; the gateway authenticates its own callers."""
     draining = asyncio.Event()
+    callers = [VouchedCalls.of(cfg, service_names)] if isinstance(cfg, BehindGateway) else []
     server = grpc.aio.server(
-        interceptors=[DomainErrorInterceptor(endless_streams, draining), *interceptors],
+        interceptors=[DomainErrorInterceptor(endless_streams, draining), *callers, *interceptors],
         options=[*RECONNECT_OPTIONS, *options],
     )
     register(server)

@@ -1,23 +1,34 @@
-"""Who is calling: JWT verification at the gateway, and the verified identity
-as it travels to the services in call metadata.
+"""Who is calling: JWT verification at the gateway, and the identity the
+gateway vouches for on each call it makes to a service.
 
-Tokens: `sub`, `roles` ⊂ {user, agent, admin}, `exp`, `iss=casemesh`,
+Users' tokens: `sub`, `roles` ⊂ {user, agent, admin}, `exp`, `iss=casemesh`,
 `aud=casemesh`; HS256 with a shared secret for local runs, RS256 with a public
 key in production.
+
+Behind the gateway a service believes only what the gateway signed. On each
+call the gateway mints a short-lived token (EdDSA over Ed25519; `iss` the
+gateway, `aud` the gRPC service called, `sub`, `roles`, `iat`, `exp` a minute
+later, and any facts the gateway checked for the service) with a private key
+only it holds. Services hold only the public keys, so a service broken into
+cannot speak for anyone to another service, and a header forged anywhere else
+is refused.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from casemesh.platform.errors import Unauthenticated
@@ -25,12 +36,17 @@ from casemesh.platform.errors import Unauthenticated
 ISSUER = "casemesh"
 AUDIENCE = "casemesh"
 ROLES = frozenset({"user", "agent", "admin"})
+MAX_SUBJECT = 128
 
-# Metadata the gateway sets on calls to internal services. Internal ports are
-# not public (network policy), so services trust these. Binary (`-bin`) headers:
-# a token's subject may be any string, and plain header values must be ASCII.
-SUBJECT_KEY = "x-casemesh-subject-bin"
-ROLES_KEY = "x-casemesh-roles-bin"
+# The gateway's per-call token travels in this metadata entry.
+INTERNAL_TOKEN_KEY = "x-casemesh-identity"
+INTERNAL_ISSUER = "casemesh-gateway"
+# Long enough for a call to reach its service, short enough that a token seen
+# on the wire is soon worthless; a token claiming a longer life is refused.
+INTERNAL_TTL_SECONDS = 60
+INTERNAL_MAX_LIFETIME_SECONDS = 120
+# The gateway's and a service's host clocks may differ by this much.
+INTERNAL_LEEWAY_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -46,20 +62,19 @@ class Identity:
     def is_admin(self) -> bool:
         return "admin" in self.roles
 
-    def to_metadata(self) -> list[tuple[str, bytes]]:
-        return [
-            (SUBJECT_KEY, self.subject.encode()),
-            (ROLES_KEY, ",".join(sorted(self.roles)).encode()),
-        ]
 
-    @classmethod
-    def from_metadata(cls, metadata: Iterable[tuple[str, str | bytes]] | None) -> Identity:
-        values = {k: v if isinstance(v, str) else v.decode() for k, v in (metadata or ())}
-        subject = values.get(SUBJECT_KEY, "")
-        if not subject:
-            raise Unauthenticated("the call carries no verified identity")
-        roles = frozenset(r for r in values.get(ROLES_KEY, "").split(",") if r in ROLES)
-        return cls(subject=subject, roles=roles)
+def _identity(claims: Mapping[str, Any], default_roles: list[str] | None = None) -> Identity:
+    """The identity in verified claims; its subject and roles must be sound."""
+    subject = claims.get("sub")
+    raw_roles = claims.get("roles", default_roles)
+    if not isinstance(subject, str) or not subject or len(subject) > MAX_SUBJECT:
+        raise Unauthenticated("token subject must be a non-empty string")
+    if not isinstance(raw_roles, list) or not all(isinstance(r, str) for r in raw_roles):
+        raise Unauthenticated("token roles must be a list of strings")
+    roles = frozenset(raw_roles)
+    if not roles or not roles <= ROLES:
+        raise Unauthenticated(f"token roles must be a non-empty subset of {sorted(ROLES)}")
+    return Identity(subject=subject, roles=roles)
 
 
 _PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----.+?-----END \1-----", re.DOTALL)
@@ -127,16 +142,7 @@ class TokenVerifier:
             raise Unauthenticated("token expired") from None
         except jwt.InvalidTokenError as exc:
             raise Unauthenticated(f"invalid token: {exc}") from None
-        subject = claims.get("sub")
-        raw_roles = claims.get("roles", ["user"])
-        if not isinstance(subject, str) or not subject or len(subject) > 128:
-            raise Unauthenticated("token subject must be a non-empty string")
-        if not isinstance(raw_roles, list) or not all(isinstance(r, str) for r in raw_roles):
-            raise Unauthenticated("token roles must be a list of strings")
-        roles = frozenset(raw_roles)
-        if not roles or not roles <= ROLES:
-            raise Unauthenticated(f"token roles must be a non-empty subset of {sorted(ROLES)}")
-        return Identity(subject=subject, roles=roles)
+        return _identity(claims, default_roles=["user"])
 
 
 def mint_token(
@@ -153,3 +159,161 @@ def mint_token(
         "exp": now + ttl_seconds,
     }
     return jwt.encode(claims, secret, algorithm="HS256")
+
+
+# -- the gateway's per-call tokens --------------------------------------------------
+
+
+def _ed25519_blocks(text: str) -> list[Any]:
+    """The keys in the PEM blocks of `text`, in order (ValueError if one does not load)."""
+    keys: list[Any] = []
+    for block in _PEM.finditer(text):
+        kind, pem = block.group(1), block.group(0).encode()
+        try:
+            if kind == "PRIVATE KEY":
+                keys.append(serialization.load_pem_private_key(pem, password=None))
+            elif kind == "PUBLIC KEY":
+                keys.append(serialization.load_pem_public_key(pem))
+            else:
+                raise ValueError(f"a {kind} is not an Ed25519 key (PKCS#8 or SubjectPublicKeyInfo)")
+        except (TypeError, UnsupportedAlgorithm) as exc:  # encrypted, or of an unknown kind
+            raise ValueError(f"a {kind} that cannot be read ({exc})") from None
+    return keys
+
+
+def signing_key(text: str) -> Ed25519PrivateKey:
+    """The one Ed25519 private key (PKCS#8 PEM) in `text`; ValueError otherwise."""
+    keys = _ed25519_blocks(text)
+    if len(keys) != 1 or not isinstance(keys[0], Ed25519PrivateKey):
+        raise ValueError("must be one Ed25519 private key in PEM (BEGIN PRIVATE KEY)")
+    return keys[0]
+
+
+def verify_keys(text: str) -> list[Ed25519PublicKey]:
+    """The Ed25519 public keys (SubjectPublicKeyInfo PEM) in `text`: several
+    while the gateway's key rotates. A private key is refused: a service must
+    not be able to sign."""
+    keys = _ed25519_blocks(text)
+    if not keys:
+        raise ValueError("no PEM public key found")
+    if not all(isinstance(k, Ed25519PublicKey) for k in keys):
+        raise ValueError("must hold only Ed25519 public keys in PEM (BEGIN PUBLIC KEY)")
+    return keys
+
+
+def key_id(key: Ed25519PublicKey) -> str:
+    """A short fingerprint of a public key, named in each token's header so a
+    service checks the one signature that can match."""
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def new_signing_key() -> str:
+    """A fresh Ed25519 private key in PEM (PKCS#8): for local runs and tests."""
+    return (
+        Ed25519PrivateKey.generate()
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+
+
+def verify_key_of(private_key: str) -> str:
+    """The public half of a signing key, in PEM: what the services are given."""
+    return (
+        signing_key(private_key)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+class InternalTokenSigner:
+    """The gateway's half: a token per call, naming the service it is for."""
+
+    def __init__(
+        self,
+        private_key: str,
+        *,
+        ttl_seconds: float = INTERNAL_TTL_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._key = signing_key(private_key)
+        self._headers = {"kid": key_id(self._key.public_key())}
+        self._ttl = ttl_seconds
+        self._clock = clock
+
+    def token(self, who: Identity, audience: str, facts: Mapping[str, str] | None = None) -> str:
+        now = int(self._clock())
+        claims: dict[str, Any] = {
+            "iss": INTERNAL_ISSUER,
+            "aud": audience,
+            "sub": who.subject,
+            "roles": sorted(who.roles),
+            "iat": now,
+            "exp": now + int(self._ttl),
+        }
+        if facts:
+            claims["facts"] = dict(facts)
+        return jwt.encode(claims, self._key, algorithm="EdDSA", headers=self._headers)
+
+    def metadata(
+        self, who: Identity, audience: str, facts: Mapping[str, str] | None = None
+    ) -> tuple[tuple[str, str]]:
+        """The call metadata that vouches for `who` to the gRPC service `audience`."""
+        return ((INTERNAL_TOKEN_KEY, self.token(who, audience, facts)),)
+
+
+@dataclass(frozen=True)
+class Vouched:
+    """What the gateway vouched for on one call: who calls, and the facts it
+    checked on the service's behalf (e.g. a report decision's appeal deadline)."""
+
+    identity: Identity
+    facts: Mapping[str, str] = field(default_factory=dict)
+
+
+class InternalTokenVerifier:
+    """A service's half: believes a call's identity only from a token the
+    gateway signed for this service, still fresh. Nothing is cached: each call
+    checks its own signature."""
+
+    def __init__(self, public_keys: str, audiences: Collection[str]) -> None:
+        self._keys = {key_id(k): k for k in verify_keys(public_keys)}
+        self._audiences = list(audiences)
+        if not self._audiences:
+            raise ValueError("a service must name the audiences it answers to")
+
+    def verify(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> Vouched:
+        token = next((v for k, v in metadata or () if k == INTERNAL_TOKEN_KEY), None)
+        if not token or not isinstance(token, str):
+            raise Unauthenticated("the call carries no identity vouched for by the gateway")
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+            key = self._keys.get(kid) if isinstance(kid, str) else None
+            if key is None:
+                raise Unauthenticated("the call's identity is not signed by the gateway's key")
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=["EdDSA"],
+                audience=self._audiences,
+                issuer=INTERNAL_ISSUER,
+                leeway=INTERNAL_LEEWAY_SECONDS,
+                options={"require": ["iss", "aud", "sub", "iat", "exp"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("the gateway's token for this call has expired") from None
+        except jwt.InvalidTokenError as exc:
+            raise Unauthenticated(f"the call's identity token is invalid: {exc}") from None
+        if claims["exp"] - claims["iat"] > INTERNAL_MAX_LIFETIME_SECONDS:
+            raise Unauthenticated("the call's identity token lives longer than the gateway's do")
+        facts = claims.get("facts", {})
+        if not isinstance(facts, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in facts.items()
+        ):
+            raise Unauthenticated("the call's identity token carries malformed facts")
+        return Vouched(_identity(claims), facts)

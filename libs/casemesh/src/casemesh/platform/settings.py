@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from casemesh.platform.identity import verify_keys
+
 ENV_PREFIX = "CASEMESH_"
 
 
@@ -39,6 +41,26 @@ class ServiceSettings(BaseSettings):
             _, sep, port = v.rpartition(":")
             if not sep or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError("must be host:port, e.g. 0.0.0.0:9464")
+        return v
+
+
+class InternalServiceSettings(ServiceSettings):
+    """A service only the gateway calls: it believes a call's identity only
+    from a token the gateway signed (`casemesh.platform.callers`)."""
+
+    # The gateway's Ed25519 public keys in PEM; during a rotation the old and
+    # the new one after another.
+    internal_verify_key: str
+
+    @field_validator("internal_verify_key")
+    @classmethod
+    def _public_keys(cls, v: str) -> str:
+        try:
+            verify_keys(v)
+        except ValueError as exc:
+            raise ValueError(
+                f"must hold the gateway's Ed25519 public keys in PEM ({exc})"
+            ) from None
         return v
 
 
