@@ -20,6 +20,7 @@ from casemesh.events.v1 import helpcenter_pb2 as hev
 from casemesh.v1 import helpcenter_pb2 as hpb
 from casemesh.v1 import helpcenter_pb2_grpc as hpb_grpc
 from casemesh.v1 import tickets_pb2 as pb
+from casemesh_devstack.stack import HELP_DB
 from tests.conftest import PARTITIONS, Stack
 from tests.support import Client, wait_until
 
@@ -229,6 +230,46 @@ def test_a_flow_that_does_not_help_opens_a_ticket_with_the_path_and_is_counted(
     with pytest.raises(grpc.RpcError) as info:
         stranger.AnswerFlow(hpb.AnswerFlowRequest(session=step.session, answer=0))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_a_long_help_session_still_opens_a_ticket(stack: Stack) -> None:
+    """However much a user searched, "not solved" opens their ticket, with
+    their latest searches in it, and the session keeps only so many."""
+    run = uuid.uuid4().hex[:6]
+    user = Reader(stack, f"searcher-{run}")
+    queries = [
+        f"上传视频第{i}次失败 " + "网络正常，换了手机也一样，进度条一直卡在百分之九十九不动" * 5
+        for i in range(65)
+    ]
+    session = ""
+    for query in [*queries, queries[-1], queries[-2]]:  # the last two typed again
+        session = user.SearchArticles(
+            hpb.SearchArticlesRequest(query=query, session=session)
+        ).session
+    email = f"searcher-{run}@example.com"
+    resolve = hpb.ResolveHelpRequest(
+        session=session,
+        solved=False,
+        contact=pb.Contact(email=email, channels=[pb.CHANNEL_EMAIL]),
+        locale="zh-CN",
+    )
+    opened = user.ResolveHelp(resolve)
+    assert opened.ticket.startswith("tickets/")
+    assert user.ResolveHelp(resolve).ticket == opened.ticket  # a retry is the same ticket
+
+    ticket = user.client.GetTicket(pb.GetTicketRequest(name=opened.ticket))
+    assert len(ticket.description) <= 10000
+    assert ticket.description.startswith("我在自助服务中心尝试过：")
+    assert ticket.description.endswith("仍未解决。")
+    for query in queries[-2:]:
+        assert ticket.description.count(query) == 1, ticket.description
+    wait_until(lambda: stack.mail.to(email), timeout=30)
+    with psycopg.connect(stack.infra.pg.dsn(HELP_DB)) as conn:
+        row = conn.execute(
+            "SELECT jsonb_array_length(searches) FROM help_sessions WHERE id = %s",
+            (session.removeprefix("help-sessions/"),),
+        ).fetchone()
+    assert row is not None and row[0] < len(queries)
 
 
 def code_sent_to(stack: Stack, number: str, nth: int) -> str:

@@ -26,6 +26,7 @@ from casemesh.rules import tickets as rules
 from casemesh.v1 import helpcenter_pb2 as pb
 from casemesh.v1 import helpcenter_pb2_grpc as pb_grpc
 from casemesh_helpcenter import flows, phone, store
+from casemesh_helpcenter.draft import what_was_tried, within_limit
 from casemesh_helpcenter.search import is_chinese
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
@@ -355,14 +356,14 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
                 if locale == "zh-CN"
                 else f"Self-service did not solve it: {_label(category, 'en')}"
             )
-            draft = (category, subject, _what_was_tried(session, locale))
+            draft = (category, subject, what_was_tried(session, locale))
             session = await store.resolve(conn, session, "NOT_SOLVED", draft)
         if session.outcome != "NOT_SOLVED":
             raise FailedPrecondition("this help session was already marked as solved")
         return pb.ResolveHelpResponse(
             category=session.ticket_category,
             subject=session.ticket_subject,
-            description=session.ticket_description,
+            description=within_limit(session.ticket_description),
         )
 
     async def GetHelpFigures(
@@ -507,21 +508,6 @@ def _ticket_category(session: store.Session) -> str:
     for read in session.articles:
         counts[read["category"]] = counts.get(read["category"], 0) + 1
     return max(counts, key=lambda c: counts[c]) if counts else "other.general"
-
-
-def _what_was_tried(session: store.Session, locale: str) -> str:
-    zh = locale == "zh-CN"
-    lines = ["我在自助服务中心尝试过：" if zh else "What I tried in the self-service centre:"]
-    if session.searches:
-        lines.append(("搜索：" if zh else "Searched: ") + " / ".join(session.searches))
-    for read in session.articles:
-        lines.append(("阅读：" if zh else "Read: ") + f"{read['title']} (articles/{read['slug']})")
-    if session.flow in flows.flows():
-        title = flows.text(flows.flows()[session.flow]["title"], locale)
-        lines.append(("引导流程：" if zh else "Guided flow: ") + title)
-        lines += [f"  {p['question']} → {p['answer']}" for p in session.path]
-    lines.append("仍未解决。" if zh else "It is still not solved.")
-    return "\n".join(lines)
 
 
 def _mask(number: str) -> str:

@@ -288,6 +288,13 @@ CREATE INDEX IF NOT EXISTS help_sessions_resolved ON help_sessions (resolved_at)
 """
 
 
+# What a session keeps of what the user did: their latest searches and
+# articles read, enough to tell an agent what was tried, and bounded however
+# long someone keeps searching.
+SEARCHES_KEPT = 20
+ARTICLES_KEPT = 20
+
+
 @dataclass
 class Session:
     id: str
@@ -343,10 +350,17 @@ async def save_session(conn: psycopg.AsyncConnection[Any], s: Session) -> None:
 async def log_search(
     conn: psycopg.AsyncConnection[Any], s: Session, query: str, results: int
 ) -> None:
-    # Appended in place: concurrent calls on one session lose nothing.
+    """Keeps the search in the session (its latest SEARCHES_KEPT, each once: a
+    query typed again moves to the end) and logs it for the figures."""
+    # Changed in place: concurrent calls on one session lose nothing.
     await conn.execute(
-        "UPDATE help_sessions SET searches = (searches || %s) WHERE id = %s",
-        (Jsonb([query]), s.id),
+        "UPDATE help_sessions SET searches = ("
+        " SELECT coalesce(jsonb_agg(query ORDER BY last_at), '[]'::jsonb) FROM ("
+        "  SELECT query, max(at) AS last_at"
+        "  FROM jsonb_array_elements_text(searches || %s) WITH ORDINALITY AS s(query, at)"
+        "  GROUP BY query ORDER BY last_at DESC LIMIT %s) AS latest)"
+        " WHERE id = %s",
+        (Jsonb([query]), SEARCHES_KEPT, s.id),
     )
     await conn.execute(
         "INSERT INTO help_search_log (session, query, results) VALUES (%s, %s, %s)",
@@ -355,9 +369,14 @@ async def log_search(
 
 
 async def add_read(conn: psycopg.AsyncConnection[Any], s: Session, read: dict[str, str]) -> None:
+    """Keeps an article read in the session, once (its latest ARTICLES_KEPT)."""
     await conn.execute(
-        "UPDATE help_sessions SET articles = (articles || %s) WHERE id = %s AND NOT articles @> %s",
-        (Jsonb([read]), s.id, Jsonb([read])),
+        "UPDATE help_sessions SET articles = ("
+        " SELECT jsonb_agg(a ORDER BY n)"
+        " FROM jsonb_array_elements(articles || %s) WITH ORDINALITY AS r(a, n)"
+        " WHERE n > jsonb_array_length(articles) + 1 - %s)"
+        " WHERE id = %s AND NOT articles @> %s",
+        (Jsonb([read]), ARTICLES_KEPT, s.id, Jsonb([read])),
     )
 
 
