@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from casemesh_devstack._proc import cmdline, die_with_parent, kill_pid, pid_alive, tail
+from casemesh_devstack._proc import cmdline, kill_pid, pid_alive, spawn, tail
 
 log = logging.getLogger(__name__)
 
@@ -339,17 +339,17 @@ class LocalKafka:
         self.config_path.write_text(self._server_properties())
         (self.root / "log4j2.properties").write_text(self._log4j_properties())
         self._format_storage(libs)
-        argv = [*die_with_parent(), *self._java_argv(libs, "kafka.Kafka", str(self.config_path))]
+        argv = self._java_argv(libs, "kafka.Kafka", str(self.config_path))
         with self.out_path.open("ab") as out:
-            # Own process group: a terminal Ctrl-C must not kill the broker before
-            # the services that use it have been stopped.
-            self._proc = subprocess.Popen(
+            # Own session: a terminal's Ctrl-C must not stop the broker before the
+            # services that use it; and the kernel stops it when we die, even by kill -9.
+            self._proc = spawn(
                 argv,
+                death_signal=signal.SIGTERM,
                 cwd=self.root,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
             )
         self.pid_file.write_text(f"{self._proc.pid}\n")
         atexit.register(self.stop)

@@ -1,4 +1,4 @@
-"""A throwaway local PostgreSQL cluster (initdb + pg_ctl) for development and tests.
+"""A throwaway local PostgreSQL cluster (initdb + postgres) for development and tests.
 
 The cluster lives entirely under one directory: ``data/`` (PGDATA), ``sock/``
 (the unix socket), ``postgres.log``.  It listens on 127.0.0.1 only, trusts every
@@ -17,6 +17,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import time
@@ -26,13 +27,14 @@ from types import TracebackType
 import psycopg
 from psycopg import errors, sql
 
-from casemesh_devstack._proc import pid_alive, tail
+from casemesh_devstack._proc import pid_alive, spawn, tail
 
 log = logging.getLogger(__name__)
 
 SERVICE_USER = "casemesh"
 SUPERUSER = "casemesh"
 _START_TIMEOUT_S = 60
+_STOP_TIMEOUT_S = 60
 # Unix socket paths are limited to 108 bytes including the file name.
 _MAX_SOCKET_DIR_LEN = 90
 
@@ -109,7 +111,7 @@ class LocalPostgres:
         self.root = Path(root).absolute()
         self.port = port
         self._bin: Path | None = None
-        self._started = False
+        self._proc: subprocess.Popen[bytes] | None = None
 
     # -- layout ---------------------------------------------------------------
 
@@ -144,9 +146,7 @@ class LocalPostgres:
             return ["runuser", "-u", SERVICE_USER, "--", *argv]
         return argv
 
-    def _run(
-        self, tool: str, *args: str, check: bool = True, new_session: bool = False
-    ) -> subprocess.CompletedProcess[str]:
+    def _run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         argv = self._as_server_user([str(self._bin_dir() / tool), *args])
         # cwd=root: runuser keeps our cwd, which the service user may not be allowed to enter.
         proc = subprocess.run(
@@ -155,7 +155,6 @@ class LocalPostgres:
             capture_output=True,
             text=True,
             check=False,
-            start_new_session=new_session,
         )
         if check and proc.returncode != 0:
             raise PostgresError(
@@ -236,8 +235,9 @@ class LocalPostgres:
             return
         pid = live_postmaster_pid(self.data_dir)
         if pid is not None:
-            # Our own postmaster outlived its parent (e.g. kill -9 of `casemesh-dev up`):
-            # stop it so this start applies the current settings and port.
+            # A postmaster of an earlier run on this directory (started by hand, or by an
+            # older casemesh-dev that could die without it): stop it so this start
+            # applies the current settings and port.
             log.info("stopping leftover PostgreSQL (pid %d) on %s", pid, self.data_dir)
             self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w", check=False)
             deadline = time.monotonic() + 30
@@ -252,42 +252,47 @@ class LocalPostgres:
                 lock.unlink()
 
     def start(self) -> None:
-        """Initialise (first use) and start the cluster; return once it accepts connections."""
-        if self._started and self.is_running():
+        """Initialise (first use) and start the cluster; return once it accepts connections.
+
+        The postmaster is our own child (not daemonized by pg_ctl), in its own
+        session, and gets SIGINT (fast shutdown) from the kernel when we die, even
+        by kill -9: a dead `casemesh-dev` never leaves it holding the port."""
+        if self.is_running():
             return
         self._prepare_dirs()
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
         self._write_config()
         self._clear_stale_pid()
-        # Own session: a Ctrl-C in the terminal must reach us, not the postmaster,
-        # so services can be stopped before the database.
-        proc = self._run(
-            "pg_ctl",
-            "start",
-            "-D",
-            str(self.data_dir),
-            "-l",
-            str(self.log_path),
-            "-w",
-            "-t",
-            str(_START_TIMEOUT_S),
-            check=False,
-            new_session=True,
-        )
-        if proc.returncode != 0:
-            raise PostgresError(
-                f"PostgreSQL did not start on 127.0.0.1:{self.port} (exit {proc.returncode}):\n"
-                f"{proc.stdout}{proc.stderr}\n--- {self.log_path} ---\n{tail(self.log_path)}"
+        user = pwd.getpwnam(SERVICE_USER) if os.geteuid() == 0 else None
+        with self.log_path.open("ab") as log_file:
+            self._proc = spawn(
+                [str(self._bin_dir() / "postgres"), "-D", str(self.data_dir)],
+                death_signal=signal.SIGINT,
+                user=user,
+                # The service user may not be allowed to enter our cwd.
+                cwd=self.root,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
             )
-        self._started = True
         atexit.register(self.stop)
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
         log.info("PostgreSQL ready on 127.0.0.1:%d", self.port)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + _START_TIMEOUT_S
         while True:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise PostgresError(
+                    f"PostgreSQL did not start on 127.0.0.1:{self.port} "
+                    f"(exit {self._proc.returncode}):\n--- {self.log_path} ---\n"
+                    f"{tail(self.log_path)}"
+                )
             try:
                 with psycopg.connect(self.dsn("postgres"), connect_timeout=5) as conn:
                     conn.execute("SELECT 1")
@@ -310,19 +315,34 @@ class LocalPostgres:
             with contextlib.suppress(errors.DuplicateDatabase):
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's pid while it runs."""
+        return self._proc.pid if self.is_running() and self._proc is not None else None
+
     def is_running(self) -> bool:
-        if not self.data_dir.exists():
-            return False
-        return self._run("pg_ctl", "status", "-D", str(self.data_dir), check=False).returncode == 0
+        return self._proc is not None and self._proc.poll() is None
 
     def stop(self) -> None:
-        """Stop the cluster (fast shutdown); does nothing if it is not running."""
+        """Stop the cluster (fast shutdown: SIGINT); does nothing if it is not running."""
         atexit.unregister(self.stop)
-        self._started = False
-        if not self.pid_file.exists() or not self.is_running():
+        proc, self._proc = self._proc, None
+        if proc is None:
             return
-        self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "60")
-        log.info("PostgreSQL on port %d stopped", self.port)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                log.warning("PostgreSQL did not stop within %d s; killing it", _STOP_TIMEOUT_S)
+                # Immediate shutdown: the postmaster takes its backends along.
+                proc.send_signal(signal.SIGQUIT)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            log.info("PostgreSQL on port %d stopped", self.port)
 
     def __enter__(self) -> LocalPostgres:
         self.start()

@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from casemesh.platform.identity import new_signing_key, verify_key_of
 from casemesh_devstack._proc import pid_alive
 from casemesh_devstack.kafka import KAFKA_VERSION, LocalKafka, live_broker_pid
@@ -66,6 +69,8 @@ METRICS_PORT = 9460
 _SINK_HOST = "127.0.0.1"
 # Files that mark a directory as a casemesh-dev run dir (so `clean` never wipes anything else).
 _RUN_DIR_MARKERS = ("pg", "kafka", "logs", "sinks", "cache", "jwt-secret")
+# How long `up` waits for every gRPC server to answer before saying which do not.
+_SERVING_TIMEOUT_S = 180.0
 
 
 @dataclass(frozen=True)
@@ -450,18 +455,45 @@ def _run_lock(cfg: StackConfig) -> Iterator[None]:
             cfg.lock_path.unlink()
 
 
-def _report_exits(supervisor: Supervisor) -> None:
-    for name, code in supervisor.exited():
-        how = f"signal {-code}" if code < 0 else f"code {code}"
+def _stop_rank(spec: ServiceSpec) -> int:
+    """Where a process comes in the Ctrl-C order, against the flow of a request:
+    the gateway, then the servers behind it, then the relays that publish what
+    the servers stored, then the consumers and the notifier that act on it."""
+    if spec.name == "gateway":
+        return 0
+    if "CASEMESH_GRPC_ADDR" in spec.env:
+        return 1
+    return 2 if spec.name.endswith("-relay") else 3
+
+
+def _serving(address: str) -> bool:
+    try:
+        with grpc.insecure_channel(address) as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=1
+            )
+    except grpc.RpcError:
+        return False
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def _wait_serving(servers: dict[str, str], log_dir: Path) -> None:
+    """Return once every gRPC server answers its health check as SERVING, or, after
+    a while, say which do not (the stack stays up; a crashed one is restarted)."""
+    deadline = time.monotonic() + _SERVING_TIMEOUT_S
+    waiting = dict(servers)
+    while waiting and time.monotonic() < deadline:
+        waiting = {name: addr for name, addr in waiting.items() if not _serving(addr)}
+        if waiting:
+            time.sleep(0.3)
+    if waiting:
         _say(
-            f"service {name} exited unexpectedly ({how}); see "
-            f"{_show(supervisor.log_path(name))}; the others keep running"
+            f"not answering after {_SERVING_TIMEOUT_S:.0f} s: {', '.join(waiting)}; "
+            f"see {_show(log_dir)}/<service>.log"
         )
 
 
-def _foreground(
-    cfg: StackConfig, setup: Callable[[contextlib.ExitStack], Supervisor | None]
-) -> int:
+def _foreground(cfg: StackConfig, setup: Callable[[contextlib.ExitStack], None]) -> int:
     """Run ``setup``, then wait for Ctrl-C/SIGTERM, then undo everything in reverse order."""
     stop = threading.Event()
 
@@ -483,12 +515,10 @@ def _foreground(
     try:
         with _run_lock(cfg), contextlib.ExitStack() as stack:
             try:
-                supervisor = setup(stack)
+                setup(stack)
                 signal.signal(signal.SIGTERM, set_stop)
                 signal.signal(signal.SIGINT, set_stop)
-                while not stop.wait(0.5):
-                    if supervisor is not None:
-                        _report_exits(supervisor)
+                stop.wait()
             except (KeyboardInterrupt, _Stop):
                 pass
             finally:
@@ -496,7 +526,7 @@ def _foreground(
                 signal.signal(signal.SIGTERM, still_stopping)
                 signal.signal(signal.SIGINT, still_stopping)
                 _say("stopping ...")
-        _say("stopped")
+        _say(f"stopped in {time.monotonic() - stopping_since[0]:.1f} s")
         return 0
     finally:
         signal.signal(signal.SIGTERM, old_term)
@@ -535,7 +565,8 @@ def run_infra(cfg: StackConfig) -> int:
 def run_up(cfg: StackConfig) -> int:
     """The whole local system (infra, sinks, services) in the foreground until Ctrl-C."""
 
-    def setup(stack: contextlib.ExitStack) -> Supervisor:
+    def setup(stack: contextlib.ExitStack) -> None:
+        began = time.monotonic()
         secret = jwt_secret(cfg)
         keys = identity_keys(cfg)
         pg, kafka = start_infra(cfg, stack)
@@ -563,11 +594,16 @@ def run_up(cfg: StackConfig) -> int:
             sms_url = sms_sink.url
             sms_where = f"{sms_url} -> {_show(sms_sink.log_path)}"
 
-        supervisor = Supervisor(cfg.log_dir, echo=True)
+        # A crashed service is restarted with backoff, as Kubernetes would.
+        supervisor = Supervisor(cfg.log_dir, echo=True, restart=True)
         stack.callback(supervisor.stop_all)
         specs = service_specs(pg, kafka, mail, sms_url, secret, identity_keys=keys)
         for spec in specs:
-            supervisor.start(spec.name, spec.argv, spec.env)
+            supervisor.start(spec.name, spec.argv, spec.env, stop_rank=_stop_rank(spec))
+        _wait_serving(
+            {s.name: s.env["CASEMESH_GRPC_ADDR"] for s in specs if "CASEMESH_GRPC_ADDR" in s.env},
+            cfg.log_dir,
+        )
 
         gateway = next(s for s in specs if s.name == "gateway").env["CASEMESH_GRPC_ADDR"]
         tickets = next(s for s in specs if s.name == "tickets").env["CASEMESH_GRPC_ADDR"]
@@ -578,7 +614,7 @@ def run_up(cfg: StackConfig) -> int:
         )
         lines = [
             "",
-            "Casemesh is up (Ctrl-C stops everything):",
+            f"Casemesh is up after {time.monotonic() - began:.0f} s (Ctrl-C stops everything):",
             f"  gateway      {gateway} (gRPC, JWT required)",
             f"  tickets      {tickets} (gRPC, internal)",
             *_infra_summary(cfg, pg, kafka),
@@ -589,11 +625,10 @@ def run_up(cfg: StackConfig) -> int:
             + ", ".join(
                 f"{s.name} {s.env['CASEMESH_METRICS_ADDR'].rpartition(':')[2]}" for s in specs
             ),
-            f"  try it       uv run casemesh --as alice categories   (signed with {secret_hint})",
+            f"  try it       ./dev casemesh --as alice categories   (signed with {secret_hint})",
             "",
         ]
         print("\n".join(lines), flush=True)
-        return supervisor
 
     return _foreground(cfg, setup)
 
