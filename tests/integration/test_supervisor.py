@@ -6,6 +6,7 @@ supervisor killed with -9 — PostgreSQL included."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -165,6 +166,21 @@ def test_a_process_that_ignores_sigterm_is_killed_after_its_grace_and_that_is_sa
     assert said in caplog.text
     assert notes(sup, "stubborn")[-1].endswith(said)
     assert "killed: stubborn" in caplog.text
+
+
+def test_with_echo_each_line_shows_once_under_the_childs_name(tmp_path: Path) -> None:
+    out = io.StringIO()
+    talker = [PY, "-c", "print('one'); print('two', end='')"]
+    sup = Supervisor(tmp_path, echo=True, out=out, restart=True, first_restart_delay=0.1)
+    try:
+        sup.start("talker", talker, {})
+        wait_until(lambda: sup.restarts("talker") >= 2, timeout=30)
+    finally:
+        sup.stop_all()
+    lines = out.getvalue().splitlines()
+    runs = sum("starting talker" in n for n in notes(sup, "talker"))
+    assert lines == ["[talker] one", "[talker] two"] * runs
+    assert sup.log_path("talker").read_text().count("one\ntwo") == runs
 
 
 def test_the_grace_period_is_the_services_drain_and_a_margin() -> None:

@@ -258,34 +258,28 @@ class Supervisor:
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str], stop_rank: int) -> _Child:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_file = self.log_path(name).open("ab")
-        log_file.write(f"=== {_stamp()} starting {name}: {' '.join(argv)}\n".encode())
-        log_file.flush()
-        try:
+        # The child writes its log itself (not through a pipe to us): if we die, it
+        # neither loses its last lines nor meets a broken pipe while it drains.
+        with self.log_path(name).open("a+b") as log_file:
+            _write_note(log_file, f"starting {name}: {' '.join(argv)}")
+            start = log_file.tell()
             proc = spawn(
                 argv,
                 death_signal=signal.SIGTERM,
                 env={**os.environ, **env},
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE if self.echo else log_file,
+                stdout=log_file,
                 stderr=subprocess.STDOUT,
             )
-        except BaseException:
-            log_file.close()
-            raise
         child = _Child(name=name, argv=argv, env=env, stop_rank=stop_rank, proc=proc)
         if self.echo:
-            assert proc.stdout is not None
             child.pump = threading.Thread(
-                target=self._pump,
-                args=(name, proc.stdout, log_file),
+                target=self._follow,
+                args=(name, start, proc),
                 name=f"supervisor-{name}",
                 daemon=True,
             )
             child.pump.start()
-        else:
-            # The child holds its own descriptor for the log now.
-            log_file.close()
         return child
 
     def _ask_to_stop(self, child: _Child) -> None:
@@ -386,8 +380,8 @@ class Supervisor:
 
     def _note(self, name: str, text: str, level: int) -> None:
         """Our word about child ``name``: in its log file and through ``logging``."""
-        with contextlib.suppress(OSError), self.log_path(name).open("ab") as fh:
-            fh.write(f"=== {_stamp()} {text}\n".encode())
+        with contextlib.suppress(OSError), self.log_path(name).open("a+b") as fh:
+            _write_note(fh, text)
         log.log(level, "%s", text)
 
     def _write_echo(self, name: str, line: bytes) -> None:
@@ -403,13 +397,36 @@ class Supervisor:
                 # Our stdout went away (closed pipe): the log file still has it all.
                 pass
 
-    def _pump(self, name: str, stream: IO[bytes], log_file: IO[bytes]) -> None:
-        with stream, log_file:
-            for line in iter(stream.readline, b""):
-                log_file.write(line)
-                log_file.flush()
-                self._write_echo(name, line)
+    def _follow(self, name: str, start: int, proc: subprocess.Popen[bytes]) -> None:
+        """Echo what one run of a child writes to its log, from ``start`` until it has
+        exited and all is read; our own ``===`` notes are said through ``logging``."""
+        with self.log_path(name).open("rb") as log_file:
+            log_file.seek(start)
+            partial = b""
+            while True:
+                exited = proc.poll() is not None
+                chunk = log_file.read()
+                if not chunk:
+                    if exited:
+                        break
+                    time.sleep(_POLL_S)
+                    continue
+                *lines, partial = (partial + chunk).split(b"\n")
+                for line in lines:
+                    if not line.startswith(b"=== "):
+                        self._write_echo(name, line)
+            if partial:
+                self._write_echo(name, partial)
 
 
-def _stamp() -> str:
-    return datetime.now().astimezone().isoformat(timespec="seconds")
+def _write_note(log_file: IO[bytes], text: str) -> None:
+    """Append one of our ``===`` lines, on a line of its own even if the child's
+    last line had no end."""
+    log_file.seek(0, os.SEEK_END)
+    fresh_line = log_file.tell() == 0
+    if not fresh_line:
+        log_file.seek(-1, os.SEEK_END)
+        fresh_line = log_file.read(1) == b"\n"
+    stamp = datetime.now().astimezone().isoformat(timespec="seconds")
+    log_file.write((b"" if fresh_line else b"\n") + f"=== {stamp} {text}\n".encode())
+    log_file.flush()
