@@ -1,6 +1,8 @@
 # Casemesh developer commands. `just up` runs the whole system locally; `just test` runs every test.
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
+# Recipe arguments reach commands as "$@", quoting intact (`./dev test -k "a and b"`).
+set positional-arguments
 
 # List the recipes.
 default:
@@ -15,6 +17,7 @@ proto: sync
     uv run --frozen bash scripts/gen-proto.sh
 
 # Start PostgreSQL, Kafka, every service and the local mail/SMS sinks; Ctrl-C stops all.
+# (`./dev up` runs this command itself, after `proto`, so a Ctrl-C ends quietly.)
 up: proto
     uv run --frozen casemesh-dev up
 
@@ -24,7 +27,7 @@ infra: proto
 
 # Run every test: unit, integration and end-to-end (starts its own PostgreSQL and Kafka).
 test *ARGS: proto
-    uv run --frozen pytest {{ARGS}}
+    uv run --frozen pytest "$@"
 
 # Static checks: ruff, mypy, buf lint.
 lint: proto
