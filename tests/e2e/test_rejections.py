@@ -3,23 +3,30 @@ the problem, and a rejected call stores nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
 import psycopg
 import pytest
+from google.rpc import status_pb2
 from grpc_status import rpc_status
 
-from casemesh.platform.grpcutil import field_violations
+from casemesh.platform.grpcutil import STATUS_DETAILS_KEY, field_violations
+from casemesh.platform.identity import mint_token
 from casemesh.v1 import appeals_pb2 as apb
 from casemesh.v1 import appeals_pb2_grpc as apb_grpc
+from casemesh.v1 import evidence_pb2 as epb
+from casemesh.v1 import evidence_pb2_grpc as epb_grpc
 from casemesh.v1 import reports_pb2 as rpb
 from casemesh.v1 import reports_pb2_grpc as rpb_grpc
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
 from tests.conftest import Stack
+from tests.e2e.test_evidence import png
 from tests.support import Client
 
 # A number no enum in the contract defines (clients can send any number).
@@ -356,3 +363,53 @@ def test_many_bad_items_are_named_and_counted_not_refused_for_size(stack: Stack)
 
     assert stored_events(stack, stack.reports_dsn, "reports_events") == reports_before
     assert stored_events(stack, stack.appeals_dsn, "appeals_events") == appeals_before
+
+
+def test_a_refused_upload_is_refused_as_sent_to_an_asyncio_client(stack: Stack) -> None:
+    """An upload refused at its first message, while the rest is still being
+    sent, gets INVALID_ARGUMENT naming the field every time, never INTERNAL
+    (an asyncio client whose write is in flight when the answer comes turns
+    it into INTERNAL, so the answer waits for the stream's end)."""
+    token = mint_token(stack.secret, f"uploader-{uuid.uuid4().hex[:6]}")
+    meta = epb.UploadEvidenceRequest(metadata=epb.EvidenceMetadata(file_name="a.png"))
+    mebibyte = epb.UploadEvidenceRequest(chunk=b"\x89PNG\r\n\x1a\n" + bytes(1024 * 1024 - 8))
+    refusals = {
+        "metadata.file_name": [
+            epb.UploadEvidenceRequest(metadata=epb.EvidenceMetadata(file_name="x" * 110_000)),
+            epb.UploadEvidenceRequest(chunk=png()),
+        ],
+        "metadata": [meta, meta, mebibyte, mebibyte],
+        "chunk": [meta, epb.UploadEvidenceRequest(chunk=b"MZ" + bytes(1024 * 1024)), mebibyte],
+    }
+
+    async def upload(parts: list[epb.UploadEvidenceRequest]) -> str:
+        async with grpc.aio.insecure_channel(stack.gateway) as channel:
+            call = epb_grpc.EvidenceServiceStub(channel).UploadEvidence(
+                aiter_of(parts), metadata=[("authorization", f"Bearer {token}")], timeout=30
+            )
+            try:
+                await call
+            except grpc.aio.AioRpcError as err:
+                details = [v for k, v in err.trailing_metadata() or () if k == STATUS_DETAILS_KEY]
+                status = status_pb2.Status.FromString(details[0]) if details else None
+                named = [f for f, _ in field_violations(status)] if status else []
+                return f"{err.code().name} {named}"
+            return "OK"
+
+    async def each() -> Counter[str]:
+        answers: Counter[str] = Counter()
+        for _ in range(5):  # the race is lost now and then: give it many chances
+            answers.update(
+                await asyncio.gather(
+                    *(upload(parts) for parts in refusals.values() for _ in range(10))
+                )
+            )
+        return answers
+
+    answers = asyncio.run(each())
+    assert set(answers) == {f"INVALID_ARGUMENT [{field!r}]" for field in refusals}, answers
+
+
+async def aiter_of(items: list[Any]) -> AsyncIterator[Any]:
+    for item in items:
+        yield item

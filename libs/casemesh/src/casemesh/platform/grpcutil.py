@@ -271,6 +271,8 @@ def _wrap_unary(method: str, kind: str, behaviour: Handler) -> Handler:
                     return await behaviour(request, context)
                 except errors.CasemeshError as err:
                     span.set_attribute("rpc.grpc.status_code", _CODES[type(err)][1])
+                    if kind == "client_stream" and not isinstance(err, _ABOUT_THE_CALLER):
+                        await finish_reading(request)
                     await context.abort_with_status(to_status(err))
                 except DATABASE_OUTAGE as exc:
                     await _abort_unavailable(context, method, exc)
@@ -282,6 +284,27 @@ def _wrap_unary(method: str, kind: str, behaviour: Handler) -> Handler:
             otel_context.detach(token)
 
     return wrapped
+
+
+# Refusals of the caller rather than of what they sent: answered at once,
+# without reading on.
+_ABOUT_THE_CALLER = (errors.Unauthenticated, errors.ResourceExhausted)
+# How long a refused client-streaming call reads on before it answers anyway.
+FINISH_READING_SECONDS = 30.0
+
+
+async def finish_reading(
+    requests: AsyncIterator[Any], within: float = FINISH_READING_SECONDS
+) -> None:
+    """Reads and drops the rest of a client's request stream (for at most
+    `within` seconds), so that a refusal is answered after the client's last
+    message. Answered earlier, it reaches an asyncio client whose write is
+    still in flight as INTERNAL "Internal error from Core": grpcio's aio
+    client replaces the status it received when that write then fails."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(within):
+            async for _ in requests:
+                pass
 
 
 class _Drained(Exception):
