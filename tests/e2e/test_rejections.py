@@ -413,3 +413,78 @@ def test_a_refused_upload_is_refused_as_sent_to_an_asyncio_client(stack: Stack) 
 async def aiter_of(items: list[Any]) -> AsyncIterator[Any]:
     for item in items:
         yield item
+
+
+def test_bytes_that_are_no_request_are_refused_naming_the_field(stack: Stack) -> None:
+    """A client can send bytes that do not parse as the call's message (a
+    string that is not UTF-8, a length running past the end): INVALID_ARGUMENT
+    naming the field, on every kind of call, never UNKNOWN."""
+    token = mint_token(stack.secret, f"raw-{uuid.uuid4().hex[:6]}")
+    metadata = [("authorization", f"Bearer {token}")]
+    not_utf8 = b"\xff\xfe\xed\xa0\x80"
+
+    def bad(message: Any, place: str) -> bytes:
+        data: bytes = message.SerializeToString()
+        return data.replace(place.encode(), not_utf8)
+
+    raw: dict[str, Any] = {"request_serializer": None, "response_deserializer": None}
+    before = stored_events(stack)
+    with grpc.insecure_channel(stack.gateway) as channel:
+        calls: list[tuple[Callable[[], Any], str]] = [
+            (
+                lambda: channel.unary_unary("/casemesh.v1.TicketService/GetTicket", **raw)(
+                    bad(pb.GetTicketRequest(name="PLACE"), "PLACE"), metadata=metadata, timeout=10
+                ),
+                "name",
+            ),
+            (
+                lambda: channel.unary_unary("/casemesh.v1.TicketService/CreateTicket", **raw)(
+                    bad(
+                        pb.CreateTicketRequest(request_id="raw", ticket=ticket(subject="PLACE")),
+                        "PLACE",
+                    ),
+                    metadata=metadata,
+                    timeout=10,
+                ),
+                "ticket.subject",
+            ),
+            (
+                lambda: channel.unary_unary("/casemesh.v1.TicketService/ListTickets", **raw)(
+                    b"\x12\x7fcut", metadata=metadata, timeout=10
+                ),
+                "page_token",
+            ),
+            (
+                lambda: list(
+                    channel.unary_stream("/casemesh.v1.EvidenceService/ReadEvidence", **raw)(
+                        bad(epb.ReadEvidenceRequest(name="PLACE"), "PLACE"),
+                        metadata=metadata,
+                        timeout=10,
+                    )
+                ),
+                "name",
+            ),
+            (
+                lambda: channel.stream_unary("/casemesh.v1.EvidenceService/UploadEvidence", **raw)(
+                    iter(
+                        [
+                            bad(
+                                epb.UploadEvidenceRequest(
+                                    metadata=epb.EvidenceMetadata(file_name="PLACE")
+                                ),
+                                "PLACE",
+                            ),
+                            epb.UploadEvidenceRequest(chunk=png()).SerializeToString(),
+                        ]
+                    ),
+                    metadata=metadata,
+                    timeout=10,
+                ),
+                "metadata.file_name",
+            ),
+        ]
+        for call, field in calls:
+            err = rejected(call)
+            assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (field, err.details())
+            assert fields(err) == [field], err.details()
+    assert stored_events(stack) == before

@@ -9,11 +9,13 @@ import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -22,7 +24,7 @@ from grpc_status import rpc_status
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from casemesh.platform import errors, metrics
+from casemesh.platform import errors, metrics, wire
 from casemesh.platform.callers import BehindGateway, VouchedCalls, vouched
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
@@ -268,7 +270,7 @@ def _wrap_unary(method: str, kind: str, behaviour: Handler) -> Handler:
                 method, kind=trace.SpanKind.SERVER, attributes={"rpc.system": "grpc"}
             ) as span:
                 try:
-                    return await behaviour(request, context)
+                    return await behaviour(_decoded(request, kind), context)
                 except errors.CasemeshError as err:
                     span.set_attribute("rpc.grpc.status_code", _CODES[type(err)][1])
                     if kind == "client_stream" and not isinstance(err, _ABOUT_THE_CALLER):
@@ -305,6 +307,51 @@ async def finish_reading(
         async with asyncio.timeout(within):
             async for _ in requests:
                 pass
+
+
+@dataclass(frozen=True)
+class _Undecodable:
+    """Request bytes that are no message of the call's type, and where."""
+
+    violation: errors.FieldViolation
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """`deserialize`, except that bytes which do not parse become an
+    _Undecodable (answered INVALID_ARGUMENT naming the field) instead of an
+    exception (which gRPC answers UNKNOWN)."""
+    if deserialize is None:
+        return None
+    parse = deserialize
+    # A generated message class's FromString: its descriptor tells the fields.
+    descriptor = getattr(getattr(deserialize, "__self__", None), "DESCRIPTOR", None)
+
+    def tolerant(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except DecodeError:
+            if descriptor is None:
+                return _Undecodable(errors.FieldViolation("", "is not a valid request message"))
+            return _Undecodable(wire.first_fault(descriptor, data))
+
+    return tolerant
+
+
+def _decoded(request: Any, kind: str) -> Any:
+    """The request (or, for a client stream, each request) the handler gets:
+    one that did not parse is refused as INVALID_ARGUMENT."""
+    if kind == "client_stream":
+        return _each_decoded(request)
+    if isinstance(request, _Undecodable):
+        raise errors.InvalidArgument(request.violation)
+    return request
+
+
+async def _each_decoded(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        if isinstance(request, _Undecodable):
+            raise errors.InvalidArgument(request.violation)
+        yield request
 
 
 class _Drained(Exception):
@@ -347,10 +394,10 @@ def _wrap_response_stream(method: str, behaviour: Any, draining: asyncio.Event |
             with tracer("casemesh.grpc").start_as_current_span(
                 method, kind=trace.SpanKind.SERVER, attributes={"rpc.system": "grpc"}
             ) as span:
-                stream = behaviour(request, context)
-                if draining is not None:
-                    stream = _until_drained(stream, draining)
                 try:
+                    stream = behaviour(_decoded(request, "server_stream"), context)
+                    if draining is not None:
+                        stream = _until_drained(stream, draining)
                     async for response in stream:
                         yield response
                 except errors.CasemeshError as err:
@@ -391,7 +438,7 @@ class DomainErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler is None or method.startswith("/grpc."):
             return handler
         codecs = {
-            "request_deserializer": handler.request_deserializer,
+            "request_deserializer": _tolerant(handler.request_deserializer),
             "response_serializer": handler.response_serializer,
         }
         if handler.unary_unary is not None:

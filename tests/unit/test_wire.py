@@ -1,0 +1,70 @@
+"""Request bytes that are no message of the call's type are refused naming
+the field where they go wrong."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from google.protobuf.message import DecodeError, Message
+
+from casemesh.platform.wire import first_fault
+from casemesh.v1 import evidence_pb2 as epb
+from casemesh.v1 import tickets_pb2 as pb
+
+PLACE = "\x01PLACE\x01"
+
+
+def with_bad_utf8(message: Message) -> bytes:
+    """`message` serialized, its PLACE string turned into bytes that are not UTF-8."""
+    return message.SerializeToString().replace(PLACE.encode(), b"\xff\xfe\xed\xa0\x80\xc3\xff")
+
+
+def ticket(**fields: Any) -> pb.Ticket:
+    return pb.Ticket(category="account.login", subject="登录不了", **fields)
+
+
+@pytest.mark.parametrize(
+    ("message_type", "data", "field", "problem"),
+    [
+        (pb.GetTicketRequest, with_bad_utf8(pb.GetTicketRequest(name=PLACE)), "name", "UTF-8"),
+        (
+            pb.CreateTicketRequest,
+            with_bad_utf8(pb.CreateTicketRequest(request_id="r1", ticket=ticket(locale=PLACE))),
+            "ticket.locale",
+            "UTF-8",
+        ),
+        (
+            pb.CreateTicketRequest,
+            with_bad_utf8(
+                pb.CreateTicketRequest(
+                    ticket=ticket(
+                        evidence=[epb.EvidenceRef(name="evidence/1"), epb.EvidenceRef(name=PLACE)]
+                    )
+                )
+            ),
+            "ticket.evidence[1].name",
+            "UTF-8",
+        ),
+        (
+            pb.CreateTicketRequest,
+            pb.CreateTicketRequest(ticket=ticket()).SerializeToString()[:-3],
+            "ticket",
+            "past the end",
+        ),
+        (pb.GetTicketRequest, b"\x0a\x7fshort", "name", "past the end"),
+        (pb.ListTicketsRequest, b"\x08\xff\xff", "page_size", "cut short"),
+        (pb.ListTicketsRequest, b"\x1a\x02\x01\xff", "statuses[0]", "cut short"),
+        (pb.GetTicketRequest, b"\xff\xff\xff", "", "cut short"),
+        (pb.GetTicketRequest, b"\x0f", "name", "wire type 7"),
+        (pb.GetTicketRequest, b"\x00\x00", "", "numbered 0"),
+    ],
+)
+def test_the_fault_is_named_by_field(
+    message_type: type[Message], data: bytes, field: str, problem: str
+) -> None:
+    with pytest.raises(DecodeError):
+        message_type.FromString(data)
+    fault = first_fault(message_type.DESCRIPTOR, data)
+    assert fault.field == field
+    assert problem in fault.description
