@@ -3,10 +3,14 @@ errors that stay small."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
 
 import grpc
 import jwt
@@ -366,3 +370,39 @@ def test_a_forwarded_status_is_cut_to_the_limit() -> None:
     message = sum(1 if 0x20 <= b <= 0x7E and b != 0x25 else 3 for b in small.message.encode())
     details = len(base64.b64encode(small.SerializeToString()))
     assert message + details < METADATA_LIMIT // 2
+
+
+class _Ctx:
+    """What the serving wrapper asks of a streaming call's context."""
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ()
+
+    def code(self) -> None:
+        return None
+
+
+def test_a_watch_its_client_left_ends_without_an_error_in_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """gRPC closes a stream whose client went away from wherever it notices
+    (another task, so another context): that is an ordinary end, not an
+    error with a traceback in the operators' logs."""
+
+    async def changes(request: bytes, context: Any) -> AsyncIterator[bytes]:
+        while True:
+            yield b"change"
+
+    async def continuation(details: Any) -> grpc.RpcMethodHandler:
+        return grpc.unary_stream_rpc_method_handler(changes)
+
+    async def watch_then_leave() -> None:
+        details = SimpleNamespace(method="/t.Watcher/Watch")
+        handler = await DomainErrorInterceptor().intercept_service(continuation, details)
+        stream = handler.unary_stream(b"", _Ctx())
+        assert await anext(stream) == b"change"
+        await asyncio.create_task(stream.aclose())
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(watch_then_leave())
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]

@@ -387,34 +387,49 @@ def _wrap_response_stream(method: str, behaviour: Any, draining: asyncio.Event |
     of holding the shutdown for the whole grace period."""
 
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        token = otel_context.attach(extract_metadata(context.invocation_metadata()))
+        parent = extract_metadata(context.invocation_metadata())
         measured = _Measured(method, "server_stream", context)
+        span = tracer("casemesh.grpc").start_span(
+            method, context=parent, kind=trace.SpanKind.SERVER, attributes={"rpc.system": "grpc"}
+        )
+        # The call's trace context is current while the behaviour runs, never
+        # across a yield: gRPC may close the stream from another task (its
+        # client went away), where a context attached here cannot be detached.
+        current = trace.set_span_in_context(span, parent)
         failure: BaseException | None = None
         try:
-            with tracer("casemesh.grpc").start_as_current_span(
-                method, kind=trace.SpanKind.SERVER, attributes={"rpc.system": "grpc"}
-            ) as span:
-                try:
-                    stream = behaviour(_decoded(request, "server_stream"), context)
-                    if draining is not None:
-                        stream = _until_drained(stream, draining)
-                    async for response in stream:
-                        yield response
-                except errors.CasemeshError as err:
-                    span.set_attribute("rpc.grpc.status_code", _CODES[type(err)][1])
-                    await context.abort_with_status(to_status(err))
-                except DATABASE_OUTAGE as exc:
-                    await _abort_unavailable(context, method, exc)
-                except _Drained:
-                    await context.abort(
-                        grpc.StatusCode.UNAVAILABLE, "the server is shutting down: watch again"
-                    )
+            try:
+                stream = behaviour(_decoded(request, "server_stream"), context)
+                if draining is not None:
+                    stream = _until_drained(stream, draining)
+                items = aiter(stream)
+                while True:
+                    token = otel_context.attach(current)
+                    try:
+                        response = await anext(items)
+                    except StopAsyncIteration:
+                        break
+                    finally:
+                        otel_context.detach(token)
+                    yield response
+            except errors.CasemeshError as err:
+                span.set_attribute("rpc.grpc.status_code", _CODES[type(err)][1])
+                await context.abort_with_status(to_status(err))
+            except DATABASE_OUTAGE as exc:
+                await _abort_unavailable(context, method, exc)
+            except _Drained:
+                await context.abort(
+                    grpc.StatusCode.UNAVAILABLE, "the server is shutting down: watch again"
+                )
         except BaseException as exc:
             failure = exc
+            if isinstance(exc, Exception):
+                span.record_exception(exc)
+                span.set_status(trace.Status(trace.StatusCode.ERROR, repr(exc)))
             raise
         finally:
+            span.end()
             measured.done(failure)
-            otel_context.detach(token)
 
     return wrapped
 
