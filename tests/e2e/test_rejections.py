@@ -488,3 +488,43 @@ def test_bytes_that_are_no_request_are_refused_naming_the_field(stack: Stack) ->
             assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (field, err.details())
             assert fields(err) == [field], err.details()
     assert stored_events(stack) == before
+
+
+def test_an_etag_this_api_never_gave_is_named_not_called_a_change(
+    stack: Stack, owner: Client, opened: pb.Ticket
+) -> None:
+    """An etag such as "²" or "١" (digits to Python) is the client's mistake,
+    INVALID_ARGUMENT naming it, not someone else's change (ABORTED)."""
+    agent = Client(stack.gateway, stack.secret, f"agent-{uuid.uuid4().hex[:6]}", ("agent",))
+    appeals = apb_grpc.AppealServiceStub(owner._channel)
+    reports = rpb_grpc.ReportServiceStub(agent._channel)
+    before = stored_events(stack)
+    somewhere = str(uuid.uuid4())
+
+    def calls(etag: str) -> list[Callable[[], Any]]:
+        return [
+            lambda: owner.AddComment(pb.AddCommentRequest(name=opened.name, body="x", etag=etag)),
+            lambda: owner.CancelTicket(pb.CancelTicketRequest(name=opened.name, etag=etag)),
+            lambda: appeals.AddAppealInfo(
+                apb.AddAppealInfoRequest(name=f"appeals/{somewhere}", message="x", etag=etag),
+                metadata=owner.metadata,
+                timeout=15,
+            ),
+            lambda: reports.DecideReportCase(
+                rpb.DecideReportCaseRequest(
+                    name=f"report-cases/{somewhere}",
+                    outcome=rpb.REPORT_DECISION_OUTCOME_NO_VIOLATION,
+                    statement=rpb.DecisionStatement(decision_facts="x"),
+                    etag=etag,
+                ),
+                metadata=agent.metadata,
+                timeout=15,
+            ),
+        ]
+
+    for etag in ("²", "١", "01", "9" * 30):
+        for call in calls(etag):
+            err = rejected(call)
+            assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (etag, err.details())
+            assert fields(err) == ["etag"], err.details()
+    assert stored_events(stack) == before

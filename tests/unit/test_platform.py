@@ -29,6 +29,7 @@ from casemesh.platform.grpcutil import DomainErrorInterceptor, bounded, field_vi
 from casemesh.platform.identity import Identity, TokenVerifier, mint_token, new_signing_key
 from casemesh.platform.masking import mask_email, mask_phone, mask_text
 from casemesh.platform.settings import load
+from casemesh.rules import tickets as ticket_rules
 from casemesh_gateway.ratelimit import RateLimiter
 from casemesh_gateway.settings import GatewaySettings
 from casemesh_notifier.settings import NotifierSettings
@@ -406,3 +407,16 @@ def test_a_watch_its_client_left_ends_without_an_error_in_the_log(
     with caplog.at_level(logging.WARNING):
         asyncio.run(watch_then_leave())
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("etag", ["²", "١", "01", "1_0", " 3", "v3", "9" * 30])
+def test_an_etag_this_api_never_gave_is_refused_not_taken_for_a_change(etag: str) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        ticket_rules.stale(etag, 3)
+    assert [v.field for v in info.value.violations] == ["etag"]
+
+
+def test_an_etag_is_stale_only_when_it_names_an_older_version() -> None:
+    assert ticket_rules.stale("2", 3)
+    assert not ticket_rules.stale("3", 3)
+    assert not ticket_rules.stale("", 3)  # no etag: no condition

@@ -463,7 +463,7 @@ class Appeals(TracedApplication):
         self, who: Identity, ident: str, etag: str, command: Callable[[CopyrightAppeal], None]
     ) -> CopyrightAppeal:
         appeal = self._load_visible(who, ident)
-        if etag and etag != str(appeal.version):
+        if rules.stale(etag, appeal.version):
             raise Aborted("the case changed since you read it; read it again and retry")
         command(appeal)
         try:

@@ -398,7 +398,7 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
     ListAppealEvents = route("ListAppealEvents", check=checks.appeal_named)
     AddAppealInfo = route(
         "AddAppealInfo",
-        check=checks.appeal_named,
+        check=checks.all_of(checks.appeal_named, checks.etag),
         attachments=lambda r: _appeal_evidence(r.completion, "completion"),
     )
     WithdrawAppeal = route("WithdrawAppeal", check=checks.appeal_named)

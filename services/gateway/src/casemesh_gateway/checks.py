@@ -18,9 +18,8 @@ def name(request: Any, v: Violations) -> None:
     rules.ticket_id_from_name(v, request.name)
 
 
-def _etag(request: Any, v: Violations) -> None:
-    if request.etag and not request.etag.isdigit():
-        v.add("etag", "is not an etag this API gave")
+def etag(request: Any, v: Violations) -> None:
+    rules.check_etag(v, request.etag)
 
 
 def text(field: str, *, required: bool = True) -> Check:
@@ -88,7 +87,7 @@ def assignee(request: pb.AssignTicketRequest, v: Violations) -> None:
         v.add("priority", "must be a defined priority (or unspecified to keep it)")
 
 
-named = all_of(name, _etag)
+named = all_of(name, etag)
 
 
 def resource_name(collection: str) -> Check:
@@ -112,6 +111,7 @@ def file_appeal(request: Any, v: Violations) -> None:
 
 def decision(request: Any, v: Violations) -> None:
     appeal_named(request, v)
+    etag(request, v)
     if request.outcome == 0:
         v.add("outcome", "must be UPHOLD or REJECT")
     for field in ("ground", "facts"):
@@ -132,7 +132,7 @@ def file_report(request: Any, v: Violations) -> None:
 
 def report_decision(request: Any, v: Violations) -> None:
     report_case_named(request, v)
-    _etag(request, v)
+    etag(request, v)
     if request.outcome == 0:
         v.add("outcome", "must be ACTION_TAKEN or NO_VIOLATION")
     if not request.statement.decision_facts.strip():

@@ -340,7 +340,7 @@ class Reports(TracedApplication):
         statement = check_statement(v, statement, outcome, self.taxonomy.keywords, self.clock.now())
         v.raise_if_any()
         case = self._case(ident)
-        if etag and etag != str(case.version):
+        if rules.stale(etag, case.version):
             raise Aborted("the case changed since you read it; read it again and retry")
         in_case = {r["id"] for r in case.reports}
         for i, report_id in enumerate(unfounded):

@@ -328,7 +328,7 @@ class Tickets(TracedApplication):
         self, who: Identity, ticket_id: str, etag: str, command: Callable[[Ticket], None]
     ) -> TicketView:
         ticket = self._load_visible(who, ticket_id)
-        if etag and etag != str(ticket.version):
+        if validation.stale(etag, ticket.version):
             raise Aborted("the ticket changed since you read it; read it again and retry")
         command(ticket)
         try:

@@ -11,7 +11,7 @@ from email.headerregistry import Address
 from enum import IntEnum
 from typing import Any
 
-from casemesh.platform.errors import Violations
+from casemesh.platform.errors import InvalidArgument, Violations
 
 
 class Priority(IntEnum):
@@ -59,6 +59,9 @@ CHANNELS = ("EMAIL", "SMS")
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}\Z")
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}\Z")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}\Z")
+# An etag this API gives: a resource's version, in ASCII digits ("²" and "١"
+# are digits to Python, not to us).
+ETAG = re.compile(r"[1-9][0-9]{0,17}")
 
 LIMITS = {"subject": 200, "description": 10000, "body": 10000, "text": 2000}
 # Fields shown on one line (e-mail subjects, names); the rest may have line breaks.
@@ -144,6 +147,22 @@ def check_contact(v: Violations, contact: dict[str, Any], *, prefix: str) -> Non
         v.add(f"{prefix}phone", "must be an E.164 number such as +8613800138000")
     elif "SMS" in channels and not phone:
         v.add(f"{prefix}phone", "is required for SMS updates")
+
+
+def check_etag(v: Violations, etag: str, field: str = "etag") -> None:
+    if etag and not ETAG.fullmatch(etag):
+        v.add(field, "is not an etag this API gave")
+
+
+def stale(etag: str, version: int) -> bool:
+    """Whether the etag a client sent (if any) names an older version than
+    `version`; one this API never gives is refused, naming the field, rather
+    than taken for a change someone else made."""
+    v = Violations()
+    check_etag(v, etag)
+    if v:
+        raise InvalidArgument.field("etag", "is not an etag this API gave")
+    return bool(etag) and etag != str(version)
 
 
 def ticket_id_from_name(v: Violations, name: str, field: str = "name") -> str:
