@@ -21,6 +21,8 @@ from casemesh.v1 import appeals_pb2 as apb
 from casemesh.v1 import appeals_pb2_grpc as apb_grpc
 from casemesh.v1 import evidence_pb2 as epb
 from casemesh.v1 import evidence_pb2_grpc as epb_grpc
+from casemesh.v1 import helpcenter_pb2 as hpb
+from casemesh.v1 import helpcenter_pb2_grpc as hpb_grpc
 from casemesh.v1 import reports_pb2 as rpb
 from casemesh.v1 import reports_pb2_grpc as rpb_grpc
 from casemesh.v1 import tickets_pb2 as pb
@@ -528,3 +530,92 @@ def test_an_etag_this_api_never_gave_is_named_not_called_a_change(
             assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (etag, err.details())
             assert fields(err) == ["etag"], err.details()
     assert stored_events(stack) == before
+
+
+def test_a_violation_names_the_field_by_its_path_in_the_request(stack: Stack) -> None:
+    """A field deep in a request is named by its whole path, as the request
+    spells it: a client must be able to find it."""
+    run = uuid.uuid4().hex[:6]
+    user = Client(stack.gateway, stack.secret, f"path-{run}")
+    agent = Client(stack.gateway, stack.secret, f"agent-{run}", ("agent",))
+    editor = Client(stack.gateway, stack.secret, f"editor-{run}", ("admin",))
+    appeals = apb_grpc.AppealServiceStub(user._channel)
+    appeals_as_agent = apb_grpc.AppealServiceStub(agent._channel)
+    help_desk = hpb_grpc.HelpCenterServiceStub(editor._channel)
+    somewhere = f"appeals/{uuid.uuid4()}"
+    bad_channel = pb.Contact(email="p@example.com", channels=[UNDEFINED])
+    party = apb.Party(legal_name="晴川工作室", locale="zh-CN", contact=bad_channel)
+    article = hpb.Article(
+        name=f"articles/path-{run}", locale="fr", category="account.login", title="t", body="b"
+    )
+    cases: list[tuple[Callable[[], Any], str]] = [
+        (
+            lambda: appeals.FileAppeal(
+                apb.FileAppealRequest(
+                    request_id=run,
+                    appeal=apb.Appeal(kind=apb.APPEAL_KIND_TAKEDOWN_NOTICE, filer=party),
+                ),
+                metadata=user.metadata,
+                timeout=15,
+            ),
+            "appeal.filer.contact.channels",
+        ),
+        (
+            lambda: appeals.AddAppealInfo(
+                apb.AddAppealInfoRequest(
+                    name=somewhere,
+                    completion=apb.Appeal(notice=apb.TakedownNotice(relationship=UNDEFINED)),
+                ),
+                metadata=user.metadata,
+                timeout=15,
+            ),
+            "completion.notice.relationship",
+        ),
+        (
+            lambda: appeals.AddAppealInfo(
+                apb.AddAppealInfoRequest(name=somewhere, completion=apb.Appeal(filer=party)),
+                metadata=user.metadata,
+                timeout=15,
+            ),
+            "completion.filer.contact.channels",
+        ),
+        (
+            lambda: appeals.FileCounterNotice(
+                apb.FileCounterNoticeRequest(name=somewhere, uploader=party),
+                metadata=user.metadata,
+                timeout=15,
+            ),
+            "uploader.contact.channels",
+        ),
+        (
+            lambda: appeals_as_agent.DecideAppeal(
+                apb.DecideAppealRequest(
+                    name=somewhere,
+                    outcome=apb.APPEAL_OUTCOME_UPHOLD,
+                    reasons=apb.StatementOfReasons(ground="g", facts="f"),
+                    affected_uploader=party,
+                ),
+                metadata=agent.metadata,
+                timeout=15,
+            ),
+            "affected_uploader.contact.channels",
+        ),
+        (
+            lambda: help_desk.CreateArticle(
+                hpb.CreateArticleRequest(article=article), metadata=editor.metadata, timeout=15
+            ),
+            "article.locale",
+        ),
+        (
+            lambda: help_desk.UpdateArticle(
+                hpb.UpdateArticleRequest(article=article, base_version=1),
+                metadata=editor.metadata,
+                timeout=15,
+            ),
+            "article.locale",
+        ),
+    ]
+    for call, field in cases:
+        err = rejected(call)
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (field, err.details())
+        assert field in fields(err), (field, fields(err))

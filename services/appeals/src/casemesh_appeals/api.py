@@ -39,7 +39,8 @@ def _ref_messages(items: list[dict[str, str]] | None) -> list[evidence_pb2.Evide
     return [evidence_pb2.EvidenceRef(name=r["name"], sha256=r["sha256"]) for r in items or []]
 
 
-def party_dict(p: pb.Party) -> dict[str, Any]:
+def party_dict(p: pb.Party, field: str) -> dict[str, Any]:
+    """A party as the service keeps it; `field` is where the request holds it."""
     return {
         "legal_name": p.legal_name.strip(),
         "locale": p.locale,
@@ -47,7 +48,7 @@ def party_dict(p: pb.Party) -> dict[str, Any]:
             "email": p.contact.email.strip(),
             "phone": p.contact.phone.strip(),
             "channels": [
-                enum_name(tpb.Channel, c, "contact.channels", "CHANNEL_")
+                enum_name(tpb.Channel, c, f"{field}.contact.channels", "CHANNEL_")
                 for c in p.contact.channels
             ],
         },
@@ -79,7 +80,7 @@ def content_dict(a: pb.Appeal, prefix: str = "appeal") -> dict[str, Any]:
             "relationship": enum_name(
                 pb.RightsRelationship,
                 n.relationship,
-                "notice.relationship",
+                f"{prefix}.notice.relationship",
                 "RIGHTS_RELATIONSHIP_",
             )
             if n.relationship
@@ -231,7 +232,7 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
             request_id=request.request_id,
             kind=enum_name(pb.AppealKind, a.kind, "appeal.kind", "APPEAL_KIND_"),
             jurisdiction=a.jurisdiction,
-            filer=party_dict(a.filer),
+            filer=party_dict(a.filer, "appeal.filer"),
             content=content_dict(a),
             appeal_of=a.appeal_of,
         )
@@ -289,7 +290,7 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
         ident = appeal_id_from_name(request.name)
         completion = content_dict(request.completion, prefix="completion")
         if request.completion.HasField("filer"):
-            completion["filer"] = party_dict(request.completion.filer)
+            completion["filer"] = party_dict(request.completion.filer, "completion.filer")
         return self._view(
             context,
             await self._call(
@@ -318,7 +319,7 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
                 self.app.file_counter_notice,
                 self._who(context),
                 ident,
-                party_dict(request.uploader),
+                party_dict(request.uploader, "uploader"),
                 counter_dict(request.counter_notice),
                 request.good_faith_statement,
                 request.accuracy_statement,
@@ -352,7 +353,7 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
         uploader = None
         if request.HasField("affected_uploader"):
             uploader = {
-                **party_dict(request.affected_uploader),
+                **party_dict(request.affected_uploader, "affected_uploader"),
                 "user_id": request.affected_uploader.user_id.strip(),
             }
         return self._view(

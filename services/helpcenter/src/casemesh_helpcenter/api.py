@@ -75,10 +75,10 @@ def _slug(name: str, field: str = "name") -> str:
     return slug
 
 
-def _locale(locale: str, default: str = "zh-CN") -> str:
+def _locale(locale: str, default: str = "zh-CN", field: str = "locale") -> str:
     locale = locale or default
     if locale not in rules.LOCALES:
-        raise InvalidArgument.field("locale", f"must be one of {', '.join(rules.LOCALES)}")
+        raise InvalidArgument.field(field, f"must be one of {', '.join(rules.LOCALES)}")
     return locale
 
 
@@ -207,7 +207,7 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
         who = self._admin(context)
         a = request.article
         slug = _slug(a.name, "article.name")
-        locale = _locale(a.locale)
+        locale = _locale(a.locale, field="article.locale")
         content = self._content(a)
         async with self.pool.connection() as conn:
             result = await store.write_version(
@@ -222,7 +222,7 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
     async def UpdateArticle(self, request: pb.UpdateArticleRequest, context: Ctx) -> pb.Article:
         who = self._admin(context)
         a = request.article
-        slug, locale = _slug(a.name, "article.name"), _locale(a.locale)
+        slug, locale = _slug(a.name, "article.name"), _locale(a.locale, field="article.locale")
         content = self._content(a)
         if request.base_version < 1:
             raise InvalidArgument.field("base_version", "is the latest version you read")
