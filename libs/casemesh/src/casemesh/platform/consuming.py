@@ -71,6 +71,15 @@ async def watch_lag(
 
 
 async def _measure_lag(bootstrap: str, group: str, topics: Sequence[str]) -> None:
+    for tp, lag in (await consumer_lag(bootstrap, group, topics)).items():
+        CONSUMER_LAG.labels(group, tp.topic, str(tp.partition)).set(lag)
+
+
+async def consumer_lag(
+    bootstrap: str, group: str, topics: Sequence[str]
+) -> dict[TopicPartition, int]:
+    """Records on each partition of `topics` after `group`'s committed offset
+    (a partition the group never committed counts from its first record)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=f"{group}-lag")
     reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
@@ -88,10 +97,12 @@ async def _measure_lag(bootstrap: str, group: str, topics: Sequence[str]) -> Non
             raise RuntimeError(f"no partitions known yet for {list(topics)}")
         ends = await reader.end_offsets(partitions)
         starts = await reader.beginning_offsets(partitions)
+        lag: dict[TopicPartition, int] = {}
         for tp in partitions:
             done = committed.get(tp)
             position = done.offset if done is not None and done.offset >= 0 else starts[tp]
-            CONSUMER_LAG.labels(group, tp.topic, str(tp.partition)).set(max(0, ends[tp] - position))
+            lag[tp] = max(0, ends[tp] - position)
+        return lag
     finally:
         with contextlib.suppress(Exception):
             await reader.stop()
