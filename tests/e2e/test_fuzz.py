@@ -887,6 +887,18 @@ def fuzz_article(stack: Stack, run_id: str) -> str:
     return name
 
 
+def every_page(list_page: Callable[[str], Any], field: str) -> list[Any]:
+    """Every item (in `field`) of the pages `list_page(page_token)` answers."""
+    items: list[Any] = []
+    token = ""
+    while True:
+        page = list_page(token)
+        items += getattr(page, field)
+        token = page.next_page_token
+        if not token:
+            return items
+
+
 def leave_no_trace(stack: Stack, article: str, since: datetime) -> None:
     """What the fuzzing could leave in the way of later tests: its agents'
     claims go back to the queue, the report cases opened since `since` (the
@@ -895,24 +907,20 @@ def leave_no_trace(stack: Stack, article: str, since: datetime) -> None:
     help_desk, metadata, channel = admin(stack)
     with channel:
         reports = rpb_grpc.ReportServiceStub(channel)
-        opened: list[str] = []
-        token = ""
-        while True:
-            listed = reports.ListReportCases(
+        listed = every_page(
+            lambda token: reports.ListReportCases(
                 rpb.ListReportCasesRequest(page_size=100, page_token=token),
                 metadata=metadata,
                 timeout=15,
-            )
-            opened += [
-                c.name for c in listed.report_cases if c.create_time.ToDatetime(UTC) >= since
-            ]
-            token = listed.next_page_token
-            if not token:
-                break
-        for name in opened:
+            ),
+            "report_cases",
+        )
+        for case in listed:
+            if case.create_time.ToDatetime(UTC) < since:
+                continue
             with contextlib.suppress(grpc.RpcError):  # decided meanwhile, say
                 reports.VoidReportCase(
-                    rpb.VoidReportCaseRequest(name=name, reason="test data of the fuzzing"),
+                    rpb.VoidReportCaseRequest(name=case.name, reason="test data of the fuzzing"),
                     metadata=metadata,
                     timeout=15,
                 )
@@ -924,19 +932,15 @@ def leave_no_trace(stack: Stack, article: str, since: datetime) -> None:
                     timeout=15,
                 )
         queue = qpb_grpc.CaseQueueServiceStub(channel)
-        held: list[qpb.QueueCase] = []
-        token = ""
-        while True:
-            page = queue.ListQueueCases(
+        queued = every_page(
+            lambda token: queue.ListQueueCases(
                 qpb.ListQueueCasesRequest(page_size=500, page_token=token),
                 metadata=metadata,
                 timeout=15,
-            )
-            held += [c for c in page.queue_cases if c.holder.startswith("fuzz-")]
-            token = page.next_page_token
-            if not token:
-                break
-        for case in held:
+            ),
+            "queue_cases",
+        )
+        for case in (c for c in queued if c.holder.startswith("fuzz-")):
             holder = mint_token(stack.secret, case.holder, ("agent",))
             with contextlib.suppress(grpc.RpcError):  # its lease may have run out meanwhile
                 queue.ReleaseClaim(
