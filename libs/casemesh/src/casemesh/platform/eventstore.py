@@ -20,7 +20,7 @@ from eventsourcing.persistence import Mapper, StoredEvent
 from eventsourcing.postgres import PostgresDatastore
 from opentelemetry import propagate
 
-from casemesh.platform.pools import guard_pool
+from casemesh.platform.pools import POOL_WAIT_S, guard_pool
 
 # Key of the trace context inside a stored event's state; not part of the domain.
 TRACE_KEY = "__trace__"
@@ -97,6 +97,8 @@ def postgres_env(database_url: str, *, pool_size: int = 5) -> dict[str, str]:
         "POSTGRES_USER": unquote(parts.username or "postgres"),
         "POSTGRES_PASSWORD": unquote(parts.password or ""),
         "POSTGRES_POOL_SIZE": str(pool_size),
+        # How long a caller waits for a pooled connection (not only to connect).
+        "POSTGRES_CONNECT_TIMEOUT": str(int(POOL_WAIT_S)),
         "POSTGRES_MAX_OVERFLOW": str(pool_size),
         # No pre-ping: TracedApplication checks pooled connections without a round trip.
         "POSTGRES_PRE_PING": "n",

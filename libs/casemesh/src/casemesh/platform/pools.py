@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import select
 import threading
+import time
 from typing import Any
 
 import psycopg
@@ -40,6 +41,11 @@ DATABASE_OUTAGE: tuple[type[Exception], ...] = (
 )
 
 
+# How long a caller waits for a pooled connection: under load a short queue,
+# and no longer than a client waits for an answer.
+POOL_WAIT_S = 3.0
+
+
 def is_database_outage(exc: BaseException) -> bool:
     return isinstance(exc, DATABASE_OUTAGE)
 
@@ -55,10 +61,50 @@ def dropped(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> boo
     return bool(poller.poll(0))
 
 
+# While the database is known to be away (a caller already waited for a
+# connection in vain), callers wait at most this long before they get
+# UNAVAILABLE, instead of each one the pool's whole timeout.
+OUTAGE_WAIT_S = 0.5
+
+
+class _Outage:
+    """Whether the last wait for a connection timed out: set by a timeout,
+    cleared by the next connection handed out."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+    def wait_for(self, timeout: float) -> float:
+        return timeout if self.since is None else min(timeout, OUTAGE_WAIT_S)
+
+    def began(self, pool: str) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+            log.error("database.unavailable", pool=pool)
+
+    def ended(self, pool: str) -> None:
+        if self.since is not None:
+            away = round(time.monotonic() - self.since, 1)
+            log.info("database.available", pool=pool, after_s=away)
+            self.since = None
+
+
 def guard_pool(pool: ConnectionPool[Any]) -> None:
-    """Gives a pool the cheap check. Also for pools a library builds itself
-    (eventsourcing's datastore), which take no `check` argument from us."""
+    """Gives a pool the cheap check, and makes it answer at once while the
+    database is away. Also for pools a library builds itself (eventsourcing's
+    datastore), which take no `check` argument from us."""
     sweeping = threading.Lock()
+    outage = _Outage()
+    getconn = pool.getconn
+
+    def getconn_or_fail_fast(timeout: float | None = None) -> Any:
+        try:
+            conn = getconn(outage.wait_for(pool.timeout if timeout is None else timeout))
+        except PoolTimeout:
+            outage.began(pool.name)
+            raise
+        outage.ended(pool.name)
+        return conn
 
     def sweep() -> None:
         with sweeping:
@@ -73,6 +119,7 @@ def guard_pool(pool: ConnectionPool[Any]) -> None:
             raise psycopg.OperationalError("the server dropped the connection")
 
     pool._check = check  # where the pool keeps its `check` argument
+    pool.getconn = getconn_or_fail_fast  # type: ignore[method-assign]
 
 
 def async_pool(conninfo: str, *, min_size: int = 1, max_size: int = 8) -> AsyncConnectionPool[Any]:
@@ -97,9 +144,21 @@ def async_pool(conninfo: str, *, min_size: int = 1, max_size: int = 8) -> AsyncC
         open=False,
         kwargs={"autocommit": True},
         check=check,
-        # A caller waits no longer than a client would for an answer: during
-        # an outage it gets UNAVAILABLE soon, and the pool keeps reconnecting.
-        timeout=10.0,
+        timeout=POOL_WAIT_S,
+        # However long the database is away, the pool keeps reconnecting.
         reconnect_timeout=float("inf"),
     )
+    outage = _Outage()
+    getconn = pool.getconn
+
+    async def getconn_or_fail_fast(timeout: float | None = None) -> Any:  # noqa: ASYNC109 (the pool's own signature)
+        try:
+            conn = await getconn(outage.wait_for(pool.timeout if timeout is None else timeout))
+        except PoolTimeout:
+            outage.began(pool.name)
+            raise
+        outage.ended(pool.name)
+        return conn
+
+    pool.getconn = getconn_or_fail_fast  # type: ignore[method-assign]
     return pool
