@@ -13,9 +13,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import grpc
+import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiosmtpd.controller import Controller
 
+from casemesh.events.v1 import notifications_pb2 as nev
 from casemesh.platform.identity import mint_token
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
 
@@ -49,6 +51,11 @@ class MailEndpoint:
     def to(self, address: str) -> list[EmailMessage]:
         with self._lock:
             return [m for m in self.messages if m["To"] == address]
+
+    def distinct_to(self, address: str) -> list[EmailMessage]:
+        """The messages to `address`, a repeat of one Message-ID counted once
+        (as a mail client shows them)."""
+        return list({m["Message-ID"]: m for m in self.to(address)}.values())
 
 
 class SmsEndpoint:
@@ -96,6 +103,34 @@ class SmsEndpoint:
     def to(self, number: str) -> list[dict[str, Any]]:
         with self._lock:
             return [r for r in self.requests if r["to"] == number]
+
+    def distinct_to(self, number: str) -> list[dict[str, Any]]:
+        """The texts to `number`, a repeat of one idempotency key counted once
+        (as a provider that honours the key delivers them)."""
+        return list({r["idempotency_key"]: r for r in self.to(number)}.values())
+
+
+def settled(notifier_dsn: str, recipients: list[str]) -> bool:
+    """Every notification job for `recipients` has its final outcome: nothing
+    is left to send, or to send again."""
+    with psycopg.connect(notifier_dsn) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM notification_jobs"
+            " WHERE recipient = ANY(%s) AND status IN ('pending', 'sending')",
+            (recipients,),
+        ).fetchone()
+    return row == (0,)
+
+
+def possible_repeats(notifier_dsn: str) -> set[str]:
+    """Jobs the notifier sent again after a kill, marked as possible repeats."""
+    with psycopg.connect(notifier_dsn) as conn:
+        rows = conn.execute(
+            "SELECT payload FROM notification_outbox"
+            " WHERE ce_type = 'casemesh.notifications.NotificationDelivered.v1'"
+        ).fetchall()
+    delivered = [nev.NotificationDelivered.FromString(bytes(p)) for (p,) in rows]
+    return {d.job.job_id for d in delivered if d.possible_repeat}
 
 
 def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.1) -> Any:
