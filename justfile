@@ -29,6 +29,11 @@ infra: proto
 test *ARGS: proto
     uv run --frozen pytest "$@"
 
+# Fault drills under load: kill -9 and restore PostgreSQL, Kafka, each relay, the notifier,
+# a writer and the gateway, one at a time; prints what each did to the people (about 10 min).
+faults *ARGS: proto
+    uv run --frozen pytest tests/faults -m faults {{ARGS}}
+
 # Static checks: ruff, mypy, buf lint.
 lint: proto
     uv run --frozen ruff check .
