@@ -17,7 +17,7 @@ from casemesh.platform.metrics import serve_metrics
 from casemesh.platform.outbox import OutboxPublisher
 from casemesh.platform.pools import async_pool
 from casemesh.platform.telemetry import configure_tracing
-from casemesh_notifier.channels import Channel, HttpSmsChannel, SmtpChannel
+from casemesh_notifier.channels import Channel, HttpEmailChannel, HttpSmsChannel, SmtpChannel
 from casemesh_notifier.consumers import TOPICS, build_broker, build_router
 from casemesh_notifier.delivery import Delivery, replay_parked, utc_now
 from casemesh_notifier.metrics import JobsCollector
@@ -27,6 +27,26 @@ from casemesh_notifier.schema import create_schema
 from casemesh_notifier.settings import NotifierSettings
 
 log = get_logger(__name__)
+
+
+def email_channel(cfg: NotifierSettings) -> SmtpChannel | HttpEmailChannel:
+    """The provider's HTTP API when configured (it honours idempotency keys), else SMTP."""
+    if cfg.email_api_url:
+        return HttpEmailChannel(
+            url=cfg.email_api_url,
+            sender=cfg.mail_from,
+            api_key=cfg.email_api_key,
+            timeout=cfg.email_api_timeout_seconds,
+        )
+    return SmtpChannel(
+        host=cfg.smtp_host,
+        port=cfg.smtp_port,
+        sender=cfg.mail_from,
+        starttls=cfg.smtp_starttls,
+        username=cfg.smtp_username,
+        password=cfg.smtp_password,
+        timeout=cfg.smtp_timeout_seconds,
+    )
 
 
 async def run(cfg: NotifierSettings) -> None:
@@ -39,18 +59,8 @@ async def run(cfg: NotifierSettings) -> None:
     pool = async_pool(cfg.database_url, min_size=1, max_size=8)
     await pool.open()
     sms = HttpSmsChannel(url=cfg.sms_url, api_key=cfg.sms_api_key, timeout=cfg.sms_timeout_seconds)
-    channels: dict[str, Channel] = {
-        "EMAIL": SmtpChannel(
-            host=cfg.smtp_host,
-            port=cfg.smtp_port,
-            sender=cfg.mail_from,
-            starttls=cfg.smtp_starttls,
-            username=cfg.smtp_username,
-            password=cfg.smtp_password,
-            timeout=cfg.smtp_timeout_seconds,
-        ),
-        "SMS": sms,
-    }
+    email = email_channel(cfg)
+    channels: dict[str, Channel] = {"EMAIL": email, "SMS": sms}
     delivery = Delivery(
         pool=pool, conninfo=cfg.database_url, channels=channels, cfg=cfg, clock=utc_now
     )
@@ -102,6 +112,8 @@ async def run(cfg: NotifierSettings) -> None:
             if isinstance(result, BaseException):
                 log.error("notifier.task_failed", task=task.get_name(), error=repr(result))
         await sms.aclose()
+        if isinstance(email, HttpEmailChannel):
+            await email.aclose()
         await pool.close()
     if failed:
         raise SystemExit(1)

@@ -1,8 +1,9 @@
-"""Delivery adapters: e-mail over SMTP and SMS over a provider's HTTP API.
+"""Delivery adapters: e-mail over SMTP or a provider's HTTP API, and SMS over
+a provider's HTTP API.
 
 Each adapter sends one job and says whether a failure is worth retrying. The
-job id is the idempotency key: the SMS provider receives it as
-`Idempotency-Key`; e-mail carries it in the Message-ID.
+job id is the idempotency key: the HTTP providers receive it as
+`Idempotency-Key`; e-mail also carries it in the Message-ID.
 """
 
 from __future__ import annotations
@@ -92,34 +93,31 @@ class SmtpChannel:
         return await asyncio.to_thread(self._send_blocking, message)
 
 
-class HttpSmsChannel:
-    """A provider that takes a JSON POST of recipient, template id, parameters
-    and the rendered text, and honours `Idempotency-Key`."""
+class HttpProvider:
+    """A provider's HTTP API: a JSON POST per message with the job id as
+    `Idempotency-Key`, so a provider that honours it delivers a resent job
+    (a send in flight at a crash, taken up again) once. 429 and 5xx are
+    worth retrying; any other 4xx is not."""
 
-    def __init__(self, *, url: str, api_key: str = "", timeout: float = 10.0) -> None:
+    def __init__(self, *, name: str, url: str, api_key: str = "", timeout: float = 10.0) -> None:
+        self._name = name
         self._url = url
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(timeout=timeout, headers=headers)
 
-    async def send(self, message: Outgoing) -> str:
+    async def post(self, payload: dict[str, object], idempotency_key: str) -> str:
+        """POSTs `payload`; returns the provider's message id (may be empty)."""
         try:
             response = await self._client.post(
-                self._url,
-                json={
-                    "to": message.recipient,
-                    "template_id": message.template,
-                    "params": message.params,
-                    "text": message.body,
-                },
-                headers={"Idempotency-Key": message.job_id},
+                self._url, json=payload, headers={"Idempotency-Key": idempotency_key}
             )
         except httpx.HTTPError as exc:
-            raise DeliveryError(f"SMS provider unreachable: {exc!r}", permanent=False) from exc
+            raise DeliveryError(f"{self._name} unreachable: {exc!r}", permanent=False) from exc
         if response.status_code == 429 or response.status_code >= 500:
-            raise DeliveryError(f"SMS provider HTTP {response.status_code}", permanent=False)
+            raise DeliveryError(f"{self._name} HTTP {response.status_code}", permanent=False)
         if response.status_code >= 400:
             raise DeliveryError(
-                f"SMS provider refused: HTTP {response.status_code} {response.text[:200]}",
+                f"{self._name} refused: HTTP {response.status_code} {response.text[:200]}",
                 permanent=True,
             )
         try:
@@ -129,3 +127,45 @@ class HttpSmsChannel:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+class HttpSmsChannel(HttpProvider):
+    """An SMS provider that takes recipient, template id, parameters and the
+    rendered text."""
+
+    def __init__(self, *, url: str, api_key: str = "", timeout: float = 10.0) -> None:
+        super().__init__(name="SMS provider", url=url, api_key=api_key, timeout=timeout)
+
+    async def send(self, message: Outgoing) -> str:
+        return await self.post(
+            {
+                "to": message.recipient,
+                "template_id": message.template,
+                "params": message.params,
+                "text": message.body,
+            },
+            message.job_id,
+        )
+
+
+class HttpEmailChannel(HttpProvider):
+    """An e-mail provider's HTTP API, for operators who need a resent job
+    delivered once: unlike SMTP, the API honours the idempotency key."""
+
+    def __init__(self, *, url: str, sender: str, api_key: str = "", timeout: float = 10.0) -> None:
+        super().__init__(name="e-mail provider", url=url, api_key=api_key, timeout=timeout)
+        self._sender = sender
+
+    async def send(self, message: Outgoing) -> str:
+        return await self.post(
+            {
+                "from": self._sender,
+                "to": message.recipient,
+                # One line, as in the SMTP adapter.
+                "subject": " ".join(message.subject.split()),
+                "text": message.body,
+                "template_id": message.template,
+                "headers": {"Message-ID": f"<{message.job_id}@casemesh>"},
+            },
+            message.job_id,
+        )

@@ -13,14 +13,19 @@ class NotifierSettings(PostgresSettings, KafkaSettings):
     service_name: str = "notifier"
     consumer_group: str = "casemesh-notifier"
 
-    # E-mail (SMTP). Operators point these at their own relay.
-    smtp_host: str
+    # E-mail: SMTP (operators point these at their own relay), or a provider's
+    # HTTP API, which honours an idempotency key (a resent job delivered once).
+    # The API wins when both are set.
+    smtp_host: str = ""
     smtp_port: int = Field(25, ge=1, le=65535)
     smtp_starttls: bool = False
     smtp_username: str = ""
     smtp_password: str = ""
     smtp_timeout_seconds: float = Field(10.0, gt=0)
     mail_from: str = "Casemesh Support <support@casemesh.local>"
+    email_api_url: str = ""
+    email_api_key: str = ""
+    email_api_timeout_seconds: float = Field(10.0, gt=0)
 
     # SMS through an HTTP provider API.
     sms_url: str
@@ -41,12 +46,20 @@ class NotifierSettings(PostgresSettings, KafkaSettings):
 
     @model_validator(mode="after")
     def _lease_outlasts_a_send(self) -> NotifierSettings:
-        longest = 10 * max(self.smtp_timeout_seconds, self.sms_timeout_seconds)
+        longest = 10 * max(
+            self.smtp_timeout_seconds, self.sms_timeout_seconds, self.email_api_timeout_seconds
+        )
         if self.claim_lease_seconds < longest:
             raise ValueError(
                 f"CASEMESH_CLAIM_LEASE_SECONDS must be at least {longest:.0f} (ten times the "
                 "longest channel timeout), or a slow send could be taken over and sent twice"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _some_way_to_send_email(self) -> NotifierSettings:
+        if not self.smtp_host and not self.email_api_url:
+            raise ValueError("set CASEMESH_SMTP_HOST or CASEMESH_EMAIL_API_URL")
         return self
 
     @field_validator("sms_url")
@@ -55,6 +68,11 @@ class NotifierSettings(PostgresSettings, KafkaSettings):
         if not re.match(r"^https?://[^\s/]+", v):
             raise ValueError("must be an http(s) URL")
         return v
+
+    @field_validator("email_api_url")
+    @classmethod
+    def _optional_http_url(cls, v: str) -> str:
+        return cls._http_url(v) if v else v
 
     @field_validator("sms_quiet_hours")
     @classmethod

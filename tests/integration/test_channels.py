@@ -1,0 +1,124 @@
+"""The HTTP delivery adapters against a provider on loopback: what the
+provider receives, which answers are retried, and that a job sent again
+(after a crash mid-send) reaches the person once through a provider that
+honours the idempotency key."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from casemesh_devstack.ports import free_port
+from casemesh_notifier.channels import DeliveryError, HttpEmailChannel, Outgoing
+from casemesh_notifier.settings import NotifierSettings
+
+
+class Provider:
+    """Delivers each idempotency key once, as real e-mail and SMS APIs do;
+    answers with `status` while it is set."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[dict[str, Any], dict[str, str]]] = []
+        self.delivered: dict[str, dict[str, Any]] = {}
+        self.status = 200
+        provider = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                provider.received.append((body, dict(self.headers)))
+                if provider.status != 200:
+                    self.send_response(provider.status)
+                    self.end_headers()
+                    return
+                key = self.headers.get("Idempotency-Key", "")
+                provider.delivered.setdefault(key, body)
+                payload = json.dumps({"id": f"msg-{key}"}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_port}/v1/mail"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture()
+def provider() -> Iterator[Provider]:
+    p = Provider()
+    yield p
+    p.stop()
+
+
+MESSAGE = Outgoing(
+    job_id="0b9c5e0e-6a51-4f55-9a4b-4e0f1f9d2c11",
+    recipient="alice@example.com",
+    subject="【工单已受理】\n换了手机号无法登录",
+    body="您好，我们已收到您的工单。",
+    template="ticket.received",
+    params={},
+)
+
+
+async def test_an_email_sent_again_after_a_crash_reaches_the_person_once(
+    provider: Provider,
+) -> None:
+    channel = HttpEmailChannel(url=provider.url, sender="Casemesh <support@casemesh.local>")
+    try:
+        first = await channel.send(MESSAGE)
+        again = await channel.send(MESSAGE)  # the same job, taken up after a kill
+    finally:
+        await channel.aclose()
+    assert first == again == f"msg-{MESSAGE.job_id}"
+    assert len(provider.received) == 2
+    assert list(provider.delivered) == [MESSAGE.job_id]
+    body, headers = provider.received[0]
+    assert headers["Idempotency-Key"] == MESSAGE.job_id
+    assert body["to"] == "alice@example.com"
+    assert body["subject"] == "【工单已受理】 换了手机号无法登录"  # one line
+    assert body["text"] == MESSAGE.body
+    assert body["headers"]["Message-ID"] == f"<{MESSAGE.job_id}@casemesh>"
+
+
+@pytest.mark.parametrize(("status", "permanent"), [(503, False), (429, False), (400, True)])
+async def test_a_providers_refusal_says_whether_to_retry(
+    provider: Provider, status: int, permanent: bool
+) -> None:
+    provider.status = status
+    channel = HttpEmailChannel(url=provider.url, sender="support@casemesh.local")
+    try:
+        with pytest.raises(DeliveryError) as failure:
+            await channel.send(MESSAGE)
+    finally:
+        await channel.aclose()
+    assert failure.value.permanent is permanent
+    assert provider.delivered == {}
+
+
+def test_the_notifier_needs_a_way_to_send_email() -> None:
+    with pytest.raises(ValidationError, match="CASEMESH_EMAIL_API_URL"):
+        NotifierSettings(database_url="postgresql://u@h/db", sms_url="http://sms.local")
+    with pytest.raises(ValidationError, match="http"):
+        NotifierSettings(
+            database_url="postgresql://u@h/db", sms_url="http://s", email_api_url="mail.local"
+        )
+    api = NotifierSettings(
+        database_url="postgresql://u@h/db", sms_url="http://s", email_api_url="https://mail.local"
+    )
+    assert api.smtp_host == ""
