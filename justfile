@@ -32,7 +32,7 @@ test *ARGS: proto
 # Fault drills under load: kill -9 and restore PostgreSQL, Kafka, each relay, the notifier,
 # a writer and the gateway, one at a time; prints what each did to the people (about 10 min).
 faults *ARGS: proto
-    uv run --frozen pytest tests/faults -m faults {{ARGS}}
+    uv run --frozen pytest tests/faults -m faults "$@"
 
 # Static checks: ruff, mypy, buf lint.
 lint: proto
