@@ -1,6 +1,7 @@
 """`./dev bench`: writer and relay throughput against their raw ceilings, and
 the queue's ClaimNextCase latency (`bench/queue.py`) and help-centre search
-latency over 10,000 articles (`bench/helpcenter.py`).
+latency over 10,000 articles (`bench/helpcenter.py`), and the notifier's
+e-mail drain rate (`bench/notifier.py`).
 
 Starts its own PostgreSQL cluster and Kafka broker (like the tests) and prints:
 - ticket creates per second (one command = one transaction through the event
@@ -23,6 +24,7 @@ from pathlib import Path
 import psycopg
 
 from bench import helpcenter as help_bench
+from bench import notifier as notifier_bench
 from bench import queue as queue_bench
 from casemesh.platform.identity import Identity
 from casemesh.platform.relay import Relay, make_producer
@@ -112,7 +114,9 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=2000, help="commands / records per measurement")
     parser.add_argument("--workers", type=int, default=8, help="concurrent writers")
     parser.add_argument("--queue-cases", type=int, default=100_000, help="open cases in the queue")
-    parser.add_argument("--only", choices=["writers", "queue", "help"], help="run one part")
+    parser.add_argument(
+        "--only", choices=["writers", "queue", "help", "notifier"], help="run one part"
+    )
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="casemesh-bench-"))
@@ -127,7 +131,10 @@ def main() -> None:
         if args.only in (None, "help"):
             pg.create_database("bench_help")
             help_bench.run(pg.dsn("bench_help"))
-        if args.only in ("queue", "help"):
+        if args.only in (None, "notifier"):
+            pg.create_database("bench_notifier")
+            notifier_bench.run(pg.dsn("bench_notifier"))
+        if args.only in ("queue", "help", "notifier"):
             return
         kafka.start()
         asyncio.run(kafka.create_topics(["bench.raw", "bench.tickets"], partitions=3))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -131,6 +132,26 @@ def possible_repeats(notifier_dsn: str) -> set[str]:
         ).fetchall()
     delivered = [nev.NotificationDelivered.FromString(bytes(p)) for (p,) in rows]
     return {d.job.job_id for d in delivered if d.possible_repeat}
+
+
+def wait_while_progressing(
+    done: Callable[[], int], want: int, stall: float = 60.0, interval: float = 0.2
+) -> float:
+    """Waits until `done()` reaches `want`, for as long as it keeps growing: a
+    backlog drained late passes, work that stopped fails after `stall` seconds
+    without progress. Returns the seconds it took."""
+    start = last_change = time.monotonic()
+    seen = done()
+    while seen < want:
+        time.sleep(interval)
+        now, count = time.monotonic(), done()
+        if count != seen:
+            seen, last_change = count, now
+        elif now - last_change > stall:
+            raise AssertionError(
+                f"{seen} of {want} after {now - start:.0f} s, none more for {stall:.0f} s"
+            )
+    return time.monotonic() - start
 
 
 def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.1) -> Any:

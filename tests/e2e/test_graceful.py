@@ -44,7 +44,7 @@ from tests.conftest import PARTITIONS, Stack, wait_serving
 from tests.e2e.replicas import DELAY, GRACE, Replica, metric
 from tests.e2e.test_evidence import png
 from tests.e2e.vouching import vouched_as
-from tests.support import read_topic, wait_until
+from tests.support import read_topic, wait_until, wait_while_progressing
 
 WORKERS = 6
 PAUSE = 0.1  # between one worker's calls: enough in flight, not a flood of mail
@@ -365,7 +365,9 @@ def assert_each_ticket_relayed_and_told_once(stack: Stack, created: list[Any]) -
     assert set(seen) == want, f"{len(want - set(seen))} events never reached the topic"
     assert max(seen.values()) == 1, "an event was published twice"
     emails = [t.contact.email for t in created]
-    wait_until(lambda: all(stack.mail.to(e) for e in emails), timeout=90)
+    # The notifier may still be draining what earlier tests and this load
+    # queued: late is fine, stopped is not.
+    wait_while_progressing(lambda: sum(1 for e in emails if stack.mail.to(e)), len(emails))
     time.sleep(2.0)
     assert [len(stack.mail.to(e)) for e in emails] == [1] * len(emails)
 

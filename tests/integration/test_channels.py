@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -15,8 +16,9 @@ import pytest
 from pydantic import ValidationError
 
 from casemesh_devstack.ports import free_port
-from casemesh_notifier.channels import DeliveryError, HttpEmailChannel, Outgoing
+from casemesh_notifier.channels import DeliveryError, HttpEmailChannel, Outgoing, SmtpChannel
 from casemesh_notifier.settings import NotifierSettings
+from tests.support import MailEndpoint
 
 
 class Provider:
@@ -122,3 +124,79 @@ def test_the_notifier_needs_a_way_to_send_email() -> None:
         database_url="postgresql://u@h/db", sms_url="http://s", email_api_url="https://mail.local"
     )
     assert api.smtp_host == ""
+
+
+class Relay:
+    """An SMTP relay on loopback counting the sessions it was opened."""
+
+    def __init__(self) -> None:
+        self.sessions = 0
+        self.messages: list[Any] = []
+        self.address = ("127.0.0.1", free_port())
+        self.mail = self._open()
+
+    def _open(self) -> MailEndpoint:
+        mail = MailEndpoint(self.address[1])
+        mail.messages = self.messages
+        relay = self
+
+        class Counting(type(mail._controller.handler)):  # type: ignore[misc]
+            async def handle_EHLO(
+                self, server: Any, session: Any, envelope: Any, hostname: str, responses: Any
+            ) -> Any:
+                relay.sessions += 1
+                session.host_name = hostname
+                return responses
+
+        mail._controller.handler = Counting()
+        mail.start()
+        return mail
+
+    def restart(self) -> None:
+        """Stops and starts again: every open session is cut."""
+        self.mail.stop()
+        self.mail = self._open()
+
+
+@pytest.fixture()
+def relay() -> Iterator[Relay]:
+    r = Relay()
+    yield r
+    r.mail.stop()
+
+
+def smtp_to(relay: Relay) -> SmtpChannel:
+    host, port = relay.address
+    return SmtpChannel(host=host, port=port, sender="support@casemesh.local", timeout=5)
+
+
+def numbered(n: int) -> Outgoing:
+    return replace(MESSAGE, job_id=f"{MESSAGE.job_id[:-4]}{n:04d}", recipient=f"u{n}@example.com")
+
+
+async def test_smtp_sends_one_message_after_another_over_one_session(relay: Relay) -> None:
+    channel = smtp_to(relay)
+    try:
+        for n in range(20):
+            await channel.send(numbered(n))
+    finally:
+        await channel.aclose()
+    got = [m["Message-ID"] for m in relay.messages]
+    assert got == [f"<{numbered(n).job_id}@casemesh>" for n in range(20)]
+    assert relay.sessions == 1
+
+
+async def test_a_session_the_relay_dropped_while_idle_is_replaced_and_nothing_is_lost(
+    relay: Relay,
+) -> None:
+    channel = smtp_to(relay)
+    channel.CHECK_S = 0.0  # every reuse asks first
+    try:
+        await channel.send(numbered(1))
+        # The relay restarts: the idle session is cut.
+        relay.restart()
+        await channel.send(numbered(2))
+    finally:
+        await channel.aclose()
+    assert [m["To"] for m in relay.messages] == ["u1@example.com", "u2@example.com"]
+    assert relay.sessions == 2

@@ -56,7 +56,8 @@ async def run(cfg: NotifierSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    pool = async_pool(cfg.database_url, min_size=1, max_size=8)
+    # Each sender worker holds a connection at most; the consumers need their own.
+    pool = async_pool(cfg.database_url, min_size=1, max_size=cfg.send_concurrency + 4)
     await pool.open()
     sms = HttpSmsChannel(url=cfg.sms_url, api_key=cfg.sms_api_key, timeout=cfg.sms_timeout_seconds)
     email = email_channel(cfg)
@@ -112,8 +113,7 @@ async def run(cfg: NotifierSettings) -> None:
             if isinstance(result, BaseException):
                 log.error("notifier.task_failed", task=task.get_name(), error=repr(result))
         await sms.aclose()
-        if isinstance(email, HttpEmailChannel):
-            await email.aclose()
+        await email.aclose()
         await pool.close()
     if failed:
         raise SystemExit(1)

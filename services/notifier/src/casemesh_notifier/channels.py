@@ -9,8 +9,10 @@ job id is the idempotency key: the HTTP providers receive it as
 from __future__ import annotations
 
 import asyncio
+import queue
 import smtplib
 import ssl
+import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -42,6 +44,16 @@ class Channel(Protocol):
 
 
 class SmtpChannel:
+    """Sends over SMTP, keeping idle sessions open for the next message (a
+    connection and greeting per message cost more than the message itself).
+    A session idle longer than IDLE_S is closed rather than reused (relays drop
+    quiet clients); one idle longer than CHECK_S is asked NOOP first and
+    replaced if the relay has closed it, so no message is resent on a new
+    session after it may have gone out on the old one."""
+
+    IDLE_S = 20.0
+    CHECK_S = 1.0
+
     def __init__(
         self,
         *,
@@ -56,6 +68,7 @@ class SmtpChannel:
         self._host, self._port, self._sender = host, port, sender
         self._starttls, self._username, self._password = starttls, username, password
         self._timeout = timeout
+        self._idle: queue.SimpleQueue[tuple[smtplib.SMTP, float]] = queue.SimpleQueue()
 
     def _message(self, m: Outgoing) -> EmailMessage:
         msg = EmailMessage()
@@ -70,14 +83,45 @@ class SmtpChannel:
         msg.set_content(m.body, charset="utf-8")
         return msg
 
-    def _send_blocking(self, m: Outgoing) -> str:
+    def _connect(self) -> smtplib.SMTP:
+        smtp = smtplib.SMTP(self._host, self._port, timeout=self._timeout)
         try:
-            with smtplib.SMTP(self._host, self._port, timeout=self._timeout) as smtp:
-                if self._starttls:
-                    smtp.starttls(context=ssl.create_default_context())
-                if self._username:
-                    smtp.login(self._username, self._password)
-                smtp.send_message(self._message(m))
+            if self._starttls:
+                smtp.starttls(context=ssl.create_default_context())
+            if self._username:
+                smtp.login(self._username, self._password)
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+    def _session(self) -> smtplib.SMTP:
+        """An open session: an idle one still answering, else a new one."""
+        while True:
+            try:
+                smtp, idle_since = self._idle.get_nowait()
+            except queue.Empty:
+                return self._connect()
+            idle = time.monotonic() - idle_since
+            if idle < self.CHECK_S:
+                return smtp
+            if idle < self.IDLE_S:
+                try:
+                    if smtp.noop()[0] == 250:
+                        return smtp
+                except (OSError, smtplib.SMTPException):
+                    pass
+            _quit(smtp)
+
+    def _send_blocking(self, m: Outgoing) -> str:
+        msg = self._message(m)
+        try:
+            smtp = self._session()
+            try:
+                smtp.send_message(msg)
+            except BaseException:
+                smtp.close()
+                raise
         except smtplib.SMTPRecipientsRefused as exc:
             codes = sorted({code for code, _ in exc.recipients.values()})
             raise DeliveryError(f"recipient refused (SMTP {codes})", permanent=True) from exc
@@ -87,10 +131,26 @@ class SmtpChannel:
             ) from exc
         except (OSError, smtplib.SMTPException) as exc:
             raise DeliveryError(f"SMTP unavailable: {exc!r}", permanent=False) from exc
+        self._idle.put((smtp, time.monotonic()))
         return f"<{m.job_id}@casemesh>"
 
     async def send(self, message: Outgoing) -> str:
         return await asyncio.to_thread(self._send_blocking, message)
+
+    async def aclose(self) -> None:
+        while True:
+            try:
+                smtp, _ = self._idle.get_nowait()
+            except queue.Empty:
+                return
+            await asyncio.to_thread(_quit, smtp)
+
+
+def _quit(smtp: smtplib.SMTP) -> None:
+    try:
+        smtp.quit()
+    except (OSError, smtplib.SMTPException):
+        smtp.close()
 
 
 class HttpProvider:

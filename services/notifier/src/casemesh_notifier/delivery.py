@@ -1,10 +1,12 @@
 """The sender: claims due jobs, delivers them, records every outcome.
 
-A job is claimed with a lease (`sending`, `claimed_until`), so several
-replicas share the work (SKIP LOCKED) and a job whose sender died is taken up
-again after the lease. Failures retry with backoff and jitter until the retry
-budget is spent, then the job is parked (visible, replayable). Each outcome
-and its outcome event (outbox) commit in one transaction.
+A few workers send at once (`CASEMESH_SEND_CONCURRENCY`). A job is claimed
+with a lease (`sending`, `claimed_until`), so workers and replicas share the
+work (SKIP LOCKED) and a job whose sender died is taken up again: 15 s after
+the claim when its sender's session is gone, else after the lease. Failures
+retry with backoff and jitter until the retry budget is spent, then the job is
+parked (visible, replayable). Each outcome and its outcome event (outbox) commit in
+one transaction.
 """
 
 from __future__ import annotations
@@ -137,35 +139,40 @@ class Delivery:
         self._reaped_at = float("-inf")
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Sends with `send_concurrency` workers, each claiming one job at a time."""
         listener = asyncio.create_task(self._listen(stop))
+        workers = [asyncio.create_task(self._work(stop)) for _ in range(self._cfg.send_concurrency)]
         try:
-            while not stop.is_set():
-                try:
-                    if not self._present.is_set():
-                        # Claim nothing that others could not tell is being worked.
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._present.wait(), 1.0)
-                        continue
-                    await self._reap_orphans()
-                    worked = await self.deliver_one()
-                except (psycopg.Error, OSError) as exc:
-                    log.error("delivery.database_unavailable", error=repr(exc))
-                    worked = False
-                    await asyncio.sleep(1.0)
-                except Exception:
-                    # Keep delivering the other jobs; this one's claim lapses and
-                    # it is tried again after the lease.
-                    log.exception("delivery.unexpected_error")
-                    worked = False
-                    await asyncio.sleep(1.0)
-                if not worked:
-                    self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), 1.0)
+            await asyncio.gather(*workers)
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            for task in (*workers, listener):
+                task.cancel()
+            await asyncio.gather(*workers, listener, return_exceptions=True)
+
+    async def _work(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                if not self._present.is_set():
+                    # Claim nothing that others could not tell is being worked.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._present.wait(), 1.0)
+                    continue
+                await self._reap_orphans()
+                worked = await self.deliver_one()
+            except (psycopg.Error, OSError) as exc:
+                log.error("delivery.database_unavailable", error=repr(exc))
+                worked = False
+                await asyncio.sleep(1.0)
+            except Exception:
+                # Keep delivering the other jobs; this one's claim lapses and
+                # it is tried again after the lease.
+                log.exception("delivery.unexpected_error")
+                worked = False
+                await asyncio.sleep(1.0)
+            if not worked:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), 1.0)
 
     async def _listen(self, stop: asyncio.Event) -> None:
         # Push: the planner NOTIFYs when it creates jobs. The 1 s poll above

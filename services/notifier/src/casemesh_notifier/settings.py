@@ -36,6 +36,10 @@ class NotifierSettings(PostgresSettings, KafkaSettings):
     sms_time_zone: str = "Asia/Shanghai"
     sms_per_recipient_per_hour: int = Field(10, ge=1)
 
+    # How many jobs one notifier sends at once. A kill -9 can leave this many
+    # sends in flight; each is taken over as a possible repeat.
+    send_concurrency: int = Field(4, ge=1, le=32)
+
     # Retries: exponential backoff with full jitter, then the job is parked.
     max_attempts: int = Field(8, ge=1)
     backoff_base_seconds: float = Field(2.0, gt=0)
