@@ -42,7 +42,7 @@ def _secret() -> str:
         candidate = folder / ".run" / "jwt-secret"
         if candidate.exists():
             return candidate.read_text().strip()
-    sys.exit("no JWT secret: set CASEMESH_JWT_SECRET or run `just up` first (.run/jwt-secret)")
+    sys.exit("no JWT secret: set CASEMESH_JWT_SECRET or run `./dev up` first (.run/jwt-secret)")
 
 
 def _name(ticket: str) -> str:
