@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
+from casemesh.platform.identity import Identity
 from casemesh.platform.pools import async_pool, guard_pool, is_database_outage
+from casemesh_tickets.application import NewTicket, Tickets, open_tickets
 from tests.conftest import Infra
 from tests.support import wait_until
 
@@ -94,3 +97,58 @@ async def test_an_async_pool_rides_out_an_outage_and_comes_back_by_itself(
     finally:
         allow_connections(infra, database, True)
         await pool.close()
+
+
+def test_an_event_store_write_meets_an_outage_once_not_ten_times(
+    infra: Infra, database: str
+) -> None:
+    """The event store retries a connection error ten times over (0.2 s
+    apart); a pool that has no connection to give says so in a way it does
+    not retry, so the caller hears UNAVAILABLE within its deadline."""
+    app = open_tickets(infra.pg.dsn(database), pool_size=2)
+    who = Identity("alice", frozenset({"user"}))
+    try:
+        app.create_ticket(who, new_ticket("before"))
+        pool = app.recorder.datastore.pool  # type: ignore[attr-defined]
+        asked = 0
+        guarded = pool.getconn
+
+        def counting(timeout: float | None = None) -> Any:
+            nonlocal asked
+            asked += 1
+            return guarded(timeout)
+
+        pool.getconn = counting
+        allow_connections(infra, database, False)
+        drop_connections(infra, database)
+        for _ in range(2):
+            with pytest.raises(Exception) as failure:
+                app.create_ticket(who, new_ticket("during"))
+            assert is_database_outage(failure.value)
+        assert asked == 2
+        allow_connections(infra, database, True)
+        wait_until(lambda: _created(app, who), timeout=30)
+    finally:
+        allow_connections(infra, database, True)
+        app.close()
+
+
+def new_ticket(request_id: str) -> NewTicket:
+    return NewTicket(
+        request_id=f"{request_id}-{uuid.uuid4().hex[:8]}",
+        category="account.login",
+        subject="无法登录",
+        description="换了手机号",
+        locale="zh-CN",
+        contact={"email": "alice@example.com", "phone": "", "channels": ["EMAIL"]},
+    )
+
+
+def _created(app: Tickets, who: Identity) -> bool:
+    try:
+        app.create_ticket(who, new_ticket("after"))
+    except Exception as exc:
+        if is_database_outage(exc):
+            return False
+        raise
+    return True

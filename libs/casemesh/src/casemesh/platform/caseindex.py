@@ -25,6 +25,7 @@ from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb
 
 from casemesh.platform.logging import get_logger
+from casemesh.platform.pools import DatabaseUnavailable
 
 log = get_logger(__name__)
 
@@ -129,6 +130,7 @@ class CaseIndex(PostgresTrackingRecorder):
 # Errors after which the projection resumes from its tracked position; any
 # other error is the row's own (it can never be written) and is set aside.
 RETRYABLE = (
+    DatabaseUnavailable,
     persistence.OperationalError,
     persistence.InterfaceError,
     persistence.IntegrityError,

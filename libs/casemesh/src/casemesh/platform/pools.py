@@ -31,8 +31,17 @@ from casemesh.platform.logging import get_logger
 
 log = get_logger(__name__)
 
+
+class DatabaseUnavailable(Exception):
+    """No pooled connection could be had: the database is away. On purpose not
+    a psycopg or eventsourcing error: the event store retries those ten times
+    over, so a caller would wait past its deadline (DEADLINE_EXCEEDED) where
+    it should hear UNAVAILABLE at once and retry."""
+
+
 # Errors that mean "the database is not there right now", not "the request is wrong".
 DATABASE_OUTAGE: tuple[type[Exception], ...] = (
+    DatabaseUnavailable,
     psycopg.OperationalError,
     psycopg.InterfaceError,
     PoolTimeout,
@@ -91,8 +100,9 @@ class _Outage:
 
 def guard_pool(pool: ConnectionPool[Any]) -> None:
     """Gives a pool the cheap check, and makes it answer at once while the
-    database is away. Also for pools a library builds itself (eventsourcing's
-    datastore), which take no `check` argument from us."""
+    database is away (DatabaseUnavailable, which no library retries). Also
+    for pools a library builds itself (eventsourcing's datastore), which take
+    no `check` argument from us."""
     sweeping = threading.Lock()
     outage = _Outage()
     getconn = pool.getconn
@@ -100,9 +110,9 @@ def guard_pool(pool: ConnectionPool[Any]) -> None:
     def getconn_or_fail_fast(timeout: float | None = None) -> Any:
         try:
             conn = getconn(outage.wait_for(pool.timeout if timeout is None else timeout))
-        except PoolTimeout:
+        except PoolTimeout as exc:
             outage.began(pool.name)
-            raise
+            raise DatabaseUnavailable(str(exc)) from exc
         outage.ended(pool.name)
         return conn
 
