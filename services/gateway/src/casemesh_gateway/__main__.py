@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 
 from casemesh.platform.entrypoint import run_command
@@ -78,6 +80,21 @@ SERVICE_CONFIG = """{
 
 MAX_MESSAGE = 1024 * 1024 + 64 * 1024
 
+# A backend that went away is dialled again within 2 s of its coming back
+# (gRPC's default backoff grows to two minutes): in a cluster a connect is
+# cheap, and every second of backoff is a second of UNAVAILABLE answers.
+BACKEND_OPTIONS = [
+    ("grpc.service_config", SERVICE_CONFIG),
+    ("grpc.enable_retries", 1),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+
+
+def backend_channel(target: str, *options: tuple[str, Any]) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(target, options=[*BACKEND_OPTIONS, *options])
+
 
 async def run(cfg: GatewaySettings) -> None:
     verifier = TokenVerifier(
@@ -90,34 +107,14 @@ async def run(cfg: GatewaySettings) -> None:
         timeout=cfg.backend_timeout_seconds,
     )
     async with (
-        grpc.aio.insecure_channel(
-            cfg.tickets_target,
-            options=[("grpc.service_config", SERVICE_CONFIG), ("grpc.enable_retries", 1)],
-        ) as tickets_channel,
-        grpc.aio.insecure_channel(
-            cfg.evidence_target,
-            options=[
-                ("grpc.max_send_message_length", MAX_MESSAGE),
-                ("grpc.service_config", SERVICE_CONFIG),
-                ("grpc.enable_retries", 1),
-            ],
+        backend_channel(cfg.tickets_target) as tickets_channel,
+        backend_channel(
+            cfg.evidence_target, ("grpc.max_send_message_length", MAX_MESSAGE)
         ) as evidence_channel,
-        grpc.aio.insecure_channel(
-            cfg.appeals_target,
-            options=[("grpc.service_config", SERVICE_CONFIG), ("grpc.enable_retries", 1)],
-        ) as appeals_channel,
-        grpc.aio.insecure_channel(
-            cfg.reports_target,
-            options=[("grpc.service_config", SERVICE_CONFIG), ("grpc.enable_retries", 1)],
-        ) as reports_channel,
-        grpc.aio.insecure_channel(
-            cfg.casequeue_target,
-            options=[("grpc.service_config", SERVICE_CONFIG), ("grpc.enable_retries", 1)],
-        ) as queue_channel,
-        grpc.aio.insecure_channel(
-            cfg.helpcenter_target,
-            options=[("grpc.service_config", SERVICE_CONFIG), ("grpc.enable_retries", 1)],
-        ) as help_channel,
+        backend_channel(cfg.appeals_target) as appeals_channel,
+        backend_channel(cfg.reports_target) as reports_channel,
+        backend_channel(cfg.casequeue_target) as queue_channel,
+        backend_channel(cfg.helpcenter_target) as help_channel,
     ):
         backend.evidence = evidence_pb2_grpc.EvidenceServiceStub(evidence_channel)
         tickets = TicketGateway(backend, tickets_channel)
