@@ -4,6 +4,7 @@ itself once the database does."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -13,7 +14,12 @@ import pytest
 from psycopg_pool import ConnectionPool
 
 from casemesh.platform.identity import Identity
-from casemesh.platform.pools import async_pool, guard_pool, is_database_outage
+from casemesh.platform.pools import (
+    RECONNECT_EVERY_S,
+    async_pool,
+    guard_pool,
+    is_database_outage,
+)
 from casemesh_tickets.application import NewTicket, Tickets, open_tickets
 from tests.conftest import Infra
 from tests.support import wait_until
@@ -152,3 +158,63 @@ def _created(app: Tickets, who: Identity) -> bool:
             return False
         raise
     return True
+
+
+def test_while_the_database_is_away_a_pool_tries_again_every_few_seconds(
+    infra: Infra, database: str
+) -> None:
+    # psycopg_pool alone doubles the pause each time (1, 2, 4, 8 s, …), so a
+    # service would come back long after its database did.
+    with ConnectionPool(
+        infra.pg.dsn(database), min_size=1, max_size=1, kwargs={"autocommit": True}
+    ) as pool:
+        guard_pool(pool)
+        pool.wait()
+        pauses: list[float] = []
+        steady = pool.schedule_task
+
+        def recording(task: Any, delay: float) -> None:
+            steady(task, delay)
+            if getattr(task, "attempt", None) is not None:
+                pauses.append(task.attempt.delay)
+
+        pool.schedule_task = recording  # type: ignore[method-assign]
+        try:
+            allow_connections(infra, database, False)
+            drop_connections(infra, database)
+            with pytest.raises(Exception) as failure, pool.connection():
+                pass
+            assert is_database_outage(failure.value)
+            wait_until(lambda: len(pauses) >= 4, timeout=60)
+            assert max(pauses) <= RECONNECT_EVERY_S
+        finally:
+            allow_connections(infra, database, True)
+        pool.wait(timeout=30)
+
+
+async def test_while_the_database_is_away_an_async_pool_tries_again_every_few_seconds(
+    infra: Infra, database: str
+) -> None:
+    pool = async_pool(infra.pg.dsn(database), min_size=1, max_size=1)
+    await pool.open(wait=True)
+    pauses: list[float] = []
+    steady = pool.schedule_task
+
+    async def recording(task: Any, delay: float) -> None:
+        await steady(task, delay)
+        if getattr(task, "attempt", None) is not None:
+            pauses.append(task.attempt.delay)
+
+    pool.schedule_task = recording  # type: ignore[method-assign]
+    try:
+        allow_connections(infra, database, False)
+        drop_connections(infra, database)
+        with pytest.raises(Exception) as failure:
+            async with pool.connection():
+                pass
+        assert is_database_outage(failure.value)
+        await asyncio.to_thread(wait_until, lambda: len(pauses) >= 4, 60)
+        assert max(pauses) <= RECONNECT_EVERY_S
+    finally:
+        allow_connections(infra, database, True)
+        await pool.close()

@@ -50,9 +50,15 @@ DATABASE_OUTAGE: tuple[type[Exception], ...] = (
 )
 
 
-# How long a caller waits for a pooled connection: under load a short queue,
-# and no longer than a client waits for an answer.
-POOL_WAIT_S = 3.0
+# How long a caller waits for a pooled connection. The services' worker
+# threads are fewer than their pools' connections, so a caller that waits at
+# all finds the database away; a second is the most it should wait to hear so.
+POOL_WAIT_S = 1.0
+
+# The longest pause between a pool's attempts to reconnect while the database
+# is away. psycopg_pool doubles it without bound: after a minute's outage the
+# next attempt could come half a minute after the database is back.
+RECONNECT_EVERY_S = 2.0
 
 
 def is_database_outage(exc: BaseException) -> bool:
@@ -72,8 +78,11 @@ def dropped(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> boo
 
 # While the database is known to be away (a caller already waited for a
 # connection in vain), callers wait at most this long before they get
-# UNAVAILABLE, instead of each one the pool's whole timeout.
-OUTAGE_WAIT_S = 0.5
+# UNAVAILABLE, instead of each one the pool's whole timeout: a queue of calls
+# each waiting in a worker thread would outlast its callers' deadlines. Not
+# zero: tried in the fault drills, the tickets service then got no connection
+# from its pool after PostgreSQL came back.
+OUTAGE_WAIT_S = 0.1
 
 
 class _Outage:
@@ -96,6 +105,13 @@ class _Outage:
             away = round(time.monotonic() - self.since, 1)
             log.info("database.available", pool=pool, after_s=away)
             self.since = None
+
+
+def _capped(task: Any, delay: float) -> float:
+    attempt = getattr(task, "attempt", None)  # a reconnection's backoff state
+    if attempt is not None and delay > RECONNECT_EVERY_S:
+        attempt.delay = delay = RECONNECT_EVERY_S
+    return delay
 
 
 def guard_pool(pool: ConnectionPool[Any]) -> None:
@@ -128,8 +144,16 @@ def guard_pool(pool: ConnectionPool[Any]) -> None:
                 threading.Thread(target=sweep, name=f"{pool.name}-sweep", daemon=True).start()
             raise psycopg.OperationalError("the server dropped the connection")
 
+    schedule = pool.schedule_task
+
+    def schedule_steadily(task: Any, delay: float) -> None:
+        schedule(task, _capped(task, delay))
+
     pool._check = check  # where the pool keeps its `check` argument
     pool.getconn = getconn_or_fail_fast  # type: ignore[method-assign]
+    pool.schedule_task = schedule_steadily  # type: ignore[method-assign]
+    # However long the database is away, the pool keeps reconnecting.
+    pool.reconnect_timeout = float("inf")
 
 
 def async_pool(conninfo: str, *, min_size: int = 1, max_size: int = 8) -> AsyncConnectionPool[Any]:
@@ -170,5 +194,11 @@ def async_pool(conninfo: str, *, min_size: int = 1, max_size: int = 8) -> AsyncC
         outage.ended(pool.name)
         return conn
 
+    schedule = pool.schedule_task
+
+    async def schedule_steadily(task: Any, delay: float) -> None:
+        await schedule(task, _capped(task, delay))
+
     pool.getconn = getconn_or_fail_fast  # type: ignore[method-assign]
+    pool.schedule_task = schedule_steadily  # type: ignore[method-assign]
     return pool
