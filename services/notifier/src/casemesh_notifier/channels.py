@@ -105,13 +105,15 @@ class SmtpChannel:
             idle = time.monotonic() - idle_since
             if idle < self.CHECK_S:
                 return smtp
-            if idle < self.IDLE_S:
-                try:
-                    if smtp.noop()[0] == 250:
-                        return smtp
-                except (OSError, smtplib.SMTPException):
-                    pass
-            _quit(smtp)
+            if idle >= self.IDLE_S:
+                _quit(smtp)
+                continue
+            try:
+                if smtp.noop()[0] == 250:
+                    return smtp
+            except (OSError, smtplib.SMTPException):
+                pass
+            smtp.close()  # no QUIT: the relay is not answering on it
 
     def _send_blocking(self, m: Outgoing) -> str:
         msg = self._message(m)

@@ -137,6 +137,7 @@ class Delivery:
         self.sender = secrets.randbelow(2**31)
         self._present = asyncio.Event()
         self._reaped_at = float("-inf")
+        self._sms_turn = asyncio.Lock()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sends with `send_concurrency` workers, each claiming one job at a time."""
@@ -252,12 +253,23 @@ class Delivery:
         job = await self.claim()
         if job is None:
             return False
+        if job.channel == "SMS":
+            # One SMS at a time per process, from the rate check to the
+            # recorded outcome: workers sending side by side would each
+            # count the same sends and together pass the per-number limit.
+            async with self._sms_turn:
+                await self._handle(job)
+        else:
+            await self._handle(job)
+        return True
+
+    async def _handle(self, job: Job) -> None:
         now = self._clock()
         if job.channel == "SMS":
             later = await self._sms_not_before(job, now)
             if later is not None:
                 await self._recorded(self._defer, job, later)
-                return True
+                return
         outgoing = Outgoing(
             job_id=job.id,
             recipient=job.recipient,
@@ -279,7 +291,6 @@ class Delivery:
             )
         else:
             await self._recorded(self._sent, job, provider_id)
-        return True
 
     async def _recorded(self, record: Callable[..., Any], job: Job, *args: Any, **kw: Any) -> None:
         """Records an attempt's outcome, waiting out a database outage of any
