@@ -28,6 +28,10 @@ class MailEndpoint:
 
     def __init__(self, port: int) -> None:
         self.messages: list[EmailMessage] = []
+        # By recipient, so a test polling for thousands of addresses holds the
+        # lock briefly: a relay kept waiting for it answers late, and a
+        # notifier that waited out its timeout would rightly send again.
+        self._by_to: dict[str, list[EmailMessage]] = {}
         self._lock = threading.Lock()
         endpoint = self
 
@@ -36,8 +40,10 @@ class MailEndpoint:
                 msg = message_from_bytes(
                     envelope.original_content or envelope.content, policy=policy.default
                 )
+                to = str(msg["To"])
                 with endpoint._lock:
                     endpoint.messages.append(msg)
+                    endpoint._by_to.setdefault(to, []).append(msg)
                 return "250 OK"
 
         self._controller = Controller(Handler(), hostname="127.0.0.1", port=port)
@@ -51,7 +57,7 @@ class MailEndpoint:
 
     def to(self, address: str) -> list[EmailMessage]:
         with self._lock:
-            return [m for m in self.messages if m["To"] == address]
+            return list(self._by_to.get(address, ()))
 
     def distinct_to(self, address: str) -> list[EmailMessage]:
         """The messages to `address`, a repeat of one Message-ID counted once
