@@ -5,6 +5,7 @@ honours the idempotency key."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -165,9 +166,15 @@ def relay() -> Iterator[Relay]:
     r.mail.stop()
 
 
-def smtp_to(relay: Relay) -> SmtpChannel:
+def smtp_to(relay: Relay, *, timeout: float = 5, data_timeout: float = 120) -> SmtpChannel:
     host, port = relay.address
-    return SmtpChannel(host=host, port=port, sender="support@casemesh.local", timeout=5)
+    return SmtpChannel(
+        host=host,
+        port=port,
+        sender="support@casemesh.local",
+        timeout=timeout,
+        data_timeout=data_timeout,
+    )
 
 
 def numbered(n: int) -> Outgoing:
@@ -200,3 +207,49 @@ async def test_a_session_the_relay_dropped_while_idle_is_replaced_and_nothing_is
         await channel.aclose()
     assert [m["To"] for m in relay.messages] == ["u1@example.com", "u2@example.com"]
     assert relay.sessions == 2
+
+
+def answering_after(relay: Relay, seconds: float) -> None:
+    """The relay keeps each message, then takes `seconds` to answer for it."""
+    keep = relay.mail._controller.handler.handle_DATA
+
+    class Slow(type(relay.mail._controller.handler)):  # type: ignore[misc]
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            answer: str = await keep(server, session, envelope)
+            await asyncio.sleep(seconds)
+            return answer
+
+    relay.mail._controller.handler = Slow()
+
+
+async def send_each(channel: SmtpChannel, messages: list[Outgoing]) -> None:
+    try:
+        for message in messages:
+            await channel.send(message)
+    finally:
+        await channel.aclose()
+
+
+async def test_a_relay_slower_than_a_step_but_within_the_data_timeout_delivers_once(
+    relay: Relay,
+) -> None:
+    answering_after(relay, 1.0)
+    # The second message shows the session still works at step pace.
+    await send_each(smtp_to(relay, timeout=0.3, data_timeout=10), [numbered(1), numbered(2)])
+    assert [m["To"] for m in relay.messages] == ["u1@example.com", "u2@example.com"]
+
+
+async def test_a_message_the_relay_never_answered_for_is_retried_as_a_possible_repeat(
+    relay: Relay,
+) -> None:
+    answering_after(relay, 3.0)
+    with pytest.raises(DeliveryError) as lost:
+        await send_each(smtp_to(relay, timeout=5, data_timeout=0.5), [numbered(1)])
+    assert lost.value.maybe_sent and not lost.value.permanent
+    assert [m["To"] for m in relay.messages] == ["u1@example.com"]  # it did arrive
+
+    # Nobody at the address: certainly not sent.
+    channel = SmtpChannel(host="127.0.0.1", port=free_port(), sender="support@casemesh.local")
+    with pytest.raises(DeliveryError) as refused:
+        await channel.send(numbered(2))
+    assert not refused.value.maybe_sent and not refused.value.permanent

@@ -181,6 +181,25 @@ async def test_failures_retry_with_backoff_then_park_and_replay_delivers(
     ]
 
 
+async def test_a_send_whose_answer_was_lost_is_retried_as_a_possible_repeat(
+    notifier: Notifier,
+) -> None:
+    notifier.email.failures = [
+        DeliveryError("SMTP: no answer to the message", permanent=False, maybe_sent=True),
+        DeliveryError("SMTP unavailable", permanent=False),
+    ]
+    (job,) = await notifier.consume(
+        created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,))
+    )
+    assert await notifier.drain() == 1
+    notifier.clock.advance(20)
+    assert await notifier.drain() == 1  # a later, clear failure does not unmark it
+    notifier.clock.advance(60)
+    assert await notifier.drain() == 1
+    assert len(notifier.email.delivered) == 1
+    assert [e.possible_repeat for e in delivered_events(notifier, job)] == [True]
+
+
 async def test_a_permanent_refusal_parks_at_once(notifier: Notifier) -> None:
     notifier.sms.failures = [DeliveryError("HTTP 400 invalid number", permanent=True)]
     (job,) = await notifier.consume(created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_SMS,)))

@@ -46,6 +46,7 @@ def email_channel(cfg: NotifierSettings) -> SmtpChannel | HttpEmailChannel:
         username=cfg.smtp_username,
         password=cfg.smtp_password,
         timeout=cfg.smtp_timeout_seconds,
+        data_timeout=cfg.smtp_data_timeout_seconds,
     )
 
 

@@ -16,9 +16,12 @@ import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import httpx
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 
 @dataclass(frozen=True)
@@ -32,9 +35,14 @@ class Outgoing:
 
 
 class DeliveryError(Exception):
-    def __init__(self, message: str, *, permanent: bool) -> None:
+    """A send that failed. `maybe_sent`: the message may have gone out all the
+    same (the relay took it and its answer was lost), so a retry is a possible
+    repeat."""
+
+    def __init__(self, message: str, *, permanent: bool, maybe_sent: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.maybe_sent = maybe_sent
 
 
 class Channel(Protocol):
@@ -49,7 +57,11 @@ class SmtpChannel:
     A session idle longer than IDLE_S is closed rather than reused (relays drop
     quiet clients); one idle longer than CHECK_S is asked NOOP first and
     replaced if the relay has closed it, so no message is resent on a new
-    session after it may have gone out on the old one."""
+    session after it may have gone out on the old one.
+
+    Each step waits `timeout`, except the relay's answer to a whole message,
+    which may take minutes (RFC 5321 4.5.3.2): `data_timeout`. A message whose
+    answer never came may have been delivered (`DeliveryError.maybe_sent`)."""
 
     IDLE_S = 20.0
     CHECK_S = 1.0
@@ -64,11 +76,12 @@ class SmtpChannel:
         username: str = "",
         password: str = "",
         timeout: float = 15.0,
+        data_timeout: float = 120.0,
     ) -> None:
         self._host, self._port, self._sender = host, port, sender
         self._starttls, self._username, self._password = starttls, username, password
-        self._timeout = timeout
-        self._idle: queue.SimpleQueue[tuple[smtplib.SMTP, float]] = queue.SimpleQueue()
+        self._timeout, self._data_timeout = timeout, data_timeout
+        self._idle: queue.SimpleQueue[tuple[_Session, float]] = queue.SimpleQueue()
 
     def _message(self, m: Outgoing) -> EmailMessage:
         msg = EmailMessage()
@@ -83,8 +96,9 @@ class SmtpChannel:
         msg.set_content(m.body, charset="utf-8")
         return msg
 
-    def _connect(self) -> smtplib.SMTP:
-        smtp = smtplib.SMTP(self._host, self._port, timeout=self._timeout)
+    def _connect(self) -> _Session:
+        smtp = _Session(self._host, self._port, timeout=self._timeout)
+        smtp.data_timeout = self._data_timeout
         try:
             if self._starttls:
                 smtp.starttls(context=ssl.create_default_context())
@@ -95,7 +109,7 @@ class SmtpChannel:
             raise
         return smtp
 
-    def _session(self) -> smtplib.SMTP:
+    def _session(self) -> _Session:
         """An open session: an idle one still answering, else a new one."""
         while True:
             try:
@@ -117,6 +131,7 @@ class SmtpChannel:
 
     def _send_blocking(self, m: Outgoing) -> str:
         msg = self._message(m)
+        smtp: _Session | None = None
         try:
             smtp = self._session()
             try:
@@ -124,6 +139,8 @@ class SmtpChannel:
             except BaseException:
                 smtp.close()
                 raise
+            finally:
+                smtp.end_message(self._timeout)
         except smtplib.SMTPRecipientsRefused as exc:
             codes = sorted({code for code, _ in exc.recipients.values()})
             raise DeliveryError(f"recipient refused (SMTP {codes})", permanent=True) from exc
@@ -132,6 +149,10 @@ class SmtpChannel:
                 f"SMTP {exc.smtp_code}: {exc.smtp_error!r}", permanent=500 <= exc.smtp_code < 600
             ) from exc
         except (OSError, smtplib.SMTPException) as exc:
+            if smtp is not None and smtp.answer_lost:
+                raise DeliveryError(
+                    f"SMTP: no answer to the message: {exc!r}", permanent=False, maybe_sent=True
+                ) from exc
             raise DeliveryError(f"SMTP unavailable: {exc!r}", permanent=False) from exc
         self._idle.put((smtp, time.monotonic()))
         return f"<{m.job_id}@casemesh>"
@@ -146,6 +167,30 @@ class SmtpChannel:
             except queue.Empty:
                 return
             await asyncio.to_thread(_quit, smtp)
+
+
+class _Session(smtplib.SMTP):
+    """An SMTP session that knows whether a failure came while the relay was
+    taking a message (DATA sent: it may have been delivered) or before."""
+
+    data_timeout = 120.0
+    answer_lost = False
+    _in_data = False
+
+    def data(self, msg: ReadableBuffer | str) -> tuple[int, bytes]:
+        self._in_data = True
+        if self.sock is not None:
+            self.sock.settimeout(self.data_timeout)
+        reply = super().data(msg)
+        self._in_data = False
+        return reply
+
+    def end_message(self, timeout: float) -> None:
+        """After a message, failed or not: whether its answer was lost, and the
+        step timeout back for the next one."""
+        self.answer_lost, self._in_data = self._in_data, False
+        if self.sock is not None:
+            self.sock.settimeout(timeout)
 
 
 def _quit(smtp: smtplib.SMTP) -> None:

@@ -55,8 +55,8 @@ class Job:
     body: str
     params: dict[str, Any]
     attempts: int
-    # Taken over from a sender that stopped mid-send: that send may have
-    # reached the person already.
+    # Taken over from a sender that stopped mid-send, or retried after a send
+    # whose answer was lost: that send may have reached the person already.
     retaken: bool = False
 
     def masked_recipient(self) -> str:
@@ -227,7 +227,7 @@ class Delivery:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "WITH due AS ("
-                "  SELECT id, status = 'sending' AS retaken FROM notification_jobs"
+                "  SELECT id, status = 'sending' OR maybe_sent AS retaken FROM notification_jobs"
                 "  WHERE (status = 'pending' AND next_attempt_at <= %(now)s)"
                 "     OR (status = 'sending' AND claimed_until <= %(now)s)"
                 "  ORDER BY next_attempt_at, created_at LIMIT 1 FOR UPDATE SKIP LOCKED)"
@@ -281,7 +281,9 @@ class Delivery:
         try:
             provider_id = await self._channels[job.channel].send(outgoing)
         except DeliveryError as exc:
-            await self._recorded(self._failed, job, str(exc), permanent=exc.permanent)
+            await self._recorded(
+                self._failed, job, str(exc), permanent=exc.permanent, maybe_sent=exc.maybe_sent
+            )
         except Exception as exc:
             # A message the channel cannot even form: retrying cannot help, and
             # it must not stop the others. Parked, it stays visible and replayable.
@@ -381,7 +383,9 @@ class Delivery:
             attempt=job.attempts,
         )
 
-    async def _failed(self, job: Job, error: str, *, permanent: bool) -> None:
+    async def _failed(
+        self, job: Job, error: str, *, permanent: bool, maybe_sent: bool = False
+    ) -> None:
         now = self._clock()
         park = permanent or job.attempts >= self._cfg.max_attempts
         # Provider messages may quote the address; neither the table nor the
@@ -409,8 +413,9 @@ class Delivery:
                 retry_at = now + timedelta(seconds=delay)
                 cur = await conn.execute(
                     "UPDATE notification_jobs SET status = 'pending', last_error = %s,"
-                    f" next_attempt_at = %s, claimed_until = NULL WHERE {STILL_CLAIMED}",
-                    (error, retry_at, job.id, job.attempts),
+                    " next_attempt_at = %s, claimed_until = NULL, maybe_sent = maybe_sent OR %s"
+                    f" WHERE {STILL_CLAIMED}",
+                    (error, retry_at, maybe_sent, job.id, job.attempts),
                 )
                 if cur.rowcount == 0:
                     log.warning("notification.claim_lost", job_id=job.id, outcome="retry")

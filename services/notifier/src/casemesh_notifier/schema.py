@@ -59,6 +59,10 @@ STATEMENTS = [
     # Who holds a claim and since when: a claim whose sender is gone is taken over.
     "ALTER TABLE notification_jobs ADD COLUMN IF NOT EXISTS claimed_by bigint",
     "ALTER TABLE notification_jobs ADD COLUMN IF NOT EXISTS claimed_at timestamptz",
+    # A send whose answer was lost may have been delivered: its retry is a
+    # possible repeat.
+    """ALTER TABLE notification_jobs
+        ADD COLUMN IF NOT EXISTS maybe_sent boolean NOT NULL DEFAULT false""",
     """CREATE INDEX IF NOT EXISTS notification_jobs_due
         ON notification_jobs (next_attempt_at) WHERE status IN ('pending', 'sending')""",
     """CREATE INDEX IF NOT EXISTS notification_jobs_sms_rate

@@ -22,6 +22,10 @@ class NotifierSettings(PostgresSettings, KafkaSettings):
     smtp_username: str = ""
     smtp_password: str = ""
     smtp_timeout_seconds: float = Field(10.0, gt=0)
+    # How long the relay may take to answer a whole message (RFC 5321 allows
+    # minutes); one that never answers may have delivered it, and its retry
+    # is marked as a possible repeat.
+    smtp_data_timeout_seconds: float = Field(120.0, gt=0)
     mail_from: str = "Casemesh Support <support@casemesh.local>"
     email_api_url: str = ""
     email_api_key: str = ""
@@ -50,13 +54,15 @@ class NotifierSettings(PostgresSettings, KafkaSettings):
 
     @model_validator(mode="after")
     def _lease_outlasts_a_send(self) -> NotifierSettings:
-        longest = 10 * max(
-            self.smtp_timeout_seconds, self.sms_timeout_seconds, self.email_api_timeout_seconds
+        longest = max(
+            10 * self.smtp_timeout_seconds + self.smtp_data_timeout_seconds,
+            10 * max(self.sms_timeout_seconds, self.email_api_timeout_seconds),
         )
         if self.claim_lease_seconds < longest:
             raise ValueError(
                 f"CASEMESH_CLAIM_LEASE_SECONDS must be at least {longest:.0f} (ten times the "
-                "longest channel timeout), or a slow send could be taken over and sent twice"
+                "longest channel timeout, plus CASEMESH_SMTP_DATA_TIMEOUT_SECONDS), or a slow "
+                "send could be taken over and sent twice"
             )
         return self
 
