@@ -25,6 +25,7 @@ from typing import Any
 
 import psycopg
 from eventsourcing import persistence
+from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from casemesh.platform.logging import get_logger
@@ -48,6 +49,14 @@ DATABASE_OUTAGE: tuple[type[Exception], ...] = (
     persistence.OperationalError,
     persistence.InterfaceError,
 )
+
+
+def with_keepalives(conninfo: str) -> str:
+    """For a connection held open for long (locks, LISTEN): one the network
+    dropped, and the session's locks with it, is noticed within a minute."""
+    return make_conninfo(
+        conninfo, keepalives=1, keepalives_idle=20, keepalives_interval=5, keepalives_count=3
+    )
 
 
 # How long a caller waits for a pooled connection. The services' worker

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -36,6 +37,7 @@ from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.eventstore import schema_lock, trace_carrier
 from casemesh.platform.logging import get_logger
 from casemesh.platform.metrics import RELAY_ACTIVE, RELAY_FAILURES, RELAY_LAG, RELAY_PUBLISHED
+from casemesh.platform.pools import with_keepalives
 from casemesh.platform.telemetry import tracer
 
 log = get_logger(__name__)
@@ -45,6 +47,9 @@ Translate = Callable[[Notification, Any], CloudEvent]
 
 BATCH = 500
 LAG_INTERVAL = 5.0  # seconds between readings of the lag
+# A relay that ran this long (seconds) past its last back-off starts a new
+# failure's back-off from one second again.
+STEADY_S = 30.0
 
 
 class StreamFollower:
@@ -135,13 +140,7 @@ class AdvisoryLock:
             # Keepalives: a connection dropped by the network (and with it the
             # lock) is noticed within a minute, not hours later.
             self._conn = psycopg.connect(
-                self._conninfo,
-                autocommit=True,
-                connect_timeout=5,
-                keepalives=1,
-                keepalives_idle=20,
-                keepalives_interval=5,
-                keepalives_count=3,
+                with_keepalives(self._conninfo), autocommit=True, connect_timeout=5
             )
         row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()
         return bool(row and row[0])
@@ -172,7 +171,7 @@ async def run_while_holding(
     """Runs `publish_until` while this process holds `lock`; waits on standby
     while another does. After a failure (broker or database gone) it lets the
     lock go, backs off and starts again from the last recorded position."""
-    delay = 1.0
+    delay, failed_at = 1.0, float("-inf")
     while not stop.is_set():
         try:
             # Asking for the lock needs the database too: an outage of any
@@ -185,6 +184,9 @@ async def run_while_holding(
             await publish_until(stop)
             delay = 1.0
         except Exception as exc:
+            if time.monotonic() - failed_at > delay + STEADY_S:
+                delay = 1.0  # it ran well since the last failure: a new outage
+            failed_at = time.monotonic()
             log.error("relay.failed", topic=name, error=repr(exc), retry_in=delay)
             RELAY_FAILURES.labels(name).inc()
             lock.release()
