@@ -20,11 +20,12 @@ from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.pools import async_pool
 from casemesh_notifier.channels import DeliveryError, Outgoing
-from casemesh_notifier.delivery import SENDER_LOCK, Delivery, replay_parked
+from casemesh_notifier.delivery import REAP_AFTER, SENDER_LOCK, Delivery, replay_parked
 from casemesh_notifier.planner import Planner
 from casemesh_notifier.schema import create_schema
 from casemesh_notifier.settings import NotifierSettings
 from tests.conftest import Infra
+from tests.support import wait_until
 
 NOON_IN_SHANGHAI = datetime(2026, 3, 2, 4, 0, tzinfo=UTC)
 
@@ -357,17 +358,47 @@ async def test_a_dead_senders_claim_is_taken_over_at_once_as_a_possible_repeat(
     assert (await alive.claim()) is not None
     with psycopg.connect(notifier.dsn, autocommit=True) as alive_session:
         alive_session.execute("SELECT pg_advisory_lock(%s, %s)", (SENDER_LOCK, alive.sender))
+        # Judged only once the database has been up a while (live senders
+        # retake their locks after a restart).
+        wait_until(lambda: postgres_uptime(alive_session) > REAP_AFTER, 30)
+
+        async def look() -> None:
+            survivor._reaped_at = float("-inf")  # look now
+            await survivor._reap_orphans()
+
+        await look()
         assert await survivor.deliver_one() is False  # too young a claim to judge
         notifier.clock.advance(16)
-        await survivor._reap_orphans()
-        assert await survivor.deliver_one() is True
+        await look()
+        assert await survivor.deliver_one() is False  # missing once: maybe reconnecting
+        await look()
+        assert await survivor.deliver_one() is True  # missing twice: gone
         assert await survivor.deliver_one() is False  # the live sender's job is left alone
         notifier.clock.advance(16)
-        survivor._reaped_at = float("-inf")  # look again now
-        await survivor._reap_orphans()
+        await look()
+        await look()
         assert await survivor.deliver_one() is False
-    assert [m.job_id for m in notifier.email.delivered] == [str(orphan)]
+        # A job taken over and then refused for now stays a possible repeat.
+        (failing,) = await notifier.consume(
+            created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,))
+        )
+        assert (await dead.claim()) is not None
+        notifier.clock.advance(16)
+        await look()
+        await look()
+        notifier.email.failures = [DeliveryError("SMTP 421", permanent=False)]
+        assert await survivor.deliver_one() is True
+        notifier.clock.advance(60)  # past the backoff, within the live claim's lease
+        assert await survivor.deliver_one() is True
+        assert [e.possible_repeat for e in delivered_events(notifier, failing)] == [True]
+    assert [m.job_id for m in notifier.email.delivered] == [str(orphan), str(failing)]
     assert [e.possible_repeat for e in delivered_events(notifier, orphan)] == [True]
     assert notifier.rows(f"SELECT status FROM notification_jobs WHERE id = '{worked}'") == [
         ("sending",)
     ]
+
+
+def postgres_uptime(conn: psycopg.Connection[Any]) -> timedelta:
+    row = conn.execute("SELECT now() - pg_postmaster_start_time()").fetchone()
+    assert row is not None
+    return row[0]  # type: ignore[no-any-return]

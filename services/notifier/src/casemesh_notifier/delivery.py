@@ -28,6 +28,7 @@ from psycopg_pool import AsyncConnectionPool
 from casemesh.events.v1 import notifications_pb2 as nev
 from casemesh.platform.logging import get_logger
 from casemesh.platform.masking import mask_email, mask_phone, mask_text
+from casemesh.platform.pools import with_keepalives
 from casemesh_notifier import policy
 from casemesh_notifier.channels import Channel, DeliveryError, Outgoing
 from casemesh_notifier.metrics import OUTCOMES, POSSIBLE_REPEATS
@@ -137,6 +138,7 @@ class Delivery:
         self.sender = secrets.randbelow(2**31)
         self._present = asyncio.Event()
         self._reaped_at = float("-inf")
+        self._missing: set[int] = set()  # senders whose lock was missing at the last look
         self._sms_turn = asyncio.Lock()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -178,12 +180,13 @@ class Delivery:
     async def _listen(self, stop: asyncio.Event) -> None:
         # Push: the planner NOTIFYs when it creates jobs. The 1 s poll above
         # covers retries falling due and a lost listener connection. The same
-        # session holds this sender's lock: it lives exactly as long as the
-        # sender can be reached.
+        # session holds this sender's lock, so the others see the sender
+        # while it is connected; keepalives notice a connection the network
+        # dropped within a minute.
         while not stop.is_set():
             try:
                 conn = await psycopg.AsyncConnection.connect(
-                    self._conninfo, autocommit=True, connect_timeout=5
+                    with_keepalives(self._conninfo), autocommit=True, connect_timeout=5
                 )
                 async with conn:
                     await conn.execute(
@@ -196,29 +199,46 @@ class Delivery:
                         self._wake.set()
             except (psycopg.Error, OSError) as exc:
                 log.warning("delivery.listener_lost", error=repr(exc))
+            except Exception:
+                log.exception("delivery.listener_failed")  # and listen again
             self._present.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
 
     async def _reap_orphans(self) -> None:
         """Every few seconds: claims whose sender's session is gone (a crash, a
-        kill) lapse now, so they are taken over, as possible repeats."""
+        kill) lapse now, so they are taken over, as possible repeats. A sender
+        is judged gone when its lock is missing at two looks REAP_EVERY apart,
+        and only once the database has been up for REAP_AFTER: after a
+        restart, live senders need a moment to take their locks again."""
         if time.monotonic() - self._reaped_at < REAP_EVERY:
             return
         self._reaped_at = time.monotonic()
         now = self._clock()
+        held = {"now": now, "old": now - REAP_AFTER}
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "UPDATE notification_jobs SET claimed_until = %(now)s"
+                "SELECT DISTINCT claimed_by FROM notification_jobs"
                 " WHERE status = 'sending' AND claimed_until > %(now)s"
                 " AND claimed_by IS NOT NULL AND claimed_at < %(old)s"
+                " AND pg_postmaster_start_time() < now() - %(settle)s"
                 " AND claimed_by NOT IN (SELECT objid::bigint FROM pg_locks"
                 "   WHERE locktype = 'advisory' AND classid::bigint = %(lock)s AND objsubid = 2 AND"
                 "   database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
-                {"now": now, "old": now - REAP_AFTER, "lock": SENDER_LOCK},
+                {**held, "settle": REAP_AFTER, "lock": SENDER_LOCK},
+            )
+            missing = {sender for (sender,) in await cur.fetchall()}
+            gone, self._missing = sorted(missing & self._missing), missing
+            if not gone:
+                return
+            cur = await conn.execute(
+                "UPDATE notification_jobs SET claimed_until = %(now)s"
+                " WHERE status = 'sending' AND claimed_until > %(now)s"
+                " AND claimed_by = ANY(%(gone)s) AND claimed_at < %(old)s",
+                {**held, "gone": gone},
             )
         if cur.rowcount:
-            log.warning("delivery.orphans_taken_over", jobs=cur.rowcount)
+            log.warning("delivery.orphans_taken_over", jobs=cur.rowcount, senders=len(gone))
             self._wake.set()
 
     async def claim(self) -> Job | None:
@@ -339,8 +359,9 @@ class Delivery:
         async with self._pool.connection() as conn:
             await conn.execute(
                 "UPDATE notification_jobs SET status = 'pending', attempts = attempts - 1,"
-                f" next_attempt_at = %s, claimed_until = NULL WHERE {STILL_CLAIMED}",
-                (until, job.id, job.attempts),
+                " next_attempt_at = %s, claimed_until = NULL, maybe_sent = maybe_sent OR %s"
+                f" WHERE {STILL_CLAIMED}",
+                (until, job.retaken, job.id, job.attempts),
             )
         log.info(
             "notification.deferred", job_id=job.id, channel=job.channel, until=until.isoformat()
@@ -387,6 +408,9 @@ class Delivery:
         self, job: Job, error: str, *, permanent: bool, maybe_sent: bool = False
     ) -> None:
         now = self._clock()
+        # A send that may have reached the person (this one, or one before the
+        # job was taken over) makes any later send a possible repeat.
+        maybe_sent = maybe_sent or job.retaken
         park = permanent or job.attempts >= self._cfg.max_attempts
         # Provider messages may quote the address; neither the table nor the
         # public outcome event keeps it whole.
@@ -395,8 +419,9 @@ class Delivery:
             if park:
                 cur = await conn.execute(
                     "UPDATE notification_jobs SET status = 'parked', last_error = %s,"
-                    f" claimed_until = NULL WHERE {STILL_CLAIMED}",
-                    (error, job.id, job.attempts),
+                    " claimed_until = NULL, maybe_sent = maybe_sent OR %s"
+                    f" WHERE {STILL_CLAIMED}",
+                    (error, maybe_sent, job.id, job.attempts),
                 )
                 if cur.rowcount == 0:
                     log.warning("notification.claim_lost", job_id=job.id, outcome="parked")
