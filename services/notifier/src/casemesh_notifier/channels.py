@@ -75,7 +75,7 @@ class SmtpChannel:
         starttls: bool = False,
         username: str = "",
         password: str = "",
-        timeout: float = 15.0,
+        timeout: float = 10.0,
         data_timeout: float = 120.0,
     ) -> None:
         self._host, self._port, self._sender = host, port, sender
@@ -218,8 +218,14 @@ class HttpProvider:
             response = await self._client.post(
                 self._url, json=payload, headers={"Idempotency-Key": idempotency_key}
             )
-        except httpx.HTTPError as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise DeliveryError(f"{self._name} unreachable: {exc!r}", permanent=False) from exc
+        except httpx.HTTPError as exc:
+            # The request went out and its answer was lost: a provider that
+            # ignores the idempotency key may have sent the message.
+            raise DeliveryError(
+                f"{self._name}: no answer: {exc!r}", permanent=False, maybe_sent=True
+            ) from exc
         if response.status_code == 429 or response.status_code >= 500:
             raise DeliveryError(f"{self._name} HTTP {response.status_code}", permanent=False)
         if response.status_code >= 400:
