@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -420,3 +421,43 @@ def test_an_etag_is_stale_only_when_it_names_an_older_version() -> None:
     assert ticket_rules.stale("2", 3)
     assert not ticket_rules.stale("3", 3)
     assert not ticket_rules.stale("", 3)  # no etag: no condition
+
+
+async def test_a_watch_whose_client_left_leaves_no_unread_failure_behind() -> None:
+    """The client of a watch goes away while the backend's next item is still
+    coming; the backend's stream then fails. Nobody is left to read that
+    failure, and the event loop must not report it as a lost error."""
+    from casemesh.platform.grpcutil import _until_drained
+
+    reported: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    handler = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    failed = asyncio.Event()
+
+    async def backend() -> AsyncIterator[int]:
+        try:
+            await asyncio.sleep(0.3)
+        finally:
+            failed.set()
+        raise RuntimeError("the backend call broke")
+        yield 0
+
+    async def watch() -> None:
+        async for _ in _until_drained(backend(), asyncio.Event()):
+            pass
+
+    try:
+        watcher = asyncio.create_task(watch())
+        await asyncio.sleep(0.05)
+        watcher.cancel()  # the client went away
+        with pytest.raises(asyncio.CancelledError):
+            await watcher
+        await asyncio.wait_for(failed.wait(), 5)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(handler)
+    assert [c.get("message") for c in reported] == []

@@ -252,8 +252,9 @@ _BY_VALUE: dict[int, str] = {c.value[0]: c.name for c in grpc.StatusCode}
 async def _abort_unavailable(
     context: grpc.aio.ServicerContext, method: str, exc: BaseException
 ) -> None:
-    """A call that meets a database outage: retryable, and nothing of it was
-    stored (a transaction either committed before the outage or not at all)."""
+    """A call that meets a database outage: retryable. Usually nothing of it
+    was stored; if the outage took only the answer to its commit, it was, and
+    a retry with the same request id gets what it made."""
     log.warning("grpc.database_unavailable", method=method, error=repr(exc))
     await context.abort(grpc.StatusCode.UNAVAILABLE, "the database is unavailable: try again")
 
@@ -362,9 +363,13 @@ async def _until_drained(stream: AsyncIterator[Any], draining: asyncio.Event) ->
     """`stream`, ended by `_Drained` as soon as `draining` is set."""
     drained = asyncio.ensure_future(draining.wait())
     items = aiter(stream)
+    step: asyncio.Future[Any] | None = None
     try:
         while True:
             step = asyncio.ensure_future(anext(items))
+            # Its failure is read below; if the call is cancelled first (its
+            # client went away), nobody reads it, and that is no error.
+            step.add_done_callback(_read_outcome)
             await asyncio.wait({step, drained}, return_when=asyncio.FIRST_COMPLETED)
             if not step.done():
                 step.cancel()
@@ -378,6 +383,13 @@ async def _until_drained(stream: AsyncIterator[Any], draining: asyncio.Event) ->
             yield item
     finally:
         drained.cancel()
+        if step is not None:
+            step.cancel()
+
+
+def _read_outcome(done: asyncio.Future[Any]) -> None:
+    if not done.cancelled():
+        done.exception()
 
 
 def _wrap_response_stream(method: str, behaviour: Any, draining: asyncio.Event | None) -> Any:
