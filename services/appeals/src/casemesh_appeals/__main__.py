@@ -8,7 +8,7 @@ from casemesh.platform.clock import service_clock
 from casemesh.platform.entrypoint import relay_until_stopped, run_command
 from casemesh.platform.grpcutil import serve
 from casemesh.platform.relay import StreamFollower
-from casemesh.platform.timers import Timer
+from casemesh.platform.timers import case_timer
 from casemesh.v1 import appeals_pb2, appeals_pb2_grpc
 from casemesh_appeals import policy
 from casemesh_appeals.api import AppealServicer, index_doc
@@ -29,9 +29,7 @@ async def run_api(cfg: AppealsSettings) -> None:
         pool_size=cfg.db_pool_size,
     )
     projector = IndexProjector(app, app.index, RowSource(index_doc))
-    timer = Timer(
-        app=app, table=app.timers, clock=app.clock, deadlines_of=app.deadlines_of, fire=app.fire
-    )
+    timer = case_timer(app, cfg.database_url, "appeal_timers")
     projector.start()
     timer.start()
     servicer = AppealServicer(app)

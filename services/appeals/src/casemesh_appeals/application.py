@@ -7,41 +7,24 @@ idempotent commands.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import EnvType
 
-from casemesh.platform.caseindex import (
-    CaseIndex,
-    CaseRow,
-    Page,
-    decode_page_token,
-    encode_page_token,
-)
+from casemesh.platform.caseindex import CaseIndex, CaseIndexLike, CaseRow, Page
+from casemesh.platform.cases import CaseApplication, fingerprint
 from casemesh.platform.clock import Clock
-from casemesh.platform.errors import (
-    Aborted,
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    Violations,
-)
-from casemesh.platform.eventstore import TracedApplication, postgres_env, schema_lock
+from casemesh.platform.errors import FailedPrecondition, InvalidArgument, Violations
+from casemesh.platform.eventstore import postgres_env, schema_lock, side_table
 from casemesh.platform.grpcutil import resource_id
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
 from casemesh.platform.relay import StreamFollower
-from casemesh.platform.timers import Deadline, TimerTable
+from casemesh.platform.timers import Deadline
 from casemesh.rules import tickets as rules
 from casemesh_appeals.domain import DECIDED, CopyrightAppeal, Kind, State, Step, missing_elements
 from casemesh_appeals.policy import JurisdictionPolicy
@@ -49,6 +32,7 @@ from casemesh_appeals.policy import JurisdictionPolicy
 log = get_logger(__name__)
 
 TEXT_LIMIT = 5000
+AGENT_WORK = "work copyright cases"
 # Decisions of the reports service are appealed on this track too.
 REPORT_CASES = "report-cases/"
 EVIDENCE_PATHS = (
@@ -66,10 +50,6 @@ class AppealDraft:
     filer: dict[str, Any]
     content: dict[str, Any]
     appeal_of: str = ""
-
-    def fingerprint(self) -> str:
-        body = {k: v for k, v in vars(self).items() if k != "request_id"}
-        return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -101,29 +81,30 @@ def appeal_id_from_name(name: str, field_name: str = "name") -> str:
     return resource_id(name, "appeals", field_name)
 
 
-class Appeals(TracedApplication):
-    """Construct with `open_appeals`: construction creates the tables."""
+class Appeals(CaseApplication[CopyrightAppeal]):
+    """On PostgreSQL, open with `open_appeals`; constructed bare, it runs in
+    memory (the application tests)."""
 
     name = "appeals"
+    collection = "appeals"
 
     def __init__(
         self,
         env: EnvType | None = None,
         *,
+        index: CaseIndexLike | None = None,
         clock: Clock,
         policies: dict[str, JurisdictionPolicy],
         default_jurisdiction: str = "cn",
     ) -> None:
-        super().__init__(env)
+        super().__init__(env, index=index)
         self.clock = clock
         self.policies = policies
         self.default_jurisdiction = default_jurisdiction
-        datastore = self.recorder.datastore  # type: ignore[attr-defined]
-        self.index = CaseIndex(datastore, "appeal_cases")
-        self.index.create_table()
-        self.timers = TimerTable(datastore, "appeal_timers")
-        self.timers.create_table()
         self._follower = StreamFollower(self)
+
+    def visible_to(self, case: CopyrightAppeal, who: Identity) -> bool:
+        return who.subject in parties(case)
 
     # -- filing and the filer's commands --------------------------------
 
@@ -149,7 +130,7 @@ class Appeals(TracedApplication):
         v.raise_if_any()
         kind = Kind(draft.kind)
         ident = CopyrightAppeal.create_id(who.subject, draft.request_id)
-        existing = self._replayed(ident, draft)  # a retry gets its case, window or not
+        existing = self.replayed(ident, draft)  # a retry gets its case, window or not
         if existing is not None:
             return existing
         if kind is Kind.DECISION_APPEAL:
@@ -165,7 +146,7 @@ class Appeals(TracedApplication):
         appeal = CopyrightAppeal(
             filer_id=who.subject,
             request_id=draft.request_id,
-            request_fingerprint=draft.fingerprint(),
+            request_fingerprint=fingerprint(draft),
             kind=kind,
             jurisdiction=jurisdiction,
             content=content,
@@ -173,23 +154,8 @@ class Appeals(TracedApplication):
             next_step=Step.YOUR_INFORMATION if missing else Step.REVIEW,
             next_step_due=policy.due(policy.info_response if missing else policy.review, now),
         )
-        try:
-            self.save(appeal)
-        except IntegrityError:
-            existing = self._replayed(ident, draft)
-            if existing is None:
-                raise Aborted("the case is being filed by a concurrent request") from None
-            return existing
+        appeal = self.create(appeal, draft)
         log.info("appeal.filed", appeal_id=str(appeal.id), kind=kind.value, missing=missing)
-        return appeal
-
-    def _replayed(self, ident: UUID, draft: AppealDraft) -> CopyrightAppeal | None:
-        try:
-            appeal: CopyrightAppeal = self.repository.get(ident)
-        except AggregateNotFoundError:
-            return None
-        if appeal.request_fingerprint != draft.fingerprint():
-            raise AlreadyExists(f"request_id {draft.request_id!r} was used for a different case")
         return appeal
 
     def _check_appealable(
@@ -212,7 +178,7 @@ class Appeals(TracedApplication):
                     f"the appeal window for {appeal_of} closed at {until.isoformat()}"
                 )
             return
-        decided = self._load_visible(who, appeal_id_from_name(appeal_of, "appeal.appeal_of"))
+        decided = self.load_visible(who, appeal_id_from_name(appeal_of, "appeal.appeal_of"))
         if decided.state not in DECIDED or decided.decision is None:
             raise FailedPrecondition(f"{appeal_of} has no decision to appeal yet")
         deadline = decided.decision["appeal_deadline"]
@@ -239,10 +205,10 @@ class Appeals(TracedApplication):
                 review_due=policy.due(policy.review, self.clock.now()),
             )
 
-        return self._change(who, ident, etag, add)
+        return self.change(who, ident, etag, add)
 
     def withdraw(self, who: Identity, ident: str, reason: str) -> CopyrightAppeal:
-        return self._change(who, ident, "", lambda a: a.withdraw(actor=who.subject, reason=reason))
+        return self.change(who, ident, "", lambda a: a.withdraw(actor=who.subject, reason=reason))
 
     def file_counter_notice(
         self,
@@ -282,12 +248,12 @@ class Appeals(TracedApplication):
                 restore_due=policy.due(policy.restore_after, self.clock.now()),
             )
 
-        return self._change(who, ident, "", counter)
+        return self.change(who, ident, "", counter)
 
     # -- agents -----------------------------------------------------------
 
     def assign(self, who: Identity, ident: str, assignee: str) -> CopyrightAppeal:
-        self._require_agent(who)
+        self.require_agent(who, AGENT_WORK)
         v = Violations()
         assignee = rules.text(v, "assignee", assignee, limit=128, required=False)
         v.raise_if_any()
@@ -300,11 +266,11 @@ class Appeals(TracedApplication):
                 review_due=policy.due(policy.review, self.clock.now()),
             )
 
-        return self._change(who, ident, "", assign)
+        return self.change(who, ident, "", assign)
 
     def request_info(self, who: Identity, ident: str, message: str) -> CopyrightAppeal:
-        self._require_agent(who)
-        self._require_text("message", message)
+        self.require_agent(who, AGENT_WORK)
+        self.require_text("message", message, TEXT_LIMIT)
 
         def ask(a: CopyrightAppeal) -> None:
             policy = self.policies[a.jurisdiction]
@@ -314,7 +280,7 @@ class Appeals(TracedApplication):
                 due=policy.due(policy.info_response, self.clock.now()),
             )
 
-        return self._change(who, ident, "", ask)
+        return self.change(who, ident, "", ask)
 
     def decide(
         self,
@@ -325,7 +291,7 @@ class Appeals(TracedApplication):
         uploader: dict[str, Any] | None,
         etag: str,
     ) -> CopyrightAppeal:
-        self._require_agent(who)
+        self.require_agent(who, AGENT_WORK)
         v = Violations()
         if uphold is None:
             v.add("outcome", "must be UPHOLD or REJECT")
@@ -353,14 +319,14 @@ class Appeals(TracedApplication):
                 appeal_deadline=deadline,
             )
 
-        return self._change(who, ident, etag, decide)
+        return self.change(who, ident, etag, decide)
 
     def record_court_action(
         self, who: Identity, ident: str, details: str, evidence: list[dict[str, str]]
     ) -> CopyrightAppeal:
-        self._require_agent(who)
-        self._require_text("details", details)
-        return self._change(
+        self.require_agent(who, AGENT_WORK)
+        self.require_text("details", details, TEXT_LIMIT)
+        return self.change(
             who,
             ident,
             "",
@@ -397,34 +363,15 @@ class Appeals(TracedApplication):
     # -- queries --------------------------------------------------------------
 
     def get(self, who: Identity, ident: str) -> CopyrightAppeal:
-        return self._load_visible(who, ident)
+        return self.load_visible(who, ident)
 
     def list_appeals(
         self, who: Identity, page_size: int, page_token: str, states: list[str] | None = None
     ) -> Page[dict[str, Any]]:
-        if not 0 <= page_size <= 100:
-            raise InvalidArgument.field("page_size", "must be from 1 to 100 (0 means 20)")
-        limit = page_size or 20
-        try:
-            after = decode_page_token(page_token)
-        except ValueError:
-            raise InvalidArgument.field("page_token", "is not a token this API gave") from None
-        try:
-            self.index.wait(self.name, self.recorder.max_notification_id(), timeout=3.0)
-        except TimeoutError:
-            log.warning("appeal_index.lagging")
-        party = None if who.is_agent else who.subject
-        docs = self.index.page(party=party, statuses=states or [], after=after, limit=limit + 1)
-        token = ""
-        if len(docs) > limit:
-            docs = docs[:limit]
-            token = encode_page_token(
-                datetime.fromisoformat(docs[-1]["create_time"]), docs[-1]["id"]
-            )
-        return Page(docs, token)
+        return self.page_cases(who, states or [], page_size, page_token)
 
     def history(self, who: Identity, ident: str) -> list[HistoryEntry]:
-        self._load_visible(who, ident)
+        self.load_visible(who, ident)
         entries = []
         appeal: Any = None
         for e in self.repository.event_store.get(UUID(ident)):
@@ -449,39 +396,6 @@ class Appeals(TracedApplication):
         return entries
 
     # -- helpers ----------------------------------------------------------------
-
-    def _load_visible(self, who: Identity, ident: str) -> CopyrightAppeal:
-        try:
-            appeal: CopyrightAppeal = self.repository.get(UUID(ident))
-        except (AggregateNotFoundError, ValueError):
-            raise NotFound(f"appeals/{ident} not found") from None
-        if who.is_agent or who.subject in parties(appeal):
-            return appeal
-        raise NotFound(f"appeals/{ident} not found")
-
-    def _change(
-        self, who: Identity, ident: str, etag: str, command: Callable[[CopyrightAppeal], None]
-    ) -> CopyrightAppeal:
-        appeal = self._load_visible(who, ident)
-        if rules.stale(etag, appeal.version):
-            raise Aborted("the case changed since you read it; read it again and retry")
-        command(appeal)
-        try:
-            self.save(appeal)
-        except IntegrityError:
-            raise Aborted("someone else changed the case at the same moment; retry") from None
-        return appeal
-
-    @staticmethod
-    def _require_agent(who: Identity) -> None:
-        if not who.is_agent:
-            raise PermissionDenied("this needs the agent role")
-
-    @staticmethod
-    def _require_text(field_name: str, value: str) -> None:
-        v = Violations()
-        rules.text(v, field_name, value, limit=TEXT_LIMIT)
-        v.raise_if_any()
 
     @staticmethod
     def _check_texts(v: Violations, content: dict[str, Any], prefix: str) -> None:
@@ -517,12 +431,14 @@ def open_appeals(
     pool_size: int = 10,
 ) -> Appeals:
     with schema_lock(database_url):
-        return Appeals(
+        app = Appeals(
             env=postgres_env(database_url, pool_size=pool_size),
             clock=clock,
             policies=policies,
             default_jurisdiction=default_jurisdiction,
         )
+        app.index = side_table(app, lambda datastore: CaseIndex(datastore, "appeal_cases"))
+    return app
 
 
 @dataclass(frozen=True)

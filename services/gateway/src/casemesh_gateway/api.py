@@ -51,7 +51,6 @@ Ctx: TypeAlias = grpc.aio.ServicerContext
 # decision to appeal), vouched for by the gateway like the caller's identity.
 APPEALABLE_UNTIL = "appealable_until"
 REPORT_CASES = "report-cases/"
-MAX_EVIDENCE = 20
 
 
 def _service(module: Any, name: str) -> str:
@@ -137,8 +136,8 @@ class Backend:
 
     async def check_evidence(self, refs: Any, field: str, who: Identity, context: Ctx) -> None:
         """The caller may attach only evidence they uploaded; fills in each hash."""
-        if len(refs) > MAX_EVIDENCE:
-            raise InvalidArgument.field(field, f"at most {MAX_EVIDENCE} pieces of evidence")
+        if len(refs) > rules.MAX_EVIDENCE:
+            raise InvalidArgument.field(field, f"at most {rules.MAX_EVIDENCE} pieces of evidence")
         metadata = self.vouch(who, EVIDENCE) if len(refs) else ()
         for i, ref in enumerate(refs):
             try:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -27,7 +25,15 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import EnvType
 
-from casemesh.platform.caseindex import Page, decode_page_token, encode_page_token
+from casemesh.platform.caseindex import Page
+from casemesh.platform.cases import (
+    CaseApplication,
+    fingerprint,
+    page_after,
+    page_size_of,
+    paged,
+    same_request,
+)
 from casemesh.platform.clock import Clock
 from casemesh.platform.errors import (
     Aborted,
@@ -38,7 +44,7 @@ from casemesh.platform.errors import (
     PermissionDenied,
     Violations,
 )
-from casemesh.platform.eventstore import TracedApplication, postgres_env, schema_lock
+from casemesh.platform.eventstore import postgres_env, schema_lock, side_table
 from casemesh.platform.grpcutil import resource_id
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
@@ -56,7 +62,7 @@ from casemesh_reports.views import ReportsView
 log = get_logger(__name__)
 
 TEXT_LIMIT = 5000
-MAX_EVIDENCE = 20
+AGENT_WORK = "work report cases"
 FILING_ATTEMPTS = 8
 TARGET_TYPES = ("VIDEO", "COMMENT", "ACCOUNT", "LIVE_STREAM", "AD")
 # Ids the platform gives its items (the DSA's `puid` alphabet).
@@ -83,20 +89,20 @@ class ReportDraft:
     good_faith: bool
     contact: dict[str, Any]
 
-    def fingerprint(self) -> str:
-        body = {k: v for k, v in vars(self).items() if k != "request_id"}
-        return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
-
-class Reports(TracedApplication):
-    """Construct with `open_reports`: construction creates the tables."""
+class Reports(CaseApplication[ReportCase]):
+    """On PostgreSQL, open with `open_reports`, which hands in the view its
+    lists are read from; constructed bare, it runs in memory without lists
+    (the application tests)."""
 
     name = "reports"
+    collection = "report-cases"
 
     def __init__(
         self,
         env: EnvType | None = None,
         *,
+        view: ReportsView | None = None,
         clock: Clock,
         policy: ReportsPolicy,
         link_hosts: tuple[str, ...] = (),
@@ -106,8 +112,16 @@ class Reports(TracedApplication):
         self.policy = policy
         self.taxonomy = policy.taxonomy
         self.link_hosts = link_hosts
-        self.view = ReportsView(self.recorder.datastore, policy.taxonomy.triage)  # type: ignore[attr-defined]
-        self.view.create_table()
+        self.reports_view = view
+
+    def visible_to(self, case: ReportCase, who: Identity) -> bool:
+        return who.subject in case_parties(case)
+
+    @property
+    def view(self) -> ReportsView:
+        if self.reports_view is None:
+            raise RuntimeError("the reports view is handed in by open_reports")
+        return self.reports_view
 
     # -- filing ----------------------------------------------------------------
 
@@ -171,7 +185,7 @@ class Reports(TracedApplication):
             report = AbuseReport(
                 reporter=who.subject,
                 request_id=draft.request_id,
-                request_fingerprint=draft.fingerprint(),
+                request_fingerprint=fingerprint(draft),
                 target=target,
                 category=draft.category,
                 subcategory=draft.subcategory,
@@ -216,8 +230,8 @@ class Reports(TracedApplication):
         rules.text(v, "report.explanation", draft.explanation, limit=TEXT_LIMIT)
         if not draft.evidence:
             v.add("report.evidence", "attach at least one piece of evidence you uploaded")
-        elif len(draft.evidence) > MAX_EVIDENCE:
-            v.add("report.evidence", f"at most {MAX_EVIDENCE} pieces of evidence")
+        elif len(draft.evidence) > rules.MAX_EVIDENCE:
+            v.add("report.evidence", f"at most {rules.MAX_EVIDENCE} pieces of evidence")
         if not draft.good_faith:
             v.add(
                 "report.good_faith_statement",
@@ -277,8 +291,10 @@ class Reports(TracedApplication):
 
     def _replayed(self, ident: UUID, draft: ReportDraft) -> AbuseReport | None:
         report: AbuseReport | None = self._get(AbuseReport, ident)
-        if report is not None and report.request_fingerprint != draft.fingerprint():
-            raise AlreadyExists(f"request_id {draft.request_id!r} was used for a different report")
+        if report is not None and not same_request(report.request_fingerprint, draft):
+            raise AlreadyExists(
+                f"request_id {draft.request_id!r} was already used for a different report"
+            )
         return report
 
     def _current_case(self, target: dict[str, str], category: str) -> ReportCase | None:
@@ -295,7 +311,7 @@ class Reports(TracedApplication):
     # -- agents: triage and decisions ---------------------------------------------
 
     def assign(self, who: Identity, ident: str, assignee: str) -> ReportCase:
-        self._require_agent(who)
+        self.require_agent(who, AGENT_WORK)
         v = Violations()
         assignee = rules.text(v, "assignee", assignee, limit=128, required=False, single_line=True)
         v.raise_if_any()
@@ -314,7 +330,7 @@ class Reports(TracedApplication):
         unfounded_names: list[str],
         etag: str,
     ) -> ReportCase:
-        self._require_agent(who)
+        self.require_agent(who, AGENT_WORK)
         v = Violations()
         if outcome not in ("ACTION_TAKEN", "NO_VIOLATION"):
             v.add("outcome", "must be ACTION_TAKEN or NO_VIOLATION")
@@ -407,7 +423,7 @@ class Reports(TracedApplication):
         return case
 
     def void(self, who: Identity, ident: str, reason: str) -> ReportCase:
-        self._require_agent(who)
+        self.require_agent(who, AGENT_WORK)
         v = Violations()
         reason = rules.text(v, "reason", reason, limit=500)
         v.raise_if_any()
@@ -479,7 +495,7 @@ class Reports(TracedApplication):
     def set_flagger(
         self, who: Identity, user_id: str, display_name: str, areas: list[str]
     ) -> TrustedFlagger:
-        self._require_agent(who)
+        self.require_agent(who, AGENT_WORK)
         v = Violations()
         user_id = rules.text(v, "flagger.user_id", user_id, limit=128, single_line=True)
         display_name = rules.text(
@@ -505,7 +521,7 @@ class Reports(TracedApplication):
         return flagger
 
     def remove_flagger(self, who: Identity, user_id: str) -> None:
-        self._require_agent(who)
+        self.require_agent(who, AGENT_WORK)
         v = Violations()
         user_id = rules.text(v, "user_id", user_id, limit=128, single_line=True)
         v.raise_if_any()
@@ -516,7 +532,7 @@ class Reports(TracedApplication):
         self._save_or_abort(flagger)
 
     def list_flaggers(self, who: Identity) -> list[dict[str, Any]]:
-        self._require_agent(who)
+        self.require_agent(who, AGENT_WORK)
         self._caught_up()
         return self.view.flaggers()
 
@@ -531,8 +547,8 @@ class Reports(TracedApplication):
     def list_reports(
         self, who: Identity, page_size: int, page_token: str, case_name: str
     ) -> Page[dict[str, Any]]:
-        limit = self._page_size(page_size)
-        after = self._after(page_token)
+        limit = page_size_of(page_size)
+        after = page_after(page_token)
         case_id = None
         if case_name:
             if not who.is_agent:
@@ -545,13 +561,10 @@ class Reports(TracedApplication):
             after=after,
             limit=limit + 1,
         )
-        return self._paged(docs, limit)
+        return paged(docs, limit)
 
     def get_case(self, who: Identity, ident: str) -> ReportCase:
-        case: ReportCase | None = self._get(ReportCase, UUID(ident))
-        if case is None or not (who.is_agent or who.subject in case_parties(case)):
-            raise NotFound(f"report-cases/{ident} not found")
-        return case
+        return self.load_visible(who, ident)
 
     def list_cases(
         self,
@@ -562,8 +575,8 @@ class Reports(TracedApplication):
         states: list[str],
         category: str,
     ) -> Page[dict[str, Any]]:
-        self._require_agent(who)
-        limit = self._page_size(page_size)
+        self.require_agent(who, AGENT_WORK)
+        limit = page_size_of(page_size)
         try:
             after = decode_queue_token(page_token)
         except ValueError:
@@ -594,7 +607,7 @@ class Reports(TracedApplication):
     def transparency(
         self, who: Identity, start: datetime | None, end: datetime | None
     ) -> dict[str, Any]:
-        self._require_agent(who)
+        self.require_agent(who, AGENT_WORK)
         if start and end and start >= end:
             raise InvalidArgument.field("end_time", "must be after start_time")
         self._caught_up()
@@ -637,34 +650,6 @@ class Reports(TracedApplication):
             self.view.wait(self.name, self.recorder.max_notification_id(), timeout=3.0)
         except TimeoutError:
             log.warning("reports_view.lagging")
-
-    @staticmethod
-    def _page_size(page_size: int) -> int:
-        if not 0 <= page_size <= 100:
-            raise InvalidArgument.field("page_size", "must be from 1 to 100 (0 means 20)")
-        return page_size or 20
-
-    @staticmethod
-    def _after(page_token: str) -> tuple[datetime, str] | None:
-        try:
-            return decode_page_token(page_token)
-        except ValueError:
-            raise InvalidArgument.field("page_token", "is not a token this API gave") from None
-
-    @staticmethod
-    def _paged(docs: list[dict[str, Any]], limit: int) -> Page[dict[str, Any]]:
-        token = ""
-        if len(docs) > limit:
-            docs = docs[:limit]
-            token = encode_page_token(
-                datetime.fromisoformat(docs[-1]["create_time"]), docs[-1]["id"]
-            )
-        return Page(docs, token)
-
-    @staticmethod
-    def _require_agent(who: Identity) -> None:
-        if not who.is_agent:
-            raise PermissionDenied("this needs the agent role")
 
 
 def encode_queue_token(ordinary: bool, rank_time: datetime, ident: str) -> str:
@@ -824,9 +809,12 @@ def open_reports(
     pool_size: int = 10,
 ) -> Reports:
     with schema_lock(database_url):
-        return Reports(
+        app = Reports(
             env=postgres_env(database_url, pool_size=pool_size),
             clock=clock,
             policy=policy,
             link_hosts=link_hosts,
         )
+        triage = policy.taxonomy.triage
+        app.reports_view = side_table(app, lambda datastore: ReportsView(datastore, triage))
+    return app

@@ -13,7 +13,7 @@ from casemesh.platform.entrypoint import relay_until_stopped, run_command
 from casemesh.platform.grpcutil import serve
 from casemesh.platform.logging import get_logger
 from casemesh.platform.relay import StreamFollower
-from casemesh.platform.timers import Timer
+from casemesh.platform.timers import case_timer
 from casemesh.v1 import tickets_pb2, tickets_pb2_grpc
 from casemesh_tickets.api import TicketServicer
 from casemesh_tickets.application import Tickets, case_row, open_tickets
@@ -31,9 +31,7 @@ async def run_api(cfg: TicketsSettings) -> None:
         auto_close_after=timedelta(hours=cfg.ticket_auto_close_hours),
     )
     projector = IndexProjector(app, app.index, case_row)
-    timer = Timer(
-        app=app, table=app.timers, clock=app.clock, deadlines_of=app.deadlines_of, fire=app.fire
-    )
+    timer = case_timer(app, cfg.database_url, "ticket_timers")
     projector.start()
     timer.start()
     servicer = TicketServicer(app)

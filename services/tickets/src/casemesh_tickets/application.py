@@ -7,40 +7,24 @@ races: the loser gets Aborted and may retry.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, cast
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import EnvType
 
-from casemesh.platform.caseindex import (
-    CaseIndex,
-    CaseRow,
-    Page,
-    decode_page_token,
-    encode_page_token,
-)
+from casemesh.platform.caseindex import CaseIndex, CaseIndexLike, CaseRow, Page
+from casemesh.platform.cases import CaseApplication, fingerprint
 from casemesh.platform.clock import Clock, SystemClock
-from casemesh.platform.errors import (
-    Aborted,
-    AlreadyExists,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    Violations,
-)
-from casemesh.platform.eventstore import TracedApplication, postgres_env, schema_lock
+from casemesh.platform.errors import InvalidArgument, PermissionDenied, Violations
+from casemesh.platform.eventstore import postgres_env, schema_lock, side_table
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
-from casemesh.platform.timers import Deadline, TimerTable
+from casemesh.platform.timers import Deadline
 from casemesh.rules import tickets as validation
-from casemesh.rules.tickets import BY_ID
+from casemesh.rules.tickets import BY_ID, check_evidence
 from casemesh_tickets.domain import Status, Ticket
 from casemesh_tickets.views import HistoryEntry, TicketView, history_entry
 
@@ -58,36 +42,29 @@ class NewTicket:
     # References the gateway checked: [{"name": "evidence/…", "sha256": "…"}].
     evidence: list[dict[str, str]] = field(default_factory=list)
 
-    def fingerprint(self) -> str:
-        body = json.dumps(
-            {k: v for k, v in vars(self).items() if k != "request_id"},
-            sort_keys=True,
-            ensure_ascii=False,
-        )
-        return hashlib.sha256(body.encode()).hexdigest()
 
-
-class Tickets(TracedApplication):
-    """Construct with `open_tickets` (or inside `schema_lock`): construction
-    creates the tables."""
+class Tickets(CaseApplication[Ticket]):
+    """On PostgreSQL, open with `open_tickets`; constructed bare, it runs in
+    memory (the application tests)."""
 
     name = "tickets"
+    collection = "tickets"
+    noun = "ticket"
 
     def __init__(
         self,
         env: EnvType | None = None,
         *,
+        index: CaseIndexLike | None = None,
         clock: Clock | None = None,
         auto_close_after: timedelta = timedelta(days=4),
     ) -> None:
-        super().__init__(env)
+        super().__init__(env, index=index)
         self.clock: Clock = clock or SystemClock()
         self.auto_close_after = auto_close_after
-        datastore = self.recorder.datastore  # type: ignore[attr-defined]
-        self.index = CaseIndex(datastore, "ticket_cases")
-        self.index.create_table()
-        self.timers = TimerTable(datastore, "ticket_timers")
-        self.timers.create_table()
+
+    def visible_to(self, case: Ticket, who: Identity) -> bool:
+        return case.requester == who.subject
 
     # -- deadlines ------------------------------------------------------
 
@@ -125,55 +102,38 @@ class Tickets(TracedApplication):
         validation.check_new_ticket(v, **fields, prefix="ticket.")
         check_evidence(v, new.evidence, "ticket.evidence")
         v.raise_if_any()
-        ticket_id = Ticket.create_id(who.subject, new.request_id)
-        existing = self._replayed_create(ticket_id, new)
+        existing = self.replayed(Ticket.create_id(who.subject, new.request_id), new)
         if existing is not None:
-            return existing
-        ticket = Ticket(
-            requester=who.subject,
-            request_id=new.request_id,
-            request_fingerprint=new.fingerprint(),
-            category=new.category,
-            subject=new.subject.strip(),
-            description=new.description.strip(),
-            locale=new.locale,
-            contact=new.contact,
-            priority=int(BY_ID[new.category].default_priority),
-            evidence=new.evidence,
+            return TicketView.of(existing)
+        ticket = self.create(
+            Ticket(
+                requester=who.subject,
+                request_id=new.request_id,
+                request_fingerprint=fingerprint(new),
+                category=new.category,
+                subject=new.subject.strip(),
+                description=new.description.strip(),
+                locale=new.locale,
+                contact=new.contact,
+                priority=int(BY_ID[new.category].default_priority),
+                evidence=new.evidence,
+            ),
+            new,
         )
-        try:
-            self.save(ticket)
-        except IntegrityError:
-            # A concurrent retry of the same create won the race.
-            existing = self._replayed_create(ticket_id, new)
-            if existing is None:
-                raise Aborted("the ticket is being created by a concurrent request") from None
-            return existing
         log.info("ticket.created", ticket_id=str(ticket.id), category=new.category)
-        return TicketView.of(ticket)
-
-    def _replayed_create(self, ticket_id: UUID, new: NewTicket) -> TicketView | None:
-        try:
-            ticket: Ticket = self.repository.get(ticket_id)
-        except AggregateNotFoundError:
-            return None
-        if ticket.request_fingerprint != new.fingerprint():
-            raise AlreadyExists(
-                f"request_id {new.request_id!r} was already used for a different ticket"
-            )
         return TicketView.of(ticket)
 
     def assign(
         self, who: Identity, ticket_id: str, assignee: str, priority: int | None, etag: str
     ) -> TicketView:
-        self._require_agent(who, "assign tickets")
+        self.require_agent(who, "assign tickets")
         v = Violations()
         assignee = validation.text(v, "assignee", assignee, limit=128, required=False)
         if priority is not None and priority not in (1, 2, 3, 4):
             v.add("priority", "must be from 1 (low) to 4 (urgent)")
         v.raise_if_any()
         assignee = assignee or who.subject
-        return self._change(
+        return self._changed(
             who,
             ticket_id,
             etag,
@@ -181,23 +141,23 @@ class Tickets(TracedApplication):
         )
 
     def request_info(self, who: Identity, ticket_id: str, message: str, etag: str) -> TicketView:
-        self._require_agent(who, "request information")
-        message = self._text("message", message, validation.LIMITS["text"])
-        return self._change(
+        self.require_agent(who, "request information")
+        message = self.require_text("message", message, validation.LIMITS["text"])
+        return self._changed(
             who, ticket_id, etag, lambda t: t.request_info(actor=who.subject, message=message)
         )
 
     def put_on_hold(self, who: Identity, ticket_id: str, reason: str, etag: str) -> TicketView:
-        self._require_agent(who, "put tickets on hold")
-        reason = self._text("reason", reason, validation.LIMITS["text"], required=False)
-        return self._change(
+        self.require_agent(who, "put tickets on hold")
+        reason = self.require_text("reason", reason, validation.LIMITS["text"], required=False)
+        return self._changed(
             who, ticket_id, etag, lambda t: t.put_on_hold(actor=who.subject, reason=reason)
         )
 
     def solve(self, who: Identity, ticket_id: str, resolution: str, etag: str) -> TicketView:
-        self._require_agent(who, "solve tickets")
-        resolution = self._text("resolution", resolution, validation.LIMITS["text"])
-        return self._change(
+        self.require_agent(who, "solve tickets")
+        resolution = self.require_text("resolution", resolution, validation.LIMITS["text"])
+        return self._changed(
             who, ticket_id, etag, lambda t: t.solve(actor=who.subject, resolution=resolution)
         )
 
@@ -210,7 +170,7 @@ class Tickets(TracedApplication):
         etag: str,
         evidence: list[dict[str, str]] | None = None,
     ) -> TicketView:
-        body = self._text("body", body, validation.LIMITS["body"])
+        body = self.require_text("body", body, validation.LIMITS["body"])
         v = Violations()
         check_evidence(v, evidence or [], "evidence")
         v.raise_if_any()
@@ -226,65 +186,49 @@ class Tickets(TracedApplication):
                 evidence=evidence,
             )
 
-        return self._change(who, ticket_id, etag, comment)
+        return self._changed(who, ticket_id, etag, comment)
 
     def reopen(self, who: Identity, ticket_id: str, reason: str, etag: str) -> TicketView:
-        reason = self._text("reason", reason, validation.LIMITS["text"], required=False)
-        return self._change(
+        reason = self.require_text("reason", reason, validation.LIMITS["text"], required=False)
+        return self._changed(
             who, ticket_id, etag, lambda t: t.reopen(actor=who.subject, reason=reason)
         )
 
     def close_ticket(self, who: Identity, ticket_id: str, etag: str) -> TicketView:
-        return self._change(who, ticket_id, etag, lambda t: t.close(actor=who.subject))
+        return self._changed(who, ticket_id, etag, lambda t: t.close(actor=who.subject))
 
     def cancel(self, who: Identity, ticket_id: str, reason: str, etag: str) -> TicketView:
-        reason = self._text("reason", reason, validation.LIMITS["text"], required=False)
+        reason = self.require_text("reason", reason, validation.LIMITS["text"], required=False)
 
         def cancel(t: Ticket) -> None:
             if t.requester != who.subject:
                 raise PermissionDenied("only the requester may cancel a ticket")
             t.cancel(actor=who.subject, reason=reason)
 
-        return self._change(who, ticket_id, etag, cancel)
+        return self._changed(who, ticket_id, etag, cancel)
 
     def rate(self, who: Identity, ticket_id: str, score: int, comment: str) -> TicketView:
         if not 1 <= score <= 5:
             raise InvalidArgument.field("score", "must be from 1 to 5")
-        comment = self._text("comment", comment, validation.LIMITS["text"], required=False)
+        comment = self.require_text("comment", comment, validation.LIMITS["text"], required=False)
 
         def rate(t: Ticket) -> None:
             if t.requester != who.subject:
                 raise PermissionDenied("only the requester may rate a ticket")
             t.rate(actor=who.subject, score=score, comment=comment)
 
-        return self._change(who, ticket_id, "", rate)
+        return self._changed(who, ticket_id, "", rate)
 
     # -- queries --------------------------------------------------------
 
     def get_ticket(self, who: Identity, ticket_id: str) -> TicketView:
-        return TicketView.of(self._load_visible(who, ticket_id))
+        return TicketView.of(self.load_visible(who, ticket_id))
 
     def list_tickets(
         self, who: Identity, statuses: list[str], page_size: int, page_token: str
     ) -> Page[TicketView]:
-        if page_size < 0 or page_size > 100:
-            raise InvalidArgument.field("page_size", "must be from 1 to 100 (0 means 20)")
-        limit = page_size or 20
-        after = _decode_token(page_token)
-        # Read your own writes: let the index catch up with what is stored now.
-        try:
-            self.index.wait(self.name, self.recorder.max_notification_id(), timeout=3.0)
-        except TimeoutError:
-            log.warning("ticket_index.lagging")
-        party = None if who.is_agent else who.subject
-        docs = self.index.page(party=party, statuses=statuses, after=after, limit=limit + 1)
-        items = [TicketView.from_json(d) for d in docs]
-        next_token = ""
-        if len(items) > limit:
-            items = items[:limit]
-            last = items[-1]
-            next_token = encode_page_token(last.create_time, last.id)
-        return Page(items, next_token)
+        page = self.page_cases(who, statuses, page_size, page_token)
+        return Page([TicketView.from_json(d) for d in page.items], page.next_token)
 
     def history(
         self, who: Identity, ticket_id: str, page_size: int, page_token: str
@@ -296,7 +240,7 @@ class Tickets(TracedApplication):
             after = int(page_token) if page_token else 0
         except ValueError:
             raise InvalidArgument.field("page_token", "is not a token this API gave") from None
-        self._load_visible(who, ticket_id)
+        self.load_visible(who, ticket_id)
         entries: list[HistoryEntry] = []
         ticket: Any = None
         for domain_event in self.repository.event_store.get(UUID(ticket_id)):
@@ -314,42 +258,10 @@ class Tickets(TracedApplication):
 
     # -- helpers --------------------------------------------------------
 
-    def _load_visible(self, who: Identity, ticket_id: str) -> Ticket:
-        try:
-            ticket: Ticket = self.repository.get(UUID(ticket_id))
-        except (AggregateNotFoundError, ValueError):
-            raise NotFound(f"tickets/{ticket_id} not found") from None
-        if ticket.requester != who.subject and not who.is_agent:
-            # Do not reveal that someone else's ticket exists.
-            raise NotFound(f"tickets/{ticket_id} not found")
-        return ticket
-
-    def _change(
+    def _changed(
         self, who: Identity, ticket_id: str, etag: str, command: Callable[[Ticket], None]
     ) -> TicketView:
-        ticket = self._load_visible(who, ticket_id)
-        if validation.stale(etag, ticket.version):
-            raise Aborted("the ticket changed since you read it; read it again and retry")
-        command(ticket)
-        try:
-            self.save(ticket)
-        except IntegrityError:
-            raise Aborted(
-                "someone else changed the ticket at the same moment; read it again and retry"
-            ) from None
-        return TicketView.of(ticket)
-
-    @staticmethod
-    def _require_agent(who: Identity, what: str) -> None:
-        if not who.is_agent:
-            raise PermissionDenied(f"only agents may {what}")
-
-    @staticmethod
-    def _text(field: str, value: str, limit: int, required: bool = True) -> str:
-        v = Violations()
-        value = validation.text(v, field, value, limit=limit, required=required)
-        v.raise_if_any()
-        return value
+        return TicketView.of(self.change(who, ticket_id, etag, command))
 
 
 def open_tickets(
@@ -359,31 +271,15 @@ def open_tickets(
     clock: Clock | None = None,
     auto_close_after: timedelta = timedelta(days=4),
 ) -> Tickets:
+    """Tickets on PostgreSQL, its case index beside the events."""
     with schema_lock(database_url):
-        return Tickets(
+        app = Tickets(
             env=postgres_env(database_url, pool_size=pool_size),
             clock=clock,
             auto_close_after=auto_close_after,
         )
-
-
-MAX_EVIDENCE = 20
-
-
-def check_evidence(v: Violations, evidence: list[dict[str, str]], field: str) -> None:
-    """References must have been checked (hash filled in) by the gateway."""
-    if len(evidence) > MAX_EVIDENCE:
-        v.add(field, f"at most {MAX_EVIDENCE} pieces of evidence")
-    for i, ref in enumerate(evidence):
-        if not ref.get("name", "").startswith("evidence/") or len(ref.get("sha256", "")) != 64:
-            v.add(f"{field}[{i}]", "must name checked evidence (evidence/{id} with its sha256)")
-
-
-def _decode_token(token: str) -> tuple[datetime, str] | None:
-    try:
-        return decode_page_token(token)
-    except ValueError:
-        raise InvalidArgument.field("page_token", "is not a token this API gave") from None
+        app.index = side_table(app, lambda datastore: CaseIndex(datastore, "ticket_cases"))
+    return app
 
 
 def case_row(ticket: Ticket) -> CaseRow:

@@ -15,11 +15,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import psycopg
 from eventsourcing import persistence
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import Notification, Tracking, TrackingRecorder
+from eventsourcing.popo import POPOTrackingRecorder
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb
@@ -51,7 +52,32 @@ class CaseRow:
     doc: dict[str, Any]
 
 
+class CaseIndexLike(Protocol):
+    """A case index as the application reads it (and a projector writes it)."""
+
+    def record(self, row: CaseRow, tracking: Tracking) -> None: ...
+
+    def page(
+        self,
+        *,
+        party: str | None,
+        statuses: list[str],
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[dict[str, Any]]: ...
+
+    def wait(
+        self, application_name: str, notification_id: int | None, timeout: float = 1.0
+    ) -> None: ...
+
+    def max_tracking_id(self, application_name: str) -> int | None: ...
+
+    def insert_tracking(self, tracking: Tracking) -> None: ...
+
+
 class CaseIndex(PostgresTrackingRecorder):
+    """The case index in the service's database: a table of rows, one a case."""
+
     def __init__(self, datastore: PostgresDatastore, table: str) -> None:
         super().__init__(datastore, tracking_table_name=f"{table}_tracking")
         self.table = Identifier(table)
@@ -127,6 +153,43 @@ class CaseIndex(PostgresTrackingRecorder):
             return [row["doc"] for row in curs.fetchall()]
 
 
+class MemoryCaseIndex(POPOTrackingRecorder):
+    """The case index in memory, with the same rules: for the application tests."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[str, CaseRow] = {}
+
+    def record(self, row: CaseRow, tracking: Tracking) -> None:
+        with self._database_lock:
+            self._assert_tracking_uniqueness(tracking)
+            held = self.rows.get(row.case_id)
+            if held is None or held.version < row.version:
+                self.rows[row.case_id] = row
+            self._insert_tracking(tracking)
+
+    def page(
+        self,
+        *,
+        party: str | None,
+        statuses: list[str],
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        def key(row: CaseRow) -> tuple[datetime, uuid.UUID]:
+            return row.create_time, uuid.UUID(row.case_id)
+
+        rows = sorted(self.rows.values(), key=key, reverse=True)
+        found = [
+            r.doc
+            for r in rows
+            if (party is None or party in r.parties)
+            and (not statuses or r.status in statuses)
+            and (after is None or key(r) < (after[0], uuid.UUID(after[1])))
+        ]
+        return found[:limit]
+
+
 # Errors after which the projection resumes from its tracked position; any
 # other error is the row's own (it can never be written) and is set aside.
 RETRYABLE = (
@@ -150,7 +213,7 @@ class Projector:
     def __init__(
         self,
         app: Any,
-        recorder: PostgresTrackingRecorder,
+        recorder: TrackingRecorder | CaseIndexLike,
         apply: Callable[[Any, Tracking], None],
         name: str,
     ) -> None:
@@ -177,35 +240,49 @@ class Projector:
                 with self._app.recorder.subscribe(gt=start) as subscription:
                     self._subscription = subscription
                     for n in subscription:
-                        aggregate = self._app.repository.get(
-                            n.originator_id, version=n.originator_version
-                        )
-                        tracking = Tracking(self._app.name, n.id)
-                        try:
-                            self._apply(aggregate, tracking)
-                        except RETRYABLE:
-                            raise  # the database is away, or another replica got there first
-                        except Exception as exc:
-                            log.error(
-                                "read_model.row_refused",
-                                read_model=self._name,
-                                aggregate_id=str(n.originator_id),
-                                version=n.originator_version,
-                                error=repr(exc),
-                            )
-                            self._recorder.insert_tracking(tracking)
+                        self._project(n)
             except Exception as exc:  # a database restart: resume from the tracked position
                 log.error("read_model.failed", read_model=self._name, error=repr(exc))
                 self._stopped.wait(1.0)
 
+    def catch_up(self) -> None:
+        """Projects, here and now, what the store holds past the tracked position
+        (the application tests' way; a service runs the thread)."""
+        while True:
+            start = self._recorder.max_tracking_id(self._app.name)
+            batch = self._app.recorder.select_notifications(
+                start=start, limit=100, inclusive_of_start=start is None
+            )
+            if not batch:
+                return
+            for n in batch:
+                self._project(n)
 
-def IndexProjector(app: Any, index: CaseIndex, to_row: Callable[[Any], CaseRow]) -> Projector:
+    def _project(self, n: Notification) -> None:
+        aggregate = self._app.repository.get(n.originator_id, version=n.originator_version)
+        tracking = Tracking(self._app.name, n.id)
+        try:
+            self._apply(aggregate, tracking)
+        except RETRYABLE:
+            raise  # the database is away, or another replica got there first
+        except Exception as exc:
+            log.error(
+                "read_model.row_refused",
+                read_model=self._name,
+                aggregate_id=str(n.originator_id),
+                version=n.originator_version,
+                error=repr(exc),
+            )
+            self._recorder.insert_tracking(tracking)
+
+
+def IndexProjector(app: Any, index: CaseIndexLike, to_row: Callable[[Any], CaseRow]) -> Projector:
     """Projects each case into `index` as `to_row` renders it."""
     return Projector(
         app,
         index,
         lambda case, tracking: index.record(to_row(case), tracking),
-        name=index.table.as_string(),
+        name=f"{app.name}_case_index",
     )
 
 

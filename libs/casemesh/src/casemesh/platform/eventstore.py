@@ -8,16 +8,16 @@ later) can continue the same trace onto Kafka.
 from __future__ import annotations
 
 import zlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import psycopg
 from eventsourcing.application import Application
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Mapper, StoredEvent
-from eventsourcing.postgres import PostgresDatastore
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from opentelemetry import propagate
 
 from casemesh.platform.pools import POOL_WAIT_S, guard_pool
@@ -55,6 +55,18 @@ class TracedApplication(Application[Any]):
             compressor=self.factory.compressor(),
             cipher=self.factory.cipher(),
         )
+
+
+R = TypeVar("R", bound=PostgresTrackingRecorder)
+
+
+def side_table(app: Application[Any], make: Callable[[PostgresDatastore], R]) -> R:
+    """A table in `app`'s own database beside its events (a case index, timers,
+    a view), created if need be, sharing the application's pool. Call inside
+    `schema_lock`."""
+    recorder = make(app.recorder.datastore)  # type: ignore[attr-defined]
+    recorder.create_table()
+    return recorder
 
 
 @contextmanager

@@ -27,6 +27,7 @@ from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg.sql import SQL, Identifier
 
 from casemesh.platform.clock import Clock
+from casemesh.platform.eventstore import schema_lock, side_table
 from casemesh.platform.logging import get_logger
 
 log = get_logger(__name__)
@@ -186,3 +187,13 @@ class Timer:
             due=deadline.due.isoformat(),
         )
         self._fire(deadline)
+
+
+def case_timer(app: Any, database_url: str, table: str) -> Timer:
+    """The timer of a case application (`clock`, `deadlines_of`, `fire`), its
+    table beside the application's events."""
+    with schema_lock(database_url):
+        timers = side_table(app, lambda datastore: TimerTable(datastore, table))
+    return Timer(
+        app=app, table=timers, clock=app.clock, deadlines_of=app.deadlines_of, fire=app.fire
+    )

@@ -187,3 +187,16 @@ def check_party(v: Violations, party: dict[str, Any], prefix: str) -> None:
         required=False,
         single_line=True,
     )
+
+
+# How many pieces of evidence one ticket, comment or report may name.
+MAX_EVIDENCE = 20
+
+
+def check_evidence(v: Violations, evidence: list[dict[str, str]], field: str) -> None:
+    """References must have been checked (hash filled in) by the gateway."""
+    if len(evidence) > MAX_EVIDENCE:
+        v.add(field, f"at most {MAX_EVIDENCE} pieces of evidence")
+    for i, ref in enumerate(evidence):
+        if not ref.get("name", "").startswith("evidence/") or len(ref.get("sha256", "")) != 64:
+            v.add(f"{field}[{i}]", "must name checked evidence (evidence/{id} with its sha256)")

@@ -1,0 +1,189 @@
+"""What every case service's application shares: idempotent creation keyed
+by the caller's request id, changes guarded by an etag, who may see a case,
+and pages of the case index.
+
+A subclass names its collection and says who may see a case; its commands
+stay its own. The case index is handed in (`CaseIndex` on PostgreSQL from
+the composition root); without one the application keeps an in-memory index,
+so it runs whole on the library's in-memory store, as the application tests
+run it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
+
+from casemesh.platform.caseindex import (
+    CaseIndexLike,
+    MemoryCaseIndex,
+    Page,
+    decode_page_token,
+    encode_page_token,
+)
+from casemesh.platform.errors import (
+    Aborted,
+    AlreadyExists,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Violations,
+)
+from casemesh.platform.eventstore import TracedApplication
+from casemesh.platform.identity import Identity
+from casemesh.platform.logging import get_logger
+from casemesh.rules import tickets as rules
+
+log = get_logger(__name__)
+
+C = TypeVar("C", bound=Aggregate)
+
+
+class Draft(Protocol):
+    """What a client asked to create: its request id and the rest."""
+
+    @property
+    def request_id(self) -> str: ...
+
+
+def fingerprint(draft: Draft, *, ascii_only: bool = False) -> str:
+    """The request without its id: a retry with the same id must match it."""
+    body = {k: v for k, v in vars(draft).items() if k != "request_id"}
+    text = json.dumps(body, sort_keys=True, ensure_ascii=ascii_only, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def same_request(stored: str, draft: Draft) -> bool:
+    # Fingerprints stored before the services shared this one were made
+    # with non-ASCII characters escaped (appeals, reports) or not (tickets).
+    return stored in (fingerprint(draft), fingerprint(draft, ascii_only=True))
+
+
+class CaseApplication(TracedApplication, Generic[C]):
+    collection: ClassVar[str]  # in resource names: "tickets" of tickets/{id}
+    noun: ClassVar[str] = "case"  # in messages: "the case changed since …"
+
+    def __init__(
+        self, env: Mapping[str, str] | None = None, *, index: CaseIndexLike | None = None
+    ) -> None:
+        super().__init__(env)
+        self.index: CaseIndexLike = index if index is not None else MemoryCaseIndex()
+
+    def visible_to(self, case: C, who: Identity) -> bool:
+        """Whether `who` may see the case (agents see every case)."""
+        raise NotImplementedError
+
+    # -- creating ---------------------------------------------------------
+
+    def replayed(self, ident: UUID, draft: Draft) -> C | None:
+        """The case a earlier call with this request id created (None: none
+        did); a different request under the same id is ALREADY_EXISTS."""
+        try:
+            case: C = self.repository.get(ident)
+        except AggregateNotFoundError:
+            return None
+        if not same_request(case.request_fingerprint, draft):  # type: ignore[attr-defined]
+            raise AlreadyExists(
+                f"request_id {draft.request_id!r} was already used for a different {self.noun}"
+            )
+        return case
+
+    def create(self, case: C, draft: Draft) -> C:
+        """Saves a new case; a concurrent retry of the same create that won the
+        race answers with its case."""
+        try:
+            self.save(case)
+        except IntegrityError:
+            existing = self.replayed(case.id, draft)
+            if existing is None:
+                raise Aborted(f"the {self.noun} is being created by a concurrent request") from None
+            return existing
+        return case
+
+    # -- reading and changing -----------------------------------------------
+
+    def load_visible(self, who: Identity, ident: str) -> C:
+        """The case, if `who` may see it; NOT_FOUND otherwise, so that nobody
+        learns that someone else's case exists."""
+        try:
+            case: C = self.repository.get(UUID(ident))
+        except (AggregateNotFoundError, ValueError):
+            raise NotFound(f"{self.collection}/{ident} not found") from None
+        if not (who.is_agent or self.visible_to(case, who)):
+            raise NotFound(f"{self.collection}/{ident} not found")
+        return case
+
+    def change(self, who: Identity, ident: str, etag: str, command: Callable[[C], None]) -> C:
+        """Loads, runs one domain command and saves; a stale etag, or a change
+        by someone else at the same moment, is ABORTED."""
+        case = self.load_visible(who, ident)
+        if rules.stale(etag, case.version):
+            raise Aborted(f"the {self.noun} changed since you read it; read it again and retry")
+        command(case)
+        try:
+            self.save(case)
+        except IntegrityError:
+            raise Aborted(
+                f"someone else changed the {self.noun} at the same moment; read it again and retry"
+            ) from None
+        return case
+
+    def page_cases(
+        self, who: Identity, statuses: list[str], page_size: int, page_token: str
+    ) -> Page[dict[str, Any]]:
+        """The cases `who` may list (an agent: all), newest first, as the index
+        renders them. Reads its own writes: waits briefly for the index."""
+        limit = page_size_of(page_size)
+        after = page_after(page_token)
+        try:
+            self.index.wait(self.name, self.recorder.max_notification_id(), timeout=3.0)
+        except TimeoutError:
+            log.warning("case_index.lagging", application=self.name)
+        party = None if who.is_agent else who.subject
+        docs = self.index.page(party=party, statuses=statuses, after=after, limit=limit + 1)
+        return paged(docs, limit)
+
+    # -- checks ---------------------------------------------------------------
+
+    @staticmethod
+    def require_agent(who: Identity, what: str) -> None:
+        if not who.is_agent:
+            raise PermissionDenied(f"only agents may {what}")
+
+    @staticmethod
+    def require_text(field: str, value: str, limit: int, *, required: bool = True) -> str:
+        v = Violations()
+        value = rules.text(v, field, value, limit=limit, required=required)
+        v.raise_if_any()
+        return value
+
+
+def page_size_of(page_size: int, *, most: int = 100, default: int = 20) -> int:
+    if not 0 <= page_size <= most:
+        raise InvalidArgument.field("page_size", f"must be from 1 to {most} (0 means {default})")
+    return page_size or default
+
+
+def page_after(page_token: str) -> tuple[datetime, str] | None:
+    try:
+        return decode_page_token(page_token)
+    except ValueError:
+        raise InvalidArgument.field("page_token", "is not a token this API gave") from None
+
+
+def paged(docs: list[dict[str, Any]], limit: int) -> Page[dict[str, Any]]:
+    """A page of `limit` from `limit + 1` documents, newest first; the token
+    names the last one ("" when nothing follows)."""
+    if len(docs) <= limit:
+        return Page(docs, "")
+    docs = docs[:limit]
+    last = docs[-1]
+    return Page(docs, encode_page_token(datetime.fromisoformat(last["create_time"]), last["id"]))

@@ -1,0 +1,233 @@
+"""The appeals application, told as stories in memory: copyright cases filed,
+completed, decided, countered, held in court, restored or abandoned by their
+deadlines, and appealed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from casemesh.platform.caseindex import IndexProjector
+from casemesh.platform.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from casemesh.platform.identity import Identity
+from casemesh_appeals import policy
+from casemesh_appeals.application import AppealDraft, Appeals, RowSource
+from tests.application.story import AGENT, ALICE, FakeClock, events_of, in_memory, last_event
+
+URSULA = Identity("ursula", frozenset({"user"}))
+EVIDENCE = [{"name": "evidence/a", "sha256": "a" * 64}]
+CONTACT = {"email": "alice@example.com", "channels": ["EMAIL"]}
+
+
+def party(name: str, user_id: str = "") -> dict[str, Any]:
+    return {"legal_name": name, "locale": "zh-CN", "contact": CONTACT, "user_id": user_id}
+
+
+def notice(request_id: str = "n1", **notice_changes: Any) -> AppealDraft:
+    content = {
+        "notice": {
+            "relationship": "OWNER",
+            "work": {"title": "Dance #1", "creation_time": "2026-01-01T00:00:00+00:00"},
+            "originality_evidence": EVIDENCE,
+            "infringing_items": ["https://video.example/v/123"],
+            "infringement_evidence": EVIDENCE,
+            **notice_changes,
+        },
+        "good_faith_statement": True,
+        "accuracy_statement": True,
+    }
+    return AppealDraft(request_id, "TAKEDOWN_NOTICE", "cn", party("Alice Studio"), content)
+
+
+@pytest.fixture()
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture()
+def app(clock: FakeClock) -> Appeals:
+    return Appeals(in_memory(), clock=clock, policies=policy.load())
+
+
+def upheld(app: Appeals) -> str:
+    """A complete notice against Ursula's video, upheld by an agent."""
+    case = app.file(ALICE, notice())
+    ident = str(case.id)
+    app.assign(AGENT, ident, "")
+    app.decide(
+        AGENT,
+        ident,
+        True,
+        {"ground": "著作权法第十条", "facts": "同一支舞"},
+        party("Ursula", "ursula"),
+        etag="",
+    )
+    return ident
+
+
+def counter(app: Appeals, ident: str) -> None:
+    app.file_counter_notice(
+        URSULA,
+        ident,
+        party("Ursula"),
+        {"removed_item": "https://video.example/v/123", "reason": "我自己编的舞"},
+        good_faith=True,
+        accuracy=True,
+    )
+
+
+def test_a_complete_notice_waits_for_review_and_a_retry_gets_the_same_case(
+    app: Appeals, clock: FakeClock
+) -> None:
+    case = app.file(ALICE, notice())
+    assert (case.state, case.next_step, case.missing) == ("SUBMITTED", "REVIEW", [])
+    assert case.next_step_due is not None and case.next_step_due > clock.now()
+    assert app.file(ALICE, notice()).id == case.id
+    with pytest.raises(AlreadyExists):
+        app.file(ALICE, notice(relationship="LICENSEE"))
+    assert events_of(app, case.id) == ["Filed"]
+
+
+def test_an_incomplete_notice_asks_for_what_is_missing_and_completing_it_sends_it_to_review(
+    app: Appeals,
+) -> None:
+    case = app.file(ALICE, notice(work={}, infringement_evidence=[]))
+    assert case.state == "INFO_REQUESTED"
+    assert case.missing == [
+        "notice.work.title",
+        "notice.work.creation_time",
+        "notice.infringement_evidence",
+    ]
+    ident = str(case.id)
+    completion = {
+        "notice": {
+            "work": {"title": "Dance #1", "creation_time": "2026-01-01T00:00:00+00:00"},
+            "infringement_evidence": EVIDENCE,
+        }
+    }
+    case = app.add_info(ALICE, ident, "补充了作品信息", completion, etag=str(case.version))
+    assert (case.state, case.missing) == ("SUBMITTED", [])
+    assert events_of(app, ident) == ["Filed", "InfoAdded"]
+
+
+def test_a_notice_with_bad_fields_names_each_and_files_nothing(app: Appeals) -> None:
+    bad = AppealDraft("n!", "TAKEDOWN", "mars", {"locale": "xx"}, {"notice": {"x": "\x00"}})
+    with pytest.raises(InvalidArgument) as refused:
+        app.file(ALICE, bad)
+    fields = {v.field for v in refused.value.violations}
+    assert {"request_id", "appeal.kind", "appeal.jurisdiction", "appeal.filer.locale"} <= fields
+    assert app.recorder.max_notification_id() is None
+
+
+def test_an_upheld_notice_is_countered_and_the_content_restored_when_the_window_passes(
+    app: Appeals, clock: FakeClock
+) -> None:
+    ident = upheld(app)
+    case = app.get(URSULA, ident)  # the uploader named in the decision now sees it
+    assert (case.state, case.next_step) == ("UPHELD", "COUNTER_NOTICE_OR_APPEAL")
+    counter(app, ident)
+    case = app.get(ALICE, ident)
+    assert (case.state, case.next_step) == ("FORWARDED_TO_CLAIMANT", "RESTORE")
+    (deadline,) = app.deadlines_of(last_event(app, ident))
+    assert deadline.kind == "restore"
+    app.fire(deadline)  # not yet due
+    assert app.get(ALICE, ident).state == "FORWARDED_TO_CLAIMANT"
+    clock.now_is(deadline.due)
+    app.fire(deadline)
+    app.fire(deadline)  # idempotent
+    assert app.get(ALICE, ident).state == "RESTORED"
+    assert events_of(app, ident)[-3:] == ["Decided", "CounterNoticeFiled", "Restored"]
+
+
+def test_court_action_within_the_window_holds_the_restore(app: Appeals, clock: FakeClock) -> None:
+    ident = upheld(app)
+    counter(app, ident)
+    app.record_court_action(AGENT, ident, "起诉书已送达", EVIDENCE)
+    case = app.get(ALICE, ident)
+    assert (case.state, case.next_step) == ("HELD", "COURT")
+    assert app.deadlines_of(last_event(app, ident)) == []
+
+
+def test_an_unanswered_request_abandons_the_case_when_its_deadline_passes(
+    app: Appeals, clock: FakeClock
+) -> None:
+    ident = str(app.file(ALICE, notice()).id)
+    app.request_info(AGENT, ident, "请提供作品首次发表的链接")
+    case = app.get(ALICE, ident)
+    assert (case.state, case.next_step) == ("INFO_REQUESTED", "YOUR_INFORMATION")
+    (deadline,) = app.deadlines_of(last_event(app, ident))
+    assert deadline.kind == "abandon"
+    clock.now_is(deadline.due + timedelta(seconds=1))
+    app.fire(deadline)
+    assert app.get(ALICE, ident).state == "ABANDONED"
+
+
+def test_the_filer_withdraws_and_nobody_else_may(app: Appeals) -> None:
+    ident = str(app.file(ALICE, notice()).id)
+    with pytest.raises(NotFound):
+        app.withdraw(URSULA, ident, "")  # not a party: the case is not there for them
+    assert app.withdraw(ALICE, ident, "和解了").state == "WITHDRAWN"
+    with pytest.raises(FailedPrecondition):
+        app.assign(AGENT, ident, "")
+
+
+def test_a_decision_is_appealed_within_its_window_and_not_after(
+    app: Appeals, clock: FakeClock
+) -> None:
+    ident = upheld(app)
+    appeal = AppealDraft(
+        "a1",
+        "DECISION_APPEAL",
+        "cn",
+        party("Ursula", "ursula"),
+        {"grounds": "舞蹈是我原创的"},
+        appeal_of=f"appeals/{ident}",
+    )
+    filed = app.file(URSULA, appeal)
+    assert (filed.kind, filed.state) == ("DECISION_APPEAL", "SUBMITTED")
+    deadline = app.get(ALICE, ident).decision["appeal_deadline"]  # type: ignore[index]
+    clock.now_is(deadline + timedelta(seconds=1))
+    late = AppealDraft(**{**vars(appeal), "request_id": "a2"})
+    with pytest.raises(FailedPrecondition, match="appeal window"):
+        app.file(URSULA, late)
+    with pytest.raises(FailedPrecondition, match="no decision"):
+        app.file(URSULA, AppealDraft(**{**vars(late), "appeal_of": "report-cases/" + ident}), "")
+
+
+def test_agent_commands_need_an_agent_and_change_nothing(app: Appeals) -> None:
+    ident = str(app.file(ALICE, notice()).id)
+    commands: list[Callable[[], object]] = [
+        lambda: app.assign(ALICE, ident, ""),
+        lambda: app.request_info(ALICE, ident, "?"),
+        lambda: app.decide(ALICE, ident, True, {"ground": "g", "facts": "f"}, None, etag=""),
+        lambda: app.record_court_action(ALICE, ident, "court", []),
+    ]
+    for command in commands:
+        with pytest.raises(PermissionDenied):
+            command()
+    assert events_of(app, ident) == ["Filed"]
+
+
+def test_parties_list_their_cases_and_read_their_history(app: Appeals) -> None:
+    first = upheld(app)
+    second = str(app.file(ALICE, notice("n2")).id)
+    IndexProjector(app, app.index, RowSource(lambda a: {"id": str(a.id), **_doc(a)})).catch_up()
+    assert [d["id"] for d in app.list_appeals(ALICE, 0, "").items] == [second, first]
+    assert [d["id"] for d in app.list_appeals(URSULA, 0, "").items] == [first]
+    assert [d["id"] for d in app.list_appeals(AGENT, 0, "", ["SUBMITTED"]).items] == [second]
+    history = app.history(ALICE, first)
+    assert [h.type for h in history] == ["AppealFiled", "AppealAssigned", "AppealDecided"]
+    assert history[-1].text == "同一支舞"
+
+
+def _doc(a: Any) -> dict[str, Any]:
+    return {"create_time": a.created_on.isoformat(), "state": str(a.state)}

@@ -1,0 +1,201 @@
+"""The tickets application, told as stories in memory: given what happened,
+when someone runs a command, then what it recorded and what they see. No
+database, no broker: the application on the library's in-memory store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from casemesh.platform.caseindex import IndexProjector
+from casemesh.platform.errors import (
+    Aborted,
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from casemesh_tickets.application import NewTicket, Tickets, case_row
+from casemesh_tickets.views import TicketView
+from tests.application.story import (
+    AGENT,
+    ALICE,
+    BOB,
+    FakeClock,
+    events_of,
+    in_memory,
+    last_event,
+)
+
+EVIDENCE = [{"name": "evidence/e1", "sha256": "ab" * 32}]
+
+
+def new_ticket(request_id: str = "r1", **changes: Any) -> NewTicket:
+    fields: dict[str, Any] = {
+        "request_id": request_id,
+        "category": "account.login",
+        "subject": "  换了手机号无法登录 ",
+        "description": "旧号码已停用，收不到验证码",
+        "locale": "zh-CN",
+        "contact": {"email": "alice@example.com", "phone": "", "channels": ["EMAIL"]},
+        "evidence": EVIDENCE,
+    }
+    return NewTicket(**{**fields, **changes})
+
+
+@pytest.fixture()
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture()
+def app(clock: FakeClock) -> Tickets:
+    return Tickets(in_memory(), clock=clock, auto_close_after=timedelta(days=4))
+
+
+def opened(app: Tickets) -> TicketView:
+    return app.create_ticket(ALICE, new_ticket())
+
+
+def test_opening_a_ticket_records_it_for_its_requester(app: Tickets) -> None:
+    ticket = opened(app)
+    assert (ticket.status, ticket.requester) == ("NEW", "alice")
+    assert ticket.subject == "换了手机号无法登录"  # trimmed
+    assert ticket.priority == 3  # the category's default
+    assert events_of(app, ticket.id) == ["Created"]
+
+
+def test_opening_again_with_the_same_request_id_answers_with_the_same_ticket(
+    app: Tickets,
+) -> None:
+    first = opened(app)
+    assert app.create_ticket(ALICE, new_ticket()) == first
+    assert events_of(app, first.id) == ["Created"]
+    with pytest.raises(AlreadyExists, match="request_id 'r1'"):
+        app.create_ticket(ALICE, new_ticket(subject="another problem"))
+    assert app.create_ticket(BOB, new_ticket()).id != first.id  # ids are per requester
+
+
+def test_a_ticket_with_bad_fields_names_each_and_records_nothing(app: Tickets) -> None:
+    bad = new_ticket(category="nope", subject="", evidence=[{"name": "x", "sha256": ""}])
+    with pytest.raises(InvalidArgument) as refused:
+        app.create_ticket(ALICE, bad)
+    fields = {v.field for v in refused.value.violations}
+    assert {"ticket.category", "ticket.subject", "ticket.evidence[0]"} <= fields
+    assert app.recorder.max_notification_id() is None
+
+
+def test_an_agent_works_a_ticket_to_solved_and_its_requester_closes_and_rates_it(
+    app: Tickets,
+) -> None:
+    t = opened(app)
+    t = app.assign(AGENT, t.id, "", 4, etag=str(t.version))
+    assert (t.status, t.assignee, t.priority) == ("OPEN", "li", 4)
+    t = app.request_info(AGENT, t.id, "请提供旧手机号", etag="")
+    assert t.status == "PENDING"
+    t = app.add_comment(ALICE, t.id, "139****0000", internal=False, etag="")
+    assert t.status == "OPEN"
+    t = app.add_comment(AGENT, t.id, "查过了", internal=True, etag="")
+    t = app.put_on_hold(AGENT, t.id, "等待运营商", etag="")
+    assert t.status == "ON_HOLD"
+    t = app.solve(AGENT, t.id, "已为您更换", etag="")
+    assert (t.status, t.resolution) == ("SOLVED", "已为您更换")
+    t = app.close_ticket(ALICE, t.id, etag="")
+    t = app.rate(ALICE, t.id, 5, "谢谢")
+    assert t.status == "CLOSED"
+    assert events_of(app, t.id) == [
+        "Created",
+        "Assigned",
+        "InfoRequested",
+        "CommentAdded",
+        "CommentAdded",
+        "PutOnHold",
+        "Solved",
+        "Closed",
+        "Rated",
+    ]
+    # The requester's history leaves out the agents' internal note.
+    mine = [e.type for e in app.history(ALICE, t.id, 0, "").items]
+    assert len(mine) == 8 and len(app.history(AGENT, t.id, 0, "").items) == 9
+
+
+def test_a_solved_ticket_reopened_goes_back_to_the_agents(app: Tickets) -> None:
+    t = opened(app)
+    t = app.solve(AGENT, t.id, "已处理", etag="")
+    t = app.reopen(ALICE, t.id, "还是不行", etag="")
+    assert t.status == "OPEN"
+    with pytest.raises(FailedPrecondition):
+        app.rate(ALICE, t.id, 4, "")  # only a solved or closed ticket is rated
+
+
+def test_the_requester_cancels_and_nobody_else_may(app: Tickets) -> None:
+    t = opened(app)
+    with pytest.raises(PermissionDenied):
+        app.cancel(AGENT, t.id, "", etag="")
+    t = app.cancel(ALICE, t.id, "自己解决了", etag="")
+    assert t.status == "CANCELLED"
+    with pytest.raises(FailedPrecondition):
+        app.add_comment(ALICE, t.id, "again", internal=False, etag="")
+
+
+def test_agent_commands_need_an_agent(app: Tickets) -> None:
+    t = opened(app)
+    commands: list[Callable[[], object]] = [
+        lambda: app.assign(ALICE, t.id, "", None, etag=""),
+        lambda: app.request_info(ALICE, t.id, "?", etag=""),
+        lambda: app.put_on_hold(ALICE, t.id, "", etag=""),
+        lambda: app.solve(ALICE, t.id, "done", etag=""),
+        lambda: app.add_comment(ALICE, t.id, "note", internal=True, etag=""),
+    ]
+    for command in commands:
+        with pytest.raises(PermissionDenied):
+            command()
+    assert events_of(app, t.id) == ["Created"]
+
+
+def test_someone_elses_ticket_is_not_found_and_a_stale_etag_is_aborted(app: Tickets) -> None:
+    t = opened(app)
+    with pytest.raises(NotFound, match=f"tickets/{t.id}"):
+        app.get_ticket(BOB, t.id)
+    with pytest.raises(NotFound):
+        app.add_comment(BOB, t.id, "hi", internal=False, etag="")
+    with pytest.raises(NotFound):
+        app.get_ticket(ALICE, "not-a-uuid")
+    app.add_comment(ALICE, t.id, "one", internal=False, etag=str(t.version))
+    with pytest.raises(Aborted, match="changed since you read it"):
+        app.add_comment(ALICE, t.id, "two", internal=False, etag=str(t.version))
+
+
+def test_a_solved_ticket_closes_itself_when_its_deadline_fires(
+    app: Tickets, clock: FakeClock
+) -> None:
+    t = app.solve(AGENT, opened(app).id, "已处理", etag="")
+    (deadline,) = app.deadlines_of(last_event(app, t.id))
+    assert deadline.kind == "auto_close"
+    app.fire(deadline)  # not due yet: nothing happens
+    assert app.get_ticket(ALICE, t.id).status == "SOLVED"
+    clock.now_is(deadline.due)
+    app.fire(deadline)
+    app.fire(deadline)  # firing twice changes nothing more
+    assert app.get_ticket(ALICE, t.id).status == "CLOSED"
+    assert events_of(app, t.id)[-1] == "Closed"
+
+
+def test_each_user_lists_their_own_tickets_and_agents_list_all_page_by_page(
+    app: Tickets,
+) -> None:
+    mine = [app.create_ticket(ALICE, new_ticket(f"a{n}")) for n in range(3)]
+    app.create_ticket(BOB, new_ticket("b0"))
+    IndexProjector(app, app.index, case_row).catch_up()
+    listed = app.list_tickets(ALICE, [], 2, "")
+    assert [t.id for t in listed.items] == [t.id for t in reversed(mine)][:2]
+    rest = app.list_tickets(ALICE, [], 2, listed.next_token)
+    assert [t.id for t in rest.items] == [mine[0].id] and rest.next_token == ""
+    assert len(app.list_tickets(AGENT, [], 0, "").items) == 4
+    assert app.list_tickets(AGENT, ["SOLVED"], 0, "").items == []
+    with pytest.raises(InvalidArgument, match="page_token"):
+        app.list_tickets(ALICE, [], 0, "garbage")
