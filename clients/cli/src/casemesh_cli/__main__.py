@@ -1,7 +1,7 @@
 """`casemesh` (or `python -m casemesh_cli`): a small command-line client of the
 gateway, for people.
 
-    casemesh token --sub alice                       # print a local token
+    casemesh --as alice token                        # print a local token
     casemesh --as alice open --category account.login --subject "…" \\
         --description "…" --email a@example.com --phone +8613800138000
     casemesh --as alice list | show ID | history ID | comment ID "…" | cancel ID
