@@ -19,6 +19,7 @@ COPY proto ./proto
 COPY scripts ./scripts
 COPY libs ./libs
 COPY services ./services
+COPY clients ./clients
 COPY tools ./tools
 RUN bash scripts/gen-proto.sh \
  && uv sync --frozen --all-packages --no-dev --no-editable

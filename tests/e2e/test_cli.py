@@ -17,7 +17,7 @@ from tests.support import Client
 
 def casemesh(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "casemesh_gateway.cli", "--target", stack.gateway, *args],
+        [sys.executable, "-m", "casemesh_cli", "--target", stack.gateway, *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -1,12 +1,13 @@
-"""`casemesh`: a small command-line client of the gateway, for people.
+"""`casemesh` (or `python -m casemesh_cli`): a small command-line client of the
+gateway, for people.
 
-    casemesh token --sub alice                       # print a local token
+    casemesh --as alice token                        # print a local token
     casemesh --as alice open --category account.login --subject "…" \\
         --description "…" --email a@example.com --phone +8613800138000
     casemesh --as alice list | show ID | history ID | comment ID "…" | cancel ID
     casemesh --as bob --role agent assign ID | request-info ID "…" | solve ID "…"
-    casemesh --as alice reasons | report … | reports | report-show ID   (see cli_reports)
-    casemesh --as li --role agent cases | next | release NAME          (see cli_queue)
+    casemesh --as alice reasons | report … | reports | report-show ID   (see .reports)
+    casemesh --as li --role agent cases | next | release NAME          (see .queue)
 
 The token comes from --token, else $CASEMESH_TOKEN, else it is minted for
 --as/--role with the local secret ($CASEMESH_JWT_SECRET or .run/jwt-secret).
@@ -31,7 +32,7 @@ from casemesh.platform.identity import mint_token
 from casemesh.v1 import appeals_pb2, appeals_pb2_grpc, evidence_pb2, evidence_pb2_grpc
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
-from casemesh_gateway import cli_queue, cli_reports
+from casemesh_cli import queue, reports
 
 
 def _secret() -> str:
@@ -167,8 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("ticket")
     r.add_argument("score", type=int)
     r.add_argument("comment", nargs="?", default="")
-    cli_reports.add_commands(sub)
-    cli_queue.add_commands(sub)
+    reports.add_commands(sub)
+    queue.add_commands(sub)
     return p
 
 
@@ -225,10 +226,10 @@ def run(args: argparse.Namespace) -> None:
                 token_ = page.next_page_token
                 if not token_:
                     break
-        elif c in cli_reports.COMMANDS:
-            cli_reports.run(channel, metadata, args)
-        elif c in cli_queue.COMMANDS:
-            cli_queue.run(channel, metadata, args)
+        elif c in reports.COMMANDS:
+            reports.run(channel, metadata, args)
+        elif c in queue.COMMANDS:
+            queue.run(channel, metadata, args)
         elif c in ("appeals", "appeal", "appeal-history"):
             show_appeals(channel, metadata, c, getattr(args, "appeal", ""))
         elif c == "show":
