@@ -18,7 +18,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -26,6 +26,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from psycopg_pool import AsyncConnectionPool
 
 from casemesh.events.v1 import notifications_pb2 as nev
+from casemesh.platform.clock import Clock, SystemClock
 from casemesh.platform.logging import get_logger
 from casemesh.platform.masking import mask_email, mask_phone, mask_text
 from casemesh_notifier import policy
@@ -35,12 +36,6 @@ from casemesh_notifier.planner import JOBS_CHANNEL
 from casemesh_notifier.settings import NotifierSettings
 
 log = get_logger(__name__)
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -126,13 +121,13 @@ class Delivery:
         conninfo: str,
         channels: dict[str, Channel],
         cfg: NotifierSettings,
-        clock: Clock = utc_now,
+        clock: Clock | None = None,
     ) -> None:
         self._pool = pool
         self._conninfo = conninfo
         self._channels = channels
         self._cfg = cfg
-        self._clock = clock
+        self._clock = clock or SystemClock()
         self._wake = asyncio.Event()
         self.sender = secrets.randbelow(2**31)
         self._present = asyncio.Event()
@@ -206,7 +201,7 @@ class Delivery:
         if time.monotonic() - self._reaped_at < REAP_EVERY:
             return
         self._reaped_at = time.monotonic()
-        now = self._clock()
+        now = self._clock.now()
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "UPDATE notification_jobs SET claimed_until = %(now)s"
@@ -222,7 +217,7 @@ class Delivery:
             self._wake.set()
 
     async def claim(self) -> Job | None:
-        now = self._clock()
+        now = self._clock.now()
         lease = now + timedelta(seconds=self._cfg.claim_lease_seconds)
         async with self._pool.connection() as conn:
             cur = await conn.execute(
@@ -264,7 +259,7 @@ class Delivery:
         return True
 
     async def _handle(self, job: Job) -> None:
-        now = self._clock()
+        now = self._clock.now()
         if job.channel == "SMS":
             later = await self._sms_not_before(job, now)
             if later is not None:
@@ -347,7 +342,7 @@ class Delivery:
         )
 
     async def _sent(self, job: Job, provider_id: str) -> None:
-        now = self._clock()
+        now = self._clock.now()
         async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 "UPDATE notification_jobs SET status = 'sent', sent_at = %s,"
@@ -386,7 +381,7 @@ class Delivery:
     async def _failed(
         self, job: Job, error: str, *, permanent: bool, maybe_sent: bool = False
     ) -> None:
-        now = self._clock()
+        now = self._clock.now()
         park = permanent or job.attempts >= self._cfg.max_attempts
         # Provider messages may quote the address; neither the table nor the
         # public outcome event keeps it whole.
