@@ -29,6 +29,7 @@ from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
+from casemesh_notifier.labels import local_date, restriction_lines, statement_text, target_word
 from casemesh_notifier.templates import render
 
 log = get_logger(__name__)
@@ -121,16 +122,6 @@ def channel_names(contact: ev.ContactPreferences) -> list[str]:
     return [ev.ContactChannel.Name(c).removeprefix("CONTACT_CHANNEL_") for c in contact.channels]
 
 
-def local_date(moment: datetime | None, locale: str) -> str:
-    """A due date as the party reads it (China time for zh-CN)."""
-    if moment is None:
-        return ""
-    if locale == "zh-CN":
-        d = moment.astimezone(ZoneInfo("Asia/Shanghai"))
-        return f"{d.year}年{d.month}月{d.day}日 {d:%H:%M}（北京时间）"
-    return moment.astimezone(ZoneInfo("UTC")).strftime("%d %B %Y, %H:%M UTC").lstrip("0")
-
-
 def ticket_step(message: Message, previous_status: str) -> Step | None:
     """Which step of a ticket's journey (if any) this event tells the requester about."""
     match message:
@@ -195,92 +186,8 @@ def appeal_steps(message: Any) -> dict[str, Step]:
     return {}
 
 
-TARGET_WORDS = {
-    "VIDEO": ("视频", "video"),
-    "COMMENT": ("评论", "comment"),
-    "ACCOUNT": ("账号", "account"),
-    "LIVE_STREAM": ("直播", "live stream"),
-    "AD": ("广告", "ad"),
-}
-
-
 def _utc(ts: Any) -> datetime:
     return ts.ToDatetime().replace(tzinfo=ZoneInfo("UTC"))  # type: ignore[no-any-return]
-
-
-def _restriction_lines(restrictions: Any, until_word: str = "until") -> str:
-    lines = []
-    for r in restrictions:
-        name = r.type.replace("DECISION_", "").replace("_", " ").lower()
-        until = (
-            f" ({until_word} {_utc(r.end_time):%Y-%m-%d %H:%M} UTC)"
-            if r.HasField("end_time")
-            else ""
-        )
-        lines.append(f"- {name}{': ' + r.other if r.other else ''}{until}")
-    return "\n".join(lines)
-
-
-LABELS = {
-    "en": {
-        "restrictions": "Restrictions",
-        "illegal": "Illegal content; legal ground",
-        "terms": "Against our terms",
-        "facts": "Facts relied on",
-        "category": "Category",
-        "applies": "Applies from",
-        "detection": "Detected",
-        "automated": "by automated means",
-        "reported": "through user reports",
-        "decision": "Decision",
-        "FULLY": "fully automated",
-        "PARTIALLY": "partly automated",
-        "human": "taken by a person",
-        "redress": "Redress",
-        "none": "none",
-        "until": "until",
-    },
-    "zh-CN": {
-        "restrictions": "处理措施",
-        "illegal": "违法内容，法律依据",
-        "terms": "违反平台规则",
-        "facts": "所依据的事实",
-        "category": "类别",
-        "applies": "生效日期",
-        "detection": "发现方式",
-        "automated": "自动化识别",
-        "reported": "用户举报",
-        "decision": "决定方式",
-        "FULLY": "完全自动化",
-        "PARTIALLY": "部分自动化",
-        "human": "人工审核",
-        "redress": "救济途径",
-        "none": "无",
-        "until": "截至",
-    },
-}
-
-
-def statement_text(s: Any, locale: str) -> str:
-    """The statement of reasons as the affected uploader reads it (DSA Art. 17)."""
-    t = LABELS.get(locale, LABELS["en"])
-    if s.decision_ground == "DECISION_GROUND_ILLEGAL_CONTENT":
-        ground = (
-            f"{t['illegal']}: {s.illegal_content_legal_ground}\n{s.illegal_content_explanation}"
-        )
-    else:
-        ground = (
-            f"{t['terms']}: {s.incompatible_content_ground}\n{s.incompatible_content_explanation}"
-        )
-    how = t.get(s.automated_decision.removeprefix("AUTOMATED_DECISION_"), t["human"])
-    restrictions = _restriction_lines(s.restrictions, t["until"]) or f"- {t['none']}"
-    return (
-        f"{t['restrictions']}:\n{restrictions}\n\n{ground}\n\n"
-        f"{t['facts']}: {s.decision_facts}\n\n"
-        f"{t['category']}: {s.category}\n{t['applies']}: {s.application_date}\n"
-        f"{t['detection']}: {t['automated'] if s.automated_detection else t['reported']}\n"
-        f"{t['decision']}: {how}\n\n{t['redress']}: {s.redress}"
-    )
 
 
 def report_steps(message: Any) -> dict[str, Step]:
@@ -314,7 +221,7 @@ def report_steps(message: Any) -> dict[str, Step]:
             message.HasField("affected_uploader") and message.outcome != "ACTION_TAKEN"
         ):
             # A new decision after an appeal: what the earlier one imposed is lifted.
-            lifted = _restriction_lines(message.restrictions_lifted)
+            lifted = restriction_lines(message.restrictions_lifted)
             return {"uploader": Step("report.restriction_lifted", lifted)} if lifted else {}
         case rev.ReportCaseDecided() if message.HasField("affected_uploader"):
             return {
@@ -327,7 +234,7 @@ def report_steps(message: Any) -> dict[str, Step]:
         case rev.ReportCaseDecisionReversed() if message.restrictions_lifted:
             return {
                 "uploader": Step(
-                    "report.restriction_lifted", _restriction_lines(message.restrictions_lifted)
+                    "report.restriction_lifted", restriction_lines(message.restrictions_lifted)
                 )
             }
         case rev.ReporterWarned():
@@ -525,8 +432,7 @@ class Planner:
         party: tuple[str, str, Any, str] | None = None
         match message:
             case rev.ReportFiled():
-                zh, en = TARGET_WORDS.get(message.target.type, ("内容", "item"))
-                word = zh if message.contact.locale == "zh-CN" else en
+                word = target_word(message.target.type, message.contact.locale)
                 party = (
                     "reporter",
                     message.reporter,
