@@ -32,8 +32,8 @@ from casemesh.platform.masking import mask_email, mask_phone, mask_text
 from casemesh_notifier import policy
 from casemesh_notifier.channels import Channel, DeliveryError, Outgoing
 from casemesh_notifier.metrics import OUTCOMES, POSSIBLE_REPEATS
-from casemesh_notifier.planner import JOBS_CHANNEL
 from casemesh_notifier.settings import NotifierSettings
+from casemesh_notifier.store import JOBS_CHANNEL
 
 log = get_logger(__name__)
 
