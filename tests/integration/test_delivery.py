@@ -32,13 +32,15 @@ NOON_IN_SHANGHAI = datetime(2026, 3, 2, 4, 0, tzinfo=UTC)
 
 @dataclass
 class Clock:
-    now: datetime = NOON_IN_SHANGHAI
+    """The services' clock (`casemesh.platform.clock.Clock`), moved only by the test."""
 
-    def __call__(self) -> datetime:
-        return self.now
+    time: datetime = NOON_IN_SHANGHAI
+
+    def now(self) -> datetime:
+        return self.time
 
     def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+        self.time += timedelta(seconds=seconds)
 
 
 @dataclass
@@ -72,7 +74,7 @@ class Notifier:
                 topic="casemesh.tickets.v1",
                 partition=0,
                 offset=offset,
-                now=self.clock(),
+                now=self.clock.now(),
             )
 
     async def drain(self) -> int:
@@ -168,7 +170,7 @@ async def test_failures_retry_with_backoff_then_park_and_replay_delivers(
     assert notifier.rows(f"SELECT status, attempts FROM notification_jobs WHERE id = '{job}'") == [
         ("parked", 3)
     ]
-    assert await replay_parked(notifier.dsn, [str(job)], notifier.clock()) == 1
+    assert await replay_parked(notifier.dsn, [str(job)], notifier.clock.now()) == 1
     assert await notifier.drain() == 1
     assert len(notifier.email.delivered) == 1
     outcomes = notifier.rows(
@@ -213,15 +215,15 @@ async def test_a_permanent_refusal_parks_at_once(notifier: Notifier) -> None:
 async def test_sms_waits_for_the_end_of_quiet_hours_without_spending_attempts(
     notifier: Notifier,
 ) -> None:
-    notifier.clock.now = datetime(2026, 3, 2, 15, 30, tzinfo=UTC)  # 23:30 in Shanghai
+    notifier.clock.time = datetime(2026, 3, 2, 15, 30, tzinfo=UTC)  # 23:30 in Shanghai
     await notifier.consume(created(str(uuid.uuid4()), channels=BOTH))
     await notifier.drain()
     assert len(notifier.email.delivered) == 1  # e-mail is not held back
     assert notifier.sms.delivered == []
-    notifier.clock.now = datetime(2026, 3, 2, 23, 59, tzinfo=UTC)  # 07:59
+    notifier.clock.time = datetime(2026, 3, 2, 23, 59, tzinfo=UTC)  # 07:59
     await notifier.drain()
     assert notifier.sms.delivered == []
-    notifier.clock.now = datetime(2026, 3, 3, 0, 0, 1, tzinfo=UTC)  # 08:00:01
+    notifier.clock.time = datetime(2026, 3, 3, 0, 0, 1, tzinfo=UTC)  # 08:00:01
     await notifier.drain()
     assert len(notifier.sms.delivered) == 1
     assert notifier.rows("SELECT attempts FROM notification_jobs WHERE channel = 'SMS'") == [(1,)]

@@ -6,8 +6,9 @@ import random
 from datetime import UTC, datetime
 
 from casemesh.events.v1 import tickets_pb2 as ev
-from casemesh_notifier.planner import job_id, ticket_step
 from casemesh_notifier.policy import backoff, quiet_until
+from casemesh_notifier.steps import ticket_step
+from casemesh_notifier.store import job_id
 from casemesh_notifier.templates import TEMPLATES, render
 
 

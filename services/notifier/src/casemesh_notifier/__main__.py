@@ -11,6 +11,7 @@ import sys
 from prometheus_client import REGISTRY
 
 from casemesh.platform import settings as settings_mod
+from casemesh.platform.clock import SystemClock
 from casemesh.platform.consuming import start_broker, watch_lag
 from casemesh.platform.logging import configure_logging, get_logger
 from casemesh.platform.metrics import serve_metrics
@@ -19,7 +20,7 @@ from casemesh.platform.pools import async_pool
 from casemesh.platform.telemetry import configure_tracing
 from casemesh_notifier.channels import Channel, HttpEmailChannel, HttpSmsChannel, SmtpChannel
 from casemesh_notifier.consumers import TOPICS, build_broker, build_router
-from casemesh_notifier.delivery import Delivery, replay_parked, utc_now
+from casemesh_notifier.delivery import Delivery, replay_parked
 from casemesh_notifier.metrics import JobsCollector
 from casemesh_notifier.outbox import NOTIFICATIONS
 from casemesh_notifier.planner import Planner
@@ -63,8 +64,9 @@ async def run(cfg: NotifierSettings) -> None:
     sms = HttpSmsChannel(url=cfg.sms_url, api_key=cfg.sms_api_key, timeout=cfg.sms_timeout_seconds)
     email = email_channel(cfg)
     channels: dict[str, Channel] = {"EMAIL": email, "SMS": sms}
+    clock = SystemClock()
     delivery = Delivery(
-        pool=pool, conninfo=cfg.database_url, channels=channels, cfg=cfg, clock=utc_now
+        pool=pool, conninfo=cfg.database_url, channels=channels, cfg=cfg, clock=clock
     )
     publisher = OutboxPublisher(
         conninfo=cfg.database_url,
@@ -83,7 +85,7 @@ async def run(cfg: NotifierSettings) -> None:
     broker = await start_broker(
         lambda: build_broker(
             cfg.kafka_bootstrap,
-            build_router(pool=pool, group_id=cfg.consumer_group, clock=utc_now, planner=Planner()),
+            build_router(pool=pool, group_id=cfg.consumer_group, clock=clock, planner=Planner()),
         ),
         stop,
         "notifier",
@@ -130,7 +132,7 @@ def main() -> None:
         serve_metrics(cfg.metrics_addr)
         asyncio.run(run(cfg))
     elif args[0] == "replay":
-        count = asyncio.run(replay_parked(cfg.database_url, args[1:] or None, utc_now()))
+        count = asyncio.run(replay_parked(cfg.database_url, args[1:] or None, SystemClock().now()))
         print(f"{count} parked job(s) queued again")
     else:
         print("usage: python -m casemesh_notifier [run | replay [JOB_ID ...]]", file=sys.stderr)

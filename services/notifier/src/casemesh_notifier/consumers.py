@@ -20,9 +20,9 @@ from opentelemetry import trace
 from psycopg_pool import AsyncConnectionPool
 
 from casemesh.platform import envelope
+from casemesh.platform.clock import Clock
 from casemesh.platform.logging import get_logger, library_logger
 from casemesh.platform.telemetry import extract_headers, tracer
-from casemesh_notifier.delivery import Clock
 from casemesh_notifier.planner import Planner
 
 log = get_logger(__name__)
@@ -68,7 +68,7 @@ def build_router(
                         topic=record.topic,
                         partition=record.partition,
                         offset=record.offset,
-                        now=clock(),
+                        now=clock.now(),
                     )
             except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
                 # The database is away: pause, then let the nack rewind to this record.

@@ -18,7 +18,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -26,22 +26,17 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from psycopg_pool import AsyncConnectionPool
 
 from casemesh.events.v1 import notifications_pb2 as nev
+from casemesh.platform.clock import Clock, SystemClock
 from casemesh.platform.logging import get_logger
 from casemesh.platform.masking import mask_email, mask_phone, mask_text
 from casemesh.platform.pools import with_keepalives
 from casemesh_notifier import policy
 from casemesh_notifier.channels import Channel, DeliveryError, Outgoing
 from casemesh_notifier.metrics import OUTCOMES, POSSIBLE_REPEATS
-from casemesh_notifier.planner import JOBS_CHANNEL
 from casemesh_notifier.settings import NotifierSettings
+from casemesh_notifier.store import JOBS_CHANNEL
 
 log = get_logger(__name__)
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -127,13 +122,13 @@ class Delivery:
         conninfo: str,
         channels: dict[str, Channel],
         cfg: NotifierSettings,
-        clock: Clock = utc_now,
+        clock: Clock | None = None,
     ) -> None:
         self._pool = pool
         self._conninfo = conninfo
         self._channels = channels
         self._cfg = cfg
-        self._clock = clock
+        self._clock = clock or SystemClock()
         self._wake = asyncio.Event()
         self.sender = secrets.randbelow(2**31)
         self._present = asyncio.Event()
@@ -214,7 +209,7 @@ class Delivery:
         if time.monotonic() - self._reaped_at < REAP_EVERY:
             return
         self._reaped_at = time.monotonic()
-        now = self._clock()
+        now = self._clock.now()
         held = {"now": now, "old": now - REAP_AFTER}
         async with self._pool.connection() as conn:
             cur = await conn.execute(
@@ -242,7 +237,7 @@ class Delivery:
             self._wake.set()
 
     async def claim(self) -> Job | None:
-        now = self._clock()
+        now = self._clock.now()
         lease = now + timedelta(seconds=self._cfg.claim_lease_seconds)
         async with self._pool.connection() as conn:
             cur = await conn.execute(
@@ -284,7 +279,7 @@ class Delivery:
         return True
 
     async def _handle(self, job: Job) -> None:
-        now = self._clock()
+        now = self._clock.now()
         if job.channel == "SMS":
             later = await self._sms_not_before(job, now)
             if later is not None:
@@ -368,7 +363,7 @@ class Delivery:
         )
 
     async def _sent(self, job: Job, provider_id: str) -> None:
-        now = self._clock()
+        now = self._clock.now()
         async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 "UPDATE notification_jobs SET status = 'sent', sent_at = %s,"
@@ -407,7 +402,7 @@ class Delivery:
     async def _failed(
         self, job: Job, error: str, *, permanent: bool, maybe_sent: bool = False
     ) -> None:
-        now = self._clock()
+        now = self._clock.now()
         # A send that may have reached the person (this one, or one before the
         # job was taken over) makes any later send a possible repeat.
         maybe_sent = maybe_sent or job.retaken

@@ -1,0 +1,234 @@
+"""How an event of each kind of case becomes notification jobs: record the
+parties the event names, bring the case's status up to date, then tell each
+party the step that concerns them (`steps.py`), in their language, on each
+channel they chose. The tables are in `store.py`; everything here runs in the
+planner's transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from casemesh.events.v1 import appeals_pb2 as aev
+from casemesh.events.v1 import helpcenter_pb2 as hev
+from casemesh.events.v1 import reports_pb2 as rev
+from casemesh.events.v1 import tickets_pb2 as ev
+from casemesh.platform.envelope import CloudEvent
+from casemesh.platform.logging import get_logger
+from casemesh_notifier import store
+from casemesh_notifier.labels import local_date, target_word
+from casemesh_notifier.steps import (
+    Step,
+    appeal_steps,
+    code_step,
+    for_report_appeal,
+    report_steps,
+    ticket_step,
+)
+from casemesh_notifier.templates import render
+
+log = get_logger(__name__)
+
+
+async def plan_ticket(
+    conn: psycopg.AsyncConnection[Any], event: CloudEvent, message: Any, now: datetime
+) -> list[uuid.UUID]:
+    """The requester is named when the ticket is created."""
+    header = message.header
+    name = f"tickets/{header.ticket_id}"
+    status = ev.TicketStatus.Name(header.status).removeprefix("TICKET_STATUS_")
+    if isinstance(message, ev.TicketCreated):
+        await store.record_party(
+            conn,
+            name,
+            "requester",
+            message.requester,
+            message.contact,
+            message.subject,
+            status,
+            header.version,
+        )
+    parties = await store.lock_parties(conn, name)
+    requester = parties.get("requester")
+    if requester is None:
+        return unknown_case(event, name)
+    await store.record_status(conn, name, status, header.version)
+    # Read before the update above: what the ticket was when this event came.
+    step = ticket_step(message, requester.status)
+    if step is None:
+        return []
+    return await tell(conn, event, name, header.ticket_id, {"requester": step}, parties, now)
+
+
+async def plan_appeal(
+    conn: psycopg.AsyncConnection[Any], event: CloudEvent, message: Any, now: datetime
+) -> list[uuid.UUID]:
+    """The filer is named when the case is filed (and again when they change
+    their contact details); the uploader by a decision that removes their
+    content or by their counter-notice, and they share the filer's subject."""
+    header = message.header
+    name = f"appeals/{header.appeal_id}"
+    state, version = header.state, header.version
+    if isinstance(message, aev.AppealFiled):
+        subject = message.work_title or message.removed_item or message.appeal_of
+        filer = message.filer
+        await store.record_party(
+            conn, name, "filer", filer.user_id, filer.contact, subject, state, version
+        )
+    if isinstance(message, aev.AppealInfoAdded) and message.HasField("filer"):
+        filer = message.filer
+        await store.record_party(
+            conn, name, "filer", filer.user_id, filer.contact, "", state, version, replace=True
+        )
+    uploader = named_uploader(message)
+    if uploader is not None:
+        parties = await store.lock_parties(conn, name)
+        title = parties["filer"].subject if "filer" in parties else ""
+        await store.record_party(
+            conn,
+            name,
+            "uploader",
+            uploader.user_id,
+            uploader.contact,
+            title,
+            state,
+            version,
+            replace=True,
+        )
+    parties = await store.lock_parties(conn, name)
+    if "filer" not in parties:
+        return unknown_case(event, name)
+    await store.record_status(conn, name, state, version)
+    steps = for_report_appeal(appeal_steps(message), parties["filer"].subject)
+    return await tell(conn, event, name, header.appeal_id, steps, parties, now)
+
+
+def named_uploader(message: Any) -> aev.AppealParty | None:
+    match message:
+        case aev.AppealDecided() if message.HasField("affected_uploader"):
+            return message.affected_uploader
+        case aev.CounterNoticeFiled():
+            return message.uploader
+    return None
+
+
+async def plan_report(
+    conn: psycopg.AsyncConnection[Any], event: CloudEvent, message: Any, now: datetime
+) -> list[uuid.UUID]:
+    """The event's subject is the case: a report (`reports/…`) has its
+    reporter, a report case (`report-cases/…`) the uploader a decision names,
+    a standing (`reporters/…`) the reporter. A case hears only of steps: an
+    event without one leaves its status as it was."""
+    header = message.header
+    name = event.subject
+    named = named_in_report(message)
+    if named is not None:
+        role, user_id, contact, subject = named
+        await store.record_party(
+            conn, name, role, user_id, contact, subject, header.state, header.version, replace=True
+        )
+    steps = report_steps(message)
+    if not steps:
+        return []
+    parties = await store.lock_parties(conn, name)
+    if not parties:
+        return unknown_case(event, name)
+    await store.record_status(conn, name, header.state, header.version)
+    return await tell(conn, event, name, header.aggregate_id, steps, parties, now)
+
+
+def named_in_report(message: Any) -> tuple[str, str, ev.ContactPreferences, str] | None:
+    """The party this event names: role, user id, contact and subject."""
+    match message:
+        case rev.ReportFiled():
+            word = target_word(message.target.type, message.contact.locale)
+            return ("reporter", message.reporter, message.contact, f"{word} {message.target.id}")
+        case rev.ReportCaseDecided() if message.HasField("affected_uploader"):
+            u = message.affected_uploader
+            return ("uploader", u.user_id, u.contact, message.statement.puid)
+        case rev.ReporterWarned() | rev.ReporterSuspended() | rev.ReporterSuspensionLifted():
+            return ("reporter", message.reporter, message.contact, "")
+    return None
+
+
+async def plan_code(
+    conn: psycopg.AsyncConnection[Any],
+    event: CloudEvent,
+    message: hev.VerificationCodeIssued,
+    now: datetime,
+) -> list[uuid.UUID]:
+    """A one-time code, by SMS to the number it proves (nobody else's party)."""
+    holder = store.Party(
+        role="holder",
+        locale=message.locale or "zh-CN",
+        email="",
+        phone=message.phone,
+        channels=["SMS"],
+        subject="",
+        status="",
+    )
+    request = event.subject.rpartition("/")[2]
+    steps = {"holder": code_step(message)}
+    return await tell(conn, event, event.subject, request, steps, {"holder": holder}, now)
+
+
+def unknown_case(event: CloudEvent, name: str) -> list[uuid.UUID]:
+    log.warning("event.unknown_case", event_id=event.id, case=name)
+    return []
+
+
+async def tell(
+    conn: psycopg.AsyncConnection[Any],
+    event: CloudEvent,
+    name: str,
+    ident: str,
+    steps: dict[str, Step],
+    parties: dict[str, store.Party],
+    now: datetime,
+) -> list[uuid.UUID]:
+    """Adds a job for each step, on each channel its party chose and has an
+    address for, written in their language; returns the new job ids."""
+    created: list[uuid.UUID] = []
+    ref = ident[:8].upper()
+    for role, step in steps.items():
+        party = parties.get(role)
+        if party is None:
+            continue
+        rendered = render(
+            step.template,
+            party.locale,
+            ref=ref,
+            subject=party.subject,
+            text=step.text,
+            due=local_date(step.due, party.locale),
+        )
+        for channel in party.channels:
+            recipient = party.email if channel == "EMAIL" else party.phone
+            if not recipient:
+                continue
+            job = store.NewJob(
+                party=role,
+                channel=channel,
+                recipient=recipient,
+                template=step.template,
+                locale=party.locale,
+                subject=rendered.subject if channel == "EMAIL" else "",
+                body=rendered.body if channel == "EMAIL" else rendered.sms,
+                params={"ref": ref, "text": step.text, "party": role},
+            )
+            jid = await store.add_job(conn, event.id, name, job, now)
+            if jid is not None:
+                created.append(jid)
+    if created:
+        await store.wake_senders(conn)
+        log.info(
+            "jobs.planned",
+            event_id=event.id,
+            steps=sorted(s.template for s in steps.values()),
+            count=len(created),
+        )
+    return created
