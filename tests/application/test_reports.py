@@ -1,0 +1,243 @@
+"""The reports application, told as stories in memory: reports of one item
+joining one case, a reasoned decision and what it does to each report and
+reporter, voiding, appeals that reverse a decision, and trusted flaggers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from casemesh.platform.errors import (
+    Aborted,
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from casemesh.platform.identity import Identity
+from casemesh_reports.application import ReportDraft, Reports
+from casemesh_reports.domain import Reporter
+from casemesh_reports.policy import Misuse, ReportsPolicy, load_taxonomy
+from tests.application.story import AGENT, ALICE, BOB, FakeClock, events_of, in_memory
+
+UPLOADER = {
+    "user_id": "ursula",
+    "legal_name": "Ursula",
+    "locale": "zh-CN",
+    "contact": {"email": "ursula@example.com", "channels": ["EMAIL"]},
+}
+
+
+def report(request_id: str = "r1", video: str = "7731", **changes: Any) -> ReportDraft:
+    fields: dict[str, Any] = {
+        "request_id": request_id,
+        "target": {"type": "VIDEO", "id": video},
+        "category": "violence_terrorism",
+        "subcategory": "terrorism",
+        "explanation": "视频宣扬恐怖组织",
+        "evidence": [{"name": "evidence/e1", "sha256": "ab" * 32}],
+        "good_faith": True,
+        "contact": {"locale": "zh-CN", "email": "r@example.com", "channels": ["EMAIL"]},
+    }
+    return ReportDraft(**{**fields, **changes})
+
+
+def action_taken(clock: FakeClock) -> dict[str, Any]:
+    """A complete statement of reasons for removing the video."""
+    return {
+        "decision_ground": "DECISION_GROUND_INCOMPATIBLE_CONTENT",
+        "incompatible_content_ground": "社区自律公约 第 3.2 条",
+        "incompatible_content_explanation": "视频美化恐怖袭击。",
+        "category_specification": ["KEYWORD_TERRORIST_CONTENT"],
+        "content_type": ["CONTENT_TYPE_VIDEO"],
+        "content_date": "2026-03-01",
+        "application_date": clock.now().date().isoformat(),
+        "decision_facts": "人工审核确认视频第 12 秒起出现袭击画面。",
+        "automated_decision": "AUTOMATED_DECISION_NOT_AUTOMATED",
+        "restrictions": [
+            {
+                "field": "visibility",
+                "type": "DECISION_VISIBILITY_CONTENT_REMOVED",
+                "other": "",
+                "end_time": "",
+            }
+        ],
+        "territorial_scope": ["CN"],
+        "content_language": "zh",
+    }
+
+
+NO_VIOLATION = {"decision_facts": "普通的舞蹈视频，没有任何违规内容。"}
+
+
+@pytest.fixture()
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture()
+def app(clock: FakeClock) -> Reports:
+    policy = ReportsPolicy(
+        taxonomy=load_taxonomy(),
+        misuse=Misuse(warn_after=1, suspend_after=1, window_days=180, suspension_days=30),
+    )
+    return Reports(in_memory(), clock=clock, policy=policy)
+
+
+def test_reports_of_one_video_join_one_case_and_a_reporter_cannot_report_it_twice(
+    app: Reports,
+) -> None:
+    first = app.file(ALICE, report())
+    assert app.file(ALICE, report()).id == first.id  # a retry
+    with pytest.raises(AlreadyExists, match="request_id 'r1'"):
+        app.file(ALICE, report(explanation="something else"))
+    with pytest.raises(AlreadyExists, match="already reported"):
+        app.file(ALICE, report("r2"))
+    second = app.file(BOB, report("b1"))
+    assert second.case_id == first.case_id
+    case = app.get_case(AGENT, first.case_id)
+    assert (case.state, case.lane, len(case.reports)) == ("OPEN", "ORDINARY", 2)
+    assert events_of(app, first.case_id) == ["Opened", "ReportAdded"]
+
+
+def test_a_report_with_bad_fields_names_each_and_files_nothing(app: Reports) -> None:
+    bad = report("r!", target={"type": "PLANET", "id": ""}, evidence=[], good_faith=False)
+    with pytest.raises(InvalidArgument) as refused:
+        app.file(ALICE, bad)
+    fields = {v.field for v in refused.value.violations}
+    assert {
+        "request_id",
+        "report.target.type",
+        "report.evidence",
+        "report.good_faith_statement",
+    } <= fields
+    assert app.recorder.max_notification_id() is None
+
+
+def test_removing_the_video_resolves_every_report_of_its_case(
+    app: Reports, clock: FakeClock
+) -> None:
+    mine, bobs = app.file(ALICE, report()), app.file(BOB, report("b1"))
+    ident = mine.case_id
+    case = app.assign(AGENT, ident, "")
+    assert (case.state, case.assignee) == ("IN_REVIEW", "li")
+    with pytest.raises(Aborted):
+        app.decide(AGENT, ident, "ACTION_TAKEN", action_taken(clock), UPLOADER, [], etag="1")
+    case = app.decide(
+        AGENT, ident, "ACTION_TAKEN", action_taken(clock), UPLOADER, [], etag=str(case.version)
+    )
+    assert case.state == "ACTION_TAKEN"
+    assert case.decision is not None
+    assert case.decision["statement"]["puid"] == "7731"
+    for filed in (mine, bobs):
+        got = app.get_report(AGENT, str(filed.id))
+        assert got.state == "ACTION_TAKEN" and got.outcome is not None
+    # The uploader is now a party and sees the case; someone else does not.
+    assert app.get_case(Identity("ursula", frozenset({"user"})), ident).id == case.id
+    with pytest.raises(NotFound, match=f"report-cases/{ident}"):
+        app.get_case(Identity("mallory", frozenset({"user"})), ident)
+
+
+def test_a_statement_missing_its_fields_is_refused_naming_each(
+    app: Reports, clock: FakeClock
+) -> None:
+    ident = app.file(ALICE, report()).case_id
+    statement = {**action_taken(clock), "decision_ground": "", "content_type": []}
+    with pytest.raises(InvalidArgument) as refused:
+        app.decide(AGENT, ident, "ACTION_TAKEN", statement, UPLOADER, [], etag="")
+    fields = {v.field for v in refused.value.violations}
+    assert {"statement.decision_ground", "statement.content_type"} <= fields
+    assert events_of(app, ident) == ["Opened"]
+
+
+def test_manifestly_unfounded_reports_count_against_their_reporter_until_suspended(
+    app: Reports, clock: FakeClock
+) -> None:
+    for n, video in enumerate(("1", "2")):
+        filed = app.file(ALICE, report(f"r{n}", video))
+        app.decide(
+            AGENT, filed.case_id, "NO_VIOLATION", NO_VIOLATION, None, [f"reports/{filed.id}"], ""
+        )
+        assert app.get_report(ALICE, str(filed.id)).state == "NO_VIOLATION"
+    standing: Reporter = app.repository.get(Reporter.create_id("alice"))
+    assert standing.suspended(clock.now()) is not None
+    with pytest.raises(FailedPrecondition, match="suspended") as refused:
+        app.file(ALICE, report("r9", "3"))
+    assert refused.value.reason == "REPORTING_SUSPENDED"
+    clock.advance(days=31)
+    assert app.file(ALICE, report("r10", "3")).state == "SUBMITTED"
+
+
+def test_an_upheld_appeal_of_the_uploader_lifts_the_removal(app: Reports, clock: FakeClock) -> None:
+    filed = app.file(ALICE, report())
+    ident = filed.case_id
+    app.decide(AGENT, ident, "ACTION_TAKEN", action_taken(clock), UPLOADER, [], etag="")
+    assert app.lodge_appeal(ident, "appeals/a1", "ursula") is True
+    assert app.lodge_appeal(ident, "appeals/a1", "ursula") is False  # the event again
+    assert app.reverse(ident, "appeals/a1") is True
+    assert app.reverse(ident, "appeals/a1") is False
+    assert app.get_case(AGENT, ident).state == "REVERSED"
+    assert app.get_report(ALICE, str(filed.id)).state == "REVERSED"
+    assert events_of(app, ident)[-2:] == ["Appealed", "DecisionReversed"]
+
+
+def test_a_reporters_upheld_appeal_sends_the_case_back_to_review(
+    app: Reports, clock: FakeClock
+) -> None:
+    filed = app.file(ALICE, report())
+    ident = filed.case_id
+    app.decide(AGENT, ident, "NO_VIOLATION", NO_VIOLATION, None, [], etag="")
+    app.lodge_appeal(ident, "appeals/a2", "alice")
+    assert app.reverse(ident, "appeals/a2") is True
+    assert app.get_case(AGENT, ident).state == "OPEN"
+    assert app.get_report(ALICE, str(filed.id)).state == "SUBMITTED"
+
+
+def test_voiding_a_case_voids_its_open_reports(app: Reports) -> None:
+    filed = app.file(ALICE, report())
+    case = app.void(AGENT, filed.case_id, "举报对象已被平台删除")
+    assert case.state == "VOID"
+    assert app.get_report(ALICE, str(filed.id)).state == "VOID"
+    # A new report of the item opens a new round.
+    assert app.file(BOB, report("b1")).case_id != filed.case_id
+
+
+def test_a_trusted_flaggers_report_is_marked_as_theirs_until_removed(app: Reports) -> None:
+    flagger = app.set_flagger(AGENT, "bob", "Safe Web Foundation", ["violence_terrorism"])
+    assert flagger.active and flagger.areas == ["violence_terrorism"]
+    first = app.file(BOB, report("b1"))
+    assert first.source == "TRUSTED_FLAGGER"
+    app.remove_flagger(AGENT, "bob")
+    with pytest.raises(NotFound):
+        app.remove_flagger(AGENT, "bob")
+    assert app.file(BOB, report("b2", "9")).source == "ARTICLE_16"
+
+
+def test_agent_commands_need_an_agent_and_change_nothing(app: Reports) -> None:
+    ident = app.file(ALICE, report()).case_id
+    commands: list[Callable[[], object]] = [
+        lambda: app.assign(ALICE, ident, ""),
+        lambda: app.decide(ALICE, ident, "NO_VIOLATION", NO_VIOLATION, None, [], ""),
+        lambda: app.void(ALICE, ident, "no"),
+        lambda: app.set_flagger(ALICE, "alice", "Me", ["violence_terrorism"]),
+        lambda: app.remove_flagger(ALICE, "bob"),
+    ]
+    for command in commands:
+        with pytest.raises(PermissionDenied):
+            command()
+    assert events_of(app, ident) == ["Opened"]
+    with pytest.raises(NotFound):
+        app.get_report(BOB, str(app.file(ALICE, report("r2", "8")).id))
+
+
+def test_the_appeal_deadline_is_the_policys_window_from_the_decision(
+    app: Reports, clock: FakeClock
+) -> None:
+    filed = app.file(ALICE, report())
+    app.decide(AGENT, filed.case_id, "NO_VIOLATION", NO_VIOLATION, None, [], etag="")
+    outcome = app.get_report(ALICE, str(filed.id)).outcome
+    assert outcome is not None
+    assert outcome["appeal_deadline"] == "2026-09-02T09:00:00+00:00"  # six months on
