@@ -7,6 +7,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
+from casemesh import topics
 from casemesh.events.v1 import appeals_pb2 as ev
 from casemesh.events.v1 import tickets_pb2 as tev
 from casemesh.platform.grpcutil import to_timestamp
@@ -14,7 +15,7 @@ from casemesh.platform.relay import EventTranslator
 from casemesh_appeals.application import PUBLIC_NAMES
 from casemesh_appeals.domain import CopyrightAppeal, State
 
-TOPIC = "casemesh.appeals.v1"
+TOPIC = topics.APPEALS
 SOURCE = "casemesh/appeals"
 
 

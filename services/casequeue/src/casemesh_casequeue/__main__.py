@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 from prometheus_client import REGISTRY
 
+from casemesh import topics
 from casemesh.platform.clock import clock_from_setting
 from casemesh.platform.consuming import start_broker, watch_lag
 from casemesh.platform.entrypoint import run_command
@@ -34,7 +35,7 @@ log = get_logger(__name__)
 
 SLA_EVENTS = Outbox(
     table="queue_outbox",
-    topic="casemesh.casequeue.v1",
+    topic=topics.CASEQUEUE,
     source="casemesh/casequeue",
     subject_column="case_name",
 )

@@ -7,6 +7,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
+from casemesh import topics
 from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as tev
@@ -14,7 +15,7 @@ from casemesh.platform.envelope import CloudEvent
 from casemesh_casequeue.model import Observation
 from casemesh_casequeue.sla import ServiceLevels
 
-TOPICS = ("casemesh.tickets.v1", "casemesh.appeals.v1", "casemesh.reports.v1")
+TOPICS = (topics.TICKETS, topics.APPEALS, topics.REPORTS)
 
 TICKET_OPEN = {"NEW": False, "OPEN": False, "PENDING": True, "ON_HOLD": True}
 APPEAL_OPEN = {"SUBMITTED": False, "UNDER_REVIEW": False, "INFO_REQUESTED": True}

@@ -8,6 +8,7 @@ import asyncio
 
 import psycopg
 
+from casemesh import topics
 from casemesh.platform.clock import clock_from_setting
 from casemesh.platform.entrypoint import run_command
 from casemesh.platform.grpcutil import serve
@@ -23,14 +24,14 @@ log = get_logger(__name__)
 
 CODES = Outbox(
     table="verification_outbox",
-    topic="casemesh.verification.v1",
+    topic=topics.VERIFICATION,
     source="casemesh/helpcenter",
     subject_column="request",
     erase_published=True,
 )
 REQUESTS = Outbox(
     table="help_outbox",
-    topic="casemesh.helpcenter.v1",
+    topic=topics.HELPCENTER,
     source="casemesh/helpcenter",
     subject_column="request",
 )

@@ -19,6 +19,7 @@ from google.protobuf.message import DecodeError
 from opentelemetry import trace
 from psycopg_pool import AsyncConnectionPool
 
+from casemesh import topics
 from casemesh.platform import envelope
 from casemesh.platform.clock import Clock
 from casemesh.platform.logging import get_logger, library_logger
@@ -27,10 +28,10 @@ from casemesh_notifier.planner import Planner
 
 log = get_logger(__name__)
 
-TICKETS_TOPIC = "casemesh.tickets.v1"
-APPEALS_TOPIC = "casemesh.appeals.v1"
-REPORTS_TOPIC = "casemesh.reports.v1"
-CODES_TOPIC = "casemesh.verification.v1"
+TICKETS_TOPIC = topics.TICKETS
+APPEALS_TOPIC = topics.APPEALS
+REPORTS_TOPIC = topics.REPORTS
+CODES_TOPIC = topics.VERIFICATION
 TOPICS = (TICKETS_TOPIC, APPEALS_TOPIC, REPORTS_TOPIC, CODES_TOPIC)
 
 

@@ -3,9 +3,10 @@ its outbox table by the shared publisher."""
 
 from __future__ import annotations
 
+from casemesh import topics
 from casemesh.platform.outbox import Outbox
 
-TOPIC = "casemesh.notifications.v1"
+TOPIC = topics.NOTIFICATIONS
 SOURCE = "casemesh/notifier"
 NOTIFICATIONS = Outbox(
     table="notification_outbox",

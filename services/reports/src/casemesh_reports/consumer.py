@@ -17,6 +17,7 @@ from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 from google.protobuf.message import DecodeError
 
+from casemesh import topics
 from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.platform import envelope
 from casemesh.platform.logging import get_logger, library_logger
@@ -24,7 +25,7 @@ from casemesh_reports.application import Reports
 
 log = get_logger(__name__)
 
-APPEALS_TOPIC = "casemesh.appeals.v1"
+APPEALS_TOPIC = topics.APPEALS
 PREFIX = "report-cases/"
 
 

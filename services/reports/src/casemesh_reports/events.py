@@ -7,13 +7,14 @@ from typing import Any
 
 from google.protobuf.message import Message
 
+from casemesh import topics
 from casemesh.events.v1 import reports_pb2 as ev
 from casemesh.events.v1 import tickets_pb2 as tev
 from casemesh.platform.grpcutil import to_timestamp
 from casemesh.platform.relay import EventTranslator
 from casemesh_reports.domain import AbuseReport, ReportCase, Reporter, TrustedFlagger
 
-TOPIC = "casemesh.reports.v1"
+TOPIC = topics.REPORTS
 
 PUBLIC_NAMES = {
     "Filed": "ReportFiled",

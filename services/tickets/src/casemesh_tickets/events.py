@@ -8,11 +8,12 @@ from typing import Any
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from casemesh import topics
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.relay import EventTranslator
 from casemesh_tickets.views import PUBLIC_NAMES
 
-TOPIC = "casemesh.tickets.v1"
+TOPIC = topics.TICKETS
 SOURCE = "casemesh/tickets"
 
 

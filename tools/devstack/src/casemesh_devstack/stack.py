@@ -24,6 +24,7 @@ from types import FrameType
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from casemesh import topics
 from casemesh.platform.identity import new_signing_key, verify_key_of
 from casemesh_devstack._proc import pid_alive
 from casemesh_devstack.kafka import KAFKA_VERSION, LocalKafka, live_broker_pid
@@ -39,22 +40,14 @@ REPORTS_DB = "casemesh_reports"
 QUEUE_DB = "casemesh_casequeue"
 HELP_DB = "casemesh_helpcenter"
 DATABASES = (TICKETS_DB, NOTIFIER_DB, EVIDENCE_DB, APPEALS_DB, REPORTS_DB, QUEUE_DB, HELP_DB)
-TICKETS_TOPIC = "casemesh.tickets.v1"
-NOTIFICATIONS_TOPIC = "casemesh.notifications.v1"
-APPEALS_TOPIC = "casemesh.appeals.v1"
-REPORTS_TOPIC = "casemesh.reports.v1"
-QUEUE_TOPIC = "casemesh.casequeue.v1"
-CODES_TOPIC = "casemesh.verification.v1"
-HELP_TOPIC = "casemesh.helpcenter.v1"
-TOPICS = (
-    TICKETS_TOPIC,
-    APPEALS_TOPIC,
-    REPORTS_TOPIC,
-    NOTIFICATIONS_TOPIC,
-    QUEUE_TOPIC,
-    CODES_TOPIC,
-    HELP_TOPIC,
-)
+TICKETS_TOPIC = topics.TICKETS
+NOTIFICATIONS_TOPIC = topics.NOTIFICATIONS
+APPEALS_TOPIC = topics.APPEALS
+REPORTS_TOPIC = topics.REPORTS
+QUEUE_TOPIC = topics.CASEQUEUE
+CODES_TOPIC = topics.VERIFICATION
+HELP_TOPIC = topics.HELPCENTER
+TOPICS = topics.ALL
 TOPIC_PARTITIONS = 3
 
 TICKETS_ADDR = "127.0.0.1:50061"
