@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from casemesh.platform.caseindex import IndexProjector
 from casemesh.platform.clock import service_clock
-from casemesh.platform.entrypoint import relay_until_stopped, run_command
-from casemesh.platform.grpcutil import serve
+from casemesh.platform.entrypoint import relay_until_stopped, run_command, serve_servicer
 from casemesh.platform.relay import StreamFollower
 from casemesh.platform.timers import case_timer
 from casemesh.v1 import appeals_pb2, appeals_pb2_grpc
@@ -28,22 +27,17 @@ async def run_api(cfg: AppealsSettings) -> None:
         default_jurisdiction=cfg.default_jurisdiction,
         pool_size=cfg.db_pool_size,
     )
-    projector = IndexProjector(app, app.index, RowSource(index_doc))
-    timer = case_timer(app, cfg.database_url, "appeal_timers")
-    projector.start()
-    timer.start()
-    servicer = AppealServicer(app)
-    service = appeals_pb2.DESCRIPTOR.services_by_name["AppealService"].full_name
-    try:
-        await serve(
-            cfg,
-            register=lambda s: appeals_pb2_grpc.add_AppealServiceServicer_to_server(servicer, s),
-            service_names=[service],
-        )
-    finally:
-        timer.stop()
-        projector.stop()
-        app.close()
+    await serve_servicer(
+        cfg,
+        AppealServicer(app),
+        appeals_pb2.DESCRIPTOR.services_by_name["AppealService"],
+        appeals_pb2_grpc.add_AppealServiceServicer_to_server,
+        workers=[
+            IndexProjector(app, app.index, RowSource(index_doc)),
+            case_timer(app, cfg.database_url, "appeal_timers"),
+        ],
+        close=app.close,
+    )
 
 
 async def run_relay(cfg: RelaySettings) -> None:
@@ -53,13 +47,7 @@ async def run_relay(cfg: RelaySettings) -> None:
         policies=policy.load(cfg.appeals_policy_file),
         pool_size=4,
     )
-    await relay_until_stopped(
-        app=app,
-        topic=TOPIC,
-        translate=Translator(StreamFollower(app)),
-        bootstrap=cfg.kafka_bootstrap,
-        conninfo=cfg.database_url,
-    )
+    await relay_until_stopped(cfg, app, TOPIC, Translator(StreamFollower(app)))
 
 
 def main() -> None:

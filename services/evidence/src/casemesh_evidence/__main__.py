@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from casemesh.platform.entrypoint import run_command
-from casemesh.platform.grpcutil import serve
+from casemesh.platform.entrypoint import run_command, serve_servicer
 from casemesh.platform.pools import async_pool
 from casemesh.v1 import evidence_pb2, evidence_pb2_grpc
 from casemesh_evidence.api import EvidenceServicer
@@ -34,17 +33,14 @@ async def run(cfg: EvidenceSettings) -> None:
     store, incoming = open_store(cfg)
     locker = EvidenceLocker(pool=pool, store=store, limits=cfg.limits(), incoming=incoming)
     await locker.create_schema()
-    servicer = EvidenceServicer(locker)
-    service = evidence_pb2.DESCRIPTOR.services_by_name["EvidenceService"].full_name
-    try:
-        await serve(
-            cfg,
-            register=lambda s: evidence_pb2_grpc.add_EvidenceServiceServicer_to_server(servicer, s),
-            service_names=[service],
-            options=[("grpc.max_receive_message_length", MAX_CHUNK + 64 * 1024)],
-        )
-    finally:
-        await pool.close()
+    await serve_servicer(
+        cfg,
+        EvidenceServicer(locker),
+        evidence_pb2.DESCRIPTOR.services_by_name["EvidenceService"],
+        evidence_pb2_grpc.add_EvidenceServiceServicer_to_server,
+        close=pool.close,
+        options=[("grpc.max_receive_message_length", MAX_CHUNK + 64 * 1024)],
+    )
 
 
 def main() -> None:

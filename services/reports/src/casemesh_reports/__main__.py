@@ -13,8 +13,7 @@ from prometheus_client import REGISTRY
 from casemesh.platform.caseindex import Projector
 from casemesh.platform.clock import service_clock
 from casemesh.platform.consuming import start_broker, watch_lag
-from casemesh.platform.entrypoint import relay_until_stopped, run_command
-from casemesh.platform.grpcutil import serve
+from casemesh.platform.entrypoint import relay_until_stopped, run_command, serve_servicer
 from casemesh.platform.relay import StreamFollower
 from casemesh.v1 import reports_pb2, reports_pb2_grpc
 from casemesh_reports.api import ReportServicer, index_doc
@@ -57,31 +56,20 @@ async def run_api(cfg: ReportsSettings) -> None:
     def project(aggregate: Any, tracking: Any) -> None:
         app.view.apply(aggregate, tracking, index_doc(aggregate))
 
-    projector = Projector(app, app.view, project, name="reports_view")
-    projector.start()
     REGISTRY.register(TransparencyCollector(app.view))
-    servicer = ReportServicer(app)
-    service = reports_pb2.DESCRIPTOR.services_by_name["ReportService"].full_name
-    try:
-        await serve(
-            cfg,
-            register=lambda s: reports_pb2_grpc.add_ReportServiceServicer_to_server(servicer, s),
-            service_names=[service],
-        )
-    finally:
-        projector.stop()
-        app.close()
+    await serve_servicer(
+        cfg,
+        ReportServicer(app),
+        reports_pb2.DESCRIPTOR.services_by_name["ReportService"],
+        reports_pb2_grpc.add_ReportServiceServicer_to_server,
+        workers=[Projector(app, app.view, project, name="reports_view")],
+        close=app.close,
+    )
 
 
 async def run_relay(cfg: RelaySettings) -> None:
     app = open_app(cfg, 4)
-    await relay_until_stopped(
-        app=app,
-        topic=TOPIC,
-        translate=Translator(StreamFollower(app)),
-        bootstrap=cfg.kafka_bootstrap,
-        conninfo=cfg.database_url,
-    )
+    await relay_until_stopped(cfg, app, TOPIC, Translator(StreamFollower(app)))
 
 
 async def run_consumer(cfg: ConsumerSettings) -> None:

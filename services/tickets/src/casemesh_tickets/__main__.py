@@ -9,8 +9,7 @@ from typing import Any
 
 from casemesh.platform.caseindex import IndexProjector
 from casemesh.platform.clock import service_clock
-from casemesh.platform.entrypoint import relay_until_stopped, run_command
-from casemesh.platform.grpcutil import serve
+from casemesh.platform.entrypoint import relay_until_stopped, run_command, serve_servicer
 from casemesh.platform.logging import get_logger
 from casemesh.platform.relay import StreamFollower
 from casemesh.platform.timers import case_timer
@@ -30,22 +29,17 @@ async def run_api(cfg: TicketsSettings) -> None:
         clock=service_clock(cfg.clock_offset_file),
         auto_close_after=timedelta(hours=cfg.ticket_auto_close_hours),
     )
-    projector = IndexProjector(app, app.index, case_row)
-    timer = case_timer(app, cfg.database_url, "ticket_timers")
-    projector.start()
-    timer.start()
-    servicer = TicketServicer(app)
-    service_name = tickets_pb2.DESCRIPTOR.services_by_name["TicketService"].full_name
-    try:
-        await serve(
-            cfg,
-            register=lambda s: tickets_pb2_grpc.add_TicketServiceServicer_to_server(servicer, s),
-            service_names=[service_name],
-        )
-    finally:
-        timer.stop()
-        projector.stop()
-        app.close()
+    await serve_servicer(
+        cfg,
+        TicketServicer(app),
+        tickets_pb2.DESCRIPTOR.services_by_name["TicketService"],
+        tickets_pb2_grpc.add_TicketServiceServicer_to_server,
+        workers=[
+            IndexProjector(app, app.index, case_row),
+            case_timer(app, cfg.database_url, "ticket_timers"),
+        ],
+        close=app.close,
+    )
 
 
 def status_lookup(app: Tickets) -> Callable[[Any], str]:
@@ -56,13 +50,7 @@ def status_lookup(app: Tickets) -> Callable[[Any], str]:
 
 async def run_relay(cfg: RelaySettings) -> None:
     app = open_tickets(cfg.database_url, pool_size=2)
-    await relay_until_stopped(
-        app=app,
-        topic=TOPIC,
-        translate=Translator(status_lookup(app)),
-        bootstrap=cfg.kafka_bootstrap,
-        conninfo=cfg.database_url,
-    )
+    await relay_until_stopped(cfg, app, TOPIC, Translator(status_lookup(app)))
 
 
 def main() -> None:

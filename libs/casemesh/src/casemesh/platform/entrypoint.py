@@ -5,14 +5,18 @@ metrics endpoint, and runs it; and the relay process every writer service has.""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import signal
 import sys
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Protocol
 
+import grpc
 from eventsourcing.application import Application
+from google.protobuf.descriptor import ServiceDescriptor
 
 from casemesh.platform import settings as settings_mod
+from casemesh.platform.grpcutil import Serving, serve
 from casemesh.platform.logging import configure_logging
 from casemesh.platform.metrics import serve_metrics
 from casemesh.platform.relay import Relay, Translate
@@ -35,11 +39,22 @@ def run_command(program: str, commands: Commands, default: str) -> None:
     asyncio.run(run(cfg))
 
 
+class RelayConfig(Protocol):
+    database_url: str
+    kafka_bootstrap: str
+
+
 async def relay_until_stopped(
-    *, app: Application[Any], topic: str, translate: Translate, bootstrap: str, conninfo: str
+    cfg: RelayConfig, app: Application[Any], topic: str, translate: Translate
 ) -> None:
     """Publishes `app`'s event store to `topic` until SIGTERM/SIGINT."""
-    relay = Relay(app=app, topic=topic, translate=translate, bootstrap=bootstrap, conninfo=conninfo)
+    relay = Relay(
+        app=app,
+        topic=topic,
+        translate=translate,
+        bootstrap=cfg.kafka_bootstrap,
+        conninfo=cfg.database_url,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -48,3 +63,42 @@ async def relay_until_stopped(
         await relay.run(stop)
     finally:
         app.close()
+
+
+class Worker(Protocol):
+    """Background work beside a server: a projector, a timer."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+async def serve_servicer(
+    cfg: Serving,
+    servicer: Any,
+    service: ServiceDescriptor,
+    add: Callable[[Any, grpc.aio.Server], None],
+    *,
+    workers: Sequence[Worker] = (),
+    close: Callable[[], object] = lambda: None,
+    options: Sequence[tuple[str, Any]] = (),
+) -> None:
+    """Serves `servicer` as `service` (`add` is its generated
+    add_…Servicer_to_server) with `workers` running, until SIGTERM/SIGINT and
+    a graceful drain; then stops the workers and calls `close` (the
+    application's or the pool's)."""
+    for worker in workers:
+        worker.start()
+    try:
+        await serve(
+            cfg,
+            register=lambda server: add(servicer, server),
+            service_names=[service.full_name],
+            options=options,
+        )
+    finally:
+        for worker in reversed(workers):
+            worker.stop()
+        closed = close()
+        if inspect.isawaitable(closed):
+            await closed
