@@ -16,6 +16,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from casemesh import topics
 from casemesh_devstack.kafka import LocalKafka
 from casemesh_devstack.ports import free_port
 from casemesh_devstack.postgres import LocalPostgres
@@ -33,15 +34,7 @@ from casemesh_devstack.supervisor import Supervisor
 from tests.support import MailEndpoint, SmsEndpoint, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
-TOPICS = [
-    "casemesh.tickets.v1",
-    "casemesh.appeals.v1",
-    "casemesh.reports.v1",
-    "casemesh.notifications.v1",
-    "casemesh.casequeue.v1",
-    "casemesh.verification.v1",
-    "casemesh.helpcenter.v1",
-]
+TOPICS = list(topics.ALL)
 PARTITIONS = 3
 
 

@@ -139,6 +139,10 @@ def test_removing_the_video_resolves_every_report_of_its_case(
     assert app.get_case(Identity("ursula", frozenset({"user"})), ident).id == case.id
     with pytest.raises(NotFound, match=f"report-cases/{ident}"):
         app.get_case(Identity("mallory", frozenset({"user"})), ident)
+    # A report's id named as a case is no case, for its reporter or an agent.
+    for who in (ALICE, AGENT):
+        with pytest.raises(NotFound, match=f"report-cases/{mine.id}"):
+            app.get_case(who, str(mine.id))
 
 
 def test_a_statement_missing_its_fields_is_refused_naming_each(

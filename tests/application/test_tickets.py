@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from casemesh.platform.caseindex import IndexProjector
+from casemesh.platform.cases import fingerprint
 from casemesh.platform.errors import (
     Aborted,
     AlreadyExists,
@@ -20,6 +21,7 @@ from casemesh.platform.errors import (
     PermissionDenied,
 )
 from casemesh_tickets.application import NewTicket, Tickets, case_row
+from casemesh_tickets.domain import Ticket
 from casemesh_tickets.views import TicketView
 from tests.application.story import (
     AGENT,
@@ -78,6 +80,31 @@ def test_opening_again_with_the_same_request_id_answers_with_the_same_ticket(
     with pytest.raises(AlreadyExists, match="request_id 'r1'"):
         app.create_ticket(ALICE, new_ticket(subject="another problem"))
     assert app.create_ticket(BOB, new_ticket()).id != first.id  # ids are per requester
+
+
+def test_a_retry_matches_a_ticket_whose_fingerprint_an_earlier_release_made(
+    app: Tickets,
+) -> None:
+    new = new_ticket()
+    app.save(
+        Ticket(
+            requester="alice",
+            request_id=new.request_id,
+            # Non-ASCII escaped, as appeals and reports made theirs.
+            request_fingerprint=fingerprint(new, ascii_only=True),
+            category=new.category,
+            subject=new.subject.strip(),
+            description=new.description,
+            locale=new.locale,
+            contact=new.contact,
+            priority=3,
+            evidence=new.evidence,
+        )
+    )
+    again = app.create_ticket(ALICE, new)
+    assert events_of(app, again.id) == ["Created"]
+    with pytest.raises(AlreadyExists):
+        app.create_ticket(ALICE, new_ticket(description="不同的描述"))
 
 
 def test_a_ticket_with_bad_fields_names_each_and_records_nothing(app: Tickets) -> None:

@@ -16,7 +16,7 @@ from uuid import UUID
 from eventsourcing.utils import EnvType
 
 from casemesh.platform.caseindex import CaseIndex, CaseIndexLike, CaseRow, Page
-from casemesh.platform.cases import CaseApplication, fingerprint
+from casemesh.platform.cases import CaseApplication
 from casemesh.platform.clock import Clock
 from casemesh.platform.errors import FailedPrecondition, InvalidArgument, Violations
 from casemesh.platform.eventstore import postgres_env, schema_lock, side_table
@@ -86,7 +86,9 @@ class Appeals(CaseApplication[CopyrightAppeal]):
     memory (the application tests)."""
 
     name = "appeals"
+    case_type = CopyrightAppeal
     collection = "appeals"
+    ascii_fingerprints = True
 
     def __init__(
         self,
@@ -146,7 +148,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         appeal = CopyrightAppeal(
             filer_id=who.subject,
             request_id=draft.request_id,
-            request_fingerprint=fingerprint(draft),
+            request_fingerprint=self.fingerprint(draft),
             kind=kind,
             jurisdiction=jurisdiction,
             content=content,

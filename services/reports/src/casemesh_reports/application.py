@@ -28,7 +28,6 @@ from eventsourcing.utils import EnvType
 from casemesh.platform.caseindex import Page
 from casemesh.platform.cases import (
     CaseApplication,
-    fingerprint,
     page_after,
     page_size_of,
     paged,
@@ -96,7 +95,9 @@ class Reports(CaseApplication[ReportCase]):
     (the application tests)."""
 
     name = "reports"
+    case_type = ReportCase
     collection = "report-cases"
+    ascii_fingerprints = True
 
     def __init__(
         self,
@@ -185,7 +186,7 @@ class Reports(CaseApplication[ReportCase]):
             report = AbuseReport(
                 reporter=who.subject,
                 request_id=draft.request_id,
-                request_fingerprint=fingerprint(draft),
+                request_fingerprint=self.fingerprint(draft),
                 target=target,
                 category=draft.category,
                 subcategory=draft.subcategory,

@@ -16,7 +16,7 @@ from uuid import UUID
 from eventsourcing.utils import EnvType
 
 from casemesh.platform.caseindex import CaseIndex, CaseIndexLike, CaseRow, Page
-from casemesh.platform.cases import CaseApplication, fingerprint
+from casemesh.platform.cases import CaseApplication
 from casemesh.platform.clock import Clock, SystemClock
 from casemesh.platform.errors import InvalidArgument, PermissionDenied, Violations
 from casemesh.platform.eventstore import postgres_env, schema_lock, side_table
@@ -48,6 +48,7 @@ class Tickets(CaseApplication[Ticket]):
     memory (the application tests)."""
 
     name = "tickets"
+    case_type = Ticket
     collection = "tickets"
     noun = "ticket"
 
@@ -109,7 +110,7 @@ class Tickets(CaseApplication[Ticket]):
             Ticket(
                 requester=who.subject,
                 request_id=new.request_id,
-                request_fingerprint=fingerprint(new),
+                request_fingerprint=self.fingerprint(new),
                 category=new.category,
                 subject=new.subject.strip(),
                 description=new.description.strip(),

@@ -68,8 +68,13 @@ def same_request(stored: str, draft: Draft) -> bool:
 
 
 class CaseApplication(TracedApplication, Generic[C]):
+    case_type: type[C]  # the aggregate a case is (a store may hold others too)
     collection: ClassVar[str]  # in resource names: "tickets" of tickets/{id}
     noun: ClassVar[str] = "case"  # in messages: "the case changed since …"
+    # How this service's stored fingerprints were made (see `fingerprint`):
+    # kept, so that a retry landing on a replica of the previous release
+    # during a rolling deploy still matches.
+    ascii_fingerprints: ClassVar[bool] = False
 
     def __init__(
         self, env: Mapping[str, str] | None = None, *, index: CaseIndexLike | None = None
@@ -82,6 +87,9 @@ class CaseApplication(TracedApplication, Generic[C]):
         raise NotImplementedError
 
     # -- creating ---------------------------------------------------------
+
+    def fingerprint(self, draft: Draft) -> str:
+        return fingerprint(draft, ascii_only=self.ascii_fingerprints)
 
     def replayed(self, ident: UUID, draft: Draft) -> C | None:
         """The case a earlier call with this request id created (None: none
@@ -114,9 +122,11 @@ class CaseApplication(TracedApplication, Generic[C]):
         """The case, if `who` may see it; NOT_FOUND otherwise, so that nobody
         learns that someone else's case exists."""
         try:
-            case: C = self.repository.get(UUID(ident))
+            case: Aggregate = self.repository.get(UUID(ident))
         except (AggregateNotFoundError, ValueError):
             raise NotFound(f"{self.collection}/{ident} not found") from None
+        if not isinstance(case, self.case_type):  # another kind of aggregate's id
+            raise NotFound(f"{self.collection}/{ident} not found")
         if not (who.is_agent or self.visible_to(case, who)):
             raise NotFound(f"{self.collection}/{ident} not found")
         return case
