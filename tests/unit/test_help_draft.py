@@ -3,12 +3,11 @@ ticket's description limit."""
 
 from __future__ import annotations
 
-from casemesh_helpcenter.draft import LIMIT, what_was_tried, within_limit
-from casemesh_helpcenter.store import Session
+from casemesh_helpcenter.domain import LIMIT, HelpSession, what_was_tried, within_limit
 
 
-def session(searches: list[str], articles: int, flow: str = "") -> Session:
-    return Session(
+def session(searches: list[str], articles: int, flow: str = "") -> HelpSession:
+    return HelpSession(
         id="0f6f3c1e-5a55-4b8e-9e41-7d6c1c7b2f10",
         user_id="dora",
         locale="zh-CN",

@@ -18,6 +18,7 @@ from casemesh.platform.pools import async_pool
 from casemesh.v1 import helpcenter_pb2, helpcenter_pb2_grpc
 from casemesh_helpcenter import phone, store
 from casemesh_helpcenter.api import HelpServicer
+from casemesh_helpcenter.application import HelpCenter
 from casemesh_helpcenter.settings import HelpSettings
 
 log = get_logger(__name__)
@@ -61,7 +62,7 @@ async def run(cfg: HelpSettings) -> None:
         )
         for name, o in (("helpcenter-codes", CODES), ("helpcenter-requests", REQUESTS))
     ]
-    servicer = HelpServicer(pool, clock_from_setting(cfg.clock_offset_file))
+    servicer = HelpServicer(HelpCenter(pool, clock_from_setting(cfg.clock_offset_file)))
     service = helpcenter_pb2.DESCRIPTOR.services_by_name["HelpCenterService"].full_name
     try:
         await serve(

@@ -7,7 +7,6 @@ version only, so a draft is never found by users."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from typing import Any
@@ -19,6 +18,7 @@ from psycopg.types.json import Jsonb
 from casemesh.platform.eventstore import advisory_lock
 from casemesh.platform.logging import get_logger
 from casemesh.platform.periods import within
+from casemesh_helpcenter.domain import ArticleVersion, Figures, HelpSession, TicketDraft
 from casemesh_helpcenter.search import index_text, query_terms, tsquery
 
 log = get_logger(__name__)
@@ -39,25 +39,6 @@ CREATE TABLE IF NOT EXISTS help_search (
 CREATE INDEX IF NOT EXISTS help_search_document ON help_search USING gin (document);
 CREATE INDEX IF NOT EXISTS help_search_title ON help_search (locale, lower(title));
 """
-
-
-@dataclass(frozen=True)
-class Version:
-    slug: str
-    locale: str
-    version: int
-    category: str
-    title: str
-    body: str
-    keywords: str
-    author: str
-    created_at: datetime
-    published_version: int | None
-    latest_version: int
-
-    @property
-    def published(self) -> bool:
-        return self.published_version == self.version
 
 
 async def create_schema(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -153,7 +134,7 @@ async def write_version(
 
 async def publish(
     conn: psycopg.AsyncConnection[Any], slug: str, locale: str, version: int | None
-) -> Version | str:
+) -> ArticleVersion | str:
     """Publishes a version (None: withdraws the article). `absent` if unknown."""
     async with conn.transaction():
         current = await get(conn, slug, locale, version or 0)
@@ -188,7 +169,7 @@ async def publish(
 
 async def get(
     conn: psycopg.AsyncConnection[Any], slug: str, locale: str, version: int = 0
-) -> Version | None:
+) -> ArticleVersion | None:
     """A version (0: the published one, or the latest if none is published)."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
@@ -200,16 +181,20 @@ async def get(
             (version, version, slug, locale),
         )
         row = await cur.fetchone()
-    return Version(**row) if row else None
+    return ArticleVersion(**row) if row else None
 
 
-async def published(conn: psycopg.AsyncConnection[Any], slug: str, locale: str) -> Version | None:
+async def published(
+    conn: psycopg.AsyncConnection[Any], slug: str, locale: str
+) -> ArticleVersion | None:
     """The published version, or None (a draft or a withdrawn article)."""
     found = await get(conn, slug, locale)
     return found if found is not None and found.published else None
 
 
-async def versions(conn: psycopg.AsyncConnection[Any], slug: str, locale: str) -> list[Version]:
+async def versions(
+    conn: psycopg.AsyncConnection[Any], slug: str, locale: str
+) -> list[ArticleVersion]:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "SELECT v.*, a.published_version, a.latest_version FROM help_versions v"
@@ -217,12 +202,12 @@ async def versions(conn: psycopg.AsyncConnection[Any], slug: str, locale: str) -
             " WHERE v.slug = %s AND v.locale = %s ORDER BY v.version",
             (slug, locale),
         )
-        return [Version(**row) for row in await cur.fetchall()]
+        return [ArticleVersion(**row) for row in await cur.fetchall()]
 
 
 async def search(
     conn: psycopg.AsyncConnection[Any], query: str, locale: str, category: str, limit: int
-) -> list[tuple[Version, float]]:
+) -> list[tuple[ArticleVersion, float]]:
     terms = tsquery(query_terms(query))
     if not terms:
         return []
@@ -249,7 +234,7 @@ async def search(
 
 async def suggest(
     conn: psycopg.AsyncConnection[Any], prefix: str, locale: str, limit: int = 8
-) -> list[Version]:
+) -> list[ArticleVersion]:
     pattern = (
         "%" + prefix.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     )
@@ -295,29 +280,13 @@ SEARCHES_KEPT = 20
 ARTICLES_KEPT = 20
 
 
-@dataclass
-class Session:
-    id: str
-    user_id: str
-    locale: str
-    flow: str
-    node: str
-    path: list[dict[str, str]]
-    searches: list[str]
-    articles: list[dict[str, str]]
-    outcome: str
-    ticket_category: str
-    ticket_subject: str = ""
-    ticket_description: str = ""
-
-
 async def create_session_schema(conn: psycopg.AsyncConnection[Any]) -> None:
     await conn.execute(SESSIONS)
 
 
 async def session(
     conn: psycopg.AsyncConnection[Any], ident: str, user_id: str, locale: str, *, create: bool
-) -> Session | None:
+) -> HelpSession | None:
     """The caller's session (None when it is someone else's or unknown); a
     new one under `ident` when `create`."""
     if create:
@@ -336,10 +305,10 @@ async def session(
         row = await cur.fetchone()
     if row is None or row["user_id"] != user_id:
         return None
-    return Session(**{**row, "id": str(row["id"])})
+    return HelpSession(**{**row, "id": str(row["id"])})
 
 
-async def save_session(conn: psycopg.AsyncConnection[Any], s: Session) -> None:
+async def save_session(conn: psycopg.AsyncConnection[Any], s: HelpSession) -> None:
     await conn.execute(
         "UPDATE help_sessions SET flow = %s, node = %s, path = %s, searches = %s, articles = %s"
         " WHERE id = %s",
@@ -348,7 +317,7 @@ async def save_session(conn: psycopg.AsyncConnection[Any], s: Session) -> None:
 
 
 async def log_search(
-    conn: psycopg.AsyncConnection[Any], s: Session, query: str, results: int
+    conn: psycopg.AsyncConnection[Any], s: HelpSession, query: str, results: int
 ) -> None:
     """Keeps the search in the session (its latest SEARCHES_KEPT, each once: a
     query typed again moves to the end) and logs it for the figures."""
@@ -368,7 +337,9 @@ async def log_search(
     )
 
 
-async def add_read(conn: psycopg.AsyncConnection[Any], s: Session, read: dict[str, str]) -> None:
+async def add_read(
+    conn: psycopg.AsyncConnection[Any], s: HelpSession, read: dict[str, str]
+) -> None:
     """Keeps an article read in the session, once (its latest ARTICLES_KEPT)."""
     await conn.execute(
         "UPDATE help_sessions SET articles = ("
@@ -382,7 +353,7 @@ async def add_read(conn: psycopg.AsyncConnection[Any], s: Session, read: dict[st
 
 async def answer(
     conn: psycopg.AsyncConnection[Any],
-    s: Session,
+    s: HelpSession,
     *,
     node: str,
     step: dict[str, str],
@@ -401,17 +372,17 @@ async def answer(
 
 async def resolve(
     conn: psycopg.AsyncConnection[Any],
-    s: Session,
+    s: HelpSession,
     outcome: str,
-    ticket: tuple[str, str, str] = ("", "", ""),
-) -> Session:
+    ticket: TicketDraft | None = None,
+) -> HelpSession:
     """Records the outcome (and the ticket to open) once: a repeated answer
     keeps the first, so a retried ticket is the same ticket."""
-    category, subject, description = ticket
+    ticket = ticket or TicketDraft("", "", "")
     await conn.execute(
         "UPDATE help_sessions SET outcome = %s, ticket_category = %s, ticket_subject = %s,"
         " ticket_description = %s, resolved_at = now() WHERE id = %s AND outcome = ''",
-        (outcome, category, subject, description, s.id),
+        (outcome, ticket.category, ticket.subject, ticket.description, s.id),
     )
     found = await session(conn, s.id, s.user_id, s.locale, create=False)
     assert found is not None
@@ -420,7 +391,7 @@ async def resolve(
 
 async def figures(
     conn: psycopg.AsyncConnection[Any], start: datetime | None, end: datetime | None
-) -> dict[str, int]:
+) -> Figures:
     def period(column: str) -> tuple[str, list[Any]]:
         return within(column, start, end)
 
@@ -438,17 +409,14 @@ async def figures(
     )
     outcomes = await cur.fetchone()
     assert searches is not None and outcomes is not None
-    return {
-        "searches": searches[0],
-        "zero_results": searches[1],
-        "solved": outcomes[0],
-        "tickets": outcomes[1],
-    }
+    return Figures(
+        searches=searches[0], zero_results=searches[1], solved=outcomes[0], tickets=outcomes[1]
+    )
 
 
 async def in_category(
     conn: psycopg.AsyncConnection[Any], category: str, locale: str, limit: int
-) -> list[Version]:
+) -> list[ArticleVersion]:
     cur = await conn.execute(
         "SELECT slug FROM help_search WHERE locale = %s AND category = %s ORDER BY slug LIMIT %s",
         (locale, category, limit),

@@ -1,0 +1,404 @@
+"""The help centre's use cases, one method each: check what the caller sent
+and may do, then read and write through `store` (articles, the search index,
+help sessions and figures) and `phone` (phone-number changes), one pooled
+connection a call. What to do with a session (flows, the ticket it drafts) is
+the domain's (`domain.py`); the servicer (`api.py`) only decodes and encodes."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from casemesh.platform.clock import Clock
+from casemesh.platform.errors import (
+    Aborted,
+    AlreadyExists,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Violations,
+)
+from casemesh.platform.grpcutil import resource_id
+from casemesh.platform.identity import Identity
+from casemesh.rules import tickets as rules
+from casemesh_helpcenter import phone, store
+from casemesh_helpcenter.domain import (
+    NOT_SOLVED,
+    SOLVED,
+    ArticleVersion,
+    Figures,
+    Flow,
+    FlowStep,
+    HelpCategory,
+    HelpSession,
+    TicketDraft,
+    category_tree,
+    flow,
+    flow_id,
+    flows,
+)
+from casemesh_helpcenter.search import is_chinese
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,79}\Z")
+CATEGORY_OR_GROUP = re.compile(r"[a-z_]+(\.[a-z_]+)?")
+CODE = re.compile(r"[0-9]{6}")
+# Recommendations: the latest searches looked at, what each adds, the ticket
+# categories looked at, the articles each adds, and how many in all.
+RECENT_SEARCHES = 3
+PER_SEARCH = 2
+CATEGORIES_AT_MOST = 10
+PER_CATEGORY = 3
+RECOMMENDED = 8
+
+
+@dataclass(frozen=True)
+class ArticleText:
+    """An article as an admin wrote it (`name` is `articles/{slug}`)."""
+
+    name: str
+    locale: str
+    category: str
+    title: str
+    body: str
+    keywords: str
+
+
+@dataclass(frozen=True)
+class NewPhoneChange:
+    request_id: str
+    old_phone: str
+    new_phone: str
+    locale: str
+
+
+@dataclass(frozen=True)
+class SearchResults:
+    session: str
+    found: list[tuple[ArticleVersion, float]]
+
+
+class HelpCenter:
+    def __init__(self, pool: AsyncConnectionPool[Any], clock: Clock) -> None:
+        self.pool = pool
+        self.clock = clock
+
+    # -- articles ---------------------------------------------------------------
+
+    async def search(
+        self,
+        who: Identity,
+        query: str,
+        locale: str,
+        category: str,
+        page_size: int,
+        session: str,
+    ) -> SearchResults:
+        """Published articles for a query, best first; the search is kept in
+        the caller's session (a new one when none is named)."""
+        query = _query(query, "query")
+        locale = _locale(locale, "zh-CN" if is_chinese(query) else "en")
+        if not 0 <= page_size <= 50:
+            raise InvalidArgument.field("page_size", "must be from 1 to 50 (0 means 10)")
+        category = category.strip()
+        if category and not CATEGORY_OR_GROUP.fullmatch(category):
+            raise InvalidArgument.field("category", "must be a category id or group, e.g. account")
+        async with self.pool.connection() as conn:
+            found_session = await _session(conn, who, session, locale)
+            found = await store.search(conn, query, locale, category, page_size or 10)
+            await store.log_search(conn, found_session, query, len(found))
+        return SearchResults(found_session.name, found)
+
+    async def suggest(self, prefix: str, locale: str) -> list[ArticleVersion]:
+        """Published articles whose titles contain what the user has typed so far."""
+        prefix = _query(prefix, "prefix", limit=50)
+        locale = _locale(locale, "zh-CN" if is_chinese(prefix) else "en")
+        async with self.pool.connection() as conn:
+            return await store.suggest(conn, prefix, locale)
+
+    async def article(
+        self, who: Identity, name: str, locale: str, version: int, session: str
+    ) -> ArticleVersion:
+        """The published version (admins: the latest, or any by number); read
+        within a session, it is kept there."""
+        slug, locale = _slug(name), _locale(locale)
+        if version < 0:
+            raise InvalidArgument.field("version", "must be a version number (0: the current)")
+        if version and not who.is_admin:
+            raise PermissionDenied("earlier versions are for admins")
+        async with self.pool.connection() as conn:
+            found = await store.get(conn, slug, locale, version)
+            if found is None or (not who.is_admin and not found.published):
+                raise NotFound(f"articles/{slug} ({locale}) not found")
+            if session:
+                reader = await _session(conn, who, session, locale, create=False)
+                await store.add_read(conn, reader, found.read())
+        return found
+
+    async def categories(self, locale: str) -> list[HelpCategory]:
+        locale = _locale(locale)
+        async with self.pool.connection() as conn:
+            counts = await store.category_counts(conn, locale)
+        return category_tree(counts, locale)
+
+    async def create_article(self, who: Identity, article: ArticleText) -> ArticleVersion:
+        _admin(who)
+        slug = _slug(article.name, "article.name")
+        locale = _locale(article.locale, field="article.locale")
+        content = _content(article)
+        async with self.pool.connection() as conn:
+            result = await store.write_version(
+                conn, slug=slug, locale=locale, author=who.subject, base_version=None, **content
+            )
+            if result == "exists":
+                raise AlreadyExists(f"articles/{slug} ({locale}) exists; update it instead")
+            found = await store.get(conn, slug, locale, 1)
+        assert found is not None
+        return found
+
+    async def update_article(
+        self, who: Identity, article: ArticleText, base_version: int
+    ) -> ArticleVersion:
+        """A new version, written over `base_version`, the latest the admin read."""
+        _admin(who)
+        slug = _slug(article.name, "article.name")
+        locale = _locale(article.locale, field="article.locale")
+        content = _content(article)
+        if base_version < 1:
+            raise InvalidArgument.field("base_version", "is the latest version you read")
+        async with self.pool.connection() as conn:
+            result = await store.write_version(
+                conn,
+                slug=slug,
+                locale=locale,
+                author=who.subject,
+                base_version=base_version,
+                **content,
+            )
+            if result == "absent":
+                raise NotFound(f"articles/{slug} ({locale}) not found")
+            if result == "stale":
+                raise Aborted("the article changed since you read it; read it again")
+            assert isinstance(result, int)
+            found = await store.get(conn, slug, locale, result)
+        assert found is not None
+        return found
+
+    async def publish_article(
+        self, who: Identity, name: str, locale: str, version: int, unpublish: bool
+    ) -> ArticleVersion:
+        """Publishes a version (0: the latest), or withdraws the article."""
+        _admin(who)
+        slug, locale = _slug(name), _locale(locale)
+        if version < 0:
+            raise InvalidArgument.field("version", "must be a version number (0: the latest)")
+        async with self.pool.connection() as conn:
+            current = await store.get(conn, slug, locale)
+            if current is None:
+                raise NotFound(f"articles/{slug} ({locale}) not found")
+            if version > current.latest_version:
+                raise InvalidArgument.field("version", f"the latest is {current.latest_version}")
+            target = None if unpublish else (version or current.latest_version)
+            result = await store.publish(conn, slug, locale, target)
+        if isinstance(result, str):
+            raise NotFound(f"articles/{slug} ({locale}) not found")
+        return result
+
+    async def article_versions(self, who: Identity, name: str, locale: str) -> list[ArticleVersion]:
+        _admin(who)
+        slug, locale = _slug(name), _locale(locale)
+        async with self.pool.connection() as conn:
+            found = await store.versions(conn, slug, locale)
+        if not found:
+            raise NotFound(f"articles/{slug} ({locale}) not found")
+        return found
+
+    async def recommend(
+        self, who: Identity, locale: str, session: str, categories: list[str]
+    ) -> list[ArticleVersion]:
+        """What the caller's recent searches found, then articles in the given
+        categories (those of their open tickets); each once."""
+        locale = _locale(locale)
+        categories = [c for c in categories if c in rules.BY_ID][:CATEGORIES_AT_MOST]
+        picked: dict[str, ArticleVersion] = {}
+        async with self.pool.connection() as conn:
+            if session:
+                searcher = await _session(conn, who, session, locale, create=False)
+                for query in reversed(searcher.searches[-RECENT_SEARCHES:]):
+                    for v, _ in await store.search(conn, query, locale, "", PER_SEARCH):
+                        picked.setdefault(v.slug, v)
+            for category in categories:
+                for v in await store.in_category(conn, category, locale, PER_CATEGORY):
+                    picked.setdefault(v.slug, v)
+        return list(picked.values())[:RECOMMENDED]
+
+    # -- guided flows and deflection ----------------------------------------------
+
+    async def list_flows(self, locale: str) -> list[Flow]:
+        locale = _locale(locale)
+        return [flow(fid, locale) for fid in flows()]
+
+    async def start_flow(self, who: Identity, name: str, session: str, locale: str) -> FlowStep:
+        """Starts a flow (again) in the caller's session (a new one when none is named)."""
+        locale = _locale(locale)
+        fid = flow_id(name)
+        async with self.pool.connection() as conn:
+            found = await _session(conn, who, session, locale)
+            found.start(fid)
+            await store.save_session(conn, found)
+        return found.step(locale)
+
+    async def answer_flow(self, who: Identity, session: str, answer: int) -> FlowStep:
+        """Answers the question the session stands at; a second answer to the
+        same question (a double tap) is ABORTED."""
+        async with self.pool.connection() as conn:
+            found = await _session(conn, who, session, "zh-CN", create=False)
+            choice = found.choose(answer)
+            ending = None
+            if choice.article:
+                ending = await store.published(conn, choice.article, found.locale)
+            read = ending.read() if ending is not None else None
+            moved = await store.answer(conn, found, node=choice.next, step=choice.taken, read=read)
+            if not moved:
+                raise Aborted("this question was already answered; read the session again")
+            found.node = choice.next
+        return found.step(found.locale, ending, choice.action)
+
+    async def resolve(
+        self, who: Identity, session: str, solved: bool, locale: str
+    ) -> TicketDraft | None:
+        """Records whether help solved it, once; "not solved" answers with the
+        ticket to open (the gateway opens it with the user's contact)."""
+        async with self.pool.connection() as conn:
+            found = await _session(conn, who, session, "zh-CN", create=False)
+            if solved:
+                found.check_can_be_solved()
+                found = await store.resolve(conn, found, SOLVED)
+                found.check_outcome(SOLVED)
+                return None
+            draft = found.draft_ticket(_locale(locale, found.locale))
+            found = await store.resolve(conn, found, NOT_SOLVED, draft)
+        found.check_outcome(NOT_SOLVED)
+        return found.drafted()
+
+    @staticmethod
+    def may_read_figures(who: Identity) -> None:
+        """Asked first, before the request's times are read."""
+        if not who.is_agent:
+            raise PermissionDenied("help figures are for agents and admins")
+
+    async def figures(self, who: Identity, start: datetime | None, end: datetime | None) -> Figures:
+        self.may_read_figures(who)
+        async with self.pool.connection() as conn:
+            return await store.figures(conn, start, end)
+
+    # -- self-service: phone number change ------------------------------------------
+
+    async def start_phone_change(self, who: Identity, change: NewPhoneChange) -> phone.Change:
+        v = Violations()
+        old, new = change.old_phone.strip(), change.new_phone.strip()
+        for field, number in (("old_phone", old), ("new_phone", new)):
+            if not rules.E164.match(number):
+                v.add(field, "must be an E.164 number, e.g. +8613800138000")
+        if old and old == new:
+            v.add("new_phone", "must differ from the old number")
+        if not rules.REQUEST_ID.match(change.request_id):
+            v.add("request_id", "must be 1–64 characters of letters, digits, '.', '_', ':' or '-'")
+        locale = change.locale or "zh-CN"
+        if locale not in rules.LOCALES:
+            v.add("locale", f"must be one of {', '.join(rules.LOCALES)}")
+        v.raise_if_any()
+        async with self.pool.connection() as conn:
+            return await phone.start(
+                conn,
+                user_id=who.subject,
+                request_id=change.request_id,
+                old_phone=old,
+                new_phone=new,
+                locale=locale,
+                now=self.clock.now(),
+            )
+
+    async def confirm_phone_change(self, who: Identity, name: str, code: str) -> phone.Change:
+        ident = resource_id(name, "phone-changes")
+        if not CODE.fullmatch(code):
+            raise InvalidArgument.field("code", "must be the six digits we sent")
+        async with self.pool.connection() as conn:
+            change = await phone.confirm(conn, who.subject, ident, code, self.clock.now())
+        return _found(change, name)
+
+    async def resend_phone_change_code(self, who: Identity, name: str) -> phone.Change:
+        ident = resource_id(name, "phone-changes")
+        async with self.pool.connection() as conn:
+            change = await phone.resend(conn, who.subject, ident, self.clock.now())
+        return _found(change, name)
+
+    async def phone_change(self, who: Identity, name: str) -> phone.Change:
+        ident = resource_id(name, "phone-changes")
+        async with self.pool.connection() as conn:
+            change = await phone.get(conn, who.subject, ident)
+        return _found(change, name)
+
+
+def _admin(who: Identity) -> None:
+    if not who.is_admin:
+        raise PermissionDenied("editing the help centre needs the admin role")
+
+
+async def _session(
+    conn: Any, who: Identity, name: str, locale: str, *, create: bool = True
+) -> HelpSession:
+    """The caller's session named `name`; with no name, a new one when `create`.
+    Someone else's is NOT_FOUND, like an unknown one."""
+    if not name and create:
+        ident = str(uuid.uuid4())
+    else:
+        ident = resource_id(name, "help-sessions", "session")
+    found = await store.session(conn, ident, who.subject, locale, create=not name)
+    if found is None:
+        raise NotFound(f"{name} not found")
+    return found
+
+
+def _found(change: phone.Change | None, name: str) -> phone.Change:
+    if change is None:
+        raise NotFound(f"{name} not found")
+    return change
+
+
+def _slug(name: str, field: str = "name") -> str:
+    prefix, _, slug = name.partition("/")
+    if prefix != "articles" or not SLUG.match(slug):
+        raise InvalidArgument.field(
+            field, "must be articles/{slug} (lower-case letters, digits and '-')"
+        )
+    return slug
+
+
+def _locale(locale: str, default: str = "zh-CN", field: str = "locale") -> str:
+    locale = locale or default
+    if locale not in rules.LOCALES:
+        raise InvalidArgument.field(field, f"must be one of {', '.join(rules.LOCALES)}")
+    return locale
+
+
+def _query(text: str, field: str, limit: int = 200) -> str:
+    v = Violations()
+    value = rules.text(v, field, text, limit=limit, single_line=True)
+    v.raise_if_any()
+    return value
+
+
+def _content(a: ArticleText) -> dict[str, str]:
+    v = Violations()
+    if a.category not in rules.BY_ID:
+        v.add("article.category", "must be a ticket category (ListTicketCategories)")
+    title = rules.text(v, "article.title", a.title, limit=200, single_line=True)
+    body = rules.text(v, "article.body", a.body, limit=20000)
+    keywords = rules.text(v, "article.keywords", a.keywords, limit=1000, required=False)
+    v.raise_if_any()
+    return {"category": a.category, "title": title, "body": body, "keywords": keywords}

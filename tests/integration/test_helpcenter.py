@@ -1,0 +1,187 @@
+"""The help centre's application on a real PostgreSQL database with the
+starter knowledge base: given what a user searched, read and answered, when
+they say whether it helped, then the ticket drafted, the figures and the
+recommendations; article versions; two answers to one question at once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import psycopg
+import pytest
+
+from casemesh.events.v1 import helpcenter_pb2 as hev
+from casemesh.platform.errors import (
+    Aborted,
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
+from casemesh.platform.identity import Identity
+from casemesh.platform.pools import async_pool
+from casemesh_helpcenter import phone, store
+from casemesh_helpcenter.application import ArticleText, HelpCenter, NewPhoneChange
+from tests.application.story import AGENT, ALICE, BOB, FakeClock
+from tests.conftest import Infra
+
+ADMIN = Identity("ada", frozenset({"admin"}))
+
+
+@pytest.fixture(scope="module")
+async def app(infra: Infra) -> AsyncIterator[HelpCenter]:
+    name = f"help_it_{uuid.uuid4().hex[:8]}"
+    infra.pg.create_database(name)
+    dsn = infra.pg.dsn(name)
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await store.create_schema(conn)
+        await store.create_session_schema(conn)
+        await conn.execute(phone.SCHEMA)
+        await store.seed(conn)
+    pool = async_pool(dsn, max_size=4)
+    await pool.open()
+    try:
+        yield HelpCenter(pool, FakeClock())
+    finally:
+        await pool.close()
+
+
+async def test_not_solved_drafts_one_ticket_from_what_was_searched_and_read(
+    app: HelpCenter,
+) -> None:
+    found = await app.search(ALICE, "视频传不上去", "", "", 0, "")
+    assert found.session.startswith("help-sessions/") and found.found
+    best = found.found[0][0]
+    assert best.category == "content.upload_failed"
+    await app.article(ALICE, f"articles/{best.slug}", best.locale, 0, found.session)
+
+    draft = await app.resolve(ALICE, found.session, False, "zh-CN")
+    assert draft is not None and draft.category == "content.upload_failed"
+    assert draft.subject == "自助服务未能解决：视频上传失败"
+    assert "搜索：视频传不上去" in draft.description
+    assert f"(articles/{best.slug})" in draft.description
+    assert await app.resolve(ALICE, found.session, False, "en") == draft  # the first stands
+    with pytest.raises(FailedPrecondition, match="ticket was already opened"):
+        await app.resolve(ALICE, found.session, True, "")
+
+
+async def test_someone_elses_session_is_not_found(app: HelpCenter) -> None:
+    found = await app.search(ALICE, "login", "en", "", 3, "")
+    with pytest.raises(NotFound):
+        await app.resolve(BOB, found.session, True, "")
+    with pytest.raises(NotFound):
+        await app.answer_flow(BOB, found.session, 0)
+    with pytest.raises(InvalidArgument) as info:
+        await app.answer_flow(ALICE, "sessions/1", 0)
+    assert [v.field for v in info.value.violations] == ["session"]
+
+
+async def test_two_answers_to_one_question_move_the_flow_on_once(app: HelpCenter) -> None:
+    step = await app.start_flow(ALICE, "flows/login", "", "en")
+    assert step.question == "What happens?"
+    answers = await asyncio.gather(
+        app.answer_flow(ALICE, step.session, 0),
+        app.answer_flow(ALICE, step.session, 0),
+        return_exceptions=True,
+    )
+    assert sorted(type(a).__name__ for a in answers) == ["Aborted", "FlowStep"]
+    last = await app.answer_flow(ALICE, step.session, 0)
+    assert last.finished and last.article is not None
+    assert last.article.slug == "login-no-sms-code"
+    with pytest.raises(FailedPrecondition, match="no question waiting"):
+        await app.answer_flow(ALICE, step.session, 0)
+
+    draft = await app.resolve(ALICE, step.session, False, "en")
+    assert draft is not None and draft.category == "account.login"
+    assert "What happens? → I get no code" in draft.description
+    assert "Read: " in draft.description  # the article the flow ended at
+
+
+async def test_figures_count_searches_and_how_sessions_ended(app: HelpCenter) -> None:
+    before = await app.figures(AGENT, None, None)
+    helped = await app.search(BOB, "忘记密码", "", "", 0, "")
+    await app.search(BOB, "zzqqxx", "", "", 0, helped.session)
+    await app.resolve(BOB, helped.session, True, "")
+    with pytest.raises(FailedPrecondition, match="already marked as solved"):
+        await app.resolve(BOB, helped.session, False, "en")
+    nothing = await app.start_flow(BOB, "flows/upload", "", "en")
+    await app.resolve(BOB, nothing.session, False, "en")
+
+    after = await app.figures(AGENT, None, None)
+    assert after.searches == before.searches + 2
+    assert after.zero_results == before.zero_results + 1
+    assert (after.solved, after.tickets) == (before.solved + 1, before.tickets + 1)
+    assert after.deflection_rate == after.solved / (after.solved + after.tickets)
+
+
+async def test_recommendations_come_from_recent_searches_then_ticket_categories(
+    app: HelpCenter,
+) -> None:
+    searched = await app.search(ALICE, "copyright takedown", "en", "", 0, "")
+    found = await app.recommend(ALICE, "en", searched.session, ["account.ban", "no.such"])
+    slugs = [v.slug for v in found]
+    assert found[0].category == "content.copyright"
+    assert [v.category for v in found] == ["content.copyright"] * 2 + ["account.ban"] * 3
+    assert len(slugs) == len(set(slugs))
+    assert all(v.published for v in found)
+
+
+async def test_an_article_is_versioned_and_a_draft_stays_hidden(app: HelpCenter) -> None:
+    text = ArticleText(
+        name="articles/test-refunds",
+        locale="en",
+        category="ads.consulting",
+        title="Refunds for ads",
+        body="Ask within 30 days.",
+        keywords="money back",
+    )
+    first = await app.create_article(ADMIN, text)
+    assert (first.version, first.published) == (1, False)
+    with pytest.raises(AlreadyExists):
+        await app.create_article(ADMIN, text)
+    with pytest.raises(NotFound):
+        await app.article(ALICE, text.name, "en", 0, "")
+    await app.publish_article(ADMIN, text.name, "en", 0, False)
+    assert (await app.article(ALICE, text.name, "en", 0, "")).title == "Refunds for ads"
+
+    second = await app.update_article(ADMIN, ArticleText(**{**vars(text), "body": "60 days."}), 1)
+    assert (second.version, second.published_version) == (2, 1)
+    with pytest.raises(Aborted):
+        await app.update_article(ADMIN, text, 1)
+    assert (await app.article(ALICE, text.name, "en", 0, "")).body == "Ask within 30 days."
+    assert [v.version for v in await app.article_versions(ADMIN, text.name, "en")] == [1, 2]
+    with pytest.raises(InvalidArgument, match="the latest is 2"):
+        await app.publish_article(ADMIN, text.name, "en", 3, False)
+
+
+async def test_a_phone_change_started_again_is_the_same_change(app: HelpCenter) -> None:
+    change = NewPhoneChange("move-1", "+8613800138000", "+8613900139000", "")
+    first = await app.start_phone_change(ALICE, change)
+    assert (first.state, first.codes_sent) == ("AWAITING_OLD_CODE", 1)
+    again = await app.start_phone_change(ALICE, change)
+    assert (again.id, again.codes_sent) == (first.id, 1)
+    with pytest.raises(InvalidArgument, match="other numbers"):
+        await app.start_phone_change(
+            ALICE, NewPhoneChange("move-1", "+8613800138000", "+8613700137000", "")
+        )
+    with pytest.raises(NotFound):
+        await app.phone_change(BOB, first.name)
+    sent = await code_sent(app, first.name)
+    with pytest.raises(InvalidArgument, match="4 attempts left"):
+        await app.confirm_phone_change(ALICE, first.name, f"{(int(sent) + 1) % 10**6:06d}")
+    confirmed = await app.confirm_phone_change(ALICE, first.name, sent)
+    assert (confirmed.state, confirmed.attempts) == ("AWAITING_NEW_CODE", 1)
+
+
+async def code_sent(app: HelpCenter, name: str) -> str:
+    """The latest code the outbox holds for the notifier to send."""
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT payload FROM verification_outbox WHERE request = %s ORDER BY id DESC",
+            (name,),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return hev.VerificationCodeIssued.FromString(row[0]).code

@@ -1,0 +1,110 @@
+"""A help session told as a story: given what the user did, when they follow
+a flow or give up, then where the flow stands and what ticket is drafted.
+Pure rules (casemesh_helpcenter.domain): no database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from casemesh.platform.errors import FailedPrecondition, InvalidArgument
+from casemesh_helpcenter.domain import (
+    NOT_SOLVED,
+    SOLVED,
+    HelpSession,
+    category_tree,
+    flow_id,
+)
+
+
+def session(**changes: Any) -> HelpSession:
+    fields: dict[str, Any] = {
+        "id": "0f6f3c1e-5a55-4b8e-9e41-7d6c1c7b2f10",
+        "user_id": "dora",
+        "locale": "en",
+        "flow": "",
+        "node": "",
+        "path": [],
+        "searches": [],
+        "articles": [],
+        "outcome": "",
+        "ticket_category": "",
+    }
+    return HelpSession(**{**fields, **changes})
+
+
+def read(slug: str, category: str) -> dict[str, str]:
+    return {"slug": slug, "title": slug.replace("-", " "), "category": category}
+
+
+def test_a_flow_starts_at_its_first_question_in_the_users_language() -> None:
+    s = session()
+    s.start(flow_id("flows/login"))
+    step = s.step("en")
+    assert (step.session, step.flow.id, step.finished) == (s.name, "login", False)
+    assert step.flow.title == "Trouble logging in" and step.flow.category == "account.login"
+    assert "I get no code" in step.answers
+    assert s.step("zh-CN").question != step.question
+
+
+def test_an_answer_leads_on_and_the_last_one_to_an_article() -> None:
+    s = session()
+    s.start("login")
+    first = s.choose(0)
+    assert first.next and not first.article
+    assert first.taken == {"question": "What happens?", "answer": "I get no code"}
+    s.node = first.next
+    last = s.choose(0)
+    assert (last.next, last.article) == ("", "login-no-sms-code")
+    s.node = last.next
+    assert s.step("en").finished and s.step("en").answers == ()
+
+
+def test_no_answer_without_a_question_and_none_out_of_range() -> None:
+    with pytest.raises(FailedPrecondition, match="StartFlow first"):
+        session().choose(0)
+    s = session()
+    s.start("login")
+    with pytest.raises(InvalidArgument) as info:
+        s.choose(9)
+    assert info.value.violations[0].field == "answer"
+    with pytest.raises(InvalidArgument) as info:
+        flow_id("flows/nonsense")
+    assert info.value.violations[0].field == "flow"
+
+
+def test_solved_needs_something_tried_and_the_first_outcome_stands() -> None:
+    with pytest.raises(FailedPrecondition, match="nothing was searched"):
+        session().check_can_be_solved()
+    session(searches=["login"]).check_can_be_solved()
+    with pytest.raises(FailedPrecondition, match="already opened"):
+        session(outcome=NOT_SOLVED).check_outcome(SOLVED)
+    with pytest.raises(FailedPrecondition, match="already marked as solved"):
+        session(outcome=SOLVED).check_outcome(NOT_SOLVED)
+
+
+def test_the_ticket_goes_to_the_flows_category_else_where_the_reading_points() -> None:
+    s = session(
+        articles=[
+            read("ban-why", "account.ban"),
+            read("upload-size", "content.upload_failed"),
+            read("upload-network", "content.upload_failed"),
+        ]
+    )
+    draft = s.draft_ticket("en")
+    assert draft.category == "content.upload_failed"
+    assert draft.subject.startswith("Self-service did not solve it: ")
+    assert "Read: upload size (articles/upload-size)" in draft.description
+    s.start("login")
+    assert s.draft_ticket("zh-CN").category == "account.login"
+    assert s.draft_ticket("zh-CN").subject.startswith("自助服务未能解决：")
+    assert session(searches=["nothing"]).draft_ticket("en").category == "other.general"
+
+
+def test_the_category_tree_groups_categories_and_counts_their_articles() -> None:
+    tree = category_tree({"account.login": 2, "account.ban": 1}, "en")
+    account = next(g for g in tree if g.id == "account")
+    assert (account.label, account.article_count) == ("Account problems", 3)
+    assert {c.id for c in account.children} >= {"account.login", "account.ban"}
+    assert all(c.id.startswith("account.") for c in account.children)
