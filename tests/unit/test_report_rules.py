@@ -12,6 +12,7 @@ from casemesh.platform.errors import FailedPrecondition
 from casemesh_reports.domain import AbuseReport, CaseState, ReportCase, Reporter, TrustedFlagger
 from casemesh_reports.events import COLLECTIONS, PUBLIC_NAMES, Translator, public_message
 from casemesh_reports.policy import Misuse, Triage, load_taxonomy
+from casemesh_reports.statement import StatementOfReasons
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 RULE = Misuse(warn_after=2, suspend_after=3, window_days=180, suspension_days=30)
@@ -125,7 +126,9 @@ def decided(outcome: str, uploader: dict[str, Any] | None = None) -> ReportCase:
     case.decide(
         actor="agent",
         outcome=outcome,
-        statement=STATEMENT if outcome == "ACTION_TAKEN" else {"decision_facts": "Fine."},
+        statement=StatementOfReasons.from_dict(STATEMENT, outcome="ACTION_TAKEN")
+        if outcome == "ACTION_TAKEN"
+        else StatementOfReasons(decision_facts="Fine."),
         uploader=uploader,
         unfounded=[],
         at=NOW,
@@ -164,7 +167,7 @@ def test_a_new_decision_after_a_reopen_lifts_what_it_no_longer_imposes() -> None
     case.decide(
         actor="agent",
         outcome="NO_VIOLATION",
-        statement={"decision_facts": "On review: news reporting."},
+        statement=StatementOfReasons(decision_facts="On review: news reporting."),
         uploader=None,
         unfounded=[],
         at=NOW,
@@ -247,7 +250,7 @@ def every_event() -> list[tuple[Any, Any]]:
     case.decide(
         actor="agent",
         outcome="ACTION_TAKEN",
-        statement=STATEMENT,
+        statement=StatementOfReasons.from_dict(STATEMENT, outcome="ACTION_TAKEN"),
         uploader=UPLOADER,
         unfounded=[],
         at=NOW,

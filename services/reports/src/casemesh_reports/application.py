@@ -15,7 +15,7 @@ import binascii
 import re
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -57,6 +57,7 @@ from casemesh_reports.domain import (
     TrustedFlagger,
 )
 from casemesh_reports.policy import ReportsPolicy
+from casemesh_reports.statement import StatementOfReasons
 from casemesh_reports.views import ReportsView
 
 log = get_logger(__name__)
@@ -75,7 +76,6 @@ LINKS: dict[str, re.Pattern[str]] = {
     "LIVE_STREAM": re.compile(r"^/(?:@[^/]+/)?live/(?P<id>[A-Za-z0-9_-]+)/?$"),
     "AD": re.compile(r"^/ad/(?P<id>[A-Za-z0-9_-]+)/?$"),
 }
-RESTRICTION_FIELDS = ("visibility", "monetary", "provision", "account")
 
 
 @dataclass(frozen=True)
@@ -353,8 +353,11 @@ class Reports(CaseApplication[ReportCase]):
                 rules.check_party(v, uploader, "affected_uploader")
                 if not uploader.get("user_id"):
                     v.add("affected_uploader.user_id", "is required")
-        statement = check_statement(v, statement, outcome, self.taxonomy.keywords, self.clock.now())
+        reasons = StatementOfReasons.check(
+            v, statement, outcome=outcome, keywords=self.taxonomy.keywords, now=self.clock.now()
+        )
         v.raise_if_any()
+        assert reasons is not None  # no violations: the statement was built
         case = self._case(ident)
         if rules.stale(etag, case.version):
             raise Aborted("the case changed since you read it; read it again and retry")
@@ -368,15 +371,14 @@ class Reports(CaseApplication[ReportCase]):
         deadline = self.policy.appeal_deadline(now)
         locale = (uploader or {}).get("locale", "en")
         trusted = self._trusted_names(case)
-        full = {
-            **statement,
-            "category": statement.get("category") or dsa_category(case),
-            "source_type": "SOURCE_TRUSTED_FLAGGER" if trusted else "SOURCE_ARTICLE_16",
-            "source_identity": ", ".join(trusted),
-            "puid": case.target["id"],
-            "redress": self.policy.redress.get(locale, ""),
-            "appeal_deadline": deadline.isoformat(),
-        }
+        full = reasons.completed(
+            category=reasons.category or dsa_category(case),
+            source_type="SOURCE_TRUSTED_FLAGGER" if trusted else "SOURCE_ARTICLE_16",
+            source_identity=", ".join(trusted),
+            puid=case.target["id"],
+            redress=self.policy.redress.get(locale, ""),
+            appeal_deadline=deadline,
+        )
         case.decide(
             actor=who.subject,
             outcome=outcome,
@@ -395,8 +397,8 @@ class Reports(CaseApplication[ReportCase]):
                 actor=who.subject,
                 outcome={
                     "outcome": outcome,
-                    "restrictions": [r["type"] for r in full.get("restrictions", [])],
-                    "decision_facts": full["decision_facts"],
+                    "restrictions": [r.type for r in full.restrictions],
+                    "decision_facts": full.decision_facts,
                     "manifestly_unfounded": is_unfounded,
                     "redress": self.policy.redress.get(report.contact.get("locale", "en"), ""),
                     "appeal_deadline": deadline.isoformat(),
@@ -682,122 +684,6 @@ def case_parties(case: ReportCase) -> list[str]:
     if case.uploader and case.uploader.get("user_id"):
         found.append(case.uploader["user_id"])
     return found
-
-
-def _date(v: Violations, field: str, value: str) -> date | None:
-    if not value:
-        v.add(field, "is required (YYYY-MM-DD)")
-        return None
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            pass
-    v.add(field, "must be a date YYYY-MM-DD")
-    return None
-
-
-# Restrictions that are temporary by nature: they need an end time.
-TEMPORARY = frozenset(
-    {
-        "DECISION_ACCOUNT_SUSPENDED",
-        "DECISION_MONETARY_SUSPENSION",
-        "DECISION_PROVISION_PARTIAL_SUSPENSION",
-        "DECISION_PROVISION_TOTAL_SUSPENSION",
-    }
-)
-
-
-# The ground's texts: (field, limit, ground that requires it).
-GROUND_TEXTS = (
-    ("illegal_content_legal_ground", 500, "DECISION_GROUND_ILLEGAL_CONTENT"),
-    ("illegal_content_explanation", 2000, "DECISION_GROUND_ILLEGAL_CONTENT"),
-    ("incompatible_content_ground", 500, "DECISION_GROUND_INCOMPATIBLE_CONTENT"),
-    ("incompatible_content_explanation", 2000, "DECISION_GROUND_INCOMPATIBLE_CONTENT"),
-)
-
-
-def check_statement(
-    v: Violations, s: dict[str, Any], outcome: str, keywords: frozenset[str], now: datetime
-) -> dict[str, Any]:
-    """The statement of reasons carries every field the DSA schema requires
-    (each missing one named); a no-violation decision needs its facts and
-    imposes nothing. Returns the statement to keep."""
-    rules.text(v, "statement.decision_facts", s.get("decision_facts", ""), limit=5000)
-    if outcome != "ACTION_TAKEN":
-        if s.get("restrictions"):
-            v.add("statement.restrictions", "a no-violation decision imposes no restriction")
-        return {"decision_facts": s.get("decision_facts", "")}
-    ground = s.get("decision_ground", "")
-    if ground not in ("DECISION_GROUND_ILLEGAL_CONTENT", "DECISION_GROUND_INCOMPATIBLE_CONTENT"):
-        v.add("statement.decision_ground", "is required: ILLEGAL_CONTENT or INCOMPATIBLE_CONTENT")
-    for name, limit, needed_by in GROUND_TEXTS:
-        rules.text(
-            v, f"statement.{name}", s.get(name, ""), limit=limit, required=ground == needed_by
-        )
-    for i, k in enumerate(s.get("category_specification", [])):
-        if k not in keywords:
-            v.add(f"statement.category_specification[{i}]", f"{k[:60]!r} is not a DSA keyword")
-    rules.text(
-        v,
-        "statement.category_specification_other",
-        s.get("category_specification_other", ""),
-        limit=500,
-        required=False,
-    )
-    types = s.get("content_type", [])
-    if not types:
-        v.add("statement.content_type", "name at least one content type")
-    if len(set(types)) != len(types):
-        v.add("statement.content_type", "names a content type more than once")
-    rules.text(
-        v,
-        "statement.content_type_other",
-        s.get("content_type_other", ""),
-        limit=500,
-        required="CONTENT_TYPE_OTHER" in types,
-    )
-    today = now.astimezone(UTC).date()
-    posted = _date(v, "statement.content_date", s.get("content_date", ""))
-    if posted is not None and posted > today:
-        v.add("statement.content_date", "must not be after today (when was it posted?)")
-    applies = _date(v, "statement.application_date", s.get("application_date", ""))
-    if applies is not None and applies < today:
-        v.add(
-            "statement.application_date",
-            "must not be before today: the uploader hears of a restriction no later "
-            "than it applies",
-        )
-    if not s.get("automated_decision"):
-        v.add("statement.automated_decision", "is required: FULLY, PARTIALLY or NOT_AUTOMATED")
-    restrictions = s.get("restrictions", [])
-    if not restrictions:
-        v.add("statement.restrictions", "action taken imposes at least one restriction")
-    kinds = [r["type"] for r in restrictions]
-    if len(set(kinds)) != len(kinds):
-        v.add("statement.restrictions.visibility", "names a restriction more than once")
-    for r in restrictions:
-        kind = r["field"]
-        if r["type"].endswith("_OTHER"):
-            rules.text(v, f"statement.restrictions.{kind}_other", r.get("other", ""), limit=500)
-        end = r.get("end_time")
-        if end and datetime.fromisoformat(end) <= now:
-            v.add(f"statement.restrictions.{kind}_end_time", "must be in the future")
-        elif not end and r["type"] in TEMPORARY:
-            v.add(
-                f"statement.restrictions.{kind}_end_time",
-                f"a {r['type'].rsplit('_', 1)[-1].lower()} is temporary: say when it ends",
-            )
-    for i, code in enumerate(s.get("territorial_scope", [])):
-        if not re.fullmatch(r"[A-Z]{2}", code):
-            v.add(f"statement.territorial_scope[{i}]", "must be an ISO 3166-1 alpha-2 code")
-    lang = s.get("content_language", "")
-    if lang and not re.fullmatch(r"[a-z]{2}", lang):
-        v.add("statement.content_language", "must be an ISO 639-1 code, e.g. zh")
-    url = s.get("decision_ground_reference_url", "")
-    if url and not re.fullmatch(r"https?://[^\s\x00-\x1f\x7f]{1,490}", url):
-        v.add("statement.decision_ground_reference_url", "must be an http(s) URL")
-    return s
 
 
 def open_reports(
