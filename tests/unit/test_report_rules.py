@@ -3,6 +3,7 @@ counting, triage order, reversal, and every stored event's public message."""
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ from casemesh_reports.domain import AbuseReport, CaseState, ReportCase, Reporter
 from casemesh_reports.events import COLLECTIONS, PUBLIC_NAMES, Translator, public_message
 from casemesh_reports.policy import Misuse, Triage, load_taxonomy
 from casemesh_reports.statement import StatementOfReasons
+from casemesh_reports.views import decode_queue_token, encode_queue_token
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 RULE = Misuse(warn_after=2, suspend_after=3, window_days=180, suspension_days=30)
@@ -285,3 +287,14 @@ def test_every_event_has_a_public_message_and_collection() -> None:
         assert cloud.type == f"casemesh.reports.{PUBLIC_NAMES[name]}.v1"
         assert cloud.subject.split("/")[0] in COLLECTIONS.values()
     assert seen == set(PUBLIC_NAMES)
+
+
+def test_a_queue_page_token_names_where_the_next_page_starts() -> None:
+    ident = "5c0e8f0a-7d7b-4d7e-9a3c-2b1f6a8e4d21"
+    token = encode_queue_token(True, NOW, ident)
+    assert decode_queue_token(token) == (True, NOW, ident)
+    assert decode_queue_token("") is None
+    other_lane = base64.urlsafe_b64encode(f"2|{NOW.isoformat()}|{ident}".encode()).decode()
+    for forged in ("not-a-token", other_lane):
+        with pytest.raises(ValueError):
+            decode_queue_token(forged)
