@@ -5,6 +5,7 @@ reporter, voiding, appeals that reverse a decision, and trusted flaggers."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -245,3 +246,51 @@ def test_the_appeal_deadline_is_the_policys_window_from_the_decision(
     outcome = app.get_report(ALICE, str(filed.id)).outcome
     assert outcome is not None
     assert outcome["appeal_deadline"] == "2026-09-02T09:00:00+00:00"  # six months on
+
+
+def test_a_report_may_name_its_item_by_a_link_kept_without_its_query(clock: FakeClock) -> None:
+    policy = ReportsPolicy(taxonomy=load_taxonomy())
+    app = Reports(in_memory(), clock=clock, policy=policy, link_hosts=("www.example.com",))
+    link = "https://www.example.com/@ursula/video/7731?share_from=alice"
+    filed = app.file(ALICE, report(target={"type": "VIDEO", "url": link}))
+    assert filed.target == {
+        "type": "VIDEO",
+        "id": "7731",
+        "url": "https://www.example.com/@ursula/video/7731",
+    }
+    # Named by its id, the same video joins the same case.
+    assert app.file(BOB, report("b1")).case_id == filed.case_id
+    elsewhere = report("r2", target={"type": "VIDEO", "url": "https://evil.example/video/1"})
+    mismatch = report("r3", target={"type": "VIDEO", "id": "8", "url": link})
+    for bad, description in (
+        (elsewhere, "must be a link to this platform (www.example.com)"),
+        (mismatch, "links to video 7731, not to report.target.id 8"),
+    ):
+        with pytest.raises(InvalidArgument) as refused:
+            app.file(ALICE, bad)
+        assert [(v.field, v.description) for v in refused.value.violations] == [
+            ("report.target.url", description)
+        ]
+
+
+def test_queue_and_figure_requests_are_checked_before_anything_is_read(app: Reports) -> None:
+    refusals: list[tuple[Callable[[], object], type[Exception], str]] = [
+        (lambda: app.list_cases(ALICE, 0, "", "", [], ""), PermissionDenied, ""),
+        (
+            lambda: app.list_cases(AGENT, 0, "not-a-token", "", [], ""),
+            InvalidArgument,
+            "page_token",
+        ),
+        (lambda: app.list_cases(AGENT, 101, "", "", [], ""), InvalidArgument, "page_size"),
+        (lambda: app.list_cases(AGENT, 0, "", "", [], "nope"), InvalidArgument, "category"),
+        (lambda: app.list_reports(ALICE, 0, "", "report-cases/x"), PermissionDenied, ""),
+        (lambda: app.list_flaggers(ALICE), PermissionDenied, ""),
+        (lambda: app.transparency(ALICE, None, None), PermissionDenied, ""),
+    ]
+    now = datetime(2026, 3, 2, tzinfo=UTC)
+    refusals.append((lambda: app.transparency(AGENT, now, now), InvalidArgument, "end_time"))
+    for call, error, field in refusals:
+        with pytest.raises(error) as refused:
+            call()
+        if isinstance(refused.value, InvalidArgument):
+            assert [v.field for v in refused.value.violations] == [field]

@@ -3,6 +3,7 @@ counting, triage order, reversal, and every stored event's public message."""
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,6 +13,8 @@ from casemesh.platform.errors import FailedPrecondition
 from casemesh_reports.domain import AbuseReport, CaseState, ReportCase, Reporter, TrustedFlagger
 from casemesh_reports.events import COLLECTIONS, PUBLIC_NAMES, Translator, public_message
 from casemesh_reports.policy import Misuse, Triage, load_taxonomy
+from casemesh_reports.statement import StatementOfReasons
+from casemesh_reports.views import decode_queue_token, encode_queue_token
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 RULE = Misuse(warn_after=2, suspend_after=3, window_days=180, suspension_days=30)
@@ -125,7 +128,9 @@ def decided(outcome: str, uploader: dict[str, Any] | None = None) -> ReportCase:
     case.decide(
         actor="agent",
         outcome=outcome,
-        statement=STATEMENT if outcome == "ACTION_TAKEN" else {"decision_facts": "Fine."},
+        statement=StatementOfReasons.from_dict(STATEMENT, outcome="ACTION_TAKEN")
+        if outcome == "ACTION_TAKEN"
+        else StatementOfReasons(decision_facts="Fine."),
         uploader=uploader,
         unfounded=[],
         at=NOW,
@@ -164,7 +169,7 @@ def test_a_new_decision_after_a_reopen_lifts_what_it_no_longer_imposes() -> None
     case.decide(
         actor="agent",
         outcome="NO_VIOLATION",
-        statement={"decision_facts": "On review: news reporting."},
+        statement=StatementOfReasons(decision_facts="On review: news reporting."),
         uploader=None,
         unfounded=[],
         at=NOW,
@@ -247,7 +252,7 @@ def every_event() -> list[tuple[Any, Any]]:
     case.decide(
         actor="agent",
         outcome="ACTION_TAKEN",
-        statement=STATEMENT,
+        statement=StatementOfReasons.from_dict(STATEMENT, outcome="ACTION_TAKEN"),
         uploader=UPLOADER,
         unfounded=[],
         at=NOW,
@@ -282,3 +287,14 @@ def test_every_event_has_a_public_message_and_collection() -> None:
         assert cloud.type == f"casemesh.reports.{PUBLIC_NAMES[name]}.v1"
         assert cloud.subject.split("/")[0] in COLLECTIONS.values()
     assert seen == set(PUBLIC_NAMES)
+
+
+def test_a_queue_page_token_names_where_the_next_page_starts() -> None:
+    ident = "5c0e8f0a-7d7b-4d7e-9a3c-2b1f6a8e4d21"
+    token = encode_queue_token(True, NOW, ident)
+    assert decode_queue_token(token) == (True, NOW, ident)
+    assert decode_queue_token("") is None
+    other_lane = base64.urlsafe_b64encode(f"2|{NOW.isoformat()}|{ident}".encode()).decode()
+    for forged in ("not-a-token", other_lane):
+        with pytest.raises(ValueError):
+            decode_queue_token(forged)

@@ -11,6 +11,9 @@
 - `Reporter`: a reporter's standing (manifestly unfounded reports, warning,
   suspension).
 - `TrustedFlagger`: one entry of the agent-managed trusted-flagger list.
+
+A decision's statement of reasons is a value of its own (`statement.py`):
+`ReportCase.decide` takes it checked and records it as a dict.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from eventsourcing.domain import Aggregate, event
 
 from casemesh.platform.errors import FailedPrecondition
 from casemesh_reports.policy import Misuse
+from casemesh_reports.statement import StatementOfReasons
 
 NAMESPACE = uuid.UUID("5c0e8f0a-7d7b-4d7e-9a3c-2b1f6a8e4d21")
 
@@ -189,18 +193,18 @@ class ReportCase(Aggregate):
         *,
         actor: str,
         outcome: str,
-        statement: dict[str, Any],
+        statement: StatementOfReasons,
         uploader: dict[str, Any] | None,
         unfounded: list[str],
         at: datetime,
     ) -> None:
         if self.state not in OPEN_CASE:
             raise FailedPrecondition(f"the case is {self.state.value}; it has been decided")
-        kept = {r["type"] for r in statement.get("restrictions", [])}
+        kept = {r.type for r in statement.restrictions}
         self._decided(
             actor=actor,
             outcome=outcome,
-            statement=statement,
+            statement=statement.to_dict(),
             uploader=uploader,
             report_ids=[r["id"] for r in self.reports],
             unfounded=unfounded,

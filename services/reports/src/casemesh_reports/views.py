@@ -10,8 +10,11 @@ the figures agree with what a consumer of `casemesh.reports.v1` counts."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
@@ -296,3 +299,22 @@ class ReportsView(PostgresTrackingRecorder):
 def _one(curs: Any) -> dict[str, Any]:
     row: dict[str, Any] = curs.fetchone()
     return row
+
+
+def encode_queue_token(ordinary: bool, rank_time: datetime, ident: str) -> str:
+    """The token of the queue page that starts after this case (`cases`' `after`)."""
+    raw = f"{int(ordinary)}|{rank_time.isoformat()}|{ident}"
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def decode_queue_token(token: str) -> tuple[bool, datetime, str] | None:
+    """None for the first page; ValueError for a token this API did not give."""
+    if not token:
+        return None
+    try:
+        ordinary, ts, ident = base64.urlsafe_b64decode(token.encode()).decode().split("|")
+    except (UnicodeDecodeError, binascii.Error) as exc:
+        raise ValueError(token) from exc
+    if ordinary not in ("0", "1"):
+        raise ValueError(token)
+    return ordinary == "1", datetime.fromisoformat(ts), str(UUID(ident))

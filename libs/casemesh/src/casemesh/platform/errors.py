@@ -112,6 +112,10 @@ class Violations:
     def __bool__(self) -> bool:
         return bool(self._items)
 
+    def extend(self, other: Violations) -> None:
+        """Adds what a part of the request's checks found, after what is here."""
+        self._items.extend(other._items)
+
     def raise_if_any(self) -> None:
         if self._items:
             raise InvalidArgument(list(self._items))

@@ -1,0 +1,98 @@
+"""What every use case of the reports application shares: its construction
+(clock, policy, the read model handed in), who may see a case, and loading
+and saving aggregates. The use cases (`filing`, `decisions`, `flaggers`,
+`queries`) extend `ReportsBase`; `application.Reports` joins them."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import EnvType
+
+from casemesh.platform.cases import CaseApplication
+from casemesh.platform.clock import Clock
+from casemesh.platform.errors import Aborted, NotFound
+from casemesh.platform.identity import Identity
+from casemesh.platform.logging import get_logger
+from casemesh_reports.domain import ReportCase
+from casemesh_reports.policy import ReportsPolicy
+from casemesh_reports.views import ReportsView
+
+log = get_logger(__name__)
+
+AGENT_WORK = "work report cases"
+
+
+class ReportsBase(CaseApplication[ReportCase]):
+    """The clock, the policy and the read model (handed in by `open_reports`;
+    None in memory), and the loading and saving every use case does."""
+
+    name = "reports"
+    case_type = ReportCase
+    collection = "report-cases"
+    ascii_fingerprints = True
+
+    def __init__(
+        self,
+        env: EnvType | None = None,
+        *,
+        view: ReportsView | None = None,
+        clock: Clock,
+        policy: ReportsPolicy,
+        link_hosts: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(env)
+        self.clock = clock
+        self.policy = policy
+        self.taxonomy = policy.taxonomy
+        self.link_hosts = link_hosts
+        self.reports_view = view
+
+    def visible_to(self, case: ReportCase, who: Identity) -> bool:
+        return who.subject in case_parties(case)
+
+    @property
+    def view(self) -> ReportsView:
+        if self.reports_view is None:
+            raise RuntimeError("the reports view is handed in by open_reports")
+        return self.reports_view
+
+    def _get(self, cls: type[Any], ident: UUID) -> Any:
+        try:
+            found: Any = self.repository.get(ident)
+        except AggregateNotFoundError:
+            return None
+        return found if isinstance(found, cls) else None
+
+    def _case(self, ident: str) -> ReportCase:
+        case: ReportCase | None = self._get(ReportCase, UUID(ident))
+        if case is None:
+            raise NotFound(f"report-cases/{ident} not found")
+        return case
+
+    def _save_or_abort(self, *aggregates: Aggregate) -> None:
+        try:
+            self.save(*aggregates)
+        except IntegrityError:
+            raise Aborted(
+                "someone changed the case at the same moment (a new report may have "
+                "joined it); read it again and retry"
+            ) from None
+
+    def _caught_up(self) -> None:
+        try:
+            self.view.wait(self.name, self.recorder.max_notification_id(), timeout=3.0)
+        except TimeoutError:
+            log.warning("reports_view.lagging")
+
+
+def case_parties(case: ReportCase) -> list[str]:
+    """Users who may read a case: its reporters and, once named, the uploader."""
+    found = list(case.reporters)
+    if case.uploader and case.uploader.get("user_id"):
+        found.append(case.uploader["user_id"])
+    return found

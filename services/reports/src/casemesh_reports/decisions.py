@@ -1,0 +1,227 @@
+"""Agents' work on a case: assigning it, deciding it with a statement of
+reasons, voiding it; and the consequences of an appeal the appeals service
+upheld (`lodge_appeal` and `reverse`, idempotent on the appeal id, called by
+the `consume` command).
+
+A decision is saved with every report of the case (each reporter's outcome)
+and the standing of every reporter judged to have misused reporting, in one
+transaction, so nobody is told something the store does not hold; a reversal
+likewise with the reports and standings it changes. An agent who loses a race
+gets ABORTED and reads the case again."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from casemesh.platform.errors import Aborted, InvalidArgument, Violations
+from casemesh.platform.grpcutil import resource_id
+from casemesh.platform.identity import Identity
+from casemesh.platform.logging import get_logger
+from casemesh.rules import tickets as rules
+from casemesh_reports.base import AGENT_WORK, ReportsBase
+from casemesh_reports.domain import AbuseReport, ReportCase, Reporter, TrustedFlagger
+from casemesh_reports.statement import StatementOfReasons
+
+log = get_logger(__name__)
+
+
+class Decisions(ReportsBase):
+    def assign(self, who: Identity, ident: str, assignee: str) -> ReportCase:
+        self.require_agent(who, AGENT_WORK)
+        v = Violations()
+        assignee = rules.text(v, "assignee", assignee, limit=128, required=False, single_line=True)
+        v.raise_if_any()
+        case = self._case(ident)
+        case.assign(actor=who.subject, assignee=assignee or who.subject)
+        self._save_or_abort(case)
+        return case
+
+    def decide(
+        self,
+        who: Identity,
+        ident: str,
+        outcome: str,
+        statement: dict[str, Any],
+        uploader: dict[str, Any] | None,
+        unfounded_names: list[str],
+        etag: str,
+    ) -> ReportCase:
+        self.require_agent(who, AGENT_WORK)
+        v = Violations()
+        if outcome not in ("ACTION_TAKEN", "NO_VIOLATION"):
+            v.add("outcome", "must be ACTION_TAKEN or NO_VIOLATION")
+        unfounded = [
+            resource_id(n, "reports", f"manifestly_unfounded_reports[{i}]")
+            for i, n in enumerate(unfounded_names)
+        ]
+        if outcome == "ACTION_TAKEN":
+            if unfounded:
+                v.add(
+                    "manifestly_unfounded_reports",
+                    "only reports of a case decided NO_VIOLATION can be manifestly unfounded",
+                )
+            if not uploader:
+                v.add(
+                    "affected_uploader",
+                    "action taken names the uploader who receives the statement",
+                )
+            else:
+                rules.check_party(v, uploader, "affected_uploader")
+                if not uploader.get("user_id"):
+                    v.add("affected_uploader.user_id", "is required")
+        reasons = StatementOfReasons.check(
+            v, statement, outcome=outcome, keywords=self.taxonomy.keywords, now=self.clock.now()
+        )
+        v.raise_if_any()
+        assert reasons is not None  # no violations: the statement was built
+        case = self._case(ident)
+        if rules.stale(etag, case.version):
+            raise Aborted("the case changed since you read it; read it again and retry")
+        in_case = {r["id"] for r in case.reports}
+        for i, report_id in enumerate(unfounded):
+            if report_id not in in_case:
+                raise InvalidArgument.field(
+                    f"manifestly_unfounded_reports[{i}]", f"reports/{report_id} is not in this case"
+                )
+        now = self.clock.now()
+        deadline = self.policy.appeal_deadline(now)
+        locale = (uploader or {}).get("locale", "en")
+        trusted = self._trusted_names(case)
+        full = reasons.completed(
+            category=reasons.category or dsa_category(case),
+            source_type="SOURCE_TRUSTED_FLAGGER" if trusted else "SOURCE_ARTICLE_16",
+            source_identity=", ".join(trusted),
+            puid=case.target["id"],
+            redress=self.policy.redress.get(locale, ""),
+            appeal_deadline=deadline,
+        )
+        case.decide(
+            actor=who.subject,
+            outcome=outcome,
+            statement=full,
+            uploader=uploader if outcome == "ACTION_TAKEN" else None,
+            unfounded=unfounded,
+            at=now,
+        )
+        changed: list[Aggregate] = [case]
+        for entry in case.reports:
+            report: AbuseReport = self.repository.get(UUID(entry["id"]))
+            if report.state.value != "SUBMITTED":
+                continue
+            is_unfounded = entry["id"] in unfounded
+            report.resolve(
+                actor=who.subject,
+                outcome={
+                    "outcome": outcome,
+                    "restrictions": [r.type for r in full.restrictions],
+                    "decision_facts": full.decision_facts,
+                    "manifestly_unfounded": is_unfounded,
+                    "redress": self.policy.redress.get(report.contact.get("locale", "en"), ""),
+                    "appeal_deadline": deadline.isoformat(),
+                    "case_id": str(case.id),
+                },
+                at=now,
+            )
+            changed.append(report)
+            if is_unfounded:
+                standing = self._get(Reporter, Reporter.create_id(report.reporter))
+                if standing is None:
+                    standing = Reporter(user_id=report.reporter, report_id=entry["id"], at=now)
+                    standing.apply_rule(at=now, contact=report.contact, rule=self.policy.misuse)
+                else:
+                    standing.count_unfounded(
+                        report_id=entry["id"],
+                        at=now,
+                        contact=report.contact,
+                        rule=self.policy.misuse,
+                    )
+                changed.append(standing)
+        self._save_or_abort(*changed)
+        log.info("report_case.decided", case_id=ident, outcome=outcome, reports=len(changed) - 1)
+        return case
+
+    def void(self, who: Identity, ident: str, reason: str) -> ReportCase:
+        self.require_agent(who, AGENT_WORK)
+        v = Violations()
+        reason = rules.text(v, "reason", reason, limit=500)
+        v.raise_if_any()
+        case = self._case(ident)
+        case.void(actor=who.subject, reason=reason, at=self.clock.now())
+        changed: list[Aggregate] = [case]
+        for entry in case.reports:
+            report: AbuseReport = self.repository.get(UUID(entry["id"]))
+            if report.state.value == "SUBMITTED":
+                report.void(actor=who.subject, reason=reason)
+                changed.append(report)
+        self._save_or_abort(*changed)
+        return case
+
+    # -- appeals (from the appeals service's events; idempotent) ----------------------
+
+    def lodge_appeal(self, case_id: str, appeal: str, appellant: str) -> bool:
+        case = self._get(ReportCase, UUID(case_id))
+        if case is None or not case.lodge_appeal(
+            appeal=appeal, appellant=appellant, at=self.clock.now()
+        ):
+            return False
+        self.save(case)  # a lost race raises; the event is consumed again
+        return True
+
+    def reverse(self, case_id: str, appeal: str) -> bool:
+        """An upheld appeal, in one transaction with its consequences: each
+        report's outcome, and, when a no-violation decision is reopened, the
+        misuse counts it gave (and any suspension they led to)."""
+        case = self._get(ReportCase, UUID(case_id))
+        if case is None:
+            return False
+        was = case.decision
+        result = case.reverse(appeal=appeal, at=self.clock.now())
+        if result is None:
+            return False
+        lifted, reopened = result
+        changed: list[Aggregate] = [case]
+        if lifted or reopened:
+            for entry in case.reports:
+                report: AbuseReport = self.repository.get(UUID(entry["id"]))
+                if report.state.value in ("ACTION_TAKEN", "NO_VIOLATION"):
+                    report.reverse(
+                        actor="system",
+                        appeal=appeal,
+                        lifted=[r["type"] for r in lifted],
+                        reopened=reopened,
+                    )
+                    changed.append(report)
+        if reopened and was is not None:
+            now = self.clock.now()
+            for entry in case.reports:
+                if entry["id"] in was["unfounded"]:
+                    standing = self._get(Reporter, Reporter.create_id(entry["reporter"]))
+                    if standing is not None and standing.withdraw(report_id=entry["id"], now=now):
+                        changed.append(standing)
+        self.save(*changed)
+        log.info(
+            "report_case.reversed",
+            case_id=case_id,
+            appeal=appeal,
+            reopened=reopened,
+            lifted=len(lifted),
+        )
+        return True
+
+    def _trusted_names(self, case: ReportCase) -> list[str]:
+        names = []
+        for entry in case.reports:
+            if entry.get("trusted"):
+                flagger = self._get(TrustedFlagger, TrustedFlagger.create_id(entry["reporter"]))
+                names.append(flagger.display_name if flagger else entry["reporter"])
+        return sorted(set(names))
+
+
+def dsa_category(case: ReportCase) -> str:
+    """The DSA category most of the case's reports map to (the first on a tie)."""
+    votes = Counter(entry.get("dsa") or case.dsa_category for entry in case.reports)
+    return votes.most_common(1)[0][0]

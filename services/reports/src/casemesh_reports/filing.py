@@ -1,0 +1,180 @@
+"""Filing a report: check what the reporter sent, refuse a suspended
+reporter, and save the report together with the case it joins (or opens).
+
+The case of a target and reason category is found by its derived id, round
+after round; a report and its case are saved in one transaction, and a filing
+that loses a race with another report of the same case looks again."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError
+
+from casemesh.platform.cases import same_request
+from casemesh.platform.errors import Aborted, AlreadyExists, FailedPrecondition, Violations
+from casemesh.platform.identity import Identity
+from casemesh.platform.logging import get_logger
+from casemesh.rules import tickets as rules
+from casemesh_reports.base import ReportsBase
+from casemesh_reports.domain import OPEN_CASE, AbuseReport, ReportCase, Reporter, TrustedFlagger
+from casemesh_reports.targets import check_target
+
+log = get_logger(__name__)
+
+TEXT_LIMIT = 5000
+FILING_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class ReportDraft:
+    request_id: str
+    target: dict[str, str]
+    category: str
+    subcategory: str
+    explanation: str
+    evidence: list[dict[str, str]]
+    good_faith: bool
+    contact: dict[str, Any]
+
+
+class Filing(ReportsBase):
+    def file(self, who: Identity, draft: ReportDraft) -> AbuseReport:
+        target = self._check_draft(draft)
+        draft = ReportDraft(**{**vars(draft), "target": target})
+        ident = AbuseReport.create_id(who.subject, draft.request_id)
+        existing = self._replayed(ident, draft)
+        if existing is not None:
+            return existing
+        now = self.clock.now()
+        standing = self._get(Reporter, Reporter.create_id(who.subject))
+        until = standing.suspended(now) if standing else None
+        if until is not None:
+            raise FailedPrecondition(
+                "reporting is suspended until "
+                f"{until.astimezone(UTC).isoformat(timespec='minutes')} after repeated "
+                "manifestly unfounded reports",
+                reason="REPORTING_SUSPENDED",
+                metadata={"until": until.astimezone(UTC).isoformat()},
+            )
+        flagger = self._get(TrustedFlagger, TrustedFlagger.create_id(who.subject))
+        trusted = bool(flagger and flagger.covers(draft.category))
+        category = self.taxonomy.categories[draft.category]
+        for _ in range(FILING_ATTEMPTS):
+            case = self._current_case(target, draft.category)
+            reason = self.taxonomy.reason(draft.category, draft.subcategory)
+            assert reason is not None
+            entry = {
+                "id": str(ident),
+                "reporter": who.subject,
+                "at": now,
+                "trusted": trusted,
+                "dsa": reason.dsa_category,
+            }
+            if case is None or case.state not in OPEN_CASE:
+                round_no = case.round_no + 1 if case else 1
+                case = ReportCase(
+                    target=target,
+                    category=draft.category,
+                    round_no=round_no,
+                    lane="CHILD_SAFETY" if category.child_safety else "ORDINARY",
+                    severity=category.severity,
+                    dsa_category=reason.dsa_category,
+                    first_report=entry,
+                    base_priority=self.taxonomy.triage.base(category.severity, 1, trusted),
+                )
+            else:
+                earlier = case.report_of(who.subject)
+                if earlier is not None:
+                    raise AlreadyExists(
+                        f"you already reported this for {draft.category}: reports/{earlier}"
+                    )
+                reporters = len(case.reporters) + 1
+                case.add_report(
+                    report=entry,
+                    base_priority=self.taxonomy.triage.base(
+                        category.severity, reporters, trusted or case.trusted
+                    ),
+                )
+            report = AbuseReport(
+                reporter=who.subject,
+                request_id=draft.request_id,
+                request_fingerprint=self.fingerprint(draft),
+                target=target,
+                category=draft.category,
+                subcategory=draft.subcategory,
+                explanation=draft.explanation,
+                evidence=draft.evidence,
+                contact=draft.contact,
+                source="TRUSTED_FLAGGER" if trusted else "ARTICLE_16",
+                case_id=str(case.id),
+            )
+            try:
+                self.save(report, case)
+            except IntegrityError:
+                existing = self._replayed(ident, draft)
+                if existing is not None:
+                    return existing
+                continue  # the case moved on under us: look again
+            log.info(
+                "report.filed",
+                report_id=str(report.id),
+                case_id=str(case.id),
+                category=draft.category,
+                trusted=trusted,
+            )
+            return report
+        raise Aborted("the case of this target is changing quickly; retry")
+
+    def _check_draft(self, draft: ReportDraft) -> dict[str, str]:
+        v = Violations()
+        if not rules.REQUEST_ID.match(draft.request_id):
+            v.add("request_id", "must be 1–64 characters of letters, digits, '.', '_', ':' or '-'")
+        target = check_target(v, draft.target, self.link_hosts)
+        if draft.category in self.taxonomy.elsewhere:
+            v.add("report.reason.category", self.taxonomy.elsewhere[draft.category])
+        elif self.taxonomy.reason(draft.category, draft.subcategory) is None:
+            if draft.category not in self.taxonomy.categories:
+                v.add("report.reason.category", "is not a reason category (ListReportReasons)")
+            else:
+                v.add(
+                    "report.reason.subcategory",
+                    f"is not a reason of {draft.category} (ListReportReasons)",
+                )
+        rules.text(v, "report.explanation", draft.explanation, limit=TEXT_LIMIT)
+        if not draft.evidence:
+            v.add("report.evidence", "attach at least one piece of evidence you uploaded")
+        elif len(draft.evidence) > rules.MAX_EVIDENCE:
+            v.add("report.evidence", f"at most {rules.MAX_EVIDENCE} pieces of evidence")
+        if not draft.good_faith:
+            v.add(
+                "report.good_faith_statement",
+                "a report states that it is accurate and made in good faith",
+            )
+        if draft.contact.get("locale") not in rules.LOCALES:
+            v.add("report.locale", f"must be one of {', '.join(rules.LOCALES)}")
+        rules.check_contact(v, draft.contact, prefix="report.contact.")
+        v.raise_if_any()
+        return target
+
+    def _replayed(self, ident: UUID, draft: ReportDraft) -> AbuseReport | None:
+        report: AbuseReport | None = self._get(AbuseReport, ident)
+        if report is not None and not same_request(report.request_fingerprint, draft):
+            raise AlreadyExists(
+                f"request_id {draft.request_id!r} was already used for a different report"
+            )
+        return report
+
+    def _current_case(self, target: dict[str, str], category: str) -> ReportCase | None:
+        """The latest round's case of this target and category (None: never reported)."""
+        latest = None
+        round_no = 1
+        while True:
+            case = self._get(ReportCase, ReportCase.create_id(target, category, round_no))
+            if case is None:
+                return latest
+            latest = case
+            round_no += 1

@@ -1,0 +1,59 @@
+"""The trusted-flagger list (DSA Art. 22), kept by agents: a flagger's
+reports in their areas of expertise are marked as theirs and weigh more in
+triage (see `filing`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from casemesh.platform.errors import NotFound, Violations
+from casemesh.platform.identity import Identity
+from casemesh.rules import tickets as rules
+from casemesh_reports.base import AGENT_WORK, ReportsBase
+from casemesh_reports.domain import TrustedFlagger
+
+
+class Flaggers(ReportsBase):
+    def set_flagger(
+        self, who: Identity, user_id: str, display_name: str, areas: list[str]
+    ) -> TrustedFlagger:
+        self.require_agent(who, AGENT_WORK)
+        v = Violations()
+        user_id = rules.text(v, "flagger.user_id", user_id, limit=128, single_line=True)
+        display_name = rules.text(
+            v, "flagger.display_name", display_name, limit=200, single_line=True
+        )
+        if not areas:
+            v.add("flagger.areas", "name at least one reason category of their expertise")
+        for i, area in enumerate(areas):
+            if area not in self.taxonomy.categories:
+                v.add(f"flagger.areas[{i}]", f"{area[:60]!r} is not a reason category")
+        v.raise_if_any()
+        areas = sorted(set(areas))
+        flagger: TrustedFlagger | None = self._get(
+            TrustedFlagger, TrustedFlagger.create_id(user_id)
+        )
+        if flagger is None:
+            flagger = TrustedFlagger(
+                user_id=user_id, display_name=display_name, areas=areas, actor=who.subject
+            )
+        elif (flagger.active, flagger.display_name, flagger.areas) != (True, display_name, areas):
+            flagger.change(display_name=display_name, areas=areas, actor=who.subject)
+        self._save_or_abort(flagger)
+        return flagger
+
+    def remove_flagger(self, who: Identity, user_id: str) -> None:
+        self.require_agent(who, AGENT_WORK)
+        v = Violations()
+        user_id = rules.text(v, "user_id", user_id, limit=128, single_line=True)
+        v.raise_if_any()
+        flagger = self._get(TrustedFlagger, TrustedFlagger.create_id(user_id))
+        if flagger is None or not flagger.active:
+            raise NotFound(f"{user_id!r} is not a trusted flagger")
+        flagger.remove(actor=who.subject)
+        self._save_or_abort(flagger)
+
+    def list_flaggers(self, who: Identity) -> list[dict[str, Any]]:
+        self.require_agent(who, AGENT_WORK)
+        self._caught_up()
+        return self.view.flaggers()

@@ -1,0 +1,97 @@
+"""What the reports service answers without changing anything: a report or
+a case as its party or an agent may see it, pages of the read model (a
+reporter's reports, the agents' triage queue), the restrictions in effect on
+a user, and the transparency figures. Lists read the view, after waiting
+briefly for it to catch up with the caller's own writes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from casemesh.platform.caseindex import Page
+from casemesh.platform.cases import page_after, page_size_of, paged
+from casemesh.platform.errors import InvalidArgument, NotFound, PermissionDenied
+from casemesh.platform.grpcutil import resource_id
+from casemesh.platform.identity import Identity
+from casemesh_reports.base import AGENT_WORK, ReportsBase
+from casemesh_reports.domain import OPEN_CASE, AbuseReport, ReportCase
+from casemesh_reports.views import decode_queue_token, encode_queue_token
+
+
+class Queries(ReportsBase):
+    def get_report(self, who: Identity, ident: str) -> AbuseReport:
+        report: AbuseReport | None = self._get(AbuseReport, UUID(ident))
+        if report is None or not (who.is_agent or report.reporter == who.subject):
+            raise NotFound(f"reports/{ident} not found")
+        return report
+
+    def list_reports(
+        self, who: Identity, page_size: int, page_token: str, case_name: str
+    ) -> Page[dict[str, Any]]:
+        limit = page_size_of(page_size)
+        after = page_after(page_token)
+        case_id = None
+        if case_name:
+            if not who.is_agent:
+                raise PermissionDenied("listing a case's reports needs the agent role")
+            case_id = resource_id(case_name, "report-cases", "report_case")
+        self._caught_up()
+        docs = self.view.reports(
+            reporter=None if who.is_agent else who.subject,
+            case_id=case_id,
+            after=after,
+            limit=limit + 1,
+        )
+        return paged(docs, limit)
+
+    def get_case(self, who: Identity, ident: str) -> ReportCase:
+        return self.load_visible(who, ident)
+
+    def list_cases(
+        self,
+        who: Identity,
+        page_size: int,
+        page_token: str,
+        lane: str,
+        states: list[str],
+        category: str,
+    ) -> Page[dict[str, Any]]:
+        self.require_agent(who, AGENT_WORK)
+        limit = page_size_of(page_size)
+        try:
+            after = decode_queue_token(page_token)
+        except ValueError:
+            raise InvalidArgument.field("page_token", "is not a token this API gave") from None
+        if category and category not in self.taxonomy.categories:
+            raise InvalidArgument.field("category", "is not a reason category")
+        self._caught_up()
+        docs = self.view.cases(
+            lane=lane,
+            states=states or [s.value for s in OPEN_CASE],
+            category=category,
+            after=after,
+            limit=limit + 1,
+        )
+        token = ""
+        if len(docs) > limit:
+            docs = docs[:limit]
+            last = docs[-1]
+            token = encode_queue_token(
+                last["ordinary"], datetime.fromisoformat(last["rank_time"]), last["id"]
+            )
+        return Page(docs, token)
+
+    def my_restrictions(self, who: Identity) -> list[dict[str, Any]]:
+        self._caught_up()
+        return self.view.restricting(who.subject)
+
+    def transparency(
+        self, who: Identity, start: datetime | None, end: datetime | None
+    ) -> dict[str, Any]:
+        self.require_agent(who, AGENT_WORK)
+        if start and end and start >= end:
+            raise InvalidArgument.field("end_time", "must be after start_time")
+        self._caught_up()
+        return self.view.transparency(start, end)

@@ -1,0 +1,235 @@
+"""The statement of reasons as a value: what an agent may give for each
+outcome (every violation named at once, by field, in the words a client
+reads), and the dict a decision keeps, read back unchanged."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from casemesh.platform.errors import InvalidArgument, Violations
+from casemesh_reports.policy import load_taxonomy
+from casemesh_reports.statement import Restriction, StatementOfReasons
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+KEYWORDS = load_taxonomy().keywords
+WEEK_ON = (NOW + timedelta(days=7)).isoformat()
+
+
+def given(**changes: Any) -> dict[str, Any]:
+    """A complete statement for removing a video and suspending its account,
+    as the servicer hands it in (every field of the schema)."""
+    statement: dict[str, Any] = {
+        "decision_ground": "DECISION_GROUND_INCOMPATIBLE_CONTENT",
+        "illegal_content_legal_ground": "",
+        "illegal_content_explanation": "",
+        "incompatible_content_ground": "社区自律公约 第 3.2 条",
+        "incompatible_content_explanation": "视频美化恐怖袭击。",
+        "incompatible_content_illegal": True,
+        "category": "",
+        "category_specification": ["KEYWORD_TERRORIST_CONTENT"],
+        "category_specification_other": "",
+        "content_type": ["CONTENT_TYPE_VIDEO"],
+        "content_type_other": "",
+        "content_date": "2026-11-01",
+        "application_date": "2026-11-23",
+        "decision_facts": "人工审核确认视频第 12 秒起出现袭击画面。",
+        "automated_detection": False,
+        "automated_decision": "AUTOMATED_DECISION_NOT_AUTOMATED",
+        "restrictions": [
+            {
+                "field": "visibility",
+                "type": "DECISION_VISIBILITY_CONTENT_REMOVED",
+                "other": "",
+                "end_time": "",
+            },
+            {
+                "field": "account",
+                "type": "DECISION_ACCOUNT_SUSPENDED",
+                "other": "",
+                "end_time": WEEK_ON,
+            },
+        ],
+        "territorial_scope": ["CN"],
+        "content_language": "zh",
+        "account_type": "",
+        "decision_ground_reference_url": "",
+    }
+    return {**statement, **changes}
+
+
+def refused(statement: dict[str, Any], outcome: str = "ACTION_TAKEN") -> list[tuple[str, str]]:
+    v = Violations()
+    built = StatementOfReasons.check(v, statement, outcome=outcome, keywords=KEYWORDS, now=NOW)
+    assert built is None
+    with pytest.raises(InvalidArgument) as raised:
+        v.raise_if_any()
+    return [(f.field, f.description) for f in raised.value.violations]
+
+
+def accepted(statement: dict[str, Any], outcome: str = "ACTION_TAKEN") -> StatementOfReasons:
+    v = Violations()
+    built = StatementOfReasons.check(v, statement, outcome=outcome, keywords=KEYWORDS, now=NOW)
+    v.raise_if_any()
+    assert built is not None
+    return built
+
+
+def test_a_complete_statement_is_read_into_typed_fields() -> None:
+    s = accepted(given())
+    assert s.action_taken and s.decision_ground == "DECISION_GROUND_INCOMPATIBLE_CONTENT"
+    assert s.content_date == date(2026, 11, 1) and s.application_date == date(2026, 11, 23)
+    assert s.content_type == ("CONTENT_TYPE_VIDEO",)
+    assert s.restrictions == (
+        Restriction("visibility", "DECISION_VISIBILITY_CONTENT_REMOVED"),
+        Restriction("account", "DECISION_ACCOUNT_SUSPENDED", end_time=NOW + timedelta(days=7)),
+    )
+
+
+def test_a_statement_missing_everything_names_each_field_at_once() -> None:
+    empty = {"decision_ground": "", "restrictions": []}
+    assert refused(empty) == [
+        ("statement.decision_facts", "must not be empty"),
+        ("statement.decision_ground", "is required: ILLEGAL_CONTENT or INCOMPATIBLE_CONTENT"),
+        ("statement.content_type", "name at least one content type"),
+        ("statement.content_date", "is required (YYYY-MM-DD)"),
+        ("statement.application_date", "is required (YYYY-MM-DD)"),
+        ("statement.automated_decision", "is required: FULLY, PARTIALLY or NOT_AUTOMATED"),
+        ("statement.restrictions", "action taken imposes at least one restriction"),
+    ]
+
+
+def test_each_ground_needs_its_own_texts() -> None:
+    illegal = given(decision_ground="DECISION_GROUND_ILLEGAL_CONTENT")
+    assert refused(illegal) == [
+        ("statement.illegal_content_legal_ground", "must not be empty"),
+        ("statement.illegal_content_explanation", "must not be empty"),
+    ]
+    assert refused(given(incompatible_content_explanation="x" * 2001)) == [
+        ("statement.incompatible_content_explanation", "must be at most 2000 characters"),
+    ]
+
+
+def test_every_other_rule_names_its_field() -> None:
+    bad = given(
+        category_specification=["KEYWORD_TERRORIST_CONTENT", "KEYWORD_NOPE"],
+        category_specification_other="x" * 501,
+        content_type=["CONTENT_TYPE_OTHER", "CONTENT_TYPE_OTHER"],
+        content_date="2999-01-01",
+        application_date="2020-1-01",
+        restrictions=[
+            {"field": "visibility", "type": "DECISION_VISIBILITY_OTHER", "end_time": ""},
+            {"field": "visibility", "type": "DECISION_VISIBILITY_OTHER", "end_time": ""},
+            {"field": "monetary", "type": "DECISION_MONETARY_SUSPENSION", "end_time": ""},
+            {
+                "field": "account",
+                "type": "DECISION_ACCOUNT_SUSPENDED",
+                "end_time": NOW.isoformat(),
+            },
+        ],
+        territorial_scope=["CN", "China"],
+        content_language="ZH",
+        decision_ground_reference_url="ftp://example.com/terms",
+    )
+    assert refused(bad) == [
+        ("statement.category_specification[1]", "'KEYWORD_NOPE' is not a DSA keyword"),
+        ("statement.category_specification_other", "must be at most 500 characters"),
+        ("statement.content_type", "names a content type more than once"),
+        ("statement.content_type_other", "must not be empty"),
+        ("statement.content_date", "must not be after today (when was it posted?)"),
+        ("statement.application_date", "must be a date YYYY-MM-DD"),
+        ("statement.restrictions.visibility", "names a restriction more than once"),
+        ("statement.restrictions.visibility_other", "must not be empty"),
+        ("statement.restrictions.visibility_other", "must not be empty"),
+        (
+            "statement.restrictions.monetary_end_time",
+            "a suspension is temporary: say when it ends",
+        ),
+        ("statement.restrictions.account_end_time", "must be in the future"),
+        ("statement.territorial_scope[1]", "must be an ISO 3166-1 alpha-2 code"),
+        ("statement.content_language", "must be an ISO 639-1 code, e.g. zh"),
+        ("statement.decision_ground_reference_url", "must be an http(s) URL"),
+    ]
+    assert refused(given(application_date="2026-11-22")) == [
+        (
+            "statement.application_date",
+            "must not be before today: the uploader hears of a restriction no later "
+            "than it applies",
+        )
+    ]
+    assert refused(given(content_date="2026-02-30")) == [
+        ("statement.content_date", "must be a date YYYY-MM-DD")
+    ]
+
+
+def test_a_no_violation_statement_is_its_facts_and_imposes_nothing() -> None:
+    assert refused(given(decision_facts=""), "NO_VIOLATION") == [
+        ("statement.decision_facts", "must not be empty"),
+        ("statement.restrictions", "a no-violation decision imposes no restriction"),
+    ]
+    # The schema's other fields, and a category the agent chose, are not kept.
+    s = accepted(given(restrictions=[], category="STATEMENT_CATEGORY_VIOLENCE"), "NO_VIOLATION")
+    assert s == StatementOfReasons(decision_facts=given()["decision_facts"])
+
+
+def test_violations_found_elsewhere_in_the_request_come_first() -> None:
+    v = Violations()
+    v.add("outcome", "must be ACTION_TAKEN or NO_VIOLATION")
+    built = StatementOfReasons.check(
+        v, given(content_type=[]), outcome="ACTION_TAKEN", keywords=KEYWORDS, now=NOW
+    )
+    assert built is None
+    with pytest.raises(InvalidArgument) as raised:
+        v.raise_if_any()
+    assert [f.field for f in raised.value.violations] == ["outcome", "statement.content_type"]
+
+
+# What the service adds when it records a decision, as the event keeps it.
+ADDED = {
+    "category": "STATEMENT_CATEGORY_RISK_FOR_PUBLIC_SECURITY",
+    "source_type": "SOURCE_TRUSTED_FLAGGER",
+    "source_identity": "Safe Web Foundation",
+    "puid": "7731",
+    "redress": "https://example.com/redress",
+    "appeal_deadline": "2027-05-25T09:00:00+00:00",
+}
+
+
+def completed(s: StatementOfReasons) -> StatementOfReasons:
+    return s.completed(
+        category=s.category or ADDED["category"],
+        source_type=ADDED["source_type"],
+        source_identity=ADDED["source_identity"],
+        puid=ADDED["puid"],
+        redress=ADDED["redress"],
+        appeal_deadline=NOW + timedelta(days=183),
+    )
+
+
+def test_the_decision_keeps_what_the_agent_gave_and_what_the_service_adds() -> None:
+    raw = given()
+    stored = completed(accepted(raw)).to_dict()
+    assert stored == {**raw, **ADDED}
+    # In the order the event has always kept: the agent's category in its place.
+    assert list(stored) == [*raw, *(k for k in ADDED if k != "category")]
+    assert StatementOfReasons.from_dict(stored, outcome="ACTION_TAKEN").to_dict() == stored
+
+
+def test_a_no_violation_decision_keeps_the_facts_and_what_the_service_adds() -> None:
+    stored = completed(accepted({"decision_facts": "普通的舞蹈视频。"}, "NO_VIOLATION")).to_dict()
+    assert list(stored.items()) == [("decision_facts", "普通的舞蹈视频。"), *ADDED.items()]
+    assert StatementOfReasons.from_dict(stored, outcome="NO_VIOLATION").to_dict() == stored
+
+
+def test_an_early_no_violation_statement_with_every_field_loads_as_its_facts() -> None:
+    # Before a no-violation decision kept only its facts, it kept the whole
+    # schema, unchecked.
+    early = {**given(content_date="x"), "appeal_deadline": NOW.isoformat()}
+    s = StatementOfReasons.from_dict(early, outcome="NO_VIOLATION")
+    assert (s.decision_facts, s.restrictions, s.appeal_deadline) == (
+        early["decision_facts"],
+        (),
+        NOW,
+    )
