@@ -1,20 +1,221 @@
-"""Starting Kafka consumers (FastStream) that outlive a broker outage, and
-watching how far behind their group is."""
+"""Kafka consumers (FastStream): one way to receive Casemesh events, starting
+a broker that outlives a Kafka outage, and watching how far behind a group is.
+
+`subscribe` gives a handler each record as a `CloudEvent`, parsed once here,
+inside a consumer span that continues the trace of the action that caused it
+(`traceparent`). Whatever the consumer, a record ends one of two ways:
+
+- **applied**: the handler returned; the offset is committed after it (its
+  work committed first, so a crash in between only redelivers, and the
+  handler's own record of event ids makes that a no-op);
+- **set aside**: it can never apply (an envelope that does not parse, a
+  `ce_type` no Casemesh service publishes, or a handler error that is not an
+  outage). It is logged (`consumer.set_aside`), handed to the consumer's
+  `set_aside` (the notifier keeps it in `unprocessable_events`), counted in
+  `casemesh_consumer_set_aside_total{consumer,topic,reason}` (alert
+  `CasemeshConsumerSetAside`) and committed, so it never blocks its partition.
+
+A failure that says the database or the broker is away, or that a concurrent
+writer won a race (`RETRYABLE`), is neither: nothing is committed, the
+consumer pauses (backing off up to `MAX_PAUSE_S`) and the record is read again,
+for as long as it takes. The process never exits over it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from faststream.kafka import KafkaBroker
+from eventsourcing import persistence
+from faststream import AckPolicy
+from faststream.exceptions import NackMessage
+from faststream.kafka import KafkaBroker, KafkaRouter
+from faststream.kafka.annotations import KafkaMessage
+from opentelemetry import trace
 
-from casemesh.platform.logging import get_logger
-from casemesh.platform.metrics import CONSUMER_LAG
+from casemesh.platform import envelope
+from casemesh.platform.envelope import CloudEvent
+from casemesh.platform.errors import Aborted
+from casemesh.platform.logging import get_logger, library_logger
+from casemesh.platform.metrics import CONSUMER_LAG, CONSUMER_SET_ASIDE
+from casemesh.platform.pools import DATABASE_OUTAGE
+from casemesh.platform.telemetry import extract_headers, tracer
 
 log = get_logger(__name__)
+
+# Failures that pass: the database or a connection away, or a lost race under
+# optimistic concurrency (the event store's version check, ABORTED).
+RETRYABLE: tuple[type[Exception], ...] = (
+    *DATABASE_OUTAGE,
+    OSError,
+    persistence.IntegrityError,
+    Aborted,
+)
+
+# The pause before a record that met a passing failure is read again doubles
+# from FIRST_PAUSE_S up to MAX_PAUSE_S (short enough for a graceful stop).
+FIRST_PAUSE_S = 1.0
+MAX_PAUSE_S = 10.0
+
+# Why a record was set aside (the `reason` label).
+MALFORMED_ENVELOPE = "malformed_envelope"
+UNKNOWN_TYPE = "unknown_type"
+HANDLER_ERROR = "handler_error"
+REASONS = (MALFORMED_ENVELOPE, UNKNOWN_TYPE, HANDLER_ERROR)
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a record sits in Kafka, and when it was written there."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """A record that can never apply: where it is, why, and its event if it
+    parsed (None for a malformed envelope)."""
+
+    consumer: str
+    place: Place
+    reason: str
+    error: str
+    event: CloudEvent | None
+
+
+Handler = Callable[[CloudEvent, Place], Awaitable[None]]
+SetAsideHandler = Callable[[SetAside], Awaitable[None]]
+
+
+def subscribe(
+    router: KafkaRouter,
+    topics: Sequence[str],
+    *,
+    consumer: str,
+    group_id: str,
+    handle: Handler,
+    set_aside: SetAsideHandler | None = None,
+) -> None:
+    """Subscribes `handle` to `topics` in `group_id`, from the first record of a
+    partition the group never committed. `consumer` names it in logs, spans
+    and metrics; `set_aside`, if given, records a record that can never apply
+    (it may itself meet an outage: the record is then read again)."""
+    for topic in topics:  # every series exists from the start, so alerts see the first
+        for reason in REASONS:
+            CONSUMER_SET_ASIDE.labels(consumer, topic, reason)
+    pause = _Pause()
+
+    @router.subscriber(
+        *topics,
+        group_id=group_id,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        auto_offset_reset="earliest",
+    )
+    async def on_record(body: bytes, msg: KafkaMessage) -> None:
+        record: Any = msg.raw_message
+        place = Place(record.topic, record.partition, record.offset, record.timestamp)
+        event: CloudEvent | None = None
+        failure: tuple[str, str] | None = None  # (reason, error) of a record set aside
+        try:
+            event = envelope.parse(record.key, record.value or b"", record.headers)
+        except Exception as exc:  # whatever is wrong in it, retrying cannot mend it
+            failure = (MALFORMED_ENVELOPE, repr(exc))
+        with tracer("casemesh.consumer").start_as_current_span(
+            f"{place.topic} process",
+            context=extract_headers(dict(event.trace_headers)) if event else None,
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.consumer.group.name": group_id,
+                "messaging.destination.name": place.topic,
+                "messaging.destination.partition.id": str(place.partition),
+                "messaging.kafka.offset": place.offset,
+                "messaging.message.id": event.id if event else "",
+            },
+        ):
+            said = log.bind(
+                consumer=consumer,
+                topic=place.topic,
+                partition=place.partition,
+                offset=place.offset,
+                event_id=event.id if event else None,
+            )
+            try:
+                if event is not None:
+                    failure = await _apply(handle, event, place)
+                if failure is not None:
+                    reason, error = failure
+                    aside = SetAside(consumer, place, reason, error[:1000], event)
+                    await _record(aside, set_aside, said)
+            except RETRYABLE as exc:
+                wait = pause.longer()
+                said.error("consumer.retrying", error=repr(exc), retry_in=wait)
+                await asyncio.sleep(wait)
+                raise NackMessage() from exc  # nothing committed: the record is read again
+        pause.reset()
+
+
+async def _apply(handle: Handler, event: CloudEvent, place: Place) -> tuple[str, str] | None:
+    """Runs the handler: None once applied, (reason, error) for an event that
+    can never apply; a RETRYABLE failure passes through."""
+    if envelope.message_class(event.type) is None:
+        return UNKNOWN_TYPE, f"no Casemesh event has the type {event.type!r}"
+    try:
+        await handle(event, place)
+    except RETRYABLE:
+        raise
+    except Exception as exc:
+        return HANDLER_ERROR, repr(exc)
+    return None
+
+
+class _Pause:
+    def __init__(self) -> None:
+        self._next = FIRST_PAUSE_S
+
+    def longer(self) -> float:
+        wait, self._next = self._next, min(self._next * 2, MAX_PAUSE_S)
+        return wait
+
+    def reset(self) -> None:
+        self._next = FIRST_PAUSE_S
+
+
+async def _record(aside: SetAside, set_aside: SetAsideHandler | None, said: Any) -> None:
+    """Hands the record to the consumer's `set_aside`, then logs and counts it.
+    A `set_aside` that fails for good must not block the partition either:
+    the log line and the counter still tell."""
+    if set_aside is not None:
+        try:
+            await set_aside(aside)
+        except RETRYABLE:
+            raise
+        except Exception as exc:
+            said.error("consumer.set_aside_unrecorded", error=repr(exc))
+    said.error(
+        "consumer.set_aside",
+        type=aside.event.type if aside.event else None,
+        reason=aside.reason,
+        error=aside.error,
+    )
+    CONSUMER_SET_ASIDE.labels(aside.consumer, aside.place.topic, aside.reason).inc()
+
+
+def consumer_broker(bootstrap: str, client_id: str, router: KafkaRouter) -> KafkaBroker:
+    """A broker for `router`'s subscribers (started by `start_broker`)."""
+    broker = KafkaBroker(
+        bootstrap, client_id=client_id, logger=library_logger("casemesh.faststream")
+    )
+    broker.include_router(router)
+    return broker
 
 
 async def start_broker(

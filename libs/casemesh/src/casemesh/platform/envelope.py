@@ -7,9 +7,22 @@ Headers `ce_specversion`, `ce_id` (`<aggregate id>:<version>`, the dedupe key),
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import ModuleType
+
+from google.protobuf.message import Message
+
+from casemesh.events.v1 import (
+    appeals_pb2,
+    casequeue_pb2,
+    helpcenter_pb2,
+    notifications_pb2,
+    reports_pb2,
+    tickets_pb2,
+)
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/protobuf"
@@ -61,3 +74,25 @@ def parse(key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]])
         key=(key or b"").decode(),
         trace_headers=trace,
     )
+
+
+# `casemesh.<service>.<Message>.v1`: the service names the proto file of the message.
+_TYPE = re.compile(r"casemesh\.([a-z]+)\.([A-Za-z0-9]+)\.v1")
+_MODULES: dict[str, ModuleType] = {
+    "tickets": tickets_pb2,
+    "appeals": appeals_pb2,
+    "reports": reports_pb2,
+    "casequeue": casequeue_pb2,
+    "notifications": notifications_pb2,
+    "helpcenter": helpcenter_pb2,
+}
+
+
+def message_class(ce_type: str) -> type[Message] | None:
+    """The protobuf message a `ce_type` names (`casemesh.tickets.TicketSolved.v1`:
+    `TicketSolved` of `casemesh/events/v1/tickets.proto`); None for a type no
+    Casemesh service publishes."""
+    match = _TYPE.fullmatch(ce_type)
+    module = _MODULES.get(match.group(1)) if match else None
+    cls = getattr(module, match.group(2), None) if match and module else None
+    return cls if isinstance(cls, type) and issubclass(cls, Message) else None

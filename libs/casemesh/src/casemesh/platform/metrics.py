@@ -4,7 +4,7 @@
 The metrics every process of a kind shares are defined here, once, with the
 names the alert rules in `deploy/k8s/base/monitoring/prometheusrule.yaml` use:
 gRPC servers (rate, errors, latency), relays and outbox publishers (lag) and
-Kafka consumers (lag). Services add their own (notifications, queue depth …).
+Kafka consumers (lag, records set aside). Services add their own (notifications, queue depth …).
 """
 
 from __future__ import annotations
@@ -75,6 +75,13 @@ CONSUMER_LAG = Gauge(
     "casemesh_consumer_lag_records",
     "Records on a partition after the group's committed offset",
     ("group", "topic", "partition"),
+    registry=REGISTRY,
+)
+CONSUMER_SET_ASIDE = Counter(
+    "casemesh_consumer_set_aside",
+    "Records a consumer committed without applying them, because they never can"
+    " (reason: malformed_envelope, unknown_type, handler_error)",
+    ("consumer", "topic", "reason"),
     registry=REGISTRY,
 )
 

@@ -1,0 +1,196 @@
+"""The one way Casemesh consumers receive events (`casemesh.platform.consuming`):
+a record that can never apply is set aside, counted and committed, and the
+next one is applied; a record that meets an outage is not committed and is
+applied when it comes again; the handler runs in the trace of the action that
+caused the event. FastStream's TestKafkaBroker: no broker needed."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+from faststream.kafka import KafkaBroker, KafkaRouter, TestKafkaBroker
+from faststream.kafka import message as kafka_message
+from opentelemetry import trace
+from prometheus_client import REGISTRY
+
+from casemesh.events.v1 import tickets_pb2 as tev
+from casemesh.platform import consuming
+from casemesh.platform.consuming import Place, SetAside, subscribe
+from casemesh.platform.envelope import CloudEvent, message_class
+from casemesh.platform.telemetry import configure_tracing
+
+TOPIC = "casemesh.tickets.v1"
+CONSUMER = "unit-consumer"
+
+
+def ticket_event(
+    n: int, *, type: str = "casemesh.tickets.TicketSolved.v1", **kw: Any
+) -> CloudEvent:
+    return CloudEvent(
+        id=f"ticket-{n}:1",
+        source="casemesh/tickets",
+        type=type,
+        subject=f"tickets/ticket-{n}",
+        time=datetime(2026, 1, 1, tzinfo=UTC),
+        data=tev.TicketSolved(
+            header=tev.TicketEventHeader(ticket_id=f"ticket-{n}")
+        ).SerializeToString(),
+        key=f"ticket-{n}",
+        **kw,
+    )
+
+
+def set_aside_count(reason: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "casemesh_consumer_set_aside_total",
+        {"consumer": CONSUMER, "topic": TOPIC, "reason": reason},
+    )
+    return value or 0.0
+
+
+@dataclass
+class Consumer:
+    """A consumer whose handler fails as told, and what became of each record."""
+
+    broker: KafkaBroker
+    applied: list[str] = field(default_factory=list)
+    set_aside: list[SetAside] = field(default_factory=list)
+    fail: dict[str, list[Exception]] = field(default_factory=dict)  # event id -> next failures
+    aside_fails: list[Exception] = field(default_factory=list)
+    commits: int = 0
+    rewinds: list[int] = field(default_factory=list)
+    trace_ids: list[int] = field(default_factory=list)
+
+    async def send(self, event: CloudEvent) -> None:
+        headers = {k: v.decode() for k, v in event.kafka_headers()}
+        await self.broker.publish(event.data, TOPIC, key=event.key.encode(), headers=headers)
+
+
+@pytest.fixture()
+async def consumer(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Consumer]:
+    monkeypatch.setattr(consuming, "FIRST_PAUSE_S", 0.0)
+    monkeypatch.setattr(consuming, "MAX_PAUSE_S", 0.0)
+    router = KafkaRouter()
+    c = Consumer(KafkaBroker())
+
+    async def handle(event: CloudEvent, place: Place) -> None:
+        c.trace_ids.append(trace.get_current_span().get_span_context().trace_id)
+        failures = c.fail.get(event.id)
+        if failures:
+            raise failures.pop(0)
+        c.applied.append(event.id)
+
+    async def keep(aside: SetAside) -> None:
+        if c.aside_fails:
+            raise c.aside_fails.pop(0)
+        c.set_aside.append(aside)
+
+    async def commit(self: Any) -> None:
+        c.commits += 1
+
+    def seek(self: Any, partition: Any, offset: int) -> None:
+        c.rewinds.append(offset)
+
+    # What the acknowledgement does to the group's offset.
+    monkeypatch.setattr(kafka_message.FakeConsumer, "commit", commit)
+    monkeypatch.setattr(kafka_message.FakeConsumer, "seek", seek)
+    subscribe(router, [TOPIC], consumer=CONSUMER, group_id="unit", handle=handle, set_aside=keep)
+    c.broker.include_router(router)
+    async with TestKafkaBroker(c.broker) as broker:
+        c.broker = broker
+        yield c
+
+
+async def test_a_record_that_can_never_apply_is_set_aside_and_the_next_is_applied(
+    consumer: Consumer,
+) -> None:
+    before = {r: set_aside_count(r) for r in consuming.REASONS}
+    # Not a CloudEvent at all.
+    await consumer.broker.publish(b"\x00garbage", TOPIC, headers={"ce_id": "x"})
+    # A type no Casemesh service publishes.
+    await consumer.send(ticket_event(1, type="casemesh.tickets.TicketTeleported.v1"))
+    # The handler finds it cannot apply (not an outage).
+    consumer.fail["ticket-2:1"] = [ValueError("no such case")]
+    await consumer.send(ticket_event(2))
+    await consumer.send(ticket_event(3))
+
+    assert consumer.applied == ["ticket-3:1"]
+    assert [(a.reason, a.event.id if a.event else None) for a in consumer.set_aside] == [
+        ("malformed_envelope", None),
+        ("unknown_type", "ticket-1:1"),
+        ("handler_error", "ticket-2:1"),
+    ]
+    assert "no such case" in consumer.set_aside[2].error
+    for reason in consuming.REASONS:
+        assert set_aside_count(reason) == before[reason] + 1, reason
+    # Each was committed, so none blocks the partition.
+    assert consumer.commits == 4
+    assert consumer.rewinds == []
+
+
+async def test_a_record_that_meets_an_outage_is_not_committed_and_applies_when_read_again(
+    consumer: Consumer,
+) -> None:
+    before = sum(set_aside_count(r) for r in consuming.REASONS)
+    consumer.fail["ticket-7:1"] = [
+        psycopg.OperationalError("the database is away"),
+        OSError("connection refused"),
+    ]
+    event = ticket_event(7)
+    await consumer.send(event)
+    assert consumer.applied == []
+    assert (consumer.commits, consumer.rewinds) == (0, [0])  # rewound to the record
+    await consumer.send(event)  # what the rewind makes Kafka do
+    assert (consumer.commits, consumer.rewinds) == (0, [0, 0])
+    await consumer.send(event)
+    assert consumer.applied == ["ticket-7:1"]
+    assert consumer.commits == 1
+    assert consumer.set_aside == []
+    assert sum(set_aside_count(r) for r in consuming.REASONS) == before
+
+
+async def test_setting_aside_that_meets_an_outage_is_tried_again(consumer: Consumer) -> None:
+    before = set_aside_count("unknown_type")
+    consumer.aside_fails.append(psycopg.OperationalError("the database is away"))
+    event = ticket_event(8, type="casemesh.tickets.Nonsense.v1")
+    await consumer.send(event)
+    assert (consumer.set_aside, consumer.commits, consumer.rewinds) == ([], 0, [0])
+    assert set_aside_count("unknown_type") == before
+    await consumer.send(event)
+    assert [a.reason for a in consumer.set_aside] == ["unknown_type"]
+    assert (consumer.commits, set_aside_count("unknown_type")) == (1, before + 1)
+
+
+async def test_the_handler_runs_in_the_trace_that_caused_the_event(consumer: Consumer) -> None:
+    configure_tracing("unit")
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    traceparent = f"00-{trace_id}-00f067aa0ba902b7-01"
+    await consumer.send(ticket_event(9, trace_headers=(("traceparent", traceparent),)))
+    assert consumer.applied == ["ticket-9:1"]
+    assert consumer.trace_ids == [int(trace_id, 16)]
+
+
+def test_every_type_a_casemesh_service_publishes_is_known() -> None:
+    from casemesh_appeals.application import PUBLIC_NAMES as APPEALS
+    from casemesh_notifier.registry import MESSAGES
+    from casemesh_reports.events import PUBLIC_NAMES as REPORTS
+    from casemesh_tickets.views import PUBLIC_NAMES as TICKETS
+
+    published = [
+        *(f"casemesh.tickets.{n}.v1" for n in TICKETS.values()),
+        *(f"casemesh.appeals.{n}.v1" for n in APPEALS.values()),
+        *(f"casemesh.reports.{n}.v1" for n in REPORTS.values()),
+        *MESSAGES,
+        "casemesh.helpcenter.PhoneChangeVerified.v1",
+        "casemesh.casequeue.SlaBreached.v1",
+        "casemesh.notifications.NotificationDelivered.v1",
+    ]
+    assert [t for t in published if message_class(t) is None] == []
+    assert message_class("casemesh.tickets.TicketSolved.v1") is tev.TicketSolved
+    for unknown in ("casemesh.tickets.AppealFiled.v1", "casemesh.tickets.Nope.v1", "TicketSolved"):
+        assert message_class(unknown) is None, unknown
