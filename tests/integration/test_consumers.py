@@ -110,6 +110,7 @@ async def test_an_outage_is_ridden_out_and_a_bad_record_set_aside_on_a_real_brok
             if await done():
                 break
             await asyncio.sleep(0.5)
+        assert await done(), "the consumer did not commit every record within 60 s"
     finally:
         await broker.stop()
 

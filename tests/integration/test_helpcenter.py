@@ -1,7 +1,7 @@
 """The help centre's application on a real PostgreSQL database with the
 starter knowledge base: given what a user searched, read and answered, when
 they say whether it helped, then the ticket drafted, the figures and the
-recommendations; article versions; two answers to one question at once."""
+recommendations; article versions; a flow answered to its end."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from eventsourcing import persistence
 from faststream.kafka import KafkaBroker, KafkaRouter, TestKafkaBroker
 from faststream.kafka import message as kafka_message
 from opentelemetry import trace
@@ -22,6 +23,7 @@ from casemesh.events.v1 import tickets_pb2 as tev
 from casemesh.platform import consuming
 from casemesh.platform.consuming import Place, SetAside, subscribe
 from casemesh.platform.envelope import CloudEvent, message_class
+from casemesh.platform.pools import DatabaseUnavailable
 from casemesh.platform.telemetry import configure_tracing
 
 TOPIC = "casemesh.tickets.v1"
@@ -133,6 +135,21 @@ async def test_a_record_that_can_never_apply_is_set_aside_and_the_next_is_applie
     assert consumer.rewinds == []
 
 
+async def test_a_body_no_decoder_could_read_is_set_aside_not_read_for_ever(
+    consumer: Consumer,
+) -> None:
+    before = set_aside_count("malformed_envelope")
+    for content_type, body in (("application/json", b"not json"), ("text/plain", b"\xff\xfe")):
+        await consumer.broker.publish(
+            body, TOPIC, headers={"ce_id": "y", "content-type": content_type}
+        )
+    await consumer.send(ticket_event(4))
+    assert [a.reason for a in consumer.set_aside] == ["malformed_envelope"] * 2
+    assert consumer.applied == ["ticket-4:1"]
+    assert (consumer.commits, consumer.rewinds) == (3, [])
+    assert set_aside_count("malformed_envelope") == before + 2
+
+
 async def test_a_record_that_meets_an_outage_is_not_committed_and_applies_when_read_again(
     consumer: Consumer,
 ) -> None:
@@ -140,13 +157,18 @@ async def test_a_record_that_meets_an_outage_is_not_committed_and_applies_when_r
     consumer.fail["ticket-7:1"] = [
         psycopg.OperationalError("the database is away"),
         OSError("connection refused"),
+        DatabaseUnavailable("no connection within 1 s"),
+        # What the event store makes of "read-only transaction" from a
+        # primary demoted in a failover.
+        persistence.InternalError("cannot execute INSERT in a read-only transaction"),
     ]
     event = ticket_event(7)
     await consumer.send(event)
     assert consumer.applied == []
     assert (consumer.commits, consumer.rewinds) == (0, [0])  # rewound to the record
-    await consumer.send(event)  # what the rewind makes Kafka do
-    assert (consumer.commits, consumer.rewinds) == (0, [0, 0])
+    for tries in (2, 3, 4):
+        await consumer.send(event)  # what the rewind makes Kafka do
+        assert (consumer.commits, consumer.rewinds) == (0, [0] * tries)
     await consumer.send(event)
     assert consumer.applied == ["ticket-7:1"]
     assert consumer.commits == 1

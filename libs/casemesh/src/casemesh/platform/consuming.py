@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from eventsourcing import persistence
@@ -55,6 +56,11 @@ RETRYABLE: tuple[type[Exception], ...] = (
     OSError,
     persistence.IntegrityError,
     Aborted,
+    # A primary just demoted in a failover answers "read-only transaction";
+    # a session the server timed out, likewise: both pass.
+    psycopg.errors.ReadOnlySqlTransaction,
+    psycopg.errors.IdleInTransactionSessionTimeout,
+    persistence.InternalError,
 )
 
 # The pause before a record that met a passing failure is read again doubles
@@ -118,8 +124,12 @@ def subscribe(
         group_id=group_id,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
+        # The bytes as they came: the envelope is parsed below, where a
+        # record that cannot be read is set aside. FastStream's own decoding
+        # would fail before, and rewind the record for ever.
+        decoder=_raw_body,
     )
-    async def on_record(body: bytes, msg: KafkaMessage) -> None:
+    async def on_record(body: Any, msg: KafkaMessage) -> None:
         record: Any = msg.raw_message
         place = Place(record.topic, record.partition, record.offset, record.timestamp)
         event: CloudEvent | None = None
@@ -161,6 +171,10 @@ def subscribe(
                 await asyncio.sleep(wait)
                 raise NackMessage() from exc  # nothing committed: the record is read again
         pause.reset()
+
+
+async def _raw_body(msg: Any) -> bytes:
+    return bytes(msg.body)
 
 
 async def _apply(handle: Handler, event: CloudEvent, place: Place) -> tuple[str, str] | None:

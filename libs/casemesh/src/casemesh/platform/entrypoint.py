@@ -17,10 +17,12 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from casemesh.platform import settings as settings_mod
 from casemesh.platform.grpcutil import Serving, serve
-from casemesh.platform.logging import configure_logging
+from casemesh.platform.logging import configure_logging, get_logger
 from casemesh.platform.metrics import serve_metrics
 from casemesh.platform.relay import Relay, Translate
 from casemesh.platform.telemetry import configure_tracing
+
+log = get_logger(__name__)
 
 # command -> (its settings class, what it runs with them)
 Commands = dict[str, tuple[type[Any], Callable[[Any], Coroutine[Any, Any, None]]]]
@@ -87,9 +89,11 @@ async def serve_servicer(
     add_…Servicer_to_server) with `workers` running, until SIGTERM/SIGINT and
     a graceful drain; then stops the workers and calls `close` (the
     application's or the pool's)."""
-    for worker in workers:
-        worker.start()
+    started: list[Worker] = []
     try:
+        for worker in workers:
+            worker.start()
+            started.append(worker)
         await serve(
             cfg,
             register=lambda server: add(servicer, server),
@@ -97,8 +101,13 @@ async def serve_servicer(
             options=options,
         )
     finally:
-        for worker in reversed(workers):
-            worker.stop()
-        closed = close()
-        if inspect.isawaitable(closed):
-            await closed
+        try:
+            for worker in reversed(started):
+                try:
+                    worker.stop()
+                except Exception:  # the others still stop, the application still closes
+                    log.exception("worker.stop_failed", worker=type(worker).__name__)
+        finally:
+            closed = close()
+            if inspect.isawaitable(closed):
+                await closed
