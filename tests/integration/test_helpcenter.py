@@ -1,7 +1,8 @@
 """The help centre's application on a real PostgreSQL database with the
 starter knowledge base: given what a user searched, read and answered, when
 they say whether it helped, then the ticket drafted, the figures and the
-recommendations; article versions; a flow answered to its end."""
+recommendations; article versions; a flow answered to its end, and a
+second answer to a question already answered."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from casemesh.platform.identity import Identity
 from casemesh.platform.pools import async_pool
 from casemesh_helpcenter import phone, store
 from casemesh_helpcenter.application import ArticleText, HelpCenter, NewPhoneChange
+from casemesh_helpcenter.application import _session as session_of
 from tests.application.story import AGENT, ALICE, BOB, FakeClock
 from tests.conftest import Infra
 
@@ -94,6 +96,23 @@ async def test_a_flow_answered_to_its_end_names_its_article_and_drafts_the_ticke
     assert draft is not None and draft.category == "account.login"
     assert "What happens? → I get no code" in draft.description
     assert "Read: " in draft.description  # the article the flow ended at
+
+
+async def test_a_second_answer_to_a_question_already_answered_moves_nothing(
+    app: HelpCenter,
+) -> None:
+    """A double tap: the second answer was read against the question the
+    first one already moved past."""
+    step = await app.start_flow(ALICE, "flows/login", "", "en")
+    async with app.pool.connection() as conn:
+        stale = await session_of(conn, ALICE, step.session, "en", create=False)
+    moved = await app.answer_flow(ALICE, step.session, 0)
+    choice = stale.choose(0)
+    async with app.pool.connection() as conn:
+        again = await store.answer(conn, stale, node=choice.next, step=choice.taken, read=None)
+        now = await session_of(conn, ALICE, step.session, "en", create=False)
+    assert again is False
+    assert now.step(now.locale, None, "").question == moved.question  # moved on once
 
 
 async def test_figures_count_searches_and_how_sessions_ended(app: HelpCenter) -> None:
