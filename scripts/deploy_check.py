@@ -79,6 +79,7 @@ METRICS = {
     "casemesh_relay_published_events_total",
     "casemesh_outbox_pending_events",
     "casemesh_consumer_lag_records",
+    "casemesh_consumer_set_aside_total",
     "casemesh_notifications_total",
     "casemesh_notifications_parked",
     "casemesh_notifications_due",
