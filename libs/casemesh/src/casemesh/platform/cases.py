@@ -62,8 +62,8 @@ def fingerprint(draft: Draft, *, ascii_only: bool = False) -> str:
 
 
 def same_request(stored: str, draft: Draft) -> bool:
-    # Fingerprints stored before the services shared this one were made
-    # with non-ASCII characters escaped (appeals, reports) or not (tickets).
+    # Either form matches: tickets store theirs with non-ASCII characters as
+    # they are, appeals and reports escaped (`ascii_fingerprints`).
     return stored in (fingerprint(draft), fingerprint(draft, ascii_only=True))
 
 
@@ -92,7 +92,7 @@ class CaseApplication(TracedApplication, Generic[C]):
         return fingerprint(draft, ascii_only=self.ascii_fingerprints)
 
     def replayed(self, ident: UUID, draft: Draft) -> C | None:
-        """The case a earlier call with this request id created (None: none
+        """The case an earlier call with this request id created (None: none
         did); a different request under the same id is ALREADY_EXISTS."""
         try:
             case: C = self.repository.get(ident)
