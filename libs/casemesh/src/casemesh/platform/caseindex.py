@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 import psycopg
 from eventsourcing import persistence
@@ -50,29 +50,6 @@ class CaseRow:
     create_time: datetime
     version: int
     doc: dict[str, Any]
-
-
-class CaseIndexLike(Protocol):
-    """A case index as the application reads it (and a projector writes it)."""
-
-    def record(self, row: CaseRow, tracking: Tracking) -> None: ...
-
-    def page(
-        self,
-        *,
-        party: str | None,
-        statuses: list[str],
-        after: tuple[datetime, str] | None,
-        limit: int,
-    ) -> list[dict[str, Any]]: ...
-
-    def wait(
-        self, application_name: str, notification_id: int | None, timeout: float = 1.0
-    ) -> None: ...
-
-    def max_tracking_id(self, application_name: str) -> int | None: ...
-
-    def insert_tracking(self, tracking: Tracking) -> None: ...
 
 
 class CaseIndex(PostgresTrackingRecorder):
@@ -190,6 +167,10 @@ class MemoryCaseIndex(POPOTrackingRecorder):
         return found[:limit]
 
 
+# A case index as the application reads it and a projector writes it.
+CaseIndexLike = CaseIndex | MemoryCaseIndex
+
+
 # Errors after which the projection resumes from its tracked position; any
 # other error is the row's own (it can never be written) and is set aside.
 RETRYABLE = (
@@ -213,7 +194,7 @@ class Projector:
     def __init__(
         self,
         app: Any,
-        recorder: TrackingRecorder | CaseIndexLike,
+        recorder: TrackingRecorder,
         apply: Callable[[Any, Tracking], None],
         name: str,
     ) -> None:
