@@ -15,11 +15,11 @@ from uuid import UUID
 
 from eventsourcing.utils import EnvType
 
-from casemesh.platform.caseindex import CaseIndex, CaseIndexLike, CaseRow, Page
+from casemesh.platform.caseindex import CaseIndexLike, CaseRow, Page
 from casemesh.platform.cases import CaseApplication
+from casemesh.platform.casework_open import open_indexed
 from casemesh.platform.clock import Clock
 from casemesh.platform.errors import FailedPrecondition, InvalidArgument, Violations
-from casemesh.platform.eventstore import postgres_env, schema_lock, side_table
 from casemesh.platform.grpcutil import resource_id
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
@@ -432,15 +432,15 @@ def open_appeals(
     default_jurisdiction: str = "cn",
     pool_size: int = 10,
 ) -> Appeals:
-    with schema_lock(database_url):
-        app = Appeals(
-            env=postgres_env(database_url, pool_size=pool_size),
-            clock=clock,
-            policies=policies,
-            default_jurisdiction=default_jurisdiction,
-        )
-        app.index = side_table(app, lambda datastore: CaseIndex(datastore, "appeal_cases"))
-    return app
+    return open_indexed(
+        Appeals,
+        database_url,
+        "appeal_cases",
+        pool_size=pool_size,
+        clock=clock,
+        policies=policies,
+        default_jurisdiction=default_jurisdiction,
+    )
 
 
 @dataclass(frozen=True)

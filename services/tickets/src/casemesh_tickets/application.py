@@ -15,11 +15,11 @@ from uuid import UUID
 
 from eventsourcing.utils import EnvType
 
-from casemesh.platform.caseindex import CaseIndex, CaseIndexLike, CaseRow, Page
+from casemesh.platform.caseindex import CaseIndexLike, CaseRow, Page
 from casemesh.platform.cases import CaseApplication
+from casemesh.platform.casework_open import open_indexed
 from casemesh.platform.clock import Clock, SystemClock
 from casemesh.platform.errors import InvalidArgument, PermissionDenied, Violations
-from casemesh.platform.eventstore import postgres_env, schema_lock, side_table
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
 from casemesh.platform.timers import Deadline
@@ -273,14 +273,14 @@ def open_tickets(
     auto_close_after: timedelta = timedelta(days=4),
 ) -> Tickets:
     """Tickets on PostgreSQL, its case index beside the events."""
-    with schema_lock(database_url):
-        app = Tickets(
-            env=postgres_env(database_url, pool_size=pool_size),
-            clock=clock,
-            auto_close_after=auto_close_after,
-        )
-        app.index = side_table(app, lambda datastore: CaseIndex(datastore, "ticket_cases"))
-    return app
+    return open_indexed(
+        Tickets,
+        database_url,
+        "ticket_cases",
+        pool_size=pool_size,
+        clock=clock,
+        auto_close_after=auto_close_after,
+    )
 
 
 def case_row(ticket: Ticket) -> CaseRow:
