@@ -7,6 +7,7 @@ from typing import Any, TypeAlias
 
 import grpc
 
+from casemesh.platform.casework_fields import same_named
 from casemesh.platform.errors import Violations
 from casemesh.platform.grpcutil import ApplicationServicer, enum_name, to_timestamp
 from casemesh.rules import tickets as validation
@@ -15,7 +16,7 @@ from casemesh.v1 import evidence_pb2
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
 from casemesh_tickets.application import NewTicket, Tickets
-from casemesh_tickets.views import HistoryEntry, TicketView
+from casemesh_tickets.views import REQUEST_TEXTS, HistoryEntry, TicketView
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
 
@@ -23,11 +24,8 @@ Ctx: TypeAlias = grpc.aio.ServicerContext
 def ticket_message(view: TicketView) -> pb.Ticket:
     contact = view.contact
     msg = pb.Ticket(
+        **same_named(view, (*REQUEST_TEXTS, "assignee", "requester", "resolution")),
         name=f"tickets/{view.id}",
-        category=view.category,
-        subject=view.subject,
-        description=view.description,
-        locale=view.locale,
         contact=pb.Contact(
             email=contact.get("email", ""),
             phone=contact.get("phone", ""),
@@ -35,11 +33,8 @@ def ticket_message(view: TicketView) -> pb.Ticket:
         ),
         status=pb.TicketStatus.Value(f"TICKET_STATUS_{view.status}"),
         priority=view.priority,  # type: ignore[arg-type]
-        assignee=view.assignee,
-        requester=view.requester,
         create_time=to_timestamp(view.create_time),
         update_time=to_timestamp(view.update_time),
-        resolution=view.resolution,
         etag=str(view.version),
         evidence=evidence_refs(view.evidence),
     )
@@ -52,15 +47,9 @@ def ticket_message(view: TicketView) -> pb.Ticket:
 
 def history_message(e: HistoryEntry) -> pb.TicketEvent:
     return pb.TicketEvent(
-        sequence=e.sequence,
-        type=e.type,
-        actor=e.actor,
+        **same_named(e, ("sequence", "type", "actor", "text", "internal", "assignee", "score")),
         time=to_timestamp(e.time),
         status=pb.TicketStatus.Value(f"TICKET_STATUS_{e.status}"),
-        text=e.text,
-        internal=e.internal,
-        assignee=e.assignee,
-        score=e.score,
         evidence=evidence_refs(e.evidence),
     )
 
@@ -87,11 +76,8 @@ def contact_dict(contact: pb.Contact) -> dict[str, Any]:
 def new_ticket(request: pb.CreateTicketRequest) -> NewTicket:
     t = request.ticket
     return NewTicket(
+        **same_named(t, REQUEST_TEXTS),
         request_id=request.request_id,
-        category=t.category,
-        subject=t.subject,
-        description=t.description,
-        locale=t.locale,
         contact=contact_dict(t.contact),
         evidence=evidence_dicts(t.evidence),
     )

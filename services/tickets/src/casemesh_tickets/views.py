@@ -6,7 +6,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from casemesh.platform.casework_fields import same_named
+from casemesh.platform.casework_history import EventEntry, entry_basics
 from casemesh_tickets.domain import Status, Ticket
+
+# What the requester wrote, under the same names on the ticket, its view, the
+# API's messages and a new ticket's request.
+REQUEST_TEXTS = ("category", "subject", "description", "locale")
 
 
 @dataclass(frozen=True)
@@ -31,18 +37,11 @@ class TicketView:
     @classmethod
     def of(cls, t: Ticket) -> TicketView:
         return cls(
+            **same_named(t, (*REQUEST_TEXTS, "requester", "assignee", "resolution", "rating")),
             id=str(t.id),
-            requester=t.requester,
-            category=t.category,
-            subject=t.subject,
-            description=t.description,
-            locale=t.locale,
             contact=dict(t.contact),
             status=Status(t.status).value,
             priority=int(t.priority),
-            assignee=t.assignee,
-            resolution=t.resolution,
-            rating=t.rating,
             create_time=t.created_on,
             update_time=t.modified_on,
             version=t.version,
@@ -67,11 +66,7 @@ class TicketView:
 
 
 @dataclass(frozen=True)
-class HistoryEntry:
-    sequence: int
-    type: str
-    actor: str
-    time: datetime
+class HistoryEntry(EventEntry):
     status: str
     text: str = ""
     internal: bool = False
@@ -110,10 +105,7 @@ def history_entry(domain_event: Any, after: Ticket) -> HistoryEntry:
     kind = type(domain_event).__name__
     attrs = vars(domain_event)
     return HistoryEntry(
-        sequence=domain_event.originator_version,
-        type=PUBLIC_NAMES.get(kind, kind),
-        actor=attrs.get("actor") or attrs.get("requester", ""),
-        time=domain_event.timestamp,
+        **entry_basics(domain_event, PUBLIC_NAMES, creator="requester"),
         status=Status(after.status).value,
         text=str(attrs.get(TEXT_FIELD.get(kind, ""), "")),
         internal=bool(attrs.get("internal", False)),
