@@ -9,6 +9,7 @@ import grpc
 from google.protobuf import json_format
 
 from casemesh.platform.callers import vouched
+from casemesh.platform.casework_fields import same_named
 from casemesh.platform.errors import InvalidArgument
 from casemesh.platform.grpcutil import (
     ApplicationServicer,
@@ -274,12 +275,9 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
         return pb.ListAppealEventsResponse(
             events=[
                 pb.AppealEvent(
-                    sequence=e.sequence,
-                    type=e.type,
-                    actor=e.actor,
+                    **same_named(e, ("sequence", "type", "actor", "text")),
                     time=to_timestamp(e.time),
                     state=pb.AppealState.Value(f"APPEAL_STATE_{e.state}"),
-                    text=e.text,
                     next_step_due=to_timestamp(e.next_step_due),
                 )
                 for e in entries

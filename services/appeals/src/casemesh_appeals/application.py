@@ -17,6 +17,7 @@ from eventsourcing.utils import EnvType
 
 from casemesh.platform.caseindex import CaseIndexLike, CaseRow, Page
 from casemesh.platform.cases import CaseApplication
+from casemesh.platform.casework_history import EventEntry, entry_basics
 from casemesh.platform.casework_open import open_indexed
 from casemesh.platform.clock import Clock
 from casemesh.platform.errors import FailedPrecondition, InvalidArgument, Violations
@@ -53,11 +54,7 @@ class AppealDraft:
 
 
 @dataclass(frozen=True)
-class HistoryEntry:
-    sequence: int
-    type: str
-    actor: str
-    time: datetime
+class HistoryEntry(EventEntry):
     state: str
     text: str
     next_step_due: datetime | None
@@ -380,16 +377,12 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             e = cast(Any, e)
             appeal = e.mutate(appeal)
             attrs = vars(e)
-            kind = type(e).__name__
             text = attrs.get("message") or attrs.get("reason") or attrs.get("details") or ""
-            if kind == "Decided":
+            if type(e).__name__ == "Decided":
                 text = attrs["reasons"].get("facts", "")
             entries.append(
                 HistoryEntry(
-                    sequence=e.originator_version,
-                    type=PUBLIC_NAMES.get(kind, kind),
-                    actor=attrs.get("actor") or attrs.get("filer_id", ""),
-                    time=e.timestamp,
+                    **entry_basics(e, PUBLIC_NAMES, creator="filer_id"),
                     state=State(appeal.state).value,
                     text=str(text),
                     next_step_due=appeal.next_step_due,
