@@ -10,6 +10,7 @@ Invariants are checked in each command method before its event is triggered.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from enum import StrEnum
 from typing import Any
 
@@ -192,10 +193,7 @@ class Ticket(Aggregate):
         self.status = Status(status)
 
     def reopen(self, *, actor: str, reason: str) -> None:
-        if self.status is not Status.SOLVED:
-            raise FailedPrecondition(
-                f"only a solved ticket can be reopened; this one is {self.status.value}"
-            )
+        self._require_in({Status.SOLVED}, "only a solved ticket can be reopened")
         self._reopened(actor=actor, reason=reason)
 
     @event("Reopened")
@@ -204,10 +202,7 @@ class Ticket(Aggregate):
         self.resolution = ""
 
     def close(self, *, actor: str) -> None:
-        if self.status is not Status.SOLVED:
-            raise FailedPrecondition(
-                f"only a solved ticket can be closed; this one is {self.status.value}"
-            )
+        self._require_in({Status.SOLVED}, "only a solved ticket can be closed")
         self._closed(actor=actor)
 
     @event("Closed")
@@ -217,10 +212,7 @@ class Ticket(Aggregate):
     # -- requester ------------------------------------------------------
 
     def cancel(self, *, actor: str, reason: str) -> None:
-        if self.status not in UNSOLVED:
-            raise FailedPrecondition(
-                f"only an unsolved ticket can be cancelled; this one is {self.status.value}"
-            )
+        self._require_in(UNSOLVED, "only an unsolved ticket can be cancelled")
         self._cancelled(actor=actor, reason=reason)
 
     @event("Cancelled")
@@ -228,10 +220,7 @@ class Ticket(Aggregate):
         self.status = Status.CANCELLED
 
     def rate(self, *, actor: str, score: int, comment: str) -> None:
-        if self.status not in (Status.SOLVED, Status.CLOSED):
-            raise FailedPrecondition(
-                f"a ticket can be rated once it is solved; this one is {self.status.value}"
-            )
+        self._require_in({Status.SOLVED, Status.CLOSED}, "a ticket can be rated once it is solved")
         if self.rating is not None:
             raise FailedPrecondition("this ticket has already been rated")
         self._rated(actor=actor, score=score, comment=comment)
@@ -241,6 +230,12 @@ class Ticket(Aggregate):
         self.rating = {"score": score, "comment": comment}
 
     # -- invariants -----------------------------------------------------
+
+    def _require_in(self, allowed: Collection[Status], rule: str) -> None:
+        """Refuses the command unless the ticket is in one of `allowed`,
+        telling `rule` and the status it is in."""
+        if self.status not in allowed:
+            raise FailedPrecondition(f"{rule}; this one is {self.status.value}")
 
     def _require_not_final(self, what: str) -> None:
         if self.status in FINAL:
