@@ -10,8 +10,8 @@ from google.protobuf.message import Message
 from casemesh import topics
 from casemesh.events.v1 import appeals_pb2 as ev
 from casemesh.events.v1 import tickets_pb2 as tev
+from casemesh.platform.casework_relay import case_translator, header_basics
 from casemesh.platform.grpcutil import to_timestamp
-from casemesh.platform.relay import EventTranslator
 from casemesh_appeals.application import PUBLIC_NAMES
 from casemesh_appeals.domain import CopyrightAppeal, State
 
@@ -50,9 +50,7 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
     a = vars(domain_event)
     header = ev.AppealEventHeader(
         appeal_id=str(domain_event.originator_id),
-        version=domain_event.originator_version,
-        actor=a.get("actor") or a.get("filer_id", ""),
-        time=to_timestamp(domain_event.timestamp),
+        **header_basics(domain_event, creator="filer_id"),
         state=State(after.state).value,
         next_step=str(after.next_step),
         next_step_due=to_timestamp(after.next_step_due),
@@ -86,14 +84,15 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
             )
         case "InfoAdded":
             added = a["completion"]
+            added_notice = added.get("notice") or {}
             return ev.AppealInfoAdded(
                 header=header,
                 message=a["message"],
                 missing_elements=a["missing"],
                 filer=_party(content.get("filer")) if "filer" in added else None,
                 evidence=_attachments(
-                    (added.get("notice") or {}).get("originality_evidence"),
-                    (added.get("notice") or {}).get("infringement_evidence"),
+                    added_notice.get("originality_evidence"),
+                    added_notice.get("infringement_evidence"),
                 ),
             )
         case "Decided":
@@ -138,12 +137,6 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
     raise ValueError(f"no public event for {kind}")
 
 
-def Translator(after: Any) -> EventTranslator:
-    """The relay's translation; `after(event)` is the case right after it."""
-    return EventTranslator(
-        service="appeals",
-        collection="appeals",
-        public_names=PUBLIC_NAMES,
-        render=public_message,
-        after=after,
-    )
+# The relay's translation: `Translator(after)`, where `after(event)` is the case
+# right after it.
+Translator = case_translator("appeals", PUBLIC_NAMES, public_message)

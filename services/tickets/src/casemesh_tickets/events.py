@@ -6,15 +6,29 @@ from __future__ import annotations
 from typing import Any
 
 from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from casemesh import topics
 from casemesh.events.v1 import tickets_pb2 as ev
-from casemesh.platform.relay import EventTranslator
+from casemesh.platform.casework_fields import same_keys
+from casemesh.platform.casework_relay import case_translator, header_basics
 from casemesh_tickets.views import PUBLIC_NAMES
 
 TOPIC = topics.TICKETS
 SOURCE = "casemesh/tickets"
+
+
+# The events whose public message carries just these attributes of the stored
+# event, under the same names.
+PLAIN_FIELDS: dict[str, tuple[str, ...]] = {
+    "Assigned": ("assignee", "priority"),
+    "InfoRequested": ("message",),
+    "PutOnHold": ("reason",),
+    "Solved": ("resolution",),
+    "Reopened": ("reason",),
+    "Closed": (),
+    "Cancelled": ("reason",),
+    "Rated": ("score", "comment"),
+}
 
 
 def _status(status: str) -> int:
@@ -30,24 +44,20 @@ def _attachments(attrs: dict[str, Any]) -> list[ev.EvidenceAttachment]:
 def public_message(domain_event: Any, status_after: str) -> Message:
     kind = type(domain_event).__name__
     a = vars(domain_event)
-    ts = Timestamp()
-    ts.FromDatetime(domain_event.timestamp)
     header = ev.TicketEventHeader(
         ticket_id=str(domain_event.originator_id),
-        version=domain_event.originator_version,
-        actor=a.get("actor") or a.get("requester", ""),
-        time=ts,
+        **header_basics(domain_event, creator="requester"),
         status=_status(status_after),  # type: ignore[arg-type]
     )
+    if kind in PLAIN_FIELDS:
+        message_class: type[Message] = getattr(ev, PUBLIC_NAMES[kind])
+        return message_class(header=header, **same_keys(a, PLAIN_FIELDS[kind]))
     match kind:
         case "Created":
             contact = a["contact"]
             return ev.TicketCreated(
                 header=header,
-                requester=a["requester"],
-                category=a["category"],
-                subject=a["subject"],
-                description=a["description"],
+                **same_keys(a, ("requester", "category", "subject", "description", "priority")),
                 contact=ev.ContactPreferences(
                     email=contact.get("email", ""),
                     phone=contact.get("phone", ""),
@@ -57,43 +67,18 @@ def public_message(domain_event: Any, status_after: str) -> Message:
                     ],
                     locale=a["locale"],
                 ),
-                priority=a["priority"],
                 evidence=_attachments(a),
             )
-        case "Assigned":
-            return ev.TicketAssigned(header=header, assignee=a["assignee"], priority=a["priority"])
         case "CommentAdded":
             return ev.CommentAdded(
                 header=header,
                 author=a["actor"],
-                by_requester=a["by_requester"],
-                body=a["body"],
-                internal=a["internal"],
+                **same_keys(a, ("by_requester", "body", "internal")),
                 evidence=_attachments(a),
             )
-        case "InfoRequested":
-            return ev.InfoRequested(header=header, message=a["message"])
-        case "PutOnHold":
-            return ev.TicketPutOnHold(header=header, reason=a["reason"])
-        case "Solved":
-            return ev.TicketSolved(header=header, resolution=a["resolution"])
-        case "Reopened":
-            return ev.TicketReopened(header=header, reason=a["reason"])
-        case "Closed":
-            return ev.TicketClosed(header=header)
-        case "Cancelled":
-            return ev.TicketCancelled(header=header, reason=a["reason"])
-        case "Rated":
-            return ev.TicketRated(header=header, score=a["score"], comment=a["comment"])
     raise ValueError(f"no public event for {kind}")
 
 
-def Translator(status_of: Any) -> EventTranslator:
-    """The relay's translation; `status_of(event)` is the status right after it."""
-    return EventTranslator(
-        service="tickets",
-        collection="tickets",
-        public_names=PUBLIC_NAMES,
-        render=public_message,
-        after=status_of,
-    )
+# The relay's translation: `Translator(status_of)`, where `status_of(event)` is
+# the status right after it.
+Translator = case_translator("tickets", PUBLIC_NAMES, public_message)

@@ -17,13 +17,18 @@ class EventEntry:
 
 
 def entry_basics(domain_event: Any, public_names: dict[str, str], creator: str) -> dict[str, Any]:
-    """An EventEntry's fields for `domain_event`; an event without an actor
-    (the creation) is the act of the one in its attribute `creator`."""
+    """An EventEntry's fields for `domain_event` (`creator`: see `actor_of`)."""
     kind = type(domain_event).__name__
-    attrs = vars(domain_event)
     return {
         "sequence": domain_event.originator_version,
         "type": public_names.get(kind, kind),
-        "actor": attrs.get("actor") or attrs.get(creator, ""),
+        "actor": actor_of(domain_event, creator),
         "time": domain_event.timestamp,
     }
+
+
+def actor_of(domain_event: Any, creator: str) -> str:
+    """Who acted: the event's actor, or for the creation the one in its
+    attribute `creator`."""
+    attrs = vars(domain_event)
+    return str(attrs.get("actor") or attrs.get(creator, ""))
