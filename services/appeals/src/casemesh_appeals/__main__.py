@@ -3,11 +3,10 @@ index and deadline timer), or the relay that publishes to Kafka."""
 
 from __future__ import annotations
 
-from casemesh.platform.caseindex import IndexProjector
+from casemesh.platform.casework_main import run_case_service, serve_case_api
 from casemesh.platform.clock import service_clock
-from casemesh.platform.entrypoint import relay_until_stopped, run_command, serve_servicer
+from casemesh.platform.entrypoint import relay_until_stopped
 from casemesh.platform.relay import StreamFollower
-from casemesh.platform.timers import case_timer
 from casemesh.v1 import appeals_pb2, appeals_pb2_grpc
 from casemesh_appeals import policy
 from casemesh_appeals.api import AppealServicer, index_doc
@@ -27,16 +26,13 @@ async def run_api(cfg: AppealsSettings) -> None:
         default_jurisdiction=cfg.default_jurisdiction,
         pool_size=cfg.db_pool_size,
     )
-    await serve_servicer(
+    await serve_case_api(
         cfg,
         AppealServicer(app),
         appeals_pb2.DESCRIPTOR.services_by_name["AppealService"],
         appeals_pb2_grpc.add_AppealServiceServicer_to_server,
-        workers=[
-            IndexProjector(app, app.index, RowSource(index_doc)),
-            case_timer(app, cfg.database_url, "appeal_timers"),
-        ],
-        close=app.close,
+        index_row=RowSource(index_doc),
+        timers="appeal_timers",
     )
 
 
@@ -51,11 +47,7 @@ async def run_relay(cfg: RelaySettings) -> None:
 
 
 def main() -> None:
-    run_command(
-        "casemesh_appeals",
-        {"serve": (AppealsSettings, run_api), "relay": (RelaySettings, run_relay)},
-        default="serve",
-    )
+    run_case_service("casemesh_appeals", (AppealsSettings, run_api), (RelaySettings, run_relay))
 
 
 if __name__ == "__main__":

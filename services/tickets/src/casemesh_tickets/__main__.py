@@ -7,12 +7,11 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from casemesh.platform.caseindex import IndexProjector
+from casemesh.platform.casework_main import run_case_service, serve_case_api
 from casemesh.platform.clock import service_clock
-from casemesh.platform.entrypoint import relay_until_stopped, run_command, serve_servicer
+from casemesh.platform.entrypoint import relay_until_stopped
 from casemesh.platform.logging import get_logger
 from casemesh.platform.relay import StreamFollower
-from casemesh.platform.timers import case_timer
 from casemesh.v1 import tickets_pb2, tickets_pb2_grpc
 from casemesh_tickets.api import TicketServicer
 from casemesh_tickets.application import Tickets, case_row, open_tickets
@@ -29,16 +28,13 @@ async def run_api(cfg: TicketsSettings) -> None:
         clock=service_clock(cfg.clock_offset_file),
         auto_close_after=timedelta(hours=cfg.ticket_auto_close_hours),
     )
-    await serve_servicer(
+    await serve_case_api(
         cfg,
         TicketServicer(app),
         tickets_pb2.DESCRIPTOR.services_by_name["TicketService"],
         tickets_pb2_grpc.add_TicketServiceServicer_to_server,
-        workers=[
-            IndexProjector(app, app.index, case_row),
-            case_timer(app, cfg.database_url, "ticket_timers"),
-        ],
-        close=app.close,
+        index_row=case_row,
+        timers="ticket_timers",
     )
 
 
@@ -54,11 +50,7 @@ async def run_relay(cfg: RelaySettings) -> None:
 
 
 def main() -> None:
-    run_command(
-        "casemesh_tickets",
-        {"serve": (TicketsSettings, run_api), "relay": (RelaySettings, run_relay)},
-        default="serve",
-    )
+    run_case_service("casemesh_tickets", (TicketsSettings, run_api), (RelaySettings, run_relay))
 
 
 if __name__ == "__main__":
