@@ -10,6 +10,7 @@ import grpc
 from casemesh.platform.callers import vouched
 from casemesh.platform.errors import InvalidArgument
 from casemesh.platform.grpcutil import to_timestamp
+from casemesh.platform.shared_fields import fields_of
 from casemesh.v1 import evidence_pb2 as pb
 from casemesh.v1 import evidence_pb2_grpc as pb_grpc
 from casemesh_evidence.application import EvidenceLocker, EvidenceView
@@ -20,12 +21,8 @@ Ctx: TypeAlias = grpc.aio.ServicerContext
 def evidence_message(view: EvidenceView) -> pb.Evidence:
     return pb.Evidence(
         name=f"evidence/{view.id}",
-        sha256=view.sha256,
-        size_bytes=view.size_bytes,
-        media_type=view.media_type,
-        file_name=view.file_name,
-        owner=view.owner,
         create_time=to_timestamp(view.created_at),
+        **fields_of(view, "sha256", "size_bytes", "media_type", "file_name", "owner"),
     )
 
 

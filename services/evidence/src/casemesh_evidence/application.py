@@ -77,31 +77,29 @@ def clean_file_name(name: str) -> str:
     return base
 
 
+@dataclass(kw_only=True, eq=False)
 class EvidenceLocker:
-    def __init__(
-        self,
-        *,
-        pool: AsyncConnectionPool[Any],
-        store: BlobStore,
-        limits: dict[str, int],
-        incoming: Path,
-    ) -> None:
-        self._pool = pool
-        self._store = store
-        self._limits = limits
-        self._incoming = incoming
-        incoming.mkdir(parents=True, exist_ok=True)
+    """The records in `pool`, the bytes in `store`; uploads are spooled in
+    `incoming`, a file of each kind held to its size in `limits`."""
+
+    pool: AsyncConnectionPool[Any]
+    store: BlobStore
+    limits: dict[str, int]
+    incoming: Path
+
+    def __post_init__(self) -> None:
+        self.incoming.mkdir(parents=True, exist_ok=True)
 
     async def create_schema(self) -> None:
         # Replicas starting together must not race on CREATE TABLE.
-        async with self._pool.connection() as conn, advisory_lock(conn, SCHEMA_LOCK):
+        async with self.pool.connection() as conn, advisory_lock(conn, SCHEMA_LOCK):
             await conn.execute(SCHEMA)
 
     async def receive(
         self, who: Identity, file_name: str, declared_type: str, chunks: AsyncIterator[bytes]
     ) -> EvidenceView:
         file_name = clean_file_name(file_name)
-        fd, tmp_name = tempfile.mkstemp(dir=self._incoming, prefix="upload-")
+        fd, tmp_name = tempfile.mkstemp(dir=self.incoming, prefix="upload-")
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as out:
@@ -110,7 +108,7 @@ class EvidenceLocker:
                 raise InvalidArgument.field(
                     "metadata.declared_type", f"the bytes are {detected}, not {declared_type}"
                 )
-            await asyncio.to_thread(self._store.put, sha, tmp)
+            await asyncio.to_thread(self.store.put, sha, tmp)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 await asyncio.to_thread(tmp.unlink)
@@ -149,14 +147,14 @@ class EvidenceLocker:
                 "chunk",
                 f"the file is {sniff.describe(head)}; evidence must be an image, a video or a PDF",
             )
-        return detected, self._limits[sniff.KIND[detected]]
+        return detected, self.limits[sniff.KIND[detected]]
 
     async def _record(
         self, who: Identity, sha: str, size: int, media_type: str, file_name: str
     ) -> EvidenceView:
         # A random id: an id must not tell who uploaded which bytes. The same
         # owner's same bytes find their first record.
-        async with self._pool.connection() as conn:
+        async with self.pool.connection() as conn:
             await conn.execute(
                 "INSERT INTO evidence (id, owner, sha256, size_bytes, media_type, file_name,"
                 " created_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
@@ -173,7 +171,7 @@ class EvidenceLocker:
         return await self._load(ident)
 
     async def _load(self, ident: str) -> EvidenceView:
-        async with self._pool.connection() as conn:
+        async with self.pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT id, owner, sha256, size_bytes, media_type, file_name, created_at"
                 " FROM evidence WHERE id = %s",
@@ -195,7 +193,7 @@ class EvidenceLocker:
 
     async def read(self, who: Identity, name: str) -> AsyncIterator[bytes]:
         view = await self.describe(who, name)
-        chunks: Iterator[bytes] = await asyncio.to_thread(self._store.read, view.sha256)
+        chunks: Iterator[bytes] = await asyncio.to_thread(self.store.read, view.sha256)
         while True:
             chunk = await asyncio.to_thread(next, chunks, b"")
             if not chunk:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, NoReturn, TypeAlias
 
@@ -67,21 +68,15 @@ CASEQUEUE = _service(casequeue_pb2, "CaseQueueService")
 HELPCENTER = _service(helpcenter_pb2, "HelpCenterService")
 
 
+@dataclass(kw_only=True, eq=False)
 class Backend:
-    def __init__(
-        self,
-        *,
-        verifier: TokenVerifier,
-        signer: InternalTokenSigner,
-        limiter: RateLimiter,
-        timeout: float,
-    ) -> None:
-        self.verifier = verifier
-        self.signer = signer
-        self.limiter = limiter
-        self.timeout = timeout
-        self.evidence: Any = None  # EvidenceServiceStub, set once the channel is open
-        self.reports: Any = None  # ReportServiceStub, likewise
+    verifier: TokenVerifier
+    signer: InternalTokenSigner
+    limiter: RateLimiter
+    timeout: float
+    # The EvidenceServiceStub and the ReportServiceStub, set once their channels are open.
+    evidence: Any = None
+    reports: Any = None
 
     def identity(self, context: Ctx) -> Identity:
         metadata = dict(context.invocation_metadata() or ())

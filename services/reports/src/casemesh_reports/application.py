@@ -20,6 +20,7 @@ from __future__ import annotations
 from casemesh.platform.clock import Clock
 from casemesh.platform.eventstore import postgres_env, schema_lock, side_table
 from casemesh_reports.decisions import Decisions
+from casemesh_reports.domain import ReportCase
 from casemesh_reports.filing import Filing, ReportDraft
 from casemesh_reports.flaggers import Flaggers
 from casemesh_reports.policy import ReportsPolicy
@@ -37,6 +38,10 @@ class Reports(Filing, Decisions, Flaggers, Queries):
     # Named here: the event-sourcing library names an application after its
     # class unless the class itself says otherwise.
     name = "reports"
+    # The cases it keeps, for what every case service does alike.
+    case_type = ReportCase
+    collection = "report-cases"
+    ascii_fingerprints = True
 
 
 def open_reports(
@@ -48,12 +53,8 @@ def open_reports(
     pool_size: int = 10,
 ) -> Reports:
     with schema_lock(database_url):
-        app = Reports(
-            env=postgres_env(database_url, pool_size=pool_size),
-            clock=clock,
-            policy=policy,
-            link_hosts=link_hosts,
-        )
+        env = postgres_env(database_url, pool_size=pool_size)
+        app = Reports(env, clock=clock, policy=policy, link_hosts=link_hosts)
         triage = policy.taxonomy.triage
         app.reports_view = side_table(app, lambda datastore: ReportsView(datastore, triage))
     return app

@@ -31,16 +31,10 @@ class ReportsBase(CaseApplication[ReportCase]):
     """The clock, the policy and the read model (handed in by `open_reports`;
     None in memory), and the loading and saving every use case does."""
 
-    name = "reports"
-    case_type = ReportCase
-    collection = "report-cases"
-    ascii_fingerprints = True
-
     def __init__(
         self,
         env: EnvType | None = None,
         *,
-        view: ReportsView | None = None,
         clock: Clock,
         policy: ReportsPolicy,
         link_hosts: tuple[str, ...] = (),
@@ -50,7 +44,7 @@ class ReportsBase(CaseApplication[ReportCase]):
         self.policy = policy
         self.taxonomy = policy.taxonomy
         self.link_hosts = link_hosts
-        self.reports_view = view
+        self.reports_view: ReportsView | None = None
 
     def visible_to(self, case: ReportCase, who: Identity) -> bool:
         return who.subject in case_parties(case)

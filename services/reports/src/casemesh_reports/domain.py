@@ -166,9 +166,13 @@ class ReportCase(Aggregate):
     def report_of(self, reporter: str) -> str | None:
         return next((r["id"] for r in self.reports if r["reporter"] == reporter), None)
 
-    def add_report(self, *, report: dict[str, Any], base_priority: float) -> None:
+    def _still_open(self, refusal: str) -> None:
+        """Refuses a change an open case alone takes: the case is <state><refusal>."""
         if self.state not in OPEN_CASE:
-            raise FailedPrecondition(f"the case is {self.state.value}; it takes no more reports")
+            raise FailedPrecondition(f"the case is {self.state.value}{refusal}")
+
+    def add_report(self, *, report: dict[str, Any], base_priority: float) -> None:
+        self._still_open("; it takes no more reports")
         self._report_added(report=report, base_priority=base_priority)
 
     @event("ReportAdded")
@@ -177,10 +181,7 @@ class ReportCase(Aggregate):
         self.base_priority = base_priority
 
     def assign(self, *, actor: str, assignee: str) -> None:
-        if self.state not in OPEN_CASE:
-            raise FailedPrecondition(
-                f"the case is {self.state.value} and can no longer be assigned"
-            )
+        self._still_open(" and can no longer be assigned")
         self._assigned(actor=actor, assignee=assignee)
 
     @event("Assigned")
@@ -198,8 +199,7 @@ class ReportCase(Aggregate):
         unfounded: list[str],
         at: datetime,
     ) -> None:
-        if self.state not in OPEN_CASE:
-            raise FailedPrecondition(f"the case is {self.state.value}; it has been decided")
+        self._still_open("; it has been decided")
         kept = {r.type for r in statement.restrictions}
         self._decided(
             actor=actor,
@@ -240,10 +240,7 @@ class ReportCase(Aggregate):
         self.state = CaseState(outcome)
 
     def void(self, *, actor: str, reason: str, at: datetime) -> None:
-        if self.state not in OPEN_CASE:
-            raise FailedPrecondition(
-                f"the case is {self.state.value}; only an open case closes as void"
-            )
+        self._still_open("; only an open case closes as void")
         self._voided(actor=actor, reason=reason, at=at)
 
     @event("CaseVoided")
