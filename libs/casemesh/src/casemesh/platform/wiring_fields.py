@@ -20,7 +20,8 @@ def same_named(cls: type[D], source: object, **given: Any) -> D:
     return cls(**taken, **given)
 
 
-def attributes(source: object, names: str) -> dict[str, Any]:
+def attributes(source: object, names: str, *, prefix: str = "") -> dict[str, Any]:
     """`source`'s attributes named in `names` (separated by spaces), as
-    keyword arguments."""
-    return {name: getattr(source, name) for name in names.split()}
+    keyword arguments; with a `prefix`, each attribute's name starts with it
+    and its argument's does not (settings `smtp_host`, argument `host`)."""
+    return {name: getattr(source, prefix + name) for name in names.split()}
