@@ -13,13 +13,12 @@ from typing import Any
 import psycopg
 from prometheus_client import REGISTRY
 
-from casemesh import topics
 from casemesh.platform.clock import clock_from_setting
 from casemesh.platform.consuming import start_broker, watch_lag
 from casemesh.platform.entrypoint import run_command
 from casemesh.platform.grpcutil import serve
 from casemesh.platform.logging import get_logger
-from casemesh.platform.outbox import Outbox, OutboxPublisher
+from casemesh.platform.outbox import OutboxPublisher
 from casemesh.platform.pools import async_pool
 from casemesh.v1 import casequeue_pb2, casequeue_pb2_grpc
 from casemesh_casequeue import sla, store
@@ -32,13 +31,6 @@ from casemesh_casequeue.timer import run_timer
 from casemesh_casequeue.watch import Broadcaster
 
 log = get_logger(__name__)
-
-SLA_EVENTS = Outbox(
-    table="queue_outbox",
-    topic=topics.CASEQUEUE,
-    source="casemesh/casequeue",
-    subject_column="case_name",
-)
 
 
 async def run(cfg: QueueSettings) -> None:
@@ -56,7 +48,7 @@ async def run(cfg: QueueSettings) -> None:
     publisher = OutboxPublisher(
         conninfo=cfg.database_url,
         bootstrap=cfg.kafka_bootstrap,
-        outbox=SLA_EVENTS,
+        outbox=store.SLA_EVENTS,
         client_id="casequeue-outbox",
     )
     known = {r.value for r in levels.queues} | {

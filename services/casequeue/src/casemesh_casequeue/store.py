@@ -19,15 +19,26 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from casemesh import topics
 from casemesh.events.v1 import casequeue_pb2 as qev
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.eventstore import advisory_lock
 from casemesh.platform.grpcutil import to_timestamp
 from casemesh.platform.logging import get_logger
+from casemesh.platform.outbox import Outbox
+from casemesh.platform.wiring_outbox import outbox_schema
 from casemesh_casequeue.model import Case, Clock, Observation, Signal, advance, apply, new_case
 from casemesh_casequeue.sla import ServiceLevels
 
 log = get_logger(__name__)
+
+# SLA warnings, breaches and escalations, published from this outbox.
+SLA_EVENTS = Outbox(
+    table="queue_outbox",
+    topic=topics.CASEQUEUE,
+    source="casemesh/casequeue",
+    subject_column="case_name",
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS queue_cases (
@@ -68,16 +79,10 @@ CREATE INDEX IF NOT EXISTS queue_cases_leases ON queue_cases (lease_until)
 CREATE TABLE IF NOT EXISTS queue_consumed (
     event_id text PRIMARY KEY, topic text NOT NULL, kafka_partition int NOT NULL,
     kafka_offset bigint NOT NULL, consumed_at timestamptz NOT NULL DEFAULT now());
-CREATE TABLE IF NOT EXISTS queue_outbox (
-    id bigserial PRIMARY KEY, event_id text NOT NULL UNIQUE, case_name text NOT NULL,
-    ce_type text NOT NULL, payload bytea NOT NULL, created_at timestamptz NOT NULL,
-    published_at timestamptz);
-CREATE INDEX IF NOT EXISTS queue_outbox_unpublished
-    ON queue_outbox (id) WHERE published_at IS NULL;
 CREATE TABLE IF NOT EXISTS queue_generation (
     only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row), generation int NOT NULL);
 INSERT INTO queue_generation VALUES (true, 1) ON CONFLICT DO NOTHING;
-"""
+""" + outbox_schema(SLA_EVENTS)
 
 CHANGES_CHANNEL = "queue_changes"
 # The order key of a case with no running clock: after every due time.

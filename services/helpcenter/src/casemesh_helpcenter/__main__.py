@@ -8,12 +8,10 @@ import asyncio
 
 import psycopg
 
-from casemesh import topics
 from casemesh.platform.clock import clock_from_setting
-from casemesh.platform.entrypoint import run_command
-from casemesh.platform.grpcutil import serve
+from casemesh.platform.entrypoint import run_command, serve_servicer
 from casemesh.platform.logging import get_logger
-from casemesh.platform.outbox import Outbox, OutboxPublisher
+from casemesh.platform.outbox import OutboxPublisher
 from casemesh.platform.pools import async_pool
 from casemesh.v1 import helpcenter_pb2, helpcenter_pb2_grpc
 from casemesh_helpcenter import phone, store
@@ -22,20 +20,6 @@ from casemesh_helpcenter.application import HelpCenter
 from casemesh_helpcenter.settings import HelpSettings
 
 log = get_logger(__name__)
-
-CODES = Outbox(
-    table="verification_outbox",
-    topic=topics.VERIFICATION,
-    source="casemesh/helpcenter",
-    subject_column="request",
-    erase_published=True,
-)
-REQUESTS = Outbox(
-    table="help_outbox",
-    topic=topics.HELPCENTER,
-    source="casemesh/helpcenter",
-    subject_column="request",
-)
 
 
 async def run(cfg: HelpSettings) -> None:
@@ -60,22 +44,21 @@ async def run(cfg: HelpSettings) -> None:
             ).run(stop),
             name=name,
         )
-        for name, o in (("helpcenter-codes", CODES), ("helpcenter-requests", REQUESTS))
+        for name, o in (("helpcenter-codes", phone.CODES), ("helpcenter-requests", phone.REQUESTS))
     ]
-    servicer = HelpServicer(HelpCenter(pool, clock_from_setting(cfg.clock_offset_file)))
-    service = helpcenter_pb2.DESCRIPTOR.services_by_name["HelpCenterService"].full_name
-    try:
-        await serve(
-            cfg,
-            register=lambda s: helpcenter_pb2_grpc.add_HelpCenterServiceServicer_to_server(
-                servicer, s
-            ),
-            service_names=[service],
-        )
-    finally:
+
+    async def close() -> None:
         stop.set()
         await asyncio.gather(*publishers, return_exceptions=True)
         await pool.close()
+
+    await serve_servicer(
+        cfg,
+        HelpServicer(HelpCenter(pool, clock_from_setting(cfg.clock_offset_file))),
+        helpcenter_pb2.DESCRIPTOR.services_by_name["HelpCenterService"],
+        helpcenter_pb2_grpc.add_HelpCenterServiceServicer_to_server,
+        close=close,
+    )
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import grpc
 from casemesh.platform.callers import vouched
 from casemesh.platform.grpcutil import from_timestamp, to_timestamp
 from casemesh.platform.identity import Identity
+from casemesh.platform.wiring_fields import attributes, same_named
 from casemesh.v1 import helpcenter_pb2 as pb
 from casemesh.v1 import helpcenter_pb2_grpc as pb_grpc
 from casemesh_helpcenter import phone
@@ -27,31 +28,17 @@ Ctx: TypeAlias = grpc.aio.ServicerContext
 
 def article_message(v: ArticleVersion) -> pb.Article:
     return pb.Article(
+        **attributes(v, "locale category title body keywords version latest_version author"),
         name=f"articles/{v.slug}",
-        locale=v.locale,
-        category=v.category,
         category_label=category_label(v.category, v.locale),
-        title=v.title,
-        body=v.body,
-        keywords=v.keywords,
         state=pb.ARTICLE_STATE_PUBLISHED if v.published else pb.ARTICLE_STATE_DRAFT,
-        version=v.version,
         published_version=v.published_version or 0,
-        latest_version=v.latest_version,
-        author=v.author,
         update_time=to_timestamp(v.created_at),
     )
 
 
 def article_text(a: pb.Article) -> ArticleText:
-    return ArticleText(
-        name=a.name,
-        locale=a.locale,
-        category=a.category,
-        title=a.title,
-        body=a.body,
-        keywords=a.keywords,
-    )
+    return same_named(ArticleText, a)
 
 
 def category_message(c: HelpCategory) -> pb.HelpCategory:

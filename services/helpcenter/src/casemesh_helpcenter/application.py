@@ -14,6 +14,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from casemesh.platform.cases import page_size_of
 from casemesh.platform.clock import Clock
 from casemesh.platform.errors import (
     Aborted,
@@ -102,14 +103,13 @@ class HelpCenter:
         the caller's session (a new one when none is named)."""
         query = _query(query, "query")
         locale = _locale(locale, "zh-CN" if is_chinese(query) else "en")
-        if not 0 <= page_size <= 50:
-            raise InvalidArgument.field("page_size", "must be from 1 to 50 (0 means 10)")
+        page_size = page_size_of(page_size, most=50, default=10)
         category = category.strip()
         if category and not CATEGORY_OR_GROUP.fullmatch(category):
             raise InvalidArgument.field("category", "must be a category id or group, e.g. account")
         async with self.pool.connection() as conn:
             found_session = await _session(conn, who, session, locale)
-            found = await store.search(conn, query, locale, category, page_size or 10)
+            found = await store.search(conn, query, locale, category, page_size)
             await store.log_search(conn, found_session, query, len(found))
         return SearchResults(found_session.name, found)
 

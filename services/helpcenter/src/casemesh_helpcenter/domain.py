@@ -29,11 +29,11 @@ NOT_SOLVED = "NOT_SOLVED"
 FALLBACK_CATEGORY = "other.general"
 
 GROUPS = {
-    "account": ("账号问题", "Account problems"),
-    "content": ("内容问题", "Content problems"),
-    "interaction": ("举报与投诉", "Reports and complaints"),
-    "ads": ("广告问题", "Ad problems"),
-    "other": ("其他", "Other"),
+    "account": {"zh-CN": "账号问题", "en": "Account problems"},
+    "content": {"zh-CN": "内容问题", "en": "Content problems"},
+    "interaction": {"zh-CN": "举报与投诉", "en": "Reports and complaints"},
+    "ads": {"zh-CN": "广告问题", "en": "Ad problems"},
+    "other": {"zh-CN": "其他", "en": "Other"},
 }
 
 
@@ -83,7 +83,6 @@ class HelpCategory:
 def category_tree(counts: dict[str, int], locale: str) -> list[HelpCategory]:
     """The ticket categories under their groups, with the published articles
     in each (`counts` by category)."""
-    index = 0 if locale == "zh-CN" else 1
     tree = []
     for group, labels in GROUPS.items():
         children = tuple(
@@ -92,7 +91,7 @@ def category_tree(counts: dict[str, int], locale: str) -> list[HelpCategory]:
             if c.id.startswith(group + ".")
         )
         total = sum(c.article_count for c in children)
-        tree.append(HelpCategory(group, labels[index], total, children))
+        tree.append(HelpCategory(group, text(labels, locale), total, children))
     return tree
 
 

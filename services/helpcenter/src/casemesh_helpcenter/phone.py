@@ -21,14 +21,18 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
+from casemesh import topics
 from casemesh.events.v1 import helpcenter_pb2 as hev
 from casemesh.platform.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from casemesh.platform.grpcutil import to_timestamp
+from casemesh.platform.outbox import Outbox
+from casemesh.platform.wiring_outbox import outbox_schema
 
 CODE_TTL = timedelta(minutes=10)
 MAX_ATTEMPTS = 5
@@ -41,6 +45,11 @@ CHANGES_PER_USER_PER_DAY = 5
 CHANGES_PER_NUMBER_PER_HOUR = 3
 NAMESPACE = uuid.UUID("b1a5c0de-4f1e-4c3a-9d2b-7e6f5a4b3c21")
 
+# Each outbox row names its phone change (`phone-changes/{id}`) in `request`.
+_outbox = partial(Outbox, source="casemesh/helpcenter", subject_column="request")
+CODES = _outbox(table="verification_outbox", topic=topics.VERIFICATION, erase_published=True)
+REQUESTS = _outbox(table="help_outbox", topic=topics.HELPCENTER)
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS phone_changes (
     id uuid PRIMARY KEY, user_id text NOT NULL, request_id text NOT NULL,
@@ -50,19 +59,7 @@ CREATE TABLE IF NOT EXISTS phone_changes (
     code_expires timestamptz NOT NULL, codes_sent int NOT NULL, attempts int NOT NULL,
     created_at timestamptz NOT NULL, verified_at timestamptz,
     UNIQUE (user_id, request_id));
-CREATE TABLE IF NOT EXISTS verification_outbox (
-    id bigserial PRIMARY KEY, event_id text NOT NULL UNIQUE, request text NOT NULL,
-    ce_type text NOT NULL, payload bytea NOT NULL, created_at timestamptz NOT NULL,
-    published_at timestamptz);
-CREATE TABLE IF NOT EXISTS help_outbox (
-    id bigserial PRIMARY KEY, event_id text NOT NULL UNIQUE, request text NOT NULL,
-    ce_type text NOT NULL, payload bytea NOT NULL, created_at timestamptz NOT NULL,
-    published_at timestamptz);
-CREATE INDEX IF NOT EXISTS verification_outbox_unpublished
-    ON verification_outbox (id) WHERE published_at IS NULL;
-CREATE INDEX IF NOT EXISTS help_outbox_unpublished
-    ON help_outbox (id) WHERE published_at IS NULL;
-"""
+""" + "".join(outbox_schema(o) for o in (CODES, REQUESTS))
 
 
 @dataclass

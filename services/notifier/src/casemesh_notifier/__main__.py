@@ -18,6 +18,7 @@ from casemesh.platform.metrics import serve_metrics
 from casemesh.platform.outbox import OutboxPublisher
 from casemesh.platform.pools import async_pool
 from casemesh.platform.telemetry import configure_tracing
+from casemesh.platform.wiring_fields import attributes
 from casemesh_notifier.channels import Channel, HttpEmailChannel, HttpSmsChannel, SmtpChannel
 from casemesh_notifier.consumers import TOPICS, build_broker, build_router
 from casemesh_notifier.delivery import Delivery, replay_parked
@@ -40,12 +41,8 @@ def email_channel(cfg: NotifierSettings) -> SmtpChannel | HttpEmailChannel:
             timeout=cfg.email_api_timeout_seconds,
         )
     return SmtpChannel(
-        host=cfg.smtp_host,
-        port=cfg.smtp_port,
+        **attributes(cfg, "host port starttls username password", prefix="smtp_"),
         sender=cfg.mail_from,
-        starttls=cfg.smtp_starttls,
-        username=cfg.smtp_username,
-        password=cfg.smtp_password,
         timeout=cfg.smtp_timeout_seconds,
         data_timeout=cfg.smtp_data_timeout_seconds,
     )

@@ -30,6 +30,7 @@ from casemesh.platform.clock import Clock, SystemClock
 from casemesh.platform.logging import get_logger
 from casemesh.platform.masking import mask_email, mask_phone, mask_text
 from casemesh.platform.pools import with_keepalives
+from casemesh.platform.wiring_fields import same_named
 from casemesh_notifier import policy
 from casemesh_notifier.channels import Channel, DeliveryError, Outgoing
 from casemesh_notifier.metrics import OUTCOMES, POSSIBLE_REPEATS
@@ -285,13 +286,8 @@ class Delivery:
             if later is not None:
                 await self._recorded(self._defer, job, later)
                 return
-        outgoing = Outgoing(
-            job_id=job.id,
-            recipient=job.recipient,
-            subject=job.subject,
-            body=job.body,
-            template=job.template,
-            params={k: str(v) for k, v in job.params.items()},
+        outgoing = same_named(
+            Outgoing, job, job_id=job.id, params={k: str(v) for k, v in job.params.items()}
         )
         try:
             provider_id = await self._channels[job.channel].send(outgoing)

@@ -8,6 +8,8 @@ from typing import Any
 import psycopg
 
 from casemesh.platform.eventstore import advisory_lock
+from casemesh.platform.wiring_outbox import outbox_schema
+from casemesh_notifier.outbox import NOTIFICATIONS
 
 STATEMENTS = [
     """CREATE TABLE IF NOT EXISTS consumed_events (
@@ -67,14 +69,7 @@ STATEMENTS = [
         ON notification_jobs (next_attempt_at) WHERE status IN ('pending', 'sending')""",
     """CREATE INDEX IF NOT EXISTS notification_jobs_sms_rate
         ON notification_jobs (recipient, sent_at) WHERE channel = 'SMS'""",
-    """CREATE TABLE IF NOT EXISTS notification_outbox (
-        id bigserial PRIMARY KEY,
-        event_id text NOT NULL UNIQUE,
-        job_id uuid NOT NULL,
-        ce_type text NOT NULL,
-        payload bytea NOT NULL,
-        created_at timestamptz NOT NULL,
-        published_at timestamptz)""",
+    outbox_schema(NOTIFICATIONS, subject_type="uuid"),
     """CREATE TABLE IF NOT EXISTS unprocessable_events (
         consumer text NOT NULL,
         event_id text NOT NULL,
@@ -84,8 +79,6 @@ STATEMENTS = [
         error text NOT NULL,
         recorded_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (consumer, topic, kafka_partition, kafka_offset))""",
-    """CREATE INDEX IF NOT EXISTS notification_outbox_unpublished
-        ON notification_outbox (id) WHERE published_at IS NULL""",
 ]
 
 SCHEMA_LOCK = 0x6E6F7469  # "noti"
