@@ -3,7 +3,7 @@ index and deadline timer), or the relay that publishes to Kafka."""
 
 from __future__ import annotations
 
-from casemesh.platform.casework_main import run_case_service, serve_case_api
+from casemesh.platform.casemain import run_case_service, serve_case_api
 from casemesh.platform.clock import service_clock
 from casemesh.platform.entrypoint import relay_until_stopped
 from casemesh.platform.relay import StreamFollower

@@ -9,8 +9,8 @@ import grpc
 from google.protobuf import json_format
 
 from casemesh.platform.callers import vouched
-from casemesh.platform.casework_fields import same_named
 from casemesh.platform.errors import InvalidArgument
+from casemesh.platform.fields import fields_of
 from casemesh.platform.grpcutil import (
     ApplicationServicer,
     enum_name,
@@ -275,7 +275,7 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
         return pb.ListAppealEventsResponse(
             events=[
                 pb.AppealEvent(
-                    **same_named(e, ("sequence", "type", "actor", "text")),
+                    **fields_of(e, "sequence", "type", "actor", "text"),
                     time=to_timestamp(e.time),
                     state=pb.AppealState.Value(f"APPEAL_STATE_{e.state}"),
                     next_step_due=to_timestamp(e.next_step_due),

@@ -16,12 +16,11 @@ from uuid import UUID
 from eventsourcing.utils import EnvType
 
 from casemesh.platform.caseindex import CaseIndexLike, CaseRow, Page
-from casemesh.platform.cases import CaseApplication
-from casemesh.platform.casework_history import EventEntry, entry_basics
-from casemesh.platform.casework_open import open_indexed
+from casemesh.platform.cases import CaseApplication, open_indexed
 from casemesh.platform.clock import Clock
 from casemesh.platform.errors import FailedPrecondition, InvalidArgument, Violations
 from casemesh.platform.grpcutil import resource_id
+from casemesh.platform.history import EventEntry, entry_basics
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
 from casemesh.platform.relay import StreamFollower

@@ -10,7 +10,7 @@ from google.protobuf.message import Message
 from casemesh import topics
 from casemesh.events.v1 import appeals_pb2 as ev
 from casemesh.events.v1 import tickets_pb2 as tev
-from casemesh.platform.casework_relay import case_translator, header_basics
+from casemesh.platform.casetranslation import case_translator, header_basics
 from casemesh.platform.grpcutil import to_timestamp
 from casemesh_appeals.application import PUBLIC_NAMES
 from casemesh_appeals.domain import CopyrightAppeal, State

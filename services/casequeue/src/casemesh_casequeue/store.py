@@ -25,8 +25,7 @@ from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.eventstore import advisory_lock
 from casemesh.platform.grpcutil import to_timestamp
 from casemesh.platform.logging import get_logger
-from casemesh.platform.outbox import Outbox
-from casemesh.platform.wiring_outbox import outbox_schema
+from casemesh.platform.outbox import Outbox, outbox_schema
 from casemesh_casequeue.model import Case, Clock, Observation, Signal, advance, apply, new_case
 from casemesh_casequeue.sla import ServiceLevels
 

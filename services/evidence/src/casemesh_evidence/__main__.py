@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from casemesh.platform.entrypoint import run_command, serve_servicer
+from casemesh.platform.fields import fields_of
 from casemesh.platform.pools import async_pool
-from casemesh.platform.shared_fields import fields_of
 from casemesh.v1 import evidence_pb2, evidence_pb2_grpc
 from casemesh_evidence.api import EvidenceServicer
 from casemesh_evidence.application import MAX_CHUNK, EvidenceLocker

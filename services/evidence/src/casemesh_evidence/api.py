@@ -9,8 +9,8 @@ import grpc
 
 from casemesh.platform.callers import vouched
 from casemesh.platform.errors import InvalidArgument
+from casemesh.platform.fields import fields_of
 from casemesh.platform.grpcutil import to_timestamp
-from casemesh.platform.shared_fields import fields_of
 from casemesh.v1 import evidence_pb2 as pb
 from casemesh.v1 import evidence_pb2_grpc as pb_grpc
 from casemesh_evidence.application import EvidenceLocker, EvidenceView

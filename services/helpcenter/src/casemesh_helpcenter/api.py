@@ -8,9 +8,9 @@ from typing import TypeAlias
 import grpc
 
 from casemesh.platform.callers import vouched
+from casemesh.platform.fields import fields_of, record_from
 from casemesh.platform.grpcutil import from_timestamp, to_timestamp
 from casemesh.platform.identity import Identity
-from casemesh.platform.wiring_fields import attributes, same_named
 from casemesh.v1 import helpcenter_pb2 as pb
 from casemesh.v1 import helpcenter_pb2_grpc as pb_grpc
 from casemesh_helpcenter import phone
@@ -28,7 +28,17 @@ Ctx: TypeAlias = grpc.aio.ServicerContext
 
 def article_message(v: ArticleVersion) -> pb.Article:
     return pb.Article(
-        **attributes(v, "locale category title body keywords version latest_version author"),
+        **fields_of(
+            v,
+            "locale",
+            "category",
+            "title",
+            "body",
+            "keywords",
+            "version",
+            "latest_version",
+            "author",
+        ),
         name=f"articles/{v.slug}",
         category_label=category_label(v.category, v.locale),
         state=pb.ARTICLE_STATE_PUBLISHED if v.published else pb.ARTICLE_STATE_DRAFT,
@@ -38,7 +48,7 @@ def article_message(v: ArticleVersion) -> pb.Article:
 
 
 def article_text(a: pb.Article) -> ArticleText:
-    return same_named(ArticleText, a)
+    return record_from(ArticleText, a)
 
 
 def category_message(c: HelpCategory) -> pb.HelpCategory:

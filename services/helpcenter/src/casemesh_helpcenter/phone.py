@@ -31,8 +31,7 @@ from casemesh import topics
 from casemesh.events.v1 import helpcenter_pb2 as hev
 from casemesh.platform.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from casemesh.platform.grpcutil import to_timestamp
-from casemesh.platform.outbox import Outbox
-from casemesh.platform.wiring_outbox import outbox_schema
+from casemesh.platform.outbox import Outbox, outbox_schema
 
 CODE_TTL = timedelta(minutes=10)
 MAX_ATTEMPTS = 5

@@ -13,12 +13,12 @@ from prometheus_client import REGISTRY
 from casemesh.platform import settings as settings_mod
 from casemesh.platform.clock import SystemClock
 from casemesh.platform.consuming import start_broker, watch_lag
+from casemesh.platform.fields import fields_of
 from casemesh.platform.logging import configure_logging, get_logger
 from casemesh.platform.metrics import serve_metrics
 from casemesh.platform.outbox import OutboxPublisher
 from casemesh.platform.pools import async_pool
 from casemesh.platform.telemetry import configure_tracing
-from casemesh.platform.wiring_fields import attributes
 from casemesh_notifier.channels import Channel, HttpEmailChannel, HttpSmsChannel, SmtpChannel
 from casemesh_notifier.consumers import TOPICS, build_broker, build_router
 from casemesh_notifier.delivery import Delivery, replay_parked
@@ -41,7 +41,7 @@ def email_channel(cfg: NotifierSettings) -> SmtpChannel | HttpEmailChannel:
             timeout=cfg.email_api_timeout_seconds,
         )
     return SmtpChannel(
-        **attributes(cfg, "host port starttls username password", prefix="smtp_"),
+        **fields_of(cfg, "host", "port", "starttls", "username", "password", prefix="smtp_"),
         sender=cfg.mail_from,
         timeout=cfg.smtp_timeout_seconds,
         data_timeout=cfg.smtp_data_timeout_seconds,

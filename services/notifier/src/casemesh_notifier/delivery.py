@@ -27,10 +27,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from casemesh.events.v1 import notifications_pb2 as nev
 from casemesh.platform.clock import Clock, SystemClock
+from casemesh.platform.fields import record_from
 from casemesh.platform.logging import get_logger
 from casemesh.platform.masking import mask_email, mask_phone, mask_text
 from casemesh.platform.pools import with_keepalives
-from casemesh.platform.wiring_fields import same_named
 from casemesh_notifier import policy
 from casemesh_notifier.channels import Channel, DeliveryError, Outgoing
 from casemesh_notifier.metrics import OUTCOMES, POSSIBLE_REPEATS
@@ -286,7 +286,7 @@ class Delivery:
             if later is not None:
                 await self._recorded(self._defer, job, later)
                 return
-        outgoing = same_named(
+        outgoing = record_from(
             Outgoing, job, job_id=job.id, params={k: str(v) for k, v in job.params.items()}
         )
         try:

@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 
 from casemesh.platform.eventstore import advisory_lock
-from casemesh.platform.wiring_outbox import outbox_schema
+from casemesh.platform.outbox import outbox_schema
 from casemesh_notifier.outbox import NOTIFICATIONS
 
 STATEMENTS = [

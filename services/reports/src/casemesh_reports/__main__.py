@@ -14,8 +14,8 @@ from casemesh.platform.caseindex import Projector
 from casemesh.platform.clock import service_clock
 from casemesh.platform.consuming import start_broker, watch_lag
 from casemesh.platform.entrypoint import relay_until_stopped, run_command, serve_servicer
+from casemesh.platform.fields import fields_of
 from casemesh.platform.relay import StreamFollower
-from casemesh.platform.shared_fields import fields_of
 from casemesh.v1 import reports_pb2, reports_pb2_grpc
 from casemesh_reports.api import ReportServicer, index_doc
 from casemesh_reports.application import Reports, open_reports

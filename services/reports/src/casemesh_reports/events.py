@@ -10,9 +10,9 @@ from google.protobuf.message import Message
 from casemesh import topics
 from casemesh.events.v1 import reports_pb2 as ev
 from casemesh.events.v1 import tickets_pb2 as tev
+from casemesh.platform.fields import items_of
 from casemesh.platform.grpcutil import to_timestamp
 from casemesh.platform.relay import EventTranslator
-from casemesh.platform.shared_fields import items_of
 from casemesh_reports.domain import AbuseReport, ReportCase, Reporter, TrustedFlagger
 
 TOPIC = topics.REPORTS

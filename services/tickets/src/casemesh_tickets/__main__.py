@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from casemesh.platform.casework_main import run_case_service, serve_case_api
+from casemesh.platform.casemain import run_case_service, serve_case_api
 from casemesh.platform.clock import service_clock
 from casemesh.platform.entrypoint import relay_until_stopped
 from casemesh.platform.logging import get_logger

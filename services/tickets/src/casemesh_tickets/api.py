@@ -9,8 +9,8 @@ from typing import Any, TypeAlias
 import grpc
 
 from casemesh.platform.caseindex import Page
-from casemesh.platform.casework_fields import same_named
 from casemesh.platform.errors import Violations
+from casemesh.platform.fields import fields_of
 from casemesh.platform.grpcutil import ApplicationServicer, enum_name, to_timestamp
 from casemesh.rules import tickets as validation
 from casemesh.rules.tickets import CATEGORIES
@@ -26,7 +26,7 @@ Ctx: TypeAlias = grpc.aio.ServicerContext
 def ticket_message(view: TicketView) -> pb.Ticket:
     contact = view.contact
     msg = pb.Ticket(
-        **same_named(view, (*REQUEST_TEXTS, "assignee", "requester", "resolution")),
+        **fields_of(view, *REQUEST_TEXTS, "assignee", "requester", "resolution"),
         name=f"tickets/{view.id}",
         contact=pb.Contact(
             email=contact.get("email", ""),
@@ -49,7 +49,7 @@ def ticket_message(view: TicketView) -> pb.Ticket:
 
 def history_message(e: HistoryEntry) -> pb.TicketEvent:
     return pb.TicketEvent(
-        **same_named(e, ("sequence", "type", "actor", "text", "internal", "assignee", "score")),
+        **fields_of(e, "sequence", "type", "actor", "text", "internal", "assignee", "score"),
         time=to_timestamp(e.time),
         status=pb.TicketStatus.Value(f"TICKET_STATUS_{e.status}"),
         evidence=evidence_refs(e.evidence),
@@ -78,7 +78,7 @@ def contact_dict(contact: pb.Contact) -> dict[str, Any]:
 def new_ticket(request: pb.CreateTicketRequest) -> NewTicket:
     t = request.ticket
     return NewTicket(
-        **same_named(t, REQUEST_TEXTS),
+        **fields_of(t, *REQUEST_TEXTS),
         request_id=request.request_id,
         contact=contact_dict(t.contact),
         evidence=evidence_dicts(t.evidence),

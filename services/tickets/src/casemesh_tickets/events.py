@@ -9,8 +9,8 @@ from google.protobuf.message import Message
 
 from casemesh import topics
 from casemesh.events.v1 import tickets_pb2 as ev
-from casemesh.platform.casework_fields import same_keys
-from casemesh.platform.casework_relay import case_translator, header_basics
+from casemesh.platform.casetranslation import case_translator, header_basics
+from casemesh.platform.fields import items_of
 from casemesh_tickets.views import PUBLIC_NAMES
 
 TOPIC = topics.TICKETS
@@ -51,13 +51,13 @@ def public_message(domain_event: Any, status_after: str) -> Message:
     )
     if kind in PLAIN_FIELDS:
         message_class: type[Message] = getattr(ev, PUBLIC_NAMES[kind])
-        return message_class(header=header, **same_keys(a, PLAIN_FIELDS[kind]))
+        return message_class(header=header, **items_of(a, *PLAIN_FIELDS[kind]))
     match kind:
         case "Created":
             contact = a["contact"]
             return ev.TicketCreated(
                 header=header,
-                **same_keys(a, ("requester", "category", "subject", "description", "priority")),
+                **items_of(a, "requester", "category", "subject", "description", "priority"),
                 contact=ev.ContactPreferences(
                     email=contact.get("email", ""),
                     phone=contact.get("phone", ""),
@@ -73,7 +73,7 @@ def public_message(domain_event: Any, status_after: str) -> Message:
             return ev.CommentAdded(
                 header=header,
                 author=a["actor"],
-                **same_keys(a, ("by_requester", "body", "internal")),
+                **items_of(a, "by_requester", "body", "internal"),
                 evidence=_attachments(a),
             )
     raise ValueError(f"no public event for {kind}")

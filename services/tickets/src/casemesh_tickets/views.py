@@ -6,8 +6,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from casemesh.platform.casework_fields import same_named
-from casemesh.platform.casework_history import EventEntry, entry_basics
+from casemesh.platform.fields import fields_of
+from casemesh.platform.history import EventEntry, entry_basics
 from casemesh_tickets.domain import Status, Ticket
 
 # What the requester wrote, under the same names on the ticket, its view, the
@@ -37,7 +37,7 @@ class TicketView:
     @classmethod
     def of(cls, t: Ticket) -> TicketView:
         return cls(
-            **same_named(t, (*REQUEST_TEXTS, "requester", "assignee", "resolution", "rating")),
+            **fields_of(t, *REQUEST_TEXTS, "requester", "assignee", "resolution", "rating"),
             id=str(t.id),
             contact=dict(t.contact),
             status=Status(t.status).value,

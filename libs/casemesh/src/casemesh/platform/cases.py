@@ -23,6 +23,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from casemesh.platform.caseindex import (
+    CaseIndex,
     CaseIndexLike,
     MemoryCaseIndex,
     Page,
@@ -37,7 +38,7 @@ from casemesh.platform.errors import (
     PermissionDenied,
     Violations,
 )
-from casemesh.platform.eventstore import TracedApplication
+from casemesh.platform.eventstore import TracedApplication, postgres_env, schema_lock, side_table
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
 from casemesh.rules import tickets as rules
@@ -197,3 +198,17 @@ def paged(docs: list[dict[str, Any]], limit: int) -> Page[dict[str, Any]]:
     docs = docs[:limit]
     last = docs[-1]
     return Page(docs, encode_page_token(datetime.fromisoformat(last["create_time"]), last["id"]))
+
+
+A = TypeVar("A", bound=CaseApplication[Any])
+
+
+def open_indexed(
+    make: Callable[..., A], database_url: str, table: str, *, pool_size: int, **settings: Any
+) -> A:
+    """`make(env=…, **settings)` on the database at `database_url` (a pool of
+    `pool_size` connections), its case index in the table `table`."""
+    with schema_lock(database_url):
+        app = make(env=postgres_env(database_url, pool_size=pool_size), **settings)
+        app.index = side_table(app, lambda datastore: CaseIndex(datastore, table))
+    return app

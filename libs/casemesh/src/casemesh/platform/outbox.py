@@ -41,6 +41,19 @@ class Outbox:
     erase_published: bool = False
 
 
+def outbox_schema(outbox: Outbox, subject_type: str = "text") -> str:
+    """The outbox's table and the partial index on its unpublished rows (both
+    created only if missing), as SQL statements ending with ";"."""
+    table, subject = outbox.table, outbox.subject_column
+    return (
+        f"CREATE TABLE IF NOT EXISTS {table} (id bigserial PRIMARY KEY,"
+        f" event_id text NOT NULL UNIQUE, {subject} {subject_type} NOT NULL, ce_type text NOT NULL,"
+        " payload bytea NOT NULL, created_at timestamptz NOT NULL, published_at timestamptz);\n"
+        f"CREATE INDEX IF NOT EXISTS {table}_unpublished ON {table} (id)"
+        " WHERE published_at IS NULL;\n"
+    )
+
+
 class OutboxPublisher:
     def __init__(self, *, conninfo: str, bootstrap: str, outbox: Outbox, client_id: str) -> None:
         self._conninfo = conninfo

@@ -9,8 +9,8 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from casemesh.platform.casework_history import actor_of
 from casemesh.platform.grpcutil import to_timestamp
+from casemesh.platform.history import actor_of
 from casemesh.platform.relay import EventTranslator
 
 
