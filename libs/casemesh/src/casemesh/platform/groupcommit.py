@@ -152,7 +152,13 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
             for write in batch
             for e in write.events
         ]
-        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+        # Pipelined: the lock, the insert and the commit take two round trips.
+        with (
+            self.datastore.get_connection() as conn,
+            conn.pipeline(),
+            conn.transaction(),
+            conn.cursor() as curs,
+        ):
             self._lock_table(curs)
             self._notify_channel(curs)
             curs.execute(self._insert_batch, (rows,), prepare=True)
