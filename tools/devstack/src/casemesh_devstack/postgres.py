@@ -107,9 +107,12 @@ def _chown_tree(path: Path, uid: int, gid: int) -> None:
 class LocalPostgres:
     """One local PostgreSQL cluster rooted at ``root``, listening on 127.0.0.1:port."""
 
-    def __init__(self, root: Path, port: int) -> None:
+    def __init__(self, root: Path, port: int, *, durable: bool = False) -> None:
         self.root = Path(root).absolute()
         self.port = port
+        # Throwaway clusters skip fsync (it only matters if the machine itself
+        # crashes); a durable one flushes every commit, as production does.
+        self.durable = durable
         self._bin: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -215,8 +218,7 @@ class LocalPostgres:
             "port": str(self.port),
             "unix_socket_directories": "'" + socket_dir.replace("'", "''") + "'",
             "max_connections": "200",
-            # Throwaway cluster: skipping fsync only matters if the machine itself crashes.
-            "fsync": "off",
+            "fsync": "on" if self.durable else "off",
             "logging_collector": "off",
         }
         conf = "".join(f"{key} = {value}\n" for key, value in settings.items())

@@ -117,5 +117,7 @@ def postgres_env(database_url: str, *, pool_size: int = 5) -> dict[str, str]:
         # Serialised inserts wait for each other; give them room under load.
         "POSTGRES_LOCK_TIMEOUT": "5",
         "CREATE_TABLE": "y",
+        # Commands arriving together share one transaction (see groupcommit).
+        "APPLICATION_RECORDER_TOPIC": "casemesh.platform.groupcommit:GroupCommitRecorder",
     }
     return env

@@ -1,0 +1,184 @@
+"""Group commit for the event store: the commands that reach the database
+together share one transaction and one flush to disk.
+
+The library's recorder makes each command one transaction that locks the
+events table through its commit (so that notification ids become visible in
+the order they were given, which the relay relies on): every command waits
+for every other command's fsync. Here a caller that finds no write under way
+writes everything queued by then in one transaction, under the same lock:
+
+- one `INSERT … ON CONFLICT DO NOTHING` for the whole batch; a caller whose
+  events were not all inserted (another command stored that version first,
+  or a batch-mate did) is refused with `IntegrityError`, and its other
+  events are deleted again before the commit, so it stored nothing;
+- any other error fails the batch only as a whole: each caller is then
+  written alone, so a bad command fails by itself;
+- each caller returns only once the transaction holding its events has
+  committed; then the next caller in the queue leads the next batch.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from prometheus_client import Histogram
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+# Events written in one transaction at the most (the rest wait for the next).
+MAX_BATCH_EVENTS = 1000
+
+BATCH_COMMANDS = Histogram(
+    "casemesh_event_store_batch_commands",
+    "Commands written together in one event-store transaction",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
+
+Key = tuple[str, int]
+
+
+class _Write:
+    """One caller's events, waiting for a batch."""
+
+    def __init__(self, events: Sequence[StoredEvent]) -> None:
+        self.events = events
+        self.keys: list[Key] = [(str(e.originator_id), e.originator_version) for e in events]
+        self.wake = threading.Event()
+        self.lead = False  # woken to write the next batch
+        self.done = False
+        self.ids: list[int] = []
+        self.error: BaseException | None = None
+
+    def finish(self, ids: list[int] | None = None, error: BaseException | None = None) -> None:
+        self.ids = ids or []
+        self.error = error
+        self.done = True
+        self.wake.set()
+
+
+class GroupCommitRecorder(PostgresApplicationRecorder):
+    """The application recorder the writer services use (see the module
+    docstring); chosen by `postgres_env` through `APPLICATION_RECORDER_TOPIC`."""
+
+    def __init__(
+        self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"
+    ) -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        self._queue: list[_Write] = []
+        self._mutex = threading.Lock()
+        self._writing = False
+        table = SQL("{0}.{1}").format(
+            Identifier(datastore.schema), Identifier(self.events_table_name)
+        )
+        self._insert_batch = SQL(
+            "INSERT INTO {table} (originator_id, originator_version, topic, state)"
+            " SELECT originator_id, originator_version, topic, state"
+            " FROM unnest(%s::{schema}.{stored_event_type}[])"
+            " ON CONFLICT DO NOTHING"
+            " RETURNING originator_id, originator_version, notification_id"
+        ).format(
+            table=table,
+            schema=Identifier(datastore.schema),
+            stored_event_type=Identifier(self.stored_event_type_name),
+        )
+        self._delete_event = SQL(
+            "DELETE FROM {table} WHERE originator_id = %s AND originator_version = %s"
+        ).format(table=table)
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int]:
+        if not stored_events:
+            return []
+        if any(v is not None for v in kwargs.values()):  # a tracking record rides along
+            return super().insert_events(stored_events, **kwargs) or []
+        write = _Write(stored_events)
+        with self._mutex:
+            self._queue.append(write)
+            lead = not self._writing
+            self._writing = True
+        if lead:
+            self._lead()
+        while not write.done:
+            write.wake.wait()
+            write.wake.clear()
+            if write.lead and not write.done:
+                self._lead()
+        if write.error is not None:
+            raise write.error
+        return write.ids
+
+    def _lead(self) -> None:
+        """Writes one batch from the head of the queue, then hands the lead
+        to the next caller waiting (or ends the writing)."""
+        batch = self._take_batch()
+        BATCH_COMMANDS.observe(len(batch))
+        try:
+            self._write_together(batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].finish(error=exc)
+            else:  # so that a bad command fails by itself
+                for write in batch:
+                    try:
+                        self._write_together([write])
+                    except Exception as alone:
+                        write.finish(error=alone)
+        finally:
+            with self._mutex:
+                if self._queue:
+                    self._queue[0].lead = True
+                    self._queue[0].wake.set()
+                else:
+                    self._writing = False
+
+    def _take_batch(self) -> list[_Write]:
+        with self._mutex:
+            batch = [self._queue.pop(0)]
+            count = len(batch[0].events)
+            while self._queue and count + len(self._queue[0].events) <= MAX_BATCH_EVENTS:
+                count += len(self._queue[0].events)
+                batch.append(self._queue.pop(0))
+            return batch
+
+    def _write_together(self, batch: list[_Write]) -> None:
+        """One transaction for the batch; each caller's outcome is set only
+        once it has committed (an exception leaves every outcome unset)."""
+        rows = [
+            self.construct_pg_stored_event(e.originator_id, e.originator_version, e.topic, e.state)
+            for write in batch
+            for e in write.events
+        ]
+        # Pipelined: the lock, the insert and the commit take two round trips.
+        with (
+            self.datastore.get_connection() as conn,
+            conn.pipeline(),
+            conn.transaction(),
+            conn.cursor() as curs,
+        ):
+            self._lock_table(curs)
+            self._notify_channel(curs)
+            curs.execute(self._insert_batch, (rows,), prepare=True)
+            inserted = {
+                (str(r["originator_id"]), r["originator_version"]): r["notification_id"]
+                for r in curs.fetchall()
+            }
+            # Rows go in in batch order, so of two batch-mates writing one
+            # version the first wins, and is the first to claim it here.
+            outcomes = [self._outcome(curs, write, inserted) for write in batch]
+        for write, (ids, error) in zip(batch, outcomes, strict=True):
+            write.finish(ids=ids, error=error)
+
+    def _outcome(
+        self, curs: Cursor[DictRow], write: _Write, inserted: dict[Key, int]
+    ) -> tuple[list[int], BaseException | None]:
+        mine = {k: inserted.pop(k) for k in write.keys if k in inserted}
+        if len(mine) == len(write.keys):
+            return [mine[k] for k in write.keys], None
+        for e, key in zip(write.events, write.keys, strict=True):
+            if key in mine:  # it lost a race: none of its events may stay
+                curs.execute(self._delete_event, (e.originator_id, e.originator_version))
+        return [], IntegrityError("an event of this aggregate version is already stored")

@@ -1,0 +1,116 @@
+"""Group commit on a real PostgreSQL: callers that arrive together share a
+transaction, yet each is answered for its own events alone — a caller that
+lost a race stores none of its events, and its batch-mates store all of
+theirs."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from eventsourcing.persistence import IntegrityError, StoredEvent
+
+from casemesh.platform.groupcommit import BATCH_COMMANDS, GroupCommitRecorder
+from casemesh_tickets.application import Tickets, open_tickets
+from tests.conftest import Infra
+
+ROUNDS = 12
+CALLERS = 12
+
+
+@pytest.fixture()
+def dsn(infra: Infra) -> str:
+    name = f"groupcommit_{uuid.uuid4().hex[:8]}"
+    infra.pg.create_database(name)
+    return infra.pg.dsn(name)
+
+
+@pytest.fixture()
+def app(dsn: str) -> Iterator[Tickets]:
+    app = open_tickets(dsn, pool_size=4)
+    yield app
+    app.close()
+
+
+def event(ident: uuid.UUID, version: int = 1) -> StoredEvent:
+    return StoredEvent(ident, version, "bench:Event", b"{}")
+
+
+def batches() -> tuple[float, float]:
+    """(batches written, commands written) so far in this process."""
+    (metric,) = BATCH_COMMANDS.collect()
+    samples = {s.name: s.value for s in metric.samples}
+    return samples["casemesh_event_store_batch_commands_count"], samples[
+        "casemesh_event_store_batch_commands_sum"
+    ]
+
+
+def test_callers_together_are_answered_each_for_their_own_events(app: Tickets, dsn: str) -> None:
+    recorder = app.recorder
+    assert isinstance(recorder, GroupCommitRecorder)
+    taken = uuid.uuid4()
+    recorder.insert_events([event(taken)])
+    written_before, commands_before = batches()
+
+    # Per round: callers of two events each; one of them also writes a version
+    # already stored, and two of them race for one new version.
+    results: dict[str, object] = {}
+    plans: dict[str, list[StoredEvent]] = {}
+    for r in range(ROUNDS):
+        contested = uuid.uuid4()
+        for c in range(CALLERS):
+            events = [event(uuid.uuid4()), event(uuid.uuid4())]
+            if c == 0:
+                events[1] = event(taken)
+            elif c in (1, 2):
+                events[1] = event(contested)
+            plans[f"{r}-{c}"] = events
+
+    def call(key: str, barrier: threading.Barrier) -> None:
+        barrier.wait()
+        try:
+            results[key] = list(recorder.insert_events(plans[key]))
+        except IntegrityError as exc:
+            results[key] = exc
+
+    for r in range(ROUNDS):
+        barrier = threading.Barrier(CALLERS)
+        threads = [
+            threading.Thread(target=call, args=(f"{r}-{c}", barrier)) for c in range(CALLERS)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT originator_id, originator_version, notification_id FROM tickets_events"
+        ).fetchall()
+    stored = {(oid, v): n for oid, v, n in rows}
+    for key, events in plans.items():
+        outcome = results[key]
+        keys = [(e.originator_id, e.originator_version) for e in events]
+        if isinstance(outcome, IntegrityError):
+            # Refused: not one of its events is stored (the other one was new).
+            assert keys[0] not in stored, key
+        else:
+            # Acknowledged: all stored, with the ids it was told, in order.
+            assert outcome == [stored[k] for k in keys], key
+            assert outcome == sorted(outcome)
+
+    def caller(c: int) -> list[object]:
+        return [results[f"{r}-{c}"] for r in range(ROUNDS)]
+
+    assert all(isinstance(o, IntegrityError) for o in caller(0))
+    assert all(
+        isinstance(a, IntegrityError) != isinstance(b, IntegrityError)
+        for a, b in zip(caller(1), caller(2), strict=True)
+    ), "exactly one of two racing callers wins"
+    assert all(isinstance(o, list) for c in range(3, CALLERS) for o in caller(c))
+    written, commands = batches()
+    assert commands - commands_before == ROUNDS * CALLERS
+    assert written - written_before < ROUNDS * CALLERS, "no two callers ever shared a transaction"
