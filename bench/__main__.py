@@ -1,13 +1,17 @@
-"""`./dev bench`: writer and relay throughput against their raw ceilings, and
-the queue's ClaimNextCase latency (`bench/queue.py`) and help-centre search
-latency over 10,000 articles (`bench/helpcenter.py`), and the notifier's
-e-mail drain rate (`bench/notifier.py`).
+"""`./dev bench`: each goal of the write path, queue and help centre, measured
+against a reference taken in the same run and printed as measured │
+reference │ ratio │ goal (`bench/report.py`):
 
-Starts its own PostgreSQL cluster and Kafka broker (like the tests) and prints:
-- ticket creates per second (one command = one transaction through the event
-  store) against a bare psycopg loop of one-row insert transactions;
-- relay events per second (stored backlog → Kafka, acks=all, idempotent)
-  against a bare aiokafka producer sending the same number of records.
+- the writer: event-store appends and CreateTicket against raw INSERT
+  transactions, and two writer processes against one (`bench/writer.py`,
+  fsync on);
+- the relay: a stored backlog onto Kafka against a bare producer;
+- ClaimNextCase latency over 100,000 open cases (`bench/queue.py`);
+- help-centre search latency over 10,000 articles (`bench/helpcenter.py`);
+- the notifier's e-mail drain rate (`bench/notifier.py`).
+
+Starts its own PostgreSQL clusters and Kafka broker (like the tests).
+`--only PART` runs one part.
 """
 
 from __future__ import annotations
@@ -17,59 +21,32 @@ import asyncio
 import shutil
 import tempfile
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-import psycopg
 
 from bench import helpcenter as help_bench
 from bench import notifier as notifier_bench
 from bench import queue as queue_bench
+from bench import writer as writer_bench
+from bench.report import Goal, row
 from casemesh.platform.identity import Identity
 from casemesh.platform.relay import Relay, make_producer
 from casemesh_devstack.kafka import LocalKafka
 from casemesh_devstack.ports import free_port
 from casemesh_devstack.postgres import LocalPostgres
 from casemesh_tickets.__main__ import status_lookup
-from casemesh_tickets.application import NewTicket, Tickets, open_tickets
+from casemesh_tickets.application import Tickets, open_tickets
 from casemesh_tickets.events import Translator
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def new_ticket(i: int) -> NewTicket:
-    return NewTicket(
-        request_id=f"bench-{i}-{uuid.uuid4().hex[:8]}",
-        category="content.upload_failed",
-        subject="上传失败",
-        description="视频上传到 99% 失败",
-        locale="zh-CN",
-        contact={"email": "bench@example.com", "phone": "", "channels": ["EMAIL"]},
-    )
-
-
-def bench_raw_inserts(dsn: str, n: int, workers: int) -> float:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS raw_bench (id bigserial PRIMARY KEY, body text)")
-
-    def work(count: int) -> None:
-        with psycopg.connect(dsn) as conn:
-            for _ in range(count):
-                conn.execute("INSERT INTO raw_bench (body) VALUES (%s)", ("x" * 200,))
-                conn.commit()
-
-    start = time.perf_counter()
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(work, [n // workers] * workers))
-    return (n // workers * workers) / (time.perf_counter() - start)
-
-
 def bench_creates(app: Tickets, n: int, workers: int) -> float:
+    """Stores `n` tickets (the relay's backlog)."""
     who = Identity("bench-user", frozenset({"user"}))
     start = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda i: app.create_ticket(who, new_ticket(i)), range(n)))
+        list(pool.map(lambda i: app.create_ticket(who, writer_bench.new_ticket(i)), range(n)))
     return n / (time.perf_counter() - start)
 
 
@@ -109,59 +86,67 @@ async def bench_relay(app: Tickets, dsn: str, bootstrap: str, backlog: int) -> f
     return backlog / elapsed
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="bench")
-    parser.add_argument("-n", type=int, default=2000, help="commands / records per measurement")
-    parser.add_argument("--workers", type=int, default=8, help="concurrent writers")
-    parser.add_argument("--queue-cases", type=int, default=100_000, help="open cases in the queue")
-    parser.add_argument(
-        "--only", choices=["writers", "queue", "help", "notifier"], help="run one part"
-    )
-    args = parser.parse_args()
-
-    root = Path(tempfile.mkdtemp(prefix="casemesh-bench-"))
-    root.chmod(0o755)
-    pg = LocalPostgres(root / "pg", free_port())
-    kafka = LocalKafka(root / "kafka", free_port(), free_port(), REPO / ".run/cache/kafka-4.1.1")
+def relay(pg: LocalPostgres, kafka: LocalKafka, n: int) -> None:
+    """Relay: a stored backlog of `n` ticket events onto Kafka, against a bare
+    producer sending as many records (fsync off: this measures the relay)."""
+    kafka.start()
+    asyncio.run(kafka.create_topics(["bench.raw", "bench.tickets"], partitions=3))
+    pg.create_database("bench")
+    dsn = pg.dsn("bench")
+    app = open_tickets(dsn, pool_size=8)
     try:
-        pg.start()
-        if args.only in (None, "queue"):
-            pg.create_database("bench_queue")
-            queue_bench.run(pg.dsn("bench_queue"), cases=args.queue_cases)
-        if args.only in (None, "help"):
-            pg.create_database("bench_help")
-            help_bench.run(pg.dsn("bench_help"))
-        if args.only in (None, "notifier"):
-            pg.create_database("bench_notifier")
-            notifier_bench.run(pg.dsn("bench_notifier"))
-        if args.only in ("queue", "help", "notifier"):
-            return
-        kafka.start()
-        asyncio.run(kafka.create_topics(["bench.raw", "bench.tickets"], partitions=3))
-        pg.create_database("bench")
-        dsn = pg.dsn("bench")
-        app = open_tickets(dsn, pool_size=args.workers)
-
-        raw_tx = bench_raw_inserts(dsn, args.n, args.workers)
-        creates = bench_creates(app, args.n, args.workers)
+        bench_creates(app, n, 8)
         backlog = app.recorder.max_notification_id() or 0
         raw_kafka = asyncio.run(bench_raw_producer(kafka.bootstrap, backlog))
         relayed = asyncio.run(bench_relay(app, dsn, kafka.bootstrap, backlog))
+    finally:
         app.close()
+    print(f"\nRelay ({backlog} stored events; one run each)")
+    goal = Goal("relay, stored backlog → Kafka", "/s", None)
+    print(row(goal, relayed, raw_kafka, "bare aiokafka producer, acks=all"))
 
-        print(f"\nCasemesh benchmarks ({args.n} operations, {args.workers} writers)")
-        print("  note: the local cluster runs with fsync=off, so commit cost is CPU, not disk")
-        print(f"  raw psycopg insert transactions  {raw_tx:10.0f} /s")
-        print(
-            f"  CreateTicket (event store)       {creates:10.0f} /s   ratio {creates / raw_tx:.2f}"
-        )
-        print(f"  raw aiokafka producer (acks=all) {raw_kafka:10.0f} /s")
-        print(
-            f"  relay, stored backlog → Kafka    {relayed:10.0f} /s"
-            f"   ratio {relayed / raw_kafka:.2f}"
-        )
+
+PARTS = ("writer", "relay", "queue", "help", "notifier")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="bench")
+    parser.add_argument("-n", type=int, default=2000, help="events relayed")
+    parser.add_argument("--queue-cases", type=int, default=100_000, help="open cases in the queue")
+    parser.add_argument("--only", choices=PARTS, help="run one part")
+    args = parser.parse_args()
+    parts = [args.only] if args.only else list(PARTS)
+
+    root = Path(tempfile.mkdtemp(prefix="casemesh-bench-"))
+    root.chmod(0o755)
+    print("Each goal: measured │ reference, taken in the same run │ ratio │ goal.")
+    print(
+        "Clusters run with fsync off (throwaway), except the writer's, which flushes every commit."
+    )
+    pg = LocalPostgres(root / "pg", free_port())
+    durable = LocalPostgres(root / "pg-durable", free_port(), durable=True)
+    kafka = LocalKafka(root / "kafka", free_port(), free_port(), REPO / ".run/cache/kafka-4.1.1")
+    try:
+        pg.start()
+        if "writer" in parts:
+            durable.start()
+            durable.create_database("bench_writer")
+            writer_bench.run(durable.dsn("bench_writer"))
+            durable.stop()
+        if "relay" in parts:
+            relay(pg, kafka, args.n)
+        if "queue" in parts:
+            pg.create_database("bench_queue")
+            queue_bench.run(pg.dsn("bench_queue"), cases=args.queue_cases)
+        if "help" in parts:
+            pg.create_database("bench_help")
+            help_bench.run(pg.dsn("bench_help"))
+        if "notifier" in parts:
+            pg.create_database("bench_notifier")
+            notifier_bench.run(pg.dsn("bench_notifier"))
     finally:
         kafka.stop()
+        durable.stop()
         pg.stop()
         shutil.rmtree(root, ignore_errors=True)
 

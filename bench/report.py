@@ -19,7 +19,7 @@ class Goal:
 
     name: str
     unit: str
-    ratio: float
+    ratio: float | None  # None: a figure shown for information, no goal
     limit: float | None = None
 
     @property
@@ -27,12 +27,16 @@ class Goal:
         return self.unit == "/s"
 
     def met(self, measured: float, reference: float) -> bool:
+        if self.ratio is None:
+            return True
         if self.is_rate:
             return measured / reference >= self.ratio
         within = self.limit is None or measured <= self.limit
         return measured / reference <= self.ratio and within
 
     def wanted(self) -> str:
+        if self.ratio is None:
+            return "—"
         if self.is_rate:
             return f"≥ {self.ratio:g}×"
         return f"≤ {self.ratio:g}×" + (f", ≤ {self.limit:g} ms" if self.limit is not None else "")
@@ -55,5 +59,11 @@ def row(goal: Goal, measured: float, reference: float, reference_name: str) -> s
     return (
         f"  {goal.name:<40} {measured:9.1f} {goal.unit:<2} │ {reference:9.1f} {goal.unit:<2}"
         f" {reference_name:<34} │ {measured / reference:6.2f}× │ goal {goal.wanted():<16}"
-        f" {'met' if goal.met(measured, reference) else 'NOT MET'}"
+        f" {verdict(goal, measured, reference)}"
     )
+
+
+def verdict(goal: Goal, measured: float, reference: float) -> str:
+    if goal.ratio is None:
+        return "(information)"
+    return "met" if goal.met(measured, reference) else "NOT MET"
