@@ -24,11 +24,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from bench import gateway as gateway_bench
 from bench import helpcenter as help_bench
 from bench import notifier as notifier_bench
 from bench import queue as queue_bench
 from bench import writer as writer_bench
 from bench.report import Goal, row
+from casemesh import topics
 from casemesh.platform.identity import Identity
 from casemesh.platform.relay import Relay, make_producer
 from casemesh_devstack.kafka import LocalKafka
@@ -89,7 +91,6 @@ async def bench_relay(app: Tickets, dsn: str, bootstrap: str, backlog: int) -> f
 def relay(pg: LocalPostgres, kafka: LocalKafka, n: int) -> None:
     """Relay: a stored backlog of `n` ticket events onto Kafka, against a bare
     producer sending as many records (fsync off: this measures the relay)."""
-    kafka.start()
     asyncio.run(kafka.create_topics(["bench.raw", "bench.tickets"], partitions=3))
     pg.create_database("bench")
     dsn = pg.dsn("bench")
@@ -106,7 +107,7 @@ def relay(pg: LocalPostgres, kafka: LocalKafka, n: int) -> None:
     print(row(goal, relayed, raw_kafka, "bare aiokafka producer, acks=all"))
 
 
-PARTS = ("writer", "relay", "queue", "help", "notifier")
+PARTS = ("writer", "relay", "gateway", "queue", "help", "notifier")
 
 
 def main() -> None:
@@ -133,8 +134,13 @@ def main() -> None:
             durable.create_database("bench_writer")
             writer_bench.run(durable.dsn("bench_writer"))
             durable.stop()
+        if "relay" in parts or "gateway" in parts:
+            kafka.start()
+            asyncio.run(kafka.create_topics(list(topics.ALL), partitions=3))
         if "relay" in parts:
             relay(pg, kafka, args.n)
+        if "gateway" in parts:
+            gateway_bench.run(root, pg, kafka)
         if "queue" in parts:
             pg.create_database("bench_queue")
             queue_bench.run(pg.dsn("bench_queue"), cases=args.queue_cases)

@@ -1,0 +1,200 @@
+"""CreateTicket through the gateway, the whole stack running on the same
+cores (tickets, its relay, the notifier sending e-mail, the queue consuming,
+and the rest idle), against a do-nothing chain: a gRPC proxy process that
+forwards each call's bytes to a backend process that answers at once. Both
+are driven by the same load generator, 8 and 32 calls in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+from aiosmtpd.controller import Controller
+
+from bench.report import Goal, interleaved, row
+from casemesh.platform.identity import mint_token
+from casemesh.v1 import tickets_pb2 as pb
+from casemesh_devstack.kafka import LocalKafka
+from casemesh_devstack.ports import free_port
+from casemesh_devstack.postgres import LocalPostgres
+from casemesh_devstack.stack import DATABASES, IdentityKeys, service_specs
+from casemesh_devstack.supervisor import Supervisor
+
+SPAN_S = 6.0
+METHOD = "/casemesh.v1.TicketService/CreateTicket"
+
+
+class Sink:
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        return "250 OK"
+
+
+def _identity(b: bytes) -> bytes:
+    return b
+
+
+async def _serve_backend(port: int, answer: bytes) -> None:
+    async def create(request: bytes, context: Any) -> bytes:
+        return answer
+
+    server = grpc.aio.server()
+    handler = grpc.unary_unary_rpc_method_handler(create, _identity, _identity)
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(
+                "casemesh.v1.TicketService", {"CreateTicket": handler}
+            )
+        ]
+    )
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    await server.wait_for_termination()
+
+
+async def _serve_proxy(port: int, backend: int) -> None:
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{backend}")
+    forward = channel.unary_unary(METHOD, _identity, _identity)
+
+    async def create(request: bytes, context: Any) -> bytes:
+        return bytes(await forward(request, timeout=10))
+
+    server = grpc.aio.server()
+    handler = grpc.unary_unary_rpc_method_handler(create, _identity, _identity)
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(
+                "casemesh.v1.TicketService", {"CreateTicket": handler}
+            )
+        ]
+    )
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    await server.wait_for_termination()
+
+
+def _backend_main(port: int, answer: bytes) -> None:
+    asyncio.run(_serve_backend(port, answer))
+
+
+def _proxy_main(port: int, backend: int) -> None:
+    asyncio.run(_serve_proxy(port, backend))
+
+
+def request(n: int) -> pb.CreateTicketRequest:
+    return pb.CreateTicketRequest(
+        ticket=pb.Ticket(
+            category="content.upload_failed",
+            subject="上传失败",
+            description="视频上传到 99% 失败",
+            locale="zh-CN",
+            contact=pb.Contact(email=f"bench-{n % 1000}@example.com", channels=[pb.CHANNEL_EMAIL]),
+        ),
+        request_id=f"bench-{uuid.uuid4().hex}",
+    )
+
+
+async def load(target: str, in_flight: int, metadata: list[tuple[str, str]]) -> float:
+    """CreateTicket calls per second with `in_flight` calls at a time."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        call = channel.unary_unary(
+            METHOD, pb.CreateTicketRequest.SerializeToString, pb.Ticket.FromString
+        )
+        done = 0
+        deadline = time.perf_counter() + SPAN_S
+
+        async def caller(n: int) -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                await call(request(n * 100_000 + done), metadata=metadata, timeout=30)
+                done += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(caller(n) for n in range(in_flight)))
+        return done / (time.perf_counter() - start)
+
+
+def measure(target: str, in_flight: int, metadata: list[tuple[str, str]]) -> Callable[[], float]:
+    return lambda: asyncio.run(load(target, in_flight, metadata))
+
+
+def run(root: Path, pg: LocalPostgres, kafka: LocalKafka) -> None:
+    for db in DATABASES:
+        pg.create_database(db)
+    secret = secrets.token_urlsafe(32)
+    mail = Controller(Sink(), hostname="127.0.0.1", port=free_port())
+    mail.start()
+    gateway = f"127.0.0.1:{free_port()}"
+    supervisor = Supervisor(root / "logs")
+    # One user per call in flight would hit the per-user limit; a load test lifts it.
+    overrides = {"CASEMESH_RATE_LIMIT_PER_MINUTE": "1000000", "CASEMESH_RATE_LIMIT_BURST": "100000"}
+    ctx = multiprocessing.get_context("spawn")
+    backend_port, proxy_port = free_port(), free_port()
+    answer = pb.Ticket(name=f"tickets/{uuid.uuid4()}", etag="1").SerializeToString()
+    chain = [
+        ctx.Process(target=_backend_main, args=(backend_port, answer), daemon=True),
+        ctx.Process(target=_proxy_main, args=(proxy_port, backend_port), daemon=True),
+    ]
+    try:
+        for spec in service_specs(
+            pg,
+            kafka,
+            (mail.hostname, mail.port),
+            "http://127.0.0.1:9/sms",
+            secret,
+            identity_keys=IdentityKeys.new(),
+            tickets_addr=f"127.0.0.1:{free_port()}",
+            evidence_addr=f"127.0.0.1:{free_port()}",
+            appeals_addr=f"127.0.0.1:{free_port()}",
+            reports_addr=f"127.0.0.1:{free_port()}",
+            queue_addr=f"127.0.0.1:{free_port()}",
+            help_addr=f"127.0.0.1:{free_port()}",
+            gateway_addr=gateway,
+            evidence_dir=root / "evidence",
+            metrics_addr=lambda name: f"127.0.0.1:{free_port()}",
+        ):
+            supervisor.start(spec.name, spec.argv, {**os.environ, **spec.env, **overrides})
+        for p in chain:
+            p.start()
+        metadata = [("authorization", f"Bearer {mint_token(secret, 'bench-user', ('user',))}")]
+        _ready(gateway, metadata)
+        _ready(f"127.0.0.1:{proxy_port}", [])
+        lines = []
+        for in_flight in (8, 32):
+            ours, bare = interleaved(
+                measure(gateway, in_flight, metadata),
+                measure(f"127.0.0.1:{proxy_port}", in_flight, []),
+            )
+            goal = Goal(f"CreateTicket via the gateway, {in_flight} in flight", "/s", 0.5)
+            lines.append(row(goal, ours, bare, "do-nothing proxy → backend"))
+    finally:
+        supervisor.stop_all(timeout=10)
+        for p in chain:
+            p.kill()
+        mail.stop()
+    print(f"\nThrough the gateway (whole stack on the same cores; {SPAN_S:g} s a run, A-B-A-B)")
+    print("\n".join(lines))
+
+
+def _ready(target: str, metadata: list[tuple[str, str]], timeout: float = 90.0) -> None:
+    """Waits until one call goes through (the stack has just started)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with grpc.insecure_channel(target) as channel:
+                call = channel.unary_unary(
+                    METHOD, pb.CreateTicketRequest.SerializeToString, pb.Ticket.FromString
+                )
+                call(request(0), metadata=metadata, timeout=10)
+            return
+        except grpc.RpcError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
