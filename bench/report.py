@@ -19,27 +19,31 @@ class Goal:
 
     name: str
     unit: str
-    ratio: float | None  # None: a figure shown for information, no goal
-    limit: float | None = None
+    ratio: float | None  # None: no bound on the ratio
+    limit: float | None = None  # for a latency: the most it may be, in ms
 
     @property
     def is_rate(self) -> bool:
         return self.unit == "/s"
 
+    @property
+    def is_goal(self) -> bool:
+        return self.ratio is not None or self.limit is not None
+
     def met(self, measured: float, reference: float) -> bool:
-        if self.ratio is None:
-            return True
         if self.is_rate:
-            return measured / reference >= self.ratio
-        within = self.limit is None or measured <= self.limit
-        return measured / reference <= self.ratio and within
+            return self.ratio is None or measured / reference >= self.ratio
+        within_ratio = self.ratio is None or measured / reference <= self.ratio
+        return within_ratio and (self.limit is None or measured <= self.limit)
 
     def wanted(self) -> str:
-        if self.ratio is None:
+        if not self.is_goal:
             return "—"
         if self.is_rate:
             return f"≥ {self.ratio:g}×"
-        return f"≤ {self.ratio:g}×" + (f", ≤ {self.limit:g} ms" if self.limit is not None else "")
+        bounds = [f"≤ {self.ratio:g}×"] if self.ratio is not None else []
+        bounds += [f"≤ {self.limit:g} ms"] if self.limit is not None else []
+        return ", ".join(bounds)
 
 
 def interleaved(
@@ -64,6 +68,6 @@ def row(goal: Goal, measured: float, reference: float, reference_name: str) -> s
 
 
 def verdict(goal: Goal, measured: float, reference: float) -> str:
-    if goal.ratio is None:
+    if not goal.is_goal:
         return "(information)"
     return "met" if goal.met(measured, reference) else "NOT MET"
