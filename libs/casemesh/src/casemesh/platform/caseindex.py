@@ -10,9 +10,8 @@ uploader, …) and a JSON document the service renders from.
 from __future__ import annotations
 
 import base64
-import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -25,6 +24,7 @@ from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb
 
+from casemesh.platform.following import Follower
 from casemesh.platform.logging import get_logger
 from casemesh.platform.pools import DatabaseUnavailable
 
@@ -80,8 +80,13 @@ class CaseIndex(PostgresTrackingRecorder):
         )
 
     def record(self, row: CaseRow, tracking: Tracking) -> None:
+        self.record_many([row], tracking)
+
+    def record_many(self, rows: list[CaseRow], tracking: Tracking) -> None:
+        """The rows and the tracking position in one transaction; a row only
+        replaces an older version of its case."""
         with self.datastore.transaction(commit=True) as curs:
-            curs.execute(
+            curs.executemany(
                 SQL(
                     "INSERT INTO {table} (case_id, parties, status, create_time, version, doc)"
                     " VALUES (%s, %s, %s, %s, %s, %s)"
@@ -89,14 +94,17 @@ class CaseIndex(PostgresTrackingRecorder):
                     " status = EXCLUDED.status, version = EXCLUDED.version, doc = EXCLUDED.doc"
                     " WHERE {table}.version < EXCLUDED.version"
                 ).format(table=self.table),
-                (
-                    row.case_id,
-                    row.parties,
-                    row.status,
-                    row.create_time,
-                    row.version,
-                    Jsonb(row.doc),
-                ),
+                [
+                    (
+                        row.case_id,
+                        row.parties,
+                        row.status,
+                        row.create_time,
+                        row.version,
+                        Jsonb(row.doc),
+                    )
+                    for row in rows
+                ],
             )
             self._insert_tracking(curs, tracking)
 
@@ -138,11 +146,15 @@ class MemoryCaseIndex(POPOTrackingRecorder):
         self.rows: dict[str, CaseRow] = {}
 
     def record(self, row: CaseRow, tracking: Tracking) -> None:
+        self.record_many([row], tracking)
+
+    def record_many(self, rows: list[CaseRow], tracking: Tracking) -> None:
         with self._database_lock:
             self._assert_tracking_uniqueness(tracking)
-            held = self.rows.get(row.case_id)
-            if held is None or held.version < row.version:
-                self.rows[row.case_id] = row
+            for row in rows:
+                held = self.rows.get(row.case_id)
+                if held is None or held.version < row.version:
+                    self.rows[row.case_id] = row
             self._insert_tracking(tracking)
 
     def page(
@@ -184,12 +196,14 @@ RETRYABLE = (
 
 
 class Projector:
-    """Keeps a read model up to date in a background thread (push-driven: the
-    subscription LISTENs for the event store's NOTIFY). `apply(aggregate,
-    tracking)` writes what the aggregate, as it stands after a notification,
-    means for the read model and the tracking record in ONE transaction.
-    A row the database refuses (DataError) is set aside, loudly, and the
-    position moves on: one bad row must not stall every list for good."""
+    """Keeps a read model up to date in a background thread, a batch of
+    notifications at a time (`Follower`). For each case a batch touches, the
+    aggregate as it stands after the batch's last event of it is projected:
+    `apply_batch(aggregates, tracking)` writes them all and the tracking
+    position in ONE transaction. Where a batch is refused, each aggregate is
+    written alone by `apply(aggregate, tracking)`, and a row the database
+    refuses (DataError) is set aside, loudly, and the position moves on: one
+    bad row must not stall every list for good."""
 
     def __init__(
         self,
@@ -197,55 +211,54 @@ class Projector:
         recorder: TrackingRecorder,
         apply: Callable[[Any, Tracking], None],
         name: str,
+        apply_batch: Callable[[list[Any], Tracking], None] | None = None,
     ) -> None:
         self._app = app
         self._recorder = recorder
         self._apply = apply
+        self._apply_batch = apply_batch
         self._name = name
-        self._thread = threading.Thread(target=self._run, name=f"{app.name}-{name}", daemon=True)
-        self._subscription: Any = None
-        self._stopped = threading.Event()
+        self._follower = Follower(
+            app, name, lambda: recorder.max_tracking_id(app.name), self._project
+        )
 
     def start(self) -> None:
-        self._thread.start()
+        self._follower.start()
 
     def stop(self) -> None:
-        self._stopped.set()
-        if self._subscription is not None:
-            self._subscription.stop()
-
-    def _run(self) -> None:
-        while not self._stopped.is_set():
-            try:
-                start = self._recorder.max_tracking_id(self._app.name)
-                with self._app.recorder.subscribe(gt=start) as subscription:
-                    self._subscription = subscription
-                    for n in subscription:
-                        self._project(n)
-            except Exception as exc:  # a database restart: resume from the tracked position
-                log.error("read_model.failed", read_model=self._name, error=repr(exc))
-                self._stopped.wait(1.0)
+        self._follower.stop()
 
     def catch_up(self) -> None:
         """Projects, here and now, what the store holds past the tracked position
         (the application tests' way; a service runs the thread)."""
-        while True:
-            start = self._recorder.max_tracking_id(self._app.name)
-            batch = self._app.recorder.select_notifications(
-                start=start, limit=100, inclusive_of_start=start is None
-            )
-            if not batch:
-                return
-            for n in batch:
-                self._project(n)
+        self._follower.catch_up()
 
-    def _project(self, n: Notification) -> None:
-        aggregate = self._app.repository.get(n.originator_id, version=n.originator_version)
+    def _project(self, batch: Sequence[Notification]) -> None:
+        last: dict[Any, Notification] = {n.originator_id: n for n in batch}
+        latest = sorted(last.values(), key=lambda n: n.id)
+        aggregates = [
+            self._app.repository.get(n.originator_id, version=n.originator_version) for n in latest
+        ]
+        done = Tracking(self._app.name, batch[-1].id)
+        if self._apply_batch is not None:
+            try:
+                self._apply_batch(aggregates, done)
+                return
+            except RETRYABLE:
+                raise  # the database is away, or another replica got there first
+            except Exception as exc:
+                log.warning("read_model.batch_refused", read_model=self._name, error=repr(exc))
+        for n, aggregate in zip(latest, aggregates, strict=True):
+            self._project_one(n, aggregate)
+        if latest[-1].id != done.notification_id:
+            self._recorder.insert_tracking(done)
+
+    def _project_one(self, n: Notification, aggregate: Any) -> None:
         tracking = Tracking(self._app.name, n.id)
         try:
             self._apply(aggregate, tracking)
         except RETRYABLE:
-            raise  # the database is away, or another replica got there first
+            raise
         except Exception as exc:
             log.error(
                 "read_model.row_refused",
@@ -264,6 +277,7 @@ def IndexProjector(app: Any, index: CaseIndexLike, to_row: Callable[[Any], CaseR
         index,
         lambda case, tracking: index.record(to_row(case), tracking),
         name=f"{app.name}_case_index",
+        apply_batch=lambda cases, tracking: index.record_many([to_row(c) for c in cases], tracking),
     )
 
 

@@ -17,17 +17,18 @@ the row stays due.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import Notification, Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg.sql import SQL, Identifier
 
 from casemesh.platform.clock import Clock
 from casemesh.platform.eventstore import schema_lock, side_table
+from casemesh.platform.following import Follower
 from casemesh.platform.logging import get_logger
 
 log = get_logger(__name__)
@@ -138,37 +139,26 @@ class Timer:
         self._fire = fire
         self._tick = tick_seconds
         self._stopped = threading.Event()
-        self._subscription: Any = None
-        self._threads = [
-            threading.Thread(target=self._schedule_loop, name="timer-schedule", daemon=True),
-            threading.Thread(target=self._fire_loop, name="timer-fire", daemon=True),
-        ]
+        self._scheduler = Follower(
+            app, "timer-schedule", lambda: table.max_tracking_id(app.name), self._schedule
+        )
+        self._firing = threading.Thread(target=self._fire_loop, name="timer-fire", daemon=True)
 
     def start(self) -> None:
-        for t in self._threads:
-            t.start()
+        self._scheduler.start()
+        self._firing.start()
 
     def stop(self) -> None:
         self._stopped.set()
-        if self._subscription is not None:
-            self._subscription.stop()
-        for t in self._threads:
-            t.join(timeout=5)
+        self._scheduler.stop()
+        self._firing.join(timeout=5)
 
-    def _schedule_loop(self) -> None:
-        while not self._stopped.is_set():
-            try:
-                start = self._table.max_tracking_id(self._app.name)
-                with self._app.recorder.subscribe(gt=start) as subscription:
-                    self._subscription = subscription
-                    for n in subscription:
-                        event = self._app.mapper.to_domain_event(n)
-                        self._table.schedule(
-                            self._deadlines_of(event), Tracking(self._app.name, n.id)
-                        )
-            except Exception as exc:
-                log.error("timers.schedule_failed", error=repr(exc))
-                self._stopped.wait(1.0)
+    def _schedule(self, batch: Sequence[Notification]) -> None:
+        """The deadlines a batch of events sets, and the position, in one transaction."""
+        deadlines = [
+            d for n in batch for d in self._deadlines_of(self._app.mapper.to_domain_event(n))
+        ]
+        self._table.schedule(deadlines, Tracking(self._app.name, batch[-1].id))
 
     def _fire_loop(self) -> None:
         # Time-driven by nature: a short tick (deadlines are days away; a
