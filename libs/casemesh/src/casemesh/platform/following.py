@@ -80,7 +80,8 @@ class Follower:
     def _follow(self) -> None:
         recorder = self._app.recorder
         pool = recorder.datastore.pool
-        conninfo = make_conninfo(with_keepalives(pool.conninfo), **pool.kwargs)
+        params = {k: v for k, v in pool.kwargs.items() if k != "row_factory"}
+        conninfo = make_conninfo(with_keepalives(pool.conninfo), **params)
         with psycopg.connect(conninfo, autocommit=True) as listening:
             listening.execute(SQL("LISTEN {}").format(Identifier(recorder.channel_name)))
             position = self._position()
