@@ -31,4 +31,5 @@ def actor_of(domain_event: Any, creator: str) -> str:
     """Who acted: the event's actor, or for the creation the one in its
     attribute `creator`."""
     attrs = vars(domain_event)
-    return str(attrs.get("actor") or attrs.get(creator, ""))
+    actor: str = attrs.get("actor") or attrs.get(creator, "")
+    return actor
