@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from google.protobuf.message import Message
 
 from casemesh import topics
 from casemesh.events.v1 import tickets_pb2 as ev
-from casemesh.platform.casetranslation import case_translator, header_basics
+from casemesh.platform.history import header_basics
+from casemesh.platform.relay import EventTranslator
 from casemesh_tickets.views import PUBLIC_NAMES
 
 TOPIC = topics.TICKETS
@@ -83,6 +85,12 @@ def public_message(domain_event: Any, status_after: str) -> Message:
     raise ValueError(f"no public event for {kind}")
 
 
-# The relay's translation: `Translator(status_of)`, where `status_of(event)` is
-# the status right after it.
-Translator = case_translator("tickets", PUBLIC_NAMES, public_message)
+def Translator(status_of: Callable[[Any], str]) -> EventTranslator:
+    """The relay's translation; `status_of(event)` is the status right after it."""
+    return EventTranslator(
+        service="tickets",
+        collection="tickets",
+        public_names=PUBLIC_NAMES,
+        render=public_message,
+        after=status_of,
+    )
