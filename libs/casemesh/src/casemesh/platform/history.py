@@ -21,15 +21,22 @@ class EventEntry:
     time: datetime
 
 
-def entry_basics(domain_event: Any, public_names: dict[str, str], creator: str) -> dict[str, Any]:
+class EntryBasics(TypedDict):
+    sequence: int
+    type: str
+    actor: str
+    time: datetime
+
+
+def entry_basics(domain_event: Any, public_names: dict[str, str], creator: str) -> EntryBasics:
     """An EventEntry's fields for `domain_event` (`creator`: see `actor_of`)."""
     kind = type(domain_event).__name__
-    return {
-        "sequence": domain_event.originator_version,
-        "type": public_names.get(kind, kind),
-        "actor": actor_of(domain_event, creator),
-        "time": domain_event.timestamp,
-    }
+    return EntryBasics(
+        sequence=domain_event.originator_version,
+        type=public_names.get(kind, kind),
+        actor=actor_of(domain_event, creator),
+        time=domain_event.timestamp,
+    )
 
 
 def actor_of(domain_event: Any, creator: str) -> str:
