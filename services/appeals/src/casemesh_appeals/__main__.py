@@ -3,9 +3,9 @@ index and deadline timer), or the relay that publishes to Kafka."""
 
 from __future__ import annotations
 
-from casemesh.platform.casemain import run_case_service, serve_case_api
+from casemesh.platform.casemain import serve_case_api
 from casemesh.platform.clock import service_clock
-from casemesh.platform.entrypoint import relay_until_stopped
+from casemesh.platform.entrypoint import relay_until_stopped, run_command
 from casemesh.platform.relay import StreamFollower
 from casemesh.v1 import appeals_pb2, appeals_pb2_grpc
 from casemesh_appeals import policy
@@ -47,7 +47,11 @@ async def run_relay(cfg: RelaySettings) -> None:
 
 
 def main() -> None:
-    run_case_service("casemesh_appeals", (AppealsSettings, run_api), (RelaySettings, run_relay))
+    run_command(
+        "casemesh_appeals",
+        {"serve": (AppealsSettings, run_api), "relay": (RelaySettings, run_relay)},
+        default="serve",
+    )
 
 
 if __name__ == "__main__":

@@ -425,13 +425,15 @@ def open_appeals(
     pool_size: int = 10,
 ) -> Appeals:
     return open_indexed(
-        Appeals,
         database_url,
         "appeal_cases",
         pool_size=pool_size,
-        clock=clock,
-        policies=policies,
-        default_jurisdiction=default_jurisdiction,
+        make=lambda env: Appeals(
+            env=env,
+            clock=clock,
+            policies=policies,
+            default_jurisdiction=default_jurisdiction,
+        ),
     )
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from google.protobuf.message import Message
@@ -10,8 +11,9 @@ from google.protobuf.message import Message
 from casemesh import topics
 from casemesh.events.v1 import appeals_pb2 as ev
 from casemesh.events.v1 import tickets_pb2 as tev
-from casemesh.platform.casetranslation import case_translator, header_basics
 from casemesh.platform.grpcutil import to_timestamp
+from casemesh.platform.history import header_basics
+from casemesh.platform.relay import EventTranslator
 from casemesh_appeals.application import PUBLIC_NAMES
 from casemesh_appeals.domain import CopyrightAppeal, State
 
@@ -137,6 +139,12 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
     raise ValueError(f"no public event for {kind}")
 
 
-# The relay's translation: `Translator(after)`, where `after(event)` is the case
-# right after it.
-Translator = case_translator("appeals", PUBLIC_NAMES, public_message)
+def Translator(after: Callable[[Any], CopyrightAppeal]) -> EventTranslator:
+    """The relay's translation; `after(event)` is the case right after it."""
+    return EventTranslator(
+        service="appeals",
+        collection="appeals",
+        public_names=PUBLIC_NAMES,
+        render=public_message,
+        after=after,
+    )

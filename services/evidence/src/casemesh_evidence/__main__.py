@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from casemesh.platform.entrypoint import run_command, serve_servicer
-from casemesh.platform.fields import fields_of
 from casemesh.platform.pools import async_pool
 from casemesh.v1 import evidence_pb2, evidence_pb2_grpc
 from casemesh_evidence.api import EvidenceServicer
@@ -13,13 +12,16 @@ from casemesh_evidence.application import MAX_CHUNK, EvidenceLocker
 from casemesh_evidence.settings import EvidenceSettings
 from casemesh_evidence.store import BlobStore, LocalBlobStore, S3BlobStore
 
-# S3BlobStore's arguments, from the settings CASEMESH_S3_<NAME>.
-S3_SETTINGS = ("bucket", "endpoint_url", "region", "access_key_id", "secret_access_key")
-
 
 def open_store(cfg: EvidenceSettings) -> tuple[BlobStore, Path]:
     if cfg.evidence_store == "s3":
-        store = S3BlobStore(**fields_of(cfg, *S3_SETTINGS, prefix="s3_"))
+        store = S3BlobStore(
+            bucket=cfg.s3_bucket,
+            endpoint_url=cfg.s3_endpoint_url,
+            region=cfg.s3_region,
+            access_key_id=cfg.s3_access_key_id,
+            secret_access_key=cfg.s3_secret_access_key,
+        )
         return store, Path(cfg.evidence_dir) / "incoming"
     local = LocalBlobStore(Path(cfg.evidence_dir))
     return local, local.incoming

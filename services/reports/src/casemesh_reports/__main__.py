@@ -14,7 +14,6 @@ from casemesh.platform.caseindex import Projector
 from casemesh.platform.clock import service_clock
 from casemesh.platform.consuming import start_broker, watch_lag
 from casemesh.platform.entrypoint import relay_until_stopped, run_command, serve_servicer
-from casemesh.platform.fields import fields_of
 from casemesh.platform.relay import StreamFollower
 from casemesh.v1 import reports_pb2, reports_pb2_grpc
 from casemesh_reports.api import ReportServicer, index_doc
@@ -31,20 +30,21 @@ from casemesh_reports.settings import (
 )
 
 
-def policy_of(cfg: PolicySettings) -> ReportsPolicy:
-    counted = fields_of(cfg, "warn_after", "suspend_after", "window_days", prefix="reports_misuse_")
-    return ReportsPolicy(
+def open_app(cfg: PolicySettings, pool_size: int) -> Reports:
+    policy = ReportsPolicy(
         taxonomy=load_taxonomy(cfg.reports_taxonomy_file),
-        misuse=Misuse(**counted, suspension_days=cfg.reports_suspension_days),
+        misuse=Misuse(
+            warn_after=cfg.reports_misuse_warn_after,
+            suspend_after=cfg.reports_misuse_suspend_after,
+            window_days=cfg.reports_misuse_window_days,
+            suspension_days=cfg.reports_suspension_days,
+        ),
         appeal_window_months=cfg.reports_appeal_window_months,
     )
-
-
-def open_app(cfg: PolicySettings, pool_size: int) -> Reports:
     return open_reports(
         cfg.database_url,
         clock=service_clock(cfg.clock_offset_file),
-        policy=policy_of(cfg),
+        policy=policy,
         link_hosts=tuple(h.lower() for h in cfg.reports_link_hosts),
         pool_size=pool_size,
     )

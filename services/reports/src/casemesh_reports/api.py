@@ -3,7 +3,6 @@ method (in a worker thread: the event store is synchronous), encode."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC
 from typing import Any, TypeAlias, cast
 
@@ -324,14 +323,6 @@ class ReportServicer(ApplicationServicer, pb_grpc.ReportServiceServicer):
     def __init__(self, app: Reports) -> None:
         self.app = app
 
-    async def _page(
-        self, lister: Callable[..., Any], request: Any, context: Ctx, *filters: Any
-    ) -> Any:
-        """The page of `lister` the caller gets for the request's page size and token."""
-        return await self._call(
-            lister, self._who(context), request.page_size, request.page_token, *filters
-        )
-
     def _case_view(self, context: Ctx, case: ReportCase) -> pb.ReportCase:
         who = self._who(context)
         msg = case_message(case)
@@ -373,7 +364,13 @@ class ReportServicer(ApplicationServicer, pb_grpc.ReportServiceServicer):
     async def ListReports(
         self, request: pb.ListReportsRequest, context: Ctx
     ) -> pb.ListReportsResponse:
-        page = await self._page(self.app.list_reports, request, context, request.report_case)
+        page = await self._call(
+            self.app.list_reports,
+            self._who(context),
+            request.page_size,
+            request.page_token,
+            request.report_case,
+        )
         return pb.ListReportsResponse(
             reports=[json_format.ParseDict(d["report"], pb.Report()) for d in page.items],
             next_page_token=page.next_token,
@@ -413,8 +410,14 @@ class ReportServicer(ApplicationServicer, pb_grpc.ReportServiceServicer):
         ]
         if "UNSPECIFIED" in states:
             raise InvalidArgument.field("states", "must not contain REPORT_CASE_STATE_UNSPECIFIED")
-        page = await self._page(
-            self.app.list_cases, request, context, lane, states, request.category.strip()
+        page = await self._call(
+            self.app.list_cases,
+            self._who(context),
+            request.page_size,
+            request.page_token,
+            lane,
+            states,
+            request.category.strip(),
         )
         now = self.app.clock.now()
         triage = self.app.taxonomy.triage

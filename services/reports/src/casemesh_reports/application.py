@@ -53,8 +53,12 @@ def open_reports(
     pool_size: int = 10,
 ) -> Reports:
     with schema_lock(database_url):
-        env = postgres_env(database_url, pool_size=pool_size)
-        app = Reports(env, clock=clock, policy=policy, link_hosts=link_hosts)
+        app = Reports(
+            env=postgres_env(database_url, pool_size=pool_size),
+            clock=clock,
+            policy=policy,
+            link_hosts=link_hosts,
+        )
         triage = policy.taxonomy.triage
         app.reports_view = side_table(app, lambda datastore: ReportsView(datastore, triage))
     return app

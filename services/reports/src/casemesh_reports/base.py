@@ -1,7 +1,8 @@
 """What every use case of the reports application shares: its construction
-(clock, policy, the read model handed in), who may see a case, and loading
-and saving aggregates. The use cases (`filing`, `decisions`, `flaggers`,
-`queries`) extend `ReportsBase`; `application.Reports` joins them."""
+(clock, policy; the read model is set on it afterwards by `open_reports`),
+who may see a case, and loading and saving aggregates. The use cases
+(`filing`, `decisions`, `flaggers`, `queries`) extend `ReportsBase`;
+`application.Reports` joins them."""
 
 from __future__ import annotations
 
@@ -28,8 +29,9 @@ AGENT_WORK = "work report cases"
 
 
 class ReportsBase(CaseApplication[ReportCase]):
-    """The clock, the policy and the read model (handed in by `open_reports`;
-    None in memory), and the loading and saving every use case does."""
+    """The clock and the policy it is constructed with, the read model
+    (`reports_view`: set by `open_reports` on PostgreSQL; None in memory), and
+    the loading and saving every use case does."""
 
     def __init__(
         self,

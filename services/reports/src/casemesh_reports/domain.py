@@ -167,12 +167,13 @@ class ReportCase(Aggregate):
         return next((r["id"] for r in self.reports if r["reporter"] == reporter), None)
 
     def _still_open(self, refusal: str) -> None:
-        """Refuses a change an open case alone takes: the case is <state><refusal>."""
+        """Refuses a change only an open case takes, with the message `refusal`
+        (its `{state}`: the state the case is in)."""
         if self.state not in OPEN_CASE:
-            raise FailedPrecondition(f"the case is {self.state.value}{refusal}")
+            raise FailedPrecondition(refusal.format(state=self.state.value))
 
     def add_report(self, *, report: dict[str, Any], base_priority: float) -> None:
-        self._still_open("; it takes no more reports")
+        self._still_open("the case is {state}; it takes no more reports")
         self._report_added(report=report, base_priority=base_priority)
 
     @event("ReportAdded")
@@ -181,7 +182,7 @@ class ReportCase(Aggregate):
         self.base_priority = base_priority
 
     def assign(self, *, actor: str, assignee: str) -> None:
-        self._still_open(" and can no longer be assigned")
+        self._still_open("the case is {state} and can no longer be assigned")
         self._assigned(actor=actor, assignee=assignee)
 
     @event("Assigned")
@@ -199,7 +200,7 @@ class ReportCase(Aggregate):
         unfounded: list[str],
         at: datetime,
     ) -> None:
-        self._still_open("; it has been decided")
+        self._still_open("the case is {state}; it has been decided")
         kept = {r.type for r in statement.restrictions}
         self._decided(
             actor=actor,
@@ -240,7 +241,7 @@ class ReportCase(Aggregate):
         self.state = CaseState(outcome)
 
     def void(self, *, actor: str, reason: str, at: datetime) -> None:
-        self._still_open("; only an open case closes as void")
+        self._still_open("the case is {state}; only an open case closes as void")
         self._voided(actor=actor, reason=reason, at=at)
 
     @event("CaseVoided")

@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from google.protobuf.message import Message
 
 from casemesh import topics
 from casemesh.events.v1 import reports_pb2 as ev
 from casemesh.events.v1 import tickets_pb2 as tev
-from casemesh.platform.fields import items_of
 from casemesh.platform.grpcutil import to_timestamp
 from casemesh.platform.relay import EventTranslator
 from casemesh_reports.domain import AbuseReport, ReportCase, Reporter, TrustedFlagger
@@ -39,17 +38,6 @@ PUBLIC_NAMES = {
     "Changed": "TrustedFlaggerSet",
     "Removed": "TrustedFlaggerRemoved",
 }
-
-# What the messages of a filing and of its outcome carry as the events keep it.
-FILED_AS_IS = ("reporter", "category", "subcategory", "explanation", "source", "case_id")
-RESOLVED_AS_IS = (
-    "case_id",
-    "outcome",
-    "restrictions",
-    "decision_facts",
-    "manifestly_unfounded",
-    "redress",
-)
 
 COLLECTIONS: dict[type[Any], str] = {
     AbuseReport: "reports",
@@ -113,46 +101,49 @@ def _state(after: Any) -> str:
     return "ACTIVE" if after.active else "REMOVED"
 
 
-def _header(domain_event: Any, after: Any) -> ev.ReportEventHeader:
+def public_message(domain_event: Any, after: Any) -> Message:
+    """The public message of `domain_event`: the header every message of the
+    topic carries, and its own fields (`after` is the aggregate right after it)."""
+    kind = type(domain_event).__name__
     a = vars(domain_event)
-    return ev.ReportEventHeader(
+    header = ev.ReportEventHeader(
         aggregate_id=str(domain_event.originator_id),
         version=domain_event.originator_version,
         actor=a.get("actor") or a.get("reporter") or "system",
         time=to_timestamp(domain_event.timestamp),
         state=_state(after),
     )
-
-
-def public_message(domain_event: Any, after: Any) -> Message:
-    """The public message of `domain_event`: its own fields and the header
-    every message of the topic carries."""
-    header = _header(domain_event, after)
-    message = _fields(type(domain_event).__name__, vars(domain_event), after)
-    message.header.CopyFrom(header)
-    return cast(Message, message)
-
-
-def _fields(kind: str, a: dict[str, Any], after: Any) -> Any:
-    """The message for an event of this `kind` with payload `a`, but its header."""
     match kind:
         case "Filed":
             return ev.ReportFiled(
+                header=header,
+                reporter=a["reporter"],
                 contact=contact(a["contact"]),
                 target=_target(a["target"]),
+                category=a["category"],
+                subcategory=a["subcategory"],
+                explanation=a["explanation"],
                 evidence=[tev.EvidenceAttachment(**e) for e in a["evidence"]],
-                **items_of(a, *FILED_AS_IS),
+                source=a["source"],
+                case_id=a["case_id"],
             )
         case "Resolved":
             o = a["outcome"]
             return ev.ReportResolved(
+                header=header,
+                case_id=o["case_id"],
+                outcome=o["outcome"],
+                restrictions=o["restrictions"],
+                decision_facts=o["decision_facts"],
+                manifestly_unfounded=o["manifestly_unfounded"],
+                redress=o["redress"],
                 appeal_deadline=to_timestamp(o["appeal_deadline"]),
-                **items_of(o, *RESOLVED_AS_IS),
             )
         case "Voided":
-            return ev.ReportVoided(case_id=after.case_id, reason=a["reason"])
+            return ev.ReportVoided(header=header, case_id=after.case_id, reason=a["reason"])
         case "Reversed":
             return ev.ReportDecisionReversed(
+                header=header,
                 case_id=after.case_id,
                 appeal=a["appeal"],
                 restrictions_lifted=a["lifted"],
@@ -160,6 +151,7 @@ def _fields(kind: str, a: dict[str, Any], after: Any) -> Any:
         case "Opened":
             first = a["first_report"]
             return ev.ReportCaseOpened(
+                header=header,
                 target=_target(a["target"]),
                 category=a["category"],
                 lane=a["lane"],
@@ -170,6 +162,7 @@ def _fields(kind: str, a: dict[str, Any], after: Any) -> Any:
         case "ReportAdded":
             report = a["report"]
             return ev.ReportAddedToCase(
+                header=header,
                 report_id=report["id"],
                 reporter=report["reporter"],
                 reporter_count=len(after.reporters),
@@ -177,9 +170,10 @@ def _fields(kind: str, a: dict[str, Any], after: Any) -> Any:
                 base_priority=a["base_priority"],
             )
         case "Assigned":
-            return ev.ReportCaseAssigned(assignee=a["assignee"])
+            return ev.ReportCaseAssigned(header=header, assignee=a["assignee"])
         case "Decided":
             return ev.ReportCaseDecided(
+                header=header,
                 outcome=a["outcome"],
                 statement=statement_record(a["statement"]),
                 affected_uploader=_party(
@@ -190,43 +184,51 @@ def _fields(kind: str, a: dict[str, Any], after: Any) -> Any:
                 restrictions_lifted=_restrictions(a["lifted"]),
             )
         case "CaseVoided":
-            return ev.ReportCaseVoided(reason=a["reason"])
+            return ev.ReportCaseVoided(header=header, reason=a["reason"])
         case "Appealed":
-            return ev.ReportCaseAppealed(appeal=a["appeal"], appellant=a["actor"])
+            return ev.ReportCaseAppealed(header=header, appeal=a["appeal"], appellant=a["actor"])
         case "DecisionReversed":
             return ev.ReportCaseDecisionReversed(
+                header=header,
                 appeal=a["appeal"],
                 restrictions_lifted=_restrictions(a["lifted"]),
                 affected_uploader=_party(after.uploader) if a["lifted"] else None,
             )
         case "FirstMisuseCounted" | "MisuseCounted":
             return ev.ReporterMisuseCounted(
+                header=header,
                 reporter=after.user_id,
                 report_id=a["report_id"],
                 count=len(after.unfounded),
             )
         case "Warned":
-            return ev.ReporterWarned(reporter=after.user_id, contact=contact(a["contact"]))
+            return ev.ReporterWarned(
+                header=header, reporter=after.user_id, contact=contact(a["contact"])
+            )
         case "Suspended":
             return ev.ReporterSuspended(
+                header=header,
                 reporter=after.user_id,
                 contact=contact(a["contact"]),
                 until=to_timestamp(a["until"]),
             )
         case "MisuseWithdrawn":
-            return ev.ReporterMisuseWithdrawn(reporter=after.user_id, report_id=a["report_id"])
+            return ev.ReporterMisuseWithdrawn(
+                header=header, reporter=after.user_id, report_id=a["report_id"]
+            )
         case "SuspensionLifted":
             return ev.ReporterSuspensionLifted(
-                reporter=after.user_id, contact=contact(a["contact"])
+                header=header, reporter=after.user_id, contact=contact(a["contact"])
             )
         case "Designated" | "Changed":
             return ev.TrustedFlaggerSet(
+                header=header,
                 user_id=after.user_id,
                 display_name=a["display_name"],
                 areas=a["areas"],
             )
         case "Removed":
-            return ev.TrustedFlaggerRemoved(user_id=after.user_id)
+            return ev.TrustedFlaggerRemoved(header=header, user_id=after.user_id)
     raise ValueError(f"no public event for {kind}")
 
 

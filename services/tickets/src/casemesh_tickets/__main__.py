@@ -7,9 +7,9 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from casemesh.platform.casemain import run_case_service, serve_case_api
+from casemesh.platform.casemain import serve_case_api
 from casemesh.platform.clock import service_clock
-from casemesh.platform.entrypoint import relay_until_stopped
+from casemesh.platform.entrypoint import relay_until_stopped, run_command
 from casemesh.platform.logging import get_logger
 from casemesh.platform.relay import StreamFollower
 from casemesh.v1 import tickets_pb2, tickets_pb2_grpc
@@ -50,7 +50,11 @@ async def run_relay(cfg: RelaySettings) -> None:
 
 
 def main() -> None:
-    run_case_service("casemesh_tickets", (TicketsSettings, run_api), (RelaySettings, run_relay))
+    run_command(
+        "casemesh_tickets",
+        {"serve": (TicketsSettings, run_api), "relay": (RelaySettings, run_relay)},
+        default="serve",
+    )
 
 
 if __name__ == "__main__":

@@ -3,12 +3,10 @@ method (in a worker thread: the event store is synchronous), encode."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, TypeAlias
 
 import grpc
 
-from casemesh.platform.caseindex import Page
 from casemesh.platform.errors import Violations
 from casemesh.platform.fields import fields_of
 from casemesh.platform.grpcutil import ApplicationServicer, enum_name, to_timestamp
@@ -96,14 +94,6 @@ class TicketServicer(ApplicationServicer, pb_grpc.TicketServiceServicer):
     def __init__(self, app: Tickets) -> None:
         self.app = app
 
-    async def _page(
-        self, list_page: Callable[..., Page[Any]], context: Ctx, request: Any, of: Any
-    ) -> Any:
-        """One page of `list_page(caller, of, page_size, page_token)`, as the request asks."""
-        return await self._call(
-            list_page, self._who(context), of, request.page_size, request.page_token
-        )
-
     async def CreateTicket(self, request: pb.CreateTicketRequest, context: Ctx) -> pb.Ticket:
         view = await self._call(self.app.create_ticket, self._who(context), new_ticket(request))
         return ticket_message(view)
@@ -119,7 +109,13 @@ class TicketServicer(ApplicationServicer, pb_grpc.TicketServiceServicer):
         statuses = [
             enum_name(pb.TicketStatus, s, "statuses", "TICKET_STATUS_") for s in request.statuses
         ]
-        page = await self._page(self.app.list_tickets, context, request, statuses)
+        page = await self._call(
+            self.app.list_tickets,
+            self._who(context),
+            statuses,
+            request.page_size,
+            request.page_token,
+        )
         return pb.ListTicketsResponse(
             tickets=[ticket_message(v) for v in page.items], next_page_token=page.next_token
         )
@@ -213,7 +209,13 @@ class TicketServicer(ApplicationServicer, pb_grpc.TicketServiceServicer):
     async def ListTicketEvents(
         self, request: pb.ListTicketEventsRequest, context: Ctx
     ) -> pb.ListTicketEventsResponse:
-        page = await self._page(self.app.history, context, request, _id(request.name))
+        page = await self._call(
+            self.app.history,
+            self._who(context),
+            _id(request.name),
+            request.page_size,
+            request.page_token,
+        )
         return pb.ListTicketEventsResponse(
             events=[history_message(e) for e in page.items], next_page_token=page.next_token
         )

@@ -273,12 +273,10 @@ def open_tickets(
 ) -> Tickets:
     """Tickets on PostgreSQL, its case index beside the events."""
     return open_indexed(
-        Tickets,
         database_url,
         "ticket_cases",
         pool_size=pool_size,
-        clock=clock,
-        auto_close_after=auto_close_after,
+        make=lambda env: Tickets(env=env, clock=clock, auto_close_after=auto_close_after),
     )
 
 

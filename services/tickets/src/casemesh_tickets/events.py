@@ -3,32 +3,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from google.protobuf.message import Message
 
 from casemesh import topics
 from casemesh.events.v1 import tickets_pb2 as ev
-from casemesh.platform.casetranslation import case_translator, header_basics
-from casemesh.platform.fields import items_of
+from casemesh.platform.history import header_basics
+from casemesh.platform.relay import EventTranslator
 from casemesh_tickets.views import PUBLIC_NAMES
 
 TOPIC = topics.TICKETS
 SOURCE = "casemesh/tickets"
-
-
-# The events whose public message carries just these attributes of the stored
-# event, under the same names.
-PLAIN_FIELDS: dict[str, tuple[str, ...]] = {
-    "Assigned": ("assignee", "priority"),
-    "InfoRequested": ("message",),
-    "PutOnHold": ("reason",),
-    "Solved": ("resolution",),
-    "Reopened": ("reason",),
-    "Closed": (),
-    "Cancelled": ("reason",),
-    "Rated": ("score", "comment"),
-}
 
 
 def _status(status: str) -> int:
@@ -49,15 +36,15 @@ def public_message(domain_event: Any, status_after: str) -> Message:
         **header_basics(domain_event, creator="requester"),
         status=_status(status_after),  # type: ignore[arg-type]
     )
-    if kind in PLAIN_FIELDS:
-        message_class: type[Message] = getattr(ev, PUBLIC_NAMES[kind])
-        return message_class(header=header, **items_of(a, *PLAIN_FIELDS[kind]))
     match kind:
         case "Created":
             contact = a["contact"]
             return ev.TicketCreated(
                 header=header,
-                **items_of(a, "requester", "category", "subject", "description", "priority"),
+                requester=a["requester"],
+                category=a["category"],
+                subject=a["subject"],
+                description=a["description"],
                 contact=ev.ContactPreferences(
                     email=contact.get("email", ""),
                     phone=contact.get("phone", ""),
@@ -67,18 +54,43 @@ def public_message(domain_event: Any, status_after: str) -> Message:
                     ],
                     locale=a["locale"],
                 ),
+                priority=a["priority"],
                 evidence=_attachments(a),
             )
+        case "Assigned":
+            return ev.TicketAssigned(header=header, assignee=a["assignee"], priority=a["priority"])
         case "CommentAdded":
             return ev.CommentAdded(
                 header=header,
                 author=a["actor"],
-                **items_of(a, "by_requester", "body", "internal"),
+                by_requester=a["by_requester"],
+                body=a["body"],
+                internal=a["internal"],
                 evidence=_attachments(a),
             )
+        case "InfoRequested":
+            return ev.InfoRequested(header=header, message=a["message"])
+        case "PutOnHold":
+            return ev.TicketPutOnHold(header=header, reason=a["reason"])
+        case "Solved":
+            return ev.TicketSolved(header=header, resolution=a["resolution"])
+        case "Reopened":
+            return ev.TicketReopened(header=header, reason=a["reason"])
+        case "Closed":
+            return ev.TicketClosed(header=header)
+        case "Cancelled":
+            return ev.TicketCancelled(header=header, reason=a["reason"])
+        case "Rated":
+            return ev.TicketRated(header=header, score=a["score"], comment=a["comment"])
     raise ValueError(f"no public event for {kind}")
 
 
-# The relay's translation: `Translator(status_of)`, where `status_of(event)` is
-# the status right after it.
-Translator = case_translator("tickets", PUBLIC_NAMES, public_message)
+def Translator(status_of: Callable[[Any], str]) -> EventTranslator:
+    """The relay's translation; `status_of(event)` is the status right after it."""
+    return EventTranslator(
+        service="tickets",
+        collection="tickets",
+        public_names=PUBLIC_NAMES,
+        render=public_message,
+        after=status_of,
+    )

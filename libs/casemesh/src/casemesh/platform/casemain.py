@@ -1,33 +1,37 @@
 """What the entry point of a case service with a relay (tickets, appeals)
-does alike: `python -m <program> serve|relay`, serving by default, and the
-workers the API runs beside it."""
+does alike when it serves its API: the workers the API runs beside it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 
 from casemesh.platform.caseindex import CaseRow, IndexProjector
-from casemesh.platform.entrypoint import run_command, serve_servicer
+from casemesh.platform.cases import CaseApplication
+from casemesh.platform.entrypoint import serve_servicer
+from casemesh.platform.grpcutil import Serving
 from casemesh.platform.timers import case_timer
 
-# A command: its settings class, and what runs with them.
-Command = tuple[type[Any], Callable[[Any], Coroutine[Any, Any, None]]]
 
+class CaseServing(Serving, Protocol):
+    """The settings a case service's API is served with: a gRPC service's,
+    and the database its events (and deadline timers) are kept in."""
 
-def run_case_service(program: str, serve: Command, relay: Command) -> None:
-    run_command(program, {"serve": serve, "relay": relay}, default="serve")
+    database_url: str
 
 
 class CaseServicer(Protocol):
-    app: Any  # the case application it serves
+    """A servicer of one case application."""
+
+    @property
+    def app(self) -> CaseApplication[Any]: ...
 
 
 async def serve_case_api(
-    cfg: Any,
+    cfg: CaseServing,
     servicer: CaseServicer,
     service: ServiceDescriptor,
     add: Callable[[Any, grpc.aio.Server], None],

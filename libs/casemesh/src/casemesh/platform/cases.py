@@ -204,11 +204,11 @@ A = TypeVar("A", bound=CaseApplication[Any])
 
 
 def open_indexed(
-    make: Callable[..., A], database_url: str, table: str, *, pool_size: int, **settings: Any
+    database_url: str, table: str, *, pool_size: int, make: Callable[[dict[str, str]], A]
 ) -> A:
-    """`make(env=…, **settings)` on the database at `database_url` (a pool of
+    """`make(env)` with `env` the database at `database_url` (a pool of
     `pool_size` connections), its case index in the table `table`."""
     with schema_lock(database_url):
-        app = make(env=postgres_env(database_url, pool_size=pool_size), **settings)
+        app = make(postgres_env(database_url, pool_size=pool_size))
         app.index = side_table(app, lambda datastore: CaseIndex(datastore, table))
     return app

@@ -1,11 +1,16 @@
-"""A case's history as the case services list it: one entry per stored event,
-with what every entry tells (which event, who, when) and the service's own."""
+"""What a case's stored event tells of itself (which version, who, when), as
+the case services list it in a case's history (one entry per event, with the
+service's own fields) and as the header of its public event carries it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from casemesh.platform.grpcutil import to_timestamp
 
 
 @dataclass(frozen=True)
@@ -16,19 +21,42 @@ class EventEntry:
     time: datetime
 
 
-def entry_basics(domain_event: Any, public_names: dict[str, str], creator: str) -> dict[str, Any]:
+class EntryBasics(TypedDict):
+    sequence: int
+    type: str
+    actor: str
+    time: datetime
+
+
+def entry_basics(domain_event: Any, public_names: dict[str, str], creator: str) -> EntryBasics:
     """An EventEntry's fields for `domain_event` (`creator`: see `actor_of`)."""
     kind = type(domain_event).__name__
-    return {
-        "sequence": domain_event.originator_version,
-        "type": public_names.get(kind, kind),
-        "actor": actor_of(domain_event, creator),
-        "time": domain_event.timestamp,
-    }
+    return EntryBasics(
+        sequence=domain_event.originator_version,
+        type=public_names.get(kind, kind),
+        actor=actor_of(domain_event, creator),
+        time=domain_event.timestamp,
+    )
 
 
 def actor_of(domain_event: Any, creator: str) -> str:
     """Who acted: the event's actor, or for the creation the one in its
     attribute `creator`."""
     attrs = vars(domain_event)
-    return str(attrs.get("actor") or attrs.get(creator, ""))
+    actor: str = attrs.get("actor") or attrs.get(creator, "")
+    return actor
+
+
+class HeaderBasics(TypedDict):
+    version: int
+    actor: str
+    time: Timestamp | None
+
+
+def header_basics(domain_event: Any, creator: str) -> HeaderBasics:
+    """A public event header's version, actor (`creator`: see `actor_of`) and time."""
+    return HeaderBasics(
+        version=domain_event.originator_version,
+        actor=actor_of(domain_event, creator),
+        time=to_timestamp(domain_event.timestamp),
+    )

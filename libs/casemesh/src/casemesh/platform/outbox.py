@@ -3,8 +3,7 @@ with the change they describe, and are marked published only after Kafka
 acknowledged them. One publisher at a time (advisory lock); push-driven by
 NOTIFY on the table's channel.
 
-The table has: id (ordering), event_id (the CloudEvents id), a subject column,
-ce_type, payload (the protobuf bytes), created_at, published_at.
+The table and its columns are as `outbox_schema` creates them.
 """
 
 from __future__ import annotations
