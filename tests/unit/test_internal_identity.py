@@ -60,6 +60,21 @@ def forged(key: str = KEY, headers: dict[str, Any] | None = None, **overrides: A
     return jwt.encode(body, private, algorithm="EdDSA", headers={"kid": kid, **(headers or {})})
 
 
+def test_a_callers_token_serves_a_quarter_of_its_life_then_a_fresh_one_is_signed() -> None:
+    now = [time.time() - 30]  # the signer's clock; the verifier's is the real one
+    signer = InternalTokenSigner(KEY, clock=lambda: now[0])
+    first = signer.token(ALICE, TICKETS)
+    now[0] += 10
+    assert signer.token(ALICE, TICKETS) == first
+    assert signer.token(Identity("bob", frozenset({"user"})), TICKETS) != first
+    assert signer.token(ALICE, "casemesh.v1.EvidenceService") != first
+    assert signer.token(ALICE, TICKETS, {"appealable_until": ""}) != first  # facts: per call
+    now[0] += 6
+    fresh = signer.token(ALICE, TICKETS)
+    assert fresh != first
+    assert verifier().verify(as_metadata(fresh)).identity == ALICE
+
+
 def test_the_gateways_token_tells_the_service_who_calls_and_what_was_checked() -> None:
     signer = InternalTokenSigner(KEY)
     vouched = verifier().verify(signer.metadata(ALICE, TICKETS, {"appealable_until": ""}))

@@ -56,6 +56,20 @@ def test_a_valid_token_gives_the_identity() -> None:
     assert who.is_agent
 
 
+def test_a_token_checked_once_is_taken_until_it_expires_and_not_after() -> None:
+    now = [time.time()]
+    verifier = TokenVerifier(secret=SECRET, clock=lambda: now[0])
+    token = f"Bearer {mint_token(SECRET, 'li', ['agent'], ttl_seconds=60)}"
+    assert verifier.verify(token).subject == "li"
+    now[0] += 59
+    assert verifier.verify(token).subject == "li"
+    now[0] += 2
+    with pytest.raises(Unauthenticated, match="expired"):
+        verifier.verify(token)
+    with pytest.raises(Unauthenticated, match="invalid"):  # a good token does not vouch for others
+        verifier.verify(f"Bearer {jwt.encode(claims(), 'x' + SECRET)}")
+
+
 @pytest.mark.parametrize(
     ("make", "reason"),
     [

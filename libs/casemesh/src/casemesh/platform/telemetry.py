@@ -3,6 +3,7 @@ propagation of trace context through gRPC metadata and Kafka headers."""
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Sequence
 
@@ -43,7 +44,9 @@ def configure_tracing(service: str, exporter: SpanExporter | None = None) -> Non
     _configured = True
 
 
+@functools.cache
 def tracer(name: str) -> trace.Tracer:
+    """One per name and process (a proxy until the provider is set up)."""
     return trace.get_tracer(name)
 
 
