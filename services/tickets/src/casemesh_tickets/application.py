@@ -102,25 +102,23 @@ class Tickets(CaseApplication[Ticket]):
         validation.check_new_ticket(v, **fields, prefix="ticket.")
         check_evidence(v, new.evidence, "ticket.evidence")
         v.raise_if_any()
-        existing = self.replayed(Ticket.create_id(who.subject, new.request_id), new)
-        if existing is not None:
-            return TicketView.of(existing)
-        ticket = self.create(
-            Ticket(
-                requester=who.subject,
-                request_id=new.request_id,
-                request_fingerprint=self.fingerprint(new),
-                category=new.category,
-                subject=new.subject.strip(),
-                description=new.description.strip(),
-                locale=new.locale,
-                contact=new.contact,
-                priority=int(BY_ID[new.category].default_priority),
-                evidence=new.evidence,
-            ),
-            new,
+        # No read first: a retry's Created event is refused by the store, and
+        # `create` then answers with the ticket the first call made.
+        fresh = Ticket(
+            requester=who.subject,
+            request_id=new.request_id,
+            request_fingerprint=self.fingerprint(new),
+            category=new.category,
+            subject=new.subject.strip(),
+            description=new.description.strip(),
+            locale=new.locale,
+            contact=new.contact,
+            priority=int(BY_ID[new.category].default_priority),
+            evidence=new.evidence,
         )
-        log.info("ticket.created", ticket_id=str(ticket.id), category=new.category)
+        ticket = self.create(fresh, new)
+        if ticket is fresh:
+            log.info("ticket.created", ticket_id=str(ticket.id), category=new.category)
         return TicketView.of(ticket)
 
     def assign(
