@@ -7,10 +7,11 @@ the order they were given, which the relay relies on): every command waits
 for every other command's fsync. Here a caller that finds no write under way
 writes everything queued by then in one transaction, under the same lock:
 
-- one `INSERT … ON CONFLICT DO NOTHING` for the whole batch; a caller whose
-  events were not all inserted (another command stored that version first,
-  or a batch-mate did) is refused with `IntegrityError`, and its other
-  events are deleted again before the commit, so it stored nothing;
+- one statement for the whole batch, calling a function in the database
+  (lock, NOTIFY, inserts, commit: one round trip); a caller whose events
+  were not all inserted (another command stored that version first, or a
+  batch-mate did) is refused with `IntegrityError`, and its other events
+  are deleted again before the commit, so it stored nothing;
 - any other error fails the batch only as a whole: each caller is then
   written alone, so a bad command fails by itself;
 - each caller returns only once the transaction holding its events has
@@ -26,8 +27,6 @@ from typing import Any
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from prometheus_client import Histogram
-from psycopg import Cursor
-from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 # Events written in one transaction at the most (the rest wait for the next).
@@ -72,23 +71,19 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         self._queue: list[_Write] = []
         self._mutex = threading.Lock()
         self._writing = False
-        table = SQL("{0}.{1}").format(
-            Identifier(datastore.schema), Identifier(self.events_table_name)
+        names = {
+            "schema": Identifier(datastore.schema),
+            "table": Identifier(self.events_table_name),
+            "event": Identifier(self.stored_event_type_name),
+            "channel": Identifier(self.channel_name),
+            "append": Identifier(f"casemesh_append_{self.events_table_name}"[:63]),
+        }
+        self.sql_create_statements.append(
+            APPEND_FUNCTION.format(**names, lock_timeout=datastore.lock_timeout)
         )
-        self._insert_batch = SQL(
-            "INSERT INTO {table} (originator_id, originator_version, topic, state)"
-            " SELECT originator_id, originator_version, topic, state"
-            " FROM unnest(%s::{schema}.{stored_event_type}[])"
-            " ON CONFLICT DO NOTHING"
-            " RETURNING originator_id, originator_version, notification_id"
-        ).format(
-            table=table,
-            schema=Identifier(datastore.schema),
-            stored_event_type=Identifier(self.stored_event_type_name),
-        )
-        self._delete_event = SQL(
-            "DELETE FROM {table} WHERE originator_id = %s AND originator_version = %s"
-        ).format(table=table)
+        self._append = SQL(
+            "SELECT {schema}.{append}(%s::{schema}.{event}[], %s::int[]) AS ids"
+        ).format(**names)
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int]:
         if not stored_events:
@@ -145,40 +140,67 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
             return batch
 
     def _write_together(self, batch: list[_Write]) -> None:
-        """One transaction for the batch; each caller's outcome is set only
-        once it has committed (an exception leaves every outcome unset)."""
-        rows = [
-            self.construct_pg_stored_event(e.originator_id, e.originator_version, e.topic, e.state)
-            for write in batch
-            for e in write.events
-        ]
-        # Pipelined: the lock, the insert and the commit take two round trips.
-        with (
-            self.datastore.get_connection() as conn,
-            conn.pipeline(),
-            conn.transaction(),
-            conn.cursor() as curs,
-        ):
-            self._lock_table(curs)
-            self._notify_channel(curs)
-            curs.execute(self._insert_batch, (rows,), prepare=True)
-            inserted = {
-                (str(r["originator_id"]), r["originator_version"]): r["notification_id"]
-                for r in curs.fetchall()
-            }
-            # Rows go in in batch order, so of two batch-mates writing one
-            # version the first wins, and is the first to claim it here.
-            outcomes = [self._outcome(curs, write, inserted) for write in batch]
-        for write, (ids, error) in zip(batch, outcomes, strict=True):
-            write.finish(ids=ids, error=error)
+        """One statement, so one transaction and one round trip, for the
+        batch; each caller's outcome is set only once it has committed (an
+        exception leaves every outcome unset)."""
+        rows, callers = [], []
+        for n, write in enumerate(batch):
+            for e in write.events:
+                rows.append(
+                    self.construct_pg_stored_event(
+                        e.originator_id, e.originator_version, e.topic, e.state
+                    )
+                )
+                callers.append(n)
+        with self.datastore.get_connection() as conn:
+            result = conn.execute(self._append, (rows, callers), prepare=True).fetchone()
+        assert result is not None
+        ids: list[int | None] = result["ids"]
+        start = 0
+        for write in batch:
+            mine = ids[start : start + len(write.events)]
+            start += len(write.events)
+            if None in mine:  # it lost a race: the function kept none of its events
+                write.finish(
+                    error=IntegrityError("an event of this aggregate version is already stored")
+                )
+            else:
+                write.finish(ids=[i for i in mine if i is not None])
 
-    def _outcome(
-        self, curs: Cursor[DictRow], write: _Write, inserted: dict[Key, int]
-    ) -> tuple[list[int], BaseException | None]:
-        mine = {k: inserted.pop(k) for k in write.keys if k in inserted}
-        if len(mine) == len(write.keys):
-            return [mine[k] for k in write.keys], None
-        for e, key in zip(write.events, write.keys, strict=True):
-            if key in mine:  # it lost a race: none of its events may stay
-                curs.execute(self._delete_event, (e.originator_id, e.originator_version))
-        return [], IntegrityError("an event of this aggregate version is already stored")
+
+# Appends a batch under the table lock, in the transaction of the one
+# statement that calls it: each event is inserted unless its aggregate version
+# is already stored (by an earlier transaction or an earlier batch-mate); a
+# caller with an event refused gets none stored. Returns each event's
+# notification id, NULL for those not stored.
+APPEND_FUNCTION = SQL(
+    "CREATE OR REPLACE FUNCTION {schema}.{append}(events {schema}.{event}[], callers int[])"
+    " RETURNS bigint[] LANGUAGE plpgsql AS $BODY$"
+    " DECLARE"
+    "   n int := coalesce(array_length(events, 1), 0);"
+    "   ids bigint[] := array_fill(NULL::bigint, ARRAY[n]);"
+    "   refused int[] := '{{}}';"
+    "   id bigint;"
+    " BEGIN"
+    "   SET LOCAL lock_timeout = '{lock_timeout}s';"
+    "   LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE;"
+    "   NOTIFY {channel};"
+    "   FOR i IN 1..n LOOP"
+    "     id := NULL;"
+    "     INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state)"
+    "     VALUES ((events[i]).originator_id, (events[i]).originator_version,"
+    "             (events[i]).topic, (events[i]).state)"
+    "     ON CONFLICT DO NOTHING RETURNING notification_id INTO id;"
+    "     ids[i] := id;"
+    "     IF id IS NULL THEN refused := refused || callers[i]; END IF;"
+    "   END LOOP;"
+    "   FOR i IN 1..n LOOP"
+    "     IF ids[i] IS NOT NULL AND callers[i] = ANY(refused) THEN"
+    "       DELETE FROM {schema}.{table} WHERE notification_id = ids[i];"
+    "       ids[i] := NULL;"
+    "     END IF;"
+    "   END LOOP;"
+    "   RETURN ids;"
+    " END;"
+    " $BODY$"
+)
