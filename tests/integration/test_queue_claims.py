@@ -182,3 +182,25 @@ def test_an_overdue_case_comes_before_a_fresh_one_of_the_same_priority() -> None
     advance(cases[0], START + timedelta(hours=2), LEVELS)  # first response breached
     assert cases[0].priority == 4 and cases[0].due_key is not None
     assert cases[1].due_key is not None and cases[0].due_key < cases[1].due_key
+
+
+async def test_watchers_hear_of_claims_and_of_leases_that_ran_out(queue_db: str) -> None:
+    now = datetime.now(UTC)
+    await seed(queue_db, 2, now)
+    async with (
+        await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as watcher,
+        await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as conn,
+    ):
+        # A restart on the existing database changes nothing.
+        await store.create_schema(conn)
+        await watcher.execute(f"LISTEN {store.CHANGES_CHANNEL}")
+        first = await store.claim_next(conn, "a", [], timedelta(seconds=30), now)
+        later = now + timedelta(seconds=31)
+        again = await store.claim_next(conn, "b", [], timedelta(seconds=30), later)
+        assert first is not None and again is not None and again.name == first.name
+        heard = [n.payload async for n in watcher.notifies(timeout=5.0, stop_after=3)]
+    assert heard == [
+        f"CLAIMED|{first.name}",
+        f"RELEASED|{first.name}",
+        f"CLAIMED|{first.name}",
+    ]

@@ -39,7 +39,46 @@ SLA_EVENTS = Outbox(
     subject_column="case_name",
 )
 
-SCHEMA = """
+CHANGES_CHANNEL = "queue_changes"
+
+CLAIMS = f"""
+-- Cases whose lease ran out go back to the queue, each told to the watchers
+-- (rows another transaction holds are left for the next look: nobody waits on
+-- anybody).
+CREATE OR REPLACE FUNCTION queue_release_expired(now timestamptz) RETURNS void
+LANGUAGE sql AS $$
+    WITH released AS (
+        UPDATE queue_cases SET holder = '', hold_since = NULL, lease_until = NULL
+        WHERE name IN (SELECT name FROM queue_cases WHERE holder <> '' AND lease_until <= now
+                       FOR UPDATE SKIP LOCKED)
+        RETURNING name)
+    SELECT count(pg_notify('{CHANGES_CHANNEL}', 'RELEASED|' || name)) FROM released
+$$;
+-- A claim in one statement, so one round trip: expired leases first, then the
+-- most urgent free case (of `queues`, when any are named); SKIP LOCKED walks
+-- past the rows other claims hold, so no two agents get the same case and
+-- none waits.
+CREATE OR REPLACE FUNCTION queue_claim(
+    agent text, now timestamptz, until timestamptz, queues text[]
+) RETURNS SETOF queue_cases LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM queue_release_expired(now);
+    RETURN QUERY
+        WITH claimed AS (
+            UPDATE queue_cases SET holder = agent, hold_since = now, lease_until = until
+            WHERE name = (SELECT name FROM queue_cases
+                          WHERE claimable AND holder = ''
+                            AND (cardinality(queues) = 0 OR queue = ANY(queues))
+                          ORDER BY priority DESC, due_key, created_at, name
+                          LIMIT 1 FOR UPDATE SKIP LOCKED)
+            RETURNING *)
+        SELECT claimed.* FROM claimed, pg_notify('{CHANGES_CHANNEL}', 'CLAIMED|' || claimed.name);
+END
+$$;
+"""
+
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS queue_cases (
     name text PRIMARY KEY,
     type text NOT NULL,
@@ -81,9 +120,11 @@ CREATE TABLE IF NOT EXISTS queue_consumed (
 CREATE TABLE IF NOT EXISTS queue_generation (
     only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row), generation int NOT NULL);
 INSERT INTO queue_generation VALUES (true, 1) ON CONFLICT DO NOTHING;
-""" + outbox_schema(SLA_EVENTS)
+"""
+    + outbox_schema(SLA_EVENTS)
+    + CLAIMS
+)
 
-CHANGES_CHANNEL = "queue_changes"
 # The order key of a case with no running clock: after every due time.
 NO_DUE = datetime(9999, 12, 31, tzinfo=UTC)
 SLA_NAMESPACE = uuid.UUID("3f1f0e9a-7c55-4a0b-9d7e-2a6c5b8e1d04")
@@ -271,21 +312,8 @@ async def fire_due(
 
 
 async def expire_leases(conn: psycopg.AsyncConnection[Any], now: datetime) -> None:
-    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        await _expire_leases(cur, now)
-
-
-async def _expire_leases(cur: psycopg.AsyncCursor[Any], now: datetime) -> None:
-    """Returns cases whose lease ran out to the queue (rows another transaction
-    holds are left for the next look: nobody waits on anybody)."""
-    await cur.execute(
-        "UPDATE queue_cases SET holder = '', hold_since = NULL, lease_until = NULL"
-        " WHERE name IN (SELECT name FROM queue_cases WHERE holder <> '' AND lease_until <= %s"
-        " FOR UPDATE SKIP LOCKED) RETURNING name",
-        (now,),
-    )
-    for row in await cur.fetchall():
-        await cur.execute("SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, f"RELEASED|{row['name']}"))
+    async with conn.transaction():
+        await conn.execute("SELECT queue_release_expired(%s)", (now,))
 
 
 async def claim_next(
@@ -295,21 +323,15 @@ async def claim_next(
     lease: timedelta,
     now: datetime,
 ) -> Case | None:
-    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        await _expire_leases(cur, now)
-        in_queues = "AND queue = ANY(%s)" if queues else ""
+    """The case `agent` now holds, or None when none is waiting. On an
+    autocommit connection (what the pools give), so the one statement is its
+    own transaction."""
+    async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            "UPDATE queue_cases SET holder = %s, hold_since = %s, lease_until = %s"
-            " WHERE name = (SELECT name FROM queue_cases WHERE claimable AND holder = ''"
-            f" {in_queues} ORDER BY priority DESC, due_key, created_at, name"
-            " LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING *",
-            (agent, now, now + lease, *([queues] if queues else [])),
+            "SELECT * FROM queue_claim(%s, %s, %s, %s)", (agent, now, now + lease, queues)
         )
         row = await cur.fetchone()
-        if row is None:
-            return None
-        await cur.execute("SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, f"CLAIMED|{row['name']}"))
-        return case_of(row)
+    return case_of(row) if row else None
 
 
 async def _held(cur: psycopg.AsyncCursor[Any], agent: str, name: str, now: datetime) -> Case | str:
