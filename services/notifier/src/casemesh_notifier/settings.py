@@ -40,8 +40,9 @@ class NotifierSettings(PostgresSettings, KafkaSettings):
     sms_time_zone: str = "Asia/Shanghai"
     sms_per_recipient_per_hour: int = Field(10, ge=1)
 
-    # How many jobs one notifier sends at once. A kill -9 can leave this many
-    # sends in flight; each is taken over as a possible repeat.
+    # How many workers of one notifier send at once, each a batch of jobs
+    # (delivery.BATCH). A kill -9 can leave this many batches claimed; each of
+    # their jobs is taken over as a possible repeat.
     send_concurrency: int = Field(4, ge=1, le=32)
 
     # Retries: exponential backoff with full jitter, then the job is parked.
