@@ -128,9 +128,12 @@ def test_the_notifier_needs_a_way_to_send_email() -> None:
 
 
 class Relay:
-    """An SMTP relay on loopback counting the sessions it was opened."""
+    """An SMTP relay on loopback counting the sessions it was opened; with
+    `pipelining`, it offers PIPELINING (RFC 2920), as common relays do."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, pipelining: bool = False) -> None:
+        self.pipelining = pipelining
+        self.refused: set[str] = set()  # recipients it answers 550 for
         self.sessions = 0
         self.messages: list[Any] = []
         self.address = ("127.0.0.1", free_port())
@@ -147,7 +150,17 @@ class Relay:
             ) -> Any:
                 relay.sessions += 1
                 session.host_name = hostname
+                if relay.pipelining:
+                    return [*responses[:-1], "250-PIPELINING", responses[-1]]
                 return responses
+
+            async def handle_RCPT(
+                self, server: Any, session: Any, envelope: Any, address: str, options: Any
+            ) -> str:
+                if address in relay.refused:
+                    return "550 5.1.1 no such mailbox"
+                envelope.rcpt_tos.append(address)
+                return "250 OK"
 
         mail._controller.handler = Counting()
         mail.start()
@@ -162,6 +175,13 @@ class Relay:
 @pytest.fixture()
 def relay() -> Iterator[Relay]:
     r = Relay()
+    yield r
+    r.mail.stop()
+
+
+@pytest.fixture()
+def pipelining_relay() -> Iterator[Relay]:
+    r = Relay(pipelining=True)
     yield r
     r.mail.stop()
 
@@ -253,3 +273,67 @@ async def test_a_message_the_relay_never_answered_for_is_retried_as_a_possible_r
     with pytest.raises(DeliveryError) as refused:
         await channel.send(numbered(2))
     assert not refused.value.maybe_sent and not refused.value.permanent
+
+
+async def test_a_batch_goes_out_in_order_over_one_session_to_a_pipelining_relay(
+    pipelining_relay: Relay,
+) -> None:
+    channel = smtp_to(pipelining_relay)
+    batch = [numbered(n) for n in range(20)]
+    try:
+        results = await channel.send_many(batch, deadline=float("inf"))
+        await channel.send(numbered(20))
+    finally:
+        await channel.aclose()
+    assert results == [f"<{m.job_id}@casemesh>" for m in batch]
+    got = [(m["Message-ID"], m["To"], m["Subject"]) for m in pipelining_relay.messages]
+    assert got == [
+        (
+            f"<{numbered(n).job_id}@casemesh>",
+            f"u{n}@example.com",
+            "【工单已受理】 换了手机号无法登录",
+        )
+        for n in range(21)
+    ]
+    assert pipelining_relay.messages[0].get_content().splitlines() == MESSAGE.body.splitlines()
+    assert pipelining_relay.sessions == 1
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+async def test_a_refused_recipient_fails_alone_and_the_rest_of_the_batch_goes(
+    pipelining: bool,
+) -> None:
+    relay = Relay(pipelining=pipelining)
+    relay.refused.add("u2@example.com")
+    channel = smtp_to(relay)
+    try:
+        first, refused, third = await channel.send_many(
+            [numbered(1), numbered(2), numbered(3)], deadline=float("inf")
+        )
+    finally:
+        await channel.aclose()
+        relay.mail.stop()
+    assert first == f"<{numbered(1).job_id}@casemesh>"
+    assert third == f"<{numbered(3).job_id}@casemesh>"
+    assert isinstance(refused, DeliveryError)
+    assert refused.permanent and not refused.maybe_sent
+    assert [m["To"] for m in relay.messages] == ["u1@example.com", "u3@example.com"]
+
+
+async def test_a_batch_begins_nothing_past_its_deadline_nor_tries_a_relay_that_is_not_there(
+    relay: Relay,
+) -> None:
+    channel = smtp_to(relay)
+    try:
+        results = await channel.send_many([numbered(1), numbered(2)], deadline=0.0)
+    finally:
+        await channel.aclose()
+    assert results == [f"<{numbered(1).job_id}@casemesh>"]  # the first, at once
+    assert [m["To"] for m in relay.messages] == ["u1@example.com"]
+
+    nobody = SmtpChannel(host="127.0.0.1", port=free_port(), sender="support@casemesh.local")
+    results = await nobody.send_many([numbered(1), numbered(2)], deadline=float("inf"))
+    assert len(results) == 2
+    for result in results:
+        assert isinstance(result, DeliveryError)
+        assert not result.maybe_sent and not result.permanent

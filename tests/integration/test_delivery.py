@@ -404,3 +404,57 @@ def postgres_uptime(conn: psycopg.Connection[Any]) -> timedelta:
     row = conn.execute("SELECT now() - pg_postmaster_start_time()").fetchone()
     assert row is not None
     return row[0]  # type: ignore[no-any-return]
+
+
+def outcome_ids(notifier: Notifier) -> list[tuple[str, str]]:
+    return notifier.rows("SELECT event_id, ce_type FROM notification_outbox ORDER BY id")
+
+
+async def test_a_backlog_is_sent_and_recorded_many_jobs_at_a_time_each_once(
+    notifier: Notifier,
+) -> None:
+    jobs = [
+        job
+        for _ in range(5)
+        for job in await notifier.consume(
+            created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,))
+        )
+    ]
+    assert await notifier.delivery.deliver_batch() == 5  # one claim for the five
+    assert sorted(m.job_id for m in notifier.email.delivered) == sorted(map(str, jobs))
+    assert notifier.rows("SELECT DISTINCT status, attempts FROM notification_jobs") == [("sent", 1)]
+    assert sorted(outcome_ids(notifier)) == sorted(
+        (f"{job}:1", "casemesh.notifications.NotificationDelivered.v1") for job in jobs
+    )
+    assert [e.possible_repeat for job in jobs for e in delivered_events(notifier, job)] == [
+        False
+    ] * 5
+    assert await notifier.drain() == 0
+
+
+async def test_jobs_a_batch_could_not_begin_within_the_lease_go_back_untried(
+    notifier: Notifier,
+) -> None:
+    # A lease just long enough for one send: a batch sends its first job only.
+    cfg = notifier.delivery._cfg
+    tight = cfg.model_copy(update={"claim_lease_seconds": cfg.longest_send})
+    delivery = Delivery(
+        pool=notifier.pool,
+        conninfo=notifier.dsn,
+        channels={"EMAIL": notifier.email},
+        cfg=tight,
+        clock=notifier.clock,
+    )
+    for _ in range(3):
+        await notifier.consume(created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,)))
+    assert await delivery.deliver_batch() == 3
+    assert len(notifier.email.delivered) == 1
+    assert sorted(notifier.rows("SELECT status, attempts FROM notification_jobs")) == [
+        ("pending", 0),
+        ("pending", 0),
+        ("sent", 1),
+    ]
+    assert len(outcome_ids(notifier)) == 1  # untried: no outcome
+    while await delivery.deliver_batch():
+        pass
+    assert len({m.job_id for m in notifier.email.delivered}) == len(notifier.email.delivered) == 3

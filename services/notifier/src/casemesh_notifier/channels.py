@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import re
 import smtplib
 import ssl
 import time
@@ -19,6 +20,8 @@ from email.utils import formatdate
 from typing import TYPE_CHECKING, Protocol
 
 import httpx
+
+from casemesh_notifier import mime
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -37,15 +40,22 @@ class Outgoing:
 class DeliveryError(Exception):
     """A send that failed. `maybe_sent`: the message may have gone out all the
     same (the relay took it and its answer was lost), so a retry is a possible
-    repeat."""
+    repeat. `unreachable`: no session could be opened, so the messages after
+    it would fail alike."""
 
-    def __init__(self, message: str, *, permanent: bool, maybe_sent: bool = False) -> None:
+    def __init__(
+        self, message: str, *, permanent: bool, maybe_sent: bool = False, unreachable: bool = False
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.maybe_sent = maybe_sent
+        self.unreachable = unreachable
 
 
 class Channel(Protocol):
+    """Sends one message at a time. A channel may also send a batch at once
+    (`send_many`, as `SmtpChannel` does)."""
+
     async def send(self, message: Outgoing) -> str:
         """Delivers the message; returns the provider's message id (may be empty)."""
         ...
@@ -54,6 +64,10 @@ class Channel(Protocol):
 class SmtpChannel:
     """Sends over SMTP, keeping idle sessions open for the next message (a
     connection and greeting per message cost more than the message itself).
+    A batch of messages goes out over one session from one worker thread; a
+    relay that offers PIPELINING (RFC 2920) takes each message's envelope and
+    DATA in one round trip. Messages are written by `mime.render` where it
+    can, else by the `email` library.
     A session idle longer than IDLE_S is closed rather than reused (relays drop
     quiet clients); one idle longer than CHECK_S is asked NOOP first and
     replaced if the relay has closed it, so no message is resent on a new
@@ -82,6 +96,7 @@ class SmtpChannel:
         self._starttls, self._username, self._password = starttls, username, password
         self._timeout, self._data_timeout = timeout, data_timeout
         self._idle: queue.SimpleQueue[tuple[_Session, float]] = queue.SimpleQueue()
+        self._from = mime.Sender(sender)
 
     def _message(self, m: Outgoing) -> EmailMessage:
         msg = EmailMessage()
@@ -129,13 +144,37 @@ class SmtpChannel:
                 pass
             smtp.close()  # no QUIT: the relay is not answering on it
 
-    def _send_blocking(self, m: Outgoing) -> str:
-        msg = self._message(m)
+    def _send_blocking(self, messages: list[Outgoing], deadline: float) -> list[str | Exception]:
+        """Sends the messages in order over open sessions, beginning none but
+        the first at or after `deadline` (monotonic): one result per message
+        tried, a provider id or why not. Once the relay cannot be reached, the
+        rest fail alike untried."""
+        results: list[str | Exception] = []
+        for m in messages:
+            if results and time.monotonic() >= deadline:
+                break
+            try:
+                results.append(self._send_one(m))
+            except DeliveryError as exc:
+                results.append(exc)
+                if exc.unreachable:
+                    results.extend(exc for _ in messages[len(results) :])
+                    break
+            except Exception as exc:  # a message that cannot be formed: the others go on
+                results.append(exc)
+        return results
+
+    def _send_one(self, m: Outgoing) -> str:
+        payload = mime.render(self._from, m.job_id, m.recipient, m.subject, m.body, m.template)
+        msg = self._message(m) if payload is None else None
         smtp: _Session | None = None
         try:
             smtp = self._session()
             try:
-                smtp.send_message(msg)
+                if msg is not None:
+                    smtp.send_message(msg)
+                else:
+                    smtp.deliver(self._from.address, m.recipient, payload or b"")
             except BaseException:
                 smtp.close()
                 raise
@@ -149,7 +188,11 @@ class SmtpChannel:
                 f"SMTP {exc.smtp_code}: {exc.smtp_error!r}", permanent=500 <= exc.smtp_code < 600
             ) from exc
         except (OSError, smtplib.SMTPException) as exc:
-            if smtp is not None and smtp.answer_lost:
+            if smtp is None:
+                raise DeliveryError(
+                    f"SMTP unavailable: {exc!r}", permanent=False, unreachable=True
+                ) from exc
+            if smtp.answer_lost:
                 raise DeliveryError(
                     f"SMTP: no answer to the message: {exc!r}", permanent=False, maybe_sent=True
                 ) from exc
@@ -158,7 +201,20 @@ class SmtpChannel:
         return f"<{m.job_id}@casemesh>"
 
     async def send(self, message: Outgoing) -> str:
-        return await asyncio.to_thread(self._send_blocking, message)
+        (result,) = await self.send_many([message], deadline=float("inf"))
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def send_many(
+        self, messages: list[Outgoing], *, deadline: float
+    ) -> list[str | Exception]:
+        """`send` for each message in turn, in one worker thread, beginning
+        none but the first at or after `deadline` (time.monotonic): for each
+        message tried, the provider's
+        message id or why it was not sent (a `DeliveryError`, or any other
+        error for a message it cannot form)."""
+        return await asyncio.to_thread(self._send_blocking, messages, deadline)
 
     async def aclose(self) -> None:
         while True:
@@ -167,6 +223,9 @@ class SmtpChannel:
             except queue.Empty:
                 return
             await asyncio.to_thread(_quit, smtp)
+
+
+_LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
 class _Session(smtplib.SMTP):
@@ -184,6 +243,31 @@ class _Session(smtplib.SMTP):
         reply = super().data(msg)
         self._in_data = False
         return reply
+
+    def deliver(self, sender: str, recipient: str, payload: bytes) -> None:
+        """Sends one message (CRLF lines) to one plain ASCII recipient, as
+        `sendmail` would; with PIPELINING, MAIL, RCPT and DATA go together.
+        After a refusal the caller closes the session."""
+        self.ehlo_or_helo_if_needed()
+        if not self.has_extn("pipelining"):
+            self.sendmail(sender, [recipient], payload)
+            return
+        self.send(f"MAIL FROM:<{sender}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n")
+        mail, rcpt, data = self.getreply(), self.getreply(), self.getreply()
+        if mail[0] != 250:
+            raise smtplib.SMTPSenderRefused(mail[0], mail[1], sender)
+        if rcpt[0] not in (250, 251):
+            raise smtplib.SMTPRecipientsRefused({recipient: rcpt})
+        if data[0] != 354:
+            raise smtplib.SMTPDataError(*data)
+        self._in_data = True
+        if self.sock is not None:
+            self.sock.settimeout(self.data_timeout)
+        self.send(_LEADING_DOT.sub(b"..", payload) + b".\r\n")
+        code, answer = self.getreply()
+        self._in_data = False
+        if code != 250:
+            raise smtplib.SMTPDataError(code, answer)
 
     def end_message(self, timeout: float) -> None:
         """After a message, failed or not: whether its answer was lost, and the

@@ -1,12 +1,17 @@
 """The sender: claims due jobs, delivers them, records every outcome.
 
-A few workers send at once (`CASEMESH_SEND_CONCURRENCY`). A job is claimed
-with a lease (`sending`, `claimed_until`), so workers and replicas share the
-work (SKIP LOCKED) and a job whose sender died is taken up again: 15 s after
-the claim when its sender's session is gone, else after the lease. Failures
-retry with backoff and jitter until the retry budget is spent, then the job is
-parked (visible, replayable). Each outcome and its outcome event (outbox) commit in
-one transaction.
+A few workers send at once (`CASEMESH_SEND_CONCURRENCY`), each claiming up to
+BATCH due jobs at a time. A job is claimed with a lease (`sending`,
+`claimed_until`), so workers and replicas share the work (SKIP LOCKED) and a
+job whose sender died is taken up again: 15 s after the claim when its
+sender's session is gone, else after the lease. A worker sends its e-mails one
+after another over one session and records the deliveries together, each
+with its outcome event (outbox), in one transaction; it sends no message
+later than a whole send before the lease ends (the rest go back to the
+queue untried), so no claim lapses under a send. SMS go one at a time per
+process, each recorded before the next. Failures retry with backoff and
+jitter until the retry budget is spent, then the job is parked (visible,
+replayable). An outcome and its outcome event commit in one transaction.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ import contextlib
 import itertools
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -83,6 +89,10 @@ STILL_CLAIMED = "id = %s AND status = 'sending' AND attempts = %s"
 JOB_COLUMNS = (
     "id, cause_event_id, case_name, channel, recipient, template, subject, body, params, attempts"
 )
+# How many due jobs a worker claims at once. A sender killed mid-batch leaves
+# them all claimed; each is taken over as a possible repeat.
+BATCH = 32
+
 # How long a sender keeps retrying to record an outcome while the database
 # is away, between tries (seconds): a message sent and not recorded would be
 # sent again once its lease lapses.
@@ -101,16 +111,28 @@ REAP_EVERY = 5.0  # seconds
 async def record_outcome(
     conn: psycopg.AsyncConnection[Any], job: Job, message: Any, now: datetime
 ) -> None:
-    """Adds the outcome event to the outbox, in the caller's transaction. Its id is
-    `<job id>:<n>`, n counting the job's outcomes (attempt numbers restart when a
-    parked job is replayed). Callers update the job row first, so its row lock
-    orders concurrent outcomes of one job."""
-    ce_type = f"casemesh.notifications.{message.DESCRIPTOR.name}.v1"
+    await record_outcomes(conn, [(job, message)], now)
+
+
+async def record_outcomes(
+    conn: psycopg.AsyncConnection[Any], outcomes: Sequence[tuple[Job, Any]], now: datetime
+) -> None:
+    """Adds the outcome events (one per job) to the outbox, in the caller's
+    transaction. An event's id is `<job id>:<n>`, n counting the job's outcomes
+    (attempt numbers restart when a parked job is replayed). Callers update the
+    job rows first, so their row locks order concurrent outcomes of one job."""
     await conn.execute(
         "INSERT INTO notification_outbox (event_id, job_id, ce_type, payload, created_at)"
-        " SELECT %(job)s || ':' || (count(*) + 1), %(job)s::uuid, %(type)s, %(payload)s, %(now)s"
-        " FROM notification_outbox WHERE job_id = %(job)s::uuid",
-        {"job": job.id, "type": ce_type, "payload": message.SerializeToString(), "now": now},
+        " SELECT v.job || ':' || (1 + (SELECT count(*) FROM notification_outbox AS o"
+        "   WHERE o.job_id = v.job::uuid)), v.job::uuid, v.type, v.payload, %(now)s"
+        " FROM unnest(%(jobs)s::text[], %(types)s::text[], %(payloads)s::bytea[])"
+        " WITH ORDINALITY AS v(job, type, payload, n) ORDER BY v.n",
+        {
+            "jobs": [job.id for job, _ in outcomes],
+            "types": [f"casemesh.notifications.{m.DESCRIPTOR.name}.v1" for _, m in outcomes],
+            "payloads": [m.SerializeToString() for _, m in outcomes],
+            "now": now,
+        },
     )
     await conn.execute("NOTIFY notification_outbox")
 
@@ -157,7 +179,7 @@ class Delivery:
                         await asyncio.wait_for(self._present.wait(), 1.0)
                     continue
                 await self._reap_orphans()
-                worked = await self.deliver_one()
+                worked = await self.deliver_batch() > 0
             except (psycopg.Error, OSError) as exc:
                 log.error("delivery.database_unavailable", error=repr(exc))
                 worked = False
@@ -238,6 +260,11 @@ class Delivery:
             self._wake.set()
 
     async def claim(self) -> Job | None:
+        jobs = await self.claim_many(1)
+        return jobs[0] if jobs else None
+
+    async def claim_many(self, limit: int) -> list[Job]:
+        """Claims up to `limit` due jobs, the longest due first."""
         now = self._clock.now()
         lease = now + timedelta(seconds=self._cfg.claim_lease_seconds)
         async with self._pool.connection() as conn:
@@ -246,78 +273,125 @@ class Delivery:
                 "  SELECT id, status = 'sending' OR maybe_sent AS retaken FROM notification_jobs"
                 "  WHERE (status = 'pending' AND next_attempt_at <= %(now)s)"
                 "     OR (status = 'sending' AND claimed_until <= %(now)s)"
-                "  ORDER BY next_attempt_at, created_at LIMIT 1 FOR UPDATE SKIP LOCKED)"
+                "  ORDER BY next_attempt_at, created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
                 " UPDATE notification_jobs AS j SET status = 'sending',"
                 " attempts = j.attempts + 1, claimed_until = %(lease)s,"
                 " claimed_at = %(now)s, claimed_by = %(sender)s"
                 " FROM due WHERE j.id = due.id"
                 f" RETURNING {', '.join('j.' + c for c in JOB_COLUMNS.split(', '))}, due.retaken",
-                {"now": now, "lease": lease, "sender": self.sender},
+                {"now": now, "lease": lease, "sender": self.sender, "limit": limit},
             )
-            row = await cur.fetchone()
-        if row is None:
-            return None
-        job = Job(str(row[0]), *row[1:])
-        if job.retaken:
-            log.warning(
-                "notification.retaken", job_id=job.id, channel=job.channel, attempt=job.attempts
-            )
-        return job
+            rows = await cur.fetchall()
+        jobs = [Job(str(row[0]), *row[1:]) for row in rows]
+        for job in jobs:
+            if job.retaken:
+                log.warning(
+                    "notification.retaken",
+                    job_id=job.id,
+                    channel=job.channel,
+                    attempt=job.attempts,
+                )
+        return jobs
 
     async def deliver_one(self) -> bool:
         """Claims and handles one due job; False when none was due."""
-        job = await self.claim()
-        if job is None:
-            return False
-        if job.channel == "SMS":
-            # One SMS at a time per process, from the rate check to the
-            # recorded outcome: workers sending side by side would each
-            # count the same sends and together pass the per-number limit.
-            async with self._sms_turn:
-                await self._handle(job)
-        else:
-            await self._handle(job)
-        return True
+        return await self.deliver_batch(1) > 0
 
-    async def _handle(self, job: Job) -> None:
-        now = self._clock.now()
-        if job.channel == "SMS":
-            later = await self._sms_not_before(job, now)
-            if later is not None:
-                await self._recorded(self._defer, job, later)
-                return
-        outgoing = record_from(
-            Outgoing, job, job_id=job.id, params={k: str(v) for k, v in job.params.items()}
-        )
-        try:
-            provider_id = await self._channels[job.channel].send(outgoing)
-        except DeliveryError as exc:
-            await self._recorded(
-                self._failed, job, str(exc), permanent=exc.permanent, maybe_sent=exc.maybe_sent
-            )
-        except Exception as exc:
-            # A message the channel cannot even form: retrying cannot help, and
-            # it must not stop the others. Parked, it stays visible and replayable.
-            log.exception("notification.unsendable", job_id=job.id, channel=job.channel)
-            await self._recorded(
-                self._failed, job, f"unsendable: {type(exc).__name__}", permanent=True
-            )
-        else:
-            await self._recorded(self._sent, job, provider_id)
+    async def deliver_batch(self, limit: int = BATCH) -> int:
+        """Claims up to `limit` due jobs and handles them: the SMS one at a
+        time, the others sent together per channel. Returns how many were
+        claimed (0: none was due)."""
+        # A send may begin until a whole send before the lease ends (the
+        # first one at once: the lease outlasts a send).
+        deadline = time.monotonic() + self._cfg.claim_lease_seconds - self._cfg.longest_send
+        jobs = await self.claim_many(limit)
+        groups: dict[str, list[Job]] = {}
+        for job in jobs:
+            groups.setdefault(job.channel, []).append(job)
+        for channel, group in groups.items():
+            if channel != "SMS":
+                await self._send(group, deadline)
+                continue
+            for job in group:
+                # One SMS at a time per process, from the rate check to the
+                # recorded outcome: workers sending side by side would each
+                # count the same sends and together pass the per-number limit.
+                async with self._sms_turn:
+                    await self._handle_sms(job)
+        return len(jobs)
 
-    async def _recorded(self, record: Callable[..., Any], job: Job, *args: Any, **kw: Any) -> None:
-        """Records an attempt's outcome, waiting out a database outage of any
-        length: the attempt happened, and forgetting it would send again."""
+    async def _handle_sms(self, job: Job) -> None:
+        later = await self._sms_not_before(job, self._clock.now())
+        if later is not None:
+            await self._recorded(partial(self._defer, job, later), [job])
+            return
+        await self._send([job], float("inf"))
+
+    async def _send(self, jobs: list[Job], deadline: float) -> None:
+        """Sends the jobs (all of one channel), beginning none but the first
+        at or after `deadline` (monotonic), then records what happened: the
+        deliveries together, each failure on its own; a job not begun goes
+        back to the queue untried."""
+        channel = self._channels[jobs[0].channel]
+        outgoing = [
+            record_from(
+                Outgoing, job, job_id=job.id, params={k: str(v) for k, v in job.params.items()}
+            )
+            for job in jobs
+        ]
+        results: list[str | Exception] = []
+        send_many = getattr(channel, "send_many", None)
+        if send_many is not None:
+            results = await send_many(outgoing, deadline=deadline)
+        else:
+            for message in outgoing:
+                if results and time.monotonic() >= deadline:
+                    break
+                try:
+                    results.append(await channel.send(message))
+                except Exception as exc:
+                    results.append(exc)
+        delivered = [(job, r) for job, r in zip(jobs, results, strict=False) if isinstance(r, str)]
+        if delivered:
+            await self._recorded(partial(self._sent, delivered), [job for job, _ in delivered])
+        for job, result in zip(jobs, results, strict=False):
+            if isinstance(result, DeliveryError):
+                record = partial(
+                    self._failed,
+                    job,
+                    str(result),
+                    permanent=result.permanent,
+                    maybe_sent=result.maybe_sent,
+                )
+            elif isinstance(result, Exception):
+                # A message the channel cannot even form: retrying cannot help, and
+                # it must not stop the others. Parked, it stays visible and replayable.
+                log.error(
+                    "notification.unsendable", job_id=job.id, channel=job.channel, exc_info=result
+                )
+                record = partial(
+                    self._failed, job, f"unsendable: {type(result).__name__}", permanent=True
+                )
+            else:
+                continue
+            await self._recorded(record, [job])
+        for job in jobs[len(results) :]:
+            await self._recorded(partial(self._defer, job, self._clock.now()), [job])
+
+    async def _recorded(self, record: Callable[[], Awaitable[None]], jobs: list[Job]) -> None:
+        """Records attempts' outcomes, waiting out a database outage of any
+        length: the attempts happened, and forgetting them would send again."""
         for tries in itertools.count():
             try:
-                await record(job, *args, **kw)
+                await record()
                 return
             except (psycopg.Error, OSError) as exc:
                 pause = RECORD_RETRY[min(tries, len(RECORD_RETRY) - 1)]
                 if tries == 0 or pause == RECORD_RETRY[-1]:
                     log.error(
                         "notification.outcome_unrecorded",
-                        job_id=job.id,
+                        job_id=jobs[0].id,
+                        jobs=len(jobs),
                         error=repr(exc),
                         retry_in=pause,
                     )
@@ -358,42 +432,63 @@ class Delivery:
             "notification.deferred", job_id=job.id, channel=job.channel, until=until.isoformat()
         )
 
-    async def _sent(self, job: Job, provider_id: str) -> None:
+    async def _sent(self, delivered: list[tuple[Job, str]]) -> None:
+        """Records deliveries (job, provider's message id) and their outcome
+        events in one transaction; a job whose claim was lost meanwhile is
+        left to its new holder."""
         now = self._clock.now()
         async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
-                "UPDATE notification_jobs SET status = 'sent', sent_at = %s,"
-                " provider_message_id = %s, claimed_until = NULL, last_error = ''"
-                f" WHERE {STILL_CLAIMED}",
-                (now, provider_id, job.id, job.attempts),
-            )
-            if cur.rowcount == 0:
-                log.warning("notification.claim_lost", job_id=job.id, outcome="delivered")
-                return
-            if job.template in policy.SECRET_TEMPLATES:
+                "UPDATE notification_jobs AS j SET status = 'sent', sent_at = %(now)s,"
+                " provider_message_id = v.provider_id, claimed_until = NULL, last_error = '',"
                 # Delivered: a one-time code is kept no longer than needed.
-                await conn.execute(
-                    "UPDATE notification_jobs SET body = '', params = '{}' WHERE id = %s",
-                    (job.id,),
-                )
-            await record_outcome(
+                " body = CASE WHEN j.template = ANY(%(secret)s) THEN '' ELSE j.body END,"
+                " params = CASE WHEN j.template = ANY(%(secret)s) THEN '{}' ELSE j.params END"
+                " FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(provider_ids)s::text[])"
+                " AS v(id, attempts, provider_id)"
+                " WHERE j.id = v.id AND j.status = 'sending' AND j.attempts = v.attempts"
+                " RETURNING j.id",
+                {
+                    "now": now,
+                    "secret": sorted(policy.SECRET_TEMPLATES),
+                    "ids": [job.id for job, _ in delivered],
+                    "attempts": [job.attempts for job, _ in delivered],
+                    "provider_ids": [provider_id for _, provider_id in delivered],
+                },
+            )
+            still_claimed = {str(row[0]) for row in await cur.fetchall()}
+            for job, _ in delivered:
+                if job.id not in still_claimed:
+                    log.warning("notification.claim_lost", job_id=job.id, outcome="delivered")
+            delivered = [(job, pid) for job, pid in delivered if job.id in still_claimed]
+            if not delivered:
+                return
+            await record_outcomes(
                 conn,
-                job,
-                nev.NotificationDelivered(
-                    job=job.ref(now), provider_message_id=provider_id, possible_repeat=job.retaken
-                ),
+                [
+                    (
+                        job,
+                        nev.NotificationDelivered(
+                            job=job.ref(now),
+                            provider_message_id=provider_id,
+                            possible_repeat=job.retaken,
+                        ),
+                    )
+                    for job, provider_id in delivered
+                ],
                 now,
             )
-        OUTCOMES.labels(job.channel, "delivered").inc()
-        if job.retaken:
-            POSSIBLE_REPEATS.labels(job.channel).inc()
-        log.info(
-            "notification.delivered",
-            job_id=job.id,
-            channel=job.channel,
-            template=job.template,
-            attempt=job.attempts,
-        )
+        for job, _ in delivered:
+            OUTCOMES.labels(job.channel, "delivered").inc()
+            if job.retaken:
+                POSSIBLE_REPEATS.labels(job.channel).inc()
+            log.info(
+                "notification.delivered",
+                job_id=job.id,
+                channel=job.channel,
+                template=job.template,
+                attempt=job.attempts,
+            )
 
     async def _failed(
         self, job: Job, error: str, *, permanent: bool, maybe_sent: bool = False

@@ -70,6 +70,8 @@ STATEMENTS = [
     """CREATE INDEX IF NOT EXISTS notification_jobs_sms_rate
         ON notification_jobs (recipient, sent_at) WHERE channel = 'SMS'""",
     outbox_schema(NOTIFICATIONS, subject_type="uuid"),
+    # An outcome event's id counts the job's earlier ones.
+    """CREATE INDEX IF NOT EXISTS notification_outbox_job ON notification_outbox (job_id)""",
     """CREATE TABLE IF NOT EXISTS unprocessable_events (
         consumer text NOT NULL,
         event_id text NOT NULL,

@@ -40,8 +40,9 @@ class NotifierSettings(PostgresSettings, KafkaSettings):
     sms_time_zone: str = "Asia/Shanghai"
     sms_per_recipient_per_hour: int = Field(10, ge=1)
 
-    # How many jobs one notifier sends at once. A kill -9 can leave this many
-    # sends in flight; each is taken over as a possible repeat.
+    # How many workers of one notifier send at once, each a batch of jobs
+    # (delivery.BATCH). A kill -9 can leave this many batches claimed; each of
+    # their jobs is taken over as a possible repeat.
     send_concurrency: int = Field(4, ge=1, le=32)
 
     # Retries: exponential backoff with full jitter, then the job is parked.
@@ -52,12 +53,17 @@ class NotifierSettings(PostgresSettings, KafkaSettings):
     # outlast any send (an SMTP timeout applies to each step of a session).
     claim_lease_seconds: float = Field(300.0, gt=0)
 
-    @model_validator(mode="after")
-    def _lease_outlasts_a_send(self) -> NotifierSettings:
-        longest = max(
+    @property
+    def longest_send(self) -> float:
+        """The longest one send may take (seconds), whatever the channel."""
+        return max(
             10 * self.smtp_timeout_seconds + self.smtp_data_timeout_seconds,
             10 * max(self.sms_timeout_seconds, self.email_api_timeout_seconds),
         )
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> NotifierSettings:
+        longest = self.longest_send
         if self.claim_lease_seconds < longest:
             raise ValueError(
                 f"CASEMESH_CLAIM_LEASE_SECONDS must be at least {longest:.0f} (ten times the "

@@ -1,0 +1,73 @@
+"""The e-mail a person receives is the same whether the notifier writes its
+bytes itself (`mime.render`) or through the `email` library: the same
+headers once decoded, the same body bytes."""
+
+from __future__ import annotations
+
+from email import message_from_bytes, policy
+
+import pytest
+
+from casemesh_notifier.channels import Outgoing, SmtpChannel
+from casemesh_notifier.mime import SMTP_POLICY, Sender, render
+from casemesh_notifier.templates import TEMPLATES
+
+SENDER = "Casemesh Support <support@casemesh.local>"
+TEXTS = [
+    "",
+    "请补充截图。",
+    "A short line.\n.a line starting with a dot\n.",
+    "上传到 99% 时失败，" * 30,
+    "\n".join(["A long English paragraph that goes well past seventy-eight characters."] * 12),
+]
+# And a Date, which is the time of writing.
+HEADERS = ("From", "To", "Subject", "Message-ID", "X-Casemesh-Template")
+
+
+def outgoing(template: str, locale: str, text: str) -> Outgoing:
+    params = {
+        "ref": "T-1234",
+        "subject": "无法登录 cannot log in",
+        "text": text,
+        "due": "3 月 9 日",
+    }
+    t = TEMPLATES[(template, locale)]
+    return Outgoing(
+        job_id="0b9c5e0e-6a51-4f55-9a4b-4e0f1f9d2c11",
+        recipient="alice@example.com",
+        subject=t.subject.format(**params),
+        body=t.body.format(**params),
+        template=template,
+        params={},
+    )
+
+
+@pytest.mark.parametrize("key", sorted(TEMPLATES))
+def test_every_template_reads_the_same_as_the_librarys_message(key: tuple[str, str]) -> None:
+    channel = SmtpChannel(host="relay.invalid", port=25, sender=SENDER)
+    for text in TEXTS:
+        m = outgoing(*key, text)
+        ours = render(Sender(SENDER), m.job_id, m.recipient, m.subject, m.body, m.template)
+        theirs = channel._message(m).as_bytes(policy=SMTP_POLICY)
+        assert ours is not None
+        a = message_from_bytes(ours, policy=policy.default)
+        b = message_from_bytes(theirs, policy=policy.default)
+        assert a.keys() == b.keys()
+        assert [str(a[h]) for h in HEADERS] == [str(b[h]) for h in HEADERS]
+        assert a.get_content() == b.get_content()
+        assert ours.split(b"\r\n\r\n", 1)[1] == theirs.split(b"\r\n\r\n", 1)[1]
+
+
+def test_what_it_does_not_write_is_left_to_the_library() -> None:
+    plain = Sender(SENDER)
+    m = outgoing("ticket.received", "en", "")
+    assert (
+        render(plain, m.job_id, "Alice <alice@example.com>", m.subject, m.body, m.template) is None
+    )
+    assert render(plain, m.job_id, "用户@例子.中国", m.subject, m.body, m.template) is None
+    assert render(plain, m.job_id, m.recipient, "", m.body, m.template) is None
+    assert render(plain, m.job_id, m.recipient, "x" * 80, m.body, m.template) is None
+    assert (
+        render(Sender("支持 <支持@例子.中国>"), m.job_id, m.recipient, m.subject, m.body, "t")
+        is None
+    )
