@@ -140,11 +140,5 @@ def query_terms(query: str) -> list[str]:
     return list(dict.fromkeys(terms))[:64]
 
 
-def tsquery(terms: list[str]) -> str:
-    """An OR query (documents matching more of the words rank higher)."""
-    safe = [re.sub(r"[^\w]", "", t) for t in terms]
-    return " | ".join(t for t in safe if t)
-
-
 def is_chinese(text: str) -> bool:
     return bool(CJK.search(text))
