@@ -1,6 +1,6 @@
 """Help-centre search latency over 10,000 articles: the judged queries of
 tests/helpcenter_queries.json, segmented and ranked in PostgreSQL, against a
-bare psycopg round trip."""
+bare psycopg round trip, measured alternately (A-B-A-B)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 
 from bench.queue import percentiles, raw_round_trips
+from bench.report import Goal, interleaved, row
 from casemesh_helpcenter import store
 from casemesh_helpcenter.search import is_chinese
 
@@ -42,7 +43,7 @@ async def seed(dsn: str, articles: int) -> int:
                     )  # fmt: skip
                     await store.publish(conn, copy, locale, 1)
                     count += 1
-        await conn.execute("VACUUM ANALYZE help_search")
+        await conn.execute("VACUUM ANALYZE help_search, help_search_words")
     return count
 
 
@@ -59,18 +60,25 @@ async def searches(dsn: str, rounds: int) -> list[float]:
     return samples
 
 
-def run(dsn: str, articles: int = 10_000, rounds: int = 5) -> None:
+# The accepted goal is 15 ms. Searching adds up index rows in one query:
+# measured from 6× a bare round trip's p95 on a very busy machine to 41× on a
+# quiet one (round trip 0.1 ms, search 3.5 ms), so 50× is the ratio; ranking
+# every matching article was 170× to 480×.
+GOAL = Goal("help search p95, 10,000 articles", "ms", ratio=50, limit=15)
+
+
+def run(dsn: str, articles: int = 10_000, rounds: int = 2, alternations: int = 3) -> None:
     started = time.perf_counter()
     total = asyncio.run(seed(dsn, articles))
     seeded = time.perf_counter() - started
-    raw = asyncio.run(raw_round_trips(dsn, 1, 300))
-    timed = asyncio.run(searches(dsn, rounds))
-    raw50, raw95 = percentiles(raw, 95)
-    p50, p95 = percentiles(timed, 95)
-    print(f"\nHelp-centre search: {len(timed)} queries over {total} published articles")
-    print(f"  (seeded in {seeded:.0f} s)")
-    print(f"  bare psycopg round trip       p50 {raw50:7.2f} ms   p95 {raw95:7.2f} ms")
-    print(
-        f"  SearchArticles (segment+rank) p50 {p50:7.2f} ms   p95 {p95:7.2f} ms"
-        f"   ratio p50 {p50 / raw50:.1f}×"
-    )
+    asyncio.run(searches(dsn, 1))  # warm: jieba's dictionary, the server's caches
+
+    def search_p95() -> float:
+        return percentiles(asyncio.run(searches(dsn, rounds)), 95)[1]
+
+    def raw_p95() -> float:
+        return percentiles(asyncio.run(raw_round_trips(dsn, 1, 300)), 95)[1]
+
+    measured, reference = interleaved(search_p95, raw_p95, alternations)
+    print(f"\nHelp-centre search over {total} published articles (seeded in {seeded:.0f} s)")
+    print(row(GOAL, measured, reference, "bare psycopg round trip p95"))

@@ -144,15 +144,12 @@ async def test_recommendations_come_from_recent_searches_then_ticket_categories(
     assert all(v.published for v in found)
 
 
+def ads_article(slug: str, title: str, body: str, keywords: str) -> ArticleText:
+    return ArticleText(f"articles/{slug}", "en", "ads.consulting", title, body, keywords)
+
+
 async def test_an_article_is_versioned_and_a_draft_stays_hidden(app: HelpCenter) -> None:
-    text = ArticleText(
-        name="articles/test-refunds",
-        locale="en",
-        category="ads.consulting",
-        title="Refunds for ads",
-        body="Ask within 30 days.",
-        keywords="money back",
-    )
+    text = ads_article("test-refunds", "Refunds for ads", "Ask within 30 days.", "money back")
     first = await app.create_article(ADMIN, text)
     assert (first.version, first.published) == (1, False)
     with pytest.raises(AlreadyExists):
@@ -170,6 +167,49 @@ async def test_an_article_is_versioned_and_a_draft_stays_hidden(app: HelpCenter)
     assert [v.version for v in await app.article_versions(ADMIN, text.name, "en")] == [1, 2]
     with pytest.raises(InvalidArgument, match="the latest is 2"):
         await app.publish_article(ADMIN, text.name, "en", 3, False)
+
+
+async def test_search_finds_what_is_published_now_and_nothing_withdrawn(app: HelpCenter) -> None:
+    text = ads_article("test-invoices", "Invoices for ads", "Ask for the zebra ledger.", "receipt")
+    await app.create_article(ADMIN, text)
+    await app.publish_article(ADMIN, text.name, "en", 0, False)
+
+    async def found(query: str, category: str = "") -> list[str]:
+        results = await app.search(ALICE, query, "en", category, 0, "")
+        return [v.slug for v, _ in results.found]
+
+    assert (await found("zebra ledger"))[0] == "test-invoices"
+    assert "test-invoices" in await found("zebra", "ads")
+    assert "test-invoices" not in await found("zebra", "account")
+
+    await app.update_article(
+        ADMIN, ArticleText(**{**vars(text), "body": "Ask for the walrus tally."}), 1
+    )
+    assert "test-invoices" in await found("zebra")  # the draft is not searched yet
+    await app.publish_article(ADMIN, text.name, "en", 0, False)
+    assert "test-invoices" not in await found("zebra")
+    assert (await found("walrus tally"))[0] == "test-invoices"
+
+    await app.publish_article(ADMIN, text.name, "en", 0, True)
+    assert "test-invoices" not in await found("walrus tally")
+    assert "test-invoices" not in await found("invoices")
+
+
+async def test_a_database_from_before_the_word_index_finds_its_articles_after_start(
+    infra: Infra,
+) -> None:
+    name = f"help_old_{uuid.uuid4().hex[:8]}"
+    infra.pg.create_database(name)
+    async with await psycopg.AsyncConnection.connect(infra.pg.dsn(name), autocommit=True) as conn:
+        await store.create_schema(conn)
+        await store.seed(conn)
+        before = await store.search(conn, "改手机号", "zh-CN", "", 5)
+        # As a database written before the word index existed.
+        await conn.execute("DROP TABLE help_search_words")
+
+        await store.create_schema(conn)
+        after = await store.search(conn, "改手机号", "zh-CN", "", 5)
+    assert after == before and after[0][0].category == "account.phone_change"
 
 
 async def test_a_phone_change_started_again_is_the_same_change(app: HelpCenter) -> None:

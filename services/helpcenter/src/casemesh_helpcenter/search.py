@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -86,12 +87,45 @@ def index_text(*parts: str) -> str:
     return " ".join(tokens(" ".join(parts)))
 
 
+@dataclass(frozen=True)
+class SynonymGroup:
+    """Words for the same thing, ready to be looked for: Chinese phrases
+    anywhere; Latin ones as whole words ("ban", not "banana")."""
+
+    chinese: tuple[str, ...]
+    words: frozenset[str]
+    phrases: tuple[re.Pattern[str], ...]
+    terms: tuple[str, ...]  # the index words of every member
+
+    @classmethod
+    def of(cls, members: list[str]) -> SynonymGroup:
+        lower = [m.lower() for m in members]
+        latin = [m.split() for m in lower if not is_chinese(m)]
+        return cls(
+            chinese=tuple(m for m in lower if is_chinese(m)),
+            words=frozenset(p[0] for p in latin if len(p) == 1),
+            phrases=tuple(
+                re.compile(r"\b" + r"\s+".join(map(re.escape, p)) + r"\b")
+                for p in latin
+                if len(p) > 1
+            ),
+            terms=tuple(t for m in members for t in tokens(m)),
+        )
+
+    def mentioned(self, text: str, words: set[str]) -> bool:
+        return (
+            any(c in text for c in self.chinese)
+            or not self.words.isdisjoint(words)
+            or any(p.search(text) for p in self.phrases)
+        )
+
+
 @cache
-def synonym_groups() -> tuple[tuple[str, ...], ...]:
+def synonym_groups() -> tuple[SynonymGroup, ...]:
     raw: dict[str, Any] = json.loads(
         resources.files("casemesh_helpcenter").joinpath("synonyms.json").read_text()
     )
-    return tuple(tuple(g) for g in raw["groups"])
+    return tuple(SynonymGroup.of(g) for g in raw["groups"])
 
 
 def query_terms(query: str) -> list[str]:
@@ -101,29 +135,9 @@ def query_terms(query: str) -> list[str]:
     text = query.lower()
     words = set(re.findall(r"[a-z0-9]+", text))
     for group in synonym_groups():
-        if any(_mentions(text, words, word.lower()) for word in group):
-            for word in group:
-                terms += tokens(word)
-    seen: dict[str, None] = {}
-    for t in terms:
-        seen.setdefault(t, None)
-    return list(seen)[:64]
-
-
-def _mentions(text: str, words: set[str], phrase: str) -> bool:
-    """Chinese phrases anywhere; Latin ones as whole words ("ban", not "banana")."""
-    if is_chinese(phrase):
-        return phrase in text
-    parts = phrase.split()
-    if len(parts) == 1:
-        return phrase in words
-    return re.search(r"\b" + r"\s+".join(map(re.escape, parts)) + r"\b", text) is not None
-
-
-def tsquery(terms: list[str]) -> str:
-    """An OR query (documents matching more of the words rank higher)."""
-    safe = [re.sub(r"[^\w]", "", t) for t in terms]
-    return " | ".join(t for t in safe if t)
+        if group.mentioned(text, words):
+            terms += group.terms
+    return list(dict.fromkeys(terms))[:64]
 
 
 def is_chinese(text: str) -> bool:
