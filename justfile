@@ -48,8 +48,8 @@ deploy-check: sync
     uv run --frozen python scripts/deploy_check.py
 
 # Benchmarks (print numbers and ratios; not part of the tests).
-bench: proto
-    uv run --frozen python -m bench
+bench *ARGS: proto
+    uv run --frozen python -m bench "$@"
 
 # Remove the local run folder (databases, broker data, sinks, logs).
 clean:
