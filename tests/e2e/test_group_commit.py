@@ -34,6 +34,8 @@ class Outcomes:
 
     acked: set[tuple[str, int]] = field(default_factory=set)  # (ticket id, version)
     refused_creates: set[str] = field(default_factory=set)  # ticket ids never to exist
+    refused_comments: set[str] = field(default_factory=set)  # bodies never to be stored
+    acked_comments: set[str] = field(default_factory=set)
     unknown: int = 0  # calls cut off by the kill: either outcome is right
     codes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -91,11 +93,10 @@ def caller(stack: Stack, n: int, shared: list[str], out: Outcomes, stop: threadi
                 if kind == "comment":
                     name = rng.choice(shared)
                     etag = agent.GetTicket(pb.GetTicketRequest(name=name)).etag
-                    out.ack(
-                        agent.AddComment(
-                            pb.AddCommentRequest(name=name, body=f"c{n}-{i}", etag=etag)
-                        )
-                    )
+                    body = f"crowd-comment-{n}-{i}."
+                    out.ack(agent.AddComment(pb.AddCommentRequest(name=name, body=body, etag=etag)))
+                    with out.lock:
+                        out.acked_comments.add(body)
                     continue
                 if kind == "reuse":  # the request id of the first call, another ticket
                     request_id = f"crowd-{n}-1"
@@ -119,9 +120,11 @@ def caller(stack: Stack, n: int, shared: list[str], out: Outcomes, stop: threadi
                     stop.wait(0.2)
                     continue
                 out.refuse(code)
-                if kind == "invalid":
-                    with out.lock:
+                with out.lock:
+                    if kind == "invalid":
                         out.refused_creates.add(str(Ticket.create_id(client.subject, request_id)))
+                    if kind == "comment":
+                        out.refused_comments.add(f"crowd-comment-{n}-{i}.")
     finally:
         client.close()
         agent.close()
@@ -192,6 +195,18 @@ def test_a_crowd_of_commands_with_a_kill_of_the_writer_keeps_every_promise(stack
     # most the calls cut off by the kill, and no refused create exists.
     assert len(new - out.acked) <= out.unknown, sorted(new - out.acked)[:5]
     assert not {oid for oid, _ in events} & out.refused_creates
+    with psycopg.connect(stack.tickets_dsn) as conn:
+
+        def is_stored(body: str) -> bool:
+            found = conn.execute(
+                "SELECT 1 FROM tickets_events WHERE position(%s::bytea in state) > 0",
+                (body.encode(),),
+            ).fetchone()
+            return found is not None
+
+        assert all(is_stored(body) for body in out.acked_comments)
+        stored_refusals = [body for body in out.refused_comments if is_stored(body)]
+    assert not stored_refusals, f"refused comments stored: {stored_refusals[:5]}"
     # Versions of each ticket are whole: a lost race leaves no hole or stray.
     versions: dict[str, list[int]] = defaultdict(list)
     for oid, v in events:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -16,6 +17,7 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 from casemesh.platform.groupcommit import BATCH_COMMANDS, GroupCommitRecorder
 from casemesh_tickets.application import Tickets, open_tickets
 from tests.conftest import Infra
+from tests.support import wait_until
 
 ROUNDS = 12
 CALLERS = 12
@@ -36,7 +38,8 @@ def app(dsn: str) -> Iterator[Tickets]:
 
 
 def event(ident: uuid.UUID, version: int = 1) -> StoredEvent:
-    return StoredEvent(ident, version, "bench:Event", b"{}")
+    """An event of its own (two commands never store the very same state)."""
+    return StoredEvent(ident, version, "bench:Event", f'{{"n": "{uuid.uuid4()}"}}'.encode())
 
 
 def batches() -> tuple[float, float]:
@@ -111,6 +114,51 @@ def test_callers_together_are_answered_each_for_their_own_events(app: Tickets, d
         for a, b in zip(caller(1), caller(2), strict=True)
     ), "exactly one of two racing callers wins"
     assert all(isinstance(o, list) for c in range(3, CALLERS) for o in caller(c))
+    # The very same event again (an earlier try whose answer was lost) is its own.
+    again = event(uuid.uuid4())
+    first = recorder.insert_events([again])
+    assert recorder.insert_events([again]) == first
     written, commands = batches()
-    assert commands - commands_before == ROUNDS * CALLERS
+    assert commands - commands_before == ROUNDS * CALLERS + 2
     assert written - written_before < ROUNDS * CALLERS, "no two callers ever shared a transaction"
+
+
+def test_a_write_interrupted_midway_leaves_no_caller_waiting_and_the_next_one_leads(
+    app: Tickets,
+) -> None:
+    recorder = app.recorder
+    assert isinstance(recorder, GroupCommitRecorder)
+    write = recorder._write_together
+    batches: list[int] = []
+
+    def interrupted_second_batch(batch: list[Any]) -> None:
+        batches.append(len(batch))
+        if len(batches) == 1:  # hold the first batch until three more wait behind it
+            wait_until(lambda: len(recorder._queue) >= 3, timeout=30, interval=0.01)
+        elif len(batches) == 2:
+            raise KeyboardInterrupt
+        write(batch)
+
+    recorder._write_together = interrupted_second_batch  # type: ignore[method-assign]
+    results: dict[int, object] = {}
+
+    def call(n: int) -> None:
+        try:
+            results[n] = list(recorder.insert_events([event(uuid.uuid4())]))
+        except BaseException as exc:
+            results[n] = exc
+
+    first = threading.Thread(target=call, args=(0,))
+    first.start()
+    wait_until(lambda: batches, timeout=30, interval=0.01)
+    crowd = [threading.Thread(target=call, args=(n,)) for n in (1, 2, 3)]
+    for t in crowd:
+        t.start()
+    for t in [first, *crowd]:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in [first, *crowd]), "a caller was left waiting"
+    assert isinstance(results[0], list)
+    told = [type(results[n]).__name__ for n in (1, 2, 3)]
+    assert sorted(told) == ["KeyboardInterrupt", "RuntimeError", "RuntimeError"], told
+    call(4)  # nobody is left holding the lead
+    assert isinstance(results[4], list)

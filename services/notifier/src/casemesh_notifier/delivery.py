@@ -7,8 +7,9 @@ job whose sender died is taken up again: 15 s after the claim when its
 sender's session is gone, else after the lease. A worker sends its e-mails one
 after another over one session and records the deliveries together, each
 with its outcome event (outbox), in one transaction; it sends no message
-later than a whole send before the lease ends (the rest go back to the
-queue untried), so no claim lapses under a send. SMS go one at a time per
+later than a whole send and a recording margin before the lease ends (the
+rest go back to the queue untried), so no claim lapses before its outcome
+is recorded. SMS go one at a time per
 process, each recorded before the next. Failures retry with backoff and
 jitter until the retry budget is spent, then the job is parked (visible,
 replayable). An outcome and its outcome event commit in one transaction.
@@ -92,6 +93,9 @@ JOB_COLUMNS = (
 # How many due jobs a worker claims at once. A sender killed mid-batch leaves
 # them all claimed; each is taken over as a possible repeat.
 BATCH = 32
+# Time kept after a batch's last send begins its full course for recording the
+# batch before the lease ends (else another sender could claim and send again).
+RECORD_MARGIN_S = 30.0
 
 # How long a sender keeps retrying to record an outcome while the database
 # is away, between tries (seconds): a message sent and not recorded would be
@@ -160,7 +164,7 @@ class Delivery:
         self._sms_turn = asyncio.Lock()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Sends with `send_concurrency` workers, each claiming one job at a time."""
+        """Sends with `send_concurrency` workers, each claiming up to BATCH jobs at a time."""
         listener = asyncio.create_task(self._listen(stop))
         workers = [asyncio.create_task(self._work(stop)) for _ in range(self._cfg.send_concurrency)]
         try:
@@ -301,24 +305,43 @@ class Delivery:
         """Claims up to `limit` due jobs and handles them: the SMS one at a
         time, the others sent together per channel. Returns how many were
         claimed (0: none was due)."""
-        # A send may begin until a whole send before the lease ends (the
-        # first one at once: the lease outlasts a send).
-        deadline = time.monotonic() + self._cfg.claim_lease_seconds - self._cfg.longest_send
+        # A send may begin until a whole send, and the time to record the
+        # batch, before the lease ends (the batch's first send at once: the
+        # lease outlasts a send). Past that, what was not begun goes back.
+        deadline = (
+            time.monotonic()
+            + self._cfg.claim_lease_seconds
+            - self._cfg.longest_send
+            - RECORD_MARGIN_S
+        )
         jobs = await self.claim_many(limit)
         groups: dict[str, list[Job]] = {}
         for job in jobs:
             groups.setdefault(job.channel, []).append(job)
+        begun = False
         for channel, group in groups.items():
+            if begun and time.monotonic() >= deadline:
+                await self._untried(group)
+                continue
+            begun = True
             if channel != "SMS":
                 await self._send(group, deadline)
                 continue
-            for job in group:
+            for n, job in enumerate(group):
                 # One SMS at a time per process, from the rate check to the
                 # recorded outcome: workers sending side by side would each
                 # count the same sends and together pass the per-number limit.
                 async with self._sms_turn:
+                    if n and time.monotonic() >= deadline:
+                        await self._untried(group[n:])
+                        break
                     await self._handle_sms(job)
         return len(jobs)
+
+    async def _untried(self, jobs: list[Job]) -> None:
+        """Jobs claimed but not begun go back to the queue, no attempt spent."""
+        for job in jobs:
+            await self._recorded(partial(self._defer, job, self._clock.now()), [job])
 
     async def _handle_sms(self, job: Job) -> None:
         later = await self._sms_not_before(job, self._clock.now())
@@ -375,8 +398,7 @@ class Delivery:
             else:
                 continue
             await self._recorded(record, [job])
-        for job in jobs[len(results) :]:
-            await self._recorded(partial(self._defer, job, self._clock.now()), [job])
+        await self._untried(jobs[len(results) :])
 
     async def _recorded(self, record: Callable[[], Awaitable[None]], jobs: list[Job]) -> None:
         """Records attempts' outcomes, waiting out a database outage of any

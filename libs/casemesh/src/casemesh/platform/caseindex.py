@@ -250,8 +250,6 @@ class Projector:
                 log.warning("read_model.batch_refused", read_model=self._name, error=repr(exc))
         for n, aggregate in zip(latest, aggregates, strict=True):
             self._project_one(n, aggregate)
-        if latest[-1].id != done.notification_id:
-            self._recorder.insert_tracking(done)
 
     def _project_one(self, n: Notification, aggregate: Any) -> None:
         tracking = Tracking(self._app.name, n.id)

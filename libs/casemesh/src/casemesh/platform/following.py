@@ -90,6 +90,9 @@ class Follower:
                 if batch:
                     self._handle(batch)
                     position = batch[-1].id
+                    # The NOTIFYs of what this batch took are spent.
+                    for _ in listening.notifies(timeout=0):
+                        pass
                     continue
                 # Listening since before the read: a NOTIFY after it is not missed.
                 for _ in listening.notifies(timeout=WAKE_S, stop_after=1):

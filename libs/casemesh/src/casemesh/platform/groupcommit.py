@@ -24,10 +24,24 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
+from eventsourcing import persistence
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from prometheus_client import Histogram
 from psycopg.sql import SQL, Identifier
+
+from casemesh.platform.pools import DatabaseUnavailable
+
+# Errors that say the database is away or the connection broke: the whole
+# batch fails with them (writing its callers one by one would only take longer).
+OUTAGE = (
+    DatabaseUnavailable,
+    persistence.OperationalError,
+    persistence.InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
 
 # Events written in one transaction at the most (the rest wait for the next).
 MAX_BATCH_EVENTS = 1000
@@ -98,7 +112,11 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         if lead:
             self._lead()
         while not write.done:
-            write.wake.wait()
+            try:
+                write.wake.wait()
+            except BaseException:
+                self._abandon(write)
+                raise
             write.wake.clear()
             if write.lead and not write.done:
                 self._lead()
@@ -113,6 +131,9 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         BATCH_COMMANDS.observe(len(batch))
         try:
             self._write_together(batch)
+        except OUTAGE as exc:  # nobody's own fault: each caller is told at once
+            for write in batch:
+                write.finish(error=exc)
         except Exception as exc:
             if len(batch) == 1:
                 batch[0].finish(error=exc)
@@ -123,12 +144,31 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
                     except Exception as alone:
                         write.finish(error=alone)
         finally:
+            for write in batch:  # only if interrupted: no caller may wait for ever
+                if not write.done:
+                    write.finish(
+                        error=RuntimeError("the write was interrupted; its outcome is unknown")
+                    )
             with self._mutex:
-                if self._queue:
-                    self._queue[0].lead = True
-                    self._queue[0].wake.set()
-                else:
-                    self._writing = False
+                self._pass_lead()
+
+    def _pass_lead(self) -> None:
+        """To the caller at the head of the queue, if any (holding the mutex)."""
+        if self._queue:
+            self._queue[0].lead = True
+            self._queue[0].wake.set()
+        else:
+            self._writing = False
+
+    def _abandon(self, write: _Write) -> None:
+        """A caller that stopped waiting (interrupted) leaves the queue, and
+        hands on the lead if it had just been handed it."""
+        with self._mutex:
+            if write in self._queue:
+                was_leading = write.lead and self._queue[0] is write
+                self._queue.remove(write)
+                if was_leading:
+                    self._pass_lead()
 
     def _take_batch(self) -> list[_Write]:
         with self._mutex:
@@ -170,15 +210,18 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
 
 # Appends a batch under the table lock, in the transaction of the one
 # statement that calls it: each event is inserted unless its aggregate version
-# is already stored (by an earlier transaction or an earlier batch-mate); a
-# caller with an event refused gets none stored. Returns each event's
-# notification id, NULL for those not stored.
+# is already stored (by an earlier transaction or an earlier batch-mate) —
+# as this very event (same topic and state: an earlier try whose answer was
+# lost), it counts as stored; as another, it is refused, and its caller gets
+# none of its events stored. Returns each event's notification id, NULL for
+# those not stored.
 APPEND_FUNCTION = SQL(
     "CREATE OR REPLACE FUNCTION {schema}.{append}(events {schema}.{event}[], callers int[])"
     " RETURNS bigint[] LANGUAGE plpgsql AS $BODY$"
     " DECLARE"
     "   n int := coalesce(array_length(events, 1), 0);"
     "   ids bigint[] := array_fill(NULL::bigint, ARRAY[n]);"
+    "   fresh boolean[] := array_fill(false, ARRAY[n]);"
     "   refused int[] := '{{}}';"
     "   id bigint;"
     " BEGIN"
@@ -191,12 +234,24 @@ APPEND_FUNCTION = SQL(
     "     VALUES ((events[i]).originator_id, (events[i]).originator_version,"
     "             (events[i]).topic, (events[i]).state)"
     "     ON CONFLICT DO NOTHING RETURNING notification_id INTO id;"
-    "     ids[i] := id;"
-    "     IF id IS NULL THEN refused := refused || callers[i]; END IF;"
+    "     IF id IS NOT NULL THEN"
+    "       ids[i] := id;"
+    "       fresh[i] := true;"
+    "     ELSE"
+    # The very event, stored by an earlier try whose answer was lost: its own.
+    "       SELECT notification_id INTO id FROM {schema}.{table}"
+    "       WHERE originator_id = (events[i]).originator_id"
+    "         AND originator_version = (events[i]).originator_version"
+    "         AND topic = (events[i]).topic AND state = (events[i]).state;"
+    "       ids[i] := id;"
+    "       IF id IS NULL THEN refused := refused || callers[i]; END IF;"
+    "     END IF;"
     "   END LOOP;"
     "   FOR i IN 1..n LOOP"
-    "     IF ids[i] IS NOT NULL AND callers[i] = ANY(refused) THEN"
-    "       DELETE FROM {schema}.{table} WHERE notification_id = ids[i];"
+    "     IF callers[i] = ANY(refused) THEN"
+    "       IF fresh[i] THEN"
+    "         DELETE FROM {schema}.{table} WHERE notification_id = ids[i];"
+    "       END IF;"
     "       ids[i] := NULL;"
     "     END IF;"
     "   END LOOP;"

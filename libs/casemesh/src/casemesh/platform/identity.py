@@ -158,7 +158,7 @@ class TokenVerifier:
             who, expires = known
             if self._clock() < expires:
                 return who
-            del self._checked[token]
+            self._checked.pop(token, None)
             raise Unauthenticated("token expired")
         try:
             claims = self._decode(token)
@@ -260,7 +260,9 @@ def verify_key_of(private_key: str) -> str:
 
 
 class InternalTokenSigner:
-    """The gateway's half: a token per call, naming the service it is for."""
+    """The gateway's half: a token naming the caller and the service it is
+    for (one a call where the call carries facts; otherwise one serves a
+    caller's calls to a service for a quarter of its life)."""
 
     def __init__(
         self,
@@ -284,7 +286,7 @@ class InternalTokenSigner:
         key = (who.subject, who.roles, audience)
         minted = self._minted.get(key)
         now = self._clock()
-        if minted is not None and now < minted[1] + self._ttl / 4:
+        if minted is not None and minted[1] <= now < minted[1] + self._ttl / 4:
             return minted[0]
         if len(self._minted) >= REMEMBERED_TOKENS:
             self._minted.clear()
