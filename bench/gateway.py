@@ -13,7 +13,7 @@ import secrets
 import statistics
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +61,8 @@ def _identity(b: bytes) -> bytes:
     return b
 
 
-async def _serve_backend(port: int, answer: bytes) -> None:
-    async def create(request: bytes, context: Any) -> bytes:
-        return answer
-
+async def _serve_create(port: int, create: Callable[[bytes, Any], Awaitable[bytes]]) -> None:
+    """A gRPC server whose `CreateTicket` is `create`, on raw bytes."""
     server = grpc.aio.server()
     handler = grpc.unary_unary_rpc_method_handler(create, _identity, _identity)
     server.add_generic_rpc_handlers(
@@ -77,6 +75,13 @@ async def _serve_backend(port: int, answer: bytes) -> None:
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     await server.wait_for_termination()
+
+
+async def _serve_backend(port: int, answer: bytes) -> None:
+    async def create(request: bytes, context: Any) -> bytes:
+        return answer
+
+    await _serve_create(port, create)
 
 
 async def _serve_proxy(port: int, backend: int) -> None:
@@ -86,18 +91,7 @@ async def _serve_proxy(port: int, backend: int) -> None:
     async def create(request: bytes, context: Any) -> bytes:
         return bytes(await forward(request, timeout=10))
 
-    server = grpc.aio.server()
-    handler = grpc.unary_unary_rpc_method_handler(create, _identity, _identity)
-    server.add_generic_rpc_handlers(
-        [
-            grpc.method_handlers_generic_handler(
-                "casemesh.v1.TicketService", {"CreateTicket": handler}
-            )
-        ]
-    )
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    await server.start()
-    await server.wait_for_termination()
+    await _serve_create(port, create)
 
 
 def _backend_main(port: int, answer: bytes) -> None:
