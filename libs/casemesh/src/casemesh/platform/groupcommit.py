@@ -102,8 +102,9 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int]:
         if not stored_events:
             return []
-        if any(v is not None for v in kwargs.values()):  # a tracking record rides along
-            return super().insert_events(stored_events, **kwargs) or []
+        if any(v is not None for v in kwargs.values()):
+            # The library's application recorder would drop it without a word.
+            raise NotImplementedError("a tracking record cannot be stored with the events here")
         write = _Write(stored_events)
         with self._mutex:
             self._queue.append(write)
