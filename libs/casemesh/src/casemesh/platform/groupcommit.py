@@ -24,24 +24,12 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-import psycopg
-from eventsourcing import persistence
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from prometheus_client import Histogram
 from psycopg.sql import SQL, Identifier
 
-from casemesh.platform.pools import DatabaseUnavailable
-
-# Errors that say the database is away or the connection broke: the whole
-# batch fails with them (writing its callers one by one would only take longer).
-OUTAGE = (
-    DatabaseUnavailable,
-    persistence.OperationalError,
-    persistence.InterfaceError,
-    psycopg.OperationalError,
-    psycopg.InterfaceError,
-)
+from casemesh.platform.pools import DATABASE_OUTAGE
 
 # Events written in one transaction at the most (the rest wait for the next).
 MAX_BATCH_EVENTS = 1000
@@ -52,15 +40,12 @@ BATCH_COMMANDS = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64, 128),
 )
 
-Key = tuple[str, int]
-
 
 class _Write:
     """One caller's events, waiting for a batch."""
 
     def __init__(self, events: Sequence[StoredEvent]) -> None:
         self.events = events
-        self.keys: list[Key] = [(str(e.originator_id), e.originator_version) for e in events]
         self.wake = threading.Event()
         self.lead = False  # woken to write the next batch
         self.done = False
@@ -132,7 +117,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         BATCH_COMMANDS.observe(len(batch))
         try:
             self._write_together(batch)
-        except OUTAGE as exc:  # nobody's own fault: each caller is told at once
+        except DATABASE_OUTAGE as exc:  # nobody's own fault: each caller is told at once
             for write in batch:
                 write.finish(error=exc)
         except Exception as exc:
