@@ -32,6 +32,18 @@ def _mask_contacts(
     return event_dict
 
 
+class _CallerGone(logging.Filter):
+    """grpc's asyncio server logs, with a traceback at ERROR, a reply it could
+    not send because the caller had already hung up or run out of deadline.
+    Nothing failed on our side: it is kept as a one-line warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("grpc") and "ExecuteBatchError" in record.getMessage():
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def configure_logging(service: str, level: str = "info", fmt: str = "json") -> None:
     renderer: Any = (
         structlog.processors.JSONRenderer(ensure_ascii=False)
@@ -76,6 +88,7 @@ def configure_logging(service: str, level: str = "info", fmt: str = "json") -> N
             ],
         )
     )
+    handler.addFilter(_CallerGone())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(logging.INFO, logging.getLevelNamesMapping()[level.upper()]))
