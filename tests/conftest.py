@@ -71,6 +71,8 @@ class Stack:
     infra: Infra
     supervisor: Supervisor
     gateway: str
+    # The gateway's HTTP port: http://host:port (Connect, gRPC-Web, the page).
+    http: str
     secret: str
     mail: MailEndpoint
     sms: SmsEndpoint
@@ -150,6 +152,7 @@ def stack(infra: Infra) -> Iterator[Stack]:
     queue_addr = f"127.0.0.1:{free_port()}"
     help_addr = f"127.0.0.1:{free_port()}"
     gateway = f"127.0.0.1:{free_port()}"
+    gateway_http = f"127.0.0.1:{free_port()}"
     metrics: dict[str, str] = {}
 
     def metrics_addr(name: str) -> str:
@@ -181,6 +184,7 @@ def stack(infra: Infra) -> Iterator[Stack]:
             queue_addr=queue_addr,
             help_addr=help_addr,
             gateway_addr=gateway,
+            gateway_http_addr=gateway_http,
             evidence_dir=infra.root / "evidence",
             clock_offset_file=infra.root / "clock-offset",
             metrics_addr=metrics_addr,
@@ -211,6 +215,7 @@ def stack(infra: Infra) -> Iterator[Stack]:
             infra,
             supervisor,
             gateway,
+            f"http://{gateway_http}",
             secret,
             mail,
             sms,

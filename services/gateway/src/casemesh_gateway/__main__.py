@@ -34,6 +34,7 @@ from casemesh_gateway.api import (
 )
 from casemesh_gateway.ratelimit import RateLimiter
 from casemesh_gateway.settings import GatewaySettings
+from casemesh_gateway.web import WebFront
 
 # Retry transient backend failures, only for calls that are safe to repeat:
 # reads, and the creates that are idempotent on request_id.
@@ -135,22 +136,32 @@ async def run(cfg: GatewaySettings) -> None:
             casequeue_pb2_grpc.add_CaseQueueServiceServicer_to_server(queue, server)
             helpcenter_pb2_grpc.add_HelpCenterServiceServicer_to_server(help_centre, server)
 
+        services = [
+            tickets_pb2.DESCRIPTOR.services_by_name["TicketService"],
+            evidence_pb2.DESCRIPTOR.services_by_name["EvidenceService"],
+            appeals_pb2.DESCRIPTOR.services_by_name["AppealService"],
+            reports_pb2.DESCRIPTOR.services_by_name["ReportService"],
+            casequeue_pb2.DESCRIPTOR.services_by_name["CaseQueueService"],
+            helpcenter_pb2.DESCRIPTOR.services_by_name["HelpCenterService"],
+        ]
         await serve(
             cfg,
             register=register,
-            service_names=[
-                tickets_pb2.DESCRIPTOR.services_by_name["TicketService"].full_name,
-                evidence_pb2.DESCRIPTOR.services_by_name["EvidenceService"].full_name,
-                appeals_pb2.DESCRIPTOR.services_by_name["AppealService"].full_name,
-                reports_pb2.DESCRIPTOR.services_by_name["ReportService"].full_name,
-                casequeue_pb2.DESCRIPTOR.services_by_name["CaseQueueService"].full_name,
-                helpcenter_pb2.DESCRIPTOR.services_by_name["HelpCenterService"].full_name,
-            ],
+            service_names=[s.full_name for s in services],
             # Evidence arrives in chunks of up to 1 MiB.
             options=[("grpc.max_receive_message_length", MAX_MESSAGE)],
             # Agents' watches end when the gateway drains (they watch again
             # elsewhere); uploads in flight get the grace period.
             endless_streams=["/casemesh.v1.CaseQueueService/WatchQueue"],
+            # The same handlers over Connect and gRPC-Web, for browsers.
+            companion=WebFront(
+                cfg.http_addr,
+                services=services,
+                cors_origins=cfg.cors_origin_list,
+                web_root=cfg.web_root,
+                sign_in_secret=cfg.jwt_secret.get_secret_value() if cfg.dev_sign_in else None,
+                read_max_bytes=MAX_MESSAGE,
+            ),
         )
 
 

@@ -11,6 +11,15 @@ from casemesh.platform.settings import ServiceSettings
 class GatewaySettings(ServiceSettings):
     service_name: str = "gateway"
     grpc_addr: str = "127.0.0.1:50051"
+    # Connect, gRPC-Web, the browser upload, probes and the page (HTTP/1.1).
+    http_addr: str = "127.0.0.1:8080"
+    # Origins whose pages may call the HTTP port, comma-separated
+    # (https://help.example.com,https://m.example.com); none when empty.
+    cors_origins: str = ""
+    # A folder served at / on the HTTP port (the self-service page), if set.
+    web_root: str = ""
+    # Local runs only: POST /dev/sign-in mints a token (HS256 secret) for any name.
+    dev_sign_in: bool = False
     tickets_target: str = "127.0.0.1:50061"
     evidence_target: str = "127.0.0.1:50062"
     appeals_target: str = "127.0.0.1:50063"
@@ -52,10 +61,24 @@ class GatewaySettings(ServiceSettings):
             raise ValueError(str(exc)) from None
         return v
 
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, v: str) -> str:
+        for origin in (o.strip() for o in v.split(",") if o.strip()):
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise ValueError(f"{origin!r} is not an origin like https://help.example.com")
+        return v
+
     @model_validator(mode="after")
     def _a_key(self) -> GatewaySettings:
         if not self.jwt_public_key and len(self.jwt_secret.get_secret_value()) < 32:
             raise ValueError(
                 "set CASEMESH_JWT_PUBLIC_KEY (RS256) or CASEMESH_JWT_SECRET (HS256, 32+ characters)"
             )
+        if self.dev_sign_in and not self.jwt_secret.get_secret_value():
+            raise ValueError("CASEMESH_DEV_SIGN_IN needs CASEMESH_JWT_SECRET (it signs with it)")
         return self

@@ -57,6 +57,8 @@ REPORTS_ADDR = "127.0.0.1:50064"
 QUEUE_ADDR = "127.0.0.1:50065"
 HELP_ADDR = "127.0.0.1:50066"
 GATEWAY_ADDR = "127.0.0.1:50051"
+GATEWAY_HTTP_ADDR = "127.0.0.1:8080"
+WEB_ROOT = "clients/web/selfservice/dist"
 # The first process's Prometheus endpoint; the others follow in start order.
 METRICS_PORT = 9460
 _SINK_HOST = "127.0.0.1"
@@ -109,19 +111,25 @@ def service_specs(
     queue_addr: str = QUEUE_ADDR,
     help_addr: str = HELP_ADDR,
     gateway_addr: str | None = None,
+    gateway_http_addr: str | None = None,
     evidence_dir: Path | None = None,
     clock_offset_file: Path | None = None,
     metrics_addr: Callable[[str], str] | None = None,
 ) -> list[ServiceSpec]:
     """The Casemesh service processes, in start order.
 
-    ``gateway_addr`` defaults to ``$CASEMESH_GATEWAY_ADDR`` or 127.0.0.1:50051; tests
-    pass free ports for both addresses so they can run beside a developer's stack.
+    ``gateway_addr`` defaults to ``$CASEMESH_GATEWAY_ADDR`` or 127.0.0.1:50051 and
+    ``gateway_http_addr`` (Connect, gRPC-Web, the self-service page) to
+    ``$CASEMESH_GATEWAY_HTTP_ADDR`` or 127.0.0.1:8080; tests pass free ports for
+    both so they can run beside a developer's stack.
     ``metrics_addr(name)`` gives each process its Prometheus endpoint (default:
     127.0.0.1:9460 upwards, in start order).
     """
     python = sys.executable
     gateway = gateway_addr or os.environ.get("CASEMESH_GATEWAY_ADDR") or GATEWAY_ADDR
+    gateway_http = (
+        gateway_http_addr or os.environ.get("CASEMESH_GATEWAY_HTTP_ADDR") or GATEWAY_HTTP_ADDR
+    )
     # Unbuffered so a service's log lines show up as they happen, not at exit.
     common = {"PYTHONUNBUFFERED": "1"}
     tickets_db = pg.dsn(TICKETS_DB)
@@ -269,6 +277,13 @@ def service_specs(
             {
                 **common,
                 "CASEMESH_GRPC_ADDR": gateway,
+                "CASEMESH_HTTP_ADDR": gateway_http,
+                # The self-service page (built by `just web`) and its
+                # development sign-in; pages served elsewhere on this machine
+                # may call the API too.
+                "CASEMESH_WEB_ROOT": str(repo_root() / WEB_ROOT),
+                "CASEMESH_DEV_SIGN_IN": "true",
+                "CASEMESH_CORS_ORIGINS": "http://localhost:5173,http://127.0.0.1:5173",
                 "CASEMESH_TICKETS_TARGET": tickets_addr,
                 "CASEMESH_EVIDENCE_TARGET": evidence_addr,
                 "CASEMESH_APPEALS_TARGET": appeals_addr,
@@ -599,6 +614,7 @@ def run_up(cfg: StackConfig) -> int:
         )
 
         gateway = next(s for s in specs if s.name == "gateway").env["CASEMESH_GRPC_ADDR"]
+        gateway_http = next(s for s in specs if s.name == "gateway").env["CASEMESH_HTTP_ADDR"]
         tickets = next(s for s in specs if s.name == "tickets").env["CASEMESH_GRPC_ADDR"]
         secret_hint = (
             "CASEMESH_JWT_SECRET from your environment"
@@ -609,6 +625,8 @@ def run_up(cfg: StackConfig) -> int:
             "",
             f"Casemesh is up after {time.monotonic() - began:.0f} s (Ctrl-C stops everything):",
             f"  gateway      {gateway} (gRPC, JWT required)",
+            f"  web          http://{gateway_http}/ (the self-service page; Connect and"
+            " gRPC-Web for every service)",
             f"  tickets      {tickets} (gRPC, internal)",
             *_infra_summary(cfg, pg, kafka),
             f"  e-mail       {mail_where}",

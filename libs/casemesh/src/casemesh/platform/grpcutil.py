@@ -8,7 +8,7 @@ import contextlib
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -488,6 +488,60 @@ class DomainErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return handler
 
 
+class _Details(grpc.HandlerCallDetails):  # type: ignore[misc]
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.invocation_metadata = ()
+
+
+class MethodRegistry:
+    """Stands in for a grpc.aio.Server when the services are registered, to
+    learn the method handlers they register (so HTTP has no routing table of
+    its own)."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        pass
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: Mapping[str, grpc.RpcMethodHandler]
+    ) -> None:
+        self.handlers.update({f"/{service}/{name}": h for name, h in handlers.items()})
+
+    async def intercepted(
+        self, interceptors: Sequence[grpc.aio.ServerInterceptor]
+    ) -> dict[str, grpc.RpcMethodHandler]:
+        """Each handler as the gRPC server's `interceptors` wrap it (the first
+        outermost)."""
+
+        def continuation(h: grpc.RpcMethodHandler) -> Any:
+            async def returned(_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+                return h
+
+            return returned
+
+        wrapped = dict(self.handlers)
+        for interceptor in reversed(interceptors):
+            for method, h in wrapped.items():
+                wrapped[method] = await interceptor.intercept_service(
+                    continuation(h), _Details(method)
+                )
+        return wrapped
+
+
+class Companion(Protocol):
+    """A second front for the same method handlers (the gateway's HTTP port),
+    started, drained and stopped with the gRPC server."""
+
+    async def start(self, handlers: Mapping[str, grpc.RpcMethodHandler]) -> None: ...
+
+    def drain(self) -> None: ...
+
+    async def stop(self, grace: float) -> None: ...
+
+
 class Serving(Protocol):
     """The settings a gRPC service is served with (its settings class has them)."""
 
@@ -505,6 +559,7 @@ async def serve(
     options: Sequence[tuple[str, Any]] = (),
     stop: asyncio.Event | None = None,
     endless_streams: Sequence[str] = (),
+    companion: Companion | None = None,
 ) -> None:
     """Serves on `cfg.grpc_addr` until SIGTERM/SIGINT (or `stop` is set), then drains gracefully:
     readiness (health of "" and of each service) turns NOT_SERVING first and
@@ -517,14 +572,18 @@ async def serve(
     (`endless_streams`, full method names) end with UNAVAILABLE when draining
     starts. A service behind the gateway (its settings hold
     `internal_verify_key`) answers only calls carrying the gateway's token for
-    one of `service_names`; the gateway authenticates its own callers."""
+    one of `service_names`; the gateway authenticates its own callers. A
+    `companion` serves the same handlers, wrapped by the same interceptors,
+    and is drained and stopped with the gRPC server."""
     draining = asyncio.Event()
     callers = [VouchedCalls.of(cfg, service_names)] if isinstance(cfg, BehindGateway) else []
-    server = grpc.aio.server(
-        interceptors=[DomainErrorInterceptor(endless_streams, draining), *callers, *interceptors],
-        options=[*RECONNECT_OPTIONS, *options],
-    )
+    chain = [DomainErrorInterceptor(endless_streams, draining), *callers, *interceptors]
+    server = grpc.aio.server(interceptors=chain, options=[*RECONNECT_OPTIONS, *options])
     register(server)
+    if companion is not None:
+        registry = MethodRegistry()
+        register(registry)
+        await companion.start(await registry.intercepted(chain))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -549,8 +608,12 @@ async def serve(
     log.info("grpc.draining", delay_seconds=delay, grace_seconds=grace)
     for name in readiness:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    if companion is not None:
+        companion.drain()
     draining.set()
     if delay > 0:
         await asyncio.sleep(delay)
-    await server.stop(grace)
+    await asyncio.gather(
+        server.stop(grace), *([companion.stop(grace)] if companion is not None else [])
+    )
     log.info("grpc.stopped")

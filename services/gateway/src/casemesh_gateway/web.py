@@ -1,0 +1,557 @@
+"""The public API for browsers and H5 pages, on an HTTP port beside the gRPC
+one: the Connect protocol (JSON and binary, GET for reads) and gRPC-Web for
+every casemesh.v1 service, served by `connectrpc` from the very method
+handlers the gRPC server runs, wrapped by the same interceptor (trace span,
+domain errors as status codes with their details, metrics). Beside them: an
+evidence upload a browser can make (one HTTP body, streamed through the same
+UploadEvidence handler, so with its progress events), a development sign-in,
+health probes and the self-service page."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import unquote
+
+import grpc
+import uvicorn
+from connectrpc._codec import (
+    CODEC_NAME_JSON,
+    CODEC_NAME_JSON_CHARSET_UTF8,
+    CODEC_NAME_PROTO,
+    ProtoBinaryCodec,
+    ProtoJSONCodec,
+)
+from connectrpc._codec import _codecs as _codec_registry
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+from connectrpc.method import IdempotencyLevel, MethodInfo
+from connectrpc.request import RequestContext
+from connectrpc.server import ConnectASGIApplication, Endpoint
+from google.protobuf import descriptor_pb2, json_format, message_factory
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+from google.protobuf.message import DecodeError, Message
+from google.rpc import status_pb2
+from starlette.middleware.cors import CORSMiddleware
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from casemesh.platform import errors, wire
+from casemesh.platform.grpcutil import STATUS_DETAILS_KEY, to_status
+from casemesh.platform.identity import mint_token
+from casemesh.platform.logging import get_logger
+from casemesh.v1 import evidence_pb2
+
+log = get_logger(__name__)
+
+# The request headers a browser may send across origins, and the response
+# headers its script may read (what Connect and gRPC-Web clients need).
+ALLOWED_HEADERS = [
+    "authorization",
+    "content-type",
+    "connect-protocol-version",
+    "connect-timeout-ms",
+    "grpc-timeout",
+    "x-grpc-web",
+    "x-user-agent",
+    "x-file-name",
+    "traceparent",
+]
+EXPOSED_HEADERS = ["grpc-status", "grpc-message", "grpc-status-details-bin"]
+# Content types the RPC paths take: Connect unary and streaming, gRPC-Web.
+RPC_CONTENT_TYPES = (
+    "application/json",
+    "application/proto",
+    "application/connect+json",
+    "application/connect+proto",
+    "application/grpc-web",
+    "application/grpc-web+proto",
+    "application/grpc-web+json",
+)
+UPLOAD_PATH = "/uploads/evidence"
+UPLOAD_METHOD = "/casemesh.v1.EvidenceService/UploadEvidence"
+UPLOAD_CHUNK = 256 * 1024
+SIGN_IN_PATH = "/dev/sign-in"
+SIGN_IN_ROLES = {"user", "agent", "admin"}
+
+# Connect's HTTP status for each code (connectrpc.com/docs/protocol#error-codes).
+HTTP_STATUS = {
+    Code.CANCELED: 499,
+    Code.INVALID_ARGUMENT: 400,
+    Code.FAILED_PRECONDITION: 400,
+    Code.OUT_OF_RANGE: 400,
+    Code.UNAUTHENTICATED: 401,
+    Code.PERMISSION_DENIED: 403,
+    Code.NOT_FOUND: 404,
+    Code.ALREADY_EXISTS: 409,
+    Code.ABORTED: 409,
+    Code.RESOURCE_EXHAUSTED: 429,
+    Code.UNIMPLEMENTED: 501,
+    Code.UNAVAILABLE: 503,
+    Code.DEADLINE_EXCEEDED: 504,
+}
+
+
+def connect_code(code: grpc.StatusCode) -> Code:
+    return Code.CANCELED if code == grpc.StatusCode.CANCELLED else Code[code.name]
+
+
+def connect_error(
+    code: grpc.StatusCode, message: str, trailing_metadata: Sequence[tuple[str, Any]] = ()
+) -> ConnectError:
+    """The Connect error for a gRPC status: the same code, message and
+    google.rpc details (BadRequest, ErrorInfo…) the gRPC caller gets."""
+    details: list[Any] = []
+    for key, value in trailing_metadata or ():
+        if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
+            with contextlib.suppress(DecodeError):
+                details.extend(status_pb2.Status.FromString(value).details)
+    return ConnectError(connect_code(code), message, details)
+
+
+def error_body(err: ConnectError) -> tuple[int, bytes]:
+    """A Connect unary error: its HTTP status and JSON body."""
+    body: dict[str, Any] = {"code": err.code.value, "message": err.message}
+    if err.details:
+        body["details"] = [
+            {
+                "type": d.type_url.rpartition("/")[2],
+                "value": base64.b64encode(d.value).decode().rstrip("="),
+            }
+            for d in err.details
+        ]
+    return HTTP_STATUS.get(err.code, 500), json.dumps(body, ensure_ascii=False).encode()
+
+
+class CallContext:
+    """What the gateway's handlers use of a grpc.aio.ServicerContext, for a
+    call that came over HTTP: the caller's headers as metadata, the time left
+    before its deadline, and abort as a ConnectError."""
+
+    def __init__(self, metadata: tuple[tuple[str, str], ...], deadline: float | None) -> None:
+        self._metadata = metadata
+        self._deadline = deadline
+        self._code: grpc.StatusCode | None = None
+
+    @classmethod
+    def of(cls, ctx: RequestContext[Any, Any]) -> CallContext:
+        headers = ctx.request_headers()
+        left = ctx.timeout_ms()
+        return cls(
+            tuple((k.lower(), v) for k, v in headers.allitems() if not k.startswith(":")),
+            None if left is None else time.monotonic() + left / 1000,
+        )
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._metadata
+
+    def time_remaining(self) -> float | None:
+        return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
+
+    def code(self) -> grpc.StatusCode | None:
+        return self._code
+
+    async def abort(
+        self,
+        code: grpc.StatusCode,
+        details: str = "",
+        trailing_metadata: Sequence[tuple[str, Any]] = (),
+    ) -> NoReturn:
+        self._code = code
+        raise connect_error(code, details, trailing_metadata)
+
+    async def abort_with_status(self, status: grpc.Status) -> NoReturn:
+        await self.abort(status.code, status.details, status.trailing_metadata)
+
+
+def _message_class(descriptor: Any) -> type[Message]:
+    cls: type[Message] = message_factory.GetMessageClass(descriptor)
+    return cls
+
+
+def _method_info(service: ServiceDescriptor, method: MethodDescriptor) -> MethodInfo[Any, Any]:
+    no_side_effects = (
+        method.GetOptions().idempotency_level == descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS
+    )
+    return MethodInfo(
+        name=method.name,
+        service_name=service.full_name,
+        input=_message_class(method.input_type),
+        output=_message_class(method.output_type),
+        idempotency_level=(
+            IdempotencyLevel.NO_SIDE_EFFECTS if no_side_effects else IdempotencyLevel.UNKNOWN
+        ),
+    )
+
+
+def _endpoint(info: MethodInfo[Any, Any], handler: grpc.RpcMethodHandler) -> Any:
+    if handler.unary_unary is not None:
+        unary = handler.unary_unary
+
+        async def call(request: Any, ctx: RequestContext[Any, Any]) -> Any:
+            return await unary(request, CallContext.of(ctx))
+
+        return Endpoint.unary(info, call)
+    if handler.stream_unary is not None:
+        client_stream = handler.stream_unary
+
+        async def take(requests: AsyncIterator[Any], ctx: RequestContext[Any, Any]) -> Any:
+            return await client_stream(requests, CallContext.of(ctx))
+
+        return Endpoint.client_stream(info, take)
+    if handler.unary_stream is not None:
+        server_stream = handler.unary_stream
+
+        def watch(request: Any, ctx: RequestContext[Any, Any]) -> AsyncIterator[Any]:
+            stream: AsyncIterator[Any] = server_stream(request, CallContext.of(ctx))
+            return stream
+
+        return Endpoint.server_stream(info, watch)
+    raise ValueError(f"{info.service_name}/{info.name}: bidirectional streams are not served")
+
+
+class ServiceApp(ConnectASGIApplication[Mapping[str, grpc.RpcMethodHandler]]):
+    """One casemesh.v1 service over Connect and gRPC-Web."""
+
+    def __init__(
+        self,
+        service: ServiceDescriptor,
+        handlers: Mapping[str, grpc.RpcMethodHandler],
+        read_max_bytes: int,
+    ) -> None:
+        self._path = f"/{service.full_name}"
+
+        def endpoints(found: Mapping[str, grpc.RpcMethodHandler]) -> Mapping[str, Any]:
+            return {
+                f"{self._path}/{m.name}": _endpoint(
+                    _method_info(service, m), found[f"{self._path}/{m.name}"]
+                )
+                for m in service.methods
+            }
+
+        super().__init__(service=handlers, endpoints=endpoints, read_max_bytes=read_max_bytes)
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+
+async def send_error(send: Send, err: ConnectError, status: int | None = None) -> None:
+    """A Connect error (its JSON body), with Connect's HTTP status for its code
+    unless `status` says more precisely what went wrong."""
+    connect_status, body = error_body(err)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status or connect_status,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_json(send: Send, body: bytes, status: int = 200) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"cache-control", b"no-store")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    body = bytearray()
+    while True:
+        event = await receive()
+        body += event.get("body", b"")
+        if len(body) > limit:
+            raise ConnectError(Code.RESOURCE_EXHAUSTED, f"the body is larger than {limit} bytes")
+        if not event.get("more_body"):
+            return bytes(body)
+
+
+class _Refusal(Exception):
+    """An HTTP request refused before any handler runs, with its status."""
+
+    def __init__(self, status: int, error: ConnectError) -> None:
+        super().__init__(error.message)
+        self.status = status
+        self.error = error
+
+
+def _check_rpc_request(scope: Scope, limit: int) -> None:
+    """A POST to an RPC path must declare a content type the protocols take
+    and a body within the limit (when it says its length)."""
+    if scope["method"] != "POST":
+        return
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in RPC_CONTENT_TYPES:
+        raise _Refusal(
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            ConnectError(
+                Code.INVALID_ARGUMENT,
+                f"content type {content_type or '(none)'!r} is not served: send"
+                " application/json or application/proto (Connect) or"
+                " application/grpc-web+proto (gRPC-Web)",
+            ),
+        )
+    length = headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise _Refusal(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, _too_large(limit))
+
+
+def _too_large(limit: int) -> ConnectError:
+    return ConnectError(Code.RESOURCE_EXHAUSTED, f"the request body is larger than {limit} bytes")
+
+
+def _bounded(receive: Receive, limit: int) -> Receive:
+    """`receive`, refusing a body (however it is sent) past `limit` bytes."""
+    seen = 0
+
+    async def bounded() -> Any:
+        nonlocal seen
+        event = await receive()
+        seen += len(event.get("body", b""))
+        if seen > limit:
+            raise _too_large(limit)
+        return event
+
+    return bounded
+
+
+class _RequestJSON(ProtoJSONCodec):  # type: ignore[type-arg]
+    """Proto JSON; what does not parse is INVALID_ARGUMENT (not UNKNOWN, a
+    500), and fields this version does not know are ignored, as the binary
+    encoding ignores them."""
+
+    def decode(self, data: bytes | bytearray, message: Any) -> Any:
+        try:
+            json_format.Parse(bytes(data), message, ignore_unknown_fields=True)
+        except json_format.ParseError as exc:
+            raise ConnectError(
+                Code.INVALID_ARGUMENT,
+                f"the body is not a {message.DESCRIPTOR.full_name} in JSON: {exc}",
+            ) from None
+        return message
+
+
+class _RequestProto(ProtoBinaryCodec):  # type: ignore[type-arg]
+    """Protobuf binary; bytes that do not parse are INVALID_ARGUMENT naming
+    the first field at fault, as over gRPC."""
+
+    def decode(self, data: bytes | bytearray, message: Any) -> Any:
+        try:
+            message.ParseFromString(bytes(data))
+        except DecodeError:
+            status = to_status(
+                errors.InvalidArgument(wire.first_fault(message.DESCRIPTOR, bytes(data)))
+            )
+            raise connect_error(status.code, status.details, status.trailing_metadata) from None
+        return message
+
+
+# connectrpc 0.9 keeps its codecs in one registry (it offers no per-handler
+# codec): ours answer undecodable requests as the gRPC server does.
+_codec_registry.update(
+    {
+        CODEC_NAME_JSON: _RequestJSON(),
+        CODEC_NAME_JSON_CHARSET_UTF8: _RequestJSON(),
+        CODEC_NAME_PROTO: _RequestProto(),
+    }
+)
+
+
+class WebFront:
+    """The HTTP port: started, drained and stopped with the gRPC server."""
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        services: Sequence[ServiceDescriptor],
+        cors_origins: Sequence[str],
+        web_root: str,
+        sign_in_secret: str | None,
+        read_max_bytes: int,
+    ) -> None:
+        self._address = address
+        self._services = services
+        self._cors_origins = list(cors_origins)
+        self._web_root = Path(web_root) if web_root else None
+        self._sign_in_secret = sign_in_secret
+        self._read_max_bytes = read_max_bytes
+        self._draining = False
+        self._rpc: dict[str, ServiceApp] = {}
+        self._upload: grpc.RpcMethodHandler | None = None
+        self._static: ASGIApp | None = None
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle (grpcutil.Companion) --
+
+    async def start(self, handlers: Mapping[str, grpc.RpcMethodHandler]) -> None:
+        self._rpc = {
+            f"/{s.full_name}": ServiceApp(s, handlers, self._read_max_bytes) for s in self._services
+        }
+        self._upload = handlers.get(UPLOAD_METHOD)
+        if self._web_root is not None and self._web_root.is_dir():
+            self._static = StaticFiles(directory=self._web_root, html=True)
+        host, _, port = self._address.rpartition(":")
+        app = CORSMiddleware(
+            self.app,
+            allow_origins=self._cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=ALLOWED_HEADERS,
+            expose_headers=EXPOSED_HEADERS,
+            max_age=7200,
+        )
+        config = uvicorn.Config(
+            app,
+            host=host.strip("[]") or "0.0.0.0",
+            port=int(port),
+            http="httptools",
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+        )
+        self._server = _Server(config)
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+                raise RuntimeError(f"cannot listen on {self._address}")
+            await asyncio.sleep(0.01)
+        log.info(
+            "http.serving", address=self._address, web_root=str(self._static and self._web_root)
+        )
+
+    def drain(self) -> None:
+        self._draining = True
+
+    async def stop(self, grace: float) -> None:
+        if self._server is None or self._task is None:
+            return
+        self._server.config.timeout_graceful_shutdown = int(grace) or 1
+        self._server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    # -- the ASGI application --
+
+    async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        service = self._rpc.get(path.rpartition("/")[0])
+        try:
+            if service is not None:
+                _check_rpc_request(scope, self._read_max_bytes)
+                await service(scope, _bounded(receive, self._read_max_bytes), send)
+            elif path in ("/healthz/live", "/healthz/ready"):
+                await self._health(path, send)
+            elif path == UPLOAD_PATH:
+                await self._upload_evidence(scope, receive, send)
+            elif path == SIGN_IN_PATH and self._sign_in_secret:
+                await self._sign_in(scope, receive, send)
+            elif self._static is not None and scope["method"] in ("GET", "HEAD"):
+                await self._static(scope, receive, send)
+            else:
+                raise _Refusal(
+                    HTTPStatus.NOT_FOUND, ConnectError(Code.NOT_FOUND, f"no {path} here")
+                )
+        except _Refusal as refusal:
+            await send_error(send, refusal.error, status=refusal.status)
+        except ConnectError as err:
+            await send_error(send, err)
+
+    async def _health(self, path: str, send: Send) -> None:
+        ready = path.endswith("live") or not self._draining
+        await send_json(
+            send,
+            b'{"status":"SERVING"}' if ready else b'{"status":"NOT_SERVING"}',
+            200 if ready else 503,
+        )
+
+    async def _upload_evidence(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The file is the body; the caller's token, the file's type and its
+        name (X-File-Name, URL-encoded) are headers. It goes through the
+        UploadEvidence handler in chunks as it arrives."""
+        if scope["method"] != "POST" or self._upload is None or self._upload.stream_unary is None:
+            raise _Refusal(
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                ConnectError(Code.UNIMPLEMENTED, f"POST the file to {UPLOAD_PATH}"),
+            )
+        metadata = tuple(
+            (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]
+        )
+        headers = dict(metadata)
+        first = evidence_pb2.UploadEvidenceRequest(
+            metadata=evidence_pb2.EvidenceMetadata(
+                file_name=unquote(headers.get("x-file-name", "")),
+                declared_type=headers.get("content-type", "").split(";")[0].strip(),
+            )
+        )
+
+        async def requests() -> AsyncIterator[evidence_pb2.UploadEvidenceRequest]:
+            yield first
+            while True:
+                event = await receive()
+                body: bytes = event.get("body", b"")
+                for at in range(0, len(body), UPLOAD_CHUNK):
+                    yield evidence_pb2.UploadEvidenceRequest(chunk=body[at : at + UPLOAD_CHUNK])
+                if not event.get("more_body"):
+                    return
+
+        try:
+            evidence = await self._upload.stream_unary(requests(), CallContext(metadata, None))
+        except ConnectError as err:
+            await send_error(send, err)
+            return
+        await send_json(send, json_format.MessageToJson(evidence, indent=None).encode())
+
+    async def _sign_in(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Development only (CASEMESH_DEV_SIGN_IN): a token for whoever asks,
+        signed with the HS256 secret, as `casemesh --as NAME` makes one."""
+        if scope["method"] != "POST":
+            raise _Refusal(
+                HTTPStatus.METHOD_NOT_ALLOWED, ConnectError(Code.UNIMPLEMENTED, "POST to sign in")
+            )
+        try:
+            asked = json.loads(await read_body(receive, 4096) or b"{}")
+        except ValueError:
+            asked = None
+        subject = asked.get("subject") if isinstance(asked, dict) else None
+        roles = asked.get("roles", ["user"]) if isinstance(asked, dict) else None
+        if not isinstance(subject, str) or not 0 < len(subject.strip()) <= 64:
+            raise _Refusal(
+                HTTPStatus.BAD_REQUEST,
+                ConnectError(Code.INVALID_ARGUMENT, "subject: a name of 1 to 64 characters"),
+            )
+        if not isinstance(roles, list) or not set(roles) <= SIGN_IN_ROLES:
+            raise _Refusal(
+                HTTPStatus.BAD_REQUEST,
+                ConnectError(Code.INVALID_ARGUMENT, f"roles: some of {sorted(SIGN_IN_ROLES)}"),
+            )
+        assert self._sign_in_secret is not None
+        token = mint_token(self._sign_in_secret, subject.strip(), roles or ["user"])
+        await send_json(send, json.dumps({"token": token}).encode())
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, leaving the signals to the gRPC server's shutdown (which
+    stops this one too)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield

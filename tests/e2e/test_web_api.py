@@ -1,0 +1,357 @@
+"""The public API from a browser's point of view: Connect (JSON and binary,
+GET for reads) and gRPC-Web on the gateway's HTTP port, answering as gRPC
+does — the same codes, the same field violations — and the evidence upload a
+browser can make."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import struct
+import threading
+import uuid
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from google.protobuf import json_format
+from google.rpc import error_details_pb2, status_pb2
+
+from casemesh.platform.grpcutil import STATUS_DETAILS_KEY
+from casemesh.platform.identity import mint_token
+from casemesh.v1 import casequeue_pb2, tickets_pb2
+from tests.conftest import Stack
+from tests.e2e.test_evidence import png
+from tests.support import Client
+
+TICKETS = "/casemesh.v1.TicketService"
+ALLOWED_ORIGIN = "http://localhost:5173"  # in the local stack's CASEMESH_CORS_ORIGINS
+
+
+def bearer(stack: Stack, subject: str, roles: tuple[str, ...] = ("user",)) -> dict[str, str]:
+    return {"Authorization": f"Bearer {mint_token(stack.secret, subject, roles)}"}
+
+
+def connect_json(stack: Stack, method: str, body: Any, subject: str) -> httpx.Response:
+    return httpx.post(
+        f"{stack.http}{method}",
+        content=json.dumps(body) if not isinstance(body, bytes) else body,
+        headers={"Content-Type": "application/json", **bearer(stack, subject)},
+        timeout=15,
+    )
+
+
+def grpc_web(stack: Stack, method: str, request: Any, subject: str) -> tuple[dict[str, str], bytes]:
+    """A unary gRPC-Web call: (its trailers, its message bytes, if any)."""
+    body = request.SerializeToString()
+    answer = httpx.post(
+        f"{stack.http}{method}",
+        content=b"\x00" + struct.pack(">I", len(body)) + body,
+        headers={
+            "Content-Type": "application/grpc-web+proto",
+            "X-Grpc-Web": "1",
+            **bearer(stack, subject),
+        },
+        timeout=15,
+    )
+    assert answer.status_code == 200, answer.text
+    data, trailers, at = b"", {}, 0
+    raw = answer.content
+    while at < len(raw):
+        flag, size = raw[at], struct.unpack(">I", raw[at + 1 : at + 5])[0]
+        frame = raw[at + 5 : at + 5 + size]
+        if flag & 0x80:
+            for line in frame.decode().strip().split("\r\n"):
+                key, _, value = line.partition(":")
+                trailers[key.strip().lower()] = value.strip()
+        else:
+            data = frame
+        at += 5 + size
+    return trailers, data
+
+
+def new_ticket(**fields: Any) -> dict[str, Any]:
+    ticket = {
+        "category": "other.general",
+        "subject": "web call",
+        "description": "from a page",
+        "locale": "en",
+        "contact": {"email": "web@example.com", "channels": ["CHANNEL_EMAIL"]},
+    }
+    return {"ticket": {**ticket, **fields}, "requestId": uuid.uuid4().hex}
+
+
+def violations_of(details: list[Any]) -> list[tuple[str, str]]:
+    found = []
+    for detail in details:
+        if detail.type_url.endswith("google.rpc.BadRequest"):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            found += [(v.field, v.description) for v in bad.field_violations]
+    return found
+
+
+def connect_violations(body: dict[str, Any]) -> list[tuple[str, str]]:
+    found = []
+    for detail in body.get("details", []):
+        if detail["type"] == "google.rpc.BadRequest":
+            bad = error_details_pb2.BadRequest.FromString(
+                base64.b64decode(detail["value"] + "=" * (-len(detail["value"]) % 4))
+            )
+            found += [(v.field, v.description) for v in bad.field_violations]
+    return found
+
+
+def test_a_ticket_over_connect_json_and_read_back_with_a_get(stack: Stack) -> None:
+    made = connect_json(stack, f"{TICKETS}/CreateTicket", new_ticket(), "web-alice")
+    assert made.status_code == 200, made.text
+    name = made.json()["name"]
+    assert made.json()["status"] == "TICKET_STATUS_NEW"
+
+    # The curl of the README: POST JSON.
+    got = connect_json(stack, f"{TICKETS}/GetTicket", {"name": name}, "web-alice")
+    assert got.status_code == 200 and got.json()["name"] == name
+
+    # A read is also a Connect GET (the message in the query).
+    fetched = httpx.get(
+        f"{stack.http}{TICKETS}/GetTicket",
+        params={"encoding": "json", "message": json.dumps({"name": name}), "connect": "v1"},
+        headers=bearer(stack, "web-alice"),
+        timeout=15,
+    )
+    assert fetched.status_code == 200, fetched.text
+    assert fetched.json()["subject"] == "web call"
+
+    # The binary encoding, too; and someone else is told it does not exist.
+    binary = httpx.post(
+        f"{stack.http}{TICKETS}/GetTicket",
+        content=tickets_pb2.GetTicketRequest(name=name).SerializeToString(),
+        headers={"Content-Type": "application/proto", **bearer(stack, "web-alice")},
+        timeout=15,
+    )
+    assert tickets_pb2.Ticket.FromString(binary.content).name == name
+    other = connect_json(stack, f"{TICKETS}/GetTicket", {"name": name}, "web-mallory")
+    assert other.status_code == 404 and other.json()["code"] == "not_found"
+
+
+def test_a_bad_field_gets_the_same_answer_over_grpc_connect_and_grpc_web(stack: Stack) -> None:
+    bad = new_ticket(category="no.such.category", subject="")
+    client = Client(stack.gateway, stack.secret, "web-bob")
+    try:
+        with pytest.raises(grpc.RpcError) as raised:
+            client.CreateTicket(json_format.ParseDict(bad, tickets_pb2.CreateTicketRequest()))
+        err: Any = raised.value
+    finally:
+        client.close()
+    sent = dict(err.trailing_metadata())[STATUS_DETAILS_KEY]
+    over_grpc = violations_of(list(status_pb2.Status.FromString(sent).details))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert {f for f, _ in over_grpc} >= {"ticket.category", "ticket.subject"}
+
+    answer = connect_json(stack, f"{TICKETS}/CreateTicket", bad, "web-bob")
+    assert answer.status_code == 400
+    assert answer.json()["code"] == "invalid_argument"
+    assert connect_violations(answer.json()) == over_grpc
+    assert answer.json()["message"] == err.details()
+
+    trailers, _ = grpc_web(
+        stack,
+        f"{TICKETS}/CreateTicket",
+        json_format.ParseDict(bad, tickets_pb2.CreateTicketRequest()),
+        "web-bob",
+    )
+    assert trailers["grpc-status"] == str(grpc.StatusCode.INVALID_ARGUMENT.value[0])
+    detail = base64.b64decode(trailers["grpc-status-details-bin"] + "==")
+    assert violations_of(list(status_pb2.Status.FromString(detail).details)) == over_grpc
+
+
+def test_grpc_web_serves_a_read(stack: Stack) -> None:
+    made = connect_json(stack, f"{TICKETS}/CreateTicket", new_ticket(), "web-carol").json()
+    trailers, data = grpc_web(
+        stack, f"{TICKETS}/GetTicket", tickets_pb2.GetTicketRequest(name=made["name"]), "web-carol"
+    )
+    assert trailers["grpc-status"] == "0"
+    assert tickets_pb2.Ticket.FromString(data).name == made["name"]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "code"),
+    [
+        (b'{"ticket": {"subject": ', "application/json", 400, "invalid_argument"),
+        (b'{"ticket": {"subject": 7}}', "application/json", 400, "invalid_argument"),
+        (b"\xff\xff\xff", "application/proto", 400, "invalid_argument"),
+        (b"subject=hello", "application/x-www-form-urlencoded", 415, "invalid_argument"),
+        (b"{}", "text/plain", 415, "invalid_argument"),
+        (
+            b'{"ticket": {"description": "' + b"x" * (2 * 1024 * 1024) + b'"}}',
+            "application/json",
+            413,
+            "resource_exhausted",
+        ),
+    ],
+    ids=["cut-json", "wrong-json-type", "bad-proto", "form", "text", "oversized"],
+)
+def test_what_is_no_request_gets_a_connect_error_not_a_500(
+    stack: Stack, body: bytes, content_type: str, status: int, code: str
+) -> None:
+    answer = httpx.post(
+        f"{stack.http}{TICKETS}/CreateTicket",
+        content=body,
+        headers={"Content-Type": content_type, **bearer(stack, "web-dave")},
+        timeout=30,
+    )
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.json()["code"] == code and answer.json()["message"]
+
+
+def test_a_call_without_a_token_is_unauthenticated(stack: Stack) -> None:
+    answer = httpx.post(
+        f"{stack.http}{TICKETS}/ListTicketCategories",
+        content=b"{}",
+        headers={"Content-Type": "application/json"},
+        timeout=15,
+    )
+    assert answer.status_code == 401 and answer.json()["code"] == "unauthenticated"
+
+
+def test_cors_admits_the_configured_origins_only(stack: Stack) -> None:
+    def preflight(origin: str) -> httpx.Response:
+        return httpx.options(
+            f"{stack.http}{TICKETS}/CreateTicket",
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization,content-type",
+            },
+            timeout=15,
+        )
+
+    allowed = preflight(ALLOWED_ORIGIN)
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
+    assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
+    refused = preflight("https://elsewhere.example")
+    assert "access-control-allow-origin" not in refused.headers
+
+    call = connect_json(stack, f"{TICKETS}/ListTicketCategories", {}, "web-erin")
+    assert "access-control-allow-origin" not in call.headers  # no Origin, no CORS
+    from_page = httpx.post(
+        f"{stack.http}{TICKETS}/ListTicketCategories",
+        content=b"{}",
+        headers={
+            "Content-Type": "application/json",
+            "Origin": ALLOWED_ORIGIN,
+            **bearer(stack, "web-erin"),
+        },
+        timeout=15,
+    )
+    assert from_page.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
+    assert "grpc-status-details-bin" in from_page.headers["access-control-expose-headers"]
+
+
+def upload(
+    stack: Stack,
+    data: bytes,
+    subject: str,
+    content_type: str = "image/png",
+    file_name: str = "截图 1.png",
+) -> httpx.Response:
+    return httpx.post(
+        f"{stack.http}/uploads/evidence",
+        content=data,
+        headers={
+            "Content-Type": content_type,
+            "X-File-Name": httpx.URL("", params={"n": file_name}).query.decode()[2:],
+            **bearer(stack, subject),
+        },
+        timeout=60,
+    )
+
+
+def test_a_browser_upload_is_sniffed_hashed_and_attachable_by_its_owner_only(
+    stack: Stack,
+) -> None:
+    data = png(extra=600 * 1024)  # several chunks
+    stored = upload(stack, data, "web-frank")
+    assert stored.status_code == 200, stored.text
+    evidence = stored.json()
+    assert evidence["sha256"] == hashlib.sha256(data).hexdigest()
+    assert int(evidence["sizeBytes"]) == len(data)
+
+    # Bytes that are no PNG are refused as over gRPC, naming what is wrong.
+    refused = upload(stack, b"MZ\x90\x00 not an image at all", "web-frank")
+    assert refused.status_code == 400 and refused.json()["code"] == "invalid_argument"
+    anonymous = httpx.post(
+        f"{stack.http}/uploads/evidence",
+        content=data,
+        timeout=15,
+        headers={"Content-Type": "image/png"},
+    )
+    assert anonymous.status_code == 401 and anonymous.json()["code"] == "unauthenticated"
+
+    with_it = new_ticket(evidence=[{"name": evidence["name"]}])
+    made = connect_json(stack, f"{TICKETS}/CreateTicket", with_it, "web-frank")
+    assert made.status_code == 200, made.text
+    assert made.json()["evidence"][0]["sha256"] == evidence["sha256"]
+    theirs = connect_json(
+        stack,
+        f"{TICKETS}/CreateTicket",
+        new_ticket(evidence=[{"name": evidence["name"]}]),
+        "web-grace",
+    )
+    assert theirs.status_code == 403 and theirs.json()["code"] == "permission_denied"
+
+
+def test_an_agent_watches_the_queue_over_a_connect_stream(stack: Stack) -> None:
+    seen: list[dict[str, Any]] = []
+
+    def watch() -> None:
+        request = json.dumps({}).encode()
+        with httpx.stream(
+            "POST",
+            f"{stack.http}/casemesh.v1.CaseQueueService/WatchQueue",
+            content=b"\x00" + struct.pack(">I", len(request)) + request,
+            headers={
+                "Content-Type": "application/connect+json",
+                "Connect-Protocol-Version": "1",
+                **bearer(stack, "web-agent", ("agent",)),
+            },
+            timeout=httpx.Timeout(30, read=30),
+        ) as response:
+            assert response.status_code == 200
+            buffer = b""
+            for chunk in response.iter_bytes():
+                buffer += chunk
+                while len(buffer) >= 5 and len(buffer) >= 5 + struct.unpack(">I", buffer[1:5])[0]:
+                    size = struct.unpack(">I", buffer[1:5])[0]
+                    flag, frame, buffer = buffer[0], buffer[5 : 5 + size], buffer[5 + size :]
+                    if flag & 0x02:
+                        return
+                    seen.append(json.loads(frame))
+                    if wanted and any(c["queueCase"]["name"] in wanted for c in seen):
+                        return
+
+    # The stream's headers come with its first change, so there is no telling
+    # when the watch is in place: tickets are opened until one is seen.
+    wanted: list[str] = []
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    for _ in range(30):
+        made = connect_json(stack, f"{TICKETS}/CreateTicket", new_ticket(), "web-heidi")
+        assert made.status_code == 200
+        wanted.append(made.json()["name"])
+        watcher.join(2)
+        if not watcher.is_alive():
+            break
+    mine = [c for c in seen if c["queueCase"]["name"] in wanted]
+    assert mine, seen[-3:]
+    change = json_format.ParseDict(mine[0], casequeue_pb2.QueueChange())
+    assert change.change == "ADDED" and change.queue_case.status
+
+
+def test_probes_answer_on_the_http_port(stack: Stack) -> None:
+    assert httpx.get(f"{stack.http}/healthz/ready", timeout=5).status_code == 200
+    assert httpx.get(f"{stack.http}/healthz/live", timeout=5).status_code == 200
