@@ -2,7 +2,9 @@
 cores (tickets, its relay, the notifier sending e-mail, the queue consuming,
 and the rest idle), against a do-nothing chain: a gRPC proxy process that
 forwards each call's bytes to a backend process that answers at once. Both
-are driven by the same load generator, 8 and 32 calls in flight."""
+are driven by the same load generator, 8 and 32 calls in flight. And
+GetTicket through the gateway over Connect (JSON, as a browser sends it)
+against the same call over gRPC."""
 
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from typing import Any
 
 import grpc
 from aiosmtpd.controller import Controller
+from connectrpc.client import ConnectClient
+from connectrpc.method import IdempotencyLevel, MethodInfo
 
 from bench.report import Goal, interleaved, row
 from casemesh.platform.identity import mint_token
@@ -184,6 +188,71 @@ async def round_trips(target: str, seconds: float) -> list[float]:
     return samples
 
 
+GET_TICKET = MethodInfo(
+    name="GetTicket",
+    service_name="casemesh.v1.TicketService",
+    input=pb.GetTicketRequest,
+    output=pb.Ticket,
+    idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+)
+
+
+async def reads_grpc(target: str, in_flight: int, token: str, name: str) -> float:
+    """GetTicket calls answered per second over gRPC, `in_flight` at a time."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        call = channel.unary_unary(
+            "/casemesh.v1.TicketService/GetTicket",
+            pb.GetTicketRequest.SerializeToString,
+            pb.Ticket.FromString,
+        )
+        metadata = [("authorization", f"Bearer {token}")]
+
+        async def one() -> None:
+            await call(pb.GetTicketRequest(name=name), metadata=metadata, timeout=30)
+
+        return await _rate(one, in_flight)
+
+
+async def reads_connect(url: str, in_flight: int, token: str, name: str) -> float:
+    """The same over Connect with JSON, one keep-alive connection per call in
+    flight (as browsers open them over HTTP/1.1)."""
+    clients = [ConnectClient(url, proto_json=True, send_compression=None) for _ in range(in_flight)]
+    headers = {"authorization": f"Bearer {token}"}
+    free = asyncio.Queue[ConnectClient]()
+    for client in clients:
+        free.put_nowait(client)
+
+    async def one() -> None:
+        client = await free.get()
+        try:
+            await client.execute_unary(
+                request=pb.GetTicketRequest(name=name), method=GET_TICKET, headers=headers
+            )
+        finally:
+            free.put_nowait(client)
+
+    try:
+        return await _rate(one, in_flight)
+    finally:
+        for client in clients:
+            await client.close()
+
+
+async def _rate(one: Callable[[], Awaitable[None]], in_flight: int) -> float:
+    done = 0
+    end = time.perf_counter() + SPAN_S
+
+    async def worker() -> None:
+        nonlocal done
+        while time.perf_counter() < end:
+            await one()
+            done += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(in_flight)))
+    return done / (time.perf_counter() - start)
+
+
 def percentile(samples: list[float], p: int) -> float:
     """The `p`th percentile of `samples` (seconds), in milliseconds."""
     return statistics.quantiles(samples, n=100)[p - 1] * 1000
@@ -201,6 +270,7 @@ def run(root: Path, pg: LocalPostgres, kafka: LocalKafka) -> None:
     mail = Controller(sink, hostname="127.0.0.1", port=free_port())
     mail.start()
     gateway = f"127.0.0.1:{free_port()}"
+    gateway_http = f"127.0.0.1:{free_port()}"
     supervisor = Supervisor(root / "logs")
     # One user per call in flight would hit the per-user limit; a load test lifts it.
     overrides = {"CASEMESH_RATE_LIMIT_PER_MINUTE": "1000000", "CASEMESH_RATE_LIMIT_BURST": "100000"}
@@ -226,6 +296,7 @@ def run(root: Path, pg: LocalPostgres, kafka: LocalKafka) -> None:
             queue_addr=f"127.0.0.1:{free_port()}",
             help_addr=f"127.0.0.1:{free_port()}",
             gateway_addr=gateway,
+            gateway_http_addr=gateway_http,
             evidence_dir=root / "evidence",
             metrics_addr=lambda name: f"127.0.0.1:{free_port()}",
         ):
@@ -236,6 +307,17 @@ def run(root: Path, pg: LocalPostgres, kafka: LocalKafka) -> None:
         _ready(gateway, metadata)
         _ready(f"127.0.0.1:{proxy_port}", [])
         lines = []
+        token = mint_token(secret, "bench-user", ("user",))
+        with grpc.insecure_channel(gateway) as channel:
+            made = channel.unary_unary(
+                METHOD, pb.CreateTicketRequest.SerializeToString, pb.Ticket.FromString
+            )(request(0), metadata=metadata, timeout=30)
+        over_connect, over_grpc = interleaved(
+            lambda: asyncio.run(reads_connect(f"http://{gateway_http}", 8, token, made.name)),
+            lambda: asyncio.run(reads_grpc(gateway, 8, token, made.name)),
+        )
+        goal = Goal("GetTicket over Connect (JSON), 8 in flight", "/s", 0.7)
+        lines.append(row(goal, over_connect, over_grpc, "the same over gRPC"))
         most = 0.0
         for in_flight in (8, 32):
             ours, bare = interleaved(
