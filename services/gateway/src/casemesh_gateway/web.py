@@ -191,19 +191,34 @@ def _method_info(service: ServiceDescriptor, method: MethodDescriptor) -> Method
     )
 
 
+@contextlib.contextmanager
+def _no_internals(info: MethodInfo[Any, Any]) -> Iterator[None]:
+    """A failure of ours is INTERNAL with a plain message (as gRPC answers
+    it), its details logged rather than sent to the caller."""
+    try:
+        yield
+    except ConnectError:
+        raise
+    except Exception:
+        log.exception("http.call_failed", method=f"/{info.service_name}/{info.name}")
+        raise ConnectError(Code.INTERNAL, "the call failed on our side") from None
+
+
 def _endpoint(info: MethodInfo[Any, Any], handler: grpc.RpcMethodHandler) -> Any:
     if handler.unary_unary is not None:
         unary = handler.unary_unary
 
         async def call(request: Any, ctx: RequestContext[Any, Any]) -> Any:
-            return await unary(request, CallContext.of(ctx))
+            with _no_internals(info):
+                return await unary(request, CallContext.of(ctx))
 
         return Endpoint.unary(info, call)
     if handler.stream_unary is not None:
         client_stream = handler.stream_unary
 
         async def take(requests: AsyncIterator[Any], ctx: RequestContext[Any, Any]) -> Any:
-            return await client_stream(requests, CallContext.of(ctx))
+            with _no_internals(info):
+                return await client_stream(requests, CallContext.of(ctx))
 
         return Endpoint.client_stream(info, take)
     if handler.unary_stream is not None:
@@ -291,8 +306,15 @@ class _Refusal(Exception):
 def _check_rpc_request(scope: Scope, limit: int) -> None:
     """A POST to an RPC path must declare a content type the protocols take
     and a body within the limit (when it says its length)."""
-    if scope["method"] != "POST":
+    if scope["method"] == "GET":
         return
+    if scope["method"] != "POST":
+        raise _Refusal(
+            HTTPStatus.METHOD_NOT_ALLOWED,
+            ConnectError(
+                Code.UNIMPLEMENTED, f"{scope['method']} is not served: POST, or GET a read"
+            ),
+        )
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
     content_type = headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in RPC_CONTENT_TYPES:
