@@ -37,6 +37,6 @@ ENV PATH="/app/.venv/bin:$PATH" \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /var/lib/casemesh
 USER 10001:10001
-EXPOSE 50051 9464
+EXPOSE 50051 8080 9464
 ENTRYPOINT ["python", "-m"]
 CMD ["casemesh_gateway"]

@@ -25,12 +25,21 @@ from casemesh.platform.identity import verify_key_of, verify_keys
 from casemesh_devstack import stack
 from casemesh_devstack.kafka import LocalKafka
 from casemesh_devstack.postgres import LocalPostgres
+from casemesh_evidence.settings import EvidenceSettings
+from casemesh_gateway.settings import GatewaySettings
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
 METRICS_PORTS = {"metrics": 9464, "relay-metrics": 9465}
-# Spec variables Kubernetes sets differently on purpose: tests' clock file.
-TEST_ONLY = {"CASEMESH_CLOCK_OFFSET_FILE", "PYTHONUNBUFFERED"}
+# Spec variables Kubernetes and compose leave out on purpose: tests' clock file;
+# the gateway's self-service page from the working tree and its development
+# sign-in (tokens for anyone, signed with the HS256 secret), local runs only.
+TEST_ONLY = {
+    "CASEMESH_CLOCK_OFFSET_FILE",
+    "PYTHONUNBUFFERED",
+    "CASEMESH_WEB_ROOT",
+    "CASEMESH_DEV_SIGN_IN",
+}
 
 
 # -- reading the files -----------------------------------------------------------------
@@ -167,6 +176,8 @@ def specs() -> list[stack.ServiceSpec]:
         "http://127.0.0.1:8025/sms",
         "x" * 40,
         identity_keys=stack.IdentityKeys.new(),
+        gateway_addr=stack.GATEWAY_ADDR,
+        gateway_http_addr=stack.GATEWAY_HTTP_ADDR,
         evidence_dir=root / "evidence",
         clock_offset_file=root / "clock",
     )
@@ -247,6 +258,14 @@ def test_every_process_runs_in_compose_and_kubernetes_with_the_same_command(
         assert container.port("grpc") == port, container.where
     else:
         assert container.port("grpc") is None, container.where
+    if "CASEMESH_HTTP_ADDR" in spec.env:  # the gateway's Connect, gRPC-Web and uploads
+        port = port_of(spec.env["CASEMESH_HTTP_ADDR"])
+        assert port_of(service["environment"]["CASEMESH_HTTP_ADDR"]) == port, name
+        assert f"127.0.0.1:{port}:{port}" in service["ports"], name
+        assert env["CASEMESH_HTTP_ADDR"] == f"0.0.0.0:{port}", container.where
+        assert container.port("http") == port, container.where
+    else:
+        assert container.port("http") is None, container.where
     assert env["CASEMESH_SERVICE_NAME"] == spec.env["CASEMESH_SERVICE_NAME"], container.where
 
     # Every setting the local stack gives the process, Kubernetes gives it too
@@ -284,6 +303,59 @@ def test_the_gateway_reaches_every_service_through_its_headless_service() -> Non
         spec = next(s for s in SPECS if s.env.get("CASEMESH_GRPC_ADDR") == addr)
         pod_labels = k8s_container(spec).pod["metadata"]["labels"]
         assert all(pod_labels.get(k) == v for k, v in service["spec"]["selector"].items()), name
+
+
+def test_the_gateway_is_reachable_on_both_ports_and_never_signs_anyone_in() -> None:
+    gateway = k8s_container(next(s for s in SPECS if s.name == "gateway"))
+    service = next(
+        s for s in of_kind(BASE.objects, "Service") if s["metadata"]["name"] == "gateway"
+    )
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    policy = next(
+        p for p in of_kind(BASE.objects, "NetworkPolicy") if p["metadata"]["name"] == "gateway"
+    )
+    allowed = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+    for name in ("grpc", "http"):
+        assert ports[name]["targetPort"] == name
+        assert ports[name]["port"] == gateway.port(name) and gateway.port(name) in allowed
+    # The development sign-in mints a token for any name: `./dev up` only.
+    for where, k in (("overlays/dev", DEV), ("overlays/prod", PROD)):
+        for c in containers(k.objects):
+            assert "CASEMESH_DEV_SIGN_IN" not in c.env(k), f"{where}: {c.where}"
+    for name, service in COMPOSE["services"].items():
+        assert "CASEMESH_DEV_SIGN_IN" not in service.get("environment", {}), name
+
+
+def _nginx_bytes(size: str) -> int:
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    unit = size[-1].lower()
+    return int(size[:-1]) * units[unit] if unit in units else int(size)
+
+
+def test_the_ingress_example_routes_to_the_gateway_and_lets_uploads_through() -> None:
+    ingresses = load_docs(K8S / "components" / "gateway-ingress" / "ingress.yaml")
+    largest = max(
+        EvidenceSettings.model_fields[f"max_{kind}_bytes"].default
+        for kind in ("image", "video", "pdf")
+    )
+    upload_deadline = GatewaySettings.model_fields["upload_timeout_seconds"].default
+    routed: dict[str, dict[str, str]] = {}
+    for ingress in ingresses:
+        assert ingress["metadata"]["namespace"] == "casemesh"
+        assert ingress["spec"]["tls"], ingress["metadata"]["name"]
+        notes = ingress["metadata"]["annotations"]
+        assert _nginx_bytes(notes["nginx.ingress.kubernetes.io/proxy-body-size"]) >= largest
+        assert int(notes["nginx.ingress.kubernetes.io/proxy-send-timeout"]) >= upload_deadline
+        assert int(notes["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= upload_deadline
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                assert backend["name"] == "gateway"
+                routed[backend["port"]["name"]] = notes
+    assert set(routed) == {"grpc", "http"}
+    assert routed["grpc"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC"
+    for buffering in ("proxy-buffering", "proxy-request-buffering"):
+        assert routed["http"][f"nginx.ingress.kubernetes.io/{buffering}"] == "off"
 
 
 def test_the_services_believe_the_gateway_they_are_deployed_with() -> None:
@@ -382,9 +454,16 @@ def test_every_process_is_probed_observable_and_stops_gracefully(spec: stack.Ser
     c = k8s_container(spec)
     env = c.env(DEV)
     grpc_port = c.port("grpc")
+    if c.port("http") is not None:
+        # The gateway: ready on its HTTP port (503 from the moment it drains, as
+        # gRPC's "" turns NOT_SERVING), so that port is probed too.
+        ready = c.spec["readinessProbe"]["httpGet"]
+        assert ready == {"path": "/healthz/ready", "port": "http"}, c.where
     if grpc_port is not None:
-        ready, live = c.spec["readinessProbe"]["grpc"], c.spec["livenessProbe"]["grpc"]
-        assert ready["port"] == grpc_port and ready.get("service", "") == ""
+        if c.port("http") is None:
+            ready = c.spec["readinessProbe"]["grpc"]
+            assert ready["port"] == grpc_port and ready.get("service", "") == ""
+        live = c.spec["livenessProbe"]["grpc"]
         assert live == {"port": grpc_port, "service": "liveness"}
     else:
         live = c.spec["livenessProbe"]["httpGet"]
