@@ -53,7 +53,7 @@ COMPOSE_MODULE = ("github.com/compose-spec/compose-go/v2", "v2.16.2", "schema/co
 STRIMZI_DIR = REPO / "scripts" / "strimzi"
 STRIMZI_GROUP = "kafka.strimzi.io"
 
-COMPONENTS = ("external-kafka", "external-postgres", "gateway-loadbalancer")
+COMPONENTS = ("external-kafka", "external-postgres", "gateway-loadbalancer", "gateway-ingress")
 EXAMPLE_BOOTSTRAP = "kafka-1.kafka.internal:9092,kafka-2.kafka.internal:9092"
 
 # Secrets the operators' users create out of band (docs/operations.md), and the

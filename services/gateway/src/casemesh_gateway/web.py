@@ -251,7 +251,11 @@ class ServiceApp(ConnectASGIApplication[Mapping[str, grpc.RpcMethodHandler]]):
                 for m in service.methods
             }
 
-        super().__init__(service=handlers, endpoints=endpoints, read_max_bytes=read_max_bytes)
+        # No compression: the answers are small, gzip costs more CPU than it
+        # saves on the wire, and a proxy in front compresses if it pays.
+        super().__init__(
+            service=handlers, endpoints=endpoints, read_max_bytes=read_max_bytes, compressions=()
+        )
 
     @property
     def path(self) -> str:
@@ -354,7 +358,10 @@ def _bounded(receive: Receive, limit: int) -> Receive:
 class _RequestJSON(ProtoJSONCodec):  # type: ignore[type-arg]
     """Proto JSON; what does not parse is INVALID_ARGUMENT (not UNKNOWN, a
     500), and fields this version does not know are ignored, as the binary
-    encoding ignores them."""
+    encoding ignores them. Answers are compact (no indentation)."""
+
+    def encode(self, message: Any) -> bytes:
+        return json_format.MessageToJson(message, indent=None).encode()
 
     def decode(self, data: bytes | bytearray, message: Any) -> Any:
         try:
