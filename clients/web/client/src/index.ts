@@ -15,7 +15,10 @@ import { codeFromHttpStatus, errorFromJson } from "@connectrpc/connect/protocol-
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
 
 import { type Evidence, EvidenceSchema } from "./gen/casemesh/v1/evidence_pb";
-import { type BadRequest_FieldViolation, BadRequestSchema } from "./gen/google/rpc/error_details_pb";
+import {
+  type BadRequest_FieldViolation,
+  BadRequestSchema,
+} from "./gen/google/rpc/error_details_pb";
 
 export * from "./gen/casemesh/v1/appeals_pb";
 export * from "./gen/casemesh/v1/casequeue_pb";
