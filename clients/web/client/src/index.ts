@@ -1,0 +1,158 @@
+/**
+ * The Casemesh public API (`casemesh.v1`) for browsers.
+ *
+ * The messages and service descriptors are generated from `proto/` by
+ * `npm run generate`; this module re-exports them and adds what every page
+ * needs around them: a transport that sends the bearer token (Connect or
+ * gRPC-Web), the field violations of an `invalid_argument` error, and the
+ * evidence upload, which goes over plain HTTP because browsers cannot stream a
+ * request body to `EvidenceService.UploadEvidence`.
+ */
+
+import { fromJson, type JsonValue } from "@bufbuild/protobuf";
+import { Code, ConnectError, type Interceptor, type Transport } from "@connectrpc/connect";
+import { codeFromHttpStatus, errorFromJson } from "@connectrpc/connect/protocol-connect";
+import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
+
+import { type Evidence, EvidenceSchema } from "./gen/casemesh/v1/evidence_pb";
+import {
+  type BadRequest_FieldViolation,
+  BadRequestSchema,
+} from "./gen/google/rpc/error_details_pb";
+
+export * from "./gen/casemesh/v1/appeals_pb";
+export * from "./gen/casemesh/v1/casequeue_pb";
+export * from "./gen/casemesh/v1/evidence_pb";
+export * from "./gen/casemesh/v1/helpcenter_pb";
+export * from "./gen/casemesh/v1/reports_pb";
+export * from "./gen/casemesh/v1/tickets_pb";
+export {
+  type BadRequest,
+  BadRequestSchema,
+  type BadRequest_FieldViolation,
+  BadRequest_FieldViolationSchema,
+} from "./gen/google/rpc/error_details_pb";
+export { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
+export { timestampDate } from "@bufbuild/protobuf/wkt";
+
+/** The caller's bearer token (a JWT), read before every call; nothing when signed out. */
+export type TokenGetter = () => string | undefined | Promise<string | undefined>;
+
+function bearer(token: TokenGetter): Interceptor {
+  return (next) => async (req) => {
+    const value = await token();
+    if (value) {
+      req.header.set("Authorization", `Bearer ${value}`);
+    }
+    return next(req);
+  };
+}
+
+/**
+ * The Connect protocol (JSON). Reads the API marks as free of side effects
+ * (`GetTicket`, `SearchArticles`, …) go as HTTP GET, which caches and proxies
+ * understand.
+ */
+export function connectTransport(baseUrl: string, token: TokenGetter): Transport {
+  return createConnectTransport({ baseUrl, useHttpGet: true, interceptors: [bearer(token)] });
+}
+
+/** gRPC-Web (binary), for infrastructure that already speaks it. */
+export function grpcWebTransport(baseUrl: string, token: TokenGetter): Transport {
+  return createGrpcWebTransport({ baseUrl, interceptors: [bearer(token)] });
+}
+
+/**
+ * The fields an `invalid_argument` error names (`ticket.subject`,
+ * `ticket.contact.email`, …) with what is wrong with each; none for any other
+ * error.
+ */
+export function fieldViolations(err: unknown): BadRequest_FieldViolation[] {
+  const error = ConnectError.from(err);
+  if (error.code !== Code.InvalidArgument) {
+    return [];
+  }
+  return error.findDetails(BadRequestSchema).flatMap((detail) => detail.fieldViolations);
+}
+
+export interface UploadOptions {
+  /** Called as the bytes go out: `loaded` of `total` bytes sent. */
+  onProgress?: (loaded: number, total: number) => void;
+  /** Aborting rejects with a `canceled` ConnectError. */
+  signal?: AbortSignal;
+  /** The name to record; `file.name` by default. */
+  fileName?: string;
+}
+
+/**
+ * Uploads one file as evidence (`POST {baseUrl}/uploads/evidence`, the bytes as
+ * the body) and resolves to the stored `Evidence`; attach it to a case by its
+ * `name` (`evidence: [{ name: evidence.name }]`). The service decides the real
+ * type from the bytes; the same bytes uploaded again give the same evidence.
+ * Fails with a ConnectError, like the API calls.
+ */
+export function uploadEvidence(
+  baseUrl: string,
+  token: TokenGetter,
+  file: Blob & { readonly name?: string },
+  options: UploadOptions = {},
+): Promise<Evidence> {
+  const url = `${baseUrl.replace(/\/+$/, "")}/uploads/evidence`;
+  const fileName = options.fileName ?? file.name ?? "";
+  return Promise.resolve(token()).then(
+    (value) =>
+      new Promise<Evidence>((resolve, reject) => {
+        const { signal, onProgress } = options;
+        if (signal?.aborted) {
+          reject(new ConnectError("upload cancelled", Code.Canceled));
+          return;
+        }
+        const xhr = new XMLHttpRequest();
+        xhr.open("POST", url);
+        xhr.responseType = "text";
+        if (value) {
+          xhr.setRequestHeader("Authorization", `Bearer ${value}`);
+        }
+        xhr.setRequestHeader("Content-Type", file.type || "application/octet-stream");
+        xhr.setRequestHeader("X-File-Name", encodeURIComponent(fileName));
+        if (onProgress) {
+          xhr.upload.onprogress = (e) =>
+            onProgress(e.loaded, e.lengthComputable ? e.total : file.size);
+        }
+        const onAbort = () => xhr.abort();
+        signal?.addEventListener("abort", onAbort, { once: true });
+        xhr.onloadend = () => signal?.removeEventListener("abort", onAbort);
+        xhr.onabort = () => reject(new ConnectError("upload cancelled", Code.Canceled));
+        xhr.onerror = () =>
+          reject(new ConnectError("the upload could not reach the server", Code.Unavailable));
+        xhr.onload = () => {
+          try {
+            if (xhr.status >= 200 && xhr.status < 300) {
+              const json = JSON.parse(xhr.responseText) as JsonValue;
+              resolve(fromJson(EvidenceSchema, json, { ignoreUnknownFields: true }));
+            } else {
+              reject(errorFromHttp(xhr.status, xhr.responseText));
+            }
+          } catch (err) {
+            reject(ConnectError.from(err, Code.Internal));
+          }
+        };
+        xhr.send(file);
+      }),
+  );
+}
+
+/**
+ * The error in a plain HTTP answer (the upload endpoint, a sign-in endpoint):
+ * the Connect-style JSON error in `body` (`{"code": …, "message": …,
+ * "details": […]}`), else one made from the HTTP status.
+ */
+export function errorFromHttp(status: number, body: string): ConnectError {
+  const fallback = new ConnectError(`HTTP ${status}`, codeFromHttpStatus(status));
+  try {
+    // Exported for protocol implementations; its exact version is pinned.
+    return errorFromJson(JSON.parse(body) as JsonValue, undefined, fallback);
+  } catch {
+    return fallback;
+  }
+}

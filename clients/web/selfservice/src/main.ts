@@ -1,0 +1,720 @@
+/**
+ * The self-service reference page: sign in, search the help centre or follow a
+ * guided flow, say whether it helped, and open a ticket (with a screenshot)
+ * when it did not; then follow the ticket's status and history.
+ *
+ * Plain DOM on purpose: every call goes through the generated client
+ * (`@casemesh/client`), so a team with its own framework can lift the calls as
+ * they are.
+ */
+
+import {
+  type Article,
+  Channel,
+  Code,
+  ConnectError,
+  createClient,
+  errorFromHttp,
+  fieldViolations,
+  type Flow,
+  type FlowStep,
+  HelpCenterService,
+  connectTransport,
+  grpcWebTransport,
+  type Ticket,
+  type TicketCategory,
+  type TicketEvent,
+  TicketService,
+  TicketStatus,
+  timestampDate,
+  uploadEvidence,
+} from "@casemesh/client";
+
+import { type Key, type Locale, initialLocale, isKey, text, textOr } from "./i18n";
+
+// -- set-up ----------------------------------------------------------------------
+
+const params = new URLSearchParams(location.search);
+const useGrpcWeb = params.get("transport") === "grpc-web";
+const api = location.origin;
+
+const TOKEN_KEY = "casemesh.token";
+const LOCALE_KEY = "casemesh.locale";
+
+let token: string | undefined = sessionStorage.getItem(TOKEN_KEY) ?? undefined;
+{
+  // Production: the app shell hands in the platform's token. It leaves the
+  // address bar at once, so it is not bookmarked or shared with the page.
+  const handed = params.get("token");
+  if (handed) {
+    token = handed;
+    sessionStorage.setItem(TOKEN_KEY, handed);
+    params.delete("token");
+    const rest = params.toString();
+    history.replaceState(null, "", `${location.pathname}${rest ? `?${rest}` : ""}${location.hash}`);
+  }
+}
+const currentToken = () => token;
+
+const transport = useGrpcWeb
+  ? grpcWebTransport(api, currentToken)
+  : connectTransport(api, currentToken);
+const tickets = createClient(TicketService, transport);
+const help = createClient(HelpCenterService, transport);
+
+let locale: Locale = initialLocale(
+  localStorage.getItem(LOCALE_KEY),
+  navigator.languages.length ? navigator.languages : [navigator.language],
+);
+const t = (key: Key, values?: Record<string, string | number>) => text(locale, key, values);
+
+function $<T extends HTMLElement = HTMLElement>(id: string): T {
+  const found = document.getElementById(id);
+  if (!found) {
+    throw new Error(`#${id} is missing from index.html`);
+  }
+  return found as T;
+}
+
+function element<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  content = "",
+  attrs: Record<string, string> = {},
+): HTMLElementTagNameMap[K] {
+  const made = document.createElement(tag);
+  made.textContent = content;
+  for (const [name, value] of Object.entries(attrs)) {
+    made.setAttribute(name, value);
+  }
+  return made;
+}
+
+// -- views, status and errors -------------------------------------------------------
+
+const VIEWS = ["sign-in", "help", "article", "flow", "ticket-form-view", "ticket"] as const;
+type View = (typeof VIEWS)[number];
+
+/** Shows one view and moves the focus to its heading, so screen readers follow. */
+function show(view: View): void {
+  for (const v of VIEWS) {
+    $(v).hidden = v !== view;
+  }
+  clearError();
+  $(view).querySelector<HTMLElement>("h1")?.focus();
+}
+
+function say(message: string): void {
+  $("status").textContent = message;
+}
+
+function clearError(): void {
+  $("error").hidden = true;
+  $("error-message").textContent = "";
+  $("error-list").replaceChildren();
+  for (const shown of document.querySelectorAll<HTMLElement>(".field-error")) {
+    shown.hidden = true;
+    shown.textContent = "";
+  }
+  for (const invalid of document.querySelectorAll("[aria-invalid]")) {
+    invalid.removeAttribute("aria-invalid");
+  }
+}
+
+/** Where a field named by the server is shown (its input), if the view has it. */
+type Placer = (field: string) => HTMLElement | undefined;
+
+/**
+ * Shows a failed call: the server's message, and for `invalid_argument` each
+ * field violation next to its field (the rest listed with the message).
+ */
+function showError(err: unknown, place: Placer = () => undefined): void {
+  clearError();
+  const error = ConnectError.from(err);
+  if (error.code === Code.Unauthenticated && token) {
+    signOut();
+    $("error-message").textContent = t("signInAgain");
+    $("error").hidden = false;
+    return;
+  }
+  let first: HTMLElement | undefined;
+  for (const violation of fieldViolations(error)) {
+    const input = place(violation.field);
+    if (input) {
+      const note = $(`${input.id}-error`);
+      note.textContent = note.textContent
+        ? `${note.textContent} ${violation.description}`
+        : violation.description;
+      note.hidden = false;
+      input.setAttribute("aria-invalid", "true");
+      first ??= input;
+    } else {
+      $("error-list").append(element("li", `${violation.field}: ${violation.description}`));
+    }
+  }
+  $("error-message").textContent = first
+    ? t("fixFields")
+    : `${t("errorPrefix")}${error.rawMessage}`;
+  $("error").hidden = false;
+  say("");
+  (first instanceof HTMLFieldSetElement ? first.querySelector("input") : first)?.focus();
+}
+
+/** Runs a call for a button or form, refusing a second press while it runs. */
+async function busy(control: HTMLButtonElement | null, work: () => Promise<void>, place?: Placer) {
+  if (control?.disabled) {
+    return;
+  }
+  if (control) control.disabled = true;
+  try {
+    await work();
+  } catch (err) {
+    showError(err, place);
+  } finally {
+    if (control) control.disabled = false;
+  }
+}
+
+function listItem(...content: Node[]): HTMLLIElement {
+  const item = element("li");
+  item.append(...content);
+  return item;
+}
+
+function when(time: Date): HTMLTimeElement {
+  const formatted = new Intl.DateTimeFormat(locale, {
+    dateStyle: "medium",
+    timeStyle: "short",
+  }).format(time);
+  return element("time", formatted, { datetime: time.toISOString() });
+}
+
+function paragraphs(container: HTMLElement, body: string): void {
+  container.replaceChildren(
+    ...body
+      .split(/\n{2,}/)
+      .filter((p) => p.trim())
+      .map((p) => element("p", p.trim())),
+  );
+}
+
+// -- signing in ----------------------------------------------------------------------
+
+/** The `sub` of a JWT, for "signed in as"; the page never trusts it for anything. */
+function subjectOf(jwt: string): string {
+  try {
+    const part = jwt.split(".")[1] ?? "";
+    const json = atob(part.replace(/-/g, "+").replace(/_/g, "/"));
+    const claims: unknown = JSON.parse(
+      new TextDecoder().decode(Uint8Array.from(json, (c) => c.charCodeAt(0))),
+    );
+    return typeof claims === "object" && claims && "sub" in claims ? String(claims.sub) : "";
+  } catch {
+    return "";
+  }
+}
+
+function renderSignedIn(): void {
+  const who = token ? subjectOf(token) : "";
+  $("signed-in-as").textContent = who ? t("signedInAs", { name: who }) : "";
+  $("signed-in-as").hidden = !who;
+  $("sign-out").hidden = !token;
+}
+
+function signOut(): void {
+  token = undefined;
+  sessionStorage.removeItem(TOKEN_KEY);
+  renderSignedIn();
+  show("sign-in");
+}
+
+/** Local stacks only: the gateway's development sign-in mints a token for any name. */
+async function devSignIn(subject: string): Promise<string> {
+  const res = await fetch(new URL("/dev/sign-in", api), {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ subject }),
+  });
+  const body = await res.text();
+  if (!res.ok) {
+    throw errorFromHttp(res.status, body);
+  }
+  const answer: unknown = JSON.parse(body);
+  if (
+    typeof answer !== "object" ||
+    !answer ||
+    !("token" in answer) ||
+    typeof answer.token !== "string"
+  ) {
+    throw new ConnectError("the sign-in answer has no token", Code.Internal);
+  }
+  return answer.token;
+}
+
+$("sign-in-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const button = $("sign-in-form").querySelector("button");
+  void busy(
+    button,
+    async () => {
+      say(t("signingIn"));
+      token = await devSignIn($<HTMLInputElement>("user-name").value.trim());
+      sessionStorage.setItem(TOKEN_KEY, token);
+      await start();
+    },
+    (field) => (field === "subject" ? $("user-name") : undefined),
+  );
+});
+
+$("sign-out").addEventListener("click", signOut);
+
+// -- the help centre: search, articles, flows ------------------------------------------------
+
+/** What the user did in this help session: the ticket draft is made of it. */
+function newHelpSession() {
+  return {
+    session: "",
+    searches: [] as string[],
+    read: [] as string[],
+    flow: undefined as Flow | undefined,
+    path: [] as string[],
+    /** The ticket category the help centre points to (the article's or the flow's). */
+    category: "",
+  };
+}
+
+// After an answer to "did this solve it?" (or a ticket), a new session starts.
+let tried = newHelpSession();
+
+async function loadFlows(): Promise<void> {
+  const { flows } = await help.listFlows({ locale });
+  $("flow-list").replaceChildren(
+    ...flows.map((flow) => {
+      const button = element("button", flow.title, { type: "button" });
+      button.addEventListener("click", () => void busy(button, () => startFlow(flow)));
+      return listItem(button);
+    }),
+  );
+}
+
+$("search-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const query = $<HTMLInputElement>("query").value.trim();
+  if (!query) {
+    return;
+  }
+  void busy($("search-form").querySelector("button"), async () => {
+    say(t("searching"));
+    const found = await help.searchArticles({ query, locale, session: tried.session });
+    tried.session = found.session;
+    tried.searches.push(query);
+    const list = found.results.flatMap(({ article, snippet }) => {
+      if (!article) {
+        return [];
+      }
+      const open = element("button", article.title, { type: "button", class: "result-title" });
+      open.addEventListener("click", () => void busy(open, () => openArticle(article.name)));
+      return listItem(
+        open,
+        element("p", snippet, { class: "snippet" }),
+        element("p", article.categoryLabel, { class: "meta" }),
+      );
+    });
+    $("result-list").replaceChildren(...list);
+    $("results").hidden = !list.length;
+    say(list.length ? t("resultCount", { count: list.length }) : t("noResults"));
+  });
+});
+
+function askSolved(where: "article-solved" | "flow-solved"): void {
+  $(where).append($("solved"));
+  $("solved").hidden = false;
+  $("solved-buttons").hidden = false;
+  $("solved-thanks").textContent = "";
+}
+
+function renderArticle(article: Article, title: HTMLElement, body: HTMLElement): void {
+  title.textContent = article.title;
+  paragraphs(body, article.body);
+}
+
+async function openArticle(name: string): Promise<void> {
+  const article = await help.getArticle({ name, locale, session: tried.session });
+  tried.read.push(article.title);
+  tried.category = article.category;
+  renderArticle(article, $("article-title"), $("article-body"));
+  const meta = $("article-meta");
+  meta.replaceChildren(`${t("category")}: ${article.categoryLabel}`);
+  if (article.updateTime) {
+    meta.append(" · ", t("updated"), " ", when(timestampDate(article.updateTime)));
+  }
+  askSolved("article-solved");
+  show("article");
+}
+
+async function startFlow(flow: Flow): Promise<void> {
+  const step = await help.startFlow({ flow: flow.name, locale, session: tried.session });
+  tried.flow = flow;
+  tried.path = [];
+  tried.category = flow.category;
+  $("flow-path").replaceChildren();
+  renderStep(step);
+  show("flow");
+}
+
+function renderStep(step: FlowStep): void {
+  tried.session = step.session;
+  $("flow-title").textContent = step.flow?.title ?? tried.flow?.title ?? "";
+  $("solved").hidden = true;
+  $("flow-question").hidden = step.finished;
+  $("flow-ending").hidden = !step.finished;
+  if (!step.finished) {
+    $("flow-question-text").textContent = step.question;
+    $("flow-answers").replaceChildren(
+      ...step.answers.map((answer, i) => {
+        const button = element("button", answer.label, { type: "button" });
+        button.addEventListener(
+          "click",
+          () =>
+            void busy(button, async () => {
+              const next = await help.answerFlow({ session: tried.session, answer: i });
+              const taken = `${step.question} → ${answer.label}`;
+              tried.path.push(taken);
+              $("flow-path").append(element("li", taken));
+              renderStep(next);
+              $("flow-title").focus();
+            }),
+        );
+        return listItem(button);
+      }),
+    );
+    return;
+  }
+  if (step.article) {
+    tried.read.push(step.article.title);
+    renderArticle(step.article, $("flow-ending-title"), $("flow-ending-body"));
+  } else {
+    const action =
+      step.action === "phone_change"
+        ? t("actionPhoneChange")
+        : step.action === "restriction_reasons"
+          ? t("actionRestrictionReasons")
+          : step.action;
+    $("flow-ending-title").textContent = t("flowAction", { action });
+    $("flow-ending-body").replaceChildren();
+  }
+  askSolved("flow-solved");
+}
+
+$("solved-yes").addEventListener(
+  "click",
+  () =>
+    void busy($<HTMLButtonElement>("solved-yes"), async () => {
+      await help.resolveHelp({ session: tried.session, solved: true });
+      $("solved-buttons").hidden = true;
+      $("solved-thanks").textContent = t("solvedThanks");
+      tried = newHelpSession();
+    }),
+);
+
+// "Not solved" opens the ticket form with what the help centre knows; the ticket
+// is opened by CreateTicket on submit, so it can carry the screenshot.
+$("solved-no").addEventListener(
+  "click",
+  () => void busy($<HTMLButtonElement>("solved-no"), () => openTicketForm(draft())),
+);
+
+$("contact-support").addEventListener(
+  "click",
+  () => void busy($<HTMLButtonElement>("contact-support"), () => openTicketForm()),
+);
+
+for (const back of document.querySelectorAll<HTMLButtonElement>("button.back")) {
+  back.addEventListener("click", () => {
+    history.replaceState(null, "", `${location.pathname}${location.search}`);
+    show("help");
+  });
+}
+
+// -- the ticket form ---------------------------------------------------------------------
+
+interface Draft {
+  category: string;
+  subject: string;
+  description: string;
+}
+
+let categories: TicketCategory[] = [];
+
+function categoryLabel(id: string): string {
+  return categories.find((c) => c.id === id)?.labels[locale] ?? id;
+}
+
+function renderCategories(): void {
+  const select = $<HTMLSelectElement>("category");
+  const chosen = select.value;
+  select.replaceChildren(
+    element("option", t("chooseCategory"), { value: "" }),
+    ...categories.map((c) => element("option", c.labels[locale] ?? c.id, { value: c.id })),
+  );
+  select.value = chosen;
+}
+
+/** The ticket the help session suggests: its category, and what was tried. */
+function draft(): Draft {
+  const lines = [
+    ...tried.searches.map((query) => t("draftSearched", { query })),
+    ...(tried.flow
+      ? [t("draftFlow", { title: tried.flow.title }), ...tried.path.map((p) => `  ${p}`)]
+      : []),
+    ...tried.read.map((title) => t("draftRead", { title })),
+  ];
+  return {
+    category: tried.category,
+    subject: tried.category ? t("draftSubject", { category: categoryLabel(tried.category) }) : "",
+    description: lines.length ? [t("draftTried"), ...lines, t("draftStill"), ""].join("\n") : "",
+  };
+}
+
+/** Chosen once per form: a submit retried after a lost answer finds the same ticket. */
+let requestId = "";
+/** The screenshot already uploaded for this form, so a retry does not send it again. */
+let uploaded: { file: File; name: string } | undefined;
+
+async function openTicketForm(prefill?: Draft): Promise<void> {
+  if (!categories.length) {
+    categories = (await tickets.listTicketCategories({})).categories;
+  }
+  const form = $<HTMLFormElement>("ticket-form");
+  form.reset();
+  renderCategories();
+  if (prefill) {
+    $<HTMLSelectElement>("category").value = prefill.category;
+    $<HTMLInputElement>("subject").value = prefill.subject;
+    $<HTMLTextAreaElement>("description").value = prefill.description;
+  }
+  $("upload").hidden = true;
+  requestId = crypto.randomUUID();
+  uploaded = undefined;
+  show("ticket-form-view");
+}
+
+const TICKET_FIELDS: Record<string, string> = {
+  "ticket.category": "category",
+  "ticket.subject": "subject",
+  "ticket.description": "description",
+  "ticket.contact.email": "email",
+  "ticket.contact.phone": "phone",
+  "ticket.contact.channels": "channels",
+};
+
+const placeTicketField: Placer = (field) => {
+  if (field.startsWith("ticket.evidence")) {
+    return $("screenshot");
+  }
+  const id = TICKET_FIELDS[field];
+  return id ? $(id) : undefined;
+};
+
+$("screenshot").addEventListener("change", () => {
+  $<HTMLProgressElement>("upload-progress").value = 0;
+  $("upload-status").textContent = "";
+  $("upload").hidden = !$<HTMLInputElement>("screenshot").files?.length;
+});
+
+/** Uploads the chosen screenshot (once per file), driving the progress bar. */
+async function uploadScreenshot(file: File): Promise<string> {
+  if (uploaded?.file === file) {
+    return uploaded.name;
+  }
+  const progress = $<HTMLProgressElement>("upload-progress");
+  $("upload").hidden = false;
+  progress.value = 0;
+  $("upload-status").textContent = t("uploading");
+  try {
+    const evidence = await uploadEvidence(api, currentToken, file, {
+      onProgress: (loaded, total) => {
+        progress.value = total ? Math.round((loaded / total) * 100) : 0;
+      },
+    });
+    progress.value = 100;
+    $("upload-status").textContent = t("uploaded");
+    uploaded = { file, name: evidence.name };
+    return evidence.name;
+  } catch (err) {
+    $("upload-status").textContent = "";
+    throw err;
+  }
+}
+
+$("ticket-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const value = (id: string) => $<HTMLInputElement>(id).value.trim();
+  let placing: Placer = placeTicketField;
+  void busy(
+    $<HTMLButtonElement>("submit-ticket"),
+    async () => {
+      clearError();
+      const evidence: { name: string }[] = [];
+      const file = $<HTMLInputElement>("screenshot").files?.[0];
+      if (file) {
+        // The upload's own errors (type, size, name) are about the file input.
+        placing = () => $("screenshot");
+        evidence.push({ name: await uploadScreenshot(file) });
+        placing = placeTicketField;
+      }
+      say(t("submitting"));
+      const channels = [
+        ...document.querySelectorAll<HTMLInputElement>("input[name=channel]:checked"),
+      ].map((box) => (box.value === "SMS" ? Channel.SMS : Channel.EMAIL));
+      const ticket = await tickets.createTicket({
+        requestId,
+        ticket: {
+          category: value("category"),
+          subject: value("subject"),
+          description: $<HTMLTextAreaElement>("description").value.trim(),
+          locale,
+          contact: { email: value("email"), phone: value("phone"), channels },
+          evidence,
+        },
+      });
+      requestId = crypto.randomUUID();
+      uploaded = undefined;
+      tried = newHelpSession();
+      await openTicket(ticket.name, ticket);
+      say(t("ticketCreated"));
+    },
+    (field) => placing(field),
+  );
+});
+
+// -- the ticket page ---------------------------------------------------------------------
+
+let shown: { ticket: Ticket; events: TicketEvent[] } | undefined;
+
+async function openTicket(name: string, known?: Ticket): Promise<void> {
+  const [ticket, history] = await Promise.all([
+    known ? Promise.resolve(known) : tickets.getTicket({ name }),
+    tickets.listTicketEvents({ name, pageSize: 200 }),
+  ]);
+  shown = { ticket, events: history.events };
+  if (!categories.length) {
+    categories = (await tickets.listTicketCategories({})).categories;
+  }
+  renderTicket();
+  window.history.replaceState(null, "", `${location.pathname}${location.search}#${ticket.name}`);
+  show("ticket");
+}
+
+function statusLabel(status: TicketStatus): string {
+  const name = TicketStatus[status] ?? "UNSPECIFIED";
+  return textOr(locale, `status.${name}`, name);
+}
+
+function renderTicket(): void {
+  if (!shown) {
+    return;
+  }
+  const { ticket, events } = shown;
+  const id = ticket.name.split("/")[1] ?? ticket.name;
+  $("ticket-number").replaceChildren(
+    element("span", id.slice(0, 8).toUpperCase(), { title: ticket.name }),
+  );
+  const status = $("ticket-status");
+  status.textContent = statusLabel(ticket.status);
+  status.dataset.status = TicketStatus[ticket.status] ?? "UNSPECIFIED";
+  $("ticket-category").textContent = categoryLabel(ticket.category);
+  $("ticket-subject").textContent = ticket.subject;
+  $("ticket-updates").textContent = (ticket.contact?.channels ?? [])
+    .map((c) =>
+      c === Channel.SMS
+        ? `${t("channelSms")} ${ticket.contact?.phone ?? ""}`
+        : `${t("channelEmail")} ${ticket.contact?.email ?? ""}`,
+    )
+    .join(", ");
+  $("ticket-history").replaceChildren(
+    ...events.map((event) => {
+      const item = element("li", "", { "data-type": event.type });
+      if (event.time) {
+        item.append(when(timestampDate(event.time)), " ");
+      }
+      item.append(
+        element("span", textOr(locale, `event.${event.type}`, event.type), { class: "event" }),
+      );
+      item.append(element("span", ` · ${statusLabel(event.status)}`, { class: "meta" }));
+      if (event.text && event.type !== "TicketCreated") {
+        item.append(element("p", event.text));
+      }
+      if (event.evidence.length) {
+        item.append(
+          element("p", t("evidence", { count: event.evidence.length }), { class: "meta" }),
+        );
+      }
+      return item;
+    }),
+  );
+}
+
+$("refresh-ticket").addEventListener(
+  "click",
+  () =>
+    void busy($<HTMLButtonElement>("refresh-ticket"), async () => {
+      if (shown) {
+        await openTicket(shown.ticket.name);
+      }
+    }),
+);
+
+$("new-ticket").addEventListener(
+  "click",
+  () => void busy($<HTMLButtonElement>("new-ticket"), () => openTicketForm()),
+);
+
+// -- language and start ------------------------------------------------------------------
+
+function applyLocale(): void {
+  document.documentElement.lang = locale;
+  document.title = t("title");
+  for (const el of document.querySelectorAll<HTMLElement>("[data-i18n]")) {
+    const key = el.dataset.i18n ?? "";
+    if (isKey(key)) {
+      el.textContent = t(key);
+    }
+  }
+  $<HTMLSelectElement>("language").value = locale;
+  $("transport-note").textContent = t("transport", {
+    transport: useGrpcWeb ? "gRPC-Web" : "Connect",
+  });
+  renderSignedIn();
+  renderCategories();
+  renderTicket();
+}
+
+$("language").addEventListener("change", () => {
+  const chosen = $<HTMLSelectElement>("language").value;
+  locale = chosen === "en" ? "en" : "zh-CN";
+  localStorage.setItem(LOCALE_KEY, locale);
+  applyLocale();
+  if (token) {
+    void busy(null, loadFlows);
+  }
+});
+
+/** Signed in: the help centre, or the ticket the address names. */
+async function start(): Promise<void> {
+  renderSignedIn();
+  await loadFlows();
+  say("");
+  const ticket = /^#(tickets\/[0-9a-f-]{36})$/.exec(location.hash)?.[1];
+  if (ticket) {
+    await openTicket(ticket);
+  } else {
+    show("help");
+  }
+}
+
+applyLocale();
+if (token) {
+  void busy(null, start);
+} else {
+  show("sign-in");
+}

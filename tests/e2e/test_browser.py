@@ -1,0 +1,193 @@
+"""The self-service page in a real browser (Debian's Chromium, driven through
+Playwright), over the gateway's HTTP port: a user signs in, searches the help
+centre in Chinese, reads an article that does not help, opens a ticket with a
+screenshot, sees it received with its history, and gets the e-mail. Once over
+Connect, once over gRPC-Web. Screenshots of every step are kept in
+`.run/test-artifacts/browser/<transport>/`."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    FilePayload,
+    Page,
+    expect,
+    sync_playwright,
+)
+
+from casemesh.v1 import tickets_pb2 as pb
+from tests.conftest import REPO, Stack
+from tests.e2e.test_evidence import png
+from tests.support import Client, wait_until
+
+ARTIFACTS = REPO / ".run" / "test-artifacts" / "browser"
+TRANSPORTS = {"connect": "", "grpc-web": "?transport=grpc-web"}
+# The help centre's seeded zh-CN article that a search for "无法登录" finds.
+ARTICLE = "提示密码错误无法登录"
+ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
+# What Chromium logs for a call refused with an HTTP error status (Connect
+# does so; gRPC-Web answers 200 with the status in its trailers).
+REFUSED_LOAD = "Failed to load resource: the server responded with a status of 400"
+
+
+def chromium() -> str:
+    """Debian's Chromium (never a browser downloaded by Playwright)."""
+    found = shutil.which("chromium") or (
+        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+    )
+    if found is None:
+        # A developer without it may go on; CI must not pass without this test.
+        missing = "Chromium is not installed (apt-get install chromium)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+    return found
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    path = chromium()
+    # A loaded machine may take seconds to upload, store, and answer.
+    expect.set_options(timeout=30_000)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=path, args=["--no-sandbox"])
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+class Steps:
+    """Numbered screenshots of what the user saw, one per step."""
+
+    def __init__(self, page: Page, folder: Path) -> None:
+        self.page = page
+        self.folder = folder
+        self.count = 0
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+
+    def shot(self, name: str) -> None:
+        self.count += 1
+        self.page.screenshot(path=self.folder / f"{self.count:02d}-{name}.png", full_page=True)
+
+
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
+def test_a_user_the_help_centre_did_not_help_opens_a_ticket_with_a_screenshot(
+    stack: Stack, browser: Browser, transport: str
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    user = f"web-{transport}-{run}"
+    email = f"{user}@example.com"
+    screenshot = png()
+
+    context = browser.new_context(locale="zh-CN", viewport={"width": 1024, "height": 900})
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda err: problems.append(f"uncaught: {err}"))
+
+    def console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            problems.append(message.text)
+
+    page.on("console", console)
+    steps = Steps(page, ARTIFACTS / transport)
+    try:
+        page.goto(f"{stack.http}/{TRANSPORTS[transport]}")
+        expect(page.get_by_role("heading", name="登录", level=1)).to_be_visible()
+        steps.shot("sign-in")
+
+        page.get_by_label("用户名").fill(user)
+        page.get_by_role("button", name="登录").click()
+        expect(page.get_by_role("heading", name="搜索帮助中心")).to_be_visible()
+        expect(page.get_by_text(f"已登录：{user}")).to_be_visible()
+        steps.shot("signed-in")
+
+        page.get_by_role("searchbox", name="描述您的问题").fill("无法登录")
+        page.get_by_role("button", name="搜索", exact=True).click()
+        result = page.get_by_role("button", name=ARTICLE)
+        expect(result).to_be_visible()
+        steps.shot("search-results")
+
+        result.click()
+        expect(page.get_by_role("heading", name=ARTICLE, level=1)).to_be_visible()
+        expect(page.get_by_role("heading", name="这解决了您的问题吗？")).to_be_visible()
+        steps.shot("article")
+
+        page.get_by_role("button", name="没有解决").click()
+        expect(page.get_by_role("heading", name="提交工单", level=1)).to_be_visible()
+        # The help centre's category for what was read, and what was tried.
+        expect(page.get_by_label("问题分类")).to_have_value("account.login")
+        expect(page.get_by_label("问题描述")).to_have_value(re.compile(ARTICLE))
+        steps.shot("ticket-form")
+
+        subject = f"网页端登录一直失败 {run}"
+        page.get_by_label("标题").fill(subject)
+        page.get_by_label("问题描述").fill("每次输入密码都提示错误，已确认大小写。截图附上。")
+        page.get_by_role("checkbox", name="电子邮件").check()
+        chosen: FilePayload = {
+            "name": "登录失败.png",
+            "mimeType": "image/png",
+            "buffer": screenshot,
+        }
+        page.get_by_label("截图（可选）").set_input_files(files=[chosen])
+        expect(page.get_by_role("progressbar", name="上传进度")).to_be_visible()
+        steps.shot("filled-without-address")
+
+        # E-mail updates without an address: the gateway's field violation is
+        # shown next to the field, and nothing is opened.
+        page.get_by_role("button", name="提交工单").click()
+        email_input = page.get_by_label("电子邮箱")
+        expect(email_input).to_have_attribute("aria-invalid", "true")
+        expect(page.get_by_text("is required for EMAIL updates")).to_be_visible()
+        expect(page.get_by_role("progressbar", name="上传进度")).to_have_attribute("value", "100")
+        steps.shot("field-error")
+
+        email_input.fill(email)
+        page.get_by_role("button", name="提交工单").click()
+        expect(page.get_by_role("heading", name="您的工单", level=1)).to_be_visible()
+        status = page.locator("#ticket-status")
+        expect(status).to_have_attribute("data-status", "NEW")
+        expect(status).to_have_text("已受理，等待客服处理")
+        expect(page.get_by_text(subject)).to_be_visible()
+        history = page.get_by_role("list", name="处理记录").get_by_role("listitem")
+        expect(history).to_have_count(1)
+        expect(history.first).to_contain_text("工单已提交")
+        expect(history.first).to_contain_text("附件：1 个")
+        expect(history.first.locator("time")).to_have_attribute("datetime", ISO_TIME)
+        steps.shot("ticket")
+        ticket_name = page.url.rpartition("#")[2]
+    except Exception:
+        with contextlib.suppress(Exception):  # the failure itself matters more
+            steps.shot("failure")
+        raise
+    finally:
+        context.close()
+
+    number = ticket_name.split("/")[1][:8].upper()
+    mail = wait_until(lambda: stack.mail.to(email), timeout=60)[0]
+    assert mail["To"] == email
+    assert "工单已受理" in mail["Subject"] and number in mail["Subject"]
+
+    # The screenshot reached the ticket as the bytes the user chose, once.
+    ticket = Client(stack.gateway, stack.secret, user).GetTicket(
+        pb.GetTicketRequest(name=ticket_name)
+    )
+    assert [e.sha256 for e in ticket.evidence] == [hashlib.sha256(screenshot).hexdigest()]
+    assert ticket.subject == subject and ticket.status == pb.TICKET_STATUS_NEW
+
+    # No console errors, but the refused submit's failed load (Connect only).
+    assert [p for p in problems if REFUSED_LOAD not in p] == []
+    assert len(problems) <= (1 if transport == "connect" else 0)
