@@ -16,9 +16,14 @@ sync:
 proto: sync
     uv run --frozen bash scripts/gen-proto.sh
 
+# Generate the TypeScript client from proto/, type-check it and the self-service page
+# (strict), and bundle the page into clients/web/selfservice/dist (the gateway serves it).
+web:
+    cd clients/web && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && npm run build
+
 # Start PostgreSQL, Kafka, every service and the local mail/SMS sinks; Ctrl-C stops all.
-# (`./dev up` runs this command itself, after `proto`, so a Ctrl-C ends quietly.)
-up: proto
+# (`./dev up` runs this command itself, after `proto` and `web`, so a Ctrl-C ends quietly.)
+up: proto web
     uv run --frozen casemesh-dev up
 
 # Start only PostgreSQL and Kafka (for running a service by hand).
@@ -26,7 +31,7 @@ infra: proto
     uv run --frozen casemesh-dev infra
 
 # Run every test: unit, integration and end-to-end (starts its own PostgreSQL and Kafka).
-test *ARGS: proto
+test *ARGS: proto web
     uv run --frozen pytest "$@"
 
 # Fault drills under load: kill -9 and restore PostgreSQL, Kafka, each relay, the notifier,
@@ -34,8 +39,8 @@ test *ARGS: proto
 faults *ARGS: proto
     uv run --frozen pytest tests/faults -m faults "$@"
 
-# Static checks: ruff, mypy, buf lint.
-lint: proto
+# Static checks: ruff, mypy, buf lint, and (in `web`) TypeScript strict.
+lint: proto web
     uv run --frozen ruff check .
     uv run --frozen ruff format --check .
     uv run --frozen mypy
