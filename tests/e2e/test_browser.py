@@ -15,6 +15,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from playwright.sync_api import (
@@ -32,6 +33,8 @@ from tests.e2e.test_evidence import png
 from tests.support import Client, wait_until
 
 ARTIFACTS = REPO / ".run" / "test-artifacts" / "browser"
+# The page the gateway serves, built by `cd clients/web && npm ci && npm run build`.
+PAGE = REPO / "clients" / "web" / "selfservice" / "dist" / "index.html"
 TRANSPORTS = {"connect": "", "grpc-web": "?transport=grpc-web"}
 # The help centre's seeded zh-CN article that a search for "无法登录" finds.
 ARTICLE = "提示密码错误无法登录"
@@ -41,27 +44,35 @@ ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 REFUSED_LOAD = "Failed to load resource: the server responded with a status of 400"
 
 
+def missing(what: str) -> NoReturn:
+    # A developer without it may go on; CI must not pass without this test.
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(what)
+    pytest.skip(what)
+
+
+@pytest.fixture(scope="session")
 def chromium() -> str:
-    """Debian's Chromium (never a browser downloaded by Playwright)."""
+    """Debian's Chromium (never a browser downloaded by Playwright), and the
+    built page; asked for before the stack, so a missing one costs nothing."""
+    if not PAGE.exists():
+        missing(
+            f"{PAGE.relative_to(REPO)} is not built (cd clients/web && npm ci && npm run build)"
+        )
     found = shutil.which("chromium") or (
         "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
     )
     if found is None:
-        # A developer without it may go on; CI must not pass without this test.
-        missing = "Chromium is not installed (apt-get install chromium)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(missing)
-        pytest.skip(missing)
+        missing("Chromium is not installed (apt-get install chromium)")
     return found
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    path = chromium()
+def browser(chromium: str) -> Iterator[Browser]:
     # A loaded machine may take seconds to upload, store, and answer.
     expect.set_options(timeout=30_000)
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=path, args=["--no-sandbox"])
+        launched = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         try:
             yield launched
         finally:
@@ -85,7 +96,7 @@ class Steps:
 
 @pytest.mark.parametrize("transport", list(TRANSPORTS))
 def test_a_user_the_help_centre_did_not_help_opens_a_ticket_with_a_screenshot(
-    stack: Stack, browser: Browser, transport: str
+    browser: Browser, stack: Stack, transport: str
 ) -> None:
     run = uuid.uuid4().hex[:8]
     user = f"web-{transport}-{run}"
