@@ -30,6 +30,7 @@ from playwright.sync_api import (
 from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import REPO, Stack
 from tests.e2e.test_evidence import png
+from tests.e2e.test_helpcenter import Reader, figures
 from tests.support import Client, wait_until
 
 ARTIFACTS = REPO / ".run" / "test-artifacts" / "browser"
@@ -103,6 +104,8 @@ def test_a_user_the_help_centre_did_not_help_opens_a_ticket_with_a_screenshot(
     email = f"{user}@example.com"
     screenshot = png()
 
+    agent = Reader(stack, f"web-figures-{run}", "agent")
+    before = figures(agent)
     context = browser.new_context(locale="zh-CN", viewport={"width": 1024, "height": 900})
     context.set_default_timeout(30_000)
     page = context.new_page()
@@ -198,6 +201,8 @@ def test_a_user_the_help_centre_did_not_help_opens_a_ticket_with_a_screenshot(
     )
     assert [e.sha256 for e in ticket.evidence] == [hashlib.sha256(screenshot).hexdigest()]
     assert ticket.subject == subject and ticket.status == pb.TICKET_STATUS_NEW
+    # The help centre counted the "not solved", once, with the ticket it led to.
+    assert figures(agent).tickets_after_help == before.tickets_after_help + 1
 
     # No console errors, but the refused submit's failed load (Connect only).
     assert [p for p in problems if REFUSED_LOAD not in p] == []

@@ -355,3 +355,45 @@ def test_an_agent_watches_the_queue_over_a_connect_stream(stack: Stack) -> None:
 def test_probes_answer_on_the_http_port(stack: Stack) -> None:
     assert httpx.get(f"{stack.http}/healthz/ready", timeout=5).status_code == 200
     assert httpx.get(f"{stack.http}/healthz/live", timeout=5).status_code == 200
+
+
+def test_not_solved_opens_the_ticket_the_user_wrote_with_their_screenshot(stack: Stack) -> None:
+    user = f"web-ivan-{uuid.uuid4().hex[:6]}"
+    help_centre = "/casemesh.v1.HelpCenterService"
+    found = connect_json(
+        stack, f"{help_centre}/SearchArticles", {"query": "无法登录", "locale": "zh-CN"}, user
+    )
+    assert found.status_code == 200, found.text
+    session = found.json()["session"]
+    shot = upload(stack, png(), user).json()
+    not_solved = {
+        "session": session,
+        "solved": False,
+        "locale": "zh-CN",
+        "contact": {"email": f"{user}@example.com", "channels": ["CHANNEL_EMAIL"]},
+        "category": "account.login",
+        "subject": "换了手机号无法登录",
+        "description": "收不到验证码",
+    }
+    # Someone else's screenshot is refused before anything is recorded.
+    theirs = upload(stack, png(), "web-judy").json()
+    refused = connect_json(
+        stack,
+        f"{help_centre}/ResolveHelp",
+        {**not_solved, "evidence": [{"name": theirs["name"]}]},
+        user,
+    )
+    assert refused.status_code == 403 and refused.json()["code"] == "permission_denied"
+
+    answer = connect_json(
+        stack,
+        f"{help_centre}/ResolveHelp",
+        {**not_solved, "evidence": [{"name": shot["name"]}]},
+        user,
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["subject"] == "换了手机号无法登录"
+    ticket = connect_json(stack, f"{TICKETS}/GetTicket", {"name": answer.json()["ticket"]}, user)
+    assert ticket.json()["category"] == "account.login"
+    assert ticket.json()["description"] == "收不到验证码"
+    assert [e["sha256"] for e in ticket.json()["evidence"]] == [shot["sha256"]]

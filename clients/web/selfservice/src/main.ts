@@ -416,11 +416,12 @@ $("solved-yes").addEventListener(
     }),
 );
 
-// "Not solved" opens the ticket form with what the help centre knows; the ticket
-// is opened by CreateTicket on submit, so it can carry the screenshot.
+// "Not solved" opens the ticket form with what the help centre knows; on submit
+// ResolveHelp records the answer and opens the ticket as the user wrote it, with
+// the screenshot.
 $("solved-no").addEventListener(
   "click",
-  () => void busy($<HTMLButtonElement>("solved-no"), () => openTicketForm(draft())),
+  () => void busy($<HTMLButtonElement>("solved-no"), () => openTicketForm(draft(), tried.session)),
 );
 
 $("contact-support").addEventListener(
@@ -477,10 +478,12 @@ function draft(): Draft {
 
 /** Chosen once per form: a submit retried after a lost answer finds the same ticket. */
 let requestId = "";
+/** The help session the form answers "not solved" for ("" when opened directly). */
+let notSolvedIn = "";
 /** The screenshot already uploaded for this form, so a retry does not send it again. */
 let uploaded: { file: File; name: string } | undefined;
 
-async function openTicketForm(prefill?: Draft): Promise<void> {
+async function openTicketForm(prefill?: Draft, session = ""): Promise<void> {
   if (!categories.length) {
     categories = (await tickets.listTicketCategories({})).categories;
   }
@@ -494,24 +497,27 @@ async function openTicketForm(prefill?: Draft): Promise<void> {
   }
   $("upload").hidden = true;
   requestId = crypto.randomUUID();
+  notSolvedIn = session;
   uploaded = undefined;
   show("ticket-form-view");
 }
 
+// The form's inputs by the fields CreateTicket (ticket.…) and ResolveHelp name.
 const TICKET_FIELDS: Record<string, string> = {
-  "ticket.category": "category",
-  "ticket.subject": "subject",
-  "ticket.description": "description",
-  "ticket.contact.email": "email",
-  "ticket.contact.phone": "phone",
-  "ticket.contact.channels": "channels",
+  category: "category",
+  subject: "subject",
+  description: "description",
+  "contact.email": "email",
+  "contact.phone": "phone",
+  "contact.channels": "channels",
 };
 
 const placeTicketField: Placer = (field) => {
-  if (field.startsWith("ticket.evidence")) {
+  const own = field.replace(/^ticket\./, "");
+  if (own.startsWith("evidence")) {
     return $("screenshot");
   }
-  const id = TICKET_FIELDS[field];
+  const id = TICKET_FIELDS[own];
   return id ? $(id) : undefined;
 };
 
@@ -566,17 +572,22 @@ $("ticket-form").addEventListener("submit", (e) => {
       const channels = [
         ...document.querySelectorAll<HTMLInputElement>("input[name=channel]:checked"),
       ].map((box) => (box.value === "SMS" ? Channel.SMS : Channel.EMAIL));
-      const ticket = await tickets.createTicket({
-        requestId,
-        ticket: {
-          category: value("category"),
-          subject: value("subject"),
-          description: $<HTMLTextAreaElement>("description").value.trim(),
-          locale,
-          contact: { email: value("email"), phone: value("phone"), channels },
-          evidence,
-        },
-      });
+      const written = {
+        category: value("category"),
+        subject: value("subject"),
+        description: $<HTMLTextAreaElement>("description").value.trim(),
+        locale,
+        contact: { email: value("email"), phone: value("phone"), channels },
+        evidence,
+      };
+      // After help that did not help, the help centre counts the answer and opens
+      // the ticket (one per session, so a retried submit finds the same one).
+      const ticket = notSolvedIn
+        ? await tickets.getTicket({
+            name: (await help.resolveHelp({ session: notSolvedIn, solved: false, ...written }))
+              .ticket,
+          })
+        : await tickets.createTicket({ requestId, ticket: written });
       requestId = crypto.randomUUID();
       uploaded = undefined;
       tried = newHelpSession();

@@ -558,7 +558,15 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
             rules.check_contact(v, contact, prefix="contact.")
             if request.locale not in rules.LOCALES:
                 v.add("locale", f"must be one of {', '.join(rules.LOCALES)}")
+            if request.category and request.category not in rules.BY_ID:
+                v.add(
+                    "category", f"unknown category {request.category!r}; see ListTicketCategories"
+                )
+            for field in ("subject", "description"):
+                limit = rules.LIMITS[field]
+                rules.text(v, field, getattr(request, field), limit=limit, required=False)
             v.raise_if_any()
+            await self.backend.check_evidence(request.evidence, "evidence", who, context)
         answer: helpcenter_pb2.ResolveHelpResponse = await self.backend.forward(
             self.stub.ResolveHelp, request, who, context, audience=HELPCENTER
         )
@@ -572,11 +580,12 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
             tickets_pb2.CreateTicketRequest(
                 request_id=f"help-{session}",
                 ticket=tickets_pb2.Ticket(
-                    category=answer.category,
-                    subject=answer.subject,
-                    description=answer.description,
+                    category=request.category or answer.category,
+                    subject=request.subject.strip() or answer.subject,
+                    description=request.description.strip() or answer.description,
                     locale=request.locale,
                     contact=request.contact,
+                    evidence=request.evidence,
                 ),
             ),
             who,
@@ -584,6 +593,11 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
             audience=TICKETS,
         )
         answer.ticket = ticket.name
+        answer.category, answer.subject, answer.description = (
+            ticket.category,
+            ticket.subject,
+            ticket.description,
+        )
         return answer
 
     SearchArticles = route("SearchArticles", check=lambda r, v: None)
