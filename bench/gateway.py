@@ -226,7 +226,10 @@ async def reads_connect(url: str, in_flight: int, token: str, name: str) -> floa
         client = await free.get()
         try:
             await client.execute_unary(
-                request=pb.GetTicketRequest(name=name), method=GET_TICKET, headers=headers
+                request=pb.GetTicketRequest(name=name),
+                method=GET_TICKET,
+                headers=headers,
+                use_get=True,  # as the generated client sends a read
             )
         finally:
             free.put_nowait(client)
@@ -303,11 +306,11 @@ def run(root: Path, pg: LocalPostgres, kafka: LocalKafka) -> None:
             supervisor.start(spec.name, spec.argv, {**os.environ, **spec.env, **overrides})
         for p in chain:
             p.start()
-        metadata = [("authorization", f"Bearer {mint_token(secret, 'bench-user', ('user',))}")]
+        token = mint_token(secret, "bench-user", ("user",))
+        metadata = [("authorization", f"Bearer {token}")]
         _ready(gateway, metadata)
         _ready(f"127.0.0.1:{proxy_port}", [])
         lines = []
-        token = mint_token(secret, "bench-user", ("user",))
         with grpc.insecure_channel(gateway) as channel:
             made = channel.unary_unary(
                 METHOD, pb.CreateTicketRequest.SerializeToString, pb.Ticket.FromString

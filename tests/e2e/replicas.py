@@ -49,6 +49,8 @@ class Replica:
             {
                 **base,
                 "CASEMESH_GRPC_ADDR": grpc_addr,
+                # Only the gateway reads it; another port, as on another pod.
+                "CASEMESH_HTTP_ADDR": f"127.0.0.1:{free_port()}",
                 "CASEMESH_METRICS_ADDR": metrics_addr,
                 "CASEMESH_SHUTDOWN_DELAY_SECONDS": str(DELAY),
                 "CASEMESH_SHUTDOWN_GRACE_SECONDS": str(GRACE),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import socket
 import struct
 import threading
 import uuid
@@ -15,6 +16,7 @@ from typing import Any
 
 import grpc
 import httpx
+import psycopg
 import pytest
 from google.protobuf import json_format
 from google.rpc import error_details_pb2, status_pb2
@@ -22,6 +24,7 @@ from google.rpc import error_details_pb2, status_pb2
 from casemesh.platform.grpcutil import STATUS_DETAILS_KEY
 from casemesh.platform.identity import mint_token
 from casemesh.v1 import casequeue_pb2, tickets_pb2
+from casemesh_devstack.stack import EVIDENCE_DB
 from tests.conftest import Stack
 from tests.e2e.test_evidence import png
 from tests.support import Client
@@ -182,6 +185,7 @@ def test_grpc_web_serves_a_read(stack: Stack) -> None:
         (b'{"ticket": {"subject": ', "application/json", 400, "invalid_argument"),
         (b'{"ticket": {"subject": 7}}', "application/json", 400, "invalid_argument"),
         (b"\xff\xff\xff", "application/proto", 400, "invalid_argument"),
+        (b'{"ticket": {"subject": "\xff\xfe"}}', "application/json", 400, "invalid_argument"),
         (b"subject=hello", "application/x-www-form-urlencoded", 415, "invalid_argument"),
         (b"{}", "text/plain", 415, "invalid_argument"),
         (
@@ -191,7 +195,7 @@ def test_grpc_web_serves_a_read(stack: Stack) -> None:
             "resource_exhausted",
         ),
     ],
-    ids=["cut-json", "wrong-json-type", "bad-proto", "form", "text", "oversized"],
+    ids=["cut-json", "wrong-json-type", "bad-proto", "not-utf8", "form", "text", "oversized"],
 )
 def test_what_is_no_request_gets_a_connect_error_not_a_500(
     stack: Stack, body: bytes, content_type: str, status: int, code: str
@@ -319,7 +323,7 @@ def test_an_agent_watches_the_queue_over_a_connect_stream(stack: Stack) -> None:
                 "Connect-Protocol-Version": "1",
                 **bearer(stack, "web-agent", ("agent",)),
             },
-            timeout=httpx.Timeout(30, read=30),
+            timeout=httpx.Timeout(30, read=120),
         ) as response:
             assert response.status_code == 200
             buffer = b""
@@ -397,3 +401,78 @@ def test_not_solved_opens_the_ticket_the_user_wrote_with_their_screenshot(stack:
     assert ticket.json()["category"] == "account.login"
     assert ticket.json()["description"] == "收不到验证码"
     assert [e["sha256"] for e in ticket.json()["evidence"]] == [shot["sha256"]]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "status", "code"),
+    [
+        ("GET", f"{TICKETS}/CreateTicket", {}, 405, "unimplemented"),
+        (
+            "POST",
+            f"{TICKETS}/NoSuchMethod",
+            {"Content-Type": "application/json"},
+            404,
+            "unimplemented",
+        ),
+        ("PUT", f"{TICKETS}/GetTicket", {"Content-Type": "application/json"}, 405, "unimplemented"),
+        (
+            "POST",
+            f"{TICKETS}/GetTicket",
+            {"Content-Type": "application/json", "Connect-Timeout-Ms": "soon"},
+            400,
+            "invalid_argument",
+        ),
+        ("GET", "/no/such/page", {}, 404, "not_found"),
+    ],
+    ids=["get-a-write", "no-method", "put", "bad-timeout", "no-page"],
+)
+def test_what_no_method_serves_gets_a_connect_error(
+    stack: Stack, method: str, path: str, headers: dict[str, str], status: int, code: str
+) -> None:
+    answer = httpx.request(
+        method,
+        f"{stack.http}{path}",
+        content=b"{}" if method != "GET" else None,
+        headers={**headers, **bearer(stack, "web-kim")},
+        timeout=15,
+    )
+    assert answer.status_code == status, answer.text
+    assert answer.json()["code"] == code and answer.json()["message"]
+
+
+def test_a_grpc_web_caller_refused_early_gets_a_grpc_status(stack: Stack) -> None:
+    body = tickets_pb2.GetTicketRequest(name="tickets/x").SerializeToString()
+    answer = httpx.post(
+        f"{stack.http}{TICKETS}/GetTicket",
+        content=b"\x00" + struct.pack(">I", len(body)) + body,
+        headers={
+            "Content-Type": "application/grpc-web+proto",
+            "Grpc-Timeout": "5x",
+            **bearer(stack, "web-kim"),
+        },
+        timeout=15,
+    )
+    assert answer.status_code == 200
+    assert answer.headers["grpc-status"] == str(grpc.StatusCode.INVALID_ARGUMENT.value[0])
+    assert "grpc-timeout" in answer.headers["grpc-message"]
+
+
+def test_an_upload_cut_off_stores_nothing(stack: Stack) -> None:
+    """The browser went away mid-upload: nothing is kept, where over gRPC a
+    cancelled stream keeps nothing either."""
+    user = f"web-cut-{uuid.uuid4().hex[:6]}"
+    data = png(extra=200 * 1024)
+    host, port = stack.http.removeprefix("http://").split(":")
+    head = (
+        f"POST /uploads/evidence HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Authorization: {bearer(stack, user)['Authorization']}\r\n"
+        f"Content-Type: image/png\r\nX-File-Name: cut.png\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, int(port)), timeout=15) as conn:
+        conn.sendall(head + data[: len(data) // 3])
+    # The whole file, sent after, is stored: the cut one left nothing behind.
+    assert upload(stack, data, user).status_code == 200
+    with psycopg.connect(stack.infra.pg.dsn(EVIDENCE_DB)) as db:
+        rows = db.execute("SELECT size_bytes FROM evidence WHERE owner = %s", (user,)).fetchall()
+    assert rows == [(len(data),)]

@@ -43,15 +43,15 @@ const LOCALE_KEY = "casemesh.locale";
 
 let token: string | undefined = sessionStorage.getItem(TOKEN_KEY) ?? undefined;
 {
-  // Production: the app shell hands in the platform's token. It leaves the
-  // address bar at once, so it is not bookmarked or shared with the page.
-  const handed = params.get("token");
+  // Production: the app shell hands in the platform's token in the fragment
+  // (#token=…), which browsers send to no server, not even as a Referer. It
+  // leaves the address bar at once, so it is not bookmarked or shared.
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const handed = fragment.get("token");
   if (handed) {
     token = handed;
     sessionStorage.setItem(TOKEN_KEY, handed);
-    params.delete("token");
-    const rest = params.toString();
-    history.replaceState(null, "", `${location.pathname}${rest ? `?${rest}` : ""}${location.hash}`);
+    history.replaceState(null, "", `${location.pathname}${location.search}`);
   }
 }
 const currentToken = () => token;

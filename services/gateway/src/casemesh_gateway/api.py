@@ -97,7 +97,7 @@ class Backend:
     def _timeout(self, context: Ctx, limit: float | None = None) -> float:
         limit = limit or self.timeout
         remaining = context.time_remaining()
-        return min(limit, remaining) if remaining else limit
+        return limit if remaining is None else max(0.0, min(limit, remaining))
 
     async def forward(
         self,

@@ -69,7 +69,7 @@ class GatewaySettings(ServiceSettings):
     @classmethod
     def _origins(cls, v: str) -> str:
         for origin in (o.strip() for o in v.split(",") if o.strip()):
-            if origin != "*" and not origin.startswith(("http://", "https://")):
+            if not origin.startswith(("http://", "https://")):
                 raise ValueError(f"{origin!r} is not an origin like https://help.example.com")
         return v
 
@@ -79,6 +79,9 @@ class GatewaySettings(ServiceSettings):
             raise ValueError(
                 "set CASEMESH_JWT_PUBLIC_KEY (RS256) or CASEMESH_JWT_SECRET (HS256, 32+ characters)"
             )
-        if self.dev_sign_in and not self.jwt_secret.get_secret_value():
-            raise ValueError("CASEMESH_DEV_SIGN_IN needs CASEMESH_JWT_SECRET (it signs with it)")
+        if self.dev_sign_in and (self.jwt_public_key or not self.jwt_secret.get_secret_value()):
+            raise ValueError(
+                "CASEMESH_DEV_SIGN_IN is for local runs: it needs CASEMESH_JWT_SECRET (it signs"
+                " with it) and no CASEMESH_JWT_PUBLIC_KEY (a production identity provider)"
+            )
         return self

@@ -13,12 +13,15 @@ import asyncio
 import base64
 import contextlib
 import json
+import math
+import re
+import socket
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, NoReturn
-from urllib.parse import unquote
+from urllib.parse import quote, unquote, urlsplit
 
 import grpc
 import uvicorn
@@ -39,6 +42,7 @@ from google.protobuf import descriptor_pb2, json_format, message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -80,6 +84,7 @@ UPLOAD_METHOD = "/casemesh.v1.EvidenceService/UploadEvidence"
 UPLOAD_CHUNK = 256 * 1024
 SIGN_IN_PATH = "/dev/sign-in"
 SIGN_IN_ROLES = {"user", "agent", "admin"}
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 # Connect's HTTP status for each code (connectrpc.com/docs/protocol#error-codes).
 HTTP_STATUS = {
@@ -101,6 +106,10 @@ HTTP_STATUS = {
 
 def connect_code(code: grpc.StatusCode) -> Code:
     return Code.CANCELED if code == grpc.StatusCode.CANCELLED else Code[code.name]
+
+
+# gRPC's number for each Connect code.
+GRPC_CODE = {connect_code(c): c.value[0] for c in grpc.StatusCode if c != grpc.StatusCode.OK}
 
 
 def connect_error(
@@ -191,14 +200,21 @@ def _method_info(service: ServiceDescriptor, method: MethodDescriptor) -> Method
     )
 
 
-@contextlib.contextmanager
-def _no_internals(info: MethodInfo[Any, Any]) -> Iterator[None]:
-    """A failure of ours is INTERNAL with a plain message (as gRPC answers
-    it), its details logged rather than sent to the caller."""
+@contextlib.asynccontextmanager
+async def _answered(
+    info: MethodInfo[Any, Any], ctx: RequestContext[Any, Any]
+) -> AsyncIterator[None]:
+    """Runs a call within the caller's deadline (DEADLINE_EXCEEDED past it);
+    a failure of ours is INTERNAL with a plain message, its details logged
+    rather than sent to the caller."""
+    left = ctx.timeout_ms()
     try:
-        yield
+        async with asyncio.timeout(None if left is None else max(left, 0) / 1000):
+            yield
     except ConnectError:
         raise
+    except TimeoutError:
+        raise ConnectError(Code.DEADLINE_EXCEEDED, "the call's deadline passed") from None
     except Exception:
         log.exception("http.call_failed", method=f"/{info.service_name}/{info.name}")
         raise ConnectError(Code.INTERNAL, "the call failed on our side") from None
@@ -209,7 +225,7 @@ def _endpoint(info: MethodInfo[Any, Any], handler: grpc.RpcMethodHandler) -> Any
         unary = handler.unary_unary
 
         async def call(request: Any, ctx: RequestContext[Any, Any]) -> Any:
-            with _no_internals(info):
+            async with _answered(info, ctx):
                 return await unary(request, CallContext.of(ctx))
 
         return Endpoint.unary(info, call)
@@ -217,16 +233,17 @@ def _endpoint(info: MethodInfo[Any, Any], handler: grpc.RpcMethodHandler) -> Any
         client_stream = handler.stream_unary
 
         async def take(requests: AsyncIterator[Any], ctx: RequestContext[Any, Any]) -> Any:
-            with _no_internals(info):
+            async with _answered(info, ctx):
                 return await client_stream(requests, CallContext.of(ctx))
 
         return Endpoint.client_stream(info, take)
     if handler.unary_stream is not None:
         server_stream = handler.unary_stream
 
-        def watch(request: Any, ctx: RequestContext[Any, Any]) -> AsyncIterator[Any]:
-            stream: AsyncIterator[Any] = server_stream(request, CallContext.of(ctx))
-            return stream
+        async def watch(request: Any, ctx: RequestContext[Any, Any]) -> AsyncIterator[Any]:
+            async with _answered(info, ctx):
+                async for item in server_stream(request, CallContext.of(ctx)):
+                    yield item
 
         return Endpoint.server_stream(info, watch)
     raise ValueError(f"{info.service_name}/{info.name}: bidirectional streams are not served")
@@ -242,19 +259,28 @@ class ServiceApp(ConnectASGIApplication[Mapping[str, grpc.RpcMethodHandler]]):
         read_max_bytes: int,
     ) -> None:
         self._path = f"/{service.full_name}"
-
-        def endpoints(found: Mapping[str, grpc.RpcMethodHandler]) -> Mapping[str, Any]:
-            return {
-                f"{self._path}/{m.name}": _endpoint(
-                    _method_info(service, m), found[f"{self._path}/{m.name}"]
-                )
-                for m in service.methods
-            }
-
+        infos = {f"{self._path}/{m.name}": (m, _method_info(service, m)) for m in service.methods}
+        missing = infos.keys() - handlers.keys()
+        if missing:
+            raise ValueError(f"no handler registered for {sorted(missing)}")
+        # What a request may be, checked before connectrpc reads it.
+        self.paths = set(infos)
+        self.reads = {
+            path
+            for path, (m, info) in infos.items()
+            if info.idempotency_level == IdempotencyLevel.NO_SIDE_EFFECTS
+            and not m.client_streaming
+            and not m.server_streaming
+        }
+        self.client_streams = {path for path, (m, _) in infos.items() if m.client_streaming}
+        endpoints = {path: _endpoint(info, handlers[path]) for path, (_, info) in infos.items()}
         # No compression: the answers are small, gzip costs more CPU than it
         # saves on the wire, and a proxy in front compresses if it pays.
         super().__init__(
-            service=handlers, endpoints=endpoints, read_max_bytes=read_max_bytes, compressions=()
+            service=handlers,
+            endpoints=lambda _handlers: endpoints,
+            read_max_bytes=read_max_bytes,
+            compressions=(),
         )
 
     @property
@@ -262,9 +288,27 @@ class ServiceApp(ConnectASGIApplication[Mapping[str, grpc.RpcMethodHandler]]):
         return self._path
 
 
-async def send_error(send: Send, err: ConnectError, status: int | None = None) -> None:
+async def send_error(
+    send: Send, err: ConnectError, status: int | None = None, *, grpc_web: bool = False
+) -> None:
     """A Connect error (its JSON body), with Connect's HTTP status for its code
-    unless `status` says more precisely what went wrong."""
+    unless `status` says more precisely what went wrong; to a gRPC-Web caller,
+    a trailers-only answer (200, grpc-status), as gRPC-Web clients read it."""
+    if grpc_web:
+        details = status_pb2.Status(
+            code=GRPC_CODE[err.code], message=err.message, details=list(err.details)
+        )
+        headers = [
+            (b"content-type", b"application/grpc-web+proto"),
+            (b"grpc-status", str(GRPC_CODE[err.code]).encode()),
+            (b"grpc-message", quote(err.message, safe=" ").encode()),
+        ]
+        if err.details:
+            encoded = base64.b64encode(details.SerializeToString())
+            headers.append((b"grpc-status-details-bin", encoded))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+        return
     connect_status, body = error_body(err)
     await send(
         {
@@ -307,19 +351,48 @@ class _Refusal(Exception):
         self.error = error
 
 
-def _check_rpc_request(scope: Scope, limit: int) -> None:
-    """A POST to an RPC path must declare a content type the protocols take
-    and a body within the limit (when it says its length)."""
-    if scope["method"] == "GET":
-        return
-    if scope["method"] != "POST":
+# The timeouts the protocols send: Connect's in milliseconds, gRPC-Web's with a unit.
+CONNECT_TIMEOUT = re.compile(r"[0-9]{1,10}")
+GRPC_TIMEOUT = re.compile(r"[0-9]{1,8}[HMSmun]")
+
+
+def _check_rpc_request(scope: Scope, service: ServiceApp, limit: int) -> None:
+    """What connectrpc would answer with a 500 or an empty body is refused
+    here as a Connect error: a method the service lacks, a GET of what is no
+    read, another HTTP method, a content type no protocol takes, headers that
+    are not UTF-8, a malformed timeout, a body declared over the limit."""
+    path, method = scope["path"], scope["method"]
+    if path not in service.paths:
+        raise _Refusal(
+            HTTPStatus.NOT_FOUND, ConnectError(Code.UNIMPLEMENTED, f"{path} is no method here")
+        )
+    if method == "GET" and path not in service.reads:
         raise _Refusal(
             HTTPStatus.METHOD_NOT_ALLOWED,
-            ConnectError(
-                Code.UNIMPLEMENTED, f"{scope['method']} is not served: POST, or GET a read"
-            ),
+            ConnectError(Code.UNIMPLEMENTED, f"{path} changes things: POST it"),
         )
-    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    if method not in ("GET", "POST"):
+        raise _Refusal(
+            HTTPStatus.METHOD_NOT_ALLOWED,
+            ConnectError(Code.UNIMPLEMENTED, f"{method} is not served: POST, or GET a read"),
+        )
+    headers: dict[str, str] = {}
+    for key, value in scope["headers"]:
+        try:
+            headers[key.decode().lower()] = value.decode()
+        except UnicodeDecodeError:
+            raise _Refusal(
+                HTTPStatus.BAD_REQUEST,
+                ConnectError(Code.INVALID_ARGUMENT, "a request header is not UTF-8"),
+            ) from None
+    for name, form in (("connect-timeout-ms", CONNECT_TIMEOUT), ("grpc-timeout", GRPC_TIMEOUT)):
+        if name in headers and not form.fullmatch(headers[name]):
+            raise _Refusal(
+                HTTPStatus.BAD_REQUEST,
+                ConnectError(Code.INVALID_ARGUMENT, f"{name}: {headers[name]!r} is no timeout"),
+            )
+    if method == "GET":
+        return
     content_type = headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in RPC_CONTENT_TYPES:
         raise _Refusal(
@@ -332,7 +405,7 @@ def _check_rpc_request(scope: Scope, limit: int) -> None:
             ),
         )
     length = headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit:
+    if path not in service.client_streams and length.isdigit() and int(length) > limit:
         raise _Refusal(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, _too_large(limit))
 
 
@@ -355,10 +428,10 @@ def _bounded(receive: Receive, limit: int) -> Receive:
     return bounded
 
 
-class _RequestJSON(ProtoJSONCodec):  # type: ignore[type-arg]
-    """Proto JSON; what does not parse is INVALID_ARGUMENT (not UNKNOWN, a
-    500), and fields this version does not know are ignored, as the binary
-    encoding ignores them. Answers are compact (no indentation)."""
+class _JSONCodec(ProtoJSONCodec):  # type: ignore[type-arg]
+    """Proto JSON. A request that does not parse (or is not UTF-8) is
+    INVALID_ARGUMENT, not UNKNOWN (a 500); fields this version does not know
+    are ignored, as the binary encoding ignores them. Answers are compact."""
 
     def encode(self, message: Any) -> bytes:
         return json_format.MessageToJson(message, indent=None).encode()
@@ -366,7 +439,7 @@ class _RequestJSON(ProtoJSONCodec):  # type: ignore[type-arg]
     def decode(self, data: bytes | bytearray, message: Any) -> Any:
         try:
             json_format.Parse(bytes(data), message, ignore_unknown_fields=True)
-        except json_format.ParseError as exc:
+        except (json_format.ParseError, UnicodeDecodeError) as exc:
             raise ConnectError(
                 Code.INVALID_ARGUMENT,
                 f"the body is not a {message.DESCRIPTOR.full_name} in JSON: {exc}",
@@ -374,7 +447,7 @@ class _RequestJSON(ProtoJSONCodec):  # type: ignore[type-arg]
         return message
 
 
-class _RequestProto(ProtoBinaryCodec):  # type: ignore[type-arg]
+class _ProtoCodec(ProtoBinaryCodec):  # type: ignore[type-arg]
     """Protobuf binary; bytes that do not parse are INVALID_ARGUMENT naming
     the first field at fault, as over gRPC."""
 
@@ -393,9 +466,9 @@ class _RequestProto(ProtoBinaryCodec):  # type: ignore[type-arg]
 # codec): ours answer undecodable requests as the gRPC server does.
 _codec_registry.update(
     {
-        CODEC_NAME_JSON: _RequestJSON(),
-        CODEC_NAME_JSON_CHARSET_UTF8: _RequestJSON(),
-        CODEC_NAME_PROTO: _RequestProto(),
+        CODEC_NAME_JSON: _JSONCodec(),
+        CODEC_NAME_JSON_CHARSET_UTF8: _JSONCodec(),
+        CODEC_NAME_PROTO: _ProtoCodec(),
     }
 )
 
@@ -433,9 +506,18 @@ class WebFront:
             f"/{s.full_name}": ServiceApp(s, handlers, self._read_max_bytes) for s in self._services
         }
         self._upload = handlers.get(UPLOAD_METHOD)
-        if self._web_root is not None and self._web_root.is_dir():
-            self._static = StaticFiles(directory=self._web_root, html=True)
+        if self._web_root is not None:
+            if self._web_root.is_dir():
+                self._static = StaticFiles(directory=self._web_root, html=True)
+            else:
+                log.warning("http.no_page", web_root=str(self._web_root), hint="run ./dev web")
         host, _, port = self._address.rpartition(":")
+        try:
+            listener = socket.create_server((host.strip("[]") or "0.0.0.0", int(port)))
+        except (OSError, ValueError) as exc:
+            raise RuntimeError(
+                f"CASEMESH_HTTP_ADDR={self._address}: cannot listen ({exc})"
+            ) from None
         app = CORSMiddleware(
             self.app,
             allow_origins=self._cors_origins,
@@ -446,24 +528,18 @@ class WebFront:
         )
         config = uvicorn.Config(
             app,
-            host=host.strip("[]") or "0.0.0.0",
-            port=int(port),
             http="httptools",
             lifespan="off",
             log_config=None,
             access_log=False,
             server_header=False,
+            # Longer than a proxy keeps its idle connections to us (60 s for
+            # ingress-nginx), so it never sends on one we just closed.
+            timeout_keep_alive=75,
         )
         self._server = _Server(config)
-        self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-                raise RuntimeError(f"cannot listen on {self._address}")
-            await asyncio.sleep(0.01)
-        log.info(
-            "http.serving", address=self._address, web_root=str(self._static and self._web_root)
-        )
+        self._task = asyncio.create_task(self._server.serve(sockets=[listener]))
+        log.info("http.serving", address=self._address, page=str(self._static and self._web_root))
 
     def drain(self) -> None:
         self._draining = True
@@ -471,10 +547,9 @@ class WebFront:
     async def stop(self, grace: float) -> None:
         if self._server is None or self._task is None:
             return
-        self._server.config.timeout_graceful_shutdown = int(grace) or 1
+        self._server.config.timeout_graceful_shutdown = max(1, math.ceil(grace))
         self._server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await self._task
 
     # -- the ASGI application --
 
@@ -483,10 +558,16 @@ class WebFront:
             return
         path: str = scope["path"]
         service = self._rpc.get(path.rpartition("/")[0])
+        grpc_web = any(
+            k == b"content-type" and v.startswith(b"application/grpc-web")
+            for k, v in scope["headers"]
+        )
         try:
             if service is not None:
-                _check_rpc_request(scope, self._read_max_bytes)
-                await service(scope, _bounded(receive, self._read_max_bytes), send)
+                _check_rpc_request(scope, service, self._read_max_bytes)
+                if path not in service.client_streams:
+                    receive = _bounded(receive, self._read_max_bytes)
+                await service(scope, receive, send)
             elif path in ("/healthz/live", "/healthz/ready"):
                 await self._health(path, send)
             elif path == UPLOAD_PATH:
@@ -496,13 +577,17 @@ class WebFront:
             elif self._static is not None and scope["method"] in ("GET", "HEAD"):
                 await self._static(scope, receive, send)
             else:
-                raise _Refusal(
-                    HTTPStatus.NOT_FOUND, ConnectError(Code.NOT_FOUND, f"no {path} here")
-                )
+                raise StarletteHTTPException(HTTPStatus.NOT_FOUND)
         except _Refusal as refusal:
-            await send_error(send, refusal.error, status=refusal.status)
+            await send_error(send, refusal.error, refusal.status, grpc_web=grpc_web)
         except ConnectError as err:
-            await send_error(send, err)
+            await send_error(send, err, grpc_web=grpc_web)
+        except StarletteHTTPException as exc:
+            missing = ConnectError(
+                Code.NOT_FOUND if exc.status_code == 404 else Code.INVALID_ARGUMENT,
+                f"nothing is served at {path}" if exc.status_code == 404 else exc.detail,
+            )
+            await send_error(send, missing, exc.status_code)
 
     async def _health(self, path: str, send: Send) -> None:
         ready = path.endswith("live") or not self._draining
@@ -515,7 +600,9 @@ class WebFront:
     async def _upload_evidence(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The file is the body; the caller's token, the file's type and its
         name (X-File-Name, URL-encoded) are headers. It goes through the
-        UploadEvidence handler in chunks as it arrives."""
+        UploadEvidence handler in chunks as it arrives; a body cut off (the
+        caller went away, or sent less than its Content-Length) stores
+        nothing."""
         if scope["method"] != "POST" or self._upload is None or self._upload.stream_unary is None:
             raise _Refusal(
                 HTTPStatus.METHOD_NOT_ALLOWED,
@@ -525,6 +612,7 @@ class WebFront:
             (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]
         )
         headers = dict(metadata)
+        announced = headers.get("content-length", "")
         first = evidence_pb2.UploadEvidenceRequest(
             metadata=evidence_pb2.EvidenceMetadata(
                 file_name=unquote(headers.get("x-file-name", "")),
@@ -534,24 +622,44 @@ class WebFront:
 
         async def requests() -> AsyncIterator[evidence_pb2.UploadEvidenceRequest]:
             yield first
+            received = 0
             while True:
                 event = await receive()
+                if event["type"] == "http.disconnect":
+                    raise ConnectError(Code.CANCELED, "the upload was cut off")
                 body: bytes = event.get("body", b"")
+                received += len(body)
                 for at in range(0, len(body), UPLOAD_CHUNK):
                     yield evidence_pb2.UploadEvidenceRequest(chunk=body[at : at + UPLOAD_CHUNK])
                 if not event.get("more_body"):
-                    return
+                    break
+            if announced.isdigit() and received != int(announced):
+                raise ConnectError(
+                    Code.INVALID_ARGUMENT,
+                    f"the body held {received} bytes, not the {announced} it announced",
+                )
 
         try:
             evidence = await self._upload.stream_unary(requests(), CallContext(metadata, None))
         except ConnectError as err:
             await send_error(send, err)
             return
+        except Exception:
+            log.exception("http.upload_failed")
+            await send_error(send, ConnectError(Code.INTERNAL, "the upload failed on our side"))
+            return
         await send_json(send, json_format.MessageToJson(evidence, indent=None).encode())
 
     async def _sign_in(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Development only (CASEMESH_DEV_SIGN_IN): a token for whoever asks,
-        signed with the HS256 secret, as `casemesh --as NAME` makes one."""
+        signed with the HS256 secret, as `casemesh --as NAME` makes one; for
+        pages on this machine only (a loopback Host, against DNS rebinding)."""
+        host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+        if urlsplit(f"//{host}").hostname not in LOOPBACK_HOSTS:
+            raise _Refusal(
+                HTTPStatus.FORBIDDEN,
+                ConnectError(Code.PERMISSION_DENIED, "the development sign-in is local only"),
+            )
         if scope["method"] != "POST":
             raise _Refusal(
                 HTTPStatus.METHOD_NOT_ALLOWED, ConnectError(Code.UNIMPLEMENTED, "POST to sign in")
@@ -567,13 +675,15 @@ class WebFront:
                 HTTPStatus.BAD_REQUEST,
                 ConnectError(Code.INVALID_ARGUMENT, "subject: a name of 1 to 64 characters"),
             )
-        if not isinstance(roles, list) or not set(roles) <= SIGN_IN_ROLES:
+        if not isinstance(roles, list) or not all(r in SIGN_IN_ROLES for r in map(str, roles)):
             raise _Refusal(
                 HTTPStatus.BAD_REQUEST,
                 ConnectError(Code.INVALID_ARGUMENT, f"roles: some of {sorted(SIGN_IN_ROLES)}"),
             )
         assert self._sign_in_secret is not None
-        token = mint_token(self._sign_in_secret, subject.strip(), roles or ["user"])
+        token = mint_token(
+            self._sign_in_secret, subject.strip(), [str(r) for r in roles] or ["user"]
+        )
         await send_json(send, json.dumps({"token": token}).encode())
 
 
