@@ -45,6 +45,7 @@ lint: proto web
     uv run --frozen ruff format --check .
     uv run --frozen mypy
     npx --yes @bufbuild/buf@1.75.0 lint proto
+    cd clients/web && npm run -s format:check
 
 # Deployment files: render every deploy/k8s overlay (and component) and check each object
 # against its schema, hadolint the Dockerfile, validate docker-compose.yml. Needs go and
