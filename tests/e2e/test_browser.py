@@ -117,6 +117,16 @@ def test_a_user_the_help_centre_did_not_help_opens_a_ticket_with_a_screenshot(
             problems.append(message.text)
 
     page.on("console", console)
+    # How the page called the API: the wire format of each RPC it made.
+    formats: set[str] = set()
+    page.on(
+        "request",
+        lambda r: (
+            formats.add(f"{r.method} {r.headers.get('content-type', '(none)').split(';')[0]}")
+            if "/casemesh.v1." in r.url
+            else None
+        ),
+    )
     steps = Steps(page, ARTIFACTS / transport)
     try:
         page.goto(f"{stack.http}/{TRANSPORTS[transport]}")
@@ -203,6 +213,12 @@ def test_a_user_the_help_centre_did_not_help_opens_a_ticket_with_a_screenshot(
     assert ticket.subject == subject and ticket.status == pb.TICKET_STATUS_NEW
     # The help centre counted the "not solved", once, with the ticket it led to.
     assert figures(agent).tickets_after_help == before.tickets_after_help + 1
+
+    # Every call went over the transport under test (Connect: JSON, reads as GET).
+    if transport == "grpc-web":
+        assert formats == {"POST application/grpc-web+proto"}, formats
+    else:
+        assert formats == {"POST application/json", "GET (none)"}, formats
 
     # No console errors, but the refused submit's failed load (Connect only).
     assert [p for p in problems if REFUSED_LOAD not in p] == []

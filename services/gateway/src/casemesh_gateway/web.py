@@ -434,7 +434,7 @@ class _JSONCodec(ProtoJSONCodec):  # type: ignore[type-arg]
     are ignored, as the binary encoding ignores them. Answers are compact."""
 
     def encode(self, message: Any) -> bytes:
-        return json_format.MessageToJson(message, indent=None).encode()
+        return json_format.MessageToJson(message, indent=None, ensure_ascii=False).encode()
 
     def decode(self, data: bytes | bytearray, message: Any) -> Any:
         try:
@@ -648,7 +648,7 @@ class WebFront:
             log.exception("http.upload_failed")
             await send_error(send, ConnectError(Code.INTERNAL, "the upload failed on our side"))
             return
-        await send_json(send, json_format.MessageToJson(evidence, indent=None).encode())
+        await send_json(send, json_format.MessageToJson(evidence, indent=None, ensure_ascii=False).encode())
 
     async def _sign_in(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Development only (CASEMESH_DEV_SIGN_IN): a token for whoever asks,
