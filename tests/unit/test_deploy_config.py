@@ -32,12 +32,13 @@ REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
 METRICS_PORTS = {"metrics": 9464, "relay-metrics": 9465}
 # Spec variables Kubernetes and compose leave out on purpose: tests' clock file;
-# the gateway's self-service page from the working tree and its development
+# the gateway's self-service page and console from the working tree and its development
 # sign-in (tokens for anyone, signed with the HS256 secret), local runs only.
 TEST_ONLY = {
     "CASEMESH_CLOCK_OFFSET_FILE",
     "PYTHONUNBUFFERED",
     "CASEMESH_WEB_ROOT",
+    "CASEMESH_CONSOLE_ROOT",
     "CASEMESH_DEV_SIGN_IN",
 }
 

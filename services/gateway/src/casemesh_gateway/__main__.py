@@ -158,7 +158,7 @@ async def run(cfg: GatewaySettings) -> None:
                 cfg.http_addr,
                 services=services,
                 cors_origins=cfg.cors_origin_list,
-                web_root=cfg.web_root,
+                pages={"/": cfg.web_root, "/console/": cfg.console_root},
                 sign_in_secret=cfg.jwt_secret.get_secret_value() if cfg.dev_sign_in else None,
                 read_max_bytes=MAX_MESSAGE,
             ),

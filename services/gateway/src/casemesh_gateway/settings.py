@@ -16,8 +16,10 @@ class GatewaySettings(ServiceSettings):
     # Origins whose pages may call the HTTP port, comma-separated
     # (https://help.example.com,https://m.example.com); none when empty.
     cors_origins: str = ""
-    # A folder served at / on the HTTP port (the self-service page), if set.
+    # Folders served on the HTTP port, if set: the self-service page at /, the
+    # agents' console at /console/ (each a production build).
     web_root: str = ""
+    console_root: str = ""
     # Local runs only: POST /dev/sign-in mints a token (HS256 secret) for any name.
     dev_sign_in: bool = False
     tickets_target: str = "127.0.0.1:50061"

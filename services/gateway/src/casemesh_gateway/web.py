@@ -409,6 +409,32 @@ def _check_rpc_request(scope: Scope, service: ServiceApp, limit: int) -> None:
         raise _Refusal(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, _too_large(limit))
 
 
+# The pages are served with a content security policy: scripts, styles and
+# calls from this origin only, no inline script; evidence previews are blob:
+# URLs made from what the API returned.
+CONTENT_SECURITY_POLICY = (
+    b"default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self';"
+    b" img-src 'self' blob: data:; media-src 'self' blob:; frame-src 'self' blob:;"
+    b" object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
+)
+
+
+def _with_csp(send: Send) -> Send:
+    async def sending(event: Any) -> None:
+        if event["type"] == "http.response.start":
+            event = {
+                **event,
+                "headers": [
+                    *event.get("headers", []),
+                    (b"content-security-policy", CONTENT_SECURITY_POLICY),
+                    (b"x-content-type-options", b"nosniff"),
+                ],
+            }
+        await send(event)
+
+    return sending
+
+
 def _too_large(limit: int) -> ConnectError:
     return ConnectError(Code.RESOURCE_EXHAUSTED, f"the request body is larger than {limit} bytes")
 
@@ -482,20 +508,21 @@ class WebFront:
         *,
         services: Sequence[ServiceDescriptor],
         cors_origins: Sequence[str],
-        web_root: str,
+        pages: Mapping[str, str],
         sign_in_secret: str | None,
         read_max_bytes: int,
     ) -> None:
         self._address = address
         self._services = services
         self._cors_origins = list(cors_origins)
-        self._web_root = Path(web_root) if web_root else None
+        # Where each front end is served from: the path it is served at → its folder.
+        self._page_roots = {prefix: Path(folder) for prefix, folder in pages.items() if folder}
         self._sign_in_secret = sign_in_secret
         self._read_max_bytes = read_max_bytes
         self._draining = False
         self._rpc: dict[str, ServiceApp] = {}
         self._upload: grpc.RpcMethodHandler | None = None
-        self._static: ASGIApp | None = None
+        self._pages: list[tuple[str, ASGIApp]] = []
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -506,11 +533,11 @@ class WebFront:
             f"/{s.full_name}": ServiceApp(s, handlers, self._read_max_bytes) for s in self._services
         }
         self._upload = handlers.get(UPLOAD_METHOD)
-        if self._web_root is not None:
-            if self._web_root.is_dir():
-                self._static = StaticFiles(directory=self._web_root, html=True)
+        for prefix, folder in sorted(self._page_roots.items(), key=lambda p: -len(p[0])):
+            if folder.is_dir():
+                self._pages.append((prefix, StaticFiles(directory=folder, html=True)))
             else:
-                log.warning("http.no_page", web_root=str(self._web_root), hint="run ./dev web")
+                log.warning("http.no_page", path=prefix, folder=str(folder), hint="run ./dev web")
         host, _, port = self._address.rpartition(":")
         try:
             listener = socket.create_server((host.strip("[]") or "0.0.0.0", int(port)))
@@ -539,7 +566,7 @@ class WebFront:
         )
         self._server = _Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[listener]))
-        log.info("http.serving", address=self._address, page=str(self._static and self._web_root))
+        log.info("http.serving", address=self._address, pages=[p for p, _ in self._pages])
 
     def drain(self) -> None:
         self._draining = True
@@ -574,8 +601,9 @@ class WebFront:
                 await self._upload_evidence(scope, receive, send)
             elif path == SIGN_IN_PATH and self._sign_in_secret:
                 await self._sign_in(scope, receive, send)
-            elif self._static is not None and scope["method"] in ("GET", "HEAD"):
-                await self._static(scope, receive, send)
+            elif page := self._page_for(path, scope["method"]):
+                prefix, static = page
+                await static({**scope, "root_path": prefix.rstrip("/")}, receive, _with_csp(send))
             else:
                 raise StarletteHTTPException(HTTPStatus.NOT_FOUND)
         except _Refusal as refusal:
@@ -588,6 +616,11 @@ class WebFront:
                 f"nothing is served at {path}" if exc.status_code == 404 else exc.detail,
             )
             await send_error(send, missing, exc.status_code)
+
+    def _page_for(self, path: str, method: str) -> tuple[str, ASGIApp] | None:
+        if method not in ("GET", "HEAD"):
+            return None
+        return next(((p, app) for p, app in self._pages if (path + "/").startswith(p)), None)
 
     async def _health(self, path: str, send: Send) -> None:
         ready = path.endswith("live") or not self._draining
@@ -648,7 +681,9 @@ class WebFront:
             log.exception("http.upload_failed")
             await send_error(send, ConnectError(Code.INTERNAL, "the upload failed on our side"))
             return
-        await send_json(send, json_format.MessageToJson(evidence, indent=None, ensure_ascii=False).encode())
+        await send_json(
+            send, json_format.MessageToJson(evidence, indent=None, ensure_ascii=False).encode()
+        )
 
     async def _sign_in(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Development only (CASEMESH_DEV_SIGN_IN): a token for whoever asks,

@@ -59,6 +59,7 @@ HELP_ADDR = "127.0.0.1:50066"
 GATEWAY_ADDR = "127.0.0.1:50051"
 GATEWAY_HTTP_ADDR = "127.0.0.1:8080"
 WEB_ROOT = "clients/web/selfservice/dist"
+CONSOLE_ROOT = "clients/web/console/dist"
 # The first process's Prometheus endpoint; the others follow in start order.
 METRICS_PORT = 9460
 _SINK_HOST = "127.0.0.1"
@@ -282,6 +283,7 @@ def service_specs(
                 # development sign-in; pages served elsewhere on this machine
                 # may call the API too.
                 "CASEMESH_WEB_ROOT": str(repo_root() / WEB_ROOT),
+                "CASEMESH_CONSOLE_ROOT": str(repo_root() / CONSOLE_ROOT),
                 "CASEMESH_DEV_SIGN_IN": "true",
                 "CASEMESH_CORS_ORIGINS": "http://localhost:5173,http://127.0.0.1:5173",
                 "CASEMESH_TICKETS_TARGET": tickets_addr,
@@ -627,6 +629,7 @@ def run_up(cfg: StackConfig) -> int:
             f"  gateway      {gateway} (gRPC, JWT required)",
             f"  web          http://{gateway_http}/ (the self-service page; Connect and"
             " gRPC-Web for every service)",
+            f"  console      http://{gateway_http}/console/ (agents: sign in with any name)",
             f"  tickets      {tickets} (gRPC, internal)",
             *_infra_summary(cfg, pg, kafka),
             f"  e-mail       {mail_where}",
