@@ -20,7 +20,7 @@ from casemesh.platform.errors import (
     NotFound,
     PermissionDenied,
 )
-from casemesh_tickets.application import NewTicket, Tickets, case_row
+from casemesh_tickets.application import NewTicket, Tickets, TicketSearch, case_row
 from casemesh_tickets.domain import Ticket
 from casemesh_tickets.views import TicketView
 from tests.application.story import (
@@ -226,3 +226,25 @@ def test_each_user_lists_their_own_tickets_and_agents_list_all_page_by_page(
     assert app.list_tickets(AGENT, ["SOLVED"], 0, "").items == []
     with pytest.raises(InvalidArgument, match="page_token"):
         app.list_tickets(ALICE, [], 0, "garbage")
+
+
+def test_agents_search_tickets_by_requester_category_and_words(app: Tickets) -> None:
+    login = app.create_ticket(ALICE, new_ticket("a1"))
+    upload = app.create_ticket(
+        ALICE,
+        new_ticket("a2", category="content.upload_failed", subject="上传失败", description="卡住"),
+    )
+    theirs = app.create_ticket(BOB, new_ticket("b1", subject="Cannot LOG IN"))
+    IndexProjector(app, app.index, case_row).catch_up()
+
+    def found(**filters: Any) -> list[str]:
+        return [t.id for t in app.search_tickets(AGENT, TicketSearch(**filters), 0, "").items]
+
+    assert found(requester=ALICE.subject) == [upload.id, login.id]
+    assert found(category="content.upload_failed") == [upload.id]
+    assert found(text="log in") == [theirs.id]
+    assert found(text="无法登录", requester=BOB.subject) == []
+    with pytest.raises(PermissionDenied):
+        app.search_tickets(ALICE, TicketSearch(), 0, "")
+    with pytest.raises(InvalidArgument, match="category"):
+        app.search_tickets(AGENT, TicketSearch(category="nope"), 0, "")

@@ -87,6 +87,7 @@ RPCS = public_rpcs()
 
 # Who each RPC is for. A new RPC fails this test until it is placed here.
 AGENT_ONLY = {
+    "TicketService.SearchTickets",
     "TicketService.AssignTicket",
     "TicketService.RequestInfo",
     "TicketService.HoldTicket",

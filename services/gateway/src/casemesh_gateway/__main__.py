@@ -49,6 +49,7 @@ SERVICE_CONFIG = """{
     "name": [
       {"service": "casemesh.v1.TicketService", "method": "GetTicket"},
       {"service": "casemesh.v1.TicketService", "method": "ListTickets"},
+      {"service": "casemesh.v1.TicketService", "method": "SearchTickets"},
       {"service": "casemesh.v1.TicketService", "method": "ListTicketEvents"},
       {"service": "casemesh.v1.TicketService", "method": "ListTicketCategories"},
       {"service": "casemesh.v1.TicketService", "method": "CreateTicket"},

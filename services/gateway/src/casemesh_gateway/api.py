@@ -226,6 +226,9 @@ class TicketGateway(pb_grpc.TicketServiceServicer):
     )
     GetTicket = route("GetTicket", check=checks.name)
     ListTickets = route("ListTickets", check=checks.all_of(checks.page(100), checks.statuses))
+    SearchTickets = route(
+        "SearchTickets", agent_only=True, check=checks.all_of(checks.page(100), checks.statuses)
+    )
     AddComment = route(
         "AddComment",
         check=checks.all_of(checks.named, checks.text("body")),

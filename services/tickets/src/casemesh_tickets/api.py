@@ -15,7 +15,7 @@ from casemesh.rules.tickets import CATEGORIES
 from casemesh.v1 import evidence_pb2
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
-from casemesh_tickets.application import NewTicket, Tickets
+from casemesh_tickets.application import NewTicket, Tickets, TicketSearch
 from casemesh_tickets.views import REQUEST_TEXTS, HistoryEntry, TicketView
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
@@ -113,6 +113,30 @@ class TicketServicer(ApplicationServicer, pb_grpc.TicketServiceServicer):
             self.app.list_tickets,
             self._who(context),
             statuses,
+            request.page_size,
+            request.page_token,
+        )
+        return pb.ListTicketsResponse(
+            tickets=[ticket_message(v) for v in page.items], next_page_token=page.next_token
+        )
+
+    async def SearchTickets(
+        self, request: pb.SearchTicketsRequest, context: Ctx
+    ) -> pb.ListTicketsResponse:
+        search = TicketSearch(
+            requester=request.requester.strip(),
+            category=request.category.strip(),
+            statuses=[
+                enum_name(pb.TicketStatus, s, "statuses", "TICKET_STATUS_")
+                for s in request.statuses
+            ],
+            assignee=request.assignee.strip(),
+            text=request.text,
+        )
+        page = await self._call(
+            self.app.search_tickets,
+            self._who(context),
+            search,
             request.page_size,
             request.page_token,
         )

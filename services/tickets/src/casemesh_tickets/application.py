@@ -228,6 +228,28 @@ class Tickets(CaseApplication[Ticket]):
         page = self.page_cases(who, statuses, page_size, page_token)
         return Page([TicketView.from_json(d) for d in page.items], page.next_token)
 
+    def search_tickets(
+        self, who: Identity, search: TicketSearch, page_size: int, page_token: str
+    ) -> Page[TicketView]:
+        """Agents only: every ticket that matches each filter set."""
+        self.require_agent(who, "search tickets")
+        v = Violations()
+        if search.category and search.category not in BY_ID:
+            v.add("category", f"unknown category {search.category!r}; see ListTicketCategories")
+        text = validation.text(v, "text", search.text, limit=200, required=False, single_line=True)
+        v.raise_if_any()
+        matches = {f: value for f, value in search.fields().items() if value}
+        page = self.find_cases(
+            search.requester or None,
+            search.statuses,
+            page_size,
+            page_token,
+            matches=matches,
+            text=text,
+            text_fields=("subject", "description"),
+        )
+        return Page([TicketView.from_json(d) for d in page.items], page.next_token)
+
     def history(
         self, who: Identity, ticket_id: str, page_size: int, page_token: str
     ) -> Page[HistoryEntry]:
@@ -276,6 +298,21 @@ def open_tickets(
         pool_size=pool_size,
         make=lambda env: Tickets(env=env, clock=clock, auto_close_after=auto_close_after),
     )
+
+
+@dataclass(frozen=True)
+class TicketSearch:
+    """What an agent looks for; empty filters match every ticket."""
+
+    requester: str = ""
+    category: str = ""
+    statuses: list[str] = field(default_factory=list)
+    assignee: str = ""
+    text: str = ""
+
+    def fields(self) -> dict[str, str]:
+        """The filters on the case document's own fields."""
+        return {"category": self.category, "assignee": self.assignee}
 
 
 def case_row(ticket: Ticket) -> CaseRow:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -21,7 +21,7 @@ from eventsourcing import persistence
 from eventsourcing.persistence import Notification, Tracking, TrackingRecorder
 from eventsourcing.popo import POPOTrackingRecorder
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composable, Identifier
 from psycopg.types.json import Jsonb
 
 from casemesh.platform.following import Follower
@@ -115,9 +115,14 @@ class CaseIndex(PostgresTrackingRecorder):
         statuses: list[str],
         after: tuple[datetime, str] | None,
         limit: int,
+        matches: Mapping[str, str] | None = None,
+        text: str = "",
+        text_fields: Sequence[str] = (),
     ) -> list[dict[str, Any]]:
-        """Newest first; `party` None lists every case (agents)."""
-        clauses: list[SQL] = []
+        """Newest first; `party` None lists every case (agents). `matches`:
+        document fields that must equal these values; `text`: words that must
+        appear (case-insensitive) in one of the `text_fields`."""
+        clauses: list[Composable] = []
         params: list[Any] = []
         if party is not None:
             clauses.append(SQL("%s = ANY(parties)"))
@@ -125,6 +130,14 @@ class CaseIndex(PostgresTrackingRecorder):
         if statuses:
             clauses.append(SQL("status = ANY(%s)"))
             params.append(statuses)
+        for field, value in (matches or {}).items():
+            clauses.append(SQL("doc->>%s = %s"))
+            params.extend([field, value])
+        if text and text_fields:
+            searched = SQL(", ").join(SQL("doc->>%s") for _ in text_fields)
+            clauses.append(SQL("concat_ws(' ', {}) ILIKE %s").format(searched))
+            escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            params.extend([*text_fields, f"%{escaped}%"])
         if after is not None:
             clauses.append(SQL("(create_time, case_id) < (%s, %s)"))
             params.extend(after)
@@ -164,9 +177,16 @@ class MemoryCaseIndex(POPOTrackingRecorder):
         statuses: list[str],
         after: tuple[datetime, str] | None,
         limit: int,
+        matches: Mapping[str, str] | None = None,
+        text: str = "",
+        text_fields: Sequence[str] = (),
     ) -> list[dict[str, Any]]:
         def key(row: CaseRow) -> tuple[datetime, uuid.UUID]:
             return row.create_time, uuid.UUID(row.case_id)
+
+        def has_text(doc: dict[str, Any]) -> bool:
+            words = " ".join(str(doc.get(f) or "") for f in text_fields)
+            return not (text and text_fields) or text.casefold() in words.casefold()
 
         rows = sorted(self.rows.values(), key=key, reverse=True)
         found = [
@@ -174,6 +194,8 @@ class MemoryCaseIndex(POPOTrackingRecorder):
             for r in rows
             if (party is None or party in r.parties)
             and (not statuses or r.status in statuses)
+            and all(str(r.doc.get(f)) == v for f, v in (matches or {}).items())
+            and has_text(r.doc)
             and (after is None or key(r) < (after[0], uuid.UUID(after[1])))
         ]
         return found[:limit]

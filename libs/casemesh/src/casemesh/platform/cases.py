@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from uuid import UUID
@@ -152,14 +152,38 @@ class CaseApplication(TracedApplication, Generic[C]):
     ) -> Page[dict[str, Any]]:
         """The cases `who` may list (an agent: all), newest first, as the index
         renders them. Reads its own writes: waits briefly for the index."""
+        party = None if who.is_agent else who.subject
+        return self.find_cases(party, statuses, page_size, page_token)
+
+    def find_cases(
+        self,
+        party: str | None,
+        statuses: list[str],
+        page_size: int,
+        page_token: str,
+        *,
+        matches: Mapping[str, str] | None = None,
+        text: str = "",
+        text_fields: Sequence[str] = (),
+    ) -> Page[dict[str, Any]]:
+        """Cases of `party` (None: every case) with these statuses, document
+        fields and words (see CaseIndex.page), newest first; the caller has
+        checked who may see them."""
         limit = page_size_of(page_size)
         after = page_after(page_token)
         try:
             self.index.wait(self.name, self.recorder.max_notification_id(), timeout=3.0)
         except TimeoutError:
             log.warning("case_index.lagging", application=self.name)
-        party = None if who.is_agent else who.subject
-        docs = self.index.page(party=party, statuses=statuses, after=after, limit=limit + 1)
+        docs = self.index.page(
+            party=party,
+            statuses=statuses,
+            after=after,
+            limit=limit + 1,
+            matches=matches,
+            text=text,
+            text_fields=text_fields,
+        )
         return paged(docs, limit)
 
     # -- checks ---------------------------------------------------------------
