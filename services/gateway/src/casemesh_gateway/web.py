@@ -571,6 +571,10 @@ class WebFront:
     def drain(self) -> None:
         self._draining = True
 
+    async def serving(self) -> None:
+        assert self._task is not None
+        await asyncio.shield(self._task)
+
     async def stop(self, grace: float) -> None:
         if self._server is None or self._task is None:
             return

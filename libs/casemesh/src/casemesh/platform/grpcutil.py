@@ -541,6 +541,9 @@ class Companion(Protocol):
 
     async def stop(self, grace: float) -> None: ...
 
+    async def serving(self) -> None:
+        """Returns, or raises, only if the front stops by itself."""
+
 
 class Serving(Protocol):
     """The settings a gRPC service is served with (its settings class has them)."""
@@ -603,7 +606,20 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    if companion is None:
+        await stop.wait()
+    else:
+        # A companion that stops by itself takes the process down (to be
+        # restarted), rather than leaving half the API unanswered for good.
+        stopping = asyncio.ensure_future(stop.wait())
+        serving = asyncio.ensure_future(companion.serving())
+        await asyncio.wait({stopping, serving}, return_when=asyncio.FIRST_COMPLETED)
+        if serving.done():
+            stopping.cancel()
+            await server.stop(0)
+            failure = serving.exception()
+            raise RuntimeError("the HTTP front stopped by itself") from failure
+        serving.cancel()
     delay, grace = cfg.shutdown_delay_seconds, cfg.shutdown_grace_seconds
     log.info("grpc.draining", delay_seconds=delay, grace_seconds=grace)
     for name in readiness:
