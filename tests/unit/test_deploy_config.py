@@ -27,6 +27,7 @@ from casemesh_devstack.kafka import LocalKafka
 from casemesh_devstack.postgres import LocalPostgres
 from casemesh_evidence.settings import EvidenceSettings
 from casemesh_gateway.settings import GatewaySettings
+from casemesh_gateway.web import CONTENT_SECURITY_POLICY
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
@@ -357,6 +358,75 @@ def test_the_ingress_example_routes_to_the_gateway_and_lets_uploads_through() ->
     assert routed["grpc"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC"
     for buffering in ("proxy-buffering", "proxy-request-buffering"):
         assert routed["http"][f"nginx.ingress.kubernetes.io/{buffering}"] == "off"
+
+
+def _console(k: Kustomized) -> Container:
+    found = [c for c in containers(k.objects) if c.owner["metadata"]["name"] == "console"]
+    assert len(found) == 1, "one console container"
+    return found[0]
+
+
+@pytest.mark.parametrize("where", ["dev", "prod"])
+def test_the_console_is_served_by_its_own_deployment(where: str) -> None:
+    k = DEV if where == "dev" else PROD
+    c = _console(k)
+    assert c.owner["kind"] == "Deployment"
+    assert c.spec["image"] == "casemesh-web"
+    # Its image is set like the services' (kustomize images:, a tag per overlay).
+    overlay = yaml.safe_load((K8S / "overlays" / where / "kustomization.yaml").read_text())
+    assert "casemesh-web" in {i["name"] for i in overlay["images"]}, where
+    assert c.port("http") == 8080
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert c.spec[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
+    sc = c.spec["securityContext"]
+    assert sc["runAsNonRoot"] is True and sc["readOnlyRootFilesystem"] is True
+    assert c.pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    # Nothing to sign anyone in with, nor any Secret.
+    assert not c.spec.get("env") and not c.spec.get("envFrom")
+    service = next(s for s in of_kind(k.objects, "Service") if s["metadata"]["name"] == "console")
+    labels = c.pod["metadata"]["labels"]
+    assert all(labels.get(key) == v for key, v in service["spec"]["selector"].items())
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    assert ports["http"]["port"] == 8080 and ports["http"]["targetPort"] == "http"
+    policy = next(
+        p for p in of_kind(k.objects, "NetworkPolicy") if p["metadata"]["name"] == "console"
+    )
+    assert all(
+        labels.get(key) == v for key, v in policy["spec"]["podSelector"]["matchLabels"].items()
+    )
+    assert 8080 in {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+    if where == "prod":
+        assert c.owner["spec"]["replicas"] >= 2
+
+
+def test_the_front_ends_image_serves_what_the_gateway_would() -> None:
+    """deploy/console: nginx on the container's port, the pages where the gateway
+    serves them (/ and /console/), with the gateway's content security policy."""
+    folder = REPO / "deploy" / "console"
+    conf = (folder / "nginx.conf").read_text()
+    dockerfile = (folder / "Dockerfile").read_text()
+    assert re.search(r"^\s*listen 8080;", conf, re.M)
+    assert "EXPOSE 8080" in dockerfile
+    policy = CONTENT_SECURITY_POLICY.decode()
+    assert f'add_header Content-Security-Policy "{policy}" always;' in conf
+    assert "add_header X-Content-Type-Options nosniff always;" in conf
+    assert "location = /healthz {" in conf
+    root = re.search(r"^\s*root (\S+);", conf, re.M)
+    assert root
+    copies = dict(
+        (source.rsplit("/clients/web/", 1)[1], target)
+        for source, target in re.findall(r"^COPY --from=build (\S+) (\S+)$", dockerfile, re.M)
+    )
+    assert copies == {
+        "selfservice/dist": root.group(1),
+        "console/dist": f"{root.group(1)}/console",
+    }
+    assert "location /console/ {" in conf
+    # The root filesystem is read-only: nginx writes to /tmp (an emptyDir) only.
+    assert re.search(r"^pid /tmp/", conf, re.M)
+    for temp in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        assert re.search(rf"^\s*{temp}_temp_path /tmp/", conf, re.M), temp
+    assert "/tmp" in {m["mountPath"] for m in _console(DEV).spec["volumeMounts"]}
 
 
 def test_the_services_believe_the_gateway_they_are_deployed_with() -> None:
