@@ -334,6 +334,49 @@ def _nginx_bytes(size: str) -> int:
     return int(size[:-1]) * units[unit] if unit in units else int(size)
 
 
+def _ingress_routes(
+    ingresses: list[dict[str, Any]],
+) -> dict[str, list[tuple[str, str, str, str, dict[str, str]]]]:
+    """host -> [(path, pathType, service, port name, the Ingress's annotations)]."""
+    routes: dict[str, list[tuple[str, str, str, str, dict[str, str]]]] = {}
+    for ingress in ingresses:
+        notes = ingress["metadata"].get("annotations", {})
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                routes.setdefault(rule["host"], []).append(
+                    (
+                        path["path"],
+                        path["pathType"],
+                        backend["name"],
+                        backend["port"]["name"],
+                        notes,
+                    )
+                )
+    return routes
+
+
+def _route(
+    routes: list[tuple[str, str, str, str, dict[str, str]]], request: str
+) -> tuple[str, str, dict[str, str]]:
+    """(service, port, annotations) ingress-nginx sends a request path to: the
+    longest match; Prefix matches whole segments (the Ingress API), an
+    ImplementationSpecific path is nginx's plain prefix."""
+
+    def matches(path: str, kind: str) -> bool:
+        if kind == "Exact":
+            return request == path
+        if kind == "Prefix":
+            segments = [p for p in path.split("/") if p]
+            return [p for p in request.split("/") if p][: len(segments)] == segments
+        return request.startswith(path)
+
+    found = [r for r in routes if matches(r[0], r[1])]
+    assert found, f"nothing routes {request}"
+    _, _, service, port, notes = max(found, key=lambda r: len(r[0]))
+    return service, port, notes
+
+
 def test_the_ingress_example_routes_to_the_gateway_and_lets_uploads_through() -> None:
     ingresses = load_docs(K8S / "components" / "gateway-ingress" / "ingress.yaml")
     largest = max(
@@ -345,19 +388,51 @@ def test_the_ingress_example_routes_to_the_gateway_and_lets_uploads_through() ->
     for ingress in ingresses:
         assert ingress["metadata"]["namespace"] == "casemesh"
         assert ingress["spec"]["tls"], ingress["metadata"]["name"]
-        notes = ingress["metadata"]["annotations"]
+        notes = ingress["metadata"].get("annotations", {})
+        backends = {
+            path["backend"]["service"]["name"]
+            for rule in ingress["spec"]["rules"]
+            for path in rule["http"]["paths"]
+        }
+        assert len(backends) == 1, ingress["metadata"]["name"]
+        if backends != {"gateway"}:
+            continue
         assert _nginx_bytes(notes["nginx.ingress.kubernetes.io/proxy-body-size"]) >= largest
         assert int(notes["nginx.ingress.kubernetes.io/proxy-send-timeout"]) >= upload_deadline
         assert int(notes["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= upload_deadline
         for rule in ingress["spec"]["rules"]:
             for path in rule["http"]["paths"]:
-                backend = path["backend"]["service"]
-                assert backend["name"] == "gateway"
-                routed[backend["port"]["name"]] = notes
+                routed[path["backend"]["service"]["port"]["name"]] = notes
     assert set(routed) == {"grpc", "http"}
     assert routed["grpc"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC"
     for buffering in ("proxy-buffering", "proxy-request-buffering"):
         assert routed["http"][f"nginx.ingress.kubernetes.io/{buffering}"] == "off"
+
+
+def test_the_ingress_example_serves_page_console_and_api_on_one_origin() -> None:
+    """The console calls the API on its own origin (its content security policy
+    allows no other): one host sends the API's paths to the gateway's HTTP port,
+    with the upload settings, and everything else to the console's Service."""
+    routes = _ingress_routes(load_docs(K8S / "components" / "gateway-ingress" / "ingress.yaml"))
+    http_hosts = [h for h, rs in routes.items() if any(r[3] == "http" for r in rs)]
+    assert len(http_hosts) == 1, http_hosts
+    host = routes[http_hosts[0]]
+    for request in (
+        "/casemesh.v1.TicketService/CreateTicket",
+        "/casemesh.v1.CaseQueueService/WatchQueue",
+        "/uploads/evidence",
+        "/healthz/ready",
+    ):
+        service, port, notes = _route(host, request)
+        assert (service, port) == ("gateway", "http"), request
+        assert notes["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "off", request
+    for request in ("/console/", "/console/main.js", "/", "/main.js", "/style.css"):
+        assert _route(host, request)[:2] == ("console", "http"), request
+    assert ("/console/", "Prefix", "console", "http") in [r[:4] for r in host]
+    console = next(
+        s for s in of_kind(BASE.objects, "Service") if s["metadata"]["name"] == "console"
+    )
+    assert "http" in {p["name"] for p in console["spec"]["ports"]}
 
 
 def _console(k: Kustomized) -> Container:
