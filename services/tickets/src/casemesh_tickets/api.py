@@ -3,10 +3,12 @@ method (in a worker thread: the event store is synchronous), encode."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, TypeAlias
 
 import grpc
 
+from casemesh.platform.caseindex import Page
 from casemesh.platform.errors import Violations
 from casemesh.platform.fields import fields_of
 from casemesh.platform.grpcutil import ApplicationServicer, enum_name, to_timestamp
@@ -106,19 +108,14 @@ class TicketServicer(ApplicationServicer, pb_grpc.TicketServiceServicer):
     async def ListTickets(
         self, request: pb.ListTicketsRequest, context: Ctx
     ) -> pb.ListTicketsResponse:
-        statuses = [
-            enum_name(pb.TicketStatus, s, "statuses", "TICKET_STATUS_") for s in request.statuses
-        ]
         page = await self._call(
             self.app.list_tickets,
             self._who(context),
-            statuses,
+            _statuses(request.statuses),
             request.page_size,
             request.page_token,
         )
-        return pb.ListTicketsResponse(
-            tickets=[ticket_message(v) for v in page.items], next_page_token=page.next_token
-        )
+        return _listed(page)
 
     async def SearchTickets(
         self, request: pb.SearchTicketsRequest, context: Ctx
@@ -126,10 +123,7 @@ class TicketServicer(ApplicationServicer, pb_grpc.TicketServiceServicer):
         search = TicketSearch(
             requester=request.requester.strip(),
             category=request.category.strip(),
-            statuses=[
-                enum_name(pb.TicketStatus, s, "statuses", "TICKET_STATUS_")
-                for s in request.statuses
-            ],
+            statuses=_statuses(request.statuses),
             assignee=request.assignee.strip(),
             text=request.text,
         )
@@ -140,9 +134,7 @@ class TicketServicer(ApplicationServicer, pb_grpc.TicketServiceServicer):
             request.page_size,
             request.page_token,
         )
-        return pb.ListTicketsResponse(
-            tickets=[ticket_message(v) for v in page.items], next_page_token=page.next_token
-        )
+        return _listed(page)
 
     async def AddComment(self, request: pb.AddCommentRequest, context: Ctx) -> pb.Ticket:
         return ticket_message(
@@ -260,4 +252,14 @@ def categories_message() -> pb.ListTicketCategoriesResponse:
             )
             for c in CATEGORIES
         ]
+    )
+
+
+def _statuses(values: Iterable[int]) -> list[str]:
+    return [enum_name(pb.TicketStatus, s, "statuses", "TICKET_STATUS_") for s in values]
+
+
+def _listed(page: Page[TicketView]) -> pb.ListTicketsResponse:
+    return pb.ListTicketsResponse(
+        tickets=[ticket_message(v) for v in page.items], next_page_token=page.next_token
     )
