@@ -93,13 +93,13 @@ async def test_the_most_urgent_goes_first_and_an_expired_lease_returns_the_case(
         assert again is not None and again.name != first.name
         later = now + timedelta(seconds=31)
         assert await store.renew(conn, "a", first.name, timedelta(seconds=30), later) == (
-            "not_holder"
+            store.NotHeld.NOT_HOLDER
         )
         back = await store.claim_next(conn, "c", [], timedelta(seconds=30), later)
         assert back is not None and back.name == first.name and back.holder == "c"
         released = await store.release(conn, "c", first.name, later)
-        assert not isinstance(released, str) and released.holder == ""
-        assert await store.release(conn, "c", first.name, later) == "not_holder"
+        assert not isinstance(released, store.NotHeld) and released.holder == ""
+        assert await store.release(conn, "c", first.name, later) == store.NotHeld.NOT_HOLDER
 
 
 def test_business_hours_skip_nights_and_weekends() -> None:

@@ -184,12 +184,14 @@ class QueueServicer(pb_grpc.CaseQueueServiceServicer):
         return self._held(result, name)
 
     @staticmethod
-    def _held(result: Case | str, name: str) -> pb.QueueCase:
-        if result == "absent":
-            raise NotFound(f"{name} is not in the queue")
-        if isinstance(result, str):
-            raise FailedPrecondition(f"you do not hold {name} (its lease may have expired)")
-        return case_message(result)
+    def _held(result: Case | store.NotHeld, name: str) -> pb.QueueCase:
+        match result:
+            case store.NotHeld.ABSENT:
+                raise NotFound(f"{name} is not in the queue")
+            case store.NotHeld.NOT_HOLDER:
+                raise FailedPrecondition(f"you do not hold {name} (its lease may have expired)")
+            case Case():
+                return case_message(result)
 
     async def WatchQueue(
         self, request: pb.WatchQueueRequest, context: Ctx

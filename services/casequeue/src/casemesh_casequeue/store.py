@@ -9,6 +9,7 @@ agents never wait on, or get, the same case.
 from __future__ import annotations
 
 import base64
+import enum
 import json
 import uuid
 from dataclasses import dataclass
@@ -334,19 +335,28 @@ async def claim_next(
     return case_of(row) if row else None
 
 
-async def _held(cur: psycopg.AsyncCursor[Any], agent: str, name: str, now: datetime) -> Case | str:
-    """The case `agent` holds under a live lease, or why not: `absent`, `not_holder`."""
+class NotHeld(enum.Enum):
+    """Why an agent cannot renew or release a case."""
+
+    ABSENT = "absent"  # not in the queue (never, or no longer open)
+    NOT_HOLDER = "not_holder"  # someone else holds it, or the lease ran out
+
+
+async def _held(
+    cur: psycopg.AsyncCursor[Any], agent: str, name: str, now: datetime
+) -> Case | NotHeld:
+    """The case `agent` holds under a live lease, or why not."""
     case = await _load(cur, name)
     if case is None or not case.open:
-        return "absent"
+        return NotHeld.ABSENT
     if case.holder != agent or case.lease_until is None or case.lease_until <= now:
-        return "not_holder"
+        return NotHeld.NOT_HOLDER
     return case
 
 
 async def renew(
     conn: psycopg.AsyncConnection[Any], agent: str, name: str, lease: timedelta, now: datetime
-) -> Case | str:
+) -> Case | NotHeld:
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         case = await _held(cur, agent, name, now)
         if isinstance(case, Case):
@@ -357,7 +367,7 @@ async def renew(
 
 async def release(
     conn: psycopg.AsyncConnection[Any], agent: str, name: str, now: datetime
-) -> Case | str:
+) -> Case | NotHeld:
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         case = await _held(cur, agent, name, now)
         if isinstance(case, Case):
