@@ -70,7 +70,7 @@ class Tickets(CaseApplication[Ticket]):
 
     def deadlines_of(self, domain_event: Any) -> list[Deadline]:
         """A solved ticket closes by itself after a while (help desks use 4 days)."""
-        if type(domain_event).__name__ != "Solved":
+        if not isinstance(domain_event, Ticket.Solved):
             return []
         due = domain_event.timestamp + self.auto_close_after
         return [Deadline(str(domain_event.originator_id), "auto_close", due)]
@@ -84,9 +84,9 @@ class Tickets(CaseApplication[Ticket]):
         if ticket.status is not Status.SOLVED or self.clock.now() < deadline.due:
             return
         solves = [
-            cast(Any, e).timestamp
+            e.timestamp
             for e in self.repository.event_store.get(ticket.id)
-            if type(e).__name__ == "Solved"
+            if isinstance(e, Ticket.Solved)
         ]
         if not solves or solves[-1] + self.auto_close_after != deadline.due:
             return
