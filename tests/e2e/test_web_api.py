@@ -27,7 +27,8 @@ from casemesh.v1 import casequeue_pb2, tickets_pb2
 from casemesh_devstack.stack import EVIDENCE_DB
 from tests.conftest import Stack
 from tests.e2e.test_evidence import png
-from tests.support import Client
+from tests.e2e.test_metrics import scrape
+from tests.support import Client, wait_until
 
 TICKETS = "/casemesh.v1.TicketService"
 ALLOWED_ORIGIN = "http://localhost:5173"  # in the local stack's CASEMESH_CORS_ORIGINS
@@ -476,3 +477,30 @@ def test_an_upload_cut_off_stores_nothing(stack: Stack) -> None:
     with psycopg.connect(stack.infra.pg.dsn(EVIDENCE_DB)) as db:
         rows = db.execute("SELECT size_bytes FROM evidence WHERE owner = %s", (user,)).fetchall()
     assert rows == [(len(data),)]
+
+
+def watch_calls(stack: Stack, name: str) -> float:
+    """How many WatchQueue calls the case queue has started or ended so far."""
+    samples, _ = scrape(stack.queue_metrics)
+    return sum(v for n, labels, v in samples if n == name and labels["grpc_method"] == "WatchQueue")
+
+
+def test_a_watch_the_browser_closes_ends_behind_the_gateway_at_once(stack: Stack) -> None:
+    """A closed tab must not hold a stream open at the case queue until the
+    queue next changes (which on a quiet night may be hours)."""
+    started = watch_calls(stack, "grpc_server_started_total")
+    ended = watch_calls(stack, "grpc_server_handled_total")
+    body = b"\x00" + struct.pack(">I", 2) + b"{}"
+    host, port = stack.http.removeprefix("http://").split(":")
+    head = (
+        "POST /casemesh.v1.CaseQueueService/WatchQueue HTTP/1.1\r\n"
+        f"Host: {host}:{port}\r\nContent-Type: application/connect+json\r\n"
+        f"Connect-Protocol-Version: 1\r\nContent-Length: {len(body)}\r\n"
+        f"Authorization: {bearer(stack, 'web-closer', ('agent',))['Authorization']}\r\n\r\n"
+    ).encode()
+    # The stream's headers wait for its first change: it is open once the case
+    # queue has the gateway's call. Then the tab closes.
+    with socket.create_connection((host, int(port)), timeout=15) as conn:
+        conn.sendall(head + body)
+        wait_until(lambda: watch_calls(stack, "grpc_server_started_total") > started)
+    wait_until(lambda: watch_calls(stack, "grpc_server_handled_total") > ended, timeout=20)

@@ -18,6 +18,7 @@ import re
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, NoReturn
@@ -241,12 +242,52 @@ def _endpoint(info: MethodInfo[Any, Any], handler: grpc.RpcMethodHandler) -> Any
         server_stream = handler.unary_stream
 
         async def watch(request: Any, ctx: RequestContext[Any, Any]) -> AsyncIterator[Any]:
+            gone = _CALLER_GONE.get()
             async with _answered(info, ctx):
-                async for item in server_stream(request, CallContext.of(ctx)):
+                stream = server_stream(request, CallContext.of(ctx))
+                async for item in stream if gone is None else _until(stream, gone):
                     yield item
 
         return Endpoint.server_stream(info, watch)
     raise ValueError(f"{info.service_name}/{info.name}: bidirectional streams are not served")
+
+
+# Set when the HTTP caller of the current call hangs up (see WebFront.app).
+_CALLER_GONE: ContextVar[asyncio.Event | None] = ContextVar("caller_gone", default=None)
+
+
+def _noting_hang_up(receive: Receive, gone: asyncio.Event) -> Receive:
+    async def receiving() -> Any:
+        event = await receive()
+        if event["type"] == "http.disconnect":
+            gone.set()
+        return event
+
+    return receiving
+
+
+async def _until(stream: AsyncIterator[Any], gone: asyncio.Event) -> AsyncIterator[Any]:
+    """`stream`, ended (and so closed, with what it holds open behind it) as
+    soon as `gone` is set: connectrpc notices a caller that hung up only when
+    it next writes, which for a quiet queue may be never."""
+    items = aiter(stream)
+    hung_up = asyncio.ensure_future(gone.wait())
+    try:
+        while True:
+            step = asyncio.ensure_future(anext(items))
+            await asyncio.wait({step, hung_up}, return_when=asyncio.FIRST_COMPLETED)
+            if not step.done():
+                step.cancel()
+                with contextlib.suppress(BaseException):
+                    await step
+                return
+            try:
+                item = step.result()
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        hung_up.cancel()
 
 
 class ServiceApp(ConnectASGIApplication[Mapping[str, grpc.RpcMethodHandler]]):
@@ -598,7 +639,9 @@ class WebFront:
                 _check_rpc_request(scope, service, self._read_max_bytes)
                 if path not in service.client_streams:
                     receive = _bounded(receive, self._read_max_bytes)
-                await service(scope, receive, send)
+                gone = asyncio.Event()
+                _CALLER_GONE.set(gone)
+                await service(scope, _noting_hang_up(receive, gone), send)
             elif path in ("/healthz/live", "/healthz/ready"):
                 await self._health(path, send)
             elif path == UPLOAD_PATH:
