@@ -46,7 +46,7 @@ function show(next: View): void {
     $(v).hidden = v !== next;
   }
   $(next).querySelector<HTMLElement>("h1")?.focus();
-  if (next !== "case") {
+  if (next === "queue") {
     forgetPreviews();
     history.replaceState(null, "", `${location.pathname}${location.search}`);
   }
@@ -163,9 +163,12 @@ function leaseEnded(): void {
   }
 }
 
+/**
+ * Takes the next case, then gives back the one held (if any): claimed first,
+ * so "next" skips a case rather than getting it straight back.
+ */
 async function claimNext(): Promise<void> {
   clearError();
-  await releaseHeld();
   say(t("claiming"));
   let got: QueueCase;
   try {
@@ -175,12 +178,14 @@ async function claimNext(): Promise<void> {
     });
   } catch (err) {
     if (ConnectError.from(err).code === Code.NotFound) {
+      await releaseHeld();
       say(t("nothingWaiting"));
       if (view !== "queue") show("queue");
       return;
     }
     throw err;
   }
+  await releaseHeld();
   claimCount += 1;
   held = { name: got.name, until: timestampDateOf(got), state: "held", failures: 0 };
   $("lease").dataset.holdTime = got.holdTime

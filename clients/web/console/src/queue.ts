@@ -42,6 +42,7 @@ const SLA_STATES: [SlaState, string][] = [
   [SlaState.PAUSED, "PAUSED"],
 ];
 const PAGE_SIZE = 200;
+const REFRESH_MS = 60_000;
 // The key of a case with no running clock: after every due time (as the server orders).
 const NO_DUE = Number.MAX_SAFE_INTEGER;
 
@@ -68,6 +69,7 @@ export class QueueView {
   private running = false;
   private watching: AbortController | undefined;
   private ticker: number | undefined;
+  private refresher: number | undefined;
   private generation = 0;
   private more = false;
 
@@ -132,6 +134,11 @@ export class QueueView {
     this.running = true;
     this.restart();
     this.ticker ??= window.setInterval(() => this.tick(), 1000);
+    // A change between the list and the watch's start would be missed until
+    // the next read: read the list again now and then, as a safety net.
+    this.refresher ??= window.setInterval(() => {
+      if ($("live").dataset.state === "live") void this.load().catch(() => undefined);
+    }, REFRESH_MS);
   }
 
   stop(): void {
@@ -139,7 +146,8 @@ export class QueueView {
     this.generation += 1;
     this.watching?.abort();
     if (this.ticker !== undefined) clearInterval(this.ticker);
-    this.ticker = undefined;
+    if (this.refresher !== undefined) clearInterval(this.refresher);
+    this.ticker = this.refresher = undefined;
     this.cases.clear();
   }
 
@@ -180,7 +188,11 @@ export class QueueView {
           },
         );
         // Read after the watch is asked for, so nothing falls between the two.
-        const listed = this.load().catch(showError);
+        // The gateway sends the stream's headers with its first change, so a
+        // listed queue and a stream not (yet) failed are what "live" means here.
+        const listed = this.load().then(() => {
+          if (!abort.signal.aborted) this.live(t("live"), "live");
+        }, showError);
         for await (const change of stream) {
           attempt = 0;
           this.live(t("live"), "live");
@@ -233,6 +245,8 @@ export class QueueView {
       "data-name": c.name,
       "data-queue": c.queue,
       "data-sla": SlaState[c.slaState] ?? "UNSPECIFIED",
+      "data-waiting": String(c.waiting),
+      "data-holder": c.holder,
     });
     if (c.queue === "child-safety") row.classList.add("child-safety");
     if (c.holder) row.classList.add("held");
