@@ -379,6 +379,14 @@ $("language").addEventListener("change", () => {
   }
 });
 
+// A link to a case (an appeal from its report case's page) opens it to view.
+addEventListener("hashchange", () => {
+  const named = /^#((tickets|report-cases|appeals)\/[0-9a-f-]{36})$/.exec(location.hash)?.[1];
+  if (named && currentToken()) {
+    void busy(null, () => openCase(named));
+  }
+});
+
 /** Signed in: the queue, live; or the case the address names. */
 async function start(): Promise<void> {
   renderSignedIn();
