@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email.message import EmailMessage
 from pathlib import Path
 
 import grpc
@@ -99,10 +100,10 @@ class Problems:
 
 @contextlib.contextmanager
 def agent_page(
-    browser: Browser, stack: Stack, user: str, locale: str = "zh-CN", **options: bool
+    browser: Browser, locale: str = "zh-CN", *, bypass_csp: bool = False
 ) -> Iterator[tuple[Page, Problems]]:
     context: BrowserContext = browser.new_context(
-        locale=locale, viewport={"width": 1280, "height": 900}, **options
+        locale=locale, viewport={"width": 1280, "height": 900}, bypass_csp=bypass_csp
     )
     context.set_default_timeout(WAIT_MS)
     try:
@@ -195,7 +196,7 @@ def test_an_agent_works_a_ticket_with_a_screenshot_through_the_next_case_loop(
     email = f"advertiser-{run}@example.com"
     agent = f"li-{run}"
     screenshot = EvidenceClient(requester).upload(png(), "投放数据.png")
-    with quiet_queue(stack, "ads"), agent_page(browser, stack, agent) as (page, problems):
+    with quiet_queue(stack, "ads"), agent_page(browser) as (page, problems):
         steps = Steps(page, ARTIFACTS / "ticket-journey")
         try:
             sign_in(page, stack, agent)
@@ -251,11 +252,11 @@ def test_an_agent_works_a_ticket_with_a_screenshot_through_the_next_case_loop(
         assert problems.seen == []
 
     # The requester is told, in their language, with the macro filled in.
-    def solved_mail() -> list[object]:
+    def solved_mail() -> list[EmailMessage]:
         return [m for m in stack.mail.to(email) if m["X-Casemesh-Template"] == "ticket.solved"]
 
     mail = wait_until(solved_mail, timeout=60)[0]
-    body = mail.get_body(("plain",)).get_content()  # type: ignore[attr-defined]
+    body = mail.get_body(("plain",)).get_content()
     assert f"advertiser-{run}，您好" in body and number in body and agent in body, body
     done = requester.GetTicket(pb.GetTicketRequest(name=ticket.name))
     assert done.status == pb.TICKET_STATUS_SOLVED
@@ -272,7 +273,7 @@ def test_an_agent_decides_a_report_case_and_every_reporter_is_told(
     emails = [f"{r.user}@example.com" for r in reporters]
     video = f"v{run}"
     agent = f"wang-{run}"
-    with quiet_queue(stack, "trust-safety"), agent_page(browser, stack, agent) as (page, problems):
+    with quiet_queue(stack, "trust-safety"), agent_page(browser) as (page, problems):
         steps = Steps(page, ARTIFACTS / "report-decision")
         try:
             sign_in(page, stack, agent)
@@ -295,7 +296,9 @@ def test_an_agent_decides_a_report_case_and_every_reporter_is_told(
             form.get_by_label("违反的平台规则").fill("社区自律公约 第 3.2 条：禁止宣扬恐怖主义")
             form.get_by_label("为何违反平台规则").fill("视频展示并美化恐怖袭击。")
             form.get_by_label("内容发布日期").fill("2026-01-15")
-            form.get_by_label("事实与依据").fill("三名用户举报；人工审核确认视频第 12 秒起出现袭击画面。")
+            form.get_by_label("事实与依据").fill(
+                "三名用户举报；人工审核确认视频第 12 秒起出现袭击画面。"
+            )
             form.get_by_role("checkbox", name="删除内容").check()
             form.get_by_label("用户 ID").fill(f"uploader-{run}")
             form.get_by_label("姓名或名称").fill("张三")
@@ -343,8 +346,8 @@ def test_two_agents_taking_next_cases_never_hold_the_same_one_and_the_queue_is_l
     made: list[str] = []
     with (
         quiet_queue(stack, "content"),
-        agent_page(browser, stack, f"zhao-{run}") as (a, a_problems),
-        agent_page(browser, stack, f"qian-{run}") as (b, b_problems),
+        agent_page(browser) as (a, a_problems),
+        agent_page(browser) as (b, b_problems),
     ):
         pages = {"zhao": a, "qian": b}
         for name, page in pages.items():
@@ -385,6 +388,8 @@ def test_two_agents_taking_next_cases_never_hold_the_same_one_and_the_queue_is_l
             for y in holds:
                 if x.agent < y.agent and x.case == y.case:
                     assert x.end <= y.start or y.end <= x.start, (x, y)
+        by = {agent: {h.case for h in holds if h.agent == agent} for agent in pages}
+        assert by["zhao"] & by["qian"], "the two agents never took turns on a case"
         print(f"\n{len(holds)} claims over {len({h.case for h in holds})} cases")
 
         # A case opened now appears in an open queue view.
@@ -429,7 +434,7 @@ def test_no_serious_accessibility_violations_on_any_page_in_either_language(
     found: dict[str, list[str]] = {}
     for locale in ("zh-CN", "en"):
         folder = ARTIFACTS / locale
-        with agent_page(browser, stack, f"a11y-{run}", locale, bypass_csp=True) as (page, _):
+        with agent_page(browser, locale, bypass_csp=True) as (page, _):
             steps = Steps(page, folder)
             sign_in(page, stack, f"a11y-agent-{run}")
             for what, fragment in pages.items():
@@ -444,14 +449,16 @@ def test_no_serious_accessibility_violations_on_any_page_in_either_language(
                         "() => document.querySelector('.evidence img')?.naturalWidth > 0"
                     )
                 page.add_script_tag(path=str(AXE))
-                violations = page.evaluate(
-                    "async () => (await axe.run(document, {resultTypes: ['violations']}))"
-                    ".violations.filter(v => ['serious', 'critical'].includes(v.impact))"
-                    ".map(v => `${v.id}: ${v.nodes.map(n => n.target.join(' ')).join(', ')}`)"
+                result = page.evaluate(
+                    "async () => { const r = await axe.run(document); return {"
+                    " passes: r.passes.length, violations: r.violations"
+                    ".filter(v => ['serious', 'critical'].includes(v.impact))"
+                    ".map(v => `${v.id}: ${v.nodes.map(n => n.target.join(' ')).join(', ')}`) }; }"
                 )
                 steps.shot(what)
-                if violations:
-                    found[f"{locale} {what}"] = violations
+                assert result["passes"] > 0  # axe looked at the page
+                if result["violations"]:
+                    found[f"{locale} {what}"] = result["violations"]
     assert found == {}
     requester.close()
 

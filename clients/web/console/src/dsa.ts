@@ -10,9 +10,10 @@ export function choices(e: Record<string, string | number>, group: string): [str
     .map(([name, value]) => [String(value), label(group, name)]);
 }
 
-/** `vis`, `CONTENT_REMOVED` → the table's label, else "content removed". */
+/** `vis`, `CONTENT_REMOVED` → the table's label, else "content removed" (`AppealFiled`: "appeal filed"). */
 export function label(group: string, name: string): string {
-  return textOr(locale, `${group}.${name}`, name.toLowerCase().replace(/_/g, " "));
+  const plain = name.replace(/([a-z])([A-Z])/g, "$1 $2").replace(/_/g, " ").toLowerCase();
+  return textOr(locale, `${group}.${name}`, plain);
 }
 
 export function nameOf(e: Record<string | number, string | number>, value: number): string {
