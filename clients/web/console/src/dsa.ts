@@ -12,7 +12,10 @@ export function choices(e: Record<string, string | number>, group: string): [str
 
 /** `vis`, `CONTENT_REMOVED` → the table's label, else "content removed" (`AppealFiled`: "appeal filed"). */
 export function label(group: string, name: string): string {
-  const plain = name.replace(/([a-z])([A-Z])/g, "$1 $2").replace(/_/g, " ").toLowerCase();
+  const plain = name
+    .replace(/([a-z])([A-Z])/g, "$1 $2")
+    .replace(/_/g, " ")
+    .toLowerCase();
   return textOr(locale, `${group}.${name}`, plain);
 }
 
