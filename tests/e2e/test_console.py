@@ -211,8 +211,8 @@ def test_an_agent_works_a_ticket_with_a_screenshot_through_the_next_case_loop(
             next_until(page, ticket.name)
             expect(page.locator("#lease")).to_have_attribute("data-state", "held")
             expect(page.locator("#case-heading")).to_contain_text(number)
-            image = page.locator(".evidence img")
-            expect(image).to_be_visible()
+            image = page.get_by_role("region", name="问题描述").get_by_role("img")
+            expect(image).to_have_accessible_name("证据：投放数据.png")
             page.wait_for_function(
                 "() => { const i = document.querySelector('.evidence img');"
                 " return !!i && i.complete && i.naturalWidth > 0; }"

@@ -53,7 +53,8 @@ function event(e: TicketEvent): HTMLLIElement {
   if (e.text && e.type !== "TicketCreated") {
     item.append(element("p", e.text, { class: "text" }));
   }
-  if (e.evidence.length) {
+  // What the ticket was opened with is shown under its description.
+  if (e.evidence.length && e.type !== "TicketCreated") {
     const shown = element("div", "", { class: "previews" });
     shown.append(...e.evidence.map((ref) => preview(ref.name)));
     item.append(shown);
