@@ -1,0 +1,28 @@
+// Bundles the console into dist/: main.js (with its source map), index.html,
+// style.css and macros.json, then prints the bundle's size, raw and gzipped.
+import { cpSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { gzipSync } from "node:zlib";
+import { build } from "esbuild";
+
+const out = new URL("./dist/", import.meta.url);
+rmSync(out, { recursive: true, force: true });
+mkdirSync(out);
+await build({
+  entryPoints: [new URL("./src/main.ts", import.meta.url).pathname],
+  outfile: new URL("main.js", out).pathname,
+  bundle: true,
+  format: "esm",
+  target: ["es2022"],
+  minify: true,
+  sourcemap: "linked",
+  legalComments: "linked",
+  logLevel: "warning",
+});
+for (const file of ["index.html", "style.css", "macros.json"]) {
+  cpSync(new URL(`./${file}`, import.meta.url), new URL(file, out));
+}
+const kib = (n) => `${(n / 1024).toFixed(1)} KiB`;
+for (const file of ["main.js", "style.css"]) {
+  const bytes = readFileSync(new URL(file, out));
+  console.log(`console/dist/${file}: ${kib(bytes.length)}, ${kib(gzipSync(bytes).length)} gzipped`);
+}

@@ -1,0 +1,105 @@
+/**
+ * The signed-in agent and the API clients. The bearer token comes from the
+ * development sign-in (local stacks) or is handed in by the platform's
+ * identity provider in the fragment (`#token=…`); it lives in sessionStorage,
+ * so it leaves with the tab.
+ */
+
+import {
+  AppealService,
+  CaseQueueService,
+  Code,
+  ConnectError,
+  createClient,
+  connectTransport,
+  errorFromHttp,
+  EvidenceService,
+  grpcWebTransport,
+  ReportService,
+  TicketService,
+} from "@casemesh/client";
+
+const TOKEN_KEY = "casemesh.console.token";
+
+let token: string | undefined = sessionStorage.getItem(TOKEN_KEY) ?? undefined;
+{
+  // Browsers send the fragment to no server (not even as a Referer); it
+  // leaves the address bar at once, so it is not bookmarked or shared.
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const handed = fragment.get("token");
+  if (handed) {
+    token = handed;
+    sessionStorage.setItem(TOKEN_KEY, handed);
+    history.replaceState(null, "", `${location.pathname}${location.search}`);
+  }
+}
+
+export const currentToken = () => token;
+
+export function setToken(value: string | undefined): void {
+  token = value;
+  if (value) {
+    sessionStorage.setItem(TOKEN_KEY, value);
+  } else {
+    sessionStorage.removeItem(TOKEN_KEY);
+  }
+}
+
+const useGrpcWeb = new URLSearchParams(location.search).get("transport") === "grpc-web";
+export const transportName = useGrpcWeb ? "gRPC-Web" : "Connect";
+const transport = useGrpcWeb
+  ? grpcWebTransport(location.origin, currentToken)
+  : connectTransport(location.origin, currentToken);
+
+export const queue = createClient(CaseQueueService, transport);
+export const tickets = createClient(TicketService, transport);
+export const reports = createClient(ReportService, transport);
+export const appeals = createClient(AppealService, transport);
+export const evidence = createClient(EvidenceService, transport);
+
+interface Claims {
+  sub: string;
+  roles: string[];
+}
+
+/** The token's claims, for "signed in as" and the agent role; never trusted for anything else. */
+export function claims(): Claims {
+  try {
+    const part = (token ?? "").split(".")[1] ?? "";
+    const json = atob(part.replace(/-/g, "+").replace(/_/g, "/"));
+    const parsed: unknown = JSON.parse(
+      new TextDecoder().decode(Uint8Array.from(json, (c) => c.charCodeAt(0))),
+    );
+    if (typeof parsed !== "object" || !parsed) {
+      return { sub: "", roles: [] };
+    }
+    const sub = "sub" in parsed ? String(parsed.sub) : "";
+    const roles = "roles" in parsed && Array.isArray(parsed.roles) ? parsed.roles.map(String) : [];
+    return { sub, roles };
+  } catch {
+    return { sub: "", roles: [] };
+  }
+}
+
+/** Local stacks only: the gateway's development sign-in mints a token with the given roles. */
+export async function devSignIn(subject: string, roles: string[]): Promise<string> {
+  const res = await fetch(new URL("/dev/sign-in", location.origin), {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ subject, roles }),
+  });
+  const body = await res.text();
+  if (!res.ok) {
+    throw errorFromHttp(res.status, body);
+  }
+  const answer: unknown = JSON.parse(body);
+  if (
+    typeof answer !== "object" ||
+    !answer ||
+    !("token" in answer) ||
+    typeof answer.token !== "string"
+  ) {
+    throw new ConnectError("the sign-in answer has no token", Code.Internal);
+  }
+  return answer.token;
+}

@@ -1,0 +1,342 @@
+/**
+ * A copyright case (`appeals/…`): a takedown notice with its legal elements
+ * and what is still missing, a counter-notice and the date the content is
+ * restored unless the claimant goes to court, the parties, and the decision
+ * with a statement of reasons; court action when the claimant shows it.
+ */
+
+import {
+  type Appeal,
+  type AppealEvent,
+  AppealKind,
+  AppealOutcome,
+  AppealState,
+  Channel,
+  type Party,
+  RightsRelationship,
+} from "@casemesh/client";
+
+import { appeals } from "./api";
+import { label, nameOf } from "./dsa";
+import { preview } from "./evidence";
+import { busy, type CaseHost, element, facts, field, say, select, shortId, t, when } from "./ui";
+
+export async function openAppeal(name: string, body: HTMLElement, host: CaseHost): Promise<void> {
+  let found = await appeals.getAppeal({ name });
+  if (found.state === AppealState.SUBMITTED && host.holds(name)) {
+    found = await appeals.assignAppeal({ name });
+  }
+  const { events } = await appeals.listAppealEvents({ name });
+  render(found, events, body, host);
+}
+
+function party(p: Party | undefined): HTMLElement | string {
+  if (!p || (!p.legalName && !p.userId)) return "—";
+  const made = element("span");
+  made.append(
+    element("strong", p.legalName || p.userId),
+    element(
+      "span",
+      ` · ${p.userId || "—"} · ${p.contact?.email ?? ""} ${p.contact?.phone ?? ""} · ${p.locale}`,
+      { class: "meta" },
+    ),
+  );
+  return made;
+}
+
+function previews(refs: { name: string }[]): HTMLElement | string {
+  if (!refs.length) return t("none");
+  const shown = element("div", "", { class: "previews" });
+  shown.append(...refs.map((r) => preview(r.name)));
+  return shown;
+}
+
+function yesNo(value: boolean): string {
+  return value ? `✓ ${t("yes")}` : `✗ ${t("no")}`;
+}
+
+function render(a: Appeal, events: AppealEvent[], body: HTMLElement, host: CaseHost): void {
+  host.heading(
+    t("appealHeading", { id: shortId(a.name), kind: label("kind", nameOf(AppealKind, a.kind)) }),
+  );
+  const stateName = nameOf(AppealState, a.state);
+  const summary = facts([
+    [
+      t("caseState"),
+      element("span", label("astate", stateName), { id: "case-state", "data-state": stateName }),
+    ],
+    [t("jurisdiction"), a.jurisdiction || "cn"],
+    [t("nextStep"), a.nextStep ? `${label("step", a.nextStep)}` : "—"],
+    [t("nextStepDue"), when(a.nextStepDue)],
+    [t("assignee"), a.assignee || t("nobody")],
+    [t("created"), when(a.createTime)],
+  ]);
+
+  const main = element("div", "", { class: "main-col" });
+  const side = element("div", "", { class: "side-col" });
+
+  const missing = element("section", "", {
+    "aria-labelledby": "missing-heading",
+    class: a.missingElements.length ? "missing" : "",
+  });
+  missing.append(element("h2", t("missingHeading"), { id: "missing-heading" }));
+  const missingList = element("ul", "", { id: "missing-elements" });
+  missingList.append(
+    ...(a.missingElements.length
+      ? a.missingElements.map((m) => element("li", label("element", m)))
+      : [element("li", t("nothingMissing"))]),
+  );
+  missing.append(missingList);
+
+  const parties = element("section", "", { "aria-labelledby": "parties-heading" });
+  parties.append(
+    element("h2", t("partiesHeading"), { id: "parties-heading" }),
+    facts([
+      [t("filer"), party(a.filer)],
+      [t("uploader"), party(a.uploader)],
+    ]),
+  );
+
+  const notice = element("section", "", { "aria-labelledby": "notice-heading" });
+  notice.append(element("h2", t("noticeHeading"), { id: "notice-heading" }));
+  if (a.kind === AppealKind.TAKEDOWN_NOTICE || a.notice) {
+    const n = a.notice;
+    notice.append(
+      facts([
+        [t("relationship"), label("rel", nameOf(RightsRelationship, n?.relationship ?? 0))],
+        [t("work"), `${n?.work?.title ?? "—"}`],
+        [t("workCreated"), when(n?.work?.creationTime)],
+        [t("infringingItems"), (n?.infringingItems ?? []).join(", ") || "—"],
+        [t("originalityEvidence"), previews(n?.originalityEvidence ?? [])],
+        [t("infringementEvidence"), previews(n?.infringementEvidence ?? [])],
+        [t("goodFaith"), yesNo(a.goodFaithStatement)],
+        [t("accuracy"), yesNo(a.accuracyStatement)],
+      ]),
+    );
+  }
+  if (a.grounds || a.appealOf) {
+    notice.append(
+      facts([
+        [t("appealOf"), a.appealOf || "—"],
+        [t("grounds"), a.grounds || "—"],
+      ]),
+    );
+  }
+  main.append(missing, notice);
+
+  if (a.counterNotice) {
+    const cn = a.counterNotice;
+    const counter = element("section", "", { "aria-labelledby": "counter-heading" });
+    counter.append(
+      element("h2", t("counterHeading"), { id: "counter-heading" }),
+      facts([
+        [t("removedItem"), cn.removedItem || "—"],
+        [t("counterReason"), cn.reason || "—"],
+        [t("consentJurisdiction"), yesNo(cn.consentToJurisdiction)],
+        [t("evidence"), previews(cn.evidence)],
+        [
+          t("restoreDate"),
+          a.nextStep === "RESTORE" ? when(a.nextStepDue) : label("astate", stateName),
+        ],
+      ]),
+    );
+    main.append(counter);
+  }
+
+  const history = element("section", "", { "aria-labelledby": "appeal-history-heading" });
+  const list = element("ol", "", { class: "history", "aria-labelledby": "appeal-history-heading" });
+  list.append(
+    ...events.map((e) => {
+      const item = element("li", "", { "data-type": e.type });
+      item.append(when(e.time), " ", element("span", label("aevent", e.type), { class: "event" }));
+      item.append(
+        element("span", ` · ${e.actor} · ${label("astate", nameOf(AppealState, e.state))}`, {
+          class: "meta",
+        }),
+      );
+      if (e.text) item.append(element("p", e.text, { class: "text" }));
+      return item;
+    }),
+  );
+  history.append(element("h2", t("timeline"), { id: "appeal-history-heading" }), list);
+  main.append(history);
+
+  side.append(summary, parties);
+  if (a.decisionReasons?.ground) {
+    const r = a.decisionReasons;
+    const d = element("section", "", { "aria-labelledby": "appeal-decision-heading" });
+    d.append(
+      element("h2", t("decisionHeading"), { id: "appeal-decision-heading" }),
+      facts([
+        [t("ground"), r.ground],
+        [t("decisionFacts"), r.facts],
+        [t("automatedDetection"), yesNo(r.automatedDetection)],
+        [t("automatedDecisionShort"), yesNo(r.automatedDecision)],
+        [t("redress"), r.redress || "—"],
+        [t("appealDeadline"), when(r.appealDeadline)],
+      ]),
+    );
+    side.append(d);
+  }
+  const open = [
+    AppealState.SUBMITTED,
+    AppealState.UNDER_REVIEW,
+    AppealState.INFO_REQUESTED,
+  ].includes(a.state);
+  if (open) {
+    side.append(askInfo(a, body, host));
+    main.append(decideForm(a, body, host));
+  }
+  if (a.state === AppealState.FORWARDED_TO_CLAIMANT) {
+    side.append(courtAction(a, body, host));
+  }
+  const columns = element("div", "", { class: "columns" });
+  columns.append(main, side);
+  body.replaceChildren(columns);
+}
+
+function askInfo(a: Appeal, body: HTMLElement, host: CaseHost): HTMLElement {
+  const section = element("section", "", { "aria-labelledby": "ask-heading" });
+  const message = element("textarea", "", { rows: "3" });
+  const go = element("button", t("requestInfo"), { type: "button", id: "appeal-request-info" });
+  go.addEventListener(
+    "click",
+    () =>
+      void busy(go, async () => {
+        await appeals.requestAppealInfo({ name: a.name, message: message.value.trim() });
+        host.done(t("infoRequested", { id: shortId(a.name) }));
+      }),
+  );
+  section.append(
+    element("h2", t("askHeading"), { id: "ask-heading" }),
+    field(
+      t("message"),
+      message,
+      "message",
+      a.missingElements.length ? t("askHint", { missing: a.missingElements.join(", ") }) : "",
+    ),
+    go,
+  );
+  return section;
+}
+
+function decideForm(a: Appeal, body: HTMLElement, host: CaseHost): HTMLElement {
+  const form = element("form", "", {
+    class: "decide",
+    "aria-labelledby": "appeal-decide-heading",
+    novalidate: "",
+  });
+  const outcome = select(
+    [
+      [String(AppealOutcome.UPHOLD), t("uphold")],
+      [String(AppealOutcome.REJECT), t("reject")],
+    ],
+    String(AppealOutcome.UPHOLD),
+  );
+  const ground = element("input", "", { autocomplete: "off" });
+  const factsInput = element("textarea", "", { rows: "5" });
+  const detection = element("input", "", { type: "checkbox" });
+  const automated = element("input", "", { type: "checkbox" });
+  const detectionBox = element("label", "", { class: "check" });
+  detectionBox.append(detection, ` ${t("automatedDetection")}`);
+  const automatedBox = element("label", "", { class: "check" });
+  automatedBox.append(automated, ` ${t("automatedDecisionShort")}`);
+  const upName = element("input", "", { autocomplete: "off" });
+  const upId = element("input", "", { autocomplete: "off" });
+  const upEmail = element("input", "", { type: "email", autocomplete: "off" });
+  const upLocale = select(
+    [
+      ["zh-CN", "中文 (zh-CN)"],
+      ["en", "English (en)"],
+    ],
+    "zh-CN",
+  );
+  const uploader = element("fieldset", "", { class: "field", id: "appeal-uploader" });
+  uploader.dataset.field = "affected_uploader";
+  uploader.append(
+    element("legend", t("affectedUploader")),
+    field(t("userId"), upId, "affected_uploader.user_id"),
+    field(t("legalName"), upName, "affected_uploader.legal_name"),
+    field(t("email"), upEmail, "affected_uploader.contact.email"),
+    field(t("uploaderLanguage"), upLocale, "affected_uploader.locale"),
+  );
+  const shape = () => {
+    uploader.hidden = !(
+      a.kind === AppealKind.TAKEDOWN_NOTICE && Number(outcome.value) === AppealOutcome.UPHOLD
+    );
+  };
+  outcome.addEventListener("change", shape);
+  shape();
+  const submit = element("button", t("decide"), {
+    type: "submit",
+    class: "primary",
+    id: "appeal-decide",
+  });
+  form.append(
+    element("h2", t("decideHeading"), { id: "appeal-decide-heading" }),
+    field(t("outcome"), outcome, "outcome"),
+    field(t("ground"), ground, "reasons.ground", t("groundHint")),
+    field(t("decisionFacts"), factsInput, "reasons.facts"),
+    detectionBox,
+    automatedBox,
+    uploader,
+    submit,
+  );
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    void busy(submit, async () => {
+      const withUploader = !uploader.hidden;
+      const decided = await appeals.decideAppeal({
+        name: a.name,
+        etag: a.etag,
+        outcome: Number(outcome.value) as AppealOutcome,
+        reasons: {
+          ground: ground.value.trim(),
+          facts: factsInput.value.trim(),
+          automatedDetection: detection.checked,
+          automatedDecision: automated.checked,
+        },
+        affectedUploader: withUploader
+          ? {
+              userId: upId.value.trim(),
+              legalName: upName.value.trim(),
+              locale: upLocale.value,
+              contact: upEmail.value.trim()
+                ? { email: upEmail.value.trim(), channels: [Channel.EMAIL] }
+                : undefined,
+            }
+          : undefined,
+      });
+      host.ended(
+        t("appealDecided", {
+          id: shortId(a.name),
+          state: label("astate", nameOf(AppealState, decided.state)),
+        }),
+      );
+      await openAppeal(a.name, body, host);
+    });
+  });
+  return form;
+}
+
+function courtAction(a: Appeal, body: HTMLElement, host: CaseHost): HTMLElement {
+  const section = element("section", "", { "aria-labelledby": "court-heading" });
+  const details = element("textarea", "", { rows: "3" });
+  const go = element("button", t("recordCourt"), { type: "button", id: "record-court" });
+  go.addEventListener(
+    "click",
+    () =>
+      void busy(go, async () => {
+        await appeals.recordCourtAction({ name: a.name, details: details.value.trim() });
+        say(t("courtRecorded"));
+        await openAppeal(a.name, body, host);
+      }),
+  );
+  section.append(
+    element("h2", t("courtHeading"), { id: "court-heading" }),
+    element("p", t("courtNote"), { class: "note" }),
+    field(t("courtDetails"), details, "details"),
+    go,
+  );
+  return section;
+}

@@ -1,0 +1,412 @@
+/**
+ * The agents' console: sign in, watch the queue live, take the next case
+ * under a lease (renewed while the agent works on it, released on leaving),
+ * and work it on its page: a ticket, a report case or a copyright case.
+ *
+ * Plain DOM, like the self-service page: every call goes through the
+ * generated client (`@casemesh/client`).
+ */
+
+import { Code, ConnectError, type QueueCase } from "@casemesh/client";
+
+import { claims, currentToken, devSignIn, queue, setToken, transportName } from "./api";
+import { openAppeal } from "./appeal";
+import { forgetPreviews } from "./evidence";
+import { isKey } from "./i18n";
+import { loadMacros } from "./macros";
+import { openReportCase } from "./report";
+import { openTicket } from "./ticket";
+import { QueueView } from "./queue";
+import {
+  $,
+  busy,
+  type CaseHost,
+  clearError,
+  locale,
+  onReload,
+  onSignedOut,
+  reload,
+  say,
+  setLocale,
+  shortId,
+  showError,
+  t,
+} from "./ui";
+
+// -- views ----------------------------------------------------------------------------
+
+const VIEWS = ["sign-in", "queue", "case"] as const;
+type View = (typeof VIEWS)[number];
+let view: View = "sign-in";
+
+/** Shows one view and moves the focus to its heading, so screen readers follow. */
+function show(next: View): void {
+  view = next;
+  for (const v of VIEWS) {
+    $(v).hidden = v !== next;
+  }
+  $(next).querySelector<HTMLElement>("h1")?.focus();
+  if (next === "queue") {
+    forgetPreviews();
+    history.replaceState(null, "", `${location.pathname}${location.search}`);
+  }
+}
+
+// -- the lease on the case being worked ---------------------------------------------------
+
+/** Long enough to survive a slow network, short enough that a closed tab frees the case soon. */
+const LEASE_SECONDS = 300;
+const RENEW_EVERY_MS = 60_000;
+
+interface Held {
+  name: string;
+  until: Date | undefined;
+  state: "held" | "lost" | "ended" | "renewing";
+  failures: number;
+}
+
+let held: Held | undefined;
+let claimCount = 0;
+let renewTimer: number | undefined;
+
+function renderLease(): void {
+  const lease = $("lease");
+  const line = $("lease-text");
+  lease.dataset.claims = String(claimCount);
+  if (!held) {
+    lease.dataset.state = "none";
+    lease.dataset.case = "";
+    line.textContent = t("leaseNone");
+    line.removeAttribute("role");
+    return;
+  }
+  lease.dataset.state = held.state;
+  lease.dataset.case = held.name;
+  const until = held.until
+    ? new Intl.DateTimeFormat(locale, { timeStyle: "medium" }).format(held.until)
+    : "";
+  if (held.state === "lost") {
+    line.textContent = t("leaseLost", { id: shortId(held.name) });
+    line.setAttribute("role", "alert");
+  } else if (held.state === "ended") {
+    line.textContent = t("leaseEnded", { id: shortId(held.name) });
+    line.removeAttribute("role");
+  } else if (held.state === "renewing") {
+    line.textContent = t("leaseRetrying", { id: shortId(held.name), n: held.failures, until });
+    line.removeAttribute("role");
+  } else {
+    line.textContent = t("leaseHeld", { id: shortId(held.name), until });
+    line.removeAttribute("role");
+  }
+}
+
+function stopRenewing(): void {
+  if (renewTimer !== undefined) {
+    clearInterval(renewTimer);
+    renewTimer = undefined;
+  }
+}
+
+async function renew(): Promise<void> {
+  const current = held;
+  if (!current || current.state === "lost" || current.state === "ended") {
+    return;
+  }
+  try {
+    const renewed = await queue.renewClaim({ name: current.name, leaseSeconds: LEASE_SECONDS });
+    current.until = renewed.leaseExpireTime ? timestampDateOf(renewed) : current.until;
+    current.state = "held";
+    current.failures = 0;
+  } catch (err) {
+    const code = ConnectError.from(err).code;
+    if (code === Code.FailedPrecondition || code === Code.NotFound) {
+      current.state = "lost";
+      stopRenewing();
+    } else {
+      // The network or the queue is away for now: try again before the lease runs out.
+      current.state = "renewing";
+      current.failures += 1;
+    }
+  }
+  if (held === current) renderLease();
+}
+
+function timestampDateOf(c: QueueCase): Date | undefined {
+  const ts = c.leaseExpireTime;
+  return ts ? new Date(Number(ts.seconds) * 1000 + Math.floor(ts.nanos / 1e6)) : undefined;
+}
+
+/** Gives the held case back (leaving it, or taking the next). */
+async function releaseHeld(): Promise<void> {
+  const current = held;
+  stopRenewing();
+  held = undefined;
+  renderLease();
+  if (!current || current.state === "lost" || current.state === "ended") {
+    return;
+  }
+  try {
+    await queue.releaseClaim({ name: current.name });
+  } catch (err) {
+    const code = ConnectError.from(err).code;
+    // Already not ours (expired, or the case left the queue): nothing to give back.
+    if (code !== Code.FailedPrecondition && code !== Code.NotFound) throw err;
+  }
+}
+
+/** The case left the claimable queue by the agent's action (solved, waiting on the requester, …). */
+function leaseEnded(): void {
+  stopRenewing();
+  if (held) {
+    held.state = "ended";
+    renderLease();
+  }
+}
+
+/**
+ * Takes the next case, then gives back the one held (if any): claimed first,
+ * so "next" skips a case rather than getting it straight back.
+ */
+async function claimNext(): Promise<void> {
+  clearError();
+  say(t("claiming"));
+  let got: QueueCase;
+  try {
+    got = await queue.claimNextCase({
+      queues: queueView.chosenQueues(),
+      leaseSeconds: LEASE_SECONDS,
+    });
+  } catch (err) {
+    if (ConnectError.from(err).code === Code.NotFound) {
+      await releaseHeld();
+      say(t("nothingWaiting"));
+      if (view !== "queue") show("queue");
+      return;
+    }
+    throw err;
+  }
+  await releaseHeld();
+  claimCount += 1;
+  held = { name: got.name, until: timestampDateOf(got), state: "held", failures: 0 };
+  $("lease").dataset.holdTime = got.holdTime
+    ? new Date(Number(got.holdTime.seconds) * 1000 + got.holdTime.nanos / 1e6).toISOString()
+    : "";
+  renderLease();
+  renewTimer = window.setInterval(() => void renew(), RENEW_EVERY_MS);
+  say(t("claimed", { id: shortId(got.name) }));
+  await openCase(got.name);
+}
+
+// -- a case's page ----------------------------------------------------------------------
+
+const host: CaseHost = {
+  done(message: string) {
+    leaseEnded();
+    show("queue");
+    say(message);
+  },
+  ended(message: string) {
+    leaseEnded();
+    say(message);
+  },
+  heading(text: string) {
+    $("case-heading").textContent = text;
+  },
+  holds(name: string) {
+    return held?.name === name && held.state !== "lost";
+  },
+};
+
+async function openCase(name: string): Promise<void> {
+  forgetPreviews();
+  const body = $("case-body");
+  body.replaceChildren();
+  onReload(() => openCase(name));
+  if (name.startsWith("tickets/")) {
+    await openTicket(name, body, host);
+  } else if (name.startsWith("report-cases/")) {
+    await openReportCase(name, body, host);
+  } else if (name.startsWith("appeals/")) {
+    await openAppeal(name, body, host);
+  } else {
+    throw new ConnectError(`${name} is not a case this console shows`, Code.InvalidArgument);
+  }
+  renderLease();
+  show("case");
+  history.replaceState(null, "", `${location.pathname}${location.search}#${name}`);
+}
+
+// -- the queue ------------------------------------------------------------------------------
+
+const queueView = new QueueView();
+
+$("next-case").addEventListener(
+  "click",
+  () => void busy($<HTMLButtonElement>("next-case"), claimNext),
+);
+$("next-case-2").addEventListener(
+  "click",
+  () => void busy($<HTMLButtonElement>("next-case-2"), claimNext),
+);
+$("back-to-queue").addEventListener(
+  "click",
+  () =>
+    void busy($<HTMLButtonElement>("back-to-queue"), async () => {
+      await releaseHeld();
+      onReload(undefined);
+      show("queue");
+    }),
+);
+$("error-reload").addEventListener(
+  "click",
+  () => void busy($<HTMLButtonElement>("error-reload"), reload),
+);
+
+// Leaving the page gives the case back at once rather than when its lease runs
+// out. The generated client cannot send a request that outlives the page, so
+// this one call is a plain keepalive fetch in the Connect protocol's JSON form.
+addEventListener("pagehide", () => {
+  if (held && held.state === "held") {
+    void fetch(new URL("/casemesh.v1.CaseQueueService/ReleaseClaim", location.origin), {
+      method: "POST",
+      keepalive: true,
+      headers: {
+        "Content-Type": "application/json",
+        Authorization: `Bearer ${currentToken() ?? ""}`,
+      },
+      body: JSON.stringify({ name: held.name }),
+    });
+  }
+});
+
+// -- keyboard ---------------------------------------------------------------------------
+
+function typing(target: EventTarget | null): boolean {
+  return (
+    target instanceof HTMLInputElement ||
+    target instanceof HTMLTextAreaElement ||
+    target instanceof HTMLSelectElement ||
+    (target instanceof HTMLElement && target.isContentEditable)
+  );
+}
+
+document.addEventListener("keydown", (e) => {
+  if (e.ctrlKey || e.metaKey || e.altKey || typing(e.target) || !currentToken()) {
+    return;
+  }
+  if ($<HTMLDialogElement>("shortcuts-dialog").open) {
+    return;
+  }
+  if (e.key === "?") {
+    e.preventDefault();
+    $<HTMLDialogElement>("shortcuts-dialog").showModal();
+  } else if (e.key === "n" && view !== "sign-in") {
+    e.preventDefault();
+    void busy($<HTMLButtonElement>(view === "case" ? "next-case-2" : "next-case"), claimNext);
+  } else if (e.key === "r" && view === "case") {
+    const reply = document.getElementById("reply");
+    if (reply) {
+      e.preventDefault();
+      reply.focus();
+    }
+  } else if (e.key === "s" && view === "case") {
+    const solve = document.getElementById("solve");
+    if (solve instanceof HTMLButtonElement) {
+      e.preventDefault();
+      solve.click();
+    }
+  }
+});
+
+$("show-shortcuts").addEventListener("click", () =>
+  $<HTMLDialogElement>("shortcuts-dialog").showModal(),
+);
+
+// -- signing in -----------------------------------------------------------------------------
+
+function renderSignedIn(): void {
+  const who = currentToken() ? claims().sub : "";
+  $("signed-in-as").textContent = who ? t("signedInAs", { name: who }) : "";
+  $("signed-in-as").hidden = !who;
+  $("sign-out").hidden = !currentToken();
+}
+
+function signOut(): void {
+  void releaseHeld().catch(() => undefined);
+  queueView.stop();
+  setToken(undefined);
+  renderSignedIn();
+  show("sign-in");
+}
+
+onSignedOut(signOut);
+$("sign-out").addEventListener("click", signOut);
+
+$("sign-in-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  void busy($("sign-in-form").querySelector("button"), async () => {
+    say(t("signingIn"));
+    const roles = $<HTMLInputElement>("admin-role").checked ? ["agent", "admin"] : ["agent"];
+    setToken(await devSignIn($<HTMLInputElement>("user-name").value.trim(), roles));
+    await start();
+  });
+});
+
+// -- language and start -----------------------------------------------------------------------
+
+function applyLocale(): void {
+  document.documentElement.lang = locale;
+  document.title = t("title");
+  for (const el of document.querySelectorAll<HTMLElement>("[data-i18n]")) {
+    const key = el.dataset.i18n ?? "";
+    if (isKey(key)) {
+      el.textContent = t(key);
+    }
+  }
+  $<HTMLSelectElement>("language").value = locale;
+  $("transport-note").textContent = t("transport", { transport: transportName });
+  renderSignedIn();
+  renderLease();
+  queueView.renderLabels();
+}
+
+$("language").addEventListener("change", () => {
+  setLocale($<HTMLSelectElement>("language").value === "en" ? "en" : "zh-CN");
+  applyLocale();
+  const shown = /^#((tickets|report-cases|appeals)\/[0-9a-f-]{36})$/.exec(location.hash)?.[1];
+  if (view === "case" && shown) {
+    void busy(null, () => openCase(shown));
+  }
+});
+
+// A link to a case (an appeal from its report case's page) opens it to view.
+addEventListener("hashchange", () => {
+  const named = /^#((tickets|report-cases|appeals)\/[0-9a-f-]{36})$/.exec(location.hash)?.[1];
+  if (named && currentToken()) {
+    void busy(null, () => openCase(named));
+  }
+});
+
+/** Signed in: the queue, live; or the case the address names. */
+async function start(): Promise<void> {
+  renderSignedIn();
+  if (!claims().roles.includes("agent")) {
+    showError(new ConnectError(t("needsAgent"), Code.PermissionDenied));
+  }
+  await loadMacros();
+  queueView.start();
+  say("");
+  const named = /^#((tickets|report-cases|appeals)\/[0-9a-f-]{36})$/.exec(location.hash)?.[1];
+  if (named) {
+    await openCase(named);
+  } else {
+    show("queue");
+  }
+}
+
+applyLocale();
+if (currentToken()) {
+  void busy(null, start);
+} else {
+  show("sign-in");
+}

@@ -1,0 +1,328 @@
+/**
+ * The live queue: `ListQueueCases` in the server's order (priority, then the
+ * earliest due time, so the child-safety lane, whose cases are urgent, comes
+ * first), kept current by `WatchQueue`. When the stream drops it reconnects
+ * with backoff, saying so, and reads the list again (changes made meanwhile
+ * were not seen).
+ */
+
+import {
+  CaseType,
+  Code,
+  ConnectError,
+  Priority,
+  type QueueCase,
+  SlaState,
+  timestampDate,
+} from "@casemesh/client";
+
+import { queue } from "./api";
+import { textOr } from "./i18n";
+import { $, duration, element, locale, shortId, showError, t } from "./ui";
+
+/** The skill queues of the service levels (`sla.json`), in the order agents think of them. */
+const QUEUES = [
+  "child-safety",
+  "trust-safety",
+  "copyright",
+  "account",
+  "content",
+  "ads",
+  "general",
+];
+const TYPES: [CaseType, string][] = [
+  [CaseType.TICKET, "TICKET"],
+  [CaseType.REPORT_CASE, "REPORT_CASE"],
+  [CaseType.APPEAL, "APPEAL"],
+];
+const SLA_STATES: [SlaState, string][] = [
+  [SlaState.ON_TRACK, "ON_TRACK"],
+  [SlaState.WARNING, "WARNING"],
+  [SlaState.BREACHED, "BREACHED"],
+  [SlaState.PAUSED, "PAUSED"],
+];
+const PAGE_SIZE = 200;
+const REFRESH_MS = 60_000;
+// The key of a case with no running clock: after every due time (as the server orders).
+const NO_DUE = Number.MAX_SAFE_INTEGER;
+
+function dueKey(c: QueueCase): number {
+  const dues = c.sla
+    .filter((clock) => clock.dueTime)
+    .map((clock) => +timestampDate(clock.dueTime!));
+  return dues.length ? Math.min(...dues) : NO_DUE;
+}
+
+/** The server's order: priority, earliest due time, age, name. */
+function order(a: QueueCase, b: QueueCase): number {
+  return (
+    b.priority - a.priority ||
+    dueKey(a) - dueKey(b) ||
+    (a.createTime ? +timestampDate(a.createTime) : 0) -
+      (b.createTime ? +timestampDate(b.createTime) : 0) ||
+    (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
+  );
+}
+
+export class QueueView {
+  private cases = new Map<string, QueueCase>();
+  private running = false;
+  private watching: AbortController | undefined;
+  private ticker: number | undefined;
+  private refresher: number | undefined;
+  private generation = 0;
+  private more = false;
+
+  constructor() {
+    for (const id of ["filter-queue", "filter-type", "filter-sla"]) {
+      $(id).addEventListener("change", () => {
+        if (this.running) this.restart();
+      });
+    }
+  }
+
+  /** The queue chosen in the filter, for claims too: "next case" takes from it. */
+  chosenQueues(): string[] {
+    const chosen = $<HTMLSelectElement>("filter-queue").value;
+    return chosen ? [chosen] : [];
+  }
+
+  private chosenTypes(): CaseType[] {
+    const v = $<HTMLSelectElement>("filter-type").value;
+    return v ? [Number(v) as CaseType] : [];
+  }
+
+  private chosenSla(): SlaState[] {
+    const v = $<HTMLSelectElement>("filter-sla").value;
+    return v ? [Number(v) as SlaState] : [];
+  }
+
+  private matches(c: QueueCase): boolean {
+    const queues = this.chosenQueues();
+    const types = this.chosenTypes();
+    const states = this.chosenSla();
+    return (
+      (!queues.length || queues.includes(c.queue)) &&
+      (!types.length || types.includes(c.type)) &&
+      (!states.length || states.includes(c.slaState))
+    );
+  }
+
+  renderLabels(): void {
+    const fill = (id: string, options: [string, string][]) => {
+      const el = $<HTMLSelectElement>(id);
+      const chosen = el.value;
+      el.replaceChildren(...options.map(([v, label]) => element("option", label, { value: v })));
+      el.value = chosen;
+    };
+    fill("filter-queue", [
+      ["", t("allQueues")],
+      ...QUEUES.map((q): [string, string] => [q, textOr(locale, `queue.${q}`, q)]),
+    ]);
+    fill("filter-type", [
+      ["", t("allTypes")],
+      ...TYPES.map(([v, k]): [string, string] => [String(v), textOr(locale, `type.${k}`, k)]),
+    ]);
+    fill("filter-sla", [
+      ["", t("allSla")],
+      ...SLA_STATES.map(([v, k]): [string, string] => [String(v), textOr(locale, `sla.${k}`, k)]),
+    ]);
+    this.render();
+  }
+
+  start(): void {
+    this.running = true;
+    this.restart();
+    this.ticker ??= window.setInterval(() => this.tick(), 1000);
+    // A change between the list and the watch's start would be missed until
+    // the next read: read the list again now and then, as a safety net.
+    this.refresher ??= window.setInterval(() => {
+      if ($("live").dataset.state === "live") void this.load().catch(() => undefined);
+    }, REFRESH_MS);
+  }
+
+  stop(): void {
+    this.running = false;
+    this.generation += 1;
+    this.watching?.abort();
+    if (this.ticker !== undefined) clearInterval(this.ticker);
+    if (this.refresher !== undefined) clearInterval(this.refresher);
+    this.ticker = this.refresher = undefined;
+    this.cases.clear();
+  }
+
+  private restart(): void {
+    this.generation += 1;
+    this.watching?.abort();
+    void this.watch(this.generation);
+  }
+
+  private async load(): Promise<void> {
+    const answer = await queue.listQueueCases({
+      pageSize: PAGE_SIZE,
+      queues: this.chosenQueues(),
+      types: this.chosenTypes(),
+      slaStates: this.chosenSla(),
+    });
+    this.cases = new Map(answer.queueCases.map((c) => [c.name, c]));
+    this.more = Boolean(answer.nextPageToken);
+    this.render();
+  }
+
+  /** Watches until stopped or the filters change; a dropped stream is reopened with backoff. */
+  private async watch(generation: number): Promise<void> {
+    let attempt = 0;
+    while (generation === this.generation) {
+      const abort = new AbortController();
+      this.watching = abort;
+      this.live(attempt ? t("reconnecting", { n: attempt }) : t("connecting"), "connecting");
+      try {
+        const stream = queue.watchQueue(
+          { queues: this.chosenQueues() },
+          {
+            signal: abort.signal,
+            onHeader: () => {
+              attempt = 0;
+              this.live(t("live"), "live");
+            },
+          },
+        );
+        // Read after the watch is asked for, so nothing falls between the two.
+        // The gateway sends the stream's headers with its first change, so a
+        // listed queue and a stream not (yet) failed are what "live" means here.
+        const listed = this.load().then(() => {
+          if (!abort.signal.aborted) this.live(t("live"), "live");
+        }, showError);
+        for await (const change of stream) {
+          attempt = 0;
+          this.live(t("live"), "live");
+          if (change.queueCase) this.apply(change.change, change.queueCase);
+        }
+        await listed;
+      } catch (err) {
+        if (abort.signal.aborted || generation !== this.generation) return;
+        if (ConnectError.from(err).code === Code.PermissionDenied) {
+          this.live(t("watchRefused"), "refused");
+          return;
+        }
+      }
+      if (generation !== this.generation) return;
+      attempt += 1;
+      this.live(t("reconnecting", { n: attempt }), "reconnecting");
+      // 1, 2, 4 … up to 30 seconds, with jitter so a restarted gateway is not stormed.
+      const wait = Math.min(30_000, 1000 * 2 ** (attempt - 1)) * (0.75 + Math.random() / 2);
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+  }
+
+  private live(message: string, state: string): void {
+    const el = $("live");
+    el.textContent = message;
+    el.dataset.state = state;
+  }
+
+  private apply(change: string, c: QueueCase): void {
+    if (change === "REMOVED" || !this.matches(c)) {
+      this.cases.delete(c.name);
+    } else {
+      this.cases.set(c.name, c);
+    }
+    this.render();
+  }
+
+  private render(): void {
+    const rows = [...this.cases.values()].sort(order).map((c) => this.row(c));
+    $("queue-rows").replaceChildren(...rows);
+    $("queue-caption").textContent = this.more
+      ? t("queueCaptionMore", { count: rows.length })
+      : t("queueCaption", { count: rows.length });
+    this.tick();
+  }
+
+  private row(c: QueueCase): HTMLTableRowElement {
+    const type = CaseType[c.type] ?? "UNSPECIFIED";
+    const row = element("tr", "", {
+      "data-name": c.name,
+      "data-queue": c.queue,
+      "data-sla": SlaState[c.slaState] ?? "UNSPECIFIED",
+      "data-waiting": String(c.waiting),
+      "data-holder": c.holder,
+    });
+    if (c.queue === "child-safety") row.classList.add("child-safety");
+    if (c.holder) row.classList.add("held");
+
+    const name = element("td");
+    name.append(
+      element("span", shortId(c.name), { class: "case-id", title: c.name }),
+      element("span", ` ${textOr(locale, `type.${type}`, type)}`, { class: "meta" }),
+      element("br"),
+      element("span", c.category, { class: "meta" }),
+    );
+    const lane = element("td", textOr(locale, `queue.${c.queue}`, c.queue));
+    const priorityName = Priority[c.priority] ?? "UNSPECIFIED";
+    const priority = element("td");
+    priority.append(
+      element("span", textOr(locale, `priority.${priorityName}`, priorityName), {
+        class: `priority p${c.priority}`,
+      }),
+    );
+    if (c.escalated) {
+      priority.append(" ", element("span", t("escalated"), { class: "mark escalated" }));
+    }
+    const status = element(
+      "td",
+      c.waiting ? t("waiting") : textOr(locale, `qstatus.${c.status}`, c.status),
+    );
+    const sla = element("td");
+    sla.append(this.clock(c));
+    if (c.slaState === SlaState.BREACHED) {
+      sla.append(" ", element("span", t("breached"), { class: "mark breached" }));
+    }
+    const holder = element("td", c.holder || "—");
+    if (c.holder && c.leaseExpireTime) {
+      holder.append(
+        element("br"),
+        element("span", "", {
+          class: "meta",
+          "data-lease": String(+timestampDate(c.leaseExpireTime)),
+        }),
+      );
+    }
+    row.append(name, lane, priority, status, sla, holder);
+    return row;
+  }
+
+  /** The clock an agent races: the earliest running due time, or paused. */
+  private clock(c: QueueCase): HTMLElement {
+    if (c.slaState === SlaState.PAUSED || c.waiting) {
+      return element("span", t("paused"), { class: "sla paused" });
+    }
+    const running = c.sla
+      .filter((clock) => clock.dueTime && !clock.metTime)
+      .sort((a, b) => +timestampDate(a.dueTime!) - +timestampDate(b.dueTime!))[0];
+    if (!running?.dueTime) {
+      return element("span", textOr(locale, `sla.${SlaState[c.slaState]}`, ""), { class: "sla" });
+    }
+    return element("span", "", {
+      class: `sla ${SlaState[c.slaState]?.toLowerCase() ?? ""}`,
+      "data-due": String(+timestampDate(running.dueTime)),
+      "data-clock": running.name,
+    });
+  }
+
+  /** Counts every clock on screen down, once a second. */
+  private tick(): void {
+    const now = Date.now();
+    for (const el of document.querySelectorAll<HTMLElement>("#queue-rows [data-due]")) {
+      const left = Number(el.dataset.due) - now;
+      const clock = textOr(locale, `clock.${el.dataset.clock ?? ""}`, el.dataset.clock ?? "");
+      el.textContent =
+        left >= 0
+          ? t("dueIn", { clock, left: duration(left) })
+          : t("overdue", { clock, left: duration(left) });
+    }
+    for (const el of document.querySelectorAll<HTMLElement>("#queue-rows [data-lease]")) {
+      el.textContent = t("leaseLeft", { left: duration(Number(el.dataset.lease) - now) });
+    }
+  }
+}

@@ -1,0 +1,442 @@
+/**
+ * A report case: its target, the reports on it grouped by reason (with the
+ * count of distinct reporters), the triage figures, and the decision with a
+ * statement of reasons in the DSA Transparency Database's fields; once
+ * decided, the restrictions it imposes and the appeals lodged against it.
+ */
+
+import {
+  AccountType,
+  AutomatedDecision,
+  Channel,
+  ContentType,
+  DecisionAccount,
+  DecisionGround,
+  DecisionMonetary,
+  DecisionProvision,
+  DecisionVisibility,
+  QueueLane,
+  type Report,
+  type ReportCase,
+  ReportCaseState,
+  ReportDecisionOutcome,
+  type ReportReason,
+  ReportSource,
+  StatementCategory,
+  TargetType,
+} from "@casemesh/client";
+
+import { reports } from "./api";
+import { choices, endOfDay, isoDay, label, list, nameOf } from "./dsa";
+import { preview } from "./evidence";
+import {
+  busy,
+  type CaseHost,
+  checkboxes,
+  checked,
+  element,
+  facts,
+  field,
+  locale,
+  select,
+  shortId,
+  t,
+  when,
+} from "./ui";
+
+let reasons: ReportReason[] = [];
+
+export async function openReportCase(
+  name: string,
+  body: HTMLElement,
+  host: CaseHost,
+): Promise<void> {
+  if (!reasons.length) {
+    reasons = (await reports.listReportReasons({})).reasons;
+  }
+  let found = await reports.getReportCase({ name });
+  if (found.state === ReportCaseState.OPEN && host.holds(name)) {
+    // Holding it in the queue means reviewing it: the case says so too.
+    found = await reports.assignReportCase({ name });
+  }
+  const listed = await reports.listReports({ reportCase: name, pageSize: 100 });
+  render(found, listed.reports, body, host);
+}
+
+function reasonLabel(category: string, subcategory: string): string {
+  const r = reasons.find((x) => x.category === category && x.subcategory === subcategory);
+  if (!r) return `${category} / ${subcategory}`;
+  return locale === "en" ? r.labelEn : r.labelZh;
+}
+
+function render(c: ReportCase, filed: Report[], body: HTMLElement, host: CaseHost): void {
+  host.heading(t("reportHeading", { id: shortId(c.name) }));
+  const target = c.target;
+  const distinct = new Set(filed.map((r) => r.reporter)).size;
+  const state = element("span", label("rcstate", nameOf(ReportCaseState, c.state)), {
+    id: "case-state",
+    "data-state": nameOf(ReportCaseState, c.state),
+  });
+  const summary = facts([
+    [t("caseState"), state],
+    [
+      t("target"),
+      `${label("target", nameOf(TargetType, target?.type ?? 0))} ${target?.id ?? ""} ${target?.url ?? ""}`.trim(),
+    ],
+    [t("category"), c.category],
+    [t("lane"), label("lane", nameOf(QueueLane, c.lane))],
+    [t("triagePriority"), c.priority.toFixed(1)],
+    [t("reporterCount"), String(c.reporterCount)],
+    [t("distinctReporters"), element("span", String(distinct), { id: "distinct-reporters" })],
+    [t("trustedFlagger"), c.trustedFlagger ? t("yes") : t("no")],
+    [t("firstReport"), when(c.firstReportTime)],
+    [t("assignee"), c.assignee || t("nobody")],
+  ]);
+
+  // The reports, grouped by the reason each reporter chose.
+  const groups = new Map<string, Report[]>();
+  for (const r of filed) {
+    const key = reasonLabel(r.reason?.category ?? "", r.reason?.subcategory ?? "");
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  const reportsSection = element("section", "", { "aria-labelledby": "reports-heading" });
+  reportsSection.append(
+    element("h2", t("reportsHeading", { count: filed.length }), { id: "reports-heading" }),
+  );
+  for (const [reason, members] of groups) {
+    const group = element("section", "", { class: "report-group" });
+    group.append(element("h3", `${reason} (${members.length})`));
+    const items = element("ol", "", { class: "history" });
+    for (const r of members) {
+      const item = element("li", "", { "data-report": r.name });
+      item.append(
+        when(r.createTime),
+        " ",
+        element("strong", r.reporter),
+        element("span", ` · ${label("source", nameOf(ReportSource, r.source))} · ${r.locale}`, {
+          class: "meta",
+        }),
+        element("p", r.explanation, { class: "text" }),
+      );
+      if (r.evidence.length) {
+        const shown = element("div", "", { class: "previews" });
+        shown.append(...r.evidence.map((ref) => preview(ref.name)));
+        item.append(shown);
+      }
+      items.append(item);
+    }
+    group.append(items);
+    reportsSection.append(group);
+  }
+
+  const main = element("div", "", { class: "main-col" });
+  const side = element("div", "", { class: "side-col" });
+  main.append(reportsSection);
+  side.append(summary);
+  if (
+    c.decision &&
+    (c.state === ReportCaseState.ACTION_TAKEN ||
+      c.state === ReportCaseState.NO_VIOLATION ||
+      c.state === ReportCaseState.REVERSED)
+  ) {
+    side.append(decided(c));
+  }
+  if (c.state === ReportCaseState.OPEN || c.state === ReportCaseState.IN_REVIEW) {
+    main.append(decideForm(c, filed, body, host));
+  }
+  const columns = element("div", "", { class: "columns" });
+  columns.append(main, side);
+  body.replaceChildren(columns);
+}
+
+/** The decision as made: its restrictions, facts, redress, and the appeals against it. */
+function decided(c: ReportCase): HTMLElement {
+  const d = c.decision!;
+  const section = element("section", "", { "aria-labelledby": "decision-heading" });
+  section.append(element("h2", t("decisionHeading"), { id: "decision-heading" }));
+  const r = d.restrictions;
+  const imposed: string[] = [
+    ...(r?.visibility ?? []).map((v) => label("vis", nameOf(DecisionVisibility, v))),
+    ...(r?.monetary ? [label("mon", nameOf(DecisionMonetary, r.monetary))] : []),
+    ...(r?.provision ? [label("prov", nameOf(DecisionProvision, r.provision))] : []),
+    ...(r?.account ? [label("acct", nameOf(DecisionAccount, r.account))] : []),
+  ];
+  const restrictions = element("ul", "", { id: "restrictions" });
+  restrictions.append(
+    ...(imposed.length ? imposed : [t("noRestrictions")]).map((x) => element("li", x)),
+  );
+  const appealList = element("ul");
+  appealList.append(
+    ...(c.appeals.length
+      ? c.appeals.map((a) => {
+          const li = element("li");
+          li.append(element("a", shortId(a), { href: `#${a}` }));
+          return li;
+        })
+      : [element("li", t("noAppeals"))]),
+  );
+  section.append(
+    facts([
+      [t("restrictionsImposed"), restrictions],
+      [t("decisionFacts"), d.decisionFacts],
+      [t("statementCategory"), label("cat", nameOf(StatementCategory, d.category))],
+      [t("sourceType"), d.sourceType],
+      [t("redress"), d.redress],
+      [t("appealDeadline"), when(d.appealDeadline)],
+      [t("decided"), when(c.decideTime)],
+      [t("affectedUploader"), c.affectedUploader?.userId ?? "—"],
+      [t("linkedAppeals"), appealList],
+    ]),
+  );
+  return section;
+}
+
+function textInput(value = ""): HTMLInputElement {
+  const made = element("input", "", { autocomplete: "off" });
+  made.value = value;
+  return made;
+}
+
+function dateInput(value = ""): HTMLInputElement {
+  const made = element("input", "", { type: "date" });
+  made.value = value;
+  return made;
+}
+
+function area(rows = 3): HTMLTextAreaElement {
+  return element("textarea", "", { rows: String(rows) });
+}
+
+/** The statement of reasons (DSA), shaped by the outcome and the ground chosen. */
+function decideForm(
+  c: ReportCase,
+  filed: Report[],
+  body: HTMLElement,
+  host: CaseHost,
+): HTMLElement {
+  const form = element("form", "", {
+    class: "decide",
+    "aria-labelledby": "decide-heading",
+    novalidate: "",
+  });
+  form.append(element("h2", t("decideHeading"), { id: "decide-heading" }));
+  const reason = reasons.find(
+    (r) =>
+      r.category === filed[0]?.reason?.category && r.subcategory === filed[0]?.reason?.subcategory,
+  );
+
+  const outcome = select(
+    [
+      [String(ReportDecisionOutcome.ACTION_TAKEN), t("outcomeActionTaken")],
+      [String(ReportDecisionOutcome.NO_VIOLATION), t("outcomeNoViolation")],
+    ],
+    String(ReportDecisionOutcome.ACTION_TAKEN),
+  );
+  const ground = select(
+    [["0", t("choose")], ...choices(DecisionGround, "ground")],
+    String(DecisionGround.INCOMPATIBLE_CONTENT),
+  );
+  const legalGround = textInput();
+  const legalExplanation = area();
+  const incompatibleGround = textInput();
+  const incompatibleExplanation = area();
+  const alsoIllegal = element("input", "", { type: "checkbox" });
+  const category = select(
+    [["0", t("categoryFromReason")], ...choices(StatementCategory, "cat")],
+    String(reason?.statementCategory ?? 0),
+  );
+  const keywords = textInput(reason?.keyword ?? "");
+  const contentTypes = checkboxes(
+    t("contentType"),
+    choices(ContentType, "ctype"),
+    "statement.content_type",
+    [String(ContentType.VIDEO)],
+  );
+  const contentDate = dateInput();
+  const applicationDate = dateInput(isoDay(new Date()));
+  const decisionFacts = area(5);
+  const automatedDetection = element("input", "", { type: "checkbox" });
+  const automatedDecision = select(
+    choices(AutomatedDecision, "auto"),
+    String(AutomatedDecision.NOT_AUTOMATED),
+  );
+  const visibility = checkboxes(
+    t("visibility"),
+    choices(DecisionVisibility, "vis"),
+    "statement.restrictions.visibility",
+  );
+  const visibilityEnd = dateInput();
+  const monetary = select([["0", t("none")], ...choices(DecisionMonetary, "mon")], "0");
+  const monetaryEnd = dateInput();
+  const provision = select([["0", t("none")], ...choices(DecisionProvision, "prov")], "0");
+  const provisionEnd = dateInput();
+  const account = select([["0", t("none")], ...choices(DecisionAccount, "acct")], "0");
+  const accountEnd = dateInput();
+  const territory = textInput();
+  const language = textInput("zh");
+  const accountType = select([["0", t("unknown")], ...choices(AccountType, "atype")], "0");
+  const uploaderId = textInput(c.target?.type === TargetType.ACCOUNT ? (c.target.id ?? "") : "");
+  const uploaderName = textInput();
+  const uploaderEmail = element("input", "", { type: "email", autocomplete: "off" });
+  const uploaderLocale = select(
+    [
+      ["zh-CN", "中文 (zh-CN)"],
+      ["en", "English (en)"],
+    ],
+    "zh-CN",
+  );
+  const unfounded = checkboxes(
+    t("unfounded"),
+    filed.map((r): [string, string] => [r.name, `${r.reporter} (${shortId(r.name)})`]),
+    "manifestly_unfounded_reports",
+  );
+
+  const illegalPart = element("div", "", { class: "group" });
+  illegalPart.append(
+    field(t("legalGround"), legalGround, "statement.illegal_content_legal_ground"),
+    field(t("legalExplanation"), legalExplanation, "statement.illegal_content_explanation"),
+  );
+  const incompatiblePart = element("div", "", { class: "group" });
+  const illegalBox = element("label", "", { class: "check" });
+  illegalBox.append(alsoIllegal, ` ${t("alsoIllegal")}`);
+  incompatiblePart.append(
+    field(t("incompatibleGround"), incompatibleGround, "statement.incompatible_content_ground"),
+    field(
+      t("incompatibleExplanation"),
+      incompatibleExplanation,
+      "statement.incompatible_content_explanation",
+    ),
+    illegalBox,
+  );
+  const detectionBox = element("label", "", { class: "check" });
+  detectionBox.append(automatedDetection, ` ${t("automatedDetection")}`);
+
+  const actionPart = element("div", "", { class: "group" });
+  const restrictions = element("fieldset", "", { class: "field" });
+  restrictions.append(
+    element("legend", t("restrictionsImposed")),
+    visibility,
+    field(t("visibilityEnd"), visibilityEnd, "statement.restrictions.visibility_end_time"),
+    field(t("monetary"), monetary, "statement.restrictions.monetary"),
+    field(t("monetaryEnd"), monetaryEnd, "statement.restrictions.monetary_end_time"),
+    field(t("provision"), provision, "statement.restrictions.provision"),
+    field(t("provisionEnd"), provisionEnd, "statement.restrictions.provision_end_time"),
+    field(t("account"), account, "statement.restrictions.account"),
+    field(t("accountEnd"), accountEnd, "statement.restrictions.account_end_time"),
+  );
+  restrictions.dataset.field = "statement.restrictions";
+  restrictions.id = "restrictions-fieldset";
+  const uploader = element("fieldset", "", { class: "field" });
+  uploader.append(
+    element("legend", t("affectedUploader")),
+    field(t("userId"), uploaderId, "affected_uploader.user_id"),
+    field(t("legalName"), uploaderName, "affected_uploader.legal_name"),
+    field(t("email"), uploaderEmail, "affected_uploader.contact.email"),
+    field(t("uploaderLanguage"), uploaderLocale, "affected_uploader.locale"),
+  );
+  uploader.dataset.field = "affected_uploader";
+  uploader.id = "uploader-fieldset";
+  actionPart.append(
+    field(t("decisionGround"), ground, "statement.decision_ground"),
+    illegalPart,
+    incompatiblePart,
+    field(t("statementCategory"), category, "statement.category"),
+    field(t("keywords"), keywords, "statement.category_specification", t("keywordsHint")),
+    contentTypes,
+    field(t("contentDate"), contentDate, "statement.content_date"),
+    field(t("applicationDate"), applicationDate, "statement.application_date"),
+    detectionBox,
+    field(t("automatedDecision"), automatedDecision, "statement.automated_decision"),
+    restrictions,
+    field(t("territory"), territory, "statement.territorial_scope", t("territoryHint")),
+    field(t("contentLanguage"), language, "statement.content_language"),
+    field(t("accountType"), accountType, "statement.account_type"),
+    uploader,
+  );
+  const noViolationPart = element("div", "", { class: "group" });
+  noViolationPart.append(unfounded);
+
+  const shape = () => {
+    const action = Number(outcome.value) === ReportDecisionOutcome.ACTION_TAKEN;
+    actionPart.hidden = !action;
+    noViolationPart.hidden = action;
+    illegalPart.hidden = Number(ground.value) !== DecisionGround.ILLEGAL_CONTENT;
+    incompatiblePart.hidden = Number(ground.value) !== DecisionGround.INCOMPATIBLE_CONTENT;
+  };
+  outcome.addEventListener("change", shape);
+  ground.addEventListener("change", shape);
+
+  const submit = element("button", t("decide"), { type: "submit", id: "decide", class: "primary" });
+  form.append(
+    field(t("outcome"), outcome, "outcome"),
+    field(t("decisionFacts"), decisionFacts, "statement.decision_facts", t("decisionFactsHint")),
+    actionPart,
+    noViolationPart,
+    submit,
+  );
+  shape();
+
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    void busy(submit, async () => {
+      const action = Number(outcome.value) === ReportDecisionOutcome.ACTION_TAKEN;
+      const decided = await reports.decideReportCase({
+        name: c.name,
+        etag: c.etag,
+        outcome: Number(outcome.value) as ReportDecisionOutcome,
+        manifestlyUnfoundedReports: action ? [] : checked(unfounded),
+        affectedUploader: action
+          ? {
+              userId: uploaderId.value.trim(),
+              legalName: uploaderName.value.trim(),
+              locale: uploaderLocale.value,
+              contact: uploaderEmail.value.trim()
+                ? { email: uploaderEmail.value.trim(), channels: [Channel.EMAIL] }
+                : undefined,
+            }
+          : undefined,
+        statement: action
+          ? {
+              decisionGround: Number(ground.value) as DecisionGround,
+              illegalContentLegalGround: legalGround.value.trim(),
+              illegalContentExplanation: legalExplanation.value.trim(),
+              incompatibleContentGround: incompatibleGround.value.trim(),
+              incompatibleContentExplanation: incompatibleExplanation.value.trim(),
+              incompatibleContentIllegal: alsoIllegal.checked,
+              category: Number(category.value) as StatementCategory,
+              categorySpecification: list(keywords.value),
+              contentType: checked(contentTypes).map((v) => Number(v) as ContentType),
+              contentDate: contentDate.value,
+              applicationDate: applicationDate.value,
+              decisionFacts: decisionFacts.value.trim(),
+              automatedDetection: automatedDetection.checked,
+              automatedDecision: Number(automatedDecision.value) as AutomatedDecision,
+              restrictions: {
+                visibility: checked(visibility).map((v) => Number(v) as DecisionVisibility),
+                visibilityEndTime: endOfDay(visibilityEnd.value),
+                monetary: Number(monetary.value) as DecisionMonetary,
+                monetaryEndTime: endOfDay(monetaryEnd.value),
+                provision: Number(provision.value) as DecisionProvision,
+                provisionEndTime: endOfDay(provisionEnd.value),
+                account: Number(account.value) as DecisionAccount,
+                accountEndTime: endOfDay(accountEnd.value),
+              },
+              territorialScope: list(territory.value).map((x) => x.toUpperCase()),
+              contentLanguage: language.value.trim(),
+              accountType: Number(accountType.value) as AccountType,
+            }
+          : { decisionFacts: decisionFacts.value.trim() },
+      });
+      const told = new Set(filed.map((r) => r.reporter)).size;
+      host.ended(
+        t("reportDecided", {
+          id: shortId(decided.name),
+          outcome: label("rcstate", nameOf(ReportCaseState, decided.state)),
+          count: told,
+        }),
+      );
+      await openReportCase(c.name, body, host);
+    });
+  });
+  return form;
+}

@@ -1,0 +1,276 @@
+/**
+ * A ticket as an agent works it: the facts, the description and screenshots,
+ * the history with internal notes set apart, and the actions: reply, internal
+ * note, request info, hold, solve, assign, each sent with the etag of the
+ * ticket as shown (someone else's change first gets a "Reload"). Macros fill
+ * the message in the requester's language.
+ *
+ * The requester's other tickets are not shown: ListTickets gives agents every
+ * ticket, with no filter by requester.
+ */
+
+import { Channel, Priority, type Ticket, TicketStatus, type TicketEvent } from "@casemesh/client";
+
+import { claims, tickets } from "./api";
+import { preview } from "./evidence";
+import { type Locale, textOr } from "./i18n";
+import { fill, type MacroAction, macros } from "./macros";
+import {
+  $,
+  busy,
+  type CaseHost,
+  clearError,
+  element,
+  facts,
+  field,
+  locale,
+  say,
+  select,
+  shortId,
+  t,
+  when,
+} from "./ui";
+
+function statusLabel(status: TicketStatus): string {
+  const name = TicketStatus[status] ?? "UNSPECIFIED";
+  return textOr(locale, `status.${name}`, name);
+}
+
+function priorityLabel(priority: Priority): string {
+  const name = Priority[priority] ?? "UNSPECIFIED";
+  return textOr(locale, `priority.${name}`, name);
+}
+
+function event(e: TicketEvent): HTMLLIElement {
+  const item = element("li", "", { "data-type": e.type });
+  if (e.internal) {
+    item.classList.add("internal");
+    item.append(element("strong", t("internalNote"), { class: "internal-label" }), " ");
+  }
+  item.append(when(e.time), " ");
+  item.append(element("span", textOr(locale, `event.${e.type}`, e.type), { class: "event" }));
+  item.append(element("span", ` · ${e.actor} · ${statusLabel(e.status)}`, { class: "meta" }));
+  if (e.text && e.type !== "TicketCreated") {
+    item.append(element("p", e.text, { class: "text" }));
+  }
+  // What the ticket was opened with is shown under its description.
+  if (e.evidence.length && e.type !== "TicketCreated") {
+    const shown = element("div", "", { class: "previews" });
+    shown.append(...e.evidence.map((ref) => preview(ref.name)));
+    item.append(shown);
+  }
+  return item;
+}
+
+export async function openTicket(name: string, body: HTMLElement, host: CaseHost): Promise<void> {
+  const [ticket, history] = await Promise.all([
+    tickets.getTicket({ name }),
+    tickets.listTicketEvents({ name, pageSize: 200 }),
+  ]);
+  render(ticket, history.events, body, host);
+}
+
+function render(ticket: Ticket, events: TicketEvent[], body: HTMLElement, host: CaseHost): void {
+  const id = shortId(ticket.name);
+  host.heading(t("ticketHeading", { id, subject: ticket.subject }));
+  const contact = (ticket.contact?.channels ?? [])
+    .map((c) =>
+      c === Channel.SMS
+        ? `${t("channelSms")} ${ticket.contact?.phone ?? ""}`
+        : `${t("channelEmail")} ${ticket.contact?.email ?? ""}`,
+    )
+    .join(", ");
+  const status = element("span", statusLabel(ticket.status), {
+    id: "ticket-status",
+    "data-status": TicketStatus[ticket.status] ?? "UNSPECIFIED",
+  });
+  const summary = facts([
+    [t("ticketStatus"), status],
+    [t("colPriority"), priorityLabel(ticket.priority)],
+    [t("category"), ticket.category],
+    [t("requester"), ticket.requester],
+    [t("assignee"), ticket.assignee || t("nobody")],
+    [t("requesterLanguage"), ticket.locale],
+    [t("updatesBy"), contact],
+    [t("created"), when(ticket.createTime)],
+  ]);
+
+  const description = element("section", "", { "aria-labelledby": "description-heading" });
+  description.append(
+    element("h2", t("description"), { id: "description-heading" }),
+    element("p", ticket.description, { class: "text" }),
+  );
+  if (ticket.evidence.length) {
+    const shown = element("div", "", { class: "previews" });
+    shown.append(...ticket.evidence.map((ref) => preview(ref.name)));
+    description.append(shown);
+  }
+
+  const timeline = element("section", "", { "aria-labelledby": "timeline-heading" });
+  timeline.append(
+    element("h2", t("timeline"), { id: "timeline-heading" }),
+    element("ol", "", { class: "history", "aria-labelledby": "timeline-heading" }),
+  );
+  timeline.querySelector("ol")?.append(...events.map(event));
+
+  body.replaceChildren(element("div", "", { class: "columns" }));
+  const [main, side] = [
+    element("div", "", { class: "main-col" }),
+    element("div", "", { class: "side-col" }),
+  ];
+  main.append(description, timeline);
+  side.append(summary, work(ticket, body, host), assign(ticket, body, host));
+  body.firstElementChild?.append(main, side);
+}
+
+/** The reply box, its macros and the actions that send it. */
+function work(ticket: Ticket, body: HTMLElement, host: CaseHost): HTMLElement {
+  const requesterLocale: Locale = ticket.locale === "en" ? "en" : "zh-CN";
+  const section = element("section", "", { class: "work", "aria-labelledby": "work-heading" });
+  section.append(element("h2", t("respond"), { id: "work-heading" }));
+
+  const macro = select(
+    [["", t("noMacro")], ...macros.map((m): [string, string] => [m.id, m.title[locale]])],
+    "",
+  );
+  macro.id = "macro";
+  const reply = element("textarea", "", { rows: "8" });
+  reply.id = "reply";
+  reply.setAttribute("aria-keyshortcuts", "r");
+  const buttons = element("div", "", { class: "actions" });
+
+  const act = (
+    id: string,
+    label: string,
+    serverField: string,
+    call: (text: string) => Promise<Ticket>,
+    after: (updated: Ticket) => Promise<void> | void,
+  ) => {
+    const made = element("button", label, { type: "button", id });
+    made.addEventListener(
+      "click",
+      () =>
+        void busy(made, async () => {
+          clearError();
+          reply.dataset.field = serverField;
+          const updated = await call(reply.value.trim());
+          await after(updated);
+        }),
+    );
+    buttons.append(made);
+    return made;
+  };
+  const reopen = async (message: string) => {
+    say(message);
+    await openTicket(ticket.name, body, host);
+  };
+  act(
+    "send-reply",
+    t("sendReply"),
+    "body",
+    (text) => tickets.addComment({ name: ticket.name, body: text, etag: ticket.etag }),
+    () => reopen(t("replySent")),
+  );
+  act(
+    "add-note",
+    t("addNote"),
+    "body",
+    (text) =>
+      tickets.addComment({ name: ticket.name, body: text, internal: true, etag: ticket.etag }),
+    () => reopen(t("noteAdded")),
+  );
+  act(
+    "request-info",
+    t("requestInfo"),
+    "message",
+    (text) => tickets.requestInfo({ name: ticket.name, message: text, etag: ticket.etag }),
+    () => host.done(t("infoRequested", { id: shortId(ticket.name) })),
+  );
+  act(
+    "hold",
+    t("hold"),
+    "reason",
+    (text) => tickets.holdTicket({ name: ticket.name, reason: text, etag: ticket.etag }),
+    () => host.done(t("putOnHold", { id: shortId(ticket.name) })),
+  );
+  const solve = act(
+    "solve",
+    t("solve"),
+    "resolution",
+    (text) => tickets.solveTicket({ name: ticket.name, resolution: text, etag: ticket.etag }),
+    () => host.done(t("solved", { id: shortId(ticket.name) })),
+  );
+  solve.classList.add("primary");
+  solve.setAttribute("aria-keyshortcuts", "s");
+
+  const byAction: Record<MacroAction, string> = {
+    solve: "solve",
+    request_info: "request-info",
+    reply: "send-reply",
+  };
+  macro.addEventListener("change", () => {
+    const chosen = macros.find((m) => m.id === macro.value);
+    for (const b of buttons.querySelectorAll("button")) b.classList.remove("suggested");
+    if (!chosen) return;
+    reply.value = fill(chosen.body[requesterLocale], {
+      requester: ticket.requester,
+      ticket: shortId(ticket.name),
+      agent: claims().sub,
+    });
+    const suggested = document.getElementById(byAction[chosen.action]);
+    suggested?.classList.add("suggested");
+    say(t("macroFilled", { action: suggested?.textContent ?? "" }));
+  });
+
+  const closed = ticket.status === TicketStatus.CLOSED || ticket.status === TicketStatus.CANCELLED;
+  section.append(
+    field(t("macro"), macro, "", t("macroHint", { language: ticket.locale })),
+    field(t("message"), reply, "body", t("messageHint")),
+    buttons,
+  );
+  if (closed) {
+    for (const b of section.querySelectorAll("button, textarea, select")) {
+      (b as HTMLButtonElement).disabled = true;
+    }
+  }
+  if (!host.holds(ticket.name)) {
+    section.append(element("p", t("notHeld"), { class: "note" }));
+  }
+  return section;
+}
+
+function assign(ticket: Ticket, body: HTMLElement, host: CaseHost): HTMLElement {
+  const section = element("section", "", { "aria-labelledby": "assign-heading" });
+  section.append(element("h2", t("assignHeading"), { id: "assign-heading" }));
+  const who = element("input", "", { autocomplete: "off", placeholder: claims().sub });
+  const priority = select(
+    [
+      ["0", t("keepPriority")],
+      ...[Priority.LOW, Priority.NORMAL, Priority.HIGH, Priority.URGENT].map(
+        (p): [string, string] => [String(p), priorityLabel(p)],
+      ),
+    ],
+    "0",
+  );
+  const go = element("button", t("assign"), { type: "button", id: "assign" });
+  go.addEventListener(
+    "click",
+    () =>
+      void busy(go, async () => {
+        await tickets.assignTicket({
+          name: ticket.name,
+          assignee: who.value.trim(),
+          priority: Number(priority.value) as Priority,
+          etag: ticket.etag,
+        });
+        say(t("assigned"));
+        await openTicket(ticket.name, body, host);
+      }),
+  );
+  section.append(
+    field(t("assignee"), who, "assignee", t("assigneeHint")),
+    field(t("colPriority"), priority, "priority"),
+    go,
+  );
+  return section;
+}

@@ -1,0 +1,274 @@
+/** What every part of the console shares: the language, the DOM helpers, the status line and errors. */
+
+import { Code, ConnectError, fieldViolations, timestampDate } from "@casemesh/client";
+
+import { type Key, type Locale, initialLocale, text } from "./i18n";
+
+type Timestamp = Parameters<typeof timestampDate>[0];
+
+const LOCALE_KEY = "casemesh.locale";
+
+export let locale: Locale = initialLocale(
+  localStorage.getItem(LOCALE_KEY),
+  navigator.languages.length ? navigator.languages : [navigator.language],
+);
+
+export function setLocale(chosen: Locale): void {
+  locale = chosen;
+  localStorage.setItem(LOCALE_KEY, chosen);
+}
+
+export const t = (key: Key, values?: Record<string, string | number>) => text(locale, key, values);
+
+export function $<T extends HTMLElement = HTMLElement>(id: string): T {
+  const found = document.getElementById(id);
+  if (!found) {
+    throw new Error(`#${id} is missing from index.html`);
+  }
+  return found as T;
+}
+
+export function element<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  content = "",
+  attrs: Record<string, string> = {},
+): HTMLElementTagNameMap[K] {
+  const made = document.createElement(tag);
+  made.textContent = content;
+  for (const [name, value] of Object.entries(attrs)) {
+    made.setAttribute(name, value);
+  }
+  return made;
+}
+
+export function button(label: string, onClick: () => Promise<void> | void, attrs = {}) {
+  const made = element("button", label, { type: "button", ...attrs });
+  made.addEventListener("click", () => void busy(made, async () => onClick()));
+  return made;
+}
+
+/** The short number agents and requesters both see (the selfservice page shows the same). */
+export function shortId(name: string): string {
+  return (name.split("/")[1] ?? name).slice(0, 8).toUpperCase();
+}
+
+export function when(time: Timestamp | undefined): HTMLTimeElement | string {
+  if (!time) {
+    return "—";
+  }
+  const date = timestampDate(time);
+  const formatted = new Intl.DateTimeFormat(locale, {
+    dateStyle: "medium",
+    timeStyle: "short",
+  }).format(date);
+  return element("time", formatted, { datetime: date.toISOString() });
+}
+
+/** "3 h 05 min", "4 min 10 s": a span of time as an agent reads it at a glance. */
+export function duration(ms: number): string {
+  const s = Math.max(0, Math.round(Math.abs(ms) / 1000));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  if (h >= 24) return t("days", { d: Math.floor(h / 24), h: h % 24 });
+  if (h) return t("hoursMinutes", { h, m: String(m).padStart(2, "0") });
+  return t("minutesSeconds", { m, s: String(s % 60).padStart(2, "0") });
+}
+
+export function say(message: string): void {
+  $("status").textContent = message;
+}
+
+export function clearError(): void {
+  $("error").hidden = true;
+  $("error-message").textContent = "";
+  $("error-list").replaceChildren();
+  $("error-reload").hidden = true;
+  for (const shown of document.querySelectorAll<HTMLElement>(".field-error")) {
+    shown.hidden = true;
+    shown.textContent = "";
+  }
+  for (const invalid of document.querySelectorAll("[aria-invalid]")) {
+    invalid.removeAttribute("aria-invalid");
+  }
+}
+
+let reloadCurrent: (() => Promise<void>) | undefined;
+
+/** What the "Reload" button of a stale-etag error reads again. */
+export function onReload(reload: (() => Promise<void>) | undefined): void {
+  reloadCurrent = reload;
+}
+
+export async function reload(): Promise<void> {
+  clearError();
+  await reloadCurrent?.();
+}
+
+let signedOut: () => void = () => undefined;
+export function onSignedOut(handler: () => void): void {
+  signedOut = handler;
+}
+
+/**
+ * Shows a failed call: the server's message; for `invalid_argument` each field
+ * violation next to its field (inputs carry the field's name in
+ * `data-field`); for a change someone else made first, a "Reload" button.
+ */
+export function showError(err: unknown): void {
+  clearError();
+  const error = ConnectError.from(err);
+  if (error.code === Code.Unauthenticated) {
+    signedOut();
+    $("error-message").textContent = t("signInAgain");
+    $("error").hidden = false;
+    return;
+  }
+  let first: HTMLElement | undefined;
+  for (const violation of fieldViolations(error)) {
+    const input = placeOf(violation.field);
+    if (input) {
+      const note = document.getElementById(`${input.id}-error`);
+      if (note) {
+        note.textContent = note.textContent
+          ? `${note.textContent} ${violation.description}`
+          : violation.description;
+        note.hidden = false;
+      }
+      input.setAttribute("aria-invalid", "true");
+      first ??= input;
+    } else {
+      $("error-list").append(element("li", `${violation.field}: ${violation.description}`));
+    }
+  }
+  if (error.code === Code.Aborted) {
+    $("error-message").textContent = t("staleChange");
+    $("error-reload").hidden = !reloadCurrent;
+  } else if (error.code === Code.PermissionDenied) {
+    $("error-message").textContent = `${t("notAllowed")} ${error.rawMessage}`;
+  } else if (error.code === Code.Unavailable) {
+    $("error-message").textContent = t("unreachable");
+  } else {
+    $("error-message").textContent = first
+      ? t("fixFields")
+      : `${t("errorPrefix")}${error.rawMessage}`;
+  }
+  $("error").hidden = false;
+  say("");
+  (first instanceof HTMLFieldSetElement ? first.querySelector("input") : first)?.focus();
+}
+
+/** The input for a field the server names: `statement.content_type[0]` → `[data-field="statement.content_type"]`. */
+function placeOf(field: string): HTMLElement | undefined {
+  let name = field;
+  while (name) {
+    const found = document.querySelector<HTMLElement>(
+      `section:not([hidden]) [data-field="${CSS.escape(name)}"]`,
+    );
+    if (found) return found;
+    const cut = name.replace(/\[\d+\]$/, "");
+    name = cut !== name ? cut : name.includes(".") ? name.slice(0, name.lastIndexOf(".")) : "";
+  }
+  return undefined;
+}
+
+/** Runs a call for a button or form, refusing a second press while it runs. */
+export async function busy(control: HTMLButtonElement | null, work: () => Promise<void>) {
+  if (control?.disabled) {
+    return;
+  }
+  if (control) control.disabled = true;
+  try {
+    await work();
+  } catch (err) {
+    showError(err);
+  } finally {
+    if (control) control.disabled = false;
+  }
+}
+
+let fieldCount = 0;
+
+/**
+ * A labelled form field with its error line: `input` gets an id, the server's
+ * field name (`data-field`) and `aria-describedby` pointing at the error.
+ */
+export function field(
+  label: string,
+  input: HTMLInputElement | HTMLSelectElement | HTMLTextAreaElement,
+  serverField = "",
+  hint = "",
+): HTMLDivElement {
+  fieldCount += 1;
+  input.id ||= `f${fieldCount}`;
+  if (serverField) input.dataset.field = serverField;
+  const wrap = element("div", "", { class: "field" });
+  const described = [`${input.id}-error`];
+  wrap.append(element("label", label, { for: input.id }), input);
+  if (hint) {
+    wrap.append(element("p", hint, { id: `${input.id}-hint`, class: "hint" }));
+    described.unshift(`${input.id}-hint`);
+  }
+  input.setAttribute("aria-describedby", described.join(" "));
+  const error = element("p", "", { id: `${input.id}-error`, class: "field-error" });
+  error.hidden = true;
+  wrap.append(error);
+  return wrap;
+}
+
+export function select(options: [string, string][], value = ""): HTMLSelectElement {
+  const made = element("select");
+  made.append(...options.map(([v, label]) => element("option", label, { value: v })));
+  made.value = value;
+  return made;
+}
+
+/** A group of checkboxes as a fieldset (the server's field name on the fieldset). */
+export function checkboxes(
+  legend: string,
+  options: [string, string][],
+  serverField: string,
+  chosen: string[] = [],
+): HTMLFieldSetElement {
+  fieldCount += 1;
+  const set = element("fieldset", "", { class: "field checks", id: `f${fieldCount}` });
+  set.dataset.field = serverField;
+  set.append(element("legend", legend));
+  for (const [value, label] of options) {
+    const box = element("input", "", { type: "checkbox", value });
+    box.checked = chosen.includes(value);
+    const wrap = element("label", "", { class: "check" });
+    wrap.append(box, ` ${label}`);
+    set.append(wrap);
+  }
+  const error = element("p", "", { id: `${set.id}-error`, class: "field-error" });
+  error.hidden = true;
+  set.setAttribute("aria-describedby", error.id);
+  set.append(error);
+  return set;
+}
+
+export function checked(set: HTMLFieldSetElement): string[] {
+  return [...set.querySelectorAll<HTMLInputElement>("input:checked")].map((box) => box.value);
+}
+
+/** A definition list of facts: [term, description] pairs. */
+export function facts(rows: [string, Node | string][]): HTMLDListElement {
+  const list = element("dl", "", { class: "facts" });
+  for (const [term, value] of rows) {
+    const dd = element("dd");
+    dd.append(value);
+    list.append(element("dt", term), dd);
+  }
+  return list;
+}
+
+/** What a case's page may ask of the console around it. */
+export interface CaseHost {
+  /** The agent's action took the case out of their hands (solved, waiting, decided): back to the queue. */
+  done(message: string): void;
+  /** The same, staying on the case to show what was done. */
+  ended(message: string): void;
+  heading(text: string): void;
+  /** Whether the agent holds this case under a live lease. */
+  holds(name: string): boolean;
+}

@@ -1,0 +1,493 @@
+"""The agents' console in a real browser (Debian's Chromium, driven through
+Playwright), against the gateway's HTTP port: an agent works a ticket with a
+screenshot through the next-case loop (request information, the requester's
+answer brings it back to the live queue, solved with a macro, the requester's
+e-mail); a second agent decides a report case with a statement of reasons and
+every reporter hears of it; two agents taking next cases never hold the same
+one at once; no serious accessibility violations on any page in zh-CN and en;
+and the page is served under its content security policy. Screenshots are
+kept in `.run/test-artifacts/console/`.
+
+The queue is shared with every other test of the run. Each test works in one
+skill queue and first has a "sweeper" agent hold every case already waiting
+there (given back at the end), so the next case an agent takes is the test's
+own."""
+
+from __future__ import annotations
+
+import contextlib
+import html.parser
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Locator,
+    Page,
+    expect,
+    sync_playwright,
+)
+
+from casemesh.v1 import appeals_pb2 as apb
+from casemesh.v1 import casequeue_pb2 as qpb
+from casemesh.v1 import evidence_pb2 as epb
+from casemesh.v1 import tickets_pb2 as pb
+from tests.conftest import REPO, Stack
+from tests.e2e.test_appeals import Person as AppealsPerson
+from tests.e2e.test_appeals import notice
+from tests.e2e.test_browser import Steps, missing
+from tests.e2e.test_casequeue import Agent
+from tests.e2e.test_evidence import EvidenceClient, png
+from tests.e2e.test_reports import Person as ReportsPerson
+from tests.support import Client, wait_until
+
+ARTIFACTS = REPO / ".run" / "test-artifacts" / "console"
+# Built by `cd clients/web && npm ci && npm run build`; served at /console/.
+DIST = REPO / "clients" / "web" / "console" / "dist"
+AXE = REPO / "clients" / "web" / "node_modules" / "axe-core" / "axe.min.js"
+# A loaded machine may take seconds to move an event from a service to the queue.
+WAIT_MS = 30_000
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's Chromium and the built console; asked for before the stack, so
+    a missing one costs nothing."""
+    if not (DIST / "index.html").exists():
+        missing(
+            f"{DIST.relative_to(REPO)} is not built (cd clients/web && npm ci && npm run build)"
+        )
+    found = next((p for p in ("/usr/bin/chromium",) if Path(p).exists()), None)
+    if found is None:
+        missing("Chromium is not installed (apt-get install chromium)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: str) -> Iterator[Browser]:
+    expect.set_options(timeout=WAIT_MS)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+class Problems:
+    """Uncaught errors and console errors a page logged."""
+
+    def __init__(self, page: Page) -> None:
+        self.seen: list[str] = []
+        page.on("pageerror", lambda err: self.seen.append(f"uncaught: {err}"))
+
+        def console(message: ConsoleMessage) -> None:
+            if message.type == "error":
+                self.seen.append(message.text)
+
+        page.on("console", console)
+
+
+@contextlib.contextmanager
+def agent_page(
+    browser: Browser, locale: str = "zh-CN", *, bypass_csp: bool = False
+) -> Iterator[tuple[Page, Problems]]:
+    context: BrowserContext = browser.new_context(
+        locale=locale, viewport={"width": 1280, "height": 900}, bypass_csp=bypass_csp
+    )
+    context.set_default_timeout(WAIT_MS)
+    try:
+        page = context.new_page()
+        yield page, Problems(page)
+    finally:
+        context.close()
+
+
+def sign_in(page: Page, stack: Stack, user: str, fragment: str = "") -> None:
+    page.goto(f"{stack.http}/console/{fragment}")
+    page.locator("#user-name").fill(user)
+    page.locator("#sign-in-form button[type=submit]").click()
+    expect(page.locator("#signed-in-as")).to_contain_text(user)
+
+
+def in_queue(page: Page, queue: str) -> None:
+    page.locator("#filter-queue").select_option(queue)
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+
+
+def row(page: Page, name: str) -> Locator:
+    return page.locator(f'#queue-rows tr[data-name="{name}"]')
+
+
+@contextlib.contextmanager
+def quiet_queue(stack: Stack, queue: str) -> Iterator[Agent]:
+    """Holds every case already waiting in `queue` for the test's length, so
+    the next case an agent takes there is one the test made; gives them back
+    after."""
+    sweeper = Agent(stack, f"sweeper-{uuid.uuid4().hex[:6]}")
+    held: list[str] = []
+    try:
+        while True:
+            try:
+                case = sweeper.ClaimNextCase(
+                    qpb.ClaimNextCaseRequest(queues=[queue], lease_seconds=3600)
+                )
+            except grpc.RpcError as err:
+                if err.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+                break
+            held.append(case.name)
+        yield sweeper
+    finally:
+        for name in held:
+            with contextlib.suppress(grpc.RpcError):
+                sweeper.ReleaseClaim(qpb.ReleaseClaimRequest(name=name))
+        sweeper.client.close()
+
+
+def new_ticket(
+    requester: Client, email: str, category: str, subject: str, evidence: str = ""
+) -> pb.Ticket:
+    ticket: pb.Ticket = requester.CreateTicket(
+        pb.CreateTicketRequest(
+            request_id=uuid.uuid4().hex,
+            ticket=pb.Ticket(
+                category=category,
+                subject=subject,
+                description="广告后台的投放数据一直不更新，截图附上。",
+                locale="zh-CN",
+                contact=pb.Contact(email=email, channels=[pb.CHANNEL_EMAIL]),
+                evidence=[epb.EvidenceRef(name=evidence)] if evidence else [],
+            ),
+        )
+    )
+    return ticket
+
+
+def next_until(page: Page, name: str, tries: int = 10) -> None:
+    """Takes next cases until the agent holds `name` (a case of another test
+    that reached the queue after the sweep is skipped, and given back)."""
+    lease = page.locator("#lease")
+    for _ in range(tries):
+        before = int(lease.get_attribute("data-claims") or "0")
+        page.evaluate("document.activeElement?.blur()")  # keys typed into a field are text
+        page.keyboard.press("n")
+        expect(lease).to_have_attribute("data-claims", str(before + 1))
+        if lease.get_attribute("data-case") == name:
+            return
+    raise AssertionError(f"{name} was not handed out in {tries} claims")
+
+
+def test_an_agent_works_a_ticket_with_a_screenshot_through_the_next_case_loop(
+    browser: Browser, stack: Stack
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"advertiser-{run}")
+    email = f"advertiser-{run}@example.com"
+    agent = f"li-{run}"
+    screenshot = EvidenceClient(requester).upload(png(), "投放数据.png")
+    with quiet_queue(stack, "ads"), agent_page(browser) as (page, problems):
+        steps = Steps(page, ARTIFACTS / "ticket-journey")
+        try:
+            sign_in(page, stack, agent)
+            in_queue(page, "ads")
+            ticket = new_ticket(
+                requester, email, "ads.delivery_data", f"投放数据不更新 {run}", screenshot.name
+            )
+            number = ticket.name.split("/")[1][:8].upper()
+            # The new ticket arrives in the live queue, then is the next case.
+            expect(row(page, ticket.name)).to_be_visible()
+            steps.shot("queue")
+            next_until(page, ticket.name)
+            expect(page.locator("#lease")).to_have_attribute("data-state", "held")
+            expect(page.locator("#case-heading")).to_contain_text(number)
+            image = page.get_by_role("region", name="问题描述").get_by_role("img")
+            expect(image).to_have_accessible_name("证据：投放数据.png")
+            page.wait_for_function(
+                "() => { const i = document.querySelector('.evidence img');"
+                " return !!i && i.complete && i.naturalWidth > 0; }"
+            )
+            steps.shot("ticket")
+
+            page.keyboard.press("r")
+            expect(page.locator("#reply")).to_be_focused()
+            page.keyboard.type("请提供广告账户 ID 和出错时间。")
+            page.get_by_role("button", name="请用户补充信息").click()
+            expect(page.locator("#status")).to_contain_text("等待用户回复")
+            waiting = page.locator(f'#queue-rows tr[data-name="{ticket.name}"][data-waiting=true]')
+            expect(waiting).to_be_visible()
+            expect(waiting).to_contain_text("已暂停")
+            steps.shot("waiting-on-requester")
+
+            # The requester answers; the live queue shows the case claimable again.
+            requester.AddComment(pb.AddCommentRequest(name=ticket.name, body="账户 ID 8812。"))
+            back = page.locator(f'#queue-rows tr[data-name="{ticket.name}"][data-waiting=false]')
+            expect(back).to_be_visible()
+            steps.shot("answered")
+
+            next_until(page, ticket.name)
+            expect(page.locator("ol.history")).to_contain_text("账户 ID 8812。")
+            page.get_by_label("宏（常用回复）").select_option("solved-general")
+            expect(page.locator("#reply")).to_have_value(re.compile(f"{agent}"))
+            expect(page.locator("#solve")).to_have_class(re.compile("suggested"))
+            steps.shot("macro")
+            page.locator("#solve").click()
+            expect(page.locator("#status")).to_contain_text(f"工单 {number} 已解决")
+            expect(row(page, ticket.name)).to_have_count(0)
+            steps.shot("solved")
+        except Exception:
+            with contextlib.suppress(Exception):
+                steps.shot("failure")
+            raise
+        assert problems.seen == []
+
+    # The requester is told, in their language, with the macro filled in.
+    def solved_mail() -> list[EmailMessage]:
+        return [m for m in stack.mail.to(email) if m["X-Casemesh-Template"] == "ticket.solved"]
+
+    mail = wait_until(solved_mail, timeout=60)[0]
+    body = mail.get_body(("plain",)).get_content()
+    assert f"advertiser-{run}，您好" in body and number in body and agent in body, body
+    done = requester.GetTicket(pb.GetTicketRequest(name=ticket.name))
+    assert done.status == pb.TICKET_STATUS_SOLVED
+    events = requester.ListTicketEvents(pb.ListTicketEventsRequest(name=ticket.name)).events
+    assert [e.type for e in events if e.actor == agent] == ["InfoRequested", "TicketSolved"]
+    requester.close()
+
+
+def test_an_agent_decides_a_report_case_and_every_reporter_is_told(
+    browser: Browser, stack: Stack
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    reporters = [ReportsPerson(stack, f"viewer{i}-{run}") for i in range(3)]
+    emails = [f"{r.user}@example.com" for r in reporters]
+    video = f"v{run}"
+    agent = f"wang-{run}"
+    with quiet_queue(stack, "trust-safety"), agent_page(browser) as (page, problems):
+        steps = Steps(page, ARTIFACTS / "report-decision")
+        try:
+            sign_in(page, stack, agent)
+            in_queue(page, "trust-safety")
+            filed = [
+                reporters[0].report(video, email=emails[0]),
+                reporters[1].report(video, email=emails[1], locale="en"),
+                reporters[2].report(video, email=emails[2]),
+            ]
+            case = filed[0].report_case
+            assert {r.report_case for r in filed} == {case}
+            expect(row(page, case)).to_be_visible()
+            next_until(page, case)
+            expect(page.locator("#distinct-reporters")).to_have_text("3")
+            expect(page.locator("[data-report]")).to_have_count(3)
+            expect(page.locator("#case-state")).to_have_attribute("data-state", "IN_REVIEW")
+            steps.shot("report-case")
+
+            form = page.locator("form.decide")
+            form.get_by_label("违反的平台规则").fill("社区自律公约 第 3.2 条：禁止宣扬恐怖主义")
+            form.get_by_label("为何违反平台规则").fill("视频展示并美化恐怖袭击。")
+            form.get_by_label("内容发布日期").fill("2026-01-15")
+            form.get_by_label("事实与依据").fill(
+                "三名用户举报；人工审核确认视频第 12 秒起出现袭击画面。"
+            )
+            form.get_by_role("checkbox", name="删除内容").check()
+            form.get_by_label("用户 ID").fill(f"uploader-{run}")
+            form.get_by_label("姓名或名称").fill("张三")
+            form.get_by_label("电子邮箱").fill(f"uploader-{run}@example.com")
+            steps.shot("statement-of-reasons")
+            form.get_by_role("button", name="提交决定").click()
+            expect(page.locator("#case-state")).to_have_attribute("data-state", "ACTION_TAKEN")
+            expect(page.locator("#restrictions")).to_contain_text("删除内容")
+            expect(page.locator("#status")).to_contain_text("3 位举报人")
+            steps.shot("decided")
+        except Exception:
+            with contextlib.suppress(Exception):
+                steps.shot("failure")
+            raise
+        assert problems.seen == []
+
+    # Each reporter: the receipt, then the outcome, in their language.
+    def told() -> bool:
+        return all(
+            any(m["X-Casemesh-Template"] == "report.action_taken" for m in stack.mail.to(e))
+            for e in emails
+        )
+
+    wait_until(told, timeout=60)
+    for email, words in zip(emails, ("已处理", "action taken", "已处理"), strict=True):
+        outcome = [m for m in stack.mail.to(email) if m["X-Casemesh-Template"] != "report.received"]
+        assert len(outcome) == 1 and words in outcome[0]["Subject"], outcome
+    wait_until(lambda: stack.mail.to(f"uploader-{run}@example.com"), timeout=60)
+
+
+@dataclass
+class Hold:
+    agent: str
+    case: str
+    start: float
+    end: float = float("inf")
+
+
+def test_two_agents_taking_next_cases_never_hold_the_same_one_and_the_queue_is_live(
+    browser: Browser, stack: Stack
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"creator-{run}")
+    email = f"creator-{run}@example.com"
+    made: list[str] = []
+    with (
+        quiet_queue(stack, "content"),
+        agent_page(browser) as (a, a_problems),
+        agent_page(browser) as (b, b_problems),
+    ):
+        pages = {"zhao": a, "qian": b}
+        for name, page in pages.items():
+            sign_in(page, stack, f"{name}-{run}")
+            in_queue(page, "content")
+        for i in range(6):
+            made.append(
+                new_ticket(requester, email, "content.upload_failed", f"上传失败 {run} {i}").name
+            )
+        for name in made:
+            expect(row(a, name)).to_be_visible()
+
+        holds: list[Hold] = []
+        current: dict[str, Hold] = {}
+        for i in range(50):
+            # Both click at once; each page then shows the case it got.
+            for agent, page in pages.items():
+                if agent in current:
+                    current[agent].end = time.monotonic()
+                page.locator("#next-case" if i == 0 else "#next-case-2").click()
+            for agent, page in pages.items():
+                lease = page.locator("#lease")
+                expect(lease).to_have_attribute("data-claims", str(i + 1))
+                expect(lease).to_have_attribute("data-state", "held")
+                shown = lease.get_attribute("data-case") or ""
+                assert shown in made, shown
+                current[agent] = Hold(agent, shown, time.monotonic())
+                holds.append(current[agent])
+        for agent, page in pages.items():
+            current[agent].end = time.monotonic()
+            page.locator("#back-to-queue").click()
+            expect(page.locator("#queue-heading")).to_be_visible()
+        Steps(a, ARTIFACTS / "two-agents").shot("queue-after")
+
+        # A hold runs from when the page showed the case to the click that let
+        # it go: within the real lease, so two of them on one case must not meet.
+        for x in holds:
+            for y in holds:
+                if x.agent < y.agent and x.case == y.case:
+                    assert x.end <= y.start or y.end <= x.start, (x, y)
+        by = {agent: {h.case for h in holds if h.agent == agent} for agent in pages}
+        assert by["zhao"] & by["qian"], "the two agents never took turns on a case"
+        print(f"\n{len(holds)} claims over {len({h.case for h in holds})} cases")
+
+        # A case opened now appears in an open queue view.
+        started = time.monotonic()
+        late = new_ticket(requester, email, "content.upload_failed", f"新的上传失败 {run}").name
+        made.append(late)
+        expect(row(b, late)).to_be_visible()
+        print(f"a new case reached the live queue in {time.monotonic() - started:.2f} s")
+        assert a_problems.seen == [] and b_problems.seen == []
+    for name in made:
+        with contextlib.suppress(grpc.RpcError):
+            requester.CancelTicket(pb.CancelTicketRequest(name=name, reason="test over"))
+    requester.close()
+
+
+def test_no_serious_accessibility_violations_on_any_page_in_either_language(
+    browser: Browser, stack: Stack
+) -> None:
+    if not AXE.exists():
+        missing(f"{AXE.relative_to(REPO)} is missing (cd clients/web && npm ci)")
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"a11y-{run}")
+    shot = EvidenceClient(requester).upload(png(), "截图.png")
+    ticket = new_ticket(
+        requester, f"a11y-{run}@example.com", "ads.consulting", f"无障碍 {run}", shot.name
+    )
+    reporter = ReportsPerson(stack, f"a11y-rep-{run}")
+    case = reporter.report(f"a{run}", email=f"a11y-rep-{run}@example.com").report_case
+    claimant = AppealsPerson(stack, f"a11y-claimant-{run}")
+    appeal = claimant.FileAppeal(
+        apb.FileAppealRequest(
+            appeal=notice(claimant, f"a11y-claimant-{run}@example.com", "", good_faith=True),
+            request_id=uuid.uuid4().hex,
+        )
+    ).name
+    pages = {
+        "queue": "",
+        "ticket": f"#{ticket.name}",
+        "report": f"#{case}",
+        "copyright": f"#{appeal}",
+    }
+    found: dict[str, list[str]] = {}
+    for locale in ("zh-CN", "en"):
+        folder = ARTIFACTS / locale
+        with agent_page(browser, locale, bypass_csp=True) as (page, _):
+            steps = Steps(page, folder)
+            sign_in(page, stack, f"a11y-agent-{run}")
+            for what, fragment in pages.items():
+                page.goto(f"{stack.http}/console/{fragment}")
+                if what == "queue":
+                    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+                else:
+                    expect(page.locator("#case-body .columns")).to_be_visible()
+                    expect(page.locator("#lease")).to_have_attribute("data-state", "none")
+                if what == "ticket":
+                    page.wait_for_function(
+                        "() => document.querySelector('.evidence img')?.naturalWidth > 0"
+                    )
+                page.add_script_tag(path=str(AXE))
+                result = page.evaluate(
+                    "async () => { const r = await axe.run(document); return {"
+                    " passes: r.passes.length, violations: r.violations"
+                    ".filter(v => ['serious', 'critical'].includes(v.impact))"
+                    ".map(v => `${v.id}: ${v.nodes.map(n => n.target.join(' ')).join(', ')}`) }; }"
+                )
+                steps.shot(what)
+                assert result["passes"] > 0  # axe looked at the page
+                if result["violations"]:
+                    found[f"{locale} {what}"] = result["violations"]
+    assert found == {}
+    requester.close()
+
+
+class _Scripts(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inline: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        names = {k for k, _ in attrs}
+        if tag == "script" and "src" not in names:
+            self.inline.append("<script> without src")
+        self.inline += [f"<{tag} {k}>" for k in names if k == "style" or k.startswith("on")]
+
+
+def test_the_console_is_served_under_its_content_security_policy(stack: Stack) -> None:
+    if not (DIST / "index.html").exists():
+        missing(f"{DIST.relative_to(REPO)} is not built")
+    page = httpx.get(f"{stack.http}/console/", timeout=15)
+    assert page.status_code == 200
+    policy = page.headers["content-security-policy"]
+    for directive in ("default-src 'self'", "script-src 'self'", "style-src 'self'"):
+        assert directive in policy, policy
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+    parser = _Scripts()
+    parser.feed(page.text)
+    assert parser.inline == []
+    assert '<script type="module" src="./main.js">' in page.text
+    macros = httpx.get(f"{stack.http}/console/macros.json", timeout=15)
+    assert macros.status_code == 200
+    assert {"solve", "request_info", "reply"} <= {m["action"] for m in macros.json()}
