@@ -196,6 +196,7 @@ def test_an_agent_works_a_ticket_with_a_screenshot_through_the_next_case_loop(
     email = f"advertiser-{run}@example.com"
     agent = f"li-{run}"
     screenshot = EvidenceClient(requester).upload(png(), "投放数据.png")
+    earlier = new_ticket(requester, email, "account.login", f"换手机后无法登录 {run}")
     with quiet_queue(stack, "ads"), agent_page(browser) as (page, problems):
         steps = Steps(page, ARTIFACTS / "ticket-journey")
         try:
@@ -217,6 +218,12 @@ def test_an_agent_works_a_ticket_with_a_screenshot_through_the_next_case_loop(
                 "() => { const i = document.querySelector('.evidence img');"
                 " return !!i && i.complete && i.naturalWidth > 0; }"
             )
+            # The requester's history beside it: their earlier ticket, linked.
+            others = page.get_by_role("region", name="提交人的其他工单")
+            expect(
+                others.get_by_role("link", name=earlier.name.split("/")[1][:8].upper())
+            ).to_be_visible()
+            expect(others).not_to_contain_text(number)
             steps.shot("ticket")
 
             page.keyboard.press("r")

@@ -67,7 +67,33 @@ export async function openTicket(name: string, body: HTMLElement, host: CaseHost
     tickets.getTicket({ name }),
     tickets.listTicketEvents({ name, pageSize: 200 }),
   ]);
+  // The requester's history: their latest tickets (SearchTickets, agents only).
+  const theirs = await tickets.searchTickets({ requester: ticket.requester, pageSize: 11 });
   render(ticket, history.events, body, host);
+  body
+    .querySelector(".side-col")
+    ?.append(others(theirs.tickets.filter((other) => other.name !== ticket.name).slice(0, 10)));
+}
+
+function others(list: Ticket[]): HTMLElement {
+  const section = element("section", "", { "aria-labelledby": "other-tickets-heading" });
+  section.append(element("h2", t("otherTickets"), { id: "other-tickets-heading" }));
+  if (!list.length) {
+    section.append(element("p", t("noOtherTickets"), { class: "note" }));
+    return section;
+  }
+  const items = element("ul", "", { class: "other-tickets" });
+  for (const other of list) {
+    const item = element("li", "", { "data-ticket": other.name });
+    item.append(
+      element("a", shortId(other.name), { href: `#${other.name}` }),
+      ` ${other.subject} · ${statusLabel(other.status)} · `,
+      when(other.createTime),
+    );
+    items.append(item);
+  }
+  section.append(items);
+  return section;
 }
 
 function render(ticket: Ticket, events: TicketEvent[], body: HTMLElement, host: CaseHost): void {
