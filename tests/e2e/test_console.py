@@ -412,6 +412,39 @@ def test_two_agents_taking_next_cases_never_hold_the_same_one_and_the_queue_is_l
     requester.close()
 
 
+def test_an_agent_finds_tickets_by_words_requester_and_status(
+    browser: Browser, stack: Stack
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"finder-{run}")
+    email = f"finder-{run}@example.com"
+    login = new_ticket(requester, email, "account.login", f"收不到验证码 {run}")
+    other = new_ticket(requester, email, "content.upload_failed", f"上传卡住 {run}")
+    with agent_page(browser) as (page, problems):
+        sign_in(page, stack, f"zhou-{run}")
+        page.get_by_role("button", name="查找工单").first.click()
+        expect(page.get_by_role("heading", name="查找工单", level=1)).to_be_visible()
+        page.locator("#search-text").fill(f"验证码 {run}")
+        page.locator("#search-form button[type=submit]").click()
+        results = page.locator("#search-results")
+        expect(results.locator("li")).to_have_count(1)
+        expect(results).to_contain_text(login.name.split("/")[1][:8].upper())
+
+        page.locator("#search-text").fill("")
+        page.locator("#search-requester").fill(f"finder-{run}")
+        page.locator("#search-form button[type=submit]").click()
+        expect(results.locator("li")).to_have_count(2)
+        page.locator("#search-status").select_option(label="新建")
+        page.locator("#search-category").select_option("content.upload_failed")
+        page.locator("#search-form button[type=submit]").click()
+        expect(results.locator("li")).to_have_count(1)
+        # A result opens its ticket.
+        results.get_by_role("link").click()
+        expect(page.locator("#case-heading")).to_contain_text(other.name.split("/")[1][:8].upper())
+        assert problems.seen == []
+    requester.close()
+
+
 def test_no_serious_accessibility_violations_on_any_page_in_either_language(
     browser: Browser, stack: Stack
 ) -> None:

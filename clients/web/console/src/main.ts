@@ -15,6 +15,7 @@ import { forgetPreviews } from "./evidence";
 import { isKey } from "./i18n";
 import { loadMacros } from "./macros";
 import { openReportCase } from "./report";
+import { prepareSearch, renderSearchLabels } from "./search";
 import { openTicket } from "./ticket";
 import { QueueView } from "./queue";
 import {
@@ -35,7 +36,7 @@ import {
 
 // -- views ----------------------------------------------------------------------------
 
-const VIEWS = ["sign-in", "queue", "case"] as const;
+const VIEWS = ["sign-in", "queue", "search", "case"] as const;
 type View = (typeof VIEWS)[number];
 let view: View = "sign-in";
 
@@ -257,6 +258,15 @@ $("back-to-queue").addEventListener(
       show("queue");
     }),
 );
+$("open-search").addEventListener(
+  "click",
+  () =>
+    void busy($<HTMLButtonElement>("open-search"), async () => {
+      await prepareSearch();
+      show("search");
+    }),
+);
+$("search-back").addEventListener("click", () => show("queue"));
 $("error-reload").addEventListener(
   "click",
   () => void busy($<HTMLButtonElement>("error-reload"), reload),
@@ -368,6 +378,7 @@ function applyLocale(): void {
   renderSignedIn();
   renderLease();
   queueView.renderLabels();
+  renderSearchLabels();
 }
 
 $("language").addEventListener("change", () => {

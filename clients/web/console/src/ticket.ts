@@ -31,7 +31,7 @@ import {
   when,
 } from "./ui";
 
-function statusLabel(status: TicketStatus): string {
+export function statusLabel(status: TicketStatus): string {
   const name = TicketStatus[status] ?? "UNSPECIFIED";
   return textOr(locale, `status.${name}`, name);
 }
