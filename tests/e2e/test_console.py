@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -41,6 +42,8 @@ from playwright.sync_api import (
 from casemesh.v1 import appeals_pb2 as apb
 from casemesh.v1 import casequeue_pb2 as qpb
 from casemesh.v1 import evidence_pb2 as epb
+from casemesh.v1 import helpcenter_pb2 as hpb
+from casemesh.v1 import helpcenter_pb2_grpc as hpb_grpc
 from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import REPO, Stack
 from tests.e2e.test_appeals import Person as AppealsPerson
@@ -443,6 +446,48 @@ def test_an_agent_finds_tickets_by_words_requester_and_status(
         expect(page.locator("#case-heading")).to_contain_text(other.name.split("/")[1][:8].upper())
         assert problems.seen == []
     requester.close()
+
+
+def test_an_admin_drafts_previews_and_publishes_an_article(browser: Browser, stack: Stack) -> None:
+    run = uuid.uuid4().hex[:6]
+    slug = f"articles/console-{run}"
+    with agent_page(browser) as (page, problems):
+        page.goto(f"{stack.http}/console/")
+        page.locator("#user-name").fill(f"editor-{run}")
+        page.locator("#admin-role").check()
+        page.locator("#sign-in-form button[type=submit]").click()
+        page.locator("#open-articles").click()
+        expect(page.get_by_role("heading", name="帮助中心文章", level=1)).to_be_visible()
+        page.locator("#article-slug").fill(slug)
+        page.locator("#article-category").select_option("account.login")
+        page.locator("#article-title").fill(f"换手机后收不到验证码怎么办 {run}")
+        page.locator("#article-body").fill(
+            "先确认旧号码是否停用。\n\n再通过自助服务更换绑定手机号。"
+        )
+        page.locator("#article-keywords").fill("验证码 换号")
+        page.locator("#article-preview-button").click()
+        expect(page.locator("#article-preview p")).to_have_count(2)
+        page.locator("#article-form button[type=submit]").click()
+        expect(page.locator("#article-state")).to_have_attribute("data-state", "DRAFT")
+        # Users do not see a draft.
+        reader = Client(stack.gateway, stack.secret, f"reader-{run}")
+        with pytest.raises(grpc.RpcError):
+            help_stub(stack, reader).GetArticle(
+                hpb.GetArticleRequest(name=slug, locale="zh-CN"), metadata=reader.metadata
+            )
+        page.locator("#article-publish").click()
+        expect(page.locator("#article-state")).to_have_attribute("data-state", "PUBLISHED")
+        published = help_stub(stack, reader).GetArticle(
+            hpb.GetArticleRequest(name=slug, locale="zh-CN"), metadata=reader.metadata
+        )
+        assert published.title == f"换手机后收不到验证码怎么办 {run}"
+        assert published.author == f"editor-{run}"
+        reader.close()
+        assert problems.seen == []
+
+
+def help_stub(stack: Stack, client: Client) -> Any:
+    return hpb_grpc.HelpCenterServiceStub(client._channel)
 
 
 def test_no_serious_accessibility_violations_on_any_page_in_either_language(

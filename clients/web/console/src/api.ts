@@ -14,6 +14,7 @@ import {
   connectTransport,
   errorFromHttp,
   EvidenceService,
+  HelpCenterService,
   grpcWebTransport,
   ReportService,
   TicketService,
@@ -56,6 +57,7 @@ export const tickets = createClient(TicketService, transport);
 export const reports = createClient(ReportService, transport);
 export const appeals = createClient(AppealService, transport);
 export const evidence = createClient(EvidenceService, transport);
+export const help = createClient(HelpCenterService, transport);
 
 interface Claims {
   sub: string;

@@ -15,6 +15,7 @@ import { forgetPreviews } from "./evidence";
 import { isKey } from "./i18n";
 import { loadMacros } from "./macros";
 import { openReportCase } from "./report";
+import { prepareArticles, renderArticleLabels } from "./articles";
 import { prepareSearch, renderSearchLabels } from "./search";
 import { openTicket } from "./ticket";
 import { QueueView } from "./queue";
@@ -36,7 +37,7 @@ import {
 
 // -- views ----------------------------------------------------------------------------
 
-const VIEWS = ["sign-in", "queue", "search", "case"] as const;
+const VIEWS = ["sign-in", "queue", "search", "articles", "case"] as const;
 type View = (typeof VIEWS)[number];
 let view: View = "sign-in";
 
@@ -267,6 +268,15 @@ $("open-search").addEventListener(
     }),
 );
 $("search-back").addEventListener("click", () => show("queue"));
+$("open-articles").addEventListener(
+  "click",
+  () =>
+    void busy($<HTMLButtonElement>("open-articles"), async () => {
+      await prepareArticles();
+      show("articles");
+    }),
+);
+$("articles-back").addEventListener("click", () => show("queue"));
 $("error-reload").addEventListener(
   "click",
   () => void busy($<HTMLButtonElement>("error-reload"), reload),
@@ -339,6 +349,8 @@ function renderSignedIn(): void {
   $("signed-in-as").textContent = who ? t("signedInAs", { name: who }) : "";
   $("signed-in-as").hidden = !who;
   $("sign-out").hidden = !currentToken();
+  // Articles are edited by admins only (the API refuses anyone else too).
+  $("open-articles").hidden = !(currentToken() && claims().roles.includes("admin"));
 }
 
 function signOut(): void {
@@ -379,6 +391,7 @@ function applyLocale(): void {
   renderLease();
   queueView.renderLabels();
   renderSearchLabels();
+  renderArticleLabels();
 }
 
 $("language").addEventListener("change", () => {

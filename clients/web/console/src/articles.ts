@@ -1,0 +1,139 @@
+/**
+ * The help centre's articles, for admins: open one (any state), write a draft
+ * (a new article, or a new version of one, guarded by the version the editor
+ * read), preview it as users will read it, and publish it.
+ */
+
+import { type Article, ArticleState, Code, ConnectError } from "@casemesh/client";
+
+import { help, tickets } from "./api";
+import { $, busy, clearError, element, locale, say, t } from "./ui";
+
+/** The article in the editor as last read or saved (undefined: a new one). */
+let current: Article | undefined;
+let categories: { id: string; labels: Record<string, string> }[] = [];
+
+const value = (id: string) => $<HTMLInputElement>(id).value.trim();
+
+export async function prepareArticles(): Promise<void> {
+  if (!categories.length) {
+    categories = (await tickets.listTicketCategories({})).categories;
+  }
+  renderArticleLabels();
+}
+
+export function renderArticleLabels(): void {
+  const select = $<HTMLSelectElement>("article-category");
+  const chosen = select.value;
+  select.replaceChildren(
+    ...categories.map((c) => element("option", c.labels[locale] ?? c.id, { value: c.id })),
+  );
+  select.value = chosen;
+  renderState();
+}
+
+function name(): string {
+  const slug = value("article-slug");
+  return slug.startsWith("articles/") ? slug : `articles/${slug}`;
+}
+
+function renderState(): void {
+  const state = $("article-state");
+  if (!current) {
+    state.textContent = t("articleNew");
+    return;
+  }
+  state.textContent = t("articleState", {
+    state: t(current.state === ArticleState.PUBLISHED ? "articlePublished" : "articleDraft"),
+    version: current.latestVersion || current.version,
+    published: current.publishedVersion || "—",
+  });
+  state.dataset.state = ArticleState[current.state] ?? "UNSPECIFIED";
+}
+
+function fill(article: Article): void {
+  current = article;
+  $<HTMLInputElement>("article-slug").value = article.name;
+  $<HTMLSelectElement>("article-locale").value = article.locale;
+  $<HTMLSelectElement>("article-category").value = article.category;
+  $<HTMLInputElement>("article-title").value = article.title;
+  $<HTMLTextAreaElement>("article-body").value = article.body;
+  $<HTMLInputElement>("article-keywords").value = article.keywords;
+  renderState();
+}
+
+/** The article as users will read it: its title and its paragraphs. */
+function preview(): void {
+  const shown = $("article-preview");
+  shown.replaceChildren(
+    element("h3", value("article-title")),
+    ...$<HTMLTextAreaElement>("article-body")
+      .value.split(/\n{2,}/)
+      .filter((p) => p.trim())
+      .map((p) => element("p", p.trim())),
+  );
+  shown.hidden = false;
+}
+
+async function open(): Promise<void> {
+  clearError();
+  const article = await help.getArticle({
+    name: name(),
+    locale: $<HTMLSelectElement>("article-locale").value,
+  });
+  fill(article);
+  preview();
+  say(t("articleOpened", { title: article.title }));
+}
+
+async function save(): Promise<void> {
+  clearError();
+  const article = {
+    name: name(),
+    locale: $<HTMLSelectElement>("article-locale").value,
+    category: $<HTMLSelectElement>("article-category").value,
+    title: value("article-title"),
+    body: $<HTMLTextAreaElement>("article-body").value.trim(),
+    keywords: value("article-keywords"),
+  };
+  const known = current && current.name === article.name && current.locale === article.locale;
+  const saved = known
+    ? await help.updateArticle({
+        article,
+        baseVersion: current?.latestVersion || current?.version || 0,
+      })
+    : await help.createArticle({ article });
+  fill(saved);
+  preview();
+  say(t("articleSaved", { version: saved.latestVersion || saved.version }));
+}
+
+async function publish(): Promise<void> {
+  clearError();
+  if (!current) {
+    throw new ConnectError(t("articleSaveFirst"), Code.FailedPrecondition);
+  }
+  const published = await help.publishArticle({ name: current.name, locale: current.locale });
+  fill(published);
+  say(t("articlePublishedNow", { title: published.title }));
+}
+
+$("article-new").addEventListener("click", () => {
+  current = undefined;
+  ($("article-form") as HTMLFormElement).reset();
+  $("article-preview").hidden = true;
+  renderState();
+});
+$("article-open").addEventListener(
+  "click",
+  () => void busy($<HTMLButtonElement>("article-open"), open),
+);
+$("article-preview-button").addEventListener("click", preview);
+$("article-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  void busy($("article-form").querySelector<HTMLButtonElement>("button[type=submit]"), save);
+});
+$("article-publish").addEventListener(
+  "click",
+  () => void busy($<HTMLButtonElement>("article-publish"), publish),
+);
