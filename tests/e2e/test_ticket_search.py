@@ -40,7 +40,9 @@ def test_an_agent_finds_tickets_by_each_filter_and_a_user_cannot_search(stack: S
     agent = Client(stack.gateway, stack.secret, f"agent-{run}", ("agent",))
     try:
         login = open_ticket(mei, "account.login", f"换手机后无法登录 {run}", "收不到验证码")
-        upload = open_ticket(mei, "content.upload_failed", f"上传失败 {run}", "进度条卡在 99%_完成")
+        upload = open_ticket(
+            mei, "content.upload_failed", f"上传失败 {run}", f"进度条卡在 99%_完成 {run}"
+        )
         other = open_ticket(tao, "account.login", f"password reset {run}", "NO CODE ARRIVES")
         agent.AssignTicket(pb.AssignTicketRequest(name=other.name, etag=other.etag))
 
@@ -51,8 +53,9 @@ def test_an_agent_finds_tickets_by_each_filter_and_a_user_cannot_search(stack: S
         assert search(requester=f"mei-{run}", category="account.login") == [login.name]
         assert search(text=f"无法登录 {run}") == [login.name]
         assert search(text=f"RESET {run}") == [other.name]  # case-insensitive
-        assert search(text="99%_完成") == [upload.name]  # % and _ are plain characters
-        assert search(text="99%%") == []
+        assert search(text=f"99%_完成 {run}") == [upload.name]  # % and _ are plain characters
+        assert search(text=f"99%% {run}") == []
+        assert search(text=f"{run} 无法登录") == [login.name]  # each word, in any order
         assert search(assignee=f"agent-{run}") == [other.name]
         assert other.name not in search(requester=f"tao-{run}", statuses=[pb.TICKET_STATUS_NEW])
         # Pages: one at a time, every ticket once.

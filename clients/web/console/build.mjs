@@ -22,7 +22,16 @@ for (const file of ["index.html", "style.css", "macros.json"]) {
   cpSync(new URL(`./${file}`, import.meta.url), new URL(file, out));
 }
 const kib = (n) => `${(n / 1024).toFixed(1)} KiB`;
+// What an agent downloads before the console works, gzipped: kept under 300 KB.
+const BUDGET = 300 * 1024;
+let total = 0;
 for (const file of ["main.js", "style.css"]) {
   const bytes = readFileSync(new URL(file, out));
-  console.log(`console/dist/${file}: ${kib(bytes.length)}, ${kib(gzipSync(bytes).length)} gzipped`);
+  const gzipped = gzipSync(bytes).length;
+  total += gzipped;
+  console.log(`console/dist/${file}: ${kib(bytes.length)}, ${kib(gzipped)} gzipped`);
+}
+if (total > BUDGET) {
+  console.error(`the console is ${kib(total)} gzipped, over its ${kib(BUDGET)} budget`);
+  process.exit(1);
 }

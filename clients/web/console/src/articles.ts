@@ -77,10 +77,12 @@ function preview(): void {
 
 async function open(): Promise<void> {
   clearError();
-  const article = await help.getArticle({
-    name: name(),
-    locale: $<HTMLSelectElement>("article-locale").value,
-  });
+  const asked = { name: name(), locale: $<HTMLSelectElement>("article-locale").value };
+  let article = await help.getArticle(asked);
+  // A published article may have a newer draft: that is what the editor works on.
+  if (article.latestVersion > article.version) {
+    article = await help.getArticle({ ...asked, version: article.latestVersion });
+  }
   fill(article);
   preview();
   say(t("articleOpened", { title: article.title }));
@@ -98,10 +100,7 @@ async function save(): Promise<void> {
   };
   const known = current && current.name === article.name && current.locale === article.locale;
   const saved = known
-    ? await help.updateArticle({
-        article,
-        baseVersion: current?.latestVersion || current?.version || 0,
-      })
+    ? await help.updateArticle({ article, baseVersion: current?.version ?? 0 })
     : await help.createArticle({ article });
   fill(saved);
   preview();
@@ -113,7 +112,12 @@ async function publish(): Promise<void> {
   if (!current) {
     throw new ConnectError(t("articleSaveFirst"), Code.FailedPrecondition);
   }
-  const published = await help.publishArticle({ name: current.name, locale: current.locale });
+  // The version in the editor, not whatever is latest by now.
+  const published = await help.publishArticle({
+    name: current.name,
+    locale: current.locale,
+    version: current.version,
+  });
   fill(published);
   say(t("articlePublishedNow", { title: published.title }));
 }

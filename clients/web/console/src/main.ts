@@ -144,6 +144,10 @@ async function releaseHeld(): Promise<void> {
   stopRenewing();
   held = undefined;
   renderLease();
+  await giveBack(current);
+}
+
+async function giveBack(current: Held | undefined): Promise<void> {
   if (!current || current.state === "lost" || current.state === "ended") {
     return;
   }
@@ -187,7 +191,10 @@ async function claimNext(): Promise<void> {
     }
     throw err;
   }
-  await releaseHeld();
+  // The new case is held (and renewed) before the old one is given back, so a
+  // failed release never loses the case just claimed.
+  const previous = held;
+  stopRenewing();
   claimCount += 1;
   held = { name: got.name, until: timestampDateOf(got), state: "held", failures: 0 };
   $("lease").dataset.holdTime = got.holdTime
@@ -196,19 +203,30 @@ async function claimNext(): Promise<void> {
   renderLease();
   renewTimer = window.setInterval(() => void renew(), RENEW_EVERY_MS);
   say(t("claimed", { id: shortId(got.name) }));
+  await giveBack(previous).catch(() => undefined); // its lease runs out if this fails
   await openCase(got.name);
 }
 
 // -- a case's page ----------------------------------------------------------------------
 
+/** The case whose page is open (a link may open one other than the held case). */
+let shownCase = "";
+
+/** The shown case left the claimable queue: the lease on it, if held, ends. */
+function shownCaseEnded(): void {
+  if (held?.name === shownCase) {
+    leaseEnded();
+  }
+}
+
 const host: CaseHost = {
   done(message: string) {
-    leaseEnded();
+    shownCaseEnded();
     show("queue");
     say(message);
   },
   ended(message: string) {
-    leaseEnded();
+    shownCaseEnded();
     say(message);
   },
   heading(text: string) {
@@ -221,6 +239,7 @@ const host: CaseHost = {
 
 async function openCase(name: string): Promise<void> {
   forgetPreviews();
+  shownCase = name;
   const body = $("case-body");
   body.replaceChildren();
   onReload(() => openCase(name));

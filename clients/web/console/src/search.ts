@@ -5,7 +5,7 @@
  * ticket's page.
  */
 
-import { type Ticket, TicketStatus } from "@casemesh/client";
+import { type SearchTicketsRequest, type Ticket, TicketStatus } from "@casemesh/client";
 
 import { tickets } from "./api";
 import { statusLabel } from "./ticket";
@@ -59,19 +59,24 @@ function result(ticket: Ticket): HTMLElement {
   return item;
 }
 
+/** The filters the shown results were found with ("More" pages on with them). */
+let asked: Omit<SearchTicketsRequest, "$typeName" | "pageToken"> | undefined;
+
 async function search(more: boolean): Promise<void> {
   clearError();
   const value = (id: string) => $<HTMLInputElement>(id).value.trim();
   const status = $<HTMLSelectElement>("search-status").value;
-  const found = await tickets.searchTickets({
-    text: value("search-text"),
-    requester: value("search-requester"),
-    category: $<HTMLSelectElement>("search-category").value,
-    assignee: value("search-assignee"),
-    statuses: status ? [Number(status) as TicketStatus] : [],
-    pageSize: 25,
-    pageToken: more ? nextToken : "",
-  });
+  if (!more || !asked) {
+    asked = {
+      text: value("search-text"),
+      requester: value("search-requester"),
+      category: $<HTMLSelectElement>("search-category").value,
+      assignee: value("search-assignee"),
+      statuses: status ? [Number(status) as TicketStatus] : [],
+      pageSize: 25,
+    };
+  }
+  const found = await tickets.searchTickets({ ...asked, pageToken: more ? nextToken : "" });
   const list = $("search-results");
   if (!more) {
     list.replaceChildren();

@@ -4,9 +4,7 @@
  * note, request info, hold, solve, assign, each sent with the etag of the
  * ticket as shown (someone else's change first gets a "Reload"). Macros fill
  * the message in the requester's language.
- *
- * The requester's other tickets are not shown: ListTickets gives agents every
- * ticket, with no filter by requester.
+ * Beside it, the requester's other tickets (SearchTickets by requester).
  */
 
 import { Channel, Priority, type Ticket, TicketStatus, type TicketEvent } from "@casemesh/client";
@@ -67,12 +65,17 @@ export async function openTicket(name: string, body: HTMLElement, host: CaseHost
     tickets.getTicket({ name }),
     tickets.listTicketEvents({ name, pageSize: 200 }),
   ]);
-  // The requester's history: their latest tickets (SearchTickets, agents only).
-  const theirs = await tickets.searchTickets({ requester: ticket.requester, pageSize: 11 });
   render(ticket, history.events, body, host);
-  body
-    .querySelector(".side-col")
-    ?.append(others(theirs.tickets.filter((other) => other.name !== ticket.name).slice(0, 10)));
+  // The requester's history beside it (SearchTickets, agents only): best
+  // effort, after the ticket is shown, so a slow search never holds it up.
+  try {
+    const theirs = await tickets.searchTickets({ requester: ticket.requester, pageSize: 11 });
+    body
+      .querySelector(".side-col")
+      ?.append(others(theirs.tickets.filter((other) => other.name !== ticket.name).slice(0, 10)));
+  } catch {
+    // The ticket is what matters; its requester's list can be read on reload.
+  }
 }
 
 function others(list: Ticket[]): HTMLElement {

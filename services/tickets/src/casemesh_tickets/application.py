@@ -237,6 +237,10 @@ class Tickets(CaseApplication[Ticket]):
         if search.category and search.category not in BY_ID:
             v.add("category", f"unknown category {search.category!r}; see ListTicketCategories")
         text = validation.text(v, "text", search.text, limit=200, required=False, single_line=True)
+        for name in ("requester", "assignee"):
+            validation.text(
+                v, name, getattr(search, name), limit=128, required=False, single_line=True
+            )
         v.raise_if_any()
         matches = {f: value for f, value in search.fields().items() if value}
         page = self.find_cases(

@@ -21,7 +21,7 @@ from eventsourcing import persistence
 from eventsourcing.persistence import Notification, Tracking, TrackingRecorder
 from eventsourcing.popo import POPOTrackingRecorder
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
-from psycopg.sql import SQL, Composable, Identifier
+from psycopg.sql import SQL, Composable, Identifier, Literal
 from psycopg.types.json import Jsonb
 
 from casemesh.platform.following import Follower
@@ -121,11 +121,11 @@ class CaseIndex(PostgresTrackingRecorder):
     ) -> list[dict[str, Any]]:
         """Newest first; `party` None lists every case (agents). `matches`:
         document fields that must equal these values; `text`: words that must
-        appear (case-insensitive) in one of the `text_fields`."""
+        each appear (case-insensitive, in any order) in the `text_fields`."""
         clauses: list[Composable] = []
         params: list[Any] = []
         if party is not None:
-            clauses.append(SQL("%s = ANY(parties)"))
+            clauses.append(SQL("parties @> ARRAY[%s]::text[]"))  # served by the GIN index
             params.append(party)
         if statuses:
             clauses.append(SQL("status = ANY(%s)"))
@@ -133,11 +133,11 @@ class CaseIndex(PostgresTrackingRecorder):
         for field, value in (matches or {}).items():
             clauses.append(SQL("doc->>%s = %s"))
             params.extend([field, value])
-        if text and text_fields:
-            searched = SQL(", ").join(SQL("doc->>%s") for _ in text_fields)
+        for word in text.split() if text_fields else []:
+            searched = SQL(", ").join(SQL("doc->>{}").format(Literal(f)) for f in text_fields)
             clauses.append(SQL("concat_ws(' ', {}) ILIKE %s").format(searched))
-            escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            params.extend([*text_fields, f"%{escaped}%"])
+            escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            params.append(f"%{escaped}%")
         if after is not None:
             clauses.append(SQL("(create_time, case_id) < (%s, %s)"))
             params.extend(after)
@@ -185,8 +185,8 @@ class MemoryCaseIndex(POPOTrackingRecorder):
             return row.create_time, uuid.UUID(row.case_id)
 
         def has_text(doc: dict[str, Any]) -> bool:
-            words = " ".join(str(doc.get(f) or "") for f in text_fields)
-            return not (text and text_fields) or text.casefold() in words.casefold()
+            searched = " ".join(str(doc.get(f) or "") for f in text_fields).casefold()
+            return not text_fields or all(w.casefold() in searched for w in text.split())
 
         rows = sorted(self.rows.values(), key=key, reverse=True)
         found = [
