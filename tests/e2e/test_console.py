@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -306,6 +307,10 @@ def test_an_agent_decides_a_report_case_and_every_reporter_is_told(
             form.get_by_label("违反的平台规则").fill("社区自律公约 第 3.2 条：禁止宣扬恐怖主义")
             form.get_by_label("为何违反平台规则").fill("视频展示并美化恐怖袭击。")
             form.get_by_label("内容发布日期").fill("2026-01-15")
+            # The services' clock runs ahead of the browser's (earlier tests
+            # moved it): the decision applies from the services' today.
+            services_today = datetime.fromtimestamp(time.time() + stack.clock_offset(), UTC)
+            form.get_by_label("决定生效日期").fill(services_today.date().isoformat())
             form.get_by_label("事实与依据").fill(
                 "三名用户举报；人工审核确认视频第 12 秒起出现袭击画面。"
             )

@@ -24,12 +24,6 @@ export function nameOf(e: Record<string | number, string | number>, value: numbe
   return typeof name === "string" ? name : "UNSPECIFIED";
 }
 
-/** `YYYY-MM-DD` of a day in the agent's calendar. */
-export function isoDay(date: Date): string {
-  const local = new Date(date.getTime() - date.getTimezoneOffset() * 60_000);
-  return local.toISOString().slice(0, 10);
-}
-
 /** The end of a chosen day (a date input's value) as a Timestamp init, or undefined. */
 export function endOfDay(value: string): { seconds: bigint; nanos: number } | undefined {
   if (!value) return undefined;

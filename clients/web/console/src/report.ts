@@ -27,7 +27,7 @@ import {
 } from "@casemesh/client";
 
 import { reports } from "./api";
-import { choices, endOfDay, isoDay, label, list, nameOf } from "./dsa";
+import { choices, endOfDay, label, list, nameOf } from "./dsa";
 import { preview } from "./evidence";
 import {
   busy,
@@ -253,7 +253,8 @@ function decideForm(
     [String(ContentType.VIDEO)],
   );
   const contentDate = dateInput();
-  const applicationDate = dateInput(isoDay(new Date()));
+  // Today as the reports service counts days (UTC), the earliest it accepts.
+  const applicationDate = dateInput(new Date().toISOString().slice(0, 10));
   const decisionFacts = area(5);
   const automatedDetection = element("input", "", { type: "checkbox" });
   const automatedDecision = select(
