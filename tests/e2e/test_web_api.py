@@ -336,22 +336,21 @@ def test_an_agent_watches_the_queue_over_a_connect_stream(stack: Stack) -> None:
                     if flag & 0x02:
                         return
                     seen.append(json.loads(frame))
-                    if wanted and any(c["queueCase"]["name"] in wanted for c in seen):
+                    if wanted and any(c.get("queueCase", {}).get("name") in wanted for c in seen):
                         return
 
-    # The stream's headers come with its first change, so there is no telling
-    # when the watch is in place: tickets are opened until one is seen.
+    # The watch says WATCHING first: from then on no change is missed.
     wanted: list[str] = []
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    for _ in range(30):
-        made = connect_json(stack, f"{TICKETS}/CreateTicket", new_ticket(), "web-heidi")
-        assert made.status_code == 200
-        wanted.append(made.json()["name"])
-        watcher.join(2)
-        if not watcher.is_alive():
-            break
-    mine = [c for c in seen if c["queueCase"]["name"] in wanted]
+    wait_until(lambda: bool(seen) or not watcher.is_alive(), timeout=30)
+    assert seen and seen[0]["change"] == "WATCHING" and "queueCase" not in seen[0], seen[:1]
+    made = connect_json(stack, f"{TICKETS}/CreateTicket", new_ticket(), "web-heidi")
+    assert made.status_code == 200
+    wanted.append(made.json()["name"])
+    watcher.join(60)
+    assert not watcher.is_alive(), "the new ticket never reached the watch"
+    mine = [c for c in seen if c.get("queueCase", {}).get("name") in wanted]
     assert mine, seen[-3:]
     change = json_format.ParseDict(mine[0], casequeue_pb2.QueueChange())
     assert change.change == "ADDED" and change.queue_case.status
@@ -498,9 +497,13 @@ def test_a_watch_the_browser_closes_ends_behind_the_gateway_at_once(stack: Stack
         f"Connect-Protocol-Version: 1\r\nContent-Length: {len(body)}\r\n"
         f"Authorization: {bearer(stack, 'web-closer', ('agent',))['Authorization']}\r\n\r\n"
     ).encode()
-    # The stream's headers wait for its first change: it is open once the case
-    # queue has the gateway's call. Then the tab closes.
+    # The watch answers WATCHING at once: it is open at the case queue. Then the tab closes.
     with socket.create_connection((host, int(port)), timeout=15) as conn:
         conn.sendall(head + body)
-        wait_until(lambda: watch_calls(stack, "grpc_server_started_total") > started)
+        answer = b""
+        while b"WATCHING" not in answer:
+            chunk = conn.recv(4096)
+            assert chunk, answer
+            answer += chunk
+        assert watch_calls(stack, "grpc_server_started_total") > started
     wait_until(lambda: watch_calls(stack, "grpc_server_handled_total") > ended, timeout=20)

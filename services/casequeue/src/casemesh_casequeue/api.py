@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any, TypeAlias
@@ -34,6 +35,9 @@ TYPES = {
 }
 NAMES = {v: k for k, v in TYPES.items()}
 PREFIXES = ("tickets/", "appeals/", "report-cases/")
+# A watch with nothing to say says so this often (proxies close streams idle
+# for a minute by default).
+HEARTBEAT_SECONDS = 20.0
 
 
 def clock_state(case: Case, name: str) -> int:
@@ -199,8 +203,15 @@ class QueueServicer(pb_grpc.CaseQueueServiceServicer):
         self._agent(context)
         queues = set(_queues(request.queues))
         async with self.changes.subscribe() as changes:
+            # Said at once, so the watcher knows it is live before anything changes.
+            yield pb.QueueChange(change="WATCHING", time=to_timestamp(self.clock.now()))
             while True:
-                change, _name, case = await changes.get()
+                try:
+                    change, _name, case = await asyncio.wait_for(changes.get(), HEARTBEAT_SECONDS)
+                except TimeoutError:
+                    # A quiet queue still speaks, so no proxy closes the stream as idle.
+                    yield pb.QueueChange(change="HEARTBEAT", time=to_timestamp(self.clock.now()))
+                    continue
                 # A case escalated out of a watched queue is shown leaving it.
                 if case is None or (queues and case.queue not in queues and change != "ESCALATED"):
                     continue
