@@ -25,12 +25,24 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc import unary_unary_rpc_method_handler as unary_unary
 
 from casemesh.platform import envelope
-from casemesh.platform.errors import FieldViolation, InvalidArgument, Unauthenticated
+from casemesh.platform.errors import (
+    FieldViolation,
+    InvalidArgument,
+    ResourceExhausted,
+    Unauthenticated,
+)
 from casemesh.platform.grpcutil import DomainErrorInterceptor, bounded, field_violations
-from casemesh.platform.identity import Identity, TokenVerifier, mint_token, new_signing_key
+from casemesh.platform.identity import (
+    Identity,
+    InternalTokenSigner,
+    TokenVerifier,
+    mint_token,
+    new_signing_key,
+)
 from casemesh.platform.masking import mask_email, mask_phone, mask_text
 from casemesh.platform.settings import load
 from casemesh.rules import tickets as ticket_rules
+from casemesh_gateway.api import Backend
 from casemesh_gateway.ratelimit import RateLimiter
 from casemesh_gateway.settings import GatewaySettings
 from casemesh_notifier.settings import NotifierSettings
@@ -137,6 +149,35 @@ def test_the_rate_limiter_allows_a_burst_then_the_steady_rate() -> None:
     assert limiter.allow("v") == 0.0  # per user
     now[0] = 1.0
     assert limiter.allow("u") == 0.0
+
+
+def test_agents_have_a_bucket_of_their_own() -> None:
+    """An agent working a case with many evidence files is not stopped by the
+    limit that keeps one user from flooding the service."""
+    now = [0.0]
+    backend = Backend(
+        verifier=TokenVerifier(secret=SECRET),
+        signer=InternalTokenSigner(new_signing_key()),
+        limiter=RateLimiter(per_minute=60, burst=2, clock=lambda: now[0]),
+        agent_limiter=RateLimiter(per_minute=600, burst=20, clock=lambda: now[0]),
+        timeout=5,
+    )
+
+    def calls(roles: list[str]) -> int:
+        token = mint_token(SECRET, f"someone-{roles[0]}", roles)
+        context = SimpleNamespace(
+            invocation_metadata=lambda: [("authorization", f"Bearer {token}")]
+        )
+        for made in range(100):
+            try:
+                backend.identity(context)
+            except ResourceExhausted:
+                return made
+        return 100
+
+    assert calls(["user"]) == 2
+    assert calls(["agent"]) == 20
+    assert calls(["admin"]) == 20
 
 
 def test_a_bad_setting_stops_start_up_naming_the_variable(

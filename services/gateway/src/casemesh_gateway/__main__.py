@@ -32,6 +32,7 @@ from casemesh_gateway.api import (
     ReportGateway,
     TicketGateway,
 )
+from casemesh_gateway.keys import published_keys
 from casemesh_gateway.ratelimit import RateLimiter
 from casemesh_gateway.settings import GatewaySettings
 from casemesh_gateway.web import WebFront
@@ -101,13 +102,26 @@ def backend_channel(target: str, *options: tuple[str, Any]) -> grpc.aio.Channel:
 
 
 async def run(cfg: GatewaySettings) -> None:
-    verifier = TokenVerifier(
-        secret=cfg.jwt_secret.get_secret_value() or None, public_key=cfg.jwt_public_key or None
-    )
+    if cfg.jwks_url:
+        # The provider's keys come first: a gateway that cannot check a token is not ready.
+        async with published_keys(cfg.jwks_url, refresh=cfg.jwks_refresh_seconds) as keys:
+            await _serve(cfg, TokenVerifier(key_set=keys, rules=cfg.token_rules))
+    else:
+        secret = cfg.jwt_secret.get_secret_value() or None
+        verifier = TokenVerifier(
+            secret=secret, public_key=cfg.jwt_public_key or None, rules=cfg.token_rules
+        )
+        await _serve(cfg, verifier)
+
+
+async def _serve(cfg: GatewaySettings, verifier: TokenVerifier) -> None:
     backend = Backend(
         verifier=verifier,
         signer=InternalTokenSigner(cfg.internal_signing_key.get_secret_value()),
         limiter=RateLimiter(per_minute=cfg.rate_limit_per_minute, burst=cfg.rate_limit_burst),
+        agent_limiter=RateLimiter(
+            per_minute=cfg.agent_rate_limit_per_minute, burst=cfg.agent_rate_limit_burst
+        ),
         timeout=cfg.backend_timeout_seconds,
     )
     async with (

@@ -5,7 +5,6 @@ caller's trace context and a deadline."""
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -13,7 +12,6 @@ from datetime import UTC
 from typing import Any, NoReturn, TypeAlias
 
 import grpc
-from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 
 from casemesh.platform.errors import (
@@ -22,7 +20,7 @@ from casemesh.platform.errors import (
     ResourceExhausted,
     Violations,
 )
-from casemesh.platform.grpcutil import STATUS_DETAILS_KEY, bounded
+from casemesh.platform.grpcutil import STATUS_DETAILS_KEY, bounded, sent_details
 from casemesh.platform.identity import Identity, InternalTokenSigner, TokenVerifier
 from casemesh.platform.logging import get_logger
 from casemesh.platform.telemetry import inject_metadata
@@ -73,6 +71,8 @@ class Backend:
     verifier: TokenVerifier
     signer: InternalTokenSigner
     limiter: RateLimiter
+    # Agents' own bucket (they make many calls per case); the users' when unset.
+    agent_limiter: RateLimiter | None = None
     timeout: float
     # The EvidenceServiceStub and the ReportServiceStub, set once their channels are open.
     evidence: Any = None
@@ -82,7 +82,8 @@ class Backend:
         metadata = dict(context.invocation_metadata() or ())
         auth = metadata.get("authorization")
         who = self.verifier.verify(auth if isinstance(auth, str) else None)
-        wait = self.limiter.allow(who.subject)
+        limiter = self.agent_limiter if who.is_agent and self.agent_limiter else self.limiter
+        wait = limiter.allow(who.subject)
         if wait:
             raise ResourceExhausted(f"too many requests; retry in {wait:.1f} s")
         return who
@@ -160,13 +161,11 @@ class Backend:
         code = err.code()
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             log.warning("backend.unavailable", code=code.name, details=err.details())
-        sent = [v for k, v in (err.trailing_metadata() or ()) if k == STATUS_DETAILS_KEY]
+        sent = sent_details(err.trailing_metadata())
         status = status_pb2.Status(code=code.value[0], message=err.details() or "")
-        if sent and isinstance(sent[0], bytes):
-            with contextlib.suppress(DecodeError):
-                status.details.extend(status_pb2.Status.FromString(sent[0]).details)
+        status.details.extend(sent or ())
         status = bounded(status)
-        details = ((STATUS_DETAILS_KEY, status.SerializeToString()),) if sent else ()
+        details = ((STATUS_DETAILS_KEY, status.SerializeToString()),) if sent is not None else ()
         await context.abort(code, status.message, details)
         raise AssertionError("context.abort returned")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from casemesh.platform.identity import public_keys, signing_key
+from casemesh.platform.identity import AUDIENCE, ISSUER, TokenRules, public_keys, signing_key
 from casemesh.platform.settings import ServiceSettings
 
 
@@ -30,10 +30,23 @@ class GatewaySettings(ServiceSettings):
     helpcenter_target: str = "127.0.0.1:50066"
     # Uploads of large videos take longer than ordinary calls.
     upload_timeout_seconds: float = Field(900.0, gt=0)
-    # HS256 shared secret (local runs) or RS256 public keys in PEM (production;
-    # while keys rotate, the old and the new one after another).
+    # Users' tokens. HS256 shared secret (local runs); in production the
+    # identity provider's keys: RS256 public keys in PEM (while keys rotate,
+    # the old and the new one after another) or the URL of its published key
+    # set (JWKS), fetched at start and every jwks_refresh_seconds.
     jwt_secret: SecretStr = SecretStr("")
     jwt_public_key: str = ""
+    jwks_url: str = ""
+    jwks_refresh_seconds: float = Field(300.0, ge=10)
+    # What the tokens must say: issuer (`iss`) and audience (`aud`), and where
+    # their roles are (a dotted path such as realm_access.roles). A role map
+    # (JSON, {"support-agent": "agent"}) maps the provider's role names onto
+    # user, agent and admin and ignores the rest; without one, the roles must
+    # be ours.
+    jwt_issuer: str = Field(ISSUER, min_length=1)
+    jwt_audience: str = Field(AUDIENCE, min_length=1)
+    jwt_roles_claim: str = Field("roles", pattern=r"^[A-Za-z0-9_:/-]+(\.[A-Za-z0-9_:/-]+)*$")
+    jwt_role_map: dict[str, str] | None = None
     # The Ed25519 private key (PKCS#8 PEM) the gateway signs each call to a
     # service with; the services hold its public key (CASEMESH_INTERNAL_VERIFY_KEY).
     internal_signing_key: SecretStr
@@ -41,6 +54,10 @@ class GatewaySettings(ServiceSettings):
     # Per-user token bucket: sustained calls per minute, and the burst allowed.
     rate_limit_per_minute: int = Field(120, ge=1)
     rate_limit_burst: int = Field(30, ge=1)
+    # Agents work a case with many calls (a report case's evidence, the queue):
+    # their own, larger bucket.
+    agent_rate_limit_per_minute: int = Field(1200, ge=1)
+    agent_rate_limit_burst: int = Field(200, ge=1)
 
     @field_validator("jwt_public_key")
     @classmethod
@@ -75,15 +92,46 @@ class GatewaySettings(ServiceSettings):
                 raise ValueError(f"{origin!r} is not an origin like https://help.example.com")
         return v
 
+    @field_validator("jwks_url")
+    @classmethod
+    def _jwks_url(cls, v: str) -> str:
+        loopback = ("http://127.0.0.1:", "http://localhost:", "http://[::1]:")
+        if v and not v.startswith(("https://", *loopback)):
+            raise ValueError("must be an https:// URL (http:// only on loopback)")
+        return v
+
+    @property
+    def token_rules(self) -> TokenRules:
+        return TokenRules(
+            issuer=self.jwt_issuer,
+            audience=self.jwt_audience,
+            roles_claim=self.jwt_roles_claim,
+            role_map=self.jwt_role_map,
+        )
+
     @model_validator(mode="after")
     def _a_key(self) -> GatewaySettings:
-        if not self.jwt_public_key and len(self.jwt_secret.get_secret_value()) < 32:
+        provider = bool(self.jwt_public_key or self.jwks_url)
+        if self.jwt_public_key and self.jwks_url:
+            raise ValueError("set CASEMESH_JWT_PUBLIC_KEY or CASEMESH_JWKS_URL, not both")
+        if not provider and len(self.jwt_secret.get_secret_value()) < 32:
             raise ValueError(
-                "set CASEMESH_JWT_PUBLIC_KEY (RS256) or CASEMESH_JWT_SECRET (HS256, 32+ characters)"
+                "set CASEMESH_JWKS_URL or CASEMESH_JWT_PUBLIC_KEY (an identity provider's keys)"
+                " or CASEMESH_JWT_SECRET (HS256, 32+ characters)"
             )
-        if self.dev_sign_in and (self.jwt_public_key or not self.jwt_secret.get_secret_value()):
+        if self.dev_sign_in and (provider or not self.jwt_secret.get_secret_value()):
             raise ValueError(
                 "CASEMESH_DEV_SIGN_IN is for local runs: it needs CASEMESH_JWT_SECRET (it signs"
-                " with it) and no CASEMESH_JWT_PUBLIC_KEY (a production identity provider)"
+                " with it) and no CASEMESH_JWT_PUBLIC_KEY or CASEMESH_JWKS_URL (a production"
+                " identity provider)"
             )
+        if self.dev_sign_in and (self.jwt_issuer, self.jwt_audience) != (ISSUER, AUDIENCE):
+            raise ValueError(
+                f"CASEMESH_DEV_SIGN_IN mints tokens of issuer and audience {ISSUER!r}:"
+                " leave CASEMESH_JWT_ISSUER and CASEMESH_JWT_AUDIENCE unset"
+            )
+        try:
+            self.token_rules  # noqa: B018 - a role map onto roles we do not have
+        except ValueError as exc:
+            raise ValueError(f"CASEMESH_JWT_ROLE_MAP: {exc}") from None
         return self

@@ -49,7 +49,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from casemesh.platform import errors, wire
-from casemesh.platform.grpcutil import STATUS_DETAILS_KEY, to_status
+from casemesh.platform.grpcutil import sent_details, to_status
 from casemesh.platform.identity import mint_token
 from casemesh.platform.logging import get_logger
 from casemesh.v1 import evidence_pb2
@@ -118,12 +118,7 @@ def connect_error(
 ) -> ConnectError:
     """The Connect error for a gRPC status: the same code, message and
     google.rpc details (BadRequest, ErrorInfo…) the gRPC caller gets."""
-    details: list[Any] = []
-    for key, value in trailing_metadata or ():
-        if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
-            with contextlib.suppress(DecodeError):
-                details.extend(status_pb2.Status.FromString(value).details)
-    return ConnectError(connect_code(code), message, details)
+    return ConnectError(connect_code(code), message, sent_details(trailing_metadata) or [])
 
 
 def error_body(err: ConnectError) -> tuple[int, bytes]:

@@ -67,6 +67,20 @@ def status_bytes(status: status_pb2.Status) -> int:
     return _TRAILER_OVERHEAD + len(STATUS_DETAILS_KEY) + message + details
 
 
+def sent_details(trailing_metadata: Sequence[tuple[str, Any]] | None) -> list[any_pb2.Any] | None:
+    """The google.rpc details (BadRequest, ErrorInfo…) a peer's failed call
+    carried in its trailers; None when it sent none, [] when they were unreadable."""
+    sent = [v for k, v in trailing_metadata or () if k == STATUS_DETAILS_KEY]
+    if not sent:
+        return None
+    if not isinstance(sent[0], bytes):
+        return []
+    try:
+        return list(status_pb2.Status.FromString(sent[0]).details)
+    except DecodeError:
+        return []
+
+
 def _packed(message: Any) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)

@@ -1,9 +1,11 @@
 """Who is calling: JWT verification at the gateway, and the identity the
 gateway vouches for on each call it makes to a service.
 
-Users' tokens: `sub`, `roles` ⊂ {user, agent, admin}, `exp`, `iss=casemesh`,
-`aud=casemesh`; HS256 with a shared secret for local runs, RS256 with a public
-key in production.
+Users' tokens: `sub`, `roles` ⊂ {user, agent, admin}, `exp`, `iss`, `aud`;
+HS256 with a shared secret for local runs (`iss` = `aud` = `casemesh`). In
+production they come from the platform's OpenID Connect provider: its issuer
+and audience are configured, its keys are PEM public keys or its published key
+set (JWKS, see `KeySet`), and its role names may be mapped onto ours.
 
 Behind the gateway a service believes only what the gateway signed. On each
 call the gateway mints a short-lived token (EdDSA over Ed25519; `iss` the
@@ -65,16 +67,48 @@ class Identity:
 
 def _identity(claims: Mapping[str, Any], default_roles: list[str] | None = None) -> Identity:
     """The identity in verified claims; its subject and roles must be sound."""
+    return _identity_with(claims, TokenRules(), default_roles)
+
+
+def _identity_with(
+    claims: Mapping[str, Any], rules: TokenRules, default_roles: list[str] | None = None
+) -> Identity:
     subject = claims.get("sub")
-    raw_roles = claims.get("roles", default_roles)
+    raw_roles: Any = claims
+    for step in rules.roles_claim.split("."):
+        raw_roles = raw_roles.get(step) if isinstance(raw_roles, Mapping) else None
+    if raw_roles is None:
+        raw_roles = default_roles
     if not isinstance(subject, str) or not subject or len(subject) > MAX_SUBJECT:
         raise Unauthenticated("token subject must be a non-empty string")
     if not isinstance(raw_roles, list) or not all(isinstance(r, str) for r in raw_roles):
-        raise Unauthenticated("token roles must be a list of strings")
+        raise Unauthenticated(f"token {rules.roles_claim} must be a list of strings")
+    if rules.role_map is not None:
+        # A provider's token lists the roles of every application it serves:
+        # only those mapped onto ours count, and a person with none is a user.
+        mapped = {rules.role_map[r] for r in raw_roles if r in rules.role_map}
+        return Identity(subject=subject, roles=frozenset(mapped or {"user"}))
     roles = frozenset(raw_roles)
     if not roles or not roles <= ROLES:
         raise Unauthenticated(f"token roles must be a non-empty subset of {sorted(ROLES)}")
     return Identity(subject=subject, roles=roles)
+
+
+@dataclass(frozen=True)
+class TokenRules:
+    """What a user's token must say: who issued it, for whom, and where its
+    roles are. `roles_claim` is a dotted path (`realm_access.roles`);
+    `role_map`, when set, maps the provider's role names onto ours (others
+    are ignored) instead of requiring ours."""
+
+    issuer: str = ISSUER
+    audience: str = AUDIENCE
+    roles_claim: str = "roles"
+    role_map: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.role_map is not None and not set(self.role_map.values()) <= ROLES:
+            raise ValueError(f"roles may be mapped only onto {sorted(ROLES)}")
 
 
 _PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----.+?-----END \1-----", re.DOTALL)
@@ -107,41 +141,109 @@ def public_keys(text: str) -> list[RSAPublicKey]:
 REMEMBERED_TOKENS = 10_000
 
 
+# What a provider's published key may sign with: public-key algorithms only
+# (a shared secret in a published set would let anyone sign).
+KEY_SET_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
+
+class KeySet:
+    """An identity provider's published signing keys (its JWKS), by key id.
+
+    The gateway fetches the set at start and again now and then; a token
+    signed by a key not yet in it is refused and calls `on_unknown_key`, so
+    the owner can fetch early (a provider publishes a new key before it signs
+    with it, so this is rare)."""
+
+    def __init__(self, on_unknown_key: Callable[[], None] = lambda: None) -> None:
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self.on_unknown_key = on_unknown_key
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def replace(self, document: Any) -> None:
+        """Takes the keys of a JWKS document; ValueError (and the old keys
+        kept) when it holds no usable signing key."""
+        entries = document.get("keys") if isinstance(document, dict) else None
+        if not isinstance(entries, list):
+            raise ValueError("a key set is a JSON object with a `keys` list")
+        keys: dict[str, jwt.PyJWK] = {}
+        for entry in entries:
+            if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
+                continue
+            kid = entry.get("kid")
+            try:
+                key = jwt.PyJWK.from_dict(entry)
+            except (jwt.PyJWKError, jwt.InvalidKeyError):
+                continue  # a kind of key this gateway does not verify with
+            if isinstance(kid, str) and key.algorithm_name in KEY_SET_ALGORITHMS:
+                keys[kid] = key
+        if not keys:
+            raise ValueError("the key set holds no public signing key with a `kid`")
+        self._keys = keys
+
+    def key(self, kid: Any) -> jwt.PyJWK:
+        found = self._keys.get(kid) if isinstance(kid, str) else None
+        if found is None:
+            self.on_unknown_key()
+            raise Unauthenticated(
+                "token signed by a key the identity provider has not published (yet)"
+                if self._keys
+                else "the identity provider's keys are not loaded yet; retry shortly"
+            )
+        return found
+
+
 class TokenVerifier:
     """Checks a caller's bearer token; a token already found good is not
-    checked again until it expires (the signature and claims cannot change)."""
+    checked again until it expires (the signature and claims cannot change).
+
+    Its keys: a shared secret (HS256, local runs), PEM public keys (RS256), or
+    a provider's key set (each token names its key by `kid`)."""
 
     def __init__(
         self,
         *,
         secret: str | None = None,
         public_key: str | None = None,
+        key_set: KeySet | None = None,
+        rules: TokenRules | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._clock = clock
+        self._rules = rules or TokenRules()
         self._checked: dict[str, tuple[Identity, float]] = {}
-        if public_key:
-            self._keys: list[Any] = list(public_keys(public_key))
+        self._key_set = key_set
+        if key_set is not None:
+            self._keys: list[Any] = []
+            self._algorithms = sorted(KEY_SET_ALGORITHMS)
+        elif public_key:
+            self._keys = list(public_keys(public_key))
             self._algorithms = ["RS256"]
         elif secret:
             self._keys = [secret]
             self._algorithms = ["HS256"]
         else:
-            raise ValueError("a JWT secret or public key is required")
+            raise ValueError("a JWT secret, public key or key set is required")
 
     def _decode(self, token: str) -> dict[str, Any]:
-        for key in self._keys[:-1]:
+        if self._key_set is not None:
+            key = self._key_set.key(jwt.get_unverified_header(token).get("kid"))
+            return self._decode_with(token, key.key, [key.algorithm_name])
+        for pem_key in self._keys[:-1]:
             with contextlib.suppress(jwt.InvalidSignatureError):
-                return self._decode_with(token, key)
-        return self._decode_with(token, self._keys[-1])
+                return self._decode_with(token, pem_key, self._algorithms)
+        return self._decode_with(token, self._keys[-1], self._algorithms)
 
-    def _decode_with(self, token: str, key: Any) -> dict[str, Any]:
+    def _decode_with(self, token: str, key: Any, algorithms: list[str]) -> dict[str, Any]:
         claims: dict[str, Any] = jwt.decode(
             token,
             key,
-            algorithms=self._algorithms,
-            audience=AUDIENCE,
-            issuer=ISSUER,
+            algorithms=algorithms,
+            audience=self._rules.audience,
+            issuer=self._rules.issuer,
             options={"require": ["sub", "exp", "iss", "aud"]},
         )
         return claims
@@ -166,7 +268,7 @@ class TokenVerifier:
             raise Unauthenticated("token expired") from None
         except jwt.InvalidTokenError as exc:
             raise Unauthenticated(f"invalid token: {exc}") from None
-        who = _identity(claims, default_roles=["user"])
+        who = _identity_with(claims, self._rules, default_roles=["user"])
         if len(self._checked) >= REMEMBERED_TOKENS:
             self._checked.clear()
         self._checked[token] = (who, float(claims["exp"]))
