@@ -283,3 +283,56 @@ def test_dropping_the_read_model_and_replaying_the_topics_gives_the_same_queue(
             return False  # still starting
 
     wait_until(same, timeout=90, interval=1)
+
+
+def test_the_child_safety_lane_comes_before_an_urgent_case_due_sooner(stack: Stack) -> None:
+    """A child-safety report is ahead of every other case, even an urgent
+    ticket opened earlier (so due sooner) at the same priority."""
+    from tests.e2e.test_reports import Person  # the reporter's helpers
+
+    run = uuid.uuid4().hex[:6]
+    user = Client(stack.gateway, stack.secret, f"req-{run}")
+    agent = Agent(stack, f"lane-{run}")
+    opened = new_ticket(user, f"req-{run}@example.com")
+    agent.client.AssignTicket(
+        pb.AssignTicketRequest(name=opened.name, priority=pb.PRIORITY_URGENT, etag=opened.etag)
+    )
+    stack.advance_clock(60)  # the report comes a minute later, so is due a minute later
+    parent = Person(stack, f"parent-{run}")
+    child = parent.report(
+        f"c{run}", category="child_safety", subcategory="grooming", email=f"p-{run}@example.com"
+    )
+
+    def listed() -> list[qpb.QueueCase]:
+        cases, token = [], ""
+        while True:
+            page = agent.ListQueueCases(qpb.ListQueueCasesRequest(page_size=7, page_token=token))
+            cases += page.queue_cases
+            token = page.next_page_token
+            if not token:
+                return cases
+
+    def both() -> list[qpb.QueueCase] | None:
+        cases = listed()
+        found = {c.name: c for c in cases}
+        ticket, report = found.get(opened.name), found.get(child.report_case)
+        ready = ticket and report and ticket.priority == pb.PRIORITY_URGENT and not ticket.holder
+        return cases if ready else None
+
+    cases = wait_until(both, timeout=30)
+    by_name = {c.name: c for c in cases}
+    ticket, report = by_name[opened.name], by_name[child.report_case]
+    assert report.child_safety and not ticket.child_safety
+    assert report.priority == ticket.priority == pb.PRIORITY_URGENT
+    assert min(c.due_time.ToSeconds() for c in ticket.sla if c.HasField("due_time")) < min(
+        c.due_time.ToSeconds() for c in report.sla if c.HasField("due_time")
+    )
+    names = [c.name for c in cases]
+    assert names.index(child.report_case) < names.index(opened.name)
+    # The whole queue, page after page: the lane first, then the rest.
+    lanes = [c.child_safety for c in cases]
+    assert lanes == sorted(lanes, reverse=True) and len(set(names)) == len(names)
+    # "Next case" over every queue takes from the lane first.
+    claimed = agent.ClaimNextCase(qpb.ClaimNextCaseRequest(lease_seconds=60))
+    agent.ReleaseClaim(qpb.ReleaseClaimRequest(name=claimed.name))
+    assert claimed.child_safety, claimed.name

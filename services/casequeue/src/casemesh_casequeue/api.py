@@ -78,6 +78,7 @@ def case_message(case: Case) -> pb.QueueCase:
         lease_expire_time=to_timestamp(case.lease_until),
         create_time=to_timestamp(case.created_at),
         waiting=case.waiting,
+        child_safety=case.child_safety,
     )
 
 

@@ -72,6 +72,10 @@ class Signal:
     queue: str = ""
 
 
+# The skill queue of the child-safety lane (sla.json routes its categories there).
+CHILD_SAFETY_QUEUE = "child-safety"
+
+
 @dataclass
 class Case:
     name: str
@@ -97,6 +101,11 @@ class Case:
     @property
     def priority(self) -> int:
         return min(4, self.source_priority + self.escalations)
+
+    @property
+    def child_safety(self) -> bool:
+        """In the child-safety lane: ahead of every other case, whatever its priority."""
+        return self.lane == "CHILD_SAFETY" or self.base_queue == CHILD_SAFETY_QUEUE
 
     @property
     def queue(self) -> str:

@@ -70,7 +70,7 @@ BEGIN
             WHERE name = (SELECT name FROM queue_cases
                           WHERE claimable AND holder = ''
                             AND (cardinality(queues) = 0 OR queue = ANY(queues))
-                          ORDER BY priority DESC, due_key, created_at, name
+                          ORDER BY child_safety DESC, priority DESC, due_key, created_at, name
                           LIMIT 1 FOR UPDATE SKIP LOCKED)
             RETURNING *)
         SELECT claimed.* FROM claimed, pg_notify('{CHANGES_CHANNEL}', 'CLAIMED|' || claimed.name);
@@ -105,12 +105,26 @@ CREATE TABLE IF NOT EXISTS queue_cases (
     clocks jsonb NOT NULL,
     holder text NOT NULL DEFAULT '',
     hold_since timestamptz,
-    lease_until timestamptz
+    lease_until timestamptz,
+    child_safety boolean NOT NULL DEFAULT false
 );
-CREATE INDEX IF NOT EXISTS queue_cases_claim ON queue_cases
-    (priority DESC, due_key, created_at, name) WHERE claimable AND holder = '';
-CREATE INDEX IF NOT EXISTS queue_cases_order ON queue_cases
-    (priority DESC, due_key, created_at, name) WHERE open;
+-- The child-safety lane comes before every other case, whatever the priority.
+-- A table made before the lane had a column of its own gets it, filled, once.
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT FROM information_schema.columns WHERE table_schema = current_schema()
+                   AND table_name = 'queue_cases' AND column_name = 'child_safety') THEN
+        ALTER TABLE queue_cases ADD COLUMN child_safety boolean NOT NULL DEFAULT false;
+        UPDATE queue_cases SET child_safety = true
+            WHERE lane = 'CHILD_SAFETY' OR base_queue = 'child-safety';
+    END IF;
+END $$;
+DROP INDEX IF EXISTS queue_cases_claim;
+DROP INDEX IF EXISTS queue_cases_order;
+CREATE INDEX IF NOT EXISTS queue_cases_claim_order ON queue_cases
+    (child_safety DESC, priority DESC, due_key, created_at, name)
+    WHERE claimable AND holder = '';
+CREATE INDEX IF NOT EXISTS queue_cases_open_order ON queue_cases
+    (child_safety DESC, priority DESC, due_key, created_at, name) WHERE open;
 CREATE INDEX IF NOT EXISTS queue_cases_check ON queue_cases (next_check)
     WHERE next_check IS NOT NULL;
 CREATE INDEX IF NOT EXISTS queue_cases_leases ON queue_cases (lease_until)
@@ -132,7 +146,7 @@ SLA_NAMESPACE = uuid.UUID("3f1f0e9a-7c55-4a0b-9d7e-2a6c5b8e1d04")
 COLUMNS = (
     "name, type, category, lane, source_priority, escalations, priority, status, base_queue,"
     " queue, policy, escalate_to, open, waiting, claimable, version, created_at, updated_at,"
-    " sla_state, due_key, next_check, clocks, holder, hold_since, lease_until"
+    " sla_state, due_key, next_check, clocks, holder, hold_since, lease_until, child_safety"
 )
 
 
@@ -169,6 +183,7 @@ def _row(case: Case) -> tuple[Any, ...]:
         case.holder,
         case.hold_since,
         case.lease_until,
+        case.child_safety,
     )
 
 
@@ -197,7 +212,7 @@ def case_of(row: dict[str, Any]) -> Case:
 
 
 async def _save(cur: psycopg.AsyncCursor[Any], case: Case) -> None:
-    placeholders = ", ".join(["%s"] * 25)
+    placeholders = ", ".join(["%s"] * len(COLUMNS.split(",")))
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS.replace(" ", "").split(",")[1:])
     await cur.execute(
         f"INSERT INTO queue_cases ({COLUMNS}) VALUES ({placeholders})"
@@ -396,6 +411,7 @@ def encode_token(case: Case) -> str:
     due = case.due_key
     raw = json.dumps(
         [
+            case.child_safety,
             case.priority,
             (due or NO_DUE).isoformat(),
             case.created_at.isoformat(),
@@ -405,18 +421,22 @@ def encode_token(case: Case) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode()
 
 
-def decode_token(token: str) -> tuple[int, str, datetime, str] | None:
+def decode_token(token: str) -> tuple[bool, int, str, datetime, str] | None:
     """None for the first page; ValueError for a token this API did not give."""
     if not token:
         return None
     try:
-        priority, due, created, name = json.loads(base64.urlsafe_b64decode(token.encode()))
-        if not (isinstance(priority, int) and 0 <= priority <= 4 and isinstance(name, str)):
+        child_safety, priority, due, created, name = json.loads(
+            base64.urlsafe_b64decode(token.encode())
+        )
+        if not (isinstance(child_safety, bool) and isinstance(priority, int)):
+            raise ValueError(token)
+        if not (0 <= priority <= 4 and isinstance(name, str)):
             raise ValueError(token)
         datetime.fromisoformat(due)
         if any(ord(ch) < 32 for ch in name) or len(name) > 200:
             raise ValueError(token)
-        return priority, str(due), datetime.fromisoformat(created), name
+        return child_safety, priority, str(due), datetime.fromisoformat(created), name
     except Exception as exc:  # anything else is not a token this API gave
         raise ValueError(token) from exc
 
@@ -424,7 +444,7 @@ def decode_token(token: str) -> tuple[int, str, datetime, str] | None:
 async def page(
     conn: psycopg.AsyncConnection[Any],
     filters: Filters,
-    after: tuple[int, str, datetime, str] | None,
+    after: tuple[bool, int, str, datetime, str] | None,
     limit: int,
 ) -> list[Case]:
     where: list[str] = ["open"]
@@ -442,16 +462,16 @@ async def page(
         where.append("sla_state = ANY(%s)")
         params.append(filters.sla_states)
     if after is not None:
-        priority, due, created, name = after
+        child_safety, priority, due, created, name = after
         where.append(
-            "(priority < %s OR (priority = %s AND (due_key, created_at, name)"
-            " > (%s::timestamptz, %s, %s)))"
+            "(child_safety < %s OR (child_safety = %s AND (priority < %s OR (priority = %s"
+            " AND (due_key, created_at, name) > (%s::timestamptz, %s, %s)))))"
         )
-        params.extend([priority, priority, due, created, name])
+        params.extend([child_safety, child_safety, priority, priority, due, created, name])
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             f"SELECT * FROM queue_cases WHERE {' AND '.join(where)}"
-            " ORDER BY priority DESC, due_key, created_at, name LIMIT %s",
+            " ORDER BY child_safety DESC, priority DESC, due_key, created_at, name LIMIT %s",
             [*params, limit],
         )
         return [case_of(r) for r in await cur.fetchall()]
