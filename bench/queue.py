@@ -69,10 +69,7 @@ async def seed(dsn: str, n: int) -> None:
         rows.append(store._row(case))
     async with await psycopg.AsyncConnection.connect(dsn) as conn:
         async with conn.cursor() as cur:
-            await cur.executemany(
-                f"INSERT INTO queue_cases ({store.COLUMNS}) VALUES ({', '.join(['%s'] * 25)})",
-                rows,
-            )
+            await cur.executemany(store.INSERT, rows)
         await conn.commit()
         await conn.set_autocommit(True)
         await conn.execute("VACUUM ANALYZE queue_cases")

@@ -148,6 +148,10 @@ COLUMNS = (
     " queue, policy, escalate_to, open, waiting, claimable, version, created_at, updated_at,"
     " sla_state, due_key, next_check, clocks, holder, hold_since, lease_until, child_safety"
 )
+# A case's row (`_row`) as an INSERT.
+INSERT = (
+    f"INSERT INTO queue_cases ({COLUMNS}) VALUES ({', '.join(['%s'] * len(COLUMNS.split(',')))})"
+)
 
 
 async def create_schema(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -212,13 +216,8 @@ def case_of(row: dict[str, Any]) -> Case:
 
 
 async def _save(cur: psycopg.AsyncCursor[Any], case: Case) -> None:
-    placeholders = ", ".join(["%s"] * len(COLUMNS.split(",")))
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS.replace(" ", "").split(",")[1:])
-    await cur.execute(
-        f"INSERT INTO queue_cases ({COLUMNS}) VALUES ({placeholders})"
-        f" ON CONFLICT (name) DO UPDATE SET {updates}",
-        _row(case),
-    )
+    await cur.execute(f"{INSERT} ON CONFLICT (name) DO UPDATE SET {updates}", _row(case))
 
 
 async def _load(cur: psycopg.AsyncCursor[Any], name: str) -> Case | None:
