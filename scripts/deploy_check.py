@@ -433,7 +433,9 @@ def check_references(render: Render, report: Report) -> None:
         if account and account not in names.get("ServiceAccount", set()):
             report.fail(where, f"service account {account} does not exist")
         for volume in spec.get("volumes", []):
-            if "configMap" in volume and volume["configMap"]["name"] not in configmaps:
+            # An optional ConfigMap is one an operator may create (console-macros).
+            mapped = volume.get("configMap")
+            if mapped and not mapped.get("optional") and mapped["name"] not in configmaps:
                 report.fail(
                     where, f"volume {volume['name']}: no ConfigMap {volume['configMap']['name']}"
                 )

@@ -502,6 +502,19 @@ def test_the_front_ends_image_serves_what_the_gateway_would() -> None:
     for temp in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         assert re.search(rf"^\s*{temp}_temp_path /tmp/", conf, re.M), temp
     assert "/tmp" in {m["mountPath"] for m in _console(DEV).spec["volumeMounts"]}
+    # The macros an admin keeps in the ConfigMap console-macros come before the image's.
+    mounts = {m["name"]: m for m in _console(DEV).spec["volumeMounts"]}
+    volumes = {v["name"]: v for v in _console(DEV).owner["spec"]["template"]["spec"]["volumes"]}
+    macros = volumes["macros"]["configMap"]
+    assert macros["name"] == "console-macros" and macros["optional"] is True
+    assert [i["path"] for i in macros["items"]] == ["macros.json"]
+    served = re.search(r"location = /console/macros.json \{(.*?)\}", conf, re.S)
+    assert served
+    data_root = re.search(r"root (\S+);", served.group(1))
+    tries = re.search(r"try_files (\S+) (\S+) =404;", served.group(1))
+    assert data_root and tries
+    assert f"{data_root.group(1)}{tries.group(1)}" == f"{mounts['macros']['mountPath']}/macros.json"
+    assert f"{data_root.group(1)}{tries.group(2)}" == f"{root.group(1)}/console/macros.json"
 
 
 def test_the_services_believe_the_gateway_they_are_deployed_with() -> None:
