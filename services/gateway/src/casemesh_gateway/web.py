@@ -49,7 +49,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from casemesh.platform import errors, wire
-from casemesh.platform.grpcutil import sent_details, to_status
+from casemesh.platform.grpcutil import sent_details, to_status, until_set
 from casemesh.platform.identity import mint_token
 from casemesh.platform.logging import get_logger
 from casemesh.v1 import evidence_pb2
@@ -237,10 +237,12 @@ def _endpoint(info: MethodInfo[Any, Any], handler: grpc.RpcMethodHandler) -> Any
         server_stream = handler.unary_stream
 
         async def watch(request: Any, ctx: RequestContext[Any, Any]) -> AsyncIterator[Any]:
+            # connectrpc notices a caller that hung up only when it next
+            # writes: the stream (and the call behind it) ends as they go.
             gone = _CALLER_GONE.get()
             async with _answered(info, ctx):
                 stream = server_stream(request, CallContext.of(ctx))
-                async for item in stream if gone is None else _until(stream, gone):
+                async for item in stream if gone is None else until_set(stream, gone):
                     yield item
 
         return Endpoint.server_stream(info, watch)
@@ -259,30 +261,6 @@ def _noting_hang_up(receive: Receive, gone: asyncio.Event) -> Receive:
         return event
 
     return receiving
-
-
-async def _until(stream: AsyncIterator[Any], gone: asyncio.Event) -> AsyncIterator[Any]:
-    """`stream`, ended (and so closed, with what it holds open behind it) as
-    soon as `gone` is set: connectrpc notices a caller that hung up only when
-    it next writes, which for a quiet queue may be never."""
-    items = aiter(stream)
-    hung_up = asyncio.ensure_future(gone.wait())
-    try:
-        while True:
-            step = asyncio.ensure_future(anext(items))
-            await asyncio.wait({step, hung_up}, return_when=asyncio.FIRST_COMPLETED)
-            if not step.done():
-                step.cancel()
-                with contextlib.suppress(BaseException):
-                    await step
-                return
-            try:
-                item = step.result()
-            except StopAsyncIteration:
-                return
-            yield item
-    finally:
-        hung_up.cancel()
 
 
 class ServiceApp(ConnectASGIApplication[Mapping[str, grpc.RpcMethodHandler]]):

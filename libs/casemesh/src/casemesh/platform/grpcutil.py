@@ -375,7 +375,20 @@ class _Drained(Exception):
 
 async def _until_drained(stream: AsyncIterator[Any], draining: asyncio.Event) -> AsyncIterator[Any]:
     """`stream`, ended by `_Drained` as soon as `draining` is set."""
-    drained = asyncio.ensure_future(draining.wait())
+    async for item in until_set(stream, draining, ending=_Drained):
+        yield item
+
+
+async def until_set(
+    stream: AsyncIterator[Any],
+    event: asyncio.Event,
+    *,
+    ending: type[Exception] | None = None,
+) -> AsyncIterator[Any]:
+    """`stream`, cut off (and so closed, with what it holds open behind it) as
+    soon as `event` is set, even while it waits for its next item: it then
+    ends, or raises `ending` when given."""
+    stop = asyncio.ensure_future(event.wait())
     items = aiter(stream)
     step: asyncio.Future[Any] | None = None
     try:
@@ -384,19 +397,21 @@ async def _until_drained(stream: AsyncIterator[Any], draining: asyncio.Event) ->
             # Its failure is read below; if the call is cancelled first (its
             # client went away), nobody reads it, and that is no error.
             step.add_done_callback(_read_outcome)
-            await asyncio.wait({step, drained}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({step, stop}, return_when=asyncio.FIRST_COMPLETED)
             if not step.done():
                 step.cancel()
                 with contextlib.suppress(BaseException):
                     await step
-                raise _Drained
+                if ending is not None:
+                    raise ending
+                return
             try:
                 item = step.result()
             except StopAsyncIteration:
                 return
             yield item
     finally:
-        drained.cancel()
+        stop.cancel()
         if step is not None:
             step.cancel()
 
