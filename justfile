@@ -39,12 +39,14 @@ test *ARGS: proto web
 faults *ARGS: proto
     uv run --frozen pytest tests/faults -m faults "$@"
 
-# Static checks: ruff, mypy, buf lint, and (in `web`) TypeScript strict.
+# (buf breaking compares proto/ with main: scripts/check-breaking.sh says against which commit.)
+# Static checks: ruff, mypy, buf lint, buf breaking, and (in `web`) TypeScript strict.
 lint: proto web
     uv run --frozen ruff check .
     uv run --frozen ruff format --check .
     uv run --frozen mypy
-    npx --yes @bufbuild/buf@1.75.0 lint proto
+    npx --yes --prefer-offline @bufbuild/buf@1.75.0 lint proto
+    bash scripts/check-breaking.sh
     cd clients/web && npm run -s format:check
 
 # Deployment files: render every deploy/k8s overlay (and component) and check each object
