@@ -281,7 +281,7 @@ def test_queue_and_figure_requests_are_checked_before_anything_is_read(app: Repo
             InvalidArgument,
             "page_token",
         ),
-        (lambda: app.list_cases(AGENT, 101, "", "", [], ""), InvalidArgument, "page_size"),
+        (lambda: app.list_cases(AGENT, -1, "", "", [], ""), InvalidArgument, "page_size"),
         (lambda: app.list_cases(AGENT, 0, "", "", [], "nope"), InvalidArgument, "category"),
         (lambda: app.list_reports(ALICE, 0, "", "report-cases/x"), PermissionDenied, ""),
         (lambda: app.list_flaggers(ALICE), PermissionDenied, ""),

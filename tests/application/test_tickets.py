@@ -228,6 +228,30 @@ def test_each_user_lists_their_own_tickets_and_agents_list_all_page_by_page(
         app.list_tickets(ALICE, [], 0, "garbage")
 
 
+def test_a_page_size_over_the_maximum_is_taken_as_the_maximum_not_refused(
+    app: Tickets,
+) -> None:
+    opened = [app.create_ticket(ALICE, new_ticket(f"a{n}")) for n in range(101)]
+    IndexProjector(app, app.index, case_row).catch_up()
+    listed = app.list_tickets(ALICE, [], 10_000, "")
+    assert len(listed.items) == 100 and listed.next_token
+    rest = app.list_tickets(ALICE, [], 10_000, listed.next_token)
+    assert [t.id for t in rest.items] == [opened[0].id] and rest.next_token == ""
+    busy = opened[-1]
+    for n in range(200):
+        app.add_comment(ALICE, busy.id, f"still waiting ({n})", internal=False, etag="")
+    history = app.history(ALICE, busy.id, 10_000, "")
+    assert len(history.items) == 200 and history.next_token
+    assert len(app.history(ALICE, busy.id, 10_000, history.next_token).items) == 1
+    for refused in (
+        lambda: app.list_tickets(ALICE, [], -1, ""),
+        lambda: app.history(ALICE, busy.id, -1, ""),
+    ):
+        with pytest.raises(InvalidArgument) as info:
+            refused()
+        assert [v.field for v in info.value.violations] == ["page_size"]
+
+
 def test_agents_search_tickets_by_requester_category_and_words(app: Tickets) -> None:
     login = app.create_ticket(ALICE, new_ticket("a1"))
     upload = app.create_ticket(

@@ -20,6 +20,7 @@ from casemesh.platform.errors import (
 )
 from casemesh.platform.grpcutil import enum_name, to_timestamp
 from casemesh.platform.identity import Identity
+from casemesh.platform.paging import page_size_of
 from casemesh.v1 import casequeue_pb2 as pb
 from casemesh.v1 import casequeue_pb2_grpc as pb_grpc
 from casemesh_casequeue import store
@@ -136,9 +137,7 @@ class QueueServicer(pb_grpc.CaseQueueServiceServicer):
         self, request: pb.ListQueueCasesRequest, context: Ctx
     ) -> pb.ListQueueCasesResponse:
         self._agent(context)
-        if not 0 <= request.page_size <= 500:
-            raise InvalidArgument.field("page_size", "must be from 1 to 500 (0 means 50)")
-        limit = request.page_size or 50
+        limit = page_size_of(request.page_size, most=500, default=50)
         try:
             after = store.decode_token(request.page_token)
         except ValueError:

@@ -14,7 +14,6 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from casemesh.platform.cases import page_size_of
 from casemesh.platform.clock import Clock
 from casemesh.platform.errors import (
     Aborted,
@@ -26,6 +25,7 @@ from casemesh.platform.errors import (
 )
 from casemesh.platform.grpcutil import resource_id
 from casemesh.platform.identity import Identity
+from casemesh.platform.paging import page_size_of
 from casemesh.rules import tickets as rules
 from casemesh_helpcenter import phone, store
 from casemesh_helpcenter.domain import (

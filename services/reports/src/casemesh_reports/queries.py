@@ -11,10 +11,11 @@ from typing import Any
 from uuid import UUID
 
 from casemesh.platform.caseindex import Page
-from casemesh.platform.cases import page_after, page_size_of, paged
+from casemesh.platform.cases import page_after, paged
 from casemesh.platform.errors import InvalidArgument, NotFound, PermissionDenied
 from casemesh.platform.grpcutil import resource_id
 from casemesh.platform.identity import Identity
+from casemesh.platform.paging import page_size_of
 from casemesh_reports.base import AGENT_WORK, ReportsBase
 from casemesh_reports.domain import OPEN_CASE, AbuseReport, ReportCase
 from casemesh_reports.views import decode_queue_token, encode_queue_token

@@ -21,6 +21,7 @@ from casemesh.platform.clock import Clock, SystemClock
 from casemesh.platform.errors import InvalidArgument, PermissionDenied, Violations
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
+from casemesh.platform.paging import page_size_of
 from casemesh.platform.timers import Deadline
 from casemesh.rules import tickets as validation
 from casemesh.rules.tickets import BY_ID, check_evidence
@@ -257,9 +258,7 @@ class Tickets(CaseApplication[Ticket]):
     def history(
         self, who: Identity, ticket_id: str, page_size: int, page_token: str
     ) -> Page[HistoryEntry]:
-        if page_size < 0 or page_size > 200:
-            raise InvalidArgument.field("page_size", "must be from 1 to 200 (0 means 50)")
-        limit = page_size or 50
+        limit = page_size_of(page_size, most=200, default=50)
         try:
             after = int(page_token) if page_token else 0
         except ValueError:

@@ -41,6 +41,7 @@ from casemesh.platform.errors import (
 from casemesh.platform.eventstore import TracedApplication, postgres_env, schema_lock, side_table
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
+from casemesh.platform.paging import page_size_of
 from casemesh.rules import tickets as rules
 
 log = get_logger(__name__)
@@ -199,12 +200,6 @@ class CaseApplication(TracedApplication, Generic[C]):
         value = rules.text(v, field, value, limit=limit, required=required)
         v.raise_if_any()
         return value
-
-
-def page_size_of(page_size: int, *, most: int = 100, default: int = 20) -> int:
-    if not 0 <= page_size <= most:
-        raise InvalidArgument.field("page_size", f"must be from 1 to {most} (0 means {default})")
-    return page_size or default
 
 
 def page_after(page_token: str) -> tuple[datetime, str] | None:
