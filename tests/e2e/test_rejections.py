@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -19,6 +20,7 @@ from casemesh.platform.grpcutil import STATUS_DETAILS_KEY, field_violations
 from casemesh.platform.identity import mint_token
 from casemesh.v1 import appeals_pb2 as apb
 from casemesh.v1 import appeals_pb2_grpc as apb_grpc
+from casemesh.v1 import casequeue_pb2 as qpb
 from casemesh.v1 import evidence_pb2 as epb
 from casemesh.v1 import evidence_pb2_grpc as epb_grpc
 from casemesh.v1 import helpcenter_pb2 as hpb
@@ -28,6 +30,7 @@ from casemesh.v1 import reports_pb2_grpc as rpb_grpc
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
 from tests.conftest import Stack
+from tests.e2e.test_casequeue import Agent
 from tests.e2e.test_evidence import png
 from tests.support import Client
 
@@ -159,7 +162,7 @@ def test_other_bad_requests(stack: Stack, owner: Client, opened: pb.Ticket) -> N
         (lambda: owner.CreateTicket(pb.CreateTicketRequest(request_id="x1")), "ticket"),
         (lambda: owner.AddComment(pb.AddCommentRequest(name=opened.name, body=" ")), "body"),
         (lambda: owner.RateTicket(pb.RateTicketRequest(name=opened.name, score=6)), "score"),
-        (lambda: owner.ListTickets(pb.ListTicketsRequest(page_size=1000)), "page_size"),
+        (lambda: owner.ListTickets(pb.ListTicketsRequest(page_size=-1)), "page_size"),
         (lambda: owner.ListTickets(pb.ListTicketsRequest(page_token="garbage")), "page_token"),
         (lambda: agent.SolveTicket(pb.SolveTicketRequest(name=opened.name)), "resolution"),
         (
@@ -172,6 +175,51 @@ def test_other_bad_requests(stack: Stack, owner: Client, opened: pb.Ticket) -> N
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, field
         assert field in fields(err)
     assert stored_events(stack) == before
+
+
+def test_a_page_size_over_the_maximum_is_capped_not_refused(stack: Stack) -> None:
+    """AIP-158: a page size over a list's maximum gets the maximum, and the token
+    says more remain. 101 tickets of three requesters (each within the rate limit)
+    share a word only they hold; they are cancelled after, leaving the agents' queue."""
+    run = uuid.uuid4().hex[:8]
+    requesters = [Client(stack.gateway, stack.secret, f"pager-{run}-{n}") for n in range(3)]
+    agent = Client(stack.gateway, stack.secret, f"agent-{run}", ("agent",))
+    queue = Agent(stack, f"agent-{run}")
+    opened: list[tuple[Client, pb.Ticket]] = []
+
+    def open_one(n: int) -> tuple[Client, pb.Ticket]:
+        who = requesters[n % 3]
+        request = pb.CreateTicketRequest(
+            ticket=ticket(subject=f"翻页 {run}"), request_id=f"{run}-{n}"
+        )
+        return who, who.CreateTicket(request)
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            opened += pool.map(open_one, range(101))
+        every = {t.name for _, t in opened}
+        search = pb.SearchTicketsRequest(text=run, page_size=10_000)
+        first = agent.SearchTickets(search)
+        assert len(first.tickets) == 100 and first.next_page_token
+        search.page_token = first.next_page_token
+        rest = agent.SearchTickets(search)
+        assert len(rest.tickets) == 1 and not rest.next_page_token
+        assert {t.name for t in [*first.tickets, *rest.tickets]} == every
+
+        mine = requesters[0].ListTickets(pb.ListTicketsRequest(page_size=10_000))
+        assert len(mine.tickets) == 34 and not mine.next_page_token
+        name = opened[0][1].name
+        history = requesters[0].ListTicketEvents(
+            pb.ListTicketEventsRequest(name=name, page_size=10_000)
+        )
+        assert history.events and not history.next_page_token
+        queued = queue.ListQueueCases(qpb.ListQueueCasesRequest(page_size=10_000))
+        assert len(queued.queue_cases) <= 500
+    finally:
+        for who, t in opened:
+            who.CancelTicket(pb.CancelTicketRequest(name=t.name, reason="测试结束"))
+        for client in (*requesters, agent, queue.client):
+            client.close()
 
 
 def test_illegal_state_changes_say_why(stack: Stack, owner: Client, opened: pb.Ticket) -> None:

@@ -1,5 +1,6 @@
 """Field rules the gateway applies before a call reaches a service. Each check
-names the offending field; the owning service checks again."""
+names the offending field; the owning service checks again. A page size over
+the maximum is not refused but capped (`page`), in the request forwarded."""
 
 from __future__ import annotations
 
@@ -63,9 +64,15 @@ def create_ticket(request: pb.CreateTicketRequest, v: Violations) -> None:
 
 
 def page(limit: int) -> Check:
+    """A negative page_size is refused; one over `limit`, the service's maximum, is
+    taken as `limit` (AIP-158) here already, so that the service gets a size it
+    accepts even while an older one still refuses larger sizes."""
+
     def check(request: Any, v: Violations) -> None:
-        if not 0 <= request.page_size <= limit:
-            v.add("page_size", f"must be from 1 to {limit} (0 for the default)")
+        if request.page_size < 0:
+            v.add("page_size", "must not be negative (0 for the default)")
+        elif request.page_size > limit:
+            request.page_size = limit
 
     return check
 
