@@ -1,6 +1,7 @@
 """The e-mail a person receives is the same whether the notifier writes its
 bytes itself (`mime.render`) or through the `email` library: the same
-headers once decoded, the same body bytes."""
+headers once decoded, the same bytes after them (a text part and its HTML
+alternative)."""
 
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ def outgoing(template: str, locale: str, text: str) -> Outgoing:
         body=email.text,
         template=template,
         params={},
+        html=email.html,
     )
 
 
@@ -62,14 +64,18 @@ def test_every_template_reads_the_same_as_the_librarys_message(key: tuple[str, s
     channel = SmtpChannel(host="relay.invalid", port=25, sender=SENDER)
     for text in TEXTS:
         m = outgoing(*key, text)
-        ours = render(Sender(SENDER), m.job_id, m.recipient, m.subject, m.body, m.template)
+        ours = render(Sender(SENDER), m.job_id, m.recipient, m.subject, m.body, m.template, m.html)
         theirs = channel._message(m).as_bytes(policy=SMTP_POLICY)
         assert ours is not None
         a = message_from_bytes(ours, policy=policy.default)
         b = message_from_bytes(theirs, policy=policy.default)
         assert a.keys() == b.keys()
         assert [str(a[h]) for h in HEADERS] == [str(b[h]) for h in HEADERS]
-        assert a.get_content() == b.get_content()
+        assert a.get_content_type() == "multipart/alternative"
+        for kind in ("plain", "html"):
+            ours_part, theirs_part = a.get_body((kind,)), b.get_body((kind,))
+            assert ours_part is not None and theirs_part is not None
+            assert ours_part.get_content() == theirs_part.get_content()
         assert ours.split(b"\r\n\r\n", 1)[1] == theirs.split(b"\r\n\r\n", 1)[1]
 
 

@@ -219,12 +219,10 @@ async def tell(
                 email = render_email(
                     step.template, party.locale, at.zone, email_values(step, ref, party.subject)
                 )
-                subject, body = email.subject, email.text
+                subject, body, html = email.subject, email.text, email.html
             else:
-                subject, body = (
-                    "",
-                    render_sms(step.template, party.locale, at.zone, sms_values(step, ref)),
-                )
+                subject, html = "", ""
+                body = render_sms(step.template, party.locale, at.zone, sms_values(step, ref))
                 # What the provider's approved template is filled with.
                 params.update(step.sms)
                 if step.due is not None:
@@ -238,6 +236,7 @@ async def tell(
                 subject=subject,
                 body=body,
                 params=params,
+                html=html,
             )
             jid = await store.add_job(conn, event.id, name, job, at.now)
             if jid is not None:
