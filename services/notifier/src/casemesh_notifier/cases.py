@@ -210,6 +210,7 @@ async def tell(
         party = parties.get(role)
         if party is None:
             continue
+        email_chosen = "EMAIL" in party.channels and bool(party.email)
         for channel in party.channels:
             recipient = party.email if channel == "EMAIL" else party.phone
             if not recipient:
@@ -222,7 +223,9 @@ async def tell(
                 subject, body, html = email.subject, email.text, email.html
             else:
                 subject, html = "", ""
-                body = render_sms(step.template, party.locale, at.zone, sms_values(step, ref))
+                body = render_sms(
+                    step.template, party.locale, at.zone, sms_values(step, ref, email_chosen)
+                )
                 # What the provider's approved template is filled with.
                 params.update(step.sms)
                 if step.due is not None:

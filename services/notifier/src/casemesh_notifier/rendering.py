@@ -92,15 +92,16 @@ def _render(env: Environment, step: str, layout: str, values: Mapping[str, Any])
     return env.get_template(f"{locale}/{step}.txt").render(values, locale=locale, layout=layout)
 
 
-def sms_values(step: Step, ref: str) -> dict[str, Any]:
-    """All an SMS may show: the case number, the next step's date and the
-    step's SMS values."""
-    return {"ref": ref, "due": step.due, **step.sms}
+def sms_values(step: Step, ref: str, email_chosen: bool) -> dict[str, Any]:
+    """All an SMS may show: the case number, the next step's date, the
+    step's SMS values, and whether the party also hears by e-mail (only
+    then may a message point to their mailbox)."""
+    return {"ref": ref, "due": step.due, "email_chosen": email_chosen, **step.sms}
 
 
 def email_values(step: Step, ref: str, subject: str) -> dict[str, Any]:
     """What an e-mail shows: the SMS's values, the step's and the case's subject."""
-    return {**step.values, **sms_values(step, ref), "subject": subject}
+    return {**step.values, **sms_values(step, ref, True), "subject": subject}
 
 
 def one_line(text: str) -> str:
