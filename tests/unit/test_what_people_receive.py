@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -180,6 +182,14 @@ def test_sms_fit_one_segment(capsys: pytest.CaptureFixture[str]) -> None:
         else:
             assert set(text) <= GSM7, (sample.step.template, set(text) - GSM7)
             assert len(text) <= 160, (sample.step.template, len(text), text)
+    # The longest a date gets ("12月31日23:59"): no sample is near the limit by luck.
+    longest = datetime(2026, 12, 31, 15, 59, tzinfo=UTC)
+    for sample in SAMPLES:
+        if sample.step.due is not None:
+            step = replace(sample.step, due=longest)
+            for email_chosen in (True, False):
+                text = render_sms(step.template, "zh-CN", ZONE, sms_values(step, REF, email_chosen))
+                assert ucs2_length(text) <= 70 or step.template in LONG_CHINESE_SMS, text
     with capsys.disabled():
         print("\nChinese SMS, UCS-2 characters (one segment: 70)")
         for (template, text), n in sorted(lengths.items()):

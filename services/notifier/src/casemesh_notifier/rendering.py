@@ -69,6 +69,8 @@ def _environment(*, html: bool) -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        # The files ship with the service: read once, not checked on every message.
+        auto_reload=False,
     )
     env.filters.update(date=_date, label=_label, paragraphs=_paragraphs)
     return env
