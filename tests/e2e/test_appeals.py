@@ -190,6 +190,7 @@ def test_a_notice_upheld_countered_and_restored_tells_each_party_once(stack: Sta
     claimant_wants = [
         "appeal.received",
         "appeal.info_requested",
+        "appeal.complete",
         "appeal.upheld",
         "appeal.counter_notice_received",
         "appeal.restored",
@@ -202,8 +203,8 @@ def test_a_notice_upheld_countered_and_restored_tells_each_party_once(stack: Sta
 
     def arrived() -> bool:
         return (
-            len(stack.mail.to(email)) >= 5
-            and len(stack.sms.to(phone)) >= 5
+            len(stack.mail.to(email)) >= 6
+            and len(stack.sms.to(phone)) >= 6
             and len(stack.mail.to(uploader_email)) >= 3
         )
 
@@ -215,7 +216,9 @@ def test_a_notice_upheld_countered_and_restored_tells_each_party_once(stack: Sta
     claimant_mail = stack.mail.to(email)
     assert "版权案件已受理" in claimant_mail[0]["Subject"]
     assert "原始拍摄文件" in plain_text(claimant_mail[1])
-    assert "I filmed this dance myself" in plain_text(claimant_mail[3])
+    # The claimant's copy of the counter-notice, with the uploader's name and contact.
+    copy = plain_text(claimant_mail[4])
+    assert "I filmed this dance myself" in copy and "Uma Lee" in copy and uploader_email in copy
     removed = stack.mail.to(uploader_email)[0]
     assert "Your content was removed" in removed["Subject"]
     assert "第十四条" in plain_text(removed)  # the statement of reasons reaches the uploader

@@ -115,7 +115,8 @@ async def plan_appeal(
     if "filer" not in parties:
         return unknown_case(event, name)
     await store.record_status(conn, name, state, version)
-    steps = for_report_appeal(appeal_steps(message), parties["filer"].subject)
+    party = parties["filer"]  # as it was until this event
+    steps = for_report_appeal(appeal_steps(message, party.status), party.subject)
     return await tell(conn, event, name, header.appeal_id, steps, parties, at)
 
 

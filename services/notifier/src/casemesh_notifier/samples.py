@@ -1,9 +1,9 @@
 """Realistic events of every kind the notifier reads (`registry.SOURCES`),
 and the step each party hears of them: the sample data of every template.
 
-`python -m casemesh_notifier preview` renders them for translators; the
-template test renders every one in every locale on every channel, so a new
-template without a sample here, or a new event kind without one, fails it.
+The template test (tests/unit/test_what_people_receive.py) renders every
+one in every locale on every channel, so a new template without a sample
+here, or a new event kind without one, fails it.
 """
 
 from __future__ import annotations
@@ -218,14 +218,22 @@ def _appeals(w: Callable[[str], str]) -> list[Event]:
         aev.AppealWithdrawn(header=header("WITHDRAWN"), reason=w("已与对方和解。")),
         aev.AppealAbandoned(header=header("ABANDONED")),
     ]
-    found: list[Event] = [(m, told.appeal_steps(m), lambda _: title) for m in notice]
+    found: list[Event] = [
+        (m, told.appeal_steps(m, "INFO_REQUESTED"), lambda _: title) for m in notice
+    ]
     # An appeal of a report decision is told in its own words.
     appealed = f"report-cases/{REPORT_CASE}"
     for m in notice:
         if isinstance(
-            m, aev.AppealDecided | aev.AppealFiled | aev.AppealInfoRequested | aev.AppealAbandoned
+            m,
+            aev.AppealDecided
+            | aev.AppealFiled
+            | aev.AppealInfoRequested
+            | aev.AppealInfoAdded
+            | aev.AppealWithdrawn
+            | aev.AppealAbandoned,
         ):
-            steps = told.for_report_appeal(told.appeal_steps(m), appealed)
+            steps = told.for_report_appeal(told.appeal_steps(m, "INFO_REQUESTED"), appealed)
             found.append((m, steps, lambda _: appealed))
     return found
 

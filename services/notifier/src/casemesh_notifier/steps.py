@@ -66,8 +66,9 @@ def ticket_step(message: Message, previous_status: str) -> Step | None:
     return None
 
 
-def appeal_steps(message: Any) -> dict[str, Step]:
-    """What each party of a copyright case hears about this event."""
+def appeal_steps(message: Any, before: str = "") -> dict[str, Step]:
+    """What each party of a copyright case hears about this event (`before`:
+    the case's state until it)."""
     due = (
         message.header.next_step_due.ToDatetime(UTC)
         if (message.header.HasField("next_step_due"))
@@ -84,6 +85,13 @@ def appeal_steps(message: Any) -> dict[str, Step]:
             }
         case aev.AppealFiled():
             return {"filer": Step("appeal.received", due=due)}
+        case aev.AppealInfoAdded() if (
+            before == "INFO_REQUESTED" and not message.missing_elements and due is not None
+        ):
+            # The filer's answer completed the case: a receipt, and when it is reviewed.
+            return {"filer": Step("appeal.complete", due=due)}
+        case aev.AppealWithdrawn():
+            return {"filer": Step("appeal.withdrawn")}
         case aev.AppealInfoRequested():
             missing = list(message.missing_elements)
             return {
@@ -100,8 +108,20 @@ def appeal_steps(message: Any) -> dict[str, Step]:
                 steps["uploader"] = Step("appeal.content_removed", reasons, due)
             return steps
         case aev.CounterNoticeFiled():
+            # The claimant's copy of the counter-notice, with the uploader's
+            # name and contact (so that they can take court action).
+            u = message.uploader
+            copy = {
+                "text": message.reason,
+                "removed_item": message.removed_item,
+                "uploader": {
+                    "name": u.legal_name,
+                    "email": u.contact.email,
+                    "phone": u.contact.phone,
+                },
+            }
             return {
-                "filer": Step("appeal.counter_notice_received", {"text": message.reason}, due),
+                "filer": Step("appeal.counter_notice_received", copy, due),
                 "uploader": Step("appeal.counter_notice_forwarded", due=due),
             }
         case aev.ContentRestored():
@@ -120,6 +140,8 @@ REPORT_APPEAL_TEMPLATES = frozenset(
         "appeal.upheld",
         "appeal.rejected",
         "appeal.abandoned",
+        "appeal.complete",
+        "appeal.withdrawn",
     }
 )
 
