@@ -65,6 +65,14 @@ class MailEndpoint:
         return list({m["Message-ID"]: m for m in self.to(address)}.values())
 
 
+def plain_text(message: EmailMessage) -> str:
+    """What an e-mail says in its text part (beside the HTML alternative)."""
+    part = message.get_body(("plain",))
+    assert part is not None, "an e-mail without a text part"
+    text: str = part.get_content()
+    return text
+
+
 class SmsEndpoint:
     """An HTTP SMS API on loopback that records every POST it accepts."""
 

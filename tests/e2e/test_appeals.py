@@ -24,7 +24,7 @@ from casemesh.v1 import evidence_pb2 as epb
 from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import PARTITIONS, Stack
 from tests.e2e.test_evidence import EvidenceClient, png
-from tests.support import Client, read_topic, wait_until
+from tests.support import Client, plain_text, read_topic, wait_until
 
 DAY = 24 * 3600
 
@@ -190,6 +190,7 @@ def test_a_notice_upheld_countered_and_restored_tells_each_party_once(stack: Sta
     claimant_wants = [
         "appeal.received",
         "appeal.info_requested",
+        "appeal.complete",
         "appeal.upheld",
         "appeal.counter_notice_received",
         "appeal.restored",
@@ -202,8 +203,8 @@ def test_a_notice_upheld_countered_and_restored_tells_each_party_once(stack: Sta
 
     def arrived() -> bool:
         return (
-            len(stack.mail.to(email)) >= 5
-            and len(stack.sms.to(phone)) >= 5
+            len(stack.mail.to(email)) >= 6
+            and len(stack.sms.to(phone)) >= 6
             and len(stack.mail.to(uploader_email)) >= 3
         )
 
@@ -214,11 +215,13 @@ def test_a_notice_upheld_countered_and_restored_tells_each_party_once(stack: Sta
     assert [m["X-Casemesh-Template"] for m in stack.mail.to(uploader_email)] == uploader_wants
     claimant_mail = stack.mail.to(email)
     assert "版权案件已受理" in claimant_mail[0]["Subject"]
-    assert "原始拍摄文件" in claimant_mail[1].get_content()
-    assert "I filmed this dance myself" in claimant_mail[3].get_content()
+    assert "原始拍摄文件" in plain_text(claimant_mail[1])
+    # The claimant's copy of the counter-notice, with the uploader's name and contact.
+    copy = plain_text(claimant_mail[4])
+    assert "I filmed this dance myself" in copy and "Uma Lee" in copy and uploader_email in copy
     removed = stack.mail.to(uploader_email)[0]
     assert "Your content was removed" in removed["Subject"]
-    assert "第十四条" in removed.get_content()  # the statement of reasons reaches the uploader
+    assert "第十四条" in plain_text(removed)  # the statement of reasons reaches the uploader
 
     history = claimant.ListAppealEvents(apb.ListAppealEventsRequest(name=case.name)).events
     assert [e.type for e in history] == [
@@ -253,8 +256,10 @@ def test_a_notice_missing_elements_waits_for_them_and_says_which(stack: Stack) -
     ).appeals
     mail = wait_until(lambda: stack.mail.to(email))[0]
     assert "需要补充材料" in mail["Subject"]
-    assert "good_faith_statement" in mail.get_content()
-    assert "notice.infringing_items" in mail.get_content()
+    body = plain_text(mail)
+    # The missing elements in words, never as field paths.
+    assert "善意声明" in body and "侵权内容的链接或编号" in body, body
+    assert "good_faith_statement" not in body and "notice.infringing_items" not in body
 
     completion = apb.Appeal(
         good_faith_statement=True, notice=apb.TakedownNotice(infringing_items=["content:8841"])

@@ -200,7 +200,7 @@ def test_three_reports_one_case_one_decision_each_party_told_once(stack: Stack) 
     statements = stack.mail.to(uploader_email)
     assert len(statements) == 1
     body = statements[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    for fact in ("社区自律公约 第 3.2 条", "content removed", "account suspended", "人工审核"):
+    for fact in ("社区自律公约 第 3.2 条", "删除内容", "暂停账号", "危害公共安全", "人工审核"):
         assert fact in body, body
     assert len(stack.sms.to(phone)) == 2
 

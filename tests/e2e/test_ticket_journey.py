@@ -8,7 +8,7 @@ import uuid
 
 from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import Stack
-from tests.support import Client, wait_until
+from tests.support import Client, plain_text, wait_until
 
 
 def new_ticket(email: str, phone: str, locale: str = "zh-CN") -> pb.Ticket:
@@ -62,8 +62,11 @@ def test_requester_hears_about_each_step_once_in_chinese(stack: Stack) -> None:
         "需要您补充信息" in mails[1]["Subject"],
         "问题已解决" in mails[2]["Subject"],
     ] == [True, True, True]
-    assert "请提供您注册时使用的旧手机号" in mails[1].get_content()
-    assert "已为您更换绑定手机号" in mails[2].get_content()
+    # Each e-mail: text and an HTML alternative.
+    assert all(m.get_content_type() == "multipart/alternative" for m in mails)
+    assert all(m.get_body(("html",)) is not None for m in mails)
+    assert "请提供您注册时使用的旧手机号" in plain_text(mails[1])
+    assert "已为您更换绑定手机号" in plain_text(mails[2])
     assert [t["template_id"] for t in texts] == [
         "ticket.received",
         "ticket.info_requested",
@@ -122,7 +125,7 @@ def test_internal_notes_are_hidden_from_the_requester_and_not_sent(stack: Stack)
     agent.AddComment(pb.AddCommentRequest(name=ticket.name, body="您好，报价单已发送。"))
     wait_until(lambda: len(stack.mail.to(email)) == 2)
     time.sleep(1.5)
-    bodies = [m.get_content() for m in stack.mail.to(email)]
+    bodies = [plain_text(m) for m in stack.mail.to(email)]
     assert len(bodies) == 2
     assert not any("VIP customer" in b for b in bodies)
     assert "报价单已发送" in bodies[1]

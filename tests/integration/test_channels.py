@@ -76,6 +76,7 @@ MESSAGE = Outgoing(
     body="您好，我们已收到您的工单。",
     template="ticket.received",
     params={},
+    html="<!DOCTYPE html>\n<html><body><p>您好，我们已收到您的工单。</p></body></html>\n",
 )
 
 
@@ -96,6 +97,7 @@ async def test_an_email_sent_again_after_a_crash_reaches_the_person_once(
     assert body["to"] == "alice@example.com"
     assert body["subject"] == "【工单已受理】 换了手机号无法登录"  # one line
     assert body["text"] == MESSAGE.body
+    assert body["html"] == MESSAGE.html
     assert body["headers"]["Message-ID"] == f"<{MESSAGE.job_id}@casemesh>"
 
 
@@ -296,7 +298,13 @@ async def test_a_batch_goes_out_in_order_over_one_session_to_a_pipelining_relay(
         )
         for n in range(21)
     ]
-    assert pipelining_relay.messages[0].get_content().splitlines() == MESSAGE.body.splitlines()
+    # A text part and its HTML alternative.
+    first = pipelining_relay.messages[0]
+    assert first.get_content_type() == "multipart/alternative"
+    text, html = first.get_body(("plain",)), first.get_body(("html",))
+    assert text is not None and html is not None
+    assert text.get_content().splitlines() == MESSAGE.body.splitlines()
+    assert html.get_content().splitlines() == MESSAGE.html.splitlines()
     assert pipelining_relay.sessions == 1
 
 

@@ -1,18 +1,23 @@
 """The e-mail a person receives is the same whether the notifier writes its
 bytes itself (`mime.render`) or through the `email` library: the same
-headers once decoded, the same body bytes."""
+headers once decoded, the same bytes after them (a text part and its HTML
+alternative)."""
 
 from __future__ import annotations
 
 from email import message_from_bytes, policy
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from casemesh_notifier.channels import Outgoing, SmtpChannel
+from casemesh_notifier.labels import LOCALES
 from casemesh_notifier.mime import SMTP_POLICY, Sender, render
-from casemesh_notifier.templates import TEMPLATES
+from casemesh_notifier.rendering import Email, email_values, names, render_email
+from casemesh_notifier.samples import samples
 
 SENDER = "Casemesh Support <support@casemesh.local>"
+ZONE = ZoneInfo("Asia/Shanghai")
 TEXTS = [
     "",
     "请补充截图。",
@@ -24,37 +29,53 @@ TEXTS = [
 HEADERS = ("From", "To", "Subject", "Message-ID", "X-Casemesh-Template")
 
 
+def emails(text: str) -> dict[tuple[str, str], Email]:
+    """Every template's e-mail in both locales, with `text` for all that
+    people wrote in the samples but the subject (their own words when empty)."""
+    found = {}
+    for own, sample in zip(samples(), samples(lambda own: text or own), strict=True):
+        for locale in LOCALES:
+            if sample.step.template in EMAIL_TEMPLATES:
+                values = email_values(sample.step, "T-1234", own.subject[locale])
+                email = render_email(sample.step.template, locale, ZONE, values)
+                found[(sample.step.template, locale)] = email
+    return found
+
+
+EMAIL_TEMPLATES = sorted(set(names()) - {"verification.code"})  # the code goes by SMS only
+BY_TEXT = {text: emails(text) for text in TEXTS}
+
+
 def outgoing(template: str, locale: str, text: str) -> Outgoing:
-    params = {
-        "ref": "T-1234",
-        "subject": "无法登录 cannot log in",
-        "text": text,
-        "due": "3 月 9 日",
-    }
-    t = TEMPLATES[(template, locale)]
+    email = BY_TEXT[text][(template, locale)]
     return Outgoing(
         job_id="0b9c5e0e-6a51-4f55-9a4b-4e0f1f9d2c11",
         recipient="alice@example.com",
-        subject=t.subject.format(**params),
-        body=t.body.format(**params),
+        subject=email.subject,
+        body=email.text,
         template=template,
         params={},
+        html=email.html,
     )
 
 
-@pytest.mark.parametrize("key", sorted(TEMPLATES))
+@pytest.mark.parametrize("key", [(t, loc) for t in EMAIL_TEMPLATES for loc in LOCALES])
 def test_every_template_reads_the_same_as_the_librarys_message(key: tuple[str, str]) -> None:
     channel = SmtpChannel(host="relay.invalid", port=25, sender=SENDER)
     for text in TEXTS:
         m = outgoing(*key, text)
-        ours = render(Sender(SENDER), m.job_id, m.recipient, m.subject, m.body, m.template)
+        ours = render(Sender(SENDER), m.job_id, m.recipient, m.subject, m.body, m.template, m.html)
         theirs = channel._message(m).as_bytes(policy=SMTP_POLICY)
         assert ours is not None
         a = message_from_bytes(ours, policy=policy.default)
         b = message_from_bytes(theirs, policy=policy.default)
         assert a.keys() == b.keys()
         assert [str(a[h]) for h in HEADERS] == [str(b[h]) for h in HEADERS]
-        assert a.get_content() == b.get_content()
+        assert a.get_content_type() == "multipart/alternative"
+        for kind in ("plain", "html"):
+            ours_part, theirs_part = a.get_body((kind,)), b.get_body((kind,))
+            assert ours_part is not None and theirs_part is not None
+            assert ours_part.get_content() == theirs_part.get_content()
         assert ours.split(b"\r\n\r\n", 1)[1] == theirs.split(b"\r\n\r\n", 1)[1]
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh_notifier.policy import backoff, quiet_until
-from casemesh_notifier.steps import ticket_step
+from casemesh_notifier.steps import appeal_steps, ticket_step
 from casemesh_notifier.store import job_id
-from casemesh_notifier.templates import TEMPLATES, render
 
 
 def test_quiet_hours_hold_sms_until_morning_in_the_recipients_zone() -> None:
@@ -73,18 +75,6 @@ def test_the_requester_hears_about_their_steps_but_not_internal_notes_or_own_rep
         assert (step.template if step else None) == template, message
 
 
-def test_every_template_exists_in_both_languages_and_renders() -> None:
-    names = {name for name, _ in TEMPLATES}
-    for name in names:
-        for locale in ("zh-CN", "en"):
-            assert (name, locale) in TEMPLATES
-            r = render(
-                name, locale, ref="AB12CD34", subject="主题", text="内容", due="2026年3月17日"
-            )
-            assert "AB12CD34" in r.subject + r.body and "AB12CD34" in r.sms
-            assert len(r.sms) <= 70 if locale == "zh-CN" else len(r.sms) <= 160
-
-
 def test_job_ids_are_one_per_event_channel_and_recipient() -> None:
     a = job_id("t1:1", "requester", "EMAIL", "a@example.com")
     assert a == job_id("t1:1", "requester", "EMAIL", "a@example.com")
@@ -95,3 +85,47 @@ def test_job_ids_are_one_per_event_channel_and_recipient() -> None:
         job_id("t1:1", "uploader", "EMAIL", "a@example.com"),
     }
     assert a not in others and len(others) == 4
+
+
+def test_the_claimant_hears_of_completion_withdrawal_and_counter_notices() -> None:
+    def header(state: str, next_step: str = "") -> aev.AppealEventHeader:
+        due = Timestamp(seconds=1_800_000_000) if next_step else None
+        return aev.AppealEventHeader(
+            appeal_id="a1", state=state, next_step=next_step, next_step_due=due
+        )
+
+    added = aev.AppealInfoAdded(header=header("SUBMITTED", "REVIEW"), message="见附件")
+    # Completing what was asked for: a receipt, with when the review is due.
+    assert appeal_steps(added, "INFO_REQUESTED")["filer"].template == "appeal.complete"
+    # New contact details on a case under review: nothing to acknowledge.
+    assert appeal_steps(added, "SUBMITTED") == {}
+    # Still incomplete: the case keeps waiting, nothing new to say.
+    partial = aev.AppealInfoAdded(
+        header=header("INFO_REQUESTED", "YOUR_INFORMATION"), missing_elements=["grounds"]
+    )
+    assert appeal_steps(partial, "INFO_REQUESTED") == {}
+    withdrawn = appeal_steps(aev.AppealWithdrawn(header=header("WITHDRAWN")), "SUBMITTED")
+    assert {r: s.template for r, s in withdrawn.items()} == {"filer": "appeal.withdrawn"}
+
+    countered = appeal_steps(
+        aev.CounterNoticeFiled(
+            header=header("FORWARDED_TO_CLAIMANT", "RESTORE"),
+            uploader=aev.AppealParty(
+                legal_name="Uma Lee",
+                contact=ev.ContactPreferences(email="uma@example.com", phone="+8613900139000"),
+            ),
+            removed_item="content:8841",
+            reason="mine",
+        ),
+        "UPHELD",
+    )
+    copy = countered["filer"]
+    assert copy.template == "appeal.counter_notice_received"
+    assert copy.values["uploader"] == {
+        "name": "Uma Lee",
+        "email": "uma@example.com",
+        "phone": "+8613900139000",
+    }
+    assert copy.values["text"] == "mine" and copy.values["removed_item"] == "content:8841"
+    assert copy.sms == {}  # none of it in the SMS
+    assert countered["uploader"].template == "appeal.counter_notice_forwarded"

@@ -82,7 +82,12 @@ async def run(cfg: NotifierSettings) -> None:
     broker = await start_broker(
         lambda: build_broker(
             cfg.kafka_bootstrap,
-            build_router(pool=pool, group_id=cfg.consumer_group, clock=clock, planner=Planner()),
+            build_router(
+                pool=pool,
+                group_id=cfg.consumer_group,
+                clock=clock,
+                planner=Planner(time_zone=cfg.time_zone),
+            ),
         ),
         stop,
         "notifier",

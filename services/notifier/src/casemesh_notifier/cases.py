@@ -8,8 +8,10 @@ planner's transaction.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 
@@ -20,7 +22,8 @@ from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
 from casemesh_notifier import store
-from casemesh_notifier.labels import local_date, target_word
+from casemesh_notifier.labels import label, local_time
+from casemesh_notifier.rendering import email_values, render_email, render_sms, sms_values
 from casemesh_notifier.steps import (
     Step,
     appeal_steps,
@@ -29,13 +32,22 @@ from casemesh_notifier.steps import (
     report_steps,
     ticket_step,
 )
-from casemesh_notifier.templates import render
 
 log = get_logger(__name__)
 
 
+@dataclass(frozen=True)
+class Planning:
+    """When an event is planned, and the time zone dates are written in. The
+    events name no reader's zone (their contact preferences carry none), so
+    it is the service's (`CASEMESH_TIME_ZONE`)."""
+
+    now: datetime
+    zone: ZoneInfo
+
+
 async def plan_ticket(
-    conn: psycopg.AsyncConnection[Any], event: CloudEvent, message: Any, now: datetime
+    conn: psycopg.AsyncConnection[Any], event: CloudEvent, message: Any, at: Planning
 ) -> list[uuid.UUID]:
     """The requester is named when the ticket is created."""
     header = message.header
@@ -61,11 +73,11 @@ async def plan_ticket(
     step = ticket_step(message, requester.status)
     if step is None:
         return []
-    return await tell(conn, event, name, header.ticket_id, {"requester": step}, parties, now)
+    return await tell(conn, event, name, header.ticket_id, {"requester": step}, parties, at)
 
 
 async def plan_appeal(
-    conn: psycopg.AsyncConnection[Any], event: CloudEvent, message: Any, now: datetime
+    conn: psycopg.AsyncConnection[Any], event: CloudEvent, message: Any, at: Planning
 ) -> list[uuid.UUID]:
     """The filer is named when the case is filed (and again when they change
     their contact details); the uploader by a decision that removes their
@@ -103,8 +115,9 @@ async def plan_appeal(
     if "filer" not in parties:
         return unknown_case(event, name)
     await store.record_status(conn, name, state, version)
-    steps = for_report_appeal(appeal_steps(message), parties["filer"].subject)
-    return await tell(conn, event, name, header.appeal_id, steps, parties, now)
+    party = parties["filer"]  # as it was until this event
+    steps = for_report_appeal(appeal_steps(message, party.status), party.subject)
+    return await tell(conn, event, name, header.appeal_id, steps, parties, at)
 
 
 def named_uploader(message: Any) -> aev.AppealParty | None:
@@ -117,7 +130,7 @@ def named_uploader(message: Any) -> aev.AppealParty | None:
 
 
 async def plan_report(
-    conn: psycopg.AsyncConnection[Any], event: CloudEvent, message: Any, now: datetime
+    conn: psycopg.AsyncConnection[Any], event: CloudEvent, message: Any, at: Planning
 ) -> list[uuid.UUID]:
     """The event's subject is the case: a report (`reports/…`) has its
     reporter, a report case (`report-cases/…`) the uploader a decision names,
@@ -138,14 +151,14 @@ async def plan_report(
     if not parties:
         return unknown_case(event, name)
     await store.record_status(conn, name, header.state, header.version)
-    return await tell(conn, event, name, header.aggregate_id, steps, parties, now)
+    return await tell(conn, event, name, header.aggregate_id, steps, parties, at)
 
 
 def named_in_report(message: Any) -> tuple[str, str, ev.ContactPreferences, str] | None:
     """The party this event names: role, user id, contact and subject."""
     match message:
         case rev.ReportFiled():
-            word = target_word(message.target.type, message.contact.locale)
+            word = label("target", message.target.type, message.contact.locale)
             return ("reporter", message.reporter, message.contact, f"{word} {message.target.id}")
         case rev.ReportCaseDecided() if message.HasField("affected_uploader"):
             u = message.affected_uploader
@@ -159,7 +172,7 @@ async def plan_code(
     conn: psycopg.AsyncConnection[Any],
     event: CloudEvent,
     message: hev.VerificationCodeIssued,
-    now: datetime,
+    at: Planning,
 ) -> list[uuid.UUID]:
     """A one-time code, by SMS to the number it proves (nobody else's party)."""
     holder = store.Party(
@@ -173,7 +186,7 @@ async def plan_code(
     )
     request = event.subject.rpartition("/")[2]
     steps = {"holder": code_step(message)}
-    return await tell(conn, event, event.subject, request, steps, {"holder": holder}, now)
+    return await tell(conn, event, event.subject, request, steps, {"holder": holder}, at)
 
 
 def unknown_case(event: CloudEvent, name: str) -> list[uuid.UUID]:
@@ -188,7 +201,7 @@ async def tell(
     ident: str,
     steps: dict[str, Step],
     parties: dict[str, store.Party],
-    now: datetime,
+    at: Planning,
 ) -> list[uuid.UUID]:
     """Adds a job for each step, on each channel its party chose and has an
     address for, written in their language; returns the new job ids."""
@@ -198,29 +211,38 @@ async def tell(
         party = parties.get(role)
         if party is None:
             continue
-        rendered = render(
-            step.template,
-            party.locale,
-            ref=ref,
-            subject=party.subject,
-            text=step.text,
-            due=local_date(step.due, party.locale),
-        )
+        email_chosen = "EMAIL" in party.channels and bool(party.email)
         for channel in party.channels:
             recipient = party.email if channel == "EMAIL" else party.phone
             if not recipient:
                 continue
+            params = {"ref": ref, "party": role}
+            if channel == "EMAIL":
+                email = render_email(
+                    step.template, party.locale, at.zone, email_values(step, ref, party.subject)
+                )
+                subject, body, html = email.subject, email.text, email.html
+            else:
+                subject, html = "", ""
+                body = render_sms(
+                    step.template, party.locale, at.zone, sms_values(step, ref, email_chosen)
+                )
+                # What the provider's approved template is filled with.
+                params.update(step.sms)
+                if step.due is not None:
+                    params["due"] = local_time(step.due, party.locale, at.zone, "short")
             job = store.NewJob(
                 party=role,
                 channel=channel,
                 recipient=recipient,
                 template=step.template,
                 locale=party.locale,
-                subject=rendered.subject if channel == "EMAIL" else "",
-                body=rendered.body if channel == "EMAIL" else rendered.sms,
-                params={"ref": ref, "text": step.text, "party": role},
+                subject=subject,
+                body=body,
+                params=params,
+                html=html,
             )
-            jid = await store.add_job(conn, event.id, name, job, now)
+            jid = await store.add_job(conn, event.id, name, job, at.now)
             if jid is not None:
                 created.append(jid)
     if created:

@@ -35,6 +35,8 @@ class Outgoing:
     body: str
     template: str
     params: dict[str, str]
+    # The e-mail's HTML alternative ("" for none, and for SMS).
+    html: str = ""
 
 
 class DeliveryError(Exception):
@@ -109,6 +111,11 @@ class SmtpChannel:
         msg["Message-ID"] = f"<{m.job_id}@casemesh>"
         msg["X-Casemesh-Template"] = m.template
         msg.set_content(m.body, charset="utf-8")
+        if m.html:
+            msg.add_alternative(m.html, subtype="html", charset="utf-8")
+            mark = mime.boundary(m.job_id, m.body, m.html)
+            if mark is not None:
+                msg.set_boundary(mark)
         return msg
 
     def _connect(self) -> _Session:
@@ -165,7 +172,9 @@ class SmtpChannel:
         return results
 
     def _send_one(self, m: Outgoing) -> str:
-        payload = mime.render(self._from, m.job_id, m.recipient, m.subject, m.body, m.template)
+        payload = mime.render(
+            self._from, m.job_id, m.recipient, m.subject, m.body, m.template, m.html
+        )
         msg = self._message(m) if payload is None else None
         smtp: _Session | None = None
         try:
@@ -361,6 +370,7 @@ class HttpEmailChannel(HttpProvider):
                 # One line, as in the SMTP adapter.
                 "subject": " ".join(message.subject.split()),
                 "text": message.body,
+                **({"html": message.html} if message.html else {}),
                 "template_id": message.template,
                 "headers": {"Message-ID": f"<{message.job_id}@casemesh>"},
             },

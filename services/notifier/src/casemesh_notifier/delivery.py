@@ -57,6 +57,7 @@ class Job:
     template: str
     subject: str
     body: str
+    html: str
     params: dict[str, Any]
     attempts: int
     # Taken over from a sender that stopped mid-send, or retried after a send
@@ -88,7 +89,8 @@ class Job:
 STILL_CLAIMED = "id = %s AND status = 'sending' AND attempts = %s"
 
 JOB_COLUMNS = (
-    "id, cause_event_id, case_name, channel, recipient, template, subject, body, params, attempts"
+    "id, cause_event_id, case_name, channel, recipient, template, subject, body, html, params,"
+    " attempts"
 )
 # How many due jobs a worker claims at once. A sender killed mid-batch leaves
 # them all claimed; each is taken over as a possible repeat.
@@ -465,6 +467,7 @@ class Delivery:
                 " provider_message_id = v.provider_id, claimed_until = NULL, last_error = '',"
                 # Delivered: a one-time code is kept no longer than needed.
                 " body = CASE WHEN j.template = ANY(%(secret)s) THEN '' ELSE j.body END,"
+                " html = CASE WHEN j.template = ANY(%(secret)s) THEN '' ELSE j.html END,"
                 " params = CASE WHEN j.template = ANY(%(secret)s) THEN '{}' ELSE j.params END"
                 " FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(provider_ids)s::text[])"
                 " AS v(id, attempts, provider_id)"

@@ -1,110 +1,67 @@
-"""The words a template's parameters are made of, in the party's language
-(zh-CN, en): dates, the kind of thing reported, and the statement of reasons
-an uploader receives. The templates themselves are in `templates.py`."""
+"""The words a reader sees for the codes the events carry: a copyright case's
+legal elements by their path (`notice.relationship`), decisions' enum values
+(`DECISION_VISIBILITY_CONTENT_REMOVED`, `STATEMENT_CATEGORY_…`), and dates, in
+the reader's language (zh-CN, en) and time zone.
+
+The words are kept for translators in `templates/<locale>/labels.toml`, one
+table per kind of code. A code a table lacks is written as its kind's
+fallback there (in English, the code turned into plain words), never as
+itself, and logged so that someone adds it.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+import re
+import tomllib
+from datetime import date, datetime
+from functools import cache
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from babel.dates import format_date, format_datetime
 
-def local_date(moment: datetime | None, locale: str) -> str:
-    """A due date as the party reads it (China time for zh-CN)."""
-    if moment is None:
-        return ""
-    if locale == "zh-CN":
-        d = moment.astimezone(ZoneInfo("Asia/Shanghai"))
-        return f"{d.year}年{d.month}月{d.day}日 {d:%H:%M}（北京时间）"
-    return moment.astimezone(ZoneInfo("UTC")).strftime("%d %B %Y, %H:%M UTC").lstrip("0")
+from casemesh.platform.logging import get_logger
 
+log = get_logger(__name__)
 
-TARGET_WORDS = {
-    "VIDEO": ("视频", "video"),
-    "COMMENT": ("评论", "comment"),
-    "ACCOUNT": ("账号", "account"),
-    "LIVE_STREAM": ("直播", "live stream"),
-    "AD": ("广告", "ad"),
-}
+TEMPLATES = Path(__file__).with_name("templates")
+LOCALES = ("zh-CN", "en")
+DEFAULT_LOCALE = "en"
+
+# The prefixes that say which enum a value belongs to, dropped from a fallback.
+_ENUM_PREFIX = re.compile(
+    r"^(DECISION_(VISIBILITY|MONETARY|PROVISION|ACCOUNT|GROUND)|STATEMENT_CATEGORY"
+    r"|AUTOMATED_DECISION|SOURCE(_TYPE)?)_"
+)
 
 
-def target_word(target_type: str, locale: str) -> str:
-    """What a reported item is (`VIDEO`: 视频, video)."""
-    zh, en = TARGET_WORDS.get(target_type, ("内容", "item"))
-    return zh if locale == "zh-CN" else en
+def supported(locale: str) -> str:
+    """The locale a message is written in: the reader's when we have it."""
+    return locale if locale in LOCALES else DEFAULT_LOCALE
 
 
-def restriction_lines(restrictions: Any, until_word: str = "until") -> str:
-    """One line per restriction: `- visibility removed (until 2026-03-09 04:00 UTC)`."""
-    lines = []
-    for r in restrictions:
-        name = r.type.replace("DECISION_", "").replace("_", " ").lower()
-        until = (
-            f" ({until_word} {r.end_time.ToDatetime(UTC):%Y-%m-%d %H:%M} UTC)"
-            if r.HasField("end_time")
-            else ""
-        )
-        lines.append(f"- {name}{': ' + r.other if r.other else ''}{until}")
-    return "\n".join(lines)
+@cache
+def catalog(locale: str) -> dict[str, dict[str, str]]:
+    with (TEMPLATES / supported(locale) / "labels.toml").open("rb") as f:
+        return tomllib.load(f)
 
 
-STATEMENT_LABELS = {
-    "en": {
-        "restrictions": "Restrictions",
-        "illegal": "Illegal content; legal ground",
-        "terms": "Against our terms",
-        "facts": "Facts relied on",
-        "category": "Category",
-        "applies": "Applies from",
-        "detection": "Detected",
-        "automated": "by automated means",
-        "reported": "through user reports",
-        "decision": "Decision",
-        "FULLY": "fully automated",
-        "PARTIALLY": "partly automated",
-        "human": "taken by a person",
-        "redress": "Redress",
-        "none": "none",
-        "until": "until",
-    },
-    "zh-CN": {
-        "restrictions": "处理措施",
-        "illegal": "违法内容，法律依据",
-        "terms": "违反平台规则",
-        "facts": "所依据的事实",
-        "category": "类别",
-        "applies": "生效日期",
-        "detection": "发现方式",
-        "automated": "自动化识别",
-        "reported": "用户举报",
-        "decision": "决定方式",
-        "FULLY": "完全自动化",
-        "PARTIALLY": "部分自动化",
-        "human": "人工审核",
-        "redress": "救济途径",
-        "none": "无",
-        "until": "截至",
-    },
-}
+def label(kind: str, code: str, locale: str) -> str:
+    """The reader's words for `code`, a value of `kind` (a table of labels.toml)."""
+    words = catalog(locale).get(kind, {}).get(code)
+    if words:
+        return words
+    log.warning("label.missing", kind=kind, code=code, locale=supported(locale))
+    plain = _ENUM_PREFIX.sub("", code).replace(".", " ").replace("_", " ").strip().lower()
+    return catalog(locale)["fallback"][kind].format(words=plain)
 
 
-def statement_text(s: Any, locale: str) -> str:
-    """The statement of reasons as the affected uploader reads it (DSA Art. 17)."""
-    t = STATEMENT_LABELS.get(locale, STATEMENT_LABELS["en"])
-    if s.decision_ground == "DECISION_GROUND_ILLEGAL_CONTENT":
-        ground = (
-            f"{t['illegal']}: {s.illegal_content_legal_ground}\n{s.illegal_content_explanation}"
-        )
-    else:
-        ground = (
-            f"{t['terms']}: {s.incompatible_content_ground}\n{s.incompatible_content_explanation}"
-        )
-    how = t.get(s.automated_decision.removeprefix("AUTOMATED_DECISION_"), t["human"])
-    restrictions = restriction_lines(s.restrictions, t["until"]) or f"- {t['none']}"
-    return (
-        f"{t['restrictions']}:\n{restrictions}\n\n{ground}\n\n"
-        f"{t['facts']}: {s.decision_facts}\n\n"
-        f"{t['category']}: {s.category}\n{t['applies']}: {s.application_date}\n"
-        f"{t['detection']}: {t['automated'] if s.automated_detection else t['reported']}\n"
-        f"{t['decision']}: {how}\n\n{t['redress']}: {s.redress}"
-    )
+def local_time(moment: date, locale: str, zone: ZoneInfo, style: str = "long") -> str:
+    """A moment in the reader's zone, or a calendar day, written as their
+    locale writes it (`style`: a pattern of the [dates] table; a day is
+    written with `day`)."""
+    dates = catalog(locale)["dates"]
+    where = supported(locale).replace("-", "_")
+    if not isinstance(moment, datetime):
+        return format_date(moment, dates["day"], locale=where)
+    return format_datetime(moment, dates[style], tzinfo=zone, locale=where)

@@ -1,7 +1,10 @@
-"""An e-mail's bytes, written directly for the plain messages the notifier
-sends: the same headers and body encoding `email.message.EmailMessage` gives
-them (`SmtpChannel._message`), at a fraction of the cost (the library parses
-every header it is given back into a structure, then folds it out again).
+"""An e-mail's bytes, written directly for the messages the notifier sends
+(a text body, with an HTML alternative when there is one): the same headers,
+parts and body encoding `email.message.EmailMessage` gives them
+(`SmtpChannel._message`: `set_content`, `add_alternative`), at a fraction of
+the cost (the library parses every header it is given back into a
+structure, then folds it out again). Both use the boundary `boundary` gives,
+so the same job is the same message whichever writes it.
 
 `render` answers None for what it does not write itself (an address that is
 not a plain `local@domain`, a long or empty ASCII subject, an unusual
@@ -36,8 +39,21 @@ class Sender:
         self.plain = bool(_ADDRESS.match(self.address))
 
 
+def boundary(job_id: str, *parts: str) -> str | None:
+    """The multipart boundary of a job's message, or None (the library then
+    picks one) in the unlikely case a part contains it."""
+    mark = f"casemesh-alternative-{job_id}"
+    return None if any(mark in part for part in parts) else mark
+
+
 def render(
-    sender: Sender, job_id: str, recipient: str, subject: str, body: str, template: str
+    sender: Sender,
+    job_id: str,
+    recipient: str,
+    subject: str,
+    body: str,
+    template: str,
+    html: str = "",
 ) -> bytes | None:
     """The message as the relay receives it (CRLF lines, before dot-stuffing),
     or None when the library should write it."""
@@ -46,7 +62,17 @@ def render(
     subject_value = _subject(" ".join(subject.split()))
     if subject_value is None:
         return None
-    cte, payload = _body(body)
+    if html:
+        mark = boundary(job_id, body, html)
+        if mark is None:
+            return None
+        content = _alternatives(mark.encode(), body, html)
+    else:
+        cte, payload = _body(body)
+        content = (
+            b'Content-Type: text/plain; charset="utf-8"\r\n'
+            b"Content-Transfer-Encoding: %s\r\nMIME-Version: 1.0\r\n\r\n%s" % (cte, payload)
+        )
     return b"".join(
         (
             sender.header,
@@ -61,9 +87,26 @@ def render(
                 job_id.encode(),
                 template.encode(),
             ),
-            b'Content-Type: text/plain; charset="utf-8"\r\n',
-            b"Content-Transfer-Encoding: %s\r\nMIME-Version: 1.0\r\n\r\n" % cte,
-            payload,
+            content,
+        )
+    )
+
+
+def _alternatives(mark: bytes, text: str, html: str) -> bytes:
+    """multipart/alternative of the text and the HTML, as `add_alternative`
+    writes it (the HTML part repeats MIME-Version, as the library's does)."""
+    text_cte, text_payload = _body(text)
+    html_cte, html_payload = _body(html)
+    return b"".join(
+        (
+            b'MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary="%s"\r\n\r\n'
+            % mark,
+            b'--%s\r\nContent-Type: text/plain; charset="utf-8"\r\n' % mark,
+            b"Content-Transfer-Encoding: %s\r\n\r\n%s\r\n" % (text_cte, text_payload),
+            b'--%s\r\nContent-Type: text/html; charset="utf-8"\r\n' % mark,
+            b"Content-Transfer-Encoding: %s\r\nMIME-Version: 1.0\r\n\r\n%s\r\n"
+            % (html_cte, html_payload),
+            b"--%s--\r\n" % mark,
         )
     )
 

@@ -14,20 +14,23 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
 from casemesh_notifier import store
+from casemesh_notifier.cases import Planning
 from casemesh_notifier.registry import MESSAGES, PLANS
 
 log = get_logger(__name__)
 
 
 class Planner:
-    def __init__(self, consumer: str = "notifier") -> None:
+    def __init__(self, consumer: str = "notifier", time_zone: str = "Asia/Shanghai") -> None:
         self._consumer = consumer
+        self._zone = ZoneInfo(time_zone)
 
     async def consume(
         self,
@@ -53,4 +56,4 @@ class Planner:
                 log.info("event.ignored", event_id=event.id, type=event.type)
                 return []
             plan = PLANS[cls]
-            return await plan(conn, event, cls.FromString(event.data), now)
+            return await plan(conn, event, cls.FromString(event.data), Planning(now, self._zone))

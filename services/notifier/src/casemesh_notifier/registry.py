@@ -10,7 +10,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -21,10 +20,10 @@ from casemesh.events.v1 import helpcenter_pb2 as hev
 from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.envelope import CloudEvent
-from casemesh_notifier.cases import plan_appeal, plan_code, plan_report, plan_ticket
+from casemesh_notifier.cases import Planning, plan_appeal, plan_code, plan_report, plan_ticket
 
 Plan = Callable[
-    [psycopg.AsyncConnection[Any], CloudEvent, Any, datetime], Awaitable[list[uuid.UUID]]
+    [psycopg.AsyncConnection[Any], CloudEvent, Any, Planning], Awaitable[list[uuid.UUID]]
 ]
 
 

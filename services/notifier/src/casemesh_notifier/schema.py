@@ -65,6 +65,8 @@ STATEMENTS = [
     # possible repeat.
     """ALTER TABLE notification_jobs
         ADD COLUMN IF NOT EXISTS maybe_sent boolean NOT NULL DEFAULT false""",
+    # An e-mail's HTML alternative, beside its text in `body`.
+    "ALTER TABLE notification_jobs ADD COLUMN IF NOT EXISTS html text NOT NULL DEFAULT ''",
     """CREATE INDEX IF NOT EXISTS notification_jobs_due
         ON notification_jobs (next_attempt_at) WHERE status IN ('pending', 'sending')""",
     """CREATE INDEX IF NOT EXISTS notification_jobs_sms_rate

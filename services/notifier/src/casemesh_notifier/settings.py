@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
@@ -30,6 +31,10 @@ class NotifierSettings(PostgresSettings, KafkaSettings):
     email_api_url: str = ""
     email_api_key: str = ""
     email_api_timeout_seconds: float = Field(10.0, gt=0)
+
+    # The time zone dates are written in for each reader (the events carry no
+    # reader's own zone yet).
+    time_zone: str = "Asia/Shanghai"
 
     # SMS through an HTTP provider API.
     sms_url: str
@@ -89,6 +94,15 @@ class NotifierSettings(PostgresSettings, KafkaSettings):
     @classmethod
     def _optional_http_url(cls, v: str) -> str:
         return cls._http_url(v) if v else v
+
+    @field_validator("time_zone", "sms_time_zone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise ValueError(f"{v!r} is not a time zone (e.g. Asia/Shanghai)") from None
+        return v
 
     @field_validator("sms_quiet_hours")
     @classmethod

@@ -9,8 +9,9 @@ decision or counter-notice names them, its `uploader`; a report's
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
 from typing import Any
 
 from google.protobuf.message import Message
@@ -19,16 +20,29 @@ from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.events.v1 import helpcenter_pb2 as hev
 from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as ev
-from casemesh_notifier.labels import restriction_lines, statement_text
 
 
 @dataclass(frozen=True)
 class Step:
-    """Something a party should hear about: a template and its parameters."""
+    """Something a party should hear about: a template, the values its e-mail
+    shows (`values`: what people wrote among them), when the next step is due,
+    and the values its SMS may show besides the case number and that date
+    (`sms`: never anything a person wrote)."""
 
     template: str
-    text: str = ""
+    values: Mapping[str, Any] = field(default_factory=dict)
     due: datetime | None = None
+    sms: Mapping[str, str] = field(default_factory=dict)
+
+
+def restriction(r: Any) -> dict[str, Any]:
+    """A restriction as the templates read it: its code, the words of an
+    `_OTHER` one, and when it ends (None: permanent)."""
+    return {
+        "type": r.type,
+        "other": r.other,
+        "until": r.end_time.ToDatetime(UTC) if r.HasField("end_time") else None,
+    }
 
 
 def ticket_step(message: Message, previous_status: str) -> Step | None:
@@ -37,14 +51,14 @@ def ticket_step(message: Message, previous_status: str) -> Step | None:
         case ev.TicketCreated():
             return Step("ticket.received")
         case ev.InfoRequested():
-            return Step("ticket.info_requested", message.message)
+            return Step("ticket.info_requested", {"text": message.message})
         case ev.CommentAdded() if not message.internal and not message.by_requester:
-            return Step("ticket.agent_reply", message.body)
+            return Step("ticket.agent_reply", {"text": message.body})
         case ev.CommentAdded() if message.by_requester and previous_status == "SOLVED":
             # The requester's reply reopened a solved ticket: confirm it is open again.
             return Step("ticket.reopened")
         case ev.TicketSolved():
-            return Step("ticket.solved", message.resolution)
+            return Step("ticket.solved", {"text": message.resolution})
         case ev.TicketReopened():
             return Step("ticket.reopened")
         case ev.TicketClosed():
@@ -52,8 +66,9 @@ def ticket_step(message: Message, previous_status: str) -> Step | None:
     return None
 
 
-def appeal_steps(message: Any) -> dict[str, Step]:
-    """What each party of a copyright case hears about this event."""
+def appeal_steps(message: Any, before: str = "") -> dict[str, Step]:
+    """What each party of a copyright case hears about this event (`before`:
+    the case's state until it)."""
     due = (
         message.header.next_step_due.ToDatetime(UTC)
         if (message.header.HasField("next_step_due"))
@@ -64,26 +79,49 @@ def appeal_steps(message: Any) -> dict[str, Step]:
             return {
                 "filer": Step(
                     "appeal.info_requested",
-                    "\n".join(f"- {m}" for m in message.missing_elements),
+                    {"text": "", "missing": list(message.missing_elements)},
                     due,
                 )
             }
         case aev.AppealFiled():
             return {"filer": Step("appeal.received", due=due)}
+        case aev.AppealInfoAdded() if (
+            before == "INFO_REQUESTED" and not message.missing_elements and due is not None
+        ):
+            # The filer's answer completed the case: a receipt, and when it is reviewed.
+            return {"filer": Step("appeal.complete", due=due)}
+        case aev.AppealWithdrawn():
+            return {"filer": Step("appeal.withdrawn")}
         case aev.AppealInfoRequested():
-            return {"filer": Step("appeal.info_requested", message.message, due)}
+            missing = list(message.missing_elements)
+            return {
+                "filer": Step(
+                    "appeal.info_requested", {"text": message.message, "missing": missing}, due
+                )
+            }
         case aev.AppealDecided():
-            reasons = (
-                f"{message.reasons.ground}\n{message.reasons.facts}\n{message.reasons.redress}"
-            )
+            r = message.reasons
+            reasons = {"reasons": {"ground": r.ground, "facts": r.facts, "redress": r.redress}}
             template = "appeal.upheld" if message.outcome == "UPHOLD" else "appeal.rejected"
             steps = {"filer": Step(template, reasons, due)}
             if message.HasField("affected_uploader"):
                 steps["uploader"] = Step("appeal.content_removed", reasons, due)
             return steps
         case aev.CounterNoticeFiled():
+            # The claimant's copy of the counter-notice, with the uploader's
+            # name and contact (so that they can take court action).
+            u = message.uploader
+            copy = {
+                "text": message.reason,
+                "removed_item": message.removed_item,
+                "uploader": {
+                    "name": u.legal_name,
+                    "email": u.contact.email,
+                    "phone": u.contact.phone,
+                },
+            }
             return {
-                "filer": Step("appeal.counter_notice_received", message.reason, due),
+                "filer": Step("appeal.counter_notice_received", copy, due),
                 "uploader": Step("appeal.counter_notice_forwarded", due=due),
             }
         case aev.ContentRestored():
@@ -102,6 +140,8 @@ REPORT_APPEAL_TEMPLATES = frozenset(
         "appeal.upheld",
         "appeal.rejected",
         "appeal.abandoned",
+        "appeal.complete",
+        "appeal.withdrawn",
     }
 )
 
@@ -119,6 +159,25 @@ def for_report_appeal(steps: dict[str, Step], filer_subject: str) -> dict[str, S
     }
 
 
+def statement(s: Any) -> dict[str, Any]:
+    """A statement of reasons as the affected uploader reads it (DSA Art. 17)."""
+    return {
+        "ground": s.decision_ground,
+        "legal_ground": s.illegal_content_legal_ground,
+        "illegal_explanation": s.illegal_content_explanation,
+        "terms_ground": s.incompatible_content_ground,
+        "terms_explanation": s.incompatible_content_explanation,
+        "facts": s.decision_facts,
+        "category": s.category,
+        "applies": date.fromisoformat(s.application_date) if s.application_date else None,
+        "source": s.source_type,
+        "automated_detection": s.automated_detection,
+        "automated_decision": s.automated_decision,
+        "restrictions": [restriction(r) for r in s.restrictions],
+        "redress": s.redress,
+    }
+
+
 def report_steps(message: Any) -> dict[str, Step]:
     """What each party of a report, its case or a reporter's standing hears."""
     match message:
@@ -131,41 +190,41 @@ def report_steps(message: Any) -> dict[str, Step]:
                 if message.manifestly_unfounded
                 else "report.no_violation",
             }[message.outcome]
-            text = message.decision_facts
-            if message.restrictions:
-                text += "\n\n" + "\n".join(
-                    "- " + r.replace("DECISION_", "").replace("_", " ").lower()
-                    for r in message.restrictions
-                )
-            return {
-                "reporter": Step(
-                    template,
-                    f"{text}\n\n{message.redress}",
-                    message.appeal_deadline.ToDatetime(UTC),
-                )
+            outcome = {
+                "facts": message.decision_facts,
+                "restrictions": [
+                    {"type": code, "other": "", "until": None} for code in message.restrictions
+                ],
+                "redress": message.redress,
             }
+            return {"reporter": Step(template, outcome, message.appeal_deadline.ToDatetime(UTC))}
         case rev.ReportVoided():
-            return {"reporter": Step("report.void", message.reason)}
+            return {"reporter": Step("report.void")}
         case rev.ReportDecisionReversed():
             return {"reporter": Step("report.reversed")}
         case rev.ReportCaseDecided() if (
             message.HasField("affected_uploader") and message.outcome != "ACTION_TAKEN"
         ):
             # A new decision after an appeal: what the earlier one imposed is lifted.
-            lifted = restriction_lines(message.restrictions_lifted)
-            return {"uploader": Step("report.restriction_lifted", lifted)} if lifted else {}
+            lifted = [restriction(r) for r in message.restrictions_lifted]
+            return (
+                {"uploader": Step("report.restriction_lifted", {"restrictions": lifted})}
+                if lifted
+                else {}
+            )
         case rev.ReportCaseDecided() if message.HasField("affected_uploader"):
             return {
                 "uploader": Step(
                     "report.statement",
-                    statement_text(message.statement, message.affected_uploader.contact.locale),
+                    {"statement": statement(message.statement)},
                     message.statement.appeal_deadline.ToDatetime(UTC),
                 )
             }
         case rev.ReportCaseDecisionReversed() if message.restrictions_lifted:
             return {
                 "uploader": Step(
-                    "report.restriction_lifted", restriction_lines(message.restrictions_lifted)
+                    "report.restriction_lifted",
+                    {"restrictions": [restriction(r) for r in message.restrictions_lifted]},
                 )
             }
         case rev.ReporterWarned():
@@ -181,4 +240,8 @@ def report_steps(message: Any) -> dict[str, Step]:
 
 def code_step(message: hev.VerificationCodeIssued) -> Step:
     """A one-time code tells its holder the code and until when it holds."""
-    return Step("verification.code", message.code, message.expire_time.ToDatetime(UTC))
+    return Step(
+        "verification.code",
+        due=message.expire_time.ToDatetime(UTC),
+        sms={"code": message.code, "purpose": message.purpose},
+    )

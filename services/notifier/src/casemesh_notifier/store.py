@@ -48,6 +48,8 @@ class NewJob:
     subject: str
     body: str
     params: dict[str, str]
+    # An e-mail's HTML alternative ("" for SMS).
+    html: str = ""
 
 
 def job_id(event_id: str, party: str, channel: str, recipient: str) -> uuid.UUID:
@@ -143,9 +145,9 @@ async def add_job(
     jid = job_id(cause_event_id, job.party, job.channel, job.recipient)
     result = await conn.execute(
         "INSERT INTO notification_jobs (id, cause_event_id, party, case_name,"
-        " channel, recipient, template, locale, subject, body, params,"
+        " channel, recipient, template, locale, subject, body, html, params,"
         " next_attempt_at, created_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (cause_event_id, party, channel, recipient) DO NOTHING",
         (
             jid,
@@ -158,6 +160,7 @@ async def add_job(
             job.locale,
             job.subject,
             job.body,
+            job.html,
             Jsonb(job.params),
             now,
             now,

@@ -1,0 +1,125 @@
+"""What a party is told at each step, in their language (zh-CN, en), from the
+Jinja2 files translators edit: `templates/<locale>/<step>.txt`.
+
+A step's file has the blocks `subject` and `body` of its e-mail and `sms`
+(a step sent only by SMS has no body). The body is written once and laid out
+twice: as plain text (`_email.txt`) and as HTML (`_email.html`, every
+value escaped, so nothing a person wrote becomes markup), each signed with
+`<locale>/_signature.txt`. The SMS is rendered from the values of `Step.sms` and the
+case number alone: no text a person wrote can reach an SMS, and a template
+that asks for one fails to render (`StrictUndefined`).
+
+In a template: `{{ due | date }}` writes a moment in the reader's locale and
+time zone (`date("short")` for SMS), `{{ code | label("restriction") }}` the
+reader's words for a code (`labels.py`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context
+from jinja2.runtime import Context
+from markupsafe import Markup, escape
+
+from casemesh_notifier.labels import TEMPLATES, label, local_time, supported
+from casemesh_notifier.steps import Step
+
+
+@dataclass(frozen=True)
+class Email:
+    subject: str
+    text: str
+    html: str
+
+
+@pass_context
+def _date(ctx: Context, moment: date, style: str = "long") -> str:
+    return local_time(moment, ctx["locale"], ctx["zone"], style)
+
+
+@pass_context
+def _label(ctx: Context, code: str, kind: str) -> str:
+    return label(kind, code, ctx["locale"])
+
+
+def _paragraphs(body: str) -> Markup:
+    """Escaped text as HTML: paragraphs at blank lines, a paragraph whose
+    every line starts with `- ` as a list."""
+    html = []
+    for block in re.split(r"\n\s*\n", str(escape(body)).strip()):
+        lines = block.splitlines()
+        if all(line.startswith("- ") for line in lines):
+            html.append("<ul>" + "".join(f"<li>{line[2:]}</li>" for line in lines) + "</ul>")
+        else:
+            html.append("<p>" + "<br>\n".join(lines) + "</p>")
+    return Markup("\n".join(html))
+
+
+def _environment(*, html: bool) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=html,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        # The files ship with the service: read once, not checked on every message.
+        auto_reload=False,
+    )
+    env.filters.update(date=_date, label=_label, paragraphs=_paragraphs)
+    return env
+
+
+_TEXT = _environment(html=False)
+_HTML = _environment(html=True)
+
+
+def names() -> list[str]:
+    """Every step's template, by the files of the default locale."""
+    return sorted(
+        p.name.removesuffix(".txt")
+        for p in (TEMPLATES / supported("")).glob("*.txt")
+        if not p.name.startswith("_")
+    )
+
+
+def _render(env: Environment, step: str, layout: str, values: Mapping[str, Any]) -> str:
+    locale = supported(values["locale"])
+    return env.get_template(f"{locale}/{step}.txt").render(values, locale=locale, layout=layout)
+
+
+def sms_values(step: Step, ref: str, email_chosen: bool) -> dict[str, Any]:
+    """All an SMS may show: the case number, the next step's date, the
+    step's SMS values, and whether the party also hears by e-mail (only
+    then may a message point to their mailbox)."""
+    return {"ref": ref, "due": step.due, "email_chosen": email_chosen, **step.sms}
+
+
+def email_values(step: Step, ref: str, subject: str) -> dict[str, Any]:
+    """What an e-mail shows: the SMS's values, the step's and the case's subject."""
+    return {**step.values, **sms_values(step, ref, True), "subject": subject}
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def render_email(step: str, locale: str, zone: ZoneInfo, values: Mapping[str, Any]) -> Email:
+    """The e-mail of `step` for a reader of `locale` in `zone`."""
+    given = {**values, "locale": locale, "zone": zone}
+    return Email(
+        subject=one_line(_render(_TEXT, step, "_subject.txt", given)),
+        text=_render(_TEXT, step, "_email.txt", given).strip() + "\n",
+        html=_render(_HTML, step, "_email.html", given),
+    )
+
+
+def render_sms(step: str, locale: str, zone: ZoneInfo, values: Mapping[str, Any]) -> str:
+    """The SMS of `step`: only the values given here are there to show."""
+    return one_line(_render(_TEXT, step, "_sms.txt", {**values, "locale": locale, "zone": zone}))

@@ -1,0 +1,252 @@
+"""Every message a person can receive: each template, in each locale, on each
+channel it goes out on, rendered from the sample events (`samples.py`, one
+or more for every kind of event the notifier reads). People read words,
+never a field path or an enum name; an e-mail has an HTML alternative that
+escapes what people wrote; an SMS carries nothing anyone wrote and, in
+Chinese, fits one 70-character segment."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from google.protobuf.descriptor import Descriptor
+from markupsafe import escape
+
+from casemesh.events.v1 import appeals_pb2, helpcenter_pb2, reports_pb2, tickets_pb2
+from casemesh.v1 import appeals_pb2 as api_appeals
+from casemesh.v1 import reports_pb2 as api_reports
+from casemesh_appeals.domain import REQUIRED
+from casemesh_notifier.labels import LOCALES, TEMPLATES, catalog, label
+from casemesh_notifier.registry import SOURCES
+from casemesh_notifier.rendering import (
+    _TEXT,
+    email_values,
+    names,
+    render_email,
+    render_sms,
+    sms_values,
+)
+from casemesh_notifier.samples import Sample, event_kinds, samples
+
+ZONE = ZoneInfo("Asia/Shanghai")
+REF = "AB12CD34"
+# Appended to everything a person wrote in the samples; the pen also finds it in SMS.
+SCRIPT = "<script>alert(1)</script>"
+PEN = "✎"
+# Chinese SMS that cannot fit one segment, and why. None today.
+LONG_CHINESE_SMS: dict[str, str] = {}
+# The GSM 03.38 basic character set: an English SMS in it counts 160 to a segment.
+GSM7 = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡"
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+
+
+def written(text: str) -> str:
+    return f"{PEN}{text}{SCRIPT}"
+
+
+SAMPLES = samples(written)
+
+
+def _field_paths(descriptor: Descriptor, prefix: str = "", depth: int = 0) -> Iterator[str]:
+    for f in descriptor.fields:
+        path = f"{prefix}{f.name}"
+        yield path
+        if f.message_type is not None and depth < 3:
+            yield from _field_paths(f.message_type, f"{path}.", depth + 1)
+
+
+# Every field of every contract, as a path a message might let slip.
+FIELD_PATHS = {
+    path
+    for module in (appeals_pb2, reports_pb2, tickets_pb2, helpcenter_pb2, api_appeals, api_reports)
+    for message in module.DESCRIPTOR.message_types_by_name.values()
+    for path in _field_paths(message)
+} | {path for paths in REQUIRED.values() for path in paths}
+ENUM_NAME = re.compile(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b")
+SNAKE_CASE = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b")
+DOTTED = re.compile(r"\b[a-z_]+(?:\.[a-z_]+)+\b")
+
+
+def channels(template: str) -> list[str]:
+    """The channels a template goes out on: e-mail when it has a body."""
+    has_body = "body" in _TEXT.get_template(f"en/{template}.txt").blocks
+    return ["EMAIL", "SMS"] if has_body else ["SMS"]
+
+
+def rendered() -> Iterator[tuple[Sample, str, str, str]]:
+    """(sample, locale, channel, what the person reads); an e-mail reads as
+    its subject, text and HTML one after another. An SMS is read by people
+    who chose e-mail too (`SMS`) and by people who did not (`SMS only`)."""
+    for sample in SAMPLES:
+        for locale in LOCALES:
+            for channel in channels(sample.step.template):
+                if channel == "SMS":
+                    for email_chosen, kind in ((True, "SMS"), (False, "SMS only")):
+                        values = sms_values(sample.step, REF, email_chosen)
+                        sms = render_sms(sample.step.template, locale, ZONE, values)
+                        yield sample, locale, kind, sms
+                else:
+                    values = email_values(sample.step, REF, sample.subject[locale])
+                    email = render_email(sample.step.template, locale, ZONE, values)
+                    yield sample, locale, channel, f"{email.subject}\n{email.text}\n{email.html}"
+
+
+MESSAGES = list(rendered())
+
+
+def test_every_event_kind_and_every_template_has_sample_data() -> None:
+    read = {cls for source in SOURCES for cls in source.messages}
+    assert read - event_kinds(written) == set(), "an event kind without a sample"
+    templates = set(names())
+    for locale in LOCALES:
+        files = {p.stem for p in (TEMPLATES / locale).glob("[!_]*.txt")}
+        assert files == templates, f"{locale} lacks or adds templates"
+    assert templates - {s.step.template for s in SAMPLES} == set(), "a template without a sample"
+
+
+def id_of(message: tuple[Sample, str, str, str]) -> str:
+    sample, locale, channel, _ = message
+    return f"{sample.step.template}-{type(sample.message).__name__}-{locale}-{channel}"
+
+
+@pytest.mark.parametrize("message", MESSAGES, ids=[id_of(m) for m in MESSAGES])
+def test_no_field_path_or_enum_name_reaches_a_person(
+    message: tuple[Sample, str, str, str],
+) -> None:
+    _, _, _, text = message
+    readable = text.replace(SCRIPT, "").replace(str(escape(SCRIPT)), "")
+    assert not ENUM_NAME.findall(readable)
+    assert not SNAKE_CASE.findall(readable)
+    assert not [p for p in DOTTED.findall(readable) if p in FIELD_PATHS]
+    assert "None" not in readable and "{{" not in readable and "{%" not in readable
+
+
+@pytest.mark.parametrize("message", MESSAGES, ids=[id_of(m) for m in MESSAGES])
+def test_emails_have_html_that_escapes_what_people_wrote(
+    message: tuple[Sample, str, str, str],
+) -> None:
+    sample, locale, channel, _ = message
+    if channel != "EMAIL":
+        return
+    values = email_values(sample.step, REF, sample.subject[locale])
+    email = render_email(sample.step.template, locale, ZONE, values)
+    assert email.subject and email.text.strip()
+    assert email.html.startswith("<!DOCTYPE html>") and f'lang="{locale}"' in email.html
+    # What people wrote is in both alternatives, as text in the HTML.
+    shown = email.text.count(PEN)
+    assert email.html.count(PEN) >= shown
+    assert "<script" not in email.html
+    assert email.html.count(str(escape(SCRIPT))) == email.text.count(SCRIPT) + email.subject.count(
+        SCRIPT
+    )
+
+
+@pytest.mark.parametrize("message", MESSAGES, ids=[id_of(m) for m in MESSAGES])
+def test_sms_carry_nothing_anyone_wrote(message: tuple[Sample, str, str, str]) -> None:
+    _, _, channel, text = message
+    if channel.startswith("SMS"):
+        assert PEN not in text and "script" not in text
+        assert "\n" not in text
+
+
+@pytest.mark.parametrize("message", MESSAGES, ids=[id_of(m) for m in MESSAGES])
+def test_only_people_who_chose_email_are_pointed_to_their_mailbox(
+    message: tuple[Sample, str, str, str],
+) -> None:
+    _, _, channel, text = message
+    if channel == "SMS only":
+        assert not re.search(r"邮件|邮箱|e-?mail|mailbox", text, re.IGNORECASE), text
+
+
+def ucs2_length(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def test_sms_fit_one_segment(capsys: pytest.CaptureFixture[str]) -> None:
+    """Chinese SMS (UCS-2) in 70 characters, English (GSM-7) in 160; the
+    Chinese lengths are printed for the record."""
+    lengths: dict[tuple[str, str], int] = {}
+    for sample, locale, channel, text in MESSAGES:
+        if not channel.startswith("SMS"):
+            continue
+        if locale == "zh-CN":
+            lengths[(sample.step.template, text)] = ucs2_length(text)
+        else:
+            assert set(text) <= GSM7, (sample.step.template, set(text) - GSM7)
+            assert len(text) <= 160, (sample.step.template, len(text), text)
+    # The longest a date gets ("12月31日23:59"): no sample is near the limit by luck.
+    longest = datetime(2026, 12, 31, 15, 59, tzinfo=UTC)
+    for sample in SAMPLES:
+        if sample.step.due is not None:
+            step = replace(sample.step, due=longest)
+            for email_chosen in (True, False):
+                text = render_sms(step.template, "zh-CN", ZONE, sms_values(step, REF, email_chosen))
+                assert ucs2_length(text) <= 70 or step.template in LONG_CHINESE_SMS, text
+    with capsys.disabled():
+        print("\nChinese SMS, UCS-2 characters (one segment: 70)")
+        for (template, text), n in sorted(lengths.items()):
+            print(f"{n:4d}  {template:36s} {text}")
+    too_long = {t: n for (t, _), n in lengths.items() if n > 70 and t not in LONG_CHINESE_SMS}
+    assert too_long == {}
+
+
+def names_of(enum: Any) -> list[str]:
+    return [value.name for value in enum.DESCRIPTOR.values]
+
+
+KINDS = {
+    "restriction": [
+        name
+        for enum in (
+            api_reports.DecisionVisibility,
+            api_reports.DecisionMonetary,
+            api_reports.DecisionProvision,
+            api_reports.DecisionAccount,
+        )
+        for name in names_of(enum)
+    ],
+    "category": names_of(api_reports.StatementCategory),
+    "ground": names_of(api_reports.DecisionGround),
+    "automated_decision": names_of(api_reports.AutomatedDecision),
+    "target": [n.removeprefix("TARGET_TYPE_") for n in names_of(api_reports.TargetType)],
+    "field": sorted({path for paths in REQUIRED.values() for path in paths}),
+}
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_every_code_a_message_can_show_has_words_in_each_language(locale: str) -> None:
+    missing = [
+        (kind, code)
+        for kind, codes in KINDS.items()
+        for code in codes
+        if not code.endswith("UNSPECIFIED") and code not in catalog(locale)[kind]
+    ]
+    assert missing == []
+
+
+def test_an_unknown_code_reads_as_words_not_as_the_code() -> None:
+    assert label("restriction", "DECISION_VISIBILITY_CONTENT_BLURRED", "en") == "content blurred"
+    assert label("restriction", "DECISION_VISIBILITY_CONTENT_BLURRED", "zh-CN") == "其他处理措施"
+    assert label("field", "notice.work.isrc_code", "en") == "notice work isrc code"
+    assert label("field", "notice.work.isrc_code", "zh-CN") == "其他必填信息"
+    assert label("restriction", "DECISION_ACCOUNT_SUSPENDED", "fr") == "account suspended"
+
+
+def test_dates_are_in_the_readers_zone_and_language() -> None:
+    received = next(s for s in SAMPLES if s.step.template == "appeal.received")
+    for locale, words in (
+        ("zh-CN", "2026年3月17日 09:30（中国标准时间）"),
+        ("en", "17 March 2026, 09:30 (China Standard Time)"),
+    ):
+        values = email_values(received.step, REF, received.subject[locale])
+        assert words in render_email("appeal.received", locale, ZONE, values).text
+    utc = render_email("appeal.received", "en", ZoneInfo("UTC"), values).text
+    assert "17 March 2026, 01:30 (Coordinated Universal Time)" in utc, utc
