@@ -454,7 +454,10 @@ def check_references(render: Render, report: Report) -> None:
                 source = env.get("valueFrom") or {}
                 if "configMapKeyRef" in source:
                     ref = source["configMapKeyRef"]
-                    if ref["key"] not in configmaps.get(ref["name"], {}):
+                    # An optional key may be in a ConfigMap an operator creates (console-config).
+                    if not ref.get("optional") and ref["key"] not in configmaps.get(
+                        ref["name"], {}
+                    ):
                         report.fail(cwhere, f"{env['name']}: no key {ref['key']} in {ref['name']}")
                 if "secretKeyRef" in source and not secret_known(source["secretKeyRef"]["name"]):
                     report.fail(

@@ -164,8 +164,14 @@ def stack(infra: Infra) -> Iterator[Stack]:
     overrides = {
         # Tests run at any hour: no SMS quiet hours; quick retries.
         "notifier": {"CASEMESH_SMS_QUIET_HOURS": "", "CASEMESH_BACKOFF_BASE_SECONDS": "0.2"},
-        # Room for the tests' bursts; test_rate_limit floods past it on purpose.
-        "gateway": {"CASEMESH_RATE_LIMIT_PER_MINUTE": "600", "CASEMESH_RATE_LIMIT_BURST": "150"},
+        "gateway": {
+            # Room for the tests' bursts; test_rate_limit floods past it on purpose.
+            "CASEMESH_RATE_LIMIT_PER_MINUTE": "600",
+            "CASEMESH_RATE_LIMIT_BURST": "150",
+            # The console may call the OpenID Connect provider that
+            # tests/e2e/test_console_sign_in.py runs on this port.
+            "CASEMESH_CONSOLE_CONNECT_ORIGINS": f"http://127.0.0.1:{free_port()}",
+        },
         # Small enough that a test can go past it cheaply.
         "evidence": {"CASEMESH_MAX_IMAGE_BYTES": str(2 * 1024 * 1024)},
     }

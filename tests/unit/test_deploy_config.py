@@ -10,7 +10,9 @@ overlays/prod add. `./dev deploy-check` renders and schema-checks the same files
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +22,15 @@ from urllib.parse import urlsplit
 import promql_parser
 import pytest
 import yaml
+from pydantic import ValidationError
 
-from casemesh.platform.identity import verify_key_of, verify_keys
+from casemesh.platform.identity import new_signing_key, verify_key_of, verify_keys
 from casemesh_devstack import stack
 from casemesh_devstack.kafka import LocalKafka
 from casemesh_devstack.postgres import LocalPostgres
 from casemesh_evidence.settings import EvidenceSettings
 from casemesh_gateway.settings import GatewaySettings
-from casemesh_gateway.web import CONTENT_SECURITY_POLICY
+from casemesh_gateway.web import CONTENT_SECURITY_POLICY, content_security_policy
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
@@ -456,8 +459,21 @@ def test_the_console_is_served_by_its_own_deployment(where: str) -> None:
     sc = c.spec["securityContext"]
     assert sc["runAsNonRoot"] is True and sc["readOnlyRootFilesystem"] is True
     assert c.pod["spec"]["securityContext"]["runAsNonRoot"] is True
-    # Nothing to sign anyone in with, nor any Secret.
-    assert not c.spec.get("env") and not c.spec.get("envFrom")
+    # Nothing to sign anyone in with, nor any Secret: only the origins its page
+    # may call (its identity provider), from the ConfigMap an operator may create.
+    assert not c.spec.get("envFrom")
+    assert c.spec["env"] == [
+        {
+            "name": "CASEMESH_CONSOLE_CONNECT_ORIGINS",
+            "valueFrom": {
+                "configMapKeyRef": {
+                    "name": "console-config",
+                    "key": "connect-origins",
+                    "optional": True,
+                }
+            },
+        }
+    ]
     service = next(s for s in of_kind(k.objects, "Service") if s["metadata"]["name"] == "console")
     labels = c.pod["metadata"]["labels"]
     assert all(labels.get(key) == v for key, v in service["spec"]["selector"].items())
@@ -474,16 +490,82 @@ def test_the_console_is_served_by_its_own_deployment(where: str) -> None:
         assert c.owner["spec"]["replicas"] >= 2
 
 
-def test_the_front_ends_image_serves_what_the_gateway_would() -> None:
+CONSOLE_IMAGE = REPO / "deploy" / "console"
+
+
+def console_entrypoint(tmp_path: Path, origins: str) -> subprocess.CompletedProcess[str]:
+    """Runs the front-ends image's entrypoint with CASEMESH_CONSOLE_CONNECT_ORIGINS
+    set to `origins`, a stand-in nginx printing the configuration it is given."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    nginx = bin_dir / "nginx"
+    nginx.write_text('#!/bin/sh\n[ "$1" = -c ] && exec cat "$2"\n')
+    nginx.chmod(0o755)
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "TMPDIR": str(tmp_path),
+        "CASEMESH_CONSOLE_CONNECT_ORIGINS": origins,
+    }
+    return subprocess.run(
+        ["sh", str(CONSOLE_IMAGE / "entrypoint.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def nginx_policies(conf: str) -> dict[str, str]:
+    """The Content-Security-Policy nginx sends, by page: `console` (/console/)
+    and `default` (everything else), its connect-src filled from the map."""
+    header = re.search(r'add_header Content-Security-Policy "([^"]+)" always;', conf)
+    mapped = re.search(r"map \$uri \$casemesh_connect_src \{(.*?)\}", conf, re.S)
+    assert header and mapped
+    sources = dict(re.findall(r'^\s*(\S+) "([^"]*)";', mapped.group(1), re.M))
+    assert set(sources) == {"~^/console/", "default"}, sources
+    return {
+        "console" if page == "~^/console/" else page: header.group(1).replace(
+            "$casemesh_connect_src", connect
+        )
+        for page, connect in sources.items()
+    }
+
+
+def test_the_front_ends_image_serves_what_the_gateway_would(tmp_path: Path) -> None:
     """deploy/console: nginx on the container's port, the pages where the gateway
-    serves them (/ and /console/), with the gateway's content security policy."""
-    folder = REPO / "deploy" / "console"
-    conf = (folder / "nginx.conf").read_text()
+    serves them (/ and /console/), with the gateway's content security policy:
+    the console's lets it call the same origins (its identity provider)."""
+    folder = CONSOLE_IMAGE
+    origins = "https://id.example.com, http://127.0.0.1:9000"
+    started = console_entrypoint(tmp_path, origins)
+    assert started.returncode == 0, started.stderr
+    conf = started.stdout
+    assert conf == (tmp_path / "nginx.conf").read_text()
     dockerfile = (folder / "Dockerfile").read_text()
     assert re.search(r"^\s*listen 8080;", conf, re.M)
     assert "EXPOSE 8080" in dockerfile
-    policy = CONTENT_SECURITY_POLICY.decode()
-    assert f'add_header Content-Security-Policy "{policy}" always;' in conf
+    gateway = GatewaySettings(
+        jwt_secret="x" * 40,
+        internal_signing_key=new_signing_key(),
+        console_connect_origins=origins,
+    )
+    assert nginx_policies(conf) == {
+        "console": content_security_policy(gateway.console_connect_origin_list).decode(),
+        "default": CONTENT_SECURITY_POLICY.decode(),
+    }
+    # Without origins, the console's page calls its own origin only.
+    assert console_entrypoint(tmp_path, "").returncode == 0
+    assert set(nginx_policies((tmp_path / "nginx.conf").read_text()).values()) == {
+        CONTENT_SECURITY_POLICY.decode()
+    }
+    # The image runs the script beside the template it fills in.
+    copied = re.search(r"^COPY (deploy/console/\S+) (deploy/console/\S+) (\S+)/$", dockerfile, re.M)
+    assert copied and {copied.group(1), copied.group(2)} == {
+        "deploy/console/nginx.conf.template",
+        "deploy/console/entrypoint.sh",
+    }
+    assert f'ENTRYPOINT ["/bin/sh", "{copied.group(3)}/entrypoint.sh"]' in dockerfile
     assert "add_header X-Content-Type-Options nosniff always;" in conf
     assert "location = /healthz {" in conf
     root = re.search(r"^\s*root (\S+);", conf, re.M)
@@ -502,19 +584,67 @@ def test_the_front_ends_image_serves_what_the_gateway_would() -> None:
     for temp in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         assert re.search(rf"^\s*{temp}_temp_path /tmp/", conf, re.M), temp
     assert "/tmp" in {m["mountPath"] for m in _console(DEV).spec["volumeMounts"]}
-    # The macros an admin keeps in the ConfigMap console-macros come before the image's.
+    # What an admin keeps in a ConfigMap comes before the image's: the macros
+    # (console-macros), the sign-in settings (console-config; the image's name
+    # no identity provider, and the console offers the development sign-in).
     mounts = {m["name"]: m for m in _console(DEV).spec["volumeMounts"]}
     volumes = {v["name"]: v for v in _console(DEV).owner["spec"]["template"]["spec"]["volumes"]}
-    macros = volumes["macros"]["configMap"]
-    assert macros["name"] == "console-macros" and macros["optional"] is True
-    assert [i["path"] for i in macros["items"]] == ["macros.json"]
-    served = re.search(r"location = /console/macros.json \{(.*?)\}", conf, re.S)
-    assert served
-    data_root = re.search(r"root (\S+);", served.group(1))
-    tries = re.search(r"try_files (\S+) (\S+) =404;", served.group(1))
-    assert data_root and tries
-    assert f"{data_root.group(1)}{tries.group(1)}" == f"{mounts['macros']['mountPath']}/macros.json"
-    assert f"{data_root.group(1)}{tries.group(2)}" == f"{root.group(1)}/console/macros.json"
+    for volume, configmap, file in (
+        ("macros", "console-macros", "macros.json"),
+        ("config", "console-config", "config.json"),
+    ):
+        source = volumes[volume]["configMap"]
+        assert source["name"] == configmap and source["optional"] is True
+        assert [i["path"] for i in source["items"]] == [file]
+        served = re.search(rf"location = /console/{re.escape(file)} \{{(.*?)\}}", conf, re.S)
+        assert served, file
+        data_root = re.search(r"root (\S+);", served.group(1))
+        tries = re.search(r"try_files (\S+) (\S+) =404;", served.group(1))
+        assert data_root and tries
+        assert f"{data_root.group(1)}{tries.group(1)}" == f"{mounts[volume]['mountPath']}/{file}"
+        assert f"{data_root.group(1)}{tries.group(2)}" == f"{root.group(1)}/console/{file}"
+
+
+@pytest.mark.parametrize(
+    ("origins", "accepted"),
+    [
+        ("https://id.example.com", True),
+        ("https://id.example.com:8443,https://login.example.org", True),
+        ("http://127.0.0.1:9000", True),
+        ("http://localhost:9000", True),
+        ("http://[::1]:9000", True),
+        ("http://id.example.com", False),  # plain http off loopback
+        ("https://id.example.com/realms/platform", False),  # a path
+        ("https://id.example.com;script-src *", False),  # the rest of a policy
+        ("https://id.example.com'", False),
+        ("https://*.example.com", False),
+        ("*", False),
+        ("'unsafe-inline'", False),
+        ("id.example.com", False),
+    ],
+)
+def test_the_image_and_the_gateway_accept_the_same_connect_origins(
+    tmp_path: Path, origins: str, accepted: bool
+) -> None:
+    """What reaches the console's connect-src is an origin (https, plain http on
+    loopback only), never a path, a wildcard or the rest of a policy: nginx's
+    entrypoint and the gateway's settings accept and refuse alike."""
+    started = console_entrypoint(tmp_path, origins)
+    assert (started.returncode == 0) == accepted, started.stderr
+    if accepted:
+        GatewaySettings(
+            jwt_secret="x" * 40,
+            internal_signing_key=new_signing_key(),
+            console_connect_origins=origins,
+        )
+    else:
+        assert "is not an origin" in started.stderr
+        with pytest.raises(ValidationError, match="is not an origin"):
+            GatewaySettings(
+                jwt_secret="x" * 40,
+                internal_signing_key=new_signing_key(),
+                console_connect_origins=origins,
+            )
 
 
 def test_the_services_believe_the_gateway_they_are_deployed_with() -> None:

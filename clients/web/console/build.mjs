@@ -1,5 +1,6 @@
 // Bundles the console into dist/: main.js (with its source map), index.html,
-// style.css and macros.json, then prints the bundle's size, raw and gzipped.
+// style.css, macros.json and config.json (no identity provider: the
+// development sign-in), then prints the bundle's size, raw and gzipped.
 import { cpSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 import { build } from "esbuild";
@@ -18,7 +19,7 @@ await build({
   legalComments: "linked",
   logLevel: "warning",
 });
-for (const file of ["index.html", "style.css", "macros.json"]) {
+for (const file of ["index.html", "style.css", "macros.json", "config.json"]) {
   cpSync(new URL(`./${file}`, import.meta.url), new URL(file, out));
 }
 const kib = (n) => `${(n / 1024).toFixed(1)} KiB`;

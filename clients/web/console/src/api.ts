@@ -1,8 +1,7 @@
 /**
  * The signed-in agent and the API clients. The bearer token comes from the
- * development sign-in (local stacks) or is handed in by the platform's
- * identity provider in the fragment (`#token=…`); it lives in sessionStorage,
- * so it leaves with the tab.
+ * development sign-in (local stacks) or from the platform's OpenID Connect
+ * provider (`oidc.ts`); it lives in sessionStorage, so it leaves with the tab.
  */
 
 import {
@@ -20,20 +19,11 @@ import {
   TicketService,
 } from "@casemesh/client";
 
+import { rolesIn } from "./config";
+
 const TOKEN_KEY = "casemesh.console.token";
 
 let token: string | undefined = sessionStorage.getItem(TOKEN_KEY) ?? undefined;
-{
-  // Browsers send the fragment to no server (not even as a Referer); it
-  // leaves the address bar at once, so it is not bookmarked or shared.
-  const fragment = new URLSearchParams(location.hash.slice(1));
-  const handed = fragment.get("token");
-  if (handed) {
-    token = handed;
-    sessionStorage.setItem(TOKEN_KEY, handed);
-    history.replaceState(null, "", `${location.pathname}${location.search}`);
-  }
-}
 
 export const currentToken = () => token;
 
@@ -76,8 +66,7 @@ export function claims(): Claims {
       return { sub: "", roles: [] };
     }
     const sub = "sub" in parsed ? String(parsed.sub) : "";
-    const roles = "roles" in parsed && Array.isArray(parsed.roles) ? parsed.roles.map(String) : [];
-    return { sub, roles };
+    return { sub, roles: rolesIn(parsed) };
   } catch {
     return { sub: "", roles: [] };
   }

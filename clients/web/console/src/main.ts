@@ -14,6 +14,7 @@ import { openAppeal } from "./appeal";
 import { forgetPreviews } from "./evidence";
 import { isKey } from "./i18n";
 import { loadMacros } from "./macros";
+import { forgetSignIn, providerSignOut, startSignIn } from "./oidc";
 import { openReportCase } from "./report";
 import { prepareArticles, renderArticleLabels } from "./articles";
 import { prepareSearch, renderSearchLabels } from "./search";
@@ -376,12 +377,19 @@ function signOut(): void {
   void releaseHeld().catch(() => undefined);
   queueView.stop();
   setToken(undefined);
+  forgetSignIn();
   renderSignedIn();
   show("sign-in");
 }
 
 onSignedOut(signOut);
-$("sign-out").addEventListener("click", signOut);
+$("sign-out").addEventListener("click", () => {
+  // The identity provider's session ends too, once the held case is given back.
+  const provider = providerSignOut();
+  const givenBack = releaseHeld().catch(() => undefined);
+  signOut();
+  if (provider) void givenBack.then(() => location.assign(provider));
+});
 
 $("sign-in-form").addEventListener("submit", (e) => {
   e.preventDefault();
@@ -448,8 +456,8 @@ async function start(): Promise<void> {
 }
 
 applyLocale();
-if (currentToken()) {
-  void busy(null, start);
-} else {
-  show("sign-in");
-}
+show("sign-in");
+// Signed in already, or back from the identity provider: the queue (or the case linked).
+void busy(null, async () => {
+  if (await startSignIn().finally(renderSignedIn)) await start();
+});

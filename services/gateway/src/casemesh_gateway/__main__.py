@@ -174,6 +174,7 @@ async def _serve(cfg: GatewaySettings, verifier: TokenVerifier) -> None:
                 services=services,
                 cors_origins=cfg.cors_origin_list,
                 pages={"/": cfg.web_root, "/console/": cfg.console_root},
+                connect_origins={"/console/": cfg.console_connect_origin_list},
                 sign_in_secret=cfg.jwt_secret.get_secret_value() if cfg.dev_sign_in else None,
                 read_max_bytes=MAX_MESSAGE,
             ),

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from casemesh.platform.identity import AUDIENCE, ISSUER, TokenRules, public_keys, signing_key
 from casemesh.platform.settings import ServiceSettings
+
+# An origin a page may call (a content security policy's source): https, or
+# plain http on loopback; a host name or address, an optional port, nothing
+# more. deploy/console/entrypoint.sh checks nginx's with the same pattern.
+CONNECT_ORIGIN = re.compile(
+    r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?|http://(127\.0\.0\.1|localhost|\[::1\])(:[0-9]{1,5})?"
+)
 
 
 class GatewaySettings(ServiceSettings):
@@ -20,6 +29,10 @@ class GatewaySettings(ServiceSettings):
     # agents' console at /console/ (each a production build).
     web_root: str = ""
     console_root: str = ""
+    # Origins the console's page may call besides its own, comma-separated:
+    # its OpenID Connect provider's (discovery and token endpoints), added to
+    # the connect-src of the content security policy it is served with.
+    console_connect_origins: str = ""
     # Local runs only: POST /dev/sign-in mints a token (HS256 secret) for any name.
     dev_sign_in: bool = False
     tickets_target: str = "127.0.0.1:50061"
@@ -91,6 +104,21 @@ class GatewaySettings(ServiceSettings):
             if not origin.startswith(("http://", "https://")):
                 raise ValueError(f"{origin!r} is not an origin like https://help.example.com")
         return v
+
+    @field_validator("console_connect_origins")
+    @classmethod
+    def _connect_origins(cls, v: str) -> str:
+        for origin in (o.strip() for o in v.split(",") if o.strip()):
+            if not CONNECT_ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin like https://id.example.com"
+                    " (https://, or http:// on loopback; no path)"
+                )
+        return v
+
+    @property
+    def console_connect_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.console_connect_origins.split(",") if o.strip()]
 
     @field_validator("jwks_url")
     @classmethod

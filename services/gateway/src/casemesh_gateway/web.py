@@ -423,24 +423,31 @@ def _check_rpc_request(scope: Scope, service: ServiceApp, limit: int) -> None:
         raise _Refusal(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, _too_large(limit))
 
 
-# The pages are served with a content security policy: scripts, styles and
-# calls from this origin only, no inline script; evidence previews are blob:
-# URLs made from what the API returned.
-CONTENT_SECURITY_POLICY = (
-    b"default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self';"
-    b" img-src 'self' blob: data:; media-src 'self' blob:; frame-src 'self' blob:;"
-    b" object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
-)
+def content_security_policy(connect_origins: Sequence[str] = ()) -> bytes:
+    """The content security policy the pages are served with: scripts, styles
+    and calls from this origin only, no inline script; evidence previews are
+    blob: URLs made from what the API returned. A page may also call
+    `connect_origins` (the console, its OpenID Connect provider)."""
+    connect = " ".join(["'self'", *connect_origins])
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self';"
+        f" connect-src {connect}; img-src 'self' blob: data:; media-src 'self' blob:;"
+        " frame-src 'self' blob:; object-src 'none'; base-uri 'none'; form-action 'self';"
+        " frame-ancestors 'self'"
+    ).encode()
 
 
-def _with_csp(send: Send) -> Send:
+CONTENT_SECURITY_POLICY = content_security_policy()
+
+
+def _with_csp(send: Send, policy: bytes) -> Send:
     async def sending(event: Any) -> None:
         if event["type"] == "http.response.start":
             event = {
                 **event,
                 "headers": [
                     *event.get("headers", []),
-                    (b"content-security-policy", CONTENT_SECURITY_POLICY),
+                    (b"content-security-policy", policy),
                     (b"x-content-type-options", b"nosniff"),
                 ],
             }
@@ -525,18 +532,21 @@ class WebFront:
         pages: Mapping[str, str],
         sign_in_secret: str | None,
         read_max_bytes: int,
+        connect_origins: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self._address = address
         self._services = services
         self._cors_origins = list(cors_origins)
         # Where each front end is served from: the path it is served at → its folder.
         self._page_roots = {prefix: Path(folder) for prefix, folder in pages.items() if folder}
+        # The origins a page may call besides this one, by the path it is served at.
+        self._connect_origins = dict(connect_origins or {})
         self._sign_in_secret = sign_in_secret
         self._read_max_bytes = read_max_bytes
         self._draining = False
         self._rpc: dict[str, ServiceApp] = {}
         self._upload: grpc.RpcMethodHandler | None = None
-        self._pages: list[tuple[str, ASGIApp]] = []
+        self._pages: list[tuple[str, ASGIApp, bytes]] = []
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -549,7 +559,8 @@ class WebFront:
         self._upload = handlers.get(UPLOAD_METHOD)
         for prefix, folder in sorted(self._page_roots.items(), key=lambda p: -len(p[0])):
             if folder.is_dir():
-                self._pages.append((prefix, StaticFiles(directory=folder, html=True)))
+                policy = content_security_policy(self._connect_origins.get(prefix, ()))
+                self._pages.append((prefix, StaticFiles(directory=folder, html=True), policy))
             else:
                 log.warning("http.no_page", path=prefix, folder=str(folder), hint="run ./dev web")
         host, _, port = self._address.rpartition(":")
@@ -580,7 +591,7 @@ class WebFront:
         )
         self._server = _Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[listener]))
-        log.info("http.serving", address=self._address, pages=[p for p, _ in self._pages])
+        log.info("http.serving", address=self._address, pages=[p for p, _, _ in self._pages])
 
     def drain(self) -> None:
         self._draining = True
@@ -622,8 +633,10 @@ class WebFront:
             elif path == SIGN_IN_PATH and self._sign_in_secret:
                 await self._sign_in(scope, receive, send)
             elif page := self._page_for(path, scope["method"]):
-                prefix, static = page
-                await static({**scope, "root_path": prefix.rstrip("/")}, receive, _with_csp(send))
+                prefix, static, policy = page
+                await static(
+                    {**scope, "root_path": prefix.rstrip("/")}, receive, _with_csp(send, policy)
+                )
             else:
                 raise StarletteHTTPException(HTTPStatus.NOT_FOUND)
         except _Refusal as refusal:
@@ -637,10 +650,10 @@ class WebFront:
             )
             await send_error(send, missing, exc.status_code)
 
-    def _page_for(self, path: str, method: str) -> tuple[str, ASGIApp] | None:
+    def _page_for(self, path: str, method: str) -> tuple[str, ASGIApp, bytes] | None:
         if method not in ("GET", "HEAD"):
             return None
-        return next(((p, app) for p, app in self._pages if (path + "/").startswith(p)), None)
+        return next((page for page in self._pages if (path + "/").startswith(page[0])), None)
 
     async def _health(self, path: str, send: Send) -> None:
         ready = path.endswith("live") or not self._draining
