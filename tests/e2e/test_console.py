@@ -45,6 +45,7 @@ from casemesh.v1 import casequeue_pb2 as qpb
 from casemesh.v1 import evidence_pb2 as epb
 from casemesh.v1 import helpcenter_pb2 as hpb
 from casemesh.v1 import helpcenter_pb2_grpc as hpb_grpc
+from casemesh.v1 import reports_pb2 as rpb
 from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import REPO, Stack
 from tests.e2e.test_appeals import Person as AppealsPerson
@@ -583,3 +584,135 @@ def test_the_console_is_served_under_its_content_security_policy(stack: Stack) -
     macros = httpx.get(f"{stack.http}/console/macros.json", timeout=15)
     assert macros.status_code == 200
     assert {"solve", "request_info", "reply"} <= {m["action"] for m in macros.json()}
+
+
+def services_today(stack: Stack) -> str:
+    """The services' date: earlier tests move their clock ahead of the browser's."""
+    return datetime.fromtimestamp(time.time() + stack.clock_offset(), UTC).date().isoformat()
+
+
+# What the browser logs for the refused change (`aborted` is HTTP 409 in Connect).
+STALE = "Failed to load resource: the server responded with a status of 409 (Conflict)"
+
+
+def stale_then_reload(page: Page) -> None:
+    """The agent's action met someone else's change: the page says so; the agent reloads."""
+    expect(page.locator("#error-message")).to_contain_text("已被其他人修改")
+    page.get_by_role("button", name="重新加载").click()
+    expect(page.locator("#status")).to_contain_text("您输入的内容已保留")
+    expect(page.locator("#error")).to_be_hidden()
+
+
+def test_a_reload_after_someone_elses_change_keeps_what_the_agent_typed(
+    browser: Browser, stack: Stack
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"keeper-{run}")
+    colleague = Client(stack.gateway, stack.secret, f"colleague-{run}", ("agent",))
+    ticket = new_ticket(requester, f"keeper-{run}@example.com", "other.general", f"草稿 {run}")
+    reply = f"您好，我们已经为您重置了登录状态，请重新登录试试。{run}"
+    with agent_page(browser) as (page, problems):
+        steps = Steps(page, ARTIFACTS / "reload-keeps-drafts")
+        try:
+            sign_in(page, stack, f"chen-{run}", f"#{ticket.name}")
+            expect(page.locator("#case-heading")).to_contain_text(f"草稿 {run}")
+            page.locator("#reply").fill(reply)
+            page.locator("#case-body").get_by_label("处理客服").fill(f"chen-{run}")
+            # A colleague notes something on the ticket meanwhile.
+            colleague.AddComment(
+                pb.AddCommentRequest(name=ticket.name, body=f"同事备注 {run}", internal=True)
+            )
+            page.get_by_role("button", name="发送回复").click()
+            steps.shot("stale")
+            stale_then_reload(page)
+            # The newer ticket, and everything the agent typed still there.
+            expect(page.locator("ol.history")).to_contain_text(f"同事备注 {run}")
+            expect(page.locator("#reply")).to_have_value(reply)
+            expect(page.locator("#case-body").get_by_label("处理客服")).to_have_value(f"chen-{run}")
+            steps.shot("reloaded")
+            page.get_by_role("button", name="发送回复").click()
+            expect(page.locator("#status")).to_contain_text("回复已发送")
+            expect(page.locator("ol.history")).to_contain_text(reply)
+            expect(page.locator("#reply")).to_have_value("")
+        except Exception:
+            with contextlib.suppress(Exception):
+                steps.shot("failure")
+            raise
+        assert problems.seen == [STALE]
+    comments = [
+        e
+        for e in requester.ListTicketEvents(pb.ListTicketEventsRequest(name=ticket.name)).events
+        if e.type == "CommentAdded"
+    ]
+    assert [e.text for e in comments] == [reply]  # sent once; the note is not the requester's
+    requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="test over"))
+    requester.close()
+    colleague.close()
+
+
+def test_a_reload_keeps_the_statement_of_reasons_the_agent_filled_in(
+    browser: Browser, stack: Stack
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    video = f"k{run}"
+    first = ReportsPerson(stack, f"watcher-{run}")
+    late = ReportsPerson(stack, f"late-watcher-{run}")
+    checker = ReportsPerson(stack, f"checker-{run}", "agent")
+    case = first.report(video, email=f"watcher-{run}@example.com").report_case
+    with agent_page(browser) as (page, problems):
+        steps = Steps(page, ARTIFACTS / "reload-keeps-statement")
+        try:
+            sign_in(page, stack, f"lin-{run}", f"#{case}")
+            expect(page.locator("#distinct-reporters")).to_have_text("1")
+            form = page.locator("form.decide")
+            form.get_by_label("决定依据").select_option(label="违法内容")
+            form.get_by_label("法律依据").fill("网络安全法 第十二条")
+            form.get_by_label("为何违法").fill(f"视频宣扬恐怖主义。{run}")
+            form.get_by_label("内容发布日期").fill("2026-01-15")
+            form.get_by_label("决定生效日期").fill(services_today(stack))
+            form.get_by_label("事实与依据").fill(f"人工审核确认。{run}")
+            form.get_by_role("checkbox", name="删除内容").check()
+            form.get_by_role("checkbox", name="由自动化手段发现").check()
+            form.get_by_label("适用地区").fill("CN, HK")
+            form.get_by_label("用户 ID").fill(f"uploader-{run}")
+            form.get_by_label("姓名或名称").fill("李四")
+            form.get_by_label("电子邮箱").fill(f"uploader-{run}@example.com")
+            # A second person reports the same video meanwhile: the case changes.
+            late.report(video, email=f"late-watcher-{run}@example.com")
+            wait_until(
+                lambda: (
+                    checker.GetReportCase(rpb.GetReportCaseRequest(name=case)).reporter_count == 2
+                )
+            )
+            form.get_by_role("button", name="提交决定").click()
+            steps.shot("stale")
+            stale_then_reload(page)
+            expect(page.locator("#distinct-reporters")).to_have_text("2")
+            form = page.locator("form.decide")
+            expect(form.get_by_label("决定依据")).to_have_value(
+                str(rpb.DECISION_GROUND_ILLEGAL_CONTENT)
+            )
+            expect(form.get_by_label("法律依据")).to_have_value("网络安全法 第十二条")
+            expect(form.get_by_label("为何违法")).to_have_value(f"视频宣扬恐怖主义。{run}")
+            expect(form.get_by_label("内容发布日期")).to_have_value("2026-01-15")
+            expect(form.get_by_label("事实与依据")).to_have_value(f"人工审核确认。{run}")
+            expect(form.get_by_role("checkbox", name="删除内容")).to_be_checked()
+            expect(form.get_by_role("checkbox", name="由自动化手段发现")).to_be_checked()
+            expect(form.get_by_label("适用地区")).to_have_value("CN, HK")
+            expect(form.get_by_label("用户 ID")).to_have_value(f"uploader-{run}")
+            expect(form.get_by_label("姓名或名称")).to_have_value("李四")
+            expect(form.get_by_label("电子邮箱")).to_have_value(f"uploader-{run}@example.com")
+            steps.shot("reloaded")
+            form.get_by_role("button", name="提交决定").click()
+            expect(page.locator("#case-state")).to_have_attribute("data-state", "ACTION_TAKEN")
+            expect(page.locator("#restrictions")).to_contain_text("删除内容")
+        except Exception:
+            with contextlib.suppress(Exception):
+                steps.shot("failure")
+            raise
+        assert problems.seen == [STALE]
+    decided = checker.GetReportCase(rpb.GetReportCaseRequest(name=case))
+    statement = decided.decision
+    assert statement.illegal_content_legal_ground == "网络安全法 第十二条"
+    assert statement.automated_detection and list(statement.territorial_scope) == ["CN", "HK"]
+    assert decided.affected_uploader.legal_name == "李四"
