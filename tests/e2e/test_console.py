@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import html.parser
+import os
 import re
 import time
 import uuid
@@ -36,6 +37,8 @@ from playwright.sync_api import (
     ConsoleMessage,
     Locator,
     Page,
+    Request,
+    Route,
     expect,
     sync_playwright,
 )
@@ -716,3 +719,166 @@ def test_a_reload_keeps_the_statement_of_reasons_the_agent_filled_in(
     assert statement.illegal_content_legal_ground == "网络安全法 第十二条"
     assert statement.automated_detection and list(statement.territorial_scope) == ["CN", "HK"]
     assert decided.affected_uploader.legal_name == "李四"
+
+
+def mp4() -> bytes:
+    """The start of an MP4 file (what the evidence service checks), made unique."""
+    return b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + os.urandom(4096)
+
+
+def pdf() -> bytes:
+    """A one-page PDF that says hello, made unique by a comment."""
+    page = b"BT /F1 24 Tf 50 100 Td (Hello PDF) Tj ET"
+    return (
+        b"%PDF-1.4\n%" + os.urandom(8).hex().encode() + b"\n"
+        b"1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
+        b"2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
+        b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 300 200]/Contents 4 0 R"
+        b"/Resources<</Font<</F1 5 0 R>>>>>>endobj\n"
+        b"4 0 obj<</Length %d>>stream\n" % len(page) + page + b"\nendstream endobj\n"
+        b"5 0 obj<</Type/Font/Subtype/Type1/BaseFont/Helvetica>>endobj\n"
+        b"trailer<</Root 1 0 R>>\n%%EOF\n"
+    )
+
+
+READ_EVIDENCE = "/casemesh.v1.EvidenceService/ReadEvidence"
+PDF_VIEWER = "chrome-extension://mhjfbmdgcfjbbpaeojofohoefgiehjai/"
+
+
+class EvidenceReads:
+    """The ReadEvidence calls a page made, by the evidence each read."""
+
+    def __init__(self, page: Page, *names: str) -> None:
+        self.count = dict.fromkeys(names, 0)
+        page.on("request", self._seen)
+
+    def _seen(self, request: Request) -> None:
+        if request.url.endswith(READ_EVIDENCE):
+            for name in self.count:
+                if name.encode() in (request.post_data_buffer or b""):
+                    self.count[name] += 1
+
+
+# Whether an image URL still loads (the page's policy lets images, not fetch, read blob: URLs).
+LOADS = """u => new Promise(done => { const i = new Image();
+  i.onload = () => done('loads'); i.onerror = () => done('gone'); i.src = u; })"""
+
+
+def reads(request: Request, name: str) -> bool:
+    return request.url.endswith(READ_EVIDENCE) and name.encode() in (
+        request.post_data_buffer or b""
+    )
+
+
+def test_a_video_and_a_pdf_load_only_when_asked_and_an_action_reads_nothing_again(
+    browser: Browser, stack: Stack
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"filmer-{run}")
+    files = EvidenceClient(requester)
+    shot, video, paper = (
+        files.upload(png(), "截图.png"),
+        files.upload(mp4(), "录屏.mp4"),
+        files.upload(pdf(), "合同.pdf"),
+    )
+    ticket: pb.Ticket = requester.CreateTicket(
+        pb.CreateTicketRequest(
+            request_id=uuid.uuid4().hex,
+            ticket=pb.Ticket(
+                category="other.general",
+                subject=f"视频证据 {run}",
+                description="上传后视频无法播放，录屏和合同附上。",
+                locale="zh-CN",
+                contact=pb.Contact(email=f"filmer-{run}@example.com", channels=[pb.CHANNEL_EMAIL]),
+                evidence=[epb.EvidenceRef(name=e.name) for e in (shot, video, paper)],
+            ),
+        )
+    )
+    with agent_page(browser) as (page, problems):
+        steps = Steps(page, ARTIFACTS / "evidence-on-demand")
+        read = EvidenceReads(page, shot.name, video.name, paper.name)
+        try:
+            sign_in(page, stack, f"he-{run}", f"#{ticket.name}")
+            figure = {
+                e.name: page.locator(f'figure[data-evidence="{e.name}"]')
+                for e in (shot, video, paper)
+            }
+            # The screenshot shows at once; the video and the PDF wait to be asked for.
+            expect(figure[shot.name].get_by_role("img", name="证据：截图.png")).to_be_visible()
+            page.wait_for_function(
+                "() => document.querySelector('.evidence img')?.naturalWidth > 0"
+            )
+            for other in (video, paper):
+                expect(figure[other.name]).to_have_attribute("data-state", "offered")
+            expect(figure[video.name].get_by_role("button", name="显示 录屏.mp4")).to_be_visible()
+            expect(figure[paper.name].get_by_role("button", name="下载 合同.pdf")).to_be_visible()
+            assert read.count == {shot.name: 1, video.name: 0, paper.name: 0}
+            steps.shot("offered")
+
+            # An action draws the ticket again: the screenshot is not read again.
+            page.locator("#reply").fill(f"已收到，正在核查。{run}")
+            page.get_by_role("button", name="添加内部备注").click()
+            expect(page.locator("#status")).to_contain_text("内部备注已添加")
+            expect(page.locator("ol.history")).to_contain_text(f"已收到，正在核查。{run}")
+            page.wait_for_function(
+                "() => document.querySelector('.evidence img')?.naturalWidth > 0"
+            )
+            assert read.count == {shot.name: 1, video.name: 0, paper.name: 0}
+
+            # Asked for, each is read once and shown: the PDF in the browser's viewer.
+            figure[video.name].get_by_role("button", name="显示 录屏.mp4").click()
+            expect(figure[video.name].locator("video")).to_have_attribute(
+                "src", re.compile("^blob:")
+            )
+            # Chromium's own PDF viewer (its built-in extension) opens in the frame,
+            # under the page's content security policy.
+            with page.expect_event("framenavigated", lambda f: f.url.startswith(PDF_VIEWER)):
+                figure[paper.name].get_by_role("button", name="显示 合同.pdf").click()
+            expect(figure[paper.name].locator("iframe")).to_be_visible()
+            with page.expect_download() as saved:
+                figure[paper.name].get_by_role("link", name="下载 合同.pdf").click()
+            assert saved.value.suggested_filename == "合同.pdf"
+            steps.shot("shown")
+            assert read.count == {shot.name: 1, video.name: 1, paper.name: 1}
+
+            # Another action: everything shown stays, nothing is read again.
+            page.locator("#reply").fill(f"视频已查看。{run}")
+            page.get_by_role("button", name="添加内部备注").click()
+            expect(page.locator("ol.history")).to_contain_text(f"视频已查看。{run}")
+            expect(figure[video.name].locator("video")).to_be_attached()
+            expect(figure[paper.name].locator("iframe")).to_be_attached()
+            assert read.count == {shot.name: 1, video.name: 1, paper.name: 1}
+
+            # Leaving the case frees what was read.
+            src = figure[shot.name].locator("img").get_attribute("src") or ""
+            assert page.evaluate(LOADS, src) == "loads"
+            page.locator("#back-to-queue").click()
+            expect(page.locator("#queue-heading")).to_be_visible()
+            assert page.evaluate(LOADS, src) == "gone"
+        except Exception:
+            with contextlib.suppress(Exception):
+                steps.shot("failure")
+            raise
+        # The one error: the probe of the revoked screenshot's URL.
+        assert problems.seen == ["Failed to load resource: net::ERR_FILE_NOT_FOUND"]
+
+    # A read still running when the agent leaves is cancelled.
+    with agent_page(browser) as (page, problems):
+        held: list[Route] = []
+        page.route(
+            f"**{READ_EVIDENCE}",
+            lambda route: (
+                held.append(route) if reads(route.request, video.name) else route.continue_()
+            ),
+        )
+        sign_in(page, stack, f"he-{run}", f"#{ticket.name}")
+        with page.expect_request(lambda r: reads(r, video.name)):
+            page.get_by_role("button", name="显示 录屏.mp4").click()
+        expect(page.locator(f'figure[data-evidence="{video.name}"]')).to_have_attribute(
+            "data-state", "loading"
+        )
+        with page.expect_event("requestfailed", lambda r: reads(r, video.name)):
+            page.locator("#back-to-queue").click()
+        expect(page.locator("#queue-heading")).to_be_visible()
+    requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="test over"))
+    requester.close()

@@ -154,6 +154,8 @@ const zh = {
   evidenceAlt: "证据：{name}",
   evidenceFailed: "无法显示证据 {name}：{reason}",
   download: "下载 {name}",
+  showEvidence: "显示 {name}",
+  readingEvidence: "正在读取 {name}…（{percent}%）",
   // report cases
   reportHeading: "举报案件 {id}",
   caseState: "案件状态",
@@ -544,6 +546,8 @@ const en: Record<Key, string> = {
   evidenceAlt: "Evidence: {name}",
   evidenceFailed: "Evidence {name} cannot be shown: {reason}",
   download: "Download {name}",
+  showEvidence: "Show {name}",
+  readingEvidence: "Reading {name}… ({percent}%)",
   reportHeading: "Report case {id}",
   caseState: "Case state",
   target: "Reported item",
