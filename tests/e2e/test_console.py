@@ -21,7 +21,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -32,6 +32,7 @@ import grpc
 import httpx
 import pytest
 from playwright.sync_api import (
+    APIResponse,
     Browser,
     BrowserContext,
     ConsoleMessage,
@@ -882,3 +883,88 @@ def test_a_video_and_a_pdf_load_only_when_asked_and_an_action_reads_nothing_agai
         expect(page.locator("#queue-heading")).to_be_visible()
     requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="test over"))
     requester.close()
+
+
+def pump_until(page: Page, done: Callable[[], bool]) -> None:
+    """Waits for `done()`, letting Playwright run the page's route handlers meanwhile."""
+    wait_until(lambda: done() or page.evaluate("false"))
+
+
+LIST_QUEUE = re.compile(r"/casemesh\.v1\.CaseQueueService/ListQueueCases")
+
+
+def test_a_case_streamed_while_the_queue_list_is_read_is_not_undone_by_the_list(
+    browser: Browser, stack: Stack
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"racer-{run}")
+    made: list[str] = []
+    held: list[tuple[Route, APIResponse]] = []
+
+    def late_list(route: Route) -> None:
+        """The list as the queue is now, answered only after a new case has been
+        streamed to the page (the test fulfils it)."""
+        if held:
+            route.continue_()
+            return
+        answer = route.fetch()
+        made.append(new_ticket(requester, f"racer-{run}@example.com", "other.general", run).name)
+        held.append((route, answer))
+
+    with agent_page(browser) as (page, problems):
+        sign_in(page, stack, f"wu-{run}")
+        expect(page.locator("#live")).to_have_attribute("data-state", "live")
+        lists = page.locator("#queue-rows")
+        shown = int(lists.get_attribute("data-lists") or "0")
+        page.route(LIST_QUEUE, late_list)
+        page.locator("#filter-queue").select_option("general")  # watches again, lists again
+        pump_until(page, lambda: bool(held))
+        route, answer = held[0]
+        assert made[0] not in answer.text()  # read before the case was opened
+        # The live stream brings the new case while the list is on its way…
+        expect(row(page, made[0])).to_be_visible()
+        route.fulfill(response=answer)
+        expect(lists).to_have_attribute("data-lists", str(shown + 1))
+        # …and the older list does not take it away.
+        expect(row(page, made[0])).to_be_visible()
+        page.unroute(LIST_QUEUE)
+        assert problems.seen == []
+    requester.CancelTicket(pb.CancelTicketRequest(name=made[0], reason="test over"))
+    requester.close()
+
+
+WATCH_QUEUE = re.compile(r"/casemesh\.v1\.CaseQueueService/WatchQueue")
+
+
+def test_the_queue_says_it_is_reconnecting_and_then_live_again(
+    browser: Browser, stack: Stack
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    with agent_page(browser) as (page, problems):
+        sign_in(page, stack, f"sun-{run}")
+        live = page.locator("#live")
+        expect(live).to_have_attribute("data-state", "live")
+        # Every state the line shows, in order.
+        page.evaluate(
+            """() => { const el = document.getElementById('live'); window.liveStates = [];
+            new MutationObserver(() => window.liveStates.push(el.dataset.state))
+              .observe(el, { attributes: true, attributeFilter: ['data-state'] }); }"""
+        )
+        page.route(WATCH_QUEUE, lambda route: route.abort())
+        page.locator("#filter-queue").select_option("general")  # watches again: refused
+        expect(live).to_have_attribute("data-state", "reconnecting")
+        expect(live).to_have_text("连接中断，正在重新连接…（第 1 次）")
+        expect(live).to_have_text("连接中断，正在重新连接…（第 2 次）")
+        Steps(page, ARTIFACTS / "reconnecting").shot("reconnecting")
+        page.unroute(WATCH_QUEUE)
+        expect(live).to_have_attribute("data-state", "live")
+        expect(live).to_have_text("● 实时更新中")
+        states: list[str] = page.evaluate("window.liveStates")
+        # Each wait before trying again said "reconnecting" to its end: a list
+        # that came back fine meanwhile did not call the queue live. (Within an
+        # attempt, "live" may show between the list and the stream's failure.)
+        first = states.index("reconnecting")
+        tries = [i for i, state in enumerate(states) if i > first and state == "connecting"]
+        assert len(tries) >= 2 and all(states[i - 1] == "reconnecting" for i in tries), states
+        assert states[-1] == "live", states
+        assert all(p.startswith("Failed to load resource") for p in problems.seen), problems.seen
