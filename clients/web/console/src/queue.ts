@@ -77,6 +77,7 @@ export class QueueView {
   private reads = 0;
   /** The changes heard since the list being read was asked for. */
   private heard: [string, QueueCase][] | undefined;
+  private listeners: ((change: string, c: QueueCase) => void)[] = [];
 
   constructor() {
     for (const id of ["filter-queue", "filter-type", "filter-sla"]) {
@@ -84,6 +85,11 @@ export class QueueView {
         if (this.running) this.restart();
       });
     }
+  }
+
+  /** Tells `handler` of every change the live queue hears (whatever the filters show). */
+  onChange(handler: (change: string, c: QueueCase) => void): void {
+    this.listeners.push(handler);
   }
 
   /** The queue chosen in the filter, for claims too: "next case" takes from it. */
@@ -261,6 +267,7 @@ export class QueueView {
   }
 
   private apply(change: string, c: QueueCase): void {
+    for (const listener of this.listeners) listener(change, c);
     this.heard?.push([change, c]);
     this.applyTo(this.cases, change, c);
     this.render();
