@@ -170,7 +170,7 @@ def quiet_queue(stack: Stack, queue: str) -> Iterator[Agent]:
 
 
 def new_ticket(
-    requester: Client, email: str, category: str, subject: str, evidence: str = ""
+    requester: Client, email: str, category: str, subject: str, *evidence: str
 ) -> pb.Ticket:
     ticket: pb.Ticket = requester.CreateTicket(
         pb.CreateTicketRequest(
@@ -181,7 +181,7 @@ def new_ticket(
                 description="广告后台的投放数据一直不更新，截图附上。",
                 locale="zh-CN",
                 contact=pb.Contact(email=email, channels=[pb.CHANNEL_EMAIL]),
-                evidence=[epb.EvidenceRef(name=evidence)] if evidence else [],
+                evidence=[epb.EvidenceRef(name=name) for name in evidence],
             ),
         )
     )
@@ -515,8 +515,15 @@ def test_no_serious_accessibility_violations_on_any_page_in_either_language(
     run = uuid.uuid4().hex[:6]
     requester = Client(stack.gateway, stack.secret, f"a11y-{run}")
     shot = EvidenceClient(requester).upload(png(), "截图.png")
+    # A PDF too: its figure offers "Show" and "Download" until asked.
+    paper = EvidenceClient(requester).upload(pdf(), "说明.pdf")
     ticket = new_ticket(
-        requester, f"a11y-{run}@example.com", "ads.consulting", f"无障碍 {run}", shot.name
+        requester,
+        f"a11y-{run}@example.com",
+        "ads.consulting",
+        f"无障碍 {run}",
+        shot.name,
+        paper.name,
     )
     reporter = ReportsPerson(stack, f"a11y-rep-{run}")
     case = reporter.report(f"a{run}", email=f"a11y-rep-{run}@example.com").report_case
@@ -550,6 +557,7 @@ def test_no_serious_accessibility_violations_on_any_page_in_either_language(
                     page.wait_for_function(
                         "() => document.querySelector('.evidence img')?.naturalWidth > 0"
                     )
+                    expect(page.locator(".evidence[data-state=offered] button")).to_have_count(2)
                 page.add_script_tag(path=str(AXE))
                 result = page.evaluate(
                     "async () => { const r = await axe.run(document); return {"

@@ -99,7 +99,7 @@ export function forgetPreviews(): void {
 type Kind = "image" | "video" | "pdf" | "file";
 
 function kindOf(meta: Evidence): Kind {
-  // HEIC is accepted evidence but no browser shows it: a file to download.
+  // HEIC is accepted evidence, but Chromium and Firefox do not show it: a file to download.
   if (meta.mediaType.startsWith("image/") && meta.mediaType !== "image/heic") return "image";
   if (meta.mediaType.startsWith("video/")) return "video";
   if (meta.mediaType === "application/pdf") return "pdf";
