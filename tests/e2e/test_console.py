@@ -5,8 +5,13 @@ answer brings it back to the live queue, solved with a macro, the requester's
 e-mail); a second agent decides a report case with a statement of reasons and
 every reporter hears of it; two agents taking next cases never hold the same
 one at once; no serious accessibility violations on any page in zh-CN and en;
-and the page is served under its content security policy. Screenshots are
-kept in `.run/test-artifacts/console/`.
+and the page is served under its content security policy. Beside those: a
+"Reload" after someone else's change keeps what the agent typed (a reply, a
+statement of reasons, a copyright decision); videos and PDFs are read only
+when asked for and nothing is read again after an action; the live queue
+keeps a change streamed while its list was on the way, and says when it
+reconnects; a lease taken away shows at once. Screenshots are kept in
+`.run/test-artifacts/console/`.
 
 The queue is shared with every other test of the run. Each test works in one
 skill queue and first has a "sweeper" agent hold every case already waiting
@@ -17,10 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import html.parser
+import os
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -31,11 +37,14 @@ import grpc
 import httpx
 import pytest
 from playwright.sync_api import (
+    APIResponse,
     Browser,
     BrowserContext,
     ConsoleMessage,
     Locator,
     Page,
+    Request,
+    Route,
     expect,
     sync_playwright,
 )
@@ -45,6 +54,7 @@ from casemesh.v1 import casequeue_pb2 as qpb
 from casemesh.v1 import evidence_pb2 as epb
 from casemesh.v1 import helpcenter_pb2 as hpb
 from casemesh.v1 import helpcenter_pb2_grpc as hpb_grpc
+from casemesh.v1 import reports_pb2 as rpb
 from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import REPO, Stack
 from tests.e2e.test_appeals import Person as AppealsPerson
@@ -160,7 +170,7 @@ def quiet_queue(stack: Stack, queue: str) -> Iterator[Agent]:
 
 
 def new_ticket(
-    requester: Client, email: str, category: str, subject: str, evidence: str = ""
+    requester: Client, email: str, category: str, subject: str, *evidence: str
 ) -> pb.Ticket:
     ticket: pb.Ticket = requester.CreateTicket(
         pb.CreateTicketRequest(
@@ -171,7 +181,7 @@ def new_ticket(
                 description="广告后台的投放数据一直不更新，截图附上。",
                 locale="zh-CN",
                 contact=pb.Contact(email=email, channels=[pb.CHANNEL_EMAIL]),
-                evidence=[epb.EvidenceRef(name=evidence)] if evidence else [],
+                evidence=[epb.EvidenceRef(name=name) for name in evidence],
             ),
         )
     )
@@ -505,8 +515,15 @@ def test_no_serious_accessibility_violations_on_any_page_in_either_language(
     run = uuid.uuid4().hex[:6]
     requester = Client(stack.gateway, stack.secret, f"a11y-{run}")
     shot = EvidenceClient(requester).upload(png(), "截图.png")
+    # A PDF too: its figure offers "Show" and "Download" until asked.
+    paper = EvidenceClient(requester).upload(pdf(), "说明.pdf")
     ticket = new_ticket(
-        requester, f"a11y-{run}@example.com", "ads.consulting", f"无障碍 {run}", shot.name
+        requester,
+        f"a11y-{run}@example.com",
+        "ads.consulting",
+        f"无障碍 {run}",
+        shot.name,
+        paper.name,
     )
     reporter = ReportsPerson(stack, f"a11y-rep-{run}")
     case = reporter.report(f"a{run}", email=f"a11y-rep-{run}@example.com").report_case
@@ -540,6 +557,7 @@ def test_no_serious_accessibility_violations_on_any_page_in_either_language(
                     page.wait_for_function(
                         "() => document.querySelector('.evidence img')?.naturalWidth > 0"
                     )
+                    expect(page.locator(".evidence[data-state=offered] button")).to_have_count(2)
                 page.add_script_tag(path=str(AXE))
                 result = page.evaluate(
                     "async () => { const r = await axe.run(document); return {"
@@ -583,3 +601,487 @@ def test_the_console_is_served_under_its_content_security_policy(stack: Stack) -
     macros = httpx.get(f"{stack.http}/console/macros.json", timeout=15)
     assert macros.status_code == 200
     assert {"solve", "request_info", "reply"} <= {m["action"] for m in macros.json()}
+
+
+def services_today(stack: Stack) -> str:
+    """The services' date: earlier tests move their clock ahead of the browser's."""
+    return datetime.fromtimestamp(time.time() + stack.clock_offset(), UTC).date().isoformat()
+
+
+# What the browser logs for the refused change (`aborted` is HTTP 409 in Connect).
+STALE = "Failed to load resource: the server responded with a status of 409 (Conflict)"
+
+
+def stale_then_reload(page: Page) -> None:
+    """The agent's action met someone else's change: the page says so; the agent reloads."""
+    expect(page.locator("#error-message")).to_contain_text("已被其他人修改")
+    page.get_by_role("button", name="重新加载").click()
+    expect(page.locator("#status")).to_contain_text("您输入的内容已保留")
+    expect(page.locator("#error")).to_be_hidden()
+
+
+def test_a_reload_after_someone_elses_change_keeps_what_the_agent_typed(
+    browser: Browser, stack: Stack
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"keeper-{run}")
+    colleague = Client(stack.gateway, stack.secret, f"colleague-{run}", ("agent",))
+    ticket = new_ticket(requester, f"keeper-{run}@example.com", "other.general", f"草稿 {run}")
+    reply = f"您好，我们已经为您重置了登录状态，请重新登录试试。{run}"
+    with agent_page(browser) as (page, problems):
+        steps = Steps(page, ARTIFACTS / "reload-keeps-drafts")
+        try:
+            sign_in(page, stack, f"chen-{run}", f"#{ticket.name}")
+            expect(page.locator("#case-heading")).to_contain_text(f"草稿 {run}")
+            page.locator("#reply").fill(reply)
+            page.locator("#case-body").get_by_label("处理客服").fill(f"chen-{run}")
+            # A colleague notes something on the ticket meanwhile.
+            colleague.AddComment(
+                pb.AddCommentRequest(name=ticket.name, body=f"同事备注 {run}", internal=True)
+            )
+            page.get_by_role("button", name="发送回复").click()
+            steps.shot("stale")
+            stale_then_reload(page)
+            # The newer ticket, and everything the agent typed still there.
+            expect(page.locator("ol.history")).to_contain_text(f"同事备注 {run}")
+            expect(page.locator("#reply")).to_have_value(reply)
+            expect(page.locator("#case-body").get_by_label("处理客服")).to_have_value(f"chen-{run}")
+            steps.shot("reloaded")
+            page.get_by_role("button", name="发送回复").click()
+            expect(page.locator("#status")).to_contain_text("回复已发送")
+            expect(page.locator("ol.history")).to_contain_text(reply)
+            expect(page.locator("#reply")).to_have_value("")
+        except Exception:
+            with contextlib.suppress(Exception):
+                steps.shot("failure")
+            raise
+        assert problems.seen == [STALE]
+    comments = [
+        e
+        for e in requester.ListTicketEvents(pb.ListTicketEventsRequest(name=ticket.name)).events
+        if e.type == "CommentAdded"
+    ]
+    assert [e.text for e in comments] == [reply]  # sent once; the note is not the requester's
+    requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="test over"))
+    requester.close()
+    colleague.close()
+
+
+def test_a_reload_keeps_the_statement_of_reasons_the_agent_filled_in(
+    browser: Browser, stack: Stack
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    video = f"k{run}"
+    first = ReportsPerson(stack, f"watcher-{run}")
+    late = ReportsPerson(stack, f"late-watcher-{run}")
+    checker = ReportsPerson(stack, f"checker-{run}", "agent")
+    case = first.report(video, email=f"watcher-{run}@example.com").report_case
+    with agent_page(browser) as (page, problems):
+        steps = Steps(page, ARTIFACTS / "reload-keeps-statement")
+        try:
+            sign_in(page, stack, f"lin-{run}", f"#{case}")
+            expect(page.locator("#distinct-reporters")).to_have_text("1")
+            form = page.locator("form.decide")
+            form.get_by_label("决定依据").select_option(label="违法内容")
+            form.get_by_label("法律依据").fill("网络安全法 第十二条")
+            form.get_by_label("为何违法").fill(f"视频宣扬恐怖主义。{run}")
+            form.get_by_label("内容发布日期").fill("2026-01-15")
+            form.get_by_label("决定生效日期").fill(services_today(stack))
+            form.get_by_label("事实与依据").fill(f"人工审核确认。{run}")
+            form.get_by_role("checkbox", name="删除内容").check()
+            form.get_by_role("checkbox", name="由自动化手段发现").check()
+            form.get_by_label("适用地区").fill("CN, HK")
+            form.get_by_label("用户 ID").fill(f"uploader-{run}")
+            form.get_by_label("姓名或名称").fill("李四")
+            form.get_by_label("电子邮箱").fill(f"uploader-{run}@example.com")
+            # A second person reports the same video meanwhile: the case changes.
+            late.report(video, email=f"late-watcher-{run}@example.com")
+            wait_until(
+                lambda: (
+                    checker.GetReportCase(rpb.GetReportCaseRequest(name=case)).reporter_count == 2
+                )
+            )
+            form.get_by_role("button", name="提交决定").click()
+            steps.shot("stale")
+            stale_then_reload(page)
+            expect(page.locator("#distinct-reporters")).to_have_text("2")
+            form = page.locator("form.decide")
+            expect(form.get_by_label("决定依据")).to_have_value(
+                str(rpb.DECISION_GROUND_ILLEGAL_CONTENT)
+            )
+            expect(form.get_by_label("法律依据")).to_have_value("网络安全法 第十二条")
+            expect(form.get_by_label("为何违法")).to_have_value(f"视频宣扬恐怖主义。{run}")
+            expect(form.get_by_label("内容发布日期")).to_have_value("2026-01-15")
+            expect(form.get_by_label("事实与依据")).to_have_value(f"人工审核确认。{run}")
+            expect(form.get_by_role("checkbox", name="删除内容")).to_be_checked()
+            expect(form.get_by_role("checkbox", name="由自动化手段发现")).to_be_checked()
+            expect(form.get_by_label("适用地区")).to_have_value("CN, HK")
+            expect(form.get_by_label("用户 ID")).to_have_value(f"uploader-{run}")
+            expect(form.get_by_label("姓名或名称")).to_have_value("李四")
+            expect(form.get_by_label("电子邮箱")).to_have_value(f"uploader-{run}@example.com")
+            steps.shot("reloaded")
+            form.get_by_role("button", name="提交决定").click()
+            expect(page.locator("#case-state")).to_have_attribute("data-state", "ACTION_TAKEN")
+            expect(page.locator("#restrictions")).to_contain_text("删除内容")
+        except Exception:
+            with contextlib.suppress(Exception):
+                steps.shot("failure")
+            raise
+        assert problems.seen == [STALE]
+    decided = checker.GetReportCase(rpb.GetReportCaseRequest(name=case))
+    statement = decided.decision
+    assert statement.illegal_content_legal_ground == "网络安全法 第十二条"
+    assert statement.automated_detection and list(statement.territorial_scope) == ["CN", "HK"]
+    assert decided.affected_uploader.legal_name == "李四"
+
+
+def mp4() -> bytes:
+    """The start of an MP4 file (what the evidence service checks), made unique."""
+    return b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + os.urandom(4096)
+
+
+def pdf() -> bytes:
+    """A one-page PDF that says hello, made unique by a comment."""
+    page = b"BT /F1 24 Tf 50 100 Td (Hello PDF) Tj ET"
+    return (
+        b"%PDF-1.4\n%" + os.urandom(8).hex().encode() + b"\n"
+        b"1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
+        b"2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
+        b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 300 200]/Contents 4 0 R"
+        b"/Resources<</Font<</F1 5 0 R>>>>>>endobj\n"
+        b"4 0 obj<</Length %d>>stream\n" % len(page) + page + b"\nendstream endobj\n"
+        b"5 0 obj<</Type/Font/Subtype/Type1/BaseFont/Helvetica>>endobj\n"
+        b"trailer<</Root 1 0 R>>\n%%EOF\n"
+    )
+
+
+READ_EVIDENCE = "/casemesh.v1.EvidenceService/ReadEvidence"
+PDF_VIEWER = "chrome-extension://mhjfbmdgcfjbbpaeojofohoefgiehjai/"
+
+
+class EvidenceReads:
+    """The ReadEvidence calls a page made, by the evidence each read."""
+
+    def __init__(self, page: Page, *names: str) -> None:
+        self.count = dict.fromkeys(names, 0)
+        page.on("request", self._seen)
+
+    def _seen(self, request: Request) -> None:
+        if request.url.endswith(READ_EVIDENCE):
+            for name in self.count:
+                if name.encode() in (request.post_data_buffer or b""):
+                    self.count[name] += 1
+
+
+# Whether an image URL still loads (the page's policy lets images, not fetch, read blob: URLs).
+LOADS = """u => new Promise(done => { const i = new Image();
+  i.onload = () => done('loads'); i.onerror = () => done('gone'); i.src = u; })"""
+
+
+def reads(request: Request, name: str) -> bool:
+    return request.url.endswith(READ_EVIDENCE) and name.encode() in (
+        request.post_data_buffer or b""
+    )
+
+
+def test_a_video_and_a_pdf_load_only_when_asked_and_an_action_reads_nothing_again(
+    browser: Browser, stack: Stack
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"filmer-{run}")
+    files = EvidenceClient(requester)
+    shot, video, paper = (
+        files.upload(png(), "截图.png"),
+        files.upload(mp4(), "录屏.mp4"),
+        files.upload(pdf(), "合同.pdf"),
+    )
+    ticket: pb.Ticket = requester.CreateTicket(
+        pb.CreateTicketRequest(
+            request_id=uuid.uuid4().hex,
+            ticket=pb.Ticket(
+                category="other.general",
+                subject=f"视频证据 {run}",
+                description="上传后视频无法播放，录屏和合同附上。",
+                locale="zh-CN",
+                contact=pb.Contact(email=f"filmer-{run}@example.com", channels=[pb.CHANNEL_EMAIL]),
+                evidence=[epb.EvidenceRef(name=e.name) for e in (shot, video, paper)],
+            ),
+        )
+    )
+    with agent_page(browser) as (page, problems):
+        steps = Steps(page, ARTIFACTS / "evidence-on-demand")
+        read = EvidenceReads(page, shot.name, video.name, paper.name)
+        try:
+            sign_in(page, stack, f"he-{run}", f"#{ticket.name}")
+            figure = {
+                e.name: page.locator(f'figure[data-evidence="{e.name}"]')
+                for e in (shot, video, paper)
+            }
+            # The screenshot shows at once; the video and the PDF wait to be asked for.
+            expect(figure[shot.name].get_by_role("img", name="证据：截图.png")).to_be_visible()
+            page.wait_for_function(
+                "() => document.querySelector('.evidence img')?.naturalWidth > 0"
+            )
+            for other in (video, paper):
+                expect(figure[other.name]).to_have_attribute("data-state", "offered")
+            expect(figure[video.name].get_by_role("button", name="显示 录屏.mp4")).to_be_visible()
+            expect(figure[paper.name].get_by_role("button", name="下载 合同.pdf")).to_be_visible()
+            assert read.count == {shot.name: 1, video.name: 0, paper.name: 0}
+            steps.shot("offered")
+
+            # An action draws the ticket again: the screenshot is not read again.
+            page.locator("#reply").fill(f"已收到，正在核查。{run}")
+            page.get_by_role("button", name="添加内部备注").click()
+            expect(page.locator("#status")).to_contain_text("内部备注已添加")
+            expect(page.locator("ol.history")).to_contain_text(f"已收到，正在核查。{run}")
+            page.wait_for_function(
+                "() => document.querySelector('.evidence img')?.naturalWidth > 0"
+            )
+            assert read.count == {shot.name: 1, video.name: 0, paper.name: 0}
+
+            # Asked for, each is read once and shown: the PDF in the browser's viewer.
+            figure[video.name].get_by_role("button", name="显示 录屏.mp4").click()
+            expect(figure[video.name].locator("video")).to_have_attribute(
+                "src", re.compile("^blob:")
+            )
+            # Chromium's own PDF viewer (its built-in extension) opens in the frame,
+            # under the page's content security policy.
+            with page.expect_event("framenavigated", lambda f: f.url.startswith(PDF_VIEWER)):
+                figure[paper.name].get_by_role("button", name="显示 合同.pdf").click()
+            expect(figure[paper.name].locator("iframe")).to_be_visible()
+            with page.expect_download() as saved:
+                figure[paper.name].get_by_role("link", name="下载 合同.pdf").click()
+            assert saved.value.suggested_filename == "合同.pdf"
+            steps.shot("shown")
+            assert read.count == {shot.name: 1, video.name: 1, paper.name: 1}
+
+            # Another action: everything shown stays, nothing is read again.
+            page.locator("#reply").fill(f"视频已查看。{run}")
+            page.get_by_role("button", name="添加内部备注").click()
+            expect(page.locator("ol.history")).to_contain_text(f"视频已查看。{run}")
+            expect(figure[video.name].locator("video")).to_be_attached()
+            expect(figure[paper.name].locator("iframe")).to_be_attached()
+            assert read.count == {shot.name: 1, video.name: 1, paper.name: 1}
+
+            # Leaving the case frees what was read.
+            src = figure[shot.name].locator("img").get_attribute("src") or ""
+            assert page.evaluate(LOADS, src) == "loads"
+            page.locator("#back-to-queue").click()
+            expect(page.locator("#queue-heading")).to_be_visible()
+            assert page.evaluate(LOADS, src) == "gone"
+        except Exception:
+            with contextlib.suppress(Exception):
+                steps.shot("failure")
+            raise
+        # The one error: the probe of the revoked screenshot's URL.
+        assert problems.seen == ["Failed to load resource: net::ERR_FILE_NOT_FOUND"]
+
+    # A read still running when the agent leaves is cancelled.
+    with agent_page(browser) as (page, problems):
+        held: list[Route] = []
+        page.route(
+            f"**{READ_EVIDENCE}",
+            lambda route: (
+                held.append(route) if reads(route.request, video.name) else route.continue_()
+            ),
+        )
+        sign_in(page, stack, f"he-{run}", f"#{ticket.name}")
+        with page.expect_request(lambda r: reads(r, video.name)):
+            page.get_by_role("button", name="显示 录屏.mp4").click()
+        expect(page.locator(f'figure[data-evidence="{video.name}"]')).to_have_attribute(
+            "data-state", "loading"
+        )
+        with page.expect_event("requestfailed", lambda r: reads(r, video.name)):
+            page.locator("#back-to-queue").click()
+        expect(page.locator("#queue-heading")).to_be_visible()
+    requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="test over"))
+    requester.close()
+
+
+def pump_until(page: Page, done: Callable[[], bool]) -> None:
+    """Waits for `done()`, letting Playwright run the page's route handlers meanwhile."""
+    wait_until(lambda: done() or page.evaluate("false"))
+
+
+LIST_QUEUE = re.compile(r"/casemesh\.v1\.CaseQueueService/ListQueueCases")
+
+
+def test_a_case_streamed_while_the_queue_list_is_read_is_not_undone_by_the_list(
+    browser: Browser, stack: Stack
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"racer-{run}")
+    made: list[str] = []
+    held: list[tuple[Route, APIResponse]] = []
+
+    def late_list(route: Route) -> None:
+        """The list as the queue is now, answered only after a new case has been
+        streamed to the page (the test fulfils it)."""
+        if held:
+            route.continue_()
+            return
+        answer = route.fetch()
+        made.append(new_ticket(requester, f"racer-{run}@example.com", "other.general", run).name)
+        held.append((route, answer))
+
+    with agent_page(browser) as (page, problems):
+        sign_in(page, stack, f"wu-{run}")
+        expect(page.locator("#live")).to_have_attribute("data-state", "live")
+        lists = page.locator("#queue-rows")
+        shown = int(lists.get_attribute("data-lists") or "0")
+        page.route(LIST_QUEUE, late_list)
+        page.locator("#filter-queue").select_option("general")  # watches again, lists again
+        pump_until(page, lambda: bool(held))
+        route, answer = held[0]
+        assert made[0] not in answer.text()  # read before the case was opened
+        # The live stream brings the new case while the list is on its way…
+        expect(row(page, made[0])).to_be_visible()
+        route.fulfill(response=answer)
+        expect(lists).to_have_attribute("data-lists", str(shown + 1))
+        # …and the older list does not take it away.
+        expect(row(page, made[0])).to_be_visible()
+        page.unroute(LIST_QUEUE)
+        assert problems.seen == []
+    requester.CancelTicket(pb.CancelTicketRequest(name=made[0], reason="test over"))
+    requester.close()
+
+
+WATCH_QUEUE = re.compile(r"/casemesh\.v1\.CaseQueueService/WatchQueue")
+
+
+def test_the_queue_says_it_is_reconnecting_and_then_live_again(
+    browser: Browser, stack: Stack
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    with agent_page(browser) as (page, problems):
+        sign_in(page, stack, f"sun-{run}")
+        live = page.locator("#live")
+        expect(live).to_have_attribute("data-state", "live")
+        # Every state the line shows, in order.
+        page.evaluate(
+            """() => { const el = document.getElementById('live'); window.liveStates = [];
+            new MutationObserver(() => window.liveStates.push(el.dataset.state))
+              .observe(el, { attributes: true, attributeFilter: ['data-state'] }); }"""
+        )
+        page.route(WATCH_QUEUE, lambda route: route.abort())
+        page.locator("#filter-queue").select_option("general")  # watches again: refused
+        expect(live).to_have_attribute("data-state", "reconnecting")
+        expect(live).to_have_text("连接中断，正在重新连接…（第 1 次）")
+        expect(live).to_have_text("连接中断，正在重新连接…（第 2 次）")
+        Steps(page, ARTIFACTS / "reconnecting").shot("reconnecting")
+        page.unroute(WATCH_QUEUE)
+        expect(live).to_have_attribute("data-state", "live")
+        expect(live).to_have_text("● 实时更新中")
+        states: list[str] = page.evaluate("window.liveStates")
+        # Each wait before trying again said "reconnecting" to its end: a list
+        # that came back fine meanwhile did not call the queue live. (Within an
+        # attempt, "live" may show between the list and the stream's failure.)
+        first = states.index("reconnecting")
+        tries = [i for i, state in enumerate(states) if i > first and state == "connecting"]
+        assert len(tries) >= 2 and all(states[i - 1] == "reconnecting" for i in tries), states
+        assert states[-1] == "live", states
+        assert all(p.startswith("Failed to load resource") for p in problems.seen), problems.seen
+
+
+def test_an_agent_sees_at_once_that_the_case_they_hold_was_taken_from_them(
+    browser: Browser, stack: Stack
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"locked-{run}")
+    agent = f"zheng-{run}"
+    with quiet_queue(stack, "account"), agent_page(browser) as (page, problems):
+        steps = Steps(page, ARTIFACTS / "lease-lost")
+        try:
+            sign_in(page, stack, agent)
+            in_queue(page, "account")
+            ticket = new_ticket(requester, f"locked-{run}@example.com", "account.login", run)
+            expect(row(page, ticket.name)).to_be_visible()
+            next_until(page, ticket.name)
+            lease = page.locator("#lease")
+            expect(lease).to_have_attribute("data-state", "held")
+            # The same agent elsewhere (another tab, the API) lets it go, and a
+            # colleague takes it: long before the next renewal, the page says so.
+            same = Agent(stack, agent)
+            same.ReleaseClaim(qpb.ReleaseClaimRequest(name=ticket.name))
+            colleague = Agent(stack, f"colleague-{run}")
+            taken = colleague.ClaimNextCase(qpb.ClaimNextCaseRequest(queues=["account"]))
+            assert taken.name == ticket.name
+            expect(lease).to_have_attribute("data-state", "lost")
+            expect(page.locator("#lease-text")).to_contain_text(
+                f"您已失去案件 {ticket.name.split('/')[1][:8].upper()} 的锁定"
+            )
+            expect(page.locator("#lease-text")).to_have_attribute("role", "alert")
+            steps.shot("lost")
+            # Going back does not try to give back what is no longer held.
+            page.locator("#back-to-queue").click()
+            expect(row(page, ticket.name)).to_have_attribute("data-holder", f"colleague-{run}")
+        except Exception:
+            with contextlib.suppress(Exception):
+                steps.shot("failure")
+            raise
+        # The renewals that found the lease gone were refused (failed_precondition is
+        # HTTP 400 in Connect).
+        refused = "Failed to load resource: the server responded with a status of 400 (Bad Request)"
+        assert problems.seen and set(problems.seen) == {refused}, problems.seen
+        colleague.ReleaseClaim(qpb.ReleaseClaimRequest(name=ticket.name))
+        same.client.close()
+        colleague.client.close()
+    requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="test over"))
+    requester.close()
+
+
+def test_an_agent_decides_a_copyright_notice_and_a_reload_keeps_the_statement(
+    browser: Browser, stack: Stack
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    claimant = AppealsPerson(stack, f"studio-{run}")
+    agent = f"xu-{run}"
+    with quiet_queue(stack, "copyright"), agent_page(browser) as (page, problems):
+        steps = Steps(page, ARTIFACTS / "copyright-decision")
+        try:
+            sign_in(page, stack, agent)
+            in_queue(page, "copyright")
+            appeal = claimant.FileAppeal(
+                apb.FileAppealRequest(
+                    appeal=notice(claimant, f"studio-{run}@example.com", ""),
+                    request_id=uuid.uuid4().hex,
+                )
+            ).name
+            expect(row(page, appeal)).to_be_visible()
+            next_until(page, appeal)
+            expect(page.locator("#case-state")).to_have_attribute("data-state", "UNDER_REVIEW")
+            expect(page.locator("#missing-elements")).to_contain_text("要素齐全")
+            form = page.locator("form.decide")
+            form.get_by_label("结果").select_option(label="支持")
+            form.get_by_label("依据", exact=True).fill("著作权法第十条；用户协议第 4.2 条")
+            form.get_by_label("事实与依据").fill(f"原创工程文件早于被投诉视频发布。{run}")
+            form.get_by_label("用户 ID").fill(f"copier-{run}")
+            form.get_by_label("姓名或名称").fill("王五")
+            form.get_by_label("电子邮箱").fill(f"copier-{run}@example.com")
+            # The claimant adds to the notice meanwhile.
+            claimant.AddAppealInfo(
+                apb.AddAppealInfoRequest(name=appeal, message=f"补充：首发平台链接。{run}")
+            )
+            form.get_by_role("button", name="提交决定").click()
+            stale_then_reload(page)
+            expect(page.locator("ol.history")).to_contain_text(f"补充：首发平台链接。{run}")
+            expect(form.get_by_label("依据", exact=True)).to_have_value(
+                "著作权法第十条；用户协议第 4.2 条"
+            )
+            expect(form.get_by_label("用户 ID")).to_have_value(f"copier-{run}")
+            steps.shot("reloaded")
+            form.get_by_role("button", name="提交决定").click()
+            expect(page.locator("#case-state")).to_have_attribute("data-state", "UPHELD")
+            decision = page.get_by_role("region", name="处理决定")
+            expect(decision).to_contain_text("著作权法第十条；用户协议第 4.2 条")
+            expect(decision).to_contain_text(f"原创工程文件早于被投诉视频发布。{run}")
+            expect(page.locator("form.decide")).to_have_count(0)
+            steps.shot("decided")
+        except Exception:
+            with contextlib.suppress(Exception):
+                steps.shot("failure")
+            raise
+        assert problems.seen == [STALE]
+    decided = claimant.GetAppeal(apb.GetAppealRequest(name=appeal))
+    assert decided.state == apb.APPEAL_STATE_UPHELD
+    assert decided.decision_reasons.ground == "著作权法第十条；用户协议第 4.2 条"

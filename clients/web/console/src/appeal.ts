@@ -21,13 +21,13 @@ import { label, nameOf } from "./dsa";
 import { preview } from "./evidence";
 import { busy, type CaseHost, element, facts, field, say, select, shortId, t, when } from "./ui";
 
-export async function openAppeal(name: string, body: HTMLElement, host: CaseHost): Promise<void> {
+export async function openAppeal(name: string, host: CaseHost): Promise<void> {
   let found = await appeals.getAppeal({ name });
   if (found.state === AppealState.SUBMITTED && host.holds(name)) {
     found = await appeals.assignAppeal({ name });
   }
   const { events } = await appeals.listAppealEvents({ name });
-  render(found, events, body, host);
+  render(found, events, host);
 }
 
 function party(p: Party | undefined): HTMLElement | string {
@@ -55,7 +55,7 @@ function yesNo(value: boolean): string {
   return value ? `✓ ${t("yes")}` : `✗ ${t("no")}`;
 }
 
-function render(a: Appeal, events: AppealEvent[], body: HTMLElement, host: CaseHost): void {
+function render(a: Appeal, events: AppealEvent[], host: CaseHost): void {
   host.heading(
     t("appealHeading", { id: shortId(a.name), kind: label("kind", nameOf(AppealKind, a.kind)) }),
   );
@@ -184,18 +184,18 @@ function render(a: Appeal, events: AppealEvent[], body: HTMLElement, host: CaseH
     AppealState.INFO_REQUESTED,
   ].includes(a.state);
   if (open) {
-    side.append(askInfo(a, body, host));
-    main.append(decideForm(a, body, host));
+    side.append(askInfo(a, host));
+    main.append(decideForm(a, host));
   }
   if (a.state === AppealState.FORWARDED_TO_CLAIMANT) {
-    side.append(courtAction(a, body, host));
+    side.append(courtAction(a, host));
   }
   const columns = element("div", "", { class: "columns" });
   columns.append(main, side);
-  body.replaceChildren(columns);
+  host.draw(columns);
 }
 
-function askInfo(a: Appeal, body: HTMLElement, host: CaseHost): HTMLElement {
+function askInfo(a: Appeal, host: CaseHost): HTMLElement {
   const section = element("section", "", { "aria-labelledby": "ask-heading" });
   const message = element("textarea", "", { rows: "3" });
   const go = element("button", t("requestInfo"), { type: "button", id: "appeal-request-info" });
@@ -220,7 +220,7 @@ function askInfo(a: Appeal, body: HTMLElement, host: CaseHost): HTMLElement {
   return section;
 }
 
-function decideForm(a: Appeal, body: HTMLElement, host: CaseHost): HTMLElement {
+function decideForm(a: Appeal, host: CaseHost): HTMLElement {
   const form = element("form", "", {
     class: "decide",
     "aria-labelledby": "appeal-decide-heading",
@@ -235,8 +235,14 @@ function decideForm(a: Appeal, body: HTMLElement, host: CaseHost): HTMLElement {
   );
   const ground = element("input", "", { autocomplete: "off" });
   const factsInput = element("textarea", "", { rows: "5" });
-  const detection = element("input", "", { type: "checkbox" });
-  const automated = element("input", "", { type: "checkbox" });
+  const detection = element("input", "", {
+    type: "checkbox",
+    "data-draft": "reasons.automated_detection",
+  });
+  const automated = element("input", "", {
+    type: "checkbox",
+    "data-draft": "reasons.automated_decision",
+  });
   const detectionBox = element("label", "", { class: "check" });
   detectionBox.append(detection, ` ${t("automatedDetection")}`);
   const automatedBox = element("label", "", { class: "check" });
@@ -313,13 +319,13 @@ function decideForm(a: Appeal, body: HTMLElement, host: CaseHost): HTMLElement {
           state: label("astate", nameOf(AppealState, decided.state)),
         }),
       );
-      await openAppeal(a.name, body, host);
+      await host.reopen();
     });
   });
   return form;
 }
 
-function courtAction(a: Appeal, body: HTMLElement, host: CaseHost): HTMLElement {
+function courtAction(a: Appeal, host: CaseHost): HTMLElement {
   const section = element("section", "", { "aria-labelledby": "court-heading" });
   const details = element("textarea", "", { rows: "3" });
   const go = element("button", t("recordCourt"), { type: "button", id: "record-court" });
@@ -329,7 +335,7 @@ function courtAction(a: Appeal, body: HTMLElement, host: CaseHost): HTMLElement 
       void busy(go, async () => {
         await appeals.recordCourtAction({ name: a.name, details: details.value.trim() });
         say(t("courtRecorded"));
-        await openAppeal(a.name, body, host);
+        await host.reopen();
       }),
   );
   section.append(

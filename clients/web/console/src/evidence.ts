@@ -1,58 +1,230 @@
 /**
- * Evidence shown inline: the bytes come from `EvidenceService.ReadEvidence`
- * (a server stream, read with the agent's token), become a Blob and an object
- * URL, and are shown as an image, a video or a PDF in a frame (the page's
- * content security policy allows blob: for exactly these).
+ * Evidence on a case's page. Screenshots (images up to 10 MiB) load at once:
+ * they are what agents look at. Videos, PDFs, larger images and anything else
+ * load only when the agent asks ("Show", "Download"). The bytes come from
+ * `EvidenceService.ReadEvidence` (a server stream, read with the agent's
+ * token), are gathered into a Blob and shown through an object URL (the
+ * page's content security policy allows blob: for images, media and frames;
+ * Chromium shows a blob: PDF in a frame with its own viewer).
+ *
+ * What is read belongs to the case on screen: when that case is drawn again
+ * (after an action, a reload) its evidence is reused, not read again; leaving
+ * the case cancels the reads still running and revokes the object URLs.
  */
 
-import { ConnectError } from "@casemesh/client";
+import { Code, ConnectError, type Evidence } from "@casemesh/client";
 
 import { evidence } from "./api";
 import { element, t } from "./ui";
 
-// Object URLs of the case on screen, revoked when another is shown.
-let urls: string[] = [];
+/** Images up to this size load with the page; larger ones wait for "Show". */
+const INLINE_IMAGE_BYTES = 10 * 1024 * 1024;
+/** Chunks are folded into a Blob every so many bytes, so a long video is not
+ * also held as an array of chunks (the browser may keep Blobs on disk). */
+const BLOB_PART_BYTES = 8 * 1024 * 1024;
 
-export function forgetPreviews(): void {
-  for (const url of urls) URL.revokeObjectURL(url);
-  urls = [];
+/** The evidence read for the case on screen: metadata and object URLs, by evidence name. */
+class Shelf {
+  readonly stop = new AbortController();
+  readonly meta = new Map<string, Promise<Evidence>>();
+  readonly bytes = new Map<string, Promise<string>>();
+  readonly urls: string[] = [];
+
+  /** A read shared by every figure of the same evidence; a failed one may be tried again. */
+  private once<T>(cache: Map<string, Promise<T>>, name: string, read: () => Promise<T>) {
+    let found = cache.get(name);
+    if (!found) {
+      found = read();
+      cache.set(name, found);
+      const mine = found;
+      found.catch(() => {
+        if (cache.get(name) === mine) cache.delete(name);
+      });
+    }
+    return found;
+  }
+
+  metaOf(name: string): Promise<Evidence> {
+    return this.once(this.meta, name, () =>
+      evidence.getEvidence({ name }, { signal: this.stop.signal }),
+    );
+  }
+
+  urlOf(name: string, meta: Evidence): Promise<string> {
+    return this.once(this.bytes, name, async () => {
+      const parts: Blob[] = [];
+      let pending: Uint8Array<ArrayBuffer>[] = [];
+      let pendingBytes = 0;
+      let read = 0;
+      for await (const part of evidence.readEvidence({ name }, { signal: this.stop.signal })) {
+        pending.push(new Uint8Array(part.chunk));
+        pendingBytes += part.chunk.length;
+        read += part.chunk.length;
+        if (pendingBytes >= BLOB_PART_BYTES) {
+          parts.push(new Blob(pending));
+          pending = [];
+          pendingBytes = 0;
+        }
+        reading(name, meta, read);
+      }
+      const url = URL.createObjectURL(new Blob([...parts, ...pending], { type: meta.mediaType }));
+      if (this.stop.signal.aborted) {
+        URL.revokeObjectURL(url);
+        throw new ConnectError("the case was left", Code.Canceled);
+      }
+      this.urls.push(url);
+      return url;
+    });
+  }
+
+  /** Whether the bytes are read or being read (a figure drawn again shows them at once). */
+  asked(name: string): boolean {
+    return this.bytes.has(name);
+  }
+
+  forget(): void {
+    this.stop.abort();
+    for (const url of this.urls) URL.revokeObjectURL(url);
+  }
 }
 
-/** A figure that fills itself with the evidence once its bytes have arrived. */
+let shelf = new Shelf();
+
+/** The agent left the case on screen: stop reading its evidence and free what was read. */
+export function forgetPreviews(): void {
+  shelf.forget();
+  shelf = new Shelf();
+}
+
+type Kind = "image" | "video" | "pdf" | "file";
+
+function kindOf(meta: Evidence): Kind {
+  // HEIC is accepted evidence, but Chromium and Firefox do not show it: a file to download.
+  if (meta.mediaType.startsWith("image/") && meta.mediaType !== "image/heic") return "image";
+  if (meta.mediaType.startsWith("video/")) return "video";
+  if (meta.mediaType === "application/pdf") return "pdf";
+  return "file";
+}
+
+function size(bytes: number): string {
+  return bytes >= 1024 * 1024
+    ? `${(bytes / 1024 / 1024).toFixed(1)} MB`
+    : `${Math.ceil(bytes / 1024)} KB`;
+}
+
+/**
+ * A figure for one piece of evidence: filled at once for a screenshot, else
+ * offering "Show" (video, PDF, a large image) and "Download".
+ */
 export function preview(name: string): HTMLElement {
   const figure = element("figure", "", { class: "evidence", "data-evidence": name });
   const caption = element("figcaption", t("loadingEvidence"));
   figure.append(caption);
-  void load(name, figure, caption);
+  void offer(shelf, name, figure, caption);
   return figure;
 }
 
-async function load(name: string, figure: HTMLElement, caption: HTMLElement): Promise<void> {
+async function offer(
+  mine: Shelf,
+  name: string,
+  figure: HTMLElement,
+  caption: HTMLElement,
+): Promise<void> {
+  let meta: Evidence;
   try {
-    const meta = await evidence.getEvidence({ name });
-    const chunks: Uint8Array<ArrayBuffer>[] = [];
-    for await (const part of evidence.readEvidence({ name })) {
-      chunks.push(new Uint8Array(part.chunk));
-    }
-    const url = URL.createObjectURL(new Blob(chunks, { type: meta.mediaType }));
-    urls.push(url);
-    const label = meta.fileName || name;
-    caption.textContent = `${label} · ${meta.mediaType} · ${Math.ceil(Number(meta.sizeBytes) / 1024)} KB`;
-    let shown: HTMLElement;
-    if (meta.mediaType.startsWith("image/")) {
-      shown = element("img", "", { src: url, alt: t("evidenceAlt", { name: label }) });
-    } else if (meta.mediaType.startsWith("video/")) {
-      shown = element("video", "", { src: url, controls: "", preload: "metadata" });
-      shown.setAttribute("aria-label", t("evidenceAlt", { name: label }));
-    } else if (meta.mediaType === "application/pdf") {
-      shown = element("iframe", "", { src: url, title: t("evidenceAlt", { name: label }) });
-    } else {
-      shown = element("a", t("download", { name: label }), { href: url, download: label });
-    }
-    figure.prepend(shown);
-    figure.dataset.state = "shown";
+    meta = await mine.metaOf(name);
   } catch (err) {
-    caption.textContent = t("evidenceFailed", { name, reason: ConnectError.from(err).rawMessage });
-    figure.dataset.state = "failed";
+    failed(mine, name, figure, caption, err);
+    return;
   }
+  const label = meta.fileName || name;
+  const described = `${label} · ${meta.mediaType} · ${size(Number(meta.sizeBytes))}`;
+  caption.textContent = described;
+  const kind = kindOf(meta);
+  const inline = kind === "image" && Number(meta.sizeBytes) <= INLINE_IMAGE_BYTES;
+  if (inline || mine.asked(name)) {
+    await show(mine, name, meta, figure, caption, described, false);
+    return;
+  }
+  figure.dataset.state = "offered";
+  const actions = element("div", "", { class: "evidence-actions" });
+  if (kind !== "file") {
+    const showIt = element("button", t("showEvidence", { name: label }), { type: "button" });
+    showIt.addEventListener(
+      "click",
+      () => void show(mine, name, meta, figure, caption, described, false),
+    );
+    actions.append(showIt);
+  }
+  const save = element("button", t("download", { name: label }), { type: "button" });
+  save.addEventListener(
+    "click",
+    () => void show(mine, name, meta, figure, caption, described, true),
+  );
+  actions.append(save);
+  figure.append(actions);
+}
+
+/** Reads the bytes (once per case), then shows them; `saving`: the agent asked to download. */
+async function show(
+  mine: Shelf,
+  name: string,
+  meta: Evidence,
+  figure: HTMLElement,
+  caption: HTMLElement,
+  described: string,
+  saving: boolean,
+): Promise<void> {
+  for (const b of figure.querySelectorAll("button")) b.disabled = true;
+  figure.dataset.state = "loading";
+  let url: string;
+  try {
+    url = await mine.urlOf(name, meta);
+  } catch (err) {
+    failed(mine, name, figure, caption, err);
+    return;
+  }
+  const label = meta.fileName || name;
+  caption.textContent = described;
+  figure.querySelector(".evidence-actions")?.remove();
+  const kind = kindOf(meta);
+  const alt = t("evidenceAlt", { name: label });
+  let shown: HTMLElement | undefined;
+  if (kind === "image") {
+    shown = element("img", "", { src: url, alt });
+  } else if (kind === "video") {
+    shown = element("video", "", { src: url, controls: "", preload: "metadata" });
+    shown.setAttribute("aria-label", alt);
+  } else if (kind === "pdf") {
+    shown = element("iframe", "", { src: url, title: alt });
+  }
+  const link = element("a", t("download", { name: label }), { href: url, download: label });
+  if (shown) figure.prepend(shown);
+  // Kept beside what is shown: a PDF or a video is often wanted as a file.
+  if (kind !== "image") figure.append(link);
+  figure.dataset.state = "shown";
+  if (saving) link.click();
+}
+
+/** How far a read has come, on every figure waiting for it (one drawn again meanwhile too). */
+function reading(name: string, meta: Evidence, read: number): void {
+  const total = Number(meta.sizeBytes);
+  const percent = total ? Math.min(100, Math.floor((read / total) * 100)) : 100;
+  const selector = `figure[data-evidence="${CSS.escape(name)}"][data-state="loading"] figcaption`;
+  for (const caption of document.querySelectorAll(selector)) {
+    caption.textContent = t("readingEvidence", { name: meta.fileName || name, percent });
+  }
+}
+
+function failed(
+  mine: Shelf,
+  name: string,
+  figure: HTMLElement,
+  caption: HTMLElement,
+  err: unknown,
+): void {
+  if (mine.stop.signal.aborted) return; // the agent left the case: nothing to tell
+  caption.textContent = t("evidenceFailed", { name, reason: ConnectError.from(err).rawMessage });
+  figure.dataset.state = "failed";
+  for (const b of figure.querySelectorAll("button")) b.disabled = false;
 }

@@ -31,8 +31,11 @@ const zh = {
   transport: "连接方式：{transport}",
   errorPrefix: "出错了：",
   fixFields: "请修改标出的内容后再提交。",
-  staleChange: "这个案件在您查看之后已被其他人修改。请重新加载，确认最新内容后再操作。",
+  staleChange:
+    "这个案件在您查看之后已被其他人修改。请重新加载，确认最新内容后再操作（您已输入的内容会保留）。",
   reload: "重新加载",
+  draftsKept: "已重新加载最新内容，您输入的内容已保留。请对照修改后再提交。",
+  draftsNotKept: "已重新加载最新内容。案件已变化，您输入的内容有些在此页已无处可放。",
   notAllowed: "没有权限：",
   unreachable: "暂时连不上服务器，请稍后重试。",
   close: "关闭",
@@ -162,6 +165,8 @@ const zh = {
   evidenceAlt: "证据：{name}",
   evidenceFailed: "无法显示证据 {name}：{reason}",
   download: "下载 {name}",
+  showEvidence: "显示 {name}",
+  readingEvidence: "正在读取 {name}…（{percent}%）",
   // report cases
   reportHeading: "举报案件 {id}",
   caseState: "案件状态",
@@ -434,8 +439,12 @@ const en: Record<Key, string> = {
   errorPrefix: "Something went wrong: ",
   fixFields: "Please correct the marked fields and submit again.",
   staleChange:
-    "Someone else changed this case after you opened it. Reload it, check what changed, then try again.",
+    "Someone else changed this case after you opened it. Reload it, check what changed, then try again (what you typed is kept).",
   reload: "Reload",
+  draftsKept:
+    "Reloaded the latest; what you typed was kept. Check it against the changes, then submit.",
+  draftsNotKept:
+    "Reloaded the latest. The case has changed: some or all of what you typed has no place on this page any more.",
   notAllowed: "Not allowed:",
   unreachable: "The server cannot be reached right now; please try again shortly.",
   close: "Close",
@@ -561,6 +570,8 @@ const en: Record<Key, string> = {
   evidenceAlt: "Evidence: {name}",
   evidenceFailed: "Evidence {name} cannot be shown: {reason}",
   download: "Download {name}",
+  showEvidence: "Show {name}",
+  readingEvidence: "Reading {name}… ({percent}%)",
   reportHeading: "Report case {id}",
   caseState: "Case state",
   target: "Reported item",

@@ -11,6 +11,7 @@ import { Code, ConnectError, type QueueCase } from "@casemesh/client";
 
 import { claims, currentToken, devSignIn, queue, setToken, transportName } from "./api";
 import { openAppeal } from "./appeal";
+import { drawnAs, restore, typed } from "./drafts";
 import { forgetPreviews } from "./evidence";
 import { isKey } from "./i18n";
 import { loadMacros } from "./macros";
@@ -41,6 +42,8 @@ import {
 const VIEWS = ["sign-in", "queue", "search", "articles", "case"] as const;
 type View = (typeof VIEWS)[number];
 let view: View = "sign-in";
+/** The case whose page is open or opening (a link may open one other than the held case). */
+let shownCase = "";
 
 /** Shows one view and moves the focus to its heading, so screen readers follow. */
 function show(next: View): void {
@@ -49,8 +52,14 @@ function show(next: View): void {
     $(v).hidden = v !== next;
   }
   $(next).querySelector<HTMLElement>("h1")?.focus();
-  if (next === "queue") {
+  if (next !== "case") {
+    // The agent left the case: its evidence reads stop, what was read is
+    // freed, and "Reload" no longer reads it.
+    shownCase = "";
     forgetPreviews();
+    onReload(undefined);
+  }
+  if (next === "queue") {
     history.replaceState(null, "", `${location.pathname}${location.search}`);
   }
 }
@@ -210,9 +219,6 @@ async function claimNext(): Promise<void> {
 
 // -- a case's page ----------------------------------------------------------------------
 
-/** The case whose page is open (a link may open one other than the held case). */
-let shownCase = "";
-
 /** The shown case left the claimable queue: the lease on it, if held, ends. */
 function shownCaseEnded(): void {
   if (held?.name === shownCase) {
@@ -220,47 +226,75 @@ function shownCaseEnded(): void {
   }
 }
 
-const host: CaseHost = {
-  done(message: string) {
-    shownCaseEnded();
-    show("queue");
-    say(message);
-  },
-  ended(message: string) {
-    shownCaseEnded();
-    say(message);
-  },
-  heading(text: string) {
-    $("case-heading").textContent = text;
-  },
-  holds(name: string) {
-    return held?.name === name && held.state !== "lost";
-  },
-};
-
-async function openCase(name: string): Promise<void> {
-  forgetPreviews();
-  shownCase = name;
+/**
+ * Reads a case and draws its page. The case on screen drawn again (after an
+ * action, a reload) stays on screen until the new drawing is ready and keeps
+ * the evidence already read; with `keepTyped` (a reload after someone else's
+ * change, a change of language) what the agent typed is carried over too.
+ */
+async function openCase(name: string, keepTyped = false): Promise<void> {
   const body = $("case-body");
-  body.replaceChildren();
-  onReload(() => openCase(name));
+  const again = view === "case" && name === shownCase;
+  if (!again) {
+    forgetPreviews();
+    body.replaceChildren();
+  }
+  shownCase = name;
+  onReload(() => openCase(name, true));
+  let kept: boolean | undefined;
+  const host: CaseHost = {
+    draw(page: HTMLElement) {
+      if (shownCase !== name) return; // the agent went elsewhere meanwhile
+      // Read as the new drawing replaces the old, so nothing typed during the read is lost.
+      const typedNow = keepTyped && again ? typed(body) : new Map<string, string | boolean>();
+      body.replaceChildren(page);
+      drawnAs(body);
+      if (typedNow.size) kept = restore(body, typedNow);
+    },
+    reopen: () => openCase(name),
+    done(message: string) {
+      shownCaseEnded();
+      show("queue");
+      say(message);
+    },
+    ended(message: string) {
+      shownCaseEnded();
+      say(message);
+    },
+    heading(text: string) {
+      $("case-heading").textContent = text;
+    },
+    holds(which: string) {
+      return held?.name === which && held.state !== "lost";
+    },
+  };
   if (name.startsWith("tickets/")) {
-    await openTicket(name, body, host);
+    await openTicket(name, host);
   } else if (name.startsWith("report-cases/")) {
-    await openReportCase(name, body, host);
+    await openReportCase(name, host);
   } else if (name.startsWith("appeals/")) {
-    await openAppeal(name, body, host);
+    await openAppeal(name, host);
   } else {
     throw new ConnectError(`${name} is not a case this console shows`, Code.InvalidArgument);
   }
+  if (shownCase !== name) return;
   renderLease();
   show("case");
   history.replaceState(null, "", `${location.pathname}${location.search}#${name}`);
+  if (kept !== undefined) say(t(kept ? "draftsKept" : "draftsNotKept"));
 }
 
 // -- the queue ------------------------------------------------------------------------------
 
 const queueView = new QueueView();
+
+// The live queue hears of a change to the held case before the next renewal
+// would: one that no longer shows the agent holding it (released, taken by
+// someone else, gone from the queue) has the lease checked at once. RenewClaim
+// decides: it keeps a lease still held, and says so when it is not.
+queueView.onChange((_change, c) => {
+  if (held?.name === c.name && c.holder !== claims().sub) void renew();
+});
 
 $("next-case").addEventListener(
   "click",
@@ -275,7 +309,6 @@ $("back-to-queue").addEventListener(
   () =>
     void busy($<HTMLButtonElement>("back-to-queue"), async () => {
       await releaseHeld();
-      onReload(undefined);
       show("queue");
     }),
 );
@@ -426,7 +459,7 @@ $("language").addEventListener("change", () => {
   applyLocale();
   const shown = /^#((tickets|report-cases|appeals)\/[0-9a-f-]{36})$/.exec(location.hash)?.[1];
   if (view === "case" && shown) {
-    void busy(null, () => openCase(shown));
+    void busy(null, () => openCase(shown, true));
   }
 });
 

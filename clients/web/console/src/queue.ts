@@ -3,7 +3,8 @@
  * earliest due time, so the child-safety lane, whose cases are urgent, comes
  * first), kept current by `WatchQueue`. When the stream drops it reconnects
  * with backoff, saying so, and reads the list again (changes made meanwhile
- * were not seen).
+ * were not seen). Changes heard while a list is being read are laid over it
+ * when it comes, so an older list never undoes a newer change.
  */
 
 import {
@@ -72,6 +73,11 @@ export class QueueView {
   private refresher: number | undefined;
   private generation = 0;
   private more = false;
+  /** Counts the lists asked for: only the answer to the latest is used. */
+  private reads = 0;
+  /** The changes heard since the list being read was asked for. */
+  private heard: [string, QueueCase][] | undefined;
+  private listeners: ((change: string, c: QueueCase) => void)[] = [];
 
   constructor() {
     for (const id of ["filter-queue", "filter-type", "filter-sla"]) {
@@ -79,6 +85,11 @@ export class QueueView {
         if (this.running) this.restart();
       });
     }
+  }
+
+  /** Tells `handler` of every change the live queue hears (whatever the filters show). */
+  onChange(handler: (change: string, c: QueueCase) => void): void {
+    this.listeners.push(handler);
   }
 
   /** The queue chosen in the filter, for claims too: "next case" takes from it. */
@@ -144,6 +155,8 @@ export class QueueView {
   stop(): void {
     this.running = false;
     this.generation += 1;
+    this.reads += 1;
+    this.heard = undefined;
     this.watching?.abort();
     if (this.ticker !== undefined) clearInterval(this.ticker);
     if (this.refresher !== undefined) clearInterval(this.refresher);
@@ -157,15 +170,38 @@ export class QueueView {
     void this.watch(this.generation);
   }
 
+  /**
+   * Reads the list and shows it with every change heard since it was asked
+   * for laid over it again, in the order heard. Why that is right: each change
+   * carries the case's whole state as read after the change, and the stream
+   * delivers them in order. A change heard during the read is either newer than
+   * the list (laying it over is the point) or older; if older, any later write
+   * the list shows has its own change still to come, after this one, which puts
+   * the newer state back. So the rows end where the stream is, never behind it.
+   */
   private async load(): Promise<void> {
-    const answer = await queue.listQueueCases({
-      pageSize: PAGE_SIZE,
-      queues: this.chosenQueues(),
-      types: this.chosenTypes(),
-      slaStates: this.chosenSla(),
-    });
-    this.cases = new Map(answer.queueCases.map((c) => [c.name, c]));
+    const read = ++this.reads;
+    this.heard = [];
+    let answer: Awaited<ReturnType<typeof queue.listQueueCases>>;
+    try {
+      answer = await queue.listQueueCases({
+        pageSize: PAGE_SIZE,
+        queues: this.chosenQueues(),
+        types: this.chosenTypes(),
+        slaStates: this.chosenSla(),
+      });
+    } catch (err) {
+      if (read === this.reads) this.heard = undefined;
+      throw err;
+    }
+    if (read !== this.reads) return; // a newer list was asked for, or the view stopped
+    const cases = new Map(answer.queueCases.map((c) => [c.name, c]));
+    for (const [change, c] of this.heard ?? []) this.applyTo(cases, change, c);
+    this.heard = undefined;
+    this.cases = cases;
     this.more = Boolean(answer.nextPageToken);
+    // How many lists have been shown (tests wait on it).
+    $("queue-rows").dataset.lists = String(Number($("queue-rows").dataset.lists ?? 0) + 1);
     this.render();
   }
 
@@ -175,6 +211,8 @@ export class QueueView {
     while (generation === this.generation) {
       const abort = new AbortController();
       this.watching = abort;
+      // Once this attempt is over, its list arriving late must not call the queue live.
+      let over = false;
       this.live(attempt ? t("reconnecting", { n: attempt }) : t("connecting"), "connecting");
       try {
         const stream = queue.watchQueue(
@@ -190,9 +228,14 @@ export class QueueView {
         // Read after the watch is asked for, so nothing falls between the two.
         // The gateway sends the stream's headers with its first change, so a
         // listed queue and a stream not (yet) failed are what "live" means here.
-        const listed = this.load().then(() => {
-          if (!abort.signal.aborted) this.live(t("live"), "live");
-        }, showError);
+        const listed = this.load().then(
+          () => {
+            if (!over) this.live(t("live"), "live");
+          },
+          (err: unknown) => {
+            if (!over) showError(err);
+          },
+        );
         for await (const change of stream) {
           attempt = 0;
           this.live(t("live"), "live");
@@ -205,6 +248,8 @@ export class QueueView {
           this.live(t("watchRefused"), "refused");
           return;
         }
+      } finally {
+        over = true;
       }
       if (generation !== this.generation) return;
       attempt += 1;
@@ -222,12 +267,18 @@ export class QueueView {
   }
 
   private apply(change: string, c: QueueCase): void {
-    if (change === "REMOVED" || !this.matches(c)) {
-      this.cases.delete(c.name);
-    } else {
-      this.cases.set(c.name, c);
-    }
+    for (const listener of this.listeners) listener(change, c);
+    this.heard?.push([change, c]);
+    this.applyTo(this.cases, change, c);
     this.render();
+  }
+
+  private applyTo(cases: Map<string, QueueCase>, change: string, c: QueueCase): void {
+    if (change === "REMOVED" || !this.matches(c)) {
+      cases.delete(c.name);
+    } else {
+      cases.set(c.name, c);
+    }
   }
 
   private render(): void {

@@ -46,11 +46,7 @@ import {
 
 let reasons: ReportReason[] = [];
 
-export async function openReportCase(
-  name: string,
-  body: HTMLElement,
-  host: CaseHost,
-): Promise<void> {
+export async function openReportCase(name: string, host: CaseHost): Promise<void> {
   if (!reasons.length) {
     reasons = (await reports.listReportReasons({})).reasons;
   }
@@ -60,7 +56,7 @@ export async function openReportCase(
     found = await reports.assignReportCase({ name });
   }
   const listed = await reports.listReports({ reportCase: name, pageSize: 100 });
-  render(found, listed.reports, body, host);
+  render(found, listed.reports, host);
 }
 
 function reasonLabel(category: string, subcategory: string): string {
@@ -69,7 +65,7 @@ function reasonLabel(category: string, subcategory: string): string {
   return locale === "en" ? r.labelEn : r.labelZh;
 }
 
-function render(c: ReportCase, filed: Report[], body: HTMLElement, host: CaseHost): void {
+function render(c: ReportCase, filed: Report[], host: CaseHost): void {
   host.heading(t("reportHeading", { id: shortId(c.name) }));
   const target = c.target;
   const distinct = new Set(filed.map((r) => r.reporter)).size;
@@ -142,11 +138,11 @@ function render(c: ReportCase, filed: Report[], body: HTMLElement, host: CaseHos
     side.append(decided(c));
   }
   if (c.state === ReportCaseState.OPEN || c.state === ReportCaseState.IN_REVIEW) {
-    main.append(decideForm(c, filed, body, host));
+    main.append(decideForm(c, filed, host));
   }
   const columns = element("div", "", { class: "columns" });
   columns.append(main, side);
-  body.replaceChildren(columns);
+  host.draw(columns);
 }
 
 /** The decision as made: its restrictions, facts, redress, and the appeals against it. */
@@ -208,12 +204,7 @@ function area(rows = 3): HTMLTextAreaElement {
 }
 
 /** The statement of reasons (DSA), shaped by the outcome and the ground chosen. */
-function decideForm(
-  c: ReportCase,
-  filed: Report[],
-  body: HTMLElement,
-  host: CaseHost,
-): HTMLElement {
+function decideForm(c: ReportCase, filed: Report[], host: CaseHost): HTMLElement {
   const form = element("form", "", {
     class: "decide",
     "aria-labelledby": "decide-heading",
@@ -240,7 +231,10 @@ function decideForm(
   const legalExplanation = area();
   const incompatibleGround = textInput();
   const incompatibleExplanation = area();
-  const alsoIllegal = element("input", "", { type: "checkbox" });
+  const alsoIllegal = element("input", "", {
+    type: "checkbox",
+    "data-draft": "statement.incompatible_content_illegal",
+  });
   const category = select(
     [["0", t("categoryFromReason")], ...choices(StatementCategory, "cat")],
     String(reason?.statementCategory ?? 0),
@@ -256,7 +250,10 @@ function decideForm(
   // Today as the reports service counts days (UTC), the earliest it accepts.
   const applicationDate = dateInput(new Date().toISOString().slice(0, 10));
   const decisionFacts = area(5);
-  const automatedDetection = element("input", "", { type: "checkbox" });
+  const automatedDetection = element("input", "", {
+    type: "checkbox",
+    "data-draft": "statement.automated_detection",
+  });
   const automatedDecision = select(
     choices(AutomatedDecision, "auto"),
     String(AutomatedDecision.NOT_AUTOMATED),
@@ -436,7 +433,7 @@ function decideForm(
           count: told,
         }),
       );
-      await openReportCase(c.name, body, host);
+      await host.reopen();
     });
   });
   return form;

@@ -60,19 +60,17 @@ function event(e: TicketEvent): HTMLLIElement {
   return item;
 }
 
-export async function openTicket(name: string, body: HTMLElement, host: CaseHost): Promise<void> {
+export async function openTicket(name: string, host: CaseHost): Promise<void> {
   const [ticket, history] = await Promise.all([
     tickets.getTicket({ name }),
     tickets.listTicketEvents({ name, pageSize: 200 }),
   ]);
-  render(ticket, history.events, body, host);
+  const side = render(ticket, history.events, host);
   // The requester's history beside it (SearchTickets, agents only): best
   // effort, after the ticket is shown, so a slow search never holds it up.
   try {
     const theirs = await tickets.searchTickets({ requester: ticket.requester, pageSize: 11 });
-    body
-      .querySelector(".side-col")
-      ?.append(others(theirs.tickets.filter((other) => other.name !== ticket.name).slice(0, 10)));
+    side.append(others(theirs.tickets.filter((other) => other.name !== ticket.name).slice(0, 10)));
   } catch {
     // The ticket is what matters; its requester's list can be read on reload.
   }
@@ -99,7 +97,8 @@ function others(list: Ticket[]): HTMLElement {
   return section;
 }
 
-function render(ticket: Ticket, events: TicketEvent[], body: HTMLElement, host: CaseHost): void {
+/** Draws the ticket; returns its side column. */
+function render(ticket: Ticket, events: TicketEvent[], host: CaseHost): HTMLElement {
   const id = shortId(ticket.name);
   host.heading(t("ticketHeading", { id, subject: ticket.subject }));
   const contact = (ticket.contact?.channels ?? [])
@@ -142,18 +141,20 @@ function render(ticket: Ticket, events: TicketEvent[], body: HTMLElement, host: 
   );
   timeline.querySelector("ol")?.append(...events.map(event));
 
-  body.replaceChildren(element("div", "", { class: "columns" }));
-  const [main, side] = [
+  const [columns, main, side] = [
+    element("div", "", { class: "columns" }),
     element("div", "", { class: "main-col" }),
     element("div", "", { class: "side-col" }),
   ];
   main.append(description, timeline);
-  side.append(summary, work(ticket, body, host), assign(ticket, body, host));
-  body.firstElementChild?.append(main, side);
+  side.append(summary, work(ticket, host), assign(ticket, host));
+  columns.append(main, side);
+  host.draw(columns);
+  return side;
 }
 
 /** The reply box, its macros and the actions that send it. */
-function work(ticket: Ticket, body: HTMLElement, host: CaseHost): HTMLElement {
+function work(ticket: Ticket, host: CaseHost): HTMLElement {
   const requesterLocale: Locale = ticket.locale === "en" ? "en" : "zh-CN";
   const section = element("section", "", { class: "work", "aria-labelledby": "work-heading" });
   section.append(element("h2", t("respond"), { id: "work-heading" }));
@@ -191,7 +192,7 @@ function work(ticket: Ticket, body: HTMLElement, host: CaseHost): HTMLElement {
   };
   const reopen = async (message: string) => {
     say(message);
-    await openTicket(ticket.name, body, host);
+    await host.reopen();
   };
   act(
     "send-reply",
@@ -268,7 +269,7 @@ function work(ticket: Ticket, body: HTMLElement, host: CaseHost): HTMLElement {
   return section;
 }
 
-function assign(ticket: Ticket, body: HTMLElement, host: CaseHost): HTMLElement {
+function assign(ticket: Ticket, host: CaseHost): HTMLElement {
   const section = element("section", "", { "aria-labelledby": "assign-heading" });
   section.append(element("h2", t("assignHeading"), { id: "assign-heading" }));
   const who = element("input", "", { autocomplete: "off", placeholder: claims().sub });
@@ -293,7 +294,7 @@ function assign(ticket: Ticket, body: HTMLElement, host: CaseHost): HTMLElement 
           etag: ticket.etag,
         });
         say(t("assigned"));
-        await openTicket(ticket.name, body, host);
+        await host.reopen();
       }),
   );
   section.append(

@@ -200,7 +200,11 @@ export function field(
 ): HTMLDivElement {
   fieldCount += 1;
   input.id ||= `f${fieldCount}`;
-  if (serverField) input.dataset.field = serverField;
+  if (serverField) {
+    input.dataset.field = serverField;
+    // What the agent typed here is known by this key when the page is drawn again.
+    input.dataset.draft ||= serverField;
+  }
   const wrap = element("div", "", { class: "field" });
   const described = [`${input.id}-error`];
   wrap.append(element("label", label, { for: input.id }), input);
@@ -264,6 +268,10 @@ export function facts(rows: [string, Node | string][]): HTMLDListElement {
 
 /** What a case's page may ask of the console around it. */
 export interface CaseHost {
+  /** Puts the case's page, as drawn from the server, on screen. */
+  draw(page: HTMLElement): void;
+  /** Reads the case again and draws it (after the agent's action changed it). */
+  reopen(): Promise<void>;
   /** The agent's action took the case out of their hands (solved, waiting, decided): back to the queue. */
   done(message: string): void;
   /** The same, staying on the case to show what was done. */

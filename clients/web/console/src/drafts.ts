@@ -1,0 +1,74 @@
+/**
+ * What the agent typed on a case's page, carried over when the page is drawn
+ * again from the server (a "Reload" after someone else's change, a change of
+ * language). A control is known by a key that stays the same from one drawing
+ * to the next: `data-draft`, which `field()` sets to the server's field name,
+ * or for a box of a checkbox group the group's field and the box's value. Only
+ * controls the agent changed from what the page showed are carried over, so
+ * what the server now says fills everything else.
+ */
+
+type Control = HTMLInputElement | HTMLTextAreaElement | HTMLSelectElement;
+type Value = string | boolean;
+
+/** What each control showed when its page was drawn. */
+const drawn = new WeakMap<Control, Value>();
+
+function controls(root: HTMLElement): Control[] {
+  return [...root.querySelectorAll<Control>("input, textarea, select")];
+}
+
+function keyOf(control: Control): string | undefined {
+  if (control.dataset.draft) return control.dataset.draft;
+  const group = control.closest<HTMLElement>("fieldset.checks");
+  if (control instanceof HTMLInputElement && control.type === "checkbox" && group?.dataset.field) {
+    return `${group.dataset.field}=${control.value}`;
+  }
+  return undefined;
+}
+
+function valueOf(control: Control): Value {
+  return control instanceof HTMLInputElement && control.type === "checkbox"
+    ? control.checked
+    : control.value;
+}
+
+/** Notes what the page just drawn shows, so that what the agent changes can be told apart. */
+export function drawnAs(root: HTMLElement): void {
+  for (const control of controls(root)) drawn.set(control, valueOf(control));
+}
+
+/** The values the agent changed since the page was drawn, by key. */
+export function typed(root: HTMLElement): Map<string, Value> {
+  const changed = new Map<string, Value>();
+  for (const control of controls(root)) {
+    const key = keyOf(control);
+    const value = valueOf(control);
+    if (key && drawn.get(control) !== value) changed.set(key, value);
+  }
+  return changed;
+}
+
+/**
+ * Puts kept values into the page drawn anew, each into the control with the
+ * same key, and tells the controls (a form shaped by a choice reshapes itself).
+ * Returns whether every kept value found its control.
+ */
+export function restore(root: HTMLElement, kept: Map<string, Value>): boolean {
+  const placed = new Set<string>();
+  for (const control of controls(root)) {
+    const key = keyOf(control);
+    const value = key === undefined ? undefined : kept.get(key);
+    if (key === undefined || value === undefined) continue;
+    if (typeof value === "boolean") {
+      if (!(control instanceof HTMLInputElement)) continue;
+      control.checked = value;
+    } else {
+      control.value = value;
+      if (control.value !== value) continue; // a choice the new page no longer offers
+    }
+    control.dispatchEvent(new Event("change", { bubbles: true }));
+    placed.add(key);
+  }
+  return placed.size === kept.size;
+}
