@@ -1,7 +1,7 @@
 /**
- * The live queue: `ListQueueCases` in the server's order (priority, then the
- * earliest due time, so the child-safety lane, whose cases are urgent, comes
- * first), kept current by `WatchQueue`. When the stream drops it reconnects
+ * The live queue: `ListQueueCases` in the server's order (the child-safety
+ * lane first, then priority, then the earliest due time), kept current by
+ * `WatchQueue`, which says `WATCHING` as it opens and `HEARTBEAT` when quiet. When the stream drops it reconnects
  * with backoff, saying so, and reads the list again (changes made meanwhile
  * were not seen). Changes heard while a list is being read are laid over it
  * when it comes, so an older list never undoes a newer change.
@@ -54,9 +54,10 @@ function dueKey(c: QueueCase): number {
   return dues.length ? Math.min(...dues) : NO_DUE;
 }
 
-/** The server's order: priority, earliest due time, age, name. */
+/** The server's order: the child-safety lane, priority, earliest due time, age, name. */
 function order(a: QueueCase, b: QueueCase): number {
   return (
+    Number(b.childSafety) - Number(a.childSafety) ||
     b.priority - a.priority ||
     dueKey(a) - dueKey(b) ||
     (a.createTime ? +timestampDate(a.createTime) : 0) -
@@ -215,30 +216,29 @@ export class QueueView {
       let over = false;
       this.live(attempt ? t("reconnecting", { n: attempt }) : t("connecting"), "connecting");
       try {
-        const stream = queue.watchQueue(
-          { queues: this.chosenQueues() },
-          {
-            signal: abort.signal,
-            onHeader: () => {
-              attempt = 0;
-              this.live(t("live"), "live");
-            },
-          },
-        );
-        // Read after the watch is asked for, so nothing falls between the two.
-        // The gateway sends the stream's headers with its first change, so a
-        // listed queue and a stream not (yet) failed are what "live" means here.
+        const stream = queue.watchQueue({ queues: this.chosenQueues() }, { signal: abort.signal });
+        // Live: the watch said WATCHING (it is in place) and the list is read.
+        // The list is asked for at once; changes heard meanwhile are laid over it.
+        let watching = false;
+        let read = false;
+        const live = () => {
+          if (!over && watching && read) this.live(t("live"), "live");
+        };
         const listed = this.load().then(
           () => {
-            if (!over) this.live(t("live"), "live");
+            read = true;
+            live();
           },
           (err: unknown) => {
             if (!over) showError(err);
           },
         );
         for await (const change of stream) {
-          attempt = 0;
-          this.live(t("live"), "live");
+          if (change.change === "WATCHING") {
+            watching = true;
+            attempt = 0;
+            live();
+          }
           if (change.queueCase) this.apply(change.change, change.queueCase);
         }
         await listed;
@@ -299,7 +299,7 @@ export class QueueView {
       "data-waiting": String(c.waiting),
       "data-holder": c.holder,
     });
-    if (c.queue === "child-safety") row.classList.add("child-safety");
+    if (c.childSafety) row.classList.add("child-safety");
     if (c.holder) row.classList.add("held");
 
     const name = element("td");
