@@ -289,11 +289,17 @@ async function openCase(name: string, keepTyped = false): Promise<void> {
 const queueView = new QueueView();
 
 // The live queue hears of a change to the held case before the next renewal
-// would: one that no longer shows the agent holding it (released, taken by
-// someone else, gone from the queue) has the lease checked at once. RenewClaim
-// decides: it keeps a lease still held, and says so when it is not.
-queueView.onChange((_change, c) => {
-  if (held?.name === c.name && c.holder !== claims().sub) void renew();
+// would. A case that left the claimable queue (solved, decided, waiting on the
+// requester) ends the lease: there is nothing left to hold. One that no longer
+// shows the agent holding it (released, taken by someone else) has the lease
+// checked at once: RenewClaim keeps a lease still held, and says when it is not.
+queueView.onChange((change, c) => {
+  if (held?.name !== c.name) return;
+  if (change === "REMOVED" || c.waiting) {
+    leaseEnded();
+  } else if (c.holder !== claims().sub) {
+    void renew();
+  }
 });
 
 $("next-case").addEventListener(
