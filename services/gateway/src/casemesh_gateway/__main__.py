@@ -103,7 +103,7 @@ def backend_channel(target: str, *options: tuple[str, Any]) -> grpc.aio.Channel:
 
 async def run(cfg: GatewaySettings) -> None:
     if cfg.jwks_url:
-        # The provider's keys come first: a gateway that cannot check a token is not ready.
+        # The provider's keys, fetched in the background (calls are UNAVAILABLE until they come).
         async with published_keys(cfg.jwks_url, refresh=cfg.jwks_refresh_seconds) as keys:
             await _serve(cfg, TokenVerifier(key_set=keys, rules=cfg.token_rules))
     else:

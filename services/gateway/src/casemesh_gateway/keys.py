@@ -1,10 +1,11 @@
 """The identity provider's published signing keys (JWKS), kept fresh.
 
-Fetched before the gateway serves (a gateway that cannot check a token is
-not ready; it keeps trying, with backoff, until the provider answers), then
-every `refresh` seconds, and early when a token names a key not yet seen — at
-most once every `EARLY_FETCH_GAP` seconds, so forged key ids cannot make the
-gateway hammer the provider. A failed fetch keeps the keys it had.
+Fetched in the background from the start: the gateway serves at once (its
+probes answer, so Kubernetes does not restart it while the provider is down)
+and answers UNAVAILABLE until the first fetch succeeds, retrying with backoff.
+Then every `refresh` seconds, and early when a token names a key not yet seen
+— at most once every `EARLY_FETCH_GAP` seconds, so forged key ids cannot make
+the gateway hammer the provider. A failed fetch keeps the keys it had.
 """
 
 from __future__ import annotations
@@ -33,10 +34,6 @@ async def published_keys(
     early = asyncio.Event()
     keys = KeySet(on_unknown_key=early.set)
     async with httpx.AsyncClient(timeout=FETCH_TIMEOUT, follow_redirects=False) as client:
-        attempt = 0
-        while not await _fetch(client, url, keys):
-            attempt += 1
-            await asyncio.sleep(_backoff(attempt))
         task = asyncio.create_task(_keep_fresh(client, url, keys, early, refresh, early_gap))
         try:
             yield keys
@@ -54,6 +51,10 @@ async def _keep_fresh(
     refresh: float,
     early_gap: float,
 ) -> None:
+    attempt = 0
+    while not await _fetch(client, url, keys):
+        attempt += 1
+        await asyncio.sleep(_backoff(attempt))
     while True:
         # However often unknown keys are named, no fetch comes sooner than this.
         await asyncio.sleep(min(early_gap, refresh))
@@ -69,8 +70,8 @@ async def _fetch(client: httpx.AsyncClient, url: str, keys: KeySet) -> bool:
         answer = await client.get(url, headers={"accept": "application/json"})
         answer.raise_for_status()
         keys.replace(answer.json())
-    except (httpx.HTTPError, ValueError) as exc:
-        log.warning("jwks.fetch_failed", url=url, error=str(exc), keys_kept=len(keys))
+    except Exception as exc:
+        log.warning("jwks.fetch_failed", url=url, error=repr(exc), keys_kept=len(keys))
         return False
     log.info("jwks.fetched", url=url, keys=len(keys))
     return True

@@ -100,6 +100,10 @@ class ResourceExhausted(CasemeshError):
     pass
 
 
+class Unavailable(CasemeshError):
+    """Something the call needs is away for now; the caller may retry."""
+
+
 class Violations:
     """Collects field violations so a caller hears about all of them at once."""
 

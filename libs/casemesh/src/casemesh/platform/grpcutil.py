@@ -45,6 +45,7 @@ _CODES: dict[type[errors.CasemeshError], tuple[grpc.StatusCode, int]] = {
     errors.AlreadyExists: (grpc.StatusCode.ALREADY_EXISTS, code_pb2.ALREADY_EXISTS),
     errors.Aborted: (grpc.StatusCode.ABORTED, code_pb2.ABORTED),
     errors.ResourceExhausted: (grpc.StatusCode.RESOURCE_EXHAUSTED, code_pb2.RESOURCE_EXHAUSTED),
+    errors.Unavailable: (grpc.StatusCode.UNAVAILABLE, code_pb2.UNAVAILABLE),
 }
 
 

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from casemesh.platform.errors import Unauthenticated
+from casemesh.platform.errors import Unauthenticated, Unavailable
 
 ISSUER = "casemesh"
 AUDIENCE = "casemesh"
@@ -151,10 +151,11 @@ KEY_SET_ALGORITHMS = frozenset(
 class KeySet:
     """An identity provider's published signing keys (its JWKS), by key id.
 
-    The gateway fetches the set at start and again now and then; a token
-    signed by a key not yet in it is refused and calls `on_unknown_key`, so
-    the owner can fetch early (a provider publishes a new key before it signs
-    with it, so this is rare)."""
+    The gateway fetches the set in the background, again and again; until
+    the first fetch succeeds every call is UNAVAILABLE (retry), and a token
+    signed by a key not yet in the set is refused and calls `on_unknown_key`,
+    so the owner can fetch early (a provider publishes a new key before it
+    signs with it, so this is rare)."""
 
     def __init__(self, on_unknown_key: Callable[[], None] = lambda: None) -> None:
         self._keys: dict[str, jwt.PyJWK] = {}
@@ -176,8 +177,8 @@ class KeySet:
             kid = entry.get("kid")
             try:
                 key = jwt.PyJWK.from_dict(entry)
-            except (jwt.PyJWKError, jwt.InvalidKeyError):
-                continue  # a kind of key this gateway does not verify with
+            except Exception:
+                continue
             if isinstance(kid, str) and key.algorithm_name in KEY_SET_ALGORITHMS:
                 keys[kid] = key
         if not keys:
@@ -185,14 +186,15 @@ class KeySet:
         self._keys = keys
 
     def key(self, kid: Any) -> jwt.PyJWK:
-        found = self._keys.get(kid) if isinstance(kid, str) else None
+        if not self._keys:
+            # Not the caller's fault: their token may be good; they may retry.
+            raise Unavailable("the identity provider's keys are not loaded yet; retry shortly")
+        if not isinstance(kid, str):
+            raise Unauthenticated("token names no key (`kid`)")
+        found = self._keys.get(kid)
         if found is None:
             self.on_unknown_key()
-            raise Unauthenticated(
-                "token signed by a key the identity provider has not published (yet)"
-                if self._keys
-                else "the identity provider's keys are not loaded yet; retry shortly"
-            )
+            raise Unauthenticated("token signed by a key the identity provider has not published")
         return found
 
 
