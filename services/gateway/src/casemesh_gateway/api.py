@@ -230,19 +230,21 @@ class TicketGateway(pb_grpc.TicketServiceServicer):
     )
     AddComment = route(
         "AddComment",
-        check=checks.all_of(checks.named, checks.text("body")),
+        check=checks.all_of(checks.named, checks.text("body"), checks.retry_key),
         attachments=lambda r: [(r.evidence, "evidence")],
     )
     AssignTicket = route(
         "AssignTicket", agent_only=True, check=checks.all_of(checks.named, checks.assignee)
     )
     RequestInfo = route(
-        "RequestInfo", agent_only=True, check=checks.all_of(checks.named, checks.text("message"))
+        "RequestInfo",
+        agent_only=True,
+        check=checks.all_of(checks.named, checks.text("message"), checks.retry_key),
     )
     HoldTicket = route(
         "HoldTicket",
         agent_only=True,
-        check=checks.all_of(checks.named, checks.text("reason", required=False)),
+        check=checks.all_of(checks.named, checks.text("reason", required=False), checks.retry_key),
     )
     SolveTicket = route(
         "SolveTicket",
