@@ -85,7 +85,9 @@ class Backend:
         limiter = self.agent_limiter if who.is_agent and self.agent_limiter else self.limiter
         wait = limiter.allow(who.subject)
         if wait:
-            raise ResourceExhausted(f"too many requests; retry in {wait:.1f} s")
+            raise ResourceExhausted(
+                f"too many requests; retry in {wait:.1f} s", reason="RATE_LIMITED", retry_after=wait
+            )
         return who
 
     def vouch(
