@@ -16,7 +16,7 @@ from uuid import UUID
 from eventsourcing.utils import EnvType
 
 from casemesh.platform.caseindex import CaseIndexLike, CaseRow, Page
-from casemesh.platform.cases import CaseApplication, open_indexed
+from casemesh.platform.cases import CaseApplication, Retry, open_indexed
 from casemesh.platform.clock import Clock
 from casemesh.platform.errors import FailedPrecondition, InvalidArgument, Violations
 from casemesh.platform.grpcutil import resource_id
@@ -184,7 +184,13 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             raise FailedPrecondition(f"the appeal window for {appeal_of} closed at {deadline}")
 
     def add_info(
-        self, who: Identity, ident: str, message: str, completion: dict[str, Any], etag: str
+        self,
+        who: Identity,
+        ident: str,
+        message: str,
+        completion: dict[str, Any],
+        etag: str,
+        request_id: str = "",
     ) -> CopyrightAppeal:
         v = Violations()
         if len(message) > TEXT_LIMIT:
@@ -203,7 +209,8 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                 review_due=policy.due(policy.review, self.clock.now()),
             )
 
-        return self.change(who, ident, etag, add)
+        retry = Retry.of(request_id, who, "add_info", message=message, completion=completion)
+        return self.change(who, ident, etag, add, retry)
 
     def withdraw(self, who: Identity, ident: str, reason: str) -> CopyrightAppeal:
         return self.change(who, ident, "", lambda a: a.withdraw(actor=who.subject, reason=reason))
@@ -216,6 +223,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         counter_notice: dict[str, Any],
         good_faith: bool,
         accuracy: bool,
+        request_id: str = "",
     ) -> CopyrightAppeal:
         v = Violations()
         rules.check_party(v, uploader, "uploader")
@@ -246,7 +254,16 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                 restore_due=policy.due(policy.restore_after, self.clock.now()),
             )
 
-        return self.change(who, ident, "", counter)
+        retry = Retry.of(
+            request_id,
+            who,
+            "file_counter_notice",
+            uploader=uploader,
+            counter_notice=counter_notice,
+            good_faith=good_faith,
+            accuracy=accuracy,
+        )
+        return self.change(who, ident, "", counter, retry)
 
     # -- agents -----------------------------------------------------------
 

@@ -398,13 +398,13 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
     ListAppealEvents = route("ListAppealEvents", check=checks.appeal_named)
     AddAppealInfo = route(
         "AddAppealInfo",
-        check=checks.all_of(checks.appeal_named, checks.etag),
+        check=checks.all_of(checks.appeal_named, checks.etag, checks.retry_key),
         attachments=lambda r: _appeal_evidence(r.completion, "completion"),
     )
     WithdrawAppeal = route("WithdrawAppeal", check=checks.appeal_named)
     FileCounterNotice = route(
         "FileCounterNotice",
-        check=checks.appeal_named,
+        check=checks.all_of(checks.appeal_named, checks.retry_key),
         attachments=lambda r: [(r.counter_notice.evidence, "counter_notice.evidence")],
     )
     AssignAppeal = route("AssignAppeal", agent_only=True, check=checks.appeal_named)
