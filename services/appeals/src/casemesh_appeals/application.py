@@ -169,19 +169,27 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                     "appeal.appeal_of", "must be appeals/{id} or report-cases/{id}"
                 ) from None
             if not report_decision_until:
-                raise FailedPrecondition(f"{appeal_of} has no decision to appeal")
+                raise FailedPrecondition(
+                    f"{appeal_of} has no decision to appeal", reason="NO_DECISION_TO_APPEAL"
+                )
             until = datetime.fromisoformat(report_decision_until)
             if self.clock.now() > until:
                 raise FailedPrecondition(
-                    f"the appeal window for {appeal_of} closed at {until.isoformat()}"
+                    f"the appeal window for {appeal_of} closed at {until.isoformat()}",
+                    reason="APPEAL_WINDOW_CLOSED",
                 )
             return
         decided = self.load_visible(who, appeal_id_from_name(appeal_of, "appeal.appeal_of"))
         if decided.state not in DECIDED or decided.decision is None:
-            raise FailedPrecondition(f"{appeal_of} has no decision to appeal yet")
+            raise FailedPrecondition(
+                f"{appeal_of} has no decision to appeal yet", reason="NO_DECISION_TO_APPEAL"
+            )
         deadline = decided.decision["appeal_deadline"]
         if self.clock.now() > deadline:
-            raise FailedPrecondition(f"the appeal window for {appeal_of} closed at {deadline}")
+            raise FailedPrecondition(
+                f"the appeal window for {appeal_of} closed at {deadline}",
+                reason="APPEAL_WINDOW_CLOSED",
+            )
 
     def add_info(
         self,

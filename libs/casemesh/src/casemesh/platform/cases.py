@@ -132,7 +132,8 @@ class CaseApplication(TracedApplication, Generic[C]):
             return None
         if not same_request(case.request_fingerprint, draft):  # type: ignore[attr-defined]
             raise AlreadyExists(
-                f"request_id {draft.request_id!r} was already used for a different {self.noun}"
+                f"request_id {draft.request_id!r} was already used for a different {self.noun}",
+                reason="REQUEST_ID_REUSED",
             )
         return case
 
@@ -144,7 +145,10 @@ class CaseApplication(TracedApplication, Generic[C]):
         except IntegrityError:
             existing = self.replayed(case.id, draft)
             if existing is None:
-                raise Aborted(f"the {self.noun} is being created by a concurrent request") from None
+                raise Aborted(
+                    f"the {self.noun} is being created by a concurrent request",
+                    reason="CONCURRENT_CHANGE",
+                ) from None
             return existing
         return case
 
@@ -181,7 +185,10 @@ class CaseApplication(TracedApplication, Generic[C]):
         if retry is not None and (earlier := self.answered(case, retry)) is not None:
             return earlier
         if rules.stale(etag, case.version):
-            raise Aborted(f"the {self.noun} changed since you read it; read it again and retry")
+            raise Aborted(
+                f"the {self.noun} changed since you read it; read it again and retry",
+                reason="STALE_ETAG",
+            )
         command(case)
         if retry is not None:
             for pending in case.pending_events:
@@ -196,7 +203,8 @@ class CaseApplication(TracedApplication, Generic[C]):
                 if earlier is not None:
                     return earlier
             raise Aborted(
-                f"someone else changed the {self.noun} at the same moment; read it again and retry"
+                f"someone else changed the {self.noun} at the same moment; read it again and retry",
+                reason="CONCURRENT_CHANGE",
             ) from None
         return case
 
