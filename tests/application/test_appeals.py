@@ -119,6 +119,52 @@ def test_an_incomplete_notice_asks_for_what_is_missing_and_completing_it_sends_i
     assert events_of(app, ident) == ["Filed", "InfoAdded"]
 
 
+def test_information_sent_again_under_its_request_id_is_added_once(app: Appeals) -> None:
+    case = app.file(ALICE, notice(work={}))
+    ident, etag = str(case.id), str(case.version)
+    completion = {"notice": {"work": {"title": "Dance #1"}}}
+    first = app.add_info(ALICE, ident, "补充了标题", completion, etag=etag, request_id="i1")
+    again = app.add_info(ALICE, ident, "补充了标题", completion, etag=etag, request_id="i1")
+    assert (again.version, again.state, again.missing) == (
+        first.version,
+        first.state,
+        first.missing,
+    )
+    assert events_of(app, ident) == ["Filed", "InfoAdded"]
+    with pytest.raises(AlreadyExists, match="request_id 'i1'"):
+        app.add_info(ALICE, ident, "another message", completion, etag="", request_id="i1")
+    with pytest.raises(InvalidArgument, match="request_id"):
+        app.add_info(ALICE, ident, "补充了标题", completion, etag="", request_id="i 1")
+    assert events_of(app, ident) == ["Filed", "InfoAdded"]
+
+
+def test_a_counter_notice_sent_again_under_its_request_id_answers_as_the_first_time(
+    app: Appeals,
+) -> None:
+    ident = upheld(app)
+    removed = {"removed_item": "https://video.example/v/123", "reason": "我自己编的舞"}
+
+    def counter_under(request_id: str, reason: str = "我自己编的舞") -> Any:
+        return app.file_counter_notice(
+            URSULA,
+            ident,
+            party("Ursula"),
+            {**removed, "reason": reason},
+            good_faith=True,
+            accuracy=True,
+            request_id=request_id,
+        )
+
+    first = counter_under("c1")
+    again = counter_under("c1")  # not FAILED_PRECONDITION: the first answer again
+    assert (again.version, again.state) == (first.version, "FORWARDED_TO_CLAIMANT")
+    with pytest.raises(AlreadyExists, match="request_id 'c1'"):
+        counter_under("c1", reason="另一个理由")
+    with pytest.raises(FailedPrecondition):
+        counter_under("c2")  # a second counter-notice is still refused
+    assert events_of(app, ident)[-2:] == ["Decided", "CounterNoticeFiled"]
+
+
 def test_a_notice_with_bad_fields_names_each_and_files_nothing(app: Appeals) -> None:
     bad = AppealDraft("n!", "TAKEDOWN", "mars", {"locale": "xx"}, {"notice": {"x": "\x00"}})
     with pytest.raises(InvalidArgument) as refused:

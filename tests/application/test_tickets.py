@@ -197,6 +197,53 @@ def test_someone_elses_ticket_is_not_found_and_a_stale_etag_is_aborted(app: Tick
         app.add_comment(ALICE, t.id, "two", internal=False, etag=str(t.version))
 
 
+def test_a_comment_sent_again_under_its_request_id_is_recorded_once(app: Tickets) -> None:
+    t = opened(app)
+    etag = str(t.version)
+    first = app.add_comment(ALICE, t.id, "新号码 138", internal=False, etag=etag, request_id="c1")
+    # The first answer was lost; the retry carries the etag it was sent with.
+    again = app.add_comment(ALICE, t.id, "新号码 138", internal=False, etag=etag, request_id="c1")
+    assert again == first
+    assert events_of(app, t.id) == ["Created", "CommentAdded"]
+    app.add_comment(ALICE, t.id, "one more", internal=False, etag="", request_id="c2")
+    assert (
+        app.add_comment(ALICE, t.id, "新号码 138", internal=False, etag="", request_id="c1")
+        == first
+    )
+    assert events_of(app, t.id) == ["Created", "CommentAdded", "CommentAdded"]
+
+
+def test_another_change_under_a_used_request_id_is_refused_naming_it(app: Tickets) -> None:
+    t = opened(app)
+    app.add_comment(ALICE, t.id, "one", internal=False, etag="", request_id="c1")
+    with pytest.raises(AlreadyExists, match="request_id 'c1'") as refused:
+        app.add_comment(ALICE, t.id, "two", internal=False, etag="", request_id="c1")
+    assert refused.value.reason == "REQUEST_ID_REUSED"
+    with pytest.raises(AlreadyExists, match="request_id 'c1'"):
+        app.put_on_hold(AGENT, t.id, "one", etag="", request_id="c1")  # another caller, too
+    with pytest.raises(InvalidArgument, match="request_id"):
+        app.add_comment(ALICE, t.id, "two", internal=False, etag="", request_id="c 1")
+    assert events_of(app, t.id) == ["Created", "CommentAdded"]
+
+
+def test_asking_for_information_or_holding_again_under_a_request_id_records_once(
+    app: Tickets,
+) -> None:
+    t = opened(app)
+    asked = app.request_info(AGENT, t.id, "Your old number?", etag="", request_id="a1")
+    assert app.request_info(AGENT, t.id, "Your old number?", etag="", request_id="a1") == asked
+    with pytest.raises(AlreadyExists, match="request_id 'a1'"):
+        app.request_info(AGENT, t.id, "Your new number?", etag="", request_id="a1")
+    held = app.put_on_hold(AGENT, t.id, "the carrier", etag=str(asked.version), request_id="h1")
+    assert (
+        app.put_on_hold(AGENT, t.id, "the carrier", etag=str(asked.version), request_id="h1")
+        == held
+    )
+    with pytest.raises(AlreadyExists, match="request_id 'h1'"):
+        app.put_on_hold(AGENT, t.id, "the bank", etag="", request_id="h1")
+    assert events_of(app, t.id) == ["Created", "InfoRequested", "PutOnHold"]
+
+
 def test_a_solved_ticket_closes_itself_when_its_deadline_fires(
     app: Tickets, clock: FakeClock
 ) -> None:

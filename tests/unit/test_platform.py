@@ -31,7 +31,12 @@ from casemesh.platform.errors import (
     ResourceExhausted,
     Unauthenticated,
 )
-from casemesh.platform.grpcutil import DomainErrorInterceptor, bounded, field_violations
+from casemesh.platform.grpcutil import (
+    DomainErrorInterceptor,
+    bounded,
+    field_violations,
+    to_status,
+)
 from casemesh.platform.identity import (
     Identity,
     InternalTokenSigner,
@@ -178,6 +183,32 @@ def test_agents_have_a_bucket_of_their_own() -> None:
     assert calls(["user"]) == 2
     assert calls(["agent"]) == 20
     assert calls(["admin"]) == 20
+
+
+def test_the_rate_limit_tells_the_client_how_long_to_wait_in_retry_info() -> None:
+    now = [0.0]
+    backend = Backend(
+        verifier=TokenVerifier(secret=SECRET),
+        signer=InternalTokenSigner(new_signing_key()),
+        limiter=RateLimiter(per_minute=60, burst=1, clock=lambda: now[0]),
+        timeout=5,
+    )
+    token = mint_token(SECRET, "hasty", ["user"])
+    context = SimpleNamespace(invocation_metadata=lambda: [("authorization", f"Bearer {token}")])
+    backend.identity(context)
+    now[0] = 0.25
+    with pytest.raises(ResourceExhausted) as limited:
+        backend.identity(context)
+
+    status = to_status(limited.value)
+    assert status.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    details = dict(status.trailing_metadata)["grpc-status-details-bin"]
+    retry, info = error_details_pb2.RetryInfo(), error_details_pb2.ErrorInfo()
+    packed = status_pb2.Status.FromString(details).details
+    assert [d.Unpack(retry) or d.Unpack(info) for d in packed] == [True, True]
+    assert retry.retry_delay.ToNanoseconds() == 750_000_000
+    assert info.reason == "RATE_LIMITED"
+    assert "retry in 0.8 s" in status.details
 
 
 def test_a_bad_setting_stops_start_up_naming_the_variable(

@@ -298,6 +298,7 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
                 request.message,
                 completion,
                 request.etag,
+                request.request_id,
             ),
         )
 
@@ -321,6 +322,7 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
                 counter_dict(request.counter_notice),
                 request.good_faith_statement,
                 request.accuracy_statement,
+                request.request_id,
             ),
         )
 

@@ -16,7 +16,7 @@ from uuid import UUID
 from eventsourcing.utils import EnvType
 
 from casemesh.platform.caseindex import CaseIndexLike, CaseRow, Page
-from casemesh.platform.cases import CaseApplication, open_indexed
+from casemesh.platform.cases import CaseApplication, Retry, open_indexed
 from casemesh.platform.clock import Clock
 from casemesh.platform.errors import FailedPrecondition, InvalidArgument, Violations
 from casemesh.platform.grpcutil import resource_id
@@ -169,22 +169,36 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                     "appeal.appeal_of", "must be appeals/{id} or report-cases/{id}"
                 ) from None
             if not report_decision_until:
-                raise FailedPrecondition(f"{appeal_of} has no decision to appeal")
+                raise FailedPrecondition(
+                    f"{appeal_of} has no decision to appeal", reason="NO_DECISION_TO_APPEAL"
+                )
             until = datetime.fromisoformat(report_decision_until)
             if self.clock.now() > until:
                 raise FailedPrecondition(
-                    f"the appeal window for {appeal_of} closed at {until.isoformat()}"
+                    f"the appeal window for {appeal_of} closed at {until.isoformat()}",
+                    reason="APPEAL_WINDOW_CLOSED",
                 )
             return
         decided = self.load_visible(who, appeal_id_from_name(appeal_of, "appeal.appeal_of"))
         if decided.state not in DECIDED or decided.decision is None:
-            raise FailedPrecondition(f"{appeal_of} has no decision to appeal yet")
+            raise FailedPrecondition(
+                f"{appeal_of} has no decision to appeal yet", reason="NO_DECISION_TO_APPEAL"
+            )
         deadline = decided.decision["appeal_deadline"]
         if self.clock.now() > deadline:
-            raise FailedPrecondition(f"the appeal window for {appeal_of} closed at {deadline}")
+            raise FailedPrecondition(
+                f"the appeal window for {appeal_of} closed at {deadline}",
+                reason="APPEAL_WINDOW_CLOSED",
+            )
 
     def add_info(
-        self, who: Identity, ident: str, message: str, completion: dict[str, Any], etag: str
+        self,
+        who: Identity,
+        ident: str,
+        message: str,
+        completion: dict[str, Any],
+        etag: str,
+        request_id: str = "",
     ) -> CopyrightAppeal:
         v = Violations()
         if len(message) > TEXT_LIMIT:
@@ -203,7 +217,8 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                 review_due=policy.due(policy.review, self.clock.now()),
             )
 
-        return self.change(who, ident, etag, add)
+        retry = Retry.of(request_id, who, "add_info", message=message, completion=completion)
+        return self.change(who, ident, etag, add, retry)
 
     def withdraw(self, who: Identity, ident: str, reason: str) -> CopyrightAppeal:
         return self.change(who, ident, "", lambda a: a.withdraw(actor=who.subject, reason=reason))
@@ -216,6 +231,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         counter_notice: dict[str, Any],
         good_faith: bool,
         accuracy: bool,
+        request_id: str = "",
     ) -> CopyrightAppeal:
         v = Violations()
         rules.check_party(v, uploader, "uploader")
@@ -246,7 +262,16 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                 restore_due=policy.due(policy.restore_after, self.clock.now()),
             )
 
-        return self.change(who, ident, "", counter)
+        retry = Retry.of(
+            request_id,
+            who,
+            "file_counter_notice",
+            uploader=uploader,
+            counter_notice=counter_notice,
+            good_faith=good_faith,
+            accuracy=accuracy,
+        )
+        return self.change(who, ident, "", counter, retry)
 
     # -- agents -----------------------------------------------------------
 

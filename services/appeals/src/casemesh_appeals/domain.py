@@ -207,7 +207,8 @@ class CopyrightAppeal(Aggregate):
         if self.kind is not Kind.TAKEDOWN_NOTICE or self.state is not State.UPHELD:
             raise FailedPrecondition(
                 "a counter-notice answers an upheld takedown notice; this case is "
-                f"a {self.kind.value.lower()} in state {self.state.value}"
+                f"a {self.kind.value.lower()} in state {self.state.value}",
+                reason="NOT_AN_UPHELD_NOTICE",
             )
         if self.uploader is None or actor != self.uploader.get("user_id"):
             raise PermissionDenied("only the uploader of the removed content may counter it")
@@ -256,7 +257,9 @@ class CopyrightAppeal(Aggregate):
     def request_info(self, *, actor: str, message: str, due: datetime) -> None:
         if self.state not in (State.SUBMITTED, State.UNDER_REVIEW):
             raise FailedPrecondition(
-                f"information can be requested while the case is reviewed; it is {self.state.value}"
+                "information can be requested while the case is reviewed; "
+                f"it is {self.state.value}",
+                reason="CASE_NOT_IN_REVIEW",
             )
         self._info_requested(actor=actor, message=message, next_step_due=due)
 
@@ -276,10 +279,13 @@ class CopyrightAppeal(Aggregate):
         if self.state is State.INFO_REQUESTED:
             raise FailedPrecondition(
                 "the case waits for information"
-                + (f": {', '.join(self.missing)}" if self.missing else "")
+                + (f": {', '.join(self.missing)}" if self.missing else ""),
+                reason="CASE_WAITS_FOR_INFORMATION",
             )
         if self.state not in (State.SUBMITTED, State.UNDER_REVIEW):
-            raise FailedPrecondition(f"the case is {self.state.value} and already decided")
+            raise FailedPrecondition(
+                f"the case is {self.state.value} and already decided", reason="CASE_ALREADY_DECIDED"
+            )
         if uphold and self.kind is Kind.TAKEDOWN_NOTICE and not uploader:
             raise InvalidArgument.field(
                 "affected_uploader", "upholding a notice names the uploader of the content"
@@ -319,12 +325,14 @@ class CopyrightAppeal(Aggregate):
     ) -> None:
         if self.state is not State.FORWARDED_TO_CLAIMANT:
             raise FailedPrecondition(
-                f"court action holds a forwarded counter-notice; the case is {self.state.value}"
+                f"court action holds a forwarded counter-notice; the case is {self.state.value}",
+                reason="COUNTER_NOTICE_NOT_FORWARDED",
             )
         assert self.next_step_due is not None
         if now >= self.next_step_due:
             raise FailedPrecondition(
-                f"the window for court action closed at {self.next_step_due.isoformat()}"
+                f"the window for court action closed at {self.next_step_due.isoformat()}",
+                reason="COURT_ACTION_WINDOW_CLOSED",
             )
         self._court_action_recorded(actor=actor, details=details, evidence=evidence)
 
@@ -367,7 +375,9 @@ class CopyrightAppeal(Aggregate):
 
     def _require_open(self, what: str) -> None:
         if self.state not in OPEN:
-            raise FailedPrecondition(f"the case is {self.state.value} and can no longer {what}")
+            raise FailedPrecondition(
+                f"the case is {self.state.value} and can no longer {what}", reason="CASE_CLOSED"
+            )
 
     def _require_filer(self, actor: str, what: str) -> None:
         if actor != self.filer_id:

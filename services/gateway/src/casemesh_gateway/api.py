@@ -85,7 +85,9 @@ class Backend:
         limiter = self.agent_limiter if who.is_agent and self.agent_limiter else self.limiter
         wait = limiter.allow(who.subject)
         if wait:
-            raise ResourceExhausted(f"too many requests; retry in {wait:.1f} s")
+            raise ResourceExhausted(
+                f"too many requests; retry in {wait:.1f} s", reason="RATE_LIMITED", retry_after=wait
+            )
         return who
 
     def vouch(
@@ -230,19 +232,21 @@ class TicketGateway(pb_grpc.TicketServiceServicer):
     )
     AddComment = route(
         "AddComment",
-        check=checks.all_of(checks.named, checks.text("body")),
+        check=checks.all_of(checks.named, checks.text("body"), checks.retry_key),
         attachments=lambda r: [(r.evidence, "evidence")],
     )
     AssignTicket = route(
         "AssignTicket", agent_only=True, check=checks.all_of(checks.named, checks.assignee)
     )
     RequestInfo = route(
-        "RequestInfo", agent_only=True, check=checks.all_of(checks.named, checks.text("message"))
+        "RequestInfo",
+        agent_only=True,
+        check=checks.all_of(checks.named, checks.text("message"), checks.retry_key),
     )
     HoldTicket = route(
         "HoldTicket",
         agent_only=True,
-        check=checks.all_of(checks.named, checks.text("reason", required=False)),
+        check=checks.all_of(checks.named, checks.text("reason", required=False), checks.retry_key),
     )
     SolveTicket = route(
         "SolveTicket",
@@ -394,13 +398,13 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
     ListAppealEvents = route("ListAppealEvents", check=checks.appeal_named)
     AddAppealInfo = route(
         "AddAppealInfo",
-        check=checks.all_of(checks.appeal_named, checks.etag),
+        check=checks.all_of(checks.appeal_named, checks.etag, checks.retry_key),
         attachments=lambda r: _appeal_evidence(r.completion, "completion"),
     )
     WithdrawAppeal = route("WithdrawAppeal", check=checks.appeal_named)
     FileCounterNotice = route(
         "FileCounterNotice",
-        check=checks.appeal_named,
+        check=checks.all_of(checks.appeal_named, checks.retry_key),
         attachments=lambda r: [(r.counter_notice.evidence, "counter_notice.evidence")],
     )
     AssignAppeal = route("AssignAppeal", agent_only=True, check=checks.appeal_named)

@@ -40,6 +40,17 @@ def all_of(*checks: Check) -> Check:
     return check
 
 
+def request_id(request: Any, v: Violations) -> None:
+    if not rules.REQUEST_ID.match(request.request_id):
+        v.add("request_id", "must be 1–64 characters of letters, digits, '.', '_', ':' or '-'")
+
+
+def retry_key(request: Any, v: Violations) -> None:
+    """A change's optional request id: when sent, the same rule as a create's."""
+    if request.request_id:
+        request_id(request, v)
+
+
 def create_ticket(request: pb.CreateTicketRequest, v: Violations) -> None:
     if not request.HasField("ticket"):
         v.add("ticket", "is required")
@@ -112,8 +123,7 @@ appeal_named = resource_name("appeals")
 def file_appeal(request: Any, v: Violations) -> None:
     if not request.HasField("appeal"):
         v.add("appeal", "is required")
-    if not rules.REQUEST_ID.match(request.request_id):
-        v.add("request_id", "must be 1–64 characters of letters, digits, '.', '_', ':' or '-'")
+    request_id(request, v)
 
 
 def decision(request: Any, v: Violations) -> None:
@@ -133,8 +143,7 @@ report_case_named = resource_name("report-cases")
 def file_report(request: Any, v: Violations) -> None:
     if not request.HasField("report"):
         v.add("report", "is required")
-    if not rules.REQUEST_ID.match(request.request_id):
-        v.add("request_id", "must be 1–64 characters of letters, digits, '.', '_', ':' or '-'")
+    request_id(request, v)
 
 
 def report_decision(request: Any, v: Violations) -> None:

@@ -76,7 +76,8 @@ class ReportsBase(CaseApplication[ReportCase]):
         except IntegrityError:
             raise Aborted(
                 "someone changed the case at the same moment (a new report may have "
-                "joined it); read it again and retry"
+                "joined it); read it again and retry",
+                reason="CONCURRENT_CHANGE",
             ) from None
 
     def _caught_up(self) -> None:

@@ -80,7 +80,9 @@ class Decisions(ReportsBase):
         assert reasons is not None  # no violations: the statement was built
         case = self._case(ident)
         if rules.stale(etag, case.version):
-            raise Aborted("the case changed since you read it; read it again and retry")
+            raise Aborted(
+                "the case changed since you read it; read it again and retry", reason="STALE_ETAG"
+            )
         in_case = {r["id"] for r in case.reports}
         for i, report_id in enumerate(unfounded):
             if report_id not in in_case:

@@ -95,7 +95,9 @@ class AbuseReport(Aggregate):
 
     def resolve(self, *, actor: str, outcome: dict[str, Any], at: datetime) -> None:
         if self.state is not ReportState.SUBMITTED:
-            raise FailedPrecondition(f"report {self.id} is already {self.state.value}")
+            raise FailedPrecondition(
+                f"report {self.id} is already {self.state.value}", reason="REPORT_ALREADY_RESOLVED"
+            )
         self._resolved(actor=actor, outcome=outcome, at=at)
 
     @event("Resolved")
@@ -170,7 +172,7 @@ class ReportCase(Aggregate):
         """Refuses a change only an open case takes, with the message `refusal`
         (its `{state}`: the state the case is in)."""
         if self.state not in OPEN_CASE:
-            raise FailedPrecondition(refusal.format(state=self.state.value))
+            raise FailedPrecondition(refusal.format(state=self.state.value), reason="CASE_CLOSED")
 
     def add_report(self, *, report: dict[str, Any], base_priority: float) -> None:
         self._still_open("the case is {state}; it takes no more reports")

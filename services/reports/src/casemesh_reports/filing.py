@@ -90,7 +90,8 @@ class Filing(ReportsBase):
                 earlier = case.report_of(who.subject)
                 if earlier is not None:
                     raise AlreadyExists(
-                        f"you already reported this for {draft.category}: reports/{earlier}"
+                        f"you already reported this for {draft.category}: reports/{earlier}",
+                        reason="ALREADY_REPORTED",
                     )
                 reporters = len(case.reporters) + 1
                 case.add_report(
@@ -127,7 +128,9 @@ class Filing(ReportsBase):
                 trusted=trusted,
             )
             return report
-        raise Aborted("the case of this target is changing quickly; retry")
+        raise Aborted(
+            "the case of this target is changing quickly; retry", reason="CONCURRENT_CHANGE"
+        )
 
     def _check_draft(self, draft: ReportDraft) -> dict[str, str]:
         v = Violations()
@@ -164,7 +167,8 @@ class Filing(ReportsBase):
         report: AbuseReport | None = self._get(AbuseReport, ident)
         if report is not None and not same_request(report.request_fingerprint, draft):
             raise AlreadyExists(
-                f"request_id {draft.request_id!r} was already used for a different report"
+                f"request_id {draft.request_id!r} was already used for a different report",
+                reason="REQUEST_ID_REUSED",
             )
         return report
 

@@ -146,6 +146,7 @@ class TicketServicer(ApplicationServicer, pb_grpc.TicketServiceServicer):
                 request.internal,
                 request.etag,
                 evidence_dicts(request.evidence),
+                request.request_id,
             )
         )
 
@@ -169,6 +170,7 @@ class TicketServicer(ApplicationServicer, pb_grpc.TicketServiceServicer):
                 _id(request.name),
                 request.message,
                 request.etag,
+                request.request_id,
             )
         )
 
@@ -180,6 +182,7 @@ class TicketServicer(ApplicationServicer, pb_grpc.TicketServiceServicer):
                 _id(request.name),
                 request.reason,
                 request.etag,
+                request.request_id,
             )
         )
 

@@ -16,7 +16,7 @@ from uuid import UUID
 from eventsourcing.utils import EnvType
 
 from casemesh.platform.caseindex import CaseIndexLike, CaseRow, Page
-from casemesh.platform.cases import CaseApplication, open_indexed
+from casemesh.platform.cases import CaseApplication, Retry, open_indexed
 from casemesh.platform.clock import Clock, SystemClock
 from casemesh.platform.errors import InvalidArgument, PermissionDenied, Violations
 from casemesh.platform.identity import Identity
@@ -139,18 +139,30 @@ class Tickets(CaseApplication[Ticket]):
             lambda t: t.assign(actor=who.subject, assignee=assignee, priority=priority),
         )
 
-    def request_info(self, who: Identity, ticket_id: str, message: str, etag: str) -> TicketView:
+    def request_info(
+        self, who: Identity, ticket_id: str, message: str, etag: str, request_id: str = ""
+    ) -> TicketView:
         self.require_agent(who, "request information")
         message = self.require_text("message", message, validation.LIMITS["text"])
         return self._changed(
-            who, ticket_id, etag, lambda t: t.request_info(actor=who.subject, message=message)
+            who,
+            ticket_id,
+            etag,
+            lambda t: t.request_info(actor=who.subject, message=message),
+            Retry.of(request_id, who, "request_info", message=message),
         )
 
-    def put_on_hold(self, who: Identity, ticket_id: str, reason: str, etag: str) -> TicketView:
+    def put_on_hold(
+        self, who: Identity, ticket_id: str, reason: str, etag: str, request_id: str = ""
+    ) -> TicketView:
         self.require_agent(who, "put tickets on hold")
         reason = self.require_text("reason", reason, validation.LIMITS["text"], required=False)
         return self._changed(
-            who, ticket_id, etag, lambda t: t.put_on_hold(actor=who.subject, reason=reason)
+            who,
+            ticket_id,
+            etag,
+            lambda t: t.put_on_hold(actor=who.subject, reason=reason),
+            Retry.of(request_id, who, "put_on_hold", reason=reason),
         )
 
     def solve(self, who: Identity, ticket_id: str, resolution: str, etag: str) -> TicketView:
@@ -168,6 +180,7 @@ class Tickets(CaseApplication[Ticket]):
         internal: bool,
         etag: str,
         evidence: list[dict[str, str]] | None = None,
+        request_id: str = "",
     ) -> TicketView:
         body = self.require_text("body", body, validation.LIMITS["body"])
         v = Violations()
@@ -185,7 +198,10 @@ class Tickets(CaseApplication[Ticket]):
                 evidence=evidence,
             )
 
-        return self._changed(who, ticket_id, etag, comment)
+        retry = Retry.of(
+            request_id, who, "add_comment", body=body, internal=internal, evidence=evidence or []
+        )
+        return self._changed(who, ticket_id, etag, comment, retry)
 
     def reopen(self, who: Identity, ticket_id: str, reason: str, etag: str) -> TicketView:
         reason = self.require_text("reason", reason, validation.LIMITS["text"], required=False)
@@ -282,9 +298,14 @@ class Tickets(CaseApplication[Ticket]):
     # -- helpers --------------------------------------------------------
 
     def _changed(
-        self, who: Identity, ticket_id: str, etag: str, command: Callable[[Ticket], None]
+        self,
+        who: Identity,
+        ticket_id: str,
+        etag: str,
+        command: Callable[[Ticket], None],
+        retry: Retry | None = None,
     ) -> TicketView:
-        return TicketView.of(self.change(who, ticket_id, etag, command))
+        return TicketView.of(self.change(who, ticket_id, etag, command, retry))
 
 
 def open_tickets(

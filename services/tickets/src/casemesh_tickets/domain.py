@@ -113,7 +113,9 @@ class Ticket(Aggregate):
     def assign(self, *, actor: str, assignee: str, priority: int | None = None) -> None:
         self._require_not_final("assigned")
         if self.status is Status.SOLVED:
-            raise FailedPrecondition("a solved ticket must be reopened before it is reassigned")
+            raise FailedPrecondition(
+                "a solved ticket must be reopened before it is reassigned", reason="TICKET_SOLVED"
+            )
         status = Status.OPEN if self.status is Status.NEW else self.status
         self._assigned(
             actor=actor, assignee=assignee, priority=priority or self.priority, status=status
@@ -145,7 +147,7 @@ class Ticket(Aggregate):
 
     def solve(self, *, actor: str, resolution: str) -> None:
         if self.status is Status.SOLVED:
-            raise FailedPrecondition("the ticket is already solved")
+            raise FailedPrecondition("the ticket is already solved", reason="TICKET_ALREADY_SOLVED")
         self._require_unsolved("solved")
         self._solved(actor=actor, resolution=resolution, assignee=self.assignee or actor)
 
@@ -168,7 +170,8 @@ class Ticket(Aggregate):
     ) -> None:
         if self.status in FINAL:
             raise FailedPrecondition(
-                f"the ticket is {self.status.value.lower()}; open a new ticket instead"
+                f"the ticket is {self.status.value.lower()}; open a new ticket instead",
+                reason="TICKET_FINAL",
             )
         if by_requester and internal:
             raise PermissionDenied("only agents may write internal notes")
@@ -228,7 +231,9 @@ class Ticket(Aggregate):
     def rate(self, *, actor: str, score: int, comment: str) -> None:
         self._require_in({Status.SOLVED, Status.CLOSED}, "a ticket can be rated once it is solved")
         if self.rating is not None:
-            raise FailedPrecondition("this ticket has already been rated")
+            raise FailedPrecondition(
+                "this ticket has already been rated", reason="TICKET_ALREADY_RATED"
+            )
         self._rated(actor=actor, score=score, comment=comment)
 
     @event("Rated")
@@ -241,12 +246,15 @@ class Ticket(Aggregate):
         """Refuses the command unless the ticket is in one of `allowed`,
         telling `rule` and the status it is in."""
         if self.status not in allowed:
-            raise FailedPrecondition(f"{rule}; this one is {self.status.value}")
+            raise FailedPrecondition(
+                f"{rule}; this one is {self.status.value}", reason="TICKET_STATUS_NOT_ALLOWED"
+            )
 
     def _require_not_final(self, what: str) -> None:
         if self.status in FINAL:
             raise FailedPrecondition(
-                f"the ticket is {self.status.value.lower()} and can no longer be {what}"
+                f"the ticket is {self.status.value.lower()} and can no longer be {what}",
+                reason="TICKET_FINAL",
             )
 
     def _require_unsolved(self, what: str) -> None:
@@ -254,5 +262,6 @@ class Ticket(Aggregate):
             raise FailedPrecondition(
                 f"a {self.status.value.lower()} ticket cannot be {what}"
                 if what.endswith("ed")
-                else f"cannot {what} on a {self.status.value.lower()} ticket"
+                else f"cannot {what} on a {self.status.value.lower()} ticket",
+                reason="TICKET_SOLVED_OR_FINAL",
             )

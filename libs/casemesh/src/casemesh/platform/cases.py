@@ -1,6 +1,6 @@
 """What every case service's application shares: idempotent creation keyed
-by the caller's request id, changes guarded by an etag, who may see a case,
-and pages of the case index.
+by the caller's request id, changes guarded by an etag and made safe to retry
+by a request id (`Retry`), who may see a case, and pages of the case index.
 
 A subclass names its collection and says who may see a case; its commands
 stay its own. The case index is handed in (`CaseIndex` on PostgreSQL from
@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from uuid import UUID
@@ -69,6 +70,35 @@ def same_request(stored: str, draft: Draft) -> bool:
     return stored in (fingerprint(draft), fingerprint(draft, ascii_only=True))
 
 
+@dataclass(frozen=True)
+class Retry:
+    """A change sent under a request id: the id, and a fingerprint of who
+    asked what, that a retry under the same id must match."""
+
+    request_id: str
+    fingerprint: str
+
+    @classmethod
+    def of(cls, request_id: str, who: Identity, command: str, **arguments: Any) -> Retry | None:
+        """None when no request id was sent (the change is then made each time
+        it arrives); a malformed id is INVALID_ARGUMENT naming `request_id`."""
+        if not request_id:
+            return None
+        if not rules.REQUEST_ID.match(request_id):
+            raise InvalidArgument.field(
+                "request_id", "must be 1–64 characters of letters, digits, '.', '_', ':' or '-'"
+            )
+        body = {"caller": who.subject, "command": command, **arguments}
+        text = json.dumps(body, sort_keys=True, ensure_ascii=False, default=str)
+        return cls(request_id, hashlib.sha256(text.encode()).hexdigest())
+
+
+# Attributes stamped on the events a change under a request id recorded (the
+# library stores an event's attributes and hands a command method only its own).
+RETRY_ID = "change_request_id"
+RETRY_FINGERPRINT = "change_request_fingerprint"
+
+
 class CaseApplication(TracedApplication, Generic[C]):
     case_type: type[C]  # the aggregate a case is (a store may hold others too)
     collection: ClassVar[str]  # in resource names: "tickets" of tickets/{id}
@@ -102,7 +132,8 @@ class CaseApplication(TracedApplication, Generic[C]):
             return None
         if not same_request(case.request_fingerprint, draft):  # type: ignore[attr-defined]
             raise AlreadyExists(
-                f"request_id {draft.request_id!r} was already used for a different {self.noun}"
+                f"request_id {draft.request_id!r} was already used for a different {self.noun}",
+                reason="REQUEST_ID_REUSED",
             )
         return case
 
@@ -114,7 +145,10 @@ class CaseApplication(TracedApplication, Generic[C]):
         except IntegrityError:
             existing = self.replayed(case.id, draft)
             if existing is None:
-                raise Aborted(f"the {self.noun} is being created by a concurrent request") from None
+                raise Aborted(
+                    f"the {self.noun} is being created by a concurrent request",
+                    reason="CONCURRENT_CHANGE",
+                ) from None
             return existing
         return case
 
@@ -133,20 +167,65 @@ class CaseApplication(TracedApplication, Generic[C]):
             raise NotFound(f"{self.collection}/{ident} not found")
         return case
 
-    def change(self, who: Identity, ident: str, etag: str, command: Callable[[C], None]) -> C:
+    def change(
+        self,
+        who: Identity,
+        ident: str,
+        etag: str,
+        command: Callable[[C], None],
+        retry: Retry | None = None,
+    ) -> C:
         """Loads, runs one domain command and saves; a stale etag, or a change
-        by someone else at the same moment, is ABORTED."""
+        by someone else at the same moment, is ABORTED. Under a request id
+        (`retry`), a change the case already recorded with that id answers as
+        it did the first time, before the etag (which it made stale) is read;
+        another change under the same id is ALREADY_EXISTS. Request ids are
+        per case."""
         case = self.load_visible(who, ident)
+        if retry is not None and (earlier := self.answered(case, retry)) is not None:
+            return earlier
         if rules.stale(etag, case.version):
-            raise Aborted(f"the {self.noun} changed since you read it; read it again and retry")
+            raise Aborted(
+                f"the {self.noun} changed since you read it; read it again and retry",
+                reason="STALE_ETAG",
+            )
         command(case)
+        if retry is not None:
+            for pending in case.pending_events:
+                object.__setattr__(pending, RETRY_ID, retry.request_id)
+                object.__setattr__(pending, RETRY_FINGERPRINT, retry.fingerprint)
         try:
             self.save(case)
         except IntegrityError:
+            # A concurrent retry of this very change may have won the race.
+            if retry is not None:
+                earlier = self.answered(self.load_visible(who, ident), retry)
+                if earlier is not None:
+                    return earlier
             raise Aborted(
-                f"someone else changed the {self.noun} at the same moment; read it again and retry"
+                f"someone else changed the {self.noun} at the same moment; read it again and retry",
+                reason="CONCURRENT_CHANGE",
             ) from None
         return case
+
+    def answered(self, case: C, retry: Retry) -> C | None:
+        """The case as the change made under `retry`'s request id left it (None:
+        no change was made under it); another change under it is ALREADY_EXISTS."""
+        version = None
+        for recorded in self.repository.event_store.get(case.id):
+            if vars(recorded).get(RETRY_ID) != retry.request_id:
+                continue
+            if vars(recorded).get(RETRY_FINGERPRINT) != retry.fingerprint:
+                raise AlreadyExists(
+                    f"request_id {retry.request_id!r} was already used for a different change"
+                    f" to this {self.noun}",
+                    reason="REQUEST_ID_REUSED",
+                )
+            version = recorded.originator_version
+        if version is None:
+            return None
+        earlier: C = self.repository.get(case.id, version=version)
+        return earlier
 
     def page_cases(
         self, who: Identity, statuses: list[str], page_size: int, page_token: str

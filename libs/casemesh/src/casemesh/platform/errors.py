@@ -97,7 +97,19 @@ class Aborted(CasemeshError):
 
 
 class ResourceExhausted(CasemeshError):
-    pass
+    """Too much at once; `retry_after` (seconds), when known, travels as
+    google.rpc.RetryInfo so that a client waits that long, not guessing."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str = "",
+        metadata: dict[str, str] | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason, metadata=metadata)
+        self.retry_after = retry_after
 
 
 class Unavailable(CasemeshError):

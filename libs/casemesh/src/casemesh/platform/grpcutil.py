@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -140,6 +140,10 @@ def to_status(err: errors.CasemeshError) -> grpc.Status:
                 )
             )
         )
+    if isinstance(err, errors.ResourceExhausted) and err.retry_after is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(max(0, round(err.retry_after * 1e9)))
+        info.append(_packed(error_details_pb2.RetryInfo(retry_delay=delay)))
     status = status_pb2.Status(code=code, message=err.message, details=info)
     if isinstance(err, errors.InvalidArgument):
         named = min(len(err.violations), errors.NAMED_VIOLATIONS)
