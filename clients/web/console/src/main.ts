@@ -15,7 +15,7 @@ import { drawnAs, restore, typed } from "./drafts";
 import { forgetPreviews } from "./evidence";
 import { isKey } from "./i18n";
 import { loadMacros } from "./macros";
-import { forgetSignIn, providerSignOut, startSignIn } from "./oidc";
+import { forgetSignIn, providerSignOut, renderSessionNotice, startSignIn } from "./oidc";
 import { openReportCase } from "./report";
 import { prepareArticles, renderArticleLabels } from "./articles";
 import { prepareSearch, renderSearchLabels } from "./search";
@@ -454,6 +454,7 @@ function applyLocale(): void {
   $<HTMLSelectElement>("language").value = locale;
   $("transport-note").textContent = t("transport", { transport: transportName });
   renderSignedIn();
+  renderSessionNotice();
   renderLease();
   queueView.renderLabels();
   renderSearchLabels();
