@@ -150,8 +150,8 @@ export class QueueView {
     this.running = true;
     this.restart();
     this.ticker ??= window.setInterval(() => this.tick(), 1000);
-    // A change between the list and the watch's start would be missed until
-    // the next read: read the list again now and then, as a safety net.
+    // The list follows the watch's WATCHING, so nothing should fall between
+    // them; still, read it again now and then, as a safety net.
     this.refresher ??= window.setInterval(() => {
       if ($("live").dataset.state === "live") void this.load().catch(() => undefined);
     }, REFRESH_MS);
@@ -279,7 +279,10 @@ export class QueueView {
       }
       if (generation !== this.generation) return;
       // A failed list read is shown (a silent stream just reconnects).
-      if (failed?.error !== undefined) showError(failed.error);
+      if (failed?.error !== undefined) {
+        showError(failed.error);
+        if (generation !== this.generation) return; // signed out (refused), say
+      }
       attempt += 1;
       this.live(t("reconnecting", { n: attempt }), "reconnecting");
       // 1, 2, 4 … up to 30 seconds, with jitter so a restarted gateway is not stormed.
