@@ -1028,6 +1028,39 @@ def test_a_queue_list_that_fails_is_shown_and_read_again_on_the_next_attempt(
         assert all(p.startswith("Failed to load resource") for p in problems.seen), problems.seen
 
 
+def test_a_watch_that_says_nothing_for_45_seconds_is_dropped_and_opened_again(
+    browser: Browser, stack: Stack
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    hung: list[Route] = []
+    with agent_page(browser) as (page, problems):
+        # The page's timers are the test's to move on (time still flows).
+        page.clock.install()
+        sign_in(page, stack, f"ye-{run}")
+        live = page.locator("#live")
+        expect(live).to_have_attribute("data-state", "live")
+        page.evaluate(
+            """() => { const el = document.getElementById('live'); window.liveStates = [];
+            new MutationObserver(() => window.liveStates.push(el.dataset.state))
+              .observe(el, { attributes: true, attributeFilter: ['data-state'] }); }"""
+        )
+        # A half-open connection: the watch is sent and nothing ever comes back.
+        page.route(WATCH_QUEUE, lambda route: hung.append(route))
+        page.locator("#filter-queue").select_option("general")
+        pump_until(page, lambda: bool(hung))
+        expect(live).to_have_attribute("data-state", "connecting")
+        page.unroute(WATCH_QUEUE)
+        # 45 s without a word (not even HEARTBEAT): the attempt is given up and
+        # the next one, answered, is live.
+        page.clock.fast_forward("00:46")
+        page.wait_for_function("() => window.liveStates.includes('reconnecting')")
+        expect(live).to_have_attribute("data-state", "live")
+        states: list[str] = page.evaluate("window.liveStates")
+        assert states[-1] == "live", states
+        assert len(hung) == 1
+        assert all(p.startswith("Failed to load resource") for p in problems.seen), problems.seen
+
+
 def test_an_agent_sees_at_once_that_the_case_they_hold_was_taken_from_them(
     browser: Browser, stack: Stack
 ) -> None:
