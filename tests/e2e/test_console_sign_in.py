@@ -471,13 +471,18 @@ def test_the_sign_in_is_renewed_with_the_refresh_token_before_it_expires(
     with console.agent_page(browser, "zh-CN") as (page, problems):
         sign_in(page, stack, provider, "zh-CN")
         expect(page.locator("#live")).to_have_attribute("data-state", "live")
-        first = session(page, TOKEN_KEY)
+        # The token the sign-in got, as the provider recorded it (the page's may
+        # already be the renewed one).
+        first = provider.issued[0]
         provider.expires_in = 3600
         wait_until(
             lambda: any(r["grant_type"] == "refresh_token" for r in provider.requests("token")),
             timeout=30,
         )
-        wait_until(lambda: session(page, TOKEN_KEY) == provider.issued[-1], timeout=30)
+        wait_until(
+            lambda: len(provider.issued) >= 2 and session(page, TOKEN_KEY) == provider.issued[-1],
+            timeout=30,
+        )
         assert session(page, TOKEN_KEY) != first
         assert len(provider.requests("authorize")) == 1  # no second trip to the provider
         # The new token works: the queue is read again with it.
@@ -487,7 +492,7 @@ def test_the_sign_in_is_renewed_with_the_refresh_token_before_it_expires(
         assert problems.seen == []
 
 
-def test_without_a_refresh_token_the_agent_signs_in_again_and_comes_back_to_the_case(
+def test_without_a_refresh_token_the_agent_is_told_and_signs_in_again_when_they_choose(
     browser: Browser, stack: Stack, provider: Provider
 ) -> None:
     run = uuid.uuid4().hex[:6]
@@ -497,24 +502,53 @@ def test_without_a_refresh_token_the_agent_signs_in_again_and_comes_back_to_the_
     )
     requester.close()
     provider.refresh_tokens = False
-    provider.expires_in = 8
+    reply = f"您好，我们正在处理您的登录问题。{run}"
+    token_url = f"{provider.issuer}/token"
+
+    def said_to_end_soon(route: Route) -> None:
+        """The provider's answer, saying the token lasts 8 s: the page plans its
+        renewal by that, while the token stays good at the gateway for an hour,
+        so nothing the test does races its real end."""
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        answer = route.fetch()
+        tokens = answer.json()
+        tokens["expires_in"] = 8
+        route.fulfill(response=answer, body=json.dumps(tokens))
+
     with console.agent_page(browser, "zh-CN") as (page, problems):
+        page.route(token_url, said_to_end_soon)
         # A link to the case, followed before signing in, opens it after.
         sign_in(page, stack, provider, "zh-CN", f"#{ticket.name}")
         expect(page.locator("#case")).to_be_visible()
         expect(page.locator("#case-heading")).to_contain_text(f"登录问题 {run}")
         assert page.url.endswith(f"/console/#{ticket.name}")
-        provider.expires_in = 3600
-        # Before the token expires the console goes through sign-in again
-        # (the provider signs the agent in at once) and back to the case.
-        # (Waiting through Playwright: the page's config.json is served by
-        # this process meanwhile.)
-        with page.expect_request(f"{provider.issuer}/token", timeout=30_000):
-            pass
-        assert len(provider.requests("authorize")) == 2
+        page.locator("#reply").fill(reply)
+        # Before the token ends there is nothing to renew it with: the console
+        # says when the sign-in ends and leaves the agent where they are.
+        notice = page.locator("#session-notice")
+        expect(notice).to_be_visible()
+        expect(page.locator("#session-notice-text")).to_contain_text("您的登录将于")
+        expect(page.locator("#session-notice-text")).to_contain_text("结束——请重新登录")
+        Steps(page, ARTIFACTS / "sign-in-ends").shot("notice")
+        expect(page.locator("#case-heading")).to_contain_text(f"登录问题 {run}")
+        expect(page.locator("#reply")).to_have_value(reply)
+        assert len(provider.requests("authorize")) == 1  # not sent to the provider unasked
+        assert page.url.endswith(f"/console/#{ticket.name}")
+        # The agent chooses to sign in again (the provider signs them in at
+        # once) and comes back to the case.
+        page.unroute(token_url)
+        with page.expect_request(token_url):
+            page.get_by_role("button", name="重新登录", exact=True).click()
         expect(page.locator("#case")).to_be_visible()
         expect(page.locator("#case-heading")).to_contain_text(f"登录问题 {run}")
-        wait_until(lambda: session(page, TOKEN_KEY) == provider.issued[-1], timeout=30)
+        expect(notice).to_be_hidden()
+        wait_until(
+            lambda: len(provider.issued) == 2 and session(page, TOKEN_KEY) == provider.issued[-1],
+            timeout=30,
+        )
+        assert len(provider.requests("authorize")) == 2
         assert page.url.endswith(f"/console/#{ticket.name}")
         assert all(r["grant_type"] == "authorization_code" for r in provider.requests("token"))
         assert problems.seen == []

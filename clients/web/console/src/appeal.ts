@@ -18,7 +18,6 @@ import {
 
 import { appeals } from "./api";
 import { label, nameOf } from "./dsa";
-import { preview } from "./evidence";
 import { busy, type CaseHost, element, facts, field, say, select, shortId, t, when } from "./ui";
 
 export async function openAppeal(name: string, host: CaseHost): Promise<void> {
@@ -44,10 +43,10 @@ function party(p: Party | undefined): HTMLElement | string {
   return made;
 }
 
-function previews(refs: { name: string }[]): HTMLElement | string {
+function previews(refs: { name: string }[], host: CaseHost): HTMLElement | string {
   if (!refs.length) return t("none");
   const shown = element("div", "", { class: "previews" });
-  shown.append(...refs.map((r) => preview(r.name)));
+  shown.append(...refs.map((r) => host.preview(r.name)));
   return shown;
 }
 
@@ -107,8 +106,8 @@ function render(a: Appeal, events: AppealEvent[], host: CaseHost): void {
         [t("work"), `${n?.work?.title ?? "—"}`],
         [t("workCreated"), when(n?.work?.creationTime)],
         [t("infringingItems"), (n?.infringingItems ?? []).join(", ") || "—"],
-        [t("originalityEvidence"), previews(n?.originalityEvidence ?? [])],
-        [t("infringementEvidence"), previews(n?.infringementEvidence ?? [])],
+        [t("originalityEvidence"), previews(n?.originalityEvidence ?? [], host)],
+        [t("infringementEvidence"), previews(n?.infringementEvidence ?? [], host)],
         [t("goodFaith"), yesNo(a.goodFaithStatement)],
         [t("accuracy"), yesNo(a.accuracyStatement)],
       ]),
@@ -133,7 +132,7 @@ function render(a: Appeal, events: AppealEvent[], host: CaseHost): void {
         [t("removedItem"), cn.removedItem || "—"],
         [t("counterReason"), cn.reason || "—"],
         [t("consentJurisdiction"), yesNo(cn.consentToJurisdiction)],
-        [t("evidence"), previews(cn.evidence)],
+        [t("evidence"), previews(cn.evidence, host)],
         [
           t("restoreDate"),
           a.nextStep === "RESTORE" ? when(a.nextStepDue) : label("astate", stateName),

@@ -90,6 +90,11 @@ class Shelf {
 
 let shelf = new Shelf();
 
+/** The shelf of the case on screen now (its previews are read into it and forgotten with it). */
+export function shelfNow(): Shelf {
+  return shelf;
+}
+
 /** The agent left the case on screen: stop reading its evidence and free what was read. */
 export function forgetPreviews(): void {
   shelf.forget();
@@ -116,11 +121,11 @@ function size(bytes: number): string {
  * A figure for one piece of evidence: filled at once for a screenshot, else
  * offering "Show" (video, PDF, a large image) and "Download".
  */
-export function preview(name: string): HTMLElement {
+export function preview(name: string, mine: Shelf): HTMLElement {
   const figure = element("figure", "", { class: "evidence", "data-evidence": name });
   const caption = element("figcaption", t("loadingEvidence"));
   figure.append(caption);
-  void offer(shelf, name, figure, caption);
+  void offer(mine, name, figure, caption);
   return figure;
 }
 

@@ -12,7 +12,8 @@ const zh = {
   signInNote: "本地开发登录：输入任意用户名，获得客服角色。正式环境通过统一身份认证登录。",
   providerSignInNote: "使用统一身份认证账号登录。",
   signInRedirecting: "正在前往统一身份认证…",
-  signInRenewing: "登录即将过期，正在重新登录…",
+  signInEnds: "您的登录将于 {time} 结束——请重新登录（先保存好正在处理的内容）。",
+  signInAgainButton: "重新登录",
   signInDenied: "统一身份认证拒绝了这次登录（access_denied）：登录已取消，或此账号无权使用工作台。",
   signInRefused: "统一身份认证没有完成登录（{error}）。",
   signInMismatch:
@@ -417,7 +418,8 @@ const en: Record<Key, string> = {
     "Local development sign-in: any user name, with the agent role. In production agents sign in with the identity provider.",
   providerSignInNote: "Sign in with your organisation's account.",
   signInRedirecting: "Taking you to sign in…",
-  signInRenewing: "Your sign-in is about to expire; signing you in again…",
+  signInEnds: "Your sign-in ends at {time} — sign in again (finish what you are typing first).",
+  signInAgainButton: "Sign in again",
   signInDenied:
     "The identity provider refused the sign-in (access_denied): it was cancelled, or this account may not use the console.",
   signInRefused: "The identity provider did not complete the sign-in ({error}).",

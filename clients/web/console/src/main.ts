@@ -12,10 +12,10 @@ import { Code, ConnectError, type QueueCase } from "@casemesh/client";
 import { claims, currentToken, devSignIn, queue, setToken, transportName } from "./api";
 import { openAppeal } from "./appeal";
 import { drawnAs, restore, typed } from "./drafts";
-import { forgetPreviews } from "./evidence";
+import { forgetPreviews, preview, shelfNow } from "./evidence";
 import { isKey } from "./i18n";
 import { loadMacros } from "./macros";
-import { forgetSignIn, providerSignOut, startSignIn } from "./oidc";
+import { forgetSignIn, providerSignOut, renderSessionNotice, startSignIn } from "./oidc";
 import { openReportCase } from "./report";
 import { prepareArticles, renderArticleLabels } from "./articles";
 import { prepareSearch, renderSearchLabels } from "./search";
@@ -240,11 +240,14 @@ async function openCase(name: string, keepTyped = false): Promise<void> {
     body.replaceChildren();
   }
   shownCase = name;
+  // The case's own evidence shelf: a new one each time the case is opened afresh.
+  const shelf = shelfNow();
   onReload(() => openCase(name, true));
   let kept: boolean | undefined;
   const host: CaseHost = {
     draw(page: HTMLElement) {
-      if (shownCase !== name) return; // the agent went elsewhere meanwhile
+      // The agent went elsewhere meanwhile (perhaps back to this case, opened afresh).
+      if (shownCase !== name || shelfNow() !== shelf) return;
       // Read as the new drawing replaces the old, so nothing typed during the read is lost.
       const typedNow = keepTyped && again ? typed(body) : new Map<string, string | boolean>();
       body.replaceChildren(page);
@@ -262,8 +265,10 @@ async function openCase(name: string, keepTyped = false): Promise<void> {
       say(message);
     },
     heading(text: string) {
+      if (shownCase !== name || shelfNow() !== shelf) return; // as in draw
       $("case-heading").textContent = text;
     },
+    preview: (evidence: string) => preview(evidence, shelf),
     holds(which: string) {
       return held?.name === which && held.state !== "lost";
     },
@@ -454,6 +459,7 @@ function applyLocale(): void {
   $<HTMLSelectElement>("language").value = locale;
   $("transport-note").textContent = t("transport", { transport: transportName });
   renderSignedIn();
+  renderSessionNotice();
   renderLease();
   queueView.renderLabels();
   renderSearchLabels();

@@ -201,6 +201,7 @@ function keep(
   };
   sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
   setToken(bearer);
+  hideSessionNotice();
   renewBeforeExpiry(c, session);
 }
 
@@ -213,10 +214,13 @@ function renewBeforeExpiry(c: OidcConfig, session: Session): void {
 }
 
 /**
- * The next token from the refresh token (true); failing that, off to sign in
- * again, back to this case (false).
+ * The next token from the refresh token (true). Failing that (or with no
+ * refresh token), false: at page load the agent is sent to sign in again, back
+ * to this case; while they work, a notice says when the sign-in ends and lets
+ * them sign in again when they choose (a trip to the provider unasked would
+ * give back the held case and lose what they are typing).
  */
-async function renew(c: OidcConfig): Promise<boolean> {
+async function renew(c: OidcConfig, atLoad = false): Promise<boolean> {
   const session = read<Session>(SESSION_KEY);
   if (!currentToken() || !session) return false; // signed out meanwhile
   if (session.refreshToken) {
@@ -242,16 +246,43 @@ async function renew(c: OidcConfig): Promise<boolean> {
       }
     }
   }
-  say(t("signInRenewing"));
+  if (!atLoad) {
+    signInEndsAt = session.expiresAt ?? Date.now();
+    renderSessionNotice();
+    return false;
+  }
+  say(t("signInRedirecting"));
   await signInAtProvider(c, location.hash).catch((err: unknown) => {
     console.warn("the sign-in could not be renewed", err);
   });
   return false;
 }
 
+/** When the sign-in that could not be renewed ends (the notice shows while set). */
+let signInEndsAt: number | undefined;
+
+/** Shows (in the page's language) or hides the notice that the sign-in ends. */
+export function renderSessionNotice(): void {
+  const notice = $("session-notice");
+  notice.hidden = signInEndsAt === undefined;
+  if (signInEndsAt === undefined) return;
+  const time = new Date(signInEndsAt).toLocaleTimeString(locale, {
+    hour: "2-digit",
+    minute: "2-digit",
+    hourCycle: "h23",
+  });
+  $("session-notice-text").textContent = t("signInEnds", { time });
+}
+
+function hideSessionNotice(): void {
+  signInEndsAt = undefined;
+  renderSessionNotice();
+}
+
 /** Forgets the provider's tokens: signing out, or the gateway refused the token. */
 export function forgetSignIn(): void {
   clearTimeout(renewTimer);
+  hideSessionNotice();
   sessionStorage.removeItem(SESSION_KEY);
 }
 
@@ -293,6 +324,12 @@ export async function startSignIn(): Promise<boolean> {
       signInAtProvider(c, location.hash).catch((e) => Promise.reject(explained(e))),
     );
   });
+  const again = $<HTMLButtonElement>("session-sign-in");
+  again.addEventListener("click", () => {
+    void busy(again, () =>
+      signInAtProvider(c, location.hash).catch((e) => Promise.reject(explained(e))),
+    );
+  });
   const answer = new URLSearchParams(location.search);
   if (answer.has("code") || answer.has("error")) {
     await completeSignIn(c, answer).catch((err: unknown) => Promise.reject(explained(err)));
@@ -301,7 +338,7 @@ export async function startSignIn(): Promise<boolean> {
   const session = read<Session>(SESSION_KEY);
   if (!currentToken() || !session) return currentToken() !== undefined;
   if ((session.expiresAt ?? Infinity) <= Date.now()) {
-    return renew(c); // the tab slept past the token's expiry, or was reopened
+    return renew(c, true); // the tab slept past the token's expiry, or was reopened
   }
   renewBeforeExpiry(c, session);
   return true;

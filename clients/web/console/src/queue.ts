@@ -1,9 +1,11 @@
 /**
  * The live queue: `ListQueueCases` in the server's order (the child-safety
  * lane first, then priority, then the earliest due time), kept current by
- * `WatchQueue`, which says `WATCHING` as it opens and `HEARTBEAT` when quiet. When the stream drops it reconnects
- * with backoff, saying so, and reads the list again (changes made meanwhile
- * were not seen). Changes heard while a list is being read are laid over it
+ * `WatchQueue`, which says `WATCHING` once it is in place and `HEARTBEAT`
+ * every 20 s of quiet. The list is read after `WATCHING`. When the stream
+ * drops, says nothing for 45 s, or the list cannot be read, it reconnects with
+ * backoff, saying so, and reads the list again (changes made meanwhile were
+ * not seen). Changes heard while a list is being read are laid over it
  * when it comes, so an older list never undoes a newer change.
  */
 
@@ -44,6 +46,8 @@ const SLA_STATES: [SlaState, string][] = [
 ];
 const PAGE_SIZE = 200;
 const REFRESH_MS = 60_000;
+// A watch that says nothing for this long (the server says HEARTBEAT every 20 s) is taken as dead.
+const SILENCE_MS = 45_000;
 // The key of a case with no running clock: after every due time (as the server orders).
 const NO_DUE = Number.MAX_SAFE_INTEGER;
 
@@ -146,8 +150,8 @@ export class QueueView {
     this.running = true;
     this.restart();
     this.ticker ??= window.setInterval(() => this.tick(), 1000);
-    // A change between the list and the watch's start would be missed until
-    // the next read: read the list again now and then, as a safety net.
+    // The list follows the watch's WATCHING, so nothing should fall between
+    // them; still, read it again now and then, as a safety net.
     this.refresher ??= window.setInterval(() => {
       if ($("live").dataset.state === "live") void this.load().catch(() => undefined);
     }, REFRESH_MS);
@@ -206,52 +210,79 @@ export class QueueView {
     this.render();
   }
 
-  /** Watches until stopped or the filters change; a dropped stream is reopened with backoff. */
+  /**
+   * Watches until stopped or the filters change; a dropped stream is reopened
+   * with backoff. The list is read once the watch says `WATCHING` (so no change
+   * falls between the list and the watch); a failed list read or a stream that
+   * says nothing (not even `HEARTBEAT`) for `SILENCE_MS` ends the attempt, and
+   * the next one reads the list again.
+   */
   private async watch(generation: number): Promise<void> {
     let attempt = 0;
     while (generation === this.generation) {
       const abort = new AbortController();
       this.watching = abort;
+      // Set when this attempt is ended from inside (a failed list, a silent
+      // stream), to tell that abort from a stop or a filter change.
+      let failed: { error: unknown } | undefined;
+      const fail = (error: unknown) => {
+        if (abort.signal.aborted) return;
+        failed = { error };
+        abort.abort();
+      };
       // Once this attempt is over, its list arriving late must not call the queue live.
       let over = false;
+      let silence: number | undefined;
+      const heard = () => {
+        window.clearTimeout(silence);
+        silence = window.setTimeout(() => fail(undefined), SILENCE_MS);
+      };
       this.live(attempt ? t("reconnecting", { n: attempt }) : t("connecting"), "connecting");
       try {
+        heard();
         const stream = queue.watchQueue({ queues: this.chosenQueues() }, { signal: abort.signal });
         // Live: the watch said WATCHING (it is in place) and the list is read.
-        // The list is asked for at once; changes heard meanwhile are laid over it.
-        let watching = false;
-        let read = false;
-        const live = () => {
-          if (!over && watching && read) this.live(t("live"), "live");
-        };
-        const listed = this.load().then(
-          () => {
-            read = true;
-            live();
-          },
-          (err: unknown) => {
-            if (!over) showError(err);
-          },
-        );
+        // Changes heard while the list is read are laid over it.
+        let listing = false;
         for await (const change of stream) {
+          heard();
           if (change.change === "WATCHING") {
-            watching = true;
-            attempt = 0;
-            live();
+            if (listing) continue;
+            listing = true;
+            void this.load().then(
+              () => {
+                if (over) return;
+                attempt = 0;
+                this.live(t("live"), "live");
+              },
+              (err: unknown) => {
+                if (!over) fail(err);
+              },
+            );
+            continue;
           }
+          if (change.change === "HEARTBEAT") continue;
           if (change.queueCase) this.apply(change.change, change.queueCase);
         }
-        await listed;
       } catch (err) {
-        if (abort.signal.aborted || generation !== this.generation) return;
-        if (ConnectError.from(err).code === Code.PermissionDenied) {
-          this.live(t("watchRefused"), "refused");
-          return;
+        if (generation !== this.generation) return;
+        if (failed === undefined) {
+          if (abort.signal.aborted) return;
+          if (ConnectError.from(err).code === Code.PermissionDenied) {
+            this.live(t("watchRefused"), "refused");
+            return;
+          }
         }
       } finally {
         over = true;
+        window.clearTimeout(silence);
       }
       if (generation !== this.generation) return;
+      // A failed list read is shown (a silent stream just reconnects).
+      if (failed?.error !== undefined) {
+        showError(failed.error);
+        if (generation !== this.generation) return; // signed out (refused), say
+      }
       attempt += 1;
       this.live(t("reconnecting", { n: attempt }), "reconnecting");
       // 1, 2, 4 … up to 30 seconds, with jitter so a restarted gateway is not stormed.

@@ -28,7 +28,6 @@ import {
 
 import { reports } from "./api";
 import { choices, endOfDay, label, list, nameOf } from "./dsa";
-import { preview } from "./evidence";
 import {
   busy,
   type CaseHost,
@@ -116,7 +115,7 @@ function render(c: ReportCase, filed: Report[], host: CaseHost): void {
       );
       if (r.evidence.length) {
         const shown = element("div", "", { class: "previews" });
-        shown.append(...r.evidence.map((ref) => preview(ref.name)));
+        shown.append(...r.evidence.map((ref) => host.preview(ref.name)));
         item.append(shown);
       }
       items.append(item);

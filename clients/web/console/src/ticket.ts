@@ -10,7 +10,6 @@
 import { Channel, Priority, type Ticket, TicketStatus, type TicketEvent } from "@casemesh/client";
 
 import { claims, tickets } from "./api";
-import { preview } from "./evidence";
 import { type Locale, textOr } from "./i18n";
 import { fill, type MacroAction, macros } from "./macros";
 import {
@@ -39,7 +38,7 @@ function priorityLabel(priority: Priority): string {
   return textOr(locale, `priority.${name}`, name);
 }
 
-function event(e: TicketEvent): HTMLLIElement {
+function event(e: TicketEvent, host: CaseHost): HTMLLIElement {
   const item = element("li", "", { "data-type": e.type });
   if (e.internal) {
     item.classList.add("internal");
@@ -54,7 +53,7 @@ function event(e: TicketEvent): HTMLLIElement {
   // What the ticket was opened with is shown under its description.
   if (e.evidence.length && e.type !== "TicketCreated") {
     const shown = element("div", "", { class: "previews" });
-    shown.append(...e.evidence.map((ref) => preview(ref.name)));
+    shown.append(...e.evidence.map((ref) => host.preview(ref.name)));
     item.append(shown);
   }
   return item;
@@ -130,7 +129,7 @@ function render(ticket: Ticket, events: TicketEvent[], host: CaseHost): HTMLElem
   );
   if (ticket.evidence.length) {
     const shown = element("div", "", { class: "previews" });
-    shown.append(...ticket.evidence.map((ref) => preview(ref.name)));
+    shown.append(...ticket.evidence.map((ref) => host.preview(ref.name)));
     description.append(shown);
   }
 
@@ -139,7 +138,7 @@ function render(ticket: Ticket, events: TicketEvent[], host: CaseHost): HTMLElem
     element("h2", t("timeline"), { id: "timeline-heading" }),
     element("ol", "", { class: "history", "aria-labelledby": "timeline-heading" }),
   );
-  timeline.querySelector("ol")?.append(...events.map(event));
+  timeline.querySelector("ol")?.append(...events.map((e) => event(e, host)));
 
   const [columns, main, side] = [
     element("div", "", { class: "columns" }),

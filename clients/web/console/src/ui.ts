@@ -277,6 +277,8 @@ export interface CaseHost {
   /** The same, staying on the case to show what was done. */
   ended(message: string): void;
   heading(text: string): void;
+  /** A figure for one piece of this case's evidence (read into the case's own shelf). */
+  preview(name: string): HTMLElement;
   /** Whether the agent holds this case under a live lease. */
   holds(name: string): boolean;
 }
