@@ -156,3 +156,34 @@ export function errorFromHttp(status: number, body: string): ConnectError {
     return fallback;
   }
 }
+
+/**
+ * Local stacks only: the gateway's development sign-in (`POST /dev/sign-in`,
+ * answered on a loopback host only) mints a token for any name, with the
+ * roles asked for (a user when none).
+ */
+export async function devSignIn(
+  baseUrl: string | URL,
+  subject: string,
+  roles: string[] = [],
+): Promise<string> {
+  const res = await fetch(new URL("/dev/sign-in", baseUrl), {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(roles.length ? { subject, roles } : { subject }),
+  });
+  const body = await res.text();
+  if (!res.ok) {
+    throw errorFromHttp(res.status, body);
+  }
+  const answer: unknown = JSON.parse(body);
+  if (
+    typeof answer !== "object" ||
+    !answer ||
+    !("token" in answer) ||
+    typeof answer.token !== "string"
+  ) {
+    throw new ConnectError("the sign-in answer has no token", Code.Internal);
+  }
+  return answer.token;
+}

@@ -11,7 +11,7 @@ import {
   ConnectError,
   createClient,
   connectTransport,
-  errorFromHttp,
+  devSignIn as signInForDevelopment,
   EvidenceService,
   HelpCenterService,
   grpcWebTransport,
@@ -74,23 +74,5 @@ export function claims(): Claims {
 
 /** Local stacks only: the gateway's development sign-in mints a token with the given roles. */
 export async function devSignIn(subject: string, roles: string[]): Promise<string> {
-  const res = await fetch(new URL("/dev/sign-in", location.origin), {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ subject, roles }),
-  });
-  const body = await res.text();
-  if (!res.ok) {
-    throw errorFromHttp(res.status, body);
-  }
-  const answer: unknown = JSON.parse(body);
-  if (
-    typeof answer !== "object" ||
-    !answer ||
-    !("token" in answer) ||
-    typeof answer.token !== "string"
-  ) {
-    throw new ConnectError("the sign-in answer has no token", Code.Internal);
-  }
-  return answer.token;
+  return signInForDevelopment(location.origin, subject, roles);
 }

@@ -1,6 +1,7 @@
 /** What every part of the console shares: the language, the DOM helpers, the status line and errors. */
 
 import { Code, ConnectError, fieldViolations, timestampDate } from "@casemesh/client";
+import { element } from "@casemesh/client/page";
 
 import { type Key, type Locale, initialLocale, text } from "./i18n";
 
@@ -28,18 +29,7 @@ export function $<T extends HTMLElement = HTMLElement>(id: string): T {
   return found as T;
 }
 
-export function element<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  content = "",
-  attrs: Record<string, string> = {},
-): HTMLElementTagNameMap[K] {
-  const made = document.createElement(tag);
-  made.textContent = content;
-  for (const [name, value] of Object.entries(attrs)) {
-    made.setAttribute(name, value);
-  }
-  return made;
-}
+export { element };
 
 export function button(label: string, onClick: () => Promise<void> | void, attrs = {}) {
   const made = element("button", label, { type: "button", ...attrs });

@@ -1,5 +1,7 @@
 /** Every string the page shows, in zh-CN and en. */
 
+import { initialLocale } from "@casemesh/client/page";
+
 export type Locale = "zh-CN" | "en";
 
 export const LOCALES: readonly Locale[] = ["zh-CN", "en"];
@@ -191,18 +193,7 @@ const en: Record<Key, string> = {
 
 const TABLE: Record<Locale, Record<Key, string>> = { "zh-CN": zh, en };
 
-/** The user's choice, else the browser's language: Chinese for any `zh`, English otherwise. */
-export function initialLocale(saved: string | null, browser: readonly string[]): Locale {
-  if (saved === "zh-CN" || saved === "en") {
-    return saved;
-  }
-  for (const tag of browser) {
-    const lang = tag.toLowerCase();
-    if (lang.startsWith("zh")) return "zh-CN";
-    if (lang.startsWith("en")) return "en";
-  }
-  return "en";
-}
+export { initialLocale };
 
 /** The string for `key`, with `{name}` placeholders filled in. */
 export function text(

@@ -14,7 +14,7 @@ import {
   Code,
   ConnectError,
   createClient,
-  errorFromHttp,
+  devSignIn,
   fieldViolations,
   type Flow,
   type FlowStep,
@@ -29,6 +29,7 @@ import {
   timestampDate,
   uploadEvidence,
 } from "@casemesh/client";
+import { element } from "@casemesh/client/page";
 
 import { type Key, type Locale, initialLocale, isKey, text, textOr } from "./i18n";
 
@@ -74,19 +75,6 @@ function $<T extends HTMLElement = HTMLElement>(id: string): T {
     throw new Error(`#${id} is missing from index.html`);
   }
   return found as T;
-}
-
-function element<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  content = "",
-  attrs: Record<string, string> = {},
-): HTMLElementTagNameMap[K] {
-  const made = document.createElement(tag);
-  made.textContent = content;
-  for (const [name, value] of Object.entries(attrs)) {
-    made.setAttribute(name, value);
-  }
-  return made;
 }
 
 // -- views, status and errors -------------------------------------------------------
@@ -227,29 +215,6 @@ function signOut(): void {
   show("sign-in");
 }
 
-/** Local stacks only: the gateway's development sign-in mints a token for any name. */
-async function devSignIn(subject: string): Promise<string> {
-  const res = await fetch(new URL("/dev/sign-in", api), {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ subject }),
-  });
-  const body = await res.text();
-  if (!res.ok) {
-    throw errorFromHttp(res.status, body);
-  }
-  const answer: unknown = JSON.parse(body);
-  if (
-    typeof answer !== "object" ||
-    !answer ||
-    !("token" in answer) ||
-    typeof answer.token !== "string"
-  ) {
-    throw new ConnectError("the sign-in answer has no token", Code.Internal);
-  }
-  return answer.token;
-}
-
 $("sign-in-form").addEventListener("submit", (e) => {
   e.preventDefault();
   const button = $("sign-in-form").querySelector("button");
@@ -257,7 +222,7 @@ $("sign-in-form").addEventListener("submit", (e) => {
     button,
     async () => {
       say(t("signingIn"));
-      token = await devSignIn($<HTMLInputElement>("user-name").value.trim());
+      token = await devSignIn(api, $<HTMLInputElement>("user-name").value.trim());
       sessionStorage.setItem(TOKEN_KEY, token);
       await start();
     },
