@@ -19,7 +19,7 @@ export function element<K extends keyof HTMLElementTagNameMap>(
 }
 
 /** The person's choice, else the browser's language: Chinese for any `zh`, English otherwise. */
-export function initialLocale(saved: string | null, browser: readonly string[]): "zh-CN" | "en" {
+export function initialLocale(saved: string | null, browser: readonly string[]): Locale {
   if (saved === "zh-CN" || saved === "en") {
     return saved;
   }
@@ -29,4 +29,26 @@ export function initialLocale(saved: string | null, browser: readonly string[]):
     if (lang.startsWith("en")) return "en";
   }
   return "en";
+}
+
+export type Locale = "zh-CN" | "en";
+
+/**
+ * A page's strings in both languages: `text` fills `{name}` placeholders (a
+ * missing value stays visible as `{name}`), `textOr` reads a key the table may
+ * not have (a state or type from the server), `isKey` tells which it has.
+ */
+export function translations<K extends string>(table: Record<Locale, Record<K, string>>) {
+  const has = (key: string): key is K => key in table["zh-CN"];
+  return {
+    text(locale: Locale, key: K, values: Record<string, string | number> = {}): string {
+      return table[locale][key].replace(/\{(\w+)\}/g, (_, name: string) =>
+        String(values[name] ?? `{${name}}`),
+      );
+    },
+    textOr(locale: Locale, key: string, fallback: string): string {
+      return has(key) ? table[locale][key] : fallback;
+    },
+    isKey: has,
+  };
 }

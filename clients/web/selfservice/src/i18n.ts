@@ -1,6 +1,6 @@
 /** Every string the page shows, in zh-CN and en. */
 
-import { initialLocale } from "@casemesh/client/page";
+import { initialLocale, translations } from "@casemesh/client/page";
 
 export type Locale = "zh-CN" | "en";
 
@@ -195,22 +195,4 @@ const TABLE: Record<Locale, Record<Key, string>> = { "zh-CN": zh, en };
 
 export { initialLocale };
 
-/** The string for `key`, with `{name}` placeholders filled in. */
-export function text(
-  locale: Locale,
-  key: Key,
-  values: Record<string, string | number> = {},
-): string {
-  return TABLE[locale][key].replace(/\{(\w+)\}/g, (_, name: string) =>
-    String(values[name] ?? `{${name}}`),
-  );
-}
-
-/** A key the table may not have (an event type or status from the server). */
-export function textOr(locale: Locale, key: string, fallback: string): string {
-  return key in zh ? TABLE[locale][key as Key] : fallback;
-}
-
-export function isKey(key: string): key is Key {
-  return key in zh;
-}
+export const { text, textOr, isKey } = translations(TABLE);
