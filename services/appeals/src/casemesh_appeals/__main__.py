@@ -46,13 +46,7 @@ async def run_relay(cfg: RelaySettings) -> None:
     await relay_until_stopped(cfg, app, TOPIC, Translator(StreamFollower(app)))
 
 
-def main() -> None:
-    run_command(
-        "casemesh_appeals",
-        {"serve": (AppealsSettings, run_api), "relay": (RelaySettings, run_relay)},
-        default="serve",
-    )
-
-
 if __name__ == "__main__":
-    main()
+    run_command(
+        __package__, {"serve": (AppealsSettings, run_api), "relay": (RelaySettings, run_relay)}
+    )

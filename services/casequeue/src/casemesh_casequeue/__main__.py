@@ -137,13 +137,5 @@ async def rebuild(cfg: RebuildSettings) -> None:
     print(f"read model dropped; the next start replays the topics (generation {generation})")
 
 
-def main() -> None:
-    run_command(
-        "casemesh_casequeue",
-        {"serve": (QueueSettings, run), "rebuild": (RebuildSettings, rebuild)},
-        default="serve",
-    )
-
-
 if __name__ == "__main__":
-    main()
+    run_command(__package__, {"serve": (QueueSettings, run), "rebuild": (RebuildSettings, rebuild)})

@@ -181,9 +181,5 @@ async def _serve(cfg: GatewaySettings, verifier: TokenVerifier) -> None:
         )
 
 
-def main() -> None:
-    run_command("casemesh_gateway", {"serve": (GatewaySettings, run)}, default="serve")
-
-
 if __name__ == "__main__":
-    main()
+    run_command(__package__, {"serve": (GatewaySettings, run)})

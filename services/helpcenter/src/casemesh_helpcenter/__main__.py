@@ -61,9 +61,5 @@ async def run(cfg: HelpSettings) -> None:
     )
 
 
-def main() -> None:
-    run_command("casemesh_helpcenter", {"serve": (HelpSettings, run)}, default="serve")
-
-
 if __name__ == "__main__":
-    main()
+    run_command(__package__, {"serve": (HelpSettings, run)})

@@ -91,17 +91,12 @@ async def run_consumer(cfg: ConsumerSettings) -> None:
         app.close()
 
 
-def main() -> None:
+if __name__ == "__main__":
     run_command(
-        "casemesh_reports",
+        __package__,
         {
             "serve": (ReportsSettings, run_api),
             "relay": (RelaySettings, run_relay),
             "consume": (ConsumerSettings, run_consumer),
         },
-        default="serve",
     )
-
-
-if __name__ == "__main__":
-    main()

@@ -49,13 +49,7 @@ async def run_relay(cfg: RelaySettings) -> None:
     await relay_until_stopped(cfg, app, TOPIC, Translator(status_lookup(app)))
 
 
-def main() -> None:
-    run_command(
-        "casemesh_tickets",
-        {"serve": (TicketsSettings, run_api), "relay": (RelaySettings, run_relay)},
-        default="serve",
-    )
-
-
 if __name__ == "__main__":
-    main()
+    run_command(
+        __package__, {"serve": (TicketsSettings, run_api), "relay": (RelaySettings, run_relay)}
+    )

@@ -28,8 +28,9 @@ log = get_logger(__name__)
 Commands = dict[str, tuple[type[Any], Callable[[Any], Coroutine[Any, Any, None]]]]
 
 
-def run_command(program: str, commands: Commands, default: str) -> None:
-    command = sys.argv[1] if len(sys.argv) > 1 else default
+def run_command(program: str | None, commands: Commands) -> None:
+    """`python -m <program> [command]`; without one, the first of `commands`."""
+    command = sys.argv[1] if len(sys.argv) > 1 else next(iter(commands))
     if command not in commands:
         print(f"usage: python -m {program} {'|'.join(commands)}", file=sys.stderr)
         raise SystemExit(2)
