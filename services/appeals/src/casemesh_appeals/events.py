@@ -141,10 +141,4 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
 
 def Translator(after: Callable[[Any], CopyrightAppeal]) -> EventTranslator:
     """The relay's translation; `after(event)` is the case right after it."""
-    return EventTranslator(
-        service="appeals",
-        collection="appeals",
-        public_names=PUBLIC_NAMES,
-        render=public_message,
-        after=after,
-    )
+    return EventTranslator("appeals", "appeals", PUBLIC_NAMES, public_message, after)

@@ -11,6 +11,7 @@ from casemesh import topics
 from casemesh.events.v1 import reports_pb2 as ev
 from casemesh.events.v1 import tickets_pb2 as tev
 from casemesh.platform.grpcutil import to_timestamp
+from casemesh.platform.history import carried
 from casemesh.platform.relay import EventTranslator
 from casemesh_reports.domain import AbuseReport, ReportCase, Reporter, TrustedFlagger
 
@@ -117,26 +118,19 @@ def public_message(domain_event: Any, after: Any) -> Message:
         case "Filed":
             return ev.ReportFiled(
                 header=header,
-                reporter=a["reporter"],
+                **carried(
+                    a, "reporter", "category", "subcategory", "explanation", "source", "case_id"
+                ),
                 contact=contact(a["contact"]),
                 target=_target(a["target"]),
-                category=a["category"],
-                subcategory=a["subcategory"],
-                explanation=a["explanation"],
                 evidence=[tev.EvidenceAttachment(**e) for e in a["evidence"]],
-                source=a["source"],
-                case_id=a["case_id"],
             )
         case "Resolved":
             o = a["outcome"]
             return ev.ReportResolved(
                 header=header,
-                case_id=o["case_id"],
-                outcome=o["outcome"],
-                restrictions=o["restrictions"],
-                decision_facts=o["decision_facts"],
+                **carried(o, "case_id", "outcome", "restrictions", "decision_facts", "redress"),
                 manifestly_unfounded=o["manifestly_unfounded"],
-                redress=o["redress"],
                 appeal_deadline=to_timestamp(o["appeal_deadline"]),
             )
         case "Voided":
@@ -239,10 +233,8 @@ def _owner(domain_event: Any) -> type[Any]:
 
 def Translator(after: Any) -> EventTranslator:
     """The relay's translation; `after(event)` is the aggregate right after it."""
-    return EventTranslator(
-        service="reports",
-        collection=lambda e: COLLECTIONS[_owner(e)],
-        public_names=PUBLIC_NAMES,
-        render=public_message,
-        after=after,
-    )
+    return EventTranslator("reports", _collection, PUBLIC_NAMES, public_message, after)
+
+
+def _collection(domain_event: Any) -> str:
+    return COLLECTIONS[_owner(domain_event)]

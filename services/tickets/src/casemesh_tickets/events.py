@@ -10,7 +10,7 @@ from google.protobuf.message import Message
 
 from casemesh import topics
 from casemesh.events.v1 import tickets_pb2 as ev
-from casemesh.platform.history import header_basics
+from casemesh.platform.history import carried, header_basics
 from casemesh.platform.relay import EventTranslator
 from casemesh_tickets.views import PUBLIC_NAMES
 
@@ -41,10 +41,7 @@ def public_message(domain_event: Any, status_after: str) -> Message:
             contact = a["contact"]
             return ev.TicketCreated(
                 header=header,
-                requester=a["requester"],
-                category=a["category"],
-                subject=a["subject"],
-                description=a["description"],
+                **carried(a, "requester", "category", "subject", "description", "priority"),
                 contact=ev.ContactPreferences(
                     email=contact.get("email", ""),
                     phone=contact.get("phone", ""),
@@ -54,18 +51,15 @@ def public_message(domain_event: Any, status_after: str) -> Message:
                     ],
                     locale=a["locale"],
                 ),
-                priority=a["priority"],
                 evidence=_attachments(a),
             )
         case "Assigned":
-            return ev.TicketAssigned(header=header, assignee=a["assignee"], priority=a["priority"])
+            return ev.TicketAssigned(header=header, **carried(a, "assignee", "priority"))
         case "CommentAdded":
             return ev.CommentAdded(
                 header=header,
                 author=a["actor"],
-                by_requester=a["by_requester"],
-                body=a["body"],
-                internal=a["internal"],
+                **carried(a, "by_requester", "body", "internal"),
                 evidence=_attachments(a),
             )
         case "InfoRequested":
@@ -87,10 +81,4 @@ def public_message(domain_event: Any, status_after: str) -> Message:
 
 def Translator(status_of: Callable[[Any], str]) -> EventTranslator:
     """The relay's translation; `status_of(event)` is the status right after it."""
-    return EventTranslator(
-        service="tickets",
-        collection="tickets",
-        public_names=PUBLIC_NAMES,
-        render=public_message,
-        after=status_of,
-    )
+    return EventTranslator("tickets", "tickets", PUBLIC_NAMES, public_message, status_of)

@@ -60,3 +60,9 @@ def header_basics(domain_event: Any, creator: str) -> HeaderBasics:
         actor=actor_of(domain_event, creator),
         time=to_timestamp(domain_event.timestamp),
     )
+
+
+def carried(attributes: dict[str, Any], *names: str) -> dict[str, Any]:
+    """The stored event's `names`, for the public message's fields of the same
+    names (`ev.TicketCreated(header=…, **carried(vars(e), "subject", …))`)."""
+    return {name: attributes[name] for name in names}

@@ -21,7 +21,7 @@ import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
@@ -76,39 +76,31 @@ class StreamFollower:
         return aggregate
 
 
+@dataclass(frozen=True)
 class EventTranslator:
     """Builds the CloudEvent of one stored event: id `<aggregate id>:<version>`,
     type `casemesh.<service>.<PublicName>.v1`, subject `<collection>/<id>`.
     `render(event, after)` makes the public message, given `after(event)`."""
 
-    def __init__(
-        self,
-        *,
-        service: str,
-        collection: str | Callable[[Any], str],
-        public_names: dict[str, str],
-        render: Callable[[Any, Any], Message],
-        after: Callable[[Any], Any],
-    ) -> None:
-        self._service = service
-        self._collection = collection
-        self._names = public_names
-        self._render = render
-        self._after = after
+    service: str
+    collection: str | Callable[[Any], str]
+    public_names: dict[str, str]
+    render: Callable[[Any, Any], Message]
+    after: Callable[[Any], Any]
 
     def _collection_of(self, domain_event: Any) -> str:
         """The resource collection: fixed, or per aggregate type for a service
         that keeps several (`collection(event)`)."""
-        c = self._collection
+        c = self.collection
         return c if isinstance(c, str) else c(domain_event)
 
     def __call__(self, notification: Notification, domain_event: Any) -> CloudEvent:
-        message = self._render(domain_event, self._after(domain_event))
+        message = self.render(domain_event, self.after(domain_event))
         ident = str(domain_event.originator_id)
         return CloudEvent(
             id=f"{ident}:{domain_event.originator_version}",
-            source=f"casemesh/{self._service}",
-            type=f"casemesh.{self._service}.{self._names[type(domain_event).__name__]}.v1",
+            source=f"casemesh/{self.service}",
+            type=f"casemesh.{self.service}.{self.public_names[type(domain_event).__name__]}.v1",
             subject=f"{self._collection_of(domain_event)}/{ident}",
             time=domain_event.timestamp,
             data=message.SerializeToString(),
