@@ -30,9 +30,15 @@ from casemesh_tickets.views import HistoryEntry, TicketView, history_entry
 
 log = get_logger(__name__)
 
+# A domain command run on a loaded ticket (`Tickets.change`).
+Command = Callable[[Ticket], None]
+
 
 @dataclass(frozen=True)
 class NewTicket:
+    """What a user sends to open a ticket; `request_id` makes a retry land on
+    the same ticket."""
+
     request_id: str
     category: str
     subject: str
@@ -298,14 +304,9 @@ class Tickets(CaseApplication[Ticket]):
     # -- helpers --------------------------------------------------------
 
     def _changed(
-        self,
-        who: Identity,
-        ticket_id: str,
-        etag: str,
-        command: Callable[[Ticket], None],
-        retry: Retry | None = None,
+        self, who: Identity, ident: str, etag: str, command: Command, retry: Retry | None = None
     ) -> TicketView:
-        return TicketView.of(self.change(who, ticket_id, etag, command, retry))
+        return TicketView.of(self.change(who, ident, etag, command, retry))
 
 
 def open_tickets(

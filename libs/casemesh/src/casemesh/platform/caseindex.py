@@ -217,6 +217,7 @@ RETRYABLE = (
 )
 
 
+@dataclass
 class Projector:
     """Keeps a read model up to date in a background thread, a batch of
     notifications at a time (`Follower`). For each case a batch touches, the
@@ -227,21 +228,15 @@ class Projector:
     refuses (DataError) is set aside, loudly, and the position moves on: one
     bad row must not stall every list for good."""
 
-    def __init__(
-        self,
-        app: Any,
-        recorder: TrackingRecorder,
-        apply: Callable[[Any, Tracking], None],
-        name: str,
-        apply_batch: Callable[[list[Any], Tracking], None] | None = None,
-    ) -> None:
-        self._app = app
-        self._recorder = recorder
-        self._apply = apply
-        self._apply_batch = apply_batch
-        self._name = name
+    app: Any
+    recorder: TrackingRecorder
+    apply: Callable[[Any, Tracking], None]
+    name: str
+    apply_batch: Callable[[list[Any], Tracking], None] | None = None
+
+    def __post_init__(self) -> None:
         self._follower = Follower(
-            app, name, lambda: recorder.max_tracking_id(app.name), self._project
+            self.app, self.name, lambda: self.recorder.max_tracking_id(self.app.name), self._project
         )
 
     def start(self) -> None:
@@ -259,35 +254,35 @@ class Projector:
         last: dict[Any, Notification] = {n.originator_id: n for n in batch}
         latest = sorted(last.values(), key=lambda n: n.id)
         aggregates = [
-            self._app.repository.get(n.originator_id, version=n.originator_version) for n in latest
+            self.app.repository.get(n.originator_id, version=n.originator_version) for n in latest
         ]
-        done = Tracking(self._app.name, batch[-1].id)
-        if self._apply_batch is not None:
+        done = Tracking(self.app.name, batch[-1].id)
+        if self.apply_batch is not None:
             try:
-                self._apply_batch(aggregates, done)
+                self.apply_batch(aggregates, done)
                 return
             except RETRYABLE:
                 raise  # the database is away, or another replica got there first
             except Exception as exc:
-                log.warning("read_model.batch_refused", read_model=self._name, error=repr(exc))
+                log.warning("read_model.batch_refused", read_model=self.name, error=repr(exc))
         for n, aggregate in zip(latest, aggregates, strict=True):
             self._project_one(n, aggregate)
 
     def _project_one(self, n: Notification, aggregate: Any) -> None:
-        tracking = Tracking(self._app.name, n.id)
+        tracking = Tracking(self.app.name, n.id)
         try:
-            self._apply(aggregate, tracking)
+            self.apply(aggregate, tracking)
         except RETRYABLE:
             raise
         except Exception as exc:
             log.error(
                 "read_model.row_refused",
-                read_model=self._name,
+                read_model=self.name,
                 aggregate_id=str(n.originator_id),
                 version=n.originator_version,
                 error=repr(exc),
             )
-            self._recorder.insert_tracking(tracking)
+            self.recorder.insert_tracking(tracking)
 
 
 def IndexProjector(app: Any, index: CaseIndexLike, to_row: Callable[[Any], CaseRow]) -> Projector:

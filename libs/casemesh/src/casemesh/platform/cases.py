@@ -23,6 +23,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
+from casemesh.platform import errors
 from casemesh.platform.caseindex import (
     CaseIndex,
     CaseIndexLike,
@@ -30,14 +31,6 @@ from casemesh.platform.caseindex import (
     Page,
     decode_page_token,
     encode_page_token,
-)
-from casemesh.platform.errors import (
-    Aborted,
-    AlreadyExists,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    Violations,
 )
 from casemesh.platform.eventstore import TracedApplication, postgres_env, schema_lock, side_table
 from casemesh.platform.identity import Identity
@@ -85,7 +78,7 @@ class Retry:
         if not request_id:
             return None
         if not rules.REQUEST_ID.match(request_id):
-            raise InvalidArgument.field(
+            raise errors.InvalidArgument.field(
                 "request_id", "must be 1–64 characters of letters, digits, '.', '_', ':' or '-'"
             )
         body = {"caller": who.subject, "command": command, **arguments}
@@ -131,7 +124,7 @@ class CaseApplication(TracedApplication, Generic[C]):
         except AggregateNotFoundError:
             return None
         if not same_request(case.request_fingerprint, draft):  # type: ignore[attr-defined]
-            raise AlreadyExists(
+            raise errors.AlreadyExists(
                 f"request_id {draft.request_id!r} was already used for a different {self.noun}",
                 reason="REQUEST_ID_REUSED",
             )
@@ -145,7 +138,7 @@ class CaseApplication(TracedApplication, Generic[C]):
         except IntegrityError:
             existing = self.replayed(case.id, draft)
             if existing is None:
-                raise Aborted(
+                raise errors.Aborted(
                     f"the {self.noun} is being created by a concurrent request",
                     reason="CONCURRENT_CHANGE",
                 ) from None
@@ -160,11 +153,11 @@ class CaseApplication(TracedApplication, Generic[C]):
         try:
             case: Aggregate = self.repository.get(UUID(ident))
         except (AggregateNotFoundError, ValueError):
-            raise NotFound(f"{self.collection}/{ident} not found") from None
+            raise errors.NotFound(f"{self.collection}/{ident} not found") from None
         if not isinstance(case, self.case_type):  # another kind of aggregate's id
-            raise NotFound(f"{self.collection}/{ident} not found")
+            raise errors.NotFound(f"{self.collection}/{ident} not found")
         if not (who.is_agent or self.visible_to(case, who)):
-            raise NotFound(f"{self.collection}/{ident} not found")
+            raise errors.NotFound(f"{self.collection}/{ident} not found")
         return case
 
     def change(
@@ -185,7 +178,7 @@ class CaseApplication(TracedApplication, Generic[C]):
         if retry is not None and (earlier := self.answered(case, retry)) is not None:
             return earlier
         if rules.stale(etag, case.version):
-            raise Aborted(
+            raise errors.Aborted(
                 f"the {self.noun} changed since you read it; read it again and retry",
                 reason="STALE_ETAG",
             )
@@ -202,7 +195,7 @@ class CaseApplication(TracedApplication, Generic[C]):
                 earlier = self.answered(self.load_visible(who, ident), retry)
                 if earlier is not None:
                     return earlier
-            raise Aborted(
+            raise errors.Aborted(
                 f"someone else changed the {self.noun} at the same moment; read it again and retry",
                 reason="CONCURRENT_CHANGE",
             ) from None
@@ -216,7 +209,7 @@ class CaseApplication(TracedApplication, Generic[C]):
             if vars(recorded).get(RETRY_ID) != retry.request_id:
                 continue
             if vars(recorded).get(RETRY_FINGERPRINT) != retry.fingerprint:
-                raise AlreadyExists(
+                raise errors.AlreadyExists(
                     f"request_id {retry.request_id!r} was already used for a different change"
                     f" to this {self.noun}",
                     reason="REQUEST_ID_REUSED",
@@ -271,11 +264,11 @@ class CaseApplication(TracedApplication, Generic[C]):
     @staticmethod
     def require_agent(who: Identity, what: str) -> None:
         if not who.is_agent:
-            raise PermissionDenied(f"only agents may {what}")
+            raise errors.PermissionDenied(f"only agents may {what}")
 
     @staticmethod
     def require_text(field: str, value: str, limit: int, *, required: bool = True) -> str:
-        v = Violations()
+        v = errors.Violations()
         value = rules.text(v, field, value, limit=limit, required=required)
         v.raise_if_any()
         return value
@@ -285,7 +278,7 @@ def page_after(page_token: str) -> tuple[datetime, str] | None:
     try:
         return decode_page_token(page_token)
     except ValueError:
-        raise InvalidArgument.field("page_token", "is not a token this API gave") from None
+        raise errors.InvalidArgument.field("page_token", "is not a token this API gave") from None
 
 
 def paged(docs: list[dict[str, Any]], limit: int) -> Page[dict[str, Any]]:

@@ -34,8 +34,10 @@ from casemesh.platform.logging import get_logger
 log = get_logger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Deadline:
+    """A case's deadline of one `kind` (a ticket's auto-close, an appeal's next step)."""
+
     aggregate_id: str
     kind: str
     due: datetime
@@ -116,31 +118,27 @@ class TimerTable(PostgresTrackingRecorder):
             return [Deadline(r["aggregate_id"], r["kind"], r["due_at"]) for r in curs.fetchall()]
 
 
+@dataclass(kw_only=True)
 class Timer:
     """Schedules deadlines from the event stream and fires them when due.
 
     `deadlines_of(domain_event)` says which deadlines an event sets;
     `fire(deadline)` issues the command. Both run in background threads."""
 
-    def __init__(
-        self,
-        *,
-        app: Any,
-        table: TimerTable,
-        clock: Clock,
-        deadlines_of: Callable[[Any], list[Deadline]],
-        fire: Callable[[Deadline], None],
-        tick_seconds: float = 0.5,
-    ) -> None:
-        self._app = app
-        self._table = table
-        self._clock = clock
-        self._deadlines_of = deadlines_of
-        self._fire = fire
-        self._tick = tick_seconds
+    app: Any
+    table: TimerTable
+    clock: Clock
+    deadlines_of: Callable[[Any], list[Deadline]]
+    fire: Callable[[Deadline], None]
+    tick_seconds: float = 0.5
+
+    def __post_init__(self) -> None:
         self._stopped = threading.Event()
         self._scheduler = Follower(
-            app, "timer-schedule", lambda: table.max_tracking_id(app.name), self._schedule
+            self.app,
+            "timer-schedule",
+            lambda: self.table.max_tracking_id(self.app.name),
+            self._schedule,
         )
         self._firing = threading.Thread(target=self._fire_loop, name="timer-fire", daemon=True)
 
@@ -156,16 +154,16 @@ class Timer:
     def _schedule(self, batch: Sequence[Notification]) -> None:
         """The deadlines a batch of events sets, and the position, in one transaction."""
         deadlines = [
-            d for n in batch for d in self._deadlines_of(self._app.mapper.to_domain_event(n))
+            d for n in batch for d in self.deadlines_of(self.app.mapper.to_domain_event(n))
         ]
-        self._table.schedule(deadlines, Tracking(self._app.name, batch[-1].id))
+        self.table.schedule(deadlines, Tracking(self.app.name, batch[-1].id))
 
     def _fire_loop(self) -> None:
         # Time-driven by nature: a short tick (deadlines are days away; a
         # test clock may jump), not on any request's path.
-        while not self._stopped.wait(self._tick):
+        while not self._stopped.wait(self.tick_seconds):
             try:
-                self._table.fire_due(self._clock.now(), self._fire_logged)
+                self.table.fire_due(self.clock.now(), self._fire_logged)
             except Exception as exc:
                 log.error("timers.fire_failed", error=repr(exc))
 
@@ -176,7 +174,7 @@ class Timer:
             kind=deadline.kind,
             due=deadline.due.isoformat(),
         )
-        self._fire(deadline)
+        self.fire(deadline)
 
 
 def case_timer(app: Any, database_url: str, table: str) -> Timer:
