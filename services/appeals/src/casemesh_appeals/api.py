@@ -9,10 +9,10 @@ import grpc
 from google.protobuf import json_format
 
 from casemesh.platform.callers import vouched
-from casemesh.platform.errors import InvalidArgument
 from casemesh.platform.fields import fields_of
 from casemesh.platform.grpcutil import (
     ApplicationServicer,
+    enum_filter,
     enum_name,
     from_timestamp,
     to_timestamp,
@@ -249,16 +249,8 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
     async def ListAppeals(
         self, request: pb.ListAppealsRequest, context: Ctx
     ) -> pb.ListAppealsResponse:
-        states = [enum_name(pb.AppealState, s, "states", "APPEAL_STATE_") for s in request.states]
-        if "UNSPECIFIED" in states:
-            raise InvalidArgument.field("states", "must not contain APPEAL_STATE_UNSPECIFIED")
-        page = await self._call(
-            self.app.list_appeals,
-            self._who(context),
-            request.page_size,
-            request.page_token,
-            states,
-        )
+        states = enum_filter(pb.AppealState, request.states, "states", "APPEAL_STATE_")
+        page = await self._page(self.app.list_appeals, context, request, states)
         return pb.ListAppealsResponse(
             appeals=[
                 for_viewer(json_format.ParseDict(d["appeal"], pb.Appeal()), self._who(context))

@@ -12,6 +12,7 @@ from google.protobuf import json_format
 from casemesh.platform.errors import InvalidArgument
 from casemesh.platform.grpcutil import (
     ApplicationServicer,
+    enum_filter,
     enum_name,
     from_timestamp,
     resource_id,
@@ -364,13 +365,7 @@ class ReportServicer(ApplicationServicer, pb_grpc.ReportServiceServicer):
     async def ListReports(
         self, request: pb.ListReportsRequest, context: Ctx
     ) -> pb.ListReportsResponse:
-        page = await self._call(
-            self.app.list_reports,
-            self._who(context),
-            request.page_size,
-            request.page_token,
-            request.report_case,
-        )
+        page = await self._page(self.app.list_reports, context, request, request.report_case)
         return pb.ListReportsResponse(
             reports=[json_format.ParseDict(d["report"], pb.Report()) for d in page.items],
             next_page_token=page.next_token,
@@ -405,19 +400,9 @@ class ReportServicer(ApplicationServicer, pb_grpc.ReportServiceServicer):
         self, request: pb.ListReportCasesRequest, context: Ctx
     ) -> pb.ListReportCasesResponse:
         lane = _value(pb.QueueLane, request.lane, "lane").removeprefix("QUEUE_LANE_")
-        states = [
-            enum_name(pb.ReportCaseState, s, "states", "REPORT_CASE_STATE_") for s in request.states
-        ]
-        if "UNSPECIFIED" in states:
-            raise InvalidArgument.field("states", "must not contain REPORT_CASE_STATE_UNSPECIFIED")
-        page = await self._call(
-            self.app.list_cases,
-            self._who(context),
-            request.page_size,
-            request.page_token,
-            lane,
-            states,
-            request.category.strip(),
+        states = enum_filter(pb.ReportCaseState, request.states, "states", "REPORT_CASE_STATE_")
+        page = await self._page(
+            self.app.list_cases, context, request, lane, states, request.category.strip()
         )
         now = self.app.clock.now()
         triage = self.app.taxonomy.triage

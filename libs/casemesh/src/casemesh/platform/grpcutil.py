@@ -8,7 +8,7 @@ import contextlib
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -204,6 +204,18 @@ class ApplicationServicer:
         """The caller the gateway vouched for (checked before the handler ran)."""
         return vouched().identity
 
+    async def _page(
+        self,
+        list_page: Callable[..., Any],
+        context: grpc.aio.ServicerContext,
+        request: Any,
+        *filters: Any,
+    ) -> Any:
+        """A List RPC's page: `list_page(who, page_size, page_token, *filters)`."""
+        return await self._call(
+            list_page, self._who(context), request.page_size, request.page_token, *filters
+        )
+
 
 def enum_name(enum: Any, value: int, field: str, prefix: str) -> str:
     """The name of an enum value a client sent, without its prefix; a number
@@ -213,6 +225,15 @@ def enum_name(enum: Any, value: int, field: str, prefix: str) -> str:
     except ValueError:
         raise errors.InvalidArgument.field(field, f"{value} is not a defined value") from None
     return name.removeprefix(prefix)
+
+
+def enum_filter(enum: Any, values: Iterable[int], field: str, prefix: str) -> list[str]:
+    """The names a list's enum filter holds (see `enum_name`); the unspecified
+    value filters nothing, so it is refused rather than ignored."""
+    names = [enum_name(enum, v, field, prefix) for v in values]
+    if "UNSPECIFIED" in names:
+        raise errors.InvalidArgument.field(field, f"must not contain {prefix}UNSPECIFIED")
+    return names
 
 
 def field_violations(status: status_pb2.Status) -> list[tuple[str, str]]:
