@@ -229,6 +229,21 @@ def test_a_bad_setting_stops_start_up_naming_the_variable(
     assert "CASEMESH_JWT_SECRET" in capsys.readouterr().err
 
 
+def test_the_gateway_refuses_an_address_or_target_without_a_port(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CASEMESH_JWT_SECRET", SECRET)
+    monkeypatch.setenv("CASEMESH_INTERNAL_SIGNING_KEY", new_signing_key())
+    monkeypatch.setenv("CASEMESH_TICKETS_TARGET", "dns:///tickets:50061")
+    assert load(GatewaySettings).tickets_target == "dns:///tickets:50061"
+    monkeypatch.setenv("CASEMESH_HTTP_ADDR", "0.0.0.0")
+    monkeypatch.setenv("CASEMESH_APPEALS_TARGET", "appeals")
+    with pytest.raises(SystemExit):
+        load(GatewaySettings)
+    err = capsys.readouterr().err
+    assert "CASEMESH_HTTP_ADDR" in err and "CASEMESH_APPEALS_TARGET" in err
+
+
 def test_the_envelope_round_trips_and_rejects_foreign_records() -> None:
     event = envelope.CloudEvent(
         id="t1:3",

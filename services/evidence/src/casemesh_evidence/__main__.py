@@ -20,7 +20,7 @@ def open_store(cfg: EvidenceSettings) -> tuple[BlobStore, Path]:
             endpoint_url=cfg.s3_endpoint_url,
             region=cfg.s3_region,
             access_key_id=cfg.s3_access_key_id,
-            secret_access_key=cfg.s3_secret_access_key,
+            secret_access_key=cfg.s3_secret_access_key.get_secret_value(),
         )
         return store, Path(cfg.evidence_dir) / "incoming"
     local = LocalBlobStore(Path(cfg.evidence_dir))
@@ -43,9 +43,5 @@ async def run(cfg: EvidenceSettings) -> None:
     )
 
 
-def main() -> None:
-    run_command("casemesh_evidence", {"serve": (EvidenceSettings, run)}, default="serve")
-
-
 if __name__ == "__main__":
-    main()
+    run_command(__package__, {"serve": (EvidenceSettings, run)})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from casemesh.platform.settings import InternalServiceSettings, PostgresSettings
 
@@ -20,7 +20,7 @@ class EvidenceSettings(PostgresSettings, InternalServiceSettings):
     s3_endpoint_url: str = ""  # empty: the provider's default endpoint
     s3_region: str = "us-east-1"
     s3_access_key_id: str = ""
-    s3_secret_access_key: str = ""
+    s3_secret_access_key: SecretStr = SecretStr("")
 
     # Size limits per kind of file, in bytes.
     max_image_bytes: int = Field(20 * 1024 * 1024, gt=0)

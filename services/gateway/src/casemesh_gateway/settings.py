@@ -7,7 +7,7 @@ import re
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from casemesh.platform.identity import AUDIENCE, ISSUER, TokenRules, public_keys, signing_key
-from casemesh.platform.settings import ServiceSettings
+from casemesh.platform.settings import HOST_PORT, ServiceSettings
 
 # An origin a page may call (a content security policy's source): https, or
 # plain http on loopback; a host name or address, an optional port, nothing
@@ -19,9 +19,9 @@ CONNECT_ORIGIN = re.compile(
 
 class GatewaySettings(ServiceSettings):
     service_name: str = "gateway"
-    grpc_addr: str = "127.0.0.1:50051"
+    grpc_addr: str = Field("127.0.0.1:50051", pattern=HOST_PORT)
     # Connect, gRPC-Web, the browser upload, probes and the page (HTTP/1.1).
-    http_addr: str = "127.0.0.1:8080"
+    http_addr: str = Field("127.0.0.1:8080", pattern=HOST_PORT)
     # Origins whose pages may call the HTTP port, comma-separated
     # (https://help.example.com,https://m.example.com); none when empty.
     cors_origins: str = ""
@@ -35,12 +35,13 @@ class GatewaySettings(ServiceSettings):
     console_connect_origins: str = ""
     # Local runs only: POST /dev/sign-in mints a token (HS256 secret) for any name.
     dev_sign_in: bool = False
-    tickets_target: str = "127.0.0.1:50061"
-    evidence_target: str = "127.0.0.1:50062"
-    appeals_target: str = "127.0.0.1:50063"
-    reports_target: str = "127.0.0.1:50064"
-    casequeue_target: str = "127.0.0.1:50065"
-    helpcenter_target: str = "127.0.0.1:50066"
+    # The services' gRPC targets, host:port or dns:///host:port.
+    tickets_target: str = Field("127.0.0.1:50061", pattern=HOST_PORT)
+    evidence_target: str = Field("127.0.0.1:50062", pattern=HOST_PORT)
+    appeals_target: str = Field("127.0.0.1:50063", pattern=HOST_PORT)
+    reports_target: str = Field("127.0.0.1:50064", pattern=HOST_PORT)
+    casequeue_target: str = Field("127.0.0.1:50065", pattern=HOST_PORT)
+    helpcenter_target: str = Field("127.0.0.1:50066", pattern=HOST_PORT)
     # Uploads of large videos take longer than ordinary calls.
     upload_timeout_seconds: float = Field(900.0, gt=0)
     # Users' tokens. HS256 shared secret (local runs); in production the

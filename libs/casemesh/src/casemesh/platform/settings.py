@@ -18,6 +18,11 @@ from casemesh.platform.identity import verify_keys
 ENV_PREFIX = "CASEMESH_"
 
 
+# host:port: an address to listen on ("0.0.0.0:50051", "[::]:8080") or a gRPC
+# target to call ("dns:///tickets:50061").
+HOST_PORT = r"^\S*:[0-9]{1,5}$"
+
+
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
