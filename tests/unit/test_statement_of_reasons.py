@@ -4,6 +4,7 @@ reads), and the dict a decision keeps, read back unchanged."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -198,7 +199,8 @@ ADDED = {
 
 
 def completed(s: StatementOfReasons) -> StatementOfReasons:
-    return s.completed(
+    return replace(
+        s,
         category=s.category or ADDED["category"],
         source_type=ADDED["source_type"],
         source_identity=ADDED["source_identity"],

@@ -162,15 +162,7 @@ class CopyrightAppeal(Aggregate):
         else:
             state = State.UNDER_REVIEW if self.assignee else State.SUBMITTED
             step, due = Step.REVIEW, review_due
-        self._info_added(
-            actor=actor,
-            message=message,
-            completion=completion,
-            missing=missing,
-            state=state,
-            next_step=step,
-            next_step_due=due,
-        )
+        self._info_added(actor, message, completion, missing, state, step, due)
 
     @event("InfoAdded")
     def _info_added(

@@ -12,6 +12,7 @@ gets ABORTED and reads the case again."""
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 from uuid import UUID
 
@@ -93,7 +94,10 @@ class Decisions(ReportsBase):
         deadline = self.policy.appeal_deadline(now)
         locale = (uploader or {}).get("locale", "en")
         trusted = self._trusted_names(case)
-        full = reasons.completed(
+        # The statement as the decision records it: what the service knows and
+        # the agent did not write.
+        full = replace(
+            reasons,
             category=reasons.category or dsa_category(case),
             source_type="SOURCE_TRUSTED_FLAGGER" if trusted else "SOURCE_ARTICLE_16",
             source_identity=", ".join(trusted),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -125,28 +125,6 @@ class StatementOfReasons:
         if outcome != "ACTION_TAKEN":
             return cls(decision_facts=s.get("decision_facts", ""))
         return cls.from_dict(s, outcome=outcome)
-
-    def completed(
-        self,
-        *,
-        category: str,
-        source_type: str,
-        source_identity: str,
-        puid: str,
-        redress: str,
-        appeal_deadline: datetime,
-    ) -> StatementOfReasons:
-        """The statement as the decision records it: what the service knows
-        and the agent did not write."""
-        return replace(
-            self,
-            category=category,
-            source_type=source_type,
-            source_identity=source_identity,
-            puid=puid,
-            redress=redress,
-            appeal_deadline=appeal_deadline,
-        )
 
     def to_dict(self) -> dict[str, Any]:
         """The dict a `Decided` event keeps: the schema's names, enum values by

@@ -180,14 +180,7 @@ class Ticket(Aggregate):
             status = Status.OPEN
         elif not by_requester and not internal and self.status is Status.NEW:
             status = Status.OPEN  # an agent's public reply acknowledges the ticket
-        self._comment_added(
-            actor=actor,
-            body=body,
-            by_requester=by_requester,
-            internal=internal,
-            status=status,
-            evidence=list(evidence or []),
-        )
+        self._comment_added(actor, body, by_requester, internal, status, list(evidence or []))
 
     @event(CommentAdded)
     def _comment_added(
