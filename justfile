@@ -47,7 +47,12 @@ lint: proto web
     uv run --frozen mypy
     npx --yes --prefer-offline @bufbuild/buf@1.75.0 lint proto
     bash scripts/check-breaking.sh
+    bash scripts/gen-api-docs.sh --check
     cd clients/web && npm run -s format:check
+
+# Write the API reference (docs/api/) from proto/; `./dev lint` fails while it is stale.
+api-docs:
+    bash scripts/gen-api-docs.sh
 
 # Deployment files: render every deploy/k8s overlay (and component) and check each object
 # against its schema, hadolint the Dockerfile, validate docker-compose.yml. Needs go and

@@ -176,3 +176,35 @@ def test_the_lint_runs_the_check_with_the_pinned_buf() -> None:
     }
     assert {v for found in pins.values() for v in found} == {"1.75.0"}, pins
     assert all(pins.values()), pins
+
+
+DOCS_SCRIPT = REPO / "scripts" / "gen-api-docs.sh"
+
+
+def api_reference_check(checkout: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(DOCS_SCRIPT), "--check", str(checkout)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_the_api_reference_is_what_the_protos_make_and_a_changed_comment_makes_it_stale(
+    scratch: Scratch,
+) -> None:
+    if shutil.which("go") is None and os.environ.get("CI", "").lower() not in ("1", "true", "yes"):
+        pytest.skip("go is not installed (it installs protoc-gen-doc)")
+    shutil.copytree(REPO / "docs" / "api", scratch.root / "docs" / "api")
+    fresh = api_reference_check(scratch.root)
+    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
+    scratch.edit(API, LIST_TICKETS, LIST_TICKETS + "Kept for a year. ")
+    stale = api_reference_check(scratch.root)
+    assert stale.returncode != 0
+    assert "docs/api/ is stale" in stale.stderr
+    assert "Kept for a year." in stale.stderr  # the diff shows what changed
+
+
+def test_the_lint_checks_the_api_reference() -> None:
+    recipe = (REPO / "justfile").read_text().split("\nlint:", 1)[1].split("\n\n", 1)[0]
+    assert "bash scripts/gen-api-docs.sh --check" in recipe
