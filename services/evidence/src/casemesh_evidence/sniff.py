@@ -1,9 +1,36 @@
-"""The real type of a file, from its first bytes (never from its name)."""
+"""The real type of a file, from its first bytes (never from its name).
+
+puremagic's signature table recognises the file; only the types evidence may be
+(images, videos, PDF) are accepted. An ISO media file (MP4, QuickTime, 3GP,
+HEIC, AVIF) names its format by brands in its `ftyp` box, and puremagic knows
+only some major brands: a HEIF file under the generic `mif1`/`msf1` (as many
+phones write) and MP4 under `mp41`, `iso2`…`iso6`, `avc1` or `dash` are
+recognised here by their brands."""
 
 from __future__ import annotations
 
-# Bytes needed to recognise every type below.
-HEAD_BYTES = 16
+import puremagic
+
+# Bytes read before deciding: every accepted signature and a whole `ftyp` box.
+HEAD_BYTES = 512
+
+KIND = {
+    "image/png": "image",
+    "image/jpeg": "image",
+    "image/gif": "image",
+    "image/webp": "image",
+    "image/heic": "image",
+    "image/avif": "image",
+    "video/mp4": "video",
+    "video/quicktime": "video",
+    "video/webm": "video",
+    "video/3gpp": "video",
+    "video/3gpp2": "video",
+    "application/pdf": "pdf",
+}
+# Compatible brands of a HEIF file, most specific first.
+HEIF_BRANDS = {b"avif": "image/avif", b"avis": "image/avif", b"heic": "image/heic"}
+HEIF_BRANDS |= dict.fromkeys((b"heix", b"hevc", b"hevx", b"heim", b"heis"), "image/heic")
 MP4_BRANDS = frozenset(
     {b"isom", b"iso2", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42", b"avc1", b"M4V ", b"dash"}
 )
@@ -12,52 +39,51 @@ MP4_BRANDS = frozenset(
 def media_type(head: bytes) -> str | None:
     """The media type of a file starting with `head`, or None when it is not
     one the platform accepts as evidence."""
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head.startswith((b"GIF87a", b"GIF89a")):
-        return "image/gif"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    if head.startswith(b"%PDF-"):
-        return "application/pdf"
-    if head[4:8] == b"ftyp":
-        # Only brands of the formats we accept; any other ISO media file is refused.
-        brand = head[8:12]
-        if brand == b"qt  ":
-            return "video/quicktime"
-        if brand in (b"heic", b"heix", b"mif1"):
-            return "image/heic"
-        if brand in MP4_BRANDS:
-            return "video/mp4"
-        return None
-    if head.startswith(b"\x1aE\xdf\xa3"):
-        return "video/webm"
+    heif = _heif(head)
+    if heif:
+        return heif
+    for match in _matches(head):  # most confident first
+        if match.mime_type in KIND:
+            return str(match.mime_type)
+    if head[4:8] == b"ftyp" and _brands(head) & MP4_BRANDS:
+        return "video/mp4"
     return None
 
 
 def describe(head: bytes) -> str:
-    """A short human description of a rejected file's first bytes."""
+    """A short human description of a refused file's first bytes."""
     if head.startswith(b"MZ"):
         return "a Windows executable"
     if head.startswith(b"\x7fELF"):
         return "a Linux executable"
     if head.startswith(b"PK\x03\x04"):
-        return "a ZIP archive"
+        return "a ZIP archive"  # puremagic takes any ZIP for an Office document
     if head.startswith((b"#!", b"<script", b"<?php")):
         return "a script"
+    matches = _matches(head)
+    if matches and matches[0].name:
+        name = matches[0].name.split("|")[0].removesuffix(" file")
+        return f"{'an' if name[0].lower() in 'aeiou' else 'a'} {name}"
     return "not an image, video or PDF"
 
 
-KIND = {
-    "image/png": "image",
-    "image/jpeg": "image",
-    "image/gif": "image",
-    "image/webp": "image",
-    "image/heic": "image",
-    "video/mp4": "video",
-    "video/quicktime": "video",
-    "video/webm": "video",
-    "application/pdf": "pdf",
-}
+def _matches(head: bytes) -> list[puremagic.PureMagicWithConfidence]:
+    try:
+        return list(puremagic.magic_string(head))
+    except (puremagic.PureError, ValueError):
+        return []
+
+
+def _heif(head: bytes) -> str | None:
+    """HEIC or AVIF by the brands of a HEIF `ftyp` box: its major brand or,
+    under the generic `mif1`/`msf1`, its compatible ones."""
+    if head[4:8] != b"ftyp":
+        return None
+    brands = _brands(head) if head[8:12] in (b"mif1", b"msf1") else {head[8:12]}
+    return next((t for brand, t in HEIF_BRANDS.items() if brand in brands), None)
+
+
+def _brands(head: bytes) -> set[bytes]:
+    """The major and compatible brands of the `ftyp` box `head` starts with."""
+    size = min(int.from_bytes(head[:4], "big"), len(head))
+    return {head[8:12]} | {head[i : i + 4] for i in range(16, size - 3, 4)}

@@ -1,0 +1,71 @@
+"""The evidence service knows a file by its first bytes: what a phone or a
+browser uploads is accepted whatever its name, anything else is refused with a
+description a person understands."""
+
+from __future__ import annotations
+
+import pytest
+
+from casemesh_evidence import sniff
+
+
+def iso_media(major: bytes, *compatible: bytes) -> bytes:
+    """The start of an ISO media file (MP4, QuickTime, 3GP, HEIF): its ftyp box."""
+    box = b"ftyp" + major + b"\x00\x00\x02\x00" + b"".join(compatible)
+    return (len(box) + 4).to_bytes(4, "big") + box + b"\x00\x00\x00\x08free" + b"\x00" * 64
+
+
+@pytest.mark.parametrize(
+    ("head", "media_type"),
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "image/png"),
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", "image/jpeg"),
+        (b"\xff\xd8\xff\xe1\x00\x18Exif\x00\x00", "image/jpeg"),
+        (b"GIF89a\x01\x00\x01\x00", "image/gif"),
+        (b"RIFF\x24\x00\x00\x00WEBPVP8 ", "image/webp"),
+        (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", "application/pdf"),
+        (b"\x1aE\xdf\xa3\x9fB\x86\x81\x01B\xf7\x81\x01B\x82\x84webm", "video/webm"),
+        # iPhone, and Android phones writing the generic HEIF brand first
+        (iso_media(b"heic", b"mif1", b"heic"), "image/heic"),
+        (iso_media(b"heix", b"mif1", b"heix"), "image/heic"),
+        (iso_media(b"mif1", b"mif1", b"heic", b"miaf"), "image/heic"),
+        (iso_media(b"msf1", b"msf1", b"hevc"), "image/heic"),
+        (iso_media(b"avif", b"avif", b"mif1", b"miaf"), "image/avif"),
+        (iso_media(b"mif1", b"avif", b"mif1"), "image/avif"),
+        # cameras, screen recorders, older phones, streaming segments
+        (iso_media(b"isom", b"isom", b"iso2", b"avc1", b"mp41"), "video/mp4"),
+        (iso_media(b"mp42", b"mp42", b"isom"), "video/mp4"),
+        (iso_media(b"mp41", b"mp41", b"isom"), "video/mp4"),
+        (iso_media(b"iso5", b"iso5", b"dash"), "video/mp4"),
+        (iso_media(b"qt  ", b"qt  "), "video/quicktime"),
+        (iso_media(b"3gp4", b"3gp4", b"isom"), "video/3gpp"),
+        (iso_media(b"3g2a", b"3g2a"), "video/3gpp2"),
+    ],
+)
+def test_what_phones_and_browsers_upload_is_known_by_its_bytes(
+    head: bytes, media_type: str
+) -> None:
+    assert sniff.media_type(head) == media_type
+    assert sniff.KIND[media_type] in ("image", "video", "pdf")
+
+
+@pytest.mark.parametrize(
+    ("head", "description"),
+    [
+        (b"MZ\x90\x00\x03\x00\x00\x00", "a Windows executable"),
+        (b"\x7fELF\x02\x01\x01\x00", "a Linux executable"),
+        (b"PK\x03\x04\x14\x00\x00\x00", "a ZIP archive"),
+        (b"#!/bin/sh\nrm -rf /", "a script"),
+        (b"<?php system($_GET['c']);", "a script"),
+        (b"Rar!\x1a\x07\x01\x00" + b"\x00" * 32, "a RAR Archive"),
+        (b"just some text, named photo.png", "not an image, video or PDF"),
+    ],
+)
+def test_anything_else_is_refused_and_described(head: bytes, description: str) -> None:
+    assert sniff.media_type(head) is None
+    assert sniff.describe(head) == description
+
+
+def test_an_iso_media_file_of_no_accepted_brand_is_refused() -> None:
+    assert sniff.media_type(iso_media(b"mif1", b"mif1")) is None  # HEIF of no image kind
+    assert sniff.media_type(iso_media(b"crx ", b"crx ")) is None  # a camera's raw photo
