@@ -1,8 +1,7 @@
 """Every refusal a client may act on carries a stable reason: each
 FAILED_PRECONDITION, ABORTED, ALREADY_EXISTS and RESOURCE_EXHAUSTED raised in
-the case services, the gateway and the shared platform names one (it travels
-as google.rpc.ErrorInfo). The help centre and the case queue are not held to
-it yet."""
+any service or the shared platform names one (it travels as
+google.rpc.ErrorInfo)."""
 
 from __future__ import annotations
 
@@ -16,6 +15,9 @@ SCANNED = [
     "services/appeals/src",
     "services/reports/src",
     "services/gateway/src",
+    "services/helpcenter/src",
+    "services/casequeue/src",
+    "services/evidence/src",
     "libs/casemesh/src/casemesh/platform",
 ]
 ACTIONABLE = {"FailedPrecondition", "Aborted", "AlreadyExists", "ResourceExhausted"}

@@ -193,7 +193,9 @@ class QueueServicer(pb_grpc.CaseQueueServiceServicer):
             case store.NotHeld.ABSENT:
                 raise NotFound(f"{name} is not in the queue")
             case store.NotHeld.NOT_HOLDER:
-                raise FailedPrecondition(f"you do not hold {name} (its lease may have expired)")
+                raise FailedPrecondition(
+                    f"you do not hold {name} (its lease may have expired)", reason="LEASE_NOT_HELD"
+                )
             case Case():
                 return case_message(result)
 

@@ -155,7 +155,9 @@ class HelpCenter:
                 conn, slug=slug, locale=locale, author=who.subject, base_version=None, **content
             )
             if result == "exists":
-                raise AlreadyExists(f"articles/{slug} ({locale}) exists; update it instead")
+                raise AlreadyExists(
+                    f"articles/{slug} ({locale}) exists; update it instead", reason="ARTICLE_EXISTS"
+                )
             found = await store.get(conn, slug, locale, 1)
         assert found is not None
         return found
@@ -182,7 +184,9 @@ class HelpCenter:
             if result == "absent":
                 raise NotFound(f"articles/{slug} ({locale}) not found")
             if result == "stale":
-                raise Aborted("the article changed since you read it; read it again")
+                raise Aborted(
+                    "the article changed since you read it; read it again", reason="STALE_ETAG"
+                )
             assert isinstance(result, int)
             found = await store.get(conn, slug, locale, result)
         assert found is not None
@@ -264,7 +268,10 @@ class HelpCenter:
             read = ending.read() if ending is not None else None
             moved = await store.answer(conn, found, node=choice.next, step=choice.taken, read=read)
             if not moved:
-                raise Aborted("this question was already answered; read the session again")
+                raise Aborted(
+                    "this question was already answered; read the session again",
+                    reason="QUESTION_ANSWERED",
+                )
             found.node = choice.next
         return found.step(found.locale, ending, choice.action)
 

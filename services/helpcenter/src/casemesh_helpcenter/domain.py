@@ -200,7 +200,10 @@ class HelpSession:
     def choose(self, answer: int) -> Choice:
         node = self.question()
         if node is None:
-            raise FailedPrecondition("this session has no question waiting (StartFlow first)")
+            raise FailedPrecondition(
+                "this session has no question waiting (StartFlow first)",
+                reason="NO_QUESTION_WAITING",
+            )
         if not 0 <= answer < len(node["answers"]):
             raise InvalidArgument.field("answer", f"must be from 0 to {len(node['answers']) - 1}")
         chosen = node["answers"][answer]
@@ -228,7 +231,9 @@ class HelpSession:
 
     def check_can_be_solved(self) -> None:
         if not (self.searches or self.articles or self.flow):
-            raise FailedPrecondition("nothing was searched, read or followed in this session")
+            raise FailedPrecondition(
+                "nothing was searched, read or followed in this session", reason="SESSION_EMPTY"
+            )
 
     def check_outcome(self, outcome: str) -> None:
         """After recording `outcome`: the first answer stands, so another one is refused."""
@@ -236,7 +241,8 @@ class HelpSession:
             raise FailedPrecondition(
                 "a ticket was already opened for this help session"
                 if outcome == SOLVED
-                else "this help session was already marked as solved"
+                else "this help session was already marked as solved",
+                reason="SESSION_OUTCOME_RECORDED",
             )
 
     def category_for_ticket(self) -> str:

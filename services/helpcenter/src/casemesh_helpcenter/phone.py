@@ -193,7 +193,8 @@ async def _check_limits(cur: Any, user_id: str, numbers: tuple[str, str], now: d
     )
     if (await cur.fetchone())["n"] >= CHANGES_PER_USER_PER_DAY:
         raise ResourceExhausted(
-            f"at most {CHANGES_PER_USER_PER_DAY} phone changes a day; try again tomorrow"
+            f"at most {CHANGES_PER_USER_PER_DAY} phone changes a day; try again tomorrow",
+            reason="PHONE_CHANGES_PER_DAY",
         )
     await cur.execute(
         "SELECT count(*) AS n FROM phone_changes WHERE created_at > %s"
@@ -201,7 +202,9 @@ async def _check_limits(cur: Any, user_id: str, numbers: tuple[str, str], now: d
         (now - timedelta(hours=1), list(numbers), list(numbers)),
     )
     if (await cur.fetchone())["n"] >= CHANGES_PER_NUMBER_PER_HOUR:
-        raise ResourceExhausted("too many codes for this number; try again in an hour")
+        raise ResourceExhausted(
+            "too many codes for this number; try again in an hour", reason="CODES_PER_NUMBER"
+        )
 
 
 async def get(conn: psycopg.AsyncConnection[Any], user_id: str, ident: str) -> Change | None:
@@ -221,16 +224,21 @@ def resends_left(c: Change) -> int:
 
 def _require_open(c: Change, now: datetime) -> None:
     if c.state == "SUPERSEDED":
-        raise FailedPrecondition("a newer phone change replaced this one")
+        raise FailedPrecondition(
+            "a newer phone change replaced this one", reason="PHONE_CHANGE_SUPERSEDED"
+        )
     if c.state != "VERIFIED" and now >= c.created_at + CHANGE_TTL:
-        raise FailedPrecondition("this change was not finished within an hour; start a new one")
+        raise FailedPrecondition(
+            "this change was not finished within an hour; start a new one",
+            reason="PHONE_CHANGE_EXPIRED",
+        )
     if c.state == "LOCKED":
         raise FailedPrecondition(
             f"this change is locked after {MAX_ATTEMPTS} wrong codes; start a new one",
             reason="PHONE_CHANGE_LOCKED",
         )
     if c.state == "VERIFIED":
-        raise FailedPrecondition("this change is already verified")
+        raise FailedPrecondition("this change is already verified", reason="PHONE_CHANGE_VERIFIED")
 
 
 async def confirm(
@@ -308,7 +316,10 @@ async def resend(
             return None
         _require_open(c, now)
         if resends_left(c) <= 0:
-            raise FailedPrecondition("no more codes can be sent for this change; start a new one")
+            raise FailedPrecondition(
+                "no more codes can be sent for this change; start a new one",
+                reason="NO_CODES_LEFT",
+            )
         await _send_code(cur, c, now)
         await _save(cur, c)
     return c
