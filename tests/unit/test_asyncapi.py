@@ -2,14 +2,21 @@
 code that publishes, byte for byte, so an event type, topic, consumer or field
 added without `./dev asyncapi` fails here (and `./dev lint` says so too). Every
 type a relay or an outbox can send is in it, with the payload of the message its
-`ce_type` names.
+`ce_type` names, and the AsyncAPI initiative's parser finds it valid.
+
+The parser runs with node (`npm ci` into .run/cache/asyncapi-validator once;
+offline after that).
 """
 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib
+import os
 import pkgutil
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -26,6 +33,8 @@ from casemesh.platform.relay import EventTranslator
 from scripts import asyncapi
 
 REPO = Path(__file__).resolve().parents[2]
+VALIDATOR = REPO / "scripts" / "asyncapi-validator"
+CACHE = REPO / ".run" / "cache" / "asyncapi-validator"
 SERVICES = (
     "casemesh_tickets",
     "casemesh_appeals",
@@ -167,3 +176,55 @@ def test_an_outbox_refuses_a_message_it_does_not_declare() -> None:
 def test_the_lint_checks_the_document_is_current() -> None:
     recipe = (REPO / "justfile").read_text().split("\nlint:", 1)[1].split("\n\n", 1)[0]
     assert "scripts/asyncapi.py --check" in recipe
+
+
+# ---- the AsyncAPI initiative's parser ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def node_modules() -> Path:
+    if shutil.which("npm") is None or shutil.which("node") is None:
+        missing = "node and npm are needed to run @asyncapi/parser"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+    lock = (VALIDATOR / "package-lock.json").read_bytes() + (
+        VALIDATOR / "package.json"
+    ).read_bytes()
+    stamp = CACHE / ".installed-lock-sha256"
+    digest = hashlib.sha256(lock).hexdigest()
+    if not (stamp.is_file() and stamp.read_text() == digest):
+        CACHE.mkdir(parents=True, exist_ok=True)
+        for name in ("package.json", "package-lock.json"):
+            shutil.copyfile(VALIDATOR / name, CACHE / name)
+        subprocess.run(
+            ["npm", "ci", "--prefix", str(CACHE), "--no-audit", "--no-fund", "--loglevel=error"],
+            check=True,
+            timeout=600,
+        )
+        stamp.write_text(digest)
+    return CACHE / "node_modules"
+
+
+def validate(node_modules: Path, document: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["node", str(VALIDATOR / "validate.mjs"), str(node_modules), str(document)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def test_the_asyncapi_parser_finds_the_document_valid(node_modules: Path) -> None:
+    checked = validate(node_modules, asyncapi.DOCUMENT)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "valid AsyncAPI 3.0.0" in checked.stdout
+
+
+def test_the_parser_would_notice_a_broken_document(node_modules: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "asyncapi.yaml"
+    text = asyncapi.DOCUMENT.read_text()
+    broken.write_text(text.replace("action: send", "action: publish", 1))
+    checked = validate(node_modules, broken)
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "action" in checked.stdout
