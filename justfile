@@ -21,6 +21,11 @@ proto: sync
 web:
     cd clients/web && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && npm run build
 
+# Write docs/asyncapi.yaml, the AsyncAPI document of every topic, from the code that publishes
+# and the .proto files (scripts/asyncapi.py); `./dev asyncapi --check` only says if it is stale.
+asyncapi *ARGS: proto
+    uv run --frozen python scripts/asyncapi.py "$@"
+
 # Start PostgreSQL, Kafka, every service and the local mail/SMS sinks; Ctrl-C stops all.
 # (`./dev up` runs this command itself, after `proto` and `web`, so a Ctrl-C ends quietly.)
 up: proto web
@@ -40,11 +45,13 @@ faults *ARGS: proto
     uv run --frozen pytest tests/faults -m faults "$@"
 
 # (buf breaking compares proto/ with main: scripts/check-breaking.sh says against which commit.)
-# Static checks: ruff, mypy, buf lint, buf breaking, and (in `web`) TypeScript strict.
+# Static checks: ruff, mypy, docs/asyncapi.yaml current, buf lint, buf breaking, and (in `web`)
+# TypeScript strict.
 lint: proto web
     uv run --frozen ruff check .
     uv run --frozen ruff format --check .
     uv run --frozen mypy
+    uv run --frozen python scripts/asyncapi.py --check
     npx --yes --prefer-offline @bufbuild/buf@1.75.0 lint proto
     bash scripts/check-breaking.sh
     bash scripts/gen-api-docs.sh --check

@@ -38,6 +38,7 @@ SLA_EVENTS = Outbox(
     topic=topics.CASEQUEUE,
     source="casemesh/casequeue",
     subject_column="case_name",
+    messages=(qev.SlaWarning, qev.SlaBreached, qev.CaseEscalated),
 )
 
 CHANGES_CHANNEL = "queue_changes"
@@ -252,7 +253,7 @@ async def _announce(
             (
                 event_id,
                 case.name,
-                f"casemesh.casequeue.{type(message).DESCRIPTOR.name}.v1",
+                SLA_EVENTS.type_of(message),
                 message.SerializeToString(),
                 s.at,
             ),

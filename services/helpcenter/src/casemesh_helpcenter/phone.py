@@ -46,8 +46,15 @@ NAMESPACE = uuid.UUID("b1a5c0de-4f1e-4c3a-9d2b-7e6f5a4b3c21")
 
 # Each outbox row names its phone change (`phone-changes/{id}`) in `request`.
 _outbox = partial(Outbox, source="casemesh/helpcenter", subject_column="request")
-CODES = _outbox(table="verification_outbox", topic=topics.VERIFICATION, erase_published=True)
-REQUESTS = _outbox(table="help_outbox", topic=topics.HELPCENTER)
+CODES = _outbox(
+    table="verification_outbox",
+    topic=topics.VERIFICATION,
+    erase_published=True,
+    messages=(hev.VerificationCodeIssued,),
+)
+REQUESTS = _outbox(
+    table="help_outbox", topic=topics.HELPCENTER, messages=(hev.PhoneChangeVerified,)
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS phone_changes (
@@ -137,7 +144,7 @@ async def _send_code(cur: Any, c: Change, now: datetime) -> None:
         (
             f"{c.id}:code:{c.codes_sent}",
             c.name,
-            "casemesh.helpcenter.VerificationCodeIssued.v1",
+            CODES.type_of(event),
             event.SerializeToString(),
             now,
         ),
@@ -293,7 +300,7 @@ async def confirm(
                 (
                     f"{c.id}:verified",
                     c.name,
-                    "casemesh.helpcenter.PhoneChangeVerified.v1",
+                    REQUESTS.type_of(event),
                     event.SerializeToString(),
                     now,
                 ),

@@ -41,6 +41,7 @@ from casemesh.platform.pools import with_keepalives
 from casemesh_notifier import policy
 from casemesh_notifier.channels import Channel, DeliveryError, Outgoing
 from casemesh_notifier.metrics import OUTCOMES, POSSIBLE_REPEATS
+from casemesh_notifier.outbox import NOTIFICATIONS
 from casemesh_notifier.settings import NotifierSettings
 from casemesh_notifier.store import JOBS_CHANNEL
 
@@ -135,7 +136,7 @@ async def record_outcomes(
         " WITH ORDINALITY AS v(job, type, payload, n) ORDER BY v.n",
         {
             "jobs": [job.id for job, _ in outcomes],
-            "types": [f"casemesh.notifications.{m.DESCRIPTOR.name}.v1" for _, m in outcomes],
+            "types": [NOTIFICATIONS.type_of(m) for _, m in outcomes],
             "payloads": [m.SerializeToString() for _, m in outcomes],
             "now": now,
         },

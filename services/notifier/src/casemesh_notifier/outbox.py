@@ -4,6 +4,7 @@ its outbox table by the shared publisher."""
 from __future__ import annotations
 
 from casemesh import topics
+from casemesh.events.v1 import notifications_pb2 as nev
 from casemesh.platform.outbox import Outbox
 
 TOPIC = topics.NOTIFICATIONS
@@ -14,4 +15,5 @@ NOTIFICATIONS = Outbox(
     source=SOURCE,
     subject_column="job_id",
     subject_prefix="notifications/",
+    messages=(nev.NotificationDelivered, nev.NotificationAttemptFailed, nev.NotificationParked),
 )

@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import PurePosixPath
 from types import ModuleType
 
 from google.protobuf.message import Message
@@ -96,3 +97,14 @@ def message_class(ce_type: str) -> type[Message] | None:
     module = _MODULES.get(match.group(1)) if match else None
     cls = getattr(module, match.group(2), None) if match and module else None
     return cls if isinstance(cls, type) and issubclass(cls, Message) else None
+
+
+def type_of(message: type[Message] | Message) -> str:
+    """The `ce_type` of a message of `casemesh.events.v1`, the inverse of
+    `message_class`: `TicketSolved` of tickets.proto is
+    `casemesh.tickets.TicketSolved.v1`."""
+    descriptor = message.DESCRIPTOR
+    service = PurePosixPath(descriptor.file.name).stem
+    if _MODULES.get(service) is None or descriptor.file.package != "casemesh.events.v1":
+        raise ValueError(f"{descriptor.full_name} is not an event message of casemesh.events.v1")
+    return f"casemesh.{service}.{descriptor.name}.v1"

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from google.protobuf.message import Message
 from psycopg.sql import SQL, Identifier, Literal
 
+from casemesh.platform import envelope
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
 from casemesh.platform.metrics import OUTBOX_PENDING
@@ -38,6 +40,20 @@ class Outbox:
     subject_prefix: str = ""
     # Erase a row's payload once Kafka has it (events carrying a secret).
     erase_published: bool = False
+    # The messages (of casemesh.events.v1) its rows may carry: what
+    # docs/asyncapi.yaml lists for the topic; `type_of` refuses any other.
+    messages: tuple[type[Message], ...] = ()
+
+    def type_of(self, message: Message) -> str:
+        """The `ce_type` of a row carrying `message`, one this outbox declares."""
+        if type(message) not in self.messages:
+            raise ValueError(f"{self.table} does not declare {type(message).__name__}")
+        return envelope.type_of(message)
+
+    @property
+    def types(self) -> list[str]:
+        """Every `ce_type` this outbox publishes, sorted."""
+        return sorted(envelope.type_of(m) for m in self.messages)
 
 
 def outbox_schema(outbox: Outbox, subject_type: str = "text") -> str:

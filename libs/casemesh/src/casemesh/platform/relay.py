@@ -94,13 +94,25 @@ class EventTranslator:
         c = self.collection
         return c if isinstance(c, str) else c(domain_event)
 
+    @property
+    def source(self) -> str:
+        return f"casemesh/{self.service}"
+
+    def type_of(self, public_name: str) -> str:
+        return f"casemesh.{self.service}.{public_name}.v1"
+
+    @property
+    def types(self) -> list[str]:
+        """Every `ce_type` this translator publishes, sorted (docs/asyncapi.yaml lists them)."""
+        return sorted({self.type_of(n) for n in self.public_names.values()})
+
     def __call__(self, notification: Notification, domain_event: Any) -> CloudEvent:
         message = self.render(domain_event, self.after(domain_event))
         ident = str(domain_event.originator_id)
         return CloudEvent(
             id=f"{ident}:{domain_event.originator_version}",
-            source=f"casemesh/{self.service}",
-            type=f"casemesh.{self.service}.{self.public_names[type(domain_event).__name__]}.v1",
+            source=self.source,
+            type=self.type_of(self.public_names[type(domain_event).__name__]),
             subject=f"{self._collection_of(domain_event)}/{ident}",
             time=domain_event.timestamp,
             data=message.SerializeToString(),
