@@ -149,12 +149,17 @@ def test_headers_and_payloads_say_what_the_envelope_and_the_protos_say(
     header = schemas["casemesh.events.v1.TicketEventHeader"]["properties"]
     # The proto3 JSON mapping: camelCase names, 64-bit integers as strings,
     # timestamps as RFC 3339, enums by name; the .proto comments as descriptions.
-    assert header["ticketId"] == {"type": "string"}
+    assert header["ticketId"]["type"] == "string"
+    assert "also the Kafka key" in header["ticketId"]["description"]
     assert header["version"]["type"] == "string"
     assert (
         header["version"]["description"] == "Position of this event in the ticket's stream, from 1."
     )
-    assert header["time"] == {"type": "string", "format": "date-time"}
+    assert header["time"] == {
+        "type": "string",
+        "format": "date-time",
+        "description": "When the event was recorded.",
+    }
     status = schemas["casemesh.events.v1.TicketStatus"]
     assert "TICKET_STATUS_SOLVED" in status["enum"]
     solved = doc["components"]["messages"]["casemesh.tickets.TicketSolved.v1"]
