@@ -205,7 +205,9 @@ def test_the_rate_limit_tells_the_client_how_long_to_wait_in_retry_info() -> Non
     details = dict(status.trailing_metadata)["grpc-status-details-bin"]
     retry, info = error_details_pb2.RetryInfo(), error_details_pb2.ErrorInfo()
     packed = status_pb2.Status.FromString(details).details
-    assert [d.Unpack(retry) or d.Unpack(info) for d in packed] == [True, True]
+    said = error_details_pb2.LocalizedMessage()
+    assert [d.Unpack(retry) or d.Unpack(info) or d.Unpack(said) for d in packed] == [True] * 3
+    assert (said.locale, said.message) == ("en", limited.value.message)
     assert retry.retry_delay.ToNanoseconds() == 750_000_000
     assert info.reason == "RATE_LIMITED"
     assert "retry in 0.8 s" in status.details

@@ -20,8 +20,9 @@ from casemesh.platform.errors import (
     ResourceExhausted,
     Violations,
 )
-from casemesh.platform.grpcutil import STATUS_DETAILS_KEY, bounded, sent_details
+from casemesh.platform.grpcutil import STATUS_DETAILS_KEY, bounded, caller_locale, sent_details
 from casemesh.platform.identity import Identity, InternalTokenSigner, TokenVerifier
+from casemesh.platform.localized import localized
 from casemesh.platform.logging import get_logger
 from casemesh.platform.telemetry import inject_metadata
 from casemesh.rules import tickets as rules
@@ -91,11 +92,17 @@ class Backend:
         return who
 
     def vouch(
-        self, who: Identity, audience: str, facts: dict[str, str] | None = None
+        self,
+        who: Identity,
+        audience: str,
+        facts: dict[str, str] | None = None,
+        context: Ctx | None = None,
     ) -> tuple[tuple[str, str], ...]:
         """Metadata for a call to the service `audience` on behalf of `who`:
-        the signed token, and the caller's trace context."""
-        return (*self.signer.metadata(who, audience, facts), *inject_metadata())
+        the signed token, the caller's trace context and (given the caller's
+        `context`) the language the caller reads, for the service's refusals."""
+        language = (("accept-language", caller_locale(context)),) if context else ()
+        return (*self.signer.metadata(who, audience, facts), *inject_metadata(), *language)
 
     def _timeout(self, context: Ctx, limit: float | None = None) -> float:
         limit = limit or self.timeout
@@ -116,7 +123,7 @@ class Backend:
         try:
             return await method(
                 request,
-                metadata=self.vouch(who, audience, facts),
+                metadata=self.vouch(who, audience, facts, context),
                 timeout=self._timeout(context, deadline_s),
             )
         except grpc.aio.AioRpcError as err:
@@ -125,7 +132,8 @@ class Backend:
     async def forward_stream(
         self, method: Any, request: Any, who: Identity, context: Ctx, *, audience: str
     ) -> AsyncIterator[Any]:
-        call = method(request, metadata=self.vouch(who, audience), timeout=self._timeout(context))
+        metadata = self.vouch(who, audience, context=context)
+        call = method(request, metadata=metadata, timeout=self._timeout(context))
         try:
             async for response in call:
                 yield response
@@ -136,7 +144,7 @@ class Backend:
         """The caller may attach only evidence they uploaded; fills in each hash."""
         if len(refs) > rules.MAX_EVIDENCE:
             raise InvalidArgument.field(field, f"at most {rules.MAX_EVIDENCE} pieces of evidence")
-        metadata = self.vouch(who, EVIDENCE) if len(refs) else ()
+        metadata = self.vouch(who, EVIDENCE, context=context) if len(refs) else ()
         for i, ref in enumerate(refs):
             try:
                 found = await self.evidence.GetEvidence(
@@ -159,15 +167,15 @@ class Backend:
     @staticmethod
     async def _fail(err: grpc.aio.AioRpcError, context: Ctx) -> NoReturn:
         """The service's status, with its google.rpc details, is the caller's
-        answer; cut to the size every client accepts, whatever the service sent."""
+        answer, with the words to show in the caller's language if the service
+        sent none (an outage); cut to the size every client accepts."""
         code = err.code()
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             log.warning("backend.unavailable", code=code.name, details=err.details())
-        sent = sent_details(err.trailing_metadata())
         status = status_pb2.Status(code=code.value[0], message=err.details() or "")
-        status.details.extend(sent or ())
-        status = bounded(status)
-        details = ((STATUS_DETAILS_KEY, status.SerializeToString()),) if sent is not None else ()
+        status.details.extend(sent_details(err.trailing_metadata()) or ())
+        status = bounded(localized(status, caller_locale(context)))
+        details = ((STATUS_DETAILS_KEY, status.SerializeToString()),)
         await context.abort(code, status.message, details)
         raise AssertionError("context.abort returned")
 
@@ -375,7 +383,7 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
         try:
             case = await self.backend.reports.GetReportCase(
                 reports_pb2.GetReportCaseRequest(name=name),
-                metadata=self.backend.vouch(who, REPORTS),
+                metadata=self.backend.vouch(who, REPORTS, context=context),
                 timeout=self.backend._timeout(context),
             )
         except grpc.aio.AioRpcError as err:
@@ -479,7 +487,8 @@ class QueueGateway(casequeue_pb2_grpc.CaseQueueServiceServicer):
         who = self.backend.identity(context)
         if not who.is_agent:
             raise PermissionDenied("WatchQueue needs the agent role")
-        call = self.stub.WatchQueue(request, metadata=self.backend.vouch(who, CASEQUEUE))
+        metadata = self.backend.vouch(who, CASEQUEUE, context=context)
+        call = self.stub.WatchQueue(request, metadata=metadata)
         try:
             async for change in call:
                 yield change

@@ -27,6 +27,8 @@ from opentelemetry import trace
 from casemesh.platform import errors, metrics, wire
 from casemesh.platform.callers import BehindGateway, VouchedCalls, vouched
 from casemesh.platform.identity import Identity
+from casemesh.platform.localized import DEFAULT as DEFAULT_LOCALE
+from casemesh.platform.localized import locale_of, localized
 from casemesh.platform.logging import get_logger
 from casemesh.platform.pools import DATABASE_OUTAGE
 from casemesh.platform.telemetry import extract_metadata, tracer
@@ -124,10 +126,11 @@ def bounded(status: status_pb2.Status) -> status_pb2.Status:
     return cut
 
 
-def to_status(err: errors.CasemeshError) -> grpc.Status:
+def to_status(err: errors.CasemeshError, locale: str = DEFAULT_LOCALE) -> grpc.Status:
     """The gRPC status for a domain error; field violations travel as
     BadRequest: the first ones (as many as fit in STATUS_BYTES, at most
-    NAMED_VIOLATIONS) named in both, the rest counted in the message."""
+    NAMED_VIOLATIONS) named in both, the rest counted in the message; and the
+    words a front end shows, in `locale` (LocalizedMessage)."""
     _, code = _CODES.get(
         type(err), (grpc.StatusCode.FAILED_PRECONDITION, code_pb2.FAILED_PRECONDITION)
     )
@@ -144,21 +147,31 @@ def to_status(err: errors.CasemeshError) -> grpc.Status:
         delay = duration_pb2.Duration()
         delay.FromNanoseconds(max(0, round(err.retry_after * 1e9)))
         info.append(_packed(error_details_pb2.RetryInfo(retry_delay=delay)))
-    status = status_pb2.Status(code=code, message=err.message, details=info)
+    status = localized(status_pb2.Status(code=code, message=err.message, details=info), locale)
     if isinstance(err, errors.InvalidArgument):
         named = min(len(err.violations), errors.NAMED_VIOLATIONS)
         while True:
             shown = [(v.field, v.description) for v in err.violations[:named]]
-            status = status_pb2.Status(
-                code=code,
-                message=errors.summary(err.violations, named),
-                details=[_bad_request(shown), *info],
+            status = localized(
+                status_pb2.Status(
+                    code=code,
+                    message=errors.summary(err.violations, named),
+                    details=[_bad_request(shown), *info],
+                ),
+                locale,
             )
             if named <= 1 or status_bytes(status) <= STATUS_BYTES:
                 break
             named -= 1
     grpc_status: grpc.Status = rpc_status.to_status(bounded(status))
     return grpc_status
+
+
+def caller_locale(context: grpc.aio.ServicerContext) -> str:
+    """The locale the caller reads (its `accept-language`, which the gateway
+    passes on to the services)."""
+    sent = dict(context.invocation_metadata() or ()).get("accept-language", "")
+    return locale_of(sent if isinstance(sent, str) else "")
 
 
 def to_timestamp(moment: datetime | str | None) -> Timestamp | None:
@@ -316,7 +329,7 @@ def _wrap_unary(method: str, kind: str, behaviour: Handler) -> Handler:
                     span.set_attribute("rpc.grpc.status_code", _CODES[type(err)][1])
                     if kind == "client_stream" and not isinstance(err, _ABOUT_THE_CALLER):
                         await finish_reading(request)
-                    await context.abort_with_status(to_status(err))
+                    await context.abort_with_status(to_status(err, caller_locale(context)))
                 except DATABASE_OUTAGE as exc:
                     await _abort_unavailable(context, method, exc)
         except BaseException as exc:
@@ -481,7 +494,7 @@ def _wrap_response_stream(method: str, behaviour: Any, draining: asyncio.Event |
                     yield response
             except errors.CasemeshError as err:
                 span.set_attribute("rpc.grpc.status_code", _CODES[type(err)][1])
-                await context.abort_with_status(to_status(err))
+                await context.abort_with_status(to_status(err, caller_locale(context)))
             except DATABASE_OUTAGE as exc:
                 await _abort_unavailable(context, method, exc)
             except _Drained:
