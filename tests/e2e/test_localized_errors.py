@@ -17,6 +17,7 @@ from google.rpc import error_details_pb2, status_pb2
 from casemesh.platform.grpcutil import STATUS_DETAILS_KEY
 from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import Stack
+from tests.e2e.test_rejections import ticket
 from tests.e2e.test_web_api import TICKETS, bearer, new_ticket
 from tests.support import Client
 
@@ -52,18 +53,7 @@ def test_the_gateways_and_the_services_refusals_are_said_in_the_callers_language
         reader.CreateTicket(pb.CreateTicketRequest(ticket=pb.Ticket(subject="")))
     assert said_over_grpc(bad.value) == ("zh-CN", "有内容需要修改，请检查后重试。")
 
-    made = reader.CreateTicket(
-        pb.CreateTicketRequest(
-            ticket=pb.Ticket(
-                category="other.general",
-                subject="无法登录",
-                description="收不到验证码",
-                locale="zh-CN",
-                contact=pb.Contact(email="mei@example.com", channels=[pb.CHANNEL_EMAIL]),
-            ),
-            request_id="localized-1",
-        )
-    )
+    made = reader.CreateTicket(pb.CreateTicketRequest(ticket=ticket(), request_id="localized-1"))
     reader.CancelTicket(pb.CancelTicketRequest(name=made.name, reason="自己解决了"))
     with pytest.raises(grpc.RpcError) as final:  # refused by the tickets service
         reader.AddComment(pb.AddCommentRequest(name=made.name, body="还在吗"))
