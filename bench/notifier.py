@@ -110,10 +110,11 @@ async def drain(dsn: str, port: int, n: int, concurrency: int, cpu: list[float])
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         await conn.execute("TRUNCATE notification_jobs, notification_outbox, consumed_events")
         planner = Planner()
-        for i in range(n):
-            await planner.consume(
-                conn, created(i), topic="bench", partition=0, offset=i, now=datetime.now(UTC)
-            )
+        async with conn.transaction():
+            for i in range(n):
+                await planner.plan(
+                    conn, created(i), topic="bench", partition=0, offset=i, now=datetime.now(UTC)
+                )
         cfg = NotifierSettings(
             database_url=dsn,
             smtp_host="127.0.0.1",

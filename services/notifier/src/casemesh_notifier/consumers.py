@@ -1,21 +1,26 @@
 """Kafka consumers of the notifier (`casemesh.platform.consuming`).
 
-The offset is committed only after the planning transaction committed, and a
-redelivered event is a no-op because its id is already recorded as consumed.
+Events are planned in batches: whatever records have arrived, in one
+transaction, then one offset commit for them all. The offsets are committed
+only after the planning transaction committed, and a redelivered event is a
+no-op because its id is already recorded as consumed.
 A record that can never be planned is set aside in `unprocessable_events`,
 where operators see it, and the notifier reads on.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
+import psycopg
 from faststream.kafka import KafkaBroker, KafkaRouter
 from psycopg_pool import AsyncConnectionPool
 
 from casemesh import topics
 from casemesh.platform.clock import Clock
-from casemesh.platform.consuming import Place, SetAside, consumer_broker, subscribe
+from casemesh.platform.consuming import Place, SetAside, consumer_broker, subscribe_batch
 from casemesh.platform.envelope import CloudEvent
 from casemesh_notifier.planner import Planner
 
@@ -28,18 +33,28 @@ CONSUMER = "notifier"
 
 
 def build_router(
-    *, pool: AsyncConnectionPool[Any], group_id: str, clock: Clock, planner: Planner
+    *,
+    pool: AsyncConnectionPool[Any],
+    group_id: str,
+    clock: Clock,
+    planner: Planner,
+    topic_names: Sequence[str] = TOPICS,
 ) -> KafkaRouter:
-    async def plan(event: CloudEvent, place: Place) -> None:
-        async with pool.connection() as conn:
-            await planner.consume(
-                conn,
-                event,
-                topic=place.topic,
-                partition=place.partition,
-                offset=place.offset,
-                now=clock.now(),
-            )
+    @asynccontextmanager
+    async def planning() -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """One transaction for the batch of events received together."""
+        async with pool.connection() as conn, conn.transaction():
+            yield conn
+
+    async def plan(conn: psycopg.AsyncConnection[Any], event: CloudEvent, place: Place) -> None:
+        await planner.plan(
+            conn,
+            event,
+            topic=place.topic,
+            partition=place.partition,
+            offset=place.offset,
+            now=clock.now(),
+        )
 
     async def keep(aside: SetAside) -> None:
         p = aside.place
@@ -59,7 +74,15 @@ def build_router(
             )
 
     router = KafkaRouter()
-    subscribe(router, TOPICS, consumer=CONSUMER, group_id=group_id, handle=plan, set_aside=keep)
+    subscribe_batch(
+        router,
+        topic_names,
+        consumer=CONSUMER,
+        group_id=group_id,
+        begin=planning,
+        handle=plan,
+        set_aside=keep,
+    )
     return router
 
 
