@@ -20,7 +20,13 @@ from psycopg_pool import AsyncConnectionPool
 
 from casemesh import topics
 from casemesh.platform.clock import Clock
-from casemesh.platform.consuming import Place, SetAside, consumer_broker, subscribe_batch
+from casemesh.platform.consuming import (
+    MAX_BATCH,
+    Place,
+    SetAside,
+    consumer_broker,
+    subscribe_batch,
+)
 from casemesh.platform.envelope import CloudEvent
 from casemesh_notifier.planner import Planner
 
@@ -39,7 +45,11 @@ def build_router(
     clock: Clock,
     planner: Planner,
     topic_names: Sequence[str] = TOPICS,
+    max_records: int | None = MAX_BATCH,
 ) -> KafkaRouter:
+    """The notifier's subscriber: up to `max_records` events planned in one
+    transaction (None: each event alone, one offset commit an event)."""
+
     @asynccontextmanager
     async def planning() -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """One transaction for the batch of events received together."""
@@ -82,6 +92,7 @@ def build_router(
         begin=planning,
         handle=plan,
         set_aside=keep,
+        max_records=max_records,
     )
     return router
 
