@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -28,6 +29,7 @@ from casemesh.platform.consuming import (
     subscribe_batch,
 )
 from casemesh.platform.envelope import CloudEvent
+from casemesh_notifier import store
 from casemesh_notifier.planner import Planner
 
 TICKETS_TOPIC = topics.TICKETS
@@ -36,6 +38,12 @@ REPORTS_TOPIC = topics.REPORTS
 CODES_TOPIC = topics.VERIFICATION
 TOPICS = (TICKETS_TOPIC, APPEALS_TOPIC, REPORTS_TOPIC, CODES_TOPIC)
 CONSUMER = "notifier"
+
+
+@dataclass
+class _Batch:
+    conn: psycopg.AsyncConnection[Any]
+    planned: bool = False  # whether any job was added
 
 
 def build_router(
@@ -51,20 +59,25 @@ def build_router(
     transaction (None: each event alone, one offset commit an event)."""
 
     @asynccontextmanager
-    async def planning() -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """One transaction for the batch of events received together."""
+    async def planning() -> AsyncIterator[_Batch]:
+        """One transaction for the batch of events received together; the
+        senders are woken once, on its commit, if it planned any job."""
         async with pool.connection() as conn, conn.transaction():
-            yield conn
+            batch = _Batch(conn)
+            yield batch
+            if batch.planned:
+                await store.wake_senders(conn)
 
-    async def plan(conn: psycopg.AsyncConnection[Any], event: CloudEvent, place: Place) -> None:
-        await planner.plan(
-            conn,
+    async def plan(batch: _Batch, event: CloudEvent, place: Place) -> None:
+        jobs = await planner.plan(
+            batch.conn,
             event,
             topic=place.topic,
             partition=place.partition,
             offset=place.offset,
             now=clock.now(),
         )
+        batch.planned = batch.planned or bool(jobs)
 
     async def keep(aside: SetAside) -> None:
         p = aside.place

@@ -45,7 +45,8 @@ class Planner:
     ) -> list[uuid.UUID]:
         """Plans the jobs for one event in the caller's transaction (the
         consumer's, shared by a batch of events); returns the new job ids
-        (none for a redelivered or uninteresting event)."""
+        (none for a redelivered or uninteresting event). The caller wakes the
+        senders (`store.wake_senders`), once for the transaction."""
         first = await store.record_consumed(
             conn, self._consumer, event.id, topic=topic, partition=partition, offset=offset
         )
