@@ -24,13 +24,7 @@ LIST_TICKETS = "message ListTicketsRequest {\n  // "
 TICKET_CREATED = "message TicketCreated {\n  TicketEventHeader header = 1;\n"
 # ListTicketsRequest's paging fields, the size with its field rule
 PAGING = (
-    "int32 page_size = 1 [\n"
-    "    (buf.validate.field).cel = {\n"
-    '      id: "page_size"\n'
-    '      message: "must not be negative (0 for the default)"\n'
-    '      expression: "this >= 0"\n'
-    "    }\n"
-    "  ];\n"
+    "int32 page_size = 1 [(buf.validate.field).int32.(casemesh.v1.page_size) = true];\n"
     "  string page_token = 2;\n"
     "  // Only tickets"
 )
