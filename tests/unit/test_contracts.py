@@ -22,7 +22,12 @@ API = "proto/casemesh/v1/tickets.proto"
 EVENTS = "proto/casemesh/events/v1/tickets.proto"
 LIST_TICKETS = "message ListTicketsRequest {\n  // "
 TICKET_CREATED = "message TicketCreated {\n  TicketEventHeader header = 1;\n"
-PAGING = "int32 page_size = 1;\n  string page_token = 2;\n  // Only tickets"  # ListTicketsRequest
+# ListTicketsRequest's paging fields, the size with its field rule
+PAGING = (
+    "int32 page_size = 1 [(buf.validate.field).int32.(casemesh.v1.page_size) = true];\n"
+    "  string page_token = 2;\n"
+    "  // Only tickets"
+)
 
 
 class Scratch:

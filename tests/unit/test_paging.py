@@ -1,6 +1,7 @@
 """Page sizes (AIP-158): 0 asks for the default, a size over the maximum is taken as
 the maximum, and only a negative size is refused, naming `page_size`. The services
-read sizes so (`page_size_of`); the gateway caps before forwarding (`checks.page`)."""
+read sizes so (`page_size_of`); the gateway caps before forwarding (`checks.page`) and
+refuses a negative size by the proto's annotation (`fieldrules`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from casemesh.platform.errors import InvalidArgument, Violations
 from casemesh.platform.paging import page_size_of
 from casemesh.v1 import casequeue_pb2 as qpb
 from casemesh.v1 import tickets_pb2 as pb
-from casemesh_gateway import checks
+from casemesh_gateway import checks, fieldrules
 
 
 @pytest.mark.parametrize(
@@ -50,7 +51,7 @@ def test_the_gateway_forwards_a_size_over_the_maximum_as_the_maximum(
 
 def test_the_gateway_refuses_a_negative_size_naming_the_field() -> None:
     v = Violations()
-    checks.page(100)(pb.ListTicketsRequest(page_size=-5), v)
+    fieldrules.check(pb.ListTicketsRequest(page_size=-5), v)
     with pytest.raises(InvalidArgument) as refused:
         v.raise_if_any()
     assert [f.field for f in refused.value.violations] == ["page_size"]

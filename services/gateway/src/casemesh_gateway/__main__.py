@@ -23,6 +23,7 @@ from casemesh.v1 import (
     tickets_pb2,
     tickets_pb2_grpc,
 )
+from casemesh_gateway import fieldrules
 from casemesh_gateway.api import (
     AppealGateway,
     Backend,
@@ -159,6 +160,7 @@ async def _serve(cfg: GatewaySettings, verifier: TokenVerifier) -> None:
             casequeue_pb2.DESCRIPTOR.services_by_name["CaseQueueService"],
             helpcenter_pb2.DESCRIPTOR.services_by_name["HelpCenterService"],
         ]
+        fieldrules.warm(services)
         await serve(
             cfg,
             register=register,

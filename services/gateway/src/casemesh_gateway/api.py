@@ -40,7 +40,7 @@ from casemesh.v1 import (
     tickets_pb2,
 )
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
-from casemesh_gateway import checks
+from casemesh_gateway import checks, fieldrules
 from casemesh_gateway.ratelimit import RateLimiter
 
 log = get_logger(__name__)
@@ -199,7 +199,7 @@ def route(
     *,
     agent_only: bool = False,
     admin_only: bool = False,
-    check: checks.Check = checks.named,
+    check: checks.Check = checks.nothing,
     attachments: Attachments | None = None,
 ) -> Any:
     async def handler(self: Any, request: Any, context: Ctx) -> Any:
@@ -209,6 +209,7 @@ def route(
         if admin_only and not who.is_admin:
             raise PermissionDenied(f"{method_name} needs the admin role")
         v = Violations()
+        await fieldrules.check_off_loop(request, v)
         check(request, v)
         v.raise_if_any()
         for refs, field in attachments(request) if attachments else []:
@@ -233,47 +234,22 @@ class TicketGateway(pb_grpc.TicketServiceServicer):
         check=checks.create_ticket,
         attachments=lambda r: [(r.ticket.evidence, "ticket.evidence")],
     )
-    GetTicket = route("GetTicket", check=checks.name)
+    GetTicket = route("GetTicket")
     ListTickets = route("ListTickets", check=checks.all_of(checks.page(100), checks.statuses))
     SearchTickets = route(
         "SearchTickets", agent_only=True, check=checks.all_of(checks.page(100), checks.statuses)
     )
-    AddComment = route(
-        "AddComment",
-        check=checks.all_of(checks.named, checks.text("body"), checks.retry_key),
-        attachments=lambda r: [(r.evidence, "evidence")],
-    )
-    AssignTicket = route(
-        "AssignTicket", agent_only=True, check=checks.all_of(checks.named, checks.assignee)
-    )
-    RequestInfo = route(
-        "RequestInfo",
-        agent_only=True,
-        check=checks.all_of(checks.named, checks.text("message"), checks.retry_key),
-    )
-    HoldTicket = route(
-        "HoldTicket",
-        agent_only=True,
-        check=checks.all_of(checks.named, checks.text("reason", required=False), checks.retry_key),
-    )
-    SolveTicket = route(
-        "SolveTicket",
-        agent_only=True,
-        check=checks.all_of(checks.named, checks.text("resolution")),
-    )
-    ReopenTicket = route(
-        "ReopenTicket", check=checks.all_of(checks.named, checks.text("reason", required=False))
-    )
+    AddComment = route("AddComment", attachments=lambda r: [(r.evidence, "evidence")])
+    AssignTicket = route("AssignTicket", agent_only=True)
+    RequestInfo = route("RequestInfo", agent_only=True)
+    HoldTicket = route("HoldTicket", agent_only=True)
+    SolveTicket = route("SolveTicket", agent_only=True)
+    ReopenTicket = route("ReopenTicket")
     CloseTicket = route("CloseTicket")
-    CancelTicket = route(
-        "CancelTicket", check=checks.all_of(checks.named, checks.text("reason", required=False))
-    )
-    RateTicket = route(
-        "RateTicket",
-        check=checks.all_of(checks.name, checks.rating, checks.text("comment", required=False)),
-    )
-    ListTicketEvents = route("ListTicketEvents", check=checks.all_of(checks.name, checks.page(200)))
-    ListTicketCategories = route("ListTicketCategories", check=lambda r, v: None)
+    CancelTicket = route("CancelTicket")
+    RateTicket = route("RateTicket")
+    ListTicketEvents = route("ListTicketEvents", check=checks.page(200))
+    ListTicketCategories = route("ListTicketCategories")
 
 
 class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
@@ -353,7 +329,7 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
     async def FileAppeal(self, request: Any, context: Ctx) -> Any:
         who = self.backend.identity(context)
         v = Violations()
-        checks.file_appeal(request, v)
+        await fieldrules.check_off_loop(request, v)
         v.raise_if_any()
         facts: dict[str, str] = {}
         if request.appeal.appeal_of.startswith(REPORT_CASES):
@@ -401,31 +377,24 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
             until = case.decision.appeal_deadline.ToDatetime(tzinfo=UTC).isoformat()
         return {APPEALABLE_UNTIL: until}
 
-    GetAppeal = route("GetAppeal", check=checks.appeal_named)
+    GetAppeal = route("GetAppeal")
     ListAppeals = route("ListAppeals", check=checks.page(100))
-    ListAppealEvents = route("ListAppealEvents", check=checks.appeal_named)
+    ListAppealEvents = route("ListAppealEvents")
     AddAppealInfo = route(
         "AddAppealInfo",
-        check=checks.all_of(checks.appeal_named, checks.etag, checks.retry_key),
         attachments=lambda r: _appeal_evidence(r.completion, "completion"),
     )
-    WithdrawAppeal = route("WithdrawAppeal", check=checks.appeal_named)
+    WithdrawAppeal = route("WithdrawAppeal")
     FileCounterNotice = route(
         "FileCounterNotice",
-        check=checks.all_of(checks.appeal_named, checks.retry_key),
         attachments=lambda r: [(r.counter_notice.evidence, "counter_notice.evidence")],
     )
-    AssignAppeal = route("AssignAppeal", agent_only=True, check=checks.appeal_named)
-    RequestAppealInfo = route(
-        "RequestAppealInfo",
-        agent_only=True,
-        check=checks.all_of(checks.appeal_named, checks.text("message")),
-    )
-    DecideAppeal = route("DecideAppeal", agent_only=True, check=checks.decision)
+    AssignAppeal = route("AssignAppeal", agent_only=True)
+    RequestAppealInfo = route("RequestAppealInfo", agent_only=True)
+    DecideAppeal = route("DecideAppeal", agent_only=True)
     RecordCourtAction = route(
         "RecordCourtAction",
         agent_only=True,
-        check=checks.all_of(checks.appeal_named, checks.text("details")),
         attachments=lambda r: [(r.evidence, "evidence")],
     )
 
@@ -441,30 +410,21 @@ class ReportGateway(reports_pb2_grpc.ReportServiceServicer):
 
     FileReport = route(
         "FileReport",
-        check=checks.file_report,
         attachments=lambda r: [(r.report.evidence, "report.evidence")],
     )
-    GetReport = route("GetReport", check=checks.report_named)
+    GetReport = route("GetReport")
     ListReports = route("ListReports", check=checks.page(100))
-    ListReportReasons = route("ListReportReasons", check=lambda r, v: None)
-    GetReportCase = route("GetReportCase", check=checks.report_case_named)
+    ListReportReasons = route("ListReportReasons")
+    GetReportCase = route("GetReportCase")
     ListReportCases = route("ListReportCases", agent_only=True, check=checks.page(100))
-    AssignReportCase = route(
-        "AssignReportCase",
-        agent_only=True,
-        check=checks.all_of(checks.report_case_named, checks.text("assignee", required=False)),
-    )
-    DecideReportCase = route("DecideReportCase", agent_only=True, check=checks.report_decision)
-    VoidReportCase = route(
-        "VoidReportCase",
-        agent_only=True,
-        check=checks.all_of(checks.report_case_named, checks.text("reason")),
-    )
-    SetTrustedFlagger = route("SetTrustedFlagger", agent_only=True, check=lambda r, v: None)
-    RemoveTrustedFlagger = route("RemoveTrustedFlagger", agent_only=True, check=lambda r, v: None)
-    ListTrustedFlaggers = route("ListTrustedFlaggers", agent_only=True, check=lambda r, v: None)
-    GetTransparencyReport = route("GetTransparencyReport", agent_only=True, check=lambda r, v: None)
-    ListMyRestrictions = route("ListMyRestrictions", check=lambda r, v: None)
+    AssignReportCase = route("AssignReportCase", agent_only=True)
+    DecideReportCase = route("DecideReportCase", agent_only=True)
+    VoidReportCase = route("VoidReportCase", agent_only=True)
+    SetTrustedFlagger = route("SetTrustedFlagger", agent_only=True)
+    RemoveTrustedFlagger = route("RemoveTrustedFlagger", agent_only=True)
+    ListTrustedFlaggers = route("ListTrustedFlaggers", agent_only=True)
+    GetTransparencyReport = route("GetTransparencyReport", agent_only=True)
+    ListMyRestrictions = route("ListMyRestrictions")
 
 
 class QueueGateway(casequeue_pb2_grpc.CaseQueueServiceServicer):
@@ -477,9 +437,9 @@ class QueueGateway(casequeue_pb2_grpc.CaseQueueServiceServicer):
         self.stub = casequeue_pb2_grpc.CaseQueueServiceStub(channel)
 
     ListQueueCases = route("ListQueueCases", agent_only=True, check=checks.page(500))
-    ClaimNextCase = route("ClaimNextCase", agent_only=True, check=checks.lease)
-    RenewClaim = route("RenewClaim", agent_only=True, check=checks.lease)
-    ReleaseClaim = route("ReleaseClaim", agent_only=True, check=lambda r, v: None)
+    ClaimNextCase = route("ClaimNextCase", agent_only=True)
+    RenewClaim = route("RenewClaim", agent_only=True)
+    ReleaseClaim = route("ReleaseClaim", agent_only=True)
 
     async def WatchQueue(
         self, request: casequeue_pb2.WatchQueueRequest, context: Ctx
@@ -511,10 +471,10 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
         self.stub = helpcenter_pb2_grpc.HelpCenterServiceStub(channel)
         self.tickets = pb_grpc.TicketServiceStub(tickets)
 
-    ListFlows = route("ListFlows", check=lambda r, v: None)
-    StartFlow = route("StartFlow", check=lambda r, v: None)
-    AnswerFlow = route("AnswerFlow", check=lambda r, v: None)
-    GetHelpFigures = route("GetHelpFigures", agent_only=True, check=lambda r, v: None)
+    ListFlows = route("ListFlows")
+    StartFlow = route("StartFlow")
+    AnswerFlow = route("AnswerFlow")
+    GetHelpFigures = route("GetHelpFigures", agent_only=True)
 
     async def RecommendArticles(
         self, request: helpcenter_pb2.RecommendArticlesRequest, context: Ctx
@@ -548,10 +508,10 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
         )
         return answer
 
-    StartPhoneChange = route("StartPhoneChange", check=lambda r, v: None)
-    ConfirmPhoneChange = route("ConfirmPhoneChange", check=lambda r, v: None)
-    ResendPhoneChangeCode = route("ResendPhoneChangeCode", check=lambda r, v: None)
-    GetPhoneChange = route("GetPhoneChange", check=lambda r, v: None)
+    StartPhoneChange = route("StartPhoneChange")
+    ConfirmPhoneChange = route("ConfirmPhoneChange")
+    ResendPhoneChangeCode = route("ResendPhoneChangeCode")
+    GetPhoneChange = route("GetPhoneChange")
 
     async def ResolveHelp(
         self, request: helpcenter_pb2.ResolveHelpRequest, context: Ctx
@@ -615,11 +575,11 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
         )
         return answer
 
-    SearchArticles = route("SearchArticles", check=lambda r, v: None)
-    SuggestArticles = route("SuggestArticles", check=lambda r, v: None)
-    GetArticle = route("GetArticle", check=lambda r, v: None)
-    ListHelpCategories = route("ListHelpCategories", check=lambda r, v: None)
-    CreateArticle = route("CreateArticle", admin_only=True, check=lambda r, v: None)
-    UpdateArticle = route("UpdateArticle", admin_only=True, check=lambda r, v: None)
-    PublishArticle = route("PublishArticle", admin_only=True, check=lambda r, v: None)
-    ListArticleVersions = route("ListArticleVersions", admin_only=True, check=lambda r, v: None)
+    SearchArticles = route("SearchArticles")
+    SuggestArticles = route("SuggestArticles")
+    GetArticle = route("GetArticle")
+    ListHelpCategories = route("ListHelpCategories")
+    CreateArticle = route("CreateArticle", admin_only=True)
+    UpdateArticle = route("UpdateArticle", admin_only=True)
+    PublishArticle = route("PublishArticle", admin_only=True)
+    ListArticleVersions = route("ListArticleVersions", admin_only=True)

@@ -1,0 +1,162 @@
+"""Requests that break the field rules written in the protos (`buf.validate`
+annotations), one for each annotated field, and the field each must be refused
+for; and the bad `CreateTicket` the gateway has always answered with the same
+field violations. The unit tests check the table covers every annotation; the
+end-to-end tests send it through the gateway."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from buf.validate import validate_pb2
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
+from casemesh.v1 import appeals_pb2 as apb
+from casemesh.v1 import casequeue_pb2 as qpb
+from casemesh.v1 import evidence_pb2 as epb
+from casemesh.v1 import helpcenter_pb2 as hpb
+from casemesh.v1 import reports_pb2 as rpb
+from casemesh.v1 import tickets_pb2 as pb
+
+PUBLIC = (pb, apb, rpb, qpb, epb, hpb)
+
+# A number no enum in the contract defines (clients can send any number).
+UNDEFINED: Any = 42
+TICKET = "tickets/0123456789abcdef0123456789abcdef0123"
+
+# (request, the field it must be refused for)
+CASES: list[tuple[Message, str]] = [
+    (pb.CreateTicketRequest(request_id="ok"), "ticket"),
+    (pb.CreateTicketRequest(request_id="a b", ticket=pb.Ticket()), "request_id"),
+    (pb.CreateTicketRequest(ticket=pb.Ticket(subject="   ")), "ticket.subject"),
+    (pb.CreateTicketRequest(ticket=pb.Ticket(description="")), "ticket.description"),
+    (pb.CreateTicketRequest(ticket=pb.Ticket(locale="fr")), "ticket.locale"),
+    (pb.GetTicketRequest(name="tickets/../../etc"), "name"),
+    (pb.ListTicketsRequest(page_size=-1), "page_size"),
+    (pb.SearchTicketsRequest(page_size=-1), "page_size"),
+    (pb.AddCommentRequest(name="tickets/x", body="hi"), "name"),
+    (pb.AddCommentRequest(name=TICKET, body=" "), "body"),
+    (pb.AddCommentRequest(name=TICKET, body="hi", etag="v1"), "etag"),
+    (pb.AddCommentRequest(name=TICKET, body="hi", request_id="a b"), "request_id"),
+    (pb.AssignTicketRequest(name="tickets/x"), "name"),
+    (pb.AssignTicketRequest(name=TICKET, assignee="x" * 129), "assignee"),
+    (pb.AssignTicketRequest(name=TICKET, priority=UNDEFINED), "priority"),
+    (pb.AssignTicketRequest(name=TICKET, etag="v1"), "etag"),
+    (pb.RequestInfoRequest(name="", message="?"), "name"),
+    (pb.RequestInfoRequest(name=TICKET, message=""), "message"),
+    (pb.RequestInfoRequest(name=TICKET, message="?", etag="0"), "etag"),
+    (pb.RequestInfoRequest(name=TICKET, message="?", request_id="x" * 65), "request_id"),
+    (pb.HoldTicketRequest(name="tickets/"), "name"),
+    (pb.HoldTicketRequest(name=TICKET, reason="a\x00b"), "reason"),
+    (pb.HoldTicketRequest(name=TICKET, etag="١"), "etag"),
+    (pb.HoldTicketRequest(name=TICKET, request_id="é"), "request_id"),
+    (pb.SolveTicketRequest(name="appeals/x", resolution="done"), "name"),
+    (pb.SolveTicketRequest(name=TICKET), "resolution"),
+    (pb.SolveTicketRequest(name=TICKET, resolution="done", etag="-1"), "etag"),
+    (pb.ReopenTicketRequest(name="x"), "name"),
+    (pb.ReopenTicketRequest(name=TICKET, reason="x" * 2001), "reason"),
+    (pb.ReopenTicketRequest(name=TICKET, etag="v"), "etag"),
+    (pb.CloseTicketRequest(name="x"), "name"),
+    (pb.CloseTicketRequest(name=TICKET, etag="x"), "etag"),
+    (pb.CancelTicketRequest(name="x"), "name"),
+    (pb.CancelTicketRequest(name=TICKET, reason="\x1b[31m"), "reason"),
+    (pb.CancelTicketRequest(name=TICKET, etag="x"), "etag"),
+    (pb.RateTicketRequest(name="x", score=5), "name"),
+    (pb.RateTicketRequest(name=TICKET, score=6), "score"),
+    (pb.RateTicketRequest(name=TICKET, score=5, comment="\x7f"), "comment"),
+    (pb.ListTicketEventsRequest(name="x"), "name"),
+    (pb.ListTicketEventsRequest(name=TICKET, page_size=-1), "page_size"),
+    (apb.FileAppealRequest(request_id="ok"), "appeal"),
+    (apb.FileAppealRequest(appeal=apb.Appeal(), request_id=""), "request_id"),
+    (apb.GetAppealRequest(name="tickets/x"), "name"),
+    (apb.ListAppealsRequest(page_size=-1), "page_size"),
+    (apb.ListAppealEventsRequest(name=""), "name"),
+    (apb.AddAppealInfoRequest(name=""), "name"),
+    (apb.AddAppealInfoRequest(name="appeals/x", etag="v1"), "etag"),
+    (apb.AddAppealInfoRequest(name="appeals/x", request_id="a b"), "request_id"),
+    (apb.WithdrawAppealRequest(name=""), "name"),
+    (apb.FileCounterNoticeRequest(name=""), "name"),
+    (apb.FileCounterNoticeRequest(name="appeals/x", request_id="a b"), "request_id"),
+    (apb.AssignAppealRequest(name=""), "name"),
+    (apb.RequestAppealInfoRequest(name="", message="?"), "name"),
+    (apb.RequestAppealInfoRequest(name="appeals/x", message=" "), "message"),
+    (apb.DecideAppealRequest(name=""), "name"),
+    (apb.DecideAppealRequest(name="appeals/x"), "outcome"),
+    (apb.DecideAppealRequest(name="appeals/x", etag="v1"), "etag"),
+    (apb.DecideAppealRequest(reasons=apb.StatementOfReasons(facts="f")), "reasons.ground"),
+    (apb.DecideAppealRequest(reasons=apb.StatementOfReasons(ground="g")), "reasons.facts"),
+    (apb.RecordCourtActionRequest(name="", details="d"), "name"),
+    (apb.RecordCourtActionRequest(name="appeals/x", details=""), "details"),
+    (rpb.FileReportRequest(request_id="ok"), "report"),
+    (rpb.FileReportRequest(report=rpb.Report(), request_id="a b"), "request_id"),
+    (rpb.GetReportRequest(name="report-cases/x"), "name"),
+    (rpb.ListReportsRequest(page_size=-1), "page_size"),
+    (rpb.GetReportCaseRequest(name="reports/x"), "name"),
+    (rpb.ListReportCasesRequest(page_size=-1), "page_size"),
+    (rpb.AssignReportCaseRequest(name=""), "name"),
+    (rpb.AssignReportCaseRequest(name="report-cases/x", assignee="a\nb"), "assignee"),
+    (rpb.DecideReportCaseRequest(name=""), "name"),
+    (rpb.DecideReportCaseRequest(name="report-cases/x"), "outcome"),
+    (rpb.DecideReportCaseRequest(name="report-cases/x", etag="v1"), "etag"),
+    (rpb.DecideReportCaseRequest(statement=rpb.DecisionStatement()), "statement.decision_facts"),
+    (rpb.VoidReportCaseRequest(name="", reason="r"), "name"),
+    (rpb.VoidReportCaseRequest(name="report-cases/x", reason=""), "reason"),
+    (qpb.ListQueueCasesRequest(page_size=-1), "page_size"),
+    (qpb.ClaimNextCaseRequest(lease_seconds=5), "lease_seconds"),
+    (qpb.RenewClaimRequest(name=TICKET, lease_seconds=3601), "lease_seconds"),
+]
+
+# A CreateTicket wrong in every field, and what the gateway answered for it
+# before the rules were written in the protos (hand-written checks).
+BAD_TICKET = pb.CreateTicketRequest(
+    request_id="no spaces allowed",
+    ticket=pb.Ticket(
+        category="account.nope",
+        subject="line one\nline two",
+        description="   ",
+        locale="fr",
+        contact=pb.Contact(
+            email="not-an-address", phone="12345", channels=[pb.CHANNEL_EMAIL, pb.CHANNEL_EMAIL]
+        ),
+    ),
+)
+BAD_TICKET_VIOLATIONS = [
+    ("request_id", "must be 1–64 characters of letters, digits, '.', '_', ':' or '-'"),
+    ("ticket.category", "unknown category 'account.nope'; see ListTicketCategories"),
+    ("ticket.subject", "must not contain control characters or line breaks"),
+    ("ticket.description", "must not be empty"),
+    ("ticket.locale", "must be one of zh-CN, en"),
+    ("ticket.contact.channels", "must not repeat a channel"),
+    ("ticket.contact.email", "is not an e-mail address"),
+    ("ticket.contact.phone", "must be an E.164 number such as +8613800138000"),
+]
+
+
+def annotated_fields() -> set[str]:
+    """Every field of casemesh.v1 with field rules (`Message.field`), but those
+    whose rules are switched off (`IGNORE_ALWAYS`: output only)."""
+    found = set()
+    for module in PUBLIC:
+        for message in module.DESCRIPTOR.message_types_by_name.values():
+            for field in message.fields:
+                rules = _rules(field)
+                if rules is not None and rules.ignore != validate_pb2.IGNORE_ALWAYS:
+                    found.add(f"{message.name}.{field.name}")
+    return found
+
+
+def field_of(request: Message, path: str) -> str:
+    """`Message.field` for the field a path names in a request."""
+    descriptor: Any = request.DESCRIPTOR
+    *parents, last = path.split(".")
+    for part in parents:
+        descriptor = descriptor.fields_by_name[part].message_type
+    return f"{descriptor.name}.{last}"
+
+
+def _rules(field: FieldDescriptor) -> Any:
+    options = field.GetOptions()
+    if not options.HasExtension(validate_pb2.field):
+        return None
+    return options.Extensions[validate_pb2.field]
