@@ -10,10 +10,10 @@ import sys
 from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from casemesh.platform.identity import verify_keys
+from casemesh.platform.identity import signing_key, verify_keys
 
 ENV_PREFIX = "CASEMESH_"
 
@@ -66,6 +66,25 @@ class InternalServiceSettings(ServiceSettings):
             raise ValueError(
                 f"must hold the gateway's Ed25519 public keys in PEM ({exc})"
             ) from None
+        return v
+
+
+class VouchingSettings(ServiceSettings):
+    """A process that vouches for callers to the services behind the gateway
+    (`casemesh.platform.identity.InternalTokenSigner`): the gateway, and the
+    inbound mail service for the requesters whose replies it carries."""
+
+    # The Ed25519 private key (PKCS#8 PEM) each call to a service is signed
+    # with; the services hold its public key (CASEMESH_INTERNAL_VERIFY_KEY).
+    internal_signing_key: SecretStr
+
+    @field_validator("internal_signing_key")
+    @classmethod
+    def _signing_key(cls, v: SecretStr) -> SecretStr:
+        try:
+            signing_key(v.get_secret_value())
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
         return v
 
 
