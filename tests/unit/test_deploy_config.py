@@ -650,7 +650,8 @@ def test_the_image_and_the_gateway_accept_the_same_connect_origins(
 def test_the_services_believe_the_gateway_they_are_deployed_with() -> None:
     """Compose and the dev overlay give each service the public half of the key
     the gateway signs with (another key would refuse every call), and only the
-    gateway holds the private half."""
+    gateway and inbound mail (which vouches for requesters replying by e-mail)
+    hold the private half."""
     gateway = COMPOSE["services"]["gateway"]["environment"]["CASEMESH_INTERNAL_SIGNING_KEY"]
     dev_gateway = DEV.secrets["gateway-signing-key"]["CASEMESH_INTERNAL_SIGNING_KEY"]
     for where, signing, env_of in (
@@ -659,7 +660,8 @@ def test_the_services_believe_the_gateway_they_are_deployed_with() -> None:
     ):
         for spec in SPECS:
             env = env_of(spec)
-            if spec.name == "gateway":
+            if spec.name in ("gateway", "inbound"):
+                assert env["CASEMESH_INTERNAL_SIGNING_KEY"] in (signing, None), where
                 continue
             assert "CASEMESH_INTERNAL_SIGNING_KEY" not in env, f"{where}: {spec.name}"
             if "CASEMESH_INTERNAL_VERIFY_KEY" in spec.env:

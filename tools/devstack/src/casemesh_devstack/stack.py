@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import os
 import secrets
 import shutil
@@ -57,6 +59,9 @@ REPORTS_ADDR = "127.0.0.1:50064"
 QUEUE_ADDR = "127.0.0.1:50065"
 HELP_ADDR = "127.0.0.1:50066"
 GATEWAY_ADDR = "127.0.0.1:50051"
+# The inbound mail service's SMTP port, and the domain of its reply addresses.
+INBOUND_ADDR = "127.0.0.1:2526"
+REPLY_DOMAIN = "reply.casemesh.local"
 GATEWAY_HTTP_ADDR = "127.0.0.1:8080"
 WEB_ROOT = "clients/web/selfservice/dist"
 CONSOLE_ROOT = "clients/web/console/dist"
@@ -111,6 +116,7 @@ def service_specs(
     reports_addr: str = REPORTS_ADDR,
     queue_addr: str = QUEUE_ADDR,
     help_addr: str = HELP_ADDR,
+    inbound_addr: str = INBOUND_ADDR,
     gateway_addr: str | None = None,
     gateway_http_addr: str | None = None,
     evidence_dir: Path | None = None,
@@ -297,11 +303,32 @@ def service_specs(
                 "CASEMESH_SERVICE_NAME": "gateway",
             },
         ),
+        ServiceSpec(
+            "inbound",
+            [python, "-m", "casemesh_inbound"],
+            {
+                **common,
+                "CASEMESH_SMTP_ADDR": inbound_addr,
+                "CASEMESH_REPLY_DOMAIN": REPLY_DOMAIN,
+                "CASEMESH_REPLY_TOKEN_SECRET": reply_token_secret(jwt_secret),
+                "CASEMESH_TICKETS_TARGET": tickets_addr,
+                "CASEMESH_EVIDENCE_TARGET": evidence_addr,
+                # It vouches for the requesters whose replies it carries (docs/operations.md).
+                "CASEMESH_INTERNAL_SIGNING_KEY": identity_keys.signing,
+                "CASEMESH_SERVICE_NAME": "inbound",
+            },
+        ),
     ]
     for index, spec in enumerate(specs):
         addr = metrics_addr(spec.name) if metrics_addr else f"127.0.0.1:{METRICS_PORT + index}"
         spec.env["CASEMESH_METRICS_ADDR"] = addr
     return specs
+
+
+def reply_token_secret(jwt_secret: str) -> str:
+    """The local stack's reply-address secret, derived from its JWT secret
+    (one secret to keep in the run dir; tests make addresses with it)."""
+    return hmac.new(jwt_secret.encode(), b"casemesh reply addresses", hashlib.sha256).hexdigest()
 
 
 def repo_root(start: Path | None = None) -> Path:
@@ -469,7 +496,7 @@ def _stop_rank(spec: ServiceSpec) -> int:
     """Where a process comes in the Ctrl-C order, against the flow of a request:
     the gateway, then the servers behind it, then the relays that publish what
     the servers stored, then the consumers and the notifier that act on it."""
-    if spec.name == "gateway":
+    if spec.name in ("gateway", "inbound"):
         return 0
     if "CASEMESH_GRPC_ADDR" in spec.env:
         return 1
@@ -618,6 +645,7 @@ def run_up(cfg: StackConfig) -> int:
         gateway = next(s for s in specs if s.name == "gateway").env["CASEMESH_GRPC_ADDR"]
         gateway_http = next(s for s in specs if s.name == "gateway").env["CASEMESH_HTTP_ADDR"]
         tickets = next(s for s in specs if s.name == "tickets").env["CASEMESH_GRPC_ADDR"]
+        inbound = next(s for s in specs if s.name == "inbound").env["CASEMESH_SMTP_ADDR"]
         secret_hint = (
             "CASEMESH_JWT_SECRET from your environment"
             if os.environ.get("CASEMESH_JWT_SECRET")
@@ -631,6 +659,7 @@ def run_up(cfg: StackConfig) -> int:
             " gRPC-Web for every service)",
             f"  console      http://{gateway_http}/console/ (agents: sign in with any name)",
             f"  tickets      {tickets} (gRPC, internal)",
+            f"  replies      SMTP {inbound} (reply+<ticket>.<token>@{REPLY_DOMAIN})",
             *_infra_summary(cfg, pg, kafka),
             f"  e-mail       {mail_where}",
             f"  SMS          {sms_where}",
