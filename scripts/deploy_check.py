@@ -65,6 +65,7 @@ OUT_OF_BAND_SECRETS = {
     "gateway-jwt",
     "gateway-signing-key",
     "inbound-reply-token",
+    "inbound-signing-key",
     "notifier-channels",
     "evidence-s3",
     "postgres-backup-s3",

@@ -110,6 +110,7 @@ def service_specs(
     jwt_secret: str,
     *,
     identity_keys: IdentityKeys,
+    inbound_keys: IdentityKeys | None = None,
     tickets_addr: str = TICKETS_ADDR,
     evidence_addr: str = EVIDENCE_ADDR,
     appeals_addr: str = APPEALS_ADDR,
@@ -143,8 +144,12 @@ def service_specs(
     # Tests move the clock of the services that keep time through this file.
     clock = {"CASEMESH_CLOCK_OFFSET_FILE": str(clock_offset_file)} if clock_offset_file else {}
     reports_db = pg.dsn(REPORTS_DB)
-    # The services behind the gateway believe only calls it signed.
+    # The services behind the gateway believe only calls it signed; the two
+    # the inbound mail service calls also believe its own key (fresh per run
+    # unless given: nothing outlives its tokens' minute).
     vouched = {"CASEMESH_INTERNAL_VERIFY_KEY": identity_keys.verifying}
+    inbound_keys = inbound_keys or IdentityKeys.new()
+    by_mail = {"CASEMESH_INBOUND_VERIFY_KEY": inbound_keys.verifying}
     specs = [
         ServiceSpec(
             "tickets",
@@ -156,6 +161,7 @@ def service_specs(
                 "CASEMESH_GRPC_ADDR": tickets_addr,
                 "CASEMESH_SERVICE_NAME": "tickets",
                 **vouched,
+                **by_mail,
             },
         ),
         ServiceSpec(
@@ -276,6 +282,7 @@ def service_specs(
                 "CASEMESH_EVIDENCE_DIR": str(evidence_dir or repo_root() / ".run" / "evidence"),
                 "CASEMESH_SERVICE_NAME": "evidence",
                 **vouched,
+                **by_mail,
             },
         ),
         ServiceSpec(
@@ -313,8 +320,9 @@ def service_specs(
                 "CASEMESH_REPLY_TOKEN_SECRET": reply_token_secret(jwt_secret),
                 "CASEMESH_TICKETS_TARGET": tickets_addr,
                 "CASEMESH_EVIDENCE_TARGET": evidence_addr,
-                # It vouches for the requesters whose replies it carries (docs/operations.md).
-                "CASEMESH_INTERNAL_SIGNING_KEY": identity_keys.signing,
+                # Its own key: it vouches for the requesters whose replies it
+                # carries, to tickets and evidence only (docs/operations.md).
+                "CASEMESH_INTERNAL_SIGNING_KEY": inbound_keys.signing,
                 "CASEMESH_SERVICE_NAME": "inbound",
             },
         ),
