@@ -64,6 +64,8 @@ EXAMPLE_BOOTSTRAP = "kafka-1.kafka.internal:9092,kafka-2.kafka.internal:9092"
 OUT_OF_BAND_SECRETS = {
     "gateway-jwt",
     "gateway-signing-key",
+    "inbound-reply-token",
+    "inbound-signing-key",
     "notifier-channels",
     "evidence-s3",
     "postgres-backup-s3",
@@ -72,6 +74,7 @@ EXTERNAL_DB_SECRET = re.compile(r"^[a-z]+-database$")
 
 # The metrics the Casemesh processes expose; alert rules and the dashboard use no others.
 METRICS = {
+    "casemesh_inbound_refused_total",
     "grpc_server_started_total",
     "grpc_server_handled_total",
     "grpc_server_handling_seconds_bucket",

@@ -78,6 +78,8 @@ class Stack:
     sms: SmsEndpoint
     # Each process's Prometheus endpoint (http://host:port/metrics) by name.
     metrics: dict[str, str]
+    # The inbound mail service's SMTP address (host, port).
+    inbound: tuple[str, int]
 
     @property
     def reports_metrics(self) -> str:
@@ -151,6 +153,7 @@ def stack(infra: Infra) -> Iterator[Stack]:
     reports_addr = f"127.0.0.1:{free_port()}"
     queue_addr = f"127.0.0.1:{free_port()}"
     help_addr = f"127.0.0.1:{free_port()}"
+    inbound_port = free_port()
     gateway = f"127.0.0.1:{free_port()}"
     gateway_http = f"127.0.0.1:{free_port()}"
     metrics: dict[str, str] = {}
@@ -189,6 +192,7 @@ def stack(infra: Infra) -> Iterator[Stack]:
             reports_addr=reports_addr,
             queue_addr=queue_addr,
             help_addr=help_addr,
+            inbound_addr=f"127.0.0.1:{inbound_port}",
             gateway_addr=gateway,
             gateway_http_addr=gateway_http,
             evidence_dir=infra.root / "evidence",
@@ -212,6 +216,7 @@ def stack(infra: Infra) -> Iterator[Stack]:
                 ("tickets-relay", "relay.active"),
                 ("reports-appeals", "reports_consumer.started"),
                 ("casequeue", "queue_consumer.started"),
+                ("inbound", "inbound.serving"),
             ):
                 wait_until(lambda n=name, s=line: s in supervisor.log_path(n).read_text(), 60)
         except AssertionError:
@@ -226,6 +231,7 @@ def stack(infra: Infra) -> Iterator[Stack]:
             mail,
             sms,
             metrics,
+            ("127.0.0.1", inbound_port),
         )
     finally:
         supervisor.stop_all()

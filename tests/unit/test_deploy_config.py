@@ -650,24 +650,37 @@ def test_the_image_and_the_gateway_accept_the_same_connect_origins(
 def test_the_services_believe_the_gateway_they_are_deployed_with() -> None:
     """Compose and the dev overlay give each service the public half of the key
     the gateway signs with (another key would refuse every call), and only the
-    gateway holds the private half."""
+    gateway holds the private half. Inbound mail signs with a key of its own,
+    whose public half only tickets and evidence (the services it calls) hold."""
     gateway = COMPOSE["services"]["gateway"]["environment"]["CASEMESH_INTERNAL_SIGNING_KEY"]
     dev_gateway = DEV.secrets["gateway-signing-key"]["CASEMESH_INTERNAL_SIGNING_KEY"]
-    for where, signing, env_of in (
-        ("docker-compose.yml", gateway, lambda s: compose_service(s)[1]["environment"]),
-        ("overlays/dev", dev_gateway, lambda s: k8s_container(s).env(DEV)),
+    inbound = COMPOSE["services"]["inbound"]["environment"]["CASEMESH_INTERNAL_SIGNING_KEY"]
+    dev_inbound = DEV.secrets["inbound-signing-key"]["CASEMESH_INTERNAL_SIGNING_KEY"]
+    assert verify_key_of(inbound) != verify_key_of(gateway)
+    assert verify_key_of(dev_inbound) != verify_key_of(dev_gateway)
+    for where, signing, by_mail, env_of in (
+        ("docker-compose.yml", gateway, inbound, lambda s: compose_service(s)[1]["environment"]),
+        ("overlays/dev", dev_gateway, dev_inbound, lambda s: k8s_container(s).env(DEV)),
     ):
         for spec in SPECS:
             env = env_of(spec)
-            if spec.name == "gateway":
+            if spec.name in ("gateway", "inbound"):
                 continue
             assert "CASEMESH_INTERNAL_SIGNING_KEY" not in env, f"{where}: {spec.name}"
             if "CASEMESH_INTERNAL_VERIFY_KEY" in spec.env:
                 assert verify_keys(str(env["CASEMESH_INTERNAL_VERIFY_KEY"])) == verify_keys(
                     verify_key_of(signing)
                 ), f"{where}: {spec.name}"
+            if spec.name in ("tickets", "evidence"):
+                assert verify_keys(str(env["CASEMESH_INBOUND_VERIFY_KEY"])) == verify_keys(
+                    verify_key_of(by_mail)
+                ), f"{where}: {spec.name}"
+            else:
+                assert "CASEMESH_INBOUND_VERIFY_KEY" not in env, f"{where}: {spec.name}"
     dev_public = DEV.configmaps["internal-identity"]["CASEMESH_INTERNAL_VERIFY_KEY"]
     prod_public = PROD.configmaps["internal-identity"]["CASEMESH_INTERNAL_VERIFY_KEY"]
+    dev_public += DEV.configmaps["inbound-identity"]["CASEMESH_INBOUND_VERIFY_KEY"]
+    prod_public += PROD.configmaps["inbound-identity"]["CASEMESH_INBOUND_VERIFY_KEY"]
     assert "PRIVATE KEY" not in dev_public + prod_public
 
 

@@ -14,6 +14,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from casemesh.platform.callers import VouchedCalls
 from casemesh.platform.errors import Unauthenticated
 from casemesh.platform.identity import (
     INTERNAL_TOKEN_KEY,
@@ -245,3 +246,25 @@ def test_a_gateway_with_a_bad_signing_key_refuses_to_start_naming_it(
     assert "CASEMESH_INTERNAL_SIGNING_KEY" in err and "Ed25519 private key" in err
     monkeypatch.setenv("CASEMESH_INTERNAL_SIGNING_KEY", KEY)
     assert load(GatewaySettings).internal_signing_key.get_secret_value() == KEY
+
+
+def test_inbound_mails_key_is_believed_only_where_it_is_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tickets and evidence are given inbound mail's public key beside the
+    gateway's; a service without it refuses inbound mail's tokens."""
+    mail = new_signing_key()
+    monkeypatch.setenv("CASEMESH_DATABASE_URL", "postgresql://x@h/db")
+    monkeypatch.setenv("CASEMESH_INTERNAL_VERIFY_KEY", verify_key_of(KEY))
+    without = VouchedCalls.of(load(TicketsSettings), [TICKETS])
+    monkeypatch.setenv("CASEMESH_INBOUND_VERIFY_KEY", verify_key_of(mail))
+    given = VouchedCalls.of(load(TicketsSettings), [TICKETS])
+    for key in (KEY, mail):
+        metadata = InternalTokenSigner(key).metadata(ALICE, TICKETS)
+        assert given._verifier.verify(metadata).identity == ALICE
+    assert without._verifier.verify(InternalTokenSigner(KEY).metadata(ALICE, TICKETS))
+    with pytest.raises(Unauthenticated):
+        without._verifier.verify(InternalTokenSigner(mail).metadata(ALICE, TICKETS))
+    monkeypatch.setenv("CASEMESH_INBOUND_VERIFY_KEY", mail)  # its private key, by mistake
+    with pytest.raises(SystemExit):
+        load(TicketsSettings)

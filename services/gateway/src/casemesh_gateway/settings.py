@@ -6,8 +6,8 @@ import re
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from casemesh.platform.identity import AUDIENCE, ISSUER, TokenRules, public_keys, signing_key
-from casemesh.platform.settings import HOST_PORT, ServiceSettings
+from casemesh.platform.identity import AUDIENCE, ISSUER, TokenRules, public_keys
+from casemesh.platform.settings import HOST_PORT, VouchingSettings
 
 # An origin a page may call (a content security policy's source): https, or
 # plain http on loopback; a host name or address, an optional port, nothing
@@ -17,7 +17,7 @@ CONNECT_ORIGIN = re.compile(
 )
 
 
-class GatewaySettings(ServiceSettings):
+class GatewaySettings(VouchingSettings):
     service_name: str = "gateway"
     grpc_addr: str = Field("127.0.0.1:50051", pattern=HOST_PORT)
     # Connect, gRPC-Web, the browser upload, probes and the page (HTTP/1.1).
@@ -61,9 +61,6 @@ class GatewaySettings(ServiceSettings):
     jwt_audience: str = Field(AUDIENCE, min_length=1)
     jwt_roles_claim: str = Field("roles", pattern=r"^[A-Za-z0-9_:/-]+(\.[A-Za-z0-9_:/-]+)*$")
     jwt_role_map: dict[str, str] | None = None
-    # The Ed25519 private key (PKCS#8 PEM) the gateway signs each call to a
-    # service with; the services hold its public key (CASEMESH_INTERNAL_VERIFY_KEY).
-    internal_signing_key: SecretStr
     backend_timeout_seconds: float = Field(5.0, gt=0)
     # Per-user token bucket: sustained calls per minute, and the burst allowed.
     rate_limit_per_minute: int = Field(120, ge=1)
@@ -83,15 +80,6 @@ class GatewaySettings(ServiceSettings):
                 raise ValueError(
                     f"must hold RSA public keys or certificates in PEM ({exc})"
                 ) from None
-        return v
-
-    @field_validator("internal_signing_key")
-    @classmethod
-    def _signing_key(cls, v: SecretStr) -> SecretStr:
-        try:
-            signing_key(v.get_secret_value())
-        except ValueError as exc:
-            raise ValueError(str(exc)) from None
         return v
 
     @property

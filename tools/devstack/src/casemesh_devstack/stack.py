@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import os
 import secrets
 import shutil
@@ -57,6 +59,9 @@ REPORTS_ADDR = "127.0.0.1:50064"
 QUEUE_ADDR = "127.0.0.1:50065"
 HELP_ADDR = "127.0.0.1:50066"
 GATEWAY_ADDR = "127.0.0.1:50051"
+# The inbound mail service's SMTP port, and the domain of its reply addresses.
+INBOUND_ADDR = "127.0.0.1:2526"
+REPLY_DOMAIN = "reply.casemesh.local"
 GATEWAY_HTTP_ADDR = "127.0.0.1:8080"
 WEB_ROOT = "clients/web/selfservice/dist"
 CONSOLE_ROOT = "clients/web/console/dist"
@@ -105,12 +110,14 @@ def service_specs(
     jwt_secret: str,
     *,
     identity_keys: IdentityKeys,
+    inbound_keys: IdentityKeys | None = None,
     tickets_addr: str = TICKETS_ADDR,
     evidence_addr: str = EVIDENCE_ADDR,
     appeals_addr: str = APPEALS_ADDR,
     reports_addr: str = REPORTS_ADDR,
     queue_addr: str = QUEUE_ADDR,
     help_addr: str = HELP_ADDR,
+    inbound_addr: str = INBOUND_ADDR,
     gateway_addr: str | None = None,
     gateway_http_addr: str | None = None,
     evidence_dir: Path | None = None,
@@ -137,8 +144,12 @@ def service_specs(
     # Tests move the clock of the services that keep time through this file.
     clock = {"CASEMESH_CLOCK_OFFSET_FILE": str(clock_offset_file)} if clock_offset_file else {}
     reports_db = pg.dsn(REPORTS_DB)
-    # The services behind the gateway believe only calls it signed.
+    # The services behind the gateway believe only calls it signed; the two
+    # the inbound mail service calls also believe its own key (fresh per run
+    # unless given: nothing outlives its tokens' minute).
     vouched = {"CASEMESH_INTERNAL_VERIFY_KEY": identity_keys.verifying}
+    inbound_keys = inbound_keys or IdentityKeys.new()
+    by_mail = {"CASEMESH_INBOUND_VERIFY_KEY": inbound_keys.verifying}
     specs = [
         ServiceSpec(
             "tickets",
@@ -150,6 +161,7 @@ def service_specs(
                 "CASEMESH_GRPC_ADDR": tickets_addr,
                 "CASEMESH_SERVICE_NAME": "tickets",
                 **vouched,
+                **by_mail,
             },
         ),
         ServiceSpec(
@@ -270,6 +282,7 @@ def service_specs(
                 "CASEMESH_EVIDENCE_DIR": str(evidence_dir or repo_root() / ".run" / "evidence"),
                 "CASEMESH_SERVICE_NAME": "evidence",
                 **vouched,
+                **by_mail,
             },
         ),
         ServiceSpec(
@@ -297,11 +310,33 @@ def service_specs(
                 "CASEMESH_SERVICE_NAME": "gateway",
             },
         ),
+        ServiceSpec(
+            "inbound",
+            [python, "-m", "casemesh_inbound"],
+            {
+                **common,
+                "CASEMESH_SMTP_ADDR": inbound_addr,
+                "CASEMESH_REPLY_DOMAIN": REPLY_DOMAIN,
+                "CASEMESH_REPLY_TOKEN_SECRET": reply_token_secret(jwt_secret),
+                "CASEMESH_TICKETS_TARGET": tickets_addr,
+                "CASEMESH_EVIDENCE_TARGET": evidence_addr,
+                # Its own key: it vouches for the requesters whose replies it
+                # carries, to tickets and evidence only (docs/operations.md).
+                "CASEMESH_INTERNAL_SIGNING_KEY": inbound_keys.signing,
+                "CASEMESH_SERVICE_NAME": "inbound",
+            },
+        ),
     ]
     for index, spec in enumerate(specs):
         addr = metrics_addr(spec.name) if metrics_addr else f"127.0.0.1:{METRICS_PORT + index}"
         spec.env["CASEMESH_METRICS_ADDR"] = addr
     return specs
+
+
+def reply_token_secret(jwt_secret: str) -> str:
+    """The local stack's reply-address secret, derived from its JWT secret
+    (one secret to keep in the run dir; tests make addresses with it)."""
+    return hmac.new(jwt_secret.encode(), b"casemesh reply addresses", hashlib.sha256).hexdigest()
 
 
 def repo_root(start: Path | None = None) -> Path:
@@ -469,7 +504,7 @@ def _stop_rank(spec: ServiceSpec) -> int:
     """Where a process comes in the Ctrl-C order, against the flow of a request:
     the gateway, then the servers behind it, then the relays that publish what
     the servers stored, then the consumers and the notifier that act on it."""
-    if spec.name == "gateway":
+    if spec.name in ("gateway", "inbound"):
         return 0
     if "CASEMESH_GRPC_ADDR" in spec.env:
         return 1
@@ -618,6 +653,7 @@ def run_up(cfg: StackConfig) -> int:
         gateway = next(s for s in specs if s.name == "gateway").env["CASEMESH_GRPC_ADDR"]
         gateway_http = next(s for s in specs if s.name == "gateway").env["CASEMESH_HTTP_ADDR"]
         tickets = next(s for s in specs if s.name == "tickets").env["CASEMESH_GRPC_ADDR"]
+        inbound = next(s for s in specs if s.name == "inbound").env["CASEMESH_SMTP_ADDR"]
         secret_hint = (
             "CASEMESH_JWT_SECRET from your environment"
             if os.environ.get("CASEMESH_JWT_SECRET")
@@ -631,6 +667,7 @@ def run_up(cfg: StackConfig) -> int:
             " gRPC-Web for every service)",
             f"  console      http://{gateway_http}/console/ (agents: sign in with any name)",
             f"  tickets      {tickets} (gRPC, internal)",
+            f"  replies      SMTP {inbound} (reply+<ticket>.<token>@{REPLY_DOMAIN})",
             *_infra_summary(cfg, pg, kafka),
             f"  e-mail       {mail_where}",
             f"  SMS          {sms_where}",

@@ -28,9 +28,11 @@ def vouched() -> Vouched:
 
 @runtime_checkable
 class BehindGateway(Protocol):
-    """Settings of a service only the gateway calls (`InternalServiceSettings`)."""
+    """Settings of a service only the gateway calls (`InternalServiceSettings`),
+    and, where it is given a key, the inbound mail service."""
 
     internal_verify_key: str
+    inbound_verify_key: str
 
 
 Check = Callable[[grpc.aio.ServicerContext], Vouched]
@@ -62,7 +64,8 @@ class VouchedCalls(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     @classmethod
     def of(cls, cfg: BehindGateway, audiences: Sequence[str]) -> VouchedCalls:
-        return cls(InternalTokenVerifier(cfg.internal_verify_key, audiences))
+        keys = f"{cfg.internal_verify_key}\n{cfg.inbound_verify_key}"
+        return cls(InternalTokenVerifier(keys, audiences))
 
     def _check(self, context: grpc.aio.ServicerContext) -> Vouched:
         return self._verifier.verify(context.invocation_metadata())

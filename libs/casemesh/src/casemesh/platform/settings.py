@@ -10,10 +10,10 @@ import sys
 from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from casemesh.platform.identity import verify_keys
+from casemesh.platform.identity import signing_key, verify_keys
 
 ENV_PREFIX = "CASEMESH_"
 
@@ -56,16 +56,39 @@ class InternalServiceSettings(ServiceSettings):
     # The gateway's Ed25519 public keys in PEM; during a rotation the old and
     # the new one after another.
     internal_verify_key: str
+    # The inbound mail service's public keys, likewise: given only to the
+    # services it calls as a requester replying by e-mail (tickets, evidence),
+    # so that its key is worth nothing anywhere else. Empty: none.
+    inbound_verify_key: str = ""
 
-    @field_validator("internal_verify_key")
+    @field_validator("internal_verify_key", "inbound_verify_key")
     @classmethod
-    def _public_keys(cls, v: str) -> str:
+    def _public_keys(cls, v: str, info: ValidationInfo) -> str:
+        if info.field_name == "inbound_verify_key" and not v.strip():
+            return v
         try:
             verify_keys(v)
         except ValueError as exc:
-            raise ValueError(
-                f"must hold the gateway's Ed25519 public keys in PEM ({exc})"
-            ) from None
+            raise ValueError(f"must hold Ed25519 public keys in PEM ({exc})") from None
+        return v
+
+
+class VouchingSettings(ServiceSettings):
+    """A process that vouches for callers to the services behind the gateway
+    (`casemesh.platform.identity.InternalTokenSigner`): the gateway, and the
+    inbound mail service for the requesters whose replies it carries."""
+
+    # The Ed25519 private key (PKCS#8 PEM) each call to a service is signed
+    # with; the services hold its public key (CASEMESH_INTERNAL_VERIFY_KEY).
+    internal_signing_key: SecretStr
+
+    @field_validator("internal_signing_key")
+    @classmethod
+    def _signing_key(cls, v: SecretStr) -> SecretStr:
+        try:
+            signing_key(v.get_secret_value())
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
         return v
 
 

@@ -1,0 +1,66 @@
+"""`python -m casemesh_inbound`: the inbound mail service. An SMTP server (port
+25 of the reply domain's MX reaches it) that turns a requester's reply to a
+ticket e-mail into a comment on that ticket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+import grpc
+from aiosmtpd.smtp import SMTP
+
+from casemesh.platform.entrypoint import run_command
+from casemesh.platform.identity import InternalTokenSigner
+from casemesh.platform.logging import get_logger
+from casemesh.v1 import evidence_pb2_grpc, tickets_pb2_grpc
+from casemesh_inbound.desk import CHUNK, ReplyDesk
+from casemesh_inbound.settings import InboundSettings
+from casemesh_inbound.smtp import ReplyHandler
+
+log = get_logger(__name__)
+
+
+async def run(cfg: InboundSettings) -> None:
+    options = [("grpc.max_send_message_length", CHUNK + 64 * 1024)]
+    async with (
+        grpc.aio.insecure_channel(cfg.tickets_target) as tickets,
+        grpc.aio.insecure_channel(cfg.evidence_target, options=options) as evidence,
+    ):
+        desk = ReplyDesk(
+            signer=InternalTokenSigner(cfg.internal_signing_key.get_secret_value()),
+            tickets=tickets_pb2_grpc.TicketServiceStub(tickets),
+            evidence=evidence_pb2_grpc.EvidenceServiceStub(evidence),
+            secrets=cfg.reply_secrets(),
+            domain=cfg.reply_domain,
+            timeout=cfg.backend_timeout_seconds,
+        )
+        handler = ReplyHandler(desk)
+        host, _, port = cfg.smtp_addr.rpartition(":")
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: SMTP(
+                handler,
+                data_size_limit=cfg.max_message_bytes,
+                hostname=cfg.reply_domain,
+                ident="casemesh inbound",
+            ),
+            host=host or "0.0.0.0",
+            port=int(port),
+        )
+        log.info("inbound.serving", addr=cfg.smtp_addr, domain=cfg.reply_domain)
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        # No new connections; messages being received get the grace period.
+        await asyncio.sleep(cfg.shutdown_delay_seconds)
+        server.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.wait_closed(), cfg.shutdown_grace_seconds)
+        log.info("inbound.stopped")
+
+
+if __name__ == "__main__":
+    run_command(__package__, {"serve": (InboundSettings, run)})

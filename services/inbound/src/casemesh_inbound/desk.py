@@ -1,0 +1,158 @@
+"""The reply desk: a requester's e-mail reply made into a comment on their
+ticket, through the tickets and evidence services, as the requester.
+
+The address names the ticket (`casemesh.platform.replies`); only the ticket's
+requester may reply (From must be the ticket's contact e-mail); each
+attachment is uploaded as their evidence and attached to the comment; the
+Message-ID keys the comment, so a message delivered twice is added once.
+What cannot be done is `Refused`, with the SMTP reply to give and a reason
+for the metric; a backend that cannot be reached is a temporary failure
+(451), so the sending server tries again later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from casemesh.platform.identity import Identity, InternalTokenSigner
+from casemesh.platform.replies import UnknownReplyAddress, ticket_of
+from casemesh.platform.telemetry import inject_metadata
+from casemesh.v1 import evidence_pb2, tickets_pb2
+from casemesh_inbound.mail import Unreadable, read_reply
+
+TICKETS = tickets_pb2.DESCRIPTOR.services_by_name["TicketService"].full_name
+EVIDENCE = evidence_pb2.DESCRIPTOR.services_by_name["EvidenceService"].full_name
+# Who reads a ticket to learn its requester and contact: the desk itself, as
+# an agent may (it never writes as one).
+READER = Identity("inbound-mail", frozenset({"agent"}))
+# The evidence service takes uploads in chunks of at most 1 MiB.
+CHUNK = 1024 * 1024
+# What a comment says when the reply had attachments and no text.
+ONLY_ATTACHMENTS = "(attachments sent by e-mail)"
+# Answers of a backend that mean "try again later", not "never".
+TEMPORARY = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+    }
+)
+
+
+@dataclass
+class Refused(Exception):
+    """The SMTP reply `code` `text`; `reason` labels the refusal metric (none
+    for a temporary failure, which is not a refusal)."""
+
+    code: int
+    reason: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.text}"
+
+
+def request_id_of(message_id: str) -> str:
+    """The comment's request id: the Message-ID's digest (a Message-ID has
+    characters a request id may not)."""
+    return "mail-" + hashlib.sha256(message_id.encode()).hexdigest()[:40]
+
+
+@dataclass(kw_only=True)
+class ReplyDesk:
+    signer: InternalTokenSigner
+    tickets: Any  # TicketServiceStub
+    evidence: Any  # EvidenceServiceStub
+    secrets: list[str]
+    domain: str
+    timeout: float
+    _domain_suffix: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._domain_suffix = "@" + self.domain.lower()
+
+    def ticket_for(self, address: str) -> str:
+        """The ticket an envelope recipient names; `Refused` (550) otherwise."""
+        if not address.lower().endswith(self._domain_suffix):
+            raise Refused(550, "domain", "5.1.2 this server takes only replies to ticket e-mails")
+        try:
+            return ticket_of(address, self.secrets)
+        except UnknownReplyAddress as exc:
+            raise Refused(550, exc.reason, "5.1.1 no such reply address") from None
+
+    async def add_reply(self, ticket_id: str, raw: bytes) -> str:
+        """Adds the reply in `raw` to the ticket; returns the ticket's status."""
+        try:
+            reply = read_reply(raw)
+        except Unreadable as exc:
+            raise Refused(550, "unreadable", f"5.6.0 {exc}") from None
+        ticket = await self._call(
+            self.tickets.GetTicket,
+            tickets_pb2.GetTicketRequest(name=f"tickets/{ticket_id}"),
+            READER,
+            TICKETS,
+        )
+        if not ticket.contact.email or ticket.contact.email.strip().lower() != reply.sender:
+            raise Refused(550, "not_requester", "5.7.1 only the ticket's requester may reply")
+        requester = Identity(ticket.requester, frozenset({"user"}))
+        refs = [await self._upload(requester, a) for a in reply.attachments]
+        if not reply.text and not refs:
+            raise Refused(550, "unreadable", "5.6.0 the reply has no text and no attachment")
+        commented = await self._call(
+            self.tickets.AddComment,
+            tickets_pb2.AddCommentRequest(
+                name=ticket.name,
+                body=reply.text or ONLY_ATTACHMENTS,
+                evidence=refs,
+                request_id=request_id_of(reply.message_id),
+            ),
+            requester,
+            TICKETS,
+        )
+        return str(tickets_pb2.TicketStatus.Name(commented.status))
+
+    async def _upload(self, requester: Identity, attachment: Any) -> evidence_pb2.EvidenceRef:
+        async def parts() -> AsyncIterator[evidence_pb2.UploadEvidenceRequest]:
+            yield evidence_pb2.UploadEvidenceRequest(
+                metadata=evidence_pb2.EvidenceMetadata(
+                    file_name=attachment.file_name, declared_type=attachment.media_type
+                )
+            )
+            for at in range(0, len(attachment.data), CHUNK):
+                yield evidence_pb2.UploadEvidenceRequest(chunk=attachment.data[at : at + CHUNK])
+
+        uploaded = await self._call(
+            self.evidence.UploadEvidence, parts(), requester, EVIDENCE, what=attachment.file_name
+        )
+        return evidence_pb2.EvidenceRef(name=uploaded.name, sha256=uploaded.sha256)
+
+    async def _call(
+        self, method: Any, request: Any, who: Identity, audience: str, *, what: str = ""
+    ) -> Any:
+        metadata = (*self.signer.metadata(who, audience), *inject_metadata())
+        try:
+            return await method(request, metadata=metadata, timeout=self.timeout)
+        except grpc.aio.AioRpcError as err:
+            raise refusal(err, audience, what) from None
+
+
+def refusal(err: grpc.aio.AioRpcError, audience: str, what: str) -> Refused:
+    """The SMTP answer for a backend's error."""
+    code, detail = err.code(), err.details() or ""
+    if code in TEMPORARY:
+        return Refused(451, "", "4.3.0 the ticket cannot be updated now; try again later")
+    if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.PERMISSION_DENIED):
+        return Refused(550, "unknown_ticket", "5.1.1 no such ticket")
+    if audience == EVIDENCE:
+        return Refused(550, "evidence", f"5.7.0 attachment {what!r} refused: {detail}")
+    if code is grpc.StatusCode.FAILED_PRECONDITION:
+        return Refused(550, "closed", f"5.7.0 {detail}")
+    return Refused(550, "unreadable", f"5.6.0 {detail}")

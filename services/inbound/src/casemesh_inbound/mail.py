@@ -1,0 +1,127 @@
+"""What a requester's reply e-mail says: who sent it, its Message-ID, the new
+text (quoted history stripped) and its attachments. Pure: bytes in, a `Reply`
+out, or `Unreadable`.
+
+The history is stripped with mail-parser-reply (headers such as "On … wrote:"
+and "-----Original Message-----", signatures, in many languages), then at the
+first header it does not know (the one Chinese mail clients write, "在 … 写道：",
+and "-----原始邮件-----"); quoted lines ("> …") left at the end go too.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from email.utils import parseaddr
+from html.parser import HTMLParser
+
+from mailparser_reply import EmailReplyParser
+
+# The languages whose reply headers the library looks for.
+LANGUAGES = ["en", "zh", "de", "fr", "es", "it", "ja", "ko", "nl"]
+_PARSER = EmailReplyParser(languages=LANGUAGES)
+_HEADERS = re.compile(
+    r"^\s*(在.{0,200}写道[:：]"
+    r"|-{3,}\s*(原始邮件|Original Message)\s*-{3,}"
+    r"|On .{0,200}wrote:)\s*$",
+    re.IGNORECASE,
+)
+
+
+class Unreadable(ValueError):
+    """The message cannot be made into a comment; the text says why."""
+
+
+@dataclass(frozen=True)
+class Attachment:
+    file_name: str
+    media_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Reply:
+    sender: str  # the From address, lower case
+    message_id: str
+    text: str
+    attachments: list[Attachment]
+
+
+def strip_quoted(text: str) -> str:
+    """The new part of a reply: what comes before the quoted history."""
+    text = text.replace("\r\n", "\n")
+    latest = _PARSER.parse_reply(text=text)
+    lines = (latest if latest is not None else text).split("\n")
+    for i, line in enumerate(lines):
+        if _HEADERS.match(line):
+            lines = lines[:i]
+            break
+    while lines and (not lines[-1].strip() or lines[-1].lstrip().startswith(">")):
+        lines.pop()
+    return "\n".join(lines).strip()
+
+
+class _Text(HTMLParser):
+    """The text of an HTML body: blocks on their own lines, no scripts or styles."""
+
+    BLOCKS = frozenset({"p", "div", "br", "li", "tr", "h1", "h2", "h3", "blockquote"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skipping = 0
+
+    def handle_starttag(self, tag: str, attrs: object) -> None:
+        if tag in ("script", "style"):
+            self.skipping += 1
+        elif tag in self.BLOCKS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style") and self.skipping:
+            self.skipping -= 1
+        elif tag in self.BLOCKS:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skipping:
+            self.parts.append(data)
+
+
+def html_text(html: str) -> str:
+    parser = _Text()
+    parser.feed(html)
+    parser.close()
+    return re.sub(r"\n{3,}", "\n\n", "".join(parser.parts)).strip()
+
+
+def read_reply(raw: bytes) -> Reply:
+    """The reply in a raw RFC 5322 message."""
+    msg = message_from_bytes(raw, policy=policy.default)
+    if not isinstance(msg, EmailMessage):
+        raise Unreadable("the message cannot be parsed")
+    _, sender = parseaddr(str(msg.get("From", "")))
+    if "@" not in sender:
+        raise Unreadable("the message has no From address")
+    message_id = str(msg.get("Message-ID", "")).strip()
+    if not message_id:
+        raise Unreadable("the message has no Message-ID")
+    body = msg.get_body(preferencelist=("plain", "html"))
+    text = ""
+    if body is not None:
+        content = body.get_content()
+        text = html_text(content) if body.get_content_subtype() == "html" else content
+    attachments = [
+        Attachment(
+            file_name=part.get_filename() or "attachment",
+            media_type=part.get_content_type(),
+            data=data,
+        )
+        for part in msg.iter_attachments()
+        if isinstance(part, EmailMessage)
+        and not part.is_multipart()
+        and isinstance(data := part.get_payload(decode=True), bytes)
+    ]
+    return Reply(sender.lower(), message_id, strip_quoted(text), attachments)

@@ -1,0 +1,35 @@
+"""The inbound mail service's figures for Prometheus."""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, Counter
+
+# Why a message was refused: malformed (not a reply address), forged (its
+# token does not match), domain (not ours), unknown_ticket, not_requester
+# (From is not the ticket's contact), closed (the ticket takes no comments),
+# unreadable, evidence (an attachment the evidence service refused). A
+# message over the size limit is refused by aiosmtpd itself (552), uncounted.
+REASONS = (
+    "malformed",
+    "forged",
+    "domain",
+    "unknown_ticket",
+    "not_requester",
+    "closed",
+    "unreadable",
+    "evidence",
+)
+REFUSED = Counter(
+    "casemesh_inbound_refused",
+    "Inbound e-mails refused, by reason",
+    ["reason"],
+    registry=REGISTRY,
+)
+# Every reason from zero, so a rate over the first refusal is not lost.
+for _reason in REASONS:
+    REFUSED.labels(_reason)
+ACCEPTED = Counter(
+    "casemesh_inbound_accepted",
+    "Inbound e-mail replies added to their ticket as a comment",
+    registry=REGISTRY,
+)

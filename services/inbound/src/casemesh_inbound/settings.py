@@ -1,0 +1,33 @@
+"""Settings of the inbound mail service (environment variables CASEMESH_*)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+
+from casemesh.platform.settings import HOST_PORT, VouchingSettings
+
+
+class InboundSettings(VouchingSettings):
+    service_name: str = "inbound"
+    # Where the SMTP server listens (port 25 of the MX host reaches it).
+    smtp_addr: str = Field("127.0.0.1:2526", pattern=HOST_PORT)
+    # The domain of the reply addresses (reply+<ticket>.<mac>@<domain>);
+    # mail to any other domain is refused.
+    reply_domain: str = Field("reply.casemesh.local", min_length=1)
+    # The secret reply addresses are made with, and the one before it while
+    # it rotates (addresses sent out with the old one still answer).
+    reply_token_secret: SecretStr
+    reply_token_old_secret: SecretStr = SecretStr("")
+    # A larger message is refused at DATA (552): 25 MiB, as mail providers do.
+    max_message_bytes: int = Field(25 * 1024 * 1024, gt=0)
+    # The services' gRPC targets, host:port or dns:///host:port.
+    tickets_target: str = Field("127.0.0.1:50061", pattern=HOST_PORT)
+    evidence_target: str = Field("127.0.0.1:50062", pattern=HOST_PORT)
+    backend_timeout_seconds: float = Field(30.0, gt=0)
+
+    def reply_secrets(self) -> list[str]:
+        return [
+            s.get_secret_value()
+            for s in (self.reply_token_secret, self.reply_token_old_secret)
+            if s.get_secret_value()
+        ]

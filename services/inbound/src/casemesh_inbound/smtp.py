@@ -1,0 +1,53 @@
+"""The SMTP face of the reply desk (aiosmtpd): a recipient is checked at RCPT
+TO, so a forged or unknown reply address is refused before any data is sent;
+the message is checked and added at DATA. Every refusal is counted by reason
+(`casemesh_inbound_refused_total`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from casemesh.platform.logging import get_logger
+from casemesh_inbound.desk import Refused, ReplyDesk
+from casemesh_inbound.metrics import ACCEPTED, REFUSED
+
+log = get_logger(__name__)
+
+
+class ReplyHandler:
+    """aiosmtpd's handler: one ticket per message (a second recipient is
+    refused for now, so each reply is one comment)."""
+
+    def __init__(self, desk: ReplyDesk) -> None:
+        self.desk = desk
+
+    def _refuse(self, refused: Refused, **context: Any) -> str:
+        if refused.reason:
+            REFUSED.labels(refused.reason).inc()
+        log.info("inbound.refused", code=refused.code, reason=refused.reason, **context)
+        return str(refused)
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if envelope.rcpt_tos:
+            return "452 4.5.3 one reply address per message"
+        try:
+            self.desk.ticket_for(address)
+        except Refused as refused:
+            return self._refuse(refused)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        raw = envelope.original_content or envelope.content
+        if not envelope.rcpt_tos or not isinstance(raw, bytes):
+            return "554 5.5.1 no valid recipients"
+        try:
+            ticket_id = self.desk.ticket_for(envelope.rcpt_tos[0])
+            status = await self.desk.add_reply(ticket_id, raw)
+        except Refused as refused:
+            return self._refuse(refused, ticket=envelope.rcpt_tos[0].partition(".")[0])
+        ACCEPTED.inc()
+        log.info("inbound.comment_added", ticket=ticket_id, status=status)
+        return "250 2.0.0 added to the ticket"

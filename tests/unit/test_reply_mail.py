@@ -1,0 +1,70 @@
+"""What a reply e-mail is made into: the requester's new text without the
+history their mail client quoted (in English and Chinese), their address,
+the Message-ID and the attachments."""
+
+from __future__ import annotations
+
+import uuid
+from email.message import EmailMessage
+
+import pytest
+
+from casemesh.platform.replies import reply_address
+from casemesh_inbound.mail import read_reply, strip_quoted
+
+TICKET = str(uuid.uuid4())
+SECRET = "s" * 32
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        (
+            "Here is the old number: 139 0000 0000.\n\n"
+            "On Thu, 3 Dec 2026 at 10:00, Casemesh <support@example.com> wrote:\n"
+            "> Please tell us the old phone number.\n> Thanks\n",
+            "Here is the old number: 139 0000 0000.",
+        ),
+        (
+            "旧号码是 139****0000\n\n"
+            "在 2026年12月3日周四 10:00，Casemesh <support@example.com> 写道：\n"
+            "> 请提供注册时使用的旧手机号\n",
+            "旧号码是 139****0000",
+        ),
+        (
+            "Done.\n\n-----Original Message-----\nFrom: support\nSubject: Ticket\n\nAnswer\n",
+            "Done.",
+        ),
+        ("好的\n\n-----原始邮件-----\n发件人: support\n请回答\n", "好的"),
+        ("Yes, see below\n> quoted line\n> another\n", "Yes, see below"),
+        ("Nothing quoted here.\nTwo lines.", "Nothing quoted here.\nTwo lines."),
+    ],
+)
+def test_the_quoted_history_is_stripped(text: str, kept: str) -> None:
+    assert strip_quoted(text) == kept
+
+
+def test_a_reply_gives_its_sender_message_id_text_and_attachments() -> None:
+    msg = EmailMessage()
+    msg["From"] = "Alice <Alice@Example.com>"
+    msg["To"] = reply_address(TICKET, SECRET, "reply.example.com")
+    msg["Message-ID"] = "<abc@mail.example.com>"
+    msg.set_content("It works now.\n\nOn Mon, Casemesh wrote:\n> Did it help?\n")
+    msg.add_alternative("<p>It works <b>now</b>.</p><blockquote>Did it help?</blockquote>", "html")
+    png = b"\x89PNG\r\n\x1a\n" + bytes(16)
+    msg.add_attachment(png, maintype="image", subtype="png", filename="screen.png")
+    reply = read_reply(msg.as_bytes())
+    assert reply.sender == "alice@example.com"
+    assert reply.message_id == "<abc@mail.example.com>"
+    assert reply.text == "It works now."
+    assert [(a.file_name, a.media_type, a.data) for a in reply.attachments] == [
+        ("screen.png", "image/png", png)
+    ]
+
+
+def test_an_html_only_reply_is_read_as_text() -> None:
+    msg = EmailMessage()
+    msg["From"] = "bob@example.com"
+    msg["Message-ID"] = "<x@y>"
+    msg.set_content("<div>Thanks<br>Bob</div><style>p{}</style>", subtype="html")
+    assert read_reply(msg.as_bytes()).text == "Thanks\nBob"
