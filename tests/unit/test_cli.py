@@ -126,3 +126,10 @@ def test_a_statement_that_is_not_the_protos_json_is_bad_input(
         "--statement", str(statement),
     )  # fmt: skip
     assert "not a DecisionStatement" in err and "NOT_A_GROUND" in err
+
+
+def test_json_goes_before_or_after_the_command() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["--json", "list"]).json
+    assert parser.parse_args(["list", "--json"]).json
+    assert not parser.parse_args(["list"]).json

@@ -36,6 +36,7 @@ from casemesh.v1 import tickets_pb2_grpc as pb_grpc
 from casemesh_cli import appeals, connection, evidence, queue, reports
 from casemesh_cli.output import each, emit, every_page
 from casemesh_cli.parsing import (
+    JSON_HELP,
     USAGE,
     BadInput,
     add_filing_arguments,
@@ -162,11 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     connection.add_arguments(p)
-    p.add_argument(
-        "--json",
-        action="store_true",
-        help="print the result as the proto's JSON (camelCase names), for scripts",
-    )
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_ticket_commands(sub)
     evidence.add_commands(sub)

@@ -44,7 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--token",
         default=env("CASEMESH_TOKEN", ""),
-        help="bearer token to send (default: $CASEMESH_TOKEN)",
+        help="bearer token to send (default: $CASEMESH_TOKEN); other users may see it in "
+        "the process list, so prefer --token-file",
     )
     p.add_argument(
         "--token-file",

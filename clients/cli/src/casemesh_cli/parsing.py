@@ -11,6 +11,7 @@ from typing import Any
 from casemesh.v1 import tickets_pb2 as pb
 
 USAGE = 2
+JSON_HELP = "print the result as the proto's JSON (camelCase names), for scripts"
 
 
 class BadInput(Exception):
@@ -27,6 +28,8 @@ def command(sub: Any, name: str, help: str, *examples: str) -> argparse.Argument
         epilog=f"example:\n{shown}" if examples else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    # Also after the command (`casemesh list --json`); unset, it leaves the global one be.
+    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=JSON_HELP)
     return parser
 
 
