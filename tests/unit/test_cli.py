@@ -1,14 +1,24 @@
 """The command-line client without a stack: what it says before it calls anyone
-(help, usage, bad input), where its token comes from, and how it would connect."""
+(help, usage, bad input), where its token comes from, and how it connects:
+plaintext, or TLS to a local server with a self-signed certificate (the gateway
+itself serves plaintext; TLS is for a proxy in front of it)."""
 
 from __future__ import annotations
 
 import argparse
+from concurrent import futures
+from datetime import UTC, datetime, timedelta
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from casemesh_cli import connection
 from casemesh_cli.__main__ import build_parser, main
@@ -133,3 +143,60 @@ def test_json_goes_before_or_after_the_command() -> None:
     assert parser.parse_args(["--json", "list"]).json
     assert parser.parse_args(["list", "--json"]).json
     assert not parser.parse_args(["list"]).json
+
+
+def self_signed() -> tuple[bytes, bytes]:
+    """A certificate for 127.0.0.1 and localhost, and its key (PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "casemesh test CA")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(IPv4Address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def test_a_ca_file_reaches_a_server_behind_tls_that_plaintext_cannot(tmp_path: Path) -> None:
+    cert, key = self_signed()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
+    port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key, cert)]))
+    server.start()
+    try:
+        ca = tmp_path / "ca.pem"
+        ca.write_bytes(cert)
+
+        def check(*argv: str) -> grpc.StatusCode:
+            with connection.channel(args("--target", f"127.0.0.1:{port}", *argv)) as channel:
+                try:
+                    health_pb2_grpc.HealthStub(channel).Check(
+                        health_pb2.HealthCheckRequest(), timeout=5
+                    )
+                except grpc.RpcError as err:
+                    return err.code()
+                return grpc.StatusCode.OK
+
+        assert check("--ca-file", str(ca)) == grpc.StatusCode.OK
+        assert check() == grpc.StatusCode.UNAVAILABLE  # plaintext to a TLS port
+        assert check("--tls") == grpc.StatusCode.UNAVAILABLE  # not a CA the system trusts
+    finally:
+        server.stop(None)
