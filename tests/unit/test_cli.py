@@ -200,3 +200,16 @@ def test_a_ca_file_reaches_a_server_behind_tls_that_plaintext_cannot(tmp_path: P
         assert check("--tls") == grpc.StatusCode.UNAVAILABLE  # not a CA the system trusts
     finally:
         server.stop(None)
+
+
+def test_ctrl_c_exits_130_quietly(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(args: argparse.Namespace) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("casemesh_cli.__main__.run", interrupted)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--token", "t", "list"])
+    assert exit_.value.code == 130
+    assert capsys.readouterr().err == ""
