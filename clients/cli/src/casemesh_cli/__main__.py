@@ -6,21 +6,23 @@ gateway, for people.
         --description "…" --email a@example.com --phone +8613800138000
     casemesh --as alice list | show ID | history ID | comment ID "…" | cancel ID
     casemesh --as bob --role agent assign ID | request-info ID "…" | solve ID "…"
+    casemesh --as alice upload FILE | evidence NAME --out FILE       (see .evidence)
+    casemesh --as alice appeals | appeal NAME | decide-appeal NAME …  (see .appeals)
     casemesh --as alice reasons | report … | reports | report-show ID   (see .reports)
     casemesh --as li --role agent cases | next | release NAME          (see .queue)
 
-The token comes from --token, else $CASEMESH_TOKEN, else it is minted for
---as/--role with the local secret ($CASEMESH_JWT_SECRET or .run/jwt-secret).
+`--json` prints any result as the proto's JSON. Where the token comes from and
+how the client connects (plaintext or TLS): :mod:`.connection`. Exit status: 0
+done, 1 refused by the server, 2 bad usage or input, 3 gateway unreachable or
+unavailable (worth retrying), 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import uuid
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -28,26 +30,38 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from casemesh.platform.grpcutil import field_violations
-from casemesh.platform.identity import mint_token
-from casemesh.v1 import appeals_pb2, appeals_pb2_grpc, evidence_pb2, evidence_pb2_grpc
+from casemesh.v1 import evidence_pb2
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
-from casemesh_cli import queue, reports
+from casemesh_cli import appeals, connection, evidence, queue, reports
+from casemesh_cli.output import each, emit, every_page
+from casemesh_cli.parsing import (
+    JSON_HELP,
+    USAGE,
+    BadInput,
+    add_filing_arguments,
+    command,
+    contact,
+    resource,
+)
 
+REFUSED, UNREACHABLE, INTERRUPTED = 1, 3, 130
+# No answer came: the gateway (or a service behind it) could not be reached in time.
+_NO_ANSWER = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+STATUSES = ("new", "open", "pending", "on_hold", "solved", "closed", "cancelled")
 
-def _secret() -> str:
-    secret = os.environ.get("CASEMESH_JWT_SECRET", "")
-    if secret:
-        return secret
-    for folder in [Path.cwd(), *Path.cwd().parents]:
-        candidate = folder / ".run" / "jwt-secret"
-        if candidate.exists():
-            return candidate.read_text().strip()
-    sys.exit("no JWT secret: set CASEMESH_JWT_SECRET or run `./dev up` first (.run/jwt-secret)")
+EPILOG = """\
+examples:
+  casemesh --as alice categories
+  casemesh --as alice open --category account.login --subject "换了手机号无法登录" \\
+      --description "旧号码已停用" --email alice@example.com
+  casemesh --as alice --json list | python3 -m json.tool
+  casemesh --as li --role agent solve tickets/4f0c… "已为您更换绑定手机号"
+  casemesh --token-file ~/.casemesh/token --ca-file ca.pem --target gw.example.com:443 list
 
-
-def _name(ticket: str) -> str:
-    return ticket if ticket.startswith("tickets/") else f"tickets/{ticket}"
+exit status: 0 done, 1 refused by the server, 2 bad usage or input,
+3 gateway unreachable or unavailable (worth retrying), 130 interrupted.
+`casemesh COMMAND --help` describes a command and shows an example."""
 
 
 def _status(value: int) -> str:
@@ -66,241 +80,213 @@ def show_ticket(t: pb.Ticket) -> None:
         print(f"  rating:    {t.rating.score}/5 {t.rating.comment}")
 
 
-def upload(channel: grpc.Channel, metadata: list[tuple[str, str]], path: Path) -> Any:
-    def messages() -> Any:
-        yield evidence_pb2.UploadEvidenceRequest(
-            metadata=evidence_pb2.EvidenceMetadata(file_name=path.name)
+def _ticket_line(t: pb.Ticket) -> None:
+    print(f"{t.name}  {_status(t.status):9} {t.category:26} {t.subject}")
+
+
+def _event_line(e: pb.TicketEvent) -> None:
+    note = " (internal)" if e.internal else ""
+    print(
+        f"{e.sequence:3}  {e.time.ToDatetime():%Y-%m-%d %H:%M:%S}  {e.type:16} "
+        f"{_status(e.status):9} {e.actor}{note}  {e.text}"
+    )
+
+
+def _category_line(cat: pb.TicketCategory) -> None:
+    print(f"{cat.id:28} {cat.labels.get('zh-CN', '')} / {cat.labels.get('en', '')}")
+
+
+# Ticket changes that take the ticket and one text: (command, argument, its help, optional).
+_TICKET_TEXTS = (
+    ("comment", "body", "add a comment the requester sees", False),
+    ("note", "body", "agents: add an internal note the requester does not see", False),
+    ("request-info", "message", "agents: ask the requester for information", False),
+    ("hold", "reason", "agents: put a ticket on hold (waiting on a third party)", True),
+    ("solve", "resolution", "agents: solve a ticket, telling the requester how", False),
+    ("reopen", "reason", "reopen a solved ticket", True),
+    ("cancel", "reason", "cancel a ticket that is no longer needed", True),
+)
+
+
+def _add_ticket_commands(sub: Any) -> None:
+    command(sub, "token", "print a token for --as/--role", "casemesh --as li --role agent token")
+    command(sub, "categories", "list ticket categories", "casemesh --as alice categories")
+    o = command(
+        sub,
+        "open",
+        "open a ticket",
+        'casemesh --as alice open --category account.login --subject "换了手机号无法登录" \\',
+        '    --description "旧号码已停用" --email alice@example.com --evidence evidence/9b1e…',
+    )
+    o.add_argument("--category", required=True, help="a category id (see `categories`)")
+    o.add_argument("--subject", required=True, help="one line saying what is wrong")
+    o.add_argument("--description", required=True, help="what happened, in detail")
+    add_filing_arguments(o, "news of the ticket")
+    ls = command(sub, "list", "list my tickets (agents: every ticket)", "casemesh --as alice list")
+    ls.add_argument(
+        "--status", action="append", default=[], choices=STATUSES, help="only these (repeatable)"
+    )
+    for name, help in (
+        ("show", "show a ticket"),
+        ("history", "show every step of a ticket, in order"),
+        ("close", "close a solved ticket"),
+    ):
+        command(sub, name, help, f"casemesh --as alice {name} tickets/4f0c…").add_argument(
+            "ticket", help="tickets/{id}, or just the id"
         )
-        with path.open("rb") as f:
-            while chunk := f.read(512 * 1024):
-                yield evidence_pb2.UploadEvidenceRequest(chunk=chunk)
-
-    stub = evidence_pb2_grpc.EvidenceServiceStub(channel)
-    return stub.UploadEvidence(messages(), metadata=metadata, timeout=900)
-
-
-def show_appeals(
-    channel: grpc.Channel, metadata: list[tuple[str, str]], command: str, appeal: str
-) -> None:
-    stub = appeals_pb2_grpc.AppealServiceStub(channel)
-    name = appeal if appeal.startswith("appeals/") else f"appeals/{appeal}"
-
-    def state(value: int) -> str:
-        return appeals_pb2.AppealState.Name(value).removeprefix("APPEAL_STATE_")  # type: ignore[arg-type]
-
-    def due(a: Any) -> str:
-        return f"{a.ToDatetime():%Y-%m-%d}" if a.seconds else "-"
-
-    if command == "appeals":
-        for a in stub.ListAppeals(
-            appeals_pb2.ListAppealsRequest(), metadata=metadata, timeout=10
-        ).appeals:
-            kind = appeals_pb2.AppealKind.Name(a.kind).removeprefix("APPEAL_KIND_")
-            print(
-                f"{a.name}  {state(a.state):22} {kind:16} next: {a.next_step or '-'} "
-                f"by {due(a.next_step_due)}"
-            )
-    elif command == "appeal":
-        a = stub.GetAppeal(appeals_pb2.GetAppealRequest(name=name), metadata=metadata, timeout=10)
-        print(f"{a.name}  [{state(a.state)}]  {a.jurisdiction}  filed by {a.filer.user_id}")
-        print(f"  next step: {a.next_step or '-'} by {due(a.next_step_due)}")
-        if a.missing_elements:
-            print(f"  missing:   {', '.join(a.missing_elements)}")
-        if a.HasField("decision_reasons"):
-            print(f"  reasons:   {a.decision_reasons.ground} — {a.decision_reasons.facts}")
-    else:
-        events = stub.ListAppealEvents(
-            appeals_pb2.ListAppealEventsRequest(name=name), metadata=metadata, timeout=10
-        ).events
-        for e in events:
-            print(
-                f"{e.sequence:3}  {e.time.ToDatetime():%Y-%m-%d %H:%M:%S}  {e.type:20} "
-                f"{state(e.state):22} {e.actor}  {e.text}"
-            )
+    for name, arg, help, optional in _TICKET_TEXTS:
+        c = command(sub, name, help, f'casemesh --as li --role agent {name} tickets/4f0c… "…"')
+        c.add_argument("ticket", help="tickets/{id}, or just the id")
+        c.add_argument(arg, nargs="?" if optional else None, default="", help=f"the {arg}")
+    a = command(
+        sub,
+        "assign",
+        "agents: take a ticket (or give it to --to)",
+        "casemesh --as li --role agent assign tickets/4f0c… --to bob",
+    )
+    a.add_argument("ticket", help="tickets/{id}, or just the id")
+    a.add_argument("--to", default="", help="the agent to give it to (default: yourself)")
+    r = command(
+        sub, "rate", "rate a solved ticket", 'casemesh --as alice rate tickets/4f0c… 5 "很快"'
+    )
+    r.add_argument("ticket", help="tickets/{id}, or just the id")
+    r.add_argument("score", type=int, choices=range(1, 6), metavar="SCORE", help="1 to 5")
+    r.add_argument("comment", nargs="?", default="", help="what you thought of the help")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="casemesh", description="Casemesh command-line client")
-    p.add_argument("--target", default=os.environ.get("CASEMESH_GATEWAY", "127.0.0.1:50051"))
-    p.add_argument("--token", default=os.environ.get("CASEMESH_TOKEN", ""))
-    p.add_argument("--as", dest="actor", default="alice", help="user id to act as")
-    p.add_argument("--role", action="append", choices=["user", "agent", "admin"])
-    sub = p.add_subparsers(dest="command", required=True)
-
-    sub.add_parser("token", help="print a token for --as/--role")
-    sub.add_parser("categories", help="list ticket categories")
-    o = sub.add_parser("open", help="open a ticket")
-    o.add_argument("--category", required=True)
-    o.add_argument("--subject", required=True)
-    o.add_argument("--description", required=True)
-    o.add_argument("--locale", default="zh-CN", choices=["zh-CN", "en"])
-    o.add_argument("--email", default="")
-    o.add_argument("--phone", default="")
-    o.add_argument("--request-id", default="")
-    o.add_argument("--evidence", action="append", default=[], help="evidence/… (repeatable)")
-    up = sub.add_parser("upload", help="upload a file as evidence and print its name")
-    up.add_argument("path", type=Path)
-    ls = sub.add_parser("list", help="list tickets")
-    ls.add_argument("--status", action="append", default=[])
-    for cmd in ("show", "history", "close"):
-        sub.add_parser(cmd).add_argument("ticket")
-    sub.add_parser("appeals", help="list copyright cases")
-    for cmd in ("appeal", "appeal-history"):
-        sub.add_parser(cmd, help="show a copyright case" if cmd == "appeal" else None).add_argument(
-            "appeal"
-        )
-    for cmd, arg in (
-        ("comment", "body"),
-        ("note", "body"),
-        ("request-info", "message"),
-        ("hold", "reason"),
-        ("solve", "resolution"),
-        ("reopen", "reason"),
-        ("cancel", "reason"),
-    ):
-        c = sub.add_parser(cmd)
-        c.add_argument("ticket")
-        c.add_argument(arg, nargs="?" if cmd in ("hold", "reopen", "cancel") else None, default="")
-    a = sub.add_parser("assign", help="take a ticket (or give it to --to)")
-    a.add_argument("ticket")
-    a.add_argument("--to", default="")
-    r = sub.add_parser("rate")
-    r.add_argument("ticket")
-    r.add_argument("score", type=int)
-    r.add_argument("comment", nargs="?", default="")
+    p = argparse.ArgumentParser(
+        prog="casemesh",
+        description="Casemesh's command-line client: tickets, evidence, copyright cases, "
+        "abuse reports and the agents' queue, through the gateway.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    connection.add_arguments(p)
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_ticket_commands(sub)
+    evidence.add_commands(sub)
+    appeals.add_commands(sub)
     reports.add_commands(sub)
     queue.add_commands(sub)
     return p
 
 
+def _ticket_request(args: argparse.Namespace) -> tuple[str, Any]:
+    """The TicketService method and request of a change to one ticket."""
+    name = resource("tickets", args.ticket)
+    c = args.command
+    if c in ("comment", "note"):
+        return "AddComment", pb.AddCommentRequest(name=name, body=args.body, internal=c == "note")
+    # Each: the method, its request, and the request's fields after `name`.
+    changes: dict[str, tuple[str, Any, tuple[str, ...]]] = {
+        "request-info": ("RequestInfo", pb.RequestInfoRequest, ("message",)),
+        "hold": ("HoldTicket", pb.HoldTicketRequest, ("reason",)),
+        "solve": ("SolveTicket", pb.SolveTicketRequest, ("resolution",)),
+        "reopen": ("ReopenTicket", pb.ReopenTicketRequest, ("reason",)),
+        "cancel": ("CancelTicket", pb.CancelTicketRequest, ("reason",)),
+        "close": ("CloseTicket", pb.CloseTicketRequest, ()),
+        "assign": ("AssignTicket", pb.AssignTicketRequest, ("assignee",)),
+        "rate": ("RateTicket", pb.RateTicketRequest, ("score", "comment")),
+    }
+    method, request, fields = changes[c]
+    given = {"assignee": "to"}  # the option's name where it differs from the field's
+    return method, request(name=name, **{f: getattr(args, given.get(f, f)) for f in fields})
+
+
+def _open(args: argparse.Namespace) -> pb.CreateTicketRequest:
+    ticket = pb.Ticket(
+        category=args.category,
+        subject=args.subject,
+        description=args.description,
+        locale=args.locale,
+        contact=contact(args.email, args.phone),
+        evidence=[evidence_pb2.EvidenceRef(name=n) for n in args.evidence],
+    )
+    return pb.CreateTicketRequest(ticket=ticket, request_id=args.request_id or uuid.uuid4().hex)
+
+
 def run(args: argparse.Namespace) -> None:
-    roles = args.role or ["user"]
     if args.command == "token":
-        print(mint_token(_secret(), args.actor, roles, ttl_seconds=12 * 3600))
+        print(connection.minted(args, ttl_seconds=12 * 3600))
         return
-    token = args.token or mint_token(_secret(), args.actor, roles)
-    metadata = [("authorization", f"Bearer {token}")]
-    with grpc.insecure_channel(args.target) as channel:
+    metadata = connection.metadata(args)
+    with connection.channel(args) as channel:
         stub = pb_grpc.TicketServiceStub(channel)
 
         def call(method: str, request: Any) -> Any:
             return getattr(stub, method)(request, metadata=metadata, timeout=10)
 
         c = args.command
-        if c == "upload":
-            evidence = upload(channel, metadata, args.path)
-            print(f"{evidence.name}  {evidence.media_type}  {evidence.size_bytes} bytes")
-            print(f"  sha256: {evidence.sha256}")
-        elif c == "categories":
-            for cat in call("ListTicketCategories", pb.ListTicketCategoriesRequest()).categories:
-                print(f"{cat.id:28} {cat.labels.get('zh-CN', '')} / {cat.labels.get('en', '')}")
+        for module in (evidence, appeals, reports, queue):
+            if c in module.COMMANDS:
+                module.run(channel, metadata, args)
+                return
+        if c == "categories":
+            categories = call("ListTicketCategories", pb.ListTicketCategoriesRequest())
+            emit(args, categories, each("categories", _category_line))
         elif c == "open":
-            channels = ([pb.CHANNEL_EMAIL] if args.email else []) + (
-                [pb.CHANNEL_SMS] if args.phone else []
-            )
-            ticket = pb.Ticket(
-                category=args.category,
-                subject=args.subject,
-                description=args.description,
-                locale=args.locale,
-                contact=pb.Contact(email=args.email, phone=args.phone, channels=channels),
-                evidence=[evidence_pb2.EvidenceRef(name=n) for n in args.evidence],
-            )
-            show_ticket(
-                call(
-                    "CreateTicket",
-                    pb.CreateTicketRequest(
-                        ticket=ticket, request_id=args.request_id or uuid.uuid4().hex
-                    ),
-                )
-            )
+            emit(args, call("CreateTicket", _open(args)), show_ticket)
         elif c == "list":
             statuses = [pb.TicketStatus.Value(f"TICKET_STATUS_{s.upper()}") for s in args.status]
-            token_ = ""
-            while True:
-                page = call(
-                    "ListTickets", pb.ListTicketsRequest(statuses=statuses, page_token=token_)
-                )
-                for t in page.tickets:
-                    print(f"{t.name}  {_status(t.status):9} {t.category:26} {t.subject}")
-                token_ = page.next_page_token
-                if not token_:
-                    break
-        elif c in reports.COMMANDS:
-            reports.run(channel, metadata, args)
-        elif c in queue.COMMANDS:
-            queue.run(channel, metadata, args)
-        elif c in ("appeals", "appeal", "appeal-history"):
-            show_appeals(channel, metadata, c, getattr(args, "appeal", ""))
+            listed = every_page(
+                lambda token: call(
+                    "ListTickets", pb.ListTicketsRequest(statuses=statuses, page_token=token)
+                ),
+                "tickets",
+            )
+            emit(args, listed, each("tickets", _ticket_line))
         elif c == "show":
-            show_ticket(call("GetTicket", pb.GetTicketRequest(name=_name(args.ticket))))
+            name = resource("tickets", args.ticket)
+            emit(args, call("GetTicket", pb.GetTicketRequest(name=name)), show_ticket)
         elif c == "history":
-            for e in call(
-                "ListTicketEvents", pb.ListTicketEventsRequest(name=_name(args.ticket))
-            ).events:
-                note = " (internal)" if e.internal else ""
-                print(
-                    f"{e.sequence:3}  {e.time.ToDatetime():%Y-%m-%d %H:%M:%S}  {e.type:16} "
-                    f"{_status(e.status):9} {e.actor}{note}  {e.text}"
-                )
+            name = resource("tickets", args.ticket)
+            events = every_page(
+                lambda token: call(
+                    "ListTicketEvents", pb.ListTicketEventsRequest(name=name, page_token=token)
+                ),
+                "events",
+            )
+            emit(args, events, each("events", _event_line))
         else:
-            name = _name(args.ticket)
-            requests: dict[str, tuple[str, Any]] = {
-                "comment": ("AddComment", lambda: pb.AddCommentRequest(name=name, body=args.body)),
-                "note": (
-                    "AddComment",
-                    lambda: pb.AddCommentRequest(name=name, body=args.body, internal=True),
-                ),
-                "request-info": (
-                    "RequestInfo",
-                    lambda: pb.RequestInfoRequest(name=name, message=args.message),
-                ),
-                "hold": ("HoldTicket", lambda: pb.HoldTicketRequest(name=name, reason=args.reason)),
-                "solve": (
-                    "SolveTicket",
-                    lambda: pb.SolveTicketRequest(name=name, resolution=args.resolution),
-                ),
-                "reopen": (
-                    "ReopenTicket",
-                    lambda: pb.ReopenTicketRequest(name=name, reason=args.reason),
-                ),
-                "close": ("CloseTicket", lambda: pb.CloseTicketRequest(name=name)),
-                "cancel": (
-                    "CancelTicket",
-                    lambda: pb.CancelTicketRequest(name=name, reason=args.reason),
-                ),
-                "assign": (
-                    "AssignTicket",
-                    lambda: pb.AssignTicketRequest(name=name, assignee=args.to),
-                ),
-                "rate": (
-                    "RateTicket",
-                    lambda: pb.RateTicketRequest(name=name, score=args.score, comment=args.comment),
-                ),
-            }
-            method, make = requests[c]
-            show_ticket(call(method, make()))
+            emit(args, call(*_ticket_request(args)), show_ticket)
 
 
-def main() -> None:
+def report_failure(err: grpc.RpcError, target: str) -> int:
+    """Say on stderr what the server (or the connection) said, and which exit status it is."""
+    code = err.code()
+    print(f"error: {code.name}: {err.details()}", file=sys.stderr)
+    if code in _NO_ANSWER:
+        print(
+            f"  no answer from the gateway at {target}; is it running? (--target)", file=sys.stderr
+        )
+    status = rpc_status.from_call(err)
+    if status is not None:
+        for field, description in field_violations(status):
+            print(f"  {field}: {description}", file=sys.stderr)
+        for detail in status.details:
+            info = error_details_pb2.ErrorInfo()
+            if detail.Is(info.DESCRIPTOR) and detail.Unpack(info):
+                extra = " ".join(f"{k}={v}" for k, v in sorted(info.metadata.items()))
+                print(f"  reason: {info.reason} {extra}".rstrip(), file=sys.stderr)
+    return UNREACHABLE if code in _NO_ANSWER else REFUSED
+
+
+def main(argv: list[str] | None = None) -> None:
     # Piped into `head` and the like: stop quietly when the reader goes away.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    args = build_parser().parse_args()
+    parser = build_parser()
     try:
+        args = parser.parse_args(argv)
         run(args)
+    except KeyboardInterrupt:
+        sys.exit(INTERRUPTED)
+    except BadInput as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        sys.exit(USAGE)
     except grpc.RpcError as err:
-        code = err.code()
-        print(f"error: {code.name}: {err.details()}", file=sys.stderr)
-        status = rpc_status.from_call(err)
-        if status is not None:
-            for field, description in field_violations(status):
-                print(f"  {field}: {description}", file=sys.stderr)
-            for detail in status.details:
-                info = error_details_pb2.ErrorInfo()
-                if detail.Unpack(info):
-                    extra = " ".join(f"{k}={v}" for k, v in sorted(info.metadata.items()))
-                    print(f"  {info.reason} {extra}".rstrip(), file=sys.stderr)
-        sys.exit(1)
+        sys.exit(report_failure(err, args.target))
 
 
 if __name__ == "__main__":

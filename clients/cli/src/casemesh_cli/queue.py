@@ -15,19 +15,39 @@ import grpc
 from casemesh.v1 import casequeue_pb2 as qpb
 from casemesh.v1 import casequeue_pb2_grpc as qpb_grpc
 from casemesh.v1 import tickets_pb2 as pb
+from casemesh_cli.output import each, emit, every_page
+from casemesh_cli.parsing import command
 
 COMMANDS = ("cases", "next", "release")
 STATES = ("on_track", "warning", "breached", "paused", "met")
 
 
 def add_commands(sub: Any) -> None:
-    c = sub.add_parser("cases", help="agents: the case queue, most urgent first")
-    c.add_argument("--queue", action="append", default=[])
-    c.add_argument("--sla", action="append", default=[], choices=STATES)
-    n = sub.add_parser("next", help="agents: claim the most urgent case")
-    n.add_argument("--queue", action="append", default=[])
-    n.add_argument("--lease", type=int, default=600, help="seconds")
-    sub.add_parser("release", help="agents: give a claimed case back").add_argument("case")
+    queue_help = "only cases of this queue, e.g. account, ads (repeatable)"
+    c = command(
+        sub,
+        "cases",
+        "agents: the case queue (tickets, copyright and report cases), most urgent first",
+        "casemesh --as li --role agent cases --queue account --sla breached",
+    )
+    c.add_argument(
+        "--sla", action="append", default=[], choices=STATES, help="only cases whose SLA is so"
+    )
+    n = command(
+        sub,
+        "next",
+        "agents: claim the most urgent case under a lease",
+        "casemesh --as li --role agent next --queue account --lease 600",
+    )
+    for p in (c, n):
+        p.add_argument("--queue", action="append", default=[], help=queue_help)
+    n.add_argument("--lease", type=int, default=600, help="seconds the claim lasts (default: 600)")
+    command(
+        sub,
+        "release",
+        "agents: give a claimed case back",
+        "casemesh --as li --role agent release tickets/4f0c…",
+    ).add_argument("case", help="the claimed case's name, e.g. tickets/…, appeals/…")
 
 
 def show(c: qpb.QueueCase) -> None:
@@ -43,31 +63,26 @@ def run(channel: grpc.Channel, metadata: list[tuple[str, str]], args: argparse.N
     stub = qpb_grpc.CaseQueueServiceStub(channel)
     if args.command == "cases":
         states = [qpb.SlaState.Value(f"SLA_STATE_{s.upper()}") for s in args.sla]
-        token = ""
-        while True:
-            page = stub.ListQueueCases(
+        listed = every_page(
+            lambda token: stub.ListQueueCases(
                 qpb.ListQueueCasesRequest(
                     queues=args.queue, sla_states=states, page_size=500, page_token=token
                 ),
                 metadata=metadata,
                 timeout=10,
-            )
-            for c in page.queue_cases:
-                show(c)
-            token = page.next_page_token
-            if not token:
-                break
+            ),
+            "queue_cases",
+        )
+        emit(args, listed, each("queue_cases", show))
     elif args.command == "next":
-        show(
-            stub.ClaimNextCase(
-                qpb.ClaimNextCaseRequest(queues=args.queue, lease_seconds=args.lease),
-                metadata=metadata,
-                timeout=10,
-            )
+        claimed = stub.ClaimNextCase(
+            qpb.ClaimNextCaseRequest(queues=args.queue, lease_seconds=args.lease),
+            metadata=metadata,
+            timeout=10,
         )
+        emit(args, claimed, show)
     else:
-        show(
-            stub.ReleaseClaim(
-                qpb.ReleaseClaimRequest(name=args.case), metadata=metadata, timeout=10
-            )
+        released = stub.ReleaseClaim(
+            qpb.ReleaseClaimRequest(name=args.case), metadata=metadata, timeout=10
         )
+        emit(args, released, show)

@@ -6,45 +6,124 @@
         --email alice@example.com
     casemesh --as alice reports | report-show reports/…
     casemesh --as li --role agent queue [--lane child_safety] | report-case report-cases/…
+    casemesh --as li --role agent decide-case report-cases/… --outcome action_taken \\
+        --statement statement.json --uploader bob --uploader-email bob@example.com
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf import json_format
 
 from casemesh.v1 import evidence_pb2
 from casemesh.v1 import reports_pb2 as rpb
 from casemesh.v1 import reports_pb2_grpc as rpb_grpc
-from casemesh.v1 import tickets_pb2 as pb
+from casemesh_cli.appeals import add_uploader_arguments, uploader
+from casemesh_cli.output import each, emit, every_page
+from casemesh_cli.parsing import (
+    BadInput,
+    add_etag_argument,
+    add_filing_arguments,
+    command,
+    contact,
+    resource,
+)
 
-COMMANDS = ("reasons", "report", "reports", "report-show", "queue", "report-case")
+COMMANDS = ("reasons", "report", "reports", "report-show", "queue", "report-case", "decide-case")
 TARGETS = ("video", "comment", "account", "live_stream", "ad")
 
 
 def add_commands(sub: Any) -> None:
-    sub.add_parser("reasons", help="list the reasons a report can give")
-    r = sub.add_parser("report", help="report a video, comment, account, live stream or ad")
-    r.add_argument("--type", choices=TARGETS, default="video")
+    command(sub, "reasons", "list the reasons a report can give", "casemesh --as alice reasons")
+    r = command(
+        sub,
+        "report",
+        "report a video, comment, account, live stream or ad",
+        "casemesh --as alice report --url https://www.casemesh.video/@someone/video/7731 \\",
+        '    --reason violence_terrorism/terrorism --explanation "视频宣扬恐怖组织" \\',
+        "    --evidence evidence/9b1e… --email alice@example.com",
+    )
+    r.add_argument("--type", choices=TARGETS, default="video", help="what is reported")
     r.add_argument("--id", default="", help="the item's id (or give --url)")
-    r.add_argument("--url", default="")
+    r.add_argument("--url", default="", help="the item's address (or give --id)")
     r.add_argument("--reason", required=True, help="category/subcategory, e.g. harassment/bullying")
-    r.add_argument("--explanation", required=True)
-    r.add_argument("--evidence", action="append", default=[], help="evidence/… (repeatable)")
-    r.add_argument("--locale", default="zh-CN", choices=["zh-CN", "en"])
-    r.add_argument("--email", default="")
-    r.add_argument("--phone", default="")
-    r.add_argument("--request-id", default="")
-    ls = sub.add_parser("reports", help="list my reports (agents: --case)")
-    ls.add_argument("--case", default="")
-    sub.add_parser("report-show", help="show a report and its outcome").add_argument("report")
-    q = sub.add_parser("queue", help="agents: open report cases in triage order")
-    q.add_argument("--lane", choices=["child_safety", "ordinary"])
-    q.add_argument("--category", default="")
-    sub.add_parser("report-case", help="show a report case").add_argument("case")
+    r.add_argument("--explanation", required=True, help="what is wrong with it, in your words")
+    add_filing_arguments(r, "news of the report")
+    ls = command(
+        sub,
+        "reports",
+        "list my reports (agents: a case's, with --case)",
+        "casemesh --as alice reports",
+        "casemesh --as li --role agent reports --case report-cases/…",
+    )
+    ls.add_argument("--case", default="", help="agents: the reports of this report-cases/…")
+    command(
+        sub,
+        "report-show",
+        "show a report and its outcome",
+        "casemesh --as alice report-show reports/…",
+    ).add_argument("report", help="reports/{id}, or just the id")
+    q = command(
+        sub,
+        "queue",
+        "agents: open report cases in triage order",
+        "casemesh --as li --role agent queue --lane child_safety",
+    )
+    q.add_argument("--lane", choices=["child_safety", "ordinary"], help="only this lane")
+    q.add_argument("--category", default="", help="only this reason category, e.g. harassment")
+    command(
+        sub,
+        "report-case",
+        "agents: show a report case, its reports and its decision",
+        "casemesh --as li --role agent report-case report-cases/…",
+    ).add_argument("case", help="report-cases/{id}, or just the id")
+    d = command(
+        sub,
+        "decide-case",
+        "agents: decide an OPEN or IN_REVIEW report case with a statement of reasons",
+        "casemesh --as li --role agent decide-case report-cases/… --outcome action_taken \\",
+        "    --statement statement.json --uploader bob --uploader-email bob@example.com",
+        "casemesh --as li --role agent decide-case report-cases/… --outcome no_violation \\",
+        '    --facts "an ordinary dance video" --unfounded reports/…',
+        "",
+        "statement.json is a casemesh.v1.DecisionStatement in the proto's JSON form, e.g.",
+        '  {"decisionGround": "DECISION_GROUND_INCOMPATIBLE_CONTENT",',
+        '   "incompatibleContentGround": "Community guidelines §3.2",',
+        '   "incompatibleContentExplanation": "The video glorifies an attack.",',
+        '   "contentType": ["CONTENT_TYPE_VIDEO"], "applicationDate": "2026-12-03",',
+        '   "decisionFacts": "…", "automatedDecision": "AUTOMATED_DECISION_NOT_AUTOMATED",',
+        '   "restrictions": {"visibility": ["DECISION_VISIBILITY_CONTENT_REMOVED"]}}',
+    )
+    d.add_argument("case", help="report-cases/{id}, or just the id")
+    d.add_argument(
+        "--outcome",
+        required=True,
+        choices=["action_taken", "no_violation"],
+        help="action_taken: restrict the content (every required statement field); "
+        "no_violation: restrict nothing (the statement's facts suffice)",
+    )
+    d.add_argument(
+        "--statement",
+        type=Path,
+        metavar="FILE",
+        help="the statement of reasons, a DecisionStatement as JSON ('-': stdin)",
+    )
+    d.add_argument("--facts", default="", help="the statement's decisionFacts (over the file's)")
+    d.add_argument(
+        "--unfounded",
+        action="append",
+        default=[],
+        metavar="REPORT",
+        help="no_violation: a reports/… judged manifestly unfounded (repeatable)",
+    )
+    add_etag_argument(d, "report-case")
+    add_uploader_arguments(d)
 
 
 def _enum(enum: Any, prefix: str, value: int) -> str:
@@ -74,6 +153,61 @@ def show_case(c: rpb.ReportCase) -> None:
     )
 
 
+def show_case_in_full(case: rpb.ReportCase) -> None:
+    show_case(case)
+    for report in case.reports:
+        print(f"  {report}")
+    if case.HasField("decision"):
+        print(f"  decision: {case.decision.decision_facts}")
+
+
+def _report_line(r: rpb.Report) -> None:
+    state = _enum(rpb.ReportState, "REPORT_STATE_", r.state)
+    reason = f"{r.reason.category}/{r.reason.subcategory}"
+    print(f"{r.name}  {state:13} {reason:36} {r.target.id}")
+
+
+def _reason_line(reason: rpb.ReportReason) -> None:
+    key = f"{reason.category}/{reason.subcategory}"
+    print(f"{key:40} {reason.label_zh} / {reason.label_en}")
+
+
+def statement(args: argparse.Namespace) -> rpb.DecisionStatement:
+    """The statement of reasons from --statement (the proto's JSON form) and --facts."""
+    s = rpb.DecisionStatement()
+    if args.statement is not None:
+        source = "stdin" if str(args.statement) == "-" else str(args.statement)
+        try:
+            text = sys.stdin.read() if source == "stdin" else args.statement.read_text()
+        except OSError as err:
+            raise BadInput(f"cannot read the statement {source}: {err.strerror}") from None
+        try:
+            json_format.Parse(text, s)
+        except json_format.ParseError as err:
+            raise BadInput(f"the statement {source} is not a DecisionStatement: {err}") from None
+    if args.facts:
+        s.decision_facts = args.facts
+    if s == rpb.DecisionStatement():
+        raise BadInput("a decision needs a statement of reasons: give --statement FILE or --facts")
+    return s
+
+
+def _filed(args: argparse.Namespace) -> rpb.FileReportRequest:
+    category, _, subcategory = args.reason.partition("/")
+    report = rpb.Report(
+        target=rpb.ReportTarget(
+            type=rpb.TargetType.Value(f"TARGET_TYPE_{args.type.upper()}"), id=args.id, url=args.url
+        ),
+        reason=rpb.ReportReasonRef(category=category, subcategory=subcategory),
+        explanation=args.explanation,
+        evidence=[evidence_pb2.EvidenceRef(name=n) for n in args.evidence],
+        good_faith_statement=True,
+        contact=contact(args.email, args.phone),
+        locale=args.locale,
+    )
+    return rpb.FileReportRequest(report=report, request_id=args.request_id or uuid.uuid4().hex)
+
+
 def run(channel: grpc.Channel, metadata: list[tuple[str, str]], args: argparse.Namespace) -> None:
     stub = rpb_grpc.ReportServiceStub(channel)
 
@@ -82,57 +216,43 @@ def run(channel: grpc.Channel, metadata: list[tuple[str, str]], args: argparse.N
 
     c = args.command
     if c == "reasons":
-        for reason in call("ListReportReasons", rpb.ListReportReasonsRequest()).reasons:
-            key = f"{reason.category}/{reason.subcategory}"
-            print(f"{key:40} {reason.label_zh} / {reason.label_en}")
+        reasons = call("ListReportReasons", rpb.ListReportReasonsRequest())
+        emit(args, reasons, each("reasons", _reason_line))
     elif c == "report":
-        category, _, subcategory = args.reason.partition("/")
-        channels = ([pb.CHANNEL_EMAIL] if args.email else []) + (
-            [pb.CHANNEL_SMS] if args.phone else []
-        )
-        report = rpb.Report(
-            target=rpb.ReportTarget(
-                type=rpb.TargetType.Value(f"TARGET_TYPE_{args.type.upper()}"),
-                id=args.id,
-                url=args.url,
-            ),
-            reason=rpb.ReportReasonRef(category=category, subcategory=subcategory),
-            explanation=args.explanation,
-            evidence=[evidence_pb2.EvidenceRef(name=n) for n in args.evidence],
-            good_faith_statement=True,
-            contact=pb.Contact(email=args.email, phone=args.phone, channels=channels),
-            locale=args.locale,
-        )
-        request_id = args.request_id or uuid.uuid4().hex
-        show_report(call("FileReport", rpb.FileReportRequest(report=report, request_id=request_id)))
+        emit(args, call("FileReport", _filed(args)), show_report)
     elif c == "reports":
-        token = ""
-        while True:
-            page = call(
+        listed = every_page(
+            lambda token: call(
                 "ListReports", rpb.ListReportsRequest(report_case=args.case, page_token=token)
-            )
-            for r in page.reports:
-                state = _enum(rpb.ReportState, "REPORT_STATE_", r.state)
-                reason = f"{r.reason.category}/{r.reason.subcategory}"
-                print(f"{r.name}  {state:13} {reason:36} {r.target.id}")
-            token = page.next_page_token
-            if not token:
-                break
+            ),
+            "reports",
+        )
+        emit(args, listed, each("reports", _report_line))
     elif c == "report-show":
-        name = args.report if args.report.startswith("reports/") else f"reports/{args.report}"
-        show_report(call("GetReport", rpb.GetReportRequest(name=name)))
+        name = resource("reports", args.report)
+        emit(args, call("GetReport", rpb.GetReportRequest(name=name)), show_report)
     elif c == "queue":
         lane = rpb.QueueLane.Value(f"QUEUE_LANE_{(args.lane or 'unspecified').upper()}")
-        for case in call(
+        cases = call(
             "ListReportCases",
             rpb.ListReportCasesRequest(lane=lane, category=args.category, page_size=100),
-        ).report_cases:
-            show_case(case)
+        )
+        emit(args, cases, each("report_cases", show_case))
     elif c == "report-case":
-        name = args.case if args.case.startswith("report-cases/") else f"report-cases/{args.case}"
-        case = call("GetReportCase", rpb.GetReportCaseRequest(name=name))
-        show_case(case)
-        for report in case.reports:
-            print(f"  {report}")
-        if case.HasField("decision"):
-            print(f"  decision: {case.decision.decision_facts}")
+        name = resource("report-cases", args.case)
+        emit(args, call("GetReportCase", rpb.GetReportCaseRequest(name=name)), show_case_in_full)
+    else:
+        name = resource("report-cases", args.case)
+        s = statement(args)
+        etag = args.etag or call("GetReportCase", rpb.GetReportCaseRequest(name=name)).etag
+        request = rpb.DecideReportCaseRequest(
+            name=name,
+            outcome=rpb.ReportDecisionOutcome.Value(
+                f"REPORT_DECISION_OUTCOME_{args.outcome.upper()}"
+            ),
+            statement=s,
+            affected_uploader=uploader(args),
+            manifestly_unfounded_reports=[resource("reports", r) for r in args.unfounded],
+            etag=etag,
+        )
+        emit(args, call("DecideReportCase", request), show_case_in_full)

@@ -1,0 +1,153 @@
+"""The `casemesh` client's copyright-case commands:
+
+    casemesh --as alice appeals | appeal appeals/… | appeal-history appeals/…
+    casemesh --as li --role agent decide-appeal appeals/… --outcome uphold \\
+        --ground "…" --facts "…" --uploader bob --uploader-email bob@example.com
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import grpc
+
+from casemesh.v1 import appeals_pb2 as apb
+from casemesh.v1 import appeals_pb2_grpc as apb_grpc
+from casemesh_cli.output import each, emit, every_page
+from casemesh_cli.parsing import add_etag_argument, command, contact, resource
+
+COMMANDS = ("appeals", "appeal", "appeal-history", "decide-appeal")
+
+
+def add_uploader_arguments(p: argparse.ArgumentParser) -> None:
+    """The affected uploader a decision names (they are sent the statement)."""
+    p.add_argument("--uploader", default="", metavar="USER_ID", help="the uploader's user id")
+    p.add_argument("--uploader-name", default="", help="the uploader's legal name")
+    p.add_argument("--uploader-email", default="", help="where the uploader is sent the statement")
+    p.add_argument("--uploader-phone", default="", help="the uploader's phone, for an SMS")
+    p.add_argument(
+        "--uploader-locale",
+        default="zh-CN",
+        choices=["zh-CN", "en"],
+        help="the language the uploader is written to in (default: zh-CN)",
+    )
+
+
+def uploader(args: argparse.Namespace) -> apb.Party | None:
+    if not (args.uploader or args.uploader_email or args.uploader_phone):
+        return None
+    return apb.Party(
+        user_id=args.uploader,
+        legal_name=args.uploader_name,
+        locale=args.uploader_locale,
+        contact=contact(args.uploader_email, args.uploader_phone),
+    )
+
+
+def add_commands(sub: Any) -> None:
+    command(
+        sub, "appeals", "list copyright cases (agents: every case)", "casemesh --as alice appeals"
+    )
+    for name, help in (
+        ("appeal", "show a copyright case: state, missing elements, next step, reasons"),
+        ("appeal-history", "show every step of a copyright case, in order"),
+    ):
+        command(sub, name, help, f"casemesh --as alice {name} appeals/6d2a…").add_argument(
+            "appeal", help="appeals/{id}, or just the id"
+        )
+    d = command(
+        sub,
+        "decide-appeal",
+        "agents: decide a copyright case (SUBMITTED or UNDER_REVIEW) with a statement of reasons",
+        "casemesh --as li --role agent decide-appeal appeals/6d2a… --outcome uphold \\",
+        '    --ground "《信息网络传播权保护条例》第十四条" --facts "画面与原创视频一致" \\',
+        "    --uploader bob --uploader-email bob@example.com",
+        "casemesh --as li --role agent decide-appeal appeals/6d2a… --outcome reject \\",
+        '    --ground "Terms §4.2" --facts "the work was not shown to be the claimant\'s"',
+    )
+    d.add_argument("appeal", help="appeals/{id}, or just the id")
+    d.add_argument(
+        "--outcome",
+        required=True,
+        choices=["uphold", "reject"],
+        help="uphold: grant the request (for a notice: action the content); reject: refuse it",
+    )
+    d.add_argument("--ground", required=True, help="the legal or contractual ground (≤ 500)")
+    d.add_argument("--facts", required=True, help="the facts and circumstances relied on (≤ 5000)")
+    d.add_argument(
+        "--automated-detection", action="store_true", help="automated means found the content"
+    )
+    d.add_argument(
+        "--automated-decision", action="store_true", help="automated means took the decision"
+    )
+    add_etag_argument(d, "appeal")
+    add_uploader_arguments(d)
+
+
+def _state(value: int) -> str:
+    return apb.AppealState.Name(value).removeprefix("APPEAL_STATE_")  # type: ignore[arg-type]
+
+
+def _due(a: Any) -> str:
+    return f"{a.ToDatetime():%Y-%m-%d}" if a.seconds else "-"
+
+
+def show(a: apb.Appeal) -> None:
+    print(f"{a.name}  [{_state(a.state)}]  {a.jurisdiction}  filed by {a.filer.user_id}")
+    print(f"  next step: {a.next_step or '-'} by {_due(a.next_step_due)}")
+    if a.missing_elements:
+        print(f"  missing:   {', '.join(a.missing_elements)}")
+    if a.HasField("decision_reasons"):
+        print(f"  reasons:   {a.decision_reasons.ground} — {a.decision_reasons.facts}")
+
+
+def _line(a: apb.Appeal) -> None:
+    kind = apb.AppealKind.Name(a.kind).removeprefix("APPEAL_KIND_")
+    print(
+        f"{a.name}  {_state(a.state):22} {kind:16} next: {a.next_step or '-'} "
+        f"by {_due(a.next_step_due)}"
+    )
+
+
+def _event(e: apb.AppealEvent) -> None:
+    print(
+        f"{e.sequence:3}  {e.time.ToDatetime():%Y-%m-%d %H:%M:%S}  {e.type:20} "
+        f"{_state(e.state):22} {e.actor}  {e.text}"
+    )
+
+
+def run(channel: grpc.Channel, metadata: list[tuple[str, str]], args: argparse.Namespace) -> None:
+    stub = apb_grpc.AppealServiceStub(channel)
+
+    def call(method: str, request: Any) -> Any:
+        return getattr(stub, method)(request, metadata=metadata, timeout=10)
+
+    c = args.command
+    if c == "appeals":
+        listed = every_page(
+            lambda token: call("ListAppeals", apb.ListAppealsRequest(page_token=token)), "appeals"
+        )
+        emit(args, listed, each("appeals", _line))
+        return
+    name = resource("appeals", args.appeal)
+    if c == "appeal":
+        emit(args, call("GetAppeal", apb.GetAppealRequest(name=name)), show)
+    elif c == "appeal-history":
+        events = call("ListAppealEvents", apb.ListAppealEventsRequest(name=name))
+        emit(args, events, each("events", _event))
+    else:
+        etag = args.etag or call("GetAppeal", apb.GetAppealRequest(name=name)).etag
+        request = apb.DecideAppealRequest(
+            name=name,
+            outcome=apb.AppealOutcome.Value(f"APPEAL_OUTCOME_{args.outcome.upper()}"),
+            reasons=apb.StatementOfReasons(
+                ground=args.ground,
+                facts=args.facts,
+                automated_detection=args.automated_detection,
+                automated_decision=args.automated_decision,
+            ),
+            affected_uploader=uploader(args),
+            etag=etag,
+        )
+        emit(args, call("DecideAppeal", request), show)

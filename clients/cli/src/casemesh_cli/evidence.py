@@ -1,0 +1,114 @@
+"""The `casemesh` client's evidence commands: upload a file, and read one back
+(its metadata, and its bytes to a file or stdout, checked against its sha256).
+
+    casemesh --as alice upload /tmp/screenshot.png
+    casemesh --as alice evidence evidence/… --out /tmp/copy.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from casemesh.v1 import evidence_pb2 as epb
+from casemesh.v1 import evidence_pb2_grpc as epb_grpc
+from casemesh_cli.output import emit
+from casemesh_cli.parsing import BadInput, command, resource
+
+COMMANDS = ("upload", "evidence")
+
+
+def add_commands(sub: Any) -> None:
+    up = command(
+        sub,
+        "upload",
+        "upload a file as evidence and print its name",
+        "casemesh --as alice upload /tmp/screenshot.png",
+    )
+    up.add_argument("path", type=Path, help="an image, video or PDF (told apart by its bytes)")
+    ev = command(
+        sub,
+        "evidence",
+        "show evidence's metadata and download its bytes (the owner's or, for agents, any)",
+        "casemesh --as alice evidence evidence/9b1e… --out /tmp/copy.png",
+        "casemesh --as li --role agent evidence evidence/9b1e… > copy.png   # bytes on stdout",
+    )
+    ev.add_argument("evidence", help="evidence/{id}, or just the id")
+    ev.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="write the bytes here (default: stdout, with the metadata on stderr)",
+    )
+
+
+def show(e: epb.Evidence, file: Any = None) -> None:
+    print(f"{e.name}  {e.media_type}  {e.size_bytes} bytes", file=file)
+    print(f"  sha256: {e.sha256}", file=file)
+    if e.file_name:
+        print(f"  file:   {e.file_name}   owner: {e.owner}", file=file)
+
+
+def _upload(stub: Any, metadata: list[tuple[str, str]], path: Path) -> epb.Evidence:
+    try:
+        f = path.open("rb")
+    except OSError as err:
+        raise BadInput(f"cannot read {path}: {err.strerror}") from None
+
+    def messages() -> Iterator[epb.UploadEvidenceRequest]:
+        yield epb.UploadEvidenceRequest(metadata=epb.EvidenceMetadata(file_name=path.name))
+        while chunk := f.read(512 * 1024):
+            yield epb.UploadEvidenceRequest(chunk=chunk)
+
+    with f:
+        result: epb.Evidence = stub.UploadEvidence(messages(), metadata=metadata, timeout=900)
+    return result
+
+
+def _download(chunks: Iterator[epb.ReadEvidenceResponse], evidence: epb.Evidence, out: Any) -> None:
+    digest = hashlib.sha256()
+    for piece in chunks:
+        digest.update(piece.chunk)
+        out.write(piece.chunk)
+    if digest.hexdigest() != evidence.sha256:
+        raise BadInput(f"{evidence.name}: the bytes read do not match its sha256; try again")
+
+
+def _read(stub: Any, metadata: list[tuple[str, str]], args: argparse.Namespace) -> None:
+    name = resource("evidence", args.evidence)
+    evidence: epb.Evidence = stub.GetEvidence(
+        epb.GetEvidenceRequest(name=name), metadata=metadata, timeout=10
+    )
+    chunks = stub.ReadEvidence(epb.ReadEvidenceRequest(name=name), metadata=metadata, timeout=900)
+    if args.out is None:
+        # The bytes own stdout; the metadata goes to stderr so a redirect stays the file.
+        emit(args, evidence, lambda e: show(e, file=sys.stderr), file=sys.stderr)
+        _download(chunks, evidence, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+        return
+    # Into a file beside the target, renamed once complete: never half a file under its name.
+    partial = args.out.with_name(f".{args.out.name}.partial")
+    try:
+        with partial.open("wb") as out:
+            _download(chunks, evidence, out)
+        os.replace(partial, args.out)
+    except OSError as err:
+        raise BadInput(f"cannot write {args.out}: {err.strerror}") from None
+    finally:
+        partial.unlink(missing_ok=True)
+    emit(args, evidence, show)
+
+
+def run(channel: grpc.Channel, metadata: list[tuple[str, str]], args: argparse.Namespace) -> None:
+    stub = epb_grpc.EvidenceServiceStub(channel)
+    if args.command == "upload":
+        emit(args, _upload(stub, metadata, args.path), show)
+    else:
+        _read(stub, metadata, args)

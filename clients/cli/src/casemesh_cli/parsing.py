@@ -1,0 +1,69 @@
+"""How every `casemesh` subcommand is declared: a one-line help, the same text as
+its description, and an example in its epilog (so `casemesh CMD --help` always
+shows one); and the mistakes of input found before any call, which exit 2 like
+argparse's own."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from casemesh.v1 import tickets_pb2 as pb
+
+USAGE = 2
+JSON_HELP = "print the result as the proto's JSON (camelCase names), for scripts"
+
+
+class BadInput(Exception):
+    """Input the client refuses before calling anyone (a file it cannot read, a
+    statement that is not the proto's JSON, no secret to mint a token with)."""
+
+
+def command(sub: Any, name: str, help: str, *examples: str) -> argparse.ArgumentParser:
+    shown = "\n".join(f"  {line}".rstrip() for line in examples)
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=help,
+        description=help[0].upper() + help[1:] + ".",
+        epilog=f"example:\n{shown}" if examples else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    # Also after the command (`casemesh list --json`); unset, it leaves the global one be.
+    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=JSON_HELP)
+    return parser
+
+
+def resource(collection: str, value: str) -> str:
+    """`tickets/4f0c…` from either `tickets/4f0c…` or `4f0c…`."""
+    return value if value.startswith(f"{collection}/") else f"{collection}/{value}"
+
+
+def add_filing_arguments(p: argparse.ArgumentParser, news: str) -> None:
+    """What a person filing something (a ticket, a report) also gives: where
+    `news` reaches them, evidence, and a request id for safe retries."""
+    p.add_argument(
+        "--evidence", action="append", default=[], help="evidence/… you uploaded (repeatable)"
+    )
+    p.add_argument(
+        "--locale", default="zh-CN", choices=["zh-CN", "en"], help="the language you are sent"
+    )
+    p.add_argument("--email", default="", help=f"where {news} is e-mailed")
+    p.add_argument("--phone", default="", help=f"where {news} is texted")
+    p.add_argument(
+        "--request-id", default="", help="makes a retry safe (default: a new random one)"
+    )
+
+
+def add_etag_argument(p: argparse.ArgumentParser, read: str) -> None:
+    p.add_argument(
+        "--etag",
+        default="",
+        help=f"the case's etag as you read it (`{read} … --json`); by default the one read "
+        "just before deciding. A case changed since is refused (ABORTED)",
+    )
+
+
+def contact(email: str, phone: str) -> pb.Contact:
+    """A contact sent news on every channel it has an address for."""
+    channels = ([pb.CHANNEL_EMAIL] if email else []) + ([pb.CHANNEL_SMS] if phone else [])
+    return pb.Contact(email=email, phone=phone, channels=channels)

@@ -1,0 +1,215 @@
+"""The command-line client without a stack: what it says before it calls anyone
+(help, usage, bad input), where its token comes from, and how it connects:
+plaintext, or TLS to a local server with a self-signed certificate (the gateway
+itself serves plaintext; TLS is for a proxy in front of it)."""
+
+from __future__ import annotations
+
+import argparse
+from concurrent import futures
+from datetime import UTC, datetime, timedelta
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from casemesh_cli import connection
+from casemesh_cli.__main__ import build_parser, main
+
+PEM = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    for action in build_parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    raise AssertionError("no subcommands")
+
+
+def test_every_command_and_argument_says_what_it_is_with_an_example() -> None:
+    commands = subcommands()
+    assert {"decide-appeal", "decide-case", "evidence", "upload", "open"} <= set(commands)
+    for name, parser in [("casemesh", build_parser()), *commands.items()]:
+        assert parser.epilog and "casemesh " in parser.epilog, name
+        for action in parser._actions:
+            if not isinstance(action, argparse._SubParsersAction):
+                assert action.help, f"{name} {action.dest}"
+
+
+def bad_input(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """What `casemesh ARGV` says on stderr, having exited 2 with no traceback."""
+    with pytest.raises(SystemExit) as exit_:
+        main(list(argv))
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+def test_no_command_prints_usage_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "usage: casemesh" in bad_input(capsys)
+
+
+def test_a_command_help_shows_its_example(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["decide-appeal", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "--outcome {uphold,reject}" in out and "example:" in out
+
+
+def args(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args([*argv, "list"])
+
+
+def test_a_token_file_is_read_and_its_newline_dropped(tmp_path: Path) -> None:
+    file = tmp_path / "token"
+    file.write_text("eyJ.abc.def\n")
+    assert connection.token(args("--token-file", str(file))) == "eyJ.abc.def"
+    # --token wins over the file.
+    assert connection.token(args("--token-file", str(file), "--token", "t2")) == "t2"
+
+
+def test_a_token_file_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    file = tmp_path / "token"
+    file.write_text("from-env\n")
+    monkeypatch.setenv("CASEMESH_TOKEN_FILE", str(file))
+    monkeypatch.delenv("CASEMESH_TOKEN", raising=False)
+    assert connection.token(args()) == "from-env"
+
+
+def test_a_bad_token_is_refused_without_being_shown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "token"
+    file.write_text("secret-part one\nsecret-part two\n")
+    err = bad_input(capsys, "--token-file", str(file), "list")
+    assert str(file) in err and "secret-part" not in err
+    missing = bad_input(capsys, "--token-file", str(tmp_path / "missing"), "list")
+    assert "cannot read the token file" in missing
+
+
+def test_plaintext_by_default_tls_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[dict[str, Any]] = []
+    real = grpc.ssl_channel_credentials
+
+    def recording(**kwargs: Any) -> grpc.ChannelCredentials:
+        made.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(grpc, "ssl_channel_credentials", recording)
+    assert connection.credentials(args()) is None
+    assert isinstance(connection.credentials(args("--tls")), grpc.ChannelCredentials)
+    assert made == [{}]  # the system's roots
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(PEM)
+    assert isinstance(connection.credentials(args("--ca-file", str(ca))), grpc.ChannelCredentials)
+    assert made[1] == {"root_certificates": PEM}
+
+
+def test_a_ca_file_that_is_no_certificate_is_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not a certificate")
+    assert "holds no PEM certificate" in bad_input(
+        capsys, "--token", "t", "--ca-file", str(ca), "list"
+    )
+
+
+def test_a_statement_that_is_not_the_protos_json_is_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    statement = tmp_path / "statement.json"
+    statement.write_text('{"decisionGround": "NOT_A_GROUND"}')
+    err = bad_input(
+        capsys, "--token", "t", "decide-case", "report-cases/x", "--outcome", "no_violation",
+        "--statement", str(statement),
+    )  # fmt: skip
+    assert "not a DecisionStatement" in err and "NOT_A_GROUND" in err
+
+
+def test_json_goes_before_or_after_the_command() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["--json", "list"]).json
+    assert parser.parse_args(["list", "--json"]).json
+    assert not parser.parse_args(["list"]).json
+
+
+def self_signed() -> tuple[bytes, bytes]:
+    """A certificate for 127.0.0.1 and localhost, and its key (PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "casemesh test CA")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(IPv4Address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def test_a_ca_file_reaches_a_server_behind_tls_that_plaintext_cannot(tmp_path: Path) -> None:
+    cert, key = self_signed()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
+    port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key, cert)]))
+    server.start()
+    try:
+        ca = tmp_path / "ca.pem"
+        ca.write_bytes(cert)
+
+        def check(*argv: str) -> grpc.StatusCode:
+            with connection.channel(args("--target", f"127.0.0.1:{port}", *argv)) as channel:
+                try:
+                    health_pb2_grpc.HealthStub(channel).Check(
+                        health_pb2.HealthCheckRequest(), timeout=5
+                    )
+                except grpc.RpcError as err:
+                    return err.code()
+                return grpc.StatusCode.OK
+
+        assert check("--ca-file", str(ca)) == grpc.StatusCode.OK
+        assert check() == grpc.StatusCode.UNAVAILABLE  # plaintext to a TLS port
+        assert check("--tls") == grpc.StatusCode.UNAVAILABLE  # not a CA the system trusts
+    finally:
+        server.stop(None)
+
+
+def test_ctrl_c_exits_130_quietly(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(args: argparse.Namespace) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("casemesh_cli.__main__.run", interrupted)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--token", "t", "list"])
+    assert exit_.value.code == 130
+    assert capsys.readouterr().err == ""
