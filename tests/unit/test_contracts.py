@@ -21,10 +21,17 @@ SCRIPT = REPO / "scripts" / "check-breaking.sh"
 API = "proto/casemesh/v1/tickets.proto"
 EVENTS = "proto/casemesh/events/v1/tickets.proto"
 LIST_TICKETS = "message ListTicketsRequest {\n  // "
-TICKET_CREATED = "message TicketCreated {\n  TicketEventHeader header = 1;\n"
+# TicketCreated up to its second field, comments included.
+TICKET_CREATED = (
+    "message TicketCreated {\n"
+    "  // Which ticket, its version after this event, who acted, when, and its status.\n"
+    "  TicketEventHeader header = 1;\n"
+    "  // The user who opened it (a token's `sub`); also the header's `actor`.\n"
+)
 # ListTicketsRequest's paging fields, the size with its field rule
 PAGING = (
     "int32 page_size = 1 [(buf.validate.field).int32.(casemesh.v1.page_size) = true];\n"
+    "  // `next_page_token` from the previous page; empty for the first page.\n"
     "  string page_token = 2;\n"
     "  // Only tickets"
 )
