@@ -22,7 +22,7 @@ from casemesh.v1 import tickets_pb2 as pb
 from casemesh_devstack.stack import REPLY_DOMAIN, reply_token_secret
 from tests.conftest import Stack
 from tests.e2e.test_ticket_journey import new_ticket
-from tests.support import Client
+from tests.support import Client, wait_until
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
 QUOTED = "> 请提供您注册时使用的旧手机号。"
@@ -84,6 +84,13 @@ def test_a_reply_by_e_mail_is_a_comment_with_its_attachment_and_reopens_the_tick
 ) -> None:
     requester, ticket, email = pending_ticket(stack)
     to = address_of(stack, ticket)
+    # The e-mail asking for information is answered by replying to it.
+    asked = wait_until(
+        lambda: [
+            m for m in stack.mail.to(email) if m["X-Casemesh-Template"] == "ticket.info_requested"
+        ]
+    )
+    assert {str(m["Reply-To"]) for m in asked} == {to}
     msg = reply(
         email,
         to,

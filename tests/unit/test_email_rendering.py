@@ -5,6 +5,7 @@ alternative)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from email import message_from_bytes, policy
 from zoneinfo import ZoneInfo
 
@@ -92,3 +93,16 @@ def test_what_it_does_not_write_is_left_to_the_library() -> None:
         render(Sender("支持 <支持@例子.中国>"), m.job_id, m.recipient, m.subject, m.body, "t")
         is None
     )
+
+
+def test_a_ticket_e_mails_reply_address_is_written_as_the_library_writes_it() -> None:
+    channel = SmtpChannel(host="relay.invalid", port=25, sender=SENDER)
+    to = "reply+0b9c5e0e6a514f559a4b4e0f1f9d2c11.abcdefghijklmnopqrstuvwx@reply.example.com"
+    m = replace(outgoing(EMAIL_TEMPLATES[0], "zh-CN", TEXTS[0]), reply_to=to)
+    ours = render(
+        Sender(SENDER), m.job_id, m.recipient, m.subject, m.body, m.template, m.html, m.reply_to
+    )
+    assert ours is not None
+    a = message_from_bytes(ours, policy=policy.default)
+    b = message_from_bytes(channel._message(m).as_bytes(policy=SMTP_POLICY), policy=policy.default)
+    assert a.keys() == b.keys() and str(a["Reply-To"]) == str(b["Reply-To"]) == to

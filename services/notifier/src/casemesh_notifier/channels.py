@@ -37,6 +37,8 @@ class Outgoing:
     params: dict[str, str]
     # The e-mail's HTML alternative ("" for none, and for SMS).
     html: str = ""
+    # Where a reply goes ("" for none): the ticket's reply address.
+    reply_to: str = ""
 
 
 class DeliveryError(Exception):
@@ -104,6 +106,8 @@ class SmtpChannel:
         msg = EmailMessage()
         msg["From"] = self._sender
         msg["To"] = m.recipient
+        if m.reply_to:
+            msg["Reply-To"] = m.reply_to
         # Header values are one line, whatever a stored subject holds.
         msg["Subject"] = " ".join(m.subject.split())
         msg["Date"] = formatdate(localtime=False)
@@ -173,7 +177,7 @@ class SmtpChannel:
 
     def _send_one(self, m: Outgoing) -> str:
         payload = mime.render(
-            self._from, m.job_id, m.recipient, m.subject, m.body, m.template, m.html
+            self._from, m.job_id, m.recipient, m.subject, m.body, m.template, m.html, m.reply_to
         )
         msg = self._message(m) if payload is None else None
         smtp: _Session | None = None

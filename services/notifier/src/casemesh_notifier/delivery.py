@@ -38,6 +38,7 @@ from casemesh.platform.fields import record_from
 from casemesh.platform.logging import get_logger
 from casemesh.platform.masking import mask_email, mask_phone, mask_text
 from casemesh.platform.pools import with_keepalives
+from casemesh.platform.replies import reply_address
 from casemesh_notifier import policy
 from casemesh_notifier.channels import Channel, DeliveryError, Outgoing
 from casemesh_notifier.metrics import OUTCOMES, POSSIBLE_REPEATS
@@ -353,6 +354,15 @@ class Delivery:
             return
         await self._send([job], float("inf"))
 
+    def _reply_to(self, job: Job) -> str:
+        """A ticket e-mail's reply address (replies become comments: the inbound
+        mail service), when replies are set up; "" otherwise."""
+        secret, domain = self._cfg.reply_token_secret.get_secret_value(), self._cfg.reply_domain
+        collection, _, ident = job.case_name.partition("/")
+        if job.channel != "EMAIL" or collection != "tickets" or not (secret and domain):
+            return ""
+        return reply_address(ident, secret, domain)
+
     async def _send(self, jobs: list[Job], deadline: float) -> None:
         """Sends the jobs (all of one channel), beginning none but the first
         at or after `deadline` (monotonic), then records what happened: the
@@ -361,7 +371,11 @@ class Delivery:
         channel = self._channels[jobs[0].channel]
         outgoing = [
             record_from(
-                Outgoing, job, job_id=job.id, params={k: str(v) for k, v in job.params.items()}
+                Outgoing,
+                job,
+                job_id=job.id,
+                params={k: str(v) for k, v in job.params.items()},
+                reply_to=self._reply_to(job),
             )
             for job in jobs
         ]

@@ -54,10 +54,13 @@ def render(
     body: str,
     template: str,
     html: str = "",
+    reply_to: str = "",
 ) -> bytes | None:
     """The message as the relay receives it (CRLF lines, before dot-stuffing),
     or None when the library should write it."""
     if not (sender.plain and _ADDRESS.match(recipient) and _TOKEN.match(template)):
+        return None
+    if reply_to and not _ADDRESS.match(reply_to):
         return None
     subject_value = _subject(" ".join(subject.split()))
     if subject_value is None:
@@ -76,9 +79,10 @@ def render(
     return b"".join(
         (
             sender.header,
-            b"To: %s\r\nSubject: %s\r\nDate: %s\r\n"
+            b"To: %s\r\n%sSubject: %s\r\nDate: %s\r\n"
             % (
                 recipient.encode(),
+                b"Reply-To: %s\r\n" % reply_to.encode() if reply_to else b"",
                 subject_value,
                 formatdate(localtime=False).encode(),
             ),

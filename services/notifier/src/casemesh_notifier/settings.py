@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from casemesh.platform.settings import KafkaSettings, PostgresSettings
 
@@ -27,6 +27,11 @@ class NotifierSettings(PostgresSettings, KafkaSettings):
     # minutes); one that never answers may have delivered it, and its retry
     # is marked as a possible repeat.
     smtp_data_timeout_seconds: float = Field(120.0, gt=0)
+    # Replies by e-mail: ticket e-mails carry Reply-To: reply+<ticket>.<mac>@<domain>,
+    # which the inbound mail service turns into a comment. The same domain and
+    # secret as the inbound service's; none when either is empty.
+    reply_domain: str = ""
+    reply_token_secret: SecretStr = SecretStr("")
     mail_from: str = "Casemesh Support <support@casemesh.local>"
     email_api_url: str = ""
     email_api_key: str = ""

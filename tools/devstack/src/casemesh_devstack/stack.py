@@ -184,6 +184,9 @@ def service_specs(
                 "CASEMESH_SMTP_HOST": mail[0],
                 "CASEMESH_SMTP_PORT": str(mail[1]),
                 "CASEMESH_SMS_URL": sms_url,
+                # Ticket e-mails' Reply-To: the inbound service's addresses.
+                "CASEMESH_REPLY_DOMAIN": REPLY_DOMAIN,
+                "CASEMESH_REPLY_TOKEN_SECRET": reply_token_secret(jwt_secret),
                 "CASEMESH_SERVICE_NAME": "notifier",
                 # A local stack is tried at any hour: no SMS quiet hours unless asked for.
                 "CASEMESH_SMS_QUIET_HOURS": os.environ.get("CASEMESH_SMS_QUIET_HOURS", ""),
