@@ -155,3 +155,34 @@ def test_only_the_requester_may_reply(stack: Stack) -> None:
         pb.TICKET_STATUS_PENDING
     )
     assert comments(requester, ticket) == []
+
+
+def test_an_out_of_office_answer_is_taken_and_dropped_and_reopens_nothing(stack: Stack) -> None:
+    requester, ticket, email = pending_ticket(stack)
+    to = address_of(stack, ticket)
+    away = reply(email, to, "我正在休假，12月10日回来。")
+    away["Auto-Submitted"] = "auto-replied"
+    before = refused(stack, "automatic")
+    send(stack, away, to)  # accepted: a bounce would only answer a robot
+    assert refused(stack, "automatic") == before + 1
+    assert requester.GetTicket(pb.GetTicketRequest(name=ticket.name)).status == (
+        pb.TICKET_STATUS_PENDING
+    )
+    assert comments(requester, ticket) == []
+
+
+def test_a_document_is_left_out_and_named_the_words_and_the_picture_are_kept(
+    stack: Stack,
+) -> None:
+    requester, ticket, email = pending_ticket(stack)
+    to = address_of(stack, ticket)
+    msg = reply(email, to, "截图和说明见附件。")
+    msg.add_attachment(PNG, maintype="image", subtype="png", filename="screen.png")
+    msg.add_attachment(
+        b"PK\x03\x04" + bytes(64), maintype="application", subtype="zip", filename="notes.docx"
+    )
+    send(stack, msg, to)
+    [comment] = comments(requester, ticket)
+    assert comment.text.startswith("截图和说明见附件。")
+    assert "notes.docx" in comment.text
+    assert [e.name.startswith("evidence/") for e in comment.evidence] == [True]

@@ -4,13 +4,14 @@ the Message-ID and the attachments."""
 
 from __future__ import annotations
 
+import base64
 import uuid
 from email.message import EmailMessage
 
 import pytest
 
 from casemesh.platform.replies import reply_address
-from casemesh_inbound.mail import read_reply, strip_quoted
+from casemesh_inbound.mail import AutoReply, Unreadable, read_reply, strip_quoted
 
 TICKET = str(uuid.uuid4())
 SECRET = "s" * 32
@@ -68,3 +69,57 @@ def test_an_html_only_reply_is_read_as_text() -> None:
     msg["Message-ID"] = "<x@y>"
     msg.set_content("<div>Thanks<br>Bob</div><style>p{}</style>", subtype="html")
     assert read_reply(msg.as_bytes()).text == "Thanks\nBob"
+
+
+def plain(**headers: str) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = "carol@example.com"
+    msg["Message-ID"] = "<m@example.com>"
+    for name, value in headers.items():
+        msg[name.replace("_", "-")] = value
+    msg.set_content("I am out of the office until Monday.")
+    return msg
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Auto_Submitted": "auto-replied"},
+        {"Auto_Submitted": "auto-generated"},
+        {"Precedence": "bulk"},
+        {"X_Autoreply": "yes"},
+    ],
+)
+def test_a_message_a_program_sent_is_never_a_reply(headers: dict[str, str]) -> None:
+    with pytest.raises(AutoReply):
+        read_reply(plain(**headers).as_bytes())
+
+
+def test_a_person_saying_auto_submitted_no_is_read() -> None:
+    assert read_reply(plain(Auto_Submitted="no").as_bytes()).text.startswith("I am out")
+
+
+def test_a_signatures_inline_logo_is_not_evidence() -> None:
+    # multipart/related: the HTML and the logo it shows by Content-ID (as Outlook writes)
+    logo = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(16))
+    raw = (
+        b"From: erin@example.com\r\nMessage-ID: <s@example.com>\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/related; boundary="r"\r\n\r\n'
+        b'--r\r\nContent-Type: text/html; charset="utf-8"\r\n\r\n'
+        b'<p>Thanks</p><img src="cid:logo@x">\r\n'
+        b"--r\r\nContent-Type: image/png\r\nContent-ID: <logo@x>\r\n"
+        b"Content-Disposition: inline\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + logo
+        + b"\r\n--r--\r\n"
+    )
+    reply = read_reply(raw)
+    assert (reply.text, reply.attachments) == ("Thanks", [])
+
+
+def test_text_in_an_unknown_character_set_is_unreadable() -> None:
+    raw = (
+        b"From: dan@example.com\r\nMessage-ID: <q@example.com>\r\n"
+        b"Content-Type: text/plain; charset=x-bogus\r\n\r\nhello\r\n"
+    )
+    with pytest.raises(Unreadable):
+        read_reply(raw)

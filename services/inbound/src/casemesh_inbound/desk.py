@@ -22,8 +22,9 @@ import grpc
 from casemesh.platform.identity import Identity, InternalTokenSigner
 from casemesh.platform.replies import UnknownReplyAddress, ticket_of
 from casemesh.platform.telemetry import inject_metadata
+from casemesh.rules import tickets as rules
 from casemesh.v1 import evidence_pb2, tickets_pb2
-from casemesh_inbound.mail import Unreadable, read_reply
+from casemesh_inbound.mail import AutoReply, Unreadable, read_reply
 
 TICKETS = tickets_pb2.DESCRIPTOR.services_by_name["TicketService"].full_name
 EVIDENCE = evidence_pb2.DESCRIPTOR.services_by_name["EvidenceService"].full_name
@@ -43,8 +44,16 @@ TEMPORARY = frozenset(
         grpc.StatusCode.ABORTED,
         grpc.StatusCode.INTERNAL,
         grpc.StatusCode.UNKNOWN,
+        # a key or version the services do not take yet: a deployment to fix,
+        # not a reply to bounce for good
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.CANCELLED,
     }
 )
+# The longest comment the tickets service takes; a longer reply is cut, saying so.
+BODY_LIMIT = rules.LIMITS["body"]
+CUT = "\n\n(The e-mail was longer; the rest is not shown.)"
 
 
 @dataclass
@@ -57,7 +66,8 @@ class Refused(Exception):
     text: str
 
     def __str__(self) -> str:
-        return f"{self.code} {self.text}"
+        # SMTP replies are ASCII (no SMTPUTF8): a file name in Chinese is not echoed as is.
+        return f"{self.code} {self.text}".encode("ascii", "replace").decode()
 
 
 def request_id_of(message_id: str) -> str:
@@ -94,6 +104,9 @@ class ReplyDesk:
             reply = read_reply(raw)
         except Unreadable as exc:
             raise Refused(550, "unreadable", f"5.6.0 {exc}") from None
+        except AutoReply:
+            # Taken (250) so that no bounce answers it, and dropped.
+            raise Refused(250, "automatic", "2.0.0 an automatic message; not added") from None
         ticket = await self._call(
             self.tickets.GetTicket,
             tickets_pb2.GetTicketRequest(name=f"tickets/{ticket_id}"),
@@ -103,14 +116,25 @@ class ReplyDesk:
         if not ticket.contact.email or ticket.contact.email.strip().lower() != reply.sender:
             raise Refused(550, "not_requester", "5.7.1 only the ticket's requester may reply")
         requester = Identity(ticket.requester, frozenset({"user"}))
-        refs = [await self._upload(requester, a) for a in reply.attachments]
+        refs, skipped = [], []
+        for attachment in reply.attachments:
+            ref = await self._upload(requester, attachment)
+            if ref is None:
+                skipped.append(attachment.file_name)
+            else:
+                refs.append(ref)
         if not reply.text and not refs:
             raise Refused(550, "unreadable", "5.6.0 the reply has no text and no attachment")
+        body = reply.text or ONLY_ATTACHMENTS
+        if skipped:
+            body += "\n\n(Not attached, not an image, video or PDF: " + ", ".join(skipped) + ")"
+        if len(body) > BODY_LIMIT:
+            body = body[: BODY_LIMIT - len(CUT)] + CUT
         commented = await self._call(
             self.tickets.AddComment,
             tickets_pb2.AddCommentRequest(
                 name=ticket.name,
-                body=reply.text or ONLY_ATTACHMENTS,
+                body=body,
                 evidence=refs,
                 request_id=request_id_of(reply.message_id),
             ),
@@ -119,7 +143,12 @@ class ReplyDesk:
         )
         return str(tickets_pb2.TicketStatus.Name(commented.status))
 
-    async def _upload(self, requester: Identity, attachment: Any) -> evidence_pb2.EvidenceRef:
+    async def _upload(
+        self, requester: Identity, attachment: Any
+    ) -> evidence_pb2.EvidenceRef | None:
+        """The attachment as the requester's evidence; None when the evidence
+        service refuses its kind or size (the comment then says so)."""
+
         async def parts() -> AsyncIterator[evidence_pb2.UploadEvidenceRequest]:
             yield evidence_pb2.UploadEvidenceRequest(
                 metadata=evidence_pb2.EvidenceMetadata(
@@ -129,9 +158,15 @@ class ReplyDesk:
             for at in range(0, len(attachment.data), CHUNK):
                 yield evidence_pb2.UploadEvidenceRequest(chunk=attachment.data[at : at + CHUNK])
 
-        uploaded = await self._call(
-            self.evidence.UploadEvidence, parts(), requester, EVIDENCE, what=attachment.file_name
-        )
+        try:
+            upload = self.evidence.UploadEvidence
+            uploaded = await self._call(
+                upload, parts(), requester, EVIDENCE, what=attachment.file_name
+            )
+        except Refused as refused:
+            if refused.reason == "evidence":
+                return None
+            raise
         return evidence_pb2.EvidenceRef(name=uploaded.name, sha256=uploaded.sha256)
 
     async def _call(

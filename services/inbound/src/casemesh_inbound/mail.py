@@ -34,6 +34,24 @@ class Unreadable(ValueError):
     """The message cannot be made into a comment; the text says why."""
 
 
+class AutoReply(ValueError):
+    """A message no person wrote (an out-of-office answer, a bounce, a list's
+    mail, RFC 3834): taken and dropped, never a comment that reopens a ticket."""
+
+
+def automatic(msg: EmailMessage) -> bool:
+    """Whether `msg` says it was sent by a program (RFC 3834 and the headers
+    common mail systems use instead)."""
+    submitted = str(msg.get("Auto-Submitted", "no")).strip().lower()
+    precedence = str(msg.get("Precedence", "")).strip().lower()
+    return (
+        submitted != "no"
+        or precedence in ("auto_reply", "bulk", "junk", "list")
+        or any(h in msg for h in ("X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress"))
+        or str(msg.get("Content-Type", "")).lower().startswith("multipart/report")
+    )
+
+
 @dataclass(frozen=True)
 class Attachment:
     file_name: str
@@ -102,6 +120,8 @@ def read_reply(raw: bytes) -> Reply:
     msg = message_from_bytes(raw, policy=policy.default)
     if not isinstance(msg, EmailMessage):
         raise Unreadable("the message cannot be parsed")
+    if automatic(msg):
+        raise AutoReply("an automatic message")
     _, sender = parseaddr(str(msg.get("From", "")))
     if "@" not in sender:
         raise Unreadable("the message has no From address")
@@ -111,7 +131,10 @@ def read_reply(raw: bytes) -> Reply:
     body = msg.get_body(preferencelist=("plain", "html"))
     text = ""
     if body is not None:
-        content = body.get_content()
+        try:
+            content = body.get_content()
+        except (LookupError, UnicodeError, ValueError):
+            raise Unreadable("the text is in an unknown character set") from None
         text = html_text(content) if body.get_content_subtype() == "html" else content
     attachments = [
         Attachment(
@@ -122,6 +145,8 @@ def read_reply(raw: bytes) -> Reply:
         for part in msg.iter_attachments()
         if isinstance(part, EmailMessage)
         and not part.is_multipart()
+        # an image the HTML shows inline (a signature's logo) is not evidence
+        and not (part.get("Content-ID") and part.get_content_disposition() != "attachment")
         and isinstance(data := part.get_payload(decode=True), bytes)
     ]
     return Reply(sender.lower(), message_id, strip_quoted(text), attachments)

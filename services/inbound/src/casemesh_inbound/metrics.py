@@ -7,8 +7,9 @@ from prometheus_client import REGISTRY, Counter
 # Why a message was refused: malformed (not a reply address), forged (its
 # token does not match), domain (not ours), unknown_ticket, not_requester
 # (From is not the ticket's contact), closed (the ticket takes no comments),
-# unreadable, evidence (an attachment the evidence service refused). A
-# message over the size limit is refused by aiosmtpd itself (552), uncounted.
+# unreadable, evidence (an attachment the evidence service refused), and
+# automatic (an out-of-office answer or a bounce: taken with 250 and dropped).
+# A message over the size limit is refused by aiosmtpd itself (552), uncounted.
 REASONS = (
     "malformed",
     "forged",
@@ -18,6 +19,7 @@ REASONS = (
     "closed",
     "unreadable",
     "evidence",
+    "automatic",
 )
 REFUSED = Counter(
     "casemesh_inbound_refused",

@@ -43,11 +43,18 @@ class ReplyHandler:
         raw = envelope.original_content or envelope.content
         if not envelope.rcpt_tos or not isinstance(raw, bytes):
             return "554 5.5.1 no valid recipients"
+        if not envelope.mail_from or envelope.mail_from == "<>":
+            # A bounce (null sender, RFC 5321): never a comment, never answered.
+            return self._refuse(Refused(250, "automatic", "2.0.0 a bounce; not added"))
         try:
             ticket_id = self.desk.ticket_for(envelope.rcpt_tos[0])
             status = await self.desk.add_reply(ticket_id, raw)
         except Refused as refused:
             return self._refuse(refused, ticket=envelope.rcpt_tos[0].partition(".")[0])
+        except Exception:
+            # Ours to fix, not the sender's: it tries again later.
+            log.exception("inbound.failed", ticket=envelope.rcpt_tos[0].partition(".")[0])
+            return "451 4.3.0 the reply cannot be taken now; try again later"
         ACCEPTED.inc()
         log.info("inbound.comment_added", ticket=ticket_id, status=status)
         return "250 2.0.0 added to the ticket"
