@@ -186,3 +186,19 @@ def test_a_document_is_left_out_and_named_the_words_and_the_picture_are_kept(
     assert comment.text.startswith("截图和说明见附件。")
     assert "notes.docx" in comment.text
     assert [e.name.startswith("evidence/") for e in comment.evidence] == [True]
+
+
+def test_a_reply_to_a_cancelled_ticket_is_refused(
+    stack: Stack,
+) -> None:
+    requester, ticket, email = pending_ticket(stack)
+    requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="不需要了"))
+    to = address_of(stack, ticket)
+    late = reply(email, to, "其实还需要。")
+    late.add_attachment(PNG, maintype="image", subtype="png", filename="late.png")
+    before = refused(stack, "closed")
+    with pytest.raises(smtplib.SMTPDataError) as refusal:
+        send(stack, late, to)
+    assert refusal.value.smtp_code == 550
+    assert refused(stack, "closed") == before + 1
+    assert comments(requester, ticket) == []

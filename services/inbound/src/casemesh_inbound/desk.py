@@ -115,6 +115,9 @@ class ReplyDesk:
         )
         if not ticket.contact.email or ticket.contact.email.strip().lower() != reply.sender:
             raise Refused(550, "not_requester", "5.7.1 only the ticket's requester may reply")
+        if ticket.status in (tickets_pb2.TICKET_STATUS_CLOSED, tickets_pb2.TICKET_STATUS_CANCELLED):
+            # Refused before any attachment is stored for a comment that cannot be.
+            raise Refused(550, "closed", "5.7.0 the ticket is closed; open a new ticket instead")
         requester = Identity(ticket.requester, frozenset({"user"}))
         refs, skipped = [], []
         for attachment in reply.attachments:
