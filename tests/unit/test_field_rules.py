@@ -58,6 +58,14 @@ def test_text_around_a_field_is_trimmed_before_its_rules_apply() -> None:
     assert not [f for f, _ in refused(request) if f in ("ticket.subject", "ticket.description")]
 
 
+def test_a_text_at_its_limit_with_spaces_around_it_is_measured_trimmed() -> None:
+    request = BAD_TICKET.__class__()
+    request.CopyFrom(BAD_TICKET)
+    request.ticket.subject = "长" * 200 + " "
+    request.ticket.description = "描" * 10_000 + "\n\n"
+    assert not [f for f, _ in refused(request) if f in ("ticket.subject", "ticket.description")]
+
+
 def test_every_annotated_field_has_a_request_breaking_it() -> None:
     covered = {field_of(request, path) for request, path in CASES}
     assert annotated_fields() - covered == set()

@@ -77,12 +77,26 @@ def check(request: Message, v: Violations) -> None:
         return
     named: dict[str, tuple[int, str]] = {}
     for violation in broken:
+        if _fits_trimmed(violation):
+            continue
         path = _path(violation)
         rank = _FIRST.get(violation.proto.rule_id, 2)
         if path not in named or rank < named[path][0]:
             named[path] = (rank, _description(request, violation))
     for path, (_, description) in named.items():
         v.add(path, description)
+
+
+def _fits_trimmed(violation: Violation) -> bool:
+    """A text too long only by the spaces around it: the services keep it
+    trimmed, so it is measured trimmed, as the checks always did."""
+    value = violation.field_value
+    return (
+        violation.proto.rule_id == "string.max_len"
+        and isinstance(value, str)
+        and isinstance(violation.rule_value, int)
+        and len(value.strip()) <= violation.rule_value
+    )
 
 
 # google.protobuf.Timestamp's valid range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
