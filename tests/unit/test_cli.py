@@ -18,10 +18,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from casemesh_cli import connection
-from casemesh_cli.__main__ import build_parser, main
+from casemesh_cli.__main__ import REFUSED, build_parser, main, report_failure
 
 PEM = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
@@ -213,3 +214,30 @@ def test_ctrl_c_exits_130_quietly(
         main(["--token", "t", "list"])
     assert exit_.value.code == 130
     assert capsys.readouterr().err == ""
+
+
+class _Refused(grpc.RpcError):  # type: ignore[misc]
+    """A refusal as grpcio raises it: a code, a message and the status trailers."""
+
+    def __init__(self, status: Any) -> None:
+        self._status = status
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def details(self) -> str:
+        return str(self._status.message)
+
+    def trailing_metadata(self) -> Any:
+        return (("grpc-status-details-bin", self._status.SerializeToString()),)
+
+
+def test_a_rate_limit_says_when_to_try_again(capsys: pytest.CaptureFixture[str]) -> None:
+    status = status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message="too many requests")
+    status.details.add().Pack(error_details_pb2.ErrorInfo(reason="RATE_LIMITED"))
+    retry = error_details_pb2.RetryInfo()
+    retry.retry_delay.FromMilliseconds(750)
+    status.details.add().Pack(retry)
+    assert report_failure(_Refused(status), "127.0.0.1:50051") == REFUSED
+    err = capsys.readouterr().err
+    assert "reason: RATE_LIMITED" in err and "try again in 0.75 s" in err

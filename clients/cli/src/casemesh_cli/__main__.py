@@ -270,6 +270,10 @@ def report_failure(err: grpc.RpcError, target: str) -> int:
             if detail.Is(info.DESCRIPTOR) and detail.Unpack(info):
                 extra = " ".join(f"{k}={v}" for k, v in sorted(info.metadata.items()))
                 print(f"  reason: {info.reason} {extra}".rstrip(), file=sys.stderr)
+            retry = error_details_pb2.RetryInfo()
+            if detail.Is(retry.DESCRIPTOR) and detail.Unpack(retry):
+                wait = retry.retry_delay.ToTimedelta().total_seconds()
+                print(f"  try again in {wait:g} s", file=sys.stderr)
     return UNREACHABLE if code in _NO_ANSWER else REFUSED
 
 
