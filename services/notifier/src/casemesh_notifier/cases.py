@@ -246,6 +246,7 @@ async def tell(
             if jid is not None:
                 created.append(jid)
     if created:
+        await store.wake_senders(conn)
         log.info(
             "jobs.planned",
             event_id=event.id,
