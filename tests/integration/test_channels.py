@@ -275,17 +275,17 @@ async def test_a_message_the_relay_never_answered_for_is_retried_as_a_possible_r
     channel = SmtpChannel(host="127.0.0.1", port=free_port(), sender="support@casemesh.local")
     with pytest.raises(DeliveryError) as refused:
         await channel.send(numbered(2))
+    assert refused.value.unreachable
     assert not refused.value.maybe_sent and not refused.value.permanent
 
 
-async def test_a_batch_goes_out_in_order_over_one_session_to_a_pipelining_relay(
+async def test_messages_go_out_in_order_over_one_session_to_a_pipelining_relay(
     pipelining_relay: Relay,
 ) -> None:
     channel = smtp_to(pipelining_relay)
-    batch = [numbered(n) for n in range(20)]
+    batch = [numbered(n) for n in range(21)]
     try:
-        results = await channel.send_many(batch, deadline=float("inf"))
-        await channel.send(numbered(20))
+        results = [await channel.send(m) for m in batch]
     finally:
         await channel.aclose()
     assert results == [f"<{m.job_id}@casemesh>" for m in batch]
@@ -309,40 +309,21 @@ async def test_a_batch_goes_out_in_order_over_one_session_to_a_pipelining_relay(
 
 
 @pytest.mark.parametrize("pipelining", [False, True])
-async def test_a_refused_recipient_fails_alone_and_the_rest_of_the_batch_goes(
+async def test_a_refused_recipient_fails_alone_and_the_session_goes_on(
     pipelining: bool,
 ) -> None:
     relay = Relay(pipelining=pipelining)
     relay.refused.add("u2@example.com")
     channel = smtp_to(relay)
     try:
-        first, refused, third = await channel.send_many(
-            [numbered(1), numbered(2), numbered(3)], deadline=float("inf")
-        )
+        first = await channel.send(numbered(1))
+        with pytest.raises(DeliveryError) as refused:
+            await channel.send(numbered(2))
+        third = await channel.send(numbered(3))
     finally:
         await channel.aclose()
         relay.mail.stop()
     assert first == f"<{numbered(1).job_id}@casemesh>"
     assert third == f"<{numbered(3).job_id}@casemesh>"
-    assert isinstance(refused, DeliveryError)
-    assert refused.permanent and not refused.maybe_sent
+    assert refused.value.permanent and not refused.value.maybe_sent
     assert [m["To"] for m in relay.messages] == ["u1@example.com", "u3@example.com"]
-
-
-async def test_a_batch_begins_nothing_past_its_deadline_nor_tries_a_relay_that_is_not_there(
-    relay: Relay,
-) -> None:
-    channel = smtp_to(relay)
-    try:
-        results = await channel.send_many([numbered(1), numbered(2)], deadline=0.0)
-    finally:
-        await channel.aclose()
-    assert results == [f"<{numbered(1).job_id}@casemesh>"]  # the first, at once
-    assert [m["To"] for m in relay.messages] == ["u1@example.com"]
-
-    nobody = SmtpChannel(host="127.0.0.1", port=free_port(), sender="support@casemesh.local")
-    results = await nobody.send_many([numbered(1), numbered(2)], deadline=float("inf"))
-    assert len(results) == 2
-    for result in results:
-        assert isinstance(result, DeliveryError)
-        assert not result.maybe_sent and not result.permanent

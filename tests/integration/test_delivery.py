@@ -432,6 +432,32 @@ async def test_a_backlog_is_sent_and_recorded_many_jobs_at_a_time_each_once(
     assert await notifier.drain() == 0
 
 
+async def test_each_delivery_is_recorded_before_the_next_message_goes_out(
+    notifier: Notifier,
+) -> None:
+    # So a sender killed at any moment has at most one message out and not
+    # recorded: the one in flight (sent again then, as a possible repeat).
+    unrecorded: list[set[str]] = []
+
+    @dataclass
+    class Watching(Provider):
+        async def send(self, message: Outgoing) -> str:
+            sent = {str(i) for (i,) in notifier.rows(SENT_IDS)}
+            unrecorded.append({m.job_id for m in self.delivered} - sent)
+            return await super().send(message)
+
+    watching = Watching()
+    notifier.delivery._channels["EMAIL"] = watching
+    for _ in range(4):
+        await notifier.consume(created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,)))
+    assert await notifier.delivery.deliver_batch() == 4
+    assert len(watching.delivered) == 4
+    assert unrecorded == [set()] * 4
+
+
+SENT_IDS = "SELECT id FROM notification_jobs WHERE status = 'sent'"
+
+
 async def test_jobs_a_batch_could_not_begin_within_the_lease_go_back_untried(
     notifier: Notifier,
 ) -> None:

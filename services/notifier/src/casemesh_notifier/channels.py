@@ -57,8 +57,7 @@ class DeliveryError(Exception):
 
 
 class Channel(Protocol):
-    """Sends one message at a time. A channel may also send a batch at once
-    (`send_many`, as `SmtpChannel` does)."""
+    """Sends one message at a time."""
 
     async def send(self, message: Outgoing) -> str:
         """Delivers the message; returns the provider's message id (may be empty)."""
@@ -68,9 +67,9 @@ class Channel(Protocol):
 class SmtpChannel:
     """Sends over SMTP, keeping idle sessions open for the next message (a
     connection and greeting per message cost more than the message itself).
-    A batch of messages goes out over one session from one worker thread; a
-    relay that offers PIPELINING (RFC 2920) takes each message's envelope and
-    DATA in one round trip. Messages are written by `mime.render` where it
+    Messages sent one after another reuse one session; a relay that offers
+    PIPELINING (RFC 2920) takes each message's envelope and DATA in one round
+    trip. Messages are written by `mime.render` where it
     can, else by the `email` library.
     A session idle longer than IDLE_S is closed rather than reused (relays drop
     quiet clients); one idle longer than CHECK_S is asked NOOP first and
@@ -155,26 +154,6 @@ class SmtpChannel:
                 pass
             smtp.close()  # no QUIT: the relay is not answering on it
 
-    def _send_blocking(self, messages: list[Outgoing], deadline: float) -> list[str | Exception]:
-        """Sends the messages in order over open sessions, beginning none but
-        the first at or after `deadline` (monotonic): one result per message
-        tried, a provider id or why not. Once the relay cannot be reached, the
-        rest fail alike untried."""
-        results: list[str | Exception] = []
-        for m in messages:
-            if results and time.monotonic() >= deadline:
-                break
-            try:
-                results.append(self._send_one(m))
-            except DeliveryError as exc:
-                results.append(exc)
-                if exc.unreachable:
-                    results.extend(exc for _ in messages[len(results) :])
-                    break
-            except Exception as exc:  # a message that cannot be formed: the others go on
-                results.append(exc)
-        return results
-
     def _send_one(self, m: Outgoing) -> str:
         payload = mime.render(
             self._from, m.job_id, m.recipient, m.subject, m.body, m.template, m.html, m.reply_to
@@ -214,20 +193,8 @@ class SmtpChannel:
         return f"<{m.job_id}@casemesh>"
 
     async def send(self, message: Outgoing) -> str:
-        (result,) = await self.send_many([message], deadline=float("inf"))
-        if isinstance(result, Exception):
-            raise result
-        return result
-
-    async def send_many(
-        self, messages: list[Outgoing], *, deadline: float
-    ) -> list[str | Exception]:
-        """`send` for each message in turn, in one worker thread, beginning
-        none but the first at or after `deadline` (time.monotonic): for each
-        message tried, the provider's
-        message id or why it was not sent (a `DeliveryError`, or any other
-        error for a message it cannot form)."""
-        return await asyncio.to_thread(self._send_blocking, messages, deadline)
+        """Sends the message over an open session, in a worker thread."""
+        return await asyncio.to_thread(self._send_one, message)
 
     async def aclose(self) -> None:
         while True:

@@ -5,12 +5,13 @@ BATCH due jobs at a time. A job is claimed with a lease (`sending`,
 `claimed_until`), so workers and replicas share the work (SKIP LOCKED) and a
 job whose sender died is taken up again: 15 s after the claim when its
 sender's session is gone, else after the lease. A worker sends its e-mails one
-after another over one session and records the deliveries together, each
-with its outcome event (outbox), in one transaction; it sends no message
-later than a whole send and a recording margin before the lease ends (the
-rest go back to the queue untried), so no claim lapses before its outcome
-is recorded. SMS go one at a time per
-process, each recorded before the next. Failures retry with backoff and
+after another over one kept-open session, and records each outcome, with
+its outcome event (outbox), before it sends the next: a sender killed at any
+moment leaves at most one message per worker sent and not recorded (sent again,
+marked as a possible repeat). It begins no message later than a whole send and a
+recording margin before the lease ends (the rest go back to the queue
+untried), so no claim lapses before its outcome is recorded. SMS go one at a
+time per process, each recorded before the next. Failures retry with backoff and
 jitter until the retry budget is spent, then the job is parked (visible,
 replayable). An outcome and its outcome event commit in one transaction.
 """
@@ -97,8 +98,8 @@ JOB_COLUMNS = (
 # How many due jobs a worker claims at once. A sender killed mid-batch leaves
 # them all claimed; each is taken over as a possible repeat.
 BATCH = 32
-# Time kept after a batch's last send begins its full course for recording the
-# batch before the lease ends (else another sender could claim and send again).
+# Time kept after a batch's last send begins its full course for recording its
+# outcome before the lease ends (else another sender could claim and send again).
 RECORD_MARGIN_S = 30.0
 
 # How long a sender keeps retrying to record an outcome while the database
@@ -306,8 +307,8 @@ class Delivery:
         return await self.deliver_batch(1) > 0
 
     async def deliver_batch(self, limit: int = BATCH) -> int:
-        """Claims up to `limit` due jobs and handles them: the SMS one at a
-        time, the others sent together per channel. Returns how many were
+        """Claims up to `limit` due jobs and handles them one at a time, the
+        SMS one at a time per process. Returns how many were
         claimed (0: none was due)."""
         # A send may begin until a whole send, and the time to record the
         # batch, before the lease ends (the batch's first send at once: the
@@ -364,58 +365,46 @@ class Delivery:
         return reply_address(ident, secret, domain)
 
     async def _send(self, jobs: list[Job], deadline: float) -> None:
-        """Sends the jobs (all of one channel), beginning none but the first
-        at or after `deadline` (monotonic), then records what happened: the
-        deliveries together, each failure on its own; a job not begun goes
-        back to the queue untried."""
+        """Sends the jobs (all of one channel) one after another, each
+        recorded before the next goes out, so a sender killed at any moment
+        leaves at most one message sent and not recorded. None but the first
+        begins at or after `deadline` (monotonic): the rest go back to the
+        queue untried. Once the relay cannot be reached, the rest fail alike
+        untried (their backoff keeps the sender off a dead relay)."""
         channel = self._channels[jobs[0].channel]
-        outgoing = [
-            record_from(
+        for n, job in enumerate(jobs):
+            if n and time.monotonic() >= deadline:
+                await self._untried(jobs[n:])
+                return
+            message = record_from(
                 Outgoing,
                 job,
                 job_id=job.id,
                 params={k: str(v) for k, v in job.params.items()},
                 reply_to=self._reply_to(job),
             )
-            for job in jobs
-        ]
-        results: list[str | Exception] = []
-        send_many = getattr(channel, "send_many", None)
-        if send_many is not None:
-            results = await send_many(outgoing, deadline=deadline)
-        else:
-            for message in outgoing:
-                if results and time.monotonic() >= deadline:
-                    break
-                try:
-                    results.append(await channel.send(message))
-                except Exception as exc:
-                    results.append(exc)
-        delivered = [(job, r) for job, r in zip(jobs, results, strict=False) if isinstance(r, str)]
-        if delivered:
-            await self._recorded(partial(self._sent, delivered), [job for job, _ in delivered])
-        for job, result in zip(jobs, results, strict=False):
-            if isinstance(result, DeliveryError):
-                record = partial(
-                    self._failed,
-                    job,
-                    str(result),
-                    permanent=result.permanent,
-                    maybe_sent=result.maybe_sent,
-                )
-            elif isinstance(result, Exception):
-                # A message the channel cannot even form: retrying cannot help, and
-                # it must not stop the others. Parked, it stays visible and replayable.
-                log.error(
-                    "notification.unsendable", job_id=job.id, channel=job.channel, exc_info=result
-                )
-                record = partial(
-                    self._failed, job, f"unsendable: {type(result).__name__}", permanent=True
-                )
+            try:
+                provider_id = await channel.send(message)
+            except DeliveryError as exc:
+                for failed in jobs[n:] if exc.unreachable else [job]:
+                    await self._recorded(self._failure(failed, exc), [failed])
+                if exc.unreachable:
+                    return
+            except Exception as exc:
+                await self._recorded(self._failure(job, exc), [job])
             else:
-                continue
-            await self._recorded(record, [job])
-        await self._untried(jobs[len(results) :])
+                await self._recorded(partial(self._sent, [(job, provider_id)]), [job])
+
+    def _failure(self, job: Job, exc: Exception) -> Callable[[], Awaitable[None]]:
+        """How to record a send that failed with `exc`."""
+        if isinstance(exc, DeliveryError):
+            return partial(
+                self._failed, job, str(exc), permanent=exc.permanent, maybe_sent=exc.maybe_sent
+            )
+        # A message the channel cannot even form: retrying cannot help, and
+        # it must not stop the others. Parked, it stays visible and replayable.
+        log.error("notification.unsendable", job_id=job.id, channel=job.channel, exc_info=exc)
+        return partial(self._failed, job, f"unsendable: {type(exc).__name__}", permanent=True)
 
     async def _recorded(self, record: Callable[[], Awaitable[None]], jobs: list[Job]) -> None:
         """Records attempts' outcomes, waiting out a database outage of any
