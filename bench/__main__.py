@@ -8,7 +8,8 @@ reference │ ratio │ goal (`bench/report.py`):
 - the relay: a stored backlog onto Kafka against a bare producer;
 - ClaimNextCase latency over 100,000 open cases (`bench/queue.py`);
 - help-centre search latency over 10,000 articles (`bench/helpcenter.py`);
-- the notifier's e-mail drain rate (`bench/notifier.py`).
+- the notifier: its e-mail drain rate, its consuming rate from a backlog on
+  Kafka, and command → e-mail latency at a steady rate (`bench/notifier.py`).
 
 Starts its own PostgreSQL clusters and Kafka broker (like the tests).
 `--only PART` runs one part.
@@ -134,7 +135,7 @@ def main() -> None:
             durable.create_database("bench_writer")
             writer_bench.run(durable.dsn("bench_writer"))
             durable.stop()
-        if "relay" in parts or "gateway" in parts:
+        if "relay" in parts or "gateway" in parts or "notifier" in parts:
             kafka.start()
             asyncio.run(kafka.create_topics(list(topics.ALL), partitions=3))
         if "relay" in parts:
@@ -149,7 +150,7 @@ def main() -> None:
             help_bench.run(pg.dsn("bench_help"))
         if "notifier" in parts:
             pg.create_database("bench_notifier")
-            notifier_bench.run(pg.dsn("bench_notifier"))
+            notifier_bench.run(pg.dsn("bench_notifier"), kafka)
     finally:
         kafka.stop()
         durable.stop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -20,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform import consuming
-from casemesh.platform.clock import SystemClock
+from casemesh.platform.clock import Clock, SystemClock
 from casemesh.platform.consuming import (
     Place,
     consumer_broker,
@@ -35,6 +36,8 @@ from casemesh_notifier.planner import Planner
 from casemesh_notifier.schema import create_schema
 from tests.conftest import Infra
 from tests.integration import test_delivery as delivery_test
+
+notifier = delivery_test.notifier  # the notifier on a real database, sending to fakes
 
 
 def created(ticket: str) -> CloudEvent:
@@ -62,6 +65,50 @@ async def rows(pool: AsyncConnectionPool[Any], sql: str) -> list[tuple[Any, ...]
         return found
 
 
+async def produce(infra: Infra, topic: str, records: list[CloudEvent | None]) -> None:
+    """Writes the records to `topic` (None: a record with no envelope at all)."""
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka.bootstrap)
+    await producer.start()
+    try:
+        for record in records:
+            if record is None:
+                await producer.send_and_wait(topic, b"\x00not an event", key=b"x")
+            else:
+                await producer.send_and_wait(
+                    topic, record.data, key=record.key.encode(), headers=record.kafka_headers()
+                )
+    finally:
+        await producer.stop()
+
+
+async def consume_all(infra: Infra, build: Any, group: str, topic: str) -> None:
+    """Runs the consumer `build` makes until `group` committed every record of `topic`."""
+    stop = asyncio.Event()
+    broker = await start_broker(build, stop, "it_consumer")
+    assert broker is not None
+    try:
+
+        async def done() -> bool:
+            lag = await consumer_lag(infra.kafka.bootstrap, group, [topic])
+            return sum(lag.values()) == 0
+
+        for _ in range(120):
+            if await done():
+                break
+            await asyncio.sleep(0.5)
+        assert await done(), "the consumer did not commit every record within 60 s"
+    finally:
+        await broker.stop()
+
+
+def set_aside_count(consumer: str, topic: str, reason: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "casemesh_consumer_set_aside_total",
+        {"consumer": consumer, "topic": topic, "reason": reason},
+    )
+    return value or 0.0
+
+
 async def test_an_outage_is_ridden_out_and_a_bad_record_set_aside_on_a_real_broker(
     infra: Infra, pool: AsyncConnectionPool[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -84,35 +131,8 @@ async def test_an_outage_is_ridden_out_and_a_bad_record_set_aside_on_a_real_brok
         subscribe(router, [topic], consumer="it-consumer", group_id=group, handle=apply)
         return consumer_broker(infra.kafka.bootstrap, "it-consumer", router)
 
-    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka.bootstrap)
-    await producer.start()
-    try:
-        for record in (created("a"), None, created("b"), created("c")):
-            if record is None:  # no envelope at all
-                await producer.send_and_wait(topic, b"\x00not an event", key=b"x")
-            else:
-                await producer.send_and_wait(
-                    topic, record.data, key=record.key.encode(), headers=record.kafka_headers()
-                )
-    finally:
-        await producer.stop()
-
-    stop = asyncio.Event()
-    broker = await start_broker(build, stop, "it_consumer")
-    assert broker is not None
-    try:
-
-        async def done() -> bool:
-            lag = await consumer_lag(infra.kafka.bootstrap, group, [topic])
-            return sum(lag.values()) == 0
-
-        for _ in range(120):
-            if await done():
-                break
-            await asyncio.sleep(0.5)
-        assert await done(), "the consumer did not commit every record within 60 s"
-    finally:
-        await broker.stop()
+    await produce(infra, topic, [created("a"), None, created("b"), created("c")])
+    await consume_all(infra, build, group, topic)
 
     # b waited out the outage, in its place; c came after it; all committed.
     assert await rows(pool, "SELECT event_id FROM applied ORDER BY n") == [
@@ -121,13 +141,7 @@ async def test_an_outage_is_ridden_out_and_a_bad_record_set_aside_on_a_real_brok
         ("c:1",),
     ]
     assert outage == []
-    assert (
-        REGISTRY.get_sample_value(
-            "casemesh_consumer_set_aside_total",
-            {"consumer": "it-consumer", "topic": topic, "reason": "malformed_envelope"},
-        )
-        == 1.0
-    )
+    assert set_aside_count("it-consumer", topic, "malformed_envelope") == 1.0
 
 
 async def test_the_notifier_keeps_what_it_cannot_plan_and_plans_the_rest(
@@ -153,3 +167,122 @@ async def test_the_notifier_keeps_what_it_cannot_plan_and_plans_the_rest(
     assert await rows(pool, "SELECT event_id FROM consumed_events") == [("t1:1",)]
     jobs = await rows(pool, "SELECT channel FROM notification_jobs")
     assert jobs == [("EMAIL",)]
+
+
+class Batches(Planner):
+    """The notifier's planner, noting the transaction each event was planned
+    in; `fault`, if set, is called before each event is planned."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.planned: list[tuple[int, str]] = []  # (transaction id, event id)
+        self.fault: Any = None
+
+    async def plan(self, conn: psycopg.AsyncConnection[Any], event: CloudEvent, **kw: Any) -> Any:
+        if self.fault is not None:
+            await self.fault(conn, event)
+        row = await (await conn.execute("SELECT txid_current()")).fetchone()
+        assert row is not None
+        self.planned.append((row[0], event.id))
+        return await super().plan(conn, event, **kw)
+
+    def transactions(self) -> list[list[str]]:
+        """The event ids planned in each transaction, in order."""
+        by_tx: dict[int, list[str]] = {}
+        for tx, event_id in self.planned:
+            by_tx.setdefault(tx, []).append(event_id)
+        return list(by_tx.values())
+
+
+async def notifier_topic(infra: Infra) -> tuple[str, str]:
+    topic = f"it.notifier.{uuid.uuid4().hex[:8]}"
+    await infra.kafka.create_topics([topic], partitions=1)
+    return topic, f"it-{topic}"
+
+
+def notifier_build(
+    infra: Infra,
+    pool: AsyncConnectionPool[Any],
+    planner: Planner,
+    group: str,
+    topic: str,
+    clock: Clock | None = None,
+) -> Any:
+    return lambda: build_broker(
+        infra.kafka.bootstrap,
+        build_router(
+            pool=pool,
+            group_id=group,
+            clock=clock or SystemClock(),
+            planner=planner,
+            topic_names=[topic],
+        ),
+    )
+
+
+async def test_a_poison_record_in_a_batch_is_set_aside_alone_and_its_batch_mates_planned(
+    infra: Infra, pool: AsyncConnectionPool[Any]
+) -> None:
+    topic, group = await notifier_topic(infra)
+    before = set_aside_count("notifier", topic, "handler_error")
+    good = [created(f"good-{n}") for n in range(5)]
+    # A ticket's first event whose body is no TicketCreated: planning it fails
+    # for good, after its batch-mates before it were planned in the same
+    # transaction.
+    poison = replace(created("poison"), data=b"\xff\xff\xff")
+    await produce(infra, topic, [*good[:2], poison, *good[2:]])
+    planner = Batches()
+
+    await consume_all(infra, notifier_build(infra, pool, planner, group, topic), group, topic)
+
+    # They came as one batch; its transaction was rolled back at the poison,
+    # then each was planned alone.
+    ids = [e.id for e in good]
+    first, *alone = planner.transactions()
+    assert first == [*ids[:2], poison.id]
+    assert alone == [[i] for i in [*ids[:2], poison.id, *ids[2:]]]
+    assert sorted(await rows(pool, "SELECT event_id FROM consumed_events")) == [
+        (i,) for i in sorted(ids)
+    ]
+    assert len(await rows(pool, "SELECT id FROM notification_jobs")) == len(good)
+    kept = await rows(pool, "SELECT event_id, kafka_offset, error FROM unprocessable_events")
+    assert [(e, o, err.split(":")[0]) for e, o, err in kept] == [(poison.id, 2, "handler_error")]
+    assert set_aside_count("notifier", topic, "handler_error") == before + 1
+
+
+async def test_a_database_outage_mid_batch_loses_nothing_and_sends_nothing_twice(
+    infra: Infra, notifier: delivery_test.Notifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consuming, "FIRST_PAUSE_S", 0.2)
+    topic, group = await notifier_topic(infra)
+    events = [created(f"outage-{n}") for n in range(6)]
+    await produce(infra, topic, list(events))
+    planner = Batches()
+
+    async def connection_dies(conn: psycopg.AsyncConnection[Any], event: CloudEvent) -> None:
+        """The server ends the planning session at the batch's fourth event."""
+        if event.id == events[3].id and planner.fault is not None:
+            planner.fault = None
+            async with await psycopg.AsyncConnection.connect(notifier.dsn) as other:
+                await other.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+
+    planner.fault = connection_dies
+    await consume_all(
+        infra,
+        notifier_build(infra, notifier.pool, planner, group, topic, notifier.clock),
+        group,
+        topic,
+    )
+
+    ids = [e.id for e in events]
+    first, *again = planner.transactions()
+    assert first == ids[:3]  # planned, then rolled back with the session
+    assert [i for tx in again for i in tx] == ids  # read again from the batch's first
+    assert sorted(notifier.rows("SELECT event_id FROM consumed_events")) == [
+        (i,) for i in sorted(ids)
+    ]
+    assert notifier.rows("SELECT count(*) FROM unprocessable_events") == [(0,)]
+    assert await notifier.drain() == len(events)
+    assert await notifier.drain() == 0
+    sent = [m.job_id for m in notifier.email.delivered]
+    assert len(sent) == len(set(sent)) == len(events)  # one e-mail an event, each once

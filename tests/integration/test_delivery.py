@@ -67,8 +67,8 @@ class Notifier:
     delivery: Delivery
 
     async def consume(self, event: CloudEvent, offset: int = 0) -> list[uuid.UUID]:
-        async with self.pool.connection() as conn:
-            return await Planner().consume(
+        async with self.pool.connection() as conn, conn.transaction():
+            return await Planner().plan(
                 conn,
                 event,
                 topic="casemesh.tickets.v1",

@@ -246,7 +246,6 @@ async def tell(
             if jid is not None:
                 created.append(jid)
     if created:
-        await store.wake_senders(conn)
         log.info(
             "jobs.planned",
             event_id=event.id,

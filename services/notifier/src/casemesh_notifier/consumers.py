@@ -1,22 +1,35 @@
 """Kafka consumers of the notifier (`casemesh.platform.consuming`).
 
-The offset is committed only after the planning transaction committed, and a
-redelivered event is a no-op because its id is already recorded as consumed.
+Events are planned in batches: whatever records have arrived, in one
+transaction, then one offset commit for them all. The offsets are committed
+only after the planning transaction committed, and a redelivered event is a
+no-op because its id is already recorded as consumed.
 A record that can never be planned is set aside in `unprocessable_events`,
 where operators see it, and the notifier reads on.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from faststream.kafka import KafkaBroker, KafkaRouter
 from psycopg_pool import AsyncConnectionPool
 
 from casemesh import topics
 from casemesh.platform.clock import Clock
-from casemesh.platform.consuming import Place, SetAside, consumer_broker, subscribe
+from casemesh.platform.consuming import (
+    MAX_BATCH,
+    Place,
+    SetAside,
+    consumer_broker,
+    subscribe_batch,
+)
 from casemesh.platform.envelope import CloudEvent
+from casemesh_notifier import store
 from casemesh_notifier.planner import Planner
 
 TICKETS_TOPIC = topics.TICKETS
@@ -27,19 +40,44 @@ TOPICS = (TICKETS_TOPIC, APPEALS_TOPIC, REPORTS_TOPIC, CODES_TOPIC)
 CONSUMER = "notifier"
 
 
+@dataclass
+class _Batch:
+    conn: psycopg.AsyncConnection[Any]
+    planned: bool = False  # whether any job was added
+
+
 def build_router(
-    *, pool: AsyncConnectionPool[Any], group_id: str, clock: Clock, planner: Planner
+    *,
+    pool: AsyncConnectionPool[Any],
+    group_id: str,
+    clock: Clock,
+    planner: Planner,
+    topic_names: Sequence[str] = TOPICS,
+    max_records: int | None = MAX_BATCH,
 ) -> KafkaRouter:
-    async def plan(event: CloudEvent, place: Place) -> None:
-        async with pool.connection() as conn:
-            await planner.consume(
-                conn,
-                event,
-                topic=place.topic,
-                partition=place.partition,
-                offset=place.offset,
-                now=clock.now(),
-            )
+    """The notifier's subscriber: up to `max_records` events planned in one
+    transaction (None: each event alone, one offset commit an event)."""
+
+    @asynccontextmanager
+    async def planning() -> AsyncIterator[_Batch]:
+        """One transaction for the batch of events received together; the
+        senders are woken once, on its commit, if it planned any job."""
+        async with pool.connection() as conn, conn.transaction():
+            batch = _Batch(conn)
+            yield batch
+            if batch.planned:
+                await store.wake_senders(conn)
+
+    async def plan(batch: _Batch, event: CloudEvent, place: Place) -> None:
+        jobs = await planner.plan(
+            batch.conn,
+            event,
+            topic=place.topic,
+            partition=place.partition,
+            offset=place.offset,
+            now=clock.now(),
+        )
+        batch.planned = batch.planned or bool(jobs)
 
     async def keep(aside: SetAside) -> None:
         p = aside.place
@@ -59,7 +97,16 @@ def build_router(
             )
 
     router = KafkaRouter()
-    subscribe(router, TOPICS, consumer=CONSUMER, group_id=group_id, handle=plan, set_aside=keep)
+    subscribe_batch(
+        router,
+        topic_names,
+        consumer=CONSUMER,
+        group_id=group_id,
+        begin=planning,
+        handle=plan,
+        set_aside=keep,
+        max_records=max_records,
+    )
     return router
 
 

@@ -205,7 +205,7 @@ class Delivery:
                     await asyncio.wait_for(self._wake.wait(), 1.0)
 
     async def _listen(self, stop: asyncio.Event) -> None:
-        # Push: the planner NOTIFYs when it creates jobs. The 1 s poll above
+        # Push: the consumer NOTIFYs when a batch created jobs. The 1 s poll above
         # covers retries falling due and a lost listener connection. The same
         # session holds this sender's lock, so the others see the sender
         # while it is connected; keepalives notice a connection the network

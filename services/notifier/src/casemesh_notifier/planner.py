@@ -1,11 +1,12 @@
 """From case events to notification jobs, exactly once in effect.
 
-For each consumed event, in ONE transaction: record the event id as consumed
+For each consumed event, in ONE transaction (shared by the batch of events
+the consumer received together): record the event id as consumed
 (a redelivered event stops here and changes nothing), then let the plan of
 the event's kind of case (`registry.py`, `cases.py`) update what we know of
 the case's parties (contact preferences as carried by the events, last
 status) and create the jobs (unique per event id × party × channel ×
-recipient, `store.py`). The Kafka offset is committed only after this
+recipient, `store.py`). The Kafka offsets are committed only after this
 transaction.
 """
 
@@ -32,7 +33,7 @@ class Planner:
         self._consumer = consumer
         self._zone = ZoneInfo(time_zone)
 
-    async def consume(
+    async def plan(
         self,
         conn: psycopg.AsyncConnection[Any],
         event: CloudEvent,
@@ -42,18 +43,19 @@ class Planner:
         offset: int,
         now: datetime,
     ) -> list[uuid.UUID]:
-        """Plans the jobs for one event; returns the new job ids (none for a
-        redelivered or uninteresting event)."""
-        async with conn.transaction():
-            first = await store.record_consumed(
-                conn, self._consumer, event.id, topic=topic, partition=partition, offset=offset
-            )
-            if not first:
-                log.info("event.duplicate", event_id=event.id, type=event.type)
-                return []
-            cls = MESSAGES.get(event.type)
-            if cls is None:
-                log.info("event.ignored", event_id=event.id, type=event.type)
-                return []
-            plan = PLANS[cls]
-            return await plan(conn, event, cls.FromString(event.data), Planning(now, self._zone))
+        """Plans the jobs for one event in the caller's transaction (the
+        consumer's, shared by a batch of events); returns the new job ids
+        (none for a redelivered or uninteresting event). The caller wakes the
+        senders (`store.wake_senders`), once for the transaction."""
+        first = await store.record_consumed(
+            conn, self._consumer, event.id, topic=topic, partition=partition, offset=offset
+        )
+        if not first:
+            log.info("event.duplicate", event_id=event.id, type=event.type)
+            return []
+        cls = MESSAGES.get(event.type)
+        if cls is None:
+            log.info("event.ignored", event_id=event.id, type=event.type)
+            return []
+        plan = PLANS[cls]
+        return await plan(conn, event, cls.FromString(event.data), Planning(now, self._zone))

@@ -3,31 +3,41 @@ a broker that outlives a Kafka outage, and watching how far behind a group is.
 
 `subscribe` gives a handler each record as a `CloudEvent`, parsed once here,
 inside a consumer span that continues the trace of the action that caused it
-(`traceparent`). Whatever the consumer, a record ends one of two ways:
+(`traceparent`). `subscribe_batch` does the same for whatever records have
+arrived (up to a bound), calling the handler for each inside one unit of work
+(a transaction) and committing the batch's offsets once: the round trips an
+event costs are then shared by the batch. Whatever the consumer, a record
+ends one of two ways:
 
-- **applied**: the handler returned; the offset is committed after it (its
-  work committed first, so a crash in between only redelivers, and the
-  handler's own record of event ids makes that a no-op);
+- **applied**: the handler returned (and, in a batch, the unit of work
+  committed); the offset is committed after it (its work committed first, so
+  a crash in between only redelivers, and the handler's own record of event
+  ids makes that a no-op);
 - **set aside**: it can never apply (an envelope that does not parse, a
   `ce_type` no Casemesh service publishes, or a handler error that is not an
   outage). It is logged (`consumer.set_aside`), handed to the consumer's
   `set_aside` (the notifier keeps it in `unprocessable_events`), counted in
   `casemesh_consumer_set_aside_total{consumer,topic,reason}` (alert
   `CasemeshConsumerSetAside`) and committed, so it never blocks its partition.
+  In a batch, the unit of work is then rolled back and each record applied
+  in a unit of its own, so the record is set aside alone and its batch-mates
+  apply.
 
 A failure that says the database or the broker is away, or that a concurrent
-writer won a race (`RETRYABLE`), is neither: nothing is committed, the
-consumer pauses (backing off up to `MAX_PAUSE_S`) and the record is read again,
-for as long as it takes. The process never exits over it.
+writer won a race (`RETRYABLE`), is neither: nothing is committed (a batch's
+unit of work rolls back whole), the consumer pauses (backing off up to
+`MAX_PAUSE_S`) and the records are read again from the first, for as long as
+it takes. The process never exits over it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -99,6 +109,17 @@ class SetAside:
 
 Handler = Callable[[CloudEvent, Place], Awaitable[None]]
 SetAsideHandler = Callable[[SetAside], Awaitable[None]]
+# A batch consumer's unit of work (a database transaction, say), and its
+# handler of one record within it.
+Unit = TypeVar("Unit")
+Begin = Callable[[], AbstractAsyncContextManager[Unit]]
+UnitHandler = Callable[[Unit, CloudEvent, Place], Awaitable[None]]
+
+# The most records a batch subscriber takes at once, and how long it waits
+# for the first when none has arrived (FastStream then rests as long again
+# before asking, so this bounds the delay an idle consumer adds).
+MAX_BATCH = 200
+BATCH_WAIT_MS = 5
 
 
 def subscribe(
@@ -111,84 +132,171 @@ def subscribe(
     set_aside: SetAsideHandler | None = None,
 ) -> None:
     """Subscribes `handle` to `topics` in `group_id`, from the first record of a
-    partition the group never committed. `consumer` names it in logs, spans
-    and metrics; `set_aside`, if given, records a record that can never apply
-    (it may itself meet an outage: the record is then read again)."""
-    for topic in topics:  # every series exists from the start, so alerts see the first
-        for reason in REASONS:
-            CONSUMER_SET_ASIDE.labels(consumer, topic, reason)
-    pause = _Pause()
+    partition the group never committed, one record at a time (the handler
+    commits its own work). `consumer` names it in logs, spans and metrics;
+    `set_aside`, if given, records a record that can never apply (it may
+    itself meet an outage: the record is then read again)."""
 
-    @router.subscriber(
+    async def alone(_: None, event: CloudEvent, place: Place) -> None:
+        await handle(event, place)
+
+    subscribe_batch(
+        router,
+        topics,
+        consumer=consumer,
+        group_id=group_id,
+        begin=_no_unit,
+        handle=alone,
+        set_aside=set_aside,
+        max_records=None,
+    )
+
+
+def subscribe_batch(
+    router: KafkaRouter,
+    topics: Sequence[str],
+    *,
+    consumer: str,
+    group_id: str,
+    begin: Begin[Unit],
+    handle: UnitHandler[Unit],
+    set_aside: SetAsideHandler | None = None,
+    max_records: int | None = MAX_BATCH,
+) -> None:
+    """Like `subscribe`, but takes whatever records have arrived (up to
+    `max_records`) together: `handle` is called for each inside ONE unit of
+    work opened by `begin` (a transaction: its exit commits, an exception
+    rolls it back), then the offsets of the whole batch are committed once.
+    When a record fails for good, the unit is rolled back and each record of
+    the batch is applied in a unit of its own, so only that one is set aside.
+    `max_records` None: one record at a time, as `subscribe`."""
+    records = _Records(consumer, group_id, begin, handle, set_aside, topics)
+
+    async def on_records(body: Any, msg: KafkaMessage) -> None:
+        raw = msg.raw_message
+        await records.take(raw if isinstance(raw, tuple | list) else (raw,))
+
+    subscriber = router.subscriber(
         *topics,
         group_id=group_id,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
-        # The bytes as they came: the envelope is parsed below, where a
-        # record that cannot be read is set aside. FastStream's own decoding
-        # would fail before, and rewind the record for ever.
         decoder=_raw_body,
+        batch=max_records is not None,
+        max_records=max_records,
+        batch_timeout_ms=BATCH_WAIT_MS,
     )
-    async def on_record(body: Any, msg: KafkaMessage) -> None:
-        record: Any = msg.raw_message
-        place = Place(record.topic, record.partition, record.offset, record.timestamp)
-        event: CloudEvent | None = None
-        failure: tuple[str, str] | None = None  # (reason, error) of a record set aside
+    subscriber(on_records)
+
+
+async def _raw_body(msg: Any) -> bytes | list[bytes]:
+    # The bytes as they came: the envelope is parsed below, where a record
+    # that cannot be read is set aside. FastStream's own decoding would fail
+    # before, and rewind the record for ever.
+    return msg.body if isinstance(msg.body, list) else bytes(msg.body)
+
+
+@asynccontextmanager
+async def _no_unit() -> AsyncIterator[None]:
+    yield None
+
+
+class _Records(Generic[Unit]):
+    """What a subscriber does with the records it received: each applied or
+    set aside, or, on an outage, none committed (`NackMessage` rewinds them)."""
+
+    def __init__(
+        self,
+        consumer: str,
+        group_id: str,
+        begin: Begin[Unit],
+        handle: UnitHandler[Unit],
+        set_aside: SetAsideHandler | None,
+        topics: Sequence[str],
+    ) -> None:
+        for topic in topics:  # every series exists from the start, so alerts see the first
+            for reason in REASONS:
+                CONSUMER_SET_ASIDE.labels(consumer, topic, reason)
+        self._consumer, self._group = consumer, group_id
+        self._begin, self._handle, self._set_aside = begin, handle, set_aside
+        self._pause = _Pause()
+
+    async def take(self, records: Sequence[Any]) -> None:
+        readable: list[tuple[CloudEvent, Place]] = []
+        unreadable: list[tuple[CloudEvent | None, Place, tuple[str, str]]] = []
+        for record in records:
+            place = Place(record.topic, record.partition, record.offset, record.timestamp)
+            try:
+                event = envelope.parse(record.key, record.value or b"", record.headers)
+            except Exception as exc:  # whatever is wrong in it, retrying cannot mend it
+                unreadable.append((None, place, (MALFORMED_ENVELOPE, repr(exc))))
+                continue
+            if envelope.message_class(event.type) is None:
+                failure = (UNKNOWN_TYPE, f"no Casemesh event has the type {event.type!r}")
+                unreadable.append((event, place, failure))
+            else:
+                readable.append((event, place))
         try:
-            event = envelope.parse(record.key, record.value or b"", record.headers)
-        except Exception as exc:  # whatever is wrong in it, retrying cannot mend it
-            failure = (MALFORMED_ENVELOPE, repr(exc))
-        with tracer("casemesh.consumer").start_as_current_span(
+            failed = await self._apply(readable)
+            for maybe, place, (reason, error) in [*unreadable, *failed]:
+                with self._span(maybe, place):
+                    aside = SetAside(self._consumer, place, reason, error[:1000], maybe)
+                    await _record(aside, self._set_aside, self._said(maybe, place))
+        except RETRYABLE as exc:
+            wait = self._pause.longer()
+            first = records[0]
+            said = self._said(None, Place(first.topic, first.partition, first.offset, 0))
+            said.error("consumer.retrying", records=len(records), error=repr(exc), retry_in=wait)
+            await asyncio.sleep(wait)
+            raise NackMessage() from exc  # nothing committed: the records are read again
+        self._pause.reset()
+
+    async def _apply(
+        self, batch: Sequence[tuple[CloudEvent, Place]]
+    ) -> list[tuple[CloudEvent, Place, tuple[str, str]]]:
+        """Applies the batch in one unit; if one of them can never apply, each
+        in a unit of its own. Returns those that can never apply, with why; a
+        RETRYABLE failure passes through."""
+        if not batch:
+            return []
+        try:
+            async with self._begin() as unit:
+                for event, place in batch:
+                    with self._span(event, place):
+                        await self._handle(unit, event, place)
+        except RETRYABLE:
+            raise
+        except Exception as exc:
+            if len(batch) == 1:
+                event, place = batch[0]
+                return [(event, place, (HANDLER_ERROR, repr(exc)))]
+            return [failed for one in batch for failed in await self._apply([one])]
+        return []
+
+    def _span(self, event: CloudEvent | None, place: Place) -> Any:
+        """The record's consumer span, continuing the trace that caused it."""
+        return tracer("casemesh.consumer").start_as_current_span(
             f"{place.topic} process",
             context=extract_headers(dict(event.trace_headers)) if event else None,
             kind=trace.SpanKind.CONSUMER,
             attributes={
                 "messaging.system": "kafka",
-                "messaging.consumer.group.name": group_id,
+                "messaging.consumer.group.name": self._group,
                 "messaging.destination.name": place.topic,
                 "messaging.destination.partition.id": str(place.partition),
                 "messaging.kafka.offset": place.offset,
                 "messaging.message.id": event.id if event else "",
             },
-        ):
-            said = log.bind(
-                consumer=consumer,
-                topic=place.topic,
-                partition=place.partition,
-                offset=place.offset,
-                event_id=event.id if event else None,
-            )
-            try:
-                if event is not None:
-                    failure = await _apply(handle, event, place)
-                if failure is not None:
-                    reason, error = failure
-                    aside = SetAside(consumer, place, reason, error[:1000], event)
-                    await _record(aside, set_aside, said)
-            except RETRYABLE as exc:
-                wait = pause.longer()
-                said.error("consumer.retrying", error=repr(exc), retry_in=wait)
-                await asyncio.sleep(wait)
-                raise NackMessage() from exc  # nothing committed: the record is read again
-        pause.reset()
+        )
 
-
-async def _raw_body(msg: Any) -> bytes:
-    return bytes(msg.body)
-
-
-async def _apply(handle: Handler, event: CloudEvent, place: Place) -> tuple[str, str] | None:
-    """Runs the handler: None once applied, (reason, error) for an event that
-    can never apply; a RETRYABLE failure passes through."""
-    if envelope.message_class(event.type) is None:
-        return UNKNOWN_TYPE, f"no Casemesh event has the type {event.type!r}"
-    try:
-        await handle(event, place)
-    except RETRYABLE:
-        raise
-    except Exception as exc:
-        return HANDLER_ERROR, repr(exc)
-    return None
+    def _said(self, event: CloudEvent | None, place: Place) -> Any:
+        return log.bind(
+            consumer=self._consumer,
+            topic=place.topic,
+            partition=place.partition,
+            offset=place.offset,
+            event_id=event.id if event else None,
+        )
 
 
 class _Pause:
