@@ -209,7 +209,7 @@ def route(
         if admin_only and not who.is_admin:
             raise PermissionDenied(f"{method_name} needs the admin role")
         v = Violations()
-        await fieldrules.check_off_loop(request, v)
+        fieldrules.check(request, v)
         check(request, v)
         v.raise_if_any()
         for refs, field in attachments(request) if attachments else []:
@@ -329,7 +329,7 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
     async def FileAppeal(self, request: Any, context: Ctx) -> Any:
         who = self.backend.identity(context)
         v = Violations()
-        await fieldrules.check_off_loop(request, v)
+        fieldrules.check(request, v)
         v.raise_if_any()
         facts: dict[str, str] = {}
         if request.appeal.appeal_of.startswith(REPORT_CASES):

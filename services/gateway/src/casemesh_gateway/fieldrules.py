@@ -1,6 +1,7 @@
 """The field rules written in the protos (`buf.validate` annotations, with
 Casemesh's own rules defined once in `casemesh/v1/field_rules.proto`), applied
-by the protovalidate library and told to the caller in Casemesh's words.
+by the protovalidate library (its native engine: some microseconds a request)
+and told to the caller in Casemesh's words.
 
 A client can read the same annotations and check before it sends; the gateway
 answers with the `google.rpc.BadRequest` field violations it always gave: the
@@ -14,32 +15,36 @@ the channels that need it) stay in `checks.py`."""
 
 from __future__ import annotations
 
-import asyncio
+import functools
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import protovalidate
 from buf.validate import validate_pb2
-from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.descriptor import Descriptor, ServiceDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from google.protobuf.timestamp_pb2 import Timestamp
-from protovalidate.internal.rules import Violation
+from protobuf import Oneof
+from protovalidate import FieldPathElementPb as FieldPathElement
+from protovalidate import Violation
 
 from casemesh.platform.errors import Violations
+from casemesh.v1 import field_rules_pb2
 
 # One validator per process: it compiles a message type's rules once, on first use.
-_validator = protovalidate.Validator()  # type: ignore[no-untyped-call]
+_validator = protovalidate.Validator()
 
 
-# Rules whose message the gateway words itself, as it always has: the library's
-# standard rules, and a rule of ours whose message depends on its value.
-WORDING: dict[str, Callable[[Any], str]] = {
+# Rules whose message the gateway words itself, as it always has, from the
+# field's string rules: the library's standard rules, and a rule of ours whose
+# message depends on its value.
+WORDING: dict[str, Callable[[validate_pb2.StringRules], str]] = {
     "required": lambda _: "is required",
-    "string.max_len": lambda n: f"must be at most {n} characters",
-    "string.in": lambda values: f"must be one of {', '.join(values)}",
+    "string.max_len": lambda rules: f"must be at most {rules.max_len} characters",
+    "string.in": lambda rules: f"must be one of {', '.join(getattr(rules, 'in'))}",
     # casemesh.v1.resource: its message cannot name the collection the field gives
-    "resource_name": lambda collection: f"must be {collection}/{{id}}",
+    "resource_name": lambda rules: f"must be {rules.Extensions[field_rules_pb2.resource]}/{{id}}",
 }
 
 # Which rule a field is named for when it breaks several.
@@ -55,28 +60,12 @@ def warm(services: Iterable[ServiceDescriptor]) -> None:
             _validator.collect_violations(GetMessageClass(method.input_type)())
 
 
-async def check_off_loop(request: Message, v: Violations) -> None:
-    """`check` in a worker thread: the library evaluates its rules in Python (CEL),
-    a few milliseconds a request and more for a large one, which would hold up
-    every other call on the gateway's event loop."""
-    await asyncio.to_thread(check, request, v)
-
-
 def check(request: Message, v: Violations) -> None:
-    """Adds a violation for each field of `request` that breaks an annotated rule."""
-    try:
-        broken = _validator.collect_violations(request)
-    except (ValueError, OverflowError):
-        # The library cannot read a timestamp outside the range protobuf allows
-        # (years 1 to 9999); such a request is refused naming it instead.
-        bad = list(_bad_timestamps(request, ""))
-        if not bad:
-            raise
-        for path in bad:
-            v.add(path, "is not a valid timestamp (years 1 to 9999)")
-        return
+    """Adds a violation for each field of `request` that breaks an annotated rule,
+    and for each timestamp outside the range protobuf allows (years 1 to 9999),
+    which the library lets through."""
     named: dict[str, tuple[int, str]] = {}
-    for violation in broken:
+    for violation in _validator.collect_violations(request):
         if _fits_trimmed(violation):
             continue
         path = _path(violation)
@@ -85,6 +74,9 @@ def check(request: Message, v: Violations) -> None:
             named[path] = (rank, _description(request, violation))
     for path, (_, description) in named.items():
         v.add(path, description)
+    if _may_hold_timestamps(request.DESCRIPTOR):
+        for path in _bad_timestamps(request, ""):
+            v.add(path, "is not a valid timestamp (years 1 to 9999)")
 
 
 def _fits_trimmed(violation: Violation) -> bool:
@@ -101,6 +93,20 @@ def _fits_trimmed(violation: Violation) -> bool:
 
 # google.protobuf.Timestamp's valid range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
 _FIRST_SECOND, _LAST_SECOND = -62_135_596_800, 253_402_300_799
+
+
+@functools.cache
+def _may_hold_timestamps(descriptor: Descriptor, seen: frozenset[str] = frozenset()) -> bool:
+    """Whether a message of this type can hold a timestamp, at any depth."""
+    if descriptor.full_name == Timestamp.DESCRIPTOR.full_name:
+        return True
+    seen = seen | {descriptor.full_name}
+    return any(
+        f.message_type is not None
+        and f.message_type.full_name not in seen
+        and _may_hold_timestamps(f.message_type, seen)
+        for f in descriptor.fields
+    )
 
 
 def _bad_timestamps(message: Message, prefix: str) -> Iterator[str]:
@@ -123,12 +129,19 @@ def _bad_timestamps(message: Message, prefix: str) -> Iterator[str]:
 
 def _path(violation: Violation) -> str:
     parts = []
-    for element in violation.proto.field.elements:
-        part = element.field_name
-        if element.HasField("index"):
-            part += f"[{element.index}]"
-        parts.append(part)
+    for element in _elements(violation):
+        match element.subscript:
+            case Oneof(field="index", value=index):
+                parts.append(f"{element.field_name}[{index}]")
+            case _:
+                parts.append(element.field_name)
     return ".".join(parts)
+
+
+def _elements(violation: Violation) -> list[FieldPathElement]:
+    """The path, field by field, to the field a violation names."""
+    path = violation.proto.field
+    return path.elements if path is not None else []
 
 
 def _description(request: Message, violation: Violation) -> str:
@@ -137,7 +150,7 @@ def _description(request: Message, violation: Violation) -> str:
         bounds = _rules(request, violation).int32
         return f"must be from {bounds.gte} to {bounds.lte}"
     words = WORDING.get(rule_id)
-    return words(violation.rule_value) if words else violation.proto.message
+    return words(_rules(request, violation).string) if words else violation.proto.message
 
 
 def _rules(request: Message, violation: Violation) -> validate_pb2.FieldRules:
@@ -145,7 +158,7 @@ def _rules(request: Message, violation: Violation) -> validate_pb2.FieldRules:
     of which the violation carries one)."""
     descriptor: Any = request.DESCRIPTOR
     field: Any = None
-    for element in violation.proto.field.elements:
+    for element in _elements(violation):
         field = descriptor.fields_by_number[element.field_number]
         descriptor = field.message_type
     rules: validate_pb2.FieldRules = field.GetOptions().Extensions[validate_pb2.field]
