@@ -161,7 +161,10 @@ class Delivery:
         self._channels = channels
         self._cfg = cfg
         self._clock = clock or SystemClock()
-        self._wake = asyncio.Event()
+        # One per worker, all set on a NOTIFY: each worker clears its own
+        # before it claims, so a NOTIFY during a claim that found nothing
+        # wakes it at once rather than after the 1 s poll.
+        self._wakes: list[asyncio.Event] = []
         self.sender = secrets.randbelow(2**31)
         self._present = asyncio.Event()
         self._reaped_at = float("-inf")
@@ -180,29 +183,41 @@ class Delivery:
             await asyncio.gather(*workers, listener, return_exceptions=True)
 
     async def _work(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                if not self._present.is_set():
-                    # Claim nothing that others could not tell is being worked.
+        wake = asyncio.Event()
+        self._wakes.append(wake)
+        try:
+            while not stop.is_set():
+                wake.clear()
+                worked = await self._work_once()
+                if not worked:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._present.wait(), 1.0)
-                    continue
-                await self._reap_orphans()
-                worked = await self.deliver_batch() > 0
-            except (psycopg.Error, OSError) as exc:
-                log.error("delivery.database_unavailable", error=repr(exc))
-                worked = False
-                await asyncio.sleep(1.0)
-            except Exception:
-                # Keep delivering the other jobs; this one's claim lapses and
-                # it is tried again after the lease.
-                log.exception("delivery.unexpected_error")
-                worked = False
-                await asyncio.sleep(1.0)
-            if not worked:
-                self._wake.clear()
+                        await asyncio.wait_for(wake.wait(), 1.0)
+        finally:
+            self._wakes.remove(wake)
+
+    async def _work_once(self) -> bool:
+        """Claims and handles a batch of due jobs; False when none was due
+        (or the work could not be done now)."""
+        try:
+            if not self._present.is_set():
+                # Claim nothing that others could not tell is being worked.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), 1.0)
+                    await asyncio.wait_for(self._present.wait(), 1.0)
+                return True  # not idle: look again at once
+            await self._reap_orphans()
+            return await self.deliver_batch() > 0
+        except (psycopg.Error, OSError) as exc:
+            log.error("delivery.database_unavailable", error=repr(exc))
+        except Exception:
+            # Keep delivering the other jobs; this one's claim lapses and
+            # it is tried again after the lease.
+            log.exception("delivery.unexpected_error")
+        await asyncio.sleep(1.0)
+        return False
+
+    def _wake_all(self) -> None:
+        for wake in self._wakes:
+            wake.set()
 
     async def _listen(self, stop: asyncio.Event) -> None:
         # Push: the consumer NOTIFYs when a batch created jobs. The 1 s poll above
@@ -223,7 +238,7 @@ class Delivery:
                     self._present.set()
                     log.info("delivery.sender_present", sender=self.sender)
                     async for _ in conn.notifies():
-                        self._wake.set()
+                        self._wake_all()
             except (psycopg.Error, OSError) as exc:
                 log.warning("delivery.listener_lost", error=repr(exc))
             except Exception:
@@ -266,7 +281,7 @@ class Delivery:
             )
         if cur.rowcount:
             log.warning("delivery.orphans_taken_over", jobs=cur.rowcount, senders=len(gone))
-            self._wake.set()
+            self._wake_all()
 
     async def claim(self) -> Job | None:
         jobs = await self.claim_many(1)
