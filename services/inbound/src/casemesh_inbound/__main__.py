@@ -9,7 +9,6 @@ import contextlib
 import signal
 
 import grpc
-from aiosmtpd.smtp import SMTP
 
 from casemesh.platform.entrypoint import run_command
 from casemesh.platform.identity import InternalTokenSigner
@@ -17,7 +16,7 @@ from casemesh.platform.logging import get_logger
 from casemesh.v1 import evidence_pb2_grpc, tickets_pb2_grpc
 from casemesh_inbound.desk import CHUNK, ReplyDesk
 from casemesh_inbound.settings import InboundSettings
-from casemesh_inbound.smtp import ReplyHandler
+from casemesh_inbound.smtp import ReplyHandler, sessions
 
 log = get_logger(__name__)
 
@@ -40,16 +39,14 @@ async def run(cfg: InboundSettings) -> None:
         host, _, port = cfg.smtp_addr.rpartition(":")
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
-            lambda: SMTP(
-                handler,
-                data_size_limit=cfg.max_message_bytes,
-                hostname=cfg.reply_domain,
-                ident="casemesh inbound",
-            ),
-            host=host or "0.0.0.0",
-            port=int(port),
+            sessions(handler, cfg), host=host or "0.0.0.0", port=int(port)
         )
-        log.info("inbound.serving", addr=cfg.smtp_addr, domain=cfg.reply_domain)
+        log.info(
+            "inbound.serving",
+            addr=cfg.smtp_addr,
+            domain=cfg.reply_domain,
+            starttls=bool(cfg.tls_cert_file),
+        )
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from casemesh.platform.settings import HOST_PORT, VouchingSettings
 
@@ -18,12 +18,25 @@ class InboundSettings(VouchingSettings):
     # it rotates (addresses sent out with the old one still answer).
     reply_token_secret: SecretStr
     reply_token_old_secret: SecretStr = SecretStr("")
+    # A certificate (chain) and its key, PEM files: with both, STARTTLS is
+    # offered (sending servers use it when offered; it is not required, as
+    # RFC 3207 asks of a server the public reaches). Without, none is offered.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
     # A larger message is refused at DATA (552): 25 MiB, as mail providers do.
     max_message_bytes: int = Field(25 * 1024 * 1024, gt=0)
     # The services' gRPC targets, host:port or dns:///host:port.
     tickets_target: str = Field("127.0.0.1:50061", pattern=HOST_PORT)
     evidence_target: str = Field("127.0.0.1:50062", pattern=HOST_PORT)
     backend_timeout_seconds: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _tls_cert_and_key_together(self) -> InboundSettings:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError(
+                "CASEMESH_TLS_CERT_FILE and CASEMESH_TLS_KEY_FILE are set together or not at all"
+            )
+        return self
 
     def reply_secrets(self) -> list[str]:
         return [

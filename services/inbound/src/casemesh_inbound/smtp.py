@@ -5,11 +5,16 @@ the message is checked and added at DATA. Every refusal is counted by reason
 
 from __future__ import annotations
 
+import ssl
+from collections.abc import Callable
 from typing import Any
+
+from aiosmtpd.smtp import SMTP
 
 from casemesh.platform.logging import get_logger
 from casemesh_inbound.desk import Refused, ReplyDesk
 from casemesh_inbound.metrics import ACCEPTED, REFUSED
+from casemesh_inbound.settings import InboundSettings
 
 log = get_logger(__name__)
 
@@ -58,3 +63,20 @@ class ReplyHandler:
         ACCEPTED.inc()
         log.info("inbound.comment_added", ticket=ticket_id, status=status)
         return "250 2.0.0 added to the ticket"
+
+
+def sessions(handler: object, cfg: InboundSettings) -> Callable[[], SMTP]:
+    """Makes the SMTP session of each connection: the handler, the size limit,
+    and STARTTLS offered when a certificate is set (its files are read now, so
+    a bad one stops the service at start)."""
+    tls: ssl.SSLContext | None = None
+    if cfg.tls_cert_file:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(cfg.tls_cert_file, cfg.tls_key_file)
+    return lambda: SMTP(
+        handler,
+        data_size_limit=cfg.max_message_bytes,
+        hostname=cfg.reply_domain,
+        ident="casemesh inbound",
+        tls_context=tls,
+    )
