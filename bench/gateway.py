@@ -15,6 +15,7 @@ import secrets
 import statistics
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -153,10 +154,16 @@ async def paced(
             METHOD, pb.CreateTicketRequest.SerializeToString, pb.Ticket.FromString
         )
 
+        failed: Counter[str] = Counter()
+
         async def one(i: int) -> None:
             email = f"lat-{run}-{i}@example.com"
             sent[email] = time.perf_counter()
-            await call(request(i, email), metadata=metadata, timeout=30)
+            try:
+                await call(request(i, email), metadata=metadata, timeout=30)
+            except grpc.aio.AioRpcError as err:
+                failed[err.code().name] += 1
+                del sent[email]
 
         start = time.perf_counter()
         tasks = []
@@ -164,6 +171,11 @@ async def paced(
             await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
             tasks.append(asyncio.create_task(one(i)))
         await asyncio.gather(*tasks)
+    if failed:
+        raise RuntimeError(
+            f"{sum(failed.values())} of {len(tasks)} calls failed ({dict(failed)}):"
+            f" {rate:.0f}/s is more than the stack sustains here"
+        )
     deadline = time.perf_counter() + 120
     while not sent.keys() <= sink.arrived.keys() and time.perf_counter() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
@@ -333,9 +345,13 @@ def run(root: Path, pg: LocalPostgres, kafka: LocalKafka) -> None:
         # Half the most it managed, paced, once the backlog is sent; the
         # chain's own latency as reference.
         sink.settle()
-        latencies = asyncio.run(paced(gateway, most / 2, 10.0, metadata, sink))
+        try:
+            latencies = asyncio.run(paced(gateway, most / 2, 10.0, metadata, sink))
+        except RuntimeError as exc:
+            lines.append(f"  command → e-mail at {most / 2:.0f} tickets/s: not measured: {exc}")
+            latencies = []
         bare_rtt = asyncio.run(round_trips(f"127.0.0.1:{proxy_port}", 3.0))
-        for pct, limit in ((50, 25.0), (99, 100.0)):
+        for pct, limit in ((50, 25.0), (99, 100.0)) if latencies else ():
             goal = Goal(f"command → e-mail p{pct}, {most / 2:.0f} tickets/s", "ms", None, limit)
             lines.append(
                 row(
