@@ -7,7 +7,8 @@ A decision is saved with every report of the case (each reporter's outcome)
 and the standing of every reporter judged to have misused reporting, in one
 transaction, so nobody is told something the store does not hold; a reversal
 likewise with the reports and standings it changes. An agent who loses a race
-gets ABORTED and reads the case again."""
+gets ABORTED and reads the case again; an agent's change sent under a request
+id is safe to retry (`CaseApplication.change`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
+from casemesh.platform.cases import Retry
 from casemesh.platform.errors import InvalidArgument, Violations
 from casemesh.platform.grpcutil import resource_id
 from casemesh.platform.identity import Identity
@@ -31,7 +33,7 @@ log = get_logger(__name__)
 
 
 class Decisions(ReportsBase):
-    def assign(self, who: Identity, ident: str, assignee: str) -> ReportCase:
+    def assign(self, who: Identity, ident: str, assignee: str, request_id: str = "") -> ReportCase:
         self.require_agent(who, AGENT_WORK)
         v = Violations()
         assignee = rules.text(v, "assignee", assignee, limit=128, required=False, single_line=True)
@@ -41,6 +43,7 @@ class Decisions(ReportsBase):
             ident,
             "",
             lambda case: case.assign(actor=who.subject, assignee=assignee or who.subject),
+            Retry.of(request_id, who, "assign", assignee=assignee),
         )
 
     def decide(
@@ -52,6 +55,7 @@ class Decisions(ReportsBase):
         uploader: dict[str, Any] | None,
         unfounded_names: list[str],
         etag: str,
+        request_id: str = "",
     ) -> ReportCase:
         self.require_agent(who, AGENT_WORK)
         v = Violations()
@@ -81,13 +85,22 @@ class Decisions(ReportsBase):
         )
         v.raise_if_any()
         assert reasons is not None  # no violations: the statement was built
+        retry = Retry.of(
+            request_id,
+            who,
+            "decide",
+            outcome=outcome,
+            statement=statement,
+            uploader=uploader,
+            unfounded=unfounded,
+        )
         made: list[list[Aggregate]] = []  # what the decision changed, once made
 
         def decide(case: ReportCase) -> list[Aggregate]:
             made.append(self._decided(who, case, outcome, reasons, uploader, unfounded))
             return made[0]
 
-        case = self.change(who, ident, etag, decide)
+        case = self.change(who, ident, etag, decide, retry)
         if made:  # not an earlier answer given again
             log.info("report_case.decided", case_id=ident, outcome=outcome, reports=len(made[0]))
         return case
@@ -166,7 +179,7 @@ class Decisions(ReportsBase):
                 changed.append(standing)
         return changed
 
-    def void(self, who: Identity, ident: str, reason: str) -> ReportCase:
+    def void(self, who: Identity, ident: str, reason: str, request_id: str = "") -> ReportCase:
         self.require_agent(who, AGENT_WORK)
         v = Violations()
         reason = rules.text(v, "reason", reason, limit=500)
@@ -182,7 +195,7 @@ class Decisions(ReportsBase):
                     changed.append(report)
             return changed
 
-        return self.change(who, ident, "", void)
+        return self.change(who, ident, "", void, Retry.of(request_id, who, "void", reason=reason))
 
     # -- appeals (from the appeals service's events; idempotent) ----------------------
 
