@@ -3,13 +3,18 @@ applications on the library's in-memory store, and what a case recorded."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
+import pytest
 from eventsourcing.application import Application
 
+from casemesh.platform.errors import AlreadyExists
 from casemesh.platform.identity import Identity
+
+T = TypeVar("T")
 
 ALICE = Identity("alice", frozenset({"user"}))
 BOB = Identity("bob", frozenset({"user"}))
@@ -43,3 +48,22 @@ def events_of(app: Application[Any], ident: str | UUID) -> list[str]:
 def last_event(app: Application[Any], ident: str | UUID) -> Any:
     """The latest event a case recorded (what a timer schedules from)."""
     return list(app.repository.event_store.get(UUID(str(ident))))[-1]
+
+
+def sent_again(
+    app: Application[Any], ident: str | UUID, change: Callable[[str, str], T]
+) -> tuple[T, T]:
+    """A change to a case under a request id sent twice, its first answer lost,
+    then another change under the same id: `change(request_id, how)` makes it
+    ("first") or the other ("other"). What the two sends answered; the case
+    recorded one event, and the other change was refused naming the id."""
+    before = events_of(app, ident)
+    first = change("x1", "first")
+    again = change("x1", "first")
+    recorded = events_of(app, ident)
+    assert len(recorded) == len(before) + 1
+    with pytest.raises(AlreadyExists, match="request_id 'x1'") as refused:
+        change("x1", "other")
+    assert refused.value.reason == "REQUEST_ID_REUSED"
+    assert events_of(app, ident) == recorded
+    return first, again

@@ -21,7 +21,15 @@ from casemesh.platform.errors import (
 from casemesh.platform.identity import Identity
 from casemesh_appeals import policy
 from casemesh_appeals.application import AppealDraft, Appeals, RowSource
-from tests.application.story import AGENT, ALICE, FakeClock, events_of, in_memory, last_event
+from tests.application.story import (
+    AGENT,
+    ALICE,
+    FakeClock,
+    events_of,
+    in_memory,
+    last_event,
+    sent_again,
+)
 
 URSULA = Identity("ursula", frozenset({"user"}))
 EVIDENCE = [{"name": "evidence/a", "sha256": "a" * 64}]
@@ -163,6 +171,61 @@ def test_a_counter_notice_sent_again_under_its_request_id_answers_as_the_first_t
     with pytest.raises(FailedPrecondition):
         counter_under("c2")  # a second counter-notice is still refused
     assert events_of(app, ident)[-2:] == ["Decided", "CounterNoticeFiled"]
+
+
+def filed(app: Appeals) -> str:
+    return str(app.file(ALICE, notice()).id)
+
+
+def countered(app: Appeals) -> str:
+    ident = upheld(app)
+    counter(app, ident)
+    return ident
+
+
+# A change under a request id on the case `ident`; `how` ("first" or "other")
+# the change is made: "other" is another change.
+Change = Callable[[Appeals, str, str, str], Any]
+
+# Each appeals command the stories above do not tell: the case it may run on,
+# and the command.
+CHANGES: dict[str, tuple[Callable[[Appeals], str], Change]] = {
+    "assign": (filed, lambda app, ident, rid, how: app.assign(AGENT, ident, how, rid)),
+    "request_info": (
+        filed,
+        lambda app, ident, rid, how: app.request_info(AGENT, ident, f"{how}: 原作的链接?", rid),
+    ),
+    "decide": (
+        filed,
+        lambda app, ident, rid, how: app.decide(
+            AGENT,
+            ident,
+            how == "first",
+            {"ground": "著作权法第十条", "facts": "同一支舞"},
+            party("Ursula", "ursula"),
+            "1",  # the etag it was read with
+            rid,
+        ),
+    ),
+    "withdraw": (filed, lambda app, ident, rid, how: app.withdraw(ALICE, ident, how, rid)),
+    "record_court_action": (
+        countered,
+        lambda app, ident, rid, how: app.record_court_action(
+            AGENT, ident, f"{how}: 起诉书已送达", EVIDENCE, rid
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("command", sorted(CHANGES))
+def test_each_change_sent_again_under_its_request_id_is_recorded_once(
+    app: Appeals, command: str
+) -> None:
+    given, change = CHANGES[command]
+    ident = given(app)
+    # Not refused by the state the first one left.
+    first, again = sent_again(app, ident, lambda rid, how: change(app, ident, rid, how))
+    assert (again.version, again.state) == (first.version, first.state)
 
 
 def test_a_notice_with_bad_fields_names_each_and_files_nothing(app: Appeals) -> None:

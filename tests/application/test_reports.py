@@ -210,6 +210,46 @@ def test_voiding_a_case_voids_its_open_reports(app: Reports) -> None:
     assert app.file(BOB, report("b1")).case_id != filed.case_id
 
 
+def test_an_agents_change_sent_again_under_its_request_id_is_made_once(
+    app: Reports, clock: FakeClock
+) -> None:
+    mine, bobs = app.file(ALICE, report()), app.file(BOB, report("b1"))
+    ident = mine.case_id
+    assigned = app.assign(AGENT, ident, "", request_id="a1")
+    assert app.assign(AGENT, ident, "", request_id="a1").version == assigned.version
+    with pytest.raises(AlreadyExists, match="request_id 'a1'"):
+        app.assign(AGENT, ident, "wang", request_id="a1")
+
+    def decide(request_id: str, outcome: str = "ACTION_TAKEN") -> Any:
+        removed = outcome == "ACTION_TAKEN"
+        statement = action_taken(clock) if removed else NO_VIOLATION
+        uploader = UPLOADER if removed else None
+        etag = str(assigned.version)  # as read before the first call
+        return app.decide(AGENT, ident, outcome, statement, uploader, [], etag, request_id)
+
+    first = decide("d1")
+    recorded = {name: events_of(app, name) for name in (ident, mine.id, bobs.id)}
+    again = decide("d1")  # the first answer was lost
+    assert (again.version, again.state) == (first.version, "ACTION_TAKEN")
+    with pytest.raises(AlreadyExists, match="request_id 'd1'"):
+        decide("d1", "NO_VIOLATION")
+    with pytest.raises(AlreadyExists, match="request_id 'd1'"):
+        app.void(AGENT, ident, "举报对象已被平台删除", request_id="d1")
+    # The case decided once, and each of its reports resolved once.
+    assert {name: events_of(app, name) for name in recorded} == recorded
+
+
+def test_voiding_again_under_its_request_id_voids_once(app: Reports) -> None:
+    filed = app.file(ALICE, report())
+    first = app.void(AGENT, filed.case_id, "举报对象已被平台删除", request_id="v1")
+    again = app.void(AGENT, filed.case_id, "举报对象已被平台删除", request_id="v1")
+    assert (again.version, again.state) == (first.version, "VOID")
+    with pytest.raises(AlreadyExists, match="request_id 'v1'"):
+        app.void(AGENT, filed.case_id, "另一个理由", request_id="v1")
+    assert events_of(app, filed.id)[-1] == "Voided"
+    assert events_of(app, filed.id).count("Voided") == 1
+
+
 def test_a_trusted_flaggers_report_is_marked_as_theirs_until_removed(app: Reports) -> None:
     flagger = app.set_flagger(AGENT, "bob", "Safe Web Foundation", ["violence_terrorism"])
     assert flagger.active and flagger.areas == ["violence_terrorism"]

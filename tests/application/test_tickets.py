@@ -31,6 +31,7 @@ from tests.application.story import (
     events_of,
     in_memory,
     last_event,
+    sent_again,
 )
 
 EVIDENCE = [{"name": "evidence/e1", "sha256": "ab" * 32}]
@@ -242,6 +243,58 @@ def test_asking_for_information_or_holding_again_under_a_request_id_records_once
     with pytest.raises(AlreadyExists, match="request_id 'h1'"):
         app.put_on_hold(AGENT, t.id, "the bank", etag="", request_id="h1")
     assert events_of(app, t.id) == ["Created", "InfoRequested", "PutOnHold"]
+
+
+def solved(app: Tickets) -> TicketView:
+    return app.solve(AGENT, opened(app).id, "已处理", etag="")
+
+
+# A change under a request id: the ticket `t` it runs on, sent as read, and
+# `how` ("first" or "other") the change is made: "other" is another change.
+Change = Callable[[Tickets, TicketView, str, str], TicketView]
+
+# Each ticket command the comments' stories do not tell: the ticket it may run
+# on, and the command.
+CHANGES: dict[str, tuple[Callable[[Tickets], TicketView], Change]] = {
+    "assign": (
+        opened,
+        lambda app, t, rid, how: app.assign(AGENT, t.id, how, None, str(t.version), rid),
+    ),
+    "solve": (
+        opened,
+        lambda app, t, rid, how: app.solve(AGENT, t.id, f"{how} 已处理", str(t.version), rid),
+    ),
+    "reopen": (
+        solved,
+        lambda app, t, rid, how: app.reopen(ALICE, t.id, f"{how} 还是不行", str(t.version), rid),
+    ),
+    "close": (
+        solved,
+        # Nothing to say but who closes it: the agent's is the other change.
+        lambda app, t, rid, how: app.close_ticket(
+            ALICE if how == "first" else AGENT, t.id, str(t.version), rid
+        ),
+    ),
+    "cancel": (
+        opened,
+        lambda app, t, rid, how: app.cancel(ALICE, t.id, f"{how} 自己解决了", str(t.version), rid),
+    ),
+    "rate": (solved, lambda app, t, rid, how: app.rate(ALICE, t.id, 5, f"{how} 谢谢", rid)),
+}
+
+
+@pytest.mark.parametrize("command", sorted(CHANGES))
+def test_each_change_sent_again_under_its_request_id_is_recorded_once(
+    app: Tickets, command: str
+) -> None:
+    given, change = CHANGES[command]
+    t = given(app)
+    # The retry carries the etag it was sent with: it answers as the first
+    # call did (not ABORTED, nor refused by the state the first one left).
+    first, again = sent_again(app, t.id, lambda rid, how: change(app, t, rid, how))
+    assert again == first
+    with pytest.raises(InvalidArgument, match="request_id"):
+        change(app, t, "x 1", "other")
 
 
 def test_a_solved_ticket_closes_itself_when_its_deadline_fires(

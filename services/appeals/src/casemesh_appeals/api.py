@@ -297,7 +297,10 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
     async def WithdrawAppeal(self, request: pb.WithdrawAppealRequest, context: Ctx) -> pb.Appeal:
         ident = appeal_id_from_name(request.name)
         return self._view(
-            context, await self._call(self.app.withdraw, self._who(context), ident, request.reason)
+            context,
+            await self._call(
+                self.app.withdraw, self._who(context), ident, request.reason, request.request_id
+            ),
         )
 
     async def FileCounterNotice(
@@ -321,7 +324,10 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
     async def AssignAppeal(self, request: pb.AssignAppealRequest, context: Ctx) -> pb.Appeal:
         ident = appeal_id_from_name(request.name)
         return self._view(
-            context, await self._call(self.app.assign, self._who(context), ident, request.assignee)
+            context,
+            await self._call(
+                self.app.assign, self._who(context), ident, request.assignee, request.request_id
+            ),
         )
 
     async def RequestAppealInfo(
@@ -330,7 +336,13 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
         ident = appeal_id_from_name(request.name)
         return self._view(
             context,
-            await self._call(self.app.request_info, self._who(context), ident, request.message),
+            await self._call(
+                self.app.request_info,
+                self._who(context),
+                ident,
+                request.message,
+                request.request_id,
+            ),
         )
 
     async def DecideAppeal(self, request: pb.DecideAppealRequest, context: Ctx) -> pb.Appeal:
@@ -358,6 +370,7 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
                 reasons,
                 uploader,
                 request.etag,
+                request.request_id,
             ),
         )
 
@@ -373,5 +386,6 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
                 ident,
                 request.details,
                 _refs(request.evidence),
+                request.request_id,
             ),
         )

@@ -220,8 +220,16 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         retry = Retry.of(request_id, who, "add_info", message=message, completion=completion)
         return self.change(who, ident, etag, add, retry)
 
-    def withdraw(self, who: Identity, ident: str, reason: str) -> CopyrightAppeal:
-        return self.change(who, ident, "", lambda a: a.withdraw(actor=who.subject, reason=reason))
+    def withdraw(
+        self, who: Identity, ident: str, reason: str, request_id: str = ""
+    ) -> CopyrightAppeal:
+        return self.change(
+            who,
+            ident,
+            "",
+            lambda a: a.withdraw(actor=who.subject, reason=reason),
+            Retry.of(request_id, who, "withdraw", reason=reason),
+        )
 
     def file_counter_notice(
         self,
@@ -275,7 +283,9 @@ class Appeals(CaseApplication[CopyrightAppeal]):
 
     # -- agents -----------------------------------------------------------
 
-    def assign(self, who: Identity, ident: str, assignee: str) -> CopyrightAppeal:
+    def assign(
+        self, who: Identity, ident: str, assignee: str, request_id: str = ""
+    ) -> CopyrightAppeal:
         self.require_agent(who, AGENT_WORK)
         v = Violations()
         assignee = rules.text(v, "assignee", assignee, limit=128, required=False)
@@ -289,9 +299,12 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                 review_due=policy.due(policy.review, self.clock.now()),
             )
 
-        return self.change(who, ident, "", assign)
+        retry = Retry.of(request_id, who, "assign", assignee=assignee.strip())
+        return self.change(who, ident, "", assign, retry)
 
-    def request_info(self, who: Identity, ident: str, message: str) -> CopyrightAppeal:
+    def request_info(
+        self, who: Identity, ident: str, message: str, request_id: str = ""
+    ) -> CopyrightAppeal:
         self.require_agent(who, AGENT_WORK)
         self.require_text("message", message, TEXT_LIMIT)
 
@@ -303,7 +316,9 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                 due=policy.due(policy.info_response, self.clock.now()),
             )
 
-        return self.change(who, ident, "", ask)
+        return self.change(
+            who, ident, "", ask, Retry.of(request_id, who, "request_info", message=message)
+        )
 
     def decide(
         self,
@@ -313,6 +328,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         reasons: dict[str, Any],
         uploader: dict[str, Any] | None,
         etag: str,
+        request_id: str = "",
     ) -> CopyrightAppeal:
         self.require_agent(who, AGENT_WORK)
         v = Violations()
@@ -342,10 +358,18 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                 appeal_deadline=deadline,
             )
 
-        return self.change(who, ident, etag, decide)
+        retry = Retry.of(
+            request_id, who, "decide", uphold=uphold, reasons=reasons, uploader=uploader
+        )
+        return self.change(who, ident, etag, decide, retry)
 
     def record_court_action(
-        self, who: Identity, ident: str, details: str, evidence: list[dict[str, str]]
+        self,
+        who: Identity,
+        ident: str,
+        details: str,
+        evidence: list[dict[str, str]],
+        request_id: str = "",
     ) -> CopyrightAppeal:
         self.require_agent(who, AGENT_WORK)
         self.require_text("details", details, TEXT_LIMIT)
@@ -356,6 +380,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             lambda a: a.record_court_action(
                 actor=who.subject, details=details, now=self.clock.now(), evidence=evidence
             ),
+            Retry.of(request_id, who, "record_court_action", details=details, evidence=evidence),
         )
 
     # -- deadlines ----------------------------------------------------------

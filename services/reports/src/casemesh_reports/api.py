@@ -420,7 +420,9 @@ class ReportServicer(ApplicationServicer, pb_grpc.ReportServiceServicer):
         self, request: pb.AssignReportCaseRequest, context: Ctx
     ) -> pb.ReportCase:
         ident = resource_id(request.name, "report-cases")
-        case = await self._call(self.app.assign, self._who(context), ident, request.assignee)
+        case = await self._call(
+            self.app.assign, self._who(context), ident, request.assignee, request.request_id
+        )
         return self._case_view(context, case)
 
     async def DecideReportCase(
@@ -443,6 +445,7 @@ class ReportServicer(ApplicationServicer, pb_grpc.ReportServiceServicer):
             uploader,
             list(request.manifestly_unfounded_reports),
             request.etag,
+            request.request_id,
         )
         return self._case_view(context, case)
 
@@ -450,7 +453,9 @@ class ReportServicer(ApplicationServicer, pb_grpc.ReportServiceServicer):
         self, request: pb.VoidReportCaseRequest, context: Ctx
     ) -> pb.ReportCase:
         ident = resource_id(request.name, "report-cases")
-        case = await self._call(self.app.void, self._who(context), ident, request.reason)
+        case = await self._call(
+            self.app.void, self._who(context), ident, request.reason, request.request_id
+        )
         return self._case_view(context, case)
 
     async def SetTrustedFlagger(

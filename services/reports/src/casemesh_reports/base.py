@@ -16,7 +16,7 @@ from eventsourcing.utils import EnvType
 
 from casemesh.platform.cases import CaseApplication
 from casemesh.platform.clock import Clock
-from casemesh.platform.errors import Aborted, NotFound
+from casemesh.platform.errors import Aborted
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
 from casemesh_reports.domain import ReportCase
@@ -32,6 +32,10 @@ class ReportsBase(CaseApplication[ReportCase]):
     """The clock and the policy it is constructed with, the read model
     (`reports_view`: set by `open_reports` on PostgreSQL; None in memory), and
     the loading and saving every use case does."""
+
+    # A decision saves the case with its reports: a report joining the case
+    # at the same moment loses it the race.
+    race_hint = " (a new report may have joined it)"
 
     def __init__(
         self,
@@ -63,12 +67,6 @@ class ReportsBase(CaseApplication[ReportCase]):
         except AggregateNotFoundError:
             return None
         return found if isinstance(found, cls) else None
-
-    def _case(self, ident: str) -> ReportCase:
-        case: ReportCase | None = self._get(ReportCase, UUID(ident))
-        if case is None:
-            raise NotFound(f"report-cases/{ident} not found")
-        return case
 
     def _save_or_abort(self, *aggregates: Aggregate) -> None:
         try:

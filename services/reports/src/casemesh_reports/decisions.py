@@ -7,7 +7,8 @@ A decision is saved with every report of the case (each reporter's outcome)
 and the standing of every reporter judged to have misused reporting, in one
 transaction, so nobody is told something the store does not hold; a reversal
 likewise with the reports and standings it changes. An agent who loses a race
-gets ABORTED and reads the case again."""
+gets ABORTED and reads the case again; an agent's change sent under a request
+id is safe to retry (`CaseApplication.change`)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from casemesh.platform.errors import Aborted, InvalidArgument, Violations
+from casemesh.platform.cases import Retry
+from casemesh.platform.errors import InvalidArgument, Violations
 from casemesh.platform.grpcutil import resource_id
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
@@ -31,15 +33,18 @@ log = get_logger(__name__)
 
 
 class Decisions(ReportsBase):
-    def assign(self, who: Identity, ident: str, assignee: str) -> ReportCase:
+    def assign(self, who: Identity, ident: str, assignee: str, request_id: str = "") -> ReportCase:
         self.require_agent(who, AGENT_WORK)
         v = Violations()
         assignee = rules.text(v, "assignee", assignee, limit=128, required=False, single_line=True)
         v.raise_if_any()
-        case = self._case(ident)
-        case.assign(actor=who.subject, assignee=assignee or who.subject)
-        self._save_or_abort(case)
-        return case
+        return self.change(
+            who,
+            ident,
+            "",
+            lambda case: case.assign(actor=who.subject, assignee=assignee or who.subject),
+            Retry.of(request_id, who, "assign", assignee=assignee),
+        )
 
     def decide(
         self,
@@ -50,6 +55,7 @@ class Decisions(ReportsBase):
         uploader: dict[str, Any] | None,
         unfounded_names: list[str],
         etag: str,
+        request_id: str = "",
     ) -> ReportCase:
         self.require_agent(who, AGENT_WORK)
         v = Violations()
@@ -79,11 +85,36 @@ class Decisions(ReportsBase):
         )
         v.raise_if_any()
         assert reasons is not None  # no violations: the statement was built
-        case = self._case(ident)
-        if rules.stale(etag, case.version):
-            raise Aborted(
-                "the case changed since you read it; read it again and retry", reason="STALE_ETAG"
-            )
+        retry = Retry.of(
+            request_id,
+            who,
+            "decide",
+            outcome=outcome,
+            statement=statement,
+            uploader=uploader,
+            unfounded=unfounded,
+        )
+        made: list[list[Aggregate]] = []  # what the decision changed, once made
+
+        def decide(case: ReportCase) -> list[Aggregate]:
+            made.append(self._decided(who, case, outcome, reasons, uploader, unfounded))
+            return made[0]
+
+        case = self.change(who, ident, etag, decide, retry)
+        if made:  # not an earlier answer given again
+            log.info("report_case.decided", case_id=ident, outcome=outcome, reports=len(made[0]))
+        return case
+
+    def _decided(
+        self,
+        who: Identity,
+        case: ReportCase,
+        outcome: str,
+        reasons: StatementOfReasons,
+        uploader: dict[str, Any] | None,
+        unfounded: list[str],
+    ) -> list[Aggregate]:
+        """Decides the case; the reports and reporters' standings it changed."""
         in_case = {r["id"] for r in case.reports}
         for i, report_id in enumerate(unfounded):
             if report_id not in in_case:
@@ -113,7 +144,7 @@ class Decisions(ReportsBase):
             unfounded=unfounded,
             at=now,
         )
-        changed: list[Aggregate] = [case]
+        changed: list[Aggregate] = []
         for entry in case.reports:
             report: AbuseReport = self.repository.get(UUID(entry["id"]))
             if report.state.value != "SUBMITTED":
@@ -146,25 +177,25 @@ class Decisions(ReportsBase):
                         rule=self.policy.misuse,
                     )
                 changed.append(standing)
-        self._save_or_abort(*changed)
-        log.info("report_case.decided", case_id=ident, outcome=outcome, reports=len(changed) - 1)
-        return case
+        return changed
 
-    def void(self, who: Identity, ident: str, reason: str) -> ReportCase:
+    def void(self, who: Identity, ident: str, reason: str, request_id: str = "") -> ReportCase:
         self.require_agent(who, AGENT_WORK)
         v = Violations()
         reason = rules.text(v, "reason", reason, limit=500)
         v.raise_if_any()
-        case = self._case(ident)
-        case.void(actor=who.subject, reason=reason, at=self.clock.now())
-        changed: list[Aggregate] = [case]
-        for entry in case.reports:
-            report: AbuseReport = self.repository.get(UUID(entry["id"]))
-            if report.state.value == "SUBMITTED":
-                report.void(actor=who.subject, reason=reason)
-                changed.append(report)
-        self._save_or_abort(*changed)
-        return case
+
+        def void(case: ReportCase) -> list[Aggregate]:
+            case.void(actor=who.subject, reason=reason, at=self.clock.now())
+            changed: list[Aggregate] = []
+            for entry in case.reports:
+                report: AbuseReport = self.repository.get(UUID(entry["id"]))
+                if report.state.value == "SUBMITTED":
+                    report.void(actor=who.subject, reason=reason)
+                    changed.append(report)
+            return changed
+
+        return self.change(who, ident, "", void, Retry.of(request_id, who, "void", reason=reason))
 
     # -- appeals (from the appeals service's events; idempotent) ----------------------
 

@@ -159,6 +159,7 @@ class TicketServicer(ApplicationServicer, pb_grpc.TicketServiceServicer):
                 request.assignee,
                 request.priority or None,
                 request.etag,
+                request.request_id,
             )
         )
 
@@ -194,34 +195,54 @@ class TicketServicer(ApplicationServicer, pb_grpc.TicketServiceServicer):
                 _id(request.name),
                 request.resolution,
                 request.etag,
+                request.request_id,
             )
         )
 
     async def ReopenTicket(self, request: pb.ReopenTicketRequest, context: Ctx) -> pb.Ticket:
         return ticket_message(
             await self._call(
-                self.app.reopen, self._who(context), _id(request.name), request.reason, request.etag
+                self.app.reopen,
+                self._who(context),
+                _id(request.name),
+                request.reason,
+                request.etag,
+                request.request_id,
             )
         )
 
     async def CloseTicket(self, request: pb.CloseTicketRequest, context: Ctx) -> pb.Ticket:
         return ticket_message(
             await self._call(
-                self.app.close_ticket, self._who(context), _id(request.name), request.etag
+                self.app.close_ticket,
+                self._who(context),
+                _id(request.name),
+                request.etag,
+                request.request_id,
             )
         )
 
     async def CancelTicket(self, request: pb.CancelTicketRequest, context: Ctx) -> pb.Ticket:
         return ticket_message(
             await self._call(
-                self.app.cancel, self._who(context), _id(request.name), request.reason, request.etag
+                self.app.cancel,
+                self._who(context),
+                _id(request.name),
+                request.reason,
+                request.etag,
+                request.request_id,
             )
         )
 
     async def RateTicket(self, request: pb.RateTicketRequest, context: Ctx) -> pb.Ticket:
         return ticket_message(
             await self._call(
-                self.app.rate, self._who(context), _id(request.name), request.score, request.comment
+                self.app.rate,
+                self._who(context),
+                _id(request.name),
+                request.score,
+                request.comment,
+                request.request_id,
             )
         )
 

@@ -129,7 +129,13 @@ class Tickets(CaseApplication[Ticket]):
         return TicketView.of(ticket)
 
     def assign(
-        self, who: Identity, ticket_id: str, assignee: str, priority: int | None, etag: str
+        self,
+        who: Identity,
+        ticket_id: str,
+        assignee: str,
+        priority: int | None,
+        etag: str,
+        request_id: str = "",
     ) -> TicketView:
         self.require_agent(who, "assign tickets")
         v = Violations()
@@ -143,6 +149,7 @@ class Tickets(CaseApplication[Ticket]):
             ticket_id,
             etag,
             lambda t: t.assign(actor=who.subject, assignee=assignee, priority=priority),
+            Retry.of(request_id, who, "assign", assignee=assignee, priority=priority),
         )
 
     def request_info(
@@ -171,11 +178,17 @@ class Tickets(CaseApplication[Ticket]):
             Retry.of(request_id, who, "put_on_hold", reason=reason),
         )
 
-    def solve(self, who: Identity, ticket_id: str, resolution: str, etag: str) -> TicketView:
+    def solve(
+        self, who: Identity, ticket_id: str, resolution: str, etag: str, request_id: str = ""
+    ) -> TicketView:
         self.require_agent(who, "solve tickets")
         resolution = self.require_text("resolution", resolution, validation.LIMITS["text"])
         return self._changed(
-            who, ticket_id, etag, lambda t: t.solve(actor=who.subject, resolution=resolution)
+            who,
+            ticket_id,
+            etag,
+            lambda t: t.solve(actor=who.subject, resolution=resolution),
+            Retry.of(request_id, who, "solve", resolution=resolution),
         )
 
     def add_comment(
@@ -209,16 +222,32 @@ class Tickets(CaseApplication[Ticket]):
         )
         return self._changed(who, ticket_id, etag, comment, retry)
 
-    def reopen(self, who: Identity, ticket_id: str, reason: str, etag: str) -> TicketView:
+    def reopen(
+        self, who: Identity, ticket_id: str, reason: str, etag: str, request_id: str = ""
+    ) -> TicketView:
         reason = self.require_text("reason", reason, validation.LIMITS["text"], required=False)
         return self._changed(
-            who, ticket_id, etag, lambda t: t.reopen(actor=who.subject, reason=reason)
+            who,
+            ticket_id,
+            etag,
+            lambda t: t.reopen(actor=who.subject, reason=reason),
+            Retry.of(request_id, who, "reopen", reason=reason),
         )
 
-    def close_ticket(self, who: Identity, ticket_id: str, etag: str) -> TicketView:
-        return self._changed(who, ticket_id, etag, lambda t: t.close(actor=who.subject))
+    def close_ticket(
+        self, who: Identity, ticket_id: str, etag: str, request_id: str = ""
+    ) -> TicketView:
+        return self._changed(
+            who,
+            ticket_id,
+            etag,
+            lambda t: t.close(actor=who.subject),
+            Retry.of(request_id, who, "close"),
+        )
 
-    def cancel(self, who: Identity, ticket_id: str, reason: str, etag: str) -> TicketView:
+    def cancel(
+        self, who: Identity, ticket_id: str, reason: str, etag: str, request_id: str = ""
+    ) -> TicketView:
         reason = self.require_text("reason", reason, validation.LIMITS["text"], required=False)
 
         def cancel(t: Ticket) -> None:
@@ -226,9 +255,13 @@ class Tickets(CaseApplication[Ticket]):
                 raise PermissionDenied("only the requester may cancel a ticket")
             t.cancel(actor=who.subject, reason=reason)
 
-        return self._changed(who, ticket_id, etag, cancel)
+        return self._changed(
+            who, ticket_id, etag, cancel, Retry.of(request_id, who, "cancel", reason=reason)
+        )
 
-    def rate(self, who: Identity, ticket_id: str, score: int, comment: str) -> TicketView:
+    def rate(
+        self, who: Identity, ticket_id: str, score: int, comment: str, request_id: str = ""
+    ) -> TicketView:
         if not 1 <= score <= 5:
             raise InvalidArgument.field("score", "must be from 1 to 5")
         comment = self.require_text("comment", comment, validation.LIMITS["text"], required=False)
@@ -238,7 +271,8 @@ class Tickets(CaseApplication[Ticket]):
                 raise PermissionDenied("only the requester may rate a ticket")
             t.rate(actor=who.subject, score=score, comment=comment)
 
-        return self._changed(who, ticket_id, "", rate)
+        retry = Retry.of(request_id, who, "rate", score=score, comment=comment)
+        return self._changed(who, ticket_id, "", rate, retry)
 
     # -- queries --------------------------------------------------------
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -96,6 +96,8 @@ class CaseApplication(TracedApplication, Generic[C]):
     case_type: type[C]  # the aggregate a case is (a store may hold others too)
     collection: ClassVar[str]  # in resource names: "tickets" of tickets/{id}
     noun: ClassVar[str] = "case"  # in messages: "the case changed since …"
+    # Said of a lost race (`change`): what else may have changed the case.
+    race_hint: ClassVar[str] = ""
     # How this service's stored fingerprints were made (see `fingerprint`):
     # kept, so that a retry landing on a replica of the previous release
     # during a rolling deploy still matches.
@@ -165,15 +167,16 @@ class CaseApplication(TracedApplication, Generic[C]):
         who: Identity,
         ident: str,
         etag: str,
-        command: Callable[[C], None],
+        command: Callable[[C], Iterable[Aggregate] | None],
         retry: Retry | None = None,
     ) -> C:
-        """Loads, runs one domain command and saves; a stale etag, or a change
-        by someone else at the same moment, is ABORTED. Under a request id
-        (`retry`), a change the case already recorded with that id answers as
-        it did the first time, before the etag (which it made stale) is read;
-        another change under the same id is ALREADY_EXISTS. Request ids are
-        per case."""
+        """Loads, runs one domain command and saves the case, with any other
+        aggregates the command returns, in one transaction; a stale etag, or a
+        change by someone else at the same moment, is ABORTED. Under a request
+        id (`retry`), a change the case already recorded with that id answers
+        as it did the first time, before the etag (which it made stale) is
+        read; another change under the same id is ALREADY_EXISTS. Request ids
+        are per case (only the case's own events carry them)."""
         case = self.load_visible(who, ident)
         if retry is not None and (earlier := self.answered(case, retry)) is not None:
             return earlier
@@ -182,13 +185,13 @@ class CaseApplication(TracedApplication, Generic[C]):
                 f"the {self.noun} changed since you read it; read it again and retry",
                 reason="STALE_ETAG",
             )
-        command(case)
+        others = command(case) or ()
         if retry is not None:
             for pending in case.pending_events:
                 object.__setattr__(pending, RETRY_ID, retry.request_id)
                 object.__setattr__(pending, RETRY_FINGERPRINT, retry.fingerprint)
         try:
-            self.save(case)
+            self.save(case, *others)
         except IntegrityError:
             # A concurrent retry of this very change may have won the race.
             if retry is not None:
@@ -196,7 +199,8 @@ class CaseApplication(TracedApplication, Generic[C]):
                 if earlier is not None:
                     return earlier
             raise errors.Aborted(
-                f"someone else changed the {self.noun} at the same moment; read it again and retry",
+                f"someone else changed the {self.noun} at the same moment{self.race_hint};"
+                " read it again and retry",
                 reason="CONCURRENT_CHANGE",
             ) from None
         return case
