@@ -522,7 +522,7 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
             v = Violations()
             contact = {
                 "email": request.contact.email.strip(),
-                "phone": request.contact.phone.strip(),
+                "phone": rules.normal_phone(request.contact.phone),
                 "channels": [
                     tickets_pb2.Channel.Name(c).removeprefix("CHANNEL_")
                     if c in tickets_pb2.Channel.values()
