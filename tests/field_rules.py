@@ -155,7 +155,11 @@ BAD_TICKET_VIOLATIONS = [
     ("ticket.locale", "must be one of zh-CN, en"),
     ("ticket.contact.channels", "must not repeat a channel"),
     ("ticket.contact.email", "is not an e-mail address"),
-    ("ticket.contact.phone", "must be an E.164 number such as +8613800138000"),
+    (
+        "ticket.contact.phone",
+        "is not a valid phone number;"
+        " expected a mobile number such as 13800138000 (outside mainland China: +44 7911 123456)",
+    ),
 ]
 
 

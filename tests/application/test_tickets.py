@@ -20,6 +20,9 @@ from casemesh.platform.errors import (
     NotFound,
     PermissionDenied,
 )
+from casemesh.v1 import evidence_pb2
+from casemesh.v1 import tickets_pb2 as tpb
+from casemesh_tickets import api
 from casemesh_tickets.application import NewTicket, Tickets, TicketSearch, case_row
 from casemesh_tickets.domain import Ticket
 from casemesh_tickets.views import TicketView
@@ -115,6 +118,30 @@ def test_a_ticket_with_bad_fields_names_each_and_records_nothing(app: Tickets) -
     fields = {v.field for v in refused.value.violations}
     assert {"ticket.category", "ticket.subject", "ticket.evidence[0]"} <= fields
     assert app.recorder.max_notification_id() is None
+
+
+def test_a_phone_typed_the_national_way_is_kept_and_shown_in_e164(app: Tickets) -> None:
+    # As the service reads the request and answers it, minus the wire.
+    request = tpb.CreateTicketRequest(
+        request_id="r1",
+        ticket=tpb.Ticket(
+            category="account.login",
+            subject="收不到验证码",
+            description="请短信联系我",
+            locale="zh-CN",
+            contact=tpb.Contact(phone="138 0013 8000", channels=[tpb.CHANNEL_SMS]),
+            evidence=[evidence_pb2.EvidenceRef(name="evidence/e1", sha256="ab" * 32)],
+        ),
+    )
+    ticket = app.create_ticket(ALICE, api.new_ticket(request))
+    assert ticket.contact["phone"] == "+8613800138000"
+    assert api.ticket_message(ticket).contact.phone == "+8613800138000"
+    landline = tpb.CreateTicketRequest()
+    landline.CopyFrom(request)
+    landline.request_id, landline.ticket.contact.phone = "r2", "010 1234 5678"
+    with pytest.raises(InvalidArgument) as refused:
+        app.create_ticket(ALICE, api.new_ticket(landline))
+    assert [v.field for v in refused.value.violations] == ["ticket.contact.phone"]
 
 
 def test_an_agent_works_a_ticket_to_solved_and_its_requester_closes_and_rates_it(

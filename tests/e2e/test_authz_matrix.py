@@ -274,11 +274,11 @@ def owned_by(stack: Stack, user: str) -> Owned:
     found = ask("SearchArticles", hpb.SearchArticlesRequest(query="忘记密码 登录不了"))
     flows = ask("ListFlows", hpb.ListFlowsRequest(locale="en")).flows
     step = ask("StartFlow", hpb.StartFlowRequest(flow=flows[0].name, locale="en"))
-    digits = int(uuid.uuid4().hex[:8], 16) % 10**7
+    digits = int(uuid.uuid4().hex[:8], 16) % 10**8
     change = ask(
         "StartPhoneChange",
         hpb.StartPhoneChangeRequest(
-            old_phone=f"+86137{digits:07d}", new_phone=f"+86136{digits:07d}", request_id="authz"
+            old_phone=f"+86137{digits:08d}", new_phone=f"+86136{digits:08d}", request_id="authz"
         ),
     )
     return Owned(

@@ -296,8 +296,8 @@ def test_a_phone_change_needs_both_codes_locks_after_five_wrong_and_codes_expire
 ) -> None:
     run = uuid.uuid4().hex[:6]
     user = Reader(stack, f"phone-{run}")
-    digits = int(run, 16) % 10**7
-    old, new = f"+86138{digits:07d}"[:14], f"+86139{digits:07d}"[:14]
+    digits = int(run, 16) % 10**8
+    old, new = f"+86138{digits:08d}", f"+86139{digits:08d}"
     change = user.StartPhoneChange(
         hpb.StartPhoneChangeRequest(old_phone=old, new_phone=new, request_id="c1", locale="en")
     )

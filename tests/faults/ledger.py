@@ -143,8 +143,11 @@ class Load:
 
     def _new_write(self, i: int) -> Write:
         kind = "appeal" if i % APPEAL_EVERY == APPEAL_EVERY - 1 else "ticket"
-        # 13 digits after +86 (E.164 allows them): no two runs share numbers.
-        phone = f"+8613{int(self._run[:5], 16) % 10**5:05d}{i:06d}"
+        # A valid Chinese mobile (130-139 followed by any eight digits), one per
+        # write, the run's numbers starting at a place drawn from its id among
+        # a billion: two runs share none unless their starts fall within a
+        # run's length of each other.
+        phone = f"+8613{(int(self._run, 16) + i) % 10**9:09d}"
         return Write(i, f"fault-{self._run}-{i}@example.com", phone, kind)
 
     async def _send(

@@ -46,7 +46,7 @@ const zh = {
   description: "问题描述",
   email: "电子邮箱",
   phone: "手机号",
-  phoneHint: "国际格式，例如 +8613800138000",
+  phoneHint: "手机号，例如 13800138000；中国大陆以外的号码请加 + 和国家代码",
   channels: "通过以下方式接收进展通知",
   channelEmail: "电子邮件",
   channelSms: "短信",
@@ -140,7 +140,8 @@ const en: Record<Key, string> = {
   description: "Description",
   email: "E-mail",
   phone: "Phone",
-  phoneHint: "International format, e.g. +8613800138000",
+  phoneHint:
+    "A mobile number, e.g. 13800138000; outside mainland China, with + and the country code",
   channels: "Send me updates by",
   channelEmail: "E-mail",
   channelSms: "SMS",

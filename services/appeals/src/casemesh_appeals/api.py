@@ -18,6 +18,7 @@ from casemesh.platform.grpcutil import (
     to_timestamp,
 )
 from casemesh.platform.identity import Identity
+from casemesh.rules import tickets as rules
 from casemesh.v1 import appeals_pb2 as pb
 from casemesh.v1 import appeals_pb2_grpc as pb_grpc
 from casemesh.v1 import evidence_pb2
@@ -47,7 +48,7 @@ def party_dict(p: pb.Party, field: str) -> dict[str, Any]:
         "locale": p.locale,
         "contact": {
             "email": p.contact.email.strip(),
-            "phone": p.contact.phone.strip(),
+            "phone": rules.normal_phone(p.contact.phone),
             "channels": [
                 enum_name(tpb.Channel, c, f"{field}.contact.channels", "CHANNEL_")
                 for c in p.contact.channels

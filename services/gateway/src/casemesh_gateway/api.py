@@ -520,17 +520,7 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
         if not request.solved:
             # Checked before the answer is recorded: a ticket must be possible.
             v = Violations()
-            contact = {
-                "email": request.contact.email.strip(),
-                "phone": request.contact.phone.strip(),
-                "channels": [
-                    tickets_pb2.Channel.Name(c).removeprefix("CHANNEL_")
-                    if c in tickets_pb2.Channel.values()
-                    else "?"
-                    for c in request.contact.channels
-                ],
-            }
-            rules.check_contact(v, contact, prefix="contact.")
+            rules.check_contact(v, checks.contact(request.contact), prefix="contact.")
             if request.locale not in rules.LOCALES:
                 v.add("locale", f"must be one of {', '.join(rules.LOCALES)}")
             if request.category and request.category not in rules.BY_ID:

@@ -25,7 +25,7 @@ def contact(c: pb.Contact) -> dict[str, Any]:
     """A contact as `casemesh.rules` checks it: addresses trimmed, channels by name."""
     return {
         "email": c.email.strip(),
-        "phone": c.phone.strip(),
+        "phone": rules.normal_phone(c.phone),
         "channels": [
             pb.Channel.Name(ch).removeprefix("CHANNEL_") if ch in pb.Channel.values() else "?"
             for ch in c.channels

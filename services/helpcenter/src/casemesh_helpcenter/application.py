@@ -307,10 +307,8 @@ class HelpCenter:
 
     async def start_phone_change(self, who: Identity, change: NewPhoneChange) -> phone.Change:
         v = Violations()
-        old, new = change.old_phone.strip(), change.new_phone.strip()
-        for field, number in (("old_phone", old), ("new_phone", new)):
-            if not rules.E164.match(number):
-                v.add(field, "must be an E.164 number, e.g. +8613800138000")
+        old = rules.check_phone(v, "old_phone", change.old_phone)
+        new = rules.check_phone(v, "new_phone", change.new_phone)
         if old and old == new:
             v.add("new_phone", "must differ from the old number")
         if not rules.REQUEST_ID.match(change.request_id):

@@ -19,6 +19,7 @@ from casemesh.platform.grpcutil import (
     to_timestamp,
 )
 from casemesh.platform.identity import Identity
+from casemesh.rules import tickets as rules
 from casemesh.v1 import appeals_pb2 as apb
 from casemesh.v1 import evidence_pb2
 from casemesh.v1 import reports_pb2 as pb
@@ -61,7 +62,7 @@ def _defined(enum: Any, value: int, field: str) -> str:
 def contact_dict(contact: tpb.Contact, locale: str, prefix: str = "report") -> dict[str, Any]:
     return {
         "email": contact.email.strip(),
-        "phone": contact.phone.strip(),
+        "phone": rules.normal_phone(contact.phone),
         "channels": [
             enum_name(tpb.Channel, c, f"{prefix}.contact.channels", "CHANNEL_")
             for c in contact.channels

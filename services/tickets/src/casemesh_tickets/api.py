@@ -67,7 +67,7 @@ def evidence_dicts(refs: Any) -> list[dict[str, str]]:
 def contact_dict(contact: pb.Contact) -> dict[str, Any]:
     return {
         "email": contact.email.strip(),
-        "phone": contact.phone.strip(),
+        "phone": validation.normal_phone(contact.phone),
         "channels": [
             enum_name(pb.Channel, c, "ticket.contact.channels", "CHANNEL_")
             for c in contact.channels

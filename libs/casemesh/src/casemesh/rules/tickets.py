@@ -5,11 +5,15 @@ again before it stores)."""
 from __future__ import annotations
 
 import re
+from contextlib import suppress
 from dataclasses import dataclass
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from enum import IntEnum
 from typing import Any
+
+import phonenumbers
+from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
 from casemesh.platform.errors import InvalidArgument, Violations
 
@@ -57,7 +61,15 @@ BY_ID: dict[str, Category] = {c.id: c for c in CATEGORIES}
 LOCALES = ("zh-CN", "en")
 CHANNELS = ("EMAIL", "SMS")
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}\Z")
-E164 = re.compile(r"^\+[1-9][0-9]{6,14}\Z")
+# Where a number typed without `+` is taken to be: a Chinese mobile as people
+# write it (13800138000); any other country's needs its + form.
+PHONE_REGION = "CN"
+# What an SMS can reach (some countries' numbers do not tell which they are).
+_MOBILE = frozenset({PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
+# What a typed number may hold: no letters (vanity numbers, `ext.`) or other
+# words for libphonenumber to read past.
+_PHONE_CHARS = re.compile(r"\(?\+?[\d ().-]+")
+PHONE_EXPECTED = "a mobile number such as 13800138000 (outside mainland China: +44 7911 123456)"
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}\Z")
 # An etag this API gives: a resource's version, in ASCII digits ("²" and "١"
 # are digits to Python, not to us).
@@ -107,6 +119,43 @@ def valid_email(value: str) -> bool:
         return False
 
 
+def mobile_number(value: str) -> str:
+    """The mobile number a person typed, in E.164 (`+8613800138000`): a national
+    Chinese one (`138 0013 8000`) or any country's with its `+` (spaces, dashes
+    and brackets allowed). ValueError says why it is refused: not a number, not
+    a valid one, or not a mobile (texts reach only mobiles)."""
+    value = value.strip()
+    number = None
+    if _PHONE_CHARS.fullmatch(value):
+        with suppress(phonenumbers.NumberParseException):
+            number = phonenumbers.parse(value, PHONE_REGION)
+    if number is None:
+        raise ValueError(f"is not a phone number; expected {PHONE_EXPECTED}")
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError(f"is not a valid phone number; expected {PHONE_EXPECTED}")
+    if phonenumbers.number_type(number) not in _MOBILE:
+        raise ValueError(f"is not a mobile number (SMS needs one); expected {PHONE_EXPECTED}")
+    return phonenumbers.format_number(number, PhoneNumberFormat.E164)
+
+
+def normal_phone(value: str) -> str:
+    """`value` as it is stored and sent on: its E.164 form where it is a mobile
+    number (see `mobile_number`), else trimmed, for the checks to refuse."""
+    try:
+        return mobile_number(value)
+    except ValueError:
+        return value.strip()
+
+
+def check_phone(v: Violations, field: str, value: str) -> str:
+    """A mobile number (see `mobile_number`) in E.164; refused naming `field`."""
+    try:
+        return mobile_number(value)
+    except ValueError as e:
+        v.add(field, str(e))
+        return value.strip()
+
+
 def check_new_ticket(
     v: Violations,
     *,
@@ -143,8 +192,8 @@ def check_contact(v: Violations, contact: dict[str, Any], *, prefix: str) -> Non
         v.add(f"{prefix}email", "is not an e-mail address")
     elif "EMAIL" in channels and not email:
         v.add(f"{prefix}email", "is required for EMAIL updates")
-    if phone and not E164.match(phone):
-        v.add(f"{prefix}phone", "must be an E.164 number such as +8613800138000")
+    if phone:
+        check_phone(v, f"{prefix}phone", phone)
     elif "SMS" in channels and not phone:
         v.add(f"{prefix}phone", "is required for SMS updates")
 
