@@ -98,6 +98,7 @@ def test_the_rules_compile_for_every_public_request() -> None:
 
 
 SESSION = "help-sessions/01234567-89ab-cdef-0123-456789abcdef"
+ARTICLE = hpb.Article(name="articles/faq", category="other.general", title="FAQ", body="…")
 
 
 @pytest.mark.parametrize(
@@ -121,6 +122,18 @@ SESSION = "help-sessions/01234567-89ab-cdef-0123-456789abcdef"
                 ("article.body", "must not be empty"),
                 ("article.keywords", "must be at most 1000 characters"),
             ],
+        ),
+        (
+            hpb.GetArticleRequest(name="articles/faq", version=-1),
+            [("version", "must be a version number (0: the current)")],
+        ),
+        (
+            hpb.PublishArticleRequest(name="articles/faq", version=-1),
+            [("version", "must be a version number (0: the latest)")],
+        ),
+        (
+            hpb.UpdateArticleRequest(article=ARTICLE, base_version=0),
+            [("base_version", "is the latest version you read")],
         ),
         (
             hpb.SearchArticlesRequest(query="", session="help-sessions/1", page_size=-1),
