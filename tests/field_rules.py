@@ -24,6 +24,9 @@ PUBLIC = (pb, apb, rpb, qpb, epb, hpb)
 # A number no enum in the contract defines (clients can send any number).
 UNDEFINED: Any = 42
 TICKET = "tickets/0123456789abcdef0123456789abcdef0123"
+ARTICLE = "articles/login-no-sms-code"
+PHONE = "+8613800138000"
+PHONE_CHANGE = "phone-changes/01234567-89ab-cdef-0123-456789abcdef"
 
 # (request, the field it must be refused for)
 CASES: list[tuple[Message, str]] = [
@@ -131,6 +134,49 @@ CASES: list[tuple[Message, str]] = [
     (qpb.ListQueueCasesRequest(page_size=-1), "page_size"),
     (qpb.ClaimNextCaseRequest(lease_seconds=5), "lease_seconds"),
     (qpb.RenewClaimRequest(name=TICKET, lease_seconds=3601), "lease_seconds"),
+    (hpb.SearchArticlesRequest(query=""), "query"),
+    (hpb.SearchArticlesRequest(query="x", session="help-sessions/x"), "session"),
+    (hpb.SearchArticlesRequest(query="x", locale="fr"), "locale"),
+    (hpb.SearchArticlesRequest(query="x", page_size=-1), "page_size"),
+    (hpb.SuggestArticlesRequest(prefix="x" * 51), "prefix"),
+    (hpb.SuggestArticlesRequest(prefix="x", locale="zh"), "locale"),
+    (hpb.GetArticleRequest(name="articles/Upper"), "name"),
+    (hpb.GetArticleRequest(name=ARTICLE, locale="EN"), "locale"),
+    (hpb.GetArticleRequest(name=ARTICLE, session="tickets/x"), "session"),
+    (hpb.GetArticleRequest(name=ARTICLE, version=-1), "version"),
+    (hpb.ListHelpCategoriesRequest(locale="de"), "locale"),
+    (hpb.CreateArticleRequest(), "article"),
+    (hpb.CreateArticleRequest(article=hpb.Article(name="articles/-x")), "article.name"),
+    (hpb.CreateArticleRequest(article=hpb.Article(locale="fr")), "article.locale"),
+    (hpb.CreateArticleRequest(article=hpb.Article(title="a\nb")), "article.title"),
+    (hpb.CreateArticleRequest(article=hpb.Article(body=" ")), "article.body"),
+    (hpb.UpdateArticleRequest(), "article"),
+    (hpb.UpdateArticleRequest(article=hpb.Article(keywords="k" * 1001)), "article.keywords"),
+    (hpb.UpdateArticleRequest(base_version=0), "base_version"),
+    (hpb.PublishArticleRequest(name="articles/x"), "name"),
+    (hpb.PublishArticleRequest(name=ARTICLE, locale="fr"), "locale"),
+    (hpb.PublishArticleRequest(name=ARTICLE, version=-2), "version"),
+    (hpb.ListArticleVersionsRequest(name="faq"), "name"),
+    (hpb.ListArticleVersionsRequest(name=ARTICLE, locale="fr"), "locale"),
+    (hpb.ListFlowsRequest(locale="fr"), "locale"),
+    (hpb.StartFlowRequest(flow="flows/login", locale="fr"), "locale"),
+    (hpb.StartFlowRequest(flow="flows/login", session="help-sessions/1"), "session"),
+    (hpb.AnswerFlowRequest(session=""), "session"),
+    (hpb.ResolveHelpRequest(session="help-sessions/x", solved=True), "session"),
+    (hpb.StartPhoneChangeRequest(old_phone=PHONE, request_id="x", locale="fr"), "locale"),
+    (hpb.StartPhoneChangeRequest(old_phone=PHONE, new_phone=PHONE), "request_id"),
+    (hpb.ConfirmPhoneChangeRequest(name="phone-changes/x", code="123456"), "name"),
+    (hpb.ConfirmPhoneChangeRequest(name=PHONE_CHANGE, code="１２３４５６"), "code"),
+    (hpb.ResendPhoneChangeCodeRequest(name="tickets/x"), "name"),
+    (hpb.GetPhoneChangeRequest(name=""), "name"),
+    (hpb.RecommendArticlesRequest(locale="fr"), "locale"),
+    (hpb.RecommendArticlesRequest(session="help-sessions/"), "session"),
+    (
+        epb.UploadEvidenceRequest(metadata=epb.EvidenceMetadata(file_name="  ")),
+        "metadata.file_name",
+    ),
+    (epb.GetEvidenceRequest(name="evidence/not-a-uuid"), "name"),
+    (epb.ReadEvidenceRequest(name=""), "name"),
 ]
 
 # A CreateTicket wrong in every field, and what the gateway answered for it

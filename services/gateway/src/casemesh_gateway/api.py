@@ -222,6 +222,13 @@ def route(
     return handler
 
 
+def _check(request: Any) -> None:
+    """The field rules written in the proto, for a handler written by hand."""
+    v = Violations()
+    fieldrules.check(request, v)
+    v.raise_if_any()
+
+
 class TicketGateway(pb_grpc.TicketServiceServicer):
     audience = TICKETS
 
@@ -269,9 +276,10 @@ class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
         first = await anext(aiter(request_iterator), None)
         if first is None or first.WhichOneof("part") != "metadata":
             raise InvalidArgument.field("metadata", "the first message must carry the metadata")
+        # The metadata's rules; the chunks' (size, type) are the service's, which
+        # reads them as they stream through.
         v = Violations()
-        if not first.metadata.file_name.strip():
-            v.add("metadata.file_name", "must not be empty")
+        fieldrules.check(first, v)
         v.raise_if_any()
 
         async def upstream() -> AsyncIterator[evidence_pb2.UploadEvidenceRequest]:
@@ -293,6 +301,7 @@ class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
         self, request: evidence_pb2.GetEvidenceRequest, context: Ctx
     ) -> evidence_pb2.Evidence:
         who = self.backend.identity(context)
+        _check(request)
         result: evidence_pb2.Evidence = await self.backend.forward(
             self.stub.GetEvidence, request, who, context, audience=EVIDENCE
         )
@@ -302,6 +311,7 @@ class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
         self, request: evidence_pb2.ReadEvidenceRequest, context: Ctx
     ) -> AsyncIterator[evidence_pb2.ReadEvidenceResponse]:
         who = self.backend.identity(context)
+        _check(request)
         async for response in self.backend.forward_stream(
             self.stub.ReadEvidence, request, who, context, audience=EVIDENCE
         ):
@@ -481,6 +491,7 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
     ) -> helpcenter_pb2.RecommendArticlesResponse:
         """Adds the categories of the caller's open tickets (theirs alone)."""
         who = self.backend.identity(context)
+        _check(request)
         del request.categories[:]
         if who.is_agent:  # an agent's ticket list is everyone's: not theirs to go by
             for_agent: helpcenter_pb2.RecommendArticlesResponse = await self.backend.forward(
@@ -517,9 +528,12 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
         self, request: helpcenter_pb2.ResolveHelpRequest, context: Ctx
     ) -> helpcenter_pb2.ResolveHelpResponse:
         who = self.backend.identity(context)
+        v = Violations()
+        fieldrules.check(request, v)
         if not request.solved:
             # Checked before the answer is recorded: a ticket must be possible.
-            v = Violations()
+            # Not annotations: they hold only when the session is not solved, and
+            # categories and contacts need Casemesh's data or tie fields together.
             rules.check_contact(v, checks.contact(request.contact), prefix="contact.")
             if request.locale not in rules.LOCALES:
                 v.add("locale", f"must be one of {', '.join(rules.LOCALES)}")
@@ -530,7 +544,8 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
             for field in ("subject", "description"):
                 limit = rules.LIMITS[field]
                 rules.text(v, field, getattr(request, field), limit=limit, required=False)
-            v.raise_if_any()
+        v.raise_if_any()
+        if not request.solved:
             await self.backend.check_evidence(request.evidence, "evidence", who, context)
         answer: helpcenter_pb2.ResolveHelpResponse = await self.backend.forward(
             self.stub.ResolveHelp, request, who, context, audience=HELPCENTER

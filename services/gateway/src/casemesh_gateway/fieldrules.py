@@ -149,6 +149,9 @@ def _description(request: Message, violation: Violation) -> str:
     if rule_id == "int32.gte_lte":
         bounds = _rules(request, violation).int32
         return f"must be from {bounds.gte} to {bounds.lte}"
+    if rule_id == "version":  # casemesh.v1.version: its value says what 0 means
+        meaning = _rules(request, violation).int32.Extensions[field_rules_pb2.version]
+        return f"must be a version number (0: {meaning})"
     words = WORDING.get(rule_id)
     return words(_rules(request, violation).string) if words else violation.proto.message
 
