@@ -4,7 +4,8 @@ every annotated field is refused by name."""
 
 from __future__ import annotations
 
-from typing import Literal
+import asyncio
+from typing import Any, Literal
 
 import protovalidate
 import pytest
@@ -217,3 +218,28 @@ def test_a_violation_inside_a_repeated_field_names_the_item() -> None:
         rule_id="not_blank",
     )
     assert fieldrules._path(inside) == "notice.infringing_items[2]"
+
+
+async def test_a_large_request_is_checked_off_the_event_loop_with_the_same_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    threads: list[object] = []
+    real = asyncio.to_thread
+
+    async def to_thread(fn: Any, *args: Any) -> Any:
+        threads.append(fn)
+        return await real(fn, *args)
+
+    monkeypatch.setattr(asyncio, "to_thread", to_thread)
+    request = BAD_TICKET.__class__()
+    request.CopyFrom(BAD_TICKET)
+    for i in range(10_000):
+        request.ticket.evidence.add(name=f"evidence/{i}")
+    assert request.ByteSize() > fieldrules.OFF_LOOP_BYTES
+    v = Violations()
+    await fieldrules.check_async(request, v)
+    assert threads == [fieldrules.check]
+    small = Violations()
+    await fieldrules.check_async(BAD_TICKET, small)
+    assert threads == [fieldrules.check]  # a usual request stays on the loop
+    assert v._items == small._items != []

@@ -209,7 +209,7 @@ def route(
         if admin_only and not who.is_admin:
             raise PermissionDenied(f"{method_name} needs the admin role")
         v = Violations()
-        fieldrules.check(request, v)
+        await fieldrules.check_async(request, v)
         check(request, v)
         v.raise_if_any()
         for refs, field in attachments(request) if attachments else []:
@@ -222,10 +222,10 @@ def route(
     return handler
 
 
-def _check(request: Any) -> None:
+async def _check(request: Any) -> None:
     """The field rules written in the proto, for a handler written by hand."""
     v = Violations()
-    fieldrules.check(request, v)
+    await fieldrules.check_async(request, v)
     v.raise_if_any()
 
 
@@ -279,7 +279,7 @@ class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
         # The metadata's rules; the chunks' (size, type) are the service's, which
         # reads them as they stream through.
         v = Violations()
-        fieldrules.check(first, v)
+        await fieldrules.check_async(first, v)
         v.raise_if_any()
 
         async def upstream() -> AsyncIterator[evidence_pb2.UploadEvidenceRequest]:
@@ -301,7 +301,7 @@ class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
         self, request: evidence_pb2.GetEvidenceRequest, context: Ctx
     ) -> evidence_pb2.Evidence:
         who = self.backend.identity(context)
-        _check(request)
+        await _check(request)
         result: evidence_pb2.Evidence = await self.backend.forward(
             self.stub.GetEvidence, request, who, context, audience=EVIDENCE
         )
@@ -311,7 +311,7 @@ class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
         self, request: evidence_pb2.ReadEvidenceRequest, context: Ctx
     ) -> AsyncIterator[evidence_pb2.ReadEvidenceResponse]:
         who = self.backend.identity(context)
-        _check(request)
+        await _check(request)
         async for response in self.backend.forward_stream(
             self.stub.ReadEvidence, request, who, context, audience=EVIDENCE
         ):
@@ -339,7 +339,7 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
     async def FileAppeal(self, request: Any, context: Ctx) -> Any:
         who = self.backend.identity(context)
         v = Violations()
-        fieldrules.check(request, v)
+        await fieldrules.check_async(request, v)
         v.raise_if_any()
         facts: dict[str, str] = {}
         if request.appeal.appeal_of.startswith(REPORT_CASES):
@@ -491,7 +491,7 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
     ) -> helpcenter_pb2.RecommendArticlesResponse:
         """Adds the categories of the caller's open tickets (theirs alone)."""
         who = self.backend.identity(context)
-        _check(request)
+        await _check(request)
         del request.categories[:]
         if who.is_agent:  # an agent's ticket list is everyone's: not theirs to go by
             for_agent: helpcenter_pb2.RecommendArticlesResponse = await self.backend.forward(
@@ -529,7 +529,7 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
     ) -> helpcenter_pb2.ResolveHelpResponse:
         who = self.backend.identity(context)
         v = Violations()
-        fieldrules.check(request, v)
+        await fieldrules.check_async(request, v)
         if not request.solved:
             # Checked before the answer is recorded: a ticket must be possible.
             # Not annotations: they hold only when the session is not solved, and

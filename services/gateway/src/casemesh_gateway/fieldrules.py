@@ -1,7 +1,8 @@
 """The field rules written in the protos (`buf.validate` annotations, with
 Casemesh's own rules defined once in `casemesh/v1/field_rules.proto`), applied
-by the protovalidate library (its native engine: some microseconds a request)
-and told to the caller in Casemesh's words.
+by the protovalidate library (its native engine: microseconds for a request of
+usual size; a large one is checked in a worker thread) and told to the caller
+in Casemesh's words.
 
 A client can read the same annotations and check before it sends; the gateway
 answers with the `google.rpc.BadRequest` field violations it always gave: the
@@ -15,6 +16,7 @@ the channels that need it) stay in `checks.py`."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -37,14 +39,11 @@ _validator = protovalidate.Validator()
 
 
 # Rules whose message the gateway words itself, as it always has, from the
-# field's string rules: the library's standard rules, and a rule of ours whose
-# message depends on its value.
-WORDING: dict[str, Callable[[validate_pb2.StringRules], str]] = {
+# rule's value: the library's standard rules (the violation carries their value).
+WORDING: dict[str, Callable[[Any], str]] = {
     "required": lambda _: "is required",
-    "string.max_len": lambda rules: f"must be at most {rules.max_len} characters",
-    "string.in": lambda rules: f"must be one of {', '.join(getattr(rules, 'in'))}",
-    # casemesh.v1.resource: its message cannot name the collection the field gives
-    "resource_name": lambda rules: f"must be {rules.Extensions[field_rules_pb2.resource]}/{{id}}",
+    "string.max_len": lambda n: f"must be at most {n} characters",
+    "string.in": lambda values: f"must be one of {', '.join(values)}",
 }
 
 # Which rule a field is named for when it breaks several.
@@ -58,6 +57,20 @@ def warm(services: Iterable[ServiceDescriptor]) -> None:
     for service in services:
         for method in service.methods:
             _validator.collect_violations(GetMessageClass(method.input_type)())
+
+
+# A request larger than this is checked in a worker thread: thousands of
+# repeated items take the library (and the timestamp walk) milliseconds, which
+# would hold up every other call on the gateway's event loop.
+OFF_LOOP_BYTES = 64 * 1024
+
+
+async def check_async(request: Message, v: Violations) -> None:
+    """`check`, on the event loop for a request of usual size, else in a thread."""
+    if request.ByteSize() > OFF_LOOP_BYTES:
+        await asyncio.to_thread(check, request, v)
+    else:
+        check(request, v)
 
 
 def check(request: Message, v: Violations) -> None:
@@ -113,7 +126,11 @@ def _bad_timestamps(message: Message, prefix: str) -> Iterator[str]:
     """The paths of the timestamps in `message` protobuf does not allow."""
     for field, value in message.ListFields():
         path = f"{prefix}{field.name}"
-        if field.message_type is None or field.message_type.GetOptions().map_entry:
+        if (
+            field.message_type is None
+            or field.message_type.GetOptions().map_entry
+            or not _may_hold_timestamps(field.message_type)
+        ):
             continue
         items = value if field.is_repeated else [value]
         for i, item in enumerate(items):
@@ -149,11 +166,16 @@ def _description(request: Message, violation: Violation) -> str:
     if rule_id == "int32.gte_lte":
         bounds = _rules(request, violation).int32
         return f"must be from {bounds.gte} to {bounds.lte}"
+    # Rules of ours whose message depends on their value, which the library does
+    # not give for such (predefined) rules: read from the field's annotation.
     if rule_id == "version":  # casemesh.v1.version: its value says what 0 means
         meaning = _rules(request, violation).int32.Extensions[field_rules_pb2.version]
         return f"must be a version number (0: {meaning})"
+    if rule_id == "resource_name":  # casemesh.v1.resource: the collection it names
+        collection = _rules(request, violation).string.Extensions[field_rules_pb2.resource]
+        return f"must be {collection}/{{id}}"
     words = WORDING.get(rule_id)
-    return words(_rules(request, violation).string) if words else violation.proto.message
+    return words(violation.rule_value) if words else violation.proto.message
 
 
 def _rules(request: Message, violation: Violation) -> validate_pb2.FieldRules:
