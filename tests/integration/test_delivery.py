@@ -19,6 +19,7 @@ from casemesh.events.v1 import notifications_pb2 as nev
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.pools import async_pool
+from casemesh_notifier import delivery as delivery_module
 from casemesh_notifier.channels import DeliveryError, Outgoing
 from casemesh_notifier.delivery import REAP_AFTER, SENDER_LOCK, Delivery, replay_parked
 from casemesh_notifier.planner import Planner
@@ -484,3 +485,46 @@ async def test_jobs_a_batch_could_not_begin_within_the_lease_go_back_untried(
     while await delivery.deliver_batch():
         pass
     assert len({m.job_id for m in notifier.email.delivered}) == len(notifier.email.delivered) == 3
+
+
+async def test_a_notify_heard_while_a_sender_finds_nothing_wakes_it_at_once(
+    notifier: Notifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No poll in the test's time: only the wake-up can start the next look.
+    monkeypatch.setattr(delivery_module, "POLL_S", 3600.0)
+    one = notifier.delivery._cfg.model_copy(update={"send_concurrency": 1})
+    delivery = Delivery(
+        pool=notifier.pool,
+        conninfo=notifier.dsn,
+        channels={"EMAIL": notifier.email},
+        cfg=one,
+        clock=notifier.clock,
+    )
+    real = delivery.claim_many
+    planted: list[uuid.UUID] = []
+
+    async def claim_many(limit: int) -> list[Any]:
+        jobs = await real(limit)
+        if not jobs and not planted:
+            # A job planned, and its NOTIFY heard, while this claim was running.
+            planted.extend(
+                await notifier.consume(
+                    created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,))
+                )
+            )
+            delivery._wake_all()
+        return jobs
+
+    monkeypatch.setattr(delivery, "claim_many", claim_many)
+    stop = asyncio.Event()
+    running = asyncio.create_task(delivery.run(stop))
+    try:
+        for _ in range(300):
+            if notifier.email.delivered:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        delivery._wake_all()
+        await running
+    assert planted and [m.job_id for m in notifier.email.delivered] == [str(planted[0])]

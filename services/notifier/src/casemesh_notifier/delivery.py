@@ -96,8 +96,13 @@ JOB_COLUMNS = (
     " attempts"
 )
 # How many due jobs a worker claims at once. A sender killed mid-batch leaves
-# them all claimed; each is taken over as a possible repeat.
-BATCH = 32
+# the unrecorded ones claimed; each is taken over marked as a possible repeat,
+# though at most one of them (the one being sent) went out. A small batch
+# keeps those marks few; the claim's cost is shared all the same.
+BATCH = 8
+# How long an idle worker waits for a NOTIFY before it looks for due jobs
+# anyway (retries falling due, a lost listener connection).
+POLL_S = 1.0
 # Time kept after a batch's last send begins its full course for recording its
 # outcome before the lease ends (else another sender could claim and send again).
 RECORD_MARGIN_S = 30.0
@@ -191,7 +196,7 @@ class Delivery:
                 worked = await self._work_once()
                 if not worked:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(wake.wait(), 1.0)
+                        await asyncio.wait_for(wake.wait(), POLL_S)
         finally:
             self._wakes.remove(wake)
 
@@ -322,11 +327,11 @@ class Delivery:
         return await self.deliver_batch(1) > 0
 
     async def deliver_batch(self, limit: int = BATCH) -> int:
-        """Claims up to `limit` due jobs and handles them one at a time, the
-        SMS one at a time per process. Returns how many were
-        claimed (0: none was due)."""
-        # A send may begin until a whole send, and the time to record the
-        # batch, before the lease ends (the batch's first send at once: the
+        """Claims up to `limit` due jobs and handles them one at a time (SMS
+        one at a time per process). Returns how many were claimed (0: none
+        was due)."""
+        # A send may begin until a whole send, and the time to record its
+        # outcome, before the lease ends (the batch's first send at once: the
         # lease outlasts a send). Past that, what was not begun goes back.
         deadline = (
             time.monotonic()
