@@ -5,6 +5,7 @@ hours and the SMS rate limit."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -528,3 +529,29 @@ async def test_a_notify_heard_while_a_sender_finds_nothing_wakes_it_at_once(
         delivery._wake_all()
         await running
     assert planted and [m.job_id for m in notifier.email.delivered] == [str(planted[0])]
+
+
+async def test_a_partys_messages_about_a_case_go_out_in_the_order_planned(
+    notifier: Notifier,
+) -> None:
+    # Three events of one ticket planned together: all due at once, and
+    # workers claim side by side; the second waits until the first is sent.
+    ticket = str(uuid.uuid4())
+    first = created(ticket, channels=(ev.CONTACT_CHANNEL_EMAIL,))
+    planned = [
+        job
+        for n in (1, 2, 3)
+        for job in await notifier.consume(dataclasses.replace(first, id=f"{ticket}:{n}"))
+    ]
+    other = await notifier.consume(created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,)))
+    delivery = notifier.delivery
+    one = await delivery.claim_many(1)
+    assert [job.id for job in one] == [str(planned[0])]
+    # Another worker's claim meanwhile: another case's job, none of this one's.
+    assert [job.id for job in await delivery.claim_many(8)] == [str(other[0])]
+    await delivery.deliver_batch()  # nothing claimable yet: the first is being sent
+    assert notifier.email.delivered == []
+    await delivery._send(one, float("inf"))
+    while await delivery.deliver_one():
+        pass
+    assert [m.job_id for m in notifier.email.delivered] == [str(j) for j in planned]

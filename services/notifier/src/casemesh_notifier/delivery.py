@@ -4,8 +4,11 @@ A few workers send at once (`CASEMESH_SEND_CONCURRENCY`), each claiming up to
 BATCH due jobs at a time. A job is claimed with a lease (`sending`,
 `claimed_until`), so workers and replicas share the work (SKIP LOCKED) and a
 job whose sender died is taken up again: 15 s after the claim when its
-sender's session is gone, else after the lease. A worker sends its e-mails one
-after another over one kept-open session, and records each outcome, with
+sender's session is gone, else after the lease. A party's messages about a
+case go out in the order they were planned: a job is claimed only once the
+one before it (same case, party and channel) is sent or parked, whichever
+worker holds it. A worker sends its e-mails one
+after another over kept-open SMTP sessions, and records each outcome, with
 its outcome event (outbox), before it sends the next: a sender killed at any
 moment leaves at most one message per worker sent and not recorded (sent again,
 marked as a possible repeat). It begins no message later than a whole send and a
@@ -293,16 +296,25 @@ class Delivery:
         return jobs[0] if jobs else None
 
     async def claim_many(self, limit: int) -> list[Job]:
-        """Claims up to `limit` due jobs, the longest due first."""
+        """Claims up to `limit` due jobs, the longest due first, none while an
+        earlier one of the same case, party and channel is still to be sent:
+        so a party hears of a case in order, whichever worker sends."""
         now = self._clock.now()
         lease = now + timedelta(seconds=self._cfg.claim_lease_seconds)
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "WITH due AS ("
-                "  SELECT id, status = 'sending' OR maybe_sent AS retaken FROM notification_jobs"
-                "  WHERE (status = 'pending' AND next_attempt_at <= %(now)s)"
-                "     OR (status = 'sending' AND claimed_until <= %(now)s)"
-                "  ORDER BY next_attempt_at, created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
+                "  SELECT id, status = 'sending' OR maybe_sent AS retaken"
+                "  FROM notification_jobs AS n"
+                "  WHERE ((status = 'pending' AND next_attempt_at <= %(now)s)"
+                "     OR (status = 'sending' AND claimed_until <= %(now)s))"
+                # In order: nothing planned before it for the same party of the
+                # case on the same channel is still to be sent.
+                "  AND NOT EXISTS (SELECT 1 FROM notification_jobs AS b"
+                "    WHERE b.case_name = n.case_name AND b.party = n.party"
+                "    AND b.channel = n.channel AND b.seq < n.seq"
+                "    AND b.status IN ('pending', 'sending'))"
+                "  ORDER BY next_attempt_at, seq LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
                 " UPDATE notification_jobs AS j SET status = 'sending',"
                 " attempts = j.attempts + 1, claimed_until = %(lease)s,"
                 " claimed_at = %(now)s, claimed_by = %(sender)s"

@@ -69,6 +69,13 @@ STATEMENTS = [
     "ALTER TABLE notification_jobs ADD COLUMN IF NOT EXISTS html text NOT NULL DEFAULT ''",
     """CREATE INDEX IF NOT EXISTS notification_jobs_due
         ON notification_jobs (next_attempt_at) WHERE status IN ('pending', 'sending')""",
+    # The order jobs were planned in: a party's messages about a case go out
+    # in it, one at a time (a job is claimed only once the one before it in
+    # the same case, party and channel is sent or parked).
+    "ALTER TABLE notification_jobs ADD COLUMN IF NOT EXISTS seq bigserial",
+    """CREATE INDEX IF NOT EXISTS notification_jobs_open_thread
+        ON notification_jobs (case_name, party, channel, seq)
+        WHERE status IN ('pending', 'sending')""",
     """CREATE INDEX IF NOT EXISTS notification_jobs_sms_rate
         ON notification_jobs (recipient, sent_at) WHERE channel = 'SMS'""",
     outbox_schema(NOTIFICATIONS, subject_type="uuid"),
