@@ -21,6 +21,10 @@ from casemesh.rules import tickets as rules
         "(+86) 138 0013 8000",
         "0086 138 0013 8000",
         "１３８００１３８０００",
+        # As Chinese input methods type them: full-width +, brackets, dash, space.
+        "＋８６　１３８－００１３－８０００",
+        "（＋86）138 0013 8000",
+        "+86\u00a0138\u00a00013\u00a08000",
     ],
 )
 def test_a_chinese_mobile_however_typed_is_kept_in_e164(typed: str) -> None:
@@ -94,3 +98,18 @@ def test_a_contact_with_a_national_mobile_passes() -> None:
     v = Violations()
     rules.check_contact(v, {"phone": "138 0013 8000", "channels": ["SMS"]}, prefix="contact.")
     assert not v
+
+
+def test_a_landline_is_kept_where_no_text_goes_to_it() -> None:
+    v = Violations()
+    contact = {"email": "legal@studio.example", "phone": "010 1234 5678", "channels": ["EMAIL"]}
+    rules.check_contact(v, contact, prefix="contact.")
+    assert not v
+    assert rules.normal_phone("010 1234 5678") == "+861012345678"
+    contact["channels"] = ["EMAIL", "SMS"]
+    rules.check_contact(v, contact, prefix="contact.")
+    with pytest.raises(InvalidArgument) as info:
+        v.raise_if_any()
+    assert [(f.field, f.description.split(";")[0]) for f in info.value.violations] == [
+        ("contact.phone", "is not a mobile number (SMS needs one)")
+    ]

@@ -5,6 +5,7 @@ again before it stores)."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from contextlib import suppress
 from dataclasses import dataclass
 from email.errors import HeaderParseError
@@ -68,8 +69,11 @@ PHONE_REGION = "CN"
 _MOBILE = frozenset({PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
 # What a typed number may hold: no letters (vanity numbers, `ext.`) or other
 # words for libphonenumber to read past.
-_PHONE_CHARS = re.compile(r"\(?\+?[\d ().-]+")
+_PHONE_CHARS = re.compile(r"\(?\+?[\d\s().-]+")
 PHONE_EXPECTED = "a mobile number such as 13800138000 (outside mainland China: +44 7911 123456)"
+NUMBER_EXPECTED = (
+    "a number such as 13800138000 or 010 1234 5678 (outside mainland China: +44 20 7946 0018)"
+)
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}\Z")
 # An etag this API gives: a resource's version, in ASCII digits ("²" and "١"
 # are digits to Python, not to us).
@@ -119,38 +123,46 @@ def valid_email(value: str) -> bool:
         return False
 
 
-def mobile_number(value: str) -> str:
-    """The mobile number a person typed, in E.164 (`+8613800138000`): a national
+def phone_number(value: str, *, mobile: bool = True) -> str:
+    """The phone number a person typed, in E.164 (`+8613800138000`): a national
     Chinese one (`138 0013 8000`) or any country's with its `+` (spaces, dashes
-    and brackets allowed). ValueError says why it is refused: not a number, not
-    a valid one, or not a mobile (texts reach only mobiles)."""
-    value = value.strip()
+    and brackets allowed, full-width ones too, as Chinese input methods type
+    them). ValueError says why it is refused: not a number, not a valid one,
+    or, when `mobile`, not a mobile (texts reach only mobiles)."""
+    value = unicodedata.normalize("NFKC", value).strip()
     number = None
     if _PHONE_CHARS.fullmatch(value):
         with suppress(phonenumbers.NumberParseException):
             number = phonenumbers.parse(value, PHONE_REGION)
+    expected = PHONE_EXPECTED if mobile else NUMBER_EXPECTED
     if number is None:
-        raise ValueError(f"is not a phone number; expected {PHONE_EXPECTED}")
+        raise ValueError(f"is not a phone number; expected {expected}")
     if not phonenumbers.is_valid_number(number):
-        raise ValueError(f"is not a valid phone number; expected {PHONE_EXPECTED}")
-    if phonenumbers.number_type(number) not in _MOBILE:
-        raise ValueError(f"is not a mobile number (SMS needs one); expected {PHONE_EXPECTED}")
+        raise ValueError(f"is not a valid phone number; expected {expected}")
+    if mobile and phonenumbers.number_type(number) not in _MOBILE:
+        raise ValueError(f"is not a mobile number (SMS needs one); expected {expected}")
     return phonenumbers.format_number(number, PhoneNumberFormat.E164)
 
 
+def mobile_number(value: str) -> str:
+    """A mobile number (see `phone_number`) in E.164."""
+    return phone_number(value, mobile=True)
+
+
 def normal_phone(value: str) -> str:
-    """`value` as it is stored and sent on: its E.164 form where it is a mobile
-    number (see `mobile_number`), else trimmed, for the checks to refuse."""
+    """`value` as it is stored and sent on: its E.164 form where it is a valid
+    number (see `phone_number`), else trimmed, for the checks to refuse."""
     try:
-        return mobile_number(value)
+        return phone_number(value, mobile=False)
     except ValueError:
         return value.strip()
 
 
-def check_phone(v: Violations, field: str, value: str) -> str:
-    """A mobile number (see `mobile_number`) in E.164; refused naming `field`."""
+def check_phone(v: Violations, field: str, value: str, *, mobile: bool = True) -> str:
+    """A phone number (a mobile one if `mobile`; see `phone_number`) in E.164;
+    refused naming `field`."""
     try:
-        return mobile_number(value)
+        return phone_number(value, mobile=mobile)
     except ValueError as e:
         v.add(field, str(e))
         return value.strip()
@@ -193,7 +205,8 @@ def check_contact(v: Violations, contact: dict[str, Any], *, prefix: str) -> Non
     elif "EMAIL" in channels and not email:
         v.add(f"{prefix}email", "is required for EMAIL updates")
     if phone:
-        check_phone(v, f"{prefix}phone", phone)
+        # Any valid number may be given; SMS needs a mobile one.
+        check_phone(v, f"{prefix}phone", phone, mobile="SMS" in channels)
     elif "SMS" in channels and not phone:
         v.add(f"{prefix}phone", "is required for SMS updates")
 
