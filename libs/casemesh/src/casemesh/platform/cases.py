@@ -205,6 +205,12 @@ class CaseApplication(TracedApplication, Generic[C]):
             ) from None
         return case
 
+    def changed_before(self, who: Identity, ident: str, retry: Retry | None) -> C | None:
+        """The case as an earlier change under `retry`'s request id left it, or
+        None: for a command whose checks may not pass again later (they depend
+        on the date, say), asked before them, so a retry gets its first answer."""
+        return self.answered(self.load_visible(who, ident), retry) if retry else None
+
     def answered(self, case: C, retry: Retry) -> C | None:
         """The case as the change made under `retry`'s request id left it (None:
         no change was made under it); another change under it is ALREADY_EXISTS."""
