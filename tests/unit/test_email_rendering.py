@@ -6,13 +6,14 @@ alternative)."""
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from casemesh_notifier.channels import Outgoing, SmtpChannel
-from casemesh_notifier.labels import LOCALES
+from casemesh_notifier.labels import LOCALES, local_time, reader_zone
 from casemesh_notifier.mime import SMTP_POLICY, Sender, render
 from casemesh_notifier.rendering import Email, email_values, names, render_email
 from casemesh_notifier.samples import samples
@@ -106,3 +107,30 @@ def test_a_ticket_e_mails_reply_address_is_written_as_the_library_writes_it() ->
     a = message_from_bytes(ours, policy=policy.default)
     b = message_from_bytes(channel._message(m).as_bytes(policy=SMTP_POLICY), policy=policy.default)
     assert a.keys() == b.keys() and str(a["Reply-To"]) == str(b["Reply-To"]) == to
+
+
+@pytest.mark.parametrize(
+    ("phone", "zone"),
+    [
+        ("+8613800138000", "Asia/Shanghai"),
+        ("+447911123456", "Europe/London"),  # four zones, one time: the first
+        ("+14155552671", "America/Los_Angeles"),
+        ("+85291234567", "Asia/Hong_Kong"),
+        # A country whose mobiles span zones of different times, and none at all.
+        ("+61412345678", "Asia/Shanghai"),
+        ("", "Asia/Shanghai"),
+    ],
+)
+def test_a_readers_dates_are_in_the_zone_their_phone_number_tells(phone: str, zone: str) -> None:
+    # (The UK's numbers name four zones that keep one time: any of them will do.)
+    for at in (datetime(2026, 3, 2, 4, 0, tzinfo=UTC), datetime(2026, 7, 2, 4, 0, tzinfo=UTC)):
+        told = reader_zone(phone, at, ZONE)
+        assert told.utcoffset(at) == ZoneInfo(zone).utcoffset(at), (phone, told)
+
+
+def test_a_due_time_reads_in_the_readers_zone() -> None:
+    due = datetime(2026, 3, 2, 1, 40, tzinfo=UTC)
+    london = reader_zone("+447911123456", due, ZONE)
+    written = local_time(due, "en", london, "short")
+    assert written == local_time(due, "en", ZoneInfo("Europe/London"), "short")
+    assert written != local_time(due, "en", ZONE, "short")

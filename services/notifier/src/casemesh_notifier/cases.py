@@ -22,7 +22,7 @@ from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
 from casemesh_notifier import store
-from casemesh_notifier.labels import label, local_time
+from casemesh_notifier.labels import label, local_time, reader_zone
 from casemesh_notifier.rendering import email_values, render_email, render_sms, sms_values
 from casemesh_notifier.steps import (
     Step,
@@ -38,9 +38,9 @@ log = get_logger(__name__)
 
 @dataclass(frozen=True)
 class Planning:
-    """When an event is planned, and the time zone dates are written in. The
-    events name no reader's zone (their contact preferences carry none), so
-    it is the service's (`CASEMESH_TIME_ZONE`)."""
+    """When an event is planned, and the time zone dates are written in where
+    a reader's phone number tells none (`labels.reader_zone`): the service's
+    (`CASEMESH_TIME_ZONE`)."""
 
     now: datetime
     zone: ZoneInfo
@@ -217,20 +217,21 @@ async def tell(
             if not recipient:
                 continue
             params = {"ref": ref, "party": role}
+            zone = reader_zone(party.phone, at.now, at.zone)
             if channel == "EMAIL":
                 email = render_email(
-                    step.template, party.locale, at.zone, email_values(step, ref, party.subject)
+                    step.template, party.locale, zone, email_values(step, ref, party.subject)
                 )
                 subject, body, html = email.subject, email.text, email.html
             else:
                 subject, html = "", ""
                 body = render_sms(
-                    step.template, party.locale, at.zone, sms_values(step, ref, email_chosen)
+                    step.template, party.locale, zone, sms_values(step, ref, email_chosen)
                 )
                 # What the provider's approved template is filled with.
                 params.update(step.sms)
                 if step.due is not None:
-                    params["due"] = local_time(step.due, party.locale, at.zone, "short")
+                    params["due"] = local_time(step.due, party.locale, zone, "short")
             job = store.NewJob(
                 party=role,
                 channel=channel,

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import re
 import tomllib
+import zoneinfo
 from datetime import date, datetime
 from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import phonenumbers
 from babel.dates import format_date, format_datetime
+from phonenumbers.timezone import time_zones_for_number
 
 from casemesh.platform.logging import get_logger
 
@@ -65,3 +68,24 @@ def local_time(moment: date, locale: str, zone: ZoneInfo, style: str = "long") -
     if not isinstance(moment, datetime):
         return format_date(moment, dates["day"], locale=where)
     return format_datetime(moment, dates[style], tzinfo=zone, locale=where)
+
+
+def reader_zone(phone: str, at: datetime, default: ZoneInfo) -> ZoneInfo:
+    """The time zone a reader's dates are written in. The events carry no zone
+    of the reader's choosing, so it is their phone number's, where the number
+    tells one (a Chinese number: Asia/Shanghai; +44: London; a number whose
+    country spans zones of different times: none), else `default` (the
+    service's)."""
+    if not phone:
+        return default
+    try:
+        zones = time_zones_for_number(phonenumbers.parse(phone))
+    except phonenumbers.NumberParseException:
+        return default
+    known = [ZoneInfo(z) for z in zones if z in _IANA]
+    if not known or len({at.astimezone(z).utcoffset() for z in known}) != 1:
+        return default
+    return known[0]
+
+
+_IANA = zoneinfo.available_timezones()
