@@ -327,3 +327,24 @@ async def test_a_refused_recipient_fails_alone_and_the_session_goes_on(
     assert third == f"<{numbered(3).job_id}@casemesh>"
     assert refused.value.permanent and not refused.value.maybe_sent
     assert [m["To"] for m in relay.messages] == ["u1@example.com", "u3@example.com"]
+
+
+async def test_a_relay_that_turns_us_away_at_the_greeting_is_no_refusal_of_the_message() -> None:
+    # A 554 greeting (or a refused login) is no answer about the message: the
+    # job retries with backoff, not parked at once as if its recipient were refused.
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"554 5.7.1 not today\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    channel = SmtpChannel(host="127.0.0.1", port=port, sender="support@casemesh.local")
+    try:
+        with pytest.raises(DeliveryError) as refused:
+            await channel.send(numbered(1))
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert refused.value.unreachable
+    assert not refused.value.permanent and not refused.value.maybe_sent

@@ -159,9 +159,17 @@ class SmtpChannel:
             self._from, m.job_id, m.recipient, m.subject, m.body, m.template, m.html, m.reply_to
         )
         msg = self._message(m) if payload is None else None
-        smtp: _Session | None = None
         try:
             smtp = self._session()
+        except (OSError, smtplib.SMTPException) as exc:
+            # No session: the relay is away, refuses us (a 554 greeting), or
+            # takes not our login (535). No message was offered, and none
+            # after it would fare better; an operator's fix, not the
+            # recipient's fault, so nothing is parked for it.
+            raise DeliveryError(
+                f"SMTP unavailable: {exc!r}", permanent=False, unreachable=True
+            ) from exc
+        try:
             try:
                 if msg is not None:
                     smtp.send_message(msg)
@@ -180,10 +188,6 @@ class SmtpChannel:
                 f"SMTP {exc.smtp_code}: {exc.smtp_error!r}", permanent=500 <= exc.smtp_code < 600
             ) from exc
         except (OSError, smtplib.SMTPException) as exc:
-            if smtp is None:
-                raise DeliveryError(
-                    f"SMTP unavailable: {exc!r}", permanent=False, unreachable=True
-                ) from exc
             if smtp.answer_lost:
                 raise DeliveryError(
                     f"SMTP: no answer to the message: {exc!r}", permanent=False, maybe_sent=True
