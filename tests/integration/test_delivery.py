@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
+from pydantic import SecretStr
 
 from casemesh.events.v1 import notifications_pb2 as nev
 from casemesh.events.v1 import tickets_pb2 as ev
@@ -555,3 +556,32 @@ async def test_a_partys_messages_about_a_case_go_out_in_the_order_planned(
     while await delivery.deliver_one():
         pass
     assert [m.job_id for m in notifier.email.delivered] == [str(j) for j in planned]
+
+
+@pytest.mark.parametrize("replies_set_up", [True, False])
+async def test_a_ticket_e_mail_invites_a_reply_exactly_when_its_reply_address_is_set(
+    notifier: Notifier, replies_set_up: bool
+) -> None:
+    cfg = notifier.delivery._cfg.model_copy(
+        update={"reply_domain": "reply.casemesh.local", "reply_token_secret": SecretStr("s" * 32)}
+        if replies_set_up
+        else {}
+    )
+    delivery = Delivery(
+        pool=notifier.pool,
+        conninfo=notifier.dsn,
+        channels={"EMAIL": notifier.email},
+        cfg=cfg,
+        clock=notifier.clock,
+    )
+    event = created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,))
+    async with notifier.pool.connection() as conn, conn.transaction():
+        now = notifier.clock.now()
+        await Planner(replies=cfg.replies_open).plan(
+            conn, event, topic="casemesh.tickets.v1", partition=0, offset=0, now=now
+        )
+    assert await delivery.deliver_batch() == 1
+    [sent] = notifier.email.delivered
+    assert bool(sent.reply_to) == replies_set_up
+    assert ("回复会添加到工单中" in sent.body) == replies_set_up
+    assert ("回复此邮件无人查看" in sent.body) != replies_set_up

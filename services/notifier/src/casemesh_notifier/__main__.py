@@ -86,7 +86,7 @@ async def run(cfg: NotifierSettings) -> None:
                 pool=pool,
                 group_id=cfg.consumer_group,
                 clock=clock,
-                planner=Planner(time_zone=cfg.time_zone),
+                planner=Planner(time_zone=cfg.time_zone, replies=cfg.replies_open),
             ),
         ),
         stop,

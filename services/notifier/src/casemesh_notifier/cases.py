@@ -44,6 +44,8 @@ class Planning:
 
     now: datetime
     zone: ZoneInfo
+    # Whether ticket e-mails can be answered by e-mail (Reply-To set).
+    replies: bool = False
 
 
 async def plan_ticket(
@@ -219,9 +221,11 @@ async def tell(
             params = {"ref": ref, "party": role}
             zone = reader_zone(party.phone, at.now, at.zone)
             if channel == "EMAIL":
-                email = render_email(
-                    step.template, party.locale, zone, email_values(step, ref, party.subject)
-                )
+                values = email_values(step, ref, party.subject)
+                # The signature says a reply is read exactly where it is (the
+                # sender sets Reply-To on ticket e-mails when replies are set up).
+                values["replies"] = at.replies and name.startswith("tickets/")
+                email = render_email(step.template, party.locale, zone, values)
                 subject, body, html = email.subject, email.text, email.html
             else:
                 subject, html = "", ""

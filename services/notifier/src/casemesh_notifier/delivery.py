@@ -390,11 +390,11 @@ class Delivery:
     def _reply_to(self, job: Job) -> str:
         """A ticket e-mail's reply address (replies become comments: the inbound
         mail service), when replies are set up; "" otherwise."""
-        secret, domain = self._cfg.reply_token_secret.get_secret_value(), self._cfg.reply_domain
         collection, _, ident = job.case_name.partition("/")
-        if job.channel != "EMAIL" or collection != "tickets" or not (secret and domain):
+        if job.channel != "EMAIL" or collection != "tickets" or not self._cfg.replies_open:
             return ""
-        return reply_address(ident, secret, domain)
+        secret = self._cfg.reply_token_secret.get_secret_value()
+        return reply_address(ident, secret, self._cfg.reply_domain)
 
     async def _send(self, jobs: list[Job], deadline: float) -> None:
         """Sends the jobs (all of one channel) one after another, each

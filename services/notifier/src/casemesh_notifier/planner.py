@@ -29,9 +29,14 @@ log = get_logger(__name__)
 
 
 class Planner:
-    def __init__(self, consumer: str = "notifier", time_zone: str = "Asia/Shanghai") -> None:
+    def __init__(
+        self, consumer: str = "notifier", time_zone: str = "Asia/Shanghai", replies: bool = False
+    ) -> None:
+        """`replies`: whether ticket e-mails can be answered by e-mail (their
+        signature says so, or that replies are not read)."""
         self._consumer = consumer
         self._zone = ZoneInfo(time_zone)
+        self._replies = replies
 
     async def plan(
         self,
@@ -58,4 +63,5 @@ class Planner:
             log.info("event.ignored", event_id=event.id, type=event.type)
             return []
         plan = PLANS[cls]
-        return await plan(conn, event, cls.FromString(event.data), Planning(now, self._zone))
+        at = Planning(now, self._zone, self._replies)
+        return await plan(conn, event, cls.FromString(event.data), at)

@@ -112,7 +112,7 @@ def one_line(text: str) -> str:
 
 def render_email(step: str, locale: str, zone: ZoneInfo, values: Mapping[str, Any]) -> Email:
     """The e-mail of `step` for a reader of `locale` in `zone`."""
-    given = {**values, "locale": locale, "zone": zone}
+    given = {"replies": False, **values, "locale": locale, "zone": zone}
     return Email(
         subject=one_line(_render(_TEXT, step, "_subject.txt", given)),
         text=_render(_TEXT, step, "_email.txt", given).strip() + "\n",

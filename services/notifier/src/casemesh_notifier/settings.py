@@ -32,13 +32,19 @@ class NotifierSettings(PostgresSettings, KafkaSettings):
     # secret as the inbound service's; none when either is empty.
     reply_domain: str = ""
     reply_token_secret: SecretStr = SecretStr("")
+
+    @property
+    def replies_open(self) -> bool:
+        """Whether ticket e-mails can be answered by e-mail (both are set)."""
+        return bool(self.reply_domain and self.reply_token_secret.get_secret_value())
+
     mail_from: str = "Casemesh Support <support@casemesh.local>"
     email_api_url: str = ""
     email_api_key: str = ""
     email_api_timeout_seconds: float = Field(10.0, gt=0)
 
-    # The time zone dates are written in for each reader (the events carry no
-    # reader's own zone yet).
+    # The time zone dates are written in for a reader whose phone number tells
+    # none (the events carry no zone of the reader's choosing).
     time_zone: str = "Asia/Shanghai"
 
     # SMS through an HTTP provider API.
