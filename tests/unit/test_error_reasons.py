@@ -28,7 +28,11 @@ def raised() -> list[tuple[str, ast.Call]]:
     for folder in SCANNED:
         for path in sorted((ROOT / folder).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
-                if isinstance(node, ast.Call) and getattr(node.func, "id", "") in ACTIONABLE:
+                if not isinstance(node, ast.Call):
+                    continue
+                # `Aborted(...)` or `errors.Aborted(...)`
+                name = getattr(node.func, "id", "") or getattr(node.func, "attr", "")
+                if name in ACTIONABLE:
                     calls.append((f"{path.relative_to(ROOT)}:{node.lineno}", node))
     return calls
 
