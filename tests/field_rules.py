@@ -133,6 +133,7 @@ CASES: list[tuple[Message, str]] = [
     (rpb.VoidReportCaseRequest(name="report-cases/x", reason="r", request_id="a b"), "request_id"),
     (qpb.ListQueueCasesRequest(page_size=-1), "page_size"),
     (qpb.ClaimNextCaseRequest(lease_seconds=5), "lease_seconds"),
+    (qpb.ClaimNextCaseRequest(request_id="a b"), "request_id"),
     (qpb.RenewClaimRequest(name=TICKET, lease_seconds=3601), "lease_seconds"),
     (hpb.SearchArticlesRequest(query=""), "query"),
     (hpb.SearchArticlesRequest(query="x", session="help-sessions/x"), "session"),

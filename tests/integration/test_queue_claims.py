@@ -204,3 +204,25 @@ async def test_watchers_hear_of_claims_and_of_leases_that_ran_out(queue_db: str)
         f"RELEASED|{first.name}",
         f"CLAIMED|{first.name}",
     ]
+
+
+async def test_a_claim_sent_again_under_its_request_id_gets_the_same_case(
+    queue_db: str,
+) -> None:
+    now = datetime.now(UTC)
+    await seed(queue_db, 3, now)
+    lease = timedelta(seconds=30)
+    async with await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as conn:
+        first = await store.claim_next(conn, "a", [], lease, now, "c1")
+        again = await store.claim_next(conn, "a", [], lease, now, "c1")  # answer lost
+        assert first is not None and again is not None and again.name == first.name
+        # Another id is another claim; the same id from another agent is theirs.
+        other = await store.claim_next(conn, "a", [], lease, now, "c2")
+        theirs = await store.claim_next(conn, "b", [], lease, now, "c1")
+        assert other is not None and theirs is not None
+        assert len({first.name, other.name, theirs.name}) == 3
+        # Once the case is no longer theirs, the id claims afresh (none is left).
+        await store.release(conn, "a", first.name, now)
+        back = await store.claim_next(conn, "a", [], lease, now, "c1")
+        assert back is not None and back.name == first.name  # the only free one
+        assert await store.claim_next(conn, "a", [], lease, now, "c3") is None

@@ -166,7 +166,9 @@ class QueueServicer(pb_grpc.CaseQueueServiceServicer):
         lease = _lease(request.lease_seconds)
         queues = _queues(request.queues)
         async with self.pool.connection() as conn:
-            case = await store.claim_next(conn, who.subject, queues, lease, self.clock.now())
+            case = await store.claim_next(
+                conn, who.subject, queues, lease, self.clock.now(), request.request_id
+            )
         if case is None:
             raise NotFound(
                 "no case is waiting for an agent in " + (", ".join(queues) or "any queue")

@@ -60,14 +60,28 @@ $$;
 -- most urgent free case (of `queues`, when any are named); SKIP LOCKED walks
 -- past the rows other claims hold, so no two agents get the same case and
 -- none waits.
+-- A claim sent again under its request id (its answer was lost) gets the case
+-- the first claimed while the agent still holds it, not a second case.
+-- (The 4-argument function came before request ids.)
+DROP FUNCTION IF EXISTS queue_claim(text, timestamptz, timestamptz, text[]);
 CREATE OR REPLACE FUNCTION queue_claim(
-    agent text, now timestamptz, until timestamptz, queues text[]
+    agent text, now timestamptz, until timestamptz, queues text[], request text
 ) RETURNS SETOF queue_cases LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM queue_release_expired(now);
+    IF request <> '' THEN
+        -- One at a time per agent and id: a retry racing its original waits for it.
+        PERFORM pg_advisory_xact_lock(hashtextextended(agent || chr(10) || request, 0));
+        RETURN QUERY SELECT * FROM queue_cases
+            WHERE holder = agent AND claim_request = request AND lease_until > now;
+        IF FOUND THEN
+            RETURN;
+        END IF;
+    END IF;
     RETURN QUERY
         WITH claimed AS (
-            UPDATE queue_cases SET holder = agent, hold_since = now, lease_until = until
+            UPDATE queue_cases SET holder = agent, hold_since = now, lease_until = until,
+                claim_request = request
             WHERE name = (SELECT name FROM queue_cases
                           WHERE claimable AND holder = ''
                             AND (cardinality(queues) = 0 OR queue = ANY(queues))
@@ -130,6 +144,9 @@ CREATE INDEX IF NOT EXISTS queue_cases_check ON queue_cases (next_check)
     WHERE next_check IS NOT NULL;
 CREATE INDEX IF NOT EXISTS queue_cases_leases ON queue_cases (lease_until)
     WHERE holder <> '';
+-- The request id of the claim that gave the holder the case (a retry of it
+-- answers with the same case).
+ALTER TABLE queue_cases ADD COLUMN IF NOT EXISTS claim_request text NOT NULL DEFAULT '';
 CREATE TABLE IF NOT EXISTS queue_consumed (
     event_id text PRIMARY KEY, topic text NOT NULL, kafka_partition int NOT NULL,
     kafka_offset bigint NOT NULL, consumed_at timestamptz NOT NULL DEFAULT now());
@@ -338,13 +355,16 @@ async def claim_next(
     queues: list[str],
     lease: timedelta,
     now: datetime,
+    request_id: str = "",
 ) -> Case | None:
-    """The case `agent` now holds, or None when none is waiting. On an
-    autocommit connection (what the pools give), so the one statement is its
-    own transaction."""
+    """The case `agent` now holds, or None when none is waiting; under a
+    `request_id` they claimed with before, the case that claim gave them while
+    they still hold it. On an autocommit connection (what the pools give), so
+    the one statement is its own transaction."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            "SELECT * FROM queue_claim(%s, %s, %s, %s)", (agent, now, now + lease, queues)
+            "SELECT * FROM queue_claim(%s, %s, %s, %s, %s)",
+            (agent, now, now + lease, queues, request_id),
         )
         row = await cur.fetchone()
     return case_of(row) if row else None
