@@ -78,7 +78,12 @@ class SmtpChannel:
 
     Each step waits `timeout`, except the relay's answer to a whole message,
     which may take minutes (RFC 5321 4.5.3.2): `data_timeout`. A message whose
-    answer never came may have been delivered (`DeliveryError.maybe_sent`)."""
+    answer never came may have been delivered (`DeliveryError.maybe_sent`).
+
+    The standard library's client in a worker thread, not aiosmtplib: sessions
+    are kept and pipelined here already, and `_Session` works on the client's
+    low-level steps to tell a message the relay may have taken (DATA sent, the
+    answer lost) from one it never saw."""
 
     IDLE_S = 20.0
     CHECK_S = 1.0
