@@ -137,3 +137,16 @@ async def test_a_code_is_six_digits_for_a_named_change(app: HelpCenter) -> None:
     with pytest.raises(InvalidArgument) as info:
         await app.phone_change(ALICE, "tickets/0f6f3c1e-5a55-4b8e-9e41-7d6c1c7b2f10")
     assert fields_of(info) == ["name"]
+
+
+async def test_a_retry_key_is_checked_before_anything_is_read(app: HelpCenter) -> None:
+    name = "phone-changes/0f6f3c1e-5a55-4b8e-9e41-7d6c1c7b2f10"
+    with pytest.raises(InvalidArgument) as info:
+        await app.resend_phone_change_code(ALICE, name, "a b")
+    assert fields_of(info) == ["request_id"]
+    with pytest.raises(InvalidArgument) as info:
+        await app.create_article(ADMIN, article(), "a b")
+    assert fields_of(info) == ["request_id"]
+    with pytest.raises(InvalidArgument) as info:
+        await app.update_article(ADMIN, article(), 1, "x" * 65)
+    assert fields_of(info) == ["request_id"]

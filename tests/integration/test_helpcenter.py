@@ -231,6 +231,85 @@ async def test_a_phone_change_started_again_is_the_same_change(app: HelpCenter) 
     assert (confirmed.state, confirmed.attempts) == ("AWAITING_NEW_CODE", 1)
 
 
+async def test_article_edits_retried_under_a_request_id_write_once(app: HelpCenter) -> None:
+    text = ads_article("test-retried", "Retried", "Written once.", "retry")
+    first = await app.create_article(ADMIN, text, "create-1")
+    again = await app.create_article(ADMIN, text, "create-1")
+    assert (again.version, again.title) == (first.version, first.title) == (1, "Retried")
+    with pytest.raises(AlreadyExists) as refused:
+        await app.create_article(ADMIN, ArticleText(**{**vars(text), "title": "Other"}), "create-1")
+    assert refused.value.reason == "REQUEST_ID_REUSED"
+
+    edited = ArticleText(**{**vars(text), "body": "Written twice."})
+    second = await app.update_article(ADMIN, edited, 1, "update-1")
+    # The retry is not stale although version 2 now exists: it answers version 2.
+    retried = await app.update_article(ADMIN, edited, 1, "update-1")
+    assert (second.version, retried.version, retried.body) == (2, 2, "Written twice.")
+    assert [v.version for v in await app.article_versions(ADMIN, text.name, "en")] == [1, 2]
+    with pytest.raises(AlreadyExists) as refused:
+        await app.update_article(ADMIN, edited, 2, "update-1")
+    assert refused.value.reason == "REQUEST_ID_REUSED"
+    # Another admin's key is theirs: the same id is a new edit for them.
+    other = Identity("grace", frozenset({"admin"}))
+    third = await app.update_article(other, edited, 2, "update-1")
+    assert third.version == 3
+
+
+async def test_publishing_again_changes_nothing(app: HelpCenter) -> None:
+    text = ads_article("test-published-twice", "Twice", "Published once.", "twice")
+    await app.create_article(ADMIN, text)
+    first = await app.publish_article(ADMIN, text.name, "en", 1, False)
+    again = await app.publish_article(ADMIN, text.name, "en", 1, False)
+    assert (first.published_version, again.published_version) == (1, 1)
+    assert [v.version for v in await app.article_versions(ADMIN, text.name, "en")] == [1]
+    await app.publish_article(ADMIN, text.name, "en", 0, True)
+    withdrawn = await app.publish_article(ADMIN, text.name, "en", 0, True)
+    assert not withdrawn.published
+    with pytest.raises(NotFound):
+        await app.article(ALICE, text.name, "en", 0, "")
+
+
+async def test_a_resend_retried_under_a_request_id_sends_one_code(app: HelpCenter) -> None:
+    change = NewPhoneChange("move-resend", "+8613800138001", "+8613900139001", "")
+    started = await app.start_phone_change(BOB, change)
+    left = phone.resends_left(started)
+    first = await app.resend_phone_change_code(BOB, started.name, "resend-1")
+    code = await code_sent(app, started.name)
+    again = await app.resend_phone_change_code(BOB, started.name, "resend-1")
+    assert (first.codes_sent, again.codes_sent) == (2, 2)
+    assert phone.resends_left(again) == left - 1
+    assert await code_sent(app, started.name) == code
+    other = await app.start_phone_change(
+        BOB, NewPhoneChange("move-resend-2", "+8613800138001", "+8613700137001", "")
+    )
+    with pytest.raises(AlreadyExists) as refused:
+        await app.resend_phone_change_code(BOB, other.name, "resend-1")
+    assert refused.value.reason == "REQUEST_ID_REUSED"
+
+
+async def test_a_confirmation_repeated_after_success_is_answered_not_counted(
+    app: HelpCenter,
+) -> None:
+    change = NewPhoneChange("move-twice", "+8613800138002", "+8613900139002", "")
+    started = await app.start_phone_change(ALICE, change)
+    sent = await code_sent(app, started.name)
+    first = await app.confirm_phone_change(ALICE, started.name, sent)
+    again = await app.confirm_phone_change(ALICE, started.name, sent)
+    assert (
+        (again.state, again.attempts, again.codes_sent)
+        == (
+            first.state,
+            first.attempts,
+            first.codes_sent,
+        )
+        == ("AWAITING_NEW_CODE", 0, 2)
+    )
+    sent = await code_sent(app, started.name)
+    done = await app.confirm_phone_change(ALICE, started.name, sent)
+    repeated = await app.confirm_phone_change(ALICE, started.name, sent)
+    assert (done.state, repeated.state, repeated.attempts) == ("VERIFIED", "VERIFIED", 0)
+
+
 async def code_sent(app: HelpCenter, name: str) -> str:
     """The latest code the outbox holds for the notifier to send."""
     async with app.pool.connection() as conn:

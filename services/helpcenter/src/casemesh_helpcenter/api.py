@@ -139,12 +139,14 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
         return pb.ListHelpCategoriesResponse(categories=[category_message(c) for c in tree])
 
     async def CreateArticle(self, request: pb.CreateArticleRequest, context: Ctx) -> pb.Article:
-        return article_message(await self.app.create_article(_who(), article_text(request.article)))
+        return article_message(
+            await self.app.create_article(_who(), article_text(request.article), request.request_id)
+        )
 
     async def UpdateArticle(self, request: pb.UpdateArticleRequest, context: Ctx) -> pb.Article:
         return article_message(
             await self.app.update_article(
-                _who(), article_text(request.article), request.base_version
+                _who(), article_text(request.article), request.base_version, request.request_id
             )
         )
 
@@ -229,7 +231,9 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
     async def ResendPhoneChangeCode(
         self, request: pb.ResendPhoneChangeCodeRequest, context: Ctx
     ) -> pb.PhoneChange:
-        return change_message(await self.app.resend_phone_change_code(_who(), request.name))
+        return change_message(
+            await self.app.resend_phone_change_code(_who(), request.name, request.request_id)
+        )
 
     async def GetPhoneChange(
         self, request: pb.GetPhoneChangeRequest, context: Ctx

@@ -145,15 +145,26 @@ class HelpCenter:
             counts = await store.category_counts(conn, locale)
         return category_tree(counts, locale)
 
-    async def create_article(self, who: Identity, article: ArticleText) -> ArticleVersion:
+    async def create_article(
+        self, who: Identity, article: ArticleText, request_id: str = ""
+    ) -> ArticleVersion:
+        """Version 1, a draft; under `request_id` a retry answers it again."""
         _admin(who)
         slug = _slug(article.name, "article.name")
         locale = _locale(article.locale, field="article.locale")
         content = _content(article)
+        _request_id(request_id)
         async with self.pool.connection() as conn:
             result = await store.write_version(
-                conn, slug=slug, locale=locale, author=who.subject, base_version=None, **content
+                conn,
+                slug=slug,
+                locale=locale,
+                author=who.subject,
+                base_version=None,
+                request_id=request_id,
+                **content,
             )
+            _refuse_reused(result)
             if result == "exists":
                 raise AlreadyExists(
                     f"articles/{slug} ({locale}) exists; update it instead", reason="ARTICLE_EXISTS"
@@ -163,15 +174,17 @@ class HelpCenter:
         return found
 
     async def update_article(
-        self, who: Identity, article: ArticleText, base_version: int
+        self, who: Identity, article: ArticleText, base_version: int, request_id: str = ""
     ) -> ArticleVersion:
-        """A new version, written over `base_version`, the latest the admin read."""
+        """A new version, written over `base_version`, the latest the admin read;
+        under `request_id` a retry answers the version it wrote."""
         _admin(who)
         slug = _slug(article.name, "article.name")
         locale = _locale(article.locale, field="article.locale")
         content = _content(article)
         if base_version < 1:
             raise InvalidArgument.field("base_version", "is the latest version you read")
+        _request_id(request_id)
         async with self.pool.connection() as conn:
             result = await store.write_version(
                 conn,
@@ -179,8 +192,10 @@ class HelpCenter:
                 locale=locale,
                 author=who.subject,
                 base_version=base_version,
+                request_id=request_id,
                 **content,
             )
+            _refuse_reused(result)
             if result == "absent":
                 raise NotFound(f"articles/{slug} ({locale}) not found")
             if result == "stale":
@@ -336,10 +351,16 @@ class HelpCenter:
             change = await phone.confirm(conn, who.subject, ident, code, self.clock.now())
         return _found(change, name)
 
-    async def resend_phone_change_code(self, who: Identity, name: str) -> phone.Change:
+    async def resend_phone_change_code(
+        self, who: Identity, name: str, request_id: str = ""
+    ) -> phone.Change:
+        """A fresh code; under `request_id` a retry sends none and spends no resend."""
         ident = resource_id(name, "phone-changes")
+        _request_id(request_id)
         async with self.pool.connection() as conn:
-            change = await phone.resend(conn, who.subject, ident, self.clock.now())
+            change = await phone.resend(
+                conn, who.subject, ident, self.clock.now(), request_id=request_id
+            )
         return _found(change, name)
 
     async def phone_change(self, who: Identity, name: str) -> phone.Change:
@@ -369,10 +390,25 @@ async def _session(
     return found
 
 
+def _request_id(request_id: str) -> None:
+    """An optional retry key: empty, or as StartPhoneChange's."""
+    if request_id and not rules.REQUEST_ID.match(request_id):
+        raise InvalidArgument.field(
+            "request_id", "must be 1–64 characters of letters, digits, '.', '_', ':' or '-'"
+        )
+
+
 def _found(change: phone.Change | None, name: str) -> phone.Change:
     if change is None:
         raise NotFound(f"{name} not found")
     return change
+
+
+def _refuse_reused(result: int | str) -> None:
+    if result == "reused":
+        raise AlreadyExists(
+            "request_id was used for another article edit", reason="REQUEST_ID_REUSED"
+        )
 
 
 def _slug(name: str, field: str = "name") -> str:

@@ -29,7 +29,12 @@ from psycopg.rows import dict_row
 
 from casemesh import topics
 from casemesh.events.v1 import helpcenter_pb2 as hev
-from casemesh.platform.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from casemesh.platform.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    ResourceExhausted,
+)
 from casemesh.platform.grpcutil import to_timestamp
 from casemesh.platform.outbox import Outbox, outbox_schema
 
@@ -65,6 +70,9 @@ CREATE TABLE IF NOT EXISTS phone_changes (
     code_expires timestamptz NOT NULL, codes_sent int NOT NULL, attempts int NOT NULL,
     created_at timestamptz NOT NULL, verified_at timestamptz,
     UNIQUE (user_id, request_id));
+CREATE TABLE IF NOT EXISTS phone_change_resends (
+    user_id text NOT NULL, request_id text NOT NULL, change_id uuid NOT NULL,
+    PRIMARY KEY (user_id, request_id));
 """ + "".join(outbox_schema(o) for o in (CODES, REQUESTS))
 
 
@@ -315,12 +323,38 @@ async def confirm(
 
 
 async def resend(
-    conn: psycopg.AsyncConnection[Any], user_id: str, ident: str, now: datetime
+    conn: psycopg.AsyncConnection[Any],
+    user_id: str,
+    ident: str,
+    now: datetime,
+    request_id: str = "",
 ) -> Change | None:
+    """A fresh code for the current step. Under a `request_id`, a retry answers
+    the change as it stands and sends nothing; the id used for another change
+    is ALREADY_EXISTS (`REQUEST_ID_REUSED`)."""
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         c = await _load(cur, ident)
         if c is None or c.user_id != user_id:
             return None
+        if request_id:
+            await cur.execute(
+                "INSERT INTO phone_change_resends (user_id, request_id, change_id)"
+                " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                (user_id, request_id, ident),
+            )
+            if cur.rowcount == 0:
+                await cur.execute(
+                    "SELECT change_id FROM phone_change_resends"
+                    " WHERE user_id = %s AND request_id = %s",
+                    (user_id, request_id),
+                )
+                row = await cur.fetchone()
+                if row is None or str(row["change_id"]) != ident:
+                    raise AlreadyExists(
+                        "request_id was used to resend another change's code",
+                        reason="REQUEST_ID_REUSED",
+                    )
+                return c
         _require_open(c, now)
         if resends_left(c) <= 0:
             raise FailedPrecondition(

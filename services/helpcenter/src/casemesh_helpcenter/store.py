@@ -33,6 +33,11 @@ CREATE TABLE IF NOT EXISTS help_versions (
     category text NOT NULL, title text NOT NULL, body text NOT NULL, keywords text NOT NULL,
     author text NOT NULL, created_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (slug, locale, version));
+-- An edit's retry key: a retry finds the version it wrote.
+CREATE TABLE IF NOT EXISTS help_edit_requests (
+    author text NOT NULL, request_id text NOT NULL,
+    slug text NOT NULL, locale text NOT NULL, version int NOT NULL,
+    PRIMARY KEY (author, request_id));
 CREATE TABLE IF NOT EXISTS help_search (
     slug text NOT NULL, locale text NOT NULL, category text NOT NULL, title text NOT NULL,
     document tsvector NOT NULL, PRIMARY KEY (slug, locale));
@@ -118,10 +123,29 @@ async def write_version(
     keywords: str,
     author: str,
     base_version: int | None,
+    request_id: str = "",
 ) -> int | str:
     """A new version: 1 creates the article (`exists` if it already does);
-    otherwise `base_version` must be the latest (`stale`, `absent`)."""
+    otherwise `base_version` must be the latest (`stale`, `absent`). The
+    author's `request_id` seen before: the version it wrote when this is the
+    same edit, else `reused`."""
     async with conn.transaction():
+        if request_id:
+            # One author's edits under a key are serialised, so a retry racing
+            # the first attempt finds what it wrote.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"help:{author}:{request_id}",)
+            )
+            cur = await conn.execute(
+                "SELECT slug, locale, version, v.category, v.title, v.body, v.keywords"
+                " FROM help_edit_requests e JOIN help_versions v USING (slug, locale, version)"
+                " WHERE e.author = %s AND e.request_id = %s",
+                (author, request_id),
+            )
+            seen = await cur.fetchone()
+            if seen is not None:
+                wrote = (slug, locale, (base_version or 0) + 1, category, title, body, keywords)
+                return seen[2] if tuple(seen) == wrote else "reused"
         cur = await conn.execute(
             "SELECT latest_version FROM help_articles WHERE slug = %s AND locale = %s FOR UPDATE",
             (slug, locale),
@@ -154,6 +178,12 @@ async def write_version(
             " author) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
             (slug, locale, version, category, title, body, keywords, author),
         )
+        if request_id:
+            await conn.execute(
+                "INSERT INTO help_edit_requests (author, request_id, slug, locale, version)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                (author, request_id, slug, locale, version),
+            )
     return version
 
 
