@@ -165,6 +165,12 @@ CASES: list[tuple[Message, str]] = [
     (hpb.StartFlowRequest(flow="flows/login", locale="fr"), "locale"),
     (hpb.StartFlowRequest(flow="flows/login", session="help-sessions/1"), "session"),
     (hpb.AnswerFlowRequest(session=""), "session"),
+    (
+        hpb.AnswerFlowRequest(
+            session="help-sessions/0f6f3c1e-5a55-4b8e-9e41-7d6c1c7b2f10", request_id="a b"
+        ),
+        "request_id",
+    ),
     (hpb.ResolveHelpRequest(session="help-sessions/x", solved=True), "session"),
     (hpb.StartPhoneChangeRequest(old_phone=PHONE, request_id="x", locale="fr"), "locale"),
     (hpb.StartPhoneChangeRequest(old_phone=PHONE, new_phone=PHONE), "request_id"),

@@ -150,3 +150,6 @@ async def test_a_retry_key_is_checked_before_anything_is_read(app: HelpCenter) -
     with pytest.raises(InvalidArgument) as info:
         await app.update_article(ADMIN, article(), 1, "x" * 65)
     assert fields_of(info) == ["request_id"]
+    with pytest.raises(InvalidArgument) as info:
+        await app.answer_flow(ALICE, "help-sessions/0f6f3c1e-5a55-4b8e-9e41-7d6c1c7b2f10", 0, "a b")
+    assert fields_of(info) == ["request_id"]

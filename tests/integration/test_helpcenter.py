@@ -115,6 +115,21 @@ async def test_a_second_answer_to_a_question_already_answered_moves_nothing(
     assert now.step(now.locale, None, "").question == moved.question  # moved on once
 
 
+async def test_an_answer_retried_under_a_request_id_answers_the_same_step(
+    app: HelpCenter,
+) -> None:
+    step = await app.start_flow(ALICE, "flows/login", "", "en")
+    first = await app.answer_flow(ALICE, step.session, 0, "answer-1")
+    again = await app.answer_flow(ALICE, step.session, 0, "answer-1")
+    assert again == first
+    async with app.pool.connection() as conn:
+        now = await session_of(conn, ALICE, step.session, "en", create=False)
+    assert len(now.path) == 1  # answered once
+    with pytest.raises(AlreadyExists) as refused:
+        await app.answer_flow(ALICE, step.session, 1, "answer-1")
+    assert refused.value.reason == "REQUEST_ID_REUSED"
+
+
 async def test_figures_count_searches_and_how_sessions_ended(app: HelpCenter) -> None:
     before = await app.figures(AGENT, None, None)
     helped = await app.search(BOB, "忘记密码", "", "", 0, "")

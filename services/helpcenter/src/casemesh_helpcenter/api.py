@@ -181,7 +181,9 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
         return step_message(await self.app.start_flow(_who(), r.flow, r.session, r.locale))
 
     async def AnswerFlow(self, request: pb.AnswerFlowRequest, context: Ctx) -> pb.FlowStep:
-        return step_message(await self.app.answer_flow(_who(), request.session, request.answer))
+        return step_message(
+            await self.app.answer_flow(_who(), request.session, request.answer, request.request_id)
+        )
 
     async def ResolveHelp(
         self, request: pb.ResolveHelpRequest, context: Ctx

@@ -271,17 +271,39 @@ class HelpCenter:
             await store.save_session(conn, found)
         return found.step(locale)
 
-    async def answer_flow(self, who: Identity, session: str, answer: int) -> FlowStep:
+    async def answer_flow(
+        self, who: Identity, session: str, answer: int, request_id: str = ""
+    ) -> FlowStep:
         """Answers the question the session stands at; a second answer to the
-        same question (a double tap) is ABORTED."""
+        same question (a double tap) is ABORTED, unless it retries the first
+        under its `request_id`: then it answers the step the first one gave."""
+        _request_id(request_id)
         async with self.pool.connection() as conn:
             found = await _session(conn, who, session, "zh-CN", create=False)
+            first = await store.answered(conn, found.id, request_id) if request_id else None
+            if first is not None:
+                if first[2] != answer:
+                    raise AlreadyExists(
+                        "request_id was used for another answer", reason="REQUEST_ID_REUSED"
+                    )
+                found.flow, found.node = first[0], first[1]
             choice = found.choose(answer)
             ending = None
             if choice.article:
                 ending = await store.published(conn, choice.article, found.locale)
             read = ending.read() if ending is not None else None
-            moved = await store.answer(conn, found, node=choice.next, step=choice.taken, read=read)
+            if first is not None:
+                found.node = choice.next
+                return found.step(found.locale, ending, choice.action)
+            moved = await store.answer(
+                conn,
+                found,
+                node=choice.next,
+                step=choice.taken,
+                read=read,
+                answer=answer,
+                request_id=request_id,
+            )
             if not moved:
                 raise Aborted(
                     "this question was already answered; read the session again",

@@ -333,6 +333,10 @@ CREATE TABLE IF NOT EXISTS help_search_log (
     results int NOT NULL, at timestamptz NOT NULL DEFAULT now());
 CREATE INDEX IF NOT EXISTS help_search_log_at ON help_search_log (at);
 CREATE INDEX IF NOT EXISTS help_sessions_resolved ON help_sessions (resolved_at);
+-- An answer's retry key: the question it answered and how.
+CREATE TABLE IF NOT EXISTS help_flow_answers (
+    session uuid NOT NULL, request_id text NOT NULL, flow text NOT NULL, node text NOT NULL,
+    answer int NOT NULL, PRIMARY KEY (session, request_id));
 """
 
 
@@ -421,16 +425,38 @@ async def answer(
     node: str,
     step: dict[str, str],
     read: dict[str, str] | None,
+    answer: int = 0,
+    request_id: str = "",
 ) -> bool:
     """Moves the flow on from the question it stands at; False when another
-    answer got there first (a double tap)."""
-    done = await conn.execute(
-        "UPDATE help_sessions SET node = %s, path = (path || %s) WHERE id = %s AND node = %s",
-        (node, Jsonb([step]), s.id, s.node),
-    )
-    if done.rowcount and read is not None:
-        await add_read(conn, s, read)
+    answer got there first (a double tap). Under `request_id` the answer is
+    kept for a retry (`answered`)."""
+    async with conn.transaction():
+        done = await conn.execute(
+            "UPDATE help_sessions SET node = %s, path = (path || %s) WHERE id = %s AND node = %s",
+            (node, Jsonb([step]), s.id, s.node),
+        )
+        if done.rowcount and request_id:
+            await conn.execute(
+                "INSERT INTO help_flow_answers (session, request_id, flow, node, answer)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                (s.id, request_id, s.flow, s.node, answer),
+            )
+        if done.rowcount and read is not None:
+            await add_read(conn, s, read)
     return bool(done.rowcount)
+
+
+async def answered(
+    conn: psycopg.AsyncConnection[Any], session: str, request_id: str
+) -> tuple[str, str, int] | None:
+    """The flow, question and answer a session's `request_id` answered, if any."""
+    cur = await conn.execute(
+        "SELECT flow, node, answer FROM help_flow_answers WHERE session = %s AND request_id = %s",
+        (session, request_id),
+    )
+    row = await cur.fetchone()
+    return (row[0], row[1], row[2]) if row else None
 
 
 async def resolve(
