@@ -285,6 +285,7 @@ def test_trusted_flagger_changes_are_safe_to_retry_under_a_request_id(app: Repor
     with pytest.raises(AlreadyExists, match="request_id 's1'") as reused:
         app.set_flagger(AGENT, "bob", "Another Name", areas, request_id="s1")
     assert reused.value.reason == "REQUEST_ID_REUSED"
+    assert "to this trusted flagger" in str(reused.value)
     assert events_of(app, ident) == ["Designated"]
 
     app.remove_flagger(AGENT, "bob", request_id="x1")

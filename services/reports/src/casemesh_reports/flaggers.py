@@ -16,6 +16,9 @@ from casemesh.rules import tickets as rules
 from casemesh_reports.base import AGENT_WORK, ReportsBase
 from casemesh_reports.domain import TrustedFlagger
 
+# In messages: "… a different change to this trusted flagger".
+FLAGGER = "trusted flagger"
+
 
 class Flaggers(ReportsBase):
     def set_flagger(
@@ -45,7 +48,7 @@ class Flaggers(ReportsBase):
         flagger: TrustedFlagger | None = self._get(
             TrustedFlagger, TrustedFlagger.create_id(user_id)
         )
-        answered = flagger and retry and self.answered(flagger, retry)
+        answered = flagger and retry and self.answered(flagger, retry, FLAGGER)
         if answered:
             return answered
         if flagger is None:
@@ -65,7 +68,7 @@ class Flaggers(ReportsBase):
         v.raise_if_any()
         retry = Retry.of(request_id, who, "remove_flagger", user_id=user_id)
         flagger = self._get(TrustedFlagger, TrustedFlagger.create_id(user_id))
-        if flagger and retry and self.answered(flagger, retry) is not None:
+        if flagger and retry and self.answered(flagger, retry, FLAGGER) is not None:
             return
         if flagger is None or not flagger.active:
             raise NotFound(f"{user_id!r} is not a trusted flagger")

@@ -219,10 +219,10 @@ class CaseApplication(TracedApplication, Generic[C]):
         on the date, say), asked before them, so a retry gets its first answer."""
         return self.answered(self.load_visible(who, ident), retry) if retry else None
 
-    def answered(self, case: G, retry: Retry) -> G | None:
-        """The case (or another aggregate of the store) as the change made under
-        `retry`'s request id left it (None: no change was made under it); another
-        change under it is ALREADY_EXISTS."""
+    def answered(self, case: G, retry: Retry, noun: str = "") -> G | None:
+        """The case (or another aggregate of the store, called `noun` in the
+        message) as the change made under `retry`'s request id left it (None: no
+        change was made under it); another change under it is ALREADY_EXISTS."""
         version = None
         for recorded in self.repository.event_store.get(case.id):
             if vars(recorded).get(RETRY_ID) != retry.request_id:
@@ -230,7 +230,7 @@ class CaseApplication(TracedApplication, Generic[C]):
             if vars(recorded).get(RETRY_FINGERPRINT) != retry.fingerprint:
                 raise errors.AlreadyExists(
                     f"request_id {retry.request_id!r} was already used for a different change"
-                    f" to this {self.noun}",
+                    f" to this {noun or self.noun}",
                     reason="REQUEST_ID_REUSED",
                 )
             version = recorded.originator_version
