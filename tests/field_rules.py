@@ -131,6 +131,8 @@ CASES: list[tuple[Message, str]] = [
     (rpb.VoidReportCaseRequest(name="", reason="r"), "name"),
     (rpb.VoidReportCaseRequest(name="report-cases/x", reason=""), "reason"),
     (rpb.VoidReportCaseRequest(name="report-cases/x", reason="r", request_id="a b"), "request_id"),
+    (rpb.SetTrustedFlaggerRequest(request_id="a b"), "request_id"),
+    (rpb.RemoveTrustedFlaggerRequest(user_id="bob", request_id="a b"), "request_id"),
     (qpb.ListQueueCasesRequest(page_size=-1), "page_size"),
     (qpb.ClaimNextCaseRequest(lease_seconds=5), "lease_seconds"),
     (qpb.ClaimNextCaseRequest(request_id="a b"), "request_id"),

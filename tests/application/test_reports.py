@@ -276,6 +276,30 @@ def test_a_trusted_flaggers_report_is_marked_as_theirs_until_removed(app: Report
     assert app.file(BOB, report("b2", "9")).source == "ARTICLE_16"
 
 
+def test_trusted_flagger_changes_are_safe_to_retry_under_a_request_id(app: Reports) -> None:
+    areas = ["violence_terrorism"]
+    first = app.set_flagger(AGENT, "bob", "Safe Web Foundation", areas, request_id="s1")
+    ident = first.id
+    again = app.set_flagger(AGENT, "bob", "Safe Web Foundation", areas, request_id="s1")
+    assert (again.version, again.display_name) == (first.version, "Safe Web Foundation")
+    with pytest.raises(AlreadyExists, match="request_id 's1'") as reused:
+        app.set_flagger(AGENT, "bob", "Another Name", areas, request_id="s1")
+    assert reused.value.reason == "REQUEST_ID_REUSED"
+    assert "to this trusted flagger" in str(reused.value)
+    assert events_of(app, ident) == ["Designated"]
+
+    app.remove_flagger(AGENT, "bob", request_id="x1")
+    app.remove_flagger(AGENT, "bob", request_id="x1")  # answers as the first did
+    with pytest.raises(NotFound):  # without the id, a second removal finds none
+        app.remove_flagger(AGENT, "bob")
+    with pytest.raises(AlreadyExists, match="request_id 'x1'"):
+        app.set_flagger(AGENT, "bob", "Safe Web Foundation", areas, request_id="x1")
+    assert events_of(app, ident) == ["Designated", "Removed"]
+    # A retry of the first designation still answers as it did, while removed.
+    assert app.set_flagger(AGENT, "bob", "Safe Web Foundation", areas, request_id="s1").active
+    assert events_of(app, ident) == ["Designated", "Removed"]
+
+
 def test_agent_commands_need_an_agent_and_change_nothing(app: Reports) -> None:
     ident = app.file(ALICE, report()).case_id
     commands: list[Callable[[], object]] = [

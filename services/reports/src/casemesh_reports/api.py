@@ -469,13 +469,19 @@ class ReportServicer(ApplicationServicer, pb_grpc.ReportServiceServicer):
             f.user_id,
             f.display_name,
             [a.strip() for a in f.areas],
+            request.request_id,
         )
         return _flagger_message(flagger)
 
     async def RemoveTrustedFlagger(
         self, request: pb.RemoveTrustedFlaggerRequest, context: Ctx
     ) -> pb.RemoveTrustedFlaggerResponse:
-        await self._call(self.app.remove_flagger, self._who(context), request.user_id.strip())
+        await self._call(
+            self.app.remove_flagger,
+            self._who(context),
+            request.user_id.strip(),
+            request.request_id,
+        )
         return pb.RemoveTrustedFlaggerResponse()
 
     async def ListTrustedFlaggers(

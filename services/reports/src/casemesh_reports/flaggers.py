@@ -1,21 +1,33 @@
 """The trusted-flagger list (DSA Art. 22), kept by agents: a flagger's
 reports in their areas of expertise are marked as theirs and weigh more in
-triage (see `filing`)."""
+triage (see `filing`). Both changes are safe to retry under a request id: a
+retry answers as the first call did (a repeated remove too, not NOT_FOUND),
+and the id sent for another change is ALREADY_EXISTS (`Retry`; ids are per
+flagger, only the flagger's own events carry them)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from casemesh.platform.cases import Retry, stamp
 from casemesh.platform.errors import NotFound, Violations
 from casemesh.platform.identity import Identity
 from casemesh.rules import tickets as rules
 from casemesh_reports.base import AGENT_WORK, ReportsBase
 from casemesh_reports.domain import TrustedFlagger
 
+# In messages: "… a different change to this trusted flagger".
+FLAGGER = "trusted flagger"
+
 
 class Flaggers(ReportsBase):
     def set_flagger(
-        self, who: Identity, user_id: str, display_name: str, areas: list[str]
+        self,
+        who: Identity,
+        user_id: str,
+        display_name: str,
+        areas: list[str],
+        request_id: str = "",
     ) -> TrustedFlagger:
         self.require_agent(who, AGENT_WORK)
         v = Violations()
@@ -30,27 +42,38 @@ class Flaggers(ReportsBase):
                 v.add(f"flagger.areas[{i}]", f"{area[:60]!r} is not a reason category")
         v.raise_if_any()
         areas = sorted(set(areas))
+        retry = Retry.of(
+            request_id, who, "set_flagger", user_id=user_id, display_name=display_name, areas=areas
+        )
         flagger: TrustedFlagger | None = self._get(
             TrustedFlagger, TrustedFlagger.create_id(user_id)
         )
+        answered = flagger and retry and self.answered(flagger, retry, FLAGGER)
+        if answered:
+            return answered
         if flagger is None:
             flagger = TrustedFlagger(
                 user_id=user_id, display_name=display_name, areas=areas, actor=who.subject
             )
         elif (flagger.active, flagger.display_name, flagger.areas) != (True, display_name, areas):
             flagger.change(display_name=display_name, areas=areas, actor=who.subject)
+        stamp(flagger, retry)
         self._save_or_abort(flagger)
         return flagger
 
-    def remove_flagger(self, who: Identity, user_id: str) -> None:
+    def remove_flagger(self, who: Identity, user_id: str, request_id: str = "") -> None:
         self.require_agent(who, AGENT_WORK)
         v = Violations()
         user_id = rules.text(v, "user_id", user_id, limit=128, single_line=True)
         v.raise_if_any()
+        retry = Retry.of(request_id, who, "remove_flagger", user_id=user_id)
         flagger = self._get(TrustedFlagger, TrustedFlagger.create_id(user_id))
+        if flagger and retry and self.answered(flagger, retry, FLAGGER) is not None:
+            return
         if flagger is None or not flagger.active:
             raise NotFound(f"{user_id!r} is not a trusted flagger")
         flagger.remove(actor=who.subject)
+        stamp(flagger, retry)
         self._save_or_abort(flagger)
 
     def list_flaggers(self, who: Identity) -> list[dict[str, Any]]:

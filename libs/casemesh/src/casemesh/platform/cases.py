@@ -41,6 +41,7 @@ from casemesh.rules import tickets as rules
 log = get_logger(__name__)
 
 C = TypeVar("C", bound=Aggregate)
+G = TypeVar("G", bound=Aggregate)
 
 
 class Draft(Protocol):
@@ -90,6 +91,16 @@ class Retry:
 # library stores an event's attributes and hands a command method only its own).
 RETRY_ID = "change_request_id"
 RETRY_FINGERPRINT = "change_request_fingerprint"
+
+
+def stamp(aggregate: Aggregate, retry: Retry | None) -> None:
+    """Marks the aggregate's pending events as made under `retry`'s request id
+    (`CaseApplication.answered` finds them)."""
+    if retry is None:
+        return
+    for pending in aggregate.pending_events:
+        object.__setattr__(pending, RETRY_ID, retry.request_id)
+        object.__setattr__(pending, RETRY_FINGERPRINT, retry.fingerprint)
 
 
 class CaseApplication(TracedApplication, Generic[C]):
@@ -186,10 +197,7 @@ class CaseApplication(TracedApplication, Generic[C]):
                 reason="STALE_ETAG",
             )
         others = command(case) or ()
-        if retry is not None:
-            for pending in case.pending_events:
-                object.__setattr__(pending, RETRY_ID, retry.request_id)
-                object.__setattr__(pending, RETRY_FINGERPRINT, retry.fingerprint)
+        stamp(case, retry)
         try:
             self.save(case, *others)
         except IntegrityError:
@@ -211,9 +219,10 @@ class CaseApplication(TracedApplication, Generic[C]):
         on the date, say), asked before them, so a retry gets its first answer."""
         return self.answered(self.load_visible(who, ident), retry) if retry else None
 
-    def answered(self, case: C, retry: Retry) -> C | None:
-        """The case as the change made under `retry`'s request id left it (None:
-        no change was made under it); another change under it is ALREADY_EXISTS."""
+    def answered(self, case: G, retry: Retry, noun: str = "") -> G | None:
+        """The case (or another aggregate of the store, called `noun` in the
+        message) as the change made under `retry`'s request id left it (None: no
+        change was made under it); another change under it is ALREADY_EXISTS."""
         version = None
         for recorded in self.repository.event_store.get(case.id):
             if vars(recorded).get(RETRY_ID) != retry.request_id:
@@ -221,13 +230,13 @@ class CaseApplication(TracedApplication, Generic[C]):
             if vars(recorded).get(RETRY_FINGERPRINT) != retry.fingerprint:
                 raise errors.AlreadyExists(
                     f"request_id {retry.request_id!r} was already used for a different change"
-                    f" to this {self.noun}",
+                    f" to this {noun or self.noun}",
                     reason="REQUEST_ID_REUSED",
                 )
             version = recorded.originator_version
         if version is None:
             return None
-        earlier: C = self.repository.get(case.id, version=version)
+        earlier: G = self.repository.get(case.id, version=version)
         return earlier
 
     def page_cases(
