@@ -226,3 +226,16 @@ async def test_a_claim_sent_again_under_its_request_id_gets_the_same_case(
         back = await store.claim_next(conn, "a", [], lease, now, "c1")
         assert back is not None and back.name == first.name  # the only free one
         assert await store.claim_next(conn, "a", [], lease, now, "c3") is None
+
+
+async def test_replicas_from_before_request_ids_still_claim(queue_db: str) -> None:
+    # During a rolling update the old replicas call the claim without an id.
+    now = datetime.now(UTC)
+    await seed(queue_db, 1, now)
+    async with await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT name, holder FROM queue_claim(%s, %s, %s, %s)",
+            ("old", now, now + timedelta(seconds=30), []),
+        )
+        rows = await cur.fetchall()
+    assert [holder for _, holder in rows] == ["old"]

@@ -62,8 +62,6 @@ $$;
 -- none waits.
 -- A claim sent again under its request id (its answer was lost) gets the case
 -- the first claimed while the agent still holds it, not a second case.
--- (The 4-argument function came before request ids.)
-DROP FUNCTION IF EXISTS queue_claim(text, timestamptz, timestamptz, text[]);
 CREATE OR REPLACE FUNCTION queue_claim(
     agent text, now timestamptz, until timestamptz, queues text[], request text
 ) RETURNS SETOF queue_cases LANGUAGE plpgsql AS $$
@@ -73,7 +71,8 @@ BEGIN
         -- One at a time per agent and id: a retry racing its original waits for it.
         PERFORM pg_advisory_xact_lock(hashtextextended(agent || chr(10) || request, 0));
         RETURN QUERY SELECT * FROM queue_cases
-            WHERE holder = agent AND claim_request = request AND lease_until > now;
+            WHERE holder <> '' AND holder = agent AND claim_request = request
+              AND lease_until > now;
         IF FOUND THEN
             RETURN;
         END IF;
@@ -90,6 +89,13 @@ BEGIN
             RETURNING *)
         SELECT claimed.* FROM claimed, pg_notify('{CHANGES_CHANNEL}', 'CLAIMED|' || claimed.name);
 END
+$$;
+-- The claim as replicas from before request ids call it, kept while they may
+-- still run during a rolling update (drop it a release later).
+CREATE OR REPLACE FUNCTION queue_claim(
+    agent text, now timestamptz, until timestamptz, queues text[]
+) RETURNS SETOF queue_cases LANGUAGE sql AS $$
+    SELECT * FROM queue_claim(agent, now, until, queues, '')
 $$;
 """
 
@@ -146,7 +152,13 @@ CREATE INDEX IF NOT EXISTS queue_cases_leases ON queue_cases (lease_until)
     WHERE holder <> '';
 -- The request id of the claim that gave the holder the case (a retry of it
 -- answers with the same case).
-ALTER TABLE queue_cases ADD COLUMN IF NOT EXISTS claim_request text NOT NULL DEFAULT '';
+-- (Looked up first: ALTER TABLE would lock the table at every start.)
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT FROM information_schema.columns WHERE table_schema = current_schema()
+                   AND table_name = 'queue_cases' AND column_name = 'claim_request') THEN
+        ALTER TABLE queue_cases ADD COLUMN claim_request text NOT NULL DEFAULT '';
+    END IF;
+END $$;
 CREATE TABLE IF NOT EXISTS queue_consumed (
     event_id text PRIMARY KEY, topic text NOT NULL, kafka_partition int NOT NULL,
     kafka_offset bigint NOT NULL, consumed_at timestamptz NOT NULL DEFAULT now());
