@@ -304,12 +304,19 @@ class HelpCenter:
                 answer=answer,
                 request_id=request_id,
             )
-            if not moved:
+            # Not moved: answered meanwhile, by this very answer's first send
+            # (its retry raced it) or by another.
+            raced = not moved and bool(request_id)
+            if raced and await store.answered(conn, found.id, request_id) is None:
+                raced = False
+            if not moved and not raced:
                 raise Aborted(
                     "this question was already answered; read the session again",
                     reason="QUESTION_ANSWERED",
                 )
             found.node = choice.next
+        if raced:  # answered as the first send was (or refused, if it was another answer)
+            return await self.answer_flow(who, session, answer, request_id)
         return found.step(found.locale, ending, choice.action)
 
     async def resolve(

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from eventsourcing.persistence import IntegrityError
+
 from casemesh.platform.cases import Retry, stamp
-from casemesh.platform.errors import NotFound, Violations
+from casemesh.platform.errors import Aborted, NotFound, Violations
 from casemesh.platform.identity import Identity
 from casemesh.rules import tickets as rules
 from casemesh_reports.base import AGENT_WORK, ReportsBase
@@ -58,8 +60,7 @@ class Flaggers(ReportsBase):
         elif (flagger.active, flagger.display_name, flagger.areas) != (True, display_name, areas):
             flagger.change(display_name=display_name, areas=areas, actor=who.subject)
         stamp(flagger, retry)
-        self._save_or_abort(flagger)
-        return flagger
+        return self._save_flagger(flagger, retry)
 
     def remove_flagger(self, who: Identity, user_id: str, request_id: str = "") -> None:
         self.require_agent(who, AGENT_WORK)
@@ -74,7 +75,23 @@ class Flaggers(ReportsBase):
             raise NotFound(f"{user_id!r} is not a trusted flagger")
         flagger.remove(actor=who.subject)
         stamp(flagger, retry)
-        self._save_or_abort(flagger)
+        self._save_flagger(flagger, retry)
+
+    def _save_flagger(self, flagger: TrustedFlagger, retry: Retry | None) -> TrustedFlagger:
+        """Saves the change; one that lost a race to its own first send (a retry
+        under the same request id) answers as that one did."""
+        try:
+            self.save(flagger)
+        except IntegrityError:
+            now = self._get(TrustedFlagger, flagger.id) if retry else None
+            earlier = self.answered(now, retry, FLAGGER) if now and retry else None
+            if earlier is not None:
+                return earlier  # type: ignore[no-any-return]
+            raise Aborted(
+                "someone changed the trusted flagger at the same moment; read it again and retry",
+                reason="CONCURRENT_CHANGE",
+            ) from None
+        return flagger
 
     def list_flaggers(self, who: Identity) -> list[dict[str, Any]]:
         self.require_agent(who, AGENT_WORK)
