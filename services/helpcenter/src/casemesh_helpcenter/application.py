@@ -149,40 +149,25 @@ class HelpCenter:
         self, who: Identity, article: ArticleText, request_id: str = ""
     ) -> ArticleVersion:
         """Version 1, a draft; under `request_id` a retry answers it again."""
-        _admin(who)
-        slug = _slug(article.name, "article.name")
-        locale = _locale(article.locale, field="article.locale")
-        content = _content(article)
-        _request_id(request_id)
-        async with self.pool.connection() as conn:
-            result = await store.write_version(
-                conn,
-                slug=slug,
-                locale=locale,
-                author=who.subject,
-                base_version=None,
-                request_id=request_id,
-                **content,
-            )
-            _refuse_reused(result)
-            if result == "exists":
-                raise AlreadyExists(
-                    f"articles/{slug} ({locale}) exists; update it instead", reason="ARTICLE_EXISTS"
-                )
-            found = await store.get(conn, slug, locale, 1)
-        assert found is not None
-        return found
+        return await self._write(who, article, None, request_id)
 
     async def update_article(
         self, who: Identity, article: ArticleText, base_version: int, request_id: str = ""
     ) -> ArticleVersion:
         """A new version, written over `base_version`, the latest the admin read;
         under `request_id` a retry answers the version it wrote."""
+        return await self._write(who, article, base_version, request_id)
+
+    async def _write(
+        self, who: Identity, article: ArticleText, base_version: int | None, request_id: str
+    ) -> ArticleVersion:
+        """Writes the next version (the first when `base_version` is None) and
+        answers it, or says why not."""
         _admin(who)
         slug = _slug(article.name, "article.name")
         locale = _locale(article.locale, field="article.locale")
         content = _content(article)
-        if base_version < 1:
+        if base_version is not None and base_version < 1:
             raise InvalidArgument.field("base_version", "is the latest version you read")
         _request_id(request_id)
         async with self.pool.connection() as conn:
@@ -195,13 +180,24 @@ class HelpCenter:
                 request_id=request_id,
                 **content,
             )
-            _refuse_reused(result)
-            if result == "absent":
-                raise NotFound(f"articles/{slug} ({locale}) not found")
-            if result == "stale":
-                raise Aborted(
-                    "the article changed since you read it; read it again", reason="STALE_ETAG"
-                )
+            match result:
+                case "reused":
+                    raise AlreadyExists(
+                        "request_id was used for another article edit",
+                        reason="REQUEST_ID_REUSED",
+                    )
+                case "exists":
+                    raise AlreadyExists(
+                        f"articles/{slug} ({locale}) exists; update it instead",
+                        reason="ARTICLE_EXISTS",
+                    )
+                case "absent":
+                    raise NotFound(f"articles/{slug} ({locale}) not found")
+                case "stale":
+                    raise Aborted(
+                        "the article changed since you read it; read it again",
+                        reason="STALE_ETAG",
+                    )
             assert isinstance(result, int)
             found = await store.get(conn, slug, locale, result)
         assert found is not None
@@ -431,13 +427,6 @@ def _found(change: phone.Change | None, name: str) -> phone.Change:
     if change is None:
         raise NotFound(f"{name} not found")
     return change
-
-
-def _refuse_reused(result: int | str) -> None:
-    if result == "reused":
-        raise AlreadyExists(
-            "request_id was used for another article edit", reason="REQUEST_ID_REUSED"
-        )
 
 
 def _slug(name: str, field: str = "name") -> str:
