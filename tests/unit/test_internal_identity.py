@@ -268,3 +268,17 @@ def test_inbound_mails_key_is_believed_only_where_it_is_given(
     monkeypatch.setenv("CASEMESH_INBOUND_VERIFY_KEY", mail)  # its private key, by mistake
     with pytest.raises(SystemExit):
         load(TicketsSettings)
+
+
+def test_a_token_found_good_is_believed_without_a_new_check_until_it_expires() -> None:
+    now = [time.time()]
+    checks = verifier()
+    remembered = InternalTokenVerifier(verify_key_of(KEY), [TICKETS], clock=lambda: now[0])
+    token = forged(exp=int(now[0]) + 60)
+    assert remembered.verify(as_metadata(token)).identity.subject == "mallory"
+    # The same token again is answered from memory, to the same caller...
+    assert remembered.verify(as_metadata(token)) == checks.verify(as_metadata(token))
+    # ...but not past its expiry and the leeway the signature check allows.
+    now[0] += 60 + 11
+    with pytest.raises(Unauthenticated, match="expired"):
+        remembered.verify(as_metadata(token))
