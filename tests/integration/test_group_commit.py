@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
-from casemesh.platform.groupcommit import BATCH_COMMANDS, GroupCommitRecorder
+from casemesh.platform.groupcommit import BATCH_COMMANDS, GroupCommitRecorder, _Write
 from casemesh_tickets.application import Tickets, open_tickets
 from tests.conftest import Infra
 from tests.support import wait_until
@@ -121,6 +121,33 @@ def test_callers_together_are_answered_each_for_their_own_events(app: Tickets, d
     written, commands = batches()
     assert commands - commands_before == ROUNDS * CALLERS + 2
     assert written - written_before < ROUNDS * CALLERS, "no two callers ever shared a transaction"
+
+
+def test_in_one_batch_the_first_writer_of_a_version_wins_and_the_loser_stores_nothing(
+    app: Tickets, dsn: str
+) -> None:
+    recorder = app.recorder
+    assert isinstance(recorder, GroupCommitRecorder)
+    contested = event(uuid.uuid4())
+    rival = StoredEvent(contested.originator_id, 1, contested.topic, b'{"n": "rival"}')
+    first = _Write([event(uuid.uuid4()), contested])
+    loser = _Write([rival, event(uuid.uuid4())])
+    bystander = _Write([event(uuid.uuid4())])
+    retry = _Write([contested])  # the very event again: the first writer's retry
+    recorder._write_together([first, loser, bystander, retry])
+
+    assert isinstance(loser.error, IntegrityError) and loser.ids == []
+    assert first.error is None and bystander.error is None and retry.error is None
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT originator_id, state, notification_id FROM tickets_events"
+            " ORDER BY notification_id"
+        ).fetchall()
+    stored = {oid: (state, n) for oid, state, n in rows}
+    assert loser.events[1].originator_id not in stored, "the loser stored none of its events"
+    assert stored[contested.originator_id][0] == contested.state
+    assert retry.ids == [first.ids[1]]
+    assert first.ids + bystander.ids == [n for _, _, n in rows], "ids follow the batch's order"
 
 
 def test_a_write_interrupted_midway_leaves_no_caller_waiting_and_the_next_one_leads(

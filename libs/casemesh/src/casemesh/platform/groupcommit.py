@@ -46,17 +46,29 @@ class _Write:
 
     def __init__(self, events: Sequence[StoredEvent]) -> None:
         self.events = events
-        self.wake = threading.Event()
+        # Held until the caller is woken (a bare lock: the cheapest wake-up).
+        self._asleep = threading.Lock()
+        self._asleep.acquire()
         self.lead = False  # woken to write the next batch
         self.done = False
         self.ids: list[int] = []
         self.error: BaseException | None = None
 
+    def wait(self) -> None:
+        """Until woken: to lead a batch, or with the outcome."""
+        self._asleep.acquire()
+
+    def wake(self) -> None:
+        """Each wake is taken by one `wait` before the next is given: to lead
+        at most once while queued (when the write before has finished), then
+        once with the outcome."""
+        self._asleep.release()
+
     def finish(self, ids: list[int] | None = None, error: BaseException | None = None) -> None:
         self.ids = ids or []
         self.error = error
         self.done = True
-        self.wake.set()
+        self.wake()
 
 
 class GroupCommitRecorder(PostgresApplicationRecorder):
@@ -73,7 +85,6 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         names = {
             "schema": Identifier(datastore.schema),
             "table": Identifier(self.events_table_name),
-            "event": Identifier(self.stored_event_type_name),
             "channel": Identifier(self.channel_name),
             "append": Identifier(f"casemesh_append_{self.events_table_name}"[:63]),
         }
@@ -81,7 +92,8 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
             APPEND_FUNCTION.format(**names, lock_timeout=datastore.lock_timeout)
         )
         self._append = SQL(
-            "SELECT {schema}.{append}(%s::{schema}.{event}[], %s::int[]) AS ids"
+            "SELECT {schema}.{append}(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[], %s::int[])"
+            " AS ids"
         ).format(**names)
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int]:
@@ -99,11 +111,10 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
             self._lead()
         while not write.done:
             try:
-                write.wake.wait()
+                write.wait()
             except BaseException:
                 self._abandon(write)
                 raise
-            write.wake.clear()
             if write.lead and not write.done:
                 self._lead()
         if write.error is not None:
@@ -142,7 +153,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         """To the caller at the head of the queue, if any (holding the mutex)."""
         if self._queue:
             self._queue[0].lead = True
-            self._queue[0].wake.set()
+            self._queue[0].wake()
         else:
             self._writing = False
 
@@ -169,17 +180,16 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         """One statement, so one transaction and one round trip, for the
         batch; each caller's outcome is set only once it has committed (an
         exception leaves every outcome unset)."""
-        rows, callers = [], []
-        for n, write in enumerate(batch):
-            for e in write.events:
-                rows.append(
-                    self.construct_pg_stored_event(
-                        e.originator_id, e.originator_version, e.topic, e.state
-                    )
-                )
-                callers.append(n)
+        events = [e for write in batch for e in write.events]
+        columns = (
+            [e.originator_id for e in events],
+            [e.originator_version for e in events],
+            [e.topic for e in events],
+            [e.state for e in events],
+            [n for n, write in enumerate(batch) for _ in write.events],
+        )
         with self.datastore.get_connection() as conn:
-            result = conn.execute(self._append, (rows, callers), prepare=True).fetchone()
+            result = conn.execute(self._append, columns, prepare=True).fetchone()
         assert result is not None
         ids: list[int | None] = result["ids"]
         start = 0
@@ -195,40 +205,58 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
 
 
 # Appends a batch under the table lock, in the transaction of the one
-# statement that calls it: each event is inserted unless its aggregate version
-# is already stored (by an earlier transaction or an earlier batch-mate) —
-# as this very event (same topic and state: an earlier try whose answer was
-# lost), it counts as stored; as another, it is refused, and its caller gets
-# none of its events stored. Returns each event's notification id, NULL for
-# those not stored.
+# statement that calls it. The events come as one array a column, in order;
+# they are inserted in that order by one INSERT (so notification ids follow
+# it), each unless its aggregate version is already stored (by an earlier
+# transaction or an earlier batch-mate). Only for those that were not (rare)
+# is each looked at alone: as this very event (same topic and state: an
+# earlier try whose answer was lost), it counts as stored; as another, it is
+# refused, and its caller gets none of its events stored. Returns each
+# event's notification id, NULL for those not stored.
 APPEND_FUNCTION = SQL(
-    "CREATE OR REPLACE FUNCTION {schema}.{append}(events {schema}.{event}[], callers int[])"
-    " RETURNS bigint[] LANGUAGE plpgsql AS $BODY$"
+    "CREATE OR REPLACE FUNCTION {schema}.{append}("
+    "   originators uuid[], versions bigint[], topics text[], states bytea[], callers int[]"
+    " ) RETURNS bigint[] LANGUAGE plpgsql AS $BODY$"
     " DECLARE"
-    "   n int := coalesce(array_length(events, 1), 0);"
-    "   ids bigint[] := array_fill(NULL::bigint, ARRAY[n]);"
-    "   fresh boolean[] := array_fill(false, ARRAY[n]);"
+    "   n int := coalesce(array_length(callers, 1), 0);"
+    "   ids bigint[];"
+    "   fresh boolean[];"
     "   refused int[] := '{{}}';"
     "   id bigint;"
     " BEGIN"
     "   SET LOCAL lock_timeout = '{lock_timeout}s';"
     "   LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE;"
     "   NOTIFY {channel};"
-    "   FOR i IN 1..n LOOP"
-    "     id := NULL;"
+    "   WITH batch AS ("
+    "     SELECT * FROM unnest(originators, versions, topics, states)"
+    "       WITH ORDINALITY AS b(originator_id, originator_version, topic, state, i)"
+    "   ), stored AS ("
     "     INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state)"
-    "     VALUES ((events[i]).originator_id, (events[i]).originator_version,"
-    "             (events[i]).topic, (events[i]).state)"
-    "     ON CONFLICT DO NOTHING RETURNING notification_id INTO id;"
-    "     IF id IS NOT NULL THEN"
-    "       ids[i] := id;"
+    "     SELECT originator_id, originator_version, topic, state FROM batch ORDER BY i"
+    "     ON CONFLICT DO NOTHING"
+    "     RETURNING originator_id, originator_version, notification_id"
+    "   ), firsts AS ("
+    # Of batch-mates with one aggregate version, only the first can be stored.
+    "     SELECT DISTINCT ON (originator_id, originator_version) i, originator_id,"
+    "            originator_version"
+    "     FROM batch ORDER BY originator_id, originator_version, i"
+    "   )"
+    "   SELECT array_agg(s.notification_id ORDER BY b.i) INTO ids"
+    "   FROM batch b LEFT JOIN firsts f ON f.i = b.i"
+    "   LEFT JOIN stored s ON s.originator_id = f.originator_id"
+    "     AND s.originator_version = f.originator_version;"
+    "   IF array_position(ids, NULL) IS NULL THEN"
+    "     RETURN ids;"
+    "   END IF;"
+    "   fresh := array_fill(false, ARRAY[n]);"
+    "   FOR i IN 1..n LOOP"
+    "     IF ids[i] IS NOT NULL THEN"
     "       fresh[i] := true;"
     "     ELSE"
     # The very event, stored by an earlier try whose answer was lost: its own.
     "       SELECT notification_id INTO id FROM {schema}.{table}"
-    "       WHERE originator_id = (events[i]).originator_id"
-    "         AND originator_version = (events[i]).originator_version"
-    "         AND topic = (events[i]).topic AND state = (events[i]).state;"
+    "       WHERE originator_id = originators[i] AND originator_version = versions[i]"
+    "         AND topic = topics[i] AND state = states[i];"
     "       ids[i] := id;"
     "       IF id IS NULL THEN refused := refused || callers[i]; END IF;"
     "     END IF;"
