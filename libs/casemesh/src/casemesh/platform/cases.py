@@ -213,6 +213,33 @@ class CaseApplication(TracedApplication, Generic[C]):
             ) from None
         return case
 
+    def change_under(
+        self,
+        who: Identity,
+        ident: str,
+        etag: str,
+        request_id: str,
+        command: Callable[[C], Iterable[Aggregate] | None],
+        name: str,
+        /,
+        **arguments: Any,
+    ) -> C:
+        """`change` with `command`, retried safely under `request_id`: a retry
+        must send the same command `name` and `arguments` (see `Retry.of`)."""
+        return self.change(who, ident, etag, command, Retry.of(request_id, who, name, **arguments))
+
+    def run(
+        self, who: Identity, ident: str, etag: str, request_id: str, name: str, /, **arguments: Any
+    ) -> C:
+        """`change_under` with the case's own command method `name`, called
+        by `who` (its `actor`) with `arguments`."""
+
+        def command(case: C) -> Iterable[Aggregate] | None:
+            result: Iterable[Aggregate] | None = getattr(case, name)(actor=who.subject, **arguments)
+            return result
+
+        return self.change_under(who, ident, etag, request_id, command, name, **arguments)
+
     def changed_before(self, who: Identity, ident: str, retry: Retry | None) -> C | None:
         """The case as an earlier change under `retry`'s request id left it, or
         None: for a command whose checks may not pass again later (they depend
