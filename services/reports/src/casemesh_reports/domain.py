@@ -26,6 +26,7 @@ from typing import Any
 from eventsourcing.domain import Aggregate, event
 
 from casemesh.platform.errors import FailedPrecondition
+from casemesh.platform.ids import derived_id
 from casemesh_reports.policy import Misuse
 from casemesh_reports.statement import StatementOfReasons
 
@@ -60,7 +61,7 @@ def target_key(target: dict[str, str]) -> str:
 class AbuseReport(Aggregate):
     @staticmethod
     def create_id(reporter: str, request_id: str) -> uuid.UUID:
-        return uuid.uuid5(NAMESPACE, f"report\n{reporter}\n{request_id}")
+        return derived_id(NAMESPACE, "report", reporter, request_id)
 
     @event("Filed")
     def __init__(
@@ -122,7 +123,7 @@ class AbuseReport(Aggregate):
 class ReportCase(Aggregate):
     @staticmethod
     def create_id(target: dict[str, str], category: str, round_no: int) -> uuid.UUID:
-        return uuid.uuid5(NAMESPACE, f"case\n{target_key(target)}\n{category}\n{round_no}")
+        return derived_id(NAMESPACE, "case", target_key(target), category, round_no)
 
     @event("Opened")
     def __init__(
@@ -300,7 +301,7 @@ class Reporter(Aggregate):
 
     @staticmethod
     def create_id(user_id: str) -> uuid.UUID:
-        return uuid.uuid5(NAMESPACE, f"reporter\n{user_id}")
+        return derived_id(NAMESPACE, "reporter", user_id)
 
     @event("FirstMisuseCounted")
     def __init__(self, *, user_id: str, report_id: str, at: datetime) -> None:
@@ -393,7 +394,7 @@ class Reporter(Aggregate):
 class TrustedFlagger(Aggregate):
     @staticmethod
     def create_id(user_id: str) -> uuid.UUID:
-        return uuid.uuid5(NAMESPACE, f"flagger\n{user_id}")
+        return derived_id(NAMESPACE, "flagger", user_id)
 
     @event("Designated")
     def __init__(self, *, user_id: str, display_name: str, areas: list[str], actor: str) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from eventsourcing.domain import Aggregate, event
 
 from casemesh.platform.errors import FailedPrecondition, PermissionDenied
+from casemesh.platform.ids import derived_id
 
 NAMESPACE = uuid.UUID("5f0f5a2e-8a57-4f6e-9f53-0b6c0b7a7a11")
 
@@ -44,7 +45,7 @@ class Ticket(Aggregate):
     @staticmethod
     def create_id(requester: str, request_id: str) -> uuid.UUID:
         # Deterministic: a retried create lands on the same stream.
-        return uuid.uuid5(NAMESPACE, f"{requester}\n{request_id}")
+        return derived_id(NAMESPACE, requester, request_id)
 
     class Created(Aggregate.Created):
         # v2: evidence references ({"name", "sha256"}) attached at opening.
