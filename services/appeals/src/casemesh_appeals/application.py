@@ -224,7 +224,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
     def withdraw(
         self, who: Identity, ident: str, reason: str, request_id: str = ""
     ) -> CopyrightAppeal:
-        return self.run(who, ident, "", request_id, "withdraw", reason=reason)
+        return self.run(who, ident, "", request_id, CopyrightAppeal.withdraw, reason=reason)
 
     def file_counter_notice(
         self,

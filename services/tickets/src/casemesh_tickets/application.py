@@ -142,7 +142,13 @@ class Tickets(CaseApplication[Ticket]):
         assignee = assignee or who.subject
         return TicketView.of(
             self.run(
-                who, ticket_id, etag, request_id, "assign", assignee=assignee, priority=priority
+                who,
+                ticket_id,
+                etag,
+                request_id,
+                Ticket.assign,
+                assignee=assignee,
+                priority=priority,
             )
         )
 
@@ -152,7 +158,7 @@ class Tickets(CaseApplication[Ticket]):
         self.require_agent(who, "request information")
         message = self.require_text("message", message, validation.LIMITS["text"])
         return TicketView.of(
-            self.run(who, ticket_id, etag, request_id, "request_info", message=message)
+            self.run(who, ticket_id, etag, request_id, Ticket.request_info, message=message)
         )
 
     def put_on_hold(
@@ -161,7 +167,7 @@ class Tickets(CaseApplication[Ticket]):
         self.require_agent(who, "put tickets on hold")
         reason = self.require_text("reason", reason, validation.LIMITS["text"], required=False)
         return TicketView.of(
-            self.run(who, ticket_id, etag, request_id, "put_on_hold", reason=reason)
+            self.run(who, ticket_id, etag, request_id, Ticket.put_on_hold, reason=reason)
         )
 
     def solve(
@@ -170,7 +176,7 @@ class Tickets(CaseApplication[Ticket]):
         self.require_agent(who, "solve tickets")
         resolution = self.require_text("resolution", resolution, validation.LIMITS["text"])
         return TicketView.of(
-            self.run(who, ticket_id, etag, request_id, "solve", resolution=resolution)
+            self.run(who, ticket_id, etag, request_id, Ticket.solve, resolution=resolution)
         )
 
     def add_comment(
@@ -217,12 +223,14 @@ class Tickets(CaseApplication[Ticket]):
         self, who: Identity, ticket_id: str, reason: str, etag: str, request_id: str = ""
     ) -> TicketView:
         reason = self.require_text("reason", reason, validation.LIMITS["text"], required=False)
-        return TicketView.of(self.run(who, ticket_id, etag, request_id, "reopen", reason=reason))
+        return TicketView.of(
+            self.run(who, ticket_id, etag, request_id, Ticket.reopen, reason=reason)
+        )
 
     def close_ticket(
         self, who: Identity, ticket_id: str, etag: str, request_id: str = ""
     ) -> TicketView:
-        return TicketView.of(self.run(who, ticket_id, etag, request_id, "close"))
+        return TicketView.of(self.run(who, ticket_id, etag, request_id, Ticket.close))
 
     def cancel(
         self, who: Identity, ticket_id: str, reason: str, etag: str, request_id: str = ""

@@ -229,16 +229,27 @@ class CaseApplication(TracedApplication, Generic[C]):
         return self.change(who, ident, etag, command, Retry.of(request_id, who, name, **arguments))
 
     def run(
-        self, who: Identity, ident: str, etag: str, request_id: str, name: str, /, **arguments: Any
+        self,
+        who: Identity,
+        ident: str,
+        etag: str,
+        request_id: str,
+        method: Callable[..., Iterable[Aggregate] | None],
+        /,
+        **arguments: Any,
     ) -> C:
-        """`change_under` with the case's own command method `name`, called
-        by `who` (its `actor`) with `arguments`."""
-
-        def command(case: C) -> Iterable[Aggregate] | None:
-            result: Iterable[Aggregate] | None = getattr(case, name)(actor=who.subject, **arguments)
-            return result
-
-        return self.change_under(who, ident, etag, request_id, command, name, **arguments)
+        """`change_under` with the case's own command `method` (e.g.
+        `Ticket.solve`), called by `who` (its `actor`) with `arguments`; the
+        method's name is the command's in a retry's fingerprint."""
+        return self.change_under(
+            who,
+            ident,
+            etag,
+            request_id,
+            lambda case: method(case, actor=who.subject, **arguments),
+            method.__name__,
+            **arguments,
+        )
 
     def changed_before(self, who: Identity, ident: str, retry: Retry | None) -> C | None:
         """The case as an earlier change under `retry`'s request id left it, or
