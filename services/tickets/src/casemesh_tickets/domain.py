@@ -23,13 +23,13 @@ NAMESPACE = uuid.UUID("5f0f5a2e-8a57-4f6e-9f53-0b6c0b7a7a11")
 
 
 class Status(StrEnum):
-    NEW = "NEW"
-    OPEN = "OPEN"
-    PENDING = "PENDING"
-    ON_HOLD = "ON_HOLD"
-    SOLVED = "SOLVED"
-    CLOSED = "CLOSED"
-    CANCELLED = "CANCELLED"
+    NEW = "NEW"  # no agent has taken it yet
+    OPEN = "OPEN"  # an agent works on it
+    PENDING = "PENDING"  # waiting for the requester's answer
+    ON_HOLD = "ON_HOLD"  # waiting for someone else (another team, a partner)
+    SOLVED = "SOLVED"  # answered; the requester may still reopen it
+    CLOSED = "CLOSED"  # final: solved and no longer reopenable
+    CANCELLED = "CANCELLED"  # final: withdrawn by the requester
 
 
 FINAL = frozenset({Status.CLOSED, Status.CANCELLED})
@@ -94,9 +94,11 @@ class Ticket(Aggregate):
         priority: int,
         evidence: list[dict[str, str]],
     ) -> None:
+        # Who asked, under which request (a retried create must match it).
         self.requester = requester
         self.request_id = request_id
         self.request_fingerprint = request_fingerprint
+        # What they asked, in which language they are answered, how they hear back.
         self.category = category
         self.subject = subject
         self.description = description
