@@ -16,7 +16,7 @@ from uuid import UUID
 from eventsourcing.utils import EnvType
 
 from casemesh.platform.caseindex import CaseIndexLike, CaseRow, Page
-from casemesh.platform.cases import CaseApplication, Retry, open_indexed
+from casemesh.platform.cases import CaseApplication, open_indexed
 from casemesh.platform.clock import Clock
 from casemesh.platform.errors import FailedPrecondition, InvalidArgument, Violations
 from casemesh.platform.grpcutil import resource_id
@@ -217,19 +217,14 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                 review_due=policy.due(policy.review, self.clock.now()),
             )
 
-        retry = Retry.of(request_id, who, "add_info", message=message, completion=completion)
-        return self.change(who, ident, etag, add, retry)
+        return self.change_under(
+            who, ident, etag, request_id, add, "add_info", message=message, completion=completion
+        )
 
     def withdraw(
         self, who: Identity, ident: str, reason: str, request_id: str = ""
     ) -> CopyrightAppeal:
-        return self.change(
-            who,
-            ident,
-            "",
-            lambda a: a.withdraw(actor=who.subject, reason=reason),
-            Retry.of(request_id, who, "withdraw", reason=reason),
-        )
+        return self.run(who, ident, "", request_id, CopyrightAppeal.withdraw, reason=reason)
 
     def file_counter_notice(
         self,
@@ -270,16 +265,18 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                 restore_due=policy.due(policy.restore_after, self.clock.now()),
             )
 
-        retry = Retry.of(
-            request_id,
+        return self.change_under(
             who,
+            ident,
+            "",
+            request_id,
+            counter,
             "file_counter_notice",
             uploader=uploader,
             counter_notice=counter_notice,
             good_faith=good_faith,
             accuracy=accuracy,
         )
-        return self.change(who, ident, "", counter, retry)
 
     # -- agents -----------------------------------------------------------
 
@@ -299,8 +296,9 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                 review_due=policy.due(policy.review, self.clock.now()),
             )
 
-        retry = Retry.of(request_id, who, "assign", assignee=assignee.strip())
-        return self.change(who, ident, "", assign, retry)
+        return self.change_under(
+            who, ident, "", request_id, assign, "assign", assignee=assignee.strip()
+        )
 
     def request_info(
         self, who: Identity, ident: str, message: str, request_id: str = ""
@@ -316,9 +314,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                 due=policy.due(policy.info_response, self.clock.now()),
             )
 
-        return self.change(
-            who, ident, "", ask, Retry.of(request_id, who, "request_info", message=message)
-        )
+        return self.change_under(who, ident, "", request_id, ask, "request_info", message=message)
 
     def decide(
         self,
@@ -358,10 +354,17 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                 appeal_deadline=deadline,
             )
 
-        retry = Retry.of(
-            request_id, who, "decide", uphold=uphold, reasons=reasons, uploader=uploader
+        return self.change_under(
+            who,
+            ident,
+            etag,
+            request_id,
+            decide,
+            "decide",
+            uphold=uphold,
+            reasons=reasons,
+            uploader=uploader,
         )
-        return self.change(who, ident, etag, decide, retry)
 
     def record_court_action(
         self,
@@ -373,14 +376,17 @@ class Appeals(CaseApplication[CopyrightAppeal]):
     ) -> CopyrightAppeal:
         self.require_agent(who, AGENT_WORK)
         self.require_text("details", details, TEXT_LIMIT)
-        return self.change(
+        return self.change_under(
             who,
             ident,
             "",
+            request_id,
             lambda a: a.record_court_action(
                 actor=who.subject, details=details, now=self.clock.now(), evidence=evidence
             ),
-            Retry.of(request_id, who, "record_court_action", details=details, evidence=evidence),
+            "record_court_action",
+            details=details,
+            evidence=evidence,
         )
 
     # -- deadlines ----------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Any
 from eventsourcing.domain import Aggregate, event
 
 from casemesh.platform.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from casemesh.platform.ids import derived_id
 
 NAMESPACE = uuid.UUID("9d4b6c1a-5e0f-4b7a-8c21-3f6e2d9a1b44")
 
@@ -111,7 +112,7 @@ def merge(content: dict[str, Any], completion: dict[str, Any]) -> dict[str, Any]
 class CopyrightAppeal(Aggregate):
     @staticmethod
     def create_id(filer_id: str, request_id: str) -> uuid.UUID:
-        return uuid.uuid5(NAMESPACE, f"{filer_id}\n{request_id}")
+        return derived_id(NAMESPACE, filer_id, request_id)
 
     @event("Filed")
     def __init__(

@@ -36,6 +36,7 @@ from casemesh.platform.errors import (
     ResourceExhausted,
 )
 from casemesh.platform.grpcutil import to_timestamp
+from casemesh.platform.ids import derived_id
 from casemesh.platform.outbox import Outbox, outbox_schema
 
 CODE_TTL = timedelta(minutes=10)
@@ -170,7 +171,7 @@ async def start(
     locale: str,
     now: datetime,
 ) -> Change:
-    ident = str(uuid.uuid5(NAMESPACE, f"{user_id}\n{request_id}"))
+    ident = str(derived_id(NAMESPACE, user_id, request_id))
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         # One user's changes are serialised: the limits below cannot be raced.
         await cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"phone:{user_id}",))

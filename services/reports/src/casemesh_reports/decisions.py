@@ -38,12 +38,14 @@ class Decisions(ReportsBase):
         v = Violations()
         assignee = rules.text(v, "assignee", assignee, limit=128, required=False, single_line=True)
         v.raise_if_any()
-        return self.change(
+        return self.change_under(
             who,
             ident,
             "",
+            request_id,
             lambda case: case.assign(actor=who.subject, assignee=assignee or who.subject),
-            Retry.of(request_id, who, "assign", assignee=assignee),
+            "assign",
+            assignee=assignee,
         )
 
     def decide(
@@ -199,7 +201,7 @@ class Decisions(ReportsBase):
                     changed.append(report)
             return changed
 
-        return self.change(who, ident, "", void, Retry.of(request_id, who, "void", reason=reason))
+        return self.change_under(who, ident, "", request_id, void, "void", reason=reason)
 
     # -- appeals (from the appeals service's events; idempotent) ----------------------
 

@@ -26,6 +26,7 @@ from typing import Any
 from eventsourcing.domain import Aggregate, event
 
 from casemesh.platform.errors import FailedPrecondition
+from casemesh.platform.ids import derived_id
 from casemesh_reports.policy import Misuse
 from casemesh_reports.statement import StatementOfReasons
 
@@ -33,20 +34,24 @@ NAMESPACE = uuid.UUID("5c0e8f0a-7d7b-4d7e-9a3c-2b1f6a8e4d21")
 
 
 class ReportState(StrEnum):
-    SUBMITTED = "SUBMITTED"
-    ACTION_TAKEN = "ACTION_TAKEN"
-    NO_VIOLATION = "NO_VIOLATION"
-    VOID = "VOID"
-    REVERSED = "REVERSED"
+    """One report, as its reporter follows it."""
+
+    SUBMITTED = "SUBMITTED"  # waiting for its case's decision
+    ACTION_TAKEN = "ACTION_TAKEN"  # the case found a violation
+    NO_VIOLATION = "NO_VIOLATION"  # the case found none
+    VOID = "VOID"  # the target disappeared before a decision
+    REVERSED = "REVERSED"  # an appeal reversed the decision (restrictions lifted)
 
 
 class CaseState(StrEnum):
-    OPEN = "OPEN"
-    IN_REVIEW = "IN_REVIEW"
-    ACTION_TAKEN = "ACTION_TAKEN"
-    NO_VIOLATION = "NO_VIOLATION"
-    VOID = "VOID"
-    REVERSED = "REVERSED"
+    """The case that gathers the reports of one target, category and round."""
+
+    OPEN = "OPEN"  # in the queue, nobody on it
+    IN_REVIEW = "IN_REVIEW"  # a moderator holds it
+    ACTION_TAKEN = "ACTION_TAKEN"  # decided: restrictions imposed
+    NO_VIOLATION = "NO_VIOLATION"  # decided: nothing to act on
+    VOID = "VOID"  # closed without a decision: the target is gone
+    REVERSED = "REVERSED"  # an appeal against the decision succeeded
 
 
 OPEN_CASE = frozenset({CaseState.OPEN, CaseState.IN_REVIEW})
@@ -60,7 +65,7 @@ def target_key(target: dict[str, str]) -> str:
 class AbuseReport(Aggregate):
     @staticmethod
     def create_id(reporter: str, request_id: str) -> uuid.UUID:
-        return uuid.uuid5(NAMESPACE, f"report\n{reporter}\n{request_id}")
+        return derived_id(NAMESPACE, "report", reporter, request_id)
 
     @event("Filed")
     def __init__(
@@ -78,14 +83,17 @@ class AbuseReport(Aggregate):
         source: str,
         case_id: str,
     ) -> None:
+        # Who filed it, under which request (a retried filing must match it).
         self.reporter = reporter
         self.request_id = request_id
         self.request_fingerprint = request_fingerprint
+        # What is reported, and why.
         self.target = target
         self.category = category
         self.subcategory = subcategory
         self.explanation = explanation
         self.evidence = evidence
+        # How the reporter hears back; where the report came from; its case.
         self.contact = contact
         self.source = source
         self.case_id = case_id
@@ -122,7 +130,7 @@ class AbuseReport(Aggregate):
 class ReportCase(Aggregate):
     @staticmethod
     def create_id(target: dict[str, str], category: str, round_no: int) -> uuid.UUID:
-        return uuid.uuid5(NAMESPACE, f"case\n{target_key(target)}\n{category}\n{round_no}")
+        return derived_id(NAMESPACE, "case", target_key(target), category, round_no)
 
     @event("Opened")
     def __init__(
@@ -137,9 +145,11 @@ class ReportCase(Aggregate):
         first_report: dict[str, Any],
         base_priority: float,
     ) -> None:
+        # What the case is about (once it is decided, the next report opens round + 1).
         self.target = target
         self.category = category
         self.round_no = round_no
+        # How it is triaged: its review lane, how grave, the DSA category.
         self.lane = lane
         self.severity = severity
         self.dsa_category = dsa_category
@@ -300,7 +310,7 @@ class Reporter(Aggregate):
 
     @staticmethod
     def create_id(user_id: str) -> uuid.UUID:
-        return uuid.uuid5(NAMESPACE, f"reporter\n{user_id}")
+        return derived_id(NAMESPACE, "reporter", user_id)
 
     @event("FirstMisuseCounted")
     def __init__(self, *, user_id: str, report_id: str, at: datetime) -> None:
@@ -393,7 +403,7 @@ class Reporter(Aggregate):
 class TrustedFlagger(Aggregate):
     @staticmethod
     def create_id(user_id: str) -> uuid.UUID:
-        return uuid.uuid5(NAMESPACE, f"flagger\n{user_id}")
+        return derived_id(NAMESPACE, "flagger", user_id)
 
     @event("Designated")
     def __init__(self, *, user_id: str, display_name: str, areas: list[str], actor: str) -> None:

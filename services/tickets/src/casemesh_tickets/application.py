@@ -7,7 +7,6 @@ races: the loser gets Aborted and may retry.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
@@ -16,7 +15,7 @@ from uuid import UUID
 from eventsourcing.utils import EnvType
 
 from casemesh.platform.caseindex import CaseIndexLike, CaseRow, Page
-from casemesh.platform.cases import CaseApplication, Retry, open_indexed
+from casemesh.platform.cases import CaseApplication, open_indexed
 from casemesh.platform.clock import Clock, SystemClock
 from casemesh.platform.errors import InvalidArgument, PermissionDenied, Violations
 from casemesh.platform.identity import Identity
@@ -29,9 +28,6 @@ from casemesh_tickets.domain import Status, Ticket
 from casemesh_tickets.views import HistoryEntry, TicketView, history_entry
 
 log = get_logger(__name__)
-
-# A domain command run on a loaded ticket (`Tickets.change`).
-Command = Callable[[Ticket], None]
 
 
 @dataclass(frozen=True)
@@ -144,12 +140,16 @@ class Tickets(CaseApplication[Ticket]):
             v.add("priority", "must be from 1 (low) to 4 (urgent)")
         v.raise_if_any()
         assignee = assignee or who.subject
-        return self._changed(
-            who,
-            ticket_id,
-            etag,
-            lambda t: t.assign(actor=who.subject, assignee=assignee, priority=priority),
-            Retry.of(request_id, who, "assign", assignee=assignee, priority=priority),
+        return TicketView.of(
+            self.run(
+                who,
+                ticket_id,
+                etag,
+                request_id,
+                Ticket.assign,
+                assignee=assignee,
+                priority=priority,
+            )
         )
 
     def request_info(
@@ -157,12 +157,8 @@ class Tickets(CaseApplication[Ticket]):
     ) -> TicketView:
         self.require_agent(who, "request information")
         message = self.require_text("message", message, validation.LIMITS["text"])
-        return self._changed(
-            who,
-            ticket_id,
-            etag,
-            lambda t: t.request_info(actor=who.subject, message=message),
-            Retry.of(request_id, who, "request_info", message=message),
+        return TicketView.of(
+            self.run(who, ticket_id, etag, request_id, Ticket.request_info, message=message)
         )
 
     def put_on_hold(
@@ -170,12 +166,8 @@ class Tickets(CaseApplication[Ticket]):
     ) -> TicketView:
         self.require_agent(who, "put tickets on hold")
         reason = self.require_text("reason", reason, validation.LIMITS["text"], required=False)
-        return self._changed(
-            who,
-            ticket_id,
-            etag,
-            lambda t: t.put_on_hold(actor=who.subject, reason=reason),
-            Retry.of(request_id, who, "put_on_hold", reason=reason),
+        return TicketView.of(
+            self.run(who, ticket_id, etag, request_id, Ticket.put_on_hold, reason=reason)
         )
 
     def solve(
@@ -183,12 +175,8 @@ class Tickets(CaseApplication[Ticket]):
     ) -> TicketView:
         self.require_agent(who, "solve tickets")
         resolution = self.require_text("resolution", resolution, validation.LIMITS["text"])
-        return self._changed(
-            who,
-            ticket_id,
-            etag,
-            lambda t: t.solve(actor=who.subject, resolution=resolution),
-            Retry.of(request_id, who, "solve", resolution=resolution),
+        return TicketView.of(
+            self.run(who, ticket_id, etag, request_id, Ticket.solve, resolution=resolution)
         )
 
     def add_comment(
@@ -217,33 +205,32 @@ class Tickets(CaseApplication[Ticket]):
                 evidence=evidence,
             )
 
-        retry = Retry.of(
-            request_id, who, "add_comment", body=body, internal=internal, evidence=evidence or []
+        return TicketView.of(
+            self.change_under(
+                who,
+                ticket_id,
+                etag,
+                request_id,
+                comment,
+                "add_comment",
+                body=body,
+                internal=internal,
+                evidence=evidence or [],
+            )
         )
-        return self._changed(who, ticket_id, etag, comment, retry)
 
     def reopen(
         self, who: Identity, ticket_id: str, reason: str, etag: str, request_id: str = ""
     ) -> TicketView:
         reason = self.require_text("reason", reason, validation.LIMITS["text"], required=False)
-        return self._changed(
-            who,
-            ticket_id,
-            etag,
-            lambda t: t.reopen(actor=who.subject, reason=reason),
-            Retry.of(request_id, who, "reopen", reason=reason),
+        return TicketView.of(
+            self.run(who, ticket_id, etag, request_id, Ticket.reopen, reason=reason)
         )
 
     def close_ticket(
         self, who: Identity, ticket_id: str, etag: str, request_id: str = ""
     ) -> TicketView:
-        return self._changed(
-            who,
-            ticket_id,
-            etag,
-            lambda t: t.close(actor=who.subject),
-            Retry.of(request_id, who, "close"),
-        )
+        return TicketView.of(self.run(who, ticket_id, etag, request_id, Ticket.close))
 
     def cancel(
         self, who: Identity, ticket_id: str, reason: str, etag: str, request_id: str = ""
@@ -255,8 +242,8 @@ class Tickets(CaseApplication[Ticket]):
                 raise PermissionDenied("only the requester may cancel a ticket")
             t.cancel(actor=who.subject, reason=reason)
 
-        return self._changed(
-            who, ticket_id, etag, cancel, Retry.of(request_id, who, "cancel", reason=reason)
+        return TicketView.of(
+            self.change_under(who, ticket_id, etag, request_id, cancel, "cancel", reason=reason)
         )
 
     def rate(
@@ -271,8 +258,11 @@ class Tickets(CaseApplication[Ticket]):
                 raise PermissionDenied("only the requester may rate a ticket")
             t.rate(actor=who.subject, score=score, comment=comment)
 
-        retry = Retry.of(request_id, who, "rate", score=score, comment=comment)
-        return self._changed(who, ticket_id, "", rate, retry)
+        return TicketView.of(
+            self.change_under(
+                who, ticket_id, "", request_id, rate, "rate", score=score, comment=comment
+            )
+        )
 
     # -- queries --------------------------------------------------------
 
@@ -334,13 +324,6 @@ class Tickets(CaseApplication[Ticket]):
             entries = entries[:limit]
             next_token = str(entries[-1].sequence)
         return Page(entries, next_token)
-
-    # -- helpers --------------------------------------------------------
-
-    def _changed(
-        self, who: Identity, ident: str, etag: str, command: Command, retry: Retry | None = None
-    ) -> TicketView:
-        return TicketView.of(self.change(who, ident, etag, command, retry))
 
 
 def open_tickets(

@@ -17,18 +17,19 @@ from typing import Any
 from eventsourcing.domain import Aggregate, event
 
 from casemesh.platform.errors import FailedPrecondition, PermissionDenied
+from casemesh.platform.ids import derived_id
 
 NAMESPACE = uuid.UUID("5f0f5a2e-8a57-4f6e-9f53-0b6c0b7a7a11")
 
 
 class Status(StrEnum):
-    NEW = "NEW"
-    OPEN = "OPEN"
-    PENDING = "PENDING"
-    ON_HOLD = "ON_HOLD"
-    SOLVED = "SOLVED"
-    CLOSED = "CLOSED"
-    CANCELLED = "CANCELLED"
+    NEW = "NEW"  # no agent has taken it yet
+    OPEN = "OPEN"  # an agent works on it
+    PENDING = "PENDING"  # waiting for the requester's answer
+    ON_HOLD = "ON_HOLD"  # waiting for someone else (another team, a partner)
+    SOLVED = "SOLVED"  # answered; the requester may still reopen it
+    CLOSED = "CLOSED"  # final: solved and no longer reopenable
+    CANCELLED = "CANCELLED"  # final: withdrawn by the requester
 
 
 FINAL = frozenset({Status.CLOSED, Status.CANCELLED})
@@ -44,7 +45,7 @@ class Ticket(Aggregate):
     @staticmethod
     def create_id(requester: str, request_id: str) -> uuid.UUID:
         # Deterministic: a retried create lands on the same stream.
-        return uuid.uuid5(NAMESPACE, f"{requester}\n{request_id}")
+        return derived_id(NAMESPACE, requester, request_id)
 
     class Created(Aggregate.Created):
         # v2: evidence references ({"name", "sha256"}) attached at opening.
@@ -93,9 +94,11 @@ class Ticket(Aggregate):
         priority: int,
         evidence: list[dict[str, str]],
     ) -> None:
+        # Who asked, under which request (a retried create must match it).
         self.requester = requester
         self.request_id = request_id
         self.request_fingerprint = request_fingerprint
+        # What they asked, in which language they are answered, how they hear back.
         self.category = category
         self.subject = subject
         self.description = description

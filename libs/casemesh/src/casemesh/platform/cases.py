@@ -213,6 +213,44 @@ class CaseApplication(TracedApplication, Generic[C]):
             ) from None
         return case
 
+    def change_under(
+        self,
+        who: Identity,
+        ident: str,
+        etag: str,
+        request_id: str,
+        command: Callable[[C], Iterable[Aggregate] | None],
+        name: str,
+        /,
+        **arguments: Any,
+    ) -> C:
+        """`change` with `command`, retried safely under `request_id`: a retry
+        must send the same command `name` and `arguments` (see `Retry.of`)."""
+        return self.change(who, ident, etag, command, Retry.of(request_id, who, name, **arguments))
+
+    def run(
+        self,
+        who: Identity,
+        ident: str,
+        etag: str,
+        request_id: str,
+        method: Callable[..., Iterable[Aggregate] | None],
+        /,
+        **arguments: Any,
+    ) -> C:
+        """`change_under` with the case's own command `method` (e.g.
+        `Ticket.solve`), called by `who` (its `actor`) with `arguments`; the
+        method's name is the command's in a retry's fingerprint."""
+        return self.change_under(
+            who,
+            ident,
+            etag,
+            request_id,
+            lambda case: method(case, actor=who.subject, **arguments),
+            method.__name__,
+            **arguments,
+        )
+
     def changed_before(self, who: Identity, ident: str, retry: Retry | None) -> C | None:
         """The case as an earlier change under `retry`'s request id left it, or
         None: for a command whose checks may not pass again later (they depend

@@ -140,16 +140,7 @@ def subscribe(
     async def alone(_: None, event: CloudEvent, place: Place) -> None:
         await handle(event, place)
 
-    subscribe_batch(
-        router,
-        topics,
-        consumer=consumer,
-        group_id=group_id,
-        begin=_no_unit,
-        handle=alone,
-        set_aside=set_aside,
-        max_records=None,
-    )
+    _listen(router, _Records(consumer, group_id, _no_unit, alone, set_aside, topics), None)
 
 
 def subscribe_batch(
@@ -170,15 +161,20 @@ def subscribe_batch(
     When a record fails for good, the unit is rolled back and each record of
     the batch is applied in a unit of its own, so only that one is set aside.
     `max_records` None: one record at a time, as `subscribe`."""
-    records = _Records(consumer, group_id, begin, handle, set_aside, topics)
+    _listen(router, _Records(consumer, group_id, begin, handle, set_aside, topics), max_records)
+
+
+def _listen(router: KafkaRouter, records: _Records[Any], max_records: int | None) -> None:
+    """Hands `records` what its topics receive, `max_records` at a time (None:
+    one by one, not as a batch)."""
 
     async def on_records(body: Any, msg: KafkaMessage) -> None:
         raw = msg.raw_message
         await records.take(raw if isinstance(raw, tuple | list) else (raw,))
 
     subscriber = router.subscriber(
-        *topics,
-        group_id=group_id,
+        *records.topics,
+        group_id=records.group_id,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
         decoder=_raw_body,
@@ -217,7 +213,7 @@ class _Records(Generic[Unit]):
         for topic in topics:  # every series exists from the start, so alerts see the first
             for reason in REASONS:
                 CONSUMER_SET_ASIDE.labels(consumer, topic, reason)
-        self._consumer, self._group = consumer, group_id
+        self._consumer, self.group_id, self.topics = consumer, group_id, tuple(topics)
         self._begin, self._handle, self._set_aside = begin, handle, set_aside
         self._pause = _Pause()
 
@@ -281,7 +277,7 @@ class _Records(Generic[Unit]):
             kind=trace.SpanKind.CONSUMER,
             attributes={
                 "messaging.system": "kafka",
-                "messaging.consumer.group.name": self._group,
+                "messaging.consumer.group.name": self.group_id,
                 "messaging.destination.name": place.topic,
                 "messaging.destination.partition.id": str(place.partition),
                 "messaging.kafka.offset": place.offset,
