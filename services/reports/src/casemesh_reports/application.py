@@ -31,9 +31,9 @@ __all__ = ["ReportDraft", "Reports", "open_reports"]
 
 
 class Reports(Filing, Decisions, Flaggers, Queries):
-    """On PostgreSQL, open with `open_reports`, which hands in the view its
-    lists are read from; constructed bare, it runs in memory without lists
-    (the application tests)."""
+    """On PostgreSQL, open with `open_reports`, which keeps the view its lists
+    are read from in the service's database; constructed bare, it runs whole
+    in memory, its view too (the application tests)."""
 
     # Named here: the event-sourcing library names an application after its
     # class unless the class itself says otherwise.
@@ -52,13 +52,12 @@ def open_reports(
     link_hosts: tuple[str, ...] = (),
     pool_size: int = 10,
 ) -> Reports:
+    triage = policy.taxonomy.triage
     with schema_lock(database_url):
-        app = Reports(
+        return Reports(
             env=postgres_env(database_url, pool_size=pool_size),
             clock=clock,
             policy=policy,
             link_hosts=link_hosts,
+            open_view=lambda app: side_table(app, lambda datastore: ReportsView(datastore, triage)),
         )
-        triage = policy.taxonomy.triage
-        app.reports_view = side_table(app, lambda datastore: ReportsView(datastore, triage))
-    return app

@@ -1,15 +1,16 @@
 """What every use case of the reports application shares: its construction
-(clock, policy; the read model is set on it afterwards by `open_reports`),
+(clock, policy, the read model its lists are read from),
 who may see a case, and loading and saving aggregates. The use cases
 (`filing`, `decisions`, `flaggers`, `queries`) extend `ReportsBase`;
 `application.Reports` joins them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import EnvType
@@ -21,7 +22,7 @@ from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
 from casemesh_reports.domain import ReportCase
 from casemesh_reports.policy import ReportsPolicy
-from casemesh_reports.views import ReportsView
+from casemesh_reports.views import MemoryReportsView, ReportsViewLike
 
 log = get_logger(__name__)
 
@@ -30,7 +31,8 @@ AGENT_WORK = "work report cases"
 
 class ReportsBase(CaseApplication[ReportCase]):
     """The clock and the policy it is constructed with, the read model
-    (`reports_view`: set by `open_reports` on PostgreSQL; None in memory), and
+    (`view`: made by `open_view` from the application, which `open_reports`
+    gives to keep it in the service's database; without one, in memory), and
     the loading and saving every use case does."""
 
     # A decision saves the case with its reports: a report joining the case
@@ -44,22 +46,19 @@ class ReportsBase(CaseApplication[ReportCase]):
         clock: Clock,
         policy: ReportsPolicy,
         link_hosts: tuple[str, ...] = (),
+        open_view: Callable[[Application[Any]], ReportsViewLike] | None = None,
     ) -> None:
         super().__init__(env)
         self.clock = clock
         self.policy = policy
         self.taxonomy = policy.taxonomy
         self.link_hosts = link_hosts
-        self.reports_view: ReportsView | None = None
+        self.view: ReportsViewLike = (
+            open_view(self) if open_view is not None else MemoryReportsView(policy.taxonomy.triage)
+        )
 
     def visible_to(self, case: ReportCase, who: Identity) -> bool:
         return who.subject in case_parties(case)
-
-    @property
-    def view(self) -> ReportsView:
-        if self.reports_view is None:
-            raise RuntimeError("the reports view is handed in by open_reports")
-        return self.reports_view
 
     def _get(self, cls: type[Any], ident: UUID) -> Any:
         try:

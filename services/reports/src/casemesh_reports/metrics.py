@@ -10,13 +10,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from casemesh.platform.logging import get_logger
-from casemesh_reports.views import ReportsView
+from casemesh_reports.views import ReportsViewLike
 
 log = get_logger(__name__)
 
 
 class TransparencyCollector(Collector):
-    def __init__(self, view: ReportsView) -> None:
+    def __init__(self, view: ReportsViewLike) -> None:
         self.view = view
 
     def collect(self) -> Iterator[Metric]:

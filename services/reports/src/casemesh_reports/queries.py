@@ -18,7 +18,12 @@ from casemesh.platform.identity import Identity
 from casemesh.platform.paging import page_size_of
 from casemesh_reports.base import AGENT_WORK, ReportsBase
 from casemesh_reports.domain import OPEN_CASE, AbuseReport, ReportCase
-from casemesh_reports.views import decode_queue_token, encode_queue_token
+from casemesh_reports.views import (
+    QueueQuery,
+    ReportsQuery,
+    decode_queue_token,
+    encode_queue_token,
+)
 
 
 class Queries(ReportsBase):
@@ -40,10 +45,12 @@ class Queries(ReportsBase):
             case_id = resource_id(case_name, "report-cases", "report_case")
         self._caught_up()
         docs = self.view.reports(
-            reporter=None if who.is_agent else who.subject,
-            case_id=case_id,
-            after=after,
-            limit=limit + 1,
+            ReportsQuery(
+                reporter=None if who.is_agent else who.subject,
+                case_id=case_id,
+                after=after,
+                limit=limit + 1,
+            )
         )
         return paged(docs, limit)
 
@@ -69,11 +76,13 @@ class Queries(ReportsBase):
             raise InvalidArgument.field("category", "is not a reason category")
         self._caught_up()
         docs = self.view.cases(
-            lane=lane,
-            states=states or [s.value for s in OPEN_CASE],
-            category=category,
-            after=after,
-            limit=limit + 1,
+            QueueQuery(
+                lane=lane,
+                states=states or [s.value for s in OPEN_CASE],
+                category=category,
+                after=after,
+                limit=limit + 1,
+            )
         )
         token = ""
         if len(docs) > limit:

@@ -6,22 +6,29 @@ version, so a replay changes nothing.
 
 The facts carry the recording time of the event that established them (the
 aggregate's `modified_on` at that version: the time on the public event), so
-the figures agree with what a consumer of `casemesh.reports.v1` counts."""
+the figures agree with what a consumer of `casemesh.reports.v1` counts.
+
+`ReportsView` keeps it in the service's database; `MemoryReportsView` keeps
+it in memory by the same rules, for the application tests."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import statistics
+from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import Tracking
+from eventsourcing.popo import POPOTrackingRecorder
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg.sql import SQL
 from psycopg.types.json import Jsonb
 
-from casemesh.platform.periods import within
+from casemesh.platform.periods import falls_within, within
 from casemesh_reports.domain import AbuseReport, ReportCase, Reporter, TrustedFlagger
 from casemesh_reports.policy import Triage
 
@@ -61,6 +68,30 @@ SCHEMA = [
     " user_id text PRIMARY KEY, display_name text NOT NULL, areas text[] NOT NULL,"
     " designate_time timestamptz NOT NULL, active boolean NOT NULL, version int NOT NULL)",
 ]
+
+
+@dataclass(frozen=True)
+class ReportsQuery:
+    """Which reports to list (`reports`): a reporter's (None: anyone's), a
+    case's (None: any), after the page token's (create time, id)."""
+
+    reporter: str | None
+    case_id: str | None
+    after: tuple[datetime, str] | None
+    limit: int
+
+
+@dataclass(frozen=True)
+class QueueQuery:
+    """Which cases of the triage queue to list (`cases`): in these states, of
+    this lane and category ("": any), after the page token's (ordinary lane,
+    rank time, id)."""
+
+    lane: str
+    states: list[str]
+    category: str
+    after: tuple[bool, datetime, str] | None
+    limit: int
 
 
 class ReportsView(PostgresTrackingRecorder):
@@ -174,60 +205,45 @@ class ReportsView(PostgresTrackingRecorder):
 
     # -- queries ---------------------------------------------------------------------
 
-    def reports(
-        self,
-        *,
-        reporter: str | None,
-        case_id: str | None,
-        after: tuple[datetime, str] | None,
-        limit: int,
-    ) -> list[dict[str, Any]]:
+    def reports(self, q: ReportsQuery) -> list[dict[str, Any]]:
         where: list[str] = ["TRUE"]
         params: list[Any] = []
-        if reporter is not None:
+        if q.reporter is not None:
             where.append("reporter = %s")
-            params.append(reporter)
-        if case_id is not None:
+            params.append(q.reporter)
+        if q.case_id is not None:
             where.append("case_id = %s")
-            params.append(case_id)
-        if after is not None:
+            params.append(q.case_id)
+        if q.after is not None:
             where.append("(create_time, report_id) < (%s, %s)")
-            params.extend(after)
+            params.extend(q.after)
         return self._docs(
             f"SELECT doc FROM report_index WHERE {' AND '.join(where)}"
             " ORDER BY create_time DESC, report_id DESC LIMIT %s",
-            [*params, limit],
+            [*params, q.limit],
         )
 
-    def cases(
-        self,
-        *,
-        lane: str,
-        states: list[str],
-        category: str,
-        after: tuple[bool, datetime, str] | None,
-        limit: int,
-    ) -> list[dict[str, Any]]:
+    def cases(self, q: QueueQuery) -> list[dict[str, Any]]:
         """Triage order: the child-safety lane first, then the highest priority
-        now (see `Triage.rank_time`). `after` is (ordinary lane, rank time, id)."""
+        now (see `Triage.rank_time`)."""
         where: list[str] = ["state = ANY(%s)"]
-        params: list[Any] = [states]
-        if lane:
+        params: list[Any] = [q.states]
+        if q.lane:
             where.append("lane = %s")
-            params.append(lane)
-        if category:
+            params.append(q.lane)
+        if q.category:
             where.append("category = %s")
-            params.append(category)
-        if after is not None:
+            params.append(q.category)
+        if q.after is not None:
             where.append("(lane <> 'CHILD_SAFETY', rank_time, case_id) > (%s, %s, %s)")
-            params.extend(after)
+            params.extend(q.after)
         query = (
             "SELECT doc || jsonb_build_object('rank_time', rank_time, 'base_priority',"
             " base_priority, 'ordinary', lane <> 'CHILD_SAFETY', 'id', case_id) AS doc"
             f" FROM report_queue WHERE {' AND '.join(where)}"
             " ORDER BY lane <> 'CHILD_SAFETY', rank_time, case_id LIMIT %s"
         )
-        return self._docs(query, [*params, limit])
+        return self._docs(query, [*params, q.limit])
 
     def restricting(self, user_id: str) -> list[dict[str, Any]]:
         """Cases whose restrictions on `user_id` are in effect, newest first."""
@@ -294,6 +310,199 @@ class ReportsView(PostgresTrackingRecorder):
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(query, params)
             return [row["doc"] for row in curs.fetchall()]
+
+
+class MemoryReportsView(POPOTrackingRecorder):
+    """The read model in memory: the tables of `ReportsView` as dictionaries,
+    written and read by the same rules (a row moves forward in version only;
+    a fact is kept as first seen)."""
+
+    def __init__(self, triage: Triage) -> None:
+        super().__init__()
+        self.triage = triage
+        self.report_index: dict[UUID, dict[str, Any]] = {}
+        self.report_queue: dict[UUID, dict[str, Any]] = {}
+        self.report_facts: dict[UUID, dict[str, Any]] = {}
+        self.decision_facts: dict[tuple[UUID, int], dict[str, Any]] = {}
+        self.void_facts: dict[UUID, datetime] = {}
+        self.appeal_facts: dict[str, dict[str, Any]] = {}
+        self.suspension_facts: dict[tuple[str, datetime], datetime] = {}
+        self.trusted_flaggers: dict[str, dict[str, Any]] = {}
+
+    # -- projection ----------------------------------------------------------------
+
+    def apply(self, aggregate: Any, tracking: Tracking, doc: dict[str, Any] | None) -> None:
+        with self._database_lock:
+            self._assert_tracking_uniqueness(tracking)
+            if isinstance(aggregate, AbuseReport):
+                self._report(aggregate, doc or {})
+            elif isinstance(aggregate, ReportCase):
+                self._case(aggregate, doc or {})
+            elif isinstance(aggregate, Reporter):
+                for s in aggregate.suspensions:
+                    key = (aggregate.user_id, s["until"])
+                    self.suspension_facts.setdefault(key, aggregate.modified_on)
+            elif isinstance(aggregate, TrustedFlagger):
+                kept = {"user_id": aggregate.user_id, "designate_time": aggregate.created_on}
+                changed = {
+                    "display_name": aggregate.display_name,
+                    "areas": list(aggregate.areas),
+                    "active": aggregate.active,
+                    "version": aggregate.version,
+                }
+                _upsert(self.trusted_flaggers, aggregate.user_id, kept, changed)
+            self._insert_tracking(tracking)
+
+    def _report(self, r: AbuseReport, doc: dict[str, Any]) -> None:
+        kept = {
+            "reporter": r.reporter,
+            "case_id": UUID(str(r.case_id)),
+            "create_time": r.created_on,
+        }
+        _upsert(
+            self.report_index,
+            r.id,
+            kept,
+            {"state": r.state.value, "version": r.version, "doc": doc},
+        )
+        decided = r.modified_on if r.state.value in ("ACTION_TAKEN", "NO_VIOLATION") else None
+        held = self.report_facts.get(r.id, {})
+        kept = {"category": r.category, "source": r.source, "received_at": r.created_on}
+        changed = {
+            "decided_at": held.get("decided_at") or decided,
+            "outcome": r.state.value,
+            "version": r.version,
+        }
+        _upsert(self.report_facts, r.id, kept, changed)
+
+    def _case(self, c: ReportCase, doc: dict[str, Any]) -> None:
+        kept = {"lane": c.lane, "first_report_time": c.first_report_at, "category": c.category}
+        changed = {
+            "rank_time": self.triage.rank_time(c.first_report_at, c.base_priority),
+            "base_priority": c.base_priority,
+            "state": c.state.value,
+            "version": c.version,
+            "doc": doc,
+            "uploader": (c.uploader or {}).get("user_id", "") if c.in_effect else "",
+        }
+        _upsert(self.report_queue, c.id, kept, changed)
+        for n, d in enumerate(c.decisions):
+            self.decision_facts.setdefault(
+                (c.id, n),
+                {
+                    "decided_at": c.modified_on,
+                    "outcome": d["outcome"],
+                    "restrictions": [r["type"] for r in d["statement"].get("restrictions", [])],
+                },
+            )
+        if c.voided_at is not None:
+            self.void_facts.setdefault(c.id, c.modified_on)
+        for appeal, a in c.appeals.items():
+            fact = self.appeal_facts.setdefault(
+                appeal, {"case_id": c.id, "lodged_at": c.modified_on, "reversed_at": None}
+            )
+            if fact["reversed_at"] is None and a["reversed_at"]:
+                fact["reversed_at"] = c.modified_on
+
+    # -- queries ---------------------------------------------------------------------
+
+    def reports(self, q: ReportsQuery) -> list[dict[str, Any]]:
+        def key(ident: UUID) -> tuple[datetime, UUID]:
+            return self.report_index[ident]["create_time"], ident
+
+        found = [
+            row["doc"]
+            for ident, row in sorted(self.report_index.items(), key=lambda i: key(i[0]))[::-1]
+            if (q.reporter is None or row["reporter"] == q.reporter)
+            and (q.case_id is None or row["case_id"] == UUID(q.case_id))
+            and (q.after is None or key(ident) < (q.after[0], UUID(q.after[1])))
+        ]
+        return found[: q.limit]
+
+    def cases(self, q: QueueQuery) -> list[dict[str, Any]]:
+        """In `ReportsView.cases`' order, its rows as it renders them."""
+
+        def key(ident: UUID) -> tuple[bool, datetime, UUID]:
+            row = self.report_queue[ident]
+            return row["lane"] != "CHILD_SAFETY", row["rank_time"], ident
+
+        found = [
+            {
+                **row["doc"],
+                "rank_time": row["rank_time"].isoformat(),
+                "base_priority": row["base_priority"],
+                "ordinary": row["lane"] != "CHILD_SAFETY",
+                "id": str(ident),
+            }
+            for ident, row in sorted(self.report_queue.items(), key=lambda i: key(i[0]))
+            if row["state"] in q.states
+            and (not q.lane or row["lane"] == q.lane)
+            and (not q.category or row["category"] == q.category)
+            and (q.after is None or key(ident) > (q.after[0], q.after[1], UUID(q.after[2])))
+        ]
+        return found[: q.limit]
+
+    def restricting(self, user_id: str) -> list[dict[str, Any]]:
+        """Cases whose restrictions on `user_id` are in effect, newest first."""
+
+        def decided(doc: dict[str, Any]) -> tuple[bool, str]:
+            at = doc.get("case", {}).get("decideTime")
+            return at is None, at or ""  # as PostgreSQL orders: no time first
+
+        docs = [r["doc"] for r in self.report_queue.values() if r["uploader"] == user_id]
+        return sorted(docs, key=decided, reverse=True)[:100]
+
+    def flaggers(self) -> list[dict[str, Any]]:
+        return [
+            {k: f[k] for k in ("user_id", "display_name", "areas", "designate_time")}
+            for _, f in sorted(self.trusted_flaggers.items())
+            if f["active"]
+        ]
+
+    def transparency(self, start: datetime | None, end: datetime | None) -> dict[str, Any]:
+        def within(moment: datetime | None) -> bool:
+            return falls_within(moment, start, end)
+
+        received = Counter(
+            (f["category"], f["source"])
+            for f in self.report_facts.values()
+            if within(f["received_at"])
+        )
+        decisions = [d for d in self.decision_facts.values() if within(d["decided_at"])]
+        restrictions = Counter(r for d in decisions for r in d["restrictions"] or ["NO_VIOLATION"])
+        waited = [
+            (f["decided_at"] - f["received_at"]).total_seconds()
+            for f in self.report_facts.values()
+            if within(f["decided_at"])
+        ]
+        appeals = self.appeal_facts.values()
+        figures: dict[str, Any] = {
+            "by_category": [(c, s, n) for (c, s), n in sorted(received.items())],
+            "by_restriction": sorted(restrictions.items()),
+            "decided": len(decisions),
+            "median_seconds": float(statistics.median(waited)) if waited else 0.0,
+            "void": sum(within(at) for at in self.void_facts.values()),
+            "appeals": sum(within(a["lodged_at"]) for a in appeals),
+            "reversals": sum(within(a["reversed_at"]) for a in appeals),
+            "suspended": sum(within(at) for at in self.suspension_facts.values()),
+        }
+        figures["received"] = sum(received.values())
+        return figures
+
+
+def _upsert(table: dict[Any, dict[str, Any]], key: Any, kept: Any, changed: Any) -> None:
+    """INSERT … ON CONFLICT DO UPDATE … WHERE the held version is older, in
+    memory: a new row is `kept` and `changed`; a held one takes `changed`
+    only from a newer version."""
+    held = table.get(key)
+    if held is None:
+        table[key] = {**kept, **changed}
+    elif held["version"] < changed["version"]:
+        held.update(changed)
+
+
+# The read model as the application reads it and its projector writes it.
+ReportsViewLike = ReportsView | MemoryReportsView
 
 
 def _one(curs: Any) -> dict[str, Any]:

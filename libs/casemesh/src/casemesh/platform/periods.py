@@ -19,3 +19,10 @@ def within(column: str, start: datetime | None, end: datetime | None) -> tuple[s
         clauses.append(f"{column} < %s")
         params.append(end)
     return " AND ".join(clauses), params
+
+
+def falls_within(moment: datetime | None, start: datetime | None, end: datetime | None) -> bool:
+    """`within` for a time in memory: it is set and falls in [start, end)."""
+    return (
+        moment is not None and (start is None or moment >= start) and (end is None or moment < end)
+    )
