@@ -1,6 +1,7 @@
 """The reports application, told as stories in memory: reports of one item
 joining one case, a reasoned decision and what it does to each report and
-reporter, voiding, appeals that reverse a decision, and trusted flaggers."""
+reporter, voiding, appeals that reverse a decision, trusted flaggers, and the
+lists and figures read from its view."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from casemesh.platform.caseindex import Projector
 from casemesh.platform.errors import (
     Aborted,
     AlreadyExists,
@@ -19,6 +21,7 @@ from casemesh.platform.errors import (
     PermissionDenied,
 )
 from casemesh.platform.identity import Identity
+from casemesh_reports.api import index_doc
 from casemesh_reports.application import ReportDraft, Reports
 from casemesh_reports.domain import Reporter
 from casemesh_reports.policy import Misuse, ReportsPolicy, load_taxonomy
@@ -72,6 +75,18 @@ def action_taken(clock: FakeClock) -> dict[str, Any]:
 
 
 NO_VIOLATION = {"decision_facts": "普通的舞蹈视频，没有任何违规内容。"}
+
+
+def seen(app: Reports) -> None:
+    """The view catches up with what the application recorded (a service
+    projects it in the background)."""
+    Projector(
+        app, app.view, lambda a, tracking: app.view.apply(a, tracking, index_doc(a)), "reports_view"
+    ).catch_up()
+
+
+def names(docs: list[dict[str, Any]], kind: str) -> list[str]:
+    return [doc[kind]["name"] for doc in docs]
 
 
 @pytest.fixture()
@@ -373,3 +388,130 @@ def test_queue_and_figure_requests_are_checked_before_anything_is_read(app: Repo
             call()
         if isinstance(refused.value, InvalidArgument):
             assert [v.field for v in refused.value.violations] == [field]
+
+
+def test_a_reporter_lists_their_own_reports_newest_first_and_an_agent_a_cases(
+    app: Reports,
+) -> None:
+    first = app.file(ALICE, report("r1", "1"))
+    second = app.file(ALICE, report("r2", "2"))
+    bobs = app.file(BOB, report("b1", "1"))
+    seen(app)
+    page = app.list_reports(ALICE, 1, "", "")
+    assert names(page.items, "report") == [f"reports/{second.id}"]
+    rest = app.list_reports(ALICE, 1, page.next_token, "")
+    assert (names(rest.items, "report"), rest.next_token) == ([f"reports/{first.id}"], "")
+    assert names(app.list_reports(BOB, 0, "", "").items, "report") == [f"reports/{bobs.id}"]
+    # An agent lists every report, or a case's.
+    assert len(app.list_reports(AGENT, 0, "", "").items) == 3
+    of_case = app.list_reports(AGENT, 0, "", f"report-cases/{first.case_id}")
+    assert names(of_case.items, "report") == [f"reports/{bobs.id}", f"reports/{first.id}"]
+
+
+def test_the_triage_queue_puts_child_safety_first_and_drops_decided_cases(
+    app: Reports, clock: FakeClock
+) -> None:
+    ordinary = app.file(ALICE, report("r1", "1")).case_id
+    spam = app.file(ALICE, report("r2", "2", category="other", subcategory="spam")).case_id
+    child = app.file(
+        BOB, report("b1", "3", category="child_safety", subcategory="sexual_exploitation")
+    ).case_id
+    seen(app)
+    queue = app.list_cases(AGENT, 0, "", "", [], "")
+    assert names(queue.items, "case") == [f"report-cases/{c}" for c in (child, ordinary, spam)]
+    assert [doc["ordinary"] for doc in queue.items] == [False, True, True]
+    page = app.list_cases(AGENT, 2, "", "", [], "")
+    rest = app.list_cases(AGENT, 2, page.next_token, "", [], "")
+    assert names(page.items + rest.items, "case") == names(queue.items, "case")
+    assert rest.next_token == ""
+    assert names(app.list_cases(AGENT, 0, "", "", [], "other").items, "case") == [
+        f"report-cases/{spam}"
+    ]
+    assert names(app.list_cases(AGENT, 0, "", "CHILD_SAFETY", [], "").items, "case") == [
+        f"report-cases/{child}"
+    ]
+
+    app.decide(AGENT, ordinary, "NO_VIOLATION", NO_VIOLATION, None, [], etag="")
+    seen(app)
+    open_now = app.list_cases(AGENT, 0, "", "", [], "")
+    assert names(open_now.items, "case") == [f"report-cases/{c}" for c in (child, spam)]
+    decided = app.list_cases(AGENT, 0, "", "", ["NO_VIOLATION"], "")
+    assert names(decided.items, "case") == [f"report-cases/{ordinary}"]
+
+
+def test_the_trusted_flagger_list_shows_those_in_office(app: Reports) -> None:
+    app.set_flagger(AGENT, "wang", "Child Online Safety", ["child_safety"])
+    app.set_flagger(AGENT, "bob", "Safe Web Foundation", ["violence_terrorism"])
+    app.set_flagger(AGENT, "bob", "Safe Web", ["violence_terrorism", "other"])
+    seen(app)
+    listed = app.list_flaggers(AGENT)
+    assert [(f["user_id"], f["display_name"], f["areas"]) for f in listed] == [
+        ("bob", "Safe Web", ["other", "violence_terrorism"]),
+        ("wang", "Child Online Safety", ["child_safety"]),
+    ]
+    app.remove_flagger(AGENT, "bob")
+    seen(app)
+    assert [f["user_id"] for f in app.list_flaggers(AGENT)] == ["wang"]
+
+
+def test_an_uploader_sees_the_restrictions_on_them_until_an_appeal_lifts_them(
+    app: Reports, clock: FakeClock
+) -> None:
+    ursula = Identity("ursula", frozenset({"user"}))
+    ident = app.file(ALICE, report()).case_id
+    other = app.file(ALICE, report("r2", "2")).case_id
+    seen(app)
+    assert app.my_restrictions(ursula) == []
+    app.decide(AGENT, ident, "ACTION_TAKEN", action_taken(clock), UPLOADER, [], etag="")
+    app.decide(AGENT, other, "NO_VIOLATION", NO_VIOLATION, None, [], etag="")
+    seen(app)
+    assert names(app.my_restrictions(ursula), "case") == [f"report-cases/{ident}"]
+    assert app.my_restrictions(ALICE) == []
+    app.lodge_appeal(ident, "appeals/a1", "ursula")
+    app.reverse(ident, "appeals/a1")
+    seen(app)
+    assert app.my_restrictions(ursula) == []
+
+
+def test_the_transparency_figures_count_what_happened_in_the_period(
+    app: Reports, clock: FakeClock
+) -> None:
+    removed = app.file(ALICE, report("r1", "1"))
+    app.file(BOB, report("b1", "1"))
+    app.set_flagger(AGENT, "wang", "Child Online Safety", ["child_safety"])
+    wang = Identity("wang", frozenset({"user"}))
+    app.file(wang, report("w1", "2", category="child_safety", subcategory="sexual_exploitation"))
+    voided = app.file(BOB, report("b2", "4"))
+    app.decide(AGENT, removed.case_id, "ACTION_TAKEN", action_taken(clock), UPLOADER, [], "")
+    app.void(AGENT, voided.case_id, "举报对象已被平台删除")
+    # Two manifestly unfounded reports: a warning, then a suspension (the
+    # fixture's policy).
+    spam = {"category": "other", "subcategory": "spam"}
+    unfounded = [app.file(ALICE, report(f"u{n}", f"5{n}", **spam)) for n in (1, 2)]
+    for filed in unfounded:
+        app.decide(
+            AGENT, filed.case_id, "NO_VIOLATION", NO_VIOLATION, None, [f"reports/{filed.id}"], ""
+        )
+    app.lodge_appeal(removed.case_id, "appeals/a1", "ursula")
+    app.lodge_appeal(unfounded[0].case_id, "appeals/a2", "alice")
+    app.reverse(removed.case_id, "appeals/a1")
+    seen(app)
+    figures = app.transparency(AGENT, None, None)
+    assert figures["by_category"] == [
+        ("child_safety", "TRUSTED_FLAGGER", 1),
+        ("other", "ARTICLE_16", 2),
+        ("violence_terrorism", "ARTICLE_16", 3),
+    ]
+    assert figures["received"] == 6
+    assert figures["by_restriction"] == [
+        ("DECISION_VISIBILITY_CONTENT_REMOVED", 1),
+        ("NO_VIOLATION", 2),
+    ]
+    assert (figures["decided"], figures["void"], figures["suspended"]) == (3, 1, 1)
+    assert (figures["appeals"], figures["reversals"]) == (2, 1)
+    assert figures["median_seconds"] > 0
+    # Nothing happened in a period before it all.
+    before = datetime(2020, 1, 1, tzinfo=UTC)
+    earlier = app.transparency(AGENT, before, datetime(2021, 1, 1, tzinfo=UTC))
+    assert (earlier["received"], earlier["decided"], earlier["median_seconds"]) == (0, 0, 0.0)
+    assert app.transparency(AGENT, before, None)["received"] == 6
