@@ -9,6 +9,10 @@
 #        scripts/gen-api-docs.sh --check DIR   the same for the checkout DIR
 # protoc-gen-doc is installed with `go install` into .run/tools (of this checkout) the
 # first time.
+#
+# protoc-gen-doc links a field's type to the type's section on the page; the
+# well-known types (google.protobuf.Timestamp) are not among the files generated, so
+# their links are pointed at the protobuf reference instead (`link_well_known`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 version=v1.5.1
@@ -32,8 +36,13 @@ generate() { # <proto package path> <file name>
     PATH=$tools:$PATH "${buf[@]}" generate proto --path "proto/$1" --template \
         '{"version":"v2","plugins":[{"local":"protoc-gen-doc","out":"'"$out"'","opt":"markdown,'"$2"'"}]}'
 }
+link_well_known() { # <markdown file>: google.protobuf.X's in-page link to protobuf.dev
+    sed -E -i 's|\(#google-protobuf-([A-Za-z]+)\)|(https://protobuf.dev/reference/protobuf/google.protobuf/#\L\1)|g' "$1"
+}
 generate casemesh/v1 api.md
 generate casemesh/events/v1 events.md
+link_well_known "$out/api.md"
+link_well_known "$out/events.md"
 
 if [[ ${1:-} == --check ]]; then
     if ! diff -ru docs/api "$out" >/dev/null; then
