@@ -17,6 +17,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_status import rpc_status
 
+from casemesh import topics
 from casemesh.platform.grpcutil import field_violations
 from casemesh.v1 import appeals_pb2 as apb
 from casemesh.v1 import appeals_pb2_grpc as apb_grpc
@@ -375,7 +376,7 @@ def test_appeals_keep_the_foundations_guarantees(stack: Stack) -> None:
     records = asyncio.run(
         read_topic(
             stack.infra.kafka.bootstrap,
-            "casemesh.appeals.v1",
+            topics.APPEALS,
             PARTITIONS,
             {f"{case.name.split('/')[1]}:1"},
             30,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 import uuid
 
+from casemesh import topics
 from casemesh.v1 import appeals_pb2 as apb
 from casemesh.v1 import appeals_pb2_grpc as apb_grpc
 from casemesh.v1 import tickets_pb2 as pb
@@ -54,5 +55,5 @@ def test_kill_9_of_the_appeals_relay_and_notifier_loses_and_repeats_nothing(
         emails.append(email)
         time.sleep(0.05)
 
-    assert_every_event_relayed(stack, stack.appeals_dsn, "appeals_events", "casemesh.appeals.v1")
+    assert_every_event_relayed(stack, stack.appeals_dsn, "appeals_events", topics.APPEALS)
     assert_each_told_once(stack, emails, "appeal.info_requested")

@@ -20,6 +20,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from casemesh import topics
 from casemesh.v1 import casequeue_pb2 as qpb
 from casemesh.v1 import casequeue_pb2_grpc as qpb_grpc
 from casemesh.v1 import tickets_pb2 as pb
@@ -78,7 +79,7 @@ def sla_events(stack: Stack, case_name: str) -> list[str]:
         )
         await consumer.start()
         try:
-            parts = [TopicPartition("casemesh.casequeue.v1", p) for p in range(PARTITIONS)]
+            parts = [TopicPartition(topics.CASEQUEUE, p) for p in range(PARTITIONS)]
             consumer.assign(parts)
             await consumer.seek_to_beginning(*parts)
             found = []

@@ -12,12 +12,13 @@ from collections.abc import Callable
 
 import psycopg
 
+from casemesh import topics
 from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import PARTITIONS, Stack
 from tests.e2e.crash import assert_only_marked_repeats
 from tests.support import Client, read_topic, settled, wait_until, wait_while_progressing
 
-TOPIC = "casemesh.tickets.v1"
+TOPIC = topics.TICKETS
 REQUIRED_HEADERS = {
     "ce_specversion",
     "ce_id",

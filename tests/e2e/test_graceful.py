@@ -24,6 +24,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from casemesh import topics
 from casemesh.platform.identity import mint_token
 from casemesh.v1 import (
     appeals_pb2,
@@ -359,7 +360,7 @@ def assert_each_ticket_relayed_and_told_once(stack: Stack, created: list[Any]) -
     want = {f"{name.split('/')[1]}:1" for name in names}
     time.sleep(3.0)  # anything published twice would be on the topic by now
     records = asyncio.run(
-        read_topic(stack.infra.kafka.bootstrap, "casemesh.tickets.v1", PARTITIONS, want, 90)
+        read_topic(stack.infra.kafka.bootstrap, topics.TICKETS, PARTITIONS, want, 90)
     )
     seen = Counter(h["ce_id"] for _, h in records if h["ce_id"] in want)
     assert set(seen) == want, f"{len(want - set(seen))} events never reached the topic"

@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 import grpc
 import psycopg
 
+from casemesh import topics
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh_tickets.domain import Ticket
 from tests.conftest import PARTITIONS, Stack
 from tests.support import Client, read_topic, wait_until
 
-TOPIC = "casemesh.tickets.v1"
+TOPIC = topics.TICKETS
 CALLERS = 16
 CALLS = ["create", "create", "invalid", "reuse", "comment", "comment"]
 

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from casemesh import topics
 from casemesh.events.v1 import helpcenter_pb2 as hev
 from casemesh.v1 import helpcenter_pb2 as hpb
 from casemesh.v1 import helpcenter_pb2_grpc as hpb_grpc
@@ -394,7 +395,7 @@ def verified_requests(stack: Stack, name: str) -> list[hev.PhoneChangeVerified]:
         )
         await consumer.start()
         try:
-            parts = [TopicPartition("casemesh.helpcenter.v1", p) for p in range(PARTITIONS)]
+            parts = [TopicPartition(topics.HELPCENTER, p) for p in range(PARTITIONS)]
             consumer.assign(parts)
             await consumer.seek_to_beginning(*parts)
             found = []

@@ -14,6 +14,7 @@ import urllib3
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from casemesh import topics
 from casemesh.platform.identity import mint_token
 from casemesh.v1 import (
     appeals_pb2,
@@ -189,7 +190,7 @@ def test_every_metric_the_alerts_and_the_dashboard_use_is_exposed(stack: Stack) 
     tickets_lag = [
         s[2]
         for s in exposed["notifier"]
-        if s[0] == "casemesh_consumer_lag_records" and s[1]["topic"] == "casemesh.tickets.v1"
+        if s[0] == "casemesh_consumer_lag_records" and s[1]["topic"] == topics.TICKETS
     ]
     assert len(tickets_lag) == 3 and all(v >= 0 for v in tickets_lag), tickets_lag
 

@@ -11,13 +11,14 @@ import threading
 import time
 import uuid
 
+from casemesh import topics
 from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import PARTITIONS, Stack, wait_serving
 from tests.e2e.crash import assert_every_event_relayed
 from tests.e2e.replicas import Replica, metric
 from tests.support import Client, read_topic, wait_until
 
-TOPIC = "casemesh.tickets.v1"
+TOPIC = topics.TICKETS
 
 
 def active(url: str) -> float:

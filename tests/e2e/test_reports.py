@@ -24,6 +24,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from prometheus_client.parser import text_string_to_metric_families
 
+from casemesh import topics
 from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.platform.grpcutil import field_violations
 from casemesh.v1 import appeals_pb2 as apb
@@ -36,7 +37,7 @@ from tests.conftest import PARTITIONS, Stack
 from tests.e2e.test_evidence import EvidenceClient, png
 from tests.support import Client, wait_until
 
-TOPIC = "casemesh.reports.v1"
+TOPIC = topics.REPORTS
 
 
 class Person:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 import uuid
 
+from casemesh import topics
 from tests.conftest import Stack
 from tests.e2e.crash import assert_each_told_once, assert_every_event_relayed
 from tests.e2e.test_reports import Person
@@ -34,5 +35,5 @@ def test_kill_9_of_the_reports_relay_and_notifier_loses_and_repeats_nothing(
         emails.append(email)
         time.sleep(0.05)
 
-    assert_every_event_relayed(stack, stack.reports_dsn, "reports_events", "casemesh.reports.v1")
+    assert_every_event_relayed(stack, stack.reports_dsn, "reports_events", topics.REPORTS)
     assert_each_told_once(stack, emails, "report.received")

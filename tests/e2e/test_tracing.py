@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+from casemesh import topics
 from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import PARTITIONS, Stack
 from tests.support import Client, read_topic, wait_until
@@ -30,9 +31,7 @@ def test_the_callers_trace_reaches_kafka_and_the_notifier(stack: Stack) -> None:
     )
     ticket_id = ticket.name.split("/")[1]
     records = asyncio.run(
-        read_topic(
-            stack.infra.kafka.bootstrap, "casemesh.tickets.v1", PARTITIONS, {f"{ticket_id}:1"}, 30
-        )
+        read_topic(stack.infra.kafka.bootstrap, topics.TICKETS, PARTITIONS, {f"{ticket_id}:1"}, 30)
     )
     (headers,) = [h for _, h in records if h["ce_id"] == f"{ticket_id}:1"][:1]
     assert headers["traceparent"].split("-")[1] == trace_id

@@ -19,6 +19,7 @@ from faststream.kafka import KafkaRouter, TestKafkaBroker
 from prometheus_client import REGISTRY
 from psycopg_pool import AsyncConnectionPool
 
+from casemesh import topics
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform import consuming
 from casemesh.platform.clock import Clock, SystemClock
@@ -153,15 +154,15 @@ async def test_the_notifier_keeps_what_it_cannot_plan_and_plans_the_rest(
     headers = {k: v.decode() for k, v in good.kafka_headers()}
     unknown = {**headers, "ce_id": "t2:1", "ce_type": "casemesh.tickets.TicketLost.v1"}
     async with TestKafkaBroker(broker) as b:
-        await b.publish(b"garbage", "casemesh.tickets.v1", headers={"ce_id": "x"})
-        await b.publish(good.data, "casemesh.tickets.v1", key=b"t2", partition=1, headers=unknown)
-        await b.publish(good.data, "casemesh.tickets.v1", key=b"t1", headers=headers)
-        await b.publish(good.data, "casemesh.tickets.v1", key=b"t1", headers=headers)
+        await b.publish(b"garbage", topics.TICKETS, headers={"ce_id": "x"})
+        await b.publish(good.data, topics.TICKETS, key=b"t2", partition=1, headers=unknown)
+        await b.publish(good.data, topics.TICKETS, key=b"t1", headers=headers)
+        await b.publish(good.data, topics.TICKETS, key=b"t1", headers=headers)
 
     kept = await rows(pool, "SELECT consumer, event_id, topic, error FROM unprocessable_events")
     assert sorted((c, e, t, err.split(":")[0]) for c, e, t, err in kept) == [
-        ("notifier", "", "casemesh.tickets.v1", "malformed_envelope"),
-        ("notifier", "t2:1", "casemesh.tickets.v1", "unknown_type"),
+        ("notifier", "", topics.TICKETS, "malformed_envelope"),
+        ("notifier", "t2:1", topics.TICKETS, "unknown_type"),
     ]
     # The good one planned once, though it came twice.
     assert await rows(pool, "SELECT event_id FROM consumed_events") == [("t1:1",)]

@@ -17,6 +17,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 from pydantic import SecretStr
 
+from casemesh import topics
 from casemesh.events.v1 import notifications_pb2 as nev
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.envelope import CloudEvent
@@ -74,7 +75,7 @@ class Notifier:
             return await Planner().plan(
                 conn,
                 event,
-                topic="casemesh.tickets.v1",
+                topic=topics.TICKETS,
                 partition=0,
                 offset=offset,
                 now=self.clock.now(),
@@ -578,7 +579,7 @@ async def test_a_ticket_e_mail_invites_a_reply_exactly_when_its_reply_address_is
     async with notifier.pool.connection() as conn, conn.transaction():
         now = notifier.clock.now()
         await Planner(replies=cfg.replies_open).plan(
-            conn, event, topic="casemesh.tickets.v1", partition=0, offset=0, now=now
+            conn, event, topic=topics.TICKETS, partition=0, offset=0, now=now
         )
     assert await delivery.deliver_batch() == 1
     [sent] = notifier.email.delivered

@@ -10,8 +10,15 @@ import pytest
 from casemesh.platform.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from casemesh_appeals import policy
 from casemesh_appeals.domain import CopyrightAppeal, Kind, State, Step, missing_elements
+from casemesh_appeals.reasons import StatementOfReasons
 
 MONDAY = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def reasons(ground: str, appeal_deadline: datetime) -> StatementOfReasons:
+    return StatementOfReasons(ground=ground, facts="").completed(
+        redress="", appeal_deadline=appeal_deadline
+    )
 
 
 def complete_notice() -> dict[str, object]:
@@ -61,9 +68,8 @@ def test_a_notice_is_reviewed_upheld_countered_and_restored_when_the_window_pass
     a.decide(
         actor="li",
         uphold=True,
-        reasons={"ground": "Copyright Law Art. 10"},
+        reasons=reasons("Copyright Law Art. 10", MONDAY + timedelta(days=180)),
         uploader={"user_id": "ursula"},
-        appeal_deadline=MONDAY + timedelta(days=180),
     )
     assert state(a) is State.UPHELD and step(a) is Step.COUNTER_NOTICE_OR_APPEAL
     with pytest.raises(PermissionDenied):
@@ -89,7 +95,7 @@ def test_a_notice_is_reviewed_upheld_countered_and_restored_when_the_window_pass
 
 def test_court_action_in_time_holds_the_content_down() -> None:
     a = notice()
-    a.decide(actor="li", uphold=True, reasons={}, uploader={"user_id": "u"}, appeal_deadline=MONDAY)
+    a.decide(actor="li", uphold=True, reasons=reasons("g", MONDAY), uploader={"user_id": "u"})
     due = MONDAY + timedelta(days=15)
     a.file_counter_notice(actor="u", uploader={"user_id": "u"}, counter_notice={}, restore_due=due)
     with pytest.raises(FailedPrecondition, match="closed"):
@@ -112,7 +118,7 @@ def test_a_notice_missing_elements_waits_for_them_and_names_them() -> None:
     assert state(a) is State.INFO_REQUESTED
     assert a.missing == ["notice.infringing_items", "good_faith_statement"]
     with pytest.raises(FailedPrecondition, match="good_faith_statement"):
-        a.decide(actor="li", uphold=False, reasons={}, uploader=None, appeal_deadline=MONDAY)
+        a.decide(actor="li", uphold=False, reasons=reasons("g", MONDAY), uploader=None)
     a.add_info(
         actor="claire", message="here", completion={"good_faith_statement": True}, review_due=MONDAY
     )
@@ -148,7 +154,7 @@ def test_only_the_filer_withdraws_and_only_an_open_case() -> None:
 
 def test_upholding_a_notice_names_the_uploader() -> None:
     with pytest.raises(InvalidArgument) as info:
-        notice().decide(actor="li", uphold=True, reasons={}, uploader=None, appeal_deadline=MONDAY)
+        notice().decide(actor="li", uphold=True, reasons=reasons("g", MONDAY), uploader=None)
     assert info.value.violations[0].field == "affected_uploader"
 
 
@@ -205,9 +211,8 @@ def test_each_step_that_waits_on_time_sets_its_deadline() -> None:
     a.decide(
         actor="li",
         uphold=True,
-        reasons={},
+        reasons=reasons("g", MONDAY + timedelta(days=180)),
         uploader={"user_id": "u"},
-        appeal_deadline=MONDAY + timedelta(days=180),
     )
     a.file_counter_notice(
         actor="u",

@@ -125,9 +125,9 @@ def test_each_topic_has_one_sender_and_each_consumer_group_a_receive(doc: dict[s
         for o in operations
         if o["action"] == "receive"
     }
-    assert ("casemesh.appeals.v1", "casemesh-reports") in receiving
-    assert ("casemesh.verification.v1", "casemesh-notifier") in receiving
-    assert ("casemesh.tickets.v1", "casemesh-casequeue-<generation>") in receiving
+    assert (topics.APPEALS, "casemesh-reports") in receiving
+    assert (topics.VERIFICATION, "casemesh-notifier") in receiving
+    assert (topics.TICKETS, "casemesh-casequeue-<generation>") in receiving
 
 
 def test_headers_and_payloads_say_what_the_envelope_and_the_protos_say(

@@ -19,6 +19,7 @@ from faststream.kafka import message as kafka_message
 from opentelemetry import trace
 from prometheus_client import REGISTRY
 
+from casemesh import topics
 from casemesh.events.v1 import tickets_pb2 as tev
 from casemesh.platform import consuming
 from casemesh.platform.consuming import Place, SetAside, subscribe
@@ -26,7 +27,7 @@ from casemesh.platform.envelope import CloudEvent, message_class
 from casemesh.platform.pools import DatabaseUnavailable
 from casemesh.platform.telemetry import configure_tracing
 
-TOPIC = "casemesh.tickets.v1"
+TOPIC = topics.TICKETS
 CONSUMER = "unit-consumer"
 
 

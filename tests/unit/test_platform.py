@@ -9,6 +9,7 @@ import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -24,6 +25,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc import unary_unary_rpc_method_handler as unary_unary
 
+from casemesh.events.v1 import tickets_pb2 as tev
 from casemesh.platform import envelope
 from casemesh.platform.errors import (
     FieldViolation,
@@ -260,6 +262,22 @@ def test_the_envelope_round_trips_and_rejects_foreign_records() -> None:
     assert envelope.parse(b"t1", b"\x01", event.kafka_headers()) == event
     with pytest.raises(envelope.EnvelopeError):
         envelope.parse(b"t1", b"{}", [("content-type", b"application/json")])
+
+
+def test_an_event_gives_its_message_as_the_class_its_type_names() -> None:
+    solved = tev.TicketSolved(resolution="restarted")
+    event = envelope.CloudEvent(
+        id="t1:3",
+        source="casemesh/tickets",
+        type=envelope.type_of(solved),
+        subject="tickets/t1",
+        time=datetime(2026, 1, 1, tzinfo=UTC),
+        data=solved.SerializeToString(),
+        key="t1",
+    )
+    assert event.message() == solved
+    with pytest.raises(envelope.EnvelopeError):
+        replace(event, type="casemesh.tickets.NoSuchEvent.v1").message()
 
 
 @pytest.mark.parametrize("url", ["localhost:5432", "postgresql://host", "mysql://u@h/db"])

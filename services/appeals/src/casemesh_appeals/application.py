@@ -28,6 +28,7 @@ from casemesh.platform.timers import Deadline
 from casemesh.rules import tickets as rules
 from casemesh_appeals.domain import DECIDED, CopyrightAppeal, Kind, State, Step, missing_elements
 from casemesh_appeals.policy import JurisdictionPolicy
+from casemesh_appeals.reasons import StatementOfReasons
 
 log = get_logger(__name__)
 
@@ -330,13 +331,13 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         v = Violations()
         if uphold is None:
             v.add("outcome", "must be UPHOLD or REJECT")
-        for key, limit in (("ground", 500), ("facts", 5000)):
-            rules.text(v, f"reasons.{key}", reasons.get(key, ""), limit=limit)
+        statement = StatementOfReasons.check(v, reasons)
         if uploader:
             rules.check_party(v, uploader, "affected_uploader")
             if not uploader.get("user_id"):
                 v.add("affected_uploader.user_id", "is required")
         v.raise_if_any()
+        assert statement is not None
 
         def decide(a: CopyrightAppeal) -> None:
             policy = self.policies[a.jurisdiction]
@@ -345,13 +346,10 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             a.decide(
                 actor=who.subject,
                 uphold=bool(uphold),
-                reasons={
-                    **reasons,
-                    "redress": policy.redress.get(locale, ""),
-                    "appeal_deadline": deadline.isoformat(),
-                },
+                reasons=statement.completed(
+                    redress=policy.redress.get(locale, ""), appeal_deadline=deadline
+                ),
                 uploader=uploader or None,
-                appeal_deadline=deadline,
             )
 
         return self.change_under(

@@ -21,6 +21,7 @@ from eventsourcing.domain import Aggregate, event
 
 from casemesh.platform.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from casemesh.platform.ids import derived_id
+from casemesh_appeals.reasons import StatementOfReasons
 
 NAMESPACE = uuid.UUID("9d4b6c1a-5e0f-4b7a-8c21-3f6e2d9a1b44")
 
@@ -265,10 +266,13 @@ class CopyrightAppeal(Aggregate):
         *,
         actor: str,
         uphold: bool,
-        reasons: dict[str, Any],
+        reasons: StatementOfReasons,
         uploader: dict[str, Any] | None,
-        appeal_deadline: datetime,
     ) -> None:
+        """Uphold or reject the case with a completed statement of reasons;
+        its appeal deadline is the next step's due time."""
+        if reasons.appeal_deadline is None:
+            raise ValueError("a decision records a completed statement of reasons")
         if self.state is State.INFO_REQUESTED:
             raise FailedPrecondition(
                 "the case waits for information"
@@ -291,11 +295,11 @@ class CopyrightAppeal(Aggregate):
         self._decided(
             actor=actor,
             outcome="UPHOLD" if uphold else "REJECT",
-            reasons=reasons,
+            reasons=reasons.to_dict(),
             uploader=uploader if uphold else None,
             state=State.UPHELD if uphold else State.REJECTED,
             next_step=step,
-            next_step_due=appeal_deadline,
+            next_step_due=reasons.appeal_deadline,
         )
 
     @event("Decided")

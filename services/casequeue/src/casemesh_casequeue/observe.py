@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
-from google.protobuf.message import Message
-
 from casemesh import topics
 from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.events.v1 import reports_pb2 as rev
@@ -22,21 +20,18 @@ APPEAL_OPEN = {"SUBMITTED": False, "UNDER_REVIEW": False, "INFO_REQUESTED": True
 REPORT_OPEN = {"OPEN": False, "IN_REVIEW": False}
 
 
-def _message(module: Any, event: CloudEvent) -> Message | None:
-    name = event.type.split(".")[2]
-    cls = getattr(module, name, None)
-    return cls.FromString(event.data) if cls is not None else None
-
-
 def observe(event: CloudEvent, levels: ServiceLevels) -> Observation | None:
     """The observation an event makes, or None for events that concern no case
     in the queue (a report's own stream, a reporter's standing, …)."""
-    if event.type.startswith("casemesh.tickets."):
-        return _ticket(_message(tev, event))
-    if event.type.startswith("casemesh.appeals."):
-        return _appeal(_message(aev, event), levels)
-    if event.type.startswith("casemesh.reports.") and event.subject.startswith("report-cases/"):
-        return _report_case(_message(rev, event), levels)
+    m = event.message()
+    # The proto file a message comes from names the service that published it.
+    published_by = m.DESCRIPTOR.file
+    if published_by is tev.DESCRIPTOR:
+        return _ticket(m)
+    if published_by is aev.DESCRIPTOR:
+        return _appeal(m, levels)
+    if published_by is rev.DESCRIPTOR and event.subject.startswith("report-cases/"):
+        return _report_case(m, levels)
     return None
 
 
@@ -45,8 +40,6 @@ def _at(header: Any) -> Any:
 
 
 def _ticket(m: Any) -> Observation | None:
-    if m is None:
-        return None
     h = m.header
     status = tev.TicketStatus.Name(h.status).removeprefix("TICKET_STATUS_")
     extra: dict[str, Any] = {}
@@ -73,8 +66,6 @@ def _ticket(m: Any) -> Observation | None:
 
 
 def _appeal(m: Any, levels: ServiceLevels) -> Observation | None:
-    if m is None:
-        return None
     h = m.header
     extra: dict[str, Any] = {}
     match m:
@@ -101,8 +92,6 @@ def _appeal(m: Any, levels: ServiceLevels) -> Observation | None:
 
 
 def _report_case(m: Any, levels: ServiceLevels) -> Observation | None:
-    if m is None:
-        return None
     h = m.header
     extra: dict[str, Any] = {}
     match m:

@@ -30,19 +30,18 @@ PREFIX = "report-cases/"
 
 def handle(app: Reports, event: envelope.CloudEvent) -> None:
     """Applies one appeals event (synchronously: the event store is)."""
-    if event.type == "casemesh.appeals.AppealFiled.v1":
-        filed = aev.AppealFiled.FromString(event.data)
-        if filed.kind == "DECISION_APPEAL" and filed.appeal_of.startswith(PREFIX):
-            appeal = f"appeals/{filed.header.appeal_id}"
-            case_id = filed.appeal_of.removeprefix(PREFIX)
-            if app.lodge_appeal(case_id, appeal, filed.filer.user_id):
-                log.info("report_case.appealed", case_id=case_id, appeal=appeal)
-    elif event.type == "casemesh.appeals.AppealDecided.v1":
-        decided = aev.AppealDecided.FromString(event.data)
-        if decided.appeal_of.startswith(PREFIX) and decided.outcome == "UPHOLD":
-            app.reverse(
-                decided.appeal_of.removeprefix(PREFIX), f"appeals/{decided.header.appeal_id}"
-            )
+    match event.message():
+        case aev.AppealFiled() as filed:
+            if filed.kind == "DECISION_APPEAL" and filed.appeal_of.startswith(PREFIX):
+                appeal = f"appeals/{filed.header.appeal_id}"
+                case_id = filed.appeal_of.removeprefix(PREFIX)
+                if app.lodge_appeal(case_id, appeal, filed.filer.user_id):
+                    log.info("report_case.appealed", case_id=case_id, appeal=appeal)
+        case aev.AppealDecided() as decided:
+            if decided.appeal_of.startswith(PREFIX) and decided.outcome == "UPHOLD":
+                app.reverse(
+                    decided.appeal_of.removeprefix(PREFIX), f"appeals/{decided.header.appeal_id}"
+                )
 
 
 def build_broker(app: Reports, bootstrap: str, group_id: str) -> KafkaBroker:

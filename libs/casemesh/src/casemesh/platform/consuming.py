@@ -1,13 +1,14 @@
 """Kafka consumers (FastStream): one way to receive Casemesh events, starting
 a broker that outlives a Kafka outage, and watching how far behind a group is.
 
-`subscribe` gives a handler each record as a `CloudEvent`, parsed once here,
-inside a consumer span that continues the trace of the action that caused it
-(`traceparent`). `subscribe_batch` does the same for whatever records have
-arrived (up to a bound), calling the handler for each inside one unit of work
-(a transaction) and committing the batch's offsets once: the round trips an
-event costs are then shared by the batch. Whatever the consumer, a record
-ends one of two ways:
+`subscribe` gives a handler each record as a `CloudEvent` (whose `message()`
+is the protobuf message its type names), parsed once here, inside a consumer
+span that continues the trace of the action that caused it (`traceparent`).
+`subscribe_batch` does the same for whatever records have arrived (up to a
+bound), calling the handler for each inside one unit of work (a transaction)
+and committing the batch's offsets once: the round trips an event costs are
+then shared by the batch. Whatever the consumer, a record ends one of two
+ways:
 
 - **applied**: the handler returned (and, in a batch, the unit of work
   committed); the offset is committed after it (its work committed first, so

@@ -54,6 +54,16 @@ class CloudEvent:
         ]
         return [(k, v.encode()) for k, v in headers]
 
+    def message(self) -> Message:
+        """The protobuf message the event carries, decoded as the class its
+        `ce_type` names (`message_class`). A type no Casemesh service
+        publishes raises EnvelopeError: consumers set such a record aside
+        before any handler sees it."""
+        cls = message_class(self.type)
+        if cls is None:
+            raise EnvelopeError(f"no Casemesh event has the type {self.type!r}")
+        return cls.FromString(self.data)
+
 
 class EnvelopeError(ValueError):
     pass
