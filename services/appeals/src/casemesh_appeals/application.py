@@ -59,17 +59,18 @@ class HistoryEntry(EventEntry):
     next_step_due: datetime | None
 
 
-PUBLIC_NAMES = {
-    "Filed": "AppealFiled",
-    "Assigned": "AppealAssigned",
-    "InfoRequested": "AppealInfoRequested",
-    "InfoAdded": "AppealInfoAdded",
-    "Decided": "AppealDecided",
-    "CounterNoticeFiled": "CounterNoticeFiled",
-    "CourtActionRecorded": "CourtActionRecorded",
-    "Restored": "ContentRestored",
-    "Withdrawn": "AppealWithdrawn",
-    "Abandoned": "AppealAbandoned",
+# Stored event class → the name shown in history and used on the topic.
+PUBLIC_NAMES: dict[type[Any], str] = {
+    CopyrightAppeal.Filed: "AppealFiled",
+    CopyrightAppeal.Assigned: "AppealAssigned",
+    CopyrightAppeal.InfoRequested: "AppealInfoRequested",
+    CopyrightAppeal.InfoAdded: "AppealInfoAdded",
+    CopyrightAppeal.Decided: "AppealDecided",
+    CopyrightAppeal.CounterNoticeFiled: "CounterNoticeFiled",
+    CopyrightAppeal.CourtActionRecorded: "CourtActionRecorded",
+    CopyrightAppeal.Restored: "ContentRestored",
+    CopyrightAppeal.Withdrawn: "AppealWithdrawn",
+    CopyrightAppeal.Abandoned: "AppealAbandoned",
 }
 
 
@@ -433,7 +434,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             appeal = e.mutate(appeal)
             attrs = vars(e)
             text = attrs.get("message") or attrs.get("reason") or attrs.get("details") or ""
-            if type(e).__name__ == "Decided":
+            if isinstance(e, CopyrightAppeal.Decided):
                 text = attrs["reasons"].get("facts", "")
             entries.append(
                 HistoryEntry(
