@@ -20,7 +20,7 @@ from casemesh.platform.errors import (
 )
 from casemesh.platform.identity import Identity
 from casemesh_appeals import policy
-from casemesh_appeals.application import AppealDraft, Appeals, RowSource
+from casemesh_appeals.application import AppealDraft, Appeals, DeadlineKind, RowSource
 from casemesh_appeals.domain import CopyrightAppeal
 from tests.application.story import (
     AGENT,
@@ -251,7 +251,7 @@ def test_an_upheld_notice_is_countered_and_the_content_restored_when_the_window_
     case = app.get(ALICE, ident)
     assert (case.state, case.next_step) == ("FORWARDED_TO_CLAIMANT", "RESTORE")
     (deadline,) = app.deadlines_of(last_event(app, ident))
-    assert deadline.kind == "restore"
+    assert deadline.kind == DeadlineKind.RESTORE
     app.fire(deadline)  # not yet due
     assert app.get(ALICE, ident).state == "FORWARDED_TO_CLAIMANT"
     clock.now_is(deadline.due)
@@ -282,7 +282,7 @@ def test_an_unanswered_request_abandons_the_case_when_its_deadline_passes(
     case = app.get(ALICE, ident)
     assert (case.state, case.next_step) == ("INFO_REQUESTED", "YOUR_INFORMATION")
     (deadline,) = app.deadlines_of(last_event(app, ident))
-    assert deadline.kind == "abandon"
+    assert deadline.kind == DeadlineKind.ABANDON
     clock.now_is(deadline.due + timedelta(seconds=1))
     app.fire(deadline)
     assert app.get(ALICE, ident).state == "ABANDONED"

@@ -23,7 +23,7 @@ from casemesh.platform.errors import (
 from casemesh.v1 import evidence_pb2
 from casemesh.v1 import tickets_pb2 as tpb
 from casemesh_tickets import api
-from casemesh_tickets.application import NewTicket, Tickets, TicketSearch, case_row
+from casemesh_tickets.application import DeadlineKind, NewTicket, Tickets, TicketSearch, case_row
 from casemesh_tickets.domain import Ticket
 from casemesh_tickets.views import TicketView
 from tests.application.story import (
@@ -329,7 +329,7 @@ def test_a_solved_ticket_closes_itself_when_its_deadline_fires(
 ) -> None:
     t = app.solve(AGENT, opened(app).id, "已处理", etag="")
     (deadline,) = app.deadlines_of(last_event(app, t.id))
-    assert deadline.kind == "auto_close"
+    assert deadline.kind == DeadlineKind.AUTO_CLOSE
     app.fire(deadline)  # not due yet: nothing happens
     assert app.get_ticket(ALICE, t.id).status == "SOLVED"
     clock.now_is(deadline.due)
