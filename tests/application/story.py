@@ -40,9 +40,9 @@ class FakeClock:
         self.now_at += timedelta(**delta)
 
 
-def events_of(app: Application[Any], ident: str | UUID) -> list[str]:
-    """The names of the events a case recorded, in order."""
-    return [type(e).__name__ for e in app.repository.event_store.get(UUID(str(ident)))]
+def events_of(app: Application[Any], ident: str | UUID) -> list[type[Any]]:
+    """The classes of the events a case recorded, in order."""
+    return [type(e) for e in app.repository.event_store.get(UUID(str(ident)))]
 
 
 def last_event(app: Application[Any], ident: str | UUID) -> Any:

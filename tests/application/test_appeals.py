@@ -20,7 +20,8 @@ from casemesh.platform.errors import (
 )
 from casemesh.platform.identity import Identity
 from casemesh_appeals import policy
-from casemesh_appeals.application import AppealDraft, Appeals, RowSource
+from casemesh_appeals.application import AppealDraft, Appeals, DeadlineKind, RowSource
+from casemesh_appeals.domain import CopyrightAppeal
 from tests.application.story import (
     AGENT,
     ALICE,
@@ -102,7 +103,7 @@ def test_a_complete_notice_waits_for_review_and_a_retry_gets_the_same_case(
     assert app.file(ALICE, notice()).id == case.id
     with pytest.raises(AlreadyExists):
         app.file(ALICE, notice(relationship="LICENSEE"))
-    assert events_of(app, case.id) == ["Filed"]
+    assert events_of(app, case.id) == [CopyrightAppeal.Filed]
 
 
 def test_an_incomplete_notice_asks_for_what_is_missing_and_completing_it_sends_it_to_review(
@@ -124,7 +125,7 @@ def test_an_incomplete_notice_asks_for_what_is_missing_and_completing_it_sends_i
     }
     case = app.add_info(ALICE, ident, "补充了作品信息", completion, etag=str(case.version))
     assert (case.state, case.missing) == ("SUBMITTED", [])
-    assert events_of(app, ident) == ["Filed", "InfoAdded"]
+    assert events_of(app, ident) == [CopyrightAppeal.Filed, CopyrightAppeal.InfoAdded]
 
 
 def test_information_sent_again_under_its_request_id_is_added_once(app: Appeals) -> None:
@@ -138,12 +139,12 @@ def test_information_sent_again_under_its_request_id_is_added_once(app: Appeals)
         first.state,
         first.missing,
     )
-    assert events_of(app, ident) == ["Filed", "InfoAdded"]
+    assert events_of(app, ident) == [CopyrightAppeal.Filed, CopyrightAppeal.InfoAdded]
     with pytest.raises(AlreadyExists, match="request_id 'i1'"):
         app.add_info(ALICE, ident, "another message", completion, etag="", request_id="i1")
     with pytest.raises(InvalidArgument, match="request_id"):
         app.add_info(ALICE, ident, "补充了标题", completion, etag="", request_id="i 1")
-    assert events_of(app, ident) == ["Filed", "InfoAdded"]
+    assert events_of(app, ident) == [CopyrightAppeal.Filed, CopyrightAppeal.InfoAdded]
 
 
 def test_a_counter_notice_sent_again_under_its_request_id_answers_as_the_first_time(
@@ -170,7 +171,10 @@ def test_a_counter_notice_sent_again_under_its_request_id_answers_as_the_first_t
         counter_under("c1", reason="另一个理由")
     with pytest.raises(FailedPrecondition):
         counter_under("c2")  # a second counter-notice is still refused
-    assert events_of(app, ident)[-2:] == ["Decided", "CounterNoticeFiled"]
+    assert events_of(app, ident)[-2:] == [
+        CopyrightAppeal.Decided,
+        CopyrightAppeal.CounterNoticeFiled,
+    ]
 
 
 def filed(app: Appeals) -> str:
@@ -247,14 +251,18 @@ def test_an_upheld_notice_is_countered_and_the_content_restored_when_the_window_
     case = app.get(ALICE, ident)
     assert (case.state, case.next_step) == ("FORWARDED_TO_CLAIMANT", "RESTORE")
     (deadline,) = app.deadlines_of(last_event(app, ident))
-    assert deadline.kind == "restore"
+    assert deadline.kind == DeadlineKind.RESTORE
     app.fire(deadline)  # not yet due
     assert app.get(ALICE, ident).state == "FORWARDED_TO_CLAIMANT"
     clock.now_is(deadline.due)
     app.fire(deadline)
     app.fire(deadline)  # idempotent
     assert app.get(ALICE, ident).state == "RESTORED"
-    assert events_of(app, ident)[-3:] == ["Decided", "CounterNoticeFiled", "Restored"]
+    assert events_of(app, ident)[-3:] == [
+        CopyrightAppeal.Decided,
+        CopyrightAppeal.CounterNoticeFiled,
+        CopyrightAppeal.Restored,
+    ]
 
 
 def test_court_action_within_the_window_holds_the_restore(app: Appeals, clock: FakeClock) -> None:
@@ -274,7 +282,7 @@ def test_an_unanswered_request_abandons_the_case_when_its_deadline_passes(
     case = app.get(ALICE, ident)
     assert (case.state, case.next_step) == ("INFO_REQUESTED", "YOUR_INFORMATION")
     (deadline,) = app.deadlines_of(last_event(app, ident))
-    assert deadline.kind == "abandon"
+    assert deadline.kind == DeadlineKind.ABANDON
     clock.now_is(deadline.due + timedelta(seconds=1))
     app.fire(deadline)
     assert app.get(ALICE, ident).state == "ABANDONED"
@@ -323,7 +331,7 @@ def test_agent_commands_need_an_agent_and_change_nothing(app: Appeals) -> None:
     for command in commands:
         with pytest.raises(PermissionDenied):
             command()
-    assert events_of(app, ident) == ["Filed"]
+    assert events_of(app, ident) == [CopyrightAppeal.Filed]
 
 
 def test_parties_list_their_cases_and_read_their_history(app: Appeals) -> None:

@@ -23,7 +23,7 @@ from casemesh.platform.errors import (
 from casemesh.platform.identity import Identity
 from casemesh_reports.api import index_doc
 from casemesh_reports.application import ReportDraft, Reports
-from casemesh_reports.domain import Reporter
+from casemesh_reports.domain import AbuseReport, ReportCase, Reporter, TrustedFlagger
 from casemesh_reports.policy import Misuse, ReportsPolicy, load_taxonomy
 from tests.application.story import AGENT, ALICE, BOB, FakeClock, events_of, in_memory
 
@@ -116,7 +116,7 @@ def test_reports_of_one_video_join_one_case_and_a_reporter_cannot_report_it_twic
     assert second.case_id == first.case_id
     case = app.get_case(AGENT, first.case_id)
     assert (case.state, case.lane, len(case.reports)) == ("OPEN", "ORDINARY", 2)
-    assert events_of(app, first.case_id) == ["Opened", "ReportAdded"]
+    assert events_of(app, first.case_id) == [ReportCase.Opened, ReportCase.ReportAdded]
 
 
 def test_a_report_with_bad_fields_names_each_and_files_nothing(app: Reports) -> None:
@@ -170,7 +170,7 @@ def test_a_statement_missing_its_fields_is_refused_naming_each(
         app.decide(AGENT, ident, "ACTION_TAKEN", statement, UPLOADER, [], etag="")
     fields = {v.field for v in refused.value.violations}
     assert {"statement.decision_ground", "statement.content_type"} <= fields
-    assert events_of(app, ident) == ["Opened"]
+    assert events_of(app, ident) == [ReportCase.Opened]
 
 
 def test_manifestly_unfounded_reports_count_against_their_reporter_until_suspended(
@@ -201,7 +201,7 @@ def test_an_upheld_appeal_of_the_uploader_lifts_the_removal(app: Reports, clock:
     assert app.reverse(ident, "appeals/a1") is False
     assert app.get_case(AGENT, ident).state == "REVERSED"
     assert app.get_report(ALICE, str(filed.id)).state == "REVERSED"
-    assert events_of(app, ident)[-2:] == ["Appealed", "DecisionReversed"]
+    assert events_of(app, ident)[-2:] == [ReportCase.Appealed, ReportCase.DecisionReversed]
 
 
 def test_a_reporters_upheld_appeal_sends_the_case_back_to_review(
@@ -276,8 +276,8 @@ def test_voiding_again_under_its_request_id_voids_once(app: Reports) -> None:
     assert (again.version, again.state) == (first.version, "VOID")
     with pytest.raises(AlreadyExists, match="request_id 'v1'"):
         app.void(AGENT, filed.case_id, "另一个理由", request_id="v1")
-    assert events_of(app, filed.id)[-1] == "Voided"
-    assert events_of(app, filed.id).count("Voided") == 1
+    assert events_of(app, filed.id)[-1] == AbuseReport.Voided
+    assert events_of(app, filed.id).count(AbuseReport.Voided) == 1
 
 
 def test_a_trusted_flaggers_report_is_marked_as_theirs_until_removed(app: Reports) -> None:
@@ -301,7 +301,7 @@ def test_trusted_flagger_changes_are_safe_to_retry_under_a_request_id(app: Repor
         app.set_flagger(AGENT, "bob", "Another Name", areas, request_id="s1")
     assert reused.value.reason == "REQUEST_ID_REUSED"
     assert "to this trusted flagger" in str(reused.value)
-    assert events_of(app, ident) == ["Designated"]
+    assert events_of(app, ident) == [TrustedFlagger.Designated]
 
     app.remove_flagger(AGENT, "bob", request_id="x1")
     app.remove_flagger(AGENT, "bob", request_id="x1")  # answers as the first did
@@ -309,10 +309,10 @@ def test_trusted_flagger_changes_are_safe_to_retry_under_a_request_id(app: Repor
         app.remove_flagger(AGENT, "bob")
     with pytest.raises(AlreadyExists, match="request_id 'x1'"):
         app.set_flagger(AGENT, "bob", "Safe Web Foundation", areas, request_id="x1")
-    assert events_of(app, ident) == ["Designated", "Removed"]
+    assert events_of(app, ident) == [TrustedFlagger.Designated, TrustedFlagger.Removed]
     # A retry of the first designation still answers as it did, while removed.
     assert app.set_flagger(AGENT, "bob", "Safe Web Foundation", areas, request_id="s1").active
-    assert events_of(app, ident) == ["Designated", "Removed"]
+    assert events_of(app, ident) == [TrustedFlagger.Designated, TrustedFlagger.Removed]
 
 
 def test_agent_commands_need_an_agent_and_change_nothing(app: Reports) -> None:
@@ -327,7 +327,7 @@ def test_agent_commands_need_an_agent_and_change_nothing(app: Reports) -> None:
     for command in commands:
         with pytest.raises(PermissionDenied):
             command()
-    assert events_of(app, ident) == ["Opened"]
+    assert events_of(app, ident) == [ReportCase.Opened]
     with pytest.raises(NotFound):
         app.get_report(BOB, str(app.file(ALICE, report("r2", "8")).id))
 

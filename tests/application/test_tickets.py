@@ -23,7 +23,7 @@ from casemesh.platform.errors import (
 from casemesh.v1 import evidence_pb2
 from casemesh.v1 import tickets_pb2 as tpb
 from casemesh_tickets import api
-from casemesh_tickets.application import NewTicket, Tickets, TicketSearch, case_row
+from casemesh_tickets.application import DeadlineKind, NewTicket, Tickets, TicketSearch, case_row
 from casemesh_tickets.domain import Ticket
 from casemesh_tickets.views import TicketView
 from tests.application.story import (
@@ -72,7 +72,7 @@ def test_opening_a_ticket_records_it_for_its_requester(app: Tickets) -> None:
     assert (ticket.status, ticket.requester) == ("NEW", "alice")
     assert ticket.subject == "换了手机号无法登录"  # trimmed
     assert ticket.priority == 3  # the category's default
-    assert events_of(app, ticket.id) == ["Created"]
+    assert events_of(app, ticket.id) == [Ticket.Created]
 
 
 def test_opening_again_with_the_same_request_id_answers_with_the_same_ticket(
@@ -80,7 +80,7 @@ def test_opening_again_with_the_same_request_id_answers_with_the_same_ticket(
 ) -> None:
     first = opened(app)
     assert app.create_ticket(ALICE, new_ticket()) == first
-    assert events_of(app, first.id) == ["Created"]
+    assert events_of(app, first.id) == [Ticket.Created]
     with pytest.raises(AlreadyExists, match="request_id 'r1'"):
         app.create_ticket(ALICE, new_ticket(subject="another problem"))
     assert app.create_ticket(BOB, new_ticket()).id != first.id  # ids are per requester
@@ -106,7 +106,7 @@ def test_a_retry_matches_a_ticket_whose_fingerprint_an_earlier_release_made(
         )
     )
     again = app.create_ticket(ALICE, new)
-    assert events_of(app, again.id) == ["Created"]
+    assert events_of(app, again.id) == [Ticket.Created]
     with pytest.raises(AlreadyExists):
         app.create_ticket(ALICE, new_ticket(description="不同的描述"))
 
@@ -163,15 +163,15 @@ def test_an_agent_works_a_ticket_to_solved_and_its_requester_closes_and_rates_it
     t = app.rate(ALICE, t.id, 5, "谢谢")
     assert t.status == "CLOSED"
     assert events_of(app, t.id) == [
-        "Created",
-        "Assigned",
-        "InfoRequested",
-        "CommentAdded",
-        "CommentAdded",
-        "PutOnHold",
-        "Solved",
-        "Closed",
-        "Rated",
+        Ticket.Created,
+        Ticket.Assigned,
+        Ticket.InfoRequested,
+        Ticket.CommentAdded,
+        Ticket.CommentAdded,
+        Ticket.PutOnHold,
+        Ticket.Solved,
+        Ticket.Closed,
+        Ticket.Rated,
     ]
     # The requester's history leaves out the agents' internal note.
     mine = [e.type for e in app.history(ALICE, t.id, 0, "").items]
@@ -209,7 +209,7 @@ def test_agent_commands_need_an_agent(app: Tickets) -> None:
     for command in commands:
         with pytest.raises(PermissionDenied):
             command()
-    assert events_of(app, t.id) == ["Created"]
+    assert events_of(app, t.id) == [Ticket.Created]
 
 
 def test_someone_elses_ticket_is_not_found_and_a_stale_etag_is_aborted(app: Tickets) -> None:
@@ -232,13 +232,13 @@ def test_a_comment_sent_again_under_its_request_id_is_recorded_once(app: Tickets
     # The first answer was lost; the retry carries the etag it was sent with.
     again = app.add_comment(ALICE, t.id, "新号码 138", internal=False, etag=etag, request_id="c1")
     assert again == first
-    assert events_of(app, t.id) == ["Created", "CommentAdded"]
+    assert events_of(app, t.id) == [Ticket.Created, Ticket.CommentAdded]
     app.add_comment(ALICE, t.id, "one more", internal=False, etag="", request_id="c2")
     assert (
         app.add_comment(ALICE, t.id, "新号码 138", internal=False, etag="", request_id="c1")
         == first
     )
-    assert events_of(app, t.id) == ["Created", "CommentAdded", "CommentAdded"]
+    assert events_of(app, t.id) == [Ticket.Created, Ticket.CommentAdded, Ticket.CommentAdded]
 
 
 def test_another_change_under_a_used_request_id_is_refused_naming_it(app: Tickets) -> None:
@@ -251,7 +251,7 @@ def test_another_change_under_a_used_request_id_is_refused_naming_it(app: Ticket
         app.put_on_hold(AGENT, t.id, "one", etag="", request_id="c1")  # another caller, too
     with pytest.raises(InvalidArgument, match="request_id"):
         app.add_comment(ALICE, t.id, "two", internal=False, etag="", request_id="c 1")
-    assert events_of(app, t.id) == ["Created", "CommentAdded"]
+    assert events_of(app, t.id) == [Ticket.Created, Ticket.CommentAdded]
 
 
 def test_asking_for_information_or_holding_again_under_a_request_id_records_once(
@@ -269,7 +269,7 @@ def test_asking_for_information_or_holding_again_under_a_request_id_records_once
     )
     with pytest.raises(AlreadyExists, match="request_id 'h1'"):
         app.put_on_hold(AGENT, t.id, "the bank", etag="", request_id="h1")
-    assert events_of(app, t.id) == ["Created", "InfoRequested", "PutOnHold"]
+    assert events_of(app, t.id) == [Ticket.Created, Ticket.InfoRequested, Ticket.PutOnHold]
 
 
 def solved(app: Tickets) -> TicketView:
@@ -329,14 +329,14 @@ def test_a_solved_ticket_closes_itself_when_its_deadline_fires(
 ) -> None:
     t = app.solve(AGENT, opened(app).id, "已处理", etag="")
     (deadline,) = app.deadlines_of(last_event(app, t.id))
-    assert deadline.kind == "auto_close"
+    assert deadline.kind == DeadlineKind.AUTO_CLOSE
     app.fire(deadline)  # not due yet: nothing happens
     assert app.get_ticket(ALICE, t.id).status == "SOLVED"
     clock.now_is(deadline.due)
     app.fire(deadline)
     app.fire(deadline)  # firing twice changes nothing more
     assert app.get_ticket(ALICE, t.id).status == "CLOSED"
-    assert events_of(app, t.id)[-1] == "Closed"
+    assert events_of(app, t.id)[-1] == Ticket.Closed
 
 
 def test_each_user_lists_their_own_tickets_and_agents_list_all_page_by_page(

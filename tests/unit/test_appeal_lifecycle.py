@@ -203,7 +203,7 @@ def test_each_step_that_waits_on_time_sets_its_deadline() -> None:
     from types import SimpleNamespace
 
     from casemesh.platform.relay import StreamFollower
-    from casemesh_appeals.application import Appeals
+    from casemesh_appeals.application import Appeals, DeadlineKind
 
     a = notice()
     a.request_info(actor="li", message="?", due=MONDAY + timedelta(days=15))
@@ -226,8 +226,8 @@ def test_each_step_that_waits_on_time_sets_its_deadline() -> None:
     deadlines = [Appeals.deadlines_of(service, e) for e in events]  # type: ignore[arg-type]
     assert [[(d.kind, d.due) for d in ds] for ds in deadlines] == [
         [],
-        [("abandon", MONDAY + timedelta(days=15))],
+        [(DeadlineKind.ABANDON, MONDAY + timedelta(days=15))],
         [],
         [],
-        [("restore", MONDAY + timedelta(days=30))],
+        [(DeadlineKind.RESTORE, MONDAY + timedelta(days=30))],
     ]

@@ -279,12 +279,12 @@ def test_every_event_has_a_public_message_and_collection() -> None:
     after_of = {id(e): a for e, a in every}
     translate = Translator(after=lambda e: after_of[id(e)])
     for e, after in every:
-        name = type(e).__name__
-        seen.add(name)
+        kind = type(e)
+        seen.add(kind)
         message = public_message(e, after)
-        assert type(message).__name__ == PUBLIC_NAMES[name]
+        assert type(message).__name__ == PUBLIC_NAMES[kind]
         cloud = translate(None, e)  # type: ignore[arg-type]
-        assert cloud.type == f"casemesh.reports.{PUBLIC_NAMES[name]}.v1"
+        assert cloud.type == f"casemesh.reports.{PUBLIC_NAMES[kind]}.v1"
         assert cloud.subject.split("/")[0] in COLLECTIONS.values()
     assert seen == set(PUBLIC_NAMES)
 

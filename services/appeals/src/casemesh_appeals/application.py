@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, cast
 from uuid import UUID
 
@@ -60,22 +61,30 @@ class HistoryEntry(EventEntry):
     next_step_due: datetime | None
 
 
-PUBLIC_NAMES = {
-    "Filed": "AppealFiled",
-    "Assigned": "AppealAssigned",
-    "InfoRequested": "AppealInfoRequested",
-    "InfoAdded": "AppealInfoAdded",
-    "Decided": "AppealDecided",
-    "CounterNoticeFiled": "CounterNoticeFiled",
-    "CourtActionRecorded": "CourtActionRecorded",
-    "Restored": "ContentRestored",
-    "Withdrawn": "AppealWithdrawn",
-    "Abandoned": "AppealAbandoned",
+# Stored event class → the name shown in history and used on the topic.
+PUBLIC_NAMES: dict[type[Any], str] = {
+    CopyrightAppeal.Filed: "AppealFiled",
+    CopyrightAppeal.Assigned: "AppealAssigned",
+    CopyrightAppeal.InfoRequested: "AppealInfoRequested",
+    CopyrightAppeal.InfoAdded: "AppealInfoAdded",
+    CopyrightAppeal.Decided: "AppealDecided",
+    CopyrightAppeal.CounterNoticeFiled: "CounterNoticeFiled",
+    CopyrightAppeal.CourtActionRecorded: "CourtActionRecorded",
+    CopyrightAppeal.Restored: "ContentRestored",
+    CopyrightAppeal.Withdrawn: "AppealWithdrawn",
+    CopyrightAppeal.Abandoned: "AppealAbandoned",
 }
 
 
 def appeal_id_from_name(name: str, field_name: str = "name") -> str:
     return resource_id(name, "appeals", field_name)
+
+
+class DeadlineKind(StrEnum):
+    """An appeal's deadlines, by the kind stored in its timers table."""
+
+    ABANDON = "abandon"  # the filer did not send the information asked for
+    RESTORE = "restore"  # a forwarded counter-notice brings the content back
 
 
 class Appeals(CaseApplication[CopyrightAppeal]):
@@ -393,7 +402,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         """The deadline the case has right after an event, if any: an unanswered
         request abandons the case; a forwarded counter-notice restores the content."""
         appeal = self._follower(domain_event)
-        kinds = {Step.YOUR_INFORMATION: "abandon", Step.RESTORE: "restore"}
+        kinds = {Step.YOUR_INFORMATION: DeadlineKind.ABANDON, Step.RESTORE: DeadlineKind.RESTORE}
         kind = kinds.get(Step(appeal.next_step))
         if kind is None or appeal.next_step_due is None:
             return []
@@ -402,12 +411,13 @@ class Appeals(CaseApplication[CopyrightAppeal]):
     def fire(self, deadline: Deadline) -> None:
         appeal: CopyrightAppeal = self.repository.get(UUID(deadline.aggregate_id))
         now = self.clock.now()
-        if deadline.kind == "restore":
-            changed = appeal.restore_if_due(now=now, due=deadline.due)
-        elif deadline.kind == "abandon":
-            changed = appeal.abandon_if_due(now=now, due=deadline.due)
-        else:
-            raise ValueError(f"unknown deadline kind {deadline.kind!r}")
+        match deadline.kind:
+            case DeadlineKind.RESTORE:
+                changed = appeal.restore_if_due(now=now, due=deadline.due)
+            case DeadlineKind.ABANDON:
+                changed = appeal.abandon_if_due(now=now, due=deadline.due)
+            case _:
+                raise ValueError(f"unknown deadline kind {deadline.kind!r}")
         if changed:
             self.save(appeal)  # an IntegrityError leaves the deadline due: fired again
             log.info("appeal.deadline_fired", appeal_id=deadline.aggregate_id, kind=deadline.kind)
@@ -431,7 +441,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             appeal = e.mutate(appeal)
             attrs = vars(e)
             text = attrs.get("message") or attrs.get("reason") or attrs.get("details") or ""
-            if type(e).__name__ == "Decided":
+            if isinstance(e, CopyrightAppeal.Decided):
                 text = attrs["reasons"].get("facts", "")
             entries.append(
                 HistoryEntry(

@@ -115,7 +115,18 @@ class CopyrightAppeal(Aggregate):
     def create_id(filer_id: str, request_id: str) -> uuid.UUID:
         return derived_id(NAMESPACE, filer_id, request_id)
 
-    @event("Filed")
+    class Filed(Aggregate.Created):
+        filer_id: str
+        request_id: str
+        request_fingerprint: str
+        kind: Kind
+        jurisdiction: str
+        content: dict[str, Any]
+        missing: list[str]
+        next_step: Step
+        next_step_due: datetime
+
+    @event(Filed)
     def __init__(
         self,
         *,
@@ -166,7 +177,16 @@ class CopyrightAppeal(Aggregate):
             step, due = Step.REVIEW, review_due
         self._info_added(actor, message, completion, missing, state, step, due)
 
-    @event("InfoAdded")
+    class InfoAdded(Aggregate.Event):
+        actor: str
+        message: str
+        completion: dict[str, Any]
+        missing: list[str]
+        state: State
+        next_step: Step
+        next_step_due: datetime | None
+
+    @event(InfoAdded)
     def _info_added(
         self,
         actor: str,
@@ -186,7 +206,11 @@ class CopyrightAppeal(Aggregate):
         self._require_open("be withdrawn")
         self._withdrawn(actor=actor, reason=reason)
 
-    @event("Withdrawn")
+    class Withdrawn(Aggregate.Event):
+        actor: str
+        reason: str
+
+    @event(Withdrawn)
     def _withdrawn(self, actor: str, reason: str) -> None:
         self._moved(State.WITHDRAWN, Step.NONE, None)
 
@@ -210,7 +234,13 @@ class CopyrightAppeal(Aggregate):
             actor=actor, uploader=uploader, counter_notice=counter_notice, restore_due=restore_due
         )
 
-    @event("CounterNoticeFiled")
+    class CounterNoticeFiled(Aggregate.Event):
+        actor: str
+        uploader: dict[str, Any]
+        counter_notice: dict[str, Any]
+        restore_due: datetime
+
+    @event(CounterNoticeFiled)
     def _counter_notice_filed(
         self,
         actor: str,
@@ -236,7 +266,14 @@ class CopyrightAppeal(Aggregate):
             actor=actor, assignee=assignee, state=state, next_step=step, next_step_due=due
         )
 
-    @event("Assigned")
+    class Assigned(Aggregate.Event):
+        actor: str
+        assignee: str
+        state: State
+        next_step: Step
+        next_step_due: datetime | None
+
+    @event(Assigned)
     def _assigned(
         self,
         actor: str,
@@ -257,7 +294,12 @@ class CopyrightAppeal(Aggregate):
             )
         self._info_requested(actor=actor, message=message, next_step_due=due)
 
-    @event("InfoRequested")
+    class InfoRequested(Aggregate.Event):
+        actor: str
+        message: str
+        next_step_due: datetime
+
+    @event(InfoRequested)
     def _info_requested(self, actor: str, message: str, next_step_due: datetime) -> None:
         self._moved(State.INFO_REQUESTED, Step.YOUR_INFORMATION, next_step_due)
 
@@ -302,7 +344,16 @@ class CopyrightAppeal(Aggregate):
             next_step_due=reasons.appeal_deadline,
         )
 
-    @event("Decided")
+    class Decided(Aggregate.Event):
+        actor: str
+        outcome: str
+        reasons: dict[str, Any]
+        uploader: dict[str, Any] | None
+        state: State
+        next_step: Step
+        next_step_due: datetime
+
+    @event(Decided)
     def _decided(
         self,
         actor: str,
@@ -333,7 +384,12 @@ class CopyrightAppeal(Aggregate):
             )
         self._court_action_recorded(actor=actor, details=details, evidence=evidence)
 
-    @event("CourtActionRecorded")
+    class CourtActionRecorded(Aggregate.Event):
+        actor: str
+        details: str
+        evidence: list[dict[str, str]]
+
+    @event(CourtActionRecorded)
     def _court_action_recorded(
         self, actor: str, details: str, evidence: list[dict[str, str]]
     ) -> None:
@@ -349,7 +405,10 @@ class CopyrightAppeal(Aggregate):
         self._restored(actor="system")
         return True
 
-    @event("Restored")
+    class Restored(Aggregate.Event):
+        actor: str
+
+    @event(Restored)
     def _restored(self, actor: str) -> None:
         self._moved(State.RESTORED, Step.NONE, None)
 
@@ -359,7 +418,10 @@ class CopyrightAppeal(Aggregate):
         self._abandoned(actor="system")
         return True
 
-    @event("Abandoned")
+    class Abandoned(Aggregate.Event):
+        actor: str
+
+    @event(Abandoned)
     def _abandoned(self, actor: str) -> None:
         self._moved(State.ABANDONED, Step.NONE, None)
 

@@ -48,7 +48,6 @@ def _attachments(*lists: list[dict[str, str]] | None) -> list[tev.EvidenceAttach
 
 
 def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
-    kind = type(domain_event).__name__
     a = vars(domain_event)
     header = ev.AppealEventHeader(
         appeal_id=str(domain_event.originator_id),
@@ -60,8 +59,8 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
     content = after.content
     notice = content.get("notice") or {}
     counter = content.get("counter_notice") or {}
-    match kind:
-        case "Filed":
+    match domain_event:
+        case CopyrightAppeal.Filed():
             return ev.AppealFiled(
                 header=header,
                 kind=str(a["kind"]),
@@ -78,13 +77,13 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
                 ),
                 missing_elements=a["missing"],
             )
-        case "Assigned":
+        case CopyrightAppeal.Assigned():
             return ev.AppealAssigned(header=header, assignee=a["assignee"])
-        case "InfoRequested":
+        case CopyrightAppeal.InfoRequested():
             return ev.AppealInfoRequested(
                 header=header, message=a["message"], missing_elements=after.missing
             )
-        case "InfoAdded":
+        case CopyrightAppeal.InfoAdded():
             added = a["completion"]
             added_notice = added.get("notice") or {}
             return ev.AppealInfoAdded(
@@ -97,7 +96,7 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
                     added_notice.get("infringement_evidence"),
                 ),
             )
-        case "Decided":
+        case CopyrightAppeal.Decided():
             r = a["reasons"]
             return ev.AppealDecided(
                 header=header,
@@ -113,7 +112,7 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
                 affected_uploader=_party(a["uploader"]),
                 appeal_of=content.get("appeal_of", ""),
             )
-        case "CounterNoticeFiled":
+        case CopyrightAppeal.CounterNoticeFiled():
             c = a["counter_notice"]
             return ev.CounterNoticeFiled(
                 header=header,
@@ -123,20 +122,20 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
                 evidence=_attachments(c.get("evidence")),
                 restore_time=to_timestamp(a["restore_due"]),
             )
-        case "CourtActionRecorded":
+        case CopyrightAppeal.CourtActionRecorded():
             return ev.CourtActionRecorded(
                 header=header, details=a["details"], evidence=_attachments(a.get("evidence"))
             )
-        case "Restored":
+        case CopyrightAppeal.Restored():
             removed = counter.get("removed_item") or (after.counter_notice or {}).get(
                 "removed_item", ""
             )
             return ev.ContentRestored(header=header, removed_item=removed)
-        case "Withdrawn":
+        case CopyrightAppeal.Withdrawn():
             return ev.AppealWithdrawn(header=header, reason=a["reason"])
-        case "Abandoned":
+        case CopyrightAppeal.Abandoned():
             return ev.AppealAbandoned(header=header)
-    raise ValueError(f"no public event for {kind}")
+    raise ValueError(f"no public event for {type(domain_event).__name__}")
 
 
 def Translator(after: Callable[[Any], CopyrightAppeal]) -> EventTranslator:

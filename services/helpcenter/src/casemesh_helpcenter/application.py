@@ -181,19 +181,19 @@ class HelpCenter:
                 **content,
             )
             match result:
-                case "reused":
+                case store.NotWritten.REUSED:
                     raise AlreadyExists(
                         "request_id was used for another article edit",
                         reason="REQUEST_ID_REUSED",
                     )
-                case "exists":
+                case store.NotWritten.EXISTS:
                     raise AlreadyExists(
                         f"articles/{slug} ({locale}) exists; update it instead",
                         reason="ARTICLE_EXISTS",
                     )
-                case "absent":
+                case store.NotWritten.ABSENT:
                     raise NotFound(f"articles/{slug} ({locale}) not found")
-                case "stale":
+                case store.NotWritten.STALE:
                     raise Aborted(
                         "the article changed since you read it; read it again",
                         reason="STALE_ETAG",
@@ -219,7 +219,7 @@ class HelpCenter:
                 raise InvalidArgument.field("version", f"the latest is {current.latest_version}")
             target = None if unpublish else (version or current.latest_version)
             result = await store.publish(conn, slug, locale, target)
-        if isinstance(result, str):
+        if isinstance(result, store.NotWritten):
             raise NotFound(f"articles/{slug} ({locale}) not found")
         return result
 

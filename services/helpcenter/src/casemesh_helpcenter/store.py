@@ -6,6 +6,7 @@ version only, so a draft is never found by users."""
 
 from __future__ import annotations
 
+import enum
 import json
 from datetime import datetime
 from importlib import resources
@@ -112,6 +113,15 @@ async def _seed(conn: psycopg.AsyncConnection[Any]) -> int:
     return count
 
 
+class NotWritten(enum.Enum):
+    """Why a new version was not written, or a version not published."""
+
+    EXISTS = "exists"  # version 1 of an article that already exists
+    STALE = "stale"  # the base version is no longer the latest
+    ABSENT = "absent"  # no such article (or version)
+    REUSED = "reused"  # the author's request id was used for another edit
+
+
 async def write_version(
     conn: psycopg.AsyncConnection[Any],
     *,
@@ -124,11 +134,11 @@ async def write_version(
     author: str,
     base_version: int | None,
     request_id: str = "",
-) -> int | str:
-    """A new version: 1 creates the article (`exists` if it already does);
-    otherwise `base_version` must be the latest (`stale`, `absent`). The
-    author's `request_id` seen before: the version it wrote when this is the
-    same edit, else `reused`."""
+) -> int | NotWritten:
+    """A new version: 1 creates the article (EXISTS if it already does);
+    otherwise `base_version` must be the latest (STALE, ABSENT). The author's
+    `request_id` seen before: the version it wrote when this is the same edit,
+    else REUSED."""
     async with conn.transaction():
         if request_id:
             # One author's edits under a key are serialised, so a retry racing
@@ -145,7 +155,7 @@ async def write_version(
             seen = await cur.fetchone()
             if seen is not None:
                 wrote = (slug, locale, (base_version or 0) + 1, category, title, body, keywords)
-                return seen[2] if tuple(seen) == wrote else "reused"
+                return seen[2] if tuple(seen) == wrote else NotWritten.REUSED
         cur = await conn.execute(
             "SELECT latest_version FROM help_articles WHERE slug = %s AND locale = %s FOR UPDATE",
             (slug, locale),
@@ -153,7 +163,7 @@ async def write_version(
         row = await cur.fetchone()
         if base_version is None:
             if row is not None:
-                return "exists"
+                return NotWritten.EXISTS
             version = 1
             created = await conn.execute(
                 "INSERT INTO help_articles (slug, locale, category, latest_version)"
@@ -161,12 +171,12 @@ async def write_version(
                 (slug, locale, category),
             )
             if created.rowcount == 0:
-                return "exists"  # created at the same moment by someone else
+                return NotWritten.EXISTS  # created at the same moment by someone else
         else:
             if row is None:
-                return "absent"
+                return NotWritten.ABSENT
             if row[0] != base_version:
-                return "stale"
+                return NotWritten.STALE
             version = row[0] + 1
             await conn.execute(
                 "UPDATE help_articles SET latest_version = %s, category = %s"
@@ -189,12 +199,12 @@ async def write_version(
 
 async def publish(
     conn: psycopg.AsyncConnection[Any], slug: str, locale: str, version: int | None
-) -> ArticleVersion | str:
-    """Publishes a version (None: withdraws the article). `absent` if unknown."""
+) -> ArticleVersion | NotWritten:
+    """Publishes a version (None: withdraws the article). ABSENT if unknown."""
     async with conn.transaction():
         current = await get(conn, slug, locale, version or 0)
         if current is None:
-            return "absent"
+            return NotWritten.ABSENT
         await conn.execute(
             "UPDATE help_articles SET published_version = %s WHERE slug = %s AND locale = %s",
             (version, slug, locale),
@@ -221,7 +231,7 @@ async def publish(
             )
             await conn.execute(WORDS + " WHERE s.slug = %s AND s.locale = %s", (slug, locale))
     found = await get(conn, slug, locale, version or 0)
-    return found if found is not None else "absent"
+    return found if found is not None else NotWritten.ABSENT
 
 
 async def get(

@@ -67,7 +67,20 @@ class AbuseReport(Aggregate):
     def create_id(reporter: str, request_id: str) -> uuid.UUID:
         return derived_id(NAMESPACE, "report", reporter, request_id)
 
-    @event("Filed")
+    class Filed(Aggregate.Created):
+        reporter: str
+        request_id: str
+        request_fingerprint: str
+        target: dict[str, str]
+        category: str
+        subcategory: str
+        explanation: str
+        evidence: list[dict[str, str]]
+        contact: dict[str, Any]
+        source: str
+        case_id: str
+
+    @event(Filed)
     def __init__(
         self,
         *,
@@ -108,19 +121,34 @@ class AbuseReport(Aggregate):
             )
         self._resolved(actor=actor, outcome=outcome, at=at)
 
-    @event("Resolved")
+    class Resolved(Aggregate.Event):
+        actor: str
+        outcome: dict[str, Any]
+        at: datetime
+
+    @event(Resolved)
     def _resolved(self, actor: str, outcome: dict[str, Any], at: datetime) -> None:
         self.state = ReportState(outcome["outcome"])
         self.outcome = outcome
         if self.decided_at is None:
             self.decided_at = at
 
-    @event("Voided")
+    class Voided(Aggregate.Event):
+        actor: str
+        reason: str
+
+    @event(Voided)
     def void(self, *, actor: str, reason: str) -> None:
         self.state = ReportState.VOID
         self.outcome = {"outcome": "VOID", "reason": reason}
 
-    @event("Reversed")
+    class Reversed(Aggregate.Event):
+        actor: str
+        appeal: str
+        lifted: list[str]
+        reopened: bool
+
+    @event(Reversed)
     def reverse(self, *, actor: str, appeal: str, lifted: list[str], reopened: bool) -> None:
         self.state = ReportState.SUBMITTED if reopened else ReportState.REVERSED
         if self.outcome is not None:
@@ -132,7 +160,17 @@ class ReportCase(Aggregate):
     def create_id(target: dict[str, str], category: str, round_no: int) -> uuid.UUID:
         return derived_id(NAMESPACE, "case", target_key(target), category, round_no)
 
-    @event("Opened")
+    class Opened(Aggregate.Created):
+        target: dict[str, str]
+        category: str
+        round_no: int
+        lane: str
+        severity: int
+        dsa_category: str
+        first_report: dict[str, Any]
+        base_priority: float
+
+    @event(Opened)
     def __init__(
         self,
         *,
@@ -188,7 +226,11 @@ class ReportCase(Aggregate):
         self._still_open("the case is {state}; it takes no more reports")
         self._report_added(report=report, base_priority=base_priority)
 
-    @event("ReportAdded")
+    class ReportAdded(Aggregate.Event):
+        report: dict[str, Any]
+        base_priority: float
+
+    @event(ReportAdded)
     def _report_added(self, report: dict[str, Any], base_priority: float) -> None:
         self.reports.append(report)
         self.base_priority = base_priority
@@ -197,7 +239,11 @@ class ReportCase(Aggregate):
         self._still_open("the case is {state} and can no longer be assigned")
         self._assigned(actor=actor, assignee=assignee)
 
-    @event("Assigned")
+    class Assigned(Aggregate.Event):
+        actor: str
+        assignee: str
+
+    @event(Assigned)
     def _assigned(self, actor: str, assignee: str) -> None:
         self.assignee = assignee
         self.state = CaseState.IN_REVIEW
@@ -227,7 +273,17 @@ class ReportCase(Aggregate):
             at=at,
         )
 
-    @event("Decided")
+    class Decided(Aggregate.Event):
+        actor: str
+        outcome: str
+        statement: dict[str, Any]
+        uploader: dict[str, Any] | None
+        report_ids: list[str]
+        unfounded: list[str]
+        lifted: list[dict[str, Any]]
+        at: datetime
+
+    @event(Decided)
     def _decided(
         self,
         actor: str,
@@ -256,7 +312,12 @@ class ReportCase(Aggregate):
         self._still_open("the case is {state}; only an open case closes as void")
         self._voided(actor=actor, reason=reason, at=at)
 
-    @event("CaseVoided")
+    class CaseVoided(Aggregate.Event):
+        actor: str
+        reason: str
+        at: datetime
+
+    @event(CaseVoided)
     def _voided(self, actor: str, reason: str, at: datetime) -> None:
         self.void_reason = reason
         self.voided_at = at
@@ -269,7 +330,12 @@ class ReportCase(Aggregate):
         self._appealed(actor=appellant, appeal=appeal, at=at)
         return True
 
-    @event("Appealed")
+    class Appealed(Aggregate.Event):
+        actor: str
+        appeal: str
+        at: datetime
+
+    @event(Appealed)
     def _appealed(self, actor: str, appeal: str, at: datetime) -> None:
         self.appeals[appeal] = {"by": actor, "at": at, "reversed_at": None}
 
@@ -290,7 +356,14 @@ class ReportCase(Aggregate):
         self._reversed(actor="system", appeal=appeal, lifted=lifted, reopen=reopen, at=at)
         return lifted, reopen
 
-    @event("DecisionReversed")
+    class DecisionReversed(Aggregate.Event):
+        actor: str
+        appeal: str
+        lifted: list[dict[str, Any]]
+        reopen: bool
+        at: datetime
+
+    @event(DecisionReversed)
     def _reversed(
         self, actor: str, appeal: str, lifted: list[dict[str, Any]], reopen: bool, at: datetime
     ) -> None:
@@ -312,7 +385,12 @@ class Reporter(Aggregate):
     def create_id(user_id: str) -> uuid.UUID:
         return derived_id(NAMESPACE, "reporter", user_id)
 
-    @event("FirstMisuseCounted")
+    class FirstMisuseCounted(Aggregate.Created):
+        user_id: str
+        report_id: str
+        at: datetime
+
+    @event(FirstMisuseCounted)
     def __init__(self, *, user_id: str, report_id: str, at: datetime) -> None:
         self.user_id = user_id
         # Counted since the last warning or suspension (within the window).
@@ -368,20 +446,35 @@ class Reporter(Aggregate):
             self._suspension_lifted(until=current, contact=self.contact)
         return True
 
-    @event("MisuseCounted")
+    class MisuseCounted(Aggregate.Event):
+        report_id: str
+        at: datetime
+        window_days: int
+
+    @event(MisuseCounted)
     def _misuse_counted(self, report_id: str, at: datetime, window_days: int) -> None:
         since = at - timedelta(days=window_days)
         self.unfounded = [u for u in self.unfounded if u["at"] >= since]
         self.unfounded.append({"report_id": report_id, "at": at})
         self.counted.append(report_id)
 
-    @event("Warned")
+    class Warned(Aggregate.Event):
+        at: datetime
+        contact: dict[str, Any]
+
+    @event(Warned)
     def _warned(self, at: datetime, contact: dict[str, Any]) -> None:
         self.warned_at = at
         self.unfounded = []
         self.contact = contact
 
-    @event("Suspended")
+    class Suspended(Aggregate.Event):
+        at: datetime
+        until: datetime
+        contact: dict[str, Any]
+        reports: list[str]
+
+    @event(Suspended)
     def _suspended(
         self, at: datetime, until: datetime, contact: dict[str, Any], reports: list[str]
     ) -> None:
@@ -390,12 +483,19 @@ class Reporter(Aggregate):
         self.unfounded = []
         self.contact = contact
 
-    @event("MisuseWithdrawn")
+    class MisuseWithdrawn(Aggregate.Event):
+        report_id: str
+
+    @event(MisuseWithdrawn)
     def _misuse_withdrawn(self, report_id: str) -> None:
         self.counted.remove(report_id)
         self.unfounded = [u for u in self.unfounded if u["report_id"] != report_id]
 
-    @event("SuspensionLifted")
+    class SuspensionLifted(Aggregate.Event):
+        until: datetime
+        contact: dict[str, Any]
+
+    @event(SuspensionLifted)
     def _suspension_lifted(self, until: datetime, contact: dict[str, Any]) -> None:
         self.suspended_until = None
 
@@ -405,14 +505,25 @@ class TrustedFlagger(Aggregate):
     def create_id(user_id: str) -> uuid.UUID:
         return derived_id(NAMESPACE, "flagger", user_id)
 
-    @event("Designated")
+    class Designated(Aggregate.Created):
+        user_id: str
+        display_name: str
+        areas: list[str]
+        actor: str
+
+    @event(Designated)
     def __init__(self, *, user_id: str, display_name: str, areas: list[str], actor: str) -> None:
         self.user_id = user_id
         self.display_name = display_name
         self.areas = list(areas)
         self.active = True
 
-    @event("Changed")
+    class Changed(Aggregate.Event):
+        display_name: str
+        areas: list[str]
+        actor: str
+
+    @event(Changed)
     def change(self, *, display_name: str, areas: list[str], actor: str) -> None:
         self.display_name = display_name
         self.areas = list(areas)
@@ -422,7 +533,10 @@ class TrustedFlagger(Aggregate):
         if self.active:
             self._removed(actor=actor)
 
-    @event("Removed")
+    class Removed(Aggregate.Event):
+        actor: str
+
+    @event(Removed)
     def _removed(self, actor: str) -> None:
         self.active = False
 

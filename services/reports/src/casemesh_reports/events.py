@@ -17,27 +17,28 @@ from casemesh_reports.domain import AbuseReport, ReportCase, Reporter, TrustedFl
 
 TOPIC = topics.REPORTS
 
-PUBLIC_NAMES = {
-    "Filed": "ReportFiled",
-    "Resolved": "ReportResolved",
-    "Voided": "ReportVoided",
-    "Reversed": "ReportDecisionReversed",
-    "Opened": "ReportCaseOpened",
-    "ReportAdded": "ReportAddedToCase",
-    "Assigned": "ReportCaseAssigned",
-    "Decided": "ReportCaseDecided",
-    "CaseVoided": "ReportCaseVoided",
-    "Appealed": "ReportCaseAppealed",
-    "DecisionReversed": "ReportCaseDecisionReversed",
-    "FirstMisuseCounted": "ReporterMisuseCounted",
-    "MisuseCounted": "ReporterMisuseCounted",
-    "Warned": "ReporterWarned",
-    "Suspended": "ReporterSuspended",
-    "MisuseWithdrawn": "ReporterMisuseWithdrawn",
-    "SuspensionLifted": "ReporterSuspensionLifted",
-    "Designated": "TrustedFlaggerSet",
-    "Changed": "TrustedFlaggerSet",
-    "Removed": "TrustedFlaggerRemoved",
+# Stored event class → the name of its public message and on the topic.
+PUBLIC_NAMES: dict[type[Any], str] = {
+    AbuseReport.Filed: "ReportFiled",
+    AbuseReport.Resolved: "ReportResolved",
+    AbuseReport.Voided: "ReportVoided",
+    AbuseReport.Reversed: "ReportDecisionReversed",
+    ReportCase.Opened: "ReportCaseOpened",
+    ReportCase.ReportAdded: "ReportAddedToCase",
+    ReportCase.Assigned: "ReportCaseAssigned",
+    ReportCase.Decided: "ReportCaseDecided",
+    ReportCase.CaseVoided: "ReportCaseVoided",
+    ReportCase.Appealed: "ReportCaseAppealed",
+    ReportCase.DecisionReversed: "ReportCaseDecisionReversed",
+    Reporter.FirstMisuseCounted: "ReporterMisuseCounted",
+    Reporter.MisuseCounted: "ReporterMisuseCounted",
+    Reporter.Warned: "ReporterWarned",
+    Reporter.Suspended: "ReporterSuspended",
+    Reporter.MisuseWithdrawn: "ReporterMisuseWithdrawn",
+    Reporter.SuspensionLifted: "ReporterSuspensionLifted",
+    TrustedFlagger.Designated: "TrustedFlaggerSet",
+    TrustedFlagger.Changed: "TrustedFlaggerSet",
+    TrustedFlagger.Removed: "TrustedFlaggerRemoved",
 }
 
 COLLECTIONS: dict[type[Any], str] = {
@@ -105,7 +106,6 @@ def _state(after: Any) -> str:
 def public_message(domain_event: Any, after: Any) -> Message:
     """The public message of `domain_event`: the header every message of the
     topic carries, and its own fields (`after` is the aggregate right after it)."""
-    kind = type(domain_event).__name__
     a = vars(domain_event)
     header = ev.ReportEventHeader(
         aggregate_id=str(domain_event.originator_id),
@@ -114,8 +114,8 @@ def public_message(domain_event: Any, after: Any) -> Message:
         time=to_timestamp(domain_event.timestamp),
         state=_state(after),
     )
-    match kind:
-        case "Filed":
+    match domain_event:
+        case AbuseReport.Filed():
             return ev.ReportFiled(
                 header=header,
                 **carried(
@@ -125,7 +125,7 @@ def public_message(domain_event: Any, after: Any) -> Message:
                 target=_target(a["target"]),
                 evidence=[tev.EvidenceAttachment(**e) for e in a["evidence"]],
             )
-        case "Resolved":
+        case AbuseReport.Resolved():
             o = a["outcome"]
             return ev.ReportResolved(
                 header=header,
@@ -133,16 +133,16 @@ def public_message(domain_event: Any, after: Any) -> Message:
                 manifestly_unfounded=o["manifestly_unfounded"],
                 appeal_deadline=to_timestamp(o["appeal_deadline"]),
             )
-        case "Voided":
+        case AbuseReport.Voided():
             return ev.ReportVoided(header=header, case_id=after.case_id, reason=a["reason"])
-        case "Reversed":
+        case AbuseReport.Reversed():
             return ev.ReportDecisionReversed(
                 header=header,
                 case_id=after.case_id,
                 appeal=a["appeal"],
                 restrictions_lifted=a["lifted"],
             )
-        case "Opened":
+        case ReportCase.Opened():
             first = a["first_report"]
             return ev.ReportCaseOpened(
                 header=header,
@@ -153,7 +153,7 @@ def public_message(domain_event: Any, after: Any) -> Message:
                 trusted_flagger=bool(first.get("trusted")),
                 base_priority=a["base_priority"],
             )
-        case "ReportAdded":
+        case ReportCase.ReportAdded():
             report = a["report"]
             return ev.ReportAddedToCase(
                 header=header,
@@ -163,9 +163,9 @@ def public_message(domain_event: Any, after: Any) -> Message:
                 trusted_flagger=bool(report.get("trusted")),
                 base_priority=a["base_priority"],
             )
-        case "Assigned":
+        case ReportCase.Assigned():
             return ev.ReportCaseAssigned(header=header, assignee=a["assignee"])
-        case "Decided":
+        case ReportCase.Decided():
             return ev.ReportCaseDecided(
                 header=header,
                 outcome=a["outcome"],
@@ -177,58 +177,57 @@ def public_message(domain_event: Any, after: Any) -> Message:
                 manifestly_unfounded_report_ids=a["unfounded"],
                 restrictions_lifted=_restrictions(a["lifted"]),
             )
-        case "CaseVoided":
+        case ReportCase.CaseVoided():
             return ev.ReportCaseVoided(header=header, reason=a["reason"])
-        case "Appealed":
+        case ReportCase.Appealed():
             return ev.ReportCaseAppealed(header=header, appeal=a["appeal"], appellant=a["actor"])
-        case "DecisionReversed":
+        case ReportCase.DecisionReversed():
             return ev.ReportCaseDecisionReversed(
                 header=header,
                 appeal=a["appeal"],
                 restrictions_lifted=_restrictions(a["lifted"]),
                 affected_uploader=_party(after.uploader) if a["lifted"] else None,
             )
-        case "FirstMisuseCounted" | "MisuseCounted":
+        case Reporter.FirstMisuseCounted() | Reporter.MisuseCounted():
             return ev.ReporterMisuseCounted(
                 header=header,
                 reporter=after.user_id,
                 report_id=a["report_id"],
                 count=len(after.unfounded),
             )
-        case "Warned":
+        case Reporter.Warned():
             return ev.ReporterWarned(
                 header=header, reporter=after.user_id, contact=contact(a["contact"])
             )
-        case "Suspended":
+        case Reporter.Suspended():
             return ev.ReporterSuspended(
                 header=header,
                 reporter=after.user_id,
                 contact=contact(a["contact"]),
                 until=to_timestamp(a["until"]),
             )
-        case "MisuseWithdrawn":
+        case Reporter.MisuseWithdrawn():
             return ev.ReporterMisuseWithdrawn(
                 header=header, reporter=after.user_id, report_id=a["report_id"]
             )
-        case "SuspensionLifted":
+        case Reporter.SuspensionLifted():
             return ev.ReporterSuspensionLifted(
                 header=header, reporter=after.user_id, contact=contact(a["contact"])
             )
-        case "Designated" | "Changed":
+        case TrustedFlagger.Designated() | TrustedFlagger.Changed():
             return ev.TrustedFlaggerSet(
                 header=header,
                 user_id=after.user_id,
                 display_name=a["display_name"],
                 areas=a["areas"],
             )
-        case "Removed":
+        case TrustedFlagger.Removed():
             return ev.TrustedFlaggerRemoved(header=header, user_id=after.user_id)
-    raise ValueError(f"no public event for {kind}")
+    raise ValueError(f"no public event for {type(domain_event).__name__}")
 
 
 def _owner(domain_event: Any) -> type[Any]:
-    owner = type(domain_event).__qualname__.split(".")[0]
-    return next(cls for cls in COLLECTIONS if cls.__name__ == owner)
+    return next(cls for cls in COLLECTIONS if isinstance(domain_event, cls.Event))
 
 
 def Translator(after: Any) -> EventTranslator:

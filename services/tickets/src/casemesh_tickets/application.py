@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any, cast
 from uuid import UUID
 
@@ -28,6 +29,12 @@ from casemesh_tickets.domain import Status, Ticket
 from casemesh_tickets.views import HistoryEntry, TicketView, history_entry
 
 log = get_logger(__name__)
+
+
+class DeadlineKind(StrEnum):
+    """A ticket's deadlines, by the kind stored in its timers table."""
+
+    AUTO_CLOSE = "auto_close"  # a solved ticket closes by itself
 
 
 @dataclass(frozen=True)
@@ -76,12 +83,12 @@ class Tickets(CaseApplication[Ticket]):
         if not isinstance(domain_event, Ticket.Solved):
             return []
         due = domain_event.timestamp + self.auto_close_after
-        return [Deadline(str(domain_event.originator_id), "auto_close", due)]
+        return [Deadline(str(domain_event.originator_id), DeadlineKind.AUTO_CLOSE, due)]
 
     def fire(self, deadline: Deadline) -> None:
         """Closes the ticket if it is still solved by the solve that set this
         deadline (a reopen and a new solve set a new one); idempotent."""
-        if deadline.kind != "auto_close":
+        if deadline.kind != DeadlineKind.AUTO_CLOSE:
             raise ValueError(f"unknown deadline kind {deadline.kind!r}")
         ticket: Ticket = self.repository.get(UUID(deadline.aggregate_id))
         if ticket.status is not Status.SOLVED or self.clock.now() < deadline.due:

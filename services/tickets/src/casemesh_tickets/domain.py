@@ -74,7 +74,6 @@ class Ticket(Aggregate):
         evidence: list[dict[str, str]]
 
     class Solved(Aggregate.Event):
-        # Declared (not made from the method) so that deadlines match it by type.
         actor: str
         resolution: str
         assignee: str
@@ -124,7 +123,13 @@ class Ticket(Aggregate):
             actor=actor, assignee=assignee, priority=priority or self.priority, status=status
         )
 
-    @event("Assigned")
+    class Assigned(Aggregate.Event):
+        actor: str
+        assignee: str
+        priority: int
+        status: Status
+
+    @event(Assigned)
     def _assigned(self, actor: str, assignee: str, priority: int, status: Status) -> None:
         self.assignee = assignee
         self.priority = priority
@@ -134,7 +139,12 @@ class Ticket(Aggregate):
         self._require_unsolved("ask the requester for information")
         self._info_requested(actor=actor, message=message, assignee=self.assignee or actor)
 
-    @event("InfoRequested")
+    class InfoRequested(Aggregate.Event):
+        actor: str
+        message: str
+        assignee: str
+
+    @event(InfoRequested)
     def _info_requested(self, actor: str, message: str, assignee: str) -> None:
         self.status = Status.PENDING
         self.assignee = assignee
@@ -143,7 +153,12 @@ class Ticket(Aggregate):
         self._require_unsolved("put on hold")
         self._put_on_hold(actor=actor, reason=reason, assignee=self.assignee or actor)
 
-    @event("PutOnHold")
+    class PutOnHold(Aggregate.Event):
+        actor: str
+        reason: str
+        assignee: str
+
+    @event(PutOnHold)
     def _put_on_hold(self, actor: str, reason: str, assignee: str) -> None:
         self.status = Status.ON_HOLD
         self.assignee = assignee
@@ -201,7 +216,11 @@ class Ticket(Aggregate):
         self._require_in({Status.SOLVED}, "only a solved ticket can be reopened")
         self._reopened(actor=actor, reason=reason)
 
-    @event("Reopened")
+    class Reopened(Aggregate.Event):
+        actor: str
+        reason: str
+
+    @event(Reopened)
     def _reopened(self, actor: str, reason: str) -> None:
         self.status = Status.OPEN
         self.resolution = ""
@@ -210,7 +229,10 @@ class Ticket(Aggregate):
         self._require_in({Status.SOLVED}, "only a solved ticket can be closed")
         self._closed(actor=actor)
 
-    @event("Closed")
+    class Closed(Aggregate.Event):
+        actor: str
+
+    @event(Closed)
     def _closed(self, actor: str) -> None:
         self.status = Status.CLOSED
 
@@ -220,7 +242,11 @@ class Ticket(Aggregate):
         self._require_in(UNSOLVED, "only an unsolved ticket can be cancelled")
         self._cancelled(actor=actor, reason=reason)
 
-    @event("Cancelled")
+    class Cancelled(Aggregate.Event):
+        actor: str
+        reason: str
+
+    @event(Cancelled)
     def _cancelled(self, actor: str, reason: str) -> None:
         self.status = Status.CANCELLED
 
@@ -232,7 +258,12 @@ class Ticket(Aggregate):
             )
         self._rated(actor=actor, score=score, comment=comment)
 
-    @event("Rated")
+    class Rated(Aggregate.Event):
+        actor: str
+        score: int
+        comment: str
+
+    @event(Rated)
     def _rated(self, actor: str, score: int, comment: str) -> None:
         self.rating = {"score": score, "comment": comment}
 

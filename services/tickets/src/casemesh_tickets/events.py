@@ -12,6 +12,7 @@ from casemesh import topics
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.history import carried, header_basics
 from casemesh.platform.relay import EventTranslator
+from casemesh_tickets.domain import Ticket
 from casemesh_tickets.views import PUBLIC_NAMES
 
 TOPIC = topics.TICKETS
@@ -29,15 +30,14 @@ def _attachments(attrs: dict[str, Any]) -> list[ev.EvidenceAttachment]:
 
 
 def public_message(domain_event: Any, status_after: str) -> Message:
-    kind = type(domain_event).__name__
     a = vars(domain_event)
     header = ev.TicketEventHeader(
         ticket_id=str(domain_event.originator_id),
         **header_basics(domain_event, creator="requester"),
         status=_status(status_after),  # type: ignore[arg-type]
     )
-    match kind:
-        case "Created":
+    match domain_event:
+        case Ticket.Created():
             contact = a["contact"]
             return ev.TicketCreated(
                 header=header,
@@ -53,30 +53,30 @@ def public_message(domain_event: Any, status_after: str) -> Message:
                 ),
                 evidence=_attachments(a),
             )
-        case "Assigned":
+        case Ticket.Assigned():
             return ev.TicketAssigned(header=header, **carried(a, "assignee", "priority"))
-        case "CommentAdded":
+        case Ticket.CommentAdded():
             return ev.CommentAdded(
                 header=header,
                 author=a["actor"],
                 **carried(a, "by_requester", "body", "internal"),
                 evidence=_attachments(a),
             )
-        case "InfoRequested":
+        case Ticket.InfoRequested():
             return ev.InfoRequested(header=header, message=a["message"])
-        case "PutOnHold":
+        case Ticket.PutOnHold():
             return ev.TicketPutOnHold(header=header, reason=a["reason"])
-        case "Solved":
+        case Ticket.Solved():
             return ev.TicketSolved(header=header, resolution=a["resolution"])
-        case "Reopened":
+        case Ticket.Reopened():
             return ev.TicketReopened(header=header, reason=a["reason"])
-        case "Closed":
+        case Ticket.Closed():
             return ev.TicketClosed(header=header)
-        case "Cancelled":
+        case Ticket.Cancelled():
             return ev.TicketCancelled(header=header, reason=a["reason"])
-        case "Rated":
+        case Ticket.Rated():
             return ev.TicketRated(header=header, score=a["score"], comment=a["comment"])
-    raise ValueError(f"no public event for {kind}")
+    raise ValueError(f"no public event for {type(domain_event).__name__}")
 
 
 def Translator(status_of: Callable[[Any], str]) -> EventTranslator:

@@ -75,39 +75,38 @@ class HistoryEntry(EventEntry):
     evidence: list[dict[str, str]] = field(default_factory=list)
 
 
-# Private event class name → the name shown in history and used on the topic.
-PUBLIC_NAMES = {
-    "Created": "TicketCreated",
-    "Assigned": "TicketAssigned",
-    "CommentAdded": "CommentAdded",
-    "InfoRequested": "InfoRequested",
-    "PutOnHold": "TicketPutOnHold",
-    "Solved": "TicketSolved",
-    "Reopened": "TicketReopened",
-    "Closed": "TicketClosed",
-    "Cancelled": "TicketCancelled",
-    "Rated": "TicketRated",
+# Stored event class → the name shown in history and used on the topic.
+PUBLIC_NAMES: dict[type[Any], str] = {
+    Ticket.Created: "TicketCreated",
+    Ticket.Assigned: "TicketAssigned",
+    Ticket.CommentAdded: "CommentAdded",
+    Ticket.InfoRequested: "InfoRequested",
+    Ticket.PutOnHold: "TicketPutOnHold",
+    Ticket.Solved: "TicketSolved",
+    Ticket.Reopened: "TicketReopened",
+    Ticket.Closed: "TicketClosed",
+    Ticket.Cancelled: "TicketCancelled",
+    Ticket.Rated: "TicketRated",
 }
 
-TEXT_FIELD = {
-    "Created": "description",
-    "CommentAdded": "body",
-    "InfoRequested": "message",
-    "PutOnHold": "reason",
-    "Solved": "resolution",
-    "Reopened": "reason",
-    "Cancelled": "reason",
-    "Rated": "comment",
+TEXT_FIELD: dict[type[Any], str] = {
+    Ticket.Created: "description",
+    Ticket.CommentAdded: "body",
+    Ticket.InfoRequested: "message",
+    Ticket.PutOnHold: "reason",
+    Ticket.Solved: "resolution",
+    Ticket.Reopened: "reason",
+    Ticket.Cancelled: "reason",
+    Ticket.Rated: "comment",
 }
 
 
 def history_entry(domain_event: Any, after: Ticket) -> HistoryEntry:
-    kind = type(domain_event).__name__
     attrs = vars(domain_event)
     return HistoryEntry(
         **entry_basics(domain_event, PUBLIC_NAMES, creator="requester"),
         status=Status(after.status).value,
-        text=str(attrs.get(TEXT_FIELD.get(kind, ""), "")),
+        text=str(attrs.get(TEXT_FIELD.get(type(domain_event), ""), "")),
         internal=bool(attrs.get("internal", False)),
         assignee=str(attrs.get("assignee", "")),
         score=int(attrs.get("score", 0)),

@@ -4,6 +4,7 @@ service's own fields) and as the header of its public event carries it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict
@@ -28,12 +29,15 @@ class EntryBasics(TypedDict):
     time: datetime
 
 
-def entry_basics(domain_event: Any, public_names: dict[str, str], creator: str) -> EntryBasics:
-    """An EventEntry's fields for `domain_event` (`creator`: see `actor_of`)."""
-    kind = type(domain_event).__name__
+def entry_basics(
+    domain_event: Any, public_names: Mapping[type[Any], str], creator: str
+) -> EntryBasics:
+    """An EventEntry's fields for `domain_event` (`public_names`: the public
+    name of each event class; `creator`: see `actor_of`)."""
+    kind = type(domain_event)
     return EntryBasics(
         sequence=domain_event.originator_version,
-        type=public_names.get(kind, kind),
+        type=public_names.get(kind, kind.__name__),
         actor=actor_of(domain_event, creator),
         time=domain_event.timestamp,
     )

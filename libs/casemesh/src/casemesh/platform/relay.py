@@ -20,7 +20,7 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -84,7 +84,7 @@ class EventTranslator:
 
     service: str
     collection: str | Callable[[Any], str]
-    public_names: dict[str, str]
+    public_names: Mapping[type[Any], str]  # event class → its public name
     render: Callable[[Any, Any], Message]
     after: Callable[[Any], Any]
 
@@ -112,7 +112,7 @@ class EventTranslator:
         return CloudEvent(
             id=f"{ident}:{domain_event.originator_version}",
             source=self.source,
-            type=self.type_of(self.public_names[type(domain_event).__name__]),
+            type=self.type_of(self.public_names[type(domain_event)]),
             subject=f"{self._collection_of(domain_event)}/{ident}",
             time=domain_event.timestamp,
             data=message.SerializeToString(),
