@@ -48,6 +48,7 @@ from casemesh.platform.identity import (
 )
 from casemesh.platform.masking import mask_email, mask_phone, mask_text
 from casemesh.platform.settings import load
+from casemesh.platform.where import Where
 from casemesh.rules import tickets as ticket_rules
 from casemesh_gateway.api import Backend
 from casemesh_gateway.ratelimit import RateLimiter
@@ -582,3 +583,18 @@ async def test_a_watch_whose_client_left_leaves_no_unread_failure_behind() -> No
     finally:
         loop.set_exception_handler(handler)
     assert [c.get("message") for c in reported] == []
+
+
+def test_a_list_querys_where_clause_holds_the_filters_given_and_their_parameters() -> None:
+    where = (
+        Where("open")
+        .given(["ticket"], "type = ANY(%s)")
+        .given("", "category = %s")
+        .given([], "queue = ANY(%s)")
+        .given(None, "holder = %s")
+        .given(0, "priority = %s")
+        .add("(a, b) > (%s, %s)", 1, "x")
+    )
+    assert str(where) == "open AND type = ANY(%s) AND priority = %s AND (a, b) > (%s, %s)"
+    assert where.params == [["ticket"], 0, 1, "x"]
+    assert str(Where()) == "TRUE" and Where().params == []

@@ -27,6 +27,7 @@ from casemesh.platform.eventstore import advisory_lock
 from casemesh.platform.grpcutil import to_timestamp
 from casemesh.platform.logging import get_logger
 from casemesh.platform.outbox import Outbox, outbox_schema
+from casemesh.platform.where import Where
 from casemesh_casequeue.model import Case, Clock, Observation, Signal, advance, apply, new_case
 from casemesh_casequeue.sla import ServiceLevels
 
@@ -479,32 +480,25 @@ async def page(
     after: tuple[bool, int, str, datetime, str] | None,
     limit: int,
 ) -> list[Case]:
-    where: list[str] = ["open"]
-    params: list[Any] = []
-    if filters.types:
-        where.append("type = ANY(%s)")
-        params.append(filters.types)
-    if filters.category:
-        where.append("starts_with(category, %s)")
-        params.append(filters.category)
-    if filters.queues:
-        where.append("queue = ANY(%s)")
-        params.append(filters.queues)
-    if filters.sla_states:
-        where.append("sla_state = ANY(%s)")
-        params.append(filters.sla_states)
+    where = (
+        Where("open")
+        .given(filters.types, "type = ANY(%s)")
+        .given(filters.category, "starts_with(category, %s)")
+        .given(filters.queues, "queue = ANY(%s)")
+        .given(filters.sla_states, "sla_state = ANY(%s)")
+    )
     if after is not None:
         child_safety, priority, due, created, name = after
-        where.append(
+        where.add(
             "(child_safety < %s OR (child_safety = %s AND (priority < %s OR (priority = %s"
-            " AND (due_key, created_at, name) > (%s::timestamptz, %s, %s)))))"
+            " AND (due_key, created_at, name) > (%s::timestamptz, %s, %s)))))",
+            *(child_safety, child_safety, priority, priority, due, created, name),
         )
-        params.extend([child_safety, child_safety, priority, priority, due, created, name])
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            f"SELECT * FROM queue_cases WHERE {' AND '.join(where)}"
+            f"SELECT * FROM queue_cases WHERE {where}"
             " ORDER BY child_safety DESC, priority DESC, due_key, created_at, name LIMIT %s",
-            [*params, limit],
+            [*where.params, limit],
         )
         return [case_of(r) for r in await cur.fetchall()]
 

@@ -29,6 +29,7 @@ from psycopg.sql import SQL
 from psycopg.types.json import Jsonb
 
 from casemesh.platform.periods import falls_within, within
+from casemesh.platform.where import Where
 from casemesh_reports.domain import AbuseReport, ReportCase, Reporter, TrustedFlagger
 from casemesh_reports.policy import Triage
 
@@ -206,44 +207,36 @@ class ReportsView(PostgresTrackingRecorder):
     # -- queries ---------------------------------------------------------------------
 
     def reports(self, q: ReportsQuery) -> list[dict[str, Any]]:
-        where: list[str] = ["TRUE"]
-        params: list[Any] = []
-        if q.reporter is not None:
-            where.append("reporter = %s")
-            params.append(q.reporter)
+        where = Where()
+        if q.reporter is not None:  # a user's own reports only (None: an agent's list)
+            where.add("reporter = %s", q.reporter)
         if q.case_id is not None:
-            where.append("case_id = %s")
-            params.append(q.case_id)
+            where.add("case_id = %s", q.case_id)
         if q.after is not None:
-            where.append("(create_time, report_id) < (%s, %s)")
-            params.extend(q.after)
+            where.add("(create_time, report_id) < (%s, %s)", *q.after)
         return self._docs(
-            f"SELECT doc FROM report_index WHERE {' AND '.join(where)}"
+            f"SELECT doc FROM report_index WHERE {where}"
             " ORDER BY create_time DESC, report_id DESC LIMIT %s",
-            [*params, q.limit],
+            [*where.params, q.limit],
         )
 
     def cases(self, q: QueueQuery) -> list[dict[str, Any]]:
         """Triage order: the child-safety lane first, then the highest priority
         now (see `Triage.rank_time`)."""
-        where: list[str] = ["state = ANY(%s)"]
-        params: list[Any] = [q.states]
-        if q.lane:
-            where.append("lane = %s")
-            params.append(q.lane)
-        if q.category:
-            where.append("category = %s")
-            params.append(q.category)
+        where = (
+            Where("state = ANY(%s)", q.states)
+            .given(q.lane, "lane = %s")
+            .given(q.category, "category = %s")
+        )
         if q.after is not None:
-            where.append("(lane <> 'CHILD_SAFETY', rank_time, case_id) > (%s, %s, %s)")
-            params.extend(q.after)
+            where.add("(lane <> 'CHILD_SAFETY', rank_time, case_id) > (%s, %s, %s)", *q.after)
         query = (
             "SELECT doc || jsonb_build_object('rank_time', rank_time, 'base_priority',"
             " base_priority, 'ordinary', lane <> 'CHILD_SAFETY', 'id', case_id) AS doc"
-            f" FROM report_queue WHERE {' AND '.join(where)}"
+            f" FROM report_queue WHERE {where}"
             " ORDER BY lane <> 'CHILD_SAFETY', rank_time, case_id LIMIT %s"
         )
-        return self._docs(query, [*params, q.limit])
+        return self._docs(query, [*where.params, q.limit])
 
     def restricting(self, user_id: str) -> list[dict[str, Any]]:
         """Cases whose restrictions on `user_id` are in effect, newest first."""
