@@ -279,6 +279,11 @@ def test_an_event_gives_its_message_as_the_class_its_type_names() -> None:
     assert event.message() == solved
     with pytest.raises(envelope.EnvelopeError):
         replace(event, type="casemesh.tickets.NoSuchEvent.v1").message()
+    # Decoded only when it is a message the consumer acts on: one it ignores
+    # cannot fail it, even unreadable.
+    assert event.message_if(tev.TicketCreated, tev.TicketSolved) == solved
+    unreadable = replace(event, data=b"\xff\xff")
+    assert unreadable.message_if(tev.TicketCreated) is None
 
 
 @pytest.mark.parametrize("url", ["localhost:5432", "postgresql://host", "mysql://u@h/db"])

@@ -9,7 +9,7 @@ from casemesh import topics
 from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as tev
-from casemesh.platform.envelope import CloudEvent
+from casemesh.platform.envelope import CloudEvent, message_class
 from casemesh_casequeue.model import Observation
 from casemesh_casequeue.sla import ServiceLevels
 
@@ -23,15 +23,16 @@ REPORT_OPEN = {"OPEN": False, "IN_REVIEW": False}
 def observe(event: CloudEvent, levels: ServiceLevels) -> Observation | None:
     """The observation an event makes, or None for events that concern no case
     in the queue (a report's own stream, a reporter's standing, …)."""
-    m = event.message()
-    # The proto file a message comes from names the service that published it.
-    published_by = m.DESCRIPTOR.file
+    kind = message_class(event.type)
+    # The proto file a message comes from names the service that published it;
+    # a message is decoded only once it is known to concern a case.
+    published_by = kind.DESCRIPTOR.file if kind is not None else None
     if published_by is tev.DESCRIPTOR:
-        return _ticket(m)
+        return _ticket(event.message())
     if published_by is aev.DESCRIPTOR:
-        return _appeal(m, levels)
+        return _appeal(event.message(), levels)
     if published_by is rev.DESCRIPTOR and event.subject.startswith("report-cases/"):
-        return _report_case(m, levels)
+        return _report_case(event.message(), levels)
     return None
 
 

@@ -13,6 +13,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
+from eventsourcing.popo import POPOApplicationRecorder
 from eventsourcing.utils import EnvType
 
 from casemesh.platform.cases import CaseApplication
@@ -53,9 +54,12 @@ class ReportsBase(CaseApplication[ReportCase]):
         self.policy = policy
         self.taxonomy = policy.taxonomy
         self.link_hosts = link_hosts
-        self.view: ReportsViewLike = (
-            open_view(self) if open_view is not None else MemoryReportsView(policy.taxonomy.triage)
-        )
+        if open_view is not None:
+            self.view: ReportsViewLike = open_view(self)
+        elif isinstance(self.recorder, POPOApplicationRecorder):
+            self.view = MemoryReportsView(policy.taxonomy.triage)
+        else:  # a view in memory would forget what the stored events say
+            raise RuntimeError("a reports view kept in the database is handed in by open_reports")
 
     def visible_to(self, case: ReportCase, who: Identity) -> bool:
         return who.subject in case_parties(case)

@@ -30,7 +30,7 @@ PREFIX = "report-cases/"
 
 def handle(app: Reports, event: envelope.CloudEvent) -> None:
     """Applies one appeals event (synchronously: the event store is)."""
-    match event.message():
+    match event.message_if(aev.AppealFiled, aev.AppealDecided):
         case aev.AppealFiled() as filed:
             if filed.kind == "DECISION_APPEAL" and filed.appeal_of.startswith(PREFIX):
                 appeal = f"appeals/{filed.header.appeal_id}"

@@ -7,6 +7,7 @@ Headers `ce_specversion`, `ce_id` (`<aggregate id>:<version>`, the dedupe key),
 
 from __future__ import annotations
 
+import builtins
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,6 +64,13 @@ class CloudEvent:
         if cls is None:
             raise EnvelopeError(f"no Casemesh event has the type {self.type!r}")
         return cls.FromString(self.data)
+
+    def message_if(self, *wanted: builtins.type[Message]) -> Message | None:
+        """The message decoded only when its class is one of `wanted`, else
+        None: a consumer decodes only what it acts on, so a message it
+        ignores cannot fail it."""
+        cls = message_class(self.type)
+        return cls.FromString(self.data) if cls is not None and cls in wanted else None
 
 
 class EnvelopeError(ValueError):

@@ -457,7 +457,7 @@ class InternalTokenVerifier:
             vouched, expires = known
             if self._clock() < expires:
                 return vouched
-            del self._checked[token]
+            self._checked.pop(token, None)
             raise Unauthenticated("the gateway's token for this call has expired")
         vouched, expires = self._check(token)
         if len(self._checked) >= REMEMBERED_TOKENS:
