@@ -23,7 +23,7 @@ from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.pools import async_pool
 from casemesh_notifier import delivery as delivery_module
-from casemesh_notifier.channels import DeliveryError, Outgoing
+from casemesh_notifier.channels import Channel, DeliveryError, Outgoing
 from casemesh_notifier.delivery import REAP_AFTER, SENDER_LOCK, Delivery, replay_parked
 from casemesh_notifier.planner import Planner
 from casemesh_notifier.schema import create_schema
@@ -86,6 +86,20 @@ class Notifier:
         while await self.delivery.deliver_one():
             handled += 1
         return handled
+
+    def sender(self, cfg: NotifierSettings | None = None, *, sms: bool = False) -> Delivery:
+        """Another sender on the same database, providers and clock: the
+        fixture's settings or `cfg`, sending e-mail (and SMS with `sms`)."""
+        channels: dict[str, Channel] = {"EMAIL": self.email}
+        if sms:
+            channels["SMS"] = self.sms
+        return Delivery(
+            pool=self.pool,
+            conninfo=self.dsn,
+            channels=channels,
+            cfg=cfg or self.delivery._cfg,
+            clock=self.clock,
+        )
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.dsn) as conn:
@@ -339,19 +353,7 @@ async def test_a_send_recorded_during_a_database_outage_is_not_sent_again(
 async def test_a_dead_senders_claim_is_taken_over_at_once_as_a_possible_repeat(
     notifier: Notifier, infra: Infra
 ) -> None:
-    cfg = notifier.delivery._cfg
-    channels = {"EMAIL": notifier.email, "SMS": notifier.sms}
-
-    def sender() -> Delivery:
-        return Delivery(
-            pool=notifier.pool,
-            conninfo=notifier.dsn,
-            channels=dict(channels),
-            cfg=cfg,
-            clock=notifier.clock,
-        )
-
-    dead, alive, survivor = sender(), sender(), sender()
+    dead, alive, survivor = (notifier.sender(sms=True) for _ in range(3))
     (orphan,) = await notifier.consume(
         created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,))
     )
@@ -468,13 +470,7 @@ async def test_jobs_a_batch_could_not_begin_within_the_lease_go_back_untried(
     # A lease just long enough for one send: a batch sends its first job only.
     cfg = notifier.delivery._cfg
     tight = cfg.model_copy(update={"claim_lease_seconds": cfg.longest_send})
-    delivery = Delivery(
-        pool=notifier.pool,
-        conninfo=notifier.dsn,
-        channels={"EMAIL": notifier.email},
-        cfg=tight,
-        clock=notifier.clock,
-    )
+    delivery = notifier.sender(tight)
     for _ in range(3):
         await notifier.consume(created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,)))
     assert await delivery.deliver_batch() == 3
@@ -496,13 +492,7 @@ async def test_a_notify_heard_while_a_sender_finds_nothing_wakes_it_at_once(
     # No poll in the test's time: only the wake-up can start the next look.
     monkeypatch.setattr(delivery_module, "POLL_S", 3600.0)
     one = notifier.delivery._cfg.model_copy(update={"send_concurrency": 1})
-    delivery = Delivery(
-        pool=notifier.pool,
-        conninfo=notifier.dsn,
-        channels={"EMAIL": notifier.email},
-        cfg=one,
-        clock=notifier.clock,
-    )
+    delivery = notifier.sender(one)
     real = delivery.claim_many
     planted: list[uuid.UUID] = []
 
@@ -568,13 +558,7 @@ async def test_a_ticket_e_mail_invites_a_reply_exactly_when_its_reply_address_is
         if replies_set_up
         else {}
     )
-    delivery = Delivery(
-        pool=notifier.pool,
-        conninfo=notifier.dsn,
-        channels={"EMAIL": notifier.email},
-        cfg=cfg,
-        clock=notifier.clock,
-    )
+    delivery = notifier.sender(cfg)
     event = created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,))
     async with notifier.pool.connection() as conn, conn.transaction():
         now = notifier.clock.now()
