@@ -24,7 +24,7 @@ import re
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import jwt
 from cryptography import x509
@@ -140,6 +140,35 @@ def public_keys(text: str) -> list[RSAPublicKey]:
 # every call until it expires): the most it keeps.
 REMEMBERED_TOKENS = 10_000
 
+T = TypeVar("T")
+
+
+class _CheckedTokens(Generic[T]):
+    """What each token found good stands for, until it expires: a client
+    sends the same token on every call, and its signature and claims cannot
+    change, so it is checked once. At most REMEMBERED_TOKENS are kept."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._checked: dict[str, tuple[T, float]] = {}
+
+    def vouched(self, token: str, check: Callable[[str], tuple[T, float]], expired: str) -> T:
+        """What `token` stands for: remembered, or found by `check` (what it
+        stands for, and until when; it raises for a token that is not good).
+        A remembered token past its time is refused with `expired`."""
+        known = self._checked.get(token)
+        if known is not None:
+            value, expires = known
+            if self._clock() < expires:
+                return value
+            self._checked.pop(token, None)  # another thread may have dropped it
+            raise Unauthenticated(expired)
+        value, expires = check(token)
+        if len(self._checked) >= REMEMBERED_TOKENS:
+            self._checked.clear()
+        self._checked[token] = (value, expires)
+        return value
+
 
 # What a provider's published key may sign with: public-key algorithms only
 # (a shared secret in a published set would let anyone sign).
@@ -214,9 +243,8 @@ class TokenVerifier:
         rules: TokenRules | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._clock = clock
         self._rules = rules or TokenRules()
-        self._checked: dict[str, tuple[Identity, float]] = {}
+        self._checked = _CheckedTokens[Identity](clock)
         self._key_set = key_set
         if key_set is not None:
             self._keys: list[Any] = []
@@ -256,25 +284,17 @@ class TokenVerifier:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("authorization must be `Bearer <token>`")
-        token = token.strip()
-        known = self._checked.get(token)
-        if known is not None:
-            who, expires = known
-            if self._clock() < expires:
-                return who
-            self._checked.pop(token, None)
-            raise Unauthenticated("token expired")
+        return self._checked.vouched(token.strip(), self._check, "token expired")
+
+    def _check(self, token: str) -> tuple[Identity, float]:
+        """Who a token names, and until when."""
         try:
             claims = self._decode(token)
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("token expired") from None
         except jwt.InvalidTokenError as exc:
             raise Unauthenticated(f"invalid token: {exc}") from None
-        who = _identity_with(claims, self._rules, default_roles=["user"])
-        if len(self._checked) >= REMEMBERED_TOKENS:
-            self._checked.clear()
-        self._checked[token] = (who, float(claims["exp"]))
-        return who
+        return _identity_with(claims, self._rules, default_roles=["user"]), float(claims["exp"])
 
 
 def mint_token(
@@ -445,25 +465,15 @@ class InternalTokenVerifier:
         self._audiences = list(audiences)
         if not self._audiences:
             raise ValueError("a service must name the audiences it answers to")
-        self._clock = clock
-        self._checked: dict[str, tuple[Vouched, float]] = {}
+        self._checked = _CheckedTokens[Vouched](clock)
 
     def verify(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> Vouched:
         token = next((v for k, v in metadata or () if k == INTERNAL_TOKEN_KEY), None)
         if not token or not isinstance(token, str):
             raise Unauthenticated("the call carries no identity vouched for by the gateway")
-        known = self._checked.get(token)
-        if known is not None:
-            vouched, expires = known
-            if self._clock() < expires:
-                return vouched
-            self._checked.pop(token, None)
-            raise Unauthenticated("the gateway's token for this call has expired")
-        vouched, expires = self._check(token)
-        if len(self._checked) >= REMEMBERED_TOKENS:
-            self._checked.clear()
-        self._checked[token] = (vouched, expires)
-        return vouched
+        return self._checked.vouched(
+            token, self._check, "the gateway's token for this call has expired"
+        )
 
     def _check(self, token: str) -> tuple[Vouched, float]:
         """What a token vouches for, and until when (its expiry, with the
