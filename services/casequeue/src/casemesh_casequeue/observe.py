@@ -9,7 +9,7 @@ from casemesh import topics
 from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as tev
-from casemesh.platform.envelope import CloudEvent, message_class
+from casemesh.platform.envelope import CloudEvent, EnvelopeError, message_class
 from casemesh_casequeue.model import Observation
 from casemesh_casequeue.sla import ServiceLevels
 
@@ -24,15 +24,17 @@ def observe(event: CloudEvent, levels: ServiceLevels) -> Observation | None:
     """The observation an event makes, or None for events that concern no case
     in the queue (a report's own stream, a reporter's standing, …)."""
     kind = message_class(event.type)
+    if kind is None:  # set aside before any handler sees it, as `message` would
+        raise EnvelopeError(f"no Casemesh event has the type {event.type!r}")
     # The proto file a message comes from names the service that published it;
     # a message is decoded only once it is known to concern a case.
-    published_by = kind.DESCRIPTOR.file if kind is not None else None
+    published_by = kind.DESCRIPTOR.file
     if published_by is tev.DESCRIPTOR:
-        return _ticket(event.message())
+        return _ticket(kind.FromString(event.data))
     if published_by is aev.DESCRIPTOR:
-        return _appeal(event.message(), levels)
+        return _appeal(kind.FromString(event.data), levels)
     if published_by is rev.DESCRIPTOR and event.subject.startswith("report-cases/"):
-        return _report_case(event.message(), levels)
+        return _report_case(kind.FromString(event.data), levels)
     return None
 
 
