@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -171,21 +171,23 @@ async def test_the_notifier_keeps_what_it_cannot_plan_and_plans_the_rest(
 
 
 class Batches(Planner):
-    """The notifier's planner, noting the transaction each event was planned
-    in; `fault`, if set, is called before each event is planned."""
+    """The notifier's planner, noting the transaction each batch of events
+    was planned in; `fault`, if set, is called as each batch is planned."""
 
     def __init__(self) -> None:
         super().__init__()
         self.planned: list[tuple[int, str]] = []  # (transaction id, event id)
         self.fault: Any = None
 
-    async def plan(self, conn: psycopg.AsyncConnection[Any], event: CloudEvent, **kw: Any) -> Any:
-        if self.fault is not None:
-            await self.fault(conn, event)
+    async def plan_batch(
+        self, conn: psycopg.AsyncConnection[Any], events: Sequence[tuple[CloudEvent, Any]], now: Any
+    ) -> Any:
         row = await (await conn.execute("SELECT txid_current()")).fetchone()
         assert row is not None
-        self.planned.append((row[0], event.id))
-        return await super().plan(conn, event, **kw)
+        self.planned.extend((row[0], event.id) for event, _ in events)
+        if self.fault is not None:
+            await self.fault(conn, [event for event, _ in events])
+        return await super().plan_batch(conn, events, now)
 
     def transactions(self) -> list[list[str]]:
         """The event ids planned in each transaction, in order."""
@@ -228,8 +230,7 @@ async def test_a_poison_record_in_a_batch_is_set_aside_alone_and_its_batch_mates
     before = set_aside_count("notifier", topic, "handler_error")
     good = [created(f"good-{n}") for n in range(5)]
     # A ticket's first event whose body is no TicketCreated: planning it fails
-    # for good, after its batch-mates before it were planned in the same
-    # transaction.
+    # for good, and with it the batch it came in.
     poison = replace(created("poison"), data=b"\xff\xff\xff")
     await produce(infra, topic, [*good[:2], poison, *good[2:]])
     planner = Batches()
@@ -240,7 +241,7 @@ async def test_a_poison_record_in_a_batch_is_set_aside_alone_and_its_batch_mates
     # then each was planned alone.
     ids = [e.id for e in good]
     first, *alone = planner.transactions()
-    assert first == [*ids[:2], poison.id]
+    assert first == [*ids[:2], poison.id, *ids[2:]]
     assert alone == [[i] for i in [*ids[:2], poison.id, *ids[2:]]]
     assert sorted(await rows(pool, "SELECT event_id FROM consumed_events")) == [
         (i,) for i in sorted(ids)
@@ -260,9 +261,9 @@ async def test_a_database_outage_mid_batch_loses_nothing_and_sends_nothing_twice
     await produce(infra, topic, list(events))
     planner = Batches()
 
-    async def connection_dies(conn: psycopg.AsyncConnection[Any], event: CloudEvent) -> None:
-        """The server ends the planning session at the batch's fourth event."""
-        if event.id == events[3].id and planner.fault is not None:
+    async def connection_dies(conn: psycopg.AsyncConnection[Any], batch: list[CloudEvent]) -> None:
+        """The server ends the planning session of the first batch."""
+        if planner.fault is not None:
             planner.fault = None
             async with await psycopg.AsyncConnection.connect(notifier.dsn) as other:
                 await other.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
@@ -277,7 +278,7 @@ async def test_a_database_outage_mid_batch_loses_nothing_and_sends_nothing_twice
 
     ids = [e.id for e in events]
     first, *again = planner.transactions()
-    assert first == ids[:3]  # planned, then rolled back with the session
+    assert first == ids  # planned, then rolled back with the session
     assert [i for tx in again for i in tx] == ids  # read again from the batch's first
     assert sorted(notifier.rows("SELECT event_id FROM consumed_events")) == [
         (i,) for i in sorted(ids)

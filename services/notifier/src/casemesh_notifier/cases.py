@@ -1,19 +1,21 @@
 """How an event of each kind of case becomes notification jobs: record the
 parties the event names, bring the case's status up to date, then tell each
 party the step that concerns them (`steps.py`), in their language, on each
-channel they chose. The tables are in `store.py`; everything here runs in the
-planner's transaction.
+channel they chose.
+
+Planning is in memory: the planner reads the parties of a batch's cases
+once (`CaseParties`), each event's plan updates them and returns its jobs,
+and the planner writes both back once (`store.py`).
 """
 
 from __future__ import annotations
 
-import uuid
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
-
-import psycopg
 
 from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.events.v1 import helpcenter_pb2 as hev
@@ -21,7 +23,6 @@ from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
-from casemesh_notifier import store
 from casemesh_notifier.labels import label, local_time, reader_zone
 from casemesh_notifier.rendering import email_values, render_email, render_sms, sms_values
 from casemesh_notifier.steps import (
@@ -32,8 +33,76 @@ from casemesh_notifier.steps import (
     report_steps,
     ticket_step,
 )
+from casemesh_notifier.store import NewJob, Party
 
 log = get_logger(__name__)
+
+
+class CaseParties:
+    """The parties of a batch's cases as its events describe them, by case
+    and role: what the table held when the batch began, and what the batch's
+    events have changed since (`changed`, to be written back)."""
+
+    def __init__(self, known: Mapping[str, Mapping[str, Party]]) -> None:
+        self._cases = {name: dict(parties) for name, parties in known.items()}
+        self._changed: set[tuple[str, str]] = set()
+
+    def of(self, case_name: str) -> dict[str, Party]:
+        """The case's parties by role, as they are now."""
+        return dict(self._cases.get(case_name, {}))
+
+    def name(
+        self,
+        case_name: str,
+        role: str,
+        user_id: str,
+        contact: ev.ContactPreferences,
+        subject: str,
+        status: str,
+        version: int,
+        *,
+        replace: bool = False,
+    ) -> None:
+        """Records a party of a case as an event names them. A party already
+        known is kept, or with `replace` takes the new user and contact
+        details (its subject and status stay)."""
+        parties = self._cases.setdefault(case_name, {})
+        known = parties.get(role)
+        if known is not None and not replace:
+            return
+        channels = [
+            ev.ContactChannel.Name(c).removeprefix("CONTACT_CHANNEL_") for c in contact.channels
+        ]
+        named = Party(
+            role=role,
+            locale=contact.locale or "en",
+            email=contact.email,
+            phone=contact.phone,
+            channels=channels,
+            subject=subject,
+            status=status,
+            user_id=user_id,
+            version=version,
+        )
+        if known is not None:  # replaced: the case's subject and status stay
+            named = dataclasses.replace(
+                named, subject=known.subject, status=known.status, version=known.version
+            )
+        parties[role] = named
+        self._changed.add((case_name, role))
+
+    def status(self, case_name: str, status: str, version: int) -> None:
+        """The case's status as of `version`; an older event does not turn it back."""
+        for role, party in self._cases.get(case_name, {}).items():
+            if party.version < version:
+                self._cases[case_name][role] = dataclasses.replace(
+                    party, status=status, version=version
+                )
+                self._changed.add((case_name, role))
+
+    def changed(self) -> list[tuple[str, Party]]:
+        """The parties the events changed, by case name, in a stable order."""
+        return [(name, self._cases[name][role]) for name, role in sorted(self._changed)]
 
 
 @dataclass(frozen=True)
@@ -48,16 +117,13 @@ class Planning:
     replies: bool = False
 
 
-async def plan_ticket(
-    conn: psycopg.AsyncConnection[Any], event: CloudEvent, message: Any, at: Planning
-) -> list[uuid.UUID]:
+def plan_ticket(book: CaseParties, event: CloudEvent, message: Any, at: Planning) -> list[NewJob]:
     """The requester is named when the ticket is created."""
     header = message.header
     name = f"tickets/{header.ticket_id}"
     status = ev.TicketStatus.Name(header.status).removeprefix("TICKET_STATUS_")
     if isinstance(message, ev.TicketCreated):
-        await store.record_party(
-            conn,
+        book.name(
             name,
             "requester",
             message.requester,
@@ -66,21 +132,19 @@ async def plan_ticket(
             status,
             header.version,
         )
-    parties = await store.lock_parties(conn, name)
+    parties = book.of(name)
     requester = parties.get("requester")
     if requester is None:
         return unknown_case(event, name)
-    await store.record_status(conn, name, status, header.version)
+    book.status(name, status, header.version)
     # Read before the update above: what the ticket was when this event came.
     step = ticket_step(message, requester.status)
     if step is None:
         return []
-    return await tell(conn, event, name, header.ticket_id, {"requester": step}, parties, at)
+    return tell(event, name, header.ticket_id, {"requester": step}, parties, at)
 
 
-async def plan_appeal(
-    conn: psycopg.AsyncConnection[Any], event: CloudEvent, message: Any, at: Planning
-) -> list[uuid.UUID]:
+def plan_appeal(book: CaseParties, event: CloudEvent, message: Any, at: Planning) -> list[NewJob]:
     """The filer is named when the case is filed (and again when they change
     their contact details); the uploader by a decision that removes their
     content or by their counter-notice, and they share the filer's subject."""
@@ -90,20 +154,15 @@ async def plan_appeal(
     if isinstance(message, aev.AppealFiled):
         subject = message.work_title or message.removed_item or message.appeal_of
         filer = message.filer
-        await store.record_party(
-            conn, name, "filer", filer.user_id, filer.contact, subject, state, version
-        )
+        book.name(name, "filer", filer.user_id, filer.contact, subject, state, version)
     if isinstance(message, aev.AppealInfoAdded) and message.HasField("filer"):
         filer = message.filer
-        await store.record_party(
-            conn, name, "filer", filer.user_id, filer.contact, "", state, version, replace=True
-        )
+        book.name(name, "filer", filer.user_id, filer.contact, "", state, version, replace=True)
     uploader = named_uploader(message)
     if uploader is not None:
-        parties = await store.lock_parties(conn, name)
+        parties = book.of(name)
         title = parties["filer"].subject if "filer" in parties else ""
-        await store.record_party(
-            conn,
+        book.name(
             name,
             "uploader",
             uploader.user_id,
@@ -113,13 +172,13 @@ async def plan_appeal(
             version,
             replace=True,
         )
-    parties = await store.lock_parties(conn, name)
+    parties = book.of(name)
     if "filer" not in parties:
         return unknown_case(event, name)
-    await store.record_status(conn, name, state, version)
+    book.status(name, state, version)
     party = parties["filer"]  # as it was until this event
     steps = for_report_appeal(appeal_steps(message, party.status), party.subject)
-    return await tell(conn, event, name, header.appeal_id, steps, parties, at)
+    return tell(event, name, header.appeal_id, steps, parties, at)
 
 
 def named_uploader(message: Any) -> aev.AppealParty | None:
@@ -131,9 +190,7 @@ def named_uploader(message: Any) -> aev.AppealParty | None:
     return None
 
 
-async def plan_report(
-    conn: psycopg.AsyncConnection[Any], event: CloudEvent, message: Any, at: Planning
-) -> list[uuid.UUID]:
+def plan_report(book: CaseParties, event: CloudEvent, message: Any, at: Planning) -> list[NewJob]:
     """The event's subject is the case: a report (`reports/…`) has its
     reporter, a report case (`report-cases/…`) the uploader a decision names,
     a standing (`reporters/…`) the reporter. A case hears only of steps: an
@@ -143,17 +200,15 @@ async def plan_report(
     named = named_in_report(message)
     if named is not None:
         role, user_id, contact, subject = named
-        await store.record_party(
-            conn, name, role, user_id, contact, subject, header.state, header.version, replace=True
-        )
+        book.name(name, role, user_id, contact, subject, header.state, header.version, replace=True)
     steps = report_steps(message)
     if not steps:
         return []
-    parties = await store.lock_parties(conn, name)
+    parties = book.of(name)
     if not parties:
         return unknown_case(event, name)
-    await store.record_status(conn, name, header.state, header.version)
-    return await tell(conn, event, name, header.aggregate_id, steps, parties, at)
+    book.status(name, header.state, header.version)
+    return tell(event, name, header.aggregate_id, steps, parties, at)
 
 
 def named_in_report(message: Any) -> tuple[str, str, ev.ContactPreferences, str] | None:
@@ -170,14 +225,11 @@ def named_in_report(message: Any) -> tuple[str, str, ev.ContactPreferences, str]
     return None
 
 
-async def plan_code(
-    conn: psycopg.AsyncConnection[Any],
-    event: CloudEvent,
-    message: hev.VerificationCodeIssued,
-    at: Planning,
-) -> list[uuid.UUID]:
+def plan_code(
+    book: CaseParties, event: CloudEvent, message: hev.VerificationCodeIssued, at: Planning
+) -> list[NewJob]:
     """A one-time code, by SMS to the number it proves (nobody else's party)."""
-    holder = store.Party(
+    holder = Party(
         role="holder",
         locale=message.locale or "zh-CN",
         email="",
@@ -188,26 +240,25 @@ async def plan_code(
     )
     request = event.subject.rpartition("/")[2]
     steps = {"holder": code_step(message)}
-    return await tell(conn, event, event.subject, request, steps, {"holder": holder}, at)
+    return tell(event, event.subject, request, steps, {"holder": holder}, at)
 
 
-def unknown_case(event: CloudEvent, name: str) -> list[uuid.UUID]:
+def unknown_case(event: CloudEvent, name: str) -> list[NewJob]:
     log.warning("event.unknown_case", event_id=event.id, case=name)
     return []
 
 
-async def tell(
-    conn: psycopg.AsyncConnection[Any],
+def tell(
     event: CloudEvent,
     name: str,
     ident: str,
     steps: dict[str, Step],
-    parties: dict[str, store.Party],
+    parties: dict[str, Party],
     at: Planning,
-) -> list[uuid.UUID]:
-    """Adds a job for each step, on each channel its party chose and has an
-    address for, written in their language; returns the new job ids."""
-    created: list[uuid.UUID] = []
+) -> list[NewJob]:
+    """A job for each step, on each channel its party chose and has an
+    address for, written in their language."""
+    jobs: list[NewJob] = []
     ref = ident[:8].upper()
     for role, step in steps.items():
         party = parties.get(role)
@@ -236,7 +287,9 @@ async def tell(
                 params.update(step.sms)
                 if step.due is not None:
                     params["due"] = local_time(step.due, party.locale, zone, "short")
-            job = store.NewJob(
+            job = NewJob(
+                cause_event_id=event.id,
+                case_name=name,
                 party=role,
                 channel=channel,
                 recipient=recipient,
@@ -247,14 +300,5 @@ async def tell(
                 params=params,
                 html=html,
             )
-            jid = await store.add_job(conn, event.id, name, job, at.now)
-            if jid is not None:
-                created.append(jid)
-    if created:
-        log.info(
-            "jobs.planned",
-            event_id=event.id,
-            steps=sorted(s.template for s in steps.values()),
-            count=len(created),
-        )
-    return created
+            jobs.append(job)
+    return jobs

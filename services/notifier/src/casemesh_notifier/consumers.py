@@ -1,6 +1,7 @@
 """Kafka consumers of the notifier (`casemesh.platform.consuming`).
 
-Events are planned in batches: whatever records have arrived, in one
+Events are planned in batches: whatever records have arrived, together
+(`Planner.plan_batch`: a few statements for the whole batch) in one
 transaction, then one offset commit for them all. The offsets are committed
 only after the planning transaction committed, and a redelivered event is a
 no-op because its id is already recorded as consumed.
@@ -12,11 +13,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from faststream.kafka import KafkaBroker, KafkaRouter
+from opentelemetry import trace
 from psycopg_pool import AsyncConnectionPool
 
 from casemesh import topics
@@ -29,6 +31,7 @@ from casemesh.platform.consuming import (
     subscribe_batch,
 )
 from casemesh.platform.envelope import CloudEvent
+from casemesh.platform.logging import get_logger
 from casemesh_notifier import store
 from casemesh_notifier.planner import Planner
 
@@ -39,11 +42,15 @@ CODES_TOPIC = topics.VERIFICATION
 TOPICS = (TICKETS_TOPIC, APPEALS_TOPIC, REPORTS_TOPIC, CODES_TOPIC)
 CONSUMER = "notifier"
 
+log = get_logger(__name__)
+
 
 @dataclass
 class _Batch:
     conn: psycopg.AsyncConnection[Any]
-    planned: bool = False  # whether any job was added
+    events: list[tuple[CloudEvent, Place]] = field(default_factory=list)
+    # Each event's consumer span, which continues the trace that caused it.
+    spans: dict[str, trace.Span] = field(default_factory=dict)
 
 
 def build_router(
@@ -60,24 +67,22 @@ def build_router(
 
     @asynccontextmanager
     async def planning() -> AsyncIterator[_Batch]:
-        """One transaction for the batch of events received together; the
-        senders are woken once, on its commit, if it planned any job."""
+        """One transaction for the batch of events received together,
+        planned as the batch closes; the senders are woken once, on its
+        commit, if it planned any job."""
         async with pool.connection() as conn, conn.transaction():
             batch = _Batch(conn)
             yield batch
-            if batch.planned:
+            planned = await planner.plan_batch(conn, batch.events, clock.now())
+            for event_id, jobs in planned.items():
+                with trace.use_span(batch.spans[event_id], end_on_exit=False):
+                    log.info("jobs.planned", event_id=event_id, count=len(jobs))
+            if planned:
                 await store.wake_senders(conn)
 
     async def plan(batch: _Batch, event: CloudEvent, place: Place) -> None:
-        jobs = await planner.plan(
-            batch.conn,
-            event,
-            topic=place.topic,
-            partition=place.partition,
-            offset=place.offset,
-            now=clock.now(),
-        )
-        batch.planned = batch.planned or bool(jobs)
+        batch.events.append((event, place))
+        batch.spans[event.id] = trace.get_current_span()
 
     async def keep(aside: SetAside) -> None:
         p = aside.place

@@ -1,11 +1,13 @@
 """From case events to notification jobs, exactly once in effect.
 
-For each consumed event, in ONE transaction (shared by the batch of events
-the consumer received together): record the event id as consumed
-(a redelivered event stops here and changes nothing), then let the plan of
-the event's kind of case (`registry.py`, `cases.py`) update what we know of
-the case's parties (contact preferences as carried by the events, last
-status) and create the jobs (unique per event id × party × channel ×
+A batch of events (those the consumer received together) is planned in ONE
+transaction, the caller's, with a handful of statements whatever its size:
+record every event id as consumed (a redelivered event stops there and
+changes nothing); read and lock the parties of the cases the rest concern;
+let the plan of each event's kind of case (`registry.py`, `cases.py`), in
+the batch's order, update those parties (contact preferences as carried by
+the events, last status) and render its jobs in memory; then write the
+parties back and add the jobs (unique per event id × party × channel ×
 recipient, `store.py`). The Kafka offsets are committed only after this
 transaction.
 """
@@ -13,17 +15,20 @@ transaction.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
+from google.protobuf.message import Message
 
+from casemesh.platform.consuming import Place
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
 from casemesh_notifier import store
-from casemesh_notifier.cases import Planning
-from casemesh_notifier.registry import MESSAGES, PLANS
+from casemesh_notifier.cases import CaseParties, Planning
+from casemesh_notifier.registry import MESSAGES, SOURCE_OF, Source
 
 log = get_logger(__name__)
 
@@ -38,6 +43,45 @@ class Planner:
         self._zone = ZoneInfo(time_zone)
         self._replies = replies
 
+    async def plan_batch(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        events: Sequence[tuple[CloudEvent, Place]],
+        now: datetime,
+    ) -> dict[str, list[uuid.UUID]]:
+        """Plans the jobs for the events, in their order, in the caller's
+        transaction; returns the new job ids by the id of the event that
+        caused them (none for a redelivered or uninteresting event). The
+        caller wakes the senders (`store.wake_senders`), once for the
+        transaction."""
+        first = await store.record_consumed(
+            conn, self._consumer, [(event.id, place) for event, place in events]
+        )
+        todo: list[tuple[CloudEvent, Message, Source]] = []
+        for event, _ in events:
+            if event.id not in first:
+                log.info("event.duplicate", event_id=event.id, type=event.type)
+                continue
+            first.discard(event.id)  # the same event twice in one batch is planned once
+            cls = MESSAGES.get(event.type)
+            if cls is None:
+                log.info("event.ignored", event_id=event.id, type=event.type)
+                continue
+            todo.append((event, cls.FromString(event.data), SOURCE_OF[cls]))
+        if not todo:
+            return {}
+        cases = {source.case(event, message) for event, message, source in todo} - {""}
+        book = CaseParties(await store.lock_parties(conn, cases) if cases else {})
+        at = Planning(now, self._zone, self._replies)
+        jobs = [job for e, m, source in todo for job in source.plan(book, e, m, at)]
+        await store.save_parties(conn, book.changed())
+        created = set(await store.add_jobs(conn, jobs, now))
+        by_event: dict[str, list[uuid.UUID]] = {}
+        for job in jobs:
+            if job.id in created:
+                by_event.setdefault(job.cause_event_id, []).append(job.id)
+        return by_event
+
     async def plan(
         self,
         conn: psycopg.AsyncConnection[Any],
@@ -48,20 +92,6 @@ class Planner:
         offset: int,
         now: datetime,
     ) -> list[uuid.UUID]:
-        """Plans the jobs for one event in the caller's transaction (the
-        consumer's, shared by a batch of events); returns the new job ids
-        (none for a redelivered or uninteresting event). The caller wakes the
-        senders (`store.wake_senders`), once for the transaction."""
-        first = await store.record_consumed(
-            conn, self._consumer, event.id, topic=topic, partition=partition, offset=offset
-        )
-        if not first:
-            log.info("event.duplicate", event_id=event.id, type=event.type)
-            return []
-        cls = MESSAGES.get(event.type)
-        if cls is None:
-            log.info("event.ignored", event_id=event.id, type=event.type)
-            return []
-        plan = PLANS[cls]
-        at = Planning(now, self._zone, self._replies)
-        return await plan(conn, event, cls.FromString(event.data), at)
+        """Plans one event alone (`plan_batch`); returns its new job ids."""
+        planned = await self.plan_batch(conn, [(event, Place(topic, partition, offset, 0))], now)
+        return planned.get(event.id, [])

@@ -7,12 +7,10 @@ consumed and ignored.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 from google.protobuf.message import Message
 
 from casemesh.events.v1 import appeals_pb2 as aev
@@ -20,20 +18,30 @@ from casemesh.events.v1 import helpcenter_pb2 as hev
 from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.envelope import CloudEvent
-from casemesh_notifier.cases import Planning, plan_appeal, plan_code, plan_report, plan_ticket
+from casemesh_notifier.cases import (
+    CaseParties,
+    Planning,
+    plan_appeal,
+    plan_code,
+    plan_report,
+    plan_ticket,
+)
+from casemesh_notifier.store import NewJob
 
-Plan = Callable[
-    [psycopg.AsyncConnection[Any], CloudEvent, Any, Planning], Awaitable[list[uuid.UUID]]
-]
+Plan = Callable[[CaseParties, CloudEvent, Any, Planning], list[NewJob]]
+# The case an event concerns, whose parties its plan reads ("": none).
+CaseOf = Callable[[CloudEvent, Any], str]
 
 
 @dataclass(frozen=True)
 class Source:
-    """The events of one service that the notifier reads, and their plan."""
+    """The events of one service that the notifier reads, their plan, and
+    the case each concerns."""
 
     name: str
     plan: Plan
     messages: tuple[type[Message], ...]
+    case: CaseOf
 
 
 SOURCES = (
@@ -52,6 +60,7 @@ SOURCES = (
             ev.TicketCancelled,
             ev.TicketRated,
         ),
+        lambda event, message: f"tickets/{message.header.ticket_id}",
     ),
     Source(
         "appeals",
@@ -68,6 +77,7 @@ SOURCES = (
             aev.AppealWithdrawn,
             aev.AppealAbandoned,
         ),
+        lambda event, message: f"appeals/{message.header.appeal_id}",
     ),
     Source(
         "reports",
@@ -83,8 +93,9 @@ SOURCES = (
             rev.ReporterSuspended,
             rev.ReporterSuspensionLifted,
         ),
+        lambda event, message: event.subject,
     ),
-    Source("helpcenter", plan_code, (hev.VerificationCodeIssued,)),
+    Source("helpcenter", plan_code, (hev.VerificationCodeIssued,), lambda event, message: ""),
 )
 
 MESSAGES: dict[str, type[Message]] = {
@@ -92,6 +103,6 @@ MESSAGES: dict[str, type[Message]] = {
     for source in SOURCES
     for cls in source.messages
 }
-PLANS: dict[type[Message], Plan] = {
-    cls: source.plan for source in SOURCES for cls in source.messages
+SOURCE_OF: dict[type[Message], Source] = {
+    cls: source for source in SOURCES for cls in source.messages
 }

@@ -67,7 +67,13 @@ def samples(written: Callable[[str], str] = str) -> list[Sample]:
 
 def event_kinds(written: Callable[[str], str] = str) -> set[type[Message]]:
     """The kinds of event that have a sample (whether or not anyone hears of it)."""
-    return {type(message) for message, _, _ in _events(written)}
+    return {type(message) for message in sample_events(written)}
+
+
+def sample_events(written: Callable[[str], str] = str) -> list[Message]:
+    """Every sample event, whether or not anyone hears of it, in order: each
+    case's from its opening."""
+    return [message for message, _, _ in _events(written)]
 
 
 Event = tuple[Message, dict[str, Step], Callable[[str], str]]

@@ -1,14 +1,18 @@
 """The planner's tables: the events consumed, each case's parties as the
 events describe them, and the notification jobs.
 
-Every statement runs in the caller's transaction. A job is unique per cause
-event × party × channel × recipient (its id is derived from the four, and the
-insert skips a job that exists), so planning an event again adds nothing.
+Every statement runs in the caller's transaction and covers a whole batch
+of events: one statement records them consumed, one reads (and locks) the
+parties of their cases, one writes the parties back, one adds their jobs. A
+job is unique per cause event × party × channel × recipient (its id is
+derived from the four, and the insert skips a job that exists), so planning
+an event again adds nothing.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from casemesh.events.v1 import tickets_pb2 as ev
+from casemesh.platform.consuming import Place
 
 JOB_NAMESPACE = uuid.UUID("0b7f3c1e-3c1d-4a56-a1f4-6f1f3f0c2a90")
 # The senders LISTEN here: a NOTIFY tells them new jobs are due.
@@ -25,7 +29,8 @@ JOBS_CHANNEL = "notification_jobs"
 
 @dataclass(frozen=True)
 class Party:
-    """A person a case concerns, and how they want to hear about it."""
+    """A person a case concerns, and how they want to hear about it; `status`
+    is the case's as of event `version`."""
 
     role: str
     locale: str
@@ -34,12 +39,17 @@ class Party:
     channels: list[str]
     subject: str
     status: str
+    user_id: str = ""
+    version: int = 0
 
 
 @dataclass(frozen=True)
 class NewJob:
-    """One message to one recipient on one channel, its text rendered."""
+    """One message to one recipient on one channel about a case, caused by
+    one event, its text rendered."""
 
+    cause_event_id: str
+    case_name: str
     party: str
     channel: str
     recipient: str
@@ -51,122 +61,124 @@ class NewJob:
     # An e-mail's HTML alternative ("" for SMS).
     html: str = ""
 
+    @property
+    def id(self) -> uuid.UUID:
+        return job_id(self.cause_event_id, self.party, self.channel, self.recipient)
+
 
 def job_id(event_id: str, party: str, channel: str, recipient: str) -> uuid.UUID:
     return uuid.uuid5(JOB_NAMESPACE, f"{event_id}|{party}|{channel}|{recipient}")
 
 
 async def record_consumed(
-    conn: psycopg.AsyncConnection[Any],
-    consumer: str,
-    event_id: str,
-    *,
-    topic: str,
-    partition: int,
-    offset: int,
-) -> bool:
-    """Records the event as consumed; False when it already was (a redelivery)."""
-    inserted = await conn.execute(
-        "INSERT INTO consumed_events (consumer, event_id, topic, kafka_partition,"
-        " kafka_offset) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-        (consumer, event_id, topic, partition, offset),
+    conn: psycopg.AsyncConnection[Any], consumer: str, events: Sequence[tuple[str, Place]]
+) -> set[str]:
+    """Records the events (id, where it was read) as consumed; returns the
+    ids consumed for the first time (a redelivered one is not among them)."""
+    cur = await conn.execute(
+        "INSERT INTO consumed_events (consumer, event_id, topic, kafka_partition, kafka_offset)"
+        " SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::int[], %s::bigint[])"
+        " ON CONFLICT DO NOTHING RETURNING event_id",
+        (
+            consumer,
+            [event_id for event_id, _ in events],
+            [place.topic for _, place in events],
+            [place.partition for _, place in events],
+            [place.offset for _, place in events],
+        ),
     )
-    return inserted.rowcount > 0
+    return {row[0] for row in await cur.fetchall()}
 
 
-async def record_party(
-    conn: psycopg.AsyncConnection[Any],
-    case_name: str,
-    role: str,
-    user_id: str,
-    contact: ev.ContactPreferences,
-    subject: str,
-    status: str,
-    version: int,
-    *,
-    replace: bool = False,
+async def lock_parties(
+    conn: psycopg.AsyncConnection[Any], case_names: Collection[str]
+) -> dict[str, dict[str, Party]]:
+    """The parties of these cases, by case and role, locked until the
+    transaction ends."""
+    cur = await conn.execute(
+        "SELECT case_name, party, locale, email, phone, channels, subject, status, user_id,"
+        " version FROM case_parties WHERE case_name = ANY(%s)"
+        " ORDER BY case_name, party FOR UPDATE",
+        (list(case_names),),
+    )
+    known: dict[str, dict[str, Party]] = {}
+    for case_name, *row in await cur.fetchall():
+        party = Party(*row)
+        known.setdefault(case_name, {})[party.role] = party
+    return known
+
+
+async def save_parties(
+    conn: psycopg.AsyncConnection[Any], parties: Sequence[tuple[str, Party]]
 ) -> None:
-    """Records a party of a case as the events describe them. A party already
-    known keeps its row, or with `replace` takes the new user and contact
-    details (its subject and status stay)."""
-    on_conflict = (
-        "DO UPDATE SET user_id = EXCLUDED.user_id, locale = EXCLUDED.locale,"
-        " email = EXCLUDED.email, phone = EXCLUDED.phone, channels = EXCLUDED.channels"
-        if replace
-        else "DO NOTHING"
+    """Writes the parties (case name, party) as they now are."""
+    if not parties:
+        return
+    columns = (
+        [name for name, _ in parties],
+        [p.role for _, p in parties],
+        [p.user_id for _, p in parties],
+        [p.locale for _, p in parties],
+        [p.email for _, p in parties],
+        [p.phone for _, p in parties],
+        # A channel's name has no comma; unnest cannot take ragged arrays.
+        [",".join(p.channels) for _, p in parties],
+        [p.subject for _, p in parties],
+        [p.status for _, p in parties],
+        [p.version for _, p in parties],
     )
     await conn.execute(
         "INSERT INTO case_parties (case_name, party, user_id, locale, email, phone, channels,"
-        " subject, status, version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-        f" ON CONFLICT (case_name, party) {on_conflict}",
-        (
-            case_name,
-            role,
-            user_id,
-            contact.locale or "en",
-            contact.email,
-            contact.phone,
-            [ev.ContactChannel.Name(c).removeprefix("CONTACT_CHANNEL_") for c in contact.channels],
-            subject,
-            status,
-            version,
-        ),
+        " subject, status, version)"
+        " SELECT c, r, u, l, e, p, string_to_array(NULLIF(ch, ''), ','), s, st, v"
+        " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
+        " %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[])"
+        " AS t(c, r, u, l, e, p, ch, s, st, v)"
+        " ON CONFLICT (case_name, party) DO UPDATE SET user_id = EXCLUDED.user_id,"
+        " locale = EXCLUDED.locale, email = EXCLUDED.email, phone = EXCLUDED.phone,"
+        " channels = EXCLUDED.channels, subject = EXCLUDED.subject,"
+        " status = EXCLUDED.status, version = EXCLUDED.version",
+        columns,
     )
 
 
-async def lock_parties(conn: psycopg.AsyncConnection[Any], case_name: str) -> dict[str, Party]:
-    """The case's parties by role, locked until the transaction ends."""
+async def add_jobs(
+    conn: psycopg.AsyncConnection[Any], jobs: Sequence[NewJob], now: datetime
+) -> list[uuid.UUID]:
+    """Adds the jobs, due now, in their order (a party's messages about a case
+    go out in it); returns the ids of those no earlier planning had added."""
+    if not jobs:
+        return []
     cur = await conn.execute(
-        "SELECT party, locale, email, phone, channels, subject, status"
-        " FROM case_parties WHERE case_name = %s ORDER BY party FOR UPDATE",
-        (case_name,),
-    )
-    return {row[0]: Party(*row) for row in await cur.fetchall()}
-
-
-async def record_status(
-    conn: psycopg.AsyncConnection[Any], case_name: str, status: str, version: int
-) -> None:
-    """The case's status as of `version`; an older event does not turn it back."""
-    await conn.execute(
-        "UPDATE case_parties SET status = %s, version = %s WHERE case_name = %s AND version < %s",
-        (status, version, case_name, version),
-    )
-
-
-async def add_job(
-    conn: psycopg.AsyncConnection[Any],
-    cause_event_id: str,
-    case_name: str,
-    job: NewJob,
-    now: datetime,
-) -> uuid.UUID | None:
-    """Adds the job, due now; None when the event had planned it already."""
-    jid = job_id(cause_event_id, job.party, job.channel, job.recipient)
-    result = await conn.execute(
-        "INSERT INTO notification_jobs (id, cause_event_id, party, case_name,"
-        " channel, recipient, template, locale, subject, body, html, params,"
-        " next_attempt_at, created_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-        " ON CONFLICT (cause_event_id, party, channel, recipient) DO NOTHING",
+        "INSERT INTO notification_jobs (id, cause_event_id, party, case_name, channel,"
+        " recipient, template, locale, subject, body, html, params, next_attempt_at,"
+        " created_at)"
+        " SELECT id, cause, party, case_name, channel, recipient, template, locale, subject,"
+        " body, html, params, %s, %s"
+        " FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
+        " %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[])"
+        " WITH ORDINALITY AS j(id, cause, party, case_name, channel, recipient, template,"
+        " locale, subject, body, html, params, n)"
+        " ORDER BY n"
+        " ON CONFLICT (cause_event_id, party, channel, recipient) DO NOTHING RETURNING id",
         (
-            jid,
-            cause_event_id,
-            job.party,
-            case_name,
-            job.channel,
-            job.recipient,
-            job.template,
-            job.locale,
-            job.subject,
-            job.body,
-            job.html,
-            Jsonb(job.params),
             now,
             now,
+            [j.id for j in jobs],
+            [j.cause_event_id for j in jobs],
+            [j.party for j in jobs],
+            [j.case_name for j in jobs],
+            [j.channel for j in jobs],
+            [j.recipient for j in jobs],
+            [j.template for j in jobs],
+            [j.locale for j in jobs],
+            [j.subject for j in jobs],
+            [j.body for j in jobs],
+            [j.html for j in jobs],
+            [Jsonb(j.params) for j in jobs],
         ),
     )
-    return jid if result.rowcount else None
+    return [row[0] for row in await cur.fetchall()]
 
 
 async def wake_senders(conn: psycopg.AsyncConnection[Any]) -> None:

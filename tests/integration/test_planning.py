@@ -1,0 +1,109 @@
+"""The notifier plans a batch of events with a few statements for them all:
+what it plans must be exactly what planning each event alone would."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from casemesh.platform.consuming import Place
+from casemesh.platform.envelope import CloudEvent
+from casemesh_notifier.planner import Planner
+from casemesh_notifier.registry import SOURCE_OF, SOURCES
+from casemesh_notifier.samples import NOW, event_kinds, sample_events
+from casemesh_notifier.schema import create_schema
+from tests.conftest import Infra
+
+JOBS = (
+    "SELECT id, cause_event_id, party, case_name, channel, recipient, template, locale,"
+    " subject, body, html, params FROM notification_jobs ORDER BY seq"
+)
+PARTIES = (
+    "SELECT case_name, party, user_id, locale, email, phone, channels, subject, status,"
+    " version FROM case_parties ORDER BY case_name, party"
+)
+
+
+def journey() -> list[CloudEvent]:
+    """Every sample event, of every kind the notifier reads, in order (each
+    ticket, appeal and report case from its opening)."""
+    events = []
+    for n, message in enumerate(sample_events()):
+        source = SOURCE_OF[type(message)]
+        subject = (
+            f"reports/{message.header.aggregate_id}"  # type: ignore[attr-defined]
+            if source.name == "reports"
+            else getattr(message, "request", "")
+        )
+        events.append(
+            CloudEvent(
+                id=f"sample-{n}",
+                source=f"casemesh/{source.name}",
+                type=f"casemesh.{source.name}.{message.DESCRIPTOR.name}.v1",
+                subject=subject,
+                time=NOW,
+                data=message.SerializeToString(),
+                key=str(n),
+            )
+        )
+    return events
+
+
+async def tables(dsn: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        jobs = await (await conn.execute(JOBS)).fetchall()
+        parties = await (await conn.execute(PARTIES)).fetchall()
+    return jobs, parties
+
+
+async def plan(dsn: str, batches: Sequence[Sequence[CloudEvent]]) -> dict[str, list[uuid.UUID]]:
+    """The new job ids by event, each batch planned in a transaction of its own."""
+    planner = Planner()
+    created: dict[str, list[uuid.UUID]] = {}
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        for batch in batches:
+            async with conn.transaction():
+                placed = [(e, Place("t", 0, n, 0)) for n, e in enumerate(batch)]
+                created |= await planner.plan_batch(conn, placed, NOW)
+    return created
+
+
+async def database(infra: Infra) -> str:
+    name = f"planning_it_{uuid.uuid4().hex[:8]}"
+    infra.pg.create_database(name)
+    dsn = infra.pg.dsn(name)
+    await create_schema(dsn)
+    return dsn
+
+
+async def test_a_batch_plans_the_jobs_and_parties_that_each_event_alone_would(
+    infra: Infra,
+) -> None:
+    events = journey()
+    assert {SOURCE_OF[k].name for k in event_kinds()} == {s.name for s in SOURCES}
+    together, alone = await database(infra), await database(infra)
+
+    # The whole journey in one batch, with a redelivery of its first event
+    # inside it; against each event in a transaction of its own.
+    batch_created = await plan(together, [[*events, events[0]]])
+    alone_created = await plan(alone, [[e] for e in events])
+
+    assert batch_created == alone_created
+    # Most events tell someone, some on two channels.
+    assert sum(map(len, batch_created.values())) > len(events)
+    assert await tables(together) == await tables(alone)
+    jobs, parties = await tables(together)
+    assert {row[3].split("/")[0] for row in jobs} == {
+        "tickets",
+        "appeals",
+        "reports",
+        "phone-changes",
+    }
+    assert parties
+
+    # Planned again, whole, the batch adds nothing.
+    assert await plan(together, [events]) == {}
+    assert await tables(together) == await tables(alone)

@@ -1,0 +1,81 @@
+"""What the notifier knows of a case's parties as a batch of events describes
+them (`CaseParties`): planned in memory, written back once."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from casemesh.events.v1 import tickets_pb2 as ev
+from casemesh_notifier.cases import CaseParties
+from casemesh_notifier.store import Party
+
+CASE = "appeals/a1"
+
+
+def contact(email: str, *channels: ev.ContactChannel.ValueType) -> ev.ContactPreferences:
+    return ev.ContactPreferences(email=email, channels=channels, locale="zh-CN")
+
+
+FILER = Party(
+    "filer",
+    "zh-CN",
+    "lin@example.com",
+    "",
+    ["EMAIL"],
+    "《山歌》",
+    "FILED",
+    user_id="u-1",
+    version=1,
+)
+
+
+def filer(**given: Any) -> Party:
+    return dataclasses.replace(FILER, **given)
+
+
+def test_a_party_named_again_is_kept_unless_their_details_are_replaced() -> None:
+    book = CaseParties({CASE: {"filer": filer()}})
+
+    book.name(CASE, "filer", "u-2", contact("other@example.com"), "另一个", "X", 9)
+    assert book.of(CASE)["filer"] == filer()
+    assert book.changed() == []
+
+    new = contact("new@example.com", ev.CONTACT_CHANNEL_EMAIL, ev.CONTACT_CHANNEL_SMS)
+    book.name(CASE, "filer", "u-1", new, "", "DECIDED", 5, replace=True)
+    # New contact details; the case's subject and status stay as they were.
+    assert book.of(CASE)["filer"] == filer(email="new@example.com", channels=["EMAIL", "SMS"])
+    assert book.changed() == [(CASE, filer(email="new@example.com", channels=["EMAIL", "SMS"]))]
+
+
+def test_a_new_party_takes_the_case_as_the_event_describes_it() -> None:
+    book = CaseParties({})
+    book.name(CASE, "uploader", "u-9", contact("up@example.com"), "《山歌》", "DECIDED", 4)
+    [(name, party)] = book.changed()
+    assert (name, party.role, party.email, party.status, party.version) == (
+        CASE,
+        "uploader",
+        "up@example.com",
+        "DECIDED",
+        4,
+    )
+    assert party.channels == [] and party.locale == "zh-CN"
+
+
+def test_an_older_event_does_not_turn_the_cases_status_back() -> None:
+    book = CaseParties({CASE: {"filer": filer(status="DECIDED", version=5)}})
+    book.status(CASE, "IN_REVIEW", 3)
+    assert book.of(CASE)["filer"].status == "DECIDED"
+    assert book.changed() == []
+    book.status(CASE, "CLOSED", 6)
+    assert book.of(CASE)["filer"] == filer(status="CLOSED", version=6)
+
+
+def test_what_a_plan_read_is_not_changed_under_it() -> None:
+    """A plan reads the parties as they were before its event, then records
+    the event's status: the first stays what it read."""
+    book = CaseParties({CASE: {"filer": filer()}})
+    before = book.of(CASE)
+    book.status(CASE, "DECIDED", 2)
+    assert before["filer"].status == "FILED"
+    assert book.of(CASE)["filer"].status == "DECIDED"
