@@ -13,6 +13,7 @@ the service computes from the jurisdiction's policy (time is an input).
 from __future__ import annotations
 
 import uuid
+from dataclasses import KW_ONLY, dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -110,6 +111,7 @@ def merge(content: dict[str, Any], completion: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
+@dataclass(eq=False, repr=False)
 class CopyrightAppeal(Aggregate):
     @staticmethod
     def create_id(filer_id: str, request_id: str) -> uuid.UUID:
@@ -126,30 +128,23 @@ class CopyrightAppeal(Aggregate):
         next_step: Step
         next_step_due: datetime
 
-    @event(Filed)
-    def __init__(
-        self,
-        *,
-        filer_id: str,
-        request_id: str,
-        request_fingerprint: str,
-        kind: Kind,
-        jurisdiction: str,
-        content: dict[str, Any],
-        missing: list[str],
-        next_step: Step,
-        next_step_due: datetime,
-    ) -> None:
-        self.filer_id = filer_id
-        self.request_id = request_id
-        self.request_fingerprint = request_fingerprint
-        self.kind = Kind(kind)
-        self.jurisdiction = jurisdiction
-        self.content = content
-        self.missing = list(missing)
-        self.state = State.INFO_REQUESTED if missing else State.SUBMITTED
-        self.next_step = Step(next_step)
-        self.next_step_due: datetime | None = next_step_due
+    # Filed records the case's opening fields; `__post_init__` derives the rest.
+    _: KW_ONLY
+    filer_id: str
+    request_id: str
+    request_fingerprint: str
+    kind: Kind
+    jurisdiction: str
+    content: dict[str, Any]
+    missing: list[str]
+    next_step: Step
+    next_step_due: datetime | None
+
+    def __post_init__(self) -> None:
+        # Replayed from the store, the enums come back as their strings.
+        self.kind = Kind(self.kind)
+        self.next_step = Step(self.next_step)
+        self.state = State.INFO_REQUESTED if self.missing else State.SUBMITTED
         self.assignee = ""
         self.uploader: dict[str, Any] | None = None
         self.decision: dict[str, Any] | None = None

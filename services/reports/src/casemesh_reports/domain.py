@@ -19,6 +19,7 @@ A decision's statement of reasons is a value of its own (`statement.py`):
 from __future__ import annotations
 
 import uuid
+from dataclasses import KW_ONLY, InitVar, dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -62,6 +63,7 @@ def target_key(target: dict[str, str]) -> str:
     return f"{target['type']}:{target['id']}"
 
 
+@dataclass(eq=False, repr=False)
 class AbuseReport(Aggregate):
     @staticmethod
     def create_id(reporter: str, request_id: str) -> uuid.UUID:
@@ -80,36 +82,24 @@ class AbuseReport(Aggregate):
         source: str
         case_id: str
 
-    @event(Filed)
-    def __init__(
-        self,
-        *,
-        reporter: str,
-        request_id: str,
-        request_fingerprint: str,
-        target: dict[str, str],
-        category: str,
-        subcategory: str,
-        explanation: str,
-        evidence: list[dict[str, str]],
-        contact: dict[str, Any],
-        source: str,
-        case_id: str,
-    ) -> None:
-        # Who filed it, under which request (a retried filing must match it).
-        self.reporter = reporter
-        self.request_id = request_id
-        self.request_fingerprint = request_fingerprint
-        # What is reported, and why.
-        self.target = target
-        self.category = category
-        self.subcategory = subcategory
-        self.explanation = explanation
-        self.evidence = evidence
-        # How the reporter hears back; where the report came from; its case.
-        self.contact = contact
-        self.source = source
-        self.case_id = case_id
+    # Filed records the report's opening fields; `__post_init__` derives the rest.
+    _: KW_ONLY
+    # Who filed it, under which request (a retried filing must match it).
+    reporter: str
+    request_id: str
+    request_fingerprint: str
+    # What is reported, and why.
+    target: dict[str, str]
+    category: str
+    subcategory: str
+    explanation: str
+    evidence: list[dict[str, str]]
+    # How the reporter hears back; where the report came from; its case.
+    contact: dict[str, Any]
+    source: str
+    case_id: str
+
+    def __post_init__(self) -> None:
         self.state = ReportState.SUBMITTED
         self.outcome: dict[str, Any] | None = None
         self.decided_at: datetime | None = None
@@ -155,6 +145,7 @@ class AbuseReport(Aggregate):
             self.outcome = {**self.outcome, "reversed": True, "appeal": appeal}
 
 
+@dataclass(eq=False, repr=False)
 class ReportCase(Aggregate):
     @staticmethod
     def create_id(target: dict[str, str], category: str, round_no: int) -> uuid.UUID:
@@ -170,30 +161,22 @@ class ReportCase(Aggregate):
         first_report: dict[str, Any]
         base_priority: float
 
-    @event(Opened)
-    def __init__(
-        self,
-        *,
-        target: dict[str, str],
-        category: str,
-        round_no: int,
-        lane: str,
-        severity: int,
-        dsa_category: str,
-        first_report: dict[str, Any],
-        base_priority: float,
-    ) -> None:
-        # What the case is about (once it is decided, the next report opens round + 1).
-        self.target = target
-        self.category = category
-        self.round_no = round_no
-        # How it is triaged: its review lane, how grave, the DSA category.
-        self.lane = lane
-        self.severity = severity
-        self.dsa_category = dsa_category
+    # Opened records the case's opening fields; `__post_init__` derives the rest.
+    _: KW_ONLY
+    # What the case is about (once it is decided, the next report opens round + 1).
+    target: dict[str, str]
+    category: str
+    round_no: int
+    # How it is triaged: its review lane, how grave, the DSA category.
+    lane: str
+    severity: int
+    dsa_category: str
+    first_report: InitVar[dict[str, Any]]
+    base_priority: float
+
+    def __post_init__(self, first_report: dict[str, Any]) -> None:
         self.reports: list[dict[str, Any]] = [first_report]
         self.first_report_at: datetime = first_report["at"]
-        self.base_priority = base_priority
         self.state = CaseState.OPEN
         self.assignee = ""
         self.decision: dict[str, Any] | None = None
@@ -378,6 +361,7 @@ class ReportCase(Aggregate):
             self.assignee = ""
 
 
+@dataclass(eq=False, repr=False)
 class Reporter(Aggregate):
     """A reporter's standing. Created by their first manifestly unfounded report."""
 
@@ -390,9 +374,13 @@ class Reporter(Aggregate):
         report_id: str
         at: datetime
 
-    @event(FirstMisuseCounted)
-    def __init__(self, *, user_id: str, report_id: str, at: datetime) -> None:
-        self.user_id = user_id
+    # FirstMisuseCounted records the reporter's opening fields; `__post_init__` derives the rest.
+    _: KW_ONLY
+    user_id: str
+    report_id: InitVar[str]
+    at: InitVar[datetime]
+
+    def __post_init__(self, report_id: str, at: datetime) -> None:
         # Counted since the last warning or suspension (within the window).
         self.unfounded: list[dict[str, Any]] = [{"report_id": report_id, "at": at}]
         # Every report ever counted (and not withdrawn): each counts once.
@@ -500,6 +488,7 @@ class Reporter(Aggregate):
         self.suspended_until = None
 
 
+@dataclass(eq=False, repr=False)
 class TrustedFlagger(Aggregate):
     @staticmethod
     def create_id(user_id: str) -> uuid.UUID:
@@ -511,11 +500,14 @@ class TrustedFlagger(Aggregate):
         areas: list[str]
         actor: str
 
-    @event(Designated)
-    def __init__(self, *, user_id: str, display_name: str, areas: list[str], actor: str) -> None:
-        self.user_id = user_id
-        self.display_name = display_name
-        self.areas = list(areas)
+    # Designated records the entry's opening fields; `__post_init__` derives the rest.
+    _: KW_ONLY
+    user_id: str
+    display_name: str
+    areas: list[str]
+    actor: InitVar[str]
+
+    def __post_init__(self, actor: str) -> None:
         self.active = True
 
     class Changed(Aggregate.Event):

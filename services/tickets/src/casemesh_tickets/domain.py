@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
+from dataclasses import KW_ONLY, dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -41,6 +42,7 @@ def _no_evidence(state: dict[str, Any]) -> None:
     state["evidence"] = []
 
 
+@dataclass(eq=False, repr=False)
 class Ticket(Aggregate):
     @staticmethod
     def create_id(requester: str, request_id: str) -> uuid.UUID:
@@ -78,37 +80,26 @@ class Ticket(Aggregate):
         resolution: str
         assignee: str
 
-    @event(Created)
-    def __init__(
-        self,
-        *,
-        requester: str,
-        request_id: str,
-        request_fingerprint: str,
-        category: str,
-        subject: str,
-        description: str,
-        locale: str,
-        contact: dict[str, Any],
-        priority: int,
-        evidence: list[dict[str, str]],
-    ) -> None:
-        # Who asked, under which request (a retried create must match it).
-        self.requester = requester
-        self.request_id = request_id
-        self.request_fingerprint = request_fingerprint
-        # What they asked, in which language they are answered, how they hear back.
-        self.category = category
-        self.subject = subject
-        self.description = description
-        self.locale = locale
-        self.contact = contact
-        self.priority = priority
+    # Created records the ticket's opening fields; `__post_init__` derives the rest.
+    _: KW_ONLY
+    # Who asked, under which request (a retried create must match it).
+    requester: str
+    request_id: str
+    request_fingerprint: str
+    # What they asked, in which language they are answered, how they hear back.
+    category: str
+    subject: str
+    description: str
+    locale: str
+    contact: dict[str, Any]
+    priority: int
+    evidence: list[dict[str, str]]
+
+    def __post_init__(self) -> None:
         self.status = Status.NEW
         self.assignee = ""
         self.resolution = ""
         self.rating: dict[str, Any] | None = None
-        self.evidence = list(evidence)
 
     # -- agents ---------------------------------------------------------
 
