@@ -1,0 +1,62 @@
+"""Crypto-shredding: each person's personal data (contacts, what they wrote)
+sealed with a key of their own, so that deleting their keys erases it from
+every event store and topic that keeps events for ever.
+
+- `sealing`: `Sealer.seal(text, person)` gives a `pd1.` token that travels
+  where the text did; `Sealer.reveal(token)` is the one way back, giving the
+  clear text, `ERASED` for an erased person, or text written before sealing
+  unchanged.
+- `keys`: each person's data keys, made on first need, cached in memory for
+  a bounded time, erased together (`DataKeys.erase`), moved to a new master
+  key (`DataKeys.rewrap`).
+- `masterkeys`: the master keys (`CASEMESH_MASTER_KEYS`) that wrap the data keys.
+- `postgres`: the wrapped keys in the shared key database (`casemesh_keys`),
+  which every service reaches only through this package.
+- `settings`: what a process needs to seal and reveal.
+
+`open_sealer` puts them together for a process.
+"""
+
+from __future__ import annotations
+
+from casemesh.platform.personal.keys import DataKeys, KeyStore, MemoryKeyStore
+from casemesh.platform.personal.masterkeys import MasterKeys, UnknownMasterKey
+from casemesh.platform.personal.postgres import PostgresKeyStore, create_schema, open_pool
+from casemesh.platform.personal.sealing import (
+    ERASED,
+    PREFIX,
+    Disclosure,
+    Revealed,
+    Sealer,
+    TokenRefused,
+    is_erased,
+    is_token,
+)
+from casemesh.platform.personal.settings import PersonalDataSettings
+
+__all__ = [
+    "ERASED",
+    "PREFIX",
+    "DataKeys",
+    "Disclosure",
+    "KeyStore",
+    "MasterKeys",
+    "MemoryKeyStore",
+    "PersonalDataSettings",
+    "PostgresKeyStore",
+    "Revealed",
+    "Sealer",
+    "TokenRefused",
+    "UnknownMasterKey",
+    "is_erased",
+    "is_token",
+    "open_sealer",
+]
+
+
+def open_sealer(settings: PersonalDataSettings) -> Sealer:
+    """A sealer on the shared key database, its table created if need be."""
+    create_schema(settings.keys_database_url)
+    store = PostgresKeyStore(open_pool(settings.keys_database_url))
+    keys = DataKeys(store, settings.master_key_set(), cache_seconds=settings.key_cache_seconds)
+    return Sealer(keys)

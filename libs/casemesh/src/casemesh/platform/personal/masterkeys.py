@@ -1,0 +1,119 @@
+"""The master keys that wrap every person's data keys, read from one secret.
+
+`CASEMESH_MASTER_KEYS` holds comma-separated `id:key` pairs, each key 32
+random bytes in base64 (urlsafe or standard). The first is current: new data
+keys are wrapped with it. The others are kept only so that data keys wrapped
+before a rotation can still be unwrapped, until `DataKeys.rewrap` has moved
+them all to the current one; then the old master key can be dropped from the
+secret. Each wrapped data key records the id of the master key that wrapped
+it.
+
+Wrapping is AES-256-GCM with the data key's id and its person as associated
+data, so a wrapped key copied onto another row (another person's) does not
+unwrap.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+from dataclasses import dataclass, field
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+SETTING = "CASEMESH_MASTER_KEYS"
+
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_NONCE_BYTES = 12
+
+
+class UnknownMasterKey(RuntimeError):
+    """A data key was wrapped by a master key the secret no longer holds."""
+
+
+def _key_bytes(text: str) -> bytes:
+    text = text.strip()
+    padded = text + "=" * (-len(text) % 4)
+    try:
+        if "-" in text or "_" in text:
+            return base64.urlsafe_b64decode(padded)
+        return base64.b64decode(padded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("a key is not base64") from None
+
+
+def _aad(key_id: bytes, person: str) -> bytes:
+    return b"casemesh-data-key\x00" + key_id + b"\x00" + person.encode()
+
+
+@dataclass(frozen=True)
+class MasterKeys:
+    """The configured master keys by id; `current_id` wraps new data keys."""
+
+    current_id: str
+    _keys: dict[str, bytes] = field(repr=False)
+
+    @classmethod
+    def parse(cls, setting: str) -> MasterKeys:
+        """Reads `id:base64key,…`; raises ValueError saying what is wrong
+        (never showing a key)."""
+        keys: dict[str, bytes] = {}
+        first = ""
+        for n, entry in enumerate(setting.split(","), start=1):
+            key_id, sep, material = entry.strip().partition(":")
+            if not sep:
+                raise ValueError(f"entry {n} must be id:base64key")
+            if not _ID.match(key_id):
+                raise ValueError(f"entry {n}: an id is 1 to 32 of A-Z a-z 0-9 _ -")
+            if key_id in keys:
+                raise ValueError(f"master key id {key_id!r} appears twice")
+            raw = _key_bytes(material)
+            if len(raw) != 32:
+                raise ValueError(f"master key {key_id!r} must be 32 bytes, not {len(raw)}")
+            keys[key_id] = raw
+            first = first or key_id
+        return cls(first, keys)
+
+    @classmethod
+    def from_environment(cls) -> MasterKeys:
+        """From `CASEMESH_MASTER_KEYS`; a missing or bad setting raises
+        ValueError naming the variable."""
+        try:
+            return cls.parse(os.environ.get(SETTING, ""))
+        except ValueError as exc:
+            raise ValueError(f"{SETTING}: {exc}") from None
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(self._keys)
+
+    def wrap(self, data_key: bytes, key_id: bytes, person: str) -> tuple[str, bytes]:
+        """The data key sealed under the current master key: (master id, nonce + ciphertext)."""
+        nonce = os.urandom(_NONCE_BYTES)
+        sealed = AESGCM(self._keys[self.current_id]).encrypt(nonce, data_key, _aad(key_id, person))
+        return self.current_id, nonce + sealed
+
+    def unwrap(self, master_id: str, wrapped: bytes, key_id: bytes, person: str) -> bytes:
+        """The data key back; raises UnknownMasterKey for a master id the
+        secret does not hold, ValueError for a wrapped key that was altered
+        or moved to another person's row."""
+        master = self._keys.get(master_id)
+        if master is None:
+            raise UnknownMasterKey(
+                f"a data key is wrapped by master key {master_id!r}, which {SETTING} does not"
+                " hold: put it back, after the current one, and run the rewrap"
+            )
+        try:
+            return AESGCM(master).decrypt(
+                wrapped[:_NONCE_BYTES], wrapped[_NONCE_BYTES:], _aad(key_id, person)
+            )
+        except InvalidTag:
+            raise ValueError("a wrapped data key does not match its row") from None
+
+
+def new_master_key() -> str:
+    """A fresh master key in the form the setting takes (urlsafe base64)."""
+    return base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
