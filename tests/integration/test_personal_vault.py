@@ -1,0 +1,145 @@
+"""People's data keys in a real PostgreSQL key database: what erasure
+leaves in the table, two processes making a person's first key at the same
+moment, and a master key rotation done in place."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg_pool import ConnectionPool
+
+from casemesh.platform.personal import (
+    ERASED,
+    DataKeys,
+    MasterKeys,
+    PostgresKeyStore,
+    Sealer,
+)
+from casemesh.platform.personal.keys import WrappedKey
+from casemesh.platform.personal.masterkeys import new_master_key
+from casemesh.platform.personal.postgres import create_schema, open_pool
+from tests.conftest import Infra
+
+ALICE = "users/alice"
+
+OLD = new_master_key()
+NEW = new_master_key()
+
+
+@pytest.fixture()
+def keys_db(infra: Infra) -> str:
+    name = f"keys_{uuid.uuid4().hex[:8]}"
+    infra.pg.create_database(name)
+    dsn = infra.pg.dsn(name)
+    create_schema(dsn)
+    return dsn
+
+
+@pytest.fixture()
+def pool(keys_db: str) -> Iterator[ConnectionPool[Any]]:
+    pool = open_pool(keys_db)
+    yield pool
+    pool.close()
+
+
+def rows(dsn: str, person: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            "SELECT key_id, master_id, length(wrapped) FROM personal_keys WHERE person = %s",
+            (person,),
+        ).fetchall()
+
+
+def sealer(pool: ConnectionPool[Any], setting: str = f"m1:{NEW}") -> Sealer:
+    return Sealer(DataKeys(PostgresKeyStore(pool), MasterKeys.parse(setting)))
+
+
+def test_an_erasure_deletes_the_persons_keys_and_their_text_reads_as_erased(
+    keys_db: str, pool: ConnectionPool[Any]
+) -> None:
+    writer = sealer(pool)
+    token = writer.seal("alice@example.com", ALICE)
+    bobs = writer.seal("bob@example.com", "users/bob")
+    # One key for Alice, stored wrapped (nonce, 32-byte key, tag), never in the clear.
+    [(_, master_id, length)] = rows(keys_db, ALICE)
+    assert (master_id, length) == ("m1", 12 + 32 + 16)
+
+    assert writer.keys.erase(ALICE) == 1
+    assert rows(keys_db, ALICE) == []
+    assert writer.keys.erase(ALICE) == 0
+
+    # A process that never held the key, as a consumer reading from offset 0.
+    reader = sealer(pool)
+    assert reader.reveal_many([token, bobs]) == {token: ERASED, bobs: "bob@example.com"}
+
+
+def test_a_second_process_starting_creates_nothing_twice(keys_db: str) -> None:
+    create_schema(keys_db)
+    create_schema(keys_db)
+
+
+class MeetingStore(PostgresKeyStore):
+    """Both processes look for the person's key before either makes one."""
+
+    def __init__(self, pool: ConnectionPool[Any], meeting: threading.Barrier) -> None:
+        super().__init__(pool)
+        self.meeting = meeting
+
+    def current(self, person: str) -> WrappedKey | None:
+        found = super().current(person)
+        self.meeting.wait()
+        return found
+
+
+def test_two_processes_making_a_persons_first_key_at_once_end_with_one(
+    keys_db: str, pool: ConnectionPool[Any]
+) -> None:
+    meeting = threading.Barrier(2, timeout=10)
+    masters = MasterKeys.parse(f"m1:{NEW}")
+    processes = [Sealer(DataKeys(MeetingStore(pool, meeting), masters)) for _ in range(2)]
+    tokens: dict[int, str] = {}
+    failures: list[BaseException] = []
+
+    def seal(n: int) -> None:
+        try:
+            tokens[n] = processes[n].seal(f"written by process {n}", ALICE)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=seal, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+
+    assert failures == []
+    assert len(rows(keys_db, ALICE)) == 1
+    reader = sealer(pool)
+    assert [reader.reveal(tokens[n]) for n in range(2)] == [
+        "written by process 0",
+        "written by process 1",
+    ]
+    # Both sealed with the one key: erasing it erases both.
+    reader.keys.erase(ALICE)
+    assert {sealer(pool).reveal(tokens[n]) for n in range(2)} == {ERASED}
+
+
+def test_after_a_rewrap_only_the_new_master_key_is_needed(
+    keys_db: str, pool: ConnectionPool[Any]
+) -> None:
+    before = sealer(pool, f"old:{OLD}")
+    people = [f"users/{n}" for n in range(5)]
+    tokens = {p: before.seal(f"{p}'s phone", p) for p in people}
+
+    rotating = DataKeys(PostgresKeyStore(pool), MasterKeys.parse(f"new:{NEW},old:{OLD}"))
+    assert rotating.rewrap(batch=2) == 5
+    assert rotating.rewrap() == 0
+    assert {row[1] for p in people for row in rows(keys_db, p)} == {"new"}
+
+    after = sealer(pool, f"new:{NEW}")
+    assert after.reveal_many(tokens.values()) == {t: f"{p}'s phone" for p, t in tokens.items()}
