@@ -279,3 +279,13 @@ def test_good_settings_give_the_master_keys_in_order(monkeypatch: pytest.MonkeyP
     assert settings.master_key_set().ids == ("2026b", "2026a")
     assert settings.master_key_set().current_id == "2026b"
     assert settings.key_cache_seconds == 60
+
+
+def test_a_master_key_may_be_written_in_either_base64_alphabet() -> None:
+    raw = bytes(range(250, 256)) * 5 + b"\xfb\xff"  # encodes with + and / (or - and _)
+    standard = base64.b64encode(raw).decode()
+    urlsafe = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    assert "+" in standard or "/" in standard
+    keys = MasterKeys.parse(f"a:{standard},b:{urlsafe}")
+    wrapped = keys.wrap(b"k" * 32, b"id", ALICE)
+    assert MasterKeys.parse(f"a:{urlsafe}").unwrap(*wrapped, b"id", ALICE) == b"k" * 32
