@@ -78,9 +78,19 @@ def test_an_erasure_deletes_the_persons_keys_and_their_text_reads_as_erased(
     assert reader.reveal_many([token, bobs]) == {token: ERASED, bobs: "bob@example.com"}
 
 
-def test_a_second_process_starting_creates_nothing_twice(keys_db: str) -> None:
+def test_processes_starting_again_leave_the_one_table_with_its_indexes(keys_db: str) -> None:
     create_schema(keys_db)
     create_schema(keys_db)
+    with psycopg.connect(keys_db) as conn:
+        indexes = conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'personal_keys' ORDER BY 1"
+        ).fetchall()
+    assert [name for (name,) in indexes] == [
+        "personal_keys_current",
+        "personal_keys_master",
+        "personal_keys_person",
+        "personal_keys_pkey",
+    ]
 
 
 class MeetingStore(PostgresKeyStore):
