@@ -7,20 +7,25 @@ from __future__ import annotations
 import base64
 import os
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from typing import Any
 
 import pytest
 
 from casemesh.platform.personal import (
     ERASED,
+    UNREADABLE,
     DataKeys,
     Disclosure,
     MasterKeys,
     MemoryKeyStore,
+    PersonalDataError,
     PersonalDataSettings,
     Sealer,
     TokenRefused,
+    UnknownDataKey,
     UnknownMasterKey,
+    WrappedKeyRefused,
     is_erased,
     is_token,
 )
@@ -52,7 +57,7 @@ class CountingStore(MemoryKeyStore):
         super().__init__()
         self.lookups: list[int] = []
 
-    def find(self, key_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, WrappedKey]:
+    def find(self, key_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, WrappedKey | None]:
         self.lookups.append(len(key_ids))
         return super().find(key_ids)
 
@@ -287,5 +292,170 @@ def test_a_master_key_may_be_written_in_either_base64_alphabet() -> None:
     urlsafe = base64.urlsafe_b64encode(raw).decode().rstrip("=")
     assert "+" in standard or "/" in standard
     keys = MasterKeys.parse(f"a:{standard},b:{urlsafe}")
-    wrapped = keys.wrap(b"k" * 32, b"id", ALICE)
-    assert MasterKeys.parse(f"a:{urlsafe}").unwrap(*wrapped, b"id", ALICE) == b"k" * 32
+    key_id = uuid.uuid4().bytes
+    wrapped = keys.wrap(b"k" * 32, key_id, ALICE)
+    assert MasterKeys.parse(f"a:{urlsafe}").unwrap(*wrapped, key_id, ALICE) == b"k" * 32
+
+
+def test_a_data_key_id_of_another_length_is_a_mistake_caught_at_once() -> None:
+    with pytest.raises(AssertionError, match="16 bytes"):
+        masters("m1").wrap(b"k" * 32, b"id", ALICE)
+
+
+class ErasingStore(MemoryKeyStore):
+    """A store whose next read lets an erasure of the person run before it
+    answers with what it read (another thread's erasure, made certain)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.during_read: Callable[[], Any] | None = None
+
+    def _interrupted(self) -> None:
+        during, self.during_read = self.during_read, None
+        if during is not None:
+            during()
+
+    def current(self, person: str) -> WrappedKey | None:
+        found = super().current(person)
+        self._interrupted()
+        return found
+
+    def find(self, key_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, WrappedKey | None]:
+        found = super().find(key_ids)
+        self._interrupted()
+        return found
+
+
+def test_a_key_read_while_its_person_is_erased_is_not_kept_after_the_erasure() -> None:
+    store = ErasingStore()
+    keys = masters("m1")
+    token = Sealer(DataKeys(store, keys)).seal("alice@example.com", ALICE)
+    reader = Sealer(DataKeys(store, keys, cache_seconds=60))
+    store.during_read = lambda: reader.keys.erase(ALICE)
+
+    reader.reveal(token)  # read before the erasure: in flight, not kept
+
+    assert reader.reveal(token) == ERASED
+
+
+def test_sealing_while_the_person_is_erased_uses_a_key_made_after_the_erasure() -> None:
+    store = ErasingStore()
+    personal = sealer(store)
+    before = personal.seal("old@example.com", ALICE)
+    personal.keys.forget(ALICE)  # so that the next seal reads the store
+    store.during_read = lambda: personal.keys.erase(ALICE)
+
+    after = personal.seal("new@example.com", ALICE)
+
+    assert personal.reveal(before) == ERASED
+    assert personal.reveal(after) == "new@example.com"
+
+
+def forged(key_id: uuid.UUID) -> str:
+    body = key_id.bytes + os.urandom(12 + 16 + 8)
+    return "pd1." + base64.urlsafe_b64encode(body).decode().rstrip("=")
+
+
+def test_a_token_whose_key_was_never_stored_is_not_shown_as_erased() -> None:
+    store = CountingStore()
+    personal = sealer(store)
+    stranger = forged(uuid.uuid4())
+    with pytest.raises(UnknownDataKey, match="wrong key database"):
+        personal.reveal(stranger)
+    found = personal.look_many([stranger])[stranger]
+    assert (found.text, found.disclosure) == (UNREADABLE, Disclosure.UNKNOWN)
+    assert isinstance(found.error, UnknownDataKey)
+    # Not remembered: the store is asked each time.
+    assert store.lookups == [1, 1]
+
+
+def test_a_process_on_an_empty_key_store_does_not_show_everything_as_erased() -> None:
+    token = sealer().seal("alice@example.com", ALICE)
+    wrong_database = sealer(master_keys=masters("m1"))
+    with pytest.raises(UnknownDataKey):
+        wrong_database.reveal(token)
+    assert wrong_database.reveal_many([token]) == {token: UNREADABLE}
+
+
+def test_text_that_merely_looks_like_a_token_reads_as_itself() -> None:
+    personal = sealer()
+    for text in ["pd1." + "A" * 60, forged(uuid.UUID(int=12345)), forged(uuid.uuid1())]:
+        assert is_token(text) is False
+        assert personal.look(text).disclosure is Disclosure.PLAIN
+
+
+def test_a_token_has_one_spelling() -> None:
+    personal = sealer()
+    token = personal.seal("alice@example.com", ALICE)
+    assert len(token[4:]) % 4 != 0  # its last character carries unused bits
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    # The last character with its lowest (unused) bit flipped decodes the same.
+    twin = token[:-1] + alphabet[alphabet.index(token[-1]) ^ 1]
+    assert base64.urlsafe_b64decode(twin[4:] + "==") == base64.urlsafe_b64decode(token[4:] + "==")
+    for other in [token + "\n", token + "=", twin, token.replace("-", "+").replace("_", "/")]:
+        if other == token:
+            continue
+        assert not is_token(other), other
+        assert personal.look(other).disclosure is Disclosure.PLAIN
+
+
+def test_one_bad_token_does_not_fail_a_batch_and_alone_it_raises() -> None:
+    store = MemoryKeyStore()
+    secrets: dict[str, str] = {}
+    old = sealer(store, masters("old", keys=secrets))
+    lost = old.seal("under a dropped master key", BOB)
+    personal = Sealer(DataKeys(store, masters("new", keys=secrets)))
+    good = personal.seal("alice@example.com", ALICE)
+    at = len(good) - 10
+    altered = good[:at] + ("A" if good[at] != "A" else "B") + good[at + 1 :]
+    unknown = forged(uuid.uuid4())
+
+    found = personal.look_many([good, altered, lost, unknown, "plain"])
+
+    assert found[good].text == "alice@example.com"
+    assert found["plain"].disclosure is Disclosure.PLAIN
+    assert [found[t].disclosure for t in (altered, lost, unknown)] == [
+        Disclosure.REFUSED,
+        Disclosure.REFUSED,
+        Disclosure.UNKNOWN,
+    ]
+    assert {found[t].text for t in (altered, lost, unknown)} == {UNREADABLE}
+    assert personal.reveal_many([good, lost])[lost] == UNREADABLE
+    assert personal.look_many([good], BOB)[good].disclosure is Disclosure.REFUSED
+    for bad, error in [
+        (altered, TokenRefused),
+        (lost, UnknownMasterKey),
+        (unknown, UnknownDataKey),
+    ]:
+        with pytest.raises(error) as raised:
+            personal.reveal(bad)
+        assert isinstance(raised.value, PersonalDataError)
+
+
+def test_a_wrapped_key_moved_to_another_persons_row_is_refused_not_revealed() -> None:
+    store = MemoryKeyStore()
+    personal = sealer(store)
+    token = personal.seal("alice@example.com", ALICE)
+    [alices] = store.wrapped_by_other_than("none", 10)
+    store._keys[alices.key_id] = WrappedKey(alices.key_id, BOB, alices.master_id, alices.wrapped)
+    reader = Sealer(DataKeys(store, personal.keys.masters))
+    assert reader.look_many([token])[token].disclosure is Disclosure.REFUSED
+    with pytest.raises(WrappedKeyRefused):
+        reader.reveal(token)
+
+
+def test_erased_keys_remembered_push_no_live_key_out_of_memory() -> None:
+    store = CountingStore()
+    keys = masters("m1")
+    writer = Sealer(DataKeys(store, keys))
+    live = writer.seal("kept", ALICE)
+    erased = [writer.seal("gone", f"users/{n}") for n in range(5)]
+    for n in range(5):
+        writer.keys.erase(f"users/{n}")
+    reader = Sealer(DataKeys(store, keys, cache_size=2))
+    reader.reveal(live)
+    for token in erased:
+        assert reader.reveal(token) == ERASED
+    lookups = len(store.lookups)
+    assert reader.reveal(live) == "kept"
+    assert len(store.lookups) == lookups

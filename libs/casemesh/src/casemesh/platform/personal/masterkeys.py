@@ -4,9 +4,23 @@
 random bytes in base64 (urlsafe or standard). The first is current: new data
 keys are wrapped with it. The others are kept only so that data keys wrapped
 before a rotation can still be unwrapped, until `DataKeys.rewrap` has moved
-them all to the current one; then the old master key can be dropped from the
-secret. Each wrapped data key records the id of the master key that wrapped
-it.
+them all to the current one. Each wrapped data key records the id of the
+master key that wrapped it.
+
+Rotating from `old` to `new`, in this order, so that no process ever meets a
+data key wrapped by a master key it does not hold:
+
+1. Deploy `old,new` everywhere (`new` known, `old` still current), and wait
+   until every process runs with it.
+2. Deploy `new,old` everywhere: new data keys are wrapped with `new`.
+3. Once every process has restarted with `new,old`, run the rewrap once
+   (`DataKeys.rewrap`): it moves every data key still wrapped by `old`.
+4. Drop `old` from the secret: deploy `new`.
+
+Erased data keys are gone from the key database, but not from its backups:
+a backup taken before an erasure still holds the erased person's keys, so
+how long backups are kept bounds how long an erased key lives (and the
+master keys that wrapped them must be treated as being as long-lived).
 
 Wrapping is AES-256-GCM with the data key's id and its person as associated
 data, so a wrapped key copied onto another row (another person's) does not
@@ -24,14 +38,14 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from casemesh.platform.personal.errors import UnknownMasterKey, WrappedKeyRefused
+
+__all__ = ["SETTING", "MasterKeys", "UnknownMasterKey", "new_master_key"]
+
 SETTING = "CASEMESH_MASTER_KEYS"
 
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _NONCE_BYTES = 12
-
-
-class UnknownMasterKey(RuntimeError):
-    """A data key was wrapped by a master key the secret no longer holds."""
 
 
 def _key_bytes(text: str) -> bytes:
@@ -44,6 +58,8 @@ def _key_bytes(text: str) -> bytes:
 
 
 def _aad(key_id: bytes, person: str) -> bytes:
+    # A fixed length, so that id and person cannot be shifted into each other.
+    assert len(key_id) == 16, "a data key id is 16 bytes"
     return b"casemesh-data-key\x00" + key_id + b"\x00" + person.encode()
 
 
@@ -64,7 +80,7 @@ class MasterKeys:
             key_id, sep, material = entry.strip().partition(":")
             if not sep:
                 raise ValueError(f"entry {n} must be id:base64key")
-            if not _ID.match(key_id):
+            if not _ID.fullmatch(key_id):
                 raise ValueError(f"entry {n}: an id is 1 to 32 of A-Z a-z 0-9 _ -")
             if key_id in keys:
                 raise ValueError(f"master key id {key_id!r} appears twice")
@@ -87,8 +103,8 @@ class MasterKeys:
 
     def unwrap(self, master_id: str, wrapped: bytes, key_id: bytes, person: str) -> bytes:
         """The data key back; raises UnknownMasterKey for a master id the
-        secret does not hold, ValueError for a wrapped key that was altered
-        or moved to another person's row."""
+        secret does not hold, WrappedKeyRefused for a wrapped key that was
+        altered or moved to another person's row."""
         master = self._keys.get(master_id)
         if master is None:
             raise UnknownMasterKey(
@@ -100,7 +116,7 @@ class MasterKeys:
                 wrapped[:_NONCE_BYTES], wrapped[_NONCE_BYTES:], _aad(key_id, person)
             )
         except InvalidTag:
-            raise ValueError("a wrapped data key does not match its row") from None
+            raise WrappedKeyRefused("a wrapped data key does not match its row") from None
 
 
 def new_master_key() -> str:
