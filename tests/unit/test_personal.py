@@ -4,6 +4,7 @@ rotation keeps readable, and what is refused."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import uuid
@@ -15,6 +16,7 @@ import pytest
 from casemesh.platform.personal import (
     ERASED,
     UNREADABLE,
+    AsyncSealer,
     DataKeys,
     Disclosure,
     MasterKeys,
@@ -459,3 +461,35 @@ def test_erased_keys_remembered_push_no_live_key_out_of_memory() -> None:
     lookups = len(store.lookups)
     assert reader.reveal(live) == "kept"
     assert len(store.lookups) == lookups
+
+
+async def test_asyncio_code_seals_and_reveals_reaching_the_store_only_on_a_miss(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = CountingStore()
+    threads: list[str] = []
+    to_thread = asyncio.to_thread
+
+    async def counted(func: Callable[..., Any], /, *args: Any) -> Any:
+        threads.append(func.__name__)
+        return await to_thread(func, *args)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    closed: list[bool] = []
+    monkeypatch.setattr(store, "close", lambda: closed.append(True))
+    async with AsyncSealer(sealer(store)) as personal:
+        token = await personal.seal("alice@example.com", ALICE)
+        again = await personal.seal("alice again", ALICE)
+        assert threads == ["current"]
+        assert await personal.reveal_many([token, again, "plain"]) == {
+            token: "alice@example.com",
+            again: "alice again",
+            "plain": "plain",
+        }
+        assert threads == ["current"] and store.lookups == []
+        stranger = forged(uuid.uuid4())
+        assert (await personal.look_many([stranger]))[stranger].disclosure is Disclosure.UNKNOWN
+        assert threads == ["current", "find"]
+        with pytest.raises(UnknownDataKey):
+            await personal.reveal(stranger)
+    assert closed == [True]

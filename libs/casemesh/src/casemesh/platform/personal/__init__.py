@@ -7,6 +7,7 @@ every event store and topic that keeps events for ever.
   clear text, `ERASED` for an erased person, or text written before sealing
   unchanged; a token it cannot reveal raises a `PersonalDataError` (per item
   in the batch forms, `look_many` and `reveal_many`).
+- `aio`: `AsyncSealer`, the same from asyncio code.
 - `keys`: each person's data keys, made on first need, cached in memory for
   a bounded time, erased together (`DataKeys.erase`), moved to a new master
   key (`DataKeys.rewrap`).
@@ -23,6 +24,7 @@ made beforehand by `create_schema`, which operators and the devstack run
 
 from __future__ import annotations
 
+from casemesh.platform.personal.aio import AsyncSealer
 from casemesh.platform.personal.errors import (
     PersonalDataError,
     TokenRefused,
@@ -49,6 +51,7 @@ __all__ = [
     "ERASED",
     "PREFIX",
     "UNREADABLE",
+    "AsyncSealer",
     "DataKeys",
     "Disclosure",
     "KeyStore",
@@ -72,7 +75,8 @@ __all__ = [
 
 def open_sealer(settings: PersonalDataSettings) -> Sealer:
     """A sealer on the shared key database, whose table `create_schema` made.
-    Close it when done (`with open_sealer(settings) as personal: ...`)."""
+    Close it when done (`with open_sealer(settings) as personal: ...`), or
+    wrap it for asyncio code (`AsyncSealer`)."""
     store = PostgresKeyStore(open_pool(settings.keys_database_url))
     keys = DataKeys(store, settings.master_key_set(), cache_seconds=settings.key_cache_seconds)
     return Sealer(keys)
