@@ -492,4 +492,12 @@ async def test_asyncio_code_seals_and_reveals_reaching_the_store_only_on_a_miss(
         assert threads == ["current", "find"]
         with pytest.raises(UnknownDataKey):
             await personal.reveal(stranger)
+        assert await personal.erase(ALICE) == 1
+        assert await personal.reveal(token) == ERASED
+        other = AsyncSealer(Sealer(DataKeys(store, personal.sealer.keys.masters)))
+        bobs = await other.seal("bob@example.com", BOB)
+        assert await personal.reveal(bobs) == "bob@example.com"
+        store.erase(BOB)  # by another process
+        personal.forget(BOB)
+        assert await personal.reveal(bobs) == ERASED
     assert closed == [True]

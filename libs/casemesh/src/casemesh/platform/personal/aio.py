@@ -65,6 +65,16 @@ class AsyncSealer:
             found.update(await asyncio.to_thread(keys.find, missing))
         return {t: _open(t, parsed[t], found, person) for t in texts}
 
+    async def erase(self, person: str) -> int:
+        """As `DataKeys.erase`: the person's keys destroyed in the store and
+        forgotten here."""
+        return await asyncio.to_thread(self.sealer.keys.erase, person)
+
+    def forget(self, person: str) -> None:
+        """As `DataKeys.forget` (memory only, so no thread): for the erasure
+        consumer that runs in every replica."""
+        self.sealer.keys.forget(person)
+
     async def aclose(self) -> None:
         await asyncio.to_thread(self.sealer.close)
 
