@@ -99,16 +99,21 @@ class PostgresSettings(ServiceSettings):
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
-            raise ValueError("must look like postgresql://user:password@host:5432/dbname")
-        if not parts.path.strip("/"):
-            raise ValueError("must name the database: postgresql://…/dbname")
-        try:
-            parts.port  # noqa: B018 - raises on a port that is not a number
-        except ValueError:
-            raise ValueError("has a port that is not a number") from None
-        return v
+        return postgres_url(v)
+
+
+def postgres_url(v: str) -> str:
+    """`v` if it is a PostgreSQL URL naming a database; else ValueError saying why."""
+    parts = urlsplit(v)
+    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+        raise ValueError("must look like postgresql://user:password@host:5432/dbname")
+    if not parts.path.strip("/"):
+        raise ValueError("must name the database: postgresql://…/dbname")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ValueError("has a port that is not a number") from None
+    return v
 
 
 class KafkaSettings(ServiceSettings):

@@ -1,0 +1,82 @@
+"""Crypto-shredding: each person's personal data (contacts, what they wrote)
+sealed with a key of their own, so that deleting their keys erases it from
+every event store and topic that keeps events for ever.
+
+- `sealing`: `Sealer.seal(text, person)` gives a `pd1.` token that travels
+  where the text did; `Sealer.reveal(token)` is the one way back, giving the
+  clear text, `ERASED` for an erased person, or text written before sealing
+  unchanged; a token it cannot reveal raises a `PersonalDataError` (per item
+  in the batch forms, `look_many` and `reveal_many`).
+- `aio`: `AsyncSealer`, the same from asyncio code.
+- `keys`: each person's data keys, made on first need, cached in memory for
+  a bounded time, erased together (`DataKeys.erase`), moved to a new master
+  key (`DataKeys.rewrap`).
+- `masterkeys`: the master keys (`CASEMESH_MASTER_KEYS`) that wrap the data keys.
+- `postgres`: the wrapped keys in the shared key database (`casemesh_keys`),
+  which every service reaches only through this package.
+- `settings`: what a process needs to seal and reveal.
+- `errors`: `PersonalDataError` and its kinds.
+
+`open_sealer` puts them together for a process; the key database's table is
+made beforehand by `create_schema`, which operators and the devstack run
+(services need no DDL rights).
+"""
+
+from __future__ import annotations
+
+from casemesh.platform.personal.aio import AsyncSealer
+from casemesh.platform.personal.errors import (
+    PersonalDataError,
+    TokenRefused,
+    UnknownDataKey,
+    UnknownMasterKey,
+    WrappedKeyRefused,
+)
+from casemesh.platform.personal.keys import DataKeys, KeyStore, MemoryKeyStore
+from casemesh.platform.personal.masterkeys import MasterKeys
+from casemesh.platform.personal.postgres import PostgresKeyStore, create_schema, open_pool
+from casemesh.platform.personal.sealing import (
+    ERASED,
+    PREFIX,
+    UNREADABLE,
+    Disclosure,
+    Revealed,
+    Sealer,
+    is_erased,
+    is_token,
+)
+from casemesh.platform.personal.settings import PersonalDataSettings
+
+__all__ = [
+    "ERASED",
+    "PREFIX",
+    "UNREADABLE",
+    "AsyncSealer",
+    "DataKeys",
+    "Disclosure",
+    "KeyStore",
+    "MasterKeys",
+    "MemoryKeyStore",
+    "PersonalDataError",
+    "PersonalDataSettings",
+    "PostgresKeyStore",
+    "Revealed",
+    "Sealer",
+    "TokenRefused",
+    "UnknownDataKey",
+    "UnknownMasterKey",
+    "WrappedKeyRefused",
+    "create_schema",
+    "is_erased",
+    "is_token",
+    "open_sealer",
+]
+
+
+def open_sealer(settings: PersonalDataSettings) -> Sealer:
+    """A sealer on the shared key database, whose table `create_schema` made.
+    Close it when done (`with open_sealer(settings) as personal: ...`), or
+    wrap it for asyncio code (`AsyncSealer`)."""
+    store = PostgresKeyStore(open_pool(settings.keys_database_url))
+    keys = DataKeys(store, settings.master_key_set(), cache_seconds=settings.key_cache_seconds)
+    return Sealer(keys)

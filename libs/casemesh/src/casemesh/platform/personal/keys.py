@@ -1,0 +1,363 @@
+"""Each person's data keys: made on first need, kept wrapped, cached unwrapped
+for a while, erased together when the person is erased.
+
+A person has one current data key at a time; everything sealed for them uses
+it. Erasing a person destroys every key they have: what was sealed with them
+can never be read again, by anyone. The erasure leaves a record of each key
+id (a tombstone, without the key), so that a token of an erased person reads
+as erased while a token whose key the store never held is told apart
+(`UnknownDataKey`): text that only looks like a token, or a process pointed
+at the wrong key database, is not silently shown as erased. Data sealed for
+the person afterwards gets a new key.
+
+Keys are stored wrapped by a master key (`masterkeys`) in a `KeyStore`: in
+memory for tests, or the shared `personal_keys` table (`postgres`). Unwrapped
+keys stay in this process's memory for `cache_seconds` (and at most
+`cache_size` of them), so sealing and revealing on a hot path seldom reach the
+store. That memory is why an erasure is not instant everywhere: the process
+that erases, and any that is told to `forget` the person, stop at once;
+another process may go on revealing with a key it holds for at most
+`cache_seconds` after the erasure, and, for as long, go on sealing new data
+with the erased key (data that is then unreadable: it counts as erased).
+
+`forget` clears only the memory of the process that calls it. The consumer
+of erasure events must therefore run in every replica of every service that
+reveals, each replica under a consumer group of its own (a group id unique to
+the replica), so that each one hears every erasure. A consumer that reveals
+and keeps clear text in a read model must also scrub that text itself when it
+hears of the erasure: erasing the keys cannot reach copies made in the clear.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from casemesh.platform.personal.errors import PersonalDataError, UnknownDataKey
+from casemesh.platform.personal.masterkeys import MasterKeys
+
+
+@dataclass(frozen=True, slots=True)
+class WrappedKey:
+    """A data key as the store keeps it: sealed by the master key `master_id`."""
+
+    key_id: uuid.UUID
+    person: str
+    master_id: str
+    wrapped: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DataKey:
+    """A person's data key in the clear (only ever in memory)."""
+
+    key_id: uuid.UUID
+    person: str
+    secret: bytes = field(repr=False)
+
+
+# What `DataKeys.find` gives for a key id: the key; None for an erased one;
+# the error that stops it being read (`UnknownDataKey` for an id the store
+# never held, `UnknownMasterKey` or `WrappedKeyRefused` for one that does not
+# unwrap).
+Lookup = DataKey | None | PersonalDataError
+
+
+class KeyStore(Protocol):
+    """Where wrapped data keys live, and the record of erased ones."""
+
+    def current(self, person: str) -> WrappedKey | None:
+        """The person's current key, if they have one."""
+        ...
+
+    def add_current(self, key: WrappedKey) -> WrappedKey:
+        """Makes `key` its person's current key unless they already have one
+        (another process may have made it first); returns the one that is
+        current afterwards. Never interleaves with an `erase` of the person:
+        an erasure sees every key made before it."""
+        ...
+
+    def find(self, key_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, WrappedKey | None]:
+        """Of these ids, the keys that exist, and None for those erased; an
+        id the store never held is left out."""
+        ...
+
+    def erase(self, person: str) -> int:
+        """Destroys every key of the person, keeping only the record that
+        their ids were erased; returns how many there were."""
+        ...
+
+    def wrapped_by_other_than(self, master_id: str, limit: int) -> list[WrappedKey]:
+        """Up to `limit` keys wrapped by a master key other than `master_id`."""
+        ...
+
+    def replace_wrapping(self, old: WrappedKey, master_id: str, wrapped: bytes) -> bool:
+        """Stores a key's new wrapping, unless it changed or went meanwhile."""
+        ...
+
+    def close(self) -> None:
+        """Lets go of what the store holds (connections)."""
+        ...
+
+
+class MemoryKeyStore:
+    """A KeyStore in a dictionary, for tests and the in-memory applications."""
+
+    def __init__(self) -> None:
+        self._keys: dict[uuid.UUID, WrappedKey] = {}
+        self._erased: set[uuid.UUID] = set()
+        self._current: dict[str, uuid.UUID] = {}
+        self._lock = threading.Lock()
+
+    def current(self, person: str) -> WrappedKey | None:
+        with self._lock:
+            key_id = self._current.get(person)
+            return None if key_id is None else self._keys[key_id]
+
+    def add_current(self, key: WrappedKey) -> WrappedKey:
+        with self._lock:
+            existing = self._current.get(key.person)
+            if existing is not None:
+                return self._keys[existing]
+            self._keys[key.key_id] = key
+            self._current[key.person] = key.key_id
+            return key
+
+    def find(self, key_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, WrappedKey | None]:
+        with self._lock:
+            found: dict[uuid.UUID, WrappedKey | None] = {
+                k: self._keys[k] for k in key_ids if k in self._keys
+            }
+            found.update((k, None) for k in key_ids if k in self._erased)
+            return found
+
+    def erase(self, person: str) -> int:
+        with self._lock:
+            gone = [k for k, v in self._keys.items() if v.person == person]
+            for key_id in gone:
+                del self._keys[key_id]
+                self._erased.add(key_id)
+            self._current.pop(person, None)
+            return len(gone)
+
+    def wrapped_by_other_than(self, master_id: str, limit: int) -> list[WrappedKey]:
+        with self._lock:
+            return [k for k in self._keys.values() if k.master_id != master_id][:limit]
+
+    def replace_wrapping(self, old: WrappedKey, master_id: str, wrapped: bytes) -> bool:
+        with self._lock:
+            if self._keys.get(old.key_id) != old:
+                return False
+            self._keys[old.key_id] = WrappedKey(old.key_id, old.person, master_id, wrapped)
+            return True
+
+    def close(self) -> None:
+        pass
+
+
+# How often `current` reads the store again when an erasure happened during
+# its read, before it gives the key it read last without keeping it.
+_ATTEMPTS = 3
+
+
+class DataKeys:
+    """People's data keys, through a store and a bounded, expiring memory.
+
+    A key id the store records as erased is remembered as erased too, apart
+    from the keys (ids are random and never reused, so that answer cannot
+    turn stale, and a page of erased data pushes no live key out of memory).
+    An id the store never held is not remembered: asked again, the store
+    answers again.
+
+    An erasure (`erase`, `forget`) counts up a generation under the lock. A
+    look-up notes the generation before it reads the store, and keeps what it
+    read only if no erasure happened meanwhile: a key read just before it was
+    erased is never put back in memory after the erasure.
+    """
+
+    def __init__(
+        self,
+        store: KeyStore,
+        masters: MasterKeys,
+        *,
+        cache_seconds: float = 60.0,
+        cache_size: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if cache_seconds < 0 or cache_size < 1:
+            raise ValueError("cache_seconds must be 0 or more and cache_size 1 or more")
+        self.store = store
+        self.masters = masters
+        self.cache_seconds = cache_seconds
+        self.cache_size = cache_size
+        self._clock = clock
+        self._by_id: OrderedDict[uuid.UUID, tuple[float, DataKey]] = OrderedDict()
+        self._erased: OrderedDict[uuid.UUID, None] = OrderedDict()
+        self._current: dict[str, uuid.UUID] = {}
+        self._generation = 0
+        self._lock = threading.Lock()
+
+    def current(self, person: str) -> DataKey:
+        """The person's current key; made (and stored) if they have none."""
+        for _ in range(_ATTEMPTS):
+            with self._lock:
+                cached = self._cached_current(person)
+                if cached is not None:
+                    return cached
+                generation = self._generation
+            wrapped = self.store.current(person)
+            if wrapped is None:
+                wrapped = self.store.add_current(self._new_wrapped(person))
+            key = self._unwrap(wrapped)
+            with self._lock:
+                if self._generation == generation:
+                    self._remember(key)
+                    self._current[person] = key.key_id
+                    return key
+        # Erasures kept coming during the reads; the last read began after the
+        # one before it, so it is as fresh as any: use it, but do not keep it.
+        return key
+
+    def cached_current(self, person: str) -> DataKey | None:
+        """The person's current key if it is in memory; never reaches the store."""
+        with self._lock:
+            return self._cached_current(person)
+
+    def find(self, key_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Lookup]:
+        """What each key id stands for (see `Lookup`): one store look-up for
+        all those not in memory. Errors are given per id, never raised; only
+        the store being away raises."""
+        with self._lock:
+            found, missing = self._in_memory(key_ids)
+            generation = self._generation
+        if not missing:
+            return found
+        stored = self.store.find(missing)
+        fresh: dict[uuid.UUID, Lookup] = {}
+        for key_id in missing:
+            if key_id not in stored:
+                fresh[key_id] = UnknownDataKey(
+                    f"no data key {key_id} in the key database, erased or not: text that"
+                    " only looks like a token, or the wrong key database"
+                )
+                continue
+            wrapped = stored[key_id]
+            try:
+                fresh[key_id] = None if wrapped is None else self._unwrap(wrapped)
+            except PersonalDataError as exc:
+                fresh[key_id] = exc
+        with self._lock:
+            for key_id, lookup in fresh.items():
+                if lookup is None:
+                    self._remember_erased(key_id)
+                elif isinstance(lookup, DataKey) and self._generation == generation:
+                    self._remember(lookup)
+        found.update(fresh)
+        return found
+
+    def in_memory(
+        self, key_ids: Iterable[uuid.UUID]
+    ) -> tuple[dict[uuid.UUID, Lookup], set[uuid.UUID]]:
+        """What memory knows of these ids, and the ids it does not know;
+        never reaches the store."""
+        with self._lock:
+            return self._in_memory(key_ids)
+
+    def erase(self, person: str) -> int:
+        """Destroys every key of the person, here and in the store; returns
+        how many the store had (0 when erased already). Other processes stop
+        using the keys when told to `forget` the person, or within
+        `cache_seconds`."""
+        erased = self.store.erase(person)
+        self.forget(person)
+        return erased
+
+    def forget(self, person: str) -> None:
+        """Drops the person's keys from this process's memory, and from no
+        other's: after another process erased them, this one stops using them
+        at once. Every replica must hear each erasure (see the module's
+        docstring)."""
+        with self._lock:
+            self._generation += 1
+            self._current.pop(person, None)
+            for key_id in [k for k, (_, v) in self._by_id.items() if v.person == person]:
+                del self._by_id[key_id]
+
+    def rewrap(self, batch: int = 500) -> int:
+        """Wraps every stored key wrapped by an older master key with the
+        current one; returns how many. Afterwards the older master keys can be
+        dropped from the secret. Safe to run in several processes at once."""
+        moved = 0
+        current = self.masters.current_id
+        while stale := self.store.wrapped_by_other_than(current, batch):
+            for old in stale:
+                secret = self.masters.unwrap(
+                    old.master_id, old.wrapped, old.key_id.bytes, old.person
+                )
+                master_id, wrapped = self.masters.wrap(secret, old.key_id.bytes, old.person)
+                moved += self.store.replace_wrapping(old, master_id, wrapped)
+        return moved
+
+    def close(self) -> None:
+        self.store.close()
+
+    def _new_wrapped(self, person: str) -> WrappedKey:
+        key_id = uuid.uuid4()
+        master_id, wrapped = self.masters.wrap(os.urandom(32), key_id.bytes, person)
+        return WrappedKey(key_id, person, master_id, wrapped)
+
+    def _unwrap(self, key: WrappedKey) -> DataKey:
+        secret = self.masters.unwrap(key.master_id, key.wrapped, key.key_id.bytes, key.person)
+        return DataKey(key.key_id, key.person, secret)
+
+    def _cached_current(self, person: str) -> DataKey | None:
+        key_id = self._current.get(person)
+        if key_id is None:
+            return None
+        key = self._cached(key_id)
+        return key if isinstance(key, DataKey) else None
+
+    def _in_memory(
+        self, key_ids: Iterable[uuid.UUID]
+    ) -> tuple[dict[uuid.UUID, Lookup], set[uuid.UUID]]:
+        found: dict[uuid.UUID, Lookup] = {}
+        missing: set[uuid.UUID] = set()
+        for key_id in set(key_ids):
+            if key_id in self._erased:
+                self._erased.move_to_end(key_id)
+                found[key_id] = None
+            elif (key := self._cached(key_id)) is not None:
+                found[key_id] = key
+            else:
+                missing.add(key_id)
+        return found, missing
+
+    def _cached(self, key_id: uuid.UUID) -> DataKey | None:
+        entry = self._by_id.get(key_id)
+        if entry is None:
+            return None
+        if entry[0] <= self._clock():
+            del self._by_id[key_id]
+            return None
+        self._by_id.move_to_end(key_id)
+        return entry[1]
+
+    def _remember(self, key: DataKey) -> None:
+        self._by_id[key.key_id] = (self._clock() + self.cache_seconds, key)
+        self._by_id.move_to_end(key.key_id)
+        while len(self._by_id) > self.cache_size:
+            dropped, (_, old) = self._by_id.popitem(last=False)
+            if self._current.get(old.person) == dropped:
+                del self._current[old.person]
+
+    def _remember_erased(self, key_id: uuid.UUID) -> None:
+        self._erased[key_id] = None
+        self._erased.move_to_end(key_id)
+        while len(self._erased) > self.cache_size:
+            self._erased.popitem(last=False)

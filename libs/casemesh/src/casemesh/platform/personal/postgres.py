@@ -1,0 +1,186 @@
+"""The wrapped data keys in PostgreSQL: the `personal_keys` table of the
+shared key database.
+
+Like the broker, the key database (`casemesh_keys`) is shared infrastructure:
+every service that seals or reveals personal data reaches it, and only
+through this library, never with SQL of its own. It holds one row per data
+key, wrapped by a master key (`masterkeys`); nothing in it is readable
+without the master key secret. The table is made by `create_schema`, run by
+operators (and the devstack) with DDL rights; services only read and write
+rows.
+
+An erased key keeps its row, without the key: `master_id` and `wrapped`
+become NULL and `erased_at` is set. That record is how a token of an erased
+person is told from one whose key was never here. A person has at most one
+live (not erased) key: the current one, unique by a partial unique index.
+
+Making a person's key and erasing the person take the same transaction-level
+advisory lock on the person, so they never interleave: an erasure waits for a
+key being made to be committed, and then destroys it too, and a key made
+after an erasure is a new one. (Without the lock, an erasure under READ
+COMMITTED would not see a key another process had inserted but not yet
+committed, and would miss it.)
+
+Backups of the key database still hold the keys erased since they were
+taken: how long backups are kept bounds how long an erased person's data can
+still be read by someone holding both a backup and the master keys.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection
+from typing import Any
+
+from psycopg import Cursor
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from casemesh.platform.eventstore import schema_lock
+from casemesh.platform.personal.keys import WrappedKey
+from casemesh.platform.pools import POOL_WAIT_S, guard_pool
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS personal_keys ("
+    " key_id uuid PRIMARY KEY,"
+    " person text NOT NULL,"
+    " master_id text,"
+    " wrapped bytea,"
+    " created_at timestamptz NOT NULL DEFAULT now(),"
+    " erased_at timestamptz,"
+    " CONSTRAINT personal_keys_wrapped_until_erased"
+    " CHECK ((erased_at IS NULL) = (wrapped IS NOT NULL)"
+    " AND (erased_at IS NULL) = (master_id IS NOT NULL)))",
+    "CREATE UNIQUE INDEX IF NOT EXISTS personal_keys_current"
+    " ON personal_keys (person) WHERE erased_at IS NULL",
+    "CREATE INDEX IF NOT EXISTS personal_keys_master"
+    " ON personal_keys (master_id) WHERE erased_at IS NULL",
+)
+
+_COLUMNS = "key_id, person, master_id, wrapped"
+
+# The first key of the two-key advisory locks on a person (the second is a
+# hash of the person); two-key locks never meet one-key ones (`schema_lock`).
+_PERSON_LOCKS = 0x7064_6B31  # "pdk1"
+
+
+def create_schema(database_url: str) -> None:
+    """Creates the table and its indexes if need be; processes starting
+    together take turns. Needs DDL rights: run by operators and the devstack,
+    never by `open_sealer`."""
+    with schema_lock(database_url, "casemesh-personal-keys"):
+        pool: ConnectionPool[Any] = ConnectionPool(
+            database_url, min_size=1, max_size=1, kwargs={"autocommit": True}
+        )
+        with pool, pool.connection() as conn:
+            for statement in SCHEMA:
+                conn.execute(statement)
+
+
+def open_pool(database_url: str, *, max_size: int = 4) -> ConnectionPool[Any]:
+    """An opened autocommit pool on the key database, with the pools' guard
+    (`casemesh.platform.pools`)."""
+    pool: ConnectionPool[Any] = ConnectionPool(
+        database_url,
+        min_size=1,
+        max_size=max_size,
+        open=False,
+        kwargs={"autocommit": True},
+        timeout=POOL_WAIT_S,
+        name="personal-keys",
+    )
+    guard_pool(pool)
+    pool.open()
+    return pool
+
+
+def _row(row: dict[str, Any]) -> WrappedKey:
+    return WrappedKey(row["key_id"], row["person"], row["master_id"], bytes(row["wrapped"]))
+
+
+def _lock_person(cur: Cursor[Any], person: str) -> None:
+    cur.execute("SELECT pg_advisory_xact_lock(%s::int, hashtext(%s))", (_PERSON_LOCKS, person))
+
+
+class PostgresKeyStore:
+    """A KeyStore on the `personal_keys` table (see `create_schema`)."""
+
+    def __init__(self, pool: ConnectionPool[Any]) -> None:
+        self.pool = pool
+
+    def current(self, person: str) -> WrappedKey | None:
+        with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return self._current(cur, person)
+
+    def add_current(self, key: WrappedKey) -> WrappedKey:
+        with (
+            self.pool.connection() as conn,
+            conn.transaction(),
+            conn.cursor(row_factory=dict_row) as cur,
+        ):
+            # Held until commit: an erasure of the person waits for this key.
+            _lock_person(cur, key.person)
+            existing = self._current(cur, key.person)
+            if existing is not None:
+                # Another process made the person's key first: use theirs.
+                return existing
+            self._insert(cur, key)
+        return key
+
+    def find(self, key_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, WrappedKey | None]:
+        if not key_ids:
+            return {}
+        with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                f"SELECT {_COLUMNS} FROM personal_keys WHERE key_id = ANY(%s)", (list(key_ids),)
+            )
+            return {
+                row["key_id"]: None if row["wrapped"] is None else _row(row)
+                for row in cur.fetchall()
+            }
+
+    def erase(self, person: str) -> int:
+        with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            _lock_person(cur, person)
+            cur.execute(
+                "UPDATE personal_keys SET master_id = NULL, wrapped = NULL, erased_at = now()"
+                " WHERE person = %s AND erased_at IS NULL",
+                (person,),
+            )
+            return int(cur.rowcount)
+
+    def wrapped_by_other_than(self, master_id: str, limit: int) -> list[WrappedKey]:
+        with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                f"SELECT {_COLUMNS} FROM personal_keys"
+                " WHERE master_id <> %s AND erased_at IS NULL ORDER BY key_id LIMIT %s",
+                (master_id, limit),
+            )
+            return [_row(row) for row in cur.fetchall()]
+
+    def replace_wrapping(self, old: WrappedKey, master_id: str, wrapped: bytes) -> bool:
+        with self.pool.connection() as conn:
+            cur = conn.execute(
+                "UPDATE personal_keys SET master_id = %s, wrapped = %s"
+                " WHERE key_id = %s AND master_id = %s AND wrapped = %s",
+                (master_id, wrapped, old.key_id, old.master_id, old.wrapped),
+            )
+            return bool(cur.rowcount == 1)
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def _current(self, cur: Cursor[Any], person: str) -> WrappedKey | None:
+        cur.execute(
+            f"SELECT {_COLUMNS} FROM personal_keys WHERE person = %s AND erased_at IS NULL",
+            (person,),
+        )
+        row = cur.fetchone()
+        return None if row is None else _row(row)
+
+    def _insert(self, cur: Cursor[Any], key: WrappedKey) -> None:
+        cur.execute(
+            "INSERT INTO personal_keys (key_id, person, master_id, wrapped)"
+            " VALUES (%s, %s, %s, %s)",
+            (key.key_id, key.person, key.master_id, key.wrapped),
+        )

@@ -1,0 +1,248 @@
+"""People's data keys in a real PostgreSQL key database: what erasure
+leaves in the table, two processes making a person's first key at the same
+moment, an erasure meeting a key being made, a process on the wrong key
+database, and a master key rotation done in place."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import Cursor
+from psycopg_pool import ConnectionPool
+
+from casemesh.platform.personal import (
+    ERASED,
+    UNREADABLE,
+    DataKeys,
+    MasterKeys,
+    PersonalDataSettings,
+    PostgresKeyStore,
+    Sealer,
+    UnknownDataKey,
+    open_sealer,
+)
+from casemesh.platform.personal.keys import WrappedKey
+from casemesh.platform.personal.masterkeys import new_master_key
+from casemesh.platform.personal.postgres import create_schema, open_pool
+from tests.conftest import Infra
+
+ALICE = "users/alice"
+
+OLD = new_master_key()
+NEW = new_master_key()
+
+
+@pytest.fixture()
+def keys_db(infra: Infra) -> str:
+    name = f"keys_{uuid.uuid4().hex[:8]}"
+    infra.pg.create_database(name)
+    dsn = infra.pg.dsn(name)
+    create_schema(dsn)
+    return dsn
+
+
+@pytest.fixture()
+def pool(keys_db: str) -> Iterator[ConnectionPool[Any]]:
+    pool = open_pool(keys_db)
+    yield pool
+    pool.close()
+
+
+def rows(dsn: str, person: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            "SELECT key_id, master_id, length(wrapped), erased_at IS NOT NULL"
+            " FROM personal_keys WHERE person = %s ORDER BY created_at",
+            (person,),
+        ).fetchall()
+
+
+def run_together(*targets: Callable[[], None]) -> list[BaseException]:
+    """Runs each in a thread of its own; the failures, a thread still
+    running after 30 s among them."""
+    failures: list[BaseException] = []
+
+    def run(target: Callable[[], None]) -> None:
+        try:
+            target()
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    stuck = [t.name for t in threads if t.is_alive()]
+    assert not stuck, f"still running after 30 s: {stuck}"
+    return failures
+
+
+def sealer(pool: ConnectionPool[Any], setting: str = f"m1:{NEW}") -> Sealer:
+    return Sealer(DataKeys(PostgresKeyStore(pool), MasterKeys.parse(setting)))
+
+
+def test_an_erasure_deletes_the_persons_keys_and_their_text_reads_as_erased(
+    keys_db: str, pool: ConnectionPool[Any]
+) -> None:
+    writer = sealer(pool)
+    token = writer.seal("alice@example.com", ALICE)
+    bobs = writer.seal("bob@example.com", "users/bob")
+    # One key for Alice, stored wrapped (nonce, 32-byte key, tag), never in the clear.
+    [(key_id, master_id, length, erased)] = rows(keys_db, ALICE)
+    assert (master_id, length, erased) == ("m1", 12 + 32 + 16, False)
+
+    assert writer.keys.erase(ALICE) == 1
+    # The key is gone; the record that it was erased stays.
+    assert rows(keys_db, ALICE) == [(key_id, None, None, True)]
+    assert writer.keys.erase(ALICE) == 0
+
+    # A process that never held the key, as a consumer reading from offset 0.
+    reader = sealer(pool)
+    assert reader.reveal_many([token, bobs]) == {token: ERASED, bobs: "bob@example.com"}
+
+
+def test_processes_starting_again_leave_the_one_table_with_its_indexes(keys_db: str) -> None:
+    create_schema(keys_db)
+    create_schema(keys_db)
+    with psycopg.connect(keys_db) as conn:
+        indexes = conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'personal_keys' ORDER BY 1"
+        ).fetchall()
+    assert [name for (name,) in indexes] == [
+        "personal_keys_current",
+        "personal_keys_master",
+        "personal_keys_pkey",
+    ]
+
+
+class MeetingStore(PostgresKeyStore):
+    """Both processes look for the person's key before either makes one."""
+
+    def __init__(self, pool: ConnectionPool[Any], meeting: threading.Barrier) -> None:
+        super().__init__(pool)
+        self.meeting = meeting
+
+    def current(self, person: str) -> WrappedKey | None:
+        found = super().current(person)
+        self.meeting.wait()
+        return found
+
+
+def test_two_processes_making_a_persons_first_key_at_once_end_with_one(
+    keys_db: str, pool: ConnectionPool[Any]
+) -> None:
+    meeting = threading.Barrier(2, timeout=10)
+    masters = MasterKeys.parse(f"m1:{NEW}")
+    processes = [Sealer(DataKeys(MeetingStore(pool, meeting), masters)) for _ in range(2)]
+    tokens: dict[int, str] = {}
+
+    def seal(n: int) -> Callable[[], None]:
+        def run() -> None:
+            tokens[n] = processes[n].seal(f"written by process {n}", ALICE)
+
+        return run
+
+    assert run_together(seal(0), seal(1)) == []
+    assert len(rows(keys_db, ALICE)) == 1
+    reader = sealer(pool)
+    assert [reader.reveal(tokens[n]) for n in range(2)] == [
+        "written by process 0",
+        "written by process 1",
+    ]
+    # Both sealed with the one key: erasing it erases both.
+    reader.keys.erase(ALICE)
+    assert {sealer(pool).reveal(tokens[n]) for n in range(2)} == {ERASED}
+
+
+def test_after_a_rewrap_only_the_new_master_key_is_needed(
+    keys_db: str, pool: ConnectionPool[Any]
+) -> None:
+    before = sealer(pool, f"old:{OLD}")
+    people = [f"users/{n}" for n in range(5)]
+    tokens = {p: before.seal(f"{p}'s phone", p) for p in people}
+
+    rotating = DataKeys(PostgresKeyStore(pool), MasterKeys.parse(f"new:{NEW},old:{OLD}"))
+    assert rotating.rewrap(batch=2) == 5
+    assert rotating.rewrap() == 0
+    assert {row[1] for p in people for row in rows(keys_db, p)} == {"new"}
+
+    after = sealer(pool, f"new:{NEW}")
+    assert after.reveal_many(tokens.values()) == {t: f"{p}'s phone" for p, t in tokens.items()}
+
+
+class PausingStore(PostgresKeyStore):
+    """Makes a key and, before committing it, waits to be let go."""
+
+    def __init__(self, pool: ConnectionPool[Any]) -> None:
+        super().__init__(pool)
+        self.inserted = threading.Event()
+        self.go_on = threading.Event()
+
+    def _insert(self, cur: Cursor[Any], key: WrappedKey) -> None:
+        super()._insert(cur, key)
+        self.inserted.set()
+        assert self.go_on.wait(timeout=10)
+
+
+def test_an_erasure_meeting_a_key_being_made_erases_it_too(
+    keys_db: str, pool: ConnectionPool[Any]
+) -> None:
+    masters = MasterKeys.parse(f"m1:{NEW}")
+    making = PausingStore(pool)
+    maker = Sealer(DataKeys(making, masters))
+    eraser = DataKeys(PostgresKeyStore(pool), masters)
+    tokens: list[str] = []
+    erased: list[int] = []
+
+    def seal() -> None:
+        tokens.append(maker.seal("alice@example.com", ALICE))
+
+    def erase() -> None:
+        assert making.inserted.wait(timeout=10)
+        erased.append(eraser.erase(ALICE))
+
+    def let_go() -> None:
+        assert making.inserted.wait(timeout=10)
+        threading.Event().wait(0.5)  # the erasure is under way meanwhile
+        making.go_on.set()
+
+    assert run_together(seal, erase, let_go) == []
+    # The erasure waited for the key to be committed, then erased it.
+    assert erased == [1]
+    assert [row[3] for row in rows(keys_db, ALICE)] == [True]
+    assert sealer(pool).reveal(tokens[0]) == ERASED
+
+
+def test_a_process_on_the_wrong_key_database_does_not_show_everything_as_erased(
+    keys_db: str, pool: ConnectionPool[Any], infra: Infra
+) -> None:
+    token = sealer(pool).seal("alice@example.com", ALICE)
+    other = f"keys_{uuid.uuid4().hex[:8]}"
+    infra.pg.create_database(other)
+    create_schema(infra.pg.dsn(other))
+    with Sealer(
+        DataKeys(PostgresKeyStore(open_pool(infra.pg.dsn(other))), MasterKeys.parse(f"m1:{NEW}"))
+    ) as wrong:
+        with pytest.raises(UnknownDataKey):
+            wrong.reveal(token)
+        assert wrong.reveal_many([token]) == {token: UNREADABLE}
+
+
+def test_a_service_opens_a_sealer_without_making_tables_and_closes_it(infra: Infra) -> None:
+    name = f"keys_{uuid.uuid4().hex[:8]}"
+    infra.pg.create_database(name)
+    settings = PersonalDataSettings(
+        master_keys=f"m1:{NEW}",
+        keys_database_url=infra.pg.dsn(name),
+    )
+    with open_sealer(settings) as personal:
+        pool = personal.keys.store.pool  # type: ignore[attr-defined]
+        with psycopg.connect(infra.pg.dsn(name)) as conn:
+            assert conn.execute("SELECT to_regclass('personal_keys')").fetchone() == (None,)
+    assert pool.closed

@@ -1,0 +1,503 @@
+"""Personal data sealed per person (crypto-shredding), on the in-memory key
+store: what a consumer reveals, what an erasure leaves, what a master key
+rotation keeps readable, and what is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import uuid
+from collections.abc import Callable, Collection
+from typing import Any
+
+import pytest
+
+from casemesh.platform.personal import (
+    ERASED,
+    UNREADABLE,
+    AsyncSealer,
+    DataKeys,
+    Disclosure,
+    MasterKeys,
+    MemoryKeyStore,
+    PersonalDataError,
+    PersonalDataSettings,
+    Sealer,
+    TokenRefused,
+    UnknownDataKey,
+    UnknownMasterKey,
+    WrappedKeyRefused,
+    is_erased,
+    is_token,
+)
+from casemesh.platform.personal.keys import WrappedKey
+from casemesh.platform.personal.masterkeys import new_master_key
+from casemesh.platform.settings import load
+
+ALICE = "users/alice"
+BOB = "users/bob"
+
+
+def masters(*ids: str, keys: dict[str, str] | None = None) -> MasterKeys:
+    keys = keys if keys is not None else {}
+    return MasterKeys.parse(",".join(f"{i}:{keys.setdefault(i, new_master_key())}" for i in ids))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class CountingStore(MemoryKeyStore):
+    """Remembers how many keys each look-up asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lookups: list[int] = []
+
+    def find(self, key_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, WrappedKey | None]:
+        self.lookups.append(len(key_ids))
+        return super().find(key_ids)
+
+
+def sealer(store: MemoryKeyStore | None = None, master_keys: MasterKeys | None = None) -> Sealer:
+    return Sealer(DataKeys(store or MemoryKeyStore(), master_keys or masters("m1")))
+
+
+def test_sealed_text_reveals_as_written_and_carries_none_of_it() -> None:
+    personal = sealer()
+    token = personal.seal("alice@example.com", ALICE)
+    assert token.startswith("pd1.") and token.isascii()
+    assert "alice" not in token and "example" not in token
+    assert is_token(token)
+    assert personal.reveal(token) == "alice@example.com"
+    assert personal.look(token).disclosure is Disclosure.REVEALED
+
+
+def test_unicode_text_survives_the_round_trip() -> None:
+    personal = sealer()
+    said = "我的视频被误删了 — très fâché 😠, call +86 138 0013 8000"
+    assert personal.reveal(personal.seal(said, ALICE)) == said
+
+
+def test_the_same_text_sealed_twice_gives_two_tokens() -> None:
+    personal = sealer()
+    assert personal.seal("13800138000", ALICE) != personal.seal("13800138000", ALICE)
+
+
+def test_empty_text_stays_empty() -> None:
+    personal = sealer()
+    assert personal.seal("", ALICE) == ""
+    assert personal.reveal("") == ""
+
+
+def test_text_from_before_sealing_reads_as_it_was() -> None:
+    personal = sealer()
+    for old in ["bob@example.com", "pd1.", "pd1.not a token", "pd1.c2hvcnQ"]:
+        assert personal.reveal(old) == old
+        assert personal.look(old).disclosure is Disclosure.PLAIN
+
+
+def test_after_an_erasure_the_persons_text_reads_as_erased_and_others_are_untouched() -> None:
+    personal = sealer()
+    alices = [
+        personal.seal("alice@example.com", ALICE),
+        personal.seal("I was charged twice", ALICE),
+    ]
+    bobs = personal.seal("bob@example.com", BOB)
+
+    assert personal.keys.erase(ALICE) == 1
+
+    for token in alices:
+        assert personal.reveal(token) == ERASED
+        assert is_erased(personal.reveal(token))
+        assert personal.look(token).erased
+    assert personal.reveal(bobs) == "bob@example.com"
+    # Erasing again finds nothing left, and says so.
+    assert personal.keys.erase(ALICE) == 0
+
+
+def test_after_an_erasure_new_data_gets_a_new_key_and_the_old_stays_erased() -> None:
+    personal = sealer()
+    before = personal.seal("old@example.com", ALICE)
+    personal.keys.erase(ALICE)
+    after = personal.seal("new@example.com", ALICE)
+    assert personal.reveal(after) == "new@example.com"
+    assert personal.reveal(before) == ERASED
+
+
+def test_a_token_is_refused_as_another_persons() -> None:
+    personal = sealer()
+    token = personal.seal("alice@example.com", ALICE)
+    personal.seal("bob@example.com", BOB)
+    assert personal.reveal(token, ALICE) == "alice@example.com"
+    with pytest.raises(TokenRefused, match="belongs to someone else"):
+        personal.reveal(token, BOB)
+
+
+def test_a_token_moved_under_another_persons_key_is_refused() -> None:
+    personal = sealer()
+    alices = base64.urlsafe_b64decode(personal.seal("alice@example.com", ALICE)[4:] + "==")
+    bobs = base64.urlsafe_b64decode(personal.seal("bob@example.com", BOB)[4:] + "==")
+    # Alice's ciphertext presented with Bob's key id.
+    moved = "pd1." + base64.urlsafe_b64encode(bobs[:16] + alices[16:]).decode().rstrip("=")
+    with pytest.raises(TokenRefused, match="altered"):
+        personal.reveal(moved)
+
+
+def test_an_altered_token_is_refused_not_revealed_as_something_else() -> None:
+    personal = sealer()
+    token = personal.seal("alice@example.com", ALICE)
+    # A character inside the ciphertext (the last one may carry unused bits).
+    at = len(token) - 10
+    altered = token[:at] + ("A" if token[at] != "A" else "B") + token[at + 1 :]
+    with pytest.raises(TokenRefused, match="altered"):
+        personal.reveal(altered)
+
+
+def test_many_tokens_are_revealed_with_one_key_look_up() -> None:
+    store = CountingStore()
+    writer = sealer(store)
+    tokens = [writer.seal(f"comment {n}", f"users/{n % 3}") for n in range(9)]
+    writer.keys.erase("users/2")
+
+    reader = sealer(store, writer.keys.masters)
+    revealed = reader.reveal_many([*tokens, "plain text"])
+
+    assert store.lookups == [3]  # three people's keys, one of them erased
+    assert revealed["plain text"] == "plain text"
+    for n, token in enumerate(tokens):
+        assert revealed[token] == (ERASED if n % 3 == 2 else f"comment {n}")
+    # Known now, erased ones too: no further look-up.
+    reader.reveal_many(tokens)
+    assert store.lookups == [3]
+
+
+def test_after_a_master_key_rotation_and_rewrap_the_old_master_key_can_go() -> None:
+    store = MemoryKeyStore()
+    secrets: dict[str, str] = {}
+    before = sealer(store, masters("old", keys=secrets))
+    tokens = {p: before.seal(f"{p} wrote this", p) for p in (ALICE, BOB)}
+
+    # The secret now names a new current key, the old one after it.
+    rotating = DataKeys(store, masters("new", "old", keys=secrets))
+    assert rotating.rewrap() == 2
+    assert rotating.rewrap() == 0
+
+    after = Sealer(DataKeys(store, masters("new", keys=secrets)))
+    for person, token in tokens.items():
+        assert after.reveal(token) == f"{person} wrote this"
+
+
+def test_without_the_rewrap_dropping_the_old_master_key_is_refused_by_name() -> None:
+    store = MemoryKeyStore()
+    secrets: dict[str, str] = {}
+    token = sealer(store, masters("old", keys=secrets)).seal("hello", ALICE)
+    only_new = Sealer(DataKeys(store, masters("new", keys=secrets)))
+    with pytest.raises(UnknownMasterKey, match=r"'old'.*CASEMESH_MASTER_KEYS"):
+        only_new.reveal(token)
+
+
+def test_another_process_stops_revealing_once_told_to_forget_the_person() -> None:
+    store = MemoryKeyStore()
+    clock = Clock()
+    keys = masters("m1")
+    eraser = Sealer(DataKeys(store, keys))
+    consumer = Sealer(DataKeys(store, keys, cache_seconds=60, clock=clock))
+    token = eraser.seal("alice@example.com", ALICE)
+    assert consumer.reveal(token) == "alice@example.com"
+
+    eraser.keys.erase(ALICE)
+    # The consumer still holds the key in memory (for at most its cache time) ...
+    assert consumer.reveal(token) == "alice@example.com"
+    # ... until the erasure reaches it.
+    consumer.keys.forget(ALICE)
+    assert consumer.reveal(token) == ERASED
+
+
+def test_another_process_stops_revealing_when_its_cache_time_is_up() -> None:
+    store = MemoryKeyStore()
+    clock = Clock()
+    keys = masters("m1")
+    eraser = Sealer(DataKeys(store, keys))
+    consumer = Sealer(DataKeys(store, keys, cache_seconds=60, clock=clock))
+    token = eraser.seal("alice@example.com", ALICE)
+    consumer.reveal(token)
+    eraser.keys.erase(ALICE)
+
+    clock.now += 59
+    assert consumer.reveal(token) == "alice@example.com"
+    clock.now += 1
+    assert consumer.reveal(token) == ERASED
+
+
+def test_the_key_memory_is_bounded() -> None:
+    store = CountingStore()
+    keys = masters("m1")
+    tokens = [Sealer(DataKeys(store, keys)).seal("x", f"users/{n}") for n in range(3)]
+    reader = Sealer(DataKeys(store, keys, cache_size=2))
+    for token in tokens:
+        reader.reveal(token)
+    assert len(store.lookups) == 3
+    reader.reveal(tokens[2])  # still held
+    assert len(store.lookups) == 3
+    reader.reveal(tokens[0])  # pushed out by the third
+    assert len(store.lookups) == 4
+
+
+def test_each_person_has_a_key_of_their_own() -> None:
+    personal = sealer()
+    a = personal.seal("a", ALICE)
+    b = personal.seal("b", BOB)
+    personal.keys.erase(BOB)
+    assert (personal.reveal(a), personal.reveal(b)) == ("a", ERASED)
+
+
+@pytest.mark.parametrize(
+    ("setting", "says"),
+    [
+        ("", "entry 1 must be id:base64key"),
+        ("m1:" + base64.b64encode(os.urandom(16)).decode(), "must be 32 bytes, not 16"),
+        ("m1:%%%", "not base64"),
+        (f"m1:{new_master_key()},m1:{new_master_key()}", "appears twice"),
+        (f"bad id:{new_master_key()}", "an id is"),
+    ],
+)
+def test_a_bad_master_key_secret_stops_start_up_naming_the_setting(
+    setting: str, says: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CASEMESH_MASTER_KEYS", setting)
+    monkeypatch.setenv("CASEMESH_KEYS_DATABASE_URL", "postgresql://u@db:5432/casemesh_keys")
+    with pytest.raises(SystemExit) as stopped:
+        load(PersonalDataSettings)
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "CASEMESH_MASTER_KEYS" in err and says in err
+
+
+def test_good_settings_give_the_master_keys_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CASEMESH_MASTER_KEYS", f"2026b:{new_master_key()},2026a:{new_master_key()}")
+    monkeypatch.setenv("CASEMESH_KEYS_DATABASE_URL", "postgresql://u@db:5432/casemesh_keys")
+    settings = load(PersonalDataSettings)
+    assert settings.master_key_set().ids == ("2026b", "2026a")
+    assert settings.master_key_set().current_id == "2026b"
+    assert settings.key_cache_seconds == 60
+
+
+def test_a_master_key_may_be_written_in_either_base64_alphabet() -> None:
+    raw = bytes(range(250, 256)) * 5 + b"\xfb\xff"  # encodes with + and / (or - and _)
+    standard = base64.b64encode(raw).decode()
+    urlsafe = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    assert "+" in standard or "/" in standard
+    keys = MasterKeys.parse(f"a:{standard},b:{urlsafe}")
+    key_id = uuid.uuid4().bytes
+    wrapped = keys.wrap(b"k" * 32, key_id, ALICE)
+    assert MasterKeys.parse(f"a:{urlsafe}").unwrap(*wrapped, key_id, ALICE) == b"k" * 32
+
+
+def test_a_data_key_id_of_another_length_is_a_mistake_caught_at_once() -> None:
+    with pytest.raises(AssertionError, match="16 bytes"):
+        masters("m1").wrap(b"k" * 32, b"id", ALICE)
+
+
+class ErasingStore(MemoryKeyStore):
+    """A store whose next read lets an erasure of the person run before it
+    answers with what it read (another thread's erasure, made certain)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.during_read: Callable[[], Any] | None = None
+
+    def _interrupted(self) -> None:
+        during, self.during_read = self.during_read, None
+        if during is not None:
+            during()
+
+    def current(self, person: str) -> WrappedKey | None:
+        found = super().current(person)
+        self._interrupted()
+        return found
+
+    def find(self, key_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, WrappedKey | None]:
+        found = super().find(key_ids)
+        self._interrupted()
+        return found
+
+
+def test_a_key_read_while_its_person_is_erased_is_not_kept_after_the_erasure() -> None:
+    store = ErasingStore()
+    keys = masters("m1")
+    token = Sealer(DataKeys(store, keys)).seal("alice@example.com", ALICE)
+    reader = Sealer(DataKeys(store, keys, cache_seconds=60))
+    store.during_read = lambda: reader.keys.erase(ALICE)
+
+    reader.reveal(token)  # read before the erasure: in flight, not kept
+
+    assert reader.reveal(token) == ERASED
+
+
+def test_sealing_while_the_person_is_erased_uses_a_key_made_after_the_erasure() -> None:
+    store = ErasingStore()
+    personal = sealer(store)
+    before = personal.seal("old@example.com", ALICE)
+    personal.keys.forget(ALICE)  # so that the next seal reads the store
+    store.during_read = lambda: personal.keys.erase(ALICE)
+
+    after = personal.seal("new@example.com", ALICE)
+
+    assert personal.reveal(before) == ERASED
+    assert personal.reveal(after) == "new@example.com"
+
+
+def forged(key_id: uuid.UUID) -> str:
+    body = key_id.bytes + os.urandom(12 + 16 + 8)
+    return "pd1." + base64.urlsafe_b64encode(body).decode().rstrip("=")
+
+
+def test_a_token_whose_key_was_never_stored_is_not_shown_as_erased() -> None:
+    store = CountingStore()
+    personal = sealer(store)
+    stranger = forged(uuid.uuid4())
+    with pytest.raises(UnknownDataKey, match="wrong key database"):
+        personal.reveal(stranger)
+    found = personal.look_many([stranger])[stranger]
+    assert (found.text, found.disclosure) == (UNREADABLE, Disclosure.UNKNOWN)
+    assert isinstance(found.error, UnknownDataKey)
+    # Not remembered: the store is asked each time.
+    assert store.lookups == [1, 1]
+
+
+def test_a_process_on_an_empty_key_store_does_not_show_everything_as_erased() -> None:
+    token = sealer().seal("alice@example.com", ALICE)
+    wrong_database = sealer(master_keys=masters("m1"))
+    with pytest.raises(UnknownDataKey):
+        wrong_database.reveal(token)
+    assert wrong_database.reveal_many([token]) == {token: UNREADABLE}
+
+
+def test_text_that_merely_looks_like_a_token_reads_as_itself() -> None:
+    personal = sealer()
+    for text in ["pd1." + "A" * 60, forged(uuid.UUID(int=12345)), forged(uuid.uuid1())]:
+        assert is_token(text) is False
+        assert personal.look(text).disclosure is Disclosure.PLAIN
+
+
+def test_a_token_has_one_spelling() -> None:
+    personal = sealer()
+    token = personal.seal("alice@example.com", ALICE)
+    assert len(token[4:]) % 4 != 0  # its last character carries unused bits
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    # The last character with its lowest (unused) bit flipped decodes the same.
+    twin = token[:-1] + alphabet[alphabet.index(token[-1]) ^ 1]
+    assert base64.urlsafe_b64decode(twin[4:] + "==") == base64.urlsafe_b64decode(token[4:] + "==")
+    for other in [token + "\n", token + "=", twin, token.replace("-", "+").replace("_", "/")]:
+        if other == token:
+            continue
+        assert not is_token(other), other
+        assert personal.look(other).disclosure is Disclosure.PLAIN
+
+
+def test_one_bad_token_does_not_fail_a_batch_and_alone_it_raises() -> None:
+    store = MemoryKeyStore()
+    secrets: dict[str, str] = {}
+    old = sealer(store, masters("old", keys=secrets))
+    lost = old.seal("under a dropped master key", BOB)
+    personal = Sealer(DataKeys(store, masters("new", keys=secrets)))
+    good = personal.seal("alice@example.com", ALICE)
+    at = len(good) - 10
+    altered = good[:at] + ("A" if good[at] != "A" else "B") + good[at + 1 :]
+    unknown = forged(uuid.uuid4())
+
+    found = personal.look_many([good, altered, lost, unknown, "plain"])
+
+    assert found[good].text == "alice@example.com"
+    assert found["plain"].disclosure is Disclosure.PLAIN
+    assert [found[t].disclosure for t in (altered, lost, unknown)] == [
+        Disclosure.REFUSED,
+        Disclosure.REFUSED,
+        Disclosure.UNKNOWN,
+    ]
+    assert {found[t].text for t in (altered, lost, unknown)} == {UNREADABLE}
+    assert personal.reveal_many([good, lost])[lost] == UNREADABLE
+    assert personal.look_many([good], BOB)[good].disclosure is Disclosure.REFUSED
+    for bad, error in [
+        (altered, TokenRefused),
+        (lost, UnknownMasterKey),
+        (unknown, UnknownDataKey),
+    ]:
+        with pytest.raises(error) as raised:
+            personal.reveal(bad)
+        assert isinstance(raised.value, PersonalDataError)
+
+
+def test_a_wrapped_key_moved_to_another_persons_row_is_refused_not_revealed() -> None:
+    store = MemoryKeyStore()
+    personal = sealer(store)
+    token = personal.seal("alice@example.com", ALICE)
+    [alices] = store.wrapped_by_other_than("none", 10)
+    store._keys[alices.key_id] = WrappedKey(alices.key_id, BOB, alices.master_id, alices.wrapped)
+    reader = Sealer(DataKeys(store, personal.keys.masters))
+    assert reader.look_many([token])[token].disclosure is Disclosure.REFUSED
+    with pytest.raises(WrappedKeyRefused):
+        reader.reveal(token)
+
+
+def test_erased_keys_remembered_push_no_live_key_out_of_memory() -> None:
+    store = CountingStore()
+    keys = masters("m1")
+    writer = Sealer(DataKeys(store, keys))
+    live = writer.seal("kept", ALICE)
+    erased = [writer.seal("gone", f"users/{n}") for n in range(5)]
+    for n in range(5):
+        writer.keys.erase(f"users/{n}")
+    reader = Sealer(DataKeys(store, keys, cache_size=2))
+    reader.reveal(live)
+    for token in erased:
+        assert reader.reveal(token) == ERASED
+    lookups = len(store.lookups)
+    assert reader.reveal(live) == "kept"
+    assert len(store.lookups) == lookups
+
+
+async def test_asyncio_code_seals_and_reveals_reaching_the_store_only_on_a_miss(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = CountingStore()
+    threads: list[str] = []
+    to_thread = asyncio.to_thread
+
+    async def counted(func: Callable[..., Any], /, *args: Any) -> Any:
+        threads.append(func.__name__)
+        return await to_thread(func, *args)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    closed: list[bool] = []
+    monkeypatch.setattr(store, "close", lambda: closed.append(True))
+    async with AsyncSealer(sealer(store)) as personal:
+        token = await personal.seal("alice@example.com", ALICE)
+        again = await personal.seal("alice again", ALICE)
+        assert threads == ["current"]
+        assert await personal.reveal_many([token, again, "plain"]) == {
+            token: "alice@example.com",
+            again: "alice again",
+            "plain": "plain",
+        }
+        assert threads == ["current"] and store.lookups == []
+        stranger = forged(uuid.uuid4())
+        assert (await personal.look_many([stranger]))[stranger].disclosure is Disclosure.UNKNOWN
+        assert threads == ["current", "find"]
+        with pytest.raises(UnknownDataKey):
+            await personal.reveal(stranger)
+        assert await personal.erase(ALICE) == 1
+        assert await personal.reveal(token) == ERASED
+        other = AsyncSealer(Sealer(DataKeys(store, personal.sealer.keys.masters)))
+        bobs = await other.seal("bob@example.com", BOB)
+        assert await personal.reveal(bobs) == "bob@example.com"
+        store.erase(BOB)  # by another process
+        personal.forget(BOB)
+        assert await personal.reveal(bobs) == ERASED
+    assert closed == [True]
