@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import psycopg
 from connectrpc.client import ConnectClient
 from connectrpc.method import IdempotencyLevel, MethodInfo
 
@@ -32,7 +33,7 @@ from casemesh.v1 import tickets_pb2 as pb
 from casemesh_devstack.kafka import LocalKafka
 from casemesh_devstack.ports import free_port
 from casemesh_devstack.postgres import LocalPostgres
-from casemesh_devstack.stack import DATABASES, IdentityKeys, service_specs
+from casemesh_devstack.stack import DATABASES, NOTIFIER_DB, IdentityKeys, service_specs
 from casemesh_devstack.supervisor import Supervisor
 
 SPAN_S = 6.0
@@ -157,9 +158,10 @@ class Unsustained(Exception):
 
 async def paced(
     target: str, rate: float, seconds: float, metadata: list[tuple[str, str]], sink: Arrivals
-) -> list[float]:
+) -> dict[str, float]:
     """Opens tickets at `rate` a second for `seconds`, each with an address of
-    its own; returns, for each, the seconds from the call to its e-mail."""
+    its own, and waits for their e-mails; returns when each call was made
+    (epoch seconds), by address."""
     run = uuid.uuid4().hex[:6]
     sent: dict[str, float] = {}
     async with grpc.aio.insecure_channel(target) as channel:
@@ -197,7 +199,27 @@ async def paced(
     missing = sent.keys() - sink.arrived.keys()
     if missing:
         raise RuntimeError(f"{len(missing)} e-mails never arrived")
-    return [sink.arrived[e] - t for e, t in sent.items()]
+    return sent
+
+
+def stages(notifier_dsn: str, sent: dict[str, float]) -> list[str]:
+    """Where a paced run's time went, from the notifier's jobs: the call to
+    its job planned (gateway, tickets, relay, Kafka, the notifier's
+    consuming), then planned to sent (the senders)."""
+    with psycopg.connect(notifier_dsn) as conn:
+        rows = conn.execute(
+            "SELECT recipient, extract(epoch FROM created_at), extract(epoch FROM sent_at)"
+            " FROM notification_jobs WHERE recipient = ANY(%s) AND channel = 'EMAIL'",
+            (list(sent),),
+        ).fetchall()
+    planned = [float(made) - sent[to] for to, made, _ in rows]
+    sending = [float(done) - float(made) for _, made, done in rows if done is not None]
+    return [
+        f"    of which call → job planned   p50 {percentile(planned, 50):7.1f} ms,"
+        f" p99 {percentile(planned, 99):7.1f} ms",
+        f"    of which planned → sent       p50 {percentile(sending, 50):7.1f} ms,"
+        f" p99 {percentile(sending, 99):7.1f} ms",
+    ]
 
 
 async def round_trips(target: str, seconds: float) -> list[float]:
@@ -364,10 +386,11 @@ def run(root: Path, pg: LocalPostgres, kafka: LocalKafka) -> None:
         # chain's own latency as reference.
         sink.settle()
         try:
-            latencies = asyncio.run(paced(gateway, most / 2, 10.0, metadata, sink))
+            sent = asyncio.run(paced(gateway, most / 2, 10.0, metadata, sink))
         except Unsustained as exc:
             lines.append(f"  command → e-mail at {most / 2:.0f} tickets/s: not measured: {exc}")
-            latencies = []
+            sent = {}
+        latencies = [sink.arrived[to] - at for to, at in sent.items()]
         bare_rtt = asyncio.run(round_trips(f"127.0.0.1:{proxy_port}", 3.0))
         for pct, limit in ((50, 25.0), (99, 100.0)) if latencies else ():
             goal = Goal(f"command → e-mail p{pct}, {most / 2:.0f} tickets/s", "ms", None, limit)
@@ -379,6 +402,8 @@ def run(root: Path, pg: LocalPostgres, kafka: LocalKafka) -> None:
                     "do-nothing chain, one call",
                 )
             )
+        if sent:
+            lines += stages(pg.dsn(NOTIFIER_DB), sent)
     finally:
         supervisor.stop_all(timeout=10)
         for p in (*chain, relay):
