@@ -131,26 +131,34 @@ async def record_outcome(
     await record_outcomes(conn, [(job, message)], now)
 
 
+# The outbox rows of outcome events, from arrays of job ids, types and
+# payloads: an event's id is `<job id>:<n>`, n counting the job's outcomes
+# (attempt numbers restart when a parked job is replayed).
+OUTCOME_ROWS = (
+    "INSERT INTO notification_outbox (event_id, job_id, ce_type, payload, created_at)"
+    " SELECT v.job || ':' || (1 + (SELECT count(*) FROM notification_outbox AS o"
+    "   WHERE o.job_id = v.job::uuid)), v.job::uuid, v.type, v.payload, %(now)s"
+    " FROM unnest(%(jobs)s::text[], %(types)s::text[], %(payloads)s::bytea[])"
+    " WITH ORDINALITY AS v(job, type, payload, n)"
+)
+
+
+def outcome_params(outcomes: Sequence[tuple[Job, Any]], now: datetime) -> dict[str, Any]:
+    return {
+        "jobs": [job.id for job, _ in outcomes],
+        "types": [NOTIFICATIONS.type_of(m) for _, m in outcomes],
+        "payloads": [m.SerializeToString() for _, m in outcomes],
+        "now": now,
+    }
+
+
 async def record_outcomes(
     conn: psycopg.AsyncConnection[Any], outcomes: Sequence[tuple[Job, Any]], now: datetime
 ) -> None:
     """Adds the outcome events (one per job) to the outbox, in the caller's
-    transaction. An event's id is `<job id>:<n>`, n counting the job's outcomes
-    (attempt numbers restart when a parked job is replayed). Callers update the
-    job rows first, so their row locks order concurrent outcomes of one job."""
-    await conn.execute(
-        "INSERT INTO notification_outbox (event_id, job_id, ce_type, payload, created_at)"
-        " SELECT v.job || ':' || (1 + (SELECT count(*) FROM notification_outbox AS o"
-        "   WHERE o.job_id = v.job::uuid)), v.job::uuid, v.type, v.payload, %(now)s"
-        " FROM unnest(%(jobs)s::text[], %(types)s::text[], %(payloads)s::bytea[])"
-        " WITH ORDINALITY AS v(job, type, payload, n) ORDER BY v.n",
-        {
-            "jobs": [job.id for job, _ in outcomes],
-            "types": [NOTIFICATIONS.type_of(m) for _, m in outcomes],
-            "payloads": [m.SerializeToString() for _, m in outcomes],
-            "now": now,
-        },
-    )
+    transaction. Callers update the job rows first, so their row locks order
+    concurrent outcomes of one job."""
+    await conn.execute(f"{OUTCOME_ROWS} ORDER BY v.n", outcome_params(outcomes, now))
     await conn.execute("NOTIFY notification_outbox")
 
 
@@ -494,51 +502,51 @@ class Delivery:
 
     async def _sent(self, delivered: list[tuple[Job, str]]) -> None:
         """Records deliveries (job, provider's message id) and their outcome
-        events in one transaction; a job whose claim was lost meanwhile is
-        left to its new holder."""
+        events in one statement (one round trip, atomic on its own); a job
+        whose claim was lost meanwhile is left to its new holder. Only a
+        holder's own claim (`sending`, its attempt number) can be marked sent,
+        so no other outcome of the job can be recorded meanwhile and the
+        statement's count of the job's outcomes is current."""
         now = self._clock.now()
-        async with self._pool.connection() as conn, conn.transaction():
+        outcomes = [
+            (
+                job,
+                nev.NotificationDelivered(
+                    job=job.ref(now), provider_message_id=provider_id, possible_repeat=job.retaken
+                ),
+            )
+            for job, provider_id in delivered
+        ]
+        async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "UPDATE notification_jobs AS j SET status = 'sent', sent_at = %(now)s,"
-                " provider_message_id = v.provider_id, claimed_until = NULL, last_error = '',"
+                "WITH sent AS (UPDATE notification_jobs AS j SET status = 'sent',"
+                " sent_at = %(now)s, provider_message_id = d.provider_id,"
+                " claimed_until = NULL, last_error = '',"
                 # Delivered: a one-time code is kept no longer than needed.
                 " body = CASE WHEN j.template = ANY(%(secret)s) THEN '' ELSE j.body END,"
                 " html = CASE WHEN j.template = ANY(%(secret)s) THEN '' ELSE j.html END,"
                 " params = CASE WHEN j.template = ANY(%(secret)s) THEN '{}' ELSE j.params END"
                 " FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(provider_ids)s::text[])"
-                " AS v(id, attempts, provider_id)"
-                " WHERE j.id = v.id AND j.status = 'sending' AND j.attempts = v.attempts"
-                " RETURNING j.id",
+                " AS d(id, attempts, provider_id)"
+                " WHERE j.id = d.id AND j.status = 'sending' AND j.attempts = d.attempts"
+                " RETURNING j.id),"
+                f" told AS ({OUTCOME_ROWS} WHERE v.job::uuid IN (SELECT id FROM sent)"
+                " ORDER BY v.n RETURNING 1)"
+                " SELECT id, (SELECT count(pg_notify('notification_outbox', '')) FROM told)"
+                " FROM sent",
                 {
-                    "now": now,
                     "secret": sorted(policy.SECRET_TEMPLATES),
                     "ids": [job.id for job, _ in delivered],
                     "attempts": [job.attempts for job, _ in delivered],
                     "provider_ids": [provider_id for _, provider_id in delivered],
+                    **outcome_params(outcomes, now),
                 },
             )
             still_claimed = {str(row[0]) for row in await cur.fetchall()}
-            for job, _ in delivered:
-                if job.id not in still_claimed:
-                    log.warning("notification.claim_lost", job_id=job.id, outcome="delivered")
-            delivered = [(job, pid) for job, pid in delivered if job.id in still_claimed]
-            if not delivered:
-                return
-            await record_outcomes(
-                conn,
-                [
-                    (
-                        job,
-                        nev.NotificationDelivered(
-                            job=job.ref(now),
-                            provider_message_id=provider_id,
-                            possible_repeat=job.retaken,
-                        ),
-                    )
-                    for job, provider_id in delivered
-                ],
-                now,
-            )
+        for job, _ in delivered:
+            if job.id not in still_claimed:
+                log.warning("notification.claim_lost", job_id=job.id, outcome="delivered")
+        delivered = [(job, pid) for job, pid in delivered if job.id in still_claimed]
         for job, _ in delivered:
             OUTCOMES.labels(job.channel, "delivered").inc()
             if job.retaken:
