@@ -8,6 +8,10 @@ every event store and topic that keeps events for ever.
   unchanged; a token it cannot reveal raises a `PersonalDataError` (per item
   in the batch forms, `look_many` and `reveal_many`).
 - `aio`: `AsyncSealer`, the same from asyncio code.
+- `fields`: which fields of which domain events are personal, and whose
+  (`PersonalFields`, `PersonalEvent`).
+- `mapper`: `SealingMapper`, which stores those fields sealed and reveals
+  them for the application (or, for the relay, leaves the tokens).
 - `keys`: each person's data keys, made on first need, cached in memory for
   a bounded time, erased together (`DataKeys.erase`), moved to a new master
   key (`DataKeys.rewrap`).
@@ -32,7 +36,9 @@ from casemesh.platform.personal.errors import (
     UnknownMasterKey,
     WrappedKeyRefused,
 )
+from casemesh.platform.personal.fields import PersonalEvent, PersonalFields
 from casemesh.platform.personal.keys import DataKeys, KeyStore, MemoryKeyStore
+from casemesh.platform.personal.mapper import SealingMapper
 from casemesh.platform.personal.masterkeys import MasterKeys
 from casemesh.platform.personal.postgres import PostgresKeyStore, create_schema, open_pool
 from casemesh.platform.personal.sealing import (
@@ -59,9 +65,12 @@ __all__ = [
     "MemoryKeyStore",
     "PersonalDataError",
     "PersonalDataSettings",
+    "PersonalEvent",
+    "PersonalFields",
     "PostgresKeyStore",
     "Revealed",
     "Sealer",
+    "SealingMapper",
     "TokenRefused",
     "UnknownDataKey",
     "UnknownMasterKey",
