@@ -1,18 +1,24 @@
 """Personal fields of events sealed in the event store and revealed for the
-application, kept as tokens for the relay, erased with their person. In
-memory only."""
+application, kept as tokens for the relay, erased with their person; and
+event messages revealed for a consumer (`reveal_message`). In memory only."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from typing import Any
 
 import pytest
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import ApplicationRecorder
+from google.protobuf.wrappers_pb2 import BytesValue
 
+from casemesh.events.v1 import tickets_pb2 as events
 from casemesh.platform.eventstore import TracedApplication, TracingMapper
 from casemesh.platform.personal import (
     ERASED,
+    UNREADABLE,
+    AsyncSealer,
     DataKeys,
     MasterKeys,
     MemoryKeyStore,
@@ -22,8 +28,11 @@ from casemesh.platform.personal import (
     SealingMapper,
     UnknownDataKey,
     is_token,
+    reveal_message,
+    reveal_message_async,
 )
 from casemesh.platform.personal.masterkeys import new_master_key
+from casemesh.v1 import tickets_pb2 as api
 
 ALICE = "users/alice"
 BOB = "users/bob"
@@ -197,3 +206,92 @@ def test_without_a_sealer_the_application_stores_as_before() -> None:
     open_alices(app)
     assert type(app.mapper) is TracingMapper
     assert b"alice@example.com" in stored_states(app)[0]
+
+
+# -- messages, as a consumer reveals them -------------------------------------
+
+
+def ticket_created(personal: Sealer) -> events.TicketCreated:
+    return events.TicketCreated(
+        header=events.TicketEventHeader(ticket_id=str(uuid.uuid4()), version=1, actor=ALICE),
+        requester=ALICE,
+        category="account.login",
+        subject=personal.seal("Charged twice", ALICE),
+        description="pd1.not a token",
+        contact=events.ContactPreferences(
+            email=personal.seal("alice@example.com", ALICE),
+            phone=personal.seal("+49 151 2345678", ALICE),
+            locale="de-DE",
+        ),
+        evidence=[
+            events.EvidenceAttachment(name=personal.seal("receipt.png", ALICE), sha256="ab" * 32),
+            events.EvidenceAttachment(name=personal.seal("bob's note.txt", BOB), sha256="cd" * 32),
+        ],
+    )
+
+
+def test_a_consumer_reads_the_message_as_it_was_written() -> None:
+    personal = new_sealer()
+    sealed = ticket_created(personal)
+
+    revealed = reveal_message(personal, sealed)
+
+    message = revealed.message
+    assert message.subject == "Charged twice"
+    assert (message.contact.email, message.contact.phone) == (
+        "alice@example.com",
+        "+49 151 2345678",
+    )
+    assert [e.name for e in message.evidence] == ["receipt.png", "bob's note.txt"]
+    # Ordinary strings, and text that only looks like a token, are left as they are.
+    assert (message.requester, message.category, message.contact.locale) == (
+        ALICE,
+        "account.login",
+        "de-DE",
+    )
+    assert message.description == "pd1.not a token"
+    assert message.header.actor == ALICE and message.evidence[0].sha256 == "ab" * 32
+    assert (revealed.erased, dict(revealed.unreadable)) == ((), {})
+    # The message given is not changed.
+    assert is_token(sealed.subject)
+
+
+def test_erased_and_unreadable_fields_are_marked_and_the_rest_revealed() -> None:
+    personal = new_sealer()
+    sealed = ticket_created(personal)
+    sealed.contact.phone = new_sealer().seal("+49 151 2345678", ALICE)  # a key never held here
+    personal.keys.erase(BOB)
+
+    revealed = reveal_message(personal, sealed)
+
+    message = revealed.message
+    assert message.evidence[1].name == ERASED
+    assert message.contact.phone == UNREADABLE
+    assert (message.subject, message.contact.email) == ("Charged twice", "alice@example.com")
+    assert message.evidence[0].name == "receipt.png"
+    assert revealed.erased == ("evidence[1].name",)
+    assert list(revealed.unreadable) == ["contact.phone"]
+    assert isinstance(revealed.unreadable["contact.phone"], UnknownDataKey)
+
+
+def test_map_values_are_revealed_and_bytes_are_not_touched() -> None:
+    personal = new_sealer()
+    token = personal.seal("Login problems", ALICE)
+    category = api.TicketCategory(id="account.login", labels={"en": token, "de": "Anmeldung"})
+    assert reveal_message(personal, category).message.labels == {
+        "en": "Login problems",
+        "de": "Anmeldung",
+    }
+    raw = BytesValue(value=token.encode())
+    assert reveal_message(personal, raw).message.value == token.encode()
+
+
+def test_an_asyncio_consumer_reveals_the_same_way() -> None:
+    personal = new_sealer()
+    sealed = ticket_created(personal)
+    personal.keys.erase(BOB)
+
+    revealed = asyncio.run(reveal_message_async(AsyncSealer(personal), sealed))
+
+    assert revealed.message.contact.email == "alice@example.com"
+    assert revealed.erased == ("evidence[1].name",)

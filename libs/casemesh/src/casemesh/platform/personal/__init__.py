@@ -12,6 +12,8 @@ every event store and topic that keeps events for ever.
   (`PersonalFields`, `PersonalEvent`).
 - `mapper`: `SealingMapper`, which stores those fields sealed and reveals
   them for the application (or, for the relay, leaves the tokens).
+- `messages`: `reveal_message`, the one way a consumer reveals the personal
+  fields of a protobuf event message.
 - `keys`: each person's data keys, made on first need, cached in memory for
   a bounded time, erased together (`DataKeys.erase`), moved to a new master
   key (`DataKeys.rewrap`).
@@ -40,6 +42,11 @@ from casemesh.platform.personal.fields import PersonalEvent, PersonalFields
 from casemesh.platform.personal.keys import DataKeys, KeyStore, MemoryKeyStore
 from casemesh.platform.personal.mapper import SealingMapper
 from casemesh.platform.personal.masterkeys import MasterKeys
+from casemesh.platform.personal.messages import (
+    RevealedMessage,
+    reveal_message,
+    reveal_message_async,
+)
 from casemesh.platform.personal.postgres import PostgresKeyStore, create_schema, open_pool
 from casemesh.platform.personal.sealing import (
     ERASED,
@@ -69,6 +76,7 @@ __all__ = [
     "PersonalFields",
     "PostgresKeyStore",
     "Revealed",
+    "RevealedMessage",
     "Sealer",
     "SealingMapper",
     "TokenRefused",
@@ -79,6 +87,8 @@ __all__ = [
     "is_erased",
     "is_token",
     "open_sealer",
+    "reveal_message",
+    "reveal_message_async",
 ]
 
 
