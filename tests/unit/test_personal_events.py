@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
@@ -31,6 +32,7 @@ from casemesh.platform.personal import (
     reveal_message,
     reveal_message_async,
 )
+from casemesh.platform.personal.keys import Lookup
 from casemesh.platform.personal.masterkeys import new_master_key
 from casemesh.v1 import tickets_pb2 as api
 
@@ -183,6 +185,25 @@ def test_an_erased_persons_fields_read_as_erased_and_the_rest_of_the_case_stays(
     assert untouched.contact["phone"] == ""
 
 
+class CountingKeys(DataKeys):
+    """Counts the look-ups of keys for tokens."""
+
+    lookups = 0
+
+    def find(self, key_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Lookup]:
+        self.lookups += 1
+        return super().find(key_ids)
+
+
+def test_an_event_is_revealed_with_one_key_look_up() -> None:
+    keys = CountingKeys(MemoryKeyStore(), MasterKeys.parse(f"m1:{new_master_key()}"))
+    app = Requests(sealer=Sealer(keys))
+    request = open_alices(app)
+
+    assert app.repository.get(request.id).contact["email"] == "alice@example.com"
+    assert keys.lookups == 1
+
+
 def test_a_stored_token_that_cannot_be_revealed_is_a_fault_not_a_blank() -> None:
     app = Requests(sealer=new_sealer())
     # Sealed with keys this application's key store never held.
@@ -231,10 +252,12 @@ def ticket_created(personal: Sealer) -> events.TicketCreated:
 
 
 def test_a_consumer_reads_the_message_as_it_was_written() -> None:
-    personal = new_sealer()
+    keys = CountingKeys(MemoryKeyStore(), MasterKeys.parse(f"m1:{new_master_key()}"))
+    personal = Sealer(keys)
     sealed = ticket_created(personal)
 
     revealed = reveal_message(personal, sealed)
+    assert keys.lookups == 1  # every field of the message at once
 
     message = revealed.message
     assert message.subject == "Charged twice"
