@@ -2,7 +2,9 @@
 
 `TracedApplication` stores the trace context of the action that recorded each
 event next to the event's state, so the relay (another process, maybe much
-later) can continue the same trace onto Kafka.
+later) can continue the same trace onto Kafka. Given a sealer and a
+`personal_fields` spec, it also stores its events' personal fields sealed
+(`casemesh.platform.personal.mapper`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import psycopg
@@ -21,6 +23,10 @@ from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from opentelemetry import propagate
 
 from casemesh.platform.pools import POOL_WAIT_S, guard_pool
+
+if TYPE_CHECKING:
+    from casemesh.platform.personal.fields import PersonalFields
+    from casemesh.platform.personal.sealing import Sealer
 
 # Key of the trace context inside a stored event's state; not part of the domain.
 TRACE_KEY = "__trace__"
@@ -42,7 +48,26 @@ def trace_carrier(domain_event: object) -> dict[str, str]:
 
 
 class TracedApplication(Application[Any]):
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+    """An application whose stored events carry their trace context.
+
+    A subclass that names `personal_fields`, given a `sealer`, stores those
+    fields sealed; `reveal_personal=False` (the relay) reads them back as
+    tokens rather than clear text. Not with snapshots: a snapshot holds the
+    aggregate's state, personal text included, in the clear.
+    """
+
+    personal_fields: PersonalFields | None = None
+
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        sealer: Sealer | None = None,
+        reveal_personal: bool = True,
+    ) -> None:
+        # Read by construct_mapper, which Application.__init__ calls.
+        self.sealer = sealer
+        self.reveal_personal = reveal_personal
         super().__init__(env)
         datastore = getattr(self.recorder, "datastore", None)
         if isinstance(datastore, PostgresDatastore):
@@ -50,10 +75,24 @@ class TracedApplication(Application[Any]):
             guard_pool(datastore.pool)
 
     def construct_mapper(self) -> Mapper[Any]:
-        return TracingMapper(
+        if self.sealer is None or self.personal_fields is None:
+            return TracingMapper(
+                transcoder=self.construct_transcoder(),
+                compressor=self.factory.compressor(),
+                cipher=self.factory.cipher(),
+            )
+        if self.factory.is_snapshotting_enabled():
+            raise ValueError("snapshots would store personal fields in the clear")
+        # Imported here: the personal package builds on this module.
+        from casemesh.platform.personal.mapper import SealingMapper
+
+        return SealingMapper(
             transcoder=self.construct_transcoder(),
             compressor=self.factory.compressor(),
             cipher=self.factory.cipher(),
+            sealer=self.sealer,
+            fields=self.personal_fields,
+            reveal=self.reveal_personal,
         )
 
 

@@ -8,6 +8,12 @@ every event store and topic that keeps events for ever.
   unchanged; a token it cannot reveal raises a `PersonalDataError` (per item
   in the batch forms, `look_many` and `reveal_many`).
 - `aio`: `AsyncSealer`, the same from asyncio code.
+- `fields`: which fields of which domain events are personal, and whose
+  (`PersonalFields`, `PersonalEvent`).
+- `mapper`: `SealingMapper`, which stores those fields sealed and reveals
+  them for the application (or, for the relay, leaves the tokens).
+- `messages`: `reveal_message`, the one way a consumer reveals the personal
+  fields of a protobuf event message.
 - `keys`: each person's data keys, made on first need, cached in memory for
   a bounded time, erased together (`DataKeys.erase`), moved to a new master
   key (`DataKeys.rewrap`).
@@ -32,8 +38,15 @@ from casemesh.platform.personal.errors import (
     UnknownMasterKey,
     WrappedKeyRefused,
 )
+from casemesh.platform.personal.fields import PersonalEvent, PersonalFields
 from casemesh.platform.personal.keys import DataKeys, KeyStore, MemoryKeyStore
+from casemesh.platform.personal.mapper import SealingMapper
 from casemesh.platform.personal.masterkeys import MasterKeys
+from casemesh.platform.personal.messages import (
+    RevealedMessage,
+    reveal_message,
+    reveal_message_async,
+)
 from casemesh.platform.personal.postgres import PostgresKeyStore, create_schema, open_pool
 from casemesh.platform.personal.sealing import (
     ERASED,
@@ -59,9 +72,13 @@ __all__ = [
     "MemoryKeyStore",
     "PersonalDataError",
     "PersonalDataSettings",
+    "PersonalEvent",
+    "PersonalFields",
     "PostgresKeyStore",
     "Revealed",
+    "RevealedMessage",
     "Sealer",
+    "SealingMapper",
     "TokenRefused",
     "UnknownDataKey",
     "UnknownMasterKey",
@@ -70,6 +87,8 @@ __all__ = [
     "is_erased",
     "is_token",
     "open_sealer",
+    "reveal_message",
+    "reveal_message_async",
 ]
 
 

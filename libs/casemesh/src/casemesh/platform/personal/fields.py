@@ -1,0 +1,118 @@
+"""Which fields of which domain events are personal data, and whose.
+
+A service declares it once, beside its aggregate:
+
+    TICKET_PERSONAL = PersonalFields(
+        {
+            Ticket.Created: PersonalEvent(
+                "requester", ("subject", "description", "contact.email", "evidence[].name")
+            ),
+        }
+    )
+
+The owner is the name of the event's field that holds the person (or a
+function of the event's state, for anything else); it must not be one of
+the sealed fields itself, since it is read to reveal them. A path names a
+string at the top level (`subject`), inside a dict (`contact.email`), or in
+each item of a list (`evidence[].name`; `tags[]` for a list of strings). A
+path that is absent, or that leads to anything but a non-empty string, is
+left as it is. Paths describe the event's current class version: they are
+applied after upcasting when reading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# Whose personal data an event holds, from its state.
+Owner = str | Callable[[Mapping[str, Any]], object]
+
+
+@dataclass(frozen=True, slots=True)
+class PersonalEvent:
+    """One event class's personal fields and the person they belong to."""
+
+    owner: Owner
+    paths: tuple[str, ...]
+    _parsed: tuple[tuple[str, ...], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.paths, str):
+            raise TypeError("paths must be a tuple of paths, not one string")
+        object.__setattr__(self, "_parsed", tuple(_parse_path(p) for p in self.paths))
+
+    def person(self, state: Mapping[str, Any]) -> str | None:
+        """The person the event's personal fields belong to, if it names one."""
+        found = state.get(self.owner) if isinstance(self.owner, str) else self.owner(state)
+        return str(found) if found else None
+
+    def texts(self, state: Mapping[str, Any]) -> list[str]:
+        """Every personal text in `state`, in path order."""
+        found: list[str] = []
+
+        def note(text: str) -> str:
+            found.append(text)
+            return text
+
+        for segments in self._parsed:
+            _rewrite(state, segments, note)
+        return found
+
+    def rewrite(self, state: Mapping[str, Any], change: Callable[[str], str]) -> dict[str, Any]:
+        """A copy of `state` with each personal text replaced by `change(text)`.
+        Only the dicts and lists on the paths are copied; `state` and what it
+        holds are left untouched (an event's state is shared with its
+        aggregate)."""
+        copied = dict(state)
+        for segments in self._parsed:
+            copied = _rewrite(copied, segments, change)
+        return copied
+
+
+class PersonalFields:
+    """The personal fields of a service's domain events, by event class."""
+
+    def __init__(self, events: Mapping[type, PersonalEvent]) -> None:
+        self._events = dict(events)
+
+    def of(self, event_class: type) -> PersonalEvent | None:
+        """What is personal in events of `event_class`, if anything."""
+        return self._events.get(event_class)
+
+
+def _parse_path(path: str) -> tuple[str, ...]:
+    segments = tuple(path.split("."))
+    for segment in segments:
+        name = segment.removesuffix("[]")
+        if not name or "[" in name or "]" in name:
+            raise ValueError(f"not a personal field path: {path!r}")
+    return segments
+
+
+def _rewrite(value: Any, segments: tuple[str, ...], change: Callable[[str], str]) -> Any:
+    """`value` with the string at `segments` changed, copying only what changes."""
+    if not segments:
+        return change(value) if isinstance(value, str) and value else value
+    head, rest = segments[0], segments[1:]
+    if not isinstance(value, Mapping):
+        return value
+    name = head.removesuffix("[]")
+    if name not in value:
+        return value
+    inner = value[name]
+    if head.endswith("[]"):
+        if not isinstance(inner, list | tuple):
+            return value
+        items = [_rewrite(item, rest, change) for item in inner]
+        changed: Any = type(inner)(items) if isinstance(inner, tuple) else items
+        if all(a is b for a, b in zip(items, inner, strict=True)):
+            return value
+    else:
+        changed = _rewrite(inner, rest, change)
+        if changed is inner:
+            return value
+    copied = dict(value)
+    copied[name] = changed
+    return copied

@@ -1,0 +1,105 @@
+"""Personal fields sealed in the event store: the events' stored state holds
+tokens, the application's aggregates see clear text.
+
+`SealingMapper` is the `TracingMapper` that also seals, before an event's
+state is encoded, the fields `PersonalFields` names for its class, each with
+its owner's key. Reading, it reveals them (`reveal=True`: the writer
+services, whose aggregates need the text) or leaves the tokens in place
+(`reveal=False`: the relay, so that what it renders onto Kafka carries
+tokens, and consumers reveal with `reveal_message`).
+
+`TracedApplication` builds one when given a sealer and a `personal_fields`
+spec.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import Cipher, Compressor, StoredEvent, Transcoder
+
+from casemesh.platform.eventstore import TracingMapper
+from casemesh.platform.personal.errors import PersonalDataError
+from casemesh.platform.personal.fields import PersonalFields
+from casemesh.platform.personal.sealing import Sealer
+
+
+class SealingMapper(TracingMapper):
+    """Seals events' personal fields on the way into the store and, if
+    `reveal`, reveals them on the way out (one key look-up per event).
+
+    Writing leaves the domain event the application holds untouched: the
+    sealed state goes into a copy. An event whose person is not known
+    (no owner in its state) but that holds personal text raises
+    `ValueError` rather than store the text in the clear.
+
+    Revealing, an erased person's fields read as `ERASED`; the event keeps
+    its shape and every other field. A token that cannot be revealed
+    (altered, another person's, a key the key database never held, or one
+    that does not unwrap) raises its `PersonalDataError`: a stored event that
+    cannot be read is a fault to fix, not data to skip. Text stored before
+    sealing existed is read as it is.
+    """
+
+    def __init__(
+        self,
+        transcoder: Transcoder,
+        compressor: Compressor | None = None,
+        cipher: Cipher | None = None,
+        *,
+        sealer: Sealer,
+        fields: PersonalFields,
+        reveal: bool = True,
+    ) -> None:
+        super().__init__(transcoder, compressor, cipher)
+        self.sealer = sealer
+        self.fields = fields
+        self.reveal = reveal
+
+    def to_stored_event(self, domain_event: DomainEventProtocol[Any]) -> StoredEvent:
+        personal = self.fields.of(type(domain_event))
+        if personal is None:
+            return super().to_stored_event(domain_event)
+        state = vars(domain_event)
+        if not personal.texts(state):
+            return super().to_stored_event(domain_event)
+        person = personal.person(state)
+        if person is None:
+            raise ValueError(
+                f"{type(domain_event).__qualname__} holds personal text but names no person"
+            )
+        sealed = object.__new__(type(domain_event))
+        object.__setattr__(
+            sealed, "__dict__", personal.rewrite(state, lambda t: self.sealer.seal(t, person))
+        )
+        return super().to_stored_event(sealed)
+
+    def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[Any]:
+        domain_event = super().to_domain_event(stored_event)
+        personal = self.fields.of(type(domain_event))
+        if not self.reveal or personal is None:
+            return domain_event
+        state = vars(domain_event)
+        texts = personal.texts(state)
+        if not texts:
+            return domain_event
+        found = self.sealer.look_many(texts, personal.person(state))
+        for looked in found.values():
+            if looked.error is not None:
+                raise _unreadable(stored_event, looked.error)
+        # The decoded event is this mapper's own: its state can be replaced.
+        object.__setattr__(
+            domain_event, "__dict__", personal.rewrite(state, lambda t: found[t].text)
+        )
+        return domain_event
+
+
+def _unreadable(stored_event: StoredEvent, error: PersonalDataError) -> PersonalDataError:
+    """The same kind of error, saying which stored event it stopped."""
+    unreadable = type(error)(
+        f"{error} (in {stored_event.topic} of {stored_event.originator_id}"
+        f" at version {stored_event.originator_version})"
+    )
+    unreadable.__cause__ = error
+    return unreadable
