@@ -202,6 +202,31 @@ async def paced(
     return sent
 
 
+def cpu_seconds(pid: int) -> float:
+    """The process's CPU time so far (user and system), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_use(supervisor: Supervisor) -> Callable[[], str]:
+    """Starts counting each supervised process's CPU; the returned function
+    says how much of a core each used since, busiest first."""
+    pids = {n: pid for n in supervisor.names if (pid := supervisor.pid(n)) is not None}
+    before = {n: cpu_seconds(pid) for n, pid in pids.items()}
+    start = time.perf_counter()
+
+    def since() -> str:
+        span = time.perf_counter() - start
+        used = {n: (cpu_seconds(pid) - before[n]) / span for n, pid in pids.items()}
+        busiest = sorted(used.items(), key=lambda u: -u[1])
+        return ", ".join(f"{n} {u:.0%}" for n, u in busiest if u >= 0.01)
+
+    return since
+
+
 def stages(notifier_dsn: str, sent: dict[str, float]) -> list[str]:
     """Where a paced run's time went, from the notifier's jobs: the call to
     its job planned (gateway, tickets, relay, Kafka, the notifier's
@@ -385,6 +410,7 @@ def run(root: Path, pg: LocalPostgres, kafka: LocalKafka) -> None:
         # Half the most it managed, paced, once the backlog is sent; the
         # chain's own latency as reference.
         sink.settle()
+        used = cpu_use(supervisor)
         try:
             sent = asyncio.run(paced(gateway, most / 2, 10.0, metadata, sink))
         except Unsustained as exc:
@@ -403,6 +429,7 @@ def run(root: Path, pg: LocalPostgres, kafka: LocalKafka) -> None:
                 )
             )
         if sent:
+            lines.append(f"    CPU, share of a core, call to last e-mail: {used()}")
             lines += stages(pg.dsn(NOTIFIER_DB), sent)
     finally:
         supervisor.stop_all(timeout=10)
