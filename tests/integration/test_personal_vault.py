@@ -5,6 +5,9 @@ database, and a master key rotation done in place."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -246,3 +249,43 @@ def test_a_service_opens_a_sealer_without_making_tables_and_closes_it(infra: Inf
         with psycopg.connect(infra.pg.dsn(name)) as conn:
             assert conn.execute("SELECT to_regclass('personal_keys')").fetchone() == (None,)
     assert pool.closed
+
+
+def operator(command: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    """Runs a key database command as an operator would, in a process of its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "casemesh.platform.personal", *command],
+        env={**os.environ, **{f"CASEMESH_{k.upper()}": v for k, v in env.items()}},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_an_operator_makes_the_table_then_rotates_the_master_key_with_two_commands(
+    infra: Infra,
+) -> None:
+    name = f"keys_{uuid.uuid4().hex[:8]}"
+    infra.pg.create_database(name)
+    dsn = infra.pg.dsn(name)
+    assert operator(["schema"], keys_database_url=dsn).returncode == 0
+    made = operator(["new-master-key", "2027-01"])
+    assert made.returncode == 0
+    new = made.stdout.strip()
+    assert new.startswith("2027-01:") and MasterKeys.parse(new).current_id == "2027-01"
+    pool = open_pool(dsn)
+    try:
+        tokens = {p: sealer(pool, f"old:{OLD}").seal(f"{p}'s words", p) for p in ("a", "b")}
+
+        bad = operator(["rewrap"], keys_database_url=dsn, master_keys="not-a-key")
+        assert bad.returncode == 2 and "CASEMESH_MASTER_KEYS" in bad.stderr
+        rotated = operator(["rewrap"], keys_database_url=dsn, master_keys=f"{new},old:{OLD}")
+        assert rotated.returncode == 0, rotated.stderr
+        assert "2 data keys now wrapped by 2027-01" in rotated.stdout
+
+        # The old master key can go: the new one alone reveals everything.
+        after = sealer(pool, new)
+        assert after.reveal_many(tokens.values()) == {t: f"{p}'s words" for p, t in tokens.items()}
+    finally:
+        pool.close()

@@ -44,7 +44,7 @@ __all__ = ["SETTING", "MasterKeys", "UnknownMasterKey", "new_master_key"]
 
 SETTING = "CASEMESH_MASTER_KEYS"
 
-_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _NONCE_BYTES = 12
 
 
@@ -80,7 +80,7 @@ class MasterKeys:
             key_id, sep, material = entry.strip().partition(":")
             if not sep:
                 raise ValueError(f"entry {n} must be id:base64key")
-            if not _ID.fullmatch(key_id):
+            if not ID.fullmatch(key_id):
                 raise ValueError(f"entry {n}: an id is 1 to 32 of A-Z a-z 0-9 _ -")
             if key_id in keys:
                 raise ValueError(f"master key id {key_id!r} appears twice")
