@@ -1,18 +1,23 @@
-"""The consumer of the three case topics: each event applied in one
-transaction with the record of its id, the offset committed after it
-(`casemesh.platform.consuming`), so a redelivery changes nothing and nothing
+"""The consumer of the three case topics: the events received together are
+applied in one transaction, each with the record of its id, and their
+offsets committed once after it (`subscribe_batch` in
+`casemesh.platform.consuming`), so a redelivery changes nothing and nothing
 is skipped. A record that can never apply is set aside there (logged and
-counted) and the queue reads on."""
+counted; its batch-mates are applied one by one) and the queue reads on."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from faststream.kafka import KafkaBroker, KafkaRouter
 from psycopg_pool import AsyncConnectionPool
 
-from casemesh.platform.consuming import Place, SetAside, consumer_broker, subscribe
+from casemesh.platform.consuming import Place, SetAside, consumer_broker, subscribe_batch
 from casemesh.platform.envelope import CloudEvent
 from casemesh_casequeue import store
 from casemesh_casequeue.observe import TOPICS, observe
@@ -33,6 +38,12 @@ class Progress:
         self.times[key] = datetime.fromtimestamp(place.timestamp_ms / 1000, UTC)
 
 
+@dataclass
+class _Batch:
+    conn: psycopg.AsyncConnection[Any]
+    places: list[Place] = field(default_factory=list)
+
+
 def build_broker(
     *,
     pool: AsyncConnectionPool[Any],
@@ -41,22 +52,33 @@ def build_broker(
     levels: ServiceLevels,
     progress: Progress,
 ) -> KafkaBroker:
-    async def apply(event: CloudEvent, place: Place) -> None:
-        obs = observe(event, levels)
+    @asynccontextmanager
+    async def applying() -> AsyncIterator[_Batch]:
+        """One transaction for the events received together; the timer hears
+        of them once it committed."""
         async with pool.connection() as conn:
-            where = store.Consumed(place.topic, place.partition, place.offset)
-            await store.consume(conn, event, obs, where, levels)
-        progress.saw(place)
+            async with conn.transaction():
+                batch = _Batch(conn)
+                yield batch
+            for place in batch.places:
+                progress.saw(place)
+
+    async def apply(batch: _Batch, event: CloudEvent, place: Place) -> None:
+        obs = observe(event, levels)
+        where = store.Consumed(place.topic, place.partition, place.offset)
+        await store.consume(batch.conn, event, obs, where, levels)
+        batch.places.append(place)
 
     async def passed(aside: SetAside) -> None:
         progress.saw(aside.place)  # the topics told this much, though nothing came of it
 
     router = KafkaRouter()
-    subscribe(
+    subscribe_batch(
         router,
         TOPICS,
         consumer="casequeue",
         group_id=group_id,
+        begin=applying,
         handle=apply,
         set_aside=passed,
     )

@@ -308,8 +308,9 @@ async def consume(
     where: Consumed,
     levels: ServiceLevels,
 ) -> bool:
-    """Applies one event, exactly once in effect. False for a redelivery."""
-    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+    """Applies one event, exactly once in effect, in the caller's transaction
+    (the consumer's, shared by a batch of events). False for a redelivery."""
+    async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "INSERT INTO queue_consumed (event_id, topic, kafka_partition, kafka_offset)"
             " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
