@@ -33,7 +33,12 @@ from casemesh.v1 import tickets_pb2 as pb
 from casemesh_devstack.kafka import LocalKafka
 from casemesh_devstack.ports import free_port
 from casemesh_devstack.postgres import LocalPostgres
-from casemesh_devstack.stack import DATABASES, NOTIFIER_DB, IdentityKeys, service_specs
+from casemesh_devstack.stack import (
+    NOTIFIER_DB,
+    IdentityKeys,
+    create_databases,
+    service_specs,
+)
 from casemesh_devstack.supervisor import Supervisor
 
 SPAN_S = 6.0
@@ -340,8 +345,7 @@ def measure(target: str, in_flight: int, metadata: list[tuple[str, str]]) -> Cal
 
 
 def run(root: Path, pg: LocalPostgres, kafka: LocalKafka) -> None:
-    for db in DATABASES:
-        pg.create_database(db)
+    create_databases(pg)
     secret = secrets.token_urlsafe(32)
     ctx = multiprocessing.get_context("spawn")
     relay_port, relay_ready, received = free_port(), ctx.Event(), ctx.Queue()

@@ -48,6 +48,8 @@ from casemesh.platform.clock import SystemClock
 from casemesh.platform.consuming import MAX_BATCH, start_broker
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import configure_logging
+from casemesh.platform.personal import AsyncSealer, DataKeys, MasterKeys, MemoryKeyStore, Sealer
+from casemesh.platform.personal.masterkeys import new_master_key
 from casemesh.platform.pools import async_pool
 from casemesh_devstack.kafka import LocalKafka
 from casemesh_devstack.ports import free_port
@@ -57,6 +59,14 @@ from casemesh_notifier.delivery import Delivery
 from casemesh_notifier.planner import Planner
 from casemesh_notifier.schema import create_schema
 from casemesh_notifier.settings import NotifierSettings
+
+# The bench's events carry no sealed fields: revealing them asks no key store.
+MASTER_KEYS = f"bench:{new_master_key()}"
+
+
+def memory_sealer() -> AsyncSealer:
+    return AsyncSealer(Sealer(DataKeys(MemoryKeyStore(), MasterKeys.parse(MASTER_KEYS))))
+
 
 # Before batching, the notifier drained 17–32 e-mails/s; the goal is ten times 25/s.
 BEFORE = 25.0
@@ -148,6 +158,8 @@ async def senders(dsn: str, port: int, concurrency: int) -> AsyncIterator[Sender
     """The notifier's database pool and senders (not yet running), sending
     e-mail to the relay on `port`."""
     cfg = NotifierSettings(
+        master_keys=MASTER_KEYS,
+        keys_database_url="postgresql://x@h/casemesh_keys",  # not reached
         database_url=dsn,
         smtp_host="127.0.0.1",
         smtp_port=port,
@@ -176,7 +188,7 @@ async def drain(dsn: str, port: int, n: int, concurrency: int, cpu: list[float])
     its CPU ms per e-mail."""
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         await clear(conn)
-        planner = Planner()
+        planner = Planner(memory_sealer())
         async with conn.transaction():
             for i in range(n):
                 await planner.plan(
@@ -247,7 +259,7 @@ async def consume_backlog(dsn: str, bootstrap: str, topic: str, n: int, batched:
     of n events on `topic`, from its start (joining the group included);
     `batched` False: the consumer as it was before, a transaction and an
     offset commit an event."""
-    group, planner = fresh("notifier"), Planner()
+    group, planner = fresh("notifier"), Planner(memory_sealer())
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         await clear(conn)
         pool = async_pool(dsn, min_size=1, max_size=4)
@@ -333,7 +345,7 @@ async def notifier_latency(
             pool=notifier.pool,
             group_id=fresh("notifier"),
             clock=SystemClock(),
-            planner=Planner(),
+            planner=Planner(memory_sealer()),
             topic_names=[topic],
         )
         stop = asyncio.Event()

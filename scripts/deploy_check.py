@@ -67,6 +67,7 @@ OUT_OF_BAND_SECRETS = {
     "inbound-reply-token",
     "inbound-signing-key",
     "notifier-channels",
+    "personal-master-keys",
     "evidence-s3",
     "postgres-backup-s3",
 }

@@ -22,12 +22,12 @@ from casemesh_devstack.ports import free_port
 from casemesh_devstack.postgres import LocalPostgres
 from casemesh_devstack.stack import (
     APPEALS_DB,
-    DATABASES,
     NOTIFIER_DB,
     QUEUE_DB,
     REPORTS_DB,
     TICKETS_DB,
     IdentityKeys,
+    create_databases,
     service_specs,
 )
 from casemesh_devstack.supervisor import Supervisor
@@ -139,8 +139,7 @@ def wait_serving(target: str, timeout: float = 60.0) -> None:
 
 @pytest.fixture(scope="session")
 def stack(infra: Infra) -> Iterator[Stack]:
-    for db in DATABASES:
-        infra.pg.create_database(db)
+    create_databases(infra.pg)
     mail = MailEndpoint(free_port())
     sms = SmsEndpoint(free_port())
     mail.start()

@@ -26,6 +26,8 @@ from cryptography.x509.oid import NameOID
 
 from casemesh.events.v1 import notifications_pb2 as nev
 from casemesh.platform.identity import mint_token
+from casemesh.platform.personal import AsyncSealer, DataKeys, MasterKeys, MemoryKeyStore, Sealer
+from casemesh.platform.personal.masterkeys import new_master_key
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
 
 
@@ -260,3 +262,25 @@ def self_signed() -> tuple[bytes, bytes]:
         serialization.NoEncryption(),
     )
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def memory_sealer() -> AsyncSealer:
+    """A sealer whose keys live in memory, for a consumer under test (events
+    it was not given sealed reveal to themselves)."""
+    return AsyncSealer(
+        Sealer(DataKeys(MemoryKeyStore(), MasterKeys.parse(f"t:{new_master_key()}")))
+    )
+
+
+def personal_env() -> dict[str, str]:
+    """The key database settings a service that seals or reveals refuses to
+    start without (a fresh master key; the database is not reached)."""
+    return {
+        "CASEMESH_MASTER_KEYS": f"t:{new_master_key()}",
+        "CASEMESH_KEYS_DATABASE_URL": "postgresql://x@h/casemesh_keys",
+    }
+
+
+def personal_settings() -> dict[str, Any]:
+    """`personal_env` as a settings class's keyword arguments."""
+    return {k.removeprefix("CASEMESH_").lower(): v for k, v in personal_env().items()}

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 import pytest
 
@@ -20,11 +21,22 @@ from casemesh.platform.errors import (
     NotFound,
     PermissionDenied,
 )
+from casemesh.platform.personal import (
+    DataKeys,
+    MasterKeys,
+    MemoryKeyStore,
+    Sealer,
+    SealingMapper,
+    is_token,
+    reveal_message,
+)
+from casemesh.platform.personal.masterkeys import new_master_key
 from casemesh.v1 import evidence_pb2
 from casemesh.v1 import tickets_pb2 as tpb
 from casemesh_tickets import api
 from casemesh_tickets.application import DeadlineKind, NewTicket, Tickets, TicketSearch, case_row
-from casemesh_tickets.domain import Ticket
+from casemesh_tickets.domain import PERSONAL, Ticket
+from casemesh_tickets.events import public_message
 from casemesh_tickets.views import TicketView
 from tests.application.story import (
     AGENT,
@@ -176,6 +188,50 @@ def test_an_agent_works_a_ticket_to_solved_and_its_requester_closes_and_rates_it
     # The requester's history leaves out the agents' internal note.
     mine = [e.type for e in app.history(ALICE, t.id, 0, "").items]
     assert len(mine) == 8 and len(app.history(AGENT, t.id, 0, "").items) == 9
+
+
+def test_the_requesters_words_and_contacts_are_stored_sealed_and_read_clear(
+    clock: FakeClock,
+) -> None:
+    personal = Sealer(DataKeys(MemoryKeyStore(), MasterKeys.parse(f"t:{new_master_key()}")))
+    app = Tickets(in_memory(), clock=clock, sealer=personal)
+    contact = {"email": "alice@example.com", "phone": "+8613800138000", "channels": ["EMAIL"]}
+    draft = new_ticket(contact=contact)
+    t = app.create_ticket(ALICE, draft)
+    t = app.add_comment(ALICE, t.id, "我的旧号码 139****0000", internal=False, etag="")
+    t = app.add_comment(AGENT, t.id, "已转交运营商", internal=False, etag="")
+    t = app.solve(AGENT, t.id, "已为您更换", etag="")
+    t = app.rate(ALICE, t.id, 5, "谢谢小李")
+    words = ["换了手机号无法登录", "旧号码已停用", "alice@example.com", "+8613800138000"]
+    words += ["evidence/e1", "139****0000", "已转交运营商", "谢谢小李"]
+
+    stored = app.recorder.select_events(UUID(t.id))
+    kept = b"".join(s.state for s in stored)
+    assert [w for w in words if w.encode() in kept] == []
+    # What an agent writes on other events is not the requester's: left clear.
+    assert "已为您更换".encode() in kept
+
+    # The application reads them clear.
+    seen = app.get_ticket(ALICE, t.id)
+    assert (seen.subject, seen.contact["email"], seen.rating) == (
+        "换了手机号无法登录",
+        "alice@example.com",
+        {"score": 5, "comment": "谢谢小李"},
+    )
+    texts = [e.text for e in app.history(AGENT, t.id, 0, "").items]
+    assert "我的旧号码 139****0000" in texts and "已转交运营商" in texts
+
+    # The relay reads tokens, which a consumer reveals from the message.
+    relay = SealingMapper(app.mapper.transcoder, sealer=personal, fields=PERSONAL, reveal=False)
+    created = relay.to_domain_event(stored[0])
+    assert is_token(vars(created)["subject"]) and is_token(vars(created)["contact"]["email"])
+    message = public_message(created, "NEW")
+    assert message.subject != "换了手机号无法登录"  # type: ignore[attr-defined]
+    shown = reveal_message(personal, message).message
+    assert (shown.subject, shown.contact.email) == (  # type: ignore[attr-defined]
+        "换了手机号无法登录",
+        "alice@example.com",
+    )
 
 
 def test_a_solved_ticket_reopened_goes_back_to_the_agents(app: Tickets) -> None:

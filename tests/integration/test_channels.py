@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from casemesh_devstack.ports import free_port
 from casemesh_notifier.channels import DeliveryError, HttpEmailChannel, Outgoing, SmtpChannel
 from casemesh_notifier.settings import NotifierSettings
-from tests.support import MailEndpoint
+from tests.support import MailEndpoint, personal_settings
 
 
 class Provider:
@@ -118,13 +118,21 @@ async def test_a_providers_refusal_says_whether_to_retry(
 
 def test_the_notifier_needs_a_way_to_send_email() -> None:
     with pytest.raises(ValidationError, match="CASEMESH_EMAIL_API_URL"):
-        NotifierSettings(database_url="postgresql://u@h/db", sms_url="http://sms.local")
+        NotifierSettings(
+            **personal_settings(), database_url="postgresql://u@h/db", sms_url="http://sms.local"
+        )
     with pytest.raises(ValidationError, match="http"):
         NotifierSettings(
-            database_url="postgresql://u@h/db", sms_url="http://s", email_api_url="mail.local"
+            **personal_settings(),
+            database_url="postgresql://u@h/db",
+            sms_url="http://s",
+            email_api_url="mail.local",
         )
     api = NotifierSettings(
-        database_url="postgresql://u@h/db", sms_url="http://s", email_api_url="https://mail.local"
+        **personal_settings(),
+        database_url="postgresql://u@h/db",
+        sms_url="http://s",
+        email_api_url="https://mail.local",
     )
     assert api.smtp_host == ""
 

@@ -37,6 +37,7 @@ from casemesh_notifier.planner import Planner
 from casemesh_notifier.schema import create_schema
 from tests.conftest import Infra
 from tests.integration import test_delivery as delivery_test
+from tests.support import memory_sealer
 
 notifier = delivery_test.notifier  # the notifier on a real database, sending to fakes
 
@@ -148,7 +149,9 @@ async def test_an_outage_is_ridden_out_and_a_bad_record_set_aside_on_a_real_brok
 async def test_the_notifier_keeps_what_it_cannot_plan_and_plans_the_rest(
     pool: AsyncConnectionPool[Any],
 ) -> None:
-    router = build_router(pool=pool, group_id="it", clock=SystemClock(), planner=Planner())
+    router = build_router(
+        pool=pool, group_id="it", clock=SystemClock(), planner=Planner(memory_sealer())
+    )
     broker = build_broker("unused:9092", router)
     good = created("t1")
     headers = {k: v.decode() for k, v in good.kafka_headers()}
@@ -175,7 +178,7 @@ class Batches(Planner):
     was planned in; `fault`, if set, is called as each batch is planned."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(memory_sealer())
         self.planned: list[tuple[int, str]] = []  # (transaction id, event id)
         self.fault: Any = None
 

@@ -29,7 +29,7 @@ from casemesh_notifier.planner import Planner
 from casemesh_notifier.schema import create_schema
 from casemesh_notifier.settings import NotifierSettings
 from tests.conftest import Infra
-from tests.support import wait_until
+from tests.support import memory_sealer, personal_settings, wait_until
 
 NOON_IN_SHANGHAI = datetime(2026, 3, 2, 4, 0, tzinfo=UTC)
 
@@ -72,7 +72,7 @@ class Notifier:
 
     async def consume(self, event: CloudEvent, offset: int = 0) -> list[uuid.UUID]:
         async with self.pool.connection() as conn, conn.transaction():
-            return await Planner().plan(
+            return await Planner(memory_sealer()).plan(
                 conn,
                 event,
                 topic=topics.TICKETS,
@@ -115,6 +115,7 @@ async def notifier(infra: Infra) -> AsyncIterator[Notifier]:
     pool = async_pool(dsn, min_size=1, max_size=4)
     await pool.open()
     cfg = NotifierSettings(
+        **personal_settings(),
         database_url=dsn,
         smtp_host="unused",
         sms_url="http://unused",
@@ -562,7 +563,7 @@ async def test_a_ticket_e_mail_invites_a_reply_exactly_when_its_reply_address_is
     event = created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,))
     async with notifier.pool.connection() as conn, conn.transaction():
         now = notifier.clock.now()
-        await Planner(replies=cfg.replies_open).plan(
+        await Planner(memory_sealer(), replies=cfg.replies_open).plan(
             conn, event, topic=topics.TICKETS, partition=0, offset=0, now=now
         )
     assert await delivery.deliver_batch() == 1

@@ -16,6 +16,7 @@ from casemesh_notifier.registry import SOURCE_OF, SOURCES
 from casemesh_notifier.samples import NOW, event_kinds, sample_events
 from casemesh_notifier.schema import create_schema
 from tests.conftest import Infra
+from tests.support import memory_sealer
 
 JOBS = (
     "SELECT id, cause_event_id, party, case_name, channel, recipient, template, locale,"
@@ -61,7 +62,7 @@ async def tables(dsn: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]
 
 async def plan(dsn: str, batches: Sequence[Sequence[CloudEvent]]) -> dict[str, list[uuid.UUID]]:
     """The new job ids by event, each batch planned in a transaction of its own."""
-    planner = Planner()
+    planner = Planner(memory_sealer())
     created: dict[str, list[uuid.UUID]] = {}
     async with await psycopg.AsyncConnection.connect(dsn) as conn:
         for batch in batches:

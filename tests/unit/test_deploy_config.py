@@ -25,6 +25,7 @@ import yaml
 from pydantic import ValidationError
 
 from casemesh.platform.identity import new_signing_key, verify_key_of, verify_keys
+from casemesh.platform.personal.postgres import SCHEMA as KEYS_SCHEMA
 from casemesh_devstack import stack
 from casemesh_devstack.kafka import LocalKafka
 from casemesh_devstack.postgres import LocalPostgres
@@ -721,6 +722,21 @@ def test_every_database_is_a_postgres_cluster_and_created_by_compose() -> None:
         assert cluster["spec"]["bootstrap"]["initdb"]["owner"], db
     init = (REPO / "deploy" / "compose" / "postgres-init.sql").read_text()
     assert set(re.findall(r"CREATE DATABASE (\w+);", init)) == set(stack.DATABASES)
+
+
+def test_the_key_database_is_made_with_the_librarys_own_statements() -> None:
+    """Operators make the key database's table (the services may not): the
+    cluster's bootstrap and compose's init SQL run `create_schema`'s
+    statements, and the cluster's grants the services' role rows only."""
+    statements = [f"{statement};" for statement in KEYS_SCHEMA]
+    initdb = clusters()["keys-db"]["spec"]["bootstrap"]["initdb"]
+    assert initdb["postInitApplicationSQL"] == [
+        *statements,
+        f"GRANT SELECT, INSERT, UPDATE ON personal_keys TO {initdb['owner']};",
+    ]
+    init = (REPO / "deploy" / "compose" / "postgres-init.sql").read_text()
+    after = init.split("\\connect casemesh_keys\n", 1)[1]
+    assert after.splitlines() == statements
 
 
 ALL_CONTAINERS = list(containers(DEV.objects))  # the base, and what dev adds

@@ -29,6 +29,7 @@ from casemesh.platform.identity import (
 from casemesh.platform.settings import load
 from casemesh_gateway.settings import GatewaySettings
 from casemesh_tickets.settings import TicketsSettings
+from tests.support import personal_env
 
 TICKETS = "casemesh.v1.TicketService"
 ALICE = Identity("alice", frozenset({"user"}))
@@ -224,6 +225,8 @@ def test_a_service_without_a_verify_key_refuses_to_start_naming_it(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("CASEMESH_DATABASE_URL", "postgresql://x@h/db")
+    for name, value in personal_env().items():
+        monkeypatch.setenv(name, value)
     monkeypatch.delenv("CASEMESH_INTERNAL_VERIFY_KEY", raising=False)
     with pytest.raises(SystemExit):
         load(TicketsSettings)
@@ -255,6 +258,8 @@ def test_inbound_mails_key_is_believed_only_where_it_is_given(
     gateway's; a service without it refuses inbound mail's tokens."""
     mail = new_signing_key()
     monkeypatch.setenv("CASEMESH_DATABASE_URL", "postgresql://x@h/db")
+    for name, value in personal_env().items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("CASEMESH_INTERNAL_VERIFY_KEY", verify_key_of(KEY))
     without = VouchedCalls.of(load(TicketsSettings), [TICKETS])
     monkeypatch.setenv("CASEMESH_INBOUND_VERIFY_KEY", verify_key_of(mail))

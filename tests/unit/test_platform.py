@@ -47,7 +47,7 @@ from casemesh.platform.identity import (
     new_signing_key,
 )
 from casemesh.platform.masking import mask_email, mask_phone, mask_text
-from casemesh.platform.settings import load
+from casemesh.platform.settings import ServiceSettings, load
 from casemesh.platform.where import Where
 from casemesh.rules import tickets as ticket_rules
 from casemesh_gateway.api import Backend
@@ -284,6 +284,29 @@ def test_an_event_gives_its_message_as_the_class_its_type_names() -> None:
     assert event.message_if(tev.TicketCreated, tev.TicketSolved) == solved
     unreadable = replace(event, data=b"\xff\xff")
     assert unreadable.message_if(tev.TicketCreated) is None
+
+
+@pytest.mark.parametrize("service", ["tickets", "tickets relay", "notifier"])
+def test_a_service_that_seals_or_reveals_will_not_start_without_the_key_settings(
+    service: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from casemesh_tickets.settings import RelaySettings, TicketsSettings
+
+    settings: dict[str, type[ServiceSettings]] = {
+        "tickets": TicketsSettings,
+        "tickets relay": RelaySettings,
+        "notifier": NotifierSettings,
+    }
+    monkeypatch.setenv("CASEMESH_DATABASE_URL", "postgresql://x@h/db")
+    monkeypatch.setenv("CASEMESH_SMTP_HOST", "mail")
+    monkeypatch.setenv("CASEMESH_SMS_URL", "http://sms.local")
+    monkeypatch.delenv("CASEMESH_MASTER_KEYS", raising=False)
+    monkeypatch.setenv("CASEMESH_KEYS_DATABASE_URL", "localhost:5432")
+    with pytest.raises(SystemExit) as stopped:
+        load(settings[service])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "CASEMESH_MASTER_KEYS" in err and "CASEMESH_KEYS_DATABASE_URL" in err
 
 
 @pytest.mark.parametrize("url", ["localhost:5432", "postgresql://host", "mysql://u@h/db"])

@@ -17,6 +17,7 @@ from casemesh.platform.fields import fields_of
 from casemesh.platform.logging import configure_logging, get_logger
 from casemesh.platform.metrics import serve_metrics
 from casemesh.platform.outbox import OutboxPublisher
+from casemesh.platform.personal import AsyncSealer, open_sealer
 from casemesh.platform.pools import async_pool
 from casemesh.platform.telemetry import configure_tracing
 from casemesh_notifier.channels import Channel, HttpEmailChannel, HttpSmsChannel, SmtpChannel
@@ -62,6 +63,9 @@ async def run(cfg: NotifierSettings) -> None:
     email = email_channel(cfg)
     channels: dict[str, Channel] = {"EMAIL": email, "SMS": sms}
     clock = SystemClock()
+    # Ticket events carry their personal fields sealed: the planner reveals
+    # them (a key look-up that misses memory runs in a worker thread).
+    personal = AsyncSealer(open_sealer(cfg))
     delivery = Delivery(
         pool=pool, conninfo=cfg.database_url, channels=channels, cfg=cfg, clock=clock
     )
@@ -86,7 +90,7 @@ async def run(cfg: NotifierSettings) -> None:
                 pool=pool,
                 group_id=cfg.consumer_group,
                 clock=clock,
-                planner=Planner(time_zone=cfg.time_zone, replies=cfg.replies_open),
+                planner=Planner(personal, time_zone=cfg.time_zone, replies=cfg.replies_open),
             ),
         ),
         stop,
@@ -120,6 +124,7 @@ async def run(cfg: NotifierSettings) -> None:
         await sms.aclose()
         await email.aclose()
         await pool.close()
+        await personal.aclose()
     if failed:
         raise SystemExit(1)
 

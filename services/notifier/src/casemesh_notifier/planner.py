@@ -10,6 +10,12 @@ the events, last status) and render its jobs in memory; then write the
 parties back and add the jobs (unique per event id × party × channel ×
 recipient, `store.py`). The Kafka offsets are committed only after this
 transaction.
+
+Each message is revealed before it is planned (`reveal_message_async`): the
+personal fields the owning service sealed (a ticket's subject, its
+requester's contacts) are read in the clear, an erased person's as `ERASED`.
+A field that cannot be revealed reads `UNREADABLE` and is logged; the event
+is planned anyway (retrying would not make it readable).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from google.protobuf.message import Message
 from casemesh.platform.consuming import Place
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
+from casemesh.platform.personal import AsyncSealer, reveal_message_async
 from casemesh_notifier import store
 from casemesh_notifier.cases import CaseParties, Planning
 from casemesh_notifier.registry import MESSAGES, SOURCE_OF, Source
@@ -35,10 +42,16 @@ log = get_logger(__name__)
 
 class Planner:
     def __init__(
-        self, consumer: str = "notifier", time_zone: str = "Asia/Shanghai", replies: bool = False
+        self,
+        personal: AsyncSealer,
+        consumer: str = "notifier",
+        time_zone: str = "Asia/Shanghai",
+        replies: bool = False,
     ) -> None:
-        """`replies`: whether ticket e-mails can be answered by e-mail (their
-        signature says so, or that replies are not read)."""
+        """`personal` reveals the events' personal fields; `replies`: whether
+        ticket e-mails can be answered by e-mail (their signature says so, or
+        that replies are not read)."""
+        self._personal = personal
         self._consumer = consumer
         self._zone = ZoneInfo(time_zone)
         self._replies = replies
@@ -67,7 +80,8 @@ class Planner:
             if cls is None:
                 log.info("event.ignored", event_id=event.id, type=event.type)
                 continue
-            todo.append((event, cls.FromString(event.data), SOURCE_OF[cls]))
+            message = await self._revealed(event, cls.FromString(event.data))
+            todo.append((event, message, SOURCE_OF[cls]))
         if not todo:
             return {}
         cases = {source.case(event, message) for event, message, source in todo} - {""}
@@ -81,6 +95,16 @@ class Planner:
             if job.id in created:
                 by_event.setdefault(job.cause_event_id, []).append(job.id)
         return by_event
+
+    async def _revealed(self, event: CloudEvent, message: Message) -> Message:
+        """The message with its personal fields in the clear (one key look-up
+        for all of them, none when its people's keys are in memory)."""
+        revealed = await reveal_message_async(self._personal, message)
+        if revealed.erased:
+            log.info("event.erased_fields", event_id=event.id, fields=list(revealed.erased))
+        for path, error in revealed.unreadable.items():
+            log.warning("event.unreadable_field", event_id=event.id, field=path, error=str(error))
+        return revealed.message
 
     async def plan(
         self,

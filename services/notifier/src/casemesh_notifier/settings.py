@@ -7,10 +7,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from casemesh.platform.personal import PersonalDataSettings
 from casemesh.platform.settings import KafkaSettings, PostgresSettings
 
 
-class NotifierSettings(PostgresSettings, KafkaSettings):
+# The key database is required: ticket events carry the requester's contacts
+# and words sealed, and a notifier that could not reveal them could not write.
+class NotifierSettings(PostgresSettings, KafkaSettings, PersonalDataSettings):
     service_name: str = "notifier"
     consumer_group: str = "casemesh-notifier"
 

@@ -22,10 +22,11 @@ from casemesh.platform.errors import InvalidArgument, PermissionDenied, Violatio
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
 from casemesh.platform.paging import page_size_of
+from casemesh.platform.personal import Sealer
 from casemesh.platform.timers import Deadline
 from casemesh.rules import tickets as validation
 from casemesh.rules.tickets import BY_ID, check_evidence
-from casemesh_tickets.domain import Status, Ticket
+from casemesh_tickets.domain import PERSONAL, Status, Ticket
 from casemesh_tickets.views import HistoryEntry, TicketView, history_entry
 
 log = get_logger(__name__)
@@ -60,6 +61,7 @@ class Tickets(CaseApplication[Ticket]):
     case_type = Ticket
     collection = "tickets"
     noun = "ticket"
+    personal_fields = PERSONAL
 
     def __init__(
         self,
@@ -68,8 +70,10 @@ class Tickets(CaseApplication[Ticket]):
         index: CaseIndexLike | None = None,
         clock: Clock | None = None,
         auto_close_after: timedelta = timedelta(days=4),
+        sealer: Sealer | None = None,
+        reveal_personal: bool = True,
     ) -> None:
-        super().__init__(env, index=index)
+        super().__init__(env, index=index, sealer=sealer, reveal_personal=reveal_personal)
         self.clock: Clock = clock or SystemClock()
         self.auto_close_after = auto_close_after
 
@@ -339,13 +343,23 @@ def open_tickets(
     *,
     clock: Clock | None = None,
     auto_close_after: timedelta = timedelta(days=4),
+    sealer: Sealer | None = None,
+    reveal_personal: bool = True,
 ) -> Tickets:
-    """Tickets on PostgreSQL, its case index beside the events."""
+    """Tickets on PostgreSQL, its case index beside the events; given a
+    `sealer`, personal fields are stored sealed (`reveal_personal=False`: read
+    back as tokens, for the relay)."""
     return open_indexed(
         database_url,
         "ticket_cases",
         pool_size=pool_size,
-        make=lambda env: Tickets(env=env, clock=clock, auto_close_after=auto_close_after),
+        make=lambda env: Tickets(
+            env=env,
+            clock=clock,
+            auto_close_after=auto_close_after,
+            sealer=sealer,
+            reveal_personal=reveal_personal,
+        ),
     )
 
 

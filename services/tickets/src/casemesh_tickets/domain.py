@@ -19,6 +19,7 @@ from eventsourcing.domain import Aggregate, event
 
 from casemesh.platform.errors import FailedPrecondition, PermissionDenied
 from casemesh.platform.ids import derived_id
+from casemesh.platform.personal import PersonalEvent, PersonalFields
 
 NAMESPACE = uuid.UUID("5f0f5a2e-8a57-4f6e-9f53-0b6c0b7a7a11")
 
@@ -283,3 +284,24 @@ class Ticket(Aggregate):
                 else f"cannot {what} on a {self.status.value.lower()} ticket",
                 reason="TICKET_SOLVED_OR_FINAL",
             )
+
+
+# Whose words and contacts each event holds, sealed in the event store and on
+# the topic with that person's key (erasing the person erases them). The
+# requester's own: what they asked, how to reach them, the names of the files
+# they attached, what they said when cancelling, rating or reopening. A
+# comment is sealed under its author, requester or agent alike: an event's
+# paths cannot depend on who wrote it. Agents' own texts on other events
+# (resolution, request for information, hold reason) are not sealed.
+PERSONAL = PersonalFields(
+    {
+        Ticket.Created: PersonalEvent(
+            "requester",
+            ("subject", "description", "contact.email", "contact.phone", "evidence[].name"),
+        ),
+        Ticket.CommentAdded: PersonalEvent("actor", ("body", "evidence[].name")),
+        Ticket.Reopened: PersonalEvent("actor", ("reason",)),
+        Ticket.Cancelled: PersonalEvent("actor", ("reason",)),
+        Ticket.Rated: PersonalEvent("actor", ("comment",)),
+    }
+)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from casemesh.platform.personal import PersonalDataSettings
 from casemesh.platform.settings import InternalServiceSettings, KafkaSettings, PostgresSettings
 
 
-class TicketsSettings(PostgresSettings, InternalServiceSettings):
+# Both processes need the key database: tickets' personal fields are stored
+# sealed, and neither starts without CASEMESH_MASTER_KEYS and
+# CASEMESH_KEYS_DATABASE_URL.
+class TicketsSettings(PostgresSettings, InternalServiceSettings, PersonalDataSettings):
     service_name: str = "tickets"
     grpc_addr: str = "127.0.0.1:50061"
     db_pool_size: int = 10
@@ -17,5 +21,5 @@ class TicketsSettings(PostgresSettings, InternalServiceSettings):
     clock_offset_file: str = ""
 
 
-class RelaySettings(PostgresSettings, KafkaSettings):
+class RelaySettings(PostgresSettings, KafkaSettings, PersonalDataSettings):
     service_name: str = "tickets-relay"

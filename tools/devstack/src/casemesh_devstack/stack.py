@@ -28,6 +28,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from casemesh import topics
 from casemesh.platform.identity import new_signing_key, verify_key_of
+from casemesh.platform.personal import create_schema
+from casemesh.platform.personal.masterkeys import SETTING, new_master_key
 from casemesh_devstack._proc import pid_alive
 from casemesh_devstack.kafka import KAFKA_VERSION, LocalKafka, live_broker_pid
 from casemesh_devstack.postgres import LocalPostgres, live_postmaster_pid
@@ -41,7 +43,18 @@ APPEALS_DB = "casemesh_appeals"
 REPORTS_DB = "casemesh_reports"
 QUEUE_DB = "casemesh_casequeue"
 HELP_DB = "casemesh_helpcenter"
-DATABASES = (TICKETS_DB, NOTIFIER_DB, EVIDENCE_DB, APPEALS_DB, REPORTS_DB, QUEUE_DB, HELP_DB)
+# The shared key database of personal data (casemesh.platform.personal).
+KEYS_DB = "casemesh_keys"
+DATABASES = (
+    TICKETS_DB,
+    NOTIFIER_DB,
+    EVIDENCE_DB,
+    APPEALS_DB,
+    REPORTS_DB,
+    QUEUE_DB,
+    HELP_DB,
+    KEYS_DB,
+)
 TICKETS_TOPIC = topics.TICKETS
 NOTIFICATIONS_TOPIC = topics.NOTIFICATIONS
 APPEALS_TOPIC = topics.APPEALS
@@ -123,6 +136,7 @@ def service_specs(
     evidence_dir: Path | None = None,
     clock_offset_file: Path | None = None,
     metrics_addr: Callable[[str], str] | None = None,
+    master_keys: str | None = None,
 ) -> list[ServiceSpec]:
     """The Casemesh service processes, in start order.
 
@@ -132,6 +146,8 @@ def service_specs(
     both so they can run beside a developer's stack.
     ``metrics_addr(name)`` gives each process its Prometheus endpoint (default:
     127.0.0.1:9460 upwards, in start order).
+    ``master_keys`` (``CASEMESH_MASTER_KEYS``) defaults to a fresh key: fine for
+    a stack whose key database is as new as it is.
     """
     python = sys.executable
     gateway = gateway_addr or os.environ.get("CASEMESH_GATEWAY_ADDR") or GATEWAY_ADDR
@@ -150,6 +166,11 @@ def service_specs(
     vouched = {"CASEMESH_INTERNAL_VERIFY_KEY": identity_keys.verifying}
     inbound_keys = inbound_keys or IdentityKeys.new()
     by_mail = {"CASEMESH_INBOUND_VERIFY_KEY": inbound_keys.verifying}
+    # Who seals or reveals personal data: tickets (serve and relay), notifier.
+    personal = {
+        "CASEMESH_MASTER_KEYS": master_keys or f"dev:{new_master_key()}",
+        "CASEMESH_KEYS_DATABASE_URL": pg.dsn(KEYS_DB),
+    }
     specs = [
         ServiceSpec(
             "tickets",
@@ -160,6 +181,7 @@ def service_specs(
                 "CASEMESH_DATABASE_URL": tickets_db,
                 "CASEMESH_GRPC_ADDR": tickets_addr,
                 "CASEMESH_SERVICE_NAME": "tickets",
+                **personal,
                 **vouched,
                 **by_mail,
             },
@@ -172,6 +194,7 @@ def service_specs(
                 "CASEMESH_DATABASE_URL": tickets_db,
                 "CASEMESH_KAFKA_BOOTSTRAP": kafka.bootstrap,
                 "CASEMESH_SERVICE_NAME": "tickets-relay",
+                **personal,
             },
         ),
         ServiceSpec(
@@ -188,6 +211,7 @@ def service_specs(
                 "CASEMESH_REPLY_DOMAIN": REPLY_DOMAIN,
                 "CASEMESH_REPLY_TOKEN_SECRET": reply_token_secret(jwt_secret),
                 "CASEMESH_SERVICE_NAME": "notifier",
+                **personal,
                 # A local stack is tried at any hour: no SMS quiet hours unless asked for.
                 "CASEMESH_SMS_QUIET_HOURS": os.environ.get("CASEMESH_SMS_QUIET_HOURS", ""),
             },
@@ -401,6 +425,10 @@ class StackConfig:
         return self.run_dir / "internal-signing-key.pem"
 
     @property
+    def master_keys_path(self) -> Path:
+        return self.run_dir / "master-keys"
+
+    @property
     def lock_path(self) -> Path:
         return self.run_dir / "casemesh-dev.pid"
 
@@ -451,13 +479,37 @@ def identity_keys(cfg: StackConfig) -> IdentityKeys:
     return keys
 
 
+def create_databases(pg: LocalPostgres) -> None:
+    """Every service's database, and the key database's table (made by the
+    operator, here the devstack: services have no DDL rights on it)."""
+    for db in DATABASES:
+        pg.create_database(db)
+    create_schema(pg.dsn(KEYS_DB))
+
+
+def master_keys(cfg: StackConfig) -> str:
+    """``$CASEMESH_MASTER_KEYS``, else the run dir's (created once, mode 600):
+    the key database outlives a run, and its keys need the same master key."""
+    from_env = os.environ.get(SETTING)
+    if from_env:
+        return from_env
+    path = cfg.master_keys_path
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys = f"dev:{new_master_key()}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(keys + "\n")
+    return keys
+
+
 def start_infra(cfg: StackConfig, stack: contextlib.ExitStack) -> tuple[LocalPostgres, LocalKafka]:
     """Start Postgres and Kafka, create the databases and topics; ``stack`` stops them."""
     pg = cfg.postgres()
     stack.callback(pg.stop)
     pg.start()
-    for db in DATABASES:
-        pg.create_database(db)
+    create_databases(pg)
     kafka = cfg.kafka()
     stack.callback(kafka.stop)
     kafka.start()
@@ -590,6 +642,7 @@ def _infra_summary(cfg: StackConfig, pg: LocalPostgres, kafka: LocalKafka) -> li
         f"               {pg.dsn(REPORTS_DB)}",
         f"               {pg.dsn(QUEUE_DB)}",
         f"               {pg.dsn(HELP_DB)}",
+        f"               {pg.dsn(KEYS_DB)} (personal data keys)",
         f"  Kafka        {kafka.bootstrap}   topics: {', '.join(TOPICS)}",
         f"  infra logs   {_show(pg.log_path)}, {_show(kafka.log_path)}",
     ]
@@ -645,7 +698,9 @@ def run_up(cfg: StackConfig) -> int:
         # A crashed service is restarted with backoff, as Kubernetes would.
         supervisor = Supervisor(cfg.log_dir, echo=True, restart=True)
         stack.callback(supervisor.stop_all)
-        specs = service_specs(pg, kafka, mail, sms_url, secret, identity_keys=keys)
+        specs = service_specs(
+            pg, kafka, mail, sms_url, secret, identity_keys=keys, master_keys=master_keys(cfg)
+        )
         for spec in specs:
             supervisor.start(spec.name, spec.argv, spec.env, stop_rank=_stop_rank(spec))
         _wait_serving(

@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -37,6 +37,9 @@ from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
 from casemesh.platform.paging import page_size_of
 from casemesh.rules import tickets as rules
+
+if TYPE_CHECKING:
+    from casemesh.platform.personal.sealing import Sealer
 
 log = get_logger(__name__)
 
@@ -115,9 +118,14 @@ class CaseApplication(TracedApplication, Generic[C]):
     ascii_fingerprints: ClassVar[bool] = False
 
     def __init__(
-        self, env: Mapping[str, str] | None = None, *, index: CaseIndexLike | None = None
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        index: CaseIndexLike | None = None,
+        sealer: Sealer | None = None,
+        reveal_personal: bool = True,
     ) -> None:
-        super().__init__(env)
+        super().__init__(env, sealer=sealer, reveal_personal=reveal_personal)
         self.index: CaseIndexLike = index if index is not None else MemoryCaseIndex()
 
     def visible_to(self, case: C, who: Identity) -> bool:
