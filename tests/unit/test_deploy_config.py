@@ -871,3 +871,20 @@ def test_alerts_cover_the_system_with_metrics_it_exposes() -> None:
         "grpc_server_handling_seconds_bucket",  # gRPC latency
     ):
         assert needed in used, f"no alert on {needed}"
+
+
+def test_production_backs_up_every_database_each_night() -> None:
+    """WAL archiving alone cannot restore a cluster: each needs base backups,
+    the key database most of all (lose it and every sealed field is lost)."""
+    clusters = {
+        d["metadata"]["name"]
+        for d in load_docs(K8S / "base" / "postgres.yaml")
+        if d.get("kind") == "Cluster"
+    }
+    backed_up = {
+        d["spec"]["cluster"]["name"]
+        for d in load_docs(K8S / "overlays" / "prod" / "backups.yaml")
+        if d.get("kind") == "ScheduledBackup"
+    }
+    assert "keys-db" in clusters
+    assert clusters == backed_up
