@@ -22,6 +22,7 @@ from casemesh.platform.personal import (
     ERASED,
     UNREADABLE,
     DataKeys,
+    KeyTableMissing,
     MasterKeys,
     PersonalDataSettings,
     PostgresKeyStore,
@@ -244,10 +245,16 @@ def test_a_service_opens_a_sealer_without_making_tables_and_closes_it(infra: Inf
         master_keys=f"m1:{NEW}",
         keys_database_url=infra.pg.dsn(name),
     )
+    # Before the operator made the table: refused, saying what to run.
+    with pytest.raises(KeyTableMissing, match=r"casemesh\.platform\.personal schema"):
+        open_sealer(settings)
+    with psycopg.connect(infra.pg.dsn(name)) as conn:
+        assert conn.execute("SELECT to_regclass('personal_keys')").fetchone() == (None,)
+
+    create_schema(infra.pg.dsn(name))
     with open_sealer(settings) as personal:
         pool = personal.keys.store.pool  # type: ignore[attr-defined]
-        with psycopg.connect(infra.pg.dsn(name)) as conn:
-            assert conn.execute("SELECT to_regclass('personal_keys')").fetchone() == (None,)
+        assert personal.reveal(personal.seal("x", ALICE)) == "x"
     assert pool.closed
 
 

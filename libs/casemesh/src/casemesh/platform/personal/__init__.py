@@ -30,6 +30,8 @@ made beforehand by `create_schema`, which operators and the devstack run
 
 from __future__ import annotations
 
+import psycopg
+
 from casemesh.platform.personal.aio import AsyncSealer
 from casemesh.platform.personal.errors import (
     PersonalDataError,
@@ -68,6 +70,7 @@ __all__ = [
     "DataKeys",
     "Disclosure",
     "KeyStore",
+    "KeyTableMissing",
     "MasterKeys",
     "MemoryKeyStore",
     "PersonalDataError",
@@ -96,6 +99,25 @@ def open_sealer(settings: PersonalDataSettings) -> Sealer:
     """A sealer on the shared key database, whose table `create_schema` made.
     Close it when done (`with open_sealer(settings) as personal: ...`), or
     wrap it for asyncio code (`AsyncSealer`)."""
-    store = PostgresKeyStore(open_pool(settings.keys_database_url))
+    pool = open_pool(settings.keys_database_url)
+    try:
+        with pool.connection() as conn:
+            # A process on a key database without the table refuses to start,
+            # saying what to run, rather than failing every event it meets.
+            conn.execute("SELECT 1 FROM personal_keys LIMIT 0")
+    except psycopg.errors.UndefinedTable:
+        pool.close()
+        raise KeyTableMissing(
+            "the key database (CASEMESH_KEYS_DATABASE_URL) has no personal_keys table:"
+            " run `python -m casemesh.platform.personal schema` against it"
+        ) from None
+    except BaseException:
+        pool.close()
+        raise
+    store = PostgresKeyStore(pool)
     keys = DataKeys(store, settings.master_key_set(), cache_seconds=settings.key_cache_seconds)
     return Sealer(keys)
+
+
+class KeyTableMissing(RuntimeError):
+    """The key database has no key table: `create_schema` was never run on it."""
