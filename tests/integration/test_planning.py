@@ -8,9 +8,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+import pytest
 
-from casemesh.platform.consuming import Place
+from casemesh.events.v1 import tickets_pb2 as ev
+from casemesh.platform.consuming import NotYet, Place
 from casemesh.platform.envelope import CloudEvent
+from casemesh.platform.personal import AsyncSealer
 from casemesh_notifier.planner import Planner
 from casemesh_notifier.registry import SOURCE_OF, SOURCES
 from casemesh_notifier.samples import NOW, event_kinds, sample_events
@@ -108,3 +111,63 @@ async def test_a_batch_plans_the_jobs_and_parties_that_each_event_alone_would(
     # Planned again, whole, the batch adds nothing.
     assert await plan(together, [events]) == {}
     assert await tables(together) == await tables(alone)
+
+
+def sealed_ticket(personal: AsyncSealer, ticket: str, person: str) -> CloudEvent:
+    """A ticket's opening event as the tickets relay publishes it: its
+    requester's subject and contacts sealed with their key."""
+    sealer = personal.sealer
+    msg = ev.TicketCreated(
+        header=ev.TicketEventHeader(ticket_id=ticket, version=1, status=ev.TICKET_STATUS_NEW),
+        requester=person,
+        category="account.login",
+        subject=sealer.seal("无法登录", person),
+        contact=ev.ContactPreferences(
+            email=sealer.seal("lin@example.com", person),
+            phone=sealer.seal("+8613800138000", person),
+            channels=[ev.CONTACT_CHANNEL_EMAIL, ev.CONTACT_CHANNEL_SMS],
+            locale="zh-CN",
+        ),
+    )
+    return CloudEvent(
+        id=f"{ticket}:1",
+        source="casemesh/tickets",
+        type="casemesh.tickets.TicketCreated.v1",
+        subject=f"tickets/{ticket}",
+        time=NOW,
+        data=msg.SerializeToString(),
+        key=ticket,
+    )
+
+
+async def test_an_erased_person_is_told_nothing_and_no_address_is_kept(infra: Infra) -> None:
+    dsn, personal = await database(infra), memory_sealer()
+    told = sealed_ticket(personal, str(uuid.uuid4()), "users/lin")
+    erased = sealed_ticket(personal, str(uuid.uuid4()), "users/gone")
+    await personal.erase("users/gone")
+    async with await psycopg.AsyncConnection.connect(dsn) as conn, conn.transaction():
+        planned = await Planner(personal).plan_batch(
+            conn, [(told, Place("t", 0, 0, 0)), (erased, Place("t", 0, 1, 0))], NOW
+        )
+    assert list(planned) == [told.id]
+    jobs, parties = await tables(dsn)
+    assert sorted(row[5] for row in jobs) == ["+8613800138000", "lin@example.com"]
+    gone = [row for row in parties if row[0] == erased.subject]
+    assert [(row[4], row[5]) for row in gone] == [("", "")]  # no address, not "[erased]"
+
+
+async def test_a_field_sealed_with_a_key_this_process_cannot_get_pauses_the_consumer(
+    infra: Infra,
+) -> None:
+    dsn = await database(infra)
+    elsewhere = sealed_ticket(memory_sealer(), str(uuid.uuid4()), "users/lin")
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        with pytest.raises(NotYet):
+            async with conn.transaction():
+                await Planner(memory_sealer()).plan_batch(
+                    conn, [(elsewhere, Place("t", 0, 0, 0))], NOW
+                )
+    # Nothing was planned or consumed: the event is read again later.
+    assert await tables(dsn) == ([], [])
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        assert await (await conn.execute("SELECT count(*) FROM consumed_events")).fetchone() == (0,)

@@ -23,6 +23,7 @@ from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
+from casemesh.platform.personal import is_erased
 from casemesh_notifier.labels import label, local_time, reader_zone
 from casemesh_notifier.rendering import email_values, render_email, render_sms, sms_values
 from casemesh_notifier.steps import (
@@ -76,8 +77,9 @@ class CaseParties:
         named = Party(
             role=role,
             locale=contact.locale or "en",
-            email=contact.email,
-            phone=contact.phone,
+            # An erased person's address is gone: nobody is told.
+            email=address(contact.email),
+            phone=address(contact.phone),
             channels=channels,
             subject=subject,
             status=status,
@@ -243,6 +245,11 @@ def plan_code(
     return tell(event, event.subject, request, steps, {"holder": holder}, at)
 
 
+def address(text: str) -> str:
+    """An address as an event carries it, "" for an erased person's."""
+    return "" if is_erased(text) else text
+
+
 def unknown_case(event: CloudEvent, name: str) -> list[NewJob]:
     log.warning("event.unknown_case", event_id=event.id, case=name)
     return []
@@ -264,9 +271,9 @@ def tell(
         party = parties.get(role)
         if party is None:
             continue
-        email_chosen = "EMAIL" in party.channels and bool(party.email)
+        email_chosen = "EMAIL" in party.channels and bool(address(party.email))
         for channel in party.channels:
-            recipient = party.email if channel == "EMAIL" else party.phone
+            recipient = address(party.email if channel == "EMAIL" else party.phone)
             if not recipient:
                 continue
             params = {"ref": ref, "party": role}

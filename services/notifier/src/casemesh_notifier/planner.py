@@ -29,10 +29,15 @@ from zoneinfo import ZoneInfo
 import psycopg
 from google.protobuf.message import Message
 
-from casemesh.platform.consuming import Place
+from casemesh.platform.consuming import NotYet, Place
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
-from casemesh.platform.personal import AsyncSealer, reveal_message_async
+from casemesh.platform.personal import (
+    AsyncSealer,
+    UnknownDataKey,
+    UnknownMasterKey,
+    reveal_message_async,
+)
 from casemesh_notifier import store
 from casemesh_notifier.cases import CaseParties, Planning
 from casemesh_notifier.registry import MESSAGES, SOURCE_OF, Source
@@ -98,12 +103,20 @@ class Planner:
 
     async def _revealed(self, event: CloudEvent, message: Message) -> Message:
         """The message with its personal fields in the clear (one key look-up
-        for all of them, none when its people's keys are in memory)."""
+        for all of them, none when its people's keys are in memory); an
+        erased person's read `ERASED` (no address: nobody is told). A field
+        that cannot be read is never planned with: a key this process cannot
+        get yet (`UnknownDataKey`, `UnknownMasterKey`) pauses the consumer
+        until it can (`NotYet`); an altered token fails the event, which is
+        set aside."""
         revealed = await reveal_message_async(self._personal, message)
         if revealed.erased:
             log.info("event.erased_fields", event_id=event.id, fields=list(revealed.erased))
         for path, error in revealed.unreadable.items():
-            log.warning("event.unreadable_field", event_id=event.id, field=path, error=str(error))
+            log.error("event.unreadable_field", event_id=event.id, field=path, error=str(error))
+            if isinstance(error, UnknownDataKey | UnknownMasterKey):
+                raise NotYet(f"{event.id}: {path}: {error}") from error
+            raise error
         return revealed.message
 
     async def plan(

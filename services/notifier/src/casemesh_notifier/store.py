@@ -130,14 +130,18 @@ async def save_parties(
     await conn.execute(
         "INSERT INTO case_parties (case_name, party, user_id, locale, email, phone, channels,"
         " subject, status, version)"
-        " SELECT c, r, u, l, e, p, string_to_array(NULLIF(ch, ''), ','), s, st, v"
+        " SELECT c, r, u, l, e, p, COALESCE(string_to_array(NULLIF(ch, ''), ','), '{}'),"
+        " s, st, v"
         " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
         " %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[])"
         " AS t(c, r, u, l, e, p, ch, s, st, v)"
         " ON CONFLICT (case_name, party) DO UPDATE SET user_id = EXCLUDED.user_id,"
         " locale = EXCLUDED.locale, email = EXCLUDED.email, phone = EXCLUDED.phone,"
         " channels = EXCLUDED.channels, subject = EXCLUDED.subject,"
-        " status = EXCLUDED.status, version = EXCLUDED.version",
+        " status = EXCLUDED.status, version = EXCLUDED.version"
+        # A row another consumer moved past this batch's events (a partition
+        # handed over mid-batch) is not turned back.
+        " WHERE case_parties.version <= EXCLUDED.version",
         columns,
     )
 

@@ -60,9 +60,19 @@ from casemesh.platform.telemetry import extract_headers, tracer
 
 log = get_logger(__name__)
 
-# Failures that pass: the database or a connection away, or a lost race under
-# optimistic concurrency (the event store's version check, ABORTED).
+
+class NotYet(Exception):
+    """A record that cannot be applied now but can be once something outside
+    the consumer is put right (a key the key database does not give: the
+    wrong database, a master key missing from the secret): read again after
+    a pause, like an outage, never set aside."""
+
+
+# Failures that pass: the database or a connection away, a lost race under
+# optimistic concurrency (the event store's version check, ABORTED), or
+# `NotYet`.
 RETRYABLE: tuple[type[Exception], ...] = (
+    NotYet,
     *DATABASE_OUTAGE,
     OSError,
     persistence.IntegrityError,
