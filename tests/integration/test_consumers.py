@@ -183,14 +183,18 @@ class Batches(Planner):
         self.fault: Any = None
 
     async def plan_batch(
-        self, conn: psycopg.AsyncConnection[Any], events: Sequence[tuple[CloudEvent, Any]], now: Any
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        events: Sequence[tuple[CloudEvent, Any]],
+        now: Any,
+        spans: Any = None,
     ) -> Any:
         row = await (await conn.execute("SELECT txid_current()")).fetchone()
         assert row is not None
         self.planned.extend((row[0], event.id) for event, _ in events)
         if self.fault is not None:
             await self.fault(conn, [event for event, _ in events])
-        return await super().plan_batch(conn, events, now)
+        return await super().plan_batch(conn, events, now, spans)
 
     def transactions(self) -> list[list[str]]:
         """The event ids planned in each transaction, in order."""

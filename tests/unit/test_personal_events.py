@@ -31,6 +31,7 @@ from casemesh.platform.personal import (
     is_token,
     reveal_message,
     reveal_message_async,
+    reveal_messages_async,
 )
 from casemesh.platform.personal.keys import Lookup
 from casemesh.platform.personal.masterkeys import new_master_key
@@ -318,3 +319,24 @@ def test_an_asyncio_consumer_reveals_the_same_way() -> None:
 
     assert revealed.message.contact.email == "alice@example.com"
     assert revealed.erased == ("evidence[1].name",)
+
+
+def test_a_consumers_batch_is_revealed_with_one_key_look_up() -> None:
+    keys = CountingKeys(MemoryKeyStore(), MasterKeys.parse(f"m1:{new_master_key()}"))
+    personal = Sealer(keys)
+    batch = [ticket_created(personal) for _ in range(3)]
+    plain = events.TicketCreated(requester=BOB, subject="nothing sealed")
+    keys.erase(BOB)
+    keys.lookups = 0
+
+    revealed = asyncio.run(reveal_messages_async(AsyncSealer(personal), [*batch, plain]))
+
+    assert keys.lookups == 1  # the whole batch at once
+    assert [r.message.subject for r in revealed] == [
+        "Charged twice",
+        "Charged twice",
+        "Charged twice",
+        "nothing sealed",
+    ]
+    assert [r.erased for r in revealed] == [("evidence[1].name",)] * 3 + [()]
+    assert revealed[3].message == plain

@@ -73,7 +73,7 @@ def build_router(
         async with pool.connection() as conn, conn.transaction():
             batch = _Batch(conn)
             yield batch
-            planned = await planner.plan_batch(conn, batch.events, clock.now())
+            planned = await planner.plan_batch(conn, batch.events, clock.now(), batch.spans)
             for event_id, jobs in planned.items():
                 with trace.use_span(batch.spans[event_id], end_on_exit=False):
                     log.info("jobs.planned", event_id=event_id, count=len(jobs))

@@ -11,32 +11,36 @@ parties back and add the jobs (unique per event id × party × channel ×
 recipient, `store.py`). The Kafka offsets are committed only after this
 transaction.
 
-Each message is revealed before it is planned (`reveal_message_async`): the
-personal fields the owning service sealed (a ticket's subject, its
-requester's contacts) are read in the clear, an erased person's as `ERASED`.
-A field that cannot be revealed reads `UNREADABLE` and is logged; the event
-is planned anyway (retrying would not make it readable).
+The batch's messages are revealed before they are planned, with one key
+look-up for them all (`reveal_messages_async`): the personal fields the
+owning service sealed (a ticket's subject, its requester's contacts) are
+read in the clear, an erased person's as `ERASED`, and nobody is told at an
+erased address. A field that cannot be revealed is never planned with
+(`Planner._readable`).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
 from google.protobuf.message import Message
+from opentelemetry import trace
 
 from casemesh.platform.consuming import NotYet, Place
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
 from casemesh.platform.personal import (
     AsyncSealer,
+    RevealedMessage,
     UnknownDataKey,
     UnknownMasterKey,
-    reveal_message_async,
+    reveal_messages_async,
 )
 from casemesh_notifier import store
 from casemesh_notifier.cases import CaseParties, Planning
@@ -66,33 +70,50 @@ class Planner:
         conn: psycopg.AsyncConnection[Any],
         events: Sequence[tuple[CloudEvent, Place]],
         now: datetime,
+        spans: Mapping[str, trace.Span] | None = None,
     ) -> dict[str, list[uuid.UUID]]:
         """Plans the jobs for the events, in their order, in the caller's
         transaction; returns the new job ids by the id of the event that
-        caused them (none for a redelivered or uninteresting event). The
+        caused them (none for a redelivered or uninteresting event). What is
+        said of one event is said in its span from `spans` (its consumer
+        span, by event id), so it carries the trace that caused it. The
         caller wakes the senders (`store.wake_senders`), once for the
         transaction."""
+
+        def about(event: CloudEvent) -> AbstractContextManager[Any]:
+            span = spans.get(event.id) if spans else None
+            return trace.use_span(span, end_on_exit=False) if span else nullcontext()
+
         first = await store.record_consumed(
             conn, self._consumer, [(event.id, place) for event, place in events]
         )
-        todo: list[tuple[CloudEvent, Message, Source]] = []
+        decoded: list[tuple[CloudEvent, Message, Source]] = []
         for event, _ in events:
-            if event.id not in first:
-                log.info("event.duplicate", event_id=event.id, type=event.type)
-                continue
-            first.discard(event.id)  # the same event twice in one batch is planned once
-            cls = MESSAGES.get(event.type)
-            if cls is None:
-                log.info("event.ignored", event_id=event.id, type=event.type)
-                continue
-            message = await self._revealed(event, cls.FromString(event.data))
-            todo.append((event, message, SOURCE_OF[cls]))
-        if not todo:
+            with about(event):
+                if event.id not in first:
+                    log.info("event.duplicate", event_id=event.id, type=event.type)
+                    continue
+                first.discard(event.id)  # the same event twice in one batch is planned once
+                cls = MESSAGES.get(event.type)
+                if cls is None:
+                    log.info("event.ignored", event_id=event.id, type=event.type)
+                    continue
+                decoded.append((event, cls.FromString(event.data), SOURCE_OF[cls]))
+        if not decoded:
             return {}
+        # Every personal field of the batch revealed with one key look-up.
+        revealed = await reveal_messages_async(self._personal, [m for _, m, _ in decoded])
+        todo: list[tuple[CloudEvent, Message, Source]] = []
+        for (event, _, source), clear in zip(decoded, revealed, strict=True):
+            with about(event):
+                todo.append((event, self._readable(event, clear), source))
         cases = {source.case(event, message) for event, message, source in todo} - {""}
         book = CaseParties(await store.lock_parties(conn, cases) if cases else {})
         at = Planning(now, self._zone, self._replies)
-        jobs = [job for e, m, source in todo for job in source.plan(book, e, m, at)]
+        jobs: list[store.NewJob] = []
+        for event, message, source in todo:
+            with about(event):
+                jobs += source.plan(book, event, message, at)
         await store.save_parties(conn, book.changed())
         created = set(await store.add_jobs(conn, jobs, now))
         by_event: dict[str, list[uuid.UUID]] = {}
@@ -101,15 +122,13 @@ class Planner:
                 by_event.setdefault(job.cause_event_id, []).append(job.id)
         return by_event
 
-    async def _revealed(self, event: CloudEvent, message: Message) -> Message:
-        """The message with its personal fields in the clear (one key look-up
-        for all of them, none when its people's keys are in memory); an
-        erased person's read `ERASED` (no address: nobody is told). A field
-        that cannot be read is never planned with: a key this process cannot
-        get yet (`UnknownDataKey`, `UnknownMasterKey`) pauses the consumer
-        until it can (`NotYet`); an altered token fails the event, which is
-        set aside."""
-        revealed = await reveal_message_async(self._personal, message)
+    def _readable(self, event: CloudEvent, revealed: RevealedMessage[Message]) -> Message:
+        """The message with its personal fields in the clear; an erased
+        person's read `ERASED` (no address: nobody is told). A field that
+        cannot be read is never planned with: a key this process cannot get
+        yet (`UnknownDataKey`, `UnknownMasterKey`) pauses the consumer until
+        it can (`NotYet`); an altered token fails the event, which is set
+        aside."""
         if revealed.erased:
             log.info("event.erased_fields", event_id=event.id, fields=list(revealed.erased))
         for path, error in revealed.unreadable.items():

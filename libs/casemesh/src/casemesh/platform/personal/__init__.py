@@ -48,6 +48,7 @@ from casemesh.platform.personal.messages import (
     RevealedMessage,
     reveal_message,
     reveal_message_async,
+    reveal_messages_async,
 )
 from casemesh.platform.personal.postgres import PostgresKeyStore, create_schema, open_pool
 from casemesh.platform.personal.sealing import (
@@ -92,6 +93,7 @@ __all__ = [
     "open_sealer",
     "reveal_message",
     "reveal_message_async",
+    "reveal_messages_async",
 ]
 
 

@@ -14,7 +14,7 @@ are left as they are.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -65,6 +65,17 @@ async def reveal_message_async(sealer: AsyncSealer, message: M) -> RevealedMessa
     if not slots:
         return RevealedMessage(copy)
     return _fill(copy, slots, await sealer.look_many(s.token for s in slots))
+
+
+async def reveal_messages_async(
+    sealer: AsyncSealer, messages: Sequence[M]
+) -> list[RevealedMessage[M]]:
+    """As `reveal_message_async` for each of `messages`, with one key look-up
+    for them all (a consumer's batch)."""
+    copies = [_copy_with_slots(message) for message in messages]
+    tokens = {slot.token for _, slots in copies for slot in slots}
+    found = await sealer.look_many(tokens) if tokens else {}
+    return [_fill(copy, slots, found) if slots else RevealedMessage(copy) for copy, slots in copies]
 
 
 def _copy_with_slots(message: M) -> tuple[M, list[_Slot]]:
