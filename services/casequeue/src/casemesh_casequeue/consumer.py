@@ -33,7 +33,12 @@ class Progress:
         self.times: dict[tuple[str, int], datetime] = {}
 
     def saw(self, place: Place) -> None:
+        """A record applied or set aside. Records of one partition may be
+        told out of order (a batch's set-aside record after its batch-mates):
+        the furthest one counts."""
         key = (place.topic, place.partition)
+        if place.offset < self.applied.get(key, -1):
+            return
         self.applied[key] = place.offset
         self.times[key] = datetime.fromtimestamp(place.timestamp_ms / 1000, UTC)
 
