@@ -11,13 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, cast
+from functools import partial
+from typing import Any, Unpack, cast
 from uuid import UUID
 
 from eventsourcing.utils import EnvType
 
-from casemesh.platform.caseindex import CaseIndexLike, CaseRow, Page
-from casemesh.platform.cases import CaseApplication, open_indexed
+from casemesh.platform.caseindex import CaseRow, Page
+from casemesh.platform.cases import CaseApplication, CaseOptions, open_indexed
 from casemesh.platform.clock import Clock
 from casemesh.platform.errors import FailedPrecondition, InvalidArgument, Violations
 from casemesh.platform.grpcutil import resource_id
@@ -100,12 +101,12 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         self,
         env: EnvType | None = None,
         *,
-        index: CaseIndexLike | None = None,
         clock: Clock,
         policies: dict[str, JurisdictionPolicy],
         default_jurisdiction: str = "cn",
+        **options: Unpack[CaseOptions],
     ) -> None:
-        super().__init__(env, index=index)
+        super().__init__(env, **options)
         self.clock = clock
         self.policies = policies
         self.default_jurisdiction = default_jurisdiction
@@ -488,17 +489,10 @@ def open_appeals(
     default_jurisdiction: str = "cn",
     pool_size: int = 10,
 ) -> Appeals:
-    return open_indexed(
-        database_url,
-        "appeal_cases",
-        pool_size=pool_size,
-        make=lambda env: Appeals(
-            env=env,
-            clock=clock,
-            policies=policies,
-            default_jurisdiction=default_jurisdiction,
-        ),
+    bound = partial(
+        Appeals, clock=clock, policies=policies, default_jurisdiction=default_jurisdiction
     )
+    return open_indexed(database_url, "appeal_cases", bound, pool_size=pool_size)
 
 
 @dataclass(frozen=True)

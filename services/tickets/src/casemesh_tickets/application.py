@@ -10,13 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any, cast
+from functools import partial
+from typing import Any, Unpack, cast
 from uuid import UUID
 
 from eventsourcing.utils import EnvType
 
-from casemesh.platform.caseindex import CaseIndexLike, CaseRow, Page
-from casemesh.platform.cases import CaseApplication, open_indexed
+from casemesh.platform.caseindex import CaseRow, Page
+from casemesh.platform.cases import CaseApplication, CaseOptions, open_indexed
 from casemesh.platform.clock import Clock, SystemClock
 from casemesh.platform.errors import InvalidArgument, PermissionDenied, Violations
 from casemesh.platform.identity import Identity
@@ -67,13 +68,11 @@ class Tickets(CaseApplication[Ticket]):
         self,
         env: EnvType | None = None,
         *,
-        index: CaseIndexLike | None = None,
         clock: Clock | None = None,
         auto_close_after: timedelta = timedelta(days=4),
-        sealer: Sealer | None = None,
-        reveal_personal: bool = True,
+        **options: Unpack[CaseOptions],
     ) -> None:
-        super().__init__(env, index=index, sealer=sealer, reveal_personal=reveal_personal)
+        super().__init__(env, **options)
         self.clock: Clock = clock or SystemClock()
         self.auto_close_after = auto_close_after
 
@@ -349,18 +348,14 @@ def open_tickets(
     """Tickets on PostgreSQL, its case index beside the events; given a
     `sealer`, personal fields are stored sealed (`reveal_personal=False`: read
     back as tokens, for the relay)."""
-    return open_indexed(
-        database_url,
-        "ticket_cases",
-        pool_size=pool_size,
-        make=lambda env: Tickets(
-            env=env,
-            clock=clock,
-            auto_close_after=auto_close_after,
-            sealer=sealer,
-            reveal_personal=reveal_personal,
-        ),
+    bound = partial(
+        Tickets,
+        clock=clock,
+        auto_close_after=auto_close_after,
+        sealer=sealer,
+        reveal_personal=reveal_personal,
     )
+    return open_indexed(database_url, "ticket_cases", bound, pool_size=pool_size)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypedDict, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -104,6 +104,16 @@ def stamp(aggregate: Aggregate, retry: Retry | None) -> None:
     for pending in aggregate.pending_events:
         object.__setattr__(pending, RETRY_ID, retry.request_id)
         object.__setattr__(pending, RETRY_FINGERPRINT, retry.fingerprint)
+
+
+class CaseOptions(TypedDict, total=False):
+    """What every case application is constructed with besides its own
+    settings (`CaseApplication.__init__` says what each does); a subclass
+    takes them as `**options: Unpack[CaseOptions]` and passes them on."""
+
+    index: CaseIndexLike | None
+    sealer: Sealer | None
+    reveal_personal: bool
 
 
 class CaseApplication(TracedApplication, Generic[C]):
@@ -359,12 +369,11 @@ def paged(docs: list[dict[str, Any]], limit: int) -> Page[dict[str, Any]]:
 A = TypeVar("A", bound=CaseApplication[Any])
 
 
-def open_indexed(
-    database_url: str, table: str, *, pool_size: int, make: Callable[[dict[str, str]], A]
-) -> A:
-    """`make(env)` with `env` the database at `database_url` (a pool of
-    `pool_size` connections), its case index in the table `table`."""
+def open_indexed(database_url: str, table: str, make: Callable[..., A], *, pool_size: int) -> A:
+    """`make(env=env)` with `env` the database at `database_url` (a pool of
+    `pool_size` connections), its case index in the table `table`; `make` is
+    the application's class, its other arguments bound (`functools.partial`)."""
     with schema_lock(database_url):
-        app = make(postgres_env(database_url, pool_size=pool_size))
+        app = make(env=postgres_env(database_url, pool_size=pool_size))
         app.index = side_table(app, lambda datastore: CaseIndex(datastore, table))
     return app
