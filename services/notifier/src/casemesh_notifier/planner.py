@@ -24,6 +24,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -49,21 +50,20 @@ from casemesh_notifier.registry import MESSAGES, SOURCE_OF, Source
 log = get_logger(__name__)
 
 
+@dataclass
 class Planner:
-    def __init__(
-        self,
-        personal: AsyncSealer,
-        consumer: str = "notifier",
-        time_zone: str = "Asia/Shanghai",
-        replies: bool = False,
-    ) -> None:
-        """`personal` reveals the events' personal fields; `replies`: whether
-        ticket e-mails can be answered by e-mail (their signature says so, or
-        that replies are not read)."""
-        self._personal = personal
-        self._consumer = consumer
-        self._zone = ZoneInfo(time_zone)
-        self._replies = replies
+    """Plans the notifications of a batch of events. `personal` reveals the
+    events' personal fields; `replies`: whether ticket e-mails can be answered
+    by e-mail (their signature says so, or that replies are not read)."""
+
+    personal: AsyncSealer
+    consumer: str = "notifier"
+    time_zone: str = "Asia/Shanghai"
+    replies: bool = False
+    _zone: ZoneInfo = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._zone = ZoneInfo(self.time_zone)
 
     async def plan_batch(
         self,
@@ -85,7 +85,7 @@ class Planner:
             return trace.use_span(span, end_on_exit=False) if span else nullcontext()
 
         first = await store.record_consumed(
-            conn, self._consumer, [(event.id, place) for event, place in events]
+            conn, self.consumer, [(event.id, place) for event, place in events]
         )
         decoded: list[tuple[CloudEvent, Message, Source]] = []
         for event, _ in events:
@@ -102,14 +102,14 @@ class Planner:
         if not decoded:
             return {}
         # Every personal field of the batch revealed with one key look-up.
-        revealed = await reveal_messages_async(self._personal, [m for _, m, _ in decoded])
+        revealed = await reveal_messages_async(self.personal, [m for _, m, _ in decoded])
         todo: list[tuple[CloudEvent, Message, Source]] = []
         for (event, _, source), clear in zip(decoded, revealed, strict=True):
             with about(event):
                 todo.append((event, self._readable(event, clear), source))
         cases = {source.case(event, message) for event, message, source in todo} - {""}
         book = CaseParties(await store.lock_parties(conn, cases) if cases else {})
-        at = Planning(now, self._zone, self._replies)
+        at = Planning(now, self._zone, self.replies)
         jobs: list[store.NewJob] = []
         for event, message, source in todo:
             with about(event):
