@@ -111,6 +111,7 @@ def _outbox(process: str, outbox: Outbox) -> Publisher:
 
 def publishers() -> list[Publisher]:
     """Every process that publishes, as the code wires it."""
+    from casemesh.platform.personal.postgres import ERASURES
     from casemesh_appeals import events as appeals
     from casemesh_casequeue import store as casequeue
     from casemesh_helpcenter import phone
@@ -126,6 +127,7 @@ def publishers() -> list[Publisher]:
         _outbox("python -m casemesh_notifier", notifier.NOTIFICATIONS),
         _outbox("python -m casemesh_helpcenter serve", phone.CODES),
         _outbox("python -m casemesh_helpcenter serve", phone.REQUESTS),
+        _outbox("python -m casemesh_privacy serve", ERASURES),
     ]
 
 

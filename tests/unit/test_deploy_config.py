@@ -725,14 +725,15 @@ def test_every_database_is_a_postgres_cluster_and_created_by_compose() -> None:
 
 
 def test_the_key_database_is_made_with_the_librarys_own_statements() -> None:
-    """Operators make the key database's table (the services may not): the
+    """Operators make the key database's tables (the services may not): the
     cluster's bootstrap and compose's init SQL run `create_schema`'s
     statements, and the cluster's grants the services' role rows only."""
     statements = [f"{statement};" for statement in KEYS_SCHEMA]
     initdb = clusters()["keys-db"]["spec"]["bootstrap"]["initdb"]
     assert initdb["postInitApplicationSQL"] == [
         *statements,
-        f"GRANT SELECT, INSERT, UPDATE ON personal_keys TO {initdb['owner']};",
+        f"GRANT SELECT, INSERT, UPDATE ON personal_keys, personal_erasures TO {initdb['owner']};",
+        f"GRANT USAGE ON SEQUENCE personal_erasures_id_seq TO {initdb['owner']};",
     ]
     init = (REPO / "deploy" / "compose" / "postgres-init.sql").read_text()
     after = init.split("\\connect casemesh_keys\n", 1)[1]

@@ -11,5 +11,6 @@ NOTIFICATIONS = "casemesh.notifications.v1"  # delivery outcomes, key: job id
 CASEQUEUE = "casemesh.casequeue.v1"  # SLA warnings, breaches, escalations
 VERIFICATION = "casemesh.verification.v1"  # one-time codes to send (kept an hour)
 HELPCENTER = "casemesh.helpcenter.v1"  # verified self-service requests
+PRIVACY = "casemesh.privacy.v1"  # erasures of people's personal data, key: the person
 
-ALL = (TICKETS, APPEALS, REPORTS, NOTIFICATIONS, CASEQUEUE, VERIFICATION, HELPCENTER)
+ALL = (TICKETS, APPEALS, REPORTS, NOTIFICATIONS, CASEQUEUE, VERIFICATION, HELPCENTER, PRIVACY)

@@ -22,6 +22,7 @@ from casemesh.events.v1 import (
     casequeue_pb2,
     helpcenter_pb2,
     notifications_pb2,
+    privacy_pb2,
     reports_pb2,
     tickets_pb2,
 )
@@ -104,6 +105,7 @@ _MODULES: dict[str, ModuleType] = {
     "casequeue": casequeue_pb2,
     "notifications": notifications_pb2,
     "helpcenter": helpcenter_pb2,
+    "privacy": privacy_pb2,
 }
 
 

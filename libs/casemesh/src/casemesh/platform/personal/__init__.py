@@ -23,14 +23,21 @@ every event store and topic that keeps events for ever.
 - `settings`: what a process needs to seal and reveal.
 - `errors`: `PersonalDataError` and its kinds.
 
-`open_sealer` puts them together for a process; the key database's table is
+- `erasures`: erasing a person, recorded for casemesh.privacy.v1 in the same
+  transaction (the privacy service's).
+
+`open_sealer` puts them together for a process; the key database's tables are
 made beforehand by `create_schema`, which operators and the devstack run
 (services need no DDL rights).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
+from psycopg.sql import SQL, Identifier
+from psycopg_pool import ConnectionPool
 
 from casemesh.platform.personal.aio import AsyncSealer
 from casemesh.platform.personal.errors import (
@@ -90,6 +97,7 @@ __all__ = [
     "create_schema",
     "is_erased",
     "is_token",
+    "open_key_pool",
     "open_sealer",
     "reveal_message",
     "reveal_message_async",
@@ -97,26 +105,35 @@ __all__ = [
 ]
 
 
-def open_sealer(settings: PersonalDataSettings) -> Sealer:
-    """A sealer on the shared key database, whose table `create_schema` made.
-    Close it when done (`with open_sealer(settings) as personal: ...`), or
-    wrap it for asyncio code (`AsyncSealer`)."""
-    pool = open_pool(settings.keys_database_url)
+def open_key_pool(
+    database_url: str, tables: tuple[str, ...] = ("personal_keys",)
+) -> ConnectionPool[Any]:
+    """An opened pool on the shared key database. A process on a key database
+    without `tables` (made by `create_schema`) refuses to start, saying what
+    to run, rather than failing every event it meets."""
+    pool = open_pool(database_url)
     try:
         with pool.connection() as conn:
-            # A process on a key database without the table refuses to start,
-            # saying what to run, rather than failing every event it meets.
-            conn.execute("SELECT 1 FROM personal_keys LIMIT 0")
-    except psycopg.errors.UndefinedTable:
+            for table in tables:
+                conn.execute(SQL("SELECT 1 FROM {} LIMIT 0").format(Identifier(table)))
+    except psycopg.errors.UndefinedTable as exc:
         pool.close()
         raise KeyTableMissing(
-            "the key database (CASEMESH_KEYS_DATABASE_URL) has no personal_keys table:"
+            "the key database (CASEMESH_KEYS_DATABASE_URL) lacks a table"
+            f" ({exc.diag.message_primary}):"
             " run `python -m casemesh.platform.personal schema` against it"
         ) from None
     except BaseException:
         pool.close()
         raise
-    store = PostgresKeyStore(pool)
+    return pool
+
+
+def open_sealer(settings: PersonalDataSettings) -> Sealer:
+    """A sealer on the shared key database, whose table `create_schema` made.
+    Close it when done (`with open_sealer(settings) as personal: ...`), or
+    wrap it for asyncio code (`AsyncSealer`)."""
+    store = PostgresKeyStore(open_key_pool(settings.keys_database_url))
     keys = DataKeys(store, settings.master_key_set(), cache_seconds=settings.key_cache_seconds)
     return Sealer(keys)
 

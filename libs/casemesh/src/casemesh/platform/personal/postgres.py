@@ -5,9 +5,10 @@ Like the broker, the key database (`casemesh_keys`) is shared infrastructure:
 every service that seals or reveals personal data reaches it, and only
 through this library, never with SQL of its own. It holds one row per data
 key, wrapped by a master key (`masterkeys`); nothing in it is readable
-without the master key secret. The table is made by `create_schema`, run by
-operators (and the devstack) with DDL rights; services only read and write
-rows.
+without the master key secret. Beside it, `personal_erasures` records each
+erasure for the topic (`erasures`). The tables are made by `create_schema`,
+run by operators (and the devstack) with DDL rights; services only read and
+write rows.
 
 An erased key keeps its row, without the key: `master_id` and `wrapped`
 become NULL and `erased_at` is set. That record is how a token of an erased
@@ -36,9 +37,22 @@ from psycopg import Cursor
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from casemesh import topics
+from casemesh.events.v1.privacy_pb2 import PersonErased
 from casemesh.platform.eventstore import schema_lock
+from casemesh.platform.outbox import Outbox, outbox_schema
 from casemesh.platform.personal.keys import WrappedKey
 from casemesh.platform.pools import POOL_WAIT_S, guard_pool
+
+# Each erasure, recorded with it (`erasures.erase_person`) and published by
+# the privacy service from this outbox.
+ERASURES = Outbox(
+    table="personal_erasures",
+    topic=topics.PRIVACY,
+    source="casemesh/privacy",
+    subject_column="person",
+    messages=(PersonErased,),
+)
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS personal_keys ("
@@ -55,6 +69,7 @@ SCHEMA = (
     " ON personal_keys (person) WHERE erased_at IS NULL",
     "CREATE INDEX IF NOT EXISTS personal_keys_master"
     " ON personal_keys (master_id) WHERE erased_at IS NULL",
+    *(s for s in outbox_schema(ERASURES).split(";\n") if s),
 )
 
 _COLUMNS = "key_id, person, master_id, wrapped"
@@ -98,8 +113,21 @@ def _row(row: dict[str, Any]) -> WrappedKey:
     return WrappedKey(row["key_id"], row["person"], row["master_id"], bytes(row["wrapped"]))
 
 
-def _lock_person(cur: Cursor[Any], person: str) -> None:
+def lock_person(cur: Cursor[Any], person: str) -> None:
+    """Held until the transaction ends: making a key of the person and
+    erasing them take turns."""
     cur.execute("SELECT pg_advisory_xact_lock(%s::int, hashtext(%s))", (_PERSON_LOCKS, person))
+
+
+def erase_keys(cur: Cursor[Any], person: str) -> int:
+    """Destroys the person's live keys, keeping their records; the caller
+    holds `lock_person`. Returns how many there were."""
+    cur.execute(
+        "UPDATE personal_keys SET master_id = NULL, wrapped = NULL, erased_at = now()"
+        " WHERE person = %s AND erased_at IS NULL",
+        (person,),
+    )
+    return int(cur.rowcount)
 
 
 class PostgresKeyStore:
@@ -119,7 +147,7 @@ class PostgresKeyStore:
             conn.cursor(row_factory=dict_row) as cur,
         ):
             # Held until commit: an erasure of the person waits for this key.
-            _lock_person(cur, key.person)
+            lock_person(cur, key.person)
             existing = self._current(cur, key.person)
             if existing is not None:
                 # Another process made the person's key first: use theirs.
@@ -141,13 +169,8 @@ class PostgresKeyStore:
 
     def erase(self, person: str) -> int:
         with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            _lock_person(cur, person)
-            cur.execute(
-                "UPDATE personal_keys SET master_id = NULL, wrapped = NULL, erased_at = now()"
-                " WHERE person = %s AND erased_at IS NULL",
-                (person,),
-            )
-            return int(cur.rowcount)
+            lock_person(cur, person)
+            return erase_keys(cur, person)
 
     def wrapped_by_other_than(self, master_id: str, limit: int) -> list[WrappedKey]:
         with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:

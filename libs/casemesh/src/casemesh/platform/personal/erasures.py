@@ -1,0 +1,89 @@
+"""Erasing a person: their data keys destroyed and the erasure recorded for
+the topic, in one transaction of the key database.
+
+The record is a row of `personal_erasures`, an outbox (`postgres.ERASURES`) whose rows
+the privacy service publishes on casemesh.privacy.v1 as `PersonErased`; so
+the keys are never gone without the services being told, nor the services
+told of keys still there. A request id is answered once: a retry returns the
+first erasure and adds no row (`erase_person`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from casemesh.events.v1.privacy_pb2 import PersonErased
+from casemesh.platform.personal.postgres import ERASURES, erase_keys, lock_person
+
+# Event ids of erasures, from their request ids.
+_NAMESPACE = uuid.UUID("0c7f6d64-6f3a-4a43-9b1c-6a1f4e0f3a52")
+
+
+class RequestReused(ValueError):
+    """The request id was already used to erase another person."""
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """An erasure as recorded (and published)."""
+
+    person: str
+    erased_by: str
+    reason: str
+    erase_time: datetime
+    # Whether this call made it (False: a retry answered with the first).
+    new: bool
+
+    def message(self) -> PersonErased:
+        event = PersonErased(person=self.person, erased_by=self.erased_by, reason=self.reason)
+        event.erase_time.FromDatetime(self.erase_time)
+        return event
+
+
+def erase_person(
+    pool: ConnectionPool[Any],
+    *,
+    request_id: str,
+    person: str,
+    erased_by: str,
+    reason: str,
+    now: datetime,
+) -> Erasure:
+    """Destroys every data key of `person` and records the erasure for the
+    topic, at once; `RequestReused` if `request_id` erased someone else."""
+    event_id = str(uuid.uuid5(_NAMESPACE, request_id))
+    with pool.connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        lock_person(cur, person)
+        cur.execute(
+            "SELECT person, payload, created_at FROM personal_erasures WHERE event_id = %s",
+            (event_id,),
+        )
+        earlier = cur.fetchone()
+        if earlier is not None:
+            if earlier["person"] != person:
+                raise RequestReused(f"request_id {request_id!r} already erased another person")
+            recorded = PersonErased.FromString(bytes(earlier["payload"]))
+            return Erasure(
+                person, recorded.erased_by, recorded.reason, earlier["created_at"], False
+            )
+        erase_keys(cur, person)
+        erasure = Erasure(person, erased_by, reason, now, True)
+        cur.execute(
+            "INSERT INTO personal_erasures (event_id, person, ce_type, payload, created_at)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            (
+                event_id,
+                person,
+                ERASURES.type_of(erasure.message()),
+                erasure.message().SerializeToString(),
+                now,
+            ),
+        )
+        cur.execute("SELECT pg_notify(%s, '')", (ERASURES.table,))
+        return erasure
