@@ -152,6 +152,7 @@ def stack(infra: Infra) -> Iterator[Stack]:
     reports_addr = f"127.0.0.1:{free_port()}"
     queue_addr = f"127.0.0.1:{free_port()}"
     help_addr = f"127.0.0.1:{free_port()}"
+    privacy_addr = f"127.0.0.1:{free_port()}"
     inbound_port = free_port()
     gateway = f"127.0.0.1:{free_port()}"
     gateway_http = f"127.0.0.1:{free_port()}"
@@ -191,6 +192,7 @@ def stack(infra: Infra) -> Iterator[Stack]:
             reports_addr=reports_addr,
             queue_addr=queue_addr,
             help_addr=help_addr,
+            privacy_addr=privacy_addr,
             inbound_addr=f"127.0.0.1:{inbound_port}",
             gateway_addr=gateway,
             gateway_http_addr=gateway_http,
@@ -208,6 +210,7 @@ def stack(infra: Infra) -> Iterator[Stack]:
             wait_serving(reports_addr)
             wait_serving(queue_addr)
             wait_serving(help_addr)
+            wait_serving(privacy_addr)
             wait_serving(gateway)
             # Tests start from a consuming notifier and an active relay.
             for name, line in (

@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -208,17 +209,28 @@ class Client:
         self._channel.close()
 
 
+@asynccontextmanager
+async def from_the_start(
+    bootstrap: str, topic: str, partitions: int
+) -> AsyncIterator[tuple[AIOKafkaConsumer, list[TopicPartition]]]:
+    """A consumer of every partition of `topic`, at offset 0 (no group)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        yield consumer, parts
+    finally:
+        await consumer.stop()
+
+
 async def read_topic(
     bootstrap: str, topic: str, partitions: int, want: set[str], wait_s: float
 ) -> list[tuple[str, dict[str, str]]]:
     """Every record of `topic` from offset 0, as (key, headers), read until the
     records with the `want` ce_ids were all seen or `wait_s` passed."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        assigned = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(assigned)
-        await consumer.seek_to_beginning(*assigned)
+    async with from_the_start(bootstrap, topic, partitions) as (consumer, _):
         records: list[tuple[str, dict[str, str]]] = []
         seen: set[str] = set()
         deadline = time.monotonic() + wait_s
@@ -230,8 +242,18 @@ async def read_topic(
                     records.append((r.key.decode(), headers))
                     seen.add(headers.get("ce_id", ""))
         return records
-    finally:
-        await consumer.stop()
+
+
+async def records_keyed(bootstrap: str, topic: str, key: str, partitions: int = 3) -> list[Any]:
+    """Every record of `topic` keyed `key`, from offset 0 to the end as it
+    stands now (aiokafka ConsumerRecords)."""
+    async with from_the_start(bootstrap, topic, partitions) as (consumer, parts):
+        ends = await consumer.end_offsets(parts)
+        found: list[Any] = []
+        while [p for p in parts if await consumer.position(p) < ends[p]]:
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                found += [r for r in batch if r.key is not None and r.key.decode() == key]
+        return found
 
 
 def self_signed() -> tuple[bytes, bytes]:

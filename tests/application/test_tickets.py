@@ -22,6 +22,7 @@ from casemesh.platform.errors import (
     PermissionDenied,
 )
 from casemesh.platform.personal import (
+    ERASED,
     DataKeys,
     MasterKeys,
     MemoryKeyStore,
@@ -232,6 +233,28 @@ def test_the_requesters_words_and_contacts_are_stored_sealed_and_read_clear(
         "换了手机号无法登录",
         "alice@example.com",
     )
+
+
+def test_an_erased_requester_is_forgotten_by_the_application_and_its_index(
+    clock: FakeClock,
+) -> None:
+    personal = Sealer(DataKeys(MemoryKeyStore(), MasterKeys.parse(f"t:{new_master_key()}")))
+    app = Tickets(in_memory(), clock=clock, sealer=personal)
+    alices = app.create_ticket(ALICE, new_ticket("a1"))
+    bobs = app.create_ticket(BOB, new_ticket("b1"))
+    IndexProjector(app, app.index, case_row).catch_up()
+    # Erased elsewhere (the key store is shared): this process still holds the key.
+    DataKeys(personal.keys.store, personal.keys.masters).erase(ALICE.subject)
+    assert app.get_ticket(ALICE, alices.id).subject == "换了手机号无法登录"
+
+    assert app.forget_person(ALICE.subject, case_row) == 1
+    assert app.get_ticket(ALICE, alices.id).subject == ERASED
+    [listed] = app.list_tickets(ALICE, [], 0, "").items
+    assert (listed.subject, listed.contact["email"]) == (ERASED, ERASED)
+    assert app.list_tickets(BOB, [], 0, "").items[0].subject == bobs.subject
+    # Heard again (a redelivery): nothing changes.
+    assert app.forget_person(ALICE.subject, case_row) == 1
+    assert app.list_tickets(ALICE, [], 0, "").items[0].subject == ERASED
 
 
 def test_a_solved_ticket_reopened_goes_back_to_the_agents(app: Tickets) -> None:

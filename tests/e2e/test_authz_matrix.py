@@ -116,6 +116,7 @@ ADMIN_ONLY = {
     "HelpCenterService.UpdateArticle",
     "HelpCenterService.PublishArticle",
     "HelpCenterService.ListArticleVersions",
+    "PrivacyService.ErasePerson",
 }
 ANY_USER = {
     "TicketService.CreateTicket",

@@ -8,37 +8,21 @@ import asyncio
 import uuid
 
 import psycopg
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from casemesh import topics
 from casemesh.platform.personal import PREFIX
 from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import Stack
-from tests.support import Client, wait_until
-
-PARTITIONS = 3
+from tests.support import Client, records_keyed, wait_until
 
 
 async def records_of(bootstrap: str, ticket_id: str) -> list[bytes]:
     """The bytes of every record of the ticket on the tickets topic, as a
     consumer gets them: key, each header, value."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        parts = [TopicPartition(topics.TICKETS, p) for p in range(PARTITIONS)]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
-        found: list[bytes] = []
-        while [p for p in parts if await consumer.position(p) < ends[p]]:
-            for batch in (await consumer.getmany(timeout_ms=500)).values():
-                for r in batch:
-                    if r.key is not None and r.key.decode() == ticket_id:
-                        headers = b"".join(k.encode() + v for k, v in r.headers)
-                        found.append(r.key + headers + (r.value or b""))
-        return found
-    finally:
-        await consumer.stop()
+    return [
+        r.key + b"".join(k.encode() + v for k, v in r.headers) + (r.value or b"")
+        for r in await records_keyed(bootstrap, topics.TICKETS, ticket_id)
+    ]
 
 
 def test_a_tickets_personal_data_is_sealed_at_rest_and_on_the_topic_yet_read_in_clear(

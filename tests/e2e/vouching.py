@@ -6,7 +6,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from casemesh.platform.identity import Identity, InternalTokenSigner
-from casemesh_gateway.api import APPEALS, CASEQUEUE, EVIDENCE, HELPCENTER, REPORTS, TICKETS
+from casemesh_gateway.api import (
+    APPEALS,
+    CASEQUEUE,
+    EVIDENCE,
+    HELPCENTER,
+    PRIVACY,
+    REPORTS,
+    TICKETS,
+)
 from tests.conftest import Stack
 
 # The audience each service process answers to: the gRPC service it serves.
@@ -17,6 +25,7 @@ AUDIENCES = {
     "reports": REPORTS,
     "casequeue": CASEQUEUE,
     "helpcenter": HELPCENTER,
+    "privacy": PRIVACY,
 }
 
 

@@ -29,6 +29,7 @@ from casemesh import topics
 from casemesh.events.v1 import casequeue_pb2, helpcenter_pb2
 from casemesh.platform.envelope import message_class, type_of
 from casemesh.platform.outbox import Outbox
+from casemesh.platform.personal import postgres as personal_postgres
 from casemesh.platform.relay import EventTranslator
 from scripts import asyncapi
 
@@ -78,7 +79,10 @@ def relays() -> list[tuple[str, EventTranslator]]:
 
 
 def outboxes() -> list[Outbox]:
-    found = {id(v): v for m in service_modules() for v in vars(m).values() if isinstance(v, Outbox)}
+    # The erasures' outbox is the key database's, declared in the library
+    # beside its table; the privacy service publishes it.
+    modules = [*service_modules(), personal_postgres]
+    found = {id(v): v for m in modules for v in vars(m).values() if isinstance(v, Outbox)}
     return list(found.values())
 
 

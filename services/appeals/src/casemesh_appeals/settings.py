@@ -7,7 +7,7 @@ from pydantic import Field
 from casemesh.platform.settings import InternalServiceSettings, KafkaSettings, PostgresSettings
 
 
-class AppealsSettings(PostgresSettings, InternalServiceSettings):
+class AppealsSettings(PostgresSettings, KafkaSettings, InternalServiceSettings):
     service_name: str = "appeals"
     grpc_addr: str = "127.0.0.1:50063"
     db_pool_size: int = Field(10, ge=4)

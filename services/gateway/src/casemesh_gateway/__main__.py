@@ -18,6 +18,8 @@ from casemesh.v1 import (
     evidence_pb2_grpc,
     helpcenter_pb2,
     helpcenter_pb2_grpc,
+    privacy_pb2,
+    privacy_pb2_grpc,
     reports_pb2,
     reports_pb2_grpc,
     tickets_pb2,
@@ -29,6 +31,7 @@ from casemesh_gateway.api import (
     Backend,
     EvidenceGateway,
     HelpGateway,
+    PrivacyGateway,
     QueueGateway,
     ReportGateway,
     TicketGateway,
@@ -134,6 +137,7 @@ async def _serve(cfg: GatewaySettings, verifier: TokenVerifier) -> None:
         backend_channel(cfg.reports_target) as reports_channel,
         backend_channel(cfg.casequeue_target) as queue_channel,
         backend_channel(cfg.helpcenter_target) as help_channel,
+        backend_channel(cfg.privacy_target) as privacy_channel,
     ):
         backend.evidence = evidence_pb2_grpc.EvidenceServiceStub(evidence_channel)
         tickets = TicketGateway(backend, tickets_channel)
@@ -143,6 +147,7 @@ async def _serve(cfg: GatewaySettings, verifier: TokenVerifier) -> None:
         backend.reports = reports.stub
         queue = QueueGateway(backend, queue_channel)
         help_centre = HelpGateway(backend, help_channel, tickets_channel)
+        privacy = PrivacyGateway(backend, privacy_channel)
 
         def register(server: grpc.aio.Server) -> None:
             tickets_pb2_grpc.add_TicketServiceServicer_to_server(tickets, server)
@@ -151,6 +156,7 @@ async def _serve(cfg: GatewaySettings, verifier: TokenVerifier) -> None:
             reports_pb2_grpc.add_ReportServiceServicer_to_server(reports, server)
             casequeue_pb2_grpc.add_CaseQueueServiceServicer_to_server(queue, server)
             helpcenter_pb2_grpc.add_HelpCenterServiceServicer_to_server(help_centre, server)
+            privacy_pb2_grpc.add_PrivacyServiceServicer_to_server(privacy, server)
 
         services = [
             tickets_pb2.DESCRIPTOR.services_by_name["TicketService"],
@@ -159,6 +165,7 @@ async def _serve(cfg: GatewaySettings, verifier: TokenVerifier) -> None:
             reports_pb2.DESCRIPTOR.services_by_name["ReportService"],
             casequeue_pb2.DESCRIPTOR.services_by_name["CaseQueueService"],
             helpcenter_pb2.DESCRIPTOR.services_by_name["HelpCenterService"],
+            privacy_pb2.DESCRIPTOR.services_by_name["PrivacyService"],
         ]
         fieldrules.warm(services)
         await serve(

@@ -35,6 +35,8 @@ from casemesh.v1 import (
     evidence_pb2_grpc,
     helpcenter_pb2,
     helpcenter_pb2_grpc,
+    privacy_pb2,
+    privacy_pb2_grpc,
     reports_pb2,
     reports_pb2_grpc,
     tickets_pb2,
@@ -65,6 +67,7 @@ APPEALS = _service(appeals_pb2, "AppealService")
 REPORTS = _service(reports_pb2, "ReportService")
 CASEQUEUE = _service(casequeue_pb2, "CaseQueueService")
 HELPCENTER = _service(helpcenter_pb2, "HelpCenterService")
+PRIVACY = _service(privacy_pb2, "PrivacyService")
 
 
 @dataclass(kw_only=True, eq=False)
@@ -435,6 +438,18 @@ class ReportGateway(reports_pb2_grpc.ReportServiceServicer):
     ListTrustedFlaggers = route("ListTrustedFlaggers", agent_only=True)
     GetTransparencyReport = route("GetTransparencyReport", agent_only=True)
     ListMyRestrictions = route("ListMyRestrictions")
+
+
+class PrivacyGateway(privacy_pb2_grpc.PrivacyServiceServicer):
+    """People's rights over their personal data: admins only."""
+
+    audience = PRIVACY
+
+    def __init__(self, backend: Backend, channel: grpc.aio.Channel) -> None:
+        self.backend = backend
+        self.stub = privacy_pb2_grpc.PrivacyServiceStub(channel)
+
+    ErasePerson = route("ErasePerson", admin_only=True)
 
 
 class QueueGateway(casequeue_pb2_grpc.CaseQueueServiceServicer):

@@ -10,8 +10,11 @@ from casemesh.platform.settings import InternalServiceSettings, KafkaSettings, P
 
 # Both processes need the key database: tickets' personal fields are stored
 # sealed, and neither starts without CASEMESH_MASTER_KEYS and
-# CASEMESH_KEYS_DATABASE_URL.
-class TicketsSettings(PostgresSettings, InternalServiceSettings, PersonalDataSettings):
+# CASEMESH_KEYS_DATABASE_URL. The API hears erasures from Kafka
+# (casemesh.privacy.v1) to forget the person (`casemesh.platform.forgetting`).
+class TicketsSettings(
+    PostgresSettings, KafkaSettings, InternalServiceSettings, PersonalDataSettings
+):
     service_name: str = "tickets"
     grpc_addr: str = "127.0.0.1:50061"
     db_pool_size: int = 10

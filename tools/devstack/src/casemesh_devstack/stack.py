@@ -71,6 +71,7 @@ APPEALS_ADDR = "127.0.0.1:50063"
 REPORTS_ADDR = "127.0.0.1:50064"
 QUEUE_ADDR = "127.0.0.1:50065"
 HELP_ADDR = "127.0.0.1:50066"
+PRIVACY_ADDR = "127.0.0.1:50067"
 GATEWAY_ADDR = "127.0.0.1:50051"
 # The inbound mail service's SMTP port, and the domain of its reply addresses.
 INBOUND_ADDR = "127.0.0.1:2526"
@@ -130,6 +131,7 @@ def service_specs(
     reports_addr: str = REPORTS_ADDR,
     queue_addr: str = QUEUE_ADDR,
     help_addr: str = HELP_ADDR,
+    privacy_addr: str = PRIVACY_ADDR,
     inbound_addr: str = INBOUND_ADDR,
     gateway_addr: str | None = None,
     gateway_http_addr: str | None = None,
@@ -179,6 +181,7 @@ def service_specs(
                 **common,
                 **clock,
                 "CASEMESH_DATABASE_URL": tickets_db,
+                "CASEMESH_KAFKA_BOOTSTRAP": kafka.bootstrap,
                 "CASEMESH_GRPC_ADDR": tickets_addr,
                 "CASEMESH_SERVICE_NAME": "tickets",
                 **personal,
@@ -223,6 +226,7 @@ def service_specs(
                 **common,
                 **clock,
                 "CASEMESH_DATABASE_URL": pg.dsn(APPEALS_DB),
+                "CASEMESH_KAFKA_BOOTSTRAP": kafka.bootstrap,
                 "CASEMESH_GRPC_ADDR": appeals_addr,
                 "CASEMESH_SERVICE_NAME": "appeals",
                 **vouched,
@@ -300,6 +304,19 @@ def service_specs(
             },
         ),
         ServiceSpec(
+            "privacy",
+            [python, "-m", "casemesh_privacy", "serve"],
+            {
+                **common,
+                **clock,
+                "CASEMESH_KEYS_DATABASE_URL": personal["CASEMESH_KEYS_DATABASE_URL"],
+                "CASEMESH_KAFKA_BOOTSTRAP": kafka.bootstrap,
+                "CASEMESH_GRPC_ADDR": privacy_addr,
+                "CASEMESH_SERVICE_NAME": "privacy",
+                **vouched,
+            },
+        ),
+        ServiceSpec(
             "evidence",
             [python, "-m", "casemesh_evidence"],
             {
@@ -332,6 +349,7 @@ def service_specs(
                 "CASEMESH_REPORTS_TARGET": reports_addr,
                 "CASEMESH_CASEQUEUE_TARGET": queue_addr,
                 "CASEMESH_HELPCENTER_TARGET": help_addr,
+                "CASEMESH_PRIVACY_TARGET": privacy_addr,
                 "CASEMESH_JWT_SECRET": jwt_secret,
                 "CASEMESH_INTERNAL_SIGNING_KEY": identity_keys.signing,
                 "CASEMESH_SERVICE_NAME": "gateway",

@@ -108,6 +108,33 @@ class CaseIndex(PostgresTrackingRecorder):
             )
             self._insert_tracking(curs, tracking)
 
+    def cases_of(self, party: str) -> list[str]:
+        """The ids of every case `party` is a party to."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL("SELECT case_id FROM {table} WHERE parties @> ARRAY[%s]::text[]").format(
+                    table=self.table
+                ),
+                (party,),
+            )
+            return [str(row["case_id"]) for row in curs.fetchall()]
+
+    def rewrite(self, rows: list[CaseRow]) -> None:
+        """Replaces the rows of these cases with these renderings of the same
+        version or a newer one (a projector may have gone further meanwhile:
+        its row stays)."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.executemany(
+                SQL(
+                    "UPDATE {table} SET parties = %s, status = %s, version = %s, doc = %s"
+                    " WHERE case_id = %s AND version <= %s"
+                ).format(table=self.table),
+                [
+                    (row.parties, row.status, row.version, Jsonb(row.doc), row.case_id, row.version)
+                    for row in rows
+                ],
+            )
+
     def page(
         self,
         *,
@@ -169,6 +196,17 @@ class MemoryCaseIndex(POPOTrackingRecorder):
                 if held is None or held.version < row.version:
                     self.rows[row.case_id] = row
             self._insert_tracking(tracking)
+
+    def cases_of(self, party: str) -> list[str]:
+        with self._database_lock:
+            return [r.case_id for r in self.rows.values() if party in r.parties]
+
+    def rewrite(self, rows: list[CaseRow]) -> None:
+        with self._database_lock:
+            for row in rows:
+                held = self.rows.get(row.case_id)
+                if held is not None and held.version <= row.version:
+                    self.rows[row.case_id] = row
 
     def page(
         self,

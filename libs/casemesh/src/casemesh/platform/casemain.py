@@ -12,15 +12,18 @@ from google.protobuf.descriptor import ServiceDescriptor
 from casemesh.platform.caseindex import CaseRow, IndexProjector
 from casemesh.platform.cases import CaseApplication
 from casemesh.platform.entrypoint import serve_servicer
+from casemesh.platform.forgetting import ErasureFollower
 from casemesh.platform.grpcutil import Serving
 from casemesh.platform.timers import case_timer
 
 
 class CaseServing(Serving, Protocol):
     """The settings a case service's API is served with: a gRPC service's,
-    and the database its events (and deadline timers) are kept in."""
+    the database its events (and deadline timers) are kept in, and the Kafka
+    it hears erasures from."""
 
     database_url: str
+    kafka_bootstrap: str
 
 
 class CaseServicer(Protocol):
@@ -40,8 +43,9 @@ async def serve_case_api(
     timers: str,
 ) -> None:
     """Serves `servicer` (as `serve_servicer` does) with its application's
-    case index, fed with `index_row(case)`, and its deadline timer, kept in
-    the table `timers`; closes the application at the end."""
+    case index, fed with `index_row(case)`, its deadline timer, kept in the
+    table `timers`, and its follower of erasures (`forgetting`); closes the
+    application at the end."""
     app = servicer.app
     await serve_servicer(
         cfg,
@@ -51,6 +55,12 @@ async def serve_case_api(
         workers=[
             IndexProjector(app, app.index, index_row),
             case_timer(app, cfg.database_url, timers),
+            ErasureFollower(
+                app,
+                index_row,
+                bootstrap=cfg.kafka_bootstrap,
+                group_id=f"casemesh-{app.name}-erasures",
+            ),
         ],
         close=app.close,
     )

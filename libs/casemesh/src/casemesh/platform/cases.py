@@ -27,6 +27,7 @@ from casemesh.platform import errors
 from casemesh.platform.caseindex import (
     CaseIndex,
     CaseIndexLike,
+    CaseRow,
     MemoryCaseIndex,
     Page,
     decode_page_token,
@@ -141,6 +142,16 @@ class CaseApplication(TracedApplication, Generic[C]):
     def visible_to(self, case: C, who: Identity) -> bool:
         """Whether `who` may see the case (agents see every case)."""
         raise NotImplementedError
+
+    def forget_person(self, person: str, to_row: Callable[[C], CaseRow]) -> int:
+        """After `person` was erased: drops their keys from this process's
+        memory, then renders the index rows of their cases again (`to_row`),
+        their fields now erased. Returns how many cases. Idempotent."""
+        if self.sealer is not None:
+            self.sealer.keys.forget(person)
+        cases: list[C] = [self.repository.get(UUID(i)) for i in self.index.cases_of(person)]
+        self.index.rewrite([to_row(case) for case in cases])
+        return len(cases)
 
     # -- creating ---------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""People's rights over their personal data: erasure by destroying their keys."""

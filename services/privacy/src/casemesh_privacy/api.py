@@ -1,0 +1,66 @@
+"""gRPC entry point of the privacy service (admins only)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, TypeAlias
+
+import grpc
+from psycopg_pool import ConnectionPool
+
+from casemesh.platform.callers import vouched
+from casemesh.platform.clock import Clock
+from casemesh.platform.errors import AlreadyExists, PermissionDenied, Violations
+from casemesh.platform.grpcutil import to_timestamp
+from casemesh.platform.logging import get_logger
+from casemesh.platform.personal.erasures import Erasure, RequestReused, erase_person
+from casemesh.rules import tickets as rules
+from casemesh.v1 import privacy_pb2 as pb
+from casemesh.v1 import privacy_pb2_grpc as pb_grpc
+
+log = get_logger(__name__)
+
+Ctx: TypeAlias = grpc.aio.ServicerContext
+
+LIMITS = {"person": 200, "reason": 500}
+
+
+def erasure_message(erasure: Erasure) -> pb.Erasure:
+    return pb.Erasure(
+        person=erasure.person,
+        erased_by=erasure.erased_by,
+        reason=erasure.reason,
+        erase_time=to_timestamp(erasure.erase_time),
+    )
+
+
+class PrivacyServicer(pb_grpc.PrivacyServiceServicer):
+    def __init__(self, keys: ConnectionPool[Any], clock: Clock) -> None:
+        self.keys = keys
+        self.clock = clock
+
+    async def ErasePerson(self, request: pb.ErasePersonRequest, context: Ctx) -> pb.Erasure:
+        who = vouched().identity
+        if not who.is_admin:
+            raise PermissionDenied("erasing a person's data is for admins")
+        v = Violations()
+        person = rules.text(v, "person", request.person, limit=LIMITS["person"], single_line=True)
+        reason = rules.text(v, "reason", request.reason, limit=LIMITS["reason"], single_line=True)
+        if not rules.REQUEST_ID.match(request.request_id):
+            v.add("request_id", "must be 1–64 characters of letters, digits, '.', '_', ':' or '-'")
+        v.raise_if_any()
+        try:
+            erasure = await asyncio.to_thread(
+                erase_person,
+                self.keys,
+                request_id=request.request_id,
+                person=person,
+                erased_by=who.subject,
+                reason=reason,
+                now=self.clock.now(),
+            )
+        except RequestReused as exc:
+            raise AlreadyExists(str(exc), reason="REQUEST_ID_REUSED") from None
+        if erasure.new:
+            log.info("person.erased", person=person, erased_by=who.subject)
+        return erasure_message(erasure)
