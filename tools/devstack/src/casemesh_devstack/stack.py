@@ -248,6 +248,7 @@ def service_specs(
                 "CASEMESH_DATABASE_URL": reports_db,
                 "CASEMESH_GRPC_ADDR": reports_addr,
                 "CASEMESH_SERVICE_NAME": "reports",
+                **personal,
                 **vouched,
             },
         ),
@@ -260,6 +261,7 @@ def service_specs(
                 "CASEMESH_DATABASE_URL": reports_db,
                 "CASEMESH_KAFKA_BOOTSTRAP": kafka.bootstrap,
                 "CASEMESH_SERVICE_NAME": "reports-relay",
+                **personal,
             },
         ),
         ServiceSpec(
@@ -271,6 +273,7 @@ def service_specs(
                 "CASEMESH_DATABASE_URL": reports_db,
                 "CASEMESH_KAFKA_BOOTSTRAP": kafka.bootstrap,
                 "CASEMESH_SERVICE_NAME": "reports-appeals",
+                **personal,
             },
         ),
         ServiceSpec(
