@@ -10,13 +10,9 @@ import uuid
 import psycopg
 
 from casemesh.platform.personal import PREFIX
-from casemesh.v1 import appeals_pb2 as apb
-from casemesh.v1 import evidence_pb2 as epb
 from casemesh.v1 import reports_pb2 as rpb
-from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import Stack
-from tests.e2e.test_evidence import png
-from tests.e2e.test_reports import Person, read_reports_topic, statement
+from tests.e2e.test_reports import Person, party, read_reports_topic
 from tests.support import wait_until
 
 
@@ -33,36 +29,11 @@ def test_a_reports_personal_data_is_sealed_at_rest_and_on_the_topic_yet_read_in_
     phone = f"+86139{uuid.uuid4().int % 10**8:08d}"
     legal_name = f"Uploader {mark} Ltd"
     uploader_email = f"uploader.{mark}@example.com"
-    proof = reporter.evidence.upload(png(), "截图.png")
-    filed = reporter.FileReport(
-        rpb.FileReportRequest(
-            request_id=uuid.uuid4().hex,
-            report=rpb.Report(
-                target=rpb.ReportTarget(type=rpb.TARGET_TYPE_VIDEO, id=f"v{run}"),
-                reason=rpb.ReportReasonRef(category="violence_terrorism", subcategory="terrorism"),
-                explanation=explanation,
-                evidence=[epb.EvidenceRef(name=proof.name)],
-                good_faith_statement=True,
-                contact=pb.Contact(email=email, phone=phone, channels=[pb.CHANNEL_EMAIL]),
-                locale="zh-CN",
-            ),
-        )
-    )
+    filed = reporter.report(f"v{run}", email=email, phone=phone, explanation=explanation)
     case_name = filed.report_case
     agent.AssignReportCase(rpb.AssignReportCaseRequest(name=case_name))
-    agent.DecideReportCase(
-        rpb.DecideReportCaseRequest(
-            name=case_name,
-            outcome=rpb.REPORT_DECISION_OUTCOME_ACTION_TAKEN,
-            statement=statement(stack),
-            affected_uploader=apb.Party(
-                user_id=uploader.user,
-                legal_name=legal_name,
-                locale="zh-CN",
-                contact=pb.Contact(email=uploader_email, channels=[pb.CHANNEL_EMAIL]),
-            ),
-        )
-    )
+    agent.take_action(stack, case_name, party(uploader.user, uploader_email, "zh-CN", legal_name))
+    proof = filed.evidence[0].name
 
     # Each hears back: the notifier revealed their addresses.
     wait_until(lambda: len(stack.mail.to(email)) >= 2, timeout=60)
@@ -70,13 +41,13 @@ def test_a_reports_personal_data_is_sealed_at_rest_and_on_the_topic_yet_read_in_
     # People read the report and the case in the clear.
     mine = reporter.GetReport(rpb.GetReportRequest(name=filed.name))
     assert (mine.explanation, mine.contact.email, mine.contact.phone) == (explanation, email, phone)
-    assert [e.name for e in mine.evidence] == [proof.name]
+    assert [e.name for e in mine.evidence] == [proof]
     assert mine.state == rpb.REPORT_STATE_ACTION_TAKEN
     seen = uploader.GetReportCase(rpb.GetReportCaseRequest(name=case_name))
-    party = seen.affected_uploader
-    assert (party.legal_name, party.contact.email) == (legal_name, uploader_email)
+    named = seen.affected_uploader
+    assert (named.legal_name, named.contact.email) == (legal_name, uploader_email)
 
-    clear = [s.encode() for s in (mark, email, phone, proof.name)]
+    clear = [s.encode() for s in (mark, email, phone, proof)]
     ids = [filed.name.split("/")[1], case_name.split("/")[1]]
     # In the event store: tokens, never the text.
     with psycopg.connect(stack.reports_dsn) as conn:
