@@ -6,8 +6,10 @@ lists and figures read from its view."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import pytest
 
@@ -21,11 +23,14 @@ from casemesh.platform.errors import (
     PermissionDenied,
 )
 from casemesh.platform.identity import Identity
+from casemesh.platform.personal import ERASED, SealingMapper, is_token, reveal_message
 from casemesh_reports.api import index_doc
 from casemesh_reports.application import ReportDraft, Reports
-from casemesh_reports.domain import AbuseReport, ReportCase, Reporter, TrustedFlagger
+from casemesh_reports.domain import PERSONAL, AbuseReport, ReportCase, Reporter, TrustedFlagger
+from casemesh_reports.events import public_message
 from casemesh_reports.policy import Misuse, ReportsPolicy, load_taxonomy
 from tests.application.story import AGENT, ALICE, BOB, FakeClock, events_of, in_memory
+from tests.support import memory_sealer
 
 UPLOADER = {
     "user_id": "ursula",
@@ -117,6 +122,124 @@ def test_reports_of_one_video_join_one_case_and_a_reporter_cannot_report_it_twic
     case = app.get_case(AGENT, first.case_id)
     assert (case.state, case.lane, len(case.reports)) == ("OPEN", "ORDINARY", 2)
     assert events_of(app, first.case_id) == [ReportCase.Opened, ReportCase.ReportAdded]
+
+
+def test_reporters_and_uploaders_words_and_contacts_are_stored_sealed_each_under_their_own_key(
+    clock: FakeClock,
+) -> None:
+    personal = memory_sealer().sealer
+    policy = ReportsPolicy(
+        taxonomy=load_taxonomy(),
+        misuse=Misuse(warn_after=1, suspend_after=9, window_days=180, suspension_days=30),
+    )
+    app = Reports(in_memory(), clock=clock, policy=policy, sealer=personal)
+    alices_contact = {
+        "locale": "zh-CN",
+        "email": "alice.sealed@example.com",
+        "phone": "+8613800138000",
+        "channels": ["EMAIL"],
+    }
+    mine = app.file(
+        ALICE,
+        report(
+            explanation="爱丽丝看到第 12 秒的袭击画面",
+            evidence=[{"name": "evidence/alice-proof", "sha256": "ab" * 32}],
+            contact=alices_contact,
+        ),
+    )
+    bobs = app.file(BOB, report("b1", explanation="鲍勃也看到了"))
+    ident = mine.case_id
+    uploader = {**UPLOADER, "legal_name": "Ursula Upload Ltd"}
+    app.decide(AGENT, ident, "ACTION_TAKEN", action_taken(clock), uploader, [], etag="")
+    # Alice's report of another video, judged manifestly unfounded: her warning
+    # repeats her contact.
+    second = report("r2", "8842", explanation="爱丽丝的第二次举报", contact=alices_contact)
+    other = app.file(ALICE, second)
+    unfounded = [f"reports/{other.id}"]
+    app.decide(AGENT, other.case_id, "NO_VIOLATION", NO_VIOLATION, None, unfounded, "")
+    standing = Reporter.create_id("alice")
+    words = ["爱丽丝", "alice.sealed@example.com", "+8613800138000", "evidence/alice-proof"]
+    words += ["鲍勃也看到了", "r@example.com", "Ursula Upload Ltd", "ursula@example.com"]
+
+    stored = [
+        s
+        for aggregate in (mine.id, bobs.id, UUID(ident), other.id, standing)
+        for s in app.recorder.select_events(aggregate)
+    ]
+    kept = b"".join(s.state for s in stored)
+    assert [w for w in words if w.encode() in kept] == []
+    # What an agent writes (the statement of reasons, copied into each
+    # report's outcome) names nobody and is left clear; so are the ids.
+    assert "人工审核确认视频第 12 秒起出现袭击画面。".encode() in kept
+    assert b'"reporter":"alice"' in kept and b'"user_id":"ursula"' in kept
+
+    # The application reads them clear.
+    got = app.get_report(ALICE, str(mine.id))
+    assert (got.explanation, got.contact, got.evidence[0]["name"]) == (
+        "爱丽丝看到第 12 秒的袭击画面",
+        alices_contact,
+        "evidence/alice-proof",
+    )
+    case = app.get_case(AGENT, ident)
+    assert case.uploader == uploader
+    warned: Reporter = app.repository.get(standing)
+    assert (warned.standing, warned.contact["email"]) == ("WARNED", "alice.sealed@example.com")
+
+    # The relay reads tokens, which a consumer reveals from the message.
+    relay = SealingMapper(app.mapper.transcoder, sealer=personal, fields=PERSONAL, reveal=False)
+    filed = relay.to_domain_event(app.recorder.select_events(mine.id)[0])
+    assert is_token(vars(filed)["explanation"]) and is_token(vars(filed)["contact"]["email"])
+    message = public_message(filed, got)
+    assert is_token(message.explanation)  # type: ignore[attr-defined]
+    shown = reveal_message(personal, message).message
+    assert (shown.explanation, shown.contact.email) == (  # type: ignore[attr-defined]
+        "爱丽丝看到第 12 秒的袭击画面",
+        "alice.sealed@example.com",
+    )
+
+    # Alice erased: her words and contact read as erased, wherever she wrote
+    # them; Bob's report and the uploader's details are as they were.
+    personal.keys.erase("alice")
+    gone = app.get_report(ALICE, str(mine.id))
+    assert (gone.explanation, gone.contact["email"], gone.contact["phone"]) == (ERASED,) * 3
+    assert gone.evidence[0]["name"] == ERASED
+    assert (gone.state, gone.contact["locale"], gone.reporter) == ("ACTION_TAKEN", "zh-CN", "alice")
+    assert app.get_report(ALICE, str(other.id)).explanation == ERASED
+    erased: Reporter = app.repository.get(standing)
+    assert (erased.standing, erased.contact["email"]) == ("WARNED", ERASED)
+    kept_by_bob = app.get_report(BOB, str(bobs.id))
+    assert kept_by_bob.explanation == "鲍勃也看到了"
+    assert kept_by_bob.contact["email"] == "r@example.com"
+    assert app.get_case(AGENT, ident).uploader == uploader
+
+
+def test_reports_stored_before_sealing_read_as_they_were(clock: FakeClock) -> None:
+    """Events stored in the clear, before reports sealed anything, are read
+    unchanged once it does; a reporter's warning stored before it named the
+    reporter (version 1) too."""
+    policy = ReportsPolicy(
+        taxonomy=load_taxonomy(),
+        misuse=Misuse(warn_after=1, suspend_after=9, window_days=180, suspension_days=30),
+    )
+    before = Reports(in_memory(), clock=clock, policy=policy)
+    filed = before.file(ALICE, report())
+    unfounded = [f"reports/{filed.id}"]
+    before.decide(AGENT, filed.case_id, "NO_VIOLATION", NO_VIOLATION, None, unfounded, "")
+    transcoder = before.mapper.transcoder
+    stored = list(before.recorder.select_events(filed.id))
+    warned = before.recorder.select_events(Reporter.create_id("alice"))[-1]
+    state = transcoder.decode(warned.state)
+    assert (state.pop("class_version"), state.pop("user_id")) == (2, "alice")
+    stored.append(replace(warned, state=transcoder.encode(state)))  # as version 1 kept it
+
+    personal = memory_sealer().sealer
+    mapper = SealingMapper(transcoder, sealer=personal, fields=PERSONAL)
+    read = [vars(mapper.to_domain_event(s)) for s in stored]
+    assert (read[0]["explanation"], read[0]["contact"]) == (
+        "视频宣扬恐怖组织",
+        {"locale": "zh-CN", "email": "r@example.com", "channels": ["EMAIL"]},
+    )
+    assert (read[-1]["user_id"], read[-1]["contact"]["email"]) == ("", "r@example.com")
 
 
 def test_a_report_with_bad_fields_names_each_and_files_nothing(app: Reports) -> None:

@@ -66,6 +66,7 @@ class Person:
         phone: str = "",
         locale: str = "zh-CN",
         request_id: str = "",
+        explanation: str = "视频宣扬恐怖组织，画面中有袭击场景。",
     ) -> rpb.Report:
         proof = self.evidence.upload(png(), "截图.png")
         channels = ([pb.CHANNEL_EMAIL] if email else []) + ([pb.CHANNEL_SMS] if phone else [])
@@ -75,7 +76,7 @@ class Person:
                 report=rpb.Report(
                     target=rpb.ReportTarget(type=kind, id=video),
                     reason=rpb.ReportReasonRef(category=category, subcategory=subcategory),
-                    explanation="视频宣扬恐怖组织，画面中有袭击场景。",
+                    explanation=explanation,
                     evidence=[epb.EvidenceRef(name=proof.name)],
                     good_faith_statement=True,
                     contact=pb.Contact(email=email, phone=phone, channels=channels),
@@ -83,6 +84,24 @@ class Person:
                 ),
             )
         )
+
+    def take_action(self, stack: Stack, case: str, uploader: apb.Party) -> rpb.ReportCase:
+        """As an agent: the reported video goes (`statement`), and its uploader
+        is told."""
+        return self.DecideReportCase(  # type: ignore[no-any-return]
+            rpb.DecideReportCaseRequest(
+                name=case,
+                outcome=rpb.REPORT_DECISION_OUTCOME_ACTION_TAKEN,
+                statement=statement(stack),
+                affected_uploader=uploader,
+            )
+        )
+
+
+def party(user_id: str, email: str, locale: str, legal_name: str = "") -> apb.Party:
+    """An affected uploader, told by e-mail."""
+    contact = pb.Contact(email=email, channels=[pb.CHANNEL_EMAIL])
+    return apb.Party(user_id=user_id, legal_name=legal_name, locale=locale, contact=contact)
 
 
 def service_now(stack: Stack) -> datetime:
@@ -167,18 +186,8 @@ def test_three_reports_one_case_one_decision_each_party_told_once(stack: Stack) 
     uploader = Person(stack, f"uploader-{run}")
     uploader_email = f"{uploader.user}@example.com"
     agent.AssignReportCase(rpb.AssignReportCaseRequest(name=case_name))
-    decided = agent.DecideReportCase(
-        rpb.DecideReportCaseRequest(
-            name=case_name,
-            outcome=rpb.REPORT_DECISION_OUTCOME_ACTION_TAKEN,
-            statement=statement(stack),
-            affected_uploader=apb.Party(
-                user_id=uploader.user,
-                legal_name="张三",
-                locale="zh-CN",
-                contact=pb.Contact(email=uploader_email, channels=[pb.CHANNEL_EMAIL]),
-            ),
-        )
+    decided = agent.take_action(
+        stack, case_name, party(uploader.user, uploader_email, "zh-CN", legal_name="张三")
     )
     assert decided.state == rpb.REPORT_CASE_STATE_ACTION_TAKEN
     d = decided.decision
@@ -295,17 +304,8 @@ def test_child_safety_and_trusted_flaggers_come_first(stack: Stack) -> None:
     assert by_name[flagged.report_case].priority > by_name[plain.report_case].priority
     assert by_name[flagged.report_case].trusted_flagger
     # The statement names the trusted flagger as its source.
-    decided = agent.DecideReportCase(
-        rpb.DecideReportCaseRequest(
-            name=flagged.report_case,
-            outcome=rpb.REPORT_DECISION_OUTCOME_ACTION_TAKEN,
-            statement=statement(stack),
-            affected_uploader=apb.Party(
-                user_id=f"bully-{run}",
-                locale="zh-CN",
-                contact=pb.Contact(email=f"bully-{run}@example.com", channels=[pb.CHANNEL_EMAIL]),
-            ),
-        )
+    decided = agent.take_action(
+        stack, flagged.report_case, party(f"bully-{run}", f"bully-{run}@example.com", "zh-CN")
     )
     assert decided.decision.source_type == "SOURCE_TRUSTED_FLAGGER"
     assert decided.decision.source_identity == "反网络欺凌中心"
@@ -570,18 +570,7 @@ def test_an_upheld_appeal_lifts_the_restrictions_and_everyone_hears_it_once(
     rep_email, up_email = f"{reporter.user}@example.com", f"{uploader.user}@example.com"
     report = reporter.report(f"a{run}", email=rep_email, locale="en")
     case = report.report_case
-    agent.DecideReportCase(
-        rpb.DecideReportCaseRequest(
-            name=case,
-            outcome=rpb.REPORT_DECISION_OUTCOME_ACTION_TAKEN,
-            statement=statement(stack),
-            affected_uploader=apb.Party(
-                user_id=uploader.user,
-                locale="en",
-                contact=pb.Contact(email=up_email, channels=[pb.CHANNEL_EMAIL]),
-            ),
-        )
-    )
+    agent.take_action(stack, case, party(uploader.user, up_email, "en"))
 
     def appeal_by(person: Person, email: str, request_id: str = "a1") -> apb.Appeal:
         return person.appeal(

@@ -14,6 +14,7 @@ from casemesh.platform.caseindex import Projector
 from casemesh.platform.clock import service_clock
 from casemesh.platform.consuming import start_broker, watch_lag
 from casemesh.platform.entrypoint import relay_until_stopped, run_command, serve_servicer
+from casemesh.platform.personal import Sealer, open_sealer
 from casemesh.platform.relay import StreamFollower
 from casemesh.v1 import reports_pb2, reports_pb2_grpc
 from casemesh_reports.api import ReportServicer, index_doc
@@ -30,7 +31,9 @@ from casemesh_reports.settings import (
 )
 
 
-def open_app(cfg: PolicySettings, pool_size: int) -> Reports:
+def open_app(
+    cfg: PolicySettings, pool_size: int, personal: Sealer, *, reveal_personal: bool = True
+) -> Reports:
     policy = ReportsPolicy(
         taxonomy=load_taxonomy(cfg.reports_taxonomy_file),
         misuse=Misuse(
@@ -47,33 +50,51 @@ def open_app(cfg: PolicySettings, pool_size: int) -> Reports:
         policy=policy,
         link_hosts=tuple(h.lower() for h in cfg.reports_link_hosts),
         pool_size=pool_size,
+        sealer=personal,
+        reveal_personal=reveal_personal,
     )
 
 
 async def run_api(cfg: ReportsSettings) -> None:
-    app = open_app(cfg, cfg.db_pool_size)
+    # The application is synchronous and called in worker threads (the
+    # servicer's calls, the view's projector), so a key look-up on a cache
+    # miss blocks one of those threads, never the event loop. The view keeps
+    # what the application reads: personal text revealed, as a case index does.
+    with open_sealer(cfg) as personal:
+        app = open_app(cfg, cfg.db_pool_size, personal)
 
-    def project(aggregate: Any, tracking: Any) -> None:
-        app.view.apply(aggregate, tracking, index_doc(aggregate))
+        def project(aggregate: Any, tracking: Any) -> None:
+            app.view.apply(aggregate, tracking, index_doc(aggregate))
 
-    REGISTRY.register(TransparencyCollector(app.view))
-    await serve_servicer(
-        cfg,
-        ReportServicer(app),
-        reports_pb2.DESCRIPTOR.services_by_name["ReportService"],
-        reports_pb2_grpc.add_ReportServiceServicer_to_server,
-        workers=[Projector(app, app.view, project, name="reports_view")],
-        close=app.close,
-    )
+        REGISTRY.register(TransparencyCollector(app.view))
+        await serve_servicer(
+            cfg,
+            ReportServicer(app),
+            reports_pb2.DESCRIPTOR.services_by_name["ReportService"],
+            reports_pb2_grpc.add_ReportServiceServicer_to_server,
+            workers=[Projector(app, app.view, project, name="reports_view")],
+            close=app.close,
+        )
 
 
 async def run_relay(cfg: RelaySettings) -> None:
-    app = open_app(cfg, 4)
-    await relay_until_stopped(cfg, app, TOPIC, Translator(StreamFollower(app)))
+    # Events are read with their personal fields left sealed, so what goes
+    # onto the topic carries tokens; consumers reveal them (`reveal_message`).
+    # The relay translates in a worker thread (`Relay`), off the event loop.
+    with open_sealer(cfg) as personal:
+        app = open_app(cfg, 4, personal, reveal_personal=False)
+        await relay_until_stopped(cfg, app, TOPIC, Translator(StreamFollower(app)))
 
 
 async def run_consumer(cfg: ConsumerSettings) -> None:
-    app = open_app(cfg, 4)
+    # The appeals events it reads carry no personal text it needs (ids and
+    # outcomes), but what it saves may: a lifted suspension repeats the
+    # reporter's contact, sealed again. It works in worker threads.
+    with open_sealer(cfg) as personal:
+        await consume(cfg, open_app(cfg, 4, personal))
+
+
+async def consume(cfg: ConsumerSettings, app: Reports) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from casemesh.platform.clock import Clock
 from casemesh.platform.eventstore import postgres_env, schema_lock, side_table
+from casemesh.platform.personal import Sealer
 from casemesh_reports.decisions import Decisions
 from casemesh_reports.domain import ReportCase
 from casemesh_reports.filing import Filing, ReportDraft
@@ -51,7 +52,12 @@ def open_reports(
     policy: ReportsPolicy,
     link_hosts: tuple[str, ...] = (),
     pool_size: int = 10,
+    sealer: Sealer | None = None,
+    reveal_personal: bool = True,
 ) -> Reports:
+    """Reports on PostgreSQL, its view in the same database; given a `sealer`,
+    personal fields are stored sealed (`reveal_personal=False`: read back as
+    tokens, for the relay)."""
     triage = policy.taxonomy.triage
     with schema_lock(database_url):
         return Reports(
@@ -60,4 +66,6 @@ def open_reports(
             policy=policy,
             link_hosts=link_hosts,
             open_view=lambda app: side_table(app, lambda datastore: ReportsView(datastore, triage)),
+            sealer=sealer,
+            reveal_personal=reveal_personal,
         )

@@ -7,7 +7,7 @@ who may see a case, and loading and saving aggregates. The use cases
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Unpack
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -16,12 +16,12 @@ from eventsourcing.persistence import IntegrityError
 from eventsourcing.popo import POPOApplicationRecorder
 from eventsourcing.utils import EnvType
 
-from casemesh.platform.cases import CaseApplication
+from casemesh.platform.cases import CaseApplication, CaseOptions
 from casemesh.platform.clock import Clock
 from casemesh.platform.errors import Aborted
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
-from casemesh_reports.domain import ReportCase
+from casemesh_reports.domain import PERSONAL, ReportCase
 from casemesh_reports.policy import ReportsPolicy
 from casemesh_reports.views import MemoryReportsView, ReportsViewLike
 
@@ -39,6 +39,8 @@ class ReportsBase(CaseApplication[ReportCase]):
     # A decision saves the case with its reports: a report joining the case
     # at the same moment loses it the race.
     race_hint = " (a new report may have joined it)"
+    # Stored sealed when constructed with a sealer (`domain.PERSONAL`).
+    personal_fields = PERSONAL
 
     def __init__(
         self,
@@ -48,8 +50,9 @@ class ReportsBase(CaseApplication[ReportCase]):
         policy: ReportsPolicy,
         link_hosts: tuple[str, ...] = (),
         open_view: Callable[[Application[Any]], ReportsViewLike] | None = None,
+        **options: Unpack[CaseOptions],
     ) -> None:
-        super().__init__(env)
+        super().__init__(env, **options)
         self.clock = clock
         self.policy = policy
         self.taxonomy = policy.taxonomy

@@ -19,6 +19,7 @@ A decision's statement of reasons is a value of its own (`statement.py`):
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import KW_ONLY, InitVar, dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -28,6 +29,7 @@ from eventsourcing.domain import Aggregate, event
 
 from casemesh.platform.errors import FailedPrecondition
 from casemesh.platform.ids import derived_id
+from casemesh.platform.personal import PersonalEvent, PersonalFields
 from casemesh_reports.policy import Misuse
 from casemesh_reports.statement import StatementOfReasons
 
@@ -57,6 +59,12 @@ class CaseState(StrEnum):
 
 OPEN_CASE = frozenset({CaseState.OPEN, CaseState.IN_REVIEW})
 DECIDED_CASE = frozenset({CaseState.ACTION_TAKEN, CaseState.NO_VIOLATION})
+
+
+def _reporter_named(state: dict[str, Any]) -> None:
+    """Standing events recorded before they named the reporter (and before
+    their contact was sealed) name nobody: their contact stays as it was."""
+    state["user_id"] = ""
 
 
 def target_key(target: dict[str, str]) -> str:
@@ -412,9 +420,10 @@ class Reporter(Aggregate):
     def apply_rule(self, *, at: datetime, contact: dict[str, Any], rule: Misuse) -> None:
         """A warning first; after it, a suspension (DSA Art. 23)."""
         if self.warned_at is None and len(self.unfounded) >= rule.warn_after:
-            self._warned(at=at, contact=contact)
+            self._warned(at=at, contact=contact, user_id=self.user_id)
         elif self.warned_at is not None and len(self.unfounded) >= rule.suspend_after:
             self._suspended(
+                user_id=self.user_id,
                 at=at,
                 until=at + timedelta(days=rule.suspension_days),
                 contact=contact,
@@ -431,7 +440,7 @@ class Reporter(Aggregate):
         if current is not None and any(
             s["until"] == current and report_id in s["reports"] for s in self.suspensions
         ):
-            self._suspension_lifted(until=current, contact=self.contact)
+            self._suspension_lifted(until=current, contact=self.contact, user_id=self.user_id)
         return True
 
     class MisuseCounted(Aggregate.Event):
@@ -446,17 +455,25 @@ class Reporter(Aggregate):
         self.unfounded.append({"report_id": report_id, "at": at})
         self.counted.append(report_id)
 
+    # The standing events that hold the reporter's contact name the reporter
+    # too (v2), whose key seals it (`PERSONAL`).
     class Warned(Aggregate.Event):
+        class_version = 2
+        upcast_v1_v2 = staticmethod(_reporter_named)
+        user_id: str
         at: datetime
         contact: dict[str, Any]
 
     @event(Warned)
-    def _warned(self, at: datetime, contact: dict[str, Any]) -> None:
+    def _warned(self, user_id: str, at: datetime, contact: dict[str, Any]) -> None:
         self.warned_at = at
         self.unfounded = []
         self.contact = contact
 
     class Suspended(Aggregate.Event):
+        class_version = 2
+        upcast_v1_v2 = staticmethod(_reporter_named)
+        user_id: str
         at: datetime
         until: datetime
         contact: dict[str, Any]
@@ -464,7 +481,12 @@ class Reporter(Aggregate):
 
     @event(Suspended)
     def _suspended(
-        self, at: datetime, until: datetime, contact: dict[str, Any], reports: list[str]
+        self,
+        user_id: str,
+        at: datetime,
+        until: datetime,
+        contact: dict[str, Any],
+        reports: list[str],
     ) -> None:
         self.suspended_until = until
         self.suspensions.append({"at": at, "until": until, "reports": reports})
@@ -480,11 +502,14 @@ class Reporter(Aggregate):
         self.unfounded = [u for u in self.unfounded if u["report_id"] != report_id]
 
     class SuspensionLifted(Aggregate.Event):
+        class_version = 2
+        upcast_v1_v2 = staticmethod(_reporter_named)
+        user_id: str
         until: datetime
         contact: dict[str, Any]
 
     @event(SuspensionLifted)
-    def _suspension_lifted(self, until: datetime, contact: dict[str, Any]) -> None:
+    def _suspension_lifted(self, user_id: str, until: datetime, contact: dict[str, Any]) -> None:
         self.suspended_until = None
 
 
@@ -534,3 +559,41 @@ class TrustedFlagger(Aggregate):
 
     def covers(self, category: str) -> bool:
         return self.active and category in self.areas
+
+
+def _uploader(state: Mapping[str, Any]) -> object:
+    """The affected uploader a decision names (an action taken names them,
+    with their account; a no-violation decision names nobody)."""
+    return (state.get("uploader") or {}).get("user_id")
+
+
+_CONTACT = ("contact.email", "contact.phone")
+
+# Whose words and contacts each event holds, sealed in the event store and on
+# the topic with that person's key (erasing the person erases them).
+# - A report: the reporter's explanation, how to reach them, the names of the
+#   evidence they attached.
+# - A decision: the affected uploader's legal name and contact, under their
+#   account. Its statement of reasons is the agent's wording and stays clear:
+#   it goes to every party and, under the DSA (Art. 24(5)), to the public
+#   transparency database, so it must name nobody; the same facts are copied
+#   into each report's outcome, and stay clear there too. The trusted
+#   flaggers it names as its source are entities whose names are public.
+# - A reporter's warning, suspension and its lifting: the contact they are
+#   told on, under the reporter (events recorded before they named the
+#   reporter kept it clear, and read as they are).
+# Not sealed: ids, enum values, the reported item (its id and link), a case's
+# reporters (who is a party, compared and queried), the request fingerprint
+# a retry is compared with, a trusted flagger's display name (an
+# organisation's, listed publicly), agents' reasons for voiding a case.
+PERSONAL = PersonalFields(
+    {
+        AbuseReport.Filed: PersonalEvent("reporter", ("explanation", *_CONTACT, "evidence[].name")),
+        ReportCase.Decided: PersonalEvent(
+            _uploader, ("uploader.legal_name", *(f"uploader.{p}" for p in _CONTACT))
+        ),
+        Reporter.Warned: PersonalEvent("user_id", _CONTACT),
+        Reporter.Suspended: PersonalEvent("user_id", _CONTACT),
+        Reporter.SuspensionLifted: PersonalEvent("user_id", _CONTACT),
+    }
+)

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from casemesh.platform.personal import PersonalDataSettings
 from casemesh.platform.settings import InternalServiceSettings, KafkaSettings, PostgresSettings
 
 
-class PolicySettings(PostgresSettings):
+# What every reports process opens the application with. Each needs the key
+# database: reports' personal fields are stored sealed, serve and the
+# consumer write and read them, the relay reads them as tokens; none starts
+# without CASEMESH_MASTER_KEYS and CASEMESH_KEYS_DATABASE_URL.
+class PolicySettings(PostgresSettings, PersonalDataSettings):
     # Optional JSON file replacing the built-in reason taxonomy (taxonomy.json).
     reports_taxonomy_file: str = ""
     # Reporting misuse (DSA Art. 23): a warning after this many manifestly

@@ -252,6 +252,7 @@ def service_specs(
                 "CASEMESH_DATABASE_URL": reports_db,
                 "CASEMESH_GRPC_ADDR": reports_addr,
                 "CASEMESH_SERVICE_NAME": "reports",
+                **personal,
                 **vouched,
             },
         ),
@@ -264,6 +265,7 @@ def service_specs(
                 "CASEMESH_DATABASE_URL": reports_db,
                 "CASEMESH_KAFKA_BOOTSTRAP": kafka.bootstrap,
                 "CASEMESH_SERVICE_NAME": "reports-relay",
+                **personal,
             },
         ),
         ServiceSpec(
@@ -275,6 +277,7 @@ def service_specs(
                 "CASEMESH_DATABASE_URL": reports_db,
                 "CASEMESH_KAFKA_BOOTSTRAP": kafka.bootstrap,
                 "CASEMESH_SERVICE_NAME": "reports-appeals",
+                **personal,
             },
         ),
         ServiceSpec(
