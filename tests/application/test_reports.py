@@ -199,6 +199,7 @@ def test_reporters_and_uploaders_words_and_contacts_are_stored_sealed_each_under
 
     # Alice erased: her words and contact read as erased, wherever she wrote
     # them; Bob's report and the uploader's details are as they were.
+    seen(app)
     personal.keys.erase("alice")
     gone = app.get_report(ALICE, str(mine.id))
     assert (gone.explanation, gone.contact["email"], gone.contact["phone"]) == (ERASED,) * 3
@@ -211,6 +212,23 @@ def test_reporters_and_uploaders_words_and_contacts_are_stored_sealed_each_under
     assert kept_by_bob.explanation == "鲍勃也看到了"
     assert kept_by_bob.contact["email"] == "r@example.com"
     assert app.get_case(AGENT, ident).uploader == uploader
+
+    # The view keeps what people were shown, in clear, until the service
+    # hears of the erasure and renders Alice's rows again.
+    listed = {d["report"]["name"]: d["report"] for d in app.list_reports(AGENT, 0, "", "").items}
+    assert listed[f"reports/{mine.id}"]["explanation"] == "爱丽丝看到第 12 秒的袭击画面"
+    assert app.forget_in_view("alice", index_doc) == 4  # her two reports, their two cases
+    listed = {d["report"]["name"]: d["report"] for d in app.list_reports(AGENT, 0, "", "").items}
+    assert listed[f"reports/{mine.id}"]["explanation"] == ERASED
+    assert listed[f"reports/{mine.id}"]["contact"]["email"] == ERASED
+    assert listed[f"reports/{other.id}"]["explanation"] == ERASED
+    assert listed[f"reports/{bobs.id}"]["explanation"] == "鲍勃也看到了"
+    # The uploader erased: the case's document no longer names them.
+    personal.keys.erase("ursula")
+    assert app.forget_in_view("ursula", index_doc) == 1
+    cases = app.list_cases(AGENT, 0, "", "", ["ACTION_TAKEN"], "").items
+    [case_doc] = [d["case"] for d in cases if d["id"] == ident]
+    assert case_doc["affectedUploader"]["legalName"] == ERASED
 
 
 def test_reports_stored_before_sealing_read_as_they_were(clock: FakeClock) -> None:

@@ -14,6 +14,7 @@ from casemesh.platform.caseindex import Projector
 from casemesh.platform.clock import service_clock
 from casemesh.platform.consuming import start_broker, watch_lag
 from casemesh.platform.entrypoint import relay_until_stopped, run_command, serve_servicer
+from casemesh.platform.forgetting import ErasureFollower
 from casemesh.platform.personal import Sealer, open_sealer
 from casemesh.platform.relay import StreamFollower
 from casemesh.v1 import reports_pb2, reports_pb2_grpc
@@ -72,7 +73,14 @@ async def run_api(cfg: ReportsSettings) -> None:
             ReportServicer(app),
             reports_pb2.DESCRIPTOR.services_by_name["ReportService"],
             reports_pb2_grpc.add_ReportServiceServicer_to_server,
-            workers=[Projector(app, app.view, project, name="reports_view")],
+            workers=[
+                Projector(app, app.view, project, name="reports_view"),
+                ErasureFollower(
+                    "reports",
+                    lambda person: app.forget_in_view(person, index_doc),
+                    bootstrap=cfg.kafka_bootstrap,
+                ),
+            ],
             close=app.close,
         )
 

@@ -67,6 +67,18 @@ class ReportsBase(CaseApplication[ReportCase]):
     def visible_to(self, case: ReportCase, who: Identity) -> bool:
         return who.subject in case_parties(case)
 
+    def forget_in_view(self, person: str, render: Callable[[Any], dict[str, Any] | None]) -> int:
+        """After `person` was erased: drops their keys from this process's
+        memory, then renders again (`render`) the view's documents that may
+        hold their text: their reports, those reports' cases, the cases
+        naming them as the uploader. Returns how many. Idempotent."""
+        if self.sealer is not None:
+            self.sealer.keys.forget(person)
+        aggregates: list[Any] = [self.repository.get(ident) for ident in self.view.naming(person)]
+        for aggregate in aggregates:
+            self.view.rewrite(aggregate, render(aggregate))
+        return len(aggregates)
+
     def _get(self, cls: type[Any], ident: UUID) -> Any:
         try:
             found: Any = self.repository.get(ident)

@@ -31,7 +31,7 @@ class PolicySettings(PostgresSettings, PersonalDataSettings):
     clock_offset_file: str = ""
 
 
-class ReportsSettings(PolicySettings, InternalServiceSettings):
+class ReportsSettings(PolicySettings, KafkaSettings, InternalServiceSettings):
     service_name: str = "reports"
     grpc_addr: str = "127.0.0.1:50064"
     db_pool_size: int = Field(10, ge=4)

@@ -25,7 +25,7 @@ from uuid import UUID
 from eventsourcing.persistence import Tracking
 from eventsourcing.popo import POPOTrackingRecorder
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
-from psycopg.sql import SQL
+from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb
 
 from casemesh.platform.periods import falls_within, within
@@ -202,6 +202,33 @@ class ReportsView(PostgresTrackingRecorder):
                 " VALUES (%s, %s, %s, %s) ON CONFLICT (appeal) DO UPDATE"
                 " SET reversed_at = COALESCE(appeal_facts.reversed_at, EXCLUDED.reversed_at)",
                 (appeal, c.id, c.modified_on, c.modified_on if a["reversed_at"] else None),
+            )
+
+    # -- erasure -----------------------------------------------------------------------
+
+    def naming(self, person: str) -> list[UUID]:
+        """The reports `person` filed, and the cases they are in or whose
+        uploader `person` is: every row whose document may hold their text."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                "SELECT report_id AS id FROM report_index WHERE reporter = %s"
+                " UNION SELECT case_id FROM report_index WHERE reporter = %s"
+                " UNION SELECT case_id FROM report_queue"
+                " WHERE doc->'case'->'affectedUploader'->>'userId' = %s",
+                (person, person, person),
+            )
+            return [row["id"] for row in curs.fetchall()]
+
+    def rewrite(self, aggregate: Any, doc: dict[str, Any] | None) -> None:
+        """The document of a report's or a case's row rendered again at the
+        same version or a newer one (a projector gone further keeps its own)."""
+        table, key = _row_of(aggregate)
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL("UPDATE {} SET doc = %s WHERE {} = %s AND version <= %s").format(
+                    Identifier(table), Identifier(key)
+                ),
+                (Jsonb(doc or {}), aggregate.id, aggregate.version),
             )
 
     # -- queries ---------------------------------------------------------------------
@@ -397,6 +424,25 @@ class MemoryReportsView(POPOTrackingRecorder):
             if fact["reversed_at"] is None and a["reversed_at"]:
                 fact["reversed_at"] = c.modified_on
 
+    # -- erasure -----------------------------------------------------------------------
+
+    def naming(self, person: str) -> list[UUID]:
+        with self._database_lock:
+            filed = {i: r for i, r in self.report_index.items() if r["reporter"] == person}
+            uploaded = [
+                i
+                for i, c in self.report_queue.items()
+                if c["doc"].get("case", {}).get("affectedUploader", {}).get("userId") == person
+            ]
+            return [*filed, *{r["case_id"] for r in filed.values()}, *uploaded]
+
+    def rewrite(self, aggregate: Any, doc: dict[str, Any] | None) -> None:
+        table, _ = _row_of(aggregate)
+        with self._database_lock:
+            held = getattr(self, table).get(aggregate.id)
+            if held is not None and held["version"] <= aggregate.version:
+                held["doc"] = doc or {}
+
     # -- queries ---------------------------------------------------------------------
 
     def reports(self, q: ReportsQuery) -> list[dict[str, Any]]:
@@ -481,6 +527,15 @@ class MemoryReportsView(POPOTrackingRecorder):
         }
         figures["received"] = sum(received.values())
         return figures
+
+
+def _row_of(aggregate: Any) -> tuple[str, str]:
+    """The table of an aggregate's row with a document, and its key column."""
+    if isinstance(aggregate, AbuseReport):
+        return "report_index", "report_id"
+    if isinstance(aggregate, ReportCase):
+        return "report_queue", "case_id"
+    raise TypeError(f"no document is kept of a {type(aggregate).__name__}")
 
 
 def _upsert(table: dict[Any, dict[str, Any]], key: Any, kept: Any, changed: Any) -> None:

@@ -250,6 +250,7 @@ def service_specs(
                 **common,
                 **clock,
                 "CASEMESH_DATABASE_URL": reports_db,
+                "CASEMESH_KAFKA_BOOTSTRAP": kafka.bootstrap,
                 "CASEMESH_GRPC_ADDR": reports_addr,
                 "CASEMESH_SERVICE_NAME": "reports",
                 **personal,

@@ -56,10 +56,9 @@ async def serve_case_api(
             IndexProjector(app, app.index, index_row),
             case_timer(app, cfg.database_url, timers),
             ErasureFollower(
-                app,
-                index_row,
+                app.name,
+                lambda person: app.forget_person(person, index_row),
                 bootstrap=cfg.kafka_bootstrap,
-                group_id=f"casemesh-{app.name}-erasures",
             ),
         ],
         close=app.close,

@@ -2,11 +2,12 @@
 
 Its event store needs nothing: the erased person's fields there are sealed
 with keys that are gone. Two things of the service's own still hold them in
-the clear, and `CaseApplication.forget_person` mends both:
+the clear, and its `forget_person` mends both (`CaseApplication`'s, the
+reports application's):
 
 - the unwrapped keys this process keeps in memory (`DataKeys.forget`);
-- its case index, which keeps the text agents search: the rows of the
-  person's cases are rendered again, now with their fields erased.
+- its read model, which keeps the text agents list and search: the rows of
+  the person's cases are rendered again, now with their fields erased.
 
 `ErasureFollower` runs that for each erasure, beside the service's API, in
 one consumer group per service (each erasure is handled once, and again
@@ -20,13 +21,11 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from faststream.kafka import KafkaBroker, KafkaRouter
 
 from casemesh import topics
 from casemesh.events.v1.privacy_pb2 import PersonErased
-from casemesh.platform.caseindex import CaseRow
 from casemesh.platform.consuming import Place, consumer_broker, start_broker, subscribe
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
@@ -35,17 +34,14 @@ log = get_logger(__name__)
 
 
 class ErasureFollower:
-    """A worker (`serve_servicer`'s) that makes `app` forget each erased
-    person, its case index rows rendered again by `to_row`."""
+    """A worker (`serve_servicer`'s) that calls `forget(person)` (in a worker
+    thread) for each erased person; `service` names it in logs and groups."""
 
-    def __init__(
-        self, app: Any, to_row: Callable[[Any], CaseRow], *, bootstrap: str, group_id: str
-    ) -> None:
-        self._app, self._to_row = app, to_row
-        self._bootstrap, self._group_id = bootstrap, group_id
+    def __init__(self, service: str, forget: Callable[[str], int], *, bootstrap: str) -> None:
+        self._service, self._forget, self._bootstrap = service, forget, bootstrap
         self._loop = asyncio.new_event_loop()
         self._stop = asyncio.Event()
-        self._thread = threading.Thread(target=self._run, name=f"{app.name}-erasures", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"{service}-erasures", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -71,15 +67,15 @@ class ErasureFollower:
         subscribe(
             router,
             [topics.PRIVACY],
-            consumer=f"{self._app.name}-erasures",
-            group_id=self._group_id,
+            consumer=f"{self._service}-erasures",
+            group_id=f"casemesh-{self._service}-erasures",
             handle=self._handle,
         )
-        return consumer_broker(self._bootstrap, f"casemesh-{self._app.name}-erasures", router)
+        return consumer_broker(self._bootstrap, f"casemesh-{self._service}-erasures", router)
 
     async def _handle(self, event: CloudEvent, place: Place) -> None:
         message = event.message_if(PersonErased)
         if not isinstance(message, PersonErased):
             return
-        cases = await asyncio.to_thread(self._app.forget_person, message.person, self._to_row)
+        cases = await asyncio.to_thread(self._forget, message.person)
         log.info("person.forgotten", person=message.person, cases=cases)
