@@ -286,15 +286,20 @@ def test_an_event_gives_its_message_as_the_class_its_type_names() -> None:
     assert unreadable.message_if(tev.TicketCreated) is None
 
 
-@pytest.mark.parametrize("service", ["tickets", "tickets relay", "notifier"])
+@pytest.mark.parametrize(
+    "service", ["tickets", "tickets relay", "appeals", "appeals relay", "notifier"]
+)
 def test_a_service_that_seals_or_reveals_will_not_start_without_the_key_settings(
     service: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from casemesh_appeals import settings as appeals
     from casemesh_tickets.settings import RelaySettings, TicketsSettings
 
     settings: dict[str, type[ServiceSettings]] = {
         "tickets": TicketsSettings,
         "tickets relay": RelaySettings,
+        "appeals": appeals.AppealsSettings,
+        "appeals relay": appeals.RelaySettings,
         "notifier": NotifierSettings,
     }
     monkeypatch.setenv("CASEMESH_DATABASE_URL", "postgresql://x@h/db")
