@@ -19,13 +19,13 @@ from tests.support import Client, wait_until
 PARTITIONS = 3
 
 
-async def records_of(bootstrap: str, ticket_id: str) -> list[bytes]:
-    """The bytes of every record of the ticket on the tickets topic, as a
-    consumer gets them: key, each header, value."""
+async def records_of(bootstrap: str, case_id: str, topic: str = topics.TICKETS) -> list[bytes]:
+    """The bytes of every record of the case on `topic` (the tickets topic
+    unless told), as a consumer gets them: key, each header, value."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        parts = [TopicPartition(topics.TICKETS, p) for p in range(PARTITIONS)]
+        parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         ends = await consumer.end_offsets(parts)
@@ -33,7 +33,7 @@ async def records_of(bootstrap: str, ticket_id: str) -> list[bytes]:
         while [p for p in parts if await consumer.position(p) < ends[p]]:
             for batch in (await consumer.getmany(timeout_ms=500)).values():
                 for r in batch:
-                    if r.key is not None and r.key.decode() == ticket_id:
+                    if r.key is not None and r.key.decode() == case_id:
                         headers = b"".join(k.encode() + v for k, v in r.headers)
                         found.append(r.key + headers + (r.value or b""))
         return found
