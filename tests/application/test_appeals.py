@@ -437,3 +437,15 @@ def test_the_parties_details_and_words_are_stored_sealed_read_clear_and_erased_a
     assert texts == ["", ERASED, "同一支舞", ""]
     assert appeal_message(app.get(BOB, bobs)) == before
     assert before.filer.legal_name == "鲍勃影业"
+
+
+def test_a_case_stored_before_sealing_reads_as_it_was(app: Appeals) -> None:
+    """Events stored in the clear, before the service sealed, are read
+    unchanged by the sealing mapper (and stay as they are in the store)."""
+    ident = upheld(app)
+    stored = app.recorder.select_events(UUID(ident))
+    reader = SealingMapper(app.mapper.transcoder, sealer=memory_sealer().sealer, fields=PERSONAL)
+    read = [vars(reader.to_domain_event(s)) for s in stored]
+    assert read[0]["content"]["filer"]["legal_name"] == "Alice Studio"
+    assert read[0]["content"]["notice"]["work"]["title"] == "Dance #1"
+    assert read[2]["uploader"]["legal_name"] == "Ursula"
