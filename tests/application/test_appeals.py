@@ -5,8 +5,10 @@ deadlines, and appealed."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 import pytest
 
@@ -19,18 +21,23 @@ from casemesh.platform.errors import (
     PermissionDenied,
 )
 from casemesh.platform.identity import Identity
+from casemesh.platform.personal import ERASED, SealingMapper, is_token, reveal_message
 from casemesh_appeals import policy
+from casemesh_appeals.api import appeal_message
 from casemesh_appeals.application import AppealDraft, Appeals, DeadlineKind, RowSource
-from casemesh_appeals.domain import CopyrightAppeal
+from casemesh_appeals.domain import PERSONAL, CopyrightAppeal
+from casemesh_appeals.events import public_message
 from tests.application.story import (
     AGENT,
     ALICE,
+    BOB,
     FakeClock,
     events_of,
     in_memory,
     last_event,
     sent_again,
 )
+from tests.support import memory_sealer
 
 URSULA = Identity("ursula", frozenset({"user"}))
 EVIDENCE = [{"name": "evidence/a", "sha256": "a" * 64}]
@@ -348,3 +355,97 @@ def test_parties_list_their_cases_and_read_their_history(app: Appeals) -> None:
 
 def _doc(a: Any) -> dict[str, Any]:
     return {"create_time": a.created_on.isoformat(), "state": str(a.state)}
+
+
+def test_the_parties_details_and_words_are_stored_sealed_read_clear_and_erased_alone(
+    clock: FakeClock,
+) -> None:
+    personal = memory_sealer().sealer
+    app = Appeals(in_memory(), clock=clock, policies=policy.load(), sealer=personal)
+    alice = {
+        "legal_name": "爱丽丝工作室",
+        "locale": "zh-CN",
+        "contact": {
+            "email": "alice.studio@example.com",
+            "phone": "+8613800138000",
+            "channels": ["EMAIL", "SMS"],
+        },
+    }
+    draft = notice(
+        work={"title": "月光下的舞", "creation_time": "2026-01-01T00:00:00+00:00"},
+        originality_evidence=[{"name": "evidence/原稿.pdf", "sha256": "c" * 64}],
+    )
+    filed = app.file(ALICE, replace(draft, filer=alice))
+    ident = str(filed.id)
+    app.add_info(ALICE, ident, "补充：首发于二〇二五年", {}, etag="")
+    named = {**party("乌苏拉", "ursula"), "contact": {**CONTACT, "email": "ursula@example.com"}}
+    reasons = {"ground": "著作权法第十条", "facts": "同一支舞"}
+    app.decide(AGENT, ident, True, reasons, named, etag="")
+    app.file_counter_notice(
+        URSULA,
+        ident,
+        {**party("乌苏拉本人"), "contact": {"phone": "+8613900139000", "channels": ["SMS"]}},
+        {"removed_item": "https://video.example/v/123", "reason": "我自己编的舞"},
+        good_faith=True,
+        accuracy=True,
+    )
+    bobs = str(app.file(BOB, replace(draft, filer=party("鲍勃影业"))).id)
+    before = appeal_message(app.get(BOB, bobs))
+    words = ["爱丽丝工作室", "alice.studio@example.com", "+8613800138000", "月光下的舞"]
+    words += ["evidence/原稿.pdf", "补充：首发于二〇二五年", "乌苏拉", "ursula@example.com"]
+    words += ["+8613900139000", "我自己编的舞"]
+
+    stored = app.recorder.select_events(UUID(ident))
+    kept = b"".join(s.state for s in stored)
+    assert [w for w in words if w.encode() in kept] == []
+    # The agent's statement of reasons and the item's URL are left clear.
+    assert "同一支舞".encode() in kept and b"https://video.example/v/123" in kept
+
+    # The application reads them clear.
+    case = appeal_message(app.get(ALICE, ident))
+    assert (case.filer.legal_name, case.filer.contact.email, case.filer.contact.phone) == (
+        "爱丽丝工作室",
+        "alice.studio@example.com",
+        "+8613800138000",
+    )
+    assert case.notice.work.title == "月光下的舞"
+    assert case.notice.originality_evidence[0].name == "evidence/原稿.pdf"
+    assert (case.uploader.legal_name, case.counter_notice.reason) == ("乌苏拉本人", "我自己编的舞")
+    texts = [h.text for h in app.history(AGENT, ident)]
+    assert texts == ["", "补充：首发于二〇二五年", "同一支舞", ""]
+
+    # The relay reads tokens, which a consumer reveals from the message.
+    relay = SealingMapper(app.mapper.transcoder, sealer=personal, fields=PERSONAL, reveal=False)
+    first = relay.to_domain_event(stored[0])
+    assert is_token(vars(first)["content"]["filer"]["contact"]["email"])
+    message = public_message(first, first.mutate(None))  # type: ignore[attr-defined]
+    assert message.work_title != "月光下的舞"  # type: ignore[attr-defined]
+    shown = reveal_message(personal, message).message
+    assert (shown.work_title, shown.filer.contact.phone) == (  # type: ignore[attr-defined]
+        "月光下的舞",
+        "+8613800138000",
+    )
+
+    # Alice erased: what she gave and wrote reads erased, on her case and in
+    # its history; the uploader's words on it, and Bob's case, are unchanged.
+    personal.keys.erase(ALICE.subject)
+    case = appeal_message(app.get(ALICE, ident))
+    assert {case.filer.legal_name, case.filer.contact.email, case.notice.work.title} == {ERASED}
+    assert case.notice.originality_evidence[0].name == ERASED
+    assert (case.uploader.legal_name, case.counter_notice.reason) == ("乌苏拉本人", "我自己编的舞")
+    texts = [h.text for h in app.history(AGENT, ident)]
+    assert texts == ["", ERASED, "同一支舞", ""]
+    assert appeal_message(app.get(BOB, bobs)) == before
+    assert before.filer.legal_name == "鲍勃影业"
+
+
+def test_a_case_stored_before_sealing_reads_as_it_was(app: Appeals) -> None:
+    """Events stored in the clear, before the service sealed, are read
+    unchanged by the sealing mapper (and stay as they are in the store)."""
+    ident = upheld(app)
+    stored = app.recorder.select_events(UUID(ident))
+    reader = SealingMapper(app.mapper.transcoder, sealer=memory_sealer().sealer, fields=PERSONAL)
+    read = [vars(reader.to_domain_event(s)) for s in stored]
+    assert read[0]["content"]["filer"]["legal_name"] == "Alice Studio"
+    assert read[0]["content"]["notice"]["work"]["title"] == "Dance #1"
+    assert read[2]["uploader"]["legal_name"] == "Ursula"

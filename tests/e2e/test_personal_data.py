@@ -16,12 +16,12 @@ from tests.conftest import Stack
 from tests.support import Client, records_keyed, wait_until
 
 
-async def records_of(bootstrap: str, ticket_id: str) -> list[bytes]:
-    """The bytes of every record of the ticket on the tickets topic, as a
-    consumer gets them: key, each header, value."""
+async def records_of(bootstrap: str, case_id: str, topic: str = topics.TICKETS) -> list[bytes]:
+    """The bytes of every record of the case on `topic` (the tickets topic
+    unless told), as a consumer gets them: key, each header, value."""
     return [
         r.key + b"".join(k.encode() + v for k, v in r.headers) + (r.value or b"")
-        for r in await records_keyed(bootstrap, topics.TICKETS, ticket_id)
+        for r in await records_keyed(bootstrap, topic, case_id)
     ]
 
 

@@ -291,6 +291,8 @@ def test_an_event_gives_its_message_as_the_class_its_type_names() -> None:
     [
         "tickets",
         "tickets relay",
+        "appeals",
+        "appeals relay",
         "notifier",
         "reports",
         "reports relay",
@@ -300,12 +302,15 @@ def test_an_event_gives_its_message_as_the_class_its_type_names() -> None:
 def test_a_service_that_seals_or_reveals_will_not_start_without_the_key_settings(
     service: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from casemesh_appeals import settings as appeals
     from casemesh_reports import settings as reports
     from casemesh_tickets.settings import RelaySettings, TicketsSettings
 
     settings: dict[str, type[ServiceSettings]] = {
         "tickets": TicketsSettings,
         "tickets relay": RelaySettings,
+        "appeals": appeals.AppealsSettings,
+        "appeals relay": appeals.RelaySettings,
         "notifier": NotifierSettings,
         "reports": reports.ReportsSettings,
         "reports relay": reports.RelaySettings,

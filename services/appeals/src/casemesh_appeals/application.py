@@ -25,10 +25,19 @@ from casemesh.platform.grpcutil import resource_id
 from casemesh.platform.history import EventEntry, entry_basics
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
+from casemesh.platform.personal import Sealer
 from casemesh.platform.relay import StreamFollower
 from casemesh.platform.timers import Deadline
 from casemesh.rules import tickets as rules
-from casemesh_appeals.domain import DECIDED, CopyrightAppeal, Kind, State, Step, missing_elements
+from casemesh_appeals.domain import (
+    DECIDED,
+    PERSONAL,
+    CopyrightAppeal,
+    Kind,
+    State,
+    Step,
+    missing_elements,
+)
 from casemesh_appeals.policy import JurisdictionPolicy
 from casemesh_appeals.reasons import StatementOfReasons
 
@@ -96,6 +105,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
     case_type = CopyrightAppeal
     collection = "appeals"
     ascii_fingerprints = True
+    personal_fields = PERSONAL
 
     def __init__(
         self,
@@ -488,9 +498,19 @@ def open_appeals(
     policies: dict[str, JurisdictionPolicy],
     default_jurisdiction: str = "cn",
     pool_size: int = 10,
+    sealer: Sealer | None = None,
+    reveal_personal: bool = True,
 ) -> Appeals:
+    """Appeals on PostgreSQL, its case index beside the events; given a
+    `sealer`, personal fields are stored sealed (`reveal_personal=False`: read
+    back as tokens, for the relay)."""
     bound = partial(
-        Appeals, clock=clock, policies=policies, default_jurisdiction=default_jurisdiction
+        Appeals,
+        clock=clock,
+        policies=policies,
+        default_jurisdiction=default_jurisdiction,
+        sealer=sealer,
+        reveal_personal=reveal_personal,
     )
     return open_indexed(database_url, "appeal_cases", bound, pool_size=pool_size)
 

@@ -13,6 +13,7 @@ the service computes from the jurisdiction's policy (time is an input).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -22,6 +23,7 @@ from eventsourcing.domain import Aggregate, event
 
 from casemesh.platform.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from casemesh.platform.ids import derived_id
+from casemesh.platform.personal import PersonalEvent, PersonalFields
 from casemesh_appeals.reasons import StatementOfReasons
 
 NAMESPACE = uuid.UUID("9d4b6c1a-5e0f-4b7a-8c21-3f6e2d9a1b44")
@@ -436,3 +438,57 @@ class CopyrightAppeal(Aggregate):
     def _require_filer(self, actor: str, what: str) -> None:
         if actor != self.filer_id:
             raise PermissionDenied(f"only the person who filed the case may {what}")
+
+
+def _named_uploader(state: Mapping[str, Any]) -> object:
+    """The uploader an agent named when upholding a notice (none on a reject)."""
+    return (state.get("uploader") or {}).get("user_id")
+
+
+# The party's own details: legal name, e-mail and phone (their user id and
+# channels are not personal text; the locale is a setting).
+_PARTY = ("legal_name", "contact.email", "contact.phone")
+# What the filer writes in a case's content (its elements): the work's title,
+# the names of the files they attach, a counter-notice's reason, an appeal's
+# grounds. The URLs or ids of the items concerned stay clear (the service and
+# its consumers act on them), as do dates and the statements' yes/no.
+_CONTENT = (
+    *(f"filer.{path}" for path in _PARTY),
+    "notice.work.title",
+    "notice.originality_evidence[].name",
+    "notice.infringement_evidence[].name",
+    "counter_notice.reason",
+    "counter_notice.evidence[].name",
+    "grounds",
+)
+
+# Whose words and contacts each event holds, sealed in the event store and on
+# the topic with that person's key (erasing the person erases them). The
+# filer's own: their details and what they wrote in the case (at filing, in
+# information they add, in withdrawing it). The uploader's own: the details
+# an agent named them with when upholding a notice, and their counter-notice
+# (details, reason, evidence names). Agents' own texts (the statement of
+# reasons, a request for information, the court action they record and its
+# evidence) are not sealed.
+PERSONAL = PersonalFields(
+    {
+        CopyrightAppeal.Filed: PersonalEvent(
+            "filer_id", tuple(f"content.{path}" for path in _CONTENT)
+        ),
+        CopyrightAppeal.InfoAdded: PersonalEvent(
+            "actor", ("message", *(f"completion.{path}" for path in _CONTENT))
+        ),
+        CopyrightAppeal.Withdrawn: PersonalEvent("actor", ("reason",)),
+        CopyrightAppeal.CounterNoticeFiled: PersonalEvent(
+            "actor",
+            (
+                *(f"uploader.{path}" for path in _PARTY),
+                "counter_notice.reason",
+                "counter_notice.evidence[].name",
+            ),
+        ),
+        CopyrightAppeal.Decided: PersonalEvent(
+            _named_uploader, tuple(f"uploader.{path}" for path in _PARTY)
+        ),
+    }
+)

@@ -168,7 +168,7 @@ def service_specs(
     vouched = {"CASEMESH_INTERNAL_VERIFY_KEY": identity_keys.verifying}
     inbound_keys = inbound_keys or IdentityKeys.new()
     by_mail = {"CASEMESH_INBOUND_VERIFY_KEY": inbound_keys.verifying}
-    # Who seals or reveals personal data: tickets (serve and relay), notifier.
+    # Who seals or reveals personal data: tickets (serve and relay), appeals, notifier.
     personal = {
         "CASEMESH_MASTER_KEYS": master_keys or f"dev:{new_master_key()}",
         "CASEMESH_KEYS_DATABASE_URL": pg.dsn(KEYS_DB),
@@ -229,6 +229,7 @@ def service_specs(
                 "CASEMESH_KAFKA_BOOTSTRAP": kafka.bootstrap,
                 "CASEMESH_GRPC_ADDR": appeals_addr,
                 "CASEMESH_SERVICE_NAME": "appeals",
+                **personal,
                 **vouched,
             },
         ),
@@ -241,6 +242,7 @@ def service_specs(
                 "CASEMESH_DATABASE_URL": pg.dsn(APPEALS_DB),
                 "CASEMESH_KAFKA_BOOTSTRAP": kafka.bootstrap,
                 "CASEMESH_SERVICE_NAME": "appeals-relay",
+                **personal,
             },
         ),
         ServiceSpec(
