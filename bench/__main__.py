@@ -126,7 +126,8 @@ def main() -> None:
     root.chmod(0o755)
     print("Each goal: measured │ reference, taken in the same run │ ratio │ goal.")
     print(
-        "Clusters run with fsync off (throwaway), except the writer's, which flushes every commit."
+        "Clusters run with fsync off (throwaway), except the writer's and the key database,"
+        " which flush every commit."
     )
     pg = LocalPostgres(root / "pg", free_port())
     durable = LocalPostgres(root / "pg-durable", free_port(), durable=True)

@@ -127,6 +127,25 @@ def measure(target: str, in_flight: int, callers: Callers, ahead: int) -> float:
     return asyncio.run(load(target, in_flight, callers.metadata))
 
 
+def compare(targets: dict[bool, str], in_flight: int, callers: Callers, ahead: int) -> list[str]:
+    """The sealed service (`targets[True]`) against the other, A-B-A-B: the
+    goal's row, and each run's figure in order (how far apart they are says
+    how noisy the machine was)."""
+    runs: dict[bool, list[float]] = {True: [], False: []}
+
+    def side(sealed: bool) -> float:
+        runs[sealed].append(measure(targets[sealed], in_flight, callers, ahead))
+        return runs[sealed][-1]
+
+    sealed_rate, unsealed_rate = interleaved(partial(side, True), partial(side, False), ROUNDS)
+    goal = Goal(f"CreateTicket sealed, {in_flight} in flight", "/s", 0.9)
+    each = {sealed: ", ".join(f"{r:.0f}" for r in rates) for sealed, rates in runs.items()}
+    return [
+        row(goal, sealed_rate, unsealed_rate, "the same, sealing off"),
+        f"      each run /s: sealed {each[True]}; sealing off {each[False]}",
+    ]
+
+
 def run(events: LocalPostgres, keys: LocalPostgres, ahead: int = 4000) -> None:
     """`events` and `keys`: started durable clusters. `ahead`: new requesters'
     tokens signed before each run (more than a run uses, if possible)."""
@@ -155,14 +174,7 @@ def run(events: LocalPostgres, keys: LocalPostgres, ahead: int = 4000) -> None:
         for fresh in (True, False):
             lines.append("  a new requester on every call:" if fresh else "  returning requesters:")
             for in_flight in (1, 8):
-                callers = Callers(key, fresh)
-                sealed_rate, unsealed_rate = interleaved(
-                    partial(measure, targets[True], in_flight, callers, ahead),
-                    partial(measure, targets[False], in_flight, callers, ahead),
-                    ROUNDS,
-                )
-                goal = Goal(f"CreateTicket sealed, {in_flight} in flight", "/s", 0.9)
-                lines.append(row(goal, sealed_rate, unsealed_rate, "the same, sealing off"))
+                lines += compare(targets, in_flight, Callers(key, fresh), ahead)
     print(
         "\nCreateTicket, personal data sealed against not (fsync on; the tickets gRPC"
         f" service in a process of its own; {SPAN_S:g} s a run, the median of {ROUNDS},"
