@@ -17,17 +17,17 @@ Two kinds of load, each at 1 and 8 calls in flight, measured alternately
 - a new requester on every call: each ticket needs its person's first data
   key, made and stored in the key database (the worst case);
 - returning requesters (one a caller): their keys are in memory after their
-  first ticket, so sealing costs only the encryption.
+  first ticket, so sealing costs only the encryption (and the index
+  projector's decryption of what it reads back).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import multiprocessing
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from functools import partial
 from typing import Any
 
@@ -79,7 +79,7 @@ def serve(settings: dict[str, Any], sealed: bool) -> None:
     asyncio.run(main())
 
 
-@contextlib.contextmanager
+@contextmanager
 def tickets_service(settings: dict[str, Any], sealed: bool) -> Iterator[None]:
     spawn = multiprocessing.get_context("spawn")
     child = spawn.Process(target=serve, args=(settings, sealed), daemon=True)
