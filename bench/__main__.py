@@ -5,6 +5,8 @@ reference │ ratio │ goal (`bench/report.py`):
 - the writer: event-store appends and CreateTicket against raw INSERT
   transactions, and two writer processes against one (`bench/writer.py`,
   fsync on);
+- CreateTicket through the tickets service with personal data sealed
+  against the same with sealing off (`bench/sealing.py`, fsync on);
 - the relay: a stored backlog onto Kafka against a bare producer;
 - ClaimNextCase latency over 100,000 open cases (`bench/queue.py`);
 - help-centre search latency over 10,000 articles (`bench/helpcenter.py`);
@@ -29,6 +31,7 @@ from bench import gateway as gateway_bench
 from bench import helpcenter as help_bench
 from bench import notifier as notifier_bench
 from bench import queue as queue_bench
+from bench import sealing as sealing_bench
 from bench import writer as writer_bench
 from bench.report import Goal, row
 from casemesh import topics
@@ -108,7 +111,7 @@ def relay(pg: LocalPostgres, kafka: LocalKafka, n: int) -> None:
     print(row(goal, relayed, raw_kafka, "bare aiokafka producer, acks=all"))
 
 
-PARTS = ("writer", "relay", "gateway", "queue", "help", "notifier")
+PARTS = ("writer", "sealing", "relay", "gateway", "queue", "help", "notifier")
 
 
 def main() -> None:
@@ -123,18 +126,25 @@ def main() -> None:
     root.chmod(0o755)
     print("Each goal: measured │ reference, taken in the same run │ ratio │ goal.")
     print(
-        "Clusters run with fsync off (throwaway), except the writer's, which flushes every commit."
+        "Clusters run with fsync off (throwaway), except the writer's and the key database,"
+        " which flush every commit."
     )
     pg = LocalPostgres(root / "pg", free_port())
     durable = LocalPostgres(root / "pg-durable", free_port(), durable=True)
+    keys = LocalPostgres(root / "pg-keys", free_port(), durable=True)
     kafka = LocalKafka(root / "kafka", free_port(), free_port(), REPO / ".run/cache/kafka-4.1.1")
     try:
         pg.start()
-        if "writer" in parts:
+        if "writer" in parts or "sealing" in parts:
             durable.start()
+        if "writer" in parts:
             durable.create_database("bench_writer")
             writer_bench.run(durable.dsn("bench_writer"))
-            durable.stop()
+        if "sealing" in parts:
+            keys.start()
+            sealing_bench.run(durable, keys)
+            keys.stop()
+        durable.stop()
         if "relay" in parts or "gateway" in parts or "notifier" in parts:
             kafka.start()
             asyncio.run(kafka.create_topics(list(topics.ALL), partitions=3))
@@ -153,6 +163,7 @@ def main() -> None:
             notifier_bench.run(pg.dsn("bench_notifier"), kafka)
     finally:
         kafka.stop()
+        keys.stop()
         durable.stop()
         pg.stop()
         shutil.rmtree(root, ignore_errors=True)

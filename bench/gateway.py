@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -133,8 +133,11 @@ def request(n: int, email: str = "") -> pb.CreateTicketRequest:
     )
 
 
-async def load(target: str, in_flight: int, metadata: list[tuple[str, str]]) -> float:
-    """CreateTicket calls per second with `in_flight` calls at a time."""
+async def load(
+    target: str, in_flight: int, metadata: Callable[[int], Sequence[tuple[str, str]]]
+) -> float:
+    """CreateTicket calls per second with `in_flight` calls at a time, each
+    call carrying `metadata(caller)` (the caller numbered from 0)."""
     async with grpc.aio.insecure_channel(target) as channel:
         call = channel.unary_unary(
             METHOD, pb.CreateTicketRequest.SerializeToString, pb.Ticket.FromString
@@ -145,7 +148,7 @@ async def load(target: str, in_flight: int, metadata: list[tuple[str, str]]) -> 
         async def caller(n: int) -> None:
             nonlocal done
             while time.perf_counter() < deadline:
-                await call(request(n * 100_000 + done), metadata=metadata, timeout=30)
+                await call(request(n * 100_000 + done), metadata=metadata(n), timeout=30)
                 done += 1
 
         start = time.perf_counter()
@@ -341,7 +344,7 @@ def percentile(samples: list[float], p: int) -> float:
 
 
 def measure(target: str, in_flight: int, metadata: list[tuple[str, str]]) -> Callable[[], float]:
-    return lambda: asyncio.run(load(target, in_flight, metadata))
+    return lambda: asyncio.run(load(target, in_flight, lambda _: metadata))
 
 
 def run(root: Path, pg: LocalPostgres, kafka: LocalKafka) -> None:
@@ -389,8 +392,8 @@ def run(root: Path, pg: LocalPostgres, kafka: LocalKafka) -> None:
             p.start()
         token = mint_token(secret, "bench-user", ("user",))
         metadata = [("authorization", f"Bearer {token}")]
-        _ready(gateway, metadata)
-        _ready(f"127.0.0.1:{proxy_port}", [])
+        ready(gateway, metadata)
+        ready(f"127.0.0.1:{proxy_port}", [])
         lines = []
         with grpc.insecure_channel(gateway) as channel:
             made = channel.unary_unary(
@@ -443,7 +446,7 @@ def run(root: Path, pg: LocalPostgres, kafka: LocalKafka) -> None:
     print("\n".join(lines))
 
 
-def _ready(target: str, metadata: list[tuple[str, str]], timeout: float = 90.0) -> None:
+def ready(target: str, metadata: Sequence[tuple[str, str]], timeout: float = 90.0) -> None:
     """Waits until one call goes through (the stack has just started)."""
     deadline = time.monotonic() + timeout
     while True:
