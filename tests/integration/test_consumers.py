@@ -37,6 +37,7 @@ from casemesh_notifier.planner import Planner
 from casemesh_notifier.schema import create_schema
 from tests.conftest import Infra
 from tests.integration import test_delivery as delivery_test
+from tests.integration.test_notifier_erasure import erasure
 from tests.support import memory_sealer
 
 notifier = delivery_test.notifier  # the notifier on a real database, sending to fakes
@@ -295,3 +296,34 @@ async def test_a_database_outage_mid_batch_loses_nothing_and_sends_nothing_twice
     assert await notifier.drain() == 0
     sent = [m.job_id for m in notifier.email.delivered]
     assert len(sent) == len(set(sent)) == len(events)  # one e-mail an event, each once
+
+
+async def test_an_erasure_read_from_the_topic_cancels_the_persons_unsent_jobs(
+    infra: Infra, notifier: delivery_test.Notifier
+) -> None:
+    topic, group = await notifier_topic(infra)
+    first, second = created("erased-1"), created("erased-2")
+    erased = erasure("alice")  # the requester of both tickets
+    # The first ticket's job is planned before the erasure arrives; the
+    # second's comes with it (and the erasure twice: redelivered).
+    await produce(infra, topic, [first])
+    build = notifier_build(
+        infra, notifier.pool, Planner(memory_sealer()), group, topic, notifier.clock
+    )
+    await consume_all(infra, build, group, topic)
+    await produce(infra, topic, [second, erased, erased])
+    await consume_all(infra, build, group, topic)
+
+    assert sorted(notifier.rows("SELECT event_id FROM consumed_events")) == sorted(
+        [(first.id,), (second.id,), (erased.id,)]
+    )
+    assert (
+        notifier.rows("SELECT status, recipient, subject, body FROM notification_jobs")
+        == [("cancelled", "", "", "")] * 2
+    )
+    assert (
+        notifier.rows("SELECT user_id, email, phone, subject FROM case_parties")
+        == [("alice", "", "", "")] * 2
+    )
+    assert await notifier.drain() == 0
+    assert notifier.email.delivered == []

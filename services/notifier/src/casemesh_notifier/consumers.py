@@ -5,6 +5,8 @@ Events are planned in batches: whatever records have arrived, together
 transaction, then one offset commit for them all. The offsets are committed
 only after the planning transaction committed, and a redelivered event is a
 no-op because its id is already recorded as consumed.
+An erasure (`PersonErased`, casemesh.privacy.v1) is applied on the same
+path, in its batch's transaction (`Planner`, `erasures.py`).
 A record that can never be planned is set aside in `unprocessable_events`,
 where operators see it, and the notifier reads on.
 """
@@ -39,7 +41,9 @@ TICKETS_TOPIC = topics.TICKETS
 APPEALS_TOPIC = topics.APPEALS
 REPORTS_TOPIC = topics.REPORTS
 CODES_TOPIC = topics.VERIFICATION
-TOPICS = (TICKETS_TOPIC, APPEALS_TOPIC, REPORTS_TOPIC, CODES_TOPIC)
+# Erasures: the person's clear data scrubbed, their unsent jobs cancelled.
+PRIVACY_TOPIC = topics.PRIVACY
+TOPICS = (TICKETS_TOPIC, APPEALS_TOPIC, REPORTS_TOPIC, CODES_TOPIC, PRIVACY_TOPIC)
 CONSUMER = "notifier"
 
 log = get_logger(__name__)
