@@ -10,6 +10,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -31,13 +32,14 @@ from casemesh.platform.consuming import (
     subscribe,
 )
 from casemesh.platform.envelope import CloudEvent
+from casemesh.platform.personal import ERASED
 from casemesh.platform.pools import async_pool
 from casemesh_notifier.consumers import build_broker, build_router
 from casemesh_notifier.planner import Planner
 from casemesh_notifier.schema import create_schema
 from tests.conftest import Infra
 from tests.integration import test_delivery as delivery_test
-from tests.integration.test_notifier_erasure import erasure
+from tests.integration.test_notifier_erasure import erasure, processes
 from tests.support import memory_sealer
 
 notifier = delivery_test.notifier  # the notifier on a real database, sending to fakes
@@ -327,3 +329,48 @@ async def test_an_erasure_read_from_the_topic_cancels_the_persons_unsent_jobs(
     )
     assert await notifier.drain() == 0
     assert notifier.email.delivered == []
+
+
+async def test_every_replica_forgets_the_keys_it_holds_of_an_erased_person(
+    infra: Infra, pool: AsyncConnectionPool[Any]
+) -> None:
+    topic, group = await notifier_topic(infra)  # the shared group's (quiet) case topic
+    await infra.kafka.create_topics([topics.PRIVACY])
+    privacy, *replicas = processes(3)
+    person = f"users/{uuid.uuid4().hex[:8]}"
+    token = privacy.sealer.seal("lin@example.com", person)
+    # Each replica revealed something of theirs: it holds their key.
+    assert [r.sealer.reveal(token) for r in replicas] == ["lin@example.com"] * 2
+    await privacy.erase(person)
+    assert [r.sealer.reveal(token) for r in replicas] == ["lin@example.com"] * 2
+
+    stop = asyncio.Event()
+    brokers = []
+    for n, replica in enumerate(replicas):
+        router = build_router(
+            pool=pool,
+            group_id=group,
+            clock=SystemClock(),
+            planner=Planner(replica),
+            topic_names=[topic],
+            replica_group=f"{group}.keys.{n}",
+        )
+        broker = await start_broker(
+            partial(build_broker, infra.kafka.bootstrap, router), stop, "it_replica"
+        )
+        assert broker is not None
+        brokers.append(broker)
+    try:
+        await produce(infra, topics.PRIVACY, [erasure(person)])
+
+        def forgotten() -> list[bool]:
+            return [r.sealer.reveal(token) == ERASED for r in replicas]
+
+        for _ in range(120):
+            if all(forgotten()):
+                break
+            await asyncio.sleep(0.5)
+        assert forgotten() == [True, True], "each replica forgets within 60 s"
+    finally:
+        for broker in brokers:
+            await broker.stop()

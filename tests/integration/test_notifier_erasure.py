@@ -63,6 +63,13 @@ WU = Person("users/wu", "wu@example.com", "+8613900139000", "退款一直没有�
 REPLY = "我们已重置您的登录"
 
 
+def processes(n: int) -> list[AsyncSealer]:
+    """The sealers of `n` processes over one key store: each with its own
+    memory of keys, as the privacy service and the notifier's replicas."""
+    store, masters = MemoryKeyStore(), MasterKeys.parse(f"t:{new_master_key()}")
+    return [AsyncSealer(Sealer(DataKeys(store, masters))) for _ in range(n)]
+
+
 def erasure(person: str, event_id: str | None = None) -> CloudEvent:
     """A `PersonErased` as the privacy service publishes it."""
     message = PersonErased(person=person, erased_by="users/admin", reason="DSR-1")
@@ -186,7 +193,6 @@ async def world(infra: Infra) -> AsyncIterator[World]:
     mail, sms = MailEndpoint(free_port()), SmsEndpoint(free_port())
     mail.start()
     sms.start()
-    store, masters = MemoryKeyStore(), MasterKeys.parse(f"t:{new_master_key()}")
     cfg = NotifierSettings(
         **personal_settings(),
         database_url=dsn,
@@ -198,11 +204,12 @@ async def world(infra: Infra) -> AsyncIterator[World]:
     email = SmtpChannel(host=mail.address[0], port=mail.address[1], sender=cfg.mail_from)
     texts = HttpSmsChannel(url=sms.url)
     channels: dict[str, Channel] = {"EMAIL": email, "SMS": texts}
+    tickets, personal = processes(2)
     world = World(
         dsn=dsn,
         pool=pool,
-        tickets=AsyncSealer(Sealer(DataKeys(store, masters))),
-        personal=AsyncSealer(Sealer(DataKeys(store, masters))),
+        tickets=tickets,
+        personal=personal,
         delivery=Delivery(pool=pool, conninfo=dsn, channels=channels, cfg=cfg),
         mail=mail,
         sms=sms,

@@ -106,7 +106,7 @@ class Planner:
                     continue
                 first.discard(event.id)  # the same event twice in one batch is planned once
                 if event.type == ERASURE:
-                    erasures.append((event, self._erased(event)))
+                    erasures.append((event, self.forget(event)))
                     continue
                 cls = MESSAGES.get(event.type)
                 if cls is None:
@@ -120,10 +120,10 @@ class Planner:
                 log.info("person.forgotten", event_id=event.id, **dataclasses.asdict(forgotten))
         return by_event
 
-    def _erased(self, event: CloudEvent) -> str:
+    def forget(self, event: CloudEvent) -> str:
         """The person a `PersonErased` names, forgotten by this process's
-        sealer at once: no key of theirs it holds is used again (for this
-        batch's events either)."""
+        sealer at once: no key of theirs it holds is used again (for the
+        rest of a batch either)."""
         person = PersonErased.FromString(event.data).person
         if not person:
             raise ValueError(f"{event.id}: a PersonErased names no person")
