@@ -16,6 +16,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from casemesh import topics
+from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.events.v1.privacy_pb2 import PersonErased
 from casemesh.platform.consuming import Place
@@ -85,16 +86,22 @@ def erasure(person: str, event_id: str | None = None) -> CloudEvent:
     )
 
 
-def ticket_event(ticket: str, version: int, message: Any) -> CloudEvent:
+def case_event(service: str, name: str, version: int, message: Any) -> CloudEvent:
+    """An event of `service` about the case `name` (`<collection>/<id>`)."""
+    ident = name.rpartition("/")[2]
     return CloudEvent(
-        id=f"{ticket}:{version}",
-        source="casemesh/tickets",
-        type=f"casemesh.tickets.{message.DESCRIPTOR.name}.v1",
-        subject=f"tickets/{ticket}",
+        id=f"{ident}:{version}",
+        source=f"casemesh/{service}",
+        type=f"casemesh.{service}.{message.DESCRIPTOR.name}.v1",
+        subject=name,
         time=NOON_IN_SHANGHAI,
         data=message.SerializeToString(),
-        key=ticket,
+        key=ident,
     )
+
+
+def ticket_event(ticket: str, version: int, message: Any) -> CloudEvent:
+    return case_event("tickets", f"tickets/{ticket}", version, message)
 
 
 def opened(tickets: Sealer, ticket: str, person: Person) -> CloudEvent:
@@ -302,3 +309,34 @@ async def test_an_erased_persons_unsent_jobs_are_cancelled_and_nothing_of_them_i
         f"SELECT email, phone, subject FROM case_parties WHERE case_name = 'tickets/{lin_ticket}'"
     ) == [("", "", "")]
     assert len(world.mail.messages) == len(world.sms.requests) == 3
+
+
+def warned(standing: str, version: int, person: Person) -> CloudEvent:
+    """A reporter warned for misuse: the reports service's events carry the
+    reporter's contacts in clear (not sealed), so an erasure cannot reach them."""
+    message = rev.ReporterWarned(
+        header=rev.ReportEventHeader(aggregate_id=standing, version=version, state="WARNED"),
+        reporter=person.user_id,
+        contact=ev.ContactPreferences(
+            email=person.email, channels=[ev.CONTACT_CHANNEL_EMAIL], locale="zh-CN"
+        ),
+    )
+    return case_event("reports", f"reporters/{standing}", version, message)
+
+
+async def test_a_later_event_carrying_an_erased_persons_contacts_tells_them_nothing(
+    world: World,
+) -> None:
+    lin, wu = str(uuid.uuid4()), str(uuid.uuid4())
+    await world.plan([warned(lin, 1, LIN), warned(wu, 1, WU)])
+    await world.plan([erasure(LIN.user_id)])
+    # Warned again: the event names Lin with her address, as before.
+    assert list(await world.plan([warned(lin, 2, LIN), warned(wu, 2, WU)])) == [f"{wu}:2"]
+    assert await world.drain() == 2  # Wu's two; Lin's first warning was cancelled
+    assert len(world.mail.to(LIN.email)) == 0
+    assert len(world.mail.to(WU.email)) == 2
+    assert world.rows(
+        "SELECT user_id, email, phone, subject FROM case_parties"
+        f" WHERE case_name = 'reporters/{lin}'"
+    ) == [(LIN.user_id, "", "", "")]
+    assert LIN.email not in world.dump()

@@ -16,6 +16,9 @@ scrub, in the transaction that records the event consumed (`Planner`):
   `cancelled`, a final status no sender claims and that holds back no later
   job of the thread (the ordering rule waits only on pending and sending
   jobs);
+- the person is recorded in `erased_people`: a later event naming them
+  (appeals and reports carry contacts in clear) gives their party no address
+  and them no job (`Planner`);
 - the outcome events of those jobs in `notification_outbox` lose the masked
   recipient and the error text (which may quote an address). No outcome event
   says "cancelled": the topic's messages do not include one.
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -69,10 +73,19 @@ THEIR_JOBS = (
 )
 
 
-async def forget_people(conn: psycopg.AsyncConnection[Any], people: Collection[str]) -> Forgotten:
+async def forget_people(
+    conn: psycopg.AsyncConnection[Any], people: Collection[str], event_id: str, now: datetime
+) -> Forgotten:
     """Scrubs what the notifier keeps in clear of `people` and cancels what
-    it would still send them, in the caller's transaction."""
+    it would still send them, in the caller's transaction; records them as
+    erased (`erased_people`), so that no later event names them again with
+    an address (the planner reads it)."""
     people = sorted(set(people))
+    await conn.execute(
+        "INSERT INTO erased_people (person, event_id, recorded_at)"
+        " SELECT unnest(%s::text[]), %s, %s ON CONFLICT DO NOTHING",
+        (people, event_id, now),
+    )
     cur = await conn.execute(
         "SELECT email, phone FROM case_parties WHERE user_id = ANY(%s)"
         " ORDER BY case_name, party FOR UPDATE",

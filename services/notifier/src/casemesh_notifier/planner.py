@@ -21,7 +21,9 @@ erased address. A field that cannot be revealed is never planned with
 A `PersonErased` (casemesh.privacy.v1) in the batch makes this process forget
 the person's keys before anything of the batch is revealed, and, once the
 batch's jobs are added, scrubs the person's clear data and cancels their
-unsent jobs (`erasures.py`), those the batch added included.
+unsent jobs (`erasures.py`), those the batch added included. A person once
+erased is told nothing again and their parties keep no address, whatever a
+later event carries (`erased_people`).
 """
 
 from __future__ import annotations
@@ -116,7 +118,7 @@ class Planner:
         by_event = await self._plan(conn, decoded, now, about) if decoded else {}
         for event, person in erasures:
             with about(event):
-                forgotten = await forget_people(conn, [person])
+                forgotten = await forget_people(conn, [person], event.id, now)
                 log.info("person.forgotten", event_id=event.id, **dataclasses.asdict(forgotten))
         return by_event
 
@@ -151,6 +153,12 @@ class Planner:
         for event, message, source in todo:
             with about(event):
                 jobs += source.plan(book, event, message, at)
+        # An erased person named again (by an event that carries contacts in
+        # clear, or read with a key this process still held) is told nothing.
+        erased = await store.erased_among(conn, book.user_ids())
+        if erased:
+            book.forget(erased)
+            jobs = [job for job in jobs if not book.erased(job, erased)]
         await store.save_parties(conn, book.changed())
         created = set(await store.add_jobs(conn, jobs, now))
         by_event: dict[str, list[uuid.UUID]] = {}
