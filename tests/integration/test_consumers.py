@@ -10,6 +10,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -31,12 +32,14 @@ from casemesh.platform.consuming import (
     subscribe,
 )
 from casemesh.platform.envelope import CloudEvent
+from casemesh.platform.personal import ERASED
 from casemesh.platform.pools import async_pool
 from casemesh_notifier.consumers import build_broker, build_router
 from casemesh_notifier.planner import Planner
 from casemesh_notifier.schema import create_schema
 from tests.conftest import Infra
 from tests.integration import test_delivery as delivery_test
+from tests.integration.test_notifier_erasure import erasure, processes
 from tests.support import memory_sealer
 
 notifier = delivery_test.notifier  # the notifier on a real database, sending to fakes
@@ -295,3 +298,79 @@ async def test_a_database_outage_mid_batch_loses_nothing_and_sends_nothing_twice
     assert await notifier.drain() == 0
     sent = [m.job_id for m in notifier.email.delivered]
     assert len(sent) == len(set(sent)) == len(events)  # one e-mail an event, each once
+
+
+async def test_an_erasure_read_from_the_topic_cancels_the_persons_unsent_jobs(
+    infra: Infra, notifier: delivery_test.Notifier
+) -> None:
+    topic, group = await notifier_topic(infra)
+    first, second = created("erased-1"), created("erased-2")
+    erased = erasure("alice")  # the requester of both tickets
+    # The first ticket's job is planned before the erasure arrives; the
+    # second's comes with it (and the erasure twice: redelivered).
+    await produce(infra, topic, [first])
+    build = notifier_build(
+        infra, notifier.pool, Planner(memory_sealer()), group, topic, notifier.clock
+    )
+    await consume_all(infra, build, group, topic)
+    await produce(infra, topic, [second, erased, erased])
+    await consume_all(infra, build, group, topic)
+
+    assert sorted(notifier.rows("SELECT event_id FROM consumed_events")) == sorted(
+        [(first.id,), (second.id,), (erased.id,)]
+    )
+    assert (
+        notifier.rows("SELECT status, recipient, subject, body FROM notification_jobs")
+        == [("cancelled", "", "", "")] * 2
+    )
+    assert (
+        notifier.rows("SELECT user_id, email, phone, subject FROM case_parties")
+        == [("alice", "", "", "")] * 2
+    )
+    assert await notifier.drain() == 0
+    assert notifier.email.delivered == []
+
+
+async def test_every_replica_forgets_the_keys_it_holds_of_an_erased_person(
+    infra: Infra, pool: AsyncConnectionPool[Any]
+) -> None:
+    topic, group = await notifier_topic(infra)  # the shared group's (quiet) case topic
+    await infra.kafka.create_topics([topics.PRIVACY])
+    privacy, *replicas = processes(3)
+    person = f"users/{uuid.uuid4().hex[:8]}"
+    token = privacy.sealer.seal("lin@example.com", person)
+    # Each replica revealed something of theirs: it holds their key.
+    assert [r.sealer.reveal(token) for r in replicas] == ["lin@example.com"] * 2
+    await privacy.erase(person)
+    assert [r.sealer.reveal(token) for r in replicas] == ["lin@example.com"] * 2
+
+    stop = asyncio.Event()
+    brokers = []
+    for n, replica in enumerate(replicas):
+        router = build_router(
+            pool=pool,
+            group_id=group,
+            clock=SystemClock(),
+            planner=Planner(replica),
+            topic_names=[topic],
+            replica_group=f"{group}.keys.{n}",
+        )
+        broker = await start_broker(
+            partial(build_broker, infra.kafka.bootstrap, router), stop, "it_replica"
+        )
+        assert broker is not None
+        brokers.append(broker)
+    try:
+        await produce(infra, topics.PRIVACY, [erasure(person)])
+
+        def forgotten() -> list[bool]:
+            return [r.sealer.reveal(token) == ERASED for r in replicas]
+
+        for _ in range(120):
+            if all(forgotten()):
+                break
+            await asyncio.sleep(0.5)
+        assert forgotten() == [True, True], "each replica forgets within 60 s"
+    finally:
+        for broker in brokers:
+            await broker.stop()

@@ -106,14 +106,20 @@ class Notifier:
             return conn.execute(sql).fetchall()
 
 
-@pytest.fixture()
-async def notifier(infra: Infra) -> AsyncIterator[Notifier]:
-    name = f"notifier_it_{uuid.uuid4().hex[:8]}"
+async def notifier_database(infra: Infra, prefix: str) -> tuple[str, AsyncConnectionPool[Any]]:
+    """A database of its own with the notifier's tables, and an open pool on it."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     infra.pg.create_database(name)
     dsn = infra.pg.dsn(name)
     await create_schema(dsn)
     pool = async_pool(dsn, min_size=1, max_size=4)
     await pool.open()
+    return dsn, pool
+
+
+@pytest.fixture()
+async def notifier(infra: Infra) -> AsyncIterator[Notifier]:
+    dsn, pool = await notifier_database(infra, "notifier_it")
     cfg = NotifierSettings(
         **personal_settings(),
         database_url=dsn,

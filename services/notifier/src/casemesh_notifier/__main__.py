@@ -5,7 +5,9 @@ put parked jobs back in the queue."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import socket
 import sys
 
 from prometheus_client import REGISTRY
@@ -91,6 +93,9 @@ async def run(cfg: NotifierSettings) -> None:
                 group_id=cfg.consumer_group,
                 clock=clock,
                 planner=Planner(personal, time_zone=cfg.time_zone, replies=cfg.replies_open),
+                # Unique to the process (a pod's name, and its pid): each
+                # replica forgets every erased person's keys itself.
+                replica_group=f"{cfg.consumer_group}.keys.{socket.gethostname()}.{os.getpid()}",
             ),
         ),
         stop,

@@ -11,7 +11,7 @@ and the planner writes both back once (`store.py`).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -101,6 +101,24 @@ class CaseParties:
                     party, status=status, version=version
                 )
                 self._changed.add((case_name, role))
+
+    def user_ids(self) -> set[str]:
+        """The users named as parties of the batch's cases."""
+        return {p.user_id for parties in self._cases.values() for p in parties.values()} - {""}
+
+    def forget(self, people: Collection[str]) -> None:
+        """The parties of these (erased) people keep no address and no
+        subject, whatever the events said: nobody is told."""
+        for name, parties in self._cases.items():
+            for role, party in parties.items():
+                if party.user_id in people and (party.email or party.phone or party.subject):
+                    parties[role] = dataclasses.replace(party, email="", phone="", subject="")
+                    self._changed.add((name, role))
+
+    def erased(self, job: NewJob, people: Collection[str]) -> bool:
+        """Whether the job is for a party of one of these (erased) people."""
+        party = self._cases.get(job.case_name, {}).get(job.party)
+        return party is not None and party.user_id in people
 
     def changed(self) -> list[tuple[str, Party]]:
         """The parties the events changed, by case name, in a stable order."""

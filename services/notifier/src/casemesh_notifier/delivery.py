@@ -17,6 +17,8 @@ untried), so no claim lapses before its outcome is recorded. SMS go one at a
 time per process, each recorded before the next. Failures retry with backoff and
 jitter until the retry budget is spent, then the job is parked (visible,
 replayable). An outcome and its outcome event commit in one transaction.
+Each message's claim is looked up again just before it is sent, so a job
+cancelled meanwhile (`erasures.py`) does not go out.
 """
 
 from __future__ import annotations
@@ -416,6 +418,10 @@ class Delivery:
             if n and time.monotonic() >= deadline:
                 await self._untried(jobs[n:])
                 return
+            if not await self._still_claimed(job):
+                # Cancelled (its person erased) or taken over since the claim.
+                log.warning("notification.claim_lost", job_id=job.id, outcome="not_sent")
+                continue
             message = record_from(
                 Outgoing,
                 job,
@@ -434,6 +440,16 @@ class Delivery:
                 await self._recorded(self._failure(job, exc), [job])
             else:
                 await self._recorded(partial(self._sent, [(job, provider_id)]), [job])
+
+    async def _still_claimed(self, job: Job) -> bool:
+        """Whether the job is still this sender's to send, looked up just
+        before it goes out: a job cancelled meanwhile (its person erased) is
+        not sent. One cancelled while the relay has it is sent all the same."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT 1 FROM notification_jobs WHERE {STILL_CLAIMED}", (job.id, job.attempts)
+            )
+            return await cur.fetchone() is not None
 
     def _failure(self, job: Job, exc: Exception) -> Callable[[], Awaitable[None]]:
         """How to record a send that failed with `exc`."""

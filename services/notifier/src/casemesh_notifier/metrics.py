@@ -18,7 +18,8 @@ CHANNELS = ("EMAIL", "SMS")
 
 OUTCOMES = Counter(
     "casemesh_notifications",
-    "Delivery attempts by channel and outcome (delivered, retried, parked)",
+    "Delivery attempts by channel and outcome (delivered, retried, parked), and jobs"
+    " cancelled unsent by an erasure (cancelled)",
     ("channel", "outcome"),
     registry=REGISTRY,
 )

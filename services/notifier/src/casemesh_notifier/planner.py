@@ -17,12 +17,20 @@ owning service sealed (a ticket's subject, its requester's contacts) are
 read in the clear, an erased person's as `ERASED`, and nobody is told at an
 erased address. A field that cannot be revealed is never planned with
 (`Planner._readable`).
+
+A `PersonErased` (casemesh.privacy.v1) in the batch makes this process forget
+the person's keys before anything of the batch is revealed, and, once the
+batch's jobs are added, scrubs the person's clear data and cancels their
+unsent jobs (`erasures.py`), those the batch added included. A person once
+erased is told nothing again and their parties keep no address, whatever a
+later event carries (`erased_people`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,8 +41,9 @@ import psycopg
 from google.protobuf.message import Message
 from opentelemetry import trace
 
+from casemesh.events.v1.privacy_pb2 import PersonErased
 from casemesh.platform.consuming import NotYet, Place
-from casemesh.platform.envelope import CloudEvent
+from casemesh.platform.envelope import CloudEvent, type_of
 from casemesh.platform.logging import get_logger
 from casemesh.platform.personal import (
     AsyncSealer,
@@ -45,9 +54,12 @@ from casemesh.platform.personal import (
 )
 from casemesh_notifier import store
 from casemesh_notifier.cases import CaseParties, Planning
+from casemesh_notifier.erasures import forget_people
 from casemesh_notifier.registry import MESSAGES, SOURCE_OF, Source
 
 log = get_logger(__name__)
+
+ERASURE = type_of(PersonErased)
 
 
 @dataclass
@@ -88,19 +100,46 @@ class Planner:
             conn, self.consumer, [(event.id, place) for event, place in events]
         )
         decoded: list[tuple[CloudEvent, Message, Source]] = []
+        erasures: list[tuple[CloudEvent, str]] = []
         for event, _ in events:
             with about(event):
                 if event.id not in first:
                     log.info("event.duplicate", event_id=event.id, type=event.type)
                     continue
                 first.discard(event.id)  # the same event twice in one batch is planned once
+                if event.type == ERASURE:
+                    erasures.append((event, self.forget(event)))
+                    continue
                 cls = MESSAGES.get(event.type)
                 if cls is None:
                     log.info("event.ignored", event_id=event.id, type=event.type)
                     continue
                 decoded.append((event, cls.FromString(event.data), SOURCE_OF[cls]))
-        if not decoded:
-            return {}
+        by_event = await self._plan(conn, decoded, now, about) if decoded else {}
+        for event, person in erasures:
+            with about(event):
+                forgotten = await forget_people(conn, [person], event.id, now)
+                log.info("person.forgotten", event_id=event.id, **dataclasses.asdict(forgotten))
+        return by_event
+
+    def forget(self, event: CloudEvent) -> str:
+        """The person a `PersonErased` names, forgotten by this process's
+        sealer at once: no key of theirs it holds is used again (for the
+        rest of a batch either)."""
+        person = PersonErased.FromString(event.data).person
+        if not person:
+            raise ValueError(f"{event.id}: a PersonErased names no person")
+        self.personal.forget(person)
+        return person
+
+    async def _plan(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        decoded: list[tuple[CloudEvent, Message, Source]],
+        now: datetime,
+        about: Callable[[CloudEvent], AbstractContextManager[Any]],
+    ) -> dict[str, list[uuid.UUID]]:
+        """Plans the decoded case events (`plan_batch`)."""
         # Every personal field of the batch revealed with one key look-up.
         revealed = await reveal_messages_async(self.personal, [m for _, m, _ in decoded])
         todo: list[tuple[CloudEvent, Message, Source]] = []
@@ -114,6 +153,12 @@ class Planner:
         for event, message, source in todo:
             with about(event):
                 jobs += source.plan(book, event, message, at)
+        # An erased person named again (by an event that carries contacts in
+        # clear, or read with a key this process still held) is told nothing.
+        erased = await store.erased_among(conn, book.user_ids())
+        if erased:
+            book.forget(erased)
+            jobs = [job for job in jobs if not book.erased(job, erased)]
         await store.save_parties(conn, book.changed())
         created = set(await store.add_jobs(conn, jobs, now))
         by_event: dict[str, list[uuid.UUID]] = {}

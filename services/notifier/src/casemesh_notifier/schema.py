@@ -81,6 +81,13 @@ STATEMENTS = [
     outbox_schema(NOTIFICATIONS, subject_type="uuid"),
     # An outcome event's id counts the job's earlier ones.
     """CREATE INDEX IF NOT EXISTS notification_outbox_job ON notification_outbox (job_id)""",
+    # Who was erased (PersonErased): their parties stay without address or
+    # subject whatever a later event carries (events of services that keep
+    # contacts in clear name them again).
+    """CREATE TABLE IF NOT EXISTS erased_people (
+        person text PRIMARY KEY,
+        event_id text NOT NULL,
+        recorded_at timestamptz NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS unprocessable_events (
         consumer text NOT NULL,
         event_id text NOT NULL,

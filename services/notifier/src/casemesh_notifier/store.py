@@ -188,3 +188,13 @@ async def add_jobs(
 async def wake_senders(conn: psycopg.AsyncConnection[Any]) -> None:
     """Tells the listening senders (on commit) that jobs were added."""
     await conn.execute(f"NOTIFY {JOBS_CHANNEL}")
+
+
+async def erased_among(conn: psycopg.AsyncConnection[Any], user_ids: Collection[str]) -> set[str]:
+    """Those of the users who were erased (`erasures.py`)."""
+    if not user_ids:
+        return set()
+    cur = await conn.execute(
+        "SELECT person FROM erased_people WHERE person = ANY(%s)", (sorted(user_ids),)
+    )
+    return {row[0] for row in await cur.fetchall()}

@@ -1,0 +1,162 @@
+"""Forgetting an erased person (`PersonErased` on casemesh.privacy.v1).
+
+Erasing a person destroys their data keys: what is sealed with them reads as
+erased everywhere. What the notifier copied in the clear is its own to
+scrub, in the transaction that records the event consumed (`Planner`):
+
+- their party rows (`case_parties` whose `user_id` is the person) keep the
+  case, role, user id, channels, status and version, with no address and no
+  subject: a later event about the case tells nobody (no address), and an
+  event naming them again reveals their contacts as erased, that is blank;
+- their jobs (those of their party rows, and the one-time codes sent to one
+  of their numbers, which belong to no party row) lose recipient, subject,
+  body, HTML, params and last error, sent ones too: each row stays as the
+  record that a message of that template went on that channel at that time;
+  those not yet sent (`pending`, or `sending` under a sender's claim) become
+  `cancelled`, a final status no sender claims and that holds back no later
+  job of the thread (the ordering rule waits only on pending and sending
+  jobs);
+- the person is recorded in `erased_people`: a later event naming them
+  (appeals and reports carry contacts in clear) gives their party no address
+  and them no job (`Planner`);
+- the outcome events of those jobs in `notification_outbox` lose the masked
+  recipient and the error text (which may quote an address). No outcome event
+  says "cancelled": the topic's messages do not include one.
+
+A sender that claimed a job checks its claim just before it sends
+(`Delivery._send`): a cancellation committed before that check is never
+sent. One committed while the message is in the relay's hands (between the
+check and the relay's answer) cannot stop it; that send is then recorded
+nowhere (its claim is gone) and logged as `notification.claim_lost`.
+
+Every statement is idempotent: the event met again changes nothing more (and
+the planner skips it as consumed before that).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from casemesh.events.v1 import notifications_pb2 as nev
+from casemesh.platform.envelope import message_class
+from casemesh_notifier.metrics import OUTCOMES
+
+CANCELLED = "cancelled"
+# Statuses of a job still to be sent.
+OPEN = ["pending", "sending"]
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """What an erasure changed: party rows blanked, jobs cancelled, jobs
+    blanked (the cancelled among them), outcome events blanked."""
+
+    parties: int = 0
+    cancelled: int = 0
+    jobs: int = 0
+    outcomes: int = 0
+
+
+# The jobs of the people (`%(people)s`): those of their party rows, and those
+# of no party row (one-time codes) sent to one of their addresses.
+THEIR_JOBS = (
+    "SELECT j.id, j.status, j.channel FROM notification_jobs AS j"
+    " LEFT JOIN case_parties AS p ON p.case_name = j.case_name AND p.party = j.party"
+    " WHERE (p.user_id = ANY(%(people)s)"
+    "   OR (p.case_name IS NULL AND j.recipient <> '' AND j.recipient = ANY(%(addresses)s)))"
+    " ORDER BY j.id FOR UPDATE OF j"
+)
+
+
+async def forget_people(
+    conn: psycopg.AsyncConnection[Any], people: Collection[str], event_id: str, now: datetime
+) -> Forgotten:
+    """Scrubs what the notifier keeps in clear of `people` and cancels what
+    it would still send them, in the caller's transaction; records them as
+    erased (`erased_people`), so that no later event names them again with
+    an address (the planner reads it)."""
+    people = sorted(set(people))
+    await conn.execute(
+        "INSERT INTO erased_people (person, event_id, recorded_at)"
+        " SELECT unnest(%s::text[]), %s, %s ON CONFLICT DO NOTHING",
+        (people, event_id, now),
+    )
+    cur = await conn.execute(
+        "SELECT email, phone FROM case_parties WHERE user_id = ANY(%s)"
+        " ORDER BY case_name, party FOR UPDATE",
+        (people,),
+    )
+    addresses = sorted({a for row in await cur.fetchall() for a in row if a})
+    cur = await conn.execute(
+        f"WITH theirs AS ({THEIR_JOBS})"
+        " UPDATE notification_jobs AS j SET"
+        " status = CASE WHEN j.status = ANY(%(open)s) THEN %(cancelled)s ELSE j.status END,"
+        " claimed_until = CASE WHEN j.status = ANY(%(open)s) THEN NULL ELSE j.claimed_until END,"
+        " recipient = '', subject = '', body = '', html = '', params = '{}', last_error = ''"
+        " FROM theirs WHERE j.id = theirs.id AND (theirs.status = ANY(%(open)s)"
+        "   OR j.recipient <> '' OR j.subject <> '' OR j.body <> '' OR j.html <> ''"
+        "   OR j.params <> '{}' OR j.last_error <> '')"
+        " RETURNING j.id, theirs.status = ANY(%(open)s), j.channel",
+        {"people": people, "addresses": addresses, "open": OPEN, "cancelled": CANCELLED},
+    )
+    jobs = await cur.fetchall()
+    for _, cancelled, channel in jobs:
+        if cancelled:
+            OUTCOMES.labels(channel, CANCELLED).inc()
+    cur = await conn.execute(
+        "UPDATE case_parties SET email = '', phone = '', subject = ''"
+        " WHERE user_id = ANY(%s) AND (email <> '' OR phone <> '' OR subject <> '')",
+        (people,),
+    )
+    parties = cur.rowcount
+    outcomes = await _blank_outcomes(conn, [job_id for job_id, _, _ in jobs])
+    return Forgotten(
+        parties=parties,
+        cancelled=sum(1 for _, cancelled, _ in jobs if cancelled),
+        jobs=len(jobs),
+        outcomes=outcomes,
+    )
+
+
+async def _blank_outcomes(conn: psycopg.AsyncConnection[Any], job_ids: list[Any]) -> int:
+    """Blanks the masked recipient and the error text of the jobs' outcome
+    events; returns how many rows changed."""
+    if not job_ids:
+        return 0
+    cur = await conn.execute(
+        "SELECT id, ce_type, payload FROM notification_outbox WHERE job_id = ANY(%s)"
+        " ORDER BY id FOR UPDATE",
+        (job_ids,),
+    )
+    ids, payloads = [], []
+    for row_id, ce_type, payload in await cur.fetchall():
+        cls = message_class(ce_type)
+        if cls is None:
+            continue
+        message = cls.FromString(bytes(payload))
+        blank(message)
+        scrubbed = message.SerializeToString()
+        if scrubbed != bytes(payload):
+            ids.append(row_id)
+            payloads.append(scrubbed)
+    if ids:
+        await conn.execute(
+            "UPDATE notification_outbox AS o SET payload = v.payload"
+            " FROM unnest(%s::bigint[], %s::bytea[]) AS v(id, payload) WHERE o.id = v.id",
+            (ids, payloads),
+        )
+    return len(ids)
+
+
+def blank(message: Any) -> None:
+    """An outcome event without the person's (masked) address or an error
+    text that may quote it."""
+    job: nev.NotificationJobRef = message.job
+    job.recipient_masked = ""
+    if hasattr(message, "error"):
+        message.error = ""

@@ -1,0 +1,342 @@
+"""An erased person (`PersonErased`, casemesh.privacy.v1) is forgotten by the
+notifier on a real PostgreSQL database, with the real sender delivering to
+test mail and SMS endpoints: what it would still send them is cancelled and
+never sent, and their addresses, subjects and messages are left in none of
+its tables, while everyone else's jobs go on as before."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from casemesh import topics
+from casemesh.events.v1 import reports_pb2 as rev
+from casemesh.events.v1 import tickets_pb2 as ev
+from casemesh.events.v1.privacy_pb2 import PersonErased
+from casemesh.platform.consuming import Place
+from casemesh.platform.envelope import CloudEvent
+from casemesh.platform.masking import mask_email, mask_phone
+from casemesh.platform.personal import (
+    ERASED,
+    AsyncSealer,
+    DataKeys,
+    MasterKeys,
+    MemoryKeyStore,
+    Sealer,
+)
+from casemesh.platform.personal.masterkeys import new_master_key
+from casemesh_devstack.ports import free_port
+from casemesh_notifier.channels import Channel, HttpSmsChannel, SmtpChannel
+from casemesh_notifier.delivery import Delivery
+from casemesh_notifier.planner import ERASURE, Planner
+from casemesh_notifier.settings import NotifierSettings
+from tests.conftest import Infra
+from tests.integration.test_delivery import NOON_IN_SHANGHAI, Clock, notifier_database
+from tests.support import MailEndpoint, SmsEndpoint, personal_settings
+
+
+@dataclass(frozen=True)
+class Person:
+    user_id: str
+    email: str
+    phone: str
+    subject: str  # of their ticket
+
+    def traces(self) -> list[str]:
+        """What of them no table may keep once they are erased."""
+        return [
+            self.email,
+            self.phone,
+            self.subject,
+            mask_email(self.email),
+            mask_phone(self.phone),
+        ]
+
+
+LIN = Person("users/lin", "lin@example.com", "+8613800138000", "无法登录林的账号")
+WU = Person("users/wu", "wu@example.com", "+8613900139000", "退款一直没有到账")
+REPLY = "我们已重置您的登录"
+
+
+def processes(n: int) -> list[AsyncSealer]:
+    """The sealers of `n` processes over one key store: each with its own
+    memory of keys, as the privacy service and the notifier's replicas."""
+    store, masters = MemoryKeyStore(), MasterKeys.parse(f"t:{new_master_key()}")
+    return [AsyncSealer(Sealer(DataKeys(store, masters))) for _ in range(n)]
+
+
+def erasure(person: str, event_id: str | None = None) -> CloudEvent:
+    """A `PersonErased` as the privacy service publishes it."""
+    message = PersonErased(person=person, erased_by="users/admin", reason="DSR-1")
+    message.erase_time.FromDatetime(NOON_IN_SHANGHAI)
+    return CloudEvent(
+        id=event_id or str(uuid.uuid4()),
+        source="casemesh/privacy",
+        type=ERASURE,
+        subject=person,
+        time=NOON_IN_SHANGHAI,
+        data=message.SerializeToString(),
+        key=person,
+    )
+
+
+def case_event(service: str, name: str, version: int, message: Any) -> CloudEvent:
+    """An event of `service` about the case `name` (`<collection>/<id>`)."""
+    ident = name.rpartition("/")[2]
+    return CloudEvent(
+        id=f"{ident}:{version}",
+        source=f"casemesh/{service}",
+        type=f"casemesh.{service}.{message.DESCRIPTOR.name}.v1",
+        subject=name,
+        time=NOON_IN_SHANGHAI,
+        data=message.SerializeToString(),
+        key=ident,
+    )
+
+
+def ticket_event(ticket: str, version: int, message: Any) -> CloudEvent:
+    return case_event("tickets", f"tickets/{ticket}", version, message)
+
+
+def opened(tickets: Sealer, ticket: str, person: Person) -> CloudEvent:
+    """The ticket's first event as the tickets relay publishes it: the
+    subject and contacts sealed with the requester's key."""
+    return ticket_event(
+        ticket,
+        1,
+        ev.TicketCreated(
+            header=ev.TicketEventHeader(ticket_id=ticket, version=1, status=ev.TICKET_STATUS_NEW),
+            requester=person.user_id,
+            category="account.login",
+            subject=tickets.seal(person.subject, person.user_id),
+            contact=ev.ContactPreferences(
+                email=tickets.seal(person.email, person.user_id),
+                phone=tickets.seal(person.phone, person.user_id),
+                channels=[ev.CONTACT_CHANNEL_EMAIL, ev.CONTACT_CHANNEL_SMS],
+                locale="zh-CN",
+            ),
+        ),
+    )
+
+
+def agent_reply(ticket: str, version: int) -> CloudEvent:
+    return ticket_event(
+        ticket,
+        version,
+        ev.CommentAdded(
+            header=ev.TicketEventHeader(
+                ticket_id=ticket, version=version, status=ev.TICKET_STATUS_PENDING
+            ),
+            author="users/agent",
+            body=REPLY,
+        ),
+    )
+
+
+@dataclass
+class World:
+    dsn: str
+    pool: AsyncConnectionPool[Any]
+    # The owning services' and privacy service's sealer, and the notifier's:
+    # two processes' memories over one key store.
+    tickets: AsyncSealer
+    personal: AsyncSealer
+    delivery: Delivery
+    mail: MailEndpoint
+    sms: SmsEndpoint
+    clock: Clock = field(default_factory=Clock)
+    offset: int = 0
+
+    async def plan(self, events: Sequence[CloudEvent]) -> dict[str, list[uuid.UUID]]:
+        """The events planned as one batch by the notifier's planner."""
+        placed = []
+        for event in events:
+            placed.append((event, Place(topics.TICKETS, 0, self.offset, 0)))
+            self.offset += 1
+        async with self.pool.connection() as conn, conn.transaction():
+            return await Planner(self.personal).plan_batch(conn, placed, self.clock.now())
+
+    async def drain(self) -> int:
+        handled = 0
+        while await self.delivery.deliver_one():
+            handled += 1
+        return handled
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.dsn) as conn:
+            return conn.execute(sql).fetchall()
+
+    def dump(self) -> str:
+        """Every row of the notifier's tables as text, outcome events'
+        payloads included (as the bytes they are)."""
+        text = [
+            str(row)
+            for table in ("case_parties", "notification_jobs", "unprocessable_events")
+            for row in self.rows(f"SELECT t::text FROM {table} AS t ORDER BY 1")
+        ]
+        for row_id, payload in self.rows("SELECT id, payload FROM notification_outbox ORDER BY id"):
+            text.append(f"{row_id} {bytes(payload).decode('utf-8', errors='replace')}")
+        return "\n".join(text)
+
+    def jobs(self, ticket: str) -> list[tuple[str, str, str]]:
+        return [
+            (template, channel, status)
+            for template, channel, status in self.rows(
+                "SELECT template, channel, status FROM notification_jobs"
+                f" WHERE case_name = 'tickets/{ticket}' ORDER BY seq"
+            )
+        ]
+
+
+@pytest.fixture()
+async def world(infra: Infra) -> AsyncIterator[World]:
+    dsn, pool = await notifier_database(infra, "erasure_it")
+    mail, sms = MailEndpoint(free_port()), SmsEndpoint(free_port())
+    mail.start()
+    sms.start()
+    cfg = NotifierSettings(
+        **personal_settings(),
+        database_url=dsn,
+        smtp_host=mail.address[0],
+        smtp_port=mail.address[1],
+        sms_url=sms.url,
+        sms_quiet_hours="",
+    )
+    email = SmtpChannel(host=mail.address[0], port=mail.address[1], sender=cfg.mail_from)
+    texts = HttpSmsChannel(url=sms.url)
+    channels: dict[str, Channel] = {"EMAIL": email, "SMS": texts}
+    tickets, personal = processes(2)
+    world = World(
+        dsn=dsn,
+        pool=pool,
+        tickets=tickets,
+        personal=personal,
+        delivery=Delivery(pool=pool, conninfo=dsn, channels=channels, cfg=cfg),
+        mail=mail,
+        sms=sms,
+    )
+    world.delivery._clock = world.clock
+    try:
+        yield world
+    finally:
+        await email.aclose()
+        await texts.aclose()
+        await pool.close()
+        mail.stop()
+        sms.stop()
+
+
+def texts_to(world: World, phone: str) -> int:
+    return sum(1 for r in world.sms.requests if r["to"] == phone)
+
+
+async def test_an_erased_persons_unsent_jobs_are_cancelled_and_nothing_of_them_is_kept(
+    world: World,
+) -> None:
+    lin_ticket, wu_ticket = str(uuid.uuid4()), str(uuid.uuid4())
+    sealer = world.tickets.sealer
+    # Both open a ticket and are told by e-mail and SMS; then an agent
+    # answers each, and a sender claims Lin's e-mail about it.
+    await world.plan([opened(sealer, lin_ticket, LIN), opened(sealer, wu_ticket, WU)])
+    assert await world.drain() == 4
+    await world.plan([agent_reply(lin_ticket, 2), agent_reply(wu_ticket, 2)])
+    claimer = Delivery(
+        pool=world.pool,
+        conninfo=world.dsn,
+        channels=world.delivery._channels,
+        cfg=world.delivery._cfg,
+        clock=world.clock,
+    )
+    claimed = await claimer.claim()
+    assert claimed is not None and claimed.recipient == LIN.email
+    token = sealer.seal(LIN.email, LIN.user_id)
+    before = world.dump()
+    assert all(trace in before for trace in LIN.traces())
+
+    # The privacy service destroys Lin's keys (the notifier still holds one
+    # in memory), then publishes the erasure.
+    await world.tickets.erase(LIN.user_id)
+    assert world.personal.sealer.reveal(token) == LIN.email
+    erased = erasure(LIN.user_id)
+    assert await world.plan([erased]) == {}
+
+    # The sender holding the claim does not send it; nothing else of Lin's goes.
+    await claimer._send([claimed], float("inf"))
+    assert await world.drain() == 2  # Wu's e-mail and SMS about the reply
+    assert len(world.mail.to(LIN.email)) == texts_to(world, LIN.phone) == 1
+    assert len(world.mail.to(WU.email)) == texts_to(world, WU.phone) == 2
+    assert world.jobs(lin_ticket) == [
+        ("ticket.received", "EMAIL", "sent"),
+        ("ticket.received", "SMS", "sent"),
+        ("ticket.agent_reply", "EMAIL", "cancelled"),
+        ("ticket.agent_reply", "SMS", "cancelled"),
+    ]
+    assert [s for _, _, s in world.jobs(wu_ticket)] == ["sent"] * 4
+
+    # Nothing of Lin's in any table; Wu's all still there.
+    after = world.dump()
+    assert [trace for trace in LIN.traces() if trace in after] == []
+    assert all(trace in after for trace in WU.traces())
+    assert REPLY in after  # in Wu's jobs
+    assert (
+        world.rows(
+            "SELECT recipient, subject, body, html, params::text, last_error FROM notification_jobs"
+            f" WHERE case_name = 'tickets/{lin_ticket}'"
+        )
+        == [("", "", "", "", "{}", "")] * 4
+    )
+    assert world.rows(
+        "SELECT party, user_id, locale, email, phone, channels, subject, status, version"
+        f" FROM case_parties WHERE case_name = 'tickets/{lin_ticket}'"
+    ) == [("requester", LIN.user_id, "zh-CN", "", "", ["EMAIL", "SMS"], "", "PENDING", 2)]
+    # The notifier forgot the key it held.
+    assert world.personal.sealer.reveal(token) == ERASED
+
+    # The same event again, or another erasure of Lin, changes nothing more;
+    # a later reply on Lin's ticket tells nobody.
+    assert await world.plan([erased]) == {}
+    assert await world.plan([erasure(LIN.user_id)]) == {}
+    assert world.dump() == after
+    assert await world.plan([agent_reply(lin_ticket, 3)]) == {}
+    assert await world.drain() == 0
+    assert world.rows(
+        f"SELECT email, phone, subject FROM case_parties WHERE case_name = 'tickets/{lin_ticket}'"
+    ) == [("", "", "")]
+    assert len(world.mail.messages) == len(world.sms.requests) == 3
+
+
+def warned(standing: str, version: int, person: Person) -> CloudEvent:
+    """A reporter warned for misuse: the reports service's events carry the
+    reporter's contacts in clear (not sealed), so an erasure cannot reach them."""
+    message = rev.ReporterWarned(
+        header=rev.ReportEventHeader(aggregate_id=standing, version=version, state="WARNED"),
+        reporter=person.user_id,
+        contact=ev.ContactPreferences(
+            email=person.email, channels=[ev.CONTACT_CHANNEL_EMAIL], locale="zh-CN"
+        ),
+    )
+    return case_event("reports", f"reporters/{standing}", version, message)
+
+
+async def test_a_later_event_carrying_an_erased_persons_contacts_tells_them_nothing(
+    world: World,
+) -> None:
+    lin, wu = str(uuid.uuid4()), str(uuid.uuid4())
+    await world.plan([warned(lin, 1, LIN), warned(wu, 1, WU)])
+    await world.plan([erasure(LIN.user_id)])
+    # Warned again: the event names Lin with her address, as before.
+    assert list(await world.plan([warned(lin, 2, LIN), warned(wu, 2, WU)])) == [f"{wu}:2"]
+    assert await world.drain() == 2  # Wu's two; Lin's first warning was cancelled
+    assert len(world.mail.to(LIN.email)) == 0
+    assert len(world.mail.to(WU.email)) == 2
+    assert world.rows(
+        "SELECT user_id, email, phone, subject FROM case_parties"
+        f" WHERE case_name = 'reporters/{lin}'"
+    ) == [(LIN.user_id, "", "", "")]
+    assert LIN.email not in world.dump()
