@@ -133,6 +133,7 @@ def publishers() -> list[Publisher]:
 
 def consumers() -> list[Consumer]:
     """Every consumer group, with the topics it subscribes to."""
+    from casemesh.platform.forgetting import erasure_group
     from casemesh_casequeue import observe
     from casemesh_casequeue.settings import QueueSettings
     from casemesh_notifier import consumers as notifier
@@ -155,10 +156,27 @@ def consumers() -> list[Consumer]:
             "notifier", "python -m casemesh_notifier", group(NotifierSettings), notifier.TOPICS
         ),
         Consumer(
+            "notifier",
+            "python -m casemesh_notifier",
+            # Each replica also forgets an erased person's keys, in a group of its own.
+            f"{group(NotifierSettings)}.keys.<host>.<pid>",
+            (topics.PRIVACY,),
+        ),
+        Consumer(
             "reports",
             "python -m casemesh_reports consume",
             group(ConsumerSettings),
             (reports.APPEALS_TOPIC,),
+        ),
+        # The services that forget an erased person (casemesh.platform.forgetting).
+        *(
+            Consumer(
+                service,
+                f"python -m casemesh_{service} serve",
+                erasure_group(service),
+                (topics.PRIVACY,),
+            )
+            for service in ("tickets", "appeals", "reports")
         ),
     ]
 

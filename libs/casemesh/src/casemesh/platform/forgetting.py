@@ -33,6 +33,11 @@ from casemesh.platform.logging import get_logger
 log = get_logger(__name__)
 
 
+def erasure_group(service: str) -> str:
+    """The consumer group in which `service` hears erasures."""
+    return f"casemesh-{service}-erasures"
+
+
 class ErasureFollower:
     """A worker (`serve_servicer`'s) that calls `forget(person)` (in a worker
     thread) for each erased person; `service` names it in logs and groups."""
@@ -68,7 +73,7 @@ class ErasureFollower:
             router,
             [topics.PRIVACY],
             consumer=f"{self._service}-erasures",
-            group_id=f"casemesh-{self._service}-erasures",
+            group_id=erasure_group(self._service),
             handle=self._handle,
         )
         return consumer_broker(self._bootstrap, f"casemesh-{self._service}-erasures", router)
