@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -29,6 +30,7 @@ from casemesh.events.v1 import notifications_pb2 as nev
 from casemesh.platform.identity import mint_token
 from casemesh.platform.personal import AsyncSealer, DataKeys, MasterKeys, MemoryKeyStore, Sealer
 from casemesh.platform.personal.masterkeys import new_master_key
+from casemesh.v1 import tickets_pb2 as pb
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
 
 
@@ -207,6 +209,27 @@ class Client:
 
     def close(self) -> None:
         self._channel.close()
+
+
+def open_ticket(
+    client: Client, subject: str, description: str, email: str, phone: str = ""
+) -> pb.Ticket:
+    """A sign-in ticket of `client`'s, to be told about by e-mail (and SMS,
+    given a phone)."""
+    channels = [pb.CHANNEL_EMAIL, *([pb.CHANNEL_SMS] if phone else [])]
+    ticket: pb.Ticket = client.CreateTicket(
+        pb.CreateTicketRequest(
+            ticket=pb.Ticket(
+                category="account.login",
+                subject=subject,
+                description=description,
+                locale="en",
+                contact=pb.Contact(email=email, phone=phone, channels=channels),
+            ),
+            request_id=uuid.uuid4().hex,
+        )
+    )
+    return ticket
 
 
 @asynccontextmanager

@@ -5,6 +5,7 @@ while other people's cases stay as they were."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import uuid
 from datetime import UTC
 
@@ -14,12 +15,18 @@ import psycopg
 from casemesh import topics
 from casemesh.events.v1.privacy_pb2 import PersonErased
 from casemesh.platform.personal import ERASED
+from casemesh.v1 import appeals_pb2 as apb
 from casemesh.v1 import privacy_pb2 as ppb
 from casemesh.v1 import privacy_pb2_grpc as ppb_grpc
+from casemesh.v1 import reports_pb2 as rpb
 from casemesh.v1 import tickets_pb2 as pb
+from casemesh_devstack.postgres import find_bin_dir
+from casemesh_devstack.stack import DATABASES
 from tests.conftest import Stack
+from tests.e2e.test_appeals import notice
 from tests.e2e.test_rejections import fields, rejected
-from tests.support import Client, records_keyed, wait_until
+from tests.e2e.test_reports import Person
+from tests.support import Client, open_ticket, records_keyed, wait_until
 
 
 async def erasures_of(bootstrap: str, person: str) -> list[PersonErased]:
@@ -39,27 +46,17 @@ class Privacy:
         return erasure
 
 
-def open_ticket(client: Client, mark: str) -> pb.Ticket:
-    ticket: pb.Ticket = client.CreateTicket(
-        pb.CreateTicketRequest(
-            ticket=pb.Ticket(
-                category="account.login",
-                subject=f"Locked out {mark}",
-                description=f"Since yesterday, case {mark}.",
-                locale="en",
-                contact=pb.Contact(email=f"{mark}@example.com", channels=[pb.CHANNEL_EMAIL]),
-            ),
-            request_id=uuid.uuid4().hex,
-        )
+def locked_out(client: Client, mark: str) -> pb.Ticket:
+    return open_ticket(
+        client, f"Locked out {mark}", f"Since yesterday, case {mark}.", f"{mark}@example.com"
     )
-    return ticket
 
 
 def test_an_admin_erases_a_person_once_and_only_admins_may(stack: Stack) -> None:
     run = uuid.uuid4().hex[:8]
     mei, tao = f"mei-{run}", f"tao-{run}"
-    meis = open_ticket(Client(stack.gateway, stack.secret, mei), f"mei{run}")
-    taos = open_ticket(Client(stack.gateway, stack.secret, tao), f"tao{run}")
+    meis = locked_out(Client(stack.gateway, stack.secret, mei), f"mei{run}")
+    taos = locked_out(Client(stack.gateway, stack.secret, tao), f"tao{run}")
     admin = Privacy(Client(stack.gateway, stack.secret, f"admin-{run}", ("admin",)))
     agent = Privacy(Client(stack.gateway, stack.secret, f"agent-{run}", ("agent",)))
 
@@ -113,3 +110,100 @@ def test_an_admin_erases_a_person_once_and_only_admins_may(stack: Stack) -> None
     )
     assert (got.description, got.contact.email) == (ERASED, ERASED)
     assert reader.GetTicket(pb.GetTicketRequest(name=taos.name)).subject == taos.subject
+
+
+def dumps(stack: Stack) -> dict[str, bytes]:
+    """Every database of the stack as `pg_dump` writes it."""
+    pg_dump = find_bin_dir() / "pg_dump"
+    return {
+        db: subprocess.run(
+            [str(pg_dump), stack.infra.pg.dsn(db)], capture_output=True, check=True, timeout=120
+        ).stdout
+        for db in DATABASES
+    }
+
+
+def partition_logs(stack: Stack) -> dict[str, bytes]:
+    """The raw bytes of every Casemesh topic partition's log segments."""
+    return {
+        str(segment.relative_to(stack.infra.kafka.data_dir)): segment.read_bytes()
+        for segment in sorted(stack.infra.kafka.data_dir.glob("casemesh.*-*/*.log"))
+    }
+
+
+def found_in(kept: dict[str, bytes], texts: list[str]) -> dict[str, list[str]]:
+    """Where each text stands in clear, by database or partition."""
+    return {
+        where: hits
+        for where, data in kept.items()
+        if (hits := [t for t in texts if t.encode() in data])
+    }
+
+
+def test_an_erased_persons_contacts_and_words_are_nowhere_in_clear_and_others_untouched(
+    stack: Stack,
+) -> None:
+    """She opens a ticket, files a copyright notice and reports a video, and
+    is told by e-mail and SMS; erased, her address, number and words are in
+    no database's dump and in no topic partition's bytes, her cases read as
+    erased, and another person's ticket is as it was."""
+    run, mark = uuid.uuid4().hex[:8], uuid.uuid4().hex[:10]
+    zoe, yan = Person(stack, f"zoe-{run}"), Person(stack, f"yan-{run}")
+    email, phone = f"zoe.{mark}@example.com", f"+86139{uuid.uuid4().int % 10**8:08d}"
+    subject, explanation = f"Upload keeps failing {mark}s", f"Violent scene at second {mark}e"
+    title, studio = f"Spring dance {mark}t", f"Zoe Studio {mark}n"
+    ticket = open_ticket(zoe.client, subject, f"Tried three times, case {mark}d.", email, phone)
+    filed = notice(zoe, email, phone)  # type: ignore[arg-type]
+    filed.filer.legal_name, filed.notice.work.title = studio, title
+    appeal = zoe.appeal(apb.FileAppealRequest(appeal=filed, request_id=uuid.uuid4().hex))
+    report = zoe.report(f"v{run}", email=email, phone=phone, explanation=explanation)
+    yans = locked_out(yan.client, f"yan{run}")
+    yan_email = f"yan{run}@example.com"
+
+    # Told by e-mail and SMS, of each case; Yan of his.
+    def told() -> tuple[int, int]:
+        return len(stack.mail.to(email)), len(stack.sms.to(phone))
+
+    try:
+        wait_until(lambda: min(told()) >= 3, 90)
+    except AssertionError:
+        raise AssertionError(f"e-mails and SMS: {told()}") from None
+    wait_until(lambda: stack.mail.to(yan_email), 60)
+    zoes = [email, phone, phone.removeprefix("+86"), subject, explanation, title, studio, mark]
+    # Before: kept in clear where people read it (the read models, the notifier).
+    before = found_in(dumps(stack), [email, subject, explanation, title])
+    assert {"casemesh_tickets", "casemesh_appeals", "casemesh_reports"} <= set(before)
+    assert email in before["casemesh_notifier"]
+
+    Privacy(Client(stack.gateway, stack.secret, f"admin-{run}", ("admin",))).erase(
+        zoe.user, f"erase-{run}"
+    )
+
+    # Every service heard it: nothing of hers in clear anywhere.
+    try:
+        wait_until(lambda: not found_in(dumps(stack), zoes), timeout=90, interval=1)
+    except AssertionError:
+        raise AssertionError(f"still in clear: {found_in(dumps(stack), zoes)}") from None
+    assert not found_in(partition_logs(stack), zoes)
+    # What was searched holds what it should: Yan's ticket in clear where it
+    # is kept so (the case index, the notifier), hers as structure.
+    kept = dumps(stack)
+    assert set(found_in(kept, [yans.subject, yan_email])) == {
+        "casemesh_tickets",
+        "casemesh_notifier",
+    }
+    logs = b"".join(partition_logs(stack).values())
+    for name in (ticket.name, appeal.name, report.name):
+        assert name.split("/")[1].encode() in logs
+
+    # Her cases read as erased through the gateway; Yan's as it was.
+    agent = Person(stack, f"agent-{run}", "agent")
+    got = agent.client.GetTicket(pb.GetTicketRequest(name=ticket.name))
+    assert (got.subject, got.contact.email, got.contact.phone) == (ERASED,) * 3
+    got_appeal = agent.appeals.GetAppeal(
+        apb.GetAppealRequest(name=appeal.name), metadata=agent.client.metadata, timeout=15
+    )
+    assert (got_appeal.filer.legal_name, got_appeal.notice.work.title) == (ERASED, ERASED)
+    got_report = agent.GetReport(rpb.GetReportRequest(name=report.name))
+    assert (got_report.explanation, got_report.contact.email) == (ERASED, ERASED)
+    assert agent.client.GetTicket(pb.GetTicketRequest(name=yans.name)).subject == yans.subject

@@ -13,7 +13,7 @@ from casemesh import topics
 from casemesh.platform.personal import PREFIX
 from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import Stack
-from tests.support import Client, records_keyed, wait_until
+from tests.support import Client, open_ticket, records_keyed, wait_until
 
 
 async def records_of(bootstrap: str, case_id: str, topic: str = topics.TICKETS) -> list[bytes]:
@@ -34,18 +34,7 @@ def test_a_tickets_personal_data_is_sealed_at_rest_and_on_the_topic_yet_read_in_
     email = f"sealed.{mark}@example.com"
     phone = f"+86139{uuid.uuid4().int % 10**8:08d}"
     alice = Client(stack.gateway, stack.secret, user)
-    ticket = alice.CreateTicket(
-        pb.CreateTicketRequest(
-            ticket=pb.Ticket(
-                category="account.login",
-                subject=subject,
-                description=f"My phone {phone} no longer gets the code.",
-                locale="en",
-                contact=pb.Contact(email=email, phone=phone, channels=[pb.CHANNEL_EMAIL]),
-            ),
-            request_id=uuid.uuid4().hex,
-        )
-    )
+    ticket = open_ticket(alice, subject, f"My phone {phone} no longer gets the code.", email, phone)
     ticket_id = ticket.name.split("/")[1]
 
     # The requester hears back: the notifier revealed the address and subject.
