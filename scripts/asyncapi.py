@@ -176,7 +176,7 @@ def consumers() -> list[Consumer]:
                 erasure_group(service),
                 (topics.PRIVACY,),
             )
-            for service in ("tickets", "appeals", "reports")
+            for service in ("tickets", "appeals", "reports", "helpcenter")
         ),
     ]
 

@@ -22,7 +22,7 @@ from casemesh.platform.errors import (
 )
 from casemesh.platform.identity import Identity
 from casemesh.platform.pools import async_pool
-from casemesh_helpcenter import phone, store
+from casemesh_helpcenter import erasures, phone, store
 from casemesh_helpcenter.application import ArticleText, HelpCenter, NewPhoneChange
 from casemesh_helpcenter.application import _session as session_of
 from tests.application.story import AGENT, ALICE, BOB, FakeClock
@@ -335,3 +335,51 @@ async def code_sent(app: HelpCenter, name: str) -> str:
         row = await cur.fetchone()
     assert row is not None
     return hev.VerificationCodeIssued.FromString(row[0]).code
+
+
+async def help_tables(app: HelpCenter) -> str:
+    """Every row a person's help leaves, as text."""
+    async with app.pool.connection() as conn:
+        found = []
+        for table in ("help_sessions", "help_search_log", "phone_changes", "help_outbox"):
+            cur = await conn.execute(f"SELECT {table}::text FROM {table}")
+            found += [row[0] for row in await cur.fetchall()]
+    return "\n".join(found)
+
+
+async def test_an_erased_person_keeps_their_sessions_shape_but_not_their_words_or_numbers(
+    app: HelpCenter,
+) -> None:
+    mark = uuid.uuid4().hex[:8]
+    mia, nia = (
+        Identity(f"mia-{mark}", frozenset({"user"})),
+        Identity(f"nia-{mark}", frozenset({"user"})),
+    )
+    found = await app.search(mia, f"视频传不上去 mia{mark}", "", "", 0, "")
+    draft = await app.resolve(mia, found.session, False, "zh-CN")
+    assert draft is not None and f"mia{mark}" in draft.description
+    old, new = f"+86138{int(mark, 16) % 10**8:08d}", f"+86139{int(mark, 16) % 10**8:08d}"
+    change = await app.start_phone_change(mia, NewPhoneChange("m1", old, new, ""))
+    await app.confirm_phone_change(mia, change.name, await code_sent(app, change.name))
+    verified = await app.confirm_phone_change(mia, change.name, await code_sent(app, change.name))
+    assert verified.state == "VERIFIED"
+    async with app.pool.connection() as conn:  # as its publisher does once Kafka has it
+        await conn.execute(
+            "UPDATE help_outbox SET published_at = now() WHERE request = %s", (change.name,)
+        )
+    await app.search(nia, f"登录不了 nia{mark}", "", "", 0, "")
+    mias = [f"mia{mark}", old.removeprefix("+86"), new.removeprefix("+86")]
+    before = await help_tables(app)
+    assert all(m in before for m in mias)
+
+    assert erasures.forget_person(str(app.pool.conninfo), mia.subject) > 0
+    after = await help_tables(app)
+    assert [m for m in mias if m in after] == []
+    assert f"nia{mark}" in after
+    # Her session and change are still there, as structure.
+    shown = await app.phone_change(mia, change.name)
+    assert (shown.state, shown.old_phone, shown.new_phone) == ("VERIFIED", "", "")
+    assert await app.resolve(mia, found.session, False, "zh-CN") is not None
+    # Heard again: nothing more changes.
+    erasures.forget_person(str(app.pool.conninfo), mia.subject)
+    assert await help_tables(app) == after

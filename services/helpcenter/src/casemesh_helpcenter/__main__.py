@@ -1,20 +1,22 @@
 """`python -m casemesh_helpcenter serve`: the help centre's gRPC service (it
-loads the starter knowledge base into an empty database) and the publishers of
-its verification codes and verified requests."""
+loads the starter knowledge base into an empty database), the publishers of
+its verification codes and verified requests, and its follower of erasures."""
 
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 import psycopg
 
 from casemesh.platform.clock import clock_from_setting
 from casemesh.platform.entrypoint import run_command, serve_servicer
+from casemesh.platform.forgetting import ErasureFollower
 from casemesh.platform.logging import get_logger
 from casemesh.platform.outbox import OutboxPublisher
 from casemesh.platform.pools import async_pool
 from casemesh.v1 import helpcenter_pb2, helpcenter_pb2_grpc
-from casemesh_helpcenter import phone, store
+from casemesh_helpcenter import erasures, phone, store
 from casemesh_helpcenter.api import HelpServicer
 from casemesh_helpcenter.application import HelpCenter
 from casemesh_helpcenter.settings import HelpSettings
@@ -57,6 +59,14 @@ async def run(cfg: HelpSettings) -> None:
         HelpServicer(HelpCenter(pool, clock_from_setting(cfg.clock_offset_file))),
         helpcenter_pb2.DESCRIPTOR.services_by_name["HelpCenterService"],
         helpcenter_pb2_grpc.add_HelpCenterServiceServicer_to_server,
+        # What an erased person typed, and their numbers, forgotten.
+        workers=[
+            ErasureFollower(
+                "helpcenter",
+                partial(erasures.forget_person, cfg.database_url),
+                bootstrap=cfg.kafka_bootstrap,
+            )
+        ],
         close=close,
     )
 

@@ -1,0 +1,43 @@
+"""What the help centre forgets of an erased person (casemesh.privacy.v1):
+what they typed and the numbers they gave, kept in clear here.
+
+- their help sessions keep their structure (flow, answers, articles read,
+  outcome) but lose their searches and the ticket drafted from them, and the
+  search log loses the queries of those sessions;
+- their phone-number changes keep their state and times but lose both
+  numbers, and the verified requests already published lose their payload
+  (an unpublished one still reaches the account system, which owns the
+  account).
+
+One transaction; idempotent.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+from casemesh.platform.logging import get_logger
+from casemesh_helpcenter import phone
+
+log = get_logger(__name__)
+
+FORGET = (
+    "UPDATE help_search_log SET query = ''"
+    " WHERE session IN (SELECT id FROM help_sessions WHERE user_id = %(person)s)"
+    " AND query <> ''",
+    "UPDATE help_sessions SET searches = '[]', ticket_subject = '', ticket_description = ''"
+    " WHERE user_id = %(person)s",
+    f"UPDATE {phone.REQUESTS.table} SET payload = ''"
+    " WHERE published_at IS NOT NULL AND payload <> ''"
+    " AND request IN (SELECT 'phone-changes/' || id FROM phone_changes WHERE user_id = %(person)s)",
+    "UPDATE phone_changes SET old_phone = '', new_phone = '' WHERE user_id = %(person)s",
+)
+
+
+def forget_person(database_url: str, person: str) -> int:
+    """Forgets what `person` typed and the numbers they gave; returns how many
+    rows changed."""
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        changed = sum(conn.execute(statement, {"person": person}).rowcount for statement in FORGET)
+    log.info("person.forgotten", person=person, rows=changed)
+    return changed
