@@ -172,11 +172,11 @@ def consumers() -> list[Consumer]:
         *(
             Consumer(
                 service,
-                f"python -m casemesh_{service} serve",
+                f"python -m casemesh_{service}" + ("" if service == "evidence" else " serve"),
                 erasure_group(service),
                 (topics.PRIVACY,),
             )
-            for service in ("tickets", "appeals", "reports", "helpcenter")
+            for service in ("tickets", "appeals", "reports", "helpcenter", "evidence")
         ),
     ]
 

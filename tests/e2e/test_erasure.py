@@ -24,6 +24,7 @@ from casemesh_devstack.postgres import find_bin_dir
 from casemesh_devstack.stack import DATABASES
 from tests.conftest import Stack
 from tests.e2e.test_appeals import notice
+from tests.e2e.test_evidence import png
 from tests.e2e.test_rejections import fields, rejected
 from tests.e2e.test_reports import Person
 from tests.support import Client, open_ticket, records_keyed, wait_until
@@ -157,6 +158,7 @@ def test_an_erased_persons_contacts_and_words_are_nowhere_in_clear_and_others_un
     filed.filer.legal_name, filed.notice.work.title = studio, title
     appeal = zoe.appeal(apb.FileAppealRequest(appeal=filed, request_id=uuid.uuid4().hex))
     report = zoe.report(f"v{run}", email=email, phone=phone, explanation=explanation)
+    zoe.evidence.upload(png(), f"zoe id card {mark}f.png")  # its name is her words
     yans = locked_out(yan.client, f"yan{run}")
     yan_email = f"yan{run}@example.com"
 
@@ -172,7 +174,8 @@ def test_an_erased_persons_contacts_and_words_are_nowhere_in_clear_and_others_un
     zoes = [email, phone, phone.removeprefix("+86"), subject, explanation, title, studio, mark]
     # Before: kept in clear where people read it (the read models, the notifier).
     before = found_in(dumps(stack), [email, subject, explanation, title])
-    assert {"casemesh_tickets", "casemesh_appeals", "casemesh_reports"} <= set(before)
+    assert set(before) >= {"casemesh_tickets", "casemesh_appeals", "casemesh_reports"}
+    assert "casemesh_evidence" in found_in(dumps(stack), [f"id card {mark}f"])
     assert email in before["casemesh_notifier"]
 
     Privacy(Client(stack.gateway, stack.secret, f"admin-{run}", ("admin",))).erase(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from casemesh.platform.entrypoint import run_command, serve_servicer
+from casemesh.platform.forgetting import ErasureFollower
 from casemesh.platform.pools import async_pool
 from casemesh.v1 import evidence_pb2, evidence_pb2_grpc
 from casemesh_evidence.api import EvidenceServicer
-from casemesh_evidence.application import MAX_CHUNK, EvidenceLocker
+from casemesh_evidence.application import MAX_CHUNK, EvidenceLocker, forget_person
 from casemesh_evidence.settings import EvidenceSettings
 from casemesh_evidence.store import BlobStore, LocalBlobStore, S3BlobStore
 
@@ -38,6 +40,12 @@ async def run(cfg: EvidenceSettings) -> None:
         EvidenceServicer(locker),
         evidence_pb2.DESCRIPTOR.services_by_name["EvidenceService"],
         evidence_pb2_grpc.add_EvidenceServiceServicer_to_server,
+        # The names an erased person gave their uploads, forgotten.
+        workers=[
+            ErasureFollower(
+                "evidence", partial(forget_person, cfg.database_url), bootstrap=cfg.kafka_bootstrap
+            )
+        ],
         close=pool.close,
         options=[("grpc.max_receive_message_length", MAX_CHUNK + 64 * 1024)],
     )

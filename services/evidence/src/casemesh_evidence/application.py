@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from casemesh.platform.errors import InvalidArgument, NotFound, Violations
@@ -43,6 +44,18 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS evidence (
     file_name text NOT NULL,
     created_at timestamptz NOT NULL,
     UNIQUE (owner, sha256))"""
+
+
+def forget_person(database_url: str, person: str) -> int:
+    """After `person` was erased: the names they gave their uploads (their
+    words) are forgotten; the files stay, for the cases that hold them.
+    Returns how many names. Idempotent."""
+    with psycopg.connect(database_url) as conn:
+        forgotten = conn.execute(
+            "UPDATE evidence SET file_name = '' WHERE owner = %s AND file_name <> ''", (person,)
+        ).rowcount
+    log.info("person.forgotten", person=person, file_names=forgotten)
+    return forgotten
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from casemesh.platform.settings import InternalServiceSettings, PostgresSettings
+from casemesh.platform.settings import InternalServiceSettings, KafkaSettings, PostgresSettings
 
 
-class EvidenceSettings(PostgresSettings, InternalServiceSettings):
+class EvidenceSettings(PostgresSettings, KafkaSettings, InternalServiceSettings):
     service_name: str = "evidence"
     grpc_addr: str = "127.0.0.1:50062"
 

@@ -329,6 +329,7 @@ def service_specs(
             {
                 **common,
                 "CASEMESH_DATABASE_URL": pg.dsn(EVIDENCE_DB),
+                "CASEMESH_KAFKA_BOOTSTRAP": kafka.bootstrap,
                 "CASEMESH_GRPC_ADDR": evidence_addr,
                 "CASEMESH_EVIDENCE_DIR": str(evidence_dir or repo_root() / ".run" / "evidence"),
                 "CASEMESH_SERVICE_NAME": "evidence",
