@@ -25,7 +25,6 @@ from casemesh.platform.grpcutil import resource_id
 from casemesh.platform.history import EventEntry, entry_basics
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
-from casemesh.platform.personal import Sealer
 from casemesh.platform.relay import StreamFollower
 from casemesh.platform.timers import Deadline
 from casemesh.rules import tickets as rules
@@ -498,19 +497,15 @@ def open_appeals(
     policies: dict[str, JurisdictionPolicy],
     default_jurisdiction: str = "cn",
     pool_size: int = 10,
-    sealer: Sealer | None = None,
-    reveal_personal: bool = True,
+    **options: Unpack[CaseOptions],
 ) -> Appeals:
-    """Appeals on PostgreSQL, its case index beside the events; given a
-    `sealer`, personal fields are stored sealed (`reveal_personal=False`: read
-    back as tokens, for the relay)."""
+    """Appeals on PostgreSQL, its case index beside the events (`open_indexed`)."""
     bound = partial(
         Appeals,
         clock=clock,
         policies=policies,
         default_jurisdiction=default_jurisdiction,
-        sealer=sealer,
-        reveal_personal=reveal_personal,
+        **options,
     )
     return open_indexed(database_url, "appeal_cases", bound, pool_size=pool_size)
 

@@ -41,11 +41,7 @@ async def run(cfg: EvidenceSettings) -> None:
         evidence_pb2.DESCRIPTOR.services_by_name["EvidenceService"],
         evidence_pb2_grpc.add_EvidenceServiceServicer_to_server,
         # The names an erased person gave their uploads, forgotten.
-        workers=[
-            ErasureFollower(
-                "evidence", partial(forget_person, cfg.database_url), bootstrap=cfg.kafka_bootstrap
-            )
-        ],
+        workers=[ErasureFollower(cfg, partial(forget_person, cfg.database_url))],
         close=pool.close,
         options=[("grpc.max_receive_message_length", MAX_CHUNK + 64 * 1024)],
     )

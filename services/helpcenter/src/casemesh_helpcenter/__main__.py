@@ -60,13 +60,7 @@ async def run(cfg: HelpSettings) -> None:
         helpcenter_pb2.DESCRIPTOR.services_by_name["HelpCenterService"],
         helpcenter_pb2_grpc.add_HelpCenterServiceServicer_to_server,
         # What an erased person typed, and their numbers, forgotten.
-        workers=[
-            ErasureFollower(
-                "helpcenter",
-                partial(erasures.forget_person, cfg.database_url),
-                bootstrap=cfg.kafka_bootstrap,
-            )
-        ],
+        workers=[ErasureFollower(cfg, partial(erasures.forget_person, cfg.database_url))],
         close=close,
     )
 

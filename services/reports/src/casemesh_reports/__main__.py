@@ -75,11 +75,7 @@ async def run_api(cfg: ReportsSettings) -> None:
             reports_pb2_grpc.add_ReportServiceServicer_to_server,
             workers=[
                 Projector(app, app.view, project, name="reports_view"),
-                ErasureFollower(
-                    "reports",
-                    lambda person: app.forget_in_view(person, index_doc),
-                    bootstrap=cfg.kafka_bootstrap,
-                ),
+                ErasureFollower(cfg, lambda person: app.forget_in_view(person, index_doc)),
             ],
             close=app.close,
         )

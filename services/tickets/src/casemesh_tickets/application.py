@@ -23,7 +23,6 @@ from casemesh.platform.errors import InvalidArgument, PermissionDenied, Violatio
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
 from casemesh.platform.paging import page_size_of
-from casemesh.platform.personal import Sealer
 from casemesh.platform.timers import Deadline
 from casemesh.rules import tickets as validation
 from casemesh.rules.tickets import BY_ID, check_evidence
@@ -342,19 +341,10 @@ def open_tickets(
     *,
     clock: Clock | None = None,
     auto_close_after: timedelta = timedelta(days=4),
-    sealer: Sealer | None = None,
-    reveal_personal: bool = True,
+    **options: Unpack[CaseOptions],
 ) -> Tickets:
-    """Tickets on PostgreSQL, its case index beside the events; given a
-    `sealer`, personal fields are stored sealed (`reveal_personal=False`: read
-    back as tokens, for the relay)."""
-    bound = partial(
-        Tickets,
-        clock=clock,
-        auto_close_after=auto_close_after,
-        sealer=sealer,
-        reveal_personal=reveal_personal,
-    )
+    """Tickets on PostgreSQL, its case index beside the events (`open_indexed`)."""
+    bound = partial(Tickets, clock=clock, auto_close_after=auto_close_after, **options)
     return open_indexed(database_url, "ticket_cases", bound, pool_size=pool_size)
 
 

@@ -23,6 +23,7 @@ class CaseServing(Serving, Protocol):
     it hears erasures from."""
 
     database_url: str
+    service_name: str
     kafka_bootstrap: str
 
 
@@ -55,11 +56,7 @@ async def serve_case_api(
         workers=[
             IndexProjector(app, app.index, index_row),
             case_timer(app, cfg.database_url, timers),
-            ErasureFollower(
-                app.name,
-                lambda person: app.forget_person(person, index_row),
-                bootstrap=cfg.kafka_bootstrap,
-            ),
+            ErasureFollower(cfg, lambda person: app.forget_person(person, index_row)),
         ],
         close=app.close,
     )

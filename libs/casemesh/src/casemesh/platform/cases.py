@@ -383,7 +383,9 @@ A = TypeVar("A", bound=CaseApplication[Any])
 def open_indexed(database_url: str, table: str, make: Callable[..., A], *, pool_size: int) -> A:
     """`make(env=env)` with `env` the database at `database_url` (a pool of
     `pool_size` connections), its case index in the table `table`; `make` is
-    the application's class, its other arguments bound (`functools.partial`)."""
+    the application's class, its other arguments bound (`functools.partial`).
+    Given a `sealer` (`CaseOptions`), personal fields are stored sealed, and
+    read back clear (`reveal_personal=False`: as tokens, for the relay)."""
     with schema_lock(database_url):
         app = make(env=postgres_env(database_url, pool_size=pool_size))
         app.index = side_table(app, lambda datastore: CaseIndex(datastore, table))

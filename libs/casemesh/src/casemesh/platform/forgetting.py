@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from typing import Protocol
 
 from faststream.kafka import KafkaBroker, KafkaRouter
 
@@ -38,15 +39,25 @@ def erasure_group(service: str) -> str:
     return f"casemesh-{service}-erasures"
 
 
+class Hearing(Protocol):
+    """The settings of a process that hears erasures."""
+
+    service_name: str
+    kafka_bootstrap: str
+
+
 class ErasureFollower:
     """A worker (`serve_servicer`'s) that calls `forget(person)` (in a worker
-    thread) for each erased person; `service` names it in logs and groups."""
+    thread) for each erased person; the service's name (`cfg.service_name`)
+    names it in logs and its consumer group."""
 
-    def __init__(self, service: str, forget: Callable[[str], int], *, bootstrap: str) -> None:
-        self._service, self._forget, self._bootstrap = service, forget, bootstrap
+    def __init__(self, cfg: Hearing, forget: Callable[[str], int]) -> None:
+        self._service, self._forget, self._bootstrap = cfg.service_name, forget, cfg.kafka_bootstrap
         self._loop = asyncio.new_event_loop()
         self._stop = asyncio.Event()
-        self._thread = threading.Thread(target=self._run, name=f"{service}-erasures", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"{self._service}-erasures", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
