@@ -178,6 +178,22 @@ def consumers() -> list[Consumer]:
             )
             for service in ("tickets", "appeals", "reports", "helpcenter", "evidence")
         ),
+        # Each process that holds people's keys drops an erased person's, in
+        # a group of its own.
+        *(
+            Consumer(
+                service,
+                f"python -m casemesh_{service.split('-')[0]} {command}",
+                f"{erasure_group(service)}.keys.<host>.<pid>.<random>",
+                (topics.PRIVACY,),
+            )
+            for service, command in (
+                ("tickets", "serve"),
+                ("appeals", "serve"),
+                ("reports", "serve"),
+                ("reports-appeals", "consume"),
+            )
+        ),
     ]
 
 

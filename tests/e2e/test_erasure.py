@@ -74,13 +74,16 @@ def test_an_admin_erases_a_person_once_and_only_admins_may(stack: Stack) -> None
         ).fetchone() == (1,)
 
     erasure = admin.erase(mei, f"r-{run}")
-    assert (erasure.person, erasure.erased_by, erasure.reason) == (
+    assert (erasure.person, erasure.erased_by, erasure.reason, erasure.erased_keys) == (
         mei,
         f"admin-{run}",
         "PIPL-2026-0042",
+        1,
     )
     # A retry is answered with the first erasure; the id cannot erase anyone else.
-    assert admin.erase(mei, f"r-{run}").erase_time == erasure.erase_time
+    assert admin.erase(mei, f"r-{run}") == erasure
+    # A user id nobody wrote under: said so (no key destroyed).
+    assert admin.erase(f"nobody-{run}", f"r2-{run}").erased_keys == 0
     err = rejected(lambda: admin.erase(tao, f"r-{run}"))
     assert err.code() == grpc.StatusCode.ALREADY_EXISTS
 

@@ -335,13 +335,19 @@ def test_an_erasure_destroys_the_keys_and_is_recorded_once_per_request(
     alices, bobs = personal.seal("alice@example.com", "alice"), personal.seal("bob@x.cn", "bob")
 
     first = erase_as_admin(pool, "req-1", "alice")
-    assert (first.person, first.erase_time, first.new) == ("alice", WHEN, True)
+    assert (first.person, first.erase_time, first.erased_keys, first.new) == (
+        "alice",
+        WHEN,
+        1,
+        True,
+    )
     # A retry, even later, is answered with the first erasure and records nothing.
     again = erase_as_admin(pool, "req-1", "alice", when=WHEN.replace(hour=11))
-    assert (again.erase_time, again.erased_by, again.reason, again.new) == (
+    assert (again.erase_time, again.erased_by, again.reason, again.erased_keys, again.new) == (
         WHEN,
         "admin-1",
         "PIPL-2026-0042",
+        1,
         False,
     )
     [(person, ce_type, message)] = recorded(keys_db)

@@ -18,7 +18,7 @@ from casemesh_privacy.settings import PrivacySettings
 
 
 async def run(cfg: PrivacySettings) -> None:
-    keys = open_key_pool(cfg.keys_database_url)
+    keys = open_key_pool(cfg.keys_database_url, ("personal_keys", "personal_erasures"))
     stop = asyncio.Event()
     publisher = OutboxPublisher(
         conninfo=cfg.keys_database_url,

@@ -31,6 +31,7 @@ def erasure_message(erasure: Erasure) -> pb.Erasure:
         erased_by=erasure.erased_by,
         reason=erasure.reason,
         erase_time=to_timestamp(erasure.erase_time),
+        erased_keys=erasure.erased_keys,
     )
 
 

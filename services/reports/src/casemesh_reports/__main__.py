@@ -75,7 +75,9 @@ async def run_api(cfg: ReportsSettings) -> None:
             reports_pb2_grpc.add_ReportServiceServicer_to_server,
             workers=[
                 Projector(app, app.view, project, name="reports_view"),
-                ErasureFollower(cfg, lambda person: app.forget_in_view(person, index_doc)),
+                ErasureFollower(
+                    cfg, lambda person: app.forget_in_view(person, index_doc), app.forget_keys
+                ),
             ],
             close=app.close,
         )
@@ -103,6 +105,10 @@ async def consume(cfg: ConsumerSettings, app: Reports) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # What it saves may seal a reporter's contact again: it drops an erased
+    # person's keys at once, lest it reveal and seal them anew.
+    erasures = ErasureFollower(cfg, None, app.forget_keys)
+    erasures.start()
     broker = await start_broker(
         lambda: build_broker(app, cfg.kafka_bootstrap, cfg.consumer_group),
         stop,
@@ -113,6 +119,7 @@ async def consume(cfg: ConsumerSettings, app: Reports) -> None:
     finally:
         if broker is not None:
             await broker.stop()
+        await asyncio.to_thread(erasures.stop)
         app.close()
 
 

@@ -72,8 +72,7 @@ class ReportsBase(CaseApplication[ReportCase]):
         memory, then renders again (`render`) the view's documents that may
         hold their text: their reports, those reports' cases, the cases
         naming them as the uploader. Returns how many. Idempotent."""
-        if self.sealer is not None:
-            self.sealer.keys.forget(person)
+        self.forget_keys(person)
         aggregates: list[Any] = [self.repository.get(ident) for ident in self.view.naming(person)]
         for aggregate in aggregates:
             self.view.rewrite(aggregate, render(aggregate))

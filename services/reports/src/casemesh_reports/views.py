@@ -225,10 +225,10 @@ class ReportsView(PostgresTrackingRecorder):
         table, key = _row_of(aggregate)
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(
-                SQL("UPDATE {} SET doc = %s WHERE {} = %s AND version <= %s").format(
+                SQL("UPDATE {} SET doc = %s, version = %s WHERE {} = %s AND version <= %s").format(
                     Identifier(table), Identifier(key)
                 ),
-                (Jsonb(doc or {}), aggregate.id, aggregate.version),
+                (Jsonb(doc or {}), aggregate.version, aggregate.id, aggregate.version),
             )
 
     # -- queries ---------------------------------------------------------------------
@@ -441,7 +441,7 @@ class MemoryReportsView(POPOTrackingRecorder):
         with self._database_lock:
             held = getattr(self, table).get(aggregate.id)
             if held is not None and held["version"] <= aggregate.version:
-                held["doc"] = doc or {}
+                held.update(doc=doc or {}, version=aggregate.version)
 
     # -- queries ---------------------------------------------------------------------
 

@@ -56,7 +56,9 @@ async def serve_case_api(
         workers=[
             IndexProjector(app, app.index, index_row),
             case_timer(app, cfg.database_url, timers),
-            ErasureFollower(cfg, lambda person: app.forget_person(person, index_row)),
+            ErasureFollower(
+                cfg, lambda person: app.forget_person(person, index_row), app.forget_keys
+            ),
         ],
         close=app.close,
     )

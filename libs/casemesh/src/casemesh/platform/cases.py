@@ -143,12 +143,16 @@ class CaseApplication(TracedApplication, Generic[C]):
         """Whether `who` may see the case (agents see every case)."""
         raise NotImplementedError
 
+    def forget_keys(self, person: str) -> None:
+        """Drops an erased person's keys from this process's memory."""
+        if self.sealer is not None:
+            self.sealer.keys.forget(person)
+
     def forget_person(self, person: str, to_row: Callable[[C], CaseRow]) -> int:
         """After `person` was erased: drops their keys from this process's
         memory, then renders the index rows of their cases again (`to_row`),
         their fields now erased. Returns how many cases. Idempotent."""
-        if self.sealer is not None:
-            self.sealer.keys.forget(person)
+        self.forget_keys(person)
         cases: list[C] = [self.repository.get(UUID(i)) for i in self.index.cases_of(person)]
         self.index.rewrite([to_row(case) for case in cases])
         return len(cases)

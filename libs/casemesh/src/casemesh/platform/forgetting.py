@@ -12,26 +12,42 @@ reports application's):
 `ErasureFollower` runs that for each erasure, beside the service's API, in
 one consumer group per service (each erasure is handled once, and again
 after a crash before its offset was committed: forgetting twice is
-harmless). Other replicas of the service stop using the person's keys within
-their `key_cache_seconds`.
+harmless), and every process of a service that holds keys drops the
+person's keys on hearing it in a group of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import socket
 import threading
+import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import Protocol
 
 from faststream.kafka import KafkaBroker, KafkaRouter
 
 from casemesh import topics
 from casemesh.events.v1.privacy_pb2 import PersonErased
-from casemesh.platform.consuming import Place, consumer_broker, start_broker, subscribe
+from casemesh.platform.consuming import (
+    Handler,
+    NotYet,
+    Place,
+    consumer_broker,
+    start_broker,
+    subscribe,
+)
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
+from casemesh.platform.personal import UnknownDataKey, UnknownMasterKey
 
 log = get_logger(__name__)
+
+# When a service renders an erased person's rows a second time.
+AGAIN_S = 30.0
 
 
 def erasure_group(service: str) -> str:
@@ -48,11 +64,24 @@ class Hearing(Protocol):
 
 class ErasureFollower:
     """A worker (`serve_servicer`'s) that calls `forget(person)` (in a worker
-    thread) for each erased person; the service's name (`cfg.service_name`)
-    names it in logs and its consumer group."""
+    thread; none for a process that only reads) for each erased person, in
+    the service's group, and again
+    `AGAIN_S` later (a row another replica rendered meanwhile, with a key it
+    still held, is rendered once more). Given `drop_keys`, every process also
+    hears each erasure in a group of its own and drops the person's keys from
+    its memory at once. The service's name (`cfg.service_name`) names it in
+    logs and its groups."""
 
-    def __init__(self, cfg: Hearing, forget: Callable[[str], int]) -> None:
-        self._service, self._forget, self._bootstrap = cfg.service_name, forget, cfg.kafka_bootstrap
+    def __init__(
+        self,
+        cfg: Hearing,
+        forget: Callable[[str], int] | None,
+        drop_keys: Callable[[str], None] | None = None,
+        *,
+        again_after: float = AGAIN_S,
+    ) -> None:
+        self._service, self._bootstrap = cfg.service_name, cfg.kafka_bootstrap
+        self._forget, self._drop_keys, self._again_after = forget, drop_keys, again_after
         self._loop = asyncio.new_event_loop()
         self._stop = asyncio.Event()
         self._thread = threading.Thread(
@@ -63,35 +92,74 @@ class ErasureFollower:
         self._thread.start()
 
     def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._stop.set)
+        with contextlib.suppress(RuntimeError):  # its loop already ended
+            self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
-        self._loop.run_until_complete(self._follow())
-        self._loop.close()
+        try:
+            self._loop.run_until_complete(self._follow())
+        except Exception as exc:
+            log.error("erasures.follower_failed", service=self._service, error=repr(exc))
+        finally:
+            self._loop.close()
 
     async def _follow(self) -> None:
-        broker = await start_broker(self._broker, self._stop, "erasures")
+        # A broker a subscription: the service's group, and this process's own.
+        name, group = f"{self._service}-erasures", erasure_group(self._service)
+        wanted = []
+        if self._forget is not None:
+            wanted.append((name, group, self._handle))
+        if self._drop_keys is not None:
+            mine = f"{group}.keys.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+            wanted.append((f"{name}-keys", mine, self._drop))
+        brokers = []
         try:
+            for consumer, group_id, handle in wanted:
+                broker = await start_broker(
+                    partial(self._broker, consumer, group_id, handle), self._stop, consumer
+                )
+                if broker is not None:
+                    brokers.append(broker)
             await self._stop.wait()
         finally:
-            if broker is not None:
+            for broker in brokers:
                 await broker.stop()
 
-    def _broker(self) -> KafkaBroker:
+    def _broker(self, consumer: str, group_id: str, handle: Handler) -> KafkaBroker:
         router = KafkaRouter()
-        subscribe(
-            router,
-            [topics.PRIVACY],
-            consumer=f"{self._service}-erasures",
-            group_id=erasure_group(self._service),
-            handle=self._handle,
-        )
-        return consumer_broker(self._bootstrap, f"casemesh-{self._service}-erasures", router)
+        subscribe(router, [topics.PRIVACY], consumer=consumer, group_id=group_id, handle=handle)
+        return consumer_broker(self._bootstrap, f"casemesh-{consumer}", router)
 
     async def _handle(self, event: CloudEvent, place: Place) -> None:
-        message = event.message_if(PersonErased)
-        if not isinstance(message, PersonErased):
+        person = _erased(event)
+        if person is None:
             return
-        cases = await asyncio.to_thread(self._forget, message.person)
-        log.info("person.forgotten", person=message.person, cases=cases)
+        cases = await self._forget_now(person)
+        log.info("person.forgotten", person=person, cases=cases)
+        self._loop.call_later(
+            self._again_after, lambda: self._loop.create_task(self._again(person))
+        )
+
+    async def _again(self, person: str) -> None:
+        with contextlib.suppress(Exception):  # the first pass stands; this one only tidies
+            await self._forget_now(person)
+
+    async def _forget_now(self, person: str) -> int:
+        assert self._forget is not None  # subscribed only then
+        try:
+            return await asyncio.to_thread(self._forget, person)
+        except (UnknownDataKey, UnknownMasterKey) as exc:
+            # A case this process cannot read yet (a master key missing from
+            # its secret): read the erasure again once it can, never skip it.
+            raise NotYet(repr(exc)) from exc
+
+    async def _drop(self, event: CloudEvent, place: Place) -> None:
+        person = _erased(event)
+        if person is not None and self._drop_keys is not None:
+            self._drop_keys(person)
+
+
+def _erased(event: CloudEvent) -> str | None:
+    message = event.message_if(PersonErased)
+    return message.person if isinstance(message, PersonErased) else None

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
@@ -37,13 +38,24 @@ class Erasure:
     erased_by: str
     reason: str
     erase_time: datetime
+    # How many data keys of the person it destroyed (0: none was left).
+    erased_keys: int
     # Whether this call made it (False: a retry answered with the first).
-    new: bool
+    new: bool = True
 
     def message(self) -> PersonErased:
-        event = PersonErased(person=self.person, erased_by=self.erased_by, reason=self.reason)
+        event = PersonErased(
+            person=self.person,
+            erased_by=self.erased_by,
+            reason=self.reason,
+            erased_keys=self.erased_keys,
+        )
         event.erase_time.FromDatetime(self.erase_time)
         return event
+
+
+def _reused(request_id: str) -> RequestReused:
+    return RequestReused(f"request_id {request_id!r} already erased another person")
 
 
 def erase_person(
@@ -67,23 +79,29 @@ def erase_person(
         earlier = cur.fetchone()
         if earlier is not None:
             if earlier["person"] != person:
-                raise RequestReused(f"request_id {request_id!r} already erased another person")
-            recorded = PersonErased.FromString(bytes(earlier["payload"]))
+                raise _reused(request_id)
+            first = PersonErased.FromString(bytes(earlier["payload"]))
             return Erasure(
-                person, recorded.erased_by, recorded.reason, earlier["created_at"], False
-            )
-        erase_keys(cur, person)
-        erasure = Erasure(person, erased_by, reason, now, True)
-        cur.execute(
-            "INSERT INTO personal_erasures (event_id, person, ce_type, payload, created_at)"
-            " VALUES (%s, %s, %s, %s, %s)",
-            (
-                event_id,
                 person,
-                ERASURES.type_of(erasure.message()),
-                erasure.message().SerializeToString(),
-                now,
-            ),
-        )
+                first.erased_by,
+                first.reason,
+                earlier["created_at"],
+                first.erased_keys,
+                new=False,
+            )
+        erasure = Erasure(person, erased_by, reason, now, erase_keys(cur, person))
+        message = erasure.message()
+        try:
+            cur.execute(
+                "INSERT INTO personal_erasures (event_id, person, ce_type, payload, created_at)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                (event_id, person, ERASURES.type_of(message), message.SerializeToString(), now),
+            )
+        except psycopg.errors.UniqueViolation:
+            # The same id at the same moment for someone else (each call held
+            # its own person's lock): the other came first.
+            raise RequestReused(
+                f"request_id {request_id!r} already erased another person"
+            ) from None
         cur.execute("SELECT pg_notify(%s, '')", (ERASURES.table,))
         return erasure
