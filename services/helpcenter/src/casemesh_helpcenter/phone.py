@@ -62,7 +62,8 @@ REQUESTS = _outbox(
     table="help_outbox", topic=topics.HELPCENTER, messages=(hev.PhoneChangeVerified,)
 )
 
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS phone_changes (
     id uuid PRIMARY KEY, user_id text NOT NULL, request_id text NOT NULL,
     old_phone text NOT NULL, new_phone text NOT NULL, locale text NOT NULL,
@@ -74,7 +75,13 @@ CREATE TABLE IF NOT EXISTS phone_changes (
 CREATE TABLE IF NOT EXISTS phone_change_resends (
     user_id text NOT NULL, request_id text NOT NULL, change_id uuid NOT NULL,
     PRIMARY KEY (user_id, request_id));
-""" + "".join(outbox_schema(o) for o in (CODES, REQUESTS))
+"""
+    + "".join(outbox_schema(o) for o in (CODES, REQUESTS))
+    + """
+-- An erasure finds the verified requests of a person's changes.
+CREATE INDEX IF NOT EXISTS help_outbox_request ON help_outbox (request);
+"""
+)
 
 
 @dataclass

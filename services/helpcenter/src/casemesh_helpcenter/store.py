@@ -343,6 +343,9 @@ CREATE TABLE IF NOT EXISTS help_search_log (
     results int NOT NULL, at timestamptz NOT NULL DEFAULT now());
 CREATE INDEX IF NOT EXISTS help_search_log_at ON help_search_log (at);
 CREATE INDEX IF NOT EXISTS help_sessions_resolved ON help_sessions (resolved_at);
+-- An erasure finds a person's sessions, and their searches.
+CREATE INDEX IF NOT EXISTS help_sessions_user ON help_sessions (user_id);
+CREATE INDEX IF NOT EXISTS help_search_log_session ON help_search_log (session);
 -- An answer's retry key: the question it answered and how.
 CREATE TABLE IF NOT EXISTS help_flow_answers (
     session uuid NOT NULL, request_id text NOT NULL, flow text NOT NULL, node text NOT NULL,

@@ -81,6 +81,9 @@ STATEMENTS = [
     outbox_schema(NOTIFICATIONS, subject_type="uuid"),
     # An outcome event's id counts the job's earlier ones.
     """CREATE INDEX IF NOT EXISTS notification_outbox_job ON notification_outbox (job_id)""",
+    # An erasure finds the person's rows by user id.
+    """CREATE INDEX IF NOT EXISTS case_parties_user ON case_parties (user_id)
+        WHERE user_id <> ''""",
     # Who was erased (PersonErased): their parties stay without address or
     # subject whatever a later event carries (events of services that keep
     # contacts in clear name them again).
