@@ -48,6 +48,9 @@ SCHEMA = [
     "ALTER TABLE report_queue ADD COLUMN IF NOT EXISTS uploader text NOT NULL DEFAULT ''",
     "CREATE INDEX IF NOT EXISTS report_queue_uploader ON report_queue (uploader)"
     " WHERE uploader <> ''",
+    # An erasure finds the cases naming a person as the affected uploader.
+    "CREATE INDEX IF NOT EXISTS report_queue_named_uploader"
+    " ON report_queue ((doc->'case'->'affectedUploader'->>'userId'))",
     "CREATE INDEX IF NOT EXISTS report_queue_order"
     " ON report_queue (state, lane, rank_time, case_id)",
     "CREATE TABLE IF NOT EXISTS report_facts ("
