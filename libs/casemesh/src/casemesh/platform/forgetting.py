@@ -1,13 +1,16 @@
-"""A case service hearing of erasures (casemesh.privacy.v1, `PersonErased`).
+"""A service hearing of erasures (casemesh.privacy.v1, `PersonErased`).
 
-Its event store needs nothing: the erased person's fields there are sealed
-with keys that are gone. Two things of the service's own still hold them in
+A case service's event store needs nothing: the erased person's fields there
+are sealed with keys that are gone. Two things of its own still hold them in
 the clear, and its `forget_person` mends both (`CaseApplication`'s, the
-reports application's):
+reports application's `forget_in_view`):
 
 - the unwrapped keys this process keeps in memory (`DataKeys.forget`);
 - its read model, which keeps the text agents list and search: the rows of
   the person's cases are rendered again, now with their fields erased.
+
+The help centre and the evidence service forget what they keep in clear the
+same way (their own `forget_person`).
 
 `ErasureFollower` runs that for each erasure, beside the service's API, in
 one consumer group per service (each erasure is handled once, and again
@@ -65,12 +68,13 @@ class Hearing(Protocol):
 class ErasureFollower:
     """A worker (`serve_servicer`'s) that calls `forget(person)` (in a worker
     thread; none for a process that only reads) for each erased person, in
-    the service's group, and again
-    `AGAIN_S` later (a row another replica rendered meanwhile, with a key it
-    still held, is rendered once more). Given `drop_keys`, every process also
-    hears each erasure in a group of its own and drops the person's keys from
-    its memory at once. The service's name (`cfg.service_name`) names it in
-    logs and its groups."""
+    the service's group, and again `again_after` seconds later (a row another
+    replica rendered meanwhile, with a key it still held, is rendered once
+    more). Given `drop_keys`, the process also hears each erasure in a group
+    of its own (new at each start, so it reads every erasure again: dropping
+    keys it does not hold costs nothing) and drops the person's keys from its
+    memory at once. The service's name (`cfg.service_name`) names it in logs
+    and its groups."""
 
     def __init__(
         self,
@@ -84,6 +88,7 @@ class ErasureFollower:
         self._forget, self._drop_keys, self._again_after = forget, drop_keys, again_after
         self._loop = asyncio.new_event_loop()
         self._stop = asyncio.Event()
+        self._later: set[asyncio.Task[None]] = set()  # second passes, held till done
         self._thread = threading.Thread(
             target=self._run, name=f"{self._service}-erasures", daemon=True
         )
@@ -137,9 +142,12 @@ class ErasureFollower:
             return
         cases = await self._forget_now(person)
         log.info("person.forgotten", person=person, cases=cases)
-        self._loop.call_later(
-            self._again_after, lambda: self._loop.create_task(self._again(person))
-        )
+        self._loop.call_later(self._again_after, self._forget_later, person)
+
+    def _forget_later(self, person: str) -> None:
+        task = self._loop.create_task(self._again(person))
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
 
     async def _again(self, person: str) -> None:
         with contextlib.suppress(Exception):  # the first pass stands; this one only tidies
