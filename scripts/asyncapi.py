@@ -156,13 +156,6 @@ def consumers() -> list[Consumer]:
             "notifier", "python -m casemesh_notifier", group(NotifierSettings), notifier.TOPICS
         ),
         Consumer(
-            "notifier",
-            "python -m casemesh_notifier",
-            # Each replica also forgets an erased person's keys, in a group of its own.
-            f"{group(NotifierSettings)}.keys.<host>.<pid>",
-            (topics.PRIVACY,),
-        ),
-        Consumer(
             "reports",
             "python -m casemesh_reports consume",
             group(ConsumerSettings),
@@ -183,15 +176,16 @@ def consumers() -> list[Consumer]:
         *(
             Consumer(
                 service,
-                f"python -m casemesh_{service.split('-')[0]} {command}",
+                f"python -m casemesh_{service.split('-')[0]}{command}",
                 f"{erasure_group(service)}.keys.<host>.<pid>.<random>",
                 (topics.PRIVACY,),
             )
             for service, command in (
-                ("tickets", "serve"),
-                ("appeals", "serve"),
-                ("reports", "serve"),
-                ("reports-appeals", "consume"),
+                ("tickets", " serve"),
+                ("appeals", " serve"),
+                ("reports", " serve"),
+                ("reports-appeals", " consume"),
+                ("notifier", ""),
             )
         ),
     ]

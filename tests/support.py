@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -209,6 +210,14 @@ class Client:
 
     def close(self) -> None:
         self._channel.close()
+
+
+@dataclass
+class Hearing:
+    """The settings an erasure follower reads (`casemesh.platform.forgetting`)."""
+
+    service_name: str
+    kafka_bootstrap: str
 
 
 def open_ticket(

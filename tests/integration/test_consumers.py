@@ -10,7 +10,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
-from functools import partial
 from typing import Any
 
 import psycopg
@@ -32,6 +31,7 @@ from casemesh.platform.consuming import (
     subscribe,
 )
 from casemesh.platform.envelope import CloudEvent
+from casemesh.platform.forgetting import ErasureFollower
 from casemesh.platform.personal import ERASED
 from casemesh.platform.pools import async_pool
 from casemesh_notifier.consumers import build_broker, build_router
@@ -40,7 +40,7 @@ from casemesh_notifier.schema import create_schema
 from tests.conftest import Infra
 from tests.integration import test_delivery as delivery_test
 from tests.integration.test_notifier_erasure import erasure, processes
-from tests.support import memory_sealer
+from tests.support import Hearing, memory_sealer
 
 notifier = delivery_test.notifier  # the notifier on a real database, sending to fakes
 
@@ -332,9 +332,10 @@ async def test_an_erasure_read_from_the_topic_cancels_the_persons_unsent_jobs(
 
 
 async def test_every_replica_forgets_the_keys_it_holds_of_an_erased_person(
-    infra: Infra, pool: AsyncConnectionPool[Any]
+    infra: Infra,
 ) -> None:
-    topic, group = await notifier_topic(infra)  # the shared group's (quiet) case topic
+    """As the notifier's `__main__` wires it: each process's own follower of
+    erasures drops the person's keys from its sealer."""
     await infra.kafka.create_topics([topics.PRIVACY])
     privacy, *replicas = processes(3)
     person = f"users/{uuid.uuid4().hex[:8]}"
@@ -344,22 +345,10 @@ async def test_every_replica_forgets_the_keys_it_holds_of_an_erased_person(
     await privacy.erase(person)
     assert [r.sealer.reveal(token) for r in replicas] == ["lin@example.com"] * 2
 
-    stop = asyncio.Event()
-    brokers = []
-    for n, replica in enumerate(replicas):
-        router = build_router(
-            pool=pool,
-            group_id=group,
-            clock=SystemClock(),
-            planner=Planner(replica),
-            topic_names=[topic],
-            replica_group=f"{group}.keys.{n}",
-        )
-        broker = await start_broker(
-            partial(build_broker, infra.kafka.bootstrap, router), stop, "it_replica"
-        )
-        assert broker is not None
-        brokers.append(broker)
+    cfg = Hearing("notifier", infra.kafka.bootstrap)
+    followers = [ErasureFollower(cfg, None, replica.forget) for replica in replicas]
+    for follower in followers:
+        follower.start()
     try:
         await produce(infra, topics.PRIVACY, [erasure(person)])
 
@@ -372,5 +361,5 @@ async def test_every_replica_forgets_the_keys_it_holds_of_an_erased_person(
             await asyncio.sleep(0.5)
         assert forgotten() == [True, True], "each replica forgets within 60 s"
     finally:
-        for broker in brokers:
-            await broker.stop()
+        for follower in followers:
+            await asyncio.to_thread(follower.stop)

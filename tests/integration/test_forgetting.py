@@ -8,7 +8,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass
 
 import pytest
 
@@ -17,18 +16,13 @@ from casemesh.platform.forgetting import ErasureFollower
 from tests.conftest import Infra
 from tests.integration.test_consumers import produce
 from tests.integration.test_notifier_erasure import erasure
-
-
-@dataclass
-class Settings:
-    service_name: str
-    kafka_bootstrap: str
+from tests.support import Hearing
 
 
 class Replica:
     """What one process of the service does with what it hears."""
 
-    def __init__(self, cfg: Settings) -> None:
+    def __init__(self, cfg: Hearing) -> None:
         self.forgotten: Counter[str] = Counter()
         self.dropped: list[str] = []
         self._lock = threading.Lock()
@@ -56,7 +50,7 @@ async def test_replicas_forget_an_erasure_twice_between_them_and_each_drops_the_
     infra: Infra,
 ) -> None:
     await infra.kafka.create_topics([topics.PRIVACY])
-    cfg = Settings(f"svc{uuid.uuid4().hex[:6]}", infra.kafka.bootstrap)
+    cfg = Hearing(f"svc{uuid.uuid4().hex[:6]}", infra.kafka.bootstrap)
     replicas = [Replica(cfg), Replica(cfg)]
     for replica in replicas:
         replica.follower.start()

@@ -5,9 +5,7 @@ put parked jobs back in the queue."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
 import sys
 
 from prometheus_client import REGISTRY
@@ -16,6 +14,7 @@ from casemesh.platform import settings as settings_mod
 from casemesh.platform.clock import SystemClock
 from casemesh.platform.consuming import start_broker, watch_lag
 from casemesh.platform.fields import fields_of
+from casemesh.platform.forgetting import ErasureFollower
 from casemesh.platform.logging import configure_logging, get_logger
 from casemesh.platform.metrics import serve_metrics
 from casemesh.platform.outbox import OutboxPublisher
@@ -85,6 +84,10 @@ async def run(cfg: NotifierSettings) -> None:
             watch_lag(cfg.kafka_bootstrap, cfg.consumer_group, TOPICS, stop), name="lag"
         ),
     ]
+    # Each process forgets every erased person's keys itself (the shared
+    # group hands an erasure to one replica).
+    erasures = ErasureFollower(cfg, None, personal.forget)
+    erasures.start()
     broker = await start_broker(
         lambda: build_broker(
             cfg.kafka_bootstrap,
@@ -93,9 +96,6 @@ async def run(cfg: NotifierSettings) -> None:
                 group_id=cfg.consumer_group,
                 clock=clock,
                 planner=Planner(personal, time_zone=cfg.time_zone, replies=cfg.replies_open),
-                # Unique to the process (a pod's name, and its pid): each
-                # replica forgets every erased person's keys itself.
-                replica_group=f"{cfg.consumer_group}.keys.{socket.gethostname()}.{os.getpid()}",
             ),
         ),
         stop,
@@ -122,6 +122,7 @@ async def run(cfg: NotifierSettings) -> None:
         stop.set()
         if broker is not None:
             await broker.stop()
+        await asyncio.to_thread(erasures.stop)
         results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=30)
         for task, result in zip(tasks, results, strict=True):
             if isinstance(result, BaseException):

@@ -7,8 +7,9 @@ only after the planning transaction committed, and a redelivered event is a
 no-op because its id is already recorded as consumed.
 An erasure (`PersonErased`, casemesh.privacy.v1) is applied on the same
 path, in its batch's transaction (`Planner`, `erasures.py`). That reaches one
-replica; each replica also hears every erasure in a consumer group of its
-own and forgets the person's keys it holds in memory (`forget_in_replica`).
+replica; each process also hears every erasure in a consumer group of its
+own and forgets the person's keys it holds in memory
+(`casemesh.platform.forgetting.ErasureFollower`, started by `__main__`).
 A record that can never be planned is set aside in `unprocessable_events`,
 where operators see it, and the notifier reads on.
 """
@@ -32,13 +33,12 @@ from casemesh.platform.consuming import (
     Place,
     SetAside,
     consumer_broker,
-    subscribe,
     subscribe_batch,
 )
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
 from casemesh_notifier import store
-from casemesh_notifier.planner import ERASURE, Planner
+from casemesh_notifier.planner import Planner
 
 TICKETS_TOPIC = topics.TICKETS
 APPEALS_TOPIC = topics.APPEALS
@@ -68,12 +68,9 @@ def build_router(
     planner: Planner,
     topic_names: Sequence[str] = TOPICS,
     max_records: int | None = MAX_BATCH,
-    replica_group: str = "",
 ) -> KafkaRouter:
     """The notifier's subscriber: up to `max_records` events planned in one
-    transaction (None: each event alone, one offset commit an event). With
-    `replica_group`, also this replica's erasure subscriber
-    (`forget_in_replica`)."""
+    transaction (None: each event alone, one offset commit an event)."""
 
     @asynccontextmanager
     async def planning() -> AsyncIterator[_Batch]:
@@ -122,26 +119,7 @@ def build_router(
         set_aside=keep,
         max_records=max_records,
     )
-    if replica_group:
-        forget_in_replica(router, planner, replica_group)
     return router
-
-
-def forget_in_replica(router: KafkaRouter, planner: Planner, group_id: str) -> None:
-    """Every erasure, heard by this replica in a consumer group of its own
-    (`group_id`, unique to the replica), makes it forget the person's keys it
-    holds in memory (`DataKeys.forget`). The shared group hands an erasure
-    to one replica; without this, another would go on revealing the person's
-    fields with a key it holds, for up to `key_cache_seconds`. Memory only:
-    nothing is written, and a record read again forgets again."""
-
-    async def forget(event: CloudEvent, place: Place) -> None:
-        if event.type == ERASURE:
-            planner.forget(event)
-
-    subscribe(
-        router, [PRIVACY_TOPIC], consumer=f"{CONSUMER}-keys", group_id=group_id, handle=forget
-    )
 
 
 def build_broker(bootstrap: str, router: KafkaRouter) -> KafkaBroker:
