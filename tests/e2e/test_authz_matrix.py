@@ -158,6 +158,8 @@ ANY_USER = {
     "HelpCenterService.ResendPhoneChangeCode",
     "HelpCenterService.GetPhoneChange",
     "HelpCenterService.RecommendArticles",
+    # Their own data; another person's is for admins (test_export).
+    "PrivacyService.ExportPerson",
 }
 # Fields that name something a user owns.
 RESOURCE_FIELDS = {"name", "session", "report_case"}

@@ -27,6 +27,10 @@ from casemesh.v1 import (
 )
 from casemesh_gateway import fieldrules
 from casemesh_gateway.api import (
+    APPEALS,
+    EVIDENCE,
+    REPORTS,
+    TICKETS,
     AppealGateway,
     Backend,
     EvidenceGateway,
@@ -147,7 +151,17 @@ async def _serve(cfg: GatewaySettings, verifier: TokenVerifier) -> None:
         backend.reports = reports.stub
         queue = QueueGateway(backend, queue_channel)
         help_centre = HelpGateway(backend, help_channel, tickets_channel)
-        privacy = PrivacyGateway(backend, privacy_channel)
+        privacy = PrivacyGateway(
+            backend,
+            privacy_channel,
+            cases={
+                TICKETS: tickets.stub,
+                APPEALS: appeals.stub,
+                REPORTS: reports.stub,
+                EVIDENCE: evidence.stub,
+            },
+            read_timeout=cfg.upload_timeout_seconds,
+        )
 
         def register(server: grpc.aio.Server) -> None:
             tickets_pb2_grpc.add_TicketServiceServicer_to_server(tickets, server)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeAlias
 
 import grpc
@@ -42,7 +42,7 @@ from casemesh.v1 import (
     tickets_pb2,
 )
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
-from casemesh_gateway import checks, fieldrules
+from casemesh_gateway import checks, export, fieldrules
 from casemesh_gateway.ratelimit import RateLimiter
 
 log = get_logger(__name__)
@@ -441,15 +441,69 @@ class ReportGateway(reports_pb2_grpc.ReportServiceServicer):
 
 
 class PrivacyGateway(privacy_pb2_grpc.PrivacyServiceServicer):
-    """People's rights over their personal data: admins only."""
+    """People's rights over their personal data: erasure for admins; an
+    export for the person, or an admin, composed here from the case services."""
 
     audience = PRIVACY
 
-    def __init__(self, backend: Backend, channel: grpc.aio.Channel) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        channel: grpc.aio.Channel,
+        cases: dict[str, Any],
+        read_timeout: float,
+    ) -> None:
         self.backend = backend
         self.stub = privacy_pb2_grpc.PrivacyServiceStub(channel)
+        # The case services' stubs, by audience.
+        self.cases = cases
+        self.read_timeout = read_timeout
 
     ErasePerson = route("ErasePerson", admin_only=True)
+
+    async def ExportPerson(
+        self, request: privacy_pb2.ExportPersonRequest, context: Ctx
+    ) -> AsyncIterator[privacy_pb2.ExportPersonResponse]:
+        who = self.backend.identity(context)
+        await _check(request)
+        person = request.person or who.subject
+        if person != who.subject and not who.is_admin:
+            raise PermissionDenied("exporting another person's data needs the admin role")
+        backend, them = self.backend, export.as_person(person)
+        sources = export.Sources(
+            **{
+                field: export.Service(self.cases[audience], audience)
+                for field, audience in (
+                    ("tickets", TICKETS),
+                    ("appeals", APPEALS),
+                    ("reports", REPORTS),
+                    ("evidence", EVIDENCE),
+                )
+            },
+            vouch=lambda audience: backend.vouch(them, audience, context=context),
+            call_timeout=lambda: backend._timeout(context),
+            read_timeout=lambda: backend._timeout(context, self.read_timeout),
+        )
+        now = datetime.now(UTC)
+        try:
+            found = await export.gather(sources, person, now)
+            log.info(
+                "privacy.export",
+                person=person,
+                exported_by=who.subject,
+                tickets=len(found.tickets),
+                appeals=len(found.appeals),
+                reports=len(found.reports),
+                report_cases=len(found.report_cases),
+                files=len(found.evidence),
+            )
+            first = True
+            async for data in export.archive(sources, found):
+                name = export.archive_name(now) if first else ""
+                first = False
+                yield privacy_pb2.ExportPersonResponse(file_name=name, data=data)
+        except grpc.aio.AioRpcError as err:
+            await backend._fail(err, context)
 
 
 class QueueGateway(casequeue_pb2_grpc.CaseQueueServiceServicer):

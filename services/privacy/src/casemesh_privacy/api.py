@@ -1,8 +1,9 @@
-"""gRPC entry point of the privacy service (admins only)."""
+"""gRPC entry point of the privacy service: erasures (admins only)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
 import grpc
@@ -10,7 +11,12 @@ from psycopg_pool import ConnectionPool
 
 from casemesh.platform.callers import vouched
 from casemesh.platform.clock import Clock
-from casemesh.platform.errors import AlreadyExists, PermissionDenied, Violations
+from casemesh.platform.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    PermissionDenied,
+    Violations,
+)
 from casemesh.platform.grpcutil import to_timestamp
 from casemesh.platform.logging import get_logger
 from casemesh.platform.personal.erasures import Erasure, RequestReused, erase_person
@@ -65,3 +71,13 @@ class PrivacyServicer(pb_grpc.PrivacyServiceServicer):
         if erasure.new:
             log.info("person.erased", person=person, erased_by=who.subject)
         return erasure_message(erasure)
+
+    async def ExportPerson(
+        self, request: pb.ExportPersonRequest, context: Ctx
+    ) -> AsyncIterator[pb.ExportPersonResponse]:
+        # An export gathers every case service's view of the person: the
+        # gateway composes it, as it composes all work that spans services.
+        raise FailedPrecondition(
+            "ExportPerson is served by the gateway, which gathers it from the case services"
+        )
+        yield pb.ExportPersonResponse()  # an async generator, as the stub expects

@@ -1,0 +1,230 @@
+"""A person's data export (`PrivacyService.ExportPerson`), composed here
+from the case services as the person: what each service shows them of their
+cases is what the archive holds, so its access rules decide what another
+party's data an export may carry (none but what the person was already
+shown). The archive is a zip, written as it streams: `casemesh-export.json`
+first, then each file the person uploaded, read from the evidence service
+chunk by chunk, so no file is held whole in memory."""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from casemesh.platform.identity import Identity
+from casemesh.v1 import (
+    appeals_pb2,
+    evidence_pb2,
+    privacy_pb2,
+    reports_pb2,
+    tickets_pb2,
+)
+
+Export = privacy_pb2.PersonalDataExport
+
+MANIFEST = "casemesh-export.json"
+PAGE = 100
+# Each streamed message carries about this much of the archive.
+CHUNK = 256 * 1024
+_EVIDENCE_NAME = re.compile(r"^evidence/[0-9a-f-]{36}$")
+
+
+@dataclass(frozen=True)
+class Service:
+    """A case service: its stub, and the audience of the tokens it takes."""
+
+    stub: Any
+    audience: str
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The services an export gathers from, called as the person."""
+
+    tickets: Service
+    appeals: Service
+    reports: Service
+    evidence: Service
+    # The metadata of a call to an audience on the person's behalf.
+    vouch: Callable[[str], Sequence[tuple[str, str]]]
+    # How long a call, and reading a file, may take.
+    call_timeout: Callable[[], float]
+    read_timeout: Callable[[], float]
+
+    async def call(self, service: Service, method: str, request: Message) -> Any:
+        return await getattr(service.stub, method)(
+            request, metadata=self.vouch(service.audience), timeout=self.call_timeout()
+        )
+
+    async def stream(self, service: Service, method: str, request: Message) -> AsyncIterator[Any]:
+        call = getattr(service.stub, method)(
+            request, metadata=self.vouch(service.audience), timeout=self.read_timeout()
+        )
+        try:
+            async for response in call:
+                yield response
+        finally:
+            call.cancel()
+
+
+def as_person(person: str) -> Identity:
+    """Whom the export calls the case services as: the person, with no role
+    but a user's, so every answer is what they themselves may see."""
+    return Identity(subject=person, roles=frozenset({"user"}))
+
+
+def archive_name(now: datetime) -> str:
+    return f"casemesh-export-{now.astimezone(UTC):%Y%m%d-%H%M%S}.zip"
+
+
+async def gather(sources: Sources, person: str, now: datetime) -> Export:
+    """Every case of the person and the records of the files they uploaded
+    to them (`path` set); the files' bytes are read when written."""
+    found = Export(person=person)
+    found.export_time.FromDatetime(now.astimezone(UTC))
+    tickets, appeals, reports = sources.tickets, sources.appeals, sources.reports
+    async for ticket in _pages(
+        sources, tickets, "ListTickets", tickets_pb2.ListTicketsRequest, "tickets"
+    ):
+        record = found.tickets.add(ticket=ticket)
+        async for event in _pages(
+            sources,
+            tickets,
+            "ListTicketEvents",
+            partial(tickets_pb2.ListTicketEventsRequest, name=ticket.name),
+            "events",
+        ):
+            record.events.append(event)
+    async for appeal in _pages(
+        sources, appeals, "ListAppeals", appeals_pb2.ListAppealsRequest, "appeals"
+    ):
+        request = appeals_pb2.ListAppealEventsRequest(name=appeal.name)
+        steps = await sources.call(appeals, "ListAppealEvents", request)
+        found.appeals.add(appeal=appeal, events=steps.events)
+    async for report in _pages(
+        sources, reports, "ListReports", reports_pb2.ListReportsRequest, "reports"
+    ):
+        found.reports.append(report)
+    restricting = await sources.call(
+        reports, "ListMyRestrictions", reports_pb2.ListMyRestrictionsRequest()
+    )
+    found.report_cases.extend(restricting.report_cases)
+    for name in sorted(_evidence_names(found)):
+        record = await _own_evidence(sources, name, person)
+        if record is not None:
+            found.evidence.add(evidence=record, path=_path_of(record))
+    return found
+
+
+async def archive(sources: Sources, found: Export) -> AsyncIterator[bytes]:
+    """The zip archive of `found`, in pieces of about `CHUNK` bytes."""
+    sink = _Sink()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as zipped:
+        manifest = json_format.MessageToJson(found, indent=2, ensure_ascii=False)
+        zipped.writestr(MANIFEST, manifest.encode())
+        for piece in sink.drain(0):
+            yield piece
+        for item in found.evidence:
+            request = evidence_pb2.ReadEvidenceRequest(name=item.evidence.name)
+            # Media files are stored as they came: compressing them again gains nothing.
+            with zipped.open(_entry(item.path), "w", force_zip64=True) as file:
+                async for chunk in sources.stream(sources.evidence, "ReadEvidence", request):
+                    file.write(chunk.chunk)
+                    for piece in sink.drain(CHUNK):
+                        yield piece
+    for piece in sink.drain(0):
+        yield piece
+
+
+async def _pages(
+    sources: Sources, service: Service, method: str, request_of: Callable[..., Message], field: str
+) -> AsyncIterator[Any]:
+    """Every item of a paged list, page after page."""
+    token = ""
+    while True:
+        request = request_of(page_size=PAGE, page_token=token)
+        page = await sources.call(service, method, request)
+        for item in getattr(page, field):
+            yield item
+        token = page.next_page_token
+        if not token:
+            return
+
+
+def _evidence_names(found: Export) -> set[str]:
+    """Every evidence name the person's cases refer to, wherever it is."""
+    names: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, str) and _EVIDENCE_NAME.match(value):
+            names.add(value)
+
+    walk(json_format.MessageToDict(found))
+    return names
+
+
+async def _own_evidence(sources: Sources, name: str, person: str) -> Any:
+    """The record of evidence the person uploaded; None for anyone else's
+    (an agent's, attached to a decision), which is not theirs to export."""
+    try:
+        request = evidence_pb2.GetEvidenceRequest(name=name)
+        record = await sources.call(sources.evidence, "GetEvidence", request)
+    except grpc.aio.AioRpcError as err:
+        if err.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.PERMISSION_DENIED):
+            return None
+        raise
+    return record if record.owner == person else None
+
+
+def _path_of(record: Any) -> str:
+    """`evidence/<id>/<file name>`, the name made safe to unpack anywhere."""
+    ident = record.name.removeprefix("evidence/")
+    safe = re.sub(r"[\\/:\x00-\x1f]", "_", record.file_name).lstrip(".") or "file"
+    return f"evidence/{ident}/{safe}"
+
+
+def _entry(path: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(path, date_time=datetime.now(UTC).timetuple()[:6])
+    info.compress_type = zipfile.ZIP_STORED
+    return info
+
+
+class _Sink(io.RawIOBase):
+    """Where the zip is written: the bytes wait here until drained. It cannot
+    seek, so `zipfile` writes each entry's sizes after its data."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        piece = bytes(data)
+        self._parts.append(piece)
+        self._size += len(piece)
+        return len(piece)
+
+    def drain(self, at_least: int) -> Iterator[bytes]:
+        """What was written, in one piece, once it is `at_least` bytes."""
+        if self._size and self._size >= at_least:
+            joined = b"".join(self._parts)
+            self._parts, self._size = [], 0
+            yield joined

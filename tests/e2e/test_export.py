@@ -1,0 +1,152 @@
+"""A person downloads a copy of their data (PrivacyService.ExportPerson): a
+zip holding every case they are party to, with every step, and the files
+they uploaded; nothing of anyone else's, though another person reported the
+same video and wrote on the same days."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+import zipfile
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+
+from casemesh.v1 import appeals_pb2 as apb
+from casemesh.v1 import evidence_pb2 as epb
+from casemesh.v1 import privacy_pb2 as ppb
+from casemesh.v1 import privacy_pb2_grpc as ppb_grpc
+from casemesh.v1 import tickets_pb2 as pb
+from tests.conftest import Stack
+from tests.e2e.test_appeals import notice
+from tests.e2e.test_evidence import png
+from tests.e2e.test_rejections import fields, rejected
+from tests.e2e.test_reports import Person
+from tests.support import Client, wait_until
+
+MANIFEST = "casemesh-export.json"
+
+
+def export(client: Client, person: str = "") -> tuple[str, zipfile.ZipFile]:
+    """The archive's file name and the archive, as the client downloads it."""
+    stub = ppb_grpc.PrivacyServiceStub(client._channel)
+    pieces = list(
+        stub.ExportPerson(
+            ppb.ExportPersonRequest(person=person), metadata=client.metadata, timeout=60
+        )
+    )
+    return pieces[0].file_name, zipfile.ZipFile(io.BytesIO(b"".join(p.data for p in pieces)))
+
+
+def manifest(archive: zipfile.ZipFile) -> ppb.PersonalDataExport:
+    return json_format.Parse(archive.read(MANIFEST), ppb.PersonalDataExport())
+
+
+def ticket_with_file(person: Person, mark: str, email: str, phone: str) -> tuple[pb.Ticket, Any]:
+    """A ticket in the person's words, a screenshot attached."""
+    shot = person.evidence.upload(png(), f"screenshot {mark}.png")
+    ticket: pb.Ticket = person.client.CreateTicket(
+        pb.CreateTicketRequest(
+            ticket=pb.Ticket(
+                category="account.login",
+                subject=f"Locked out {mark}s",
+                description=f"My phone was stolen, case {mark}d.",
+                locale="en",
+                contact=pb.Contact(email=email, phone=phone, channels=[pb.CHANNEL_EMAIL]),
+                evidence=[epb.EvidenceRef(name=shot.name)],
+            ),
+            request_id=uuid.uuid4().hex,
+        )
+    )
+    return ticket, shot
+
+
+def test_a_person_exports_every_case_and_file_of_theirs_and_nothing_of_anyone_else(
+    stack: Stack,
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    zoe, yan = Person(stack, f"zoe-{run}"), Person(stack, f"yan-{run}")
+    agent = Person(stack, f"agent-{run}", "agent")
+    zoe_mark, yan_mark = f"z{uuid.uuid4().hex[:10]}", f"y{uuid.uuid4().hex[:10]}"
+    zoe_email, yan_email = f"{zoe_mark}@example.com", f"{yan_mark}@example.com"
+
+    # Zoe: a ticket with a screenshot, which an agent answers and she comments
+    # on; a copyright notice; a report of a video.
+    ticket, shot = ticket_with_file(zoe, zoe_mark, zoe_email, "+8613800138000")
+    agent.client.RequestInfo(
+        pb.RequestInfoRequest(name=ticket.name, message="Which phone number did you use?")
+    )
+    zoe.client.AddComment(pb.AddCommentRequest(name=ticket.name, body=f"The old one {zoe_mark}c"))
+    filed = notice(zoe, zoe_email, "")  # type: ignore[arg-type]
+    filed.notice.work.title = f"Spring dance {zoe_mark}t"
+    appeal = zoe.appeal(apb.FileAppealRequest(appeal=filed, request_id=uuid.uuid4().hex))
+    video = f"v{run}"
+    report = zoe.report(video, email=zoe_email, explanation=f"Violence at second {zoe_mark}e")
+    # Yan: his own ticket and file, and a report of the same video (the same report case).
+    yans, yan_shot = ticket_with_file(yan, yan_mark, yan_email, "+8613900139000")
+    yan.report(video, email=yan_email, explanation=f"Also violent {yan_mark}e")
+
+    # Only the person, or an admin, exports; a person id must be one line.
+    err = rejected(lambda: export(zoe.client, yan.user))
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    err = rejected(lambda: export(agent.client, zoe.user))
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    admin = Client(stack.gateway, stack.secret, f"admin-{run}", ("admin",))
+    err = rejected(lambda: export(admin, "zoe\nyan"))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert fields(err) == ["person"]
+
+    def complete() -> tuple[str, zipfile.ZipFile] | None:
+        name, archive = export(zoe.client)
+        got = manifest(archive)
+        counts = (len(got.tickets), len(got.appeals), len(got.reports))
+        events = [e.type for e in got.tickets[0].events] if got.tickets else []
+        return (name, archive) if counts == (1, 1, 1) and len(events) >= 3 else None
+
+    file_name, archive = wait_until(complete, timeout=60, interval=0.5)
+    assert file_name.startswith("casemesh-export-") and file_name.endswith(".zip")
+    got = manifest(archive)
+    assert got.person == zoe.user
+    # Every case of hers, each step of each as the API lists them.
+    assert [t.ticket.name for t in got.tickets] == [ticket.name]
+    steps = zoe.client.ListTicketEvents(pb.ListTicketEventsRequest(name=ticket.name)).events
+    assert list(got.tickets[0].events) == list(steps)
+    assert [e.text for e in steps][-1] == f"The old one {zoe_mark}c"
+    assert got.tickets[0].ticket.contact.email == zoe_email
+    assert [a.appeal.name for a in got.appeals] == [appeal.name]
+    assert got.appeals[0].appeal.notice.work.title == f"Spring dance {zoe_mark}t"
+    assert got.appeals[0].events
+    assert [r.name for r in got.reports] == [report.name]
+    assert got.reports[0].explanation == f"Violence at second {zoe_mark}e"
+
+    # The files she attached, each at its path, byte for byte; nobody else's.
+    paths = {f.evidence.name: f.path for f in got.evidence}
+    assert shot.name in paths and yan_shot.name not in paths
+    assert all(f.evidence.owner == zoe.user for f in got.evidence)
+    assert archive.read(paths[shot.name]) == zoe.evidence.read(shot.name)
+    assert paths[shot.name] == f"{shot.name}/screenshot {zoe_mark}.png"
+    assert sorted(archive.namelist()) == sorted([MANIFEST, *paths.values()])
+
+    # Nothing of Yan's anywhere in the archive: not his id, address, words or file.
+    everything = b"".join(archive.read(n) for n in archive.namelist())
+    for his in (yan.user, yan_email, yan_mark, yans.name.split("/")[1]):
+        assert his.encode() not in everything, his
+    assert yan.evidence.read(yan_shot.name) not in everything
+
+    # An admin gets the same cases for her.
+    _, for_admin = export(admin, zoe.user)
+    by_admin = manifest(for_admin)
+    assert [t.ticket.name for t in by_admin.tickets] == [ticket.name]
+    assert [r.name for r in by_admin.reports] == [report.name]
+    assert json.loads(for_admin.read(MANIFEST))["person"] == zoe.user
+
+
+def test_a_person_with_no_cases_gets_an_archive_that_says_so(stack: Stack) -> None:
+    nobody = Client(stack.gateway, stack.secret, f"new-{uuid.uuid4().hex[:8]}")
+    _, archive = export(nobody)
+    assert archive.namelist() == [MANIFEST]
+    got = manifest(archive)
+    assert (len(got.tickets), len(got.appeals), len(got.reports), len(got.evidence)) == (0,) * 4
+    assert got.export_time.seconds > 0

@@ -1,0 +1,135 @@
+"""The export archive as the gateway composes it, from stand-in services:
+every page of every list, files named safely, nobody else's file, and a large
+file streamed through in pieces rather than held whole."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import zipfile
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+
+from casemesh.v1 import appeals_pb2 as apb
+from casemesh.v1 import evidence_pb2 as epb
+from casemesh.v1 import reports_pb2 as rpb
+from casemesh.v1 import tickets_pb2 as pb
+from casemesh_gateway import export
+
+MINE, AGENTS = (
+    "evidence/" + "1" * 8 + "-1111-1111-1111-" + "1" * 12,
+    "evidence/" + "2" * 8 + "-2222-2222-2222-" + "2" * 12,
+)
+BIG = bytes(range(256)) * 4096 * 3  # 3 MiB, past several pieces
+
+
+class NotFound(grpc.aio.AioRpcError):  # type: ignore[misc]
+    def __init__(self) -> None:
+        super().__init__(grpc.StatusCode.NOT_FOUND, grpc.aio.Metadata(), grpc.aio.Metadata())
+
+
+class Tickets:
+    async def ListTickets(self, request: pb.ListTicketsRequest, **_: Any) -> Any:
+        # Two pages: the export must follow the token.
+        if not request.page_token:
+            return pb.ListTicketsResponse(
+                tickets=[pb.Ticket(name="tickets/a")], next_page_token="more"
+            )
+        ticket = pb.Ticket(name="tickets/b", evidence=[epb.EvidenceRef(name=MINE)])
+        return pb.ListTicketsResponse(tickets=[ticket])
+
+    async def ListTicketEvents(self, request: pb.ListTicketEventsRequest, **_: Any) -> Any:
+        steps = [pb.TicketEvent(sequence=1, type="TicketCreated", actor="zoe")]
+        if request.name == "tickets/b":
+            steps.append(pb.TicketEvent(sequence=2, type="TicketSolved", actor="li"))
+        return pb.ListTicketEventsResponse(events=steps)
+
+
+class Appeals:
+    async def ListAppeals(self, request: apb.ListAppealsRequest, **_: Any) -> Any:
+        appeal = apb.Appeal(
+            name="appeals/c",
+            notice=apb.TakedownNotice(originality_evidence=[epb.EvidenceRef(name=AGENTS)]),
+        )
+        return apb.ListAppealsResponse(appeals=[appeal])
+
+    async def ListAppealEvents(self, request: apb.ListAppealEventsRequest, **_: Any) -> Any:
+        return apb.ListAppealEventsResponse(events=[apb.AppealEvent(sequence=1, type="Filed")])
+
+
+class Reports:
+    async def ListReports(self, request: rpb.ListReportsRequest, **_: Any) -> Any:
+        return rpb.ListReportsResponse(reports=[rpb.Report(name="reports/d")])
+
+    async def ListMyRestrictions(self, request: Any, **_: Any) -> Any:
+        return rpb.ListReportCasesResponse(report_cases=[rpb.ReportCase(name="report-cases/e")])
+
+
+class Evidence:
+    def __init__(self) -> None:
+        self.reads: list[str] = []
+
+    async def GetEvidence(self, request: epb.GetEvidenceRequest, **_: Any) -> Any:
+        if request.name == AGENTS:
+            raise NotFound()  # not the person's: the service will not show it to them
+        return epb.Evidence(name=MINE, owner="zoe", file_name="../../etc/.passwd.png")
+
+    def ReadEvidence(self, request: epb.ReadEvidenceRequest, **_: Any) -> Any:
+        self.reads.append(request.name)
+
+        class Call:
+            def __aiter__(self) -> AsyncIterator[epb.ReadEvidenceResponse]:
+                return self.chunks()
+
+            async def chunks(self) -> AsyncIterator[epb.ReadEvidenceResponse]:
+                for at in range(0, len(BIG), 256 * 1024):
+                    yield epb.ReadEvidenceResponse(chunk=BIG[at : at + 256 * 1024])
+
+            def cancel(self) -> None:
+                pass
+
+        return Call()
+
+
+def sources(evidence: Evidence) -> export.Sources:
+    return export.Sources(
+        tickets=export.Service(Tickets(), "t"),
+        appeals=export.Service(Appeals(), "a"),
+        reports=export.Service(Reports(), "r"),
+        evidence=export.Service(evidence, "e"),
+        vouch=lambda audience: (("x-casemesh-identity", audience),),
+        call_timeout=lambda: 5.0,
+        read_timeout=lambda: 5.0,
+    )
+
+
+async def download(found_in: export.Sources) -> tuple[Any, list[bytes]]:
+    found = await export.gather(found_in, "zoe", datetime(2026, 12, 4, tzinfo=UTC))
+    return found, [piece async for piece in export.archive(found_in, found)]
+
+
+def test_the_archive_holds_every_page_and_only_the_persons_files_named_safely() -> None:
+    evidence = Evidence()
+    found, pieces = asyncio.run(download(sources(evidence)))
+    assert [t.ticket.name for t in found.tickets] == ["tickets/a", "tickets/b"]
+    assert [len(t.events) for t in found.tickets] == [1, 2]
+    assert [a.appeal.name for a in found.appeals] == ["appeals/c"]
+    assert [r.name for r in found.reports] == ["reports/d"]
+    assert [c.name for c in found.report_cases] == ["report-cases/e"]
+    # The agent's file is not the person's: neither listed nor read.
+    assert [f.evidence.name for f in found.evidence] == [MINE]
+    assert evidence.reads == [MINE]
+
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(pieces)))
+    path = f"{MINE}/_.._etc_.passwd.png"  # one segment, not hidden
+    assert archive.namelist() == [export.MANIFEST, path]
+    assert archive.read(path) == BIG
+    manifest = json_format.Parse(archive.read(export.MANIFEST), export.Export())
+    assert manifest == found
+    assert manifest.evidence[0].path == path
+    # Streamed: the file went out in pieces, none of them the whole of it.
+    assert len(pieces) > 3 and max(map(len, pieces)) < len(BIG) / 2
