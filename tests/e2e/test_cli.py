@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -439,3 +440,33 @@ def test_an_agent_works_the_queue_from_the_command_line(stack: Stack) -> None:
     assert released.returncode == 0, released.stderr
     refused = casemesh(stack, "--as", user, "cases")
     assert refused.returncode == 1 and "PERMISSION_DENIED" in refused.stderr
+
+
+def test_download_my_data_and_an_admin_erases_me(stack: Stack, tmp_path: Path) -> None:
+    user = f"cli-{uuid.uuid4().hex[:6]}"
+    opened = casemesh(
+        stack, "--as", user, "open", "--category", "account.login", "--subject",
+        "登录不了", "--description", "验证码收不到", "--email", f"{user}@example.com",
+    )  # fmt: skip
+    assert opened.returncode == 0, opened.stderr
+    name = opened.stdout.split()[0]
+    archive = tmp_path / "mine.zip"
+
+    def exported() -> dict[str, Any] | None:
+        done = casemesh(stack, "--as", user, "export", "--out", str(archive))
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith(f"{archive}  ")
+        with zipfile.ZipFile(archive) as zipped:
+            found: dict[str, Any] = json.loads(zipped.read("casemesh-export.json"))
+        return found if found.get("tickets") else None
+
+    found = wait_until(exported, timeout=30, interval=0.5)
+    assert [t["ticket"]["name"] for t in found["tickets"]] == [name]
+    assert found["tickets"][0]["ticket"]["subject"] == "登录不了"
+    # Another person's data is for admins; an erasure too.
+    refused = casemesh(stack, "--as", "nosy", "export", "--person", user, "--out", str(archive))
+    assert refused.returncode == 1 and "admin" in refused.stderr
+    admin = ("--as", "privacy-desk", "--role", "admin")
+    erased = casemesh(stack, *admin, "erase", user, "--reason", "PD-2026-0042")
+    assert erased.returncode == 0, erased.stderr
+    assert erased.stdout.startswith(f"erased {user}  1 data key  at ")

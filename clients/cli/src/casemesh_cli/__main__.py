@@ -10,6 +10,7 @@ gateway, for people.
     casemesh --as alice appeals | appeal NAME | decide-appeal NAME …  (see .appeals)
     casemesh --as alice reasons | report … | reports | report-show ID   (see .reports)
     casemesh --as li --role agent cases | next | release NAME          (see .queue)
+    casemesh --as alice export --out FILE | erase PERSON (admins)    (see .privacy)
 
 `--json` prints any result as the proto's JSON. Where the token comes from and
 how the client connects (plaintext or TLS): :mod:`.connection`. Exit status: 0
@@ -33,7 +34,7 @@ from casemesh.platform.grpcutil import field_violations
 from casemesh.v1 import evidence_pb2
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
-from casemesh_cli import appeals, connection, evidence, queue, reports
+from casemesh_cli import appeals, connection, evidence, privacy, queue, reports
 from casemesh_cli.output import each, emit, every_page
 from casemesh_cli.parsing import (
     JSON_HELP,
@@ -158,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="casemesh",
         description="Casemesh's command-line client: tickets, evidence, copyright cases, "
-        "abuse reports and the agents' queue, through the gateway.",
+        "abuse reports, the agents' queue and people's data, through the gateway.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -170,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     appeals.add_commands(sub)
     reports.add_commands(sub)
     queue.add_commands(sub)
+    privacy.add_commands(sub)
     return p
 
 
@@ -219,7 +221,7 @@ def run(args: argparse.Namespace) -> None:
             return getattr(stub, method)(request, metadata=metadata, timeout=10)
 
         c = args.command
-        for module in (evidence, appeals, reports, queue):
+        for module in (evidence, appeals, reports, queue, privacy):
             if c in module.COMMANDS:
                 module.run(channel, metadata, args)
                 return

@@ -1,0 +1,82 @@
+"""The `casemesh` client's privacy commands: a copy of a person's data, and
+(for admins) erasing a person.
+
+    casemesh --as alice export --out /tmp/alice.zip
+    casemesh --as root --role admin export --person alice --out /tmp/alice.zip
+    casemesh --as root --role admin erase alice --reason "PD-2026-0042"
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from casemesh.v1 import privacy_pb2 as ppb
+from casemesh.v1 import privacy_pb2_grpc as ppb_grpc
+from casemesh_cli.output import emit
+from casemesh_cli.parsing import BadInput, command
+
+COMMANDS = ("export", "erase")
+
+
+def add_commands(sub: Any) -> None:
+    ex = command(
+        sub,
+        "export",
+        "download a copy of a person's data: a zip of their cases (JSON) and their files",
+        "casemesh --as alice export --out /tmp/alice.zip",
+        "casemesh --as root --role admin export --person alice --out /tmp/alice.zip",
+    )
+    ex.add_argument("--person", default="", help="whose (admins only; default: yourself)")
+    ex.add_argument("--out", type=Path, required=True, metavar="FILE", help="write the zip here")
+    er = command(
+        sub,
+        "erase",
+        "erase a person's personal data (admins only; cannot be undone)",
+        'casemesh --as root --role admin erase alice --reason "PD-2026-0042"',
+    )
+    er.add_argument("person", help="the person's user id")
+    er.add_argument("--reason", required=True, help="the privacy desk's reference")
+    er.add_argument("--request-id", default="", help="makes a retry safe (default: a new one)")
+
+
+def show_erasure(e: ppb.Erasure) -> None:
+    when = e.erase_time.ToDatetime().isoformat(timespec="seconds")
+    keys = "1 data key" if e.erased_keys == 1 else f"{e.erased_keys} data keys"
+    print(f"erased {e.person}  {keys}  at {when}Z  by {e.erased_by}")
+
+
+def _export(stub: Any, metadata: list[tuple[str, str]], args: argparse.Namespace) -> None:
+    pieces = stub.ExportPerson(
+        ppb.ExportPersonRequest(person=args.person), metadata=metadata, timeout=900
+    )
+    # Into a file beside the target, renamed once complete: never half an archive under its name.
+    partial = args.out.with_name(f".{args.out.name}.partial")
+    size = 0
+    try:
+        with partial.open("wb") as out:
+            for piece in pieces:
+                out.write(piece.data)
+                size += len(piece.data)
+        os.replace(partial, args.out)
+    except OSError as err:
+        raise BadInput(f"cannot write {args.out}: {err.strerror}") from None
+    finally:
+        partial.unlink(missing_ok=True)
+    print(f"{args.out}  {size} bytes")
+
+
+def run(channel: grpc.Channel, metadata: list[tuple[str, str]], args: argparse.Namespace) -> None:
+    stub = ppb_grpc.PrivacyServiceStub(channel)
+    if args.command == "export":
+        _export(stub, metadata, args)
+        return
+    request = ppb.ErasePersonRequest(
+        person=args.person, reason=args.reason, request_id=args.request_id or uuid.uuid4().hex
+    )
+    emit(args, stub.ErasePerson(request, metadata=metadata, timeout=30), show_erasure)
