@@ -3,16 +3,19 @@ Playwright), over the gateway's HTTP port: a user signs in, searches the help
 centre in Chinese, reads an article that does not help, opens a ticket with a
 screenshot, sees it received with its history, and gets the e-mail. Once over
 Connect, once over gRPC-Web. Screenshots of every step are kept in
-`.run/test-artifacts/browser/<transport>/`."""
+`.run/test-artifacts/browser/<transport>/`. And a user downloads a copy of
+their data, over each transport."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import shutil
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
@@ -27,9 +30,10 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+from casemesh.v1 import evidence_pb2 as epb
 from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import REPO, Stack
-from tests.e2e.test_evidence import png
+from tests.e2e.test_evidence import EvidenceClient, png
 from tests.e2e.test_helpcenter import Reader, figures
 from tests.support import Client, wait_until
 
@@ -223,3 +227,58 @@ def test_a_user_the_help_centre_did_not_help_opens_a_ticket_with_a_screenshot(
     # No console errors, but the refused submit's failed load (Connect only).
     assert [p for p in problems if REFUSED_LOAD not in p] == []
     assert len(problems) <= (1 if transport == "connect" else 0)
+
+
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
+def test_a_user_downloads_a_copy_of_their_data(
+    browser: Browser, stack: Stack, transport: str, tmp_path: Path
+) -> None:
+    """Signed in, "下载我的数据" saves a zip of their cases and their files."""
+    run = uuid.uuid4().hex[:8]
+    user = f"web-data-{transport}-{run}"
+    shot = png()
+    client = Client(stack.gateway, stack.secret, user)
+    uploaded = EvidenceClient(client).upload(shot, "截图.png")
+    ticket = client.CreateTicket(
+        pb.CreateTicketRequest(
+            ticket=pb.Ticket(
+                category="account.login",
+                subject=f"收不到验证码 {run}",
+                description="换了手机以后一直收不到。",
+                locale="zh-CN",
+                contact=pb.Contact(email=f"{user}@example.com", channels=[pb.CHANNEL_EMAIL]),
+                evidence=[epb.EvidenceRef(name=uploaded.name)],
+            ),
+            request_id=uuid.uuid4().hex,
+        )
+    )
+    wait_until(lambda: client.ListTickets(pb.ListTicketsRequest()).tickets, timeout=30)
+
+    context = browser.new_context(locale="zh-CN", accept_downloads=True)
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda err: problems.append(f"uncaught: {err}"))
+    try:
+        page.goto(f"{stack.http}/{TRANSPORTS[transport]}")
+        page.get_by_label("用户名").fill(user)
+        page.get_by_role("button", name="登录").click()
+        expect(page.get_by_role("heading", name="搜索帮助中心")).to_be_visible()
+        with page.expect_download() as started:
+            page.get_by_role("button", name="下载我的数据").click()
+        download = started.value
+        saved = tmp_path / download.suggested_filename
+        download.save_as(saved)
+        expect(page.get_by_role("status")).to_contain_text(f"已下载 {saved.name}")
+    finally:
+        context.close()
+
+    assert re.fullmatch(r"casemesh-export-\d{8}-\d{6}\.zip", saved.name), saved.name
+    with zipfile.ZipFile(saved) as archive:
+        found = json.loads(archive.read("casemesh-export.json"))
+        assert found["person"] == user
+        assert [t["ticket"]["name"] for t in found["tickets"]] == [ticket.name]
+        assert found["tickets"][0]["ticket"]["subject"] == f"收不到验证码 {run}"
+        [file] = found["evidence"]
+        assert archive.read(file["path"]) == shot
+    assert problems == []

@@ -24,6 +24,7 @@ export * from "./gen/casemesh/v1/appeals_pb";
 export * from "./gen/casemesh/v1/casequeue_pb";
 export * from "./gen/casemesh/v1/evidence_pb";
 export * from "./gen/casemesh/v1/helpcenter_pb";
+export * from "./gen/casemesh/v1/privacy_pb";
 export * from "./gen/casemesh/v1/reports_pb";
 export * from "./gen/casemesh/v1/tickets_pb";
 export {

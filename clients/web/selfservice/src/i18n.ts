@@ -11,6 +11,9 @@ const zh = {
   skip: "跳到主要内容",
   language: "语言",
   signOut: "退出",
+  downloadData: "下载我的数据",
+  preparingData: "正在整理您的数据…",
+  dataDownloaded: "已下载 {name}：您的全部工单、举报、版权投诉及您上传的文件",
   signInHeading: "登录",
   signInNote: "本地开发登录：输入任意用户名。正式环境由应用传入登录凭证。",
   userName: "用户名",
@@ -104,6 +107,10 @@ const en: Record<Key, string> = {
   skip: "Skip to the main content",
   language: "Language",
   signOut: "Sign out",
+  downloadData: "Download my data",
+  preparingData: "Gathering your data…",
+  dataDownloaded:
+    "Downloaded {name}: all your tickets, reports, copyright cases and the files you uploaded",
   signInHeading: "Sign in",
   signInNote:
     "Local development sign-in: any user name will do. In production the app hands in its sign-in token.",

@@ -19,6 +19,7 @@ import {
   type Flow,
   type FlowStep,
   HelpCenterService,
+  PrivacyService,
   connectTransport,
   grpcWebTransport,
   type Ticket,
@@ -62,6 +63,7 @@ const transport = useGrpcWeb
   : connectTransport(api, currentToken);
 const tickets = createClient(TicketService, transport);
 const help = createClient(HelpCenterService, transport);
+const privacy = createClient(PrivacyService, transport);
 
 let locale: Locale = initialLocale(
   localStorage.getItem(LOCALE_KEY),
@@ -206,6 +208,7 @@ function renderSignedIn(): void {
   $("signed-in-as").textContent = who ? t("signedInAs", { name: who }) : "";
   $("signed-in-as").hidden = !who;
   $("sign-out").hidden = !token;
+  $("download-data").hidden = !token;
 }
 
 function signOut(): void {
@@ -231,6 +234,34 @@ $("sign-in-form").addEventListener("submit", (e) => {
 });
 
 $("sign-out").addEventListener("click", signOut);
+
+// -- a copy of one's data ------------------------------------------------------------
+
+/**
+ * Downloads the zip `PrivacyService.ExportPerson` streams: every case of the
+ * signed-in person (JSON) and the files they uploaded.
+ */
+async function downloadData(): Promise<void> {
+  say(t("preparingData"));
+  const parts: BlobPart[] = [];
+  let fileName = "casemesh-export.zip";
+  for await (const piece of privacy.exportPerson({})) {
+    fileName = piece.fileName || fileName;
+    parts.push(new Uint8Array(piece.data));
+  }
+  const url = URL.createObjectURL(new Blob(parts, { type: "application/zip" }));
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = fileName;
+  link.click();
+  // The download has its own copy once started; the page lets go of it.
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  say(t("dataDownloaded", { name: fileName }));
+}
+
+$("download-data").addEventListener("click", () => {
+  void busy($<HTMLButtonElement>("download-data"), downloadData);
+});
 
 // -- the help centre: search, articles, flows ------------------------------------------------
 
