@@ -16,10 +16,11 @@ from casemesh.v1 import appeals_pb2 as apb
 from casemesh.v1 import casequeue_pb2 as qpb
 from casemesh.v1 import evidence_pb2 as epb
 from casemesh.v1 import helpcenter_pb2 as hpb
+from casemesh.v1 import privacy_pb2 as ppb
 from casemesh.v1 import reports_pb2 as rpb
 from casemesh.v1 import tickets_pb2 as pb
 
-PUBLIC = (pb, apb, rpb, qpb, epb, hpb)
+PUBLIC = (pb, apb, rpb, qpb, epb, hpb, ppb)
 
 # A number no enum in the contract defines (clients can send any number).
 UNDEFINED: Any = 42
@@ -189,6 +190,11 @@ CASES: list[tuple[Message, str]] = [
     ),
     (epb.GetEvidenceRequest(name="evidence/not-a-uuid"), "name"),
     (epb.ReadEvidenceRequest(name=""), "name"),
+    (epb.ListEvidenceRequest(page_size=-1), "page_size"),
+    (ppb.ErasePersonRequest(person=" ", reason="r", request_id="ok"), "person"),
+    (ppb.ErasePersonRequest(person="p", reason="one\ntwo", request_id="ok"), "reason"),
+    (ppb.ErasePersonRequest(person="p", reason="r", request_id="a b"), "request_id"),
+    (ppb.ExportPersonRequest(person="zoe\nyan"), "person"),
 ]
 
 # A CreateTicket wrong in every field, and what the gateway answered for it

@@ -132,6 +132,7 @@ ANY_USER = {
     "EvidenceService.UploadEvidence",
     "EvidenceService.GetEvidence",
     "EvidenceService.ReadEvidence",
+    "EvidenceService.ListEvidence",
     "AppealService.FileAppeal",
     "AppealService.GetAppeal",
     "AppealService.ListAppeals",

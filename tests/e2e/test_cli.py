@@ -175,6 +175,11 @@ def test_evidence_reads_back_as_uploaded(stack: Stack, tmp_path: Path) -> None:
     stranger = casemesh(stack, "--as", f"other-{user}", "evidence", name, "--out", str(copy))
     assert stranger.returncode == 1 and "NOT_FOUND" in stranger.stderr
     assert copy.read_bytes() == data  # a refused read leaves the file as it was
+    # Their uploads, listed; the stranger has none.
+    listed = casemesh(stack, "--as", user, "uploads")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[0].startswith(f"{name}  image/png")
+    assert casemesh(stack, "--as", f"other-{user}", "uploads").stdout == ""
 
 
 def test_an_agent_decides_a_copyright_notice(stack: Stack) -> None:

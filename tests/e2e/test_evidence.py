@@ -260,3 +260,29 @@ def test_an_iso_media_file_of_another_brand_is_refused(stack: Stack) -> None:
     junk = b"\x00\x00\x00\x18ftypJUNK" + b"MZ" + os.urandom(2048)
     err = rejected(lambda: owner.upload(junk, "clip.mp4"))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_user_lists_their_own_uploads_newest_first_page_by_page(stack: Stack) -> None:
+    mine, theirs = person(stack, "lister"), person(stack, "other")
+    agent = person(stack, "agent", "agent")
+    uploads = [mine.upload(png(), f"shot-{i}.png") for i in range(3)]
+    theirs.upload(png(), "not-yours.png")
+    agents_own = agent.upload(png(), "agent.png")
+
+    def listed(client: EvidenceClient, size: int, token: str = "") -> epb.ListEvidenceResponse:
+        response: epb.ListEvidenceResponse = client.stub.ListEvidence(
+            epb.ListEvidenceRequest(page_size=size, page_token=token),
+            metadata=client.client.metadata,
+            timeout=15,
+        )
+        return response
+
+    first = listed(mine, 2)
+    assert [e.file_name for e in first.evidence] == ["shot-2.png", "shot-1.png"]
+    rest = listed(mine, 2, first.next_page_token)
+    assert [e.name for e in rest.evidence] == [uploads[0].name] and not rest.next_page_token
+    # An agent lists only their own; a token this API did not give is refused.
+    assert [e.name for e in listed(agent, 0).evidence] == [agents_own.name]
+    err = rejected(lambda: listed(mine, 2, "not-a-token"))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert fields(err) == ["page_token"]

@@ -3,6 +3,7 @@
 
     casemesh --as alice upload /tmp/screenshot.png
     casemesh --as alice evidence evidence/… --out /tmp/copy.png
+    casemesh --as alice uploads
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import grpc
 
 from casemesh.v1 import evidence_pb2 as epb
 from casemesh.v1 import evidence_pb2_grpc as epb_grpc
-from casemesh_cli.output import emit
+from casemesh_cli.output import each, emit, every_page
 from casemesh_cli.parsing import BadInput, command, resource
 
-COMMANDS = ("upload", "evidence")
+COMMANDS = ("upload", "evidence", "uploads")
 
 
 def add_commands(sub: Any) -> None:
@@ -41,6 +42,12 @@ def add_commands(sub: Any) -> None:
         "casemesh --as li --role agent evidence evidence/9b1e… > copy.png   # bytes on stdout",
     )
     ev.add_argument("evidence", help="evidence/{id}, or just the id")
+    command(
+        sub,
+        "uploads",
+        "list the files you uploaded, newest first",
+        "casemesh --as alice uploads",
+    )
     ev.add_argument(
         "--out",
         type=Path,
@@ -110,5 +117,15 @@ def run(channel: grpc.Channel, metadata: list[tuple[str, str]], args: argparse.N
     stub = epb_grpc.EvidenceServiceStub(channel)
     if args.command == "upload":
         emit(args, _upload(stub, metadata, args.path), show)
+    elif args.command == "uploads":
+        listed = every_page(
+            lambda token: stub.ListEvidence(
+                epb.ListEvidenceRequest(page_size=100, page_token=token),
+                metadata=metadata,
+                timeout=10,
+            ),
+            "evidence",
+        )
+        emit(args, listed, each("evidence", show))
     else:
         _read(stub, metadata, args)

@@ -59,3 +59,12 @@ class EvidenceServicer(pb_grpc.EvidenceServiceServicer):
         who = vouched().identity
         async for chunk in self.locker.read(who, request.name):
             yield pb.ReadEvidenceResponse(chunk=chunk)
+
+    async def ListEvidence(
+        self, request: pb.ListEvidenceRequest, context: Ctx
+    ) -> pb.ListEvidenceResponse:
+        who = vouched().identity
+        views, token = await self.locker.list_own(who, request.page_size, request.page_token)
+        return pb.ListEvidenceResponse(
+            evidence=[evidence_message(v) for v in views], next_page_token=token
+        )

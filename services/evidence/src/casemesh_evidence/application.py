@@ -9,6 +9,7 @@ per owner and content). Who may see it: its owner and agents.
 from __future__ import annotations
 
 import asyncio
+import binascii
 import contextlib
 import hashlib
 import os
@@ -23,10 +24,12 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from casemesh.platform.caseindex import decode_page_token, encode_page_token
 from casemesh.platform.errors import InvalidArgument, NotFound, Violations
 from casemesh.platform.eventstore import advisory_lock
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
+from casemesh.platform.paging import page_size_of
 from casemesh_evidence import sniff
 from casemesh_evidence.store import BlobStore
 
@@ -43,7 +46,8 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS evidence (
     media_type text NOT NULL,
     file_name text NOT NULL,
     created_at timestamptz NOT NULL,
-    UNIQUE (owner, sha256))"""
+    UNIQUE (owner, sha256));
+CREATE INDEX IF NOT EXISTS evidence_owner_recent ON evidence (owner, created_at DESC, id DESC)"""
 
 
 def forget_person(database_url: str, person: str) -> int:
@@ -203,6 +207,31 @@ class EvidenceLocker:
         if view.owner != who.subject and not who.is_agent:
             raise NotFound(f"evidence/{ident} not found")
         return view
+
+    async def list_own(
+        self, who: Identity, page_size: int, page_token: str
+    ) -> tuple[list[EvidenceView], str]:
+        """The caller's uploads, newest first, a page at a time (agents' too:
+        only their own), and the token of the next page ("" on the last)."""
+        limit = page_size_of(page_size)
+        try:
+            after = decode_page_token(page_token)
+        except (ValueError, UnicodeDecodeError, binascii.Error):
+            raise InvalidArgument.field("page_token", "is not a token this API gave") from None
+        where, args = "owner = %s", list[object]([who.subject])
+        if after is not None:
+            where += " AND (created_at, id) < (%s, %s)"
+            args += [after[0], after[1]]
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT id, owner, sha256, size_bytes, media_type, file_name, created_at"
+                f" FROM evidence WHERE {where} ORDER BY created_at DESC, id DESC LIMIT %s",
+                (*args, limit + 1),
+            )
+            rows = await cur.fetchall()
+        views = [EvidenceView(str(row[0]), *row[1:]) for row in rows[:limit]]
+        more = len(rows) > limit
+        return views, encode_page_token(views[-1].created_at, views[-1].id) if more else ""
 
     async def read(self, who: Identity, name: str) -> AsyncIterator[bytes]:
         view = await self.describe(who, name)

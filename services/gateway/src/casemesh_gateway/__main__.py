@@ -67,6 +67,7 @@ SERVICE_CONFIG = """{
       {"service": "casemesh.v1.AppealService", "method": "ListAppealEvents"},
       {"service": "casemesh.v1.AppealService", "method": "FileAppeal"},
       {"service": "casemesh.v1.EvidenceService", "method": "GetEvidence"},
+      {"service": "casemesh.v1.EvidenceService", "method": "ListEvidence"},
       {"service": "casemesh.v1.ReportService", "method": "FileReport"},
       {"service": "casemesh.v1.ReportService", "method": "GetReport"},
       {"service": "casemesh.v1.ReportService", "method": "ListReports"},

@@ -320,6 +320,8 @@ class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
         ):
             yield response
 
+    ListEvidence = route("ListEvidence", check=checks.page(100))
+
 
 def _appeal_evidence(appeal: Any, prefix: str) -> list[tuple[Any, str]]:
     return [
