@@ -84,6 +84,7 @@ def test_a_person_exports_every_case_and_file_of_theirs_and_nothing_of_anyone_el
     appeal = zoe.appeal(apb.FileAppealRequest(appeal=filed, request_id=uuid.uuid4().hex))
     video = f"v{run}"
     report = zoe.report(video, email=zoe_email, explanation=f"Violence at second {zoe_mark}e")
+    loose = zoe.evidence.upload(png(), f"never attached {zoe_mark}.png")
     # Yan: his own ticket and file, and a report of the same video (the same report case).
     yans, yan_shot = ticket_with_file(yan, yan_mark, yan_email, "+8613900139000")
     yan.report(video, email=yan_email, explanation=f"Also violent {yan_mark}e")
@@ -121,9 +122,10 @@ def test_a_person_exports_every_case_and_file_of_theirs_and_nothing_of_anyone_el
     assert [r.name for r in got.reports] == [report.name]
     assert got.reports[0].explanation == f"Violence at second {zoe_mark}e"
 
-    # The files she attached, each at its path, byte for byte; nobody else's.
+    # Every file she uploaded (attached or not), each at its path, byte for
+    # byte; nobody else's.
     paths = {f.evidence.name: f.path for f in got.evidence}
-    assert shot.name in paths and yan_shot.name not in paths
+    assert {shot.name, loose.name} <= set(paths) and yan_shot.name not in paths
     assert all(f.evidence.owner == zoe.user for f in got.evidence)
     assert archive.read(paths[shot.name]) == zoe.evidence.read(shot.name)
     assert paths[shot.name] == f"{shot.name}/screenshot {zoe_mark}.png"

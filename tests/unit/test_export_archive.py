@@ -1,6 +1,6 @@
 """The export archive as the gateway composes it, from stand-in services:
-every page of every list, files named safely, nobody else's file, and a large
-file streamed through in pieces rather than held whole."""
+every page of every list, files named safely, and a large file streamed
+through in pieces rather than held whole."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-import grpc
 from google.protobuf import json_format
 
 from casemesh.v1 import appeals_pb2 as apb
@@ -25,11 +24,6 @@ MINE, AGENTS = (
     "evidence/" + "2" * 8 + "-2222-2222-2222-" + "2" * 12,
 )
 BIG = bytes(range(256)) * 4096 * 3  # 3 MiB, past several pieces
-
-
-class NotFound(grpc.aio.AioRpcError):  # type: ignore[misc]
-    def __init__(self) -> None:
-        super().__init__(grpc.StatusCode.NOT_FOUND, grpc.aio.Metadata(), grpc.aio.Metadata())
 
 
 class Tickets:
@@ -73,10 +67,10 @@ class Evidence:
     def __init__(self) -> None:
         self.reads: list[str] = []
 
-    async def GetEvidence(self, request: epb.GetEvidenceRequest, **_: Any) -> Any:
-        if request.name == AGENTS:
-            raise NotFound()  # not the person's: the service will not show it to them
-        return epb.Evidence(name=MINE, owner="zoe", file_name="../../etc/.passwd.png")
+    async def ListEvidence(self, request: epb.ListEvidenceRequest, **_: Any) -> Any:
+        # Only the caller's own: the agent's file on the appeal is not listed.
+        own = epb.Evidence(name=MINE, owner="zoe", file_name="../../etc/.passwd.png")
+        return epb.ListEvidenceResponse(evidence=[own])
 
     def ReadEvidence(self, request: epb.ReadEvidenceRequest, **_: Any) -> Any:
         self.reads.append(request.name)
@@ -120,7 +114,7 @@ def test_the_archive_holds_every_page_and_only_the_persons_files_named_safely() 
     assert [a.appeal.name for a in found.appeals] == ["appeals/c"]
     assert [r.name for r in found.reports] == ["reports/d"]
     assert [c.name for c in found.report_cases] == ["report-cases/e"]
-    # The agent's file is not the person's: neither listed nor read.
+    # Only the person's files: the agent's, on the appeal, is neither listed nor read.
     assert [f.evidence.name for f in found.evidence] == [MINE]
     assert evidence.reads == [MINE]
 

@@ -3,7 +3,7 @@ from the case services as the person: what each service shows them of their
 cases is what the archive holds, so its access rules decide what another
 party's data an export may carry (none but what the person was already
 shown). The archive is a zip, written as it streams: `casemesh-export.json`
-first, then each file the person uploaded, read from the evidence service
+first, then every file the person uploaded, read from the evidence service
 chunk by chunk, so no file is held whole in memory."""
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
@@ -36,7 +35,6 @@ MANIFEST = "casemesh-export.json"
 PAGE = 100
 # Each streamed message carries about this much of the archive.
 CHUNK = 256 * 1024
-_EVIDENCE_NAME = re.compile(r"^evidence/[0-9a-f-]{36}$")
 
 
 @dataclass(frozen=True)
@@ -88,8 +86,8 @@ def archive_name(now: datetime) -> str:
 
 
 async def gather(sources: Sources, person: str, now: datetime) -> Export:
-    """Every case of the person and the records of the files they uploaded
-    to them (`path` set); the files' bytes are read when written."""
+    """Every case of the person and the records of every file they uploaded
+    (`path` set); the files' bytes are read when written."""
     found = Export(person=person)
     found.export_time.FromDatetime(now.astimezone(UTC))
     tickets, appeals, reports = sources.tickets, sources.appeals, sources.reports
@@ -119,10 +117,10 @@ async def gather(sources: Sources, person: str, now: datetime) -> Export:
         reports, "ListMyRestrictions", reports_pb2.ListMyRestrictionsRequest()
     )
     found.report_cases.extend(restricting.report_cases)
-    for name in sorted(_evidence_names(found)):
-        record = await _own_evidence(sources, name, person)
-        if record is not None:
-            found.evidence.add(evidence=record, path=_path_of(record))
+    async for record in _pages(
+        sources, sources.evidence, "ListEvidence", evidence_pb2.ListEvidenceRequest, "evidence"
+    ):
+        found.evidence.add(evidence=record, path=_path_of(record))
     return found
 
 
@@ -159,37 +157,6 @@ async def _pages(
         token = page.next_page_token
         if not token:
             return
-
-
-def _evidence_names(found: Export) -> set[str]:
-    """Every evidence name the person's cases refer to, wherever it is."""
-    names: set[str] = set()
-
-    def walk(value: Any) -> None:
-        if isinstance(value, dict):
-            for item in value.values():
-                walk(item)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item)
-        elif isinstance(value, str) and _EVIDENCE_NAME.match(value):
-            names.add(value)
-
-    walk(json_format.MessageToDict(found))
-    return names
-
-
-async def _own_evidence(sources: Sources, name: str, person: str) -> Any:
-    """The record of evidence the person uploaded; None for anyone else's
-    (an agent's, attached to a decision), which is not theirs to export."""
-    try:
-        request = evidence_pb2.GetEvidenceRequest(name=name)
-        record = await sources.call(sources.evidence, "GetEvidence", request)
-    except grpc.aio.AioRpcError as err:
-        if err.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.PERMISSION_DENIED):
-            return None
-        raise
-    return record if record.owner == person else None
 
 
 def _path_of(record: Any) -> str:
