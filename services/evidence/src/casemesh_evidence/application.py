@@ -54,7 +54,7 @@ def forget_person(database_url: str, person: str) -> int:
     """After `person` was erased: the names they gave their uploads (their
     words) are forgotten; the files stay, for the cases that hold them.
     Returns how many names. Idempotent."""
-    with psycopg.connect(database_url) as conn:
+    with psycopg.connect(database_url, connect_timeout=10) as conn:
         forgotten = conn.execute(
             "UPDATE evidence SET file_name = '' WHERE owner = %s AND file_name <> ''", (person,)
         ).rowcount

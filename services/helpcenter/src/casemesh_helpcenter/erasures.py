@@ -37,7 +37,7 @@ FORGET = (
 def forget_person(database_url: str, person: str) -> int:
     """Forgets what `person` typed and the numbers they gave; returns how many
     rows changed."""
-    with psycopg.connect(database_url) as conn, conn.transaction():
+    with psycopg.connect(database_url, connect_timeout=10) as conn, conn.transaction():
         changed = sum(conn.execute(statement, {"person": person}).rowcount for statement in FORGET)
     log.info("person.forgotten", person=person, rows=changed)
     return changed
