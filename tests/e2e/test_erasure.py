@@ -274,22 +274,27 @@ def rebuild_read_models(stack: Stack) -> None:
         "appeals": (stack.appeals_dsn, ["appeal_cases", "appeal_cases_tracking"]),
         "reports": (stack.reports_dsn, [*view, "reports_view_tracking"]),
     }
-    supervisor = stack.supervisor
-    for name, (dsn, tables) in dropped.items():
-        supervisor.stop(name)
-        with psycopg.connect(dsn) as conn:
-            conn.execute(f"TRUNCATE {', '.join(tables)}")
-    supervisor.stop("casequeue")
-    argv, env = supervisor.command("casequeue")
-    rebuilt = subprocess.run(
-        [*argv[:-1], "rebuild"],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert rebuilt.returncode == 0, rebuilt.stderr
-    for name in [*dropped, "casequeue"]:
-        supervisor.restart(name)  # with what it was started with
-    for name in [*dropped, "casequeue"]:
+    supervisor, stopped = stack.supervisor, []
+    try:
+        for name, (dsn, tables) in dropped.items():
+            supervisor.stop(name)
+            stopped.append(name)
+            with psycopg.connect(dsn) as conn:
+                conn.execute(f"TRUNCATE {', '.join(tables)}")
+        supervisor.stop("casequeue")
+        stopped.append("casequeue")
+        argv, env = supervisor.command("casequeue")
+        rebuilt = subprocess.run(
+            [*argv[:-1], "rebuild"],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert rebuilt.returncode == 0, rebuilt.stderr
+    finally:
+        # Whatever happened, the next tests find every service running.
+        for name in stopped:
+            supervisor.restart(name)  # with what it was started with
+    for name in stopped:
         wait_serving(supervisor.command(name)[1]["CASEMESH_GRPC_ADDR"])
