@@ -5,12 +5,15 @@ through in pieces rather than held whole."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import zipfile
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import grpc
+import pytest
 from google.protobuf import json_format
 
 from casemesh.v1 import appeals_pb2 as apb
@@ -19,7 +22,7 @@ from casemesh.v1 import reports_pb2 as rpb
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh_gateway import export
 
-MINE, AGENTS = (
+MINE, GONE = (
     "evidence/" + "1" * 8 + "-1111-1111-1111-" + "1" * 12,
     "evidence/" + "2" * 8 + "-2222-2222-2222-" + "2" * 12,
 )
@@ -47,7 +50,7 @@ class Appeals:
     async def ListAppeals(self, request: apb.ListAppealsRequest, **_: Any) -> Any:
         appeal = apb.Appeal(
             name="appeals/c",
-            notice=apb.TakedownNotice(originality_evidence=[epb.EvidenceRef(name=AGENTS)]),
+            notice=apb.TakedownNotice(originality_evidence=[epb.EvidenceRef(name=MINE)]),
         )
         return apb.ListAppealsResponse(appeals=[appeal])
 
@@ -68,18 +71,30 @@ class Evidence:
         self.reads: list[str] = []
 
     async def ListEvidence(self, request: epb.ListEvidenceRequest, **_: Any) -> Any:
-        # Only the caller's own: the agent's file on the appeal is not listed.
-        own = epb.Evidence(name=MINE, owner="zoe", file_name="../../etc/.passwd.png")
-        return epb.ListEvidenceResponse(evidence=[own])
+        # Only the caller's own (the agent's file on the appeal is not
+        # listed), over two pages; one of them is gone from the blob store.
+        if not request.page_token:
+            own = epb.Evidence(
+                name=MINE, owner="zoe", file_name="../../etc/.passwd.png", size_bytes=len(BIG)
+            )
+            return epb.ListEvidenceResponse(evidence=[own], next_page_token="more")
+        gone = epb.Evidence(name=GONE, owner="zoe", file_name="CON.png", size_bytes=10)
+        return epb.ListEvidenceResponse(evidence=[gone])
 
     def ReadEvidence(self, request: epb.ReadEvidenceRequest, **_: Any) -> Any:
         self.reads.append(request.name)
+        name = request.name
 
         class Call:
             def __aiter__(self) -> AsyncIterator[epb.ReadEvidenceResponse]:
                 return self.chunks()
 
             async def chunks(self) -> AsyncIterator[epb.ReadEvidenceResponse]:
+                if name == GONE:
+                    metadata = grpc.aio.Metadata()
+                    raise grpc.aio.AioRpcError(
+                        grpc.StatusCode.INTERNAL, metadata, metadata, details="blob missing"
+                    )
                 for at in range(0, len(BIG), 256 * 1024):
                     yield epb.ReadEvidenceResponse(chunk=BIG[at : at + 256 * 1024])
 
@@ -114,16 +129,47 @@ def test_the_archive_holds_every_page_and_only_the_persons_files_named_safely() 
     assert [a.appeal.name for a in found.appeals] == ["appeals/c"]
     assert [r.name for r in found.reports] == ["reports/d"]
     assert [c.name for c in found.report_cases] == ["report-cases/e"]
-    # Only the person's files: the agent's, on the appeal, is neither listed nor read.
-    assert [f.evidence.name for f in found.evidence] == [MINE]
-    assert evidence.reads == [MINE]
+    # Only the person's files, every page of them.
+    assert [f.evidence.name for f in found.evidence] == [MINE, GONE]
+    assert evidence.reads == [MINE, GONE]
 
     archive = zipfile.ZipFile(io.BytesIO(b"".join(pieces)))
     path = f"{MINE}/_.._etc_.passwd.png"  # one segment, not hidden
-    assert archive.namelist() == [export.MANIFEST, path]
+    # The file the store lost is left out and named; the rest is whole.
+    assert archive.namelist() == [export.MANIFEST, path, export.MISSING]
     assert archive.read(path) == BIG
+    assert archive.read(export.MISSING).decode() == f"{GONE}/_CON.png\tINTERNAL\tblob missing\n"
     manifest = json_format.Parse(archive.read(export.MANIFEST), export.Export())
     assert manifest == found
     assert manifest.evidence[0].path == path
-    # Streamed: the file went out in pieces, none of them the whole of it.
-    assert len(pieces) > 3 and max(map(len, pieces)) < len(BIG) / 2
+    # Streamed: the file went out in pieces, none larger than a message's share.
+    assert len(pieces) > 3 and max(map(len, pieces)) <= export.CHUNK
+
+
+class Looping(Tickets):
+    async def ListTickets(self, request: pb.ListTicketsRequest, **_: Any) -> Any:
+        return pb.ListTicketsResponse(tickets=[pb.Ticket(name="tickets/a")], next_page_token="x")
+
+
+def test_a_service_that_gives_the_same_page_again_stops_the_export() -> None:
+    looping = dataclasses.replace(sources(Evidence()), tickets=export.Service(Looping(), "t"))
+    with pytest.raises(export.RepeatedPage):
+        asyncio.run(download(looping))
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("screenshot 1.png", "screenshot 1.png"),
+        ("截图.png", "截图.png"),
+        ('a<b>c:d"e|f?g*h.png', "a_b_c_d_e_f_g_h.png"),
+        ("evil\u202egnp.exe", "evil_gnp.exe"),
+        ("nul.txt", "_nul.txt"),
+        ("...", "file"),
+        ("  trailing. ", "trailing"),
+        ("x" * 300 + ".png", "x" * 120),
+    ],
+)
+def test_file_names_in_the_archive_unpack_anywhere(given: str, kept: str) -> None:
+    record = epb.Evidence(name=MINE, file_name=given)
+    assert export._path_of(record) == f"{MINE}/{kept}"

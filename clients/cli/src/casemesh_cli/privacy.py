@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import uuid
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,8 @@ from casemesh_cli.output import emit
 from casemesh_cli.parsing import BadInput, command
 
 COMMANDS = ("export", "erase")
+# Named in an archive beside its contents when a file could not be read.
+MISSING = "missing-files.txt"
 
 
 def add_commands(sub: Any) -> None:
@@ -34,6 +38,13 @@ def add_commands(sub: Any) -> None:
     )
     ex.add_argument("--person", default="", help="whose (admins only; default: yourself)")
     ex.add_argument("--out", type=Path, required=True, metavar="FILE", help="write the zip here")
+    ex.add_argument(
+        "--timeout",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="give up after this long (default: an hour; many large videos take longer)",
+    )
     er = command(
         sub,
         "erase",
@@ -53,7 +64,7 @@ def show_erasure(e: ppb.Erasure) -> None:
 
 def _export(stub: Any, metadata: list[tuple[str, str]], args: argparse.Namespace) -> None:
     pieces = stub.ExportPerson(
-        ppb.ExportPersonRequest(person=args.person), metadata=metadata, timeout=900
+        ppb.ExportPersonRequest(person=args.person), metadata=metadata, timeout=args.timeout
     )
     # Into a file beside the target, renamed once complete: never half an archive under its name.
     partial = args.out.with_name(f".{args.out.name}.partial")
@@ -68,7 +79,11 @@ def _export(stub: Any, metadata: list[tuple[str, str]], args: argparse.Namespace
         raise BadInput(f"cannot write {args.out}: {err.strerror}") from None
     finally:
         partial.unlink(missing_ok=True)
+    with zipfile.ZipFile(args.out) as archive:
+        missing = MISSING in archive.namelist()
     print(f"{args.out}  {size} bytes")
+    if missing:
+        print(f"some files could not be read: see {MISSING} in the archive", file=sys.stderr)
 
 
 def run(channel: grpc.Channel, metadata: list[tuple[str, str]], args: argparse.Namespace) -> None:

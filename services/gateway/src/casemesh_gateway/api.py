@@ -460,6 +460,8 @@ class PrivacyGateway(privacy_pb2_grpc.PrivacyServiceServicer):
         # The case services' stubs, by audience.
         self.cases = cases
         self.read_timeout = read_timeout
+        # Whose exports are running in this process.
+        self.exporting: set[str] = set()
 
     ErasePerson = route("ErasePerson", admin_only=True)
 
@@ -468,9 +470,19 @@ class PrivacyGateway(privacy_pb2_grpc.PrivacyServiceServicer):
     ) -> AsyncIterator[privacy_pb2.ExportPersonResponse]:
         who = self.backend.identity(context)
         await _check(request)
-        person = request.person or who.subject
+        person = request.person.strip() or who.subject
+        if request.person and not request.person.strip():
+            raise InvalidArgument.field("person", "must not be blank (leave it empty for yours)")
         if person != who.subject and not who.is_admin:
             raise PermissionDenied("exporting another person's data needs the admin role")
+        # One export at a time per caller (each reads every file of a person).
+        if who.subject in self.exporting:
+            raise ResourceExhausted(
+                "an export you asked for is still running; wait for it to end",
+                reason="EXPORT_RUNNING",
+                retry_after=60,
+            )
+        self.exporting.add(who.subject)
         backend, them = self.backend, export.as_person(person)
         sources = export.Sources(
             **{
@@ -486,26 +498,33 @@ class PrivacyGateway(privacy_pb2_grpc.PrivacyServiceServicer):
             call_timeout=lambda: backend._timeout(context),
             read_timeout=lambda: backend._timeout(context, self.read_timeout),
         )
-        now = datetime.now(UTC)
+        now, outcome, sent = datetime.now(UTC), "failed", 0
+        found = privacy_pb2.PersonalDataExport()
         try:
             found = await export.gather(sources, person, now)
+            async for data in export.archive(sources, found):
+                name = export.archive_name(now) if not sent else ""
+                sent += len(data)
+                yield privacy_pb2.ExportPersonResponse(file_name=name, data=data)
+            outcome = "sent"
+        except grpc.aio.AioRpcError as err:
+            outcome = err.code().name
+            await backend._fail(err, context)
+        finally:
+            self.exporting.discard(who.subject)
+            # Who exported whose data, and what it held: ids and counts only.
             log.info(
                 "privacy.export",
                 person=person,
                 exported_by=who.subject,
+                outcome=outcome,
                 tickets=len(found.tickets),
                 appeals=len(found.appeals),
                 reports=len(found.reports),
                 report_cases=len(found.report_cases),
                 files=len(found.evidence),
+                bytes=sent,
             )
-            first = True
-            async for data in export.archive(sources, found):
-                name = export.archive_name(now) if first else ""
-                first = False
-                yield privacy_pb2.ExportPersonResponse(file_name=name, data=data)
-        except grpc.aio.AioRpcError as err:
-            await backend._fail(err, context)
 
 
 class QueueGateway(casequeue_pb2_grpc.CaseQueueServiceServicer):

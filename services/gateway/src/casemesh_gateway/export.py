@@ -8,15 +8,17 @@ chunk by chunk, so no file is held whole in memory."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import zipfile
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
@@ -32,6 +34,10 @@ from casemesh.v1 import (
 Export = privacy_pb2.PersonalDataExport
 
 MANIFEST = "casemesh-export.json"
+# Beside it, when a file could not be read: each one's path, status and why.
+MISSING = "missing-files.txt"
+# A file read failing so before its first byte is left out (named in MISSING).
+UNREADABLE = frozenset({grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INTERNAL})
 PAGE = 100
 # Each streamed message carries about this much of the archive.
 CHUNK = 256 * 1024
@@ -64,7 +70,9 @@ class Sources:
             request, metadata=self.vouch(service.audience), timeout=self.call_timeout()
         )
 
-    async def stream(self, service: Service, method: str, request: Message) -> AsyncIterator[Any]:
+    async def stream(
+        self, service: Service, method: str, request: Message
+    ) -> AsyncGenerator[Any, None]:
         call = getattr(service.stub, method)(
             request, metadata=self.vouch(service.audience), timeout=self.read_timeout()
         )
@@ -125,8 +133,12 @@ async def gather(sources: Sources, person: str, now: datetime) -> Export:
 
 
 async def archive(sources: Sources, found: Export) -> AsyncIterator[bytes]:
-    """The zip archive of `found`, in pieces of about `CHUNK` bytes."""
+    """The zip archive of `found`, in pieces of at most `CHUNK` bytes. A
+    file that cannot be read at all (gone from the blob store) is left out
+    and named in `MISSING`; one that fails part-way ends the archive with
+    that error."""
     sink = _Sink()
+    missing: list[str] = []
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as zipped:
         manifest = json_format.MessageToJson(found, indent=2, ensure_ascii=False)
         zipped.writestr(MANIFEST, manifest.encode())
@@ -134,12 +146,26 @@ async def archive(sources: Sources, found: Export) -> AsyncIterator[bytes]:
             yield piece
         for item in found.evidence:
             request = evidence_pb2.ReadEvidenceRequest(name=item.evidence.name)
-            # Media files are stored as they came: compressing them again gains nothing.
-            with zipped.open(_entry(item.path), "w", force_zip64=True) as file:
-                async for chunk in sources.stream(sources.evidence, "ReadEvidence", request):
-                    file.write(chunk.chunk)
-                    for piece in sink.drain(CHUNK):
-                        yield piece
+            chunks = sources.stream(sources.evidence, "ReadEvidence", request)
+            async with contextlib.aclosing(chunks):
+                try:
+                    first = await anext(chunks, None)
+                except grpc.aio.AioRpcError as err:
+                    if err.code() not in UNREADABLE:
+                        raise
+                    missing.append(f"{item.path}\t{err.code().name}\t{err.details()}")
+                    continue
+                # Media files are stored as they came: compressing them again
+                # gains nothing, and would hold the gateway's loop.
+                with zipped.open(_entry(item.path, item.evidence.size_bytes), "w") as file:
+                    if first is not None:
+                        file.write(first.chunk)
+                    async for chunk in chunks:
+                        file.write(chunk.chunk)
+                        for piece in sink.drain(CHUNK):
+                            yield piece
+        if missing:
+            zipped.writestr(MISSING, "\n".join(missing) + "\n")
     for piece in sink.drain(0):
         yield piece
 
@@ -147,8 +173,9 @@ async def archive(sources: Sources, found: Export) -> AsyncIterator[bytes]:
 async def _pages(
     sources: Sources, service: Service, method: str, request_of: Callable[..., Message], field: str
 ) -> AsyncIterator[Any]:
-    """Every item of a paged list, page after page."""
-    token = ""
+    """Every item of a paged list, page after page; a service that gives a
+    page token twice is a fault, not a reason to ask for ever."""
+    token, seen = "", set[str]()
     while True:
         request = request_of(page_size=PAGE, page_token=token)
         page = await sources.call(service, method, request)
@@ -157,18 +184,43 @@ async def _pages(
         token = page.next_page_token
         if not token:
             return
+        if token in seen:
+            raise RepeatedPage(f"{method} gave the same page token twice")
+        seen.add(token)
+
+
+class RepeatedPage(RuntimeError):
+    """A service listed the same page again: the export stops (INTERNAL)."""
 
 
 def _path_of(record: Any) -> str:
-    """`evidence/<id>/<file name>`, the name made safe to unpack anywhere."""
+    """`evidence/<id>/<file name>`, the name made safe to unpack on any
+    system: no separators, control or bidi characters, or characters
+    Windows refuses; no leading or trailing dots or spaces; at most 120
+    characters."""
     ident = record.name.removeprefix("evidence/")
-    safe = re.sub(r"[\\/:\x00-\x1f]", "_", record.file_name).lstrip(".") or "file"
-    return f"evidence/{ident}/{safe}"
+    safe = _UNSAFE.sub("_", record.file_name).strip(". ")[:120].strip(". ")
+    if safe.split(".")[0].upper() in _RESERVED:
+        safe = f"_{safe}"
+    return f"evidence/{ident}/{safe or 'file'}"
 
 
-def _entry(path: str) -> zipfile.ZipInfo:
+_UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]')
+_RESERVED = {
+    "CON",
+    "PRN",
+    "AUX",
+    "NUL",
+    *(f"COM{i}" for i in range(10)),
+    *(f"LPT{i}" for i in range(10)),
+}
+
+
+def _entry(path: str, size: int) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(path, date_time=datetime.now(UTC).timetuple()[:6])
     info.compress_type = zipfile.ZIP_STORED
+    # Known ahead, so zipfile chooses zip64 only for a file that needs it.
+    info.file_size = size
     return info
 
 
@@ -190,8 +242,10 @@ class _Sink(io.RawIOBase):
         return len(piece)
 
     def drain(self, at_least: int) -> Iterator[bytes]:
-        """What was written, in one piece, once it is `at_least` bytes."""
+        """What was written, in pieces of at most `CHUNK` bytes, once it is
+        `at_least` bytes."""
         if self._size and self._size >= at_least:
             joined = b"".join(self._parts)
             self._parts, self._size = [], 0
-            yield joined
+            for at in range(0, len(joined), CHUNK):
+                yield joined[at : at + CHUNK]
