@@ -112,6 +112,7 @@ CASES: list[tuple[Message, str]] = [
     (rpb.FileReportRequest(report=rpb.Report(), request_id="a b"), "request_id"),
     (rpb.GetReportRequest(name="report-cases/x"), "name"),
     (rpb.ListReportsRequest(page_size=-1), "page_size"),
+    (rpb.ListReportEventsRequest(name="report-cases/x"), "name"),
     (rpb.GetReportCaseRequest(name="reports/x"), "name"),
     (rpb.ListReportCasesRequest(page_size=-1), "page_size"),
     (rpb.AssignReportCaseRequest(name=""), "name"),

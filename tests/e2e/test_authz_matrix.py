@@ -142,6 +142,7 @@ ANY_USER = {
     "AppealService.FileCounterNotice",
     "ReportService.FileReport",
     "ReportService.GetReport",
+    "ReportService.ListReportEvents",
     "ReportService.ListReports",
     "ReportService.ListReportReasons",
     "ReportService.GetReportCase",
@@ -333,6 +334,7 @@ ON_OWNED: dict[str, Callable[[Owned], Message]] = {
     "AppealService.WithdrawAppeal": lambda o: apb.WithdrawAppealRequest(name=o.appeal),
     "AppealService.FileCounterNotice": lambda o: counter_notice(o.appeal),
     "ReportService.GetReport": lambda o: rpb.GetReportRequest(name=o.report),
+    "ReportService.ListReportEvents": lambda o: rpb.ListReportEventsRequest(name=o.report),
     "ReportService.GetReportCase": lambda o: rpb.GetReportCaseRequest(name=o.report_case),
     "HelpCenterService.SearchArticles": lambda o: hpb.SearchArticlesRequest(
         query="忘记密码", session=o.session

@@ -122,6 +122,9 @@ def test_a_person_exports_every_case_and_file_of_theirs_and_nothing_of_anyone_el
     assert got.appeals[0].events
     assert [r.name for r in got.reports] == [report.name]
     assert got.reports[0].explanation == f"Violence at second {zoe_mark}e"
+    assert [(r.report, [e.type for e in r.events]) for r in got.report_steps] == [
+        (report.name, ["ReportFiled"])
+    ]
 
     # Every file she uploaded (attached or not), each at its path, byte for
     # byte; nobody else's.

@@ -218,6 +218,11 @@ def test_three_reports_one_case_one_decision_each_party_told_once(stack: Stack) 
     mine = reporters[1].GetReport(rpb.GetReportRequest(name=filed[1].name))
     assert mine.state == rpb.REPORT_STATE_ACTION_TAKEN
     assert "DECISION_VISIBILITY_CONTENT_REMOVED" in mine.outcome.restrictions
+    steps = reporters[1].ListReportEvents(rpb.ListReportEventsRequest(name=filed[1].name)).events
+    assert [(s.sequence, s.type, s.state) for s in steps] == [
+        (1, "ReportFiled", rpb.REPORT_STATE_SUBMITTED),
+        (2, "ReportResolved", rpb.REPORT_STATE_ACTION_TAKEN),
+    ]
     err = rejected(lambda: reporters[1].GetReport(rpb.GetReportRequest(name=filed[0].name)))
     assert err.code() == grpc.StatusCode.NOT_FOUND
     # The uploader reads the decision about them, not who reported it.

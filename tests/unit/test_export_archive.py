@@ -62,6 +62,11 @@ class Reports:
     async def ListReports(self, request: rpb.ListReportsRequest, **_: Any) -> Any:
         return rpb.ListReportsResponse(reports=[rpb.Report(name="reports/d")])
 
+    async def ListReportEvents(self, request: rpb.ListReportEventsRequest, **_: Any) -> Any:
+        return rpb.ListReportEventsResponse(
+            events=[rpb.ReportEvent(sequence=1, type="ReportFiled")]
+        )
+
     async def ListMyRestrictions(self, request: Any, **_: Any) -> Any:
         return rpb.ListReportCasesResponse(report_cases=[rpb.ReportCase(name="report-cases/e")])
 
@@ -128,6 +133,7 @@ def test_the_archive_holds_every_page_and_only_the_persons_files_named_safely() 
     assert [len(t.events) for t in found.tickets] == [1, 2]
     assert [a.appeal.name for a in found.appeals] == ["appeals/c"]
     assert [r.name for r in found.reports] == ["reports/d"]
+    assert [(r.report, len(r.events)) for r in found.report_steps] == [("reports/d", 1)]
     assert [c.name for c in found.report_cases] == ["report-cases/e"]
     # Only the person's files, every page of them.
     assert [f.evidence.name for f in found.evidence] == [MINE, GONE]

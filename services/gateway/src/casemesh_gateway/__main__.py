@@ -70,6 +70,7 @@ SERVICE_CONFIG = """{
       {"service": "casemesh.v1.EvidenceService", "method": "ListEvidence"},
       {"service": "casemesh.v1.ReportService", "method": "FileReport"},
       {"service": "casemesh.v1.ReportService", "method": "GetReport"},
+      {"service": "casemesh.v1.ReportService", "method": "ListReportEvents"},
       {"service": "casemesh.v1.ReportService", "method": "ListReports"},
       {"service": "casemesh.v1.ReportService", "method": "ListReportReasons"},
       {"service": "casemesh.v1.ReportService", "method": "GetReportCase"},

@@ -429,6 +429,7 @@ class ReportGateway(reports_pb2_grpc.ReportServiceServicer):
     )
     GetReport = route("GetReport")
     ListReports = route("ListReports", check=checks.page(100))
+    ListReportEvents = route("ListReportEvents")
     ListReportReasons = route("ListReportReasons")
     GetReportCase = route("GetReportCase")
     ListReportCases = route("ListReportCases", agent_only=True, check=checks.page(100))

@@ -114,13 +114,18 @@ async def gather(sources: Sources, person: str, now: datetime) -> Export:
     async for appeal in _pages(
         sources, appeals, "ListAppeals", appeals_pb2.ListAppealsRequest, "appeals"
     ):
-        request = appeals_pb2.ListAppealEventsRequest(name=appeal.name)
-        steps = await sources.call(appeals, "ListAppealEvents", request)
+        steps = await sources.call(
+            appeals, "ListAppealEvents", appeals_pb2.ListAppealEventsRequest(name=appeal.name)
+        )
         found.appeals.add(appeal=appeal, events=steps.events)
     async for report in _pages(
         sources, reports, "ListReports", reports_pb2.ListReportsRequest, "reports"
     ):
         found.reports.append(report)
+        steps = await sources.call(
+            reports, "ListReportEvents", reports_pb2.ListReportEventsRequest(name=report.name)
+        )
+        found.report_steps.add(report=report.name, events=steps.events)
     restricting = await sources.call(
         reports, "ListMyRestrictions", reports_pb2.ListMyRestrictionsRequest()
     )

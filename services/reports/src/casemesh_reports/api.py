@@ -363,6 +363,23 @@ class ReportServicer(ApplicationServicer, pb_grpc.ReportServiceServicer):
         ident = resource_id(request.name, "reports")
         return report_message(await self._call(self.app.get_report, self._who(context), ident))
 
+    async def ListReportEvents(
+        self, request: pb.ListReportEventsRequest, context: Ctx
+    ) -> pb.ListReportEventsResponse:
+        ident = resource_id(request.name, "reports")
+        steps = await self._call(self.app.report_history, self._who(context), ident)
+        return pb.ListReportEventsResponse(
+            events=[
+                pb.ReportEvent(
+                    sequence=s.sequence,
+                    type=s.type,
+                    time=to_timestamp(s.time),
+                    state=pb.ReportState.Value(f"REPORT_STATE_{s.state.upper()}"),
+                )
+                for s in steps
+            ]
+        )
+
     async def ListReports(
         self, request: pb.ListReportsRequest, context: Ctx
     ) -> pb.ListReportsResponse:

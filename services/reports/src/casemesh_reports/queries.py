@@ -6,8 +6,9 @@ briefly for it to catch up with the caller's own writes."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from casemesh.platform.caseindex import Page
@@ -18,6 +19,7 @@ from casemesh.platform.identity import Identity
 from casemesh.platform.paging import page_size_of
 from casemesh_reports.base import AGENT_WORK, ReportsBase
 from casemesh_reports.domain import OPEN_CASE, AbuseReport, ReportCase
+from casemesh_reports.events import PUBLIC_NAMES
 from casemesh_reports.views import (
     QueueQuery,
     ReportsQuery,
@@ -26,12 +28,39 @@ from casemesh_reports.views import (
 )
 
 
+@dataclass(frozen=True)
+class ReportStep:
+    """One step of a report, as its reporter sees it (not who took it)."""
+
+    sequence: int
+    type: str
+    time: datetime
+    state: str
+
+
 class Queries(ReportsBase):
     def get_report(self, who: Identity, ident: str) -> AbuseReport:
         report: AbuseReport | None = self._get(AbuseReport, UUID(ident))
         if report is None or not (who.is_agent or report.reporter == who.subject):
             raise NotFound(f"reports/{ident} not found")
         return report
+
+    def report_history(self, who: Identity, ident: str) -> list[ReportStep]:
+        """Every step of a report its reporter (or an agent) may see, oldest
+        first, with the state after each."""
+        self.get_report(who, ident)
+        steps, report = [], None
+        for event in self.repository.event_store.get(UUID(ident)):
+            report = cast(Any, event).mutate(report)
+            steps.append(
+                ReportStep(
+                    sequence=event.originator_version,
+                    type=PUBLIC_NAMES.get(type(event), type(event).__name__),
+                    time=cast(Any, event).timestamp,
+                    state=report.state.value,
+                )
+            )
+        return steps
 
     def list_reports(
         self, who: Identity, page_size: int, page_token: str, case_name: str
