@@ -17,7 +17,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import Cursor
 from psycopg_pool import ConnectionPool
 
 from casemesh.events.v1.privacy_pb2 import PersonErased
@@ -38,6 +37,7 @@ from casemesh.platform.personal.keys import WrappedKey
 from casemesh.platform.personal.masterkeys import new_master_key
 from casemesh.platform.personal.postgres import create_schema, open_pool
 from tests.conftest import Infra
+from tests.support import wait_until
 
 ALICE = "users/alice"
 
@@ -184,47 +184,76 @@ def test_after_a_rewrap_only_the_new_master_key_is_needed(
     assert after.reveal_many(tokens.values()) == {t: f"{p}'s phone" for p, t in tokens.items()}
 
 
-class PausingStore(PostgresKeyStore):
-    """Makes a key and, before committing it, waits to be let go."""
+# A lock the test holds while a key's row is being inserted: the insert
+# waits on it (a trigger), inside the statement that makes the key.
+GATE = 0x6761_7465  # "gate"
 
-    def __init__(self, pool: ConnectionPool[Any]) -> None:
-        super().__init__(pool)
-        self.inserted = threading.Event()
-        self.go_on = threading.Event()
 
-    def _insert(self, cur: Cursor[Any], key: WrappedKey) -> None:
-        super()._insert(cur, key)
-        self.inserted.set()
-        assert self.go_on.wait(timeout=10)
+def gate_inserts(dsn: str) -> None:
+    """Every insert into personal_keys waits, before its row is written, until
+    the gate is free."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION wait_at_gate() RETURNS trigger LANGUAGE plpgsql AS $$"
+            f" BEGIN PERFORM pg_advisory_lock({GATE}); PERFORM pg_advisory_unlock({GATE});"
+            " RETURN NEW; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER wait_at_gate BEFORE INSERT ON personal_keys"
+            " FOR EACH ROW EXECUTE FUNCTION wait_at_gate()"
+        )
+
+
+def waiting_on_advisory_locks(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def test_an_erasure_meeting_a_key_being_made_erases_it_too(
     keys_db: str, pool: ConnectionPool[Any]
 ) -> None:
     masters = MasterKeys.parse(f"m1:{NEW}")
-    making = PausingStore(pool)
-    maker = Sealer(DataKeys(making, masters))
+    maker = Sealer(DataKeys(PostgresKeyStore(pool), masters))
     eraser = DataKeys(PostgresKeyStore(pool), masters)
+    gate_inserts(keys_db)
     tokens: list[str] = []
     erased: list[int] = []
+    with psycopg.connect(keys_db, autocommit=True) as gate:
+        gate.execute("SELECT pg_advisory_lock(%s)", (GATE,))
+        failures: list[BaseException] = []
 
-    def seal() -> None:
-        tokens.append(maker.seal("alice@example.com", ALICE))
+        def seal() -> None:
+            tokens.append(maker.seal("alice@example.com", ALICE))
 
-    def erase() -> None:
-        assert making.inserted.wait(timeout=10)
-        erased.append(eraser.erase(ALICE))
+        def erase() -> None:
+            erased.append(eraser.erase(ALICE))
 
-    def let_go() -> None:
-        assert making.inserted.wait(timeout=10)
-        threading.Event().wait(0.5)  # the erasure is under way meanwhile
-        making.go_on.set()
-
-    assert run_together(seal, erase, let_go) == []
+        threads = []
+        # The key is being made (the person's lock taken, its row not yet
+        # written); then the erasure comes, and waits for the person's lock.
+        for target, waiting in ((seal, 1), (erase, 2)):
+            thread = threading.Thread(target=lambda t=target: _catching(t, failures))
+            thread.start()
+            threads.append(thread)
+            wait_until(lambda n=waiting: waiting_on_advisory_locks(keys_db) == n, timeout=10)
+        gate.execute("SELECT pg_advisory_unlock(%s)", (GATE,))
+        for thread in threads:
+            thread.join(timeout=30)
+    assert failures == []
     # The erasure waited for the key to be committed, then erased it.
     assert erased == [1]
     assert [row[3] for row in rows(keys_db, ALICE)] == [True]
     assert sealer(pool).reveal(tokens[0]) == ERASED
+
+
+def _catching(target: Callable[[], None], failures: list[BaseException]) -> None:
+    try:
+        target()
+    except BaseException as exc:
+        failures.append(exc)
 
 
 def test_a_process_on_the_wrong_key_database_does_not_show_everything_as_erased(

@@ -18,7 +18,8 @@ live (not erased) key: the current one, unique by a partial unique index.
 Making a person's key and erasing the person take the same transaction-level
 advisory lock on the person, so they never interleave: an erasure waits for a
 key being made to be committed, and then destroys it too, and a key made
-after an erasure is a new one. (Without the lock, an erasure under READ
+after an erasure is a new one. A key is made in one statement (lock, insert,
+commit: one round trip), since a first ticket waits for it. (Without the lock, an erasure under READ
 COMMITTED would not see a key another process had inserted but not yet
 committed, and would miss it.)
 
@@ -141,19 +142,31 @@ class PostgresKeyStore:
             return self._current(cur, person)
 
     def add_current(self, key: WrappedKey) -> WrappedKey:
-        with (
-            self.pool.connection() as conn,
-            conn.transaction(),
-            conn.cursor(row_factory=dict_row) as cur,
-        ):
-            # Held until commit: an erasure of the person waits for this key.
-            lock_person(cur, key.person)
+        # One statement, its own transaction (one round trip, one commit):
+        # the person's lock is taken before the row is inserted and held
+        # until the commit, so an erasure of the person waits for this key.
+        # Another process's key, made first, wins (the unique index).
+        with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                "WITH locked AS (SELECT pg_advisory_xact_lock(%s::int, hashtext(%s)))"
+                " INSERT INTO personal_keys (key_id, person, master_id, wrapped)"
+                " SELECT %s, %s, %s, %s FROM locked"
+                " ON CONFLICT (person) WHERE erased_at IS NULL DO NOTHING RETURNING key_id",
+                (
+                    _PERSON_LOCKS,
+                    key.person,
+                    key.key_id,
+                    key.person,
+                    key.master_id,
+                    key.wrapped,
+                ),
+            )
+            if cur.fetchone() is not None:
+                return key
             existing = self._current(cur, key.person)
-            if existing is not None:
-                # Another process made the person's key first: use theirs.
-                return existing
-            self._insert(cur, key)
-        return key
+        if existing is None:  # made and erased meanwhile: a rare race, try again
+            return self.add_current(key)
+        return existing
 
     def find(self, key_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, WrappedKey | None]:
         if not key_ids:
@@ -200,10 +213,3 @@ class PostgresKeyStore:
         )
         row = cur.fetchone()
         return None if row is None else _row(row)
-
-    def _insert(self, cur: Cursor[Any], key: WrappedKey) -> None:
-        cur.execute(
-            "INSERT INTO personal_keys (key_id, person, master_id, wrapped)"
-            " VALUES (%s, %s, %s, %s)",
-            (key.key_id, key.person, key.master_id, key.wrapped),
-        )
