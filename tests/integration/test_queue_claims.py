@@ -239,3 +239,37 @@ async def test_replicas_from_before_request_ids_still_claim(queue_db: str) -> No
         )
         rows = await cur.fetchall()
     assert [holder for _, holder in rows] == ["old"]
+
+
+async def test_a_case_locked_for_a_moment_is_waited_for_not_reported_missing(
+    queue_db: str,
+) -> None:
+    """The only free case is being updated (an event about it applied) when
+    an agent claims: the claim waits for that and gets it, rather than tell
+    the agent the queue is empty while their list shows the case."""
+    now = datetime.now(UTC)
+    await seed(queue_db, 1, now)
+    name = opened(0, now).name
+    async with await psycopg.AsyncConnection.connect(queue_db) as updating:
+        await updating.execute("SELECT 1 FROM queue_cases WHERE name = %s FOR UPDATE", (name,))
+        async with await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as agent:
+            claim = asyncio.create_task(
+                store.claim_next(agent, "agent-1", [], timedelta(minutes=10), now)
+            )
+            # The claim is waiting on the row lock, not answered "none".
+            async with await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as look:
+                for _ in range(200):
+                    cur = await look.execute(
+                        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+                        " WHERE NOT l.granted AND a.datname = current_database()"
+                    )
+                    row = await cur.fetchone()
+                    if row and row[0]:
+                        break
+                    assert not claim.done(), "the claim answered without waiting"
+                    await asyncio.sleep(0.05)
+                else:
+                    raise AssertionError("the claim never waited for the locked case")
+            await updating.commit()
+            case = await asyncio.wait_for(claim, timeout=10)
+    assert case is not None and case.name == name and case.holder == "agent-1"

@@ -60,7 +60,8 @@ $$;
 -- A claim in one statement, so one round trip: expired leases first, then the
 -- most urgent free case (of `queues`, when any are named); SKIP LOCKED walks
 -- past the rows other claims hold, so no two agents get the same case and
--- none waits.
+-- none waits while an unlocked case is free (when none is, it waits for the
+-- locked ones, rather than answer that the queue is empty).
 -- A claim sent again under its request id (its answer was lost) gets the case
 -- the first claimed while the agent still holds it, not a second case.
 CREATE OR REPLACE FUNCTION queue_claim(
@@ -78,6 +79,8 @@ BEGIN
             RETURN;
         END IF;
     END IF;
+    -- The first free case nobody is working on this instant: agents claiming
+    -- at once each get another, without waiting for each other.
     RETURN QUERY
         WITH claimed AS (
             UPDATE queue_cases SET holder = agent, hold_since = now, lease_until = until,
@@ -87,6 +90,25 @@ BEGIN
                             AND (cardinality(queues) = 0 OR queue = ANY(queues))
                           ORDER BY child_safety DESC, priority DESC, due_key, created_at, name
                           LIMIT 1 FOR UPDATE SKIP LOCKED)
+            RETURNING *)
+        SELECT claimed.* FROM claimed, pg_notify('{CHANGES_CHANNEL}', 'CLAIMED|' || claimed.name);
+    IF FOUND THEN
+        RETURN;
+    END IF;
+    -- None: but a free case may be locked for a moment (an event about it
+    -- being applied, another agent's claim not yet committed). Wait for
+    -- those locks, rather than tell the agent the queue is empty while it
+    -- shows a case; a case claimed meanwhile no longer qualifies, and the
+    -- next one is tried.
+    RETURN QUERY
+        WITH claimed AS (
+            UPDATE queue_cases SET holder = agent, hold_since = now, lease_until = until,
+                claim_request = request
+            WHERE name = (SELECT name FROM queue_cases
+                          WHERE claimable AND holder = ''
+                            AND (cardinality(queues) = 0 OR queue = ANY(queues))
+                          ORDER BY child_safety DESC, priority DESC, due_key, created_at, name
+                          LIMIT 1 FOR UPDATE)
             RETURNING *)
         SELECT claimed.* FROM claimed, pg_notify('{CHANGES_CHANNEL}', 'CLAIMED|' || claimed.name);
 END
