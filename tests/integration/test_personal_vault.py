@@ -187,6 +187,8 @@ def test_after_a_rewrap_only_the_new_master_key_is_needed(
 # A lock the test holds while a key's row is being inserted: the insert
 # waits on it (a trigger), inside the statement that makes the key.
 GATE = 0x6761_7465  # "gate"
+# The first key of the person locks (casemesh.platform.personal.postgres).
+PERSON_LOCKS = 0x7064_6B31
 
 
 def gate_inserts(dsn: str) -> None:
@@ -204,12 +206,20 @@ def gate_inserts(dsn: str) -> None:
         )
 
 
-def waiting_on_advisory_locks(dsn: str) -> int:
+def waiting_at(dsn: str, lock: str) -> bool:
+    """Someone in this database waits for the gate (`gate`) or for a
+    person's key lock (`person`), and for no other advisory lock."""
+    where = {
+        "gate": f"objsubid = 1 AND objid = {GATE}",
+        "person": f"objsubid = 2 AND classid = {PERSON_LOCKS}",
+    }[lock]
     with psycopg.connect(dsn) as conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            f" AND {where}"
         ).fetchone()
-    return int(row[0]) if row else 0
+    return bool(row and row[0])
 
 
 def test_an_erasure_meeting_a_key_being_made_erases_it_too(
@@ -234,15 +244,15 @@ def test_an_erasure_meeting_a_key_being_made_erases_it_too(
         threads = []
         # The key is being made (the person's lock taken, its row not yet
         # written); then the erasure comes, and waits for the person's lock.
-        for target, waiting in ((seal, 1), (erase, 2)):
+        for target, lock in ((seal, "gate"), (erase, "person")):
             thread = threading.Thread(target=lambda t=target: _catching(t, failures))
             thread.start()
             threads.append(thread)
-            wait_until(lambda n=waiting: waiting_on_advisory_locks(keys_db) == n, timeout=10)
+            wait_until(lambda at=lock: waiting_at(keys_db, at), timeout=10)
         gate.execute("SELECT pg_advisory_unlock(%s)", (GATE,))
         for thread in threads:
             thread.join(timeout=30)
-    assert failures == []
+    assert not [t for t in threads if t.is_alive()] and failures == []
     # The erasure waited for the key to be committed, then erased it.
     assert erased == [1]
     assert [row[3] for row in rows(keys_db, ALICE)] == [True]

@@ -75,6 +75,10 @@ SCHEMA = (
 
 _COLUMNS = "key_id, person, master_id, wrapped"
 
+# How often `add_current` tries again when the key that beat it was erased
+# before it could be read.
+_ATTEMPTS = 3
+
 # The first key of the two-key advisory locks on a person (the second is a
 # hash of the person); two-key locks never meet one-key ones (`schema_lock`).
 _PERSON_LOCKS = 0x7064_6B31  # "pdk1"
@@ -146,27 +150,29 @@ class PostgresKeyStore:
         # the person's lock is taken before the row is inserted and held
         # until the commit, so an erasure of the person waits for this key.
         # Another process's key, made first, wins (the unique index).
-        with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(
-                "WITH locked AS (SELECT pg_advisory_xact_lock(%s::int, hashtext(%s)))"
-                " INSERT INTO personal_keys (key_id, person, master_id, wrapped)"
-                " SELECT %s, %s, %s, %s FROM locked"
-                " ON CONFLICT (person) WHERE erased_at IS NULL DO NOTHING RETURNING key_id",
-                (
-                    _PERSON_LOCKS,
-                    key.person,
-                    key.key_id,
-                    key.person,
-                    key.master_id,
-                    key.wrapped,
-                ),
-            )
-            if cur.fetchone() is not None:
-                return key
-            existing = self._current(cur, key.person)
-        if existing is None:  # made and erased meanwhile: a rare race, try again
-            return self.add_current(key)
-        return existing
+        for _ in range(_ATTEMPTS):
+            with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+                cur.execute(
+                    "WITH locked AS (SELECT pg_advisory_xact_lock(%s::int, hashtext(%s)))"
+                    " INSERT INTO personal_keys (key_id, person, master_id, wrapped)"
+                    " SELECT %s, %s, %s, %s FROM locked"
+                    " ON CONFLICT (person) WHERE erased_at IS NULL DO NOTHING RETURNING key_id",
+                    (
+                        _PERSON_LOCKS,
+                        key.person,
+                        key.key_id,
+                        key.person,
+                        key.master_id,
+                        key.wrapped,
+                    ),
+                )
+                if cur.fetchone() is not None:
+                    return key
+                existing = self._current(cur, key.person)
+            if existing is not None:
+                return existing
+            # The other key was erased before it could be read: make ours again.
+        raise KeyChurn(f"the key of {key.person!r} was made and erased {_ATTEMPTS} times at once")
 
     def find(self, key_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, WrappedKey | None]:
         if not key_ids:
@@ -213,3 +219,7 @@ class PostgresKeyStore:
         )
         row = cur.fetchone()
         return None if row is None else _row(row)
+
+
+class KeyChurn(RuntimeError):
+    """A person's key kept being made and erased while this process made one."""
