@@ -4,6 +4,7 @@ small gateway client."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -21,12 +22,14 @@ from typing import Any
 import grpc
 import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiosmtpd.controller import Controller
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from casemesh import topics
 from casemesh.events.v1 import notifications_pb2 as nev
 from casemesh.platform.identity import mint_token
 from casemesh.platform.personal import AsyncSealer, DataKeys, MasterKeys, MemoryKeyStore, Sealer
@@ -137,6 +140,11 @@ class SmsEndpoint:
         return list({r["idempotency_key"]: r for r in self.to(number)}.values())
 
 
+# The notifier's consumer group, and the case topics it plans from.
+NOTIFIER_GROUP = "casemesh-notifier"
+CASE_TOPICS = (topics.TICKETS, topics.APPEALS, topics.REPORTS)
+
+
 def settled(notifier_dsn: str, recipients: list[str]) -> bool:
     """Every notification job for `recipients` has its final outcome: nothing
     is left to send, or to send again."""
@@ -147,6 +155,39 @@ def settled(notifier_dsn: str, recipients: list[str]) -> bool:
             (recipients,),
         ).fetchone()
     return row == (0,)
+
+
+async def group_lag(bootstrap: str, group: str, topic_names: list[str]) -> int:
+    """How many records of `topic_names` the consumer group `group` has not
+    committed yet (a partition it never committed counts from 0)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        parts = [
+            TopicPartition(t, p)
+            for t in topic_names
+            for p in consumer.partitions_for_topic(t) or ()
+        ]
+        ends = await consumer.end_offsets(parts)
+    finally:
+        await consumer.stop()
+    return sum(ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in parts)
+
+
+def told_everything(bootstrap: str, notifier_dsn: str, recipients: list[str]) -> bool:
+    """The notifier has planned from every case event on the topics now
+    (its group's offsets are at their ends: it commits after planning), and
+    every job for `recipients` has its final outcome: a message planned twice
+    would have been sent by now."""
+    lag = asyncio.run(group_lag(bootstrap, NOTIFIER_GROUP, list(CASE_TOPICS)))
+    return lag == 0 and settled(notifier_dsn, recipients)
 
 
 def possible_repeats(notifier_dsn: str) -> set[str]:

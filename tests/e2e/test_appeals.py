@@ -24,7 +24,7 @@ from casemesh.v1 import evidence_pb2 as epb
 from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import PARTITIONS, Stack
 from tests.e2e.test_evidence import EvidenceClient, png
-from tests.support import Client, plain_text, read_topic, settled, wait_until
+from tests.support import Client, plain_text, read_topic, told_everything, wait_until
 
 DAY = 24 * 3600
 
@@ -210,7 +210,12 @@ def test_a_notice_upheld_countered_and_restored_tells_each_party_once(stack: Sta
 
     wait_until(arrived, timeout=60)
     # Nothing left to send them: a message planned twice would be among those counted.
-    wait_until(lambda: settled(stack.notifier_dsn, [email, phone, uploader_email]), timeout=60)
+    wait_until(
+        lambda: told_everything(
+            stack.infra.kafka.bootstrap, stack.notifier_dsn, [email, phone, uploader_email]
+        ),
+        timeout=60,
+    )
     assert [m["X-Casemesh-Template"] for m in stack.mail.to(email)] == claimant_wants
     assert [t["template_id"] for t in stack.sms.to(phone)] == claimant_wants
     assert [m["X-Casemesh-Template"] for m in stack.mail.to(uploader_email)] == uploader_wants
@@ -501,7 +506,10 @@ def test_parties_sharing_an_address_each_get_their_messages_and_see_only_names(
         "appeal.counter_notice_forwarded",
     }
     wait_until(lambda: {m["X-Casemesh-Template"] for m in stack.mail.to(shared)} >= wanted, 30)
-    wait_until(lambda: settled(stack.notifier_dsn, [shared]), timeout=60)
+    wait_until(
+        lambda: told_everything(stack.infra.kafka.bootstrap, stack.notifier_dsn, [shared]),
+        timeout=60,
+    )
     assert sorted(m["X-Casemesh-Template"] for m in stack.mail.to(shared)) == sorted(wanted)
 
 

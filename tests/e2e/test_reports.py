@@ -35,7 +35,7 @@ from casemesh.v1 import reports_pb2_grpc as rpb_grpc
 from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import PARTITIONS, Stack
 from tests.e2e.test_evidence import EvidenceClient, png
-from tests.support import Client, settled, wait_until
+from tests.support import Client, told_everything, wait_until
 
 TOPIC = topics.REPORTS
 
@@ -203,7 +203,12 @@ def test_three_reports_one_case_one_decision_each_party_told_once(stack: Stack) 
 
     wait_until(arrived, timeout=60)
     # Nothing left to send them: a message planned twice would be among those counted.
-    wait_until(lambda: settled(stack.notifier_dsn, [*emails, phone, uploader_email]), timeout=60)
+    wait_until(
+        lambda: told_everything(
+            stack.infra.kafka.bootstrap, stack.notifier_dsn, [*emails, phone, uploader_email]
+        ),
+        timeout=60,
+    )
     for email, locale in zip(emails, ("zh-CN", "en", "zh-CN"), strict=True):
         subjects = [m["Subject"] for m in stack.mail.to(email)]
         assert len(subjects) == 2, subjects
@@ -636,9 +641,19 @@ def test_an_upheld_appeal_lifts_the_restrictions_and_everyone_hears_it_once(
     assert not uploader.ListMyRestrictions(rpb.ListMyRestrictionsRequest()).report_cases
     mine = reporter.GetReport(rpb.GetReportRequest(name=report.name))
     assert mine.state == rpb.REPORT_STATE_REVERSED and mine.outcome.reversed
+    steps = reporter.ListReportEvents(rpb.ListReportEventsRequest(name=report.name)).events
+    assert [(s.type, s.state) for s in steps][-1] == (
+        "ReportDecisionReversed",
+        rpb.REPORT_STATE_REVERSED,
+    )
     wait_until(lambda: reports_mail(stack, up_email, "report.restriction_lifted"), timeout=30)
     wait_until(lambda: reports_mail(stack, rep_email, "report.reversed"), timeout=30)
-    wait_until(lambda: settled(stack.notifier_dsn, [up_email, rep_email]), timeout=60)
+    wait_until(
+        lambda: told_everything(
+            stack.infra.kafka.bootstrap, stack.notifier_dsn, [up_email, rep_email]
+        ),
+        timeout=60,
+    )
     assert len(reports_mail(stack, up_email, "report.restriction_lifted")) == 1
     assert len(reports_mail(stack, up_email, "report.statement")) == 1
     assert len(reports_mail(stack, rep_email, "report.reversed")) == 1
