@@ -42,17 +42,17 @@ def add_commands(sub: Any) -> None:
         "casemesh --as li --role agent evidence evidence/9b1e… > copy.png   # bytes on stdout",
     )
     ev.add_argument("evidence", help="evidence/{id}, or just the id")
-    command(
-        sub,
-        "uploads",
-        "list the files you uploaded, newest first",
-        "casemesh --as alice uploads",
-    )
     ev.add_argument(
         "--out",
         type=Path,
         metavar="FILE",
         help="write the bytes here (default: stdout, with the metadata on stderr)",
+    )
+    command(
+        sub,
+        "uploads",
+        "list the files you uploaded, newest first",
+        "casemesh --as alice uploads",
     )
 
 

@@ -133,7 +133,8 @@ async def gather(sources: Sources, person: str, now: datetime) -> Export:
     async for record in _pages(
         sources, sources.evidence, "ListEvidence", evidence_pb2.ListEvidenceRequest, "evidence"
     ):
-        found.evidence.add(evidence=record, path=_path_of(record))
+        if record.owner == person:  # the service lists only theirs; checked again
+            found.evidence.add(evidence=record, path=_path_of(record))
     return found
 
 

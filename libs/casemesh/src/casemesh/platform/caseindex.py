@@ -343,5 +343,4 @@ def decode_page_token(token: str) -> tuple[datetime, str] | None:
     if not token:
         return None
     ts, _, ident = base64.urlsafe_b64decode(token.encode()).decode().partition("|")
-    uuid.UUID(ident)
-    return datetime.fromisoformat(ts), ident
+    return datetime.fromisoformat(ts), str(uuid.UUID(ident))
