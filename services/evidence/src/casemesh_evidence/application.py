@@ -9,7 +9,6 @@ per owner and content). Who may see it: its owner and agents.
 from __future__ import annotations
 
 import asyncio
-import binascii
 import contextlib
 import hashlib
 import os
@@ -24,7 +23,8 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from casemesh.platform.caseindex import decode_page_token, encode_page_token
+from casemesh.platform.caseindex import encode_page_token
+from casemesh.platform.cases import page_after
 from casemesh.platform.errors import InvalidArgument, NotFound, Violations
 from casemesh.platform.eventstore import advisory_lock
 from casemesh.platform.identity import Identity
@@ -214,10 +214,7 @@ class EvidenceLocker:
         """The caller's uploads, newest first, a page at a time (agents' too:
         only their own), and the token of the next page ("" on the last)."""
         limit = page_size_of(page_size)
-        try:
-            after = decode_page_token(page_token)
-        except (ValueError, UnicodeDecodeError, binascii.Error):
-            raise InvalidArgument.field("page_token", "is not a token this API gave") from None
+        after = page_after(page_token)
         where, args = "owner = %s", list[object]([who.subject])
         if after is not None:
             where += " AND (created_at, id) < (%s, %s)"
