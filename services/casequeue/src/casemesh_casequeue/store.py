@@ -44,6 +44,25 @@ SLA_EVENTS = Outbox(
 
 CHANGES_CHANNEL = "queue_changes"
 
+
+def _claim_free(*, skip_locked: bool) -> str:
+    """queue_claim's statement that gives `agent` the most urgent free case of
+    `queues`: passing the rows locked this instant, or waiting for them."""
+    locking = " SKIP LOCKED" if skip_locked else ""
+    told = f"pg_notify('{CHANGES_CHANNEL}', 'CLAIMED|' || claimed.name)"
+    return f"""RETURN QUERY
+        WITH claimed AS (
+            UPDATE queue_cases SET holder = agent, hold_since = now, lease_until = until,
+                claim_request = request
+            WHERE name = (SELECT name FROM queue_cases
+                          WHERE claimable AND holder = ''
+                            AND (cardinality(queues) = 0 OR queue = ANY(queues))
+                          ORDER BY child_safety DESC, priority DESC, due_key, created_at, name
+                          LIMIT 1 FOR UPDATE{locking})
+            RETURNING *)
+        SELECT claimed.* FROM claimed, {told};"""
+
+
 CLAIMS = f"""
 -- Cases whose lease ran out go back to the queue, each told to the watchers
 -- (rows another transaction holds are left for the next look: nobody waits on
@@ -81,17 +100,7 @@ BEGIN
     END IF;
     -- The first free case nobody is working on this instant: agents claiming
     -- at once each get another, without waiting for each other.
-    RETURN QUERY
-        WITH claimed AS (
-            UPDATE queue_cases SET holder = agent, hold_since = now, lease_until = until,
-                claim_request = request
-            WHERE name = (SELECT name FROM queue_cases
-                          WHERE claimable AND holder = ''
-                            AND (cardinality(queues) = 0 OR queue = ANY(queues))
-                          ORDER BY child_safety DESC, priority DESC, due_key, created_at, name
-                          LIMIT 1 FOR UPDATE SKIP LOCKED)
-            RETURNING *)
-        SELECT claimed.* FROM claimed, pg_notify('{CHANGES_CHANNEL}', 'CLAIMED|' || claimed.name);
+    {_claim_free(skip_locked=True)}
     IF FOUND THEN
         RETURN;
     END IF;
@@ -100,17 +109,7 @@ BEGIN
     -- those locks, rather than tell the agent the queue is empty while it
     -- shows a case; a case claimed meanwhile no longer qualifies, and the
     -- next one is tried.
-    RETURN QUERY
-        WITH claimed AS (
-            UPDATE queue_cases SET holder = agent, hold_since = now, lease_until = until,
-                claim_request = request
-            WHERE name = (SELECT name FROM queue_cases
-                          WHERE claimable AND holder = ''
-                            AND (cardinality(queues) = 0 OR queue = ANY(queues))
-                          ORDER BY child_safety DESC, priority DESC, due_key, created_at, name
-                          LIMIT 1 FOR UPDATE)
-            RETURNING *)
-        SELECT claimed.* FROM claimed, pg_notify('{CHANGES_CHANNEL}', 'CLAIMED|' || claimed.name);
+    {_claim_free(skip_locked=False)}
 END
 $$;
 -- The claim as replicas from before request ids call it, kept while they may
