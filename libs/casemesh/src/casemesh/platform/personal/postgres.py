@@ -19,9 +19,9 @@ Making a person's key and erasing the person take the same transaction-level
 advisory lock on the person, so they never interleave: an erasure waits for a
 key being made to be committed, and then destroys it too, and a key made
 after an erasure is a new one. A key is made in one statement (lock, insert,
-commit: one round trip), since a first ticket waits for it. (Without the lock, an erasure under READ
-COMMITTED would not see a key another process had inserted but not yet
-committed, and would miss it.)
+commit: one round trip), since a first ticket waits for it. (Without the
+lock, an erasure under READ COMMITTED would not see a key another process
+had inserted but not yet committed, and would miss it.)
 
 Backups of the key database still hold the keys erased since they were
 taken: how long backups are kept bounds how long an erased person's data can
@@ -82,6 +82,8 @@ _ATTEMPTS = 3
 # The first key of the two-key advisory locks on a person (the second is a
 # hash of the person); two-key locks never meet one-key ones (`schema_lock`).
 _PERSON_LOCKS = 0x7064_6B31  # "pdk1"
+# Takes that lock (parameters: _PERSON_LOCKS, the person) till the transaction ends.
+_LOCK_PERSON = "pg_advisory_xact_lock(%s::int, hashtext(%s))"
 
 
 def create_schema(database_url: str) -> None:
@@ -121,7 +123,7 @@ def _row(row: dict[str, Any]) -> WrappedKey:
 def lock_person(cur: Cursor[Any], person: str) -> None:
     """Held until the transaction ends: making a key of the person and
     erasing them take turns."""
-    cur.execute("SELECT pg_advisory_xact_lock(%s::int, hashtext(%s))", (_PERSON_LOCKS, person))
+    cur.execute(f"SELECT {_LOCK_PERSON}", (_PERSON_LOCKS, person))
 
 
 def erase_keys(cur: Cursor[Any], person: str) -> int:
@@ -153,7 +155,7 @@ class PostgresKeyStore:
         for _ in range(_ATTEMPTS):
             with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
                 cur.execute(
-                    "WITH locked AS (SELECT pg_advisory_xact_lock(%s::int, hashtext(%s)))"
+                    f"WITH locked AS (SELECT {_LOCK_PERSON})"
                     " INSERT INTO personal_keys (key_id, person, master_id, wrapped)"
                     " SELECT %s, %s, %s, %s FROM locked"
                     " ON CONFLICT (person) WHERE erased_at IS NULL DO NOTHING RETURNING key_id",
