@@ -458,8 +458,17 @@ class PrivacyGateway(privacy_pb2_grpc.PrivacyServiceServicer):
     ) -> None:
         self.backend = backend
         self.stub = privacy_pb2_grpc.PrivacyServiceStub(channel)
-        # The case services' stubs, by audience.
-        self.cases = cases
+        # What an export gathers from: each case service's stub (`cases`,
+        # by audience) with the audience of its tokens.
+        self.services = {
+            field: export.Service(cases[audience], audience)
+            for field, audience in (
+                ("tickets", TICKETS),
+                ("appeals", APPEALS),
+                ("reports", REPORTS),
+                ("evidence", EVIDENCE),
+            )
+        }
         self.read_timeout = read_timeout
         # Whose exports are running in this process.
         self.exporting: set[str] = set()
@@ -486,15 +495,7 @@ class PrivacyGateway(privacy_pb2_grpc.PrivacyServiceServicer):
         self.exporting.add(who.subject)
         backend, them = self.backend, export.as_person(person)
         sources = export.Sources(
-            **{
-                field: export.Service(self.cases[audience], audience)
-                for field, audience in (
-                    ("tickets", TICKETS),
-                    ("appeals", APPEALS),
-                    ("reports", REPORTS),
-                    ("evidence", EVIDENCE),
-                )
-            },
+            **self.services,
             vouch=lambda audience: backend.vouch(them, audience, context=context),
             call_timeout=lambda: backend._timeout(context),
             read_timeout=lambda: backend._timeout(context, self.read_timeout),
