@@ -30,11 +30,12 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from casemesh.v1 import evidence_pb2 as epb
 from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import REPO, Stack
-from tests.e2e.test_evidence import EvidenceClient, png
+from tests.e2e.test_evidence import png
+from tests.e2e.test_export import ticket_with_file
 from tests.e2e.test_helpcenter import Reader, figures
+from tests.e2e.test_reports import Person
 from tests.support import Client, wait_until
 
 ARTIFACTS = REPO / ".run" / "test-artifacts" / "browser"
@@ -236,22 +237,10 @@ def test_a_user_downloads_a_copy_of_their_data(
     """Signed in, "下载我的数据" saves a zip of their cases and their files."""
     run = uuid.uuid4().hex[:8]
     user = f"web-data-{transport}-{run}"
-    shot = png()
-    client = Client(stack.gateway, stack.secret, user)
-    uploaded = EvidenceClient(client).upload(shot, "截图.png")
-    ticket = client.CreateTicket(
-        pb.CreateTicketRequest(
-            ticket=pb.Ticket(
-                category="account.login",
-                subject=f"收不到验证码 {run}",
-                description="换了手机以后一直收不到。",
-                locale="zh-CN",
-                contact=pb.Contact(email=f"{user}@example.com", channels=[pb.CHANNEL_EMAIL]),
-                evidence=[epb.EvidenceRef(name=uploaded.name)],
-            ),
-            request_id=uuid.uuid4().hex,
-        )
-    )
+    person = Person(stack, user)
+    client = person.client
+    ticket, uploaded = ticket_with_file(person, run, f"{user}@example.com", "")
+    shot = person.evidence.read(uploaded.name)
     wait_until(lambda: client.ListTickets(pb.ListTicketsRequest()).tickets, timeout=30)
 
     context = browser.new_context(locale="zh-CN", accept_downloads=True)
@@ -278,7 +267,7 @@ def test_a_user_downloads_a_copy_of_their_data(
         found = json.loads(archive.read("casemesh-export.json"))
         assert found["person"] == user
         assert [t["ticket"]["name"] for t in found["tickets"]] == [ticket.name]
-        assert found["tickets"][0]["ticket"]["subject"] == f"收不到验证码 {run}"
+        assert found["tickets"][0]["ticket"]["subject"] == ticket.subject
         [file] = found["evidence"]
         assert archive.read(file["path"]) == shot
     assert problems == []
