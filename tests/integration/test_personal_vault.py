@@ -30,6 +30,7 @@ from casemesh.platform.personal import (
     PostgresKeyStore,
     Sealer,
     UnknownDataKey,
+    case_key_of,
     open_sealer,
 )
 from casemesh.platform.personal.erasures import RequestReused, erase_person
@@ -113,6 +114,33 @@ def test_an_erasure_deletes_the_persons_keys_and_their_text_reads_as_erased(
     # A process that never held the key, as a consumer reading from offset 0.
     reader = sealer(pool)
     assert reader.reveal_many([token, bobs]) == {token: ERASED, bobs: "bob@example.com"}
+
+
+def test_destroying_a_cases_keys_leaves_records_and_the_persons_other_cases(
+    keys_db: str, pool: ConnectionPool[Any]
+) -> None:
+    writer = sealer(pool)
+    case, other = uuid.uuid4(), uuid.uuid4()
+    in_case = writer.seal("my video was stolen", ALICE, case)
+    in_other = writer.seal("my account is locked", ALICE, other)
+    case_key = case_key_of(in_case)
+    assert case_key is not None
+    with psycopg.connect(keys_db) as conn:
+        made = conn.execute(
+            "SELECT count(*) FROM personal_keys WHERE person LIKE '#case/%%'"
+        ).fetchone()
+    assert made == (128,)  # one batch for both cases
+
+    assert writer.keys.destroy({case_key}) == 1
+    assert rows(keys_db, f"#case/{case_key}") == [(case_key, None, None, True)]
+    # Alice's own key is live: only the case is erased.
+    [(_, _, _, erased)] = rows(keys_db, ALICE)
+    assert not erased
+    reader = sealer(pool)
+    assert reader.reveal_many([in_case, in_other]) == {
+        in_case: ERASED,
+        in_other: "my account is locked",
+    }
 
 
 def test_processes_starting_again_leave_the_one_table_with_its_indexes(keys_db: str) -> None:

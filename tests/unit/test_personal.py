@@ -28,6 +28,7 @@ from casemesh.platform.personal import (
     UnknownDataKey,
     UnknownMasterKey,
     WrappedKeyRefused,
+    case_key_of,
     is_erased,
     is_token,
 )
@@ -58,6 +59,11 @@ class CountingStore(MemoryKeyStore):
     def __init__(self) -> None:
         super().__init__()
         self.lookups: list[int] = []
+        self.batches: list[int] = []
+
+    def add_case_keys(self, keys: Collection[WrappedKey]) -> None:
+        self.batches.append(len(keys))
+        super().add_case_keys(keys)
 
     def find(self, key_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, WrappedKey | None]:
         self.lookups.append(len(key_ids))
@@ -501,3 +507,93 @@ async def test_asyncio_code_seals_and_reveals_reaching_the_store_only_on_a_miss(
         personal.forget(BOB)
         assert await personal.reveal(bobs) == ERASED
     assert closed == [True]
+
+
+# -- a case's own key: retention erases one case, the person's others stay --
+
+CASE_A = uuid.UUID("3b0d4f1e-51a4-4a51-9c1b-6b0f5b1f0a01")
+CASE_B = uuid.UUID("3b0d4f1e-51a4-4a51-9c1b-6b0f5b1f0a02")
+
+
+def test_a_cases_text_reveals_and_carries_its_case_key() -> None:
+    personal = sealer()
+    token = personal.seal("alice@example.com", ALICE, CASE_A)
+    assert token.startswith("pd2.") and is_token(token)
+    assert "alice" not in token
+    assert personal.reveal(token) == "alice@example.com"
+    assert personal.reveal(token, ALICE) == "alice@example.com"
+    assert case_key_of(token) == personal.keys.for_case(CASE_A).key_id
+    assert case_key_of(personal.seal("x", ALICE)) is None
+    # One case key per case in a process; another case gets another.
+    assert case_key_of(personal.seal("y", BOB, CASE_A)) == case_key_of(token)
+    assert case_key_of(personal.seal("y", ALICE, CASE_B)) != case_key_of(token)
+
+
+def test_destroying_a_cases_keys_erases_that_case_only() -> None:
+    store = MemoryKeyStore()
+    personal = sealer(store)
+    in_a = [personal.seal("call me on 13800138000", ALICE, CASE_A)]
+    in_a.append(personal.seal("ok", BOB, CASE_A))
+    in_b = personal.seal("my other problem", ALICE, CASE_B)
+    plain = personal.seal("alice@example.com", ALICE)
+
+    assert personal.keys.destroy({case_key_of(in_a[0])}) == 1  # type: ignore[arg-type]
+
+    for token in in_a:
+        assert personal.look(token).erased
+    assert personal.reveal(in_b) == "my other problem"
+    assert personal.reveal(plain) == "alice@example.com"
+    # Another process that never saw the keys reads the case as erased too.
+    assert Sealer(DataKeys(store, personal.keys.masters)).reveal(in_a[0]) == ERASED
+    # New text of the case gets a new key; destroying again finds nothing.
+    assert personal.reveal(personal.seal("later", ALICE, CASE_A)) == "later"
+    assert personal.keys.destroy({case_key_of(in_a[0])}) == 0  # type: ignore[arg-type]
+
+
+def test_erasing_the_person_erases_their_text_in_every_case() -> None:
+    personal = sealer()
+    token = personal.seal("I was charged twice", ALICE, CASE_A)
+    bobs = personal.seal("me too", BOB, CASE_A)
+    personal.keys.erase(ALICE)
+    assert personal.reveal(token) == ERASED
+    assert personal.reveal(bobs) == "me too"
+
+
+def test_case_keys_are_made_in_batches_and_never_destroy_a_persons_key() -> None:
+    store = CountingStore()
+    personal = sealer(store)
+    tokens = [personal.seal("text", ALICE, uuid.uuid4()) for _ in range(300)]
+    # The first case waited for a batch; the others came from spares, made
+    # again in the background before they ran out (or by a caller that ran dry).
+    assert store.batches[0] == 128 and sum(store.batches) >= 300
+    assert len({case_key_of(t) for t in tokens}) == 300
+    alices_key = personal.keys.current(ALICE).key_id
+    assert personal.keys.destroy({alices_key}) == 0
+    assert all(personal.reveal(t) == "text" for t in tokens)
+
+
+def test_a_case_token_naming_two_person_keys_is_refused() -> None:
+    personal = sealer()
+    alices = base64.urlsafe_b64decode(personal.seal("a", ALICE)[4:] + "==")[:16]
+    bobs = base64.urlsafe_b64decode(personal.seal("b", BOB)[4:] + "==")[:16]
+    body = alices + bobs + os.urandom(12) + os.urandom(20)
+    forged = "pd2." + base64.urlsafe_b64encode(body).rstrip(b"=").decode()
+    with pytest.raises(TokenRefused):
+        personal.reveal(forged)
+
+
+def test_a_case_token_with_its_keys_swapped_is_refused() -> None:
+    personal = sealer()
+    token = personal.seal("secret", ALICE, CASE_A)
+    raw = base64.urlsafe_b64decode(token[4:] + "=" * (-len(token[4:]) % 4))
+    swapped = raw[16:32] + raw[:16] + raw[32:]
+    with pytest.raises(TokenRefused):
+        personal.reveal("pd2." + base64.urlsafe_b64encode(swapped).rstrip(b"=").decode())
+
+
+def test_case_keys_move_to_a_new_master_key_with_the_rest() -> None:
+    store = MemoryKeyStore()
+    secrets: dict[str, str] = {}
+    token = sealer(store, masters("old", keys=secrets)).seal("hello", ALICE, CASE_A)
+    assert DataKeys(store, masters("new", "old", keys=secrets)).rewrap() >= 2
+    assert Sealer(DataKeys(store, masters("new", keys=secrets))).reveal(token) == "hello"

@@ -100,6 +100,8 @@ def test_a_token_checked_once_is_taken_until_it_expires_and_not_after() -> None:
         (lambda: f"Bearer {jwt.encode(claims(iss='other'), SECRET)}", "invalid"),
         (lambda: f"Bearer {jwt.encode(claims(roles=['root']), SECRET)}", "roles"),
         (lambda: f"Bearer {jwt.encode(claims(roles=[]), SECRET)}", "roles"),
+        # A case key's owner in the key database, nobody's own id.
+        (lambda: f"Bearer {jwt.encode(claims(sub='#case/1'), SECRET)}", "subject must not"),
         (lambda: f"Bearer {jwt.encode(claims(), 'x' + SECRET)}", "invalid"),
         (lambda: f"Bearer {jwt.encode(claims(), SECRET * 2, algorithm='HS512')}", "invalid"),
     ],

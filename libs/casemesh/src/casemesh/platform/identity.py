@@ -39,6 +39,9 @@ ISSUER = "casemesh"
 AUDIENCE = "casemesh"
 ROLES = frozenset({"user", "agent", "admin"})
 MAX_SUBJECT = 128
+# No person's id begins with this: the key database's case keys have owners
+# of that form (`casemesh.platform.personal.keys.CASE_KEYS`).
+RESERVED_SUBJECTS = "#case/"
 
 # The gateway's per-call token travels in this metadata entry.
 INTERNAL_TOKEN_KEY = "x-casemesh-identity"
@@ -81,6 +84,8 @@ def _identity_with(
         raw_roles = default_roles
     if not isinstance(subject, str) or not subject or len(subject) > MAX_SUBJECT:
         raise Unauthenticated("token subject must be a non-empty string")
+    if subject.startswith(RESERVED_SUBJECTS):
+        raise Unauthenticated(f"token subject must not begin with {RESERVED_SUBJECTS!r}")
     if not isinstance(raw_roles, list) or not all(isinstance(r, str) for r in raw_roles):
         raise Unauthenticated(f"token {rules.roles_claim} must be a list of strings")
     if rules.role_map is not None:

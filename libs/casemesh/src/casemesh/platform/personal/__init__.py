@@ -65,6 +65,7 @@ from casemesh.platform.personal.sealing import (
     Disclosure,
     Revealed,
     Sealer,
+    case_key_of,
     is_erased,
     is_token,
 )
@@ -94,6 +95,7 @@ __all__ = [
     "UnknownDataKey",
     "UnknownMasterKey",
     "WrappedKeyRefused",
+    "case_key_of",
     "create_schema",
     "is_erased",
     "is_token",

@@ -58,7 +58,7 @@ class AsyncSealer:
         """As `Sealer.look_many`: never raises for a bad token."""
         texts = set(tokens)
         parsed = {t: _parse(t) for t in texts}
-        key_ids = {p.key_id for p in parsed.values() if p is not None}
+        key_ids = {k for p in parsed.values() if p is not None for k in p.key_ids}
         keys = self.sealer.keys
         found, missing = keys.in_memory(key_ids)
         if missing:

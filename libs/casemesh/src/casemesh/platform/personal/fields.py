@@ -18,6 +18,10 @@ each item of a list (`evidence[].name`; `tags[]` for a list of strings). A
 path that is absent, or that leads to anything but a non-empty string, is
 left as it is. Paths describe the event's current class version: they are
 applied after upcasting when reading.
+
+`per_case=True` seals each aggregate's texts under a key of its own too
+(the aggregate being a case: see `sealing`), so that a case can be erased
+alone when its retention period runs out.
 """
 
 from __future__ import annotations
@@ -74,8 +78,9 @@ class PersonalEvent:
 class PersonalFields:
     """The personal fields of a service's domain events, by event class."""
 
-    def __init__(self, events: Mapping[type, PersonalEvent]) -> None:
+    def __init__(self, events: Mapping[type, PersonalEvent], *, per_case: bool = False) -> None:
         self._events = dict(events)
+        self.per_case = per_case
 
     def of(self, event_class: type) -> PersonalEvent | None:
         """What is personal in events of `event_class`, if anything."""

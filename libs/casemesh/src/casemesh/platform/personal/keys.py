@@ -10,6 +10,16 @@ as erased while a token whose key the store never held is told apart
 at the wrong key database, is not silently shown as erased. Data sealed for
 the person afterwards gets a new key.
 
+Case keys. A case's data can also be sealed under a key of the case's own
+(`for_case`), beside its person's (see `sealing`): destroying the case's
+keys (`destroy`) erases that case's personal data, the person's other
+cases untouched, which is how a closed case past its retention period is
+erased. A case key belongs to no person: its owner is `CASE_KEYS` and its
+own id. They are made in batches (one store write for `SPARES` keys, made
+in the background before the spares run out), so a new case seldom waits
+for the store; a key is handed out for one case only,
+and a batch's keys that a crashed process never handed out stay unused.
+
 Keys are stored wrapped by a master key (`masterkeys`) in a `KeyStore`: in
 memory for tests, or the shared `personal_keys` table (`postgres`). Unwrapped
 keys stay in this process's memory for `cache_seconds` (and at most
@@ -39,8 +49,25 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from casemesh.platform.identity import RESERVED_SUBJECTS
+from casemesh.platform.logging import get_logger
 from casemesh.platform.personal.errors import PersonalDataError, UnknownDataKey
 from casemesh.platform.personal.masterkeys import MasterKeys
+
+log = get_logger(__name__)
+
+# The owner of every case key begins with this; no person's id may (a token
+# whose subject does is refused).
+CASE_KEYS = RESERVED_SUBJECTS
+# How many case keys are made at once, and how few spares left start the
+# making of more, in the background.
+SPARES = 128
+REFILL_BELOW = 32
+
+
+def is_case_key(owner: str) -> bool:
+    """Whether a key of this owner is a case key, not a person's."""
+    return owner.startswith(CASE_KEYS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +118,15 @@ class KeyStore(Protocol):
     def erase(self, person: str) -> int:
         """Destroys every key of the person, keeping only the record that
         their ids were erased; returns how many there were."""
+        ...
+
+    def add_case_keys(self, keys: Collection[WrappedKey]) -> None:
+        """Stores new case keys (all at once)."""
+        ...
+
+    def destroy_case_keys(self, key_ids: Collection[uuid.UUID]) -> int:
+        """Destroys these case keys as `erase` destroys a person's (ids of
+        anything but a live case key are left alone); returns how many were live."""
         ...
 
     def wrapped_by_other_than(self, master_id: str, limit: int) -> list[WrappedKey]:
@@ -144,6 +180,18 @@ class MemoryKeyStore:
                 del self._keys[key_id]
                 self._erased.add(key_id)
             self._current.pop(person, None)
+            return len(gone)
+
+    def add_case_keys(self, keys: Collection[WrappedKey]) -> None:
+        with self._lock:
+            self._keys.update((k.key_id, k) for k in keys)
+
+    def destroy_case_keys(self, key_ids: Collection[uuid.UUID]) -> int:
+        with self._lock:
+            gone = [k for k in key_ids if k in self._keys and is_case_key(self._keys[k].person)]
+            for key_id in gone:
+                del self._keys[key_id]
+                self._erased.add(key_id)
             return len(gone)
 
     def wrapped_by_other_than(self, master_id: str, limit: int) -> list[WrappedKey]:
@@ -200,6 +248,10 @@ class DataKeys:
         self._by_id: OrderedDict[uuid.UUID, tuple[float, DataKey]] = OrderedDict()
         self._erased: OrderedDict[uuid.UUID, None] = OrderedDict()
         self._current: dict[str, uuid.UUID] = {}
+        # Case keys: made and not yet handed out; handed out, by case.
+        self._spares: list[DataKey] = []
+        self._refilling = False
+        self._cases: OrderedDict[uuid.UUID, DataKey] = OrderedDict()
         self._generation = 0
         self._lock = threading.Lock()
 
@@ -223,6 +275,49 @@ class DataKeys:
         # Erasures kept coming during the reads; the last read began after the
         # one before it, so it is as fresh as any: use it, but do not keep it.
         return key
+
+    def for_case(self, case: uuid.UUID) -> DataKey:
+        """A key of the case's own, this process's for it until it leaves
+        memory (another process, or this one later, gives the case another:
+        a case may have several, `destroy` takes them all)."""
+        with self._lock:
+            key = self._cases.get(case)
+            if key is not None:
+                self._cases.move_to_end(case)
+                return key
+            spare = self._spares.pop() if self._spares else None
+            if spare is not None and len(self._spares) < REFILL_BELOW and not self._refilling:
+                self._refilling = True
+                threading.Thread(target=self._refill, name="case-keys", daemon=True).start()
+        if spare is None:
+            # Ran dry (the first case, or the store was away): wait for a batch.
+            made = self._make_case_keys()
+            spare = made.pop()
+            with self._lock:
+                self._spares.extend(made)
+        with self._lock:
+            # Another thread may have given the case a key meanwhile: one wins.
+            key = self._cases.setdefault(case, spare)
+            self._cases.move_to_end(case)
+            self._remember(key)
+            while len(self._cases) > self.cache_size:
+                self._cases.popitem(last=False)
+            return key
+
+    def destroy(self, key_ids: Collection[uuid.UUID]) -> int:
+        """Destroys these case keys, here and in the store (their records
+        stay, as an erased person's do); returns how many the store still
+        had. Another process stops using one within `cache_seconds`."""
+        destroyed = self.store.destroy_case_keys(key_ids)
+        with self._lock:
+            self._generation += 1
+            # Forgotten, not remembered as erased: the store's next answer
+            # says which of them were case keys it destroyed.
+            for key_id in key_ids:
+                self._by_id.pop(key_id, None)
+            for case in [c for c, k in self._cases.items() if k.key_id in key_ids]:
+                del self._cases[case]
+        return destroyed
 
     def cached_current(self, person: str) -> DataKey | None:
         """The person's current key if it is in memory; never reaches the store."""
@@ -308,9 +403,33 @@ class DataKeys:
         self.store.close()
 
     def _new_wrapped(self, person: str) -> WrappedKey:
-        key_id = uuid.uuid4()
-        master_id, wrapped = self.masters.wrap(os.urandom(32), key_id.bytes, person)
-        return WrappedKey(key_id, person, master_id, wrapped)
+        return self._wrapped(DataKey(uuid.uuid4(), person, os.urandom(32)))
+
+    def _wrapped(self, key: DataKey) -> WrappedKey:
+        master_id, wrapped = self.masters.wrap(key.secret, key.key_id.bytes, key.person)
+        return WrappedKey(key.key_id, key.person, master_id, wrapped)
+
+    def _refill(self) -> None:
+        """Makes a batch of spare case keys off the callers' path."""
+        try:
+            made = self._make_case_keys()
+        except Exception as exc:  # the store away: a caller that runs dry makes them
+            log.warning("personal.case_keys_not_made", error=repr(exc))
+            made = []
+        with self._lock:
+            self._spares.extend(made)
+            self._refilling = False
+
+    def _make_case_keys(self) -> list[DataKey]:
+        """`SPARES` new case keys, stored in one write."""
+        # One read of the system's randomness for the whole batch.
+        raw = os.urandom(SPARES * 48)
+        made = []
+        for n in range(0, len(raw), 48):
+            key_id = uuid.UUID(bytes=raw[n : n + 16], version=4)
+            made.append(DataKey(key_id, f"{CASE_KEYS}{key_id}", raw[n + 16 : n + 48]))
+        self.store.add_case_keys([self._wrapped(k) for k in made])
+        return made
 
     def _unwrap(self, key: WrappedKey) -> DataKey:
         secret = self.masters.unwrap(key.master_id, key.wrapped, key.key_id.bytes, key.person)

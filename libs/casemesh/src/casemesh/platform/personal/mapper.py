@@ -9,11 +9,15 @@ services, whose aggregates need the text) or leaves the tokens in place
 tokens, and consumers reveal with `reveal_message`).
 
 `TracedApplication` builds one when given a sealer and a `personal_fields`
-spec.
+spec. A spec `per_case` seals each aggregate's texts under its case key too
+(the aggregate's id is the case); `case_keys_in` finds, in stored events,
+the case keys they were sealed under, for a case's retention to destroy.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from eventsourcing.domain import DomainEventProtocol
@@ -22,7 +26,7 @@ from eventsourcing.persistence import Cipher, Compressor, StoredEvent, Transcode
 from casemesh.platform.eventstore import TracingMapper
 from casemesh.platform.personal.errors import PersonalDataError
 from casemesh.platform.personal.fields import PersonalFields
-from casemesh.platform.personal.sealing import Sealer
+from casemesh.platform.personal.sealing import Sealer, case_key_of
 
 
 class SealingMapper(TracingMapper):
@@ -69,11 +73,23 @@ class SealingMapper(TracingMapper):
             raise ValueError(
                 f"{type(domain_event).__qualname__} holds personal text but names no person"
             )
+        case = domain_event.originator_id if self.fields.per_case else None
         sealed = object.__new__(type(domain_event))
         object.__setattr__(
-            sealed, "__dict__", personal.rewrite(state, lambda t: self.sealer.seal(t, person))
+            sealed, "__dict__", personal.rewrite(state, lambda t: self.sealer.seal(t, person, case))
         )
         return super().to_stored_event(sealed)
+
+    def case_keys_in(self, stored_events: Iterable[StoredEvent]) -> set[uuid.UUID]:
+        """The case keys the personal texts of these events were sealed under."""
+        found: set[uuid.UUID] = set()
+        for stored_event in stored_events:
+            domain_event = super().to_domain_event(stored_event)
+            personal = self.fields.of(type(domain_event))
+            if personal is not None:
+                keys = (case_key_of(t) for t in personal.texts(vars(domain_event)))
+                found.update(k for k in keys if k is not None)
+        return found
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[Any]:
         domain_event = super().to_domain_event(stored_event)

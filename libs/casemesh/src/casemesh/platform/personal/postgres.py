@@ -23,6 +23,11 @@ commit: one round trip), since a first ticket waits for it. (Without the
 lock, an erasure under READ COMMITTED would not see a key another process
 had inserted but not yet committed, and would miss it.)
 
+Case keys (`keys.CASE_KEYS`) are rows of the same table, owned by
+`#case/<key id>`: made in batches by one INSERT, destroyed like an erased
+person's by `destroy_case_keys` (which touches no person's key), and moved
+to a new master key with the rest.
+
 Backups of the key database still hold the keys erased since they were
 taken: how long backups are kept bounds how long an erased person's data can
 still be read by someone holding both a backup and the master keys.
@@ -42,7 +47,7 @@ from casemesh import topics
 from casemesh.events.v1.privacy_pb2 import PersonErased
 from casemesh.platform.eventstore import schema_lock
 from casemesh.platform.outbox import Outbox, outbox_schema
-from casemesh.platform.personal.keys import WrappedKey
+from casemesh.platform.personal.keys import CASE_KEYS, WrappedKey
 from casemesh.platform.pools import POOL_WAIT_S, guard_pool
 
 # Each erasure, recorded with it (`erasures.erase_person`) and published by
@@ -192,6 +197,29 @@ class PostgresKeyStore:
         with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             lock_person(cur, person)
             return erase_keys(cur, person)
+
+    def add_case_keys(self, keys: Collection[WrappedKey]) -> None:
+        # No person's lock: a case key belongs to nobody an erasure names.
+        with self.pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO personal_keys (key_id, person, master_id, wrapped)"
+                " SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::bytea[])",
+                (
+                    [k.key_id for k in keys],
+                    [k.person for k in keys],
+                    [k.master_id for k in keys],
+                    [k.wrapped for k in keys],
+                ),
+            )
+
+    def destroy_case_keys(self, key_ids: Collection[uuid.UUID]) -> int:
+        with self.pool.connection() as conn:
+            cur = conn.execute(
+                "UPDATE personal_keys SET master_id = NULL, wrapped = NULL, erased_at = now()"
+                " WHERE key_id = ANY(%s) AND erased_at IS NULL AND starts_with(person, %s)",
+                (list(key_ids), CASE_KEYS),
+            )
+            return int(cur.rowcount)
 
     def wrapped_by_other_than(self, master_id: str, limit: int) -> list[WrappedKey]:
         with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:

@@ -15,6 +15,14 @@ unchanged (data written before sealing existed). A token whose key the key
 database never held is not shown as erased: `reveal` raises `UnknownDataKey`.
 The empty text seals to itself: there is nothing personal in it.
 
+Text of one case (`seal(text, person, case=...)`) is sealed under two keys:
+its person's and a key of the case's own (`DataKeys.for_case`). The token
+is `pd2.` then the person's key id, the case key's id, a nonce and the
+ciphertext, under a key derived (HKDF-SHA256) from both keys' secrets, so
+that destroying either one erases the text: erasing the person, or the
+case's retention running out (`DataKeys.destroy`), the person's other cases
+untouched.
+
 The single forms (`reveal`, `look`) raise a `PersonalDataError` for a token
 they cannot reveal. The batch forms (`look_many`, `reveal_many`) never do:
 such a token gives `Disclosure.REFUSED` or `Disclosure.UNKNOWN` and the text
@@ -28,6 +36,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import functools
 import os
 import re
 import uuid
@@ -36,15 +45,19 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from casemesh.platform.personal.errors import (
     PersonalDataError,
     TokenRefused,
     UnknownDataKey,
 )
-from casemesh.platform.personal.keys import DataKey, DataKeys, Lookup
+from casemesh.platform.personal.keys import DataKey, DataKeys, Lookup, is_case_key
 
 PREFIX = "pd1."
+# A token of one case's text, sealed under its person's key and the case's.
+CASE_PREFIX = "pd2."
 # What a revealed field shows once its person was erased.
 ERASED = "[erased]"
 # What the batch forms show for a token they cannot reveal (refused, or its
@@ -93,11 +106,23 @@ class _Token:
     key_id: uuid.UUID
     nonce: bytes
     sealed: bytes
+    # The case key's id, for a `pd2.` token.
+    case_key_id: uuid.UUID | None = None
+
+    @property
+    def key_ids(self) -> tuple[uuid.UUID, ...]:
+        return (self.key_id,) if self.case_key_id is None else (self.key_id, self.case_key_id)
 
 
 def is_token(text: str) -> bool:
     """True for text in the form `seal` writes."""
     return _parse(text) is not None
+
+
+def case_key_of(text: str) -> uuid.UUID | None:
+    """The id of the case key a token was sealed under (None: none, or no token)."""
+    token = _parse(text)
+    return None if token is None else token.case_key_id
 
 
 def is_erased(text: str) -> bool:
@@ -108,7 +133,11 @@ def is_erased(text: str) -> bool:
 
 def _parse(text: str) -> _Token | None:
     """The parts of a token `seal` could have written, else None."""
-    if not text.startswith(PREFIX):
+    if text.startswith(PREFIX):
+        ids = 1
+    elif text.startswith(CASE_PREFIX):
+        ids = 2
+    else:
         return None
     body = text[len(PREFIX) :]
     if not _BODY.fullmatch(body):
@@ -121,17 +150,29 @@ def _parse(text: str) -> _Token | None:
     if base64.urlsafe_b64encode(raw).rstrip(b"=") != body.encode():
         return None
     # At least one byte of text: the empty text is never sealed.
-    if len(raw) <= _KEY_ID_BYTES + _NONCE_BYTES + _TAG_BYTES:
+    head = ids * _KEY_ID_BYTES
+    if len(raw) <= head + _NONCE_BYTES + _TAG_BYTES:
         return None
-    key_id = uuid.UUID(bytes=raw[:_KEY_ID_BYTES])
-    if key_id.version != 4 or key_id.variant != uuid.RFC_4122:
+    key_ids = [uuid.UUID(bytes=raw[i : i + _KEY_ID_BYTES]) for i in range(0, head, _KEY_ID_BYTES)]
+    if any(k.version != 4 or k.variant != uuid.RFC_4122 for k in key_ids):
         return None
-    nonce = raw[_KEY_ID_BYTES : _KEY_ID_BYTES + _NONCE_BYTES]
-    return _Token(key_id, nonce, raw[_KEY_ID_BYTES + _NONCE_BYTES :])
+    nonce = raw[head : head + _NONCE_BYTES]
+    case_key_id = key_ids[1] if ids == 2 else None
+    return _Token(key_ids[0], nonce, raw[head + _NONCE_BYTES :], case_key_id)
 
 
-def _aad(key_id: uuid.UUID, person: str) -> bytes:
-    return PREFIX.encode() + key_id.bytes + person.encode()
+def _aad(token_ids: tuple[uuid.UUID, ...], person: str) -> bytes:
+    prefix = PREFIX if len(token_ids) == 1 else CASE_PREFIX
+    return prefix.encode() + b"".join(k.bytes for k in token_ids) + person.encode()
+
+
+@functools.lru_cache(maxsize=1024)
+def _case_secret(key: DataKey, case_key: DataKey) -> bytes:
+    """The key a case's text is sealed with: destroying either key loses it.
+    Remembered for the next field of the case: it is reached only with both
+    keys in hand (a token whose key was destroyed reads as erased first)."""
+    info = b"casemesh-case-text\x00" + key.key_id.bytes + case_key.key_id.bytes
+    return HKDF(SHA256(), 32, salt=None, info=info).derive(key.secret + case_key.secret)
 
 
 class Sealer:
@@ -140,13 +181,17 @@ class Sealer:
     def __init__(self, keys: DataKeys) -> None:
         self.keys = keys
 
-    def seal(self, text: str, person: str) -> str:
-        """`text`, which is `person`'s personal data, as a token."""
+    def seal(self, text: str, person: str, case: uuid.UUID | None = None) -> str:
+        """`text`, which is `person`'s personal data, as a token; given the
+        `case` it belongs to, sealed under the case's key too."""
         if not text:
             return text
         if not person:
             raise ValueError("personal text needs the person it belongs to")
-        return _seal(self.keys.current(person), text, person)
+        key = self.keys.current(person)
+        if case is None:
+            return _seal(key, text, person)
+        return _seal(key, text, person, self.keys.for_case(case))
 
     def reveal(self, token: str, person: str | None = None) -> str:
         """The clear text of a token, `ERASED` if its person was erased, or
@@ -173,7 +218,7 @@ class Sealer:
         `UNKNOWN`, why, in `error`)."""
         texts = set(tokens)
         parsed = {t: _parse(t) for t in texts}
-        keys = self.keys.find({p.key_id for p in parsed.values() if p is not None})
+        keys = self.keys.find({k for p in parsed.values() if p is not None for k in p.key_ids})
         return {t: _open(t, parsed[t], keys, person) for t in texts}
 
     def close(self) -> None:
@@ -187,11 +232,17 @@ class Sealer:
         self.close()
 
 
-def _seal(key: DataKey, text: str, person: str) -> str:
+def _seal(key: DataKey, text: str, person: str, case_key: DataKey | None = None) -> str:
     nonce = os.urandom(_NONCE_BYTES)
-    sealed = AESGCM(key.secret).encrypt(nonce, text.encode(), _aad(key.key_id, person))
-    body = base64.urlsafe_b64encode(key.key_id.bytes + nonce + sealed).rstrip(b"=")
-    return PREFIX + body.decode()
+    if case_key is None:
+        ids: tuple[uuid.UUID, ...] = (key.key_id,)
+        secret, prefix = key.secret, PREFIX
+    else:
+        ids = (key.key_id, case_key.key_id)
+        secret, prefix = _case_secret(key, case_key), CASE_PREFIX
+    sealed = AESGCM(secret).encrypt(nonce, text.encode(), _aad(ids, person))
+    body = base64.urlsafe_b64encode(b"".join(i.bytes for i in ids) + nonce + sealed).rstrip(b"=")
+    return prefix + body.decode()
 
 
 def _open(
@@ -199,18 +250,24 @@ def _open(
 ) -> Revealed:
     if token is None:
         return Revealed(text, Disclosure.PLAIN)
-    key = keys[token.key_id]
-    if key is None:
+    found = [keys[k] for k in token.key_ids]
+    if any(k is None for k in found):
         return Revealed(ERASED, Disclosure.ERASED)
-    if isinstance(key, UnknownDataKey):
-        return Revealed(UNREADABLE, Disclosure.UNKNOWN, key)
-    if isinstance(key, PersonalDataError):
-        return Revealed(UNREADABLE, Disclosure.REFUSED, key)
+    for lookup in found:
+        if isinstance(lookup, UnknownDataKey):
+            return Revealed(UNREADABLE, Disclosure.UNKNOWN, lookup)
+        if isinstance(lookup, PersonalDataError):
+            return Revealed(UNREADABLE, Disclosure.REFUSED, lookup)
+    key, *case_key = [k for k in found if isinstance(k, DataKey)]
     if person is not None and person != key.person:
         refused = TokenRefused("this personal data belongs to someone else")
         return Revealed(UNREADABLE, Disclosure.REFUSED, refused)
+    if is_case_key(key.person) or any(not is_case_key(k.person) for k in case_key):
+        refused = TokenRefused("a personal data token names the wrong kind of key")
+        return Revealed(UNREADABLE, Disclosure.REFUSED, refused)
+    secret = _case_secret(key, case_key[0]) if case_key else key.secret
     try:
-        clear = AESGCM(key.secret).decrypt(token.nonce, token.sealed, _aad(key.key_id, key.person))
+        clear = AESGCM(secret).decrypt(token.nonce, token.sealed, _aad(token.key_ids, key.person))
     except InvalidTag:
         refused = TokenRefused("a personal data token was altered")
         return Revealed(UNREADABLE, Disclosure.REFUSED, refused)
