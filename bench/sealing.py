@@ -19,6 +19,10 @@ Two kinds of load, each at 1 and 8 calls in flight, measured alternately
 - returning requesters (one a caller): their keys are in memory after their
   first ticket, so sealing costs only the encryption (and the index
   projector's decryption of what it reads back).
+
+Either way each ticket is sealed under a case key of its own too (for its
+retention), taken from spares the service makes 128 at a time in the
+background.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from casemesh.platform.errors import (
     NotFound,
     PermissionDenied,
 )
+from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.identity import Identity
 from casemesh.platform.personal import ERASED, SealingMapper, is_token, reveal_message
 from casemesh_appeals import policy
@@ -270,6 +271,50 @@ def test_an_upheld_notice_is_countered_and_the_content_restored_when_the_window_
         CopyrightAppeal.CounterNoticeFiled,
         CopyrightAppeal.Restored,
     ]
+
+
+def test_an_ended_case_past_its_retention_period_is_erased_and_an_open_one_is_not(
+    clock: FakeClock,
+) -> None:
+    personal, keep = memory_sealer().sealer, timedelta(days=90)
+    app = Appeals(
+        in_memory(), clock=clock, policies=policy.load(), sealer=personal, retain_for=keep
+    )
+    ident = upheld(app)
+    counter(app, ident)
+    # Decided, its window open: the retention counts from the window's end.
+    decided = next(
+        e
+        for e in app.repository.event_store.get(UUID(ident))
+        if isinstance(e, CopyrightAppeal.Decided)
+    )
+    window = [d for d in app.deadlines_of(decided) if d.kind == DeadlineKind.RETENTION]
+    assert [d.due for d in window] == [decided.next_step_due + keep]
+    # Countered (forwarded to the claimant), it has not ended: nothing to retain yet.
+    assert [d.kind for d in app.deadlines_of(last_event(app, ident))] == [DeadlineKind.RESTORE]
+    (restore,) = app.deadlines_of(last_event(app, ident))
+    clock.now_is(restore.due)
+    app.fire(restore)
+    (retention,) = app.deadlines_of(last_event(app, ident))
+    assert retention.due == app.get(ALICE, ident).modified_on + keep
+    still_open = str(app.file(BOB, notice("b1")).id)
+
+    # The window's deadline fires first, but the case moved on: it stands no more.
+    clock.now_is(window[0].due)
+    app.fire(window[0])
+    assert events_of(app, ident)[-1] == CopyrightAppeal.Restored
+    clock.now_is(retention.due)
+    app.fire(retention)
+    app.fire(retention)  # firing twice changes nothing more
+    assert events_of(app, ident)[-2:] == [CopyrightAppeal.Restored, ExpiringCase.Expired]
+    case = appeal_message(app.get(ALICE, ident))
+    assert {case.filer.legal_name, case.notice.work.title, case.uploader.legal_name} == {ERASED}
+    assert (case.counter_notice.reason, case.filer.contact.email) == (ERASED, ERASED)
+    assert app.get(ALICE, ident).state == "RESTORED"  # the case itself stays
+    assert [h.type for h in app.history(AGENT, ident)][-1] == "AppealExpired"
+    assert appeal_message(app.get(BOB, still_open)).filer.legal_name == "Alice Studio"
+    with pytest.raises(FailedPrecondition):
+        app.expire_case(app.get(BOB, still_open))  # open: it has not ended
 
 
 def test_court_action_within_the_window_holds_the_restore(app: Appeals, clock: FakeClock) -> None:

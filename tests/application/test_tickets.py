@@ -21,6 +21,7 @@ from casemesh.platform.errors import (
     NotFound,
     PermissionDenied,
 )
+from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.personal import (
     ERASED,
     DataKeys,
@@ -255,6 +256,63 @@ def test_an_erased_requester_is_forgotten_by_the_application_and_its_index(
     # Heard again (a redelivery): nothing changes.
     assert app.forget_person(ALICE.subject, case_row) == 1
     assert app.list_tickets(ALICE, [], 0, "").items[0].subject == ERASED
+
+
+def test_a_closed_ticket_past_its_retention_period_is_erased_alone(clock: FakeClock) -> None:
+    personal = Sealer(DataKeys(MemoryKeyStore(), MasterKeys.parse(f"t:{new_master_key()}")))
+    app = Tickets(in_memory(), clock=clock, sealer=personal, retain_for=timedelta(days=30))
+    contact = {"email": "alice@example.com", "phone": "+8613800138000", "channels": ["EMAIL"]}
+    t = app.create_ticket(ALICE, new_ticket("a1", contact=contact))
+    t = app.add_comment(ALICE, t.id, "我的旧号码 139****0000", internal=False, etag="")
+    t = app.solve(AGENT, t.id, "已为您更换", etag="")
+    t = app.close_ticket(ALICE, t.id, etag="")
+    t = app.rate(ALICE, t.id, 5, "谢谢小李")
+    other = app.create_ticket(ALICE, new_ticket("a2", subject="另一个问题"))
+    cancelled = app.cancel(BOB, app.create_ticket(BOB, new_ticket("b1")).id, "", etag="")
+    IndexProjector(app, app.index, case_row).catch_up()
+
+    stored = list(app.repository.event_store.get(UUID(t.id)))
+    closing = next(e for e in stored if isinstance(e, Ticket.Closed))
+    (deadline,) = app.deadlines_of(closing)
+    assert deadline.kind == DeadlineKind.RETENTION
+    assert deadline.due == closing.timestamp + timedelta(days=30)
+    (bobs,) = app.deadlines_of(last_event(app, cancelled.id))
+    assert bobs.kind == DeadlineKind.RETENTION
+    app.fire(deadline)  # not due yet: nothing happens
+    assert app.get_ticket(ALICE, t.id).subject == "换了手机号无法登录"
+
+    clock.now_is(deadline.due)
+    app.fire(deadline)
+    app.fire(deadline)  # firing twice changes nothing more
+    assert events_of(app, t.id)[-1] == ExpiringCase.Expired
+    assert events_of(app, t.id).count(ExpiringCase.Expired) == 1
+    # Its personal fields read as erased, in the ticket and in every step.
+    seen = app.get_ticket(ALICE, t.id)
+    assert (seen.subject, seen.description, seen.contact["email"], seen.contact["phone"]) == (
+        ERASED,
+        ERASED,
+        ERASED,
+        ERASED,
+    )
+    assert (seen.status, seen.rating) == ("CLOSED", {"score": 5, "comment": ERASED})
+    assert seen.evidence[0]["name"] == ERASED
+    texts = [e.text for e in app.history(AGENT, t.id, 0, "").items]
+    assert "我的旧号码 139****0000" not in texts and ERASED in texts
+    assert "已为您更换" in texts  # the agent's own words were never the requester's
+    assert app.history(AGENT, t.id, 0, "").items[-1].type == "TicketExpired"
+    # A process reading the store afresh (a read model rebuilt) sees the same.
+    afresh = Sealer(DataKeys(personal.keys.store, personal.keys.masters))
+    reader = SealingMapper(app.mapper.transcoder, sealer=afresh, fields=PERSONAL)
+    created = vars(reader.to_domain_event(app.recorder.select_events(UUID(t.id))[0]))
+    assert (created["subject"], created["contact"]["email"]) == (ERASED, ERASED)
+    # Her other ticket, and nobody else's, is untouched.
+    assert app.get_ticket(ALICE, other.id).subject == "另一个问题"
+    IndexProjector(app, app.index, case_row).catch_up()
+    listed = {x.id: x.subject for x in app.list_tickets(ALICE, [], 0, "").items}
+    assert listed == {t.id: ERASED, other.id: "另一个问题"}
+    # It takes nothing more.
+    with pytest.raises(FailedPrecondition):
+        app.rate(ALICE, t.id, 4, "再评一次")
 
 
 def test_a_solved_ticket_reopened_goes_back_to_the_agents(app: Tickets) -> None:

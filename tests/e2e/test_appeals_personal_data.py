@@ -11,7 +11,7 @@ from email.message import EmailMessage
 import psycopg
 
 from casemesh import topics
-from casemesh.platform.personal import PREFIX
+from casemesh.platform.personal.sealing import CASE_PREFIX
 from casemesh.v1 import appeals_pb2 as apb
 from tests.conftest import Stack
 from tests.e2e.test_appeals import Person, new_people, notice, upheld_and_countered
@@ -110,8 +110,9 @@ def kept(stack: Stack, name: str) -> tuple[list[bytes], list[bytes]]:
 
 
 def sealed(kept: list[bytes]) -> list[bool]:
-    """Which of the stored events or records hold a token."""
-    return [PREFIX.encode() in k for k in kept]
+    """Which of the stored events or records hold a token (a case's: under
+    its person's key and the case's own)."""
+    return [CASE_PREFIX.encode() in k for k in kept]
 
 
 def listed_titles(person: Person, name: str) -> list[str]:

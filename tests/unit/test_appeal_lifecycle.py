@@ -222,12 +222,15 @@ def test_each_step_that_waits_on_time_sets_its_deadline() -> None:
     )
     events = list(a.collect_events())
     # The service reads each event's deadline from the case as it stands after it.
-    service = SimpleNamespace(_follower=StreamFollower(SimpleNamespace()))  # type: ignore[arg-type]
+    keep = timedelta(days=1095)
+    service = SimpleNamespace(_follower=StreamFollower(SimpleNamespace()), retain_for=keep)  # type: ignore[arg-type]
     deadlines = [Appeals.deadlines_of(service, e) for e in events]  # type: ignore[arg-type]
     assert [[(d.kind, d.due) for d in ds] for ds in deadlines] == [
         [],
         [(DeadlineKind.ABANDON, MONDAY + timedelta(days=15))],
         [],
-        [],
+        # Decided: once its window for a counter-notice or an appeal closes,
+        # its retention period runs.
+        [(DeadlineKind.RETENTION, MONDAY + timedelta(days=180) + keep)],
         [(DeadlineKind.RESTORE, MONDAY + timedelta(days=30))],
     ]

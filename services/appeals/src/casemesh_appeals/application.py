@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import partial
 from typing import Any, Unpack, cast
@@ -21,12 +21,14 @@ from casemesh.platform.caseindex import CaseRow, Page
 from casemesh.platform.cases import CaseApplication, CaseOptions, open_indexed
 from casemesh.platform.clock import Clock
 from casemesh.platform.errors import FailedPrecondition, InvalidArgument, Violations
+from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.grpcutil import resource_id
 from casemesh.platform.history import EventEntry, entry_basics
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
 from casemesh.platform.relay import StreamFollower
 from casemesh.platform.timers import Deadline
+from casemesh.rules import retention
 from casemesh.rules import tickets as rules
 from casemesh_appeals.domain import (
     DECIDED,
@@ -82,6 +84,7 @@ PUBLIC_NAMES: dict[type[Any], str] = {
     CopyrightAppeal.Restored: "ContentRestored",
     CopyrightAppeal.Withdrawn: "AppealWithdrawn",
     CopyrightAppeal.Abandoned: "AppealAbandoned",
+    ExpiringCase.Expired: "AppealExpired",
 }
 
 
@@ -94,6 +97,7 @@ class DeadlineKind(StrEnum):
 
     ABANDON = "abandon"  # the filer did not send the information asked for
     RESTORE = "restore"  # a forwarded counter-notice brings the content back
+    RETENTION = "retention"  # an ended case's personal data is erased
 
 
 class Appeals(CaseApplication[CopyrightAppeal]):
@@ -113,10 +117,12 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         clock: Clock,
         policies: dict[str, JurisdictionPolicy],
         default_jurisdiction: str = "cn",
+        retain_for: timedelta | None = None,
         **options: Unpack[CaseOptions],
     ) -> None:
         super().__init__(env, **options)
         self.clock = clock
+        self.retain_for = retain_for or retention.period("appeals")
         self.policies = policies
         self.default_jurisdiction = default_jurisdiction
         self._follower = StreamFollower(self)
@@ -409,14 +415,20 @@ class Appeals(CaseApplication[CopyrightAppeal]):
     # -- deadlines ----------------------------------------------------------
 
     def deadlines_of(self, domain_event: Any) -> list[Deadline]:
-        """The deadline the case has right after an event, if any: an unanswered
-        request abandons the case; a forwarded counter-notice restores the content."""
+        """The deadlines the case has right after an event: an unanswered
+        request abandons the case; a forwarded counter-notice restores the
+        content; an ended case keeps its personal data for its retention
+        period (`casemesh.rules.retention`)."""
         appeal = self._follower(domain_event)
+        found = []
         kinds = {Step.YOUR_INFORMATION: DeadlineKind.ABANDON, Step.RESTORE: DeadlineKind.RESTORE}
         kind = kinds.get(Step(appeal.next_step))
-        if kind is None or appeal.next_step_due is None:
-            return []
-        return [Deadline(str(appeal.id), kind, appeal.next_step_due)]
+        if kind is not None and appeal.next_step_due is not None:
+            found.append(Deadline(str(appeal.id), kind, appeal.next_step_due))
+        ended = appeal.ended_at(domain_event.timestamp)
+        if ended is not None and not appeal.expired:
+            found.append(Deadline(str(appeal.id), DeadlineKind.RETENTION, ended + self.retain_for))
+        return found
 
     def fire(self, deadline: Deadline) -> None:
         appeal: CopyrightAppeal = self.repository.get(UUID(deadline.aggregate_id))
@@ -426,6 +438,13 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                 changed = appeal.restore_if_due(now=now, due=deadline.due)
             case DeadlineKind.ABANDON:
                 changed = appeal.abandon_if_due(now=now, due=deadline.due)
+            case DeadlineKind.RETENTION:
+                # Still the case's standing retention (a change since moved it).
+                ended = appeal.ended_at(appeal.modified_on)
+                due = ended is not None and ended + self.retain_for == deadline.due
+                if due and not appeal.expired and now >= deadline.due:
+                    self.expire_case(appeal)
+                return
             case _:
                 raise ValueError(f"unknown deadline kind {deadline.kind!r}")
         if changed:

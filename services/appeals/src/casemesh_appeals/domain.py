@@ -7,7 +7,10 @@ when the window passes, or HELD when the claimant shows court action in time.
 A counter-notice or an appeal of a decision is decided UPHELD or REJECTED.
 The filer may withdraw an open case; a request for information unanswered in
 time ABANDONs it. Every event records the next step and its due date, which
-the service computes from the jurisdiction's policy (time is an input).
+the service computes from the jurisdiction's policy (time is an input). A
+case that ended (`ended_at`) expires when its retention period runs out:
+its personal fields are erased (their case keys destroyed) and it accepts
+nothing more.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 from eventsourcing.domain import Aggregate, event
 
 from casemesh.platform.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.ids import derived_id
 from casemesh.platform.personal import PersonalEvent, PersonalFields
 from casemesh_appeals.reasons import StatementOfReasons
@@ -49,6 +53,8 @@ class State(StrEnum):
 
 
 OPEN = frozenset({State.SUBMITTED, State.INFO_REQUESTED, State.UNDER_REVIEW})
+# Cases that ended for good, with nothing more to happen.
+FINISHED = frozenset({State.WITHDRAWN, State.ABANDONED, State.RESTORED})
 # Decided cases, which a party may appeal within the window.
 DECIDED = frozenset(
     {State.UPHELD, State.REJECTED, State.FORWARDED_TO_CLAIMANT, State.RESTORED, State.HELD}
@@ -114,7 +120,7 @@ def merge(content: dict[str, Any], completion: dict[str, Any]) -> dict[str, Any]
 
 
 @dataclass(eq=False, repr=False)
-class CopyrightAppeal(Aggregate):
+class CopyrightAppeal(ExpiringCase):
     @staticmethod
     def create_id(filer_id: str, request_id: str) -> uuid.UUID:
         return derived_id(NAMESPACE, filer_id, request_id)
@@ -227,6 +233,7 @@ class CopyrightAppeal(Aggregate):
             )
         if self.uploader is None or actor != self.uploader.get("user_id"):
             raise PermissionDenied("only the uploader of the removed content may counter it")
+        self.require_not_expired()
         self._counter_notice_filed(
             actor=actor, uploader=uploader, counter_notice=counter_notice, restore_due=restore_due
         )
@@ -422,6 +429,23 @@ class CopyrightAppeal(Aggregate):
     def _abandoned(self, actor: str) -> None:
         self._moved(State.ABANDONED, Step.NONE, None)
 
+    # -- retention ----------------------------------------------------------
+
+    def ended_at(self, last_change: datetime) -> datetime | None:
+        """When the case ended, given when it last changed (`last_change`);
+        None while something may still happen to it. A withdrawn, abandoned
+        or restored case ended then; a decided one when its window for a
+        counter-notice or an appeal closes; a held one (court action) and an
+        open or forwarded one have not."""
+        if self.state in FINISHED:
+            return last_change
+        if self.state in (State.UPHELD, State.REJECTED):
+            return self.next_step_due
+        return None
+
+    def has_ended(self) -> bool:
+        return self.ended_at(self.modified_on) is not None
+
     # -- helpers -----------------------------------------------------------
 
     def _moved(self, state: State, next_step: Step, due: datetime | None) -> None:
@@ -462,6 +486,17 @@ _CONTENT = (
     "grounds",
 )
 
+# The personal texts the case itself keeps (erased when it expires).
+CopyrightAppeal.kept_personal = PersonalEvent(
+    "filer_id",
+    (
+        *(f"content.{path}" for path in _CONTENT),
+        *(f"uploader.{path}" for path in _PARTY),
+        "counter_notice.reason",
+        "counter_notice.evidence[].name",
+    ),
+)
+
 # Whose words and contacts each event holds, sealed in the event store and on
 # the topic with that person's key (erasing the person erases them). The
 # filer's own: their details and what they wrote in the case (at filing, in
@@ -490,5 +525,7 @@ PERSONAL = PersonalFields(
         CopyrightAppeal.Decided: PersonalEvent(
             _named_uploader, tuple(f"uploader.{path}" for path in _PARTY)
         ),
-    }
+    },
+    # Each case under a key of its own too: its retention erases it alone.
+    per_case=True,
 )

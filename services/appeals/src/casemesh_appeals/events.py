@@ -11,6 +11,7 @@ from google.protobuf.message import Message
 from casemesh import topics
 from casemesh.events.v1 import appeals_pb2 as ev
 from casemesh.events.v1 import tickets_pb2 as tev
+from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.grpcutil import to_timestamp
 from casemesh.platform.history import header_basics
 from casemesh.platform.relay import EventTranslator
@@ -135,6 +136,8 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
             return ev.AppealWithdrawn(header=header, reason=a["reason"])
         case CopyrightAppeal.Abandoned():
             return ev.AppealAbandoned(header=header)
+        case ExpiringCase.Expired():
+            return ev.AppealExpired(header=header)
     raise ValueError(f"no public event for {type(domain_event).__name__}")
 
 

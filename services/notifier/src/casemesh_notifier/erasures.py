@@ -92,8 +92,53 @@ async def forget_people(
         (people,),
     )
     addresses = sorted({a for row in await cur.fetchall() for a in row if a})
+    jobs = await _scrub_jobs(conn, THEIR_JOBS, {"people": people, "addresses": addresses})
+    return await _forgotten(conn, "user_id", people, jobs)
+
+
+async def forget_cases(conn: psycopg.AsyncConnection[Any], cases: Collection[str]) -> Forgotten:
+    """Scrubs what the notifier keeps in clear of these cases (their
+    retention period ran out: `TicketExpired`) and cancels what it would
+    still send about them, in the caller's transaction: their party rows
+    and jobs as `forget_people` leaves a person's. The people stay: their
+    other cases are untouched."""
+    names = sorted(set(cases))
+    jobs = await _scrub_jobs(
+        conn,
+        "SELECT id, status, channel FROM notification_jobs WHERE case_name = ANY(%(cases)s)"
+        " ORDER BY id FOR UPDATE",
+        {"cases": names},
+    )
+    return await _forgotten(conn, "case_name", names, jobs)
+
+
+async def _forgotten(
+    conn: psycopg.AsyncConnection[Any], column: str, values: list[str], jobs: list[Any]
+) -> Forgotten:
+    """Blanks the addresses and subjects of the party rows whose `column`
+    (a name from code) is one of `values`, and the outcome events of `jobs`
+    (as `_scrub_jobs` gives them); what was changed in all."""
     cur = await conn.execute(
-        f"WITH theirs AS ({THEIR_JOBS})"
+        "UPDATE case_parties SET email = '', phone = '', subject = ''"
+        f" WHERE {column} = ANY(%s) AND (email <> '' OR phone <> '' OR subject <> '')",
+        (values,),
+    )
+    return Forgotten(
+        parties=cur.rowcount,
+        cancelled=sum(1 for _, cancelled, _ in jobs if cancelled),
+        jobs=len(jobs),
+        outcomes=await _blank_outcomes(conn, [job_id for job_id, _, _ in jobs]),
+    )
+
+
+async def _scrub_jobs(
+    conn: psycopg.AsyncConnection[Any], chosen: str, params: dict[str, Any]
+) -> list[Any]:
+    """Cancels the jobs `chosen` selects (id, status, channel; locked) that
+    are still to be sent and blanks what each holds of the person; returns
+    (id, cancelled, channel) of each job changed."""
+    cur = await conn.execute(
+        f"WITH theirs AS ({chosen})"
         " UPDATE notification_jobs AS j SET"
         " status = CASE WHEN j.status = ANY(%(open)s) THEN %(cancelled)s ELSE j.status END,"
         " claimed_until = CASE WHEN j.status = ANY(%(open)s) THEN NULL ELSE j.claimed_until END,"
@@ -102,25 +147,13 @@ async def forget_people(
         "   OR j.recipient <> '' OR j.subject <> '' OR j.body <> '' OR j.html <> ''"
         "   OR j.params <> '{}' OR j.last_error <> '')"
         " RETURNING j.id, theirs.status = ANY(%(open)s), j.channel",
-        {"people": people, "addresses": addresses, "open": OPEN, "cancelled": CANCELLED},
+        {**params, "open": OPEN, "cancelled": CANCELLED},
     )
     jobs = await cur.fetchall()
     for _, cancelled, channel in jobs:
         if cancelled:
             OUTCOMES.labels(channel, CANCELLED).inc()
-    cur = await conn.execute(
-        "UPDATE case_parties SET email = '', phone = '', subject = ''"
-        " WHERE user_id = ANY(%s) AND (email <> '' OR phone <> '' OR subject <> '')",
-        (people,),
-    )
-    parties = cur.rowcount
-    outcomes = await _blank_outcomes(conn, [job_id for job_id, _, _ in jobs])
-    return Forgotten(
-        parties=parties,
-        cancelled=sum(1 for _, cancelled, _ in jobs if cancelled),
-        jobs=len(jobs),
-        outcomes=outcomes,
-    )
+    return jobs
 
 
 async def _blank_outcomes(conn: psycopg.AsyncConnection[Any], job_ids: list[Any]) -> int:

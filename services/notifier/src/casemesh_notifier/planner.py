@@ -23,7 +23,11 @@ the person's keys before anything of the batch is revealed, and, once the
 batch's jobs are added, scrubs the person's clear data and cancels their
 unsent jobs (`erasures.py`), those the batch added included. A person once
 erased is told nothing again and their parties keep no address, whatever a
-later event carries (`erased_people`).
+later event carries (`erased_people`). A `TicketExpired` or an
+`AppealExpired` (the case's retention period ran out) scrubs that case's
+clear data and cancels its
+unsent jobs the same way, after the batch's jobs are added; its people's
+other cases are untouched.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ import psycopg
 from google.protobuf.message import Message
 from opentelemetry import trace
 
+from casemesh.events.v1 import appeals_pb2 as aev
+from casemesh.events.v1 import tickets_pb2 as tev
 from casemesh.events.v1.privacy_pb2 import PersonErased
 from casemesh.platform.consuming import NotYet, Place
 from casemesh.platform.envelope import CloudEvent, type_of
@@ -54,12 +60,21 @@ from casemesh.platform.personal import (
 )
 from casemesh_notifier import store
 from casemesh_notifier.cases import CaseParties, Planning
-from casemesh_notifier.erasures import forget_people
+from casemesh_notifier.erasures import forget_cases, forget_people
 from casemesh_notifier.registry import MESSAGES, SOURCE_OF, Source
 
 log = get_logger(__name__)
 
 ERASURE = type_of(PersonErased)
+# A case whose retention ran out, and the case it names.
+EXPIRIES: dict[str, Callable[[bytes], str]] = {
+    type_of(tev.TicketExpired): lambda data: (
+        f"tickets/{tev.TicketExpired.FromString(data).header.ticket_id}"
+    ),
+    type_of(aev.AppealExpired): lambda data: (
+        f"appeals/{aev.AppealExpired.FromString(data).header.appeal_id}"
+    ),
+}
 
 
 @dataclass
@@ -101,6 +116,7 @@ class Planner:
         )
         decoded: list[tuple[CloudEvent, Message, Source]] = []
         erasures: list[tuple[CloudEvent, str]] = []
+        expiries: list[tuple[CloudEvent, str]] = []
         for event, _ in events:
             with about(event):
                 if event.id not in first:
@@ -109,6 +125,9 @@ class Planner:
                 first.discard(event.id)  # the same event twice in one batch is planned once
                 if event.type == ERASURE:
                     erasures.append((event, self.forget(event)))
+                    continue
+                if (expired := EXPIRIES.get(event.type)) is not None:
+                    expiries.append((event, expired(event.data)))
                     continue
                 cls = MESSAGES.get(event.type)
                 if cls is None:
@@ -120,6 +139,10 @@ class Planner:
             with about(event):
                 forgotten = await forget_people(conn, [person], event.id, now)
                 log.info("person.forgotten", event_id=event.id, **dataclasses.asdict(forgotten))
+        for event, case in expiries:
+            with about(event):
+                forgotten = await forget_cases(conn, [case])
+                log.info("case.forgotten", event_id=event.id, **dataclasses.asdict(forgotten))
         return by_event
 
     def forget(self, event: CloudEvent) -> str:

@@ -24,6 +24,7 @@ from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
 from casemesh.platform.paging import page_size_of
 from casemesh.platform.timers import Deadline
+from casemesh.rules import retention
 from casemesh.rules import tickets as validation
 from casemesh.rules.tickets import BY_ID, check_evidence
 from casemesh_tickets.domain import PERSONAL, Status, Ticket
@@ -36,6 +37,7 @@ class DeadlineKind(StrEnum):
     """A ticket's deadlines, by the kind stored in its timers table."""
 
     AUTO_CLOSE = "auto_close"  # a solved ticket closes by itself
+    RETENTION = "retention"  # a closed or cancelled ticket's personal data is erased
 
 
 @dataclass(frozen=True)
@@ -69,11 +71,13 @@ class Tickets(CaseApplication[Ticket]):
         *,
         clock: Clock | None = None,
         auto_close_after: timedelta = timedelta(days=4),
+        retain_for: timedelta | None = None,
         **options: Unpack[CaseOptions],
     ) -> None:
         super().__init__(env, **options)
         self.clock: Clock = clock or SystemClock()
         self.auto_close_after = auto_close_after
+        self.retain_for = retain_for or retention.period("tickets")
 
     def visible_to(self, case: Ticket, who: Identity) -> bool:
         return case.requester == who.subject
@@ -81,17 +85,36 @@ class Tickets(CaseApplication[Ticket]):
     # -- deadlines ------------------------------------------------------
 
     def deadlines_of(self, domain_event: Any) -> list[Deadline]:
-        """A solved ticket closes by itself after a while (help desks use 4 days)."""
-        if not isinstance(domain_event, Ticket.Solved):
-            return []
-        due = domain_event.timestamp + self.auto_close_after
-        return [Deadline(str(domain_event.originator_id), DeadlineKind.AUTO_CLOSE, due)]
+        """A solved ticket closes by itself after a while (help desks use 4
+        days); a closed or cancelled one keeps its personal data for its
+        retention period (`casemesh.rules.retention`)."""
+        ident = str(domain_event.originator_id)
+        if isinstance(domain_event, Ticket.Solved):
+            due = domain_event.timestamp + self.auto_close_after
+            return [Deadline(ident, DeadlineKind.AUTO_CLOSE, due)]
+        if isinstance(domain_event, Ticket.Closed | Ticket.Cancelled):
+            due = domain_event.timestamp + self.retain_for
+            return [Deadline(ident, DeadlineKind.RETENTION, due)]
+        return []
 
     def fire(self, deadline: Deadline) -> None:
+        if deadline.kind == DeadlineKind.AUTO_CLOSE:
+            self.auto_close(deadline)
+        elif deadline.kind == DeadlineKind.RETENTION:
+            self.expire(deadline)
+        else:
+            raise ValueError(f"unknown deadline kind {deadline.kind!r}")
+
+    def expire(self, deadline: Deadline) -> None:
+        """Erases a closed or cancelled ticket's personal data once its
+        retention period ran out (`expire_case`); idempotent."""
+        ticket: Ticket = self.repository.get(UUID(deadline.aggregate_id))
+        if ticket.has_ended() and not ticket.expired and self.clock.now() >= deadline.due:
+            self.expire_case(ticket)
+
+    def auto_close(self, deadline: Deadline) -> None:
         """Closes the ticket if it is still solved by the solve that set this
         deadline (a reopen and a new solve set a new one); idempotent."""
-        if deadline.kind != DeadlineKind.AUTO_CLOSE:
-            raise ValueError(f"unknown deadline kind {deadline.kind!r}")
         ticket: Ticket = self.repository.get(UUID(deadline.aggregate_id))
         if ticket.status is not Status.SOLVED or self.clock.now() < deadline.due:
             return

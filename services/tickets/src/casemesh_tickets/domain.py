@@ -3,7 +3,9 @@
 NEW → OPEN (acknowledged or assigned) → PENDING (waiting for the requester) /
 ON_HOLD (waiting on a third party) → SOLVED → CLOSED. A requester's reply moves
 PENDING or ON_HOLD back to OPEN and reopens a SOLVED ticket; CLOSED and
-CANCELLED are final; a rating is accepted once, when SOLVED or CLOSED.
+CANCELLED are final; a rating is accepted once, when SOLVED or CLOSED. A
+final ticket expires when its retention period runs out: its personal
+fields are erased (their case keys destroyed) and it accepts nothing more.
 Invariants are checked in each command method before its event is triggered.
 """
 
@@ -18,6 +20,7 @@ from typing import Any
 from eventsourcing.domain import Aggregate, event
 
 from casemesh.platform.errors import FailedPrecondition, PermissionDenied
+from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.ids import derived_id
 from casemesh.platform.personal import PersonalEvent, PersonalFields
 
@@ -44,7 +47,7 @@ def _no_evidence(state: dict[str, Any]) -> None:
 
 
 @dataclass(eq=False, repr=False)
-class Ticket(Aggregate):
+class Ticket(ExpiringCase):
     @staticmethod
     def create_id(requester: str, request_id: str) -> uuid.UUID:
         # Deterministic: a retried create lands on the same stream.
@@ -244,6 +247,7 @@ class Ticket(Aggregate):
 
     def rate(self, *, actor: str, score: int, comment: str) -> None:
         self._require_in({Status.SOLVED, Status.CLOSED}, "a ticket can be rated once it is solved")
+        self.require_not_expired()
         if self.rating is not None:
             raise FailedPrecondition(
                 "this ticket has already been rated", reason="TICKET_ALREADY_RATED"
@@ -258,6 +262,11 @@ class Ticket(Aggregate):
     @event(Rated)
     def _rated(self, actor: str, score: int, comment: str) -> None:
         self.rating = {"score": score, "comment": comment}
+
+    # -- retention (`ExpiringCase`) --------------------------------------
+
+    def has_ended(self) -> bool:
+        return self.status in FINAL
 
     # -- invariants -----------------------------------------------------
 
@@ -286,6 +295,9 @@ class Ticket(Aggregate):
             )
 
 
+# The texts a ticket opens with, all the requester's own.
+_OPENING = ("subject", "description", "contact.email", "contact.phone", "evidence[].name")
+
 # Whose words and contacts each event holds, sealed in the event store and on
 # the topic with that person's key (erasing the person erases them). The
 # requester's own: what they asked, how to reach them, the names of the files
@@ -295,13 +307,14 @@ class Ticket(Aggregate):
 # (resolution, request for information, hold reason) are not sealed.
 PERSONAL = PersonalFields(
     {
-        Ticket.Created: PersonalEvent(
-            "requester",
-            ("subject", "description", "contact.email", "contact.phone", "evidence[].name"),
-        ),
+        Ticket.Created: PersonalEvent("requester", _OPENING),
         Ticket.CommentAdded: PersonalEvent("actor", ("body", "evidence[].name")),
         Ticket.Reopened: PersonalEvent("actor", ("reason",)),
         Ticket.Cancelled: PersonalEvent("actor", ("reason",)),
         Ticket.Rated: PersonalEvent("actor", ("comment",)),
-    }
+    },
+    # Each ticket under a key of its own too: its retention erases it alone.
+    per_case=True,
 )
+# What of it the ticket itself keeps: the opening texts and the rating's words.
+Ticket.kept_personal = PersonalEvent("requester", (*_OPENING, "rating.comment"))

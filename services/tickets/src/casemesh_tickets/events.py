@@ -10,6 +10,7 @@ from google.protobuf.message import Message
 
 from casemesh import topics
 from casemesh.events.v1 import tickets_pb2 as ev
+from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.history import carried, header_basics
 from casemesh.platform.relay import EventTranslator
 from casemesh_tickets.domain import Ticket
@@ -76,6 +77,8 @@ def public_message(domain_event: Any, status_after: str) -> Message:
             return ev.TicketCancelled(header=header, reason=a["reason"])
         case Ticket.Rated():
             return ev.TicketRated(header=header, score=a["score"], comment=a["comment"])
+        case ExpiringCase.Expired():
+            return ev.TicketExpired(header=header)
     raise ValueError(f"no public event for {type(domain_event).__name__}")
 
 

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.fields import fields_of
 from casemesh.platform.history import EventEntry, entry_basics
 from casemesh_tickets.domain import Status, Ticket
@@ -87,6 +88,7 @@ PUBLIC_NAMES: dict[type[Any], str] = {
     Ticket.Closed: "TicketClosed",
     Ticket.Cancelled: "TicketCancelled",
     Ticket.Rated: "TicketRated",
+    ExpiringCase.Expired: "TicketExpired",
 }
 
 TEXT_FIELD: dict[type[Any], str] = {

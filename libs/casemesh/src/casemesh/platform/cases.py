@@ -34,9 +34,11 @@ from casemesh.platform.caseindex import (
     encode_page_token,
 )
 from casemesh.platform.eventstore import TracedApplication, postgres_env, schema_lock, side_table
+from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
 from casemesh.platform.paging import page_size_of
+from casemesh.platform.personal.mapper import SealingMapper
 from casemesh.rules import tickets as rules
 
 if TYPE_CHECKING:
@@ -147,6 +149,27 @@ class CaseApplication(TracedApplication, Generic[C]):
         """Drops an erased person's keys from this process's memory."""
         if self.sealer is not None:
             self.sealer.keys.forget(person)
+
+    def destroy_case_keys(self, case_id: UUID) -> int:
+        """Destroys every case key the case's stored events were sealed under
+        (`PersonalFields(per_case=True)`): its personal fields read as erased
+        from then on, in every event, other cases of the same people
+        untouched. Returns how many keys were live; idempotent."""
+        if self.sealer is None or not isinstance(self.mapper, SealingMapper):
+            return 0
+        keys = self.mapper.case_keys_in(self.recorder.select_events(case_id))
+        return self.sealer.keys.destroy(keys) if keys else 0
+
+    def expire_case(self, case: ExpiringCase) -> None:
+        """Erases a case whose retention period ran out: destroys its case
+        keys, then records it expired (`case.expire`, its own checks); a
+        crash between the two destroys nothing twice and records it when the
+        deadline fires again. A lost race (a change at that moment) raises,
+        and the deadline stays due."""
+        destroyed = self.destroy_case_keys(case.id)
+        case.expire(actor="system")
+        self.save(case)
+        log.info("case.expired", case=f"{self.collection}/{case.id}", case_keys=destroyed)
 
     def forget_person(self, person: str, to_row: Callable[[C], CaseRow]) -> int:
         """After `person` was erased: drops their keys from this process's

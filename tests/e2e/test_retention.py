@@ -1,0 +1,83 @@
+"""Retention: a case that ended and is past its type's retention period has
+its personal data erased by a timer, by destroying the case's own keys; the
+person's other cases, and everyone else's, stay as they were."""
+
+from __future__ import annotations
+
+import uuid
+
+import grpc
+import pytest
+
+from casemesh.platform.personal import ERASED
+from casemesh.rules import retention
+from casemesh.v1 import appeals_pb2 as apb
+from casemesh.v1 import tickets_pb2 as pb
+from tests.conftest import Stack
+from tests.e2e.test_appeals import Person, notice
+from tests.e2e.test_erasure import dumps, found_in
+from tests.support import open_ticket, told_everything, wait_until
+
+DAY = 24 * 3600
+
+
+def test_cases_past_their_retention_period_are_erased_and_her_open_one_is_not(
+    stack: Stack,
+) -> None:
+    """Zoe's ticket is closed and her copyright notice withdrawn; once both
+    are past their retention periods they read as erased everywhere, her
+    ticket still open reads as it was, and neither takes a change."""
+    run, mark = uuid.uuid4().hex[:8], uuid.uuid4().hex[:10]
+    zoe, agent = Person(stack, f"zoe-{run}"), Person(stack, f"agent-{run}", "agent")
+    email, phone = f"zoe.{run}@example.com", f"+86139{uuid.uuid4().int % 10**8:08d}"
+    subject, words = f"Cannot log in {mark}s", f"My old number {mark}d is gone"
+    done = open_ticket(zoe.client, subject, words, email)
+    kept = open_ticket(zoe.client, f"Upload fails {mark}k", f"Since Monday {mark}m", email)
+    agent.client.SolveTicket(pb.SolveTicketRequest(name=done.name, resolution="Number changed."))
+    zoe.client.CloseTicket(pb.CloseTicketRequest(name=done.name))
+    filed = notice(zoe, email, phone)
+    studio, title = f"Zoe Studio {mark}n", f"Spring dance {mark}t"
+    filed.filer.legal_name, filed.notice.work.title = studio, title
+    appeal = zoe.FileAppeal(apb.FileAppealRequest(appeal=filed, request_id=uuid.uuid4().hex))
+    zoe.WithdrawAppeal(apb.WithdrawAppealRequest(name=appeal.name))
+    # She was told of both; the notifier keeps what it sent, in clear.
+    bootstrap = stack.infra.kafka.bootstrap
+    wait_until(lambda: told_everything(bootstrap, stack.notifier_dsn, [email, phone]), 90)
+    assert "casemesh_notifier" in found_in(dumps(stack), [subject, title])
+
+    longest = max(retention.period(t) for t in ("tickets", "appeals"))
+    stack.advance_clock(longest.total_seconds() + DAY)
+
+    def ticket_steps() -> list[str]:
+        request = pb.ListTicketEventsRequest(name=done.name)
+        return [e.type for e in agent.client.ListTicketEvents(request).events]
+
+    def appeal_steps() -> list[str]:
+        request = apb.ListAppealEventsRequest(name=appeal.name)
+        return [e.type for e in agent.ListAppealEvents(request).events]
+
+    wait_until(lambda: ticket_steps()[-1] == "TicketExpired", timeout=60, interval=0.5)
+    wait_until(lambda: appeal_steps()[-1] == "AppealExpired", timeout=60, interval=0.5)
+    got = zoe.client.GetTicket(pb.GetTicketRequest(name=done.name))
+    assert (got.subject, got.description, got.contact.email) == (ERASED,) * 3
+    assert got.status == pb.TICKET_STATUS_CLOSED  # the case itself stays
+    assert ticket_steps() == ["TicketCreated", "TicketSolved", "TicketClosed", "TicketExpired"]
+    got_appeal = zoe.GetAppeal(apb.GetAppealRequest(name=appeal.name))
+    assert (got_appeal.filer.legal_name, got_appeal.notice.work.title) == (ERASED, ERASED)
+    assert got_appeal.filer.contact.phone == ERASED
+    assert got_appeal.state == apb.APPEAL_STATE_WITHDRAWN
+    # Their words are in no database and no notification any more; her open
+    # ticket is as it was, in the list (the case index) too.
+    mine = [subject, words, studio, title]
+    try:
+        wait_until(lambda: not found_in(dumps(stack), mine), timeout=60, interval=1)
+    except AssertionError:
+        raise AssertionError(f"still in clear: {found_in(dumps(stack), mine)}") from None
+    other = zoe.client.GetTicket(pb.GetTicketRequest(name=kept.name))
+    assert (other.subject, other.contact.email) == (kept.subject, email)
+    listed = {t.name: t.subject for t in zoe.client.ListTickets(pb.ListTicketsRequest()).tickets}
+    assert listed == {done.name: ERASED, kept.name: kept.subject}
+    # An expired ticket takes no change any more.
+    with pytest.raises(grpc.RpcError) as refused:
+        zoe.client.RateTicket(pb.RateTicketRequest(name=done.name, score=5, comment="thanks"))
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
