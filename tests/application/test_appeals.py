@@ -288,7 +288,7 @@ def test_an_ended_case_past_its_retention_period_is_erased_and_an_open_one_is_no
         for e in app.repository.event_store.get(UUID(ident))
         if isinstance(e, CopyrightAppeal.Decided)
     )
-    window = [d for d in app.deadlines_of(decided) if d.kind == DeadlineKind.RETENTION]
+    window = [d for d in app.deadlines_of(decided) if d.kind == DeadlineKind.DECISION_RETENTION]
     assert [d.due for d in window] == [decided.next_step_due + keep]
     # Countered (forwarded to the claimant), it has not ended: nothing to retain yet.
     assert [d.kind for d in app.deadlines_of(last_event(app, ident))] == [DeadlineKind.RESTORE]
@@ -313,8 +313,33 @@ def test_an_ended_case_past_its_retention_period_is_erased_and_an_open_one_is_no
     assert app.get(ALICE, ident).state == "RESTORED"  # the case itself stays
     assert [h.type for h in app.history(AGENT, ident)][-1] == "AppealExpired"
     assert appeal_message(app.get(BOB, still_open)).filer.legal_name == "Alice Studio"
-    with pytest.raises(FailedPrecondition):
-        app.expire_case(app.get(BOB, still_open))  # open: it has not ended
+    with pytest.raises(FailedPrecondition, match="not ended"):
+        app.expire_case(app.get(BOB, still_open))  # open: refused before any key is touched
+    assert appeal_message(app.get(BOB, still_open)).filer.legal_name == "Alice Studio"
+
+
+def test_an_uploader_named_with_a_case_keys_owner_is_refused(app: Appeals) -> None:
+    ident = str(app.file(ALICE, notice()).id)
+    app.assign(AGENT, ident, "")
+    reasons = {"ground": "著作权法第十条", "facts": "同一支舞"}
+    with pytest.raises(InvalidArgument) as refused:
+        app.decide(AGENT, ident, True, reasons, party("Ursula", "#case/1"), etag="")
+    assert [v.field for v in refused.value.violations] == ["affected_uploader.user_id"]
+    assert app.get(ALICE, ident).state == "UNDER_REVIEW"
+
+
+def test_a_retention_deadline_keeps_the_period_it_was_scheduled_with(clock: FakeClock) -> None:
+    personal = memory_sealer().sealer
+    app = Appeals(in_memory(), clock=clock, policies=policy.load(), sealer=personal)
+    ident = str(app.file(ALICE, notice()).id)
+    app.withdraw(ALICE, ident, "已私下解决")
+    (deadline,) = app.deadlines_of(last_event(app, ident))
+    assert deadline.kind == DeadlineKind.RETENTION
+    # A release shortens or lengthens the period: cases ended before keep theirs.
+    app.retain_for = timedelta(days=1)
+    clock.now_is(deadline.due)
+    app.fire(deadline)
+    assert events_of(app, ident)[-1] == ExpiringCase.Expired
 
 
 def test_court_action_within_the_window_holds_the_restore(app: Appeals, clock: FakeClock) -> None:

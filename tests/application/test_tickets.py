@@ -315,6 +315,24 @@ def test_a_closed_ticket_past_its_retention_period_is_erased_alone(clock: FakeCl
         app.rate(ALICE, t.id, 4, "再评一次")
 
 
+def test_a_ticket_sealed_before_case_keys_is_not_marked_expired(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    personal = Sealer(DataKeys(MemoryKeyStore(), MasterKeys.parse(f"t:{new_master_key()}")))
+    app = Tickets(in_memory(), clock=clock, sealer=personal)
+    with monkeypatch.context() as before:
+        before.setattr(PERSONAL, "per_case", False)  # the release before case keys
+        t = app.create_ticket(ALICE, new_ticket())
+    t = app.cancel(ALICE, t.id, "不用了", etag="")
+    (deadline,) = app.deadlines_of(last_event(app, t.id))
+    clock.now_is(deadline.due)
+    app.fire(deadline)
+    # Destroying keys could not erase its opening: it is left as it is, not
+    # shown as erased while its history reads in clear.
+    assert events_of(app, t.id)[-1] == Ticket.Cancelled
+    assert app.get_ticket(ALICE, t.id).subject == "换了手机号无法登录"
+
+
 def test_a_solved_ticket_reopened_goes_back_to_the_agents(app: Tickets) -> None:
     t = opened(app)
     t = app.solve(AGENT, t.id, "已处理", etag="")

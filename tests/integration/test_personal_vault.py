@@ -131,7 +131,9 @@ def test_destroying_a_cases_keys_leaves_records_and_the_persons_other_cases(
         ).fetchone()
     assert made == (128,)  # one batch for both cases
 
-    assert writer.keys.destroy({case_key}) == 1
+    [(alices_key, _, _, _)] = rows(keys_db, ALICE)
+    # Given a person's key id among them, destroying case keys leaves it.
+    assert writer.keys.destroy({case_key, alices_key}) == 1
     assert rows(keys_db, f"#case/{case_key}") == [(case_key, None, None, True)]
     # Alice's own key is live: only the case is erased.
     [(_, _, _, erased)] = rows(keys_db, ALICE)

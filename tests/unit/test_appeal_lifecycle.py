@@ -231,6 +231,6 @@ def test_each_step_that_waits_on_time_sets_its_deadline() -> None:
         [],
         # Decided: once its window for a counter-notice or an appeal closes,
         # its retention period runs.
-        [(DeadlineKind.RETENTION, MONDAY + timedelta(days=180) + keep)],
+        [(DeadlineKind.DECISION_RETENTION, MONDAY + timedelta(days=180) + keep)],
         [(DeadlineKind.RESTORE, MONDAY + timedelta(days=30))],
     ]

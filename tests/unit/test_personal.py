@@ -34,6 +34,7 @@ from casemesh.platform.personal import (
 )
 from casemesh.platform.personal.keys import WrappedKey
 from casemesh.platform.personal.masterkeys import new_master_key
+from casemesh.platform.personal.sealing import _seal
 from casemesh.platform.settings import load
 
 ALICE = "users/alice"
@@ -573,13 +574,32 @@ def test_case_keys_are_made_in_batches_and_never_destroy_a_persons_key() -> None
 
 
 def test_a_case_token_naming_two_person_keys_is_refused() -> None:
+    # Sealed properly, by someone holding both keys: the kinds give it away.
     personal = sealer()
-    alices = base64.urlsafe_b64decode(personal.seal("a", ALICE)[4:] + "==")[:16]
-    bobs = base64.urlsafe_b64decode(personal.seal("b", BOB)[4:] + "==")[:16]
-    body = alices + bobs + os.urandom(12) + os.urandom(20)
-    forged = "pd2." + base64.urlsafe_b64encode(body).rstrip(b"=").decode()
-    with pytest.raises(TokenRefused):
+    forged = _seal(personal.keys.current(ALICE), "x", ALICE, personal.keys.current(BOB))
+    with pytest.raises(TokenRefused, match="wrong kind of key"):
         personal.reveal(forged)
+
+
+def test_a_case_token_naming_a_case_key_as_its_person_is_refused() -> None:
+    personal = sealer()
+    case_key = personal.keys.for_case(CASE_A)
+    forged = _seal(case_key, "x", case_key.person, personal.keys.current(ALICE))
+    with pytest.raises(TokenRefused, match="wrong kind of key"):
+        personal.reveal(forged)
+
+
+def test_a_case_keys_owner_is_never_taken_for_a_person() -> None:
+    personal = sealer()
+    owner = personal.keys.for_case(CASE_A).person
+    assert owner.startswith("#case/")
+    for refused in (
+        lambda: personal.seal("x", owner),
+        lambda: personal.keys.current(owner),
+        lambda: personal.keys.erase(owner),
+    ):
+        with pytest.raises(ValueError, match="#case/"):
+            refused()
 
 
 def test_a_case_token_with_its_keys_swapped_is_refused() -> None:

@@ -98,6 +98,7 @@ const zh = {
   "event.TicketClosed": "工单已关闭",
   "event.TicketCancelled": "工单已撤销",
   "event.TicketRated": "已评价",
+  "event.TicketExpired": "保存期满，您的个人信息已删除",
 };
 
 export type Key = keyof typeof zh;
@@ -197,6 +198,7 @@ const en: Record<Key, string> = {
   "event.TicketClosed": "Closed",
   "event.TicketCancelled": "Withdrawn",
   "event.TicketRated": "Rated",
+  "event.TicketExpired": "Kept for its retention period; your personal details were erased",
 };
 
 const TABLE: Record<Locale, Record<Key, string>> = { "zh-CN": zh, en };

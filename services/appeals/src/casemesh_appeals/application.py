@@ -97,7 +97,11 @@ class DeadlineKind(StrEnum):
 
     ABANDON = "abandon"  # the filer did not send the information asked for
     RESTORE = "restore"  # a forwarded counter-notice brings the content back
-    RETENTION = "retention"  # an ended case's personal data is erased
+    # An ended case's personal data is erased: one withdrawn, abandoned or
+    # restored (which cannot change again), or one decided, its window for a
+    # counter-notice or an appeal closed unused (it is still decided then).
+    RETENTION = "retention"
+    DECISION_RETENTION = "decision_retention"
 
 
 class Appeals(CaseApplication[CopyrightAppeal]):
@@ -122,7 +126,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
     ) -> None:
         super().__init__(env, **options)
         self.clock = clock
-        self.retain_for = retain_for or retention.period("appeals")
+        self.retain_for = retention.period("appeals") if retain_for is None else retain_for
         self.policies = policies
         self.default_jurisdiction = default_jurisdiction
         self._follower = StreamFollower(self)
@@ -427,7 +431,8 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             found.append(Deadline(str(appeal.id), kind, appeal.next_step_due))
         ended = appeal.ended_at(domain_event.timestamp)
         if ended is not None and not appeal.expired:
-            found.append(Deadline(str(appeal.id), DeadlineKind.RETENTION, ended + self.retain_for))
+            kind = DeadlineKind.RETENTION if appeal.finished else DeadlineKind.DECISION_RETENTION
+            found.append(Deadline(str(appeal.id), kind, ended + self.retain_for))
         return found
 
     def fire(self, deadline: Deadline) -> None:
@@ -438,11 +443,13 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                 changed = appeal.restore_if_due(now=now, due=deadline.due)
             case DeadlineKind.ABANDON:
                 changed = appeal.abandon_if_due(now=now, due=deadline.due)
-            case DeadlineKind.RETENTION:
-                # Still the case's standing retention (a change since moved it).
-                ended = appeal.ended_at(appeal.modified_on)
-                due = ended is not None and ended + self.retain_for == deadline.due
-                if due and not appeal.expired and now >= deadline.due:
+            case DeadlineKind.RETENTION | DeadlineKind.DECISION_RETENTION:
+                # The end it counts from still stands: a finished case's
+                # always; a decided one's while it is still decided (a
+                # counter-notice since moved its end). The period is the one
+                # it was scheduled with.
+                standing = appeal.finished == (deadline.kind == DeadlineKind.RETENTION)
+                if standing and appeal.has_ended() and not appeal.expired and now >= deadline.due:
                     self.expire_case(appeal)
                 return
             case _:

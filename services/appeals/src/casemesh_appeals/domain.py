@@ -435,13 +435,19 @@ class CopyrightAppeal(ExpiringCase):
         """When the case ended, given when it last changed (`last_change`);
         None while something may still happen to it. A withdrawn, abandoned
         or restored case ended then; a decided one when its window for a
-        counter-notice or an appeal closes; a held one (court action) and an
-        open or forwarded one have not."""
+        counter-notice or an appeal closes (a counter-notice before then
+        moves it on); a held one (court action: the court's outcome is not
+        recorded here, so it is kept) and an open or forwarded one have not."""
         if self.state in FINISHED:
             return last_change
         if self.state in (State.UPHELD, State.REJECTED):
             return self.next_step_due
         return None
+
+    @property
+    def finished(self) -> bool:
+        """Withdrawn, abandoned or restored: its end can never move."""
+        return self.state in FINISHED
 
     def has_ended(self) -> bool:
         return self.ended_at(self.modified_on) is not None

@@ -77,7 +77,7 @@ class Tickets(CaseApplication[Ticket]):
         super().__init__(env, **options)
         self.clock: Clock = clock or SystemClock()
         self.auto_close_after = auto_close_after
-        self.retain_for = retain_for or retention.period("tickets")
+        self.retain_for = retention.period("tickets") if retain_for is None else retain_for
 
     def visible_to(self, case: Ticket, who: Identity) -> bool:
         return case.requester == who.subject

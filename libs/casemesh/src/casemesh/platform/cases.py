@@ -150,26 +150,34 @@ class CaseApplication(TracedApplication, Generic[C]):
         if self.sealer is not None:
             self.sealer.keys.forget(person)
 
-    def destroy_case_keys(self, case_id: UUID) -> int:
-        """Destroys every case key the case's stored events were sealed under
-        (`PersonalFields(per_case=True)`): its personal fields read as erased
-        from then on, in every event, other cases of the same people
-        untouched. Returns how many keys were live; idempotent."""
-        if self.sealer is None or not isinstance(self.mapper, SealingMapper):
-            return 0
-        keys = self.mapper.case_keys_in(self.recorder.select_events(case_id))
-        return self.sealer.keys.destroy(keys) if keys else 0
+    def expire_case(self, case: ExpiringCase) -> bool:
+        """Erases a case whose retention period ran out: destroys every case
+        key its stored events were sealed under (`PersonalFields(per_case=
+        True)`), so that its personal fields read as erased from then on, in
+        every event, other cases of the same people untouched; then records
+        it expired. Refused (before anything is destroyed) for a case that
+        has not ended or has expired already. A crash between the two
+        destroys nothing twice and records it when the deadline fires again;
+        a lost race (a change at that moment) raises, and the deadline stays
+        due.
 
-    def expire_case(self, case: ExpiringCase) -> None:
-        """Erases a case whose retention period ran out: destroys its case
-        keys, then records it expired (`case.expire`, its own checks); a
-        crash between the two destroys nothing twice and records it when the
-        deadline fires again. A lost race (a change at that moment) raises,
-        and the deadline stays due."""
-        destroyed = self.destroy_case_keys(case.id)
+        A case with personal text sealed under no case key (stored before
+        case keys came in) cannot be erased this way: it is left as it is,
+        logged (`case.not_expirable`), and False returned."""
+        case.require_expirable()
+        name = f"{self.collection}/{case.id}"
+        if self.sealer is None or not isinstance(self.mapper, SealingMapper):
+            log.warning("case.not_expirable", case=name, why="personal data not sealed")
+            return False
+        keys, unkeyed = self.mapper.case_keys_in(self.recorder.select_events(case.id))
+        if unkeyed:
+            log.warning("case.not_expirable", case=name, texts_without_case_key=unkeyed)
+            return False
+        destroyed = self.sealer.keys.destroy(keys) if keys else 0
         case.expire(actor="system")
         self.save(case)
-        log.info("case.expired", case=f"{self.collection}/{case.id}", case_keys=destroyed)
+        log.info("case.expired", case=name, case_keys=destroyed)
+        return True
 
     def forget_person(self, person: str, to_row: Callable[[C], CaseRow]) -> int:
         """After `person` was erased: drops their keys from this process's

@@ -30,15 +30,21 @@ class ExpiringCase(Aggregate):
     kept_personal: ClassVar[PersonalEvent]
 
     def has_ended(self) -> bool:
-        """Whether the case ended: nothing more can happen to it."""
+        """Whether the case ended, or ends by itself unless changed (a
+        decided case at the end of its window for an appeal)."""
         raise NotImplementedError
+
+    def require_expirable(self) -> None:
+        """Refuses to expire a case that has not ended, or expired already
+        (asked before its keys are destroyed)."""
+        if not self.has_ended():
+            raise FailedPrecondition("the case has not ended", reason="CASE_NOT_ENDED")
+        self.require_not_expired()
 
     def expire(self, *, actor: str) -> None:
         """Records that the retention period of this ended case ran out and
         its case keys were destroyed (the application destroys them first)."""
-        if not self.has_ended():
-            raise FailedPrecondition("the case has not ended", reason="CASE_NOT_ENDED")
-        self.require_not_expired()
+        self.require_expirable()
         self._expired(actor=actor)
 
     class Expired(Aggregate.Event):

@@ -17,6 +17,7 @@ import phonenumbers
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
 from casemesh.platform.errors import InvalidArgument, Violations
+from casemesh.platform.identity import RESERVED_SUBJECTS
 
 
 class Priority(IntEnum):
@@ -241,14 +242,10 @@ def check_party(v: Violations, party: dict[str, Any], prefix: str) -> None:
         v.add(f"{prefix}.locale", f"must be one of {', '.join(LOCALES)}")
     check_contact(v, party.get("contact") or {}, prefix=f"{prefix}.contact.")
     text(v, f"{prefix}.legal_name", party.get("legal_name", ""), limit=500, required=False)
-    text(
-        v,
-        f"{prefix}.user_id",
-        party.get("user_id", ""),
-        limit=128,
-        required=False,
-        single_line=True,
-    )
+    user_id = party.get("user_id", "")
+    text(v, f"{prefix}.user_id", user_id, limit=128, required=False, single_line=True)
+    if user_id.startswith(RESERVED_SUBJECTS):
+        v.add(f"{prefix}.user_id", f"no user id begins with {RESERVED_SUBJECTS!r}")
 
 
 # How many pieces of evidence one ticket, comment or report may name.

@@ -70,6 +70,13 @@ def is_case_key(owner: str) -> bool:
     return owner.startswith(CASE_KEYS)
 
 
+def _check_person(person: str) -> None:
+    """Refuses a case key's owner given as a person: it would read, erase
+    or seal with a case's key as if it were someone's."""
+    if is_case_key(person):
+        raise ValueError(f"no person's id begins with {CASE_KEYS!r}: {person!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class WrappedKey:
     """A data key as the store keeps it: sealed by the master key `master_id`."""
@@ -251,12 +258,14 @@ class DataKeys:
         # Case keys: made and not yet handed out; handed out, by case.
         self._spares: list[DataKey] = []
         self._refilling = False
-        self._cases: OrderedDict[uuid.UUID, DataKey] = OrderedDict()
+        # (until when, key): like the keys' memory, for `cache_seconds`.
+        self._cases: OrderedDict[uuid.UUID, tuple[float, DataKey]] = OrderedDict()
         self._generation = 0
         self._lock = threading.Lock()
 
     def current(self, person: str) -> DataKey:
         """The person's current key; made (and stored) if they have none."""
+        _check_person(person)
         for _ in range(_ATTEMPTS):
             with self._lock:
                 cached = self._cached_current(person)
@@ -281,10 +290,10 @@ class DataKeys:
         memory (another process, or this one later, gives the case another:
         a case may have several, `destroy` takes them all)."""
         with self._lock:
-            key = self._cases.get(case)
-            if key is not None:
+            handed = self._cases.get(case)
+            if handed is not None and handed[0] > self._clock():
                 self._cases.move_to_end(case)
-                return key
+                return handed[1]
             spare = self._spares.pop() if self._spares else None
             if spare is not None and len(self._spares) < REFILL_BELOW and not self._refilling:
                 self._refilling = True
@@ -297,7 +306,11 @@ class DataKeys:
                 self._spares.extend(made)
         with self._lock:
             # Another thread may have given the case a key meanwhile: one wins.
-            key = self._cases.setdefault(case, spare)
+            handed = self._cases.get(case)
+            if handed is None or handed[0] <= self._clock():
+                handed = (self._clock() + self.cache_seconds, spare)
+                self._cases[case] = handed
+            key = handed[1]
             self._cases.move_to_end(case)
             self._remember(key)
             while len(self._cases) > self.cache_size:
@@ -315,7 +328,7 @@ class DataKeys:
             # says which of them were case keys it destroyed.
             for key_id in key_ids:
                 self._by_id.pop(key_id, None)
-            for case in [c for c, k in self._cases.items() if k.key_id in key_ids]:
+            for case in [c for c, (_, k) in self._cases.items() if k.key_id in key_ids]:
                 del self._cases[case]
         return destroyed
 
@@ -369,6 +382,7 @@ class DataKeys:
         how many the store had (0 when erased already). Other processes stop
         using the keys when told to `forget` the person, or within
         `cache_seconds`."""
+        _check_person(person)
         erased = self.store.erase(person)
         self.forget(person)
         return erased

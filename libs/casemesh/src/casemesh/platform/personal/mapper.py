@@ -80,16 +80,21 @@ class SealingMapper(TracingMapper):
         )
         return super().to_stored_event(sealed)
 
-    def case_keys_in(self, stored_events: Iterable[StoredEvent]) -> set[uuid.UUID]:
-        """The case keys the personal texts of these events were sealed under."""
+    def case_keys_in(self, stored_events: Iterable[StoredEvent]) -> tuple[set[uuid.UUID], int]:
+        """The case keys the personal texts of these events were sealed
+        under, and how many of their texts were sealed under none (stored
+        before case keys, or before sealing): destroying the keys cannot
+        erase those."""
         found: set[uuid.UUID] = set()
+        unkeyed = 0
         for stored_event in stored_events:
             domain_event = super().to_domain_event(stored_event)
             personal = self.fields.of(type(domain_event))
             if personal is not None:
-                keys = (case_key_of(t) for t in personal.texts(vars(domain_event)))
+                keys = [case_key_of(t) for t in personal.texts(vars(domain_event))]
                 found.update(k for k in keys if k is not None)
-        return found
+                unkeyed += keys.count(None)
+        return found, unkeyed
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[Any]:
         domain_event = super().to_domain_event(stored_event)

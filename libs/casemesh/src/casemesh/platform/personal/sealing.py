@@ -36,7 +36,6 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-import functools
 import os
 import re
 import uuid
@@ -166,11 +165,8 @@ def _aad(token_ids: tuple[uuid.UUID, ...], person: str) -> bytes:
     return prefix.encode() + b"".join(k.bytes for k in token_ids) + person.encode()
 
 
-@functools.lru_cache(maxsize=1024)
 def _case_secret(key: DataKey, case_key: DataKey) -> bytes:
-    """The key a case's text is sealed with: destroying either key loses it.
-    Remembered for the next field of the case: it is reached only with both
-    keys in hand (a token whose key was destroyed reads as erased first)."""
+    """The key a case's text is sealed with: destroying either key loses it."""
     info = b"casemesh-case-text\x00" + key.key_id.bytes + case_key.key_id.bytes
     return HKDF(SHA256(), 32, salt=None, info=info).derive(key.secret + case_key.secret)
 
