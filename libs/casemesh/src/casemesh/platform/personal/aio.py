@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from typing import Any
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from casemesh.platform.personal.sealing import Revealed, Sealer, _open, _parse, _seal
 
@@ -63,7 +66,8 @@ class AsyncSealer:
         found, missing = keys.in_memory(key_ids)
         if missing:
             found.update(await asyncio.to_thread(keys.find, missing))
-        return {t: _open(t, parsed[t], found, person) for t in texts}
+        ciphers: dict[Any, AESGCM] = {}
+        return {t: _open(t, parsed[t], found, person, ciphers) for t in texts}
 
     async def erase(self, person: str) -> int:
         """As `DataKeys.erase`: the person's keys destroyed in the store and

@@ -294,28 +294,29 @@ class DataKeys:
             if handed is not None and handed[0] > self._clock():
                 self._cases.move_to_end(case)
                 return handed[1]
-            spare = self._spares.pop() if self._spares else None
-            if spare is not None and len(self._spares) < REFILL_BELOW and not self._refilling:
-                self._refilling = True
-                threading.Thread(target=self._refill, name="case-keys", daemon=True).start()
-        if spare is None:
-            # Ran dry (the first case, or the store was away): wait for a batch.
-            made = self._make_case_keys()
-            spare = made.pop()
-            with self._lock:
-                self._spares.extend(made)
+            if self._spares:
+                if len(self._spares) <= REFILL_BELOW and not self._refilling:
+                    self._refilling = True
+                    threading.Thread(target=self._refill, name="case-keys", daemon=True).start()
+                return self._hand_out(case, self._spares.pop())
+        # Ran dry (the first case, or the store was away): wait for a batch.
+        made = self._make_case_keys()
         with self._lock:
-            # Another thread may have given the case a key meanwhile: one wins.
-            handed = self._cases.get(case)
-            if handed is None or handed[0] <= self._clock():
-                handed = (self._clock() + self.cache_seconds, spare)
-                self._cases[case] = handed
-            key = handed[1]
-            self._cases.move_to_end(case)
-            self._remember(key)
-            while len(self._cases) > self.cache_size:
-                self._cases.popitem(last=False)
-            return key
+            self._spares.extend(made[1:])
+            return self._hand_out(case, made[0])
+
+    def _hand_out(self, case: uuid.UUID, spare: DataKey) -> DataKey:
+        """Gives the case `spare`, unless another thread gave it a key
+        meanwhile (under `_lock`)."""
+        handed = self._cases.get(case)
+        if handed is None or handed[0] <= self._clock():
+            handed = (self._clock() + self.cache_seconds, spare)
+            self._cases[case] = handed
+        self._cases.move_to_end(case)
+        self._remember(handed[1])
+        while len(self._cases) > self.cache_size:
+            self._cases.popitem(last=False)
+        return handed[1]
 
     def destroy(self, key_ids: Collection[uuid.UUID]) -> int:
         """Destroys these case keys, here and in the store (their records

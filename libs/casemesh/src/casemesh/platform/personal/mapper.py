@@ -75,9 +75,8 @@ class SealingMapper(TracingMapper):
             )
         case = domain_event.originator_id if self.fields.per_case else None
         sealed = object.__new__(type(domain_event))
-        object.__setattr__(
-            sealed, "__dict__", personal.rewrite(state, lambda t: self.sealer.seal(t, person, case))
-        )
+        seal = self.sealer.sealing(person, case)
+        object.__setattr__(sealed, "__dict__", personal.rewrite(state, seal))
         return super().to_stored_event(sealed)
 
     def case_keys_in(self, stored_events: Iterable[StoredEvent]) -> tuple[set[uuid.UUID], int]:

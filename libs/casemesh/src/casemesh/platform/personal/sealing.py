@@ -39,7 +39,7 @@ import enum
 import os
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -182,12 +182,15 @@ class Sealer:
         `case` it belongs to, sealed under the case's key too."""
         if not text:
             return text
+        return self.sealing(person, case)(text)
+
+    def sealing(self, person: str, case: uuid.UUID | None = None) -> Callable[[str], str]:
+        """`seal` for the texts of one person (and case), their keys looked
+        up once (the fields of one event)."""
         if not person:
             raise ValueError("personal text needs the person it belongs to")
         key = self.keys.current(person)
-        if case is None:
-            return _seal(key, text, person)
-        return _seal(key, text, person, self.keys.for_case(case))
+        return _sealing_with(key, person, None if case is None else self.keys.for_case(case))
 
     def reveal(self, token: str, person: str | None = None) -> str:
         """The clear text of a token, `ERASED` if its person was erased, or
@@ -215,7 +218,8 @@ class Sealer:
         texts = set(tokens)
         parsed = {t: _parse(t) for t in texts}
         keys = self.keys.find({k for p in parsed.values() if p is not None for k in p.key_ids})
-        return {t: _open(t, parsed[t], keys, person) for t in texts}
+        ciphers: dict[tuple[uuid.UUID, ...], AESGCM] = {}
+        return {t: _open(t, parsed[t], keys, person, ciphers) for t in texts}
 
     def close(self) -> None:
         """Lets go of the key store's connections."""
@@ -229,21 +233,40 @@ class Sealer:
 
 
 def _seal(key: DataKey, text: str, person: str, case_key: DataKey | None = None) -> str:
-    nonce = os.urandom(_NONCE_BYTES)
+    return _sealing_with(key, person, case_key)(text) if text else text
+
+
+def _sealing_with(
+    key: DataKey, person: str, case_key: DataKey | None = None
+) -> Callable[[str], str]:
+    """Seals texts of `person` (and of a case) with these keys."""
     if case_key is None:
         ids: tuple[uuid.UUID, ...] = (key.key_id,)
         secret, prefix = key.secret, PREFIX
     else:
         ids = (key.key_id, case_key.key_id)
         secret, prefix = _case_secret(key, case_key), CASE_PREFIX
-    sealed = AESGCM(secret).encrypt(nonce, text.encode(), _aad(ids, person))
-    body = base64.urlsafe_b64encode(b"".join(i.bytes for i in ids) + nonce + sealed).rstrip(b"=")
-    return prefix + body.decode()
+    aead, aad, head = AESGCM(secret), _aad(ids, person), b"".join(i.bytes for i in ids)
+
+    def seal(text: str) -> str:
+        if not text:
+            return text
+        nonce = os.urandom(_NONCE_BYTES)
+        body = base64.urlsafe_b64encode(head + nonce + aead.encrypt(nonce, text.encode(), aad))
+        return prefix + body.rstrip(b"=").decode()
+
+    return seal
 
 
 def _open(
-    text: str, token: _Token | None, keys: dict[uuid.UUID, Lookup], person: str | None
+    text: str,
+    token: _Token | None,
+    keys: dict[uuid.UUID, Lookup],
+    person: str | None,
+    ciphers: dict[tuple[uuid.UUID, ...], AESGCM],
 ) -> Revealed:
+    """What one token (parsed: `token`) reveals, given its keys; `ciphers`
+    holds the batch's ciphers, made once per pair of keys."""
     if token is None:
         return Revealed(text, Disclosure.PLAIN)
     found = [keys[k] for k in token.key_ids]
@@ -261,9 +284,13 @@ def _open(
     if is_case_key(key.person) or any(not is_case_key(k.person) for k in case_key):
         refused = TokenRefused("a personal data token names the wrong kind of key")
         return Revealed(UNREADABLE, Disclosure.REFUSED, refused)
-    secret = _case_secret(key, case_key[0]) if case_key else key.secret
+    # One cipher for all the tokens of the same keys in a batch.
+    aead = ciphers.get(token.key_ids)
+    if aead is None:
+        aead = AESGCM(_case_secret(key, case_key[0]) if case_key else key.secret)
+        ciphers[token.key_ids] = aead
     try:
-        clear = AESGCM(secret).decrypt(token.nonce, token.sealed, _aad(token.key_ids, key.person))
+        clear = aead.decrypt(token.nonce, token.sealed, _aad(token.key_ids, key.person))
     except InvalidTag:
         refused = TokenRefused("a personal data token was altered")
         return Revealed(UNREADABLE, Disclosure.REFUSED, refused)
