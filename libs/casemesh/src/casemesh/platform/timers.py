@@ -30,6 +30,7 @@ from casemesh.platform.clock import Clock
 from casemesh.platform.eventstore import schema_lock, side_table
 from casemesh.platform.following import Follower
 from casemesh.platform.logging import get_logger
+from casemesh.platform.personal.mapper import leaving_sealed
 
 log = get_logger(__name__)
 
@@ -133,6 +134,7 @@ class Timer:
     tick_seconds: float = 0.5
 
     def __post_init__(self) -> None:
+        self._read = leaving_sealed(self.app.mapper)
         self._stopped = threading.Event()
         self._scheduler = Follower(
             self.app,
@@ -152,10 +154,11 @@ class Timer:
         self._firing.join(timeout=5)
 
     def _schedule(self, batch: Sequence[Notification]) -> None:
-        """The deadlines a batch of events sets, and the position, in one transaction."""
-        deadlines = [
-            d for n in batch for d in self.deadlines_of(self.app.mapper.to_domain_event(n))
-        ]
+        """The deadlines a batch of events sets, and the position, in one
+        transaction. Deadlines depend on an event's structure, never on its
+        people's words: personal texts are left sealed (no key look-up)."""
+        read = self._read.to_domain_event
+        deadlines = [d for n in batch for d in self.deadlines_of(read(n))]
         self.table.schedule(deadlines, Tracking(self.app.name, batch[-1].id))
 
     def _fire_loop(self) -> None:

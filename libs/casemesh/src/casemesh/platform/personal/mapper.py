@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import Cipher, Compressor, StoredEvent, Transcoder
+from eventsourcing.persistence import Cipher, Compressor, Mapper, StoredEvent, Transcoder
 
 from casemesh.platform.eventstore import TracingMapper
 from casemesh.platform.personal.errors import PersonalDataError
@@ -113,6 +113,22 @@ class SealingMapper(TracingMapper):
             domain_event, "__dict__", personal.rewrite(state, lambda t: found[t].text)
         )
         return domain_event
+
+
+def leaving_sealed(mapper: Mapper[Any]) -> Mapper[Any]:
+    """A mapper that reads events as `mapper` does, their personal texts
+    left sealed: for readers that need an event's structure only (a timer
+    scheduling deadlines), which then neither look up keys nor decrypt."""
+    if isinstance(mapper, SealingMapper) and mapper.reveal:
+        return SealingMapper(
+            mapper.transcoder,
+            mapper.compressor,
+            mapper.cipher,
+            sealer=mapper.sealer,
+            fields=mapper.fields,
+            reveal=False,
+        )
+    return mapper
 
 
 def _unreadable(stored_event: StoredEvent, error: PersonalDataError) -> PersonalDataError:
