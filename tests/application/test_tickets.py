@@ -10,6 +10,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from eventsourcing.persistence import IntegrityError
 
 from casemesh.platform.caseindex import IndexProjector
 from casemesh.platform.cases import fingerprint
@@ -271,8 +272,7 @@ def test_a_closed_ticket_past_its_retention_period_is_erased_alone(clock: FakeCl
     cancelled = app.cancel(BOB, app.create_ticket(BOB, new_ticket("b1")).id, "", etag="")
     IndexProjector(app, app.index, case_row).catch_up()
 
-    stored = list(app.repository.event_store.get(UUID(t.id)))
-    closing = next(e for e in stored if isinstance(e, Ticket.Closed))
+    closing = closing_of(app, t.id)
     (deadline,) = app.deadlines_of(closing)
     assert deadline.kind == DeadlineKind.RETENTION
     assert deadline.due == closing.timestamp + timedelta(days=30)
@@ -313,6 +313,32 @@ def test_a_closed_ticket_past_its_retention_period_is_erased_alone(clock: FakeCl
     # It takes nothing more.
     with pytest.raises(FailedPrecondition):
         app.rate(ALICE, t.id, 4, "再评一次")
+
+
+def test_a_change_landing_while_a_ticket_expires_destroys_nothing(clock: FakeClock) -> None:
+    personal = Sealer(DataKeys(MemoryKeyStore(), MasterKeys.parse(f"t:{new_master_key()}")))
+    app = Tickets(in_memory(), clock=clock, sealer=personal, retain_for=timedelta(days=1))
+    t = app.create_ticket(ALICE, new_ticket())
+    t = app.close_ticket(ALICE, app.solve(AGENT, t.id, "已处理", etag="").id, etag="")
+    read_by_the_timer: Ticket = app.repository.get(UUID(t.id))
+    app.rate(ALICE, t.id, 5, "谢谢")  # lands between the timer's read and its record
+    with pytest.raises(IntegrityError):
+        app.expire_case(read_by_the_timer)
+    seen = app.get_ticket(ALICE, t.id)
+    assert (seen.subject, seen.rating) == ("换了手机号无法登录", {"score": 5, "comment": "谢谢"})
+    # Fired again, it reads the ticket as it stands and erases all of it.
+    (deadline,) = [d for d in app.deadlines_of(closing_of(app, t.id)) if d.kind == "retention"]
+    clock.now_is(deadline.due)
+    app.fire(deadline)
+    assert app.get_ticket(ALICE, t.id).rating == {"score": 5, "comment": ERASED}
+    texts = [e.text for e in app.history(AGENT, t.id, 0, "").items]
+    assert "谢谢" not in texts and "已处理" in texts
+
+
+def closing_of(app: Tickets, ident: str) -> Ticket.Closed:
+    return next(
+        e for e in app.repository.event_store.get(UUID(ident)) if isinstance(e, Ticket.Closed)
+    )
 
 
 def test_a_ticket_sealed_before_case_keys_is_not_marked_expired(

@@ -26,6 +26,7 @@ from casemesh.platform.grpcutil import resource_id
 from casemesh.platform.history import EventEntry, entry_basics
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
+from casemesh.platform.personal.mapper import leaving_sealed
 from casemesh.platform.relay import StreamFollower
 from casemesh.platform.timers import Deadline
 from casemesh.rules import retention
@@ -129,7 +130,8 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         self.retain_for = retention.period("appeals") if retain_for is None else retain_for
         self.policies = policies
         self.default_jurisdiction = default_jurisdiction
-        self._follower = StreamFollower(self)
+        # For the timer, which reads events with their personal texts sealed.
+        self._follower = StreamFollower(self, mapper=leaving_sealed(self.mapper))
 
     def visible_to(self, case: CopyrightAppeal, who: Identity) -> bool:
         return who.subject in parties(case)
@@ -449,7 +451,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                 # counter-notice since moved its end). The period is the one
                 # it was scheduled with.
                 standing = appeal.finished == (deadline.kind == DeadlineKind.RETENTION)
-                if standing and appeal.has_ended() and not appeal.expired and now >= deadline.due:
+                if standing and appeal.has_ended() and now >= deadline.due:
                     self.expire_case(appeal)
                 return
             case _:

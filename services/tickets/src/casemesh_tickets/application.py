@@ -109,7 +109,7 @@ class Tickets(CaseApplication[Ticket]):
         """Erases a closed or cancelled ticket's personal data once its
         retention period ran out (`expire_case`); idempotent."""
         ticket: Ticket = self.repository.get(UUID(deadline.aggregate_id))
-        if ticket.has_ended() and not ticket.expired and self.clock.now() >= deadline.due:
+        if ticket.has_ended() and self.clock.now() >= deadline.due:
             self.expire_case(ticket)
 
     def auto_close(self, deadline: Deadline) -> None:

@@ -151,32 +151,35 @@ class CaseApplication(TracedApplication, Generic[C]):
             self.sealer.keys.forget(person)
 
     def expire_case(self, case: ExpiringCase) -> bool:
-        """Erases a case whose retention period ran out: destroys every case
-        key its stored events were sealed under (`PersonalFields(per_case=
-        True)`), so that its personal fields read as erased from then on, in
-        every event, other cases of the same people untouched; then records
-        it expired. Refused (before anything is destroyed) for a case that
-        has not ended or has expired already. A crash between the two
-        destroys nothing twice and records it when the deadline fires again;
-        a lost race (a change at that moment) raises, and the deadline stays
-        due.
+        """Erases a case whose retention period ran out: records it expired,
+        so that it takes no change from then on, then destroys every case key
+        its stored events were sealed under (`PersonalFields(per_case=True)`),
+        so that its personal fields read as erased, in every event, other
+        cases of the same people untouched. Refused, before anything is
+        recorded or destroyed, for a case that has not ended. A change that
+        reached the case after it was read makes the record fail (the
+        version moved on): nothing is destroyed, and the deadline stays due.
+        A case already recorded expired (a crash came before its keys were
+        destroyed) has its keys destroyed now; destroying twice is harmless.
 
         A case with personal text sealed under no case key (stored before
         case keys came in) cannot be erased this way: it is left as it is,
         logged (`case.not_expirable`), and False returned."""
-        case.require_expirable()
-        name = f"{self.collection}/{case.id}"
+        name, again = f"{self.collection}/{case.id}", case.expired
+        if not again:
+            case.require_expirable()
         if self.sealer is None or not isinstance(self.mapper, SealingMapper):
             log.warning("case.not_expirable", case=name, why="personal data not sealed")
             return False
         keys, unkeyed = self.mapper.case_keys_in(self.recorder.select_events(case.id))
-        if unkeyed:
+        if unkeyed and not again:
             log.warning("case.not_expirable", case=name, texts_without_case_key=unkeyed)
             return False
+        if not again:
+            case.expire(actor="system")
+            self.save(case)  # refused if the case changed since `keys` were read
         destroyed = self.sealer.keys.destroy(keys) if keys else 0
-        case.expire(actor="system")
-        self.save(case)
-        log.info("case.expired", case=name, case_keys=destroyed)
+        log.info("case.expired", case=name, case_keys=destroyed, again=again)
         return True
 
     def forget_person(self, person: str, to_row: Callable[[C], CaseRow]) -> int:

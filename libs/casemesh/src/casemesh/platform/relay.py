@@ -26,8 +26,8 @@ from typing import Any
 
 import psycopg
 from aiokafka import AIOKafkaProducer
-from eventsourcing.application import Application
-from eventsourcing.persistence import Notification, Tracking
+from eventsourcing.application import Application, Repository
+from eventsourcing.persistence import EventStore, Mapper, Notification, Tracking
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresTrackingRecorder
 from google.protobuf.message import Message
 from opentelemetry import context as otel_context
@@ -56,10 +56,16 @@ class StreamFollower:
     """The aggregate as it stands right after a given event, for relays that
     publish state-after fields. Events of one aggregate arrive in order, so it
     keeps each aggregate as of its last event and applies the next one (the
-    library's mutate); it reads the store only on a cold start or a gap."""
+    library's mutate); it reads the store only on a cold start or a gap.
+    Given `mapper` (e.g. `leaving_sealed(app.mapper)`, for a reader of events
+    read with their personal texts sealed), it reads the store through it,
+    so the aggregates it keeps hold tokens, never clear text."""
 
-    def __init__(self, app: Application[Any], cache_size: int = 10_000) -> None:
+    def __init__(
+        self, app: Application[Any], cache_size: int = 10_000, *, mapper: Mapper[Any] | None = None
+    ) -> None:
         self._app = app
+        self._mapper = mapper
         self._cache_size = cache_size
         self._recent: OrderedDict[Any, Any] = OrderedDict()
 
@@ -69,11 +75,18 @@ class StreamFollower:
         if version == 1 or (aggregate is not None and aggregate.version == version - 1):
             aggregate = domain_event.mutate(None if version == 1 else aggregate)
         elif aggregate is None or aggregate.version != version:
-            aggregate = self._app.repository.get(ident, version=version)
+            aggregate = self._read(ident, version)
         self._recent[ident] = aggregate
         if len(self._recent) > self._cache_size:
             self._recent.popitem(last=False)
         return aggregate
+
+    def _read(self, ident: Any, version: int) -> Any:
+        """The aggregate at `version` from the store (through `mapper`, if given)."""
+        if self._mapper is None:
+            return self._app.repository.get(ident, version=version)
+        store = EventStore(self._mapper, self._app.recorder)
+        return Repository(store).get(ident, version=version)
 
 
 @dataclass(frozen=True)

@@ -123,7 +123,9 @@ class TimerTable(PostgresTrackingRecorder):
 class Timer:
     """Schedules deadlines from the event stream and fires them when due.
 
-    `deadlines_of(domain_event)` says which deadlines an event sets;
+    `deadlines_of(domain_event)` says which deadlines an event sets, from
+    the event read with its personal texts sealed (a deadline never depends
+    on what someone wrote);
     `fire(deadline)` issues the command. Both run in background threads."""
 
     app: Any

@@ -302,8 +302,10 @@ class DataKeys:
         # Ran dry (the first case, or the store was away): wait for a batch.
         made = self._make_case_keys()
         with self._lock:
-            self._spares.extend(made[1:])
-            return self._hand_out(case, made[0])
+            key = self._hand_out(case, made[0])
+            # Another thread's key for the case won: this one is a spare too.
+            self._spares.extend(made if key is not made[0] else made[1:])
+            return key
 
     def _hand_out(self, case: uuid.UUID, spare: DataKey) -> DataKey:
         """Gives the case `spare`, unless another thread gave it a key

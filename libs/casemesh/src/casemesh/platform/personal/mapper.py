@@ -6,7 +6,8 @@ state is encoded, the fields `PersonalFields` names for its class, each with
 its owner's key. Reading, it reveals them (`reveal=True`: the writer
 services, whose aggregates need the text) or leaves the tokens in place
 (`reveal=False`: the relay, so that what it renders onto Kafka carries
-tokens, and consumers reveal with `reveal_message`).
+tokens, and consumers reveal with `reveal_message`; and `leaving_sealed`,
+for the timers, which need an event's structure only).
 
 `TracedApplication` builds one when given a sealer and a `personal_fields`
 spec. A spec `per_case` seals each aggregate's texts under its case key too
