@@ -327,7 +327,7 @@ def test_a_change_landing_while_a_ticket_expires_destroys_nothing(clock: FakeClo
     seen = app.get_ticket(ALICE, t.id)
     assert (seen.subject, seen.rating) == ("换了手机号无法登录", {"score": 5, "comment": "谢谢"})
     # Fired again, it reads the ticket as it stands and erases all of it.
-    (deadline,) = [d for d in app.deadlines_of(closing_of(app, t.id)) if d.kind == "retention"]
+    (deadline,) = app.deadlines_of(closing_of(app, t.id))
     clock.now_is(deadline.due)
     app.fire(deadline)
     assert app.get_ticket(ALICE, t.id).rating == {"score": 5, "comment": ERASED}

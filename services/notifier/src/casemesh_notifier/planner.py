@@ -25,9 +25,8 @@ unsent jobs (`erasures.py`), those the batch added included. A person once
 erased is told nothing again and their parties keep no address, whatever a
 later event carries (`erased_people`). A `TicketExpired` or an
 `AppealExpired` (the case's retention period ran out) scrubs that case's
-clear data and cancels its
-unsent jobs the same way, after the batch's jobs are added; its people's
-other cases are untouched.
+clear data and cancels its unsent jobs the same way, after the batch's
+jobs are added; its people's other cases are untouched.
 """
 
 from __future__ import annotations
@@ -66,15 +65,9 @@ from casemesh_notifier.registry import MESSAGES, SOURCE_OF, Source
 log = get_logger(__name__)
 
 ERASURE = type_of(PersonErased)
-# A case whose retention ran out, and the case it names.
-EXPIRIES: dict[str, Callable[[bytes], str]] = {
-    type_of(tev.TicketExpired): lambda data: (
-        f"tickets/{tev.TicketExpired.FromString(data).header.ticket_id}"
-    ),
-    type_of(aev.AppealExpired): lambda data: (
-        f"appeals/{aev.AppealExpired.FromString(data).header.appeal_id}"
-    ),
-}
+# A case whose retention ran out; the event's subject names the case, as
+# the notifier names it (`tickets/<id>`, `appeals/<id>`).
+EXPIRIES = frozenset({type_of(tev.TicketExpired), type_of(aev.AppealExpired)})
 
 
 @dataclass
@@ -126,8 +119,10 @@ class Planner:
                 if event.type == ERASURE:
                     erasures.append((event, self.forget(event)))
                     continue
-                if (expired := EXPIRIES.get(event.type)) is not None:
-                    expiries.append((event, expired(event.data)))
+                if event.type in EXPIRIES:
+                    if not event.subject:
+                        raise ValueError(f"{event.id}: an expiry names no case")
+                    expiries.append((event, event.subject))
                     continue
                 cls = MESSAGES.get(event.type)
                 if cls is None:

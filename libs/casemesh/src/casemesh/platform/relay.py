@@ -65,7 +65,8 @@ class StreamFollower:
         self, app: Application[Any], cache_size: int = 10_000, *, mapper: Mapper[Any] | None = None
     ) -> None:
         self._app = app
-        self._mapper = mapper
+        # The store as `mapper` reads it (None: as the application does).
+        self._sealed = None if mapper is None else Repository(EventStore(mapper, app.recorder))
         self._cache_size = cache_size
         self._recent: OrderedDict[Any, Any] = OrderedDict()
 
@@ -83,10 +84,8 @@ class StreamFollower:
 
     def _read(self, ident: Any, version: int) -> Any:
         """The aggregate at `version` from the store (through `mapper`, if given)."""
-        if self._mapper is None:
-            return self._app.repository.get(ident, version=version)
-        store = EventStore(self._mapper, self._app.recorder)
-        return Repository(store).get(ident, version=version)
+        repository = self._app.repository if self._sealed is None else self._sealed
+        return repository.get(ident, version=version)
 
 
 @dataclass(frozen=True)

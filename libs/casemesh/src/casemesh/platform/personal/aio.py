@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from typing import Any
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-from casemesh.platform.personal.sealing import Revealed, Sealer, _open, _parse, _seal
+from casemesh.platform.personal.sealing import (
+    Revealed,
+    Sealer,
+    _key_ids,
+    _open_all,
+    _parse_all,
+    _seal,
+)
 
 
 class AsyncSealer:
@@ -59,15 +63,12 @@ class AsyncSealer:
         self, tokens: Iterable[str], person: str | None = None
     ) -> dict[str, Revealed]:
         """As `Sealer.look_many`: never raises for a bad token."""
-        texts = set(tokens)
-        parsed = {t: _parse(t) for t in texts}
-        key_ids = {k for p in parsed.values() if p is not None for k in p.key_ids}
+        parsed = _parse_all(tokens)
         keys = self.sealer.keys
-        found, missing = keys.in_memory(key_ids)
+        found, missing = keys.in_memory(_key_ids(parsed))
         if missing:
             found.update(await asyncio.to_thread(keys.find, missing))
-        ciphers: dict[Any, AESGCM] = {}
-        return {t: _open(t, parsed[t], found, person, ciphers) for t in texts}
+        return _open_all(parsed, found, person)
 
     async def erase(self, person: str) -> int:
         """As `DataKeys.erase`: the person's keys destroyed in the store and

@@ -182,12 +182,8 @@ class MemoryKeyStore:
 
     def erase(self, person: str) -> int:
         with self._lock:
-            gone = [k for k, v in self._keys.items() if v.person == person]
-            for key_id in gone:
-                del self._keys[key_id]
-                self._erased.add(key_id)
             self._current.pop(person, None)
-            return len(gone)
+            return self._destroy([k for k, v in self._keys.items() if v.person == person])
 
     def add_case_keys(self, keys: Collection[WrappedKey]) -> None:
         with self._lock:
@@ -195,11 +191,16 @@ class MemoryKeyStore:
 
     def destroy_case_keys(self, key_ids: Collection[uuid.UUID]) -> int:
         with self._lock:
-            gone = [k for k in key_ids if k in self._keys and is_case_key(self._keys[k].person)]
-            for key_id in gone:
-                del self._keys[key_id]
-                self._erased.add(key_id)
-            return len(gone)
+            live = self._keys
+            return self._destroy([k for k in key_ids if k in live and is_case_key(live[k].person)])
+
+    def _destroy(self, key_ids: list[uuid.UUID]) -> int:
+        """Destroys these live keys, keeping the record that they were
+        erased (under `_lock`); returns how many."""
+        for key_id in key_ids:
+            del self._keys[key_id]
+            self._erased.add(key_id)
+        return len(key_ids)
 
     def wrapped_by_other_than(self, master_id: str, limit: int) -> list[WrappedKey]:
         with self._lock:
@@ -302,18 +303,19 @@ class DataKeys:
         # Ran dry (the first case, or the store was away): wait for a batch.
         made = self._make_case_keys()
         with self._lock:
-            key = self._hand_out(case, made[0])
-            # Another thread's key for the case won: this one is a spare too.
-            self._spares.extend(made if key is not made[0] else made[1:])
-            return key
+            self._spares.extend(made[1:])
+            return self._hand_out(case, made[0])
 
     def _hand_out(self, case: uuid.UUID, spare: DataKey) -> DataKey:
         """Gives the case `spare`, unless another thread gave it a key
-        meanwhile (under `_lock`)."""
+        meanwhile, in which case `spare` goes back to the spares (under
+        `_lock`)."""
         handed = self._cases.get(case)
         if handed is None or handed[0] <= self._clock():
             handed = (self._clock() + self.cache_seconds, spare)
             self._cases[case] = handed
+        else:
+            self._spares.append(spare)
         self._cases.move_to_end(case)
         self._remember(handed[1])
         while len(self._cases) > self.cache_size:

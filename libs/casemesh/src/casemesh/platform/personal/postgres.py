@@ -131,14 +131,18 @@ def lock_person(cur: Cursor[Any], person: str) -> None:
     cur.execute(f"SELECT {_LOCK_PERSON}", (_PERSON_LOCKS, person))
 
 
+# Destroys the live keys the condition that follows chooses, keeping their
+# records (the ids, marked erased).
+_DESTROY = (
+    "UPDATE personal_keys SET master_id = NULL, wrapped = NULL, erased_at = now()"
+    " WHERE erased_at IS NULL AND "
+)
+
+
 def erase_keys(cur: Cursor[Any], person: str) -> int:
     """Destroys the person's live keys, keeping their records; the caller
     holds `lock_person`. Returns how many there were."""
-    cur.execute(
-        "UPDATE personal_keys SET master_id = NULL, wrapped = NULL, erased_at = now()"
-        " WHERE person = %s AND erased_at IS NULL",
-        (person,),
-    )
+    cur.execute(_DESTROY + "person = %s", (person,))
     return int(cur.rowcount)
 
 
@@ -215,8 +219,7 @@ class PostgresKeyStore:
     def destroy_case_keys(self, key_ids: Collection[uuid.UUID]) -> int:
         with self.pool.connection() as conn:
             cur = conn.execute(
-                "UPDATE personal_keys SET master_id = NULL, wrapped = NULL, erased_at = now()"
-                " WHERE key_id = ANY(%s) AND erased_at IS NULL AND starts_with(person, %s)",
+                _DESTROY + "key_id = ANY(%s) AND starts_with(person, %s)",
                 (list(key_ids), CASE_KEYS),
             )
             return int(cur.rowcount)

@@ -133,12 +133,11 @@ def is_erased(text: str) -> bool:
 def _parse(text: str) -> _Token | None:
     """The parts of a token `seal` could have written, else None."""
     if text.startswith(PREFIX):
-        ids = 1
+        ids, body = 1, text[len(PREFIX) :]
     elif text.startswith(CASE_PREFIX):
-        ids = 2
+        ids, body = 2, text[len(CASE_PREFIX) :]
     else:
         return None
-    body = text[len(PREFIX) :]
     if not _BODY.fullmatch(body):
         return None
     try:
@@ -215,11 +214,8 @@ class Sealer:
     def look_many(self, tokens: Iterable[str], person: str | None = None) -> dict[str, Revealed]:
         """As `reveal_many`, each saying what it was (and for `REFUSED` and
         `UNKNOWN`, why, in `error`)."""
-        texts = set(tokens)
-        parsed = {t: _parse(t) for t in texts}
-        keys = self.keys.find({k for p in parsed.values() if p is not None for k in p.key_ids})
-        ciphers: dict[tuple[uuid.UUID, ...], AESGCM] = {}
-        return {t: _open(t, parsed[t], keys, person, ciphers) for t in texts}
+        parsed = _parse_all(tokens)
+        return _open_all(parsed, self.keys.find(_key_ids(parsed)), person)
 
     def close(self) -> None:
         """Lets go of the key store's connections."""
@@ -233,7 +229,7 @@ class Sealer:
 
 
 def _seal(key: DataKey, text: str, person: str, case_key: DataKey | None = None) -> str:
-    return _sealing_with(key, person, case_key)(text) if text else text
+    return _sealing_with(key, person, case_key)(text)
 
 
 def _sealing_with(
@@ -256,6 +252,24 @@ def _sealing_with(
         return prefix + body.rstrip(b"=").decode()
 
     return seal
+
+
+def _parse_all(tokens: Iterable[str]) -> dict[str, _Token | None]:
+    """Each distinct text, parsed (None: no token)."""
+    return {t: _parse(t) for t in set(tokens)}
+
+
+def _key_ids(parsed: dict[str, _Token | None]) -> set[uuid.UUID]:
+    """Every key id the parsed tokens name."""
+    return {k for p in parsed.values() if p is not None for k in p.key_ids}
+
+
+def _open_all(
+    parsed: dict[str, _Token | None], keys: dict[uuid.UUID, Lookup], person: str | None
+) -> dict[str, Revealed]:
+    """What each parsed text reveals, given their keys (`_key_ids`)."""
+    ciphers: dict[tuple[uuid.UUID, ...], AESGCM] = {}
+    return {t: _open(t, p, keys, person, ciphers) for t, p in parsed.items()}
 
 
 def _open(
