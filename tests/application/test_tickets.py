@@ -11,6 +11,7 @@ from uuid import UUID
 
 import pytest
 from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import get_topic
 
 from casemesh.platform.caseindex import IndexProjector
 from casemesh.platform.cases import fingerprint
@@ -23,6 +24,7 @@ from casemesh.platform.errors import (
     PermissionDenied,
 )
 from casemesh.platform.expiring import ExpiringCase
+from casemesh.platform.following import Follower
 from casemesh.platform.personal import (
     ERASED,
     DataKeys,
@@ -518,6 +520,37 @@ def test_a_solved_ticket_closes_itself_when_its_deadline_fires(
     app.fire(deadline)  # firing twice changes nothing more
     assert app.get_ticket(ALICE, t.id).status == "CLOSED"
     assert events_of(app, t.id)[-1] == Ticket.Closed
+
+
+def test_the_timer_reads_just_the_events_that_set_deadlines(app: Tickets) -> None:
+    """A ticket's timer reads only `deadline_events`: every event of a
+    ticket's whole life that sets a deadline is one of them, and a follower
+    of their topics is handed just those, its position past all the rest."""
+    t = opened(app)
+    t = app.assign(AGENT, t.id, "", 3, etag="")
+    t = app.request_info(AGENT, t.id, "请提供旧手机号", etag="")
+    t = app.add_comment(ALICE, t.id, "139****0000", internal=False, etag="")
+    t = app.put_on_hold(AGENT, t.id, "等待运营商", etag="")
+    t = app.solve(AGENT, t.id, "已处理", etag="")
+    t = app.reopen(ALICE, t.id, "还是不行", etag="")
+    t = app.solve(AGENT, t.id, "已为您更换", etag="")
+    t = app.close_ticket(ALICE, t.id, etag="")
+    app.rate(ALICE, t.id, 5, "谢谢")
+    app.cancel(BOB, app.create_ticket(BOB, new_ticket("r2")).id, "", etag="")
+    stored = app.recorder.select_notifications(None, 1000)
+    setting = [n.id for n in stored if app.deadlines_of(app.mapper.to_domain_event(n))]
+    assert len(setting) == 4  # two solves, the close, the cancel
+
+    handed: list[tuple[list[int], int]] = []
+    Follower(
+        app,
+        "deadlines",
+        lambda: handed[-1][1] if handed else None,
+        lambda batch, reached: handed.append(([n.id for n in batch], reached)),
+        topics=[get_topic(cls) for cls in app.deadline_events],
+    ).catch_up()
+    assert [i for ids, _ in handed for i in ids] == setting
+    assert handed[-1][1] == stored[-1].id
 
 
 def test_each_user_lists_their_own_tickets_and_agents_list_all_page_by_page(

@@ -7,34 +7,17 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from casemesh.platform.groupcommit import BATCH_COMMANDS, GroupCommitRecorder, _Write
-from casemesh_tickets.application import Tickets, open_tickets
-from tests.conftest import Infra
+from casemesh_tickets.application import Tickets
 from tests.support import wait_until
 
 ROUNDS = 12
 CALLERS = 12
-
-
-@pytest.fixture()
-def dsn(infra: Infra) -> str:
-    name = f"groupcommit_{uuid.uuid4().hex[:8]}"
-    infra.pg.create_database(name)
-    return infra.pg.dsn(name)
-
-
-@pytest.fixture()
-def app(dsn: str) -> Iterator[Tickets]:
-    app = open_tickets(dsn, pool_size=4)
-    yield app
-    app.close()
 
 
 def event(ident: uuid.UUID, version: int = 1) -> StoredEvent:

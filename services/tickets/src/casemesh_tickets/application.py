@@ -64,6 +64,7 @@ class Tickets(CaseApplication[Ticket]):
     collection = "tickets"
     noun = "ticket"
     personal_fields = PERSONAL
+    deadline_events = (Ticket.Solved, Ticket.Closed, Ticket.Cancelled)
 
     def __init__(
         self,

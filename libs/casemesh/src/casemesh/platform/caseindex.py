@@ -288,13 +288,13 @@ class Projector:
         (the application tests' way; a service runs the thread)."""
         self._follower.catch_up()
 
-    def _project(self, batch: Sequence[Notification]) -> None:
+    def _project(self, batch: Sequence[Notification], reached: int) -> None:
         last: dict[Any, Notification] = {n.originator_id: n for n in batch}
         latest = sorted(last.values(), key=lambda n: n.id)
         aggregates = [
             self.app.repository.get(n.originator_id, version=n.originator_version) for n in latest
         ]
-        done = Tracking(self.app.name, batch[-1].id)
+        done = Tracking(self.app.name, reached)
         if self.apply_batch is not None:
             try:
                 self.apply_batch(aggregates, done)

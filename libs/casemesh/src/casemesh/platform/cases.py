@@ -129,6 +129,9 @@ class CaseApplication(TracedApplication, Generic[C]):
     # kept, so that a retry landing on a replica of the previous release
     # during a rolling deploy still matches.
     ascii_fingerprints: ClassVar[bool] = False
+    # The only events that set deadlines (`deadlines_of`), so that its timer
+    # reads no other (`casemesh.platform.timers`); empty: any event may.
+    deadline_events: ClassVar[tuple[type, ...]] = ()
 
     def __init__(
         self,

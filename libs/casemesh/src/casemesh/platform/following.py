@@ -5,6 +5,13 @@ deadline timers of a writer service run on.
 Under load a follower takes whatever has been stored since its last batch
 (up to `BATCH`) and handles it at once — one read of the log, one
 transaction for the batch — instead of one of each per event.
+
+A follower of a few kinds of event (`topics`) has the database pick them
+out, and moves its position past the others unread: up to the highest
+notification id stored when it looked. That is safe because the event
+store makes notification ids visible in order (its table lock: no id at or
+below one that has been read becomes visible later, which the relay relies
+on too).
 """
 
 from __future__ import annotations
@@ -24,35 +31,66 @@ from casemesh.platform.pools import with_keepalives
 log = get_logger(__name__)
 
 BATCH = 200
+# How far a follower of a few topics moves past events it does not handle
+# before it records its position anyway (else a restart reads them again).
+RECORD_EVERY = 10_000
 # How long a follower waits for a NOTIFY before it looks again anyway (and
 # notices that it was asked to stop).
 WAKE_S = 1.0
 
 
-def select_batch(app: Any, position: int | None, limit: int = BATCH) -> Sequence[Notification]:
-    """The notifications stored after `position` (None: from the start)."""
-    return app.recorder.select_notifications(  # type: ignore[no-any-return]
-        start=position, limit=limit, inclusive_of_start=position is None
+def select_batch(
+    app: Any, position: int | None, limit: int = BATCH, topics: Sequence[str] = ()
+) -> tuple[Sequence[Notification], int | None]:
+    """The notifications stored after `position` (None: from the start), of
+    `topics` if any are given, and the position they bring the reader to."""
+    recorder = app.recorder
+    if not topics:
+        batch = recorder.select_notifications(
+            start=position, limit=limit, inclusive_of_start=position is None
+        )
+        return batch, batch[-1].id if batch else position
+    stop = recorder.max_notification_id()
+    if stop is None or (position is not None and stop <= position):
+        return [], position
+    batch = recorder.select_notifications(
+        start=position,
+        limit=limit,
+        stop=stop,
+        topics=list(topics),
+        inclusive_of_start=position is None,
     )
+    return batch, batch[-1].id if len(batch) == limit else stop
 
 
 class Follower:
-    """Runs `handle(batch)` in a background thread for each batch of the
-    application's notifications after `position()`, the tracked position
-    `handle` records. After a failure (the database away) it waits a second
-    and resumes from the tracked position."""
+    """Runs `handle(batch, reached)` in a background thread for each batch of
+    the application's notifications after `position()`, the tracked position
+    `handle` records (`reached`: where the batch brings it). With `topics`,
+    only notifications of those topics are handled; an empty batch is handed
+    over only when the position has moved `RECORD_EVERY` past the tracked one.
+    With `pace`, it reads at most once in that many seconds, however often
+    events are stored (for what need not follow closely: a read costs the
+    writers a pooled connection and the database a query).
+    After a failure (the database away) it waits a second and resumes from
+    the tracked position."""
 
     def __init__(
         self,
         app: Any,
         name: str,
         position: Callable[[], int | None],
-        handle: Callable[[Sequence[Notification]], None],
+        handle: Callable[[Sequence[Notification], int], None],
+        topics: Sequence[str] = (),
+        pace: float = 0.0,
     ) -> None:
         self._app = app
         self._name = name
         self._position = position
         self._handle = handle
+        self._topics = topics
+        self._pace = pace
+        self._limit = BATCH
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"{app.name}-{name}", daemon=True)
 
@@ -66,8 +104,13 @@ class Follower:
     def catch_up(self) -> None:
         """Handles, here and now, all that is stored past the tracked position
         (the application tests' way; a service runs the thread)."""
-        while batch := select_batch(self._app, self._position()):
-            self._handle(batch)
+        position = self._position()
+        while True:
+            batch, reached = select_batch(self._app, position, self._limit, self._topics)
+            if reached is None or reached == position:
+                return
+            self._handle(batch, reached)
+            position = reached
 
     def _run(self) -> None:
         while not self._stopped.is_set():
@@ -84,13 +127,17 @@ class Follower:
         conninfo = make_conninfo(with_keepalives(pool.conninfo), **params)
         with psycopg.connect(conninfo, autocommit=True) as listening:
             listening.execute(SQL("LISTEN {}").format(Identifier(recorder.channel_name)))
-            position = self._position()
+            position = recorded = self._position()
             while not self._stopped.is_set():
-                batch = select_batch(self._app, position)
-                if batch:
-                    self._handle(batch)
-                    position = batch[-1].id
-                    # The NOTIFYs of what this batch took are spent.
+                batch, reached = select_batch(self._app, position, self._limit, self._topics)
+                if reached is not None and reached != position:
+                    if batch or reached - (recorded or 0) >= RECORD_EVERY:
+                        self._handle(batch, reached)
+                        recorded = reached
+                    position = reached
+                    if len(batch) < self._limit:  # else more is waiting already
+                        self._stopped.wait(self._pace)
+                    # The NOTIFYs of what this read took are spent.
                     for _ in listening.notifies(timeout=0):
                         pass
                     continue

@@ -4,7 +4,8 @@ ordinary commands.
 Scheduling: a projector follows the application's notification log and asks
 the service which deadlines each event sets; the timer rows and the tracking
 position commit in one transaction, so each deadline is scheduled exactly once
-(replays and replicas change nothing).
+(replays and replicas change nothing). A service whose deadlines come from a
+few kinds of event names them (`deadline_events`): only those are read.
 
 Firing: a due row is locked (SKIP LOCKED: replicas share the work), its
 command runs, and the row is marked fired in the same locking transaction.
@@ -24,6 +25,7 @@ from typing import Any
 
 from eventsourcing.persistence import Notification, Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from eventsourcing.utils import get_topic
 from psycopg.sql import SQL, Identifier
 
 from casemesh.platform.clock import Clock
@@ -33,6 +35,9 @@ from casemesh.platform.logging import get_logger
 from casemesh.platform.personal.mapper import leaving_sealed
 
 log = get_logger(__name__)
+
+# The scheduler reads what was stored at most once in this many seconds.
+SCHEDULE_PACE_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,13 +131,15 @@ class Timer:
     `deadlines_of(domain_event)` says which deadlines an event sets, from
     the event read with its personal texts sealed (a deadline never depends
     on what someone wrote);
-    `fire(deadline)` issues the command. Both run in background threads."""
+    `fire(deadline)` issues the command. Both run in background threads.
+    `events`: the only event classes that set deadlines (empty: any may)."""
 
     app: Any
     table: TimerTable
     clock: Clock
     deadlines_of: Callable[[Any], list[Deadline]]
     fire: Callable[[Deadline], None]
+    events: Sequence[type] = ()
     tick_seconds: float = 0.5
 
     def __post_init__(self) -> None:
@@ -143,6 +150,9 @@ class Timer:
             "timer-schedule",
             lambda: self.table.max_tracking_id(self.app.name),
             self._schedule,
+            topics=[get_topic(cls) for cls in self.events],
+            # Deadlines are days away: a second late to schedule one is nothing.
+            pace=SCHEDULE_PACE_S,
         )
         self._firing = threading.Thread(target=self._fire_loop, name="timer-fire", daemon=True)
 
@@ -155,13 +165,13 @@ class Timer:
         self._scheduler.stop()
         self._firing.join(timeout=5)
 
-    def _schedule(self, batch: Sequence[Notification]) -> None:
+    def _schedule(self, batch: Sequence[Notification], reached: int) -> None:
         """The deadlines a batch of events sets, and the position, in one
         transaction. Deadlines depend on an event's structure, never on its
         people's words: personal texts are left sealed (no key look-up)."""
         read = self._read.to_domain_event
         deadlines = [d for n in batch for d in self.deadlines_of(read(n))]
-        self.table.schedule(deadlines, Tracking(self.app.name, batch[-1].id))
+        self.table.schedule(deadlines, Tracking(self.app.name, reached))
 
     def _fire_loop(self) -> None:
         # Time-driven by nature: a short tick (deadlines are days away; a
@@ -183,10 +193,15 @@ class Timer:
 
 
 def case_timer(app: Any, database_url: str, table: str) -> Timer:
-    """The timer of a case application (`clock`, `deadlines_of`, `fire`), its
-    table beside the application's events."""
+    """The timer of a case application (`clock`, `deadlines_of`, `fire`,
+    `deadline_events`), its table beside the application's events."""
     with schema_lock(database_url):
         timers = side_table(app, lambda datastore: TimerTable(datastore, table))
     return Timer(
-        app=app, table=timers, clock=app.clock, deadlines_of=app.deadlines_of, fire=app.fire
+        app=app,
+        table=timers,
+        clock=app.clock,
+        deadlines_of=app.deadlines_of,
+        fire=app.fire,
+        events=app.deadline_events,
     )
