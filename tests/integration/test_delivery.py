@@ -445,6 +445,36 @@ async def test_a_backlog_is_sent_and_recorded_many_jobs_at_a_time_each_once(
     assert await notifier.drain() == 0
 
 
+async def test_each_claim_is_planned_for_the_backlog_the_sender_finds(
+    notifier: Notifier,
+) -> None:
+    """A sender's claim is never a plan the server cached: one made while the
+    table was small (a new deployment) was kept as a backlog of thousands
+    grew, and scanned all of it for each job; claims took seconds, and
+    thousands of e-mails were due while none went out."""
+    pool = async_pool(notifier.dsn, min_size=1, max_size=1)  # one session to look into
+    await pool.open()
+    try:
+        sender = Delivery(
+            pool=pool,
+            conninfo=notifier.dsn,
+            channels={"EMAIL": notifier.email},
+            cfg=notifier.delivery._cfg,
+            clock=notifier.clock,
+        )
+        for _ in range(8):  # more than psycopg runs a statement before preparing it
+            await notifier.consume(created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,)))
+            assert await sender.deliver_one()
+        async with pool.connection() as conn:
+            cur = await conn.execute("SELECT statement FROM pg_prepared_statements")
+            prepared = [statement for (statement,) in await cur.fetchall()]
+    finally:
+        await pool.close()
+    assert len(notifier.email.delivered) == 8
+    assert prepared, "the sender's other statements are prepared as usual"
+    assert not [statement for statement in prepared if "WITH due AS" in statement]
+
+
 async def test_each_delivery_is_recorded_before_the_next_message_goes_out(
     notifier: Notifier,
 ) -> None:

@@ -331,6 +331,11 @@ class Delivery:
                 " FROM due WHERE j.id = due.id"
                 f" RETURNING {', '.join('j.' + c for c in JOB_COLUMNS.split(', '))}, due.retaken",
                 {"now": now, "lease": lease, "sender": self.sender, "limit": limit},
+                # Planned afresh each time: a plan the server cached while the
+                # table was small (a new deployment) would be kept as a backlog
+                # grows, and scanned the whole backlog per job: claims of
+                # seconds, with thousands of jobs due and none sent.
+                prepare=False,
             )
             rows = await cur.fetchall()
         jobs = [Job(str(row[0]), *row[1:]) for row in rows]
