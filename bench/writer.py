@@ -5,6 +5,9 @@ own that flushes every commit, as production does):
   lock, insert, commit) against raw one-row INSERT transactions, at 1, 8 and
   32 concurrent callers;
 - whole `CreateTicket` commands (checks, idempotency, save) at 8 clients;
+- the same with the followers a tickets process runs beside its API (the
+  case index, and the deadline timer or not), so that what the timer costs
+  the writer is seen;
 - two writer processes on one database against one, so that a second
   replica is seen to add throughput rather than wait on the first.
 """
@@ -22,10 +25,12 @@ from typing import Any
 import psycopg
 
 from bench.report import Goal, interleaved, row
+from casemesh.platform.caseindex import IndexProjector
 from casemesh.platform.eventstore import postgres_env
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import configure_logging
-from casemesh_tickets.application import NewTicket, Tickets, open_tickets
+from casemesh.platform.timers import case_timer
+from casemesh_tickets.application import NewTicket, Tickets, case_row, open_tickets
 from casemesh_tickets.domain import Ticket
 
 # Seconds each measurement runs (a count would make slow runs long).
@@ -111,6 +116,21 @@ def creates(app: Tickets, callers: int) -> float:
     return per_second(callers, lambda: lambda i: app.create_ticket(who, new_ticket(i)))
 
 
+def beside_followers(app: Tickets, dsn: str, *, timer: bool) -> float:
+    """CreateTicket per second at 8 callers while the case index (and, with
+    `timer`, the deadline timer) follow the log, as in the service."""
+    followers: list[Any] = [IndexProjector(app, app.index, case_row)]
+    if timer:
+        followers.append(case_timer(app, dsn, "ticket_timers"))
+    for follower in followers:
+        follower.start()
+    try:
+        return creates(app, 8)
+    finally:
+        for follower in followers:
+            follower.stop()
+
+
 def _replica(dsn: str, callers: int, out: Any) -> None:
     configure_logging("bench", "warning", "console")
     app = open_tickets(dsn, pool_size=4)
@@ -161,6 +181,18 @@ def run(dsn: str) -> None:
                 ours,
                 raw,
                 "raw 1-row INSERT transactions",
+            )
+        )
+        with_timer, without = interleaved(
+            partial(beside_followers, app, dsn, timer=True),
+            partial(beside_followers, app, dsn, timer=False),
+        )
+        lines.append(
+            row(
+                Goal("CreateTicket, case index + deadline timer", "/s", None),
+                with_timer,
+                without,
+                "the same with the case index alone",
             )
         )
     finally:
