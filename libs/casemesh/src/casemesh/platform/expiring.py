@@ -42,8 +42,9 @@ class ExpiringCase(Aggregate):
         self.require_not_expired()
 
     def expire(self, *, actor: str) -> None:
-        """Records that the retention period of this ended case ran out and
-        its case keys were destroyed (the application destroys them first)."""
+        """Records that the retention period of this ended case ran out; the
+        application destroys its case keys once this is saved
+        (`CaseApplication.expire_case`)."""
         self.require_expirable()
         self._expired(actor=actor)
 
