@@ -1,5 +1,6 @@
 """What the application tests share: who acts, a clock they move, the
-applications on the library's in-memory store, and what a case recorded."""
+applications on the library's in-memory store, a reader of its keys
+started afresh, and what a case recorded."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from eventsourcing.application import Application
 
 from casemesh.platform.errors import AlreadyExists
 from casemesh.platform.identity import Identity
+from casemesh.platform.personal import DataKeys, Sealer
 
 T = TypeVar("T")
 
@@ -24,6 +26,12 @@ AGENT = Identity("li", frozenset({"agent"}))
 def in_memory() -> dict[str, str]:
     """The library's in-memory store, whatever the environment says."""
     return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+
+
+def afresh(sealer: Sealer) -> Sealer:
+    """A sealer over the same key store with no key in memory: a process
+    started afresh (a read model rebuilt, a relay)."""
+    return Sealer(DataKeys(sealer.keys.store, sealer.keys.masters))
 
 
 class FakeClock:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 from uuid import UUID
 
 import pytest
@@ -22,14 +22,39 @@ from casemesh.platform.errors import (
     NotFound,
     PermissionDenied,
 )
+from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.identity import Identity
-from casemesh.platform.personal import ERASED, SealingMapper, is_token, reveal_message
+from casemesh.platform.personal import (
+    ERASED,
+    PersonalEvent,
+    PersonalFields,
+    SealingMapper,
+    is_token,
+    reveal_message,
+)
+from casemesh.platform.relay import StreamFollower
 from casemesh_reports.api import index_doc
 from casemesh_reports.application import ReportDraft, Reports
-from casemesh_reports.domain import PERSONAL, AbuseReport, ReportCase, Reporter, TrustedFlagger
-from casemesh_reports.events import public_message
+from casemesh_reports.domain import (
+    PERSONAL,
+    REPORTERS,
+    AbuseReport,
+    ReportCase,
+    Reporter,
+    TrustedFlagger,
+)
+from casemesh_reports.events import Translator, public_message
 from casemesh_reports.policy import Misuse, ReportsPolicy, load_taxonomy
-from tests.application.story import AGENT, ALICE, BOB, FakeClock, events_of, in_memory
+from tests.application.story import (
+    AGENT,
+    ALICE,
+    BOB,
+    FakeClock,
+    afresh,
+    events_of,
+    in_memory,
+    last_event,
+)
 from tests.support import memory_sealer
 
 UPLOADER = {
@@ -656,3 +681,155 @@ def test_the_transparency_figures_count_what_happened_in_the_period(
     earlier = app.transparency(AGENT, before, datetime(2021, 1, 1, tzinfo=UTC))
     assert (earlier["received"], earlier["decided"], earlier["median_seconds"]) == (0, 0, 0.0)
     assert app.transparency(AGENT, before, None)["received"] == 6
+
+
+def retaining(clock: FakeClock) -> Reports:
+    """Reports that seal personal data, and keep an ended case's for 30 days."""
+    policy = ReportsPolicy(taxonomy=load_taxonomy())
+    return Reports(
+        in_memory(),
+        clock=clock,
+        policy=policy,
+        sealer=memory_sealer().sealer,
+        retain_for=timedelta(days=30),
+    )
+
+
+def test_a_decided_case_past_its_window_and_retention_has_its_peoples_words_erased(
+    clock: FakeClock,
+) -> None:
+    app = retaining(clock)
+    alices = app.file(ALICE, report(explanation="爱丽丝看到了袭击画面"))
+    bobs = app.file(BOB, report("b1", explanation="鲍勃也看到了"))
+    hers_elsewhere = app.file(ALICE, report("r2", "8842", explanation="另一个视频的举报"))
+    ident = alices.case_id
+    uploader = {**UPLOADER, "legal_name": "Ursula Upload Ltd"}
+    app.decide(AGENT, ident, "ACTION_TAKEN", action_taken(clock), uploader, [], etag="")
+
+    app.lodge_appeal(ident, "appeals/bob", "bob")
+    app.lodge_appeal(ident, "appeals/ursula", "ursula")
+    decided = next(e for e in stored(app, ident) if isinstance(e, ReportCase.Decided))
+    (deadline,) = app.deadlines_of(decided)
+    window_closes = app.policy.appeal_deadline(decided.at)
+    assert deadline.due == window_closes + timedelta(days=30)
+    clock.now_is(window_closes)
+    app.fire(deadline)  # the window just closed: not due yet
+    assert app.get_report(ALICE, str(alices.id)).explanation == "爱丽丝看到了袭击画面"
+
+    clock.now_is(deadline.due)
+    app.fire(deadline)
+    app.fire(deadline)  # again: nothing more
+    for each in (ident, alices.id, bobs.id):  # though appeals are still open
+        assert events_of(app, each).count(ExpiringCase.Expired) == 1
+    # The reports' words and contacts, and the uploader's name, read as erased;
+    # the decision, its statement of reasons and every state stay.
+    mine = app.get_report(ALICE, str(alices.id))
+    assert (mine.explanation, mine.contact["email"], mine.evidence[0]["name"]) == (ERASED,) * 3
+    assert mine.state == "ACTION_TAKEN"
+    assert app.get_report(BOB, str(bobs.id)).explanation == ERASED
+    case = app.get_case(AGENT, ident)
+    assert case.uploader is not None
+    assert (case.uploader["legal_name"], case.uploader["contact"]["email"]) == (ERASED, ERASED)
+    assert case.state == "ACTION_TAKEN"
+    assert case.decision is not None and case.decision["statement"]["decision_facts"]
+    # A reader of the store afresh (a view rebuilt, the relay) sees the same.
+    assert app.sealer is not None
+    reader = SealingMapper(app.mapper.transcoder, sealer=afresh(app.sealer), fields=PERSONAL)
+    filed = vars(reader.to_domain_event(app.recorder.select_events(alices.id)[0]))
+    assert (filed["explanation"], filed["contact"]["email"]) == (ERASED, ERASED)
+    # The steps say so, on the topic and in the report's history.
+    relay = Translator(StreamFollower(app))
+    published = [relay(cast(Any, None), last_event(app, i)) for i in (ident, alices.id)]
+    assert [(e.type, e.subject) for e in published] == [
+        ("casemesh.reports.ReportCaseExpired.v1", f"report-cases/{ident}"),
+        ("casemesh.reports.ReportExpired.v1", f"reports/{alices.id}"),
+    ]
+    assert app.report_history(ALICE, str(alices.id))[-1].type == "ReportExpired"
+    # Her report of another video is as it was; the view shows both as they are.
+    assert app.get_report(ALICE, str(hers_elsewhere.id)).explanation == "另一个视频的举报"
+    seen(app)
+    listed = {d["report"]["name"]: d["report"] for d in app.list_reports(ALICE, 0, "", "").items}
+    assert listed[f"reports/{alices.id}"]["explanation"] == ERASED
+    assert listed[f"reports/{hers_elsewhere.id}"]["explanation"] == "另一个视频的举报"
+    # Appeals lodged in time but upheld only now: the reporter's does not
+    # send it back to review (the reports' words are gone); the uploader's
+    # still lifts the removal.
+    assert app.reverse(ident, "appeals/bob") is True
+    assert app.get_case(AGENT, ident).state == "ACTION_TAKEN"
+    assert app.reverse(ident, "appeals/ursula") is True
+    assert app.get_case(AGENT, ident).state == "REVERSED"
+    assert app.get_report(BOB, str(bobs.id)).state == "REVERSED"
+    assert app.lodge_appeal(ident, "appeals/ursula", "ursula") is False  # read again
+
+
+def test_a_case_reopened_on_appeal_expires_only_from_its_new_end(clock: FakeClock) -> None:
+    app = retaining(clock)
+    filed = app.file(ALICE, report())
+    ident = filed.case_id
+    app.decide(AGENT, ident, "NO_VIOLATION", NO_VIOLATION, None, [], etag="")
+    (first,) = app.deadlines_of(last_event(app, ident))
+    app.lodge_appeal(ident, "appeals/a2", "alice")
+    app.reverse(ident, "appeals/a2")  # back to review: it has not ended
+    assert app.deadlines_of(last_event(app, ident)) == []
+    clock.now_is(first.due)
+    app.fire(first)
+    assert ExpiringCase.Expired not in events_of(app, ident)
+    # Decided again, it ends when its new window closes.
+    app.decide(AGENT, ident, "NO_VIOLATION", NO_VIOLATION, None, [], etag="")
+    (second,) = app.deadlines_of(last_event(app, ident))
+    assert second.due > first.due
+    app.fire(first)  # the old end no longer stands
+    assert ExpiringCase.Expired not in events_of(app, ident)
+    clock.now_is(second.due)
+    app.fire(second)
+    assert events_of(app, ident)[-1] == ExpiringCase.Expired
+    assert app.get_report(ALICE, str(filed.id)).explanation == ERASED
+
+
+def stored(app: Reports, ident: str | UUID) -> list[Any]:
+    return list(app.repository.event_store.get(UUID(str(ident))))
+
+
+def test_a_voided_or_reversed_case_expires_from_when_it_ended_by_the_period_then(
+    clock: FakeClock,
+) -> None:
+    app = retaining(clock)
+    voided = app.file(ALICE, report())
+    app.void(AGENT, voided.case_id, "举报对象已被平台删除")
+    (deadline,) = app.deadlines_of(last_event(app, voided.case_id))
+    assert deadline.due == clock.now() + timedelta(days=30)
+    app.retain_for = timedelta(days=60)  # a longer period from now on
+    lifted = app.file(BOB, report("b1", "9001"))
+    app.decide(AGENT, lifted.case_id, "ACTION_TAKEN", action_taken(clock), UPLOADER, [], "")
+    app.lodge_appeal(lifted.case_id, "appeals/a1", "ursula")
+    clock.advance(days=3)
+    app.reverse(lifted.case_id, "appeals/a1")  # the uploader's: REVERSED, final
+    (reversal,) = app.deadlines_of(last_event(app, lifted.case_id))
+    assert reversal.due == clock.now() + timedelta(days=60)
+    clock.now_is(deadline.due)  # 30 days on, as scheduled
+    app.fire(deadline)
+    assert app.get_report(ALICE, str(voided.id)).explanation == ERASED
+    assert app.get_report(BOB, str(lifted.id)).explanation != ERASED
+    clock.now_is(reversal.due)
+    app.fire(reversal)
+    assert app.get_report(BOB, str(lifted.id)).explanation == ERASED
+    assert app.get_case(AGENT, lifted.case_id).state == "REVERSED"
+
+
+def test_a_case_whose_report_was_sealed_before_case_keys_is_left_as_it_was(
+    clock: FakeClock,
+) -> None:
+    """Destroying case keys cannot erase a report sealed under its
+    reporter's key alone (filed before this release): the case is not
+    recorded expired while its report still reads in clear."""
+    app = retaining(clock)
+    assert isinstance(app.mapper, SealingMapper)
+    app.mapper.fields = PersonalFields({AbuseReport.Filed: PersonalEvent("reporter", REPORTERS)})
+    filed = app.file(ALICE, report())
+    app.mapper.fields = PERSONAL
+    app.void(AGENT, filed.case_id, "举报对象已被平台删除")
+    (deadline,) = app.deadlines_of(last_event(app, filed.case_id))
+    clock.now_is(deadline.due)
+    app.fire(deadline)
+    assert ExpiringCase.Expired not in events_of(app, filed.case_id)
+    assert app.get_report(ALICE, str(filed.id)).explanation == "视频宣扬恐怖组织"

@@ -48,6 +48,7 @@ from tests.application.story import (
     ALICE,
     BOB,
     FakeClock,
+    afresh,
     events_of,
     in_memory,
     last_event,
@@ -303,8 +304,7 @@ def test_a_closed_ticket_past_its_retention_period_is_erased_alone(clock: FakeCl
     assert "已为您更换" in texts  # the agent's own words were never the requester's
     assert app.history(AGENT, t.id, 0, "").items[-1].type == "TicketExpired"
     # A process reading the store afresh (a read model rebuilt) sees the same.
-    afresh = Sealer(DataKeys(personal.keys.store, personal.keys.masters))
-    reader = SealingMapper(app.mapper.transcoder, sealer=afresh, fields=PERSONAL)
+    reader = SealingMapper(app.mapper.transcoder, sealer=afresh(personal), fields=PERSONAL)
     created = vars(reader.to_domain_event(app.recorder.select_events(UUID(t.id))[0]))
     assert (created["subject"], created["contact"]["email"]) == (ERASED, ERASED)
     # Her other ticket, and nobody else's, is untouched.

@@ -12,10 +12,13 @@ import pytest
 from casemesh.platform.personal import ERASED
 from casemesh.rules import retention
 from casemesh.v1 import appeals_pb2 as apb
+from casemesh.v1 import reports_pb2 as rpb
 from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import Stack
 from tests.e2e.test_appeals import Person, notice
 from tests.e2e.test_erasure import dumps, found_in
+from tests.e2e.test_reports import Person as Reporting
+from tests.e2e.test_reports import decide_no_violation
 from tests.support import open_ticket, told_everything, wait_until
 
 DAY = 24 * 3600
@@ -24,9 +27,10 @@ DAY = 24 * 3600
 def test_cases_past_their_retention_period_are_erased_and_her_open_one_is_not(
     stack: Stack,
 ) -> None:
-    """Zoe's ticket is closed and her copyright notice withdrawn; once both
-    are past their retention periods they read as erased everywhere, her
-    ticket still open reads as it was, and neither takes a change."""
+    """Zoe's ticket is closed, her copyright notice withdrawn, and the video
+    she reported found to break no rule; once past their retention periods
+    they read as erased everywhere, her ticket still open reads as it was,
+    and none takes a change."""
     run, mark = uuid.uuid4().hex[:8], uuid.uuid4().hex[:10]
     zoe, agent = Person(stack, f"zoe-{run}"), Person(stack, f"agent-{run}", "agent")
     email, phone = f"zoe.{run}@example.com", f"+86139{uuid.uuid4().int % 10**8:08d}"
@@ -40,12 +44,22 @@ def test_cases_past_their_retention_period_are_erased_and_her_open_one_is_not(
     filed.filer.legal_name, filed.notice.work.title = studio, title
     appeal = zoe.FileAppeal(apb.FileAppealRequest(appeal=filed, request_id=uuid.uuid4().hex))
     zoe.WithdrawAppeal(apb.WithdrawAppealRequest(name=appeal.name))
-    # She was told of both; the notifier keeps what it sent, in clear.
+    reporting, moderator = Reporting(stack, zoe.user), Reporting(stack, agent.user, "agent")
+    scene, video = f"Violent scene at second {mark}e", f"v{run}"
+    report = reporting.report(video, email=email, explanation=scene)
+    decide_no_violation(moderator, report)
+    # She was told of each; the notifier keeps what it sent, in clear.
     bootstrap = stack.infra.kafka.bootstrap
     wait_until(lambda: told_everything(bootstrap, stack.notifier_dsn, [email, phone]), 90)
     assert "casemesh_notifier" in found_in(dumps(stack), [subject, title])
+    assert "casemesh_reports" in found_in(dumps(stack), [scene])
+    # What it told her of her report names the video (the subject of its
+    # messages): the notifier keeps that with her address until it expires.
+    assert "casemesh_notifier" in found_in(dumps(stack), [video])
 
-    longest = max(retention.period(t) for t in ("tickets", "appeals"))
+    # The longest period, which also outlasts a report case's window for an
+    # appeal and its own period after it.
+    longest = max(retention.period(t) for t in ("tickets", "appeals", "reports"))
     stack.advance_clock(longest.total_seconds() + DAY)
 
     def ticket_steps() -> list[str]:
@@ -58,6 +72,12 @@ def test_cases_past_their_retention_period_are_erased_and_her_open_one_is_not(
 
     wait_until(lambda: ticket_steps()[-1] == "TicketExpired", timeout=60, interval=0.5)
     wait_until(lambda: appeal_steps()[-1] == "AppealExpired", timeout=60, interval=0.5)
+
+    def report_steps() -> list[str]:
+        request = rpb.ListReportEventsRequest(name=report.name)
+        return [e.type for e in moderator.ListReportEvents(request).events]
+
+    wait_until(lambda: report_steps()[-1] == "ReportExpired", timeout=60, interval=0.5)
     got = zoe.client.GetTicket(pb.GetTicketRequest(name=done.name))
     assert (got.subject, got.description, got.contact.email) == (ERASED,) * 3
     assert got.status == pb.TICKET_STATUS_CLOSED  # the case itself stays
@@ -66,13 +86,18 @@ def test_cases_past_their_retention_period_are_erased_and_her_open_one_is_not(
     assert (got_appeal.filer.legal_name, got_appeal.notice.work.title) == (ERASED, ERASED)
     assert got_appeal.filer.contact.phone == ERASED
     assert got_appeal.state == apb.APPEAL_STATE_WITHDRAWN
+    got_report = reporting.GetReport(rpb.GetReportRequest(name=report.name))
+    assert (got_report.explanation, got_report.contact.email) == (ERASED, ERASED)
+    assert got_report.state == rpb.REPORT_STATE_NO_VIOLATION
+    assert report_steps() == ["ReportFiled", "ReportResolved", "ReportExpired"]
     # Their words are in no database and no notification any more; her open
     # ticket is as it was, in the list (the case index) too.
-    mine = [subject, words, studio, title]
+    mine = [subject, words, studio, title, scene]
     try:
         wait_until(lambda: not found_in(dumps(stack), mine), timeout=60, interval=1)
     except AssertionError:
         raise AssertionError(f"still in clear: {found_in(dumps(stack), mine)}") from None
+    assert "casemesh_notifier" not in found_in(dumps(stack), [video])
     other = zoe.client.GetTicket(pb.GetTicketRequest(name=kept.name))
     assert (other.subject, other.contact.email) == (kept.subject, email)
     listed = {t.name: t.subject for t in zoe.client.ListTickets(pb.ListTicketsRequest()).tickets}

@@ -11,7 +11,13 @@ import pytest
 
 from casemesh.platform.errors import FailedPrecondition
 from casemesh_reports.domain import AbuseReport, CaseState, ReportCase, Reporter, TrustedFlagger
-from casemesh_reports.events import COLLECTIONS, PUBLIC_NAMES, Translator, public_message
+from casemesh_reports.events import (
+    COLLECTIONS,
+    PUBLIC_NAMES,
+    Translator,
+    public_message,
+    public_name,
+)
 from casemesh_reports.policy import Misuse, Triage, load_taxonomy
 from casemesh_reports.statement import StatementOfReasons
 from casemesh_reports.views import decode_queue_token, encode_queue_token
@@ -233,6 +239,7 @@ def every_event() -> list[tuple[Any, Any]]:
         at=NOW,
     )
     report.reverse(actor="system", appeal="appeals/1", lifted=[], reopened=False)
+    report.expire(actor="system")
     voided = AbuseReport(
         reporter="b",
         request_id="r2",
@@ -261,6 +268,7 @@ def every_event() -> list[tuple[Any, Any]]:
     case.reverse(appeal="appeals/1", at=NOW)
     void_case = case_with(["z"])
     void_case.void(actor="agent", reason="deleted", at=NOW)
+    void_case.expire(actor="system")
     reporter = counted(None, 5, NOW)
     reporter.withdraw(report_id=reporter.suspensions[-1]["reports"][-1], now=NOW)
     flagger = TrustedFlagger(user_id="ngo", display_name="NGO", areas=["child_safety"], actor="a")
@@ -274,19 +282,21 @@ def every_event() -> list[tuple[Any, Any]]:
 
 
 def test_every_event_has_a_public_message_and_collection() -> None:
-    seen = set()
+    seen, names = set(), set()
     every = every_event()
     after_of = {id(e): a for e, a in every}
     translate = Translator(after=lambda e: after_of[id(e)])
     for e, after in every:
-        kind = type(e)
-        seen.add(kind)
+        seen.add(type(e))
+        name = public_name(e, after)
+        names.add(name)
         message = public_message(e, after)
-        assert type(message).__name__ == PUBLIC_NAMES[kind]
+        assert type(message).__name__ == name
         cloud = translate(None, e)  # type: ignore[arg-type]
-        assert cloud.type == f"casemesh.reports.{PUBLIC_NAMES[kind]}.v1"
-        assert cloud.subject.split("/")[0] in COLLECTIONS.values()
+        assert cloud.type == f"casemesh.reports.{name}.v1"
+        assert cloud.subject == f"{COLLECTIONS[type(after)]}/{after.id}"
     assert seen == set(PUBLIC_NAMES)
+    assert {f"casemesh.reports.{n}.v1" for n in names} == set(translate.types)
 
 
 def test_a_queue_page_token_names_where_the_next_page_starts() -> None:

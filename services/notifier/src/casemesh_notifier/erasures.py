@@ -98,7 +98,7 @@ async def forget_people(
 
 async def forget_cases(conn: psycopg.AsyncConnection[Any], cases: Collection[str]) -> Forgotten:
     """Scrubs what the notifier keeps in clear of these cases (their
-    retention period ran out: `TicketExpired`) and cancels what it would
+    retention period ran out: `TicketExpired` and the like) and cancels what it would
     still send about them, in the caller's transaction: their party rows
     and jobs as `forget_people` leaves a person's. The people stay: their
     other cases are untouched."""

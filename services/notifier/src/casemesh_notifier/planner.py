@@ -23,10 +23,11 @@ the person's keys before anything of the batch is revealed, and, once the
 batch's jobs are added, scrubs the person's clear data and cancels their
 unsent jobs (`erasures.py`), those the batch added included. A person once
 erased is told nothing again and their parties keep no address, whatever a
-later event carries (`erased_people`). A `TicketExpired` or an
-`AppealExpired` (the case's retention period ran out) scrubs that case's
-clear data and cancels its unsent jobs the same way, after the batch's
-jobs are added; its people's other cases are untouched.
+later event carries (`erased_people`). A `TicketExpired`, an
+`AppealExpired`, a `ReportCaseExpired` or a `ReportExpired` (the case's
+retention period ran out) scrubs that case's clear data and cancels its
+unsent jobs the same way, after the batch's jobs are added; its people's
+other cases are untouched.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from google.protobuf.message import Message
 from opentelemetry import trace
 
 from casemesh.events.v1 import appeals_pb2 as aev
+from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as tev
 from casemesh.events.v1.privacy_pb2 import PersonErased
 from casemesh.platform.consuming import NotYet, Place
@@ -66,8 +68,12 @@ log = get_logger(__name__)
 
 ERASURE = type_of(PersonErased)
 # A case whose retention ran out; the event's subject names the case, as
-# the notifier names it (`tickets/<id>`, `appeals/<id>`).
-EXPIRIES = frozenset({type_of(tev.TicketExpired), type_of(aev.AppealExpired)})
+# the notifier names it (`tickets/<id>`, `appeals/<id>`, `report-cases/<id>`,
+# and `reports/<id>` for each of a report case's reports).
+EXPIRIES = frozenset(
+    type_of(m)
+    for m in (tev.TicketExpired, aev.AppealExpired, rev.ReportExpired, rev.ReportCaseExpired)
+)
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """`python -m casemesh_reports serve|relay|consume`: the gRPC service (with its
-read model), the relay that publishes to Kafka, or the consumer of appeals of
+read model and retention timer), the relay that publishes to Kafka, or the consumer of appeals of
 report decisions."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from casemesh.platform.entrypoint import relay_until_stopped, run_command, serve
 from casemesh.platform.forgetting import ErasureFollower
 from casemesh.platform.personal import Sealer, open_sealer
 from casemesh.platform.relay import StreamFollower
+from casemesh.platform.timers import case_timer
 from casemesh.v1 import reports_pb2, reports_pb2_grpc
 from casemesh_reports.api import ReportServicer, index_doc
 from casemesh_reports.application import Reports, open_reports
@@ -30,6 +31,8 @@ from casemesh_reports.settings import (
     RelaySettings,
     ReportsSettings,
 )
+
+TIMERS = "report_timers"
 
 
 def open_app(
@@ -75,6 +78,7 @@ async def run_api(cfg: ReportsSettings) -> None:
             reports_pb2_grpc.add_ReportServiceServicer_to_server,
             workers=[
                 Projector(app, app.view, project, name="reports_view"),
+                case_timer(app, cfg.database_url, TIMERS),
                 ErasureFollower(
                     cfg, lambda person: app.forget_in_view(person, index_doc), app.forget_keys
                 ),

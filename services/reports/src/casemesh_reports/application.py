@@ -7,6 +7,8 @@ each in a module of its own:
   upheld appeal's consequences (`lodge_appeal`, `reverse`);
 - `flaggers`: the trusted-flagger list (`set_flagger`, `remove_flagger`,
   `list_flaggers`);
+- `retention`: an ended case's personal data erased when its retention
+  period runs out (`deadlines_of`, `fire`: its timer's);
 - `queries`: reads (`get_report`, `list_reports`, `get_case`, `list_cases`,
   `my_restrictions`, `transparency`);
 - `base`: what they share (construction, who may see a case, loading, saving).
@@ -26,12 +28,13 @@ from casemesh_reports.filing import Filing, ReportDraft
 from casemesh_reports.flaggers import Flaggers
 from casemesh_reports.policy import ReportsPolicy
 from casemesh_reports.queries import Queries
+from casemesh_reports.retention import Retention
 from casemesh_reports.views import ReportsView
 
 __all__ = ["ReportDraft", "Reports", "open_reports"]
 
 
-class Reports(Filing, Decisions, Flaggers, Queries):
+class Reports(Filing, Decisions, Flaggers, Queries, Retention):
     """On PostgreSQL, open with `open_reports`, which keeps the view its lists
     are read from in the service's database; constructed bare, it runs whole
     in memory, its view too (the application tests)."""

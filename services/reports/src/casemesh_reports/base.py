@@ -7,6 +7,7 @@ who may see a case, and loading and saving aggregates. The use cases
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, Unpack
 from uuid import UUID
 
@@ -21,6 +22,7 @@ from casemesh.platform.clock import Clock
 from casemesh.platform.errors import Aborted
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
+from casemesh.rules import retention
 from casemesh_reports.domain import PERSONAL, ReportCase
 from casemesh_reports.policy import ReportsPolicy
 from casemesh_reports.views import MemoryReportsView, ReportsViewLike
@@ -31,7 +33,7 @@ AGENT_WORK = "work report cases"
 
 
 class ReportsBase(CaseApplication[ReportCase]):
-    """The clock and the policy it is constructed with, the read model
+    """The clock, the policy and the retention period it is constructed with, the read model
     (`view`: made by `open_view` from the application, which `open_reports`
     gives to keep it in the service's database; without one, in memory), and
     the loading and saving every use case does."""
@@ -50,11 +52,14 @@ class ReportsBase(CaseApplication[ReportCase]):
         policy: ReportsPolicy,
         link_hosts: tuple[str, ...] = (),
         open_view: Callable[[Application[Any]], ReportsViewLike] | None = None,
+        retain_for: timedelta | None = None,
         **options: Unpack[CaseOptions],
     ) -> None:
         super().__init__(env, **options)
         self.clock = clock
         self.policy = policy
+        # How long an ended case keeps its personal data (`retention`).
+        self.retain_for = retention.period("reports") if retain_for is None else retain_for
         self.taxonomy = policy.taxonomy
         self.link_hosts = link_hosts
         if open_view is not None:

@@ -12,6 +12,10 @@
   suspension).
 - `TrustedFlagger`: one entry of the agent-managed trusted-flagger list.
 
+A report case and its reports expire together (`ExpiringCase`) when the
+case's retention period, counted from when it ended (`ReportCase.ended_at`),
+runs out.
+
 A decision's statement of reasons is a value of its own (`statement.py`):
 `ReportCase.decide` takes it checked and records it as a dict.
 """
@@ -28,6 +32,7 @@ from typing import Any
 from eventsourcing.domain import Aggregate, event
 
 from casemesh.platform.errors import FailedPrecondition
+from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.ids import derived_id
 from casemesh.platform.personal import PersonalEvent, PersonalFields
 from casemesh_reports.policy import Misuse
@@ -72,7 +77,7 @@ def target_key(target: dict[str, str]) -> str:
 
 
 @dataclass(eq=False, repr=False)
-class AbuseReport(Aggregate):
+class AbuseReport(ExpiringCase):
     @staticmethod
     def create_id(reporter: str, request_id: str) -> uuid.UUID:
         return derived_id(NAMESPACE, "report", reporter, request_id)
@@ -111,6 +116,10 @@ class AbuseReport(Aggregate):
         self.state = ReportState.SUBMITTED
         self.outcome: dict[str, Any] | None = None
         self.decided_at: datetime | None = None
+
+    def has_ended(self) -> bool:
+        """Resolved, voided or reversed: only its case reviewed anew reopens it."""
+        return self.state is not ReportState.SUBMITTED
 
     def resolve(self, *, actor: str, outcome: dict[str, Any], at: datetime) -> None:
         if self.state is not ReportState.SUBMITTED:
@@ -154,7 +163,7 @@ class AbuseReport(Aggregate):
 
 
 @dataclass(eq=False, repr=False)
-class ReportCase(Aggregate):
+class ReportCase(ExpiringCase):
     @staticmethod
     def create_id(target: dict[str, str], category: str, round_no: int) -> uuid.UUID:
         return derived_id(NAMESPACE, "case", target_key(target), category, round_no)
@@ -203,6 +212,23 @@ class ReportCase(Aggregate):
     @property
     def trusted(self) -> bool:
         return any(r.get("trusted") for r in self.reports)
+
+    def has_ended(self) -> bool:
+        return self.state not in OPEN_CASE
+
+    def ended_at(self) -> datetime | None:
+        """When the case ended, which its retention period counts from: when
+        it was voided or reversed, or, decided, when its window for an
+        appeal closed (decisions recorded without one: when made). None
+        while it is open."""
+        if self.state is CaseState.VOID:
+            return self.voided_at
+        if self.state is CaseState.REVERSED:
+            reversals: list[datetime] = [a["reversed_at"] for a in self.appeals.values()]
+            return max(at for at in reversals if at is not None)
+        if self.state in DECIDED_CASE and self.decision is not None:
+            return decision_end(self.decision["statement"], self.decision["at"])
+        return None
 
     def report_of(self, reporter: str) -> str | None:
         return next((r["id"] for r in self.reports if r["reporter"] == reporter), None)
@@ -315,7 +341,9 @@ class ReportCase(Aggregate):
         self.state = CaseState.VOID
 
     def lodge_appeal(self, *, appeal: str, appellant: str, at: datetime) -> bool:
-        """Records an appeal of the decision (once per appeal)."""
+        """Records an appeal of the decision (once per appeal), after the
+        case expired too: it carries nothing personal, and one lodged in time
+        may be decided late."""
         if appeal in self.appeals:
             return False
         self._appealed(actor=appellant, appeal=appeal, at=at)
@@ -335,7 +363,9 @@ class ReportCase(Aggregate):
         it was applied before. The affected uploader's appeal lifts what is in
         effect; a reporter's appeal sends a decided case back to review for a
         new decision (what was imposed stays until then). An upheld appeal
-        that finds nothing left to change is still recorded."""
+        that finds nothing left to change is still recorded. An expired case
+        still has what it imposed lifted, but is not reviewed anew: the
+        reports' words are gone."""
         record = self.appeals.get(appeal)
         if record is not None and record["reversed_at"] is not None:
             return None
@@ -343,7 +373,7 @@ class ReportCase(Aggregate):
             record and self.uploader and record["by"] == self.uploader.get("user_id")
         )
         lifted: list[dict[str, Any]] = list(self.in_effect) if by_uploader else []
-        reopen = not by_uploader and self.state in DECIDED_CASE
+        reopen = not by_uploader and self.state in DECIDED_CASE and not self.expired
         self._reversed(actor="system", appeal=appeal, lifted=lifted, reopen=reopen, at=at)
         return lifted, reopen
 
@@ -561,6 +591,13 @@ class TrustedFlagger(Aggregate):
         return self.active and category in self.areas
 
 
+def decision_end(statement: Mapping[str, Any], at: datetime) -> datetime:
+    """When a decided case ends: its window for an appeal closes (`at`, the
+    decision's time, for a statement recorded without one)."""
+    deadline = statement.get("appeal_deadline")
+    return datetime.fromisoformat(deadline) if deadline else at
+
+
 def _uploader(state: Mapping[str, Any]) -> object:
     """The affected uploader a decision names (an action taken names them,
     with their account; a no-violation decision names nobody)."""
@@ -568,9 +605,14 @@ def _uploader(state: Mapping[str, Any]) -> object:
 
 
 _CONTACT = ("contact.email", "contact.phone")
+# A report's personal fields, and a decision's (its affected uploader's).
+REPORTERS = ("explanation", *_CONTACT, "evidence[].name")
+_UPLOADERS = ("uploader.legal_name", *(f"uploader.{p}" for p in _CONTACT))
 
 # Whose words and contacts each event holds, sealed in the event store and on
-# the topic with that person's key (erasing the person erases them).
+# the topic with that person's key (erasing the person erases them); a
+# report's and a decision's under the key of their report case too (its
+# retention erases them: `ExpiringCase`).
 # - A report: the reporter's explanation, how to reach them, the names of the
 #   evidence they attached.
 # - A decision: the affected uploader's legal name and contact, under their
@@ -588,12 +630,13 @@ _CONTACT = ("contact.email", "contact.phone")
 # organisation's, listed publicly), agents' reasons for voiding a case.
 PERSONAL = PersonalFields(
     {
-        AbuseReport.Filed: PersonalEvent("reporter", ("explanation", *_CONTACT, "evidence[].name")),
-        ReportCase.Decided: PersonalEvent(
-            _uploader, ("uploader.legal_name", *(f"uploader.{p}" for p in _CONTACT))
-        ),
+        AbuseReport.Filed: PersonalEvent("reporter", REPORTERS, case="case_id"),
+        ReportCase.Decided: PersonalEvent(_uploader, _UPLOADERS, case="originator_id"),
         Reporter.Warned: PersonalEvent("user_id", _CONTACT),
         Reporter.Suspended: PersonalEvent("user_id", _CONTACT),
         Reporter.SuspensionLifted: PersonalEvent("user_id", _CONTACT),
     }
 )
+# What of them the aggregates themselves keep, erased when their case expires.
+AbuseReport.kept_personal = PersonalEvent("reporter", REPORTERS)
+ReportCase.kept_personal = PersonalEvent(_uploader, _UPLOADERS)

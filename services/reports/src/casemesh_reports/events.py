@@ -10,6 +10,7 @@ from google.protobuf.message import Message
 from casemesh import topics
 from casemesh.events.v1 import reports_pb2 as ev
 from casemesh.events.v1 import tickets_pb2 as tev
+from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.grpcutil import to_timestamp
 from casemesh.platform.history import carried
 from casemesh.platform.relay import EventTranslator
@@ -18,7 +19,7 @@ from casemesh_reports.domain import AbuseReport, ReportCase, Reporter, TrustedFl
 TOPIC = topics.REPORTS
 
 # Stored event class → the name of its public message and on the topic.
-PUBLIC_NAMES: dict[type[Any], str] = {
+PUBLIC_NAMES: dict[type[Any], str | dict[type[Any], str]] = {
     AbuseReport.Filed: "ReportFiled",
     AbuseReport.Resolved: "ReportResolved",
     AbuseReport.Voided: "ReportVoided",
@@ -30,6 +31,8 @@ PUBLIC_NAMES: dict[type[Any], str] = {
     ReportCase.CaseVoided: "ReportCaseVoided",
     ReportCase.Appealed: "ReportCaseAppealed",
     ReportCase.DecisionReversed: "ReportCaseDecisionReversed",
+    # Recorded by a case and each of its reports, one class for both.
+    ExpiringCase.Expired: {AbuseReport: "ReportExpired", ReportCase: "ReportCaseExpired"},
     Reporter.FirstMisuseCounted: "ReporterMisuseCounted",
     Reporter.MisuseCounted: "ReporterMisuseCounted",
     Reporter.Warned: "ReporterWarned",
@@ -223,17 +226,25 @@ def public_message(domain_event: Any, after: Any) -> Message:
             )
         case TrustedFlagger.Removed():
             return ev.TrustedFlaggerRemoved(header=header, user_id=after.user_id)
+        case ExpiringCase.Expired() if isinstance(after, AbuseReport):
+            return ev.ReportExpired(header=header, case_id=after.case_id)
+        case ExpiringCase.Expired():
+            return ev.ReportCaseExpired(header=header)
     raise ValueError(f"no public event for {type(domain_event).__name__}")
-
-
-def _owner(domain_event: Any) -> type[Any]:
-    return next(cls for cls in COLLECTIONS if isinstance(domain_event, cls.Event))
 
 
 def Translator(after: Any) -> EventTranslator:
     """The relay's translation; `after(event)` is the aggregate right after it."""
-    return EventTranslator("reports", _collection, PUBLIC_NAMES, public_message, after)
+    return EventTranslator(
+        "reports",
+        lambda aggregate: COLLECTIONS[type(aggregate)],
+        PUBLIC_NAMES,
+        public_message,
+        after,
+    )
 
 
-def _collection(domain_event: Any) -> str:
-    return COLLECTIONS[_owner(domain_event)]
+def public_name(domain_event: Any, aggregate: Any) -> str:
+    """The public name of `domain_event`, recorded by `aggregate`."""
+    name = PUBLIC_NAMES.get(type(domain_event), type(domain_event).__name__)
+    return name if isinstance(name, str) else name[type(aggregate)]

@@ -19,7 +19,7 @@ from casemesh.platform.identity import Identity
 from casemesh.platform.paging import page_size_of
 from casemesh_reports.base import AGENT_WORK, ReportsBase
 from casemesh_reports.domain import OPEN_CASE, AbuseReport, ReportCase
-from casemesh_reports.events import PUBLIC_NAMES
+from casemesh_reports.events import public_name
 from casemesh_reports.views import (
     QueueQuery,
     ReportsQuery,
@@ -55,7 +55,7 @@ class Queries(ReportsBase):
             steps.append(
                 ReportStep(
                     sequence=event.originator_version,
-                    type=PUBLIC_NAMES.get(type(event), type(event).__name__),
+                    type=public_name(event, report),
                     time=cast(Any, event).timestamp,
                     state=report.state.value,
                 )

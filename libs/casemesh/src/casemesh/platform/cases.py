@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypedDict, TypeVar
 from uuid import UUID
 
@@ -153,13 +154,16 @@ class CaseApplication(TracedApplication, Generic[C]):
         if self.sealer is not None:
             self.sealer.keys.forget(person)
 
-    def expire_case(self, case: ExpiringCase) -> bool:
+    def expire_case(self, case: ExpiringCase, parts: Sequence[ExpiringCase] = ()) -> bool:
         """Erases a case whose retention period ran out: records it expired,
         so that it takes no change from then on, then destroys every case key
         its stored events were sealed under (`PersonalFields(per_case=True)`),
         so that its personal fields read as erased, in every event, other
-        cases of the same people untouched. Refused, before anything is
-        recorded or destroyed, for a case that has not ended. A change that
+        cases of the same people untouched. `parts` are aggregates of the
+        case's own whose texts are sealed under its keys (a report case's
+        reports): recorded expired with it, in one transaction, their keys
+        destroyed with its. Refused, before anything is recorded or
+        destroyed, for a case (or part) that has not ended. A change that
         reached the case after it was read makes the record fail (the
         version moved on): nothing is destroyed, and the deadline stays due.
         A case already recorded expired (a crash came before its keys were
@@ -169,20 +173,24 @@ class CaseApplication(TracedApplication, Generic[C]):
         case keys came in) cannot be erased this way: it is left as it is,
         logged (`case.not_expirable`), and False returned."""
         name, again = f"{self.collection}/{case.id}", case.expired
+        whole = [case, *parts]
         if not again:
-            case.require_expirable()
+            for each in whole:
+                each.require_expirable()
         if self.sealer is None or not isinstance(self.mapper, SealingMapper):
             log.warning("case.not_expirable", case=name, why="personal data not sealed")
             return False
-        keys, unkeyed = self.mapper.case_keys_in(self.recorder.select_events(case.id))
+        stored = chain.from_iterable(self.recorder.select_events(each.id) for each in whole)
+        keys, unkeyed = self.mapper.case_keys_in(stored)
         if unkeyed and not again:
             log.warning("case.not_expirable", case=name, texts_without_case_key=unkeyed)
             return False
         if not again:
-            case.expire(actor="system")
-            self.save(case)  # refused if the case changed since `keys` were read
+            for each in whole:
+                each.expire(actor="system")
+            self.save(*whole)  # refused if any changed since `keys` were read
         destroyed = self.sealer.keys.destroy(keys) if keys else 0
-        log.info("case.expired", case=name, case_keys=destroyed, again=again)
+        log.info("case.expired", case=name, parts=len(parts), case_keys=destroyed, again=again)
         return True
 
     def forget_person(self, person: str, to_row: Callable[[C], CaseRow]) -> int:

@@ -95,16 +95,19 @@ class EventTranslator:
     `render(event, after)` makes the public message, given `after(event)`."""
 
     service: str
+    # The resource collection: fixed, or, for a service that keeps several
+    # aggregate types, of the aggregate right after the event.
     collection: str | Callable[[Any], str]
-    public_names: Mapping[type[Any], str]  # event class → its public name
+    # Event class → its public name; for an event class several aggregate
+    # types record (`ExpiringCase.Expired`), aggregate class → public name.
+    public_names: Mapping[type[Any], str | Mapping[type[Any], str]]
     render: Callable[[Any, Any], Message]
     after: Callable[[Any], Any]
 
-    def _collection_of(self, domain_event: Any) -> str:
-        """The resource collection: fixed, or per aggregate type for a service
-        that keeps several (`collection(event)`)."""
-        c = self.collection
-        return c if isinstance(c, str) else c(domain_event)
+    def public_name(self, domain_event: Any, after: Any) -> str:
+        """The public name of `domain_event`, recorded by `after`."""
+        name = self.public_names[type(domain_event)]
+        return name if isinstance(name, str) else name[type(after)]
 
     @property
     def source(self) -> str:
@@ -116,16 +119,20 @@ class EventTranslator:
     @property
     def types(self) -> list[str]:
         """Every `ce_type` this translator publishes, sorted (docs/asyncapi.yaml lists them)."""
-        return sorted({self.type_of(n) for n in self.public_names.values()})
+        names = self.public_names.values()
+        flat = [n for name in names for n in ([name] if isinstance(name, str) else name.values())]
+        return sorted({self.type_of(n) for n in flat})
 
     def __call__(self, notification: Notification, domain_event: Any) -> CloudEvent:
-        message = self.render(domain_event, self.after(domain_event))
+        after = self.after(domain_event)
+        message = self.render(domain_event, after)
         ident = str(domain_event.originator_id)
+        c = self.collection
         return CloudEvent(
             id=f"{ident}:{domain_event.originator_version}",
             source=self.source,
-            type=self.type_of(self.public_names[type(domain_event)]),
-            subject=f"{self._collection_of(domain_event)}/{ident}",
+            type=self.type_of(self.public_name(domain_event, after)),
+            subject=f"{c if isinstance(c, str) else c(after)}/{ident}",
             time=domain_event.timestamp,
             data=message.SerializeToString(),
             key=ident,

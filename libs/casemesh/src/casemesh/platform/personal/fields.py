@@ -21,11 +21,15 @@ applied after upcasting when reading.
 
 `per_case=True` seals each aggregate's texts under a key of its own too
 (the aggregate being a case: see `sealing`), so that a case can be erased
-alone when its retention period runs out.
+alone when its retention period runs out. An event whose texts belong to
+another aggregate's case (a report, to the case it joined) names the field
+that holds that case's id (`PersonalEvent(..., case="case_id")`); its
+texts are sealed under that case's key, whatever `per_case` says.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +44,9 @@ class PersonalEvent:
 
     owner: Owner
     paths: tuple[str, ...]
+    # The field holding the id of the case its texts are sealed under too
+    # ("originator_id": the aggregate's own); "": as `PersonalFields` says.
+    case: str = ""
     _parsed: tuple[tuple[str, ...], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -51,6 +58,11 @@ class PersonalEvent:
         """The person the event's personal fields belong to, if it names one."""
         found = state.get(self.owner) if isinstance(self.owner, str) else self.owner(state)
         return str(found) if found else None
+
+    def case_of(self, state: Mapping[str, Any]) -> uuid.UUID | None:
+        """The case named by the `case` field, if the event names one."""
+        found = state.get(self.case) if self.case else None
+        return uuid.UUID(str(found)) if found else None
 
     def texts(self, state: Mapping[str, Any]) -> list[str]:
         """Every personal text in `state`, in path order."""
@@ -85,6 +97,16 @@ class PersonalFields:
     def of(self, event_class: type) -> PersonalEvent | None:
         """What is personal in events of `event_class`, if anything."""
         return self._events.get(event_class)
+
+    def case_of(self, personal: PersonalEvent, domain_event: Any) -> uuid.UUID | None:
+        """The case whose key seals the event's texts too, if any: the one
+        the event names (`PersonalEvent.case`), else, `per_case`, its
+        aggregate."""
+        named = personal.case_of(vars(domain_event))
+        if named is not None or not self.per_case:
+            return named
+        found: uuid.UUID = domain_event.originator_id
+        return found
 
 
 def _parse_path(path: str) -> tuple[str, ...]:

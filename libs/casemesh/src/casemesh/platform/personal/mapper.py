@@ -11,8 +11,9 @@ for the timers, which need an event's structure only).
 
 `TracedApplication` builds one when given a sealer and a `personal_fields`
 spec. A spec `per_case` seals each aggregate's texts under its case key too
-(the aggregate's id is the case); `case_keys_in` finds, in stored events,
-the case keys they were sealed under, for a case's retention to destroy.
+(the aggregate's id is the case, unless the event names another), as does
+an event that names its case; `case_keys_in` finds, in stored events, the
+case keys they were sealed under, for a case's retention to destroy.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class SealingMapper(TracingMapper):
             raise ValueError(
                 f"{type(domain_event).__qualname__} holds personal text but names no person"
             )
-        case = domain_event.originator_id if self.fields.per_case else None
+        case = self.fields.case_of(personal, domain_event)
         sealed = object.__new__(type(domain_event))
         seal = self.sealer.sealing(person, case)
         object.__setattr__(sealed, "__dict__", personal.rewrite(state, seal))
