@@ -115,6 +115,7 @@ CASES: list[tuple[Message, str]] = [
     (rpb.ListReportEventsRequest(name="report-cases/x"), "name"),
     (rpb.GetReportCaseRequest(name="reports/x"), "name"),
     (rpb.ListReportCasesRequest(page_size=-1), "page_size"),
+    (rpb.ListMyReportCasesRequest(page_size=-1), "page_size"),
     (rpb.AssignReportCaseRequest(name=""), "name"),
     (rpb.AssignReportCaseRequest(name="report-cases/x", assignee="a\nb"), "assignee"),
     (rpb.AssignReportCaseRequest(name="report-cases/x", request_id="a b"), "request_id"),

@@ -637,6 +637,21 @@ def test_an_uploader_sees_the_restrictions_on_them_until_an_appeal_lifts_them(
     app.reverse(ident, "appeals/a1")
     seen(app)
     assert app.my_restrictions(ursula) == []
+    # Every case that named her stays hers to see (and to export), in pages.
+    clock.advance(minutes=1)
+    later = app.file(BOB, report("b1", "3")).case_id
+    app.decide(AGENT, later, "ACTION_TAKEN", action_taken(clock), UPLOADER, [], etag="")
+    seen(app)
+    first = app.my_cases(ursula, 1, "")
+    rest = app.my_cases(ursula, 1, first.next_token)
+    assert names(first.items + rest.items, "case") == [
+        f"report-cases/{later}",
+        f"report-cases/{ident}",
+    ]
+    assert rest.next_token == "" or app.my_cases(ursula, 1, rest.next_token).items == []
+    assert app.my_cases(ALICE, 0, "").items == []
+    with pytest.raises(InvalidArgument, match="page_token"):
+        app.my_cases(ursula, 0, "not-a-token")
 
 
 def test_the_transparency_figures_count_what_happened_in_the_period(

@@ -147,6 +147,7 @@ ANY_USER = {
     "ReportService.ListReportReasons",
     "ReportService.GetReportCase",
     "ReportService.ListMyRestrictions",
+    "ReportService.ListMyReportCases",
     "HelpCenterService.SearchArticles",
     "HelpCenterService.SuggestArticles",
     "HelpCenterService.GetArticle",

@@ -23,7 +23,7 @@ from tests.conftest import Stack
 from tests.e2e.test_appeals import notice
 from tests.e2e.test_evidence import png
 from tests.e2e.test_rejections import fields, rejected
-from tests.e2e.test_reports import Person
+from tests.e2e.test_reports import Person, party
 from tests.support import Client, wait_until
 
 MANIFEST = "casemesh-export.json"
@@ -88,6 +88,11 @@ def test_a_person_exports_every_case_and_file_of_theirs_and_nothing_of_anyone_el
     # Yan: his own ticket and file, and a report of the same video (the same report case).
     yans, yan_shot = ticket_with_file(yan, yan_mark, yan_email, "+8613900139000")
     yan.report(video, email=yan_email, explanation=f"Also violent {yan_mark}e")
+    # Xi reports a video of Zoe's, and an agent's decision removing it names her.
+    xi, xi_mark = Person(stack, f"xi-{run}"), f"x{uuid.uuid4().hex[:10]}"
+    xi_email = f"{xi_mark}@example.com"
+    xis = xi.report(f"zv{run}", email=xi_email, explanation=f"Dangerous stunt {xi_mark}e")
+    agent.take_action(stack, xis.report_case, party(zoe.user, zoe_email, "en", "Zoe Studio"))
 
     # Only the person, or an admin, exports; a person id must be one line.
     err = rejected(lambda: export(zoe.client, yan.user))
@@ -103,9 +108,9 @@ def test_a_person_exports_every_case_and_file_of_theirs_and_nothing_of_anyone_el
     def complete() -> tuple[str, zipfile.ZipFile] | None:
         name, archive = export(zoe.client)
         got = manifest(archive)
-        counts = (len(got.tickets), len(got.appeals), len(got.reports))
+        counts = (len(got.tickets), len(got.appeals), len(got.reports), len(got.report_cases))
         events = [e.type for e in got.tickets[0].events] if got.tickets else []
-        return (name, archive) if counts == (1, 1, 1) and len(events) >= 3 else None
+        return (name, archive) if counts == (1, 1, 1, 1) and len(events) >= 3 else None
 
     file_name, archive = wait_until(complete, timeout=60, interval=0.5)
     assert file_name.startswith("casemesh-export-") and file_name.endswith(".zip")
@@ -125,6 +130,9 @@ def test_a_person_exports_every_case_and_file_of_theirs_and_nothing_of_anyone_el
     assert [(r.report, [e.type for e in r.events]) for r in got.report_steps] == [
         (report.name, ["ReportFiled"])
     ]
+    # The case that named her as the uploader, not who reported it.
+    assert [c.name for c in got.report_cases] == [xis.report_case]
+    assert got.report_cases[0].affected_uploader.legal_name == "Zoe Studio"
 
     # Every file she uploaded (attached or not), each at its path, byte for
     # byte; nobody else's.
@@ -137,7 +145,7 @@ def test_a_person_exports_every_case_and_file_of_theirs_and_nothing_of_anyone_el
 
     # Nothing of Yan's anywhere in the archive: not his id, address, words or file.
     everything = b"".join(archive.read(n) for n in archive.namelist())
-    for his in (yan.user, yan_email, yan_mark, yans.name.split("/")[1]):
+    for his in (yan.user, yan_email, yan_mark, yans.name.split("/")[1], xi.user, xi_mark, xi_email):
         assert his.encode() not in everything, his
     assert yan.evidence.read(yan_shot.name) not in everything
 

@@ -67,8 +67,12 @@ class Reports:
             events=[rpb.ReportEvent(sequence=1, type="ReportFiled")]
         )
 
-    async def ListMyRestrictions(self, request: Any, **_: Any) -> Any:
-        return rpb.ListReportCasesResponse(report_cases=[rpb.ReportCase(name="report-cases/e")])
+    async def ListMyReportCases(self, request: rpb.ListMyReportCasesRequest, **_: Any) -> Any:
+        # Over two pages: one in effect, one whose restriction was lifted.
+        if not request.page_token:
+            first = rpb.ReportCase(name="report-cases/e")
+            return rpb.ListReportCasesResponse(report_cases=[first], next_page_token="more")
+        return rpb.ListReportCasesResponse(report_cases=[rpb.ReportCase(name="report-cases/f")])
 
 
 class Evidence:
@@ -134,7 +138,7 @@ def test_the_archive_holds_every_page_and_only_the_persons_files_named_safely() 
     assert [a.appeal.name for a in found.appeals] == ["appeals/c"]
     assert [r.name for r in found.reports] == ["reports/d"]
     assert [(r.report, len(r.events)) for r in found.report_steps] == [("reports/d", 1)]
-    assert [c.name for c in found.report_cases] == ["report-cases/e"]
+    assert [c.name for c in found.report_cases] == ["report-cases/e", "report-cases/f"]
     # Only the person's files, every page of them.
     assert [f.evidence.name for f in found.evidence] == [MINE, GONE]
     assert evidence.reads == [MINE, GONE]

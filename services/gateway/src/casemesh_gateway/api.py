@@ -441,6 +441,7 @@ class ReportGateway(reports_pb2_grpc.ReportServiceServicer):
     ListTrustedFlaggers = route("ListTrustedFlaggers", agent_only=True)
     GetTransparencyReport = route("GetTransparencyReport", agent_only=True)
     ListMyRestrictions = route("ListMyRestrictions")
+    ListMyReportCases = route("ListMyReportCases", check=checks.page(100))
 
 
 class PrivacyGateway(privacy_pb2_grpc.PrivacyServiceServicer):

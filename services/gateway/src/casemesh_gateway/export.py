@@ -126,10 +126,10 @@ async def gather(sources: Sources, person: str, now: datetime) -> Export:
             reports, "ListReportEvents", reports_pb2.ListReportEventsRequest(name=report.name)
         )
         found.report_steps.add(report=report.name, events=steps.events)
-    restricting = await sources.call(
-        reports, "ListMyRestrictions", reports_pb2.ListMyRestrictionsRequest()
-    )
-    found.report_cases.extend(restricting.report_cases)
+    async for case in _pages(
+        sources, reports, "ListMyReportCases", reports_pb2.ListMyReportCasesRequest, "report_cases"
+    ):
+        found.report_cases.append(case)
     async for record in _pages(
         sources, sources.evidence, "ListEvidence", evidence_pb2.ListEvidenceRequest, "evidence"
     ):

@@ -519,6 +519,19 @@ class ReportServicer(ApplicationServicer, pb_grpc.ReportServiceServicer):
             ]
         )
 
+    async def ListMyReportCases(
+        self, request: pb.ListMyReportCasesRequest, context: Ctx
+    ) -> pb.ListReportCasesResponse:
+        who = self._who(context)
+        page = await self._call(self.app.my_cases, who, request.page_size, request.page_token)
+        return pb.ListReportCasesResponse(
+            report_cases=[
+                for_viewer(json_format.ParseDict(d["case"], pb.ReportCase()), who, set())
+                for d in page.items
+            ],
+            next_page_token=page.next_token,
+        )
+
     async def GetTransparencyReport(
         self, request: pb.GetTransparencyReportRequest, context: Ctx
     ) -> pb.TransparencyReport:

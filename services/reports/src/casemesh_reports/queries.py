@@ -1,8 +1,9 @@
 """What the reports service answers without changing anything: a report or
 a case as its party or an agent may see it, pages of the read model (a
 reporter's reports, the agents' triage queue), the restrictions in effect on
-a user, and the transparency figures. Lists read the view, after waiting
-briefly for it to catch up with the caller's own writes."""
+a user and every case that named them, and the transparency figures.
+Lists read the view, after waiting briefly for it to catch up with the
+caller's own writes."""
 
 from __future__ import annotations
 
@@ -125,6 +126,14 @@ class Queries(ReportsBase):
     def my_restrictions(self, who: Identity) -> list[dict[str, Any]]:
         self._caught_up()
         return self.view.restricting(who.subject)
+
+    def my_cases(self, who: Identity, page_size: int, page_token: str) -> Page[dict[str, Any]]:
+        """Every case whose decision named the caller as the affected
+        uploader, in effect or not, newest first."""
+        limit = page_size_of(page_size)
+        after = page_after(page_token)
+        self._caught_up()
+        return paged(self.view.naming_uploader(who.subject, after, limit + 1), limit)
 
     def transparency(
         self, who: Identity, start: datetime | None, end: datetime | None

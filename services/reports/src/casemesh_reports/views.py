@@ -276,6 +276,21 @@ class ReportsView(PostgresTrackingRecorder):
             [user_id],
         )
 
+    def naming_uploader(
+        self, user_id: str, after: tuple[datetime, str] | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Cases whose decisions named `user_id` as the affected uploader,
+        newest case first, from after `after` (a case's time and id)."""
+        named = "doc->'case'->'affectedUploader'->>'userId' = %s"
+        where = Where(named, user_id)
+        if after is not None:
+            where.add("((doc->>'create_time')::timestamptz, case_id) < (%s, %s)", *after)
+        return self._docs(
+            f"SELECT doc FROM report_queue WHERE {where}"
+            " ORDER BY (doc->>'create_time')::timestamptz DESC, case_id DESC LIMIT %s",
+            [*where.params, limit],
+        )
+
     def flaggers(self) -> list[dict[str, Any]]:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
@@ -493,6 +508,22 @@ class MemoryReportsView(POPOTrackingRecorder):
 
         docs = [r["doc"] for r in self.report_queue.values() if r["uploader"] == user_id]
         return sorted(docs, key=decided, reverse=True)[:100]
+
+    def naming_uploader(
+        self, user_id: str, after: tuple[datetime, str] | None, limit: int
+    ) -> list[dict[str, Any]]:
+        def key(doc: dict[str, Any]) -> tuple[datetime, UUID]:
+            return datetime.fromisoformat(doc["create_time"]), UUID(doc["id"])
+
+        with self._database_lock:
+            docs = [row["doc"] for row in self.report_queue.values()]
+        named = [
+            doc
+            for doc in docs
+            if doc.get("case", {}).get("affectedUploader", {}).get("userId") == user_id
+            and (after is None or key(doc) < (after[0], UUID(after[1])))
+        ]
+        return sorted(named, key=key, reverse=True)[:limit]
 
     def flaggers(self) -> list[dict[str, Any]]:
         return [
