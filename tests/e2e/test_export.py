@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import uuid
 import zipfile
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from google.protobuf import json_format
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from casemesh.v1 import appeals_pb2 as apb
 from casemesh.v1 import evidence_pb2 as epb
@@ -164,3 +167,42 @@ def test_a_person_with_no_cases_gets_an_archive_that_says_so(stack: Stack) -> No
     got = manifest(archive)
     assert (len(got.tickets), len(got.appeals), len(got.reports), len(got.evidence)) == (0,) * 4
     assert got.export_time.seconds > 0
+
+
+def test_one_export_at_a_time_per_person_the_next_once_it_ends(stack: Stack) -> None:
+    """While her archive is still streaming (she has not read it), a second
+    export of hers is refused, RESOURCE_EXHAUSTED with EXPORT_RUNNING and
+    when to retry; someone else's goes ahead; once she lets the first go,
+    she can export again."""
+    run = uuid.uuid4().hex[:8]
+    zoe, yan = Person(stack, f"zoe-{run}"), Person(stack, f"yan-{run}")
+    # A recording far larger than what the transport holds for a reader who stops.
+    recording = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + os.urandom(48 << 20)
+    zoe.evidence.upload(recording, "a long screen recording.mp4")
+    stub = ppb_grpc.PrivacyServiceStub(zoe.client._channel)
+    first = stub.ExportPerson(ppb.ExportPersonRequest(), metadata=zoe.client.metadata, timeout=60)
+    assert next(first).file_name.startswith("casemesh-export-")  # it has begun
+    try:
+        err = rejected(lambda: export(zoe.client))
+        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        status = rpc_status.from_call(cast(Any, err))
+        assert status is not None
+        info, retry = error_details_pb2.ErrorInfo(), error_details_pb2.RetryInfo()
+        assert any(d.Unpack(info) for d in status.details)
+        assert info.reason == "EXPORT_RUNNING"
+        assert any(d.Unpack(retry) for d in status.details) and retry.retry_delay.seconds > 0
+        assert manifest(export(yan.client)[1]).person == yan.user
+    finally:
+        first.cancel()
+    _, archive = wait_until(lambda: _exported(zoe.client), timeout=30, interval=0.5)
+    assert len(manifest(archive).evidence) == 1
+
+
+def _exported(client: Client) -> tuple[str, zipfile.ZipFile] | None:
+    """Her export, or None while the one before it is still ending."""
+    try:
+        return export(client)
+    except grpc.RpcError as err:
+        if err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+            raise
+        return None
