@@ -33,7 +33,8 @@ from casemesh.platform.personal import (
     reveal_message,
 )
 from casemesh.platform.relay import StreamFollower
-from casemesh_reports.api import index_doc
+from casemesh.v1 import reports_pb2 as rpb
+from casemesh_reports.api import index_doc, standing_message
 from casemesh_reports.application import ReportDraft, Reports
 from casemesh_reports.domain import (
     PERSONAL,
@@ -848,3 +849,35 @@ def test_a_case_whose_report_was_sealed_before_case_keys_is_left_as_it_was(
     app.fire(deadline)
     assert ExpiringCase.Expired not in events_of(app, filed.case_id)
     assert app.get_report(ALICE, str(filed.id)).explanation == "视频宣扬恐怖组织"
+
+
+def test_a_reporter_sees_what_counts_against_them_and_what_it_led_to(
+    app: Reports, clock: FakeClock
+) -> None:
+    def standing() -> rpb.ReportingStanding:
+        return standing_message(app.my_standing(ALICE), clock.now())
+
+    assert standing().state == rpb.REPORTING_STANDING_STATE_GOOD
+    first = app.file(ALICE, report("r0", "1"))
+    app.decide(
+        AGENT, first.case_id, "NO_VIOLATION", NO_VIOLATION, None, [f"reports/{first.id}"], ""
+    )
+    warned = standing()  # this policy warns at the first
+    assert warned.state == rpb.REPORTING_STANDING_STATE_WARNED
+    assert list(warned.unfounded_reports) == [f"reports/{first.id}"]
+    assert list(warned.counting_reports) == []  # the warning used it up
+    assert warned.warn_time.ToDatetime(UTC) == clock.now()
+    second = app.file(ALICE, report("r1", "2"))
+    app.decide(
+        AGENT, second.case_id, "NO_VIOLATION", NO_VIOLATION, None, [f"reports/{second.id}"], ""
+    )
+    suspended = standing()
+    assert suspended.state == rpb.REPORTING_STANDING_STATE_SUSPENDED
+    assert suspended.suspended_until.ToDatetime(UTC) == clock.now() + timedelta(days=30)
+    [suspension] = suspended.suspensions
+    assert list(suspension.reports) == [f"reports/{second.id}"]
+    clock.advance(days=31)
+    served = standing()
+    assert served.state == rpb.REPORTING_STANDING_STATE_WARNED
+    assert not served.HasField("suspended_until") and len(served.suspensions) == 1
+    assert app.my_standing(BOB) is None

@@ -148,6 +148,7 @@ ANY_USER = {
     "ReportService.GetReportCase",
     "ReportService.ListMyRestrictions",
     "ReportService.ListMyReportCases",
+    "ReportService.GetMyReportingStanding",
     "HelpCenterService.SearchArticles",
     "HelpCenterService.SuggestArticles",
     "HelpCenterService.GetArticle",

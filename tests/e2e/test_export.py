@@ -26,7 +26,7 @@ from tests.conftest import Stack
 from tests.e2e.test_appeals import notice
 from tests.e2e.test_evidence import png
 from tests.e2e.test_rejections import fields, rejected
-from tests.e2e.test_reports import Person, party
+from tests.e2e.test_reports import Person, decide_no_violation, party
 from tests.support import Client, wait_until
 
 MANIFEST = "casemesh-export.json"
@@ -91,6 +91,8 @@ def test_a_person_exports_every_case_and_file_of_theirs_and_nothing_of_anyone_el
     # Yan: his own ticket and file, and a report of the same video (the same report case).
     yans, yan_shot = ticket_with_file(yan, yan_mark, yan_email, "+8613900139000")
     yan.report(video, email=yan_email, explanation=f"Also violent {yan_mark}e")
+    # The video breaks no rule, and her report is judged manifestly unfounded.
+    decide_no_violation(agent, report, unfounded=True)
     # Xi reports a video of Zoe's, and an agent's decision removing it names her.
     xi, xi_mark = Person(stack, f"xi-{run}"), f"x{uuid.uuid4().hex[:10]}"
     xi_email = f"{xi_mark}@example.com"
@@ -131,8 +133,10 @@ def test_a_person_exports_every_case_and_file_of_theirs_and_nothing_of_anyone_el
     assert [r.name for r in got.reports] == [report.name]
     assert got.reports[0].explanation == f"Violence at second {zoe_mark}e"
     assert [(r.report, [e.type for e in r.events]) for r in got.report_steps] == [
-        (report.name, ["ReportFiled"])
+        (report.name, ["ReportFiled", "ReportResolved"])
     ]
+    # Her standing as a reporter: that report counts against her.
+    assert list(got.reporting_standing.unfounded_reports) == [report.name]
     # The case that named her as the uploader, not who reported it.
     assert [c.name for c in got.report_cases] == [xis.report_case]
     assert got.report_cases[0].affected_uploader.legal_name == "Zoe Studio"

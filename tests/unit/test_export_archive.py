@@ -67,6 +67,11 @@ class Reports:
             events=[rpb.ReportEvent(sequence=1, type="ReportFiled")]
         )
 
+    async def GetMyReportingStanding(self, request: Any, **_: Any) -> Any:
+        return rpb.ReportingStanding(
+            state=rpb.REPORTING_STANDING_STATE_COUNTED, unfounded_reports=["reports/d"]
+        )
+
     async def ListMyReportCases(self, request: rpb.ListMyReportCasesRequest, **_: Any) -> Any:
         # Over two pages: one in effect, one whose restriction was lifted.
         if not request.page_token:
@@ -139,6 +144,7 @@ def test_the_archive_holds_every_page_and_only_the_persons_files_named_safely() 
     assert [r.name for r in found.reports] == ["reports/d"]
     assert [(r.report, len(r.events)) for r in found.report_steps] == [("reports/d", 1)]
     assert [c.name for c in found.report_cases] == ["report-cases/e", "report-cases/f"]
+    assert list(found.reporting_standing.unfounded_reports) == ["reports/d"]
     # Only the person's files, every page of them.
     assert [f.evidence.name for f in found.evidence] == [MINE, GONE]
     assert evidence.reads == [MINE, GONE]

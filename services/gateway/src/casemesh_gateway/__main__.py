@@ -79,6 +79,7 @@ SERVICE_CONFIG = """{
       {"service": "casemesh.v1.ReportService", "method": "GetTransparencyReport"},
       {"service": "casemesh.v1.ReportService", "method": "ListMyRestrictions"},
       {"service": "casemesh.v1.ReportService", "method": "ListMyReportCases"},
+      {"service": "casemesh.v1.ReportService", "method": "GetMyReportingStanding"},
       {"service": "casemesh.v1.CaseQueueService", "method": "ListQueueCases"},
       {"service": "casemesh.v1.HelpCenterService", "method": "SearchArticles"},
       {"service": "casemesh.v1.HelpCenterService", "method": "SuggestArticles"},

@@ -442,6 +442,7 @@ class ReportGateway(reports_pb2_grpc.ReportServiceServicer):
     GetTransparencyReport = route("GetTransparencyReport", agent_only=True)
     ListMyRestrictions = route("ListMyRestrictions")
     ListMyReportCases = route("ListMyReportCases", check=checks.page(100))
+    GetMyReportingStanding = route("GetMyReportingStanding")
 
 
 class PrivacyGateway(privacy_pb2_grpc.PrivacyServiceServicer):
@@ -525,6 +526,7 @@ class PrivacyGateway(privacy_pb2_grpc.PrivacyServiceServicer):
                 appeals=len(found.appeals),
                 reports=len(found.reports),
                 report_cases=len(found.report_cases),
+                reporting_standing=found.reporting_standing.state,
                 files=len(found.evidence),
                 bytes=sent,
             )

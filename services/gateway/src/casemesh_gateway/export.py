@@ -130,6 +130,11 @@ async def gather(sources: Sources, person: str, now: datetime) -> Export:
         sources, reports, "ListMyReportCases", reports_pb2.ListMyReportCasesRequest, "report_cases"
     ):
         found.report_cases.append(case)
+    found.reporting_standing.CopyFrom(
+        await sources.call(
+            reports, "GetMyReportingStanding", reports_pb2.GetMyReportingStandingRequest()
+        )
+    )
     async for record in _pages(
         sources, sources.evidence, "ListEvidence", evidence_pb2.ListEvidenceRequest, "evidence"
     ):

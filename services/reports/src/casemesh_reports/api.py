@@ -3,7 +3,7 @@ method (in a worker thread: the event store is synchronous), encode."""
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any, TypeAlias, cast
 
 import grpc
@@ -26,7 +26,7 @@ from casemesh.v1 import reports_pb2 as pb
 from casemesh.v1 import reports_pb2_grpc as pb_grpc
 from casemesh.v1 import tickets_pb2 as tpb
 from casemesh_reports.application import ReportDraft, Reports
-from casemesh_reports.domain import AbuseReport, ReportCase, TrustedFlagger
+from casemesh_reports.domain import AbuseReport, ReportCase, Reporter, TrustedFlagger
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
 
@@ -288,6 +288,35 @@ def for_viewer(msg: pb.ReportCase, who: Identity, own_reports: set[str]) -> pb.R
     return msg
 
 
+def standing_message(r: Reporter | None, now: datetime) -> pb.ReportingStanding:
+    """A reporter's standing as they see it (`now`: whether a suspension holds)."""
+    if r is None:
+        return pb.ReportingStanding(state=pb.REPORTING_STANDING_STATE_GOOD)
+    if r.suspended(now) is not None:
+        state = pb.REPORTING_STANDING_STATE_SUSPENDED
+    elif r.warned_at is not None:
+        state = pb.REPORTING_STANDING_STATE_WARNED
+    elif r.counted:
+        state = pb.REPORTING_STANDING_STATE_COUNTED
+    else:  # every report that counted was reversed on appeal
+        state = pb.REPORTING_STANDING_STATE_GOOD
+    return pb.ReportingStanding(
+        state=state,
+        counting_reports=[f"reports/{u['report_id']}" for u in r.unfounded],
+        unfounded_reports=[f"reports/{i}" for i in r.counted],
+        warn_time=to_timestamp(r.warned_at),
+        suspended_until=to_timestamp(r.suspended(now)),
+        suspensions=[
+            pb.ReportingSuspension(
+                suspend_time=to_timestamp(s["at"]),
+                end_time=to_timestamp(s["until"]),
+                reports=[f"reports/{i}" for i in s["reports"]],
+            )
+            for s in r.suspensions
+        ],
+    )
+
+
 def index_doc(aggregate: Any) -> dict[str, Any] | None:
     """What the read model keeps of an aggregate (reports and cases)."""
     if isinstance(aggregate, AbuseReport):
@@ -531,6 +560,12 @@ class ReportServicer(ApplicationServicer, pb_grpc.ReportServiceServicer):
             ],
             next_page_token=page.next_token,
         )
+
+    async def GetMyReportingStanding(
+        self, request: pb.GetMyReportingStandingRequest, context: Ctx
+    ) -> pb.ReportingStanding:
+        standing = await self._call(self.app.my_standing, self._who(context))
+        return standing_message(standing, self.app.clock.now())
 
     async def GetTransparencyReport(
         self, request: pb.GetTransparencyReportRequest, context: Ctx

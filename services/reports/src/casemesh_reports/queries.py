@@ -1,7 +1,8 @@
 """What the reports service answers without changing anything: a report or
 a case as its party or an agent may see it, pages of the read model (a
 reporter's reports, the agents' triage queue), the restrictions in effect on
-a user and every case that named them, and the transparency figures.
+a user and every case that named them, a reporter's standing, and the
+transparency figures.
 Lists read the view, after waiting briefly for it to catch up with the
 caller's own writes."""
 
@@ -19,7 +20,7 @@ from casemesh.platform.grpcutil import resource_id
 from casemesh.platform.identity import Identity
 from casemesh.platform.paging import page_size_of
 from casemesh_reports.base import AGENT_WORK, ReportsBase
-from casemesh_reports.domain import OPEN_CASE, AbuseReport, ReportCase
+from casemesh_reports.domain import OPEN_CASE, AbuseReport, ReportCase, Reporter
 from casemesh_reports.events import public_name
 from casemesh_reports.views import (
     QueueQuery,
@@ -134,6 +135,11 @@ class Queries(ReportsBase):
         after = page_after(page_token)
         self._caught_up()
         return paged(self.view.naming_uploader(who.subject, after, limit + 1), limit)
+
+    def my_standing(self, who: Identity) -> Reporter | None:
+        """The caller's standing as a reporter (None: nothing ever counted)."""
+        found: Reporter | None = self._get(Reporter, Reporter.create_id(who.subject))
+        return found
 
     def transparency(
         self, who: Identity, start: datetime | None, end: datetime | None
