@@ -855,7 +855,8 @@ def test_a_reporter_sees_what_counts_against_them_and_what_it_led_to(
     app: Reports, clock: FakeClock
 ) -> None:
     def standing() -> rpb.ReportingStanding:
-        return standing_message(app.my_standing(ALICE), clock.now())
+        window = timedelta(days=app.policy.misuse.window_days)
+        return standing_message(app.my_standing(ALICE), clock.now(), window)
 
     assert standing().state == rpb.REPORTING_STANDING_STATE_GOOD
     first = app.file(ALICE, report("r0", "1"))
@@ -881,3 +882,25 @@ def test_a_reporter_sees_what_counts_against_them_and_what_it_led_to(
     assert served.state == rpb.REPORTING_STANDING_STATE_WARNED
     assert not served.HasField("suspended_until") and len(served.suspensions) == 1
     assert app.my_standing(BOB) is None
+
+
+def test_an_unfounded_report_stops_counting_once_past_the_misuse_window(
+    clock: FakeClock,
+) -> None:
+    policy = ReportsPolicy(
+        taxonomy=load_taxonomy(),
+        misuse=Misuse(warn_after=3, suspend_after=5, window_days=180, suspension_days=30),
+    )
+    app = Reports(in_memory(), clock=clock, policy=policy)
+    filed = app.file(ALICE, report())
+    app.decide(
+        AGENT, filed.case_id, "NO_VIOLATION", NO_VIOLATION, None, [f"reports/{filed.id}"], ""
+    )
+    window = timedelta(days=180)
+    counted = standing_message(app.my_standing(ALICE), clock.now(), window)
+    assert counted.state == rpb.REPORTING_STANDING_STATE_COUNTED
+    assert list(counted.counting_reports) == [f"reports/{filed.id}"]
+    clock.advance(days=181)
+    later = standing_message(app.my_standing(ALICE), clock.now(), window)
+    assert list(later.counting_reports) == []
+    assert list(later.unfounded_reports) == [f"reports/{filed.id}"]  # still on record

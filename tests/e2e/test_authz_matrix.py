@@ -162,6 +162,7 @@ ANY_USER = {
     "HelpCenterService.ResendPhoneChangeCode",
     "HelpCenterService.GetPhoneChange",
     "HelpCenterService.RecommendArticles",
+    "HelpCenterService.ListMyHelpSessions",
     # Their own data; another person's is for admins (test_export).
     "PrivacyService.ExportPerson",
 }

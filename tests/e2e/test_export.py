@@ -19,6 +19,8 @@ from grpc_status import rpc_status
 
 from casemesh.v1 import appeals_pb2 as apb
 from casemesh.v1 import evidence_pb2 as epb
+from casemesh.v1 import helpcenter_pb2 as hpb
+from casemesh.v1 import helpcenter_pb2_grpc as hpb_grpc
 from casemesh.v1 import privacy_pb2 as ppb
 from casemesh.v1 import privacy_pb2_grpc as ppb_grpc
 from casemesh.v1 import tickets_pb2 as pb
@@ -91,6 +93,11 @@ def test_a_person_exports_every_case_and_file_of_theirs_and_nothing_of_anyone_el
     # Yan: his own ticket and file, and a report of the same video (the same report case).
     yans, yan_shot = ticket_with_file(yan, yan_mark, yan_email, "+8613900139000")
     yan.report(video, email=yan_email, explanation=f"Also violent {yan_mark}e")
+    # Each looked for help in the help centre.
+    for who, mark in ((zoe, zoe_mark), (yan, yan_mark)):
+        help_centre = hpb_grpc.HelpCenterServiceStub(who.client._channel)
+        query = hpb.SearchArticlesRequest(query=f"upload fails {mark}")
+        help_centre.SearchArticles(query, metadata=who.client.metadata, timeout=15)
     # The video breaks no rule, and her report is judged manifestly unfounded.
     decide_no_violation(agent, report, unfounded=True)
     # Xi reports a video of Zoe's, and an agent's decision removing it names her.
@@ -137,6 +144,8 @@ def test_a_person_exports_every_case_and_file_of_theirs_and_nothing_of_anyone_el
     ]
     # Her standing as a reporter: that report counts against her.
     assert list(got.reporting_standing.unfounded_reports) == [report.name]
+    # Her help session, with what she searched for.
+    assert [list(h.searches) for h in got.help_sessions] == [[f"upload fails {zoe_mark}"]]
     # The case that named her as the uploader, not who reported it.
     assert [c.name for c in got.report_cases] == [xis.report_case]
     assert got.report_cases[0].affected_uploader.legal_name == "Zoe Studio"
@@ -173,31 +182,35 @@ def test_a_person_with_no_cases_gets_an_archive_that_says_so(stack: Stack) -> No
     assert got.export_time.seconds > 0
 
 
-def test_one_export_at_a_time_per_person_the_next_once_it_ends(stack: Stack) -> None:
+def test_one_export_at_a_time_per_caller_the_next_once_it_ends(stack: Stack) -> None:
     """While her archive is still streaming (she has not read it), a second
-    export of hers is refused, RESOURCE_EXHAUSTED with EXPORT_RUNNING and
-    when to retry; someone else's goes ahead; once she lets the first go,
-    she can export again."""
+    export she asks for is refused, RESOURCE_EXHAUSTED with EXPORT_RUNNING
+    and when to retry; someone else's goes ahead; once she lets the first
+    go, she can export again."""
     run = uuid.uuid4().hex[:8]
     zoe, yan = Person(stack, f"zoe-{run}"), Person(stack, f"yan-{run}")
-    # A recording far larger than what the transport holds for a reader who stops.
-    recording = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + os.urandom(48 << 20)
+    # A recording far larger than what the transport holds for a reader who
+    # stops: on a connection of its own whose window does not grow.
+    recording = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + os.urandom(16 << 20)
     zoe.evidence.upload(recording, "a long screen recording.mp4")
-    stub = ppb_grpc.PrivacyServiceStub(zoe.client._channel)
-    first = stub.ExportPerson(ppb.ExportPersonRequest(), metadata=zoe.client.metadata, timeout=60)
-    assert next(first).file_name.startswith("casemesh-export-")  # it has begun
-    try:
-        err = rejected(lambda: export(zoe.client))
-        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        status = rpc_status.from_call(cast(Any, err))
-        assert status is not None
-        info, retry = error_details_pb2.ErrorInfo(), error_details_pb2.RetryInfo()
-        assert any(d.Unpack(info) for d in status.details)
-        assert info.reason == "EXPORT_RUNNING"
-        assert any(d.Unpack(retry) for d in status.details) and retry.retry_delay.seconds > 0
-        assert manifest(export(yan.client)[1]).person == yan.user
-    finally:
-        first.cancel()
+    fixed = [("grpc.http2.bdp_probe", 0), ("grpc.use_local_subchannel_pool", 1)]
+    with grpc.insecure_channel(stack.gateway, options=fixed) as channel:
+        stub = ppb_grpc.PrivacyServiceStub(channel)
+        request, metadata = ppb.ExportPersonRequest(), zoe.client.metadata
+        first = stub.ExportPerson(request, metadata=metadata, timeout=60)
+        assert next(first).file_name.startswith("casemesh-export-")  # it has begun
+        try:
+            err = rejected(lambda: export(zoe.client))
+            assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            status = rpc_status.from_call(cast(Any, err))
+            assert status is not None
+            info, retry = error_details_pb2.ErrorInfo(), error_details_pb2.RetryInfo()
+            assert any(d.Unpack(info) for d in status.details)
+            assert info.reason == "EXPORT_RUNNING"
+            assert any(d.Unpack(retry) for d in status.details) and retry.retry_delay.seconds > 0
+            assert manifest(export(yan.client)[1]).person == yan.user
+        finally:
+            first.cancel()
     _, archive = wait_until(lambda: _exported(zoe.client), timeout=30, interval=0.5)
     assert len(manifest(archive).evidence) == 1
 

@@ -237,6 +237,27 @@ def test_a_flow_that_does_not_help_opens_a_ticket_with_the_path_and_is_counted(
         stranger.AnswerFlow(hpb.AnswerFlowRequest(session=step.session, answer=0))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
+    # Each of them is the user's to read back, newest first, a page at a time.
+    first: hpb.ListMyHelpSessionsResponse
+    rest: hpb.ListMyHelpSessionsResponse
+    first = user.ListMyHelpSessions(hpb.ListMyHelpSessionsRequest(page_size=1))
+    rest = user.ListMyHelpSessions(
+        hpb.ListMyHelpSessionsRequest(page_size=1, page_token=first.next_page_token)
+    )
+    flowed, searched = [*first.sessions, *rest.sessions]
+    assert (flowed.name, flowed.flow, flowed.outcome) == (step.session, "flows/login", "NOT_SOLVED")
+    assert len(flowed.path) == 2
+    assert (flowed.path[0].question, flowed.path[0].answer) == ("What happens?", "I get no code")
+    assert flowed.ticket_category == "account.login" and flowed.HasField("resolve_time")
+    assert (searched.name, searched.outcome) == (found.session, "SOLVED")
+    assert list(searched.searches) == ["视频传不上去", "zzqqxx"]
+    assert [(q.query, q.results > 0) for q in searched.search_log] == [
+        ("视频传不上去", True),
+        ("zzqqxx", False),
+    ]
+    assert [a.article for a in searched.articles] == [found.results[0].article.name]
+    assert not stranger.ListMyHelpSessions(hpb.ListMyHelpSessionsRequest()).sessions
+
 
 def test_a_long_help_session_still_opens_a_ticket(stack: Stack) -> None:
     """However much a user searched, "not solved" opens their ticket, with

@@ -18,6 +18,7 @@ from google.protobuf import json_format
 
 from casemesh.v1 import appeals_pb2 as apb
 from casemesh.v1 import evidence_pb2 as epb
+from casemesh.v1 import helpcenter_pb2 as hpb
 from casemesh.v1 import reports_pb2 as rpb
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh_gateway import export
@@ -80,6 +81,11 @@ class Reports:
         return rpb.ListReportCasesResponse(report_cases=[rpb.ReportCase(name="report-cases/f")])
 
 
+class Help:
+    async def ListMyHelpSessions(self, request: hpb.ListMyHelpSessionsRequest, **_: Any) -> Any:
+        return hpb.ListMyHelpSessionsResponse(sessions=[hpb.HelpSession(name="help-sessions/g")])
+
+
 class Evidence:
     def __init__(self) -> None:
         self.reads: list[str] = []
@@ -124,6 +130,7 @@ def sources(evidence: Evidence) -> export.Sources:
         appeals=export.Service(Appeals(), "a"),
         reports=export.Service(Reports(), "r"),
         evidence=export.Service(evidence, "e"),
+        helpcenter=export.Service(Help(), "h"),
         vouch=lambda audience: (("x-casemesh-identity", audience),),
         call_timeout=lambda: 5.0,
         read_timeout=lambda: 5.0,
@@ -145,6 +152,7 @@ def test_the_archive_holds_every_page_and_only_the_persons_files_named_safely() 
     assert [(r.report, len(r.events)) for r in found.report_steps] == [("reports/d", 1)]
     assert [c.name for c in found.report_cases] == ["report-cases/e", "report-cases/f"]
     assert list(found.reporting_standing.unfounded_reports) == ["reports/d"]
+    assert [s.name for s in found.help_sessions] == ["help-sessions/g"]
     # Only the person's files, every page of them.
     assert [f.evidence.name for f in found.evidence] == [MINE, GONE]
     assert evidence.reads == [MINE, GONE]

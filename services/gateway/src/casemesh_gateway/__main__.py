@@ -29,6 +29,7 @@ from casemesh_gateway import fieldrules
 from casemesh_gateway.api import (
     APPEALS,
     EVIDENCE,
+    HELPCENTER,
     REPORTS,
     TICKETS,
     AppealGateway,
@@ -84,7 +85,8 @@ SERVICE_CONFIG = """{
       {"service": "casemesh.v1.HelpCenterService", "method": "SearchArticles"},
       {"service": "casemesh.v1.HelpCenterService", "method": "SuggestArticles"},
       {"service": "casemesh.v1.HelpCenterService", "method": "GetArticle"},
-      {"service": "casemesh.v1.HelpCenterService", "method": "ListHelpCategories"}
+      {"service": "casemesh.v1.HelpCenterService", "method": "ListHelpCategories"},
+      {"service": "casemesh.v1.HelpCenterService", "method": "ListMyHelpSessions"}
     ],
     "retryPolicy": {
       "maxAttempts": 3, "initialBackoff": "0.1s", "maxBackoff": "1s",
@@ -164,6 +166,7 @@ async def _serve(cfg: GatewaySettings, verifier: TokenVerifier) -> None:
                 APPEALS: appeals.stub,
                 REPORTS: reports.stub,
                 EVIDENCE: evidence.stub,
+                HELPCENTER: help_centre.stub,
             },
             read_timeout=cfg.upload_timeout_seconds,
         )

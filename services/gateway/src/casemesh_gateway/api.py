@@ -460,8 +460,8 @@ class PrivacyGateway(privacy_pb2_grpc.PrivacyServiceServicer):
     ) -> None:
         self.backend = backend
         self.stub = privacy_pb2_grpc.PrivacyServiceStub(channel)
-        # What an export gathers from: each case service's stub (`cases`,
-        # by audience) with the audience of its tokens.
+        # What an export gathers from: each case service's stub, and the
+        # help centre's (`cases`, by audience), with the audience of its tokens.
         self.services = {
             field: export.Service(cases[audience], audience)
             for field, audience in (
@@ -469,6 +469,7 @@ class PrivacyGateway(privacy_pb2_grpc.PrivacyServiceServicer):
                 ("appeals", APPEALS),
                 ("reports", REPORTS),
                 ("evidence", EVIDENCE),
+                ("helpcenter", HELPCENTER),
             )
         }
         self.read_timeout = read_timeout
@@ -528,6 +529,7 @@ class PrivacyGateway(privacy_pb2_grpc.PrivacyServiceServicer):
                 report_cases=len(found.report_cases),
                 reporting_standing=found.reporting_standing.state,
                 files=len(found.evidence),
+                help_sessions=len(found.help_sessions),
                 bytes=sent,
             )
 
@@ -618,6 +620,7 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
     ConfirmPhoneChange = route("ConfirmPhoneChange")
     ResendPhoneChangeCode = route("ResendPhoneChangeCode")
     GetPhoneChange = route("GetPhoneChange")
+    ListMyHelpSessions = route("ListMyHelpSessions", check=checks.page(100))
 
     async def ResolveHelp(
         self, request: helpcenter_pb2.ResolveHelpRequest, context: Ctx

@@ -1,10 +1,11 @@
 """A person's data export (`PrivacyService.ExportPerson`), composed here
-from the case services as the person: what each service shows them of their
-cases is what the archive holds, so its access rules decide what another
-party's data an export may carry (none but what the person was already
-shown). The archive is a zip, written as it streams: `casemesh-export.json`
-first, then every file the person uploaded, read from the evidence service
-chunk by chunk, so no file is held whole in memory."""
+from the case services and the help centre as the person: what each service
+shows them of their cases (and help sessions) is what the archive holds, so
+its access rules decide what another party's data an export may carry (none
+but what the person was already shown). The archive is a zip, written as
+it streams: `casemesh-export.json` first, then every file the person
+uploaded, read from the evidence service chunk by chunk, so no file is held
+whole in memory."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from casemesh.platform.identity import Identity
 from casemesh.v1 import (
     appeals_pb2,
     evidence_pb2,
+    helpcenter_pb2,
     privacy_pb2,
     reports_pb2,
     tickets_pb2,
@@ -59,6 +61,7 @@ class Sources:
     appeals: Service
     reports: Service
     evidence: Service
+    helpcenter: Service
     # The metadata of a call to an audience on the person's behalf.
     vouch: Callable[[str], Sequence[tuple[str, str]]]
     # How long a call, and reading a file, may take.
@@ -135,6 +138,14 @@ async def gather(sources: Sources, person: str, now: datetime) -> Export:
             reports, "GetMyReportingStanding", reports_pb2.GetMyReportingStandingRequest()
         )
     )
+    async for session in _pages(
+        sources,
+        sources.helpcenter,
+        "ListMyHelpSessions",
+        helpcenter_pb2.ListMyHelpSessionsRequest,
+        "sessions",
+    ):
+        found.help_sessions.append(session)
     async for record in _pages(
         sources, sources.evidence, "ListEvidence", evidence_pb2.ListEvidenceRequest, "evidence"
     ):

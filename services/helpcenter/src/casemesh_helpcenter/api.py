@@ -3,7 +3,7 @@ encode."""
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import grpc
 
@@ -80,6 +80,33 @@ def step_message(s: FlowStep) -> pb.FlowStep:
 
 def _mask(number: str) -> str:
     return number[:-8] + "****" + number[-4:] if len(number) > 8 else "****"
+
+
+def session_message(row: dict[str, Any]) -> pb.HelpSession:
+    """A help session as `store.sessions_of` reads it."""
+    return pb.HelpSession(
+        name=f"help-sessions/{row['id']}",
+        locale=row["locale"],
+        flow=f"flows/{row['flow']}" if row["flow"] else "",
+        path=[pb.HelpStep(question=p["question"], answer=p["answer"]) for p in row["path"]],
+        searches=row["searches"],
+        articles=[
+            pb.ArticleRead(article=f"articles/{a['slug']}", title=a.get("title", ""))
+            for a in row["articles"]
+        ],
+        outcome=row["outcome"],
+        ticket_category=row["ticket_category"],
+        ticket_subject=row["ticket_subject"],
+        ticket_description=row["ticket_description"],
+        create_time=to_timestamp(row["created_at"]),
+        resolve_time=to_timestamp(row["resolved_at"]),
+        search_log=[
+            pb.LoggedSearch(
+                query=s["query"], results=s["results"], search_time=to_timestamp(s["at"])
+            )
+            for s in row["search_log"]
+        ],
+    )
 
 
 def change_message(c: phone.Change) -> pb.PhoneChange:
@@ -168,6 +195,14 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
         r = request
         found = await self.app.recommend(_who(), r.locale, r.session, list(r.categories))
         return pb.RecommendArticlesResponse(articles=[article_message(v) for v in found])
+
+    async def ListMyHelpSessions(
+        self, request: pb.ListMyHelpSessionsRequest, context: Ctx
+    ) -> pb.ListMyHelpSessionsResponse:
+        rows, token = await self.app.my_sessions(_who(), request.page_size, request.page_token)
+        return pb.ListMyHelpSessionsResponse(
+            sessions=[session_message(r) for r in rows], next_page_token=token
+        )
 
     # -- guided flows and deflection ------------------------------------------
 

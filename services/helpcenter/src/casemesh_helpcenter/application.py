@@ -14,6 +14,8 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from casemesh.platform.caseindex import encode_page_token
+from casemesh.platform.cases import page_after
 from casemesh.platform.clock import Clock
 from casemesh.platform.errors import (
     Aborted,
@@ -87,6 +89,22 @@ class HelpCenter:
     def __init__(self, pool: AsyncConnectionPool[Any], clock: Clock) -> None:
         self.pool = pool
         self.clock = clock
+
+    # -- the caller's own --------------------------------------------------------
+
+    async def my_sessions(
+        self, who: Identity, page_size: int, page_token: str
+    ) -> tuple[list[dict[str, Any]], str]:
+        """The caller's help sessions, newest first, a page at a time, and the
+        token of the next page ("" on the last)."""
+        limit = page_size_of(page_size)
+        after = page_after(page_token)
+        async with self.pool.connection() as conn:
+            rows = await store.sessions_of(conn, who.subject, after, limit + 1)
+        if len(rows) <= limit:
+            return rows, ""
+        last = rows[limit - 1]
+        return rows[:limit], encode_page_token(last["created_at"], str(last["id"]))
 
     # -- articles ---------------------------------------------------------------
 

@@ -343,8 +343,11 @@ CREATE TABLE IF NOT EXISTS help_search_log (
     results int NOT NULL, at timestamptz NOT NULL DEFAULT now());
 CREATE INDEX IF NOT EXISTS help_search_log_at ON help_search_log (at);
 CREATE INDEX IF NOT EXISTS help_sessions_resolved ON help_sessions (resolved_at);
--- An erasure finds a person's sessions, and their searches.
-CREATE INDEX IF NOT EXISTS help_sessions_user ON help_sessions (user_id);
+-- An erasure finds a person's sessions, and their searches; ListMyHelpSessions
+-- lists a user's newest first.
+CREATE INDEX IF NOT EXISTS help_sessions_user_recent
+    ON help_sessions (user_id, created_at DESC, id DESC);
+DROP INDEX IF EXISTS help_sessions_user;
 CREATE INDEX IF NOT EXISTS help_search_log_session ON help_search_log (session);
 -- An answer's retry key: the question it answered and how.
 CREATE TABLE IF NOT EXISTS help_flow_answers (
@@ -386,6 +389,38 @@ async def session(
     if row is None or row["user_id"] != user_id:
         return None
     return HelpSession(**{**row, "id": str(row["id"])})
+
+
+async def sessions_of(
+    conn: psycopg.AsyncConnection[Any],
+    user_id: str,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """The user's sessions, newest first, from after `after` (a session's
+    start and id): each as a row, with when it began and was resolved, and
+    every search made in it (`search_log`)."""
+    where, args = "user_id = %s", list[object]([user_id])
+    if after is not None:
+        where += " AND (created_at, id) < (%s, %s)"
+        args += [after[0], after[1]]
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT id, locale, flow, path, searches, articles, outcome, ticket_category,"
+            " ticket_subject, ticket_description, created_at, resolved_at FROM help_sessions"
+            f" WHERE {where} ORDER BY created_at DESC, id DESC LIMIT %s",
+            (*args, limit),
+        )
+        rows = await cur.fetchall()
+        await cur.execute(
+            "SELECT session, query, results, at FROM help_search_log"
+            " WHERE session = ANY(%s) ORDER BY at, id",
+            ([row["id"] for row in rows],),
+        )
+        logged = await cur.fetchall()
+    for row in rows:
+        row["search_log"] = [s for s in logged if s["session"] == row["id"]]
+    return rows
 
 
 async def save_session(conn: psycopg.AsyncConnection[Any], s: HelpSession) -> None:

@@ -3,7 +3,7 @@ method (in a worker thread: the event store is synchronous), encode."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias, cast
 
 import grpc
@@ -288,8 +288,10 @@ def for_viewer(msg: pb.ReportCase, who: Identity, own_reports: set[str]) -> pb.R
     return msg
 
 
-def standing_message(r: Reporter | None, now: datetime) -> pb.ReportingStanding:
-    """A reporter's standing as they see it (`now`: whether a suspension holds)."""
+def standing_message(r: Reporter | None, now: datetime, window: timedelta) -> pb.ReportingStanding:
+    """A reporter's standing as they see it `now`: whether a suspension
+    holds, and which unfounded reports still count (those within `window`,
+    the misuse rule's)."""
     if r is None:
         return pb.ReportingStanding(state=pb.REPORTING_STANDING_STATE_GOOD)
     if r.suspended(now) is not None:
@@ -302,7 +304,9 @@ def standing_message(r: Reporter | None, now: datetime) -> pb.ReportingStanding:
         state = pb.REPORTING_STANDING_STATE_GOOD
     return pb.ReportingStanding(
         state=state,
-        counting_reports=[f"reports/{u['report_id']}" for u in r.unfounded],
+        counting_reports=[
+            f"reports/{u['report_id']}" for u in r.unfounded if u["at"] >= now - window
+        ],
         unfounded_reports=[f"reports/{i}" for i in r.counted],
         warn_time=to_timestamp(r.warned_at),
         suspended_until=to_timestamp(r.suspended(now)),
@@ -565,7 +569,8 @@ class ReportServicer(ApplicationServicer, pb_grpc.ReportServiceServicer):
         self, request: pb.GetMyReportingStandingRequest, context: Ctx
     ) -> pb.ReportingStanding:
         standing = await self._call(self.app.my_standing, self._who(context))
-        return standing_message(standing, self.app.clock.now())
+        window = timedelta(days=self.app.policy.misuse.window_days)
+        return standing_message(standing, self.app.clock.now(), window)
 
     async def GetTransparencyReport(
         self, request: pb.GetTransparencyReportRequest, context: Ctx
