@@ -12,6 +12,7 @@ from typing import Any, cast
 from uuid import UUID
 
 import pytest
+from google.protobuf import json_format
 
 from casemesh.platform.caseindex import Projector
 from casemesh.platform.errors import (
@@ -34,7 +35,13 @@ from casemesh.platform.personal import (
 )
 from casemesh.platform.relay import StreamFollower
 from casemesh.v1 import reports_pb2 as rpb
-from casemesh_reports.api import index_doc, standing_message
+from casemesh_reports.api import (
+    appellants,
+    case_message,
+    for_viewer,
+    index_doc,
+    standing_message,
+)
 from casemesh_reports.application import ReportDraft, Reports
 from casemesh_reports.domain import (
     PERSONAL,
@@ -904,3 +911,20 @@ def test_an_unfounded_report_stops_counting_once_past_the_misuse_window(
     later = standing_message(app.my_standing(ALICE), clock.now(), window)
     assert list(later.counting_reports) == []
     assert list(later.unfounded_reports) == [f"reports/{filed.id}"]  # still on record
+
+
+def test_each_party_sees_only_the_appeals_they_lodged(app: Reports, clock: FakeClock) -> None:
+    ident = app.file(ALICE, report()).case_id
+    app.decide(AGENT, ident, "ACTION_TAKEN", action_taken(clock), UPLOADER, [], etag="")
+    app.lodge_appeal(ident, "appeals/u1", "ursula")
+    app.lodge_appeal(ident, "appeals/a1", "alice")
+    seen(app)
+    ursula = Identity("ursula", frozenset({"user"}))
+    [doc] = app.my_cases(ursula, 0, "").items  # a list read from the view
+    listed = json_format.ParseDict(doc["case"], rpb.ReportCase())
+    assert list(for_viewer(listed, ursula, set(), doc["appellants"]).appeals) == ["appeals/u1"]
+    case = app.get_case(AGENT, ident)  # one read from the store
+    as_alice = for_viewer(case_message(case), ALICE, set(), appellants(case))
+    assert list(as_alice.appeals) == ["appeals/a1"]
+    as_agent = for_viewer(case_message(case), AGENT, set(), appellants(case))
+    assert set(as_agent.appeals) == {"appeals/u1", "appeals/a1"}

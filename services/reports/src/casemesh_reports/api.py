@@ -3,6 +3,7 @@ method (in a worker thread: the event store is synchronous), encode."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias, cast
 
@@ -272,14 +273,20 @@ def case_message(c: ReportCase) -> pb.ReportCase:
     return msg
 
 
-def for_viewer(msg: pb.ReportCase, who: Identity, own_reports: set[str]) -> pb.ReportCase:
+def for_viewer(
+    msg: pb.ReportCase, who: Identity, own_reports: set[str], appellants: Mapping[str, str]
+) -> pb.ReportCase:
     """Agents see the whole case. The uploader sees the decision about them,
     not who reported it; a reporter sees the decision and their own report,
-    not the uploader's account or the other reporters."""
+    not the uploader's account or the other reporters. Each party sees only
+    the appeals they lodged themselves (`appellants`: appeal → who)."""
     if who.is_agent:
         return msg
     del msg.reports[:]
     msg.reports.extend(sorted(own_reports))
+    mine = [a for a in msg.appeals if appellants.get(a) == who.subject]
+    del msg.appeals[:]
+    msg.appeals.extend(mine)
     msg.assignee = ""
     msg.decision.source_identity = ""
     msg.trusted_flagger = False
@@ -334,8 +341,15 @@ def index_doc(aggregate: Any) -> dict[str, Any] | None:
             "id": str(aggregate.id),
             "create_time": aggregate.created_on.isoformat(),
             "case": json_format.MessageToDict(case_message(aggregate)),
+            # Who lodged each appeal, for `for_viewer` (not in the message).
+            "appellants": appellants(aggregate),
         }
     return None
+
+
+def appellants(case: ReportCase) -> dict[str, str]:
+    """Who lodged each appeal of the case (`appeals/{id}` → user id)."""
+    return {appeal: record["by"] for appeal, record in case.appeals.items()}
 
 
 def _flagger_message(f: TrustedFlagger | dict[str, Any]) -> pb.TrustedFlagger:
@@ -369,7 +383,7 @@ class ReportServicer(ApplicationServicer, pb_grpc.ReportServiceServicer):
             else 0.0
         )
         own = {f"reports/{r['id']}" for r in case.reports if r["reporter"] == who.subject}
-        return for_viewer(msg, who, own)
+        return for_viewer(msg, who, own, appellants(case))
 
     async def FileReport(self, request: pb.FileReportRequest, context: Ctx) -> pb.Report:
         r = request.report
@@ -547,7 +561,12 @@ class ReportServicer(ApplicationServicer, pb_grpc.ReportServiceServicer):
         docs = await self._call(self.app.my_restrictions, who)
         return pb.ListReportCasesResponse(
             report_cases=[
-                for_viewer(json_format.ParseDict(d["case"], pb.ReportCase()), who, set())
+                for_viewer(
+                    json_format.ParseDict(d["case"], pb.ReportCase()),
+                    who,
+                    set(),
+                    d.get("appellants", {}),
+                )
                 for d in docs
             ]
         )
@@ -559,7 +578,12 @@ class ReportServicer(ApplicationServicer, pb_grpc.ReportServiceServicer):
         page = await self._call(self.app.my_cases, who, request.page_size, request.page_token)
         return pb.ListReportCasesResponse(
             report_cases=[
-                for_viewer(json_format.ParseDict(d["case"], pb.ReportCase()), who, set())
+                for_viewer(
+                    json_format.ParseDict(d["case"], pb.ReportCase()),
+                    who,
+                    set(),
+                    d.get("appellants", {}),
+                )
                 for d in page.items
             ],
             next_page_token=page.next_token,
