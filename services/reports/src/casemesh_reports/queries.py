@@ -2,9 +2,8 @@
 a case as its party or an agent may see it, pages of the read model (a
 reporter's reports, the agents' triage queue), the restrictions in effect on
 a user and every case that named them, a reporter's standing, and the
-transparency figures.
-Lists read the view, after waiting briefly for it to catch up with the
-caller's own writes."""
+transparency figures. Lists read the view, after waiting briefly for it to
+catch up with the caller's own writes."""
 
 from __future__ import annotations
 
