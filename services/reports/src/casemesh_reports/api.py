@@ -347,6 +347,12 @@ def index_doc(aggregate: Any) -> dict[str, Any] | None:
     return None
 
 
+def listed_case(doc: dict[str, Any], who: Identity) -> pb.ReportCase:
+    """A case as a list read from the view shows it to `who` (`for_viewer`)."""
+    case = json_format.ParseDict(doc["case"], pb.ReportCase())
+    return for_viewer(case, who, set(), doc.get("appellants", {}))
+
+
 def appellants(case: ReportCase) -> dict[str, str]:
     """Who lodged each appeal of the case (`appeals/{id}` → user id)."""
     return {appeal: record["by"] for appeal, record in case.appeals.items()}
@@ -559,17 +565,7 @@ class ReportServicer(ApplicationServicer, pb_grpc.ReportServiceServicer):
     ) -> pb.ListReportCasesResponse:
         who = self._who(context)
         docs = await self._call(self.app.my_restrictions, who)
-        return pb.ListReportCasesResponse(
-            report_cases=[
-                for_viewer(
-                    json_format.ParseDict(d["case"], pb.ReportCase()),
-                    who,
-                    set(),
-                    d.get("appellants", {}),
-                )
-                for d in docs
-            ]
-        )
+        return pb.ListReportCasesResponse(report_cases=[listed_case(d, who) for d in docs])
 
     async def ListMyReportCases(
         self, request: pb.ListMyReportCasesRequest, context: Ctx
@@ -577,15 +573,7 @@ class ReportServicer(ApplicationServicer, pb_grpc.ReportServiceServicer):
         who = self._who(context)
         page = await self._call(self.app.my_cases, who, request.page_size, request.page_token)
         return pb.ListReportCasesResponse(
-            report_cases=[
-                for_viewer(
-                    json_format.ParseDict(d["case"], pb.ReportCase()),
-                    who,
-                    set(),
-                    d.get("appellants", {}),
-                )
-                for d in page.items
-            ],
+            report_cases=[listed_case(d, who) for d in page.items],
             next_page_token=page.next_token,
         )
 
