@@ -40,7 +40,7 @@ WAKE_S = 1.0
 
 
 def select_batch(
-    app: Any, position: int | None, limit: int = BATCH, topics: Sequence[str] = ()
+    app: Any, position: int | None, limit: int, topics: Sequence[str] = ()
 ) -> tuple[Sequence[Notification], int | None]:
     """The notifications stored after `position` (None: from the start), of
     `topics` if any are given, and the position they bring the reader to."""
@@ -90,7 +90,6 @@ class Follower:
         self._handle = handle
         self._topics = topics
         self._pace = pace
-        self._limit = BATCH
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"{app.name}-{name}", daemon=True)
 
@@ -106,7 +105,7 @@ class Follower:
         (the application tests' way; a service runs the thread)."""
         position = self._position()
         while True:
-            batch, reached = select_batch(self._app, position, self._limit, self._topics)
+            batch, reached = select_batch(self._app, position, BATCH, self._topics)
             if reached is None or reached == position:
                 return
             self._handle(batch, reached)
@@ -129,13 +128,13 @@ class Follower:
             listening.execute(SQL("LISTEN {}").format(Identifier(recorder.channel_name)))
             position = recorded = self._position()
             while not self._stopped.is_set():
-                batch, reached = select_batch(self._app, position, self._limit, self._topics)
+                batch, reached = select_batch(self._app, position, BATCH, self._topics)
                 if reached is not None and reached != position:
                     if batch or reached - (recorded or 0) >= RECORD_EVERY:
                         self._handle(batch, reached)
                         recorded = reached
                     position = reached
-                    if len(batch) < self._limit:  # else more is waiting already
+                    if len(batch) < BATCH:  # else more is waiting already
                         self._stopped.wait(self._pace)
                     # The NOTIFYs of what this read took are spent.
                     for _ in listening.notifies(timeout=0):
