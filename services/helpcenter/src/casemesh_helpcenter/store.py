@@ -412,14 +412,17 @@ async def sessions_of(
             (*args, limit),
         )
         rows = await cur.fetchall()
-        await cur.execute(
-            "SELECT session, query, results, at FROM help_search_log"
-            " WHERE session = ANY(%s) ORDER BY at, id",
-            ([row["id"] for row in rows],),
-        )
-        logged = await cur.fetchall()
+        logged: dict[Any, list[dict[str, Any]]] = {row["id"]: [] for row in rows}
+        if rows:
+            await cur.execute(
+                "SELECT session, query, results, at FROM help_search_log"
+                " WHERE session = ANY(%s) ORDER BY at, id",
+                (list(logged),),
+            )
+            for search in await cur.fetchall():
+                logged[search["session"]].append(search)
     for row in rows:
-        row["search_log"] = [s for s in logged if s["session"] == row["id"]]
+        row["search_log"] = logged[row["id"]]
     return rows
 
 

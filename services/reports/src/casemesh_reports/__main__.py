@@ -1,6 +1,6 @@
 """`python -m casemesh_reports serve|relay|consume`: the gRPC service (with its
-read model and retention timer), the relay that publishes to Kafka, or the consumer of appeals of
-report decisions."""
+read model and retention timer), the relay that publishes to Kafka, or the
+consumer of appeals of report decisions."""
 
 from __future__ import annotations
 
