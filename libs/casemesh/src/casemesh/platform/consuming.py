@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -372,6 +374,74 @@ async def start_broker(
         log.info(f"{name}.started")
         return broker
     return None
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """One consumer of a `ConsumerThread`: its name (logs, spans, metrics),
+    its group, its topics and its handler of one record at a time."""
+
+    consumer: str
+    group_id: str
+    topics: Sequence[str]
+    handle: Handler
+
+
+class ConsumerThread:
+    """A worker (`serve_servicer`'s) that consumes beside a process's own
+    work, on an event loop of its own in a thread: each of `subscriptions()`
+    gets a broker of its own, started once Kafka is reachable (waiting for
+    it as long as it takes), all stopped with the worker. `name` names the
+    thread and its log lines."""
+
+    def __init__(self, name: str, bootstrap: str) -> None:
+        self._name, self._bootstrap = name, bootstrap
+        self._loop = asyncio.new_event_loop()
+        self._stop = asyncio.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def subscriptions(self) -> Sequence[Subscription]:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        with contextlib.suppress(RuntimeError):  # its loop already ended
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        try:
+            self._loop.run_until_complete(self._follow())
+        except Exception as exc:
+            log.error(f"{self._name}.failed", error=repr(exc))
+        finally:
+            self._loop.close()
+
+    async def _follow(self) -> None:
+        brokers = []
+        try:
+            for wanted in self.subscriptions():
+                build = functools.partial(self._broker, wanted)
+                broker = await start_broker(build, self._stop, wanted.consumer)
+                if broker is not None:
+                    brokers.append(broker)
+            await self._stop.wait()
+        finally:
+            for broker in brokers:
+                await broker.stop()
+
+    def _broker(self, wanted: Subscription) -> KafkaBroker:
+        router = KafkaRouter()
+        subscribe(
+            router,
+            wanted.topics,
+            consumer=wanted.consumer,
+            group_id=wanted.group_id,
+            handle=wanted.handle,
+        )
+        return consumer_broker(self._bootstrap, f"casemesh-{wanted.consumer}", router)
 
 
 async def watch_lag(

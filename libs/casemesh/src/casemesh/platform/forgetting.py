@@ -25,24 +25,13 @@ import asyncio
 import contextlib
 import os
 import socket
-import threading
 import uuid
 from collections.abc import Callable
-from functools import partial
 from typing import Protocol
-
-from faststream.kafka import KafkaBroker, KafkaRouter
 
 from casemesh import topics
 from casemesh.events.v1.privacy_pb2 import PersonErased
-from casemesh.platform.consuming import (
-    Handler,
-    NotYet,
-    Place,
-    consumer_broker,
-    start_broker,
-    subscribe,
-)
+from casemesh.platform.consuming import ConsumerThread, NotYet, Place, Subscription
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
 from casemesh.platform.personal import UnknownDataKey, UnknownMasterKey
@@ -65,7 +54,7 @@ class Hearing(Protocol):
     kafka_bootstrap: str
 
 
-class ErasureFollower:
+class ErasureFollower(ConsumerThread):
     """A worker (`serve_servicer`'s) that calls `forget(person)` (in a worker
     thread; none for a process that only reads) for each erased person, in
     the service's group, and again `again_after` seconds later (a row another
@@ -84,57 +73,21 @@ class ErasureFollower:
         *,
         again_after: float = AGAIN_S,
     ) -> None:
-        self._service, self._bootstrap = cfg.service_name, cfg.kafka_bootstrap
+        super().__init__(f"{cfg.service_name}-erasures", cfg.kafka_bootstrap)
+        self._service = cfg.service_name
         self._forget, self._drop_keys, self._again_after = forget, drop_keys, again_after
-        self._loop = asyncio.new_event_loop()
-        self._stop = asyncio.Event()
         self._later: set[asyncio.Task[None]] = set()  # second passes, held till done
-        self._thread = threading.Thread(
-            target=self._run, name=f"{self._service}-erasures", daemon=True
-        )
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        with contextlib.suppress(RuntimeError):  # its loop already ended
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        try:
-            self._loop.run_until_complete(self._follow())
-        except Exception as exc:
-            log.error("erasures.follower_failed", service=self._service, error=repr(exc))
-        finally:
-            self._loop.close()
-
-    async def _follow(self) -> None:
-        # A broker a subscription: the service's group, and this process's own.
+    def subscriptions(self) -> list[Subscription]:
+        # The service's group, and this process's own.
         name, group = f"{self._service}-erasures", erasure_group(self._service)
         wanted = []
         if self._forget is not None:
-            wanted.append((name, group, self._handle))
+            wanted.append(Subscription(name, group, [topics.PRIVACY], self._handle))
         if self._drop_keys is not None:
             mine = f"{group}.keys.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
-            wanted.append((f"{name}-keys", mine, self._drop))
-        brokers = []
-        try:
-            for consumer, group_id, handle in wanted:
-                broker = await start_broker(
-                    partial(self._broker, consumer, group_id, handle), self._stop, consumer
-                )
-                if broker is not None:
-                    brokers.append(broker)
-            await self._stop.wait()
-        finally:
-            for broker in brokers:
-                await broker.stop()
-
-    def _broker(self, consumer: str, group_id: str, handle: Handler) -> KafkaBroker:
-        router = KafkaRouter()
-        subscribe(router, [topics.PRIVACY], consumer=consumer, group_id=group_id, handle=handle)
-        return consumer_broker(self._bootstrap, f"casemesh-{consumer}", router)
+            wanted.append(Subscription(f"{name}-keys", mine, [topics.PRIVACY], self._drop))
+        return wanted
 
     async def _handle(self, event: CloudEvent, place: Place) -> None:
         person = _erased(event)
