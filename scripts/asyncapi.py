@@ -136,6 +136,7 @@ def consumers() -> list[Consumer]:
     from casemesh.platform.forgetting import erasure_group
     from casemesh_casequeue import observe
     from casemesh_casequeue.settings import QueueSettings
+    from casemesh_evidence import lifecycle as evidence
     from casemesh_notifier import consumers as notifier
     from casemesh_notifier.settings import NotifierSettings
     from casemesh_reports import consumer as reports
@@ -161,6 +162,7 @@ def consumers() -> list[Consumer]:
             group(ConsumerSettings),
             (reports.APPEALS_TOPIC,),
         ),
+        Consumer("evidence", "python -m casemesh_evidence", evidence.GROUP, evidence.CASE_TOPICS),
         # The services that forget an erased person (casemesh.platform.forgetting).
         *(
             Consumer(

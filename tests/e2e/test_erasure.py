@@ -29,7 +29,7 @@ from casemesh_devstack.stack import DATABASES
 from casemesh_reports.views import SCHEMA
 from tests.conftest import Stack, wait_serving
 from tests.e2e.test_appeals import notice
-from tests.e2e.test_evidence import png
+from tests.e2e.test_evidence import png, stored_objects
 from tests.e2e.test_rejections import fields, rejected
 from tests.e2e.test_reports import Person
 from tests.support import Client, open_ticket, records_keyed, wait_until
@@ -168,7 +168,7 @@ def test_an_erased_persons_contacts_and_words_are_nowhere_in_clear_and_others_un
     filed.filer.legal_name, filed.notice.work.title = studio, title
     appeal = zoe.appeal(apb.FileAppealRequest(appeal=filed, request_id=uuid.uuid4().hex))
     report = zoe.report(f"v{run}", email=email, phone=phone, explanation=explanation)
-    zoe.evidence.upload(png(), f"zoe id card {mark}f.png")  # its name is her words
+    card = zoe.evidence.upload(png(), f"zoe id card {mark}f.png")  # its name is her words
     yans = locked_out(yan.client, f"yan{run}")
     yan_email = f"yan{run}@example.com"
 
@@ -220,6 +220,12 @@ def test_an_erased_persons_contacts_and_words_are_nowhere_in_clear_and_others_un
     got_report = agent.GetReport(rpb.GetReportRequest(name=report.name))
     assert (got_report.explanation, got_report.contact.email) == (ERASED, ERASED)
     assert agent.client.GetTicket(pb.GetTicketRequest(name=yans.name)).subject == yans.subject
+    # The file no case holds went with her; the proof her report, still under
+    # review, holds is kept for it.
+    wait_until(lambda: card.sha256 not in stored_objects(stack.evidence_dir), 60, interval=0.5)
+    assert rejected(lambda: agent.evidence.get(card.name)).code() == grpc.StatusCode.NOT_FOUND
+    [proof] = report.evidence
+    assert agent.evidence.get(proof.name).sha256 in stored_objects(stack.evidence_dir)
 
     # Every read model rebuilt from the start (the case indexes and the
     # reports view from their event stores, the queue from the topics at

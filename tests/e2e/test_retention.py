@@ -17,6 +17,7 @@ from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import Stack
 from tests.e2e.test_appeals import Person, notice
 from tests.e2e.test_erasure import dumps, found_in
+from tests.e2e.test_evidence import stored_objects
 from tests.e2e.test_reports import Person as Reporting
 from tests.e2e.test_reports import decide_no_violation
 from tests.support import open_ticket, told_everything, wait_until
@@ -48,6 +49,8 @@ def test_cases_past_their_retention_period_are_erased_and_her_open_one_is_not(
     scene, video = f"Violent scene at second {mark}e", f"v{run}"
     report = reporting.report(video, email=email, explanation=scene)
     decide_no_violation(moderator, report)
+    stored_proof = moderator.evidence.get(report.evidence[0].name).sha256
+    assert stored_proof in stored_objects(stack.evidence_dir)
     # She was told of each; the notifier keeps what it sent, in clear.
     bootstrap = stack.infra.kafka.bootstrap
     wait_until(lambda: told_everything(bootstrap, stack.notifier_dsn, [email, phone]), 90)
@@ -90,6 +93,12 @@ def test_cases_past_their_retention_period_are_erased_and_her_open_one_is_not(
     assert (got_report.explanation, got_report.contact.email) == (ERASED, ERASED)
     assert got_report.state == rpb.REPORT_STATE_NO_VIOLATION
     assert report_steps() == ["ReportFiled", "ReportResolved", "ReportExpired"]
+    # The proof her report held is deleted, record and bytes.
+    [proof] = report.evidence
+    wait_until(lambda: stored_proof not in stored_objects(stack.evidence_dir), 60, interval=0.5)
+    with pytest.raises(grpc.RpcError) as gone:
+        moderator.evidence.get(proof.name)
+    assert gone.value.code() == grpc.StatusCode.NOT_FOUND
     # Their words are in no database and no notification any more; her open
     # ticket is as it was, in the list (the case index) too.
     mine = [subject, words, studio, title, scene]

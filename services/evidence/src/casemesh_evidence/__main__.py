@@ -11,6 +11,7 @@ from casemesh.platform.pools import async_pool
 from casemesh.v1 import evidence_pb2, evidence_pb2_grpc
 from casemesh_evidence.api import EvidenceServicer
 from casemesh_evidence.application import MAX_CHUNK, EvidenceLocker, forget_person
+from casemesh_evidence.lifecycle import CaseFollower
 from casemesh_evidence.settings import EvidenceSettings
 from casemesh_evidence.store import BlobStore, LocalBlobStore, S3BlobStore
 
@@ -40,8 +41,12 @@ async def run(cfg: EvidenceSettings) -> None:
         EvidenceServicer(locker),
         evidence_pb2.DESCRIPTOR.services_by_name["EvidenceService"],
         evidence_pb2_grpc.add_EvidenceServiceServicer_to_server,
-        # The names an erased person gave their uploads, forgotten.
-        workers=[ErasureFollower(cfg, partial(forget_person, cfg.database_url))],
+        # Files deleted once no case needs them, and what an erased person
+        # uploaded (the names they gave it at once).
+        workers=[
+            CaseFollower(cfg.kafka_bootstrap, cfg.database_url, store),
+            ErasureFollower(cfg, partial(forget_person, cfg.database_url, store)),
+        ],
         close=pool.close,
         options=[("grpc.max_receive_message_length", MAX_CHUNK + 64 * 1024)],
     )

@@ -30,7 +30,7 @@ from casemesh.platform.eventstore import advisory_lock
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
 from casemesh.platform.paging import page_size_of
-from casemesh_evidence import sniff
+from casemesh_evidence import lifecycle, sniff
 from casemesh_evidence.store import BlobStore
 
 log = get_logger(__name__)
@@ -47,19 +47,27 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS evidence (
     file_name text NOT NULL,
     created_at timestamptz NOT NULL,
     UNIQUE (owner, sha256));
-CREATE INDEX IF NOT EXISTS evidence_owner_recent ON evidence (owner, created_at DESC, id DESC)"""
+CREATE INDEX IF NOT EXISTS evidence_owner_recent ON evidence (owner, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS evidence_content ON evidence (sha256)"""
 
 
-def forget_person(database_url: str, person: str) -> int:
+def forget_person(database_url: str, store: BlobStore, person: str) -> int:
     """After `person` was erased: the names they gave their uploads (their
-    words) are forgotten; the files stay, for the cases that hold them.
-    Returns how many names. Idempotent."""
+    words) are forgotten, the files no live case holds are deleted, and so,
+    when it ends, is each file a live case still holds (`lifecycle`).
+    Returns how many names and files. Idempotent."""
     with psycopg.connect(database_url, connect_timeout=10) as conn:
+        conn.execute(
+            "INSERT INTO evidence_erased_owners (owner) VALUES (%s) ON CONFLICT DO NOTHING",
+            (person,),
+        )
         forgotten = conn.execute(
             "UPDATE evidence SET file_name = '' WHERE owner = %s AND file_name <> ''", (person,)
         ).rowcount
-    log.info("person.forgotten", person=person, file_names=forgotten)
-    return forgotten
+        theirs = conn.execute("SELECT id FROM evidence WHERE owner = %s", (person,)).fetchall()
+        deleted = lifecycle.delete_unneeded(conn, store, [row[0] for row in theirs])
+    log.info("person.forgotten", person=person, file_names=forgotten, files=deleted)
+    return forgotten + deleted
 
 
 @dataclass(frozen=True)
@@ -111,6 +119,7 @@ class EvidenceLocker:
         # Replicas starting together must not race on CREATE TABLE.
         async with self.pool.connection() as conn, advisory_lock(conn, SCHEMA_LOCK):
             await conn.execute(SCHEMA)
+            await conn.execute(lifecycle.SCHEMA)
 
     async def receive(
         self, who: Identity, file_name: str, declared_type: str, chunks: AsyncIterator[bytes]
@@ -125,11 +134,10 @@ class EvidenceLocker:
                 raise InvalidArgument.field(
                     "metadata.declared_type", f"the bytes are {detected}, not {declared_type}"
                 )
-            await asyncio.to_thread(self.store.put, sha, tmp)
+            return await self._record(who, tmp, sha, size, detected, file_name)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 await asyncio.to_thread(tmp.unlink)
-        return await self._record(who, sha, size, detected, file_name)
 
     async def _spool(self, chunks: AsyncIterator[bytes], out: Any) -> tuple[str, int, str]:
         digest = hashlib.sha256()
@@ -167,11 +175,14 @@ class EvidenceLocker:
         return detected, self.limits[sniff.KIND[detected]]
 
     async def _record(
-        self, who: Identity, sha: str, size: int, media_type: str, file_name: str
+        self, who: Identity, spooled: Path, sha: str, size: int, media_type: str, file_name: str
     ) -> EvidenceView:
         # A random id: an id must not tell who uploaded which bytes. The same
-        # owner's same bytes find their first record.
-        async with self.pool.connection() as conn:
+        # owner's same bytes find their first record. The bytes are stored
+        # under the file's lock, which a deletion of the same bytes holds too.
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (lifecycle.file_lock(sha),))
+            await asyncio.to_thread(self.store.put, sha, spooled)
             await conn.execute(
                 "INSERT INTO evidence (id, owner, sha256, size_bytes, media_type, file_name,"
                 " created_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
@@ -234,7 +245,10 @@ class EvidenceLocker:
         view = await self.describe(who, name)
         chunks: Iterator[bytes] = await asyncio.to_thread(self.store.read, view.sha256)
         while True:
-            chunk = await asyncio.to_thread(next, chunks, b"")
+            try:
+                chunk = await asyncio.to_thread(next, chunks, b"")
+            except FileNotFoundError:  # deleted as it was asked for (`lifecycle`)
+                raise NotFound(f"evidence/{view.id} not found") from None
             if not chunk:
                 return
             yield chunk

@@ -22,6 +22,10 @@ class BlobStore(Protocol):
 
     def read(self, sha256: str) -> Iterator[bytes]: ...
 
+    def delete(self, sha256: str) -> None:
+        """Deletes the bytes with this hash (no-op when absent)."""
+        ...
+
 
 class LocalBlobStore:
     """A directory: `<root>/ab/cd/<sha256>`; files appear whole (rename)."""
@@ -60,6 +64,9 @@ class LocalBlobStore:
         with self._path(sha256).open("rb") as f:
             while chunk := f.read(CHUNK):
                 yield chunk
+
+    def delete(self, sha256: str) -> None:
+        self._path(sha256).unlink(missing_ok=True)
 
 
 class S3BlobStore:
@@ -108,3 +115,6 @@ class S3BlobStore:
     def read(self, sha256: str) -> Iterator[bytes]:
         body = self._s3.get_object(Bucket=self.bucket, Key=self._key(sha256))["Body"]
         yield from body.iter_chunks(CHUNK)
+
+    def delete(self, sha256: str) -> None:
+        self._s3.delete_object(Bucket=self.bucket, Key=self._key(sha256))

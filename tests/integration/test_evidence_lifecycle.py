@@ -1,0 +1,156 @@
+"""Files are deleted once no case needs them, on a real PostgreSQL database
+and a real blob directory, from the case events the evidence service reads:
+a file goes when every case that holds it has expired, or, its uploader
+erased, when no live case holds it; bytes another record names stay."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from casemesh.events.v1 import reports_pb2 as rev
+from casemesh.events.v1 import tickets_pb2 as tev
+from casemesh.platform.errors import NotFound
+from casemesh.platform.identity import Identity
+from casemesh.platform.pools import async_pool
+from casemesh_evidence.application import EvidenceLocker, EvidenceView, forget_person
+from casemesh_evidence.lifecycle import observe, take
+from casemesh_evidence.store import LocalBlobStore
+from tests.e2e.test_evidence import png
+from tests.integration.test_notifier_erasure import case_event
+
+CLOSED, NEW = tev.TICKET_STATUS_CLOSED, tev.TICKET_STATUS_NEW
+
+
+@pytest.fixture()
+async def locker(dsn: str, tmp_path: Path) -> AsyncIterator[EvidenceLocker]:
+    pool = async_pool(dsn, min_size=1, max_size=2)
+    await pool.open()
+    store = LocalBlobStore(tmp_path / "blobs")
+    locker = EvidenceLocker(pool=pool, store=store, limits={"image": 1 << 20}, incoming=tmp_path)
+    await locker.create_schema()
+    yield locker
+    await pool.close()
+
+
+async def upload(locker: EvidenceLocker, owner: str, data: bytes) -> EvidenceView:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield data
+
+    return await locker.receive(Identity(owner, frozenset({"user"})), "photo.png", "", chunks())
+
+
+def attached(*files: EvidenceView) -> list[tev.EvidenceAttachment]:
+    """As events carry them: the name sealed (a token), the hash clear."""
+    return [tev.EvidenceAttachment(name=f"pd2.{uuid.uuid4().hex}", sha256=f.sha256) for f in files]
+
+
+def ticket(
+    ident: str, version: int, status: Any, kind: Any = tev.TicketClosed, by: str = "", **kw: Any
+) -> Any:
+    header = tev.TicketEventHeader(ticket_id=ident, version=version, status=status, actor=by)
+    return case_event("tickets", f"tickets/{ident}", version, kind(header=header, **kw))
+
+
+def report(ident: str, version: int, state: str, kind: Any, by: str = "", **kw: Any) -> Any:
+    header = rev.ReportEventHeader(aggregate_id=ident, version=version, state=state, actor=by)
+    return case_event("reports", f"reports/{ident}", version, kind(header=header, **kw))
+
+
+class Cases:
+    """The service's follower of the case topics, fed by hand."""
+
+    def __init__(self, dsn: str, locker: EvidenceLocker) -> None:
+        self.dsn, self.store = dsn, locker.store
+
+    def hear(self, event: Any) -> int:
+        told = observe(event)
+        assert told is not None
+        with psycopg.connect(self.dsn) as conn:
+            return take(conn, self.store, told)
+
+
+async def kept(locker: EvidenceLocker, *files: EvidenceView) -> list[bool]:
+    """Per file: is its record still there, and are its bytes?"""
+    agent = Identity("agent-1", frozenset({"agent"}))
+    found = []
+    for f in files:
+        try:
+            await locker.describe(agent, f"evidence/{f.id}")
+            found.append(True)
+        except NotFound:
+            found.append(False)
+    return found
+
+
+def stored(locker: EvidenceLocker, *files: EvidenceView) -> list[bool]:
+    return [locker.store.exists(f.sha256) for f in files]
+
+
+async def test_a_file_goes_when_every_case_holding_it_expired(
+    dsn: str, locker: EvidenceLocker
+) -> None:
+    """Ada's ticket expires: the file only it held is deleted (its bytes stay
+    while Bo's upload of the same bytes names them), the file her other,
+    open ticket also holds stays until that one expires too, and a file no
+    case holds is hers to keep."""
+    cases = Cases(dsn, locker)
+    same = png()
+    only, shared, loose = [await upload(locker, "ada", d) for d in (same, png(), png())]
+    bos = await upload(locker, "bo", same)
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    cases.hear(ticket(first, 1, NEW, tev.TicketCreated, "ada", evidence=attached(only, shared)))
+    cases.hear(ticket(second, 1, NEW, tev.TicketCreated, "ada", evidence=attached(shared)))
+
+    assert cases.hear(ticket(first, 4, CLOSED)) == 0  # ended: still within retention
+    assert await kept(locker, only, shared) == [True, True]
+    assert cases.hear(ticket(first, 5, CLOSED, tev.TicketExpired)) == 1
+    assert await kept(locker, only, shared, loose, bos) == [False, True, True, True]
+    assert stored(locker, only, shared) == [True, True]  # Bo's record names the bytes
+    # Heard again (a redelivery), its first event revives nothing.
+    cases.hear(ticket(first, 1, NEW, tev.TicketCreated, "ada", evidence=attached(only, shared)))
+    assert await kept(locker, only, shared) == [False, True]
+
+    cases.hear(ticket(second, 3, CLOSED))
+    assert cases.hear(ticket(second, 4, CLOSED, tev.TicketExpired)) == 1
+    assert await kept(locker, shared, loose, bos) == [False, True, True]
+    assert stored(locker, shared, loose, bos) == [False, True, True]
+    # The same bytes uploaded again are kept anew.
+    again = await upload(locker, "ada", b"".join(locker.store.read(loose.sha256)))
+    assert again.id == loose.id
+    back = await upload(locker, "ada", b"".join(locker.store.read(bos.sha256)))
+    assert back.id != only.id and stored(locker, back) == [True]
+
+
+async def test_an_erased_persons_files_go_once_no_live_case_holds_them(
+    dsn: str, locker: EvidenceLocker
+) -> None:
+    """Cy is erased: the file no case holds and the one of her closed ticket
+    are deleted at once; the one her report still under review holds stays
+    while the report is decided (an appeal may reopen it) and goes once the
+    decision is reversed. Dan's file in her closed ticket is his, and stays."""
+    cases = Cases(dsn, locker)
+    loose, closed, reported = [await upload(locker, "cy", png()) for _ in range(3)]
+    dans = await upload(locker, "dan", png())
+    ticket_id, report_id = str(uuid.uuid4()), str(uuid.uuid4())
+    cases.hear(ticket(ticket_id, 1, NEW, tev.TicketCreated, "cy", evidence=attached(closed)))
+    cases.hear(ticket(ticket_id, 2, NEW, tev.CommentAdded, "dan", evidence=attached(dans)))
+    cases.hear(ticket(ticket_id, 5, CLOSED))
+    filed = rev.ReportFiled
+    cases.hear(report(report_id, 1, "SUBMITTED", filed, "cy", evidence=attached(reported)))
+
+    assert forget_person(dsn, locker.store, "cy") == 3 + 2  # three names, two files
+    assert await kept(locker, loose, closed, reported, dans) == [False, False, True, True]
+    assert stored(locker, loose, closed, reported, dans) == [False, False, True, True]
+    assert forget_person(dsn, locker.store, "cy") == 0  # idempotent
+
+    assert cases.hear(report(report_id, 2, "NO_VIOLATION", rev.ReportResolved)) == 0
+    assert await kept(locker, reported) == [True]
+    assert cases.hear(report(report_id, 3, "REVERSED", rev.ReportDecisionReversed)) == 1
+    assert await kept(locker, reported, dans) == [False, True]
+    assert stored(locker, reported) == [False]
