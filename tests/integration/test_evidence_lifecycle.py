@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +21,13 @@ from casemesh.platform.errors import NotFound
 from casemesh.platform.identity import Identity
 from casemesh.platform.pools import async_pool
 from casemesh_evidence.application import EvidenceLocker, EvidenceView, forget_person
-from casemesh_evidence.lifecycle import observe, take
+from casemesh_evidence.lifecycle import observe, purge, take
 from casemesh_evidence.store import LocalBlobStore
 from tests.e2e.test_evidence import png
 from tests.integration.test_notifier_erasure import case_event
 
 CLOSED, NEW = tev.TICKET_STATUS_CLOSED, tev.TICKET_STATUS_NEW
+GRACE = timedelta(days=3)
 
 
 @pytest.fixture()
@@ -63,16 +66,27 @@ def report(ident: str, version: int, state: str, kind: Any, by: str = "", **kw: 
 
 
 class Cases:
-    """The service's follower of the case topics, fed by hand."""
+    """The service's follower of the case topics, fed by hand, and its
+    purger, run by hand, on a clock the test sets."""
 
     def __init__(self, dsn: str, locker: EvidenceLocker) -> None:
         self.dsn, self.store = dsn, locker.store
+        self.time = datetime(2026, 12, 1, tzinfo=UTC)
 
-    def hear(self, event: Any) -> int:
+    def now(self) -> datetime:
+        return self.time
+
+    def hear(self, event: Any) -> None:
         told = observe(event)
         assert told is not None
         with psycopg.connect(self.dsn) as conn:
-            return take(conn, self.store, told)
+            take(conn, told, self.now())
+
+    def purge(self) -> int:
+        """The purger's round once the grace period passed; before it, none."""
+        assert purge(partial(psycopg.connect, self.dsn), self.store, self.time) == 0
+        self.time += GRACE
+        return purge(partial(psycopg.connect, self.dsn), self.store, self.time)
 
 
 async def kept(locker: EvidenceLocker, *files: EvidenceView) -> list[bool]:
@@ -107,35 +121,43 @@ async def test_a_file_goes_when_every_case_holding_it_expired(
     cases.hear(ticket(first, 1, NEW, tev.TicketCreated, "ada", evidence=attached(only, shared)))
     cases.hear(ticket(second, 1, NEW, tev.TicketCreated, "ada", evidence=attached(shared)))
 
-    assert cases.hear(ticket(first, 4, CLOSED)) == 0  # ended: still within retention
+    cases.hear(ticket(first, 4, CLOSED))
+    assert cases.purge() == 0  # ended: still within its retention
     assert await kept(locker, only, shared) == [True, True]
-    assert cases.hear(ticket(first, 5, CLOSED, tev.TicketExpired)) == 1
+    cases.hear(ticket(first, 5, CLOSED, tev.TicketExpired))
+    assert cases.purge() == 1
     assert await kept(locker, only, shared, loose, bos) == [False, True, True, True]
     assert stored(locker, only, shared) == [True, True]  # Bo's record names the bytes
-    # Heard again (a redelivery), its first event revives nothing.
+    # Her same bytes uploaded again are a new file, which no case holds: the
+    # expired ticket's events heard again (a redelivery, a reset group) do
+    # not make it hold them.
+    back = await upload(locker, "ada", same)
     cases.hear(ticket(first, 1, NEW, tev.TicketCreated, "ada", evidence=attached(only, shared)))
+    cases.hear(ticket(first, 4, CLOSED))
+    cases.hear(ticket(first, 5, CLOSED, tev.TicketExpired))
+    # A later event of an expired case (a report's decision reversed on an
+    # appeal upheld late) leaves it expired.
+    cases.hear(ticket(first, 6, CLOSED))
     assert await kept(locker, only, shared) == [False, True]
 
     cases.hear(ticket(second, 3, CLOSED))
-    assert cases.hear(ticket(second, 4, CLOSED, tev.TicketExpired)) == 1
-    assert await kept(locker, shared, loose, bos) == [False, True, True]
+    cases.hear(ticket(second, 4, CLOSED, tev.TicketExpired))
+    assert cases.purge() == 1
+    assert await kept(locker, shared, loose, bos, back) == [False, True, True, True]
     assert stored(locker, shared, loose, bos) == [False, True, True]
-    # The same bytes uploaded again are kept anew.
-    again = await upload(locker, "ada", b"".join(locker.store.read(loose.sha256)))
-    assert again.id == loose.id
-    back = await upload(locker, "ada", b"".join(locker.store.read(bos.sha256)))
-    assert back.id != only.id and stored(locker, back) == [True]
+    assert back.id != only.id
 
 
 async def test_an_erased_persons_files_go_once_no_live_case_holds_them(
     dsn: str, locker: EvidenceLocker
 ) -> None:
     """Cy is erased: the file no case holds and the one of her closed ticket
-    are deleted at once; the one her report still under review holds stays
-    while the report is decided (an appeal may reopen it) and goes once the
+    are deleted after the grace period; the one a new ticket took up within
+    it stays, and so does the one her report still under review holds,
+    while the report is decided (an appeal may reopen it), until the
     decision is reversed. Dan's file in her closed ticket is his, and stays."""
     cases = Cases(dsn, locker)
-    loose, closed, reported = [await upload(locker, "cy", png()) for _ in range(3)]
+    loose, closed, reported, later = [await upload(locker, "cy", png()) for _ in range(4)]
     dans = await upload(locker, "dan", png())
     ticket_id, report_id = str(uuid.uuid4()), str(uuid.uuid4())
     cases.hear(ticket(ticket_id, 1, NEW, tev.TicketCreated, "cy", evidence=attached(closed)))
@@ -144,13 +166,25 @@ async def test_an_erased_persons_files_go_once_no_live_case_holds_them(
     filed = rev.ReportFiled
     cases.hear(report(report_id, 1, "SUBMITTED", filed, "cy", evidence=attached(reported)))
 
-    assert forget_person(dsn, locker.store, "cy") == 3 + 2  # three names, two files
-    assert await kept(locker, loose, closed, reported, dans) == [False, False, True, True]
-    assert stored(locker, loose, closed, reported, dans) == [False, False, True, True]
-    assert forget_person(dsn, locker.store, "cy") == 0  # idempotent
+    assert forget_person(dsn, cases, "cy") == 4  # the names she gave her four files
+    # Heard after the erasure, a ticket she filed just before it.
+    taken_up = ticket(str(uuid.uuid4()), 1, NEW, tev.TicketCreated, "cy", evidence=attached(later))
+    cases.hear(taken_up)
+    assert cases.purge() == 2
+    assert await kept(locker, loose, closed, reported, later, dans) == [
+        False,
+        False,
+        True,
+        True,
+        True,
+    ]
+    assert stored(locker, loose, closed, reported, later, dans) == [False, False, True, True, True]
+    assert forget_person(dsn, cases, "cy") == 0  # idempotent
+    assert cases.purge() == 0
 
-    assert cases.hear(report(report_id, 2, "NO_VIOLATION", rev.ReportResolved)) == 0
-    assert await kept(locker, reported) == [True]
-    assert cases.hear(report(report_id, 3, "REVERSED", rev.ReportDecisionReversed)) == 1
+    cases.hear(report(report_id, 2, "NO_VIOLATION", rev.ReportResolved))
+    assert cases.purge() == 0
+    cases.hear(report(report_id, 3, "REVERSED", rev.ReportDecisionReversed))
+    assert cases.purge() == 1
     assert await kept(locker, reported, dans) == [False, True]
     assert stored(locker, reported) == [False]

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
+from casemesh.platform.clock import clock_from_setting
 from casemesh.platform.entrypoint import run_command, serve_servicer
 from casemesh.platform.forgetting import ErasureFollower
 from casemesh.platform.pools import async_pool
 from casemesh.v1 import evidence_pb2, evidence_pb2_grpc
 from casemesh_evidence.api import EvidenceServicer
 from casemesh_evidence.application import MAX_CHUNK, EvidenceLocker, forget_person
-from casemesh_evidence.lifecycle import CaseFollower
+from casemesh_evidence.lifecycle import CaseFollower, Purger
 from casemesh_evidence.settings import EvidenceSettings
 from casemesh_evidence.store import BlobStore, LocalBlobStore, S3BlobStore
 
@@ -36,6 +38,7 @@ async def run(cfg: EvidenceSettings) -> None:
     store, incoming = open_store(cfg)
     locker = EvidenceLocker(pool=pool, store=store, limits=cfg.limits(), incoming=incoming)
     await locker.create_schema()
+    clock = clock_from_setting(cfg.clock_offset_file)
     await serve_servicer(
         cfg,
         EvidenceServicer(locker),
@@ -44,8 +47,15 @@ async def run(cfg: EvidenceSettings) -> None:
         # Files deleted once no case needs them, and what an erased person
         # uploaded (the names they gave it at once).
         workers=[
-            CaseFollower(cfg.kafka_bootstrap, cfg.database_url, store),
-            ErasureFollower(cfg, partial(forget_person, cfg.database_url, store)),
+            CaseFollower(cfg.kafka_bootstrap, cfg.database_url, clock),
+            ErasureFollower(cfg, partial(forget_person, cfg.database_url, clock)),
+            Purger(
+                cfg.database_url,
+                store,
+                clock,
+                grace=timedelta(seconds=cfg.evidence_deletion_grace_seconds),
+                tick=cfg.evidence_purge_interval_seconds,
+            ),
         ],
         close=pool.close,
         options=[("grpc.max_receive_message_length", MAX_CHUNK + 64 * 1024)],

@@ -25,6 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from casemesh.platform.caseindex import encode_page_token
 from casemesh.platform.cases import page_after
+from casemesh.platform.clock import Clock
 from casemesh.platform.errors import InvalidArgument, NotFound, Violations
 from casemesh.platform.eventstore import advisory_lock
 from casemesh.platform.identity import Identity
@@ -51,11 +52,11 @@ CREATE INDEX IF NOT EXISTS evidence_owner_recent ON evidence (owner, created_at 
 CREATE INDEX IF NOT EXISTS evidence_content ON evidence (sha256)"""
 
 
-def forget_person(database_url: str, store: BlobStore, person: str) -> int:
+def forget_person(database_url: str, clock: Clock, person: str) -> int:
     """After `person` was erased: the names they gave their uploads (their
-    words) are forgotten, the files no live case holds are deleted, and so,
-    when it ends, is each file a live case still holds (`lifecycle`).
-    Returns how many names and files. Idempotent."""
+    words) are forgotten, and their files become candidates for deletion
+    (`lifecycle`: deleted unless a live case holds them). Returns how many
+    names. Idempotent."""
     with psycopg.connect(database_url, connect_timeout=10) as conn:
         conn.execute(
             "INSERT INTO evidence_erased_owners (owner) VALUES (%s) ON CONFLICT DO NOTHING",
@@ -65,9 +66,9 @@ def forget_person(database_url: str, store: BlobStore, person: str) -> int:
             "UPDATE evidence SET file_name = '' WHERE owner = %s AND file_name <> ''", (person,)
         ).rowcount
         theirs = conn.execute("SELECT id FROM evidence WHERE owner = %s", (person,)).fetchall()
-        deleted = lifecycle.delete_unneeded(conn, store, [row[0] for row in theirs])
-    log.info("person.forgotten", person=person, file_names=forgotten, files=deleted)
-    return forgotten + deleted
+        lifecycle.mark_unneeded(conn, [row[0] for row in theirs], clock.now())
+    log.info("person.forgotten", person=person, file_names=forgotten, files=len(theirs))
+    return forgotten
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ class EvidenceLocker:
                 raise InvalidArgument.field(
                     "metadata.declared_type", f"the bytes are {detected}, not {declared_type}"
                 )
+            await asyncio.to_thread(self.store.put, sha, tmp)
             return await self._record(who, tmp, sha, size, detected, file_name)
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -178,11 +180,13 @@ class EvidenceLocker:
         self, who: Identity, spooled: Path, sha: str, size: int, media_type: str, file_name: str
     ) -> EvidenceView:
         # A random id: an id must not tell who uploaded which bytes. The same
-        # owner's same bytes find their first record. The bytes are stored
-        # under the file's lock, which a deletion of the same bytes holds too.
+        # owner's same bytes find their first record. Under the file's lock,
+        # which the deletion of its bytes holds too: bytes deleted since they
+        # were stored are stored again, and none are deleted once recorded.
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (lifecycle.file_lock(sha),))
-            await asyncio.to_thread(self.store.put, sha, spooled)
+            if not await asyncio.to_thread(self.store.exists, sha):
+                await asyncio.to_thread(self.store.put, sha, spooled)
             await conn.execute(
                 "INSERT INTO evidence (id, owner, sha256, size_bytes, media_type, file_name,"
                 " created_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"

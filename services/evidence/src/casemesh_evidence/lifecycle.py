@@ -13,26 +13,36 @@ name, `evidence/{id}`, travels sealed with the person's data). A case is
   decided copyright case or report stays live until it expires: a
   counter-notice or an appeal may still take it further;
 - **expired**: its retention period ran out (`TicketExpired`,
-  `AppealExpired`, `ReportExpired`).
+  `AppealExpired`, `ReportExpired`); an expired case stays so.
 
-A file is deleted (its record, and its bytes once no record of anyone's
-names them) when
+A file is not needed any more (`UNNEEDED`) when
 
 - every case that holds it has expired, or
 - its uploader was erased and no live case holds it (a file no case holds
   goes with the erasure; one a live case holds, when that case ends).
 
-A file's own advisory lock (`file_lock`, by its content) orders a deletion
-against an upload of the same bytes and against a case taking the file up,
-so neither can slip in between the check and the deletion.
+A case ending or expiring, and an erasure, make their files candidates
+(`evidence_unneeded`, with the time). The purger deletes a candidate once it
+has been one for the grace period and, checked again then, is still not
+needed: what the topics tell arrives late (a relay or this consumer behind,
+another partition read first, a whole history read again after a reset), so
+a case that took the file up just before may not have been heard yet. Its
+record goes first; its bytes go after, once no record of anyone's names them.
+
+A file's own advisory lock (`file_lock`, by its content) orders the
+purger's check and deletion against a case taking the file up and against
+an upload of the same bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -41,6 +51,7 @@ from casemesh import topics
 from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as tev
+from casemesh.platform.clock import Clock
 from casemesh.platform.consuming import ConsumerThread, Place, Subscription
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
@@ -49,6 +60,8 @@ from casemesh_evidence.store import BlobStore
 log = get_logger(__name__)
 
 GROUP = "casemesh-evidence-cases"
+# Candidates looked at in one round of the purger.
+PURGE_BATCH = 100
 CASE_TOPICS = (topics.TICKETS, topics.APPEALS, topics.REPORTS)
 # The streams whose events attach files (a report case's own stream attaches
 # none: its reports do).
@@ -67,7 +80,12 @@ CREATE TABLE IF NOT EXISTS evidence_uses (
     case_name text NOT NULL,
     PRIMARY KEY (owner, sha256, case_name));
 CREATE INDEX IF NOT EXISTS evidence_uses_case ON evidence_uses (case_name);
-CREATE TABLE IF NOT EXISTS evidence_erased_owners (owner text PRIMARY KEY)"""
+CREATE TABLE IF NOT EXISTS evidence_erased_owners (owner text PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS evidence_unneeded (
+    evidence_id uuid PRIMARY KEY,
+    since timestamptz NOT NULL);
+CREATE INDEX IF NOT EXISTS evidence_unneeded_since ON evidence_unneeded (since);
+CREATE TABLE IF NOT EXISTS evidence_bytes_unneeded (sha256 text PRIMARY KEY)"""
 
 # Of a file `e`: nothing still needs it.
 UNNEEDED = """CASE
@@ -126,30 +144,28 @@ def file_lock(sha256: str) -> int:
     return int(sha256[:15], 16)
 
 
-def take(conn: psycopg.Connection[Any], store: BlobStore, told: Told) -> int:
+def take(conn: psycopg.Connection[Any], told: Told, now: datetime) -> int:
     """Records what `told` says (a redelivered or older event changes
-    nothing) and deletes what its case no longer needs. Returns how many
-    files were deleted."""
+    nothing; an expired case takes nothing up any more) and makes the files
+    of a case that ended or expired candidates. Returns how many."""
     if told.files:
-        for sha in told.files:  # sorted: two takers lock in one order
+        for sha in told.files:  # sorted: takers lock in one order
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (file_lock(sha),))
         conn.execute(
-            "INSERT INTO evidence_cases (name, version, standing) VALUES (%s, %s, %s)"
-            " ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version,"
-            " standing = EXCLUDED.standing WHERE evidence_cases.version < EXCLUDED.version",
-            (told.case, told.version, told.standing),
-        )
-        conn.execute(
             "INSERT INTO evidence_uses (owner, sha256, case_name)"
-            " SELECT %s, unnest(%s::text[]), %s ON CONFLICT DO NOTHING",
-            (told.actor, list(told.files), told.case),
+            " SELECT %s, unnest(%s::text[]), %s WHERE NOT EXISTS ("
+            "  SELECT FROM evidence_cases WHERE name = %s AND standing = 'expired')"
+            " ON CONFLICT DO NOTHING",
+            (told.actor, list(told.files), told.case, told.case),
         )
-    elif told.standing is not Standing.LIVE:
-        conn.execute(
-            "UPDATE evidence_cases SET version = %s, standing = %s"
-            " WHERE name = %s AND version < %s",
-            (told.version, told.standing, told.case, told.version),
-        )
+    conn.execute(
+        "INSERT INTO evidence_cases (name, version, standing) SELECT %s, %s, %s"
+        " WHERE %s OR EXISTS (SELECT FROM evidence_uses WHERE case_name = %s)"
+        " ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version,"
+        " standing = EXCLUDED.standing"
+        " WHERE evidence_cases.version < EXCLUDED.version AND evidence_cases.standing <> 'expired'",
+        (told.case, told.version, told.standing, bool(told.files), told.case),
+    )
     if told.standing is Standing.LIVE:
         return 0
     held = conn.execute(
@@ -157,38 +173,80 @@ def take(conn: psycopg.Connection[Any], store: BlobStore, told: Told) -> int:
         " WHERE u.case_name = %s",
         (told.case,),
     ).fetchall()
-    return delete_unneeded(conn, store, [row[0] for row in held])
+    return mark_unneeded(conn, [row[0] for row in held], now)
 
 
-def delete_unneeded(conn: psycopg.Connection[Any], store: BlobStore, ids: Sequence[Any]) -> int:
-    """Deletes those of the files `ids` nothing needs any more (see the
-    module): the record, and the bytes once no other record names them.
-    The bytes go before the transaction commits: should it not, the record
-    stays and is deleted when this runs again. Returns how many."""
+def mark_unneeded(conn: psycopg.Connection[Any], ids: Sequence[Any], now: datetime) -> int:
+    """Makes the files `ids` candidates from `now` (a candidate marked again
+    waits its grace period from then)."""
     if not ids:
         return 0
-    candidates = conn.execute(
-        f"SELECT e.id, e.owner, e.sha256 FROM evidence e WHERE e.id = ANY(%s) AND {UNNEEDED}"
-        " ORDER BY e.sha256",
-        (list(ids),),
-    ).fetchall()
-    deleted = 0
-    for ident, owner, sha in candidates:
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (file_lock(sha),))
-        # Checked again under the file's lock: a case may have taken it up.
-        if not conn.execute(
-            f"DELETE FROM evidence e WHERE e.id = %s AND {UNNEEDED}", (ident,)
-        ).rowcount:
-            continue
-        conn.execute("DELETE FROM evidence_uses WHERE owner = %s AND sha256 = %s", (owner, sha))
-        if (
-            conn.execute("SELECT FROM evidence WHERE sha256 = %s LIMIT 1", (sha,)).fetchone()
-            is None
-        ):
-            store.delete(sha)
-        deleted += 1
-        log.info("evidence.deleted", evidence_id=str(ident))
+    return conn.execute(
+        "INSERT INTO evidence_unneeded (evidence_id, since) SELECT unnest(%s::uuid[]), %s"
+        " ON CONFLICT (evidence_id) DO UPDATE SET"
+        " since = GREATEST(evidence_unneeded.since, EXCLUDED.since)",
+        (list(ids), now),
+    ).rowcount
+
+
+def purge(
+    connect: Callable[[], psycopg.Connection[Any]],
+    store: BlobStore,
+    before: datetime,
+    limit: int = PURGE_BATCH,
+) -> int:
+    """Deletes the candidates marked before `before` that are still not
+    needed, each in a transaction of its own, and then the bytes no record
+    names any more; a candidate needed after all stops being one. Returns
+    how many files were deleted."""
+    with connect() as conn:
+        conn.autocommit = True  # each `transaction()` below is one of its own
+        due = conn.execute(
+            "SELECT evidence_id FROM evidence_unneeded WHERE since < %s ORDER BY since LIMIT %s",
+            (before, limit),
+        ).fetchall()
+        deleted = 0
+        for (ident,) in due:
+            with conn.transaction():
+                deleted += _delete_if_unneeded(conn, ident)
+        for (sha,) in conn.execute("SELECT sha256 FROM evidence_bytes_unneeded").fetchall():
+            with conn.transaction():
+                _delete_bytes_if_unnamed(conn, store, sha)
     return deleted
+
+
+def _delete_if_unneeded(conn: psycopg.Connection[Any], ident: Any) -> int:
+    """Deletes the file's record if it is still not needed, checked under its
+    lock (a case may have taken it up meanwhile); leaves its bytes to be
+    deleted once no record names them."""
+    conn.execute("DELETE FROM evidence_unneeded WHERE evidence_id = %s", (ident,))
+    found = conn.execute("SELECT sha256 FROM evidence WHERE id = %s", (ident,)).fetchone()
+    if found is None:
+        return 0
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (file_lock(found[0]),))
+    gone = conn.execute(
+        f"DELETE FROM evidence e WHERE e.id = %s AND {UNNEEDED} RETURNING e.owner, e.sha256",
+        (ident,),
+    ).fetchone()
+    if gone is None:
+        return 0
+    conn.execute("DELETE FROM evidence_uses WHERE owner = %s AND sha256 = %s", gone)
+    conn.execute(
+        "INSERT INTO evidence_bytes_unneeded (sha256) VALUES (%s) ON CONFLICT DO NOTHING",
+        (gone[1],),
+    )
+    log.info("evidence.deleted", evidence_id=str(ident))
+    return 1
+
+
+def _delete_bytes_if_unnamed(conn: psycopg.Connection[Any], store: BlobStore, sha: str) -> None:
+    """Deletes the bytes if no record names them, under the file's lock (an
+    upload of the same bytes holds it while it records them). Should the
+    transaction not commit, the bytes are looked at again next time."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (file_lock(sha),))
+    if conn.execute("SELECT FROM evidence WHERE sha256 = %s LIMIT 1", (sha,)).fetchone() is None:
+        store.delete(sha)
+    conn.execute("DELETE FROM evidence_bytes_unneeded WHERE sha256 = %s", (sha,))
 
 
 class CaseFollower(ConsumerThread):
@@ -196,12 +254,12 @@ class CaseFollower(ConsumerThread):
     `GROUP`, taking each event that attaches files or ends a case (in a
     transaction of its own, in a worker thread)."""
 
-    def __init__(self, bootstrap: str, database_url: str, store: BlobStore) -> None:
+    def __init__(self, bootstrap: str, database_url: str, clock: Clock) -> None:
         super().__init__("evidence-cases", bootstrap)
-        self._database_url, self._store = database_url, store
+        self._database_url, self._clock = database_url, clock
 
     def subscriptions(self) -> list[Subscription]:
-        return [Subscription("evidence-cases", GROUP, CASE_TOPICS, self._handle)]
+        return [Subscription("evidence-cases", GROUP, CASE_TOPICS, self._handle, lag=True)]
 
     async def _handle(self, event: CloudEvent, place: Place) -> None:
         told = observe(event)
@@ -210,4 +268,34 @@ class CaseFollower(ConsumerThread):
 
     def _take(self, told: Told) -> None:
         with psycopg.connect(self._database_url, connect_timeout=10) as conn:
-            take(conn, self._store, told)
+            take(conn, told, self._clock.now())
+
+
+class Purger:
+    """A worker (`serve_servicer`'s) that, every `tick` seconds, deletes the
+    candidates older than `grace` that are still not needed (`purge`), in
+    a thread of its own; a failure is logged and tried again next time."""
+
+    def __init__(
+        self, database_url: str, store: BlobStore, clock: Clock, grace: timedelta, tick: float
+    ) -> None:
+        self._connect = partial(psycopg.connect, database_url, connect_timeout=10)
+        self._store, self._clock, self._grace, self._tick = store, clock, grace, tick
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="evidence-purger", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while not self._stopped.wait(self._tick):
+            try:
+                while purge(self._connect, self._store, self._clock.now() - self._grace):
+                    if self._stopped.is_set():
+                        return
+            except Exception as exc:
+                log.error("evidence.purge_failed", error=repr(exc))

@@ -22,6 +22,14 @@ class EvidenceSettings(PostgresSettings, KafkaSettings, InternalServiceSettings)
     s3_access_key_id: str = ""
     s3_secret_access_key: SecretStr = SecretStr("")
 
+    # A file no case needs any more is deleted this long after it became so
+    # (and still is): cases that took it up meanwhile may be heard late.
+    evidence_deletion_grace_seconds: float = Field(3 * 86400, ge=0)
+    # How often the purger looks for files to delete.
+    evidence_purge_interval_seconds: float = Field(30.0, gt=0)
+    # Tests move the service's time forward through this file.
+    clock_offset_file: str = ""
+
     # Size limits per kind of file, in bytes.
     max_image_bytes: int = Field(20 * 1024 * 1024, gt=0)
     max_video_bytes: int = Field(500 * 1024 * 1024, gt=0)

@@ -103,7 +103,7 @@ class S3BlobStore:
             self._s3.head_object(Bucket=self.bucket, Key=self._key(sha256))
             return True
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if _missing(exc):
                 return False
             raise
 
@@ -113,8 +113,20 @@ class S3BlobStore:
         self._s3.upload_file(str(source), self.bucket, self._key(sha256))
 
     def read(self, sha256: str) -> Iterator[bytes]:
-        body = self._s3.get_object(Bucket=self.bucket, Key=self._key(sha256))["Body"]
+        from botocore.exceptions import ClientError
+
+        try:
+            body = self._s3.get_object(Bucket=self.bucket, Key=self._key(sha256))["Body"]
+        except ClientError as exc:
+            if _missing(exc):
+                raise FileNotFoundError(sha256) from exc  # as the local store says it
+            raise
         yield from body.iter_chunks(CHUNK)
 
     def delete(self, sha256: str) -> None:
         self._s3.delete_object(Bucket=self.bucket, Key=self._key(sha256))
+
+
+def _missing(exc: Any) -> bool:
+    """Whether an S3 error says the object is not there."""
+    return exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound")

@@ -333,6 +333,10 @@ def service_specs(
                 "CASEMESH_GRPC_ADDR": evidence_addr,
                 "CASEMESH_EVIDENCE_DIR": str(evidence_dir or repo_root() / ".run" / "evidence"),
                 "CASEMESH_SERVICE_NAME": "evidence",
+                **clock,
+                # A local stack deletes a file no case needs within seconds, not days.
+                "CASEMESH_EVIDENCE_DELETION_GRACE_SECONDS": "15",
+                "CASEMESH_EVIDENCE_PURGE_INTERVAL_SECONDS": "1",
                 **vouched,
                 **by_mail,
             },

@@ -385,6 +385,8 @@ class Subscription:
     group_id: str
     topics: Sequence[str]
     handle: Handler
+    # Whether the group's lag is measured (`watch_lag`) while it runs.
+    lag: bool = False
 
 
 class ConsumerThread:
@@ -420,17 +422,22 @@ class ConsumerThread:
             self._loop.close()
 
     async def _follow(self) -> None:
-        brokers = []
+        brokers, watching = [], []
         try:
             for wanted in self.subscriptions():
+                if wanted.lag:
+                    lag = watch_lag(self._bootstrap, wanted.group_id, wanted.topics, self._stop)
+                    watching.append(asyncio.create_task(lag))
                 build = functools.partial(self._broker, wanted)
                 broker = await start_broker(build, self._stop, wanted.consumer)
                 if broker is not None:
                     brokers.append(broker)
             await self._stop.wait()
         finally:
+            self._stop.set()  # the lag watchers too, whatever ended it
             for broker in brokers:
                 await broker.stop()
+            await asyncio.gather(*watching, return_exceptions=True)
 
     def _broker(self, wanted: Subscription) -> KafkaBroker:
         router = KafkaRouter()
