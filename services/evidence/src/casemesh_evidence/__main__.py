@@ -36,9 +36,11 @@ async def run(cfg: EvidenceSettings) -> None:
     pool = async_pool(cfg.database_url, min_size=1, max_size=8)
     await pool.open()
     store, incoming = open_store(cfg)
-    locker = EvidenceLocker(pool=pool, store=store, limits=cfg.limits(), incoming=incoming)
-    await locker.create_schema()
     clock = clock_from_setting(cfg.clock_offset_file)
+    locker = EvidenceLocker(
+        pool=pool, store=store, limits=cfg.limits(), incoming=incoming, clock=clock
+    )
+    await locker.create_schema()
     await serve_servicer(
         cfg,
         EvidenceServicer(locker),

@@ -15,7 +15,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from casemesh.platform.caseindex import encode_page_token
 from casemesh.platform.cases import page_after
-from casemesh.platform.clock import Clock
+from casemesh.platform.clock import Clock, SystemClock
 from casemesh.platform.errors import InvalidArgument, NotFound, Violations
 from casemesh.platform.eventstore import advisory_lock
 from casemesh.platform.identity import Identity
@@ -62,11 +62,12 @@ def forget_person(database_url: str, clock: Clock, person: str) -> int:
             "INSERT INTO evidence_erased_owners (owner) VALUES (%s) ON CONFLICT DO NOTHING",
             (person,),
         )
+        # Candidates before records: the order the purger locks them in.
+        theirs = conn.execute("SELECT id FROM evidence WHERE owner = %s", (person,)).fetchall()
+        lifecycle.mark_unneeded(conn, [row[0] for row in theirs], clock.now())
         forgotten = conn.execute(
             "UPDATE evidence SET file_name = '' WHERE owner = %s AND file_name <> ''", (person,)
         ).rowcount
-        theirs = conn.execute("SELECT id FROM evidence WHERE owner = %s", (person,)).fetchall()
-        lifecycle.mark_unneeded(conn, [row[0] for row in theirs], clock.now())
     log.info("person.forgotten", person=person, file_names=forgotten, files=len(theirs))
     return forgotten
 
@@ -112,6 +113,7 @@ class EvidenceLocker:
     store: BlobStore
     limits: dict[str, int]
     incoming: Path
+    clock: Clock = field(default_factory=SystemClock)
 
     def __post_init__(self) -> None:
         self.incoming.mkdir(parents=True, exist_ok=True)
@@ -197,7 +199,8 @@ class EvidenceLocker:
                 "SELECT id FROM evidence WHERE owner = %s AND sha256 = %s", (who.subject, sha)
             )
             row = await cur.fetchone()
-        assert row is not None
+            assert row is not None
+            await conn.execute(lifecycle.TOUCH, (self.clock.now(), row[0]))  # uploaded again
         ident = str(row[0])
         log.info("evidence.received", evidence_id=ident, media_type=media_type, size=size)
         return await self._load(ident)
@@ -219,9 +222,24 @@ class EvidenceLocker:
         found, as if it did not exist (as every service answers)."""
         ident = evidence_id(name)
         view = await self._load(ident)
-        if view.owner != who.subject and not who.is_agent:
+        if view.owner == who.subject:
+            await self._touch(view)
+        elif not who.is_agent:
             raise NotFound(f"evidence/{ident} not found")
         return view
+
+    async def _touch(self, view: EvidenceView) -> None:
+        """Its owner asked for it (the gateway does before attaching it): a
+        candidate for deletion waits its grace period again (`lifecycle`);
+        one deleted meanwhile is not found."""
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(%s)", (lifecycle.file_lock(view.sha256),)
+            )
+            await conn.execute(lifecycle.TOUCH, (self.clock.now(), view.id))
+            cur = await conn.execute("SELECT FROM evidence WHERE id = %s", (view.id,))
+            if await cur.fetchone() is None:
+                raise NotFound(f"evidence/{view.id} not found")
 
     async def list_own(
         self, who: Identity, page_size: int, page_token: str

@@ -26,8 +26,10 @@ A case ending or expiring, and an erasure, make their files candidates
 has been one for the grace period and, checked again then, is still not
 needed: what the topics tell arrives late (a relay or this consumer behind,
 another partition read first, a whole history read again after a reset), so
-a case that took the file up just before may not have been heard yet. Its
-record goes first; its bytes go after, once no record of anyone's names them.
+a case that took the file up just before may not have been heard yet. A
+candidate its owner asks for (to attach it) or uploads again waits its grace
+again from then (`TOUCH`). Its record goes first; its bytes go after, once
+no record of anyone's names them.
 
 A file's own advisory lock (`file_lock`, by its content) orders the
 purger's check and deletion against a case taking the file up and against
@@ -98,6 +100,12 @@ UNNEEDED = """CASE
     SELECT FROM evidence_uses u JOIN evidence_cases c ON c.name = u.case_name
     WHERE (u.owner, u.sha256) = (e.owner, e.sha256) AND c.standing <> 'expired')
   END"""
+
+
+# A file its owner asked for (to attach it, say) or uploaded again: were it a
+# candidate, it waits its grace period again from now (`%s`), so that the
+# case it goes to is heard before it is checked. Run under the file's lock.
+TOUCH = "UPDATE evidence_unneeded SET since = GREATEST(since, %s) WHERE evidence_id = %s"
 
 
 class Standing(StrEnum):
@@ -185,7 +193,7 @@ def mark_unneeded(conn: psycopg.Connection[Any], ids: Sequence[Any], now: dateti
         "INSERT INTO evidence_unneeded (evidence_id, since) SELECT unnest(%s::uuid[]), %s"
         " ON CONFLICT (evidence_id) DO UPDATE SET"
         " since = GREATEST(evidence_unneeded.since, EXCLUDED.since)",
-        (list(ids), now),
+        (sorted(ids), now),  # in one order: markers of the same files do not deadlock
     ).rowcount
 
 
@@ -208,22 +216,30 @@ def purge(
         deleted = 0
         for (ident,) in due:
             with conn.transaction():
-                deleted += _delete_if_unneeded(conn, ident)
+                deleted += _delete_if_unneeded(conn, ident, before)
         for (sha,) in conn.execute("SELECT sha256 FROM evidence_bytes_unneeded").fetchall():
             with conn.transaction():
                 _delete_bytes_if_unnamed(conn, store, sha)
     return deleted
 
 
-def _delete_if_unneeded(conn: psycopg.Connection[Any], ident: Any) -> int:
-    """Deletes the file's record if it is still not needed, checked under its
-    lock (a case may have taken it up meanwhile); leaves its bytes to be
-    deleted once no record names them."""
-    conn.execute("DELETE FROM evidence_unneeded WHERE evidence_id = %s", (ident,))
+def _delete_if_unneeded(conn: psycopg.Connection[Any], ident: Any, before: datetime) -> int:
+    """Deletes the file's record if, checked under its lock, it is still a
+    candidate from before `before` (not marked or touched since) and still
+    not needed (a case may have taken it up meanwhile); leaves its bytes to
+    be deleted once no record names them. Locks in the order every writer
+    of these rows takes them: the file's, its candidacy, its record."""
     found = conn.execute("SELECT sha256 FROM evidence WHERE id = %s", (ident,)).fetchone()
     if found is None:
+        conn.execute("DELETE FROM evidence_unneeded WHERE evidence_id = %s", (ident,))
         return 0
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (file_lock(found[0]),))
+    due = conn.execute(
+        "DELETE FROM evidence_unneeded WHERE evidence_id = %s AND since < %s RETURNING since",
+        (ident, before),
+    ).fetchone()
+    if due is None:
+        return 0
     gone = conn.execute(
         f"DELETE FROM evidence e WHERE e.id = %s AND {UNNEEDED} RETURNING e.owner, e.sha256",
         (ident,),
