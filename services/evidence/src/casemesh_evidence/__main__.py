@@ -41,24 +41,19 @@ async def run(cfg: EvidenceSettings) -> None:
         pool=pool, store=store, limits=cfg.limits(), incoming=incoming, clock=clock
     )
     await locker.create_schema()
+    # Beside the API: the cases' files followed (which cases hold them, and
+    # where those stand), erased people's file names forgotten, and the
+    # files no case needs any more deleted.
+    grace = timedelta(seconds=cfg.evidence_deletion_grace_seconds)
+    following = CaseFollower(cfg.kafka_bootstrap, cfg.database_url, clock)
+    forgetting = ErasureFollower(cfg, partial(forget_person, cfg.database_url, clock))
+    purging = Purger(cfg.database_url, store, clock, grace, cfg.evidence_purge_interval_seconds)
     await serve_servicer(
         cfg,
         EvidenceServicer(locker),
         evidence_pb2.DESCRIPTOR.services_by_name["EvidenceService"],
         evidence_pb2_grpc.add_EvidenceServiceServicer_to_server,
-        # Files deleted once no case needs them, and what an erased person
-        # uploaded (the names they gave it at once).
-        workers=[
-            CaseFollower(cfg.kafka_bootstrap, cfg.database_url, clock),
-            ErasureFollower(cfg, partial(forget_person, cfg.database_url, clock)),
-            Purger(
-                cfg.database_url,
-                store,
-                clock,
-                grace=timedelta(seconds=cfg.evidence_deletion_grace_seconds),
-                tick=cfg.evidence_purge_interval_seconds,
-            ),
-        ],
+        workers=[following, forgetting, purging],
         close=pool.close,
         options=[("grpc.max_receive_message_length", MAX_CHUNK + 64 * 1024)],
     )
