@@ -142,6 +142,7 @@ CASES: list[tuple[Message, str]] = [
     (qpb.RenewClaimRequest(name=TICKET, lease_seconds=3601), "lease_seconds"),
     (hpb.SearchArticlesRequest(query=""), "query"),
     (hpb.ListMyHelpSessionsRequest(page_size=-1), "page_size"),
+    (hpb.ListMyPhoneChangesRequest(page_size=-1), "page_size"),
     (hpb.SearchArticlesRequest(query="x", session="help-sessions/x"), "session"),
     (hpb.SearchArticlesRequest(query="x", locale="fr"), "locale"),
     (hpb.SearchArticlesRequest(query="x", page_size=-1), "page_size"),

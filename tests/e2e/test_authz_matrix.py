@@ -163,6 +163,7 @@ ANY_USER = {
     "HelpCenterService.GetPhoneChange",
     "HelpCenterService.RecommendArticles",
     "HelpCenterService.ListMyHelpSessions",
+    "HelpCenterService.ListMyPhoneChanges",
     # Their own data; another person's is for admins (test_export).
     "PrivacyService.ExportPerson",
 }

@@ -76,6 +76,8 @@ def test_a_person_exports_every_case_and_file_of_theirs_and_nothing_of_anyone_el
     agent = Person(stack, f"agent-{run}", "agent")
     zoe_mark, yan_mark = f"z{uuid.uuid4().hex[:10]}", f"y{uuid.uuid4().hex[:10]}"
     zoe_email, yan_email = f"{zoe_mark}@example.com", f"{yan_mark}@example.com"
+    digits = uuid.uuid4().int % 10**8
+    zoe_phone, yan_phone = f"+86138{digits:08d}", f"+86139{digits:08d}"
 
     # Zoe: a ticket with a screenshot, which an agent answers and she comments
     # on; a copyright notice; a report of a video.
@@ -93,11 +95,18 @@ def test_a_person_exports_every_case_and_file_of_theirs_and_nothing_of_anyone_el
     # Yan: his own ticket and file, and a report of the same video (the same report case).
     yans, yan_shot = ticket_with_file(yan, yan_mark, yan_email, "+8613900139000")
     yan.report(video, email=yan_email, explanation=f"Also violent {yan_mark}e")
-    # Each looked for help in the help centre.
-    for who, mark in ((zoe, zoe_mark), (yan, yan_mark)):
+    # Each looked for help in the help centre, and began changing their phone number.
+    changes = {}
+    for who, mark, phone in ((zoe, zoe_mark, zoe_phone), (yan, yan_mark, yan_phone)):
         help_centre = hpb_grpc.HelpCenterServiceStub(who.client._channel)
         query = hpb.SearchArticlesRequest(query=f"upload fails {mark}")
         help_centre.SearchArticles(query, metadata=who.client.metadata, timeout=15)
+        change = hpb.StartPhoneChangeRequest(
+            old_phone=phone, new_phone=f"+86137{phone[-8:]}", request_id=mark
+        )
+        changes[who.user] = help_centre.StartPhoneChange(
+            change, metadata=who.client.metadata, timeout=15
+        ).name
     # The video breaks no rule, and her report is judged manifestly unfounded.
     decide_no_violation(agent, report, unfounded=True)
     # Xi reports a video of Zoe's, and an agent's decision removing it names her.
@@ -146,6 +155,8 @@ def test_a_person_exports_every_case_and_file_of_theirs_and_nothing_of_anyone_el
     assert list(got.reporting_standing.unfounded_reports) == [report.name]
     # Her help session, with what she searched for.
     assert [list(h.searches) for h in got.help_sessions] == [[f"upload fails {zoe_mark}"]]
+    # Her phone-number change, as she was shown it.
+    assert [c.name for c in got.phone_changes] == [changes[zoe.user]]
     # The case that named her as the uploader, not who reported it.
     assert [c.name for c in got.report_cases] == [xis.report_case]
     assert got.report_cases[0].affected_uploader.legal_name == "Zoe Studio"
@@ -161,7 +172,9 @@ def test_a_person_exports_every_case_and_file_of_theirs_and_nothing_of_anyone_el
 
     # Nothing of Yan's anywhere in the archive: not his id, address, words or file.
     everything = b"".join(archive.read(n) for n in archive.namelist())
-    for his in (yan.user, yan_email, yan_mark, yans.name.split("/")[1], xi.user, xi_mark, xi_email):
+    for his in (yan.user, yan_email, yan_mark, yans.name.split("/")[1], changes[yan.user]):
+        assert his.encode() not in everything, his
+    for his in (xi.user, xi_mark, xi_email):
         assert his.encode() not in everything, his
     assert yan.evidence.read(yan_shot.name) not in everything
 

@@ -400,6 +400,18 @@ def test_a_phone_change_needs_both_codes_locks_after_five_wrong_and_codes_expire
     with pytest.raises(grpc.RpcError) as info:
         stranger.GetPhoneChange(hpb.GetPhoneChangeRequest(name=late.name))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    # She reads back her three changes, newest first, a page at a time, as
+    # each is shown (numbers masked); the stranger has none.
+    first = user.ListMyPhoneChanges(hpb.ListMyPhoneChangesRequest(page_size=2))
+    rest = user.ListMyPhoneChanges(
+        hpb.ListMyPhoneChangesRequest(page_size=2, page_token=first.next_page_token)
+    )
+    listed = [*first.phone_changes, *rest.phone_changes]
+    assert [c.name for c in listed] == [late.name, locked.name, change.name]
+    assert not rest.next_page_token
+    assert listed[2] == user.GetPhoneChange(hpb.GetPhoneChangeRequest(name=change.name))
+    assert all(old not in c.old_phone and new not in c.new_phone for c in listed)
+    assert not stranger.ListMyPhoneChanges(hpb.ListMyPhoneChangesRequest()).phone_changes
     for bad in (
         hpb.StartPhoneChangeRequest(old_phone="138", new_phone=new, request_id="x"),
         hpb.StartPhoneChangeRequest(old_phone=old, new_phone=old, request_id="x"),

@@ -85,6 +85,10 @@ class Help:
     async def ListMyHelpSessions(self, request: hpb.ListMyHelpSessionsRequest, **_: Any) -> Any:
         return hpb.ListMyHelpSessionsResponse(sessions=[hpb.HelpSession(name="help-sessions/g")])
 
+    async def ListMyPhoneChanges(self, request: hpb.ListMyPhoneChangesRequest, **_: Any) -> Any:
+        change = hpb.PhoneChange(name="phone-changes/h")
+        return hpb.ListMyPhoneChangesResponse(phone_changes=[change])
+
 
 class Evidence:
     def __init__(self) -> None:
@@ -153,6 +157,7 @@ def test_the_archive_holds_every_page_and_only_the_persons_files_named_safely() 
     assert [c.name for c in found.report_cases] == ["report-cases/e", "report-cases/f"]
     assert list(found.reporting_standing.unfounded_reports) == ["reports/d"]
     assert [s.name for s in found.help_sessions] == ["help-sessions/g"]
+    assert [c.name for c in found.phone_changes] == ["phone-changes/h"]
     # Only the person's files, every page of them.
     assert [f.evidence.name for f in found.evidence] == [MINE, GONE]
     assert evidence.reads == [MINE, GONE]

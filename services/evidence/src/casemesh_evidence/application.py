@@ -23,14 +23,13 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from casemesh.platform.caseindex import encode_page_token
 from casemesh.platform.cases import page_after
 from casemesh.platform.clock import Clock, SystemClock
 from casemesh.platform.errors import InvalidArgument, NotFound, Violations
 from casemesh.platform.eventstore import advisory_lock
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
-from casemesh.platform.paging import page_size_of
+from casemesh.platform.paging import newer_than, page_of, page_size_of
 from casemesh_evidence import lifecycle, sniff
 from casemesh_evidence.store import BlobStore
 
@@ -248,10 +247,7 @@ class EvidenceLocker:
         only their own), and the token of the next page ("" on the last)."""
         limit = page_size_of(page_size)
         after = page_after(page_token)
-        where, args = "owner = %s", list[object]([who.subject])
-        if after is not None:
-            where += " AND (created_at, id) < (%s, %s)"
-            args += [after[0], after[1]]
+        where, args = newer_than("owner = %s", [who.subject], after)
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT id, owner, sha256, size_bytes, media_type, file_name, created_at"
@@ -259,9 +255,8 @@ class EvidenceLocker:
                 (*args, limit + 1),
             )
             rows = await cur.fetchall()
-        views = [EvidenceView(str(row[0]), *row[1:]) for row in rows[:limit]]
-        more = len(rows) > limit
-        return views, encode_page_token(views[-1].created_at, views[-1].id) if more else ""
+        views = [EvidenceView(str(row[0]), *row[1:]) for row in rows]
+        return page_of(views, limit, lambda v: (v.created_at, v.id))
 
     async def read(self, who: Identity, name: str) -> AsyncIterator[bytes]:
         view = await self.describe(who, name)

@@ -86,7 +86,8 @@ SERVICE_CONFIG = """{
       {"service": "casemesh.v1.HelpCenterService", "method": "SuggestArticles"},
       {"service": "casemesh.v1.HelpCenterService", "method": "GetArticle"},
       {"service": "casemesh.v1.HelpCenterService", "method": "ListHelpCategories"},
-      {"service": "casemesh.v1.HelpCenterService", "method": "ListMyHelpSessions"}
+      {"service": "casemesh.v1.HelpCenterService", "method": "ListMyHelpSessions"},
+      {"service": "casemesh.v1.HelpCenterService", "method": "ListMyPhoneChanges"}
     ],
     "retryPolicy": {
       "maxAttempts": 3, "initialBackoff": "0.1s", "maxBackoff": "1s",

@@ -530,6 +530,7 @@ class PrivacyGateway(privacy_pb2_grpc.PrivacyServiceServicer):
                 reporting_standing=found.reporting_standing.state,
                 files=len(found.evidence),
                 help_sessions=len(found.help_sessions),
+                phone_changes=len(found.phone_changes),
                 bytes=sent,
             )
 
@@ -621,6 +622,7 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
     ResendPhoneChangeCode = route("ResendPhoneChangeCode")
     GetPhoneChange = route("GetPhoneChange")
     ListMyHelpSessions = route("ListMyHelpSessions", check=checks.page(100))
+    ListMyPhoneChanges = route("ListMyPhoneChanges", check=checks.page(100))
 
     async def ResolveHelp(
         self, request: helpcenter_pb2.ResolveHelpRequest, context: Ctx

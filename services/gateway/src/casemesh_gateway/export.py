@@ -27,11 +27,11 @@ from casemesh.platform.identity import Identity
 from casemesh.v1 import (
     appeals_pb2,
     evidence_pb2,
-    helpcenter_pb2,
     privacy_pb2,
     reports_pb2,
     tickets_pb2,
 )
+from casemesh.v1 import helpcenter_pb2 as hpb
 
 Export = privacy_pb2.PersonalDataExport
 
@@ -138,14 +138,13 @@ async def gather(sources: Sources, person: str, now: datetime) -> Export:
             reports, "GetMyReportingStanding", reports_pb2.GetMyReportingStandingRequest()
         )
     )
-    async for session in _pages(
-        sources,
-        sources.helpcenter,
-        "ListMyHelpSessions",
-        helpcenter_pb2.ListMyHelpSessionsRequest,
-        "sessions",
+    # From the help centre: their help sessions and phone-number changes.
+    for method, request, field, into in (
+        ("ListMyHelpSessions", hpb.ListMyHelpSessionsRequest, "sessions", found.help_sessions),
+        ("ListMyPhoneChanges", hpb.ListMyPhoneChangesRequest, "phone_changes", found.phone_changes),
     ):
-        found.help_sessions.append(session)
+        async for item in _pages(sources, sources.helpcenter, method, request, field):
+            into.append(item)
     async for record in _pages(
         sources, sources.evidence, "ListEvidence", evidence_pb2.ListEvidenceRequest, "evidence"
     ):

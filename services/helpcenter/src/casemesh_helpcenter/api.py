@@ -276,3 +276,13 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
         self, request: pb.GetPhoneChangeRequest, context: Ctx
     ) -> pb.PhoneChange:
         return change_message(await self.app.phone_change(_who(), request.name))
+
+    async def ListMyPhoneChanges(
+        self, request: pb.ListMyPhoneChangesRequest, context: Ctx
+    ) -> pb.ListMyPhoneChangesResponse:
+        found, token = await self.app.my_phone_changes(
+            _who(), request.page_size, request.page_token
+        )
+        return pb.ListMyPhoneChangesResponse(
+            phone_changes=[change_message(c) for c in found], next_page_token=token
+        )

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from psycopg_pool import AsyncConnectionPool
 
-from casemesh.platform.caseindex import encode_page_token
 from casemesh.platform.cases import page_after
 from casemesh.platform.clock import Clock
 from casemesh.platform.errors import (
@@ -27,7 +27,7 @@ from casemesh.platform.errors import (
 )
 from casemesh.platform.grpcutil import resource_id
 from casemesh.platform.identity import Identity
-from casemesh.platform.paging import page_size_of
+from casemesh.platform.paging import page_of, page_size_of
 from casemesh.rules import tickets as rules
 from casemesh_helpcenter import phone, store
 from casemesh_helpcenter.domain import (
@@ -57,6 +57,9 @@ PER_SEARCH = 2
 CATEGORIES_AT_MOST = 10
 PER_CATEGORY = 3
 RECOMMENDED = 8
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -97,14 +100,37 @@ class HelpCenter:
     ) -> tuple[list[dict[str, Any]], str]:
         """The caller's help sessions, newest first, a page at a time, and the
         token of the next page ("" on the last)."""
+        return await self._mine(
+            store.sessions_of,
+            who,
+            page_size,
+            page_token,
+            lambda row: (row["created_at"], str(row["id"])),
+        )
+
+    async def my_phone_changes(
+        self, who: Identity, page_size: int, page_token: str
+    ) -> tuple[list[phone.Change], str]:
+        """The caller's phone-number changes, newest first, as `my_sessions`."""
+        return await self._mine(
+            phone.changes_of, who, page_size, page_token, lambda c: (c.created_at, c.id)
+        )
+
+    async def _mine(
+        self,
+        read: Callable[[Any, str, tuple[datetime, str] | None, int], Awaitable[list[T]]],
+        who: Identity,
+        page_size: int,
+        page_token: str,
+        key: Callable[[T], tuple[datetime, str]],
+    ) -> tuple[list[T], str]:
+        """A page of the caller's rows that `read(conn, user, after, limit)`
+        gives newest first, and the token of the next page."""
         limit = page_size_of(page_size)
         after = page_after(page_token)
         async with self.pool.connection() as conn:
-            rows = await store.sessions_of(conn, who.subject, after, limit + 1)
-        if len(rows) <= limit:
-            return rows, ""
-        last = rows[limit - 1]
-        return rows[:limit], encode_page_token(last["created_at"], str(last["id"]))
+            rows = await read(conn, who.subject, after, limit + 1)
+        return page_of(rows, limit, key)
 
     # -- articles ---------------------------------------------------------------
 

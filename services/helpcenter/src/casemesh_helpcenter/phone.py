@@ -38,6 +38,7 @@ from casemesh.platform.errors import (
 from casemesh.platform.grpcutil import to_timestamp
 from casemesh.platform.ids import derived_id
 from casemesh.platform.outbox import Outbox, outbox_schema
+from casemesh.platform.paging import newer_than
 
 CODE_TTL = timedelta(minutes=10)
 MAX_ATTEMPTS = 5
@@ -237,6 +238,24 @@ async def get(conn: psycopg.AsyncConnection[Any], user_id: str, ident: str) -> C
     if row is None or row["user_id"] != user_id:
         return None
     return Change(**{**row, "id": str(row["id"])})
+
+
+async def changes_of(
+    conn: psycopg.AsyncConnection[Any],
+    user_id: str,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[Change]:
+    """The user's changes, newest first, from after `after` (a change's
+    start and id)."""
+    where, args = newer_than("user_id = %s", [user_id], after)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"SELECT * FROM phone_changes WHERE {where} ORDER BY created_at DESC, id DESC LIMIT %s",
+            (*args, limit),
+        )
+        rows = await cur.fetchall()
+    return [Change(**{**row, "id": str(row["id"])}) for row in rows]
 
 
 def resends_left(c: Change) -> int:

@@ -18,6 +18,7 @@ from psycopg.types.json import Jsonb
 
 from casemesh.platform.eventstore import advisory_lock
 from casemesh.platform.logging import get_logger
+from casemesh.platform.paging import newer_than
 from casemesh.platform.periods import within
 from casemesh_helpcenter.domain import ArticleVersion, Figures, HelpSession, TicketDraft
 from casemesh_helpcenter.search import index_text, query_terms
@@ -400,10 +401,7 @@ async def sessions_of(
     """The user's sessions, newest first, from after `after` (a session's
     start and id): each as a row, with when it began and was resolved, and
     every search made in it (`search_log`)."""
-    where, args = "user_id = %s", list[object]([user_id])
-    if after is not None:
-        where += " AND (created_at, id) < (%s, %s)"
-        args += [after[0], after[1]]
+    where, args = newer_than("user_id = %s", [user_id], after)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "SELECT id, locale, flow, path, searches, articles, outcome, ticket_category,"

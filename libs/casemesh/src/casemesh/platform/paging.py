@@ -4,7 +4,14 @@ with `next_page_token` that more remain), and only a negative size is refused.""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TypeVar
+
+from casemesh.platform.caseindex import encode_page_token
 from casemesh.platform.errors import InvalidArgument
+
+T = TypeVar("T")
 
 
 def page_size_of(page_size: int, *, most: int = 100, default: int = 20) -> int:
@@ -14,3 +21,25 @@ def page_size_of(page_size: int, *, most: int = 100, default: int = 20) -> int:
             "page_size", f"must not be negative (0 means {default}; at most {most} are sent)"
         )
     return min(page_size or default, most)
+
+
+def newer_than(
+    where: str, args: Sequence[object], after: tuple[datetime, str] | None
+) -> tuple[str, list[object]]:
+    """A table's `where` (and its `args`) narrowed to the rows that come
+    after `after` (a page token's creation time and id) when listed newest
+    first, by `(created_at, id)`."""
+    if after is None:
+        return where, list(args)
+    return f"{where} AND (created_at, id) < (%s, %s)", [*args, after[0], after[1]]
+
+
+def page_of(
+    rows: Sequence[T], limit: int, key: Callable[[T], tuple[datetime, str]]
+) -> tuple[list[T], str]:
+    """A page of `limit` from up to `limit + 1` rows listed newest first, and
+    the token of the next page, naming the page's last row by `key` (its
+    creation time and id); "" when nothing follows."""
+    if len(rows) <= limit:
+        return list(rows), ""
+    return list(rows[:limit]), encode_page_token(*key(rows[limit - 1]))
