@@ -40,7 +40,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -267,24 +268,41 @@ def _delete_bytes_if_unnamed(conn: psycopg.Connection[Any], store: BlobStore, sh
 
 class CaseFollower(ConsumerThread):
     """A worker (`serve_servicer`'s) that follows the case topics in
-    `GROUP`, taking each event that attaches files or ends a case (in a
-    transaction of its own, in a worker thread)."""
+    `GROUP`, the records received together at once: the events among them
+    that attach files or end a case are taken in one transaction (in a
+    worker thread), the batch's offsets committed after it."""
 
     def __init__(self, bootstrap: str, database_url: str, clock: Clock) -> None:
         super().__init__("evidence-cases", bootstrap)
         self._database_url, self._clock = database_url, clock
 
     def subscriptions(self) -> list[Subscription]:
-        return [Subscription("evidence-cases", GROUP, CASE_TOPICS, self._handle, lag=True)]
+        group = Subscription(
+            "evidence-cases", GROUP, CASE_TOPICS, self._handle, batch=self._taking, lag=True
+        )
+        return [group]
 
-    async def _handle(self, event: CloudEvent, place: Place) -> None:
-        told = observe(event)
-        if told is not None and (told.files or told.standing is not Standing.LIVE):
+    @asynccontextmanager
+    async def _taking(self) -> AsyncIterator[list[Told]]:
+        told: list[Told] = []
+        yield told
+        if told:
             await asyncio.to_thread(self._take, told)
 
-    def _take(self, told: Told) -> None:
+    async def _handle(self, told: list[Told], event: CloudEvent, place: Place) -> None:
+        seen = observe(event)
+        if seen is not None and (seen.files or seen.standing is not Standing.LIVE):
+            told.append(seen)
+
+    def _take(self, told: list[Told]) -> None:
         with psycopg.connect(self._database_url, connect_timeout=10) as conn:
-            take(conn, told, self._clock.now())
+            # Every file's lock first, in one order: the batch's events
+            # would each take theirs in turn, and so interleave with others.
+            for sha in sorted({sha for t in told for sha in t.files}):
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (file_lock(sha),))
+            now = self._clock.now()
+            for t in told:
+                take(conn, t, now)
 
 
 class Purger:

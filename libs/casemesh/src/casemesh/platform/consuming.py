@@ -40,7 +40,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -379,12 +379,15 @@ async def start_broker(
 @dataclass(frozen=True)
 class Subscription:
     """One consumer of a `ConsumerThread`: its name (logs, spans, metrics),
-    its group, its topics and its handler of one record at a time."""
+    its group, its topics and its handler: of one record at a time
+    (`subscribe`), or, given `batch`, of each record within a unit of work
+    `batch` opens for the records received together (`subscribe_batch`)."""
 
     consumer: str
     group_id: str
     topics: Sequence[str]
-    handle: Handler
+    handle: Handler | UnitHandler[Any]
+    batch: Begin[Any] | None = None
     # Whether the group's lag is measured (`watch_lag`) while it runs.
     lag: bool = False
 
@@ -441,13 +444,19 @@ class ConsumerThread:
 
     def _broker(self, wanted: Subscription) -> KafkaBroker:
         router = KafkaRouter()
-        subscribe(
-            router,
-            wanted.topics,
-            consumer=wanted.consumer,
-            group_id=wanted.group_id,
-            handle=wanted.handle,
-        )
+        consumer, group_id = wanted.consumer, wanted.group_id
+        if wanted.batch is None:
+            handle = cast(Handler, wanted.handle)
+            subscribe(router, wanted.topics, consumer=consumer, group_id=group_id, handle=handle)
+        else:
+            subscribe_batch(
+                router,
+                wanted.topics,
+                consumer=consumer,
+                group_id=group_id,
+                begin=wanted.batch,
+                handle=cast(UnitHandler[Any], wanted.handle),
+            )
         return consumer_broker(self._bootstrap, f"casemesh-{wanted.consumer}", router)
 
 
