@@ -102,7 +102,7 @@ def test_a_person_exports_every_case_and_file_of_theirs_and_nothing_of_anyone_el
         query = hpb.SearchArticlesRequest(query=f"upload fails {mark}")
         help_centre.SearchArticles(query, metadata=who.client.metadata, timeout=15)
         change = hpb.StartPhoneChangeRequest(
-            old_phone=phone, new_phone=f"+86137{phone[-8:]}", request_id=mark
+            old_phone=phone, new_phone=f"+86137{phone[-9:-1]}", request_id=mark
         )
         changes[who.user] = help_centre.StartPhoneChange(
             change, metadata=who.client.metadata, timeout=15
@@ -155,8 +155,10 @@ def test_a_person_exports_every_case_and_file_of_theirs_and_nothing_of_anyone_el
     assert list(got.reporting_standing.unfounded_reports) == [report.name]
     # Her help session, with what she searched for.
     assert [list(h.searches) for h in got.help_sessions] == [[f"upload fails {zoe_mark}"]]
-    # Her phone-number change, as she was shown it.
+    # Her phone-number change, as she was shown it: the numbers masked.
     assert [c.name for c in got.phone_changes] == [changes[zoe.user]]
+    assert got.phone_changes[0].old_phone.endswith(zoe_phone[-4:])
+    assert zoe_phone.encode() not in archive.read(MANIFEST)
     # The case that named her as the uploader, not who reported it.
     assert [c.name for c in got.report_cases] == [xis.report_case]
     assert got.report_cases[0].affected_uploader.legal_name == "Zoe Studio"

@@ -29,7 +29,7 @@ from casemesh.platform.errors import InvalidArgument, NotFound, Violations
 from casemesh.platform.eventstore import advisory_lock
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
-from casemesh.platform.paging import newer_than, page_of, page_size_of
+from casemesh.platform.paging import older_than, page_of, page_size_of
 from casemesh_evidence import lifecycle, sniff
 from casemesh_evidence.store import BlobStore
 
@@ -219,18 +219,22 @@ class EvidenceLocker:
     async def describe(self, who: Identity, name: str) -> EvidenceView:
         """The evidence, for its owner or an agent; to anyone else it is not
         found, as if it did not exist (as every service answers)."""
-        ident = evidence_id(name)
-        view = await self._load(ident)
+        view = await self._visible(who, name)
         if view.owner == who.subject:
             await self._touch(view)
-        elif not who.is_agent:
+        return view
+
+    async def _visible(self, who: Identity, name: str) -> EvidenceView:
+        ident = evidence_id(name)
+        view = await self._load(ident)
+        if view.owner != who.subject and not who.is_agent:
             raise NotFound(f"evidence/{ident} not found")
         return view
 
     async def _touch(self, view: EvidenceView) -> None:
-        """Its owner asked for it (the gateway does before attaching it): a
-        candidate for deletion waits its grace period again (`lifecycle`);
-        one deleted meanwhile is not found."""
+        """Its owner asked for it (GetEvidence: the gateway asks before
+        attaching it): a candidate for deletion waits its grace period again
+        (`lifecycle`); one deleted meanwhile is not found."""
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute(
                 "SELECT pg_advisory_xact_lock(%s)", (lifecycle.file_lock(view.sha256),)
@@ -247,7 +251,7 @@ class EvidenceLocker:
         only their own), and the token of the next page ("" on the last)."""
         limit = page_size_of(page_size)
         after = page_after(page_token)
-        where, args = newer_than("owner = %s", [who.subject], after)
+        where, args = older_than("owner = %s", [who.subject], after)
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT id, owner, sha256, size_bytes, media_type, file_name, created_at"
@@ -259,7 +263,8 @@ class EvidenceLocker:
         return page_of(views, limit, lambda v: (v.created_at, v.id))
 
     async def read(self, who: Identity, name: str) -> AsyncIterator[bytes]:
-        view = await self.describe(who, name)
+        # Reading (an export reads every file) does not put off a deletion.
+        view = await self._visible(who, name)
         chunks: Iterator[bytes] = await asyncio.to_thread(self.store.read, view.sha256)
         while True:
             try:

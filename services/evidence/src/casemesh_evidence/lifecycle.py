@@ -153,10 +153,12 @@ def file_lock(sha256: str) -> int:
     return int(sha256[:15], 16)
 
 
-def take(conn: psycopg.Connection[Any], told: Told, now: datetime) -> int:
-    """Records what `told` says (a redelivered or older event changes
-    nothing; an expired case takes nothing up any more) and makes the files
-    of a case that ended or expired candidates. Returns how many."""
+def take(conn: psycopg.Connection[Any], told: Told) -> list[Any]:
+    """Records what `told` says (an older event does not move its case
+    back; an expired case takes nothing up any more) and returns the files
+    of its case if it ended or expired: to be made candidates
+    (`mark_unneeded`; a redelivered ending marks them again, which only
+    makes them wait longer)."""
     if told.files:
         for sha in told.files:  # sorted: takers lock in one order
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (file_lock(sha),))
@@ -176,13 +178,13 @@ def take(conn: psycopg.Connection[Any], told: Told, now: datetime) -> int:
         (told.case, told.version, told.standing, bool(told.files), told.case),
     )
     if told.standing is Standing.LIVE:
-        return 0
+        return []
     held = conn.execute(
         "SELECT e.id FROM evidence_uses u JOIN evidence e USING (owner, sha256)"
         " WHERE u.case_name = %s",
         (told.case,),
     ).fetchall()
-    return mark_unneeded(conn, [row[0] for row in held], now)
+    return [row[0] for row in held]
 
 
 def mark_unneeded(conn: psycopg.Connection[Any], ids: Sequence[Any], now: datetime) -> int:
@@ -194,7 +196,7 @@ def mark_unneeded(conn: psycopg.Connection[Any], ids: Sequence[Any], now: dateti
         "INSERT INTO evidence_unneeded (evidence_id, since) SELECT unnest(%s::uuid[]), %s"
         " ON CONFLICT (evidence_id) DO UPDATE SET"
         " since = GREATEST(evidence_unneeded.since, EXCLUDED.since)",
-        (sorted(ids), now),  # in one order: markers of the same files do not deadlock
+        (sorted(set(ids)), now),  # one order for all markers: they do not deadlock
     ).rowcount
 
 
@@ -300,9 +302,8 @@ class CaseFollower(ConsumerThread):
             # would each take theirs in turn, and so interleave with others.
             for sha in sorted({sha for t in told for sha in t.files}):
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (file_lock(sha),))
-            now = self._clock.now()
-            for t in told:
-                take(conn, t, now)
+            ended = [ident for t in told for ident in take(conn, t)]
+            mark_unneeded(conn, ended, self._clock.now())  # at once, in one order
 
 
 class Purger:

@@ -38,7 +38,7 @@ from casemesh.platform.errors import (
 from casemesh.platform.grpcutil import to_timestamp
 from casemesh.platform.ids import derived_id
 from casemesh.platform.outbox import Outbox, outbox_schema
-from casemesh.platform.paging import newer_than
+from casemesh.platform.paging import older_than
 
 CODE_TTL = timedelta(minutes=10)
 MAX_ATTEMPTS = 5
@@ -248,7 +248,7 @@ async def changes_of(
 ) -> list[Change]:
     """The user's changes, newest first, from after `after` (a change's
     start and id)."""
-    where, args = newer_than("user_id = %s", [user_id], after)
+    where, args = older_than("user_id = %s", [user_id], after)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             f"SELECT * FROM phone_changes WHERE {where} ORDER BY created_at DESC, id DESC LIMIT %s",

@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 
 from casemesh.platform.eventstore import advisory_lock
 from casemesh.platform.logging import get_logger
-from casemesh.platform.paging import newer_than
+from casemesh.platform.paging import older_than
 from casemesh.platform.periods import within
 from casemesh_helpcenter.domain import ArticleVersion, Figures, HelpSession, TicketDraft
 from casemesh_helpcenter.search import index_text, query_terms
@@ -401,7 +401,7 @@ async def sessions_of(
     """The user's sessions, newest first, from after `after` (a session's
     start and id): each as a row, with when it began and was resolved, and
     every search made in it (`search_log`)."""
-    where, args = newer_than("user_id = %s", [user_id], after)
+    where, args = older_than("user_id = %s", [user_id], after)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "SELECT id, locale, flow, path, searches, articles, outcome, ticket_category,"

@@ -23,12 +23,12 @@ def page_size_of(page_size: int, *, most: int = 100, default: int = 20) -> int:
     return min(page_size or default, most)
 
 
-def newer_than(
+def older_than(
     where: str, args: Sequence[object], after: tuple[datetime, str] | None
 ) -> tuple[str, list[object]]:
-    """A table's `where` (and its `args`) narrowed to the rows that come
-    after `after` (a page token's creation time and id) when listed newest
-    first, by `(created_at, id)`."""
+    """A table's `where` (and its `args`) narrowed to the rows older than
+    `after` (a page token's creation time and id): those that come after it
+    when listed newest first, by `(created_at, id)`."""
     if after is None:
         return where, list(args)
     return f"{where} AND (created_at, id) < (%s, %s)", [*args, after[0], after[1]]
