@@ -32,13 +32,12 @@ from casemesh.platform.caseindex import (
     MemoryCaseIndex,
     Page,
     decode_page_token,
-    encode_page_token,
 )
 from casemesh.platform.eventstore import TracedApplication, postgres_env, schema_lock, side_table
 from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
-from casemesh.platform.paging import page_size_of
+from casemesh.platform.paging import page_of, page_size_of
 from casemesh.platform.personal.mapper import SealingMapper
 from casemesh.rules import tickets as rules
 
@@ -419,11 +418,13 @@ def page_after(page_token: str) -> tuple[datetime, str] | None:
 def paged(docs: list[dict[str, Any]], limit: int) -> Page[dict[str, Any]]:
     """A page of `limit` from `limit + 1` documents, newest first; the token
     names the last one ("" when nothing follows)."""
-    if len(docs) <= limit:
-        return Page(docs, "")
-    docs = docs[:limit]
-    last = docs[-1]
-    return Page(docs, encode_page_token(datetime.fromisoformat(last["create_time"]), last["id"]))
+    rows, token = page_of(docs, limit, _created)
+    return Page(rows, token)
+
+
+def _created(doc: dict[str, Any]) -> tuple[datetime, str]:
+    """A case document's creation time and id: where its page ends."""
+    return datetime.fromisoformat(doc["create_time"]), doc["id"]
 
 
 A = TypeVar("A", bound=CaseApplication[Any])
