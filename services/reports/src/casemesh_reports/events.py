@@ -13,7 +13,7 @@ from casemesh.events.v1 import tickets_pb2 as tev
 from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.grpcutil import to_timestamp
 from casemesh.platform.history import carried
-from casemesh.platform.relay import EventTranslator
+from casemesh.platform.relay import EventTranslator, public_name_in
 from casemesh_reports.domain import AbuseReport, ReportCase, Reporter, TrustedFlagger
 
 TOPIC = topics.REPORTS
@@ -245,6 +245,8 @@ def Translator(after: Any) -> EventTranslator:
 
 
 def public_name(domain_event: Any, aggregate: Any) -> str:
-    """The public name of `domain_event`, recorded by `aggregate`."""
-    name = PUBLIC_NAMES.get(type(domain_event), type(domain_event).__name__)
-    return name if isinstance(name, str) else name[type(aggregate)]
+    """The public name of `domain_event`, recorded by `aggregate` (an event
+    with none: its class's name)."""
+    if type(domain_event) not in PUBLIC_NAMES:
+        return type(domain_event).__name__
+    return public_name_in(PUBLIC_NAMES, domain_event, aggregate)

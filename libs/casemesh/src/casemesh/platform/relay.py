@@ -88,6 +88,15 @@ class StreamFollower:
         return repository.get(ident, version=version)
 
 
+def public_name_in(
+    names: Mapping[type[Any], str | Mapping[type[Any], str]], domain_event: Any, after: Any
+) -> str:
+    """The public name `names` give `domain_event`, recorded by the aggregate
+    `after` (an event class several aggregate types record is named per type)."""
+    name = names[type(domain_event)]
+    return name if isinstance(name, str) else name[type(after)]
+
+
 @dataclass(frozen=True)
 class EventTranslator:
     """Builds the CloudEvent of one stored event: id `<aggregate id>:<version>`,
@@ -106,8 +115,7 @@ class EventTranslator:
 
     def public_name(self, domain_event: Any, after: Any) -> str:
         """The public name of `domain_event`, recorded by `after`."""
-        name = self.public_names[type(domain_event)]
-        return name if isinstance(name, str) else name[type(after)]
+        return public_name_in(self.public_names, domain_event, after)
 
     @property
     def source(self) -> str:
