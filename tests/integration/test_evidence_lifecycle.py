@@ -21,7 +21,7 @@ from casemesh.platform.errors import NotFound
 from casemesh.platform.identity import Identity
 from casemesh.platform.pools import async_pool
 from casemesh_evidence.application import EvidenceLocker, EvidenceView, forget_person
-from casemesh_evidence.lifecycle import mark_unneeded, observe, purge, take
+from casemesh_evidence.lifecycle import LOCK, file_locks, mark_unneeded, observe, purge, take
 from casemesh_evidence.store import LocalBlobStore
 from tests.e2e.test_evidence import png
 from tests.integration.test_notifier_erasure import case_event
@@ -81,6 +81,7 @@ class Cases:
         told = observe(event)
         assert told is not None
         with psycopg.connect(self.dsn) as conn:
+            conn.execute(LOCK, file_locks(*told.files))  # as the service's follower does
             mark_unneeded(conn, take(conn, told), self.now())
 
     def purge(self) -> int:

@@ -185,7 +185,7 @@ class EvidenceLocker:
         # which the deletion of its bytes holds too: bytes deleted since they
         # were stored are stored again, and none are deleted once recorded.
         async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (lifecycle.file_lock(sha),))
+            await conn.execute(lifecycle.LOCK, lifecycle.file_locks(sha))
             if not await asyncio.to_thread(self.store.exists, sha):
                 await asyncio.to_thread(self.store.put, sha, spooled)
             await conn.execute(
@@ -236,9 +236,7 @@ class EvidenceLocker:
         attaching it): a candidate for deletion waits its grace period again
         (`lifecycle`); one deleted meanwhile is not found."""
         async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(%s)", (lifecycle.file_lock(view.sha256),)
-            )
+            await conn.execute(lifecycle.LOCK, lifecycle.file_locks(view.sha256))
             await conn.execute(lifecycle.TOUCH, (self.clock.now(), view.id))
             cur = await conn.execute("SELECT FROM evidence WHERE id = %s", (view.id,))
             if await cur.fetchone() is None:

@@ -31,7 +31,7 @@ candidate its owner asks for (to attach it) or uploads again waits its grace
 again from then (`TOUCH`). Its record goes first; its bytes go after, once
 no record of anyone's names them.
 
-A file's own advisory lock (`file_lock`, by its content) orders the
+A file's own advisory lock (`file_locks`, by its content) orders the
 purger's check and deletion against a case taking the file up and against
 an upload of the same bytes.
 """
@@ -148,9 +148,16 @@ def observe(event: CloudEvent) -> Told | None:
     return Told(event.subject, header.version, standing, header.actor, files)
 
 
-def file_lock(sha256: str) -> int:
-    """The advisory lock of the file with this content (60 bits of its hash)."""
-    return int(sha256[:15], 16)
+# Takes the advisory locks `file_locks` gives, in its order, till the
+# transaction ends.
+LOCK = "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k"
+
+
+def file_locks(*sha256: str) -> tuple[list[int]]:
+    """`LOCK`'s parameter: the locks of the files with these contents (60
+    bits of each hash), in one order for every taker, so they do not
+    deadlock."""
+    return (sorted({int(sha[:15], 16) for sha in sha256}),)
 
 
 def take(conn: psycopg.Connection[Any], told: Told) -> list[Any]:
@@ -158,10 +165,9 @@ def take(conn: psycopg.Connection[Any], told: Told) -> list[Any]:
     back; an expired case takes nothing up any more) and returns the files
     of its case if it ended or expired: to be made candidates
     (`mark_unneeded`; a redelivered ending marks them again, which only
-    makes them wait longer)."""
+    makes them wait longer). The caller holds the locks of the files it
+    attaches (`LOCK`)."""
     if told.files:
-        for sha in told.files:  # sorted: takers lock in one order
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (file_lock(sha),))
         conn.execute(
             "INSERT INTO evidence_uses (owner, sha256, case_name)"
             " SELECT %s, unnest(%s::text[]), %s WHERE NOT EXISTS ("
@@ -236,7 +242,7 @@ def _delete_if_unneeded(conn: psycopg.Connection[Any], ident: Any, before: datet
     if found is None:
         conn.execute("DELETE FROM evidence_unneeded WHERE evidence_id = %s", (ident,))
         return 0
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", (file_lock(found[0]),))
+    conn.execute(LOCK, file_locks(found[0]))
     due = conn.execute(
         "DELETE FROM evidence_unneeded WHERE evidence_id = %s AND since < %s RETURNING since",
         (ident, before),
@@ -262,7 +268,7 @@ def _delete_bytes_if_unnamed(conn: psycopg.Connection[Any], store: BlobStore, sh
     """Deletes the bytes if no record names them, under the file's lock (an
     upload of the same bytes holds it while it records them). Should the
     transaction not commit, the bytes are looked at again next time."""
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", (file_lock(sha),))
+    conn.execute(LOCK, file_locks(sha))
     if conn.execute("SELECT FROM evidence WHERE sha256 = %s LIMIT 1", (sha,)).fetchone() is None:
         store.delete(sha)
     conn.execute("DELETE FROM evidence_bytes_unneeded WHERE sha256 = %s", (sha,))
@@ -298,10 +304,9 @@ class CaseFollower(ConsumerThread):
 
     def _take(self, told: list[Told]) -> None:
         with psycopg.connect(self._database_url, connect_timeout=10) as conn:
-            # Every file's lock first, in one order: the batch's events
-            # would each take theirs in turn, and so interleave with others.
-            for sha in sorted({sha for t in told for sha in t.files}):
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (file_lock(sha),))
+            # Every file's lock first, at once, in one order.
+            if attached := [sha for t in told for sha in t.files]:
+                conn.execute(LOCK, file_locks(*attached))
             ended = [ident for t in told for ident in take(conn, t)]
             mark_unneeded(conn, ended, self._clock.now())  # at once, in one order
 
