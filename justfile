@@ -65,7 +65,7 @@ api-docs:
 # against its schema, hadolint the Dockerfile, validate docker-compose.yml. Needs go and
 # node/npm the first time (fetches into .run/cache/deploy-check), then works offline.
 deploy-check: sync
-    uv run --frozen python scripts/deploy_check.py
+    uv run --frozen python -m scripts.deploy_check
 
 # Benchmarks (print numbers and ratios; not part of the tests).
 bench *ARGS: proto

@@ -4,7 +4,7 @@ the objects refer to each other correctly, checks the alert rules and the
 dashboard, lints the Dockerfiles and validates docker-compose.yml against the
 Compose specification.
 
-    ./dev deploy-check        (uv run --frozen python scripts/deploy_check.py)
+    ./dev deploy-check        (uv run --frozen python -m scripts.deploy_check)
 
 Schemas: built-in kinds from kubernetes-validate (strict: unknown fields fail);
 CloudNativePG and Prometheus Operator kinds from their CRDs (Go modules, made
@@ -17,7 +17,6 @@ kubectl) lands once in .run/cache/deploy-check; later runs work offline.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -33,6 +32,8 @@ import jsonschema
 import kubernetes_validate
 import promql_parser
 import yaml
+
+from scripts import npm_cache
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy" / "k8s"
@@ -178,21 +179,10 @@ def go_module(module: str, version: str) -> Path:
 
 def strimzi_modules() -> Path:
     """node_modules with the Strimzi validators, installed from scripts/strimzi's lock file."""
-    target = CACHE / "npm"
-    lock = (STRIMZI_DIR / "package-lock.json").read_bytes()
-    stamp = target / ".installed-lock-sha256"
-    digest = hashlib.sha256(lock + (STRIMZI_DIR / "package.json").read_bytes()).hexdigest()
-    if stamp.is_file() and stamp.read_text() == digest:
-        return target / "node_modules"
-    if shutil.which("npm") is None:
-        raise CheckError("`npm` is needed to install the Strimzi validators")
-    say("installing the Strimzi validators (npm ci)")
-    target.mkdir(parents=True, exist_ok=True)
-    for name in ("package.json", "package-lock.json"):
-        shutil.copyfile(STRIMZI_DIR / name, target / name)
-    run(["npm", "ci", "--prefix", str(target), "--no-audit", "--no-fund", "--loglevel=error"])
-    stamp.write_text(digest)
-    return target / "node_modules"
+    try:
+        return npm_cache.installed(STRIMZI_DIR, CACHE / "npm")
+    except npm_cache.InstallError as error:
+        raise CheckError(str(error)) from error
 
 
 def kustomize_command(choice: str) -> list[str]:

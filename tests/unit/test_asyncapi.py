@@ -11,7 +11,6 @@ offline after that).
 from __future__ import annotations
 
 import difflib
-import hashlib
 import importlib
 import os
 import pkgutil
@@ -31,7 +30,7 @@ from casemesh.platform.envelope import message_class, type_of
 from casemesh.platform.outbox import Outbox
 from casemesh.platform.personal import postgres as personal_postgres
 from casemesh.platform.relay import EventTranslator
-from scripts import asyncapi
+from scripts import asyncapi, npm_cache
 
 REPO = Path(__file__).resolve().parents[2]
 VALIDATOR = REPO / "scripts" / "asyncapi-validator"
@@ -197,22 +196,7 @@ def node_modules() -> Path:
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(missing)
         pytest.skip(missing)
-    lock = (VALIDATOR / "package-lock.json").read_bytes() + (
-        VALIDATOR / "package.json"
-    ).read_bytes()
-    stamp = CACHE / ".installed-lock-sha256"
-    digest = hashlib.sha256(lock).hexdigest()
-    if not (stamp.is_file() and stamp.read_text() == digest):
-        CACHE.mkdir(parents=True, exist_ok=True)
-        for name in ("package.json", "package-lock.json"):
-            shutil.copyfile(VALIDATOR / name, CACHE / name)
-        subprocess.run(
-            ["npm", "ci", "--prefix", str(CACHE), "--no-audit", "--no-fund", "--loglevel=error"],
-            check=True,
-            timeout=600,
-        )
-        stamp.write_text(digest)
-    return CACHE / "node_modules"
+    return npm_cache.installed(VALIDATOR, CACHE)
 
 
 def validate(node_modules: Path, document: Path) -> subprocess.CompletedProcess[str]:
