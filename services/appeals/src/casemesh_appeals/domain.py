@@ -24,6 +24,7 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
+from casemesh.platform.acts import Act, ReasonedAct
 from casemesh.platform.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.ids import derived_id
@@ -209,9 +210,8 @@ class CopyrightAppeal(ExpiringCase):
         self._require_open("be withdrawn")
         self._withdrawn(actor=actor, reason=reason)
 
-    class Withdrawn(Aggregate.Event):
-        actor: str
-        reason: str
+    class Withdrawn(ReasonedAct):
+        """The case withdrawn by whoever filed it."""
 
     @event(Withdrawn)
     def _withdrawn(self, actor: str, reason: str) -> None:
@@ -341,32 +341,32 @@ class CopyrightAppeal(ExpiringCase):
         self._decided(
             actor=actor,
             outcome="UPHOLD" if uphold else "REJECT",
-            reasons=reasons.to_dict(),
-            uploader=uploader if uphold else None,
             state=State.UPHELD if uphold else State.REJECTED,
             next_step=step,
             next_step_due=reasons.appeal_deadline,
+            reasons=reasons.to_dict(),
+            uploader=uploader if uphold else None,
         )
 
     class Decided(Aggregate.Event):
         actor: str
         outcome: str
-        reasons: dict[str, Any]
-        uploader: dict[str, Any] | None
         state: State
         next_step: Step
         next_step_due: datetime
+        reasons: dict[str, Any]
+        uploader: dict[str, Any] | None
 
     @event(Decided)
     def _decided(
         self,
         actor: str,
         outcome: str,
-        reasons: dict[str, Any],
-        uploader: dict[str, Any] | None,
         state: State,
         next_step: Step,
         next_step_due: datetime,
+        reasons: dict[str, Any],
+        uploader: dict[str, Any] | None,
     ) -> None:
         self.decision = {"outcome": outcome, "reasons": reasons, "appeal_deadline": next_step_due}
         self.uploader = uploader
@@ -409,8 +409,8 @@ class CopyrightAppeal(ExpiringCase):
         self._restored(actor="system")
         return True
 
-    class Restored(Aggregate.Event):
-        actor: str
+    class Restored(Act):
+        """The content restored, the claimant having taken no court action in time."""
 
     @event(Restored)
     def _restored(self, actor: str) -> None:
@@ -422,8 +422,8 @@ class CopyrightAppeal(ExpiringCase):
         self._abandoned(actor="system")
         return True
 
-    class Abandoned(Aggregate.Event):
-        actor: str
+    class Abandoned(Act):
+        """The case closed, the information asked for having not come in time."""
 
     @event(Abandoned)
     def _abandoned(self, actor: str) -> None:

@@ -31,6 +31,7 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
+from casemesh.platform.acts import Act, ReasonedAct
 from casemesh.platform.errors import FailedPrecondition
 from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.ids import derived_id
@@ -140,9 +141,8 @@ class AbuseReport(ExpiringCase):
         if self.decided_at is None:
             self.decided_at = at
 
-    class Voided(Aggregate.Event):
-        actor: str
-        reason: str
+    class Voided(ReasonedAct):
+        """A report set aside without a decision on the content."""
 
     @event(Voided)
     def void(self, *, actor: str, reason: str) -> None:
@@ -488,11 +488,11 @@ class Reporter(Aggregate):
     # The standing events that hold the reporter's contact name the reporter
     # too (v2), whose key seals it (`PERSONAL`).
     class Warned(Aggregate.Event):
-        class_version = 2
-        upcast_v1_v2 = staticmethod(_reporter_named)
         user_id: str
         at: datetime
         contact: dict[str, Any]
+        class_version = 2
+        upcast_v1_v2 = staticmethod(_reporter_named)
 
     @event(Warned)
     def _warned(self, user_id: str, at: datetime, contact: dict[str, Any]) -> None:
@@ -501,13 +501,13 @@ class Reporter(Aggregate):
         self.contact = contact
 
     class Suspended(Aggregate.Event):
-        class_version = 2
-        upcast_v1_v2 = staticmethod(_reporter_named)
         user_id: str
         at: datetime
         until: datetime
         contact: dict[str, Any]
         reports: list[str]
+        class_version = 2
+        upcast_v1_v2 = staticmethod(_reporter_named)
 
     @event(Suspended)
     def _suspended(
@@ -532,11 +532,11 @@ class Reporter(Aggregate):
         self.unfounded = [u for u in self.unfounded if u["report_id"] != report_id]
 
     class SuspensionLifted(Aggregate.Event):
-        class_version = 2
-        upcast_v1_v2 = staticmethod(_reporter_named)
         user_id: str
         until: datetime
         contact: dict[str, Any]
+        class_version = 2
+        upcast_v1_v2 = staticmethod(_reporter_named)
 
     @event(SuspensionLifted)
     def _suspension_lifted(self, user_id: str, until: datetime, contact: dict[str, Any]) -> None:
@@ -580,8 +580,8 @@ class TrustedFlagger(Aggregate):
         if self.active:
             self._removed(actor=actor)
 
-    class Removed(Aggregate.Event):
-        actor: str
+    class Removed(Act):
+        """The flagger is trusted no longer."""
 
     @event(Removed)
     def _removed(self, actor: str) -> None:

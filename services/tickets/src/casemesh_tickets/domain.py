@@ -19,6 +19,7 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
+from casemesh.platform.acts import Act, ReasonedAct
 from casemesh.platform.errors import FailedPrecondition, PermissionDenied
 from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.ids import derived_id
@@ -50,13 +51,11 @@ def _no_evidence(state: dict[str, Any]) -> None:
 class Ticket(ExpiringCase):
     @staticmethod
     def create_id(requester: str, request_id: str) -> uuid.UUID:
-        # Deterministic: a retried create lands on the same stream.
+        """The ticket's id, from who asked and their request id: a retried
+        create lands on the same stream."""
         return derived_id(NAMESPACE, requester, request_id)
 
     class Created(Aggregate.Created):
-        # v2: evidence references ({"name", "sha256"}) attached at opening.
-        class_version = 2
-        upcast_v1_v2 = staticmethod(_no_evidence)
         requester: str
         request_id: str
         request_fingerprint: str
@@ -67,17 +66,20 @@ class Ticket(ExpiringCase):
         contact: dict[str, Any]
         priority: int
         evidence: list[dict[str, str]]
-
-    class CommentAdded(Aggregate.Event):
-        # v2: evidence references attached to the comment.
+        # v2: evidence references ({"name", "sha256"}) attached at opening.
         class_version = 2
         upcast_v1_v2 = staticmethod(_no_evidence)
+
+    class CommentAdded(Aggregate.Event):
         actor: str
         body: str
         by_requester: bool
         internal: bool
         status: str
         evidence: list[dict[str, str]]
+        # v2: evidence references attached to the comment.
+        class_version = 2
+        upcast_v1_v2 = staticmethod(_no_evidence)
 
     class Solved(Aggregate.Event):
         actor: str
@@ -211,9 +213,8 @@ class Ticket(ExpiringCase):
         self._require_in({Status.SOLVED}, "only a solved ticket can be reopened")
         self._reopened(actor=actor, reason=reason)
 
-    class Reopened(Aggregate.Event):
-        actor: str
-        reason: str
+    class Reopened(ReasonedAct):
+        """A solved ticket opened again."""
 
     @event(Reopened)
     def _reopened(self, actor: str, reason: str) -> None:
@@ -224,8 +225,8 @@ class Ticket(ExpiringCase):
         self._require_in({Status.SOLVED}, "only a solved ticket can be closed")
         self._closed(actor=actor)
 
-    class Closed(Aggregate.Event):
-        actor: str
+    class Closed(Act):
+        """A solved ticket closed for good."""
 
     @event(Closed)
     def _closed(self, actor: str) -> None:
@@ -237,9 +238,8 @@ class Ticket(ExpiringCase):
         self._require_in(UNSOLVED, "only an unsolved ticket can be cancelled")
         self._cancelled(actor=actor, reason=reason)
 
-    class Cancelled(Aggregate.Event):
-        actor: str
-        reason: str
+    class Cancelled(ReasonedAct):
+        """An unsolved ticket given up by its requester."""
 
     @event(Cancelled)
     def _cancelled(self, actor: str, reason: str) -> None:

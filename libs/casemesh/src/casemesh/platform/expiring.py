@@ -19,6 +19,7 @@ from typing import ClassVar
 
 from eventsourcing.domain import Aggregate, event
 
+from casemesh.platform.acts import Act
 from casemesh.platform.errors import FailedPrecondition
 from casemesh.platform.personal import ERASED, PersonalEvent
 
@@ -48,8 +49,8 @@ class ExpiringCase(Aggregate):
         self.require_expirable()
         self._expired(actor=actor)
 
-    class Expired(Aggregate.Event):
-        actor: str
+    class Expired(Act):
+        """The retention period of the ended case ran out."""
 
     @event(Expired)
     def _expired(self, actor: str) -> None:
