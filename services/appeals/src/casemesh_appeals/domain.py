@@ -410,7 +410,7 @@ class CopyrightAppeal(ExpiringCase):
         return True
 
     class Restored(Act):
-        """The content restored, the claimant having taken no court action in time."""
+        """The content restored, no court action having been recorded in time."""
 
     @event(Restored)
     def _restored(self, actor: str) -> None:

@@ -13,8 +13,10 @@ saying what happened, and applies it as it would any other:
 
 The aggregate's metaclass redefines the subclass under the aggregate, so an
 event's topic (`module:Aggregate.Name`) and its stored fields are what they
-would be had it declared them itself. A reason is the actor's own words:
-aggregates list it among their personal fields.
+would be had it declared them itself. Whether a reason is personal data is
+the aggregate's to say, in its table of personal fields: a requester's
+reason for reopening a ticket is, and sealed; an agent's for voiding a
+report is not.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from eventsourcing.domain import Aggregate
 
 
 class Act(Aggregate.Event):
-    """Something a person (or `system`, for a timer) did to the case."""
+    """Something a person (or `system`, for a timer) did to the aggregate."""
 
     actor: str
 
