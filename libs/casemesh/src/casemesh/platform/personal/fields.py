@@ -36,6 +36,8 @@ from typing import Any
 
 # Whose personal data an event holds, from its state.
 Owner = str | Callable[[Mapping[str, Any]], object]
+# A path's segments: each a field name, and whether it names a list.
+Segments = tuple[tuple[str, bool], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +49,7 @@ class PersonalEvent:
     # The field holding the id of the case its texts are sealed under too
     # ("originator_id": the aggregate's own); "": as `PersonalFields` says.
     case: str = ""
-    _parsed: tuple[tuple[str, ...], ...] = field(init=False, repr=False, compare=False)
+    _parsed: tuple[Segments, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.paths, str):
@@ -109,27 +111,28 @@ class PersonalFields:
         return found
 
 
-def _parse_path(path: str) -> tuple[str, ...]:
-    segments = tuple(path.split("."))
-    for segment in segments:
+def _parse_path(path: str) -> Segments:
+    segments = []
+    for segment in path.split("."):
         name = segment.removesuffix("[]")
         if not name or "[" in name or "]" in name:
             raise ValueError(f"not a personal field path: {path!r}")
-    return segments
+        segments.append((name, segment.endswith("[]")))
+    return tuple(segments)
 
 
-def _rewrite(value: Any, segments: tuple[str, ...], change: Callable[[str], str]) -> Any:
+def _rewrite(value: Any, segments: Segments, change: Callable[[str], str]) -> Any:
     """`value` with the string at `segments` changed, copying only what changes."""
     if not segments:
         return change(value) if isinstance(value, str) and value else value
-    head, rest = segments[0], segments[1:]
-    if not isinstance(value, Mapping):
+    # (Events' state is made of dicts; the ABC's check is the slow path.)
+    if not isinstance(value, dict | Mapping):
         return value
-    name = head.removesuffix("[]")
+    (name, is_list), rest = segments[0], segments[1:]
     if name not in value:
         return value
     inner = value[name]
-    if head.endswith("[]"):
+    if is_list:
         if not isinstance(inner, list | tuple):
             return value
         items = [_rewrite(item, rest, change) for item in inner]

@@ -19,7 +19,7 @@ case keys they were sealed under, for a case's retention to destroy.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from eventsourcing.domain import DomainEventProtocol
@@ -68,17 +68,25 @@ class SealingMapper(TracingMapper):
         if personal is None:
             return super().to_stored_event(domain_event)
         state = vars(domain_event)
-        if not personal.texts(state):
+        sealing: list[Callable[[str], str]] = []
+
+        def seal(text: str) -> str:
+            # Keys looked up at the first text: an event may hold none.
+            if not sealing:
+                person = personal.person(state)
+                if person is None:
+                    raise ValueError(
+                        f"{type(domain_event).__qualname__} holds personal text but names no person"
+                    )
+                case = self.fields.case_of(personal, domain_event)
+                sealing.append(self.sealer.sealing(person, case))
+            return sealing[0](text)
+
+        rewritten = personal.rewrite(state, seal)
+        if not sealing:
             return super().to_stored_event(domain_event)
-        person = personal.person(state)
-        if person is None:
-            raise ValueError(
-                f"{type(domain_event).__qualname__} holds personal text but names no person"
-            )
-        case = self.fields.case_of(personal, domain_event)
         sealed = object.__new__(type(domain_event))
-        seal = self.sealer.sealing(person, case)
-        object.__setattr__(sealed, "__dict__", personal.rewrite(state, seal))
+        object.__setattr__(sealed, "__dict__", rewritten)
         return super().to_stored_event(sealed)
 
     def case_keys_in(self, stored_events: Iterable[StoredEvent]) -> tuple[set[uuid.UUID], int]:

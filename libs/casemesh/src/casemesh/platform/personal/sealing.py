@@ -41,6 +41,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -67,6 +68,7 @@ _KEY_ID_BYTES = 16
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
 _BODY = re.compile(r"[A-Za-z0-9_-]+")
+_STANDARD_ALPHABET = bytes.maketrans(b"-_", b"+/")
 
 
 class Disclosure(enum.Enum):
@@ -100,17 +102,15 @@ class Revealed:
         return self
 
 
-@dataclass(frozen=True, slots=True)
-class _Token:
-    key_id: uuid.UUID
+class _Token(NamedTuple):
+    # The person's key id, and the case key's too for a `pd2.` token.
+    key_ids: tuple[uuid.UUID, ...]
     nonce: bytes
     sealed: bytes
-    # The case key's id, for a `pd2.` token.
-    case_key_id: uuid.UUID | None = None
 
     @property
-    def key_ids(self) -> tuple[uuid.UUID, ...]:
-        return (self.key_id,) if self.case_key_id is None else (self.key_id, self.case_key_id)
+    def case_key_id(self) -> uuid.UUID | None:
+        return self.key_ids[1] if len(self.key_ids) == 2 else None
 
 
 def is_token(text: str) -> bool:
@@ -140,23 +140,27 @@ def _parse(text: str) -> _Token | None:
         return None
     if not _BODY.fullmatch(body):
         return None
+    # The alphabet checked above; as the standard one, for binascii.
+    standard = body.encode().translate(_STANDARD_ALPHABET)
     try:
-        raw = base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_", validate=True)
-    except (binascii.Error, ValueError):
+        raw = binascii.a2b_base64(standard + b"=" * (-len(standard) % 4), strict_mode=True)
+    except binascii.Error:
         return None
     # One spelling per token: no unused bits set in the last character.
-    if base64.urlsafe_b64encode(raw).rstrip(b"=") != body.encode():
+    if binascii.b2a_base64(raw, newline=False).rstrip(b"=") != standard:
         return None
     # At least one byte of text: the empty text is never sealed.
     head = ids * _KEY_ID_BYTES
     if len(raw) <= head + _NONCE_BYTES + _TAG_BYTES:
         return None
-    key_ids = [uuid.UUID(bytes=raw[i : i + _KEY_ID_BYTES]) for i in range(0, head, _KEY_ID_BYTES)]
-    if any(k.version != 4 or k.variant != uuid.RFC_4122 for k in key_ids):
-        return None
-    nonce = raw[head : head + _NONCE_BYTES]
-    case_key_id = key_ids[1] if ids == 2 else None
-    return _Token(key_ids[0], nonce, raw[head + _NONCE_BYTES :], case_key_id)
+    # Each key id a version 4 UUID of the RFC 4122 variant (bytes 6 and 8).
+    for at in range(0, head, _KEY_ID_BYTES):
+        if raw[at + 6] >> 4 != 4 or raw[at + 8] >> 6 != 0b10:
+            return None
+    key_ids = tuple(
+        uuid.UUID(bytes=raw[at : at + _KEY_ID_BYTES]) for at in range(0, head, _KEY_ID_BYTES)
+    )
+    return _Token(key_ids, raw[head : head + _NONCE_BYTES], raw[head + _NONCE_BYTES :])
 
 
 def _aad(token_ids: tuple[uuid.UUID, ...], person: str) -> bytes:
@@ -267,23 +271,44 @@ def _key_ids(parsed: dict[str, _Token | None]) -> set[uuid.UUID]:
 def _open_all(
     parsed: dict[str, _Token | None], keys: dict[uuid.UUID, Lookup], person: str | None
 ) -> dict[str, Revealed]:
-    """What each parsed text reveals, given their keys (`_key_ids`)."""
-    ciphers: dict[tuple[uuid.UUID, ...], AESGCM] = {}
-    return {t: _open(t, p, keys, person, ciphers) for t, p in parsed.items()}
+    """What each parsed text reveals, given their keys (`_key_ids`). The
+    tokens of one person (and case) are judged and given a cipher once a
+    batch: only their decryption is each token's own."""
+    openers: dict[tuple[uuid.UUID, ...], _Opener | Revealed] = {}
+    revealed = {}
+    for text, token in parsed.items():
+        if token is None:
+            revealed[text] = Revealed(text, Disclosure.PLAIN)
+            continue
+        opener = openers.get(token.key_ids)
+        if opener is None:
+            opener = openers[token.key_ids] = _opener(token.key_ids, keys, person)
+        revealed[text] = opener if isinstance(opener, Revealed) else opener.open(token)
+    return revealed
 
 
-def _open(
-    text: str,
-    token: _Token | None,
-    keys: dict[uuid.UUID, Lookup],
-    person: str | None,
-    ciphers: dict[tuple[uuid.UUID, ...], AESGCM],
-) -> Revealed:
-    """What one token (parsed: `token`) reveals, given its keys; `ciphers`
-    holds the batch's ciphers, made once per pair of keys."""
-    if token is None:
-        return Revealed(text, Disclosure.PLAIN)
-    found = [keys[k] for k in token.key_ids]
+@dataclass(frozen=True, slots=True)
+class _Opener:
+    """Opens the tokens sealed under one person's key (and one case's)."""
+
+    aead: AESGCM
+    aad: bytes
+
+    def open(self, token: _Token) -> Revealed:
+        try:
+            clear = self.aead.decrypt(token.nonce, token.sealed, self.aad)
+        except InvalidTag:
+            refused = TokenRefused("a personal data token was altered")
+            return Revealed(UNREADABLE, Disclosure.REFUSED, refused)
+        return Revealed(clear.decode(), Disclosure.REVEALED)
+
+
+def _opener(
+    key_ids: tuple[uuid.UUID, ...], keys: dict[uuid.UUID, Lookup], person: str | None
+) -> _Opener | Revealed:
+    """How tokens of these keys open, or what every one of them reveals
+    instead (erased, unknown, refused)."""
+    found = [keys[k] for k in key_ids]
     if any(k is None for k in found):
         return Revealed(ERASED, Disclosure.ERASED)
     for lookup in found:
@@ -298,14 +323,5 @@ def _open(
     if is_case_key(key.person) or any(not is_case_key(k.person) for k in case_key):
         refused = TokenRefused("a personal data token names the wrong kind of key")
         return Revealed(UNREADABLE, Disclosure.REFUSED, refused)
-    # One cipher for all the tokens of the same keys in a batch.
-    aead = ciphers.get(token.key_ids)
-    if aead is None:
-        aead = AESGCM(_case_secret(key, case_key[0]) if case_key else key.secret)
-        ciphers[token.key_ids] = aead
-    try:
-        clear = aead.decrypt(token.nonce, token.sealed, _aad(token.key_ids, key.person))
-    except InvalidTag:
-        refused = TokenRefused("a personal data token was altered")
-        return Revealed(UNREADABLE, Disclosure.REFUSED, refused)
-    return Revealed(clear.decode(), Disclosure.REVEALED)
+    secret = _case_secret(key, case_key[0]) if case_key else key.secret
+    return _Opener(AESGCM(secret), _aad(key_ids, key.person))
