@@ -520,6 +520,24 @@ _codec_registry.update(
 )
 
 
+def tcp_listener(host: str, port: int) -> socket.socket:
+    """A listening socket on `host:port`, its protocol TCP by name: asyncio
+    turns Nagle's algorithm off (TCP_NODELAY) only on connections of such a
+    socket, and `socket.create_server` makes its sockets with protocol 0.
+    With Nagle on, a response written as its headers and then its body waits
+    for the caller's delayed ACK after the headers: 40 ms a call."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen()
+    except BaseException:
+        listener.close()
+        raise
+    return listener
+
+
 class WebFront:
     """The HTTP port: started, drained and stopped with the gRPC server."""
 
@@ -565,7 +583,7 @@ class WebFront:
                 log.warning("http.no_page", path=prefix, folder=str(folder), hint="run ./dev web")
         host, _, port = self._address.rpartition(":")
         try:
-            listener = socket.create_server((host.strip("[]") or "0.0.0.0", int(port)))
+            listener = tcp_listener(host.strip("[]") or "0.0.0.0", int(port))
         except (OSError, ValueError) as exc:
             raise RuntimeError(
                 f"CASEMESH_HTTP_ADDR={self._address}: cannot listen ({exc})"
