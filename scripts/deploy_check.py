@@ -180,7 +180,7 @@ def go_module(module: str, version: str) -> Path:
 def strimzi_modules() -> Path:
     """node_modules with the Strimzi validators, installed from scripts/strimzi's lock file."""
     try:
-        return npm_cache.installed(STRIMZI_DIR, CACHE / "npm")
+        return npm_cache.installed(STRIMZI_DIR, CACHE / "npm", announce=say)
     except npm_cache.InstallError as error:
         raise CheckError(str(error)) from error
 

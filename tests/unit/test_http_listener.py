@@ -18,21 +18,26 @@ from casemesh_gateway.web import tcp_listener
 async def nagle_on_accepted(listener: socket.socket) -> bool:
     """Whether a connection accepted on `listener` by asyncio keeps Nagle on."""
     loop = asyncio.get_running_loop()
-    accepted: asyncio.Future[int] = loop.create_future()
+    accepted: asyncio.Future[asyncio.BaseTransport] = loop.create_future()
 
     class Accepting(asyncio.Protocol):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            sock = transport.get_extra_info("socket")
-            accepted.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            accepted.set_result(transport)
 
     server = await loop.create_server(Accepting, sock=listener)
     try:
         host, port = listener.getsockname()[:2]
         _, writer = await asyncio.open_connection(host, port)
         try:
-            return await asyncio.wait_for(accepted, 30) == 0
+            transport = await asyncio.wait_for(accepted, 30)
+            try:
+                sock: socket.socket = transport.get_extra_info("socket")
+                return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+            finally:
+                transport.close()
         finally:
             writer.close()
+            await writer.wait_closed()
     finally:
         server.close()
         await server.wait_closed()

@@ -126,7 +126,7 @@ def _rewrite(value: Any, segments: Segments, change: Callable[[str], str]) -> An
     if not segments:
         return change(value) if isinstance(value, str) and value else value
     # (Events' state is made of dicts; the ABC's check is the slow path.)
-    if not isinstance(value, dict | Mapping):
+    if not isinstance(value, (dict, Mapping)):
         return value
     (name, is_list), rest = segments[0], segments[1:]
     if name not in value:
