@@ -542,7 +542,7 @@ async def test_a_notify_heard_while_a_sender_finds_nothing_wakes_it_at_once(
                     created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,))
                 )
             )
-            delivery._wake_all()
+            delivery._wake_one()  # what the listener does on a NOTIFY
         return jobs
 
     monkeypatch.setattr(delivery, "claim_many", claim_many)

@@ -1,7 +1,9 @@
 """The sender: claims due jobs, delivers them, records every outcome.
 
 A few workers send at once (`CASEMESH_SEND_CONCURRENCY`), each claiming up to
-BATCH due jobs at a time. A job is claimed with a lease (`sending`,
+BATCH due jobs at a time. New jobs (a NOTIFY) wake one idle worker, and a
+worker that claimed a full batch wakes another, so a trickle of jobs costs one
+claim a batch and a backlog keeps every worker busy. A job is claimed with a lease (`sending`,
 `claimed_until`), so workers and replicas share the work (SKIP LOCKED) and a
 job whose sender died is taken up again: 15 s after the claim when its
 sender's session is gone, else after the lease. A party's messages about a
@@ -24,6 +26,7 @@ cancelled meanwhile (`erasures.py`) does not go out.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import secrets
@@ -179,10 +182,14 @@ class Delivery:
         self._channels = channels
         self._cfg = cfg
         self._clock = clock or SystemClock()
-        # One per worker, all set on a NOTIFY: each worker clears its own
-        # before it claims, so a NOTIFY during a claim that found nothing
-        # wakes it at once rather than after the 1 s poll.
-        self._wakes: list[asyncio.Event] = []
+        # A NOTIFY wakes one idle worker (`_wake_one`), not all of them: one
+        # claim per batch of new jobs rather than one per worker. With every
+        # worker busy it is noted instead (`_notified`), and a worker whose
+        # claim found nothing claims again rather than wait: its claim may
+        # have begun before the jobs were committed.
+        self._idle: collections.deque[asyncio.Event] = collections.deque()
+        self._workers: list[asyncio.Event] = []
+        self._notified = False
         self.sender = secrets.randbelow(2**31)
         self._present = asyncio.Event()
         self._reaped_at = float("-inf")
@@ -202,16 +209,23 @@ class Delivery:
 
     async def _work(self, stop: asyncio.Event) -> None:
         wake = asyncio.Event()
-        self._wakes.append(wake)
+        self._workers.append(wake)
         try:
             while not stop.is_set():
+                # A claim begun from here sees every job notified so far.
+                self._notified = False
+                if await self._work_once() or self._notified:
+                    continue
                 wake.clear()
-                worked = await self._work_once()
-                if not worked:
+                self._idle.append(wake)
+                try:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wake.wait(), POLL_S)
+                finally:
+                    with contextlib.suppress(ValueError):
+                        self._idle.remove(wake)
         finally:
-            self._wakes.remove(wake)
+            self._workers.remove(wake)
 
     async def _work_once(self) -> bool:
         """Claims and handles a batch of due jobs; False when none was due
@@ -233,8 +247,18 @@ class Delivery:
         await asyncio.sleep(1.0)
         return False
 
+    def _wake_one(self) -> None:
+        """New jobs: one idle worker claims them, or, with none idle, the
+        next worker to finish a claim claims again."""
+        if self._idle:
+            self._idle.popleft().set()
+        else:
+            self._notified = True
+
     def _wake_all(self) -> None:
-        for wake in self._wakes:
+        """Work for every worker (orphans taken over, or stopping)."""
+        self._notified = True
+        for wake in self._workers:
             wake.set()
 
     async def _listen(self, stop: asyncio.Event) -> None:
@@ -256,7 +280,7 @@ class Delivery:
                     self._present.set()
                     log.info("delivery.sender_present", sender=self.sender)
                     async for _ in conn.notifies():
-                        self._wake_all()
+                        self._wake_one()
             except (psycopg.Error, OSError) as exc:
                 log.warning("delivery.listener_lost", error=repr(exc))
             except Exception:
@@ -367,6 +391,8 @@ class Delivery:
             - RECORD_MARGIN_S
         )
         jobs = await self.claim_many(limit)
+        if len(jobs) == limit:
+            self._wake_one()  # more may be due: another worker shares them
         groups: dict[str, list[Job]] = {}
         for job in jobs:
             groups.setdefault(job.channel, []).append(job)
