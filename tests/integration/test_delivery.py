@@ -28,6 +28,7 @@ from casemesh_notifier.delivery import REAP_AFTER, SENDER_LOCK, Delivery, replay
 from casemesh_notifier.planner import Planner
 from casemesh_notifier.schema import create_schema
 from casemesh_notifier.settings import NotifierSettings
+from casemesh_notifier.store import wake_senders
 from tests.conftest import Infra
 from tests.support import memory_sealer, personal_settings, wait_until
 
@@ -558,6 +559,53 @@ async def test_a_notify_heard_while_a_sender_finds_nothing_wakes_it_at_once(
         delivery._wake_all()
         await running
     assert planted and [m.job_id for m in notifier.email.delivered] == [str(planted[0])]
+
+
+async def test_a_notify_wakes_an_idle_sender_and_a_full_batch_wakes_another(
+    notifier: Notifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No poll in the test's time: only wake-ups can start a look.
+    monkeypatch.setattr(delivery_module, "POLL_S", 3600.0)
+    two = notifier.delivery._cfg.model_copy(update={"send_concurrency": 2})
+    delivery = notifier.sender(two)
+    real = delivery.claim_many
+    claimed_by: list[asyncio.Task[Any] | None] = []
+
+    async def claim_many(limit: int) -> list[Any]:
+        jobs = await real(limit)
+        if jobs:
+            claimed_by.append(asyncio.current_task())
+        return jobs
+
+    monkeypatch.setattr(delivery, "claim_many", claim_many)
+    stop = asyncio.Event()
+    running = asyncio.create_task(delivery.run(stop))
+    try:
+        # Both workers asleep, listening: then more jobs than one batch.
+        for _ in range(300):
+            if len(delivery._idle) == 2:
+                break
+            await asyncio.sleep(0.1)
+        planned = [
+            job
+            for _ in range(delivery_module.BATCH + 2)
+            for job in await notifier.consume(
+                created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,))
+            )
+        ]
+        async with notifier.pool.connection() as conn:
+            await wake_senders(conn)
+        for _ in range(300):
+            if len(notifier.email.delivered) == len(planned):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        delivery._wake_all()
+        await running
+    assert sorted(m.job_id for m in notifier.email.delivered) == sorted(map(str, planned))
+    # The first batch was full: the other worker took the rest.
+    assert len(set(claimed_by)) == 2
 
 
 async def test_a_partys_messages_about_a_case_go_out_in_the_order_planned(

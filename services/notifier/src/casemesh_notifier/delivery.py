@@ -2,8 +2,9 @@
 
 A few workers send at once (`CASEMESH_SEND_CONCURRENCY`), each claiming up to
 BATCH due jobs at a time. New jobs (a NOTIFY) wake one idle worker, and a
-worker that claimed a full batch wakes another, so a trickle of jobs costs one
-claim a batch and a backlog keeps every worker busy. A job is claimed with a lease (`sending`,
+worker that claimed a full batch wakes another: a trickle of jobs costs a
+claim or two a batch rather than two a worker, and a backlog keeps every
+worker busy. A job is claimed with a lease (`sending`,
 `claimed_until`), so workers and replicas share the work (SKIP LOCKED) and a
 job whose sender died is taken up again: 15 s after the claim when its
 sender's session is gone, else after the lease. A party's messages about a
@@ -244,6 +245,8 @@ class Delivery:
             # Keep delivering the other jobs; this one's claim lapses and
             # it is tried again after the lease.
             log.exception("delivery.unexpected_error")
+        # A NOTIFY this worker may have taken up goes to the next to look.
+        self._notified = True
         await asyncio.sleep(1.0)
         return False
 
@@ -256,7 +259,7 @@ class Delivery:
             self._notified = True
 
     def _wake_all(self) -> None:
-        """Work for every worker (orphans taken over, or stopping)."""
+        """Work for every worker (orphans taken over)."""
         self._notified = True
         for wake in self._workers:
             wake.set()
