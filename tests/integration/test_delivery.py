@@ -5,9 +5,10 @@ hours and the SMS rate limit."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -524,13 +525,38 @@ async def test_jobs_a_batch_could_not_begin_within_the_lease_go_back_untried(
     assert len({m.job_id for m in notifier.email.delivered}) == len(notifier.email.delivered) == 3
 
 
+def woken_only(notifier: Notifier, monkeypatch: pytest.MonkeyPatch, workers: int) -> Delivery:
+    """A sender of `workers` workers whose poll is an hour away: in a test's
+    time only wake-ups can start a look."""
+    monkeypatch.setattr(delivery_module, "POLL_S", 3600.0)
+    return notifier.sender(notifier.delivery._cfg.model_copy(update={"send_concurrency": workers}))
+
+
+@contextlib.asynccontextmanager
+async def sending(delivery: Delivery) -> AsyncIterator[None]:
+    """The sender's workers and listener running, stopped at the end."""
+    stop = asyncio.Event()
+    running = asyncio.create_task(delivery.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        delivery._wake_all()
+        await running
+
+
+async def until(done: Callable[[], bool], within: float = 30.0) -> None:
+    """Waits (on the event loop) until `done()`, or `within` seconds: what
+    it waits on is the database's and the sender's, with no event to await."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not done() and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
+
+
 async def test_a_notify_heard_while_a_sender_finds_nothing_wakes_it_at_once(
     notifier: Notifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # No poll in the test's time: only the wake-up can start the next look.
-    monkeypatch.setattr(delivery_module, "POLL_S", 3600.0)
-    one = notifier.delivery._cfg.model_copy(update={"send_concurrency": 1})
-    delivery = notifier.sender(one)
+    delivery = woken_only(notifier, monkeypatch, 1)
     real = delivery.claim_many
     planted: list[uuid.UUID] = []
 
@@ -547,45 +573,28 @@ async def test_a_notify_heard_while_a_sender_finds_nothing_wakes_it_at_once(
         return jobs
 
     monkeypatch.setattr(delivery, "claim_many", claim_many)
-    stop = asyncio.Event()
-    running = asyncio.create_task(delivery.run(stop))
-    try:
-        for _ in range(300):
-            if notifier.email.delivered:
-                break
-            await asyncio.sleep(0.1)
-    finally:
-        stop.set()
-        delivery._wake_all()
-        await running
+    async with sending(delivery):
+        await until(lambda: bool(notifier.email.delivered))
     assert planted and [m.job_id for m in notifier.email.delivered] == [str(planted[0])]
 
 
 async def test_a_notify_wakes_an_idle_sender_and_a_full_batch_wakes_another(
     notifier: Notifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # No poll in the test's time: only wake-ups can start a look.
-    monkeypatch.setattr(delivery_module, "POLL_S", 3600.0)
-    two = notifier.delivery._cfg.model_copy(update={"send_concurrency": 2})
-    delivery = notifier.sender(two)
+    delivery = woken_only(notifier, monkeypatch, 2)
     real = delivery.claim_many
-    claimed_by: list[asyncio.Task[Any] | None] = []
+    claimed_by: set[asyncio.Task[Any] | None] = set()
 
     async def claim_many(limit: int) -> list[Any]:
         jobs = await real(limit)
         if jobs:
-            claimed_by.append(asyncio.current_task())
+            claimed_by.add(asyncio.current_task())
         return jobs
 
     monkeypatch.setattr(delivery, "claim_many", claim_many)
-    stop = asyncio.Event()
-    running = asyncio.create_task(delivery.run(stop))
-    try:
+    async with sending(delivery):
         # Both workers asleep, listening: then more jobs than one batch.
-        for _ in range(300):
-            if len(delivery._idle) == 2:
-                break
-            await asyncio.sleep(0.1)
+        await until(lambda: len(delivery._idle) == 2)
         planned = [
             job
             for _ in range(delivery_module.BATCH + 2)
@@ -595,17 +604,10 @@ async def test_a_notify_wakes_an_idle_sender_and_a_full_batch_wakes_another(
         ]
         async with notifier.pool.connection() as conn:
             await wake_senders(conn)
-        for _ in range(300):
-            if len(notifier.email.delivered) == len(planned):
-                break
-            await asyncio.sleep(0.1)
-    finally:
-        stop.set()
-        delivery._wake_all()
-        await running
+        await until(lambda: len(notifier.email.delivered) == len(planned))
     assert sorted(m.job_id for m in notifier.email.delivered) == sorted(map(str, planned))
     # The first batch was full: the other worker took the rest.
-    assert len(set(claimed_by)) == 2
+    assert len(claimed_by) == 2
 
 
 async def test_a_partys_messages_about_a_case_go_out_in_the_order_planned(
