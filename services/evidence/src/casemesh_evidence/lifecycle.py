@@ -39,7 +39,6 @@ an upload of the same bytes.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -58,6 +57,7 @@ from casemesh.platform.clock import Clock
 from casemesh.platform.consuming import ConsumerThread, Place, Subscription
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
+from casemesh.platform.periodic import Periodic
 from casemesh_evidence.store import BlobStore
 
 log = get_logger(__name__)
@@ -311,31 +311,18 @@ class CaseFollower(ConsumerThread):
             mark_unneeded(conn, ended, self._clock.now())  # at once, in one order
 
 
-class Purger:
+def Purger(
+    database_url: str, store: BlobStore, clock: Clock, grace: timedelta, tick: float
+) -> Periodic:
     """A worker (`serve_servicer`'s) that, every `tick` seconds, deletes the
-    candidates older than `grace` that are still not needed (`purge`), in
-    a thread of its own; a failure is logged and tried again next time."""
+    candidates older than `grace` that are still not needed (`purge`), a
+    batch after another while there are, in a thread of its own; a failure
+    is logged and tried again next time."""
+    connect = partial(psycopg.connect, database_url, connect_timeout=10)
 
-    def __init__(
-        self, database_url: str, store: BlobStore, clock: Clock, grace: timedelta, tick: float
-    ) -> None:
-        self._connect = partial(psycopg.connect, database_url, connect_timeout=10)
-        self._store, self._clock, self._grace, self._tick = store, clock, grace, tick
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="evidence-purger", daemon=True)
+    def purge_due() -> None:
+        while purge(connect, store, clock.now() - grace) and not purger.stopping:
+            pass
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self._thread.join(timeout=30)
-
-    def _loop(self) -> None:
-        while not self._stopped.wait(self._tick):
-            try:
-                while purge(self._connect, self._store, self._clock.now() - self._grace):
-                    if self._stopped.is_set():
-                        return
-            except Exception as exc:
-                log.error("evidence.purge_failed", error=repr(exc))
+    purger = Periodic("evidence-purger", tick, purge_due, "evidence.purge_failed", join_s=30)
+    return purger

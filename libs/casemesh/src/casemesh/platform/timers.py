@@ -17,7 +17,6 @@ the row stays due.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +31,7 @@ from casemesh.platform.clock import Clock
 from casemesh.platform.eventstore import schema_lock, side_table
 from casemesh.platform.following import Follower
 from casemesh.platform.logging import get_logger
+from casemesh.platform.periodic import Periodic
 from casemesh.platform.personal.mapper import leaving_sealed
 
 log = get_logger(__name__)
@@ -144,7 +144,6 @@ class Timer:
 
     def __post_init__(self) -> None:
         self._read = leaving_sealed(self.app.mapper)
-        self._stopped = threading.Event()
         self._scheduler = Follower(
             self.app,
             "timer-schedule",
@@ -154,16 +153,19 @@ class Timer:
             # Deadlines are days away: a second late to schedule one is nothing.
             pace=SCHEDULE_PACE_S,
         )
-        self._firing = threading.Thread(target=self._fire_loop, name="timer-fire", daemon=True)
+        # Time-driven by nature: a short tick (deadlines are days away; a
+        # test clock may jump), not on any request's path.
+        self._firing = Periodic(
+            "timer-fire", self.tick_seconds, self._fire_due, "timers.fire_failed", join_s=5
+        )
 
     def start(self) -> None:
         self._scheduler.start()
         self._firing.start()
 
     def stop(self) -> None:
-        self._stopped.set()
+        self._firing.stop()
         self._scheduler.stop()
-        self._firing.join(timeout=5)
 
     def _schedule(self, batch: Sequence[Notification], reached: int) -> None:
         """The deadlines a batch of events sets, and the position, in one
@@ -173,14 +175,8 @@ class Timer:
         deadlines = [d for n in batch for d in self.deadlines_of(read(n))]
         self.table.schedule(deadlines, Tracking(self.app.name, reached))
 
-    def _fire_loop(self) -> None:
-        # Time-driven by nature: a short tick (deadlines are days away; a
-        # test clock may jump), not on any request's path.
-        while not self._stopped.wait(self.tick_seconds):
-            try:
-                self.table.fire_due(self.clock.now(), self._fire_logged)
-            except Exception as exc:
-                log.error("timers.fire_failed", error=repr(exc))
+    def _fire_due(self) -> None:
+        self.table.fire_due(self.clock.now(), self._fire_logged)
 
     def _fire_logged(self, deadline: Deadline) -> None:
         log.info(
