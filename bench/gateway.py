@@ -383,6 +383,7 @@ def run(root: Path, pg: LocalPostgres, kafka: LocalKafka) -> None:
             queue_addr=f"127.0.0.1:{free_port()}",
             help_addr=f"127.0.0.1:{free_port()}",
             privacy_addr=f"127.0.0.1:{free_port()}",
+            notifier_addr=f"127.0.0.1:{free_port()}",
             gateway_addr=gateway,
             gateway_http_addr=gateway_http,
             evidence_dir=root / "evidence",

@@ -153,6 +153,7 @@ def stack(infra: Infra) -> Iterator[Stack]:
     queue_addr = f"127.0.0.1:{free_port()}"
     help_addr = f"127.0.0.1:{free_port()}"
     privacy_addr = f"127.0.0.1:{free_port()}"
+    notifier_addr = f"127.0.0.1:{free_port()}"
     inbound_port = free_port()
     gateway = f"127.0.0.1:{free_port()}"
     gateway_http = f"127.0.0.1:{free_port()}"
@@ -193,6 +194,7 @@ def stack(infra: Infra) -> Iterator[Stack]:
             queue_addr=queue_addr,
             help_addr=help_addr,
             privacy_addr=privacy_addr,
+            notifier_addr=notifier_addr,
             inbound_addr=f"127.0.0.1:{inbound_port}",
             gateway_addr=gateway,
             gateway_http_addr=gateway_http,
@@ -211,6 +213,7 @@ def stack(infra: Infra) -> Iterator[Stack]:
             wait_serving(queue_addr)
             wait_serving(help_addr)
             wait_serving(privacy_addr)
+            wait_serving(notifier_addr)
             wait_serving(gateway)
             # Tests start from a consuming notifier and an active relay.
             for name, line in (

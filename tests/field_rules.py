@@ -16,11 +16,12 @@ from casemesh.v1 import appeals_pb2 as apb
 from casemesh.v1 import casequeue_pb2 as qpb
 from casemesh.v1 import evidence_pb2 as epb
 from casemesh.v1 import helpcenter_pb2 as hpb
+from casemesh.v1 import notifications_pb2 as npb
 from casemesh.v1 import privacy_pb2 as ppb
 from casemesh.v1 import reports_pb2 as rpb
 from casemesh.v1 import tickets_pb2 as pb
 
-PUBLIC = (pb, apb, rpb, qpb, epb, hpb, ppb)
+PUBLIC = (pb, apb, rpb, qpb, epb, hpb, ppb, npb)
 
 # A number no enum in the contract defines (clients can send any number).
 UNDEFINED: Any = 42
@@ -143,6 +144,7 @@ CASES: list[tuple[Message, str]] = [
     (hpb.SearchArticlesRequest(query=""), "query"),
     (hpb.ListMyHelpSessionsRequest(page_size=-1), "page_size"),
     (hpb.ListMyPhoneChangesRequest(page_size=-1), "page_size"),
+    (npb.ListMyNotificationsRequest(page_size=-1), "page_size"),
     (hpb.SearchArticlesRequest(query="x", session="help-sessions/x"), "session"),
     (hpb.SearchArticlesRequest(query="x", locale="fr"), "locale"),
     (hpb.SearchArticlesRequest(query="x", page_size=-1), "page_size"),

@@ -164,6 +164,7 @@ ANY_USER = {
     "HelpCenterService.RecommendArticles",
     "HelpCenterService.ListMyHelpSessions",
     "HelpCenterService.ListMyPhoneChanges",
+    "NotificationService.ListMyNotifications",
     # Their own data; another person's is for admins (test_export).
     "PrivacyService.ExportPerson",
 }

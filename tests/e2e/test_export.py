@@ -1,7 +1,8 @@
 """A person downloads a copy of their data (PrivacyService.ExportPerson): a
-zip holding every case they are party to, with every step, and the files
-they uploaded; nothing of anyone else's, though another person reported the
-same video and wrote on the same days."""
+zip holding every case they are party to, with every step, the messages
+sent to them about their cases, and the files they uploaded; nothing of
+anyone else's, though another person reported the same video and wrote on
+the same days."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from casemesh.v1 import appeals_pb2 as apb
 from casemesh.v1 import evidence_pb2 as epb
 from casemesh.v1 import helpcenter_pb2 as hpb
 from casemesh.v1 import helpcenter_pb2_grpc as hpb_grpc
+from casemesh.v1 import notifications_pb2 as npb
 from casemesh.v1 import privacy_pb2 as ppb
 from casemesh.v1 import privacy_pb2_grpc as ppb_grpc
 from casemesh.v1 import tickets_pb2 as pb
@@ -32,6 +34,8 @@ from tests.e2e.test_reports import Person, decide_no_violation, party
 from tests.support import Client, wait_until
 
 MANIFEST = "casemesh-export.json"
+# What an agent asks Zoe about her ticket (and the e-mail she gets says).
+QUESTION = "Which phone number did you use?"
 
 
 def export(client: Client, person: str = "") -> tuple[str, zipfile.ZipFile]:
@@ -82,9 +86,7 @@ def test_a_person_exports_every_case_and_file_of_theirs_and_nothing_of_anyone_el
     # Zoe: a ticket with a screenshot, which an agent answers and she comments
     # on; a copyright notice; a report of a video.
     ticket, shot = ticket_with_file(zoe, zoe_mark, zoe_email, "+8613800138000")
-    agent.client.RequestInfo(
-        pb.RequestInfoRequest(name=ticket.name, message="Which phone number did you use?")
-    )
+    agent.client.RequestInfo(pb.RequestInfoRequest(name=ticket.name, message=QUESTION))
     zoe.client.AddComment(pb.AddCommentRequest(name=ticket.name, body=f"The old one {zoe_mark}c"))
     filed = notice(zoe, zoe_email, "")  # type: ignore[arg-type]
     filed.notice.work.title = f"Spring dance {zoe_mark}t"
@@ -131,7 +133,10 @@ def test_a_person_exports_every_case_and_file_of_theirs_and_nothing_of_anyone_el
         got = manifest(archive)
         counts = (len(got.tickets), len(got.appeals), len(got.reports), len(got.report_cases))
         events = [e.type for e in got.tickets[0].events] if got.tickets else []
-        return (name, archive) if counts == (1, 1, 1, 1) and len(events) >= 3 else None
+        # The agent's question, e-mailed to her (the notifier works behind the cases).
+        asked = [n for n in got.notifications if QUESTION in n.body and n.send_time.seconds]
+        done = counts == (1, 1, 1, 1) and len(events) >= 3 and asked
+        return (name, archive) if done else None
 
     file_name, archive = wait_until(complete, timeout=60, interval=0.5)
     assert file_name.startswith("casemesh-export-") and file_name.endswith(".zip")
@@ -159,6 +164,17 @@ def test_a_person_exports_every_case_and_file_of_theirs_and_nothing_of_anyone_el
     assert [c.name for c in got.phone_changes] == [changes[zoe.user]]
     assert got.phone_changes[0].old_phone.endswith(zoe_phone[-4:])
     assert zoe_phone.encode() not in archive.read(MANIFEST)
+    # Every message sent to her about her cases, each to her own address, the
+    # agent's question among them as it was e-mailed.
+    sent = got.notifications
+    assert {n.case for n in sent} >= {ticket.name, appeal.name}
+    assert {n.recipient for n in sent} == {zoe_email}
+    asked = [n for n in sent if QUESTION in n.body]
+    assert [(n.case, n.channel, n.state) for n in asked] == [
+        (ticket.name, pb.CHANNEL_EMAIL, npb.NOTIFICATION_STATE_SENT)
+    ]
+    assert asked[0].subject.startswith("We need more information")
+    assert all(n.name.startswith("notifications/") and n.create_time.seconds for n in sent)
     # The case that named her as the uploader, not who reported it.
     assert [c.name for c in got.report_cases] == [xis.report_case]
     assert got.report_cases[0].affected_uploader.legal_name == "Zoe Studio"

@@ -11,6 +11,7 @@ from casemesh_gateway.api import (
     CASEQUEUE,
     EVIDENCE,
     HELPCENTER,
+    NOTIFIER,
     PRIVACY,
     REPORTS,
     TICKETS,
@@ -26,6 +27,7 @@ AUDIENCES = {
     "casequeue": CASEQUEUE,
     "helpcenter": HELPCENTER,
     "privacy": PRIVACY,
+    "notifier": NOTIFIER,
 }
 
 

@@ -162,6 +162,15 @@ class World:
         async with self.pool.connection() as conn, conn.transaction():
             return await Planner(self.personal).plan_batch(conn, placed, self.clock.now())
 
+    async def both_told(self) -> tuple[str, str]:
+        """Lin and Wu each open a ticket and are told by e-mail and SMS;
+        their tickets' ids."""
+        lin_ticket, wu_ticket = str(uuid.uuid4()), str(uuid.uuid4())
+        sealer = self.tickets.sealer
+        await self.plan([opened(sealer, lin_ticket, LIN), opened(sealer, wu_ticket, WU)])
+        assert await self.drain() == 4
+        return lin_ticket, wu_ticket
+
     async def drain(self) -> int:
         handled = 0
         while await self.delivery.deliver_one():
@@ -239,12 +248,10 @@ def texts_to(world: World, phone: str) -> int:
 async def test_an_erased_persons_unsent_jobs_are_cancelled_and_nothing_of_them_is_kept(
     world: World,
 ) -> None:
-    lin_ticket, wu_ticket = str(uuid.uuid4()), str(uuid.uuid4())
     sealer = world.tickets.sealer
     # Both open a ticket and are told by e-mail and SMS; then an agent
     # answers each, and a sender claims Lin's e-mail about it.
-    await world.plan([opened(sealer, lin_ticket, LIN), opened(sealer, wu_ticket, WU)])
-    assert await world.drain() == 4
+    lin_ticket, wu_ticket = await world.both_told()
     await world.plan([agent_reply(lin_ticket, 2), agent_reply(wu_ticket, 2)])
     claimer = Delivery(
         pool=world.pool,

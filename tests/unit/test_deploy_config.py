@@ -300,7 +300,7 @@ def test_the_gateway_reaches_every_service_through_its_headless_service() -> Non
         s["spec"]["ports"][0]["port"]: s for s in of_kind(BASE.objects, "Service") if s["spec"]
     }
     targets = {k: v for k, v in gateway.env.items() if k.endswith("_TARGET")}
-    assert len(targets) == 7
+    assert len(targets) == 8
     for key, addr in targets.items():
         service = services[port_of(addr)]
         name = service["metadata"]["name"]

@@ -19,6 +19,7 @@ from google.protobuf import json_format
 from casemesh.v1 import appeals_pb2 as apb
 from casemesh.v1 import evidence_pb2 as epb
 from casemesh.v1 import helpcenter_pb2 as hpb
+from casemesh.v1 import notifications_pb2 as npb
 from casemesh.v1 import reports_pb2 as rpb
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh_gateway import export
@@ -90,6 +91,16 @@ class Help:
         return hpb.ListMyPhoneChangesResponse(phone_changes=[change])
 
 
+class Notifier:
+    async def ListMyNotifications(self, request: npb.ListMyNotificationsRequest, **_: Any) -> Any:
+        # Two pages of them.
+        if not request.page_token:
+            first = npb.Notification(name="notifications/i")
+            return npb.ListMyNotificationsResponse(notifications=[first], next_page_token="2")
+        second = npb.Notification(name="notifications/j")
+        return npb.ListMyNotificationsResponse(notifications=[second])
+
+
 class Evidence:
     def __init__(self) -> None:
         self.reads: list[str] = []
@@ -135,6 +146,7 @@ def sources(evidence: Evidence) -> export.Sources:
         reports=export.Service(Reports(), "r"),
         evidence=export.Service(evidence, "e"),
         helpcenter=export.Service(Help(), "h"),
+        notifier=export.Service(Notifier(), "n"),
         vouch=lambda audience: (("x-casemesh-identity", audience),),
         call_timeout=lambda: 5.0,
         read_timeout=lambda: 5.0,
@@ -158,6 +170,7 @@ def test_the_archive_holds_every_page_and_only_the_persons_files_named_safely() 
     assert list(found.reporting_standing.unfounded_reports) == ["reports/d"]
     assert [s.name for s in found.help_sessions] == ["help-sessions/g"]
     assert [c.name for c in found.phone_changes] == ["phone-changes/h"]
+    assert [n.name for n in found.notifications] == ["notifications/i", "notifications/j"]
     # Only the person's files, every page of them.
     assert [f.evidence.name for f in found.evidence] == [MINE, GONE]
     assert evidence.reads == [MINE, GONE]

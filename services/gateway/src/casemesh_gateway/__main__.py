@@ -18,6 +18,8 @@ from casemesh.v1 import (
     evidence_pb2_grpc,
     helpcenter_pb2,
     helpcenter_pb2_grpc,
+    notifications_pb2,
+    notifications_pb2_grpc,
     privacy_pb2,
     privacy_pb2_grpc,
     reports_pb2,
@@ -30,12 +32,14 @@ from casemesh_gateway.api import (
     APPEALS,
     EVIDENCE,
     HELPCENTER,
+    NOTIFIER,
     REPORTS,
     TICKETS,
     AppealGateway,
     Backend,
     EvidenceGateway,
     HelpGateway,
+    NotificationGateway,
     PrivacyGateway,
     QueueGateway,
     ReportGateway,
@@ -87,7 +91,8 @@ SERVICE_CONFIG = """{
       {"service": "casemesh.v1.HelpCenterService", "method": "GetArticle"},
       {"service": "casemesh.v1.HelpCenterService", "method": "ListHelpCategories"},
       {"service": "casemesh.v1.HelpCenterService", "method": "ListMyHelpSessions"},
-      {"service": "casemesh.v1.HelpCenterService", "method": "ListMyPhoneChanges"}
+      {"service": "casemesh.v1.HelpCenterService", "method": "ListMyPhoneChanges"},
+      {"service": "casemesh.v1.NotificationService", "method": "ListMyNotifications"}
     ],
     "retryPolicy": {
       "maxAttempts": 3, "initialBackoff": "0.1s", "maxBackoff": "1s",
@@ -150,6 +155,7 @@ async def _serve(cfg: GatewaySettings, verifier: TokenVerifier) -> None:
         backend_channel(cfg.casequeue_target) as queue_channel,
         backend_channel(cfg.helpcenter_target) as help_channel,
         backend_channel(cfg.privacy_target) as privacy_channel,
+        backend_channel(cfg.notifier_target) as notifier_channel,
     ):
         backend.evidence = evidence_pb2_grpc.EvidenceServiceStub(evidence_channel)
         tickets = TicketGateway(backend, tickets_channel)
@@ -159,6 +165,7 @@ async def _serve(cfg: GatewaySettings, verifier: TokenVerifier) -> None:
         backend.reports = reports.stub
         queue = QueueGateway(backend, queue_channel)
         help_centre = HelpGateway(backend, help_channel, tickets_channel)
+        notifications = NotificationGateway(backend, notifier_channel)
         privacy = PrivacyGateway(
             backend,
             privacy_channel,
@@ -168,6 +175,7 @@ async def _serve(cfg: GatewaySettings, verifier: TokenVerifier) -> None:
                 REPORTS: reports.stub,
                 EVIDENCE: evidence.stub,
                 HELPCENTER: help_centre.stub,
+                NOTIFIER: notifications.stub,
             },
             read_timeout=cfg.upload_timeout_seconds,
         )
@@ -180,6 +188,7 @@ async def _serve(cfg: GatewaySettings, verifier: TokenVerifier) -> None:
             casequeue_pb2_grpc.add_CaseQueueServiceServicer_to_server(queue, server)
             helpcenter_pb2_grpc.add_HelpCenterServiceServicer_to_server(help_centre, server)
             privacy_pb2_grpc.add_PrivacyServiceServicer_to_server(privacy, server)
+            notifications_pb2_grpc.add_NotificationServiceServicer_to_server(notifications, server)
 
         services = [
             tickets_pb2.DESCRIPTOR.services_by_name["TicketService"],
@@ -189,6 +198,7 @@ async def _serve(cfg: GatewaySettings, verifier: TokenVerifier) -> None:
             casequeue_pb2.DESCRIPTOR.services_by_name["CaseQueueService"],
             helpcenter_pb2.DESCRIPTOR.services_by_name["HelpCenterService"],
             privacy_pb2.DESCRIPTOR.services_by_name["PrivacyService"],
+            notifications_pb2.DESCRIPTOR.services_by_name["NotificationService"],
         ]
         fieldrules.warm(services)
         await serve(

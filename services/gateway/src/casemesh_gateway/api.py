@@ -35,6 +35,8 @@ from casemesh.v1 import (
     evidence_pb2_grpc,
     helpcenter_pb2,
     helpcenter_pb2_grpc,
+    notifications_pb2,
+    notifications_pb2_grpc,
     privacy_pb2,
     privacy_pb2_grpc,
     reports_pb2,
@@ -68,6 +70,7 @@ REPORTS = _service(reports_pb2, "ReportService")
 CASEQUEUE = _service(casequeue_pb2, "CaseQueueService")
 HELPCENTER = _service(helpcenter_pb2, "HelpCenterService")
 PRIVACY = _service(privacy_pb2, "PrivacyService")
+NOTIFIER = _service(notifications_pb2, "NotificationService")
 
 
 @dataclass(kw_only=True, eq=False)
@@ -460,8 +463,9 @@ class PrivacyGateway(privacy_pb2_grpc.PrivacyServiceServicer):
     ) -> None:
         self.backend = backend
         self.stub = privacy_pb2_grpc.PrivacyServiceStub(channel)
-        # What an export gathers from: each case service's stub, and the
-        # help centre's (`cases`, by audience), with the audience of its tokens.
+        # What an export gathers from: each case service's stub, the help
+        # centre's and the notifier's (`cases`, by audience), with the
+        # audience of its tokens.
         self.services = {
             field: export.Service(cases[audience], audience)
             for field, audience in (
@@ -470,6 +474,7 @@ class PrivacyGateway(privacy_pb2_grpc.PrivacyServiceServicer):
                 ("reports", REPORTS),
                 ("evidence", EVIDENCE),
                 ("helpcenter", HELPCENTER),
+                ("notifier", NOTIFIER),
             )
         }
         self.read_timeout = read_timeout
@@ -531,8 +536,21 @@ class PrivacyGateway(privacy_pb2_grpc.PrivacyServiceServicer):
                 files=len(found.evidence),
                 help_sessions=len(found.help_sessions),
                 phone_changes=len(found.phone_changes),
+                notifications=len(found.notifications),
                 bytes=sent,
             )
+
+
+class NotificationGateway(notifications_pb2_grpc.NotificationServiceServicer):
+    """What the notifier sent the caller: theirs alone, whatever their role."""
+
+    audience = NOTIFIER
+
+    def __init__(self, backend: Backend, channel: grpc.aio.Channel) -> None:
+        self.backend = backend
+        self.stub = notifications_pb2_grpc.NotificationServiceStub(channel)
+
+    ListMyNotifications = route("ListMyNotifications", check=checks.page(50))
 
 
 class QueueGateway(casequeue_pb2_grpc.CaseQueueServiceServicer):

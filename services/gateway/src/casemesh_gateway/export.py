@@ -1,10 +1,11 @@
 """A person's data export (`PrivacyService.ExportPerson`), composed here
-from the case services and the help centre as the person: what each service
-shows them of their cases (and help sessions) is what the archive holds, so
-its access rules decide what another party's data an export may carry (none
-but what the person was already shown). The archive is a zip, written as
-it streams: `casemesh-export.json` first, then every file the person
-uploaded, read from the evidence service chunk by chunk, so no file is held
+from the case services, the help centre and the notifier as the person:
+what each service shows them of their cases (and help sessions, and the
+messages sent to them) is what the archive holds, so its access rules
+decide what another party's data an export may carry (none but what the
+person was already shown). The archive is a zip, written as it streams:
+`casemesh-export.json` first, then every file the person uploaded, read
+from the evidence service chunk by chunk, so no file is held
 whole in memory."""
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from casemesh.v1 import (
     tickets_pb2,
 )
 from casemesh.v1 import helpcenter_pb2 as hpb
+from casemesh.v1 import notifications_pb2 as npb
 
 Export = privacy_pb2.PersonalDataExport
 
@@ -62,6 +64,7 @@ class Sources:
     reports: Service
     evidence: Service
     helpcenter: Service
+    notifier: Service
     # The metadata of a call to an audience on the person's behalf.
     vouch: Callable[[str], Sequence[tuple[str, str]]]
     # How long a call, and reading a file, may take.
@@ -138,12 +141,33 @@ async def gather(sources: Sources, person: str, now: datetime) -> Export:
             reports, "GetMyReportingStanding", reports_pb2.GetMyReportingStandingRequest()
         )
     )
-    # From the help centre: their help sessions and phone-number changes.
-    for method, request, field, into in (
-        ("ListMyHelpSessions", hpb.ListMyHelpSessionsRequest, "sessions", found.help_sessions),
-        ("ListMyPhoneChanges", hpb.ListMyPhoneChangesRequest, "phone_changes", found.phone_changes),
+    # From the help centre: their help sessions and phone-number changes;
+    # from the notifier: every message sent to them about their cases.
+    help_centre, notifier = sources.helpcenter, sources.notifier
+    for service, method, request, field, into in (
+        (
+            help_centre,
+            "ListMyHelpSessions",
+            hpb.ListMyHelpSessionsRequest,
+            "sessions",
+            found.help_sessions,
+        ),
+        (
+            help_centre,
+            "ListMyPhoneChanges",
+            hpb.ListMyPhoneChangesRequest,
+            "phone_changes",
+            found.phone_changes,
+        ),
+        (
+            notifier,
+            "ListMyNotifications",
+            npb.ListMyNotificationsRequest,
+            "notifications",
+            found.notifications,
+        ),
     ):
-        async for item in _pages(sources, sources.helpcenter, method, request, field):
+        async for item in _pages(sources, service, method, request, field):
             into.append(item)
     async for record in _pages(
         sources, sources.evidence, "ListEvidence", evidence_pb2.ListEvidenceRequest, "evidence"

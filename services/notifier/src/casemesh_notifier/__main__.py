@@ -1,5 +1,6 @@
 """`python -m casemesh_notifier [run]`: consume case events, deliver e-mail and
-SMS, publish delivery outcomes. `python -m casemesh_notifier replay [JOB_ID…]`:
+SMS, publish delivery outcomes, and serve what was sent to each person
+(`NotificationService`, to the gateway). `python -m casemesh_notifier replay [JOB_ID…]`:
 put parked jobs back in the queue."""
 
 from __future__ import annotations
@@ -7,20 +8,25 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from typing import Any
 
 from prometheus_client import REGISTRY
+from psycopg_pool import AsyncConnectionPool
 
 from casemesh.platform import settings as settings_mod
 from casemesh.platform.clock import SystemClock
 from casemesh.platform.consuming import start_broker, watch_lag
 from casemesh.platform.fields import fields_of
 from casemesh.platform.forgetting import ErasureFollower
+from casemesh.platform.grpcutil import serve
 from casemesh.platform.logging import configure_logging, get_logger
 from casemesh.platform.metrics import serve_metrics
 from casemesh.platform.outbox import OutboxPublisher
 from casemesh.platform.personal import AsyncSealer, open_sealer
 from casemesh.platform.pools import async_pool
 from casemesh.platform.telemetry import configure_tracing
+from casemesh.v1 import notifications_pb2, notifications_pb2_grpc
+from casemesh_notifier.api import NotificationServicer
 from casemesh_notifier.channels import Channel, HttpEmailChannel, HttpSmsChannel, SmtpChannel
 from casemesh_notifier.consumers import TOPICS, build_broker, build_router
 from casemesh_notifier.delivery import Delivery, replay_parked
@@ -28,7 +34,7 @@ from casemesh_notifier.metrics import JobsCollector
 from casemesh_notifier.outbox import NOTIFICATIONS
 from casemesh_notifier.planner import Planner
 from casemesh_notifier.schema import create_schema
-from casemesh_notifier.settings import NotifierSettings
+from casemesh_notifier.settings import NotifierServiceSettings, NotifierSettings
 
 log = get_logger(__name__)
 
@@ -50,15 +56,16 @@ def email_channel(cfg: NotifierSettings) -> SmtpChannel | HttpEmailChannel:
     )
 
 
-async def run(cfg: NotifierSettings) -> None:
+async def run(cfg: NotifierServiceSettings) -> None:
     await create_schema(cfg.database_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    # Each sender worker holds a connection at most; the consumers need their own.
-    pool = async_pool(cfg.database_url, min_size=1, max_size=cfg.send_concurrency + 4)
+    # Each sender worker holds a connection at most; the consumers and the
+    # API need their own.
+    pool = async_pool(cfg.database_url, min_size=1, max_size=cfg.send_concurrency + 6)
     await pool.open()
     sms = HttpSmsChannel(url=cfg.sms_url, api_key=cfg.sms_api_key, timeout=cfg.sms_timeout_seconds)
     email = email_channel(cfg)
@@ -83,6 +90,7 @@ async def run(cfg: NotifierSettings) -> None:
         asyncio.create_task(
             watch_lag(cfg.kafka_bootstrap, cfg.consumer_group, TOPICS, stop), name="lag"
         ),
+        asyncio.create_task(serve_notifications(cfg, pool, stop), name="grpc"),
     ]
     # Each process forgets every erased person's keys itself (the shared
     # group hands an erasure to one replica).
@@ -123,7 +131,11 @@ async def run(cfg: NotifierSettings) -> None:
         if broker is not None:
             await broker.stop()
         await asyncio.to_thread(erasures.stop)
-        results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=30)
+        # The API drains for its delay and grace; the loops end within 30 s.
+        drain = cfg.shutdown_delay_seconds + cfg.shutdown_grace_seconds
+        results = await asyncio.wait_for(
+            asyncio.gather(*tasks, return_exceptions=True), timeout=30 + drain
+        )
         for task, result in zip(tasks, results, strict=True):
             if isinstance(result, BaseException):
                 log.error("notifier.task_failed", task=task.get_name(), error=repr(result))
@@ -135,11 +147,27 @@ async def run(cfg: NotifierSettings) -> None:
         raise SystemExit(1)
 
 
+async def serve_notifications(
+    cfg: NotifierServiceSettings, pool: AsyncConnectionPool[Any], stop: asyncio.Event
+) -> None:
+    """Serves `NotificationService` until `stop`, then drains it."""
+    service = notifications_pb2.DESCRIPTOR.services_by_name["NotificationService"]
+    await serve(
+        cfg,
+        register=lambda server: notifications_pb2_grpc.add_NotificationServiceServicer_to_server(
+            NotificationServicer(pool), server
+        ),
+        service_names=[service.full_name],
+        stop=stop,
+    )
+
+
 def main() -> None:
-    cfg = settings_mod.load(NotifierSettings)
-    configure_logging(cfg.service_name, cfg.log_level, cfg.log_format)
     args = sys.argv[1:] or ["run"]
-    if args[0] == "run":
+    # Replaying parked jobs serves no API: it needs no key of the gateway's.
+    cfg = settings_mod.load(NotifierServiceSettings if args[0] == "run" else NotifierSettings)
+    configure_logging(cfg.service_name, cfg.log_level, cfg.log_format)
+    if isinstance(cfg, NotifierServiceSettings):
         configure_tracing(cfg.service_name)
         REGISTRY.register(JobsCollector(cfg.database_url))
         serve_metrics(cfg.metrics_addr)

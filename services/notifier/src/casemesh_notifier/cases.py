@@ -324,6 +324,7 @@ def tell(
                 body=body,
                 params=params,
                 html=html,
+                user_id=party.user_id,
             )
             jobs.append(job)
     return jobs

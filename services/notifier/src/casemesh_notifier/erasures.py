@@ -62,12 +62,13 @@ class Forgotten:
     outcomes: int = 0
 
 
-# The jobs of the people (`%(people)s`): those of their party rows, and those
-# of no party row (one-time codes) sent to one of their addresses.
+# The jobs of the people (`%(people)s`): those planned for them, those of
+# their party rows (a party's row names whoever the case's last event named),
+# and those of no party row (one-time codes) sent to one of their addresses.
 THEIR_JOBS = (
     "SELECT j.id, j.status, j.channel FROM notification_jobs AS j"
     " LEFT JOIN case_parties AS p ON p.case_name = j.case_name AND p.party = j.party"
-    " WHERE (p.user_id = ANY(%(people)s)"
+    " WHERE (j.user_id = ANY(%(people)s) OR p.user_id = ANY(%(people)s)"
     "   OR (p.case_name IS NULL AND j.recipient <> '' AND j.recipient = ANY(%(addresses)s)))"
     " ORDER BY j.id FOR UPDATE OF j"
 )

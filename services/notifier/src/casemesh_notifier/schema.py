@@ -84,6 +84,20 @@ STATEMENTS = [
     # An erasure finds the person's rows by user id.
     """CREATE INDEX IF NOT EXISTS case_parties_user ON case_parties (user_id)
         WHERE user_id <> ''""",
+    # Whom each job was for: its party's user id when it was planned (a later
+    # event may name someone else in the party's row). Jobs planned before
+    # the column existed take their party row's, once, as the column is added.
+    """DO $$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'notification_jobs'::regclass
+                       AND attname = 'user_id' AND NOT attisdropped) THEN
+            ALTER TABLE notification_jobs ADD COLUMN user_id text NOT NULL DEFAULT '';
+            UPDATE notification_jobs AS j SET user_id = p.user_id FROM case_parties AS p
+                WHERE p.case_name = j.case_name AND p.party = j.party AND p.user_id <> '';
+        END IF;
+    END $$""",
+    # A person's messages (`api`), newest first.
+    """CREATE INDEX IF NOT EXISTS notification_jobs_person
+        ON notification_jobs (user_id, created_at DESC, id DESC) WHERE user_id <> ''""",
     # Who was erased (PersonErased): their parties stay without address or
     # subject whatever a later event carries (events of services that keep
     # contacts in clear name them again).

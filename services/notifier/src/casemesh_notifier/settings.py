@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from casemesh.platform.personal import PersonalDataSettings
-from casemesh.platform.settings import KafkaSettings, PostgresSettings
+from casemesh.platform.settings import InternalServiceSettings, KafkaSettings, PostgresSettings
 
 
 # The key database is required: ticket events carry the requester's contacts
@@ -124,3 +124,10 @@ class NotifierSettings(PostgresSettings, KafkaSettings, PersonalDataSettings):
         if v and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d", v):
             raise ValueError("must be HH:MM-HH:MM or empty")
         return v
+
+
+class NotifierServiceSettings(NotifierSettings, InternalServiceSettings):
+    """The notifier as `python -m casemesh_notifier` runs it: also serving
+    `NotificationService` (a person's messages) to the gateway alone."""
+
+    grpc_addr: str = "127.0.0.1:50068"

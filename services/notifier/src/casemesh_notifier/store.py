@@ -60,6 +60,8 @@ class NewJob:
     params: dict[str, str]
     # An e-mail's HTML alternative ("" for SMS).
     html: str = ""
+    # The party's user id ("" for a party without an account).
+    user_id: str = ""
 
     @property
     def id(self) -> uuid.UUID:
@@ -155,14 +157,14 @@ async def add_jobs(
         return []
     cur = await conn.execute(
         "INSERT INTO notification_jobs (id, cause_event_id, party, case_name, channel,"
-        " recipient, template, locale, subject, body, html, params, next_attempt_at,"
+        " recipient, template, locale, subject, body, html, params, user_id, next_attempt_at,"
         " created_at)"
         " SELECT id, cause, party, case_name, channel, recipient, template, locale, subject,"
-        " body, html, params, %s, %s"
+        " body, html, params, user_id, %s, %s"
         " FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
-        " %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[])"
+        " %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[], %s::text[])"
         " WITH ORDINALITY AS j(id, cause, party, case_name, channel, recipient, template,"
-        " locale, subject, body, html, params, n)"
+        " locale, subject, body, html, params, user_id, n)"
         " ORDER BY n"
         " ON CONFLICT (cause_event_id, party, channel, recipient) DO NOTHING RETURNING id",
         (
@@ -180,6 +182,7 @@ async def add_jobs(
             [j.body for j in jobs],
             [j.html for j in jobs],
             [Jsonb(j.params) for j in jobs],
+            [j.user_id for j in jobs],
         ),
     )
     return [row[0] for row in await cur.fetchall()]

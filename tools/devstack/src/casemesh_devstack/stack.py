@@ -72,6 +72,7 @@ REPORTS_ADDR = "127.0.0.1:50064"
 QUEUE_ADDR = "127.0.0.1:50065"
 HELP_ADDR = "127.0.0.1:50066"
 PRIVACY_ADDR = "127.0.0.1:50067"
+NOTIFIER_ADDR = "127.0.0.1:50068"
 GATEWAY_ADDR = "127.0.0.1:50051"
 # The inbound mail service's SMTP port, and the domain of its reply addresses.
 INBOUND_ADDR = "127.0.0.1:2526"
@@ -132,6 +133,7 @@ def service_specs(
     queue_addr: str = QUEUE_ADDR,
     help_addr: str = HELP_ADDR,
     privacy_addr: str = PRIVACY_ADDR,
+    notifier_addr: str = NOTIFIER_ADDR,
     inbound_addr: str = INBOUND_ADDR,
     gateway_addr: str | None = None,
     gateway_http_addr: str | None = None,
@@ -208,6 +210,7 @@ def service_specs(
                 **common,
                 "CASEMESH_DATABASE_URL": pg.dsn(NOTIFIER_DB),
                 "CASEMESH_KAFKA_BOOTSTRAP": kafka.bootstrap,
+                "CASEMESH_GRPC_ADDR": notifier_addr,
                 "CASEMESH_SMTP_HOST": mail[0],
                 "CASEMESH_SMTP_PORT": str(mail[1]),
                 "CASEMESH_SMS_URL": sms_url,
@@ -216,6 +219,7 @@ def service_specs(
                 "CASEMESH_REPLY_TOKEN_SECRET": reply_token_secret(jwt_secret),
                 "CASEMESH_SERVICE_NAME": "notifier",
                 **personal,
+                **vouched,
                 # A local stack is tried at any hour: no SMS quiet hours unless asked for.
                 "CASEMESH_SMS_QUIET_HOURS": os.environ.get("CASEMESH_SMS_QUIET_HOURS", ""),
             },
@@ -362,6 +366,7 @@ def service_specs(
                 "CASEMESH_CASEQUEUE_TARGET": queue_addr,
                 "CASEMESH_HELPCENTER_TARGET": help_addr,
                 "CASEMESH_PRIVACY_TARGET": privacy_addr,
+                "CASEMESH_NOTIFIER_TARGET": notifier_addr,
                 "CASEMESH_JWT_SECRET": jwt_secret,
                 "CASEMESH_INTERNAL_SIGNING_KEY": identity_keys.signing,
                 "CASEMESH_SERVICE_NAME": "gateway",
@@ -587,8 +592,9 @@ def _run_lock(cfg: StackConfig) -> Iterator[None]:
 
 def _stop_rank(spec: ServiceSpec) -> int:
     """Where a process comes in the Ctrl-C order, against the flow of a request:
-    the gateway, then the servers behind it, then the relays that publish what
-    the servers stored, then the consumers and the notifier that act on it."""
+    the gateway, then the servers behind it (the case queue and the notifier
+    among them), then the relays that publish what the servers stored, then
+    the consumers that act on it."""
     if spec.name in ("gateway", "inbound"):
         return 0
     if "CASEMESH_GRPC_ADDR" in spec.env:

@@ -1,0 +1,160 @@
+"""What the notifier tells a person it sent them (`NotificationService`, and
+so their data export), on a real PostgreSQL database with the real sender:
+their own messages only, newest first, page by page; an erased person's
+keep their channel, state and times, nothing they said or where they went."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+
+from casemesh.platform.errors import InvalidArgument
+from casemesh.v1 import notifications_pb2 as npb
+from casemesh.v1 import tickets_pb2 as pb
+from casemesh_notifier.api import STATES, list_notifications
+from casemesh_notifier.erasures import CANCELLED as CANCELLED_STATUS
+from casemesh_notifier.store import NewJob, add_jobs
+from tests.integration.test_notifier_erasure import (
+    LIN,
+    REPLY,
+    WU,
+    World,
+    agent_reply,
+    erasure,
+)
+from tests.integration.test_notifier_erasure import world as world_fixture
+
+# The notifier of that test, its sender, mail and SMS endpoints.
+world = world_fixture
+
+SENT, PENDING = npb.NOTIFICATION_STATE_SENT, npb.NOTIFICATION_STATE_PENDING
+CANCELLED = npb.NOTIFICATION_STATE_CANCELLED
+
+
+async def every_page(world: World, person: str, page_size: int) -> list[npb.Notification]:
+    """All of the person's notifications, read `page_size` at a time."""
+    found: list[npb.Notification] = []
+    token = ""
+    while True:
+        page = await list_notifications(world.pool, person, page_size, token)
+        assert len(page.notifications) <= page_size
+        found += page.notifications
+        token = page.next_page_token
+        if not token:
+            return found
+
+
+async def test_a_person_is_shown_their_own_messages_newest_first_and_once_erased_no_content(
+    world: World,
+) -> None:
+    # Both open a ticket and are told by e-mail and SMS; an agent then
+    # answers Lin, whose messages about it are not sent yet.
+    lin_ticket, _ = await world.both_told()
+    world.clock.advance(60)
+    await world.plan([agent_reply(lin_ticket, 2)])
+
+    lins = await every_page(world, LIN.user_id, 3)
+    assert await every_page(world, LIN.user_id, 100) == lins
+    # Newest first: the two about the reply, then the two about the opening.
+    assert [n.state for n in lins] == [PENDING, PENDING, SENT, SENT]
+    both = {(pb.CHANNEL_EMAIL, LIN.email), (pb.CHANNEL_SMS, LIN.phone)}
+    assert {(n.channel, n.recipient) for n in lins[:2]} == both
+    assert {(n.channel, n.recipient) for n in lins[2:]} == both
+    assert {n.case for n in lins} == {f"tickets/{lin_ticket}"}
+    assert len({n.name for n in lins}) == 4
+    # What each said, as sent: the e-mail has a subject, a text message none.
+    emailed = [n for n in lins if n.channel == pb.CHANNEL_EMAIL]
+    assert all(n.subject and LIN.subject in n.body for n in emailed if n.state == SENT)
+    assert [REPLY in n.body for n in emailed] == [True, False]
+    assert all(n.send_time.seconds for n in lins if n.state == SENT)
+    assert not any(n.HasField("send_time") for n in lins if n.state == PENDING)
+    # Wu sees his own, none of Lin's.
+    wus = await every_page(world, WU.user_id, 100)
+    assert {n.recipient for n in wus} == {WU.email, WU.phone}
+    assert not {n.name for n in wus} & {n.name for n in lins}
+
+    # Lin is erased: her messages stay listed, with nothing of her in them,
+    # and those not yet sent are cancelled.
+    await world.tickets.erase(LIN.user_id)
+    await world.plan([erasure(LIN.user_id)])
+    after = await every_page(world, LIN.user_id, 2)
+    assert [n.name for n in after] == [n.name for n in lins]
+    assert [n.state for n in after] == [CANCELLED, CANCELLED, SENT, SENT]
+    assert all((n.recipient, n.subject, n.body) == ("", "", "") for n in after)
+    assert await every_page(world, WU.user_id, 100) == wus
+
+
+async def test_each_party_of_a_case_sees_the_messages_planned_for_them_alone(
+    world: World,
+) -> None:
+    """An appeal's filer and uploader are told of the same steps; a later
+    event then names another uploader (a correction). Each sees only what
+    was planned for them: the next uploader none of the earlier one's, a
+    party without an account nobody's."""
+    case = f"appeals/{uuid.uuid4()}"
+    filer, uploader, corrected = (f"users/{n}-{uuid.uuid4().hex[:6]}" for n in "fuc")
+    with psycopg.connect(world.dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO case_parties (case_name, party, user_id, locale, email, channels)"
+            " VALUES (%s, 'filer', %s, 'en', 'f@example.com', '{EMAIL}'),"
+            " (%s, 'uploader', %s, 'en', 'u@example.com', '{EMAIL}'),"
+            " (%s, 'rights_holder', '', 'en', 'r@example.com', '{EMAIL}')",
+            (case, filer, case, uploader, case),
+        )
+    parties = [("filer", filer, "f"), ("uploader", uploader, "u"), ("rights_holder", "", "r")]
+    for event in ("1", "2"):
+        jobs = [
+            NewJob(
+                cause_event_id=f"{case}:{event}",
+                case_name=case,
+                party=party,
+                channel="EMAIL",
+                recipient=f"{letter}@example.com",
+                template="appeal.received",
+                locale="en",
+                subject=f"To {party}",
+                body=f"Step {event} for {party}",
+                params={},
+                user_id=user,
+            )
+            for party, user, letter in parties
+        ]
+        async with world.pool.connection() as conn:
+            await add_jobs(conn, jobs, world.clock.now())
+        world.clock.advance(1)
+    with psycopg.connect(world.dsn, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE case_parties SET user_id = %s, email = 'c@example.com'"
+            " WHERE case_name = %s AND party = 'uploader'",
+            (corrected, case),
+        )
+
+    def seen(found: list[npb.Notification]) -> list[tuple[str, str]]:
+        return [(n.recipient, n.body) for n in found]
+
+    assert seen(await every_page(world, filer, 1)) == [
+        ("f@example.com", "Step 2 for filer"),
+        ("f@example.com", "Step 1 for filer"),
+    ]
+    assert seen(await every_page(world, uploader, 100)) == [
+        ("u@example.com", "Step 2 for uploader"),
+        ("u@example.com", "Step 1 for uploader"),
+    ]
+    assert await every_page(world, corrected, 100) == []
+    # Erasing the earlier uploader reaches the messages planned for them,
+    # though their party row names someone else now; the filer's stay.
+    await world.plan([erasure(uploader)])
+    assert seen(await every_page(world, uploader, 100)) == [("", "")] * 2
+    assert seen(await every_page(world, filer, 100))[0] == ("f@example.com", "Step 2 for filer")
+    # A page token this service did not give is refused, naming the field.
+    with pytest.raises(InvalidArgument) as refused:
+        await list_notifications(world.pool, filer, 10, "not-a-token")
+    assert [v.field for v in refused.value.violations] == ["page_token"]
+
+
+def test_every_status_a_job_takes_is_shown_as_a_state() -> None:
+    written = {"pending", "sending", "sent", "parked", CANCELLED_STATUS}
+    assert set(STATES) == written
+    assert npb.NOTIFICATION_STATE_UNSPECIFIED not in STATES.values()
