@@ -1,7 +1,8 @@
 """Files are deleted once no case needs them, on a real PostgreSQL database
 and a real blob directory, from the case events the evidence service reads:
 a file goes when every case that holds it has expired, or, its uploader
-erased, when no live case holds it; bytes another record names stay."""
+erased, when no live case holds it, or when no case took it up in the time
+files wait to be attached; bytes another record names stay."""
 
 from __future__ import annotations
 
@@ -21,7 +22,15 @@ from casemesh.platform.errors import NotFound
 from casemesh.platform.identity import Identity
 from casemesh.platform.pools import async_pool
 from casemesh_evidence.application import EvidenceLocker, EvidenceView, forget_person
-from casemesh_evidence.lifecycle import LOCK, file_locks, mark_unneeded, observe, purge, take
+from casemesh_evidence.lifecycle import (
+    LOCK,
+    UNATTACHED,
+    file_locks,
+    mark_unneeded,
+    observe,
+    purge,
+    take,
+)
 from casemesh_evidence.store import LocalBlobStore
 from tests.e2e.test_evidence import png
 from tests.integration.test_notifier_erasure import case_event
@@ -86,7 +95,7 @@ class Cases:
 
     def purge(self) -> int:
         """The purger's round now."""
-        return purge(partial(psycopg.connect, self.dsn), self.store, self.time - GRACE)
+        return purge(partial(psycopg.connect, self.dsn), self.store, self.time, GRACE)
 
     def purge_after_grace(self) -> int:
         """Nothing goes within the grace period; the purger's round after it."""
@@ -118,7 +127,7 @@ async def test_a_file_goes_when_every_case_holding_it_expired(
     """Ada's ticket expires: the file only it held is deleted (its bytes stay
     while Bo's upload of the same bytes names them), the file her other,
     open ticket also holds stays until that one expires too, and a file no
-    case holds is hers to keep."""
+    case holds is hers to keep while it waits to be attached."""
     cases = Cases(dsn, locker)
     same = png()
     only, shared, loose = [await upload(locker, "ada", d) for d in (same, png(), png())]
@@ -200,3 +209,54 @@ async def test_an_erased_persons_files_go_once_no_live_case_holds_them(
     assert cases.purge_after_grace() == 1
     assert await kept(locker, reported, dans) == [False, True]
     assert stored(locker, reported) == [False]
+
+
+async def test_a_file_never_attached_goes_once_its_wait_to_be_attached_is_over(
+    dsn: str, locker: EvidenceLocker
+) -> None:
+    """Eve uploads four files and attaches one to a ticket. The one she gave
+    up on goes once `retention.toml`'s wait for files never attached (and the
+    grace period) is over; the one she asks for to attach it just as its wait
+    ends waits its grace again, and the ticket taking it up, heard late,
+    keeps it; the one she uploaded again waits from then; the attached one
+    stays with its open ticket."""
+    cases = Cases(dsn, locker)
+    eve, start = Identity("eve", frozenset({"user"})), cases.time
+    uploaded_again = png()
+    dropped, late, used, again = [
+        await upload(locker, "eve", d) for d in (png(), png(), png(), uploaded_again)
+    ]
+    cases.time += timedelta(days=1)
+    cases.hear(ticket(str(uuid.uuid4()), 1, NEW, tev.TicketCreated, "eve", evidence=attached(used)))
+    cases.time = start + timedelta(days=20)
+    assert (await upload(locker, "eve", uploaded_again)).id == again.id
+
+    cases.time = start + UNATTACHED + timedelta(seconds=1)
+    assert cases.purge() == 0  # candidates now: within the grace period
+    await locker.describe(eve, f"evidence/{late.id}")  # to attach it
+    taken_up = ticket(str(uuid.uuid4()), 1, NEW, tev.TicketCreated, "eve", evidence=attached(late))
+    cases.hear(taken_up)  # heard late, within its grace
+    assert cases.purge_after_grace() == 1
+    assert await kept(locker, dropped, late, used, again) == [False, True, True, True]
+    assert stored(locker, dropped) == [False]
+
+    cases.time = start + timedelta(days=20) + UNATTACHED + timedelta(seconds=1)
+    assert cases.purge_after_grace() == 1
+    assert await kept(locker, late, used, again) == [True, True, False]
+
+
+async def test_files_uploaded_before_the_wait_came_in_wait_from_their_upload(
+    dsn: str, locker: EvidenceLocker
+) -> None:
+    """A database from before files waited to be attached: on the first
+    start with it, each file no case holds waits from its upload."""
+    cases = Cases(dsn, locker)
+    loose, held = [await upload(locker, "fay", png()) for _ in range(2)]
+    cases.hear(ticket(str(uuid.uuid4()), 1, NEW, tev.TicketCreated, "fay", evidence=attached(held)))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE evidence_unattached")
+    await locker.create_schema()
+    await locker.create_schema()  # once only
+    with psycopg.connect(dsn) as conn:
+        waiting = conn.execute("SELECT evidence_id, until FROM evidence_unattached").fetchall()
+    assert [(str(i), until) for i, until in waiting] == [(loose.id, loose.created_at + UNATTACHED)]

@@ -122,6 +122,7 @@ class EvidenceLocker:
         async with self.pool.connection() as conn, advisory_lock(conn, SCHEMA_LOCK):
             await conn.execute(SCHEMA)
             await conn.execute(lifecycle.SCHEMA)
+            await conn.execute(lifecycle.UNATTACHED_SCHEMA)
 
     async def receive(
         self, who: Identity, file_name: str, declared_type: str, chunks: AsyncIterator[bytes]
@@ -199,7 +200,11 @@ class EvidenceLocker:
             )
             row = await cur.fetchone()
             assert row is not None
-            await conn.execute(lifecycle.TOUCH, (self.clock.now(), row[0]))  # uploaded again
+            # No case holds it (yet): deleted if none takes it up in time.
+            now = self.clock.now()
+            until = now + lifecycle.UNATTACHED
+            await conn.execute(lifecycle.AWAIT_ATTACHING, {"until": until, "id": row[0]})
+            await conn.execute(lifecycle.TOUCH, (now, row[0]))  # uploaded again
         ident = str(row[0])
         log.info("evidence.received", evidence_id=ident, media_type=media_type, size=size)
         return await self._load(ident)

@@ -17,12 +17,17 @@ name, `evidence/{id}`, travels sealed with the person's data). A case is
 
 A file is not needed any more (`UNNEEDED`) when
 
-- every case that holds it has expired, or
+- every case that holds it has expired (none ever held it: it was never
+  attached), or
 - its uploader was erased and no live case holds it (a file no case holds
   goes with the erasure; one a live case holds, when that case ends).
 
 A case ending or expiring, and an erasure, make their files candidates
-(`evidence_unneeded`, with the time). The purger deletes a candidate once it
+(`evidence_unneeded`, with the time). A file no case holds waits to be
+attached (`evidence_unattached`) for the period `retention.toml` gives
+files never attached (`UNATTACHED`, counted from its last upload) and is a
+candidate from when that ends (the purger makes it one); a case taking it
+up ends the wait. The purger deletes a candidate once it
 has been one for the grace period and, checked again then, is still not
 needed: what the topics tell arrives late (a relay or this consumer behind,
 another partition read first, a whole history read again after a reset), so
@@ -58,6 +63,7 @@ from casemesh.platform.consuming import ConsumerThread, Place, Subscription
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
 from casemesh.platform.periodic import Periodic
+from casemesh.rules import retention
 from casemesh_evidence.store import BlobStore
 
 log = get_logger(__name__)
@@ -96,11 +102,46 @@ UNNEEDED = """CASE
   THEN NOT EXISTS (
     SELECT FROM evidence_uses u JOIN evidence_cases c ON c.name = u.case_name
     WHERE (u.owner, u.sha256) = (e.owner, e.sha256) AND c.standing = 'live')
-  ELSE EXISTS (SELECT FROM evidence_uses u WHERE (u.owner, u.sha256) = (e.owner, e.sha256))
-   AND NOT EXISTS (
-    SELECT FROM evidence_uses u JOIN evidence_cases c ON c.name = u.case_name
-    WHERE (u.owner, u.sha256) = (e.owner, e.sha256) AND c.standing <> 'expired')
+  ELSE NOT EXISTS (
+    SELECT FROM evidence_uses u LEFT JOIN evidence_cases c ON c.name = u.case_name
+    WHERE (u.owner, u.sha256) = (e.owner, e.sha256) AND c.standing IS DISTINCT FROM 'expired')
   END"""
+
+# How long an upload no case takes up is kept (then its grace period).
+UNATTACHED = retention.period("unattached_files")
+# Made after `SCHEMA`: files uploaded before it that no case holds wait
+# from their upload, as if it had been there.
+UNATTACHED_SCHEMA = f"""DO $$ BEGIN
+  IF to_regclass('evidence_unattached') IS NULL THEN
+    CREATE TABLE evidence_unattached (evidence_id uuid PRIMARY KEY, until timestamptz NOT NULL);
+    INSERT INTO evidence_unattached (evidence_id, until)
+      SELECT e.id, e.created_at + make_interval(secs => {UNATTACHED.total_seconds()})
+      FROM evidence e WHERE NOT EXISTS (
+        SELECT FROM evidence_uses u WHERE (u.owner, u.sha256) = (e.owner, e.sha256));
+  END IF;
+END $$;
+CREATE INDEX IF NOT EXISTS evidence_unattached_until ON evidence_unattached (until)"""
+# A file no case holds (uploaded, or uploaded again) waits to be attached
+# until `%(until)s`, or later if it already did. Run under its lock, before
+# `TOUCH` (the purger's `PROMOTE` takes these rows first too).
+AWAIT_ATTACHING = (
+    "INSERT INTO evidence_unattached (evidence_id, until) SELECT e.id, %(until)s FROM evidence e"
+    " WHERE e.id = %(id)s AND NOT EXISTS ("
+    "  SELECT FROM evidence_uses u WHERE (u.owner, u.sha256) = (e.owner, e.sha256))"
+    " ON CONFLICT (evidence_id) DO UPDATE SET"
+    " until = GREATEST(evidence_unattached.until, EXCLUDED.until)"
+)
+# The files whose wait to be attached ended before `%(now)s` become
+# candidates from then (rows a writer holds are left for the next round).
+PROMOTE = (
+    "WITH due AS (DELETE FROM evidence_unattached WHERE evidence_id IN ("
+    "  SELECT evidence_id FROM evidence_unattached WHERE until < %(now)s"
+    "  ORDER BY evidence_id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
+    " RETURNING evidence_id, until)"
+    " INSERT INTO evidence_unneeded (evidence_id, since) SELECT evidence_id, until FROM due"
+    " ON CONFLICT (evidence_id) DO UPDATE SET"
+    " since = GREATEST(evidence_unneeded.since, EXCLUDED.since)"
+)
 
 
 # A file its owner asked for (to attach it, say) or uploaded again: were it a
@@ -175,6 +216,14 @@ def take(conn: psycopg.Connection[Any], told: Told) -> list[Any]:
             " ON CONFLICT DO NOTHING",
             (told.actor, list(told.files), told.case, told.case),
         )
+        # Taken up by a case not ended (an old event heard again changes
+        # nothing): its wait to be attached is over.
+        conn.execute(
+            "DELETE FROM evidence_unattached n USING evidence e"
+            " WHERE n.evidence_id = e.id AND e.owner = %s AND e.sha256 = ANY(%s)"
+            " AND NOT EXISTS (SELECT FROM evidence_cases WHERE name = %s AND standing <> 'live')",
+            (told.actor, list(told.files), told.case),
+        )
     conn.execute(
         "INSERT INTO evidence_cases (name, version, standing) SELECT %s, %s, %s"
         " WHERE %s OR EXISTS (SELECT FROM evidence_uses WHERE case_name = %s)"
@@ -209,15 +258,19 @@ def mark_unneeded(conn: psycopg.Connection[Any], ids: Sequence[Any], now: dateti
 def purge(
     connect: Callable[[], psycopg.Connection[Any]],
     store: BlobStore,
-    before: datetime,
+    now: datetime,
+    grace: timedelta,
     limit: int = PURGE_BATCH,
 ) -> int:
-    """Deletes the candidates marked before `before` that are still not
-    needed, each in a transaction of its own, and then the bytes no record
-    names any more; a candidate needed after all stops being one. Returns
-    how many files were deleted."""
+    """Makes the files whose wait to be attached is over candidates; deletes
+    the candidates marked `grace` before `now` that are still not needed,
+    each in a transaction of its own, and then the bytes no record names
+    any more; a candidate needed after all stops being one. Returns how
+    many files were deleted."""
+    before = now - grace
     with connect() as conn:
         conn.autocommit = True  # each `transaction()` below is one of its own
+        conn.execute(PROMOTE, {"now": now, "limit": limit})
         due = conn.execute(
             "SELECT evidence_id FROM evidence_unneeded WHERE since < %s ORDER BY since LIMIT %s",
             (before, limit),
@@ -256,6 +309,7 @@ def _delete_if_unneeded(conn: psycopg.Connection[Any], ident: Any, before: datet
     if gone is None:
         return 0
     conn.execute("DELETE FROM evidence_uses WHERE owner = %s AND sha256 = %s", gone)
+    conn.execute("DELETE FROM evidence_unattached WHERE evidence_id = %s", (ident,))
     conn.execute(
         "INSERT INTO evidence_bytes_unneeded (sha256) VALUES (%s) ON CONFLICT DO NOTHING",
         (gone[1],),
@@ -321,7 +375,7 @@ def Purger(
     connect = partial(psycopg.connect, database_url, connect_timeout=10)
 
     def purge_due() -> None:
-        while purge(connect, store, clock.now() - grace) and not purger.stopping:
+        while purge(connect, store, clock.now(), grace) and not purger.stopping:
             pass
 
     purger = Periodic("evidence-purger", tick, purge_due, "evidence.purge_failed", join_s=30)

@@ -1,4 +1,5 @@
-"""Retention periods, per case type: data, in retention.toml."""
+"""Retention periods, per case type (and for files never attached): data, in
+retention.toml."""
 
 from __future__ import annotations
 
@@ -16,5 +17,6 @@ def _days() -> dict[str, float]:
 
 def period(case_type: str) -> timedelta:
     """How long a case of `case_type` ("tickets") keeps its personal data
-    after it ended."""
+    after it ended; for "unattached_files", how long an upload no case took
+    up is kept."""
     return timedelta(days=_days()[case_type])
