@@ -6,6 +6,7 @@ caused the event. FastStream's TestKafkaBroker: no broker needed."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -217,3 +218,22 @@ def test_every_type_a_casemesh_service_publishes_is_known() -> None:
     assert message_class("casemesh.tickets.TicketSolved.v1") is tev.TicketSolved
     for unknown in ("casemesh.tickets.AppealFiled.v1", "casemesh.tickets.Nope.v1", "TicketSolved"):
         assert message_class(unknown) is None, unknown
+
+
+async def test_a_consumer_logs_no_line_per_batch_at_info() -> None:
+    """FastStream's "Received" and "Processed" for each batch are debug:
+    at info they would be two lines a batch of every consumer."""
+    router, seen = KafkaRouter(), []
+
+    @router.subscriber(TOPIC, group_id="unit")
+    async def handle(body: bytes) -> None:
+        seen.append(body)
+
+    broker = consuming.consumer_broker("localhost:9092", "unit", router)
+    async with TestKafkaBroker(broker) as test:
+        await test.publish(b"x", TOPIC)
+        # The test broker puts a mock where the logger would be.
+        mock: Any = broker.config.logger.logger.logger
+        said = [c.args[:2] for c in mock.log.call_args_list]
+    assert seen == [b"x"]
+    assert said == [(logging.DEBUG, "Received"), (logging.DEBUG, "Processed")]

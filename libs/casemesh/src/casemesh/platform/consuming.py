@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -342,8 +343,15 @@ async def _record(aside: SetAside, set_aside: SetAsideHandler | None, said: Any)
 
 def consumer_broker(bootstrap: str, client_id: str, router: KafkaRouter) -> KafkaBroker:
     """A broker for `router`'s subscribers (started by `start_broker`)."""
+    # FastStream logs "Received" and "Processed" for every batch at this
+    # level: two lines a batch of every consumer, telling nothing the
+    # consumer metrics and traces do not, at a cost in CPU. Failures are
+    # logged at ERROR whatever it is.
     broker = KafkaBroker(
-        bootstrap, client_id=client_id, logger=library_logger("casemesh.faststream")
+        bootstrap,
+        client_id=client_id,
+        logger=library_logger("casemesh.faststream"),
+        log_level=logging.DEBUG,
     )
     broker.include_router(router)
     return broker
