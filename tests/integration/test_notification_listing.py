@@ -15,6 +15,7 @@ from casemesh.v1 import notifications_pb2 as npb
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh_notifier.api import STATES, list_notifications
 from casemesh_notifier.erasures import CANCELLED as CANCELLED_STATUS
+from casemesh_notifier.schema import create_schema
 from casemesh_notifier.store import NewJob, add_jobs
 from tests.integration.test_notifier_erasure import (
     LIN,
@@ -158,3 +159,42 @@ def test_every_status_a_job_takes_is_shown_as_a_state() -> None:
     written = {"pending", "sending", "sent", "parked", CANCELLED_STATUS}
     assert set(STATES) == written
     assert npb.NOTIFICATION_STATE_UNSPECIFIED not in STATES.values()
+
+
+async def test_jobs_planned_for_nobody_known_are_the_persons_whose_address_they_went_to(
+    world: World,
+) -> None:
+    """Jobs planned without a person (before jobs recorded one, or by an
+    older replica) are theirs at the next start if their party's row still
+    names the address they went to; one a correction has given to someone
+    else since stays nobody's."""
+    case = f"appeals/{uuid.uuid4()}"
+    earlier, corrected = (f"users/{n}-{uuid.uuid4().hex[:6]}" for n in "ec")
+    jobs = [
+        NewJob(
+            cause_event_id=f"{case}:{n}",
+            case_name=case,
+            party=party,
+            channel="EMAIL",
+            recipient=address,
+            template="appeal.received",
+            locale="en",
+            subject="",
+            body=f"Step {n}",
+            params={},
+        )
+        for n, party, address in ((1, "filer", "f@example.com"), (2, "uploader", "u@example.com"))
+    ]
+    async with world.pool.connection() as conn:
+        await add_jobs(conn, jobs, world.clock.now())
+    with psycopg.connect(world.dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO case_parties (case_name, party, user_id, locale, email, channels)"
+            " VALUES (%s, 'filer', %s, 'en', 'f@example.com', '{EMAIL}'),"
+            " (%s, 'uploader', %s, 'en', 'c@example.com', '{EMAIL}')",
+            (case, earlier, case, corrected),
+        )
+    assert await every_page(world, earlier, 10) == []
+    await create_schema(world.dsn)  # the next start
+    assert [n.body for n in await every_page(world, earlier, 10)] == ["Step 1"]
+    assert await every_page(world, corrected, 10) == []

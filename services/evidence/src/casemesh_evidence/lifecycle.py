@@ -123,12 +123,14 @@ CREATE INDEX IF NOT EXISTS evidence_unattached_until
     ON evidence_unattached (until, evidence_id)"""
 # Run at each start: a file no case holds that neither waits nor is a
 # candidate (stored before files waited to be attached, or by a replica of
-# an older release while this one started) waits from its upload.
+# an older release during a rollout) waits from its upload. In id order, so
+# that replicas starting together do not wait on each other in a cycle.
 WAIT_FOR_THE_UNRECORDED = f"""INSERT INTO evidence_unattached (evidence_id, until)
 SELECT e.id, e.created_at + make_interval(secs => %(wait)s) FROM evidence e
 WHERE {_HELD_BY_NONE}
   AND NOT EXISTS (SELECT FROM evidence_unattached n WHERE n.evidence_id = e.id)
   AND NOT EXISTS (SELECT FROM evidence_unneeded n WHERE n.evidence_id = e.id)
+ORDER BY e.id
 ON CONFLICT DO NOTHING"""
 # A file no case holds (uploaded, or uploaded again) waits to be attached
 # until `%(until)s`, or later if it already did. Run under its lock, before

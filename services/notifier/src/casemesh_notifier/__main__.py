@@ -131,10 +131,10 @@ async def run(cfg: NotifierServiceSettings) -> None:
         if broker is not None:
             await broker.stop()
         await asyncio.to_thread(erasures.stop)
-        # The API drains for its delay and grace; the loops end within 30 s.
+        # The API drains for its delay and grace while the loops end (within 30 s).
         drain = cfg.shutdown_delay_seconds + cfg.shutdown_grace_seconds
         results = await asyncio.wait_for(
-            asyncio.gather(*tasks, return_exceptions=True), timeout=30 + drain
+            asyncio.gather(*tasks, return_exceptions=True), timeout=max(30.0, drain + 5)
         )
         for task, result in zip(tasks, results, strict=True):
             if isinstance(result, BaseException):

@@ -8,8 +8,9 @@ scrub, in the transaction that records the event consumed (`Planner`):
   case, role, user id, channels, status and version, with no address and no
   subject: a later event about the case tells nobody (no address), and an
   event naming them again reveals their contacts as erased, that is blank;
-- their jobs (those of their party rows, and the one-time codes sent to one
-  of their numbers, which belong to no party row) lose recipient, subject,
+- their jobs (those planned for them; those of their party rows that were
+  planned for nobody known; and the one-time codes sent to one of their
+  numbers, which belong to no party row) lose recipient, subject,
   body, HTML, params and last error, sent ones too: each row stays as the
   record that a message of that template went on that channel at that time;
   those not yet sent (`pending`, or `sending` under a sender's claim) become
@@ -63,12 +64,13 @@ class Forgotten:
 
 
 # The jobs of the people (`%(people)s`): those planned for them, those of
-# their party rows (a party's row names whoever the case's last event named),
+# their party rows planned for nobody known (a party's row names whoever the
+# case's last event named: jobs planned for an earlier party are theirs),
 # and those of no party row (one-time codes) sent to one of their addresses.
 THEIR_JOBS = (
     "SELECT j.id, j.status, j.channel FROM notification_jobs AS j"
     " LEFT JOIN case_parties AS p ON p.case_name = j.case_name AND p.party = j.party"
-    " WHERE (j.user_id = ANY(%(people)s) OR p.user_id = ANY(%(people)s)"
+    " WHERE (j.user_id = ANY(%(people)s) OR (j.user_id = '' AND p.user_id = ANY(%(people)s))"
     "   OR (p.case_name IS NULL AND j.recipient <> '' AND j.recipient = ANY(%(addresses)s)))"
     " ORDER BY j.id FOR UPDATE OF j"
 )

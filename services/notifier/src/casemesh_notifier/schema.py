@@ -85,16 +85,15 @@ STATEMENTS = [
     """CREATE INDEX IF NOT EXISTS case_parties_user ON case_parties (user_id)
         WHERE user_id <> ''""",
     # Whom each job was for: its party's user id when it was planned (a later
-    # event may name someone else in the party's row). Jobs planned before
-    # the column existed take their party row's, once, as the column is added.
-    """DO $$ BEGIN
-        IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'notification_jobs'::regclass
-                       AND attname = 'user_id' AND NOT attisdropped) THEN
-            ALTER TABLE notification_jobs ADD COLUMN user_id text NOT NULL DEFAULT '';
-            UPDATE notification_jobs AS j SET user_id = p.user_id FROM case_parties AS p
-                WHERE p.case_name = j.case_name AND p.party = j.party AND p.user_id <> '';
-        END IF;
-    END $$""",
+    # event may name someone else in the party's row).
+    "ALTER TABLE notification_jobs ADD COLUMN IF NOT EXISTS user_id text NOT NULL DEFAULT ''",
+    # Jobs planned without it (before it existed, or by a replica of an older
+    # release during a rollout) take their party row's at the next start, if
+    # the row still names the address they went to: one a correction has
+    # since given to someone else stays nobody's.
+    """UPDATE notification_jobs AS j SET user_id = p.user_id FROM case_parties AS p
+        WHERE j.user_id = '' AND p.case_name = j.case_name AND p.party = j.party
+        AND p.user_id <> '' AND j.recipient <> '' AND j.recipient IN (p.email, p.phone)""",
     # A person's messages (`api`), newest first.
     """CREATE INDEX IF NOT EXISTS notification_jobs_person
         ON notification_jobs (user_id, created_at DESC, id DESC) WHERE user_id <> ''""",

@@ -343,10 +343,10 @@ async def _record(aside: SetAside, set_aside: SetAsideHandler | None, said: Any)
 
 def consumer_broker(bootstrap: str, client_id: str, router: KafkaRouter) -> KafkaBroker:
     """A broker for `router`'s subscribers (started by `start_broker`)."""
-    # FastStream logs "Received" and "Processed" for every batch at this
-    # level: two lines a batch of every consumer, telling nothing the
-    # consumer metrics and traces do not, at a cost in CPU. Failures are
-    # logged at ERROR whatever it is.
+    # FastStream logs "Received" and "Processed" for every batch (and that a
+    # subscriber waits for messages) at this level: two lines a batch of
+    # every consumer, telling nothing the consumer metrics and traces do
+    # not. Failures are logged at ERROR whatever it is.
     broker = KafkaBroker(
         bootstrap,
         client_id=client_id,
