@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 import psycopg
@@ -48,6 +49,42 @@ async def every_page(world: World, person: str, page_size: int) -> list[npb.Noti
         token = page.next_page_token
         if not token:
             return found
+
+
+# A party of a case: its role, its user id ("" for none), its address.
+Party = tuple[str, str, str]
+
+
+async def email_parties(world: World, case: str, step: int, parties: Iterable[Party]) -> None:
+    """Plans an e-mail about a step of `case` to each party, for its user."""
+    jobs = [
+        NewJob(
+            cause_event_id=f"{case}:{step}",
+            case_name=case,
+            party=role,
+            channel="EMAIL",
+            recipient=address,
+            template="appeal.received",
+            locale="en",
+            subject=f"To {role}",
+            body=f"Step {step} for {role}",
+            params={},
+            user_id=user,
+        )
+        for role, user, address in parties
+    ]
+    async with world.pool.connection() as conn:
+        await add_jobs(conn, jobs, world.clock.now())
+
+
+def name_parties(world: World, case: str, parties: Iterable[Party]) -> None:
+    """The notifier's party rows of `case`, as events named them."""
+    with psycopg.connect(world.dsn, autocommit=True) as conn, conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO case_parties (case_name, party, user_id, locale, email, channels)"
+            " VALUES (%s, %s, %s, 'en', %s, '{EMAIL}')",
+            [(case, *party) for party in parties],
+        )
 
 
 async def test_a_person_is_shown_their_own_messages_newest_first_and_once_erased_no_content(
@@ -99,34 +136,14 @@ async def test_each_party_of_a_case_sees_the_messages_planned_for_them_alone(
     party without an account nobody's."""
     case = f"appeals/{uuid.uuid4()}"
     filer, uploader, corrected = (f"users/{n}-{uuid.uuid4().hex[:6]}" for n in "fuc")
-    with psycopg.connect(world.dsn, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO case_parties (case_name, party, user_id, locale, email, channels)"
-            " VALUES (%s, 'filer', %s, 'en', 'f@example.com', '{EMAIL}'),"
-            " (%s, 'uploader', %s, 'en', 'u@example.com', '{EMAIL}'),"
-            " (%s, 'rights_holder', '', 'en', 'r@example.com', '{EMAIL}')",
-            (case, filer, case, uploader, case),
-        )
-    parties = [("filer", filer, "f"), ("uploader", uploader, "u"), ("rights_holder", "", "r")]
-    for event in ("1", "2"):
-        jobs = [
-            NewJob(
-                cause_event_id=f"{case}:{event}",
-                case_name=case,
-                party=party,
-                channel="EMAIL",
-                recipient=f"{letter}@example.com",
-                template="appeal.received",
-                locale="en",
-                subject=f"To {party}",
-                body=f"Step {event} for {party}",
-                params={},
-                user_id=user,
-            )
-            for party, user, letter in parties
-        ]
-        async with world.pool.connection() as conn:
-            await add_jobs(conn, jobs, world.clock.now())
+    parties = [
+        ("filer", filer, "f@example.com"),
+        ("uploader", uploader, "u@example.com"),
+        ("rights_holder", "", "r@example.com"),
+    ]
+    name_parties(world, case, parties)
+    for step in (1, 2):
+        await email_parties(world, case, step, parties)
         world.clock.advance(1)
     with psycopg.connect(world.dsn, autocommit=True) as conn:
         conn.execute(
@@ -177,31 +194,12 @@ async def test_jobs_planned_for_nobody_known_are_the_persons_whose_address_they_
     else since stays nobody's."""
     case = f"appeals/{uuid.uuid4()}"
     earlier, corrected = (f"users/{n}-{uuid.uuid4().hex[:6]}" for n in "ec")
-    jobs = [
-        NewJob(
-            cause_event_id=f"{case}:{n}",
-            case_name=case,
-            party=party,
-            channel="EMAIL",
-            recipient=address,
-            template="appeal.received",
-            locale="en",
-            subject="",
-            body=f"Step {n}",
-            params={},
-        )
-        for n, party, address in ((1, "filer", "f@example.com"), (2, "uploader", "u@example.com"))
-    ]
-    async with world.pool.connection() as conn:
-        await add_jobs(conn, jobs, world.clock.now())
-    with psycopg.connect(world.dsn, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO case_parties (case_name, party, user_id, locale, email, channels)"
-            " VALUES (%s, 'filer', %s, 'en', 'f@example.com', '{EMAIL}'),"
-            " (%s, 'uploader', %s, 'en', 'c@example.com', '{EMAIL}')",
-            (case, earlier, case, corrected),
-        )
+    await email_parties(world, case, 1, [("filer", "", "f@example.com")])
+    await email_parties(world, case, 2, [("uploader", "", "u@example.com")])
+    name_parties(
+        world, case, [("filer", earlier, "f@example.com"), ("uploader", corrected, "c@example.com")]
+    )
     assert await every_page(world, earlier, 10) == []
     await create_schema(world.dsn)  # the next start
-    assert [n.body for n in await every_page(world, earlier, 10)] == ["Step 1"]
+    assert [n.body for n in await every_page(world, earlier, 10)] == ["Step 1 for filer"]
     assert await every_page(world, corrected, 10) == []
