@@ -232,6 +232,12 @@ def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.1) -> 
         time.sleep(interval)
 
 
+async def eventually(predicate: Any, within: float = 30.0) -> Any:
+    """`wait_until` from a coroutine: it polls off the event loop, which goes
+    on running what it waits for."""
+    return await asyncio.to_thread(wait_until, predicate, within)
+
+
 class Client:
     """The gateway as one person sees it."""
 

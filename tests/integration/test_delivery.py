@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,7 +31,7 @@ from casemesh_notifier.schema import create_schema
 from casemesh_notifier.settings import NotifierSettings
 from casemesh_notifier.store import wake_senders
 from tests.conftest import Infra
-from tests.support import memory_sealer, personal_settings, wait_until
+from tests.support import eventually, memory_sealer, personal_settings, wait_until
 
 NOON_IN_SHANGHAI = datetime(2026, 3, 2, 4, 0, tzinfo=UTC)
 
@@ -545,14 +545,6 @@ async def sending(delivery: Delivery) -> AsyncIterator[None]:
         await running
 
 
-async def until(done: Callable[[], bool], within: float = 30.0) -> None:
-    """Waits (on the event loop) until `done()`, or `within` seconds: what
-    it waits on is the database's and the sender's, with no event to await."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not done() and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(0.1)
-
-
 async def test_a_notify_heard_while_a_sender_finds_nothing_wakes_it_at_once(
     notifier: Notifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -574,7 +566,7 @@ async def test_a_notify_heard_while_a_sender_finds_nothing_wakes_it_at_once(
 
     monkeypatch.setattr(delivery, "claim_many", claim_many)
     async with sending(delivery):
-        await until(lambda: bool(notifier.email.delivered))
+        await eventually(lambda: bool(notifier.email.delivered))
     assert planted and [m.job_id for m in notifier.email.delivered] == [str(planted[0])]
 
 
@@ -594,7 +586,7 @@ async def test_a_notify_wakes_an_idle_sender_and_a_full_batch_wakes_another(
     monkeypatch.setattr(delivery, "claim_many", claim_many)
     async with sending(delivery):
         # Both workers asleep, listening: then more jobs than one batch.
-        await until(lambda: len(delivery._idle) == 2)
+        await eventually(lambda: len(delivery._idle) == 2)
         planned = [
             job
             for _ in range(delivery_module.BATCH + 2)
@@ -604,7 +596,7 @@ async def test_a_notify_wakes_an_idle_sender_and_a_full_batch_wakes_another(
         ]
         async with notifier.pool.connection() as conn:
             await wake_senders(conn)
-        await until(lambda: len(notifier.email.delivered) == len(planned))
+        await eventually(lambda: len(notifier.email.delivered) == len(planned))
     assert sorted(m.job_id for m in notifier.email.delivered) == sorted(map(str, planned))
     # The first batch was full: the other worker took the rest.
     assert len(claimed_by) == 2

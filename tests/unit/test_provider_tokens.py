@@ -21,7 +21,7 @@ from casemesh.platform.identity import KeySet, TokenRules, TokenVerifier, new_si
 from casemesh.platform.settings import load
 from casemesh_gateway.keys import published_keys
 from casemesh_gateway.settings import GatewaySettings
-from tests.support import wait_until
+from tests.support import eventually
 
 ISSUER = "https://id.example.com/realms/platform"
 AUDIENCE = "casemesh-console"
@@ -140,11 +140,6 @@ def provider() -> Iterator[Provider]:
     thread.join()
 
 
-async def eventually(check: Any) -> None:
-    """Waits (off the event loop, which runs the fetching) until `check()` holds."""
-    await asyncio.to_thread(wait_until, check, timeout=20)
-
-
 def test_the_gateway_serves_while_the_keys_are_away_then_fetches_a_new_one_when_named(
     provider: Provider,
 ) -> None:
@@ -155,12 +150,12 @@ def test_the_gateway_serves_while_the_keys_are_away_then_fetches_a_new_one_when_
     async def story() -> None:
         async with published_keys(provider.url, refresh=3600, early_gap=0.2) as keys:
             verifier = TokenVerifier(key_set=keys, rules=RULES)
-            await eventually(lambda: provider.fetches >= 2)
+            await eventually(lambda: provider.fetches >= 2, 20)
             # Serving, but no key yet: a retryable answer, not "you are signed out".
             with pytest.raises(Unavailable, match="not loaded yet"):
                 verifier.verify(f"Bearer {signed(old, 'old')}")
             provider.document, provider.status = {"keys": [jwk(old, "old")]}, 200
-            await eventually(lambda: len(keys) == 1)
+            await eventually(lambda: len(keys) == 1, 20)
             assert verifier.verify(f"Bearer {signed(old, 'old')}").subject == "agent-7"
             # The provider publishes a new key and signs with it: the first
             # such token is refused, and the gateway fetches the set early.
@@ -169,7 +164,7 @@ def test_the_gateway_serves_while_the_keys_are_away_then_fetches_a_new_one_when_
             with pytest.raises(Unauthenticated, match="has not published"):
                 verifier.verify(f"Bearer {token}")
             fetched = provider.fetches
-            await eventually(lambda: provider.fetches > fetched and len(keys) == 2)
+            await eventually(lambda: provider.fetches > fetched and len(keys) == 2, 20)
             assert verifier.verify(f"Bearer {token}").subject == "agent-7"
             # A broken answer later keeps the keys the gateway has, and so does
             # a set whose entries no library could read.
@@ -178,7 +173,7 @@ def test_the_gateway_serves_while_the_keys_are_away_then_fetches_a_new_one_when_
                 with pytest.raises(Unauthenticated):
                     verifier.verify(f"Bearer {signed(new, 'unknown')}")
                 fetched = provider.fetches
-                await eventually(lambda: provider.fetches > fetched)  # noqa: B023
+                await eventually(lambda: provider.fetches > fetched, 20)  # noqa: B023
                 assert verifier.verify(f"Bearer {signed(old, 'old')}").subject == "agent-7"
 
     asyncio.run(story())
