@@ -37,7 +37,6 @@ Ctx: TypeAlias = grpc.aio.ServicerContext
 # whole reply), and a page must stay well under gRPC's 4 MiB.
 MOST = 50
 
-CHANNELS = {"EMAIL": tickets_pb2.CHANNEL_EMAIL, "SMS": tickets_pb2.CHANNEL_SMS}
 # A job's status as the person is shown it (`sending` is still to be sent:
 # its answer may not come, and then it is tried again).
 STATES = {
@@ -88,7 +87,7 @@ def notification_message(n: Sent) -> pb.Notification:
     return pb.Notification(
         name=f"notifications/{n.id}",
         case=n.case_name,
-        channel=CHANNELS.get(n.channel, tickets_pb2.CHANNEL_UNSPECIFIED),
+        channel=tickets_pb2.Channel.Value(f"CHANNEL_{n.channel}"),
         recipient=n.recipient,
         subject=n.subject,
         body=n.body,
