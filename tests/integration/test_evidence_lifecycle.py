@@ -271,6 +271,4 @@ async def test_files_uploaded_before_the_wait_came_in_wait_from_their_upload(
         conn.execute("DROP TABLE evidence_unattached")
     await locker.create_schema()
     await locker.create_schema()  # the next start finds nothing more to record
-    with psycopg.connect(dsn) as conn:
-        waiting = conn.execute("SELECT evidence_id, until FROM evidence_unattached").fetchall()
-    assert [(str(i), until) for i, until in waiting] == [(loose.id, loose.created_at + UNATTACHED)]
+    assert waiting_until(dsn, loose, held) == [loose.created_at + UNATTACHED, None]
