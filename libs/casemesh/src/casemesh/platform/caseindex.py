@@ -10,7 +10,9 @@ uploader, …) and a JSON document the service renders from.
 from __future__ import annotations
 
 import base64
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -255,6 +257,38 @@ RETRYABLE = (
 )
 
 
+class Created:
+    """The cases this process created lately, each as it was saved, kept
+    until its projector takes it (`take`), the oldest let go past `keep`:
+    a new case's row is then rendered from the case the command made, not
+    read back from the store (and its personal text revealed again), which
+    is most of what a projection costs. Only a case's creation is kept: the
+    stored version reads the same until an erasure destroys a key, and the
+    application then forgets them all (`clear`) before it renders the
+    erased person's rows again."""
+
+    def __init__(self, keep: int = 1024) -> None:
+        self._keep = keep
+        self._cases: OrderedDict[tuple[uuid.UUID | str, int], Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, case: Any) -> None:
+        with self._lock:
+            self._cases[case.id, case.version] = case
+            if len(self._cases) > self._keep:
+                self._cases.popitem(last=False)
+
+    def take(self, ident: uuid.UUID | str, version: int) -> Any | None:
+        """The case at exactly `version`, if kept (once)."""
+        with self._lock:
+            case = self._cases.pop((ident, version), None)
+        return case if case is not None and case.version == version else None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._cases.clear()
+
+
 @dataclass
 class Projector:
     """Keeps a read model up to date in a background thread, a batch of
@@ -264,13 +298,16 @@ class Projector:
     position in ONE transaction. Where a batch is refused, each aggregate is
     written alone by `apply(aggregate, tracking)`, and a row the database
     refuses (DataError) is set aside, loudly, and the position moves on: one
-    bad row must not stall every list for good."""
+    bad row must not stall every list for good. With `created` (the
+    application's), a case created by this process is taken from there
+    rather than read back."""
 
     app: Any
     recorder: TrackingRecorder
     apply: Callable[[Any, Tracking], None]
     name: str
     apply_batch: Callable[[list[Any], Tracking], None] | None = None
+    created: Created | None = None
 
     def __post_init__(self) -> None:
         self._follower = Follower(
@@ -291,9 +328,7 @@ class Projector:
     def _project(self, batch: Sequence[Notification], reached: int) -> None:
         last: dict[Any, Notification] = {n.originator_id: n for n in batch}
         latest = sorted(last.values(), key=lambda n: n.id)
-        aggregates = [
-            self.app.repository.get(n.originator_id, version=n.originator_version) for n in latest
-        ]
+        aggregates = [self._aggregate(n.originator_id, n.originator_version) for n in latest]
         done = Tracking(self.app.name, reached)
         if self.apply_batch is not None:
             try:
@@ -305,6 +340,10 @@ class Projector:
                 log.warning("read_model.batch_refused", read_model=self.name, error=repr(exc))
         for n, aggregate in zip(latest, aggregates, strict=True):
             self._project_one(n, aggregate)
+
+    def _aggregate(self, ident: uuid.UUID | str, version: int) -> Any:
+        kept = self.created.take(ident, version) if self.created is not None else None
+        return kept if kept is not None else self.app.repository.get(ident, version=version)
 
     def _project_one(self, n: Notification, aggregate: Any) -> None:
         tracking = Tracking(self.app.name, n.id)
@@ -331,6 +370,7 @@ def IndexProjector(app: Any, index: CaseIndexLike, to_row: Callable[[Any], CaseR
         lambda case, tracking: index.record(to_row(case), tracking),
         name=f"{app.name}_case_index",
         apply_batch=lambda cases, tracking: index.record_many([to_row(c) for c in cases], tracking),
+        created=app.created,
     )
 
 

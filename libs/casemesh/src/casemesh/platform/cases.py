@@ -29,6 +29,7 @@ from casemesh.platform.caseindex import (
     CaseIndex,
     CaseIndexLike,
     CaseRow,
+    Created,
     MemoryCaseIndex,
     Page,
     decode_page_token,
@@ -143,15 +144,19 @@ class CaseApplication(TracedApplication, Generic[C]):
     ) -> None:
         super().__init__(env, sealer=sealer, reveal_personal=reveal_personal)
         self.index: CaseIndexLike = index if index is not None else MemoryCaseIndex()
+        # The cases created here, for the case index projector (`IndexProjector`).
+        self.created = Created()
 
     def visible_to(self, case: C, who: Identity) -> bool:
         """Whether `who` may see the case (agents see every case)."""
         raise NotImplementedError
 
     def forget_keys(self, person: str) -> None:
-        """Drops an erased person's keys from this process's memory."""
+        """Drops an erased person's keys from this process's memory, and the
+        cases it created lately, which hold their text revealed."""
         if self.sealer is not None:
             self.sealer.keys.forget(person)
+        self.created.clear()
 
     def expire_case(self, case: ExpiringCase, parts: Sequence[ExpiringCase] = ()) -> bool:
         """Erases a case whose retention period ran out: records it expired,
@@ -233,6 +238,7 @@ class CaseApplication(TracedApplication, Generic[C]):
                     reason="CONCURRENT_CHANGE",
                 ) from None
             return existing
+        self.created.add(case)
         return case
 
     # -- reading and changing -----------------------------------------------
