@@ -8,6 +8,7 @@ import base64
 import gc
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,7 @@ from grpc import unary_unary_rpc_method_handler as unary_unary
 
 from casemesh.events.v1 import tickets_pb2 as tev
 from casemesh.platform import envelope
+from casemesh.platform.caseindex import Created
 from casemesh.platform.errors import (
     FieldViolation,
     InvalidArgument,
@@ -647,3 +649,21 @@ def test_a_list_querys_where_clause_holds_the_filters_given_and_their_parameters
     assert str(where) == "open AND type = ANY(%s) AND priority = %s AND (a, b) > (%s, %s)"
     assert where.params == [["ticket"], 0, 1, "x"]
     assert str(Where()) == "TRUE" and Where().params == []
+
+
+def test_a_created_case_not_taken_is_let_go_after_a_while_or_past_the_most_kept() -> None:
+    now = [0.0]
+    kept = Created(keep=2, keep_s=60.0, clock=lambda: now[0])
+    cases = [SimpleNamespace(id=uuid.uuid4(), version=1) for _ in range(4)]
+    kept.add(cases[0], kept.clears)
+    now[0] = 61.0
+    assert kept.take(cases[0].id, 1) is None  # kept too long: read back instead
+    for case in cases[1:]:
+        kept.add(case, kept.clears)
+    assert kept.take(cases[1].id, 1) is None  # the oldest of three, two kept at most
+    assert kept.take(cases[3].id, 1) is cases[3]
+    # An erasure heard while a case was being saved: it is not kept.
+    clears = kept.clears
+    kept.clear()
+    kept.add(cases[2], clears)
+    assert kept.take(cases[2].id, 1) is None

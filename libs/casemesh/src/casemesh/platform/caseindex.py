@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -259,33 +260,54 @@ RETRYABLE = (
 
 class Created:
     """The cases this process created lately, each as it was saved, kept
-    until its projector takes it (`take`), the oldest let go past `keep`:
-    a new case's row is then rendered from the case the command made, not
-    read back from the store (and its personal text revealed again), which
-    is most of what a projection costs. Only a case's creation is kept: the
-    stored version reads the same until an erasure destroys a key, and the
-    application then forgets them all (`clear`) before it renders the
-    erased person's rows again."""
+    until its projector takes it (`take`): a new case's row is then rendered
+    from the case the command made, not read back from the store (and its
+    personal text revealed again), which is most of what a projection
+    costs. Only a case's creation is kept: the stored version reads the same
+    until an erasure destroys a key, and the application then forgets them
+    all (`clear`) before it renders the erased person's rows again. A case
+    not taken (its projection went past its first version, or another
+    replica's did) is let go after `keep_s` seconds, or past `keep` cases,
+    as the keys' own cache lets go of theirs."""
 
-    def __init__(self, keep: int = 1024) -> None:
-        self._keep = keep
-        self._cases: OrderedDict[tuple[uuid.UUID | str, int], Any] = OrderedDict()
+    def __init__(
+        self, keep: int = 1024, keep_s: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._keep, self._keep_s, self._clock = keep, keep_s, clock
+        self._cases: OrderedDict[uuid.UUID | str, tuple[float, Any]] = OrderedDict()
         self._lock = threading.Lock()
+        self._clears = 0
 
-    def add(self, case: Any) -> None:
+    @property
+    def clears(self) -> int:
+        """How many times `clear` was called: read before a case is saved and
+        handed to `add`, so that a case saved across an erasure is not kept."""
+        return self._clears
+
+    def add(self, case: Any, clears: int) -> None:
+        now = self._clock()
         with self._lock:
-            self._cases[case.id, case.version] = case
-            if len(self._cases) > self._keep:
+            if clears != self._clears:
+                return
+            self._cases[case.id] = (now, case)
+            while self._cases and (
+                len(self._cases) > self._keep
+                or next(iter(self._cases.values()))[0] < now - self._keep_s
+            ):
                 self._cases.popitem(last=False)
 
     def take(self, ident: uuid.UUID | str, version: int) -> Any | None:
-        """The case at exactly `version`, if kept (once)."""
+        """The case at exactly `version`, if kept; the case is let go whatever
+        its version (a projection never goes back to an earlier one)."""
         with self._lock:
-            case = self._cases.pop((ident, version), None)
-        return case if case is not None and case.version == version else None
+            kept = self._cases.pop(ident, None)
+        if kept is None or self._clock() - kept[0] > self._keep_s:
+            return None
+        return kept[1] if kept[1].version == version else None
 
     def clear(self) -> None:
         with self._lock:
+            self._clears += 1
             self._cases.clear()
 
 

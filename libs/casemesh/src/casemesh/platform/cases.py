@@ -227,7 +227,10 @@ class CaseApplication(TracedApplication, Generic[C]):
 
     def create(self, case: C, draft: Draft) -> C:
         """Saves a new case; a concurrent retry of the same create that won the
-        race answers with its case."""
+        race answers with its case. The case saved is kept for the case index
+        (`created`): the caller changes it only through its events from then
+        on, never its attributes or anything they hold."""
+        clears = self.created.clears
         try:
             self.save(case)
         except IntegrityError:
@@ -238,7 +241,7 @@ class CaseApplication(TracedApplication, Generic[C]):
                     reason="CONCURRENT_CHANGE",
                 ) from None
             return existing
-        self.created.add(case)
+        self.created.add(case, clears)
         return case
 
     # -- reading and changing -----------------------------------------------
