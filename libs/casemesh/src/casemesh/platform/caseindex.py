@@ -261,9 +261,9 @@ RETRYABLE = (
 class Created:
     """The cases this process created lately, each as it was saved, kept
     until its projector takes it (`take`): a new case's row is then rendered
-    from the case the command made, not read back from the store (and its
-    personal text revealed again), which is most of what a projection
-    costs. Only a case's creation is kept: the stored version reads the same
+    from the case the command made, not read back from the store (a query,
+    decoding, its personal text revealed again, its events replayed). Only
+    a case's creation is kept: the stored version reads the same
     until an erasure destroys a key, and the application then forgets them
     all (`clear`) before it renders the erased person's rows again. A case
     not taken (its projection went past its first version, or another
