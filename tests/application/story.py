@@ -48,6 +48,20 @@ class FakeClock:
         self.now_at += timedelta(**delta)
 
 
+def reads_back(app: Application[Any], monkeypatch: pytest.MonkeyPatch) -> list[UUID]:
+    """The ids of the aggregates `app`'s repository is asked for from now on
+    (until `monkeypatch` undoes it), in order."""
+    asked: list[UUID] = []
+    get = app.repository.get
+
+    def counted(ident: UUID, **kwargs: Any) -> Any:
+        asked.append(ident)
+        return get(ident, **kwargs)
+
+    monkeypatch.setattr(app.repository, "get", counted)
+    return asked
+
+
 def events_of(app: Application[Any], ident: str | UUID) -> list[type[Any]]:
     """The classes of the events a case recorded, in order."""
     return [type(e) for e in app.repository.event_store.get(UUID(str(ident)))]

@@ -12,7 +12,7 @@ from uuid import UUID
 
 import pytest
 
-from casemesh.platform.caseindex import IndexProjector
+from casemesh.platform.caseindex import IndexProjector, MemoryCaseIndex
 from casemesh.platform.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -24,7 +24,7 @@ from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.identity import Identity
 from casemesh.platform.personal import ERASED, SealingMapper, is_token, reveal_message
 from casemesh_appeals import policy
-from casemesh_appeals.api import appeal_message
+from casemesh_appeals.api import appeal_message, index_doc
 from casemesh_appeals.application import AppealDraft, Appeals, DeadlineKind, RowSource
 from casemesh_appeals.domain import PERSONAL, CopyrightAppeal
 from casemesh_appeals.events import public_message
@@ -36,6 +36,7 @@ from tests.application.story import (
     events_of,
     in_memory,
     last_event,
+    reads_back,
     sent_again,
 )
 from tests.support import memory_sealer
@@ -421,6 +422,20 @@ def test_parties_list_their_cases_and_read_their_history(app: Appeals) -> None:
     history = app.history(ALICE, first)
     assert [h.type for h in history] == ["AppealFiled", "AppealAssigned", "AppealDecided"]
     assert history[-1].text == "同一支舞"
+
+
+def test_a_new_cases_row_is_rendered_from_the_case_filed_as_from_its_stored_events(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = Appeals(in_memory(), clock=clock, policies=policy.load(), sealer=memory_sealer().sealer)
+    ident = app.file(ALICE, notice()).id
+    read_back = reads_back(app, monkeypatch)
+    to_row = RowSource(index_doc)
+    IndexProjector(app, app.index, to_row).catch_up()
+    assert read_back == []  # rendered from the case as it was filed
+    monkeypatch.undo()
+    assert isinstance(app.index, MemoryCaseIndex)
+    assert app.index.rows[str(ident)] == to_row(app.repository.get(ident))
 
 
 def _doc(a: Any) -> dict[str, Any]:

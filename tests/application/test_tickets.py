@@ -28,14 +28,10 @@ from casemesh.platform.following import Follower
 from casemesh.platform.personal import (
     ERASED,
     DataKeys,
-    MasterKeys,
-    MemoryKeyStore,
-    Sealer,
     SealingMapper,
     is_token,
     reveal_message,
 )
-from casemesh.platform.personal.masterkeys import new_master_key
 from casemesh.v1 import evidence_pb2
 from casemesh.v1 import tickets_pb2 as tpb
 from casemesh_tickets import api
@@ -52,8 +48,10 @@ from tests.application.story import (
     events_of,
     in_memory,
     last_event,
+    reads_back,
     sent_again,
 )
+from tests.support import memory_sealer
 
 EVIDENCE = [{"name": "evidence/e1", "sha256": "ab" * 32}]
 
@@ -79,11 +77,6 @@ def clock() -> FakeClock:
 @pytest.fixture()
 def app(clock: FakeClock) -> Tickets:
     return Tickets(in_memory(), clock=clock, auto_close_after=timedelta(days=4))
-
-
-def memory_sealer() -> Sealer:
-    """A sealer whose keys are kept in memory, under a new master key."""
-    return Sealer(DataKeys(MemoryKeyStore(), MasterKeys.parse(f"t:{new_master_key()}")))
 
 
 def opened(app: Tickets) -> TicketView:
@@ -204,7 +197,7 @@ def test_an_agent_works_a_ticket_to_solved_and_its_requester_closes_and_rates_it
 def test_the_requesters_words_and_contacts_are_stored_sealed_and_read_clear(
     clock: FakeClock,
 ) -> None:
-    personal = memory_sealer()
+    personal = memory_sealer().sealer
     app = Tickets(in_memory(), clock=clock, sealer=personal)
     contact = {"email": "alice@example.com", "phone": "+8613800138000", "channels": ["EMAIL"]}
     draft = new_ticket(contact=contact)
@@ -248,7 +241,7 @@ def test_the_requesters_words_and_contacts_are_stored_sealed_and_read_clear(
 def test_an_erased_requester_is_forgotten_by_the_application_and_its_index(
     clock: FakeClock,
 ) -> None:
-    personal = memory_sealer()
+    personal = memory_sealer().sealer
     app = Tickets(in_memory(), clock=clock, sealer=personal)
     alices = app.create_ticket(ALICE, new_ticket("a1"))
     bobs = app.create_ticket(BOB, new_ticket("b1"))
@@ -270,19 +263,12 @@ def test_an_erased_requester_is_forgotten_by_the_application_and_its_index(
 def test_a_new_tickets_row_is_rendered_from_the_ticket_made_not_read_back(
     clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app = Tickets(in_memory(), clock=clock, sealer=memory_sealer())
+    app = Tickets(in_memory(), clock=clock, sealer=memory_sealer().sealer)
     both = {"email": "alice@example.com", "phone": "+8613800138000", "channels": ["EMAIL"]}
     new = UUID(app.create_ticket(ALICE, new_ticket("a1", contact=both)).id)
     changed = UUID(app.create_ticket(BOB, new_ticket("b1")).id)
     app.add_comment(BOB, str(changed), "还是不行", internal=False, etag="")
-    read_back: list[UUID] = []
-    get = app.repository.get
-
-    def counted(ident: UUID, **kwargs: Any) -> Any:
-        read_back.append(ident)
-        return get(ident, **kwargs)
-
-    monkeypatch.setattr(app.repository, "get", counted)
+    read_back = reads_back(app, monkeypatch)
     IndexProjector(app, app.index, case_row).catch_up()
     # Alice's ticket is rendered as it was made; Bob's, changed since, is read back.
     assert read_back == [changed]
@@ -297,7 +283,7 @@ def test_a_new_tickets_row_is_rendered_from_the_ticket_made_not_read_back(
 def test_a_ticket_opened_just_before_its_requester_is_erased_is_listed_erased(
     clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    personal = memory_sealer()
+    personal = memory_sealer().sealer
     app = Tickets(in_memory(), clock=clock, sealer=personal)
     app.create_ticket(ALICE, new_ticket("a1"))
     bobs = app.create_ticket(BOB, new_ticket("b1", subject="上传失败"))
@@ -325,7 +311,7 @@ def test_a_ticket_opened_just_before_its_requester_is_erased_is_listed_erased(
 
 
 def test_a_closed_ticket_past_its_retention_period_is_erased_alone(clock: FakeClock) -> None:
-    personal = memory_sealer()
+    personal = memory_sealer().sealer
     app = Tickets(in_memory(), clock=clock, sealer=personal, retain_for=timedelta(days=30))
     contact = {"email": "alice@example.com", "phone": "+8613800138000", "channels": ["EMAIL"]}
     t = app.create_ticket(ALICE, new_ticket("a1", contact=contact))
@@ -380,7 +366,7 @@ def test_a_closed_ticket_past_its_retention_period_is_erased_alone(clock: FakeCl
 
 
 def test_a_change_landing_while_a_ticket_expires_destroys_nothing(clock: FakeClock) -> None:
-    personal = memory_sealer()
+    personal = memory_sealer().sealer
     app = Tickets(in_memory(), clock=clock, sealer=personal, retain_for=timedelta(days=1))
     t = app.create_ticket(ALICE, new_ticket())
     t = app.close_ticket(ALICE, app.solve(AGENT, t.id, "已处理", etag="").id, etag="")
@@ -408,7 +394,7 @@ def closing_of(app: Tickets, ident: str) -> Ticket.Closed:
 def test_a_ticket_sealed_before_case_keys_is_not_marked_expired(
     clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    personal = memory_sealer()
+    personal = memory_sealer().sealer
     app = Tickets(in_memory(), clock=clock, sealer=personal)
     with monkeypatch.context() as before:
         before.setattr(PERSONAL, "per_case", False)  # the release before case keys
