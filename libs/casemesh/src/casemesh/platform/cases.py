@@ -228,8 +228,8 @@ class CaseApplication(TracedApplication, Generic[C]):
     def create(self, case: C, draft: Draft) -> C:
         """Saves a new case; a concurrent retry of the same create that won the
         race answers with its case. The case saved is kept for the case index
-        (`created`): the caller changes it only through its events from then
-        on, never its attributes or anything they hold."""
+        (`created`): the caller does not change it, nor anything it holds, from
+        then on (a change loads the case afresh, as `change` does)."""
         clears = self.created.clears
         try:
             self.save(case)
