@@ -280,7 +280,8 @@ def test_reports_stored_before_sealing_read_as_they_were(clock: FakeClock) -> No
     stored = list(before.recorder.select_events(filed.id))
     warned = before.recorder.select_events(Reporter.create_id("alice"))[-1]
     state = transcoder.decode(warned.state)
-    assert (state.pop("class_version"), state.pop("user_id")) == (2, "alice")
+    assert (state.pop("class_version"), state.pop("user_id")) == (3, "alice")
+    assert UUID(state.pop("record"))
     stored.append(replace(warned, state=transcoder.encode(state)))  # as version 1 kept it
 
     personal = memory_sealer().sealer
@@ -291,6 +292,7 @@ def test_reports_stored_before_sealing_read_as_they_were(clock: FakeClock) -> No
         {"locale": "zh-CN", "email": "r@example.com", "channels": ["EMAIL"]},
     )
     assert (read[-1]["user_id"], read[-1]["contact"]["email"]) == ("", "r@example.com")
+    assert read[-1]["record"] == ""
 
 
 def test_a_report_with_bad_fields_names_each_and_files_nothing(app: Reports) -> None:
@@ -856,6 +858,127 @@ def test_a_case_whose_report_was_sealed_before_case_keys_is_left_as_it_was(
     app.fire(deadline)
     assert ExpiringCase.Expired not in events_of(app, filed.case_id)
     assert app.get_report(ALICE, str(filed.id)).explanation == "视频宣扬恐怖组织"
+
+
+def misusing(clock: FakeClock) -> tuple[Reports, Callable[[str, str], None]]:
+    """Reports that seal personal data, warn at the first manifestly
+    unfounded report and suspend at each after it, and keep a standing's
+    contact 60 days after its last measure; and Alice filing an unfounded
+    report with a contact of its own."""
+    policy = ReportsPolicy(
+        taxonomy=load_taxonomy(),
+        misuse=Misuse(warn_after=1, suspend_after=1, window_days=180, suspension_days=30),
+    )
+    app = Reports(
+        in_memory(),
+        clock=clock,
+        policy=policy,
+        sealer=memory_sealer().sealer,
+        standing_retain_for=timedelta(days=60),
+    )
+
+    def unfounded(request_id: str, email: str) -> None:
+        contact = {"locale": "zh-CN", "email": email, "channels": ["EMAIL"]}
+        filed = app.file(ALICE, report(request_id, request_id, contact=contact))
+        counted = [f"reports/{filed.id}"]
+        app.decide(AGENT, filed.case_id, "NO_VIOLATION", NO_VIOLATION, None, counted, "")
+
+    return app, unfounded
+
+
+def standing_contacts(app: Reports) -> list[str]:
+    """The e-mail each measure of Alice's standing was sent to, as a reader
+    of the store afresh (a relay, a view rebuilt) reads it."""
+    assert app.sealer is not None
+    reader = SealingMapper(app.mapper.transcoder, sealer=afresh(app.sealer), fields=PERSONAL)
+    read = [reader.to_domain_event(s) for s in app.recorder.select_events(STANDING)]
+    return [vars(e)["contact"]["email"] for e in read if "contact" in vars(e)]
+
+
+STANDING = Reporter.create_id("alice")
+
+
+def test_a_reporters_standing_keeps_the_contact_it_told_them_on_until_its_period_ran_out(
+    clock: FakeClock,
+) -> None:
+    app, unfounded = misusing(clock)
+    unfounded("r1", "first@example.com")  # warned
+    (warned,) = app.deadlines_of(last_event(app, STANDING))
+    assert warned.due == clock.now() + timedelta(days=60)
+    clock.advance(days=1)
+    unfounded("r2", "second@example.com")  # suspended for 30 days
+    (suspended,) = app.deadlines_of(last_event(app, STANDING))
+    assert suspended.due == clock.now() + timedelta(days=30 + 60)
+    clock.now_is(warned.due)
+    app.fire(warned)  # the suspension ends later: its deadline stands instead
+    assert Reporter.RecordExpired not in events_of(app, STANDING)
+    assert standing_contacts(app) == ["first@example.com", "second@example.com"]
+
+    clock.now_is(suspended.due)
+    app.fire(suspended)
+    app.fire(suspended)  # again: nothing more
+    assert events_of(app, STANDING).count(Reporter.RecordExpired) == 1
+    assert standing_contacts(app) == [ERASED, ERASED]
+    # The standing and what it counted stay; her reports keep their own
+    # contacts until their cases' retention.
+    standing: Reporter = app.repository.get(STANDING)
+    assert (standing.standing, len(standing.counted), standing.contact) == ("SUSPENDED", 2, {})
+    mine = [app.get_report(ALICE, str(r)) for r in standing.counted]
+    assert [r.contact["email"] for r in mine] == ["first@example.com", "second@example.com"]
+    relay = Translator(StreamFollower(app))
+    published = relay(cast(Any, None), last_event(app, STANDING))
+    assert (published.type, published.subject) == (
+        "casemesh.reports.ReporterStandingExpired.v1",
+        f"reporters/{STANDING}",
+    )
+
+    # A later measure starts a record of its own, told on its own contact.
+    unfounded("r3", "third@example.com")
+    assert standing_contacts(app) == [ERASED, ERASED, "third@example.com"]
+    assert app.repository.get(STANDING).record not in ("", standing.expired_record)
+
+
+def test_a_standing_record_recorded_expired_has_its_keys_destroyed_when_fired_again(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash between recording a record expired and destroying its keys:
+    the deadline fires again and destroys them, those of a record begun
+    since untouched."""
+    app, unfounded = misusing(clock)
+    unfounded("r1", "first@example.com")
+    (warned,) = app.deadlines_of(last_event(app, STANDING))
+    clock.now_is(warned.due)
+    assert app.sealer is not None
+    keys = app.sealer.keys
+    with monkeypatch.context() as patched:
+        patched.setattr(keys, "destroy", lambda ids: (_ for _ in ()).throw(OSError("gone")))
+        with pytest.raises(OSError):
+            app.fire(warned)
+    assert events_of(app, STANDING)[-1] == Reporter.RecordExpired
+    assert standing_contacts(app) == ["first@example.com"]
+    unfounded("r2", "second@example.com")  # suspended: a new record
+    app.fire(warned)
+    assert standing_contacts(app) == [ERASED, "second@example.com"]
+
+
+def test_a_standing_whose_contact_was_sealed_under_the_reporter_alone_is_left_as_it_was(
+    clock: FakeClock,
+) -> None:
+    """Destroying a record's keys cannot erase a contact sealed under its
+    reporter's key alone (stored before standings had records): the record
+    is not recorded expired while that contact still reads in clear."""
+    app, unfounded = misusing(clock)
+    assert isinstance(app.mapper, SealingMapper)
+    app.mapper.fields = PersonalFields(
+        {Reporter.Warned: PersonalEvent("user_id", ("contact.email",))}
+    )
+    unfounded("r1", "first@example.com")
+    app.mapper.fields = PERSONAL
+    (warned,) = app.deadlines_of(last_event(app, STANDING))
+    clock.now_is(warned.due)
+    app.fire(warned)
+    assert Reporter.RecordExpired not in events_of(app, STANDING)
+    assert standing_contacts(app) == ["first@example.com"]
 
 
 def test_a_reporter_sees_what_counts_against_them_and_what_it_led_to(

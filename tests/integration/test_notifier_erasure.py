@@ -347,3 +347,41 @@ async def test_a_later_event_carrying_an_erased_persons_contacts_tells_them_noth
         f" WHERE case_name = 'reporters/{lin}'"
     ) == [(LIN.user_id, "", "", "")]
     assert LIN.email not in world.dump()
+
+
+def standing_expired(standing: str, version: int, person: Person) -> CloudEvent:
+    """The standing retention period after a reporter's last measure ran out."""
+    message = rev.ReporterStandingExpired(
+        header=rev.ReportEventHeader(aggregate_id=standing, version=version, state="WARNED"),
+        reporter=person.user_id,
+    )
+    return case_event("reports", f"reporters/{standing}", version, message)
+
+
+async def test_a_standing_past_its_retention_is_forgotten_until_its_next_measure(
+    world: World,
+) -> None:
+    """Lin's warning, sent, and her second, not yet sent, when her standing's
+    record expires: the second is cancelled and the notifier keeps her
+    address for that standing no more; Wu's standing is untouched. Warned
+    again later, on a new record, she is told."""
+    lin, wu = str(uuid.uuid4()), str(uuid.uuid4())
+    await world.plan([warned(lin, 1, LIN), warned(wu, 1, WU)])
+    assert await world.drain() == 2
+    await world.plan([warned(lin, 2, LIN), standing_expired(lin, 3, LIN)])
+    assert await world.drain() == 0
+    assert len(world.mail.to(LIN.email)) == 1
+    assert world.rows(
+        "SELECT user_id, email, phone, subject FROM case_parties"
+        f" WHERE case_name = 'reporters/{lin}'"
+    ) == [(LIN.user_id, "", "", "")]
+    assert world.rows(
+        f"SELECT status, recipient FROM notification_jobs WHERE case_name = 'reporters/{lin}'"
+        " ORDER BY status"
+    ) == [("cancelled", ""), ("sent", "")]
+    assert LIN.email not in world.dump()
+    assert WU.email in world.dump()
+
+    assert list(await world.plan([warned(lin, 4, LIN)])) == [f"{lin}:4"]
+    assert await world.drain() == 1
+    assert len(world.mail.to(LIN.email)) == 2

@@ -271,6 +271,7 @@ def every_event() -> list[tuple[Any, Any]]:
     void_case.expire(actor="system")
     reporter = counted(None, 5, NOW)
     reporter.withdraw(report_id=reporter.suspensions[-1]["reports"][-1], now=NOW)
+    reporter.expire_record(NOW)
     flagger = TrustedFlagger(user_id="ngo", display_name="NGO", areas=["child_safety"], actor="a")
     flagger.change(display_name="NGO 2", areas=["harassment"], actor="a")
     flagger.remove(actor="a")

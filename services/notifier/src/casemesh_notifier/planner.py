@@ -27,7 +27,8 @@ later event carries (`erased_people`). A `TicketExpired`, an
 `AppealExpired`, a `ReportCaseExpired` or a `ReportExpired` (the case's
 retention period ran out) scrubs that case's clear data and cancels its
 unsent jobs the same way, after the batch's jobs are added; its people's
-other cases are untouched.
+other cases are untouched. A `ReporterStandingExpired` does so for the
+reporter's standing (`reporters/<id>`); its next measure is planned as any.
 """
 
 from __future__ import annotations
@@ -69,10 +70,17 @@ log = get_logger(__name__)
 ERASURE = type_of(PersonErased)
 # A case whose retention ran out; the event's subject names the case, as
 # the notifier names it (`tickets/<id>`, `appeals/<id>`, `report-cases/<id>`,
-# and `reports/<id>` for each of a report case's reports).
+# and `reports/<id>` for each of a report case's reports), or the reporter's
+# standing (`reporters/<id>`) whose measures' contact it erased.
 EXPIRIES = frozenset(
     type_of(m)
-    for m in (tev.TicketExpired, aev.AppealExpired, rev.ReportExpired, rev.ReportCaseExpired)
+    for m in (
+        tev.TicketExpired,
+        aev.AppealExpired,
+        rev.ReportExpired,
+        rev.ReportCaseExpired,
+        rev.ReporterStandingExpired,
+    )
 )
 
 

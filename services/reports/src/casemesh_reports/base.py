@@ -33,7 +33,7 @@ AGENT_WORK = "work report cases"
 
 
 class ReportsBase(CaseApplication[ReportCase]):
-    """The clock, the policy and the retention period it is constructed with, the read model
+    """The clock, the policy and the retention periods it is constructed with, the read model
     (`view`: made by `open_view` from the application, which `open_reports`
     gives to keep it in the service's database; without one, in memory), and
     the loading and saving every use case does."""
@@ -53,6 +53,7 @@ class ReportsBase(CaseApplication[ReportCase]):
         link_hosts: tuple[str, ...] = (),
         open_view: Callable[[Application[Any]], ReportsViewLike] | None = None,
         retain_for: timedelta | None = None,
+        standing_retain_for: timedelta | None = None,
         **options: Unpack[CaseOptions],
     ) -> None:
         super().__init__(env, **options)
@@ -60,6 +61,11 @@ class ReportsBase(CaseApplication[ReportCase]):
         self.policy = policy
         # How long an ended case keeps its personal data (`retention`).
         self.retain_for = retention.period("reports") if retain_for is None else retain_for
+        # How long a reporter's standing keeps the contact its last measure
+        # was sent to, after that measure ended.
+        self.standing_retain_for = (
+            retention.period("reporters") if standing_retain_for is None else standing_retain_for
+        )
         self.taxonomy = policy.taxonomy
         self.link_hosts = link_hosts
         if open_view is not None:

@@ -9,7 +9,8 @@
   the target, the category and a round number: once a case is decided, the
   next report on the same target opens the next round.
 - `Reporter`: a reporter's standing (manifestly unfounded reports, warning,
-  suspension).
+  suspension). The contact it told them on is kept for the standing
+  retention period after its last measure ended (`Reporter.expire_record`).
 - `TrustedFlagger`: one entry of the agent-managed trusted-flagger list.
 
 A report case and its reports expire together (`ExpiringCase`) when the
@@ -71,6 +72,18 @@ def _reporter_named(state: dict[str, Any]) -> None:
     """Standing events recorded before they named the reporter (and before
     their contact was sealed) name nobody: their contact stays as it was."""
     state["user_id"] = ""
+
+
+def _no_record(state: dict[str, Any]) -> None:
+    """Standing events recorded before a standing's records had keys of
+    their own were sealed under the reporter's key alone."""
+    state["record"] = ""
+
+
+def _lifted_without_record(state: dict[str, Any]) -> None:
+    """A lifting recorded before records, which said when by its timestamp alone."""
+    _no_record(state)
+    state["at"] = state["timestamp"]
 
 
 def target_key(target: dict[str, str]) -> str:
@@ -427,6 +440,17 @@ class Reporter(Aggregate):
         self.suspended_until: datetime | None = None
         self.suspensions: list[dict[str, Any]] = []
         self.contact: dict[str, Any] = {}
+        # The record the contacts of its measures are sealed under (a case
+        # key's case: `PERSONAL`), from the first measure until the
+        # standing retention period after the last one ran out; "": none.
+        self.record = ""
+        # When the last measure ended: a warning when given, a suspension
+        # when it ran out or was lifted (None: none yet).
+        self.measured_until: datetime | None = None
+        # The last record whose retention ran out (its contacts erased), and
+        # the end it counted from.
+        self.expired_record = ""
+        self.expired_end: datetime | None = None
 
     @property
     def standing(self) -> str:
@@ -450,7 +474,7 @@ class Reporter(Aggregate):
     def apply_rule(self, *, at: datetime, contact: dict[str, Any], rule: Misuse) -> None:
         """A warning first; after it, a suspension (DSA Art. 23)."""
         if self.warned_at is None and len(self.unfounded) >= rule.warn_after:
-            self._warned(at=at, contact=contact, user_id=self.user_id)
+            self._warned(at=at, contact=contact, user_id=self.user_id, record=self._record())
         elif self.warned_at is not None and len(self.unfounded) >= rule.suspend_after:
             self._suspended(
                 user_id=self.user_id,
@@ -458,7 +482,12 @@ class Reporter(Aggregate):
                 until=at + timedelta(days=rule.suspension_days),
                 contact=contact,
                 reports=[u["report_id"] for u in self.unfounded],
+                record=self._record(),
             )
+
+    def _record(self) -> str:
+        """The standing's current record; a new one after a record expired."""
+        return self.record or str(uuid.uuid4())
 
     def withdraw(self, *, report_id: str, now: datetime) -> bool:
         """A decision that judged the report unfounded was reversed on appeal:
@@ -470,8 +499,38 @@ class Reporter(Aggregate):
         if current is not None and any(
             s["until"] == current and report_id in s["reports"] for s in self.suspensions
         ):
-            self._suspension_lifted(until=current, contact=self.contact, user_id=self.user_id)
+            self._suspension_lifted(
+                until=current,
+                contact=self.contact,
+                user_id=self.user_id,
+                record=self._record(),
+                at=now,
+            )
         return True
+
+    def expire_record(self, end: datetime) -> None:
+        """Records that the standing retention period after the last
+        measure, which ended at `end`, ran out: the application destroys
+        the record's case keys once this is saved, so that the contact its
+        measures were sent to reads as erased. The standing and its counts
+        stay; a later measure starts a new record."""
+        if self.measured_until != end or not self.record:
+            raise FailedPrecondition(
+                "the standing's last measure did not end then", reason="STANDING_MOVED"
+            )
+        self._record_expired(end=end, record=self.record)
+
+    class RecordExpired(Aggregate.Event):
+        """The standing retention period after the last measure ran out."""
+
+        end: datetime
+        record: str
+
+    @event(RecordExpired)
+    def _record_expired(self, end: datetime, record: str) -> None:
+        self.contact = {}
+        self.record = ""
+        self.expired_end, self.expired_record = end, record
 
     class MisuseCounted(Aggregate.Event):
         report_id: str
@@ -486,19 +545,24 @@ class Reporter(Aggregate):
         self.counted.append(report_id)
 
     # The standing events that hold the reporter's contact name the reporter
-    # too (v2), whose key seals it (`PERSONAL`).
+    # (v2), whose key seals it, and the standing's record (v3), whose case
+    # key seals it too (`PERSONAL`).
     class Warned(Aggregate.Event):
         user_id: str
         at: datetime
         contact: dict[str, Any]
-        class_version = 2
+        record: str
+        class_version = 3
         upcast_v1_v2 = staticmethod(_reporter_named)
+        upcast_v2_v3 = staticmethod(_no_record)
 
     @event(Warned)
-    def _warned(self, user_id: str, at: datetime, contact: dict[str, Any]) -> None:
+    def _warned(self, user_id: str, at: datetime, contact: dict[str, Any], record: str) -> None:
         self.warned_at = at
         self.unfounded = []
         self.contact = contact
+        self.record = record
+        self.measured_until = at
 
     class Suspended(Aggregate.Event):
         user_id: str
@@ -506,8 +570,10 @@ class Reporter(Aggregate):
         until: datetime
         contact: dict[str, Any]
         reports: list[str]
-        class_version = 2
+        record: str
+        class_version = 3
         upcast_v1_v2 = staticmethod(_reporter_named)
+        upcast_v2_v3 = staticmethod(_no_record)
 
     @event(Suspended)
     def _suspended(
@@ -517,11 +583,14 @@ class Reporter(Aggregate):
         until: datetime,
         contact: dict[str, Any],
         reports: list[str],
+        record: str,
     ) -> None:
         self.suspended_until = until
         self.suspensions.append({"at": at, "until": until, "reports": reports})
         self.unfounded = []
         self.contact = contact
+        self.record = record
+        self.measured_until = until
 
     class MisuseWithdrawn(Aggregate.Event):
         report_id: str
@@ -535,12 +604,19 @@ class Reporter(Aggregate):
         user_id: str
         until: datetime
         contact: dict[str, Any]
-        class_version = 2
+        record: str
+        at: datetime
+        class_version = 3
         upcast_v1_v2 = staticmethod(_reporter_named)
+        upcast_v2_v3 = staticmethod(_lifted_without_record)
 
     @event(SuspensionLifted)
-    def _suspension_lifted(self, user_id: str, until: datetime, contact: dict[str, Any]) -> None:
+    def _suspension_lifted(
+        self, user_id: str, until: datetime, contact: dict[str, Any], record: str, at: datetime
+    ) -> None:
         self.suspended_until = None
+        self.record = record
+        self.measured_until = at
 
 
 @dataclass(eq=False, repr=False)
@@ -622,8 +698,10 @@ _UPLOADERS = ("uploader.legal_name", *(f"uploader.{p}" for p in _CONTACT))
 #   into each report's outcome, and stay clear there too. The trusted
 #   flaggers it names as its source are entities whose names are public.
 # - A reporter's warning, suspension and its lifting: the contact they are
-#   told on, under the reporter (events recorded before they named the
-#   reporter kept it clear, and read as they are).
+#   told on, under the reporter and the standing's record (its retention
+#   erases it: `Reporter.expire_record`; events recorded before they named
+#   the reporter kept it clear, and read as they are; those recorded before
+#   records, under the reporter alone).
 # Not sealed: ids, enum values, the reported item (its id and link), a case's
 # reporters (who is a party, compared and queried), the request fingerprint
 # a retry is compared with, a trusted flagger's display name (an
@@ -632,9 +710,9 @@ PERSONAL = PersonalFields(
     {
         AbuseReport.Filed: PersonalEvent("reporter", REPORTERS, case="case_id"),
         ReportCase.Decided: PersonalEvent(_uploader, _UPLOADERS, case="originator_id"),
-        Reporter.Warned: PersonalEvent("user_id", _CONTACT),
-        Reporter.Suspended: PersonalEvent("user_id", _CONTACT),
-        Reporter.SuspensionLifted: PersonalEvent("user_id", _CONTACT),
+        Reporter.Warned: PersonalEvent("user_id", _CONTACT, case="record"),
+        Reporter.Suspended: PersonalEvent("user_id", _CONTACT, case="record"),
+        Reporter.SuspensionLifted: PersonalEvent("user_id", _CONTACT, case="record"),
     }
 )
 # What of them the aggregates themselves keep, erased when their case expires.

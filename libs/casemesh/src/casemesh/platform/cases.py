@@ -176,25 +176,51 @@ class CaseApplication(TracedApplication, Generic[C]):
         A case with personal text sealed under no case key (stored before
         case keys came in) cannot be erased this way: it is left as it is,
         logged (`case.not_expirable`), and False returned."""
-        name, again = f"{self.collection}/{case.id}", case.expired
         whole = [case, *parts]
-        if not again:
+        if not case.expired:
             for each in whole:
                 each.require_expirable()
+
+        def record() -> None:
+            for each in whole:
+                each.expire(actor="system")
+
+        name = f"{self.collection}/{case.id}"
+        return self.erase_sealed(name, whole, None if case.expired else record)
+
+    def erase_sealed(
+        self,
+        name: str,
+        aggregates: Sequence[Aggregate],
+        record: Callable[[], None] | None,
+        within: UUID | None = None,
+    ) -> bool:
+        """Destroys the case keys the aggregates' stored events were sealed
+        under (those of case `within` alone, if given), once `record` (None:
+        recorded before) has recorded why on them and they are saved, in one
+        transaction; True if it did. Left as it is, logged
+        (`case.not_expirable`), when personal data is not sealed, or when
+        any of their texts was sealed under no case key: destroying keys
+        would not erase those. `name` names it in the log."""
         if self.sealer is None or not isinstance(self.mapper, SealingMapper):
             log.warning("case.not_expirable", case=name, why="personal data not sealed")
             return False
-        stored = chain.from_iterable(self.recorder.select_events(each.id) for each in whole)
-        keys, unkeyed = self.mapper.case_keys_in(stored)
-        if unkeyed and not again:
+        stored = chain.from_iterable(self.recorder.select_events(each.id) for each in aggregates)
+        keys, unkeyed = self.mapper.case_keys_in(stored, within)
+        if unkeyed and record is not None:
             log.warning("case.not_expirable", case=name, texts_without_case_key=unkeyed)
             return False
-        if not again:
-            for each in whole:
-                each.expire(actor="system")
-            self.save(*whole)  # refused if any changed since `keys` were read
+        if record is not None:
+            record()
+            self.save(*aggregates)  # refused if any changed since `keys` were read
         destroyed = self.sealer.keys.destroy(keys) if keys else 0
-        log.info("case.expired", case=name, parts=len(parts), case_keys=destroyed, again=again)
+        log.info(
+            "case.expired",
+            case=name,
+            parts=len(aggregates) - 1,
+            case_keys=destroyed,
+            again=record is None,
+        )
         return True
 
     def forget_person(self, person: str, to_row: Callable[[C], CaseRow]) -> int:

@@ -89,10 +89,13 @@ class SealingMapper(TracingMapper):
         object.__setattr__(sealed, "__dict__", rewritten)
         return super().to_stored_event(sealed)
 
-    def case_keys_in(self, stored_events: Iterable[StoredEvent]) -> tuple[set[uuid.UUID], int]:
+    def case_keys_in(
+        self, stored_events: Iterable[StoredEvent], within: uuid.UUID | None = None
+    ) -> tuple[set[uuid.UUID], int]:
         """The case keys the personal texts of these events were sealed
-        under, and how many of their texts were sealed under none (stored
-        before case keys, or before sealing): destroying the keys cannot
+        under (given `within`, those of the events sealed for that case
+        alone), and how many of all their texts were sealed under none
+        (stored before case keys, or before sealing): destroying keys cannot
         erase those."""
         found: set[uuid.UUID] = set()
         unkeyed = 0
@@ -101,7 +104,8 @@ class SealingMapper(TracingMapper):
             personal = self.fields.of(type(domain_event))
             if personal is not None:
                 keys = [case_key_of(t) for t in personal.texts(vars(domain_event))]
-                found.update(k for k in keys if k is not None)
+                if within is None or self.fields.case_of(personal, domain_event) == within:
+                    found.update(k for k in keys if k is not None)
                 unkeyed += keys.count(None)
         return found, unkeyed
 
