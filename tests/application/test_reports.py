@@ -928,7 +928,7 @@ def test_a_reporters_standing_keeps_the_contact_it_told_them_on_until_its_period
     relay = Translator(StreamFollower(app))
     published = relay(cast(Any, None), last_event(app, STANDING))
     assert (published.type, published.subject) == (
-        "casemesh.reports.ReporterStandingExpired.v1",
+        "casemesh.reports.ReporterContactExpired.v1",
         f"reporters/{STANDING}",
     )
 
@@ -961,12 +961,14 @@ def test_a_standing_record_recorded_expired_has_its_keys_destroyed_when_fired_ag
     assert standing_contacts(app) == [ERASED, "second@example.com"]
 
 
-def test_a_standing_whose_contact_was_sealed_under_the_reporter_alone_is_left_as_it_was(
+def test_a_standing_warned_before_records_keeps_that_contact_and_expires_its_later_record(
     clock: FakeClock,
 ) -> None:
-    """Destroying a record's keys cannot erase a contact sealed under its
-    reporter's key alone (stored before standings had records): the record
-    is not recorded expired while that contact still reads in clear."""
+    """A warning stored before standings had records (version 2: its
+    contact sealed under the reporter's key alone) cannot be erased by
+    destroying keys: its deadline leaves the standing as it was. The
+    suspension that follows starts a record, whose expiry erases its own
+    contact; the warning's stays until the reporter is erased."""
     app, unfounded = misusing(clock)
     assert isinstance(app.mapper, SealingMapper)
     app.mapper.fields = PersonalFields(
@@ -974,11 +976,62 @@ def test_a_standing_whose_contact_was_sealed_under_the_reporter_alone_is_left_as
     )
     unfounded("r1", "first@example.com")
     app.mapper.fields = PERSONAL
+    as_v2(app, last_event(app, STANDING))
+    assert app.repository.get(STANDING).record == ""
     (warned,) = app.deadlines_of(last_event(app, STANDING))
     clock.now_is(warned.due)
     app.fire(warned)
     assert Reporter.RecordExpired not in events_of(app, STANDING)
     assert standing_contacts(app) == ["first@example.com"]
+
+    unfounded("r2", "second@example.com")  # suspended: its record's first measure
+    (suspended,) = app.deadlines_of(last_event(app, STANDING))
+    clock.now_is(suspended.due)
+    app.fire(suspended)
+    assert events_of(app, STANDING)[-1] == Reporter.RecordExpired
+    assert standing_contacts(app) == ["first@example.com", ERASED]
+
+
+def as_v2(app: Reports, stored_as_now: Any) -> None:
+    """Rewrites a standing's stored measure as version 2 stored it: without
+    the record it was sealed for (and a lifting without when)."""
+    recorder = cast(Any, app.recorder)
+    ident = stored_as_now.originator_id
+    position = recorder._stored_events_index[str(ident)][stored_as_now.originator_version]
+    stored = recorder._stored_events[position]
+    transcoder = app.mapper.transcoder
+    state = transcoder.decode(stored.state)
+    state.pop("record")
+    if isinstance(stored_as_now, Reporter.SuspensionLifted):
+        state.pop("at")
+    state["class_version"] = 2
+    recorder._stored_events[position] = replace(stored, state=transcoder.encode(state))
+
+
+def test_a_lifted_suspension_counts_from_when_it_was_lifted(clock: FakeClock) -> None:
+    """A suspension lifted early (its report's decision reversed on appeal)
+    ends then: its contacts expire the period after the lifting, and the
+    suspension's own end no longer counts."""
+    app, unfounded = misusing(clock)
+    unfounded("r1", "first@example.com")
+    clock.advance(days=1)
+    unfounded("r2", "second@example.com")
+    (suspended,) = app.deadlines_of(last_event(app, STANDING))
+    clock.advance(days=2)
+    case_id = app.get_report(ALICE, str(app.repository.get(STANDING).counted[-1])).case_id
+    app.lodge_appeal(case_id, "appeals/a1", "alice")
+    app.reverse(case_id, "appeals/a1")
+    lifting = last_event(app, STANDING)
+    assert isinstance(lifting, Reporter.SuspensionLifted)
+    (lifted,) = app.deadlines_of(lifting)
+    assert lifted.due == clock.now() + timedelta(days=60) < suspended.due
+    clock.now_is(lifted.due)
+    app.fire(suspended)  # not due yet, and no longer the last end
+    app.fire(lifted)
+    assert standing_contacts(app) == [ERASED, ERASED, ERASED]
+    clock.now_is(suspended.due)
+    app.fire(suspended)
+    assert events_of(app, STANDING).count(Reporter.RecordExpired) == 1
 
 
 def test_a_reporter_sees_what_counts_against_them_and_what_it_led_to(

@@ -350,25 +350,39 @@ async def test_a_later_event_carrying_an_erased_persons_contacts_tells_them_noth
 
 
 def standing_expired(standing: str, version: int, person: Person) -> CloudEvent:
-    """The standing retention period after a reporter's last measure ran out."""
-    message = rev.ReporterStandingExpired(
+    """The contact of a reporter's measures expired (their standing's record)."""
+    message = rev.ReporterContactExpired(
         header=rev.ReportEventHeader(aggregate_id=standing, version=version, state="WARNED"),
         reporter=person.user_id,
     )
     return case_event("reports", f"reporters/{standing}", version, message)
 
 
+def suspended(standing: str, version: int, person: Person) -> CloudEvent:
+    """After a warning, a reporter suspended, told at their contact."""
+    message = rev.ReporterSuspended(
+        header=rev.ReportEventHeader(aggregate_id=standing, version=version, state="SUSPENDED"),
+        reporter=person.user_id,
+        contact=ev.ContactPreferences(
+            email=person.email, channels=[ev.CONTACT_CHANNEL_EMAIL], locale="zh-CN"
+        ),
+    )
+    message.until.FromDatetime(NOON_IN_SHANGHAI)
+    return case_event("reports", f"reporters/{standing}", version, message)
+
+
 async def test_a_standing_past_its_retention_is_forgotten_until_its_next_measure(
     world: World,
 ) -> None:
-    """Lin's warning, sent, and her second, not yet sent, when her standing's
-    record expires: the second is cancelled and the notifier keeps her
-    address for that standing no more; Wu's standing is untouched. Warned
-    again later, on a new record, she is told."""
+    """Lin's warning, sent, and her suspension, not yet sent, when the
+    contact of her standing's measures expires: the suspension's notice is
+    cancelled and the notifier keeps her address for that standing no more;
+    Wu's standing is untouched. Suspended again later, on a new record, she
+    is told."""
     lin, wu = str(uuid.uuid4()), str(uuid.uuid4())
     await world.plan([warned(lin, 1, LIN), warned(wu, 1, WU)])
     assert await world.drain() == 2
-    await world.plan([warned(lin, 2, LIN), standing_expired(lin, 3, LIN)])
+    await world.plan([suspended(lin, 2, LIN), standing_expired(lin, 3, LIN)])
     assert await world.drain() == 0
     assert len(world.mail.to(LIN.email)) == 1
     assert world.rows(
@@ -382,6 +396,21 @@ async def test_a_standing_past_its_retention_is_forgotten_until_its_next_measure
     assert LIN.email not in world.dump()
     assert WU.email in world.dump()
 
-    assert list(await world.plan([warned(lin, 4, LIN)])) == [f"{lin}:4"]
+    assert list(await world.plan([suspended(lin, 4, LIN)])) == [f"{lin}:4"]
     assert await world.drain() == 1
     assert len(world.mail.to(LIN.email)) == 2
+
+
+async def test_a_measure_after_an_expiry_in_the_same_batch_is_still_told(world: World) -> None:
+    """The notifier catching up reads a standing's expiry and its next
+    measure together: the measure is planned after the expiry, and sent."""
+    lin = str(uuid.uuid4())
+    await world.plan([warned(lin, 1, LIN)])
+    assert await world.drain() == 1
+    planned = await world.plan([standing_expired(lin, 2, LIN), suspended(lin, 3, LIN)])
+    assert list(planned) == [f"{lin}:3"]
+    assert await world.drain() == 1
+    assert len(world.mail.to(LIN.email)) == 2
+    assert world.rows(f"SELECT email FROM case_parties WHERE case_name = 'reporters/{lin}'") == [
+        (LIN.email,)
+    ]

@@ -27,8 +27,9 @@ later event carries (`erased_people`). A `TicketExpired`, an
 `AppealExpired`, a `ReportCaseExpired` or a `ReportExpired` (the case's
 retention period ran out) scrubs that case's clear data and cancels its
 unsent jobs the same way, after the batch's jobs are added; its people's
-other cases are untouched. A `ReporterStandingExpired` does so for the
-reporter's standing (`reporters/<id>`); its next measure is planned as any.
+other cases are untouched. A `ReporterContactExpired` does so for the
+reporter's standing (`reporters/<id>`); its next measure, even later in the
+same batch, is planned after it, as any.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ EXPIRIES = frozenset(
         aev.AppealExpired,
         rev.ReportExpired,
         rev.ReportCaseExpired,
-        rev.ReporterStandingExpired,
+        rev.ReporterContactExpired,
     )
 )
 
@@ -121,9 +122,12 @@ class Planner:
         first = await store.record_consumed(
             conn, self.consumer, [(event.id, place) for event, place in events]
         )
-        decoded: list[tuple[CloudEvent, Message, Source]] = []
+        # The case events to plan, in runs each ended by an expiry (the case
+        # it names), so that what follows an expiry in the batch (a
+        # standing's next measure) is planned after it is forgotten.
+        runs: list[tuple[list[tuple[CloudEvent, Message, Source]], tuple[CloudEvent, str] | None]]
+        runs = [([], None)]
         erasures: list[tuple[CloudEvent, str]] = []
-        expiries: list[tuple[CloudEvent, str]] = []
         for event, _ in events:
             with about(event):
                 if event.id not in first:
@@ -136,22 +140,27 @@ class Planner:
                 if event.type in EXPIRIES:
                     if not event.subject:
                         raise ValueError(f"{event.id}: an expiry names no case")
-                    expiries.append((event, event.subject))
+                    runs[-1] = (runs[-1][0], (event, event.subject))
+                    runs.append(([], None))
                     continue
                 cls = MESSAGES.get(event.type)
                 if cls is None:
                     log.info("event.ignored", event_id=event.id, type=event.type)
                     continue
-                decoded.append((event, cls.FromString(event.data), SOURCE_OF[cls]))
-        by_event = await self._plan(conn, decoded, now, about) if decoded else {}
+                runs[-1][0].append((event, cls.FromString(event.data), SOURCE_OF[cls]))
+        by_event: dict[str, list[uuid.UUID]] = {}
+        for decoded, expiry in runs:
+            if decoded:
+                by_event.update(await self._plan(conn, decoded, now, about))
+            if expiry is not None:
+                event, case = expiry
+                with about(event):
+                    forgotten = await forget_cases(conn, [case])
+                    log.info("case.forgotten", event_id=event.id, **dataclasses.asdict(forgotten))
         for event, person in erasures:
             with about(event):
                 forgotten = await forget_people(conn, [person], event.id, now)
                 log.info("person.forgotten", event_id=event.id, **dataclasses.asdict(forgotten))
-        for event, case in expiries:
-            with about(event):
-                forgotten = await forget_cases(conn, [case])
-                log.info("case.forgotten", event_id=event.id, **dataclasses.asdict(forgotten))
         return by_event
 
     def forget(self, event: CloudEvent) -> str:

@@ -61,8 +61,8 @@ class ReportsBase(CaseApplication[ReportCase]):
         self.policy = policy
         # How long an ended case keeps its personal data (`retention`).
         self.retain_for = retention.period("reports") if retain_for is None else retain_for
-        # How long a reporter's standing keeps the contact its last measure
-        # was sent to, after that measure ended.
+        # How long a reporter's standing keeps the contact of its record's
+        # measures, after the last of them ended.
         self.standing_retain_for = (
             retention.period("reporters") if standing_retain_for is None else standing_retain_for
         )

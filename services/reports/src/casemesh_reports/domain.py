@@ -81,7 +81,8 @@ def _no_record(state: dict[str, Any]) -> None:
 
 
 def _lifted_without_record(state: dict[str, Any]) -> None:
-    """A lifting recorded before records, which said when by its timestamp alone."""
+    """A lifting recorded before records, which said when by its timestamp
+    alone (the wall clock's when it was stored, not the service's clock)."""
     _no_record(state)
     state["at"] = state["timestamp"]
 
@@ -514,7 +515,9 @@ class Reporter(Aggregate):
         the record's case keys once this is saved, so that the contact its
         measures were sent to reads as erased. The standing and its counts
         stay; a later measure starts a new record."""
-        if self.measured_until != end or not self.record:
+        if not self.record:
+            raise FailedPrecondition("no measure is sealed under a record", reason="NO_RECORD")
+        if self.measured_until != end:
             raise FailedPrecondition(
                 "the standing's last measure did not end then", reason="STANDING_MOVED"
             )

@@ -39,7 +39,7 @@ PUBLIC_NAMES: dict[type[Any], str | dict[type[Any], str]] = {
     Reporter.Suspended: "ReporterSuspended",
     Reporter.MisuseWithdrawn: "ReporterMisuseWithdrawn",
     Reporter.SuspensionLifted: "ReporterSuspensionLifted",
-    Reporter.RecordExpired: "ReporterStandingExpired",
+    Reporter.RecordExpired: "ReporterContactExpired",
     TrustedFlagger.Designated: "TrustedFlaggerSet",
     TrustedFlagger.Changed: "TrustedFlaggerSet",
     TrustedFlagger.Removed: "TrustedFlaggerRemoved",
@@ -219,7 +219,7 @@ def public_message(domain_event: Any, after: Any) -> Message:
                 header=header, reporter=after.user_id, contact=contact(a["contact"])
             )
         case Reporter.RecordExpired():
-            return ev.ReporterStandingExpired(header=header, reporter=after.user_id)
+            return ev.ReporterContactExpired(header=header, reporter=after.user_id)
         case TrustedFlagger.Designated() | TrustedFlagger.Changed():
             return ev.TrustedFlaggerSet(
                 header=header,

@@ -6,13 +6,14 @@ the case and its reports expired and destroys their case keys
 (`CaseApplication.expire_case`).
 
 A reporter's standing keeps the contact its measures (a warning, a
-suspension, its lifting) were sent to for the period given `reporters`,
-counted from when the last measure ended; then the timer records the
-standing's record expired and destroys that record's case keys
+suspension, its lifting) were sent to for the period `retention.toml` gives
+`reporters`, counted from when the last measure ended; then the timer
+records the standing's record expired and destroys that record's case keys
 (`Reporter.expire_record`). The standing and what it counted stay."""
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -27,8 +28,8 @@ log = get_logger(__name__)
 # The kind of deadline in the timers table (`report_timers`), with the end it
 # counts from: `retention@<end, ISO 8601>`.
 RETENTION = "retention"
-# A reporter's standing's, with the end of the measure it counts from:
-# `standing@<end, ISO 8601>`.
+# The kind of a reporter's standing's deadline, with the end of the measure
+# it counts from: `standing@<end, ISO 8601>`.
 STANDING = "standing"
 
 
@@ -46,8 +47,9 @@ class Retention(ReportsBase):
     def deadlines_of(self, domain_event: Any) -> list[Deadline]:
         """The retention deadline an event sets, from the event alone: a
         decision's window for an appeal closing, a voiding, a reversal that
-        did not reopen the case. The deadline names the end it counts from;
-        whether the case still ended then is checked when it fires."""
+        did not reopen the case; a reporter's measure ending. The deadline
+        names the end it counts from; whether the case still ended then (the
+        measure was still the last) is checked when it fires."""
         match domain_event:
             case ReportCase.Decided():
                 end = decision_end(domain_event.statement, domain_event.at)
@@ -66,7 +68,7 @@ class Retention(ReportsBase):
 
     def _standing_deadline(self, domain_event: Any, end: datetime) -> list[Deadline]:
         """A measure's: the standing's record expires the standing period
-        after the measure ends, unless a later one ends later."""
+        after the measure ends, unless a later measure came."""
         kind = f"{STANDING}@{end.isoformat()}"
         return [Deadline(str(domain_event.originator_id), kind, end + self.standing_retain_for)]
 
@@ -104,17 +106,20 @@ class Retention(ReportsBase):
         destroyed again, whatever came after. A standing whose last measure
         came before standings had records is left as it is (logged
         `case.not_expirable`): its contact was sealed under the reporter's
-        key alone, which only erasing the reporter destroys."""
+        key alone, which only erasing the reporter destroys (as are the
+        contacts of such measures before a record's: a record's expiry
+        erases its own)."""
         standing: Reporter | None = self._get(Reporter, standing_id)
         if standing is None or self.clock.now() < due:
             return False
         name = f"reporters/{standing_id}"
         if standing.expired_end == end:
-            return self.erase_sealed(name, [standing], None, UUID(standing.expired_record))
+            return self.erase_sealed(name, [standing], None, within=UUID(standing.expired_record))
         if standing.measured_until != end:
             return False  # a later measure has its own deadline
         if not standing.record:  # its measures came before standings had records
             log.warning("case.not_expirable", case=name, why="contact sealed without a record")
             return False
         record = UUID(standing.record)
-        return self.erase_sealed(name, [standing], lambda: standing.expire_record(end), record)
+        mark = functools.partial(standing.expire_record, end)
+        return self.erase_sealed(name, [standing], mark, within=record)

@@ -181,37 +181,37 @@ class CaseApplication(TracedApplication, Generic[C]):
             for each in whole:
                 each.require_expirable()
 
-        def record() -> None:
+        def mark() -> None:
             for each in whole:
                 each.expire(actor="system")
 
         name = f"{self.collection}/{case.id}"
-        return self.erase_sealed(name, whole, None if case.expired else record)
+        return self.erase_sealed(name, whole, None if case.expired else mark)
 
     def erase_sealed(
         self,
         name: str,
         aggregates: Sequence[Aggregate],
-        record: Callable[[], None] | None,
+        mark: Callable[[], None] | None,
         within: UUID | None = None,
     ) -> bool:
         """Destroys the case keys the aggregates' stored events were sealed
-        under (those of case `within` alone, if given), once `record` (None:
-        recorded before) has recorded why on them and they are saved, in one
-        transaction; True if it did. Left as it is, logged
-        (`case.not_expirable`), when personal data is not sealed, or when
-        any of their texts was sealed under no case key: destroying keys
-        would not erase those. `name` names it in the log."""
+        under (given `within`, those of the events sealed for that case
+        alone), once `mark` (None: marked before) has recorded why on them
+        and they are saved, in one transaction; True if it did. Left as it
+        is, logged (`case.not_expirable`), when personal data is not sealed,
+        or when any of those texts was sealed under no case key: destroying
+        keys would not erase those. `name` names it in the log."""
         if self.sealer is None or not isinstance(self.mapper, SealingMapper):
             log.warning("case.not_expirable", case=name, why="personal data not sealed")
             return False
         stored = chain.from_iterable(self.recorder.select_events(each.id) for each in aggregates)
         keys, unkeyed = self.mapper.case_keys_in(stored, within)
-        if unkeyed and record is not None:
+        if unkeyed and mark is not None:
             log.warning("case.not_expirable", case=name, texts_without_case_key=unkeyed)
             return False
-        if record is not None:
-            record()
+        if mark is not None:
+            mark()
             self.save(*aggregates)  # refused if any changed since `keys` were read
         destroyed = self.sealer.keys.destroy(keys) if keys else 0
         log.info(
@@ -219,7 +219,7 @@ class CaseApplication(TracedApplication, Generic[C]):
             case=name,
             parts=len(aggregates) - 1,
             case_keys=destroyed,
-            again=record is None,
+            again=mark is None,
         )
         return True
 

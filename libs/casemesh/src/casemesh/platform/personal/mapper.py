@@ -93,20 +93,21 @@ class SealingMapper(TracingMapper):
         self, stored_events: Iterable[StoredEvent], within: uuid.UUID | None = None
     ) -> tuple[set[uuid.UUID], int]:
         """The case keys the personal texts of these events were sealed
-        under (given `within`, those of the events sealed for that case
-        alone), and how many of all their texts were sealed under none
-        (stored before case keys, or before sealing): destroying keys cannot
-        erase those."""
+        under, and how many of their texts were sealed under none (stored
+        before case keys, or before sealing): destroying keys cannot erase
+        those. Given `within`, only the events sealed for that case count."""
         found: set[uuid.UUID] = set()
         unkeyed = 0
         for stored_event in stored_events:
             domain_event = super().to_domain_event(stored_event)
             personal = self.fields.of(type(domain_event))
-            if personal is not None:
-                keys = [case_key_of(t) for t in personal.texts(vars(domain_event))]
-                if within is None or self.fields.case_of(personal, domain_event) == within:
-                    found.update(k for k in keys if k is not None)
-                unkeyed += keys.count(None)
+            if personal is None:
+                continue
+            if within is not None and self.fields.case_of(personal, domain_event) != within:
+                continue
+            keys = [case_key_of(t) for t in personal.texts(vars(domain_event))]
+            found.update(k for k in keys if k is not None)
+            unkeyed += keys.count(None)
         return found, unkeyed
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[Any]:
