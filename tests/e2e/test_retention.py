@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 
 import grpc
+import psycopg
 import pytest
 
 from casemesh.platform.personal import ERASED
@@ -19,7 +20,7 @@ from tests.e2e.test_appeals import Person, notice
 from tests.e2e.test_erasure import dumps, found_in
 from tests.e2e.test_evidence import stored_objects
 from tests.e2e.test_reports import Person as Reporting
-from tests.e2e.test_reports import decide_no_violation
+from tests.e2e.test_reports import decide_no_violation, people, reports_mail
 from tests.support import open_ticket, told_everything, wait_until
 
 DAY = 24 * 3600
@@ -115,3 +116,37 @@ def test_cases_past_their_retention_period_are_erased_and_her_open_one_is_not(
     with pytest.raises(grpc.RpcError) as refused:
         zoe.client.RateTicket(pb.RateTicketRequest(name=done.name, score=5, comment="thanks"))
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_the_contact_a_reporter_was_warned_at_is_forgotten_a_period_after_the_warning(
+    stack: Stack,
+) -> None:
+    """A reporter warned for manifestly unfounded reports: once the standing
+    period after the warning has run out, the notifier keeps her address for
+    the standing no more, and the topic says so; her reports, whose own
+    periods run longer, still carry it."""
+    run, (rep,), agent = people(stack, 1)
+    email = f"{rep.user}@example.com"
+    reports = [
+        rep.report(f"w{run}{i}", category="other", subcategory="spam", email=email, locale="en")
+        for i in range(2)
+    ]
+    for report in reports:
+        decide_no_violation(agent, report, unfounded=True)
+    wait_until(lambda: reports_mail(stack, email, "report.misuse_warning"), timeout=30)
+
+    def standing_addresses() -> list[tuple[str, str]]:
+        with psycopg.connect(stack.notifier_dsn) as conn:
+            rows = conn.execute(
+                "SELECT p.email, j.recipient FROM case_parties AS p"
+                " JOIN notification_jobs AS j ON j.case_name = p.case_name"
+                " WHERE p.case_name LIKE 'reporters/%%' AND p.user_id = %s",
+                (rep.user,),
+            ).fetchall()
+            return [(e, r) for e, r in rows]
+
+    assert standing_addresses() == [(email, email)]
+    stack.advance_clock(retention.period("reporters").total_seconds() + DAY)
+    wait_until(lambda: standing_addresses() == [("", "")], timeout=60, interval=0.5)
+    got = rep.GetReport(rpb.GetReportRequest(name=reports[0].name))
+    assert got.contact.email == email
