@@ -17,7 +17,9 @@ from typing import Any
 
 import grpc
 import jwt
+import psycopg
 import pytest
+from aiokafka.errors import KafkaConnectionError
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -27,7 +29,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc import unary_unary_rpc_method_handler as unary_unary
 
 from casemesh.events.v1 import tickets_pb2 as tev
-from casemesh.platform import envelope
+from casemesh.platform import envelope, outbox
 from casemesh.platform.caseindex import Created
 from casemesh.platform.errors import (
     FieldViolation,
@@ -52,6 +54,7 @@ from casemesh.platform.masking import mask_email, mask_phone, mask_text
 from casemesh.platform.settings import ServiceSettings, load
 from casemesh.platform.where import Where
 from casemesh.rules import tickets as ticket_rules
+from casemesh_devstack.ports import free_port
 from casemesh_gateway.api import Backend
 from casemesh_gateway.ratelimit import RateLimiter
 from casemesh_gateway.settings import GatewaySettings
@@ -667,3 +670,35 @@ def test_a_created_case_not_taken_is_let_go_after_a_while_or_past_the_most_kept(
     kept.clear()
     kept.add(cases[2], clears)
     assert kept.take(cases[2].id, 1) is None
+
+
+@pytest.mark.parametrize("away", ["kafka", "database"])
+async def test_an_outbox_publisher_that_cannot_start_stops_the_producer_it_made(
+    away: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kafka or the database away when an outbox publisher starts: it fails,
+    to be tried again, and the producer it made is stopped, not left open
+    (each try makes a new one)."""
+
+    class Producer:
+        started = stopped = False
+
+        async def start(self) -> None:
+            if away == "kafka":
+                raise KafkaConnectionError("Unable to bootstrap")
+            self.started = True
+
+        async def stop(self) -> None:
+            self.stopped = True
+
+    producer = Producer()
+    monkeypatch.setattr(outbox, "make_producer", lambda *_: producer)
+    publisher = outbox.OutboxPublisher(
+        conninfo=f"postgresql://casemesh@127.0.0.1:{free_port()}/none?connect_timeout=2",
+        bootstrap="127.0.0.1:9",
+        outbox=outbox.Outbox("unit_outbox", "casemesh.unit.v1", "casemesh/unit", "case_id"),
+        client_id="unit",
+    )
+    with pytest.raises((KafkaConnectionError, psycopg.OperationalError)):
+        await publisher._publish_until(asyncio.Event())
+    assert (producer.started, producer.stopped) == (away == "database", True)

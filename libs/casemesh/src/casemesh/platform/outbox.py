@@ -120,24 +120,29 @@ class OutboxPublisher:
                 await pending
 
     async def _publish_until(self, stop: asyncio.Event) -> None:
+        # The producer is stopped whatever fails first, its own start
+        # included (Kafka or the database away): each try makes a new one.
         producer = make_producer(self._bootstrap, self._client_id)
-        await producer.start()
-        conn: psycopg.AsyncConnection[Any] = await psycopg.AsyncConnection.connect(
-            self._conninfo, autocommit=True
-        )
         try:
-            await conn.execute(SQL("LISTEN {}").format(Identifier(self._outbox.table)))
-            while not stop.is_set():
-                published = await self._publish_batch(conn, producer)
-                if published == 0:
-                    # Wait for a NOTIFY (or re-check after a second).
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(1.0):
-                            async for _ in conn.notifies():
-                                break
+            await producer.start()
+            conn: psycopg.AsyncConnection[Any] = await psycopg.AsyncConnection.connect(
+                self._conninfo, autocommit=True
+            )
+            try:
+                await conn.execute(SQL("LISTEN {}").format(Identifier(self._outbox.table)))
+                while not stop.is_set():
+                    published = await self._publish_batch(conn, producer)
+                    if published == 0:
+                        # Wait for a NOTIFY (or re-check after a second).
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(1.0):
+                                async for _ in conn.notifies():
+                                    break
+            finally:
+                await conn.close()
         finally:
-            await producer.stop()
-            await conn.close()
+            with contextlib.suppress(Exception):
+                await producer.stop()
 
     async def _publish_batch(self, conn: psycopg.AsyncConnection[Any], producer: Any) -> int:
         o = self._outbox
