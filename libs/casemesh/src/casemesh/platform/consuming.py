@@ -341,8 +341,26 @@ async def _record(aside: SetAside, set_aside: SetAsideHandler | None, said: Any)
     CONSUMER_SET_ASIDE.labels(aside.consumer, aside.place.topic, aside.reason).inc()
 
 
+class _TopicsMadeByTheDeployment(logging.Filter):
+    """Drops FastStream's warning, at each subscriber's start, that it
+    creates no topic: none of ours should (see `consumer_broker`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Auto create topics is disabled")
+
+
+_FASTSTREAM_LOG = library_logger("casemesh.faststream")
+_FASTSTREAM_LOG.addFilter(_TopicsMadeByTheDeployment())
+
+
 def consumer_broker(bootstrap: str, client_id: str, router: KafkaRouter) -> KafkaBroker:
-    """A broker for `router`'s subscribers (started by `start_broker`)."""
+    """A broker for `router`'s subscribers (started by `start_broker`).
+
+    It only consumes: it makes no producer and no admin client (each would
+    be a connection of its own, left open by a start that failed while
+    Kafka was away), and creates no topic. The deployment makes the topics,
+    with their partitions and retention (deploy/k8s/base/topics.yaml); one
+    a consumer created would have the broker's defaults."""
     # FastStream logs "Received" and "Processed" for every batch (and that a
     # subscriber waits for messages) at this level: two lines a batch of
     # every consumer, telling nothing the consumer metrics and traces do
@@ -350,8 +368,10 @@ def consumer_broker(bootstrap: str, client_id: str, router: KafkaRouter) -> Kafk
     broker = KafkaBroker(
         bootstrap,
         client_id=client_id,
-        logger=library_logger("casemesh.faststream"),
+        logger=_FASTSTREAM_LOG,
         log_level=logging.DEBUG,
+        consumer_only=True,
+        allow_auto_create_topics=False,
     )
     broker.include_router(router)
     return broker
