@@ -80,6 +80,29 @@ async def test_32_agents_claim_10000_cases_each_exactly_once(queue_db: str) -> N
         assert row is not None and row[0] > 1  # the work was shared
 
 
+async def test_a_claim_picked_to_end_a_deadlock_is_made_again(
+    queue_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Claims waiting on each other's locks (every free case locked) can
+    deadlock; PostgreSQL rolls one back, which changed nothing, and the
+    agent is given a case rather than an error."""
+    now = datetime.now(UTC)
+    await seed(queue_db, 1, now)
+    execute = psycopg.AsyncCursor.execute
+    deadlocks = [psycopg.errors.DeadlockDetected("deadlock detected")] * 2
+
+    async def deadlocked_twice(self: Any, query: Any, params: Any = None, **kw: Any) -> Any:
+        if deadlocks and "queue_claim" in str(query):
+            raise deadlocks.pop()
+        return await execute(self, query, params, **kw)
+
+    monkeypatch.setattr(psycopg.AsyncCursor, "execute", deadlocked_twice)
+    async with await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as conn:
+        case = await store.claim_next(conn, "agent-1", [], timedelta(minutes=10), now)
+    assert case is not None and case.holder == "agent-1"
+    assert deadlocks == []
+
+
 async def test_the_most_urgent_goes_first_and_an_expired_lease_returns_the_case(
     queue_db: str,
 ) -> None:

@@ -384,6 +384,10 @@ async def expire_leases(conn: psycopg.AsyncConnection[Any], now: datetime) -> No
         await conn.execute("SELECT queue_release_expired(%s)", (now,))
 
 
+# How many times a claim is made when PostgreSQL picks it to end a deadlock.
+CLAIM_TRIES = 5
+
+
 async def claim_next(
     conn: psycopg.AsyncConnection[Any],
     agent: str,
@@ -395,14 +399,28 @@ async def claim_next(
     """The case `agent` now holds, or None when none is waiting; under a
     `request_id` they claimed with before, the case that claim gave them while
     they still hold it. On an autocommit connection (what the pools give), so
-    the one statement is its own transaction."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "SELECT * FROM queue_claim(%s, %s, %s, %s, %s)",
-            (agent, now, now + lease, queues, request_id),
-        )
-        row = await cur.fetchone()
-    return case_of(row) if row else None
+    the one statement is its own transaction.
+
+    When every free case is locked, claims wait for those locks, and a
+    claim that waited for a case claimed meanwhile keeps its lock while it
+    waits for the next: claims waiting at once can deadlock. PostgreSQL
+    then rolls one back (after `deadlock_timeout`), which changed nothing,
+    so it is made again, up to `CLAIM_TRIES` times in all."""
+    tries = 1
+    while True:
+        try:
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(
+                    "SELECT * FROM queue_claim(%s, %s, %s, %s, %s)",
+                    (agent, now, now + lease, queues, request_id),
+                )
+                row = await cur.fetchone()
+            return case_of(row) if row else None
+        except psycopg.errors.DeadlockDetected:
+            if tries == CLAIM_TRIES:
+                raise
+            log.info("queue.claim_deadlocked", agent=agent, tries=tries)
+            tries += 1
 
 
 class NotHeld(enum.Enum):
