@@ -123,8 +123,8 @@ def test_the_contact_a_reporter_was_warned_at_is_forgotten_a_period_after_the_wa
 ) -> None:
     """A reporter warned for manifestly unfounded reports: once the standing
     period after the warning has run out, the notifier keeps her address for
-    the standing no more, and the topic says so; her reports, whose own
-    periods run longer, still carry it."""
+    the standing no more; her reports, whose own periods run longer, still
+    carry it."""
     run, (rep,), agent = people(stack, 1)
     email = f"{rep.user}@example.com"
     reports = [

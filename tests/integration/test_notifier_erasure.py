@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -16,6 +17,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from casemesh import topics
+from casemesh.events.v1 import helpcenter_pb2 as hev
 from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.events.v1.privacy_pb2 import PersonErased
@@ -414,3 +416,37 @@ async def test_a_measure_after_an_expiry_in_the_same_batch_is_still_told(world: 
     assert world.rows(f"SELECT email FROM case_parties WHERE case_name = 'reporters/{lin}'") == [
         (LIN.email,)
     ]
+
+
+def code_to(person: Person) -> CloudEvent:
+    """A one-time code for a phone change, to the person's phone: a job of
+    no case's party."""
+    message = hev.VerificationCodeIssued(
+        request="phone-changes/1", phone=person.phone, code="424242", locale="zh-CN"
+    )
+    message.expire_time.FromDatetime(NOON_IN_SHANGHAI + timedelta(minutes=10))
+    return case_event("helpcenter", "phone-changes/1", 1, message)
+
+
+async def test_an_erasure_heard_with_her_standings_expiry_still_cancels_her_code(
+    world: World,
+) -> None:
+    """Lin's standing holds her phone, and a one-time code to it waits; then
+    her erasure, her standing's expiry and a later suspension come in one
+    batch. The code is cancelled (the erasure finds her phone before the
+    expiry blanks the standing's row) and she is told nothing."""
+    lin = str(uuid.uuid4())
+    warning = warned(lin, 1, LIN)
+    message = rev.ReporterWarned.FromString(warning.data)
+    message.contact.phone = LIN.phone
+    warning = case_event("reports", f"reporters/{lin}", 1, message)
+    await world.plan([warning])
+    assert await world.drain() == 1
+    await world.plan([code_to(LIN)])
+    await world.plan([erasure(LIN.user_id), standing_expired(lin, 2, LIN), suspended(lin, 3, LIN)])
+    assert await world.drain() == 0
+    assert world.rows(
+        "SELECT status FROM notification_jobs WHERE template = 'verification.code'"
+    ) == [("cancelled",)]
+    assert LIN.phone not in world.dump()
+    assert LIN.email not in world.dump()

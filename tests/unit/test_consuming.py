@@ -237,3 +237,20 @@ async def test_a_consumer_logs_no_line_per_batch_at_info() -> None:
         said = [c.args[:2] for c in mock.log.call_args_list]
     assert seen == [b"x"]
     assert said == [(logging.DEBUG, "Received"), (logging.DEBUG, "Processed")]
+
+
+def test_a_consumer_broker_makes_no_producer_or_topic_and_says_nothing_of_it() -> None:
+    """Consumers only consume: FastStream makes no producer or admin client
+    for them and creates no topic (the deployment does, with its retention);
+    its warning at each subscriber's start that it creates none is dropped,
+    and nothing else it says is."""
+    broker = consuming.consumer_broker("localhost:9092", "unit", KafkaRouter())
+    assert (broker.config.consumer_only, broker.config.allow_auto_create_topics) == (True, False)
+    said = logging.getLogger("casemesh.faststream")
+
+    def kept(message: str) -> bool:
+        record = said.makeRecord(said.name, logging.WARNING, __file__, 0, message, (), None)
+        return said.filter(record)
+
+    assert not kept("Auto create topics is disabled. Make sure the topics exist.")
+    assert kept("Failed to create topic casemesh.tickets.v1: TopicAlreadyExistsError")

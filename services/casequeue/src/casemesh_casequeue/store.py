@@ -406,6 +406,7 @@ async def claim_next(
     waits for the next: claims waiting at once can deadlock. PostgreSQL
     then rolls one back (after `deadlock_timeout`), which changed nothing,
     so it is made again, up to `CLAIM_TRIES` times in all."""
+    assert conn.autocommit, "a claim is its own transaction"
     tries = 1
     while True:
         try:
@@ -419,7 +420,7 @@ async def claim_next(
         except psycopg.errors.DeadlockDetected:
             if tries == CLAIM_TRIES:
                 raise
-            log.info("queue.claim_deadlocked", agent=agent, tries=tries)
+            log.warning("queue.claim_deadlocked", agent=agent, tries=tries)
             tries += 1
 
 

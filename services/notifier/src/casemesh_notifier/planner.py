@@ -28,8 +28,9 @@ later event carries (`erased_people`). A `TicketExpired`, an
 retention period ran out) scrubs that case's clear data and cancels its
 unsent jobs the same way, after the batch's jobs are added; its people's
 other cases are untouched. A `ReporterContactExpired` does so for the
-reporter's standing (`reporters/<id>`); its next measure, even later in the
-same batch, is planned after it, as any.
+reporter's standing (`reporters/<id>`); a measure of the standing later in
+the same batch is planned after it, as any (the batch is then planned in
+parts, each with its own look-up and statements).
 """
 
 from __future__ import annotations
@@ -122,12 +123,10 @@ class Planner:
         first = await store.record_consumed(
             conn, self.consumer, [(event.id, place) for event, place in events]
         )
-        # The case events to plan, in runs each ended by an expiry (the case
-        # it names), so that what follows an expiry in the batch (a
-        # standing's next measure) is planned after it is forgotten.
-        runs: list[tuple[list[tuple[CloudEvent, Message, Source]], tuple[CloudEvent, str] | None]]
-        runs = [([], None)]
+        decoded: list[tuple[CloudEvent, Message, Source]] = []
         erasures: list[tuple[CloudEvent, str]] = []
+        # Each expiry, with how many case events came before it.
+        expiries: list[tuple[CloudEvent, str, int]] = []
         for event, _ in events:
             with about(event):
                 if event.id not in first:
@@ -140,27 +139,46 @@ class Planner:
                 if event.type in EXPIRIES:
                     if not event.subject:
                         raise ValueError(f"{event.id}: an expiry names no case")
-                    runs[-1] = (runs[-1][0], (event, event.subject))
-                    runs.append(([], None))
+                    expiries.append((event, event.subject, len(decoded)))
                     continue
                 cls = MESSAGES.get(event.type)
                 if cls is None:
                     log.info("event.ignored", event_id=event.id, type=event.type)
                     continue
-                runs[-1][0].append((event, cls.FromString(event.data), SOURCE_OF[cls]))
-        by_event: dict[str, list[uuid.UUID]] = {}
-        for decoded, expiry in runs:
-            if decoded:
-                by_event.update(await self._plan(conn, decoded, now, about))
-            if expiry is not None:
-                event, case = expiry
+                decoded.append((event, cls.FromString(event.data), SOURCE_OF[cls]))
+
+        async def forget_erased() -> None:
+            for event, person in erasures:
                 with about(event):
-                    forgotten = await forget_cases(conn, [case])
-                    log.info("case.forgotten", event_id=event.id, **dataclasses.asdict(forgotten))
-        for event, person in erasures:
+                    forgotten = await forget_people(conn, [person], event.id, now)
+                    log.info("person.forgotten", event_id=event.id, **dataclasses.asdict(forgotten))
+
+        async def forget_expired(event: CloudEvent, case: str) -> None:
             with about(event):
-                forgotten = await forget_people(conn, [person], event.id, now)
-                log.info("person.forgotten", event_id=event.id, **dataclasses.asdict(forgotten))
+                forgotten = await forget_cases(conn, [case])
+                log.info("case.forgotten", event_id=event.id, **dataclasses.asdict(forgotten))
+
+        # The batch is planned whole, then its erasures and expiries heard,
+        # except an expiry whose case a later event of the batch names again
+        # (a standing's next measure): the events before it are planned and
+        # it is heard (after the erasures, whose people's addresses its party
+        # rows may hold), and the rest is planned after that.
+        by_event: dict[str, list[uuid.UUID]] = {}
+        done, late = 0, []
+        for event, case, at in expiries:
+            if not any(later.subject == case for later, _, _ in decoded[at:]):
+                late.append((event, case))
+                continue
+            if at > done:
+                by_event.update(await self._plan(conn, decoded[done:at], now, about))
+                done = at
+            await forget_erased()
+            await forget_expired(event, case)
+        if len(decoded) > done:
+            by_event.update(await self._plan(conn, decoded[done:], now, about))
+        await forget_erased()
+        for event, case in late:
+            await forget_expired(event, case)
         return by_event
 
     def forget(self, event: CloudEvent) -> str:

@@ -190,6 +190,10 @@ def _listen(router: KafkaRouter, records: _Records[Any], max_records: int | None
         *records.topics,
         group_id=records.group_id,
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        # A record asking for a reply (a `reply_to` header) gets none: the
+        # broker has no producer, and a reply failing would rewind the
+        # record for ever.
+        no_reply=True,
         auto_offset_reset="earliest",
         decoder=_raw_body,
         batch=max_records is not None,

@@ -141,8 +141,10 @@ class OutboxPublisher:
             finally:
                 await conn.close()
         finally:
-            with contextlib.suppress(Exception):
+            try:
                 await producer.stop()
+            except Exception as exc:  # the publisher is failing already, or stopping
+                log.debug("outbox.producer_not_stopped", error=repr(exc))
 
     async def _publish_batch(self, conn: psycopg.AsyncConnection[Any], producer: Any) -> int:
         o = self._outbox
