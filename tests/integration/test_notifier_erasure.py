@@ -321,8 +321,8 @@ async def test_an_erased_persons_unsent_jobs_are_cancelled_and_nothing_of_them_i
 
 
 def warned(standing: str, version: int, person: Person) -> CloudEvent:
-    """A reporter warned for misuse: the reports service's events carry the
-    reporter's contacts in clear (not sealed), so an erasure cannot reach them."""
+    """A reporter warned for misuse, the contact in clear as a standing's
+    events stored before sealing carry it: an erasure cannot reach it."""
     message = rev.ReporterWarned(
         header=rev.ReportEventHeader(aggregate_id=standing, version=version, state="WARNED"),
         reporter=person.user_id,
