@@ -80,7 +80,7 @@ async def consumer(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Consumer]:
     monkeypatch.setattr(consuming, "FIRST_PAUSE_S", 0.0)
     monkeypatch.setattr(consuming, "MAX_PAUSE_S", 0.0)
     router = KafkaRouter()
-    c = Consumer(KafkaBroker())
+    c = Consumer(consuming.consumer_broker("localhost:9092", "unit", router))
 
     async def handle(event: CloudEvent, place: Place) -> None:
         c.trace_ids.append(trace.get_current_span().get_span_context().trace_id)
@@ -104,7 +104,6 @@ async def consumer(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Consumer]:
     monkeypatch.setattr(kafka_message.FakeConsumer, "commit", commit)
     monkeypatch.setattr(kafka_message.FakeConsumer, "seek", seek)
     subscribe(router, [TOPIC], consumer=CONSUMER, group_id="unit", handle=handle, set_aside=keep)
-    c.broker.include_router(router)
     async with TestKafkaBroker(c.broker) as broker:
         c.broker = broker
         yield c

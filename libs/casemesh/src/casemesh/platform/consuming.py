@@ -50,7 +50,6 @@ from eventsourcing import persistence
 from faststream import AckPolicy
 from faststream.exceptions import NackMessage
 from faststream.kafka import KafkaBroker, KafkaRouter
-from faststream.kafka.annotations import KafkaMessage
 from opentelemetry import trace
 
 from casemesh.platform import envelope
@@ -182,9 +181,8 @@ def _listen(router: KafkaRouter, records: _Records[Any], max_records: int | None
     """Hands `records` what its topics receive, `max_records` at a time (None:
     one by one, not as a batch)."""
 
-    async def on_records(body: Any, msg: KafkaMessage) -> None:
-        raw = msg.raw_message
-        await records.take(raw if isinstance(raw, tuple | list) else (raw,))
+    async def on_records(received: Any) -> None:
+        await records.take(received)
 
     subscriber = router.subscriber(
         *records.topics,
@@ -195,7 +193,7 @@ def _listen(router: KafkaRouter, records: _Records[Any], max_records: int | None
         # record for ever.
         no_reply=True,
         auto_offset_reset="earliest",
-        decoder=_raw_body,
+        decoder=_records_received,
         batch=max_records is not None,
         max_records=max_records,
         batch_timeout_ms=BATCH_WAIT_MS,
@@ -203,11 +201,13 @@ def _listen(router: KafkaRouter, records: _Records[Any], max_records: int | None
     subscriber(on_records)
 
 
-async def _raw_body(msg: Any) -> bytes | list[bytes]:
-    # The bytes as they came: the envelope is parsed below, where a record
+async def _records_received(msg: Any) -> tuple[Any, ...]:
+    # The records as they came (one, or a batch's), handed to the handler as
+    # its one argument: the envelope is parsed in `_Records`, where a record
     # that cannot be read is set aside. FastStream's own decoding would fail
     # before, and rewind the record for ever.
-    return msg.body if isinstance(msg.body, list) else bytes(msg.body)
+    raw = msg.raw_message
+    return tuple(raw) if isinstance(raw, tuple | list) else (raw,)
 
 
 @asynccontextmanager
@@ -376,6 +376,10 @@ def consumer_broker(bootstrap: str, client_id: str, router: KafkaRouter) -> Kafk
         log_level=logging.DEBUG,
         consumer_only=True,
         allow_auto_create_topics=False,
+        # The handler takes the records as they came (`_listen`): nothing to
+        # inject or validate. With FastDepends on, each batch would also hop
+        # to a worker thread and back to resolve the message it is given.
+        apply_types=False,
     )
     broker.include_router(router)
     return broker
