@@ -92,7 +92,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
             APPEND_FUNCTION.format(**names, lock_timeout=datastore.lock_timeout)
         )
         self._append = SQL(
-            "SELECT {schema}.{append}(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[], %s::int[])"
+            "SELECT {schema}.{append}(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[], %b::int[])"
             " AS ids"
         ).format(**names)
 
