@@ -393,4 +393,4 @@ class Relay:
         await asyncio.to_thread(self._tracking.insert_tracking, Tracking(self._topic, last))
         self.published += len(batch)
         RELAY_PUBLISHED.labels(self._topic).inc(len(batch))
-        log.info("relay.published", topic=self._topic, count=len(batch), position=last)
+        log.debug("relay.published", topic=self._topic, count=len(batch), position=last)
