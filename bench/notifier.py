@@ -9,6 +9,10 @@ reference taken in the same run, alternately (A-B-A-B, `bench.report`):
   consumed-event rows committed), against a bare aiokafka consumer reading
   the same backlog, and against the consumer as it was before batches (one
   transaction and one offset commit an event);
+- a claim over a backlog: a sender claiming a batch while 5,000 jobs wait
+  beside 100,000 sent, the table's statistics taken before they came (as
+  after a burst, until autovacuum looks again), against the same with
+  statistics taken after;
 - command → e-mail: events written to Kafka at a steady rate, each timed
   from its write to the relay's receipt of its e-mail, the whole notifier
   running (consumer, senders); the reference is the bare Kafka hop (a bare
@@ -55,7 +59,7 @@ from casemesh_devstack.kafka import LocalKafka
 from casemesh_devstack.ports import free_port
 from casemesh_notifier.channels import SmtpChannel
 from casemesh_notifier.consumers import build_broker, build_router
-from casemesh_notifier.delivery import Delivery
+from casemesh_notifier.delivery import BATCH, Delivery
 from casemesh_notifier.planner import Planner
 from casemesh_notifier.schema import create_schema
 from casemesh_notifier.settings import NotifierSettings
@@ -80,6 +84,11 @@ BATCHED = Goal("  batched, against one event a time", "/s", 10.0)
 # Command → e-mail at half the most CreateTicket the gateway took (177/s,
 # docs/scaling.md): one e-mail a ticket.
 RATE = 90.0
+# Jobs waiting while a claim is timed; claims timed (the median printed).
+WAITING = 5_000
+SENT_BEFORE = 100_000
+CLAIMS = 5
+STALE = Goal(f"claim of {BATCH}, {WAITING:,} waiting, stale stats", "ms", 2.0)
 TIMED = 450
 P50 = Goal("Kafka → e-mail at the relay, p50", "ms", None, limit=25.0)
 P99 = Goal("Kafka → e-mail at the relay, p99", "ms", None, limit=100.0)
@@ -210,6 +219,48 @@ async def drain(dsn: str, port: int, n: int, concurrency: int, cpu: list[float])
             stop.set()
             await task
     return n / elapsed
+
+
+async def claim_ms(dsn: str, port: int, stale: bool) -> float:
+    """The median time a sender takes to claim a batch while WAITING jobs
+    (two to a case) wait beside SENT_BEFORE sent ones: with the statistics
+    the server took when a few jobs waited (`stale`: autovacuum kept away
+    meanwhile), or after they all came."""
+
+    async def add(conn: psycopg.AsyncConnection[Any], count: int, status: str) -> None:
+        await conn.execute(
+            "INSERT INTO notification_jobs (id, cause_event_id, case_name, party, channel,"
+            " recipient, template, locale, body, status, next_attempt_at, created_at)"
+            " SELECT gen_random_uuid(), %s || g, 'tickets/' || %s || (g / 2), 'requester',"
+            " 'EMAIL', 'u' || g || '@example.com', 'ticket_created', 'zh-CN', 'body', %s,"
+            " now() - interval '1 minute', now() FROM generate_series(1, %s) AS g",
+            (status, status, status, count),
+        )
+
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await clear(conn)
+        await conn.execute("ALTER TABLE notification_jobs SET (autovacuum_enabled = false)")
+        try:
+            await add(conn, SENT_BEFORE, "sent")
+            if stale:
+                await add(conn, 5, "pending")
+                await conn.execute("ANALYZE notification_jobs")
+                # The statistics kept.
+                await conn.execute("DELETE FROM notification_jobs WHERE status = 'pending'")
+            await add(conn, WAITING, "pending")
+            if not stale:
+                await conn.execute("ANALYZE notification_jobs")
+            async with senders(dsn, port, 1) as notifier:
+                took = []
+                for _ in range(CLAIMS):
+                    start = time.perf_counter()
+                    claimed = await notifier.delivery.claim_many(BATCH)
+                    took.append((time.perf_counter() - start) * 1000)
+                    assert len(claimed) == BATCH, claimed
+        finally:
+            await conn.execute("ALTER TABLE notification_jobs RESET (autovacuum_enabled)")
+            await clear(conn)
+    return statistics.median(took)
 
 
 async def clear(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -431,6 +482,11 @@ def run(dsn: str, kafka: LocalKafka, n: int = 1000, concurrency: int = 4) -> Non
             lambda: raw_smtp(port, n, theirs),
         )
         report_drain(rate, raw, ours, theirs, n, concurrency)
+        stale, fresh_stats = interleaved(
+            lambda: asyncio.run(claim_ms(dsn, port, stale=True)),
+            lambda: asyncio.run(claim_ms(dsn, port, stale=False)),
+        )
+        print(row(STALE, stale, fresh_stats, "the same, statistics taken after"), flush=True)
         asyncio.run(kafka.create_topics([backlog], partitions=3))
         asyncio.run(write(kafka.bootstrap, backlog, stream(BACKLOG)))
         consumed, bare = interleaved(

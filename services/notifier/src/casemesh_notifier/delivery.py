@@ -109,6 +109,16 @@ JOB_COLUMNS = (
 # though at most one of them (the one being sent) went out. A small batch
 # keeps those marks few; the claim's cost is shared all the same.
 BATCH = 8
+# Due jobs a claim considers for each it takes: the rest are spares for
+# those other senders are claiming at that moment (locked: skipped).
+CANDIDATES_PER_CLAIM = 4
+
+# A job that may be sent now: due, or its sender's lease ran out.
+_DUE = (
+    "((status = 'pending' AND next_attempt_at <= %(now)s)"
+    " OR (status = 'sending' AND claimed_until <= %(now)s))"
+)
+
 # How long an idle worker waits for a NOTIFY before it looks for due jobs
 # anyway (retries falling due, a lost listener connection).
 POLL_S = 1.0
@@ -335,33 +345,44 @@ class Delivery:
     async def claim_many(self, limit: int) -> list[Job]:
         """Claims up to `limit` due jobs, the longest due first, none while an
         earlier one of the same case, party and channel is still to be sent:
-        so a party hears of a case in order, whichever worker sends."""
+        so a party hears of a case in order, whichever worker sends. One pass
+        over the jobs still to be sent, whatever the table's statistics say
+        (a join of those jobs with themselves, planned on statistics taken
+        before a burst, grew with the square of the backlog)."""
         now = self._clock.now()
         lease = now + timedelta(seconds=self._cfg.claim_lease_seconds)
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "WITH due AS ("
                 "  SELECT id, status = 'sending' OR maybe_sent AS retaken"
-                "  FROM notification_jobs AS n"
-                "  WHERE ((status = 'pending' AND next_attempt_at <= %(now)s)"
-                "     OR (status = 'sending' AND claimed_until <= %(now)s))"
-                # In order: nothing planned before it for the same party of the
-                # case on the same channel is still to be sent.
-                "  AND NOT EXISTS (SELECT 1 FROM notification_jobs AS b"
-                "    WHERE b.case_name = n.case_name AND b.party = n.party"
-                "    AND b.channel = n.channel AND b.seq < n.seq"
-                "    AND b.status IN ('pending', 'sending'))"
+                "  FROM notification_jobs"
+                "  WHERE id = ANY(ARRAY("
+                # In order: of the jobs still to be sent for one party of a
+                # case on one channel, only the first planned can be taken.
+                "    SELECT id FROM ("
+                "      SELECT id, status, next_attempt_at, claimed_until, seq,"
+                "        row_number() OVER (PARTITION BY case_name, party, channel"
+                "          ORDER BY seq) AS place"
+                "      FROM notification_jobs WHERE status IN ('pending', 'sending')"
+                "    ) AS open"
+                f"    WHERE place = 1 AND {_DUE}"
+                # Spare candidates for those another sender has locked.
+                "    ORDER BY next_attempt_at, seq LIMIT %(candidates)s))"
+                f"  AND {_DUE}"
                 "  ORDER BY next_attempt_at, seq LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
                 " UPDATE notification_jobs AS j SET status = 'sending',"
                 " attempts = j.attempts + 1, claimed_until = %(lease)s,"
                 " claimed_at = %(now)s, claimed_by = %(sender)s"
                 " FROM due WHERE j.id = due.id"
                 f" RETURNING {', '.join('j.' + c for c in JOB_COLUMNS.split(', '))}, due.retaken",
-                {"now": now, "lease": lease, "sender": self.sender, "limit": limit},
-                # Planned afresh each time: a plan the server cached while the
-                # table was small (a new deployment) would be kept as a backlog
-                # grows, and scanned the whole backlog per job: claims of
-                # seconds, with thousands of jobs due and none sent.
+                {
+                    "now": now,
+                    "lease": lease,
+                    "sender": self.sender,
+                    "limit": limit,
+                    "candidates": CANDIDATES_PER_CLAIM * limit,
+                },
+                # Planned afresh each time, as the backlog's size changes.
                 prepare=False,
             )
             rows = await cur.fetchall()
