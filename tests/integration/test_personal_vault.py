@@ -34,7 +34,6 @@ from casemesh.platform.personal import (
     open_sealer,
 )
 from casemesh.platform.personal.erasures import RequestReused, erase_person
-from casemesh.platform.personal.keys import WrappedKey
 from casemesh.platform.personal.masterkeys import new_master_key
 from casemesh.platform.personal.postgres import create_schema, open_pool
 from tests.conftest import Infra
@@ -159,34 +158,32 @@ def test_processes_starting_again_leave_the_one_table_with_its_indexes(keys_db: 
     ]
 
 
-class MeetingStore(PostgresKeyStore):
-    """Both processes look for the person's key before either makes one."""
-
-    def __init__(self, pool: ConnectionPool[Any], meeting: threading.Barrier) -> None:
-        super().__init__(pool)
-        self.meeting = meeting
-
-    def current(self, person: str) -> WrappedKey | None:
-        found = super().current(person)
-        self.meeting.wait()
-        return found
-
-
 def test_two_processes_making_a_persons_first_key_at_once_end_with_one(
     keys_db: str, pool: ConnectionPool[Any]
 ) -> None:
-    meeting = threading.Barrier(2, timeout=10)
     masters = MasterKeys.parse(f"m1:{NEW}")
-    processes = [Sealer(DataKeys(MeetingStore(pool, meeting), masters)) for _ in range(2)]
+    processes = [Sealer(DataKeys(PostgresKeyStore(pool), masters)) for _ in range(2)]
     tokens: dict[int, str] = {}
+    failures: list[BaseException] = []
+    gate_inserts(keys_db)
 
-    def seal(n: int) -> Callable[[], None]:
-        def run() -> None:
-            tokens[n] = processes[n].seal(f"written by process {n}", ALICE)
+    def seal(n: int) -> None:
+        tokens[n] = processes[n].seal(f"written by process {n}", ALICE)
 
-        return run
-
-    assert run_together(seal(0), seal(1)) == []
+    with psycopg.connect(keys_db, autocommit=True) as gate:
+        gate.execute("SELECT pg_advisory_lock(%s)", (GATE,))
+        threads = []
+        # The first is writing its key (the person's lock taken, the row not
+        # yet written); the second, having found none, waits for the lock.
+        for n, lock in ((0, "gate"), (1, "person")):
+            thread = threading.Thread(target=lambda n=n: _catching(lambda: seal(n), failures))
+            thread.start()
+            threads.append(thread)
+            wait_until(lambda at=lock: waiting_at(keys_db, at), timeout=10)
+        gate.execute("SELECT pg_advisory_unlock(%s)", (GATE,))
+        for thread in threads:
+            thread.join(timeout=30)
+    assert not [t for t in threads if t.is_alive()] and failures == []
     assert len(rows(keys_db, ALICE)) == 1
     reader = sealer(pool)
     assert [reader.reveal(tokens[n]) for n in range(2)] == [

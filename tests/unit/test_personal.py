@@ -324,8 +324,8 @@ class ErasingStore(MemoryKeyStore):
         if during is not None:
             during()
 
-    def current(self, person: str) -> WrappedKey | None:
-        found = super().current(person)
+    def add_current(self, key: WrappedKey) -> WrappedKey:
+        found = super().add_current(key)
         self._interrupted()
         return found
 

@@ -106,15 +106,11 @@ Lookup = DataKey | None | PersonalDataError
 class KeyStore(Protocol):
     """Where wrapped data keys live, and the record of erased ones."""
 
-    def current(self, person: str) -> WrappedKey | None:
-        """The person's current key, if they have one."""
-        ...
-
     def add_current(self, key: WrappedKey) -> WrappedKey:
-        """Makes `key` its person's current key unless they already have one
-        (another process may have made it first); returns the one that is
-        current afterwards. Never interleaves with an `erase` of the person:
-        an erasure sees every key made before it."""
+        """The person's current key; if they have none, makes `key` their
+        current key (unless another process makes one first) and returns the
+        one that is current afterwards. Never interleaves with an `erase` of
+        the person: an erasure sees every key made before it."""
         ...
 
     def find(self, key_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, WrappedKey | None]:
@@ -157,11 +153,6 @@ class MemoryKeyStore:
         self._erased: set[uuid.UUID] = set()
         self._current: dict[str, uuid.UUID] = {}
         self._lock = threading.Lock()
-
-    def current(self, person: str) -> WrappedKey | None:
-        with self._lock:
-            key_id = self._current.get(person)
-            return None if key_id is None else self._keys[key_id]
 
     def add_current(self, key: WrappedKey) -> WrappedKey:
         with self._lock:
@@ -273,9 +264,8 @@ class DataKeys:
                 if cached is not None:
                     return cached
                 generation = self._generation
-            wrapped = self.store.current(person)
-            if wrapped is None:
-                wrapped = self.store.add_current(self._new_wrapped(person))
+            # One store call, a new key ready should the person have none.
+            wrapped = self.store.add_current(self._new_wrapped(person))
             key = self._unwrap(wrapped)
             with self._lock:
                 if self._generation == generation:

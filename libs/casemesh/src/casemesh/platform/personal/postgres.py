@@ -18,8 +18,9 @@ live (not erased) key: the current one, unique by a partial unique index.
 Making a person's key and erasing the person take the same transaction-level
 advisory lock on the person, so they never interleave: an erasure waits for a
 key being made to be committed, and then destroys it too, and a key made
-after an erasure is a new one. A key is made in one statement (lock, insert,
-commit: one round trip), since a first ticket waits for it. (Without the
+after an erasure is a new one. A person's key is read, or made if they have
+none, in one statement (for a new key: lock, insert, commit), one round trip,
+since a first ticket waits for it. (Without the
 lock, an erasure under READ COMMITTED would not see a key another process
 had inserted but not yet committed, and would miss it.)
 
@@ -80,8 +81,8 @@ SCHEMA = (
 
 _COLUMNS = "key_id, person, master_id, wrapped"
 
-# How often `add_current` tries again when the key that beat it was erased
-# before it could be read.
+# How many times `add_current` asks, when another process's key keeps
+# beating the one it makes.
 _ATTEMPTS = 3
 
 # The first key of the two-key advisory locks on a person (the second is a
@@ -89,6 +90,20 @@ _ATTEMPTS = 3
 _PERSON_LOCKS = 0x7064_6B31  # "pdk1"
 # Takes that lock (parameters: _PERSON_LOCKS, the person) till the transaction ends.
 _LOCK_PERSON = "pg_advisory_xact_lock(%s::int, hashtext(%s))"
+
+
+# The person's live key, or the one given made theirs: see `add_current`.
+_CURRENT_OR_ADD = (
+    f"WITH existing AS (SELECT {_COLUMNS} FROM personal_keys"
+    "   WHERE person = %(person)s AND erased_at IS NULL),"
+    " made AS (INSERT INTO personal_keys (key_id, person, master_id, wrapped)"
+    "   SELECT %(key_id)s, %(person)s, %(master_id)s, %(wrapped)s"
+    "   FROM (SELECT pg_advisory_xact_lock(%(locks)s::int, hashtext(%(person)s))) AS locked"
+    "   WHERE NOT EXISTS (SELECT FROM existing)"
+    "   ON CONFLICT (person) WHERE erased_at IS NULL DO NOTHING"
+    f"   RETURNING {_COLUMNS})"
+    " SELECT * FROM made UNION ALL SELECT * FROM existing"
+)
 
 
 def create_schema(database_url: str) -> None:
@@ -152,37 +167,26 @@ class PostgresKeyStore:
     def __init__(self, pool: ConnectionPool[Any]) -> None:
         self.pool = pool
 
-    def current(self, person: str) -> WrappedKey | None:
-        with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            return self._current(cur, person)
-
     def add_current(self, key: WrappedKey) -> WrappedKey:
-        # One statement, its own transaction (one round trip, one commit):
-        # the person's lock is taken before the row is inserted and held
-        # until the commit, so an erasure of the person waits for this key.
-        # Another process's key, made first, wins (the unique index).
+        # One statement, its own transaction (one round trip): the person's
+        # current key if they have one (no lock, no commit to flush); else
+        # `key`, inserted under the person's lock, held until the commit, so
+        # that an erasure of the person waits for it.
+        params = {
+            "locks": _PERSON_LOCKS,
+            "key_id": key.key_id,
+            "person": key.person,
+            "master_id": key.master_id,
+            "wrapped": key.wrapped,
+        }
         for _ in range(_ATTEMPTS):
             with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-                cur.execute(
-                    f"WITH locked AS (SELECT {_LOCK_PERSON})"
-                    " INSERT INTO personal_keys (key_id, person, master_id, wrapped)"
-                    " SELECT %s, %s, %s, %s FROM locked"
-                    " ON CONFLICT (person) WHERE erased_at IS NULL DO NOTHING RETURNING key_id",
-                    (
-                        _PERSON_LOCKS,
-                        key.person,
-                        key.key_id,
-                        key.person,
-                        key.master_id,
-                        key.wrapped,
-                    ),
-                )
-                if cur.fetchone() is not None:
-                    return key
-                existing = self._current(cur, key.person)
-            if existing is not None:
-                return existing
-            # The other key was erased before it could be read: make ours again.
+                row = cur.execute(_CURRENT_OR_ADD, params).fetchone()
+            if row is not None:
+                return key if row["key_id"] == key.key_id else _row(row)
+            # Another process's key, made after this statement began, won
+            # (the unique index): the next one reads it, or, should it have
+            # been erased meanwhile, makes ours.
         raise KeyChurn(f"the key of {key.person!r} was made and erased {_ATTEMPTS} times at once")
 
     def find(self, key_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, WrappedKey | None]:
@@ -244,14 +248,6 @@ class PostgresKeyStore:
 
     def close(self) -> None:
         self.pool.close()
-
-    def _current(self, cur: Cursor[Any], person: str) -> WrappedKey | None:
-        cur.execute(
-            f"SELECT {_COLUMNS} FROM personal_keys WHERE person = %s AND erased_at IS NULL",
-            (person,),
-        )
-        row = cur.fetchone()
-        return None if row is None else _row(row)
 
 
 class KeyChurn(RuntimeError):
