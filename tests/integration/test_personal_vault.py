@@ -164,26 +164,14 @@ def test_two_processes_making_a_persons_first_key_at_once_end_with_one(
     masters = MasterKeys.parse(f"m1:{NEW}")
     processes = [Sealer(DataKeys(PostgresKeyStore(pool), masters)) for _ in range(2)]
     tokens: dict[int, str] = {}
-    failures: list[BaseException] = []
     gate_inserts(keys_db)
 
     def seal(n: int) -> None:
         tokens[n] = processes[n].seal(f"written by process {n}", ALICE)
 
-    with psycopg.connect(keys_db, autocommit=True) as gate:
-        gate.execute("SELECT pg_advisory_lock(%s)", (GATE,))
-        threads = []
-        # The first is writing its key (the person's lock taken, the row not
-        # yet written); the second, having found none, waits for the lock.
-        for n, lock in ((0, "gate"), (1, "person")):
-            thread = threading.Thread(target=lambda n=n: _catching(lambda: seal(n), failures))
-            thread.start()
-            threads.append(thread)
-            wait_until(lambda at=lock: waiting_at(keys_db, at), timeout=10)
-        gate.execute("SELECT pg_advisory_unlock(%s)", (GATE,))
-        for thread in threads:
-            thread.join(timeout=30)
-    assert not [t for t in threads if t.is_alive()] and failures == []
+    # The first is writing its key (the person's lock taken, the row not yet
+    # written); the second, having found none, waits for the lock.
+    at_the_gate(keys_db, [(lambda: seal(0), "gate"), (lambda: seal(1), "person")])
     assert len(rows(keys_db, ALICE)) == 1
     reader = sealer(pool)
     assert [reader.reveal(tokens[n]) for n in range(2)] == [
@@ -258,20 +246,31 @@ def test_an_erasure_meeting_a_key_being_made_erases_it_too(
     gate_inserts(keys_db)
     tokens: list[str] = []
     erased: list[int] = []
+
+    def seal() -> None:
+        tokens.append(maker.seal("alice@example.com", ALICE))
+
+    def erase() -> None:
+        erased.append(eraser.erase(ALICE))
+
+    # The key is being made (the person's lock taken, its row not yet
+    # written); then the erasure comes, and waits for the person's lock.
+    at_the_gate(keys_db, [(seal, "gate"), (erase, "person")])
+    # The erasure waited for the key to be committed, then erased it.
+    assert erased == [1]
+    assert [row[3] for row in rows(keys_db, ALICE)] == [True]
+    assert sealer(pool).reveal(tokens[0]) == ERASED
+
+
+def at_the_gate(keys_db: str, steps: list[tuple[Callable[[], None], str]]) -> None:
+    """With the gate closed (`gate_inserts`), starts each step in a thread of
+    its own once the one before waits where it says (`waiting_at`); then
+    opens the gate, and returns when all ended, none failing."""
+    failures: list[BaseException] = []
+    threads = []
     with psycopg.connect(keys_db, autocommit=True) as gate:
         gate.execute("SELECT pg_advisory_lock(%s)", (GATE,))
-        failures: list[BaseException] = []
-
-        def seal() -> None:
-            tokens.append(maker.seal("alice@example.com", ALICE))
-
-        def erase() -> None:
-            erased.append(eraser.erase(ALICE))
-
-        threads = []
-        # The key is being made (the person's lock taken, its row not yet
-        # written); then the erasure comes, and waits for the person's lock.
-        for target, lock in ((seal, "gate"), (erase, "person")):
+        for target, lock in steps:
             thread = threading.Thread(target=lambda t=target: _catching(t, failures))
             thread.start()
             threads.append(thread)
@@ -280,10 +279,6 @@ def test_an_erasure_meeting_a_key_being_made_erases_it_too(
         for thread in threads:
             thread.join(timeout=30)
     assert not [t for t in threads if t.is_alive()] and failures == []
-    # The erasure waited for the key to be committed, then erased it.
-    assert erased == [1]
-    assert [row[3] for row in rows(keys_db, ALICE)] == [True]
-    assert sealer(pool).reveal(tokens[0]) == ERASED
 
 
 def _catching(target: Callable[[], None], failures: list[BaseException]) -> None:
