@@ -25,7 +25,7 @@ from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.pools import async_pool
 from casemesh_notifier import delivery as delivery_module
 from casemesh_notifier.channels import Channel, DeliveryError, Outgoing
-from casemesh_notifier.delivery import REAP_AFTER, SENDER_LOCK, Delivery, replay_parked
+from casemesh_notifier.delivery import BATCH, REAP_AFTER, SENDER_LOCK, Delivery, replay_parked
 from casemesh_notifier.planner import Planner
 from casemesh_notifier.schema import create_schema
 from casemesh_notifier.settings import NotifierSettings
@@ -626,6 +626,27 @@ async def test_a_partys_messages_about_a_case_go_out_in_the_order_planned(
     while await delivery.deliver_one():
         pass
     assert [m.job_id for m in notifier.email.delivered] == [str(j) for j in planned]
+
+
+async def test_a_sender_claims_a_batch_while_other_senders_claims_are_under_way(
+    notifier: Notifier,
+) -> None:
+    """Every sender considers the same due jobs, longest due first: one that
+    claims while five others hold the first batches still takes a batch of
+    its own (rather than none, and a second's wait while jobs are due)."""
+    for _ in range(7 * BATCH):
+        await notifier.consume(created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,)))
+    async with await psycopg.AsyncConnection.connect(notifier.dsn) as others:
+        cur = await others.execute(
+            "SELECT id FROM notification_jobs ORDER BY next_attempt_at, seq LIMIT %s FOR UPDATE",
+            (5 * BATCH,),
+        )
+        held = {str(row[0]) for row in await cur.fetchall()}
+        claimed = {job.id for job in await notifier.delivery.claim_many(BATCH)}
+        await others.rollback()
+    assert len(held) == 5 * BATCH
+    assert len(claimed) == BATCH
+    assert not claimed & held
 
 
 @pytest.mark.parametrize("replies_set_up", [True, False])

@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 from psycopg_pool import ConnectionPool
 
 from casemesh.events.v1.privacy_pb2 import PersonErased
@@ -181,6 +182,26 @@ def test_two_processes_making_a_persons_first_key_at_once_end_with_one(
     # Both sealed with the one key: erasing it erases both.
     reader.keys.erase(ALICE)
     assert {sealer(pool).reveal(tokens[n]) for n in range(2)} == {ERASED}
+
+
+def test_a_key_database_that_only_reads_still_gives_a_persons_key(
+    keys_db: str, pool: ConnectionPool[Any]
+) -> None:
+    """As a primary being demoted in a failover answers: a person who has a
+    key is still sealed for; a new key cannot be made (an outage)."""
+    masters = MasterKeys.parse(f"m1:{NEW}")
+    token = Sealer(DataKeys(PostgresKeyStore(pool), masters)).seal("alice@example.com", ALICE)
+    read_only = open_pool(make_conninfo(keys_db, options="-c default_transaction_read_only=on"))
+    try:
+        reading = Sealer(DataKeys(PostgresKeyStore(read_only), masters))
+        again = reading.seal("alice@example.org", ALICE)
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            reading.seal("bob@example.com", "users/bob")
+    finally:
+        read_only.close()
+    reader = sealer(pool)
+    assert [reader.reveal(t) for t in (token, again)] == ["alice@example.com", "alice@example.org"]
+    assert len(rows(keys_db, ALICE)) == 1 and rows(keys_db, "users/bob") == []
 
 
 def test_after_a_rewrap_only_the_new_master_key_is_needed(

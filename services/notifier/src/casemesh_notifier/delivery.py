@@ -109,9 +109,11 @@ JOB_COLUMNS = (
 # though at most one of them (the one being sent) went out. A small batch
 # keeps those marks few; the claim's cost is shared all the same.
 BATCH = 8
-# Due jobs a claim considers for each it takes: the rest are spares for
-# those other senders are claiming at that moment (locked: skipped).
-CANDIDATES_PER_CLAIM = 4
+# Due jobs a claim considers for each it takes. Every sender considers the
+# same ones, longest due first; those other senders hold (locked: skipped),
+# or took since this claim began (no longer due once locked), are passed
+# over, so the spares are for up to this many claims under way at once.
+CANDIDATES_PER_CLAIM = 16
 
 # A job that may be sent now: due, or its sender's lease ran out.
 _DUE = (
@@ -354,9 +356,8 @@ class Delivery:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "WITH due AS ("
-                "  SELECT id, status = 'sending' OR maybe_sent AS retaken"
-                "  FROM notification_jobs"
-                "  WHERE id = ANY(ARRAY("
+                "  SELECT n.id, n.status = 'sending' OR n.maybe_sent AS retaken"
+                "  FROM unnest(ARRAY("
                 # In order: of the jobs still to be sent for one party of a
                 # case on one channel, only the first planned can be taken.
                 "    SELECT id FROM ("
@@ -366,10 +367,12 @@ class Delivery:
                 "      FROM notification_jobs WHERE status IN ('pending', 'sending')"
                 "    ) AS open"
                 f"    WHERE place = 1 AND {_DUE}"
-                # Spare candidates for those another sender has locked.
-                "    ORDER BY next_attempt_at, seq LIMIT %(candidates)s))"
-                f"  AND {_DUE}"
-                "  ORDER BY next_attempt_at, seq LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
+                "    ORDER BY next_attempt_at, seq LIMIT %(candidates)s"
+                "  )) WITH ORDINALITY AS candidate(id, rank)"
+                # Each looked up by its id, and checked again once locked.
+                "  JOIN notification_jobs AS n ON n.id = candidate.id"
+                f"  WHERE {_DUE}"
+                "  ORDER BY candidate.rank LIMIT %(limit)s FOR UPDATE OF n SKIP LOCKED)"
                 " UPDATE notification_jobs AS j SET status = 'sending',"
                 " attempts = j.attempts + 1, claimed_until = %(lease)s,"
                 " claimed_at = %(now)s, claimed_by = %(sender)s"

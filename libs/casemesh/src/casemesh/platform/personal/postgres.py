@@ -40,6 +40,7 @@ import uuid
 from collections.abc import Collection
 from typing import Any
 
+import psycopg
 from psycopg import Cursor
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
@@ -180,8 +181,16 @@ class PostgresKeyStore:
             "wrapped": key.wrapped,
         }
         for _ in range(_ATTEMPTS):
-            with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-                row = cur.execute(_CURRENT_OR_ADD, params).fetchone()
+            try:
+                with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+                    row = cur.execute(_CURRENT_OR_ADD, params).fetchone()
+            except psycopg.errors.ReadOnlySqlTransaction:
+                # A key database that only reads (a primary being demoted in a
+                # failover): a person's key can still be read, none made.
+                existing = self._current(key.person)
+                if existing is None:
+                    raise
+                return existing
             if row is not None:
                 return key if row["key_id"] == key.key_id else _row(row)
             # Another process's key, made after this statement began, won
@@ -248,6 +257,14 @@ class PostgresKeyStore:
 
     def close(self) -> None:
         self.pool.close()
+
+    def _current(self, person: str) -> WrappedKey | None:
+        with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(
+                f"SELECT {_COLUMNS} FROM personal_keys WHERE person = %s AND erased_at IS NULL",
+                (person,),
+            ).fetchone()
+        return None if row is None else _row(row)
 
 
 class KeyChurn(RuntimeError):
