@@ -20,9 +20,9 @@ advisory lock on the person, so they never interleave: an erasure waits for a
 key being made to be committed, and then destroys it too, and a key made
 after an erasure is a new one. A person's key is read, or made if they have
 none, in one statement (for a new key: lock, insert, commit), one round trip,
-since a first ticket waits for it. (Without the
-lock, an erasure under READ COMMITTED would not see a key another process
-had inserted but not yet committed, and would miss it.)
+since a first ticket waits for it. (Without the lock, an erasure under READ
+COMMITTED would not see a key another process had inserted but not yet
+committed, and would miss it.)
 
 Case keys (`keys.CASE_KEYS`) are rows of the same table, owned by
 `#case/<key id>`: made in batches by one INSERT, destroyed like an erased
