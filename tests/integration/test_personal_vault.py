@@ -71,27 +71,6 @@ def rows(dsn: str, person: str) -> list[tuple[Any, ...]]:
         ).fetchall()
 
 
-def run_together(*targets: Callable[[], None]) -> list[BaseException]:
-    """Runs each in a thread of its own; the failures, a thread still
-    running after 30 s among them."""
-    failures: list[BaseException] = []
-
-    def run(target: Callable[[], None]) -> None:
-        try:
-            target()
-        except BaseException as exc:
-            failures.append(exc)
-
-    threads = [threading.Thread(target=run, args=(t,)) for t in targets]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    stuck = [t.name for t in threads if t.is_alive()]
-    assert not stuck, f"still running after 30 s: {stuck}"
-    return failures
-
-
 def sealer(pool: ConnectionPool[Any], setting: str = f"m1:{NEW}") -> Sealer:
     return Sealer(DataKeys(PostgresKeyStore(pool), MasterKeys.parse(setting)))
 
