@@ -89,8 +89,9 @@ _ATTEMPTS = 3
 # The first key of the two-key advisory locks on a person (the second is a
 # hash of the person); two-key locks never meet one-key ones (`schema_lock`).
 _PERSON_LOCKS = 0x7064_6B31  # "pdk1"
-# Takes that lock (parameters: _PERSON_LOCKS, the person) till the transaction ends.
-_LOCK_PERSON = "pg_advisory_xact_lock(%s::int, hashtext(%s))"
+# Takes that lock (parameters `locks`: _PERSON_LOCKS, and `person`) till the
+# transaction ends.
+_LOCK_PERSON = "pg_advisory_xact_lock(%(locks)s::int, hashtext(%(person)s))"
 
 
 # The person's live key, or the one given made theirs: see `add_current`.
@@ -99,7 +100,7 @@ _CURRENT_OR_ADD = (
     "   WHERE person = %(person)s AND erased_at IS NULL),"
     " made AS (INSERT INTO personal_keys (key_id, person, master_id, wrapped)"
     "   SELECT %(key_id)s, %(person)s, %(master_id)s, %(wrapped)s"
-    "   FROM (SELECT pg_advisory_xact_lock(%(locks)s::int, hashtext(%(person)s))) AS locked"
+    f"   FROM (SELECT {_LOCK_PERSON}) AS locked"
     "   WHERE NOT EXISTS (SELECT FROM existing)"
     "   ON CONFLICT (person) WHERE erased_at IS NULL DO NOTHING"
     f"   RETURNING {_COLUMNS})"
@@ -144,7 +145,7 @@ def _row(row: dict[str, Any]) -> WrappedKey:
 def lock_person(cur: Cursor[Any], person: str) -> None:
     """Held until the transaction ends: making a key of the person and
     erasing them take turns."""
-    cur.execute(f"SELECT {_LOCK_PERSON}", (_PERSON_LOCKS, person))
+    cur.execute(f"SELECT {_LOCK_PERSON}", {"locks": _PERSON_LOCKS, "person": person})
 
 
 # Destroys the live keys the condition that follows chooses, keeping their
