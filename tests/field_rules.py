@@ -109,6 +109,18 @@ CASES: list[tuple[Message, str]] = [
     (apb.RecordCourtActionRequest(name="", details="d"), "name"),
     (apb.RecordCourtActionRequest(name="appeals/x", details=""), "details"),
     (apb.RecordCourtActionRequest(name="appeals/x", details="d", request_id="a b"), "request_id"),
+    (apb.RecordCourtOutcomeRequest(name="", details="d"), "name"),
+    (apb.RecordCourtOutcomeRequest(name="appeals/x", details="d"), "outcome"),
+    (apb.RecordCourtOutcomeRequest(name="appeals/x", details=""), "details"),
+    (
+        apb.RecordCourtOutcomeRequest(
+            name="appeals/x",
+            outcome=apb.COURT_OUTCOME_CONTENT_RESTORED,
+            details="d",
+            request_id="a b",
+        ),
+        "request_id",
+    ),
     (rpb.FileReportRequest(request_id="ok"), "report"),
     (rpb.FileReportRequest(report=rpb.Report(), request_id="a b"), "request_id"),
     (rpb.GetReportRequest(name="report-cases/x"), "name"),

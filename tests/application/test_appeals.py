@@ -12,6 +12,7 @@ from uuid import UUID
 
 import pytest
 
+from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.platform.caseindex import IndexProjector, MemoryCaseIndex
 from casemesh.platform.errors import (
     AlreadyExists,
@@ -196,6 +197,12 @@ def countered(app: Appeals) -> str:
     return ident
 
 
+def held(app: Appeals) -> str:
+    ident = countered(app)
+    app.record_court_action(AGENT, ident, "起诉书已送达", EVIDENCE)
+    return ident
+
+
 # A change under a request id on the case `ident`; `how` ("first" or "other")
 # the change is made: "other" is another change.
 Change = Callable[[Appeals, str, str, str], Any]
@@ -225,6 +232,12 @@ CHANGES: dict[str, tuple[Callable[[Appeals], str], Change]] = {
         countered,
         lambda app, ident, rid, how: app.record_court_action(
             AGENT, ident, f"{how}: 起诉书已送达", EVIDENCE, rid
+        ),
+    ),
+    "record_court_outcome": (
+        held,
+        lambda app, ident, rid, how: app.record_court_outcome(
+            AGENT, ident, how == "first", f"{how}: 判决书", EVIDENCE, rid
         ),
     ),
 }
@@ -274,13 +287,21 @@ def test_an_upheld_notice_is_countered_and_the_content_restored_when_the_window_
     ]
 
 
+KEEP = timedelta(days=90)
+
+
+def retaining(clock: FakeClock) -> Appeals:
+    """The service sealing its cases and keeping ended ones for `KEEP`."""
+    personal = memory_sealer().sealer
+    return Appeals(
+        in_memory(), clock=clock, policies=policy.load(), sealer=personal, retain_for=KEEP
+    )
+
+
 def test_an_ended_case_past_its_retention_period_is_erased_and_an_open_one_is_not(
     clock: FakeClock,
 ) -> None:
-    personal, keep = memory_sealer().sealer, timedelta(days=90)
-    app = Appeals(
-        in_memory(), clock=clock, policies=policy.load(), sealer=personal, retain_for=keep
-    )
+    app, keep = retaining(clock), KEEP
     ident = upheld(app)
     counter(app, ident)
     # Decided, its window open: the retention counts from the window's end.
@@ -352,6 +373,47 @@ def test_court_action_within_the_window_holds_the_restore(app: Appeals, clock: F
     assert app.deadlines_of(last_event(app, ident)) == []
 
 
+def test_a_held_case_ends_with_its_court_outcome_and_is_erased_after_its_retention(
+    clock: FakeClock,
+) -> None:
+    app = retaining(clock)
+    ident = held(app)
+    with pytest.raises(InvalidArgument) as refused:
+        app.record_court_outcome(AGENT, ident, None, " ", [])
+    assert {v.field for v in refused.value.violations} == {"outcome", "details"}
+    assert app.get(ALICE, ident).state == "HELD"
+    with pytest.raises(PermissionDenied):
+        app.record_court_outcome(ALICE, ident, True, "判决书", [])
+
+    app.record_court_outcome(AGENT, ident, True, "（2026）京0491民初1号：驳回上传者", EVIDENCE)
+    case = app.get(ALICE, ident)
+    assert (case.state, case.next_step, case.next_step_due) == ("UPHELD_BY_COURT", "", None)
+    message = public_message(last_event(app, ident), case)
+    assert isinstance(message, aev.CourtOutcomeRecorded)
+    assert (message.outcome, message.removed_item) == ("CONTENT_STAYS_DOWN", "")
+    assert [h.type for h in app.history(URSULA, ident)][-1] == "CourtOutcomeRecorded"
+    (retention,) = app.deadlines_of(last_event(app, ident))
+    assert (retention.kind, retention.due) == (DeadlineKind.RETENTION, case.modified_on + KEEP)
+    clock.now_is(retention.due)
+    app.fire(retention)
+    assert events_of(app, ident)[-1] == ExpiringCase.Expired
+    expired = appeal_message(app.get(ALICE, ident))
+    assert (expired.filer.legal_name, expired.counter_notice.reason) == (ERASED, ERASED)
+
+
+def test_a_court_outcome_that_restores_the_content_names_the_item_to_restore(
+    app: Appeals,
+) -> None:
+    ident = held(app)
+    app.record_court_outcome(AGENT, ident, False, "原告撤诉", [])
+    case = app.get(ALICE, ident)
+    assert case.state == "RESTORED"
+    message = public_message(last_event(app, ident), case)
+    assert isinstance(message, aev.CourtOutcomeRecorded)
+    assert message.outcome == "CONTENT_RESTORED"
+    assert message.removed_item == "https://video.example/v/123"  # the counter-notice's
+
+
 def test_an_unanswered_request_abandons_the_case_when_its_deadline_passes(
     app: Appeals, clock: FakeClock
 ) -> None:
@@ -405,6 +467,7 @@ def test_agent_commands_need_an_agent_and_change_nothing(app: Appeals) -> None:
         lambda: app.request_info(ALICE, ident, "?"),
         lambda: app.decide(ALICE, ident, True, {"ground": "g", "facts": "f"}, None, etag=""),
         lambda: app.record_court_action(ALICE, ident, "court", []),
+        lambda: app.record_court_outcome(ALICE, ident, True, "court", []),
     ]
     for command in commands:
         with pytest.raises(PermissionDenied):

@@ -14,6 +14,7 @@ import grpc
 import psycopg
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from casemesh import topics
@@ -465,6 +466,39 @@ def test_court_action_holds_the_content_and_a_decision_can_be_appealed(stack: St
         )
     )
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_a_held_case_ends_with_the_court_outcome_and_both_parties_are_told(stack: Stack) -> None:
+    case, claimant, _, email, _, uploader_email = upheld_and_countered(stack)
+    agent = Person(stack, f"agent-{uuid.uuid4().hex[:6]}", "agent")
+    outcome = apb.RecordCourtOutcomeRequest(
+        name=case.name,
+        outcome=apb.COURT_OUTCOME_CONTENT_STAYS_DOWN,
+        details="北京互联网法院 (2026) 京0491民初123号：判决支持原告",
+    )
+    err = rejected(lambda: agent.RecordCourtOutcome(outcome))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION  # no court action yet
+    status = rpc_status.from_call(err)
+    assert status is not None
+    info = error_details_pb2.ErrorInfo()
+    assert any(d.Unpack(info) for d in status.details) and info.reason == "CASE_NOT_HELD"
+    agent.RecordCourtAction(apb.RecordCourtActionRequest(name=case.name, details="起诉书已送达"))
+    err = rejected(lambda: claimant.RecordCourtOutcome(outcome))
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+
+    ended = agent.RecordCourtOutcome(outcome)
+    assert ended.state == apb.APPEAL_STATE_UPHELD_BY_COURT
+    assert ended.next_step == "" and not ended.HasField("next_step_due")
+    for address in (email, uploader_email):
+        wait_until(
+            lambda to=address: any(
+                m["X-Casemesh-Template"] == "appeal.court_upheld" for m in stack.mail.to(to)
+            ),
+            timeout=30,
+        )
+    err = rejected(lambda: agent.RecordCourtOutcome(outcome))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION  # it ended: recorded once
+    assert claimant.GetAppeal(apb.GetAppealRequest(name=case.name)).state == ended.state
 
 
 def test_parties_sharing_an_address_each_get_their_messages_and_see_only_names(

@@ -96,6 +96,7 @@ AGENT_ONLY = {
     "AppealService.RequestAppealInfo",
     "AppealService.DecideAppeal",
     "AppealService.RecordCourtAction",
+    "AppealService.RecordCourtOutcome",
     "ReportService.ListReportCases",
     "ReportService.AssignReportCase",
     "ReportService.DecideReportCase",

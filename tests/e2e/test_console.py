@@ -58,7 +58,7 @@ from casemesh.v1 import reports_pb2 as rpb
 from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import REPO, Stack
 from tests.e2e.test_appeals import Person as AppealsPerson
-from tests.e2e.test_appeals import notice
+from tests.e2e.test_appeals import notice, upheld_and_countered
 from tests.e2e.test_browser import Steps, missing
 from tests.e2e.test_casequeue import Agent
 from tests.e2e.test_evidence import EvidenceClient, png
@@ -1190,3 +1190,42 @@ def test_an_agent_decides_a_copyright_notice_and_a_reload_keeps_the_statement(
     decided = claimant.GetAppeal(apb.GetAppealRequest(name=appeal))
     assert decided.state == apb.APPEAL_STATE_UPHELD
     assert decided.decision_reasons.ground == "著作权法第十条；用户协议第 4.2 条"
+
+
+def test_an_agent_ends_a_case_held_for_court_action_with_its_outcome(
+    browser: Browser, stack: Stack
+) -> None:
+    case, claimant, _, email, _, uploader_email = upheld_and_countered(stack)
+    run = uuid.uuid4().hex[:6]
+    AppealsPerson(stack, f"court-{run}", "agent").RecordCourtAction(
+        apb.RecordCourtActionRequest(name=case.name, details="起诉书已送达")
+    )
+    with agent_page(browser) as (page, problems):
+        steps = Steps(page, ARTIFACTS / "court-outcome")
+        try:
+            sign_in(page, stack, f"court-{run}", f"#{case.name}")
+            expect(page.locator("#case-state")).to_have_attribute("data-state", "HELD")
+            section = page.get_by_role("region", name="诉讼结果")
+            section.get_by_label("结果").select_option(label="恢复内容（撤诉、驳回或支持上传者）")
+            section.get_by_label("法院、案号、裁判日期").fill(f"原告撤诉 {run}")
+            steps.shot("filled")
+            section.get_by_role("button", name="记录诉讼结果").click()
+            expect(page.locator("#case-state")).to_have_attribute("data-state", "RESTORED")
+            expect(page.get_by_role("region", name="诉讼结果")).to_have_count(0)
+            expect(page.locator("ol.history")).to_contain_text(f"原告撤诉 {run}")
+            steps.shot("restored")
+        except Exception:
+            with contextlib.suppress(Exception):
+                steps.shot("failure")
+            raise
+        assert problems.seen == []
+    assert claimant.GetAppeal(apb.GetAppealRequest(name=case.name)).state == (
+        apb.APPEAL_STATE_RESTORED
+    )
+    for address in (email, uploader_email):
+        wait_until(
+            lambda to=address: any(
+                m["X-Casemesh-Template"] == "appeal.court_restored" for m in stack.mail.to(to)
+            ),
+            timeout=30,
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -108,6 +109,34 @@ def test_court_action_in_time_holds_the_content_down() -> None:
     )
     assert state(a) is State.HELD
     assert not a.restore_if_due(now=due, due=due)
+
+
+@pytest.mark.parametrize(
+    ("stays_down", "ended_as"), [(True, State.UPHELD_BY_COURT), (False, State.RESTORED)]
+)
+def test_a_held_case_ends_when_the_court_outcome_is_recorded(
+    stays_down: bool, ended_as: State
+) -> None:
+    a = notice()
+    a.decide(actor="li", uphold=True, reasons=reasons("g", MONDAY), uploader={"user_id": "u"})
+    due = MONDAY + timedelta(days=15)
+    a.file_counter_notice(actor="u", uploader={"user_id": "u"}, counter_notice={}, restore_due=due)
+    outcome: dict[str, Any] = {
+        "actor": "li",
+        "content_stays_down": stays_down,
+        "details": "判决",
+        "evidence": [],
+    }
+    with pytest.raises(FailedPrecondition, match="FORWARDED_TO_CLAIMANT") as refused:
+        a.record_court_outcome(**outcome)  # no court action recorded yet
+    assert refused.value.reason == "CASE_NOT_HELD"
+    a.record_court_action(actor="li", details="(2026) 123", now=MONDAY, evidence=[])
+    assert a.ended_at(a.modified_on) is None  # held: kept while the court decides
+    a.record_court_outcome(**outcome)
+    assert (state(a), step(a), a.next_step_due) == (ended_as, Step.NONE, None)
+    assert a.finished and a.ended_at(a.modified_on) == a.modified_on
+    with pytest.raises(FailedPrecondition, match=ended_as.value):
+        a.record_court_outcome(**outcome)  # recorded once
 
 
 def test_a_notice_missing_elements_waits_for_them_and_names_them() -> None:

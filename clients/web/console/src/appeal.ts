@@ -2,7 +2,8 @@
  * A copyright case (`appeals/…`): a takedown notice with its legal elements
  * and what is still missing, a counter-notice and the date the content is
  * restored unless the claimant goes to court, the parties, and the decision
- * with a statement of reasons; court action when the claimant shows it.
+ * with a statement of reasons; court action when the claimant shows it, and
+ * how it ended.
  */
 
 import {
@@ -12,6 +13,7 @@ import {
   AppealOutcome,
   AppealState,
   Channel,
+  CourtOutcome,
   type Party,
   RightsRelationship,
 } from "@casemesh/client";
@@ -189,6 +191,9 @@ function render(a: Appeal, events: AppealEvent[], host: CaseHost): void {
   if (a.state === AppealState.FORWARDED_TO_CLAIMANT) {
     side.append(courtAction(a, host));
   }
+  if (a.state === AppealState.HELD) {
+    side.append(courtOutcome(a, host));
+  }
   const columns = element("div", "", { class: "columns" });
   columns.append(main, side);
   host.draw(columns);
@@ -341,6 +346,44 @@ function courtAction(a: Appeal, host: CaseHost): HTMLElement {
     element("h2", t("courtHeading"), { id: "court-heading" }),
     element("p", t("courtNote"), { class: "note" }),
     field(t("courtDetails"), details, "details"),
+    go,
+  );
+  return section;
+}
+
+/** A held case ends when the agent records how the court action ended. */
+function courtOutcome(a: Appeal, host: CaseHost): HTMLElement {
+  const section = element("section", "", { "aria-labelledby": "court-outcome-heading" });
+  const outcome = select(
+    [
+      [String(CourtOutcome.CONTENT_STAYS_DOWN), t("courtStaysDown")],
+      [String(CourtOutcome.CONTENT_RESTORED), t("courtRestored")],
+    ],
+    String(CourtOutcome.CONTENT_STAYS_DOWN),
+  );
+  const details = element("textarea", "", { rows: "3" });
+  const go = element("button", t("recordCourtOutcome"), {
+    type: "button",
+    id: "record-court-outcome",
+  });
+  go.addEventListener(
+    "click",
+    () =>
+      void busy(go, async () => {
+        const done = await appeals.recordCourtOutcome({
+          name: a.name,
+          outcome: Number(outcome.value) as CourtOutcome,
+          details: details.value.trim(),
+        });
+        say(t("courtOutcomeRecorded", { state: label("astate", nameOf(AppealState, done.state)) }));
+        await host.reopen();
+      }),
+  );
+  section.append(
+    element("h2", t("courtOutcomeHeading"), { id: "court-outcome-heading" }),
+    element("p", t("courtOutcomeNote"), { class: "note" }),
+    field(t("courtOutcome"), outcome, "outcome"),
+    field(t("courtOutcomeDetails"), details, "details"),
     go,
   );
   return section;

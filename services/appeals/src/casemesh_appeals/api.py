@@ -185,7 +185,12 @@ def appeal_message(a: CopyrightAppeal) -> pb.Appeal:
 # contact details with it (17 U.S.C. 512(g)(2)(B)); before that, and for the
 # uploader, each party sees only the other's name.
 _FORWARDED = frozenset(
-    {pb.APPEAL_STATE_FORWARDED_TO_CLAIMANT, pb.APPEAL_STATE_RESTORED, pb.APPEAL_STATE_HELD}
+    {
+        pb.APPEAL_STATE_FORWARDED_TO_CLAIMANT,
+        pb.APPEAL_STATE_RESTORED,
+        pb.APPEAL_STATE_HELD,
+        pb.APPEAL_STATE_UPHELD_BY_COURT,
+    }
 )
 
 
@@ -211,6 +216,14 @@ def index_doc(a: CopyrightAppeal) -> dict[str, Any]:
         "create_time": a.created_on.isoformat(),
         "appeal": json_format.MessageToDict(appeal_message(a)),
     }
+
+
+def _stays_down(value: int) -> bool | None:
+    if value == pb.COURT_OUTCOME_CONTENT_STAYS_DOWN:
+        return True
+    if value == pb.COURT_OUTCOME_CONTENT_RESTORED:
+        return False
+    return None
 
 
 def _outcome(value: int) -> bool | None:
@@ -385,6 +398,23 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
                 self.app.record_court_action,
                 self._who(context),
                 ident,
+                request.details,
+                _refs(request.evidence),
+                request.request_id,
+            ),
+        )
+
+    async def RecordCourtOutcome(
+        self, request: pb.RecordCourtOutcomeRequest, context: Ctx
+    ) -> pb.Appeal:
+        ident = appeal_id_from_name(request.name)
+        return self._view(
+            context,
+            await self._call(
+                self.app.record_court_outcome,
+                self._who(context),
+                ident,
+                _stays_down(request.outcome),
                 request.details,
                 _refs(request.evidence),
                 request.request_id,

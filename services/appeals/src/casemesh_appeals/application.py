@@ -83,6 +83,7 @@ PUBLIC_NAMES: dict[type[Any], str] = {
     CopyrightAppeal.CounterNoticeFiled: "CounterNoticeFiled",
     CopyrightAppeal.CourtActionRecorded: "CourtActionRecorded",
     CopyrightAppeal.Restored: "ContentRestored",
+    CopyrightAppeal.CourtOutcomeRecorded: "CourtOutcomeRecorded",
     CopyrightAppeal.Withdrawn: "AppealWithdrawn",
     CopyrightAppeal.Abandoned: "AppealAbandoned",
     ExpiringCase.Expired: "AppealExpired",
@@ -414,6 +415,38 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                 actor=who.subject, details=details, now=self.clock.now(), evidence=evidence
             ),
             "record_court_action",
+            details=details,
+            evidence=evidence,
+        )
+
+    def record_court_outcome(
+        self,
+        who: Identity,
+        ident: str,
+        content_stays_down: bool | None,
+        details: str,
+        evidence: list[dict[str, str]],
+        request_id: str = "",
+    ) -> CopyrightAppeal:
+        self.require_agent(who, AGENT_WORK)
+        v = Violations()
+        if content_stays_down is None:
+            v.add("outcome", "must be CONTENT_STAYS_DOWN or CONTENT_RESTORED")
+        rules.text(v, "details", details, limit=TEXT_LIMIT)
+        v.raise_if_any()
+        return self.change_under(
+            who,
+            ident,
+            "",
+            request_id,
+            lambda a: a.record_court_outcome(
+                actor=who.subject,
+                content_stays_down=bool(content_stays_down),
+                details=details,
+                evidence=evidence,
+            ),
+            "record_court_outcome",
+            content_stays_down=content_stays_down,
             details=details,
             evidence=evidence,
         )

@@ -3,7 +3,9 @@
 A takedown notice: SUBMITTED (or INFO_REQUESTED when legal elements are
 missing) → UNDER_REVIEW → UPHELD (content actioned) or REJECTED. After UPHELD
 the uploader may answer with a counter-notice: FORWARDED_TO_CLAIMANT → RESTORED
-when the window passes, or HELD when the claimant shows court action in time.
+when the window passes, or HELD when the claimant shows court action in time,
+until an agent records how the action ended: UPHELD_BY_COURT (the content
+stays down) or RESTORED.
 A counter-notice or an appeal of a decision is decided UPHELD or REJECTED.
 The filer may withdraw an open case; a request for information unanswered in
 time ABANDONs it. Every event records the next step and its due date, which
@@ -51,11 +53,12 @@ class State(StrEnum):
     FORWARDED_TO_CLAIMANT = "FORWARDED_TO_CLAIMANT"
     RESTORED = "RESTORED"
     HELD = "HELD"
+    UPHELD_BY_COURT = "UPHELD_BY_COURT"
 
 
 OPEN = frozenset({State.SUBMITTED, State.INFO_REQUESTED, State.UNDER_REVIEW})
 # Cases that ended for good, with nothing more to happen.
-FINISHED = frozenset({State.WITHDRAWN, State.ABANDONED, State.RESTORED})
+FINISHED = frozenset({State.WITHDRAWN, State.ABANDONED, State.RESTORED, State.UPHELD_BY_COURT})
 # Decided cases, which a party may appeal within the window.
 DECIDED = frozenset(
     {State.UPHELD, State.REJECTED, State.FORWARDED_TO_CLAIMANT, State.RESTORED, State.HELD}
@@ -400,6 +403,41 @@ class CopyrightAppeal(ExpiringCase):
         self.court_action = details
         self._moved(State.HELD, Step.COURT, None)
 
+    def record_court_outcome(
+        self,
+        *,
+        actor: str,
+        content_stays_down: bool,
+        details: str,
+        evidence: list[dict[str, str]],
+    ) -> None:
+        if self.state is not State.HELD:
+            raise FailedPrecondition(
+                "a court outcome ends a case held for court action;"
+                f" the case is {self.state.value}",
+                reason="CASE_NOT_HELD",
+            )
+        outcome = "CONTENT_STAYS_DOWN" if content_stays_down else "CONTENT_RESTORED"
+        self._court_outcome_recorded(
+            actor=actor, outcome=outcome, details=details, evidence=evidence
+        )
+
+    class CourtOutcomeRecorded(Aggregate.Event):
+        """How the court action ended: the content stays down for good
+        (`CONTENT_STAYS_DOWN`) or is restored (`CONTENT_RESTORED`)."""
+
+        actor: str
+        outcome: str
+        details: str
+        evidence: list[dict[str, str]]
+
+    @event(CourtOutcomeRecorded)
+    def _court_outcome_recorded(
+        self, actor: str, outcome: str, details: str, evidence: list[dict[str, str]]
+    ) -> None:
+        ended = State.UPHELD_BY_COURT if outcome == "CONTENT_STAYS_DOWN" else State.RESTORED
+        self._moved(ended, Step.NONE, None)
+
     # -- deadlines (fired by the timer; idempotent) -----------------------
 
     def restore_if_due(self, *, now: datetime, due: datetime) -> bool:
@@ -434,10 +472,10 @@ class CopyrightAppeal(ExpiringCase):
     def ended_at(self, last_change: datetime) -> datetime | None:
         """When the case ended, given when it last changed (`last_change`);
         None while something may still happen to it. A withdrawn, abandoned
-        or restored case ended then; a decided one when its window for a
-        counter-notice or an appeal closes (a counter-notice before then
-        moves it on); a held one (court action: the court's outcome is not
-        recorded here, so it is kept) and an open or forwarded one have not."""
+        or restored case, or one upheld by a court, ended then; a decided
+        one when its window for a counter-notice or an appeal closes (a
+        counter-notice before then moves it on); a held one (until its court
+        outcome is recorded) and an open or forwarded one have not."""
         if self.state in FINISHED:
             return last_change
         if self.state in (State.UPHELD, State.REJECTED):
@@ -446,7 +484,8 @@ class CopyrightAppeal(ExpiringCase):
 
     @property
     def finished(self) -> bool:
-        """Withdrawn, abandoned or restored: its end can never move."""
+        """Withdrawn, abandoned, restored or upheld by a court: its end can
+        never move."""
         return self.state in FINISHED
 
     def has_ended(self) -> bool:

@@ -128,10 +128,16 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
                 header=header, details=a["details"], evidence=_attachments(a.get("evidence"))
             )
         case CopyrightAppeal.Restored():
-            removed = counter.get("removed_item") or (after.counter_notice or {}).get(
-                "removed_item", ""
+            return ev.ContentRestored(header=header, removed_item=_removed_item(after))
+        case CopyrightAppeal.CourtOutcomeRecorded():
+            restored = a["outcome"] == "CONTENT_RESTORED"
+            return ev.CourtOutcomeRecorded(
+                header=header,
+                outcome=a["outcome"],
+                details=a["details"],
+                evidence=_attachments(a.get("evidence")),
+                removed_item=_removed_item(after) if restored else "",
             )
-            return ev.ContentRestored(header=header, removed_item=removed)
         case CopyrightAppeal.Withdrawn():
             return ev.AppealWithdrawn(header=header, reason=a["reason"])
         case CopyrightAppeal.Abandoned():
@@ -139,6 +145,13 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
         case ExpiringCase.Expired():
             return ev.AppealExpired(header=header)
     raise ValueError(f"no public event for {type(domain_event).__name__}")
+
+
+def _removed_item(after: CopyrightAppeal) -> str:
+    """The item a restoration brings back: the counter-notice's (filed as a
+    case of its own, or on the notice's stream)."""
+    counter = after.content.get("counter_notice") or {}
+    return str(counter.get("removed_item") or (after.counter_notice or {}).get("removed_item", ""))
 
 
 def Translator(after: Callable[[Any], CopyrightAppeal]) -> EventTranslator:

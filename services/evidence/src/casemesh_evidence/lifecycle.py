@@ -9,9 +9,9 @@ name, `evidence/{id}`, travels sealed with the person's data). A case is
 
 - **live** until it ends for good;
 - **ended**: a ticket closed or cancelled; a copyright case withdrawn,
-  abandoned or restored; a report voided, or its decision reversed. A
-  decided copyright case or report stays live until it expires: a
-  counter-notice or an appeal may still take it further;
+  abandoned, restored or upheld by a court; a report voided, or its
+  decision reversed. A decided copyright case or report stays live until
+  it expires: a counter-notice or an appeal may still take it further;
 - **expired**: its retention period ran out (`TicketExpired`,
   `AppealExpired`, `ReportExpired`); an expired case stays so.
 
@@ -80,7 +80,18 @@ CASE_TOPICS = (topics.TICKETS, topics.APPEALS, topics.REPORTS)
 HOLDERS = ("tickets/", "appeals/", "reports/")
 EXPIRIES = (tev.TicketExpired, aev.AppealExpired, rev.ReportExpired)
 # States a case does not leave (the tickets' without their prefix).
-FINAL = frozenset({"CLOSED", "CANCELLED", "WITHDRAWN", "ABANDONED", "RESTORED", "VOID", "REVERSED"})
+FINAL = frozenset(
+    {
+        "CLOSED",
+        "CANCELLED",
+        "WITHDRAWN",
+        "ABANDONED",
+        "RESTORED",
+        "UPHELD_BY_COURT",
+        "VOID",
+        "REVERSED",
+    }
+)
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS evidence_cases (
     name text PRIMARY KEY,

@@ -415,6 +415,11 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
         agent_only=True,
         attachments=lambda r: [(r.evidence, "evidence")],
     )
+    RecordCourtOutcome = route(
+        "RecordCourtOutcome",
+        agent_only=True,
+        attachments=lambda r: [(r.evidence, "evidence")],
+    )
 
 
 class ReportGateway(reports_pb2_grpc.ReportServiceServicer):

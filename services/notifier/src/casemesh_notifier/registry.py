@@ -73,6 +73,7 @@ SOURCES = (
             aev.AppealDecided,
             aev.CounterNoticeFiled,
             aev.CourtActionRecorded,
+            aev.CourtOutcomeRecorded,
             aev.ContentRestored,
             aev.AppealWithdrawn,
             aev.AppealAbandoned,

@@ -220,6 +220,17 @@ def _appeals(w: Callable[[str], str]) -> list[Event]:
         aev.CourtActionRecorded(
             header=header("HELD", "COURT"), details=w("（2026）沪0104民初123号")
         ),
+        aev.CourtOutcomeRecorded(
+            header=header("UPHELD_BY_COURT"),
+            outcome="CONTENT_STAYS_DOWN",
+            details=w("（2026）沪0104民初123号，判决支持原告。"),
+        ),
+        aev.CourtOutcomeRecorded(
+            header=header("RESTORED"),
+            outcome="CONTENT_RESTORED",
+            details=w("原告撤诉。"),
+            removed_item="https://video.example/v/7731",
+        ),
         aev.ContentRestored(header=header("RESTORED"), removed_item="https://video.example/v/7731"),
         aev.AppealWithdrawn(header=header("WITHDRAWN"), reason=w("已与对方和解。")),
         aev.AppealAbandoned(header=header("ABANDONED")),

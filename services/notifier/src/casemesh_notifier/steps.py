@@ -128,6 +128,13 @@ def appeal_steps(message: Any, before: str = "") -> dict[str, Step]:
             return {"filer": Step("appeal.restored"), "uploader": Step("appeal.restored")}
         case aev.CourtActionRecorded():
             return {"filer": Step("appeal.held"), "uploader": Step("appeal.held")}
+        case aev.CourtOutcomeRecorded():
+            told = (
+                "appeal.court_restored"
+                if message.outcome == "CONTENT_RESTORED"
+                else "appeal.court_upheld"
+            )
+            return {"filer": Step(told), "uploader": Step(told)}
         case aev.AppealAbandoned():
             return {"filer": Step("appeal.abandoned")}
     return {}
