@@ -437,11 +437,9 @@ def test_the_filer_withdraws_and_nobody_else_may(app: Appeals) -> None:
         app.assign(AGENT, ident, "")
 
 
-def test_a_decision_is_appealed_within_its_window_and_not_after(
-    app: Appeals, clock: FakeClock
-) -> None:
-    ident = upheld(app)
-    appeal = AppealDraft(
+def decision_appeal(ident: str) -> AppealDraft:
+    """Ursula's appeal of the decision on the case `ident`."""
+    return AppealDraft(
         "a1",
         "DECISION_APPEAL",
         "cn",
@@ -449,6 +447,13 @@ def test_a_decision_is_appealed_within_its_window_and_not_after(
         {"grounds": "舞蹈是我原创的"},
         appeal_of=f"appeals/{ident}",
     )
+
+
+def test_a_decision_is_appealed_within_its_window_and_not_after(
+    app: Appeals, clock: FakeClock
+) -> None:
+    ident = upheld(app)
+    appeal = decision_appeal(ident)
     filed = app.file(URSULA, appeal)
     assert (filed.kind, filed.state) == ("DECISION_APPEAL", "SUBMITTED")
     deadline = app.get(ALICE, ident).decision["appeal_deadline"]  # type: ignore[index]
@@ -458,6 +463,15 @@ def test_a_decision_is_appealed_within_its_window_and_not_after(
         app.file(URSULA, late)
     with pytest.raises(FailedPrecondition, match="no decision"):
         app.file(URSULA, AppealDraft(**{**vars(late), "appeal_of": "report-cases/" + ident}), "")
+
+
+@pytest.mark.parametrize("stays_down", [True, False])
+def test_the_decision_behind_a_court_outcome_may_still_be_appealed_within_its_window(
+    app: Appeals, stays_down: bool
+) -> None:
+    ident = held(app)
+    app.record_court_outcome(AGENT, ident, stays_down, "判决书", [])
+    assert app.file(URSULA, decision_appeal(ident)).state == "SUBMITTED"
 
 
 def test_agent_commands_need_an_agent_and_change_nothing(app: Appeals) -> None:

@@ -610,6 +610,7 @@ def services_today(stack: Stack) -> str:
 
 # What the browser logs for the refused change (`aborted` is HTTP 409 in Connect).
 STALE = "Failed to load resource: the server responded with a status of 409 (Conflict)"
+REFUSED = "Failed to load resource: the server responded with a status of 400 (Bad Request)"
 
 
 def stale_then_reload(page: Page) -> None:
@@ -1206,8 +1207,12 @@ def test_an_agent_ends_a_case_held_for_court_action_with_its_outcome(
             sign_in(page, stack, f"court-{run}", f"#{case.name}")
             expect(page.locator("#case-state")).to_have_attribute("data-state", "HELD")
             section = page.get_by_role("region", name="诉讼结果")
-            section.get_by_label("结果").select_option(label="恢复内容（撤诉、驳回或支持上传者）")
             section.get_by_label("法院、案号、裁判日期").fill(f"原告撤诉 {run}")
+            # No outcome is chosen for the agent: sent unchosen, the field is refused.
+            section.get_by_role("button", name="记录诉讼结果").click()
+            expect(section.get_by_label("结果")).to_have_attribute("aria-invalid", "true")
+            expect(page.locator("#case-state")).to_have_attribute("data-state", "HELD")
+            section.get_by_label("结果").select_option(label="恢复内容（撤诉、驳回或支持上传者）")
             steps.shot("filled")
             section.get_by_role("button", name="记录诉讼结果").click()
             expect(page.locator("#case-state")).to_have_attribute("data-state", "RESTORED")
@@ -1218,7 +1223,7 @@ def test_an_agent_ends_a_case_held_for_court_action_with_its_outcome(
             with contextlib.suppress(Exception):
                 steps.shot("failure")
             raise
-        assert problems.seen == []
+        assert problems.seen == [REFUSED]
     assert claimant.GetAppeal(apb.GetAppealRequest(name=case.name)).state == (
         apb.APPEAL_STATE_RESTORED
     )

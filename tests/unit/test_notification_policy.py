@@ -129,3 +129,15 @@ def test_the_claimant_hears_of_completion_withdrawal_and_counter_notices() -> No
     assert copy.values["text"] == "mine" and copy.values["removed_item"] == "content:8841"
     assert copy.sms == {}  # none of it in the SMS
     assert countered["uploader"].template == "appeal.counter_notice_forwarded"
+
+
+def test_both_parties_hear_how_the_court_action_ended() -> None:
+    def told(state: str, outcome: str) -> dict[str, str]:
+        header = aev.AppealEventHeader(appeal_id="a1", state=state)
+        ended = aev.CourtOutcomeRecorded(header=header, outcome=outcome, details="判决书")
+        return {role: step.template for role, step in appeal_steps(ended, "HELD").items()}
+
+    stays_down = told("UPHELD_BY_COURT", "CONTENT_STAYS_DOWN")
+    assert stays_down == {"filer": "appeal.court_upheld", "uploader": "appeal.court_upheld"}
+    restored = told("RESTORED", "CONTENT_RESTORED")
+    assert restored == {"filer": "appeal.court_restored", "uploader": "appeal.court_restored"}

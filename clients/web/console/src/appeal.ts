@@ -354,12 +354,15 @@ function courtAction(a: Appeal, host: CaseHost): HTMLElement {
 /** A held case ends when the agent records how the court action ended. */
 function courtOutcome(a: Appeal, host: CaseHost): HTMLElement {
   const section = element("section", "", { "aria-labelledby": "court-outcome-heading" });
+  // Nothing chosen until the agent chooses: the service refuses an outcome
+  // left unchosen, naming the field.
   const outcome = select(
     [
+      [String(CourtOutcome.UNSPECIFIED), t("choose")],
       [String(CourtOutcome.CONTENT_STAYS_DOWN), t("courtStaysDown")],
       [String(CourtOutcome.CONTENT_RESTORED), t("courtRestored")],
     ],
-    String(CourtOutcome.CONTENT_STAYS_DOWN),
+    String(CourtOutcome.UNSPECIFIED),
   );
   const details = element("textarea", "", { rows: "3" });
   const go = element("button", t("recordCourtOutcome"), {

@@ -99,8 +99,8 @@ class DeadlineKind(StrEnum):
 
     ABANDON = "abandon"  # the filer did not send the information asked for
     RESTORE = "restore"  # a forwarded counter-notice brings the content back
-    # An ended case's personal data is erased: one withdrawn, abandoned or
-    # restored (which cannot change again), or one decided, its window for a
+    # An ended case's personal data is erased: one withdrawn, abandoned,
+    # restored or upheld by a court (which cannot change again), or one decided, its window for a
     # counter-notice or an appeal closed unused (it is still decided then).
     RETENTION = "retention"
     DECISION_RETENTION = "decision_retention"
@@ -432,7 +432,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         v = Violations()
         if content_stays_down is None:
             v.add("outcome", "must be CONTENT_STAYS_DOWN or CONTENT_RESTORED")
-        rules.text(v, "details", details, limit=TEXT_LIMIT)
+        details = rules.text(v, "details", details, limit=TEXT_LIMIT)
         v.raise_if_any()
         return self.change_under(
             who,

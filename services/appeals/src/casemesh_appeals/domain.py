@@ -61,7 +61,14 @@ OPEN = frozenset({State.SUBMITTED, State.INFO_REQUESTED, State.UNDER_REVIEW})
 FINISHED = frozenset({State.WITHDRAWN, State.ABANDONED, State.RESTORED, State.UPHELD_BY_COURT})
 # Decided cases, which a party may appeal within the window.
 DECIDED = frozenset(
-    {State.UPHELD, State.REJECTED, State.FORWARDED_TO_CLAIMANT, State.RESTORED, State.HELD}
+    {
+        State.UPHELD,
+        State.REJECTED,
+        State.FORWARDED_TO_CLAIMANT,
+        State.RESTORED,
+        State.HELD,
+        State.UPHELD_BY_COURT,
+    }
 )
 
 
@@ -548,8 +555,8 @@ CopyrightAppeal.kept_personal = PersonalEvent(
 # information they add, in withdrawing it). The uploader's own: the details
 # an agent named them with when upholding a notice, and their counter-notice
 # (details, reason, evidence names). Agents' own texts (the statement of
-# reasons, a request for information, the court action they record and its
-# evidence) are not sealed.
+# reasons, a request for information, the court action and its outcome they
+# record, and their evidence) are not sealed.
 PERSONAL = PersonalFields(
     {
         CopyrightAppeal.Filed: PersonalEvent(
