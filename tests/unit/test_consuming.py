@@ -6,6 +6,7 @@ caused the event. FastStream's TestKafkaBroker: no broker needed."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -67,18 +68,25 @@ class Consumer:
     fail: dict[str, list[Exception]] = field(default_factory=dict)  # event id -> next failures
     aside_fails: list[Exception] = field(default_factory=list)
     commits: int = 0
+    committed: dict[int, int] = field(default_factory=dict)  # partition -> next offset
     rewinds: list[int] = field(default_factory=list)
     trace_ids: list[int] = field(default_factory=list)
 
     async def send(self, event: CloudEvent) -> None:
         headers = {k: v.decode() for k, v in event.kafka_headers()}
-        await self.broker.publish(event.data, TOPIC, key=event.key.encode(), headers=headers)
+        await self.publish(event.data, key=event.key.encode(), headers=headers)
+
+    async def publish(self, body: bytes, **kw: Any) -> None:
+        await self.broker.publish(body, TOPIC, **kw)
+        # Its commit goes in the background, with nothing to wait for here.
+        await asyncio.sleep(0)
 
 
 @pytest.fixture()
 async def consumer(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Consumer]:
     monkeypatch.setattr(consuming, "FIRST_PAUSE_S", 0.0)
     monkeypatch.setattr(consuming, "MAX_PAUSE_S", 0.0)
+    monkeypatch.setattr(consuming, "COMMIT_EVERY_S", 0.0)
     router = KafkaRouter()
     c = Consumer(consuming.consumer_broker("localhost:9092", "unit", router))
 
@@ -94,8 +102,9 @@ async def consumer(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Consumer]:
             raise c.aside_fails.pop(0)
         c.set_aside.append(aside)
 
-    async def commit(self: Any) -> None:
+    async def commit(self: Any, offsets: dict[Any, int]) -> None:
         c.commits += 1
+        c.committed.update({tp.partition: end for tp, end in offsets.items()})
 
     def seek(self: Any, partition: Any, offset: int) -> None:
         c.rewinds.append(offset)
@@ -114,7 +123,7 @@ async def test_a_record_that_can_never_apply_is_set_aside_and_the_next_is_applie
 ) -> None:
     before = {r: set_aside_count(r) for r in consuming.REASONS}
     # Not a CloudEvent at all.
-    await consumer.broker.publish(b"\x00garbage", TOPIC, headers={"ce_id": "x"})
+    await consumer.publish(b"\x00garbage", headers={"ce_id": "x"})
     # A type no Casemesh service publishes.
     await consumer.send(ticket_event(1, type="casemesh.tickets.TicketTeleported.v1"))
     # The handler finds it cannot apply (not an outage).
@@ -141,9 +150,7 @@ async def test_a_body_no_decoder_could_read_is_set_aside_not_read_for_ever(
 ) -> None:
     before = set_aside_count("malformed_envelope")
     for content_type, body in (("application/json", b"not json"), ("text/plain", b"\xff\xfe")):
-        await consumer.broker.publish(
-            body, TOPIC, headers={"ce_id": "y", "content-type": content_type}
-        )
+        await consumer.publish(body, headers={"ce_id": "y", "content-type": content_type})
     await consumer.send(ticket_event(4))
     assert [a.reason for a in consumer.set_aside] == ["malformed_envelope"] * 2
     assert consumer.applied == ["ticket-4:1"]
@@ -253,3 +260,26 @@ def test_a_consumer_broker_makes_no_producer_or_topic_and_says_nothing_of_it() -
 
     assert not kept("Auto create topics is disabled. Make sure the topics exist.")
     assert kept("Failed to create topic casemesh.tickets.v1: TopicAlreadyExistsError")
+
+
+async def test_records_applied_while_a_commit_is_on_its_way_are_committed_together_in_the_next(
+    consumer: Consumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answered = asyncio.Event()
+    sent: list[dict[int, int]] = []
+
+    async def slow_commit(self: Any, offsets: dict[Any, int]) -> None:
+        sent.append({tp.partition: end for tp, end in offsets.items()})
+        await answered.wait()  # Kafka has not answered yet
+
+    monkeypatch.setattr(kafka_message.FakeConsumer, "commit", slow_commit)
+    async with asyncio.timeout(10):  # a consumer waiting for the commit would wait for ever
+        for n in (11, 12, 13):
+            await consumer.send(ticket_event(n))
+    assert consumer.applied == ["ticket-11:1", "ticket-12:1", "ticket-13:1"]
+    assert len(sent) == 1  # the first commit is still on its way
+    answered.set()
+    for _ in range(10):  # the commits run on this loop, with nothing else to wait for
+        await asyncio.sleep(0)
+    assert len(sent) == 2  # the other two went together, in one commit
+    assert consumer.rewinds == []

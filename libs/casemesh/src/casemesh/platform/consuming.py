@@ -13,7 +13,9 @@ ways:
 - **applied**: the handler returned (and, in a batch, the unit of work
   committed); the offset is committed after it (its work committed first, so
   a crash in between only redelivers, and the handler's own record of event
-  ids makes that a no-op);
+  ids makes that a no-op). The commit goes in the background (`_Commits`),
+  at most one a second: the next records are fetched without waiting for
+  Kafka's answer, and records applied meanwhile are committed together;
 - **set aside**: it can never apply (an envelope that does not parse, a
   `ce_type` no Casemesh service publishes, or a handler error that is not an
   outage). It is logged (`consumer.set_aside`), handed to the consumer's
@@ -28,7 +30,8 @@ A failure that says the database or the broker is away, or that a concurrent
 writer won a race (`RETRYABLE`), is neither: nothing is committed (a batch's
 unit of work rolls back whole), the consumer pauses (backing off up to
 `MAX_PAUSE_S`) and the records are read again from the first, for as long as
-it takes. The process never exits over it.
+it takes. The process never exits over it. Whatever else interrupts a
+batch (a stop, a bug) rewinds its records the same way.
 """
 
 from __future__ import annotations
@@ -48,7 +51,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from eventsourcing import persistence
 from faststream import AckPolicy
-from faststream.exceptions import NackMessage
 from faststream.kafka import KafkaBroker, KafkaRouter
 from opentelemetry import trace
 
@@ -85,6 +87,14 @@ RETRYABLE: tuple[type[Exception], ...] = (
     psycopg.errors.IdleInTransactionSessionTimeout,
     persistence.InternalError,
 )
+
+# A consumer commits its offsets at most this often: what it applies in
+# between goes in one commit (Kafka appends each commit to its offsets
+# topic). A crash re-reads at most this much, which changes nothing.
+COMMIT_EVERY_S = 1.0
+# A commit Kafka refused (it is away) is tried again this long after, with
+# whatever was applied meanwhile.
+COMMIT_RETRY_S = 1.0
 
 # The pause before a record that met a passing failure is read again doubles
 # from FIRST_PAUSE_S up to MAX_PAUSE_S (short enough for a graceful stop).
@@ -181,13 +191,14 @@ def _listen(router: KafkaRouter, records: _Records[Any], max_records: int | None
     """Hands `records` what its topics receive, `max_records` at a time (None:
     one by one, not as a batch)."""
 
-    async def on_records(received: Any) -> None:
+    async def on_records(received: _Received) -> None:
         await records.take(received)
 
     subscriber = router.subscriber(
         *records.topics,
         group_id=records.group_id,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
+        # `_Records` commits what it applied and rewinds what it did not.
+        ack_policy=AckPolicy.MANUAL,
         # A record asking for a reply (a `reply_to` header) gets none: the
         # broker has no producer, and a reply failing would rewind the
         # record for ever.
@@ -201,13 +212,99 @@ def _listen(router: KafkaRouter, records: _Records[Any], max_records: int | None
     subscriber(on_records)
 
 
-async def _records_received(msg: Any) -> tuple[Any, ...]:
+async def _records_received(msg: Any) -> _Received:
     # The records as they came (one, or a batch's), handed to the handler as
     # its one argument: the envelope is parsed in `_Records`, where a record
     # that cannot be read is set aside. FastStream's own decoding would fail
     # before, and rewind the record for ever.
     raw = msg.raw_message
-    return tuple(raw) if isinstance(raw, tuple | list) else (raw,)
+    return _Received(tuple(raw) if isinstance(raw, tuple | list) else (raw,), msg.consumer)
+
+
+@dataclass(frozen=True)
+class _Received:
+    """Records as a subscriber received them, and the Kafka consumer that
+    fetched them."""
+
+    records: tuple[Any, ...]
+    consumer: Any
+
+    def ends(self) -> dict[TopicPartition, int]:
+        """The offset to commit for each partition: the one after its last record."""
+        ends: dict[TopicPartition, int] = {}
+        for r in self.records:
+            tp = TopicPartition(r.topic, r.partition)
+            ends[tp] = max(ends.get(tp, 0), r.offset + 1)
+        return ends
+
+    def rewind(self) -> None:
+        """Has the records read again, from the first of each partition."""
+        first: dict[TopicPartition, int] = {}
+        for r in self.records:
+            tp = TopicPartition(r.topic, r.partition)
+            first[tp] = min(first.get(tp, r.offset), r.offset)
+        for tp, offset in first.items():
+            # A partition taken from this member meanwhile is read by its new
+            # one from the group's last commit.
+            with contextlib.suppress(Exception):
+                self.consumer.seek(tp, offset)
+
+
+class _Commits:
+    """The offsets of applied records, committed in the background, one
+    commit at a time and at most one every `COMMIT_EVERY_S`: records applied
+    while one is on its way or waiting are committed together. A commit
+    Kafka refuses is tried again (`COMMIT_RETRY_S`) for the partitions the
+    consumer still holds; those it lost are read by their new member from
+    the group's last commit (the handlers' record of event ids makes the
+    repeat a no-op), as they are after a stop or a crash with a commit
+    still to go."""
+
+    def __init__(self, consumer: str) -> None:
+        self._name = consumer
+        self._due: dict[TopicPartition, int] = {}
+        self._consumer: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._last = -COMMIT_EVERY_S
+
+    def applied(self, received: _Received) -> None:
+        if received.consumer is not self._consumer:
+            self._due, self._consumer = {}, received.consumer
+        for tp, end in received.ends().items():
+            self._due[tp] = max(self._due.get(tp, 0), end)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._commit())
+
+    async def _commit(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._due:
+            wait = self._last + COMMIT_EVERY_S - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            consumer, due = self._consumer, self._due
+            self._due, self._last = {}, loop.time()
+            try:
+                await consumer.commit(due)
+            except Exception as exc:
+                held = _assigned(consumer) if consumer is self._consumer else set()
+                kept = {tp: end for tp, end in due.items() if tp in held}
+                # Stopped, or its partitions gone to another member: nothing to retry.
+                said = log.warning if kept else log.info
+                said(
+                    "consumer.commit_failed", consumer=self._name, error=repr(exc), retry=bool(kept)
+                )
+                for tp, end in kept.items():
+                    self._due[tp] = max(self._due.get(tp, 0), end)
+                if kept:
+                    await asyncio.sleep(COMMIT_RETRY_S)
+
+
+def _assigned(consumer: Any) -> set[TopicPartition]:
+    """The partitions `consumer` holds now (none once it stopped)."""
+    try:
+        return set(consumer.assignment())
+    except Exception:
+        return set()
 
 
 @asynccontextmanager
@@ -217,7 +314,7 @@ async def _no_unit() -> AsyncIterator[None]:
 
 class _Records(Generic[Unit]):
     """What a subscriber does with the records it received: each applied or
-    set aside, or, on an outage, none committed (`NackMessage` rewinds them)."""
+    set aside, or, on an outage, none committed (they are read again)."""
 
     def __init__(
         self,
@@ -234,8 +331,24 @@ class _Records(Generic[Unit]):
         self._consumer, self.group_id, self.topics = consumer, group_id, tuple(topics)
         self._begin, self._handle, self._set_aside = begin, handle, set_aside
         self._pause = _Pause()
+        self._commits = _Commits(consumer)
 
-    async def take(self, records: Sequence[Any]) -> None:
+    async def take(self, received: _Received) -> None:
+        """Applies or sets aside each record and commits them; rewinds them
+        if they met an outage, or if anything else stopped them."""
+        try:
+            done = await self._take(received.records)
+        except BaseException:
+            received.rewind()
+            raise
+        if done:
+            self._commits.applied(received)
+        else:
+            received.rewind()
+
+    async def _take(self, records: Sequence[Any]) -> bool:
+        """Whether the records were each applied or set aside; False once
+        they met an outage (after the pause), none of them committed."""
         readable: list[tuple[CloudEvent, Place]] = []
         unreadable: list[tuple[CloudEvent | None, Place, tuple[str, str]]] = []
         for record in records:
@@ -262,8 +375,9 @@ class _Records(Generic[Unit]):
             said = self._said(None, Place(first.topic, first.partition, first.offset, 0))
             said.error("consumer.retrying", records=len(records), error=repr(exc), retry_in=wait)
             await asyncio.sleep(wait)
-            raise NackMessage() from exc  # nothing committed: the records are read again
+            return False
         self._pause.reset()
+        return True
 
     async def _apply(
         self, batch: Sequence[tuple[CloudEvent, Place]]
