@@ -283,3 +283,16 @@ async def test_records_applied_while_a_commit_is_on_its_way_are_committed_togeth
         await asyncio.sleep(0)
     assert len(sent) == 2  # the other two went together, in one commit
     assert consumer.rewinds == []
+
+
+async def test_a_consumer_that_stopped_commits_nothing_more(
+    consumer: Consumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await consumer.send(ticket_event(21))
+    assert consumer.commits == 1
+    # Its group may have gone on without it: what it applied is read again
+    # by whoever holds the partition next.
+    monkeypatch.setattr(kafka_message.FakeConsumer, "_closed", True, raising=False)
+    await consumer.send(ticket_event(22))
+    assert consumer.applied == ["ticket-21:1", "ticket-22:1"]
+    assert consumer.commits == 1

@@ -30,8 +30,8 @@ A failure that says the database or the broker is away, or that a concurrent
 writer won a race (`RETRYABLE`), is neither: nothing is committed (a batch's
 unit of work rolls back whole), the consumer pauses (backing off up to
 `MAX_PAUSE_S`) and the records are read again from the first, for as long as
-it takes. The process never exits over it. Whatever else interrupts a
-batch (a stop, a bug) rewinds its records the same way.
+it takes. The process never exits over it. A stop or a bug in the middle
+of a batch rewinds its records the same way.
 """
 
 from __future__ import annotations
@@ -176,6 +176,7 @@ def subscribe_batch(
     handle: UnitHandler[Unit],
     set_aside: SetAsideHandler | None = None,
     max_records: int | None = MAX_BATCH,
+    commit_every_s: float | None = None,
 ) -> None:
     """Like `subscribe`, but takes whatever records have arrived (up to
     `max_records`) together: `handle` is called for each inside ONE unit of
@@ -183,8 +184,12 @@ def subscribe_batch(
     rolls it back), then the offsets of the whole batch are committed once.
     When a record fails for good, the unit is rolled back and each record of
     the batch is applied in a unit of its own, so only that one is set aside.
-    `max_records` None: one record at a time, as `subscribe`."""
-    _listen(router, _Records(consumer, group_id, begin, handle, set_aside, topics), max_records)
+    `max_records` None: one record at a time, as `subscribe`.
+    `commit_every_s`: the least time between two offset commits
+    (`COMMIT_EVERY_S` unless given; 0 for a consumer whose group's committed
+    offsets others read as how far it has got)."""
+    records = _Records(consumer, group_id, begin, handle, set_aside, topics, commit_every_s)
+    _listen(router, records, max_records)
 
 
 def _listen(router: KafkaRouter, records: _Records[Any], max_records: int | None) -> None:
@@ -260,12 +265,12 @@ class _Commits:
     repeat a no-op), as they are after a stop or a crash with a commit
     still to go."""
 
-    def __init__(self, consumer: str) -> None:
-        self._name = consumer
+    def __init__(self, consumer: str, every_s: float | None = None) -> None:
+        self._name, self._every_s = consumer, every_s
         self._due: dict[TopicPartition, int] = {}
         self._consumer: Any = None
         self._task: asyncio.Task[None] | None = None
-        self._last = -COMMIT_EVERY_S
+        self._last: float | None = None
 
     def applied(self, received: _Received) -> None:
         if received.consumer is not self._consumer:
@@ -277,11 +282,17 @@ class _Commits:
 
     async def _commit(self) -> None:
         loop = asyncio.get_running_loop()
+        every = COMMIT_EVERY_S if self._every_s is None else self._every_s
         while self._due:
-            wait = self._last + COMMIT_EVERY_S - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            if self._last is not None and self._last + every > loop.time():
+                await asyncio.sleep(self._last + every - loop.time())
             consumer, due = self._consumer, self._due
+            if getattr(consumer, "_closed", False):
+                # Stopped: its group may have gone on without it. What it
+                # applied since its last commit is read again, by whoever
+                # holds the partitions next.
+                self._due = {}
+                return
             self._due, self._last = {}, loop.time()
             try:
                 await consumer.commit(due)
@@ -300,7 +311,7 @@ class _Commits:
 
 
 def _assigned(consumer: Any) -> set[TopicPartition]:
-    """The partitions `consumer` holds now (none once it stopped)."""
+    """The partitions `consumer` holds now (none if it cannot say)."""
     try:
         return set(consumer.assignment())
     except Exception:
@@ -324,6 +335,7 @@ class _Records(Generic[Unit]):
         handle: UnitHandler[Unit],
         set_aside: SetAsideHandler | None,
         topics: Sequence[str],
+        commit_every_s: float | None = None,
     ) -> None:
         for topic in topics:  # every series exists from the start, so alerts see the first
             for reason in REASONS:
@@ -331,7 +343,7 @@ class _Records(Generic[Unit]):
         self._consumer, self.group_id, self.topics = consumer, group_id, tuple(topics)
         self._begin, self._handle, self._set_aside = begin, handle, set_aside
         self._pause = _Pause()
-        self._commits = _Commits(consumer)
+        self._commits = _Commits(consumer, commit_every_s)
 
     async def take(self, received: _Received) -> None:
         """Applies or sets aside each record and commits them; rewinds them
@@ -572,6 +584,13 @@ class ConsumerThread:
         except Exception as exc:
             log.error(f"{self._name}.failed", error=repr(exc))
         finally:
+            # As asyncio.run does: what is left (a commit waiting its turn)
+            # is cancelled, not destroyed pending.
+            left = asyncio.all_tasks(self._loop)
+            for task in left:
+                task.cancel()
+            with contextlib.suppress(Exception):
+                self._loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
             self._loop.close()
 
     async def _follow(self) -> None:
