@@ -100,8 +100,9 @@ class DeadlineKind(StrEnum):
     ABANDON = "abandon"  # the filer did not send the information asked for
     RESTORE = "restore"  # a forwarded counter-notice brings the content back
     # An ended case's personal data is erased: one withdrawn, abandoned,
-    # restored or upheld by a court (which cannot change again), or one decided, its window for a
-    # counter-notice or an appeal closed unused (it is still decided then).
+    # restored or upheld by a court (which cannot change again), or one
+    # decided, its window for a counter-notice or an appeal closed unused (it
+    # is still decided then).
     RETENTION = "retention"
     DECISION_RETENTION = "decision_retention"
 
