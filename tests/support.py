@@ -28,6 +28,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from casemesh import topics
 from casemesh.events.v1 import notifications_pb2 as nev
@@ -385,3 +387,13 @@ def personal_env() -> dict[str, str]:
 def personal_settings() -> dict[str, Any]:
     """`personal_env` as a settings class's keyword arguments."""
     return {k.removeprefix("CASEMESH_").lower(): v for k, v in personal_env().items()}
+
+
+def error_info(err: grpc.RpcError) -> error_details_pb2.ErrorInfo:
+    """The ErrorInfo (reason, metadata) a refused call carried; the test
+    fails if it carried none."""
+    status = rpc_status.from_call(err)
+    assert status is not None
+    info = error_details_pb2.ErrorInfo()
+    assert any(d.Unpack(info) for d in status.details)
+    return info

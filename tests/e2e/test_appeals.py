@@ -14,7 +14,6 @@ import grpc
 import psycopg
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from casemesh import topics
@@ -25,7 +24,14 @@ from casemesh.v1 import evidence_pb2 as epb
 from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import PARTITIONS, Stack
 from tests.e2e.test_evidence import EvidenceClient, png
-from tests.support import Client, plain_text, read_topic, told_everything, wait_until
+from tests.support import (
+    Client,
+    error_info,
+    plain_text,
+    read_topic,
+    told_everything,
+    wait_until,
+)
 
 DAY = 24 * 3600
 
@@ -478,10 +484,7 @@ def test_a_held_case_ends_with_the_court_outcome_and_both_parties_are_told(stack
     )
     err = rejected(lambda: agent.RecordCourtOutcome(outcome))
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION  # no court action yet
-    status = rpc_status.from_call(err)
-    assert status is not None
-    info = error_details_pb2.ErrorInfo()
-    assert any(d.Unpack(info) for d in status.details) and info.reason == "CASE_NOT_HELD"
+    assert error_info(err).reason == "CASE_NOT_HELD"
     agent.RecordCourtAction(apb.RecordCourtActionRequest(name=case.name, details="起诉书已送达"))
     err = rejected(lambda: claimant.RecordCourtOutcome(outcome))
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED

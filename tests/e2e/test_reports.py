@@ -20,7 +20,6 @@ import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from google.protobuf.timestamp_pb2 import Timestamp
-from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -35,7 +34,7 @@ from casemesh.v1 import reports_pb2_grpc as rpb_grpc
 from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import PARTITIONS, Stack
 from tests.e2e.test_evidence import EvidenceClient, png
-from tests.support import Client, told_everything, wait_until
+from tests.support import Client, error_info, told_everything, wait_until
 
 TOPIC = topics.REPORTS
 
@@ -727,10 +726,7 @@ def test_misuse_is_warned_then_suspended_until_the_period_ends(stack: Stack) -> 
     decide_no_violation(agent, last, unfounded=True)
     err = rejected(lambda: report(5))
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
-    status = rpc_status.from_call(err)
-    assert status is not None
-    info = error_details_pb2.ErrorInfo()
-    assert any(d.Unpack(info) for d in status.details)
+    info = error_info(err)
     assert info.reason == "REPORTING_SUSPENDED"
     until = datetime.fromisoformat(info.metadata["until"])
     assert timedelta(days=29) < until - service_now(stack) <= timedelta(days=30)

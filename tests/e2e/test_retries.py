@@ -7,12 +7,10 @@ import uuid
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import Stack
-from tests.support import Client
+from tests.support import Client, error_info
 
 
 def refused(call: object, request: object) -> grpc.RpcError:
@@ -49,11 +47,7 @@ def test_a_comment_retried_under_its_request_id_is_added_once(stack: Stack) -> N
     err = refused(alice.AddComment, other)
     assert err.code() == grpc.StatusCode.ALREADY_EXISTS
     assert "request_id 'comment-1'" in (err.details() or "")
-    status = rpc_status.from_call(err)
-    assert status is not None
-    info = error_details_pb2.ErrorInfo()
-    assert any(d.Unpack(info) for d in status.details)
-    assert info.reason == "REQUEST_ID_REUSED"
+    assert error_info(err).reason == "REQUEST_ID_REUSED"
 
     malformed = pb.AddCommentRequest(name=ticket.name, body="x", request_id="no spaces")
     err = refused(alice.AddComment, malformed)
