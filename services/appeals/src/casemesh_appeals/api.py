@@ -218,20 +218,10 @@ def index_doc(a: CopyrightAppeal) -> dict[str, Any]:
     }
 
 
-def _stays_down(value: int) -> bool | None:
-    if value == pb.COURT_OUTCOME_CONTENT_STAYS_DOWN:
-        return True
-    if value == pb.COURT_OUTCOME_CONTENT_RESTORED:
-        return False
-    return None
-
-
-def _outcome(value: int) -> bool | None:
-    if value == pb.APPEAL_OUTCOME_UPHOLD:
-        return True
-    if value == pb.APPEAL_OUTCOME_REJECT:
-        return False
-    return None
+def _either(value: int, yes: int, no: int) -> bool | None:
+    """A two-way choice sent as an enum: True for `yes`, False for `no`,
+    None for anything else (the service refuses it, naming the field)."""
+    return {yes: True, no: False}.get(value)
 
 
 class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
@@ -380,7 +370,7 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
                 self.app.decide,
                 self._who(context),
                 ident,
-                _outcome(request.outcome),
+                _either(request.outcome, pb.APPEAL_OUTCOME_UPHOLD, pb.APPEAL_OUTCOME_REJECT),
                 reasons,
                 uploader,
                 request.etag,
@@ -414,7 +404,11 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
                 self.app.record_court_outcome,
                 self._who(context),
                 ident,
-                _stays_down(request.outcome),
+                _either(
+                    request.outcome,
+                    pb.COURT_OUTCOME_CONTENT_STAYS_DOWN,
+                    pb.COURT_OUTCOME_CONTENT_RESTORED,
+                ),
                 request.details,
                 _refs(request.evidence),
                 request.request_id,
