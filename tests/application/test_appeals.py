@@ -401,6 +401,28 @@ def test_a_held_case_ends_with_its_court_outcome_and_is_erased_after_its_retenti
     assert (expired.filer.legal_name, expired.counter_notice.reason) == (ERASED, ERASED)
 
 
+def test_an_agents_text_longer_than_the_contract_allows_is_refused_and_changes_nothing(
+    app: Appeals,
+) -> None:
+    """Requests and court details are held to 2,000 characters, as the
+    contract says, by the service itself (not only by the gateway)."""
+    too_long = "长" * 2001
+    ident = held(app)
+    before = len(events_of(app, ident))
+    refusals: list[tuple[str, Callable[[], object]]] = [
+        ("details", lambda: app.record_court_outcome(AGENT, ident, True, too_long, [])),
+        ("details", lambda: app.record_court_action(AGENT, ident, too_long, [])),
+        ("message", lambda: app.request_info(AGENT, ident, too_long)),
+    ]
+    for field, refuse in refusals:
+        with pytest.raises(InvalidArgument) as refused:
+            refuse()
+        assert [v.field for v in refused.value.violations] == [field]
+    assert len(events_of(app, ident)) == before
+    app.record_court_outcome(AGENT, ident, True, "长" * 2000, [])
+    assert app.get(ALICE, ident).state == "UPHELD_BY_COURT"
+
+
 def test_a_court_outcome_that_restores_the_content_names_the_item_to_restore(
     app: Appeals,
 ) -> None:

@@ -45,7 +45,11 @@ from casemesh_appeals.reasons import StatementOfReasons
 
 log = get_logger(__name__)
 
+# The longest texts the contract takes: the filer's own words (answers, and
+# the notice's and counter-notice's texts); an agent's (a request for
+# information, a court action's or outcome's details).
 TEXT_LIMIT = 5000
+AGENT_TEXT_LIMIT = 2000
 AGENT_WORK = "work copyright cases"
 # Decisions of the reports service are appealed on this track too.
 REPORT_CASES = "report-cases/"
@@ -338,7 +342,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         self, who: Identity, ident: str, message: str, request_id: str = ""
     ) -> CopyrightAppeal:
         self.require_agent(who, AGENT_WORK)
-        self.require_text("message", message, TEXT_LIMIT)
+        self.require_text("message", message, AGENT_TEXT_LIMIT)
 
         def ask(a: CopyrightAppeal) -> None:
             policy = self.policies[a.jurisdiction]
@@ -406,7 +410,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         request_id: str = "",
     ) -> CopyrightAppeal:
         self.require_agent(who, AGENT_WORK)
-        self.require_text("details", details, TEXT_LIMIT)
+        self.require_text("details", details, AGENT_TEXT_LIMIT)
         return self.change_under(
             who,
             ident,
@@ -433,7 +437,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         v = Violations()
         if content_stays_down is None:
             v.add("outcome", "must be CONTENT_STAYS_DOWN or CONTENT_RESTORED")
-        details = rules.text(v, "details", details, limit=TEXT_LIMIT)
+        details = rules.text(v, "details", details, limit=AGENT_TEXT_LIMIT)
         v.raise_if_any()
         return self.change_under(
             who,
