@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
@@ -70,7 +70,15 @@ async def rows(pool: AsyncConnectionPool[Any], sql: str) -> list[tuple[Any, ...]
         return found
 
 
-async def produce(infra: Infra, topic: str, records: list[CloudEvent | None]) -> None:
+@dataclass(frozen=True)
+class Garbled:
+    """An event's record with a header that is not UTF-8 text (none of ours
+    writes one; any producer can)."""
+
+    event: CloudEvent
+
+
+async def produce(infra: Infra, topic: str, records: Sequence[CloudEvent | Garbled | None]) -> None:
     """Writes the records to `topic` (None: a record with no envelope at all)."""
     producer = AIOKafkaProducer(bootstrap_servers=infra.kafka.bootstrap)
     await producer.start()
@@ -78,6 +86,12 @@ async def produce(infra: Infra, topic: str, records: list[CloudEvent | None]) ->
         for record in records:
             if record is None:
                 await producer.send_and_wait(topic, b"\x00not an event", key=b"x")
+            elif isinstance(record, Garbled):
+                event = record.event
+                headers = [*event.kafka_headers(), ("x-origin", b"\xff\xfe latin-1: caf\xe9")]
+                await producer.send_and_wait(
+                    topic, event.data, key=event.key.encode(), headers=headers
+                )
             else:
                 await producer.send_and_wait(
                     topic, record.data, key=record.key.encode(), headers=record.kafka_headers()
@@ -136,17 +150,20 @@ async def test_an_outage_is_ridden_out_and_a_bad_record_set_aside_on_a_real_brok
         subscribe(router, [topic], consumer="it-consumer", group_id=group, handle=apply)
         return consumer_broker(infra.kafka.bootstrap, "it-consumer", router)
 
-    await produce(infra, topic, [created("a"), None, created("b"), created("c")])
+    garbled = Garbled(created("garbled"))
+    await produce(infra, topic, [created("a"), None, created("b"), garbled, created("c")])
     await consume_all(infra, build, group, topic)
 
     # b waited out the outage, in its place; c came after it; all committed.
+    # The record with no envelope and the one whose header is not text were
+    # set aside.
     assert await rows(pool, "SELECT event_id FROM applied ORDER BY n") == [
         ("a:1",),
         ("b:1",),
         ("c:1",),
     ]
     assert outage == []
-    assert set_aside_count("it-consumer", topic, "malformed_envelope") == 1.0
+    assert set_aside_count("it-consumer", topic, "malformed_envelope") == 2.0
 
 
 async def test_the_notifier_keeps_what_it_cannot_plan_and_plans_the_rest(
@@ -260,6 +277,28 @@ async def test_a_poison_record_in_a_batch_is_set_aside_alone_and_its_batch_mates
     kept = await rows(pool, "SELECT event_id, kafka_offset, error FROM unprocessable_events")
     assert [(e, o, err.split(":")[0]) for e, o, err in kept] == [(poison.id, 2, "handler_error")]
     assert set_aside_count("notifier", topic, "handler_error") == before + 1
+
+
+async def test_a_record_whose_header_is_not_text_is_set_aside_and_its_batch_mates_planned(
+    infra: Infra, pool: AsyncConnectionPool[Any]
+) -> None:
+    """The broker's client would have failed the whole batch before the
+    consumer saw it, and the next commit gone past it: every record lost."""
+    topic, group = await notifier_topic(infra)
+    before = set_aside_count("notifier", topic, "malformed_envelope")
+    good = [created(f"good-{n}") for n in range(4)]
+    garbled = created("garbled")
+    await produce(infra, topic, [*good[:2], Garbled(garbled), *good[2:]])
+
+    await consume_all(infra, notifier_build(infra, pool, Batches(), group, topic), group, topic)
+
+    assert sorted(await rows(pool, "SELECT event_id FROM consumed_events")) == sorted(
+        (e.id,) for e in good
+    )
+    assert len(await rows(pool, "SELECT id FROM notification_jobs")) == len(good)
+    kept = await rows(pool, "SELECT kafka_offset, error FROM unprocessable_events")
+    assert [(o, err.split(":")[0]) for o, err in kept] == [(2, "malformed_envelope")]
+    assert set_aside_count("notifier", topic, "malformed_envelope") == before + 1
 
 
 async def test_a_database_outage_mid_batch_loses_nothing_and_sends_nothing_twice(

@@ -17,9 +17,10 @@ ways:
   at most one a second: the next records are fetched without waiting for
   Kafka's answer, and records applied meanwhile are committed together;
 - **set aside**: it can never apply (an envelope that does not parse, a
-  `ce_type` no Casemesh service publishes, or a handler error that is not an
-  outage). It is logged (`consumer.set_aside`), handed to the consumer's
-  `set_aside` (the notifier keeps it in `unprocessable_events`), counted in
+  header that is not UTF-8 text among them; a `ce_type` no Casemesh service
+  publishes; or a handler error that is not an outage). It is logged
+  (`consumer.set_aside`), handed to the consumer's `set_aside` (the
+  notifier keeps it in `unprocessable_events`), counted in
   `casemesh_consumer_set_aside_total{consumer,topic,reason}` (alert
   `CasemeshConsumerSetAside`) and committed, so it never blocks its partition.
   In a batch, the unit of work is then rolled back and each record applied
@@ -43,7 +44,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar, cast
 
 import psycopg
@@ -209,12 +210,37 @@ def _listen(router: KafkaRouter, records: _Records[Any], max_records: int | None
         # record for ever.
         no_reply=True,
         auto_offset_reset="earliest",
+        parser=_parsed,
         decoder=_records_received,
         batch=max_records is not None,
         max_records=max_records,
         batch_timeout_ms=BATCH_WAIT_MS,
     )
     subscriber(on_records)
+
+
+async def _parsed(records: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
+    """FastStream's parsing of a record or a batch, which decodes every
+    header as UTF-8 text. A record with a header that is not (none of ours
+    writes one; any producer can) would fail its whole batch before
+    `_Records` saw it, and the next commit would pass the batch by. Such a
+    batch is parsed from copies whose headers are decoded leniently, and
+    keeps the records as they came: `_Records` sets aside the record whose
+    envelope does not parse, and applies the rest."""
+    try:
+        return await original(records)
+    except UnicodeDecodeError:
+        copies = tuple(map(_leniently, records)) if isinstance(records, tuple) else None
+        message = await original(_leniently(records) if copies is None else copies)
+        message.raw_message = records
+        return message
+
+
+def _leniently(record: Any) -> Any:
+    """A copy of the record with each header value that is not UTF-8 text
+    decoded with replacements."""
+    headers = [(k, v.decode("utf-8", "replace").encode()) for k, v in record.headers]
+    return replace(record, headers=headers)
 
 
 async def _records_received(msg: Any) -> _Received:
