@@ -10,11 +10,13 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
 from faststream.kafka import KafkaRouter, TestKafkaBroker
 from prometheus_client import REGISTRY
 from psycopg_pool import AsyncConnectionPool
@@ -24,6 +26,7 @@ from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform import consuming
 from casemesh.platform.clock import Clock, SystemClock
 from casemesh.platform.consuming import (
+    HeardUntil,
     Place,
     consumer_broker,
     consumer_lag,
@@ -164,6 +167,47 @@ async def test_an_outage_is_ridden_out_and_a_bad_record_set_aside_on_a_real_brok
     ]
     assert outage == []
     assert set_aside_count("it-consumer", topic, "malformed_envelope") == 2.0
+
+
+async def test_how_far_a_group_has_heard_its_topics_follows_its_committed_offsets(
+    infra: Infra, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topic = f"it.heard.{uuid.uuid4().hex[:8]}"
+    group = f"it-{topic}"
+    await infra.kafka.create_topics([topic], partitions=2)
+    applied: list[str] = []
+
+    async def apply(event: CloudEvent, place: Place) -> None:
+        applied.append(event.id)
+
+    def build() -> Any:
+        router = KafkaRouter()
+        subscribe(router, [topic], consumer="it-heard", group_id=group, handle=apply)
+        return consumer_broker(infra.kafka.bootstrap, "it-heard", router)
+
+    heard = HeardUntil(infra.kafka.bootstrap, group, [topic])
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    minute = timedelta(minutes=1)
+    await produce(infra, topic, [created("a"), created("b"), created("c")])
+    assert await heard.check(start) is None  # the group has read nothing yet
+
+    await consume_all(infra, build, group, topic)
+    assert await heard.check(start + minute) == start + minute
+    await produce(infra, topic, [created("d")])
+    assert await heard.check(start + 2 * minute) == start + minute  # d not read yet
+    assert await heard.check(start + 3 * minute) == start + minute
+
+    def away(*_: Any) -> Any:
+        raise KafkaConnectionError("Kafka is away")
+
+    with monkeypatch.context() as kafka:
+        kafka.setattr(consuming, "group_positions", away)
+        assert await heard.check(start + 4 * minute) == start + minute  # the last known
+    await consume_all(infra, build, group, topic)
+    # Read to its end: everything written before the second check is heard,
+    # and so is everything before this one.
+    assert await heard.check(start + 5 * minute) == start + 5 * minute
+    assert sorted(applied) == ["a:1", "b:1", "c:1", "d:1"]
 
 
 async def test_the_notifier_keeps_what_it_cannot_plan_and_plans_the_rest(

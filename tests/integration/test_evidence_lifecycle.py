@@ -93,9 +93,11 @@ class Cases:
             conn.execute(LOCK, file_locks(*told.files))  # as the service's follower does
             mark_unneeded(conn, take(conn, told), self.now())
 
-    def purge(self) -> int:
-        """The purger's round now."""
-        return purge(partial(psycopg.connect, self.dsn), self.store, self.time, GRACE)
+    def purge(self, heard: datetime | None = None) -> int:
+        """The purger's round now, the case topics heard up to `heard` (by
+        default, to now: the follower is not behind)."""
+        until = self.time if heard is None else heard
+        return purge(partial(psycopg.connect, self.dsn), self.store, self.time, GRACE, until)
 
     def purge_after_grace(self) -> int:
         """Nothing goes within the grace period; the purger's round after it."""
@@ -209,6 +211,37 @@ async def test_an_erased_persons_files_go_once_no_live_case_holds_them(
     assert cases.purge_after_grace() == 1
     assert await kept(locker, reported, dans) == [False, True]
     assert stored(locker, reported) == [False]
+
+
+async def test_a_case_taking_a_file_up_while_the_follower_is_away_keeps_it(
+    dsn: str, locker: EvidenceLocker
+) -> None:
+    """Gil's two tickets expire: their files become candidates. The
+    service's follower of the case topics stops; a day later Gil attaches
+    one of the files to a new ticket, which the follower does not hear. Four
+    days on, past the grace, the purger deletes nothing: the topics are heard
+    only up to when the follower stopped. Back, it hears the new ticket: the
+    file it holds stays, the other goes."""
+    cases = Cases(dsn, locker)
+    taken, dropped = [await upload(locker, "gil", png()) for _ in range(2)]
+    for file in (taken, dropped):
+        ident = str(uuid.uuid4())
+        cases.hear(ticket(ident, 1, NEW, tev.TicketCreated, "gil", evidence=attached(file)))
+        cases.hear(ticket(ident, 4, CLOSED))
+        cases.hear(ticket(ident, 5, CLOSED, tev.TicketExpired))
+    stopped = cases.time  # the follower stops, everything until now heard
+    cases.time += timedelta(days=1)
+    again = ticket(str(uuid.uuid4()), 1, NEW, tev.TicketCreated, "gil", evidence=attached(taken))
+    cases.time += GRACE + timedelta(seconds=1)
+    assert cases.purge(heard=stopped) == 0
+    assert cases.purge(heard=stopped + timedelta(hours=12)) == 0  # catching up
+    assert await kept(locker, taken, dropped) == [True, True]
+
+    cases.hear(again)
+    assert cases.purge() == 1
+    assert await kept(locker, taken, dropped) == [True, False]
+    assert cases.purge_after_grace() == 0
+    assert stored(locker, taken) == [True]
 
 
 def waiting_until(dsn: str, *files: EvidenceView) -> list[datetime | None]:

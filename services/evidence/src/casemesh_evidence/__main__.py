@@ -7,13 +7,14 @@ from functools import partial
 from pathlib import Path
 
 from casemesh.platform.clock import clock_from_setting
+from casemesh.platform.consuming import HeardUntil
 from casemesh.platform.entrypoint import run_command, serve_servicer
 from casemesh.platform.forgetting import ErasureFollower
 from casemesh.platform.pools import async_pool
 from casemesh.v1 import evidence_pb2, evidence_pb2_grpc
 from casemesh_evidence.api import EvidenceServicer
 from casemesh_evidence.application import MAX_CHUNK, EvidenceLocker, forget_person
-from casemesh_evidence.lifecycle import CaseFollower, Purger
+from casemesh_evidence.lifecycle import CASE_TOPICS, GROUP, CaseFollower, Purger
 from casemesh_evidence.settings import EvidenceSettings
 from casemesh_evidence.store import BlobStore, LocalBlobStore, S3BlobStore
 
@@ -47,7 +48,14 @@ async def run(cfg: EvidenceSettings) -> None:
     grace = timedelta(seconds=cfg.evidence_deletion_grace_seconds)
     following = CaseFollower(cfg.kafka_bootstrap, cfg.database_url, clock)
     forgetting = ErasureFollower(cfg, partial(forget_person, cfg.database_url, clock))
-    purging = Purger(cfg.database_url, store, clock, grace, cfg.evidence_purge_interval_seconds)
+    purging = Purger(
+        cfg.database_url,
+        store,
+        clock,
+        grace,
+        cfg.evidence_purge_interval_seconds,
+        HeardUntil(cfg.kafka_bootstrap, GROUP, CASE_TOPICS),
+    )
     await serve_servicer(
         cfg,
         EvidenceServicer(locker),

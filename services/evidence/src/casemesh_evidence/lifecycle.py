@@ -34,9 +34,12 @@ by anyone else would not be found.) The purger deletes a candidate once it
 has been one for the grace period and, checked again then, is still not
 needed: what the topics tell arrives late (a relay or this consumer behind,
 another partition read first, a whole history read again after a reset), so
-a case that took the file up just before may not have been heard yet. A
-candidate its owner asks for (to attach it) or uploads again waits its grace
-again from then (`TOUCH`). Its record goes first; its bytes go after, once
+a case that took the file up just before may not have been heard yet. The
+grace counts only up to where `GROUP` has read the case topics (its
+committed offsets: `HeardUntil`), so this consumer being behind or away,
+however long, deletes nothing it may not have heard; a relay behind is
+covered by the grace alone. A candidate its owner asks for (to attach it)
+or uploads again waits its grace again from then (`TOUCH`). Its record goes first; its bytes go after, once
 no record of anyone's names them.
 
 A file's own advisory lock (`file_locks`, by its content) orders the
@@ -62,7 +65,7 @@ from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as tev
 from casemesh.platform.clock import Clock
-from casemesh.platform.consuming import ConsumerThread, Place, Subscription
+from casemesh.platform.consuming import ConsumerThread, HeardUntil, Place, Subscription
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
 from casemesh.platform.periodic import Periodic
@@ -283,26 +286,35 @@ def purge(
     store: BlobStore,
     now: datetime,
     grace: timedelta,
+    heard: datetime | None,
     limit: int = PURGE_BATCH,
 ) -> int:
     """Makes the files whose wait to be attached is over candidates; deletes
     the candidates marked `grace` before `now` that are still not needed,
     each in a transaction of its own, and then the bytes no record names
     any more; a candidate needed after all stops being one. Returns how
-    many files were deleted."""
-    before = now - grace
+    many files were deleted.
+
+    `heard`: a time before which every case event on the topics has been
+    read (`HeardUntil`; None: none known). The grace counts up to it, not
+    past it: while this service's follower is behind, by however long, a
+    case that took a file up is not yet heard, and no candidate marked
+    within `grace` of where it stands is deleted."""
     with connect() as conn:
         conn.autocommit = True  # each `transaction()` below is one of its own
         while conn.execute(PROMOTE, {"now": now, "limit": limit}).rowcount == limit:
             pass
-        due = conn.execute(
-            "SELECT evidence_id FROM evidence_unneeded WHERE since < %s ORDER BY since LIMIT %s",
-            (before, limit),
-        ).fetchall()
         deleted = 0
-        for (ident,) in due:
-            with conn.transaction():
-                deleted += _delete_if_unneeded(conn, ident, before)
+        if heard is not None:
+            before = min(now, heard) - grace
+            due = conn.execute(
+                "SELECT evidence_id FROM evidence_unneeded WHERE since < %s"
+                " ORDER BY since LIMIT %s",
+                (before, limit),
+            ).fetchall()
+            for (ident,) in due:
+                with conn.transaction():
+                    deleted += _delete_if_unneeded(conn, ident, before)
         for (sha,) in conn.execute("SELECT sha256 FROM evidence_bytes_unneeded").fetchall():
             with conn.transaction():
                 _delete_bytes_if_unnamed(conn, store, sha)
@@ -392,17 +404,25 @@ class CaseFollower(ConsumerThread):
 
 
 def Purger(
-    database_url: str, store: BlobStore, clock: Clock, grace: timedelta, tick: float
+    database_url: str,
+    store: BlobStore,
+    clock: Clock,
+    grace: timedelta,
+    tick: float,
+    heard: HeardUntil,
 ) -> Periodic:
     """A worker (`serve_servicer`'s) that, every `tick` seconds, deletes the
     candidates older than `grace` that are still not needed (`purge`), a
     batch after another while there are, in a thread of its own; a failure
-    is logged and tried again next time."""
+    is logged and tried again next time. `heard`: how far the case topics
+    have been read by `GROUP`, asked each time."""
     connect = partial(psycopg.connect, database_url, connect_timeout=10)
 
     def purge_due() -> None:
-        while purge(connect, store, clock.now(), grace) and not purger.stopping:
-            pass
+        now = clock.now()
+        until = asyncio.run(heard.check(now))
+        while purge(connect, store, now, grace, until) and not purger.stopping:
+            now = clock.now()
 
     purger = Periodic("evidence-purger", tick, purge_due, "evidence.purge_failed", join_s=30)
     return purger

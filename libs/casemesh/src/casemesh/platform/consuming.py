@@ -45,6 +45,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, Generic, TypeVar, cast
 
 import psycopg
@@ -691,6 +692,18 @@ async def consumer_lag(
 ) -> dict[TopicPartition, int]:
     """Records on each partition of `topics` after `group`'s committed offset
     (a partition the group never committed counts from its first record)."""
+    return {
+        tp: max(0, end - read)
+        for tp, (read, end) in (await group_positions(bootstrap, group, topics)).items()
+    }
+
+
+async def group_positions(
+    bootstrap: str, group: str, topics: Sequence[str]
+) -> dict[TopicPartition, tuple[int, int]]:
+    """For each partition of `topics`: `group`'s committed offset (its first
+    record's, if the group never committed one), read first, and the
+    partition's end offset, read after."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=f"{group}-lag")
     reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
@@ -708,14 +721,55 @@ async def consumer_lag(
             raise RuntimeError(f"no partitions known yet for {list(topics)}")
         ends = await reader.end_offsets(partitions)
         starts = await reader.beginning_offsets(partitions)
-        lag: dict[TopicPartition, int] = {}
+        positions: dict[TopicPartition, tuple[int, int]] = {}
         for tp in partitions:
             done = committed.get(tp)
-            position = done.offset if done is not None and done.offset >= 0 else starts[tp]
-            lag[tp] = max(0, ends[tp] - position)
-        return lag
+            read = done.offset if done is not None and done.offset >= 0 else starts[tp]
+            positions[tp] = (read, ends[tp])
+        return positions
     finally:
         with contextlib.suppress(Exception):
             await reader.stop()
         with contextlib.suppress(Exception):
             await admin.close()
+
+
+class HeardUntil:
+    """A time before which every record of `topics` has been read (applied
+    or set aside) by the consumer `group`, from its committed offsets.
+
+    Each `check` notes where the partitions end at that time; a time noted
+    counts as heard once the group's committed offsets have reached all its
+    ends (the records written before it). It reads no record; it knows only
+    what it noted, so it says None (nothing known to be heard) until its
+    first time noted is reached, which is at once for a group that has read
+    everything. A check Kafka does not answer gives the last time known."""
+
+    # Times noted and not reached yet, at most (beyond, every other one is
+    # dropped: the times reached come further apart).
+    MAX_NOTED = 1000
+
+    def __init__(self, bootstrap: str, group: str, topics: Sequence[str]) -> None:
+        self._bootstrap, self._group, self._topics = bootstrap, group, tuple(topics)
+        self._noted: list[tuple[datetime, dict[TopicPartition, int]]] = []
+        self._heard: datetime | None = None
+
+    async def check(self, now: datetime) -> datetime | None:
+        try:
+            async with asyncio.timeout(10.0):
+                positions = await group_positions(self._bootstrap, self._group, self._topics)
+        except Exception as exc:
+            log.warning("consumer.heard_unknown", group=self._group, error=repr(exc))
+            return self._heard
+        self._noted.append((now, {tp: end for tp, (_, end) in positions.items()}))
+        reached = [
+            n
+            for n, (_, ends) in enumerate(self._noted)
+            if all(positions.get(tp, (0, 0))[0] >= end for tp, end in ends.items())
+        ]
+        if reached:
+            self._heard = self._noted[reached[-1]][0]
+            del self._noted[: reached[-1] + 1]
+        if len(self._noted) > self.MAX_NOTED:
+            self._noted = self._noted[::2]
+        return self._heard
