@@ -22,6 +22,7 @@ from psycopg.types.json import Jsonb
 
 from casemesh import topics
 from casemesh.events.v1 import casequeue_pb2 as qev
+from casemesh.platform import schema
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.eventstore import advisory_lock
 from casemesh.platform.grpcutil import to_timestamp
@@ -207,8 +208,9 @@ INSERT = (
 
 
 async def create_schema(conn: psycopg.AsyncConnection[Any]) -> None:
+    """The tables, when the statements changed (`casemesh.platform.schema`)."""
     async with advisory_lock(conn, "casemesh-casequeue-schema"):
-        await conn.execute(SCHEMA)
+        await schema.ensure(conn, "casequeue", [SCHEMA])
 
 
 def _row(case: Case) -> tuple[Any, ...]:

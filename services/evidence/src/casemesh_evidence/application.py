@@ -23,6 +23,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from casemesh.platform import schema
 from casemesh.platform.cases import page_after
 from casemesh.platform.clock import Clock, SystemClock
 from casemesh.platform.errors import InvalidArgument, NotFound, Violations
@@ -118,12 +119,12 @@ class EvidenceLocker:
         self.incoming.mkdir(parents=True, exist_ok=True)
 
     async def create_schema(self) -> None:
-        # Replicas starting together must not race on CREATE TABLE.
+        # Replicas starting together must not race on CREATE TABLE; the
+        # statements run only when they changed (`casemesh.platform.schema`).
         async with self.pool.connection() as conn:
             async with advisory_lock(conn, SCHEMA_LOCK):
-                await conn.execute(SCHEMA)
-                await conn.execute(lifecycle.SCHEMA)
-                await conn.execute(lifecycle.UNATTACHED_SCHEMA)
+                statements = (SCHEMA, lifecycle.SCHEMA, lifecycle.UNATTACHED_SCHEMA)
+                await schema.ensure(conn, "evidence", statements)
             wait = lifecycle.UNATTACHED.total_seconds()
             await conn.execute(lifecycle.WAIT_FOR_THE_UNRECORDED, {"wait": wait})
 

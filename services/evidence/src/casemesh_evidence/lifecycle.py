@@ -39,8 +39,8 @@ grace counts only up to where `GROUP` has read the case topics (its
 committed offsets: `HeardUntil`), so this consumer being behind or away,
 however long, deletes nothing it may not have heard; a relay behind is
 covered by the grace alone. A candidate its owner asks for (to attach it)
-or uploads again waits its grace again from then (`TOUCH`). Its record goes first; its bytes go after, once
-no record of anyone's names them.
+or uploads again waits its grace again from then (`TOUCH`). Its record
+goes first; its bytes go after, once no record of anyone's names them.
 
 A file's own advisory lock (`file_locks`, by its content) orders the
 purger's check and deletion against a case taking the file up and against

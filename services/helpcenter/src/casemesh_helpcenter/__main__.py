@@ -26,13 +26,7 @@ log = get_logger(__name__)
 
 async def run(cfg: HelpSettings) -> None:
     async with await psycopg.AsyncConnection.connect(cfg.database_url, autocommit=True) as conn:
-        await store.create_schema(conn)
-        await store.create_session_schema(conn)
-        await conn.execute(phone.SCHEMA)
-        await conn.execute(
-            "ALTER TABLE phone_changes ADD COLUMN IF NOT EXISTS prev_salt text NOT NULL DEFAULT '',"
-            " ADD COLUMN IF NOT EXISTS prev_hash text NOT NULL DEFAULT ''"
-        )
+        await store.create_schema(conn, phone.SCHEMA)
         seeded = await store.seed(conn)
         if seeded:
             log.info("helpcenter.seeded", articles=seeded)

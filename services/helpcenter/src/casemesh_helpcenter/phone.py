@@ -81,6 +81,9 @@ CREATE TABLE IF NOT EXISTS phone_change_resends (
     + """
 -- An erasure finds the verified requests of a person's changes.
 CREATE INDEX IF NOT EXISTS help_outbox_request ON help_outbox (request);
+-- Columns a table made before them lacks.
+ALTER TABLE phone_changes ADD COLUMN IF NOT EXISTS prev_salt text NOT NULL DEFAULT '',
+    ADD COLUMN IF NOT EXISTS prev_hash text NOT NULL DEFAULT '';
 """
 )
 

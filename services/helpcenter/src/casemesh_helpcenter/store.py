@@ -16,6 +16,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from casemesh.platform import schema
 from casemesh.platform.eventstore import advisory_lock
 from casemesh.platform.logging import get_logger
 from casemesh.platform.paging import older_than
@@ -68,9 +69,12 @@ CROSS JOIN LATERAL unnest(s.document) w
 """
 
 
-async def create_schema(conn: psycopg.AsyncConnection[Any]) -> None:
+async def create_schema(conn: psycopg.AsyncConnection[Any], *others: str) -> None:
+    """The help centre's tables (articles, search, sessions) and `others` (the
+    phone changes'), when the statements changed (`casemesh.platform.schema`);
+    then the words of what was published before the word table existed."""
     async with advisory_lock(conn, "casemesh-helpcenter-schema"):
-        await conn.execute(SCHEMA)
+        await schema.ensure(conn, "helpcenter", [SCHEMA, SESSIONS, *others])
         # A database from before the word table: index what is published.
         await conn.execute(
             WORDS + " WHERE NOT EXISTS (SELECT FROM help_search_words x"
@@ -362,10 +366,6 @@ CREATE TABLE IF NOT EXISTS help_flow_answers (
 # long someone keeps searching.
 SEARCHES_KEPT = 20
 ARTICLES_KEPT = 20
-
-
-async def create_session_schema(conn: psycopg.AsyncConnection[Any]) -> None:
-    await conn.execute(SESSIONS)
 
 
 async def session(

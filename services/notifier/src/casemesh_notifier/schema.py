@@ -1,5 +1,6 @@
 """The notifier's tables. Created at start-up under an advisory lock, so
-replicas starting together do not race."""
+replicas starting together do not race, and only when these statements
+changed (`casemesh.platform.schema`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 import psycopg
 
+from casemesh.platform import schema
 from casemesh.platform.eventstore import advisory_lock
 from casemesh.platform.outbox import outbox_schema
 from casemesh_notifier.outbox import NOTIFICATIONS
@@ -87,13 +89,9 @@ STATEMENTS = [
     # Whom each job was for: its party's user id when it was planned (a later
     # event may name someone else in the party's row).
     "ALTER TABLE notification_jobs ADD COLUMN IF NOT EXISTS user_id text NOT NULL DEFAULT ''",
-    # Jobs planned without it (before it existed, or by a replica of an older
-    # release during a rollout) take their party row's at the next start, if
-    # the row still names the address they went to: one a correction has
-    # since given to someone else stays nobody's.
-    """UPDATE notification_jobs AS j SET user_id = p.user_id FROM case_parties AS p
-        WHERE j.user_id = '' AND p.case_name = j.case_name AND p.party = j.party
-        AND p.user_id <> '' AND j.recipient <> '' AND j.recipient IN (p.email, p.phone)""",
+    # The jobs `OWNERS_AT_START` looks at, and only them.
+    """CREATE INDEX IF NOT EXISTS notification_jobs_ownerless
+        ON notification_jobs (case_name, party) WHERE user_id = ''""",
     # A person's messages (`api`), newest first.
     """CREATE INDEX IF NOT EXISTS notification_jobs_person
         ON notification_jobs (user_id, created_at DESC, id DESC) WHERE user_id <> ''""",
@@ -115,13 +113,24 @@ STATEMENTS = [
         PRIMARY KEY (consumer, topic, kafka_partition, kafka_offset))""",
 ]
 
+# Run at every start, after the statements: jobs planned without a user id
+# (before it existed, or by a replica of an older release during a rollout)
+# take their party row's, if the row still names the address they went to:
+# one a correction has since given to someone else stays nobody's.
+OWNERS_AT_START = """UPDATE notification_jobs AS j SET user_id = p.user_id
+    FROM case_parties AS p
+    WHERE j.user_id = '' AND p.case_name = j.case_name AND p.party = j.party
+    AND p.user_id <> '' AND j.recipient <> '' AND j.recipient IN (p.email, p.phone)"""
+
 SCHEMA_LOCK = 0x6E6F7469  # "noti"
 
 
 async def create_schema(conninfo: str) -> None:
+    """The tables, when the statements changed (`casemesh.platform.schema`),
+    then the owners of jobs planned without one."""
     conn: psycopg.AsyncConnection[Any] = await psycopg.AsyncConnection.connect(
         conninfo, autocommit=True
     )
     async with conn, advisory_lock(conn, SCHEMA_LOCK):
-        for statement in STATEMENTS:
-            await conn.execute(statement)
+        await schema.ensure(conn, "notifier", STATEMENTS)
+        await conn.execute(OWNERS_AT_START)

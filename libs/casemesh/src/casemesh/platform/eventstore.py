@@ -22,6 +22,7 @@ from eventsourcing.persistence import Mapper, StoredEvent
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from opentelemetry import propagate
 
+from casemesh.platform import schema
 from casemesh.platform.pools import POOL_WAIT_S, guard_pool
 
 if TYPE_CHECKING:
@@ -101,10 +102,10 @@ R = TypeVar("R", bound=PostgresTrackingRecorder)
 
 def side_table(app: Application[Any], make: Callable[[PostgresDatastore], R]) -> R:
     """A table in `app`'s own database beside its events (a case index, timers,
-    a view), created if need be, sharing the application's pool. Call inside
-    `schema_lock`."""
+    a view), created if need be (`schema.create_table`), sharing the
+    application's pool. Call inside `schema_lock`."""
     recorder = make(app.recorder.datastore)  # type: ignore[attr-defined]
-    recorder.create_table()
+    schema.create_table(recorder)
     return recorder
 
 

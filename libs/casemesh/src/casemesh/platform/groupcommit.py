@@ -29,6 +29,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from prometheus_client import Histogram
 from psycopg.sql import SQL, Identifier
 
+from casemesh.platform import schema
 from casemesh.platform.pools import DATABASE_OUTAGE
 
 # Events written in one transaction at the most (the rest wait for the next).
@@ -95,6 +96,10 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
             "SELECT {schema}.{append}(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[], %b::int[])"
             " AS ids"
         ).format(**names)
+
+    def create_table(self) -> None:
+        # Only when its statements changed (`casemesh.platform.schema`).
+        schema.create_table(self, super().create_table)
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int]:
         if not stored_events:

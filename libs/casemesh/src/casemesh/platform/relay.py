@@ -33,6 +33,7 @@ from google.protobuf.message import Message
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
+from casemesh.platform import schema
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.eventstore import schema_lock, trace_carrier
 from casemesh.platform.logging import get_logger
@@ -251,7 +252,7 @@ class Relay:
             recorder.datastore, tracking_table_name="kafka_relay_tracking"
         )
         with schema_lock(conninfo):  # replicas' relays start together
-            self._tracking.create_table()
+            schema.create_table(self._tracking)
         self._standby_poll = standby_poll_seconds
         self.published = 0
         RELAY_ACTIVE.labels(topic).set(0)
