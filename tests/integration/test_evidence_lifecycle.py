@@ -296,13 +296,31 @@ async def test_files_uploaded_before_the_wait_came_in_wait_from_their_upload(
     dsn: str, locker: EvidenceLocker
 ) -> None:
     """A database from before files waited to be attached: on the first
-    start with it, each file no case holds waits from its upload."""
+    start with it, each file no case holds waits from its upload. Then a
+    replica of that older release, still running during the rollout, stores
+    a file without a wait: the next start gives it one. A start reads only
+    the files uploaded since the last one began (less a day), not the whole
+    table: an older file without a wait, which that start would have seen,
+    is not looked at again."""
     cases = Cases(dsn, locker)
     loose, held = [await upload(locker, "fay", png()) for _ in range(2)]
     cases.hear(ticket(str(uuid.uuid4()), 1, NEW, tev.TicketCreated, "fay", evidence=attached(held)))
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("DROP TABLE evidence_unattached")
+        conn.execute("DROP TABLE evidence_unattached, evidence_sweeps")
         conn.execute("DELETE FROM casemesh_schema")  # made by other statements
     await locker.create_schema()
     await locker.create_schema()  # the next start finds nothing more to record
     assert waiting_until(dsn, loose, held) == [loose.created_at + UNATTACHED, None]
+
+    cases.time += timedelta(hours=1)
+    late = await upload(locker, "fay", png())
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for unrecorded in (late, loose):
+            conn.execute("DELETE FROM evidence_unattached WHERE evidence_id = %s", (unrecorded.id,))
+        # As if uploaded two days before the last start.
+        conn.execute(
+            "UPDATE evidence SET created_at = created_at - interval '2 days' WHERE id = %s",
+            (loose.id,),
+        )
+    await locker.create_schema()
+    assert waiting_until(dsn, late, loose) == [late.created_at + UNATTACHED, None]

@@ -125,8 +125,8 @@ class EvidenceLocker:
             async with advisory_lock(conn, SCHEMA_LOCK):
                 statements = (SCHEMA, lifecycle.SCHEMA, lifecycle.UNATTACHED_SCHEMA)
                 await schema.ensure(conn, "evidence", statements)
-            wait = lifecycle.UNATTACHED.total_seconds()
-            await conn.execute(lifecycle.WAIT_FOR_THE_UNRECORDED, {"wait": wait})
+            # By the clock that stamps the uploads (`created_at`).
+            await lifecycle.wait_for_the_unrecorded(conn, datetime.now(UTC))
 
     async def receive(
         self, who: Identity, file_name: str, declared_type: str, chunks: AsyncIterator[bytes]

@@ -134,18 +134,27 @@ UNATTACHED_SCHEMA = """CREATE TABLE IF NOT EXISTS evidence_unattached (
     evidence_id uuid PRIMARY KEY,
     until timestamptz NOT NULL);
 CREATE INDEX IF NOT EXISTS evidence_unattached_until
-    ON evidence_unattached (until, evidence_id)"""
-# Run at each start: a file no case holds that neither waits nor is a
-# candidate (stored before files waited to be attached, or by a replica of
-# an older release during a rollout) waits from its upload. In id order, so
-# that replicas starting together do not wait on each other in a cycle.
+    ON evidence_unattached (until, evidence_id);
+CREATE TABLE IF NOT EXISTS evidence_sweeps (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    started_at timestamptz NOT NULL);
+CREATE INDEX IF NOT EXISTS evidence_created ON evidence (created_at)"""
+# Run at each start (`wait_for_the_unrecorded`): a file no case holds that
+# neither waits nor is a candidate (stored before files waited to be
+# attached, or by a replica of an older release during a rollout) waits
+# from its upload. In id order, so that replicas starting together do not
+# wait on each other in a cycle.
 WAIT_FOR_THE_UNRECORDED = f"""INSERT INTO evidence_unattached (evidence_id, until)
 SELECT e.id, e.created_at + make_interval(secs => %(wait)s) FROM evidence e
 WHERE {_HELD_BY_NONE}
   AND NOT EXISTS (SELECT FROM evidence_unattached n WHERE n.evidence_id = e.id)
   AND NOT EXISTS (SELECT FROM evidence_unneeded n WHERE n.evidence_id = e.id)
+  {{since}}
 ORDER BY e.id
 ON CONFLICT DO NOTHING"""
+# A sweep looks at files uploaded since the last one began, less this: an
+# upload under way then (not yet committed) was stamped a little before it.
+SWEEP_OVERLAP = timedelta(days=1)
 # A file no case holds (uploaded, or uploaded again) waits to be attached
 # until `%(until)s`, or later if it already did. Run under its lock, before
 # `TOUCH` (the purger's `PROMOTE` takes these rows first too).
@@ -266,6 +275,25 @@ def take(conn: psycopg.Connection[Any], told: Told) -> list[Any]:
         (told.case,),
     ).fetchall()
     return [row[0] for row in held]
+
+
+async def wait_for_the_unrecorded(conn: psycopg.AsyncConnection[Any], now: datetime) -> None:
+    """Gives each file recorded without a wait one (`WAIT_FOR_THE_UNRECORDED`),
+    looking at the files uploaded since the last sweep began (less
+    `SWEEP_OVERLAP`; all of them the first time), not the whole table; then
+    notes that this sweep began at `now` (by the clock of `created_at`)."""
+    cur = await conn.execute("SELECT started_at FROM evidence_sweeps")
+    last = await cur.fetchone()
+    since = "" if last is None else "AND e.created_at >= %(since)s"
+    await conn.execute(
+        WAIT_FOR_THE_UNRECORDED.format(since=since),
+        {"wait": UNATTACHED.total_seconds(), "since": last and last[0] - SWEEP_OVERLAP},
+    )
+    await conn.execute(
+        "INSERT INTO evidence_sweeps (started_at) VALUES (%s) ON CONFLICT (only_row)"
+        " DO UPDATE SET started_at = GREATEST(evidence_sweeps.started_at, EXCLUDED.started_at)",
+        (now,),
+    )
 
 
 def mark_unneeded(conn: psycopg.Connection[Any], ids: Sequence[Any], now: datetime) -> int:
