@@ -75,10 +75,11 @@ async def rows(pool: AsyncConnectionPool[Any], sql: str) -> list[tuple[Any, ...]
 
 @dataclass(frozen=True)
 class Garbled:
-    """An event's record with a header that is not UTF-8 text (none of ours
-    writes one; any producer can)."""
+    """An event's record with a header value that is not UTF-8 text, or
+    null (none of ours writes one; any producer can)."""
 
     event: CloudEvent
+    value: bytes | None = b"\xff\xfe latin-1: caf\xe9"
 
 
 async def produce(infra: Infra, topic: str, records: Sequence[CloudEvent | Garbled | None]) -> None:
@@ -91,7 +92,7 @@ async def produce(infra: Infra, topic: str, records: Sequence[CloudEvent | Garbl
                 await producer.send_and_wait(topic, b"\x00not an event", key=b"x")
             elif isinstance(record, Garbled):
                 event = record.event
-                headers = [*event.kafka_headers(), ("x-origin", b"\xff\xfe latin-1: caf\xe9")]
+                headers = [*event.kafka_headers(), ("x-origin", record.value)]
                 await producer.send_and_wait(
                     topic, event.data, key=event.key.encode(), headers=headers
                 )
@@ -208,6 +209,10 @@ async def test_how_far_a_group_has_heard_its_topics_follows_its_committed_offset
     # and so is everything before this one.
     assert await heard.check(start + 5 * minute) == start + 5 * minute
     assert sorted(applied) == ["a:1", "b:1", "c:1", "d:1"]
+    # A topic Kafka does not describe (not made yet, or a broker that does not
+    # know it yet) is not taken as read.
+    partly = HeardUntil(infra.kafka.bootstrap, group, [topic, f"{topic}.missing"])
+    assert await partly.check(start + 6 * minute) is None
 
 
 async def test_the_notifier_keeps_what_it_cannot_plan_and_plans_the_rest(
@@ -331,8 +336,8 @@ async def test_a_record_whose_header_is_not_text_is_set_aside_and_its_batch_mate
     topic, group = await notifier_topic(infra)
     before = set_aside_count("notifier", topic, "malformed_envelope")
     good = [created(f"good-{n}") for n in range(4)]
-    garbled = created("garbled")
-    await produce(infra, topic, [*good[:2], Garbled(garbled), *good[2:]])
+    garbled = [Garbled(created("garbled")), Garbled(created("null"), None)]
+    await produce(infra, topic, [*good[:2], *garbled, *good[2:]])
 
     await consume_all(infra, notifier_build(infra, pool, Batches(), group, topic), group, topic)
 
@@ -340,9 +345,12 @@ async def test_a_record_whose_header_is_not_text_is_set_aside_and_its_batch_mate
         (e.id,) for e in good
     )
     assert len(await rows(pool, "SELECT id FROM notification_jobs")) == len(good)
-    kept = await rows(pool, "SELECT kafka_offset, error FROM unprocessable_events")
-    assert [(o, err.split(":")[0]) for o, err in kept] == [(2, "malformed_envelope")]
-    assert set_aside_count("notifier", topic, "malformed_envelope") == before + 1
+    kept = await rows(pool, "SELECT kafka_offset, error FROM unprocessable_events ORDER BY 1")
+    assert [(o, err.split(":")[0]) for o, err in kept] == [
+        (2, "malformed_envelope"),
+        (3, "malformed_envelope"),
+    ]
+    assert set_aside_count("notifier", topic, "malformed_envelope") == before + 2
 
 
 async def test_a_database_outage_mid_batch_loses_nothing_and_sends_nothing_twice(

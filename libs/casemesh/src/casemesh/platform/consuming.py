@@ -189,7 +189,7 @@ def subscribe_batch(
     `max_records` None: one record at a time, as `subscribe`.
     `commit_every_s`: the least time between two offset commits
     (`COMMIT_EVERY_S` unless given; 0 for a consumer whose group's committed
-    offsets others read as how far it has got)."""
+    offsets others read as how far it has got, when a second matters)."""
     records = _Records(consumer, group_id, begin, handle, set_aside, topics, commit_every_s)
     _listen(router, records, max_records)
 
@@ -230,7 +230,7 @@ async def _parsed(records: Any, original: Callable[[Any], Awaitable[Any]]) -> An
     envelope does not parse, and applies the rest."""
     try:
         return await original(records)
-    except UnicodeDecodeError:
+    except (UnicodeDecodeError, AttributeError):  # AttributeError: a null header value
         copies = tuple(map(_leniently, records)) if isinstance(records, tuple) else None
         message = await original(_leniently(records) if copies is None else copies)
         message.raw_message = records
@@ -239,8 +239,9 @@ async def _parsed(records: Any, original: Callable[[Any], Awaitable[Any]]) -> An
 
 def _leniently(record: Any) -> Any:
     """A copy of the record with each header value that is not UTF-8 text
-    decoded with replacements."""
-    headers = [(k, v.decode("utf-8", "replace").encode()) for k, v in record.headers]
+    decoded with replacements, and a null one empty. (The copy lacks the
+    `consumer` a concurrent subscriber's records carry; ours are not.)"""
+    headers = [(k, (v or b"").decode("utf-8", "replace").encode()) for k, v in record.headers]
     return replace(record, headers=headers)
 
 
@@ -703,7 +704,8 @@ async def group_positions(
 ) -> dict[TopicPartition, tuple[int, int]]:
     """For each partition of `topics`: `group`'s committed offset (its first
     record's, if the group never committed one), read first, and the
-    partition's end offset, read after."""
+    partition's end offset, read after. Raises unless Kafka describes every
+    topic and partition (a broker just started may not know some yet)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=f"{group}-lag")
     reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
@@ -711,14 +713,21 @@ async def group_positions(
         await reader.start()
         committed = await admin.list_consumer_group_offsets(group)
         described = await admin.describe_topics(list(topics))
+        known = {
+            t["topic"]
+            for t in described
+            if not t.get("error_code")
+            and t["partitions"]
+            and not any(p.get("error_code") for p in t["partitions"])
+        }
+        if missing := sorted(set(topics) - known):
+            raise RuntimeError(f"Kafka does not describe {missing} (yet)")
         partitions = sorted(
             TopicPartition(t["topic"], p["partition"])
             for t in described
-            if not t.get("error_code")
+            if t["topic"] in known
             for p in t["partitions"]
         )
-        if not partitions:
-            raise RuntimeError(f"no partitions known yet for {list(topics)}")
         ends = await reader.end_offsets(partitions)
         starts = await reader.beginning_offsets(partitions)
         positions: dict[TopicPartition, tuple[int, int]] = {}
@@ -740,10 +749,12 @@ class HeardUntil:
 
     Each `check` notes where the partitions end at that time; a time noted
     counts as heard once the group's committed offsets have reached all its
-    ends (the records written before it). It reads no record; it knows only
-    what it noted, so it says None (nothing known to be heard) until its
-    first time noted is reached, which is at once for a group that has read
-    everything. A check Kafka does not answer gives the last time known."""
+    ends (the records written before it), and are not past where the
+    partitions end now (a topic made again, its offsets begun anew: nothing
+    is known then). It reads no record; it knows only what it noted, so it
+    says None (nothing known to be heard) until its first time noted is
+    reached, which is at once for a group that has read everything. A check
+    Kafka does not answer in full gives the last time known."""
 
     # Times noted and not reached yet, at most (beyond, every other one is
     # dropped: the times reached come further apart).
@@ -765,7 +776,10 @@ class HeardUntil:
         reached = [
             n
             for n, (_, ends) in enumerate(self._noted)
-            if all(positions.get(tp, (0, 0))[0] >= end for tp, end in ends.items())
+            if all(
+                tp in positions and end <= positions[tp][0] <= positions[tp][1]
+                for tp, end in ends.items()
+            )
         ]
         if reached:
             self._heard = self._noted[reached[-1]][0]
