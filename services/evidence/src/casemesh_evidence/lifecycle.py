@@ -53,7 +53,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import partial
 from typing import Any
@@ -149,7 +149,7 @@ SELECT e.id, e.created_at + make_interval(secs => %(wait)s) FROM evidence e
 WHERE {_HELD_BY_NONE}
   AND NOT EXISTS (SELECT FROM evidence_unattached n WHERE n.evidence_id = e.id)
   AND NOT EXISTS (SELECT FROM evidence_unneeded n WHERE n.evidence_id = e.id)
-  {{since}}
+  AND e.created_at >= %(since)s
 ORDER BY e.id
 ON CONFLICT DO NOTHING"""
 # A sweep looks at files uploaded since the last one began, less this: an
@@ -284,10 +284,9 @@ async def wait_for_the_unrecorded(conn: psycopg.AsyncConnection[Any], now: datet
     notes that this sweep began at `now` (by the clock of `created_at`)."""
     cur = await conn.execute("SELECT started_at FROM evidence_sweeps")
     last = await cur.fetchone()
-    since = "" if last is None else "AND e.created_at >= %(since)s"
+    since = datetime.min.replace(tzinfo=UTC) if last is None else last[0] - SWEEP_OVERLAP
     await conn.execute(
-        WAIT_FOR_THE_UNRECORDED.format(since=since),
-        {"wait": UNATTACHED.total_seconds(), "since": last and last[0] - SWEEP_OVERLAP},
+        WAIT_FOR_THE_UNRECORDED, {"wait": UNATTACHED.total_seconds(), "since": since}
     )
     await conn.execute(
         "INSERT INTO evidence_sweeps (started_at) VALUES (%s) ON CONFLICT (only_row)"
@@ -314,7 +313,7 @@ def purge(
     store: BlobStore,
     now: datetime,
     grace: timedelta,
-    heard: datetime | None,
+    heard: Callable[[], datetime | None],
     limit: int = PURGE_BATCH,
 ) -> int:
     """Makes the files whose wait to be attached is over candidates; deletes
@@ -323,18 +322,21 @@ def purge(
     any more; a candidate needed after all stops being one. Returns how
     many files were deleted.
 
-    `heard`: a time before which every case event on the topics has been
-    read (`HeardUntil`; None: none known). The grace counts up to it, not
-    past it: while this service's follower is behind, by however long, a
-    case that took a file up is not yet heard, and no candidate marked
-    within `grace` of where it stands is deleted."""
+    `heard()`, asked only when a candidate is that old: a time before which
+    every case event on the topics has been read (`HeardUntil`; None: none
+    known). The grace counts up to it, not past it: while this service's
+    follower is behind, by however long, a case that took a file up is not
+    yet heard, and no candidate marked within `grace` of where it stands is
+    deleted."""
     with connect() as conn:
         conn.autocommit = True  # each `transaction()` below is one of its own
         while conn.execute(PROMOTE, {"now": now, "limit": limit}).rowcount == limit:
             pass
         deleted = 0
-        if heard is not None:
-            before = min(now, heard) - grace
+        old = conn.execute(_ANY_SINCE_BEFORE, (now - grace,)).fetchone() is not None
+        until = heard() if old else None
+        if until is not None:
+            before = min(now, until) - grace
             due = conn.execute(
                 "SELECT evidence_id FROM evidence_unneeded WHERE since < %s"
                 " ORDER BY since LIMIT %s",
@@ -347,6 +349,9 @@ def purge(
             with conn.transaction():
                 _delete_bytes_if_unnamed(conn, store, sha)
     return deleted
+
+
+_ANY_SINCE_BEFORE = "SELECT FROM evidence_unneeded WHERE since < %s LIMIT 1"
 
 
 def _delete_if_unneeded(conn: psycopg.Connection[Any], ident: Any, before: datetime) -> int:
@@ -448,9 +453,15 @@ def Purger(
 
     def purge_due() -> None:
         now = clock.now()
-        until = asyncio.run(heard.check(now))
-        while purge(connect, store, now, grace, until) and not purger.stopping:
-            now = clock.now()
+        known: list[datetime | None] = []  # asked once a round, if at all
+
+        def until() -> datetime | None:
+            if not known:
+                known.append(asyncio.run(heard.check(now)))
+            return known[0]
+
+        while purge(connect, store, clock.now(), grace, until) and not purger.stopping:
+            pass
 
     purger = Periodic("evidence-purger", tick, purge_due, "evidence.purge_failed", join_s=30)
     return purger
