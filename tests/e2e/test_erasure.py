@@ -276,17 +276,18 @@ def rebuild_read_models(stack: Stack) -> None:
     replays the topics from offset 0)."""
     view = [m.group(1) for m in re.finditer(r"CREATE TABLE IF NOT EXISTS (\w+)", " ".join(SCHEMA))]
     dropped = {
-        "tickets": (stack.tickets_dsn, ["ticket_cases", "ticket_cases_tracking"]),
-        "appeals": (stack.appeals_dsn, ["appeal_cases", "appeal_cases_tracking"]),
-        "reports": (stack.reports_dsn, [*view, "reports_view_tracking"]),
+        "tickets": (stack.tickets_dsn, ["ticket_cases"], "ticket_cases_tracking"),
+        "appeals": (stack.appeals_dsn, ["appeal_cases"], "appeal_cases_tracking"),
+        "reports": (stack.reports_dsn, view, "reports_view_tracking"),
     }
     supervisor, stopped = stack.supervisor, []
     try:
-        for name, (dsn, tables) in dropped.items():
+        for name, (dsn, tables, tracking) in dropped.items():
             supervisor.stop(name)
             stopped.append(name)
             with psycopg.connect(dsn) as conn:
                 conn.execute(f"TRUNCATE {', '.join(tables)}")
+                conn.execute(f"DELETE FROM {tracking} WHERE application_name <> '__migration__'")
         supervisor.stop("casequeue")
         stopped.append("casequeue")
         argv, env = supervisor.command("casequeue")

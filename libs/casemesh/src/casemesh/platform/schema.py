@@ -7,16 +7,17 @@ finds the index there, and `ALTER TABLE … IF NOT EXISTS` its ACCESS
 EXCLUSIVE lock before it finds the column. Each waits for every transaction
 open on the table, and every query after it waits behind it (for an ALTER,
 reads too): a replica starting while a long transaction holds a table (a
-backup's `pg_dump` holds them all) would stall the replicas serving.
+report, a `pg_dump`) would stall the replicas serving.
 
 So a service's statements run only when they are not those last run under
 their name on that database: each name's fingerprint (a hash of the
 statements' text) is kept in `casemesh_schema`, and a start whose
 statements hash the same runs none of them. A release that changes a
 statement (a new column or index) runs them all once, under the service's
-advisory lock as before. Steps that must run at every start (data written
-by a replica of an older release during a rollout, say) are not part of
-them.
+advisory lock as before (and again at each start while it alternates with
+another such release, in a rollout or a rollback). Steps that must run at
+every start (data written by a replica of an older release during a
+rollout, say) are not part of them.
 
 An operator who drops an object by hand has it made again by deleting its
 name's row (`DELETE FROM casemesh_schema WHERE name = …`) and restarting.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from importlib.metadata import version
 from typing import Any
 
 import psycopg
@@ -36,6 +38,7 @@ from casemesh.platform.logging import get_logger
 log = get_logger(__name__)
 
 TABLE = "casemesh_schema"
+_LIBRARY = f"eventsourcing {version('eventsourcing')}"
 
 _CREATE = (
     f"CREATE TABLE IF NOT EXISTS {TABLE} ("
@@ -86,8 +89,11 @@ def create_table(recorder: PostgresRecorder, make: Callable[[], None] | None = N
         recorder, "events_table_name", type(recorder).__name__
     )
     name = f"recorder:{table}"
+    # The library's version and the recorder's class too: `create_table`
+    # does more than run the statements (a tracking table's migration).
+    kind = f"{_LIBRARY} {type(recorder).__module__}.{type(recorder).__qualname__}"
     with recorder.datastore.get_connection() as conn:
-        made = fingerprint([s.as_string(conn) for s in recorder.sql_create_statements])
+        made = fingerprint([kind, *(s.as_string(conn) for s in recorder.sql_create_statements)])
         try:
             row = conn.execute(_READ, (name,)).fetchone()
         except psycopg.errors.UndefinedTable:
