@@ -30,29 +30,32 @@ log = get_logger(__name__)
 class Horizon:
     """How far the topics have told: `now - grace` when every partition is
     read to its end, else the time of the last record applied on the
-    furthest-behind partition (None before any)."""
+    furthest-behind partition (None before any). A topic whose partitions
+    Kafka does not give (yet) raises: its clocks are not read at all."""
 
     def __init__(self, bootstrap: str, group_id: str, progress: Progress) -> None:
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
         )
         self._progress = progress
-        self._parts: list[TopicPartition] = []
 
     async def start(self) -> None:
         await self._consumer.start()
         await self._consumer._client.force_metadata_update()
-        self._parts = [
-            TopicPartition(topic, p)
-            for topic in TOPICS
-            for p in sorted(self._consumer.partitions_for_topic(topic) or ())
-        ]
 
     async def stop(self) -> None:
         await self._consumer.stop()
 
+    def _partitions(self) -> list[TopicPartition]:
+        """Every partition of the topics, as the client's metadata (refreshed
+        every few minutes) has them: partitions added later come in."""
+        found = {topic: self._consumer.partitions_for_topic(topic) for topic in TOPICS}
+        if missing := sorted(topic for topic, parts in found.items() if not parts):
+            raise RuntimeError(f"Kafka does not give the partitions of {missing} (yet)")
+        return [TopicPartition(topic, p) for topic, parts in found.items() for p in sorted(parts)]
+
     async def until(self, now: datetime, grace: timedelta) -> datetime | None:
-        ends = await self._consumer.end_offsets(self._parts)
+        ends = await self._consumer.end_offsets(self._partitions())
         behind = []
         for tp, end in ends.items():
             key = (tp.topic, tp.partition)
