@@ -17,8 +17,8 @@ ways:
   at most one a second: the next records are fetched without waiting for
   Kafka's answer, and records applied meanwhile are committed together;
 - **set aside**: it can never apply (an envelope that does not parse, a
-  header that is not UTF-8 text among them; a `ce_type` no Casemesh service
-  publishes; or a handler error that is not an outage). It is logged
+  header value that is not UTF-8 text among them; a `ce_type` no Casemesh
+  service publishes; or a handler error that is not an outage). It is logged
   (`consumer.set_aside`), handed to the consumer's `set_aside` (the
   notifier keeps it in `unprocessable_events`), counted in
   `casemesh_consumer_set_aside_total{consumer,topic,reason}` (alert
@@ -222,12 +222,14 @@ def _listen(router: KafkaRouter, records: _Records[Any], max_records: int | None
 
 async def _parsed(records: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
     """FastStream's parsing of a record or a batch, which decodes every
-    header as UTF-8 text. A record with a header that is not (none of ours
-    writes one; any producer can) would fail its whole batch before
-    `_Records` saw it, and the next commit would pass the batch by. Such a
-    batch is parsed from copies whose headers are decoded leniently, and
-    keeps the records as they came: `_Records` sets aside the record whose
-    envelope does not parse, and applies the rest."""
+    header value as UTF-8 text. A record with a value that is not, or a
+    null one (none of ours writes one; any producer can), would fail its
+    whole batch before `_Records` saw it, and the next commit would pass the
+    batch by. Such a batch is parsed from copies whose header values are
+    decoded leniently, and keeps the records as they came: `_Records` sets
+    aside the record whose envelope does not parse, and applies the rest.
+    (A header name that is not UTF-8 fails in the Kafka client itself,
+    before any parser.)"""
     try:
         return await original(records)
     except (UnicodeDecodeError, AttributeError):  # AttributeError: a null header value
