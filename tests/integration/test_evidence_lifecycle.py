@@ -6,6 +6,7 @@ files wait to be attached; bytes another record names stay."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ import pytest
 
 from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as tev
+from casemesh.platform.consuming import HeardUntil
 from casemesh.platform.errors import NotFound
 from casemesh.platform.identity import Identity
 from casemesh.platform.pools import async_pool
@@ -29,6 +31,7 @@ from casemesh_evidence.lifecycle import (
     mark_unneeded,
     observe,
     purge,
+    purge_round,
     take,
 )
 from casemesh_evidence.store import LocalBlobStore
@@ -246,6 +249,54 @@ async def test_a_case_taking_a_file_up_while_the_follower_is_away_keeps_it(
     assert await kept(locker, taken, dropped) == [True, False]
     assert cases.purge_after_grace() == 0
     assert stored(locker, taken) == [True]
+
+
+class Told(HeardUntil):
+    """How far the case topics were heard, as set by the test; counts the
+    times it is asked."""
+
+    def __init__(self, until: datetime | None) -> None:
+        super().__init__("", "", ())
+        self.until, self.asked = until, 0
+
+    async def check(self, now: datetime) -> datetime | None:
+        self.asked += 1
+        return self.until
+
+
+async def test_a_purge_round_asks_how_far_the_topics_were_heard_only_when_a_file_is_due(
+    dsn: str, locker: EvidenceLocker
+) -> None:
+    """The service's purger, a round at a time: Kafka is asked nothing while
+    no candidate is due; once some are, it is asked once a round, however
+    many batches the round deletes, and nothing goes while it knows nothing."""
+    cases = Cases(dsn, locker)
+    files = [await upload(locker, "hal", png()) for _ in range(3)]
+    ident = str(uuid.uuid4())
+    cases.hear(ticket(ident, 1, NEW, tev.TicketCreated, "hal", evidence=attached(*files)))
+    cases.hear(ticket(ident, 4, CLOSED))
+    cases.hear(ticket(ident, 5, CLOSED, tev.TicketExpired))
+    connect = partial(psycopg.connect, dsn)
+
+    async def a_round(heard: Told) -> int:
+        # In a thread of its own, as the service's purger runs it; a batch a file.
+        return await asyncio.to_thread(
+            purge_round, connect, locker.store, cases, GRACE, heard, limit=1
+        )
+
+    unknown = Told(None)
+    assert await a_round(unknown) == 0
+    assert unknown.asked == 0  # within the grace: nothing due
+
+    cases.time += GRACE + timedelta(seconds=1)
+    assert await a_round(unknown) == 0
+    assert unknown.asked == 1
+    assert await kept(locker, *files) == [True] * 3
+
+    caught_up = Told(cases.time)
+    assert await a_round(caught_up) == 3  # in three batches
+    assert caught_up.asked == 1
+    assert await kept(locker, *files) == [False] * 3
 
 
 def waiting_until(dsn: str, *files: EvidenceView) -> list[datetime | None]:

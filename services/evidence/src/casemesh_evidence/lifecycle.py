@@ -436,6 +436,36 @@ class CaseFollower(ConsumerThread):
             mark_unneeded(conn, ended, self._clock.now())  # at once, in one order
 
 
+def purge_round(
+    connect: Callable[[], psycopg.Connection[Any]],
+    store: BlobStore,
+    clock: Clock,
+    grace: timedelta,
+    heard: HeardUntil,
+    stopping: Callable[[], bool] = lambda: False,
+    limit: int = PURGE_BATCH,
+) -> int:
+    """One round of the purger: `purge`, a batch (`limit`) after another while
+    there are (until `stopping()`), asking `heard` how far the case topics
+    have been read by `GROUP` at most once, and only if a candidate is due.
+    Returns how many files were deleted."""
+    now = clock.now()
+    known: list[datetime | None] = []
+
+    def until() -> datetime | None:
+        if not known:
+            known.append(asyncio.run(heard.check(now)))
+        return known[0]
+
+    deleted = 0
+    while not stopping():
+        batch = purge(connect, store, clock.now(), grace, until, limit)
+        deleted += batch
+        if not batch:
+            break
+    return deleted
+
+
 def Purger(
     database_url: str,
     store: BlobStore,
@@ -444,24 +474,13 @@ def Purger(
     tick: float,
     heard: HeardUntil,
 ) -> Periodic:
-    """A worker (`serve_servicer`'s) that, every `tick` seconds, deletes the
-    candidates older than `grace` that are still not needed (`purge`), a
-    batch after another while there are, in a thread of its own; a failure
-    is logged and tried again next time. `heard`: how far the case topics
-    have been read by `GROUP`, asked each time."""
+    """A worker (`serve_servicer`'s) that runs a `purge_round` every `tick`
+    seconds, in a thread of its own; a failure is logged and tried again
+    next time."""
     connect = partial(psycopg.connect, database_url, connect_timeout=10)
 
     def purge_due() -> None:
-        now = clock.now()
-        known: list[datetime | None] = []  # asked once a round, if at all
-
-        def until() -> datetime | None:
-            if not known:
-                known.append(asyncio.run(heard.check(now)))
-            return known[0]
-
-        while purge(connect, store, clock.now(), grace, until) and not purger.stopping:
-            pass
+        purge_round(connect, store, clock, grace, heard, lambda: purger.stopping)
 
     purger = Periodic("evidence-purger", tick, purge_due, "evidence.purge_failed", join_s=30)
     return purger
