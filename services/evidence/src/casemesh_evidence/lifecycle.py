@@ -56,6 +56,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import partial
+from itertools import takewhile
 from typing import Any
 
 import psycopg
@@ -333,25 +334,22 @@ def purge(
         while conn.execute(PROMOTE, {"now": now, "limit": limit}).rowcount == limit:
             pass
         deleted = 0
-        old = conn.execute(_ANY_SINCE_BEFORE, (now - grace,)).fetchone() is not None
-        until = heard() if old else None
+        due = conn.execute(
+            "SELECT evidence_id, since FROM evidence_unneeded WHERE since < %s"
+            " ORDER BY since LIMIT %s",
+            (now - grace, limit),
+        ).fetchall()
+        until = heard() if due else None
         if until is not None:
             before = min(now, until) - grace
-            due = conn.execute(
-                "SELECT evidence_id FROM evidence_unneeded WHERE since < %s"
-                " ORDER BY since LIMIT %s",
-                (before, limit),
-            ).fetchall()
-            for (ident,) in due:
+            # Oldest first: those marked before `before` lead.
+            for ident, _ in takewhile(lambda row: row[1] < before, due):
                 with conn.transaction():
                     deleted += _delete_if_unneeded(conn, ident, before)
         for (sha,) in conn.execute("SELECT sha256 FROM evidence_bytes_unneeded").fetchall():
             with conn.transaction():
                 _delete_bytes_if_unnamed(conn, store, sha)
     return deleted
-
-
-_ANY_SINCE_BEFORE = "SELECT FROM evidence_unneeded WHERE since < %s LIMIT 1"
 
 
 def _delete_if_unneeded(conn: psycopg.Connection[Any], ident: Any, before: datetime) -> int:
