@@ -21,6 +21,7 @@ from typing import Any
 
 import grpc
 import psycopg
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiosmtpd.controller import Controller
@@ -33,6 +34,7 @@ from grpc_status import rpc_status
 
 from casemesh import topics
 from casemesh.events.v1 import notifications_pb2 as nev
+from casemesh.platform.grpcutil import field_violations
 from casemesh.platform.identity import mint_token
 from casemesh.platform.personal import AsyncSealer, DataKeys, MasterKeys, MemoryKeyStore, Sealer
 from casemesh.platform.personal.masterkeys import new_master_key
@@ -387,6 +389,22 @@ def personal_env() -> dict[str, str]:
 def personal_settings() -> dict[str, Any]:
     """`personal_env` as a settings class's keyword arguments."""
     return {k.removeprefix("CASEMESH_").lower(): v for k, v in personal_env().items()}
+
+
+def rejected(call: Callable[..., object]) -> grpc.RpcError:
+    """The error a call that must be refused raised; the test fails if it
+    did not raise one."""
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    return info.value
+
+
+def violated_fields(err: grpc.RpcError) -> list[str]:
+    """The fields a refused call's google.rpc.BadRequest names, in order; the
+    test fails if it carried no status details."""
+    status = rpc_status.from_call(err)
+    assert status is not None, "INVALID_ARGUMENT must carry google.rpc.BadRequest details"
+    return [f for f, _ in field_violations(status)]
 
 
 def error_info(err: grpc.RpcError) -> error_details_pb2.ErrorInfo:

@@ -12,12 +12,9 @@ from zoneinfo import ZoneInfo
 
 import grpc
 import psycopg
-import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from grpc_status import rpc_status
 
 from casemesh import topics
-from casemesh.platform.grpcutil import field_violations
 from casemesh.v1 import appeals_pb2 as apb
 from casemesh.v1 import appeals_pb2_grpc as apb_grpc
 from casemesh.v1 import evidence_pb2 as epb
@@ -29,7 +26,9 @@ from tests.support import (
     error_info,
     plain_text,
     read_topic,
+    rejected,
     told_everything,
+    violated_fields,
     wait_until,
 )
 
@@ -333,12 +332,6 @@ def test_a_deadline_fires_once_across_restarts_and_a_kill(stack: Stack) -> None:
     assert appeals_events(stack, appeal_id).count("Restored") == 1
 
 
-def rejected(call: Any) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as info:
-        call()
-    return info.value
-
-
 def test_appeals_keep_the_foundations_guarantees(stack: Stack) -> None:
     claimant, uploader, _, email, phone, _ = new_people(stack)
     stranger = Person(stack, f"stranger-{uuid.uuid4().hex[:6]}")
@@ -381,9 +374,7 @@ def test_appeals_keep_the_foundations_guarantees(stack: Stack) -> None:
     bad.kind = apb.APPEAL_KIND_UNSPECIFIED
     bad.filer.contact.CopyFrom(pb.Contact())
     err = rejected(lambda: claimant.FileAppeal(apb.FileAppealRequest(appeal=bad, request_id="b")))
-    status = rpc_status.from_call(err)
-    assert status is not None
-    named = [f for f, _ in field_violations(status)]
+    named = violated_fields(err)
     assert "appeal.kind" in named and "appeal.filer.contact.channels" in named
 
     theirs = stranger.evidence.upload(png(), "not-mine.png")
@@ -572,8 +563,7 @@ def test_bad_party_details_times_and_us_counter_notices_are_named(stack: Stack) 
             )
         )
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, field
-        status = rpc_status.from_call(err)
-        assert status is not None and field in [f for f, _ in field_violations(status)]
+        assert field in violated_fields(err)
 
     us = notice(claimant, email, phone)
     us.jurisdiction = "us"
@@ -600,9 +590,7 @@ def test_bad_party_details_times_and_us_counter_notices_are_named(stack: Stack) 
         accuracy_statement=True,
     )
     err = rejected(lambda: uploader.FileCounterNotice(counter))
-    status = rpc_status.from_call(err)
-    assert status is not None
-    assert "counter_notice.consent_to_jurisdiction" in [f for f, _ in field_violations(status)]
+    assert "counter_notice.consent_to_jurisdiction" in violated_fields(err)
     counter.counter_notice.consent_to_jurisdiction = True
     forwarded = uploader.FileCounterNotice(counter)
     # us: not before ten whole business days (New York) after receipt.

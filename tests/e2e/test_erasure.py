@@ -30,9 +30,15 @@ from casemesh_reports.views import SCHEMA
 from tests.conftest import Stack, wait_serving
 from tests.e2e.test_appeals import notice
 from tests.e2e.test_evidence import png, stored_objects
-from tests.e2e.test_rejections import fields, rejected
 from tests.e2e.test_reports import Person
-from tests.support import Client, open_ticket, records_keyed, wait_until
+from tests.support import (
+    Client,
+    open_ticket,
+    records_keyed,
+    rejected,
+    violated_fields,
+    wait_until,
+)
 
 T = TypeVar("T")
 
@@ -73,7 +79,7 @@ def test_an_admin_erases_a_person_once_and_only_admins_may(stack: Stack) -> None
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED
     err = rejected(lambda: admin.erase(" ", "", reason=""))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert set(fields(err)) == {"person", "reason", "request_id"}
+    assert set(violated_fields(err)) == {"person", "reason", "request_id"}
     keys = stack.infra.pg.dsn("casemesh_keys")
     with psycopg.connect(keys) as conn:
         assert conn.execute(

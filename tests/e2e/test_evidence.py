@@ -14,15 +14,12 @@ from pathlib import Path
 
 import grpc
 import psycopg
-import pytest
-from grpc_status import rpc_status
 
-from casemesh.platform.grpcutil import field_violations
 from casemesh.v1 import evidence_pb2 as epb
 from casemesh.v1 import evidence_pb2_grpc as epb_grpc
 from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import Stack
-from tests.support import Client
+from tests.support import Client, rejected, violated_fields
 
 MiB = 1024 * 1024
 
@@ -88,18 +85,6 @@ def stored_objects(root: Path) -> set[str]:
     return {p.name for p in root.rglob("*") if p.is_file() and "incoming" not in p.parts}
 
 
-def rejected(call: object) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as info:
-        call()  # type: ignore[operator]
-    return info.value
-
-
-def fields(err: grpc.RpcError) -> list[str]:
-    status = rpc_status.from_call(err)
-    assert status is not None
-    return [f for f, _ in field_violations(status)]
-
-
 def tickets_events(stack: Stack) -> int:
     with psycopg.connect(stack.tickets_dsn) as conn:
         row = conn.execute("SELECT count(*) FROM tickets_events").fetchone()
@@ -142,7 +127,7 @@ def test_an_executable_named_png_is_refused_and_not_stored(stack: Stack) -> None
     exe = b"MZ\x90\x00\x03\x00\x00\x00" + os.urandom(4096)
     err = rejected(lambda: owner.upload(exe, "cute-cat.png", "image/png"))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "chunk" in fields(err)
+    assert "chunk" in violated_fields(err)
     assert "executable" in err.details()
     assert stored_objects(stack.evidence_dir) <= before  # nothing new (others' may go)
 
@@ -152,7 +137,7 @@ def test_an_upload_over_the_limit_is_refused_and_not_stored(stack: Stack) -> Non
     before = stored_objects(stack.evidence_dir)
     err = rejected(lambda: owner.upload(png(extra=3 * MiB), "huge.png"))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "chunk" in fields(err)
+    assert "chunk" in violated_fields(err)
     assert str(2 * MiB) in err.details()
     assert stored_objects(stack.evidence_dir) <= before  # nothing new (others' may go)
 
@@ -160,19 +145,19 @@ def test_an_upload_over_the_limit_is_refused_and_not_stored(stack: Stack) -> Non
 def test_other_bad_uploads_name_the_problem(stack: Stack) -> None:
     owner = person(stack, "careless")
     err = rejected(lambda: owner.upload(png(), "photo.jpg", "image/jpeg"))
-    assert "metadata.declared_type" in fields(err)
+    assert "metadata.declared_type" in violated_fields(err)
     err = rejected(lambda: owner.upload(b"", "empty.png"))
-    assert "chunk" in fields(err)
+    assert "chunk" in violated_fields(err)
     err = rejected(lambda: owner.upload(png(), "   "))
-    assert "metadata.file_name" in fields(err)
+    assert "metadata.file_name" in violated_fields(err)
     no_metadata = iter([epb.UploadEvidenceRequest(chunk=png())])
     err = rejected(
         lambda: owner.stub.UploadEvidence(no_metadata, metadata=owner.client.metadata, timeout=15)
     )
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "metadata" in fields(err)
+    assert "metadata" in violated_fields(err)
     err = rejected(lambda: owner.get("evidence/not-a-uuid"))
-    assert "name" in fields(err)
+    assert "name" in violated_fields(err)
 
 
 def test_another_users_evidence_is_as_if_it_did_not_exist(stack: Stack) -> None:
@@ -285,4 +270,4 @@ def test_a_user_lists_their_own_uploads_newest_first_page_by_page(stack: Stack) 
     assert [e.name for e in listed(agent, 0).evidence] == [agents_own.name]
     err = rejected(lambda: listed(mine, 2, "not-a-token"))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert fields(err) == ["page_token"]
+    assert violated_fields(err) == ["page_token"]

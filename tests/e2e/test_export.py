@@ -29,9 +29,8 @@ from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import Stack
 from tests.e2e.test_appeals import notice
 from tests.e2e.test_evidence import png
-from tests.e2e.test_rejections import fields, rejected
 from tests.e2e.test_reports import Person, decide_no_violation, party
-from tests.support import Client, wait_until
+from tests.support import Client, rejected, violated_fields, wait_until
 
 MANIFEST = "casemesh-export.json"
 # What an agent asks Zoe about her ticket (and the e-mail she gets says).
@@ -126,7 +125,7 @@ def test_a_person_exports_every_case_and_file_of_theirs_and_nothing_of_anyone_el
     for bad in ("zoe\nyan", " "):
         err = rejected(lambda: export(admin, bad))  # noqa: B023
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert fields(err) == ["person"]
+        assert violated_fields(err) == ["person"]
 
     def complete() -> tuple[str, zipfile.ZipFile] | None:
         name, archive = export(zoe.client)

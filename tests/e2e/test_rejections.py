@@ -14,7 +14,6 @@ import grpc
 import psycopg
 import pytest
 from google.rpc import status_pb2
-from grpc_status import rpc_status
 
 from casemesh.platform.grpcutil import STATUS_DETAILS_KEY, field_violations
 from casemesh.platform.identity import mint_token
@@ -32,7 +31,7 @@ from casemesh.v1 import tickets_pb2_grpc as pb_grpc
 from tests.conftest import Stack
 from tests.e2e.test_casequeue import Agent
 from tests.e2e.test_evidence import png
-from tests.support import Client
+from tests.support import Client, rejected, violated_fields
 
 # A number no enum in the contract defines (clients can send any number).
 UNDEFINED: Any = 42
@@ -43,18 +42,6 @@ def stored_events(stack: Stack, dsn: str = "", table: str = "tickets_events") ->
         row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
         assert row is not None
         return int(row[0])
-
-
-def rejected(call: Callable[[], Any]) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as info:
-        call()
-    return info.value
-
-
-def fields(err: grpc.RpcError) -> list[str]:
-    status = rpc_status.from_call(err)
-    assert status is not None, "INVALID_ARGUMENT must carry google.rpc.BadRequest details"
-    return [f for f, _ in field_violations(status)]
 
 
 def ticket(**overrides: Any) -> pb.Ticket:
@@ -145,7 +132,7 @@ def test_bad_ticket_fields_are_named(
         )
     )
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert field in fields(err)
+    assert field in violated_fields(err)
     assert stored_events(stack) == before
 
 
@@ -173,7 +160,7 @@ def test_other_bad_requests(stack: Stack, owner: Client, opened: pb.Ticket) -> N
     for call, field in cases:
         err = rejected(call)
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, field
-        assert field in fields(err)
+        assert field in violated_fields(err)
     assert stored_events(stack) == before
 
 
@@ -330,7 +317,7 @@ def test_text_that_would_break_mail_or_storage_is_refused(
         )
     )
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert field in fields(err)
+    assert field in violated_fields(err)
     assert stored_events(stack) == before
 
 
@@ -356,7 +343,7 @@ def test_undefined_enum_values_and_bad_agent_input_are_named(
     for call, field in cases:
         err = rejected(call)
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, field
-        assert field in fields(err)
+        assert field in violated_fields(err)
     assert stored_events(stack) == before
 
 
@@ -382,7 +369,7 @@ def test_many_bad_items_are_named_and_counted_not_refused_for_size(stack: Stack)
         )
     )
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err.details()
-    named = fields(err)
+    named = violated_fields(err)
     assert named[0] == "flagger.areas[0]" and len(named) <= 10
     assert err.details().endswith(f"… and {100 - len(named)} more")
 
@@ -406,7 +393,7 @@ def test_many_bad_items_are_named_and_counted_not_refused_for_size(stack: Stack)
         )
     )
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err.details()
-    named = fields(err)
+    named = violated_fields(err)
     assert "appeal.notice.infringing_items[0]" in named and len(named) <= 10
     # Too many items, and each of them holds a control character.
     assert err.details().endswith(f"… and {1 + 120 - len(named)} more")
@@ -536,7 +523,7 @@ def test_bytes_that_are_no_request_are_refused_naming_the_field(stack: Stack) ->
         for call, field in calls:
             err = rejected(call)
             assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (field, err.details())
-            assert fields(err) == [field], err.details()
+            assert violated_fields(err) == [field], err.details()
     assert stored_events(stack) == before
 
 
@@ -576,7 +563,7 @@ def test_an_etag_this_api_never_gave_is_named_not_called_a_change(
         for call in calls(etag):
             err = rejected(call)
             assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (etag, err.details())
-            assert fields(err) == ["etag"], err.details()
+            assert violated_fields(err) == ["etag"], err.details()
     assert stored_events(stack) == before
 
 
@@ -666,4 +653,4 @@ def test_a_violation_names_the_field_by_its_path_in_the_request(stack: Stack) ->
     for call, field in cases:
         err = rejected(call)
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (field, err.details())
-        assert field in fields(err), (field, fields(err))
+        assert field in violated_fields(err), (field, violated_fields(err))

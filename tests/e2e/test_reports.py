@@ -17,15 +17,12 @@ from typing import Any, cast
 import grpc
 import httpx
 import psycopg
-import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from google.protobuf.timestamp_pb2 import Timestamp
-from grpc_status import rpc_status
 from prometheus_client.parser import text_string_to_metric_families
 
 from casemesh import topics
 from casemesh.events.v1 import reports_pb2 as rev
-from casemesh.platform.grpcutil import field_violations
 from casemesh.v1 import appeals_pb2 as apb
 from casemesh.v1 import appeals_pb2_grpc as apb_grpc
 from casemesh.v1 import evidence_pb2 as epb
@@ -34,7 +31,14 @@ from casemesh.v1 import reports_pb2_grpc as rpb_grpc
 from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import PARTITIONS, Stack
 from tests.e2e.test_evidence import EvidenceClient, png
-from tests.support import Client, error_info, told_everything, wait_until
+from tests.support import (
+    Client,
+    error_info,
+    rejected,
+    told_everything,
+    violated_fields,
+    wait_until,
+)
 
 TOPIC = topics.REPORTS
 
@@ -146,18 +150,6 @@ def people(stack: Stack, n: int) -> tuple[str, list[Person], Person]:
     run = uuid.uuid4().hex[:6]
     reporters = [Person(stack, f"rep{i}-{run}") for i in range(n)]
     return run, reporters, Person(stack, f"agent-{run}", "agent")
-
-
-def fields(err: grpc.RpcError) -> set[str]:
-    """The fields an INVALID_ARGUMENT names (its BadRequest details)."""
-    status = rpc_status.from_call(err)
-    return {f for f, _ in field_violations(status)} if status else set()
-
-
-def rejected(call: Any) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as info:
-        call()
-    return info.value
 
 
 def test_three_reports_one_case_one_decision_each_party_told_once(stack: Stack) -> None:
@@ -424,14 +416,14 @@ def test_decisions_missing_statement_fields_and_other_bad_input_change_nothing(
     for s, kw, field in cases:
         err = decide(s, **kw)
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (field, err.details())
-        assert field in fields(err), (field, err.details())
+        assert field in violated_fields(err), (field, err.details())
     illegal = statement(
         stack,
         decision_ground=rpb.DECISION_GROUND_ILLEGAL_CONTENT,
         illegal_content_legal_ground="",
     )
-    assert "statement.illegal_content_legal_ground" in fields(decide(illegal))
-    assert "statement.illegal_content_explanation" in fields(decide(illegal))
+    assert "statement.illegal_content_legal_ground" in violated_fields(decide(illegal))
+    assert "statement.illegal_content_explanation" in violated_fields(decide(illegal))
 
     # A user reading someone else's report, or any queue RPC without the agent role.
     assert (
@@ -538,7 +530,7 @@ def test_decisions_missing_statement_fields_and_other_bad_input_change_nothing(
     for r, field, hint in expectations:
         err = file(r)
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (field, err.details())
-        assert field in fields(err), (field, err.details())
+        assert field in violated_fields(err), (field, err.details())
         assert hint in (err.details() or "")
     stolen = bad()
     del stolen.evidence[:]
@@ -610,7 +602,7 @@ def test_an_upheld_appeal_lifts_the_restrictions_and_everyone_hears_it_once(
     assert not stranger.ListMyRestrictions(rpb.ListMyRestrictionsRequest()).report_cases
     err = rejected(lambda: appeal_by(stranger, f"{stranger.user}@example.com"))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "appeal.appeal_of" in fields(err)
+    assert "appeal.appeal_of" in violated_fields(err)
     appeal = appeal_by(uploader, up_email)
     wait_until(
         lambda: appeal.name in agent.GetReportCase(rpb.GetReportCaseRequest(name=case)).appeals,
@@ -670,7 +662,7 @@ def test_an_upheld_appeal_lifts_the_restrictions_and_everyone_hears_it_once(
         request_id="n1",
         appeal=apb.Appeal(kind=apb.APPEAL_KIND_TAKEDOWN_NOTICE, appeal_of=case),
     )
-    assert "appeal.appeal_of" in fields(rejected(lambda: uploader.appeal(notice)))
+    assert "appeal.appeal_of" in violated_fields(rejected(lambda: uploader.appeal(notice)))
 
     # A reporter's appeal of a no-violation decision sends the case back to review.
     other_email = f"{other.user}@example.com"
