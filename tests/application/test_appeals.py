@@ -423,6 +423,26 @@ def test_an_agents_text_longer_than_the_contract_allows_is_refused_and_changes_n
     assert app.get(ALICE, ident).state == "UPHELD_BY_COURT"
 
 
+def test_a_filers_text_that_breaks_the_text_rules_is_refused_and_changes_nothing(
+    app: Appeals,
+) -> None:
+    """The answer to a request and the reason for withdrawing are held to
+    5,000 characters with no control characters, like every text the
+    history shows (a reason of a million characters was once stored)."""
+    ident = str(app.file(ALICE, notice()).id)
+    before = len(events_of(app, ident))
+    for bad in ("长" * 5001, "撤回\x00\x1b[2J"):
+        with pytest.raises(InvalidArgument) as refused:
+            app.withdraw(ALICE, ident, bad)
+        assert [v.field for v in refused.value.violations] == ["reason"]
+        with pytest.raises(InvalidArgument) as refused:
+            app.add_info(ALICE, ident, bad, {}, etag="")
+        assert [v.field for v in refused.value.violations] == ["message"]
+    assert len(events_of(app, ident)) == before
+    app.add_info(ALICE, ident, "长" * 5000, {}, etag="")
+    assert app.withdraw(ALICE, ident, "和解了\n谢谢").state == "WITHDRAWN"
+
+
 def test_a_court_outcome_that_restores_the_content_names_the_item_to_restore(
     app: Appeals,
 ) -> None:

@@ -113,3 +113,25 @@ def test_a_landline_is_kept_where_no_text_goes_to_it() -> None:
     assert [(f.field, f.description.split(";")[0]) for f in info.value.violations] == [
         ("contact.phone", "is not a mobile number (SMS needs one)")
     ]
+
+
+def test_an_address_or_number_longer_than_any_real_one_is_refused_before_it_is_parsed() -> None:
+    """A megabyte of address used to be parsed (seconds of the gateway's
+    event loop, a domain of 250,000 labels) and stored whole; now the length
+    is checked first."""
+    v = Violations()
+    contact = {
+        "email": "a@" + ".".join(["b"] * 250_000) + ".com",
+        "phone": "1" * 100_000,
+        "channels": ["EMAIL", "SMS"],
+    }
+    rules.check_contact(v, contact, prefix="ticket.contact.")
+    with pytest.raises(InvalidArgument) as info:
+        v.raise_if_any()
+    assert [(f.field, f.description) for f in info.value.violations] == [
+        ("ticket.contact.email", "must be at most 254 characters"),
+        ("ticket.contact.phone", "must be at most 40 characters"),
+    ]
+    longest = "a" * 64 + "@" + "b" * 185 + ".com"  # 254 characters
+    assert rules.valid_email(longest)
+    assert not rules.valid_email("a" + longest)

@@ -165,6 +165,19 @@ def test_every_other_rule_names_its_field() -> None:
     ]
 
 
+def test_a_keyword_or_a_country_named_twice_is_refused() -> None:
+    """Each list holds each entry once: a decision repeating one a hundred
+    thousand times would be stored, and published, a hundred thousand times."""
+    repeated = given(
+        category_specification=["KEYWORD_TERRORIST_CONTENT"] * 100_000,
+        territorial_scope=["CN", "DE", "CN"],
+    )
+    assert refused(repeated) == [
+        ("statement.category_specification", "names a keyword more than once"),
+        ("statement.territorial_scope", "names a country more than once"),
+    ]
+
+
 def test_a_no_violation_statement_is_its_facts_and_imposes_nothing() -> None:
     assert refused(given(decision_facts=""), "NO_VIOLATION") == [
         ("statement.decision_facts", "must not be empty"),

@@ -239,8 +239,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         request_id: str = "",
     ) -> CopyrightAppeal:
         v = Violations()
-        if len(message) > TEXT_LIMIT:
-            v.add("message", f"must be at most {TEXT_LIMIT} characters")
+        message = rules.text(v, "message", message, limit=TEXT_LIMIT, required=False)
         if "filer" in completion:
             rules.check_party(v, {**completion["filer"]}, "completion.filer")
         self._check_texts(v, completion, "completion")
@@ -262,6 +261,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
     def withdraw(
         self, who: Identity, ident: str, reason: str, request_id: str = ""
     ) -> CopyrightAppeal:
+        reason = self.require_text("reason", reason, TEXT_LIMIT, required=False)
         return self.run(who, ident, "", request_id, CopyrightAppeal.withdraw, reason=reason)
 
     def file_counter_notice(

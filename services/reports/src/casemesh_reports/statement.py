@@ -231,7 +231,10 @@ def _check(
         rules.text(
             v, f"statement.{name}", s.get(name, ""), limit=limit, required=ground == needed_by
         )
-    for i, k in enumerate(s.get("category_specification", [])):
+    specified = s.get("category_specification", [])
+    if len(set(specified)) != len(specified):
+        v.add("statement.category_specification", "names a keyword more than once")
+    for i, k in enumerate(specified):
         if k not in keywords:
             v.add(f"statement.category_specification[{i}]", f"{k[:60]!r} is not a DSA keyword")
     rules.text(
@@ -284,7 +287,10 @@ def _check(
                 f"statement.restrictions.{kind}_end_time",
                 f"a {r['type'].rsplit('_', 1)[-1].lower()} is temporary: say when it ends",
             )
-    for i, code in enumerate(s.get("territorial_scope", [])):
+    scope = s.get("territorial_scope", [])
+    if len(set(scope)) != len(scope):
+        v.add("statement.territorial_scope", "names a country more than once")
+    for i, code in enumerate(scope):
         if not re.fullmatch(r"[A-Z]{2}", code):
             v.add(f"statement.territorial_scope[{i}]", "must be an ISO 3166-1 alpha-2 code")
     lang = s.get("content_language", "")

@@ -63,6 +63,11 @@ BY_ID: dict[str, Category] = {c.id: c for c in CATEGORIES}
 LOCALES = ("zh-CN", "en")
 CHANNELS = ("EMAIL", "SMS")
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}\Z")
+# The longest address a mail server takes (RFC 5321's path, less its brackets),
+# and the longest phone number as people type it (spaces and brackets in):
+# checked before anything parses them.
+EMAIL_MAX = 254
+PHONE_MAX = 40
 # Where a number typed without `+` is taken to be: a Chinese mobile as people
 # write it (13800138000); any other country's needs its + form.
 PHONE_REGION = "CN"
@@ -116,7 +121,12 @@ def text(
 def valid_email(value: str) -> bool:
     """One plain address that means the same to us and to a mail server
     (no display names, groups or comments hiding another recipient)."""
-    if not EMAIL.match(value) or _CONTROL.search(value) or any(c in value for c in ',;<>()[]\\:"'):
+    if (
+        len(value) > EMAIL_MAX
+        or not EMAIL.match(value)
+        or _CONTROL.search(value)
+        or any(c in value for c in ',;<>()[]\\:"')
+    ):
         return False
     try:
         return Address(addr_spec=value).addr_spec == value
@@ -130,6 +140,8 @@ def phone_number(value: str, *, mobile: bool = True) -> str:
     and brackets allowed, full-width ones too, as Chinese input methods type
     them). ValueError says why it is refused: not a number, not a valid one,
     or, when `mobile`, not a mobile (texts reach only mobiles)."""
+    if len(value) > PHONE_MAX:
+        raise ValueError(f"must be at most {PHONE_MAX} characters")
     value = unicodedata.normalize("NFKC", value).strip()
     number = None
     if _PHONE_CHARS.fullmatch(value):
@@ -201,7 +213,9 @@ def check_contact(v: Violations, contact: dict[str, Any], *, prefix: str) -> Non
         v.add(f"{prefix}channels", "must be EMAIL or SMS")
     if len(set(channels)) != len(channels):
         v.add(f"{prefix}channels", "must not repeat a channel")
-    if email and not valid_email(email):
+    if len(email) > EMAIL_MAX:
+        v.add(f"{prefix}email", f"must be at most {EMAIL_MAX} characters")
+    elif email and not valid_email(email):
         v.add(f"{prefix}email", "is not an e-mail address")
     elif "EMAIL" in channels and not email:
         v.add(f"{prefix}email", "is required for EMAIL updates")
