@@ -23,6 +23,7 @@ from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from opentelemetry import propagate
 
 from casemesh.platform import schema
+from casemesh.platform.errors import InvalidArgument
 from casemesh.platform.pools import POOL_WAIT_S, guard_pool
 
 if TYPE_CHECKING:
@@ -33,6 +34,13 @@ if TYPE_CHECKING:
 TRACE_KEY = "__trace__"
 
 
+# The largest stored event a command may record: half the largest record
+# Kafka takes by default (1 MiB), so that its message, envelope and headers
+# always fit. A larger one would be stored and then stop its relay for good
+# (every later event waits behind it), so the command is refused instead.
+MAX_EVENT_BYTES = 512 * 1024
+
+
 class TracingMapper(Mapper[Any]):
     def to_stored_event(self, domain_event: DomainEventProtocol[Any]) -> StoredEvent:
         carrier: dict[str, str] = {}
@@ -40,7 +48,35 @@ class TracingMapper(Mapper[Any]):
         if carrier and TRACE_KEY not in vars(domain_event):
             # Events are frozen dataclasses; the trace is storage metadata.
             object.__setattr__(domain_event, TRACE_KEY, carrier)
-        return super().to_stored_event(domain_event)
+        stored = super().to_stored_event(domain_event)
+        if len(stored.state) > MAX_EVENT_BYTES:
+            # Before anything is stored: the command fails and changes nothing.
+            raise InvalidArgument.field(
+                _longest_text(vars(domain_event)),
+                f"makes the change too large to record ({len(stored.state):,} bytes;"
+                f" at most {MAX_EVENT_BYTES:,})",
+            )
+        return stored
+
+
+def _longest_text(value: object, path: str = "") -> str:
+    """The path (`a.b[2].c`) of the longest string in an event's state, to
+    name in the refusal ("" if it holds none)."""
+    best, best_len = "", -1
+
+    def walk(item: object, at: str) -> None:
+        nonlocal best, best_len
+        if isinstance(item, str) and len(item) > best_len:
+            best, best_len = at, len(item)
+        elif isinstance(item, Mapping):
+            for key, inner in item.items():
+                walk(inner, f"{at}.{key}" if at else str(key))
+        elif isinstance(item, list | tuple):
+            for i, inner in enumerate(item):
+                walk(inner, f"{at}[{i}]")
+
+    walk(value, path)
+    return best
 
 
 def trace_carrier(domain_event: object) -> dict[str, str]:
