@@ -509,10 +509,14 @@ def decode_token(token: str) -> tuple[bool, int, str, datetime, str] | None:
             raise ValueError(token)
         if not (0 <= priority <= 4 and isinstance(name, str)):
             raise ValueError(token)
-        datetime.fromisoformat(due)
+        # Written again as Python writes them: Python reads forms PostgreSQL
+        # does not (`2024-W01-1`), which would fail the query, not the token.
+        due_at, created_at = datetime.fromisoformat(due), datetime.fromisoformat(created)
+        if due_at.tzinfo is None or created_at.tzinfo is None:
+            raise ValueError(token)
         if any(ord(ch) < 32 for ch in name) or len(name) > 200:
             raise ValueError(token)
-        return child_safety, priority, str(due), datetime.fromisoformat(created), name
+        return child_safety, priority, due_at.isoformat(), created_at, name
     except Exception as exc:  # anything else is not a token this API gave
         raise ValueError(token) from exc
 
