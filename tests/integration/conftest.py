@@ -1,13 +1,15 @@
-"""Fixtures of the integration tests that run the tickets application on a
-database of its own."""
+"""Fixtures of the integration tests that run the tickets application, or
+the case queue's store, on a database of their own."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 
+from casemesh_casequeue import store
 from casemesh_tickets.application import Tickets, open_tickets
 from tests.conftest import Infra
 
@@ -26,3 +28,11 @@ def app(dsn: str) -> Iterator[Tickets]:
     app = open_tickets(dsn, pool_size=4)
     yield app
     app.close()
+
+
+@pytest.fixture()
+async def queue_db(dsn: str) -> str:
+    """`dsn` with the case queue's tables."""
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await store.create_schema(conn)
+    return dsn

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,20 +14,9 @@ import pytest
 
 from casemesh_casequeue import sla, store
 from casemesh_casequeue.model import Observation, advance, apply, new_case
-from tests.conftest import Infra
 
 LEVELS = sla.load()
 START = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # Monday 09:00 in Shanghai
-
-
-@pytest.fixture()
-async def queue_db(infra: Infra) -> AsyncIterator[str]:
-    name = f"queue_it_{uuid.uuid4().hex[:8]}"
-    infra.pg.create_database(name)
-    dsn = infra.pg.dsn(name)
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        await store.create_schema(conn)
-    yield dsn
 
 
 def opened(i: int, at: datetime, priority: int = 2) -> Observation:

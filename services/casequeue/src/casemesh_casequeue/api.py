@@ -25,7 +25,7 @@ from casemesh.v1 import casequeue_pb2 as pb
 from casemesh.v1 import casequeue_pb2_grpc as pb_grpc
 from casemesh_casequeue import store
 from casemesh_casequeue.model import CLOCKS, Case
-from casemesh_casequeue.watch import Broadcaster
+from casemesh_casequeue.watch import LOST, Broadcaster, ChangesLost
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
 
@@ -222,6 +222,10 @@ class QueueServicer(pb_grpc.CaseQueueServiceServicer):
                     said = loop.time()
                     yield pb.QueueChange(change="HEARTBEAT", time=to_timestamp(self.clock.now()))
                     continue
+                if change == LOST:
+                    raise ChangesLost(
+                        "changes to the queue may have been missed: watch again, then read it"
+                    )
                 # A case escalated out of a watched queue is shown leaving it.
                 if case is None or (queues and case.queue not in queues and change != "ESCALATED"):
                     continue

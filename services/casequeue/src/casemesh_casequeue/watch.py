@@ -9,7 +9,9 @@ from typing import Any
 
 import psycopg
 
+from casemesh.platform.errors import Unavailable
 from casemesh.platform.logging import get_logger
+from casemesh.platform.pools import with_keepalives
 from casemesh_casequeue import store
 from casemesh_casequeue.model import Case
 from casemesh_casequeue.store import CHANGES_CHANNEL
@@ -19,20 +21,44 @@ log = get_logger(__name__)
 
 Change = tuple[str, str, Case | None]
 
+# Told to every watcher when the changes stopped coming for a while (the
+# LISTEN connection was lost): what changed meanwhile was not heard, so the
+# watch must end, and its client read the queue again once it watches again.
+LOST = "LOST"
+# How long a new watcher waits for the changes to be heard at all (the
+# database away) before it is told to try again.
+LISTENING_WAIT_S = 5.0
+
+
+class ChangesLost(Unavailable):
+    """The queue's changes are not being heard: a watch cannot start, or
+    missed some and must end (UNAVAILABLE: the client watches again)."""
+
 
 class Broadcaster:
     """One LISTEN connection and one reader per process, however many watch:
-    each change is read once and handed to every watcher."""
+    each change is read once and handed to every watcher. While the LISTEN
+    connection is away, no watch starts; when it is lost, every watch is
+    told (`LOST`), as changes made until it is back are never heard."""
 
     def __init__(self, conninfo: str) -> None:
-        self._conninfo = conninfo
+        # Keepalives: a connection the network dropped without a word (a
+        # database host lost) is noticed within a minute, not never.
+        self._conninfo = with_keepalives(conninfo)
         self._watchers: set[asyncio.Queue[Change]] = set()
+        self._listening = asyncio.Event()
 
     @contextlib.asynccontextmanager
     async def subscribe(self) -> AsyncIterator[asyncio.Queue[Change]]:
+        """A queue of the changes from now on; raises `ChangesLost` if they
+        are not being heard."""
         queue: asyncio.Queue[Change] = asyncio.Queue(maxsize=10_000)
         self._watchers.add(queue)
         try:
+            try:
+                await asyncio.wait_for(self._listening.wait(), LISTENING_WAIT_S)
+            except TimeoutError:
+                raise ChangesLost("the queue's changes cannot be heard now") from None
             yield queue
         finally:
             self._watchers.discard(queue)
@@ -40,28 +66,47 @@ class Broadcaster:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                conn: psycopg.AsyncConnection[Any] = await psycopg.AsyncConnection.connect(
-                    self._conninfo, autocommit=True
-                )
-                reader: psycopg.AsyncConnection[Any] = await psycopg.AsyncConnection.connect(
-                    self._conninfo, autocommit=True
-                )
-                async with conn, reader:
-                    await conn.execute(f"LISTEN {CHANGES_CHANNEL}")
-                    while not stop.is_set():
-                        # Wakes at least once a second, so a stop is noticed
-                        # even when nothing changes.
-                        async for note in conn.notifies(timeout=1.0):
-                            change, _, name = note.payload.partition("|")
-                            case = await store.get(reader, name) if self._watchers else None
-                            for watcher in list(self._watchers):
-                                try:
-                                    watcher.put_nowait((change, name, case))
-                                except asyncio.QueueFull:
-                                    log.warning("queue.watcher_behind", dropped=name)
-                            if stop.is_set():
-                                break
-            except psycopg.Error as exc:
+                await self._listen(stop)
+            except Exception as exc:  # whatever it was, the next connection may do
                 log.error("queue.watch_failed", error=repr(exc))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 1.0)
+            finally:
+                self._lost()
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        conn: psycopg.AsyncConnection[Any] = await psycopg.AsyncConnection.connect(
+            self._conninfo, autocommit=True
+        )
+        reader: psycopg.AsyncConnection[Any] = await psycopg.AsyncConnection.connect(
+            self._conninfo, autocommit=True
+        )
+        async with conn, reader:
+            await conn.execute(f"LISTEN {CHANGES_CHANNEL}")
+            self._listening.set()
+            while not stop.is_set():
+                # Wakes at least once a second, so a stop is noticed
+                # even when nothing changes.
+                async for note in conn.notifies(timeout=1.0):
+                    change, _, name = note.payload.partition("|")
+                    case = await store.get(reader, name) if self._watchers else None
+                    for watcher in list(self._watchers):
+                        try:
+                            watcher.put_nowait((change, name, case))
+                        except asyncio.QueueFull:
+                            log.warning("queue.watcher_behind", dropped=name)
+                    if stop.is_set():
+                        break
+
+    def _lost(self) -> None:
+        """Tells every watcher the changes stopped (a stop too ends them)."""
+        if not self._listening.is_set():
+            return
+        self._listening.clear()
+        for watcher in list(self._watchers):
+            while True:
+                try:
+                    watcher.put_nowait((LOST, "", None))
+                    break
+                except asyncio.QueueFull:
+                    watcher.get_nowait()  # it ends at LOST: what it had not read is moot

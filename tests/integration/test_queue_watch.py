@@ -1,0 +1,80 @@
+"""The queue's watch on a real PostgreSQL: a watcher hears each change; when
+the service's LISTEN connection is lost, every watch is told it may have
+missed changes (so its client reads the queue again), and watching works
+again once the connection is back."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+
+from casemesh_casequeue import store
+from casemesh_casequeue.watch import LOST, Broadcaster, Change, ChangesLost
+
+WAIT_S = 30.0
+
+
+async def told(dsn: str, payload: str) -> None:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute("SELECT pg_notify(%s, %s)", (store.CHANGES_CHANNEL, payload))
+
+
+async def heard(changes: asyncio.Queue[Change], dsn: str, payload: str) -> Change:
+    """The next change heard, telling `payload` until one is (a NOTIFY sent
+    before the LISTEN is in place is not heard)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_S
+    while True:
+        await told(dsn, payload)
+        try:
+            return await asyncio.wait_for(changes.get(), 0.5)
+        except TimeoutError:
+            assert loop.time() < deadline, f"{payload} never heard"
+
+
+async def listeners(dsn: str) -> list[int]:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN %%'"
+            " AND pid <> pg_backend_pid() AND datname = current_database()"
+        )
+        return [row[0] for row in await cur.fetchall()]
+
+
+async def test_a_lost_listen_connection_ends_every_watch_and_watching_resumes(
+    queue_db: str,
+) -> None:
+    broadcaster, stop = Broadcaster(queue_db), asyncio.Event()
+    running = asyncio.create_task(broadcaster.run(stop))
+    try:
+        async with broadcaster.subscribe() as first, broadcaster.subscribe() as second:
+            assert await heard(first, queue_db, "ADDED|tickets/a") == ("ADDED", "tickets/a", None)
+            assert await second.get() == ("ADDED", "tickets/a", None)
+
+            (pid,) = await listeners(queue_db)
+            await told(queue_db, "UPDATED|tickets/b")  # maybe heard, maybe not: either is fine
+            async with await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as conn:
+                await conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+            # Each watch hears, after whatever came before, that it may have missed some.
+            for changes in (first, second):
+                change = await asyncio.wait_for(changes.get(), WAIT_S)
+                while change[0] != LOST:
+                    change = await asyncio.wait_for(changes.get(), WAIT_S)
+
+        # A new watch, once the connection is back, hears changes again (one
+        # started before it is back is refused: UNAVAILABLE, try again).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT_S
+        while True:
+            try:
+                async with broadcaster.subscribe() as again:
+                    change = await heard(again, queue_db, "CLAIMED|tickets/c")
+                    assert change == ("CLAIMED", "tickets/c", None)
+                    break
+            except ChangesLost:
+                assert loop.time() < deadline, "the watch never came back"
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, WAIT_S)
