@@ -171,6 +171,30 @@ def test_a_bad_field_gets_the_same_answer_over_grpc_connect_and_grpc_web(stack: 
     assert violations_of(list(status_pb2.Status.FromString(detail).details)) == over_grpc
 
 
+def test_an_enum_value_by_a_name_it_lacks_is_refused_naming_the_field(stack: Stack) -> None:
+    """Proto JSON parsers that ignore unknown fields drop such a value without
+    a word: a misspelt channel would have left SMS alone, a misspelt status
+    filter listed every ticket. Numbers, names and unknown fields still pass."""
+    bad = new_ticket()
+    bad["ticket"]["contact"]["channels"] = ["CHANNEL_EMAIL", "CHANNEL_SMSS"]
+    answer = connect_json(stack, f"{TICKETS}/CreateTicket", bad, "web-erin")
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["code"] == "invalid_argument"
+    assert [f for f, _ in connect_violations(answer.json())] == ["ticket.contact.channels[1]"]
+    listed = connect_json(
+        stack, f"{TICKETS}/ListTickets", {"statuses": ["TICKET_STATUS_NEWW"]}, "web-erin"
+    )
+    assert listed.status_code == 400, listed.text
+    assert [f for f, _ in connect_violations(listed.json())] == ["statuses[0]"]
+    ok = connect_json(
+        stack,
+        f"{TICKETS}/ListTickets",
+        {"statuses": ["TICKET_STATUS_NEW", "2"], "someFutureField": 1},
+        "web-erin",
+    )
+    assert ok.status_code == 200, ok.text
+
+
 def test_grpc_web_serves_a_read(stack: Stack) -> None:
     made = connect_json(stack, f"{TICKETS}/CreateTicket", new_ticket(), "web-carol").json()
     trailers, data = grpc_web(
@@ -185,6 +209,8 @@ def test_grpc_web_serves_a_read(stack: Stack) -> None:
     [
         (b'{"ticket": {"subject": ', "application/json", 400, "invalid_argument"),
         (b'{"ticket": {"subject": 7}}', "application/json", 400, "invalid_argument"),
+        (b'["ticket"]', "application/json", 400, "invalid_argument"),
+        (b'{"requestId": "a", "requestId": "b"}', "application/json", 400, "invalid_argument"),
         (b"\xff\xff\xff", "application/proto", 400, "invalid_argument"),
         (b'{"ticket": {"subject": "\xff\xfe"}}', "application/json", 400, "invalid_argument"),
         (b"subject=hello", "application/x-www-form-urlencoded", 415, "invalid_argument"),
@@ -196,7 +222,17 @@ def test_grpc_web_serves_a_read(stack: Stack) -> None:
             "resource_exhausted",
         ),
     ],
-    ids=["cut-json", "wrong-json-type", "bad-proto", "not-utf8", "form", "text", "oversized"],
+    ids=[
+        "cut-json",
+        "wrong-json-type",
+        "not-an-object",
+        "repeated-key",
+        "bad-proto",
+        "not-utf8",
+        "form",
+        "text",
+        "oversized",
+    ],
 )
 def test_what_is_no_request_gets_a_connect_error_not_a_500(
     stack: Stack, body: bytes, content_type: str, status: int, code: str

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from google.protobuf.message import DecodeError, Message
 
-from casemesh.platform.wire import first_fault
+from casemesh.platform.wire import first_fault, unknown_enum_names
 from casemesh.v1 import evidence_pb2 as epb
 from casemesh.v1 import tickets_pb2 as pb
 
@@ -68,3 +68,19 @@ def test_the_fault_is_named_by_field(
     fault = first_fault(message_type.DESCRIPTOR, data)
     assert fault.field == field
     assert problem in fault.description
+
+
+def test_an_enum_value_by_a_name_the_enum_lacks_is_named_by_its_path() -> None:
+    request = {
+        "ticket": {
+            "contact": {"channels": ["CHANNEL_EMAIL", "CHANNEL_EMAL", "2"]},
+            "unknownField": "ignored",
+        },
+        "requestId": "r1",
+    }
+    [violation] = unknown_enum_names(pb.CreateTicketRequest.DESCRIPTOR, request)
+    assert violation.field == "ticket.contact.channels[1]"
+    assert violation.description.startswith("'CHANNEL_EMAL' is not one of CHANNEL_UNSPECIFIED,")
+    fine = {"name": "tickets/x", "priority": "PRIORITY_URGENT", "etag": "1"}
+    assert unknown_enum_names(pb.AssignTicketRequest.DESCRIPTOR, fine) == []
+    assert unknown_enum_names(pb.AssignTicketRequest.DESCRIPTOR, {"priority": 4}) == []

@@ -478,20 +478,40 @@ def _bounded(receive: Receive, limit: int) -> Receive:
 class _JSONCodec(ProtoJSONCodec):  # type: ignore[type-arg]
     """Proto JSON. A request that does not parse (or is not UTF-8) is
     INVALID_ARGUMENT, not UNKNOWN (a 500); fields this version does not know
-    are ignored, as the binary encoding ignores them. Answers are compact."""
+    are ignored, as the binary encoding ignores them, but an enum value by a
+    name the enum lacks is refused, naming the field (the parser would drop
+    it). Answers are compact."""
 
     def encode(self, message: Any) -> bytes:
         return json_format.MessageToJson(message, indent=None, ensure_ascii=False).encode()
 
     def decode(self, data: bytes | bytearray, message: Any) -> Any:
         try:
-            json_format.Parse(bytes(data), message, ignore_unknown_fields=True)
-        except (json_format.ParseError, UnicodeDecodeError) as exc:
+            request = json.loads(bytes(data).decode(), object_pairs_hook=_unique_keys)
+            if not isinstance(request, dict):
+                raise ValueError("a request is a JSON object")
+            if misnamed := wire.unknown_enum_names(message.DESCRIPTOR, request):
+                status = to_status(errors.InvalidArgument(misnamed))
+                raise connect_error(status.code, status.details, status.trailing_metadata)
+            json_format.ParseDict(request, message, ignore_unknown_fields=True)
+        except (
+            json_format.ParseError,
+            ValueError,
+            RecursionError,
+        ) as exc:  # UnicodeDecodeError too
             raise ConnectError(
                 Code.INVALID_ARGUMENT,
                 f"the body is not a {message.DESCRIPTOR.full_name} in JSON: {exc}",
             ) from None
         return message
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys each come once (as proto JSON requires)."""
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        raise ValueError("an object names a field more than once")
+    return found
 
 
 class _ProtoCodec(ProtoBinaryCodec):  # type: ignore[type-arg]

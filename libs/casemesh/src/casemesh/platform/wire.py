@@ -131,3 +131,61 @@ def _skip_group(data: memoryview, pos: int, number: int, path: str, depth: int) 
         if pos > len(data):
             break
     raise _Fault(path, "runs past the end of the message")
+
+
+def unknown_enum_names(descriptor: Any, value: object) -> list[FieldViolation]:
+    """Each enum value in `value` (a request in proto JSON, as parsed by
+    `json.loads`, read as a message of `descriptor`) given by a name the enum
+    does not have. A parser that ignores unknown fields, as ours do, drops
+    such a value without a word: a misspelt `PRIORITY_URGENTT` would leave
+    the priority as it was, and a misspelt status filter list every case."""
+    found: list[FieldViolation] = []
+    _enum_names(descriptor, value, "", 0, found)
+    return found
+
+
+def _enum_names(
+    descriptor: Any, value: object, prefix: str, depth: int, found: list[FieldViolation]
+) -> None:
+    # Well-known types have JSON forms of their own, with no enum of ours in them.
+    if not isinstance(value, dict) or descriptor.full_name.startswith("google.protobuf."):
+        return
+    if depth > _MAX_DEPTH:
+        return
+    by_name = {f.json_name: f for f in descriptor.fields} | dict(descriptor.fields_by_name)
+    for key, item in value.items():
+        field = by_name.get(key)
+        if field is None:
+            continue  # unknown: ignored, as in the binary encoding
+        path = f"{prefix}{field.name}"
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            inner = field.message_type.fields_by_name["value"]
+            if isinstance(item, dict):
+                for k, v in item.items():
+                    _value(inner, v, f"{path}[{k}]", depth, found)
+        elif field.is_repeated and isinstance(item, list):
+            for i, v in enumerate(item):
+                _value(field, v, f"{path}[{i}]", depth, found)
+        else:
+            _value(field, item, path, depth, found)
+
+
+def _value(field: Any, item: object, path: str, depth: int, found: list[FieldViolation]) -> None:
+    if field.enum_type is not None:
+        if isinstance(item, str) and not _enum_value(field.enum_type, item):
+            names = ", ".join(v.name for v in field.enum_type.values)
+            found.append(FieldViolation(path, f"{item[:60]!r} is not one of {names}"))
+    elif field.message_type is not None:
+        _enum_names(field.message_type, item, f"{path}.", depth + 1, found)
+
+
+def _enum_value(enum: Any, name: str) -> bool:
+    """Whether proto JSON reads `name` as a value of `enum`: one of its names,
+    or a number written as a string."""
+    if name in enum.values_by_name:
+        return True
+    try:
+        int(name)
+    except ValueError:
+        return False
+    return True
