@@ -19,7 +19,7 @@ from casemesh.platform.entrypoint import run_command
 from casemesh.platform.grpcutil import serve
 from casemesh.platform.logging import get_logger
 from casemesh.platform.outbox import OutboxPublisher
-from casemesh.platform.pools import async_pool
+from casemesh.platform.pools import async_pool, with_keepalives
 from casemesh.v1 import casequeue_pb2, casequeue_pb2_grpc
 from casemesh_casequeue import sla, store
 from casemesh_casequeue.api import QueueServicer
@@ -36,10 +36,13 @@ log = get_logger(__name__)
 async def run(cfg: QueueSettings) -> None:
     levels = sla.load(cfg.sla_policy_file)
     clock = clock_from_setting(cfg.clock_offset_file)
-    instance = await psycopg.AsyncConnection.connect(cfg.database_url, autocommit=True)
+    # Keepalives: a connection the network dropped, and the lock with it, is noticed.
+    conninfo = with_keepalives(cfg.database_url)
+    instance = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
     await store.create_schema(instance)
     await store.hold_instance_lock(instance)
-    group = f"{cfg.consumer_group}-{await store.generation(instance)}"
+    generation = await store.generation(instance)
+    group = f"{cfg.consumer_group}-{generation}"
     pool = async_pool(cfg.database_url, min_size=2, max_size=cfg.db_pool_size)
     await pool.open()
     stop = asyncio.Event()
@@ -88,16 +91,22 @@ async def run(cfg: QueueSettings) -> None:
         ),
         name="consumer",
     )
-    halt = asyncio.Event()  # SIGTERM, or the consumer failing
+    # Kept until the end: a rebuild under this instance (the lock lost to a
+    # database restart) ends it too.
+    lock = asyncio.create_task(
+        store.keep_instance_lock(conninfo, instance, generation, stop), name="instance-lock"
+    )
+    halt = asyncio.Event()  # SIGTERM, or the consumer or the lock failing
     failed: list[BaseException] = []
 
-    def consumer_done(task: asyncio.Task[Any]) -> None:
+    def fatal(task: asyncio.Task[Any]) -> None:
         if not task.cancelled() and task.exception() is not None:
-            log.error("queue_consumer.failed", error=repr(task.exception()))
+            log.error("queue.failed", task=task.get_name(), error=repr(task.exception()))
             failed.append(task.exception())  # type: ignore[arg-type]
             halt.set()  # a queue that no longer follows the topics must not serve
 
-    consumer.add_done_callback(consumer_done)
+    consumer.add_done_callback(fatal)
+    lock.add_done_callback(fatal)
     servicer = QueueServicer(pool, clock, changes)
     service = casequeue_pb2.DESCRIPTOR.services_by_name["CaseQueueService"].full_name
     try:
@@ -120,9 +129,8 @@ async def run(cfg: QueueSettings) -> None:
             if broker is not None:
                 await broker.stop()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=15)
+            await asyncio.wait_for(asyncio.gather(*tasks, lock, return_exceptions=True), timeout=15)
         await pool.close()
-        await instance.close()
     if failed:
         raise SystemExit(1)
 

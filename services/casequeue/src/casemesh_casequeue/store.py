@@ -8,7 +8,9 @@ agents never wait on, or get, the same case.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import enum
 import json
 import uuid
@@ -28,6 +30,7 @@ from casemesh.platform.eventstore import advisory_lock
 from casemesh.platform.grpcutil import to_timestamp
 from casemesh.platform.logging import get_logger
 from casemesh.platform.outbox import Outbox, outbox_schema
+from casemesh.platform.pools import dropped
 from casemesh.platform.where import Where
 from casemesh_casequeue.model import Case, Clock, Observation, Signal, advance, apply, new_case
 from casemesh_casequeue.sla import ServiceLevels
@@ -563,6 +566,46 @@ async def hold_instance_lock(conn: psycopg.AsyncConnection[Any]) -> None:
     """Held (shared) by every running instance, for its life: a rebuild needs
     them all stopped."""
     await conn.execute(f"SELECT pg_advisory_lock_shared({INSTANCES_LOCK})")
+
+
+class Rebuilt(RuntimeError):
+    """The read model was rebuilt while this instance ran without its lock."""
+
+
+async def keep_instance_lock(
+    conninfo: str,
+    conn: psycopg.AsyncConnection[Any],
+    started: int,
+    stop: asyncio.Event,
+    every_s: float = 5.0,
+) -> None:
+    """Keeps the instance lock taken on `conn` (which it closes at the end)
+    until `stop`. A database restart ends the session and the lock with it,
+    which would let a rebuild run under this instance: the lock is taken
+    again on a new connection as soon as the database answers. Raises
+    `Rebuilt` if a rebuild ran meanwhile (the generation is no longer
+    `started`): the instance follows a consumer group the read model no
+    longer matches, and must start again."""
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every_s)
+            if stop.is_set() or not dropped(conn):
+                continue
+            log.warning("queue.instance_lock_lost")
+            await conn.close()
+            try:
+                conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+                await hold_instance_lock(conn)
+                now = await generation(conn)
+            except psycopg.Error as exc:
+                log.warning("queue.instance_lock_not_taken", error=repr(exc))
+                continue
+            if now != started:
+                raise Rebuilt(f"the read model was rebuilt (generation {started} → {now})")
+            log.info("queue.instance_lock_taken_again")
+    finally:
+        await conn.close()
 
 
 async def rebuild(conn: psycopg.AsyncConnection[Any]) -> int:
