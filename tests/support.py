@@ -242,6 +242,14 @@ async def eventually(predicate: Any, within: float = 30.0) -> Any:
     return await asyncio.to_thread(wait_until, predicate, within)
 
 
+async def column(dsn: str, query: str, *params: object) -> list[Any]:
+    """The first column of each row `query` gives (none for a statement that
+    gives no rows), run on a connection of its own to `dsn`."""
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        cur = await conn.execute(query, params or None)
+        return [row[0] for row in await cur.fetchall()] if cur.description else []
+
+
 class Client:
     """The gateway as one person sees it."""
 

@@ -11,23 +11,22 @@ import psycopg
 import pytest
 
 from casemesh_casequeue import store
+from tests.support import column
 
 WAIT_S = 30.0
 
 
 async def holders(dsn: str) -> list[int]:
     """The sessions holding the instance lock."""
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        cur = await conn.execute(
-            "SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
-            " WHERE l.locktype = 'advisory' AND l.granted AND a.datname = current_database()"
-        )
-        return [row[0] for row in await cur.fetchall()]
+    return await column(
+        dsn,
+        "SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+        " WHERE l.locktype = 'advisory' AND l.granted AND a.datname = current_database()",
+    )
 
 
 async def drop_session(dsn: str, pid: int) -> None:
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        await conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    await column(dsn, "SELECT pg_terminate_backend(%s)", pid)
 
 
 async def rebuild_refused(dsn: str) -> bool:
@@ -80,8 +79,7 @@ async def test_an_instance_that_finds_a_rebuild_ran_without_its_lock_stops(
         store.keep_instance_lock(queue_db, conn, generation, asyncio.Event(), every_s=0.1)
     )
     # As a rebuild leaves it, while the lock was away.
-    async with await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as other:
-        await other.execute("UPDATE queue_generation SET generation = generation + 1")
+    await column(queue_db, "UPDATE queue_generation SET generation = generation + 1")
     (pid,) = await holders(queue_db)
     await drop_session(queue_db, pid)
     with pytest.raises(store.Rebuilt):

@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import asyncio
 
-import psycopg
-
 from casemesh_casequeue import store
 from casemesh_casequeue.watch import LOST, Broadcaster, Change, ChangesLost
+from tests.support import column
 
 WAIT_S = 30.0
 
 
 async def told(dsn: str, payload: str) -> None:
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        await conn.execute("SELECT pg_notify(%s, %s)", (store.CHANGES_CHANNEL, payload))
+    await column(dsn, "SELECT pg_notify(%s, %s)", store.CHANGES_CHANNEL, payload)
 
 
 async def heard(changes: asyncio.Queue[Change], dsn: str, payload: str) -> Change:
@@ -34,12 +32,11 @@ async def heard(changes: asyncio.Queue[Change], dsn: str, payload: str) -> Chang
 
 
 async def listeners(dsn: str) -> list[int]:
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        cur = await conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN %%'"
-            " AND pid <> pg_backend_pid() AND datname = current_database()"
-        )
-        return [row[0] for row in await cur.fetchall()]
+    return await column(
+        dsn,
+        "SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN %'"
+        " AND pid <> pg_backend_pid() AND datname = current_database()",
+    )
 
 
 async def test_a_lost_listen_connection_ends_every_watch_and_watching_resumes(
@@ -54,8 +51,7 @@ async def test_a_lost_listen_connection_ends_every_watch_and_watching_resumes(
 
             (pid,) = await listeners(queue_db)
             await told(queue_db, "UPDATED|tickets/b")  # maybe heard, maybe not: either is fine
-            async with await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as conn:
-                await conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            await column(queue_db, "SELECT pg_terminate_backend(%s)", pid)
 
             # Each watch hears, after whatever came before, that it may have missed some.
             for changes in (first, second):
