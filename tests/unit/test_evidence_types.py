@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from casemesh.platform.errors import InvalidArgument
 from casemesh_evidence import sniff
+from casemesh_evidence.application import clean_file_name
 
 
 def iso_media(major: bytes, *compatible: bytes) -> bytes:
@@ -69,3 +71,28 @@ def test_anything_else_is_refused_and_described(head: bytes, description: str) -
 def test_an_iso_media_file_of_no_accepted_brand_is_refused() -> None:
     assert sniff.media_type(iso_media(b"mif1", b"mif1")) is None  # HEIF of no image kind
     assert sniff.media_type(iso_media(b"crx ", b"crx ")) is None  # a camera's raw photo
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "invoice\u202egnp.exe",  # shows as invoiceexe.png
+        "report\u2066.pdf",
+        "bell\x07.png",
+        "del\x7f.png",
+        "c1\x85.png",
+        "two\u2028lines.png",
+        "x" * 256,
+    ],
+)
+def test_a_file_name_that_would_show_other_than_it_is_is_refused(name: str) -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        clean_file_name(name)
+    assert [v.field for v in refused.value.violations] == ["metadata.file_name"]
+
+
+def test_a_file_name_keeps_its_last_segment_and_its_emoji() -> None:
+    assert clean_file_name("C:\\Users\\me\\截图 2026.png") == "截图 2026.png"
+    assert (
+        clean_file_name("../家\u200d人👨\u200d👩\u200d👧.jpg") == "家\u200d人👨\u200d👩\u200d👧.jpg"
+    )
