@@ -21,17 +21,32 @@ from pydantic import SecretStr
 from casemesh import topics
 from casemesh.events.v1 import notifications_pb2 as nev
 from casemesh.events.v1 import tickets_pb2 as ev
+from casemesh.platform.clock import SystemClock
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.pools import async_pool
+from casemesh_devstack.ports import free_port
 from casemesh_notifier import delivery as delivery_module
-from casemesh_notifier.channels import Channel, DeliveryError, Outgoing
-from casemesh_notifier.delivery import BATCH, REAP_AFTER, SENDER_LOCK, Delivery, replay_parked
+from casemesh_notifier.channels import Channel, DeliveryError, Outgoing, SmtpChannel
+from casemesh_notifier.delivery import (
+    BATCH,
+    REAP_AFTER,
+    RETAKE_GRACE,
+    SENDER_LOCK,
+    Delivery,
+    replay_parked,
+)
 from casemesh_notifier.planner import Planner
 from casemesh_notifier.schema import create_schema
 from casemesh_notifier.settings import NotifierSettings
 from casemesh_notifier.store import wake_senders
 from tests.conftest import Infra
-from tests.support import eventually, memory_sealer, personal_settings, wait_until
+from tests.support import (
+    MailEndpoint,
+    eventually,
+    memory_sealer,
+    personal_settings,
+    wait_until,
+)
 
 NOON_IN_SHANGHAI = datetime(2026, 3, 2, 4, 0, tzinfo=UTC)
 
@@ -293,7 +308,9 @@ async def test_a_sender_whose_lease_lapsed_cannot_undo_the_new_holders_delivery(
     )
     slow = await notifier.delivery.claim()  # sender A claims, then stalls
     assert slow is not None
-    notifier.clock.advance(301)  # past the lease: sender B takes over and delivers
+    notifier.clock.advance(301)  # past the lease: sender B holds it back a while
+    assert await notifier.drain() == 0
+    notifier.clock.advance(RETAKE_GRACE.total_seconds())  # then takes over and delivers
     assert await notifier.drain() == 1
     assert len(notifier.email.delivered) == 1
     await notifier.delivery._failed(slow, "SMTP timed out", permanent=False)  # A's late answer
@@ -305,6 +322,50 @@ async def test_a_sender_whose_lease_lapsed_cannot_undo_the_new_holders_delivery(
     assert len(notifier.email.delivered) == 1
     outcomes = notifier.rows(f"SELECT ce_type FROM notification_outbox WHERE job_id = '{job_id}'")
     assert [t.split(".")[2] for (t,) in outcomes] == ["NotificationDelivered"]
+
+
+async def test_a_late_record_of_a_send_wins_while_its_lapsed_claim_is_held_back(
+    notifier: Notifier,
+) -> None:
+    """Sender A sent, and could record it only after its lease ran out and
+    another claim found the job: the job was held back, so A's record
+    stands and nothing is sent again."""
+    (job_id,) = await notifier.consume(
+        created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,))
+    )
+    slow = await notifier.delivery.claim()
+    assert slow is not None
+    notifier.clock.advance(301)
+    assert await notifier.drain() == 0  # found lapsed: held back, not sent
+    await notifier.delivery._sent([(slow, "relay-1")])  # A's late record
+    notifier.clock.advance(RETAKE_GRACE.total_seconds() + 1)
+    assert await notifier.drain() == 0
+    assert notifier.email.delivered == []
+    assert notifier.rows(STATUS.format(job=job_id)) == [("sent",)]
+    assert [e.possible_repeat for e in delivered_events(notifier, job_id)] == [False]
+
+
+async def test_a_late_record_after_another_sender_claimed_again_leaves_its_claim(
+    notifier: Notifier,
+) -> None:
+    """Sender A's record came after the grace, when sender B had claimed the
+    job again and was sending it: B's send is recorded, as a possible
+    repeat (the person may get it twice), not hidden behind A's."""
+    (job_id,) = await notifier.consume(
+        created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,))
+    )
+    slow = await notifier.delivery.claim()
+    assert slow is not None
+    notifier.clock.advance(301)
+    assert await notifier.drain() == 0
+    notifier.clock.advance(RETAKE_GRACE.total_seconds())
+    again = await notifier.delivery.claim()
+    assert again is not None and again.retaken
+    await notifier.delivery._sent([(slow, "relay-1")])  # A's record, too late
+    assert notifier.rows(STATUS.format(job=job_id)) == [("sending",)]
+    await notifier.delivery._sent([(again, "relay-2")])
+    assert notifier.rows(STATUS.format(job=job_id)) == [("sent",)]
+    assert [e.possible_repeat for e in delivered_events(notifier, job_id)] == [True]
 
 
 def delivered_events(notifier: Notifier, job: uuid.UUID) -> list[nev.NotificationDelivered]:
@@ -359,7 +420,131 @@ async def test_a_send_recorded_during_a_database_outage_is_not_sent_again(
     assert [e.possible_repeat for e in delivered_events(notifier, job)] == [False]
 
 
-async def test_a_dead_senders_claim_is_taken_over_at_once_as_a_possible_repeat(
+async def test_a_send_recorded_after_an_outage_longer_than_the_lease_is_not_sent_again(
+    notifier: Notifier, infra: Infra
+) -> None:
+    """The relay took the message, then the database stayed away past the
+    claim's lease while another sender looked for due jobs: the first
+    sender's late record wins, and the person gets the message once."""
+    dbname = notifier.dsn.rsplit("/", 1)[1]
+    admin = psycopg.connect(infra.pg.dsn("postgres"), autocommit=True)
+    mail = MailEndpoint(free_port())
+    mail.start()
+    relay = SmtpChannel(host=mail.address[0], port=mail.address[1], sender="support@casemesh.local")
+    gone = asyncio.Event()
+
+    async def restore_later() -> None:
+        await asyncio.sleep(5)  # the outage: well past the 2 s lease
+        admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
+
+    class ThenTheDatabaseGoes:
+        async def send(self, message: Outgoing) -> str:
+            provider_id = await relay.send(message)
+            admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS false')
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (dbname,),
+            )
+            asyncio.get_running_loop().create_task(restore_later())
+            gone.set()
+            return provider_id
+
+    cfg = notifier.delivery._cfg.model_copy(
+        update={"claim_lease_seconds": 2.0, "send_concurrency": 1}
+    )
+    other_pool = async_pool(notifier.dsn, min_size=1, max_size=4)  # another replica's
+    await other_pool.open()
+    first = Delivery(
+        pool=notifier.pool,
+        conninfo=notifier.dsn,
+        channels={"EMAIL": ThenTheDatabaseGoes()},
+        cfg=cfg,
+        clock=SystemClock(),
+    )
+    other = Delivery(
+        pool=other_pool,
+        conninfo=notifier.dsn,
+        channels={"EMAIL": relay},
+        cfg=cfg,
+        clock=SystemClock(),
+    )
+    notifier.clock.time = datetime.now(UTC)
+    (job,) = await notifier.consume(
+        created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,))
+    )
+    try:
+        sent_first = asyncio.create_task(first.deliver_one())
+        await gone.wait()
+        async with sending(other):  # polling every second all through
+            assert await sent_first
+            await eventually(lambda: notifier.rows(STATUS.format(job=job)) == [("sent",)])
+    finally:
+        admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
+        admin.close()
+        await other_pool.close()
+        await relay.aclose()
+        mail.stop()
+    assert len(mail.to("alice@example.com")) == 1
+    assert [e.possible_repeat for e in delivered_events(notifier, job)] == [False]
+
+
+STATUS = "SELECT status FROM notification_jobs WHERE id = '{job}'"
+
+
+async def test_a_database_outage_mid_batch_hands_the_unsent_jobs_back_at_once(
+    notifier: Notifier, infra: Infra, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database went away between two sends of a batch: the jobs not yet
+    sent go back to the queue once it answers, rather than a lease later as
+    possible repeats, and each message goes out once."""
+    dbname = notifier.dsn.rsplit("/", 1)[1]
+    admin = psycopg.connect(infra.pg.dsn("postgres"), autocommit=True)
+    jobs = [
+        job
+        for _ in range(3)
+        for job in await notifier.consume(
+            created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,))
+        )
+    ]
+    real = notifier.delivery._still_claimed
+    looks = 0
+
+    async def restore_later() -> None:
+        await asyncio.sleep(1.5)
+        admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
+
+    async def still_claimed(job: Any) -> bool:
+        nonlocal looks
+        looks += 1
+        if looks == 2:  # the first message is sent and recorded
+            admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS false')
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (dbname,),
+            )
+            asyncio.get_running_loop().create_task(restore_later())
+        return await real(job)
+
+    monkeypatch.setattr(notifier.delivery, "_still_claimed", still_claimed)
+    try:
+        assert await notifier.delivery.deliver_batch() == 3
+    finally:
+        admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
+        admin.close()
+    assert len(notifier.email.delivered) == 1
+    assert sorted(notifier.rows("SELECT status, attempts FROM notification_jobs")) == [
+        ("pending", 0),
+        ("pending", 0),
+        ("sent", 1),
+    ]
+    assert await notifier.drain() == 2  # at once: the clock has not moved
+    assert sorted(m.job_id for m in notifier.email.delivered) == sorted(map(str, jobs))
+    assert [e.possible_repeat for job in jobs for e in delivered_events(notifier, job)] == [
+        False
+    ] * 3
+
+
+async def test_a_dead_senders_claim_is_taken_over_after_the_grace_as_a_possible_repeat(
     notifier: Notifier, infra: Infra
 ) -> None:
     dead, alive, survivor = (notifier.sender(sms=True) for _ in range(3))
@@ -389,7 +574,9 @@ async def test_a_dead_senders_claim_is_taken_over_at_once_as_a_possible_repeat(
         await look()
         assert await survivor.deliver_one() is False  # missing once: maybe reconnecting
         await look()
-        assert await survivor.deliver_one() is True  # missing twice: gone
+        assert await survivor.deliver_one() is False  # missing twice: gone, held back a while
+        notifier.clock.advance(RETAKE_GRACE.total_seconds())
+        assert await survivor.deliver_one() is True
         assert await survivor.deliver_one() is False  # the live sender's job is left alone
         notifier.clock.advance(16)
         await look()
@@ -403,6 +590,8 @@ async def test_a_dead_senders_claim_is_taken_over_at_once_as_a_possible_repeat(
         notifier.clock.advance(16)
         await look()
         await look()
+        assert await survivor.deliver_one() is False
+        notifier.clock.advance(RETAKE_GRACE.total_seconds())
         notifier.email.failures = [DeliveryError("SMTP 421", permanent=False)]
         assert await survivor.deliver_one() is True
         notifier.clock.advance(60)  # past the backoff, within the live claim's lease

@@ -7,16 +7,18 @@ claim or two a batch rather than two a worker, and a backlog keeps every
 worker busy. A job is claimed with a lease (`sending`,
 `claimed_until`), so workers and replicas share the work (SKIP LOCKED) and a
 job whose sender died is taken up again: 15 s after the claim when its
-sender's session is gone, else after the lease. A party's messages about a
-case go out in the order they were planned: a job is claimed only once the
-one before it (same case, party and channel) is sent or parked, whichever
-worker holds it. A worker sends its e-mails one
+sender's session is gone, else after the lease, and then only after a grace
+(RETAKE_GRACE) in which a sender still alive can record that it sent it. A
+party's messages about a case go out in the order they were planned: a job
+is claimed only once the one before it (same case, party and channel) is
+sent or parked, whichever worker holds it. A worker sends its e-mails one
 after another over kept-open SMTP sessions, and records each outcome, with
 its outcome event (outbox), before it sends the next: a sender killed at any
 moment leaves at most one message per worker sent and not recorded (sent again,
 marked as a possible repeat). It begins no message later than a whole send and a
 recording margin before the lease ends (the rest go back to the queue
-untried), so no claim lapses before its outcome is recorded. SMS go one at a
+untried), so no claim lapses before its outcome is recorded; a database error
+between two sends hands the batch's unsent jobs back once it answers. SMS go one at a
 time per process, each recorded before the next. Failures retry with backoff and
 jitter until the retry budget is spent, then the job is parked (visible,
 replayable). An outcome and its outcome event commit in one transaction.
@@ -97,7 +99,8 @@ class Job:
 
 # An outcome counts only while its sender still holds the claim: a send that
 # outlived its lease may have been taken over, and its late answer must not
-# undo (or repeat) what the new holder did.
+# undo (or repeat) what the new holder did. A delivery is the exception
+# (`_sent`): the message went out, and recording so is what stops a repeat.
 STILL_CLAIMED = "id = %s AND status = 'sending' AND attempts = %s"
 
 JOB_COLUMNS = (
@@ -115,7 +118,8 @@ BATCH = 8
 # over, so the spares are for up to this many claims under way at once.
 CANDIDATES_PER_CLAIM = 16
 
-# A job that may be sent now: due, or its sender's lease ran out.
+# A job that may be claimed now: due, or its sender's lease ran out (such a
+# job is held back first, not sent: RETAKE_GRACE).
 _DUE = (
     "((status = 'pending' AND next_attempt_at <= %(now)s)"
     " OR (status = 'sending' AND claimed_until <= %(now)s))"
@@ -132,6 +136,15 @@ RECORD_MARGIN_S = 30.0
 # is away, between tries (seconds): a message sent and not recorded would be
 # sent again once its lease lapses.
 RECORD_RETRY = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+# A claim whose lease ran out while `sending` is not sent again at once: its
+# sender may be alive, holding a delivery it could not record while the
+# database was away. The claim that finds it puts it back to the queue for
+# this long (marked as a possible repeat), and the late record, which counts
+# even so (`_sent`), wins. Once the database answers, such a sender records
+# within one RECORD_RETRY pause plus a pool reconnection (a few seconds);
+# three pauses leave room. A sender that really died is sent again after it.
+RETAKE_GRACE = timedelta(seconds=3 * RECORD_RETRY[-1])
 
 # Each sender holds the advisory lock (SENDER_LOCK, its id) while it runs, so
 # the others can tell a claim whose sender died (lock gone with its session)
@@ -350,13 +363,14 @@ class Delivery:
         so a party hears of a case in order, whichever worker sends. One pass
         over the jobs still to be sent, whatever the table's statistics say
         (a join of those jobs with themselves, planned on statistics taken
-        before a burst, grew with the square of the backlog)."""
+        before a burst, grew with the square of the backlog). A job whose
+        lease ran out is not returned but held back (RETAKE_GRACE)."""
         now = self._clock.now()
         lease = now + timedelta(seconds=self._cfg.claim_lease_seconds)
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "WITH due AS ("
-                "  SELECT n.id, n.status = 'sending' OR n.maybe_sent AS retaken"
+                "  SELECT n.id, n.status = 'sending' AS lapsed, n.maybe_sent AS retaken"
                 "  FROM unnest(ARRAY("
                 # In order: of the jobs still to be sent for one party of a
                 # case on one channel, only the first planned can be taken.
@@ -373,14 +387,23 @@ class Delivery:
                 "  JOIN notification_jobs AS n ON n.id = candidate.id"
                 f"  WHERE {_DUE}"
                 "  ORDER BY candidate.rank LIMIT %(limit)s FOR UPDATE OF n SKIP LOCKED)"
-                " UPDATE notification_jobs AS j SET status = 'sending',"
-                " attempts = j.attempts + 1, claimed_until = %(lease)s,"
+                # A lapsed claim goes back to the queue until the grace ends,
+                # no attempt spent: its sender may yet record its delivery.
+                " UPDATE notification_jobs AS j SET"
+                " status = CASE WHEN due.lapsed THEN 'pending' ELSE 'sending' END,"
+                " attempts = j.attempts + CASE WHEN due.lapsed THEN 0 ELSE 1 END,"
+                " next_attempt_at = CASE WHEN due.lapsed THEN %(grace_end)s"
+                "   ELSE j.next_attempt_at END,"
+                " claimed_until = CASE WHEN due.lapsed THEN NULL ELSE %(lease)s END,"
+                " maybe_sent = j.maybe_sent OR due.lapsed,"
                 " claimed_at = %(now)s, claimed_by = %(sender)s"
                 " FROM due WHERE j.id = due.id"
-                f" RETURNING {', '.join('j.' + c for c in JOB_COLUMNS.split(', '))}, due.retaken",
+                f" RETURNING {', '.join('j.' + c for c in JOB_COLUMNS.split(', '))},"
+                " due.retaken, due.lapsed",
                 {
                     "now": now,
                     "lease": lease,
+                    "grace_end": now + RETAKE_GRACE,
                     "sender": self.sender,
                     "limit": limit,
                     "candidates": CANDIDATES_PER_CLAIM * limit,
@@ -389,7 +412,15 @@ class Delivery:
                 prepare=False,
             )
             rows = await cur.fetchall()
-        jobs = [Job(str(row[0]), *row[1:]) for row in rows]
+        for row in rows:
+            if row[-1]:
+                log.warning(
+                    "notification.lease_lapsed",
+                    job_id=str(row[0]),
+                    channel=row[3],
+                    held_for_s=RETAKE_GRACE.total_seconds(),
+                )
+        jobs = [Job(str(row[0]), *row[1:-1]) for row in rows if not row[-1]]
         for job in jobs:
             if job.retaken:
                 log.warning(
@@ -420,6 +451,17 @@ class Delivery:
         jobs = await self.claim_many(limit)
         if len(jobs) == limit:
             self._wake_one()  # more may be due: another worker shares them
+        try:
+            await self._deliver(jobs, deadline)
+        except (psycopg.Error, OSError) as exc:
+            # A look-up before a send failed: the database went away mid-batch.
+            log.error("delivery.batch_interrupted", jobs=len(jobs), error=repr(exc))
+            await self._recorded(partial(self._hand_back, jobs), jobs)
+        return len(jobs)
+
+    async def _deliver(self, jobs: list[Job], deadline: float) -> None:
+        """Sends the claimed jobs, channel by channel; what cannot begin
+        before `deadline` (monotonic) goes back untried."""
         groups: dict[str, list[Job]] = {}
         for job in jobs:
             groups.setdefault(job.channel, []).append(job)
@@ -441,7 +483,30 @@ class Delivery:
                         await self._untried(group[n:])
                         break
                     await self._handle_sms(job)
-        return len(jobs)
+
+    async def _hand_back(self, jobs: list[Job]) -> None:
+        """Puts the batch's jobs this sender still holds back in the queue, due
+        now, no attempt spent, rather than leaving them claimed until the
+        lease ends (and then held back as possible repeats). None of them was
+        sent: a database error reaches here only from a look-up before a
+        send, and each send before it was recorded (so is no longer held)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE notification_jobs AS j SET status = 'pending',"
+                " attempts = j.attempts - 1, next_attempt_at = %(now)s, claimed_until = NULL,"
+                " maybe_sent = j.maybe_sent OR c.retaken"
+                " FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(retaken)s::bool[])"
+                " AS c(id, attempts, retaken)"
+                " WHERE j.id = c.id AND j.status = 'sending' AND j.attempts = c.attempts",
+                {
+                    "now": self._clock.now(),
+                    "ids": [job.id for job in jobs],
+                    "attempts": [job.attempts for job in jobs],
+                    "retaken": [job.retaken for job in jobs],
+                },
+            )
+        if cur.rowcount:
+            log.warning("delivery.jobs_handed_back", jobs=cur.rowcount)
 
     async def _untried(self, jobs: list[Job]) -> None:
         """Jobs claimed but not begun go back to the queue, no attempt spent."""
@@ -576,11 +641,15 @@ class Delivery:
 
     async def _sent(self, delivered: list[tuple[Job, str]]) -> None:
         """Records deliveries (job, provider's message id) and their outcome
-        events in one statement (one round trip, atomic on its own); a job
-        whose claim was lost meanwhile is left to its new holder. Only a
-        holder's own claim (`sending`, its attempt number) can be marked sent,
-        so no other outcome of the job can be recorded meanwhile and the
-        statement's count of the job's outcomes is current."""
+        events in one statement (one round trip, atomic on its own). A
+        delivery counts even when its claim lapsed meanwhile (a long database
+        outage), while the job is held back (RETAKE_GRACE) so that this late
+        record wins over a second send. Once another sender has claimed it
+        again, or it was sent, parked or cancelled, it is left alone. The job row's
+        lock orders concurrent outcomes of one job; one recorded between
+        this statement's snapshot and its lock would make its count of the
+        job's outcomes stale, and the event id clash: the statement fails
+        and `_recorded` tries again."""
         now = self._clock.now()
         outcomes = [
             (
@@ -602,7 +671,11 @@ class Delivery:
                 " params = CASE WHEN j.template = ANY(%(secret)s) THEN '{}' ELSE j.params END"
                 " FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(provider_ids)s::text[])"
                 " AS d(id, attempts, provider_id)"
-                " WHERE j.id = d.id AND j.status = 'sending' AND j.attempts = d.attempts"
+                # This sender's claim, or the claim held back after it lapsed
+                # (RETAKE_GRACE); not one another sender took since, whose
+                # own record (a possible repeat) must stand.
+                " WHERE j.id = d.id AND j.attempts = d.attempts"
+                " AND (j.status = 'sending' OR (j.status = 'pending' AND j.maybe_sent))"
                 " RETURNING j.id),"
                 f" told AS ({OUTCOME_ROWS} WHERE v.job::uuid IN (SELECT id FROM sent)"
                 " ORDER BY v.n RETURNING 1)"
@@ -616,11 +689,11 @@ class Delivery:
                     **outcome_params(outcomes, now),
                 },
             )
-            still_claimed = {str(row[0]) for row in await cur.fetchall()}
+            recorded = {str(row[0]) for row in await cur.fetchall()}
         for job, _ in delivered:
-            if job.id not in still_claimed:
+            if job.id not in recorded:
                 log.warning("notification.claim_lost", job_id=job.id, outcome="delivered")
-        delivered = [(job, pid) for job, pid in delivered if job.id in still_claimed]
+        delivered = [(job, pid) for job, pid in delivered if job.id in recorded]
         for job, _ in delivered:
             OUTCOMES.labels(job.channel, "delivered").inc()
             if job.retaken:
