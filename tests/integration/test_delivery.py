@@ -734,6 +734,44 @@ async def sending(delivery: Delivery) -> AsyncIterator[None]:
         await running
 
 
+async def test_a_stopping_sender_finishes_the_send_in_hand_and_hands_back_the_rest(
+    notifier: Notifier,
+) -> None:
+    """Asked to stop mid-batch (a rolling deploy), a sender records the
+    message it is sending and begins no other: the rest of its batch is
+    back in the queue, not claimed until its lease ends or cut off unrecorded."""
+    jobs = [
+        job
+        for _ in range(3)
+        for job in await notifier.consume(
+            created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,))
+        )
+    ]
+    stop = asyncio.Event()
+
+    class StopDuringTheFirst:
+        async def send(self, message: Outgoing) -> str:
+            stop.set()
+            return await notifier.email.send(message)
+
+    delivery = Delivery(
+        pool=notifier.pool,
+        conninfo=notifier.dsn,
+        channels={"EMAIL": StopDuringTheFirst()},
+        cfg=notifier.delivery._cfg.model_copy(update={"send_concurrency": 1}),
+        clock=notifier.clock,
+    )
+    await asyncio.wait_for(delivery.run(stop), 30)
+    assert len(notifier.email.delivered) == 1
+    assert sorted(notifier.rows("SELECT status, attempts FROM notification_jobs")) == [
+        ("pending", 0),
+        ("pending", 0),
+        ("sent", 1),
+    ]
+    assert await notifier.drain() == 2  # at once, by the next sender
+    assert sorted(m.job_id for m in notifier.email.delivered) == sorted(map(str, jobs))
+
+
 async def test_a_notify_heard_while_a_sender_finds_nothing_wakes_it_at_once(
     notifier: Notifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -221,9 +221,13 @@ class Delivery:
         self._reaped_at = float("-inf")
         self._missing: set[int] = set()  # senders whose lock was missing at the last look
         self._sms_turn = asyncio.Lock()
+        # Set by `run`'s stop: a batch under way sends no more (the send in
+        # hand is finished and recorded; the rest go back to the queue).
+        self._stop = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sends with `send_concurrency` workers, each claiming up to BATCH jobs at a time."""
+        self._stop = stop
         listener = asyncio.create_task(self._listen(stop))
         workers = [asyncio.create_task(self._work(stop)) for _ in range(self._cfg.send_concurrency)]
         try:
@@ -461,13 +465,14 @@ class Delivery:
 
     async def _deliver(self, jobs: list[Job], deadline: float) -> None:
         """Sends the claimed jobs, channel by channel; what cannot begin
-        before `deadline` (monotonic) goes back untried."""
+        before `deadline` (monotonic), or once the sender is stopping, goes
+        back untried."""
         groups: dict[str, list[Job]] = {}
         for job in jobs:
             groups.setdefault(job.channel, []).append(job)
         begun = False
         for channel, group in groups.items():
-            if begun and time.monotonic() >= deadline:
+            if begun and self._past(deadline):
                 await self._untried(group)
                 continue
             begun = True
@@ -479,10 +484,15 @@ class Delivery:
                 # recorded outcome: workers sending side by side would each
                 # count the same sends and together pass the per-number limit.
                 async with self._sms_turn:
-                    if n and time.monotonic() >= deadline:
+                    if n and self._past(deadline):
                         await self._untried(group[n:])
                         break
                     await self._handle_sms(job)
+
+    def _past(self, deadline: float) -> bool:
+        """Whether a batch's next send may no longer begin: past `deadline`
+        (monotonic), or the sender is stopping."""
+        return self._stop.is_set() or time.monotonic() >= deadline
 
     async def _hand_back(self, jobs: list[Job]) -> None:
         """Puts the batch's jobs this sender still holds back in the queue, due
@@ -533,12 +543,13 @@ class Delivery:
         """Sends the jobs (all of one channel) one after another, each
         recorded before the next goes out, so a sender killed at any moment
         leaves at most one message sent and not recorded. None but the first
-        begins at or after `deadline` (monotonic): the rest go back to the
-        queue untried. Once the relay cannot be reached, the rest fail alike
-        untried (their backoff keeps the sender off a dead relay)."""
+        begins at or after `deadline` (monotonic), or once the sender is
+        stopping: the rest go back to the queue untried. Once the relay
+        cannot be reached, the rest fail alike untried (their backoff keeps
+        the sender off a dead relay)."""
         channel = self._channels[jobs[0].channel]
         for n, job in enumerate(jobs):
-            if n and time.monotonic() >= deadline:
+            if n and self._past(deadline):
                 await self._untried(jobs[n:])
                 return
             if not await self._still_claimed(job):
