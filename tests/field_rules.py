@@ -215,6 +215,8 @@ CASES: list[tuple[Message, str]] = [
     (ppb.ErasePersonRequest(person="p", reason="one\ntwo", request_id="ok"), "reason"),
     (ppb.ErasePersonRequest(person="p", reason="r", request_id="a b"), "request_id"),
     (ppb.ExportPersonRequest(person="zoe\nyan"), "person"),
+    (ppb.ExportPersonRequest(person="z" * 129), "person"),
+    (ppb.ErasePersonRequest(person="z" * 129, reason="r", request_id="ok"), "person"),
 ]
 
 # A CreateTicket wrong in every field, and what the gateway answered for it

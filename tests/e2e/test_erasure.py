@@ -80,6 +80,9 @@ def test_an_admin_erases_a_person_once_and_only_admins_may(stack: Stack) -> None
     err = rejected(lambda: admin.erase(" ", "", reason=""))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert set(violated_fields(err)) == {"person", "reason", "request_id"}
+    # A case key's owner is no person: erasing it would erase that case.
+    err = rejected(lambda: admin.erase(f"#case/{uuid.uuid4()}", f"c-{run}"))
+    assert violated_fields(err) == ["person"]
     keys = stack.infra.pg.dsn("casemesh_keys")
     with psycopg.connect(keys) as conn:
         assert conn.execute(

@@ -21,7 +21,13 @@ from casemesh.platform.errors import (
     Violations,
 )
 from casemesh.platform.grpcutil import STATUS_DETAILS_KEY, bounded, caller_locale, sent_details
-from casemesh.platform.identity import Identity, InternalTokenSigner, TokenVerifier
+from casemesh.platform.identity import (
+    NOT_A_PERSON,
+    RESERVED_SUBJECTS,
+    Identity,
+    InternalTokenSigner,
+    TokenVerifier,
+)
 from casemesh.platform.localized import localized
 from casemesh.platform.logging import get_logger
 from casemesh.platform.telemetry import inject_metadata
@@ -496,6 +502,8 @@ class PrivacyGateway(privacy_pb2_grpc.PrivacyServiceServicer):
         person = request.person.strip() or who.subject
         if request.person and not request.person.strip():
             raise InvalidArgument.field("person", "must not be blank (leave it empty for yours)")
+        if person.startswith(RESERVED_SUBJECTS):
+            raise InvalidArgument.field("person", NOT_A_PERSON)
         if person != who.subject and not who.is_admin:
             raise PermissionDenied("exporting another person's data needs the admin role")
         # One export at a time per caller (each reads every file of a person).

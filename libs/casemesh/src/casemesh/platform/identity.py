@@ -42,6 +42,8 @@ MAX_SUBJECT = 128
 # No person's id begins with this: the key database's case keys have owners
 # of that form (`casemesh.platform.personal.keys.CASE_KEYS`).
 RESERVED_SUBJECTS = "#case/"
+# What a request naming a person is told when it names a case key's owner.
+NOT_A_PERSON = f"is no person's id (ids beginning with {RESERVED_SUBJECTS!r} are case keys')"
 
 # The gateway's per-call token travels in this metadata entry.
 INTERNAL_TOKEN_KEY = "x-casemesh-identity"
