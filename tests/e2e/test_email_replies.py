@@ -178,14 +178,34 @@ def test_a_document_is_left_out_and_named_the_words_and_the_picture_are_kept(
     to = address_of(stack, ticket)
     msg = reply(email, to, "截图和说明见附件。")
     msg.add_attachment(PNG, maintype="image", subtype="png", filename="screen.png")
+    # A picture as many mail programs label one: by no type at all.
+    msg.add_attachment(PNG, maintype="application", subtype="octet-stream", filename="旧.png")
     msg.add_attachment(
         b"PK\x03\x04" + bytes(64), maintype="application", subtype="zip", filename="notes.docx"
     )
     send(stack, msg, to)
     [comment] = comments(requester, ticket)
     assert comment.text.startswith("截图和说明见附件。")
-    assert "notes.docx" in comment.text
-    assert [e.name.startswith("evidence/") for e in comment.evidence] == [True]
+    assert "notes.docx" in comment.text and "旧.png" not in comment.text
+    assert [e.name.startswith("evidence/") for e in comment.evidence] == [True, True]
+
+
+def test_a_stray_control_character_and_too_many_files_do_not_cost_the_reply(
+    stack: Stack,
+) -> None:
+    """A form feed pasted from a document, and files past the 20 a comment
+    takes, used to have the whole comment refused after the files were
+    stored; now the character is left out and the extra files named."""
+    requester, ticket, email = pending_ticket(stack)
+    to = address_of(stack, ticket)
+    msg = reply(email, to, "第一页\f第二页")
+    for n in range(22):
+        msg.add_attachment(PNG + bytes([n]), maintype="image", subtype="png", filename=f"p{n}.png")
+    send(stack, msg, to)
+    [comment] = comments(requester, ticket)
+    assert comment.text.startswith("第一页第二页")
+    assert comment.text.endswith("(Not attached, more than 20 files: p20.png, p21.png)")
+    assert len(comment.evidence) == 20
 
 
 def test_a_reply_to_a_cancelled_ticket_is_refused(

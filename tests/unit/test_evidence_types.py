@@ -96,3 +96,22 @@ def test_a_file_name_keeps_its_last_segment_and_its_emoji() -> None:
     assert (
         clean_file_name("../家\u200d人👨\u200d👩\u200d👧.jpg") == "家\u200d人👨\u200d👩\u200d👧.jpg"
     )
+
+
+@pytest.mark.parametrize(
+    ("declared", "agrees"),
+    [
+        ("image/jpeg", True),
+        ("IMAGE/JPEG; name=a.jpg", True),
+        ("image/jpg", True),
+        ("image/pjpeg", True),
+        ("application/octet-stream", True),  # says nothing of the type
+        ("", True),
+        ("image/png", False),
+        ("application/pdf", False),
+    ],
+)
+def test_a_declared_type_is_held_to_the_bytes_under_any_of_its_names(
+    declared: str, agrees: bool
+) -> None:
+    assert sniff.declared_as(declared, "image/jpeg") is agrees

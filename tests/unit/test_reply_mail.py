@@ -123,3 +123,18 @@ def test_text_in_an_unknown_character_set_is_unreadable() -> None:
     )
     with pytest.raises(Unreadable):
         read_reply(raw)
+
+
+def test_parts_nested_a_thousand_deep_are_unreadable_not_a_failure_to_retry() -> None:
+    """A sender told 4xx tries again for days; one told 5xx gives up."""
+    boundaries = [f"b{n}" for n in range(1000)]
+    head = "".join(f'Content-Type: multipart/mixed; boundary="{b}"\n\n--{b}\n' for b in boundaries)
+    tail = "".join(f"--{b}--\n" for b in reversed(boundaries))
+    raw = (
+        "From: alice@example.com\nMessage-ID: <deep@x>\nMIME-Version: 1.0\n"
+        + head
+        + "Content-Type: text/plain\n\nhi\n"
+        + tail
+    ).encode()
+    with pytest.raises(Unreadable, match="nest too deeply"):
+        read_reply(raw)

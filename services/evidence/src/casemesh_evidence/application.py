@@ -153,7 +153,7 @@ class EvidenceLocker:
         try:
             with os.fdopen(fd, "wb") as out:
                 sha, size, detected = await self._spool(chunks, out)
-            if declared_type and declared_type.lower() != detected:
+            if not sniff.declared_as(declared_type, detected):
                 raise InvalidArgument.field(
                     "metadata.declared_type", f"the bytes are {detected}, not {declared_type}"
                 )

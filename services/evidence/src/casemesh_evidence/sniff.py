@@ -36,6 +36,30 @@ MP4_BRANDS = frozenset(
 )
 
 
+# What devices and mail programs call the accepted types besides their names
+# above; and what says nothing of the type at all.
+ALIASES = {
+    "image/jpg": "image/jpeg",
+    "image/pjpeg": "image/jpeg",
+    "image/x-png": "image/png",
+    "image/heif": "image/heic",
+    "image/heic-sequence": "image/heic",
+    "image/heif-sequence": "image/heic",
+    "video/x-m4v": "video/mp4",
+    "video/3gp": "video/3gpp",
+    "application/x-pdf": "application/pdf",
+}
+UNDECLARED = frozenset({"", "application/octet-stream", "binary/octet-stream"})
+
+
+def declared_as(declared: str, detected: str) -> bool:
+    """Whether a client's declared type (a media type, parameters and case
+    aside) agrees with the type the bytes are: the same, an alias of it, or
+    no type at all."""
+    named = declared.split(";", 1)[0].strip().lower()
+    return named in UNDECLARED or ALIASES.get(named, named) == detected
+
+
 def media_type(head: bytes) -> str | None:
     """The media type of a file starting with `head`, or None when it is not
     one the platform accepts as evidence."""

@@ -119,18 +119,27 @@ class ReplyDesk:
             # Refused before any attachment is stored for a comment that cannot be.
             raise Refused(550, "closed", "5.7.0 the ticket is closed; open a new ticket instead")
         requester = Identity(ticket.requester, frozenset({"user"}))
+        # What the comment would be refused for is left out before anything is
+        # stored: a stray control character (a form feed pasted from a
+        # document), and files past the most a comment takes.
+        text = rules.without_controls(reply.text).strip()
+        most = rules.MAX_EVIDENCE
+        kept, extra = reply.attachments[:most], reply.attachments[most:]
         refs, skipped = [], []
-        for attachment in reply.attachments:
+        for attachment in kept:
             ref = await self._upload(requester, attachment)
             if ref is None:
                 skipped.append(attachment.file_name)
             else:
                 refs.append(ref)
-        if not reply.text and not refs:
+        if not text and not refs:
             raise Refused(550, "unreadable", "5.6.0 the reply has no text and no attachment")
-        body = reply.text or ONLY_ATTACHMENTS
+        body = text or ONLY_ATTACHMENTS
         if skipped:
             body += "\n\n(Not attached, not an image, video or PDF: " + ", ".join(skipped) + ")"
+        if extra:
+            names = ", ".join(a.file_name for a in extra)
+            body += f"\n\n(Not attached, more than {most} files: {names})"
         if len(body) > BODY_LIMIT:
             body = body[: BODY_LIMIT - len(CUT)] + CUT
         commented = await self._call(
@@ -153,10 +162,11 @@ class ReplyDesk:
         service refuses its kind or size (the comment then says so)."""
 
         async def parts() -> AsyncIterator[evidence_pb2.UploadEvidenceRequest]:
+            # No declared type: a mail program's label for a part is its own
+            # guess (often `application/octet-stream`), not the person's
+            # claim, and the evidence service reads the type from the bytes.
             yield evidence_pb2.UploadEvidenceRequest(
-                metadata=evidence_pb2.EvidenceMetadata(
-                    file_name=attachment.file_name, declared_type=attachment.media_type
-                )
+                metadata=evidence_pb2.EvidenceMetadata(file_name=attachment.file_name)
             )
             for at in range(0, len(attachment.data), CHUNK):
                 yield evidence_pb2.UploadEvidenceRequest(chunk=attachment.data[at : at + CHUNK])

@@ -117,6 +117,15 @@ def html_text(html: str) -> str:
 
 def read_reply(raw: bytes) -> Reply:
     """The reply in a raw RFC 5322 message."""
+    try:
+        return _read_reply(raw)
+    except RecursionError:
+        # Parts nested a thousand deep: no mail program writes that, and a
+        # sender told to try later would try again for days.
+        raise Unreadable("the message's parts nest too deeply") from None
+
+
+def _read_reply(raw: bytes) -> Reply:
     msg = message_from_bytes(raw, policy=policy.default)
     if not isinstance(msg, EmailMessage):
         raise Unreadable("the message cannot be parsed")

@@ -118,6 +118,12 @@ def text(
     return value
 
 
+def without_controls(value: str) -> str:
+    """`value` less the control characters `text` refuses (tabs and line
+    breaks stay): for text taken from elsewhere, such as an e-mail."""
+    return _CONTROL.sub("", value)
+
+
 def valid_email(value: str) -> bool:
     """One plain address that means the same to us and to a mail server
     (no display names, groups or comments hiding another recipient)."""
