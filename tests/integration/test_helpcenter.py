@@ -383,3 +383,32 @@ async def test_an_erased_person_keeps_their_sessions_shape_but_not_their_words_o
     # Heard again: nothing more changes.
     erasures.forget_person(str(app.pool.conninfo), mia.subject)
     assert await help_tables(app) == after
+
+
+async def test_an_erased_persons_open_phone_change_ends_and_verifies_nothing(
+    app: HelpCenter,
+) -> None:
+    """A code confirmed after the erasure would have verified a change
+    between no numbers (and a resend texted no number); the change ends."""
+    mark = uuid.uuid4().hex[:8]
+    ivy = Identity(f"ivy-{mark}", frozenset({"user"}))
+    old, new = f"+86137{int(mark, 16) % 10**8:08d}", f"+86136{int(mark, 16) % 10**8:08d}"
+    change = await app.start_phone_change(ivy, NewPhoneChange("i1", old, new, ""))
+    code = await code_sent(app, change.name)
+    erasures.forget_person(str(app.pool.conninfo), ivy.subject)
+    with pytest.raises(FailedPrecondition) as refused:
+        await app.confirm_phone_change(ivy, change.name, code)
+    assert refused.value.reason == "PHONE_CHANGE_ERASED"
+    with pytest.raises(FailedPrecondition) as refused:  # a retry of its start
+        await app.start_phone_change(ivy, NewPhoneChange("i1", old, new, ""))
+    assert refused.value.reason == "PHONE_CHANGE_ERASED"
+    shown = await app.phone_change(ivy, change.name)
+    assert (shown.state, shown.old_phone, shown.new_phone) == ("ERASED", "", "")
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FROM help_outbox WHERE request = %s", (change.name,)
+        )
+        assert await cur.fetchone() == (0,)
+    # A new change, under a new request id, goes ahead.
+    again = await app.start_phone_change(ivy, NewPhoneChange("i2", old, new, ""))
+    assert again.state == "AWAITING_OLD_CODE"

@@ -4,10 +4,11 @@ what they typed and the numbers they gave, kept in clear here.
 - their help sessions keep their structure (flow, answers, articles read,
   outcome) but lose their searches and the ticket drafted from them, and the
   search log loses the queries of those sessions;
-- their phone-number changes keep their state and times but lose both
-  numbers, and the verified requests already published lose their payload
-  (an unpublished one still reaches the account system, which owns the
-  account).
+- their phone-number changes keep their times but lose both numbers, and
+  those still open end (ERASED: a code confirmed later would verify a
+  change between no numbers); the verified requests already published lose
+  their payload (an unpublished one still reaches the account system, which
+  owns the account, and loses it once published, as every one does).
 
 One transaction; idempotent.
 """
@@ -30,6 +31,8 @@ FORGET = (
     f"UPDATE {phone.REQUESTS.table} SET payload = ''"
     " WHERE published_at IS NOT NULL AND payload <> ''"
     " AND request IN (SELECT 'phone-changes/' || id FROM phone_changes WHERE user_id = %(person)s)",
+    "UPDATE phone_changes SET state = 'ERASED' WHERE user_id = %(person)s"
+    " AND state IN ('AWAITING_OLD_CODE', 'AWAITING_NEW_CODE')",
     "UPDATE phone_changes SET old_phone = '', new_phone = '' WHERE user_id = %(person)s",
 )
 

@@ -59,8 +59,13 @@ CODES = _outbox(
     erase_published=True,
     messages=(hev.VerificationCodeIssued,),
 )
+# Its rows carry both numbers in the clear (for the account system): the
+# payload goes once Kafka has it, so that no erasure has to come after it.
 REQUESTS = _outbox(
-    table="help_outbox", topic=topics.HELPCENTER, messages=(hev.PhoneChangeVerified,)
+    table="help_outbox",
+    topic=topics.HELPCENTER,
+    erase_published=True,
+    messages=(hev.PhoneChangeVerified,),
 )
 
 SCHEMA = (
@@ -199,6 +204,8 @@ async def start(
         created = cur.rowcount == 1
         change = await _load(cur, ident)
         assert change is not None
+        if change.state == "ERASED":  # its numbers are gone: they match nothing
+            _require_open(change, now)
         if (change.old_phone, change.new_phone) != (old_phone, new_phone):
             raise InvalidArgument.field("request_id", "was used for a change between other numbers")
         if created:
@@ -268,6 +275,11 @@ def resends_left(c: Change) -> int:
 
 
 def _require_open(c: Change, now: datetime) -> None:
+    if c.state == "ERASED":
+        raise FailedPrecondition(
+            "this change ended when your data was erased; start a new one",
+            reason="PHONE_CHANGE_ERASED",
+        )
     if c.state == "SUPERSEDED":
         raise FailedPrecondition(
             "a newer phone change replaced this one", reason="PHONE_CHANGE_SUPERSEDED"
