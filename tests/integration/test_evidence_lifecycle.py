@@ -7,6 +7,7 @@ files wait to be attached; bytes another record names stay."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,7 @@ from casemesh.platform.pools import async_pool
 from casemesh_evidence.application import EvidenceLocker, EvidenceView, forget_person
 from casemesh_evidence.lifecycle import (
     LOCK,
+    STORING_FOR,
     UNATTACHED,
     file_locks,
     mark_unneeded,
@@ -379,3 +381,32 @@ async def test_files_uploaded_before_the_wait_came_in_wait_from_their_upload(
         )
     await locker.create_schema()
     assert waiting_until(dsn, late, loose) == [late.created_at + UNATTACHED, None]
+
+
+async def test_bytes_stored_by_an_upload_that_never_recorded_them_go_after_a_while(
+    dsn: str, locker: EvidenceLocker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upload stored its bytes, then failed to record them (cancelled, or
+    the database gone): no record names them, so no deletion of a record
+    would ever delete them. They are kept while such an upload might still
+    record them, and deleted after; bytes an upload did record stay."""
+    cases = Cases(dsn, locker)
+    lost, kept_bytes = png(), png()
+
+    async def gone(*args: object) -> EvidenceView:
+        raise psycopg.OperationalError("the database went away")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(locker, "_record", gone)
+        with pytest.raises(psycopg.OperationalError):
+            await upload(locker, "fay", lost)
+    recorded = await upload(locker, "fay", kept_bytes)
+    sha = hashlib.sha256(lost).hexdigest()
+    assert locker.store.exists(sha)
+    assert cases.purge() == 0
+    assert locker.store.exists(sha)  # its upload might still have recorded it
+    cases.time += STORING_FOR
+    cases.purge()
+    assert not locker.store.exists(sha)
+    assert stored(locker, recorded) == [True]
+    assert await kept(locker, recorded) == [True]

@@ -157,6 +157,9 @@ class EvidenceLocker:
                 raise InvalidArgument.field(
                     "metadata.declared_type", f"the bytes are {detected}, not {declared_type}"
                 )
+            async with self.pool.connection() as conn:
+                storing_until = self.clock.now() + lifecycle.STORING_FOR
+                await conn.execute(lifecycle.STORING, (sha, storing_until))
             await asyncio.to_thread(self.store.put, sha, tmp)
             return await self._record(who, tmp, sha, size, detected, file_name)
         finally:

@@ -112,7 +112,20 @@ CREATE TABLE IF NOT EXISTS evidence_unneeded (
     evidence_id uuid PRIMARY KEY,
     since timestamptz NOT NULL);
 CREATE INDEX IF NOT EXISTS evidence_unneeded_since ON evidence_unneeded (since);
-CREATE TABLE IF NOT EXISTS evidence_bytes_unneeded (sha256 text PRIMARY KEY)"""
+CREATE TABLE IF NOT EXISTS evidence_bytes_unneeded (sha256 text PRIMARY KEY);
+ALTER TABLE evidence_bytes_unneeded
+    ADD COLUMN IF NOT EXISTS not_before timestamptz NOT NULL DEFAULT '-infinity'"""
+
+# The longest an upload takes from storing its bytes to recording them. Bytes
+# are stored before their record (not in its transaction: a video takes a
+# while), so an upload that never records them (cancelled, or the database
+# gone meanwhile) would leave bytes no record names and nothing deletes: each
+# upload first notes its bytes as maybe unneeded from then on (`STORING`),
+# and the purger deletes them then if no record names them.
+STORING_FOR = timedelta(hours=1)
+STORING = """INSERT INTO evidence_bytes_unneeded (sha256, not_before) VALUES (%s, %s)
+ON CONFLICT (sha256) DO UPDATE
+SET not_before = GREATEST(evidence_bytes_unneeded.not_before, EXCLUDED.not_before)"""
 
 # How long an upload no case takes up is kept (then its grace period).
 UNATTACHED = retention.period("unattached_files")
@@ -346,9 +359,12 @@ def purge(
             for ident, _ in takewhile(lambda row: row[1] < before, due):
                 with conn.transaction():
                     deleted += _delete_if_unneeded(conn, ident, before)
-        for (sha,) in conn.execute("SELECT sha256 FROM evidence_bytes_unneeded").fetchall():
+        unnamed = conn.execute(
+            "SELECT sha256 FROM evidence_bytes_unneeded WHERE not_before <= %s", (now,)
+        )
+        for (sha,) in unnamed.fetchall():
             with conn.transaction():
-                _delete_bytes_if_unnamed(conn, store, sha)
+                _delete_bytes_if_unnamed(conn, store, sha, now)
     return deleted
 
 
@@ -387,14 +403,19 @@ def _delete_if_unneeded(conn: psycopg.Connection[Any], ident: Any, before: datet
     return 1
 
 
-def _delete_bytes_if_unnamed(conn: psycopg.Connection[Any], store: BlobStore, sha: str) -> None:
+def _delete_bytes_if_unnamed(
+    conn: psycopg.Connection[Any], store: BlobStore, sha: str, now: datetime
+) -> None:
     """Deletes the bytes if no record names them, under the file's lock (an
     upload of the same bytes holds it while it records them). Should the
-    transaction not commit, the bytes are looked at again next time."""
+    transaction not commit, the bytes are looked at again next time; should
+    an upload of them have begun meanwhile (`STORING`), again after it."""
     conn.execute(LOCK, file_locks(sha))
     if conn.execute("SELECT FROM evidence WHERE sha256 = %s LIMIT 1", (sha,)).fetchone() is None:
         store.delete(sha)
-    conn.execute("DELETE FROM evidence_bytes_unneeded WHERE sha256 = %s", (sha,))
+    conn.execute(
+        "DELETE FROM evidence_bytes_unneeded WHERE sha256 = %s AND not_before <= %s", (sha, now)
+    )
 
 
 class CaseFollower(ConsumerThread):
