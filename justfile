@@ -40,7 +40,7 @@ test *ARGS: proto web
     uv run --frozen pytest "$@"
 
 # Fault drills under load: kill -9 and restore PostgreSQL, Kafka, each relay, the notifier,
-# a writer and the gateway, one at a time; prints what each did to the people (about 7 min).
+# a writer and the gateway, one at a time; prints what each did to the people (about 8 min).
 faults *ARGS: proto
     uv run --frozen pytest tests/faults -m faults "$@"
 

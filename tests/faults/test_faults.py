@@ -104,6 +104,7 @@ FAULTS = [
     Fault("postgres down 5 s", 5.0, _kill_postgres, lambda s: s.infra.pg.start()),
     Fault("postgres down 60 s", 60.0, _kill_postgres, lambda s: s.infra.pg.start()),
     Fault("kafka broker", 5.0, _kill_kafka, lambda s: s.infra.kafka.start()),
+    Fault("kafka broker down 60 s", 60.0, _kill_kafka, lambda s: s.infra.kafka.start()),
     _process("tickets-relay"),
     _process("appeals-relay"),
     _process("reports-relay"),
