@@ -14,6 +14,8 @@ from casemesh_appeals.domain import CopyrightAppeal, Kind, State, Step, missing_
 from casemesh_appeals.reasons import StatementOfReasons
 
 MONDAY = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+# When a decision's window for a counter-notice or an appeal closes.
+WINDOW_END = MONDAY + timedelta(days=180)
 
 
 def reasons(ground: str, appeal_deadline: datetime) -> StatementOfReasons:
@@ -74,13 +76,16 @@ def test_a_notice_is_reviewed_upheld_countered_and_restored_when_the_window_pass
     )
     assert state(a) is State.UPHELD and step(a) is Step.COUNTER_NOTICE_OR_APPEAL
     with pytest.raises(PermissionDenied):
-        a.file_counter_notice(actor="mallory", uploader={}, counter_notice={}, restore_due=MONDAY)
+        a.file_counter_notice(
+            actor="mallory", uploader={}, counter_notice={}, restore_due=MONDAY, now=MONDAY
+        )
     restore_due = MONDAY + timedelta(days=15)
     a.file_counter_notice(
         actor="ursula",
         uploader={"user_id": "ursula"},
         counter_notice={"reason": "my own dance"},
         restore_due=restore_due,
+        now=MONDAY,
     )
     assert (state(a), a.next_step, a.next_step_due) == (
         State.FORWARDED_TO_CLAIMANT,
@@ -94,11 +99,38 @@ def test_a_notice_is_reviewed_upheld_countered_and_restored_when_the_window_pass
     assert not a.restore_if_due(now=restore_due, due=restore_due)  # fires once
 
 
+def test_a_counter_notice_after_its_window_closed_is_refused() -> None:
+    """The decision's window closes for a counter-notice as for an appeal:
+    after it the case has ended, and nothing reopens it."""
+    a = notice()
+    a.decide(actor="li", uphold=True, reasons=reasons("g", WINDOW_END), uploader={"user_id": "u"})
+    with pytest.raises(FailedPrecondition) as refused:
+        a.file_counter_notice(
+            actor="u",
+            uploader={"user_id": "u"},
+            counter_notice={},
+            restore_due=MONDAY,
+            now=WINDOW_END,
+        )
+    assert refused.value.reason == "COUNTER_NOTICE_WINDOW_CLOSED"
+    assert state(a) is State.UPHELD
+    a.file_counter_notice(
+        actor="u",
+        uploader={"user_id": "u"},
+        counter_notice={},
+        restore_due=MONDAY,
+        now=WINDOW_END - timedelta(seconds=1),
+    )
+    assert state(a) is State.FORWARDED_TO_CLAIMANT
+
+
 def test_court_action_in_time_holds_the_content_down() -> None:
     a = notice()
-    a.decide(actor="li", uphold=True, reasons=reasons("g", MONDAY), uploader={"user_id": "u"})
+    a.decide(actor="li", uphold=True, reasons=reasons("g", WINDOW_END), uploader={"user_id": "u"})
     due = MONDAY + timedelta(days=15)
-    a.file_counter_notice(actor="u", uploader={"user_id": "u"}, counter_notice={}, restore_due=due)
+    a.file_counter_notice(
+        actor="u", uploader={"user_id": "u"}, counter_notice={}, restore_due=due, now=MONDAY
+    )
     with pytest.raises(FailedPrecondition, match="closed"):
         a.record_court_action(actor="li", details="case 1", now=due, evidence=[])
     a.record_court_action(
@@ -118,9 +150,11 @@ def test_a_held_case_ends_when_the_court_outcome_is_recorded(
     stays_down: bool, ended_as: State
 ) -> None:
     a = notice()
-    a.decide(actor="li", uphold=True, reasons=reasons("g", MONDAY), uploader={"user_id": "u"})
+    a.decide(actor="li", uphold=True, reasons=reasons("g", WINDOW_END), uploader={"user_id": "u"})
     due = MONDAY + timedelta(days=15)
-    a.file_counter_notice(actor="u", uploader={"user_id": "u"}, counter_notice={}, restore_due=due)
+    a.file_counter_notice(
+        actor="u", uploader={"user_id": "u"}, counter_notice={}, restore_due=due, now=MONDAY
+    )
     outcome: dict[str, Any] = {
         "actor": "li",
         "content_stays_down": stays_down,
@@ -248,6 +282,7 @@ def test_each_step_that_waits_on_time_sets_its_deadline() -> None:
         uploader={"user_id": "u"},
         counter_notice={},
         restore_due=MONDAY + timedelta(days=30),
+        now=MONDAY,
     )
     events = list(a.collect_events())
     # The service reads each event's deadline from the case as it stands after it.

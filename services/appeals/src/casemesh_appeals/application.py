@@ -301,6 +301,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                 uploader={**uploader, "user_id": who.subject},
                 counter_notice=counter_notice,
                 restore_due=policy.due(policy.restore_after, self.clock.now()),
+                now=self.clock.now(),
             )
 
         return self.change_under(

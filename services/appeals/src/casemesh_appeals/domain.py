@@ -234,6 +234,7 @@ class CopyrightAppeal(ExpiringCase):
         uploader: dict[str, Any],
         counter_notice: dict[str, Any],
         restore_due: datetime,
+        now: datetime,
     ) -> None:
         if self.kind is not Kind.TAKEDOWN_NOTICE or self.state is not State.UPHELD:
             raise FailedPrecondition(
@@ -244,6 +245,13 @@ class CopyrightAppeal(ExpiringCase):
         if self.uploader is None or actor != self.uploader.get("user_id"):
             raise PermissionDenied("only the uploader of the removed content may counter it")
         self.require_not_expired()
+        # The window the decision gave, as for an appeal of it: once it closed
+        # the case has ended (`ended_at`), and its retention runs.
+        if self.next_step_due is not None and now >= self.next_step_due:
+            raise FailedPrecondition(
+                f"the window for a counter-notice closed at {self.next_step_due.isoformat()}",
+                reason="COUNTER_NOTICE_WINDOW_CLOSED",
+            )
         self._counter_notice_filed(
             actor=actor, uploader=uploader, counter_notice=counter_notice, restore_due=restore_due
         )
