@@ -441,7 +441,11 @@ def test_a_solved_ticket_reopened_goes_back_to_the_agents(app: Tickets) -> None:
     t = opened(app)
     t = app.solve(AGENT, t.id, "已处理", etag="")
     t = app.reopen(ALICE, t.id, "还是不行", etag="")
-    assert t.status == "OPEN"
+    assert (t.status, t.resolution) == ("OPEN", "")
+    # Reopened by the requester's reply, it no longer shows how it was solved either.
+    t = app.solve(AGENT, t.id, "重新发送了验证码", etag="")
+    t = app.add_comment(ALICE, t.id, "还是收不到", False, etag="")
+    assert (t.status, t.resolution) == ("OPEN", "")
     with pytest.raises(FailedPrecondition):
         app.rate(ALICE, t.id, 4, "")  # only a solved or closed ticket is rated
 

@@ -207,6 +207,8 @@ class Ticket(ExpiringCase):
         status: Status,
         evidence: list[dict[str, str]],
     ) -> None:
+        if self.status is Status.SOLVED and Status(status) is not Status.SOLVED:
+            self.resolution = ""  # reopened by the requester's reply, as by `reopen`
         self.status = Status(status)
 
     def reopen(self, *, actor: str, reason: str) -> None:
