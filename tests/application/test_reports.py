@@ -392,6 +392,38 @@ def test_a_reporters_upheld_appeal_sends_the_case_back_to_review(
     assert app.get_report(ALICE, str(filed.id)).state == "SUBMITTED"
 
 
+def test_an_appeal_upheld_after_its_decision_was_replaced_changes_nothing(
+    app: Reports, clock: FakeClock
+) -> None:
+    """Alice's and Bob's appeals, and the uploader's, each lodged against the
+    first decision. Alice's reopens the case, and a second decision stands:
+    Bob's, upheld later, does not reopen the case again, nor does the
+    uploader's lift what the second decision imposed. Each is recorded; an
+    appeal of the second decision acts on it."""
+    alices = app.file(ALICE, report())
+    bobs = app.file(BOB, report("b1"))
+    ident = alices.case_id
+    app.decide(AGENT, ident, "ACTION_TAKEN", action_taken(clock), UPLOADER, [], etag="")
+    for appeal, by in (
+        ("appeals/alice", "alice"),
+        ("appeals/bob", "bob"),
+        ("appeals/u1", "ursula"),
+    ):
+        app.lodge_appeal(ident, appeal, by)
+    assert app.reverse(ident, "appeals/alice") is True
+    assert app.get_case(AGENT, ident).state == "OPEN"
+    second = app.decide(AGENT, ident, "ACTION_TAKEN", action_taken(clock), UPLOADER, [], etag="")
+    assert app.reverse(ident, "appeals/bob") is True
+    assert app.reverse(ident, "appeals/u1") is True
+    case = app.get_case(AGENT, ident)
+    assert (case.state, case.in_effect) == ("ACTION_TAKEN", second.in_effect)
+    assert app.get_report(BOB, str(bobs.id)).state == "ACTION_TAKEN"
+    assert events_of(app, ident)[-1] == ReportCase.DecisionReversed  # recorded all the same
+    app.lodge_appeal(ident, "appeals/u2", "ursula")
+    assert app.reverse(ident, "appeals/u2") is True
+    assert app.get_case(AGENT, ident).state == "REVERSED"
+
+
 def test_voiding_a_case_voids_its_open_reports(app: Reports) -> None:
     filed = app.file(ALICE, report())
     case = app.void(AGENT, filed.case_id, "举报对象已被平台删除")

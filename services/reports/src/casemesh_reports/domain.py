@@ -370,15 +370,24 @@ class ReportCase(ExpiringCase):
 
     @event(Appealed)
     def _appealed(self, actor: str, appeal: str, at: datetime) -> None:
-        self.appeals[appeal] = {"by": actor, "at": at, "reversed_at": None}
+        # The decision it appeals: the one standing when it was lodged (the
+        # count of decisions then, worked out again on every replay).
+        self.appeals[appeal] = {
+            "by": actor,
+            "at": at,
+            "reversed_at": None,
+            "decision": len(self.decisions),
+        }
 
     def reverse(self, *, appeal: str, at: datetime) -> tuple[list[dict[str, Any]], bool] | None:
         """An upheld appeal: (restrictions lifted, case reopened), or None when
         it was applied before. The affected uploader's appeal lifts what is in
         effect; a reporter's appeal sends a decided case back to review for a
         new decision (what was imposed stays until then). An upheld appeal
-        that finds nothing left to change is still recorded. An expired case
-        still has what it imposed lifted, but is not reviewed anew: the
+        that finds nothing left to change is still recorded: so is one of a
+        decision replaced since it was lodged (another appeal reopened the
+        case, and a new decision stands, which it did not appeal). An expired
+        case still has what it imposed lifted, but is not reviewed anew: the
         reports' words are gone."""
         record = self.appeals.get(appeal)
         if record is not None and record["reversed_at"] is not None:
@@ -386,8 +395,11 @@ class ReportCase(ExpiringCase):
         by_uploader = bool(
             record and self.uploader and record["by"] == self.uploader.get("user_id")
         )
-        lifted: list[dict[str, Any]] = list(self.in_effect) if by_uploader else []
-        reopen = not by_uploader and self.state in DECIDED_CASE and not self.expired
+        standing = record is None or record.get("decision", len(self.decisions)) == len(
+            self.decisions
+        )
+        lifted: list[dict[str, Any]] = list(self.in_effect) if by_uploader and standing else []
+        reopen = standing and not by_uploader and self.state in DECIDED_CASE and not self.expired
         self._reversed(actor="system", appeal=appeal, lifted=lifted, reopen=reopen, at=at)
         return lifted, reopen
 
