@@ -470,6 +470,32 @@ def test_an_unanswered_request_abandons_the_case_when_its_deadline_passes(
     assert app.get(ALICE, ident).state == "ABANDONED"
 
 
+def test_an_answer_that_completes_something_gives_the_filer_a_new_response_period(
+    app: Appeals, clock: FakeClock
+) -> None:
+    """Two elements missing; an hour before the deadline the filer sends one.
+    The case waits for the other from then, not from the filing: the first
+    deadline no longer abandons it. An answer that completes nothing keeps
+    the deadline it had."""
+    ident = str(app.file(ALICE, notice(work={}, infringement_evidence=[])).id)
+    (first,) = app.deadlines_of(last_event(app, ident))
+    assert first.kind == DeadlineKind.ABANDON
+    clock.now_is(first.due - timedelta(hours=1))
+    work = {"notice": {"work": {"title": "Dance #1", "creation_time": "2026-01-01T00:00:00+00:00"}}}
+    case = app.add_info(ALICE, ident, "补充了作品", work, etag="")
+    assert (case.state, case.missing) == ("INFO_REQUESTED", ["notice.infringement_evidence"])
+    (renewed,) = app.deadlines_of(last_event(app, ident))
+    assert renewed.kind == DeadlineKind.ABANDON and renewed.due > first.due
+    clock.now_is(first.due)
+    app.fire(first)
+    assert app.get(ALICE, ident).state == "INFO_REQUESTED"
+    app.add_info(ALICE, ident, "稍后补充", {}, etag="")  # completes nothing
+    assert app.deadlines_of(last_event(app, ident)) == [renewed]
+    clock.now_is(renewed.due)
+    app.fire(renewed)
+    assert app.get(ALICE, ident).state == "ABANDONED"
+
+
 def test_the_filer_withdraws_and_nobody_else_may(app: Appeals) -> None:
     ident = str(app.file(ALICE, notice()).id)
     with pytest.raises(NotFound):

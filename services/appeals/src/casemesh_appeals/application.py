@@ -252,6 +252,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                 message=message,
                 completion=completion,
                 review_due=policy.due(policy.review, self.clock.now()),
+                info_due=policy.due(policy.info_response, self.clock.now()),
             )
 
         return self.change_under(

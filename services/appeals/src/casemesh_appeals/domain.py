@@ -179,13 +179,20 @@ class CopyrightAppeal(ExpiringCase):
         message: str,
         completion: dict[str, Any],
         review_due: datetime,
+        info_due: datetime | None = None,
     ) -> None:
+        """The filer's answer. Still missing elements, the case waits for them:
+        until `info_due` (a new response period) if the answer completed some,
+        else until the time it waited for before (an answer that completes
+        nothing does not keep a case open for ever)."""
         self._require_filer(actor, "add information")
         self._require_open("take more information")
         content = merge(self.content, completion)
         missing = missing_elements(self.kind, content)
         if missing:
-            state, step, due = State.INFO_REQUESTED, Step.YOUR_INFORMATION, self.next_step_due
+            progressed = info_due is not None and len(missing) < len(self.missing)
+            due = info_due if progressed else self.next_step_due
+            state, step = State.INFO_REQUESTED, Step.YOUR_INFORMATION
         else:
             state = State.UNDER_REVIEW if self.assignee else State.SUBMITTED
             step, due = Step.REVIEW, review_due
