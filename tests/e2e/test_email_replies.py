@@ -208,6 +208,23 @@ def test_a_stray_control_character_and_too_many_files_do_not_cost_the_reply(
     assert len(comment.evidence) == 20
 
 
+def test_a_reply_delivered_again_after_the_ticket_ended_is_taken_not_bounced(
+    stack: Stack,
+) -> None:
+    """The first delivery's 250 was lost, and the requester cancelled the
+    ticket before the sender's server tried again: the comment is there, so
+    the second delivery is taken (not answered 'closed'), and adds nothing."""
+    requester, ticket, email = pending_ticket(stack)
+    to = address_of(stack, ticket)
+    msg = reply(email, to, "好了，谢谢。")
+    send(stack, msg, to)
+    requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="已解决"))
+    before = refused(stack, "closed")
+    send(stack, msg, to)  # the same message again
+    assert refused(stack, "closed") == before
+    assert [c.text for c in comments(requester, ticket)] == ["好了，谢谢。"]
+
+
 def test_a_reply_to_a_cancelled_ticket_is_refused(
     stack: Stack,
 ) -> None:

@@ -138,3 +138,21 @@ def test_parts_nested_a_thousand_deep_are_unreadable_not_a_failure_to_retry() ->
     ).encode()
     with pytest.raises(Unreadable, match="nest too deeply"):
         read_reply(raw)
+
+
+def test_an_attachments_name_is_kept_printable_for_the_comment_that_names_it() -> None:
+    """A control character in a name would have the whole comment refused;
+    a direction override would disguise the name to the agent reading it."""
+    names = ["a%0Cb.png", "invoice%E2%80%AEgnp.exe", "C%3A%5Ctmp%5C%07"]
+    parts = "".join(
+        "--b\nContent-Type: image/png\nContent-Transfer-Encoding: base64\n"
+        f"Content-Disposition: attachment; filename*=utf-8''{name}\n\niVBORw0KGgo=\n"
+        for name in names
+    )
+    raw = (
+        "From: alice@example.com\nMessage-ID: <names@x>\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/mixed; boundary="b"\n\n'
+        "--b\nContent-Type: text/plain\n\nsee attached\n" + parts + "--b--\n"
+    ).encode()
+    found = [a.file_name for a in read_reply(raw).attachments]
+    assert found == ["ab.png", "invoicegnp.exe", "attachment"]

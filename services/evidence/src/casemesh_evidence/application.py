@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import os
 import tempfile
-import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from casemesh.platform.eventstore import advisory_lock
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
 from casemesh.platform.paging import older_than, page_of, page_size_of
+from casemesh.rules import tickets as rules
 from casemesh_evidence import lifecycle, sniff
 from casemesh_evidence.store import BlobStore
 
@@ -94,13 +94,6 @@ def evidence_id(name: str) -> str:
         raise InvalidArgument.field("name", "must be evidence/{id}") from None
 
 
-# Characters that make a name show other than it is: direction marks and
-# overrides (`invoice\u202egnp.exe` shows as `invoiceexe.png`).
-_BIDI_CONTROLS = frozenset(
-    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-)
-
-
 def clean_file_name(name: str) -> str:
     """The name's last path segment, trimmed; refused when empty, longer than
     255 characters, or holding anything but printable text: control
@@ -110,14 +103,10 @@ def clean_file_name(name: str) -> str:
     base = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
     if not base:
         v.add("metadata.file_name", "must not be empty")
-    elif len(base) > 255 or any(_unprintable(c) for c in base):
+    elif len(base) > 255 or any(rules.unprintable(c) for c in base):
         v.add("metadata.file_name", "must be at most 255 printable characters")
     v.raise_if_any()
     return base
-
-
-def _unprintable(c: str) -> bool:
-    return unicodedata.category(c) in ("Cc", "Zl", "Zp") or c in _BIDI_CONTROLS
 
 
 @dataclass(kw_only=True, eq=False)

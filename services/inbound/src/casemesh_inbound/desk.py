@@ -115,10 +115,14 @@ class ReplyDesk:
         )
         if not ticket.contact.email or ticket.contact.email.strip().lower() != reply.sender:
             raise Refused(550, "not_requester", "5.7.1 only the ticket's requester may reply")
-        if ticket.status in (tickets_pb2.TICKET_STATUS_CLOSED, tickets_pb2.TICKET_STATUS_CANCELLED):
-            # Refused before any attachment is stored for a comment that cannot be.
-            raise Refused(550, "closed", "5.7.0 the ticket is closed; open a new ticket instead")
         requester = Identity(ticket.requester, frozenset({"user"}))
+        if ticket.status in (tickets_pb2.TICKET_STATUS_CLOSED, tickets_pb2.TICKET_STATUS_CANCELLED):
+            # Refused before any attachment is stored for a comment that cannot
+            # be, unless it was added before the ticket ended: this message
+            # delivered again, the first answer having been lost.
+            if await self._added_before(ticket, requester, reply.message_id):
+                return str(tickets_pb2.TicketStatus.Name(ticket.status))
+            raise Refused(550, "closed", "5.7.0 the ticket is closed; open a new ticket instead")
         # What the comment would be refused for is left out before anything is
         # stored: a stray control character (a form feed pasted from a
         # document), and files past the most a comment takes.
@@ -181,6 +185,28 @@ class ReplyDesk:
                 return None
             raise
         return evidence_pb2.EvidenceRef(name=uploaded.name, sha256=uploaded.sha256)
+
+    async def _added_before(
+        self, ticket: tickets_pb2.Ticket, requester: Identity, message_id: str
+    ) -> bool:
+        """Whether the ended ticket took a comment under this message's
+        request id. Asked as a comment under that id: the ticket answers for
+        a change it recorded under it (ALREADY_EXISTS, this one not being
+        the same) and refuses anything else as ended; an ended ticket takes
+        no new comment, so the question adds none."""
+        metadata = (*self.signer.metadata(requester, TICKETS), *inject_metadata())
+        asked = tickets_pb2.AddCommentRequest(
+            name=ticket.name, body=ONLY_ATTACHMENTS, request_id=request_id_of(message_id)
+        )
+        try:
+            await self.tickets.AddComment(asked, metadata=metadata, timeout=self.timeout)
+        except grpc.aio.AioRpcError as err:
+            if err.code() is grpc.StatusCode.ALREADY_EXISTS:
+                return True
+            if err.code() is grpc.StatusCode.FAILED_PRECONDITION:
+                return False
+            raise refusal(err, TICKETS, "") from None
+        return True  # the very comment it took then
 
     async def _call(
         self, method: Any, request: Any, who: Identity, audience: str, *, what: str = ""

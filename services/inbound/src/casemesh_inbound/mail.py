@@ -19,6 +19,8 @@ from html.parser import HTMLParser
 
 from mailparser_reply import EmailReplyParser
 
+from casemesh.rules import tickets as rules
+
 # The languages whose reply headers the library looks for.
 LANGUAGES = ["en", "zh", "de", "fr", "es", "it", "ja", "ko", "nl"]
 _PARSER = EmailReplyParser(languages=LANGUAGES)
@@ -115,6 +117,16 @@ def html_text(html: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "".join(parser.parts)).strip()
 
 
+def file_name(given: str) -> str:
+    """An attachment's name as it is stored and named in the comment: its
+    last path segment, printable characters only (a control character would
+    have the comment refused, a direction override would disguise the name),
+    at most 255 of them; "attachment" if nothing is left."""
+    last = given.replace("\\", "/").rsplit("/", 1)[-1]
+    kept = "".join(c for c in last if not rules.unprintable(c)).strip()
+    return kept[:255].strip() or "attachment"
+
+
 def read_reply(raw: bytes) -> Reply:
     """The reply in a raw RFC 5322 message."""
     try:
@@ -147,7 +159,7 @@ def _read_reply(raw: bytes) -> Reply:
         text = html_text(content) if body.get_content_subtype() == "html" else content
     attachments = [
         Attachment(
-            file_name=part.get_filename() or "attachment",
+            file_name=file_name(part.get_filename() or ""),
             media_type=part.get_content_type(),
             data=data,
         )

@@ -118,6 +118,20 @@ def text(
     return value
 
 
+# Characters that make a name show other than it is: direction marks and
+# overrides (`invoice\u202egnp.exe` shows as `invoiceexe.png`).
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
+
+def unprintable(c: str) -> bool:
+    """Whether a character of a name (a file's) is no printable text: control
+    characters (DEL and C1 too), line or paragraph separators, direction
+    controls. Emoji joiners and the like are text."""
+    return unicodedata.category(c) in ("Cc", "Zl", "Zp") or c in _BIDI_CONTROLS
+
+
 def without_controls(value: str) -> str:
     """`value` less the control characters `text` refuses (tabs and line
     breaks stay): for text taken from elsewhere, such as an e-mail."""
