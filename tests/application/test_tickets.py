@@ -131,26 +131,32 @@ def test_a_retry_matches_a_ticket_whose_fingerprint_an_earlier_release_made(
 def test_a_change_too_large_for_kafka_is_refused_before_it_is_stored(sealed: bool) -> None:
     """Whatever a command's own checks let through, an event its relay could
     not publish (Kafka takes 1 MiB a record) is never stored: stored, it
-    would stop the relay for good, every later event waiting behind it."""
+    would stop the relay for good, every later event waiting behind it. The
+    refusal names what made it large: a long text, or a list of many items."""
     app = Tickets(in_memory(), sealer=memory_sealer().sealer if sealed else None)
     new = new_ticket()
-    huge = Ticket(
-        requester="alice",
-        request_id=new.request_id,
-        request_fingerprint="-",
-        category=new.category,
-        subject=new.subject,
-        description="长" * 200_000,
-        locale=new.locale,
-        contact=new.contact,
-        priority=3,
-        evidence=[],
-    )
-    with pytest.raises(InvalidArgument) as refused:
-        app.save(huge)
-    [violation] = refused.value.violations
-    assert violation.field == "description"
-    assert "too large to record" in violation.description
+
+    def ticket(description: str, evidence: list[dict[str, str]]) -> Ticket:
+        made = {k: v for k, v in vars(new).items() if k not in ("description", "evidence")}
+        return Ticket(
+            requester="alice",
+            request_fingerprint="-",
+            priority=3,
+            description=description,
+            evidence=evidence,
+            **made,
+        )
+
+    many = [{"name": "evidence/e", "sha256": "ab" * 32}] * 8000
+    for huge, named in (
+        (ticket("长" * 200_000, []), "description"),
+        (ticket("x", many), "evidence"),
+    ):
+        with pytest.raises(InvalidArgument) as refused:
+            app.save(huge)
+        [violation] = refused.value.violations
+        assert violation.field == named
+        assert "too large to record" in violation.description
     assert app.recorder.max_notification_id() in (None, 0)
     assert app.create_ticket(ALICE, new_ticket(description="长" * 5000)).status == "NEW"
 

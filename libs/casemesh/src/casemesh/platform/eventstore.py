@@ -9,10 +9,11 @@ later) can continue the same trace onto Kafka. Given a sealer and a
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 import psycopg
@@ -52,31 +53,30 @@ class TracingMapper(Mapper[Any]):
         if len(stored.state) > MAX_EVENT_BYTES:
             # Before anything is stored: the command fails and changes nothing.
             raise InvalidArgument.field(
-                _longest_text(vars(domain_event)),
+                _largest_part(vars(domain_event)),
                 f"makes the change too large to record ({len(stored.state):,} bytes;"
                 f" at most {MAX_EVENT_BYTES:,})",
             )
         return stored
 
 
-def _longest_text(value: object, path: str = "") -> str:
-    """The path (`a.b[2].c`) of the longest string in an event's state, to
-    name in the refusal ("" if it holds none)."""
-    best, best_len = "", -1
+def _largest_part(state: Mapping[str, Any]) -> str:
+    """The path (`a.b`) of what makes an event's state large: of its fields
+    (the trace aside), the largest, and within a mapping its largest field in
+    turn; a list is named as a whole (many items make it large as much as
+    one long one)."""
+    path, value = "", cast(Any, state)
+    while isinstance(value, Mapping) and value:
+        sizes = {k: _size(v) for k, v in value.items() if k != TRACE_KEY}
+        if not sizes:
+            break
+        key = max(sizes, key=sizes.__getitem__)
+        path, value = f"{path}.{key}" if path else str(key), value[key]
+    return path
 
-    def walk(item: object, at: str) -> None:
-        nonlocal best, best_len
-        if isinstance(item, str) and len(item) > best_len:
-            best, best_len = at, len(item)
-        elif isinstance(item, Mapping):
-            for key, inner in item.items():
-                walk(inner, f"{at}.{key}" if at else str(key))
-        elif isinstance(item, list | tuple):
-            for i, inner in enumerate(item):
-                walk(inner, f"{at}[{i}]")
 
-    walk(value, path)
-    return best
+def _size(value: object) -> int:
+    return len(json.dumps(value, ensure_ascii=False, default=str))
 
 
 def trace_carrier(domain_event: object) -> dict[str, str]:
