@@ -223,6 +223,10 @@ def test_claims_through_the_gateway_and_the_watch(stack: Stack) -> None:
         with pytest.raises(grpc.RpcError) as info:
             bad()
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+    # Any time Python and the token's form allow is a place in the queue,
+    # an offset with seconds too.
+    odd = token_of(False, 0, "2024-01-01T00:00:00+05:30:15.5", "2024-01-01T00:00:00-00:00:30", "x")
+    a.ListQueueCases(qpb.ListQueueCasesRequest(page_token=odd))
 
 
 NOON = "2024-01-01T12:00:00+00:00"

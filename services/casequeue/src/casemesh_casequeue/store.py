@@ -519,7 +519,9 @@ def decode_token(token: str) -> tuple[bool, int, str, datetime, str] | None:
             raise ValueError(token)
         if any(ord(ch) < 32 for ch in name) or len(name) > 200:
             raise ValueError(token)
-        return child_safety, priority, due_at.isoformat(), created_at, name
+        # In UTC: an offset with seconds (`+05:30:15.5`) PostgreSQL reads not.
+        due, created = due_at.astimezone(UTC).isoformat(), created_at.astimezone(UTC)
+        return child_safety, priority, due, created, name
     except Exception as exc:  # anything else is not a token this API gave
         raise ValueError(token) from exc
 

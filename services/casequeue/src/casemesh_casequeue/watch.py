@@ -69,10 +69,10 @@ class Broadcaster:
                 await self._listen(stop)
             except Exception as exc:  # whatever it was, the next connection may do
                 log.error("queue.watch_failed", error=repr(exc))
+                self._lost()  # at once: no watch starts on a dead connection meanwhile
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 1.0)
-            finally:
-                self._lost()
+        self._lost()
 
     async def _listen(self, stop: asyncio.Event) -> None:
         conn: psycopg.AsyncConnection[Any] = await psycopg.AsyncConnection.connect(
@@ -94,7 +94,9 @@ class Broadcaster:
                         try:
                             watcher.put_nowait((change, name, case))
                         except asyncio.QueueFull:
+                            # It would miss this change: it ends, and reads again.
                             log.warning("queue.watcher_behind", dropped=name)
+                            _tell_lost(watcher)
                     if stop.is_set():
                         break
 
@@ -104,9 +106,15 @@ class Broadcaster:
             return
         self._listening.clear()
         for watcher in list(self._watchers):
-            while True:
-                try:
-                    watcher.put_nowait((LOST, "", None))
-                    break
-                except asyncio.QueueFull:
-                    watcher.get_nowait()  # it ends at LOST: what it had not read is moot
+            _tell_lost(watcher)
+
+
+def _tell_lost(watcher: asyncio.Queue[Change]) -> None:
+    """Puts LOST in the watcher's queue, making room if it is full: the
+    watch ends there, so what it had not read is moot."""
+    while True:
+        try:
+            watcher.put_nowait((LOST, "", None))
+            return
+        except asyncio.QueueFull:
+            watcher.get_nowait()
