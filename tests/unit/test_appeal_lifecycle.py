@@ -110,16 +110,16 @@ def test_a_counter_notice_after_its_window_closed_is_refused() -> None:
             uploader={"user_id": "u"},
             counter_notice={},
             restore_due=MONDAY,
-            now=WINDOW_END,
+            now=WINDOW_END + timedelta(seconds=1),
         )
     assert refused.value.reason == "COUNTER_NOTICE_WINDOW_CLOSED"
     assert state(a) is State.UPHELD
-    a.file_counter_notice(
+    a.file_counter_notice(  # at the deadline itself, as an appeal of the decision
         actor="u",
         uploader={"user_id": "u"},
         counter_notice={},
         restore_due=MONDAY,
-        now=WINDOW_END - timedelta(seconds=1),
+        now=WINDOW_END,
     )
     assert state(a) is State.FORWARDED_TO_CLAIMANT
 

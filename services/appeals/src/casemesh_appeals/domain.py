@@ -254,7 +254,7 @@ class CopyrightAppeal(ExpiringCase):
         self.require_not_expired()
         # The window the decision gave, as for an appeal of it: once it closed
         # the case has ended (`ended_at`), and its retention runs.
-        if self.next_step_due is not None and now >= self.next_step_due:
+        if self.next_step_due is not None and now > self.next_step_due:
             raise FailedPrecondition(
                 f"the window for a counter-notice closed at {self.next_step_due.isoformat()}",
                 reason="COUNTER_NOTICE_WINDOW_CLOSED",
