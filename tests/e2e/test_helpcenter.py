@@ -354,6 +354,16 @@ def test_a_phone_change_needs_both_codes_locks_after_five_wrong_and_codes_expire
     verified = wait_until(lambda: verified_requests(stack, change.name), timeout=30)
     assert (verified[0].old_phone, verified[0].new_phone) == (old, new)
 
+    # Once Kafka has it, the outbox keeps no copy of the two numbers.
+    def outbox_payloads() -> list[bytes]:
+        with psycopg.connect(stack.infra.pg.dsn(HELP_DB)) as conn:
+            rows = conn.execute(
+                "SELECT payload FROM help_outbox WHERE request = %s", (change.name,)
+            ).fetchall()
+        return [bytes(r[0]) for r in rows]
+
+    assert wait_until(lambda: outbox_payloads() == [b""], timeout=30)
+
     # Five wrong codes lock the change; the right one no longer works.
     locked = user.StartPhoneChange(
         hpb.StartPhoneChangeRequest(old_phone=old, new_phone=new, request_id="c2")
