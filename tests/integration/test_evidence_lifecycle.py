@@ -403,6 +403,11 @@ async def test_bytes_stored_by_an_upload_that_never_recorded_them_go_after_a_whi
     recorded = await upload(locker, "fay", kept_bytes)
     sha = hashlib.sha256(lost).hexdigest()
     assert locker.store.exists(sha)
+    # The recorded upload's note went with its record: its bytes, should the
+    # record go (an erasure), go at the next purge, not an hour later.
+    with psycopg.connect(dsn) as conn:
+        noted = conn.execute("SELECT sha256 FROM evidence_bytes_unneeded").fetchall()
+    assert noted == [(sha,)]
     assert cases.purge() == 0
     assert locker.store.exists(sha)  # its upload might still have recorded it
     cases.time += STORING_FOR

@@ -147,10 +147,10 @@ class EvidenceLocker:
                     "metadata.declared_type", f"the bytes are {detected}, not {declared_type}"
                 )
             async with self.pool.connection() as conn:
-                storing_until = self.clock.now() + lifecycle.STORING_FOR
-                await conn.execute(lifecycle.STORING, (sha, storing_until))
+                storing = self.clock.now() + lifecycle.STORING_FOR
+                await conn.execute(lifecycle.STORING, (sha, storing))
             await asyncio.to_thread(self.store.put, sha, tmp)
-            return await self._record(who, tmp, sha, size, detected, file_name)
+            return await self._record(who, tmp, sha, size, detected, file_name, storing)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 await asyncio.to_thread(tmp.unlink)
@@ -191,7 +191,14 @@ class EvidenceLocker:
         return detected, self.limits[sniff.KIND[detected]]
 
     async def _record(
-        self, who: Identity, spooled: Path, sha: str, size: int, media_type: str, file_name: str
+        self,
+        who: Identity,
+        spooled: Path,
+        sha: str,
+        size: int,
+        media_type: str,
+        file_name: str,
+        storing: datetime,
     ) -> EvidenceView:
         # A random id: an id must not tell who uploaded which bytes. The same
         # owner's same bytes find their first record. Under the file's lock,
@@ -212,6 +219,9 @@ class EvidenceLocker:
             )
             row = await cur.fetchone()
             assert row is not None
+            # Recorded: this upload's note is done with (unless another upload
+            # of the same bytes, still under way, moved it later).
+            await conn.execute(lifecycle.STORED, (sha, storing))
             # No case holds it (yet): deleted if none takes it up in time.
             now = self.clock.now()
             until = now + lifecycle.UNATTACHED

@@ -126,6 +126,10 @@ STORING_FOR = timedelta(hours=1)
 STORING = """INSERT INTO evidence_bytes_unneeded (sha256, not_before) VALUES (%s, %s)
 ON CONFLICT (sha256) DO UPDATE
 SET not_before = GREATEST(evidence_bytes_unneeded.not_before, EXCLUDED.not_before)"""
+# Once recorded (the record names the bytes), in the recording transaction:
+# else the note would hold back for an hour the deletion of bytes whose
+# record goes sooner (an erasure).
+STORED = "DELETE FROM evidence_bytes_unneeded WHERE sha256 = %s AND not_before = %s"
 
 # How long an upload no case takes up is kept (then its grace period).
 UNATTACHED = retention.period("unattached_files")
