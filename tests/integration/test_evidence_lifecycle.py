@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -24,7 +26,12 @@ from casemesh.platform.consuming import HeardUntil
 from casemesh.platform.errors import NotFound
 from casemesh.platform.identity import Identity
 from casemesh.platform.pools import async_pool
-from casemesh_evidence.application import EvidenceLocker, EvidenceView, forget_person
+from casemesh_evidence.application import (
+    SPOOL_STALE,
+    EvidenceLocker,
+    EvidenceView,
+    forget_person,
+)
 from casemesh_evidence.lifecycle import (
     LOCK,
     STORING_FOR,
@@ -415,3 +422,20 @@ async def test_bytes_stored_by_an_upload_that_never_recorded_them_go_after_a_whi
     assert not locker.store.exists(sha)
     assert stored(locker, recorded) == [True]
     assert await kept(locker, recorded) == [True]
+
+
+async def test_spool_files_a_killed_upload_left_go_at_the_next_start(
+    locker: EvidenceLocker,
+) -> None:
+    """A process killed mid-upload leaves its spool file; in a pod's own
+    volume they piled up across restarts. The next start deletes those
+    nothing has written to for an hour, and leaves one still being written."""
+    left, live = locker.incoming / "upload-left", locker.incoming / "upload-live"
+    for spool in (left, live):
+        spool.write_bytes(png())
+    an_hour_ago = time.time() - SPOOL_STALE.total_seconds() - 1
+    os.utime(left, (an_hour_ago, an_hour_ago))
+    assert locker.remove_stale_spools() == 1
+    assert (left.exists(), live.exists()) == (False, True)
+    after = await upload(locker, "gus", png())  # uploads go on as before
+    assert await kept(locker, after) == [True]

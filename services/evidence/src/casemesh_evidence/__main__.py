@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -42,6 +43,7 @@ async def run(cfg: EvidenceSettings) -> None:
         pool=pool, store=store, limits=cfg.limits(), incoming=incoming, clock=clock
     )
     await locker.create_schema()
+    await asyncio.to_thread(locker.remove_stale_spools)
     # Beside the API: the cases' files followed (which cases hold them, and
     # where those stand), erased people's file names forgotten, and the
     # files no case needs any more deleted.

@@ -13,10 +13,11 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,10 @@ def clean_file_name(name: str) -> str:
     return base
 
 
+# A spool file not written to for this long belongs to no upload under way.
+SPOOL_STALE = timedelta(hours=1)
+
+
 @dataclass(kw_only=True, eq=False)
 class EvidenceLocker:
     """The records in `pool`, the bytes in `store`; uploads are spooled in
@@ -122,6 +127,24 @@ class EvidenceLocker:
 
     def __post_init__(self) -> None:
         self.incoming.mkdir(parents=True, exist_ok=True)
+
+    def remove_stale_spools(self, now: float | None = None) -> int:
+        """Deletes the spool files (`upload-*`) nothing has written to for
+        SPOOL_STALE: what a process killed mid-upload left (its `finally`
+        never ran). In a pod's own volume they would pile up across restarts
+        until it is evicted. Run at start; returns how many went. Another
+        replica's upload under way on a shared volume is written to all the
+        time, so it is not taken."""
+        before = (time.time() if now is None else now) - SPOOL_STALE.total_seconds()
+        removed = 0
+        for spooled in self.incoming.glob("upload-*"):
+            with contextlib.suppress(FileNotFoundError):
+                if spooled.stat().st_mtime < before:
+                    spooled.unlink()
+                    removed += 1
+        if removed:
+            log.info("evidence.stale_spools_removed", files=removed)
+        return removed
 
     async def create_schema(self) -> None:
         # Replicas starting together must not race on CREATE TABLE; the
