@@ -424,6 +424,27 @@ def test_an_appeal_upheld_after_its_decision_was_replaced_changes_nothing(
     assert app.get_case(AGENT, ident).state == "REVERSED"
 
 
+def test_an_appeal_heard_late_appeals_the_decision_standing_when_it_was_filed(
+    app: Reports, clock: FakeClock
+) -> None:
+    """Bob filed his appeal of the first decision; it was heard only after
+    Alice's had reopened the case and a second decision stood. Upheld, it
+    changes nothing: he appealed the first."""
+    app.file(ALICE, report())
+    ident = app.file(BOB, report("b1")).case_id
+    app.decide(AGENT, ident, "NO_VIOLATION", NO_VIOLATION, None, [], etag="")
+    clock.advance(hours=1)
+    bob_filed_at = clock.now()
+    app.lodge_appeal(ident, "appeals/alice", "alice")
+    app.reverse(ident, "appeals/alice")
+    clock.advance(hours=1)
+    app.decide(AGENT, ident, "NO_VIOLATION", NO_VIOLATION, None, [], etag="")
+    clock.advance(hours=1)
+    app.lodge_appeal(ident, "appeals/bob", "bob", filed_at=bob_filed_at)  # heard now
+    assert app.reverse(ident, "appeals/bob") is True
+    assert app.get_case(AGENT, ident).state == "NO_VIOLATION"
+
+
 def test_voiding_a_case_voids_its_open_reports(app: Reports) -> None:
     filed = app.file(ALICE, report())
     case = app.void(AGENT, filed.case_id, "举报对象已被平台删除")

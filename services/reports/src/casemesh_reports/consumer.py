@@ -35,7 +35,7 @@ def handle(app: Reports, event: envelope.CloudEvent) -> None:
             if filed.kind == "DECISION_APPEAL" and filed.appeal_of.startswith(PREFIX):
                 appeal = f"appeals/{filed.header.appeal_id}"
                 case_id = filed.appeal_of.removeprefix(PREFIX)
-                if app.lodge_appeal(case_id, appeal, filed.filer.user_id):
+                if app.lodge_appeal(case_id, appeal, filed.filer.user_id, filed_at=event.time):
                     log.info("report_case.appealed", case_id=case_id, appeal=appeal)
         case aev.AppealDecided() as decided:
             if decided.appeal_of.startswith(PREFIX) and decided.outcome == "UPHOLD":

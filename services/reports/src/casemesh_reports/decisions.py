@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -205,10 +206,15 @@ class Decisions(ReportsBase):
 
     # -- appeals (from the appeals service's events; idempotent) ----------------------
 
-    def lodge_appeal(self, case_id: str, appeal: str, appellant: str) -> bool:
+    def lodge_appeal(
+        self, case_id: str, appeal: str, appellant: str, filed_at: datetime | None = None
+    ) -> bool:
+        """Records the appeal, filed at `filed_at` (its event's time; when it
+        is heard, if not given): it appeals the decision standing then, however
+        late it is heard."""
         case = self._get(ReportCase, UUID(case_id))
         if case is None or not case.lodge_appeal(
-            appeal=appeal, appellant=appellant, at=self.clock.now()
+            appeal=appeal, appellant=appellant, at=filed_at or self.clock.now()
         ):
             return False
         self.save(case)  # a lost race raises; the event is consumed again

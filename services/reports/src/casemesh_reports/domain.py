@@ -370,13 +370,13 @@ class ReportCase(ExpiringCase):
 
     @event(Appealed)
     def _appealed(self, actor: str, appeal: str, at: datetime) -> None:
-        # The decision it appeals: the one standing when it was lodged (the
-        # count of decisions then, worked out again on every replay).
+        # The decision it appeals: the one standing when it was filed (`at`),
+        # however late it was heard; worked out again on every replay.
         self.appeals[appeal] = {
             "by": actor,
             "at": at,
             "reversed_at": None,
-            "decision": len(self.decisions),
+            "decision": sum(1 for d in self.decisions if d["at"] <= at),
         }
 
     def reverse(self, *, appeal: str, at: datetime) -> tuple[list[dict[str, Any]], bool] | None:
