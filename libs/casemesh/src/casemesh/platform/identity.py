@@ -39,6 +39,9 @@ ISSUER = "casemesh"
 AUDIENCE = "casemesh"
 ROLES = frozenset({"user", "agent", "admin"})
 MAX_SUBJECT = 128
+# The longest `authorization` value read (a gRPC server takes 8 KiB of
+# metadata in all): far more than any provider's token with its claims.
+MAX_AUTHORIZATION = 8192
 # No person's id begins with this: the key database's case keys have owners
 # of that form (`casemesh.platform.personal.keys.CASE_KEYS`).
 RESERVED_SUBJECTS = "#case/"
@@ -288,6 +291,12 @@ class TokenVerifier:
     def verify(self, authorization: str | None) -> Identity:
         if not authorization:
             raise Unauthenticated("missing `authorization: Bearer <token>` metadata")
+        if len(authorization) > MAX_AUTHORIZATION:
+            # Refused unread: decoding and checking a huge one takes seconds of
+            # the caller's event loop, before any limit on who asks applies.
+            raise Unauthenticated(
+                f"authorization is longer than any token this API takes ({MAX_AUTHORIZATION:,})"
+            )
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("authorization must be `Bearer <token>`")
