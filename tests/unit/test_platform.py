@@ -109,6 +109,8 @@ def test_a_token_checked_once_is_taken_until_it_expires_and_not_after() -> None:
         (lambda: f"Bearer {jwt.encode(claims(sub='#case/1'), SECRET)}", "subject must not"),
         (lambda: f"Bearer {jwt.encode(claims(), 'x' + SECRET)}", "invalid"),
         (lambda: f"Bearer {jwt.encode(claims(), SECRET * 2, algorithm='HS512')}", "invalid"),
+        # Refused unread: checking a huge one stalled the gateway for seconds.
+        (lambda: f"Bearer {jwt.encode(claims(pad='x' * 9000), SECRET)}", "longer than any"),
     ],
 )
 def test_bad_tokens_are_unauthenticated(make: Callable[[], str | None], reason: str) -> None:
@@ -193,6 +195,37 @@ def test_agents_have_a_bucket_of_their_own() -> None:
     assert calls(["user"]) == 2
     assert calls(["agent"]) == 20
     assert calls(["admin"]) == 20
+
+
+@pytest.mark.parametrize(
+    ("code", "said", "told"),
+    [
+        # A crash's or the transport's words (code, addresses) are not shown.
+        (grpc.StatusCode.UNKNOWN, "Unexpected <class 'KeyError'>: 'x'", "Something went wrong"),
+        (
+            grpc.StatusCode.UNAVAILABLE,
+            "failed to connect to all addresses; last error: ipv4:10.0.0.7:50061",
+            "The service is unavailable",
+        ),
+        # A service's own refusal is passed on as it said it.
+        (grpc.StatusCode.FAILED_PRECONDITION, "the ticket is closed", "the ticket is closed"),
+    ],
+)
+async def test_a_backends_failure_is_told_in_plain_words_not_its_own(
+    code: grpc.StatusCode, said: str, told: str
+) -> None:
+    aborted: list[tuple[grpc.StatusCode, str]] = []
+
+    async def abort(code: grpc.StatusCode, message: str, details: object) -> None:
+        aborted.append((code, message))
+
+    context = SimpleNamespace(invocation_metadata=lambda: [], abort=abort)
+    failed = grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), said)
+    with pytest.raises(AssertionError):  # abort does not return on a real context
+        await Backend._fail(failed, context)
+    [(answered, message)] = aborted
+    assert answered == code and message.startswith(told)
+    assert "10.0.0.7" not in message and "KeyError" not in message
 
 
 def test_the_rate_limit_tells_the_client_how_long_to_wait_in_retry_info() -> None:

@@ -28,7 +28,7 @@ from casemesh.platform.identity import (
     InternalTokenSigner,
     TokenVerifier,
 )
-from casemesh.platform.localized import localized
+from casemesh.platform.localized import localized, plain_words
 from casemesh.platform.logging import get_logger
 from casemesh.platform.telemetry import inject_metadata
 from casemesh.rules import tickets as rules
@@ -61,6 +61,17 @@ Ctx: TypeAlias = grpc.aio.ServicerContext
 # decision to appeal), vouched for by the gateway like the caller's identity.
 APPEALABLE_UNTIL = "appealable_until"
 REPORT_CASES = "report-cases/"
+# A backend's answers with these codes and no details of its own are not
+# its words but its transport's or a crash's: told in plain words instead.
+UNSPOKEN = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
 
 
 def _service(module: Any, name: str) -> str:
@@ -185,7 +196,14 @@ class Backend:
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             log.warning("backend.unavailable", code=code.name, details=err.details())
         status = status_pb2.Status(code=code.value[0], message=err.details() or "")
-        status.details.extend(sent_details(err.trailing_metadata()) or ())
+        sent = sent_details(err.trailing_metadata()) or ()
+        status.details.extend(sent)
+        if not sent and code in UNSPOKEN:
+            # Not the service's words but its transport's or a crash's (an
+            # address, an exception): logged, and told in plain words.
+            if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                log.error("backend.failed", code=code.name, details=err.details())
+            status.message = plain_words(status)
         status = bounded(localized(status, caller_locale(context)))
         details = ((STATUS_DETAILS_KEY, status.SerializeToString()),)
         await context.abort(code, status.message, details)

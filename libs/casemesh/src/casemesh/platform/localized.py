@@ -71,6 +71,15 @@ def localized(status: status_pb2.Status, locale: str) -> status_pb2.Status:
     return said
 
 
+def plain_words(status: status_pb2.Status) -> str:
+    """What the status's code says in plain English (the table's words), not
+    what the status's message says: for a message not meant for people (a
+    transport's or a crash's, naming addresses or code)."""
+    code = code_pb2.Code.Name(status.code)
+    words: dict[str, str] = _words()["codes"].get(code) or _words()["codes"]["UNKNOWN"]
+    return words["en"]
+
+
 def _say(status: status_pb2.Status, locale: str) -> str:
     words = _words()
     reason = _reason(status)
