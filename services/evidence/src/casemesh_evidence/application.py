@@ -101,7 +101,7 @@ def clean_file_name(name: str) -> str:
     characters (DEL and C1 too), line or paragraph separators, direction
     controls. Emoji joiners and the like are text."""
     v = Violations()
-    base = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    base = rules.base_name(name).strip()
     if not base:
         v.add("metadata.file_name", "must not be empty")
     elif len(base) > 255 or any(rules.unprintable(c) for c in base):

@@ -194,12 +194,13 @@ class ReplyDesk:
         a change it recorded under it (ALREADY_EXISTS, this one not being
         the same) and refuses anything else as ended; an ended ticket takes
         no new comment, so the question adds none."""
-        metadata = (*self.signer.metadata(requester, TICKETS), *inject_metadata())
         asked = tickets_pb2.AddCommentRequest(
             name=ticket.name, body=ONLY_ATTACHMENTS, request_id=request_id_of(message_id)
         )
         try:
-            await self.tickets.AddComment(asked, metadata=metadata, timeout=self.timeout)
+            await self.tickets.AddComment(
+                asked, metadata=self._metadata(requester, TICKETS), timeout=self.timeout
+            )
         except grpc.aio.AioRpcError as err:
             if err.code() is grpc.StatusCode.ALREADY_EXISTS:
                 return True
@@ -208,12 +209,17 @@ class ReplyDesk:
             raise refusal(err, TICKETS, "") from None
         return True  # the very comment it took then
 
+    def _metadata(self, who: Identity, audience: str) -> tuple[tuple[str, str], ...]:
+        """A call's metadata: `who`'s token for `audience`, and the trace."""
+        return (*self.signer.metadata(who, audience), *inject_metadata())
+
     async def _call(
         self, method: Any, request: Any, who: Identity, audience: str, *, what: str = ""
     ) -> Any:
-        metadata = (*self.signer.metadata(who, audience), *inject_metadata())
         try:
-            return await method(request, metadata=metadata, timeout=self.timeout)
+            return await method(
+                request, metadata=self._metadata(who, audience), timeout=self.timeout
+            )
         except grpc.aio.AioRpcError as err:
             raise refusal(err, audience, what) from None
 

@@ -122,8 +122,7 @@ def file_name(given: str) -> str:
     last path segment, printable characters only (a control character would
     have the comment refused, a direction override would disguise the name),
     at most 255 of them; "attachment" if nothing is left."""
-    last = given.replace("\\", "/").rsplit("/", 1)[-1]
-    kept = "".join(c for c in last if not rules.unprintable(c)).strip()
+    kept = "".join(c for c in rules.base_name(given) if not rules.unprintable(c)).strip()
     return kept[:255].strip() or "attachment"
 
 

@@ -125,6 +125,12 @@ _BIDI_CONTROLS = frozenset(
 )
 
 
+def base_name(name: str) -> str:
+    """A file name's last path segment (`/` or `\\` before it), as a device
+    may send a whole path."""
+    return name.replace("\\", "/").rsplit("/", 1)[-1]
+
+
 def unprintable(c: str) -> bool:
     """Whether a character of a name (a file's) is no printable text: control
     characters (DEL and C1 too), line or paragraph separators, direction
