@@ -459,8 +459,10 @@ class Delivery:
             await self._deliver(jobs, deadline)
         except (psycopg.Error, OSError) as exc:
             # A look-up before a send failed: the database went away mid-batch.
+            # The jobs still held (none of them sent: each send before it was
+            # recorded) go back to the queue at once, as untried ones do.
             log.error("delivery.batch_interrupted", jobs=len(jobs), error=repr(exc))
-            await self._recorded(partial(self._hand_back, jobs), jobs)
+            await self._untried(jobs)
         return len(jobs)
 
     async def _deliver(self, jobs: list[Job], deadline: float) -> None:
@@ -493,30 +495,6 @@ class Delivery:
         """Whether a batch's next send may no longer begin: past `deadline`
         (monotonic), or the sender is stopping."""
         return self._stop.is_set() or time.monotonic() >= deadline
-
-    async def _hand_back(self, jobs: list[Job]) -> None:
-        """Puts the batch's jobs this sender still holds back in the queue, due
-        now, no attempt spent, rather than leaving them claimed until the
-        lease ends (and then held back as possible repeats). None of them was
-        sent: a database error reaches here only from a look-up before a
-        send, and each send before it was recorded (so is no longer held)."""
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "UPDATE notification_jobs AS j SET status = 'pending',"
-                " attempts = j.attempts - 1, next_attempt_at = %(now)s, claimed_until = NULL,"
-                " maybe_sent = j.maybe_sent OR c.retaken"
-                " FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(retaken)s::bool[])"
-                " AS c(id, attempts, retaken)"
-                " WHERE j.id = c.id AND j.status = 'sending' AND j.attempts = c.attempts",
-                {
-                    "now": self._clock.now(),
-                    "ids": [job.id for job in jobs],
-                    "attempts": [job.attempts for job in jobs],
-                    "retaken": [job.retaken for job in jobs],
-                },
-            )
-        if cur.rowcount:
-            log.warning("delivery.jobs_handed_back", jobs=cur.rowcount)
 
     async def _untried(self, jobs: list[Job]) -> None:
         """Jobs claimed but not begun go back to the queue, no attempt spent."""
