@@ -23,7 +23,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from casemesh.platform.grpcutil import STATUS_DETAILS_KEY
 from casemesh.platform.identity import mint_token
-from casemesh.v1 import casequeue_pb2, tickets_pb2
+from casemesh.v1 import casequeue_pb2, evidence_pb2, tickets_pb2
 from casemesh_devstack.stack import EVIDENCE_DB
 from tests.conftest import Stack
 from tests.e2e.test_evidence import png
@@ -543,3 +543,41 @@ def test_a_watch_the_browser_closes_ends_behind_the_gateway_at_once(stack: Stack
             answer += chunk
         assert watch_calls(stack, "grpc_server_started_total") > started
     wait_until(lambda: watch_calls(stack, "grpc_server_handled_total") > ended, timeout=20)
+
+
+def enveloped(*messages: bytes) -> bytes:
+    return b"".join(b"\x00" + struct.pack(">I", len(m)) + m for m in messages)
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/connect+proto", "application/grpc-web+proto"]
+)
+def test_a_streamed_upload_with_a_broken_message_is_refused_and_stores_nothing(
+    stack: Stack, content_type: str
+) -> None:
+    """A client stream whose second message is no protobuf is a bad request,
+    answered as one, and the part before it is not kept as a file."""
+    user = f"web-broken-{uuid.uuid4().hex[:6]}"
+    metadata = evidence_pb2.UploadEvidenceRequest(
+        metadata=evidence_pb2.EvidenceMetadata(file_name="a.png", declared_type="image/png")
+    )
+    chunk = evidence_pb2.UploadEvidenceRequest(chunk=png())
+    answer = httpx.post(
+        f"{stack.http}/casemesh.v1.EvidenceService/UploadEvidence",
+        content=enveloped(metadata.SerializeToString(), chunk.SerializeToString(), b"\xff\xff"),
+        headers={"Content-Type": content_type, **bearer(stack, user)},
+        timeout=30,
+    )
+    if content_type.startswith("application/grpc-web"):
+        assert answer.status_code == 200
+        status = answer.headers.get("grpc-status")
+        if status is None:  # in the trailers frame at the end of the body
+            trailer = answer.content[5:].decode("latin-1").lower()
+            status = trailer.split("grpc-status:")[1].split("\r\n")[0].strip()
+        assert status == str(grpc.StatusCode.INVALID_ARGUMENT.value[0]), answer.content
+    else:
+        end = json.loads(answer.content[5:])  # Connect's end-of-stream message
+        assert end["error"]["code"] == "invalid_argument", end
+    with psycopg.connect(stack.infra.pg.dsn(EVIDENCE_DB)) as db:
+        rows = db.execute("SELECT 1 FROM evidence WHERE owner = %s", (user,)).fetchall()
+    assert rows == []

@@ -5,6 +5,7 @@ caller's trace context and a deadline."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -312,19 +313,34 @@ class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
         await fieldrules.check_async(first, v)
         v.raise_if_any()
 
+        # A message the caller's stream cannot give (one that is no protobuf,
+        # a body cut off) makes grpc cancel the upload, so that the service
+        # keeps nothing; the caller is then told why, not that it was cancelled.
+        broken: list[Exception] = []
+
         async def upstream() -> AsyncIterator[evidence_pb2.UploadEvidenceRequest]:
             yield first
-            async for message in request_iterator:
-                yield message
+            try:
+                async for message in request_iterator:
+                    yield message
+            except Exception as exc:
+                broken.append(exc)
+                raise
 
-        result: evidence_pb2.Evidence = await self.backend.forward(
-            self.stub.UploadEvidence,
-            upstream(),
-            who,
-            context,
-            audience=EVIDENCE,
-            deadline_s=self.upload_timeout,
-        )
+        try:
+            result: evidence_pb2.Evidence = await self.backend.forward(
+                self.stub.UploadEvidence,
+                upstream(),
+                who,
+                context,
+                audience=EVIDENCE,
+                deadline_s=self.upload_timeout,
+            )
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if broken and not (task and task.cancelling()):
+                raise broken[0] from None
+            raise
         return result
 
     async def GetEvidence(
