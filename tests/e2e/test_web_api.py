@@ -459,8 +459,10 @@ def test_not_solved_opens_the_ticket_the_user_wrote_with_their_screenshot(stack:
             "invalid_argument",
         ),
         ("GET", "/no/such/page", {}, 404, "not_found"),
+        ("GET", f"{TICKETS}/GetTicket?message=%7B%7D", {}, 415, "invalid_argument"),
+        ("GET", f"{TICKETS}/GetTicket?encoding=xml&message=x", {}, 415, "invalid_argument"),
     ],
-    ids=["get-a-write", "no-method", "put", "bad-timeout", "no-page"],
+    ids=["get-a-write", "no-method", "put", "bad-timeout", "no-page", "get-no-enc", "get-xml"],
 )
 def test_what_no_method_serves_gets_a_connect_error(
     stack: Stack, method: str, path: str, headers: dict[str, str], status: int, code: str

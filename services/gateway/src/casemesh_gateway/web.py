@@ -22,7 +22,7 @@ from contextvars import ContextVar
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, NoReturn
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import grpc
 import uvicorn
@@ -370,6 +370,21 @@ CONNECT_TIMEOUT = re.compile(r"[0-9]{1,10}")
 GRPC_TIMEOUT = re.compile(r"[0-9]{1,8}[HMSmun]")
 
 
+def _check_get_query(query_string: bytes) -> None:
+    """A Connect GET names its message's encoding (json or proto) in the
+    query. (A query that is not UTF-8 never reaches us: uvicorn refuses it.)"""
+    query = parse_qs(query_string.decode(errors="replace"), keep_blank_values=True)
+    encoding = query.get("encoding", [""])[0]
+    if encoding.lower() not in ("json", "proto"):
+        raise _Refusal(
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            ConnectError(
+                Code.INVALID_ARGUMENT,
+                f"encoding: {encoding or '(none)'!r} is not served: json or proto",
+            ),
+        )
+
+
 def _check_rpc_request(scope: Scope, service: ServiceApp, limit: int) -> None:
     """What connectrpc would answer with a 500 or an empty body is refused
     here as a Connect error: a method the service lacks, a GET of what is no
@@ -406,6 +421,7 @@ def _check_rpc_request(scope: Scope, service: ServiceApp, limit: int) -> None:
                 ConnectError(Code.INVALID_ARGUMENT, f"{name}: {headers[name]!r} is no timeout"),
             )
     if method == "GET":
+        _check_get_query(scope["query_string"])
         return
     content_type = headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in RPC_CONTENT_TYPES:
