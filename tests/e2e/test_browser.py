@@ -234,13 +234,18 @@ def test_a_user_the_help_centre_did_not_help_opens_a_ticket_with_a_screenshot(
 def test_a_user_downloads_a_copy_of_their_data(
     browser: Browser, stack: Stack, transport: str, tmp_path: Path
 ) -> None:
-    """Signed in, "下载我的数据" saves a zip of their cases and their files."""
+    """Signed in, "下载我的数据" saves a zip of their cases and their files;
+    (over Connect) a file the file store has lost is named as left out."""
     run = uuid.uuid4().hex[:8]
     user = f"web-data-{transport}-{run}"
     person = Person(stack, user)
     client = person.client
     ticket, uploaded = ticket_with_file(person, run, f"{user}@example.com", "")
     shot = person.evidence.read(uploaded.name)
+    lost = transport == "connect"
+    if lost:
+        gone = person.evidence.upload(png(), "lost.png").sha256
+        (stack.evidence_dir / gone[:2] / gone[2:4] / gone).unlink()
     wait_until(lambda: client.ListTickets(pb.ListTicketsRequest()).tickets, timeout=30)
 
     context = browser.new_context(locale="zh-CN", accept_downloads=True)
@@ -258,7 +263,8 @@ def test_a_user_downloads_a_copy_of_their_data(
         download = started.value
         saved = tmp_path / download.suggested_filename
         download.save_as(saved)
-        expect(page.get_by_role("status")).to_contain_text(f"已下载 {saved.name}")
+        told = f"已下载 {saved.name}。其中 1 个" if lost else f"已下载 {saved.name}："
+        expect(page.get_by_role("status")).to_contain_text(told)
     finally:
         context.close()
 
@@ -268,6 +274,7 @@ def test_a_user_downloads_a_copy_of_their_data(
         assert found["person"] == user
         assert [t["ticket"]["name"] for t in found["tickets"]] == [ticket.name]
         assert found["tickets"][0]["ticket"]["subject"] == ticket.subject
-        [file] = found["evidence"]
+        file = next(f for f in found["evidence"] if f["evidence"]["name"] == uploaded.name)
         assert archive.read(file["path"]) == shot
+        assert ("missing-files.txt" in archive.namelist()) == lost
     assert problems == []

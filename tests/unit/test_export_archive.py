@@ -102,8 +102,9 @@ class Notifier:
 
 
 class Evidence:
-    def __init__(self) -> None:
+    def __init__(self, gone: grpc.StatusCode = grpc.StatusCode.NOT_FOUND) -> None:
         self.reads: list[str] = []
+        self.gone = gone
 
     async def ListEvidence(self, request: epb.ListEvidenceRequest, **_: Any) -> Any:
         # Only the caller's own (the agent's file on the appeal is not
@@ -118,7 +119,7 @@ class Evidence:
 
     def ReadEvidence(self, request: epb.ReadEvidenceRequest, **_: Any) -> Any:
         self.reads.append(request.name)
-        name = request.name
+        name, gone = request.name, self.gone
 
         class Call:
             def __aiter__(self) -> AsyncIterator[epb.ReadEvidenceResponse]:
@@ -127,9 +128,7 @@ class Evidence:
             async def chunks(self) -> AsyncIterator[epb.ReadEvidenceResponse]:
                 if name == GONE:
                     metadata = grpc.aio.Metadata()
-                    raise grpc.aio.AioRpcError(
-                        grpc.StatusCode.INTERNAL, metadata, metadata, details="blob missing"
-                    )
+                    raise grpc.aio.AioRpcError(gone, metadata, metadata, details="blob missing")
                 for at in range(0, len(BIG), 256 * 1024):
                     yield epb.ReadEvidenceResponse(chunk=BIG[at : at + 256 * 1024])
 
@@ -153,14 +152,15 @@ def sources(evidence: Evidence) -> export.Sources:
     )
 
 
-async def download(found_in: export.Sources) -> tuple[Any, list[bytes]]:
+async def download(found_in: export.Sources) -> tuple[Any, list[bytes], list[str]]:
     found = await export.gather(found_in, "zoe", datetime(2026, 12, 4, tzinfo=UTC))
-    return found, [piece async for piece in export.archive(found_in, found)]
+    missing: list[str] = []
+    return found, [piece async for piece in export.archive(found_in, found, missing)], missing
 
 
 def test_the_archive_holds_every_page_and_only_the_persons_files_named_safely() -> None:
     evidence = Evidence()
-    found, pieces = asyncio.run(download(sources(evidence)))
+    found, pieces, missing = asyncio.run(download(sources(evidence)))
     assert [t.ticket.name for t in found.tickets] == ["tickets/a", "tickets/b"]
     assert [len(t.events) for t in found.tickets] == [1, 2]
     assert [a.appeal.name for a in found.appeals] == ["appeals/c"]
@@ -180,12 +180,22 @@ def test_the_archive_holds_every_page_and_only_the_persons_files_named_safely() 
     # The file the store lost is left out and named; the rest is whole.
     assert archive.namelist() == [export.MANIFEST, path, export.MISSING]
     assert archive.read(path) == BIG
-    assert archive.read(export.MISSING).decode() == f"{GONE}/_CON.png\tINTERNAL\tblob missing\n"
+    assert archive.read(export.MISSING).decode() == f"{GONE}/_CON.png\tNOT_FOUND\tblob missing\n"
+    assert missing == [f"{GONE}/_CON.png"]
     manifest = json_format.Parse(archive.read(export.MANIFEST), export.Export())
     assert manifest == found
     assert manifest.evidence[0].path == path
     # Streamed: the file went out in pieces, none larger than a message's share.
     assert len(pieces) > 3 and max(map(len, pieces)) <= export.CHUNK
+
+
+@pytest.mark.parametrize("failure", [grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE])
+def test_a_file_store_that_fails_ends_the_export_rather_than_leaving_the_file_out(
+    failure: grpc.StatusCode,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as failed:
+        asyncio.run(download(sources(Evidence(gone=failure))))
+    assert failed.value.code() == failure
 
 
 class Looping(Tickets):

@@ -14,6 +14,8 @@ const zh = {
   downloadData: "下载我的数据",
   preparingData: "正在整理您的数据…",
   dataDownloaded: "已下载 {name}：您的全部工单、举报、版权投诉及您上传的文件",
+  dataDownloadedMissing:
+    "已下载 {name}。其中 {count} 个您上传的文件已无法找到，未能包含在内；压缩包中的 missing-files.txt 列出了这些文件",
   signInHeading: "登录",
   signInNote: "本地开发登录：输入任意用户名。正式环境由应用传入登录凭证。",
   userName: "用户名",
@@ -112,6 +114,8 @@ const en: Record<Key, string> = {
   preparingData: "Gathering your data…",
   dataDownloaded:
     "Downloaded {name}: all your tickets, reports, copyright cases and the files you uploaded",
+  dataDownloadedMissing:
+    "Downloaded {name}. {count} of the files you uploaded could no longer be found and are not in it; missing-files.txt in the archive lists them",
   signInHeading: "Sign in",
   signInNote:
     "Local development sign-in: any user name will do. In production the app hands in its sign-in token.",

@@ -245,9 +245,11 @@ async function downloadData(): Promise<void> {
   say(t("preparingData"));
   const parts: BlobPart[] = [];
   let fileName = "casemesh-export.zip";
+  const missing: string[] = [];
   for await (const piece of privacy.exportPerson({})) {
     fileName = piece.fileName || fileName;
     parts.push(new Uint8Array(piece.data));
+    missing.push(...piece.missingFiles);
   }
   const url = URL.createObjectURL(new Blob(parts, { type: "application/zip" }));
   const link = document.createElement("a");
@@ -256,7 +258,11 @@ async function downloadData(): Promise<void> {
   link.click();
   // The download has its own copy once started; the page lets go of it.
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
-  say(t("dataDownloaded", { name: fileName }));
+  say(
+    missing.length
+      ? t("dataDownloadedMissing", { name: fileName, count: missing.length })
+      : t("dataDownloaded", { name: fileName }),
+  );
 }
 
 $("download-data").addEventListener("click", () => {

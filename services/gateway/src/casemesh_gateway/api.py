@@ -556,13 +556,15 @@ class PrivacyGateway(privacy_pb2_grpc.PrivacyServiceServicer):
             read_timeout=lambda: backend._timeout(context, self.read_timeout),
         )
         now, outcome, sent = datetime.now(UTC), "failed", 0
-        found = privacy_pb2.PersonalDataExport()
+        found, missing = privacy_pb2.PersonalDataExport(), list[str]()
         try:
             found = await export.gather(sources, person, now)
-            async for data in export.archive(sources, found):
+            async for data in export.archive(sources, found, missing):
                 name = export.archive_name(now) if not sent else ""
                 sent += len(data)
                 yield privacy_pb2.ExportPersonResponse(file_name=name, data=data)
+            if missing:
+                yield privacy_pb2.ExportPersonResponse(missing_files=missing)
             outcome = "sent"
         except grpc.aio.AioRpcError as err:
             outcome = err.code().name
@@ -581,6 +583,7 @@ class PrivacyGateway(privacy_pb2_grpc.PrivacyServiceServicer):
                 report_cases=len(found.report_cases),
                 reporting_standing=found.reporting_standing.state,
                 files=len(found.evidence),
+                missing_files=len(missing),
                 help_sessions=len(found.help_sessions),
                 phone_changes=len(found.phone_changes),
                 notifications=len(found.notifications),

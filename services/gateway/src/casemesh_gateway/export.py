@@ -40,8 +40,6 @@ Export = privacy_pb2.PersonalDataExport
 MANIFEST = "casemesh-export.json"
 # Beside it, when a file could not be read: each one's path, status and why.
 MISSING = "missing-files.txt"
-# A file read failing so before its first byte is left out (named in MISSING).
-UNREADABLE = frozenset({grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INTERNAL})
 PAGE = 100
 # Each streamed message carries about this much of the archive.
 CHUNK = 256 * 1024
@@ -177,13 +175,14 @@ async def gather(sources: Sources, person: str, now: datetime) -> Export:
     return found
 
 
-async def archive(sources: Sources, found: Export) -> AsyncIterator[bytes]:
+async def archive(sources: Sources, found: Export, missing: list[str]) -> AsyncIterator[bytes]:
     """The zip archive of `found`, in pieces of at most `CHUNK` bytes. A
-    file that cannot be read at all (gone from the blob store) is left out
-    and named in `MISSING`; one that fails part-way ends the archive with
-    that error."""
+    file the blob store no longer has (NOT_FOUND) is left out, its path put
+    in `missing` and, with why, in `MISSING`; any other failure to read a
+    file (the store unreachable) ends the archive with that error, so that
+    no archive lacks a file that exists."""
     sink = _Sink()
-    missing: list[str] = []
+    why: list[str] = []
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as zipped:
         manifest = json_format.MessageToJson(found, indent=2, ensure_ascii=False)
         zipped.writestr(MANIFEST, manifest.encode())
@@ -196,9 +195,10 @@ async def archive(sources: Sources, found: Export) -> AsyncIterator[bytes]:
                 try:
                     first = await anext(chunks, None)
                 except grpc.aio.AioRpcError as err:
-                    if err.code() not in UNREADABLE:
+                    if err.code() != grpc.StatusCode.NOT_FOUND:
                         raise
-                    missing.append(f"{item.path}\t{err.code().name}\t{err.details()}")
+                    missing.append(item.path)
+                    why.append(f"{item.path}\t{err.code().name}\t{err.details()}")
                     continue
                 # Media files are stored as they came: compressing them again
                 # gains nothing, and would hold the gateway's loop.
@@ -209,8 +209,8 @@ async def archive(sources: Sources, found: Export) -> AsyncIterator[bytes]:
                         file.write(chunk.chunk)
                         for piece in sink.drain(CHUNK):
                             yield piece
-        if missing:
-            zipped.writestr(MISSING, "\n".join(missing) + "\n")
+        if why:
+            zipped.writestr(MISSING, "\n".join(why) + "\n")
     for piece in sink.drain(0):
         yield piece
 
