@@ -17,7 +17,13 @@ import pytest
 from pydantic import ValidationError
 
 from casemesh_devstack.ports import free_port
-from casemesh_notifier.channels import DeliveryError, HttpEmailChannel, Outgoing, SmtpChannel
+from casemesh_notifier.channels import (
+    DeliveryError,
+    HttpEmailChannel,
+    HttpSmsChannel,
+    Outgoing,
+    SmtpChannel,
+)
 from casemesh_notifier.settings import NotifierSettings
 from tests.support import MailEndpoint, personal_settings
 
@@ -30,6 +36,8 @@ class Provider:
         self.received: list[tuple[dict[str, Any], dict[str, str]]] = []
         self.delivered: dict[str, dict[str, Any]] = {}
         self.status = 200
+        self.headers: dict[str, str] = {}  # sent with an answer that is not 200
+        self.answer: Any = None  # the JSON a 200 answers with, if not {"id": ...}
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -38,11 +46,15 @@ class Provider:
                 provider.received.append((body, dict(self.headers)))
                 if provider.status != 200:
                     self.send_response(provider.status)
+                    for name, value in provider.headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
                 key = self.headers.get("Idempotency-Key", "")
                 provider.delivered.setdefault(key, body)
-                payload = json.dumps({"id": f"msg-{key}"}).encode()
+                answer = {"id": f"msg-{key}"} if provider.answer is None else provider.answer
+                payload = json.dumps(answer).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
@@ -101,7 +113,9 @@ async def test_an_email_sent_again_after_a_crash_reaches_the_person_once(
     assert body["headers"]["Message-ID"] == f"<{MESSAGE.job_id}@casemesh>"
 
 
-@pytest.mark.parametrize(("status", "permanent"), [(503, False), (429, False), (400, True)])
+@pytest.mark.parametrize(
+    ("status", "permanent"), [(503, False), (429, False), (408, False), (400, True), (404, True)]
+)
 async def test_a_providers_refusal_says_whether_to_retry(
     provider: Provider, status: int, permanent: bool
 ) -> None:
@@ -113,7 +127,52 @@ async def test_a_providers_refusal_says_whether_to_retry(
     finally:
         await channel.aclose()
     assert failure.value.permanent is permanent
+    assert not failure.value.unreachable
     assert provider.delivered == {}
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "wait"), [("120", 120.0), ("999999", 6 * 3600.0), ("soon", None)]
+)
+async def test_a_provider_saying_when_to_come_back_is_heard(
+    provider: Provider, retry_after: str, wait: float | None
+) -> None:
+    provider.status, provider.headers = 429, {"Retry-After": retry_after}
+    channel = HttpSmsChannel(url=provider.url)
+    try:
+        with pytest.raises(DeliveryError) as failure:
+            await channel.send(MESSAGE)
+    finally:
+        await channel.aclose()
+    assert not failure.value.permanent and failure.value.retry_after == wait
+
+
+@pytest.mark.parametrize("status", [308, 401])
+async def test_a_redirect_or_a_refused_key_is_no_delivery_and_waits_for_the_operator(
+    provider: Provider, status: int
+) -> None:
+    provider.status, provider.headers = status, {"Location": "https://sms.example/v2"}
+    channel = HttpSmsChannel(url=provider.url)
+    try:
+        with pytest.raises(DeliveryError) as failure:
+            await channel.send(MESSAGE)
+    finally:
+        await channel.aclose()
+    assert failure.value.unreachable and not failure.value.permanent
+    assert str(status) in str(failure.value) and provider.delivered == {}
+
+
+@pytest.mark.parametrize("answer", [[{"id": "m1"}], "queued", 7, False])
+async def test_a_taken_message_is_a_delivery_whatever_the_body_says(
+    provider: Provider, answer: Any
+) -> None:
+    provider.answer = answer
+    channel = HttpSmsChannel(url=provider.url)
+    try:
+        sent = await channel.send(MESSAGE)
+    finally:
+        await channel.aclose()
+    assert isinstance(sent, str) and list(provider.delivered) == [MESSAGE.job_id]
 
 
 def test_the_notifier_needs_a_way_to_send_email() -> None:
@@ -143,7 +202,9 @@ class Relay:
 
     def __init__(self, *, pipelining: bool = False) -> None:
         self.pipelining = pipelining
-        self.refused: set[str] = set()  # recipients it answers 550 for
+        self.refused: set[str] = set()  # recipients it answers `refusal` for
+        self.refusal = "550 5.1.1 no such mailbox"
+        self.sender_refusal = ""  # the answer to MAIL FROM, if not 250
         self.sessions = 0
         self.messages: list[Any] = []
         self.address = ("127.0.0.1", free_port())
@@ -164,11 +225,19 @@ class Relay:
                     return [*responses[:-1], "250-PIPELINING", responses[-1]]
                 return responses
 
+            async def handle_MAIL(
+                self, server: Any, session: Any, envelope: Any, address: str, options: Any
+            ) -> str:
+                if relay.sender_refusal:
+                    return relay.sender_refusal
+                envelope.mail_from = address
+                return "250 OK"
+
             async def handle_RCPT(
                 self, server: Any, session: Any, envelope: Any, address: str, options: Any
             ) -> str:
                 if address in relay.refused:
-                    return "550 5.1.1 no such mailbox"
+                    return relay.refusal
                 envelope.rcpt_tos.append(address)
                 return "250 OK"
 
@@ -316,12 +385,23 @@ async def test_messages_go_out_in_order_over_one_session_to_a_pipelining_relay(
     assert pipelining_relay.sessions == 1
 
 
-@pytest.mark.parametrize("pipelining", [False, True])
+@pytest.mark.parametrize(
+    ("pipelining", "refusal"),
+    [
+        (False, "550 5.1.1 no such mailbox"),
+        (True, "550 5.1.1 no such mailbox"),
+        (False, "450 4.2.0 greylisted, try again later"),
+        (True, "452 4.2.2 mailbox full"),
+    ],
+)
 async def test_a_refused_recipient_fails_alone_and_the_session_goes_on(
-    pipelining: bool,
+    pipelining: bool, refusal: str
 ) -> None:
+    """Refused for good (5xx), the message is not retried; asked to come
+    back (4xx: greylisting, a full mailbox), it is."""
     relay = Relay(pipelining=pipelining)
     relay.refused.add("u2@example.com")
+    relay.refusal = refusal
     channel = smtp_to(relay)
     try:
         first = await channel.send(numbered(1))
@@ -333,8 +413,26 @@ async def test_a_refused_recipient_fails_alone_and_the_session_goes_on(
         relay.mail.stop()
     assert first == f"<{numbered(1).job_id}@casemesh>"
     assert third == f"<{numbered(3).job_id}@casemesh>"
-    assert refused.value.permanent and not refused.value.maybe_sent
+    assert refused.value.permanent is refusal.startswith("5")
+    assert not refused.value.maybe_sent and not refused.value.unreachable
     assert [m["To"] for m in relay.messages] == ["u1@example.com", "u3@example.com"]
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+async def test_a_relay_that_refuses_our_sender_is_the_operators_to_mend_not_the_message(
+    pipelining: bool,
+) -> None:
+    relay = Relay(pipelining=pipelining)
+    relay.sender_refusal = "530 5.7.0 Must issue a STARTTLS command first"
+    channel = smtp_to(relay)
+    try:
+        with pytest.raises(DeliveryError) as refused:
+            await channel.send(numbered(1))
+    finally:
+        await channel.aclose()
+        relay.mail.stop()
+    assert refused.value.unreachable and not refused.value.permanent
+    assert relay.messages == []
 
 
 async def test_a_relay_that_turns_us_away_at_the_greeting_is_no_refusal_of_the_message() -> None:

@@ -271,6 +271,36 @@ async def test_sms_waits_for_the_end_of_quiet_hours_without_spending_attempts(
     assert notifier.rows("SELECT attempts FROM notification_jobs WHERE channel = 'SMS'") == [(1,)]
 
 
+async def test_a_provider_or_relay_that_cannot_be_reached_is_waited_for_not_parked(
+    notifier: Notifier,
+) -> None:
+    """Five failures to reach the relay, past a budget of three: the job is
+    still waiting, and goes out once the relay is back, without a replay."""
+    away = DeliveryError("SMTP unavailable: refused", permanent=False, unreachable=True)
+    notifier.email.failures = [away] * 5
+    (job,) = await notifier.consume(
+        created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,))
+    )
+    for _ in range(6):
+        assert await notifier.drain() == 1
+        notifier.clock.advance(600)
+    assert len(notifier.email.delivered) == 1
+    assert notifier.rows(f"SELECT status, attempts FROM notification_jobs WHERE id = '{job}'") == [
+        ("sent", 6)
+    ]
+
+
+async def test_a_retry_waits_as_long_as_the_provider_asked(notifier: Notifier) -> None:
+    notifier.sms.failures = [DeliveryError("HTTP 429", permanent=False, retry_after=1800)]
+    await notifier.consume(created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_SMS,)))
+    assert await notifier.drain() == 1
+    notifier.clock.advance(1790)  # the backoff alone would have been at most 10 s
+    assert await notifier.drain() == 0
+    notifier.clock.advance(11)
+    assert await notifier.drain() == 1
+    assert len(notifier.sms.delivered) == 1
+
+
 async def test_sms_to_one_number_is_rate_limited_per_hour(notifier: Notifier) -> None:
     for _ in range(3):
         await notifier.consume(created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_SMS,)))

@@ -16,7 +16,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import formatdate
+from email.utils import formatdate, parsedate_to_datetime
 from typing import TYPE_CHECKING, Protocol
 
 import httpx
@@ -44,16 +44,25 @@ class Outgoing:
 class DeliveryError(Exception):
     """A send that failed. `maybe_sent`: the message may have gone out all the
     same (the relay took it and its answer was lost), so a retry is a possible
-    repeat. `unreachable`: no session could be opened, so the messages after
-    it would fail alike."""
+    repeat. `unreachable`: the relay or provider is away or turns us away
+    (not the message), so the messages after it would fail alike, and the
+    job waits for an operator's fix rather than being parked.
+    `retry_after`: seconds the provider asked us to wait, if it did."""
 
     def __init__(
-        self, message: str, *, permanent: bool, maybe_sent: bool = False, unreachable: bool = False
+        self,
+        message: str,
+        *,
+        permanent: bool,
+        maybe_sent: bool = False,
+        unreachable: bool = False,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.maybe_sent = maybe_sent
         self.unreachable = unreachable
+        self.retry_after = retry_after
 
 
 class Channel(Protocol):
@@ -186,8 +195,19 @@ class SmtpChannel:
             finally:
                 smtp.end_message(self._timeout)
         except smtplib.SMTPRecipientsRefused as exc:
+            # 5xx: the mailbox is refused for good; 4xx (greylisting, a full
+            # mailbox, 421 the relay closing): ask again later.
             codes = sorted({code for code, _ in exc.recipients.values()})
-            raise DeliveryError(f"recipient refused (SMTP {codes})", permanent=True) from exc
+            permanent = all(500 <= code < 600 for code in codes)
+            raise DeliveryError(f"recipient refused (SMTP {codes})", permanent=permanent) from exc
+        except smtplib.SMTPSenderRefused as exc:
+            # Our sender refused (the relay wants STARTTLS or a login, or
+            # takes not our address): the operator's to fix, as a refused login is.
+            raise DeliveryError(
+                f"SMTP {exc.smtp_code} for our sender: {exc.smtp_error!r}",
+                permanent=False,
+                unreachable=True,
+            ) from exc
         except smtplib.SMTPResponseException as exc:
             raise DeliveryError(
                 f"SMTP {exc.smtp_code}: {exc.smtp_error!r}", permanent=500 <= exc.smtp_code < 600
@@ -273,11 +293,35 @@ def _quit(smtp: smtplib.SMTP) -> None:
         smtp.close()
 
 
+# Answers that say "not now" rather than "never": a timeout of the request,
+# too early, too many.
+RETRY_LATER = frozenset({408, 425, 429})
+# The longest wait a provider's Retry-After is taken for.
+RETRY_AFTER_MAX_S = 6 * 3600.0
+
+
+def retry_after(value: str) -> float | None:
+    """Seconds a Retry-After header asks for (delta-seconds or an HTTP
+    date), at most RETRY_AFTER_MAX_S; None when absent or unreadable."""
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), RETRY_AFTER_MAX_S)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return min(max(0.0, when.timestamp() - time.time()), RETRY_AFTER_MAX_S)
+
+
 class HttpProvider:
     """A provider's HTTP API: a JSON POST per message with the job id as
     `Idempotency-Key`, so a provider that honours it delivers a resent job
-    (a send in flight at a crash, taken up again) once. 429 and 5xx are
-    worth retrying; any other 4xx is not."""
+    (a send in flight at a crash, taken up again) once. 408, 425, 429 and
+    5xx are worth retrying (after the Retry-After asked for); 401 (our key),
+    like a redirect, waits for the operator; any other 4xx is the message's
+    and not retried; only a 2xx is a delivery."""
 
     def __init__(self, *, name: str, url: str, api_key: str = "", timeout: float = 10.0) -> None:
         self._name = name
@@ -292,24 +336,50 @@ class HttpProvider:
                 self._url, json=payload, headers={"Idempotency-Key": idempotency_key}
             )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise DeliveryError(f"{self._name} unreachable: {exc!r}", permanent=False) from exc
+            raise DeliveryError(
+                f"{self._name} unreachable: {exc!r}", permanent=False, unreachable=True
+            ) from exc
         except httpx.HTTPError as exc:
             # The request went out and its answer was lost: a provider that
             # ignores the idempotency key may have sent the message.
             raise DeliveryError(
                 f"{self._name}: no answer: {exc!r}", permanent=False, maybe_sent=True
             ) from exc
-        if response.status_code == 429 or response.status_code >= 500:
-            raise DeliveryError(f"{self._name} HTTP {response.status_code}", permanent=False)
-        if response.status_code >= 400:
+        status = response.status_code
+        if status in RETRY_LATER or status >= 500:
             raise DeliveryError(
-                f"{self._name} refused: HTTP {response.status_code} {response.text[:200]}",
-                permanent=True,
+                f"{self._name} HTTP {status}",
+                permanent=False,
+                retry_after=retry_after(response.headers.get("retry-after", "")),
             )
+        if status in (401, 407):
+            # Our API key is refused: the operator's to mend, as a refused
+            # SMTP login is; every message after this one would fare alike.
+            raise DeliveryError(
+                f"{self._name} refused our credentials: HTTP {status}",
+                permanent=False,
+                unreachable=True,
+            )
+        if status >= 400:
+            raise DeliveryError(
+                f"{self._name} refused: HTTP {status} {response.text[:200]}", permanent=True
+            )
+        if not 200 <= status < 300:
+            # A redirect (the provider moved) is not followed: the message
+            # would go where no one configured. Nothing was sent; the URL is
+            # the operator's to fix, so the job waits rather than being parked.
+            where = response.headers.get("location", "")[:200]
+            raise DeliveryError(
+                f"{self._name} answered HTTP {status} {where!r}: set its URL",
+                permanent=False,
+                unreachable=True,
+            )
+        # Taken: whatever the body says, the message is the provider's now.
         try:
-            return str(response.json().get("id", ""))
+            answer = response.json()
         except ValueError:
             return ""
+        return str(answer.get("id", "")) if isinstance(answer, dict) else ""
 
     async def aclose(self) -> None:
         await self._client.aclose()

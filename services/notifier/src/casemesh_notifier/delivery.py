@@ -567,7 +567,13 @@ class Delivery:
         """How to record a send that failed with `exc`."""
         if isinstance(exc, DeliveryError):
             return partial(
-                self._failed, job, str(exc), permanent=exc.permanent, maybe_sent=exc.maybe_sent
+                self._failed,
+                job,
+                str(exc),
+                permanent=exc.permanent,
+                maybe_sent=exc.maybe_sent,
+                unreachable=exc.unreachable,
+                retry_after=exc.retry_after,
             )
         # A message the channel cannot even form: retrying cannot help, and
         # it must not stop the others. Parked, it stays visible and replayable.
@@ -696,13 +702,23 @@ class Delivery:
             )
 
     async def _failed(
-        self, job: Job, error: str, *, permanent: bool, maybe_sent: bool = False
+        self,
+        job: Job,
+        error: str,
+        *,
+        permanent: bool,
+        maybe_sent: bool = False,
+        unreachable: bool = False,
+        retry_after: float | None = None,
     ) -> None:
         now = self._clock.now()
         # A send that may have reached the person (this one, or one before the
         # job was taken over) makes any later send a possible repeat.
         maybe_sent = maybe_sent or job.retaken
-        park = permanent or job.attempts >= self._cfg.max_attempts
+        # A relay or provider away or turning us away is no fault of the
+        # message: it waits (the backoff at its cap) however long that lasts,
+        # and goes out once the operator's side is mended, without a replay.
+        park = permanent or (job.attempts >= self._cfg.max_attempts and not unreachable)
         # Provider messages may quote the address; neither the table nor the
         # public outcome event keeps it whole.
         error = mask_text(error.replace(job.recipient, job.masked_recipient()))[:500]
@@ -726,6 +742,8 @@ class Delivery:
                     base=self._cfg.backoff_base_seconds,
                     cap=self._cfg.backoff_cap_seconds,
                 )
+                # Not before the provider asked (429 or 503 with Retry-After).
+                delay = max(delay, retry_after or 0.0)
                 retry_at = now + timedelta(seconds=delay)
                 cur = await conn.execute(
                     "UPDATE notification_jobs SET status = 'pending', last_error = %s,"

@@ -65,7 +65,9 @@ class NotifierSettings(PostgresSettings, KafkaSettings, PersonalDataSettings):
     send_concurrency: int = Field(4, ge=1, le=32)
 
     # Retries: exponential backoff with full jitter, then the job is parked.
-    max_attempts: int = Field(8, ge=1)
+    # 16 attempts at these pauses span 54–107 minutes of a failing provider
+    # (a relay or provider that cannot be reached is waited for without end).
+    max_attempts: int = Field(16, ge=1)
     backoff_base_seconds: float = Field(2.0, gt=0)
     backoff_cap_seconds: float = Field(900.0, gt=0)
     # A job claimed by a sender that died is retried after this long. It must
