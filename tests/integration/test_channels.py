@@ -113,6 +113,16 @@ async def test_an_email_sent_again_after_a_crash_reaches_the_person_once(
     assert body["headers"]["Message-ID"] == f"<{MESSAGE.job_id}@casemesh>"
 
 
+async def refusal(channel: HttpEmailChannel | HttpSmsChannel) -> DeliveryError:
+    """How the channel fails to send MESSAGE (it must fail)."""
+    try:
+        with pytest.raises(DeliveryError) as failure:
+            await channel.send(MESSAGE)
+    finally:
+        await channel.aclose()
+    return failure.value
+
+
 @pytest.mark.parametrize(
     ("status", "permanent"), [(503, False), (429, False), (408, False), (400, True), (404, True)]
 )
@@ -120,14 +130,9 @@ async def test_a_providers_refusal_says_whether_to_retry(
     provider: Provider, status: int, permanent: bool
 ) -> None:
     provider.status = status
-    channel = HttpEmailChannel(url=provider.url, sender="support@casemesh.local")
-    try:
-        with pytest.raises(DeliveryError) as failure:
-            await channel.send(MESSAGE)
-    finally:
-        await channel.aclose()
-    assert failure.value.permanent is permanent
-    assert not failure.value.unreachable
+    failure = await refusal(HttpEmailChannel(url=provider.url, sender="support@casemesh.local"))
+    assert failure.permanent is permanent
+    assert not failure.unreachable
     assert provider.delivered == {}
 
 
@@ -138,13 +143,8 @@ async def test_a_provider_saying_when_to_come_back_is_heard(
     provider: Provider, retry_after: str, wait: float | None
 ) -> None:
     provider.status, provider.headers = 429, {"Retry-After": retry_after}
-    channel = HttpSmsChannel(url=provider.url)
-    try:
-        with pytest.raises(DeliveryError) as failure:
-            await channel.send(MESSAGE)
-    finally:
-        await channel.aclose()
-    assert not failure.value.permanent and failure.value.retry_after == wait
+    failure = await refusal(HttpSmsChannel(url=provider.url))
+    assert not failure.permanent and failure.retry_after == wait
 
 
 @pytest.mark.parametrize("status", [308, 401])
@@ -152,14 +152,9 @@ async def test_a_redirect_or_a_refused_key_is_no_delivery_and_waits_for_the_oper
     provider: Provider, status: int
 ) -> None:
     provider.status, provider.headers = status, {"Location": "https://sms.example/v2"}
-    channel = HttpSmsChannel(url=provider.url)
-    try:
-        with pytest.raises(DeliveryError) as failure:
-            await channel.send(MESSAGE)
-    finally:
-        await channel.aclose()
-    assert failure.value.unreachable and not failure.value.permanent
-    assert str(status) in str(failure.value) and provider.delivered == {}
+    failure = await refusal(HttpSmsChannel(url=provider.url))
+    assert failure.unreachable and not failure.permanent
+    assert str(status) in str(failure) and provider.delivered == {}
 
 
 @pytest.mark.parametrize("answer", [[{"id": "m1"}], "queued", 7, False])
