@@ -271,6 +271,22 @@ async def test_sms_waits_for_the_end_of_quiet_hours_without_spending_attempts(
     assert notifier.rows("SELECT attempts FROM notification_jobs WHERE channel = 'SMS'") == [(1,)]
 
 
+async def test_quiet_hours_are_the_recipients_where_the_number_tells_their_zone(
+    notifier: Notifier,
+) -> None:
+    # 18:00 in Shanghai, 02:00 in San Francisco: the +1 415 number waits.
+    notifier.clock.time = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    await notifier.consume(
+        created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_SMS,), phone="+14155552671")
+    )
+    await notifier.consume(created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_SMS,)))
+    await notifier.drain()
+    assert [m.recipient for m in notifier.sms.delivered] == ["+8613800138000"]
+    notifier.clock.time = datetime(2026, 3, 2, 16, 0, 1, tzinfo=UTC)  # 08:00:01 there
+    await notifier.drain()
+    assert [m.recipient for m in notifier.sms.delivered][1:] == ["+14155552671"]
+
+
 async def test_a_provider_or_relay_that_cannot_be_reached_is_waited_for_not_parked(
     notifier: Notifier,
 ) -> None:

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -53,6 +54,7 @@ from casemesh.platform.pools import with_keepalives
 from casemesh.platform.replies import reply_address
 from casemesh_notifier import policy
 from casemesh_notifier.channels import Channel, DeliveryError, Outgoing
+from casemesh_notifier.labels import reader_zone
 from casemesh_notifier.metrics import OUTCOMES, POSSIBLE_REPEATS
 from casemesh_notifier.outbox import NOTIFICATIONS
 from casemesh_notifier.settings import NotifierSettings
@@ -600,11 +602,14 @@ class Delivery:
                 await asyncio.sleep(pause)
 
     async def _sms_not_before(self, job: Job, now: datetime) -> datetime | None:
-        # A one-time code is wanted now, at any hour (the rate limit still applies).
+        # A one-time code is wanted now, at any hour (the rate limit still
+        # applies). Quiet hours are the recipient's, where the number tells
+        # their zone (as the dates in the text are).
+        zone = reader_zone(job.recipient, now, ZoneInfo(self._cfg.sms_time_zone))
         quiet_end = (
             None
             if job.template in policy.URGENT_TEMPLATES
-            else policy.quiet_until(now, self._cfg.sms_quiet_hours, self._cfg.sms_time_zone)
+            else policy.quiet_until(now, self._cfg.sms_quiet_hours, zone)
         )
         if quiet_end is not None:
             return quiet_end

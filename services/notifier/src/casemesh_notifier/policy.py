@@ -4,7 +4,7 @@ per-recipient SMS rate limit. Pure functions of the clock (time is an input)."""
 from __future__ import annotations
 
 import random
-from datetime import datetime, time, timedelta
+from datetime import datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 
@@ -20,13 +20,14 @@ URGENT_TEMPLATES = frozenset({"verification.code"})
 SECRET_TEMPLATES = frozenset({"verification.code"})
 
 
-def quiet_until(now: datetime, quiet_hours: str, zone: str) -> datetime | None:
-    """The end of the quiet period `now` falls in, or None when SMS may go now."""
+def quiet_until(now: datetime, quiet_hours: str, zone: str | tzinfo) -> datetime | None:
+    """The end of the quiet period `now` falls in (in `zone`, the
+    recipient's), or None when SMS may go now."""
     if not quiet_hours:
         return None
     start_s, end_s = quiet_hours.split("-")
     start, end = time.fromisoformat(start_s), time.fromisoformat(end_s)
-    local = now.astimezone(ZoneInfo(zone))
+    local = now.astimezone(ZoneInfo(zone) if isinstance(zone, str) else zone)
     t = local.timetz().replace(tzinfo=None)
     # A period like 22:00-08:00 spans midnight.
     inside = start <= t < end if start <= end else (t >= start or t < end)
