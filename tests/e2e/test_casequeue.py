@@ -216,6 +216,14 @@ def test_claims_through_the_gateway_and_the_watch(stack: Stack) -> None:
         lambda: a.ListQueueCases(
             qpb.ListQueueCasesRequest(page_token=token_of(False, 0, NOON[:19], NOON, "x"))
         ),
+        # A priority of `true` (an int to Python, not to PostgreSQL), a name
+        # with a lone surrogate (no UTF-8).
+        lambda: a.ListQueueCases(
+            qpb.ListQueueCasesRequest(page_token=token_of(False, True, NOON, NOON, "x"))
+        ),
+        lambda: a.ListQueueCases(
+            qpb.ListQueueCasesRequest(page_token=token_of(False, 0, NOON, NOON, "\ud800"))
+        ),
         lambda: a.ListQueueCases(qpb.ListQueueCasesRequest(category="a\x01")),
         lambda: a.ListQueueCases(qpb.ListQueueCasesRequest(types=[cast(Any, 9)])),
     ]

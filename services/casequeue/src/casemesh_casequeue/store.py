@@ -508,7 +508,8 @@ def decode_token(token: str) -> tuple[bool, int, str, datetime, str] | None:
         child_safety, priority, due, created, name = json.loads(
             base64.urlsafe_b64decode(token.encode())
         )
-        if not (isinstance(child_safety, bool) and isinstance(priority, int)):
+        # (A bool is an int to Python, not to PostgreSQL.)
+        if not (isinstance(child_safety, bool) and type(priority) is int):
             raise ValueError(token)
         if not (0 <= priority <= 4 and isinstance(name, str)):
             raise ValueError(token)
@@ -519,6 +520,7 @@ def decode_token(token: str) -> tuple[bool, int, str, datetime, str] | None:
             raise ValueError(token)
         if any(ord(ch) < 32 for ch in name) or len(name) > 200:
             raise ValueError(token)
+        name.encode()  # a lone surrogate (`\ud800`) is no text PostgreSQL takes
         # In UTC: an offset with seconds (`+05:30:15.5`) PostgreSQL reads not.
         due, created = due_at.astimezone(UTC).isoformat(), created_at.astimezone(UTC)
         return child_safety, priority, due, created, name
