@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from casemesh_casequeue import sla, store
+from casemesh_casequeue.api import shown
 from casemesh_casequeue.model import Observation, advance, apply, new_case
 
 LEVELS = sla.load()
@@ -154,6 +155,19 @@ def test_a_pause_moves_the_due_time_and_a_missed_target_breaches_once() -> None:
     assert case.priority == 4 and case.queue == "tier2" and case.status == "OPEN"
 
 
+def test_a_watch_hears_a_case_escalated_out_of_its_queues_and_no_others() -> None:
+    obs = opened(1, START, priority=3)
+    case = new_case(obs, LEVELS)
+    apply(case, obs, LEVELS)
+    home = case.queue
+    advance(case, START + timedelta(days=2), LEVELS)
+    assert case.queue == "tier2" != home
+    assert shown({home}, "ESCALATED", case)  # shown leaving the watched queue
+    assert shown({"tier2"}, "ESCALATED", case) and shown(set(), "UPDATED", case)
+    assert not shown({"ads"}, "ESCALATED", case)
+    assert not shown({home}, "UPDATED", case)
+
+
 def test_a_new_priority_counts_from_its_own_moment_not_back_to_the_start() -> None:
     friday_5pm = datetime(2026, 3, 6, 9, 0, tzinfo=UTC)  # 17:00 in Shanghai
     obs = Observation(
@@ -284,3 +298,4 @@ async def test_a_case_locked_for_a_moment_is_waited_for_not_reported_missing(
             await updating.commit()
             case = await asyncio.wait_for(claim, timeout=10)
     assert case is not None and case.name == name and case.holder == "agent-1"
+

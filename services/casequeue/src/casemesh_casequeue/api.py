@@ -226,8 +226,7 @@ class QueueServicer(pb_grpc.CaseQueueServiceServicer):
                     raise ChangesLost(
                         "changes to the queue may have been missed: watch again, then read it"
                     )
-                # A case escalated out of a watched queue is shown leaving it.
-                if case is None or (queues and case.queue not in queues and change != "ESCALATED"):
+                if case is None or not shown(queues, change, case):
                     continue
                 said = loop.time()
                 yield pb.QueueChange(
@@ -235,3 +234,11 @@ class QueueServicer(pb_grpc.CaseQueueServiceServicer):
                     queue_case=case_message(case),
                     time=to_timestamp(self.clock.now()),
                 )
+
+
+def shown(queues: set[str], change: str, case: Case) -> bool:
+    """Whether a watch of `queues` (empty: all) hears `change` to `case`: a
+    change in one of them, or a case escalated out of one (shown leaving it)."""
+    if not queues or case.queue in queues:
+        return True
+    return change == "ESCALATED" and case.base_queue in queues
