@@ -5,8 +5,10 @@ arithmetic the whole queue rests on."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -299,3 +301,12 @@ async def test_a_case_locked_for_a_moment_is_waited_for_not_reported_missing(
             case = await asyncio.wait_for(claim, timeout=10)
     assert case is not None and case.name == name and case.holder == "agent-1"
 
+
+def test_report_priority_floors_count_highest_first_however_listed(tmp_path: Any) -> None:
+    raw = json.loads((Path(sla.__file__).parent / "sla.json").read_text())
+    raw["report_priority"] = sorted(raw["report_priority"])  # lowest floor first
+    policy = tmp_path / "sla.json"
+    policy.write_text(json.dumps(raw))
+    levels = sla.load(str(policy))
+    assert levels.priority_of_report("NORMAL", 10_000) == 4
+    assert levels.priority_of_report("NORMAL", 0) == LEVELS.priority_of_report("NORMAL", 0)

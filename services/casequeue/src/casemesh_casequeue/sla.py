@@ -168,6 +168,10 @@ def load(path: str = "") -> ServiceLevels:
         warn_before=float(raw["warn_before"]),
         queues=tuple(Rule(q["type"], q.get("category", ""), 0, q["queue"]) for q in raw["queues"]),
         policies=policies,
-        report_priority=tuple((float(f), int(p)) for f, p in raw["report_priority"]),
+        # Highest floor first, however the file lists them: the first a
+        # case's points reach gives its priority.
+        report_priority=tuple(
+            sorted(((float(f), int(p)) for f, p in raw["report_priority"]), reverse=True)
+        ),
         appeal_priority=int(raw["appeal_priority"]),
     )
