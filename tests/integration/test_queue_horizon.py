@@ -9,8 +9,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from casemesh.platform.consuming import Place
 from casemesh_casequeue import timer
 from casemesh_casequeue.consumer import Progress
 from tests.conftest import Infra
@@ -38,11 +39,70 @@ async def test_the_clocks_stop_where_the_topics_stop_telling(
             await producer.send_and_wait(told, b"x", key=b"case-1")
         finally:
             await producer.stop()
-        # A record not applied yet, on a partition never read: no clock runs.
-        assert await horizon.until(NOW, GRACE) is None
+        # A record not applied yet, on a partition never read, and nothing
+        # known to be read before it: no clock runs.
+        fresh = timer.Horizon(infra.kafka.bootstrap, f"it-horizon-{run}", Progress())
+        await fresh.start()
+        try:
+            assert await fresh.until(NOW, GRACE) is None
+        finally:
+            await fresh.stop()
+        # Known: everything written before NOW (nothing) was read.
+        assert await horizon.until(NOW + timedelta(minutes=1), GRACE) == NOW
 
         monkeypatch.setattr(timer, "TOPICS", (told, quiet, f"it.horizon.{run}.missing"))
         with pytest.raises(RuntimeError, match="missing"):
             await horizon.until(NOW, GRACE)
     finally:
+        await horizon.stop()
+
+
+async def test_partitions_another_replica_reads_do_not_stop_the_clocks(
+    infra: Infra, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two replicas share the topic's partitions. This one has read its own
+    (0) to the end; the other always has a record in hand on its own (1), as
+    under steady traffic. The clocks still run: up to the latest time every
+    partition's end then has since been read by the group."""
+    run = uuid.uuid4().hex[:8]
+    topic, group = f"it.horizon.{run}.shared", f"it-horizon-{run}"
+    await infra.kafka.create_topics([topic], partitions=2)
+    monkeypatch.setattr(timer, "TOPICS", (topic,))
+    mine, theirs = TopicPartition(topic, 0), TopicPartition(topic, 1)
+    progress = Progress()
+    horizon = timer.Horizon(infra.kafka.bootstrap, group, progress)
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka.bootstrap)
+    other = AIOKafkaConsumer(
+        bootstrap_servers=infra.kafka.bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await horizon.start()
+    await producer.start()
+    await other.start()
+    try:
+        sent = await producer.send_and_wait(topic, b"x", partition=0)
+        progress.saw(Place(topic, 0, sent.offset, sent.timestamp))  # read here
+        for _ in range(2):
+            await producer.send_and_wait(topic, b"y", partition=1)
+        other.assign([mine, theirs])
+        await other.commit({theirs: 1})  # the other replica: one of two read
+
+        # Nothing known of the other's partition yet.
+        assert await horizon.until(NOW, GRACE) is None
+        # A new record arrives there while the other reads what was there
+        # at NOW: the time NOW is heard, though that partition is never idle.
+        await producer.send_and_wait(topic, b"z", partition=1)
+        await other.commit({theirs: 2})
+        later = NOW + timedelta(minutes=5)
+        assert await horizon.until(later, GRACE) == NOW
+
+        # This replica's partition 0 taken over by the other (a rebalance),
+        # which has read past where this one stopped and has a record in
+        # hand: what this one last read there no longer tells anything.
+        for _ in range(2):
+            sent = await producer.send_and_wait(topic, b"w", partition=0)
+        await other.commit({mine: sent.offset, theirs: 3})
+        assert await horizon.until(later + timedelta(minutes=1), GRACE) == later
+    finally:
+        await other.stop()
+        await producer.stop()
         await horizon.stop()

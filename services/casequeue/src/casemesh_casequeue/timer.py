@@ -1,8 +1,9 @@
 """The SLA timer: warnings and breaches, fired once each, and expired leases.
 
 A clock is read only up to what the topics have told: never past the time of
-the last record applied on a partition that still has records to read, and
-always a grace period behind now (an event stamped before a due time may
+the last record applied on a partition that still has records to read (or,
+on one another replica reads, past a time before which the group has read
+everything), and always a grace period behind now (an event stamped before a due time may
 still be on its way from its relay). So a backlog, a replay or a rebalance
 never fires a clock that a later event would have paused or stopped, and a
 rebuild from offset 0 comes to the same breaches."""
@@ -29,15 +30,24 @@ log = get_logger(__name__)
 
 class Horizon:
     """How far the topics have told: `now - grace` when every partition is
-    read to its end, else the time of the last record applied on the
-    furthest-behind partition (None before any). A topic whose partitions
-    Kafka does not give (yet) raises: its clocks are not read at all."""
+    read to its end; else, for each partition behind, the time of the last
+    record this instance applied there, or, on a partition another replica
+    reads (or took over from this one), the latest time at which every
+    partition's end has since been read by the group (None before one is
+    known). A topic whose partitions Kafka does not give (yet) raises: its
+    clocks are not read at all."""
+
+    # Times noted with the partitions' ends then, not reached yet, at most
+    # (beyond, every other one is dropped: the times reached come further apart).
+    MAX_NOTED = 1000
 
     def __init__(self, bootstrap: str, group_id: str, progress: Progress) -> None:
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
         )
         self._progress = progress
+        self._noted: list[tuple[datetime, dict[TopicPartition, int]]] = []
+        self._heard: datetime | None = None
 
     async def start(self) -> None:
         await self._consumer.start()
@@ -56,20 +66,50 @@ class Horizon:
 
     async def until(self, now: datetime, grace: timedelta) -> datetime | None:
         ends = await self._consumer.end_offsets(self._partitions())
-        behind = []
+        # How far each partition has been read: by this instance (applied),
+        # or by the group (committed), whichever is further.
+        read: dict[TopicPartition, int] = {}
         for tp, end in ends.items():
-            key = (tp.topic, tp.partition)
-            if end == 0 or self._progress.applied.get(key, -1) >= end - 1:
-                continue
-            committed = await self._consumer.committed(tp)
-            if committed is None or committed < end:
-                behind.append(key)
+            applied = self._progress.applied.get((tp.topic, tp.partition), -1) + 1
+            if end == 0 or applied >= end:
+                read[tp] = end
+            else:
+                read[tp] = max(applied, await self._consumer.committed(tp) or 0)
+        heard = self._heard_until(now, ends, read)
+        behind = [tp for tp, end in ends.items() if read[tp] < end]
         if not behind:
             return now - grace
-        times = [self._progress.times.get(key) for key in behind]
-        if any(t is None for t in times):
-            return None
-        return min(min(t for t in times if t is not None), now - grace)
+        times = []
+        for tp in behind:
+            key = (tp.topic, tp.partition)
+            mine = self._progress.applied.get(key)
+            if mine is not None and read[tp] == mine + 1:
+                # This instance's, and nobody has read further: the time of
+                # the last record it applied there.
+                times.append(self._progress.times[key])
+            elif heard is None:
+                return None
+            else:
+                times.append(heard)
+        return min(min(times), now - grace)
+
+    def _heard_until(
+        self, now: datetime, ends: dict[TopicPartition, int], read: dict[TopicPartition, int]
+    ) -> datetime | None:
+        """Notes `now` with the ends; returns the latest time noted whose ends
+        have all been read since (the records written before it)."""
+        self._noted.append((now, dict(ends)))
+        reached = [
+            n
+            for n, (_, noted) in enumerate(self._noted)
+            if all(end <= read.get(tp, -1) <= ends.get(tp, -1) for tp, end in noted.items())
+        ]
+        if reached:
+            self._heard = self._noted[reached[-1]][0]
+            del self._noted[: reached[-1] + 1]
+        if len(self._noted) > self.MAX_NOTED:
+            self._noted = self._noted[::2]
+        return self._heard
 
 
 async def run_timer(
