@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from psycopg_pool import AsyncConnectionPool
 
 from casemesh.platform.clock import Clock
+from casemesh.platform.consuming import Heard
 from casemesh.platform.logging import get_logger
 from casemesh_casequeue import store
 from casemesh_casequeue.consumer import Progress
@@ -37,17 +38,12 @@ class Horizon:
     known). A topic whose partitions Kafka does not give (yet) raises: its
     clocks are not read at all."""
 
-    # Times noted with the partitions' ends then, not reached yet, at most
-    # (beyond, every other one is dropped: the times reached come further apart).
-    MAX_NOTED = 1000
-
     def __init__(self, bootstrap: str, group_id: str, progress: Progress) -> None:
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
         )
         self._progress = progress
-        self._noted: list[tuple[datetime, dict[TopicPartition, int]]] = []
-        self._heard: datetime | None = None
+        self._heard = Heard()
 
     async def start(self) -> None:
         await self._consumer.start()
@@ -75,7 +71,7 @@ class Horizon:
                 read[tp] = end
             else:
                 read[tp] = max(applied, await self._consumer.committed(tp) or 0)
-        heard = self._heard_until(now, ends, read)
+        heard = self._heard.at(now, {tp: (read[tp], end) for tp, end in ends.items()})
         behind = [tp for tp, end in ends.items() if read[tp] < end]
         if not behind:
             return now - grace
@@ -92,24 +88,6 @@ class Horizon:
             else:
                 times.append(heard)
         return min(min(times), now - grace)
-
-    def _heard_until(
-        self, now: datetime, ends: dict[TopicPartition, int], read: dict[TopicPartition, int]
-    ) -> datetime | None:
-        """Notes `now` with the ends; returns the latest time noted whose ends
-        have all been read since (the records written before it)."""
-        self._noted.append((now, dict(ends)))
-        reached = [
-            n
-            for n, (_, noted) in enumerate(self._noted)
-            if all(end <= read.get(tp, -1) <= ends.get(tp, -1) for tp, end in noted.items())
-        ]
-        if reached:
-            self._heard = self._noted[reached[-1]][0]
-            del self._noted[: reached[-1] + 1]
-        if len(self._noted) > self.MAX_NOTED:
-            self._noted = self._noted[::2]
-        return self._heard
 
 
 async def run_timer(

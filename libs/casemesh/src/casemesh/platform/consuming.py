@@ -42,7 +42,7 @@ import contextlib
 import functools
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -745,35 +745,27 @@ async def group_positions(
             await admin.close()
 
 
-class HeardUntil:
-    """A time before which every record of `topics` has been read (applied
-    or set aside) by the consumer `group`, from its committed offsets.
-
-    Each `check` notes where the partitions end at that time; a time noted
-    counts as heard once the group's committed offsets have reached all its
-    ends (the records written before it), and are not past where the
-    partitions end now (a topic made again, its offsets begun anew: nothing
-    is known then). It reads no record; it knows only what it noted, so it
-    says None (nothing known to be heard) until its first time noted is
-    reached, which is at once for a group that has read everything. A check
-    Kafka does not answer in full gives the last time known."""
+class Heard:
+    """A time before which every record of some partitions has been read:
+    each `at` notes its time with where the partitions end then, and a time
+    noted counts as heard once the read positions have reached all its ends
+    (the records written before it), and are not past where the partitions
+    end now (a topic made again, its offsets begun anew: nothing is known
+    then). None until the first time noted is reached."""
 
     # Times noted and not reached yet, at most (beyond, every other one is
     # dropped: the times reached come further apart).
     MAX_NOTED = 1000
 
-    def __init__(self, bootstrap: str, group: str, topics: Sequence[str]) -> None:
-        self._bootstrap, self._group, self._topics = bootstrap, group, tuple(topics)
+    def __init__(self) -> None:
         self._noted: list[tuple[datetime, dict[TopicPartition, int]]] = []
-        self._heard: datetime | None = None
+        self.last: datetime | None = None
 
-    async def check(self, now: datetime) -> datetime | None:
-        try:
-            async with asyncio.timeout(10.0):
-                positions = await group_positions(self._bootstrap, self._group, self._topics)
-        except Exception as exc:
-            log.warning("consumer.heard_unknown", group=self._group, error=repr(exc))
-            return self._heard
+    def at(
+        self, now: datetime, positions: Mapping[TopicPartition, tuple[int, int]]
+    ) -> datetime | None:
+        """Notes `now` with the ends of `positions` (partition → (read, end))
+        and returns the latest time heard."""
         self._noted.append((now, {tp: end for tp, (_, end) in positions.items()}))
         reached = [
             n
@@ -784,8 +776,30 @@ class HeardUntil:
             )
         ]
         if reached:
-            self._heard = self._noted[reached[-1]][0]
+            self.last = self._noted[reached[-1]][0]
             del self._noted[: reached[-1] + 1]
         if len(self._noted) > self.MAX_NOTED:
             self._noted = self._noted[::2]
-        return self._heard
+        return self.last
+
+
+class HeardUntil:
+    """A time before which every record of `topics` has been read (applied
+    or set aside) by the consumer `group`, from its committed offsets
+    (`Heard`). It reads no record; it knows only what it noted, so it says
+    None (nothing known to be heard) until its first time noted is reached,
+    which is at once for a group that has read everything. A check Kafka
+    does not answer in full gives the last time known."""
+
+    def __init__(self, bootstrap: str, group: str, topics: Sequence[str]) -> None:
+        self._bootstrap, self._group, self._topics = bootstrap, group, tuple(topics)
+        self._heard = Heard()
+
+    async def check(self, now: datetime) -> datetime | None:
+        try:
+            async with asyncio.timeout(10.0):
+                positions = await group_positions(self._bootstrap, self._group, self._topics)
+        except Exception as exc:
+            log.warning("consumer.heard_unknown", group=self._group, error=repr(exc))
+            return self._heard.last
+        return self._heard.at(now, positions)
