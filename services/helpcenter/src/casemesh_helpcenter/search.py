@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -72,10 +73,16 @@ STOP = frozenset(
 )
 
 
+def folded(text: str) -> str:
+    """Lower-case, in the forms a Chinese keyboard's full-width letters and
+    digits (`ｌｏｇｉｎ`, `１２３`) stand for (NFKC)."""
+    return unicodedata.normalize("NFKC", text).lower()
+
+
 def tokens(text: str) -> list[str]:
     """The index words of a text (Chinese segmented, everything lower-case)."""
     found: list[str] = []
-    for chunk in WORD.findall(text.lower()):
+    for chunk in WORD.findall(folded(text)):
         if CJK.match(chunk):
             found += [w for w in jieba.cut_for_search(chunk) if w.strip()]
         else:
@@ -132,7 +139,7 @@ def query_terms(query: str) -> list[str]:
     """The words to look for: the query's own, and those of any synonym group
     the query mentions."""
     terms = tokens(query)
-    text = query.lower()
+    text = folded(query)
     words = set(re.findall(r"[a-z0-9]+", text))
     for group in synonym_groups():
         if group.mentioned(text, words):
