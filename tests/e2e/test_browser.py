@@ -230,6 +230,37 @@ def test_a_user_the_help_centre_did_not_help_opens_a_ticket_with_a_screenshot(
     assert len(problems) <= (1 if transport == "connect" else 0)
 
 
+def test_a_user_helped_twice_answers_for_each_article_in_its_own_session(
+    browser: Browser, stack: Stack
+) -> None:
+    """Helped by one article, the user starts over: the old results go with
+    the old session, and the next article read is answered for in a new one."""
+    user = f"web-twice-{uuid.uuid4().hex[:8]}"
+    context = browser.new_context(locale="zh-CN")
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda err: problems.append(f"uncaught: {err}"))
+    try:
+        page.goto(f"{stack.http}/")
+        page.get_by_label("用户名").fill(user)
+        page.get_by_role("button", name="登录").click()
+        for _ in range(2):
+            page.get_by_role("searchbox", name="描述您的问题").fill("无法登录")
+            page.get_by_role("button", name="搜索", exact=True).click()
+            page.get_by_role("button", name=ARTICLE).click()
+            page.get_by_role("button", name="解决了", exact=True).click()
+            expect(page.get_by_text("很高兴帮到您！")).to_be_visible()
+            expect(page.locator("#error")).to_be_hidden()
+            page.get_by_role("button", name="返回帮助中心").first.click()
+            expect(page.get_by_role("heading", name="搜索帮助中心")).to_be_visible()
+            expect(page.get_by_role("button", name=ARTICLE)).to_have_count(0)
+            expect(page.get_by_role("searchbox", name="描述您的问题")).to_have_value("")
+    finally:
+        context.close()
+    assert problems == []
+
+
 @pytest.mark.parametrize("transport", list(TRANSPORTS))
 def test_a_user_downloads_a_copy_of_their_data(
     browser: Browser, stack: Stack, transport: str, tmp_path: Path

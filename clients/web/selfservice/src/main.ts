@@ -287,6 +287,18 @@ function newHelpSession() {
 // After an answer to "did this solve it?" (or a ticket), a new session starts.
 let tried = newHelpSession();
 
+/**
+ * Begins a new help session. The last search's results go with the old one:
+ * an article opened from them would belong to no session, and its "did this
+ * solve it?" could not be answered.
+ */
+function startOver(): void {
+  tried = newHelpSession();
+  $("result-list").replaceChildren();
+  $("results").hidden = true;
+  $<HTMLInputElement>("query").value = "";
+}
+
 async function loadFlows(): Promise<void> {
   const { flows } = await help.listFlows({ locale });
   $("flow-list").replaceChildren(
@@ -414,7 +426,7 @@ $("solved-yes").addEventListener(
       await help.resolveHelp({ session: tried.session, solved: true });
       $("solved-buttons").hidden = true;
       $("solved-thanks").textContent = t("solvedThanks");
-      tried = newHelpSession();
+      startOver();
     }),
 );
 
@@ -592,7 +604,7 @@ $("ticket-form").addEventListener("submit", (e) => {
         : await tickets.createTicket({ requestId, ticket: written });
       requestId = crypto.randomUUID();
       uploaded = undefined;
-      tried = newHelpSession();
+      startOver();
       await openTicket(ticket.name, ticket);
       say(t("ticketCreated"));
     },
