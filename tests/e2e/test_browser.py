@@ -30,6 +30,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+from casemesh.v1 import helpcenter_pb2 as hpb
 from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import REPO, Stack
 from tests.e2e.test_evidence import png
@@ -259,6 +260,44 @@ def test_a_user_helped_twice_answers_for_each_article_in_its_own_session(
     finally:
         context.close()
     assert problems == []
+
+
+def test_a_refusal_is_shown_in_the_language_the_page_is_in(browser: Browser, stack: Stack) -> None:
+    """The browser asks for English, the user chose 中文 on the page: a
+    refusal (the help session answered in another tab) is said in Chinese."""
+    user = f"web-lang-{uuid.uuid4().hex[:8]}"
+    context = browser.new_context(locale="en-US")
+    context.add_init_script("localStorage.setItem('casemesh.locale', 'zh-CN')")
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    asked: set[str] = set()
+    page.on(
+        "request",
+        lambda r: (
+            asked.add(r.headers.get("accept-language", "")) if "/casemesh.v1." in r.url else None
+        ),
+    )
+    try:
+        page.goto(f"{stack.http}/")
+        page.get_by_label("用户名").fill(user)
+        page.get_by_role("button", name="登录").click()
+        page.get_by_role("searchbox", name="描述您的问题").fill("无法登录")
+        with page.expect_response(lambda r: "/SearchArticles" in r.url) as searched:
+            page.get_by_role("button", name="搜索", exact=True).click()
+        session = searched.value.json()["session"]
+        page.get_by_role("button", name=ARTICLE).click()
+        # Answered in another tab meanwhile.
+        Reader(stack, user).ResolveHelp(hpb.ResolveHelpRequest(session=session, solved=True))
+        page.get_by_role("button", name="没有解决").click()
+        page.get_by_label("标题").fill("还是登不上")
+        page.get_by_label("问题描述").fill("试过了文章里的办法。")
+        page.get_by_role("checkbox", name="电子邮件").check()
+        page.get_by_label("电子邮箱").fill(f"{user}@example.com")
+        page.get_by_role("button", name="提交工单").click()
+        expect(page.get_by_role("alert")).to_contain_text("出错了：这次帮助的结果已经记录过了。")
+    finally:
+        context.close()
+    assert asked == {"zh-CN"}
 
 
 @pytest.mark.parametrize("transport", list(TRANSPORTS))

@@ -18,6 +18,7 @@ import { type Evidence, EvidenceSchema } from "./gen/casemesh/v1/evidence_pb";
 import {
   type BadRequest_FieldViolation,
   BadRequestSchema,
+  LocalizedMessageSchema,
 } from "./gen/google/rpc/error_details_pb";
 
 export * from "./gen/casemesh/v1/appeals_pb";
@@ -39,11 +40,18 @@ export { timestampDate } from "@bufbuild/protobuf/wkt";
 /** The caller's bearer token (a JWT), read before every call; nothing when signed out. */
 export type TokenGetter = () => string | undefined | Promise<string | undefined>;
 
-function bearer(token: TokenGetter): Interceptor {
+/** The language the page is shown in (`zh-CN`, `en`), read before every call. */
+export type LanguageGetter = () => string;
+
+function bearer(token: TokenGetter, language?: LanguageGetter): Interceptor {
   return (next) => async (req) => {
     const value = await token();
     if (value) {
       req.header.set("Authorization", `Bearer ${value}`);
+    }
+    // Refusals come in the page's language (errorMessage), not the browser's.
+    if (language) {
+      req.header.set("Accept-Language", language());
     }
     return next(req);
   };
@@ -54,13 +62,35 @@ function bearer(token: TokenGetter): Interceptor {
  * (`GetTicket`, `SearchArticles`, …) go as HTTP GET, which caches and proxies
  * understand.
  */
-export function connectTransport(baseUrl: string, token: TokenGetter): Transport {
-  return createConnectTransport({ baseUrl, useHttpGet: true, interceptors: [bearer(token)] });
+export function connectTransport(
+  baseUrl: string,
+  token: TokenGetter,
+  language?: LanguageGetter,
+): Transport {
+  return createConnectTransport({
+    baseUrl,
+    useHttpGet: true,
+    interceptors: [bearer(token, language)],
+  });
 }
 
 /** gRPC-Web (binary), for infrastructure that already speaks it. */
-export function grpcWebTransport(baseUrl: string, token: TokenGetter): Transport {
-  return createGrpcWebTransport({ baseUrl, interceptors: [bearer(token)] });
+export function grpcWebTransport(
+  baseUrl: string,
+  token: TokenGetter,
+  language?: LanguageGetter,
+): Transport {
+  return createGrpcWebTransport({ baseUrl, interceptors: [bearer(token, language)] });
+}
+
+/**
+ * What a failed call says, for people: the refusal in the language the call
+ * asked for (the gateway's `google.rpc.LocalizedMessage`), else its message.
+ */
+export function errorMessage(err: unknown): string {
+  const error = ConnectError.from(err);
+  const [said] = error.findDetails(LocalizedMessageSchema);
+  return said?.message || error.rawMessage;
 }
 
 /**

@@ -20,6 +20,7 @@ import {
 } from "@casemesh/client";
 
 import { rolesIn } from "./config";
+import { locale } from "./ui";
 
 const TOKEN_KEY = "casemesh.console.token";
 
@@ -39,8 +40,8 @@ export function setToken(value: string | undefined): void {
 const useGrpcWeb = new URLSearchParams(location.search).get("transport") === "grpc-web";
 export const transportName = useGrpcWeb ? "gRPC-Web" : "Connect";
 const transport = useGrpcWeb
-  ? grpcWebTransport(location.origin, currentToken)
-  : connectTransport(location.origin, currentToken);
+  ? grpcWebTransport(location.origin, currentToken, () => locale)
+  : connectTransport(location.origin, currentToken, () => locale);
 
 export const queue = createClient(CaseQueueService, transport);
 export const tickets = createClient(TicketService, transport);

@@ -1,6 +1,6 @@
 /** What every part of the console shares: the language, the DOM helpers, the status line and errors. */
 
-import { Code, ConnectError, fieldViolations, timestampDate } from "@casemesh/client";
+import { Code, ConnectError, errorMessage, fieldViolations, timestampDate } from "@casemesh/client";
 import { element } from "@casemesh/client/page";
 
 import { type Key, type Locale, initialLocale, text } from "./i18n";
@@ -134,13 +134,13 @@ export function showError(err: unknown): void {
     $("error-message").textContent = t("staleChange");
     $("error-reload").hidden = !reloadCurrent;
   } else if (error.code === Code.PermissionDenied) {
-    $("error-message").textContent = `${t("notAllowed")} ${error.rawMessage}`;
+    $("error-message").textContent = `${t("notAllowed")} ${errorMessage(error)}`;
   } else if (error.code === Code.Unavailable) {
     $("error-message").textContent = t("unreachable");
   } else {
     $("error-message").textContent = first
       ? t("fixFields")
-      : `${t("errorPrefix")}${error.rawMessage}`;
+      : `${t("errorPrefix")}${errorMessage(error)}`;
   }
   $("error").hidden = false;
   say("");

@@ -21,6 +21,7 @@ import {
   HelpCenterService,
   PrivacyService,
   connectTransport,
+  errorMessage,
   grpcWebTransport,
   type Ticket,
   type TicketCategory,
@@ -59,8 +60,8 @@ let token: string | undefined = sessionStorage.getItem(TOKEN_KEY) ?? undefined;
 const currentToken = () => token;
 
 const transport = useGrpcWeb
-  ? grpcWebTransport(api, currentToken)
-  : connectTransport(api, currentToken);
+  ? grpcWebTransport(api, currentToken, () => locale)
+  : connectTransport(api, currentToken, () => locale);
 const tickets = createClient(TicketService, transport);
 const help = createClient(HelpCenterService, transport);
 const privacy = createClient(PrivacyService, transport);
@@ -143,7 +144,7 @@ function showError(err: unknown, place: Placer = () => undefined): void {
   }
   $("error-message").textContent = first
     ? t("fixFields")
-    : `${t("errorPrefix")}${error.rawMessage}`;
+    : `${t("errorPrefix")}${errorMessage(error)}`;
   $("error").hidden = false;
   say("");
   (first instanceof HTMLFieldSetElement ? first.querySelector("input") : first)?.focus();
