@@ -128,6 +128,28 @@ async def test_an_answer_retried_under_a_request_id_answers_the_same_step(
     assert refused.value.reason == "REQUEST_ID_REUSED"
 
 
+async def test_an_answer_sent_again_after_the_flow_moved_on_answers_nothing_more(
+    app: HelpCenter,
+) -> None:
+    """An answer to the first question arrives twice (a second tap after the
+    first was taken, or a send the page thought lost, without a request id):
+    naming its question, the second is refused, not taken for the next one."""
+    step = await app.start_flow(ALICE, "flows/login", "", "en")
+    assert step.question_id
+    second = await app.answer_flow(ALICE, step.session, 0, question_id=step.question_id)
+    assert second.question_id not in ("", step.question_id)
+    with pytest.raises(Aborted) as refused:
+        await app.answer_flow(ALICE, step.session, 0, question_id=step.question_id)
+    assert refused.value.reason == "QUESTION_ANSWERED"
+    async with app.pool.connection() as conn:
+        now = await session_of(conn, ALICE, step.session, "en", create=False)
+    assert len(now.path) == 1 and now.question_id == second.question_id
+    # A retry under its request id still gets the step its first send gave.
+    third = await app.answer_flow(ALICE, step.session, 0, "a-2", second.question_id)
+    again = await app.answer_flow(ALICE, step.session, 0, "a-2", second.question_id)
+    assert again == third
+
+
 async def test_figures_count_searches_and_how_sessions_ended(app: HelpCenter) -> None:
     before = await app.figures(AGENT, None, None)
     helped = await app.search(BOB, "忘记密码", "", "", 0, "")

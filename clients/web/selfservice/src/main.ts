@@ -384,24 +384,39 @@ function renderStep(step: FlowStep): void {
   $("flow-ending").hidden = !step.finished;
   if (!step.finished) {
     $("flow-question-text").textContent = step.question;
-    $("flow-answers").replaceChildren(
-      ...step.answers.map((answer, i) => {
-        const button = element("button", answer.label, { type: "button" });
-        button.addEventListener(
-          "click",
-          () =>
-            void busy(button, async () => {
-              const next = await help.answerFlow({ session: tried.session, answer: i });
+    const buttons = step.answers.map((answer) =>
+      element("button", answer.label, { type: "button" }),
+    );
+    // One answer at a time. Each answer's request id is kept for its retries,
+    // and the question is named: a second tap or a send thought lost never
+    // answers the question after this one.
+    const requestIds = step.answers.map(() => crypto.randomUUID());
+    step.answers.forEach((answer, i) => {
+      const button = buttons[i]!;
+      button.addEventListener(
+        "click",
+        () =>
+          void busy(button, async () => {
+            for (const other of buttons) other.disabled = true;
+            try {
+              const next = await help.answerFlow({
+                session: tried.session,
+                answer: i,
+                questionId: step.questionId,
+                requestId: requestIds[i],
+              });
               const taken = `${step.question} → ${answer.label}`;
               tried.path.push(taken);
               $("flow-path").append(element("li", taken));
               renderStep(next);
               $("flow-title").focus();
-            }),
-        );
-        return listItem(button);
-      }),
-    );
+            } finally {
+              for (const other of buttons) other.disabled = false;
+            }
+          }),
+      );
+    });
+    $("flow-answers").replaceChildren(...buttons.map((button) => listItem(button)));
     return;
   }
   if (step.article) {

@@ -72,6 +72,7 @@ def step_message(s: FlowStep) -> pb.FlowStep:
         question=s.question,
         answers=[pb.FlowAnswer(label=label) for label in s.answers],
         action=s.action,
+        question_id=s.question_id,
     )
     if s.article is not None:
         step.article.CopyFrom(article_message(s.article))
@@ -217,7 +218,9 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
 
     async def AnswerFlow(self, request: pb.AnswerFlowRequest, context: Ctx) -> pb.FlowStep:
         return step_message(
-            await self.app.answer_flow(_who(), request.session, request.answer, request.request_id)
+            await self.app.answer_flow(
+                _who(), request.session, request.answer, request.request_id, request.question_id
+            )
         )
 
     async def ResolveHelp(

@@ -312,11 +312,13 @@ class HelpCenter:
         return found.step(locale)
 
     async def answer_flow(
-        self, who: Identity, session: str, answer: int, request_id: str = ""
+        self, who: Identity, session: str, answer: int, request_id: str = "", question_id: str = ""
     ) -> FlowStep:
         """Answers the question the session stands at; a second answer to the
         same question (a double tap) is ABORTED, unless it retries the first
-        under its `request_id`: then it answers the step the first one gave."""
+        under its `request_id`: then it answers the step the first one gave.
+        Given `question_id`, an answer to a question the session has moved
+        past is ABORTED too, not taken for the next question."""
         _request_id(request_id)
         async with self.pool.connection() as conn:
             found = await _session(conn, who, session, "zh-CN", create=False)
@@ -327,6 +329,11 @@ class HelpCenter:
                         "request_id was used for another answer", reason="REQUEST_ID_REUSED"
                     )
                 found.flow, found.node = first[0], first[1]
+            if question_id and question_id != found.question_id:
+                raise Aborted(
+                    "this question was already answered; read the session again",
+                    reason="QUESTION_ANSWERED",
+                )
             choice = found.choose(answer)
             ending = None
             if choice.article:
@@ -356,7 +363,7 @@ class HelpCenter:
                 )
             found.node = choice.next
         if raced:  # answered as the first send was (or refused, if it was another answer)
-            return await self.answer_flow(who, session, answer, request_id)
+            return await self.answer_flow(who, session, answer, request_id, question_id)
         return found.step(found.locale, ending, choice.action)
 
     async def resolve(

@@ -147,6 +147,7 @@ class FlowStep:
     answers: tuple[str, ...] = ()
     article: ArticleVersion | None = None
     action: str = ""
+    question_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,11 @@ class HelpSession:
         """Starts (or starts again) a flow at its first question."""
         self.flow, self.node, self.path = fid, flows()[fid]["start"], []
 
+    @property
+    def question_id(self) -> str:
+        """The question the session stands at, as callers name it back."""
+        return f"{self.flow}/{self.node}" if self.node else ""
+
     def question(self) -> dict[str, Any] | None:
         """The question waiting for an answer, if any."""
         node: dict[str, Any] | None = flows().get(self.flow, {}).get("nodes", {}).get(self.node)
@@ -227,6 +233,7 @@ class HelpSession:
             answers=tuple(text(a["label"], locale) for a in node["answers"]) if node else (),
             article=article,
             action=action,
+            question_id=self.question_id if node else "",
         )
 
     def check_can_be_solved(self) -> None:
