@@ -668,6 +668,48 @@ def test_a_reload_after_someone_elses_change_keeps_what_the_agent_typed(
     colleague.close()
 
 
+def test_a_reply_whose_answer_was_lost_is_sent_again_and_lands_once(
+    browser: Browser, stack: Stack
+) -> None:
+    """The reply reached the service, and its answer was lost on the way
+    back (a dropped connection): the agent presses send again, and the
+    requester gets one reply, not two."""
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"lost-{run}")
+    ticket = new_ticket(requester, f"lost-{run}@example.com", "other.general", f"丢失 {run}")
+    reply = f"您好，已为您处理，请再试一次。{run}"
+    lost: list[str] = []
+
+    def deliver_then_drop(route: Route) -> None:
+        if lost:
+            route.continue_()
+            return
+        route.fetch()  # the service takes the reply
+        lost.append(route.request.url)
+        route.abort("connectionreset")  # and the page never hears back
+
+    with agent_page(browser) as (page, problems):
+        sign_in(page, stack, f"li-{run}", f"#{ticket.name}")
+        expect(page.locator("#case-heading")).to_contain_text(f"丢失 {run}")
+        page.route("**/casemesh.v1.TicketService/AddComment", deliver_then_drop)
+        page.locator("#reply").fill(reply)
+        page.get_by_role("button", name="发送回复").click()
+        expect(page.locator("#error")).to_be_visible()
+        page.get_by_role("button", name="发送回复").click()
+        expect(page.locator("#status")).to_contain_text("回复已发送")
+        expect(page.locator("ol.history")).to_contain_text(reply)
+        assert lost
+        assert [p for p in problems.seen if p.startswith("uncaught")] == []
+    comments = [
+        e
+        for e in requester.ListTicketEvents(pb.ListTicketEventsRequest(name=ticket.name)).events
+        if e.type == "CommentAdded"
+    ]
+    assert [e.text for e in comments] == [reply]
+    requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="test over"))
+    requester.close()
+
+
 def test_a_reload_keeps_the_statement_of_reasons_the_agent_filled_in(
     browser: Browser, stack: Stack
 ) -> None:

@@ -20,7 +20,19 @@ import {
 
 import { appeals } from "./api";
 import { label, nameOf } from "./dsa";
-import { busy, type CaseHost, element, facts, field, say, select, shortId, t, when } from "./ui";
+import {
+  busy,
+  type CaseHost,
+  element,
+  facts,
+  field,
+  RetryKey,
+  say,
+  select,
+  shortId,
+  t,
+  when,
+} from "./ui";
 
 export async function openAppeal(name: string, host: CaseHost): Promise<void> {
   let found = await appeals.getAppeal({ name });
@@ -203,11 +215,13 @@ function askInfo(a: Appeal, host: CaseHost): HTMLElement {
   const section = element("section", "", { "aria-labelledby": "ask-heading" });
   const message = element("textarea", "", { rows: "3" });
   const go = element("button", t("requestInfo"), { type: "button", id: "appeal-request-info" });
+  const retry = new RetryKey();
   go.addEventListener(
     "click",
     () =>
       void busy(go, async () => {
-        await appeals.requestAppealInfo({ name: a.name, message: message.value.trim() });
+        const asked = { name: a.name, message: message.value.trim() };
+        await appeals.requestAppealInfo({ ...asked, requestId: retry.for(asked) });
         host.done(t("infoRequested", { id: shortId(a.name) }));
       }),
   );
@@ -292,11 +306,12 @@ function decideForm(a: Appeal, host: CaseHost): HTMLElement {
     uploader,
     submit,
   );
+  const deciding = new RetryKey();
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     void busy(submit, async () => {
       const withUploader = !uploader.hidden;
-      const decided = await appeals.decideAppeal({
+      const decision = {
         name: a.name,
         etag: a.etag,
         outcome: Number(outcome.value) as AppealOutcome,
@@ -316,6 +331,10 @@ function decideForm(a: Appeal, host: CaseHost): HTMLElement {
                 : undefined,
             }
           : undefined,
+      };
+      const decided = await appeals.decideAppeal({
+        ...decision,
+        requestId: deciding.for(decision),
       });
       host.ended(
         t("appealDecided", {
@@ -333,11 +352,13 @@ function courtAction(a: Appeal, host: CaseHost): HTMLElement {
   const section = element("section", "", { "aria-labelledby": "court-heading" });
   const details = element("textarea", "", { rows: "3" });
   const go = element("button", t("recordCourt"), { type: "button", id: "record-court" });
+  const retry = new RetryKey();
   go.addEventListener(
     "click",
     () =>
       void busy(go, async () => {
-        await appeals.recordCourtAction({ name: a.name, details: details.value.trim() });
+        const action = { name: a.name, details: details.value.trim() };
+        await appeals.recordCourtAction({ ...action, requestId: retry.for(action) });
         say(t("courtRecorded"));
         await host.reopen();
       }),
@@ -369,15 +390,17 @@ function courtOutcome(a: Appeal, host: CaseHost): HTMLElement {
     type: "button",
     id: "record-court-outcome",
   });
+  const retry = new RetryKey();
   go.addEventListener(
     "click",
     () =>
       void busy(go, async () => {
-        const done = await appeals.recordCourtOutcome({
+        const told = {
           name: a.name,
           outcome: Number(outcome.value) as CourtOutcome,
           details: details.value.trim(),
-        });
+        };
+        const done = await appeals.recordCourtOutcome({ ...told, requestId: retry.for(told) });
         say(t("courtOutcomeRecorded", { state: label("astate", nameOf(AppealState, done.state)) }));
         await host.reopen();
       }),

@@ -7,7 +7,7 @@
 import { type Article, ArticleState, Code, ConnectError } from "@casemesh/client";
 
 import { help, tickets } from "./api";
-import { $, busy, clearError, element, locale, say, t } from "./ui";
+import { $, busy, clearError, element, locale, RetryKey, say, t } from "./ui";
 
 /** The article in the editor as last read or saved (undefined: a new one). */
 let current: Article | undefined;
@@ -88,6 +88,9 @@ async function open(): Promise<void> {
   say(t("articleOpened", { title: article.title }));
 }
 
+// A save sent again after a lost answer lands once (see RetryKey).
+const saving = new RetryKey();
+
 async function save(): Promise<void> {
   clearError();
   const article = {
@@ -99,9 +102,13 @@ async function save(): Promise<void> {
     keywords: value("article-keywords"),
   };
   const known = current && current.name === article.name && current.locale === article.locale;
-  const saved = known
-    ? await help.updateArticle({ article, baseVersion: current?.version ?? 0 })
-    : await help.createArticle({ article });
+  const baseVersion = known ? (current?.version ?? 0) : undefined;
+  const requestId = saving.for({ article, baseVersion });
+  const saved =
+    baseVersion !== undefined
+      ? await help.updateArticle({ article, baseVersion, requestId })
+      : await help.createArticle({ article, requestId });
+  saving.done();
   fill(saved);
   preview();
   say(t("articleSaved", { version: saved.latestVersion || saved.version }));

@@ -37,6 +37,7 @@ import {
   facts,
   field,
   locale,
+  RetryKey,
   select,
   shortId,
   t,
@@ -373,11 +374,12 @@ function decideForm(c: ReportCase, filed: Report[], host: CaseHost): HTMLElement
   );
   shape();
 
+  const deciding = new RetryKey();
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     void busy(submit, async () => {
       const action = Number(outcome.value) === ReportDecisionOutcome.ACTION_TAKEN;
-      const decided = await reports.decideReportCase({
+      const decision = {
         name: c.name,
         etag: c.etag,
         outcome: Number(outcome.value) as ReportDecisionOutcome,
@@ -423,6 +425,10 @@ function decideForm(c: ReportCase, filed: Report[], host: CaseHost): HTMLElement
               accountType: Number(accountType.value) as AccountType,
             }
           : { decisionFacts: decisionFacts.value.trim() },
+      };
+      const decided = await reports.decideReportCase({
+        ...decision,
+        requestId: deciding.for(decision),
       });
       const told = new Set(filed.map((r) => r.reporter)).size;
       host.ended(

@@ -26,6 +26,7 @@ import {
   shortId,
   t,
   when,
+  RetryKey,
 } from "./ui";
 
 export function statusLabel(status: TicketStatus): string {
@@ -172,17 +173,20 @@ function work(ticket: Ticket, host: CaseHost): HTMLElement {
     id: string,
     label: string,
     serverField: string,
-    call: (text: string) => Promise<Ticket>,
+    call: (text: string, requestId: string) => Promise<Ticket>,
     after: (updated: Ticket) => Promise<void> | void,
   ) => {
     const made = element("button", label, { type: "button", id });
+    const retry = new RetryKey();
     made.addEventListener(
       "click",
       () =>
         void busy(made, async () => {
           clearError();
           reply.dataset.field = serverField;
-          const updated = await call(reply.value.trim());
+          const text = reply.value.trim();
+          const updated = await call(text, retry.for(text));
+          retry.done();
           await after(updated);
         }),
     );
@@ -197,36 +201,46 @@ function work(ticket: Ticket, host: CaseHost): HTMLElement {
     "send-reply",
     t("sendReply"),
     "body",
-    (text) => tickets.addComment({ name: ticket.name, body: text, etag: ticket.etag }),
+    (text, requestId) =>
+      tickets.addComment({ name: ticket.name, body: text, etag: ticket.etag, requestId }),
     () => reopen(t("replySent")),
   );
   act(
     "add-note",
     t("addNote"),
     "body",
-    (text) =>
-      tickets.addComment({ name: ticket.name, body: text, internal: true, etag: ticket.etag }),
+    (text, requestId) =>
+      tickets.addComment({
+        name: ticket.name,
+        body: text,
+        internal: true,
+        etag: ticket.etag,
+        requestId,
+      }),
     () => reopen(t("noteAdded")),
   );
   act(
     "request-info",
     t("requestInfo"),
     "message",
-    (text) => tickets.requestInfo({ name: ticket.name, message: text, etag: ticket.etag }),
+    (text, requestId) =>
+      tickets.requestInfo({ name: ticket.name, message: text, etag: ticket.etag, requestId }),
     () => host.done(t("infoRequested", { id: shortId(ticket.name) })),
   );
   act(
     "hold",
     t("hold"),
     "reason",
-    (text) => tickets.holdTicket({ name: ticket.name, reason: text, etag: ticket.etag }),
+    (text, requestId) =>
+      tickets.holdTicket({ name: ticket.name, reason: text, etag: ticket.etag, requestId }),
     () => host.done(t("putOnHold", { id: shortId(ticket.name) })),
   );
   const solve = act(
     "solve",
     t("solve"),
     "resolution",
-    (text) => tickets.solveTicket({ name: ticket.name, resolution: text, etag: ticket.etag }),
+    (text, requestId) =>
+      tickets.solveTicket({ name: ticket.name, resolution: text, etag: ticket.etag, requestId }),
     () => host.done(t("solved", { id: shortId(ticket.name) })),
   );
   solve.classList.add("primary");

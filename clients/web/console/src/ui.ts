@@ -272,3 +272,29 @@ export interface CaseHost {
   /** Whether the agent holds this case under a live lease. */
   holds(name: string): boolean;
 }
+
+/**
+ * Request ids for one kind of change from one form. The id stays the same
+ * while what is sent stays the same, so a retry after a lost answer (the
+ * change may have landed) lands once and is answered as the first send was;
+ * anything sent that differs, or `done` after a success, takes a new one.
+ */
+export class RetryKey {
+  private sent = "";
+  private id = "";
+
+  for(request: unknown): string {
+    const sent = JSON.stringify(request, (_key, value: unknown) =>
+      typeof value === "bigint" ? value.toString() : value,
+    );
+    if (sent !== this.sent) {
+      this.sent = sent;
+      this.id = crypto.randomUUID();
+    }
+    return this.id;
+  }
+
+  done(): void {
+    this.sent = "";
+  }
+}
