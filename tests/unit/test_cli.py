@@ -6,6 +6,8 @@ itself serves plaintext; TLS is for a proxy in front of it)."""
 from __future__ import annotations
 
 import argparse
+import os
+import stat
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -15,8 +17,11 @@ import pytest
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from casemesh.v1 import tickets_pb2 as pb
 from casemesh_cli import connection
 from casemesh_cli.__main__ import REFUSED, build_parser, main, report_failure
+from casemesh_cli.output import write_whole
+from casemesh_cli.parsing import BadInput
 from tests.support import self_signed
 
 PEM = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
@@ -206,3 +211,79 @@ def test_a_rate_limit_says_when_to_try_again(capsys: pytest.CaptureFixture[str])
     assert report_failure(_Refused(status), "127.0.0.1:50051") == REFUSED
     err = capsys.readouterr().err
     assert "reason: RATE_LIMITED" in err and "try again in 0.75 s" in err
+
+
+class _LosesTheAnswer:
+    """Takes each comment, then answers the first as a dropped connection does."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def AddComment(self, request: pb.AddCommentRequest, context: Any) -> pb.Ticket:
+        self.ids.append(request.request_id)
+        if len(self.ids) == 1:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "connection reset")
+        return pb.Ticket(name=request.name)
+
+
+def test_a_change_that_got_no_answer_says_how_to_retry_it_so_it_lands_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    service = _LosesTheAnswer()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    comments = grpc.unary_unary_rpc_method_handler(
+        service.AddComment,
+        request_deserializer=pb.AddCommentRequest.FromString,
+        response_serializer=pb.Ticket.SerializeToString,
+    )
+    tickets = grpc.method_handlers_generic_handler(
+        "casemesh.v1.TicketService", {"AddComment": comments}
+    )
+    server.add_generic_rpc_handlers((tickets,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    command = ["--token", "t", "--target", f"127.0.0.1:{port}", "comment", "tickets/x", "你好"]
+    try:
+        with pytest.raises(SystemExit) as first:
+            main(command)
+        assert first.value.code == 3
+        said = capsys.readouterr().err
+        retry = said.split("--request-id ")[1].split()[0]
+        main([*command, "--request-id", retry])
+    finally:
+        server.stop(None)
+    assert service.ids == [retry, retry] and retry
+
+
+def test_what_cannot_be_read_or_written_is_bad_input_before_any_call(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gbk = tmp_path / "statement.json"
+    gbk.write_bytes('{"decisionFacts": "人工审核"}'.encode("gbk"))
+    nowhere = ["--token", "t", "--target", "127.0.0.1:9"]  # nothing listens: no call is made
+    assert "not UTF-8" in bad_input(
+        capsys, *nowhere, "decide-case", "report-cases/x", "--outcome", "no_violation",
+        "--statement", str(gbk),
+    )  # fmt: skip
+    for out in (".", str(tmp_path)):
+        assert "not a folder" in bad_input(capsys, *nowhere, "export", "--out", out)
+        assert "not a folder" in bad_input(capsys, *nowhere, "evidence", "evidence/x", "--out", out)
+    odd = tmp_path / os.fsdecode(b"\xff\xfe.png")
+    odd.write_bytes(b"\x89PNG")
+    assert "not UTF-8" in bad_input(capsys, *nowhere, "upload", str(odd))
+
+
+def test_a_file_written_is_its_owners_alone_and_a_failed_one_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "export.zip"
+    assert write_whole(out, lambda f: f.write(b"zip")) == 3
+    assert out.read_bytes() == b"zip" and stat.S_IMODE(out.stat().st_mode) == 0o600
+
+    def broken(f: Any) -> None:
+        f.write(b"half")
+        raise OSError(5, "Input/output error")
+
+    with pytest.raises(BadInput):
+        write_whole(tmp_path / "other.zip", broken)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export.zip"]

@@ -21,9 +21,9 @@ unavailable (worth retrying), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
-import uuid
 from typing import Any
 
 import grpc
@@ -41,8 +41,10 @@ from casemesh_cli.parsing import (
     USAGE,
     BadInput,
     add_filing_arguments,
+    add_request_id_argument,
     command,
     contact,
+    request_id,
     resource,
 )
 
@@ -132,13 +134,15 @@ def _add_ticket_commands(sub: Any) -> None:
         ("history", "show every step of a ticket, in order"),
         ("close", "close a solved ticket"),
     ):
-        command(sub, name, help, f"casemesh --as alice {name} tickets/4f0c…").add_argument(
-            "ticket", help="tickets/{id}, or just the id"
-        )
+        c = command(sub, name, help, f"casemesh --as alice {name} tickets/4f0c…")
+        c.add_argument("ticket", help="tickets/{id}, or just the id")
+        if name == "close":
+            add_request_id_argument(c)
     for name, arg, help, optional in _TICKET_TEXTS:
         c = command(sub, name, help, f'casemesh --as li --role agent {name} tickets/4f0c… "…"')
         c.add_argument("ticket", help="tickets/{id}, or just the id")
         c.add_argument(arg, nargs="?" if optional else None, default="", help=f"the {arg}")
+        add_request_id_argument(c)
     a = command(
         sub,
         "assign",
@@ -147,12 +151,14 @@ def _add_ticket_commands(sub: Any) -> None:
     )
     a.add_argument("ticket", help="tickets/{id}, or just the id")
     a.add_argument("--to", default="", help="the agent to give it to (default: yourself)")
+    add_request_id_argument(a)
     r = command(
         sub, "rate", "rate a solved ticket", 'casemesh --as alice rate tickets/4f0c… 5 "很快"'
     )
     r.add_argument("ticket", help="tickets/{id}, or just the id")
     r.add_argument("score", type=int, choices=range(1, 6), metavar="SCORE", help="1 to 5")
     r.add_argument("comment", nargs="?", default="", help="what you thought of the help")
+    add_request_id_argument(r)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,7 +186,9 @@ def _ticket_request(args: argparse.Namespace) -> tuple[str, Any]:
     name = resource("tickets", args.ticket)
     c = args.command
     if c in ("comment", "note"):
-        return "AddComment", pb.AddCommentRequest(name=name, body=args.body, internal=c == "note")
+        return "AddComment", pb.AddCommentRequest(
+            name=name, body=args.body, internal=c == "note", request_id=request_id(args)
+        )
     # Each: the method, its request, and the request's fields after `name`.
     changes: dict[str, tuple[str, Any, tuple[str, ...]]] = {
         "request-info": ("RequestInfo", pb.RequestInfoRequest, ("message",)),
@@ -194,7 +202,11 @@ def _ticket_request(args: argparse.Namespace) -> tuple[str, Any]:
     }
     method, request, fields = changes[c]
     given = {"assignee": "to"}  # the option's name where it differs from the field's
-    return method, request(name=name, **{f: getattr(args, given.get(f, f)) for f in fields})
+    return method, request(
+        name=name,
+        request_id=request_id(args),
+        **{f: getattr(args, given.get(f, f)) for f in fields},
+    )
 
 
 def _open(args: argparse.Namespace) -> pb.CreateTicketRequest:
@@ -206,12 +218,13 @@ def _open(args: argparse.Namespace) -> pb.CreateTicketRequest:
         contact=contact(args.email, args.phone),
         evidence=[evidence_pb2.EvidenceRef(name=n) for n in args.evidence],
     )
-    return pb.CreateTicketRequest(ticket=ticket, request_id=args.request_id or uuid.uuid4().hex)
+    return pb.CreateTicketRequest(ticket=ticket, request_id=request_id(args))
 
 
 def run(args: argparse.Namespace) -> None:
     if args.command == "token":
-        print(connection.minted(args, ttl_seconds=12 * 3600))
+        token = connection.minted(args, ttl_seconds=12 * 3600)
+        print(json.dumps({"token": token}) if args.json else token)
         return
     metadata = connection.metadata(args)
     with connection.channel(args) as channel:
@@ -255,13 +268,23 @@ def run(args: argparse.Namespace) -> None:
             emit(args, call(*_ticket_request(args)), show_ticket)
 
 
-def report_failure(err: grpc.RpcError, target: str) -> int:
-    """Say on stderr what the server (or the connection) said, and which exit status it is."""
+def report_failure(err: grpc.RpcError, target: str, change: str = "") -> int:
+    """Say on stderr what the server (or the connection) said, and which exit
+    status it is; for a change (its request id) that got no answer, how to
+    retry it without making it twice."""
     code = err.code()
     print(f"error: {code.name}: {err.details()}", file=sys.stderr)
-    if code in _NO_ANSWER:
+    if code == grpc.StatusCode.UNAVAILABLE:
         print(
             f"  no answer from the gateway at {target}; is it running? (--target)", file=sys.stderr
+        )
+    elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        print(f"  no answer in time from the gateway at {target}", file=sys.stderr)
+    if change and code in _NO_ANSWER:
+        print(
+            "  the change may have been made; to retry it safely, run the same command"
+            f" with --request-id {change}",
+            file=sys.stderr,
         )
     status = rpc_status.from_call(err)
     if status is not None:
@@ -292,7 +315,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         sys.exit(USAGE)
     except grpc.RpcError as err:
-        sys.exit(report_failure(err, args.target))
+        sys.exit(report_failure(err, args.target, getattr(args, "request_id", "")))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,14 @@ import grpc
 from casemesh.v1 import appeals_pb2 as apb
 from casemesh.v1 import appeals_pb2_grpc as apb_grpc
 from casemesh_cli.output import each, emit, every_page
-from casemesh_cli.parsing import add_etag_argument, command, contact, resource
+from casemesh_cli.parsing import (
+    add_etag_argument,
+    add_request_id_argument,
+    command,
+    contact,
+    request_id,
+    resource,
+)
 
 COMMANDS = ("appeals", "appeal", "appeal-history", "decide-appeal")
 
@@ -82,6 +89,7 @@ def add_commands(sub: Any) -> None:
         "--automated-decision", action="store_true", help="automated means took the decision"
     )
     add_etag_argument(d, "appeal")
+    add_request_id_argument(d)
     add_uploader_arguments(d)
 
 
@@ -149,5 +157,6 @@ def run(channel: grpc.Channel, metadata: list[tuple[str, str]], args: argparse.N
             ),
             affected_uploader=uploader(args),
             etag=etag,
+            request_id=request_id(args),
         )
         emit(args, call("DecideAppeal", request), show)

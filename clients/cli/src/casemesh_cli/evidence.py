@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ import grpc
 
 from casemesh.v1 import evidence_pb2 as epb
 from casemesh.v1 import evidence_pb2_grpc as epb_grpc
-from casemesh_cli.output import each, emit, every_page
+from casemesh_cli.output import check_out, each, emit, every_page, write_whole
 from casemesh_cli.parsing import BadInput, command, resource
 
 COMMANDS = ("upload", "evidence", "uploads")
@@ -65,17 +64,31 @@ def show(e: epb.Evidence, file: Any = None) -> None:
 
 def _upload(stub: Any, metadata: list[tuple[str, str]], path: Path) -> epb.Evidence:
     try:
+        path.name.encode()
+    except UnicodeEncodeError:
+        raise BadInput(f"{str(path)!r}: its name is not UTF-8 text; rename the file") from None
+    try:
         f = path.open("rb")
     except OSError as err:
         raise BadInput(f"cannot read {path}: {err.strerror}") from None
+    unread: list[OSError] = []
 
     def messages() -> Iterator[epb.UploadEvidenceRequest]:
         yield epb.UploadEvidenceRequest(metadata=epb.EvidenceMetadata(file_name=path.name))
-        while chunk := f.read(512 * 1024):
-            yield epb.UploadEvidenceRequest(chunk=chunk)
+        try:
+            while chunk := f.read(512 * 1024):
+                yield epb.UploadEvidenceRequest(chunk=chunk)
+        except OSError as err:
+            unread.append(err)  # grpc cancels the upload: nothing is stored
+            raise
 
     with f:
-        result: epb.Evidence = stub.UploadEvidence(messages(), metadata=metadata, timeout=900)
+        try:
+            result: epb.Evidence = stub.UploadEvidence(messages(), metadata=metadata, timeout=900)
+        except grpc.RpcError:
+            if unread:
+                raise BadInput(f"cannot read {path}: {unread[0].strerror}") from None
+            raise
     return result
 
 
@@ -90,6 +103,8 @@ def _download(chunks: Iterator[epb.ReadEvidenceResponse], evidence: epb.Evidence
 
 def _read(stub: Any, metadata: list[tuple[str, str]], args: argparse.Namespace) -> None:
     name = resource("evidence", args.evidence)
+    if args.out is not None:
+        check_out(args.out)
     evidence: epb.Evidence = stub.GetEvidence(
         epb.GetEvidenceRequest(name=name), metadata=metadata, timeout=10
     )
@@ -100,16 +115,7 @@ def _read(stub: Any, metadata: list[tuple[str, str]], args: argparse.Namespace) 
         _download(chunks, evidence, sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return
-    # Into a file beside the target, renamed once complete: never half a file under its name.
-    partial = args.out.with_name(f".{args.out.name}.partial")
-    try:
-        with partial.open("wb") as out:
-            _download(chunks, evidence, out)
-        os.replace(partial, args.out)
-    except OSError as err:
-        raise BadInput(f"cannot write {args.out}: {err.strerror}") from None
-    finally:
-        partial.unlink(missing_ok=True)
+    write_whole(args.out, lambda out: _download(chunks, evidence, out))
     emit(args, evidence, show)
 
 

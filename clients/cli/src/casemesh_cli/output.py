@@ -5,13 +5,19 @@ use), for scripts."""
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from casemesh_cli.parsing import BadInput
+
 M = TypeVar("M", bound=Message)
+T = TypeVar("T")
 
 
 def emit(
@@ -46,3 +52,27 @@ def each(items: str, line: Callable[[Any], None]) -> Callable[[Message], None]:
             line(item)
 
     return human
+
+
+def check_out(path: Path) -> None:
+    """`--out` names a file: refused before any call when it cannot be one."""
+    if path.name in ("", ".", "..") or path.is_dir():
+        raise BadInput(f"--out {path}: name a file to write, not a folder")
+
+
+def write_whole(path: Path, fill: Callable[[BinaryIO], T]) -> T:
+    """Writes `path` with `fill`: into a new file beside it, readable by its
+    owner only (it may hold personal data), renamed once complete, so that
+    no half-written file is ever under its name, nor one left behind."""
+    staged: str | None = None
+    try:
+        fd, staged = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+        with os.fdopen(fd, "wb") as out:
+            result = fill(out)
+        os.replace(staged, path)
+        return result
+    except OSError as err:
+        raise BadInput(f"cannot write {path}: {err.strerror}") from None
+    finally:
+        if staged is not None:
+            Path(staged).unlink(missing_ok=True)

@@ -6,6 +6,7 @@ argparse's own."""
 from __future__ import annotations
 
 import argparse
+import uuid
 from typing import Any
 
 from casemesh.v1 import tickets_pb2 as pb
@@ -49,9 +50,24 @@ def add_filing_arguments(p: argparse.ArgumentParser, news: str) -> None:
     )
     p.add_argument("--email", default="", help=f"where {news} is e-mailed")
     p.add_argument("--phone", default="", help=f"where {news} is texted")
+    add_request_id_argument(p)
+
+
+def add_request_id_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--request-id", default="", help="makes a retry safe (default: a new random one)"
+        "--request-id",
+        default="",
+        help="makes a retry safe: the same id again lands once (default: a new one,"
+        " printed if no answer came)",
     )
+
+
+def request_id(args: argparse.Namespace) -> str:
+    """The change's request id: --request-id, or a new one, kept in `args` so
+    that a call that got no answer can say how to retry it safely."""
+    if not getattr(args, "request_id", ""):
+        args.request_id = uuid.uuid4().hex
+    return str(args.request_id)
 
 
 def add_etag_argument(p: argparse.ArgumentParser, read: str) -> None:

@@ -1,27 +1,25 @@
 """The `casemesh` client's privacy commands: a copy of a person's data, and
 (for admins) erasing a person.
 
-    casemesh --as alice export --out /tmp/alice.zip
-    casemesh --as root --role admin export --person alice --out /tmp/alice.zip
+    casemesh --as alice export --out alice.zip
+    casemesh --as root --role admin export --person alice --out alice.zip
     casemesh --as root --role admin erase alice --reason "PD-2026-0042"
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import json
 import sys
-import uuid
-import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import grpc
 
 from casemesh.v1 import privacy_pb2 as ppb
 from casemesh.v1 import privacy_pb2_grpc as ppb_grpc
-from casemesh_cli.output import emit
-from casemesh_cli.parsing import BadInput, command
+from casemesh_cli.output import check_out, emit, write_whole
+from casemesh_cli.parsing import add_request_id_argument, command, request_id
 
 COMMANDS = ("export", "erase")
 # Named in an archive beside its contents when a file could not be read.
@@ -33,8 +31,8 @@ def add_commands(sub: Any) -> None:
         sub,
         "export",
         "download a copy of a person's data: a zip of their cases (JSON) and their files",
-        "casemesh --as alice export --out /tmp/alice.zip",
-        "casemesh --as root --role admin export --person alice --out /tmp/alice.zip",
+        "casemesh --as alice export --out alice.zip",
+        "casemesh --as root --role admin export --person alice --out alice.zip",
     )
     ex.add_argument("--person", default="", help="whose (admins only; default: yourself)")
     ex.add_argument("--out", type=Path, required=True, metavar="FILE", help="write the zip here")
@@ -53,7 +51,7 @@ def add_commands(sub: Any) -> None:
     )
     er.add_argument("person", help="the person's user id")
     er.add_argument("--reason", required=True, help="the privacy desk's reference")
-    er.add_argument("--request-id", default="", help="makes a retry safe (default: a new one)")
+    add_request_id_argument(er)
 
 
 def show_erasure(e: ppb.Erasure) -> None:
@@ -63,27 +61,42 @@ def show_erasure(e: ppb.Erasure) -> None:
 
 
 def _export(stub: Any, metadata: list[tuple[str, str]], args: argparse.Namespace) -> None:
+    check_out(args.out)
     pieces = stub.ExportPerson(
         ppb.ExportPersonRequest(person=args.person), metadata=metadata, timeout=args.timeout
     )
-    # Into a file beside the target, renamed once complete: never half an archive under its name.
-    partial = args.out.with_name(f".{args.out.name}.partial")
-    size = 0
-    try:
-        with partial.open("wb") as out:
-            for piece in pieces:
-                out.write(piece.data)
-                size += len(piece.data)
-        os.replace(partial, args.out)
-    except OSError as err:
-        raise BadInput(f"cannot write {args.out}: {err.strerror}") from None
-    finally:
-        partial.unlink(missing_ok=True)
-    with zipfile.ZipFile(args.out) as archive:
-        missing = MISSING in archive.namelist()
-    print(f"{args.out}  {size} bytes")
-    if missing:
-        print(f"some files could not be read: see {MISSING} in the archive", file=sys.stderr)
+    got = ppb.ExportPersonResponse()  # the file name, and the files left out
+
+    def fill(out: BinaryIO) -> int:
+        size = 0
+        for piece in pieces:
+            out.write(piece.data)
+            size += len(piece.data)
+            got.file_name = got.file_name or piece.file_name
+            got.missing_files.extend(piece.missing_files)
+        return size
+
+    size = write_whole(args.out, fill)
+    if getattr(args, "json", False):
+        print(
+            json.dumps(
+                {
+                    "path": str(args.out),
+                    "bytes": size,
+                    "fileName": got.file_name,
+                    "missingFiles": list(got.missing_files),
+                },
+                ensure_ascii=False,
+            )
+        )
+    else:
+        print(f"{args.out}  {size} bytes")
+    if got.missing_files:
+        print(
+            f"{len(got.missing_files)} files could no longer be found:"
+            f" see {MISSING} in the archive",
+            file=sys.stderr,
+        )
 
 
 def run(channel: grpc.Channel, metadata: list[tuple[str, str]], args: argparse.Namespace) -> None:
@@ -92,6 +105,6 @@ def run(channel: grpc.Channel, metadata: list[tuple[str, str]], args: argparse.N
         _export(stub, metadata, args)
         return
     request = ppb.ErasePersonRequest(
-        person=args.person, reason=args.reason, request_id=args.request_id or uuid.uuid4().hex
+        person=args.person, reason=args.reason, request_id=request_id(args)
     )
     emit(args, stub.ErasePerson(request, metadata=metadata, timeout=30), show_erasure)

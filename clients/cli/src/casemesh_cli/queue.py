@@ -16,7 +16,7 @@ from casemesh.v1 import casequeue_pb2 as qpb
 from casemesh.v1 import casequeue_pb2_grpc as qpb_grpc
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh_cli.output import each, emit, every_page
-from casemesh_cli.parsing import command
+from casemesh_cli.parsing import add_request_id_argument, command, request_id
 
 COMMANDS = ("cases", "next", "release")
 STATES = ("on_track", "warning", "breached", "paused", "met")
@@ -42,6 +42,7 @@ def add_commands(sub: Any) -> None:
     for p in (c, n):
         p.add_argument("--queue", action="append", default=[], help=queue_help)
     n.add_argument("--lease", type=int, default=600, help="seconds the claim lasts (default: 600)")
+    add_request_id_argument(n)
     command(
         sub,
         "release",
@@ -76,7 +77,9 @@ def run(channel: grpc.Channel, metadata: list[tuple[str, str]], args: argparse.N
         emit(args, listed, each("queue_cases", show))
     elif args.command == "next":
         claimed = stub.ClaimNextCase(
-            qpb.ClaimNextCaseRequest(queues=args.queue, lease_seconds=args.lease),
+            qpb.ClaimNextCaseRequest(
+                queues=args.queue, lease_seconds=args.lease, request_id=request_id(args)
+            ),
             metadata=metadata,
             timeout=10,
         )

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +29,10 @@ from casemesh_cli.parsing import (
     BadInput,
     add_etag_argument,
     add_filing_arguments,
+    add_request_id_argument,
     command,
     contact,
+    request_id,
     resource,
 )
 
@@ -123,6 +124,7 @@ def add_commands(sub: Any) -> None:
         help="no_violation: a reports/… judged manifestly unfounded (repeatable)",
     )
     add_etag_argument(d, "report-case")
+    add_request_id_argument(d)
     add_uploader_arguments(d)
 
 
@@ -181,6 +183,8 @@ def statement(args: argparse.Namespace) -> rpb.DecisionStatement:
             text = sys.stdin.read() if source == "stdin" else args.statement.read_text()
         except OSError as err:
             raise BadInput(f"cannot read the statement {source}: {err.strerror}") from None
+        except UnicodeDecodeError:
+            raise BadInput(f"the statement {source} is not UTF-8 text") from None
         try:
             json_format.Parse(text, s)
         except json_format.ParseError as err:
@@ -205,7 +209,7 @@ def _filed(args: argparse.Namespace) -> rpb.FileReportRequest:
         contact=contact(args.email, args.phone),
         locale=args.locale,
     )
-    return rpb.FileReportRequest(report=report, request_id=args.request_id or uuid.uuid4().hex)
+    return rpb.FileReportRequest(report=report, request_id=request_id(args))
 
 
 def run(channel: grpc.Channel, metadata: list[tuple[str, str]], args: argparse.Namespace) -> None:
@@ -233,9 +237,14 @@ def run(channel: grpc.Channel, metadata: list[tuple[str, str]], args: argparse.N
         emit(args, call("GetReport", rpb.GetReportRequest(name=name)), show_report)
     elif c == "queue":
         lane = rpb.QueueLane.Value(f"QUEUE_LANE_{(args.lane or 'unspecified').upper()}")
-        cases = call(
-            "ListReportCases",
-            rpb.ListReportCasesRequest(lane=lane, category=args.category, page_size=100),
+        cases = every_page(
+            lambda token: call(
+                "ListReportCases",
+                rpb.ListReportCasesRequest(
+                    lane=lane, category=args.category, page_size=100, page_token=token
+                ),
+            ),
+            "report_cases",
         )
         emit(args, cases, each("report_cases", show_case))
     elif c == "report-case":
@@ -254,5 +263,6 @@ def run(channel: grpc.Channel, metadata: list[tuple[str, str]], args: argparse.N
             affected_uploader=uploader(args),
             manifestly_unfounded_reports=[resource("reports", r) for r in args.unfounded],
             etag=etag,
+            request_id=request_id(args),
         )
         emit(args, call("DecideReportCase", request), show_case_in_full)
