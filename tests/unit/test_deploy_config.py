@@ -283,6 +283,33 @@ def test_every_process_runs_in_compose_and_kubernetes_with_the_same_command(
     assert not missing, f"compose service {name} lacks {sorted(missing)}"
 
 
+def test_no_overlay_patch_takes_away_what_the_base_gives_a_container() -> None:
+    """A container's envFrom has no merge key: a strategic-merge patch that
+    lists it replaces the base's list (prod's evidence patch once dropped the
+    identity keys and Kafka, and the pods crash-looped). Any such patch keeps
+    every source the base gives; better, it adds with a JSON patch."""
+    base = {
+        (c.owner["metadata"]["name"], c.spec["name"]): c.spec
+        for c in containers(of_kind(BASE.objects, "Deployment"))
+    }
+    folders = [*(K8S / "overlays").iterdir(), *(K8S / "components").iterdir()]
+    for folder in folders:
+        spec = yaml.safe_load((folder / "kustomization.yaml").read_text())
+        for patch in spec.get("patches", []):
+            docs = load_docs(folder / patch["path"]) if "path" in patch else []
+            pods = [
+                d
+                for d in of_kind(docs, "Deployment")
+                if "containers" in d.get("spec", {}).get("template", {}).get("spec", {})
+            ]
+            for c in containers(pods):
+                if "envFrom" not in c.spec:
+                    continue
+                given = base[(c.owner["metadata"]["name"], c.spec["name"])]["envFrom"]
+                lost = [ref for ref in given if ref not in c.spec["envFrom"]]
+                assert not lost, f"{folder.name}/{patch['path']}: {c.where} loses {lost}"
+
+
 def test_kubernetes_runs_nothing_the_local_stack_does_not() -> None:
     expected = sorted(tuple(python_m(s)) for s in SPECS)
     casemesh = [
