@@ -608,6 +608,42 @@ def test_a_solved_ticket_closes_itself_when_its_deadline_fires(
     assert events_of(app, t.id)[-1] == Ticket.Closed
 
 
+@pytest.mark.parametrize("now_after", [timedelta(days=3), timedelta(days=5)])
+def test_a_solved_ticket_closes_though_the_auto_close_setting_changed_since(
+    app: Tickets, clock: FakeClock, now_after: timedelta
+) -> None:
+    """Solved under 4 days; the service restarted with 3 or 5. The deadline
+    set at the solve still ends in a close: at once when the new setting is
+    shorter, at the solve's new due time when it is longer."""
+    t = app.solve(AGENT, opened(app).id, "已处理", etag="")
+    (deadline,) = app.deadlines_of(last_event(app, t.id))
+    app.auto_close_after = now_after
+    clock.now_is(deadline.due)
+    moved = app.fire(deadline)
+    if now_after < timedelta(days=4):
+        assert moved is None and app.get_ticket(ALICE, t.id).status == "CLOSED"
+        return
+    assert app.get_ticket(ALICE, t.id).status == "SOLVED"
+    assert moved is not None and moved.due == deadline.due + timedelta(days=1)
+    clock.now_is(moved.due)
+    assert app.fire(moved) is None
+    assert app.get_ticket(ALICE, t.id).status == "CLOSED"
+
+
+def test_a_deadline_of_an_earlier_solve_waits_for_the_last_solves_own(
+    app: Tickets, clock: FakeClock
+) -> None:
+    t = app.solve(AGENT, opened(app).id, "已处理", etag="")
+    (first,) = app.deadlines_of(last_event(app, t.id))
+    clock.now_is(first.due - timedelta(days=1))
+    app.reopen(ALICE, t.id, "还是不行", etag="")
+    t = app.solve(AGENT, t.id, "已为您更换", etag="")
+    (second,) = app.deadlines_of(last_event(app, t.id))
+    clock.now_is(first.due)
+    assert app.fire(first) == second  # not closed a day after the new solve
+    assert app.get_ticket(ALICE, t.id).status == "SOLVED"
+
+
 def test_the_timer_reads_just_the_events_that_set_deadlines(app: Tickets) -> None:
     """A ticket's timer reads only `deadline_events`: every event of a
     ticket's whole life that sets a deadline is one of them, and a follower

@@ -5,14 +5,18 @@ are being stored together (group commit), once, across a restart."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from uuid import UUID
 
 import psycopg
 import pytest
+from eventsourcing.persistence import Tracking
 
 from casemesh.platform import following
 from casemesh.platform.identity import Identity
-from casemesh.platform.timers import Timer, case_timer
+from casemesh.platform.timers import Deadline, Timer, case_timer
 from casemesh_tickets.application import DeadlineKind, NewTicket, Tickets
+from casemesh_tickets.domain import Ticket
 from tests.support import wait_until
 
 USER = Identity("timer-user", frozenset({"user"}))
@@ -83,3 +87,21 @@ def test_every_deadline_is_scheduled_once_while_commands_are_stored_together(
     finally:
         again.stop()
     assert scheduled(again) == list(more)
+
+
+def test_a_deadline_whose_time_moved_is_kept_and_fired_at_its_new_time(
+    app: Tickets, dsn: str
+) -> None:
+    """The service was restarted with a longer auto-close: the deadline set
+    at the solve fires, finds the ticket not due yet, and its new time is
+    kept in its place, to close the ticket then."""
+    timer = case_timer(app, dsn, "moved_timers")  # not started: fired by hand
+    ((ticket, _),) = life(app, 6 * TICKETS)  # solved
+    events = app.repository.event_store.get(UUID(ticket))
+    (deadline,) = app.deadlines_of([e for e in events if isinstance(e, Ticket.Solved)][-1])
+    timer.table.schedule([deadline], Tracking(app.name, 1))
+    app.auto_close_after += timedelta(days=1)
+    assert timer.table.fire_due(deadline.due, app.fire) == 1
+    (moved,) = timer.table.pending()
+    assert moved == Deadline(ticket, DeadlineKind.AUTO_CLOSE, deadline.due + timedelta(days=1))
+    assert app.get_ticket(USER, ticket).status == "SOLVED"

@@ -98,13 +98,13 @@ class Tickets(CaseApplication[Ticket]):
             return [Deadline(ident, DeadlineKind.RETENTION, due)]
         return []
 
-    def fire(self, deadline: Deadline) -> None:
+    def fire(self, deadline: Deadline) -> Deadline | None:
         if deadline.kind == DeadlineKind.AUTO_CLOSE:
-            self.auto_close(deadline)
-        elif deadline.kind == DeadlineKind.RETENTION:
+            return self.auto_close(deadline)
+        if deadline.kind == DeadlineKind.RETENTION:
             self.expire(deadline)
-        else:
-            raise ValueError(f"unknown deadline kind {deadline.kind!r}")
+            return None
+        raise ValueError(f"unknown deadline kind {deadline.kind!r}")
 
     def expire(self, deadline: Deadline) -> None:
         """Erases a closed or cancelled ticket's personal data once its
@@ -113,22 +113,26 @@ class Tickets(CaseApplication[Ticket]):
         if ticket.has_ended() and self.clock.now() >= deadline.due:
             self.expire_case(ticket)
 
-    def auto_close(self, deadline: Deadline) -> None:
-        """Closes the ticket if it is still solved by the solve that set this
-        deadline (a reopen and a new solve set a new one); idempotent."""
+    def auto_close(self, deadline: Deadline) -> Deadline | None:
+        """Closes the ticket if it is still solved, and its last solve is
+        `auto_close_after` old (as set now); idempotent. Not yet (a reopen
+        and a new solve since, or a longer setting than when the deadline
+        was set): the deadline of its last solve, to be scheduled instead."""
         ticket: Ticket = self.repository.get(UUID(deadline.aggregate_id))
-        if ticket.status is not Status.SOLVED or self.clock.now() < deadline.due:
-            return
-        solves = [
+        if ticket.status is not Status.SOLVED:
+            return None
+        solved = max(
             e.timestamp
             for e in self.repository.event_store.get(ticket.id)
             if isinstance(e, Ticket.Solved)
-        ]
-        if not solves or solves[-1] + self.auto_close_after != deadline.due:
-            return
+        )
+        due = solved + self.auto_close_after
+        if self.clock.now() < due:
+            return Deadline(deadline.aggregate_id, DeadlineKind.AUTO_CLOSE, due)
         ticket.close(actor="system")
         self.save(ticket)  # a lost race raises: the deadline stays due
         log.info("ticket.auto_closed", ticket_id=deadline.aggregate_id)
+        return None
 
     # -- commands -------------------------------------------------------
 

@@ -73,17 +73,22 @@ class TimerTable(PostgresTrackingRecorder):
     def schedule(self, deadlines: Iterable[Deadline], tracking: Tracking) -> None:
         with self.datastore.transaction(commit=True) as curs:
             for d in deadlines:
-                curs.execute(
-                    SQL(
-                        "INSERT INTO {table} (id, aggregate_id, kind, due_at)"
-                        " VALUES (%s, %s, %s, %s) ON CONFLICT (id) DO NOTHING"
-                    ).format(table=self.table),
-                    (d.id, d.aggregate_id, d.kind, d.due),
-                )
+                self._insert(curs, d)
             self._insert_tracking(curs, tracking)
 
-    def fire_due(self, now: datetime, fire: Callable[[Deadline], None]) -> int:
-        """Fires the deadlines due at `now`, one transaction each; returns how many."""
+    def _insert(self, curs: Any, d: Deadline) -> None:
+        curs.execute(
+            SQL(
+                "INSERT INTO {table} (id, aggregate_id, kind, due_at)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (id) DO NOTHING"
+            ).format(table=self.table),
+            (d.id, d.aggregate_id, d.kind, d.due),
+        )
+
+    def fire_due(self, now: datetime, fire: Callable[[Deadline], Deadline | None]) -> int:
+        """Fires the deadlines due at `now`, one transaction each; returns how
+        many. A command that says its deadline moved (returns the new one)
+        has it scheduled in the same transaction."""
         fired = 0
         # A deadline whose command fails stays due, but must not hold up the others.
         failed: list[str] = []
@@ -102,11 +107,13 @@ class TimerTable(PostgresTrackingRecorder):
                     return fired
                 deadline = Deadline(row["aggregate_id"], row["kind"], row["due_at"])
                 try:
-                    fire(deadline)
+                    moved = fire(deadline)
                 except Exception as exc:
                     log.error("timer.command_failed", deadline=deadline.id, error=repr(exc))
                     failed.append(row["id"])
                     continue
+                if moved is not None:
+                    self._insert(curs, moved)
                 curs.execute(
                     SQL("UPDATE {table} SET fired_at = %s WHERE id = %s").format(table=self.table),
                     (now, row["id"]),
@@ -138,7 +145,8 @@ class Timer:
     table: TimerTable
     clock: Clock
     deadlines_of: Callable[[Any], list[Deadline]]
-    fire: Callable[[Deadline], None]
+    # Returns the deadline's new time, if it moved (see TimerTable.fire_due).
+    fire: Callable[[Deadline], Deadline | None]
     events: Sequence[type] = ()
     tick_seconds: float = 0.5
 
@@ -178,14 +186,14 @@ class Timer:
     def _fire_due(self) -> None:
         self.table.fire_due(self.clock.now(), self._fire_logged)
 
-    def _fire_logged(self, deadline: Deadline) -> None:
+    def _fire_logged(self, deadline: Deadline) -> Deadline | None:
         log.info(
             "timer.firing",
             aggregate_id=deadline.aggregate_id,
             kind=deadline.kind,
             due=deadline.due.isoformat(),
         )
-        self.fire(deadline)
+        return self.fire(deadline)
 
 
 def case_timer(app: Any, database_url: str, table: str) -> Timer:
