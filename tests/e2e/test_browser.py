@@ -26,6 +26,7 @@ from playwright.sync_api import (
     ConsoleMessage,
     FilePayload,
     Page,
+    Route,
     expect,
     sync_playwright,
 )
@@ -298,6 +299,50 @@ def test_a_refusal_is_shown_in_the_language_the_page_is_in(browser: Browser, sta
     finally:
         context.close()
     assert asked == {"zh-CN"}
+
+
+def test_a_form_filled_when_the_sign_in_ran_out_is_given_back_after_signing_in(
+    browser: Browser, stack: Stack
+) -> None:
+    user = f"web-expired-{uuid.uuid4().hex[:8]}"
+    subject = f"上传一直失败 {user}"
+    context = browser.new_context(locale="zh-CN")
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    try:
+        page.goto(f"{stack.http}/")
+        page.get_by_label("用户名").fill(user)
+        page.get_by_role("button", name="登录").click()
+        page.get_by_role("button", name="联系客服（提交工单）").click()
+        page.get_by_label("问题分类").select_option("account.login")
+        page.get_by_label("标题").fill(subject)
+        page.get_by_label("问题描述").fill("每次上传到 99% 就失败。")
+        page.get_by_role("checkbox", name="电子邮件").check()
+        page.get_by_label("电子邮箱").fill(f"{user}@example.com")
+
+        # The token ran out while the user was typing: the gateway says so.
+        def expired(route: Route) -> None:
+            route.fulfill(
+                status=401,
+                content_type="application/json",
+                body='{"code": "unauthenticated", "message": "the token has expired"}',
+            )
+
+        page.route("**/casemesh.v1.TicketService/CreateTicket", expired)
+        page.get_by_role("button", name="提交工单").click()
+        expect(page.get_by_role("heading", name="登录", level=1)).to_be_visible()
+        expect(page.get_by_role("alert")).to_contain_text("登录已失效")
+        page.unroute("**/casemesh.v1.TicketService/CreateTicket")
+
+        page.get_by_label("用户名").fill(user)
+        page.get_by_role("button", name="登录").click()
+        expect(page.get_by_role("heading", name="提交工单", level=1)).to_be_visible()
+        expect(page.get_by_label("标题")).to_have_value(subject)
+        page.get_by_role("button", name="提交工单").click()
+        expect(page.get_by_role("heading", name="您的工单", level=1)).to_be_visible()
+        expect(page.get_by_text(subject)).to_be_visible()
+    finally:
+        context.close()
 
 
 @pytest.mark.parametrize("transport", list(TRANSPORTS))

@@ -122,6 +122,8 @@ function showError(err: unknown, place: Placer = () => undefined): void {
   clearError();
   const error = ConnectError.from(err);
   if (error.code === Code.Unauthenticated && token) {
+    // The ticket form stays as it is, to be given back to the same person.
+    interrupted = $("ticket-form-view").hidden ? undefined : subjectOf(token);
     signOut();
     $("error-message").textContent = t("signInAgain");
     $("error").hidden = false;
@@ -212,6 +214,18 @@ function renderSignedIn(): void {
   $("download-data").hidden = !token;
 }
 
+/** Whose ticket form was open when their sign-in ran out (undefined: none). */
+let interrupted: string | undefined;
+
+/** Signed in again as the one whose sign-in ran out mid-form: the form, as they left it. */
+function resumeForm(): void {
+  if (interrupted && token && interrupted === subjectOf(token)) {
+    show("ticket-form-view");
+    say(t("formKept"));
+  }
+  interrupted = undefined;
+}
+
 function signOut(): void {
   token = undefined;
   sessionStorage.removeItem(TOKEN_KEY);
@@ -229,6 +243,7 @@ $("sign-in-form").addEventListener("submit", (e) => {
       token = await devSignIn(api, $<HTMLInputElement>("user-name").value.trim());
       sessionStorage.setItem(TOKEN_KEY, token);
       await start();
+      resumeForm();
     },
     (field) => (field === "subject" ? $("user-name") : undefined),
   );
