@@ -1036,6 +1036,27 @@ def test_the_queue_says_it_is_reconnecting_and_then_live_again(
         assert all(p.startswith("Failed to load resource") for p in problems.seen), problems.seen
 
 
+def test_a_watch_refused_for_a_sign_in_that_ran_out_asks_to_sign_in_again(
+    browser: Browser, stack: Stack
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    with agent_page(browser) as (page, _):
+        sign_in(page, stack, f"yun-{run}")
+        expect(page.locator("#live")).to_have_attribute("data-state", "live")
+        page.route(
+            WATCH_QUEUE,
+            lambda route: route.fulfill(
+                status=401,
+                content_type="application/json",
+                body='{"code": "unauthenticated", "message": "the token has expired"}',
+            ),
+        )
+        page.locator("#filter-queue").select_option("general")  # watches again: refused
+        expect(page.locator("#error-message")).to_contain_text("登录已失效")
+        expect(page.locator("#sign-in-form")).to_be_visible()
+        expect(page.locator("#live")).not_to_have_attribute("data-state", "reconnecting")
+
+
 def test_a_queue_list_that_fails_is_shown_and_read_again_on_the_next_attempt(
     browser: Browser, stack: Stack
 ) -> None:

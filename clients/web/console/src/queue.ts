@@ -272,6 +272,10 @@ export class QueueView {
             this.live(t("watchRefused"), "refused");
             return;
           }
+          if (ConnectError.from(err).code === Code.Unauthenticated) {
+            showError(err); // the sign-in ran out: sign in again, not reconnect for ever
+            return;
+          }
         }
       } finally {
         over = true;
