@@ -91,6 +91,7 @@ METRICS = {
     "casemesh_notifications_total",
     "casemesh_notifications_parked",
     "casemesh_notifications_due",
+    "casemesh_notifications_waiting_for_provider",
     "casemesh_queue_depth",
     "casemesh_queue_waiting",
     "casemesh_queue_oldest_case_age_seconds",

@@ -137,7 +137,8 @@ async def test_a_providers_refusal_says_whether_to_retry(
 
 
 @pytest.mark.parametrize(
-    ("retry_after", "wait"), [("120", 120.0), ("999999", 6 * 3600.0), ("soon", None)]
+    ("retry_after", "wait"),
+    [("120", 120.0), ("999999", 6 * 3600.0), ("soon", None), ("²", None)],
 )
 async def test_a_provider_saying_when_to_come_back_is_heard(
     provider: Provider, retry_after: str, wait: float | None
@@ -147,7 +148,7 @@ async def test_a_provider_saying_when_to_come_back_is_heard(
     assert not failure.permanent and failure.retry_after == wait
 
 
-@pytest.mark.parametrize("status", [308, 401])
+@pytest.mark.parametrize("status", [308, 401, 403])
 async def test_a_redirect_or_a_refused_key_is_no_delivery_and_waits_for_the_operator(
     provider: Provider, status: int
 ) -> None:
@@ -414,11 +415,22 @@ async def test_a_refused_recipient_fails_alone_and_the_session_goes_on(
 
 
 @pytest.mark.parametrize("pipelining", [False, True])
-async def test_a_relay_that_refuses_our_sender_is_the_operators_to_mend_not_the_message(
-    pipelining: bool,
+@pytest.mark.parametrize(
+    ("answer", "whose"),
+    [
+        ("530 5.7.0 Must issue a STARTTLS command first", "operator"),
+        ("553 5.7.1 sender address rejected", "operator"),
+        ("552 5.3.4 message size exceeds fixed limit", "message"),
+        ("451 4.3.0 try again later", "later"),
+    ],
+)
+async def test_a_refusal_at_mail_from_is_the_operators_the_messages_or_for_later(
+    pipelining: bool, answer: str, whose: str
 ) -> None:
+    """Our sender refused (STARTTLS, a login, our address) is the operator's
+    to mend; a message too large is that message's, for good; a 4xx, later."""
     relay = Relay(pipelining=pipelining)
-    relay.sender_refusal = "530 5.7.0 Must issue a STARTTLS command first"
+    relay.sender_refusal = answer
     channel = smtp_to(relay)
     try:
         with pytest.raises(DeliveryError) as refused:
@@ -426,7 +438,11 @@ async def test_a_relay_that_refuses_our_sender_is_the_operators_to_mend_not_the_
     finally:
         await channel.aclose()
         relay.mail.stop()
-    assert refused.value.unreachable and not refused.value.permanent
+    assert (refused.value.unreachable, refused.value.permanent) == {
+        "operator": (True, False),
+        "message": (False, True),
+        "later": (False, False),
+    }[whose]
     assert relay.messages == []
 
 

@@ -35,6 +35,7 @@ from casemesh_notifier.delivery import (
     Delivery,
     replay_parked,
 )
+from casemesh_notifier.metrics import JobsCollector
 from casemesh_notifier.planner import Planner
 from casemesh_notifier.schema import create_schema
 from casemesh_notifier.settings import NotifierSettings
@@ -196,7 +197,7 @@ async def test_a_redelivered_event_plans_nothing_new(notifier: Notifier) -> None
 async def test_failures_retry_with_backoff_then_park_and_replay_delivers(
     notifier: Notifier,
 ) -> None:
-    notifier.email.failures = [DeliveryError("SMTP unavailable", permanent=False)] * 3
+    notifier.email.failures = [DeliveryError("SMTP 451 try again later", permanent=False)] * 3
     (job,) = await notifier.consume(
         created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,))
     )
@@ -290,19 +291,34 @@ async def test_quiet_hours_are_the_recipients_where_the_number_tells_their_zone(
 async def test_a_provider_or_relay_that_cannot_be_reached_is_waited_for_not_parked(
     notifier: Notifier,
 ) -> None:
-    """Five failures to reach the relay, past a budget of three: the job is
-    still waiting, and goes out once the relay is back, without a replay."""
+    """Five failures to reach the relay, past a budget of three, then a
+    greylisting 4xx: the job is still waiting, and goes out once the relay
+    takes it, without a replay."""
     away = DeliveryError("SMTP unavailable: refused", permanent=False, unreachable=True)
     notifier.email.failures = [away] * 5
     (job,) = await notifier.consume(
         created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,))
     )
-    for _ in range(6):
+    waits = []
+    for _ in range(5):
         assert await notifier.drain() == 1
+        (due,) = notifier.rows(f"SELECT next_attempt_at FROM notification_jobs WHERE id = '{job}'")
+        waits.append((due[0] - notifier.clock.now()).total_seconds())
         notifier.clock.advance(600)
+    # No attempt spent, yet each wait longer than the last (10 s doubling, jittered).
+    assert waits == sorted(waits) and waits[-1] >= 80, waits
+    # Operators see it waiting on the provider (CasemeshNotificationProviderUnreachable).
+    gauges = {m.name: m for m in JobsCollector(notifier.dsn).collect()}
+    waiting = gauges["casemesh_notifications_waiting_for_provider"].samples
+    assert {s.labels["channel"]: s.value for s in waiting}["EMAIL"] == 1
+    # Back, the relay says "later" (greylisting): a retry, not a budget spent.
+    notifier.email.failures = [DeliveryError("SMTP 451 greylisted", permanent=False)]
+    assert await notifier.drain() == 1
+    notifier.clock.advance(600)
+    assert await notifier.drain() == 1
     assert len(notifier.email.delivered) == 1
     assert notifier.rows(f"SELECT status, attempts FROM notification_jobs WHERE id = '{job}'") == [
-        ("sent", 6)
+        ("sent", 2)
     ]
 
 

@@ -141,3 +141,8 @@ def test_both_parties_hear_how_the_court_action_ended() -> None:
     assert stays_down == {"filer": "appeal.court_upheld", "uploader": "appeal.court_upheld"}
     restored = told("RESTORED", "CONTENT_RESTORED")
     assert restored == {"filer": "appeal.court_restored", "uploader": "appeal.court_restored"}
+
+
+def test_the_backoff_stays_at_its_cap_however_many_tries() -> None:
+    # A provider out of reach for days: tries are counted without end.
+    assert 450 <= backoff(5000, base=2, cap=900) <= 900

@@ -201,13 +201,7 @@ class SmtpChannel:
             permanent = all(500 <= code < 600 for code in codes)
             raise DeliveryError(f"recipient refused (SMTP {codes})", permanent=permanent) from exc
         except smtplib.SMTPSenderRefused as exc:
-            # Our sender refused (the relay wants STARTTLS or a login, or
-            # takes not our address): the operator's to fix, as a refused login is.
-            raise DeliveryError(
-                f"SMTP {exc.smtp_code} for our sender: {exc.smtp_error!r}",
-                permanent=False,
-                unreachable=True,
-            ) from exc
+            raise _sender_refused(exc) from exc
         except smtplib.SMTPResponseException as exc:
             raise DeliveryError(
                 f"SMTP {exc.smtp_code}: {exc.smtp_error!r}", permanent=500 <= exc.smtp_code < 600
@@ -232,6 +226,21 @@ class SmtpChannel:
             except queue.Empty:
                 return
             await asyncio.to_thread(_quit, smtp)
+
+
+def _sender_refused(exc: smtplib.SMTPSenderRefused) -> DeliveryError:
+    """MAIL FROM refused. The message too large (552, 5.3.4: smtplib
+    announces its SIZE there) is the message's fault, for good; a 4xx is
+    "later"; any other refusal (STARTTLS or a login wanted, our address
+    not taken) is the operator's to mend, as a refused login is."""
+    said = f"SMTP {exc.smtp_code} at MAIL FROM: {exc.smtp_error!r}"
+    raw: bytes | str = exc.smtp_error
+    answer = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    if exc.smtp_code == 552 or "5.3.4" in answer:
+        return DeliveryError(said, permanent=True)
+    if 400 <= exc.smtp_code < 500:
+        return DeliveryError(said, permanent=False)
+    return DeliveryError(said, permanent=False, unreachable=True)
 
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")
@@ -304,7 +313,7 @@ def retry_after(value: str) -> float | None:
     """Seconds a Retry-After header asks for (delta-seconds or an HTTP
     date), at most RETRY_AFTER_MAX_S; None when absent or unreadable."""
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return min(float(value), RETRY_AFTER_MAX_S)
     try:
         when = parsedate_to_datetime(value)
@@ -319,9 +328,9 @@ class HttpProvider:
     """A provider's HTTP API: a JSON POST per message with the job id as
     `Idempotency-Key`, so a provider that honours it delivers a resent job
     (a send in flight at a crash, taken up again) once. 408, 425, 429 and
-    5xx are worth retrying (after the Retry-After asked for); 401 (our key),
-    like a redirect, waits for the operator; any other 4xx is the message's
-    and not retried; only a 2xx is a delivery."""
+    5xx are worth retrying (after the Retry-After asked for); 401 and 403
+    (our key), like a redirect, wait for the operator; any other 4xx is the
+    message's and not retried; only a 2xx is a delivery."""
 
     def __init__(self, *, name: str, url: str, api_key: str = "", timeout: float = 10.0) -> None:
         self._name = name
@@ -352,9 +361,10 @@ class HttpProvider:
                 permanent=False,
                 retry_after=retry_after(response.headers.get("retry-after", "")),
             )
-        if status in (401, 407):
-            # Our API key is refused: the operator's to mend, as a refused
-            # SMTP login is; every message after this one would fare alike.
+        if status in (401, 403, 407):
+            # Our API key is refused, or lacks a right (a suspended account):
+            # the operator's to mend, as a refused SMTP login is; every message
+            # after this one would fare alike.
             raise DeliveryError(
                 f"{self._name} refused our credentials: HTTP {status}",
                 permanent=False,

@@ -21,9 +21,11 @@ untried), so no claim lapses before its outcome is recorded; a database error
 between two sends hands the batch's unsent jobs back once it answers. SMS go one at a
 time per process, each recorded before the next. Failures retry with backoff and
 jitter until the retry budget is spent, then the job is parked (visible,
-replayable). An outcome and its outcome event commit in one transaction.
-Each message's claim is looked up again just before it is sent, so a job
-cancelled meanwhile (`erasures.py`) does not go out.
+replayable); a try that finds the relay or provider out of reach, or refusing
+our login, spends none of it and waits (`_failed`). An outcome and its
+outcome event commit in one transaction. Each message's claim is looked up
+again just before it is sent, so a job cancelled meanwhile (`erasures.py`)
+does not go out.
 """
 
 from __future__ import annotations
@@ -76,6 +78,8 @@ class Job:
     html: str
     params: dict[str, Any]
     attempts: int
+    # Tries in a row that found the relay or provider out of reach.
+    outage_tries: int = 0
     # Taken over from a sender that stopped mid-send, or retried after a send
     # whose answer was lost: that send may have reached the person already.
     retaken: bool = False
@@ -107,7 +111,7 @@ STILL_CLAIMED = "id = %s AND status = 'sending' AND attempts = %s"
 
 JOB_COLUMNS = (
     "id, cause_event_id, case_name, channel, recipient, template, subject, body, html, params,"
-    " attempts"
+    " attempts, outage_tries"
 )
 # How many due jobs a worker claims at once. A sender killed mid-batch leaves
 # the unrecorded ones claimed; each is taken over marked as a possible repeat,
@@ -721,9 +725,12 @@ class Delivery:
         # job was taken over) makes any later send a possible repeat.
         maybe_sent = maybe_sent or job.retaken
         # A relay or provider away or turning us away is no fault of the
-        # message: it waits (the backoff at its cap) however long that lasts,
-        # and goes out once the operator's side is mended, without a replay.
+        # message: the try spends no attempt, so the job waits (backing off up
+        # to the cap) however long that lasts, and goes out once the
+        # operator's side is mended, without a replay; its budget is whole
+        # for the answers that come after.
         park = permanent or (job.attempts >= self._cfg.max_attempts and not unreachable)
+        spent, outage = (-1, job.outage_tries + 1) if unreachable else (0, 0)
         # Provider messages may quote the address; neither the table nor the
         # public outcome event keeps it whole.
         error = mask_text(error.replace(job.recipient, job.masked_recipient()))[:500]
@@ -743,7 +750,7 @@ class Delivery:
                 )
             else:
                 delay = policy.backoff(
-                    job.attempts,
+                    outage or job.attempts,
                     base=self._cfg.backoff_base_seconds,
                     cap=self._cfg.backoff_cap_seconds,
                 )
@@ -752,9 +759,10 @@ class Delivery:
                 retry_at = now + timedelta(seconds=delay)
                 cur = await conn.execute(
                     "UPDATE notification_jobs SET status = 'pending', last_error = %s,"
-                    " next_attempt_at = %s, claimed_until = NULL, maybe_sent = maybe_sent OR %s"
+                    " next_attempt_at = %s, claimed_until = NULL, maybe_sent = maybe_sent OR %s,"
+                    " attempts = attempts + %s, outage_tries = %s"
                     f" WHERE {STILL_CLAIMED}",
-                    (error, retry_at, maybe_sent, job.id, job.attempts),
+                    (error, retry_at, maybe_sent, spent, outage, job.id, job.attempts),
                 )
                 if cur.rowcount == 0:
                     log.warning("notification.claim_lost", job_id=job.id, outcome="retry")

@@ -34,7 +34,8 @@ POSSIBLE_REPEATS = Counter(
 QUERY = """
 SELECT channel,
        count(*) FILTER (WHERE status = 'parked') AS parked,
-       count(*) FILTER (WHERE status = 'pending' AND next_attempt_at <= now()) AS due
+       count(*) FILTER (WHERE status = 'pending' AND next_attempt_at <= now()) AS due,
+       count(*) FILTER (WHERE status = 'pending' AND outage_tries > 0) AS waiting
 FROM notification_jobs WHERE status IN ('parked', 'pending') GROUP BY channel
 """
 
@@ -60,9 +61,17 @@ class JobsCollector(Collector):
             "Jobs whose send time has come and that are not sent yet",
             labels=["channel"],
         )
+        waiting = GaugeMetricFamily(
+            "casemesh_notifications_waiting_for_provider",
+            "Jobs whose last try found the relay or provider out of reach or refusing"
+            " our login, redirecting or refusing our key (they wait, never parked)",
+            labels=["channel"],
+        )
         for channel in sorted({*CHANNELS, *rows}):
-            p, d = rows.get(channel, (0, 0))
+            p, d, w = rows.get(channel, (0, 0, 0))
             parked.add_metric([channel], p)
             due.add_metric([channel], d)
+            waiting.add_metric([channel], w)
         yield parked
         yield due
+        yield waiting

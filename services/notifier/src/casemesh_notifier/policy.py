@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 
 def backoff(attempt: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:
     """Seconds before retry number `attempt` (1 = first retry): full jitter."""
-    ceiling = min(cap, base * (2 ** (attempt - 1)))
+    # (The exponent stops growing long before a float would overflow.)
+    ceiling = min(cap, base * (2 ** min(attempt - 1, 40)))
     return (rng or random).uniform(ceiling / 2, ceiling)
 
 

@@ -89,6 +89,9 @@ STATEMENTS = [
     # Whom each job was for: its party's user id when it was planned (a later
     # event may name someone else in the party's row).
     "ALTER TABLE notification_jobs ADD COLUMN IF NOT EXISTS user_id text NOT NULL DEFAULT ''",
+    # Tries that found the relay or provider out of reach (or refusing our
+    # login): they spend no attempt, but space the next try out (`delivery`).
+    "ALTER TABLE notification_jobs ADD COLUMN IF NOT EXISTS outage_tries int NOT NULL DEFAULT 0",
     # The jobs `OWNERS_AT_START` looks at, and only them.
     """CREATE INDEX IF NOT EXISTS notification_jobs_ownerless
         ON notification_jobs (case_name, party) WHERE user_id = ''""",
