@@ -263,6 +263,37 @@ def test_a_user_helped_twice_answers_for_each_article_in_its_own_session(
     assert problems == []
 
 
+def test_a_user_follows_a_guide_to_its_end_one_answer_at_a_time(
+    browser: Browser, stack: Stack
+) -> None:
+    """Each answer names its question, and every answer is held while one is
+    on its way: two taps on the first question answer it once."""
+    user = f"web-guide-{uuid.uuid4().hex[:8]}"
+    context = browser.new_context(locale="zh-CN")
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda err: problems.append(f"uncaught: {err}"))
+    try:
+        page.goto(f"{stack.http}/")
+        page.get_by_label("用户名").fill(user)
+        page.get_by_role("button", name="登录").click()
+        page.get_by_role("button", name="登录遇到问题").click()
+        expect(page.get_by_text("您遇到的是哪种情况？")).to_be_visible()
+        first = page.get_by_role("button", name="收不到验证码")
+        first.dblclick()
+        expect(page.get_by_text("绑定的手机号还在使用吗？")).to_be_visible()
+        page.get_by_role("button", name="在用").click()
+        expect(page.locator("#flow-ending")).to_be_visible()
+        expect(page.locator("#error")).to_be_hidden()
+        path = page.locator("#flow-path li")
+        expect(path).to_have_count(2)
+        expect(path.first).to_contain_text("您遇到的是哪种情况？ → 收不到验证码")
+    finally:
+        context.close()
+    assert problems == []
+
+
 def test_a_refusal_is_shown_in_the_language_the_page_is_in(browser: Browser, stack: Stack) -> None:
     """The browser asks for English, the user chose 中文 on the page: a
     refusal (the help session answered in another tab) is said in Chinese."""

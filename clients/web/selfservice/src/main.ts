@@ -414,12 +414,22 @@ function renderStep(step: FlowStep): void {
           void busy(button, async () => {
             for (const other of buttons) other.disabled = true;
             try {
-              const next = await help.answerFlow({
-                session: tried.session,
-                answer: i,
-                questionId: step.questionId,
-                requestId: requestIds[i],
-              });
+              let next: FlowStep;
+              try {
+                next = await help.answerFlow({
+                  session: tried.session,
+                  answer: i,
+                  questionId: step.questionId,
+                  requestId: requestIds[i],
+                });
+              } catch (err) {
+                // Answered already (an answer whose reply was lost, then
+                // another): the guide starts again rather than stay stuck.
+                if (ConnectError.from(err).code !== Code.Aborted || !tried.flow) throw err;
+                await startFlow(tried.flow);
+                say(t("flowRestarted"));
+                return;
+              }
               const taken = `${step.question} → ${answer.label}`;
               tried.path.push(taken);
               $("flow-path").append(element("li", taken));

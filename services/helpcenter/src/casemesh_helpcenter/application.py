@@ -329,9 +329,10 @@ class HelpCenter:
                         "request_id was used for another answer", reason="REQUEST_ID_REUSED"
                     )
                 found.flow, found.node = first[0], first[1]
-            if question_id and question_id != found.question_id:
+            # (A retry under its request id is the first send's answer again.)
+            elif question_id and question_id != found.question_id:
                 raise Aborted(
-                    "this question was already answered; read the session again",
+                    "this question was already answered; start the flow again",
                     reason="QUESTION_ANSWERED",
                 )
             choice = found.choose(answer)
@@ -358,10 +359,11 @@ class HelpCenter:
                 raced = False
             if not moved and not raced:
                 raise Aborted(
-                    "this question was already answered; read the session again",
+                    "this question was already answered; start the flow again",
                     reason="QUESTION_ANSWERED",
                 )
             found.node = choice.next
+            found.path.append(choice.taken)  # as stored: the next question's id counts it
         if raced:  # answered as the first send was (or refused, if it was another answer)
             return await self.answer_flow(who, session, answer, request_id, question_id)
         return found.step(found.locale, ending, choice.action)

@@ -195,8 +195,10 @@ class HelpSession:
 
     @property
     def question_id(self) -> str:
-        """The question the session stands at, as callers name it back."""
-        return f"{self.flow}/{self.node}" if self.node else ""
+        """The question the session stands at, as callers name it back: the
+        flow, the question and how many were answered before it (a flow
+        started again asks its first question anew)."""
+        return f"{self.flow}/{self.node}/{len(self.path)}" if self.node else ""
 
     def question(self) -> dict[str, Any] | None:
         """The question waiting for an answer, if any."""
