@@ -232,12 +232,10 @@ def test_a_user_the_help_centre_did_not_help_opens_a_ticket_with_a_screenshot(
     assert len(problems) <= (1 if transport == "connect" else 0)
 
 
-def test_a_user_helped_twice_answers_for_each_article_in_its_own_session(
-    browser: Browser, stack: Stack
-) -> None:
-    """Helped by one article, the user starts over: the old results go with
-    the old session, and the next article read is answered for in a new one."""
-    user = f"web-twice-{uuid.uuid4().hex[:8]}"
+@contextlib.contextmanager
+def signed_in(browser: Browser, stack: Stack, user: str) -> Iterator[tuple[Page, list[str]]]:
+    """The self-service page in Chinese, signed in as `user`; and the
+    uncaught errors it met (checked to be none when the test ends well)."""
     context = browser.new_context(locale="zh-CN")
     context.set_default_timeout(30_000)
     page = context.new_page()
@@ -247,6 +245,20 @@ def test_a_user_helped_twice_answers_for_each_article_in_its_own_session(
         page.goto(f"{stack.http}/")
         page.get_by_label("用户名").fill(user)
         page.get_by_role("button", name="登录").click()
+        expect(page.get_by_role("heading", name="搜索帮助中心")).to_be_visible()
+        yield page, problems
+    finally:
+        context.close()
+    assert problems == []
+
+
+def test_a_user_helped_twice_answers_for_each_article_in_its_own_session(
+    browser: Browser, stack: Stack
+) -> None:
+    """Helped by one article, the user starts over: the old results go with
+    the old session, and the next article read is answered for in a new one."""
+    user = f"web-twice-{uuid.uuid4().hex[:8]}"
+    with signed_in(browser, stack, user) as (page, _):
         for _ in range(2):
             page.get_by_role("searchbox", name="描述您的问题").fill("无法登录")
             page.get_by_role("button", name="搜索", exact=True).click()
@@ -258,9 +270,6 @@ def test_a_user_helped_twice_answers_for_each_article_in_its_own_session(
             expect(page.get_by_role("heading", name="搜索帮助中心")).to_be_visible()
             expect(page.get_by_role("button", name=ARTICLE)).to_have_count(0)
             expect(page.get_by_role("searchbox", name="描述您的问题")).to_have_value("")
-    finally:
-        context.close()
-    assert problems == []
 
 
 def test_a_user_follows_a_guide_to_its_end_one_answer_at_a_time(
@@ -269,15 +278,7 @@ def test_a_user_follows_a_guide_to_its_end_one_answer_at_a_time(
     """Each answer names its question, and every answer is held while one is
     on its way: two taps on the first question answer it once."""
     user = f"web-guide-{uuid.uuid4().hex[:8]}"
-    context = browser.new_context(locale="zh-CN")
-    context.set_default_timeout(30_000)
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda err: problems.append(f"uncaught: {err}"))
-    try:
-        page.goto(f"{stack.http}/")
-        page.get_by_label("用户名").fill(user)
-        page.get_by_role("button", name="登录").click()
+    with signed_in(browser, stack, user) as (page, _):
         page.get_by_role("button", name="登录遇到问题").click()
         expect(page.get_by_text("您遇到的是哪种情况？")).to_be_visible()
         first = page.get_by_role("button", name="收不到验证码")
@@ -289,9 +290,6 @@ def test_a_user_follows_a_guide_to_its_end_one_answer_at_a_time(
         path = page.locator("#flow-path li")
         expect(path).to_have_count(2)
         expect(path.first).to_contain_text("您遇到的是哪种情况？ → 收不到验证码")
-    finally:
-        context.close()
-    assert problems == []
 
 
 def test_a_refusal_is_shown_in_the_language_the_page_is_in(browser: Browser, stack: Stack) -> None:
@@ -337,13 +335,7 @@ def test_a_form_filled_when_the_sign_in_ran_out_is_given_back_after_signing_in(
 ) -> None:
     user = f"web-expired-{uuid.uuid4().hex[:8]}"
     subject = f"上传一直失败 {user}"
-    context = browser.new_context(locale="zh-CN")
-    context.set_default_timeout(30_000)
-    page = context.new_page()
-    try:
-        page.goto(f"{stack.http}/")
-        page.get_by_label("用户名").fill(user)
-        page.get_by_role("button", name="登录").click()
+    with signed_in(browser, stack, user) as (page, _):
         page.get_by_role("button", name="联系客服（提交工单）").click()
         page.get_by_label("问题分类").select_option("account.login")
         page.get_by_label("标题").fill(subject)
@@ -372,8 +364,6 @@ def test_a_form_filled_when_the_sign_in_ran_out_is_given_back_after_signing_in(
         page.get_by_role("button", name="提交工单").click()
         expect(page.get_by_role("heading", name="您的工单", level=1)).to_be_visible()
         expect(page.get_by_text(subject)).to_be_visible()
-    finally:
-        context.close()
 
 
 @pytest.mark.parametrize("transport", list(TRANSPORTS))
