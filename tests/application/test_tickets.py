@@ -613,8 +613,8 @@ def test_a_solved_ticket_closes_though_the_auto_close_setting_changed_since(
     app: Tickets, clock: FakeClock, now_after: timedelta
 ) -> None:
     """Solved under 4 days; the service restarted with 3 or 5. The deadline
-    set at the solve still ends in a close: at once when the new setting is
-    shorter, at the solve's new due time when it is longer."""
+    set at the solve (4 days on) still ends in a close: when it fires, if the
+    new setting is shorter; at the solve's new due time if it is longer."""
     t = app.solve(AGENT, opened(app).id, "已处理", etag="")
     (deadline,) = app.deadlines_of(last_event(app, t.id))
     app.auto_close_after = now_after

@@ -265,9 +265,13 @@ def test_what_cannot_be_read_or_written_is_bad_input_before_any_call(
         capsys, *nowhere, "decide-case", "report-cases/x", "--outcome", "no_violation",
         "--statement", str(gbk),
     )  # fmt: skip
-    for out in (".", str(tmp_path)):
-        assert "not a folder" in bad_input(capsys, *nowhere, "export", "--out", out)
-        assert "not a folder" in bad_input(capsys, *nowhere, "evidence", "evidence/x", "--out", out)
+    for out, said in (
+        (".", "not a folder"),
+        (str(tmp_path), "not a folder"),
+        ("no/x.zip", "no folder"),
+    ):
+        assert said in bad_input(capsys, *nowhere, "export", "--out", out)
+        assert said in bad_input(capsys, *nowhere, "evidence", "evidence/x", "--out", out)
     odd = tmp_path / os.fsdecode(b"\xff\xfe.png")
     odd.write_bytes(b"\x89PNG")
     assert "not UTF-8" in bad_input(capsys, *nowhere, "upload", str(odd))

@@ -58,6 +58,8 @@ def check_out(path: Path) -> None:
     """`--out` names a file: refused before any call when it cannot be one."""
     if path.name in ("", ".", "..") or path.is_dir():
         raise BadInput(f"--out {path}: name a file to write, not a folder")
+    if not path.parent.is_dir():
+        raise BadInput(f"--out {path}: there is no folder {path.parent}")
 
 
 def write_whole(path: Path, fill: Callable[[BinaryIO], T]) -> T:

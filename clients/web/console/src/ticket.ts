@@ -21,12 +21,12 @@ import {
   facts,
   field,
   locale,
+  RetryKey,
   say,
   select,
   shortId,
   t,
   when,
-  RetryKey,
 } from "./ui";
 
 export function statusLabel(status: TicketStatus): string {
