@@ -182,7 +182,7 @@ def test_a_user_the_help_centre_did_not_help_opens_a_ticket_with_a_screenshot(
         page.get_by_role("button", name="提交工单").click()
         email_input = page.get_by_label("电子邮箱")
         expect(email_input).to_have_attribute("aria-invalid", "true")
-        expect(page.get_by_text("is required for EMAIL updates")).to_be_visible()
+        expect(page.get_by_text("选择邮件通知时必须填写电子邮箱。")).to_be_visible()
         expect(page.get_by_role("progressbar", name="上传进度")).to_have_attribute("value", "100")
         steps.shot("field-error")
 

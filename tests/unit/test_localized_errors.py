@@ -87,3 +87,37 @@ def test_every_stable_reason_in_the_code_has_chinese_words_and_every_code_both()
     for code, words in WORDS["codes"].items():
         assert set(words) == set(LOCALES), code
         assert code_pb2.Code.Value(code)
+
+
+def test_a_field_violation_is_said_in_chinese_beside_its_english() -> None:
+    """A form shows what is wrong with a field beside it, in the caller's
+    language where the table has the words; the English stays as it was."""
+    bad = error_details_pb2.BadRequest()
+    for field, description in (
+        ("ticket.subject", "must be at most 200 characters"),
+        ("ticket.contact.email", "is required for EMAIL updates"),
+        ("ticket.odd", "something the table has no words for"),
+    ):
+        bad.field_violations.add(field=field, description=description)
+    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message="bad")
+    status.details.add().Pack(bad)
+
+    def violations(locale: str) -> list[error_details_pb2.BadRequest.FieldViolation]:
+        found = error_details_pb2.BadRequest()
+        localized(status, locale).details[0].Unpack(found)
+        return list(found.field_violations)
+
+    zh = violations("zh-CN")
+    assert [v.description for v in zh] == [v.description for v in bad.field_violations]
+    assert [v.localized_message.message for v in zh] == [
+        "不能超过 200 个字符。",
+        "选择邮件通知时必须填写电子邮箱。",
+        "",
+    ]
+    assert all(not v.HasField("localized_message") for v in violations("en"))
+
+
+def test_every_field_text_has_chinese_words_that_keep_its_parts() -> None:
+    for english, words in WORDS["fields"].items():
+        parts = set(re.findall(r"\{(\w+)\}", english))
+        assert set(re.findall(r"\{(\w+)\}", words["zh-CN"])) <= parts, english

@@ -84,6 +84,14 @@ export function grpcWebTransport(
 }
 
 /**
+ * What is wrong with a field, for people: in the language the call asked for
+ * when the gateway has the words (`localizedMessage`), else the description.
+ */
+export function violationText(violation: BadRequest_FieldViolation): string {
+  return violation.localizedMessage?.message || violation.description;
+}
+
+/**
  * What a failed call says, for people: the refusal in the language the call
  * asked for (the gateway's `google.rpc.LocalizedMessage`), else its message.
  */

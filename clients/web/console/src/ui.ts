@@ -1,6 +1,13 @@
 /** What every part of the console shares: the language, the DOM helpers, the status line and errors. */
 
-import { Code, ConnectError, errorMessage, fieldViolations, timestampDate } from "@casemesh/client";
+import {
+  Code,
+  ConnectError,
+  errorMessage,
+  fieldViolations,
+  timestampDate,
+  violationText,
+} from "@casemesh/client";
 import { element } from "@casemesh/client/page";
 
 import { type Key, type Locale, initialLocale, text } from "./i18n";
@@ -120,14 +127,14 @@ export function showError(err: unknown): void {
       const note = document.getElementById(`${input.id}-error`);
       if (note) {
         note.textContent = note.textContent
-          ? `${note.textContent} ${violation.description}`
-          : violation.description;
+          ? `${note.textContent} ${violationText(violation)}`
+          : violationText(violation);
         note.hidden = false;
       }
       input.setAttribute("aria-invalid", "true");
       first ??= input;
     } else {
-      $("error-list").append(element("li", `${violation.field}: ${violation.description}`));
+      $("error-list").append(element("li", `${violation.field}: ${violationText(violation)}`));
     }
   }
   if (error.code === Code.Aborted) {

@@ -30,6 +30,7 @@ import {
   TicketStatus,
   timestampDate,
   uploadEvidence,
+  violationText,
 } from "@casemesh/client";
 import { element } from "@casemesh/client/page";
 
@@ -135,13 +136,13 @@ function showError(err: unknown, place: Placer = () => undefined): void {
     if (input) {
       const note = $(`${input.id}-error`);
       note.textContent = note.textContent
-        ? `${note.textContent} ${violation.description}`
-        : violation.description;
+        ? `${note.textContent} ${violationText(violation)}`
+        : violationText(violation);
       note.hidden = false;
       input.setAttribute("aria-invalid", "true");
       first ??= input;
     } else {
-      $("error-list").append(element("li", `${violation.field}: ${violation.description}`));
+      $("error-list").append(element("li", `${violation.field}: ${violationText(violation)}`));
     }
   }
   $("error-message").textContent = first

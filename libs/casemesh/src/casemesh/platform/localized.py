@@ -8,6 +8,7 @@ people; outages and internal errors get a plain sentence instead."""
 
 from __future__ import annotations
 
+import re
 import tomllib
 from functools import cache
 from importlib import resources
@@ -57,8 +58,10 @@ def locale_of(accept_language: str) -> str:
 
 
 def localized(status: status_pb2.Status, locale: str) -> status_pb2.Status:
-    """`status` with a LocalizedMessage in `locale` added after its details;
-    one it already carries is kept (the service that refused knew better)."""
+    """`status` with a LocalizedMessage in `locale` added after its details
+    (one it already carries is kept: the service that refused knew better),
+    and each field violation whose words the table has (`[fields]`) with its
+    own, for a form to show beside the field."""
     if status.code == code_pb2.OK or any(
         d.Is(error_details_pb2.LocalizedMessage.DESCRIPTOR) for d in status.details
     ):
@@ -66,9 +69,49 @@ def localized(status: status_pb2.Status, locale: str) -> status_pb2.Status:
     locale = locale if locale in LOCALES else DEFAULT
     said = status_pb2.Status()
     said.CopyFrom(status)
+    if locale != "en":
+        for detail in said.details:
+            if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                detail.Pack(_fields_said(detail, locale))
     message = error_details_pb2.LocalizedMessage(locale=locale, message=_say(status, locale))
     said.details.add().Pack(message)
     return said
+
+
+def _fields_said(detail: Any, locale: str) -> error_details_pb2.BadRequest:
+    bad = error_details_pb2.BadRequest()
+    detail.Unpack(bad)
+    for violation in bad.field_violations:
+        words = field_words(violation.description, locale)
+        if words and not violation.HasField("localized_message"):
+            violation.localized_message.locale = locale
+            violation.localized_message.message = words
+    return bad
+
+
+@cache
+def _field_patterns(locale: str) -> tuple[tuple[re.Pattern[str], str], ...]:
+    """The `[fields]` table as (what the English says, the words in `locale`)."""
+    patterns = []
+    for english, words in _words().get("fields", {}).items():
+        if locale not in words:
+            continue
+        parts = re.split(r"\{(\w+)\}", english)
+        regex = "".join(
+            re.escape(part) if i % 2 == 0 else f"(?P<{part}>.+?)" for i, part in enumerate(parts)
+        )
+        patterns.append((re.compile(regex), str(words[locale])))
+    return tuple(patterns)
+
+
+def field_words(description: str, locale: str) -> str:
+    """A field violation's description in `locale`, by the `[fields]` table;
+    "" when the table has no words for it."""
+    for pattern, words in _field_patterns(locale):
+        found = pattern.fullmatch(description)
+        if found:
+            return words.format(**found.groupdict())
+    return ""
 
 
 def plain_words(status: status_pb2.Status) -> str:
