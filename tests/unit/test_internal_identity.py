@@ -14,8 +14,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from casemesh.platform.callers import VouchedCalls
-from casemesh.platform.errors import Unauthenticated
+from casemesh.platform.callers import INBOUND_READER, VouchedCalls
+from casemesh.platform.errors import PermissionDenied, Unauthenticated
 from casemesh.platform.identity import (
     INTERNAL_TOKEN_KEY,
     Identity,
@@ -273,6 +273,46 @@ def test_inbound_mails_key_is_believed_only_where_it_is_given(
     monkeypatch.setenv("CASEMESH_INBOUND_VERIFY_KEY", mail)  # its private key, by mistake
     with pytest.raises(SystemExit):
         load(TicketsSettings)
+
+
+class _Call:
+    def __init__(self, metadata: Any) -> None:
+        self._metadata = metadata
+
+    def invocation_metadata(self) -> Any:
+        return self._metadata
+
+
+def test_inbound_mails_key_speaks_for_a_requester_and_its_reader_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Inbound mail takes mail from the internet: its key vouches for a
+    ticket's requester (a user) and for its reader reading a ticket, and for
+    nothing an agent or admin may do; the gateway's key, for anyone."""
+    mail = new_signing_key()
+    monkeypatch.setenv("CASEMESH_DATABASE_URL", "postgresql://x@h/db")
+    for name, value in personal_env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CASEMESH_INTERNAL_VERIFY_KEY", verify_key_of(KEY))
+    monkeypatch.setenv("CASEMESH_INBOUND_VERIFY_KEY", verify_key_of(mail))
+    calls = VouchedCalls.of(load(TicketsSettings), [TICKETS])
+    reader = Identity(INBOUND_READER, frozenset({"agent"}))
+    admin = Identity("mallory", frozenset({"admin", "agent"}))
+    get, search = f"/{TICKETS}/GetTicket", f"/{TICKETS}/SearchTickets"
+
+    def check(key: Any, who: Identity, method: str, facts: dict[str, str] | None = None) -> Any:
+        metadata = InternalTokenSigner(key).metadata(who, TICKETS, facts)
+        return calls._check(_Call(metadata), method)
+
+    assert check(mail, ALICE, f"/{TICKETS}/AddComment").identity == ALICE
+    assert check(mail, reader, get).identity == reader
+    for who, method in ((reader, search), (admin, get), (admin, search)):
+        with pytest.raises(PermissionDenied):
+            check(mail, who, method)
+    with pytest.raises(Unauthenticated, match="facts"):
+        check(mail, ALICE, get, {"appeal_deadline": "2099-01-01"})
+    # The gateway's key vouches for an admin, as ever.
+    assert check(KEY, admin, search).identity == admin
 
 
 def test_a_token_found_good_is_believed_without_a_new_check_until_it_expires() -> None:

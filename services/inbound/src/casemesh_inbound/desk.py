@@ -19,6 +19,7 @@ from typing import Any
 
 import grpc
 
+from casemesh.platform.callers import INBOUND_READER
 from casemesh.platform.identity import Identity, InternalTokenSigner
 from casemesh.platform.replies import UnknownReplyAddress, ticket_of
 from casemesh.platform.telemetry import inject_metadata
@@ -30,7 +31,7 @@ TICKETS = tickets_pb2.DESCRIPTOR.services_by_name["TicketService"].full_name
 EVIDENCE = evidence_pb2.DESCRIPTOR.services_by_name["EvidenceService"].full_name
 # Who reads a ticket to learn its requester and contact: the desk itself, as
 # an agent may (it never writes as one).
-READER = Identity("inbound-mail", frozenset({"agent"}))
+READER = Identity(INBOUND_READER, frozenset({"agent"}))
 # The evidence service takes uploads in chunks of at most 1 MiB.
 CHUNK = 1024 * 1024
 # What a comment says when the reply had attachments and no text.

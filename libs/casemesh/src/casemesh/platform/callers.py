@@ -11,8 +11,15 @@ from typing import Any, Protocol, runtime_checkable
 
 import grpc
 
-from casemesh.platform.errors import Unauthenticated
+from casemesh.platform.errors import PermissionDenied, Unauthenticated
 from casemesh.platform.identity import InternalTokenVerifier, Vouched
+
+# Inbound mail's key is believed for less than the gateway's: it speaks for a
+# ticket's requester (as a user, never an agent or admin), and, as this reader,
+# reads the ticket a reply is for, and nothing else. A broken-into inbound
+# service cannot search, change or read what the mail it takes does not touch.
+INBOUND_READER = "inbound-mail"
+INBOUND_READS = frozenset({"/casemesh.v1.TicketService/GetTicket"})
 
 # Each call runs in its own task, so what is set here stays with its call.
 _VOUCHED: ContextVar[Vouched | None] = ContextVar("casemesh_vouched", default=None)
@@ -64,11 +71,17 @@ class VouchedCalls(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     @classmethod
     def of(cls, cfg: BehindGateway, audiences: Sequence[str]) -> VouchedCalls:
-        keys = f"{cfg.internal_verify_key}\n{cfg.inbound_verify_key}"
-        return cls(InternalTokenVerifier(keys, audiences))
+        return cls(
+            InternalTokenVerifier(
+                cfg.internal_verify_key, audiences, narrow_keys=cfg.inbound_verify_key
+            )
+        )
 
-    def _check(self, context: grpc.aio.ServicerContext) -> Vouched:
-        return self._verifier.verify(context.invocation_metadata())
+    def _check(self, context: grpc.aio.ServicerContext, method: str) -> Vouched:
+        found = self._verifier.verify(context.invocation_metadata())
+        if found.narrow and not _inbound_may(found, method):
+            raise PermissionDenied(f"inbound mail's key does not vouch for {method}")
+        return found
 
     async def intercept_service(
         self,
@@ -78,11 +91,12 @@ class VouchedCalls(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(handler_call_details)
         if handler is None or handler_call_details.method.startswith("/grpc."):
             return handler
+        method = handler_call_details.method
         for kind, make, wrap in _KINDS:
             behaviour = getattr(handler, kind)
             if behaviour is not None:
                 return make(
-                    wrap(behaviour, self._check),
+                    wrap(behaviour, lambda context: self._check(context, method)),
                     request_deserializer=handler.request_deserializer,
                     response_serializer=handler.response_serializer,
                 )
@@ -96,3 +110,11 @@ _KINDS = (
     ("unary_stream", grpc.unary_stream_rpc_method_handler, _stream_response),
     ("stream_stream", grpc.stream_stream_rpc_method_handler, _stream_response),
 )
+
+
+def _inbound_may(found: Vouched, method: str) -> bool:
+    """What a caller vouched for by inbound mail's key may do (see INBOUND_READER)."""
+    who = found.identity
+    if who.subject == INBOUND_READER:
+        return who.roles == frozenset({"agent"}) and method in INBOUND_READS
+    return who.roles == frozenset({"user"})

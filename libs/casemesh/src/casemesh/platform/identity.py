@@ -462,6 +462,9 @@ class Vouched:
 
     identity: Identity
     facts: Mapping[str, str] = field(default_factory=dict)
+    # Signed by a key believed only for a few identities (`narrow_keys`):
+    # the service checks what such a caller may do (`callers`).
+    narrow: bool = False
 
 
 class InternalTokenVerifier:
@@ -475,9 +478,12 @@ class InternalTokenVerifier:
         public_keys: str,
         audiences: Collection[str],
         *,
+        narrow_keys: str = "",
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._keys = {key_id(k): k for k in verify_keys(public_keys)}
+        narrow = {key_id(k): k for k in verify_keys(narrow_keys)} if narrow_keys.strip() else {}
+        self._keys = {**narrow, **{key_id(k): k for k in verify_keys(public_keys)}}
+        self._narrow = narrow.keys() - {key_id(k) for k in verify_keys(public_keys)}
         self._audiences = list(audiences)
         if not self._audiences:
             raise ValueError("a service must name the audiences it answers to")
@@ -519,4 +525,8 @@ class InternalTokenVerifier:
             isinstance(k, str) and isinstance(v, str) for k, v in facts.items()
         ):
             raise Unauthenticated("the call's identity token carries malformed facts")
-        return Vouched(_identity(claims), facts), float(claims["exp"] + INTERNAL_LEEWAY_SECONDS)
+        narrow = kid in self._narrow
+        if narrow and facts:
+            raise Unauthenticated("only the gateway's token may vouch for facts")
+        vouched = Vouched(_identity(claims), facts, narrow=narrow)
+        return vouched, float(claims["exp"] + INTERNAL_LEEWAY_SECONDS)
