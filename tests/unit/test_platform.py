@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import jwt
@@ -54,8 +54,9 @@ from casemesh.platform.masking import mask_email, mask_phone, mask_text
 from casemesh.platform.settings import ServiceSettings, load
 from casemesh.platform.where import Where
 from casemesh.rules import tickets as ticket_rules
+from casemesh.v1 import evidence_pb2
 from casemesh_devstack.ports import free_port
-from casemesh_gateway.api import Backend
+from casemesh_gateway.api import Backend, EvidenceGateway
 from casemesh_gateway.ratelimit import RateLimiter
 from casemesh_gateway.settings import GatewaySettings
 from casemesh_notifier.settings import NotifierSettings
@@ -226,6 +227,42 @@ async def test_a_backends_failure_is_told_in_plain_words_not_its_own(
     [(answered, message)] = aborted
     assert answered == code and message.startswith(told)
     assert "10.0.0.7" not in message and "KeyError" not in message
+
+
+async def test_evidence_is_read_within_the_transfer_deadline_not_an_ordinary_calls() -> None:
+    """A video of hundreds of megabytes takes minutes to read: its stream is
+    given the upload's deadline, not the 5 s of an ordinary call."""
+    backend = Backend(
+        verifier=TokenVerifier(secret=SECRET),
+        signer=InternalTokenSigner(new_signing_key()),
+        limiter=RateLimiter(per_minute=60, burst=5),
+        timeout=5,
+    )
+    given: list[float] = []
+
+    class Stub:
+        def ReadEvidence(self, request: object, *, metadata: object, timeout: float) -> Any:
+            given.append(timeout)
+
+            async def chunks() -> Any:
+                yield evidence_pb2.ReadEvidenceResponse(chunk=b"x")
+
+            return chunks()
+
+    channel = grpc.aio.insecure_channel("127.0.0.1:9")  # never used: the stub is replaced
+    gateway = EvidenceGateway(backend, channel, upload_timeout=900)
+    gateway.stub = cast(Any, Stub())
+    await channel.close()
+    token = mint_token(SECRET, "viewer", ["agent"])
+    context = SimpleNamespace(
+        invocation_metadata=lambda: [("authorization", f"Bearer {token}")],
+        time_remaining=lambda: None,
+    )
+    request = evidence_pb2.ReadEvidenceRequest(
+        name="evidence/" + "1" * 8 + "-1111-1111-1111-" + "1" * 12
+    )
+    read = [r async for r in gateway.ReadEvidence(request, cast(Any, context))]
+    assert [r.chunk for r in read] == [b"x"] and given == [900]
 
 
 def test_the_rate_limit_tells_the_client_how_long_to_wait_in_retry_info() -> None:

@@ -154,10 +154,17 @@ class Backend:
             await self._fail(err, context)
 
     async def forward_stream(
-        self, method: Any, request: Any, who: Identity, context: Ctx, *, audience: str
+        self,
+        method: Any,
+        request: Any,
+        who: Identity,
+        context: Ctx,
+        *,
+        audience: str,
+        deadline_s: float | None = None,
     ) -> AsyncIterator[Any]:
         metadata = self.vouch(who, audience, context=context)
-        call = method(request, metadata=metadata, timeout=self._timeout(context))
+        call = method(request, metadata=metadata, timeout=self._timeout(context, deadline_s))
         try:
             async for response in call:
                 yield response
@@ -358,8 +365,14 @@ class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
     ) -> AsyncIterator[evidence_pb2.ReadEvidenceResponse]:
         who = self.backend.identity(context)
         await _check(request)
+        # A video of hundreds of megabytes takes as long to read as to upload.
         async for response in self.backend.forward_stream(
-            self.stub.ReadEvidence, request, who, context, audience=EVIDENCE
+            self.stub.ReadEvidence,
+            request,
+            who,
+            context,
+            audience=EVIDENCE,
+            deadline_s=self.upload_timeout,
         ):
             yield response
 

@@ -44,7 +44,8 @@ class GatewaySettings(VouchingSettings):
     helpcenter_target: str = Field("127.0.0.1:50066", pattern=HOST_PORT)
     privacy_target: str = Field("127.0.0.1:50067", pattern=HOST_PORT)
     notifier_target: str = Field("127.0.0.1:50068", pattern=HOST_PORT)
-    # Uploads of large videos take longer than ordinary calls.
+    # Uploads and reads of large videos (and exports) take longer than
+    # ordinary calls.
     upload_timeout_seconds: float = Field(900.0, gt=0)
     # Users' tokens. HS256 shared secret (local runs); in production the
     # identity provider's keys: RS256 public keys in PEM (while keys rotate,
