@@ -1156,3 +1156,10 @@ def test_each_party_sees_only_the_appeals_they_lodged(app: Reports, clock: FakeC
     assert list(as_alice.appeals) == ["appeals/a1"]
     as_agent = for_viewer(case_message(case), AGENT, set(), appellants(case))
     assert set(as_agent.appeals) == {"appeals/u1", "appeals/a1"}
+
+
+def test_a_reporter_sees_no_decision_on_a_case_not_yet_decided(app: Reports) -> None:
+    ident = app.file(ALICE, report()).case_id
+    case = app.get_case(AGENT, ident)
+    as_alice = for_viewer(case_message(case), ALICE, set(), appellants(case))
+    assert not as_alice.HasField("decision")

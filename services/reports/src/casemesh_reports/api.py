@@ -288,7 +288,8 @@ def for_viewer(
     del msg.appeals[:]
     msg.appeals.extend(mine)
     msg.assignee = ""
-    msg.decision.source_identity = ""
+    if msg.HasField("decision"):  # (setting a field would make an empty one)
+        msg.decision.source_identity = ""
     msg.trusted_flagger = False
     if msg.affected_uploader.user_id != who.subject:
         msg.ClearField("affected_uploader")
