@@ -12,7 +12,7 @@ import pytest
 
 from casemesh.platform.errors import InvalidArgument, Violations
 from casemesh_reports.policy import load_taxonomy
-from casemesh_reports.statement import Restriction, StatementOfReasons
+from casemesh_reports.statement import Restriction, StatementOfReasons, source_identity
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 KEYWORDS = load_taxonomy().keywords
@@ -248,3 +248,31 @@ def test_an_early_no_violation_statement_with_every_field_loads_as_its_facts() -
         (),
         NOW,
     )
+
+
+def test_dates_the_transparency_database_would_refuse_are_refused_here() -> None:
+    far = [
+        {
+            "field": "account",
+            "type": "DECISION_ACCOUNT_SUSPENDED",
+            "end_time": "9999-01-01T00:00:00+00:00",
+        }
+    ]
+    assert refused(
+        given(content_date="1999-12-31", application_date="2099-12-31", restrictions=far)
+    ) == [
+        ("statement.content_date", "must be 2000-01-01 or later"),
+        ("statement.application_date", "must be before 2038-01-01"),
+        (
+            "statement.restrictions.account_end_time",
+            "must be before 2038-01-01 (longer: leave it out, a permanent one)",
+        ),
+    ]
+
+
+def test_the_trusted_flaggers_named_fit_the_source_identitys_500_characters() -> None:
+    names = [f"{i:03d}" + "可信举报机构" * 30 for i in range(5)]  # 183 characters each
+    said = source_identity(names)
+    assert len(said) <= 500 and said.endswith(" and 3 more")
+    assert said.startswith(names[0] + ", " + names[1])
+    assert source_identity(["网信办举报中心", "某版权协会"]) == "网信办举报中心, 某版权协会"

@@ -28,7 +28,7 @@ from casemesh.platform.logging import get_logger
 from casemesh.rules import tickets as rules
 from casemesh_reports.base import AGENT_WORK, ReportsBase
 from casemesh_reports.domain import AbuseReport, ReportCase, Reporter, TrustedFlagger
-from casemesh_reports.statement import StatementOfReasons
+from casemesh_reports.statement import StatementOfReasons, source_identity
 
 log = get_logger(__name__)
 
@@ -138,7 +138,7 @@ class Decisions(ReportsBase):
             reasons,
             category=reasons.category or dsa_category(case),
             source_type="SOURCE_TRUSTED_FLAGGER" if trusted else "SOURCE_ARTICLE_16",
-            source_identity=", ".join(trusted),
+            source_identity=source_identity(trusted),
             puid=case.target["id"],
             redress=self.policy.redress.get(locale, ""),
             appeal_deadline=deadline,

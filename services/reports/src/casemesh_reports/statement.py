@@ -260,6 +260,8 @@ def _check(
     posted = _date(v, "statement.content_date", s.get("content_date", ""))
     if posted is not None and posted > today:
         v.add("statement.content_date", "must not be after today (when was it posted?)")
+    elif posted is not None and posted < EARLIEST_CONTENT:
+        v.add("statement.content_date", f"must be {EARLIEST_CONTENT} or later")
     applies = _date(v, "statement.application_date", s.get("application_date", ""))
     if applies is not None and applies < today:
         v.add(
@@ -267,6 +269,8 @@ def _check(
             "must not be before today: the uploader hears of a restriction no later "
             "than it applies",
         )
+    elif applies is not None and applies >= LATEST_DATE:
+        v.add("statement.application_date", f"must be before {LATEST_DATE}")
     if not s.get("automated_decision"):
         v.add("statement.automated_decision", "is required: FULLY, PARTIALLY or NOT_AUTOMATED")
     restrictions = s.get("restrictions", [])
@@ -282,6 +286,11 @@ def _check(
         end = r.get("end_time")
         if end and datetime.fromisoformat(end) <= now:
             v.add(f"statement.restrictions.{kind}_end_time", "must be in the future")
+        elif end and datetime.fromisoformat(end).date() >= LATEST_DATE:
+            v.add(
+                f"statement.restrictions.{kind}_end_time",
+                f"must be before {LATEST_DATE} (longer: leave it out, a permanent one)",
+            )
         elif not end and r["type"] in TEMPORARY:
             v.add(
                 f"statement.restrictions.{kind}_end_time",
@@ -299,6 +308,26 @@ def _check(
     url = s.get("decision_ground_reference_url", "")
     if url and not re.fullmatch(r"https?://[^\s\x00-\x1f\x7f]{1,490}", url):
         v.add("statement.decision_ground_reference_url", "must be an http(s) URL")
+
+
+# The DSA transparency database takes a content date from 2000 on, and no
+# date from 2038 on: a statement outside them would be refused there.
+EARLIEST_CONTENT = date(2000, 1, 1)
+LATEST_DATE = date(2038, 1, 1)
+# Its longest source identity.
+SOURCE_IDENTITY_MAX = 500
+
+
+def source_identity(names: list[str]) -> str:
+    """The trusted flaggers a decision acted on, as the statement names them:
+    as many as fit the transparency database's 500 characters, and how many
+    more."""
+    for shown in range(len(names), 0, -1):
+        more = f" and {len(names) - shown} more" if shown < len(names) else ""
+        said = ", ".join(names[:shown]) + more
+        if len(said) <= SOURCE_IDENTITY_MAX:
+            return said
+    return f"{len(names)} trusted flaggers"
 
 
 def _date(v: Violations, field: str, value: str) -> date | None:
