@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ipaddress
 import json
 import math
 import re
@@ -777,7 +778,8 @@ class WebFront:
         signed with the HS256 secret, as `casemesh --as NAME` makes one; for
         pages on this machine only (a loopback Host, against DNS rebinding)."""
         host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
-        if urlsplit(f"//{host}").hostname not in LOOPBACK_HOSTS:
+        peer = (scope.get("client") or ("",))[0]
+        if urlsplit(f"//{host}").hostname not in LOOPBACK_HOSTS or not _loopback(peer):
             raise _Refusal(
                 HTTPStatus.FORBIDDEN,
                 ConnectError(Code.PERMISSION_DENIED, "the development sign-in is local only"),
@@ -807,6 +809,15 @@ class WebFront:
             self._sign_in_secret, subject.strip(), [str(r) for r in roles] or ["user"]
         )
         await send_json(send, json.dumps({"token": token}).encode())
+
+
+def _loopback(address: str) -> bool:
+    """Whether a peer's address is this machine's (the Host header is the
+    caller's to write; the address it connects from is not)."""
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 class _Server(uvicorn.Server):
