@@ -108,6 +108,10 @@ def test_a_token_checked_once_is_taken_until_it_expires_and_not_after() -> None:
         (lambda: f"Bearer {jwt.encode(claims(roles=[]), SECRET)}", "roles"),
         # A case key's owner in the key database, nobody's own id.
         (lambda: f"Bearer {jwt.encode(claims(sub='#case/1'), SECRET)}", "subject must not"),
+        # Named so nowhere else: an erasure or an export could not name them back.
+        (lambda: "Bearer " + jwt.encode(claims(sub=" alice"), SECRET), "spaces around"),
+        (lambda: "Bearer " + jwt.encode(claims(sub="alice\n"), SECRET), "spaces around"),
+        (lambda: "Bearer " + jwt.encode(claims(sub="ali\u200bce"), SECRET), "invisible"),
         (lambda: f"Bearer {jwt.encode(claims(), 'x' + SECRET)}", "invalid"),
         (lambda: f"Bearer {jwt.encode(claims(), SECRET * 2, algorithm='HS512')}", "invalid"),
         # Refused unread: checking a huge one stalled the gateway for seconds.

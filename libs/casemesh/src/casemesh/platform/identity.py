@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import re
 import time
+import unicodedata
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -89,6 +90,15 @@ def _identity_with(
         raw_roles = default_roles
     if not isinstance(subject, str) or not subject or len(subject) > MAX_SUBJECT:
         raise Unauthenticated("token subject must be a non-empty string")
+    if subject != subject.strip() or any(
+        unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in subject
+    ):
+        # A person is named so everywhere (their cases, an erasure, an
+        # export): a subject with spaces around it or characters that do not
+        # show could not be told from another, nor named back.
+        raise Unauthenticated(
+            "token subject must have no spaces around it and no control or invisible characters"
+        )
     if subject.startswith(RESERVED_SUBJECTS):
         raise Unauthenticated(f"token subject must not begin with {RESERVED_SUBJECTS!r}")
     if not isinstance(raw_roles, list) or not all(isinstance(r, str) for r in raw_roles):
