@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from casemesh import topics
+from casemesh.platform.identity import mint_token
 from casemesh.v1 import casequeue_pb2 as qpb
 from casemesh.v1 import casequeue_pb2_grpc as qpb_grpc
 from casemesh.v1 import tickets_pb2 as pb
@@ -368,3 +369,20 @@ def test_the_child_safety_lane_comes_before_an_urgent_case_due_sooner(stack: Sta
     claimed = agent.ClaimNextCase(qpb.ClaimNextCaseRequest(lease_seconds=60))
     agent.ReleaseClaim(qpb.ReleaseClaimRequest(name=claimed.name))
     assert claimed.child_safety, claimed.name
+
+
+def test_a_watch_ends_when_the_agents_sign_in_does(stack: Stack) -> None:
+    """A feed of every case in the queue is not held by a token that has
+    expired (a role taken away with it): the watch ends UNAUTHENTICATED."""
+    token = mint_token(stack.secret, f"brief-{uuid.uuid4().hex[:6]}", ["agent"], ttl_seconds=8)
+    with grpc.insecure_channel(stack.gateway) as channel:
+        watch = qpb_grpc.CaseQueueServiceStub(channel).WatchQueue(
+            qpb.WatchQueueRequest(),
+            metadata=(("authorization", f"Bearer {token}"),),
+            timeout=60,
+        )
+        assert next(watch).change == "WATCHING"
+        with pytest.raises(grpc.RpcError) as ended:
+            for _ in watch:  # heartbeats, changes: until the token expires
+                pass
+    assert ended.value.code() == grpc.StatusCode.UNAUTHENTICATED, ended.value.details()

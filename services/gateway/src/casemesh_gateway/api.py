@@ -6,6 +6,7 @@ caller's trace context and a deadline."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from casemesh.platform.errors import (
     InvalidArgument,
     PermissionDenied,
     ResourceExhausted,
+    Unauthenticated,
     Violations,
 )
 from casemesh.platform.grpcutil import STATUS_DETAILS_KEY, bounded, caller_locale, sent_details
@@ -102,6 +104,11 @@ class Backend:
     # The EvidenceServiceStub and the ReportServiceStub, set once their channels are open.
     evidence: Any = None
     reports: Any = None
+
+    def token_expiry(self, context: Ctx) -> float | None:
+        """When the caller's token, checked by `identity`, expires."""
+        auth = dict(context.invocation_metadata() or ()).get("authorization")
+        return self.verifier.expiry(auth) if isinstance(auth, str) else None
 
     def identity(self, context: Ctx) -> Identity:
         metadata = dict(context.invocation_metadata() or ())
@@ -637,11 +644,17 @@ class QueueGateway(casequeue_pb2_grpc.CaseQueueServiceServicer):
         if not who.is_agent:
             raise PermissionDenied("WatchQueue needs the agent role")
         metadata = self.backend.vouch(who, CASEQUEUE, context=context)
-        call = self.stub.WatchQueue(request, metadata=metadata)
+        # The watch lasts as long as the agent's sign-in, not beyond: a token
+        # that expired (a role taken away with it) hears no more changes.
+        expires = self.backend.token_expiry(context)
+        left = None if expires is None else max(0.0, expires - time.time())
+        call = self.stub.WatchQueue(request, metadata=metadata, timeout=left)
         try:
             async for change in call:
                 yield change
         except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED and left is not None:
+                raise Unauthenticated("token expired: sign in again to go on watching") from None
             await self.backend._fail(err, context)
         finally:
             call.cancel()

@@ -189,6 +189,11 @@ class _CheckedTokens(Generic[T]):
         self._checked[token] = (value, expires)
         return value
 
+    def expiry(self, token: str) -> float | None:
+        """When a token found good stops being good (None: not known)."""
+        known = self._checked.get(token)
+        return None if known is None else known[1]
+
 
 # What a provider's published key may sign with: public-key algorithms only
 # (a shared secret in a published set would let anyone sign).
@@ -311,6 +316,11 @@ class TokenVerifier:
         if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("authorization must be `Bearer <token>`")
         return self._checked.vouched(token.strip(), self._check, "token expired")
+
+    def expiry(self, authorization: str) -> float | None:
+        """When the token `verify` took from `authorization` expires (a call
+        that lasts, a watch, ends then)."""
+        return self._checked.expiry(authorization.partition(" ")[2].strip())
 
     def _check(self, token: str) -> tuple[Identity, float]:
         """Who a token names, and until when."""
