@@ -471,6 +471,11 @@ def test_the_sign_in_is_renewed_with_the_refresh_token_before_it_expires(
     with console.agent_page(browser, "zh-CN") as (page, problems):
         sign_in(page, stack, provider, "zh-CN")
         expect(page.locator("#live")).to_have_attribute("data-state", "live")
+        page.evaluate(
+            """() => { const el = document.getElementById('live'); window.liveStates = [];
+            new MutationObserver(() => window.liveStates.push(el.dataset.state))
+              .observe(el, { attributes: true, attributeFilter: ['data-state'] }); }"""
+        )
         # The token the sign-in got, as the provider recorded it (the page's may
         # already be the renewed one).
         first = provider.issued[0]
@@ -485,6 +490,13 @@ def test_the_sign_in_is_renewed_with_the_refresh_token_before_it_expires(
         )
         assert session(page, TOKEN_KEY) != first
         assert len(provider.requests("authorize")) == 1  # no second trip to the provider
+        # The watch begun with the first token ends when it expires (the
+        # gateway's rule); the page watches again with the new one, signed in.
+        page.wait_for_function(
+            "() => window.liveStates.includes('connecting') && window.liveStates.at(-1) === 'live'",
+            timeout=30_000,
+        )
+        expect(page.locator("#error")).to_be_hidden()
         # The new token works: the queue is read again with it.
         page.locator("#filter-queue").select_option("ads")
         expect(page.locator("#live")).to_have_attribute("data-state", "live")

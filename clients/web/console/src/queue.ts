@@ -19,7 +19,7 @@ import {
   timestampDate,
 } from "@casemesh/client";
 
-import { queue } from "./api";
+import { currentToken, queue } from "./api";
 import { textOr } from "./i18n";
 import { $, duration, element, locale, shortId, showError, t } from "./ui";
 
@@ -238,6 +238,8 @@ export class QueueView {
         silence = window.setTimeout(() => fail(undefined), SILENCE_MS);
       };
       this.live(attempt ? t("reconnecting", { n: attempt }) : t("connecting"), "connecting");
+      // The gateway ends a watch when the token it began with expires.
+      const watchedWith = currentToken();
       try {
         heard();
         const stream = queue.watchQueue({ queues: this.chosenQueues() }, { signal: abort.signal });
@@ -273,6 +275,8 @@ export class QueueView {
             return;
           }
           if (ConnectError.from(err).code === Code.Unauthenticated) {
+            // Renewed since the watch began: watch again with the new token.
+            if (currentToken() && currentToken() !== watchedWith) continue;
             showError(err); // the sign-in ran out: sign in again, not reconnect for ever
             return;
           }
