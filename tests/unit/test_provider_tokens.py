@@ -81,6 +81,21 @@ def test_a_providers_token_maps_its_roles_and_must_name_our_issuer_and_audience(
             verifier.verify(f"Bearer {signed(key, 'k1', **bad)}")
 
 
+def test_a_key_the_provider_withdraws_vouches_for_no_token_it_signed_before() -> None:
+    """A compromised key is taken out of the set: tokens it signed, though
+    found good a moment before (and remembered), are refused from then on."""
+    old, new = (rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in "ab")
+    keys = KeySet()
+    keys.replace({"keys": [jwk(old, "k1"), jwk(new, "k2")]})
+    verifier = TokenVerifier(key_set=keys, rules=RULES)
+    stolen, fresh = f"Bearer {signed(old, 'k1')}", f"Bearer {signed(new, 'k2')}"
+    assert verifier.verify(stolen).subject == verifier.verify(fresh).subject == "agent-7"
+    keys.replace({"keys": [jwk(new, "k2")]})
+    with pytest.raises(Unauthenticated, match="not published"):
+        verifier.verify(stolen)
+    assert verifier.verify(fresh).subject == "agent-7"
+
+
 def test_only_public_signing_keys_of_a_key_set_count() -> None:
     keys = KeySet()
     with pytest.raises(ValueError, match="no public signing key"):

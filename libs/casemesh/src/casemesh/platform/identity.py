@@ -214,6 +214,9 @@ class KeySet:
     def __init__(self, on_unknown_key: Callable[[], None] = lambda: None) -> None:
         self._keys: dict[str, jwt.PyJWK] = {}
         self.on_unknown_key = on_unknown_key
+        # Counts the sets that took a key away: tokens it signed, found good
+        # before, must be checked again.
+        self.withdrawals = 0
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -237,6 +240,8 @@ class KeySet:
                 keys[kid] = key
         if not keys:
             raise ValueError("the key set holds no public signing key with a `kid`")
+        if self._keys.keys() - keys.keys():
+            self.withdrawals += 1
         self._keys = keys
 
     def key(self, kid: Any) -> jwt.PyJWK:
@@ -269,8 +274,10 @@ class TokenVerifier:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._rules = rules or TokenRules()
+        self._clock = clock
         self._checked = _CheckedTokens[Identity](clock)
         self._key_set = key_set
+        self._withdrawals_seen = key_set.withdrawals if key_set is not None else 0
         if key_set is not None:
             self._keys: list[Any] = []
             self._algorithms = sorted(KEY_SET_ALGORITHMS)
@@ -315,6 +322,11 @@ class TokenVerifier:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("authorization must be `Bearer <token>`")
+        if self._key_set is not None and self._key_set.withdrawals != self._withdrawals_seen:
+            # A key the provider withdrew (compromised, say) vouches for no
+            # token it signed, however recently one was found good.
+            self._withdrawals_seen = self._key_set.withdrawals
+            self._checked = _CheckedTokens[Identity](self._clock)
         return self._checked.vouched(token.strip(), self._check, "token expired")
 
     def expiry(self, authorization: str) -> float | None:
