@@ -1163,3 +1163,23 @@ def test_a_reporter_sees_no_decision_on_a_case_not_yet_decided(app: Reports) -> 
     case = app.get_case(AGENT, ident)
     as_alice = for_viewer(case_message(case), ALICE, set(), appellants(case))
     assert not as_alice.HasField("decision")
+
+
+def test_a_restriction_that_has_ended_is_no_longer_listed_as_on_the_uploader(
+    app: Reports, clock: FakeClock
+) -> None:
+    ursula = Identity("ursula", frozenset({"user"}))
+    ident = app.file(ALICE, report()).case_id
+    week = (clock.now() + timedelta(days=7)).isoformat()
+    suspended = {
+        **action_taken(clock),
+        "restrictions": [
+            {"field": "account", "type": "DECISION_ACCOUNT_SUSPENDED", "end_time": week}
+        ],
+    }
+    app.decide(AGENT, ident, "ACTION_TAKEN", suspended, UPLOADER, [], etag="")
+    seen(app)
+    assert names(app.my_restrictions(ursula), "case") == [f"report-cases/{ident}"]
+    clock.advance(days=8)
+    assert app.my_restrictions(ursula) == []
+    assert names(app.my_cases(ursula, 0, "").items, "case") == [f"report-cases/{ident}"]
