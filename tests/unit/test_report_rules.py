@@ -210,6 +210,21 @@ def test_a_withdrawn_count_ends_the_suspension_it_led_to() -> None:
     assert r.counted.count(last) == 1
 
 
+def test_a_suspension_lifted_leaves_an_earlier_one_that_still_stands() -> None:
+    """Reports filed before a suspension, judged unfounded during it, suspend
+    again; one of those reversed lifts that second suspension, not the first,
+    whose reports still count."""
+    r = counted(None, 5, NOW)  # a warning after 2, then suspended for 30 days
+    first = r.suspensions[-1]["until"]
+    later = NOW + timedelta(days=10)
+    r = counted(r, 3, later)  # suspended again, to 40 days on
+    second = r.suspensions[-1]
+    assert r.suspended(later + timedelta(hours=3)) == second["until"] > first
+    assert r.withdraw(report_id=second["reports"][-1], now=later + timedelta(days=1))
+    assert r.suspended(later + timedelta(days=1)) == first
+    assert r.suspended(first) is None
+
+
 def every_event() -> list[tuple[Any, Any]]:
     """(event, aggregate right after it) for one of every kind of event."""
     report = AbuseReport(

@@ -629,7 +629,15 @@ class Reporter(Aggregate):
     def _suspension_lifted(
         self, user_id: str, until: datetime, contact: dict[str, Any], record: str, at: datetime
     ) -> None:
-        self.suspended_until = None
+        # The suspension lifted ends; one before it, on reports that still
+        # count, still runs to its own end.
+        lifted = next(
+            (s for s in self.suspensions if s["until"] == until and not s.get("lifted")), None
+        )
+        if lifted is not None:
+            lifted["lifted"] = True
+        running = [s["until"] for s in self.suspensions if not s.get("lifted") and s["until"] > at]
+        self.suspended_until = max(running, default=None)
         self.record = record
         self.measured_until = at
 
