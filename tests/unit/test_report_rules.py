@@ -225,6 +225,17 @@ def test_a_suspension_lifted_leaves_an_earlier_one_that_still_stands() -> None:
     assert r.suspended(first) is None
 
 
+def test_a_warning_all_of_whose_reports_were_reversed_no_longer_stands() -> None:
+    r = counted(None, 2, NOW)  # warned after 2
+    assert r.standing == "WARNED"
+    for report_id in list(r.counted):
+        r.withdraw(report_id=report_id, now=NOW + timedelta(days=1))
+    assert r.standing == "COUNTED"
+    # The next unfounded reports warn again before anything suspends.
+    r = counted(r, 2, NOW + timedelta(days=2))
+    assert r.standing == "WARNED" and r.suspensions == []
+
+
 def every_event() -> list[tuple[Any, Any]]:
     """(event, aggregate right after it) for one of every kind of event."""
     report = AbuseReport(

@@ -450,6 +450,8 @@ class Reporter(Aggregate):
         # Every report ever counted (and not withdrawn): each counts once.
         self.counted: list[str] = [report_id]
         self.warned_at: datetime | None = None
+        # The reports the warning was given for and that still count.
+        self.warned_for: list[str] = []
         self.suspended_until: datetime | None = None
         self.suspensions: list[dict[str, Any]] = []
         self.contact: dict[str, Any] = {}
@@ -574,6 +576,7 @@ class Reporter(Aggregate):
     @event(Warned)
     def _warned(self, user_id: str, at: datetime, contact: dict[str, Any], record: str) -> None:
         self.warned_at = at
+        self.warned_for = [u["report_id"] for u in self.unfounded]
         self.unfounded = []
         self.contact = contact
         self.record = record
@@ -614,6 +617,13 @@ class Reporter(Aggregate):
     def _misuse_withdrawn(self, report_id: str) -> None:
         self.counted.remove(report_id)
         self.unfounded = [u for u in self.unfounded if u["report_id"] != report_id]
+        # A warning every report of which was reversed was never deserved: the
+        # next unfounded reports warn again before any suspension (DSA Art. 23).
+        if report_id in self.warned_for:
+            self.warned_for.remove(report_id)
+            suspended = any(not s.get("lifted") for s in self.suspensions)
+            if not self.warned_for and not suspended:
+                self.warned_at = None
 
     class SuspensionLifted(Aggregate.Event):
         user_id: str
