@@ -225,6 +225,21 @@ def test_a_suspension_lifted_leaves_an_earlier_one_that_still_stands() -> None:
     assert r.suspended(first) is None
 
 
+def test_a_suspension_one_of_whose_reports_was_reversed_does_not_come_back() -> None:
+    """A report behind the first suspension is reversed while a later one
+    holds; then one of the later one's: no suspension stands on reports that
+    no longer count."""
+    r = counted(None, 5, NOW)
+    first = r.suspensions[-1]
+    later = NOW + timedelta(days=10)
+    r = counted(r, 3, later)
+    second = r.suspensions[-1]
+    assert r.withdraw(report_id=first["reports"][-1], now=later + timedelta(days=1))
+    assert r.suspended(later + timedelta(days=1)) == second["until"]  # the later still holds
+    assert r.withdraw(report_id=second["reports"][-1], now=later + timedelta(days=2))
+    assert r.suspended(later + timedelta(days=2)) is None
+
+
 def test_a_warning_all_of_whose_reports_were_reversed_no_longer_stands() -> None:
     r = counted(None, 2, NOW)  # warned after 2
     assert r.standing == "WARNED"

@@ -263,10 +263,7 @@ def test_dates_the_transparency_database_would_refuse_are_refused_here() -> None
     ) == [
         ("statement.content_date", "must be 2000-01-01 or later"),
         ("statement.application_date", "must be before 2038-01-01"),
-        (
-            "statement.restrictions.account_end_time",
-            "must be before 2038-01-01 (longer: leave it out, a permanent one)",
-        ),
+        ("statement.restrictions.account_end_time", "must be before 2038-01-01"),
     ]
 
 

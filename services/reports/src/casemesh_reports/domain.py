@@ -509,13 +509,14 @@ class Reporter(Aggregate):
         it no longer counts, and a suspension it led to ends."""
         if report_id not in self.counted:
             return False
+        before = self.suspended(now)
         self._misuse_withdrawn(report_id=report_id)
-        current = self.suspended(now)
-        if current is not None and any(
-            s["until"] == current and report_id in s["reports"] for s in self.suspensions
-        ):
+        # Told (and its record ended) only once no suspension holds: lifting
+        # a later one while an earlier one, on reports that still count, runs
+        # on changes when it ends, not that they may report.
+        if before is not None and self.suspended(now) is None:
             self._suspension_lifted(
-                until=current,
+                until=before,
                 contact=self.contact,
                 user_id=self.user_id,
                 record=self._record(),
@@ -617,12 +618,21 @@ class Reporter(Aggregate):
     def _misuse_withdrawn(self, report_id: str) -> None:
         self.counted.remove(report_id)
         self.unfounded = [u for u in self.unfounded if u["report_id"] != report_id]
+        # A suspension one of whose reports no longer counts is lifted; the
+        # others hold to their own ends.
+        for suspension in self.suspensions:
+            if report_id in suspension["reports"]:
+                suspension["lifted"] = True
+        self.suspended_until = max(
+            (s["until"] for s in self.suspensions if not s.get("lifted")), default=None
+        )
         # A warning every report of which was reversed was never deserved: the
         # next unfounded reports warn again before any suspension (DSA Art. 23).
         if report_id in self.warned_for:
             self.warned_for.remove(report_id)
-            suspended = any(not s.get("lifted") for s in self.suspensions)
-            if not self.warned_for and not suspended:
+            # (One suspended since keeps it: their suspension followed it.)
+            ever_suspended = any(not s.get("lifted") for s in self.suspensions)
+            if not self.warned_for and not ever_suspended:
                 self.warned_at = None
 
     class SuspensionLifted(Aggregate.Event):

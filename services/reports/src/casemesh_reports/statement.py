@@ -287,10 +287,7 @@ def _check(
         if end and datetime.fromisoformat(end) <= now:
             v.add(f"statement.restrictions.{kind}_end_time", "must be in the future")
         elif end and datetime.fromisoformat(end).date() >= LATEST_DATE:
-            v.add(
-                f"statement.restrictions.{kind}_end_time",
-                f"must be before {LATEST_DATE} (longer: leave it out, a permanent one)",
-            )
+            v.add(f"statement.restrictions.{kind}_end_time", f"must be before {LATEST_DATE}")
         elif not end and r["type"] in TEMPORARY:
             v.add(
                 f"statement.restrictions.{kind}_end_time",
