@@ -322,6 +322,26 @@ async def test_a_provider_or_relay_that_cannot_be_reached_is_waited_for_not_park
     ]
 
 
+async def test_an_sms_held_back_for_the_night_is_not_counted_as_waiting_on_its_provider(
+    notifier: Notifier,
+) -> None:
+    def waiting() -> float:
+        gauges = {m.name: m for m in JobsCollector(notifier.dsn).collect()}
+        samples = gauges["casemesh_notifications_waiting_for_provider"].samples
+        return {s.labels["channel"]: s.value for s in samples}["SMS"]
+
+    notifier.clock.time = datetime(2026, 3, 2, 13, 0, tzinfo=UTC)  # 21:00 in Shanghai
+    notifier.sms.failures = [
+        DeliveryError("SMS provider unreachable", permanent=False, unreachable=True)
+    ]
+    await notifier.consume(created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_SMS,)))
+    assert await notifier.drain() == 1
+    assert waiting() == 1
+    notifier.clock.time = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # 23:00: quiet hours
+    await notifier.drain()
+    assert waiting() == 0 and notifier.sms.delivered == []
+
+
 async def test_a_retry_waits_as_long_as_the_provider_asked(notifier: Notifier) -> None:
     notifier.sms.failures = [DeliveryError("HTTP 429", permanent=False, retry_after=1800)]
     await notifier.consume(created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_SMS,)))

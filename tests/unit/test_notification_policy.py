@@ -145,4 +145,4 @@ def test_both_parties_hear_how_the_court_action_ended() -> None:
 
 def test_the_backoff_stays_at_its_cap_however_many_tries() -> None:
     # A provider out of reach for days: tries are counted without end.
-    assert 450 <= backoff(5000, base=2, cap=900) <= 900
+    assert 450 <= backoff(5000, base=2.0, cap=900.0) <= 900

@@ -633,9 +633,11 @@ class Delivery:
     async def _defer(self, job: Job, until: datetime) -> None:
         # Not an attempt: quiet hours and rate limits do not spend the retry budget.
         async with self._pool.connection() as conn:
+            # (Not waiting on its provider meanwhile: held back on purpose.)
             await conn.execute(
                 "UPDATE notification_jobs SET status = 'pending', attempts = attempts - 1,"
-                " next_attempt_at = %s, claimed_until = NULL, maybe_sent = maybe_sent OR %s"
+                " next_attempt_at = %s, claimed_until = NULL, maybe_sent = maybe_sent OR %s,"
+                " outage_tries = 0"
                 f" WHERE {STILL_CLAIMED}",
                 (until, job.retaken, job.id, job.attempts),
             )

@@ -35,8 +35,8 @@ QUERY = """
 SELECT channel,
        count(*) FILTER (WHERE status = 'parked') AS parked,
        count(*) FILTER (WHERE status = 'pending' AND next_attempt_at <= now()) AS due,
-       count(*) FILTER (WHERE status = 'pending' AND outage_tries > 0) AS waiting
-FROM notification_jobs WHERE status IN ('parked', 'pending') GROUP BY channel
+       count(*) FILTER (WHERE status <> 'parked' AND outage_tries > 0) AS waiting
+FROM notification_jobs WHERE status IN ('parked', 'pending', 'sending') GROUP BY channel
 """
 
 
