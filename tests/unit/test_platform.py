@@ -609,7 +609,13 @@ def test_a_forwarded_status_is_cut_to_the_limit() -> None:
     """A service's status the gateway passes on stays small, however big it came."""
     bad = error_details_pb2.BadRequest(
         field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=f"items[{i}]", description=LONG)
+            error_details_pb2.BadRequest.FieldViolation(
+                field=f"items[{i}]",
+                description=LONG,
+                localized_message=error_details_pb2.LocalizedMessage(
+                    locale="zh-CN", message="不能超过 200 个字符。"
+                ),
+            )
             for i in range(40)
         ]
     )
@@ -619,6 +625,10 @@ def test_a_forwarded_status_is_cut_to_the_limit() -> None:
     small = bounded(big)
     assert small.code == code_pb2.INVALID_ARGUMENT
     assert field_violations(small)[0][0] == "items[0]"
+    # Each violation kept keeps its words for people.
+    kept = error_details_pb2.BadRequest()
+    small.details[0].Unpack(kept)
+    assert {v.localized_message.message for v in kept.field_violations} == {"不能超过 200 个字符。"}
     message = sum(1 if 0x20 <= b <= 0x7E and b != 0x25 else 3 for b in small.message.encode())
     details = len(base64.b64encode(small.SerializeToString()))
     assert message + details < METADATA_LIMIT // 2

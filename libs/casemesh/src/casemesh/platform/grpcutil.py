@@ -101,6 +101,20 @@ def _bad_request(violations: Sequence[tuple[str, str]]) -> any_pb2.Any:
     )
 
 
+def _clipped(
+    violation: error_details_pb2.BadRequest.FieldViolation,
+) -> error_details_pb2.BadRequest.FieldViolation:
+    """A violation cut to the sizes every client takes, its words for people kept."""
+    kept = error_details_pb2.BadRequest.FieldViolation()
+    kept.CopyFrom(violation)
+    kept.field = errors.clip(violation.field, errors.FIELD_BYTES)
+    kept.description = errors.clip(violation.description, errors.DESCRIPTION_BYTES)
+    if violation.HasField("localized_message"):
+        said = errors.clip(violation.localized_message.message, errors.DESCRIPTION_BYTES)
+        kept.localized_message.message = said
+    return kept
+
+
 def bounded(status: status_pb2.Status) -> status_pb2.Status:
     """`status` cut to STATUS_BYTES, whoever made it: first its message is
     clipped, then a BadRequest loses violations from its end (keeping the
@@ -113,14 +127,15 @@ def bounded(status: status_pb2.Status) -> status_pb2.Status:
         if status_bytes(cut) <= STATUS_BYTES:
             break
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            violations = [
-                (errors.clip(f, errors.FIELD_BYTES), errors.clip(d, errors.DESCRIPTION_BYTES))
-                for f, d in field_violations(status_pb2.Status(details=[detail]))
-            ][: errors.NAMED_VIOLATIONS]
-            cut.details[i].CopyFrom(_bad_request(violations))
-            while len(violations) > 1 and status_bytes(cut) > STATUS_BYTES:
-                violations.pop()
-                cut.details[i].CopyFrom(_bad_request(violations))
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            kept = [_clipped(v) for v in bad.field_violations][: errors.NAMED_VIOLATIONS]
+            cut.details[i].CopyFrom(_packed(error_details_pb2.BadRequest(field_violations=kept)))
+            while len(kept) > 1 and status_bytes(cut) > STATUS_BYTES:
+                kept.pop()
+                cut.details[i].CopyFrom(
+                    _packed(error_details_pb2.BadRequest(field_violations=kept))
+                )
     while len(cut.details) > 0 and status_bytes(cut) > STATUS_BYTES:
         del cut.details[-1]
     return cut
