@@ -374,7 +374,7 @@ def test_the_child_safety_lane_comes_before_an_urgent_case_due_sooner(stack: Sta
 def test_a_watch_ends_when_the_agents_sign_in_does(stack: Stack) -> None:
     """A feed of every case in the queue is not held by a token that has
     expired (a role taken away with it): the watch ends UNAUTHENTICATED."""
-    token = mint_token(stack.secret, f"brief-{uuid.uuid4().hex[:6]}", ["agent"], ttl_seconds=8)
+    token = mint_token(stack.secret, f"brief-{uuid.uuid4().hex[:6]}", ["agent"], ttl_seconds=20)
     with grpc.insecure_channel(stack.gateway) as channel:
         watch = qpb_grpc.CaseQueueServiceStub(channel).WatchQueue(
             qpb.WatchQueueRequest(),

@@ -268,7 +268,7 @@ def test_what_cannot_be_read_or_written_is_bad_input_before_any_call(
     for out, said in (
         (".", "not a folder"),
         (str(tmp_path), "not a folder"),
-        ("no/x.zip", "no folder"),
+        (str(tmp_path / "no" / "x.zip"), "no folder"),
     ):
         assert said in bad_input(capsys, *nowhere, "export", "--out", out)
         assert said in bad_input(capsys, *nowhere, "evidence", "evidence/x", "--out", out)

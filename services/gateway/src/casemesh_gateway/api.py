@@ -105,6 +105,12 @@ class Backend:
     evidence: Any = None
     reports: Any = None
 
+    def identity_still(self, context: Ctx) -> Identity:
+        """The caller's token checked again (no rate limit: a long call's own
+        check), as its key may have been withdrawn since the call began."""
+        auth = dict(context.invocation_metadata() or ()).get("authorization")
+        return self.verifier.verify(auth if isinstance(auth, str) else None)
+
     def token_expiry(self, context: Ctx) -> float | None:
         """When the caller's token, checked by `identity`, expires."""
         auth = dict(context.invocation_metadata() or ()).get("authorization")
@@ -645,15 +651,21 @@ class QueueGateway(casequeue_pb2_grpc.CaseQueueServiceServicer):
             raise PermissionDenied("WatchQueue needs the agent role")
         metadata = self.backend.vouch(who, CASEQUEUE, context=context)
         # The watch lasts as long as the agent's sign-in, not beyond: a token
-        # that expired (a role taken away with it) hears no more changes.
+        # that expired (a role taken away with it) hears no more changes, nor
+        # one whose key the identity provider withdrew (checked at each change
+        # and heartbeat, about every 20 s).
         expires = self.backend.token_expiry(context)
-        left = None if expires is None else max(0.0, expires - time.time())
-        call = self.stub.WatchQueue(request, metadata=metadata, timeout=left)
+        if expires is None:
+            raise Unauthenticated("sign in again to watch the queue")
+        call = self.stub.WatchQueue(
+            request, metadata=metadata, timeout=max(0.0, expires - time.time())
+        )
         try:
             async for change in call:
+                self.backend.identity_still(context)
                 yield change
         except grpc.aio.AioRpcError as err:
-            if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED and left is not None:
+            if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise Unauthenticated("token expired: sign in again to go on watching") from None
             await self.backend._fail(err, context)
         finally:
