@@ -108,18 +108,15 @@ class Backend:
     def identity_still(self, context: Ctx) -> Identity:
         """The caller's token checked again (no rate limit: a long call's own
         check), as its key may have been withdrawn since the call began."""
-        auth = dict(context.invocation_metadata() or ()).get("authorization")
-        return self.verifier.verify(auth if isinstance(auth, str) else None)
+        return self.verifier.verify(_authorization(context))
 
     def token_expiry(self, context: Ctx) -> float | None:
         """When the caller's token, checked by `identity`, expires."""
-        auth = dict(context.invocation_metadata() or ()).get("authorization")
-        return self.verifier.expiry(auth) if isinstance(auth, str) else None
+        auth = _authorization(context)
+        return None if auth is None else self.verifier.expiry(auth)
 
     def identity(self, context: Ctx) -> Identity:
-        metadata = dict(context.invocation_metadata() or ())
-        auth = metadata.get("authorization")
-        who = self.verifier.verify(auth if isinstance(auth, str) else None)
+        who = self.identity_still(context)
         limiter = self.agent_limiter if who.is_agent and self.agent_limiter else self.limiter
         wait = limiter.allow(who.subject)
         if wait:
@@ -229,6 +226,12 @@ class Backend:
         details = ((STATUS_DETAILS_KEY, status.SerializeToString()),)
         await context.abort(code, status.message, details)
         raise AssertionError("context.abort returned")
+
+
+def _authorization(context: Ctx) -> str | None:
+    """The caller's `authorization` metadata, if it sent one."""
+    auth = dict(context.invocation_metadata() or ()).get("authorization")
+    return auth if isinstance(auth, str) else None
 
 
 def _not_yours(field: str, i: int) -> PermissionDenied:
