@@ -513,9 +513,10 @@ class InternalTokenVerifier:
         narrow_keys: str = "",
         clock: Callable[[], float] = time.time,
     ) -> None:
+        believed = {key_id(k): k for k in verify_keys(public_keys)}
         narrow = {key_id(k): k for k in verify_keys(narrow_keys)} if narrow_keys.strip() else {}
-        self._keys = {**narrow, **{key_id(k): k for k in verify_keys(public_keys)}}
-        self._narrow = narrow.keys() - {key_id(k) for k in verify_keys(public_keys)}
+        self._keys = {**narrow, **believed}
+        self._narrow = narrow.keys() - believed.keys()
         self._audiences = list(audiences)
         if not self._audiences:
             raise ValueError("a service must name the audiences it answers to")
