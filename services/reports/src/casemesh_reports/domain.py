@@ -649,13 +649,8 @@ class Reporter(Aggregate):
     def _suspension_lifted(
         self, user_id: str, until: datetime, contact: dict[str, Any], record: str, at: datetime
     ) -> None:
-        # The suspension lifted ends; one before it, on reports that still
-        # count, still runs to its own end.
-        lifted = next(
-            (s for s in self.suspensions if s["until"] == until and not s.get("lifted")), None
-        )
-        if lifted is not None:
-            lifted["lifted"] = True
+        # The suspension lifted was marked so as its report was withdrawn
+        # (MisuseWithdrawn comes first); one still running holds to its end.
         running = [s["until"] for s in self.suspensions if not s.get("lifted") and s["until"] > at]
         self.suspended_until = max(running, default=None)
         self.record = record
