@@ -18,7 +18,7 @@ import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 from playwright.sync_api import (
@@ -233,22 +233,25 @@ def test_a_user_the_help_centre_did_not_help_opens_a_ticket_with_a_screenshot(
 
 
 @contextlib.contextmanager
-def signed_in(browser: Browser, stack: Stack, user: str) -> Iterator[tuple[Page, list[str]]]:
-    """The self-service page in Chinese, signed in as `user`; and the
-    uncaught errors it met (checked to be none when the test ends well)."""
-    context = browser.new_context(locale="zh-CN")
-    context.set_default_timeout(30_000)
-    page = context.new_page()
+def signed_in(
+    browser: Browser, stack: Stack, user: str, transport: str = "connect", **context: Any
+) -> Iterator[tuple[Page, list[str]]]:
+    """The self-service page in Chinese over `transport`, signed in as `user`
+    (`context`: more of the browser context's options); and the uncaught
+    errors it met (checked to be none when the test ends well)."""
+    browsing = browser.new_context(locale="zh-CN", **context)
+    browsing.set_default_timeout(30_000)
+    page = browsing.new_page()
     problems: list[str] = []
     page.on("pageerror", lambda err: problems.append(f"uncaught: {err}"))
     try:
-        page.goto(f"{stack.http}/")
+        page.goto(f"{stack.http}/{TRANSPORTS[transport]}")
         page.get_by_label("用户名").fill(user)
         page.get_by_role("button", name="登录").click()
         expect(page.get_by_role("heading", name="搜索帮助中心")).to_be_visible()
         yield page, problems
     finally:
-        context.close()
+        browsing.close()
     assert problems == []
 
 
@@ -384,16 +387,7 @@ def test_a_user_downloads_a_copy_of_their_data(
         (stack.evidence_dir / gone[:2] / gone[2:4] / gone).unlink()
     wait_until(lambda: client.ListTickets(pb.ListTicketsRequest()).tickets, timeout=30)
 
-    context = browser.new_context(locale="zh-CN", accept_downloads=True)
-    context.set_default_timeout(30_000)
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda err: problems.append(f"uncaught: {err}"))
-    try:
-        page.goto(f"{stack.http}/{TRANSPORTS[transport]}")
-        page.get_by_label("用户名").fill(user)
-        page.get_by_role("button", name="登录").click()
-        expect(page.get_by_role("heading", name="搜索帮助中心")).to_be_visible()
+    with signed_in(browser, stack, user, transport, accept_downloads=True) as (page, _):
         with page.expect_download() as started:
             page.get_by_role("button", name="下载我的数据").click()
         download = started.value
@@ -401,8 +395,6 @@ def test_a_user_downloads_a_copy_of_their_data(
         download.save_as(saved)
         told = f"已下载 {saved.name}。其中 1 个" if lost else f"已下载 {saved.name}："
         expect(page.get_by_role("status")).to_contain_text(told)
-    finally:
-        context.close()
 
     assert re.fullmatch(r"casemesh-export-\d{8}-\d{6}\.zip", saved.name), saved.name
     with zipfile.ZipFile(saved) as archive:
@@ -413,4 +405,3 @@ def test_a_user_downloads_a_copy_of_their_data(
         file = next(f for f in found["evidence"] if f["evidence"]["name"] == uploaded.name)
         assert archive.read(file["path"]) == shot
         assert ("missing-files.txt" in archive.namelist()) == lost
-    assert problems == []
