@@ -19,6 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import SecretStr
 
 from casemesh import topics
+from casemesh.events.v1 import helpcenter_pb2 as hev
 from casemesh.events.v1 import notifications_pb2 as nev
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.clock import SystemClock
@@ -979,3 +980,71 @@ async def test_a_ticket_e_mail_invites_a_reply_exactly_when_its_reply_address_is
     assert bool(sent.reply_to) == replies_set_up
     assert ("回复会添加到工单中" in sent.body) == replies_set_up
     assert ("回复此邮件无人查看" in sent.body) != replies_set_up
+
+
+def code_for(phone: str, *, minutes: int) -> CloudEvent:
+    """A one-time code to `phone`, holding for `minutes` from now (the test's noon)."""
+    message = hev.VerificationCodeIssued(
+        request=f"phone-changes/{uuid.uuid4()}", phone=phone, code="424242", locale="zh-CN"
+    )
+    message.expire_time.FromDatetime(NOON_IN_SHANGHAI + timedelta(minutes=minutes))
+    return CloudEvent(
+        id=f"{uuid.uuid4()}:1",
+        source="casemesh/helpcenter",
+        type="casemesh.helpcenter.VerificationCodeIssued.v1",
+        subject=message.request,
+        time=NOON_IN_SHANGHAI,
+        data=message.SerializeToString(),
+        key=message.request,
+    )
+
+
+def code_jobs(notifier: Notifier) -> list[tuple[str, str, str]]:
+    return [
+        (status, body, str(params))
+        for status, body, params in notifier.rows(
+            "SELECT status, body, params FROM notification_jobs"
+            " WHERE template = 'verification.code' ORDER BY seq"
+        )
+    ]
+
+
+async def test_a_code_held_back_past_its_expiry_is_cancelled_never_sent_late(
+    notifier: Notifier,
+) -> None:
+    """Two texts this hour used the number's limit: a code holding 10
+    minutes would go out in an hour, worth nothing. It is cancelled unsent,
+    its code not kept; one holding two hours waits for the limit and goes."""
+    phone = "+8613800138000"
+    for _ in range(2):
+        await notifier.consume(created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_SMS,)))
+    await notifier.drain()
+    assert len(notifier.sms.delivered) == 2
+    await notifier.consume(code_for(phone, minutes=10))
+    await notifier.consume(code_for(phone, minutes=120))
+    await notifier.drain()
+    assert [status for status, _, _ in code_jobs(notifier)] == ["cancelled", "pending"]
+    assert "424242" not in "".join(body + params for _, body, params in code_jobs(notifier)[:1])
+    notifier.clock.advance(3602)
+    await notifier.drain()
+    assert [m.template for m in notifier.sms.delivered[2:]] == ["verification.code"]
+    assert [status for status, _, _ in code_jobs(notifier)] == ["cancelled", "sent"]
+
+
+async def test_a_code_whose_provider_stays_away_past_its_expiry_is_cancelled(
+    notifier: Notifier,
+) -> None:
+    """The provider cannot be reached; the code is tried again until it would
+    only arrive after it ran out, then cancelled: the provider's return
+    sends nothing stale."""
+    away = DeliveryError("connection refused", permanent=False, unreachable=True)
+    notifier.sms.failures = [away] * 50
+    await notifier.consume(code_for("+8613800138000", minutes=2))
+    for _ in range(20):
+        await notifier.drain()
+        notifier.clock.advance(30)
+    assert [status for status, _, _ in code_jobs(notifier)] == ["cancelled"]
+    notifier.sms.failures = []
+    notifier.clock.advance(3600)
+    assert await notifier.drain() == 0
+    assert notifier.sms.delivered == []

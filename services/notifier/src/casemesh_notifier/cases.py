@@ -325,6 +325,7 @@ def tell(
                 params=params,
                 html=html,
                 user_id=party.user_id,
+                expires_at=step.expires,
             )
             jobs.append(job)
     return jobs

@@ -25,7 +25,8 @@ replayable); a try that finds the relay or provider out of reach, or refusing
 our login, spends none of it and waits (`_failed`). An outcome and its
 outcome event commit in one transaction. Each message's claim is looked up
 again just before it is sent, so a job cancelled meanwhile (`erasures.py`)
-does not go out.
+does not go out. A job whose contents run out (a one-time code) is cancelled
+unsent once it is past them, or once its next try would be (`expire`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from casemesh.platform.pools import with_keepalives
 from casemesh.platform.replies import reply_address
 from casemesh_notifier import policy
 from casemesh_notifier.channels import Channel, DeliveryError, Outgoing
+from casemesh_notifier.erasures import CANCELLED
 from casemesh_notifier.labels import reader_zone
 from casemesh_notifier.metrics import OUTCOMES, POSSIBLE_REPEATS
 from casemesh_notifier.outbox import NOTIFICATIONS
@@ -80,9 +82,15 @@ class Job:
     attempts: int
     # Tries in a row that found the relay or provider out of reach.
     outage_tries: int = 0
+    # When what it carries runs out (a one-time code): never sent later.
+    expires_at: datetime | None = None
     # Taken over from a sender that stopped mid-send, or retried after a send
     # whose answer was lost: that send may have reached the person already.
     retaken: bool = False
+
+    def expired_by(self, when: datetime) -> bool:
+        """Whether what the job carries has run out by `when`."""
+        return self.expires_at is not None and when >= self.expires_at
 
     def masked_recipient(self) -> str:
         return mask_email(self.recipient) if self.channel == "EMAIL" else mask_phone(self.recipient)
@@ -111,7 +119,7 @@ STILL_CLAIMED = "id = %s AND status = 'sending' AND attempts = %s"
 
 JOB_COLUMNS = (
     "id, cause_event_id, case_name, channel, recipient, template, subject, body, html, params,"
-    " attempts, outage_tries"
+    " attempts, outage_tries, expires_at"
 )
 # How many due jobs a worker claims at once. A sender killed mid-batch leaves
 # the unrecorded ones claimed; each is taken over marked as a possible repeat,
@@ -510,7 +518,12 @@ class Delivery:
     async def _handle_sms(self, job: Job) -> None:
         later = await self._sms_not_before(job, self._clock.now())
         if later is not None:
-            await self._recorded(partial(self._defer, job, later), [job])
+            # A code that would run out before the limit or the night lets it
+            # go is cancelled now: sent later it would be of no use.
+            if job.expired_by(later):
+                await self._recorded(partial(self._expire, job), [job])
+            else:
+                await self._recorded(partial(self._defer, job, later), [job])
             return
         await self._send([job], float("inf"))
 
@@ -539,6 +552,9 @@ class Delivery:
             if not await self._still_claimed(job):
                 # Cancelled (its person erased) or taken over since the claim.
                 log.warning("notification.claim_lost", job_id=job.id, outcome="not_sent")
+                continue
+            if job.expired_by(self._clock.now()):
+                await self._recorded(partial(self._expire, job), [job])
                 continue
             message = record_from(
                 Outgoing,
@@ -644,6 +660,10 @@ class Delivery:
         log.info(
             "notification.deferred", job_id=job.id, channel=job.channel, until=until.isoformat()
         )
+
+    async def _expire(self, job: Job) -> None:
+        async with self._pool.connection() as conn:
+            await expire(conn, job, "")
 
     async def _sent(self, delivered: list[tuple[Job, str]]) -> None:
         """Records deliveries (job, provider's message id) and their outcome
@@ -759,6 +779,9 @@ class Delivery:
                 # Not before the provider asked (429 or 503 with Retry-After).
                 delay = max(delay, retry_after or 0.0)
                 retry_at = now + timedelta(seconds=delay)
+                if job.expired_by(retry_at):
+                    await expire(conn, job, error)
+                    return
                 cur = await conn.execute(
                     "UPDATE notification_jobs SET status = 'pending', last_error = %s,"
                     " next_attempt_at = %s, claimed_until = NULL, maybe_sent = maybe_sent OR %s,"
@@ -787,6 +810,32 @@ class Delivery:
             attempt=job.attempts,
             error=error,
         )
+
+
+async def expire(conn: psycopg.AsyncConnection[Any], job: Job, error: str) -> None:
+    """Cancels a claimed job whose contents ran out (or would before its next
+    try) unsent, keeping no secret it carried. No outcome event: nothing was
+    sent, and nothing will be."""
+    why = f"{error}; " if error else ""
+    cur = await conn.execute(
+        "UPDATE notification_jobs SET status = %s, last_error = %s, claimed_until = NULL,"
+        " body = CASE WHEN template = ANY(%s) THEN '' ELSE body END,"
+        " html = CASE WHEN template = ANY(%s) THEN '' ELSE html END,"
+        " params = CASE WHEN template = ANY(%s) THEN '{}' ELSE params END"
+        f" WHERE {STILL_CLAIMED}",
+        (
+            CANCELLED,
+            f"{why}expired unsent at {job.expires_at}",
+            *[sorted(policy.SECRET_TEMPLATES)] * 3,
+            job.id,
+            job.attempts,
+        ),
+    )
+    if cur.rowcount == 0:
+        log.warning("notification.claim_lost", job_id=job.id, outcome="expired")
+        return
+    OUTCOMES.labels(job.channel, "expired").inc()
+    log.info("notification.expired", job_id=job.id, channel=job.channel)
 
 
 async def replay_parked(conninfo: str, job_ids: list[str] | None, now: datetime) -> int:

@@ -19,7 +19,8 @@ CHANNELS = ("EMAIL", "SMS")
 OUTCOMES = Counter(
     "casemesh_notifications",
     "Delivery attempts by channel and outcome (delivered, retried, parked), and jobs"
-    " cancelled unsent by an erasure (cancelled)",
+    " cancelled unsent by an erasure (cancelled) or because what they carried ran out"
+    " before they could go (expired)",
     ("channel", "outcome"),
     registry=REGISTRY,
 )

@@ -105,6 +105,9 @@ STATEMENTS = [
         person text PRIMARY KEY,
         event_id text NOT NULL,
         recorded_at timestamptz NOT NULL)""",
+    # When what a job carries runs out (a one-time code's expiry): past it,
+    # the job is cancelled unsent (`delivery`), never sent late.
+    "ALTER TABLE notification_jobs ADD COLUMN IF NOT EXISTS expires_at timestamptz",
     """CREATE TABLE IF NOT EXISTS unprocessable_events (
         consumer text NOT NULL,
         event_id text NOT NULL,

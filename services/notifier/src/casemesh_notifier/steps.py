@@ -27,12 +27,14 @@ class Step:
     """Something a party should hear about: a template, the values its e-mail
     shows (`values`: what people wrote among them), when the next step is due,
     and the values its SMS may show besides the case number and that date
-    (`sms`: never anything a person wrote)."""
+    (`sms`: never anything a person wrote). A message worth nothing after
+    some time (a one-time code) `expires` then: it is never sent later."""
 
     template: str
     values: Mapping[str, Any] = field(default_factory=dict)
     due: datetime | None = None
     sms: Mapping[str, str] = field(default_factory=dict)
+    expires: datetime | None = None
 
 
 def restriction(r: Any) -> dict[str, Any]:
@@ -247,8 +249,10 @@ def report_steps(message: Any) -> dict[str, Step]:
 
 def code_step(message: hev.VerificationCodeIssued) -> Step:
     """A one-time code tells its holder the code and until when it holds."""
+    expiry = message.expire_time.ToDatetime(UTC)
     return Step(
         "verification.code",
-        due=message.expire_time.ToDatetime(UTC),
+        due=expiry,
         sms={"code": message.code, "purpose": message.purpose},
+        expires=expiry,
     )

@@ -62,6 +62,8 @@ class NewJob:
     html: str = ""
     # The party's user id ("" for a party without an account).
     user_id: str = ""
+    # When it is worth nothing any more (a one-time code): never sent later.
+    expires_at: datetime | None = None
 
     @property
     def id(self) -> uuid.UUID:
@@ -157,14 +159,15 @@ async def add_jobs(
         return []
     cur = await conn.execute(
         "INSERT INTO notification_jobs (id, cause_event_id, party, case_name, channel,"
-        " recipient, template, locale, subject, body, html, params, user_id, next_attempt_at,"
-        " created_at)"
+        " recipient, template, locale, subject, body, html, params, user_id, expires_at,"
+        " next_attempt_at, created_at)"
         " SELECT id, cause, party, case_name, channel, recipient, template, locale, subject,"
-        " body, html, params, user_id, %s, %s"
+        " body, html, params, user_id, expires_at, %s, %s"
         " FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
-        " %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[], %s::text[])"
+        " %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[], %s::text[],"
+        " %s::timestamptz[])"
         " WITH ORDINALITY AS j(id, cause, party, case_name, channel, recipient, template,"
-        " locale, subject, body, html, params, user_id, n)"
+        " locale, subject, body, html, params, user_id, expires_at, n)"
         " ORDER BY n"
         " ON CONFLICT (cause_event_id, party, channel, recipient) DO NOTHING RETURNING id",
         (
@@ -183,6 +186,7 @@ async def add_jobs(
             [j.html for j in jobs],
             [Jsonb(j.params) for j in jobs],
             [j.user_id for j in jobs],
+            [j.expires_at for j in jobs],
         ),
     )
     return [row[0] for row in await cur.fetchall()]
