@@ -99,6 +99,27 @@ def test_a_person_saying_auto_submitted_no_is_read() -> None:
     assert read_reply(plain(Auto_Submitted="no").as_bytes()).text.startswith("I am out")
 
 
+def test_a_reply_written_in_outlook_asking_not_to_be_auto_answered_is_read() -> None:
+    """Outlook and Exchange mark mail people write with
+    X-Auto-Response-Suppress: it is a reply, not an automatic message."""
+    reply = read_reply(plain(X_Auto_Response_Suppress="All").as_bytes())
+    assert reply.text.startswith("I am out")
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"From: x@example.com\r\nMessage-ID: <>\r\n",
+        b"From: x@example.com\r\nMessage-ID: <a@[b>\r\n",
+        b"From: <\r\nMessage-ID: <m@example.com>\r\n",
+    ],
+)
+def test_headers_the_parser_trips_on_are_unreadable_not_a_failure_to_retry(head: bytes) -> None:
+    """A sender told 4xx tries again for days; one told 5xx gives up."""
+    with pytest.raises(Unreadable):
+        read_reply(head + b"\r\nhi\r\n")
+
+
 def test_a_signatures_inline_logo_is_not_evidence() -> None:
     # multipart/related: the HTML and the logo it shows by Content-ID (as Outlook writes)
     logo = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(16))
@@ -114,6 +135,25 @@ def test_a_signatures_inline_logo_is_not_evidence() -> None:
     )
     reply = read_reply(raw)
     assert (reply.text, reply.attachments) == ("Thanks", [])
+
+
+def test_a_screenshot_pasted_into_the_text_is_evidence() -> None:
+    """Mail clients send a pasted picture as an inline part the HTML shows
+    by Content-ID, like a logo, but it is what the requester sends us."""
+    shot = b"\x89PNG\r\n\x1a\n" + bytes(100 * 1024)
+    raw = (
+        b"From: erin@example.com\r\nMessage-ID: <p@example.com>\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/related; boundary="r"\r\n\r\n'
+        b'--r\r\nContent-Type: text/html; charset="utf-8"\r\n\r\n'
+        b'<p>Here is the error:</p><img src="cid:shot@x">\r\n'
+        b'--r\r\nContent-Type: image/png; name="Screenshot 2026.png"\r\n'
+        b"Content-ID: <shot@x>\r\nContent-Disposition: inline\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(shot) + b"\r\n--r--\r\n"
+    )
+    reply = read_reply(raw)
+    assert [(a.file_name, a.media_type, a.data) for a in reply.attachments] == [
+        ("Screenshot 2026.png", "image/png", shot)
+    ]
 
 
 def test_text_in_an_unknown_character_set_is_unreadable() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from email import message_from_bytes, policy
+from email.errors import MessageError
 from email.message import EmailMessage
 from email.utils import parseaddr
 from html.parser import HTMLParser
@@ -32,6 +33,11 @@ _HEADERS = re.compile(
 )
 
 
+# An inline image smaller than this is taken for decoration (a signature's
+# logo or icons, a few KiB); a screenshot pasted into a reply is larger.
+INLINE_DECORATION_BYTES = 16 * 1024
+
+
 class Unreadable(ValueError):
     """The message cannot be made into a comment; the text says why."""
 
@@ -43,13 +49,15 @@ class AutoReply(ValueError):
 
 def automatic(msg: EmailMessage) -> bool:
     """Whether `msg` says it was sent by a program (RFC 3834 and the headers
-    common mail systems use instead)."""
+    common mail systems use instead). Not X-Auto-Response-Suppress: it asks
+    others not to answer automatically, and Outlook and Exchange put it on
+    mail people write."""
     submitted = str(msg.get("Auto-Submitted", "no")).strip().lower()
     precedence = str(msg.get("Precedence", "")).strip().lower()
     return (
         submitted != "no"
         or precedence in ("auto_reply", "bulk", "junk", "list")
-        or any(h in msg for h in ("X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress"))
+        or any(h in msg for h in ("X-Autoreply", "X-Autorespond"))
         or str(msg.get("Content-Type", "")).lower().startswith("multipart/report")
     )
 
@@ -130,10 +138,16 @@ def read_reply(raw: bytes) -> Reply:
     """The reply in a raw RFC 5322 message."""
     try:
         return _read_reply(raw)
+    except (Unreadable, AutoReply):
+        raise
     except RecursionError:
         # Parts nested a thousand deep: no mail program writes that, and a
         # sender told to try later would try again for days.
         raise Unreadable("the message's parts nest too deeply") from None
+    except (IndexError, AttributeError, TypeError, ValueError, MessageError):
+        # Headers the standard library's parser trips on (`Message-ID: <>`,
+        # `From: <`): the same bytes fail the same way on every try.
+        raise Unreadable("the message's headers cannot be parsed") from None
 
 
 def _read_reply(raw: bytes) -> Reply:
@@ -165,8 +179,13 @@ def _read_reply(raw: bytes) -> Reply:
         for part in msg.iter_attachments()
         if isinstance(part, EmailMessage)
         and not part.is_multipart()
-        # an image the HTML shows inline (a signature's logo) is not evidence
-        and not (part.get("Content-ID") and part.get_content_disposition() != "attachment")
         and isinstance(data := part.get_payload(decode=True), bytes)
+        # A small image the HTML shows inline (a signature's logo) is not
+        # evidence; a screenshot pasted into the text is.
+        and not (
+            part.get("Content-ID")
+            and part.get_content_disposition() != "attachment"
+            and len(data) < INLINE_DECORATION_BYTES
+        )
     ]
     return Reply(sender.lower(), message_id, strip_quoted(text), attachments)
