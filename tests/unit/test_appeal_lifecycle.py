@@ -236,6 +236,20 @@ def test_business_days_are_whole_local_days_after_receipt() -> None:
     assert policy.Period(15).after(MONDAY) == MONDAY + timedelta(days=15)
 
 
+def test_us_business_days_skip_every_federal_holiday_whatever_the_year() -> None:
+    """New Year's Day 2028 falls on a Saturday and is kept on Friday 31
+    December 2027; holidays are worked out by the statute's rules, so a
+    counter-notice in 2031 counts them too."""
+    ny = ZoneInfo("America/New_York")
+    us = policy.load()["us"]
+    received = datetime(2027, 12, 16, 12, 0, tzinfo=ny)
+    assert us.due(us.restore_after, received) == datetime(2028, 1, 4, 0, 0, tzinfo=ny)
+    # Thanksgiving 2031 (27 November) and the Friday after it is not a holiday.
+    received = datetime(2031, 11, 20, 12, 0, tzinfo=ny)
+    assert us.due(us.restore_after, received) == datetime(2031, 12, 6, 0, 0, tzinfo=ny)
+    assert {date(2032, 7, 5), date(2033, 6, 20), date(2030, 1, 21)} <= us.holidays
+
+
 def test_six_months_are_calendar_months_never_shorter() -> None:
     eu = policy.load()["eu"]
     for start, end in (
@@ -257,6 +271,11 @@ def test_policies_follow_the_law_and_refuse_to_break_it(tmp_path: object) -> Non
     bad.write_text('{"us": {"restore_after": {"days": 20, "business_days": true}}}')
     with pytest.raises(policy.PolicyError, match="10 to 14"):
         policy.load(str(bad))
+    # Six months less a day is 184 days at most, but short after 31 January.
+    short = tmp_path / "short.json"  # type: ignore[operator]
+    short.write_text('{"eu": {"appeal_window": {"months": 5, "days": 29}}}')
+    with pytest.raises(policy.PolicyError, match="six months"):
+        policy.load(str(short))
     ok = tmp_path / "ok.json"  # type: ignore[operator]
     ok.write_text('{"us": {"restore_after": {"days": 14, "business_days": true}}}')
     assert policy.load(str(ok))["us"].restore_after.days == 14

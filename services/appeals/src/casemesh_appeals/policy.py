@@ -77,35 +77,48 @@ class JurisdictionPolicy:
         return period.after(start, self.holidays, ZoneInfo(self.time_zone))
 
 
-# US federal holidays as observed (5 U.S.C. 6103), kept as data: extend each year,
-# or override with CASEMESH_APPEALS_POLICY_FILE.
-US_FEDERAL_HOLIDAYS = frozenset(
-    date.fromisoformat(d)
-    for d in (
-        "2026-01-01",
-        "2026-01-19",
-        "2026-02-16",
-        "2026-05-25",
-        "2026-06-19",
-        "2026-07-03",
-        "2026-09-07",
-        "2026-10-12",
-        "2026-11-11",
-        "2026-11-26",
-        "2026-12-25",
-        "2027-01-01",
-        "2027-01-18",
-        "2027-02-15",
-        "2027-05-31",
-        "2027-06-18",
-        "2027-07-05",
-        "2027-09-06",
-        "2027-10-11",
-        "2027-11-11",
-        "2027-11-25",
-        "2027-12-24",
-    )
-)
+def _nth(year: int, month: int, weekday: int, n: int) -> date:
+    """The `n`th `weekday` (Monday 0) of the month; the last for n = -1."""
+    if n < 0:
+        last = date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)
+        return last - timedelta(days=(last.weekday() - weekday) % 7)
+    first = date(year, month, 1)
+    return first + timedelta(days=(weekday - first.weekday()) % 7 + 7 * (n - 1))
+
+
+def _observed(day: date) -> date:
+    """A fixed-date holiday falling on a Saturday is kept the Friday before,
+    on a Sunday the Monday after (Executive Order 11582)."""
+    return day + timedelta(days={5: -1, 6: 1}.get(day.weekday(), 0))
+
+
+def us_federal_holidays(first_year: int, last_year: int) -> frozenset[date]:
+    """The US federal holidays as observed (5 U.S.C. 6103) in the years given,
+    by the statute's rules, so the list never runs out: New Year's Day of the
+    year after is included (on a Saturday it is observed on 31 December)."""
+    days: set[date] = set()
+    for year in range(first_year, last_year + 2):
+        days.update(
+            _observed(date(year, month, day))
+            for month, day in ((1, 1), (6, 19), (7, 4), (11, 11), (12, 25))
+            if (month, day) != (6, 19) or year >= 2021  # Juneteenth, from 2021
+        )
+        days.update(
+            (
+                _nth(year, 1, 0, 3),  # Birthday of Martin Luther King, Jr.
+                _nth(year, 2, 0, 3),  # Washington's Birthday
+                _nth(year, 5, 0, -1),  # Memorial Day
+                _nth(year, 9, 0, 1),  # Labor Day
+                _nth(year, 10, 0, 2),  # Columbus Day
+                _nth(year, 11, 3, 4),  # Thanksgiving Day
+            )
+        )
+    return frozenset(d for d in days if first_year <= d.year <= last_year)
+
+
+# Business days are counted over these; CASEMESH_APPEALS_POLICY_FILE may
+# replace them with a list of its own.
+US_FEDERAL_HOLIDAYS = us_federal_holidays(2000, 2199)
 
 POLICIES: dict[str, JurisdictionPolicy] = {
     "cn": JurisdictionPolicy(
@@ -164,7 +177,10 @@ def check(policy: JurisdictionPolicy) -> JurisdictionPolicy:
             raise PolicyError("us: restore must be 10 to 14 business days after a counter-notice")
     if policy.code == "eu":
         w = policy.appeal_window
-        if w.business_days or (w.months * 31 + w.days < 184 and w.months < 6):
+        # Six calendar months from any day: compared over two years' start
+        # days (a leap year's among them), since months differ in length.
+        starts = (datetime(2027, 1, 1, tzinfo=UTC) + timedelta(days=n) for n in range(731))
+        if w.business_days or any(w.after(s) < add_months(s, 6) for s in starts):
             raise PolicyError("eu: the appeal window must be at least six months (DSA Art. 20)")
     return policy
 
