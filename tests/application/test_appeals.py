@@ -456,6 +456,37 @@ def test_a_court_outcome_that_restores_the_content_names_the_item_to_restore(
     assert message.removed_item == "https://video.example/v/123"  # the counter-notice's
 
 
+def test_a_case_carries_only_the_parts_of_its_kind_and_restores_the_uploaders_item(
+    app: Appeals, clock: FakeClock
+) -> None:
+    """A claimant who puts a counter-notice in their own notice (or in what
+    they add to it) is refused, naming the part: it would show the uploader
+    one she never filed, and the restoration would name its item, not hers."""
+    draft = notice("n2")
+    planted = {"removed_item": "https://video.example/v/999", "reason": "x"}
+    for kind_draft, field in (
+        (replace(draft, content={**draft.content, "counter_notice": planted}), "counter_notice"),
+        (replace(draft, content={**draft.content, "grounds": "不服"}), "grounds"),
+    ):
+        with pytest.raises(InvalidArgument) as refused:
+            app.file(ALICE, kind_draft)
+        assert [v.field for v in refused.value.violations] == [f"appeal.{field}"]
+    ident = upheld(app)
+    before = len(events_of(app, ident))
+    with pytest.raises(InvalidArgument) as refused:
+        app.add_info(ALICE, ident, "补充", {"counter_notice": planted}, etag="")
+    assert [v.field for v in refused.value.violations] == ["completion.counter_notice"]
+    assert len(events_of(app, ident)) == before
+    counter(app, ident)
+    (restore,) = app.deadlines_of(last_event(app, ident))
+    clock.now_is(restore.due)
+    app.fire(restore)
+    case = app.get(ALICE, ident)
+    message = public_message(last_event(app, ident), case)
+    assert isinstance(message, aev.ContentRestored)
+    assert message.removed_item == "https://video.example/v/123"
+
+
 def test_an_unanswered_request_abandons_the_case_when_its_deadline_passes(
     app: Appeals, clock: FakeClock
 ) -> None:

@@ -163,6 +163,8 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         if draft.appeal_of and draft.kind != Kind.DECISION_APPEAL:
             v.add("appeal.appeal_of", "only a DECISION_APPEAL names a decided case")
         self._check_texts(v, draft.content, "appeal")
+        if draft.kind in Kind.__members__:
+            check_parts(v, Kind(draft.kind), draft.content, "appeal")
         v.raise_if_any()
         kind = Kind(draft.kind)
         ident = CopyrightAppeal.create_id(who.subject, draft.request_id)
@@ -246,6 +248,9 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         v.raise_if_any()
 
         def add(a: CopyrightAppeal) -> None:
+            parts = Violations()
+            check_parts(parts, a.kind, completion, "completion")
+            parts.raise_if_any()
             policy = self.policies[a.jurisdiction]
             a.add_info(
                 actor=who.subject,
@@ -548,6 +553,23 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                 rules.text(v, path, value, limit=TEXT_LIMIT, required=False)
 
         walk(content, prefix)
+
+
+# The part of a filing that belongs to each kind of case: a case of another
+# kind carrying one would show (and act on) what nobody filed, such as a
+# counter-notice on a notice before its uploader answered.
+PARTS = {
+    "notice": Kind.TAKEDOWN_NOTICE,
+    "counter_notice": Kind.COUNTER_NOTICE,
+    "grounds": Kind.DECISION_APPEAL,
+}
+
+
+def check_parts(v: Violations, kind: Kind, content: dict[str, Any], prefix: str) -> None:
+    """Refuses the parts `content` carries that a case of `kind` has none of."""
+    for part, owner in PARTS.items():
+        if content.get(part) and kind is not owner:
+            v.add(f"{prefix}.{part}", f"only a {owner.value} has one, not a {kind.value}")
 
 
 def parties(appeal: CopyrightAppeal) -> list[str]:

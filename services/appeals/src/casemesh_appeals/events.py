@@ -16,7 +16,7 @@ from casemesh.platform.grpcutil import to_timestamp
 from casemesh.platform.history import header_basics
 from casemesh.platform.relay import EventTranslator
 from casemesh_appeals.application import PUBLIC_NAMES
-from casemesh_appeals.domain import CopyrightAppeal, State
+from casemesh_appeals.domain import CopyrightAppeal, Kind, State
 
 TOPIC = topics.APPEALS
 SOURCE = "casemesh/appeals"
@@ -148,10 +148,14 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
 
 
 def _removed_item(after: CopyrightAppeal) -> str:
-    """The item a restoration brings back: the counter-notice's (filed as a
-    case of its own, or on the notice's stream)."""
-    counter = after.content.get("counter_notice") or {}
-    return str(counter.get("removed_item") or (after.counter_notice or {}).get("removed_item", ""))
+    """The item a restoration brings back: the counter-notice's, filed as a
+    case of its own or by the uploader on the notice's stream (never a part
+    the claimant put in the notice)."""
+    if after.kind is Kind.COUNTER_NOTICE:
+        counter = after.content.get("counter_notice") or {}
+    else:
+        counter = after.counter_notice or {}
+    return str(counter.get("removed_item", ""))
 
 
 def Translator(after: Callable[[Any], CopyrightAppeal]) -> EventTranslator:
