@@ -600,6 +600,24 @@ def test_parties_list_their_cases_and_read_their_history(app: Appeals) -> None:
     assert history[-1].text == "同一支舞"
 
 
+def test_a_party_sees_the_other_partys_steps_by_role_not_by_account(app: Appeals) -> None:
+    """The case shows each party only the other's name: its history does
+    not give away the other's account either. Agents see who it was."""
+    ident = upheld(app)
+    counter(app, ident)
+    actors = {
+        who.subject: [(h.type, h.actor) for h in app.history(who, ident)]
+        for who in (ALICE, URSULA, AGENT)
+    }
+    assert actors["ursula"][0] == ("AppealFiled", "filer")
+    assert actors["alice"][0] == ("AppealFiled", "alice")
+    assert actors["alice"][-1] == ("CounterNoticeFiled", "uploader")
+    assert actors["ursula"][-1] == ("CounterNoticeFiled", "ursula")
+    assert actors[AGENT.subject][0] == ("AppealFiled", "alice")
+    assert actors[AGENT.subject][-1] == ("CounterNoticeFiled", "ursula")
+    assert "alice" not in {actor for _, actor in actors["ursula"]}
+
+
 def test_a_new_cases_row_is_rendered_from_the_case_filed_as_from_its_stored_events(
     clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:

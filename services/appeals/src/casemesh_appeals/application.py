@@ -516,7 +516,13 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         return self.page_cases(who, states or [], page_size, page_token)
 
     def history(self, who: Identity, ident: str) -> list[HistoryEntry]:
-        self.load_visible(who, ident)
+        """The case's steps. A party sees the other party's steps by role
+        (`filer`, `uploader`), as the case shows only the other's name."""
+        case = self.load_visible(who, ident)
+        roles = {case.filer_id: "filer"}
+        if case.uploader and case.uploader.get("user_id"):
+            roles[case.uploader["user_id"]] = "uploader"
+        hidden = {} if who.is_agent else {k: v for k, v in roles.items() if k != who.subject}
         entries = []
         appeal: Any = None
         for e in self.repository.event_store.get(UUID(ident)):
@@ -526,9 +532,11 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             text = attrs.get("message") or attrs.get("reason") or attrs.get("details") or ""
             if isinstance(e, CopyrightAppeal.Decided):
                 text = attrs["reasons"].get("facts", "")
+            basics = entry_basics(e, PUBLIC_NAMES, creator="filer_id")
+            basics["actor"] = hidden.get(basics["actor"], basics["actor"])
             entries.append(
                 HistoryEntry(
-                    **entry_basics(e, PUBLIC_NAMES, creator="filer_id"),
+                    **basics,
                     state=State(appeal.state).value,
                     text=str(text),
                     next_step_due=appeal.next_step_due,
