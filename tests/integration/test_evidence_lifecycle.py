@@ -431,11 +431,17 @@ async def test_spool_files_a_killed_upload_left_go_at_the_next_start(
     volume they piled up across restarts. The next start deletes those
     nothing has written to for an hour, and leaves one still being written."""
     left, live = locker.incoming / "upload-left", locker.incoming / "upload-live"
-    for spool in (left, live):
+    # The store's own unfinished copy, left by a kill between copy and rename.
+    assert isinstance(locker.store, LocalBlobStore)
+    folder = locker.store.root / "ab" / "cd"
+    folder.mkdir(parents=True)
+    staged, staging = folder / ".staging-left", folder / ".staging-live"
+    for spool in (left, live, staged, staging):
         spool.write_bytes(png())
     an_hour_ago = time.time() - SPOOL_STALE.total_seconds() - 1
-    os.utime(left, (an_hour_ago, an_hour_ago))
-    assert locker.remove_stale_spools() == 1
-    assert (left.exists(), live.exists()) == (False, True)
+    for spool in (left, staged):
+        os.utime(spool, (an_hour_ago, an_hour_ago))
+    assert locker.remove_stale_spools() == 2
+    assert [p.exists() for p in (left, live, staged, staging)] == [False, True, False, True]
     after = await upload(locker, "gus", png())  # uploads go on as before
     assert await kept(locker, after) == [True]

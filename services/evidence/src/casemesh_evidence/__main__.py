@@ -11,10 +11,16 @@ from casemesh.platform.clock import clock_from_setting
 from casemesh.platform.consuming import HeardUntil
 from casemesh.platform.entrypoint import run_command, serve_servicer
 from casemesh.platform.forgetting import ErasureFollower
+from casemesh.platform.periodic import Periodic
 from casemesh.platform.pools import async_pool
 from casemesh.v1 import evidence_pb2, evidence_pb2_grpc
 from casemesh_evidence.api import EvidenceServicer
-from casemesh_evidence.application import MAX_CHUNK, EvidenceLocker, forget_person
+from casemesh_evidence.application import (
+    MAX_CHUNK,
+    SWEEP_EVERY,
+    EvidenceLocker,
+    forget_person,
+)
 from casemesh_evidence.lifecycle import CASE_TOPICS, GROUP, CaseFollower, Purger
 from casemesh_evidence.settings import EvidenceSettings
 from casemesh_evidence.store import BlobStore, LocalBlobStore, S3BlobStore
@@ -44,6 +50,13 @@ async def run(cfg: EvidenceSettings) -> None:
     )
     await locker.create_schema()
     await asyncio.to_thread(locker.remove_stale_spools)
+    sweeping = Periodic(
+        "spool-sweeper",
+        SWEEP_EVERY.total_seconds(),
+        locker.remove_stale_spools,
+        failed="evidence.spool_sweep_failed",
+        join_s=5,
+    )
     # Beside the API: the cases' files followed (which cases hold them, and
     # where those stand), erased people's file names forgotten, and the
     # files no case needs any more deleted.
@@ -63,7 +76,7 @@ async def run(cfg: EvidenceSettings) -> None:
         EvidenceServicer(locker),
         evidence_pb2.DESCRIPTOR.services_by_name["EvidenceService"],
         evidence_pb2_grpc.add_EvidenceServiceServicer_to_server,
-        workers=[following, forgetting, purging],
+        workers=[following, forgetting, purging, sweeping],
         close=pool.close,
         options=[("grpc.max_receive_message_length", MAX_CHUNK + 64 * 1024)],
     )

@@ -112,6 +112,9 @@ def clean_file_name(name: str) -> str:
 
 # A spool file not written to for this long belongs to no upload under way.
 SPOOL_STALE = timedelta(hours=1)
+# How often a running service looks for such files (a container restarted
+# in place keeps its volume, and the files of the process before).
+SWEEP_EVERY = timedelta(minutes=10)
 
 
 @dataclass(kw_only=True, eq=False)
@@ -130,13 +133,14 @@ class EvidenceLocker:
 
     def remove_stale_spools(self, now: float | None = None) -> int:
         """Deletes the spool files (`upload-*`) nothing has written to for
-        SPOOL_STALE: what a process killed mid-upload left (its `finally`
-        never ran). In a pod's own volume they would pile up across restarts
-        until it is evicted. Run at start; returns how many went. Another
-        replica's upload under way on a shared volume is written to all the
-        time, so it is not taken."""
+        SPOOL_STALE, and the store's unfinished copies as old: what a
+        process killed mid-upload left (its `finally` never ran). In a pod's
+        own volume they would pile up across restarts until it is evicted.
+        Run at start and then every SWEEP_EVERY; returns how many went.
+        Another replica's upload under way on a shared volume is written to
+        all the time, so it is not taken."""
         before = (time.time() if now is None else now) - SPOOL_STALE.total_seconds()
-        removed = 0
+        removed = self.store.sweep(before)
         for spooled in self.incoming.glob("upload-*"):
             with contextlib.suppress(FileNotFoundError):
                 if spooled.stat().st_mtime < before:

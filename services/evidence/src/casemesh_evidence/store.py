@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
+
+from casemesh.platform.errors import Unavailable
 
 CHUNK = 256 * 1024
 
@@ -24,6 +27,11 @@ class BlobStore(Protocol):
 
     def delete(self, sha256: str) -> None:
         """Deletes the bytes with this hash (no-op when absent)."""
+        ...
+
+    def sweep(self, before: float) -> int:
+        """Deletes what stores left unfinished, untouched since `before` (a
+        Unix time): a process killed mid-`put`. Returns how many went."""
         ...
 
 
@@ -42,9 +50,13 @@ class LocalBlobStore:
         return self._path(sha256).exists()
 
     def put(self, sha256: str, source: Path) -> None:
+        """Stores the bytes whole, and durably before it returns (an upload
+        is recorded next): the file, the rename and any folder made for it
+        are flushed to disk."""
         target = self._path(sha256)
         if target.exists():
             return
+        made = [p for p in (target.parent.parent, target.parent) if not p.exists()]
         target.parent.mkdir(parents=True, exist_ok=True)
         # A staging file of its own: uploads of the same bytes may race here.
         fd, staged_name = tempfile.mkstemp(dir=target.parent, prefix=".staging-")
@@ -57,8 +69,19 @@ class LocalBlobStore:
             # Atomic: readers see the whole object or none; a racing writer of
             # the same content replaces it with identical bytes.
             os.replace(staged, target)
+            for folder in [target.parent, *(p.parent for p in made)]:
+                _fsync_folder(folder)
         finally:
             staged.unlink(missing_ok=True)
+
+    def sweep(self, before: float) -> int:
+        removed = 0
+        for staged in self.root.glob("*/*/.staging-*"):
+            with contextlib.suppress(FileNotFoundError):
+                if staged.stat().st_mtime < before:
+                    staged.unlink()
+                    removed += 1
+        return removed
 
     def read(self, sha256: str) -> Iterator[bytes]:
         with self._path(sha256).open("rb") as f:
@@ -99,32 +122,71 @@ class S3BlobStore:
     def exists(self, sha256: str) -> bool:
         from botocore.exceptions import ClientError
 
-        try:
-            self._s3.head_object(Bucket=self.bucket, Key=self._key(sha256))
-            return True
-        except ClientError as exc:
-            if _missing(exc):
-                return False
-            raise
+        with _reachable():
+            try:
+                self._s3.head_object(Bucket=self.bucket, Key=self._key(sha256))
+                return True
+            except ClientError as exc:
+                if _missing(exc):
+                    return False
+                raise
 
     def put(self, sha256: str, source: Path) -> None:
         if self.exists(sha256):
             return
-        self._s3.upload_file(str(source), self.bucket, self._key(sha256))
+        with _reachable():
+            self._s3.upload_file(str(source), self.bucket, self._key(sha256))
 
     def read(self, sha256: str) -> Iterator[bytes]:
         from botocore.exceptions import ClientError
 
-        try:
-            body = self._s3.get_object(Bucket=self.bucket, Key=self._key(sha256))["Body"]
-        except ClientError as exc:
-            if _missing(exc):
-                raise FileNotFoundError(sha256) from exc  # as the local store says it
-            raise
-        yield from body.iter_chunks(CHUNK)
+        with _reachable():
+            try:
+                body = self._s3.get_object(Bucket=self.bucket, Key=self._key(sha256))["Body"]
+            except ClientError as exc:
+                if _missing(exc):
+                    raise FileNotFoundError(sha256) from exc  # as the local store says it
+                raise
+            yield from body.iter_chunks(CHUNK)
 
     def delete(self, sha256: str) -> None:
-        self._s3.delete_object(Bucket=self.bucket, Key=self._key(sha256))
+        with _reachable():
+            self._s3.delete_object(Bucket=self.bucket, Key=self._key(sha256))
+
+    def sweep(self, before: float) -> int:
+        return 0  # an object appears whole or not at all
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flushes a folder's entries (a rename into it, a folder made in it)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# Answers of a bucket that will do later what it cannot do now.
+_LATER = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout"})
+
+
+@contextlib.contextmanager
+def _reachable() -> Iterator[None]:
+    """An object store that cannot be reached, or answers 5xx or "slow
+    down", is away for now: the call is UNAVAILABLE (the caller may retry),
+    not a failure of ours."""
+    from boto3.exceptions import S3UploadFailedError
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if status >= 500 or exc.response.get("Error", {}).get("Code") in _LATER:
+            raise Unavailable("the evidence store is unavailable; retry") from exc
+        raise
+    except (BotoCoreError, S3UploadFailedError) as exc:
+        raise Unavailable("the evidence store cannot be reached; retry") from exc
 
 
 def _missing(exc: Any) -> bool:
