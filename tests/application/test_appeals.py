@@ -602,9 +602,25 @@ def test_parties_list_their_cases_and_read_their_history(app: Appeals) -> None:
 
 def test_a_party_sees_the_other_partys_steps_by_role_not_by_account(app: Appeals) -> None:
     """The case shows each party only the other's name: its history does
-    not give away the other's account either. Agents see who it was."""
-    ident = upheld(app)
+    not give away the other's account, nor the other's words (what the
+    claimant added, with her home number in it). Agents see it all."""
+    ident = str(app.file(ALICE, notice(work={})).id)
+    words = "补充：作品名 Dance #1，我的电话 13800138000"
+    work = {"title": "Dance #1", "creation_time": "2026-01-01T00:00:00+00:00"}
+    app.add_info(ALICE, ident, words, {"notice": {"work": work}}, etag="")
+    app.assign(AGENT, ident, "")
+    app.decide(
+        AGENT,
+        ident,
+        True,
+        {"ground": "著作权法第十条", "facts": "同一支舞"},
+        party("Ursula", "ursula"),
+        etag="",
+    )
     counter(app, ident)
+    assert words not in [h.text for h in app.history(URSULA, ident)]
+    assert words in [h.text for h in app.history(ALICE, ident)]
+    assert words in [h.text for h in app.history(AGENT, ident)]
     actors = {
         who.subject: [(h.type, h.actor) for h in app.history(who, ident)]
         for who in (ALICE, URSULA, AGENT)

@@ -517,7 +517,8 @@ class Appeals(CaseApplication[CopyrightAppeal]):
 
     def history(self, who: Identity, ident: str) -> list[HistoryEntry]:
         """The case's steps. A party sees the other party's steps by role
-        (`filer`, `uploader`), as the case shows only the other's name."""
+        (`filer`, `uploader`) and without their words (what the filer added
+        or why they withdrew), as the case shows only the other's name."""
         case = self.load_visible(who, ident)
         roles = {case.filer_id: "filer"}
         if case.uploader and case.uploader.get("user_id"):
@@ -533,7 +534,8 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             if isinstance(e, CopyrightAppeal.Decided):
                 text = attrs["reasons"].get("facts", "")
             basics = entry_basics(e, PUBLIC_NAMES, creator="filer_id")
-            basics["actor"] = hidden.get(basics["actor"], basics["actor"])
+            if basics["actor"] in hidden:
+                basics["actor"], text = hidden[basics["actor"]], ""
             entries.append(
                 HistoryEntry(
                     **basics,
