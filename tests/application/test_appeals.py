@@ -77,10 +77,10 @@ def app(clock: FakeClock) -> Appeals:
     return Appeals(in_memory(), clock=clock, policies=policy.load())
 
 
-def upheld(app: Appeals) -> str:
-    """A complete notice against Ursula's video, upheld by an agent."""
-    case = app.file(ALICE, notice())
-    ident = str(case.id)
+def upheld(app: Appeals, ident: str = "") -> str:
+    """A complete notice against Ursula's video (Alice's first, or `ident`),
+    upheld by an agent."""
+    ident = ident or str(app.file(ALICE, notice()).id)
     app.assign(AGENT, ident, "")
     app.decide(
         AGENT,
@@ -608,16 +608,7 @@ def test_a_party_sees_the_other_partys_steps_by_role_not_by_account(app: Appeals
     words = "补充：作品名 Dance #1，我的电话 13800138000"
     work = {"title": "Dance #1", "creation_time": "2026-01-01T00:00:00+00:00"}
     app.add_info(ALICE, ident, words, {"notice": {"work": work}}, etag="")
-    app.assign(AGENT, ident, "")
-    app.decide(
-        AGENT,
-        ident,
-        True,
-        {"ground": "著作权法第十条", "facts": "同一支舞"},
-        party("Ursula", "ursula"),
-        etag="",
-    )
-    counter(app, ident)
+    counter(app, upheld(app, ident))
     assert words not in [h.text for h in app.history(URSULA, ident)]
     assert words in [h.text for h in app.history(ALICE, ident)]
     assert words in [h.text for h in app.history(AGENT, ident)]
