@@ -17,6 +17,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from casemesh import topics
+from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.events.v1 import helpcenter_pb2 as hev
 from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as ev
@@ -450,3 +451,82 @@ async def test_an_erasure_heard_with_her_standings_expiry_still_cancels_her_code
     ) == [("cancelled",)]
     assert LIN.phone not in world.dump()
     assert LIN.email not in world.dump()
+
+
+def appeal_party(sealer: Sealer, person: Person, name: str) -> aev.AppealParty:
+    return aev.AppealParty(
+        user_id=person.user_id,
+        legal_name=sealer.seal(name, person.user_id),
+        contact=ev.ContactPreferences(
+            email=sealer.seal(person.email, person.user_id),
+            phone=sealer.seal(person.phone, person.user_id),
+            channels=[ev.CONTACT_CHANNEL_EMAIL],
+            locale="zh-CN",
+        ),
+    )
+
+
+def countered_notice(sealer: Sealer, filer: Person, uploader: Person) -> list[CloudEvent]:
+    """`filer`'s takedown notice (its work's title her subject), upheld
+    against `uploader`'s video, and his counter-notice: the claimant's copy
+    carries his name, contact and reason."""
+    ident = str(uuid.uuid4())
+
+    def header(version: int, state: str) -> aev.AppealEventHeader:
+        return aev.AppealEventHeader(appeal_id=ident, version=version, state=state)
+
+    filed = aev.AppealFiled(
+        header=header(1, "SUBMITTED"),
+        kind="TAKEDOWN_NOTICE",
+        filer=appeal_party(sealer, filer, "林工作室"),
+        work_title=sealer.seal(filer.subject, filer.user_id),
+    )
+    decided = aev.AppealDecided(
+        header=header(2, "UPHELD"),
+        outcome="UPHOLD",
+        affected_uploader=appeal_party(sealer, uploader, "吴先生"),
+    )
+    countered = aev.CounterNoticeFiled(
+        header=header(3, "FORWARDED_TO_CLAIMANT"),
+        uploader=appeal_party(sealer, uploader, "吴先生"),
+        removed_item="https://video.example/v/1",
+        reason=sealer.seal("这支舞是我自己编的", uploader.user_id),
+    )
+    name = f"appeals/{ident}"
+    return [
+        case_event("appeals", name, v, m) for v, m in ((1, filed), (2, decided), (3, countered))
+    ]
+
+
+@pytest.mark.parametrize("erased", ["uploader", "filer"])
+async def test_an_erasure_reaches_the_copies_of_their_words_the_other_party_holds(
+    world: World, erased: str
+) -> None:
+    """Lin's notice is upheld against Wu, and Wu counter-notifies: Lin's copy
+    carries Wu's name, contact and reason, and Wu hears of the case under
+    Lin's work's title. Erasing either leaves nothing of them in the other's
+    jobs or party row, and the copy not yet sent is not sent."""
+    sealer = world.tickets.sealer
+    events = countered_notice(sealer, LIN, WU)
+    await world.plan(events[:2])
+    assert await world.drain() == 3  # Lin: received, upheld; Wu: content removed
+    await world.plan(events[2:])  # Lin's copy of the counter-notice, Wu's receipt: unsent
+    person = WU if erased == "uploader" else LIN
+    # His name and reason; her work's title (her subject).
+    words = ["吴先生", "这支舞是我自己编的"] if erased == "uploader" else [LIN.subject]
+    traces = [person.email, person.phone, mask_email(person.email), *words]
+    before = world.dump()
+    assert [t for t in traces if t not in before] == []
+    sent_before = len(world.mail.messages)
+    await world.tickets.erase(person.user_id)
+    await world.plan([erasure(person.user_id)])
+    await world.drain()
+    left = world.dump()
+    assert [trace for trace in traces if trace in left] == []
+    # Whatever was still to be sent to the other party and carried them went nowhere.
+    told = [
+        str(m["Subject"])
+        + "".join(p.get_content() for p in m.walk() if p.get_content_type() == "text/plain")
+        for m in world.mail.messages[sent_before:]
+    ]
+    assert [t for t in told if any(w in t for w in words)] == []

@@ -34,7 +34,7 @@ from casemesh_notifier.steps import (
     report_steps,
     ticket_step,
 )
-from casemesh_notifier.store import NewJob, Party
+from casemesh_notifier.store import COPIES, NewJob, Party
 
 log = get_logger(__name__)
 
@@ -108,17 +108,43 @@ class CaseParties:
 
     def forget(self, people: Collection[str]) -> None:
         """The parties of these (erased) people keep no address and no
-        subject, whatever the events said: nobody is told."""
+        subject, whatever the events said: nobody is told. Nor do other
+        parties keep a subject that is their words (`COPIES`)."""
         for name, parties in self._cases.items():
             for role, party in parties.items():
                 if party.user_id in people and (party.email or party.phone or party.subject):
                     parties[role] = dataclasses.replace(party, email="", phone="", subject="")
                     self._changed.add((name, role))
+            for copy in COPIES:
+                owner, holder = parties.get(copy.owner), parties.get(copy.holder)
+                if (
+                    not copy.template
+                    and name.startswith(copy.collection + "/")
+                    and owner is not None
+                    and owner.user_id in people
+                    and holder is not None
+                    and holder.subject
+                ):
+                    parties[copy.holder] = dataclasses.replace(holder, subject="")
+                    self._changed.add((name, copy.holder))
 
     def erased(self, job: NewJob, people: Collection[str]) -> bool:
-        """Whether the job is for a party of one of these (erased) people."""
-        party = self._cases.get(job.case_name, {}).get(job.party)
-        return party is not None and party.user_id in people
+        """Whether the job is for a party of one of these (erased) people, or
+        is a copy for another party of what they wrote (`COPIES` of one
+        template; a subject that is their words reads as erased once
+        revealed, and `forget` blanks the one a party row kept)."""
+        parties = self._cases.get(job.case_name, {})
+        party = parties.get(job.party)
+        if party is not None and party.user_id in people:
+            return True
+        return any(
+            copy.template == job.template
+            and job.case_name.startswith(copy.collection + "/")
+            and job.party == copy.holder
+            and (owner := parties.get(copy.owner)) is not None
+            and owner.user_id in people
+            for copy in COPIES
+        )
 
     def changed(self) -> list[tuple[str, Party]]:
         """The parties the events changed, by case name, in a stable order."""

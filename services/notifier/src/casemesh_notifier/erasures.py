@@ -4,13 +4,15 @@ Erasing a person destroys their data keys: what is sealed with them reads as
 erased everywhere. What the notifier copied in the clear is its own to
 scrub, in the transaction that records the event consumed (`Planner`):
 
-- their party rows (`case_parties` whose `user_id` is the person) keep the
+- their party rows (`case_parties` whose `user_id` is the person), and the
+  subject of other parties' rows that is their words (`store.COPIES`), keep the
   case, role, user id, channels, status and version, with no address and no
   subject: a later event about the case tells nobody (no address), and an
   event naming them again reveals their contacts as erased, that is blank;
 - their jobs (those planned for them; those of their party rows that were
-  planned for nobody known; and the one-time codes sent to one of their
-  numbers, which belong to no party row) lose recipient, subject,
+  planned for nobody known; the one-time codes sent to one of their
+  numbers, which belong to no party row; and the other parties' jobs that
+  copy their words or contact, `store.COPIES`) lose recipient, subject,
   body, HTML, params and last error, sent ones too: each row stays as the
   record that a message of that template went on that channel at that time;
   those not yet sent (`pending`, or `sending` under a sender's claim) become
@@ -36,6 +38,7 @@ the planner skips it as consumed before that).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,6 +49,7 @@ import psycopg
 from casemesh.events.v1 import notifications_pb2 as nev
 from casemesh.platform.envelope import message_class
 from casemesh_notifier.metrics import OUTCOMES
+from casemesh_notifier.store import COPY_ROWS, copy_params
 
 CANCELLED = "cancelled"
 # Statuses of a job still to be sent.
@@ -76,6 +80,18 @@ THEIR_JOBS = (
 )
 
 
+# The jobs of other parties that carry the people's words or contact
+# (`store.COPIES`): the other party's copy of what they wrote.
+THEIR_COPIES = (
+    "SELECT j.id, j.status, j.channel FROM notification_jobs AS j"
+    " JOIN case_parties AS p ON p.case_name = j.case_name"
+    f" JOIN {COPY_ROWS} ON p.party = c.owner AND j.party = c.holder"
+    "   AND j.case_name LIKE c.collection AND c.template IN ('', j.template)"
+    " WHERE p.user_id = ANY(%(people)s)"
+    " ORDER BY j.id FOR UPDATE OF j"
+)
+
+
 async def forget_people(
     conn: psycopg.AsyncConnection[Any], people: Collection[str], event_id: str, now: datetime
 ) -> Forgotten:
@@ -96,7 +112,17 @@ async def forget_people(
     )
     addresses = sorted({a for row in await cur.fetchall() for a in row if a})
     jobs = await _scrub_jobs(conn, THEIR_JOBS, {"people": people, "addresses": addresses})
-    return await _forgotten(conn, "user_id", people, jobs)
+    jobs += await _scrub_jobs(conn, THEIR_COPIES, copy_params(people=people))
+    # Other parties' rows whose subject is the people's words.
+    cur = await conn.execute(
+        "UPDATE case_parties AS o SET subject = '' FROM case_parties AS p,"
+        f" {COPY_ROWS} WHERE p.user_id = ANY(%(people)s) AND o.case_name = p.case_name"
+        " AND p.party = c.owner AND o.party = c.holder AND c.template = ''"
+        " AND o.case_name LIKE c.collection AND o.subject <> ''",
+        copy_params(people=people),
+    )
+    forgotten = await _forgotten(conn, "user_id", people, jobs)
+    return dataclasses.replace(forgotten, parties=forgotten.parties + cur.rowcount)
 
 
 async def forget_cases(conn: psycopg.AsyncConnection[Any], cases: Collection[str]) -> Forgotten:

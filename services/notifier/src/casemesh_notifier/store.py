@@ -70,6 +70,44 @@ class NewJob:
         return job_id(self.cause_event_id, self.party, self.channel, self.recipient)
 
 
+@dataclass(frozen=True)
+class Copy:
+    """Jobs of one party that carry another's words or contact: those of
+    `holder` (of the `template`, or all its jobs when "", which then show
+    the other's words as their subject) in a case of `collection` carry
+    `owner`'s. Erasing the owner scrubs them too (`erasures`)."""
+
+    collection: str
+    owner: str
+    holder: str
+    template: str = ""
+
+
+COPIES = (
+    # The uploader hears of the case under the filer's subject (the work's title).
+    Copy("appeals", owner="filer", holder="uploader"),
+    # The claimant's copy of a counter-notice: the uploader's name, contact, reason.
+    Copy("appeals", owner="uploader", holder="filer", template="appeal.counter_notice_received"),
+)
+
+
+def copy_params(**params: Any) -> dict[str, Any]:
+    """`params` and COPIES as columns (`c(collection, owner, holder, template)`)."""
+    return {
+        **params,
+        "copy_collections": [c.collection + "/%" for c in COPIES],
+        "copy_owners": [c.owner for c in COPIES],
+        "copy_holders": [c.holder for c in COPIES],
+        "copy_templates": [c.template for c in COPIES],
+    }
+
+
+COPY_ROWS = (
+    "unnest(%(copy_collections)s::text[], %(copy_owners)s::text[], %(copy_holders)s::text[],"
+    " %(copy_templates)s::text[]) AS c(collection, owner, holder, template)"
+)
+
+
 def job_id(event_id: str, party: str, channel: str, recipient: str) -> uuid.UUID:
     return uuid.uuid5(JOB_NAMESPACE, f"{event_id}|{party}|{channel}|{recipient}")
 
