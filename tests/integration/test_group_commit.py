@@ -133,6 +133,34 @@ def test_in_one_batch_the_first_writer_of_a_version_wins_and_the_loser_stores_no
     assert first.ids + bystander.ids == [n for _, _, n in rows], "ids follow the batch's order"
 
 
+def test_a_caller_is_not_refused_for_a_batch_mate_that_was_refused_itself(
+    app: Tickets, dsn: str
+) -> None:
+    """A stale command (it saves a case and a report, the report's version
+    taken meanwhile) comes first in a batch and takes the next version of
+    the case; a fresh command writes that version too. The stale one is
+    refused and keeps nothing; the fresh one is stored, as it would have
+    been had each been written alone."""
+    recorder = app.recorder
+    assert isinstance(recorder, GroupCommitRecorder)
+    case, report = uuid.uuid4(), uuid.uuid4()
+    recorder.insert_events([event(case, 1), event(report, 1)])
+    stale = _Write([event(case, 2), event(report, 1)])
+    fresh = _Write([event(case, 2)])
+    bystander = _Write([event(uuid.uuid4())])
+    recorder._write_together([stale, fresh, bystander])
+
+    assert isinstance(stale.error, IntegrityError) and stale.ids == []
+    assert fresh.error is None and len(fresh.ids) == 1
+    assert bystander.error is None and len(bystander.ids) == 1
+    with psycopg.connect(dsn) as conn:
+        (state,) = conn.execute(
+            "SELECT state FROM tickets_events WHERE originator_id = %s AND originator_version = 2",
+            (case,),
+        ).fetchone() or (None,)
+    assert state == fresh.events[0].state
+
+
 def test_a_write_interrupted_midway_leaves_no_caller_waiting_and_the_next_one_leads(
     app: Tickets,
 ) -> None:

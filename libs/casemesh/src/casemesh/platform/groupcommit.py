@@ -10,8 +10,10 @@ writes everything queued by then in one transaction, under the same lock:
 - one statement for the whole batch, calling a function in the database
   (lock, NOTIFY, inserts, commit: one round trip); a caller whose events
   were not all inserted (another command stored that version first, or a
-  batch-mate did) is refused with `IntegrityError`, and its other events
-  are deleted again before the commit, so it stored nothing;
+  batch-mate did) stores nothing: its other events are deleted again before
+  the commit. It is then written again alone, so it is refused with
+  `IntegrityError` only for what is stored, never for a batch-mate that
+  was refused too (one that took its version, then lost another);
 - any other error fails the batch only as a whole: each caller is then
   written alone, so a bad command fails by itself;
 - each caller returns only once the transaction holding its events has
@@ -184,7 +186,9 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
     def _write_together(self, batch: list[_Write]) -> None:
         """One statement, so one transaction and one round trip, for the
         batch; each caller's outcome is set only once it has committed (an
-        exception leaves every outcome unset)."""
+        exception leaves every outcome unset). A caller refused beside
+        others is written again alone (one more round trip, on a conflict
+        only)."""
         events = [e for write in batch for e in write.events]
         columns = (
             [e.originator_id for e in events],
@@ -197,16 +201,28 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
             result = conn.execute(self._append, columns, prepare=True).fetchone()
         assert result is not None
         ids: list[int | None] = result["ids"]
-        start = 0
+        start, refused = 0, []
         for write in batch:
             mine = ids[start : start + len(write.events)]
             start += len(write.events)
             if None in mine:  # it lost a race: the function kept none of its events
+                refused.append(write)
+            else:
+                write.finish(ids=[i for i in mine if i is not None])
+        if len(batch) == 1:
+            for write in refused:
                 write.finish(
                     error=IntegrityError("an event of this aggregate version is already stored")
                 )
-            else:
-                write.finish(ids=[i for i in mine if i is not None])
+            return
+        # Refused beside batch-mates, a caller may have lost its version to
+        # one that was itself refused (and kept none of its events): each is
+        # written again alone, in order, and refused only for what is stored.
+        for write in refused:
+            try:
+                self._write_together([write])
+            except Exception as exc:
+                write.finish(error=exc)
 
 
 # Appends a batch under the table lock, in the transaction of the one
