@@ -131,6 +131,11 @@ class OutboxPublisher:
             try:
                 await conn.execute(SQL("LISTEN {}").format(Identifier(self._outbox.table)))
                 while not stop.is_set():
+                    # Only while this process holds the lock: one whose lock
+                    # session ended (terminated, timed out idle) would publish
+                    # beside the standby that took it over.
+                    if not await asyncio.to_thread(self._lock.still_held):
+                        raise RuntimeError("lost the outbox lock connection")
                     published = await self._publish_batch(conn, producer)
                     if published == 0:
                         # Wait for a NOTIFY (or re-check after a second).
