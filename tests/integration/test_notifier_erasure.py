@@ -419,14 +419,36 @@ async def test_a_measure_after_an_expiry_in_the_same_batch_is_still_told(world: 
     ]
 
 
-def code_to(person: Person) -> CloudEvent:
-    """A one-time code for a phone change, to the person's phone: a job of
-    no case's party."""
+def code_to(person: Person, phone: str = "", version: int = 1) -> CloudEvent:
+    """A one-time code for the person's phone change, to their phone (or
+    `phone`): a job of no case's party."""
     message = hev.VerificationCodeIssued(
-        request="phone-changes/1", phone=person.phone, code="424242", locale="zh-CN"
+        request="phone-changes/1",
+        phone=phone or person.phone,
+        code="424242",
+        locale="zh-CN",
+        user_id=person.user_id,
     )
     message.expire_time.FromDatetime(NOON_IN_SHANGHAI + timedelta(minutes=10))
-    return case_event("helpcenter", "phone-changes/1", 1, message)
+    return case_event("helpcenter", "phone-changes/1", version, message)
+
+
+async def test_a_code_to_a_number_none_of_her_cases_names_is_cancelled_by_her_erasure(
+    world: World,
+) -> None:
+    """Lin changes her number to one no case of hers knows: her erasure still
+    cancels the code waiting for it and forgets the number, and a code heard
+    after the erasure is not planned."""
+    await world.both_told()
+    new_number = "+8613700137000"
+    await world.plan([code_to(LIN, new_number)])
+    await world.plan([erasure(LIN.user_id)])
+    assert await world.plan([code_to(LIN, new_number, version=2)]) == {}
+    assert await world.drain() == 0
+    assert world.rows(
+        "SELECT status FROM notification_jobs WHERE template = 'verification.code'"
+    ) == [("cancelled",)]
+    assert new_number not in world.dump()
 
 
 async def test_an_erasure_heard_with_her_standings_expiry_still_cancels_her_code(

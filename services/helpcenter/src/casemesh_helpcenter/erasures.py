@@ -6,7 +6,8 @@ what they typed and the numbers they gave, kept in clear here.
   search log loses the queries of those sessions;
 - their phone-number changes keep their times but lose both numbers, and
   those still open end (ERASED: a code confirmed later would verify a
-  change between no numbers); the verified requests already published lose
+  change between no numbers); their one-time codes not yet published are
+  not published; the verified requests already published lose
   their payload (an unpublished one still reaches the account system, which
   owns the account, and loses it once published, as every one does).
 
@@ -28,6 +29,9 @@ FORGET = (
     " AND query <> ''",
     "UPDATE help_sessions SET searches = '[]', ticket_subject = '', ticket_description = ''"
     " WHERE user_id = %(person)s",
+    # A code not yet published goes unsent: it names the number it proves.
+    f"DELETE FROM {phone.CODES.table} WHERE published_at IS NULL"
+    " AND request IN (SELECT 'phone-changes/' || id FROM phone_changes WHERE user_id = %(person)s)",
     f"UPDATE {phone.REQUESTS.table} SET payload = ''"
     " WHERE published_at IS NOT NULL AND payload <> ''"
     " AND request IN (SELECT 'phone-changes/' || id FROM phone_changes WHERE user_id = %(person)s)",

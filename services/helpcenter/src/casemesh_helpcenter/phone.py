@@ -162,6 +162,7 @@ async def _send_code(cur: Any, c: Change, now: datetime) -> None:
         locale=c.locale,
         purpose="phone_change_old" if old_step else "phone_change_new",
         expire_time=to_timestamp(c.code_expires),
+        user_id=c.user_id,
     )
     await cur.execute(
         "INSERT INTO verification_outbox (event_id, request, ce_type, payload, created_at)"

@@ -277,6 +277,7 @@ def plan_code(
     """A one-time code, by SMS to the number it proves (nobody else's party)."""
     holder = Party(
         role="holder",
+        user_id=message.user_id,
         locale=message.locale or "zh-CN",
         email="",
         phone=message.phone,

@@ -214,10 +214,11 @@ class Planner:
                 jobs += source.plan(book, event, message, at)
         # An erased person named again (by an event that carries contacts in
         # clear, or read with a key this process still held) is told nothing.
-        erased = await store.erased_among(conn, book.user_ids())
+        # (So is the holder of a one-time code, who is no case's party.)
+        erased = await store.erased_among(conn, book.user_ids() | {j.user_id for j in jobs} - {""})
         if erased:
             book.forget(erased)
-            jobs = [job for job in jobs if not book.erased(job, erased)]
+            jobs = [job for job in jobs if not (book.erased(job, erased) or job.user_id in erased)]
         await store.save_parties(conn, book.changed())
         created = set(await store.add_jobs(conn, jobs, now))
         by_event: dict[str, list[uuid.UUID]] = {}
