@@ -23,7 +23,7 @@ import pytest
 from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as tev
 from casemesh.platform.consuming import HeardUntil
-from casemesh.platform.errors import NotFound
+from casemesh.platform.errors import NotFound, ResourceExhausted
 from casemesh.platform.identity import Identity
 from casemesh.platform.pools import async_pool
 from casemesh_evidence.application import (
@@ -46,6 +46,7 @@ from casemesh_evidence.lifecycle import (
 from casemesh_evidence.store import LocalBlobStore
 from tests.e2e.test_evidence import png
 from tests.integration.test_notifier_erasure import case_event
+from tests.support import eventually
 
 CLOSED, NEW = tev.TICKET_STATUS_CLOSED, tev.TICKET_STATUS_NEW
 GRACE = timedelta(days=3)
@@ -445,3 +446,32 @@ async def test_spool_files_a_killed_upload_left_go_at_the_next_start(
     assert [p.exists() for p in (left, live, staged, staging)] == [False, True, False, True]
     after = await upload(locker, "gus", png())  # uploads go on as before
     assert await kept(locker, after) == [True]
+
+
+async def test_uploads_past_the_spool_budget_are_refused_to_retry_and_keep_nothing(
+    locker: EvidenceLocker,
+) -> None:
+    """A pod whose spool outgrows its volume is evicted, with every upload on
+    it: one that would take the uploads under way past the budget is refused
+    RESOURCE_EXHAUSTED (with when to retry), its spool file gone; the others
+    go on, and once they are done it is taken."""
+    locker.spool_budget = 3 * len(png())
+    release = asyncio.Event()
+
+    async def held_open(data: bytes) -> AsyncIterator[bytes]:
+        yield data
+        await release.wait()  # the rest of a long upload still to come
+
+    who = Identity("hal", frozenset({"user"}))
+    first = asyncio.create_task(locker.receive(who, "a.png", "", held_open(png())))
+    second = asyncio.create_task(locker.receive(who, "b.png", "", held_open(png() + b"2")))
+    await eventually(lambda: locker._spooled == 2 * len(png()) + 1)
+    with pytest.raises(ResourceExhausted) as refused:
+        await upload(locker, "ida", png() + b"3" * 100)
+    assert (refused.value.reason, refused.value.retry_after) == ("UPLOADS_BUSY", 30)
+    assert len(list(locker.incoming.glob("upload-*"))) == 2
+    release.set()
+    await asyncio.gather(first, second)
+    after = await upload(locker, "ida", png() + b"3" * 100)
+    assert await kept(locker, after) == [True]
+    assert list(locker.incoming.glob("upload-*")) == []

@@ -46,7 +46,12 @@ async def run(cfg: EvidenceSettings) -> None:
     store, incoming = open_store(cfg)
     clock = clock_from_setting(cfg.clock_offset_file)
     locker = EvidenceLocker(
-        pool=pool, store=store, limits=cfg.limits(), incoming=incoming, clock=clock
+        pool=pool,
+        store=store,
+        limits=cfg.limits(),
+        incoming=incoming,
+        clock=clock,
+        spool_budget=cfg.evidence_spool_bytes,
     )
     await locker.create_schema()
     await asyncio.to_thread(locker.remove_stale_spools)

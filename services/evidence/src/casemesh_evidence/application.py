@@ -27,7 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 from casemesh.platform import schema
 from casemesh.platform.cases import page_after
 from casemesh.platform.clock import Clock, SystemClock
-from casemesh.platform.errors import InvalidArgument, NotFound, Violations
+from casemesh.platform.errors import InvalidArgument, NotFound, ResourceExhausted, Violations
 from casemesh.platform.eventstore import advisory_lock
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
@@ -127,6 +127,11 @@ class EvidenceLocker:
     limits: dict[str, int]
     incoming: Path
     clock: Clock = field(default_factory=SystemClock)
+    # The bytes all uploads under way may spool at once: the spool's volume
+    # must hold them (a pod past its emptyDir's limit is evicted, and every
+    # upload on it lost).
+    spool_budget: int = 3 << 30
+    _spooled: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self.incoming.mkdir(parents=True, exist_ok=True)
@@ -166,9 +171,10 @@ class EvidenceLocker:
         file_name = clean_file_name(file_name)
         fd, tmp_name = tempfile.mkstemp(dir=self.incoming, prefix="upload-")
         tmp = Path(tmp_name)
+        held = [0]  # what this upload counts against the spool budget
         try:
             with os.fdopen(fd, "wb") as out:
-                sha, size, detected = await self._spool(chunks, out)
+                sha, size, detected = await self._spool(chunks, out, held)
             if not sniff.declared_as(declared_type, detected):
                 raise InvalidArgument.field(
                     "metadata.declared_type", f"the bytes are {detected}, not {declared_type}"
@@ -181,8 +187,11 @@ class EvidenceLocker:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 await asyncio.to_thread(tmp.unlink)
+            self._spooled -= held[0]
 
-    async def _spool(self, chunks: AsyncIterator[bytes], out: Any) -> tuple[str, int, str]:
+    async def _spool(
+        self, chunks: AsyncIterator[bytes], out: Any, held: list[int]
+    ) -> tuple[str, int, str]:
         digest = hashlib.sha256()
         head = b""
         detected: str | None = None
@@ -200,6 +209,14 @@ class EvidenceLocker:
                 raise InvalidArgument.field(
                     "chunk", f"{sniff.KIND[detected]} evidence may be at most {limit} bytes"
                 )
+            if self._spooled + len(chunk) > self.spool_budget:
+                raise ResourceExhausted(
+                    "this server is taking in as many uploads as it can hold; retry shortly",
+                    reason="UPLOADS_BUSY",
+                    retry_after=30,
+                )
+            self._spooled += len(chunk)
+            held[0] += len(chunk)
             digest.update(chunk)
             await asyncio.to_thread(out.write, chunk)
         if size == 0:

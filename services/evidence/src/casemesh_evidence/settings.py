@@ -30,6 +30,10 @@ class EvidenceSettings(PostgresSettings, KafkaSettings, InternalServiceSettings)
     # Tests move the service's time forward through this file.
     clock_offset_file: str = ""
 
+    # The bytes all uploads under way may spool at once (in
+    # CASEMESH_EVIDENCE_DIR/incoming): keep it below that volume's size. An
+    # upload past it is refused RESOURCE_EXHAUSTED, to be retried.
+    evidence_spool_bytes: int = Field(3 << 30, gt=0)
     # Size limits per kind of file, in bytes.
     max_image_bytes: int = Field(20 * 1024 * 1024, gt=0)
     max_video_bytes: int = Field(500 * 1024 * 1024, gt=0)
