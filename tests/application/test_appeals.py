@@ -564,6 +564,41 @@ def test_a_decision_is_appealed_within_its_window_and_not_after(
         app.file(URSULA, AppealDraft(**{**vars(late), "appeal_of": "report-cases/" + ident}), "")
 
 
+def test_an_appeal_is_decided_by_a_person_and_names_no_uploader(app: Appeals) -> None:
+    """Only upholding a notice takes someone's content down: an uploader
+    named on an appeal would be told of a removal that never was. And an
+    appeal may not be decided solely by automated means (DSA Art. 20(6))."""
+    appeal = str(app.file(URSULA, decision_appeal(upheld(app))).id)
+    app.assign(AGENT, appeal, "")
+    before = len(events_of(app, appeal))
+    reasons = {"ground": "原创", "facts": "同一支舞"}
+    for uploader, automated, field in (
+        (party("Ursula", "ursula"), False, "affected_uploader"),
+        (None, True, "reasons.automated_decision"),
+    ):
+        with pytest.raises(InvalidArgument) as refused:
+            app.decide(
+                AGENT, appeal, True, {**reasons, "automated_decision": automated}, uploader, etag=""
+            )
+        assert [v.field for v in refused.value.violations] == [field]
+    assert len(events_of(app, appeal)) == before
+    assert app.decide(AGENT, appeal, True, reasons, None, etag="").state == "UPHELD"
+
+
+def test_handing_a_case_to_another_agent_or_adding_to_it_keeps_its_review_date(
+    app: Appeals, clock: FakeClock
+) -> None:
+    """The filer was told when the review ends: a new assignee, or more words
+    from the filer on a complete case, do not move it back."""
+    case = app.file(ALICE, notice())
+    ident, promised = str(case.id), case.next_step_due
+    clock.now_is(clock.now() + timedelta(days=3))
+    assert app.assign(AGENT, ident, "").next_step_due == promised
+    clock.now_is(clock.now() + timedelta(days=3))
+    assert app.assign(AGENT, ident, "agent-2").next_step_due == promised
+    assert app.add_info(ALICE, ident, "再补充一点", {}, etag="").next_step_due == promised
+
+
 @pytest.mark.parametrize("stays_down", [True, False])
 def test_the_decision_behind_a_court_outcome_may_still_be_appealed_within_its_window(
     app: Appeals, stays_down: bool

@@ -334,12 +334,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         v.raise_if_any()
 
         def assign(a: CopyrightAppeal) -> None:
-            policy = self.policies[a.jurisdiction]
-            a.assign(
-                actor=who.subject,
-                assignee=assignee.strip() or who.subject,
-                review_due=policy.due(policy.review, self.clock.now()),
-            )
+            a.assign(actor=who.subject, assignee=assignee.strip() or who.subject)
 
         return self.change_under(
             who, ident, "", request_id, assign, "assign", assignee=assignee.strip()
@@ -384,6 +379,18 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         assert statement is not None
 
         def decide(a: CopyrightAppeal) -> None:
+            refused = Violations()
+            if uploader and a.kind is not Kind.TAKEDOWN_NOTICE:
+                # Only upholding a notice removes someone's content: named on
+                # another kind, they would be told of a removal that never was.
+                refused.add("affected_uploader", "only a decision on a TAKEDOWN_NOTICE names one")
+            if a.kind is Kind.DECISION_APPEAL and statement.automated_decision:
+                refused.add(
+                    "reasons.automated_decision",
+                    "an appeal is decided by a person, not solely by automated means"
+                    " (DSA Art. 20(6))",
+                )
+            refused.raise_if_any()
             policy = self.policies[a.jurisdiction]
             deadline = policy.due(policy.appeal_window, self.clock.now())
             locale = (uploader or a.content["filer"]).get("locale", "en")

@@ -195,7 +195,10 @@ class CopyrightAppeal(ExpiringCase):
             state, step = State.INFO_REQUESTED, Step.YOUR_INFORMATION
         else:
             state = State.UNDER_REVIEW if self.assignee else State.SUBMITTED
-            step, due = Step.REVIEW, review_due
+            # Already up for review, it keeps its date: more words from the
+            # filer do not move the review back.
+            step = Step.REVIEW
+            due = self.next_step_due if self.next_step is Step.REVIEW else review_due
         self._info_added(actor, message, completion, missing, state, step, due)
 
     class InfoAdded(Aggregate.Event):
@@ -283,16 +286,18 @@ class CopyrightAppeal(ExpiringCase):
 
     # -- agents ----------------------------------------------------------
 
-    def assign(self, *, actor: str, assignee: str, review_due: datetime) -> None:
+    def assign(self, *, actor: str, assignee: str) -> None:
+        """An agent takes the case (or hands it to another). What comes next,
+        and by when, stays as the filer was told: the review's date runs from
+        when the case came up for review, not from whoever holds it."""
         self._require_open("be assigned")
         state = State.UNDER_REVIEW if self.state is State.SUBMITTED else self.state
-        step, due = (
-            (Step.REVIEW, review_due)
-            if state is State.UNDER_REVIEW
-            else (self.next_step, self.next_step_due)
-        )
         self._assigned(
-            actor=actor, assignee=assignee, state=state, next_step=step, next_step_due=due
+            actor=actor,
+            assignee=assignee,
+            state=state,
+            next_step=self.next_step,
+            next_step_due=self.next_step_due,
         )
 
     class Assigned(Aggregate.Event):
