@@ -6,6 +6,7 @@ its tables, while everyone else's jobs go on as before."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -552,3 +553,28 @@ async def test_an_erasure_reaches_the_copies_of_their_words_the_other_party_hold
         for m in world.mail.messages[sent_before:]
     ]
     assert [t for t in told if any(w in t for w in words)] == []
+
+
+async def test_a_person_back_after_their_erasure_is_told_of_what_they_open_since(
+    world: World,
+) -> None:
+    """Lin is erased, then opens a new ticket (sealed with the key she has
+    since) and starts a new phone change: she is told of both, while her old
+    ticket still tells nobody and a code issued before the erasure is not
+    sent."""
+    old_ticket, _ = await world.both_told()
+    await world.plan([code_to(LIN, "+8613700137000")])  # issued at the erasure's time
+    await world.tickets.erase(LIN.user_id)
+    await world.plan([erasure(LIN.user_id)])
+    later = NOON_IN_SHANGHAI + timedelta(minutes=5)
+    new_ticket = str(uuid.uuid4())
+    opened_since = dataclasses.replace(opened(world.tickets.sealer, new_ticket, LIN), time=later)
+    code_since = dataclasses.replace(code_to(LIN, "+8613700137000", version=2), time=later)
+    await world.plan([opened_since, code_since, agent_reply(old_ticket, 2)])
+    assert await world.drain() == 3  # her new ticket's e-mail and SMS, the new code
+    assert len(world.mail.to(LIN.email)) == 2  # the first ticket's, then the new one's
+    assert [s for _, _, s in world.jobs(new_ticket)] == ["sent", "sent"]
+    assert world.jobs(old_ticket)[2:] == []
+    assert world.rows(
+        "SELECT status FROM notification_jobs WHERE template = 'verification.code' ORDER BY seq"
+    ) == [("cancelled",), ("sent",)]

@@ -47,6 +47,22 @@ class CaseParties:
     def __init__(self, known: Mapping[str, Mapping[str, Party]]) -> None:
         self._cases = {name: dict(parties) for name, parties in known.items()}
         self._changed: set[tuple[str, str]] = set()
+        # The rows an erasure blanked (a user, no address) when the batch began.
+        self._blanked = {
+            (name, role): party.user_id
+            for name, parties in known.items()
+            for role, party in parties.items()
+            if party.user_id and not party.email and not party.phone
+        }
+
+    def blanked_for(self, people: Collection[str]) -> set[tuple[str, str]]:
+        """The parties (case, role) of these (erased) people that their
+        erasure blanked: a case first heard of since keeps what it says."""
+        return {row for row, user_id in self._blanked.items() if user_id in people}
+
+    def partyless(self, job: NewJob) -> bool:
+        """Whether the job is for nobody the batch's cases know (a one-time code)."""
+        return job.party not in self._cases.get(job.case_name, {})
 
     def of(self, case_name: str) -> dict[str, Party]:
         """The case's parties by role, as they are now."""
@@ -106,43 +122,40 @@ class CaseParties:
         """The users named as parties of the batch's cases."""
         return {p.user_id for parties in self._cases.values() for p in parties.values()} - {""}
 
-    def forget(self, people: Collection[str]) -> None:
-        """The parties of these (erased) people keep no address and no
+    def forget(self, gone: Collection[tuple[str, str]]) -> None:
+        """These parties (case, role) of erased people keep no address and no
         subject, whatever the events said: nobody is told. Nor do other
         parties keep a subject that is their words (`COPIES`)."""
-        for name, parties in self._cases.items():
-            for role, party in parties.items():
-                if party.user_id in people and (party.email or party.phone or party.subject):
-                    parties[role] = dataclasses.replace(party, email="", phone="", subject="")
-                    self._changed.add((name, role))
+        for name, role in gone:
+            parties = self._cases[name]
+            party = parties[role]
+            if party.email or party.phone or party.subject:
+                parties[role] = dataclasses.replace(party, email="", phone="", subject="")
+                self._changed.add((name, role))
             for copy in COPIES:
-                owner, holder = parties.get(copy.owner), parties.get(copy.holder)
+                holder = parties.get(copy.holder)
                 if (
                     not copy.template
+                    and copy.owner == role
                     and name.startswith(copy.collection + "/")
-                    and owner is not None
-                    and owner.user_id in people
                     and holder is not None
                     and holder.subject
                 ):
                     parties[copy.holder] = dataclasses.replace(holder, subject="")
                     self._changed.add((name, copy.holder))
 
-    def erased(self, job: NewJob, people: Collection[str]) -> bool:
-        """Whether the job is for a party of one of these (erased) people, or
-        is a copy for another party of what they wrote (`COPIES` of one
-        template; a subject that is their words reads as erased once
+    def erased(self, job: NewJob, gone: Collection[tuple[str, str]]) -> bool:
+        """Whether the job is for one of these parties (case, role) of erased
+        people, or is a copy for another party of what they wrote (`COPIES`
+        of one template; a subject that is their words reads as erased once
         revealed, and `forget` blanks the one a party row kept)."""
-        parties = self._cases.get(job.case_name, {})
-        party = parties.get(job.party)
-        if party is not None and party.user_id in people:
+        if (job.case_name, job.party) in gone:
             return True
         return any(
             copy.template == job.template
             and job.case_name.startswith(copy.collection + "/")
             and job.party == copy.holder
-            and (owner := parties.get(copy.owner)) is not None
-            and owner.user_id in people
+            and (job.case_name, copy.owner) in gone
             for copy in COPIES
         )
 

@@ -19,9 +19,11 @@ scrub, in the transaction that records the event consumed (`Planner`):
   `cancelled`, a final status no sender claims and that holds back no later
   job of the thread (the ordering rule waits only on pending and sending
   jobs);
-- the person is recorded in `erased_people`: a later event naming them
-  (appeals and reports carry contacts in clear) gives their party no address
-  and them no job (`Planner`);
+- the person is recorded in `erased_people`: a later event naming them in
+  a case the erasure blanked (appeals and reports carry contacts in clear)
+  gives their party no address and them no job, nor a one-time code issued
+  before it (`Planner`); a case of theirs the notifier first hears of after
+  it (its contacts sealed with the key they have since) is told as any;
 - the outcome events of those jobs in `notification_outbox` lose the masked
   recipient and the error text (which may quote an address). No outcome event
   says "cancelled": the topic's messages do not include one.
@@ -93,7 +95,11 @@ THEIR_COPIES = (
 
 
 async def forget_people(
-    conn: psycopg.AsyncConnection[Any], people: Collection[str], event_id: str, now: datetime
+    conn: psycopg.AsyncConnection[Any],
+    people: Collection[str],
+    event_id: str,
+    now: datetime,
+    erased_at: datetime | None = None,
 ) -> Forgotten:
     """Scrubs what the notifier keeps in clear of `people` and cancels what
     it would still send them, in the caller's transaction; records them as
@@ -101,9 +107,9 @@ async def forget_people(
     an address (the planner reads it)."""
     people = sorted(set(people))
     await conn.execute(
-        "INSERT INTO erased_people (person, event_id, recorded_at)"
-        " SELECT unnest(%s::text[]), %s, %s ON CONFLICT DO NOTHING",
-        (people, event_id, now),
+        "INSERT INTO erased_people (person, event_id, recorded_at, erased_at)"
+        " SELECT unnest(%s::text[]), %s, %s, %s ON CONFLICT DO NOTHING",
+        (people, event_id, now, erased_at or now),
     )
     cur = await conn.execute(
         "SELECT email, phone FROM case_parties WHERE user_id = ANY(%s)"

@@ -21,9 +21,12 @@ erased address. A field that cannot be revealed is never planned with
 A `PersonErased` (casemesh.privacy.v1) in the batch makes this process forget
 the person's keys before anything of the batch is revealed, and, once the
 batch's jobs are added, scrubs the person's clear data and cancels their
-unsent jobs (`erasures.py`), those the batch added included. A person once
-erased is told nothing again and their parties keep no address, whatever a
-later event carries (`erased_people`). A `TicketExpired`, an
+unsent jobs (`erasures.py`), those the batch added included. The parties
+of an erased person that the erasure blanked keep no address and are told
+nothing again, whatever a later event carries (`erased_people`), nor is a
+one-time code issued before it sent; a case the notifier first hears of
+after it, its contacts sealed with the key the person has since, is told as
+any. A `TicketExpired`, an
 `AppealExpired`, a `ReportCaseExpired` or a `ReportExpired` (the case's
 retention period ran out) scrubs that case's clear data and cancels its
 unsent jobs the same way, after the batch's jobs are added; its people's
@@ -150,7 +153,7 @@ class Planner:
         async def forget_erased() -> None:
             for event, person in erasures:
                 with about(event):
-                    forgotten = await forget_people(conn, [person], event.id, now)
+                    forgotten = await forget_people(conn, [person], event.id, now, event.time)
                     log.info("person.forgotten", event_id=event.id, **dataclasses.asdict(forgotten))
 
         async def forget_expired(event: CloudEvent, case: str) -> None:
@@ -212,13 +215,27 @@ class Planner:
         for event, message, source in todo:
             with about(event):
                 jobs += source.plan(book, event, message, at)
-        # An erased person named again (by an event that carries contacts in
-        # clear, or read with a key this process still held) is told nothing.
-        # (So is the holder of a one-time code, who is no case's party.)
+        # An erased person named again in a case their erasure blanked (by an
+        # event that carries contacts in clear, or read with a key this
+        # process still held) is told nothing; nor is the holder of a
+        # one-time code (no case's party) issued before the erasure.
         erased = await store.erased_among(conn, book.user_ids() | {j.user_id for j in jobs} - {""})
         if erased:
-            book.forget(erased)
-            jobs = [job for job in jobs if not (book.erased(job, erased) or job.user_id in erased)]
+            gone = book.blanked_for(erased)
+            book.forget(gone)
+            issued = {event.id: event.time for event, _, _ in todo}
+
+            def before_erasure(job: store.NewJob) -> bool:
+                if job.user_id not in erased:
+                    return False
+                at = erased[job.user_id]  # None: recorded before the time was
+                return at is None or issued[job.cause_event_id] <= at
+
+            jobs = [
+                job
+                for job in jobs
+                if not book.erased(job, gone) and not (book.partyless(job) and before_erasure(job))
+            ]
         await store.save_parties(conn, book.changed())
         created = set(await store.add_jobs(conn, jobs, now))
         by_event: dict[str, list[uuid.UUID]] = {}

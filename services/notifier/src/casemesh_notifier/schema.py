@@ -108,6 +108,9 @@ STATEMENTS = [
     # When what a job carries runs out (a one-time code's expiry): past it,
     # the job is cancelled unsent (`delivery`), never sent late.
     "ALTER TABLE notification_jobs ADD COLUMN IF NOT EXISTS expires_at timestamptz",
+    # When each was erased (PersonErased's time; unknown for those recorded
+    # before: then always). A one-time code issued after it is theirs anew.
+    "ALTER TABLE erased_people ADD COLUMN IF NOT EXISTS erased_at timestamptz",
     """CREATE TABLE IF NOT EXISTS unprocessable_events (
         consumer text NOT NULL,
         event_id text NOT NULL,

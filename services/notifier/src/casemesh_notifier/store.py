@@ -235,11 +235,14 @@ async def wake_senders(conn: psycopg.AsyncConnection[Any]) -> None:
     await conn.execute(f"NOTIFY {JOBS_CHANNEL}")
 
 
-async def erased_among(conn: psycopg.AsyncConnection[Any], user_ids: Collection[str]) -> set[str]:
-    """Those of the users who were erased (`erasures.py`)."""
+async def erased_among(
+    conn: psycopg.AsyncConnection[Any], user_ids: Collection[str]
+) -> dict[str, datetime | None]:
+    """Those of the users who were erased (`erasures.py`), with when (None:
+    not known)."""
     if not user_ids:
-        return set()
+        return {}
     cur = await conn.execute(
-        "SELECT person FROM erased_people WHERE person = ANY(%s)", (sorted(user_ids),)
+        "SELECT person, erased_at FROM erased_people WHERE person = ANY(%s)", (sorted(user_ids),)
     )
-    return {row[0] for row in await cur.fetchall()}
+    return {person: at for person, at in await cur.fetchall()}
