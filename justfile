@@ -16,18 +16,19 @@ sync:
 proto: sync
     uv run --frozen bash scripts/gen-proto.sh
 
-# Generate the TypeScript client from proto/, type-check it and the self-service page
-# (strict), and bundle the page into clients/web/selfservice/dist (the gateway serves it).
+# The page is bundled into clients/web/selfservice/dist (the gateway serves it).
+# Generate the TypeScript client from proto/, type-check it (strict) and bundle the pages.
 web:
     cd clients/web && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && npm run build
 
-# Write docs/asyncapi.yaml, the AsyncAPI document of every topic, from the code that publishes
-# and the .proto files (scripts/asyncapi.py); `./dev asyncapi --check` only says if it is stale.
+# From the code that publishes and the .proto files (scripts/asyncapi.py); `--check` only
+# says if it is stale.
+# Write docs/asyncapi.yaml, the AsyncAPI document of every topic.
 asyncapi *ARGS: proto
     uv run --frozen python scripts/asyncapi.py "$@"
 
-# Start PostgreSQL, Kafka, every service and the local mail/SMS sinks; Ctrl-C stops all.
 # (`./dev up` runs this command itself, after `proto` and `web`, so a Ctrl-C ends quietly.)
+# Start PostgreSQL, Kafka, every service and the local mail/SMS sinks; Ctrl-C stops all.
 up: proto web
     uv run --frozen casemesh-dev up
 
@@ -39,14 +40,14 @@ infra: proto
 test *ARGS: proto web
     uv run --frozen pytest "$@"
 
-# Fault drills under load: kill -9 and restore PostgreSQL, Kafka, each relay, the notifier,
-# a writer and the gateway, one at a time; prints what each did to the people (about 8 min).
+# Kill -9 and restore PostgreSQL, Kafka, each relay, the notifier, a writer and the gateway,
+# one at a time; prints what each did to the people.
+# Fault drills under load (about 8 min).
 faults *ARGS: proto
     uv run --frozen pytest tests/faults -m faults "$@"
 
 # (buf breaking compares proto/ with main: scripts/check-breaking.sh says against which commit.)
-# Static checks: ruff, mypy, docs/asyncapi.yaml current, buf lint, buf breaking, and (in `web`)
-# TypeScript strict.
+# Static checks: ruff, mypy, docs current, buf lint and breaking, TypeScript strict (in `web`).
 lint: proto web
     uv run --frozen ruff check .
     uv run --frozen ruff format --check .
@@ -61,9 +62,10 @@ lint: proto web
 api-docs:
     bash scripts/gen-api-docs.sh
 
-# Deployment files: render every deploy/k8s overlay (and component) and check each object
-# against its schema, hadolint the Dockerfile, validate docker-compose.yml. Needs go and
-# node/npm the first time (fetches into .run/cache/deploy-check), then works offline.
+# Renders every deploy/k8s overlay (and component) and checks each object against its schema,
+# hadolints the Dockerfile, validates docker-compose.yml. Needs go and node/npm the first time
+# (fetches into .run/cache/deploy-check), then works offline.
+# Check the deployment files: Kubernetes, Docker, Compose.
 deploy-check: sync
     uv run --frozen python -m scripts.deploy_check
 
