@@ -630,6 +630,35 @@ def test_a_solved_ticket_closes_though_the_auto_close_setting_changed_since(
     assert app.get_ticket(ALICE, t.id).status == "CLOSED"
 
 
+def test_a_solved_ticket_past_its_time_to_close_is_not_reopened_though_the_timer_is_late(
+    app: Tickets, clock: FakeClock
+) -> None:
+    """The timer was down when the ticket's time to close came: neither a
+    reopen nor the requester's reply (which would reopen it) brings it back;
+    they open a new ticket, as for a closed one. An agent's note still goes."""
+    t = app.solve(AGENT, opened(app).id, "已处理", etag="")
+    (deadline,) = app.deadlines_of(last_event(app, t.id))
+    clock.now_is(deadline.due - timedelta(seconds=1))
+    assert app.reopen(ALICE, t.id, "还是不行", etag="", request_id="r1").status == "OPEN"
+    t = app.solve(AGENT, t.id, "已为您更换", etag="")
+    (deadline,) = app.deadlines_of(last_event(app, t.id))
+    clock.now_is(deadline.due)
+    before = len(events_of(app, t.id))
+    for late in (
+        lambda: app.reopen(ALICE, t.id, "又不行了", etag=""),
+        lambda: app.add_comment(ALICE, t.id, "又不行了", False, etag=""),
+    ):
+        with pytest.raises(FailedPrecondition) as refused:
+            late()
+        assert refused.value.reason == "TICKET_FINAL"
+    assert len(events_of(app, t.id)) == before
+    # The first reopen, sent again, gets its first answer.
+    assert app.reopen(ALICE, t.id, "还是不行", etag="", request_id="r1").version < before
+    app.add_comment(AGENT, t.id, "已关闭", True, etag="")
+    app.fire(deadline)
+    assert app.get_ticket(ALICE, t.id).status == "CLOSED"
+
+
 def test_a_deadline_of_an_earlier_solve_waits_for_the_last_solves_own(
     app: Tickets, clock: FakeClock
 ) -> None:

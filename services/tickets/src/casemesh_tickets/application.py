@@ -8,7 +8,7 @@ races: the loser gets Aborted and may retry.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import partial
 from typing import Any, Unpack, cast
@@ -19,7 +19,12 @@ from eventsourcing.utils import EnvType
 from casemesh.platform.caseindex import CaseRow, Page
 from casemesh.platform.cases import CaseApplication, CaseOptions, open_indexed
 from casemesh.platform.clock import Clock, SystemClock
-from casemesh.platform.errors import InvalidArgument, PermissionDenied, Violations
+from casemesh.platform.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    PermissionDenied,
+    Violations,
+)
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
 from casemesh.platform.paging import page_size_of
@@ -121,18 +126,33 @@ class Tickets(CaseApplication[Ticket]):
         ticket: Ticket = self.repository.get(UUID(deadline.aggregate_id))
         if ticket.status is not Status.SOLVED:
             return None
-        solved = max(
-            e.timestamp
-            for e in self.repository.event_store.get(ticket.id)
-            if isinstance(e, Ticket.Solved)
-        )
-        due = solved + self.auto_close_after
+        due = self._closes_at(ticket)
         if self.clock.now() < due:
             return Deadline(deadline.aggregate_id, DeadlineKind.AUTO_CLOSE, due)
         ticket.close(actor="system")
         self.save(ticket)  # a lost race raises: the deadline stays due
         log.info("ticket.auto_closed", ticket_id=deadline.aggregate_id)
         return None
+
+    def _require_not_over(self, ticket: Ticket) -> None:
+        """Past its time to close, a solved ticket is over even before the
+        timer closes it (a timer late after an outage, say): its requester
+        opens a new one, as for a closed ticket."""
+        if ticket.status is Status.SOLVED and self.clock.now() >= self._closes_at(ticket):
+            raise FailedPrecondition(
+                "the ticket was solved too long ago to reopen; open a new ticket instead",
+                reason="TICKET_FINAL",
+            )
+
+    def _closes_at(self, ticket: Ticket) -> datetime:
+        """When a solved ticket closes by itself: its last solve and
+        `auto_close_after` (as set now)."""
+        solved = max(
+            e.timestamp
+            for e in self.repository.event_store.get(ticket.id)
+            if isinstance(e, Ticket.Solved)
+        )
+        return solved + self.auto_close_after
 
     # -- commands -------------------------------------------------------
 
@@ -234,6 +254,8 @@ class Tickets(CaseApplication[Ticket]):
             raise PermissionDenied("only agents may write internal notes")
 
         def comment(t: Ticket) -> None:
+            if t.requester == who.subject:  # which would reopen a solved ticket
+                self._require_not_over(t)
             t.add_comment(
                 actor=who.subject,
                 body=body,
@@ -260,8 +282,13 @@ class Tickets(CaseApplication[Ticket]):
         self, who: Identity, ticket_id: str, reason: str, etag: str, request_id: str = ""
     ) -> TicketView:
         reason = self.require_text("reason", reason, validation.LIMITS["text"], required=False)
+
+        def reopen(t: Ticket) -> None:
+            self._require_not_over(t)
+            t.reopen(actor=who.subject, reason=reason)
+
         return TicketView.of(
-            self.run(who, ticket_id, etag, request_id, Ticket.reopen, reason=reason)
+            self.change_under(who, ticket_id, etag, request_id, reopen, "reopen", reason=reason)
         )
 
     def close_ticket(
