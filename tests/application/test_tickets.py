@@ -644,10 +644,11 @@ def test_a_solved_ticket_past_its_time_to_close_is_not_reopened_though_the_timer
     (deadline,) = app.deadlines_of(last_event(app, t.id))
     clock.now_is(deadline.due)
     before = len(events_of(app, t.id))
-    for late in (
+    late_ones: list[Callable[[], object]] = [
         lambda: app.reopen(ALICE, t.id, "又不行了", etag=""),
         lambda: app.add_comment(ALICE, t.id, "又不行了", False, etag=""),
-    ):
+    ]
+    for late in late_ones:
         with pytest.raises(FailedPrecondition) as refused:
             late()
         assert refused.value.reason == "TICKET_FINAL"
