@@ -20,6 +20,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, NoReturn
@@ -85,6 +86,8 @@ UPLOAD_PATH = "/uploads/evidence"
 UPLOAD_METHOD = "/casemesh.v1.EvidenceService/UploadEvidence"
 UPLOAD_CHUNK = 256 * 1024
 SIGN_IN_PATH = "/dev/sign-in"
+# How long before a shutdown's grace ends the streams still going are ended.
+STREAM_END_MARGIN_S = 2
 SIGN_IN_ROLES = {"user", "agent", "admin"}
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
@@ -197,16 +200,19 @@ def _method_info(service: ServiceDescriptor, method: MethodDescriptor) -> Method
     )
 
 
-@contextlib.asynccontextmanager
-async def _answered(
-    info: MethodInfo[Any, Any], ctx: RequestContext[Any, Any]
-) -> AsyncIterator[None]:
-    """Runs a call within the caller's deadline (DEADLINE_EXCEEDED past it);
-    a failure of ours is INTERNAL with a plain message, its details logged
-    rather than sent to the caller."""
+def _deadline(ctx: RequestContext[Any, Any]) -> float | None:
+    """The caller's deadline, in the event loop's time (None: none)."""
     left = ctx.timeout_ms()
+    return None if left is None else asyncio.get_running_loop().time() + max(left, 0) / 1000
+
+
+@contextlib.asynccontextmanager
+async def _answered(info: MethodInfo[Any, Any], deadline: float | None) -> AsyncIterator[None]:
+    """Runs (a step of) a call within the caller's deadline (`_deadline`:
+    DEADLINE_EXCEEDED past it); a failure of ours is INTERNAL with a plain
+    message, its details logged rather than sent to the caller."""
     try:
-        async with asyncio.timeout(None if left is None else max(left, 0) / 1000):
+        async with asyncio.timeout_at(deadline):
             yield
     except ConnectError:
         raise
@@ -222,7 +228,7 @@ def _endpoint(info: MethodInfo[Any, Any], handler: grpc.RpcMethodHandler) -> Any
         unary = handler.unary_unary
 
         async def call(request: Any, ctx: RequestContext[Any, Any]) -> Any:
-            async with _answered(info, ctx):
+            async with _answered(info, _deadline(ctx)):
                 return await unary(request, CallContext.of(ctx))
 
         return Endpoint.unary(info, call)
@@ -230,7 +236,7 @@ def _endpoint(info: MethodInfo[Any, Any], handler: grpc.RpcMethodHandler) -> Any
         client_stream = handler.stream_unary
 
         async def take(requests: AsyncIterator[Any], ctx: RequestContext[Any, Any]) -> Any:
-            async with _answered(info, ctx):
+            async with _answered(info, _deadline(ctx)):
                 return await client_stream(requests, CallContext.of(ctx))
 
         return Endpoint.client_stream(info, take)
@@ -238,27 +244,58 @@ def _endpoint(info: MethodInfo[Any, Any], handler: grpc.RpcMethodHandler) -> Any
         server_stream = handler.unary_stream
 
         async def watch(request: Any, ctx: RequestContext[Any, Any]) -> AsyncIterator[Any]:
-            # connectrpc notices a caller that hung up only when it next
-            # writes: the stream (and the call behind it) ends as they go.
-            gone = _CALLER_GONE.get()
-            async with _answered(info, ctx):
-                stream = server_stream(request, CallContext.of(ctx))
-                async for item in stream if gone is None else until_set(stream, gone):
+            # The deadline bounds each step, never a write: cancelled while
+            # connectrpc writes to a slow reader, the stream would end as a
+            # success, a download cut short and taken for whole. Past it, the
+            # next step fails DEADLINE_EXCEEDED. connectrpc notices a caller
+            # that hung up only when it next writes: the stream (and the call
+            # behind it) ends as they go; a server shutting down ends it
+            # UNAVAILABLE, to be retried elsewhere (`WebFront.stop`).
+            deadline, cut = _deadline(ctx), _CALL_CUT.get()
+            stream = server_stream(request, CallContext.of(ctx))
+            items = aiter(stream if cut is None else until_set(stream, cut.event, ending=_Cut))
+            try:
+                while True:
+                    async with _answered(info, deadline):
+                        try:
+                            item = await anext(items)
+                        except StopAsyncIteration:
+                            return
+                        except _Cut:
+                            if cut is not None and cut.why is not None:
+                                raise cut.why from None
+                            return
                     yield item
+            finally:
+                if (close := getattr(items, "aclose", None)) is not None:
+                    await close()
 
         return Endpoint.server_stream(info, watch)
     raise ValueError(f"{info.service_name}/{info.name}: bidirectional streams are not served")
 
 
-# Set when the HTTP caller of the current call hangs up (see WebFront.app).
-_CALLER_GONE: ContextVar[asyncio.Event | None] = ContextVar("caller_gone", default=None)
+class _Cut(Exception):
+    """A server stream cut off before its end (`until_set`)."""
 
 
-def _noting_hang_up(receive: Receive, gone: asyncio.Event) -> Receive:
+@dataclass(eq=False)
+class CallCut:
+    """Set when the current call's stream must end early: its HTTP caller
+    hung up (`why` None: nobody to tell), or the server is shutting down
+    (`why`: the error the caller is told)."""
+
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+    why: ConnectError | None = None
+
+
+_CALL_CUT: ContextVar[CallCut | None] = ContextVar("call_cut", default=None)
+
+
+def _noting_hang_up(receive: Receive, cut: CallCut) -> Receive:
     async def receiving() -> Any:
         event = await receive()
         if event["type"] == "http.disconnect":
-            gone.set()
+            cut.event.set()
         return event
 
     return receiving
@@ -599,6 +636,8 @@ class WebFront:
         self._sign_in_secret = sign_in_secret
         self._read_max_bytes = read_max_bytes
         self._draining = False
+        # The calls under way (to end their streams before a shutdown's grace ends).
+        self._calls: set[CallCut] = set()
         self._rpc: dict[str, ServiceApp] = {}
         self._upload: grpc.RpcMethodHandler | None = None
         self._pages: list[tuple[str, ASGIApp, bytes]] = []
@@ -656,11 +695,27 @@ class WebFront:
         await asyncio.shield(self._task)
 
     async def stop(self, grace: float) -> None:
+        """Stops taking calls; those under way get `grace` seconds. A stream
+        still going a moment before that ends UNAVAILABLE (to be retried
+        elsewhere) rather than be cancelled mid-write, which would end it
+        looking complete."""
         if self._server is None or self._task is None:
             return
-        self._server.config.timeout_graceful_shutdown = max(1, math.ceil(grace))
+        grace = max(1, math.ceil(grace))
+        self._server.config.timeout_graceful_shutdown = grace
         self._server.should_exit = True
-        await self._task
+        ending = asyncio.get_running_loop().call_later(
+            max(grace - STREAM_END_MARGIN_S, 0), self._end_streams
+        )
+        try:
+            await self._task
+        finally:
+            ending.cancel()
+
+    def _end_streams(self) -> None:
+        for cut in list(self._calls):
+            cut.why = ConnectError(Code.UNAVAILABLE, "the server is shutting down; retry")
+            cut.event.set()
 
     # -- the ASGI application --
 
@@ -678,9 +733,13 @@ class WebFront:
                 _check_rpc_request(scope, service, self._read_max_bytes)
                 if path not in service.client_streams:
                     receive = _bounded(receive, self._read_max_bytes)
-                gone = asyncio.Event()
-                _CALLER_GONE.set(gone)
-                await service(scope, _noting_hang_up(receive, gone), send)
+                cut = CallCut()
+                _CALL_CUT.set(cut)
+                self._calls.add(cut)
+                try:
+                    await service(scope, _noting_hang_up(receive, cut), send)
+                finally:
+                    self._calls.discard(cut)
             elif path in ("/healthz/live", "/healthz/ready"):
                 await self._health(path, send)
             elif path == UPLOAD_PATH:
