@@ -6,8 +6,8 @@ A person's messages are the jobs planned for them: each job records its
 party's user id when it is planned, so a later event naming someone else
 in the same part of a case (a decision correcting who the uploader is)
 hands none of the earlier person's messages to the next. One-time codes
-sent to a phone number belong to no case and no person: they are not
-listed. An erased person's jobs, or those of a case past its retention
+belong to no case: they are not listed (their holder's user id is kept
+for an erasure to find them). An erased person's jobs, or those of a case past its retention
 period, keep their name, case, channel, state and times only (the erasure
 blanked the rest), so that is what they show.
 """
@@ -72,7 +72,8 @@ async def notifications_of(
     """Up to `limit` of the person's jobs, newest first, from after `after`
     (a job's creation time and id)."""
     # (`user_id <> ''` lets a generic plan use the partial index.)
-    where, args = older_than("user_id = %s AND user_id <> ''", [person], after)
+    theirs = "user_id = %s AND user_id <> '' AND party <> 'holder'"  # no one-time codes
+    where, args = older_than(theirs, [person], after)
     async with pool.connection() as conn, conn.cursor(row_factory=class_row(Sent)) as cur:
         await cur.execute(
             "SELECT id, case_name, channel, recipient, subject, body, status, created_at, sent_at"
