@@ -325,6 +325,9 @@ class ServiceApp(ConnectASGIApplication[Mapping[str, grpc.RpcMethodHandler]]):
             and not m.server_streaming
         }
         self.client_streams = {path for path, (m, _) in infos.items() if m.client_streaming}
+        self.streams = {
+            path for path, (m, _) in infos.items() if m.client_streaming or m.server_streaming
+        }
         endpoints = {path: _endpoint(info, handlers[path]) for path, (_, info) in infos.items()}
         # No compression: the answers are small, gzip costs more CPU than it
         # saves on the wire, and a proxy in front compresses if it pays.
@@ -461,17 +464,41 @@ def _check_rpc_request(scope: Scope, service: ServiceApp, limit: int) -> None:
     if method == "GET":
         _check_get_query(scope["query_string"])
         return
-    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type not in RPC_CONTENT_TYPES:
+    given, *params = headers.get("content-type", "").split(";")
+    content_type = given.strip().lower()
+    stream = path in service.streams
+    connect_types = (
+        ("application/connect+json", "application/connect+proto")
+        if stream
+        else ("application/json", "application/proto")
+    )
+    charset = next(
+        (
+            v.strip().strip('"').lower()
+            for k, _, v in (p.partition("=") for p in params)
+            if k.strip().lower() == "charset"
+        ),
+        "utf-8",
+    )
+    if (
+        content_type not in RPC_CONTENT_TYPES
+        or ("grpc-web" not in content_type and content_type not in connect_types)
+        or charset != "utf-8"
+    ):
         raise _Refusal(
             HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
             ConnectError(
                 Code.INVALID_ARGUMENT,
-                f"content type {content_type or '(none)'!r} is not served: send"
-                " application/json or application/proto (Connect) or"
-                " application/grpc-web+proto (gRPC-Web)",
+                f"content type {headers.get('content-type') or '(none)'!r} is not served"
+                f" for {path}: send {' or '.join(connect_types)} (Connect"
+                f"{', a stream' if stream else ''}) or application/grpc-web+proto (gRPC-Web)",
             ),
         )
+    # As connectrpc reads it (it picks the codec from the header as sent).
+    scope["headers"] = [
+        (k, content_type.encode()) if k.lower() == b"content-type" else (k, v)
+        for k, v in scope["headers"]
+    ]
     length = headers.get("content-length", "")
     if path not in service.client_streams and length.isdigit() and int(length) > limit:
         raise _Refusal(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, _too_large(limit))

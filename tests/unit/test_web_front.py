@@ -1,6 +1,8 @@
-"""Server streams over Connect end as they really ended: a stream cut short
-by the caller's deadline, or by the server shutting down, ends with an
-error, never looking complete (a download taken for whole)."""
+"""The gateway's HTTP front, driven as the ASGI application it is: server
+streams end as they really ended (cut short by the caller's deadline, or
+by the server shutting down, they end with an error, never looking
+complete: a download taken for whole), and a content type that does not
+fit the method is a Connect error naming what to send."""
 
 from __future__ import annotations
 
@@ -11,12 +13,14 @@ from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
 import grpc
+import pytest
 
 from casemesh.v1 import privacy_pb2
 from casemesh_gateway.web import ServiceApp, WebFront
 
 SERVICE = privacy_pb2.DESCRIPTOR.services_by_name["PrivacyService"]
 EXPORT = "/casemesh.v1.PrivacyService/ExportPerson"
+ERASE = "/casemesh.v1.PrivacyService/ErasePerson"
 
 
 def front(chunks: int, pause: float = 0.0) -> WebFront:
@@ -38,11 +42,11 @@ def front(chunks: int, pause: float = 0.0) -> WebFront:
     )
 
     async def erase(request: Any, context: Any) -> Any:
-        raise AssertionError("not called")
+        return privacy_pb2.Erasure(person=request.person)
 
     handlers = {
         EXPORT: grpc.unary_stream_rpc_method_handler(export),
-        "/casemesh.v1.PrivacyService/ErasePerson": grpc.unary_unary_rpc_method_handler(erase),
+        ERASE: grpc.unary_unary_rpc_method_handler(erase),
     }
     web._rpc = {f"/{SERVICE.full_name}": ServiceApp(SERVICE, handlers, 4096)}
     return web
@@ -114,3 +118,55 @@ async def test_a_stream_still_going_when_the_server_stops_ends_unavailable() -> 
     web._end_streams()
     frames = await asyncio.wait_for(answered, 10)
     assert frames[-1]["end"] and frames[-1]["error"]["code"] == "unavailable"
+
+
+async def unary(web: WebFront, content_type: str, path: str = ERASE) -> tuple[int, Any]:
+    """ErasePerson (or `path`) called with a JSON body sent as `content_type`:
+    the HTTP status and the JSON answer."""
+    body = json.dumps({"person": "zoe"}).encode()
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "query_string": b"",
+        "headers": [(b"content-type", content_type.encode())],
+        "client": ("127.0.0.1", 50000),
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    said: list[MutableMapping[str, Any]] = []
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        said.append(message)
+
+    await web.app(scope, receive, send)
+    answer = b"".join(m.get("body", b"") for m in said if m["type"] == "http.response.body")
+    return said[0]["status"], json.loads(answer)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json", "application/json;charset=utf-8", "Application/JSON; charset=UTF-8"],
+)
+async def test_json_with_its_charset_written_either_way_is_served(content_type: str) -> None:
+    assert await unary(front(0), content_type) == (200, {"person": "zoe"})
+
+
+@pytest.mark.parametrize(
+    ("content_type", "path", "asked"),
+    [
+        ("application/connect+json", ERASE, "application/json"),  # a stream's type
+        ("application/json", EXPORT, "application/connect+json"),  # a unary call's type
+        ("application/json; charset=latin1", ERASE, "application/json"),
+    ],
+)
+async def test_a_content_type_that_does_not_fit_the_method_is_a_connect_error_naming_it(
+    content_type: str, path: str, asked: str
+) -> None:
+    """Such calls got a bare 415 with no body, which Connect clients read as
+    UNKNOWN."""
+    status, answer = await unary(front(0), content_type, path)
+    assert status == 415
+    assert answer["code"] == "invalid_argument" and asked in answer["message"]
