@@ -423,3 +423,30 @@ def error_info(err: grpc.RpcError) -> error_details_pb2.ErrorInfo:
     info = error_details_pb2.ErrorInfo()
     assert any(d.Unpack(info) for d in status.details)
     return info
+
+
+async def asgi_post(
+    app: Any, path: str, body: bytes, headers: dict[str, str], peer: str = "127.0.0.1"
+) -> tuple[int, bytes]:
+    """One POST of `body` to an ASGI `app`, from `peer`, as a server would
+    hand it over: the answer's HTTP status and body."""
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "query_string": b"",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": (peer, 50000),
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    said: list[Any] = []
+
+    async def send(message: Any) -> None:
+        said.append(message)
+
+    await app(scope, receive, send)
+    answer = b"".join(m.get("body", b"") for m in said if m["type"] == "http.response.body")
+    return said[0]["status"], answer

@@ -5,12 +5,12 @@ header is the caller's to write; the address it calls from is not."""
 from __future__ import annotations
 
 import json
-from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
 
 from casemesh_gateway.web import SIGN_IN_PATH, WebFront
+from tests.support import asgi_post
 
 
 async def sign_in(host: str, peer: str) -> tuple[int, dict[str, Any]]:
@@ -22,25 +22,9 @@ async def sign_in(host: str, peer: str) -> tuple[int, dict[str, Any]]:
         sign_in_secret="s" * 40,
         read_max_bytes=4096,
     )
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": SIGN_IN_PATH,
-        "headers": [(b"host", host.encode())],
-        "client": (peer, 50000),
-    }
     asked = json.dumps({"subject": "mallory", "roles": ["admin"]}).encode()
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": asked, "more_body": False}
-
-    said: list[MutableMapping[str, Any]] = []
-
-    async def send(message: MutableMapping[str, Any]) -> None:
-        said.append(message)
-
-    await front.app(scope, receive, send)
-    return said[0]["status"], json.loads(said[1]["body"])
+    status, answer = await asgi_post(front.app, SIGN_IN_PATH, asked, {"host": host}, peer)
+    return status, json.loads(answer)
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ import pytest
 
 from casemesh.v1 import privacy_pb2
 from casemesh_gateway.web import ServiceApp, WebFront
+from tests.support import asgi_post
 
 SERVICE = privacy_pb2.DESCRIPTOR.services_by_name["PrivacyService"]
 EXPORT = "/casemesh.v1.PrivacyService/ExportPerson"
@@ -124,26 +125,8 @@ async def unary(web: WebFront, content_type: str, path: str = ERASE) -> tuple[in
     """ErasePerson (or `path`) called with a JSON body sent as `content_type`:
     the HTTP status and the JSON answer."""
     body = json.dumps({"person": "zoe"}).encode()
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": path,
-        "query_string": b"",
-        "headers": [(b"content-type", content_type.encode())],
-        "client": ("127.0.0.1", 50000),
-    }
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    said: list[MutableMapping[str, Any]] = []
-
-    async def send(message: MutableMapping[str, Any]) -> None:
-        said.append(message)
-
-    await web.app(scope, receive, send)
-    answer = b"".join(m.get("body", b"") for m in said if m["type"] == "http.response.body")
-    return said[0]["status"], json.loads(answer)
+    status, answer = await asgi_post(web.app, path, body, {"content-type": content_type})
+    return status, json.loads(answer)
 
 
 @pytest.mark.parametrize(
