@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import grpc
@@ -125,8 +126,11 @@ def backend_channel(target: str, *options: tuple[str, Any]) -> grpc.aio.Channel:
 async def run(cfg: GatewaySettings) -> None:
     if cfg.jwks_url:
         # The provider's keys, fetched in the background (calls are UNAVAILABLE until they come).
-        async with published_keys(cfg.jwks_url, refresh=cfg.jwks_refresh_seconds) as keys:
-            await _serve(cfg, TokenVerifier(key_set=keys, rules=cfg.token_rules))
+        # Not ready (no traffic sent here) until they come; alive all along.
+        loaded = asyncio.Event()
+        refresh = cfg.jwks_refresh_seconds
+        async with published_keys(cfg.jwks_url, refresh=refresh, loaded=loaded) as keys:
+            await _serve(cfg, TokenVerifier(key_set=keys, rules=cfg.token_rules), loaded)
     else:
         secret = cfg.jwt_secret.get_secret_value() or None
         verifier = TokenVerifier(
@@ -135,7 +139,9 @@ async def run(cfg: GatewaySettings) -> None:
         await _serve(cfg, verifier)
 
 
-async def _serve(cfg: GatewaySettings, verifier: TokenVerifier) -> None:
+async def _serve(
+    cfg: GatewaySettings, verifier: TokenVerifier, ready: asyncio.Event | None = None
+) -> None:
     backend = Backend(
         verifier=verifier,
         signer=InternalTokenSigner(cfg.internal_signing_key.get_secret_value()),
@@ -219,7 +225,9 @@ async def _serve(cfg: GatewaySettings, verifier: TokenVerifier) -> None:
                 connect_origins={"/console/": cfg.console_connect_origin_list},
                 sign_in_secret=cfg.jwt_secret.get_secret_value() if cfg.dev_sign_in else None,
                 read_max_bytes=MAX_MESSAGE,
+                ready=ready.is_set if ready is not None else lambda: True,
             ),
+            ready=ready,
         )
 
 

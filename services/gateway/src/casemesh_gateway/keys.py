@@ -1,8 +1,9 @@
 """The identity provider's published signing keys (JWKS), kept fresh.
 
-Fetched in the background from the start: the gateway serves at once (its
-probes answer, so Kubernetes does not restart it while the provider is down)
-and answers UNAVAILABLE until the first fetch succeeds, retrying with backoff.
+Fetched in the background from the start: the gateway serves at once (alive,
+so Kubernetes does not restart it while the provider is down, but not ready,
+so no traffic is sent to it) and answers UNAVAILABLE until the first fetch
+succeeds, retrying with backoff.
 Then every `refresh` seconds, and early when a token names a key not yet seen
 — at most once every `EARLY_FETCH_GAP` seconds, so forged key ids cannot make
 the gateway hammer the provider. A failed fetch keeps the keys it had.
@@ -29,12 +30,20 @@ MAX_BACKOFF = 30.0
 
 @contextlib.asynccontextmanager
 async def published_keys(
-    url: str, *, refresh: float, early_gap: float = EARLY_FETCH_GAP
+    url: str,
+    *,
+    refresh: float,
+    early_gap: float = EARLY_FETCH_GAP,
+    loaded: asyncio.Event | None = None,
 ) -> AsyncIterator[KeySet]:
+    """The provider's keys, kept fresh while in use; `loaded` is set once
+    the first fetch succeeded (the gateway is ready for traffic then)."""
     early = asyncio.Event()
     keys = KeySet(on_unknown_key=early.set)
     async with httpx.AsyncClient(timeout=FETCH_TIMEOUT, follow_redirects=False) as client:
-        task = asyncio.create_task(_keep_fresh(client, url, keys, early, refresh, early_gap))
+        task = asyncio.create_task(
+            _keep_fresh(client, url, keys, early, refresh, early_gap, loaded or asyncio.Event())
+        )
         try:
             yield keys
         finally:
@@ -50,11 +59,13 @@ async def _keep_fresh(
     early: asyncio.Event,
     refresh: float,
     early_gap: float,
+    loaded: asyncio.Event,
 ) -> None:
     attempt = 0
     while not await _fetch(client, url, keys):
         attempt += 1
         await asyncio.sleep(_backoff(attempt))
+    loaded.set()
     while True:
         # However often unknown keys are named, no fetch comes sooner than this.
         await asyncio.sleep(min(early_gap, refresh))

@@ -18,7 +18,7 @@ import math
 import re
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -651,6 +651,7 @@ class WebFront:
         pages: Mapping[str, str],
         sign_in_secret: str | None,
         read_max_bytes: int,
+        ready: Callable[[], bool] = lambda: True,
         connect_origins: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self._address = address
@@ -662,6 +663,8 @@ class WebFront:
         self._connect_origins = dict(connect_origins or {})
         self._sign_in_secret = sign_in_secret
         self._read_max_bytes = read_max_bytes
+        # Whether what every call needs has come (`grpcutil.serve`'s `ready`).
+        self._ready = ready
         self._draining = False
         # The calls under way (to end their streams before a shutdown's grace ends).
         self._calls: set[CallCut] = set()
@@ -797,7 +800,7 @@ class WebFront:
         return next((page for page in self._pages if (path + "/").startswith(page[0])), None)
 
     async def _health(self, path: str, send: Send) -> None:
-        ready = path.endswith("live") or not self._draining
+        ready = path.endswith("live") or (not self._draining and self._ready())
         await send_json(
             send,
             b'{"status":"SERVING"}' if ready else b'{"status":"NOT_SERVING"}',

@@ -646,6 +646,7 @@ async def serve(
     stop: asyncio.Event | None = None,
     endless_streams: Sequence[str] = (),
     companion: Companion | None = None,
+    ready: asyncio.Event | None = None,
 ) -> None:
     """Serves on `cfg.grpc_addr` until SIGTERM/SIGINT (or `stop` is set), then drains gracefully:
     readiness (health of "" and of each service) turns NOT_SERVING first and
@@ -660,7 +661,10 @@ async def serve(
     `internal_verify_key`) answers only calls carrying the gateway's token for
     one of `service_names`; the gateway authenticates its own callers. A
     `companion` serves the same handlers, wrapped by the same interceptors,
-    and is drained and stopped with the gRPC server."""
+    and is drained and stopped with the gRPC server. Given `ready`,
+    readiness is NOT_SERVING until it is set (what every call needs, such as
+    the identity provider's keys, has come); liveness is SERVING from the
+    start, so the process is not restarted meanwhile."""
     draining = asyncio.Event()
     callers = [VouchedCalls.of(cfg, service_names)] if isinstance(cfg, BehindGateway) else []
     chain = [DomainErrorInterceptor(endless_streams, draining), *callers, *interceptors]
@@ -681,8 +685,21 @@ async def serve(
         raise RuntimeError(f"cannot listen on {address}")
     await server.start()
     readiness = ("", *service_names)
-    for name in (*readiness, LIVENESS):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    await health_servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
+
+    async def ready_when_able() -> None:
+        if ready is not None:
+            await ready.wait()
+        for name in readiness:
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    becoming_ready: asyncio.Future[None] | None = None
+    if ready is None or ready.is_set():
+        await ready_when_able()
+    else:
+        for name in readiness:
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        becoming_ready = asyncio.ensure_future(ready_when_able())
     log.info("grpc.serving", address=address, services=list(service_names))
 
     stop = stop or asyncio.Event()
@@ -705,6 +722,8 @@ async def serve(
         serving.cancel()
     delay, grace = cfg.shutdown_delay_seconds, cfg.shutdown_grace_seconds
     log.info("grpc.draining", delay_seconds=delay, grace_seconds=grace)
+    if becoming_ready is not None:
+        becoming_ready.cancel()  # draining: never ready again
     for name in readiness:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     if companion is not None:
