@@ -585,6 +585,58 @@ def test_an_appeal_is_decided_by_a_person_and_names_no_uploader(app: Appeals) ->
     assert app.decide(AGENT, appeal, True, reasons, None, etag="").state == "UPHELD"
 
 
+def test_an_upheld_appeal_of_the_uploader_restores_what_the_notice_took_down(
+    app: Appeals,
+) -> None:
+    """Ursula appeals the decision that took her video down, and wins: the
+    notice's case is reversed in the same change, its content restored
+    (every item it took down), and the claimant told (ContentRestored)."""
+    ident = upheld(app)
+    appeal = str(app.file(URSULA, decision_appeal(ident)).id)
+    app.assign(AGENT, appeal, "")
+    app.decide(AGENT, appeal, False, {"ground": "原创", "facts": "不成立"}, None, etag="")
+    assert app.get(ALICE, ident).state == "UPHELD"  # a rejected appeal changes nothing
+    second = str(app.file(URSULA, replace(decision_appeal(ident), request_id="a2")).id)
+    app.assign(AGENT, second, "")
+    app.decide(AGENT, second, True, {"ground": "原创", "facts": "舞蹈为其原创"}, None, etag="")
+    case = app.get(ALICE, ident)
+    assert case.state == "RESTORED"
+    message = public_message(last_event(app, ident), case)
+    assert isinstance(message, aev.ContentRestored)
+    assert list(message.restored_items) == ["https://video.example/v/123"]
+    assert message.outcome_of == f"appeals/{second}"
+    assert [h.type for h in app.history(URSULA, ident)][-1] == "ContentRestored"
+
+
+def test_an_upheld_appeal_of_the_claimant_upholds_the_notice_naming_the_uploader(
+    app: Appeals,
+) -> None:
+    """Alice's notice was rejected; she appeals and wins. The agent names
+    the uploader (refused without one, nothing changed): the notice is upheld
+    after all, and the uploader may answer it with a counter-notice."""
+    ident = str(app.file(ALICE, notice()).id)
+    app.assign(AGENT, ident, "")
+    app.decide(AGENT, ident, False, {"ground": "证据不足", "facts": "无法比对"}, None, etag="")
+    appeal = str(app.file(ALICE, replace(decision_appeal(ident), filer=party("Alice"))).id)
+    app.assign(AGENT, appeal, "")
+    before = (len(events_of(app, ident)), len(events_of(app, appeal)))
+    reasons = {"ground": "著作权法第十条", "facts": "补充证据可比对"}
+    with pytest.raises(InvalidArgument) as refused:
+        app.decide(AGENT, appeal, True, reasons, None, etag="")
+    assert [v.field for v in refused.value.violations] == ["affected_uploader"]
+    assert (len(events_of(app, ident)), len(events_of(app, appeal))) == before
+    app.decide(AGENT, appeal, True, reasons, party("Ursula", "ursula"), etag="")
+    case = app.get(URSULA, ident)
+    assert (case.state, case.next_step) == ("UPHELD", "COUNTER_NOTICE_OR_APPEAL")
+    message = public_message(last_event(app, ident), case)
+    assert isinstance(message, aev.AppealDecided)
+    assert (message.outcome, message.affected_uploader.user_id) == ("UPHOLD", "ursula")
+    assert message.outcome_of == f"appeals/{appeal}"
+    assert app.get(ALICE, appeal).uploader is None  # named on the notice, not the appeal
+    counter(app, ident)
+    assert app.get(ALICE, ident).state == "FORWARDED_TO_CLAIMANT"
+
+
 def test_handing_a_case_to_another_agent_or_adding_to_it_keeps_its_review_date(
     app: Appeals, clock: FakeClock
 ) -> None:

@@ -146,3 +146,20 @@ def test_both_parties_hear_how_the_court_action_ended() -> None:
 def test_the_backoff_stays_at_its_cap_however_many_tries() -> None:
     # A provider out of reach for days: tries are counted without end.
     assert 450 <= backoff(5000, base=2.0, cap=900.0) <= 900
+
+
+def test_both_parties_hear_why_the_content_came_back() -> None:
+    """After the counter-notice's window, or because an appeal was upheld:
+    each is told as it was (the first text speaks of the window)."""
+    header = aev.AppealEventHeader(appeal_id="a1", state="RESTORED")
+    after_window = aev.ContentRestored(header=header, removed_item="https://v.example/1")
+    on_appeal = aev.ContentRestored(header=header, outcome_of="appeals/a2")
+    for message, template in (
+        (after_window, "appeal.restored"),
+        (on_appeal, "appeal.restored_on_appeal"),
+    ):
+        steps = appeal_steps(message, "UPHELD")
+        assert {role: s.template for role, s in steps.items()} == {
+            "filer": template,
+            "uploader": template,
+        }

@@ -284,9 +284,13 @@ function decideForm(a: Appeal, host: CaseHost): HTMLElement {
     field(t("email"), upEmail, "affected_uploader.contact.email"),
     field(t("uploaderLanguage"), upLocale, "affected_uploader.locale"),
   );
+  // Upholding a notice names its uploader; so does upholding a claimant's
+  // appeal of a rejected notice (the notice is then upheld after all).
+  const ofNotice = a.kind === AppealKind.DECISION_APPEAL && a.appealOf.startsWith("appeals/");
   const shape = () => {
     uploader.hidden = !(
-      a.kind === AppealKind.TAKEDOWN_NOTICE && Number(outcome.value) === AppealOutcome.UPHOLD
+      (a.kind === AppealKind.TAKEDOWN_NOTICE || ofNotice) &&
+      Number(outcome.value) === AppealOutcome.UPHOLD
     );
   };
   outcome.addEventListener("change", shape);
@@ -310,7 +314,8 @@ function decideForm(a: Appeal, host: CaseHost): HTMLElement {
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     void busy(submit, async () => {
-      const withUploader = !uploader.hidden;
+      // On an appeal only when given: the uploader's own appeal names none.
+      const withUploader = !uploader.hidden && (!ofNotice || upId.value.trim() !== "");
       const decision = {
         name: a.name,
         etag: a.etag,

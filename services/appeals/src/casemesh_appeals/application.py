@@ -87,6 +87,8 @@ PUBLIC_NAMES: dict[type[Any], str] = {
     CopyrightAppeal.CounterNoticeFiled: "CounterNoticeFiled",
     CopyrightAppeal.CourtActionRecorded: "CourtActionRecorded",
     CopyrightAppeal.Restored: "ContentRestored",
+    CopyrightAppeal.RestoredOnAppeal: "ContentRestored",
+    CopyrightAppeal.UpheldOnAppeal: "AppealDecided",
     CopyrightAppeal.CourtOutcomeRecorded: "CourtOutcomeRecorded",
     CopyrightAppeal.Withdrawn: "AppealWithdrawn",
     CopyrightAppeal.Abandoned: "AppealAbandoned",
@@ -378,12 +380,18 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         v.raise_if_any()
         assert statement is not None
 
-        def decide(a: CopyrightAppeal) -> None:
+        def decide(a: CopyrightAppeal) -> list[CopyrightAppeal]:
+            # Upholding an appeal of a notice's decision reverses it on the
+            # notice, in the same transaction (`reverse_on_appeal`).
+            appealed = self._appealed_notice(a) if uphold else None
             refused = Violations()
-            if uploader and a.kind is not Kind.TAKEDOWN_NOTICE:
+            if uploader and a.kind is not Kind.TAKEDOWN_NOTICE and appealed is None:
                 # Only upholding a notice removes someone's content: named on
                 # another kind, they would be told of a removal that never was.
-                refused.add("affected_uploader", "only a decision on a TAKEDOWN_NOTICE names one")
+                refused.add(
+                    "affected_uploader",
+                    "only upholding a TAKEDOWN_NOTICE, or an appeal of its rejection, names one",
+                )
             if a.kind is Kind.DECISION_APPEAL and statement.automated_decision:
                 refused.add(
                     "reasons.automated_decision",
@@ -394,14 +402,30 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             policy = self.policies[a.jurisdiction]
             deadline = policy.due(policy.appeal_window, self.clock.now())
             locale = (uploader or a.content["filer"]).get("locale", "en")
+            completed = statement.completed(
+                redress=policy.redress.get(locale, ""), appeal_deadline=deadline
+            )
             a.decide(
                 actor=who.subject,
                 uphold=bool(uphold),
-                reasons=statement.completed(
-                    redress=policy.redress.get(locale, ""), appeal_deadline=deadline
-                ),
+                reasons=completed,
+                uploader=uploader if a.kind is Kind.TAKEDOWN_NOTICE else None,
+            )
+            if appealed is None:
+                return []
+            followed = appealed.reverse_on_appeal(
+                actor=who.subject,
+                appeal=f"appeals/{a.id}",
+                appellant=a.filer_id,
+                reasons=completed,
                 uploader=uploader or None,
             )
+            if uploader and followed != "UPHELD":
+                raise InvalidArgument.field(
+                    "affected_uploader",
+                    "only upholding a claimant's appeal of a notice's rejection names the uploader",
+                )
+            return [appealed] if followed else []
 
         return self.change_under(
             who,
@@ -414,6 +438,14 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             reasons=reasons,
             uploader=uploader,
         )
+
+    def _appealed_notice(self, a: CopyrightAppeal) -> CopyrightAppeal | None:
+        """The case of this service whose decision `a` appeals, or None."""
+        appeal_of = str(a.content.get("appeal_of") or "")
+        if a.kind is not Kind.DECISION_APPEAL or not appeal_of.startswith("appeals/"):
+            return None
+        appealed: CopyrightAppeal = self.repository.get(UUID(appeal_of.removeprefix("appeals/")))
+        return appealed
 
     def record_court_action(
         self,

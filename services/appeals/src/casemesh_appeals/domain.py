@@ -59,6 +59,10 @@ class State(StrEnum):
 OPEN = frozenset({State.SUBMITTED, State.INFO_REQUESTED, State.UNDER_REVIEW})
 # Cases that ended for good, with nothing more to happen.
 FINISHED = frozenset({State.WITHDRAWN, State.ABANDONED, State.RESTORED, State.UPHELD_BY_COURT})
+# A notice upheld, its content down and no court seized (a counter-notice may
+# be pending): an upheld appeal of the uploader restores it. Once the
+# claimant shows court action, the court decides.
+CONTENT_DOWN = frozenset({State.UPHELD, State.FORWARDED_TO_CLAIMANT})
 # Decided cases, which a party may appeal within the window.
 DECIDED = frozenset(
     {
@@ -402,6 +406,84 @@ class CopyrightAppeal(ExpiringCase):
         self.uploader = uploader
         self._moved(state, next_step, next_step_due)
 
+    # -- an upheld appeal of this case's decision (DSA Art. 20(4)) ---------
+
+    def reverse_on_appeal(
+        self,
+        *,
+        actor: str,
+        appeal: str,
+        appellant: str,
+        reasons: StatementOfReasons,
+        uploader: dict[str, Any] | None,
+    ) -> str:
+        """The decision reversed by the upheld appeal `appeal` of
+        `appellant`: an upheld notice whose uploader appealed has its content
+        restored (the case ends RESTORED); a rejected notice whose claimant
+        appealed is upheld, naming `uploader` (required then), as by
+        `decide`, its counter-notice window running from now. Returns what
+        followed: "RESTORED", "UPHELD", or "" when nothing does: the decision
+        no longer stands as appealed (the content was restored meanwhile,
+        say), or the case is of another kind, for which the appeal's own
+        decision is the outcome."""
+        if self.kind is not Kind.TAKEDOWN_NOTICE:
+            return ""
+        named = (self.uploader or {}).get("user_id")
+        if self.state in CONTENT_DOWN and appellant == named:
+            self._restored_on_appeal(actor=actor, appeal=appeal)
+            return State.RESTORED.value
+        if self.state is State.REJECTED and appellant == self.filer_id:
+            if not uploader:
+                raise InvalidArgument.field(
+                    "affected_uploader",
+                    "upholding an appeal of a rejected notice names the uploader of the content",
+                )
+            if reasons.appeal_deadline is None:
+                raise ValueError("a decision records a completed statement of reasons")
+            self._upheld_on_appeal(
+                actor=actor,
+                appeal=appeal,
+                next_step_due=reasons.appeal_deadline,
+                reasons=reasons.to_dict(),
+                uploader=uploader,
+            )
+            return State.UPHELD.value
+        return ""
+
+    class RestoredOnAppeal(Aggregate.Event):
+        """The content restored: the uploader's appeal of the notice's
+        decision was upheld."""
+
+        actor: str
+        appeal: str
+
+    @event(RestoredOnAppeal)
+    def _restored_on_appeal(self, actor: str, appeal: str) -> None:
+        self._moved(State.RESTORED, Step.NONE, None)
+
+    class UpheldOnAppeal(Aggregate.Event):
+        """The notice upheld after all: the claimant's appeal of its
+        rejection was upheld."""
+
+        actor: str
+        appeal: str
+        next_step_due: datetime
+        reasons: dict[str, Any]
+        uploader: dict[str, Any]
+
+    @event(UpheldOnAppeal)
+    def _upheld_on_appeal(
+        self,
+        actor: str,
+        appeal: str,
+        next_step_due: datetime,
+        reasons: dict[str, Any],
+        uploader: dict[str, Any],
+    ) -> None:
+        self.decision = {"outcome": "UPHOLD", "reasons": reasons, "appeal_deadline": next_step_due}
+        self.uploader = uploader
+        self._moved(State.UPHELD, Step.COUNTER_NOTICE_OR_APPEAL, next_step_due)
+
     def record_court_action(
         self, *, actor: str, details: str, now: datetime, evidence: list[dict[str, str]]
     ) -> None:
@@ -595,6 +677,9 @@ PERSONAL = PersonalFields(
             ),
         ),
         CopyrightAppeal.Decided: PersonalEvent(
+            _named_uploader, tuple(f"uploader.{path}" for path in _PARTY)
+        ),
+        CopyrightAppeal.UpheldOnAppeal: PersonalEvent(
             _named_uploader, tuple(f"uploader.{path}" for path in _PARTY)
         ),
     },

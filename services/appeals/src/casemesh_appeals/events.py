@@ -97,11 +97,11 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
                     added_notice.get("infringement_evidence"),
                 ),
             )
-        case CopyrightAppeal.Decided():
+        case CopyrightAppeal.Decided() | CopyrightAppeal.UpheldOnAppeal():
             r = a["reasons"]
             return ev.AppealDecided(
                 header=header,
-                outcome=a["outcome"],
+                outcome=a.get("outcome", "UPHOLD"),  # upheld on appeal
                 reasons=ev.StatementOfReasons(
                     ground=r.get("ground", ""),
                     facts=r.get("facts", ""),
@@ -112,6 +112,7 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
                 ),
                 affected_uploader=_party(a["uploader"]),
                 appeal_of=content.get("appeal_of", ""),
+                outcome_of=a.get("appeal", ""),
             )
         case CopyrightAppeal.CounterNoticeFiled():
             c = a["counter_notice"]
@@ -128,7 +129,15 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
                 header=header, details=a["details"], evidence=_attachments(a.get("evidence"))
             )
         case CopyrightAppeal.Restored():
-            return ev.ContentRestored(header=header, removed_item=_removed_item(after))
+            item = _removed_item(after)
+            return ev.ContentRestored(header=header, removed_item=item, restored_items=[item])
+        case CopyrightAppeal.RestoredOnAppeal():
+            return ev.ContentRestored(
+                header=header,
+                removed_item=_removed_item(after),
+                restored_items=notice.get("infringing_items", []),
+                outcome_of=a["appeal"],
+            )
         case CopyrightAppeal.CourtOutcomeRecorded():
             restored = a["outcome"] == "CONTENT_RESTORED"
             return ev.CourtOutcomeRecorded(

@@ -232,6 +232,11 @@ def _appeals(w: Callable[[str], str]) -> list[Event]:
             removed_item="https://video.example/v/7731",
         ),
         aev.ContentRestored(header=header("RESTORED"), removed_item="https://video.example/v/7731"),
+        aev.ContentRestored(
+            header=header("RESTORED"),
+            restored_items=["https://video.example/v/7731"],
+            outcome_of="appeals/6f1c2a9e-8d3b-4c0a-9e7f-1b2c3d4e5f60",
+        ),
         aev.AppealWithdrawn(header=header("WITHDRAWN"), reason=w("已与对方和解。")),
         aev.AppealAbandoned(header=header("ABANDONED")),
     ]

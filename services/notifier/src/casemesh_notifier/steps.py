@@ -127,7 +127,9 @@ def appeal_steps(message: Any, before: str = "") -> dict[str, Step]:
                 "uploader": Step("appeal.counter_notice_forwarded", due=due),
             }
         case aev.ContentRestored():
-            return {"filer": Step("appeal.restored"), "uploader": Step("appeal.restored")}
+            # After the counter-notice's window, or an upheld appeal.
+            told = "appeal.restored_on_appeal" if message.outcome_of else "appeal.restored"
+            return {"filer": Step(told), "uploader": Step(told)}
         case aev.CourtActionRecorded():
             return {"filer": Step("appeal.held"), "uploader": Step("appeal.held")}
         case aev.CourtOutcomeRecorded():
