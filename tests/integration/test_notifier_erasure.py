@@ -546,6 +546,10 @@ async def test_an_erasure_reaches_the_copies_of_their_words_the_other_party_hold
     await world.drain()
     left = world.dump()
     assert [trace for trace in traces if trace in left] == []
+    if erased == "filer":  # Wu is still told his counter-notice was forwarded, without her title
+        assert [m["X-Casemesh-Template"] for m in world.mail.to(WU.email)][-1:] == [
+            "appeal.counter_notice_forwarded"
+        ]
     # Whatever was still to be sent to the other party and carried them went nowhere.
     told = [
         str(m["Subject"])
@@ -578,3 +582,19 @@ async def test_a_person_back_after_their_erasure_is_told_of_what_they_open_since
     assert world.rows(
         "SELECT status FROM notification_jobs WHERE template = 'verification.code' ORDER BY seq"
     ) == [("cancelled",), ("sent",)]
+
+
+async def test_a_case_first_heard_of_after_the_erasure_from_events_before_it_tells_nobody(
+    world: World,
+) -> None:
+    """The privacy topic ran ahead: a warning written before Lin's erasure
+    is heard after it, naming her contacts (in clear, as a standing's old
+    events do, or read with a key another replica still held). Nothing is
+    planned and no address of hers is kept."""
+    await world.plan([erasure(LIN.user_id)])
+    standing = str(uuid.uuid4())
+    written = dataclasses.replace(
+        warned(standing, 1, LIN), time=NOON_IN_SHANGHAI - timedelta(minutes=1)
+    )
+    assert await world.plan([written]) == {}
+    assert LIN.email not in world.dump()

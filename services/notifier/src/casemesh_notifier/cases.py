@@ -60,9 +60,14 @@ class CaseParties:
         erasure blanked: a case first heard of since keeps what it says."""
         return {row for row, user_id in self._blanked.items() if user_id in people}
 
-    def partyless(self, job: NewJob) -> bool:
-        """Whether the job is for nobody the batch's cases know (a one-time code)."""
-        return job.party not in self._cases.get(job.case_name, {})
+    def parties_of(self, people: Collection[str]) -> list[tuple[str, str, str]]:
+        """The parties (case, role, user id) of these people, as they are now."""
+        return [
+            (name, role, party.user_id)
+            for name, parties in self._cases.items()
+            for role, party in parties.items()
+            if party.user_id in people
+        ]
 
     def of(self, case_name: str) -> dict[str, Party]:
         """The case's parties by role, as they are now."""

@@ -12,9 +12,11 @@ scrub, in the transaction that records the event consumed (`Planner`):
 - their jobs (those planned for them; those of their party rows that were
   planned for nobody known; the one-time codes sent to one of their
   numbers, which belong to no party row; and the other parties' jobs that
-  copy their words or contact, `store.COPIES`) lose recipient, subject,
+  are copies of their words or contact, `store.COPIES`) lose recipient, subject,
   body, HTML, params and last error, sent ones too: each row stays as the
   record that a message of that template went on that channel at that time;
+  (the other parties' messages told under the person's words as their
+  subject only lose those words, and still go);
   those not yet sent (`pending`, or `sending` under a sender's claim) become
   `cancelled`, a final status no sender claims and that holds back no later
   job of the thread (the ordering rule waits only on pending and sending
@@ -41,6 +43,8 @@ the planner skips it as consumed before that).
 from __future__ import annotations
 
 import dataclasses
+import functools
+import html
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
@@ -82,16 +86,50 @@ THEIR_JOBS = (
 )
 
 
-# The jobs of other parties that carry the people's words or contact
-# (`store.COPIES`): the other party's copy of what they wrote.
+# The jobs of other parties that are copies of what the people wrote
+# (`store.COPIES` of a template): scrubbed, and cancelled if unsent.
 THEIR_COPIES = (
     "SELECT j.id, j.status, j.channel FROM notification_jobs AS j"
     " JOIN case_parties AS p ON p.case_name = j.case_name"
     f" JOIN {COPY_ROWS} ON p.party = c.owner AND j.party = c.holder"
-    "   AND j.case_name LIKE c.collection AND c.template IN ('', j.template)"
+    "   AND j.case_name LIKE c.collection AND c.template = j.template"
     " WHERE p.user_id = ANY(%(people)s)"
     " ORDER BY j.id FOR UPDATE OF j"
 )
+# The jobs of other parties told under the people's words as their subject
+# (`store.COPIES` of no template), with those words: the words go, the
+# messages stay (the other party still needs them).
+UNDER_THEIR_WORDS = (
+    "SELECT j.id, j.subject, j.body, j.html, o.subject FROM notification_jobs AS j"
+    " JOIN case_parties AS p ON p.case_name = j.case_name"
+    f" JOIN {COPY_ROWS} ON p.party = c.owner AND j.party = c.holder"
+    "   AND j.case_name LIKE c.collection AND c.template = ''"
+    " JOIN case_parties AS o ON o.case_name = j.case_name AND o.party = c.holder"
+    " WHERE p.user_id = ANY(%(people)s) AND o.subject <> ''"
+    " ORDER BY j.id FOR UPDATE OF j"
+)
+
+
+async def _unword(conn: psycopg.AsyncConnection[Any], people: list[str]) -> None:
+    """Takes the people's words (a subject of theirs) out of the messages
+    other parties are told under it."""
+    cur = await conn.execute(UNDER_THEIR_WORDS, copy_params(people=people))
+    changed = []
+    for job_id, subject, body, html_text, words in await cur.fetchall():
+        shown = [words, html.escape(words)]
+        new = [
+            functools.reduce(lambda text, w: text.replace(w, ""), shown, part)
+            for part in (subject, body, html_text)
+        ]
+        if new != [subject, body, html_text]:
+            changed.append((job_id, *new))
+    if changed:
+        await conn.execute(
+            "UPDATE notification_jobs AS j SET subject = v.subject, body = v.body, html = v.html"
+            " FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[])"
+            " AS v(id, subject, body, html) WHERE j.id = v.id",
+            [list(column) for column in zip(*changed, strict=True)],
+        )
 
 
 async def forget_people(
@@ -103,12 +141,17 @@ async def forget_people(
 ) -> Forgotten:
     """Scrubs what the notifier keeps in clear of `people` and cancels what
     it would still send them, in the caller's transaction; records them as
-    erased (`erased_people`), so that no later event names them again with
-    an address (the planner reads it)."""
+    erased (`erased_people`), with the erasure's time, so that no event
+    written before it names them again with an address, however late it is
+    heard (the planner reads it)."""
     people = sorted(set(people))
     await conn.execute(
         "INSERT INTO erased_people (person, event_id, recorded_at, erased_at)"
-        " SELECT unnest(%s::text[]), %s, %s, %s ON CONFLICT DO NOTHING",
+        " SELECT unnest(%s::text[]), %s, %s, %s"
+        # Erased again (back since, then erased anew): from the later time.
+        " ON CONFLICT (person) DO UPDATE SET erased_at = CASE"
+        "   WHEN erased_people.erased_at IS NULL THEN NULL"
+        "   ELSE greatest(erased_people.erased_at, EXCLUDED.erased_at) END",
         (people, event_id, now, erased_at or now),
     )
     cur = await conn.execute(
@@ -119,6 +162,7 @@ async def forget_people(
     addresses = sorted({a for row in await cur.fetchall() for a in row if a})
     jobs = await _scrub_jobs(conn, THEIR_JOBS, {"people": people, "addresses": addresses})
     jobs += await _scrub_jobs(conn, THEIR_COPIES, copy_params(people=people))
+    await _unword(conn, people)
     # Other parties' rows whose subject is the people's words.
     cur = await conn.execute(
         "UPDATE case_parties AS o SET subject = '' FROM case_parties AS p,"

@@ -215,26 +215,38 @@ class Planner:
         for event, message, source in todo:
             with about(event):
                 jobs += source.plan(book, event, message, at)
-        # An erased person named again in a case their erasure blanked (by an
-        # event that carries contacts in clear, or read with a key this
-        # process still held) is told nothing; nor is the holder of a
-        # one-time code (no case's party) issued before the erasure.
+        # An erased person is told nothing of what was written before their
+        # erasure: not in a case the erasure blanked (whatever a later event
+        # carries: contacts in clear, or read with a key this process still
+        # held), not in a case first heard of since from events written
+        # before it (a topic behind the privacy topic), nor by a one-time
+        # code issued before it. A case they opened since is told as any.
         erased = await store.erased_among(conn, book.user_ids() | {j.user_id for j in jobs} - {""})
         if erased:
-            gone = book.blanked_for(erased)
-            book.forget(gone)
             issued = {event.id: event.time for event, _, _ in todo}
+            first: dict[str, datetime] = {}
+            for event, message, source in todo:
+                name = source.case(event, message)
+                first[name] = min(first.get(name, event.time), event.time)
 
-            def before_erasure(job: store.NewJob) -> bool:
-                if job.user_id not in erased:
-                    return False
-                at = erased[job.user_id]  # None: recorded before the time was
-                return at is None or issued[job.cause_event_id] <= at
+            def before_erasure(user: str, at: datetime | None) -> bool:
+                when = erased[user]  # None: recorded before its time was kept
+                return at is not None and (when is None or at <= when)
 
+            gone = book.blanked_for(erased) | {
+                (case, role)
+                for case, role, user in book.parties_of(erased)
+                if before_erasure(user, first.get(case))
+            }
+            book.forget(gone)
             jobs = [
                 job
                 for job in jobs
-                if not book.erased(job, gone) and not (book.partyless(job) and before_erasure(job))
+                if not book.erased(job, gone)
+                and not (
+                    job.user_id in erased
+                    and before_erasure(job.user_id, issued[job.cause_event_id])
+                )
             ]
         await store.save_parties(conn, book.changed())
         created = set(await store.add_jobs(conn, jobs, now))

@@ -75,7 +75,9 @@ class Copy:
     """Jobs of one party that carry another's words or contact: those of
     `holder` (of the `template`, or all its jobs when "", which then show
     the other's words as their subject) in a case of `collection` carry
-    `owner`'s. Erasing the owner scrubs them too (`erasures`)."""
+    `owner`'s. Erasing the owner scrubs them too (`erasures`): a copy of a
+    template is blanked and cancelled if unsent; the others lose the words
+    and still go."""
 
     collection: str
     owner: str
