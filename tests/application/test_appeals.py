@@ -604,6 +604,7 @@ def test_an_upheld_appeal_of_the_uploader_restores_what_the_notice_took_down(
     message = public_message(last_event(app, ident), case)
     assert isinstance(message, aev.ContentRestored)
     assert list(message.restored_items) == ["https://video.example/v/123"]
+    assert message.removed_item == "https://video.example/v/123"  # as consumers read it
     assert message.outcome_of == f"appeals/{second}"
     assert [h.type for h in app.history(URSULA, ident)][-1] == "ContentRestored"
 
@@ -632,9 +633,38 @@ def test_an_upheld_appeal_of_the_claimant_upholds_the_notice_naming_the_uploader
     assert isinstance(message, aev.AppealDecided)
     assert (message.outcome, message.affected_uploader.user_id) == ("UPHOLD", "ursula")
     assert message.outcome_of == f"appeals/{appeal}"
+    assert app.history(ALICE, ident)[-1].text == "补充证据可比对"
     assert app.get(ALICE, appeal).uploader is None  # named on the notice, not the appeal
     counter(app, ident)
     assert app.get(ALICE, ident).state == "FORWARDED_TO_CLAIMANT"
+
+
+def test_a_rejected_notice_upheld_on_appeal_is_kept_for_its_new_window_not_its_old(
+    clock: FakeClock,
+) -> None:
+    """The rejection's retention deadline was set when the notice was
+    rejected; upheld on appeal since, the notice has a new window (for a
+    counter-notice), and the old deadline firing does not erase it: it
+    moves to the new window's end."""
+    app = retaining(clock)
+    ident = str(app.file(ALICE, notice()).id)
+    app.assign(AGENT, ident, "")
+    app.decide(AGENT, ident, False, {"ground": "证据不足", "facts": "无法比对"}, None, etag="")
+    (old,) = app.deadlines_of(last_event(app, ident))
+    clock.now_is(old.due - KEEP - timedelta(days=1))  # just before the appeal window closes
+    appeal = str(app.file(ALICE, replace(decision_appeal(ident), filer=party("Alice"))).id)
+    app.assign(AGENT, appeal, "")
+    reasons = {"ground": "著作权法第十条", "facts": "补充证据可比对"}
+    app.decide(AGENT, appeal, True, reasons, party("Ursula", "ursula"), etag="")
+    (new,) = app.deadlines_of(last_event(app, ident))
+    assert new.due > old.due
+    clock.now_is(old.due)
+    assert app.fire(old) == new
+    case = app.get(URSULA, ident)
+    assert (case.state, case.expired) == ("UPHELD", False)
+    clock.now_is(new.due)
+    assert app.fire(new) is None
+    assert app.repository.get(UUID(ident)).expired
 
 
 def test_handing_a_case_to_another_agent_or_adding_to_it_keeps_its_review_date(

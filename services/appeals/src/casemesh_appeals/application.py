@@ -521,7 +521,10 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             found.append(Deadline(str(appeal.id), kind, ended + self.retain_for))
         return found
 
-    def fire(self, deadline: Deadline) -> None:
+    def fire(self, deadline: Deadline) -> Deadline | None:
+        """Issues the deadline's command (idempotent); a retention deadline
+        of a decision whose window has moved since (a notice upheld on
+        appeal after its rejection) returns the one it has now instead."""
         appeal: CopyrightAppeal = self.repository.get(UUID(deadline.aggregate_id))
         now = self.clock.now()
         match deadline.kind:
@@ -532,17 +535,24 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             case DeadlineKind.RETENTION | DeadlineKind.DECISION_RETENTION:
                 # The end it counts from still stands: a finished case's
                 # always; a decided one's while it is still decided (a
-                # counter-notice since moved its end). The period is the one
-                # it was scheduled with.
+                # counter-notice since moved its end), and until its window
+                # has closed (a decision made since opened a new one). A
+                # finished case's period is the one it was scheduled with.
                 standing = appeal.finished == (deadline.kind == DeadlineKind.RETENTION)
-                if standing and appeal.has_ended() and now >= deadline.due:
+                ended = appeal.ended_at(appeal.modified_on)
+                if standing and not appeal.finished and ended is not None:
+                    due = ended + self.retain_for
+                    if now < due:
+                        return Deadline(deadline.aggregate_id, deadline.kind, due)
+                if standing and ended is not None and now >= deadline.due:
                     self.expire_case(appeal)
-                return
+                return None
             case _:
                 raise ValueError(f"unknown deadline kind {deadline.kind!r}")
         if changed:
             self.save(appeal)  # an IntegrityError leaves the deadline due: fired again
             log.info("appeal.deadline_fired", appeal_id=deadline.aggregate_id, kind=deadline.kind)
+        return None
 
     # -- queries --------------------------------------------------------------
 
@@ -570,7 +580,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             appeal = e.mutate(appeal)
             attrs = vars(e)
             text = attrs.get("message") or attrs.get("reason") or attrs.get("details") or ""
-            if isinstance(e, CopyrightAppeal.Decided):
+            if isinstance(e, CopyrightAppeal.Decided | CopyrightAppeal.UpheldOnAppeal):
                 text = attrs["reasons"].get("facts", "")
             basics = entry_basics(e, PUBLIC_NAMES, creator="filer_id")
             if basics["actor"] in hidden:

@@ -132,10 +132,12 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
             item = _removed_item(after)
             return ev.ContentRestored(header=header, removed_item=item, restored_items=[item])
         case CopyrightAppeal.RestoredOnAppeal():
+            items = list(notice.get("infringing_items", []))
             return ev.ContentRestored(
                 header=header,
-                removed_item=_removed_item(after),
-                restored_items=notice.get("infringing_items", []),
+                # As a consumer reading only this field has always had it.
+                removed_item=_removed_item(after) or (items[0] if items else ""),
+                restored_items=items,
                 outcome_of=a["appeal"],
             )
         case CopyrightAppeal.CourtOutcomeRecorded():
