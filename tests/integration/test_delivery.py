@@ -1044,6 +1044,12 @@ async def test_a_code_whose_provider_stays_away_past_its_expiry_is_cancelled(
         await notifier.drain()
         notifier.clock.advance(30)
     assert [status for status, _, _ in code_jobs(notifier)] == ["cancelled"]
+    # Its last outcome event says so, as every job's last one says how it ended.
+    last = notifier.rows(
+        "SELECT ce_type FROM notification_outbox o JOIN notification_jobs j ON j.id = o.job_id"
+        " WHERE j.template = 'verification.code' ORDER BY o.id DESC LIMIT 1"
+    )
+    assert [t for (t,) in last] == ["casemesh.notifications.NotificationParked.v1"]
     notifier.sms.failures = []
     notifier.clock.advance(3600)
     assert await notifier.drain() == 0

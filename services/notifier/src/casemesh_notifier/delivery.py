@@ -662,8 +662,8 @@ class Delivery:
         )
 
     async def _expire(self, job: Job) -> None:
-        async with self._pool.connection() as conn:
-            await expire(conn, job, "")
+        async with self._pool.connection() as conn, conn.transaction():
+            await expire(conn, job, "", self._clock.now())
 
     async def _sent(self, delivered: list[tuple[Job, str]]) -> None:
         """Records deliveries (job, provider's message id) and their outcome
@@ -780,7 +780,7 @@ class Delivery:
                 delay = max(delay, retry_after or 0.0)
                 retry_at = now + timedelta(seconds=delay)
                 if job.expired_by(retry_at):
-                    await expire(conn, job, error)
+                    await expire(conn, job, error, now, maybe_sent=maybe_sent)
                     return
                 cur = await conn.execute(
                     "UPDATE notification_jobs SET status = 'pending', last_error = %s,"
@@ -812,20 +812,30 @@ class Delivery:
         )
 
 
-async def expire(conn: psycopg.AsyncConnection[Any], job: Job, error: str) -> None:
+async def expire(
+    conn: psycopg.AsyncConnection[Any],
+    job: Job,
+    error: str,
+    now: datetime,
+    *,
+    maybe_sent: bool = False,
+) -> None:
     """Cancels a claimed job whose contents ran out (or would before its next
-    try) unsent, keeping no secret it carried. No outcome event: nothing was
-    sent, and nothing will be."""
-    why = f"{error}; " if error else ""
+    try) unsent, keeping no secret it carried, in the caller's transaction.
+    Its final outcome event is a NotificationParked saying so (the job is
+    `cancelled`, never replayed: what it carried is worth nothing now)."""
+    error = f"{error}; expired unsent" if error else "expired unsent"
     cur = await conn.execute(
         "UPDATE notification_jobs SET status = %s, last_error = %s, claimed_until = NULL,"
+        " maybe_sent = maybe_sent OR %s,"
         " body = CASE WHEN template = ANY(%s) THEN '' ELSE body END,"
         " html = CASE WHEN template = ANY(%s) THEN '' ELSE html END,"
         " params = CASE WHEN template = ANY(%s) THEN '{}' ELSE params END"
         f" WHERE {STILL_CLAIMED}",
         (
             CANCELLED,
-            f"{why}expired unsent at {job.expires_at}",
+            error,
+            maybe_sent or job.retaken,
             *[sorted(policy.SECRET_TEMPLATES)] * 3,
             job.id,
             job.attempts,
@@ -834,6 +844,7 @@ async def expire(conn: psycopg.AsyncConnection[Any], job: Job, error: str) -> No
     if cur.rowcount == 0:
         log.warning("notification.claim_lost", job_id=job.id, outcome="expired")
         return
+    await record_outcome(conn, job, nev.NotificationParked(job=job.ref(now), error=error), now)
     OUTCOMES.labels(job.channel, "expired").inc()
     log.info("notification.expired", job_id=job.id, channel=job.channel)
 
