@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import random
 import tempfile
 import time
 import uuid
@@ -209,14 +210,10 @@ class EvidenceLocker:
                 raise InvalidArgument.field(
                     "chunk", f"{sniff.KIND[detected]} evidence may be at most {limit} bytes"
                 )
-            if self._spooled + len(chunk) > self.spool_budget:
-                raise ResourceExhausted(
-                    "this server is taking in as many uploads as it can hold; retry shortly",
-                    reason="UPLOADS_BUSY",
-                    retry_after=30,
-                )
-            self._spooled += len(chunk)
-            held[0] += len(chunk)
+            # Once its kind is known, an upload holds its kind's largest size
+            # against the budget (refused at once, not most of a video in);
+            # until then, what it sent.
+            self._hold(held, max(size, limit))
             digest.update(chunk)
             await asyncio.to_thread(out.write, chunk)
         if size == 0:
@@ -224,6 +221,21 @@ class EvidenceLocker:
         if detected is None:  # a file shorter than the sniffing window
             detected, limit = self._check_type(head)
         return digest.hexdigest(), size, detected
+
+    def _hold(self, held: list[int], wanted: int) -> None:
+        """Holds `wanted` bytes of the spool budget for an upload that holds
+        `held[0]`; RESOURCE_EXHAUSTED when the budget has not that much left."""
+        more = wanted - held[0]
+        if more <= 0:
+            return
+        if self._spooled + more > self.spool_budget:
+            raise ResourceExhausted(
+                "this server is taking in as many uploads as it can hold; retry shortly",
+                reason="UPLOADS_BUSY",
+                retry_after=random.uniform(15, 45),
+            )
+        self._spooled += more
+        held[0] = wanted
 
     def _check_type(self, head: bytes) -> tuple[str, int]:
         detected = sniff.media_type(head)
