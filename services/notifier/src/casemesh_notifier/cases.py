@@ -57,7 +57,8 @@ class CaseParties:
 
     def blanked_for(self, people: Collection[str]) -> set[tuple[str, str]]:
         """The parties (case, role) of these (erased) people that their
-        erasure blanked: a case first heard of since keeps what it says."""
+        erasure blanked (the others are held only for what was written
+        before it: `Planner`)."""
         return {row for row, user_id in self._blanked.items() if user_id in people}
 
     def parties_of(self, people: Collection[str]) -> list[tuple[str, str, str]]:

@@ -23,10 +23,10 @@ the person's keys before anything of the batch is revealed, and, once the
 batch's jobs are added, scrubs the person's clear data and cancels their
 unsent jobs (`erasures.py`), those the batch added included. The parties
 of an erased person that the erasure blanked keep no address and are told
-nothing again, whatever a later event carries (`erased_people`), nor is a
-one-time code issued before it sent; a case the notifier first hears of
-after it, its contacts sealed with the key the person has since, is told as
-any. A `TicketExpired`, an
+nothing again, whatever a later event carries, and nothing written before
+the erasure tells them however late it is heard (`erased_people` keeps its
+time); a case they open after it, its contacts sealed with the key they
+have since, is told as any. A `TicketExpired`, an
 `AppealExpired`, a `ReportCaseExpired` or a `ReportExpired` (the case's
 retention period ran out) scrubs that case's clear data and cancels its
 unsent jobs the same way, after the batch's jobs are added; its people's
