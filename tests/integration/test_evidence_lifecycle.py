@@ -479,3 +479,24 @@ async def test_uploads_past_the_spool_budget_are_refused_to_retry_and_keep_nothi
     after = await upload(locker, "ida", png() + b"3" * 100)
     assert await kept(locker, after) == [True]
     assert list(locker.incoming.glob("upload-*")) == []
+
+
+async def test_files_a_person_uploads_after_their_erasure_are_theirs_as_anyones(
+    dsn: str, locker: EvidenceLocker
+) -> None:
+    """Eve is erased, then comes back and uploads a file for a ticket she is
+    filing: it keeps its name, and it is not deleted as an erased owner's
+    (it waits to be attached like anyone's). Her file from before goes."""
+    cases = Cases(dsn, locker)
+    before = await upload(locker, "eve", png())
+    erased_at = datetime.now(UTC)
+    assert forget_person(dsn, cases, "eve", erased_at) == 1
+    after = await upload(locker, "eve", png() + b"after")
+    # The erasure heard again (its second pass, or redelivered) after she
+    # uploaded: the later file stays hers.
+    assert forget_person(dsn, cases, "eve", erased_at) == 0
+    cases.time += GRACE + timedelta(seconds=1)
+    assert cases.purge() == 1
+    assert await kept(locker, before, after) == [False, True]
+    shown = await locker.describe(Identity("eve", frozenset({"user"})), f"evidence/{after.id}")
+    assert shown.file_name == "photo.png"

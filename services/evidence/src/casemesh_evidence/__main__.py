@@ -67,7 +67,9 @@ async def run(cfg: EvidenceSettings) -> None:
     # files no case needs any more deleted.
     grace = timedelta(seconds=cfg.evidence_deletion_grace_seconds)
     following = CaseFollower(cfg.kafka_bootstrap, cfg.database_url, clock)
-    forgetting = ErasureFollower(cfg, partial(forget_person, cfg.database_url, clock))
+    forgetting = ErasureFollower(
+        cfg, None, forget_at=partial(forget_person, cfg.database_url, clock)
+    )
     purging = Purger(
         cfg.database_url,
         store,

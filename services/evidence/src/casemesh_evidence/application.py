@@ -55,21 +55,33 @@ CREATE INDEX IF NOT EXISTS evidence_owner_recent ON evidence (owner, created_at 
 CREATE INDEX IF NOT EXISTS evidence_content ON evidence (sha256)"""
 
 
-def forget_person(database_url: str, clock: Clock, person: str) -> int:
-    """After `person` was erased: the names they gave their uploads (their
-    words) are forgotten, and their files become candidates for deletion
-    (`lifecycle`: deleted unless a live case holds them). Returns how many
-    names. Idempotent."""
+def forget_person(
+    database_url: str, clock: Clock, person: str, erased_at: datetime | None = None
+) -> int:
+    """After `person` was erased (at `erased_at`; now if not given): the
+    names they gave the files they uploaded before (their words) are
+    forgotten, and those files become candidates for deletion (`lifecycle`:
+    deleted unless a live case holds them). Files they upload after it are
+    theirs as anyone's. Returns how many names. Idempotent; erased again
+    later, from the later time."""
+    at = erased_at or datetime.now(UTC)  # the clock uploads are stamped with
     with psycopg.connect(database_url, connect_timeout=10) as conn:
         conn.execute(
-            "INSERT INTO evidence_erased_owners (owner) VALUES (%s) ON CONFLICT DO NOTHING",
-            (person,),
+            "INSERT INTO evidence_erased_owners (owner, erased_at) VALUES (%s, %s)"
+            " ON CONFLICT (owner) DO UPDATE SET erased_at = CASE"
+            "   WHEN evidence_erased_owners.erased_at IS NULL THEN NULL"
+            "   ELSE greatest(evidence_erased_owners.erased_at, EXCLUDED.erased_at) END",
+            (person, at),
         )
         # Candidates before records: the order the purger locks them in.
-        theirs = conn.execute("SELECT id FROM evidence WHERE owner = %s", (person,)).fetchall()
+        theirs = conn.execute(
+            "SELECT id FROM evidence WHERE owner = %s AND created_at <= %s", (person, at)
+        ).fetchall()
         lifecycle.mark_unneeded(conn, [row[0] for row in theirs], clock.now())
         forgotten = conn.execute(
-            "UPDATE evidence SET file_name = '' WHERE owner = %s AND file_name <> ''", (person,)
+            "UPDATE evidence SET file_name = '' WHERE owner = %s AND created_at <= %s"
+            " AND file_name <> ''",
+            (person, at),
         ).rowcount
     log.info("person.forgotten", person=person, file_names=forgotten, files=len(theirs))
     return forgotten

@@ -108,6 +108,7 @@ CREATE TABLE IF NOT EXISTS evidence_uses (
     PRIMARY KEY (owner, sha256, case_name));
 CREATE INDEX IF NOT EXISTS evidence_uses_case ON evidence_uses (case_name);
 CREATE TABLE IF NOT EXISTS evidence_erased_owners (owner text PRIMARY KEY);
+ALTER TABLE evidence_erased_owners ADD COLUMN IF NOT EXISTS erased_at timestamptz;
 CREATE TABLE IF NOT EXISTS evidence_unneeded (
     evidence_id uuid PRIMARY KEY,
     since timestamptz NOT NULL);
@@ -140,7 +141,8 @@ _HELD_BY_NONE = """NOT EXISTS (
     WHERE (u.owner, u.sha256) = (e.owner, e.sha256) AND c.standing IS DISTINCT FROM 'expired')"""
 # Of a file `e`: nothing still needs it (a file waiting to be attached is needed).
 UNNEEDED = f"""CASE
-  WHEN EXISTS (SELECT FROM evidence_erased_owners o WHERE o.owner = e.owner)
+  WHEN EXISTS (SELECT FROM evidence_erased_owners o WHERE o.owner = e.owner
+    AND (o.erased_at IS NULL OR e.created_at <= o.erased_at))
   THEN NOT EXISTS (
     SELECT FROM evidence_uses u JOIN evidence_cases c ON c.name = u.case_name
     WHERE (u.owner, u.sha256) = (e.owner, e.sha256) AND c.standing = 'live')

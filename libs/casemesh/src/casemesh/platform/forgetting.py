@@ -27,6 +27,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Protocol
 
 from casemesh import topics
@@ -72,10 +73,15 @@ class ErasureFollower(ConsumerThread):
         drop_keys: Callable[[str], None] | None = None,
         *,
         again_after: float = AGAIN_S,
+        forget_at: Callable[[str, datetime], int] | None = None,
     ) -> None:
         super().__init__(f"{cfg.service_name}-erasures", cfg.kafka_bootstrap)
         self._service = cfg.service_name
-        self._forget, self._drop_keys, self._again_after = forget, drop_keys, again_after
+        # `forget_at(person, erase_time)` instead of `forget`: for a service
+        # that keeps what the person gives it after their erasure.
+        if forget_at is None and forget is not None:
+            forget_at = _untimed(forget)
+        self._forget, self._drop_keys, self._again_after = forget_at, drop_keys, again_after
         self._later: set[asyncio.Task[None]] = set()  # second passes, held till done
 
     def subscriptions(self) -> list[Subscription]:
@@ -90,37 +96,49 @@ class ErasureFollower(ConsumerThread):
         return wanted
 
     async def _handle(self, event: CloudEvent, place: Place) -> None:
-        person = _erased(event)
-        if person is None:
+        erased = _erased(event)
+        if erased is None:
             return
-        cases = await self._forget_now(person)
+        person, at = erased
+        cases = await self._forget_now(person, at)
         log.info("person.forgotten", person=person, cases=cases)
-        self._loop.call_later(self._again_after, self._forget_later, person)
+        self._loop.call_later(self._again_after, self._forget_later, person, at)
 
-    def _forget_later(self, person: str) -> None:
-        task = self._loop.create_task(self._again(person))
+    def _forget_later(self, person: str, at: datetime) -> None:
+        task = self._loop.create_task(self._again(person, at))
         self._later.add(task)
         task.add_done_callback(self._later.discard)
 
-    async def _again(self, person: str) -> None:
+    async def _again(self, person: str, at: datetime) -> None:
         with contextlib.suppress(Exception):  # the first pass stands; this one only tidies
-            await self._forget_now(person)
+            await self._forget_now(person, at)
 
-    async def _forget_now(self, person: str) -> int:
+    async def _forget_now(self, person: str, at: datetime) -> int:
         assert self._forget is not None  # subscribed only then
         try:
-            return await asyncio.to_thread(self._forget, person)
+            return await asyncio.to_thread(self._forget, person, at)
         except (UnknownDataKey, UnknownMasterKey) as exc:
             # A case this process cannot read yet (a master key missing from
             # its secret): read the erasure again once it can, never skip it.
             raise NotYet(repr(exc)) from exc
 
     async def _drop(self, event: CloudEvent, place: Place) -> None:
-        person = _erased(event)
-        if person is not None and self._drop_keys is not None:
-            self._drop_keys(person)
+        erased = _erased(event)
+        if erased is not None and self._drop_keys is not None:
+            self._drop_keys(erased[0])
 
 
-def _erased(event: CloudEvent) -> str | None:
+def _erased(event: CloudEvent) -> tuple[str, datetime] | None:
+    """Who was erased, and when (the erasure's time; the event's if unset)."""
     message = event.message_if(PersonErased)
-    return message.person if isinstance(message, PersonErased) else None
+    if not isinstance(message, PersonErased):
+        return None
+    at = message.erase_time.ToDatetime(UTC) if message.HasField("erase_time") else event.time
+    return message.person, at
+
+
+def _untimed(forget: Callable[[str], int]) -> Callable[[str, datetime], int]:
+    def forgetting(person: str, at: datetime) -> int:
+        return forget(person)
+
+    return forgetting
