@@ -44,13 +44,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import html
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg
+from markupsafe import escape
 
 from casemesh.events.v1 import notifications_pb2 as nev
 from casemesh.platform.envelope import message_class
@@ -116,7 +116,7 @@ async def _unword(conn: psycopg.AsyncConnection[Any], people: list[str]) -> None
     cur = await conn.execute(UNDER_THEIR_WORDS, copy_params(people=people))
     changed = []
     for job_id, subject, body, html_text, words in await cur.fetchall():
-        shown = [words, html.escape(words)]
+        shown = [words, str(escape(words))]  # as the HTML part's template writes them
         new = [
             functools.reduce(lambda text, w: text.replace(w, ""), shown, part)
             for part in (subject, body, html_text)
