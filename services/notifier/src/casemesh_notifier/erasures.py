@@ -21,11 +21,12 @@ scrub, in the transaction that records the event consumed (`Planner`):
   `cancelled`, a final status no sender claims and that holds back no later
   job of the thread (the ordering rule waits only on pending and sending
   jobs);
-- the person is recorded in `erased_people`: a later event naming them in
-  a case the erasure blanked (appeals and reports carry contacts in clear)
-  gives their party no address and them no job, nor a one-time code issued
-  before it (`Planner`); a case of theirs the notifier first hears of after
-  it (its contacts sealed with the key they have since) is told as any;
+- the person is recorded in `erased_people` with the erasure's time: no
+  event written before it gives their party an address or them a job,
+  however late it is heard, nor does a later event naming them in a case the
+  erasure blanked (appeals and reports carry contacts in clear) (`Planner`);
+  a case they open after it (its contacts sealed with the key they have
+  since) is told as any;
 - the outcome events of those jobs in `notification_outbox` lose the masked
   recipient and the error text (which may quote an address). No outcome event
   says "cancelled": the topic's messages do not include one.
