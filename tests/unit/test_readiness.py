@@ -5,9 +5,8 @@ probes keep it running and send it no traffic until it comes."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
 
 import grpc
 import httpx
@@ -16,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from casemesh.platform.grpcutil import LIVENESS, serve
 from casemesh_devstack.ports import free_port
 from casemesh_gateway.web import WebFront
+from tests.support import eventually
 
 
 @dataclass
@@ -47,40 +47,29 @@ async def test_a_server_is_alive_but_not_ready_until_what_its_calls_need_has_com
             ready=loaded,
         )
     )
-    async with grpc.aio.insecure_channel(addr) as channel, httpx.AsyncClient() as web:
+    serving_, not_serving = (
+        health_pb2.HealthCheckResponse.SERVING,
+        health_pb2.HealthCheckResponse.NOT_SERVING,
+    )
+    with grpc.insecure_channel(addr) as channel, httpx.Client() as web:
         health = health_pb2_grpc.HealthStub(channel)
 
-        async def status(name: str) -> int:
-            answer = await health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
-            return int(answer.status)
+        def probes(wanted: tuple[int, int, int, int]) -> bool:
+            """Whether gRPC health of "" and of liveness, and the HTTP ready and
+            live probes, say `wanted` (False while the server is not up yet)."""
+            try:
+                said = tuple(
+                    health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5).status
+                    for name in ("", LIVENESS)
+                ) + tuple(
+                    web.get(f"http://{http}/healthz/{p}").status_code for p in ("ready", "live")
+                )
+            except (grpc.RpcError, httpx.TransportError):
+                return False
+            return said == wanted
 
-        async def probes() -> tuple[int, int, int, int]:
-            ready = (await web.get(f"http://{http}/healthz/ready")).status_code
-            live = (await web.get(f"http://{http}/healthz/live")).status_code
-            return await status(""), await status(LIVENESS), ready, live
-
-        serving_, not_serving = (
-            health_pb2.HealthCheckResponse.SERVING,
-            health_pb2.HealthCheckResponse.NOT_SERVING,
-        )
-        await eventually_async(probes, (not_serving, serving_, 503, 200))
+        await eventually(partial(probes, (not_serving, serving_, 503, 200)))
         loaded.set()
-        await eventually_async(probes, (serving_, serving_, 200, 200))
+        await eventually(partial(probes, (serving_, serving_, 200, 200)))
     stop.set()
     await asyncio.wait_for(serving, 30)
-
-
-async def eventually_async(
-    check: Callable[[], Awaitable[Any]], wanted: Any, within: float = 30.0
-) -> None:
-    """Until `await check()` gives `wanted`."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        try:
-            got = await check()
-        except (grpc.aio.AioRpcError, httpx.TransportError):
-            got = None
-        if got == wanted:
-            return
-        assert asyncio.get_running_loop().time() < deadline, f"still {got}, not {wanted}"
-        await asyncio.sleep(0.1)
