@@ -230,6 +230,18 @@ def test_without_a_sealer_the_application_stores_as_before() -> None:
     assert b"alice@example.com" in stored_states(app)[0]
 
 
+def test_save_takes_aggregates_their_events_alone_and_none_as_the_library_does() -> None:
+    app = Requests()
+    contact = {"email": "bob@example.com", "phone": "", "channels": ["EMAIL"]}
+    first, second = (Request(BOB, subject, contact, []) for subject in ("one", "two"))
+    second.solve("done")
+    app.save(first, None, *second.collect_events())
+    assert len(stored_states(app)) == 3
+    assert app.repository.get(first.id).subject == "one"
+    assert app.repository.get(second.id).resolution == "done"
+    assert app.repository.get(second.id, version=1).status == "open"
+
+
 # -- messages, as a consumer reveals them -------------------------------------
 
 

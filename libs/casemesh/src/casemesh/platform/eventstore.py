@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 import psycopg
-from eventsourcing.application import Application
-from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import Mapper, StoredEvent
+from eventsourcing.application import Application, ProcessingEvent, Repository
+from eventsourcing.domain import BaseAggregate, DomainEventProtocol
+from eventsourcing.persistence import Mapper, Recording, StoredEvent
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from eventsourcing.utils import strtobool
 from opentelemetry import propagate
 
 from casemesh.platform import schema
@@ -111,6 +112,40 @@ class TracedApplication(Application[Any]):
             # Instead of the library's pre-ping (a round trip on every use).
             guard_pool(datastore.pool)
 
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[Any]]:
+        """As the library's, but an aggregate's events are collected without
+        its checks against runtime protocols, which Python 3.11 works out
+        afresh on every call (a sixth of the interpreter's time in a
+        writer under load); anything else is collected as the library does."""
+        processing_event: ProcessingEvent[Any] = ProcessingEvent()
+        for obj in objs:
+            if isinstance(obj, BaseAggregate):
+                processing_event.events.extend(obj.collect_events())
+                processing_event.aggregates[obj.id] = obj
+            else:
+                processing_event.collect_events(obj)
+        processing_event.saved_kwargs.update(kwargs)
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+        self.notify(processing_event.events)  # the library's deprecated hook, kept
+        return recordings
+
+    def construct_repository(self) -> Repository[Any]:
+        """The library's, made as it makes it, rebuilding aggregates
+        without its per-event check against a runtime protocol (see `save`)."""
+        cache_maxsize = self.env.get(self.AGGREGATE_CACHE_MAXSIZE)
+        return _Repository(
+            event_store=self.events,
+            snapshot_store=self.snapshots,
+            cache_maxsize=int(cache_maxsize) if cache_maxsize else None,
+            fastforward=strtobool(self.env.get(self.AGGREGATE_CACHE_FASTFORWARD, "y")),
+            fastforward_skipping=strtobool(
+                self.env.get(self.AGGREGATE_CACHE_FASTFORWARD_SKIPPING, "n")
+            ),
+            deepcopy_from_cache=strtobool(self.env.get(self.DEEPCOPY_FROM_AGGREGATE_CACHE, "y")),
+        )
+
     def construct_mapper(self) -> Mapper[Any]:
         if self.sealer is None or self.personal_fields is None:
             return TracingMapper(
@@ -131,6 +166,21 @@ class TracedApplication(Application[Any]):
             fields=self.personal_fields,
             reveal=self.reveal_personal,
         )
+
+
+def _project(aggregate: Any, events: Iterable[Any]) -> Any:
+    """The library's `project_aggregate` without its `assert isinstance(event,
+    CanMutateProtocol)`: 12 µs an event under Python 3.11. Every event
+    here is the library's `DomainEvent`, whose `mutate` is what is called."""
+    for event in events:
+        aggregate = event.mutate(aggregate)
+    return aggregate
+
+
+class _Repository(Repository[Any]):
+    def get(self, aggregate_id: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("projector_func", _project)
+        return super().get(aggregate_id, **kwargs)
 
 
 R = TypeVar("R", bound=PostgresTrackingRecorder)
