@@ -133,6 +133,31 @@ def test_in_one_batch_the_first_writer_of_a_version_wins_and_the_loser_stores_no
     assert first.ids + bystander.ids == [n for _, _, n in rows], "ids follow the batch's order"
 
 
+def test_a_batch_is_stored_exactly_as_its_callers_gave_it(app: Tickets, dsn: str) -> None:
+    """The batch's columns are sent in PostgreSQL's binary array form, made
+    here: every kind of value comes back as it went in."""
+    recorder = app.recorder
+    assert isinstance(recorder, GroupCommitRecorder)
+    given = [
+        StoredEvent(uuid.uuid4(), 1, "casemesh_tickets.domain:Ticket.Created", b""),
+        StoredEvent(str(uuid.uuid4()), 2**40, "m:Évènement.票", bytes(range(256)) * 3000),
+        StoredEvent(uuid.uuid4(), 7, "m:E", b'{"n": "\\u7968\\u0000"}'),
+    ]
+    writes = [_Write(given[:2]), _Write(given[2:])]
+    recorder._write_together(writes)
+
+    assert [w.error for w in writes] == [None, None]
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT originator_id, originator_version, topic, state, notification_id"
+            " FROM tickets_events WHERE notification_id = ANY(%s) ORDER BY notification_id",
+            (writes[0].ids + writes[1].ids,),
+        ).fetchall()
+    assert [(str(o), v, t, bytes(s)) for o, v, t, s, _ in rows] == [
+        (str(e.originator_id), e.originator_version, e.topic, e.state) for e in given
+    ]
+
+
 def test_a_caller_is_not_refused_for_a_batch_mate_that_was_refused_itself(
     app: Tickets, dsn: str
 ) -> None:
