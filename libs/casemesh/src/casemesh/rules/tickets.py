@@ -67,6 +67,10 @@ EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}\Z")
 # and the longest phone number as people type it (spaces and brackets in):
 # checked before anything parses them.
 EMAIL_MAX = 254
+# Dot-atoms of RFC 5322's atext on both sides, as nearly every address is
+# written: such an address means the same to every mail server.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_EMAIL = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+\Z")
 PHONE_MAX = 40
 # Where a number typed without `+` is taken to be: a Chinese mobile as people
 # write it (13800138000); any other country's needs its + form.
@@ -154,6 +158,8 @@ def valid_email(value: str) -> bool:
         or any(c in value for c in ',;<>()[]\\:"')
     ):
         return False
+    if _PLAIN_EMAIL.match(value):
+        return True  # what the parser would give back unchanged, at a hundredth of its cost
     try:
         return Address(addr_spec=value).addr_spec == value
     except (ValueError, IndexError, HeaderParseError):
