@@ -140,14 +140,14 @@ def main() -> None:
         if "writer" in parts:
             durable.create_database("bench_writer")
             writer_bench.run(durable.dsn("bench_writer"))
-        if "sealing" in parts:
-            keys.start()
-            sealing_bench.run(durable, keys)
-            keys.stop()
-        durable.stop()
-        if "relay" in parts or "gateway" in parts or "notifier" in parts:
+        if {"sealing", "relay", "gateway", "notifier"}.intersection(parts):
             kafka.start()
             asyncio.run(kafka.create_topics(list(topics.ALL), partitions=3))
+        if "sealing" in parts:
+            keys.start()
+            sealing_bench.run(durable, keys, kafka.bootstrap)
+            keys.stop()
+        durable.stop()
         if "relay" in parts:
             relay(pg, kafka, args.n)
         if "gateway" in parts:

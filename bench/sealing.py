@@ -150,9 +150,11 @@ def compare(targets: dict[bool, str], in_flight: int, callers: Callers, ahead: i
     ]
 
 
-def run(events: LocalPostgres, keys: LocalPostgres, ahead: int = 4000) -> None:
-    """`events` and `keys`: started durable clusters. `ahead`: new requesters'
-    tokens signed before each run (more than a run uses, if possible)."""
+def run(events: LocalPostgres, keys: LocalPostgres, bootstrap: str, ahead: int = 4000) -> None:
+    """`events` and `keys`: started durable clusters; `bootstrap`: a started
+    Kafka broker (each service follows the erasures topic, as in
+    production). `ahead`: new requesters' tokens signed before each run
+    (more than a run uses, if possible)."""
     events.create_database("bench_sealed")
     events.create_database("bench_unsealed")
     keys.create_database("casemesh_keys")
@@ -161,6 +163,7 @@ def run(events: LocalPostgres, keys: LocalPostgres, ahead: int = 4000) -> None:
     common = {
         "internal_verify_key": verify_key_of(key),
         "keys_database_url": keys.dsn("casemesh_keys"),
+        "kafka_bootstrap": bootstrap,
         "master_keys": f"bench:{new_master_key()}",
         "log_level": "warning",
         "log_format": "console",
