@@ -3,9 +3,6 @@ field named and a reason (not a number, not a valid one, not a mobile)."""
 
 from __future__ import annotations
 
-from email.errors import HeaderParseError
-from email.headerregistry import Address
-
 import pytest
 
 from casemesh.platform.errors import InvalidArgument, Violations
@@ -138,30 +135,3 @@ def test_an_address_or_number_longer_than_any_real_one_is_refused_before_it_is_p
     longest = "a" * 64 + "@" + "b" * 185 + ".com"  # 254 characters
     assert rules.valid_email(longest)
     assert not rules.valid_email("a" + longest)
-
-
-@pytest.mark.parametrize(
-    "address",
-    [
-        "li.wei@example.com",
-        "o'brien+tickets@mail.example.co.uk",
-        "{tag}|x~y@sub-domain.example",
-        "a@b.cn",
-        "a..b@example.com",
-        ".a@example.com",
-        "a.@example.com",
-        "a@example..com",
-        "a@-example.com",
-        "李@例子.中国",
-        "a@b.c",
-        "a b@example.com",
-    ],
-)
-def test_an_address_is_judged_as_the_mail_parser_reads_it(address: str) -> None:
-    """Plain addresses skip the parser: the answer must be the one it gives."""
-    try:
-        parsed = Address(addr_spec=address).addr_spec == address
-    except (ValueError, IndexError, HeaderParseError):
-        parsed = False
-    expected = parsed and bool(rules.EMAIL.match(address))
-    assert rules.valid_email(address) is expected

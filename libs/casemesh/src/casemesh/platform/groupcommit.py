@@ -195,14 +195,15 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         others is written again alone (one more round trip, on a conflict
         only)."""
         events = [e for write in batch for e in write.events]
-        columns = (
-            _Uuids([_uuid(e.originator_id).bytes for e in events]),
-            _Bigints([_BIGINT.pack(e.originator_version) for e in events]),
-            _Texts([e.topic.encode() for e in events]),
-            _Byteas([e.state for e in events]),
-            _Ints([_INT.pack(n) for n, write in enumerate(batch) for _ in write.events]),
-        )
         with self.datastore.get_connection() as conn:
+            encoding = conn.info.encoding  # text goes in binary form as the connection's
+            columns = (
+                _Uuids([_uuid(e.originator_id).bytes for e in events]),
+                _Bigints([_BIGINT.pack(e.originator_version) for e in events]),
+                _Texts([e.topic.encode(encoding) for e in events]),
+                _Byteas([e.state for e in events]),
+                _Ints([_INT.pack(n) for n, write in enumerate(batch) for _ in write.events]),
+            )
             result = conn.execute(self._append, columns, prepare=True).fetchone()
         assert result is not None
         ids: list[int | None] = result["ids"]
