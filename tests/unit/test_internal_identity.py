@@ -309,6 +309,20 @@ def test_inbound_mails_key_speaks_for_a_requester_and_its_reader_only(
     for who, method in ((reader, search), (admin, get), (admin, search)):
         with pytest.raises(PermissionDenied):
             check(mail, who, method)
+    # As the requester it only replies: it reads, lists, opens, cancels,
+    # closes, reopens and rates nothing in her name.
+    for method in (
+        "GetTicket",
+        "ListTickets",
+        "ListTicketEvents",
+        "CreateTicket",
+        "CancelTicket",
+        "CloseTicket",
+        "ReopenTicket",
+        "RateTicket",
+    ):
+        with pytest.raises(PermissionDenied):
+            check(mail, ALICE, f"/{TICKETS}/{method}")
     with pytest.raises(Unauthenticated, match="facts"):
         check(mail, ALICE, get, {"appeal_deadline": "2099-01-01"})
     # The gateway's key vouches for an admin, as ever.

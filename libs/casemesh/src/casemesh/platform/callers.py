@@ -15,11 +15,15 @@ from casemesh.platform.errors import PermissionDenied, Unauthenticated
 from casemesh.platform.identity import InternalTokenVerifier, Vouched
 
 # Inbound mail's key is believed for less than the gateway's: it speaks for a
-# ticket's requester (as a user, never an agent or admin), and, as this reader,
-# reads the ticket a reply is for, and nothing else. A broken-into inbound
-# service cannot search, change or read what the mail it takes does not touch.
+# ticket's requester (as a user, never an agent or admin) only to add a reply
+# and upload its attachments, and, as this reader, reads the ticket a reply is
+# for, and nothing else. A broken-into inbound service cannot search, read,
+# cancel, close or open anything in anyone's name.
 INBOUND_READER = "inbound-mail"
 INBOUND_READS = frozenset({"/casemesh.v1.TicketService/GetTicket"})
+INBOUND_REPLIES = frozenset(
+    {"/casemesh.v1.TicketService/AddComment", "/casemesh.v1.EvidenceService/UploadEvidence"}
+)
 
 # Each call runs in its own task, so what is set here stays with its call.
 _VOUCHED: ContextVar[Vouched | None] = ContextVar("casemesh_vouched", default=None)
@@ -117,4 +121,4 @@ def _inbound_may(found: Vouched, method: str) -> bool:
     who = found.identity
     if who.subject == INBOUND_READER:
         return who.roles == frozenset({"agent"}) and method in INBOUND_READS
-    return who.roles == frozenset({"user"})
+    return who.roles == frozenset({"user"}) and method in INBOUND_REPLIES
