@@ -185,6 +185,10 @@ class Backend:
         """The caller may attach only evidence they uploaded; fills in each hash."""
         if len(refs) > rules.MAX_EVIDENCE:
             raise InvalidArgument.field(field, f"at most {rules.MAX_EVIDENCE} pieces of evidence")
+        names = [ref.name for ref in refs]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise InvalidArgument.field(f"{field}[{i}]", rules.REPEATED_EVIDENCE)
         metadata = self.vouch(who, EVIDENCE, context=context) if len(refs) else ()
         for i, ref in enumerate(refs):
             try:

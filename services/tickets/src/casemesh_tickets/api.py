@@ -11,7 +11,7 @@ import grpc
 from casemesh.platform.caseindex import Page
 from casemesh.platform.errors import Violations
 from casemesh.platform.fields import fields_of
-from casemesh.platform.grpcutil import ApplicationServicer, enum_name, to_timestamp
+from casemesh.platform.grpcutil import ApplicationServicer, enum_filter, enum_name, to_timestamp
 from casemesh.rules import tickets as validation
 from casemesh.rules.tickets import CATEGORIES
 from casemesh.v1 import evidence_pb2
@@ -280,7 +280,7 @@ def categories_message() -> pb.ListTicketCategoriesResponse:
 
 
 def _statuses(values: Iterable[int]) -> list[str]:
-    return [enum_name(pb.TicketStatus, s, "statuses", "TICKET_STATUS_") for s in values]
+    return enum_filter(pb.TicketStatus, values, "statuses", "TICKET_STATUS_")
 
 
 def _listed(page: Page[TicketView]) -> pb.ListTicketsResponse:

@@ -208,12 +208,13 @@ def from_timestamp(ts: Timestamp, field: str) -> datetime:
 
 
 def resource_id(name: str, collection: str, field: str = "name") -> str:
-    """The id in a resource name `collection/{uuid}` (in its one spelling)."""
+    """The id in a resource name `collection/{uuid}`, in its one spelling (the
+    one the API hands out: lower case, hyphens in their places)."""
     prefix, _, ident = name.partition("/")
     try:
-        if prefix != collection:
+        if prefix != collection or str(uuid.UUID(ident)) != ident:
             raise ValueError(name)
-        return str(uuid.UUID(ident))
+        return ident
     except ValueError:
         raise errors.InvalidArgument.field(field, f"must be {collection}/{{id}}") from None
 

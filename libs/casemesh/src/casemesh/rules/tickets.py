@@ -276,9 +276,13 @@ def stale(etag: str, version: int) -> bool:
     return bool(etag) and etag != str(version)
 
 
+# A UUID as the API spells it (one spelling a case, so one name).
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def ticket_id_from_name(v: Violations, name: str, field: str = "name") -> str:
     prefix, _, ident = name.partition("/")
-    if prefix != "tickets" or not re.fullmatch(r"[0-9a-f-]{36}", ident):
+    if prefix != "tickets" or not _UUID.fullmatch(ident):
         v.add(field, "must be tickets/{id}")
         return ""
     return ident
@@ -298,12 +302,18 @@ def check_party(v: Violations, party: dict[str, Any], prefix: str) -> None:
 
 # How many pieces of evidence one ticket, comment or report may name.
 MAX_EVIDENCE = 20
+REPEATED_EVIDENCE = "names a piece of evidence already listed"
 
 
 def check_evidence(v: Violations, evidence: list[dict[str, str]], field: str) -> None:
     """References must have been checked (hash filled in) by the gateway."""
     if len(evidence) > MAX_EVIDENCE:
         v.add(field, f"at most {MAX_EVIDENCE} pieces of evidence")
+    names: set[str] = set()
     for i, ref in enumerate(evidence):
-        if not ref.get("name", "").startswith("evidence/") or len(ref.get("sha256", "")) != 64:
+        name = ref.get("name", "")
+        if not name.startswith("evidence/") or len(ref.get("sha256", "")) != 64:
             v.add(f"{field}[{i}]", "must name checked evidence (evidence/{id} with its sha256)")
+        elif name in names:
+            v.add(f"{field}[{i}]", REPEATED_EVIDENCE)
+        names.add(name)

@@ -1,0 +1,81 @@
+"""What a ticket call may name, checked alike in the gateway and in the
+service (a caller reaching the service directly gets the same answer):
+each refusal names its field and changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+import pytest
+
+from casemesh.platform.errors import InvalidArgument, Violations
+from casemesh.platform.grpcutil import resource_id
+from casemesh.platform.identity import Identity
+from casemesh.rules import tickets as rules
+from casemesh.v1 import evidence_pb2 as epb
+from casemesh.v1 import tickets_pb2 as pb
+from casemesh_gateway import fieldrules
+from casemesh_gateway.api import Backend
+from casemesh_tickets.api import _statuses
+
+CANONICAL = "0f8e6c1e-2b5d-4c3a-9e7f-1a2b3c4d5e6f"
+OTHER_SPELLINGS = [
+    "0f8e6c1e2b5d4c3a9e7f1a2b3c4d5e6f----",  # the hyphens moved
+    "0F8E6C1E-2B5D-4C3A-9E7F-1A2B3C4D5E6F",  # upper case
+    "{0f8e6c1e-2b5d-4c3a-9e7f-1a2b3c4d5e6}",
+]
+
+
+def fields(refused: pytest.ExceptionInfo[InvalidArgument]) -> list[str]:
+    return [v.field for v in refused.value.violations]
+
+
+@pytest.mark.parametrize("ident", OTHER_SPELLINGS)
+def test_a_case_has_one_name_and_no_other_spelling_of_it(ident: str) -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        resource_id(f"tickets/{ident}", "tickets")
+    assert fields(refused) == ["name"]
+    v = Violations()
+    assert rules.ticket_id_from_name(v, f"tickets/{ident}") == ""
+    fieldrules.check(pb.GetTicketRequest(name=f"tickets/{ident}"), v)
+    with pytest.raises(InvalidArgument) as refused:
+        v.raise_if_any()
+    assert fields(refused) == ["name", "name"]
+
+
+def test_the_name_the_api_gives_is_taken() -> None:
+    assert resource_id(f"tickets/{CANONICAL}", "tickets") == CANONICAL
+    v = Violations()
+    assert rules.ticket_id_from_name(v, f"tickets/{CANONICAL}") == CANONICAL
+    fieldrules.check(pb.GetTicketRequest(name=f"tickets/{CANONICAL}"), v)
+    v.raise_if_any()
+
+
+def test_the_unspecified_status_is_refused_as_a_filter_by_the_service_too() -> None:
+    assert _statuses([pb.TICKET_STATUS_OPEN]) == ["OPEN"]
+    with pytest.raises(InvalidArgument) as refused:
+        _statuses([pb.TICKET_STATUS_OPEN, pb.TICKET_STATUS_UNSPECIFIED])
+    assert fields(refused) == ["statuses"]
+
+
+def test_a_piece_of_evidence_listed_twice_is_refused_at_its_second_place() -> None:
+    ref = {"name": f"evidence/{CANONICAL}", "sha256": "ab" * 32}
+    other = {"name": "evidence/" + CANONICAL.replace("0f", "1f"), "sha256": "cd" * 32}
+    v = Violations()
+    rules.check_evidence(v, [ref, other, dict(ref)], "ticket.evidence")
+    with pytest.raises(InvalidArgument) as refused:
+        v.raise_if_any()
+    assert [(f.field, f.description) for f in refused.value.violations] == [
+        ("ticket.evidence[2]", rules.REPEATED_EVIDENCE)
+    ]
+    # The gateway refuses it before asking the evidence service about any.
+    refs = [epb.EvidenceRef(name=r["name"]) for r in (ref, other, ref)]
+    nobody = cast(Any, None)  # no backend is reached
+    with pytest.raises(InvalidArgument) as refused:
+        asyncio.run(
+            Backend.check_evidence(
+                nobody, refs, "evidence", Identity("alice", frozenset({"user"})), nobody
+            )
+        )
+    assert fields(refused) == ["evidence[2]"]
