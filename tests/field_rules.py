@@ -25,7 +25,7 @@ PUBLIC = (pb, apb, rpb, qpb, epb, hpb, ppb, npb)
 
 # A number no enum in the contract defines (clients can send any number).
 UNDEFINED: Any = 42
-TICKET = "tickets/0123456789abcdef0123456789abcdef0123"
+TICKET = "tickets/01234567-89ab-cdef-0123-456789abcdef"
 ARTICLE = "articles/login-no-sms-code"
 PHONE = "+8613800138000"
 PHONE_CHANGE = "phone-changes/01234567-89ab-cdef-0123-456789abcdef"
