@@ -13,6 +13,7 @@ from google.protobuf.message import Message
 from protobuf import Oneof
 
 from casemesh.platform.errors import InvalidArgument, Violations
+from casemesh.rules import tickets as rules
 from casemesh.v1 import evidence_pb2 as epb
 from casemesh.v1 import helpcenter_pb2 as hpb
 from casemesh_gateway import checks, fieldrules
@@ -243,3 +244,71 @@ async def test_a_large_request_is_checked_off_the_event_loop_with_the_same_answe
     await fieldrules.check_async(BAD_TICKET, small)
     assert threads == [fieldrules.check]  # a usual request stays on the loop
     assert v._items == small._items != []
+
+
+@pytest.mark.parametrize(
+    ("subject", "description", "refused_for"),
+    [
+        # C1 control characters (CSI opens a terminal's escape sequences).
+        (
+            "bad\x9b31msubject",
+            "ok",
+            {"subject": "must not contain control characters or line breaks"},
+        ),
+        ("ok", "bad\x9b31m text", {"description": "must not contain control characters"}),
+        # Unicode's line and paragraph separators break a one-line text...
+        (
+            "one\u2028two",
+            "one\u2028two\u2029three",
+            {"subject": "must not contain control characters or line breaks"},
+        ),
+        (
+            "next\x85line",
+            "next\x85line",
+            {"subject": "must not contain control characters or line breaks"},
+        ),
+        # ...and are trimmed at its ends, as other white space is.
+        ("\u2028line\u2029", "ok", {}),
+        # An override of the text's direction makes a subject show other than it reads.
+        (
+            "invoice\u202egnp.exe",
+            "invoice\u202egnp.exe",
+            {"subject": "must not contain control characters or line breaks"},
+        ),
+        (
+            "\u2066isolated\u2069",
+            "ok",
+            {"subject": "must not contain control characters or line breaks"},
+        ),
+        # Direction marks are part of right-to-left writing.
+        ("\u200fمرحبا", "\u200fمرحبا", {}),
+        # Invisible format characters alone say nothing.
+        (
+            "\u200b\u200b",
+            "\u200d\ufeff",
+            {"subject": "must not be empty", "description": "must not be empty"},
+        ),
+        ("a\u200bb", "a\u00adb", {}),
+    ],
+)
+def test_the_gateway_and_the_service_judge_a_text_alike(
+    subject: str, description: str, refused_for: dict[str, str]
+) -> None:
+
+    request = BAD_TICKET.__class__()
+    request.CopyFrom(BAD_TICKET)
+    request.ticket.subject, request.ticket.description = subject, description
+    gateway = {
+        f.removeprefix("ticket."): d
+        for f, d in refused(request)
+        if f in ("ticket.subject", "ticket.description")
+    }
+    v = Violations()
+    rules.text(v, "subject", subject, limit=200)
+    rules.text(v, "description", description, limit=10_000)
+    service: dict[str, str] = {}
+    try:
+        v.raise_if_any()
+    except InvalidArgument as err:
+        service = {f.field: f.description for f in err.violations}
+    assert gateway == service == refused_for
