@@ -14,9 +14,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from casemesh_casequeue import sla, store
+from casemesh.platform.clock import SystemClock
+from casemesh.platform.pools import async_pool
+from casemesh_casequeue import sla, store, timer
 from casemesh_casequeue.api import shown
+from casemesh_casequeue.consumer import Progress
 from casemesh_casequeue.model import Observation, advance, apply, new_case
+from casemesh_devstack.ports import free_port
+from tests.support import eventually
 
 LEVELS = sla.load()
 START = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # Monday 09:00 in Shanghai
@@ -310,3 +315,44 @@ def test_report_priority_floors_count_highest_first_however_listed(tmp_path: Any
     levels = sla.load(str(policy))
     assert levels.priority_of_report("NORMAL", 10_000) == 4
     assert levels.priority_of_report("NORMAL", 0) == LEVELS.priority_of_report("NORMAL", 0)
+
+
+def holder_of(dsn: str) -> str:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT holder FROM queue_cases").fetchone()
+        assert row is not None
+        return str(row[0])
+
+
+async def test_a_lease_runs_out_while_kafka_is_away(queue_db: str) -> None:
+    """The SLA timer asks Kafka how far its clocks may run; a lease that ran
+    out is released (agents watching see the case free) whether Kafka
+    answers or not."""
+    now = datetime.now(UTC)
+    await seed(queue_db, 1, now)
+    async with await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as conn:
+        held = await store.claim_next(
+            conn, "a", [], timedelta(seconds=10), now - timedelta(minutes=1)
+        )
+    assert held is not None and holder_of(queue_db) == "a"
+    pool = async_pool(queue_db, max_size=2)
+    await pool.open()
+    stop = asyncio.Event()
+    running = asyncio.create_task(
+        timer.run_timer(
+            pool=pool,
+            clock=SystemClock(),
+            levels=LEVELS,
+            bootstrap=f"127.0.0.1:{free_port()}",  # nothing listens there
+            group_id=f"it-away-{uuid.uuid4().hex[:8]}",
+            progress=Progress(),
+            grace=timedelta(seconds=30),
+            stop=stop,
+        )
+    )
+    try:
+        await eventually(lambda: holder_of(queue_db) == "", within=30)
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 30)
+        await pool.close()

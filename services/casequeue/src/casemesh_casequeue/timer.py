@@ -103,13 +103,17 @@ async def run_timer(
 ) -> None:
     horizon: Horizon | None = None
     while not stop.is_set():
+        now = clock.now()
+        try:  # needs the database only: leases run out whether Kafka answers or not
+            async with pool.connection() as conn:
+                await store.expire_leases(conn, now)
+        except Exception as exc:
+            log.error("queue.lease_expiry_failed", error=repr(exc))
         try:
             if horizon is None:
                 horizon = Horizon(bootstrap, group_id, progress)
                 await horizon.start()
-            now = clock.now()
             async with pool.connection() as conn:
-                await store.expire_leases(conn, now)
                 until = await horizon.until(now, grace)
                 fired = await store.fire_due(conn, until, levels) if until else 0
             if fired:
