@@ -454,6 +454,26 @@ def test_voiding_a_case_voids_its_open_reports(app: Reports) -> None:
     assert app.file(BOB, report("b1")).case_id != filed.case_id
 
 
+def test_a_case_reopened_with_restrictions_in_effect_is_decided_not_voided(
+    app: Reports, clock: FakeClock
+) -> None:
+    """Reopened on a reporter's appeal, a case keeps its decision's
+    restrictions until it is decided again: voiding it would leave them on
+    the uploader for good, with no decision left to appeal."""
+    ident = app.file(ALICE, report()).case_id
+    app.decide(AGENT, ident, "ACTION_TAKEN", action_taken(clock), UPLOADER, [], etag="")
+    app.lodge_appeal(ident, "appeals/alice", "alice")
+    assert app.reverse(ident, "appeals/alice") is True
+    reopened = app.get_case(AGENT, ident)
+    assert reopened.state == "OPEN" and reopened.in_effect
+    with pytest.raises(FailedPrecondition, match="decide it") as refused:
+        app.void(AGENT, ident, "举报对象已被平台删除")
+    assert refused.value.reason == "RESTRICTIONS_IN_EFFECT"
+    assert app.get_case(AGENT, ident).version == reopened.version  # nothing changed
+    lifted = app.decide(AGENT, ident, "NO_VIOLATION", NO_VIOLATION, None, [], etag="")
+    assert (lifted.state, lifted.in_effect) == ("NO_VIOLATION", [])
+
+
 def test_an_agents_change_sent_again_under_its_request_id_is_made_once(
     app: Reports, clock: FakeClock
 ) -> None:

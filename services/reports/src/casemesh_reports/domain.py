@@ -341,6 +341,14 @@ class ReportCase(ExpiringCase):
 
     def void(self, *, actor: str, reason: str, at: datetime) -> None:
         self._still_open("the case is {state}; only an open case closes as void")
+        if self.in_effect:
+            # Reopened on appeal, its earlier decision's restrictions hold until
+            # a new decision: a void would leave them for good, unappealable.
+            raise FailedPrecondition(
+                "the case's earlier decision still restricts its uploader until it is"
+                " decided again; decide it (a decision of no violation lifts them)",
+                reason="RESTRICTIONS_IN_EFFECT",
+            )
         self._voided(actor=actor, reason=reason, at=at)
 
     class CaseVoided(Aggregate.Event):
