@@ -135,7 +135,7 @@ class ReplyDesk:
             ref = await self._upload(requester, attachment)
             if ref is None:
                 skipped.append(attachment.file_name)
-            else:
+            elif all(r.name != ref.name for r in refs):  # the same file twice: attached once
                 refs.append(ref)
         if not text and not refs:
             raise Refused(550, "unreadable", "5.6.0 the reply has no text and no attachment")
