@@ -20,6 +20,7 @@ from casemesh.v1 import evidence_pb2 as epb
 from casemesh.v1 import evidence_pb2_grpc as epb_grpc
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh_devstack.stack import REPLY_DOMAIN, reply_token_secret
+from casemesh_inbound.desk import ONLY_ATTACHMENTS
 from tests.conftest import Stack
 from tests.e2e.test_ticket_journey import new_ticket
 from tests.support import Client, wait_until
@@ -242,3 +243,18 @@ def test_a_reply_to_a_cancelled_ticket_is_refused(
     assert refusal.value.smtp_code == 550
     assert refused(stack, "closed") == before + 1
     assert comments(requester, ticket) == []
+
+
+def test_a_reply_of_invisible_characters_and_a_picture_keeps_the_picture(
+    stack: Stack,
+) -> None:
+    """A mail program's body of a zero-width space alone says nothing: the
+    reply is the picture, not bounced for an empty comment."""
+    requester, ticket, email = pending_ticket(stack)
+    to = address_of(stack, ticket)
+    msg = reply(email, to, "\u200b")
+    msg.add_attachment(PNG, maintype="image", subtype="png", filename="screen.png")
+    send(stack, msg, to)
+    [comment] = comments(requester, ticket)
+    assert comment.text == ONLY_ATTACHMENTS
+    assert [e.name.startswith("evidence/") for e in comment.evidence] == [True]

@@ -128,9 +128,11 @@ class ReplyDesk:
         # stored: a stray control character (a form feed pasted from a
         # document), and files past the most a comment takes.
         text = rules.without_controls(reply.text).strip()
+        text = text if rules.says_something(text) else ""  # zero-width spaces alone say nothing
         most = rules.MAX_EVIDENCE
         kept, extra = reply.attachments[:most], reply.attachments[most:]
-        refs, skipped = [], []
+        refs: list[evidence_pb2.EvidenceRef] = []
+        skipped: list[str] = []
         for attachment in kept:
             ref = await self._upload(requester, attachment)
             if ref is None:
