@@ -276,9 +276,10 @@ async def test_a_large_request_is_checked_off_the_event_loop_with_the_same_answe
             {"subject": "must not contain control characters or line breaks"},
         ),
         (
-            "\u2066isolated\u2069",
+            # Isolates and embeddings (chat apps wrap names in them) stay.
+            "\u2066isolated\u2069 \u202bembedded\u202c",
             "ok",
-            {"subject": "must not contain control characters or line breaks"},
+            {},
         ),
         # Direction marks are part of right-to-left writing.
         ("\u200fمرحبا", "\u200fمرحبا", {}),
@@ -289,6 +290,11 @@ async def test_a_large_request_is_checked_off_the_event_loop_with_the_same_answe
             {"subject": "must not be empty", "description": "must not be empty"},
         ),
         ("a\u200bb", "a\u00adb", {}),
+        (
+            "\u200b \u200b",
+            "\ufeff\u00a0\u200b\n\u200b",
+            {"subject": "must not be empty", "description": "must not be empty"},
+        ),
     ],
 )
 def test_the_gateway_and_the_service_judge_a_text_alike(

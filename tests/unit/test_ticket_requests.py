@@ -15,8 +15,9 @@ from casemesh.platform.identity import Identity
 from casemesh.rules import tickets as rules
 from casemesh.v1 import evidence_pb2 as epb
 from casemesh.v1 import tickets_pb2 as pb
+from casemesh_evidence.application import evidence_id
 from casemesh_gateway import fieldrules
-from casemesh_gateway.api import Backend
+from casemesh_gateway.api import Backend, _said
 from casemesh_tickets.api import _statuses
 
 CANONICAL = "0f8e6c1e-2b5d-4c3a-9e7f-1a2b3c4d5e6f"
@@ -79,3 +80,20 @@ def test_a_piece_of_evidence_listed_twice_is_refused_at_its_second_place() -> No
             )
         )
     assert fields(refused) == ["evidence[2]"]
+
+
+@pytest.mark.parametrize("ident", OTHER_SPELLINGS)
+def test_a_piece_of_evidence_has_one_name_too(ident: str) -> None:
+    """Else the same file, named twice in two spellings, passed as two."""
+    assert evidence_id(f"evidence/{CANONICAL}") == CANONICAL
+    with pytest.raises(InvalidArgument) as refused:
+        evidence_id(f"evidence/{ident}")
+    assert fields(refused) == ["name"]
+
+
+def test_a_help_session_ticket_takes_the_sessions_words_where_the_caller_said_nothing() -> None:
+    """ResolveHelp opens a ticket with the caller's subject and description
+    or, where they are blank, the session's: zero-width characters alone
+    are blank (the ticket would be refused for an empty subject)."""
+    assert _said("  \u200b\ufeff ") == ""
+    assert _said(" 上传失败 ") == "上传失败"

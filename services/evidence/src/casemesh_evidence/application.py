@@ -101,9 +101,9 @@ class EvidenceView:
 def evidence_id(name: str) -> str:
     prefix, _, ident = name.partition("/")
     try:
-        if prefix != "evidence":
+        if prefix != "evidence" or str(uuid.UUID(ident)) != ident:  # its one spelling
             raise ValueError(name)
-        return str(uuid.UUID(ident))
+        return ident
     except ValueError:
         raise InvalidArgument.field("name", "must be evidence/{id}") from None
 

@@ -765,8 +765,8 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
         )
         if request.solved:
             return answer
-        # The help centre accepted the name, so it holds a UUID; its one spelling
-        # makes the ticket one per session, however the client wrote it.
+        # The help centre accepted the name, so it holds a UUID in its one
+        # spelling: the ticket is one per session.
         session = str(uuid.UUID(request.session.rpartition("/")[2]))
         ticket = await self.backend.forward(
             self.tickets.CreateTicket,
@@ -774,8 +774,8 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
                 request_id=f"help-{session}",
                 ticket=tickets_pb2.Ticket(
                     category=request.category or answer.category,
-                    subject=request.subject.strip() or answer.subject,
-                    description=request.description.strip() or answer.description,
+                    subject=_said(request.subject) or answer.subject,
+                    description=_said(request.description) or answer.description,
                     locale=request.locale,
                     contact=request.contact,
                     evidence=request.evidence,
@@ -801,3 +801,9 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
     UpdateArticle = route("UpdateArticle", admin_only=True)
     PublishArticle = route("PublishArticle", admin_only=True)
     ListArticleVersions = route("ListArticleVersions", admin_only=True)
+
+
+def _said(text: str) -> str:
+    """`text` trimmed, or empty when it says nothing (white space and
+    invisible characters alone): the help session's words are used then."""
+    return text.strip() if rules.says_something(text) else ""

@@ -93,15 +93,16 @@ LIMITS = {"subject": 200, "description": 10000, "body": 10000, "text": 2000}
 # Fields shown on one line (e-mail subjects, names); the rest may have line breaks.
 SINGLE_LINE = frozenset({"subject", "assignee", "legal_name", "title", "file_name"})
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x80-\x84\x86-\x9f]")
-# Inside a one-line text: line breaks (Unicode's separators too) and
-# overrides of the text's direction, which make it show other than it reads.
-_LINE_BREAK = re.compile(r"[\r\n\t\x85\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# Inside a one-line text: line breaks (Unicode's separators too) and the
+# overrides of the text's direction, which make it show other than it reads
+# (embeddings and isolates, which chat apps wrap names in, stay).
+_LINE_BREAK = re.compile(r"[\r\n\t\x85\u2028\u2029\u202d\u202e]")
 
 
-def _says_something(value: str) -> bool:
-    """Whether the (trimmed) text has a character one sees: not only
+def says_something(value: str) -> bool:
+    """Whether the text has a character one sees: not only white space and
     invisible format characters such as zero-width spaces."""
-    return any(unicodedata.category(c) != "Cf" for c in value)
+    return any(not c.isspace() and unicodedata.category(c) != "Cf" for c in value)
 
 
 def text(
@@ -118,7 +119,7 @@ def text(
     value = value.strip()
     if single_line is None:
         single_line = field.rsplit(".", 1)[-1] in SINGLE_LINE
-    if required and not _says_something(value):
+    if required and not says_something(value):
         v.add(field, "must not be empty")
     elif len(value) > limit:
         v.add(field, f"must be at most {limit} characters")
