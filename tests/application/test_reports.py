@@ -474,6 +474,21 @@ def test_a_case_reopened_with_restrictions_in_effect_is_decided_not_voided(
     assert (lifted.state, lifted.in_effect) == ("NO_VIOLATION", [])
 
 
+def test_a_reopened_case_whose_restrictions_have_all_run_out_may_be_voided(
+    app: Reports, clock: FakeClock
+) -> None:
+    ident = app.file(ALICE, report()).case_id
+    week = action_taken(clock)
+    week["restrictions"][0]["end_time"] = (clock.now() + timedelta(days=7)).isoformat()
+    app.decide(AGENT, ident, "ACTION_TAKEN", week, UPLOADER, [], etag="")
+    app.lodge_appeal(ident, "appeals/alice", "alice")
+    assert app.reverse(ident, "appeals/alice") is True
+    with pytest.raises(FailedPrecondition):  # the week still runs
+        app.void(AGENT, ident, "举报对象已被平台删除")
+    clock.advance(hours=7 * 24 + 1)
+    assert app.void(AGENT, ident, "举报对象已被平台删除").state == "VOID"
+
+
 def test_an_agents_change_sent_again_under_its_request_id_is_made_once(
     app: Reports, clock: FakeClock
 ) -> None:
