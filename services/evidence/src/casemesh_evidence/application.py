@@ -30,6 +30,7 @@ from casemesh.platform.cases import page_after
 from casemesh.platform.clock import Clock, SystemClock
 from casemesh.platform.errors import InvalidArgument, NotFound, ResourceExhausted, Violations
 from casemesh.platform.eventstore import advisory_lock
+from casemesh.platform.grpcutil import resource_id
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
 from casemesh.platform.paging import older_than, page_of, page_size_of
@@ -99,13 +100,7 @@ class EvidenceView:
 
 
 def evidence_id(name: str) -> str:
-    prefix, _, ident = name.partition("/")
-    try:
-        if prefix != "evidence" or str(uuid.UUID(ident)) != ident:  # its one spelling
-            raise ValueError(name)
-        return ident
-    except ValueError:
-        raise InvalidArgument.field("name", "must be evidence/{id}") from None
+    return resource_id(name, "evidence")
 
 
 def clean_file_name(name: str) -> str:
