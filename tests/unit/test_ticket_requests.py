@@ -17,7 +17,7 @@ from casemesh.v1 import evidence_pb2 as epb
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh_evidence.application import evidence_id
 from casemesh_gateway import fieldrules
-from casemesh_gateway.api import Backend, _said
+from casemesh_gateway.api import Backend
 from casemesh_tickets.api import _statuses
 
 CANONICAL = "0f8e6c1e-2b5d-4c3a-9e7f-1a2b3c4d5e6f"
@@ -95,5 +95,5 @@ def test_a_help_session_ticket_takes_the_sessions_words_where_the_caller_said_no
     """ResolveHelp opens a ticket with the caller's subject and description
     or, where they are blank, the session's: zero-width characters alone
     are blank (the ticket would be refused for an empty subject)."""
-    assert _said("  \u200b\ufeff ") == ""
-    assert _said(" 上传失败 ") == "上传失败"
+    assert rules.said("  \u200b\ufeff ") == ""
+    assert rules.said(" 上传失败 ") == "上传失败"

@@ -774,8 +774,8 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
                 request_id=f"help-{session}",
                 ticket=tickets_pb2.Ticket(
                     category=request.category or answer.category,
-                    subject=_said(request.subject) or answer.subject,
-                    description=_said(request.description) or answer.description,
+                    subject=rules.said(request.subject) or answer.subject,
+                    description=rules.said(request.description) or answer.description,
                     locale=request.locale,
                     contact=request.contact,
                     evidence=request.evidence,
@@ -801,9 +801,3 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
     UpdateArticle = route("UpdateArticle", admin_only=True)
     PublishArticle = route("PublishArticle", admin_only=True)
     ListArticleVersions = route("ListArticleVersions", admin_only=True)
-
-
-def _said(text: str) -> str:
-    """`text` trimmed, or empty when it says nothing (white space and
-    invisible characters alone): the help session's words are used then."""
-    return text.strip() if rules.says_something(text) else ""

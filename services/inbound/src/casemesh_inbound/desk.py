@@ -127,8 +127,7 @@ class ReplyDesk:
         # What the comment would be refused for is left out before anything is
         # stored: a stray control character (a form feed pasted from a
         # document), and files past the most a comment takes.
-        text = rules.without_controls(reply.text).strip()
-        text = text if rules.says_something(text) else ""  # zero-width spaces alone say nothing
+        text = rules.said(rules.without_controls(reply.text))  # zero-width spaces say nothing
         most = rules.MAX_EVIDENCE
         kept, extra = reply.attachments[:most], reply.attachments[most:]
         refs: list[evidence_pb2.EvidenceRef] = []

@@ -105,6 +105,12 @@ def says_something(value: str) -> bool:
     return any(not c.isspace() and unicodedata.category(c) != "Cf" for c in value)
 
 
+def said(text: str) -> str:
+    """`text` trimmed, or empty when it says nothing (white space and
+    invisible characters alone), for a caller to put words of its own there."""
+    return text.strip() if says_something(text) else ""
+
+
 def text(
     v: Violations,
     field: str,
