@@ -235,7 +235,7 @@ def _uuid(value: uuid.UUID | str) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
 
 
-_BIGINT, _INT, _LENGTH = struct.Struct(">q"), struct.Struct(">i"), struct.Struct(">i")
+_BIGINT, _INT = struct.Struct(">q"), struct.Struct(">i")
 
 
 class _Column:
@@ -252,7 +252,7 @@ class _Column:
         # ndim, has nulls, element type; then the dimension's length and lower bound
         parts = [struct.pack(">iiIii", 1, 0, self.element_oid, len(values), 1)]
         for value in values:
-            parts += (_LENGTH.pack(len(value)), value)
+            parts += (_INT.pack(len(value)), value)
         self.data = b"".join(parts)
 
 
