@@ -341,12 +341,10 @@ class ReportCase(ExpiringCase):
 
     def void(self, *, actor: str, reason: str, at: datetime) -> None:
         self._still_open("the case is {state}; only an open case closes as void")
-        running = [
-            r
+        if any(
+            not r.get("end_time") or datetime.fromisoformat(r["end_time"]) > at
             for r in self.in_effect
-            if not r.get("end_time") or datetime.fromisoformat(r["end_time"]) > at
-        ]
-        if running:
+        ):
             # Reopened on appeal, its earlier decision's restrictions hold until
             # a new decision: a void would leave them for good, unappealable
             # (one whose end has passed is over whatever comes).
