@@ -15,11 +15,12 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property, partial
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
+from casemesh.platform import columns
 from casemesh.platform.consuming import Place
 
 JOB_NAMESPACE = uuid.UUID("0b7f3c1e-3c1d-4a56-a1f4-6f1f3f0c2a90")
@@ -65,7 +66,7 @@ class NewJob:
     # When it is worth nothing any more (a one-time code): never sent later.
     expires_at: datetime | None = None
 
-    @property
+    @cached_property
     def id(self) -> uuid.UUID:
         return job_id(self.cause_event_id, self.party, self.channel, self.recipient)
 
@@ -125,10 +126,10 @@ async def record_consumed(
         " ON CONFLICT DO NOTHING RETURNING event_id",
         (
             consumer,
-            [event_id for event_id, _ in events],
-            [place.topic for _, place in events],
-            [place.partition for _, place in events],
-            [place.offset for _, place in events],
+            columns.texts((event_id for event_id, _ in events), conn.info.encoding),
+            columns.texts((place.topic for _, place in events), conn.info.encoding),
+            columns.ints(place.partition for _, place in events),
+            columns.bigints(place.offset for _, place in events),
         ),
     )
     return {row[0] for row in await cur.fetchall()}
@@ -158,18 +159,19 @@ async def save_parties(
     """Writes the parties (case name, party) as they now are."""
     if not parties:
         return
-    columns = (
-        [name for name, _ in parties],
-        [p.role for _, p in parties],
-        [p.user_id for _, p in parties],
-        [p.locale for _, p in parties],
-        [p.email for _, p in parties],
-        [p.phone for _, p in parties],
+    texts = partial(columns.texts, encoding=conn.info.encoding)
+    values = (
+        texts(name for name, _ in parties),
+        texts(p.role for _, p in parties),
+        texts(p.user_id for _, p in parties),
+        texts(p.locale for _, p in parties),
+        texts(p.email for _, p in parties),
+        texts(p.phone for _, p in parties),
         # A channel's name has no comma; unnest cannot take ragged arrays.
-        [",".join(p.channels) for _, p in parties],
-        [p.subject for _, p in parties],
-        [p.status for _, p in parties],
-        [p.version for _, p in parties],
+        texts(",".join(p.channels) for _, p in parties),
+        texts(p.subject for _, p in parties),
+        texts(p.status for _, p in parties),
+        columns.bigints(p.version for _, p in parties),
     )
     await conn.execute(
         "INSERT INTO case_parties (case_name, party, user_id, locale, email, phone, channels,"
@@ -186,7 +188,7 @@ async def save_parties(
         # A row another consumer moved past this batch's events (a partition
         # handed over mid-batch) is not turned back.
         " WHERE case_parties.version <= EXCLUDED.version",
-        columns,
+        values,
     )
 
 
@@ -197,6 +199,7 @@ async def add_jobs(
     go out in it); returns the ids of those no earlier planning had added."""
     if not jobs:
         return []
+    texts = partial(columns.texts, encoding=conn.info.encoding)
     cur = await conn.execute(
         "INSERT INTO notification_jobs (id, cause_event_id, party, case_name, channel,"
         " recipient, template, locale, subject, body, html, params, user_id, expires_at,"
@@ -213,20 +216,20 @@ async def add_jobs(
         (
             now,
             now,
-            [j.id for j in jobs],
-            [j.cause_event_id for j in jobs],
-            [j.party for j in jobs],
-            [j.case_name for j in jobs],
-            [j.channel for j in jobs],
-            [j.recipient for j in jobs],
-            [j.template for j in jobs],
-            [j.locale for j in jobs],
-            [j.subject for j in jobs],
-            [j.body for j in jobs],
-            [j.html for j in jobs],
-            [Jsonb(j.params) for j in jobs],
-            [j.user_id for j in jobs],
-            [j.expires_at for j in jobs],
+            columns.uuids(j.id for j in jobs),
+            texts(j.cause_event_id for j in jobs),
+            texts(j.party for j in jobs),
+            texts(j.case_name for j in jobs),
+            texts(j.channel for j in jobs),
+            texts(j.recipient for j in jobs),
+            texts(j.template for j in jobs),
+            texts(j.locale for j in jobs),
+            texts(j.subject for j in jobs),
+            texts(j.body for j in jobs),
+            texts(j.html for j in jobs),
+            columns.jsonbs(j.params for j in jobs),
+            texts(j.user_id for j in jobs),
+            columns.timestamptzs(j.expires_at for j in jobs),
         ),
     )
     return [row[0] for row in await cur.fetchall()]

@@ -22,21 +22,16 @@ writes everything queued by then in one transaction, under the same lock:
 
 from __future__ import annotations
 
-import struct
 import threading
-import uuid
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from prometheus_client import Histogram
-from psycopg import adapters
-from psycopg.adapt import Buffer, Dumper
-from psycopg.pq import Format
 from psycopg.sql import SQL, Identifier
 
-from casemesh.platform import schema
+from casemesh.platform import columns, schema
 from casemesh.platform.pools import DATABASE_OUTAGE
 
 # Events written in one transaction at the most (the rest wait for the next).
@@ -197,14 +192,14 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         events = [e for write in batch for e in write.events]
         with self.datastore.get_connection() as conn:
             encoding = conn.info.encoding  # text goes in binary form as the connection's
-            columns = (
-                _Uuids([_uuid(e.originator_id).bytes for e in events]),
-                _Bigints([_BIGINT.pack(e.originator_version) for e in events]),
-                _Texts([e.topic.encode(encoding) for e in events]),
-                _Byteas([e.state for e in events]),
-                _Ints([_INT.pack(n) for n, write in enumerate(batch) for _ in write.events]),
+            values = (
+                columns.uuids(e.originator_id for e in events),
+                columns.bigints(e.originator_version for e in events),
+                columns.texts((e.topic for e in events), encoding),
+                columns.byteas(e.state for e in events),
+                columns.ints(n for n, write in enumerate(batch) for _ in write.events),
             )
-            result = conn.execute(self._append, columns, prepare=True).fetchone()
+            result = conn.execute(self._append, values, prepare=True).fetchone()
         assert result is not None
         ids: list[int | None] = result["ids"]
         start, refused = 0, []
@@ -229,68 +224,6 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
                 self._write_together([write])
             except Exception as exc:
                 write.finish(error=exc)
-
-
-def _uuid(value: uuid.UUID | str) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
-
-
-_BIGINT, _INT = struct.Struct(">q"), struct.Struct(">i")
-
-
-class _Column:
-    """One column of a batch, its values (each already in PostgreSQL's
-    binary form) made into a one-dimensional array as PostgreSQL's binary
-    protocol writes it. psycopg's own array dumping looks at every value's
-    type: it cost more of the writer's time than the rest of the statement."""
-
-    __slots__ = ("data",)
-    array_oid: ClassVar[int]
-    element_oid: ClassVar[int]
-
-    def __init__(self, values: Sequence[bytes]) -> None:
-        # ndim, has nulls, element type; then the dimension's length and lower bound
-        parts = [struct.pack(">iiIii", 1, 0, self.element_oid, len(values), 1)]
-        for value in values:
-            parts += (_INT.pack(len(value)), value)
-        self.data = b"".join(parts)
-
-
-class _Uuids(_Column):
-    array_oid, element_oid = 2951, 2950
-
-
-class _Bigints(_Column):
-    array_oid, element_oid = 1016, 20
-
-
-class _Texts(_Column):
-    array_oid, element_oid = 1009, 25
-
-
-class _Byteas(_Column):
-    array_oid, element_oid = 1001, 17
-
-
-class _Ints(_Column):
-    array_oid, element_oid = 1007, 23
-
-
-class _ColumnDumper(Dumper):
-    format = Format.BINARY
-
-    def __init__(self, cls: type, context: Any = None) -> None:
-        super().__init__(cls, context)
-        assert issubclass(cls, _Column)
-        self.oid = cls.array_oid
-
-    def dump(self, obj: Any) -> Buffer:
-        data: bytes = obj.data
-        return data
-
-
-for _column in (_Uuids, _Bigints, _Texts, _Byteas, _Ints):
-    adapters.register_dumper(_column, _ColumnDumper)
 
 
 # Appends a batch under the table lock, in the transaction of the one
