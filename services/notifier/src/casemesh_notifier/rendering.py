@@ -2,12 +2,14 @@
 Jinja2 files translators edit: `templates/<locale>/<step>.txt`.
 
 A step's file has the blocks `subject` and `body` of its e-mail and `sms`
-(a step sent only by SMS has no body). The body is written once and laid out
-twice: as plain text (`_email.txt`) and as HTML (`_email.html`, every
-value escaped, so nothing a person wrote becomes markup), each signed with
-`<locale>/_signature.txt`. The SMS is rendered from the values of `Step.sms` and the
-case number alone: no text a person wrote can reach an SMS, and a template
-that asks for one fails to render (`StrictUndefined`).
+(a step sent only by SMS has no body); each is rendered on its own, all
+from one context. The body is written once and laid out twice, with the
+signature (`<locale>/_signature.txt`): as plain text (`_email.txt`) and as
+HTML (`_email.html`: the text escaped whole, so nothing a person wrote
+becomes markup, then made into paragraphs). The SMS is rendered from the
+values of `Step.sms` and the case number alone: no text a person wrote can
+reach an SMS, and a template that asks for one fails to render
+(`StrictUndefined`).
 
 In a template: `{{ due | date }}` writes a moment in the reader's locale and
 time zone (`date("short")` for SMS), `{{ code | label("restriction") }}` the
@@ -23,8 +25,9 @@ from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError, pass_context
 from jinja2.runtime import Context
+from jinja2.utils import concat
 from markupsafe import Markup, escape
 
 from casemesh_notifier.labels import TEMPLATES, label, local_time, supported
@@ -89,9 +92,15 @@ def names() -> list[str]:
     )
 
 
-def _render(env: Environment, step: str, layout: str, values: Mapping[str, Any]) -> str:
-    locale = supported(values["locale"])
-    return env.get_template(f"{locale}/{step}.txt").render(values, locale=locale, layout=layout)
+def _blocks(step: str, values: Mapping[str, Any], *names: str) -> list[str]:
+    """The step's blocks `names` for `values`, rendered in one context (a
+    block the step lacks is an error: an SMS-only step has no e-mail)."""
+    template = _TEXT.get_template(f"{values['locale']}/{step}.txt")
+    missing = [name for name in names if name not in template.blocks]
+    if missing:
+        raise TemplateError(f"{template.name} has no block {', '.join(missing)}")
+    context = template.new_context(dict(values))
+    return [concat(template.blocks[name](context)) for name in names]
 
 
 def sms_values(step: Step, ref: str, email_chosen: bool) -> dict[str, Any]:
@@ -112,14 +121,20 @@ def one_line(text: str) -> str:
 
 def render_email(step: str, locale: str, zone: ZoneInfo, values: Mapping[str, Any]) -> Email:
     """The e-mail of `step` for a reader of `locale` in `zone`."""
-    given = {"replies": False, **values, "locale": locale, "zone": zone}
+    shown = supported(locale)
+    given = {"replies": False, **values, "locale": shown, "zone": zone}
+    subject, body = _blocks(step, given, "subject", "body")
+    signature = _TEXT.get_template(f"{shown}/_signature.txt").render(given)
     return Email(
-        subject=one_line(_render(_TEXT, step, "_subject.txt", given)),
-        text=_render(_TEXT, step, "_email.txt", given).strip() + "\n",
-        html=_render(_HTML, step, "_email.html", given),
+        subject=one_line(subject),
+        text=_TEXT.get_template("_email.txt").render(body=body, signature=signature).strip() + "\n",
+        html=_HTML.get_template("_email.html").render(
+            locale=shown, subject=subject, body=body, signature=signature
+        ),
     )
 
 
 def render_sms(step: str, locale: str, zone: ZoneInfo, values: Mapping[str, Any]) -> str:
     """The SMS of `step`: only the values given here are there to show."""
-    return one_line(_render(_TEXT, step, "_sms.txt", {**values, "locale": locale, "zone": zone}))
+    (sms,) = _blocks(step, {**values, "locale": supported(locale), "zone": zone}, "sms")
+    return one_line(sms)
