@@ -242,13 +242,30 @@ def test_a_suspension_one_of_whose_reports_was_reversed_does_not_come_back() -> 
 
 def test_a_warning_all_of_whose_reports_were_reversed_no_longer_stands() -> None:
     r = counted(None, 2, NOW)  # warned after 2
-    assert r.standing == "WARNED"
+    assert r.standing_at(NOW + timedelta(hours=1)) == "WARNED"
     for report_id in list(r.counted):
         r.withdraw(report_id=report_id, now=NOW + timedelta(days=1))
-    assert r.standing == "COUNTED"
+    assert r.standing_at(NOW + timedelta(days=1)) == "COUNTED"
     # The next unfounded reports warn again before anything suspends.
     r = counted(r, 2, NOW + timedelta(days=2))
-    assert r.standing == "WARNED" and r.suspensions == []
+    assert r.standing_at(NOW + timedelta(days=2, hours=1)) == "WARNED" and r.suspensions == []
+
+
+def test_events_after_a_suspension_ran_out_publish_the_standing_as_warned() -> None:
+    """The header's state is the standing's when the event was recorded (now,
+    here): a suspension under way says SUSPENDED; a report counted after one
+    ran out says WARNED."""
+    now = datetime.now(UTC)
+    running = counted(None, 5, now)  # warned after 2, suspended after 3 more
+    suspension = [e for e in running.collect_events() if isinstance(e, Reporter.Suspended)]
+    assert public_message(suspension[0], running).header.state == "SUSPENDED"  # type: ignore[attr-defined]
+
+    ran_out = counted(None, 5, now - timedelta(days=40))  # suspended until 10 days ago
+    assert ran_out.suspended(now) is None and ran_out.suspensions
+    ran_out.collect_events()
+    ran_out.count_unfounded(report_id="after", at=now, contact=CONTACT, rule=RULE)
+    (count,) = ran_out.collect_events()
+    assert public_message(count, ran_out).header.state == "WARNED"  # type: ignore[attr-defined]
 
 
 def every_event() -> list[tuple[Any, Any]]:

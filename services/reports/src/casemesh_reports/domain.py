@@ -479,9 +479,10 @@ class Reporter(Aggregate):
         self.expired_record = ""
         self.expired_end: datetime | None = None
 
-    @property
-    def standing(self) -> str:
-        if self.suspended_until is not None:
+    def standing_at(self, at: datetime) -> str:
+        """The standing's state at `at`, as events name it: a suspension that
+        ran out or was lifted leaves it WARNED."""
+        if self.suspended(at) is not None:
             return "SUSPENDED"
         return "WARNED" if self.warned_at is not None else "COUNTED"
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from google.protobuf.message import Message
@@ -99,11 +100,11 @@ def statement_record(s: dict[str, Any]) -> ev.StatementOfReasonsRecord:
     )
 
 
-def _state(after: Any) -> str:
+def _state(after: Any, at: datetime) -> str:
     if isinstance(after, (AbuseReport, ReportCase)):
         return after.state.value
     if isinstance(after, Reporter):
-        return after.standing
+        return after.standing_at(at)
     return "ACTIVE" if after.active else "REMOVED"
 
 
@@ -116,7 +117,7 @@ def public_message(domain_event: Any, after: Any) -> Message:
         version=domain_event.originator_version,
         actor=a.get("actor") or a.get("reporter") or "system",
         time=to_timestamp(domain_event.timestamp),
-        state=_state(after),
+        state=_state(after, domain_event.timestamp),
     )
     match domain_event:
         case AbuseReport.Filed():
