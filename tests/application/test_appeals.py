@@ -852,3 +852,40 @@ def test_a_case_stored_before_sealing_reads_as_it_was(app: Appeals) -> None:
     assert read[0]["content"]["filer"]["legal_name"] == "Alice Studio"
     assert read[0]["content"]["notice"]["work"]["title"] == "Dance #1"
     assert read[2]["uploader"]["legal_name"] == "Ursula"
+
+
+def test_an_answer_that_says_nothing_is_refused_and_the_request_still_waits(
+    app: Appeals,
+) -> None:
+    """An AddAppealInfo with no message and nothing to complete would have
+    counted as the filer's answer to an agent's request (back to review, the
+    abandon deadline gone): it is refused, naming `message`."""
+    ident = str(app.file(ALICE, notice()).id)
+    app.request_info(AGENT, ident, "请提供作品首次发表的链接")
+    before = events_of(app, ident)
+    for message, completion in (("", {}), ("  \n", {"notice": {"work": {"title": ""}}})):
+        with pytest.raises(InvalidArgument) as refused:
+            app.add_info(ALICE, ident, message, completion, etag="")
+        assert [v.field for v in refused.value.violations] == ["message"]
+    assert events_of(app, ident) == before
+    case = app.get(ALICE, ident)
+    assert (case.state, case.next_step) == ("INFO_REQUESTED", "YOUR_INFORMATION")
+
+
+def test_evidence_added_to_a_counter_notice_is_published_as_attached(app: Appeals) -> None:
+    """The evidence service keeps a file while an event of a live case
+    carries it: a counter-notice's evidence sent with AddAppealInfo is in
+    the AppealInfoAdded it publishes (it was left out, so the file went)."""
+    draft = AppealDraft(
+        "c1",
+        "COUNTER_NOTICE",
+        "cn",
+        party("Ursula", "ursula"),
+        {"counter_notice": {"removed_item": "https://video.example/v/123", "reason": "原创"}},
+    )
+    ident = str(app.file(URSULA, draft).id)
+    added = [{"name": "evidence/later", "sha256": "b" * 64}]
+    case = app.add_info(URSULA, ident, "", {"counter_notice": {"evidence": added}}, etag="")
+    message = public_message(last_event(app, ident), case)
+    assert isinstance(message, aev.AppealInfoAdded)
+    assert [(e.name, e.sha256) for e in message.evidence] == [("evidence/later", "b" * 64)]

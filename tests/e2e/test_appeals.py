@@ -143,6 +143,25 @@ def test_a_notice_upheld_countered_and_restored_tells_each_party_once(stack: Sta
     assert claimant.GetAppeal(apb.GetAppealRequest(name=case.name)).state == (
         apb.APPEAL_STATE_INFO_REQUESTED
     )
+    # An answer that says nothing, or would change what the case is, is
+    # refused, naming the field, and the request still waits.
+    for bad, fields in (
+        (apb.AddAppealInfoRequest(name=case.name, message=" "), ["message"]),
+        (
+            apb.AddAppealInfoRequest(
+                name=case.name,
+                message="改为美国法",
+                completion=apb.Appeal(kind=apb.APPEAL_KIND_COUNTER_NOTICE, jurisdiction="us"),
+            ),
+            ["completion.kind", "completion.jurisdiction"],
+        ),
+    ):
+        err = rejected(lambda bad=bad: claimant.AddAppealInfo(bad))
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert violated_fields(err) == fields
+    assert claimant.GetAppeal(apb.GetAppealRequest(name=case.name)).state == (
+        apb.APPEAL_STATE_INFO_REQUESTED
+    )
     answered = claimant.AddAppealInfo(
         apb.AddAppealInfoRequest(name=case.name, message="已上传，见附件。")
     )

@@ -9,6 +9,7 @@ import grpc
 from google.protobuf import json_format
 
 from casemesh.platform.callers import vouched
+from casemesh.platform.errors import Violations
 from casemesh.platform.fields import fields_of
 from casemesh.platform.grpcutil import (
     ApplicationServicer,
@@ -31,6 +32,8 @@ Ctx: TypeAlias = grpc.aio.ServicerContext
 # Vouched for by the gateway on an appeal of a report decision: that
 # decision's appeal deadline, or "" when it has none to appeal.
 APPEALABLE_UNTIL = "appealable_until"
+# What a case is, which AddAppealInfo's completion may not change.
+FIXED_WHEN_FILED = ("kind", "jurisdiction", "appeal_of")
 
 
 def _refs(items: Any) -> list[dict[str, str]]:
@@ -282,6 +285,11 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
 
     async def AddAppealInfo(self, request: pb.AddAppealInfoRequest, context: Ctx) -> pb.Appeal:
         ident = appeal_id_from_name(request.name)
+        fixed = Violations()
+        for field in FIXED_WHEN_FILED:
+            if getattr(request.completion, field):
+                fixed.add(f"completion.{field}", "cannot be changed once the case is filed")
+        fixed.raise_if_any()
         completion = content_dict(request.completion, prefix="completion")
         if request.completion.HasField("filer"):
             completion["filer"] = party_dict(request.completion.filer, "completion.filer")

@@ -244,6 +244,8 @@ class Appeals(CaseApplication[CopyrightAppeal]):
     ) -> CopyrightAppeal:
         v = Violations()
         message = rules.text(v, "message", message, limit=TEXT_LIMIT, required=False)
+        if not message and not carries_anything(completion):
+            v.add("message", "send a message or elements to complete")
         if "filer" in completion:
             rules.check_party(v, {**completion["filer"]}, "completion.filer")
         self._check_texts(v, completion, "completion")
@@ -622,6 +624,13 @@ PARTS = {
     "counter_notice": Kind.COUNTER_NOTICE,
     "grounds": Kind.DECISION_APPEAL,
 }
+
+
+def carries_anything(content: Any) -> bool:
+    """Whether `content` (a completion) holds any value that is not empty."""
+    if isinstance(content, dict):
+        return any(carries_anything(value) for value in content.values())
+    return content not in (None, "", [], False)
 
 
 def check_parts(v: Violations, kind: Kind, content: dict[str, Any], prefix: str) -> None:

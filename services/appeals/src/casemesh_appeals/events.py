@@ -87,6 +87,7 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
         case CopyrightAppeal.InfoAdded():
             added = a["completion"]
             added_notice = added.get("notice") or {}
+            added_counter = added.get("counter_notice") or {}
             return ev.AppealInfoAdded(
                 header=header,
                 message=a["message"],
@@ -95,6 +96,7 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
                 evidence=_attachments(
                     added_notice.get("originality_evidence"),
                     added_notice.get("infringement_evidence"),
+                    added_counter.get("evidence"),
                 ),
             )
         case CopyrightAppeal.Decided() | CopyrightAppeal.UpheldOnAppeal():
