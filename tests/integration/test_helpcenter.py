@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -397,7 +398,7 @@ async def test_an_erased_person_keeps_their_sessions_shape_but_not_their_words_o
     before = await help_tables(app)
     assert all(m in before for m in mias)
 
-    assert erasures.forget_person(str(app.pool.conninfo), mia.subject) > 0
+    assert erasures.forget_person(str(app.pool.conninfo), mia.subject, datetime.now(UTC)) > 0
     after = await help_tables(app)
     assert [m for m in mias if m in after] == []
     assert f"nia{mark}" in after
@@ -406,8 +407,41 @@ async def test_an_erased_person_keeps_their_sessions_shape_but_not_their_words_o
     assert (shown.state, shown.old_phone, shown.new_phone) == ("VERIFIED", "", "")
     assert await app.resolve(mia, found.session, False, "zh-CN") is not None
     # Heard again: nothing more changes.
-    erasures.forget_person(str(app.pool.conninfo), mia.subject)
+    erasures.forget_person(str(app.pool.conninfo), mia.subject, datetime.now(UTC))
     assert await help_tables(app) == after
+
+
+async def test_what_a_person_does_after_their_erasure_is_kept_when_it_is_heard_again(
+    app: HelpCenter,
+) -> None:
+    """An erasure is heard twice, and again after a late publication or a
+    replay: each time only what came before it is forgotten. Mia's session
+    and phone change from after it keep her words and numbers."""
+    mark = uuid.uuid4().hex[:8]
+    mia = Identity(f"mia-{mark}", frozenset({"user"}))
+    before = await app.search(mia, f"旧问题 before{mark}", "", "", 0, "")
+    await app.start_phone_change(mia, NewPhoneChange("b1", "+8613800000001", "+8613900000001", ""))
+    clock = app.clock
+    assert isinstance(clock, FakeClock)
+    erased_at, was = max(datetime.now(UTC), clock.now()), clock.now()
+    erasures.forget_person(str(app.pool.conninfo), mia.subject, erased_at)  # first heard
+
+    after = await app.search(mia, f"新问题 after{mark}", "", "", 0, "")
+    clock.now_is(erased_at + timedelta(minutes=1))
+    try:
+        change = await app.start_phone_change(
+            mia, NewPhoneChange("a1", "+8613800000002", "+8613900000002", "")
+        )
+    finally:
+        clock.now_is(was)  # the module's other tests share the clock
+    erasures.forget_person(str(app.pool.conninfo), mia.subject, erased_at)  # heard again
+    kept = await help_tables(app)
+    assert f"after{mark}" in kept and "13800000002" in kept and "13900000002" in kept
+    assert f"before{mark}" not in kept and "13800000001" not in kept
+    draft = await app.resolve(mia, after.session, False, "zh-CN")
+    assert draft is not None and f"after{mark}" in draft.description
+    assert (await app.phone_change(mia, change.name)).state == "AWAITING_OLD_CODE"
+    assert before.session != after.session
 
 
 async def test_an_erased_persons_open_phone_change_ends_and_verifies_nothing(
@@ -420,7 +454,7 @@ async def test_an_erased_persons_open_phone_change_ends_and_verifies_nothing(
     old, new = f"+86137{int(mark, 16) % 10**8:08d}", f"+86136{int(mark, 16) % 10**8:08d}"
     change = await app.start_phone_change(ivy, NewPhoneChange("i1", old, new, ""))
     code = await code_sent(app, change.name)
-    erasures.forget_person(str(app.pool.conninfo), ivy.subject)
+    erasures.forget_person(str(app.pool.conninfo), ivy.subject, datetime.now(UTC))
     with pytest.raises(FailedPrecondition) as refused:
         await app.confirm_phone_change(ivy, change.name, code)
     assert refused.value.reason == "PHONE_CHANGE_ERASED"

@@ -54,7 +54,9 @@ async def run(cfg: HelpSettings) -> None:
         helpcenter_pb2.DESCRIPTOR.services_by_name["HelpCenterService"],
         helpcenter_pb2_grpc.add_HelpCenterServiceServicer_to_server,
         # What an erased person typed, and their numbers, forgotten.
-        workers=[ErasureFollower(cfg, partial(erasures.forget_person, cfg.database_url))],
+        workers=[
+            ErasureFollower(cfg, None, forget_at=partial(erasures.forget_person, cfg.database_url))
+        ],
         close=close,
     )
 

@@ -11,10 +11,15 @@ what they typed and the numbers they gave, kept in clear here.
   their payload (an unpublished one still reaches the account system, which
   owns the account, and loses it once published, as every one does).
 
-One transaction; idempotent.
+Only what they gave before their erasure (`erased_at`): the erasure is
+heard twice, and again whenever its topic is read anew (a late publication,
+a replay), and what they did since is theirs as anyone's. One transaction;
+idempotent.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 import psycopg
 
@@ -23,28 +28,36 @@ from casemesh_helpcenter import phone
 
 log = get_logger(__name__)
 
+# Their phone-number changes made before the erasure, by the request name
+# their codes and verified requests are published under.
+_CHANGES = (
+    "SELECT 'phone-changes/' || id FROM phone_changes"
+    " WHERE user_id = %(person)s AND created_at <= %(at)s"
+)
 FORGET = (
     "UPDATE help_search_log SET query = ''"
     " WHERE session IN (SELECT id FROM help_sessions WHERE user_id = %(person)s)"
-    " AND query <> ''",
+    " AND at <= %(at)s AND query <> ''",
     "UPDATE help_sessions SET searches = '[]', ticket_subject = '', ticket_description = ''"
-    " WHERE user_id = %(person)s",
+    " WHERE user_id = %(person)s AND created_at <= %(at)s",
     # A code not yet published goes unsent: it names the number it proves.
-    f"DELETE FROM {phone.CODES.table} WHERE published_at IS NULL"
-    " AND request IN (SELECT 'phone-changes/' || id FROM phone_changes WHERE user_id = %(person)s)",
+    f"DELETE FROM {phone.CODES.table} WHERE published_at IS NULL AND request IN ({_CHANGES})",
     f"UPDATE {phone.REQUESTS.table} SET payload = ''"
-    " WHERE published_at IS NOT NULL AND payload <> ''"
-    " AND request IN (SELECT 'phone-changes/' || id FROM phone_changes WHERE user_id = %(person)s)",
+    f" WHERE published_at IS NOT NULL AND payload <> '' AND request IN ({_CHANGES})",
     "UPDATE phone_changes SET state = 'ERASED' WHERE user_id = %(person)s"
-    " AND state IN ('AWAITING_OLD_CODE', 'AWAITING_NEW_CODE')",
-    "UPDATE phone_changes SET old_phone = '', new_phone = '' WHERE user_id = %(person)s",
+    " AND created_at <= %(at)s AND state IN ('AWAITING_OLD_CODE', 'AWAITING_NEW_CODE')",
+    "UPDATE phone_changes SET old_phone = '', new_phone = ''"
+    " WHERE user_id = %(person)s AND created_at <= %(at)s",
 )
 
 
-def forget_person(database_url: str, person: str) -> int:
-    """Forgets what `person` typed and the numbers they gave; returns how many
-    rows changed."""
+def forget_person(database_url: str, person: str, erased_at: datetime) -> int:
+    """Forgets what `person` typed and the numbers they gave before
+    `erased_at`; returns how many rows changed."""
     with psycopg.connect(database_url, connect_timeout=10) as conn, conn.transaction():
-        changed = sum(conn.execute(statement, {"person": person}).rowcount for statement in FORGET)
+        changed = sum(
+            conn.execute(statement, {"person": person, "at": erased_at}).rowcount
+            for statement in FORGET
+        )
     log.info("person.forgotten", person=person, rows=changed)
     return changed
