@@ -39,7 +39,8 @@ FORGET = (
     " WHERE session IN (SELECT id FROM help_sessions WHERE user_id = %(person)s)"
     " AND at <= %(at)s AND query <> ''",
     "UPDATE help_sessions SET searches = '[]', ticket_subject = '', ticket_description = ''"
-    " WHERE user_id = %(person)s AND created_at <= %(at)s",
+    " WHERE user_id = %(person)s AND created_at <= %(at)s"
+    " AND (searches <> '[]' OR ticket_subject <> '' OR ticket_description <> '')",
     # A code not yet published goes unsent: it names the number it proves.
     f"DELETE FROM {phone.CODES.table} WHERE published_at IS NULL AND request IN ({_CHANGES})",
     f"UPDATE {phone.REQUESTS.table} SET payload = ''"
@@ -47,7 +48,7 @@ FORGET = (
     "UPDATE phone_changes SET state = 'ERASED' WHERE user_id = %(person)s"
     " AND created_at <= %(at)s AND state IN ('AWAITING_OLD_CODE', 'AWAITING_NEW_CODE')",
     "UPDATE phone_changes SET old_phone = '', new_phone = ''"
-    " WHERE user_id = %(person)s AND created_at <= %(at)s",
+    " WHERE user_id = %(person)s AND created_at <= %(at)s AND (old_phone <> '' OR new_phone <> '')",
 )
 
 
