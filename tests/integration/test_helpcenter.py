@@ -114,6 +114,20 @@ async def test_a_second_answer_to_a_question_already_answered_moves_nothing(
     assert now.step(now.locale, None, "").question == moved.question  # moved on once
 
 
+async def test_a_flow_started_beside_a_search_keeps_the_search(app: HelpCenter) -> None:
+    """Starting a flow writes where the session stands, not a copy of its
+    searches read before a search made at the same moment."""
+    found = await app.search(ALICE, "视频传不上去", "", "", 0, "")
+    async with app.pool.connection() as conn:
+        stale = await session_of(conn, ALICE, found.session, "zh-CN", create=False)
+    await app.search(ALICE, "登录不了", "", "", 0, found.session)  # meanwhile
+    stale.start("login")
+    async with app.pool.connection() as conn:
+        await store.save_flow(conn, stale)
+        now = await session_of(conn, ALICE, found.session, "zh-CN", create=False)
+    assert (now.flow, now.searches) == ("login", ["视频传不上去", "登录不了"])
+
+
 async def test_an_answer_retried_under_a_request_id_answers_the_same_step(
     app: HelpCenter,
 ) -> None:
@@ -365,7 +379,7 @@ async def help_tables(app: HelpCenter) -> str:
     async with app.pool.connection() as conn:
         found = []
         for table in ("help_sessions", "help_search_log", "phone_changes", "help_outbox"):
-            cur = await conn.execute(f"SELECT {table}::text FROM {table}")
+            cur = await conn.execute(f"SELECT {table}::text FROM {table} ORDER BY 1")
             found += [row[0] for row in await cur.fetchall()]
         # The one-time codes still to be published name the number they prove.
         cur = await conn.execute("SELECT payload FROM verification_outbox")
@@ -407,7 +421,7 @@ async def test_an_erased_person_keeps_their_sessions_shape_but_not_their_words_o
     assert (shown.state, shown.old_phone, shown.new_phone) == ("VERIFIED", "", "")
     assert await app.resolve(mia, found.session, False, "zh-CN") is not None
     # Heard again: nothing more changes.
-    erasures.forget_person(str(app.pool.conninfo), mia.subject, datetime.now(UTC))
+    assert erasures.forget_person(str(app.pool.conninfo), mia.subject, datetime.now(UTC)) == 0
     assert await help_tables(app) == after
 
 

@@ -308,7 +308,7 @@ class HelpCenter:
         async with self.pool.connection() as conn:
             found = await _session(conn, who, session, locale)
             found.start(fid)
-            await store.save_session(conn, found)
+            await store.save_flow(conn, found)
         return found.step(locale)
 
     async def answer_flow(

@@ -424,11 +424,13 @@ async def sessions_of(
     return rows
 
 
-async def save_session(conn: psycopg.AsyncConnection[Any], s: HelpSession) -> None:
+async def save_flow(conn: psycopg.AsyncConnection[Any], s: HelpSession) -> None:
+    """Writes where the session stands in its flow, and nothing else: a
+    search or an article read at the same moment is kept (each is added in
+    place)."""
     await conn.execute(
-        "UPDATE help_sessions SET flow = %s, node = %s, path = %s, searches = %s, articles = %s"
-        " WHERE id = %s",
-        (s.flow, s.node, Jsonb(s.path), Jsonb(s.searches), Jsonb(s.articles), s.id),
+        "UPDATE help_sessions SET flow = %s, node = %s, path = %s WHERE id = %s",
+        (s.flow, s.node, Jsonb(s.path), s.id),
     )
 
 
