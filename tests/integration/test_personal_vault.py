@@ -431,6 +431,17 @@ def test_a_request_id_used_for_one_person_cannot_erase_another(
     erase_as_admin(pool, "req-2", "alice")
     with pytest.raises(RequestReused):
         erase_as_admin(pool, "req-2", "bob")
+    # Nor answer another admin, or the same one for another request, with it.
+    for erased_by, reason in (("admin-2", "PIPL-2026-0042"), ("admin-1", "PIPL-2026-0043")):
+        with pytest.raises(RequestReused):
+            erase_person(
+                pool,
+                request_id="req-2",
+                person="alice",
+                erased_by=erased_by,
+                reason=reason,
+                now=WHEN,
+            )
     assert [person for person, _, _ in recorded(keys_db)] == ["alice"]
 
 

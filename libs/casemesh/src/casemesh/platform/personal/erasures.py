@@ -55,7 +55,9 @@ class Erasure:
 
 
 def _reused(request_id: str) -> RequestReused:
-    return RequestReused(f"request_id {request_id!r} already erased another person")
+    return RequestReused(
+        f"request_id {request_id!r} was used for another erasure (another person, admin or reason)"
+    )
 
 
 def erase_person(
@@ -68,7 +70,8 @@ def erase_person(
     now: datetime,
 ) -> Erasure:
     """Destroys every data key of `person` and records the erasure for the
-    topic, at once; `RequestReused` if `request_id` erased someone else."""
+    topic, at once; `RequestReused` if `request_id` was used for another
+    erasure (of someone else, by another admin or for another reason)."""
     event_id = str(uuid.uuid5(_NAMESPACE, request_id))
     with pool.connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         lock_person(cur, person)
@@ -78,9 +81,10 @@ def erase_person(
         )
         earlier = cur.fetchone()
         if earlier is not None:
-            if earlier["person"] != person:
-                raise _reused(request_id)
             first = PersonErased.FromString(bytes(earlier["payload"]))
+            # A retry is the same erasure asked again: same person, admin and reason.
+            if (earlier["person"], first.erased_by, first.reason) != (person, erased_by, reason):
+                raise _reused(request_id)
             return Erasure(
                 person,
                 first.erased_by,
@@ -100,8 +104,6 @@ def erase_person(
         except psycopg.errors.UniqueViolation:
             # The same id at the same moment for someone else (each call held
             # its own person's lock): the other came first.
-            raise RequestReused(
-                f"request_id {request_id!r} already erased another person"
-            ) from None
+            raise _reused(request_id) from None
         cur.execute("SELECT pg_notify(%s, '')", (ERASURES.table,))
         return erasure
