@@ -83,6 +83,10 @@ def test_an_admin_erases_a_person_once_and_only_admins_may(stack: Stack) -> None
     # A case key's owner is no person: erasing it would erase that case.
     err = rejected(lambda: admin.erase(f"#case/{uuid.uuid4()}", f"c-{run}"))
     assert violated_fields(err) == ["person"]
+    # Nor is an id with a mark that does not show (no token names such a person):
+    # erasing it would answer success and erase nobody.
+    err = rejected(lambda: admin.erase(f"{mei}\u200e", f"m-{run}"))
+    assert violated_fields(err) == ["person"]
     keys = stack.infra.pg.dsn("casemesh_keys")
     with psycopg.connect(keys) as conn:
         assert conn.execute(

@@ -25,11 +25,10 @@ from casemesh.platform.errors import (
 )
 from casemesh.platform.grpcutil import STATUS_DETAILS_KEY, bounded, caller_locale, sent_details
 from casemesh.platform.identity import (
-    NOT_A_PERSON,
-    RESERVED_SUBJECTS,
     Identity,
     InternalTokenSigner,
     TokenVerifier,
+    subject_fault,
 )
 from casemesh.platform.localized import localized, plain_words
 from casemesh.platform.logging import get_logger
@@ -569,8 +568,9 @@ class PrivacyGateway(privacy_pb2_grpc.PrivacyServiceServicer):
         person = request.person.strip() or who.subject
         if request.person and not request.person.strip():
             raise InvalidArgument.field("person", "must not be blank (leave it empty for yours)")
-        if person.startswith(RESERVED_SUBJECTS):
-            raise InvalidArgument.field("person", NOT_A_PERSON)
+        fault = subject_fault(person)
+        if fault is not None:
+            raise InvalidArgument.field("person", fault)
         if person != who.subject and not who.is_admin:
             raise PermissionDenied("exporting another person's data needs the admin role")
         # One export at a time per caller (each reads every file of a person).

@@ -18,7 +18,7 @@ from casemesh.platform.errors import (
     Violations,
 )
 from casemesh.platform.grpcutil import to_timestamp
-from casemesh.platform.identity import MAX_SUBJECT, NOT_A_PERSON, RESERVED_SUBJECTS
+from casemesh.platform.identity import MAX_SUBJECT, subject_fault
 from casemesh.platform.logging import get_logger
 from casemesh.platform.personal.erasures import Erasure, RequestReused, erase_person
 from casemesh.rules import tickets as rules
@@ -53,9 +53,11 @@ class PrivacyServicer(pb_grpc.PrivacyServiceServicer):
             raise PermissionDenied("erasing a person's data is for admins")
         v = Violations()
         person = rules.text(v, "person", request.person, limit=LIMITS["person"], single_line=True)
-        if person.startswith(RESERVED_SUBJECTS):
-            # Its "keys" are a case's: destroying them would erase that case.
-            v.add("person", NOT_A_PERSON)
+        # No token could carry such an id (a case key's owner, say: destroying
+        # its "keys" would erase that case): no person to erase.
+        fault = subject_fault(person) if person else None
+        if fault is not None:
+            v.add("person", fault)
         reason = rules.text(v, "reason", request.reason, limit=LIMITS["reason"], single_line=True)
         if not rules.REQUEST_ID.match(request.request_id):
             v.add("request_id", "must be 1–64 characters of letters, digits, '.', '_', ':' or '-'")

@@ -79,6 +79,23 @@ def _identity(claims: Mapping[str, Any], default_roles: list[str] | None = None)
     return _identity_with(claims, TokenRules(), default_roles)
 
 
+def subject_fault(subject: str) -> str | None:
+    """Why `subject` names no person (None: it may), in words that follow
+    the name of what carried it. A person is named so everywhere (their
+    cases, an erasure, an export): a subject with spaces around it or
+    characters that do not show could not be told from another, nor named
+    back; one beginning with RESERVED_SUBJECTS is a case key's."""
+    if not subject or len(subject) > MAX_SUBJECT:
+        return f"must be 1–{MAX_SUBJECT} characters"
+    if subject != subject.strip() or any(
+        unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in subject
+    ):
+        return "must have no spaces around it and no control or invisible characters"
+    if subject.startswith(RESERVED_SUBJECTS):
+        return NOT_A_PERSON
+    return None
+
+
 def _identity_with(
     claims: Mapping[str, Any], rules: TokenRules, default_roles: list[str] | None = None
 ) -> Identity:
@@ -88,19 +105,11 @@ def _identity_with(
         raw_roles = raw_roles.get(step) if isinstance(raw_roles, Mapping) else None
     if raw_roles is None:
         raw_roles = default_roles
-    if not isinstance(subject, str) or not subject or len(subject) > MAX_SUBJECT:
-        raise Unauthenticated("token subject must be a non-empty string")
-    if subject != subject.strip() or any(
-        unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in subject
-    ):
-        # A person is named so everywhere (their cases, an erasure, an
-        # export): a subject with spaces around it or characters that do not
-        # show could not be told from another, nor named back.
-        raise Unauthenticated(
-            "token subject must have no spaces around it and no control or invisible characters"
-        )
-    if subject.startswith(RESERVED_SUBJECTS):
-        raise Unauthenticated(f"token subject must not begin with {RESERVED_SUBJECTS!r}")
+    if not isinstance(subject, str):
+        raise Unauthenticated("token subject must be a string")
+    fault = subject_fault(subject)
+    if fault is not None:
+        raise Unauthenticated(f"token subject {fault}")
     if not isinstance(raw_roles, list) or not all(isinstance(r, str) for r in raw_roles):
         raise Unauthenticated(f"token {rules.roles_claim} must be a list of strings")
     if rules.role_map is not None:
