@@ -889,3 +889,33 @@ def test_evidence_added_to_a_counter_notice_is_published_as_attached(app: Appeal
     message = public_message(last_event(app, ident), case)
     assert isinstance(message, aev.AppealInfoAdded)
     assert [(e.name, e.sha256) for e in message.evidence] == [("evidence/later", "b" * 64)]
+
+
+def test_an_appeal_of_a_decision_runs_under_the_appealed_cases_law(app: Appeals) -> None:
+    """An EU notice, rejected; the claimant appeals without naming a
+    jurisdiction: the appeal is the notice's (EU), so upholding it gives the
+    uploader the EU's time to answer, not the default's. Naming another is
+    refused, naming the field."""
+    ident = str(app.file(ALICE, replace(notice("eu1"), jurisdiction="eu")).id)
+    app.assign(AGENT, ident, "")
+    app.decide(AGENT, ident, False, {"ground": "不构成侵权", "facts": "不同的舞"}, None, etag="")
+    draft = AppealDraft(
+        "ap1",
+        "DECISION_APPEAL",
+        "",
+        party("Alice Studio"),
+        {"grounds": "是同一支舞"},
+        appeal_of=f"appeals/{ident}",
+    )
+    with pytest.raises(InvalidArgument) as refused:
+        app.file(ALICE, replace(draft, jurisdiction="cn"))
+    assert [v.field for v in refused.value.violations] == ["appeal.jurisdiction"]
+    appeal = app.file(ALICE, draft)
+    assert appeal.jurisdiction == "eu"
+    app.assign(AGENT, str(appeal.id), "")
+    reasons = {"ground": "构成侵权", "facts": "同一支舞"}
+    app.decide(AGENT, str(appeal.id), True, reasons, party("Ursula", "ursula"), etag="")
+    eu = policy.load()["eu"]
+    reversed_notice = app.get(ALICE, ident)
+    assert reversed_notice.state == "UPHELD"
+    assert reversed_notice.next_step_due == eu.due(eu.appeal_window, app.clock.now())

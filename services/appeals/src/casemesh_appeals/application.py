@@ -174,7 +174,16 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         if existing is not None:
             return existing
         if kind is Kind.DECISION_APPEAL:
-            self._check_appealable(who, draft.appeal_of, report_decision_until)
+            theirs = self._check_appealable(who, draft.appeal_of, report_decision_until)
+            # An appeal of a case's decision runs under that case's law: its
+            # outcome sets the case's next deadlines and redress.
+            if theirs is not None and theirs != jurisdiction:
+                if draft.jurisdiction:
+                    raise InvalidArgument.field(
+                        "appeal.jurisdiction",
+                        f"must be {theirs}, the appealed case's (or left empty)",
+                    )
+                jurisdiction = theirs
         policy = self.policies[jurisdiction]
         content = {
             **draft.content,
@@ -200,7 +209,9 @@ class Appeals(CaseApplication[CopyrightAppeal]):
 
     def _check_appealable(
         self, who: Identity, appeal_of: str, report_decision_until: str | None
-    ) -> None:
+    ) -> str | None:
+        """Refuses an appeal of a case with no decision open to appeal; returns
+        the appealed case's jurisdiction (None for a report decision)."""
         if appeal_of.startswith(REPORT_CASES):
             # A decision of the reports service: the gateway checked with that
             # service that the caller is a party, and passed on the deadline.
@@ -220,7 +231,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                     f"the appeal window for {appeal_of} closed at {until.isoformat()}",
                     reason="APPEAL_WINDOW_CLOSED",
                 )
-            return
+            return None
         decided = self.load_visible(who, appeal_id_from_name(appeal_of, "appeal.appeal_of"))
         if decided.state not in DECIDED or decided.decision is None:
             raise FailedPrecondition(
@@ -232,6 +243,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                 f"the appeal window for {appeal_of} closed at {deadline}",
                 reason="APPEAL_WINDOW_CLOSED",
             )
+        return decided.jurisdiction
 
     def add_info(
         self,
