@@ -120,9 +120,16 @@ def test_an_edit_keeps_the_old_version_for_admins_and_drafts_stay_hidden(stack: 
         )
     )
     assert second.version == 2 and second.state == hpb.ARTICLE_STATE_DRAFT
-    # Users still see the published first version; the new draft is not shown.
+    # Users still see the published first version; the new draft is not shown,
+    # nor that it exists, nor which staff account wrote it.
     shown = user.GetArticle(hpb.GetArticleRequest(name=name, locale="zh-CN"))
     assert shown.version == 1 and "第一版" in shown.title
+    assert (shown.author, shown.latest_version) == ("", 0)
+    found = user.SearchArticles(hpb.SearchArticlesRequest(query=f"独特词{run}"))
+    assert name in [r.article.name for r in found.results]
+    assert {(r.article.author, r.article.latest_version) for r in found.results} == {("", 0)}
+    staff = admin.GetArticle(hpb.GetArticleRequest(name=name, locale="zh-CN"))
+    assert (staff.author, staff.latest_version) == (f"admin-{run}", 2)
     admin.PublishArticle(hpb.PublishArticleRequest(name=name, locale="zh-CN"))
     assert "第二版" in user.GetArticle(hpb.GetArticleRequest(name=name, locale="zh-CN")).title
     old = admin.GetArticle(hpb.GetArticleRequest(name=name, locale="zh-CN", version=1))

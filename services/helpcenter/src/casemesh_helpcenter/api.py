@@ -26,19 +26,13 @@ from casemesh_helpcenter.domain import (
 Ctx: TypeAlias = grpc.aio.ServicerContext
 
 
-def article_message(v: ArticleVersion) -> pb.Article:
+def article_message(v: ArticleVersion, staff: bool) -> pb.Article:
+    """The article as `staff` (agents, admins) or a user sees it: a user is
+    not shown who wrote it (a staff account) nor whether drafts wait."""
     return pb.Article(
-        **fields_of(
-            v,
-            "locale",
-            "category",
-            "title",
-            "body",
-            "keywords",
-            "version",
-            "latest_version",
-            "author",
-        ),
+        **fields_of(v, "locale", "category", "title", "body", "keywords", "version"),
+        latest_version=v.latest_version if staff else 0,
+        author=v.author if staff else "",
         name=f"articles/{v.slug}",
         category_label=category_label(v.category, v.locale),
         state=pb.ARTICLE_STATE_PUBLISHED if v.published else pb.ARTICLE_STATE_DRAFT,
@@ -64,7 +58,7 @@ def flow_message(f: Flow) -> pb.Flow:
     return pb.Flow(name=f"flows/{f.id}", title=f.title, category=f.category)
 
 
-def step_message(s: FlowStep) -> pb.FlowStep:
+def step_message(s: FlowStep, staff: bool) -> pb.FlowStep:
     step = pb.FlowStep(
         session=s.session,
         flow=flow_message(s.flow),
@@ -75,7 +69,7 @@ def step_message(s: FlowStep) -> pb.FlowStep:
         question_id=s.question_id,
     )
     if s.article is not None:
-        step.article.CopyFrom(article_message(s.article))
+        step.article.CopyFrom(article_message(s.article, staff))
     return step
 
 
@@ -136,11 +130,13 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
     async def SearchArticles(
         self, request: pb.SearchArticlesRequest, context: Ctx
     ) -> pb.SearchArticlesResponse:
-        r = request
-        found = await self.app.search(_who(), r.query, r.locale, r.category, r.page_size, r.session)
+        r, who = request, _who()
+        found = await self.app.search(who, r.query, r.locale, r.category, r.page_size, r.session)
         return pb.SearchArticlesResponse(
             results=[
-                pb.SearchResult(article=article_message(v), score=score, snippet=v.body[:120])
+                pb.SearchResult(
+                    article=article_message(v, who.is_agent), score=score, snippet=v.body[:120]
+                )
                 for v, score in found.found
             ],
             session=found.session,
@@ -149,14 +145,14 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
     async def SuggestArticles(
         self, request: pb.SuggestArticlesRequest, context: Ctx
     ) -> pb.SuggestArticlesResponse:
-        _who()
+        staff = _who().is_agent
         found = await self.app.suggest(request.prefix, request.locale)
-        return pb.SuggestArticlesResponse(suggestions=[article_message(v) for v in found])
+        return pb.SuggestArticlesResponse(suggestions=[article_message(v, staff) for v in found])
 
     async def GetArticle(self, request: pb.GetArticleRequest, context: Ctx) -> pb.Article:
-        r = request
+        r, who = request, _who()
         return article_message(
-            await self.app.article(_who(), r.name, r.locale, r.version, r.session)
+            await self.app.article(who, r.name, r.locale, r.version, r.session), who.is_agent
         )
 
     async def ListHelpCategories(
@@ -168,34 +164,43 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
 
     async def CreateArticle(self, request: pb.CreateArticleRequest, context: Ctx) -> pb.Article:
         return article_message(
-            await self.app.create_article(_who(), article_text(request.article), request.request_id)
+            await self.app.create_article(
+                _who(), article_text(request.article), request.request_id
+            ),
+            staff=True,  # admins only
         )
 
     async def UpdateArticle(self, request: pb.UpdateArticleRequest, context: Ctx) -> pb.Article:
         return article_message(
             await self.app.update_article(
                 _who(), article_text(request.article), request.base_version, request.request_id
-            )
+            ),
+            staff=True,  # admins only
         )
 
     async def PublishArticle(self, request: pb.PublishArticleRequest, context: Ctx) -> pb.Article:
         r = request
         return article_message(
-            await self.app.publish_article(_who(), r.name, r.locale, r.version, r.unpublish)
+            await self.app.publish_article(_who(), r.name, r.locale, r.version, r.unpublish),
+            staff=True,  # admins only
         )
 
     async def ListArticleVersions(
         self, request: pb.ListArticleVersionsRequest, context: Ctx
     ) -> pb.ListArticleVersionsResponse:
         found = await self.app.article_versions(_who(), request.name, request.locale)
-        return pb.ListArticleVersionsResponse(versions=[article_message(v) for v in found])
+        return pb.ListArticleVersionsResponse(
+            versions=[article_message(v, staff=True) for v in found]  # admins only
+        )
 
     async def RecommendArticles(
         self, request: pb.RecommendArticlesRequest, context: Ctx
     ) -> pb.RecommendArticlesResponse:
-        r = request
-        found = await self.app.recommend(_who(), r.locale, r.session, list(r.categories))
-        return pb.RecommendArticlesResponse(articles=[article_message(v) for v in found])
+        r, who = request, _who()
+        found = await self.app.recommend(who, r.locale, r.session, list(r.categories))
+        return pb.RecommendArticlesResponse(
+            articles=[article_message(v, who.is_agent) for v in found]
+        )
 
     async def ListMyHelpSessions(
         self, request: pb.ListMyHelpSessionsRequest, context: Ctx
@@ -213,14 +218,18 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
         return pb.ListFlowsResponse(flows=[flow_message(f) for f in found])
 
     async def StartFlow(self, request: pb.StartFlowRequest, context: Ctx) -> pb.FlowStep:
-        r = request
-        return step_message(await self.app.start_flow(_who(), r.flow, r.session, r.locale))
+        r, who = request, _who()
+        return step_message(
+            await self.app.start_flow(who, r.flow, r.session, r.locale), who.is_agent
+        )
 
     async def AnswerFlow(self, request: pb.AnswerFlowRequest, context: Ctx) -> pb.FlowStep:
+        who = _who()
         return step_message(
             await self.app.answer_flow(
-                _who(), request.session, request.answer, request.request_id, request.question_id
-            )
+                who, request.session, request.answer, request.request_id, request.question_id
+            ),
+            who.is_agent,
         )
 
     async def ResolveHelp(
