@@ -25,6 +25,7 @@ from casemesh.platform.errors import (
 )
 from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.following import Follower
+from casemesh.platform.identity import Identity
 from casemesh.platform.personal import (
     ERASED,
     DataKeys,
@@ -226,6 +227,19 @@ def test_an_agent_works_a_ticket_to_solved_and_its_requester_closes_and_rates_it
     # The requester's history leaves out the agents' internal note.
     mine = [e.type for e in app.history(ALICE, t.id, 0, "").items]
     assert len(mine) == 8 and len(app.history(AGENT, t.id, 0, "").items) == 9
+
+
+def test_an_agent_reads_a_ticket_of_their_own_as_its_requester(app: Tickets) -> None:
+    """Li opens a ticket about her own account; a colleague's internal note
+    on it is the agents' about her, not hers to read."""
+    colleague = Identity("wang", frozenset({"agent"}))
+    t = app.create_ticket(AGENT, new_ticket())
+    app.add_comment(colleague, t.id, "她的账号有风险标记", internal=True, etag="")
+    app.add_comment(colleague, t.id, "您好，正在处理", internal=False, etag="")
+    hers = [e.text for e in app.history(AGENT, t.id, 0, "").items]
+    assert "您好，正在处理" in hers and "她的账号有风险标记" not in hers
+    theirs = [e.text for e in app.history(colleague, t.id, 0, "").items]
+    assert "她的账号有风险标记" in theirs
 
 
 def test_the_requesters_words_and_contacts_are_stored_sealed_and_read_clear(

@@ -373,13 +373,16 @@ class Tickets(CaseApplication[Ticket]):
             after = int(page_token) if page_token else 0
         except ValueError:
             raise InvalidArgument.field("page_token", "is not a token this API gave") from None
-        self.load_visible(who, ticket_id)
+        shown = self.load_visible(who, ticket_id)
+        # Internal notes are the agents' about a requester: an agent reading
+        # a ticket of their own reads it as its requester.
+        notes = who.is_agent and shown.requester != who.subject
         entries: list[HistoryEntry] = []
         ticket: Any = None
         for domain_event in self.repository.event_store.get(UUID(ticket_id)):
             ticket = cast(Any, domain_event).mutate(ticket)
             entry = history_entry(domain_event, ticket)
-            if entry.internal and not who.is_agent:
+            if entry.internal and not notes:
                 continue
             if entry.sequence > after:
                 entries.append(entry)
