@@ -156,6 +156,36 @@ def test_a_screenshot_pasted_into_the_text_is_evidence() -> None:
     ]
 
 
+def test_a_screenshot_pasted_into_a_rich_text_reply_is_evidence() -> None:
+    """Thunderbird and Apple Mail put the HTML and its pictures in a
+    multipart/related inside the multipart/alternative: the picture is read
+    there too, and the HTML beside the plain text is no attachment."""
+    shot = b"\x89PNG\r\n\x1a\n" + bytes(40 * 1024)
+    related = (
+        b'Content-Type: multipart/related; boundary="r"\r\n\r\n'
+        b'--r\r\nContent-Type: text/html; charset="utf-8"\r\n\r\n'
+        b'<p>See the error:</p><img src="cid:shot@x">\r\n'
+        b"--r\r\nContent-Type: image/png\r\nContent-ID: <shot@x>\r\n"
+        b"Content-Disposition: inline\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(shot)
+        + b"\r\n--r--\r\n"
+    )
+    alternative = (
+        b'Content-Type: multipart/alternative; boundary="a"\r\n\r\n'
+        b'--a\r\nContent-Type: text/plain; charset="utf-8"\r\n\r\nSee the error:\r\n'
+        b"--a\r\n" + related + b"\r\n--a--\r\n"
+    )
+    head = b"From: erin@example.com\r\nMessage-ID: <t@example.com>\r\nMIME-Version: 1.0\r\n"
+    mixed = (
+        b'Content-Type: multipart/mixed; boundary="m"\r\n\r\n'
+        b"--m\r\n" + alternative + b"\r\n--m--\r\n"
+    )
+    for shape in (alternative, mixed):
+        reply = read_reply(head + shape)
+        assert reply.text == "See the error:"
+        assert [(a.media_type, a.data) for a in reply.attachments] == [("image/png", shot)]
+
+
 def test_text_in_an_unknown_character_set_is_unreadable() -> None:
     raw = (
         b"From: dan@example.com\r\nMessage-ID: <q@example.com>\r\n"

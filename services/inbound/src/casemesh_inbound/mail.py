@@ -11,6 +11,7 @@ and "-----原始邮件-----"); quoted lines ("> …") left at the end go too.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.errors import MessageError
@@ -150,6 +151,30 @@ def read_reply(raw: bytes) -> Reply:
         raise Unreadable("the message's headers cannot be parsed") from None
 
 
+def _leaves(part: EmailMessage) -> Iterator[EmailMessage]:
+    """Every part of the message that is not made of parts, however its
+    client nested them (a screenshot pasted into a rich-text reply sits in
+    a multipart/related inside the multipart/alternative, where the
+    standard library's `iter_attachments` does not look); a message
+    forwarded inside it is one part."""
+    if part.get_content_maintype() != "multipart":
+        yield part
+        return
+    for sub in part.iter_parts():
+        if isinstance(sub, EmailMessage):
+            yield from _leaves(sub)
+
+
+def _other_text(part: EmailMessage) -> bool:
+    """Another rendering of the body (its HTML beside the plain text, say),
+    not a file the sender attached."""
+    return (
+        part.get_content_type() in ("text/plain", "text/html")
+        and part.get_content_disposition() != "attachment"
+        and not part.get_filename()
+    )
+
+
 def _read_reply(raw: bytes) -> Reply:
     msg = message_from_bytes(raw, policy=policy.default)
     if not isinstance(msg, EmailMessage):
@@ -176,9 +201,9 @@ def _read_reply(raw: bytes) -> Reply:
             media_type=part.get_content_type(),
             data=data,
         )
-        for part in msg.iter_attachments()
-        if isinstance(part, EmailMessage)
-        and not part.is_multipart()
+        for part in _leaves(msg)
+        if part is not body
+        and not _other_text(part)
         and isinstance(data := part.get_payload(decode=True), bytes)
         # A small image the HTML shows inline (a signature's logo) is not
         # evidence; a screenshot pasted into the text is.
