@@ -357,6 +357,25 @@ async def test_a_file_never_attached_goes_once_its_wait_to_be_attached_is_over(
     assert waiting_until(dsn, renewed) == [renewed_at + UNATTACHED]
 
 
+async def test_a_ticket_status_added_since_reads_as_live_and_its_files_are_kept(
+    dsn: str, locker: EvidenceLocker
+) -> None:
+    """The tickets service may add a status before this service knows it
+    (additive changes only): its events are still heard, as a live case's,
+    so a file a comment attaches in it is taken up, not left to go."""
+    cases = Cases(dsn, locker)
+    newer = 99  # a TicketStatus number this build does not know
+    assert newer not in tev.TicketStatus.values()
+    kept_file = await upload(locker, "fay", png())
+    ident = str(uuid.uuid4())
+    cases.hear(ticket(ident, 1, NEW, tev.TicketCreated, "fay"))
+    cases.hear(ticket(ident, 2, newer, tev.CommentAdded, "fay", evidence=attached(kept_file)))
+    assert waiting_until(dsn, kept_file) == [None]  # taken up: no wait to be attached
+    cases.time += UNATTACHED + timedelta(days=1)
+    assert cases.purge_after_grace() == 0
+    assert await kept(locker, kept_file) == [True]
+
+
 async def test_files_uploaded_before_the_wait_came_in_wait_from_their_upload(
     dsn: str, locker: EvidenceLocker
 ) -> None:

@@ -224,6 +224,15 @@ class Told:
     files: tuple[str, ...]
 
 
+def _ticket_status(number: int) -> str:
+    """A ticket status's name; a number this build does not know (a status
+    added since) is "" and so reads as live: its files are kept, and the
+    event's attachments recorded, rather than the event set aside."""
+    if number not in tev.TicketStatus.values():
+        return ""
+    return tev.TicketStatus.Name(number).removeprefix("TICKET_STATUS_")
+
+
 def observe(event: CloudEvent) -> Told | None:
     """What `event` tells of its case's files; None for a stream that holds
     none (a report case, a reporter's standing, the trusted flaggers)."""
@@ -232,9 +241,7 @@ def observe(event: CloudEvent) -> Told | None:
     message: Any = event.message()
     header = message.header
     state = (
-        tev.TicketStatus.Name(header.status).removeprefix("TICKET_STATUS_")
-        if isinstance(header, tev.TicketEventHeader)
-        else header.state
+        _ticket_status(header.status) if isinstance(header, tev.TicketEventHeader) else header.state
     )
     if isinstance(message, EXPIRIES):
         standing = Standing.EXPIRED
