@@ -230,7 +230,7 @@ def _ticket_status(number: int) -> str:
     event's attachments recorded, rather than the event set aside."""
     if number not in tev.TicketStatus.values():
         return ""
-    return tev.TicketStatus.Name(number).removeprefix("TICKET_STATUS_")
+    return tev.TicketStatus.Name(tev.TicketStatus.ValueType(number)).removeprefix("TICKET_STATUS_")
 
 
 def observe(event: CloudEvent) -> Told | None:
