@@ -6,6 +6,7 @@ its tables, while everyone else's jobs go on as before."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -42,7 +43,7 @@ from casemesh_notifier.planner import ERASURE, Planner
 from casemesh_notifier.settings import NotifierSettings
 from tests.conftest import Infra
 from tests.integration.test_delivery import NOON_IN_SHANGHAI, Clock, notifier_database
-from tests.support import MailEndpoint, SmsEndpoint, personal_settings
+from tests.support import MailEndpoint, SmsEndpoint, personal_settings, wait_until
 
 
 @dataclass(frozen=True)
@@ -598,3 +599,53 @@ async def test_a_case_first_heard_of_after_the_erasure_from_events_before_it_tel
     )
     assert await world.plan([written]) == {}
     assert LIN.email not in world.dump()
+
+
+async def test_an_erasure_applied_beside_planning_of_the_same_person_leaves_nothing_to_send(
+    world: World,
+) -> None:
+    """Two replicas: one plans Lin's new ticket while the other applies her
+    erasure. Whichever takes its turn first, nothing is left to send her and
+    no address of hers stays (before, the erasure's scrub read before the
+    planning committed, and her jobs and address came in after it)."""
+    sealer = world.tickets.sealer
+
+    async def in_turn(first: CloudEvent, second: CloudEvent) -> None:
+        places = iter(range(world.offset, world.offset + 2))
+        world.offset += 2
+        async with world.pool.connection() as one, world.pool.connection() as other:
+            async with one.transaction():
+                place = Place(topics.TICKETS, 0, next(places), 0)
+                await Planner(world.personal).plan_batch(one, [(first, place)], world.clock.now())
+
+                async def then() -> None:
+                    place = Place(topics.TICKETS, 0, next(places), 0)
+                    async with other.transaction():
+                        await Planner(world.personal).plan_batch(
+                            other, [(second, place)], world.clock.now()
+                        )
+
+                waiting = asyncio.create_task(then())
+                # The second waits for the first's turn to end (its commit).
+                await asyncio.to_thread(
+                    wait_until, lambda: waiting.done() or waiting_for_a_turn(world.dsn)
+                )
+            await waiting
+
+    for erasure_first in (False, True):
+        ticket = str(uuid.uuid4())
+        events = (opened(sealer, ticket, LIN), erasure(LIN.user_id))
+        await in_turn(*(reversed(events) if erasure_first else events))
+        assert {status for _, _, status in world.jobs(ticket)} <= {"cancelled"}
+        assert world.rows(
+            f"SELECT email, phone FROM case_parties WHERE case_name = 'tickets/{ticket}'"
+        ) in ([], [("", "")])
+    assert await world.drain() == 0
+
+
+def waiting_for_a_turn(dsn: str) -> bool:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        ).fetchone()
+    return row is not None and row[0] > 0

@@ -123,6 +123,8 @@ class Planner:
             span = spans.get(event.id) if spans else None
             return trace.use_span(span, end_on_exit=False) if span else nullcontext()
 
+        erasing = any(event.type == ERASURE for event, _ in events)
+        await store.take_turn_with_erasures(conn, erasing=erasing)
         first = await store.record_consumed(
             conn, self.consumer, [(event.id, place) for event, place in events]
         )

@@ -115,6 +115,22 @@ def job_id(event_id: str, party: str, channel: str, recipient: str) -> uuid.UUID
     return uuid.uuid5(JOB_NAMESPACE, f"{event_id}|{party}|{channel}|{recipient}")
 
 
+# Planning and erasures take turns (an advisory lock held to the end of
+# their transaction): planning shares it, a batch with an erasure holds it
+# alone. Without it, a replica planning a person's case event beside another
+# replica applying their erasure read them as not erased and wrote their
+# address and jobs where the erasure's scrub, reading before that commit,
+# did not find them.
+ERASURES_LOCK = 0x65726173  # "eras"
+
+
+async def take_turn_with_erasures(conn: psycopg.AsyncConnection[Any], *, erasing: bool) -> None:
+    """Waits for an erasure under way (`erasing`: for any planning too), then
+    holds the turn till the caller's transaction ends."""
+    lock = "pg_advisory_xact_lock" if erasing else "pg_advisory_xact_lock_shared"
+    await conn.execute(f"SELECT {lock}(%s)", (ERASURES_LOCK,))
+
+
 async def record_consumed(
     conn: psycopg.AsyncConnection[Any], consumer: str, events: Sequence[tuple[str, Place]]
 ) -> set[str]:
