@@ -38,7 +38,7 @@ from casemesh.platform.personal import (
 from casemesh.platform.personal.masterkeys import new_master_key
 from casemesh_devstack.ports import free_port
 from casemesh_notifier.channels import Channel, HttpSmsChannel, SmtpChannel
-from casemesh_notifier.delivery import Delivery
+from casemesh_notifier.delivery import Delivery, replay_parked
 from casemesh_notifier.planner import ERASURE, Planner
 from casemesh_notifier.settings import NotifierSettings
 from tests.conftest import Infra
@@ -649,3 +649,21 @@ def waiting_for_a_turn(dsn: str) -> bool:
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
         ).fetchone()
     return row is not None and row[0] > 0
+
+
+async def test_an_erased_persons_parked_jobs_are_cancelled_and_no_replay_sends_them(
+    world: World,
+) -> None:
+    """A job parked after its retries waits for an operator's replay: an
+    erasure cancels it like one still to be sent."""
+    ticket = str(uuid.uuid4())
+    await world.plan([opened(world.tickets.sealer, ticket, LIN)])
+    with psycopg.connect(world.dsn) as conn:
+        conn.execute(
+            "UPDATE notification_jobs SET status = 'parked' WHERE case_name = %s",
+            (f"tickets/{ticket}",),
+        )
+    await world.plan([erasure(LIN.user_id)])
+    assert {status for _, _, status in world.jobs(ticket)} == {"cancelled"}
+    assert await replay_parked(world.dsn, None, world.clock.now()) == 0
+    assert await world.drain() == 0

@@ -59,8 +59,9 @@ from casemesh_notifier.metrics import OUTCOMES
 from casemesh_notifier.store import COPY_ROWS, copy_params
 
 CANCELLED = "cancelled"
-# Statuses of a job still to be sent.
-OPEN = ["pending", "sending"]
+# Statuses of a job still to be sent, or that an operator may send again
+# (parked after its retries: `replay`).
+OPEN = ["pending", "sending", "parked"]
 
 
 @dataclass(frozen=True)
