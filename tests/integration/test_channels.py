@@ -124,15 +124,27 @@ async def refusal(channel: HttpEmailChannel | HttpSmsChannel) -> DeliveryError:
 
 
 @pytest.mark.parametrize(
-    ("status", "permanent"), [(503, False), (429, False), (408, False), (400, True), (404, True)]
+    ("status", "permanent", "away"),
+    [
+        (503, False, True),
+        (502, False, True),
+        (429, False, True),
+        (500, False, False),
+        (408, False, False),
+        (400, True, False),
+        (404, True, False),
+    ],
 )
 async def test_a_providers_refusal_says_whether_to_retry(
-    provider: Provider, status: int, permanent: bool
+    provider: Provider, status: int, permanent: bool, away: bool
 ) -> None:
+    """A provider throttling us or down (429, 502–504) is away, as an
+    unreachable one is: the try spends no attempt, so an outage of hours
+    parks nothing."""
     provider.status = status
     failure = await refusal(HttpEmailChannel(url=provider.url, sender="support@casemesh.local"))
     assert failure.permanent is permanent
-    assert not failure.unreachable
+    assert failure.unreachable is away
     assert provider.delivered == {}
 
 
@@ -388,13 +400,15 @@ async def test_messages_go_out_in_order_over_one_session_to_a_pipelining_relay(
         (True, "550 5.1.1 no such mailbox"),
         (False, "450 4.2.0 greylisted, try again later"),
         (True, "452 4.2.2 mailbox full"),
+        (False, "421 4.7.0 too many connections, closing"),
     ],
 )
 async def test_a_refused_recipient_fails_alone_and_the_session_goes_on(
     pipelining: bool, refusal: str
 ) -> None:
     """Refused for good (5xx), the message is not retried; asked to come
-    back (4xx: greylisting, a full mailbox), it is."""
+    back (4xx: greylisting, a full mailbox), it is; a relay closing (421)
+    is away, whatever the message."""
     relay = Relay(pipelining=pipelining)
     relay.refused.add("u2@example.com")
     relay.refusal = refusal
@@ -410,7 +424,8 @@ async def test_a_refused_recipient_fails_alone_and_the_session_goes_on(
     assert first == f"<{numbered(1).job_id}@casemesh>"
     assert third == f"<{numbered(3).job_id}@casemesh>"
     assert refused.value.permanent is refusal.startswith("5")
-    assert not refused.value.maybe_sent and not refused.value.unreachable
+    assert not refused.value.maybe_sent
+    assert refused.value.unreachable is refusal.startswith("421")
     assert [m["To"] for m in relay.messages] == ["u1@example.com", "u3@example.com"]
 
 
@@ -422,6 +437,7 @@ async def test_a_refused_recipient_fails_alone_and_the_session_goes_on(
         ("553 5.7.1 sender address rejected", "operator"),
         ("552 5.3.4 message size exceeds fixed limit", "message"),
         ("451 4.3.0 try again later", "later"),
+        ("421 4.3.2 shutting down", "operator"),
     ],
 )
 async def test_a_refusal_at_mail_from_is_the_operators_the_messages_or_for_later(

@@ -199,12 +199,18 @@ class SmtpChannel:
             # mailbox, 421 the relay closing): ask again later.
             codes = sorted({code for code, _ in exc.recipients.values()})
             permanent = all(500 <= code < 600 for code in codes)
-            raise DeliveryError(f"recipient refused (SMTP {codes})", permanent=permanent) from exc
+            raise DeliveryError(
+                f"recipient refused (SMTP {codes})",
+                permanent=permanent,
+                unreachable=codes == [RELAY_CLOSING],
+            ) from exc
         except smtplib.SMTPSenderRefused as exc:
             raise _sender_refused(exc) from exc
         except smtplib.SMTPResponseException as exc:
             raise DeliveryError(
-                f"SMTP {exc.smtp_code}: {exc.smtp_error!r}", permanent=500 <= exc.smtp_code < 600
+                f"SMTP {exc.smtp_code}: {exc.smtp_error!r}",
+                permanent=500 <= exc.smtp_code < 600,
+                unreachable=exc.smtp_code == RELAY_CLOSING,
             ) from exc
         except (OSError, smtplib.SMTPException) as exc:
             if smtp.answer_lost:
@@ -228,6 +234,11 @@ class SmtpChannel:
             await asyncio.to_thread(_quit, smtp)
 
 
+# "Service not available, closing transmission channel": the relay is going
+# away or shedding load, whatever the message; it spends no attempt.
+RELAY_CLOSING = 421
+
+
 def _sender_refused(exc: smtplib.SMTPSenderRefused) -> DeliveryError:
     """MAIL FROM refused. The message too large (552, 5.3.4: smtplib
     announces its SIZE there) is the message's fault, for good; a 4xx is
@@ -238,6 +249,8 @@ def _sender_refused(exc: smtplib.SMTPSenderRefused) -> DeliveryError:
     answer = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
     if exc.smtp_code == 552 or "5.3.4" in answer:
         return DeliveryError(said, permanent=True)
+    if exc.smtp_code == RELAY_CLOSING:
+        return DeliveryError(said, permanent=False, unreachable=True)
     if 400 <= exc.smtp_code < 500:
         return DeliveryError(said, permanent=False)
     return DeliveryError(said, permanent=False, unreachable=True)
@@ -305,6 +318,11 @@ def _quit(smtp: smtplib.SMTP) -> None:
 # Answers that say "not now" rather than "never": a timeout of the request,
 # too early, too many.
 RETRY_LATER = frozenset({408, 425, 429})
+# Answers that say the provider, not the message, is in trouble: throttled
+# (429), or its gateway or service down (502, 503, 504). Like a refused
+# connection they spend no attempt: an outage of hours would otherwise park
+# every job queued in it, for an operator to replay.
+PROVIDER_AWAY = frozenset({429, 502, 503, 504})
 # The longest wait a provider's Retry-After is taken for.
 RETRY_AFTER_MAX_S = 6 * 3600.0
 
@@ -328,8 +346,9 @@ class HttpProvider:
     """A provider's HTTP API: a JSON POST per message with the job id as
     `Idempotency-Key`, so a provider that honours it delivers a resent job
     (a send in flight at a crash, taken up again) once. 408, 425, 429 and
-    5xx are worth retrying (after the Retry-After asked for); 401 and 403
-    (our key), like a redirect, wait for the operator; any other 4xx is the
+    5xx are worth retrying (after the Retry-After asked for), 429 and
+    502–504 without spending an attempt (`PROVIDER_AWAY`); 401 and 403 (our
+    key), like a redirect, wait for the operator; any other 4xx is the
     message's and not retried; only a 2xx is a delivery."""
 
     def __init__(self, *, name: str, url: str, api_key: str = "", timeout: float = 10.0) -> None:
@@ -359,6 +378,7 @@ class HttpProvider:
             raise DeliveryError(
                 f"{self._name} HTTP {status}",
                 permanent=False,
+                unreachable=status in PROVIDER_AWAY,
                 retry_after=retry_after(response.headers.get("retry-after", "")),
             )
         if status in (401, 403, 407):
