@@ -667,3 +667,25 @@ async def test_an_erased_persons_parked_jobs_are_cancelled_and_no_replay_sends_t
     assert {status for _, _, status in world.jobs(ticket)} == {"cancelled"}
     assert await replay_parked(world.dsn, None, world.clock.now()) == 0
     assert await world.drain() == 0
+
+
+async def test_erasing_a_filer_whose_title_is_short_leaves_the_uploaders_messages_whole(
+    world: World,
+) -> None:
+    """The uploader's messages do not show the filer's title: erasing a
+    filer whose work is called "1" cut every "1" out of them (the case's
+    number, the dates) before."""
+    filer = Person("users/mei", "mei@example.com", "+8613700137000", "1")
+    await world.plan(countered_notice(world.tickets.sealer, filer, WU)[:2])
+    assert await world.drain() == 3
+    name = world.rows(
+        "SELECT case_name FROM notification_jobs WHERE party = 'uploader' ORDER BY seq DESC"
+    )[0][0]
+    query = (
+        "SELECT subject, body, html FROM notification_jobs"
+        f" WHERE case_name = '{name}' AND party = 'uploader'"
+    )
+    before = world.rows(query)
+    assert any("1" in body for _, body, _ in before)
+    await world.plan([erasure(filer.user_id)])
+    assert world.rows(query) == before

@@ -56,6 +56,7 @@ from markupsafe import escape
 from casemesh.events.v1 import notifications_pb2 as nev
 from casemesh.platform.envelope import message_class
 from casemesh_notifier.metrics import OUTCOMES
+from casemesh_notifier.rendering import shows_subject
 from casemesh_notifier.store import COPY_ROWS, copy_params
 
 CANCELLED = "cancelled"
@@ -102,7 +103,7 @@ THEIR_COPIES = (
 # (`store.COPIES` of no template), with those words: the words go, the
 # messages stay (the other party still needs them).
 UNDER_THEIR_WORDS = (
-    "SELECT j.id, j.subject, j.body, j.html, o.subject FROM notification_jobs AS j"
+    "SELECT j.id, j.template, j.subject, j.body, j.html, o.subject FROM notification_jobs AS j"
     " JOIN case_parties AS p ON p.case_name = j.case_name"
     f" JOIN {COPY_ROWS} ON p.party = c.owner AND j.party = c.holder"
     "   AND j.case_name LIKE c.collection AND c.template = ''"
@@ -114,10 +115,14 @@ UNDER_THEIR_WORDS = (
 
 async def _unword(conn: psycopg.AsyncConnection[Any], people: list[str]) -> None:
     """Takes the people's words (a subject of theirs) out of the messages
-    other parties are told under it."""
+    other parties are told under it, where the message's template shows
+    the subject: elsewhere the words are not there, and taking their text
+    out would cut whatever happens to match it (a title "1" out of a date)."""
     cur = await conn.execute(UNDER_THEIR_WORDS, copy_params(people=people))
     changed = []
-    for job_id, subject, body, html_text, words in await cur.fetchall():
+    for job_id, template, subject, body, html_text, words in await cur.fetchall():
+        if not shows_subject(template):
+            continue
         shown = [words, str(escape(words))]  # as the HTML part's template writes them
         new = [
             functools.reduce(lambda text, w: text.replace(w, ""), shown, part)

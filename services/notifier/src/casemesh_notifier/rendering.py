@@ -18,6 +18,7 @@ reader's words for a code (`labels.py`).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,12 +26,12 @@ from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError, pass_context
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError, meta, pass_context
 from jinja2.runtime import Context
 from jinja2.utils import concat
 from markupsafe import Markup, escape
 
-from casemesh_notifier.labels import TEMPLATES, label, local_time, supported
+from casemesh_notifier.labels import LOCALES, TEMPLATES, label, local_time, supported
 from casemesh_notifier.steps import Step
 
 
@@ -64,9 +65,12 @@ def _paragraphs(body: str) -> Markup:
     return Markup("\n".join(html))
 
 
+_LOADER = FileSystemLoader(TEMPLATES)
+
+
 def _environment(*, html: bool) -> Environment:
     env = Environment(
-        loader=FileSystemLoader(TEMPLATES),
+        loader=_LOADER,
         autoescape=html,
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -81,6 +85,26 @@ def _environment(*, html: bool) -> Environment:
 
 _TEXT = _environment(html=False)
 _HTML = _environment(html=True)
+
+
+@functools.cache
+def shows_subject(step: str) -> bool:
+    """Whether a message of `step`, in any locale and on any channel, shows
+    the case's subject (the words of the party who named it), including
+    through the files it includes; a file it names only at run time counts
+    as showing it."""
+
+    def shows(name: str) -> bool:
+        source = _LOADER.get_source(_TEXT, name)[0]
+        parsed = _TEXT.parse(source)
+        if "subject" in meta.find_undeclared_variables(parsed):
+            return True
+        return any(
+            included is None or shows(included)
+            for included in meta.find_referenced_templates(parsed)
+        )
+
+    return any(shows(f"{locale}/{step}.txt") for locale in LOCALES)
 
 
 def names() -> list[str]:
