@@ -34,6 +34,7 @@ async def run(cfg: InboundSettings) -> None:
             secrets=cfg.reply_secrets(),
             domain=cfg.reply_domain,
             timeout=cfg.backend_timeout_seconds,
+            authserv_id=cfg.trusted_authserv_id,
         )
         handler = ReplyHandler(desk)
         host, _, port = cfg.smtp_addr.rpartition(":")

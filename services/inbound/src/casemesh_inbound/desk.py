@@ -25,6 +25,7 @@ from casemesh.platform.replies import UnknownReplyAddress, ticket_of
 from casemesh.platform.telemetry import inject_metadata
 from casemesh.rules import tickets as rules
 from casemesh.v1 import evidence_pb2, tickets_pb2
+from casemesh_inbound.authres import vouched_for
 from casemesh_inbound.mail import AutoReply, Unreadable, read_reply
 
 TICKETS = tickets_pb2.DESCRIPTOR.services_by_name["TicketService"].full_name
@@ -85,6 +86,9 @@ class ReplyDesk:
     secrets: list[str]
     domain: str
     timeout: float
+    # The authserv-id whose Authentication-Results must vouch for a reply's
+    # sender ("": the From address is taken as it is; `authres`).
+    authserv_id: str = ""
     _domain_suffix: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -108,6 +112,14 @@ class ReplyDesk:
         except AutoReply:
             # Taken (250) so that no bounce answers it, and dropped.
             raise Refused(250, "automatic", "2.0.0 an automatic message; not added") from None
+        if self.authserv_id and not vouched_for(
+            reply.authentication, self.authserv_id, reply.sender
+        ):
+            raise Refused(
+                550,
+                "unauthenticated",
+                "5.7.26 the sender's domain does not vouch for this message (DMARC, DKIM, SPF)",
+            )
         ticket = await self._call(
             self.tickets.GetTicket,
             tickets_pb2.GetTicketRequest(name=f"tickets/{ticket_id}"),

@@ -76,6 +76,8 @@ class Reply:
     message_id: str
     text: str
     attachments: list[Attachment]
+    # Its Authentication-Results headers, whoever wrote them (`authres`).
+    authentication: tuple[str, ...] = ()
 
 
 def strip_quoted(text: str) -> str:
@@ -213,4 +215,5 @@ def _read_reply(raw: bytes) -> Reply:
             and len(data) < INLINE_DECORATION_BYTES
         )
     ]
-    return Reply(sender.lower(), message_id, strip_quoted(text), attachments)
+    checked = tuple(str(h) for h in msg.get_all("Authentication-Results") or ())
+    return Reply(sender.lower(), message_id, strip_quoted(text), attachments, checked)

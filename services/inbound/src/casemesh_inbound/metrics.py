@@ -5,8 +5,10 @@ from __future__ import annotations
 from prometheus_client import REGISTRY, Counter
 
 # Why a message was refused: malformed (not a reply address), forged (its
-# token does not match), domain (not ours), unknown_ticket, not_requester
-# (From is not the ticket's contact), closed (the ticket takes no comments),
+# token does not match), domain (not ours), unauthenticated (the mail server
+# in front does not vouch for the From domain: `authres`), unknown_ticket,
+# not_requester (From is not the ticket's contact), closed (the ticket takes
+# no comments),
 # unreadable, evidence (an attachment the evidence service refused), and
 # automatic (an out-of-office answer or a bounce: taken with 250 and dropped).
 # A message over the size limit is refused by aiosmtpd itself (552), uncounted.
@@ -14,6 +16,7 @@ REASONS = (
     "malformed",
     "forged",
     "domain",
+    "unauthenticated",
     "unknown_ticket",
     "not_requester",
     "closed",

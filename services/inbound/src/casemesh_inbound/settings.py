@@ -23,6 +23,11 @@ class InboundSettings(VouchingSettings):
     # RFC 3207 asks of a server the public reaches). Without, none is offered.
     tls_cert_file: str = ""
     tls_key_file: str = ""
+    # The authserv-id the mail server in front writes in Authentication-Results
+    # (RFC 8601): set, a reply is taken only when that server vouches for its
+    # From domain (DMARC, or DKIM or SPF of that domain: `authres`); "": the
+    # From address is taken as it is.
+    trusted_authserv_id: str = ""
     # A larger message is refused at DATA (552): 25 MiB, as mail providers do.
     max_message_bytes: int = Field(25 * 1024 * 1024, gt=0)
     # The services' gRPC targets, host:port or dns:///host:port.

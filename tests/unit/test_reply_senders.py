@@ -1,0 +1,82 @@
+"""A reply is taken from its From address only when the mail server in
+front of inbound vouches for that address's domain in its own
+Authentication-Results header (DMARC, or DKIM or SPF of that domain); a
+header any other server, or the sender, wrote counts for nothing."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from casemesh.platform.identity import InternalTokenSigner, new_signing_key
+from casemesh_inbound.authres import parse, vouched_for
+from casemesh_inbound.desk import Refused, ReplyDesk
+from casemesh_inbound.mail import read_reply
+
+MX = "mx.casemesh.example"
+
+
+@pytest.mark.parametrize(
+    ("headers", "vouched"),
+    [
+        ([f"{MX}; dmarc=pass (p=reject) header.from=example.com"], True),
+        ([f"{MX} 1; dkim=pass header.d=example.com header.s=sel; spf=fail"], True),
+        ([f"{MX}; dkim=pass header.d=mail.example.com"], False),  # only at or above From's
+        ([f"{MX}; spf=pass smtp.mailfrom=bounce@example.com"], True),
+        ([f"{MX}; spf=pass smtp.mailfrom=example.com.evil.net"], False),
+        ([f"{MX}; dmarc=pass header.from=evil.net"], False),
+        ([f"{MX}; dmarc=fail header.from=example.com; dkim=none; spf=softfail"], False),
+        ([f"{MX}; none"], False),
+        # Written by the sender or another server: not the one in front.
+        (["other.example; dmarc=pass header.from=example.com"], False),
+        ([f"{MX}.evil.net; dmarc=pass header.from=example.com"], False),
+        ([], False),
+        (["", f'{MX}; dkim=pass (good (nested) signature) header.d="example.com"'], True),
+    ],
+)
+def test_the_server_in_front_vouches_for_the_from_domain_or_nothing_does(
+    headers: list[str], vouched: bool
+) -> None:
+    assert vouched_for(headers, MX, "alice@example.com") is vouched
+
+
+def test_a_subdomain_sender_is_vouched_for_by_its_parent_domains_signature() -> None:
+    headers = [f"{MX}; dkim=pass header.d=example.com"]
+    assert vouched_for(headers, MX, "alice@cn.example.com")
+    assert not vouched_for(headers, MX, "alice@notexample.com")
+
+
+def test_the_headers_are_read_from_the_reply() -> None:
+    raw = (
+        b"From: Alice <Alice@Example.com>\r\nMessage-ID: <r@example.com>\r\n"
+        b"Authentication-Results: " + MX.encode() + b"; dmarc=pass header.from=example.com\r\n"
+        b"Authentication-Results: evil.net; dmarc=pass header.from=example.com\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\nthanks\r\n"
+    )
+    reply = read_reply(raw)
+    assert len(reply.authentication) == 2
+    assert vouched_for(reply.authentication, MX, reply.sender)
+    assert parse(reply.authentication[1])[0] == "evil.net"
+
+
+async def test_the_desk_refuses_a_reply_nobody_vouches_for_before_reading_the_ticket() -> None:
+    """Refused with a permanent error, naming why, before any service is
+    asked (the desk here has none to ask)."""
+    desk = ReplyDesk(
+        signer=InternalTokenSigner(new_signing_key()),
+        tickets=None,
+        evidence=None,
+        secrets=["s" * 32],
+        domain="reply.example",
+        timeout=1.0,
+        authserv_id=MX,
+    )
+    forged = (
+        b"From: alice@example.com\r\nMessage-ID: <f@evil.net>\r\n"
+        b"Authentication-Results: " + MX.encode() + b"; dmarc=fail header.from=example.com\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\nclose my ticket\r\n"
+    )
+    with pytest.raises(Refused) as refused:
+        await desk.add_reply(str(uuid.uuid4()), forged)
+    assert (refused.value.code, refused.value.reason) == (550, "unauthenticated")
