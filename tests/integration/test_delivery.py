@@ -982,10 +982,11 @@ async def test_a_ticket_e_mail_invites_a_reply_exactly_when_its_reply_address_is
     assert ("回复此邮件无人查看" in sent.body) != replies_set_up
 
 
-def code_for(phone: str, *, minutes: int) -> CloudEvent:
-    """A one-time code to `phone`, holding for `minutes` from now (the test's noon)."""
+def code_for(phone: str, *, minutes: int, request: str = "", code: str = "424242") -> CloudEvent:
+    """A one-time code to `phone`, holding for `minutes` from now (the test's
+    noon), for `request` (a new phone change's when "")."""
     message = hev.VerificationCodeIssued(
-        request=f"phone-changes/{uuid.uuid4()}", phone=phone, code="424242", locale="zh-CN"
+        request=request or f"phone-changes/{uuid.uuid4()}", phone=phone, code=code, locale="zh-CN"
     )
     message.expire_time.FromDatetime(NOON_IN_SHANGHAI + timedelta(minutes=minutes))
     return CloudEvent(
@@ -1007,6 +1008,24 @@ def code_jobs(notifier: Notifier) -> list[tuple[str, str, str]]:
             " WHERE template = 'verification.code' ORDER BY seq"
         )
     ]
+
+
+async def test_a_code_sent_again_replaces_the_one_still_waiting(notifier: Notifier) -> None:
+    """The first code's text failed and waits to be tried again; the person
+    asks for another (which makes the first invalid): the first is
+    cancelled, its code not kept, and the new one goes at once instead of
+    waiting behind it."""
+    phone, request = "+8613800138000", f"phone-changes/{uuid.uuid4()}"
+    notifier.sms.failures = [DeliveryError("HTTP 500", permanent=False)]
+    await notifier.consume(code_for(phone, minutes=10, request=request, code="111111"))
+    await notifier.drain()
+    assert notifier.sms.delivered == []
+    await notifier.consume(code_for(phone, minutes=10, request=request, code="222222"))
+    await notifier.drain()
+    assert ["222222" in m.body for m in notifier.sms.delivered] == [True]
+    jobs = code_jobs(notifier)
+    assert [status for status, _, _ in jobs] == ["cancelled", "sent"]
+    assert "111111" not in "".join(body + params for body, params in [jobs[0][1:]])
 
 
 async def test_a_code_held_back_past_its_expiry_is_cancelled_never_sent_late(

@@ -67,7 +67,9 @@ from casemesh.platform.personal import (
 )
 from casemesh_notifier import store
 from casemesh_notifier.cases import CaseParties, Planning
-from casemesh_notifier.erasures import forget_cases, forget_people
+from casemesh_notifier.erasures import CANCELLED, forget_cases, forget_people
+from casemesh_notifier.metrics import OUTCOMES
+from casemesh_notifier.policy import SUPERSEDED_TEMPLATES
 from casemesh_notifier.registry import MESSAGES, SOURCE_OF, Source
 
 log = get_logger(__name__)
@@ -252,6 +254,10 @@ class Planner:
             ]
         await store.save_parties(conn, book.changed())
         created = set(await store.add_jobs(conn, jobs, now))
+        newer = [j.id for j in jobs if j.template in SUPERSEDED_TEMPLATES and j.id in created]
+        if newer:
+            for _, channel in await store.cancel_superseded(conn, newer):
+                OUTCOMES.labels(channel, CANCELLED).inc()
         by_event: dict[str, list[uuid.UUID]] = {}
         for job in jobs:
             if job.id in created:

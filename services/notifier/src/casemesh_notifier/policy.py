@@ -19,6 +19,11 @@ def backoff(attempt: int, *, base: float, cap: float, rng: random.Random | None 
 URGENT_TEMPLATES = frozenset({"verification.code"})
 # Messages carrying a secret: their text is erased once delivered.
 SECRET_TEMPLATES = frozenset({"verification.code"})
+# Messages a newer one to the same party replaces: one still waiting when
+# the next is planned is cancelled, its text erased (a code sent again
+# makes the earlier one invalid, and it would hold the new one back: a
+# party's messages go in order).
+SUPERSEDED_TEMPLATES = frozenset({"verification.code"})
 
 
 def quiet_until(now: datetime, quiet_hours: str, zone: str | tzinfo) -> datetime | None:

@@ -251,6 +251,25 @@ async def add_jobs(
     return [row[0] for row in await cur.fetchall()]
 
 
+async def cancel_superseded(
+    conn: psycopg.AsyncConnection[Any], newer: Sequence[uuid.UUID]
+) -> list[tuple[uuid.UUID, str]]:
+    """Cancels the jobs still waiting that the `newer` jobs replace (of the
+    same template, case, party and channel, planned before them), erasing
+    their text; returns (id, channel) of each."""
+    cur = await conn.execute(
+        "UPDATE notification_jobs AS old SET status = 'cancelled', claimed_until = NULL,"
+        " last_error = 'replaced by a newer message', body = '', html = '', params = '{}'"
+        " FROM notification_jobs AS new"
+        " WHERE new.id = ANY(%s) AND old.case_name = new.case_name AND old.party = new.party"
+        " AND old.channel = new.channel AND old.template = new.template AND old.seq < new.seq"
+        " AND old.status = 'pending'"
+        " RETURNING old.id, old.channel",
+        (columns.uuids(newer),),
+    )
+    return [(job_id, channel) for job_id, channel in await cur.fetchall()]
+
+
 async def wake_senders(conn: psycopg.AsyncConnection[Any]) -> None:
     """Tells the listening senders (on commit) that jobs were added."""
     await conn.execute(f"NOTIFY {JOBS_CHANNEL}")
