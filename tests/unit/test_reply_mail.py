@@ -186,6 +186,39 @@ def test_a_screenshot_pasted_into_a_rich_text_reply_is_evidence() -> None:
         assert [(a.media_type, a.data) for a in reply.attachments] == [("image/png", shot)]
 
 
+def test_the_bodys_other_renderings_are_no_attachments_but_text_after_a_picture_is() -> None:
+    """Apple Watch and calendar renderings beside the text are the same
+    message, not files; Apple Mail's text after a pasted picture (an inline
+    text part after it, outside any alternative) is kept, as a file."""
+    alternatives = (
+        b'Content-Type: multipart/alternative; boundary="a"\r\n\r\n'
+        b'--a\r\nContent-Type: text/plain; charset="utf-8"\r\n\r\nSee below\r\n'
+        b'--a\r\nContent-Type: text/watch-html; charset="utf-8"\r\n\r\n<b>See below</b>\r\n'
+        b"--a\r\nContent-Type: text/calendar; method=REPLY\r\n\r\nBEGIN:VCALENDAR\r\n"
+        b'--a\r\nContent-Type: text/html; charset="utf-8"\r\n\r\n<p>See below</p>\r\n'
+        b"--a--\r\n"
+    )
+    head = b"From: erin@example.com\r\nMessage-ID: <w@example.com>\r\nMIME-Version: 1.0\r\n"
+    reply = read_reply(head + alternatives)
+    assert (reply.text, reply.attachments) == ("See below", [])
+
+    shot = b"\x89PNG\r\n\x1a\n" + bytes(40 * 1024)
+    mixed = (
+        b'Content-Type: multipart/mixed; boundary="m"\r\n\r\n'
+        b'--m\r\nContent-Type: text/plain; charset="utf-8"\r\n\r\nHere it is:\r\n'
+        b"--m\r\nContent-Type: image/png\r\nContent-Disposition: inline\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(shot) + b"\r\n"
+        b'--m\r\nContent-Type: text/plain; charset="utf-8"\r\nContent-Disposition: inline\r\n'
+        b"\r\nand it happens every time.\r\n--m--\r\n"
+    )
+    reply = read_reply(head + mixed)
+    assert reply.text == "Here it is:"
+    assert [(a.media_type, a.data.strip()) for a in reply.attachments] == [
+        ("image/png", shot),
+        ("text/plain", b"and it happens every time."),
+    ]
+
+
 def test_text_in_an_unknown_character_set_is_unreadable() -> None:
     raw = (
         b"From: dan@example.com\r\nMessage-ID: <q@example.com>\r\n"

@@ -153,25 +153,29 @@ def read_reply(raw: bytes) -> Reply:
         raise Unreadable("the message's headers cannot be parsed") from None
 
 
-def _leaves(part: EmailMessage) -> Iterator[EmailMessage]:
+def _leaves(part: EmailMessage, rendering: bool = False) -> Iterator[tuple[EmailMessage, bool]]:
     """Every part of the message that is not made of parts, however its
     client nested them (a screenshot pasted into a rich-text reply sits in
     a multipart/related inside the multipart/alternative, where the
-    standard library's `iter_attachments` does not look); a message
-    forwarded inside it is one part."""
+    standard library's `iter_attachments` does not look), each with whether
+    it is inside a multipart/alternative (another rendering of the body); a
+    message forwarded inside it is one part."""
     if part.get_content_maintype() != "multipart":
-        yield part
+        yield part, rendering
         return
+    rendering = rendering or part.get_content_subtype() == "alternative"
     for sub in part.iter_parts():
         if isinstance(sub, EmailMessage):
-            yield from _leaves(sub)
+            yield from _leaves(sub, rendering)
 
 
-def _other_text(part: EmailMessage) -> bool:
-    """Another rendering of the body (its HTML beside the plain text, say),
-    not a file the sender attached."""
+def _another_rendering(part: EmailMessage, rendering: bool) -> bool:
+    """A text part among the body's renderings (its HTML beside the plain
+    text, a watch or calendar version), not a file the sender attached; a
+    picture there is one they pasted."""
     return (
-        part.get_content_type() in ("text/plain", "text/html")
+        rendering
+        and part.get_content_maintype() == "text"
         and part.get_content_disposition() != "attachment"
         and not part.get_filename()
     )
@@ -203,9 +207,9 @@ def _read_reply(raw: bytes) -> Reply:
             media_type=part.get_content_type(),
             data=data,
         )
-        for part in _leaves(msg)
+        for part, rendering in _leaves(msg)
         if part is not body
-        and not _other_text(part)
+        and not _another_rendering(part, rendering)
         and isinstance(data := part.get_payload(decode=True), bytes)
         # A small image the HTML shows inline (a signature's logo) is not
         # evidence; a screenshot pasted into the text is.
