@@ -127,7 +127,8 @@ async def refusal(channel: HttpEmailChannel | HttpSmsChannel) -> DeliveryError:
     ("status", "permanent", "away"),
     [
         (503, False, True),
-        (502, False, True),
+        (502, False, False),
+        (504, False, False),
         (429, False, True),
         (500, False, False),
         (408, False, False),
@@ -138,9 +139,9 @@ async def refusal(channel: HttpEmailChannel | HttpSmsChannel) -> DeliveryError:
 async def test_a_providers_refusal_says_whether_to_retry(
     provider: Provider, status: int, permanent: bool, away: bool
 ) -> None:
-    """A provider throttling us or down (429, 502–504) is away, as an
+    """A provider throttling us or unavailable (429, 503) is away, as an
     unreachable one is: the try spends no attempt, so an outage of hours
-    parks nothing."""
+    parks nothing. A 502 or 504 counts, as any other 5xx does."""
     provider.status = status
     failure = await refusal(HttpEmailChannel(url=provider.url, sender="support@casemesh.local"))
     assert failure.permanent is permanent

@@ -319,10 +319,12 @@ def _quit(smtp: smtplib.SMTP) -> None:
 # too early, too many.
 RETRY_LATER = frozenset({408, 425, 429})
 # Answers that say the provider, not the message, is in trouble: throttled
-# (429), or its gateway or service down (502, 503, 504). Like a refused
-# connection they spend no attempt: an outage of hours would otherwise park
-# every job queued in it, for an operator to replay.
-PROVIDER_AWAY = frozenset({429, 502, 503, 504})
+# (429) or unavailable (503). Like a refused connection they spend no
+# attempt: an outage of hours would otherwise park every job queued in it,
+# for an operator to replay. A 502 or 504 still counts: the request may have
+# reached the provider (a resend could repeat it), and one message a proxy
+# keeps failing on must park in the end.
+PROVIDER_AWAY = frozenset({429, 503})
 # The longest wait a provider's Retry-After is taken for.
 RETRY_AFTER_MAX_S = 6 * 3600.0
 
@@ -346,8 +348,8 @@ class HttpProvider:
     """A provider's HTTP API: a JSON POST per message with the job id as
     `Idempotency-Key`, so a provider that honours it delivers a resent job
     (a send in flight at a crash, taken up again) once. 408, 425, 429 and
-    5xx are worth retrying (after the Retry-After asked for), 429 and
-    502–504 without spending an attempt (`PROVIDER_AWAY`); 401 and 403 (our
+    5xx are worth retrying (after the Retry-After asked for), 429 and 503
+    without spending an attempt (`PROVIDER_AWAY`); 401 and 403 (our
     key), like a redirect, wait for the operator; any other 4xx is the
     message's and not retried; only a 2xx is a delivery."""
 
