@@ -413,7 +413,12 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                     " (DSA Art. 20(6))",
                 )
             refused.raise_if_any()
-            policy = self.policies[a.jurisdiction]
+            # The decision's next deadline and redress are the law's of the
+            # case it ends up in: the appealed notice's, for an appeal that
+            # reverses it (an appeal filed before appeals took their notice's
+            # jurisdiction may carry another).
+            governed = appealed if appealed is not None else a
+            policy = self.policies[governed.jurisdiction]
             deadline = policy.due(policy.appeal_window, self.clock.now())
             locale = (uploader or a.content["filer"]).get("locale", "en")
             completed = statement.completed(
