@@ -12,7 +12,8 @@ protocol writes it, and handed over by a dumper that only names the type.
         (uuids(ids), texts(names, conn.info.encoding)),
     )
 
-`None` stands for NULL wherever a column may hold one.
+`None` stands for NULL in the columns that take it (`texts`, `byteas`,
+`timestamptzs`); `jsonbs` writes a None as JSON `null`.
 """
 
 from __future__ import annotations
