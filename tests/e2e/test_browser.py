@@ -369,6 +369,43 @@ def test_a_form_filled_when_the_sign_in_ran_out_is_given_back_after_signing_in(
         expect(page.get_by_text(subject)).to_be_visible()
 
 
+def test_a_ticket_whose_history_cannot_be_read_yet_is_shown_and_not_sent_twice(
+    browser: Browser, stack: Stack
+) -> None:
+    """The ticket is created, then reading its history fails (a rollout, a
+    dropped connection): the page shows the ticket and says so; the form,
+    which would send it again under a new request id, is gone."""
+    user = f"web-history-{uuid.uuid4().hex[:8]}"
+    subject = f"上传一直失败 {user}"
+    client = Client(stack.gateway, stack.secret, user)
+    with signed_in(browser, stack, user) as (page, _):
+        page.get_by_role("button", name="联系客服（提交工单）").click()
+        page.get_by_label("问题分类").select_option("account.login")
+        page.get_by_label("标题").fill(subject)
+        page.get_by_label("问题描述").fill("每次上传到 99% 就失败。")
+        page.get_by_role("checkbox", name="电子邮件").check()
+        page.get_by_label("电子邮箱").fill(f"{user}@example.com")
+
+        def unavailable(route: Route) -> None:
+            route.fulfill(
+                status=503,
+                content_type="application/json",
+                body='{"code": "unavailable", "message": "the service is restarting"}',
+            )
+
+        page.route("**/casemesh.v1.TicketService/ListTicketEvents**", unavailable)
+        page.get_by_role("button", name="提交工单").click()
+        expect(page.get_by_role("heading", name="您的工单", level=1)).to_be_visible()
+        expect(page.get_by_text(subject)).to_be_visible()
+        expect(page.get_by_role("alert")).to_be_visible()
+        expect(page.get_by_role("button", name="提交工单")).to_be_hidden()
+        page.unroute("**/casemesh.v1.TicketService/ListTicketEvents**")
+    try:
+        assert len(client.ListTickets(pb.ListTicketsRequest()).tickets) == 1
+    finally:
+        client.close()
+
+
 @pytest.mark.parametrize("transport", list(TRANSPORTS))
 def test_a_user_downloads_a_copy_of_their_data(
     browser: Browser, stack: Stack, transport: str, tmp_path: Path

@@ -647,8 +647,12 @@ $("ticket-form").addEventListener("submit", (e) => {
       requestId = crypto.randomUUID();
       uploaded = undefined;
       startOver();
-      await openTicket(ticket.name, ticket);
+      // Created: its page at once, so that nothing sends the form again (a
+      // new request id would open a second ticket); its history is read
+      // after, and a failure there is said on that page.
+      showTicket(ticket, []);
       say(t("ticketCreated"));
+      await openTicket(ticket.name, ticket);
     },
     (field) => placing(field),
   );
@@ -658,18 +662,22 @@ $("ticket-form").addEventListener("submit", (e) => {
 
 let shown: { ticket: Ticket; events: TicketEvent[] } | undefined;
 
+function showTicket(ticket: Ticket, events: TicketEvent[]): void {
+  shown = { ticket, events };
+  renderTicket();
+  window.history.replaceState(null, "", `${location.pathname}${location.search}#${ticket.name}`);
+  show("ticket");
+}
+
 async function openTicket(name: string, known?: Ticket): Promise<void> {
   const [ticket, history] = await Promise.all([
     known ? Promise.resolve(known) : tickets.getTicket({ name }),
     tickets.listTicketEvents({ name, pageSize: 200 }),
   ]);
-  shown = { ticket, events: history.events };
   if (!categories.length) {
     categories = (await tickets.listTicketCategories({})).categories;
   }
-  renderTicket();
-  window.history.replaceState(null, "", `${location.pathname}${location.search}#${ticket.name}`);
-  show("ticket");
+  showTicket(ticket, history.events);
 }
 
 function statusLabel(status: TicketStatus): string {
