@@ -333,18 +333,23 @@ def test_a_refusal_is_shown_in_the_language_the_page_is_in(browser: Browser, sta
     assert asked == {"zh-CN"}
 
 
+def fill_in_a_ticket(page: Page, user: str, subject: str) -> None:
+    """The ticket form, opened and filled in (by e-mail to the user)."""
+    page.get_by_role("button", name="联系客服（提交工单）").click()
+    page.get_by_label("问题分类").select_option("account.login")
+    page.get_by_label("标题").fill(subject)
+    page.get_by_label("问题描述").fill("每次上传到 99% 就失败。")
+    page.get_by_role("checkbox", name="电子邮件").check()
+    page.get_by_label("电子邮箱").fill(f"{user}@example.com")
+
+
 def test_a_form_filled_when_the_sign_in_ran_out_is_given_back_after_signing_in(
     browser: Browser, stack: Stack
 ) -> None:
     user = f"web-expired-{uuid.uuid4().hex[:8]}"
     subject = f"上传一直失败 {user}"
     with signed_in(browser, stack, user) as (page, _):
-        page.get_by_role("button", name="联系客服（提交工单）").click()
-        page.get_by_label("问题分类").select_option("account.login")
-        page.get_by_label("标题").fill(subject)
-        page.get_by_label("问题描述").fill("每次上传到 99% 就失败。")
-        page.get_by_role("checkbox", name="电子邮件").check()
-        page.get_by_label("电子邮箱").fill(f"{user}@example.com")
+        fill_in_a_ticket(page, user, subject)
 
         # The token ran out while the user was typing: the gateway says so.
         def expired(route: Route) -> None:
@@ -379,12 +384,7 @@ def test_a_ticket_whose_history_cannot_be_read_yet_is_shown_and_not_sent_twice(
     subject = f"上传一直失败 {user}"
     client = Client(stack.gateway, stack.secret, user)
     with signed_in(browser, stack, user) as (page, _):
-        page.get_by_role("button", name="联系客服（提交工单）").click()
-        page.get_by_label("问题分类").select_option("account.login")
-        page.get_by_label("标题").fill(subject)
-        page.get_by_label("问题描述").fill("每次上传到 99% 就失败。")
-        page.get_by_role("checkbox", name="电子邮件").check()
-        page.get_by_label("电子邮箱").fill(f"{user}@example.com")
+        fill_in_a_ticket(page, user, subject)
 
         def unavailable(route: Route) -> None:
             route.fulfill(
