@@ -202,6 +202,53 @@ def next_until(page: Page, name: str, tries: int = 10) -> None:
     raise AssertionError(f"{name} was not handed out in {tries} claims")
 
 
+def test_a_next_case_whose_answer_was_lost_asked_again_gives_the_same_case(
+    browser: Browser, stack: Stack
+) -> None:
+    """The claim reached the queue and its answer was lost: pressing "next"
+    again gets the case that claim took, not a second one (the first would
+    stay held, in nobody's view, for its lease)."""
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"claimer-{run}")
+    email = f"claimer-{run}@example.com"
+    lost: list[str] = []
+
+    def claim_then_drop(route: Route) -> None:
+        if lost:
+            route.continue_()
+            return
+        route.fetch()  # the queue hands a case out
+        lost.append(route.request.url)
+        route.abort("connectionreset")  # and the page never hears which
+
+    with quiet_queue(stack, "ads") as sweeper, agent_page(browser) as (page, problems):
+        sign_in(page, stack, f"li-{run}")
+        in_queue(page, "ads")
+        tickets = [
+            new_ticket(requester, email, "ads.delivery_data", f"投放数据不更新 {run} {n}")
+            for n in range(2)
+        ]
+        for ticket in tickets:
+            expect(row(page, ticket.name)).to_be_visible()
+        page.route("**/casemesh.v1.CaseQueueService/ClaimNextCase", claim_then_drop)
+        page.evaluate("document.activeElement?.blur()")
+        page.keyboard.press("n")
+        expect(page.locator("#error")).to_be_visible()
+        page.keyboard.press("n")
+        lease = page.locator("#lease")
+        expect(lease).to_have_attribute("data-state", "held")
+        held = lease.get_attribute("data-case")
+        assert lost and held in [t.name for t in tickets]
+        # The other case is still there for anyone: one claim took one case.
+        other = sweeper.ClaimNextCase(qpb.ClaimNextCaseRequest(queues=["ads"]))
+        assert {other.name, held} == {t.name for t in tickets}
+        sweeper.ReleaseClaim(qpb.ReleaseClaimRequest(name=other.name))
+        assert [p for p in problems.seen if p.startswith("uncaught")] == []
+    for ticket in tickets:
+        requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="test over"))
+    requester.close()
+
+
 def test_an_agent_works_a_ticket_with_a_screenshot_through_the_next_case_loop(
     browser: Browser, stack: Stack
 ) -> None:

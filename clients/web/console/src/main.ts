@@ -30,6 +30,7 @@ import {
   onReload,
   onSignedOut,
   reload,
+  RetryKey,
   say,
   setLocale,
   shortId,
@@ -183,15 +184,18 @@ function leaseEnded(): void {
  * Takes the next case, then gives back the one held (if any): claimed first,
  * so "next" skips a case rather than getting it straight back.
  */
+const claiming = new RetryKey();
+
 async function claimNext(): Promise<void> {
   clearError();
   say(t("claiming"));
   let got: QueueCase;
+  const asked = { queues: queueView.chosenQueues(), leaseSeconds: LEASE_SECONDS };
   try {
-    got = await queue.claimNextCase({
-      queues: queueView.chosenQueues(),
-      leaseSeconds: LEASE_SECONDS,
-    });
+    // A claim whose answer was lost, asked again, gets the case it took
+    // rather than a second one (the first would stay held by nobody's view).
+    got = await queue.claimNextCase({ ...asked, requestId: claiming.for(asked) });
+    claiming.done();
   } catch (err) {
     if (ConnectError.from(err).code === Code.NotFound) {
       await releaseHeld();
