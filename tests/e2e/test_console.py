@@ -202,6 +202,22 @@ def next_until(page: Page, name: str, tries: int = 10) -> None:
     raise AssertionError(f"{name} was not handed out in {tries} claims")
 
 
+def answer_lost_once(lost: list[str]) -> Callable[[Route], None]:
+    """A route handler: the first call reaches the service and its answer is
+    lost on the way back (a dropped connection; its URL kept in `lost`);
+    the calls after it go through."""
+
+    def handle(route: Route) -> None:
+        if lost:
+            route.continue_()
+            return
+        route.fetch()  # the service acts on it
+        lost.append(route.request.url)
+        route.abort("connectionreset")  # and the page never hears back
+
+    return handle
+
+
 def test_a_next_case_whose_answer_was_lost_asked_again_gives_the_same_case(
     browser: Browser, stack: Stack
 ) -> None:
@@ -213,14 +229,6 @@ def test_a_next_case_whose_answer_was_lost_asked_again_gives_the_same_case(
     email = f"claimer-{run}@example.com"
     lost: list[str] = []
 
-    def claim_then_drop(route: Route) -> None:
-        if lost:
-            route.continue_()
-            return
-        route.fetch()  # the queue hands a case out
-        lost.append(route.request.url)
-        route.abort("connectionreset")  # and the page never hears which
-
     with quiet_queue(stack, "ads") as sweeper, agent_page(browser) as (page, problems):
         sign_in(page, stack, f"li-{run}")
         in_queue(page, "ads")
@@ -230,7 +238,7 @@ def test_a_next_case_whose_answer_was_lost_asked_again_gives_the_same_case(
         ]
         for ticket in tickets:
             expect(row(page, ticket.name)).to_be_visible()
-        page.route("**/casemesh.v1.CaseQueueService/ClaimNextCase", claim_then_drop)
+        page.route("**/casemesh.v1.CaseQueueService/ClaimNextCase", answer_lost_once(lost))
         page.evaluate("document.activeElement?.blur()")
         page.keyboard.press("n")
         expect(page.locator("#error")).to_be_visible()
@@ -727,18 +735,10 @@ def test_a_reply_whose_answer_was_lost_is_sent_again_and_lands_once(
     reply = f"您好，已为您处理，请再试一次。{run}"
     lost: list[str] = []
 
-    def deliver_then_drop(route: Route) -> None:
-        if lost:
-            route.continue_()
-            return
-        route.fetch()  # the service takes the reply
-        lost.append(route.request.url)
-        route.abort("connectionreset")  # and the page never hears back
-
     with agent_page(browser) as (page, problems):
         sign_in(page, stack, f"li-{run}", f"#{ticket.name}")
         expect(page.locator("#case-heading")).to_contain_text(f"丢失 {run}")
-        page.route("**/casemesh.v1.TicketService/AddComment", deliver_then_drop)
+        page.route("**/casemesh.v1.TicketService/AddComment", answer_lost_once(lost))
         page.locator("#reply").fill(reply)
         page.get_by_role("button", name="发送回复").click()
         expect(page.locator("#error")).to_be_visible()
