@@ -645,6 +645,8 @@ def test_the_console_is_served_under_its_content_security_policy(stack: Stack) -
         missing(f"{DIST.relative_to(REPO)} is not built")
     page = httpx.get(f"{stack.http}/console/", timeout=15)
     assert page.status_code == 200
+    # Asked again on each load: a new page never runs with a stale bundle.
+    assert page.headers["cache-control"] == "no-cache"
     policy = page.headers["content-security-policy"]
     for directive in ("default-src 'self'", "script-src 'self'", "style-src 'self'"):
         assert directive in policy, policy

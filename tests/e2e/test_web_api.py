@@ -127,6 +127,8 @@ def test_a_ticket_over_connect_json_and_read_back_with_a_get(stack: Stack) -> No
     )
     assert fetched.status_code == 200, fetched.text
     assert fetched.json()["subject"] == "web call"
+    # Someone's ticket is kept by no cache (the browser's disk included).
+    assert fetched.headers["cache-control"] == "no-store"
 
     # The binary encoding, too; and someone else is told it does not exist.
     binary = httpx.post(

@@ -521,20 +521,32 @@ def content_security_policy(connect_origins: Sequence[str] = ()) -> bytes:
 CONTENT_SECURITY_POLICY = content_security_policy()
 
 
-def _with_csp(send: Send, policy: bytes) -> Send:
+def _adding(send: Send, *headers: tuple[bytes, bytes]) -> Send:
+    """`send`, its response given `headers` too (each unless already set)."""
+
     async def sending(event: Any) -> None:
         if event["type"] == "http.response.start":
-            event = {
-                **event,
-                "headers": [
-                    *event.get("headers", []),
-                    (b"content-security-policy", policy),
-                    (b"x-content-type-options", b"nosniff"),
-                ],
-            }
+            given = event.get("headers", [])
+            named = {name.lower() for name, _ in given}
+            event = {**event, "headers": [*given, *(h for h in headers if h[0] not in named)]}
         await send(event)
 
     return sending
+
+
+def _with_csp(send: Send, policy: bytes) -> Send:
+    # Asked again on every load (the bundles' names do not change when they do).
+    return _adding(
+        send,
+        (b"content-security-policy", policy),
+        (b"x-content-type-options", b"nosniff"),
+        (b"cache-control", b"no-cache"),
+    )
+
+
+# An answer about someone's cases is kept by no cache, the browser's disk
+# included (reads go as GET).
+NO_STORE = (b"cache-control", b"no-store")
 
 
 def _too_large(limit: int) -> ConnectError:
@@ -767,13 +779,13 @@ class WebFront:
                 _CALL_CUT.set(cut)
                 self._calls.add(cut)
                 try:
-                    await service(scope, _noting_hang_up(receive, cut), send)
+                    await service(scope, _noting_hang_up(receive, cut), _adding(send, NO_STORE))
                 finally:
                     self._calls.discard(cut)
             elif path in ("/healthz/live", "/healthz/ready"):
                 await self._health(path, send)
             elif path == UPLOAD_PATH:
-                await self._upload_evidence(scope, receive, send)
+                await self._upload_evidence(scope, receive, _adding(send, NO_STORE))
             elif path == SIGN_IN_PATH and self._sign_in_secret:
                 await self._sign_in(scope, receive, send)
             elif page := self._page_for(path, scope["method"]):
