@@ -253,7 +253,7 @@ async function openCase(name: string, keepTyped = false): Promise<void> {
       // The agent went elsewhere meanwhile (perhaps back to this case, opened afresh).
       if (shownCase !== name || shelfNow() !== shelf) return;
       // Read as the new drawing replaces the old, so nothing typed during the read is lost.
-      const typedNow = keepTyped && again ? typed(body) : new Map<string, string | boolean>();
+      const typedNow = keepTyped && again ? typed(body) : takeInterrupted(name);
       body.replaceChildren(page);
       drawnAs(body);
       if (typedNow.size) kept = restore(body, typedNow);
@@ -421,6 +421,35 @@ function renderSignedIn(): void {
   $("open-articles").hidden = !(currentToken() && claims().roles.includes("admin"));
 }
 
+// What the agent had typed on a case when their sign-in ran out, given back
+// on that case once they are signed in again. In this tab's session storage
+// only; signing out on purpose keeps nothing.
+const INTERRUPTED_KEY = "casemesh.console.interrupted";
+type Interrupted = { name: string; values: [string, string | boolean][] };
+
+function keepInterrupted(): void {
+  const values = view === "case" && shownCase ? [...typed($("case-body"))] : [];
+  if (values.length) {
+    const kept: Interrupted = { name: shownCase, values };
+    sessionStorage.setItem(INTERRUPTED_KEY, JSON.stringify(kept));
+  }
+}
+
+function interrupted(): Interrupted | undefined {
+  try {
+    return JSON.parse(sessionStorage.getItem(INTERRUPTED_KEY) ?? "null") ?? undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** What was typed on case `name` when the sign-in ran out (once; then forgotten). */
+function takeInterrupted(name: string): Map<string, string | boolean> {
+  const kept = interrupted();
+  sessionStorage.removeItem(INTERRUPTED_KEY);
+  return new Map(kept?.name === name ? kept.values : []);
+}
+
 function signOut(): void {
   void releaseHeld().catch(() => undefined);
   queueView.stop();
@@ -430,8 +459,12 @@ function signOut(): void {
   show("sign-in");
 }
 
-onSignedOut(signOut);
+onSignedOut(() => {
+  keepInterrupted();
+  signOut();
+});
 $("sign-out").addEventListener("click", () => {
+  sessionStorage.removeItem(INTERRUPTED_KEY);
   // The identity provider's session ends too, once the held case is given back.
   const provider = providerSignOut();
   const givenBack = releaseHeld().catch(() => undefined);
@@ -496,7 +529,9 @@ async function start(): Promise<void> {
   await loadMacros();
   queueView.start();
   say("");
-  const named = /^#((tickets|report-cases|appeals)\/[0-9a-f-]{36})$/.exec(location.hash)?.[1];
+  const named =
+    /^#((tickets|report-cases|appeals)\/[0-9a-f-]{36})$/.exec(location.hash)?.[1] ??
+    interrupted()?.name;
   if (named) {
     await openCase(named);
   } else {
