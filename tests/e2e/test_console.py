@@ -553,7 +553,13 @@ def test_an_admin_drafts_previews_and_publishes_an_article(browser: Browser, sta
             hpb.GetArticleRequest(name=slug, locale="zh-CN"), metadata=reader.metadata
         )
         assert published.title == f"换手机后收不到验证码怎么办 {run}"
-        assert published.author == f"editor-{run}"
+        assert published.author == ""  # a user is not shown which staff account wrote it
+        staff = Client(stack.gateway, stack.secret, f"agent-{run}", ("agent",))
+        by = help_stub(stack, staff).GetArticle(
+            hpb.GetArticleRequest(name=slug, locale="zh-CN"), metadata=staff.metadata
+        )
+        assert by.author == f"editor-{run}"
+        staff.close()
         reader.close()
         assert problems.seen == []
 
@@ -723,6 +729,43 @@ def test_a_reload_after_someone_elses_change_keeps_what_the_agent_typed(
     requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="test over"))
     requester.close()
     colleague.close()
+
+
+def test_a_reply_typed_when_the_sign_in_ran_out_is_given_back_after_signing_in(
+    browser: Browser, stack: Stack
+) -> None:
+    """The agent's sign-in ran out while they wrote; sending is refused and
+    the sign-in page shown. Signed in again, they are back on the case with
+    their reply as they wrote it."""
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"expired-{run}")
+    ticket = new_ticket(requester, f"expired-{run}@example.com", "other.general", f"过期 {run}")
+    reply = f"您好，我们已经查到原因，{run}。"
+
+    def expired(route: Route) -> None:
+        route.fulfill(
+            status=401,
+            content_type="application/json",
+            body='{"code": "unauthenticated", "message": "the token has expired"}',
+        )
+
+    with agent_page(browser) as (page, problems):
+        sign_in(page, stack, f"li-{run}", f"#{ticket.name}")
+        expect(page.locator("#case-heading")).to_contain_text(f"过期 {run}")
+        page.locator("#reply").fill(reply)
+        page.route("**/casemesh.v1.TicketService/AddComment", expired)
+        page.get_by_role("button", name="发送回复").click()
+        expect(page.locator("#sign-in-form")).to_be_visible()
+        page.unroute("**/casemesh.v1.TicketService/AddComment")
+        page.locator("#user-name").fill(f"li-{run}")
+        page.locator("#sign-in-form button[type=submit]").click()
+        expect(page.locator("#case-heading")).to_be_visible()
+        expect(page.locator("#case-heading")).to_contain_text(f"过期 {run}")
+        expect(page.locator("#reply")).to_be_visible()
+        expect(page.locator("#reply")).to_have_value(reply)
+        assert [p for p in problems.seen if p.startswith("uncaught")] == []
+    requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="test over"))
+    requester.close()
 
 
 def test_a_reply_whose_answer_was_lost_is_sent_again_and_lands_once(
