@@ -33,6 +33,14 @@ MX = "mx.casemesh.example"
         ([f"{MX}.evil.net; dmarc=pass header.from=example.com"], False),
         ([], False),
         (["", f'{MX}; dkim=pass (good (nested) signature) header.d="example.com"'], True),
+        ([f"{MX}; dkim=pass header.i=@example.com"], True),
+        # A sender's text copied into a quoted value or a comment stays there.
+        ([f'{MX}; spf=pass smtp.mailfrom="a;dkim=pass header.d=example.com x="@evil.net'], False),
+        (
+            [f"{MX}; spf=fail (sender \\); dkim=pass header.d=example.com) smtp.mailfrom=e.net"],
+            False,
+        ),
+        ([f'{MX}; spf=pass smtp.mailfrom="a\\"; dmarc=pass header.from=example.com"@e.net'], False),
     ],
 )
 def test_the_server_in_front_vouches_for_the_from_domain_or_nothing_does(
@@ -47,17 +55,23 @@ def test_a_subdomain_sender_is_vouched_for_by_its_parent_domains_signature() -> 
     assert not vouched_for(headers, MX, "alice@notexample.com")
 
 
-def test_the_headers_are_read_from_the_reply() -> None:
-    raw = (
-        b"From: Alice <Alice@Example.com>\r\nMessage-ID: <r@example.com>\r\n"
-        b"Authentication-Results: " + MX.encode() + b"; dmarc=pass header.from=example.com\r\n"
-        b"Authentication-Results: evil.net; dmarc=pass header.from=example.com\r\n"
+def test_only_the_headers_above_the_first_hop_are_read_from_the_reply() -> None:
+    """The server in front writes its header at the top; one the sender
+    wrote in its name comes below the hops the message went through."""
+    forged = b"Authentication-Results: " + MX.encode() + b"; dmarc=pass header.from=example.com\r\n"
+    rest = (
+        b"Received: from mx.casemesh.example by inbound; Sun, 6 Dec 2026 04:00:00 +0000\r\n"
+        b"Received: from evil.net by mx.casemesh.example; Sun, 6 Dec 2026 03:59:59 +0000\r\n"
+        + forged
+        + b"From: Alice <Alice@Example.com>\r\nMessage-ID: <r@example.com>\r\n"
         b"Content-Type: text/plain; charset=utf-8\r\n\r\nthanks\r\n"
     )
-    reply = read_reply(raw)
-    assert len(reply.authentication) == 2
-    assert vouched_for(reply.authentication, MX, reply.sender)
-    assert parse(reply.authentication[1])[0] == "evil.net"
+    below = read_reply(rest)
+    assert below.authentication == ()
+    above = read_reply(b"Authentication-Results: evil.net; none\r\n" + forged + rest)
+    assert len(above.authentication) == 2
+    assert vouched_for(above.authentication, MX, above.sender)
+    assert parse(above.authentication[0])[0] == "evil.net"
 
 
 async def test_the_desk_refuses_a_reply_nobody_vouches_for_before_reading_the_ticket() -> None:

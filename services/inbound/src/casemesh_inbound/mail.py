@@ -76,7 +76,7 @@ class Reply:
     message_id: str
     text: str
     attachments: list[Attachment]
-    # Its Authentication-Results headers, whoever wrote them (`authres`).
+    # The Authentication-Results headers above its first Received (`authres`).
     authentication: tuple[str, ...] = ()
 
 
@@ -181,6 +181,18 @@ def _another_rendering(part: EmailMessage, rendering: bool) -> bool:
     )
 
 
+def _checked(msg: EmailMessage) -> tuple[str, ...]:
+    """The Authentication-Results headers the last hop wrote: those above
+    the first Received (a sender's own come below the hops it went through)."""
+    found = []
+    for name, value in msg.items():
+        if name.lower() == "received":
+            break
+        if name.lower() == "authentication-results":
+            found.append(str(value))
+    return tuple(found)
+
+
 def _read_reply(raw: bytes) -> Reply:
     msg = message_from_bytes(raw, policy=policy.default)
     if not isinstance(msg, EmailMessage):
@@ -219,5 +231,4 @@ def _read_reply(raw: bytes) -> Reply:
             and len(data) < INLINE_DECORATION_BYTES
         )
     ]
-    checked = tuple(str(h) for h in msg.get_all("Authentication-Results") or ())
-    return Reply(sender.lower(), message_id, strip_quoted(text), attachments, checked)
+    return Reply(sender.lower(), message_id, strip_quoted(text), attachments, _checked(msg))
