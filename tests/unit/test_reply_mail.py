@@ -189,7 +189,7 @@ def test_a_screenshot_pasted_into_a_rich_text_reply_is_evidence() -> None:
 def test_the_bodys_other_renderings_are_no_attachments_but_text_after_a_picture_is() -> None:
     """Apple Watch and calendar renderings beside the text are the same
     message, not files; Apple Mail's text after a pasted picture (an inline
-    text part after it, outside any alternative) is kept, as a file."""
+    text part after it, outside any alternative) is more of the reply's text."""
     alternatives = (
         b'Content-Type: multipart/alternative; boundary="a"\r\n\r\n'
         b'--a\r\nContent-Type: text/plain; charset="utf-8"\r\n\r\nSee below\r\n'
@@ -212,11 +212,8 @@ def test_the_bodys_other_renderings_are_no_attachments_but_text_after_a_picture_
         b"\r\nand it happens every time.\r\n--m--\r\n"
     )
     reply = read_reply(head + mixed)
-    assert reply.text == "Here it is:"
-    assert [(a.media_type, a.data.strip()) for a in reply.attachments] == [
-        ("image/png", shot),
-        ("text/plain", b"and it happens every time."),
-    ]
+    assert reply.text == "Here it is:\n\nand it happens every time."
+    assert [(a.media_type, a.data) for a in reply.attachments] == [("image/png", shot)]
 
 
 def test_text_in_an_unknown_character_set_is_unreadable() -> None:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.errors import MessageError
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.utils import parseaddr
 from html.parser import HTMLParser
 
@@ -169,16 +169,21 @@ def _leaves(part: EmailMessage, rendering: bool = False) -> Iterator[tuple[Email
             yield from _leaves(sub, rendering)
 
 
-def _another_rendering(part: EmailMessage, rendering: bool) -> bool:
-    """A text part among the body's renderings (its HTML beside the plain
-    text, a watch or calendar version), not a file the sender attached; a
-    picture there is one they pasted."""
+def _text_part(part: EmailMessage) -> bool:
+    """Text the sender wrote in the message (no file they attached)."""
     return (
-        rendering
-        and part.get_content_maintype() == "text"
+        part.get_content_maintype() == "text"
         and part.get_content_disposition() != "attachment"
         and not part.get_filename()
     )
+
+
+def _text_of(part: MIMEPart) -> str:
+    try:
+        content = part.get_content()
+    except (LookupError, UnicodeError, ValueError):
+        raise Unreadable("the text is in an unknown character set") from None
+    return html_text(content) if part.get_content_subtype() == "html" else str(content)
 
 
 def _checked(msg: EmailMessage) -> tuple[str, ...]:
@@ -206,29 +211,38 @@ def _read_reply(raw: bytes) -> Reply:
     if not message_id:
         raise Unreadable("the message has no Message-ID")
     body = msg.get_body(preferencelist=("plain", "html"))
-    text = ""
-    if body is not None:
-        try:
-            content = body.get_content()
-        except (LookupError, UnicodeError, ValueError):
-            raise Unreadable("the text is in an unknown character set") from None
-        text = html_text(content) if body.get_content_subtype() == "html" else content
-    attachments = [
-        Attachment(
-            file_name=file_name(part.get_filename() or ""),
-            media_type=part.get_content_type(),
-            data=data,
-        )
-        for part, rendering in _leaves(msg)
-        if part is not body
-        and not _another_rendering(part, rendering)
-        and isinstance(data := part.get_payload(decode=True), bytes)
+    texts = [_text_of(body)] if body is not None else []
+    attachments = []
+    for part, rendering in _leaves(msg):
+        if part is body:
+            continue
+        if _text_part(part):
+            # Among the body's renderings (its HTML beside the plain text, a
+            # watch or calendar version) it is the same words; elsewhere
+            # plain text or HTML is more of them (the text after a picture
+            # pasted in Apple Mail), and any other text a file.
+            if rendering:
+                continue
+            if part.get_content_subtype() in ("plain", "html"):
+                texts.append(_text_of(part))
+                continue
+        data = part.get_payload(decode=True)
+        if not isinstance(data, bytes):
+            continue
         # A small image the HTML shows inline (a signature's logo) is not
         # evidence; a screenshot pasted into the text is.
-        and not (
+        if (
             part.get("Content-ID")
             and part.get_content_disposition() != "attachment"
             and len(data) < INLINE_DECORATION_BYTES
+        ):
+            continue
+        attachments.append(
+            Attachment(
+                file_name=file_name(part.get_filename() or ""),
+                media_type=part.get_content_type(),
+                data=data,
+            )
         )
-    ]
+    text = "\n\n".join(t.strip("\n") for t in texts)
     return Reply(sender.lower(), message_id, strip_quoted(text), attachments, _checked(msg))
