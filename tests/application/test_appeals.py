@@ -919,3 +919,36 @@ def test_an_appeal_of_a_decision_runs_under_the_appealed_cases_law(app: Appeals)
     reversed_notice = app.get(ALICE, ident)
     assert reversed_notice.state == "UPHELD"
     assert reversed_notice.next_step_due == eu.due(eu.appeal_window, app.clock.now())
+
+
+@pytest.mark.parametrize("uphold", [True, False])
+def test_an_appeal_filed_under_another_law_is_decided_under_the_notices(
+    app: Appeals, monkeypatch: pytest.MonkeyPatch, uphold: bool
+) -> None:
+    """Appeals filed before they took their notice's jurisdiction may carry
+    the default: deciding one, either way, gives the deadline and redress of
+    the appealed EU notice's law."""
+    ident = str(app.file(ALICE, replace(notice("eu2"), jurisdiction="eu")).id)
+    app.assign(AGENT, ident, "")
+    app.decide(AGENT, ident, False, {"ground": "不构成侵权", "facts": "不同的舞"}, None, etag="")
+    draft = AppealDraft(
+        "old1",
+        "DECISION_APPEAL",
+        "cn",
+        party("Alice Studio"),
+        {"grounds": "是同一支舞"},
+        appeal_of=f"appeals/{ident}",
+    )
+    with monkeypatch.context() as before:  # as filed before the check
+        before.setattr(app, "_check_appealable", lambda *args: None)
+        old = app.file(ALICE, draft)
+    assert old.jurisdiction == "cn"
+    app.assign(AGENT, str(old.id), "")
+    uploader = party("Ursula", "ursula") if uphold else None
+    reasons = {"ground": "构成侵权", "facts": "同一支舞"}
+    decided = app.decide(AGENT, str(old.id), uphold, reasons, uploader, etag="")
+    eu = policy.load()["eu"]
+    due = eu.due(eu.appeal_window, app.clock.now())
+    assert decided.decision is not None and decided.decision["appeal_deadline"] == due
+    if uphold:
+        assert app.get(ALICE, ident).next_step_due == due

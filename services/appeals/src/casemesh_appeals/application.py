@@ -397,7 +397,8 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         def decide(a: CopyrightAppeal) -> list[CopyrightAppeal]:
             # Upholding an appeal of a notice's decision reverses it on the
             # notice, in the same transaction (`reverse_on_appeal`).
-            appealed = self._appealed_notice(a) if uphold else None
+            notice = self._appealed_notice(a)
+            appealed = notice if uphold else None
             refused = Violations()
             if uploader and a.kind is not Kind.TAKEDOWN_NOTICE and appealed is None:
                 # Only upholding a notice removes someone's content: named on
@@ -413,11 +414,10 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                     " (DSA Art. 20(6))",
                 )
             refused.raise_if_any()
-            # The decision's next deadline and redress are the law's of the
-            # case it ends up in: the appealed notice's, for an appeal that
-            # reverses it (an appeal filed before appeals took their notice's
-            # jurisdiction may carry another).
-            governed = appealed if appealed is not None else a
+            # The decision's next deadline and redress are the appealed
+            # notice's law, whatever the outcome (an appeal filed before
+            # appeals took their notice's jurisdiction may carry another).
+            governed = notice if notice is not None else a
             policy = self.policies[governed.jurisdiction]
             deadline = policy.due(policy.appeal_window, self.clock.now())
             locale = (uploader or a.content["filer"]).get("locale", "en")
