@@ -891,22 +891,29 @@ def test_evidence_added_to_a_counter_notice_is_published_as_attached(app: Appeal
     assert [(e.name, e.sha256) for e in message.evidence] == [("evidence/later", "b" * 64)]
 
 
-def test_an_appeal_of_a_decision_runs_under_the_appealed_cases_law(app: Appeals) -> None:
-    """An EU notice, rejected; the claimant appeals without naming a
-    jurisdiction: the appeal is the notice's (EU), so upholding it gives the
-    uploader the EU's time to answer, not the default's. Naming another is
-    refused, naming the field."""
-    ident = str(app.file(ALICE, replace(notice("eu1"), jurisdiction="eu")).id)
+def rejected_eu_notice(app: Appeals, request_id: str) -> tuple[str, AppealDraft]:
+    """Alice's notice under EU law, rejected; her appeal of it, naming no
+    jurisdiction (not yet filed)."""
+    ident = str(app.file(ALICE, replace(notice(request_id), jurisdiction="eu")).id)
     app.assign(AGENT, ident, "")
     app.decide(AGENT, ident, False, {"ground": "不构成侵权", "facts": "不同的舞"}, None, etag="")
     draft = AppealDraft(
-        "ap1",
+        f"{request_id}-appeal",
         "DECISION_APPEAL",
         "",
         party("Alice Studio"),
         {"grounds": "是同一支舞"},
         appeal_of=f"appeals/{ident}",
     )
+    return ident, draft
+
+
+def test_an_appeal_of_a_decision_runs_under_the_appealed_cases_law(app: Appeals) -> None:
+    """An EU notice, rejected; the claimant appeals without naming a
+    jurisdiction: the appeal is the notice's (EU), so upholding it gives the
+    uploader the EU's time to answer, not the default's. Naming another is
+    refused, naming the field."""
+    ident, draft = rejected_eu_notice(app, "eu1")
     with pytest.raises(InvalidArgument) as refused:
         app.file(ALICE, replace(draft, jurisdiction="cn"))
     assert [v.field for v in refused.value.violations] == ["appeal.jurisdiction"]
@@ -928,17 +935,8 @@ def test_an_appeal_filed_under_another_law_is_decided_under_the_notices(
     """Appeals filed before they took their notice's jurisdiction may carry
     the default: deciding one, either way, gives the deadline and redress of
     the appealed EU notice's law."""
-    ident = str(app.file(ALICE, replace(notice("eu2"), jurisdiction="eu")).id)
-    app.assign(AGENT, ident, "")
-    app.decide(AGENT, ident, False, {"ground": "不构成侵权", "facts": "不同的舞"}, None, etag="")
-    draft = AppealDraft(
-        "old1",
-        "DECISION_APPEAL",
-        "cn",
-        party("Alice Studio"),
-        {"grounds": "是同一支舞"},
-        appeal_of=f"appeals/{ident}",
-    )
+    ident, draft = rejected_eu_notice(app, "eu2")
+    draft = replace(draft, jurisdiction="cn")
     with monkeypatch.context() as before:  # as filed before the check
         before.setattr(app, "_check_appealable", lambda *args: None)
         old = app.file(ALICE, draft)
