@@ -749,20 +749,29 @@ def test_a_reply_typed_when_the_sign_in_ran_out_is_given_back_after_signing_in(
             body='{"code": "unauthenticated", "message": "the token has expired"}',
         )
 
-    with agent_page(browser) as (page, problems):
-        sign_in(page, stack, f"li-{run}", f"#{ticket.name}")
-        expect(page.locator("#case-heading")).to_contain_text(f"过期 {run}")
-        page.locator("#reply").fill(reply)
+    def sent_as_the_sign_in_ran_out(page: Page, then_as: str) -> None:
         page.route("**/casemesh.v1.TicketService/AddComment", expired)
         page.get_by_role("button", name="发送回复").click()
         expect(page.locator("#sign-in-form")).to_be_visible()
         page.unroute("**/casemesh.v1.TicketService/AddComment")
-        page.locator("#user-name").fill(f"li-{run}")
+        page.locator("#user-name").fill(then_as)
         page.locator("#sign-in-form button[type=submit]").click()
+        expect(page.locator("#signed-in-as")).to_contain_text(then_as)
+
+    with agent_page(browser) as (page, problems):
+        sign_in(page, stack, f"li-{run}", f"#{ticket.name}")
+        expect(page.locator("#case-heading")).to_contain_text(f"过期 {run}")
+        page.locator("#reply").fill(reply)
+        sent_as_the_sign_in_ran_out(page, f"li-{run}")
         expect(page.locator("#case-heading")).to_be_visible()
         expect(page.locator("#case-heading")).to_contain_text(f"过期 {run}")
         expect(page.locator("#reply")).to_be_visible()
         expect(page.locator("#reply")).to_have_value(reply)
+        # Another agent signing in on this tab is not given what she typed.
+        sent_as_the_sign_in_ran_out(page, f"wang-{run}")
+        page.goto(f"{stack.http}/console/#{ticket.name}")
+        expect(page.locator("#reply")).to_be_visible()
+        expect(page.locator("#reply")).to_have_value("")
         assert [p for p in problems.seen if p.startswith("uncaught")] == []
     requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="test over"))
     requester.close()

@@ -425,29 +425,36 @@ function renderSignedIn(): void {
 // on that case once they are signed in again. In this tab's session storage
 // only; signing out on purpose keeps nothing.
 const INTERRUPTED_KEY = "casemesh.console.interrupted";
-type Interrupted = { name: string; values: [string, string | boolean][] };
+type Interrupted = { agent: string; name: string; values: [string, string | boolean][] };
+// Taken from storage as the agent signs in again, put back as its case is drawn.
+let resumed: Interrupted | undefined;
 
 function keepInterrupted(): void {
   const values = view === "case" && shownCase ? [...typed($("case-body"))] : [];
   if (values.length) {
-    const kept: Interrupted = { name: shownCase, values };
+    const kept: Interrupted = { agent: claims().sub, name: shownCase, values };
     sessionStorage.setItem(INTERRUPTED_KEY, JSON.stringify(kept));
   }
 }
 
-function interrupted(): Interrupted | undefined {
+/** What this agent typed when their sign-in ran out, taken out of storage:
+ * it is theirs only (another agent signing in on this tab gets nothing). */
+function resumeInterrupted(): Interrupted | undefined {
+  const raw = sessionStorage.getItem(INTERRUPTED_KEY);
+  sessionStorage.removeItem(INTERRUPTED_KEY);
   try {
-    return JSON.parse(sessionStorage.getItem(INTERRUPTED_KEY) ?? "null") ?? undefined;
+    const kept = JSON.parse(raw ?? "null") as Interrupted | null;
+    return kept?.agent === claims().sub ? kept : undefined;
   } catch {
     return undefined;
   }
 }
 
-/** What was typed on case `name` when the sign-in ran out (once; then forgotten). */
+/** What was typed on case `name` before the sign-in ran out (once). */
 function takeInterrupted(name: string): Map<string, string | boolean> {
-  const kept = interrupted();
-  sessionStorage.removeItem(INTERRUPTED_KEY);
-  return new Map(kept?.name === name ? kept.values : []);
+  const kept = resumed?.name === name ? resumed.values : [];
+  resumed = undefined;
+  return new Map(kept);
 }
 
 function signOut(): void {
@@ -529,9 +536,9 @@ async function start(): Promise<void> {
   await loadMacros();
   queueView.start();
   say("");
+  resumed = resumeInterrupted();
   const named =
-    /^#((tickets|report-cases|appeals)\/[0-9a-f-]{36})$/.exec(location.hash)?.[1] ??
-    interrupted()?.name;
+    /^#((tickets|report-cases|appeals)\/[0-9a-f-]{36})$/.exec(location.hash)?.[1] ?? resumed?.name;
   if (named) {
     await openCase(named);
   } else {
