@@ -652,7 +652,7 @@ $("ticket-form").addEventListener("submit", (e) => {
       // after, and a failure there is said on that page.
       showTicket(ticket, []);
       say(t("ticketCreated"));
-      await openTicket(ticket.name, ticket);
+      await openTicket(ticket.name, ticket, { unlessLeft: true });
     },
     (field) => placing(field),
   );
@@ -669,13 +669,22 @@ function showTicket(ticket: Ticket, events: TicketEvent[]): void {
   show("ticket");
 }
 
-async function openTicket(name: string, known?: Ticket): Promise<void> {
+/** Reads the ticket and its history and shows them; `unlessLeft`: only if
+ * its page still shows it (the user may have gone on while it was read). */
+async function openTicket(
+  name: string,
+  known?: Ticket,
+  { unlessLeft = false } = {},
+): Promise<void> {
   const [ticket, history] = await Promise.all([
     known ? Promise.resolve(known) : tickets.getTicket({ name }),
     tickets.listTicketEvents({ name, pageSize: 200 }),
   ]);
   if (!categories.length) {
     categories = (await tickets.listTicketCategories({})).categories;
+  }
+  if (unlessLeft && ($("ticket").hidden || shown?.ticket.name !== ticket.name)) {
+    return;
   }
   showTicket(ticket, history.events);
 }
