@@ -87,6 +87,8 @@ def test_an_admin_erases_a_person_once_and_only_admins_may(stack: Stack) -> None
     # erasing it would answer success and erase nobody.
     err = rejected(lambda: admin.erase(f"{mei}\u200e", f"m-{run}"))
     assert violated_fields(err) == ["person"]
+    err = rejected(lambda: admin.erase("z" * 129, f"z-{run}"))  # named once, for its length
+    assert violated_fields(err) == ["person"]
     keys = stack.infra.pg.dsn("casemesh_keys")
     with psycopg.connect(keys) as conn:
         assert conn.execute(

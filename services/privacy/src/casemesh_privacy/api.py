@@ -54,8 +54,9 @@ class PrivacyServicer(pb_grpc.PrivacyServiceServicer):
         v = Violations()
         person = rules.text(v, "person", request.person, limit=LIMITS["person"], single_line=True)
         # No token could carry such an id (a case key's owner, say: destroying
-        # its "keys" would erase that case): no person to erase.
-        fault = subject_fault(person) if person else None
+        # its "keys" would erase that case): no person to erase. (Asked only
+        # of an id the text rules took, so `person` is named once.)
+        fault = subject_fault(person) if person and not v else None
         if fault is not None:
             v.add("person", fault)
         reason = rules.text(v, "reason", request.reason, limit=LIMITS["reason"], single_line=True)
