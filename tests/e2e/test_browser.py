@@ -16,7 +16,7 @@ import re
 import shutil
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -333,6 +333,24 @@ def test_a_refusal_is_shown_in_the_language_the_page_is_in(browser: Browser, sta
     assert asked == {"zh-CN"}
 
 
+def connect_error(status: int, code: str, message: str) -> Callable[[Route], None]:
+    """A route handler answering every call with this Connect error, as the
+    gateway would."""
+
+    def answer(route: Route) -> None:
+        route.fulfill(
+            status=status,
+            content_type="application/json",
+            body=json.dumps({"code": code, "message": message}),
+        )
+
+    return answer
+
+
+# What the gateway answers a call whose token ran out.
+TOKEN_EXPIRED = connect_error(401, "unauthenticated", "the token has expired")
+
+
 def fill_in_a_ticket(page: Page, user: str, subject: str) -> None:
     """The ticket form, opened and filled in (by e-mail to the user)."""
     page.get_by_role("button", name="联系客服（提交工单）").click()
@@ -352,14 +370,7 @@ def test_a_form_filled_when_the_sign_in_ran_out_is_given_back_after_signing_in(
         fill_in_a_ticket(page, user, subject)
 
         # The token ran out while the user was typing: the gateway says so.
-        def expired(route: Route) -> None:
-            route.fulfill(
-                status=401,
-                content_type="application/json",
-                body='{"code": "unauthenticated", "message": "the token has expired"}',
-            )
-
-        page.route("**/casemesh.v1.TicketService/CreateTicket", expired)
+        page.route("**/casemesh.v1.TicketService/CreateTicket", TOKEN_EXPIRED)
         page.get_by_role("button", name="提交工单").click()
         expect(page.get_by_role("heading", name="登录", level=1)).to_be_visible()
         expect(page.get_by_role("alert")).to_contain_text("登录已失效")
@@ -386,14 +397,8 @@ def test_a_ticket_whose_history_cannot_be_read_yet_is_shown_and_not_sent_twice(
     with signed_in(browser, stack, user) as (page, _):
         fill_in_a_ticket(page, user, subject)
 
-        def unavailable(route: Route) -> None:
-            route.fulfill(
-                status=503,
-                content_type="application/json",
-                body='{"code": "unavailable", "message": "the service is restarting"}',
-            )
-
-        page.route("**/casemesh.v1.TicketService/ListTicketEvents**", unavailable)
+        restarting = connect_error(503, "unavailable", "the service is restarting")
+        page.route("**/casemesh.v1.TicketService/ListTicketEvents**", restarting)
         page.get_by_role("button", name="提交工单").click()
         expect(page.get_by_role("heading", name="您的工单", level=1)).to_be_visible()
         expect(page.get_by_text(subject)).to_be_visible()

@@ -59,7 +59,7 @@ from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import REPO, Stack
 from tests.e2e.test_appeals import Person as AppealsPerson
 from tests.e2e.test_appeals import notice, upheld_and_countered
-from tests.e2e.test_browser import Steps, missing
+from tests.e2e.test_browser import TOKEN_EXPIRED, Steps, missing
 from tests.e2e.test_casequeue import Agent
 from tests.e2e.test_evidence import EvidenceClient, png
 from tests.e2e.test_reports import Person as ReportsPerson
@@ -742,15 +742,8 @@ def test_a_reply_typed_when_the_sign_in_ran_out_is_given_back_after_signing_in(
     ticket = new_ticket(requester, f"expired-{run}@example.com", "other.general", f"过期 {run}")
     reply = f"您好，我们已经查到原因，{run}。"
 
-    def expired(route: Route) -> None:
-        route.fulfill(
-            status=401,
-            content_type="application/json",
-            body='{"code": "unauthenticated", "message": "the token has expired"}',
-        )
-
     def sent_as_the_sign_in_ran_out(page: Page, then_as: str) -> None:
-        page.route("**/casemesh.v1.TicketService/AddComment", expired)
+        page.route("**/casemesh.v1.TicketService/AddComment", TOKEN_EXPIRED)
         page.get_by_role("button", name="发送回复").click()
         expect(page.locator("#sign-in-form")).to_be_visible()
         page.unroute("**/casemesh.v1.TicketService/AddComment")
@@ -1144,14 +1137,7 @@ def test_a_watch_refused_for_a_sign_in_that_ran_out_asks_to_sign_in_again(
     with agent_page(browser) as (page, _):
         sign_in(page, stack, f"yun-{run}")
         expect(page.locator("#live")).to_have_attribute("data-state", "live")
-        page.route(
-            WATCH_QUEUE,
-            lambda route: route.fulfill(
-                status=401,
-                content_type="application/json",
-                body='{"code": "unauthenticated", "message": "the token has expired"}',
-            ),
-        )
+        page.route(WATCH_QUEUE, TOKEN_EXPIRED)
         page.locator("#filter-queue").select_option("general")  # watches again: refused
         expect(page.locator("#error-message")).to_contain_text("登录已失效")
         expect(page.locator("#sign-in-form")).to_be_visible()
