@@ -51,6 +51,15 @@ _CODES: dict[type[errors.CasemeshError], tuple[grpc.StatusCode, int]] = {
 }
 
 
+def _code_of(err: errors.CasemeshError) -> tuple[grpc.StatusCode, int]:
+    """The status code of a domain error: its own class's, or the nearest
+    base class's (a service's `ChangesLost(Unavailable)` is UNAVAILABLE)."""
+    for kind in type(err).__mro__:
+        if kind in _CODES:
+            return _CODES[kind]
+    return grpc.StatusCode.FAILED_PRECONDITION, code_pb2.FAILED_PRECONDITION
+
+
 # A failed call's status travels in trailers: grpc-message (percent-encoded)
 # and grpc-status-details-bin (the whole Status, base64). A peer refuses
 # trailers over 8 KiB by default, answering RESOURCE_EXHAUSTED instead of the
@@ -146,9 +155,7 @@ def to_status(err: errors.CasemeshError, locale: str = DEFAULT_LOCALE) -> grpc.S
     BadRequest: the first ones (as many as fit in STATUS_BYTES, at most
     NAMED_VIOLATIONS) named in both, the rest counted in the message; and the
     words a front end shows, in `locale` (LocalizedMessage)."""
-    _, code = _CODES.get(
-        type(err), (grpc.StatusCode.FAILED_PRECONDITION, code_pb2.FAILED_PRECONDITION)
-    )
+    _, code = _code_of(err)
     info: list[any_pb2.Any] = []
     if err.reason:
         info.append(
@@ -342,7 +349,7 @@ def _wrap_unary(method: str, kind: str, behaviour: Handler) -> Handler:
                 try:
                     return await behaviour(_decoded(request, kind), context)
                 except errors.CasemeshError as err:
-                    span.set_attribute("rpc.grpc.status_code", _CODES[type(err)][1])
+                    span.set_attribute("rpc.grpc.status_code", _code_of(err)[1])
                     if kind == "client_stream" and not isinstance(err, _ABOUT_THE_CALLER):
                         await finish_reading(request)
                     await context.abort_with_status(to_status(err, caller_locale(context)))
@@ -509,7 +516,7 @@ def _wrap_response_stream(method: str, behaviour: Any, draining: asyncio.Event |
                         otel_context.detach(token)
                     yield response
             except errors.CasemeshError as err:
-                span.set_attribute("rpc.grpc.status_code", _CODES[type(err)][1])
+                span.set_attribute("rpc.grpc.status_code", _code_of(err)[1])
                 await context.abort_with_status(to_status(err, caller_locale(context)))
             except DATABASE_OUTAGE as exc:
                 await _abort_unavailable(context, method, exc)

@@ -58,7 +58,9 @@ def inject_metadata() -> list[tuple[str, str]]:
 
 
 def extract_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> Context:
-    carrier = {k: v if isinstance(v, str) else v.decode() for k, v in (metadata or ())}
+    """The trace context a call's metadata carries. Binary (`-bin`) values
+    are a client's own bytes, not W3C trace context: left out."""
+    carrier = {k: v for k, v in (metadata or ()) if isinstance(v, str)}
     return propagate.extract(carrier)
 
 
