@@ -130,7 +130,7 @@ def serve(dsn: str, key: str, agents: int, control: Connection) -> None:
             ]
         )
         pb_grpc.add_CaseQueueServiceServicer_to_server(
-            QueueServicer(pool, SystemClock(), Broadcaster(dsn)), server
+            QueueServicer(pool, SystemClock(), Broadcaster(dsn), sla.load().queue_names), server
         )
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()

@@ -204,6 +204,7 @@ def test_claims_through_the_gateway_and_the_watch(stack: Stack) -> None:
     bad_calls: list[Any] = [
         lambda: a.ClaimNextCase(qpb.ClaimNextCaseRequest(lease_seconds=5)),
         lambda: a.ClaimNextCase(qpb.ClaimNextCaseRequest(queues=["a\x00b"])),
+        lambda: a.ClaimNextCase(qpb.ClaimNextCaseRequest(queues=["acount"])),  # no such queue
         lambda: a.RenewClaim(qpb.RenewClaimRequest(name="tickets/\x00")),
         lambda: a.ListQueueCases(qpb.ListQueueCasesRequest(page_token="eyJ4IjoxfQ==")),
         lambda: a.ListQueueCases(

@@ -15,11 +15,14 @@ import psycopg
 import pytest
 
 from casemesh.platform.clock import SystemClock
+from casemesh.platform.envelope import CloudEvent
+from casemesh.platform.errors import InvalidArgument
 from casemesh.platform.pools import async_pool
 from casemesh_casequeue import sla, store, timer
-from casemesh_casequeue.api import shown
+from casemesh_casequeue.api import _queues, as_told, shown
 from casemesh_casequeue.consumer import Progress
 from casemesh_casequeue.model import Observation, advance, apply, new_case
+from casemesh_casequeue.store import Consumed
 from casemesh_devstack.ports import free_port
 from tests.support import eventually
 
@@ -175,6 +178,20 @@ def test_a_watch_hears_a_case_escalated_out_of_its_queues_and_no_others() -> Non
     assert not shown({home}, "UPDATED", case)
 
 
+def test_a_queue_name_that_is_no_queue_is_refused_by_its_place() -> None:
+    """A mistyped queue would otherwise list, claim and watch nothing, with
+    no word why."""
+    with pytest.raises(InvalidArgument) as info:
+        _queues(["account", "acount"], LEVELS.queue_names)
+    assert [v.field for v in info.value.violations] == ["queues[1]"]
+    # The skill queues, the one for the rest, and those cases escalate to.
+    assert _queues([" account ", "general", "tier2"], LEVELS.queue_names) == [
+        "account",
+        "general",
+        "tier2",
+    ]
+
+
 def test_a_new_priority_counts_from_its_own_moment_not_back_to_the_start() -> None:
     friday_5pm = datetime(2026, 3, 6, 9, 0, tzinfo=UTC)  # 17:00 in Shanghai
     obs = Observation(
@@ -216,7 +233,7 @@ def test_an_overdue_case_comes_before_a_fresh_one_of_the_same_priority() -> None
     assert cases[1].due_key is not None and cases[0].due_key < cases[1].due_key
 
 
-async def test_watchers_hear_of_claims_and_of_leases_that_ran_out(queue_db: str) -> None:
+async def test_watchers_hear_of_claims_renewals_and_leases_that_ran_out(queue_db: str) -> None:
     now = datetime.now(UTC)
     await seed(queue_db, 2, now)
     async with (
@@ -230,12 +247,48 @@ async def test_watchers_hear_of_claims_and_of_leases_that_ran_out(queue_db: str)
         later = now + timedelta(seconds=31)
         again = await store.claim_next(conn, "b", [], timedelta(seconds=30), later)
         assert first is not None and again is not None and again.name == first.name
-        heard = [n.payload async for n in watcher.notifies(timeout=5.0, stop_after=3)]
+        renewed = await store.renew(conn, "b", again.name, timedelta(seconds=60), later)
+        assert not isinstance(renewed, store.NotHeld)
+        heard = [n.payload async for n in watcher.notifies(timeout=5.0, stop_after=4)]
     assert heard == [
         f"CLAIMED|{first.name}",
         f"RELEASED|{first.name}",
         f"CLAIMED|{first.name}",
+        f"UPDATED|{first.name}",  # renewed: watchers count the new lease down
     ]
+
+
+async def test_a_case_closed_after_its_warning_was_due_is_last_heard_removed(
+    queue_db: str,
+) -> None:
+    """The closing event first catches up the case's clocks (a warning due
+    before it closed): a watcher hears the warning, then REMOVED; and a
+    change heard after the case closed is told as REMOVED, as the case it
+    carries is the closed one."""
+    obs = opened(7, START, priority=4)
+    solved = Observation(
+        name=obs.name, type="ticket", version=2, at=START + timedelta(hours=5), status="SOLVED",
+        open=False, waiting=False, priority=4,
+    )  # fmt: skip
+    async with (
+        await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as watcher,
+        await psycopg.AsyncConnection.connect(queue_db) as conn,
+    ):
+        await watcher.execute(f"LISTEN {store.CHANGES_CHANNEL}")
+        for i, o in enumerate((obs, solved)):
+            where = Consumed("casemesh.tickets.v1", 0, i)
+            event = CloudEvent(
+                id=f"{o.name}:{o.version}", source="tickets", type="t", subject=o.name, time=o.at,
+                data=b"", key=o.name,
+            )  # fmt: skip
+            assert await store.consume(conn, event, o, where, LEVELS)
+            await conn.commit()
+        heard = [n.payload.partition("|")[0] async for n in watcher.notifies(timeout=5.0)]
+        case = await store.get(conn, obs.name)
+    assert heard[0] == "ADDED" and heard[-1] == "REMOVED"
+    assert {"WARNED", "BREACHED"} <= set(heard[1:-1])
+    assert case is not None and not case.open
+    assert {as_told(change, case) for change in heard} == {"REMOVED"}
 
 
 async def test_a_claim_sent_again_under_its_request_id_gets_the_same_case(

@@ -54,10 +54,7 @@ async def run(cfg: QueueSettings) -> None:
         outbox=store.SLA_EVENTS,
         client_id="casequeue-outbox",
     )
-    known = {r.value for r in levels.queues} | {
-        r.value.escalate_to for r in levels.policies if r.value.escalate_to
-    }
-    REGISTRY.register(QueueCollector(cfg.database_url, clock, sorted(known)))
+    REGISTRY.register(QueueCollector(cfg.database_url, clock, sorted(levels.queue_names)))
     tasks = [
         asyncio.create_task(changes.run(stop), name="watch"),
         asyncio.create_task(publisher.run(stop), name="outbox"),
@@ -107,7 +104,7 @@ async def run(cfg: QueueSettings) -> None:
 
     consumer.add_done_callback(fatal)
     lock.add_done_callback(fatal)
-    servicer = QueueServicer(pool, clock, changes)
+    servicer = QueueServicer(pool, clock, changes, levels.queue_names)
     service = casequeue_pb2.DESCRIPTOR.services_by_name["CaseQueueService"].full_name
     try:
         await serve(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from datetime import timedelta
 from typing import Any, TypeAlias
 
@@ -14,6 +14,7 @@ from casemesh.platform.callers import vouched
 from casemesh.platform.clock import Clock
 from casemesh.platform.errors import (
     FailedPrecondition,
+    FieldViolation,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -103,12 +104,19 @@ def _name(name: str) -> str:
     return name
 
 
-def _queues(queues: Any) -> list[str]:
+def _queues(queues: Any, known: Collection[str]) -> list[str]:
     found = [q.strip() for q in queues]
     if len(found) > 50 or not all(_plain(q, 100) for q in found):
         raise InvalidArgument.field(
             "queues", "must hold at most 50 queue names of 1–100 characters"
         )
+    unknown = [
+        FieldViolation(f"queues[{i}]", f"{q!r} is not a queue: one of {', '.join(sorted(known))}")
+        for i, q in enumerate(found)
+        if q not in known
+    ]
+    if unknown:
+        raise InvalidArgument(unknown)
     return found
 
 
@@ -121,10 +129,18 @@ def _category(category: str) -> str:
 
 
 class QueueServicer(pb_grpc.CaseQueueServiceServicer):
-    def __init__(self, pool: AsyncConnectionPool[Any], clock: Clock, changes: Broadcaster) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Any],
+        clock: Clock,
+        changes: Broadcaster,
+        queues: Collection[str],
+    ) -> None:
         self.pool = pool
         self.clock = clock
         self.changes = changes
+        # The queues a request may name (the service levels').
+        self.queues = queues
 
     @staticmethod
     def _agent(context: Ctx) -> Identity:
@@ -151,7 +167,7 @@ class QueueServicer(pb_grpc.CaseQueueServiceServicer):
         filters = store.Filters(
             types=[NAMES[pb.CaseType.Value(f"CASE_TYPE_{t}")] for t in types],
             category=_category(request.category.strip()),
-            queues=_queues(request.queues),
+            queues=_queues(request.queues, self.queues),
             sla_states=states,
         )
         async with self.pool.connection() as conn:
@@ -164,7 +180,7 @@ class QueueServicer(pb_grpc.CaseQueueServiceServicer):
     async def ClaimNextCase(self, request: pb.ClaimNextCaseRequest, context: Ctx) -> pb.QueueCase:
         who = self._agent(context)
         lease = _lease(request.lease_seconds)
-        queues = _queues(request.queues)
+        queues = _queues(request.queues, self.queues)
         async with self.pool.connection() as conn:
             case = await store.claim_next(
                 conn, who.subject, queues, lease, self.clock.now(), request.request_id
@@ -205,7 +221,7 @@ class QueueServicer(pb_grpc.CaseQueueServiceServicer):
         self, request: pb.WatchQueueRequest, context: Ctx
     ) -> AsyncIterator[pb.QueueChange]:
         self._agent(context)
-        queues = set(_queues(request.queues))
+        queues = set(_queues(request.queues, self.queues))
         async with self.changes.subscribe() as changes:
             # Said at once, so the watcher knows it is live before anything changes.
             yield pb.QueueChange(change="WATCHING", time=to_timestamp(self.clock.now()))
@@ -230,10 +246,20 @@ class QueueServicer(pb_grpc.CaseQueueServiceServicer):
                     continue
                 said = loop.time()
                 yield pb.QueueChange(
-                    change=change,
+                    change=as_told(change, case),
                     queue_case=case_message(case),
                     time=to_timestamp(self.clock.now()),
                 )
+
+
+def as_told(change: str, case: Case) -> str:
+    """The change a watcher is told, from the case as it now is (read after
+    the change was made, perhaps after later ones): a closed case is
+    REMOVED whatever changed it last, and a case since reopened is UPDATED,
+    so a watcher never keeps a closed case nor drops an open one."""
+    if not case.open:
+        return "REMOVED"
+    return "UPDATED" if change == "REMOVED" else change
 
 
 def shown(queues: set[str], change: str, case: Case) -> bool:

@@ -97,6 +97,10 @@ class Rule:
         )
 
 
+# The queue of a case no skill queue's rule matches.
+GENERAL = "general"
+
+
 @dataclass(frozen=True)
 class ServiceLevels:
     calendar: Calendar
@@ -107,7 +111,17 @@ class ServiceLevels:
     appeal_priority: int
 
     def queue(self, kind: str, category: str) -> str:
-        return next((r.value for r in self.queues if r.matches(kind, category, 0)), "general")
+        return next((r.value for r in self.queues if r.matches(kind, category, 0)), GENERAL)
+
+    @property
+    def queue_names(self) -> frozenset[str]:
+        """Every queue a case can be in: a skill queue, the one for the rest,
+        or one cases are escalated to."""
+        return frozenset(
+            {GENERAL}
+            | {r.value for r in self.queues}
+            | {r.value.escalate_to for r in self.policies if r.value.escalate_to}
+        )
 
     def policy(self, kind: str, category: str, priority: int) -> Policy:
         for rule in self.policies:

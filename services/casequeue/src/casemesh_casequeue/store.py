@@ -314,7 +314,9 @@ async def _announce(
                 s.at,
             ),
         )
-    for kind in [change, *(s.kind for s in signals)]:
+    # The event's own change last: a closing event's catch-up signals come
+    # before its REMOVED, which is what a watcher is left with.
+    for kind in [*(s.kind for s in signals), change]:
         await cur.execute("SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, f"{kind}|{case.name}"))
     if signals:
         await cur.execute("SELECT pg_notify('queue_outbox', '')")
@@ -456,6 +458,7 @@ async def renew(
         if isinstance(case, Case):
             case.lease_until = now + lease
             await _save(cur, case)
+            await cur.execute("SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, f"UPDATED|{name}"))
         return case
 
 
