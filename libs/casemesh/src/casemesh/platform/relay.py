@@ -228,6 +228,16 @@ async def run_while_holding(
     lock.release()
 
 
+def read_again(subscription: Any) -> None:
+    """Has the library's subscription read the log again, as a NOTIFY
+    would. Done after every quiet second: a wake-up can be missed (an event
+    committed between the subscription's first read and its LISTEN, which
+    the library starts after it; a listening connection the network dropped
+    without a word), and a missed one would leave a stored event unpublished
+    until the service's next write."""
+    subscription._has_been_notified.set()
+
+
 class Relay:
     def __init__(
         self,
@@ -334,6 +344,7 @@ class Relay:
                 if not await asyncio.to_thread(self._lock.still_held):
                     raise RuntimeError("lost the relay lock connection")
                 if first is None:
+                    read_again(subscription)
                     continue
                 batch = [first]
                 while len(batch) < BATCH and not queue.empty():

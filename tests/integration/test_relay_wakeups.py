@@ -1,0 +1,56 @@
+"""The relay publishes what is stored even when no wake-up reaches it: the
+library's subscription reads the log first and only then LISTENs, so an
+event committed in between sends its NOTIFY to nobody (as does one whose
+listening connection the network dropped without a word)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from typing import Any
+
+import pytest
+from eventsourcing.postgres import PostgresSubscription
+
+from casemesh.platform.identity import Identity
+from casemesh.platform.relay import Relay
+from casemesh_tickets.__main__ import status_lookup
+from casemesh_tickets.application import Tickets
+from casemesh_tickets.events import Translator
+from tests.conftest import Infra
+from tests.integration.test_pools import new_ticket
+from tests.support import eventually
+
+
+async def test_an_event_whose_wake_up_was_missed_is_published_all_the_same(
+    infra: Infra, dsn: str, app: Tickets, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def deaf(subscription: Any) -> None:
+        """A LISTEN that hears nothing, until the subscription stops."""
+        while not subscription._has_been_stopped:
+            threading.Event().wait(0.1)
+
+    monkeypatch.setattr(PostgresSubscription, "_listen", deaf)
+    topic = f"test.relay.{uuid.uuid4().hex[:8]}"
+    await infra.kafka.create_topics([topic], partitions=1)
+    who = Identity("alice", frozenset({"user"}))
+    app.create_ticket(who, new_ticket("before"))
+    relay = Relay(
+        app=app,
+        topic=topic,
+        translate=Translator(status_lookup(app)),
+        bootstrap=infra.kafka.bootstrap,
+        conninfo=dsn,
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(relay.run(stop))
+    try:
+        await eventually(lambda: relay.position == 1)  # what was stored before it started
+        await asyncio.to_thread(app.create_ticket, who, new_ticket("after"))
+        head = app.recorder.max_notification_id()
+        await eventually(lambda: relay.position == head)
+        assert relay.published == head
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 30)
