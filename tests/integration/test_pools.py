@@ -218,3 +218,25 @@ async def test_while_the_database_is_away_an_async_pool_tries_again_every_few_se
     finally:
         allow_connections(infra, database, True)
         await pool.close()
+
+
+async def test_every_pooled_connection_gives_up_on_a_network_that_went_silent(
+    infra: Infra, database: str
+) -> None:
+    """A primary's host powered off answers nothing: a statement sent to it
+    must fail within seconds (then UNAVAILABLE, and the pool reconnects to
+    the promoted standby), not wait out the kernel's retransmissions."""
+    app = open_tickets(infra.pg.dsn(database), pool_size=1)
+    pool = async_pool(infra.pg.dsn(database))
+    await pool.open()
+    try:
+        with app.recorder.datastore.pool.connection() as conn:  # type: ignore[attr-defined]
+            stored = conn.info.get_parameters()
+        async with pool.connection() as aconn:
+            direct = aconn.info.get_parameters()
+    finally:
+        await pool.close()
+        app.close()
+    for params in (stored, direct):
+        assert params["tcp_user_timeout"] == "15000"
+        assert params["keepalives"] == "1" and params["connect_timeout"] == "5"

@@ -10,7 +10,8 @@ on the first dropped one they also check every other idle connection once
 (after an outage they are all dropped), so no caller meets the rest.
 
 A connection whose network path died silently (no message, no close) is
-still found by TCP keepalives or by its next query, which fails with
+still found by TCP keepalives or by its next query, which fails
+(`NETWORK_LIMITS`) with
 `OperationalError`: the gRPC layer turns that into UNAVAILABLE
 (`is_database_outage`), never UNKNOWN, and the pool replaces it.
 """
@@ -21,7 +22,7 @@ import asyncio
 import select
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from eventsourcing import persistence
@@ -51,12 +52,27 @@ DATABASE_OUTAGE: tuple[type[Exception], ...] = (
 )
 
 
+# Every connection's limits on a network that fails without a word (a host
+# powered off, a path black-holed, a failover to another address): an idle
+# one is probed (keepalives), and one whose sent bytes go unacknowledged for
+# 15 s is given up (`tcp_user_timeout`) rather than after the kernel's ~15
+# minutes of retransmissions, during which a pool would hand it out, and its
+# caller, and every writer queued behind it, would wait. Waiting on the
+# server's answer to a long statement is not bounded by it.
+NETWORK_LIMITS: dict[str, int] = {
+    "keepalives": 1,
+    "keepalives_idle": 20,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 15_000,
+    "connect_timeout": 5,
+}
+
+
 def with_keepalives(conninfo: str) -> str:
     """For a connection held open for long (locks, LISTEN): one the network
     dropped, and the session's locks with it, is noticed within a minute."""
-    return make_conninfo(
-        conninfo, keepalives=1, keepalives_idle=20, keepalives_interval=5, keepalives_count=3
-    )
+    return make_conninfo(conninfo, **NETWORK_LIMITS)
 
 
 # How long a caller waits for a pooled connection. The services' worker
@@ -158,6 +174,10 @@ def guard_pool(pool: ConnectionPool[Any]) -> None:
     def schedule_steadily(task: Any, delay: float) -> None:
         schedule(task, _capped(task, delay))
 
+    # What each new connection is opened with (the library gives a dict).
+    pool.kwargs = {**cast(dict[str, Any], pool.kwargs), **NETWORK_LIMITS}
+    if not pool.closed:
+        pool.drain()  # those opened already (the library's schema check) are replaced
     pool._check = check  # where the pool keeps its `check` argument
     pool.getconn = getconn_or_fail_fast  # type: ignore[method-assign]
     pool.schedule_task = schedule_steadily  # type: ignore[method-assign]
@@ -185,7 +205,7 @@ def async_pool(conninfo: str, *, min_size: int = 1, max_size: int = 8) -> AsyncC
         min_size=min_size,
         max_size=max_size,
         open=False,
-        kwargs={"autocommit": True},
+        kwargs={"autocommit": True, **NETWORK_LIMITS},
         check=check,
         timeout=POOL_WAIT_S,
         # However long the database is away, the pool keeps reconnecting.
