@@ -21,6 +21,7 @@ from casemesh.platform import envelope
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
 from casemesh.platform.metrics import OUTBOX_PENDING
+from casemesh.platform.pools import with_keepalives
 from casemesh.platform.relay import AdvisoryLock, make_producer, run_while_holding
 
 log = get_logger(__name__)
@@ -125,8 +126,10 @@ class OutboxPublisher:
         producer = make_producer(self._bootstrap, self._client_id)
         try:
             await producer.start()
+            # Held while it publishes: one the network dropped silently fails
+            # within seconds (`with_keepalives`), and the publisher starts again.
             conn: psycopg.AsyncConnection[Any] = await psycopg.AsyncConnection.connect(
-                self._conninfo, autocommit=True
+                with_keepalives(self._conninfo), autocommit=True
             )
             try:
                 await conn.execute(SQL("LISTEN {}").format(Identifier(self._outbox.table)))
