@@ -14,7 +14,7 @@ from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
 from casemesh.platform.caseindex import IndexProjector, MemoryCaseIndex
-from casemesh.platform.cases import fingerprint
+from casemesh.platform.cases import Retry, fingerprint
 from casemesh.platform.errors import (
     Aborted,
     AlreadyExists,
@@ -250,16 +250,31 @@ def test_the_requesters_words_and_contacts_are_stored_sealed_and_read_clear(
     contact = {"email": "alice@example.com", "phone": "+8613800138000", "channels": ["EMAIL"]}
     draft = new_ticket(contact=contact)
     t = app.create_ticket(ALICE, draft)
-    t = app.add_comment(ALICE, t.id, "我的旧号码 139****0000", internal=False, etag="")
+    reply = "我的旧号码 139****0000"
+    t = app.add_comment(ALICE, t.id, reply, internal=False, etag="", request_id="c1")
     t = app.add_comment(AGENT, t.id, "已转交运营商", internal=False, etag="")
     t = app.solve(AGENT, t.id, "已为您更换", etag="")
-    t = app.rate(ALICE, t.id, 5, "谢谢小李")
+    t = app.rate(ALICE, t.id, 5, "谢谢小李", request_id="r1")
     words = ["换了手机号无法登录", "旧号码已停用", "alice@example.com", "+8613800138000"]
     words += ["evidence/e1", "139****0000", "已转交运营商", "谢谢小李"]
+    # Hashes of what she sent, which a short text can be found from by trying
+    # every candidate: sealed with her words.
+    words += [app.fingerprint(draft)]
+    words += [
+        retry.fingerprint
+        for retry in (
+            Retry.of("c1", ALICE, "add_comment", body=reply, internal=False, evidence=[]),
+            Retry.of("r1", ALICE, "rate", score=5, comment="谢谢小李"),
+        )
+        if retry is not None
+    ]
 
     stored = app.recorder.select_events(UUID(t.id))
     kept = b"".join(s.state for s in stored)
     assert [w for w in words if w.encode() in kept] == []
+    # Read clear, they still answer a retry with what the first call made.
+    again = app.add_comment(ALICE, t.id, reply, internal=False, etag="", request_id="c1")
+    assert again.version == 2
     # What an agent writes on other events is not the requester's: left clear.
     assert "已为您更换".encode() in kept
 

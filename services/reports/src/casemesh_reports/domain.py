@@ -753,10 +753,12 @@ _UPLOADERS = ("uploader.legal_name", *(f"uploader.{p}" for p in _CONTACT))
 #   erases it: `Reporter.expire_record`; events recorded before they named
 #   the reporter kept it clear, and read as they are; those recorded before
 #   records, under the reporter alone).
+# - A report's request fingerprint (a hash of what it said, which a retry
+#   is compared with), as every sealed event's (`FINGERPRINTS`).
 # Not sealed: ids, enum values, the reported item (its id and link), a case's
-# reporters (who is a party, compared and queried), the request fingerprint
-# a retry is compared with, a trusted flagger's display name (an
-# organisation's, listed publicly), agents' reasons for voiding a case.
+# reporters (who is a party, compared and queried), a trusted flagger's
+# display name (an organisation's, listed publicly), agents' reasons for
+# voiding a case.
 PERSONAL = PersonalFields(
     {
         AbuseReport.Filed: PersonalEvent("reporter", REPORTERS, case="case_id"),

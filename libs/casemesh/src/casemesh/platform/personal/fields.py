@@ -17,7 +17,8 @@ string at the top level (`subject`), inside a dict (`contact.email`), or in
 each item of a list (`evidence[].name`; `tags[]` for a list of strings). A
 path that is absent, or that leads to anything but a non-empty string, is
 left as it is. Paths describe the event's current class version: they are
-applied after upcasting when reading.
+applied after upcasting when reading. Each event's request fingerprints are
+sealed too (`FINGERPRINTS`).
 
 `per_case=True` seals each aggregate's texts under a key of its own too
 (the aggregate being a case: see `sealing`), so that a case can be erased
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 # Whose personal data an event holds, from its state.
@@ -89,11 +90,26 @@ class PersonalEvent:
         return copied
 
 
+# A request's fingerprint (`cases.fingerprint`, `cases.Retry`), which an
+# event made under a request id carries, is a hash of what the request said:
+# a short text in it (a reply, a phone number, a rating's words) can be found
+# from the hash by trying every candidate. So wherever an event holds a
+# person's texts, its fingerprints are sealed with them, under the same key.
+FINGERPRINTS = ("request_fingerprint", "change_request_fingerprint")
+
+
 class PersonalFields:
-    """The personal fields of a service's domain events, by event class."""
+    """The personal fields of a service's domain events, by event class (and
+    their request fingerprints: `FINGERPRINTS`)."""
 
     def __init__(self, events: Mapping[type, PersonalEvent], *, per_case: bool = False) -> None:
-        self._events = dict(events)
+        self._events = {
+            kind: replace(
+                personal,
+                paths=(*personal.paths, *(f for f in FINGERPRINTS if f not in personal.paths)),
+            )
+            for kind, personal in events.items()
+        }
         self.per_case = per_case
 
     def of(self, event_class: type) -> PersonalEvent | None:
