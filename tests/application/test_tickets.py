@@ -36,7 +36,14 @@ from casemesh.platform.personal import (
 from casemesh.v1 import evidence_pb2
 from casemesh.v1 import tickets_pb2 as tpb
 from casemesh_tickets import api
-from casemesh_tickets.application import DeadlineKind, NewTicket, Tickets, TicketSearch, case_row
+from casemesh_tickets.application import (
+    PAGE_TEXT_BYTES,
+    DeadlineKind,
+    NewTicket,
+    Tickets,
+    TicketSearch,
+    case_row,
+)
 from casemesh_tickets.domain import PERSONAL, Ticket
 from casemesh_tickets.events import public_message
 from casemesh_tickets.views import TicketView
@@ -793,6 +800,27 @@ def test_a_page_size_over_the_maximum_is_taken_as_the_maximum_not_refused(
         with pytest.raises(InvalidArgument) as info:
             refused()
         assert [v.field for v in info.value.violations] == ["page_size"]
+
+
+def test_a_page_of_long_comments_is_cut_short_to_fit_what_a_client_receives(
+    app: Tickets,
+) -> None:
+    """200 comments of 10,000 Chinese characters would be a 6 MB answer,
+    which a gRPC client refuses (4 MiB by default): pages stop at about
+    1 MiB of text, and the next page goes on where it stopped."""
+    busy = app.create_ticket(ALICE, new_ticket("long"))
+    for n in range(80):
+        app.add_comment(ALICE, busy.id, f"{n:03d}" + "测" * 9_997, internal=False, etag="")
+    seen: list[int] = []
+    token = ""
+    while True:
+        page = app.history(ALICE, busy.id, 200, token)
+        assert sum(len(e.text.encode()) for e in page.items) <= PAGE_TEXT_BYTES + 30_000
+        seen += [e.sequence for e in page.items]
+        if not (token := page.next_token):
+            break
+    assert seen == list(range(1, 82))  # every entry once, in order, over several pages
+    assert len(app.history(ALICE, busy.id, 200, "").items) < 40
 
 
 def test_agents_search_tickets_by_requester_category_and_words(app: Tickets) -> None:

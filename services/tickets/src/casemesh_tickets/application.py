@@ -386,11 +386,26 @@ class Tickets(CaseApplication[Ticket]):
                 continue
             if entry.sequence > after:
                 entries.append(entry)
-        next_token = ""
-        if len(entries) > limit:
-            entries = entries[:limit]
-            next_token = str(entries[-1].sequence)
-        return Page(entries, next_token)
+        kept = _fitting(entries, limit)
+        next_token = str(entries[kept - 1].sequence) if kept < len(entries) else ""
+        return Page(entries[:kept], next_token)
+
+
+# The text a page of history carries at most (as UTF-8): 200 entries of
+# 10,000 Chinese characters would be about 6 MB, past the 4 MiB a gRPC
+# client takes by default. A page is then cut short, as AIP-158 allows.
+PAGE_TEXT_BYTES = 1024 * 1024
+
+
+def _fitting(entries: list[HistoryEntry], limit: int) -> int:
+    """How many of `entries` the page holds: at most `limit`, and no more
+    than fit PAGE_TEXT_BYTES, but always the first."""
+    size = 0
+    for i, entry in enumerate(entries[: limit + 1]):
+        size += len(entry.text.encode())
+        if i == limit or (i > 0 and size > PAGE_TEXT_BYTES):
+            return i
+    return min(len(entries), limit)
 
 
 def open_tickets(
