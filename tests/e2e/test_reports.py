@@ -663,6 +663,15 @@ def test_an_upheld_appeal_lifts_the_restrictions_and_everyone_hears_it_once(
         appeal=apb.Appeal(kind=apb.APPEAL_KIND_TAKEDOWN_NOTICE, appeal_of=case),
     )
     assert "appeal.appeal_of" in violated_fields(rejected(lambda: uploader.appeal(notice)))
+    # An id spelt otherwise than the case's own is named as the appeal's field.
+    shouted = apb.FileAppealRequest(
+        request_id="u1",
+        appeal=apb.Appeal(
+            kind=apb.APPEAL_KIND_DECISION_APPEAL,
+            appeal_of="report-cases/" + case.removeprefix("report-cases/").upper(),
+        ),
+    )
+    assert violated_fields(rejected(lambda: uploader.appeal(shouted))) == ["appeal.appeal_of"]
 
     # A reporter's appeal of a no-violation decision sends the case back to review.
     other_email = f"{other.user}@example.com"

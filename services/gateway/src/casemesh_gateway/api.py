@@ -216,8 +216,11 @@ class Backend:
         code = err.code()
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             log.warning("backend.unavailable", code=code.name, details=err.details())
-        status = status_pb2.Status(code=code.value[0], message=err.details() or "")
         sent = sent_details(err.trailing_metadata()) or ()
+        if _ours_not_theirs(code, bool(sent)):
+            log.error("backend.refused_the_gateway", code=code.name, details=err.details())
+            code, sent = grpc.StatusCode.INTERNAL, ()
+        status = status_pb2.Status(code=code.value[0], message=err.details() or "")
         status.details.extend(sent)
         if not sent and code in UNSPOKEN:
             # Not the service's words but its transport's or a crash's (an
@@ -229,6 +232,19 @@ class Backend:
         details = ((STATUS_DETAILS_KEY, status.SerializeToString()),)
         await context.abort(code, status.message, details)
         raise AssertionError("context.abort returned")
+
+
+def _ours_not_theirs(code: grpc.StatusCode, detailed: bool) -> bool:
+    """Whether a backend's answer is a fault of the system's, which the
+    caller can neither fix nor wait out, though its code says otherwise:
+    UNAUTHENTICATED from behind the gateway is the backend refusing the
+    gateway's own word for the caller (keys or clocks out of step), never the
+    caller's sign-in, which the gateway checked; and RESOURCE_EXHAUSTED with
+    no details of the service's own is gRPC's (an answer over the size
+    limit), not a rate limit to retry after. Both are told as INTERNAL."""
+    return code == grpc.StatusCode.UNAUTHENTICATED or (
+        code == grpc.StatusCode.RESOURCE_EXHAUSTED and not detailed
+    )
 
 
 def _authorization(context: Ctx) -> str | None:
@@ -438,12 +454,14 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
         retried filing still gets its appeal)."""
         field = "appeal.appeal_of"
         name = appeal.appeal_of
+        ident = name.removeprefix(REPORT_CASES)
         try:
-            uuid.UUID(name.removeprefix(REPORT_CASES), version=None)
+            # As the reports service spells its ids (lower case, with hyphens).
+            canonical = str(uuid.UUID(ident, version=None)) == ident
         except ValueError:
-            raise InvalidArgument.field(
-                field, "must be appeals/{id} or report-cases/{id}"
-            ) from None
+            canonical = False
+        if not canonical:
+            raise InvalidArgument.field(field, "must be appeals/{id} or report-cases/{id}")
         if appeal.kind != appeals_pb2.APPEAL_KIND_DECISION_APPEAL:
             raise InvalidArgument.field(field, "only a DECISION_APPEAL names a decided case")
         try:
