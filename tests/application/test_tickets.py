@@ -247,6 +247,21 @@ def test_an_agent_reads_a_ticket_of_their_own_as_its_requester(app: Tickets) -> 
     assert "您好，正在处理" in hers and "她的账号有风险标记" not in hers
     theirs = [e.text for e in app.history(colleague, t.id, 0, "").items]
     assert "她的账号有风险标记" in theirs
+    # Nor may she write one on it: told why, not that agents only may.
+    with pytest.raises(PermissionDenied) as info:
+        app.add_comment(AGENT, t.id, "自己的备注", internal=True, etag="")
+    assert info.value.reason == "INTERNAL_NOTE_ON_OWN_TICKET"
+
+
+@pytest.mark.parametrize("assignee", ["li\u200b", "#case/x", "a\u2028b"])
+def test_a_ticket_is_assigned_only_to_someone_a_token_could_name(
+    app: Tickets, assignee: str
+) -> None:
+    t = app.create_ticket(ALICE, new_ticket())
+    with pytest.raises(InvalidArgument) as info:
+        app.assign(AGENT, t.id, assignee, None, etag="")
+    assert [v.field for v in info.value.violations] == ["assignee"]
+    assert app.get_ticket(AGENT, t.id).version == t.version
 
 
 def test_the_requesters_words_and_contacts_are_stored_sealed_and_read_clear(

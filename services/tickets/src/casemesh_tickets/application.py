@@ -25,7 +25,7 @@ from casemesh.platform.errors import (
     PermissionDenied,
     Violations,
 )
-from casemesh.platform.identity import Identity
+from casemesh.platform.identity import Identity, subject_fault
 from casemesh.platform.logging import get_logger
 from casemesh.platform.paging import page_size_of
 from casemesh.platform.timers import Deadline
@@ -193,6 +193,10 @@ class Tickets(CaseApplication[Ticket]):
         self.require_agent(who, "assign tickets")
         v = Violations()
         assignee = validation.text(v, "assignee", assignee, limit=128, required=False)
+        # Someone a token could name (an agent's user id), by the same rule
+        # (once the text's own checks, so far the only ones, passed).
+        if assignee and not v and (fault := subject_fault(assignee)):
+            v.add("assignee", fault)
         if priority is not None and priority not in (1, 2, 3, 4):
             v.add("priority", "must be from 1 (low) to 4 (urgent)")
         v.raise_if_any()

@@ -189,7 +189,11 @@ class Ticket(ExpiringCase):
                 reason="TICKET_FINAL",
             )
         if by_requester and internal:
-            raise PermissionDenied("only agents may write internal notes")
+            # An agent's own ticket too: notes are about a requester, kept from them.
+            raise PermissionDenied(
+                "an internal note cannot be written on a ticket you opened",
+                reason="INTERNAL_NOTE_ON_OWN_TICKET",
+            )
         status = self.status
         if by_requester and self.status in (Status.PENDING, Status.ON_HOLD, Status.SOLVED):
             status = Status.OPEN
