@@ -29,7 +29,7 @@ from casemesh.v1 import notifications_pb2, notifications_pb2_grpc
 from casemesh_notifier.api import NotificationServicer
 from casemesh_notifier.channels import Channel, HttpEmailChannel, HttpSmsChannel, SmtpChannel
 from casemesh_notifier.consumers import TOPICS, build_broker, build_router
-from casemesh_notifier.delivery import Delivery, replay_parked
+from casemesh_notifier.delivery import RECORD_MARGIN_S, Delivery, replay_parked
 from casemesh_notifier.metrics import JobsCollector
 from casemesh_notifier.outbox import NOTIFICATIONS
 from casemesh_notifier.planner import Planner
@@ -131,14 +131,23 @@ async def run(cfg: NotifierServiceSettings) -> None:
         if broker is not None:
             await broker.stop()
         await asyncio.to_thread(erasures.stop)
-        # The API drains for its delay and grace while the loops end (within 30 s).
+        # The API drains for its delay and grace while the loops end, and a
+        # send under way is finished and recorded: cut off, it would be taken
+        # over once its lease lapsed and perhaps reach its person twice. (The
+        # pod's termination grace covers this: deploy/k8s/base/notifier.yaml.)
         drain = cfg.shutdown_delay_seconds + cfg.shutdown_grace_seconds
-        results = await asyncio.wait_for(
-            asyncio.gather(*tasks, return_exceptions=True), timeout=max(30.0, drain + 5)
+        _, unfinished = await asyncio.wait(
+            tasks, timeout=max(30.0, drain + 5, cfg.longest_send + RECORD_MARGIN_S)
         )
-        for task, result in zip(tasks, results, strict=True):
-            if isinstance(result, BaseException):
-                log.error("notifier.task_failed", task=task.get_name(), error=repr(result))
+        for task in unfinished:
+            log.error("notifier.task_not_stopped", task=task.get_name())
+            task.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
+        for task in tasks:
+            if task not in unfinished and not task.cancelled() and task.exception() is not None:
+                log.error(
+                    "notifier.task_failed", task=task.get_name(), error=repr(task.exception())
+                )
         await sms.aclose()
         await email.aclose()
         await pool.close()
