@@ -142,7 +142,7 @@ def main() -> None:
             writer_bench.run(durable.dsn("bench_writer"))
         if {"sealing", "relay", "gateway", "notifier"}.intersection(parts):
             kafka.start()
-            asyncio.run(kafka.create_topics(list(topics.ALL), partitions=3))
+            asyncio.run(kafka.create_topics(list(topics.ALL), partitions=3, configs=topics.CONFIGS))
         if "sealing" in parts:
             keys.start()
             sealing_bench.run(durable, keys, kafka.bootstrap)

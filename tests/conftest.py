@@ -57,7 +57,7 @@ def infra() -> Iterator[Infra]:
     try:
         pg.start()
         kafka.start()
-        asyncio.run(kafka.create_topics(TOPICS, partitions=PARTITIONS))
+        asyncio.run(kafka.create_topics(TOPICS, partitions=PARTITIONS, configs=topics.CONFIGS))
         yield Infra(pg, kafka, root)
     finally:
         kafka.stop()

@@ -24,7 +24,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -400,10 +400,16 @@ class LocalKafka:
             await asyncio.sleep(0.25)
 
     async def create_topics(
-        self, names: list[str], partitions: int = 3, replication_factor: int = 1
+        self,
+        names: list[str],
+        partitions: int = 3,
+        replication_factor: int = 1,
+        configs: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
-        """Create the topics that don't exist yet and wait until all their partitions have
-        leaders (so a producer right after this does not hit LEADER_NOT_AVAILABLE)."""
+        """Create the topics that don't exist yet (each with its `configs`,
+        if given: e.g. `casemesh.topics.CONFIGS`) and wait until all their
+        partitions have leaders (so a producer right after this does not hit
+        LEADER_NOT_AVAILABLE)."""
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=30000)
         await admin.start()
         try:
@@ -411,7 +417,15 @@ class LocalKafka:
             missing = [name for name in names if name not in existing]
             if missing:
                 response = await admin.create_topics(
-                    [NewTopic(name, partitions, replication_factor) for name in missing]
+                    [
+                        NewTopic(
+                            name,
+                            partitions,
+                            replication_factor,
+                            topic_configs=dict((configs or {}).get(name, {})),
+                        )
+                        for name in missing
+                    ]
                 )
                 for topic_error in response.topic_errors:
                     topic, code = topic_error[0], topic_error[1]

@@ -548,7 +548,9 @@ def start_infra(cfg: StackConfig, stack: contextlib.ExitStack) -> tuple[LocalPos
     kafka = cfg.kafka()
     stack.callback(kafka.stop)
     kafka.start()
-    asyncio.run(kafka.create_topics(list(TOPICS), partitions=TOPIC_PARTITIONS))
+    asyncio.run(
+        kafka.create_topics(list(TOPICS), partitions=TOPIC_PARTITIONS, configs=topics.CONFIGS)
+    )
     return pg, kafka
 
 
