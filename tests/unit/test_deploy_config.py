@@ -24,14 +24,19 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from casemesh import topics as casemesh_topics
 from casemesh.platform.identity import new_signing_key, verify_key_of, verify_keys
 from casemesh.platform.personal.postgres import SCHEMA as KEYS_SCHEMA
+from casemesh_casequeue.settings import QueueSettings
 from casemesh_devstack import stack
 from casemesh_devstack.kafka import LocalKafka
 from casemesh_devstack.postgres import LocalPostgres
+from casemesh_evidence.lifecycle import GROUP as EVIDENCE_GROUP
 from casemesh_evidence.settings import EvidenceSettings
 from casemesh_gateway.settings import GatewaySettings
 from casemesh_gateway.web import CONTENT_SECURITY_POLICY, content_security_policy
+from casemesh_notifier.settings import NotifierSettings
+from casemesh_reports.settings import ConsumerSettings as ReportsConsumerSettings
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
@@ -722,6 +727,9 @@ def test_every_topic_is_a_kafka_topic_and_created_by_compose() -> None:
         assert spec["partitions"] == stack.TOPIC_PARTITIONS, name
         assert spec["replicas"] == 3, name
         assert spec["config"]["min.insync.replicas"] == 2, name
+        # What the code creates locally and in the tests (`casemesh.topics.CONFIGS`).
+        kept = casemesh_topics.CONFIGS[name]
+        assert {k: str(spec["config"][k]) for k in kept} == kept, name
         retention = spec["config"]["retention.ms"]
         if name == stack.CODES_TOPIC:
             assert retention == 3_600_000, name
@@ -730,6 +738,16 @@ def test_every_topic_is_a_kafka_topic_and_created_by_compose() -> None:
         else:
             # Whole aggregate streams: read models are rebuilt from offset 0.
             assert retention == -1, name
+        configs = [f"retention.ms={retention}"]
+        if retention > 0:
+            # Kafka deletes only closed segments, and closes one after segment.ms
+            # (7 days unless set): it bounds how long past retention.ms a record stays.
+            segment = spec["config"]["segment.ms"]
+            assert 0 < segment <= retention / 5, name
+            configs.append(f"segment.ms={segment}")
+        else:
+            assert "segment.ms" not in spec["config"], name
+        assert f"{name}:{','.join(configs)}" in created, f"docker-compose.yml: {name}'s configs"
     assert f"--partitions {stack.TOPIC_PARTITIONS}" in created
 
 
@@ -740,6 +758,34 @@ def test_dev_runs_kafka_with_a_single_replica() -> None:
     assert ops == {"/spec/replicas": 1, "/spec/config/min.insync.replicas": 1}
     pools = of_kind(load_docs(K8S / "overlays" / "dev" / "kafka.yaml"), "KafkaNodePool")
     assert [p["spec"]["replicas"] for p in pools] == [1]
+
+
+def test_kafka_nodes_run_on_different_kubernetes_nodes() -> None:
+    (pool,) = of_kind(BASE.objects, "KafkaNodePool")
+    (kafka,) = of_kind(BASE.objects, "Kafka")
+    anti = pool["spec"]["template"]["pod"]["affinity"]["podAntiAffinity"]
+    (term,) = anti["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"] == {
+        "strimzi.io/cluster": kafka["metadata"]["name"],
+        "strimzi.io/pool-name": pool["metadata"]["name"],
+    }
+
+
+def test_postgres_replicates_synchronously_wherever_there_are_standbys() -> None:
+    """A commit waits for a standby, so a failover loses no event a caller was
+    told was stored; overlays/dev's single instance has none to wait for (and
+    CloudNativePG refuses a number that is not below the instances)."""
+    for name, cluster in clusters().items():
+        spec = cluster["spec"]
+        sync = spec["postgresql"]["synchronous"]
+        assert sync == {"method": "any", "number": 1, "dataDurability": "required"}, name
+        assert sync["number"] < spec["instances"], name
+    dev = yaml.safe_load((K8S / "overlays" / "dev" / "kustomization.yaml").read_text())
+    (patch,) = [p for p in dev["patches"] if p.get("target", {}).get("kind") == "Cluster"]
+    ops = yaml.safe_load(patch["patch"])
+    assert {"op": "replace", "path": "/spec/instances", "value": 1} in ops
+    assert {"op": "remove", "path": "/spec/postgresql/synchronous"} in ops
 
 
 def test_every_database_is_a_postgres_cluster_and_created_by_compose() -> None:
@@ -828,6 +874,10 @@ def test_every_process_is_probed_observable_and_stops_gracefully(spec: stack.Ser
     # Uploads pass through the gateway to evidence: those two wait longer.
     assert (delay, grace) == ((5, 300) if spec.name in ("gateway", "evidence") else (5, 20))
     assert c.pod["spec"]["terminationGracePeriodSeconds"] >= delay + grace + 20, c.where
+    if c.owner["metadata"]["name"] == "notifier":
+        # It finishes the send in hand, which may take this long with the defaults.
+        longest = NotifierSettings.model_construct().longest_send
+        assert c.pod["spec"]["terminationGracePeriodSeconds"] >= delay + grace + longest + 20
 
 
 def test_sidecar_relays_are_in_the_writer_pods() -> None:
@@ -899,6 +949,23 @@ def test_alerts_cover_the_system_with_metrics_it_exposes() -> None:
         "grpc_server_handling_seconds_bucket",  # gRPC latency
     ):
         assert needed in used, f"no alert on {needed}"
+
+
+def test_an_alert_fires_when_a_consumer_is_gone() -> None:
+    """Each consumer group that reports its lag has an absent() rule."""
+    rule = yaml.safe_load((K8S / "base" / "monitoring" / "prometheusrule.yaml").read_text())
+    alerts = {r.get("alert"): r for g in rule["spec"]["groups"] for r in g["rules"]}
+    expr = alerts["CasemeshConsumerMissing"]["expr"]
+    for group in (
+        NotifierSettings.model_fields["consumer_group"].default,
+        ReportsConsumerSettings.model_fields["consumer_group"].default,
+        EVIDENCE_GROUP,
+    ):
+        assert f'absent(casemesh_consumer_lag_records{{group="{group}"}})' in expr, group
+    # The case queue's group carries its read model's generation.
+    queue = QueueSettings.model_fields["consumer_group"].default
+    assert f'absent(casemesh_consumer_lag_records{{group=~"{queue}-[0-9]+"}})' in expr
+    assert alerts["CasemeshConsumerMissing"]["labels"]["severity"] == "critical"
 
 
 def test_production_backs_up_every_database_each_night() -> None:
