@@ -25,28 +25,33 @@ from casemesh_casequeue.sla import ServiceLevels
 
 
 class Progress:
-    """Per partition: the last offset applied, and the time of its record (for
+    """Per partition: the last offset applied, and the time of its event (for
     the timer, which never runs its clocks past what the topics have told)."""
 
     def __init__(self) -> None:
         self.applied: dict[tuple[str, int], int] = {}
         self.times: dict[tuple[str, int], datetime] = {}
 
-    def saw(self, place: Place) -> None:
-        """A record applied or set aside. Records of one partition may be
-        told out of order (a batch's set-aside record after its batch-mates):
-        the furthest one counts."""
+    def saw(self, place: Place, at: datetime | None = None) -> None:
+        """A record applied (its event made `at`) or set aside (the time
+        Kafka gave it: the event's own is not known). Not the record's time
+        when its event is known: a relay publishes what it stored during a
+        Kafka outage minutes after it happened, and the clocks must not run
+        past the backlog's events. Records of one partition may be told out
+        of order (a batch's set-aside record after its batch-mates): the
+        furthest one counts."""
         key = (place.topic, place.partition)
         if place.offset < self.applied.get(key, -1):
             return
         self.applied[key] = place.offset
-        self.times[key] = datetime.fromtimestamp(place.timestamp_ms / 1000, UTC)
+        self.times[key] = at or datetime.fromtimestamp(place.timestamp_ms / 1000, UTC)
 
 
 @dataclass
 class _Batch:
     conn: psycopg.AsyncConnection[Any]
-    places: list[Place] = field(default_factory=list)
+    # Each record applied, with its event's time.
+    places: list[tuple[Place, datetime]] = field(default_factory=list)
 
 
 def build_broker(
@@ -65,14 +70,14 @@ def build_broker(
             async with conn.transaction():
                 batch = _Batch(conn)
                 yield batch
-            for place in batch.places:
-                progress.saw(place)
+            for place, at in batch.places:
+                progress.saw(place, at)
 
     async def apply(batch: _Batch, event: CloudEvent, place: Place) -> None:
         obs = observe(event, levels)
         where = store.Consumed(place.topic, place.partition, place.offset)
         await store.consume(batch.conn, event, obs, where, levels)
-        batch.places.append(place)
+        batch.places.append((place, event.time))
 
     async def passed(aside: SetAside) -> None:
         progress.saw(aside.place)  # the topics told this much, though nothing came of it

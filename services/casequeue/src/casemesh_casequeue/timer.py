@@ -6,7 +6,9 @@ on one another replica reads, past a time before which the group has read
 everything), and always a grace period behind now (an event stamped before a due time may
 still be on its way from its relay). So a backlog, a replay or a rebalance
 never fires a clock that a later event would have paused or stopped, and a
-rebuild from offset 0 comes to the same breaches."""
+rebuild from offset 0 comes to the same breaches. After Kafka was away, they
+wait a while longer (`Settling`): what the relays stored meanwhile is still
+to come."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 from casemesh.platform.clock import Clock
 from casemesh.platform.consuming import Heard
 from casemesh.platform.logging import get_logger
+from casemesh.platform.relay import MOST_BACKOFF_S
 from casemesh_casequeue import store
 from casemesh_casequeue.consumer import Progress
 from casemesh_casequeue.observe import TOPICS
@@ -90,6 +93,35 @@ class Horizon:
         return min(min(times), now - grace)
 
 
+class Settling:
+    """How far the horizon is trusted right after it (re)started. While
+    Kafka was away (or before this process reached it) the relays could not
+    publish what their services stored meanwhile, and once it is back they
+    start to only after their backoff (`relay.MOST_BACKOFF_S`): for a while
+    every partition can look read to its end with events still to come (a
+    ticket solved during the outage). So for `settle` after a start the
+    clocks go no further than they had before it (after a process start,
+    nowhere)."""
+
+    def __init__(self, settle: timedelta) -> None:
+        self._settle = settle
+        self._trusted_from: datetime | None = None
+        self._held: datetime | None = None
+
+    def started(self, now: datetime) -> None:
+        self._trusted_from = now + self._settle
+
+    def bound(self, until: datetime | None, now: datetime) -> datetime | None:
+        """`until` as far as it may be trusted at `now`."""
+        if self._trusted_from is None or now < self._trusted_from:
+            if until is None or self._held is None:
+                return None
+            return min(until, self._held)
+        if until is not None:
+            self._held = until
+        return until
+
+
 async def run_timer(
     *,
     pool: AsyncConnectionPool[Any],
@@ -102,6 +134,7 @@ async def run_timer(
     stop: asyncio.Event,
 ) -> None:
     horizon: Horizon | None = None
+    settling = Settling(grace + timedelta(seconds=MOST_BACKOFF_S))
     while not stop.is_set():
         now = clock.now()
         try:  # needs the database only: leases run out whether Kafka answers or not
@@ -113,8 +146,9 @@ async def run_timer(
             if horizon is None:
                 horizon = Horizon(bootstrap, group_id, progress)
                 await horizon.start()
+                settling.started(now)
             async with pool.connection() as conn:
-                until = await horizon.until(now, grace)
+                until = settling.bound(await horizon.until(now, grace), now)
                 fired = await store.fire_due(conn, until, levels) if until else 0
             if fired:
                 log.info("queue.sla_fired", signals=fired)

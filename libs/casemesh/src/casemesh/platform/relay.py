@@ -192,6 +192,12 @@ class AdvisoryLock:
         self._conn = None
 
 
+# The longest a relay waits before it tries again after a failure (Kafka or
+# its database away): once Kafka is back, what was stored meanwhile starts
+# to reach it within this long.
+MOST_BACKOFF_S = 30.0
+
+
 async def run_while_holding(
     lock: AdvisoryLock,
     publish_until: Callable[[asyncio.Event], Awaitable[None]],
@@ -224,7 +230,7 @@ async def run_while_holding(
             lock.release()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
-            delay = min(delay * 2, 30.0)
+            delay = min(delay * 2, MOST_BACKOFF_S)
     lock.release()
 
 
