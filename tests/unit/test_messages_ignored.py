@@ -4,13 +4,24 @@ fail it (and be set aside and alerted on), however it reads."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.events.v1 import reports_pb2 as rev
+from casemesh.events.v1 import tickets_pb2 as tev
 from casemesh.platform import envelope
+from casemesh.v1 import appeals_pb2 as apb
+from casemesh.v1 import reports_pb2 as rpb
 from casemesh_casequeue import sla
-from casemesh_casequeue.observe import observe
+from casemesh_casequeue.observe import (
+    APPEAL_CLOSED,
+    APPEAL_OPEN,
+    REPORT_CLOSED,
+    REPORT_OPEN,
+    TICKET_CLOSED,
+    TICKET_OPEN,
+    observe,
+)
 from casemesh_reports.consumer import handle
 
 UNREADABLE = b"\xff\xff\xff"
@@ -50,3 +61,33 @@ def test_the_reports_consumer_ignores_other_appeals_events_without_reading_them(
 
     for message in (aev.AppealAssigned(), aev.AppealInfoRequested()):
         handle(NoApplication(), event(message, "appeals/a1"))  # type: ignore[arg-type]
+
+
+def test_every_state_a_case_can_be_in_is_known_to_the_queue_as_open_or_closed() -> None:
+    """A state added to a public enum must be placed by the queue: open
+    (listed, its clocks running or paused) or closed."""
+    states = {
+        "ticket": (tev.TicketStatus.keys(), "TICKET_STATUS_", TICKET_OPEN, TICKET_CLOSED),
+        "appeal": (apb.AppealState.keys(), "APPEAL_STATE_", APPEAL_OPEN, APPEAL_CLOSED),
+        "report": (rpb.ReportCaseState.keys(), "REPORT_CASE_STATE_", REPORT_OPEN, REPORT_CLOSED),
+    }
+    for kind, (names, prefix, open_states, closed) in states.items():
+        known = {n.removeprefix(prefix) for n in names} - {"UNSPECIFIED"}
+        assert known == set(open_states) | closed, kind
+        assert not set(open_states) & closed, kind
+
+
+def test_a_case_in_a_state_the_queue_does_not_know_stays_in_it() -> None:
+    """From a newer producer: the case stays listed rather than vanish."""
+    levels = sla.load()
+    for state in ("ESCALATED_TO_LEGAL", "OPEN"):
+        assigned = rev.ReportCaseAssigned(
+            header=rev.ReportEventHeader(aggregate_id="c1", version=2, state=state)
+        )
+        got = observe(event(assigned, "report-cases/c1", assigned.SerializeToString()), levels)
+        assert got is not None and got.open and not got.waiting
+    solved = tev.TicketSolved(
+        header=tev.TicketEventHeader(ticket_id="t1", version=3, status=cast(Any, 99))
+    )
+    got = observe(event(solved, "tickets/t1", solved.SerializeToString()), levels)
+    assert got is not None and got.open and got.status == "STATUS_99"

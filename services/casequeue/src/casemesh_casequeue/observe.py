@@ -10,14 +10,48 @@ from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as tev
 from casemesh.platform.envelope import CloudEvent, EnvelopeError, message_class
+from casemesh.platform.logging import get_logger
 from casemesh_casequeue.model import Observation
 from casemesh_casequeue.sla import ServiceLevels
 
+log = get_logger(__name__)
+
 TOPICS = (topics.TICKETS, topics.APPEALS, topics.REPORTS)
 
+# Each state a case can be in: open (and whether it waits on the person, its
+# clocks paused), or closed. A state in neither (one a newer producer added)
+# keeps the case open, logged: an agent sees a case that may be done rather
+# than never sees one that is not. A test holds these to the public enums.
 TICKET_OPEN = {"NEW": False, "OPEN": False, "PENDING": True, "ON_HOLD": True}
+TICKET_CLOSED = frozenset({"SOLVED", "CLOSED", "CANCELLED"})
 APPEAL_OPEN = {"SUBMITTED": False, "UNDER_REVIEW": False, "INFO_REQUESTED": True}
+APPEAL_CLOSED = frozenset(
+    {
+        "UPHELD",
+        "REJECTED",
+        "WITHDRAWN",
+        "ABANDONED",
+        # The claimant's to act on (court action or not), then the court's.
+        "FORWARDED_TO_CLAIMANT",
+        "RESTORED",
+        "HELD",
+        "UPHELD_BY_COURT",
+    }
+)
 REPORT_OPEN = {"OPEN": False, "IN_REVIEW": False}
+REPORT_CLOSED = frozenset({"ACTION_TAKEN", "NO_VIOLATION", "VOID", "REVERSED"})
+
+
+def _openness(
+    name: str, state: str, open_states: dict[str, bool], closed: frozenset[str]
+) -> tuple[bool, bool]:
+    """Whether a case in `state` is open, and waits on its person."""
+    if state in open_states:
+        return True, open_states[state]
+    if state not in closed:
+        log.warning("queue.unknown_state", case=name, state=state)
+        return True, False
+    return False, False
 
 
 def observe(event: CloudEvent, levels: ServiceLevels) -> Observation | None:
@@ -44,7 +78,10 @@ def _at(header: Any) -> Any:
 
 def _ticket(m: Any) -> Observation | None:
     h = m.header
-    status = tev.TicketStatus.Name(h.status).removeprefix("TICKET_STATUS_")
+    if h.status in tev.TicketStatus.values():
+        status = tev.TicketStatus.Name(h.status).removeprefix("TICKET_STATUS_")
+    else:  # a status added after this service was built
+        status = f"STATUS_{h.status}"
     extra: dict[str, Any] = {}
     match m:
         case tev.TicketCreated():
@@ -56,14 +93,16 @@ def _ticket(m: Any) -> Observation | None:
         case tev.InfoRequested() | tev.TicketSolved():
             # What the requester hears from an agent (not a hold, not a note).
             extra = {"responded": True}
+    name = f"tickets/{h.ticket_id}"
+    is_open, waiting = _openness(name, status, TICKET_OPEN, TICKET_CLOSED)
     return Observation(
-        name=f"tickets/{h.ticket_id}",
+        name=name,
         type="ticket",
         version=h.version,
         at=_at(h),
         status=status,
-        open=status in TICKET_OPEN,
-        waiting=TICKET_OPEN.get(status, False),
+        open=is_open,
+        waiting=waiting,
         **extra,
     )
 
@@ -82,14 +121,16 @@ def _appeal(m: Any, levels: ServiceLevels) -> Observation | None:
             }
         case aev.AppealInfoRequested() | aev.AppealDecided():
             extra = {"responded": True}
+    name = f"appeals/{h.appeal_id}"
+    is_open, waiting = _openness(name, h.state, APPEAL_OPEN, APPEAL_CLOSED)
     return Observation(
-        name=f"appeals/{h.appeal_id}",
+        name=name,
         type="appeal",
         version=h.version,
         at=_at(h),
         status=h.state,
-        open=h.state in APPEAL_OPEN,
-        waiting=APPEAL_OPEN.get(h.state, False),
+        open=is_open,
+        waiting=waiting,
         **extra,
     )
 
@@ -109,13 +150,15 @@ def _report_case(m: Any, levels: ServiceLevels) -> Observation | None:
             extra = {"extra": {"base_priority": m.base_priority}}
         case rev.ReportCaseDecided() | rev.ReportCaseVoided():
             extra = {"responded": True}
+    name = f"report-cases/{h.aggregate_id}"
+    is_open, waiting = _openness(name, h.state, REPORT_OPEN, REPORT_CLOSED)
     return Observation(
-        name=f"report-cases/{h.aggregate_id}",
+        name=name,
         type="report",
         version=h.version,
         at=_at(h),
         status=h.state,
-        open=h.state in REPORT_OPEN,
-        waiting=False,
+        open=is_open,
+        waiting=waiting,
         **extra,
     )
