@@ -93,6 +93,10 @@ class Horizon:
         return min(min(times), now - grace)
 
 
+# The longest the timer waits for Kafka's answers before it looks again.
+KAFKA_WAIT_S = 10.0
+
+
 class Settling:
     """How far the horizon is trusted right after it (re)started. While
     Kafka was away (or before this process reached it) the relays could not
@@ -133,34 +137,58 @@ async def run_timer(
     grace: timedelta,
     stop: asyncio.Event,
 ) -> None:
+    # Leases need the database only, and run out whether Kafka answers or
+    # not: in a loop of their own, never held up by a Kafka call that hangs.
+    leases = asyncio.create_task(_expire_leases(pool, clock, stop), name="leases")
     horizon: Horizon | None = None
     settling = Settling(grace + timedelta(seconds=MOST_BACKOFF_S))
+    try:
+        while not stop.is_set():
+            now = clock.now()
+            try:
+                # A broker that takes connections and never answers would hold
+                # each call for the client's whole timeout (40 s), and a stop
+                # behind it: the timer asks again shortly instead.
+                async with asyncio.timeout(KAFKA_WAIT_S):
+                    if horizon is None:
+                        horizon = Horizon(bootstrap, group_id, progress)
+                        await horizon.start()
+                        settling.started(now)
+                    told = await horizon.until(now, grace)
+                until = settling.bound(told, now)
+                fired = 0
+                if until is not None:
+                    async with pool.connection() as conn:
+                        fired = await store.fire_due(conn, until, levels)
+                if fired:
+                    log.info("queue.sla_fired", signals=fired)
+                    continue
+            except Exception as exc:  # Kafka or the database away: look again shortly
+                log.error("queue.timer_failed", error=repr(exc))
+                if horizon is not None:
+                    with contextlib.suppress(Exception):
+                        await horizon.stop()
+                    horizon = None
+            await _a_second_or_stop(stop)  # the test clock may jump: look every second
+    finally:
+        if horizon is not None:
+            with contextlib.suppress(Exception):
+                await horizon.stop()
+        leases.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await leases
+
+
+async def _expire_leases(pool: AsyncConnectionPool[Any], clock: Clock, stop: asyncio.Event) -> None:
     while not stop.is_set():
-        now = clock.now()
-        try:  # needs the database only: leases run out whether Kafka answers or not
+        try:
             async with pool.connection() as conn:
-                await store.expire_leases(conn, now)
+                await store.expire_leases(conn, clock.now())
         except Exception as exc:
             log.error("queue.lease_expiry_failed", error=repr(exc))
-        try:
-            if horizon is None:
-                horizon = Horizon(bootstrap, group_id, progress)
-                await horizon.start()
-                settling.started(now)
-            async with pool.connection() as conn:
-                until = settling.bound(await horizon.until(now, grace), now)
-                fired = await store.fire_due(conn, until, levels) if until else 0
-            if fired:
-                log.info("queue.sla_fired", signals=fired)
-                continue
-        except Exception as exc:  # Kafka or the database away: look again shortly
-            log.error("queue.timer_failed", error=repr(exc))
-            if horizon is not None:
-                with contextlib.suppress(Exception):
-                    await horizon.stop()
-                horizon = None
-        # The test clock may jump: look again every second.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 1.0)
-    if horizon is not None:
-        await horizon.stop()
+        await _a_second_or_stop(stop)
+
+
+async def _a_second_or_stop(stop: asyncio.Event) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), 1.0)
