@@ -23,7 +23,7 @@ from casemesh.v1 import helpcenter_pb2_grpc as hpb_grpc
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh_devstack.stack import HELP_DB
 from tests.conftest import PARTITIONS, Stack
-from tests.support import Client, wait_until
+from tests.support import Client, error_info, wait_until
 
 QUERIES = json.loads((Path(__file__).parent.parent / "helpcenter_queries.json").read_text())
 
@@ -214,6 +214,17 @@ def test_a_flow_that_does_not_help_opens_a_ticket_with_the_path_and_is_counted(
         hpb.ResolveHelpRequest(session=step.session, solved=False, contact=contact, locale="en")
     )
     assert again.ticket == opened.ticket  # one ticket per help session
+    # Sent again with other details: refused as the session's, not as a
+    # request id the caller never sent.
+    with pytest.raises(grpc.RpcError) as info:
+        user.ResolveHelp(
+            hpb.ResolveHelpRequest(
+                session=step.session, solved=False, contact=contact, locale="en", subject="Other"
+            )
+        )
+    assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert "request_id" not in (info.value.details() or "")
+    assert error_info(info.value).reason == "SESSION_OUTCOME_RECORDED"
     with pytest.raises(grpc.RpcError) as info:
         user.ResolveHelp(hpb.ResolveHelpRequest(session=step.session, solved=True))
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION

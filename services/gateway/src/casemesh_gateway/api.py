@@ -17,13 +17,21 @@ import grpc
 from google.rpc import status_pb2
 
 from casemesh.platform.errors import (
+    AlreadyExists,
+    FieldViolation,
     InvalidArgument,
     PermissionDenied,
     ResourceExhausted,
     Unauthenticated,
     Violations,
 )
-from casemesh.platform.grpcutil import STATUS_DETAILS_KEY, bounded, caller_locale, sent_details
+from casemesh.platform.grpcutil import (
+    STATUS_DETAILS_KEY,
+    bounded,
+    caller_locale,
+    field_violations,
+    sent_details,
+)
 from casemesh.platform.identity import (
     Identity,
     InternalTokenSigner,
@@ -245,6 +253,26 @@ def _ours_not_theirs(code: grpc.StatusCode, detailed: bool) -> bool:
     return code == grpc.StatusCode.UNAUTHENTICATED or (
         code == grpc.StatusCode.RESOURCE_EXHAUSTED and not detailed
     )
+
+
+def _as_resolve_help(err: grpc.aio.AioRpcError) -> None:
+    """Raises the CreateTicket a ResolveHelp made failing with `err` as
+    ResolveHelp's own refusal: its request id is the gateway's, not the
+    caller's, and its fields are named as ResolveHelp's (`ticket.subject` is
+    `subject`). Returns for any other failure."""
+    if err.code() == grpc.StatusCode.ALREADY_EXISTS:
+        raise AlreadyExists(
+            "this help session already opened a ticket, with other details:"
+            " add to that ticket instead",
+            reason="SESSION_OUTCOME_RECORDED",
+        )
+    if err.code() == grpc.StatusCode.INVALID_ARGUMENT:
+        status = status_pb2.Status(details=sent_details(err.trailing_metadata()) or ())
+        named = field_violations(status)
+        if named:
+            raise InvalidArgument(
+                [FieldViolation(field.removeprefix("ticket."), said) for field, said in named]
+            )
 
 
 def _authorization(context: Ctx) -> str | None:
@@ -786,23 +814,25 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
         # The help centre accepted the name, so it holds a UUID in its one
         # spelling: the ticket is one per session.
         session = str(uuid.UUID(request.session.rpartition("/")[2]))
-        ticket = await self.backend.forward(
-            self.tickets.CreateTicket,
-            tickets_pb2.CreateTicketRequest(
-                request_id=f"help-{session}",
-                ticket=tickets_pb2.Ticket(
-                    category=request.category or answer.category,
-                    subject=rules.said(request.subject) or answer.subject,
-                    description=rules.said(request.description) or answer.description,
-                    locale=request.locale,
-                    contact=request.contact,
-                    evidence=request.evidence,
+        try:
+            ticket = await self.tickets.CreateTicket(
+                tickets_pb2.CreateTicketRequest(
+                    request_id=f"help-{session}",
+                    ticket=tickets_pb2.Ticket(
+                        category=request.category or answer.category,
+                        subject=rules.said(request.subject) or answer.subject,
+                        description=rules.said(request.description) or answer.description,
+                        locale=request.locale,
+                        contact=request.contact,
+                        evidence=request.evidence,
+                    ),
                 ),
-            ),
-            who,
-            context,
-            audience=TICKETS,
-        )
+                metadata=self.backend.vouch(who, TICKETS, context=context),
+                timeout=self.backend._timeout(context),
+            )
+        except grpc.aio.AioRpcError as err:
+            _as_resolve_help(err)
+            await self.backend._fail(err, context)
         answer.ticket = ticket.name
         answer.category, answer.subject, answer.description = (
             ticket.category,
