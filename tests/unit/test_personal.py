@@ -23,6 +23,8 @@ from casemesh.platform.personal import (
     MemoryKeyStore,
     PersonalDataError,
     PersonalDataSettings,
+    PersonalEvent,
+    PersonalFields,
     Sealer,
     TokenRefused,
     UnknownDataKey,
@@ -617,3 +619,25 @@ def test_case_keys_move_to_a_new_master_key_with_the_rest() -> None:
     token = sealer(store, masters("old", keys=secrets)).seal("hello", ALICE, CASE_A)
     assert DataKeys(store, masters("new", "old", keys=secrets)).rewrap() >= 2
     assert Sealer(DataKeys(store, masters("new", keys=secrets))).reveal(token) == "hello"
+
+
+def test_an_events_request_fingerprints_are_sealed_with_its_persons_texts_only() -> None:
+    """A fingerprint hashes what a request said: sealed with the event's
+    person's texts; an event that names nobody (a decision naming no
+    uploader) keeps it as it is, rather than fail to be stored."""
+
+    class Replied:
+        pass
+
+    personal = PersonalFields({Replied: PersonalEvent("actor", ("body",))}).of(Replied)
+    assert personal is not None
+    named = {"actor": "alice", "body": "13800138000", "change_request_fingerprint": "f1"}
+    assert personal.texts(named) == ["13800138000", "f1"]
+    nobody = {
+        "actor": "",
+        "body": "",
+        "change_request_fingerprint": "f2",
+        "request_fingerprint": "f3",
+    }
+    assert personal.texts(nobody) == []
+    assert personal.rewrite(nobody, str.upper) == nobody

@@ -50,12 +50,22 @@ class PersonalEvent:
     # The field holding the id of the case its texts are sealed under too
     # ("originator_id": the aggregate's own); "": as `PersonalFields` says.
     case: str = ""
+    # Paths sealed with the others when the event names its person, and
+    # left as they are when it names none (`FINGERPRINTS`).
+    hashes: tuple[str, ...] = ()
     _parsed: tuple[Segments, ...] = field(init=False, repr=False, compare=False)
+    _hashes: tuple[Segments, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.paths, str):
             raise TypeError("paths must be a tuple of paths, not one string")
         object.__setattr__(self, "_parsed", tuple(_parse_path(p) for p in self.paths))
+        object.__setattr__(self, "_hashes", tuple(_parse_path(p) for p in self.hashes))
+
+    def _paths(self, state: Mapping[str, Any]) -> tuple[Segments, ...]:
+        if self._hashes and self.person(state) is not None:
+            return self._parsed + self._hashes
+        return self._parsed
 
     def person(self, state: Mapping[str, Any]) -> str | None:
         """The person the event's personal fields belong to, if it names one."""
@@ -75,7 +85,7 @@ class PersonalEvent:
             found.append(text)
             return text
 
-        for segments in self._parsed:
+        for segments in self._paths(state):
             _rewrite(state, segments, note)
         return found
 
@@ -85,7 +95,7 @@ class PersonalEvent:
         holds are left untouched (an event's state is shared with its
         aggregate)."""
         copied = dict(state)
-        for segments in self._parsed:
+        for segments in self._paths(state):
             copied = _rewrite(copied, segments, change)
         return copied
 
@@ -94,7 +104,9 @@ class PersonalEvent:
 # event made under a request id carries, is a hash of what the request said:
 # a short text in it (a reply, a phone number, a rating's words) can be found
 # from the hash by trying every candidate. So wherever an event holds a
-# person's texts, its fingerprints are sealed with them, under the same key.
+# person's texts, its fingerprints are sealed with them, under the same key
+# (an event that names nobody, a decision naming no uploader, keeps them:
+# they hash no one's words then).
 FINGERPRINTS = ("request_fingerprint", "change_request_fingerprint")
 
 
@@ -104,11 +116,7 @@ class PersonalFields:
 
     def __init__(self, events: Mapping[type, PersonalEvent], *, per_case: bool = False) -> None:
         self._events = {
-            kind: replace(
-                personal,
-                paths=(*personal.paths, *(f for f in FINGERPRINTS if f not in personal.paths)),
-            )
-            for kind, personal in events.items()
+            kind: replace(personal, hashes=FINGERPRINTS) for kind, personal in events.items()
         }
         self.per_case = per_case
 
