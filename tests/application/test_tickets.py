@@ -193,7 +193,7 @@ def test_a_phone_typed_the_national_way_is_kept_and_shown_in_e164(app: Tickets) 
     )
     ticket = app.create_ticket(ALICE, api.new_ticket(request))
     assert ticket.contact["phone"] == "+8613800138000"
-    assert api.ticket_message(ticket).contact.phone == "+8613800138000"
+    assert api.ticket_message(ticket, ALICE).contact.phone == "+8613800138000"
     landline = tpb.CreateTicketRequest()
     landline.CopyFrom(request)
     landline.request_id, landline.ticket.contact.phone = "r2", "010 1234 5678"
@@ -251,6 +251,44 @@ def test_an_agent_reads_a_ticket_of_their_own_as_its_requester(app: Tickets) -> 
     with pytest.raises(PermissionDenied) as info:
         app.add_comment(AGENT, t.id, "自己的备注", internal=True, etag="")
     assert info.value.reason == "INTERNAL_NOTE_ON_OWN_TICKET"
+
+
+def test_a_requester_cannot_tell_that_an_internal_note_was_written_or_when(
+    app: Tickets, clock: FakeClock
+) -> None:
+    """Internal notes are kept from the requester, and so is their trace:
+    the etag, the update time and the history's numbering they are shown
+    stay as if no note were there, and a reply under the etag they read is
+    no stale change."""
+    t = app.create_ticket(ALICE, new_ticket())
+    clock.advance(minutes=5)
+    t = app.add_comment(AGENT, t.id, "您好，正在处理", internal=False, etag="")
+    read = api.ticket_message(app.get_ticket(ALICE, t.id), ALICE)
+    clock.advance(minutes=5)
+    app.add_comment(AGENT, t.id, "她的账号有风险标记", internal=True, etag="")
+    app.add_comment(AGENT, t.id, "已上报", internal=True, etag="")
+    again = api.ticket_message(app.get_ticket(ALICE, t.id), ALICE)
+    assert (
+        (again.etag, again.update_time) == (read.etag, read.update_time) == ("2", read.update_time)
+    )
+    IndexProjector(app, app.index, case_row).catch_up()
+    [listed] = app.list_tickets(ALICE, [], 0, "").items
+    assert api.ticket_message(listed, ALICE).etag == "2"
+    # An agent (not its requester) reads the notes, and the ticket's version.
+    assert api.ticket_message(app.get_ticket(AGENT, t.id), AGENT).etag == "4"
+    # Her reply under the etag she read goes through.
+    clock.advance(minutes=5)
+    replied = app.add_comment(ALICE, t.id, "好的", internal=False, etag=read.etag)
+    assert api.ticket_message(replied, ALICE).etag == "3"
+    assert [e.sequence for e in app.history(ALICE, t.id, 0, "").items] == [1, 2, 3]
+    assert [e.sequence for e in app.history(AGENT, t.id, 0, "").items] == [1, 2, 3, 4, 5]
+    # Paged one by one, her pages follow her numbering.
+    first = app.history(ALICE, t.id, 1, "")
+    second = app.history(ALICE, t.id, 1, first.next_token)
+    assert [e.text for e in second.items] == ["您好，正在处理"]
+    # A stale etag of hers is still stale.
+    with pytest.raises(Aborted):
+        app.add_comment(ALICE, t.id, "还在吗", internal=False, etag=read.etag)
 
 
 @pytest.mark.parametrize("assignee", ["li\u200b", "#case/x", "a\u2028b"])

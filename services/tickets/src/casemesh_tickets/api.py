@@ -12,6 +12,7 @@ from casemesh.platform.caseindex import Page
 from casemesh.platform.errors import Violations
 from casemesh.platform.fields import fields_of
 from casemesh.platform.grpcutil import ApplicationServicer, enum_filter, enum_name, to_timestamp
+from casemesh.platform.identity import Identity
 from casemesh.rules import tickets as validation
 from casemesh.rules.tickets import CATEGORIES
 from casemesh.v1 import evidence_pb2
@@ -23,7 +24,11 @@ from casemesh_tickets.views import REQUEST_TEXTS, HistoryEntry, TicketView
 Ctx: TypeAlias = grpc.aio.ServicerContext
 
 
-def ticket_message(view: TicketView) -> pb.Ticket:
+def ticket_message(view: TicketView, who: Identity) -> pb.Ticket:
+    """The ticket as `who` is shown it: its requester (an agent too, on a
+    ticket of their own) without what the agents' internal notes changed
+    (`TicketView.seen_by`)."""
+    view = view.seen_by(who)
     contact = view.contact
     msg = pb.Ticket(
         **fields_of(view, *REQUEST_TEXTS, "assignee", "requester", "resolution"),
@@ -97,25 +102,27 @@ class TicketServicer(ApplicationServicer, pb_grpc.TicketServiceServicer):
         self.app = app
 
     async def CreateTicket(self, request: pb.CreateTicketRequest, context: Ctx) -> pb.Ticket:
-        view = await self._call(self.app.create_ticket, self._who(context), new_ticket(request))
-        return ticket_message(view)
+        who = self._who(context)
+        return ticket_message(
+            await self._call(self.app.create_ticket, who, new_ticket(request)), who
+        )
 
     async def GetTicket(self, request: pb.GetTicketRequest, context: Ctx) -> pb.Ticket:
-        return ticket_message(
-            await self._call(self.app.get_ticket, self._who(context), _id(request.name))
-        )
+        who = self._who(context)
+        return ticket_message(await self._call(self.app.get_ticket, who, _id(request.name)), who)
 
     async def ListTickets(
         self, request: pb.ListTicketsRequest, context: Ctx
     ) -> pb.ListTicketsResponse:
+        who = self._who(context)
         page = await self._call(
             self.app.list_tickets,
-            self._who(context),
+            who,
             _statuses(request.statuses),
             request.page_size,
             request.page_token,
         )
-        return _listed(page)
+        return _listed(page, who)
 
     async def SearchTickets(
         self, request: pb.SearchTicketsRequest, context: Ctx
@@ -127,123 +134,142 @@ class TicketServicer(ApplicationServicer, pb_grpc.TicketServiceServicer):
             assignee=request.assignee.strip(),
             text=request.text,
         )
+        who = self._who(context)
         page = await self._call(
             self.app.search_tickets,
-            self._who(context),
+            who,
             search,
             request.page_size,
             request.page_token,
         )
-        return _listed(page)
+        return _listed(page, who)
 
     async def AddComment(self, request: pb.AddCommentRequest, context: Ctx) -> pb.Ticket:
+        who = self._who(context)
         return ticket_message(
             await self._call(
                 self.app.add_comment,
-                self._who(context),
+                who,
                 _id(request.name),
                 request.body,
                 request.internal,
                 request.etag,
                 evidence_dicts(request.evidence),
                 request.request_id,
-            )
+            ),
+            who,
         )
 
     async def AssignTicket(self, request: pb.AssignTicketRequest, context: Ctx) -> pb.Ticket:
+        who = self._who(context)
         return ticket_message(
             await self._call(
                 self.app.assign,
-                self._who(context),
+                who,
                 _id(request.name),
                 request.assignee,
                 request.priority or None,
                 request.etag,
                 request.request_id,
-            )
+            ),
+            who,
         )
 
     async def RequestInfo(self, request: pb.RequestInfoRequest, context: Ctx) -> pb.Ticket:
+        who = self._who(context)
         return ticket_message(
             await self._call(
                 self.app.request_info,
-                self._who(context),
+                who,
                 _id(request.name),
                 request.message,
                 request.etag,
                 request.request_id,
-            )
+            ),
+            who,
         )
 
     async def HoldTicket(self, request: pb.HoldTicketRequest, context: Ctx) -> pb.Ticket:
+        who = self._who(context)
         return ticket_message(
             await self._call(
                 self.app.put_on_hold,
-                self._who(context),
+                who,
                 _id(request.name),
                 request.reason,
                 request.etag,
                 request.request_id,
-            )
+            ),
+            who,
         )
 
     async def SolveTicket(self, request: pb.SolveTicketRequest, context: Ctx) -> pb.Ticket:
+        who = self._who(context)
         return ticket_message(
             await self._call(
                 self.app.solve,
-                self._who(context),
+                who,
                 _id(request.name),
                 request.resolution,
                 request.etag,
                 request.request_id,
-            )
+            ),
+            who,
         )
 
     async def ReopenTicket(self, request: pb.ReopenTicketRequest, context: Ctx) -> pb.Ticket:
+        who = self._who(context)
         return ticket_message(
             await self._call(
                 self.app.reopen,
-                self._who(context),
+                who,
                 _id(request.name),
                 request.reason,
                 request.etag,
                 request.request_id,
-            )
+            ),
+            who,
         )
 
     async def CloseTicket(self, request: pb.CloseTicketRequest, context: Ctx) -> pb.Ticket:
+        who = self._who(context)
         return ticket_message(
             await self._call(
                 self.app.close_ticket,
-                self._who(context),
+                who,
                 _id(request.name),
                 request.etag,
                 request.request_id,
-            )
+            ),
+            who,
         )
 
     async def CancelTicket(self, request: pb.CancelTicketRequest, context: Ctx) -> pb.Ticket:
+        who = self._who(context)
         return ticket_message(
             await self._call(
                 self.app.cancel,
-                self._who(context),
+                who,
                 _id(request.name),
                 request.reason,
                 request.etag,
                 request.request_id,
-            )
+            ),
+            who,
         )
 
     async def RateTicket(self, request: pb.RateTicketRequest, context: Ctx) -> pb.Ticket:
+        who = self._who(context)
         return ticket_message(
             await self._call(
                 self.app.rate,
-                self._who(context),
+                who,
                 _id(request.name),
                 request.score,
                 request.comment,
                 request.request_id,
-            )
+            ),
+            who,
         )
 
     async def ListTicketEvents(
@@ -283,7 +309,7 @@ def _statuses(values: Iterable[int]) -> list[str]:
     return enum_filter(pb.TicketStatus, values, "statuses", "TICKET_STATUS_")
 
 
-def _listed(page: Page[TicketView]) -> pb.ListTicketsResponse:
+def _listed(page: Page[TicketView], who: Identity) -> pb.ListTicketsResponse:
     return pb.ListTicketsResponse(
-        tickets=[ticket_message(v) for v in page.items], next_page_token=page.next_token
+        tickets=[ticket_message(v, who) for v in page.items], next_page_token=page.next_token
     )

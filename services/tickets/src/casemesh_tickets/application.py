@@ -7,7 +7,7 @@ races: the loser gets Aborted and may retry.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import partial
@@ -334,6 +334,11 @@ class Tickets(CaseApplication[Ticket]):
 
     # -- queries --------------------------------------------------------
 
+    def version_shown(self, case: Ticket, who: Identity) -> int:
+        """Its requester's etag names the version they are shown (internal
+        notes aside): a note written since they read it is no change to them."""
+        return case.version if case.sees_notes(who.subject, who.is_agent) else case.shown_version
+
     def get_ticket(self, who: Identity, ticket_id: str) -> TicketView:
         return TicketView.of(self.load_visible(who, ticket_id))
 
@@ -379,8 +384,10 @@ class Tickets(CaseApplication[Ticket]):
             raise InvalidArgument.field("page_token", "is not a token this API gave") from None
         shown = self.load_visible(who, ticket_id)
         # Internal notes are the agents' about a requester: an agent reading
-        # a ticket of their own reads it as its requester.
-        notes = who.is_agent and shown.requester != who.subject
+        # a ticket of their own reads it as its requester. Who does not read
+        # them is shown the others numbered without them, so that no gap in
+        # the sequence tells that one was written.
+        notes = shown.sees_notes(who.subject, who.is_agent)
         entries: list[HistoryEntry] = []
         ticket: Any = None
         for domain_event in self.repository.event_store.get(UUID(ticket_id)):
@@ -388,6 +395,8 @@ class Tickets(CaseApplication[Ticket]):
             entry = history_entry(domain_event, ticket)
             if entry.internal and not notes:
                 continue
+            if not notes:
+                entry = replace(entry, sequence=ticket.shown_version)
             if entry.sequence > after:
                 entries.append(entry)
         kept = _fitting(entries, limit)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 from dataclasses import KW_ONLY, dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -106,6 +107,31 @@ class Ticket(ExpiringCase):
         self.assignee = ""
         self.resolution = ""
         self.rating: dict[str, Any] | None = None
+        # The agents' internal notes, kept from the requester, who is shown
+        # the ticket as if they were not there (`shown_version`, `shown_on`):
+        # how many, the version of the latest, and, while the latest events
+        # are notes, when the event before them was made.
+        self.notes = 0
+        self.note_version = 0
+        self.before_notes_on: datetime | None = None
+
+    @property
+    def shown_version(self) -> int:
+        """The ticket's version as its requester is shown it: its events but
+        the internal notes."""
+        return self.version - self.notes
+
+    @property
+    def shown_on(self) -> datetime:
+        """When the last event its requester is shown was made."""
+        if self.note_version == self.version and self.before_notes_on is not None:
+            return self.before_notes_on
+        return self.modified_on
+
+    def sees_notes(self, who: str, is_agent: bool) -> bool:
+        """Whether `who` reads the internal notes: an agent, on a ticket not
+        of their own (the notes are about its requester)."""
+        return is_agent and who != self.requester
 
     # -- agents ---------------------------------------------------------
 
@@ -214,6 +240,12 @@ class Ticket(ExpiringCase):
         if self.status is Status.SOLVED and Status(status) is not Status.SOLVED:
             self.resolution = ""  # reopened by the requester's reply, as by `reopen`
         self.status = Status(status)
+        if internal:
+            # (Applied before the ticket takes this event's version and time.)
+            if self.note_version != self.version:  # the event before was shown
+                self.before_notes_on = self.modified_on
+            self.notes += 1
+            self.note_version = self.version + 1
 
     def reopen(self, *, actor: str, reason: str) -> None:
         self._require_in({Status.SOLVED}, "only a solved ticket can be reopened")

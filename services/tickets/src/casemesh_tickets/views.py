@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.fields import fields_of
 from casemesh.platform.history import EventEntry, entry_basics
+from casemesh.platform.identity import Identity
 from casemesh_tickets.domain import Status, Ticket
 
 # What the requester wrote, under the same names on the ticket, its view, the
@@ -34,6 +35,10 @@ class TicketView:
     update_time: datetime
     version: int
     evidence: list[dict[str, str]] = field(default_factory=list)
+    # The version and update time its requester is shown: without the agents'
+    # internal notes (`Ticket.shown_version`; rows indexed before: none).
+    shown_version: int = 0
+    shown_time: datetime | None = None
 
     @classmethod
     def of(cls, t: Ticket) -> TicketView:
@@ -47,23 +52,37 @@ class TicketView:
             update_time=t.modified_on,
             version=t.version,
             evidence=list(t.evidence),
+            shown_version=t.shown_version,
+            shown_time=t.shown_on,
+        )
+
+    def seen_by(self, who: Identity) -> TicketView:
+        """The view as `who` is shown it: to its requester (an agent too, on
+        a ticket of their own), as if the internal notes were not there, so
+        that neither its etag nor its update time tells that one was
+        written, or when."""
+        if who.is_agent and who.subject != self.requester:
+            return self
+        return replace(
+            self,
+            version=self.shown_version or self.version,
+            update_time=self.shown_time or self.update_time,
         )
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
-        d["create_time"] = self.create_time.isoformat()
-        d["update_time"] = self.update_time.isoformat()
+        for name in ("create_time", "update_time", "shown_time"):
+            d[name] = d[name] and d[name].isoformat()
         return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> TicketView:
-        return cls(
-            **{
-                **d,
-                "create_time": datetime.fromisoformat(d["create_time"]),
-                "update_time": datetime.fromisoformat(d["update_time"]),
-            }
-        )
+        times = {
+            name: datetime.fromisoformat(d[name])
+            for name in ("create_time", "update_time", "shown_time")
+            if d.get(name)
+        }
+        return cls(**{**d, **times})
 
 
 @dataclass(frozen=True)
