@@ -291,6 +291,21 @@ def test_a_requester_cannot_tell_that_an_internal_note_was_written_or_when(
         app.add_comment(ALICE, t.id, "还在吗", internal=False, etag=read.etag)
 
 
+def test_an_agents_files_go_on_internal_notes_not_on_replies_the_requester_cannot_open(
+    app: Tickets,
+) -> None:
+    """Files are shown to their uploader and to agents: a reply showing the
+    requester an agent's file would show a name they cannot open."""
+    t = app.create_ticket(ALICE, new_ticket())
+    guide = [{"name": "evidence/guide", "sha256": "ab" * 32}]
+    with pytest.raises(InvalidArgument) as info:
+        app.add_comment(AGENT, t.id, "见附件", internal=False, etag="", evidence=guide)
+    assert [v.field for v in info.value.violations] == ["evidence"]
+    assert app.get_ticket(AGENT, t.id).version == 1
+    noted = app.add_comment(AGENT, t.id, "截图见附件", internal=True, etag="", evidence=guide)
+    assert noted.version == 2
+
+
 @pytest.mark.parametrize("assignee", ["li\u200b", "#case/x", "a\u2028b"])
 def test_a_ticket_is_assigned_only_to_someone_a_token_could_name(
     app: Tickets, assignee: str

@@ -260,6 +260,14 @@ class Tickets(CaseApplication[Ticket]):
         def comment(t: Ticket) -> None:
             if t.requester == who.subject:  # which would reopen a solved ticket
                 self._require_not_over(t)
+            elif evidence and not internal:
+                # Files are shown to their uploader and agents only: the
+                # requester would be shown names they cannot open.
+                raise InvalidArgument.field(
+                    "evidence",
+                    "an agent's files cannot be shown to the requester:"
+                    " attach them to an internal note, or send them another way",
+                )
             t.add_comment(
                 actor=who.subject,
                 body=body,
