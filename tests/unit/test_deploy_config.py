@@ -983,3 +983,34 @@ def test_production_backs_up_every_database_each_night() -> None:
     }
     assert "keys-db" in clusters
     assert clusters == backed_up
+
+
+def _quantity(value: str) -> int:
+    units = {"Gi": 1 << 30, "Mi": 1 << 20}
+    return int(value[:-2]) * units[value[-2:]]
+
+
+def test_the_evidence_spool_leaves_room_in_its_volume_for_a_killed_processs_leftovers() -> None:
+    """Uploads under way spool at most CASEMESH_EVIDENCE_SPOOL_BYTES; a
+    process killed mid-upload leaves its files for an hour, which the next
+    does not count. Twice the budget must fit, or a burst fills the volume
+    (ENOSPC mid-upload, or the kubelet evicting the pod) instead of being
+    told RESOURCE_EXHAUSTED."""
+
+    def claim(docs: list[dict[str, Any]]) -> int:
+        (pvc,) = [d for d in docs if d["kind"] == "PersistentVolumeClaim"]
+        return _quantity(pvc["spec"]["resources"]["requests"]["storage"])
+
+    prod_patch = load_docs(K8S / "overlays" / "prod" / "evidence.yaml")[0]
+    (volume,) = [v for v in prod_patch["spec"]["template"]["spec"]["volumes"] if "emptyDir" in v]
+    volumes = {
+        "base": (
+            BASE,
+            claim([d for d in BASE.objects if d["metadata"]["name"] == "evidence-data"]),
+        ),
+        "dev": (DEV, claim(load_docs(K8S / "overlays" / "dev" / "evidence.yaml"))),
+        "prod": (PROD, _quantity(volume["emptyDir"]["sizeLimit"])),
+    }
+    for overlay, (k, size) in volumes.items():
+        spool = int(k.configmaps["evidence-config"]["CASEMESH_EVIDENCE_SPOOL_BYTES"])
+        assert 0 < 2 * spool <= size, overlay
