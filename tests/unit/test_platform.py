@@ -174,6 +174,28 @@ def test_the_rate_limiter_allows_a_burst_then_the_steady_rate() -> None:
     assert limiter.allow("u") == 0.0
 
 
+def test_the_rate_limiter_forgets_users_gone_quiet_whether_or_not_anyone_is_limited() -> None:
+    """A replica sees many users over its life: it keeps the buckets of
+    those of the last minute or so, not of everyone it ever served (the
+    buckets were let go only when some call was refused)."""
+    now = [0.0]
+    limiter = RateLimiter(per_minute=120, burst=30, clock=lambda: now[0])
+    for i in range(1000):
+        assert limiter.allow(f"u{i}") == 0.0
+    now[0] = 61.0
+    assert limiter.allow("late") == 0.0
+    assert limiter.users == 1
+    # A bucket still filling up when the next sweep comes is kept: it
+    # still limits its user.
+    now[0] = 120.9
+    for _ in range(30):
+        limiter.allow("busy")
+    now[0] = 121.0
+    assert limiter.allow("other") == 0.0  # the sweep's call
+    assert limiter.allow("busy") > 0
+    assert limiter.users == 2
+
+
 def test_agents_have_a_bucket_of_their_own() -> None:
     """An agent working a case with many evidence files is not stopped by the
     limit that keeps one user from flooding the service."""
