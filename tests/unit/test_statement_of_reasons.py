@@ -273,3 +273,4 @@ def test_the_trusted_flaggers_named_fit_the_source_identitys_500_characters() ->
     assert len(said) <= 500 and said.endswith(" and 3 more")
     assert said.startswith(names[0] + ", " + names[1])
     assert source_identity(["网信办举报中心", "某版权协会"]) == "网信办举报中心, 某版权协会"
+    assert source_identity([]) == ""  # an ordinary notice names no source

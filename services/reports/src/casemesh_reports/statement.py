@@ -318,7 +318,9 @@ SOURCE_IDENTITY_MAX = 500
 def source_identity(names: list[str]) -> str:
     """The trusted flaggers a decision acted on, as the statement names them:
     as many as fit the transparency database's 500 characters, and how many
-    more."""
+    more; "" when it acted on none (an ordinary notice, Art. 16)."""
+    if not names:
+        return ""
     for shown in range(len(names), 0, -1):
         more = f" and {len(names) - shown} more" if shown < len(names) else ""
         said = ", ".join(names[:shown]) + more
