@@ -412,6 +412,52 @@ def test_decisions_missing_statement_fields_and_other_bad_input_change_nothing(
             {"outcome": rpb.REPORT_DECISION_OUTCOME_NO_VIOLATION, "unfounded": ["reports/x"]},
             "manifestly_unfounded_reports[0]",
         ),
+        # Nothing sent is dropped: an end time or words with no restriction
+        # of theirs, an uploader no decision names, a report named twice.
+        (
+            statement(
+                stack,
+                restrictions=rpb.Restrictions(
+                    visibility=[rpb.DECISION_VISIBILITY_CONTENT_REMOVED],
+                    monetary_other="ad revenue withheld",
+                    provision_end_time=Timestamp(seconds=4_000_000_000),
+                ),
+            ),
+            {},
+            "statement.restrictions.monetary_other",
+        ),
+        (
+            statement(
+                stack,
+                restrictions=rpb.Restrictions(
+                    visibility=[rpb.DECISION_VISIBILITY_CONTENT_REMOVED],
+                    provision_end_time=Timestamp(seconds=4_000_000_000),
+                ),
+            ),
+            {},
+            "statement.restrictions.provision_end_time",
+        ),
+        (  # applied in 10 days, the suspension (7 days from now) would end before it
+            statement(
+                stack,
+                application_date=(service_now(stack) + timedelta(days=10)).date().isoformat(),
+            ),
+            {},
+            "statement.restrictions.account_end_time",
+        ),
+        (
+            statement(stack, restrictions=None),
+            {"outcome": rpb.REPORT_DECISION_OUTCOME_NO_VIOLATION},
+            "affected_uploader",
+        ),
+        (
+            statement(stack, restrictions=None),
+            {
+                "outcome": rpb.REPORT_DECISION_OUTCOME_NO_VIOLATION,
+                "unfounded": [report.name, report.name],
+            },
+            "manifestly_unfounded_reports[1]",
+        ),
     ]
     for s, kw, field in cases:
         err = decide(s, **kw)

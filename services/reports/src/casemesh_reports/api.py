@@ -10,7 +10,7 @@ from typing import Any, TypeAlias, cast
 import grpc
 from google.protobuf import json_format
 
-from casemesh.platform.errors import InvalidArgument
+from casemesh.platform.errors import FieldViolation, InvalidArgument
 from casemesh.platform.grpcutil import (
     ApplicationServicer,
     enum_filter,
@@ -101,9 +101,31 @@ def _party_message(d: dict[str, Any] | None) -> apb.Party | None:
     )
 
 
+def _unattached(r: pb.Restrictions) -> list[FieldViolation]:
+    """A restriction's end time or own words sent without the restriction
+    (or the kind) they belong to: refused rather than dropped."""
+    faults = []
+    for name, enum, prefix in RESTRICTIONS:
+        field = f"statement.restrictions.{name}"
+        values = list(getattr(r, name)) if name == "visibility" else [getattr(r, name)]
+        values = [v for v in values if v]
+        if not values and r.HasField(cast(Any, f"{name}_end_time")):
+            faults.append(FieldViolation(f"{field}_end_time", f"is set with no {name} restriction"))
+        other = f"{name}_other"
+        if other in type(r).DESCRIPTOR.fields_by_name and getattr(r, other).strip():
+            named = {enum.Name(v) for v in values if v in enum.values()}
+            if f"{prefix}OTHER" not in named:
+                faults.append(
+                    FieldViolation(f"{field}_other", f"is only for a {name} of {prefix}OTHER")
+                )
+    return faults
+
+
 def statement_dict(s: pb.DecisionStatement) -> dict[str, Any]:
     """The statement as the service keeps it: the schema's names and values."""
     r = s.restrictions
+    if faults := _unattached(r):
+        raise InvalidArgument(faults)
     restrictions: list[dict[str, str]] = []
     for name, enum, _ in RESTRICTIONS:
         field = f"statement.restrictions.{name}"

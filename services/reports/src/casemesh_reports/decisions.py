@@ -68,6 +68,11 @@ class Decisions(ReportsBase):
             resource_id(n, "reports", f"manifestly_unfounded_reports[{i}]")
             for i, n in enumerate(unfounded_names)
         ]
+        for i, report in enumerate(unfounded):
+            if report in unfounded[:i]:
+                v.add(f"manifestly_unfounded_reports[{i}]", "names a report already named")
+        if uploader is not None and outcome == "NO_VIOLATION":
+            v.add("affected_uploader", "is only for ACTION_TAKEN: no violation names nobody")
         retry = Retry.of(
             request_id,
             who,

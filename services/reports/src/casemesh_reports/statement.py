@@ -286,6 +286,11 @@ def _check(
         end = r.get("end_time")
         if end and datetime.fromisoformat(end) <= now:
             v.add(f"statement.restrictions.{kind}_end_time", "must be in the future")
+        elif end and applies is not None and datetime.fromisoformat(end).date() < applies:
+            v.add(
+                f"statement.restrictions.{kind}_end_time",
+                "must not be before the statement's application_date",
+            )
         elif end and datetime.fromisoformat(end).date() >= LATEST_DATE:
             v.add(f"statement.restrictions.{kind}_end_time", f"must be before {LATEST_DATE}")
         elif not end and r["type"] in TEMPORARY:
