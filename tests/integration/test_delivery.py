@@ -9,7 +9,7 @@ import contextlib
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -963,23 +963,37 @@ async def test_a_sender_claims_a_batch_while_other_senders_claims_are_under_way(
 async def test_a_ticket_e_mail_invites_a_reply_exactly_when_its_reply_address_is_set(
     notifier: Notifier, replies_set_up: bool
 ) -> None:
+    """... and the ticket still takes one: its closing e-mail invites none
+    (a reply to a closed ticket would bounce)."""
     cfg = notifier.delivery._cfg.model_copy(
         update={"reply_domain": "reply.casemesh.local", "reply_token_secret": SecretStr("s" * 32)}
         if replies_set_up
         else {}
     )
     delivery = notifier.sender(cfg)
-    event = created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,))
+    ticket = str(uuid.uuid4())
+    opened = created(ticket, channels=(ev.CONTACT_CHANNEL_EMAIL,))
+    header = ev.TicketEventHeader(ticket_id=ticket, version=2, status=ev.TICKET_STATUS_CLOSED)
+    closed = replace(
+        opened,
+        id=f"{ticket}:2",
+        type="casemesh.tickets.TicketClosed.v1",
+        data=ev.TicketClosed(header=header).SerializeToString(),
+    )
     async with notifier.pool.connection() as conn, conn.transaction():
         now = notifier.clock.now()
-        await Planner(memory_sealer(), replies=cfg.replies_open).plan(
-            conn, event, topic=topics.TICKETS, partition=0, offset=0, now=now
-        )
-    assert await delivery.deliver_batch() == 1
-    [sent] = notifier.email.delivered
-    assert bool(sent.reply_to) == replies_set_up
-    assert ("回复会添加到工单中" in sent.body) == replies_set_up
-    assert ("回复此邮件无人查看" in sent.body) != replies_set_up
+        planner = Planner(memory_sealer(), replies=cfg.replies_open)
+        for offset, event in enumerate((opened, closed)):
+            await planner.plan(
+                conn, event, topic=topics.TICKETS, partition=0, offset=offset, now=now
+            )
+    # One after the other: a case's messages go in order.
+    assert [await delivery.deliver_batch() for _ in range(2)] == [1, 1]
+    received, closing = notifier.email.delivered
+    assert bool(received.reply_to) == replies_set_up
+    assert ("回复会添加到工单中" in received.body) == replies_set_up
+    assert ("回复此邮件无人查看" in received.body) != replies_set_up
+    assert not closing.reply_to and "回复会添加到工单中" not in closing.body
 
 
 def code_for(phone: str, *, minutes: int, request: str = "", code: str = "424242") -> CloudEvent:

@@ -198,6 +198,20 @@ def test_sms_fit_one_segment(capsys: pytest.CaptureFixture[str]) -> None:
     assert too_long == {}
 
 
+def test_an_sms_time_says_its_zone_when_the_number_tells_none() -> None:
+    """A Russian or Mexican number spans zones: its reader is told times in
+    the service's zone, which the SMS then names (the e-mail's long dates
+    always do); a Chinese number's reader reads their own zone, unnamed."""
+    removed = next(s for s in SAMPLES if s.step.template == "appeal.content_removed")
+    step = replace(removed.step, due=datetime(2026, 3, 16, 15, 59, tzinfo=UTC))
+    values = sms_values(step, REF, False)
+    shanghai = render_sms(step.template, "en", ZONE, values)
+    unknown = render_sms(step.template, "en", ZONE, values, zone_named=True)
+    assert "16 Mar 23:59." in shanghai and "GMT" not in shanghai
+    assert "16 Mar 23:59 GMT+08:00" in unknown and len(unknown) <= 160
+    assert set(unknown) <= GSM7
+
+
 def names_of(enum: Any) -> list[str]:
     return [value.name for value in enum.DESCRIPTOR.values]
 

@@ -24,9 +24,10 @@ from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
 from casemesh.platform.personal import is_erased
-from casemesh_notifier.labels import label, local_time, reader_zone
+from casemesh_notifier.labels import label, local_time, phone_zone
 from casemesh_notifier.rendering import email_values, render_email, render_sms, sms_values
 from casemesh_notifier.steps import (
+    NO_REPLY_STEPS,
     Step,
     appeal_steps,
     code_step,
@@ -173,7 +174,7 @@ class CaseParties:
 @dataclass(frozen=True)
 class Planning:
     """When an event is planned, and the time zone dates are written in where
-    a reader's phone number tells none (`labels.reader_zone`): the service's
+    a reader's phone number tells none (`labels.phone_zone`): the service's
     (`CASEMESH_TIME_ZONE`)."""
 
     now: datetime
@@ -341,23 +342,36 @@ def tell(
             if not recipient:
                 continue
             params = {"ref": ref, "party": role}
-            zone = reader_zone(party.phone, at.now, at.zone)
+            own = phone_zone(party.phone, at.now)
+            zone = own or at.zone
             if channel == "EMAIL":
                 values = email_values(step, ref, party.subject)
                 # The signature says a reply is read exactly where it is (the
                 # sender sets Reply-To on ticket e-mails when replies are set up).
-                values["replies"] = at.replies and name.startswith("tickets/")
+                values["replies"] = (
+                    at.replies
+                    and name.startswith("tickets/")
+                    and step.template not in NO_REPLY_STEPS
+                )
                 email = render_email(step.template, party.locale, zone, values)
                 subject, body, html = email.subject, email.text, email.html
             else:
                 subject, html = "", ""
+                # A reader whose number tells no zone (a country spanning
+                # several) is told times in the service's, saying so.
                 body = render_sms(
-                    step.template, party.locale, zone, sms_values(step, ref, email_chosen)
+                    step.template,
+                    party.locale,
+                    zone,
+                    sms_values(step, ref, email_chosen),
+                    zone_named=own is None,
                 )
                 # What the provider's approved template is filled with.
                 params.update(step.sms)
                 if step.due is not None:
-                    params["due"] = local_time(step.due, party.locale, zone, "short")
+                    params["due"] = local_time(
+                        step.due, party.locale, zone, "short", named=own is None
+                    )
             job = NewJob(
                 cause_event_id=event.id,
                 case_name=name,

@@ -62,6 +62,7 @@ from casemesh_notifier.labels import reader_zone
 from casemesh_notifier.metrics import OUTCOMES, POSSIBLE_REPEATS
 from casemesh_notifier.outbox import NOTIFICATIONS
 from casemesh_notifier.settings import NotifierSettings
+from casemesh_notifier.steps import NO_REPLY_STEPS
 from casemesh_notifier.store import JOBS_CHANNEL
 
 log = get_logger(__name__)
@@ -532,6 +533,8 @@ class Delivery:
         mail service), when replies are set up; "" otherwise."""
         collection, _, ident = job.case_name.partition("/")
         if job.channel != "EMAIL" or collection != "tickets" or not self._cfg.replies_open:
+            return ""
+        if job.template in NO_REPLY_STEPS:  # the ticket takes no reply any more
             return ""
         secret = self._cfg.reply_token_secret.get_secret_value()
         return reply_address(ident, secret, self._cfg.reply_domain)

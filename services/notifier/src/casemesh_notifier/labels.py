@@ -59,32 +59,44 @@ def label(kind: str, code: str, locale: str) -> str:
     return catalog(locale)["fallback"][kind].format(words=plain)
 
 
-def local_time(moment: date, locale: str, zone: ZoneInfo, style: str = "long") -> str:
+def local_time(
+    moment: date, locale: str, zone: ZoneInfo, style: str = "long", *, named: bool = False
+) -> str:
     """A moment in the reader's zone, or a calendar day, written as their
     locale writes it (`style`: a pattern of the [dates] table; a day is
-    written with `day`)."""
+    written with `day`). `named`: the zone's offset follows (`GMT+08:00`),
+    for a pattern that names none, when the zone is not known to be the
+    reader's own."""
     dates = catalog(locale)["dates"]
     where = supported(locale).replace("-", "_")
     if not isinstance(moment, datetime):
         return format_date(moment, dates["day"], locale=where)
-    return format_datetime(moment, dates[style], tzinfo=zone, locale=where)
+    pattern = dates[style]
+    if named and "z" not in pattern.lower():
+        pattern += " ZZZZ"
+    return format_datetime(moment, pattern, tzinfo=zone, locale=where)
 
 
 def reader_zone(phone: str, at: datetime, default: ZoneInfo) -> ZoneInfo:
     """The time zone a reader's dates are written in. The events carry no zone
     of the reader's choosing, so it is their phone number's, where the number
-    tells one (a Chinese number: Asia/Shanghai; +44: London; a number whose
-    country spans zones of different times: none), else `default` (the
-    service's)."""
+    tells one (`phone_zone`), else `default` (the service's)."""
+    return phone_zone(phone, at) or default
+
+
+def phone_zone(phone: str, at: datetime) -> ZoneInfo | None:
+    """The time zone a phone number tells (a Chinese number: Asia/Shanghai;
+    +44: London; a number whose country spans zones of different times at
+    `at`: none)."""
     if not phone:
-        return default
+        return None
     try:
         zones = time_zones_for_number(phonenumbers.parse(phone))
     except phonenumbers.NumberParseException:
-        return default
+        return None
     known = [ZoneInfo(z) for z in zones if z in _IANA]
     if not known or len({at.astimezone(z).utcoffset() for z in known}) != 1:
-        return default
+        return None
     return known[0]
 
 

@@ -44,7 +44,7 @@ class Email:
 
 @pass_context
 def _date(ctx: Context, moment: date, style: str = "long") -> str:
-    return local_time(moment, ctx["locale"], ctx["zone"], style)
+    return local_time(moment, ctx["locale"], ctx["zone"], style, named=ctx.get("zone_named", False))
 
 
 @pass_context
@@ -158,7 +158,12 @@ def render_email(step: str, locale: str, zone: ZoneInfo, values: Mapping[str, An
     )
 
 
-def render_sms(step: str, locale: str, zone: ZoneInfo, values: Mapping[str, Any]) -> str:
-    """The SMS of `step`: only the values given here are there to show."""
-    (sms,) = _blocks(step, {**values, "locale": supported(locale), "zone": zone}, "sms")
+def render_sms(
+    step: str, locale: str, zone: ZoneInfo, values: Mapping[str, Any], *, zone_named: bool = False
+) -> str:
+    """The SMS of `step`: only the values given here are there to show.
+    `zone_named`: its times say their offset (the zone is not known to be
+    the reader's: their number tells none)."""
+    given = {**values, "locale": supported(locale), "zone": zone, "zone_named": zone_named}
+    (sms,) = _blocks(step, given, "sms")
     return one_line(sms)

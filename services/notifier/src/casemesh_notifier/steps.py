@@ -47,6 +47,11 @@ def restriction(r: Any) -> dict[str, Any]:
     }
 
 
+# The ticket steps after which it takes no reply (closed is final; a reply
+# by e-mail would bounce): their e-mails neither invite one nor set Reply-To.
+NO_REPLY_STEPS = frozenset({"ticket.closed"})
+
+
 def ticket_step(message: Message, previous_status: str) -> Step | None:
     """Which step of a ticket's journey (if any) this event tells the requester about."""
     match message:
