@@ -4,10 +4,14 @@ them (`CaseParties`): planned in memory, written back once."""
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.events.v1 import tickets_pb2 as ev
-from casemesh_notifier.cases import CaseParties
+from casemesh.platform.envelope import CloudEvent
+from casemesh_notifier.cases import CaseParties, Planning, plan_appeal
 from casemesh_notifier.store import Party
 
 CASE = "appeals/a1"
@@ -79,3 +83,29 @@ def test_what_a_plan_read_is_not_changed_under_it() -> None:
     book.status(CASE, "DECIDED", 2)
     assert before["filer"].status == "FILED"
     assert book.of(CASE)["filer"].status == "DECIDED"
+
+
+def test_an_appeal_of_a_copyright_case_is_told_without_the_case_id_as_its_subject() -> None:
+    """Its subject would otherwise read `appeals/a3d9…` in the e-mail's
+    subject line and text."""
+    appealed = "appeals/a3d9e1f7-2c4b-4e8a-b6d0-9f1e3c5a7b21"
+    filed = aev.AppealFiled(
+        header=aev.AppealEventHeader(appeal_id="b1", version=1, state="SUBMITTED"),
+        kind="DECISION_APPEAL",
+        appeal_of=appealed,
+        filer=aev.AppealParty(
+            user_id="u-1", contact=contact("lin@example.com", ev.CONTACT_CHANNEL_EMAIL)
+        ),
+    )
+    event = CloudEvent(
+        id="b1:1",
+        source="casemesh/appeals",
+        type="casemesh.appeals.AppealFiled.v1",
+        subject="appeals/b1",
+        time=datetime(2026, 3, 2, 1, 0, tzinfo=UTC),
+        data=filed.SerializeToString(),
+        key="b1",
+    )
+    at = Planning(now=event.time, zone=ZoneInfo("Asia/Shanghai"))
+    jobs = plan_appeal(CaseParties({}), event, filed, at)
+    assert jobs and all(appealed not in job.subject + job.body for job in jobs)

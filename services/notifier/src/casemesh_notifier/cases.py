@@ -218,7 +218,11 @@ def plan_appeal(book: CaseParties, event: CloudEvent, message: Any, at: Planning
     name = f"appeals/{header.appeal_id}"
     state, version = header.state, header.version
     if isinstance(message, aev.AppealFiled):
-        subject = message.work_title or message.removed_item or message.appeal_of
+        # A report decision's appeal is known by the case it appeals (and told
+        # in its own words: `for_report_appeal`); a copyright case's id would
+        # read as code in a subject line, so such an appeal goes without one.
+        appealed = message.appeal_of if message.appeal_of.startswith("report-cases/") else ""
+        subject = message.work_title or message.removed_item or appealed
         filer = message.filer
         book.name(name, "filer", filer.user_id, filer.contact, subject, state, version)
     if isinstance(message, aev.AppealInfoAdded) and message.HasField("filer"):
