@@ -585,6 +585,35 @@ async def test_a_person_back_after_their_erasure_is_told_of_what_they_open_since
     ) == [("cancelled",), ("sent",)]
 
 
+@pytest.mark.parametrize("heard", ["in the same batch", "in a later batch"])
+async def test_a_person_back_after_their_erasure_keeps_their_new_case_however_late_it_is_heard(
+    world: World, heard: str
+) -> None:
+    """The privacy topic ran behind: Lin's new ticket, opened after her
+    erasure (sealed with the key she has since), is planned before the
+    erasure is heard. Her old ticket is blanked; her new one keeps its
+    messages and goes on telling her."""
+    old_ticket, _ = await world.both_told()
+    await world.tickets.erase(LIN.user_id)
+    later = NOON_IN_SHANGHAI + timedelta(minutes=5)
+    new_ticket = str(uuid.uuid4())
+    opened_since = dataclasses.replace(opened(world.tickets.sealer, new_ticket, LIN), time=later)
+    if heard == "in the same batch":
+        await world.plan([opened_since, erasure(LIN.user_id)])
+    else:
+        await world.plan([opened_since])
+        await world.plan([erasure(LIN.user_id)])
+    reply = dataclasses.replace(agent_reply(new_ticket, 2), time=later + timedelta(minutes=1))
+    await world.plan([reply, agent_reply(old_ticket, 2)])
+    assert await world.drain() == 4  # her new ticket's e-mail and SMS, twice
+    assert [s for _, _, s in world.jobs(new_ticket)] == ["sent"] * 4
+    assert world.jobs(old_ticket)[2:] == []
+    old_rows = world.rows(
+        f"SELECT email, phone FROM case_parties WHERE case_name = 'tickets/{old_ticket}'"
+    )
+    assert old_rows == [("", "")]
+
+
 async def test_a_case_first_heard_of_after_the_erasure_from_events_before_it_tells_nobody(
     world: World,
 ) -> None:

@@ -48,6 +48,8 @@ class CaseParties:
     def __init__(self, known: Mapping[str, Mapping[str, Party]]) -> None:
         self._cases = {name: dict(parties) for name, parties in known.items()}
         self._changed: set[tuple[str, str]] = set()
+        # The time of the event being planned (`Party.named_at` of whom it names).
+        self.at: datetime | None = None
         # The rows an erasure blanked (a user, no address) when the batch began.
         self._blanked = {
             (name, role): party.user_id
@@ -108,10 +110,16 @@ class CaseParties:
             status=status,
             user_id=user_id,
             version=version,
+            named_at=self.at,
         )
         if known is not None:  # replaced: the case's subject and status stay
             named = dataclasses.replace(
-                named, subject=known.subject, status=known.status, version=known.version
+                named,
+                subject=known.subject,
+                status=known.status,
+                version=known.version,
+                # The same person named anew: since they were first.
+                named_at=known.named_at if known.user_id == user_id else self.at,
             )
         parties[role] = named
         self._changed.add((case_name, role))

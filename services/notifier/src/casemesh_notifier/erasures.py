@@ -26,7 +26,9 @@ scrub, in the transaction that records the event consumed (`Planner`):
   however late it is heard, nor does a later event naming them in a case the
   erasure blanked (appeals and reports carry contacts in clear) (`Planner`);
   a case they open after it (its contacts sealed with the key they have
-  since) is told as any;
+  since) is told as any, whether it is heard before the erasure or after:
+  rows first naming them after the erasure's time (`named_at`), and their
+  jobs, are left as they are (`NAMED_SINCE`);
 - the outcome events of those jobs in `notification_outbox` lose the masked
   recipient and the error text (which may quote an address). No outcome event
   says "cancelled": the topic's messages do not include one.
@@ -76,6 +78,12 @@ class Forgotten:
     outcomes: int = 0
 
 
+# A party row (alias `{p}`) of one of the people first naming them after
+# their erasure's time (`%(at)s`): a case they opened since, heard before the
+# erasure was (the privacy topic behind the case topics). Its row and jobs
+# are theirs anew, as if the erasure had been heard first.
+NAMED_SINCE = "COALESCE({p}.user_id = ANY(%(people)s) AND {p}.named_at > %(at)s, false)"
+
 # The jobs of the people (`%(people)s`): those planned for them, those of
 # their party rows planned for nobody known (a party's row names whoever the
 # case's last event named: jobs planned for an earlier party are theirs),
@@ -85,6 +93,7 @@ THEIR_JOBS = (
     " LEFT JOIN case_parties AS p ON p.case_name = j.case_name AND p.party = j.party"
     " WHERE (j.user_id = ANY(%(people)s) OR (j.user_id = '' AND p.user_id = ANY(%(people)s))"
     "   OR (p.case_name IS NULL AND j.recipient <> '' AND j.recipient = ANY(%(addresses)s)))"
+    f"  AND NOT {NAMED_SINCE.format(p='p')}"
     " ORDER BY j.id FOR UPDATE OF j"
 )
 
@@ -96,7 +105,7 @@ THEIR_COPIES = (
     " JOIN case_parties AS p ON p.case_name = j.case_name"
     f" JOIN {COPY_ROWS} ON p.party = c.owner AND j.party = c.holder"
     "   AND j.case_name LIKE c.collection AND c.template = j.template"
-    " WHERE p.user_id = ANY(%(people)s)"
+    f" WHERE p.user_id = ANY(%(people)s) AND NOT {NAMED_SINCE.format(p='p')}"
     " ORDER BY j.id FOR UPDATE OF j"
 )
 # The jobs of other parties told under the people's words as their subject
@@ -108,17 +117,18 @@ UNDER_THEIR_WORDS = (
     f" JOIN {COPY_ROWS} ON p.party = c.owner AND j.party = c.holder"
     "   AND j.case_name LIKE c.collection AND c.template = ''"
     " JOIN case_parties AS o ON o.case_name = j.case_name AND o.party = c.holder"
-    " WHERE p.user_id = ANY(%(people)s) AND o.subject <> ''"
+    f" WHERE p.user_id = ANY(%(people)s) AND NOT {NAMED_SINCE.format(p='p')}"
+    " AND o.subject <> ''"
     " ORDER BY j.id FOR UPDATE OF j"
 )
 
 
-async def _unword(conn: psycopg.AsyncConnection[Any], people: list[str]) -> None:
+async def _unword(conn: psycopg.AsyncConnection[Any], people: list[str], at: datetime) -> None:
     """Takes the people's words (a subject of theirs) out of the messages
     other parties are told under it, where the message's template shows
     the subject: elsewhere the words are not there, and taking their text
     out would cut whatever happens to match it (a title "1" out of a date)."""
-    cur = await conn.execute(UNDER_THEIR_WORDS, copy_params(people=people))
+    cur = await conn.execute(UNDER_THEIR_WORDS, copy_params(people=people, at=at))
     changed = []
     for job_id, template, subject, body, html_text, words in await cur.fetchall():
         if not shows_subject(template):
@@ -152,6 +162,7 @@ async def forget_people(
     written before it names them again with an address, however late it is
     heard (the planner reads it)."""
     people = sorted(set(people))
+    at = erased_at or now
     await conn.execute(
         "INSERT INTO erased_people (person, event_id, recorded_at, erased_at)"
         " SELECT unnest(%s::text[]), %s, %s, %s"
@@ -167,18 +178,21 @@ async def forget_people(
         (people,),
     )
     addresses = sorted({a for row in await cur.fetchall() for a in row if a})
-    jobs = await _scrub_jobs(conn, THEIR_JOBS, {"people": people, "addresses": addresses})
-    jobs += await _scrub_jobs(conn, THEIR_COPIES, copy_params(people=people))
-    await _unword(conn, people)
+    jobs = await _scrub_jobs(conn, THEIR_JOBS, {"people": people, "addresses": addresses, "at": at})
+    jobs += await _scrub_jobs(conn, THEIR_COPIES, copy_params(people=people, at=at))
+    await _unword(conn, people, at)
     # Other parties' rows whose subject is the people's words.
     cur = await conn.execute(
         "UPDATE case_parties AS o SET subject = '' FROM case_parties AS p,"
         f" {COPY_ROWS} WHERE p.user_id = ANY(%(people)s) AND o.case_name = p.case_name"
+        f" AND NOT {NAMED_SINCE.format(p='p')}"
         " AND p.party = c.owner AND o.party = c.holder AND c.template = ''"
         " AND o.case_name LIKE c.collection AND o.subject <> ''",
-        copy_params(people=people),
+        copy_params(people=people, at=at),
     )
-    forgotten = await _forgotten(conn, "user_id", people, jobs)
+    forgotten = await _forgotten(
+        conn, "user_id", people, jobs, f"NOT {NAMED_SINCE.format(p='case_parties')}", at
+    )
     return dataclasses.replace(forgotten, parties=forgotten.parties + cur.rowcount)
 
 
@@ -199,15 +213,22 @@ async def forget_cases(conn: psycopg.AsyncConnection[Any], cases: Collection[str
 
 
 async def _forgotten(
-    conn: psycopg.AsyncConnection[Any], column: str, values: list[str], jobs: list[Any]
+    conn: psycopg.AsyncConnection[Any],
+    column: str,
+    values: list[str],
+    jobs: list[Any],
+    where: str = "true",
+    at: datetime | None = None,
 ) -> Forgotten:
     """Blanks the addresses and subjects of the party rows whose `column`
-    (a name from code) is one of `values`, and the outcome events of `jobs`
-    (as `_scrub_jobs` gives them); what was changed in all."""
+    (a name from code) is one of `values` and for which `where` (a condition
+    from code, on `%(people)s` and `%(at)s`) holds, and the outcome events
+    of `jobs` (as `_scrub_jobs` gives them); what was changed in all."""
     cur = await conn.execute(
         "UPDATE case_parties SET email = '', phone = '', subject = ''"
-        f" WHERE {column} = ANY(%s) AND (email <> '' OR phone <> '' OR subject <> '')",
-        (values,),
+        f" WHERE {column} = ANY(%(people)s) AND {where}"
+        " AND (email <> '' OR phone <> '' OR subject <> '')",
+        {"people": values, "at": at},
     )
     return Forgotten(
         parties=cur.rowcount,

@@ -218,6 +218,7 @@ class Planner:
         jobs: list[store.NewJob] = []
         for event, message, source in todo:
             with about(event):
+                book.at = event.time
                 jobs += source.plan(book, event, message, at)
         # An erased person is told nothing of what was written before their
         # erasure: not in a case the erasure blanked (whatever a later event

@@ -120,6 +120,11 @@ STATEMENTS = [
         error text NOT NULL,
         recorded_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (consumer, topic, kafka_partition, kafka_offset))""",
+    # When the party's person was first named in the row (the naming event's
+    # time; unknown for rows from before): an erasure blanks the rows of
+    # cases named before it, not those of a case its person opened since
+    # (heard before the erasure was: `erasures.forget_people`).
+    "ALTER TABLE case_parties ADD COLUMN IF NOT EXISTS named_at timestamptz",
 ]
 
 # Run at every start, after the statements: jobs planned without a user id

@@ -42,6 +42,8 @@ class Party:
     status: str
     user_id: str = ""
     version: int = 0
+    # When this person was first named in the row (None: before it was kept).
+    named_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,7 @@ async def lock_parties(
     transaction ends."""
     cur = await conn.execute(
         "SELECT case_name, party, locale, email, phone, channels, subject, status, user_id,"
-        " version FROM case_parties WHERE case_name = ANY(%s)"
+        " version, named_at FROM case_parties WHERE case_name = ANY(%s)"
         " ORDER BY case_name, party FOR UPDATE",
         (list(case_names),),
     )
@@ -188,19 +190,20 @@ async def save_parties(
         texts(p.subject for _, p in parties),
         texts(p.status for _, p in parties),
         columns.bigints(p.version for _, p in parties),
+        columns.timestamptzs(p.named_at for _, p in parties),
     )
     await conn.execute(
         "INSERT INTO case_parties (case_name, party, user_id, locale, email, phone, channels,"
-        " subject, status, version)"
+        " subject, status, version, named_at)"
         " SELECT c, r, u, l, e, p, COALESCE(string_to_array(NULLIF(ch, ''), ','), '{}'),"
-        " s, st, v"
+        " s, st, v, n"
         " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
-        " %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[])"
-        " AS t(c, r, u, l, e, p, ch, s, st, v)"
+        " %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::timestamptz[])"
+        " AS t(c, r, u, l, e, p, ch, s, st, v, n)"
         " ON CONFLICT (case_name, party) DO UPDATE SET user_id = EXCLUDED.user_id,"
         " locale = EXCLUDED.locale, email = EXCLUDED.email, phone = EXCLUDED.phone,"
         " channels = EXCLUDED.channels, subject = EXCLUDED.subject,"
-        " status = EXCLUDED.status, version = EXCLUDED.version"
+        " status = EXCLUDED.status, version = EXCLUDED.version, named_at = EXCLUDED.named_at"
         # A row another consumer moved past this batch's events (a partition
         # handed over mid-batch) is not turned back.
         " WHERE case_parties.version <= EXCLUDED.version",
