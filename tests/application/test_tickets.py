@@ -29,6 +29,7 @@ from casemesh.platform.identity import Identity
 from casemesh.platform.personal import (
     ERASED,
     DataKeys,
+    PersonalEvent,
     SealingMapper,
     is_token,
     reveal_message,
@@ -446,6 +447,28 @@ def test_a_ticket_opened_just_before_its_requester_is_erased_is_listed_erased(
     listed = app.list_tickets(ALICE, [], 0, "").items
     assert [(t.subject, t.contact["email"]) for t in listed] == [(ERASED, ERASED)] * 2
     assert app.list_tickets(BOB, [], 0, "").items[0].subject == bobs.subject
+
+
+def test_a_ticket_stored_before_fingerprints_were_sealed_still_expires(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its events keep their request fingerprints in clear (hashes of what
+    was asked, written before they were sealed): its texts are all sealed
+    under its case key, so its retention erases it all the same."""
+    personal = memory_sealer().sealer
+    app = Tickets(in_memory(), clock=clock, sealer=personal, retain_for=timedelta(days=30))
+    with monkeypatch.context() as before:
+        before.setattr(PersonalEvent, "_paths", lambda self, state, hashes=True: self._parsed)
+        t = app.create_ticket(ALICE, new_ticket("a1"))
+        t = app.solve(AGENT, t.id, "已为您更换", etag="")
+        t = app.close_ticket(ALICE, t.id, etag="", request_id="c1")
+    stored = b"".join(e.state for e in app.recorder.select_events(UUID(t.id)))
+    assert app.fingerprint(new_ticket("a1")).encode() in stored  # as stored back then
+    (deadline,) = app.deadlines_of(closing_of(app, t.id))
+    clock.now_is(deadline.due)
+    app.fire(deadline)
+    assert events_of(app, t.id)[-1] == ExpiringCase.Expired
+    assert app.get_ticket(ALICE, t.id).subject == ERASED
 
 
 def test_a_closed_ticket_past_its_retention_period_is_erased_alone(clock: FakeClock) -> None:

@@ -62,8 +62,8 @@ class PersonalEvent:
         object.__setattr__(self, "_parsed", tuple(_parse_path(p) for p in self.paths))
         object.__setattr__(self, "_hashes", tuple(_parse_path(p) for p in self.hashes))
 
-    def _paths(self, state: Mapping[str, Any]) -> tuple[Segments, ...]:
-        if self._hashes and self.person(state) is not None:
+    def _paths(self, state: Mapping[str, Any], hashes: bool = True) -> tuple[Segments, ...]:
+        if hashes and self._hashes and self.person(state) is not None:
             return self._parsed + self._hashes
         return self._parsed
 
@@ -77,15 +77,16 @@ class PersonalEvent:
         found = state.get(self.case) if self.case else None
         return uuid.UUID(str(found)) if found else None
 
-    def texts(self, state: Mapping[str, Any]) -> list[str]:
-        """Every personal text in `state`, in path order."""
+    def texts(self, state: Mapping[str, Any], *, hashes: bool = True) -> list[str]:
+        """Every personal text in `state`, in path order (without `hashes`,
+        those at the hash paths left out)."""
         found: list[str] = []
 
         def note(text: str) -> str:
             found.append(text)
             return text
 
-        for segments in self._paths(state):
+        for segments in self._paths(state, hashes):
             _rewrite(state, segments, note)
         return found
 

@@ -105,9 +105,12 @@ class SealingMapper(TracingMapper):
                 continue
             if within is not None and self.fields.case_of(personal, domain_event) != within:
                 continue
-            keys = [case_key_of(t) for t in personal.texts(vars(domain_event))]
-            found.update(k for k in keys if k is not None)
-            unkeyed += keys.count(None)
+            state = vars(domain_event)
+            found.update(k for t in personal.texts(state) if (k := case_key_of(t)) is not None)
+            # A request fingerprint stored before they were sealed stays as
+            # it is (a hash of what was asked), and does not keep the case
+            # from expiring: only the texts themselves count.
+            unkeyed += [case_key_of(t) for t in personal.texts(state, hashes=False)].count(None)
         return found, unkeyed
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[Any]:
