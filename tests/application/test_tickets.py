@@ -275,6 +275,12 @@ def test_a_requester_cannot_tell_that_an_internal_note_was_written_or_when(
     IndexProjector(app, app.index, case_row).catch_up()
     [listed] = app.list_tickets(ALICE, [], 0, "").items
     assert api.ticket_message(listed, ALICE).etag == "2"
+    # A row indexed before rows kept what she is shown: read from the ticket.
+    assert isinstance(app.index, MemoryCaseIndex)
+    for name in ("shown_version", "shown_time"):
+        del app.index.rows[t.id].doc[name]
+    [listed] = app.list_tickets(ALICE, [], 0, "").items
+    assert api.ticket_message(listed, ALICE).etag == "2"
     # An agent (not its requester) reads the notes, and the ticket's version.
     assert api.ticket_message(app.get_ticket(AGENT, t.id), AGENT).etag == "4"
     # Her reply under the etag she read goes through.

@@ -354,7 +354,17 @@ class Tickets(CaseApplication[Ticket]):
         self, who: Identity, statuses: list[str], page_size: int, page_token: str
     ) -> Page[TicketView]:
         page = self.page_cases(who, statuses, page_size, page_token)
-        return Page([TicketView.from_json(d) for d in page.items], page.next_token)
+        return Page([self._listed(d) for d in page.items], page.next_token)
+
+    def _listed(self, row: dict[str, Any]) -> TicketView:
+        """A ticket as its index row has it; a row indexed before rows kept
+        what its requester is shown (`TicketView.shown_version`) is read from
+        the ticket instead, until the ticket changes and its row is written
+        anew (else its requester would get an etag they could not reply
+        under)."""
+        if "shown_version" not in row:
+            return TicketView.of(self.repository.get(UUID(row["id"])))
+        return TicketView.from_json(row)
 
     def search_tickets(
         self, who: Identity, search: TicketSearch, page_size: int, page_token: str
@@ -380,7 +390,7 @@ class Tickets(CaseApplication[Ticket]):
             text=text,
             text_fields=("subject", "description"),
         )
-        return Page([TicketView.from_json(d) for d in page.items], page.next_token)
+        return Page([self._listed(d) for d in page.items], page.next_token)
 
     def history(
         self, who: Identity, ticket_id: str, page_size: int, page_token: str
