@@ -5,6 +5,7 @@ arithmetic the whole queue rests on."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -283,12 +284,24 @@ async def test_a_case_closed_after_its_warning_was_due_is_last_heard_removed(
             )  # fmt: skip
             assert await store.consume(conn, event, o, where, LEVELS)
             await conn.commit()
-        heard = [n.payload.partition("|")[0] async for n in watcher.notifies(timeout=5.0)]
+        heard: list[str] = []
+        async for note in watcher.notifies(timeout=10.0):
+            heard.append(note.payload.partition("|")[0])
+            if heard[-1] == "REMOVED":
+                break
         case = await store.get(conn, obs.name)
     assert heard[0] == "ADDED" and heard[-1] == "REMOVED"
     assert {"WARNED", "BREACHED"} <= set(heard[1:-1])
     assert case is not None and not case.open
+    # Heard after it closed, any change carries the closed case: REMOVED;
+    # one carrying a case reopened since is UPDATED, the others as they are.
     assert {as_told(change, case) for change in heard} == {"REMOVED"}
+    reopened = dataclasses.replace(case, status="OPEN", open=True)
+    assert [as_told(c, reopened) for c in ("REMOVED", "WARNED", "ADDED")] == [
+        "UPDATED",
+        "WARNED",
+        "ADDED",
+    ]
 
 
 async def test_a_claim_sent_again_under_its_request_id_gets_the_same_case(

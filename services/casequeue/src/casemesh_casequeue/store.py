@@ -314,9 +314,11 @@ async def _announce(
                 s.at,
             ),
         )
-    # The event's own change last: a closing event's catch-up signals come
-    # before its REMOVED, which is what a watcher is left with.
-    for kind in [*(s.kind for s in signals), change]:
+    # A closing event's catch-up signals come before its REMOVED, which is
+    # what a watcher is left with; an open case's change comes first (a new
+    # case is ADDED before it is WARNED).
+    said = [s.kind for s in signals]
+    for kind in [change, *said] if case.open else [*said, change]:
         await cur.execute("SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, f"{kind}|{case.name}"))
     if signals:
         await cur.execute("SELECT pg_notify('queue_outbox', '')")

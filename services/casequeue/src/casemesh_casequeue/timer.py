@@ -1,12 +1,13 @@
 """The SLA timer: warnings and breaches, fired once each, and expired leases.
 
 A clock is read only up to what the topics have told: never past the time of
-the last record applied on a partition that still has records to read (or,
-on one another replica reads, past a time before which the group has read
-everything), and always a grace period behind now (an event stamped before a due time may
-still be on its way from its relay). So a backlog, a replay or a rebalance
-never fires a clock that a later event would have paused or stopped, and a
-rebuild from offset 0 comes to the same breaches. After Kafka was away, they
+the event of the last record applied on a partition that still has records
+to read (or, on one another replica reads, past a time before which the
+group has read everything), and always a grace period behind now (an event
+stamped before a due time may still be on its way from its relay). So a
+backlog, a replay or a rebalance never fires a clock that a later event would
+have paused or stopped, and a rebuild from offset 0 comes to the same
+breaches. After Kafka was away, they
 wait a while longer (`Settling`): what the relays stored meanwhile is still
 to come."""
 
@@ -34,8 +35,8 @@ log = get_logger(__name__)
 
 class Horizon:
     """How far the topics have told: `now - grace` when every partition is
-    read to its end; else, for each partition behind, the time of the last
-    record this instance applied there, or, on a partition another replica
+    read to its end; else, for each partition behind, the time of the event
+    of the last record this instance applied there, or, on a partition another replica
     reads (or took over from this one), the latest time at which every
     partition's end has since been read by the group (None before one is
     known). A topic whose partitions Kafka does not give (yet) raises: its
@@ -93,8 +94,10 @@ class Horizon:
         return min(min(times), now - grace)
 
 
-# The longest the timer waits for Kafka's answers before it looks again.
-KAFKA_WAIT_S = 10.0
+# The longest the timer waits for Kafka's answers before it looks again
+# (aiokafka's own request timeout is 40 s), and for its client to stop.
+KAFKA_WAIT_S = 30.0
+STOP_WAIT_S = 5.0
 
 
 class Settling:
@@ -137,58 +140,97 @@ async def run_timer(
     grace: timedelta,
     stop: asyncio.Event,
 ) -> None:
-    # Leases need the database only, and run out whether Kafka answers or
-    # not: in a loop of their own, never held up by a Kafka call that hangs.
-    leases = asyncio.create_task(_expire_leases(pool, clock, stop), name="leases")
-    horizon: Horizon | None = None
-    settling = Settling(grace + timedelta(seconds=MOST_BACKOFF_S))
+    """Fires the SLA clocks and expires leases until `stop`. Leases need the
+    database only, and run out whether Kafka answers or not: in a loop of
+    their own, never held up by a Kafka call that hangs; and a stop ends
+    both at once, whatever they wait for."""
+    horizon = _Horizons(bootstrap, group_id, progress)
+    loops = [
+        asyncio.create_task(_expire_leases(pool, clock), name="leases"),
+        asyncio.create_task(_fire_clocks(pool, clock, levels, horizon, grace), name="sla"),
+    ]
     try:
-        while not stop.is_set():
-            now = clock.now()
-            try:
-                # A broker that takes connections and never answers would hold
-                # each call for the client's whole timeout (40 s), and a stop
-                # behind it: the timer asks again shortly instead.
-                async with asyncio.timeout(KAFKA_WAIT_S):
-                    if horizon is None:
-                        horizon = Horizon(bootstrap, group_id, progress)
-                        await horizon.start()
-                        settling.started(now)
-                    told = await horizon.until(now, grace)
-                until = settling.bound(told, now)
-                fired = 0
-                if until is not None:
-                    async with pool.connection() as conn:
-                        fired = await store.fire_due(conn, until, levels)
-                if fired:
-                    log.info("queue.sla_fired", signals=fired)
-                    continue
-            except Exception as exc:  # Kafka or the database away: look again shortly
-                log.error("queue.timer_failed", error=repr(exc))
-                if horizon is not None:
-                    with contextlib.suppress(Exception):
-                        await horizon.stop()
-                    horizon = None
-            await _a_second_or_stop(stop)  # the test clock may jump: look every second
+        await stop.wait()
     finally:
-        if horizon is not None:
-            with contextlib.suppress(Exception):
-                await horizon.stop()
-        leases.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await leases
+        for loop in loops:
+            loop.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+        await horizon.drop()
 
 
-async def _expire_leases(pool: AsyncConnectionPool[Any], clock: Clock, stop: asyncio.Event) -> None:
-    while not stop.is_set():
+class _Horizons:
+    """The SLA timer's `Horizon`, made anew after a failure."""
+
+    def __init__(self, bootstrap: str, group_id: str, progress: Progress) -> None:
+        self._args = (bootstrap, group_id, progress)
+        self.current: Horizon | None = None
+
+    async def get(self) -> tuple[Horizon, bool]:
+        """The horizon, and whether it is a new one."""
+        if self.current is not None:
+            return self.current, False
+        made = Horizon(*self._args)
+        try:
+            await made.start()
+        except BaseException:
+            await _stopped(made)
+            raise
+        self.current = made
+        return made, True
+
+    async def drop(self) -> None:
+        if self.current is not None:
+            await _stopped(self.current)
+            self.current = None
+
+
+async def _fire_clocks(
+    pool: AsyncConnectionPool[Any],
+    clock: Clock,
+    levels: ServiceLevels,
+    horizons: _Horizons,
+    grace: timedelta,
+) -> None:
+    settling = Settling(grace + timedelta(seconds=MOST_BACKOFF_S))
+    while True:
+        now = clock.now()
+        try:
+            # A broker that takes connections and never answers would hold
+            # each call for the client's whole timeout (40 s): the timer asks
+            # again instead (and the clocks settle again: Kafka was as good
+            # as away).
+            async with asyncio.timeout(KAFKA_WAIT_S):
+                horizon, new = await horizons.get()
+                if new:
+                    settling.started(now)
+                told = await horizon.until(now, grace)
+            until = settling.bound(told, now)
+            fired = 0
+            if until is not None:
+                async with pool.connection() as conn:
+                    fired = await store.fire_due(conn, until, levels)
+            if fired:
+                log.info("queue.sla_fired", signals=fired)
+                continue
+        except Exception as exc:  # Kafka or the database away: look again shortly
+            log.error("queue.timer_failed", error=repr(exc))
+            await horizons.drop()
+        await asyncio.sleep(1.0)  # the test clock may jump: look every second
+
+
+async def _stopped(horizon: Horizon) -> None:
+    """Stops the horizon's Kafka client, giving up on a broker that does not
+    answer (its connections go with the process's)."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(STOP_WAIT_S):
+            await horizon.stop()
+
+
+async def _expire_leases(pool: AsyncConnectionPool[Any], clock: Clock) -> None:
+    while True:
         try:
             async with pool.connection() as conn:
                 await store.expire_leases(conn, clock.now())
         except Exception as exc:
             log.error("queue.lease_expiry_failed", error=repr(exc))
-        await _a_second_or_stop(stop)
-
-
-async def _a_second_or_stop(stop: asyncio.Event) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), 1.0)
+        await asyncio.sleep(1.0)
