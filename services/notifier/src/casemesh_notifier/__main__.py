@@ -6,6 +6,7 @@ put parked jobs back in the queue."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 from typing import Any
@@ -37,6 +38,10 @@ from casemesh_notifier.schema import create_schema
 from casemesh_notifier.settings import NotifierServiceSettings, NotifierSettings
 
 log = get_logger(__name__)
+
+# The most a stop waits for the consumers to leave their groups (Kafka away:
+# the broker forgets them after their session timeout).
+STOP_CONSUMING_S = 10.0
 
 
 def email_channel(cfg: NotifierSettings) -> SmtpChannel | HttpEmailChannel:
@@ -128,17 +133,20 @@ async def run(cfg: NotifierServiceSettings) -> None:
     finally:
         log.info("notifier.stopping")
         stop.set()
-        if broker is not None:
-            await broker.stop()
-        await asyncio.to_thread(erasures.stop)
         # The API drains for its delay and grace while the loops end, and a
         # send under way is finished and recorded: cut off, it would be taken
-        # over once its lease lapsed and perhaps reach its person twice. (The
-        # pod's termination grace covers this: deploy/k8s/base/notifier.yaml.)
+        # over once its lease lapsed and perhaps reach its person twice. All
+        # of it within this long of the stop (the pod's termination grace
+        # covers it: deploy/k8s/base/notifier.yaml).
         drain = cfg.shutdown_delay_seconds + cfg.shutdown_grace_seconds
-        _, unfinished = await asyncio.wait(
-            tasks, timeout=max(30.0, drain + 5, cfg.longest_send + RECORD_MARGIN_S)
-        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(30.0, drain + 5, cfg.longest_send + RECORD_MARGIN_S)
+        with contextlib.suppress(TimeoutError):  # Kafka away: its consumer goes with us
+            async with asyncio.timeout(STOP_CONSUMING_S):
+                if broker is not None:
+                    await broker.stop()
+                await asyncio.to_thread(erasures.stop)
+        _, unfinished = await asyncio.wait(tasks, timeout=max(1.0, deadline - loop.time()))
         for task in unfinished:
             log.error("notifier.task_not_stopped", task=task.get_name())
             task.cancel()
