@@ -30,6 +30,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from casemesh_devstack._proc import cmdline, kill_pid, pid_alive, spawn, tail
 
@@ -433,6 +434,18 @@ class LocalKafka:
                     if code not in (0, _TOPIC_ALREADY_EXISTS):
                         raise KafkaError(f"creating topic {topic} failed: code {code} {message}")
                 log.info("created Kafka topics %s", ", ".join(missing))
+            # Topics a run before made (the broker keeps its data across
+            # runs): their configs set as now told, so what they keep holds.
+            kept = [n for n in names if n in existing and (configs or {}).get(n)]
+            if kept:
+                resources = [
+                    ConfigResource(ConfigResourceType.TOPIC, n, dict((configs or {})[n]))
+                    for n in kept
+                ]
+                for response in await admin.alter_configs(resources):
+                    for code, message, _, topic in response.resources:
+                        if code != 0:
+                            raise KafkaError(f"configuring topic {topic} failed: {code} {message}")
             await self._wait_for_leaders(admin, names)
         finally:
             await admin.close()

@@ -1,0 +1,33 @@
+"""Topics are created with what they keep (`casemesh.topics.CONFIGS`), and a
+topic an earlier run made (the local broker keeps its data) is set so too."""
+
+from __future__ import annotations
+
+import uuid
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from tests.conftest import Infra
+
+
+async def retention_of(bootstrap: str, topic: str) -> str:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        [response] = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic, {"retention.ms": None})]
+        )
+        (_, _, _, _, entries) = response.resources[0]
+        return str(next(value for name, value, *_ in entries if name == "retention.ms"))
+    finally:
+        await admin.close()
+
+
+async def test_a_topic_made_before_takes_the_configs_it_is_now_told(infra: Infra) -> None:
+    topic = f"test.kept.{uuid.uuid4().hex[:8]}"
+    await infra.kafka.create_topics([topic], partitions=1)  # as an older run made it
+    assert await retention_of(infra.kafka.bootstrap, topic) != "-1"
+    kept = {topic: {"retention.ms": "-1", "cleanup.policy": "delete"}}
+    await infra.kafka.create_topics([topic], partitions=1, configs=kept)
+    assert await retention_of(infra.kafka.bootstrap, topic) == "-1"
