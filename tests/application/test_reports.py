@@ -466,9 +466,16 @@ def test_a_case_reopened_with_restrictions_in_effect_is_decided_not_voided(
     ident = app.file(ALICE, report()).case_id
     app.decide(AGENT, ident, "ACTION_TAKEN", action_taken(clock), UPLOADER, [], etag="")
     app.lodge_appeal(ident, "appeals/alice", "alice")
+    clock.advance(hours=60 * 24)  # the appeal decided two months on
     assert app.reverse(ident, "appeals/alice") is True
     reopened = app.get_case(AGENT, ident)
     assert reopened.state == "OPEN" and reopened.in_effect
+    # It waits for review from now: the months it spent decided were no wait,
+    # and do not put it above every case reported today.
+    assert reopened.waiting_since == clock.now()
+    assert app.taxonomy.triage.priority(
+        reopened.waiting_since, reopened.base_priority, clock.now()
+    ) == pytest.approx(reopened.base_priority)
     with pytest.raises(FailedPrecondition, match="decide it") as refused:
         app.void(AGENT, ident, "举报对象已被平台删除")
     assert refused.value.reason == "RESTRICTIONS_IN_EFFECT"

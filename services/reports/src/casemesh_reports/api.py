@@ -406,7 +406,7 @@ class ReportServicer(ApplicationServicer, pb_grpc.ReportServiceServicer):
         msg = case_message(case)
         msg.priority = (
             self.app.taxonomy.triage.priority(
-                case.first_report_at, case.base_priority, self.app.clock.now()
+                case.waiting_since, case.base_priority, self.app.clock.now()
             )
             if case.state.value in ("OPEN", "IN_REVIEW")
             else 0.0

@@ -208,6 +208,10 @@ class ReportCase(ExpiringCase):
     def __post_init__(self, first_report: dict[str, Any]) -> None:
         self.reports: list[dict[str, Any]] = [first_report]
         self.first_report_at: datetime = first_report["at"]
+        # Since when it waits for review, which its priority grows with: its
+        # first report, or its reopening (the time it spent decided was no
+        # waiting).
+        self.waiting_since: datetime = first_report["at"]
         self.state = CaseState.OPEN
         self.assignee = ""
         self.decision: dict[str, Any] | None = None
@@ -435,6 +439,7 @@ class ReportCase(ExpiringCase):
         if reopen:
             self.state = CaseState.OPEN
             self.assignee = ""
+            self.waiting_since = at
 
 
 @dataclass(eq=False, repr=False)

@@ -170,7 +170,7 @@ class ReportsView(PostgresTrackingRecorder):
             (
                 c.id,
                 c.lane,
-                self.triage.rank_time(c.first_report_at, c.base_priority),
+                self.triage.rank_time(c.waiting_since, c.base_priority),
                 c.base_priority,
                 c.first_report_at,
                 c.state.value,
@@ -416,7 +416,7 @@ class MemoryReportsView(POPOTrackingRecorder):
     def _case(self, c: ReportCase, doc: dict[str, Any]) -> None:
         kept = {"lane": c.lane, "first_report_time": c.first_report_at, "category": c.category}
         changed = {
-            "rank_time": self.triage.rank_time(c.first_report_at, c.base_priority),
+            "rank_time": self.triage.rank_time(c.waiting_since, c.base_priority),
             "base_priority": c.base_priority,
             "state": c.state.value,
             "version": c.version,
