@@ -614,6 +614,28 @@ async def test_a_person_back_after_their_erasure_keeps_their_new_case_however_la
     assert old_rows == [("", "")]
 
 
+async def test_a_person_erased_before_erasure_times_were_kept_is_blanked_everywhere_again(
+    world: World,
+) -> None:
+    """Recorded erased with no time (before times were kept), a person is
+    erased for good as far as the planner knows: an erasure heard again
+    blanks every row of theirs, one first named since too."""
+    lin_ticket, _ = await world.both_told()
+    with psycopg.connect(world.dsn) as conn:
+        conn.execute(
+            "INSERT INTO erased_people (person, event_id, recorded_at) VALUES (%s, 'old', now())",
+            (LIN.user_id,),
+        )
+        conn.execute(
+            "UPDATE case_parties SET named_at = %s WHERE case_name = %s",
+            (NOON_IN_SHANGHAI + timedelta(hours=1), f"tickets/{lin_ticket}"),
+        )
+    await world.plan([erasure(LIN.user_id)])
+    assert world.rows(
+        f"SELECT email, phone FROM case_parties WHERE case_name = 'tickets/{lin_ticket}'"
+    ) == [("", "")]
+
+
 async def test_a_case_first_heard_of_after_the_erasure_from_events_before_it_tells_nobody(
     world: World,
 ) -> None:

@@ -3,7 +3,9 @@ topic an earlier run made (the local broker keeps its data) is set so too."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -30,4 +32,12 @@ async def test_a_topic_made_before_takes_the_configs_it_is_now_told(infra: Infra
     assert await retention_of(infra.kafka.bootstrap, topic) != "-1"
     kept = {topic: {"retention.ms": "-1", "cleanup.policy": "delete"}}
     await infra.kafka.create_topics([topic], partitions=1, configs=kept)
-    assert await retention_of(infra.kafka.bootstrap, topic) == "-1"
+    # (The broker answers a describe from metadata that may lag a moment.)
+    await eventually_async(lambda: retention_of(infra.kafka.bootstrap, topic), "-1")
+
+
+async def eventually_async(read: Callable[[], Awaitable[str]], want: str) -> None:
+    deadline = asyncio.get_running_loop().time() + 30
+    while (got := await read()) != want:
+        assert asyncio.get_running_loop().time() < deadline, got
+        await asyncio.sleep(0.2)

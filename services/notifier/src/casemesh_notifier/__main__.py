@@ -143,9 +143,10 @@ async def run(cfg: NotifierServiceSettings) -> None:
         deadline = loop.time() + max(30.0, drain + 5, cfg.longest_send + RECORD_MARGIN_S)
         with contextlib.suppress(TimeoutError):  # Kafka away: its consumer goes with us
             async with asyncio.timeout(STOP_CONSUMING_S):
-                if broker is not None:
-                    await broker.stop()
-                await asyncio.to_thread(erasures.stop)
+                await asyncio.gather(
+                    broker.stop() if broker is not None else asyncio.sleep(0),
+                    asyncio.to_thread(erasures.stop),
+                )
         _, unfinished = await asyncio.wait(tasks, timeout=max(1.0, deadline - loop.time()))
         for task in unfinished:
             log.error("notifier.task_not_stopped", task=task.get_name())

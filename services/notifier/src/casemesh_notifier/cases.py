@@ -118,8 +118,9 @@ class CaseParties:
                 subject=known.subject,
                 status=known.status,
                 version=known.version,
-                # The same person named anew: since they were first.
-                named_at=known.named_at if known.user_id == user_id else self.at,
+                # The same person named anew (or a row from before user ids
+                # were kept): since they were first.
+                named_at=known.named_at if known.user_id in (user_id, "") else self.at,
             )
         parties[role] = named
         self._changed.add((case_name, role))

@@ -123,7 +123,9 @@ UNDER_THEIR_WORDS = (
 )
 
 
-async def _unword(conn: psycopg.AsyncConnection[Any], people: list[str], at: datetime) -> None:
+async def _unword(
+    conn: psycopg.AsyncConnection[Any], people: list[str], at: datetime | None
+) -> None:
     """Takes the people's words (a subject of theirs) out of the messages
     other parties are told under it, where the message's template shows
     the subject: elsewhere the words are not there, and taking their text
@@ -162,16 +164,20 @@ async def forget_people(
     written before it names them again with an address, however late it is
     heard (the planner reads it)."""
     people = sorted(set(people))
-    at = erased_at or now
-    await conn.execute(
+    cur = await conn.execute(
         "INSERT INTO erased_people (person, event_id, recorded_at, erased_at)"
         " SELECT unnest(%s::text[]), %s, %s, %s"
         # Erased again (back since, then erased anew): from the later time.
         " ON CONFLICT (person) DO UPDATE SET erased_at = CASE"
         "   WHEN erased_people.erased_at IS NULL THEN NULL"
-        "   ELSE greatest(erased_people.erased_at, EXCLUDED.erased_at) END",
+        "   ELSE greatest(erased_people.erased_at, EXCLUDED.erased_at) END"
+        " RETURNING erased_at",
         (people, event_id, now, erased_at or now),
     )
+    # The time rows first naming them since are spared from, as the planner
+    # reads it: none (everything blanked) for one recorded before times were.
+    kept = [row[0] for row in await cur.fetchall()]
+    at = None if None in kept else min(kept, default=erased_at or now)
     cur = await conn.execute(
         "SELECT email, phone FROM case_parties WHERE user_id = ANY(%s)"
         " ORDER BY case_name, party FOR UPDATE",
