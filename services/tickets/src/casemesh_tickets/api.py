@@ -3,7 +3,7 @@ method (in a worker thread: the event store is synchronous), encode."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeAlias
 
 import grpc
@@ -101,15 +101,16 @@ class TicketServicer(ApplicationServicer, pb_grpc.TicketServiceServicer):
     def __init__(self, app: Tickets) -> None:
         self.app = app
 
-    async def CreateTicket(self, request: pb.CreateTicketRequest, context: Ctx) -> pb.Ticket:
+    async def _ticket(self, fn: Callable[..., TicketView], context: Ctx, *args: Any) -> pb.Ticket:
+        """The ticket `fn(caller, *args)` gives, as the caller is shown it."""
         who = self._who(context)
-        return ticket_message(
-            await self._call(self.app.create_ticket, who, new_ticket(request)), who
-        )
+        return ticket_message(await self._call(fn, who, *args), who)
+
+    async def CreateTicket(self, request: pb.CreateTicketRequest, context: Ctx) -> pb.Ticket:
+        return await self._ticket(self.app.create_ticket, context, new_ticket(request))
 
     async def GetTicket(self, request: pb.GetTicketRequest, context: Ctx) -> pb.Ticket:
-        who = self._who(context)
-        return ticket_message(await self._call(self.app.get_ticket, who, _id(request.name)), who)
+        return await self._ticket(self.app.get_ticket, context, _id(request.name))
 
     async def ListTickets(
         self, request: pb.ListTicketsRequest, context: Ctx
@@ -145,131 +146,95 @@ class TicketServicer(ApplicationServicer, pb_grpc.TicketServiceServicer):
         return _listed(page, who)
 
     async def AddComment(self, request: pb.AddCommentRequest, context: Ctx) -> pb.Ticket:
-        who = self._who(context)
-        return ticket_message(
-            await self._call(
-                self.app.add_comment,
-                who,
-                _id(request.name),
-                request.body,
-                request.internal,
-                request.etag,
-                evidence_dicts(request.evidence),
-                request.request_id,
-            ),
-            who,
+        return await self._ticket(
+            self.app.add_comment,
+            context,
+            _id(request.name),
+            request.body,
+            request.internal,
+            request.etag,
+            evidence_dicts(request.evidence),
+            request.request_id,
         )
 
     async def AssignTicket(self, request: pb.AssignTicketRequest, context: Ctx) -> pb.Ticket:
-        who = self._who(context)
-        return ticket_message(
-            await self._call(
-                self.app.assign,
-                who,
-                _id(request.name),
-                request.assignee,
-                request.priority or None,
-                request.etag,
-                request.request_id,
-            ),
-            who,
+        return await self._ticket(
+            self.app.assign,
+            context,
+            _id(request.name),
+            request.assignee,
+            request.priority or None,
+            request.etag,
+            request.request_id,
         )
 
     async def RequestInfo(self, request: pb.RequestInfoRequest, context: Ctx) -> pb.Ticket:
-        who = self._who(context)
-        return ticket_message(
-            await self._call(
-                self.app.request_info,
-                who,
-                _id(request.name),
-                request.message,
-                request.etag,
-                request.request_id,
-            ),
-            who,
+        return await self._ticket(
+            self.app.request_info,
+            context,
+            _id(request.name),
+            request.message,
+            request.etag,
+            request.request_id,
         )
 
     async def HoldTicket(self, request: pb.HoldTicketRequest, context: Ctx) -> pb.Ticket:
-        who = self._who(context)
-        return ticket_message(
-            await self._call(
-                self.app.put_on_hold,
-                who,
-                _id(request.name),
-                request.reason,
-                request.etag,
-                request.request_id,
-            ),
-            who,
+        return await self._ticket(
+            self.app.put_on_hold,
+            context,
+            _id(request.name),
+            request.reason,
+            request.etag,
+            request.request_id,
         )
 
     async def SolveTicket(self, request: pb.SolveTicketRequest, context: Ctx) -> pb.Ticket:
-        who = self._who(context)
-        return ticket_message(
-            await self._call(
-                self.app.solve,
-                who,
-                _id(request.name),
-                request.resolution,
-                request.etag,
-                request.request_id,
-            ),
-            who,
+        return await self._ticket(
+            self.app.solve,
+            context,
+            _id(request.name),
+            request.resolution,
+            request.etag,
+            request.request_id,
         )
 
     async def ReopenTicket(self, request: pb.ReopenTicketRequest, context: Ctx) -> pb.Ticket:
-        who = self._who(context)
-        return ticket_message(
-            await self._call(
-                self.app.reopen,
-                who,
-                _id(request.name),
-                request.reason,
-                request.etag,
-                request.request_id,
-            ),
-            who,
+        return await self._ticket(
+            self.app.reopen,
+            context,
+            _id(request.name),
+            request.reason,
+            request.etag,
+            request.request_id,
         )
 
     async def CloseTicket(self, request: pb.CloseTicketRequest, context: Ctx) -> pb.Ticket:
-        who = self._who(context)
-        return ticket_message(
-            await self._call(
-                self.app.close_ticket,
-                who,
-                _id(request.name),
-                request.etag,
-                request.request_id,
-            ),
-            who,
+        return await self._ticket(
+            self.app.close_ticket,
+            context,
+            _id(request.name),
+            request.etag,
+            request.request_id,
         )
 
     async def CancelTicket(self, request: pb.CancelTicketRequest, context: Ctx) -> pb.Ticket:
-        who = self._who(context)
-        return ticket_message(
-            await self._call(
-                self.app.cancel,
-                who,
-                _id(request.name),
-                request.reason,
-                request.etag,
-                request.request_id,
-            ),
-            who,
+        return await self._ticket(
+            self.app.cancel,
+            context,
+            _id(request.name),
+            request.reason,
+            request.etag,
+            request.request_id,
         )
 
     async def RateTicket(self, request: pb.RateTicketRequest, context: Ctx) -> pb.Ticket:
-        who = self._who(context)
-        return ticket_message(
-            await self._call(
-                self.app.rate,
-                who,
-                _id(request.name),
-                request.score,
-                request.comment,
-                request.request_id,
-            ),
-            who,
+        return await self._ticket(
+            self.app.rate,
+            context,
+            _id(request.name),
+            request.score,
+            request.comment,
+            request.request_id,
         )
 
     async def ListTicketEvents(
