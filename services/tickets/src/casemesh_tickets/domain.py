@@ -48,6 +48,12 @@ def _no_evidence(state: dict[str, Any]) -> None:
     state["evidence"] = []
 
 
+def reads_notes(who: str, is_agent: bool, requester: str) -> bool:
+    """Whether `who` reads the internal notes of `requester`'s ticket: an
+    agent, on a ticket not of their own (the notes are about its requester)."""
+    return is_agent and who != requester
+
+
 @dataclass(eq=False, repr=False)
 class Ticket(ExpiringCase):
     @staticmethod
@@ -129,9 +135,8 @@ class Ticket(ExpiringCase):
         return self.modified_on
 
     def sees_notes(self, who: str, is_agent: bool) -> bool:
-        """Whether `who` reads the internal notes: an agent, on a ticket not
-        of their own (the notes are about its requester)."""
-        return is_agent and who != self.requester
+        """Whether `who` reads its internal notes (`reads_notes`)."""
+        return reads_notes(who, is_agent, self.requester)
 
     # -- agents ---------------------------------------------------------
 

@@ -10,7 +10,7 @@ from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.fields import fields_of
 from casemesh.platform.history import EventEntry, entry_basics
 from casemesh.platform.identity import Identity
-from casemesh_tickets.domain import Status, Ticket
+from casemesh_tickets.domain import Status, Ticket, reads_notes
 
 # What the requester wrote, under the same names on the ticket, its view, the
 # API's messages and a new ticket's request.
@@ -61,7 +61,7 @@ class TicketView:
         a ticket of their own), as if the internal notes were not there, so
         that neither its etag nor its update time tells that one was
         written, or when."""
-        if who.is_agent and who.subject != self.requester:
+        if reads_notes(who.subject, who.is_agent, self.requester):
             return self
         return replace(
             self,
