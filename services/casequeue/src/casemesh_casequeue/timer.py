@@ -7,9 +7,8 @@ group has read everything), and always a grace period behind now (an event
 stamped before a due time may still be on its way from its relay). So a
 backlog, a replay or a rebalance never fires a clock that a later event would
 have paused or stopped, and a rebuild from offset 0 comes to the same
-breaches. After Kafka was away, they
-wait a while longer (`Settling`): what the relays stored meanwhile is still
-to come."""
+breaches. After Kafka was away, they wait a while longer (`Settling`): what
+the relays stored meanwhile is still to come."""
 
 from __future__ import annotations
 
@@ -36,11 +35,11 @@ log = get_logger(__name__)
 class Horizon:
     """How far the topics have told: `now - grace` when every partition is
     read to its end; else, for each partition behind, the time of the event
-    of the last record this instance applied there, or, on a partition another replica
-    reads (or took over from this one), the latest time at which every
-    partition's end has since been read by the group (None before one is
-    known). A topic whose partitions Kafka does not give (yet) raises: its
-    clocks are not read at all."""
+    of the last record this instance applied there, or, on a partition
+    another replica reads (or took over from this one), the latest time at
+    which every partition's end has since been read by the group (None
+    before one is known). A topic whose partitions Kafka does not give (yet)
+    raises: its clocks are not read at all."""
 
     def __init__(self, bootstrap: str, group_id: str, progress: Progress) -> None:
         self._consumer = AIOKafkaConsumer(
