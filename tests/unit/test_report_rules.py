@@ -150,19 +150,22 @@ def test_the_uploaders_upheld_appeal_lifts_the_restrictions_once() -> None:
         case.add_report(report={"id": "c", "reporter": "c", "at": NOW}, base_priority=1)
     assert case.lodge_appeal(appeal="appeals/1", appellant="up", at=NOW)
     assert not case.lodge_appeal(appeal="appeals/1", appellant="up", at=NOW)
-    result = case.reverse(appeal="appeals/1", at=NOW)
+    result = case.reverse(appeal="appeals/1", at=NOW, reported_since=False)
     assert result is not None
     lifted, reopened = result
     assert [r["type"] for r in lifted] == ["DECISION_VISIBILITY_CONTENT_REMOVED"]
     assert not reopened and case.state is CaseState.REVERSED and not case.in_effect
-    assert case.reverse(appeal="appeals/1", at=NOW) is None
+    assert case.reverse(appeal="appeals/1", at=NOW, reported_since=False) is None
 
 
 def test_a_reporters_upheld_appeal_sends_the_case_back_to_review() -> None:
     for outcome in ("NO_VIOLATION", "ACTION_TAKEN"):
         case = decided(outcome, UPLOADER if outcome == "ACTION_TAKEN" else None)
         case.lodge_appeal(appeal="appeals/2", appellant="a", at=NOW)
-        assert case.reverse(appeal="appeals/2", at=NOW) == ([], True)  # nothing lifted
+        assert case.reverse(appeal="appeals/2", at=NOW, reported_since=False) == (
+            [],
+            True,
+        )  # nothing lifted
         assert case.state is CaseState.OPEN
         case.add_report(report={"id": "c", "reporter": "c", "at": NOW}, base_priority=1)
 
@@ -170,7 +173,7 @@ def test_a_reporters_upheld_appeal_sends_the_case_back_to_review() -> None:
 def test_a_new_decision_after_a_reopen_lifts_what_it_no_longer_imposes() -> None:
     case = decided("ACTION_TAKEN", UPLOADER)
     case.lodge_appeal(appeal="appeals/3", appellant="a", at=NOW)  # a reporter wants more
-    case.reverse(appeal="appeals/3", at=NOW)
+    case.reverse(appeal="appeals/3", at=NOW, reported_since=False)
     assert case.in_effect  # still in effect while the case is reviewed again
     case.decide(
         actor="agent",
@@ -191,8 +194,8 @@ def test_the_uploaders_appeal_lifts_restrictions_even_on_a_reopened_case() -> No
     case = decided("ACTION_TAKEN", UPLOADER)
     case.lodge_appeal(appeal="appeals/4", appellant="a", at=NOW)
     case.lodge_appeal(appeal="appeals/5", appellant="up", at=NOW)
-    case.reverse(appeal="appeals/4", at=NOW)
-    result = case.reverse(appeal="appeals/5", at=NOW)
+    case.reverse(appeal="appeals/4", at=NOW, reported_since=False)
+    result = case.reverse(appeal="appeals/5", at=NOW, reported_since=False)
     assert result is not None and result[0] and not result[1]
     assert case.state is CaseState.OPEN and not case.in_effect
 
@@ -323,7 +326,7 @@ def every_event() -> list[tuple[Any, Any]]:
         at=NOW,
     )
     case.lodge_appeal(appeal="appeals/1", appellant="up", at=NOW)
-    case.reverse(appeal="appeals/1", at=NOW)
+    case.reverse(appeal="appeals/1", at=NOW, reported_since=False)
     void_case = case_with(["z"])
     void_case.void(actor="agent", reason="deleted", at=NOW)
     void_case.expire(actor="system")

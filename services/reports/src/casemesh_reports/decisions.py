@@ -233,7 +233,12 @@ class Decisions(ReportsBase):
         if case is None:
             return False
         was = case.decision
-        result = case.reverse(appeal=appeal, at=self.clock.now())
+        later = ReportCase.create_id(case.target, case.category, case.round_no + 1)
+        result = case.reverse(
+            appeal=appeal,
+            at=self.clock.now(),
+            reported_since=self._get(ReportCase, later) is not None,
+        )
         if result is None:
             return False
         lifted, reopened = result

@@ -395,7 +395,9 @@ class ReportCase(ExpiringCase):
             "decision": sum(1 for d in self.decisions if d["at"] <= at),
         }
 
-    def reverse(self, *, appeal: str, at: datetime) -> tuple[list[dict[str, Any]], bool] | None:
+    def reverse(
+        self, *, appeal: str, at: datetime, reported_since: bool
+    ) -> tuple[list[dict[str, Any]], bool] | None:
         """An upheld appeal: (restrictions lifted, case reopened), or None when
         it was applied before. The affected uploader's appeal lifts what is in
         effect; a reporter's appeal sends a decided case back to review for a
@@ -404,7 +406,9 @@ class ReportCase(ExpiringCase):
         decision replaced since it was lodged (another appeal reopened the
         case, and a new decision stands, which it did not appeal). An expired
         case still has what it imposed lifted, but is not reviewed anew: the
-        reports' words are gone."""
+        reports' words are gone. Nor is a case whose target was `reported_since`
+        in a later round: that round is its review, and one target and
+        category never has two cases open."""
         record = self.appeals.get(appeal)
         if record is not None and record["reversed_at"] is not None:
             return None
@@ -415,7 +419,13 @@ class ReportCase(ExpiringCase):
             self.decisions
         )
         lifted: list[dict[str, Any]] = list(self.in_effect) if by_uploader and standing else []
-        reopen = standing and not by_uploader and self.state in DECIDED_CASE and not self.expired
+        reopen = (
+            standing
+            and not by_uploader
+            and self.state in DECIDED_CASE
+            and not self.expired
+            and not reported_since
+        )
         self._reversed(actor="system", appeal=appeal, lifted=lifted, reopen=reopen, at=at)
         return lifted, reopen
 
