@@ -398,20 +398,24 @@ def test_a_reporters_upheld_appeal_sends_the_case_back_to_review(
 def test_a_reporters_upheld_appeal_leaves_a_round_reported_since_to_review_the_target(
     app: Reports, clock: FakeClock
 ) -> None:
-    """Alice's report found no violation; she appealed, and meanwhile Bob
-    reported the video again, which opened the next round. Her appeal upheld
-    does not reopen the first round beside the second: one video and category
-    never has two cases open, and a third report joins the open one."""
+    """Alice's report was judged manifestly unfounded; she appealed, and
+    meanwhile Bob reported the video again, which opened the next round. Her
+    appeal upheld does not reopen the first round beside the second (one
+    video and category never has two cases open, and a third report joins the
+    open one), but it does reverse the decision: her report is no longer
+    counted against her."""
     filed = app.file(ALICE, report())
     first = filed.case_id
-    app.decide(AGENT, first, "NO_VIOLATION", NO_VIOLATION, None, [], etag="")
+    app.decide(AGENT, first, "NO_VIOLATION", NO_VIOLATION, None, [f"reports/{filed.id}"], "")
+    assert app.my_standing(ALICE) is not None
     app.lodge_appeal(first, "appeals/a2", "alice")
     second = app.file(BOB, report("b1")).case_id
     assert second != first
     assert app.reverse(first, "appeals/a2") is True
-    assert app.get_case(AGENT, first).state == "NO_VIOLATION"
-    assert app.get_report(ALICE, str(filed.id)).state == "NO_VIOLATION"  # not back in review
-    assert events_of(app, first)[-1] == ReportCase.DecisionReversed  # the appeal is recorded
+    assert app.get_case(AGENT, first).state == "NO_VIOLATION"  # not back in review
+    assert app.get_report(ALICE, str(filed.id)).state == "REVERSED"
+    standing = app.my_standing(ALICE)
+    assert standing is not None and standing.counted == []
     assert app.get_case(AGENT, second).state == "OPEN"
     carol = Identity("carol", frozenset({"user"}))
     assert app.file(carol, report("c1")).case_id == second

@@ -152,9 +152,10 @@ def test_the_uploaders_upheld_appeal_lifts_the_restrictions_once() -> None:
     assert not case.lodge_appeal(appeal="appeals/1", appellant="up", at=NOW)
     result = case.reverse(appeal="appeals/1", at=NOW, reported_since=False)
     assert result is not None
-    lifted, reopened = result
+    lifted, reopened, overturned = result
     assert [r["type"] for r in lifted] == ["DECISION_VISIBILITY_CONTENT_REMOVED"]
-    assert not reopened and case.state is CaseState.REVERSED and not case.in_effect
+    assert overturned and not reopened
+    assert case.state is CaseState.REVERSED and not case.in_effect
     assert case.reverse(appeal="appeals/1", at=NOW, reported_since=False) is None
 
 
@@ -163,9 +164,10 @@ def test_a_reporters_upheld_appeal_sends_the_case_back_to_review() -> None:
         case = decided(outcome, UPLOADER if outcome == "ACTION_TAKEN" else None)
         case.lodge_appeal(appeal="appeals/2", appellant="a", at=NOW)
         assert case.reverse(appeal="appeals/2", at=NOW, reported_since=False) == (
-            [],
+            [],  # nothing lifted
             True,
-        )  # nothing lifted
+            True,
+        )
         assert case.state is CaseState.OPEN
         case.add_report(report={"id": "c", "reporter": "c", "at": NOW}, base_priority=1)
 

@@ -226,9 +226,10 @@ class Decisions(ReportsBase):
         return True
 
     def reverse(self, case_id: str, appeal: str) -> bool:
-        """An upheld appeal, in one transaction with its consequences: each
-        report's outcome, and, when a no-violation decision is reopened, the
-        misuse counts it gave (and any suspension they led to)."""
+        """An upheld appeal, in one transaction with its consequences: when it
+        overturns the decision standing, each report's outcome, and the misuse
+        counts a no-violation decision gave (and any suspension they led to),
+        whether or not the case goes back to review."""
         case = self._get(ReportCase, UUID(case_id))
         if case is None:
             return False
@@ -241,9 +242,9 @@ class Decisions(ReportsBase):
         )
         if result is None:
             return False
-        lifted, reopened = result
+        lifted, reopened, overturned = result
         changed: list[Aggregate] = [case]
-        if lifted or reopened:
+        if overturned:
             for entry in case.reports:
                 report: AbuseReport = self.repository.get(UUID(entry["id"]))
                 if report.state.value in ("ACTION_TAKEN", "NO_VIOLATION"):
@@ -254,7 +255,7 @@ class Decisions(ReportsBase):
                         reopened=reopened,
                     )
                     changed.append(report)
-        if reopened and was is not None:
+        if overturned and was is not None:
             now = self.clock.now()
             for entry in case.reports:
                 if entry["id"] in was["unfounded"]:

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import KW_ONLY, InitVar, dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from eventsourcing.domain import Aggregate, event
 
@@ -174,6 +174,17 @@ class AbuseReport(ExpiringCase):
         self.state = ReportState.SUBMITTED if reopened else ReportState.REVERSED
         if self.outcome is not None:
             self.outcome = {**self.outcome, "reversed": True, "appeal": appeal}
+
+
+class Reversal(NamedTuple):
+    """What an upheld appeal changed: the restrictions it lifted, whether the
+    case went back to review, and whether the decision it appealed still
+    stood (and so is reversed: its reports' outcomes and the misuse it
+    counted with it), reopened or not."""
+
+    lifted: list[dict[str, Any]]
+    reopened: bool
+    overturned: bool
 
 
 @dataclass(eq=False, repr=False)
@@ -395,11 +406,9 @@ class ReportCase(ExpiringCase):
             "decision": sum(1 for d in self.decisions if d["at"] <= at),
         }
 
-    def reverse(
-        self, *, appeal: str, at: datetime, reported_since: bool
-    ) -> tuple[list[dict[str, Any]], bool] | None:
-        """An upheld appeal: (restrictions lifted, case reopened), or None when
-        it was applied before. The affected uploader's appeal lifts what is in
+    def reverse(self, *, appeal: str, at: datetime, reported_since: bool) -> Reversal | None:
+        """An upheld appeal: what it changed (`Reversal`), or None when it was
+        applied before. The affected uploader's appeal lifts what is in
         effect; a reporter's appeal sends a decided case back to review for a
         new decision (what was imposed stays until then). An upheld appeal
         that finds nothing left to change is still recorded: so is one of a
@@ -427,7 +436,7 @@ class ReportCase(ExpiringCase):
             and not reported_since
         )
         self._reversed(actor="system", appeal=appeal, lifted=lifted, reopen=reopen, at=at)
-        return lifted, reopen
+        return Reversal(lifted, reopen, overturned=standing)
 
     class DecisionReversed(Aggregate.Event):
         actor: str
