@@ -11,7 +11,7 @@ from email.message import EmailMessage
 import pytest
 
 from casemesh.platform.replies import reply_address
-from casemesh_inbound.mail import AutoReply, Unreadable, read_reply, strip_quoted
+from casemesh_inbound.mail import READ_CHARS, AutoReply, Unreadable, read_reply, strip_quoted
 
 TICKET = str(uuid.uuid4())
 SECRET = "s" * 32
@@ -43,6 +43,16 @@ SECRET = "s" * 32
 )
 def test_the_quoted_history_is_stripped(text: str, kept: str) -> None:
     assert strip_quoted(text) == kept
+
+
+def test_a_reply_of_one_endless_line_is_read_as_far_as_a_comment_could_need() -> None:
+    """Quoted-printable wrapped without a break gives one line of the whole
+    text: it is read whole as the reply (no header is that long), up to twice
+    a comment's limit, and not searched for a history line by line (which
+    took minutes for a few hundred kilobytes and held the server)."""
+    line = "On the day it happened " + "a" * 30_000 + " somebody wrote:"
+    kept = strip_quoted(line + "\n\nOn Mon, 1 Dec 2026, Casemesh wrote:\n> Earlier\n")
+    assert kept == line[:READ_CHARS]
 
 
 def test_a_reply_gives_its_sender_message_id_text_and_attachments() -> None:

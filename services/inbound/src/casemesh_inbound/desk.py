@@ -12,6 +12,7 @@ for the metric; a backend that cannot be reached is a temporary failure
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -56,6 +57,9 @@ TEMPORARY = frozenset(
 # The longest comment the tickets service takes; a longer reply is cut, saying so.
 BODY_LIMIT = rules.LIMITS["body"]
 CUT = "\n\n(The e-mail was longer; the rest is not shown.)"
+# Replies parsed at once, each beside the server (a large one holds several
+# times its size while it is parsed: more at once would run a pod out of memory).
+READERS = 2
 
 
 @dataclass
@@ -90,6 +94,9 @@ class ReplyDesk:
     # sender ("": the From address is taken as it is; `authres`).
     authserv_id: str = ""
     _domain_suffix: str = field(init=False)
+    _reading: asyncio.Semaphore = field(
+        init=False, default_factory=lambda: asyncio.Semaphore(READERS)
+    )
 
     def __post_init__(self) -> None:
         self._domain_suffix = "@" + self.domain.lower()
@@ -106,7 +113,8 @@ class ReplyDesk:
     async def add_reply(self, ticket_id: str, raw: bytes) -> str:
         """Adds the reply in `raw` to the ticket; returns the ticket's status."""
         try:
-            reply = read_reply(raw)
+            async with self._reading:
+                reply = await asyncio.to_thread(read_reply, raw)
         except Unreadable as exc:
             raise Refused(550, "unreadable", f"5.6.0 {exc}") from None
         except AutoReply:

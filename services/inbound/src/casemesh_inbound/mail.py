@@ -11,6 +11,7 @@ and "-----原始邮件-----"); quoted lines ("> …") left at the end go too.
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email import message_from_bytes, policy
@@ -33,6 +34,14 @@ _HEADERS = re.compile(
     re.IGNORECASE,
 )
 
+
+# What of a reply's text is read for its history (a comment keeps less: the
+# body's limit), and the longest line a history's header may be: the
+# library's header patterns take time growing with the square of a line's
+# length, and one long line (quoted-printable wrapped without breaks) would
+# hold the server for minutes on a message that is then retried.
+READ_CHARS = 2 * rules.LIMITS["body"]
+HEADER_LINE_CHARS = 1_000
 
 # An inline image smaller than this is taken for decoration (a signature's
 # logo or icons, a few KiB); a screenshot pasted into a reply is larger.
@@ -81,10 +90,25 @@ class Reply:
 
 
 def strip_quoted(text: str) -> str:
-    """The new part of a reply: what comes before the quoted history."""
-    text = text.replace("\r\n", "\n")
-    latest = _PARSER.parse_reply(text=text)
-    lines = (latest if latest is not None else text).split("\n")
+    """The new part of a reply: what comes before the quoted history, read
+    from its first `READ_CHARS`. A line too long to be a header is never
+    taken for one."""
+    text = text.replace("\r\n", "\n")[:READ_CHARS]
+    # Each longer line stands aside under a mark no text can hold.
+    mark = f"\ue000{secrets.token_hex(8)}:"
+    long: list[str] = []
+
+    def short(line: str) -> str:
+        if len(line) <= HEADER_LINE_CHARS:
+            return line
+        long.append(line.strip())
+        return f"{mark}{len(long) - 1}\ue001"
+
+    probe = "\n".join(short(line) for line in text.split("\n"))
+    latest = _PARSER.parse_reply(text=probe)
+    back = re.compile(re.escape(mark) + "(\\d+)\ue001")
+    kept = back.sub(lambda m: long[int(m[1])], latest if latest is not None else probe)
+    lines = kept.split("\n")
     for i, line in enumerate(lines):
         if _HEADERS.match(line):
             lines = lines[:i]
