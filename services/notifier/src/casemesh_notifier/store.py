@@ -4,9 +4,10 @@ events describe them, and the notification jobs.
 Every statement runs in the caller's transaction and covers a whole batch
 of events: one statement records them consumed, one reads (and locks) the
 parties of their cases, one writes the parties back, one adds their jobs. A
-job is unique per cause event × party × channel × recipient (its id is
-derived from the four, and the insert skips a job that exists), so planning
-an event again adds nothing.
+job is unique per cause event × party × channel (its id is derived from the
+three, and the insert skips a job that exists), so planning an event again
+adds nothing. Its id says nothing of its recipient: it is published, and
+would outlive the person's erasure.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class NewJob:
 
     @cached_property
     def id(self) -> uuid.UUID:
-        return job_id(self.cause_event_id, self.party, self.channel, self.recipient)
+        return job_id(self.cause_event_id, self.party, self.channel)
 
 
 @dataclass(frozen=True)
@@ -113,8 +114,11 @@ COPY_ROWS = (
 )
 
 
-def job_id(event_id: str, party: str, channel: str, recipient: str) -> uuid.UUID:
-    return uuid.uuid5(JOB_NAMESPACE, f"{event_id}|{party}|{channel}|{recipient}")
+def job_id(event_id: str, party: str, channel: str) -> uuid.UUID:
+    """A job's id: of its cause, party and channel (a party has one address
+    per channel), never its address. Jobs planned before took their address
+    into it as well, and keep those ids."""
+    return uuid.uuid5(JOB_NAMESPACE, f"{event_id}|{party}|{channel}")
 
 
 # Planning and erasures take turns (an advisory lock held to the end of
@@ -231,7 +235,9 @@ async def add_jobs(
         " WITH ORDINALITY AS j(id, cause, party, case_name, channel, recipient, template,"
         " locale, subject, body, html, params, user_id, expires_at, n)"
         " ORDER BY n"
-        " ON CONFLICT (cause_event_id, party, channel, recipient) DO NOTHING RETURNING id",
+        # The job planned already, by id (or, planned before ids left the
+        # address out, by its cause, party, channel and address).
+        " ON CONFLICT DO NOTHING RETURNING id",
         (
             now,
             now,
