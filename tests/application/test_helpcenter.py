@@ -6,6 +6,7 @@ answers is told in tests/integration/test_helpcenter.py."""
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -90,6 +91,16 @@ async def test_a_search_is_refused_before_it_starts_a_session(app: HelpCenter) -
     assert await refused(app.suggest("lo\ngin", "")) == ["prefix"]
 
 
+async def test_a_search_in_an_unknown_category_is_refused_not_counted_as_finding_nothing(
+    app: HelpCenter,
+) -> None:
+    """Only the categories and groups ListHelpCategories names filter a
+    search; anything else (a typo, a pattern) is refused before the search
+    is logged or a session started."""
+    for category in ("acount", "account.nosuch", "a_count", "a_s", "ads.%"):
+        assert await refused(app.search(ALICE, "login", "", category, 10, "")) == ["category"]
+
+
 async def test_the_flows_are_content_and_listed_without_the_database(app: HelpCenter) -> None:
     listed = await app.list_flows("en")
     assert {f.id for f in listed} >= {"login", "upload", "ban", "copyright", "reporting"}
@@ -101,6 +112,14 @@ async def test_the_flows_are_content_and_listed_without_the_database(app: HelpCe
 async def test_help_figures_are_for_agents(app: HelpCenter) -> None:
     with pytest.raises(PermissionDenied, match="for agents and admins"):
         await app.figures(ALICE, None, None)
+
+
+async def test_help_figures_of_a_period_ending_before_it_starts_are_refused(
+    app: HelpCenter,
+) -> None:
+    start, end = datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC)
+    assert await refused(app.figures(AGENT, start, end)) == ["end_time"]
+    assert await refused(app.figures(AGENT, start, start)) == ["end_time"]
 
 
 async def test_a_phone_change_names_every_bad_field_at_once(app: HelpCenter) -> None:

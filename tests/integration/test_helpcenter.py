@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -114,6 +115,30 @@ async def test_a_second_answer_to_a_question_already_answered_moves_nothing(
     assert now.step(now.locale, None, "").question == moved.question  # moved on once
 
 
+async def test_an_answer_read_before_another_flow_started_moves_nothing(
+    app: HelpCenter,
+) -> None:
+    """The answer to the login flow's first question arrives after the user
+    started the reporting flow in the same session, whose first question has
+    the same node name: the reporting flow stays at its first question."""
+    step = await app.start_flow(ALICE, "flows/login", "", "en")
+    async with app.pool.connection() as conn:
+        stale = await session_of(conn, ALICE, step.session, "en", create=False)
+    started = await app.start_flow(ALICE, "flows/reporting", step.session, "en")
+    assert stale.node == started.question_id.split("/")[1]  # "what", both
+    choice = stale.choose(0)
+    async with app.pool.connection() as conn:
+        again = await store.answer(conn, stale, node=choice.next, step=choice.taken, read=None)
+        now = await session_of(conn, ALICE, step.session, "en", create=False)
+        assert again is False
+        assert (now.flow, now.question_id) == ("reporting", started.question_id)
+        # Nor does an answer read at that node further along the path.
+        later = replace(now, path=[choice.taken])
+        assert not await store.answer(conn, later, node="", step=choice.taken, read=None)
+        now = await session_of(conn, ALICE, step.session, "en", create=False)
+    assert (now.question_id, now.path) == (started.question_id, [])
+
+
 async def test_a_flow_started_beside_a_search_keeps_the_search(app: HelpCenter) -> None:
     """Starting a flow writes where the session stands, not a copy of its
     searches read before a search made at the same moment."""
@@ -143,6 +168,30 @@ async def test_an_answer_retried_under_a_request_id_answers_the_same_step(
     assert refused.value.reason == "REQUEST_ID_REUSED"
 
 
+async def test_a_request_id_reused_for_the_next_question_is_refused(app: HelpCenter) -> None:
+    """The same answer position, under the same request id, to the question
+    after the one it answered: not a retry, and nothing is answered."""
+    step = await app.start_flow(ALICE, "flows/login", "", "en")
+    first = await app.answer_flow(ALICE, step.session, 0, "answer-q", step.question_id)
+    with pytest.raises(AlreadyExists) as refused:
+        await app.answer_flow(ALICE, step.session, 0, "answer-q", first.question_id)
+    assert refused.value.reason == "REQUEST_ID_REUSED"
+    async with app.pool.connection() as conn:
+        now = await session_of(conn, ALICE, step.session, "en", create=False)
+    assert (len(now.path), now.question_id) == (1, first.question_id)
+    # Naming the question it answered, it is a retry.
+    assert await app.answer_flow(ALICE, step.session, 0, "answer-q", step.question_id) == first
+    # So for an answer kept before its question was: its flow and node tell.
+    async with app.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE help_flow_answers SET question = '' WHERE session = %s",
+            (step.session.removeprefix("help-sessions/"),),
+        )
+    assert await app.answer_flow(ALICE, step.session, 0, "answer-q", step.question_id) == first
+    with pytest.raises(AlreadyExists):
+        await app.answer_flow(ALICE, step.session, 0, "answer-q", first.question_id)
+
+
 async def test_an_answer_sent_again_after_the_flow_moved_on_answers_nothing_more(
     app: HelpCenter,
 ) -> None:
@@ -163,6 +212,38 @@ async def test_an_answer_sent_again_after_the_flow_moved_on_answers_nothing_more
     third = await app.answer_flow(ALICE, step.session, 0, "a-2", second.question_id)
     again = await app.answer_flow(ALICE, step.session, 0, "a-2", second.question_id)
     assert again == third
+
+
+async def test_a_session_searched_thousands_of_times_lists_its_latest_searches(
+    app: HelpCenter,
+) -> None:
+    """Its listing stays small enough to be answered: the latest 100
+    searches, oldest first."""
+    kim = Identity(f"kim-{uuid.uuid4().hex[:8]}", frozenset({"user"}))
+    step = await app.start_flow(kim, "flows/upload", "", "en")
+    async with app.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO help_search_log (session, query, results, at)"
+            " SELECT %s, 'q' || i, 1, now() - (3000 - i) * interval '1 second'"
+            " FROM generate_series(1, 3000) AS i",
+            (step.session.removeprefix("help-sessions/"),),
+        )
+    rows, _ = await app.my_sessions(kim, 0, "")
+    assert [q["query"] for q in rows[0]["search_log"]] == [f"q{i}" for i in range(2901, 3001)]
+
+
+async def test_full_width_typing_gets_the_suggestions_of_what_it_stands_for(
+    app: HelpCenter,
+) -> None:
+    typed = [v.slug for v in await app.suggest("ＬＯＧＩＮ", "en")]
+    assert typed == [v.slug for v in await app.suggest("login", "en")] != []
+
+
+async def test_a_category_filter_is_a_category_or_group_not_a_pattern(app: HelpCenter) -> None:
+    async with app.pool.connection() as conn:
+        assert await store.search(conn, "ads", "en", "ads", 5) != []
+        assert await store.search(conn, "ads", "en", "a_s", 5) == []
+        assert await store.search(conn, "ads", "en", "ads.consult_ng", 5) == []
 
 
 async def test_figures_count_searches_and_how_sessions_ended(app: HelpCenter) -> None:

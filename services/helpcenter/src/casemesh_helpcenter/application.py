@@ -31,6 +31,7 @@ from casemesh.platform.paging import page_of, page_size_of
 from casemesh.rules import tickets as rules
 from casemesh_helpcenter import phone, store
 from casemesh_helpcenter.domain import (
+    GROUPS,
     NOT_SOLVED,
     SOLVED,
     ArticleVersion,
@@ -48,7 +49,6 @@ from casemesh_helpcenter.domain import (
 from casemesh_helpcenter.search import is_chinese
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,79}\Z")
-CATEGORY_OR_GROUP = re.compile(r"[a-z_]+(\.[a-z_]+)?")
 CODE = re.compile(r"[0-9]{6}")
 # Recommendations: the latest searches looked at, what each adds, the ticket
 # categories looked at, the articles each adds, and how many in all.
@@ -149,8 +149,10 @@ class HelpCenter:
         locale = _locale(locale, "zh-CN" if is_chinese(query) else "en")
         page_size = page_size_of(page_size, most=50, default=10)
         category = category.strip()
-        if category and not CATEGORY_OR_GROUP.fullmatch(category):
-            raise InvalidArgument.field("category", "must be a category id or group, e.g. account")
+        if category and category not in rules.BY_ID and category not in GROUPS:
+            raise InvalidArgument.field(
+                "category", "must be a category or group of ListHelpCategories, e.g. account"
+            )
         async with self.pool.connection() as conn:
             found_session = await _session(conn, who, session, locale)
             found = await store.search(conn, query, locale, category, page_size)
@@ -316,19 +318,21 @@ class HelpCenter:
     ) -> FlowStep:
         """Answers the question the session stands at; a second answer to the
         same question (a double tap) is ABORTED, unless it retries the first
-        under its `request_id`: then it answers the step the first one gave.
-        Given `question_id`, an answer to a question the session has moved
-        past is ABORTED too, not taken for the next question."""
+        under its `request_id`: then it answers the step the first one gave
+        (another answer, or another question named by `question_id`, under
+        that id is ALREADY_EXISTS). Given `question_id`, an answer to a
+        question the session has moved past is ABORTED too, not taken for the
+        next question."""
         _request_id(request_id)
         async with self.pool.connection() as conn:
             found = await _session(conn, who, session, "zh-CN", create=False)
             first = await store.answered(conn, found.id, request_id) if request_id else None
             if first is not None:
-                if first[2] != answer:
+                if first.answer != answer or (question_id and not first.asked(question_id)):
                     raise AlreadyExists(
                         "request_id was used for another answer", reason="REQUEST_ID_REUSED"
                     )
-                found.flow, found.node = first[0], first[1]
+                found.flow, found.node = first.flow, first.node
             # (A retry under its request id is the first send's answer again.)
             elif question_id and question_id != found.question_id:
                 raise Aborted(
@@ -392,7 +396,11 @@ class HelpCenter:
             raise PermissionDenied("help figures are for agents and admins")
 
     async def figures(self, who: Identity, start: datetime | None, end: datetime | None) -> Figures:
+        """The figures of [start, end), either end open; an end not after the
+        start is refused, not answered with zeros."""
         self.may_read_figures(who)
+        if start and end and start >= end:
+            raise InvalidArgument.field("end_time", "must be after start_time")
         async with self.pool.connection() as conn:
             return await store.figures(conn, start, end)
 

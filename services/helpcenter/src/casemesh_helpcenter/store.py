@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from typing import Any
@@ -22,7 +23,7 @@ from casemesh.platform.logging import get_logger
 from casemesh.platform.paging import older_than
 from casemesh.platform.periods import within
 from casemesh_helpcenter.domain import ArticleVersion, Figures, HelpSession, TicketDraft
-from casemesh_helpcenter.search import index_text, query_terms
+from casemesh_helpcenter.search import folded, index_text, query_terms
 
 log = get_logger(__name__)
 
@@ -281,7 +282,9 @@ async def search(
     conn: psycopg.AsyncConnection[Any], query: str, locale: str, category: str, limit: int
 ) -> list[tuple[ArticleVersion, float]]:
     """The published articles with any of the query's words, best first: the
-    sum of their words' shares (`WORDS`), which is ts_rank_cd's rank."""
+    sum of their words' shares (`WORDS`), which is ts_rank_cd's rank. Given a
+    `category` (a ticket category, or a group such as `account`), only its
+    articles."""
     terms = query_terms(query)
     if not terms:
         return []
@@ -289,8 +292,8 @@ async def search(
     where = "locale = %s AND word = ANY(tsvector_to_array(to_tsvector('simple', %s)))"
     params: list[Any] = [locale, " ".join(terms)]
     if category:
-        where += " AND (category = %s OR category LIKE %s)"
-        params += [category, f"{category}.%"]
+        where += " AND (category = %s OR starts_with(category, %s))"
+        params += [category, f"{category}."]
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "WITH ranked AS (SELECT slug, sum(weight)::real AS score FROM help_search_words"
@@ -313,14 +316,15 @@ async def search(
 async def suggest(
     conn: psycopg.AsyncConnection[Any], prefix: str, locale: str, limit: int = 8
 ) -> list[ArticleVersion]:
-    pattern = (
-        "%" + prefix.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    )
+    """Published articles whose titles hold `prefix`, read as search reads a
+    query (full-width `ｌｏｇ` is `log`)."""
+    prefix = folded(prefix)
+    pattern = "%" + prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "SELECT slug FROM help_search WHERE locale = %s AND lower(title) LIKE %s"
             " ORDER BY position(%s in lower(title)), length(title), slug LIMIT %s",
-            (locale, pattern, prefix.lower(), limit),
+            (locale, pattern, prefix, limit),
         )
         slugs = [row["slug"] for row in await cur.fetchall()]
     return [v for s in slugs if (v := await published(conn, s, locale)) is not None]
@@ -354,10 +358,12 @@ CREATE INDEX IF NOT EXISTS help_sessions_user_recent
     ON help_sessions (user_id, created_at DESC, id DESC);
 DROP INDEX IF EXISTS help_sessions_user;
 CREATE INDEX IF NOT EXISTS help_search_log_session ON help_search_log (session);
--- An answer's retry key: the question it answered and how.
+-- An answer's retry key: the question it answered and how (`question` as
+-- callers name it, `HelpSession.question_id`; '' for keys kept before it was).
 CREATE TABLE IF NOT EXISTS help_flow_answers (
     session uuid NOT NULL, request_id text NOT NULL, flow text NOT NULL, node text NOT NULL,
     answer int NOT NULL, PRIMARY KEY (session, request_id));
+ALTER TABLE help_flow_answers ADD COLUMN IF NOT EXISTS question text NOT NULL DEFAULT '';
 """
 
 
@@ -366,6 +372,9 @@ CREATE TABLE IF NOT EXISTS help_flow_answers (
 # long someone keeps searching.
 SEARCHES_KEPT = 20
 ARTICLES_KEPT = 20
+# The searches of a session a listing shows: its latest, so a session searched
+# thousands of times still fits in a response.
+SEARCH_LOG_SHOWN = 100
 
 
 async def session(
@@ -400,7 +409,8 @@ async def sessions_of(
 ) -> list[dict[str, Any]]:
     """The user's sessions, newest first, from after `after` (a session's
     start and id): each as a row, with when it began and was resolved, and
-    every search made in it (`search_log`)."""
+    the latest SEARCH_LOG_SHOWN searches made in it, oldest first
+    (`search_log`)."""
     where, args = older_than("user_id = %s", [user_id], after)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
@@ -413,9 +423,11 @@ async def sessions_of(
         logged: dict[Any, list[dict[str, Any]]] = {row["id"]: [] for row in rows}
         if rows:
             await cur.execute(
-                "SELECT session, query, results, at FROM help_search_log"
-                " WHERE session = ANY(%s) ORDER BY at, id",
-                (list(logged),),
+                "SELECT session, query, results, at FROM ("
+                " SELECT *, row_number() OVER (PARTITION BY session ORDER BY at DESC, id DESC) AS n"
+                " FROM help_search_log WHERE session = ANY(%s)) AS latest"
+                " WHERE n <= %s ORDER BY at, id",
+                (list(logged), SEARCH_LOG_SHOWN),
             )
             for search in await cur.fetchall():
                 logged[search["session"]].append(search)
@@ -479,35 +491,56 @@ async def answer(
     answer: int = 0,
     request_id: str = "",
 ) -> bool:
-    """Moves the flow on from the question it stands at; False when another
-    answer got there first (a double tap). Under `request_id` the answer is
-    kept for a retry (`answered`)."""
+    """Moves the flow on from the question `s` stands at; False when the
+    session has left that question meanwhile: another answer got there first
+    (a double tap), or a flow was started (again) in it. Under `request_id`
+    the answer is kept for a retry (`answered`)."""
     async with conn.transaction():
+        # The question is its flow, node and place in the path (`question_id`),
+        # not its node alone: two flows share a first node's name.
         done = await conn.execute(
-            "UPDATE help_sessions SET node = %s, path = (path || %s) WHERE id = %s AND node = %s",
-            (node, Jsonb([step]), s.id, s.node),
+            "UPDATE help_sessions SET node = %s, path = (path || %s)"
+            " WHERE id = %s AND flow = %s AND node = %s AND jsonb_array_length(path) = %s",
+            (node, Jsonb([step]), s.id, s.flow, s.node, len(s.path)),
         )
         if done.rowcount and request_id:
             await conn.execute(
-                "INSERT INTO help_flow_answers (session, request_id, flow, node, answer)"
-                " VALUES (%s, %s, %s, %s, %s)",
-                (s.id, request_id, s.flow, s.node, answer),
+                "INSERT INTO help_flow_answers (session, request_id, flow, node, answer, question)"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                (s.id, request_id, s.flow, s.node, answer, s.question_id),
             )
         if done.rowcount and read is not None:
             await add_read(conn, s, read)
     return bool(done.rowcount)
 
 
+@dataclass(frozen=True)
+class Answered:
+    """What a session's answer under a request id answered, and how."""
+
+    flow: str
+    node: str
+    answer: int
+    question: str  # its question_id ('' when kept before they were)
+
+    def asked(self, question_id: str) -> bool:
+        """Whether `question_id` names the question this answer answered."""
+        if self.question:
+            return question_id == self.question
+        return question_id.startswith(f"{self.flow}/{self.node}/")
+
+
 async def answered(
     conn: psycopg.AsyncConnection[Any], session: str, request_id: str
-) -> tuple[str, str, int] | None:
-    """The flow, question and answer a session's `request_id` answered, if any."""
+) -> Answered | None:
+    """The question a session's `request_id` answered, and how, if any."""
     cur = await conn.execute(
-        "SELECT flow, node, answer FROM help_flow_answers WHERE session = %s AND request_id = %s",
+        "SELECT flow, node, answer, question FROM help_flow_answers"
+        " WHERE session = %s AND request_id = %s",
         (session, request_id),
     )
     row = await cur.fetchone()
-    return (row[0], row[1], row[2]) if row else None
+    return Answered(*row) if row else None
 
 
 async def resolve(
