@@ -605,6 +605,22 @@ async def _refused_with(violations: list[FieldViolation]) -> grpc.aio.AioRpcErro
     )
 
 
+async def test_a_write_to_a_primary_just_demoted_is_unavailable_to_retry_not_unknown() -> None:
+    """In a failover, a pooled connection still on the old primary answers
+    "read-only transaction": the caller should retry, as for any outage."""
+
+    async def write(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        raise psycopg.errors.ReadOnlySqlTransaction(
+            "cannot execute UPDATE in a read-only transaction"
+        )
+
+    err = await _served(
+        unary_unary(write),
+        lambda channel: _failure(channel.unary_unary("/t.Service/Method")(b"", timeout=10)),
+    )
+    assert err.code() == grpc.StatusCode.UNAVAILABLE, err.details()
+
+
 async def test_a_watch_whose_changes_were_lost_ends_unavailable_so_the_client_watches_again() -> (
     None
 ):

@@ -83,9 +83,8 @@ RETRYABLE: tuple[type[Exception], ...] = (
     OSError,
     persistence.IntegrityError,
     Aborted,
-    # A primary just demoted in a failover answers "read-only transaction";
-    # a session the server timed out, likewise: both pass.
-    psycopg.errors.ReadOnlySqlTransaction,
+    # A session the server timed out passes (as an outage: a primary just
+    # demoted in a failover, answering "read-only transaction").
     psycopg.errors.IdleInTransactionSessionTimeout,
     persistence.InternalError,
 )

@@ -49,6 +49,8 @@ DATABASE_OUTAGE: tuple[type[Exception], ...] = (
     PoolTimeout,
     persistence.OperationalError,
     persistence.InterfaceError,
+    # A primary just demoted in a failover, still reached by a pooled connection.
+    psycopg.errors.ReadOnlySqlTransaction,
 )
 
 
