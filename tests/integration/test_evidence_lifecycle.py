@@ -519,3 +519,25 @@ async def test_files_a_person_uploads_after_their_erasure_are_theirs_as_anyones(
     assert await kept(locker, before, after) == [False, True]
     shown = await locker.describe(Identity("eve", frozenset({"user"})), f"evidence/{after.id}")
     assert shown.file_name == "photo.png"
+
+
+async def test_the_same_file_uploaded_again_after_an_erasure_is_a_new_upload(
+    dsn: str, locker: EvidenceLocker
+) -> None:
+    """Eve is erased before her screenshot's bytes are deleted, then uploads
+    the same screenshot again: it is hers as any new upload (its name shown,
+    waiting to be attached), not the erased record, nameless and deleted as
+    an erased owner's."""
+    cases = Cases(dsn, locker)
+    screenshot = png()
+    before = await upload(locker, "eve", screenshot)
+    erased_at = datetime.now(UTC)
+    assert forget_person(dsn, cases, "eve", erased_at) == 1
+    again = await upload(locker, "eve", screenshot)
+    assert again.id == before.id  # one record of one owner's bytes
+    eve = Identity("eve", frozenset({"user"}))
+    assert (await locker.describe(eve, f"evidence/{again.id}")).file_name == "photo.png"
+    assert forget_person(dsn, cases, "eve", erased_at) == 0  # heard again: it stays hers
+    cases.time += GRACE + timedelta(seconds=1)
+    assert cases.purge() == 0
+    assert await kept(locker, again) == [True]

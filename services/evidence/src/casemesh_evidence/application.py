@@ -274,7 +274,12 @@ class EvidenceLocker:
             await conn.execute(
                 "INSERT INTO evidence (id, owner, sha256, size_bytes, media_type, file_name,"
                 " created_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (owner, sha256) DO NOTHING",
+                # The record of the same bytes from before the owner's
+                # erasure is erased: uploaded again, they are a new upload.
+                " ON CONFLICT (owner, sha256) DO UPDATE SET file_name = EXCLUDED.file_name,"
+                " created_at = EXCLUDED.created_at WHERE EXISTS (SELECT FROM"
+                " evidence_erased_owners o WHERE o.owner = evidence.owner"
+                " AND evidence.created_at <= o.erased_at)",
                 (uuid.uuid4(), who.subject, sha, size, media_type, file_name, datetime.now(UTC)),
             )
             cur = await conn.execute(
