@@ -4,7 +4,9 @@ centre in Chinese, reads an article that does not help, opens a ticket with a
 screenshot, sees it received with its history, and gets the e-mail. Once over
 Connect, once over gRPC-Web. Screenshots of every step are kept in
 `.run/test-artifacts/browser/<transport>/`. And a user downloads a copy of
-their data, over each transport."""
+their data, over each transport; finds their ticket in "my tickets" (where
+every notification sends them), answers the agent and rates the outcome; and
+attaches a photo whose name lies about its type."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
@@ -38,7 +41,7 @@ from tests.e2e.test_evidence import png
 from tests.e2e.test_export import ticket_with_file
 from tests.e2e.test_helpcenter import Reader, figures
 from tests.e2e.test_reports import Person
-from tests.support import Client, wait_until
+from tests.support import Client, open_ticket, wait_until
 
 ARTIFACTS = REPO / ".run" / "test-artifacts" / "browser"
 # The page the gateway serves, built by `cd clients/web && npm ci && npm run build`.
@@ -447,3 +450,238 @@ def test_a_user_downloads_a_copy_of_their_data(
         file = next(f for f in found["evidence"] if f["evidence"]["name"] == uploaded.name)
         assert archive.read(file["path"]) == shot
         assert ("missing-files.txt" in archive.namelist()) == lost
+
+
+def jpeg() -> bytes:
+    """A real 1×1 grey JPEG (baseline, one-code Huffman tables), made unique
+    by a comment segment."""
+
+    def segment(marker: int, data: bytes) -> bytes:
+        return bytes([0xFF, marker]) + struct.pack(">H", len(data) + 2) + data
+
+    one_code = b"\x01" + b"\x00" * 15 + b"\x00"  # a single code of one bit, for symbol 0
+    return (
+        b"\xff\xd8"
+        + segment(0xE0, b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00")
+        + segment(0xFE, b"casemesh " + os.urandom(16).hex().encode())
+        + segment(0xDB, b"\x00" + b"\x01" * 64)
+        + segment(0xC0, b"\x08\x00\x01\x00\x01\x01\x01\x11\x00")
+        + segment(0xC4, b"\x00" + one_code)  # DC: difference 0
+        + segment(0xC4, b"\x10" + one_code)  # AC: end of block
+        + segment(0xDA, b"\x01\x01\x00\x00\x3f\x00")
+        + b"\x3f"  # DC 0, end of block, padded with ones
+        + b"\xff\xd9"
+    )
+
+
+def agent_of(stack: Stack, run: str) -> Client:
+    return Client(stack.gateway, stack.secret, f"web-agent-{run}", ("agent",))
+
+
+def open_my_tickets(page: Page) -> Any:
+    """From the help centre, "my tickets"; the listed tickets."""
+    page.get_by_role("link", name="查看我的工单").click()
+    expect(page.get_by_role("heading", name="我的工单", level=1)).to_be_visible()
+    return page.get_by_role("list", name="我的工单").get_by_role("listitem")
+
+
+def test_a_user_asked_for_more_finds_the_ticket_in_my_tickets_and_answers(
+    browser: Browser, stack: Stack
+) -> None:
+    """The agent asks for more; the e-mail says to reply in "我的工单". There
+    the ticket waits for the user; they answer, and it goes back to the agent
+    with the answer in its history. Sent while the agent wrote again, the
+    answer is held and the ticket reloaded; sent again after an answer lost
+    on the way back, it lands once."""
+    run = uuid.uuid4().hex[:8]
+    user = f"web-reply-{run}"
+    subject = f"上传一直失败 {run}"
+    asked = "请告诉我们视频的大小和格式。"
+    answer = "视频 1.2 GB，MP4 格式，用手机拍的。"
+    agent = agent_of(stack, run)
+    steps: Steps | None = None
+    try:
+        with signed_in(browser, stack, user) as (page, _):
+            steps = Steps(page, ARTIFACTS / "my-tickets")
+            fill_in_a_ticket(page, user, subject)
+            page.get_by_role("button", name="提交工单").click()
+            expect(page.get_by_role("heading", name="您的工单", level=1)).to_be_visible()
+            name = page.url.rpartition("#")[2]
+            agent.RequestInfo(
+                pb.RequestInfoRequest(name=name, message=asked, request_id=uuid.uuid4().hex)
+            )
+
+            page.get_by_role("button", name="返回帮助中心").first.click()
+            listed = open_my_tickets(page)
+            expect(listed).to_have_count(1)
+            expect(listed.first).to_contain_text("等待您补充信息")
+            expect(listed.first.locator("time")).to_have_attribute("datetime", ISO_TIME)
+            steps.shot("my-tickets")
+
+            listed.first.get_by_role("link", name=subject).click()
+            status = page.locator("#ticket-status")
+            expect(status).to_have_text("等待您补充信息")
+            history = page.get_by_role("list", name="处理记录").get_by_role("listitem")
+            expect(history.filter(has_text="客服请您补充信息")).to_contain_text(asked)
+            expect(page.get_by_text("客服在等您补充信息，请在下方回复。")).to_be_visible()
+            steps.shot("asked")
+
+            # The agent writes again while the user types: nothing is sent,
+            # the ticket is shown as it is now, the answer is kept.
+            agent.AddComment(
+                pb.AddCommentRequest(
+                    name=name, body="MP4 和 MOV 都可以。", request_id=uuid.uuid4().hex
+                )
+            )
+            reply = page.get_by_label("您的回复")
+            reply.fill(answer)
+            page.get_by_role("button", name="发送回复").click()
+            expect(page.get_by_role("alert")).to_contain_text("工单有了新变化，已为您重新加载")
+            expect(history.filter(has_text="客服回复")).to_contain_text("MP4 和 MOV 都可以。")
+            expect(reply).to_have_value(answer)
+            steps.shot("changed-meanwhile")
+
+            # Sent, but the answer is lost on its way back; sent again, it lands once.
+            def answer_lost(route: Route) -> None:
+                route.fetch()
+                route.abort("connectionreset")
+
+            page.route("**/casemesh.v1.TicketService/AddComment", answer_lost)
+            page.get_by_role("button", name="发送回复").click()
+            expect(page.get_by_role("alert")).to_contain_text("出错了")
+            page.unroute("**/casemesh.v1.TicketService/AddComment")
+            page.get_by_role("button", name="发送回复").click()
+            expect(status).to_have_attribute("data-status", "OPEN")
+            expect(status).to_have_text("客服处理中")
+            expect(page.get_by_role("status")).to_contain_text("回复已发送")
+            expect(page.get_by_role("alert")).to_be_hidden()
+            mine = history.filter(has_text=answer)
+            expect(mine).to_have_count(1)
+            expect(mine).to_contain_text("您的回复")
+            expect(reply).to_have_value("")
+            steps.shot("answered")
+
+            # Back in my tickets, it is with the agent again.
+            listed = open_my_tickets(page)
+            expect(listed.first).to_contain_text("客服处理中")
+    except Exception:
+        if steps is not None:
+            with contextlib.suppress(Exception):
+                steps.shot("failure")
+        raise
+
+    # The agent sees the answer, once, and the ticket back on their side.
+    events = agent.ListTicketEvents(pb.ListTicketEventsRequest(name=name)).events
+    assert [e.text for e in events if e.type == "CommentAdded" and e.actor == user] == [answer]
+    assert agent.GetTicket(pb.GetTicketRequest(name=name)).status == pb.TICKET_STATUS_OPEN
+    agent.close()
+
+
+def test_a_user_rates_a_solved_ticket_once_and_sees_the_rating(
+    browser: Browser, stack: Stack
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    user = f"web-rate-{run}"
+    subject = f"Cannot log in {run}"
+    resolution = "已为您重置密码，请查收短信。"
+    client = Client(stack.gateway, stack.secret, user)
+    agent = agent_of(stack, run)
+    ticket = open_ticket(client, subject, "The password is always wrong.", f"{user}@example.com")
+    agent.SolveTicket(
+        pb.SolveTicketRequest(name=ticket.name, resolution=resolution, request_id=run)
+    )
+    steps: Steps | None = None
+    try:
+        with signed_in(browser, stack, user) as (page, _):
+            steps = Steps(page, ARTIFACTS / "rating")
+            listed = open_my_tickets(page)
+            expect(listed.first).to_contain_text("已解决")
+            listed.first.get_by_role("link", name=subject).click()
+            expect(page.locator("#ticket-status")).to_have_text("已解决")
+            history = page.get_by_role("list", name="处理记录").get_by_role("listitem")
+            expect(history.filter(has_text="问题已解决")).to_contain_text(resolution)
+            expect(page.get_by_text("问题没有解决？直接回复，工单会重新打开。")).to_be_visible()
+            expect(page.get_by_role("heading", name="评价这次服务")).to_be_visible()
+            steps.shot("solved")
+
+            # No score chosen: the gateway's refusal is shown by the scores.
+            page.get_by_role("button", name="提交评价").click()
+            scores = page.get_by_role("group", name="您对处理结果满意吗？")
+            expect(scores).to_have_attribute("aria-invalid", "true")
+            expect(page.locator("#rating-score-error")).to_be_visible()
+
+            page.get_by_role("radio", name="4 – 满意").check()
+            page.get_by_label("想对我们说的话（可选）").fill("处理得很快，谢谢。")
+            page.get_by_role("button", name="提交评价").click()
+            expect(page.get_by_role("heading", name="您的评价")).to_be_visible()
+            expect(page.locator("#rating-given")).to_have_text("4 分（满分 5 分）")
+            expect(page.locator("#rating-given-comment")).to_have_text("处理得很快，谢谢。")
+            expect(page.get_by_role("button", name="提交评价")).to_be_hidden()
+            expect(page.get_by_role("status")).to_contain_text("感谢您的评价！")
+            expect(history.filter(has_text="已评价")).to_contain_text("评分：4 分")
+            steps.shot("rated")
+
+            # Read again, the ticket shows the rating, not the form.
+            page.reload()
+            expect(page.locator("#rating-given")).to_have_text("4 分（满分 5 分）")
+            expect(page.get_by_role("radio", name="4 – 满意")).to_be_hidden()
+    except Exception:
+        if steps is not None:
+            with contextlib.suppress(Exception):
+                steps.shot("failure")
+        raise
+
+    rated = client.GetTicket(pb.GetTicketRequest(name=ticket.name))
+    assert (rated.rating.score, rated.rating.comment) == (4, "处理得很快，谢谢。")
+    client.close()
+    agent.close()
+
+
+def test_a_jpeg_saved_under_a_png_name_is_attached(browser: Browser, stack: Stack) -> None:
+    """The browser guesses a file's type from its name (image/png here); the
+    service reads it from the bytes, so the page declares none and the photo
+    is taken for what it is."""
+    run = uuid.uuid4().hex[:8]
+    user = f"web-jpeg-{run}"
+    photo = jpeg()
+    with signed_in(browser, stack, user) as (page, _):
+        fill_in_a_ticket(page, user, f"上传一直失败 {run}")
+        chosen: FilePayload = {"name": "photo.png", "mimeType": "image/png", "buffer": photo}
+        page.get_by_label("截图（可选）").set_input_files(files=[chosen])
+        page.get_by_role("button", name="提交工单").click()
+        expect(page.get_by_role("heading", name="您的工单", level=1)).to_be_visible()
+        history = page.get_by_role("list", name="处理记录").get_by_role("listitem")
+        expect(history.first).to_contain_text("附件：1 个")
+        expect(page.get_by_role("alert")).to_be_hidden()
+        name = page.url.rpartition("#")[2]
+
+    person = Person(stack, user)
+    ticket = person.client.GetTicket(pb.GetTicketRequest(name=name))
+    assert [e.sha256 for e in ticket.evidence] == [hashlib.sha256(photo).hexdigest()]
+    stored = person.evidence.get(ticket.evidence[0].name)
+    assert (stored.media_type, stored.file_name) == ("image/jpeg", "photo.png")
+    person.client.close()
+
+
+def test_my_tickets_come_newest_first_a_page_at_a_time(browser: Browser, stack: Stack) -> None:
+    """Twenty at a time: "more" adds the rest, and is gone after the last."""
+    run = uuid.uuid4().hex[:8]
+    user = f"web-pages-{run}"
+    client = Client(stack.gateway, stack.secret, user)
+    subjects = [f"第 {i} 个工单 {run}" for i in range(1, 22)]
+    for subject in subjects:
+        open_ticket(client, subject, "Uploads fail.", f"{user}@example.com")
+    client.close()
+    with signed_in(browser, stack, user) as (page, _):
+        listed = open_my_tickets(page)
+        expect(listed).to_have_count(20)
+        expect(listed.first.get_by_role("link")).to_have_text(subjects[-1])
+        more = page.get_by_role("button", name="显示更多工单")
+        more.click()
+        expect(listed).to_have_count(21)
+        expect(listed.last.get_by_role("link")).to_have_text(subjects[0])
+        expect(listed.last.get_by_role("link")).to_be_focused()
+        expect(more).to_be_hidden()
+        # Each opens the ticket's own page.
+        listed.last.get_by_role("link").click()
+        expect(page.locator("#ticket-subject")).to_have_text(subjects[0])

@@ -114,6 +114,32 @@ export function fieldViolations(err: unknown): BadRequest_FieldViolation[] {
   return error.findDetails(BadRequestSchema).flatMap((detail) => detail.fieldViolations);
 }
 
+/**
+ * Request ids for one kind of change from one form. The id stays the same
+ * while what is sent stays the same, so a retry after a lost answer (the
+ * change may have landed) lands once and is answered as the first send was;
+ * anything sent that differs, or `done` after a success, takes a new one.
+ */
+export class RetryKey {
+  private sent = "";
+  private id = "";
+
+  for(request: unknown): string {
+    const sent = JSON.stringify(request, (_key, value: unknown) =>
+      typeof value === "bigint" ? value.toString() : value,
+    );
+    if (sent !== this.sent) {
+      this.sent = sent;
+      this.id = crypto.randomUUID();
+    }
+    return this.id;
+  }
+
+  done(): void {
+    this.sent = "";
+  }
+}
+
 export interface UploadOptions {
   /** Called as the bytes go out: `loaded` of `total` bytes sent. */
   onProgress?: (loaded: number, total: number) => void;
@@ -152,7 +178,11 @@ export function uploadEvidence(
         if (value) {
           xhr.setRequestHeader("Authorization", `Bearer ${value}`);
         }
-        xhr.setRequestHeader("Content-Type", file.type || "application/octet-stream");
+        // No declared type: the browser's `file.type` is guessed from the
+        // name (a JPEG saved as photo.png says image/png), and the service,
+        // which reads the type from the bytes, refuses a declaration they
+        // contradict.
+        xhr.setRequestHeader("Content-Type", "application/octet-stream");
         xhr.setRequestHeader("X-File-Name", encodeURIComponent(fileName));
         if (onProgress) {
           xhr.upload.onprogress = (e) =>

@@ -1,7 +1,8 @@
 /**
  * The self-service reference page: sign in, search the help centre or follow a
  * guided flow, say whether it helped, and open a ticket (with a screenshot)
- * when it did not; then follow the ticket's status and history.
+ * when it did not; then follow the ticket's status and history in "my
+ * tickets", answer the agent, and rate the outcome.
  *
  * Plain DOM on purpose: every call goes through the generated client
  * (`@casemesh/client`), so a team with its own framework can lift the calls as
@@ -20,6 +21,7 @@ import {
   type FlowStep,
   HelpCenterService,
   PrivacyService,
+  RetryKey,
   connectTransport,
   errorMessage,
   grpcWebTransport,
@@ -83,7 +85,15 @@ function $<T extends HTMLElement = HTMLElement>(id: string): T {
 
 // -- views, status and errors -------------------------------------------------------
 
-const VIEWS = ["sign-in", "help", "article", "flow", "ticket-form-view", "ticket"] as const;
+const VIEWS = [
+  "sign-in",
+  "help",
+  "article",
+  "flow",
+  "ticket-form-view",
+  "tickets",
+  "ticket",
+] as const;
 type View = (typeof VIEWS)[number];
 
 /** Shows one view and moves the focus to its heading, so screen readers follow. */
@@ -97,6 +107,14 @@ function show(view: View): void {
 
 function say(message: string): void {
   $("status").textContent = message;
+}
+
+/** A refusal the page explains in its own words (in the alert, like an error). */
+function warn(message: string): void {
+  clearError();
+  $("error-message").textContent = message;
+  $("error").hidden = false;
+  say("");
 }
 
 function clearError(): void {
@@ -658,15 +676,127 @@ $("ticket-form").addEventListener("submit", (e) => {
   );
 });
 
+// -- my tickets ------------------------------------------------------------------------
+
+/** The page of "my tickets" asked for each time (the "more" button asks for the next). */
+const TICKETS_PAGE = 20;
+
+/** The user's tickets listed so far, newest first, and the next page's token ("": none). */
+let mine: { tickets: Ticket[]; next: string } | undefined;
+
+/** Reads the first page of the user's tickets and shows it, if the address still asks for it. */
+async function openTicketList(): Promise<void> {
+  say(t("loadingTickets"));
+  const page = await tickets.listTickets({ pageSize: TICKETS_PAGE });
+  if (location.hash !== "#tickets") {
+    say(""); // the user went on while it was read
+    return;
+  }
+  mine = { tickets: page.tickets, next: page.nextPageToken };
+  renderTicketList();
+  show("tickets");
+  say("");
+}
+
+function shortId(name: string): string {
+  return (name.split("/")[1] ?? name).slice(0, 8).toUpperCase();
+}
+
+function renderTicketList(): void {
+  if (!mine) {
+    return;
+  }
+  $("tickets-empty").hidden = mine.tickets.length > 0;
+  $("ticket-list").replaceChildren(
+    ...mine.tickets.map((ticket) => {
+      // A link: the ticket has an address (`#tickets/{id}`), back and forward work.
+      const link = element("a", ticket.subject, { href: `#${ticket.name}`, class: "result-title" });
+      const meta = element("p", `${t("listedNumber", { id: shortId(ticket.name) })} · `, {
+        class: "meta",
+      });
+      meta.append(
+        element("span", statusLabel(ticket.status), {
+          class: "state",
+          "data-status": TicketStatus[ticket.status] ?? "UNSPECIFIED",
+        }),
+      );
+      if (ticket.updateTime) {
+        meta.append(" · ", t("updated"), " ", when(timestampDate(ticket.updateTime)));
+      }
+      return listItem(link, meta);
+    }),
+  );
+  $("more-tickets").hidden = !mine.next;
+}
+
+$("more-tickets").addEventListener(
+  "click",
+  () =>
+    void busy($<HTMLButtonElement>("more-tickets"), async () => {
+      if (!mine?.next) {
+        return;
+      }
+      const page = await tickets.listTickets({ pageSize: TICKETS_PAGE, pageToken: mine.next });
+      // A ticket opened meanwhile moves the rest down a place: none is listed twice.
+      const listed = new Set(mine.tickets.map((ticket) => ticket.name));
+      const added = page.tickets.filter((ticket) => !listed.has(ticket.name));
+      mine.tickets.push(...added);
+      mine.next = page.nextPageToken;
+      renderTicketList();
+      say(t("ticketsShown", { count: mine.tickets.length }));
+      // On to the first of the new ones (the button may have gone with the last page).
+      $("ticket-list")
+        .querySelectorAll("a")
+        .item(mine.tickets.length - added.length)
+        ?.focus();
+    }),
+);
+
+// A link to where the address already is changes nothing (no hashchange): read it again.
+for (const link of document.querySelectorAll<HTMLAnchorElement>('a[href="#tickets"]')) {
+  link.addEventListener("click", () => {
+    if (location.hash === "#tickets") {
+      void busy(null, openTicketList);
+    }
+  });
+}
+
+$("new-ticket-from-list").addEventListener(
+  "click",
+  () => void busy($<HTMLButtonElement>("new-ticket-from-list"), () => openTicketForm()),
+);
+
 // -- the ticket page ---------------------------------------------------------------------
 
 let shown: { ticket: Ticket; events: TicketEvent[] } | undefined;
 
+/** The request ids of the reply and the rating being sent (see RetryKey). */
+const replyKey = new RetryKey();
+const ratingKey = new RetryKey();
+
 function showTicket(ticket: Ticket, events: TicketEvent[]): void {
+  const again = shown?.ticket.name === ticket.name && !$("ticket").hidden;
+  if (shown?.ticket.name !== ticket.name) {
+    // What was written for another ticket is not for this one.
+    $<HTMLFormElement>("reply-form").reset();
+    $<HTMLFormElement>("rating-form").reset();
+    replyKey.done();
+    ratingKey.done();
+  }
   shown = { ticket, events };
   renderTicket();
   window.history.replaceState(null, "", `${location.pathname}${location.search}#${ticket.name}`);
-  show("ticket");
+  if (again) {
+    // The same ticket read again (refreshed, answered): the focus stays where it was.
+    clearError();
+  } else {
+    show("ticket");
+  }
+}
+
+/** Whether the ticket's page still shows `name` (the user may have gone on meanwhile). */
+function showing(name: string): boolean {
+  return !$("ticket").hidden && shown?.ticket.name === name;
 }
 
 /** Reads the ticket and its history and shows them; `unlessLeft`: only if
@@ -683,7 +813,7 @@ async function openTicket(
   if (!categories.length) {
     categories = (await tickets.listTicketCategories({})).categories;
   }
-  if (unlessLeft && ($("ticket").hidden || shown?.ticket.name !== ticket.name)) {
+  if (unlessLeft && !showing(ticket.name)) {
     return;
   }
   showTicket(ticket, history.events);
@@ -699,10 +829,7 @@ function renderTicket(): void {
     return;
   }
   const { ticket, events } = shown;
-  const id = ticket.name.split("/")[1] ?? ticket.name;
-  $("ticket-number").replaceChildren(
-    element("span", id.slice(0, 8).toUpperCase(), { title: ticket.name }),
-  );
+  $("ticket-number").replaceChildren(element("span", shortId(ticket.name), { title: ticket.name }));
   const status = $("ticket-status");
   status.textContent = statusLabel(ticket.status);
   status.dataset.status = TicketStatus[ticket.status] ?? "UNSPECIFIED";
@@ -721,10 +848,14 @@ function renderTicket(): void {
       if (event.time) {
         item.append(when(timestampDate(event.time)), " ");
       }
-      item.append(
-        element("span", textOr(locale, `event.${event.type}`, event.type), { class: "event" }),
-      );
+      // The requester's own replies (from this page or by e-mail) apart from the agent's.
+      const mineToo = event.type === "CommentAdded" && event.actor === ticket.requester;
+      const what = mineToo ? t("yourReply") : textOr(locale, `event.${event.type}`, event.type);
+      item.append(element("span", what, { class: "event" }));
       item.append(element("span", ` · ${statusLabel(event.status)}`, { class: "meta" }));
+      if (event.score) {
+        item.append(element("p", t("eventScore", { score: event.score }), { class: "meta" }));
+      }
       if (event.text && event.type !== "TicketCreated") {
         item.append(element("p", event.text));
       }
@@ -736,7 +867,138 @@ function renderTicket(): void {
       return item;
     }),
   );
+  renderAnswering(ticket);
 }
+
+/** The reply box and the rating, as far as the ticket's status allows them. */
+function renderAnswering(ticket: Ticket): void {
+  const status = ticket.status;
+  // AddComment refuses a closed or cancelled ticket; a requester's reply
+  // takes a pending one back to the agent and reopens a solved one.
+  const final = status === TicketStatus.CLOSED || status === TicketStatus.CANCELLED;
+  $("reply-section").hidden = final;
+  $("reply-closed").hidden = !final;
+  $("reply-closed").textContent = final
+    ? t(status === TicketStatus.CLOSED ? "replyClosed" : "replyCancelled")
+    : "";
+  $("reply-note").textContent = t(
+    status === TicketStatus.PENDING
+      ? "replyNotePending"
+      : status === TicketStatus.SOLVED
+        ? "replyNoteSolved"
+        : "replyNoteOpen",
+  );
+
+  // Rated once, when SOLVED or CLOSED (RateTicket); once rated, the rating.
+  const rating = ticket.rating;
+  const ratable = status === TicketStatus.SOLVED || status === TicketStatus.CLOSED;
+  $("rating-section").hidden = !rating && !ratable;
+  $("rating-heading").textContent = t(rating ? "ratedHeading" : "ratingHeading");
+  $("rating-form").hidden = Boolean(rating) || !ratable;
+  $("rating-given").hidden = !rating;
+  $("rating-given").textContent = rating ? t("ratingGiven", { score: rating.score }) : "";
+  $("rating-given-comment").hidden = !rating?.comment;
+  $("rating-given-comment").textContent = rating?.comment ?? "";
+}
+
+/**
+ * After a change refused because the ticket is not as the page shows it —
+ * changed meanwhile (ABORTED: a stale etag, or a change at the same moment),
+ * or no longer open to it (FAILED_PRECONDITION: closed, rated already) — the
+ * ticket as it is now, and why; what the user wrote stays. Any other failure
+ * is thrown as it came.
+ */
+async function reloadRefused(err: unknown, name: string, changed: Key): Promise<void> {
+  const error = ConnectError.from(err);
+  if (error.code !== Code.Aborted && error.code !== Code.FailedPrecondition) {
+    throw err;
+  }
+  await openTicket(name);
+  if (error.code === Code.Aborted) {
+    warn(t(changed));
+  } else {
+    showError(error);
+  }
+}
+
+$("reply-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  void busy(
+    $<HTMLButtonElement>("send-reply"),
+    async () => {
+      if (!shown) {
+        return;
+      }
+      clearError();
+      const { ticket, events } = shown;
+      const reply = { name: ticket.name, body: $<HTMLTextAreaElement>("reply").value.trim() };
+      say(t("sendingReply"));
+      let updated: Ticket;
+      try {
+        // Sent only if the ticket is still as shown (its etag); the same
+        // text again, after an answer that never came, under the same id.
+        updated = await tickets.addComment({
+          ...reply,
+          etag: ticket.etag,
+          requestId: replyKey.for(reply),
+        });
+      } catch (err) {
+        await reloadRefused(err, ticket.name, "ticketChanged");
+        return;
+      }
+      replyKey.done();
+      say(t("replySent"));
+      if (shown?.ticket.name === ticket.name) {
+        $<HTMLTextAreaElement>("reply").value = "";
+      }
+      if (showing(ticket.name)) {
+        // Its new status at once; its history after (a failure there is said).
+        showTicket(updated, events);
+        await openTicket(updated.name, updated, { unlessLeft: true });
+      }
+    },
+    (field) => (field === "body" ? $("reply") : undefined),
+  );
+});
+
+$("rating-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  void busy(
+    $<HTMLButtonElement>("send-rating"),
+    async () => {
+      if (!shown) {
+        return;
+      }
+      clearError();
+      const { ticket, events } = shown;
+      const chosen = document.querySelector<HTMLInputElement>("input[name=score]:checked");
+      const rating = {
+        name: ticket.name,
+        // None chosen: 0, which the gateway refuses next to the scores.
+        score: chosen ? Number(chosen.value) : 0,
+        comment: $<HTMLTextAreaElement>("rating-comment").value.trim(),
+      };
+      say(t("sendingRating"));
+      let updated: Ticket;
+      try {
+        updated = await tickets.rateTicket({ ...rating, requestId: ratingKey.for(rating) });
+      } catch (err) {
+        await reloadRefused(err, ticket.name, "ticketChangedRating");
+        return;
+      }
+      ratingKey.done();
+      say(t("rated"));
+      if (showing(ticket.name)) {
+        showTicket(updated, events);
+        // The form is gone: on to the rating that took its place.
+        $("rating-heading").focus();
+        await openTicket(updated.name, updated, { unlessLeft: true });
+      }
+    },
+    (field) =>
+      field === "score" ? $("rating-score") : field === "comment" ? $("rating-comment") : undefined,
+  );
+});
 
 $("refresh-ticket").addEventListener(
   "click",
@@ -770,6 +1032,7 @@ function applyLocale(): void {
   });
   renderSignedIn();
   renderCategories();
+  renderTicketList();
   renderTicket();
 }
 
@@ -783,17 +1046,36 @@ $("language").addEventListener("change", () => {
   }
 });
 
-/** Signed in: the help centre, or the ticket the address names. */
+const TICKET_ROUTE = /^#(tickets\/[0-9a-f-]{36})$/;
+
+/** Signed in: the view the address names (`#tickets`: my tickets,
+ * `#tickets/{id}`: one of them), else the help centre. */
+async function route(): Promise<void> {
+  const ticket = TICKET_ROUTE.exec(location.hash)?.[1];
+  if (ticket) {
+    await openTicket(ticket);
+  } else if (location.hash === "#tickets") {
+    await openTicketList();
+  } else {
+    show("help");
+  }
+}
+
+// The links to my tickets and to each ticket, and the browser's back and
+// forward buttons. Other fragments (the skip link's #main) are no route.
+window.addEventListener("hashchange", () => {
+  const hash = location.hash;
+  if (token && (hash === "" || hash === "#tickets" || TICKET_ROUTE.test(hash))) {
+    void busy(null, route);
+  }
+});
+
+/** Signed in: the help centre, or the view the address names. */
 async function start(): Promise<void> {
   renderSignedIn();
   await loadFlows();
   say("");
-  const ticket = /^#(tickets\/[0-9a-f-]{36})$/.exec(location.hash)?.[1];
-  if (ticket) {
-    await openTicket(ticket);
-  } else {
-    show("help");
-  }
+  await route();
 }
 
 applyLocale();
