@@ -73,6 +73,43 @@ def test_a_reply_gives_its_sender_message_id_text_and_attachments() -> None:
     ]
 
 
+def test_a_message_forwarded_as_a_file_is_an_attachment_not_dropped_unsaid() -> None:
+    """It is no evidence (the evidence service refuses its type, and the
+    comment names it among the files not attached), but it is not lost
+    without a word."""
+    forwarded = EmailMessage()
+    forwarded["From"] = "claims@example.org"
+    forwarded["Subject"] = "Notice"
+    forwarded.set_content("The notice itself")
+    msg = EmailMessage()
+    msg["From"] = "alice@example.com"
+    msg["Message-ID"] = "<fwd@mail.example.com>"
+    msg.set_content("See the notice attached.")
+    msg.add_attachment(forwarded, filename="notice.eml")
+    reply = read_reply(msg.as_bytes())
+    assert reply.text == "See the notice attached."
+    [attachment] = reply.attachments
+    assert (attachment.file_name, attachment.media_type) == ("notice.eml", "message/rfc822")
+    assert b"The notice itself" in attachment.data
+
+
+@pytest.mark.parametrize(
+    "froms",
+    [
+        # Added above a message the provider signed for its own user: the
+        # authentication results speak of the signer's, the first is read.
+        ["victim@example.com", "attacker@example.com"],
+        ["victim@example.com, attacker@example.com"],
+    ],
+)
+def test_a_message_from_more_than_one_address_is_unreadable(froms: list[str]) -> None:
+    raw = b"".join(f"From: {f}\r\n".encode() for f in froms) + (
+        b"Message-ID: <two@mail.example.com>\r\n\r\nI am the requester.\r\n"
+    )
+    with pytest.raises(Unreadable, match="From"):
+        read_reply(raw)
+
+
 def test_an_html_only_reply_is_read_as_text() -> None:
     msg = EmailMessage()
     msg["From"] = "bob@example.com"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.errors import MessageError
 from email.message import EmailMessage, MIMEPart
-from email.utils import parseaddr
+from email.utils import getaddresses, parseaddr
 from html.parser import HTMLParser
 
 from mailparser_reply import EmailReplyParser
@@ -228,6 +228,14 @@ def _read_reply(raw: bytes) -> Reply:
         raise Unreadable("the message cannot be parsed")
     if automatic(msg):
         raise AutoReply("an automatic message")
+    # One From header of one address: the one its authentication results
+    # speak of (a second header above a signed message would stand in for
+    # the signer's, and one of several addresses is nobody's alone).
+    froms = msg.get_all("From") or []
+    if len(froms) > 1:
+        raise Unreadable("the message has more than one From header")
+    if len(getaddresses([str(f) for f in froms])) > 1:
+        raise Unreadable("the message's From names more than one address")
     _, sender = parseaddr(str(msg.get("From", "")))
     if "@" not in sender:
         raise Unreadable("the message has no From address")
@@ -251,6 +259,9 @@ def _read_reply(raw: bytes) -> Reply:
                 texts.append(_text_of(part))
                 continue
         data = part.get_payload(decode=True)
+        if part.get_content_type() == "message/rfc822":
+            # A message forwarded as a file: named among those not attached.
+            data = part.as_bytes()
         if not isinstance(data, bytes):
             continue
         # A small image the HTML shows inline (a signature's logo) is not
