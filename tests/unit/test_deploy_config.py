@@ -16,6 +16,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,6 +26,7 @@ import yaml
 from pydantic import ValidationError
 
 from casemesh import topics as casemesh_topics
+from casemesh.platform.forgetting import ErasureFollower, erasure_group
 from casemesh.platform.identity import new_signing_key, verify_key_of, verify_keys
 from casemesh.platform.personal.postgres import SCHEMA as KEYS_SCHEMA
 from casemesh_casequeue.settings import QueueSettings
@@ -966,6 +968,25 @@ def test_an_alert_fires_when_a_consumer_is_gone() -> None:
     queue = QueueSettings.model_fields["consumer_group"].default
     assert f'absent(casemesh_consumer_lag_records{{group=~"{queue}-[0-9]+"}})' in expr
     assert alerts["CasemeshConsumerMissing"]["labels"]["severity"] == "critical"
+
+
+def test_an_erasure_stuck_after_the_admin_was_told_it_was_made_fires_an_alert() -> None:
+    """ErasePerson answers once the keys are gone; the services forget the
+    person only once the erasure is published and heard. Stuck at either
+    step (one erasure is enough), an alert fires; and the groups hearing it
+    report their lag."""
+    rule = yaml.safe_load((K8S / "base" / "monitoring" / "prometheusrule.yaml").read_text())
+    alerts = {r.get("alert"): r for g in rule["spec"]["groups"] for r in g["rules"]}
+    unpublished = alerts["CasemeshErasuresUnpublished"]["expr"]
+    assert (
+        f'casemesh_outbox_pending_events{{topic="{casemesh_topics.PRIVACY}"}}) > 0' in unpublished
+    )
+    heard = alerts["CasemeshErasuresNotHeard"]["expr"]
+    assert re.search(heard.split('group=~"')[1].split('"')[0], erasure_group("tickets"))
+    assert heard.rstrip().endswith("> 0")
+    hearing = SimpleNamespace(service_name="tickets", kafka_bootstrap="127.0.0.1:9")
+    [subscription] = ErasureFollower(hearing, lambda person: 0).subscriptions()
+    assert subscription.group_id == erasure_group("tickets") and subscription.lag
 
 
 def test_production_backs_up_every_database_each_night() -> None:

@@ -89,7 +89,9 @@ class ErasureFollower(ConsumerThread):
         name, group = f"{self._service}-erasures", erasure_group(self._service)
         wanted = []
         if self._forget is not None:
-            wanted.append(Subscription(name, group, [topics.PRIVACY], self._handle))
+            # Its lag measured: an erasure it cannot apply (a key it cannot
+            # unwrap, a database refusing) holds it back, which an alert sees.
+            wanted.append(Subscription(name, group, [topics.PRIVACY], self._handle, lag=True))
         if self._drop_keys is not None:
             mine = f"{group}.keys.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
             wanted.append(Subscription(f"{name}-keys", mine, [topics.PRIVACY], self._drop))
