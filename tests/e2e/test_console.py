@@ -10,8 +10,10 @@ and the page is served under its content security policy. Beside those: a
 statement of reasons, a copyright decision); videos and PDFs are read only
 when asked for and nothing is read again after an action; the live queue
 keeps a change streamed while its list was on the way, and says when it
-reconnects; a lease taken away shows at once. Screenshots are kept in
-`.run/test-artifacts/console/`.
+reconnects; a lease taken away shows at once; a refused field's reason is
+said (beside the field, else in the list), and so is a call that cannot
+reach the server; "Other" in a statement of reasons is described in words.
+Screenshots are kept in `.run/test-artifacts/console/`.
 
 The queue is shared with every other test of the run. Each test works in one
 skill queue and first has a "sweeper" agent hold every case already waiting
@@ -380,12 +382,7 @@ def test_an_agent_decides_a_report_case_and_every_reporter_is_told(
                 "三名用户举报；人工审核确认视频第 12 秒起出现袭击画面。"
             )
             form.get_by_role("checkbox", name="删除内容").check()
-            form.get_by_label("用户 ID").fill(f"uploader-{run}")
-            form.get_by_label("姓名或名称").fill("张三")
-            form.get_by_label("电子邮箱").fill(f"uploader-{run}@example.com")
-            steps.shot("statement-of-reasons")
-            form.get_by_role("button", name="提交决定").click()
-            expect(page.locator("#case-state")).to_have_attribute("data-state", "ACTION_TAKEN")
+            decide_naming_uploader(page, steps, f"uploader-{run}", "张三", "statement-of-reasons")
             expect(page.locator("#restrictions")).to_contain_text("删除内容")
             expect(page.locator("#status")).to_contain_text("3 位举报人")
             steps.shot("decided")
@@ -407,6 +404,70 @@ def test_an_agent_decides_a_report_case_and_every_reporter_is_told(
         outcome = [m for m in stack.mail.to(email) if m["X-Casemesh-Template"] != "report.received"]
         assert len(outcome) == 1 and words in outcome[0]["Subject"], outcome
     wait_until(lambda: stack.mail.to(f"uploader-{run}@example.com"), timeout=60)
+
+
+def decide_naming_uploader(page: Page, steps: Steps, uploader: str, name: str, shot: str) -> None:
+    """Names the affected uploader in the report decision form, sends it, and
+    waits for the case to show the action taken."""
+    form = page.locator("form.decide")
+    form.get_by_label("用户 ID").fill(uploader)
+    form.get_by_label("姓名或名称").fill(name)
+    form.get_by_label("电子邮箱").fill(f"{uploader}@example.com")
+    steps.shot(shot)
+    form.get_by_role("button", name="提交决定").click()
+    expect(page.locator("#case-state")).to_have_attribute("data-state", "ACTION_TAKEN")
+
+
+def test_an_agent_describes_an_other_content_type_and_restriction_in_words(
+    browser: Browser, stack: Stack
+) -> None:
+    """Choosing "Other" for the content type, a visibility restriction or a
+    monetary one asks for what it is (the service requires those words), and
+    the decision carries them."""
+    run = uuid.uuid4().hex[:6]
+    video = f"o{run}"
+    checker = ReportsPerson(stack, f"checker-{run}", "agent")
+    reporter = ReportsPerson(stack, f"viewer-{run}")
+    case = reporter.report(video, email=f"viewer-{run}@example.com").report_case
+    with agent_page(browser) as (page, problems):
+        steps = Steps(page, ARTIFACTS / "report-other")
+        try:
+            sign_in(page, stack, f"qian-{run}", f"#{case}")
+            form = page.locator("form.decide")
+            form.get_by_label("违反的平台规则").fill("社区自律公约 第 5.1 条：禁止虚假宣传")
+            form.get_by_label("为何违反平台规则").fill("视频以虚假疗效推销保健品。")
+            form.get_by_label("内容发布日期").fill("2026-01-15")
+            form.get_by_label("决定生效日期").fill(services_today(stack))
+            form.get_by_label("事实与依据").fill(f"人工审核确认。{run}")
+            kind_words = form.get_by_label("其他内容类型（请说明）")
+            visibility_words = form.get_by_label("其他可见性限制（请说明）")
+            monetary_words = form.get_by_label("其他收益限制（请说明）")
+            for words in (kind_words, visibility_words, monetary_words):
+                expect(words).to_be_hidden()
+            kinds = form.get_by_role("group", name="内容类型", exact=True)
+            kinds.get_by_role("checkbox", name="其他").check()
+            kind_words.fill("直播回放")
+            visibility = form.get_by_role("group", name="可见性限制", exact=True)
+            visibility.get_by_role("checkbox", name="其他").check()
+            visibility_words.fill("不在首页推荐")
+            form.get_by_label("收益限制", exact=True).select_option(label="其他")
+            monetary_words.fill("暂停带货佣金")
+            decide_naming_uploader(page, steps, f"uploader-{run}", "赵六", "other-in-words")
+            expect(page.locator("#restrictions")).to_contain_text("其他：不在首页推荐")
+            expect(page.locator("#restrictions")).to_contain_text("其他：暂停带货佣金")
+            steps.shot("decided")
+        except Exception:
+            with contextlib.suppress(Exception):
+                steps.shot("failure")
+            raise
+        assert problems.seen == []
+    decided = checker.GetReportCase(rpb.GetReportCaseRequest(name=case)).decision
+    assert list(decided.content_type) == [rpb.CONTENT_TYPE_VIDEO, rpb.CONTENT_TYPE_OTHER]
+    assert decided.content_type_other == "直播回放"
+    assert list(decided.restrictions.visibility) == [rpb.DECISION_VISIBILITY_OTHER]
+    assert decided.restrictions.visibility_other == "不在首页推荐"
+    assert decided.restrictions.monetary == rpb.DECISION_MONETARY_OTHER
+    assert decided.restrictions.monetary_other == "暂停带货佣金"
 
 
 @dataclass
@@ -562,6 +623,39 @@ def test_an_admin_drafts_previews_and_publishes_an_article(browser: Browser, sta
         staff.close()
         reader.close()
         assert problems.seen == []
+
+
+def test_an_article_saved_with_a_bad_slug_says_what_is_wrong_with_it(
+    browser: Browser, stack: Stack
+) -> None:
+    """The gateway's reason shows beside the slug; a reason for a field the
+    page has no place for is listed under the message, not dropped."""
+    run = uuid.uuid4().hex[:6]
+    reason = "must be articles/{slug} (lower-case letters, digits and '-')"
+    # In English: the gateway's words for this rule are English in any language.
+    with agent_page(browser, "en") as (page, problems):
+        page.goto(f"{stack.http}/console/")
+        page.locator("#user-name").fill(f"editor-{run}")
+        page.locator("#admin-role").check()
+        page.locator("#sign-in-form button[type=submit]").click()
+        page.locator("#open-articles").click()
+        page.locator("#article-slug").fill("Account Help")
+        page.locator("#article-category").select_option("account.login")
+        page.locator("#article-title").fill(f"Help with your account {run}")
+        page.locator("#article-body").fill("Start from the sign-in page.")
+        page.locator("#article-form button[type=submit]").click()
+        expect(page.locator("#error-message")).to_have_text(
+            "Please correct the marked fields and submit again."
+        )
+        expect(page.locator("#article-slug-error")).to_have_text(reason)
+        expect(page.locator("#article-slug")).to_have_attribute("aria-invalid", "true")
+        expect(page.locator("#article-slug")).to_be_focused()
+        Steps(page, ARTIFACTS / "article-bad-slug").shot("refused")
+        # Were there no place beside the field, the reason would still be said.
+        page.evaluate("document.getElementById('article-slug-error').remove()")
+        page.locator("#article-form button[type=submit]").click()
+        expect(page.locator("#error-list")).to_have_text(f"article.name: {reason}")
+        assert problems.seen == [REFUSED, REFUSED]
 
 
 def help_stub(stack: Stack, client: Client) -> Any:
@@ -1084,6 +1178,7 @@ def test_a_case_streamed_while_the_queue_list_is_read_is_not_undone_by_the_list(
 
 
 WATCH_QUEUE = re.compile(r"/casemesh\.v1\.CaseQueueService/WatchQueue")
+CLAIM_NEXT = re.compile(r"/casemesh\.v1\.CaseQueueService/ClaimNextCase")
 
 
 def test_the_queue_says_it_is_reconnecting_and_then_live_again(
@@ -1176,6 +1271,22 @@ def test_a_queue_list_that_fails_is_shown_and_read_again_on_the_next_attempt(
         assert len(refused) == 1
         assert "reconnecting" in states and states[-1] == "live", states
         page.unroute(LIST_QUEUE)
+        assert all(p.startswith("Failed to load resource") for p in problems.seen), problems.seen
+
+
+def test_a_call_that_cannot_reach_the_server_says_so_in_the_agents_language(
+    browser: Browser, stack: Stack
+) -> None:
+    """A fetch that fails (the network is gone) is no "Failed to fetch" but
+    the page's own words."""
+    run = uuid.uuid4().hex[:6]
+    with agent_page(browser) as (page, problems):
+        sign_in(page, stack, f"he-{run}")
+        expect(page.locator("#live")).to_have_attribute("data-state", "live")
+        page.route(CLAIM_NEXT, lambda route: route.abort("internetdisconnected"))
+        page.locator("#next-case").click()
+        expect(page.locator("#error-message")).to_have_text("暂时连不上服务器，请稍后重试。")
+        expect(page.locator("#lease")).not_to_have_attribute("data-state", "held")
         assert all(p.startswith("Failed to load resource") for p in problems.seen), problems.seen
 
 

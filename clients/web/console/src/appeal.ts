@@ -26,6 +26,7 @@ import {
   element,
   facts,
   field,
+  group,
   RetryKey,
   say,
   select,
@@ -231,7 +232,11 @@ function askInfo(a: Appeal, host: CaseHost): HTMLElement {
       t("message"),
       message,
       "message",
-      a.missingElements.length ? t("askHint", { missing: a.missingElements.join(", ") }) : "",
+      a.missingElements.length
+        ? t("askHint", {
+            missing: a.missingElements.map((m) => label("element", m)).join(t("listSeparator")),
+          })
+        : "",
     ),
     go,
   );
@@ -275,10 +280,8 @@ function decideForm(a: Appeal, host: CaseHost): HTMLElement {
     ],
     "zh-CN",
   );
-  const uploader = element("fieldset", "", { class: "field", id: "appeal-uploader" });
-  uploader.dataset.field = "affected_uploader";
+  const uploader = group(t("affectedUploader"), "affected_uploader", "appeal-uploader");
   uploader.append(
-    element("legend", t("affectedUploader")),
     field(t("userId"), upId, "affected_uploader.user_id"),
     field(t("legalName"), upName, "affected_uploader.legal_name"),
     field(t("email"), upEmail, "affected_uploader.contact.email"),

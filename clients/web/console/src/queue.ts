@@ -23,15 +23,24 @@ import { currentToken, queue } from "./api";
 import { textOr } from "./i18n";
 import { $, duration, element, locale, shortId, showError, t } from "./ui";
 
-/** The skill queues of the service levels (`sla.json`), in the order agents think of them. */
+/**
+ * Every queue the service levels (`sla.json`) put a case in, in the order
+ * agents think of them: each skill queue, then the queue its breached cases
+ * are escalated to (`escalate_to`), so the agents who take escalations can
+ * pick theirs.
+ */
 const QUEUES = [
   "child-safety",
+  "child-safety-leads",
   "trust-safety",
+  "trust-safety-leads",
   "copyright",
+  "copyright-senior",
   "account",
   "content",
   "ads",
   "general",
+  "tier2",
 ];
 const TYPES: [CaseType, string][] = [
   [CaseType.TICKET, "TICKET"],

@@ -36,6 +36,7 @@ import {
   element,
   facts,
   field,
+  group,
   locale,
   RetryKey,
   select,
@@ -151,9 +152,23 @@ function decided(c: ReportCase): HTMLElement {
   const section = element("section", "", { "aria-labelledby": "decision-heading" });
   section.append(element("h2", t("decisionHeading"), { id: "decision-heading" }));
   const r = d.restrictions;
+  // "Other" with the words the agent gave it.
+  const said = (kind: string, other = "") => (other ? t("otherSaid", { kind, other }) : kind);
   const imposed: string[] = [
-    ...(r?.visibility ?? []).map((v) => label("vis", nameOf(DecisionVisibility, v))),
-    ...(r?.monetary ? [label("mon", nameOf(DecisionMonetary, r.monetary))] : []),
+    ...(r?.visibility ?? []).map((v) =>
+      said(
+        label("vis", nameOf(DecisionVisibility, v)),
+        v === DecisionVisibility.OTHER ? r?.visibilityOther : "",
+      ),
+    ),
+    ...(r?.monetary
+      ? [
+          said(
+            label("mon", nameOf(DecisionMonetary, r.monetary)),
+            r.monetary === DecisionMonetary.OTHER ? r.monetaryOther : "",
+          ),
+        ]
+      : []),
     ...(r?.provision ? [label("prov", nameOf(DecisionProvision, r.provision))] : []),
     ...(r?.account ? [label("acct", nameOf(DecisionAccount, r.account))] : []),
   ];
@@ -246,6 +261,8 @@ function decideForm(c: ReportCase, filed: Report[], host: CaseHost): HTMLElement
     "statement.content_type",
     [String(ContentType.VIDEO)],
   );
+  // "Other" is said in words: the service requires them with it.
+  const contentTypeOther = textInput();
   const contentDate = dateInput();
   // Today as the reports service counts days (UTC), the earliest it accepts.
   const applicationDate = dateInput(new Date().toISOString().slice(0, 10));
@@ -263,8 +280,10 @@ function decideForm(c: ReportCase, filed: Report[], host: CaseHost): HTMLElement
     choices(DecisionVisibility, "vis"),
     "statement.restrictions.visibility",
   );
+  const visibilityOther = textInput();
   const visibilityEnd = dateInput();
   const monetary = select([["0", t("none")], ...choices(DecisionMonetary, "mon")], "0");
+  const monetaryOther = textInput();
   const monetaryEnd = dateInput();
   const provision = select([["0", t("none")], ...choices(DecisionProvision, "prov")], "0");
   const provisionEnd = dateInput();
@@ -309,31 +328,47 @@ function decideForm(c: ReportCase, filed: Report[], host: CaseHost): HTMLElement
   const detectionBox = element("label", "", { class: "check" });
   detectionBox.append(automatedDetection, ` ${t("automatedDetection")}`);
 
+  const contentTypeOtherField = field(
+    t("contentTypeOther"),
+    contentTypeOther,
+    "statement.content_type_other",
+  );
+
   const actionPart = element("div", "", { class: "group" });
-  const restrictions = element("fieldset", "", { class: "field" });
+  const visibilityOtherField = field(
+    t("visibilityOther"),
+    visibilityOther,
+    "statement.restrictions.visibility_other",
+  );
+  const monetaryOtherField = field(
+    t("monetaryOther"),
+    monetaryOther,
+    "statement.restrictions.monetary_other",
+  );
+  const restrictions = group(
+    t("restrictionsImposed"),
+    "statement.restrictions",
+    "restrictions-fieldset",
+  );
   restrictions.append(
-    element("legend", t("restrictionsImposed")),
     visibility,
+    visibilityOtherField,
     field(t("visibilityEnd"), visibilityEnd, "statement.restrictions.visibility_end_time"),
     field(t("monetary"), monetary, "statement.restrictions.monetary"),
+    monetaryOtherField,
     field(t("monetaryEnd"), monetaryEnd, "statement.restrictions.monetary_end_time"),
     field(t("provision"), provision, "statement.restrictions.provision"),
     field(t("provisionEnd"), provisionEnd, "statement.restrictions.provision_end_time"),
     field(t("account"), account, "statement.restrictions.account"),
     field(t("accountEnd"), accountEnd, "statement.restrictions.account_end_time"),
   );
-  restrictions.dataset.field = "statement.restrictions";
-  restrictions.id = "restrictions-fieldset";
-  const uploader = element("fieldset", "", { class: "field" });
+  const uploader = group(t("affectedUploader"), "affected_uploader", "uploader-fieldset");
   uploader.append(
-    element("legend", t("affectedUploader")),
     field(t("userId"), uploaderId, "affected_uploader.user_id"),
     field(t("legalName"), uploaderName, "affected_uploader.legal_name"),
     field(t("email"), uploaderEmail, "affected_uploader.contact.email"),
     field(t("uploaderLanguage"), uploaderLocale, "affected_uploader.locale"),
   );
-  uploader.dataset.field = "affected_uploader";
-  uploader.id = "uploader-fieldset";
   actionPart.append(
     field(t("decisionGround"), ground, "statement.decision_ground"),
     illegalPart,
@@ -341,6 +376,7 @@ function decideForm(c: ReportCase, filed: Report[], host: CaseHost): HTMLElement
     field(t("statementCategory"), category, "statement.category"),
     field(t("keywords"), keywords, "statement.category_specification", t("keywordsHint")),
     contentTypes,
+    contentTypeOtherField,
     field(t("contentDate"), contentDate, "statement.content_date"),
     field(t("applicationDate"), applicationDate, "statement.application_date"),
     detectionBox,
@@ -354,15 +390,22 @@ function decideForm(c: ReportCase, filed: Report[], host: CaseHost): HTMLElement
   const noViolationPart = element("div", "", { class: "group" });
   noViolationPart.append(unfounded);
 
+  const otherType = () => checked(contentTypes).includes(String(ContentType.OTHER));
+  const otherVisibility = () => checked(visibility).includes(String(DecisionVisibility.OTHER));
+  const otherMonetary = () => Number(monetary.value) === DecisionMonetary.OTHER;
   const shape = () => {
     const action = Number(outcome.value) === ReportDecisionOutcome.ACTION_TAKEN;
     actionPart.hidden = !action;
     noViolationPart.hidden = action;
     illegalPart.hidden = Number(ground.value) !== DecisionGround.ILLEGAL_CONTENT;
     incompatiblePart.hidden = Number(ground.value) !== DecisionGround.INCOMPATIBLE_CONTENT;
+    contentTypeOtherField.hidden = !otherType();
+    visibilityOtherField.hidden = !otherVisibility();
+    monetaryOtherField.hidden = !otherMonetary();
   };
-  outcome.addEventListener("change", shape);
-  ground.addEventListener("change", shape);
+  for (const control of [outcome, ground, contentTypes, visibility, monetary]) {
+    control.addEventListener("change", shape);
+  }
 
   const submit = element("button", t("decide"), { type: "submit", id: "decide", class: "primary" });
   form.append(
@@ -405,6 +448,7 @@ function decideForm(c: ReportCase, filed: Report[], host: CaseHost): HTMLElement
               category: Number(category.value) as StatementCategory,
               categorySpecification: list(keywords.value),
               contentType: checked(contentTypes).map((v) => Number(v) as ContentType),
+              contentTypeOther: otherType() ? contentTypeOther.value.trim() : "",
               contentDate: contentDate.value,
               applicationDate: applicationDate.value,
               decisionFacts: decisionFacts.value.trim(),
@@ -412,8 +456,10 @@ function decideForm(c: ReportCase, filed: Report[], host: CaseHost): HTMLElement
               automatedDecision: Number(automatedDecision.value) as AutomatedDecision,
               restrictions: {
                 visibility: checked(visibility).map((v) => Number(v) as DecisionVisibility),
+                visibilityOther: otherVisibility() ? visibilityOther.value.trim() : "",
                 visibilityEndTime: endOfDay(visibilityEnd.value),
                 monetary: Number(monetary.value) as DecisionMonetary,
+                monetaryOther: otherMonetary() ? monetaryOther.value.trim() : "",
                 monetaryEndTime: endOfDay(monetaryEnd.value),
                 provision: Number(provision.value) as DecisionProvision,
                 provisionEndTime: endOfDay(provisionEnd.value),

@@ -107,9 +107,25 @@ export function onSignedOut(handler: () => void): void {
 }
 
 /**
+ * Whether a call could not reach the server: the gateway or the upload said
+ * so (`unavailable`), or the browser's fetch itself failed, which the
+ * transport passes on as `unknown` with the fetch's TypeError ("Failed to
+ * fetch") as its cause. A TypeError the page threw itself is no ConnectError,
+ * and is not taken for one.
+ */
+function unreachable(err: unknown): boolean {
+  return (
+    err instanceof ConnectError &&
+    (err.code === Code.Unavailable || (err.code === Code.Unknown && err.cause instanceof TypeError))
+  );
+}
+
+/**
  * Shows a failed call: the server's message; for `invalid_argument` each field
  * violation next to its field (inputs carry the field's name in
- * `data-field`); for a change someone else made first, a "Reload" button.
+ * `data-field`), or in the list under the message when its field has no place
+ * for it (never dropped); for a change someone else made first, a "Reload"
+ * button.
  */
 export function showError(err: unknown): void {
   clearError();
@@ -123,18 +139,18 @@ export function showError(err: unknown): void {
   let first: HTMLElement | undefined;
   for (const violation of fieldViolations(error)) {
     const input = placeOf(violation.field);
-    if (input) {
-      const note = document.getElementById(`${input.id}-error`);
-      if (note) {
-        note.textContent = note.textContent
-          ? `${note.textContent} ${violationText(violation)}`
-          : violationText(violation);
-        note.hidden = false;
-      }
-      input.setAttribute("aria-invalid", "true");
-      first ??= input;
+    const note = input?.id ? document.getElementById(`${input.id}-error`) : null;
+    if (note) {
+      note.textContent = note.textContent
+        ? `${note.textContent} ${violationText(violation)}`
+        : violationText(violation);
+      note.hidden = false;
     } else {
       $("error-list").append(element("li", `${violation.field}: ${violationText(violation)}`));
+    }
+    if (input) {
+      input.setAttribute("aria-invalid", "true");
+      first ??= input;
     }
   }
   if (error.code === Code.Aborted) {
@@ -142,7 +158,7 @@ export function showError(err: unknown): void {
     $("error-reload").hidden = !reloadCurrent;
   } else if (error.code === Code.PermissionDenied) {
     $("error-message").textContent = `${t("notAllowed")} ${errorMessage(error)}`;
-  } else if (error.code === Code.Unavailable) {
+  } else if (unreachable(err)) {
     $("error-message").textContent = t("unreachable");
   } else {
     $("error-message").textContent = first
@@ -216,6 +232,21 @@ export function field(
   return wrap;
 }
 
+/**
+ * A fieldset for a group of fields the server also names as a whole
+ * (`affected_uploader`, `statement.restrictions`): its legend, then the line
+ * where what is wrong with the whole group shows; the fields follow.
+ */
+export function group(legend: string, serverField: string, id: string): HTMLFieldSetElement {
+  const set = element("fieldset", "", { class: "field", id });
+  set.dataset.field = serverField;
+  const error = element("p", "", { id: `${id}-error`, class: "field-error" });
+  error.hidden = true;
+  set.setAttribute("aria-describedby", error.id);
+  set.append(element("legend", legend), error);
+  return set;
+}
+
 export function select(options: [string, string][], value = ""): HTMLSelectElement {
   const made = element("select");
   made.append(...options.map(([v, label]) => element("option", label, { value: v })));
@@ -280,28 +311,5 @@ export interface CaseHost {
   holds(name: string): boolean;
 }
 
-/**
- * Request ids for one kind of change from one form. The id stays the same
- * while what is sent stays the same, so a retry after a lost answer (the
- * change may have landed) lands once and is answered as the first send was;
- * anything sent that differs, or `done` after a success, takes a new one.
- */
-export class RetryKey {
-  private sent = "";
-  private id = "";
-
-  for(request: unknown): string {
-    const sent = JSON.stringify(request, (_key, value: unknown) =>
-      typeof value === "bigint" ? value.toString() : value,
-    );
-    if (sent !== this.sent) {
-      this.sent = sent;
-      this.id = crypto.randomUUID();
-    }
-    return this.id;
-  }
-
-  done(): void {
-    this.sent = "";
-  }
-}
+// Request ids for one kind of change from one form (kept across a retry).
+export { RetryKey } from "@casemesh/client";
