@@ -27,6 +27,7 @@ from casemesh.platform.pools import async_pool
 from casemesh_helpcenter import erasures, phone, store
 from casemesh_helpcenter.application import ArticleText, HelpCenter, NewPhoneChange
 from casemesh_helpcenter.application import _session as session_of
+from casemesh_helpcenter.domain import TicketDraft
 from tests.application.story import AGENT, ALICE, BOB, FakeClock
 from tests.conftest import Infra
 
@@ -64,8 +65,34 @@ async def test_not_solved_drafts_one_ticket_from_what_was_searched_and_read(
     assert "搜索：视频传不上去" in draft.description
     assert f"(articles/{best.slug})" in draft.description
     assert await app.resolve(ALICE, found.session, False, "en") == draft  # the first stands
-    with pytest.raises(FailedPrecondition, match="ticket was already opened"):
+    with pytest.raises(FailedPrecondition, match="already marked as not solved"):
         await app.resolve(ALICE, found.session, True, "")
+
+
+async def test_not_solved_records_the_ticket_in_the_users_own_words_where_they_gave_them(
+    app: HelpCenter,
+) -> None:
+    """The user chose another category and wrote their own subject; the
+    ticket is opened with them, and the session (its listing, the person's
+    export) says so, not the draft's words. What they left empty is the
+    draft's; what no ticket may take is refused, and nothing is recorded."""
+    found = await app.search(ALICE, "视频传不上去", "", "", 0, "")
+    with pytest.raises(InvalidArgument) as refused:
+        await app.resolve(
+            ALICE, found.session, False, "zh-CN", TicketDraft("content.nope", "x" * 201, "")
+        )
+    assert {v.field for v in refused.value.violations} == {"category", "subject"}
+    own = TicketDraft("account.login", "  上传后账号也登不上了 ", "")
+    draft = await app.resolve(ALICE, found.session, False, "zh-CN", own)
+    assert draft is not None
+    assert (draft.category, draft.subject) == ("account.login", "上传后账号也登不上了")
+    assert "搜索：视频传不上去" in draft.description
+    rows, _ = await app.my_sessions(ALICE, 100, "")
+    [listed] = [row for row in rows if str(row["id"]) in found.session]
+    assert (listed["ticket_category"], listed["ticket_subject"]) == (
+        "account.login",
+        "上传后账号也登不上了",
+    )
 
 
 async def test_someone_elses_session_is_not_found(app: HelpCenter) -> None:

@@ -20,6 +20,7 @@ from casemesh_helpcenter.domain import (
     Flow,
     FlowStep,
     HelpCategory,
+    TicketDraft,
     category_label,
 )
 
@@ -236,7 +237,8 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
         self, request: pb.ResolveHelpRequest, context: Ctx
     ) -> pb.ResolveHelpResponse:
         r = request
-        draft = await self.app.resolve(_who(), r.session, r.solved, r.locale)
+        own = TicketDraft(r.category, r.subject, r.description)
+        draft = await self.app.resolve(_who(), r.session, r.solved, r.locale, own)
         if draft is None:
             return pb.ResolveHelpResponse()
         return pb.ResolveHelpResponse(

@@ -50,6 +50,8 @@ from casemesh_helpcenter.search import is_chinese
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,79}\Z")
 CODE = re.compile(r"[0-9]{6}")
+# A ticket's words the user left to the session's draft.
+NO_WORDS = TicketDraft("", "", "")
 # Recommendations: the latest searches looked at, what each adds, the ticket
 # categories looked at, the articles each adds, and how many in all.
 RECENT_SEARCHES = 3
@@ -373,10 +375,25 @@ class HelpCenter:
         return found.step(found.locale, ending, choice.action)
 
     async def resolve(
-        self, who: Identity, session: str, solved: bool, locale: str
+        self,
+        who: Identity,
+        session: str,
+        solved: bool,
+        locale: str,
+        own: TicketDraft = NO_WORDS,
     ) -> TicketDraft | None:
         """Records whether help solved it, once; "not solved" answers with the
-        ticket to open (the gateway opens it with the user's contact)."""
+        ticket to open (the gateway opens it with the user's contact): the
+        user's `own` category, subject and description where they gave them,
+        the session's draft where not, recorded as the ticket opened."""
+        if not solved:
+            v = Violations()
+            if own.category and own.category not in rules.BY_ID:
+                v.add("category", f"unknown category {own.category!r}; see ListTicketCategories")
+            for field in ("subject", "description"):
+                limit = rules.LIMITS[field]
+                rules.text(v, field, getattr(own, field), limit=limit, required=False)
+            v.raise_if_any()
         async with self.pool.connection() as conn:
             found = await _session(conn, who, session, "zh-CN", create=False)
             if solved:
@@ -385,6 +402,11 @@ class HelpCenter:
                 found.check_outcome(SOLVED)
                 return None
             draft = found.draft_ticket(_locale(locale, found.locale))
+            draft = TicketDraft(
+                own.category or draft.category,
+                rules.said(own.subject) or draft.subject,
+                rules.said(own.description) or draft.description,
+            )
             found = await store.resolve(conn, found, NOT_SOLVED, draft)
         found.check_outcome(NOT_SOLVED)
         return found.drafted()

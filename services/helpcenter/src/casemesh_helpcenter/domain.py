@@ -248,7 +248,10 @@ class HelpSession:
         """After recording `outcome`: the first answer stands, so another one is refused."""
         if self.outcome != outcome:
             raise FailedPrecondition(
-                "a ticket was already opened for this help session"
+                # (Recorded before the ticket is opened: if opening it failed,
+                # asking "not solved" again opens it.)
+                "this help session was already marked as not solved: ask again"
+                " (not solved) to open its ticket if it was not opened"
                 if outcome == SOLVED
                 else "this help session was already marked as solved",
                 reason="SESSION_OUTCOME_RECORDED",
