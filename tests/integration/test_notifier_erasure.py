@@ -453,6 +453,20 @@ async def test_a_code_to_a_number_none_of_her_cases_names_is_cancelled_by_her_er
     assert new_number not in world.dump()
 
 
+async def test_another_persons_code_to_a_number_she_once_gave_is_not_hers_to_cancel(
+    world: World,
+) -> None:
+    """Wu changes his number to the family phone Lin's tickets name; Lin is
+    erased while his code waits: his code is his, and he gets it."""
+    await world.both_told()
+    await world.plan([code_to(WU, LIN.phone)])
+    await world.plan([erasure(LIN.user_id)])
+    assert world.rows(
+        "SELECT status FROM notification_jobs WHERE template = 'verification.code'"
+    ) == [("pending",)]
+    assert await world.drain() == 1
+
+
 async def test_an_erasure_heard_with_her_standings_expiry_still_cancels_her_code(
     world: World,
 ) -> None:

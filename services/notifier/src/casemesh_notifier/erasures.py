@@ -87,12 +87,15 @@ NAMED_SINCE = "COALESCE({p}.user_id = ANY(%(people)s) AND {p}.named_at > %(at)s,
 # The jobs of the people (`%(people)s`): those planned for them, those of
 # their party rows planned for nobody known (a party's row names whoever the
 # case's last event named: jobs planned for an earlier party are theirs),
-# and those of no party row (one-time codes) sent to one of their addresses.
+# and those of no party row and nobody known (one-time codes from before
+# codes named who asked) sent to one of their addresses. Another person's
+# code to an address they once gave (a family phone) is that person's.
 THEIR_JOBS = (
     "SELECT j.id, j.status, j.channel FROM notification_jobs AS j"
     " LEFT JOIN case_parties AS p ON p.case_name = j.case_name AND p.party = j.party"
     " WHERE (j.user_id = ANY(%(people)s) OR (j.user_id = '' AND p.user_id = ANY(%(people)s))"
-    "   OR (p.case_name IS NULL AND j.recipient <> '' AND j.recipient = ANY(%(addresses)s)))"
+    "   OR (p.case_name IS NULL AND j.user_id = '' AND j.recipient <> ''"
+    "       AND j.recipient = ANY(%(addresses)s)))"
     f"  AND NOT {NAMED_SINCE.format(p='p')}"
     " ORDER BY j.id FOR UPDATE OF j"
 )
