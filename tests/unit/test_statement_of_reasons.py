@@ -70,9 +70,11 @@ def refused(statement: dict[str, Any], outcome: str = "ACTION_TAKEN") -> list[tu
     return [(f.field, f.description) for f in raised.value.violations]
 
 
-def accepted(statement: dict[str, Any], outcome: str = "ACTION_TAKEN") -> StatementOfReasons:
+def accepted(
+    statement: dict[str, Any], outcome: str = "ACTION_TAKEN", now: datetime = NOW
+) -> StatementOfReasons:
     v = Violations()
-    built = StatementOfReasons.check(v, statement, outcome=outcome, keywords=KEYWORDS, now=NOW)
+    built = StatementOfReasons.check(v, statement, outcome=outcome, keywords=KEYWORDS, now=now)
     v.raise_if_any()
     assert built is not None
     return built
@@ -153,7 +155,7 @@ def test_every_other_rule_names_its_field() -> None:
         ("statement.content_language", "must be an ISO 639-1 code, e.g. zh"),
         ("statement.decision_ground_reference_url", "must be an http(s) URL"),
     ]
-    assert refused(given(application_date="2026-11-22")) == [
+    assert refused(given(application_date="2026-11-21")) == [
         (
             "statement.application_date",
             "must not be before today: the uploader hears of a restriction no later "
@@ -162,6 +164,20 @@ def test_every_other_rule_names_its_field() -> None:
     ]
     assert refused(given(content_date="2026-02-30")) == [
         ("statement.content_date", "must be a date YYYY-MM-DD")
+    ]
+
+
+def test_today_is_the_agents_today_wherever_they_work() -> None:
+    """At 02:00 in Beijing it is still yesterday in UTC: the video posted
+    today (Beijing) and a restriction applying today are each the agent's
+    today. At 19:00 in San Francisco it is already tomorrow in UTC: today
+    there is still today. A date after today everywhere stays refused."""
+    beijing_2am = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
+    accepted(given(content_date="2026-11-24", application_date="2026-11-24"), now=beijing_2am)
+    san_francisco_7pm = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
+    accepted(given(application_date="2026-11-23"), now=san_francisco_7pm)
+    assert refused(given(content_date="2026-11-25")) == [
+        ("statement.content_date", "must not be after today (when was it posted?)")
     ]
 
 

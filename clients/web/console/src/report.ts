@@ -208,6 +208,12 @@ function textInput(value = ""): HTMLInputElement {
   return made;
 }
 
+/** Today's date where the agent is (YYYY-MM-DD), as the service reads it. */
+function localToday(): string {
+  const now = new Date();
+  return new Date(now.getTime() - now.getTimezoneOffset() * 60_000).toISOString().slice(0, 10);
+}
+
 function dateInput(value = ""): HTMLInputElement {
   const made = element("input", "", { type: "date" });
   made.value = value;
@@ -265,7 +271,7 @@ function decideForm(c: ReportCase, filed: Report[], host: CaseHost): HTMLElement
   const contentTypeOther = textInput();
   const contentDate = dateInput();
   // Today as the reports service counts days (UTC), the earliest it accepts.
-  const applicationDate = dateInput(new Date().toISOString().slice(0, 10));
+  const applicationDate = dateInput(localToday());
   const decisionFacts = area(5);
   const automatedDetection = element("input", "", {
     type: "checkbox",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from casemesh.platform.errors import Violations
@@ -256,14 +256,17 @@ def _check(
         limit=500,
         required="CONTENT_TYPE_OTHER" in types,
     )
-    today = now.astimezone(UTC).date()
+    # Today as the agent says it, wherever they work: dates in the world run
+    # from UTC-12 to UTC+14, and an agent in Beijing after midnight is a day
+    # ahead of UTC.
+    latest_today, earliest_today = (now + EAST).date(), (now - WEST).date()
     posted = _date(v, "statement.content_date", s.get("content_date", ""))
-    if posted is not None and posted > today:
+    if posted is not None and posted > latest_today:
         v.add("statement.content_date", "must not be after today (when was it posted?)")
     elif posted is not None and posted < EARLIEST_CONTENT:
         v.add("statement.content_date", f"must be {EARLIEST_CONTENT} or later")
     applies = _date(v, "statement.application_date", s.get("application_date", ""))
-    if applies is not None and applies < today:
+    if applies is not None and applies < earliest_today:
         v.add(
             "statement.application_date",
             "must not be before today: the uploader hears of a restriction no later "
@@ -316,6 +319,8 @@ def _check(
 # date from 2038 on: a statement outside them would be refused there.
 EARLIEST_CONTENT = date(2000, 1, 1)
 LATEST_DATE = date(2038, 1, 1)
+# The furthest any time zone is ahead of UTC, and behind it.
+EAST, WEST = timedelta(hours=14), timedelta(hours=12)
 # Its longest source identity.
 SOURCE_IDENTITY_MAX = 500
 
