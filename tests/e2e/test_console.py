@@ -406,6 +406,28 @@ def test_an_agent_decides_a_report_case_and_every_reporter_is_told(
     wait_until(lambda: stack.mail.to(f"uploader-{run}@example.com"), timeout=60)
 
 
+def test_a_case_reported_more_than_a_page_of_times_shows_every_report(
+    browser: Browser, stack: Stack
+) -> None:
+    """A viral video's case: 101 reports, one more than a page of them. The
+    agent sees them all and their count, not the first hundred."""
+    run = uuid.uuid4().hex[:6]
+    video = f"viral{run}"
+    cases = {
+        ReportsPerson(stack, f"crowd{i}-{run}")
+        .report(video, email=f"crowd{i}-{run}@example.com")
+        .report_case
+        for i in range(101)
+    }
+    [case] = cases
+    with agent_page(browser) as (page, problems):
+        sign_in(page, stack, f"zhou-{run}", f"#{case}")
+        expect(page.locator("#reports-heading")).to_have_text("举报（101 条）")
+        expect(page.locator("[data-report]")).to_have_count(101)
+        expect(page.locator("#distinct-reporters")).to_have_text("101")
+        assert problems.seen == []
+
+
 def decide_naming_uploader(page: Page, steps: Steps, uploader: str, name: str, shot: str) -> None:
     """Names the affected uploader in the report decision form, sends it, and
     waits for the case to show the action taken."""

@@ -10,11 +10,18 @@
  */
 
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
-import { Code, ConnectError, type Interceptor, type Transport } from "@connectrpc/connect";
+import {
+  type Client,
+  Code,
+  ConnectError,
+  type Interceptor,
+  type Transport,
+} from "@connectrpc/connect";
 import { codeFromHttpStatus, errorFromJson } from "@connectrpc/connect/protocol-connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
 
 import { type Evidence, EvidenceSchema } from "./gen/casemesh/v1/evidence_pb";
+import { type TicketEvent, type TicketService } from "./gen/casemesh/v1/tickets_pb";
 import {
   type BadRequest_FieldViolation,
   BadRequestSchema,
@@ -138,6 +145,29 @@ export class RetryKey {
   done(): void {
     this.sent = "";
   }
+}
+
+/** The most steps of a ticket's history a page reads (ten pages of 200). */
+export const HISTORY_READ = 2000;
+
+/**
+ * A ticket's history, oldest first, page after page (a page holds at most
+ * 200 steps, and about 1 MiB of text), up to `most` steps: a long
+ * conversation's latest steps are the ones that matter, and are not cut.
+ */
+export async function ticketHistory(
+  tickets: Client<typeof TicketService>,
+  name: string,
+  most = HISTORY_READ,
+): Promise<TicketEvent[]> {
+  const read: TicketEvent[] = [];
+  let pageToken = "";
+  do {
+    const page = await tickets.listTicketEvents({ name, pageSize: 200, pageToken });
+    read.push(...page.events);
+    pageToken = page.nextPageToken;
+  } while (pageToken && read.length < most);
+  return read;
 }
 
 export interface UploadOptions {

@@ -56,8 +56,22 @@ export async function openReportCase(name: string, host: CaseHost): Promise<void
     // Holding it in the queue means reviewing it: the case says so too.
     found = await reports.assignReportCase({ name });
   }
-  const listed = await reports.listReports({ reportCase: name, pageSize: 100 });
-  render(found, listed.reports, host);
+  render(found, await reportsOf(name), host);
+}
+
+/** The most reports a case's page reads (ten pages): past that it says how many it shows. */
+const REPORTS_READ = 1000;
+
+/** The case's reports, page after page, up to REPORTS_READ. */
+async function reportsOf(reportCase: string): Promise<Report[]> {
+  const read: Report[] = [];
+  let pageToken = "";
+  do {
+    const page = await reports.listReports({ reportCase, pageSize: 100, pageToken });
+    read.push(...page.reports);
+    pageToken = page.nextPageToken;
+  } while (pageToken && read.length < REPORTS_READ);
+  return read;
 }
 
 function reasonLabel(category: string, subcategory: string): string {
@@ -98,8 +112,15 @@ function render(c: ReportCase, filed: Report[], host: CaseHost): void {
   }
   const reportsSection = element("section", "", { "aria-labelledby": "reports-heading" });
   reportsSection.append(
-    element("h2", t("reportsHeading", { count: filed.length }), { id: "reports-heading" }),
+    element("h2", t("reportsHeading", { count: c.reporterCount }), { id: "reports-heading" }),
   );
+  if (filed.length < c.reporterCount) {
+    reportsSection.append(
+      element("p", t("reportsShown", { shown: filed.length, count: c.reporterCount }), {
+        class: "note",
+      }),
+    );
+  }
   for (const [reason, members] of groups) {
     const group = element("section", "", { class: "report-group" });
     group.append(element("h3", `${reason} (${members.length})`));
@@ -482,7 +503,8 @@ function decideForm(c: ReportCase, filed: Report[], host: CaseHost): HTMLElement
         ...decision,
         requestId: deciding.for(decision),
       });
-      const told = new Set(filed.map((r) => r.reporter)).size;
+      // Every reporter is told, those past the reports read too.
+      const told = Math.max(c.reporterCount, new Set(filed.map((r) => r.reporter)).size);
       host.ended(
         t("reportDecided", {
           id: shortId(decided.name),

@@ -7,7 +7,14 @@
  * Beside it, the requester's other tickets (SearchTickets by requester).
  */
 
-import { Channel, Priority, type Ticket, TicketStatus, type TicketEvent } from "@casemesh/client";
+import {
+  Channel,
+  Priority,
+  type Ticket,
+  TicketStatus,
+  type TicketEvent,
+  ticketHistory,
+} from "@casemesh/client";
 
 import { claims, tickets } from "./api";
 import { type Locale, textOr } from "./i18n";
@@ -63,9 +70,9 @@ function event(e: TicketEvent, host: CaseHost): HTMLLIElement {
 export async function openTicket(name: string, host: CaseHost): Promise<void> {
   const [ticket, history] = await Promise.all([
     tickets.getTicket({ name }),
-    tickets.listTicketEvents({ name, pageSize: 200 }),
+    ticketHistory(tickets, name),
   ]);
-  const side = render(ticket, history.events, host);
+  const side = render(ticket, history, host);
   // The requester's history beside it (SearchTickets, agents only): best
   // effort, after the ticket is shown, so a slow search never holds it up.
   try {

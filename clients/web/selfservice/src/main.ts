@@ -30,6 +30,7 @@ import {
   type TicketEvent,
   TicketService,
   TicketStatus,
+  ticketHistory,
   timestampDate,
   uploadEvidence,
   violationText,
@@ -808,7 +809,7 @@ async function openTicket(
 ): Promise<void> {
   const [ticket, history] = await Promise.all([
     known ? Promise.resolve(known) : tickets.getTicket({ name }),
-    tickets.listTicketEvents({ name, pageSize: 200 }),
+    ticketHistory(tickets, name),
   ]);
   if (!categories.length) {
     categories = (await tickets.listTicketCategories({})).categories;
@@ -816,7 +817,7 @@ async function openTicket(
   if (unlessLeft && !showing(ticket.name)) {
     return;
   }
-  showTicket(ticket, history.events);
+  showTicket(ticket, history);
 }
 
 function statusLabel(status: TicketStatus): string {
