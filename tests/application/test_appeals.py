@@ -25,7 +25,7 @@ from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.identity import Identity
 from casemesh.platform.personal import ERASED, SealingMapper, is_token, reveal_message
 from casemesh_appeals import policy
-from casemesh_appeals.api import appeal_message, index_doc
+from casemesh_appeals.api import appeal_message, for_viewer, index_doc
 from casemesh_appeals.application import AppealDraft, Appeals, DeadlineKind, RowSource
 from casemesh_appeals.domain import PERSONAL, CopyrightAppeal
 from casemesh_appeals.events import public_message
@@ -187,6 +187,44 @@ def test_a_counter_notice_sent_again_under_its_request_id_answers_as_the_first_t
     ]
 
 
+def test_a_counter_notice_for_an_item_the_notice_never_listed_is_refused(
+    app: Appeals, clock: FakeClock
+) -> None:
+    """A counter-notice restores the item it names: one the notice did not
+    take down would be restored (and told to the claimant) as if it had
+    been. It is refused, naming the field, after the refusals of the case's
+    state, of a caller who is not its uploader and of a closed window."""
+    elsewhere = {"removed_item": "https://video.example/v/999", "reason": "我自己编的舞"}
+
+    def counter_as(who: Identity, ident: str, removed: dict[str, str]) -> Any:
+        return app.file_counter_notice(
+            who, ident, party("Ursula"), removed, good_faith=True, accuracy=True
+        )
+
+    not_upheld = str(app.file(ALICE, notice("n2")).id)
+    with pytest.raises(FailedPrecondition) as not_yet:
+        counter_as(ALICE, not_upheld, elsewhere)
+    assert not_yet.value.reason == "NOT_AN_UPHELD_NOTICE"
+    ident = upheld(app)
+    before = events_of(app, ident)
+    with pytest.raises(PermissionDenied):
+        counter_as(ALICE, ident, elsewhere)
+    with pytest.raises(InvalidArgument) as refused:
+        counter_as(URSULA, ident, elsewhere)
+    assert [v.field for v in refused.value.violations] == ["counter_notice.removed_item"]
+    assert events_of(app, ident) == before
+    listed = {**elsewhere, "removed_item": "https://video.example/v/123"}
+    assert counter_as(URSULA, ident, listed).state == "FORWARDED_TO_CLAIMANT"
+
+    late = upheld(app, str(app.file(ALICE, notice("n3")).id))
+    window_end = app.get(ALICE, late).next_step_due
+    assert window_end is not None
+    clock.now_is(window_end + timedelta(seconds=1))
+    with pytest.raises(FailedPrecondition) as closed:
+        counter_as(URSULA, late, elsewhere)
+    assert closed.value.reason == "COUNTER_NOTICE_WINDOW_CLOSED"
+
+
 def filed(app: Appeals) -> str:
     return str(app.file(ALICE, notice()).id)
 
@@ -311,6 +349,7 @@ def test_an_ended_case_past_its_retention_period_is_erased_and_an_open_one_is_no
         if isinstance(e, CopyrightAppeal.Decided)
     )
     window = [d for d in app.deadlines_of(decided) if d.kind == DeadlineKind.DECISION_RETENTION]
+    assert decided.next_step_due is not None
     assert [d.due for d in window] == [decided.next_step_due + keep]
     # Countered (forwarded to the claimant), it has not ended: nothing to retain yet.
     assert [d.kind for d in app.deadlines_of(last_event(app, ident))] == [DeadlineKind.RESTORE]
@@ -421,6 +460,21 @@ def test_an_agents_text_longer_than_the_contract_allows_is_refused_and_changes_n
     assert len(events_of(app, ident)) == before
     app.record_court_outcome(AGENT, ident, True, "长" * 2000, [])
     assert app.get(ALICE, ident).state == "UPHELD_BY_COURT"
+
+
+def test_an_agents_request_and_court_action_are_kept_as_trimmed(app: Appeals) -> None:
+    """The white space around an agent's request or court details is not
+    part of it: the filer is sent, and the history shows, the text alone."""
+    ident = countered(app)
+    case = app.record_court_action(AGENT, ident, "\t起诉书已送达  ", EVIDENCE)
+    assert case.court_action == "起诉书已送达"
+    assert app.history(ALICE, ident)[-1].text == "起诉书已送达"
+    asked = str(app.file(ALICE, notice("n2")).id)
+    app.request_info(AGENT, asked, "  请提供原作的链接\n\n")
+    message = public_message(last_event(app, asked), app.get(ALICE, asked))
+    assert isinstance(message, aev.AppealInfoRequested)
+    assert message.message == "请提供原作的链接"
+    assert app.history(ALICE, asked)[-1].text == "请提供原作的链接"
 
 
 def test_a_filers_text_that_breaks_the_text_rules_is_refused_and_changes_nothing(
@@ -609,6 +663,35 @@ def test_an_upheld_appeal_of_the_uploader_restores_what_the_notice_took_down(
     assert [h.type for h in app.history(URSULA, ident)][-1] == "ContentRestored"
 
 
+def test_content_restored_on_appeal_shows_the_claimant_no_contact_of_the_uploader(
+    app: Appeals,
+) -> None:
+    """The claimant receives the uploader's contact with a forwarded
+    counter-notice, and only then: restored on the uploader's appeal, with no
+    counter-notice filed, the notice shows her only the uploader's name."""
+    private = {"email": "ursula@example.com", "phone": "+8613900139000", "channels": ["EMAIL"]}
+    ident = str(app.file(ALICE, notice()).id)
+    app.assign(AGENT, ident, "")
+    reasons = {"ground": "著作权法第十条", "facts": "同一支舞"}
+    named = {**party("Ursula", "ursula"), "contact": private}
+    app.decide(AGENT, ident, True, reasons, named, etag="")
+    appeal = str(app.file(URSULA, decision_appeal(ident)).id)
+    app.assign(AGENT, appeal, "")
+    app.decide(AGENT, appeal, True, {"ground": "原创", "facts": "舞蹈为其原创"}, None, etag="")
+
+    def uploader_seen(case: str) -> Any:
+        return for_viewer(appeal_message(app.get(ALICE, case)), ALICE).uploader
+
+    assert app.get(ALICE, ident).state == "RESTORED"
+    seen = uploader_seen(ident)
+    assert (seen.legal_name, seen.HasField("contact")) == ("Ursula", False)
+    assert for_viewer(appeal_message(app.get(AGENT, ident)), AGENT).uploader.contact.phone
+    # Countered, the claimant has the contact the counter-notice gives.
+    other = upheld(app, str(app.file(ALICE, notice("n2")).id))
+    counter(app, other)
+    assert uploader_seen(other).contact.email == CONTACT["email"]
+
+
 def test_an_upheld_appeal_of_the_claimant_upholds_the_notice_naming_the_uploader(
     app: Appeals,
 ) -> None:
@@ -637,6 +720,44 @@ def test_an_upheld_appeal_of_the_claimant_upholds_the_notice_naming_the_uploader
     assert app.get(ALICE, appeal).uploader is None  # named on the notice, not the appeal
     counter(app, ident)
     assert app.get(ALICE, ident).state == "FORWARDED_TO_CLAIMANT"
+
+
+def test_the_decision_on_an_appeal_is_final_and_an_appeal_of_it_is_refused(
+    app: Appeals,
+) -> None:
+    """Upholding an appeal of an appeal, or of a notice an appeal restored,
+    would change nothing: both are refused, storing nothing. The decision on
+    an appeal names no further appeal: nothing is due after it, and its
+    redress lies beyond the platform; its retention runs from then."""
+    ident = upheld(app)
+    appeal = str(app.file(URSULA, decision_appeal(ident)).id)
+    app.assign(AGENT, appeal, "")
+    app.decide(AGENT, appeal, False, {"ground": "原创", "facts": "不成立"}, None, etag="")
+    decided = app.get(URSULA, appeal)
+    assert (decided.state, decided.next_step, decided.next_step_due) == ("REJECTED", "", None)
+    shown = appeal_message(decided).decision_reasons
+    assert shown.redress == policy.load()["cn"].final_redress["zh-CN"]
+    assert "申诉期限" not in shown.redress and not shown.HasField("appeal_deadline")
+    (retention,) = app.deadlines_of(last_event(app, appeal))
+    assert retention.due == decided.modified_on + app.retain_for
+
+    stored = app.recorder.max_notification_id()
+    again = replace(decision_appeal(appeal), request_id="a2")
+    with pytest.raises(FailedPrecondition) as refused:
+        app.file(URSULA, again)
+    assert refused.value.reason == "APPEAL_DECISION_FINAL"
+    assert app.recorder.max_notification_id() == stored
+
+    second = str(app.file(URSULA, replace(decision_appeal(ident), request_id="a3")).id)
+    app.assign(AGENT, second, "")
+    app.decide(AGENT, second, True, {"ground": "原创", "facts": "舞蹈为其原创"}, None, etag="")
+    assert app.get(ALICE, ident).state == "RESTORED"
+    stored = app.recorder.max_notification_id()
+    claimants = replace(decision_appeal(ident), request_id="a4", filer=party("Alice"))
+    with pytest.raises(FailedPrecondition) as refused:
+        app.file(ALICE, claimants)
+    assert refused.value.reason == "APPEAL_DECISION_FINAL"
+    assert app.recorder.max_notification_id() == stored
 
 
 def test_a_rejected_notice_upheld_on_appeal_is_kept_for_its_new_window_not_its_old(
@@ -872,6 +993,40 @@ def test_an_answer_that_says_nothing_is_refused_and_the_request_still_waits(
     assert (case.state, case.next_step) == ("INFO_REQUESTED", "YOUR_INFORMATION")
 
 
+def test_text_of_invisible_characters_alone_says_nothing(app: Appeals) -> None:
+    """A zero-width space shows nothing: as an answer it answers nothing, as
+    an element (a work's title, an appeal's grounds, a counter-notice's
+    reason) it is missing, and it does not replace what the case has."""
+    blank = "\u200b\u2060 "
+    ident = str(app.file(ALICE, notice()).id)
+    app.request_info(AGENT, ident, "请提供作品首次发表的链接")
+    before = events_of(app, ident)
+    for completion in ({}, {"notice": {"work": {"title": blank}, "infringing_items": [blank]}}):
+        with pytest.raises(InvalidArgument) as refused:
+            app.add_info(ALICE, ident, blank, completion, etag="")
+        assert [v.field for v in refused.value.violations] == ["message"]
+    assert events_of(app, ident) == before
+    case = app.add_info(ALICE, ident, "补充", {"notice": {"work": {"title": blank}}}, etag="")
+    assert (case.content["notice"]["work"]["title"], case.missing) == ("Dance #1", [])
+
+    work = {"title": blank, "creation_time": "2026-01-01T00:00:00+00:00"}
+    untitled = app.file(ALICE, notice("n2", work=work))
+    assert (untitled.state, untitled.missing) == ("INFO_REQUESTED", ["notice.work.title"])
+    decided = upheld(app, str(app.file(ALICE, notice("n3")).id))
+    groundless = replace(decision_appeal(decided), content={"grounds": blank})
+    assert app.file(URSULA, groundless).missing == ["grounds"]
+    with pytest.raises(InvalidArgument) as refused:
+        app.file_counter_notice(
+            URSULA,
+            decided,
+            party("Ursula"),
+            {"removed_item": "https://video.example/v/123", "reason": blank},
+            good_faith=True,
+            accuracy=True,
+        )
+    assert [v.field for v in refused.value.violations] == ["counter_notice.reason"]
+
+
 def test_evidence_added_to_a_counter_notice_is_published_as_attached(app: Appeals) -> None:
     """The evidence service keeps a file while an event of a live case
     carries it: a counter-notice's evidence sent with AddAppealInfo is in
@@ -933,8 +1088,9 @@ def test_an_appeal_filed_under_another_law_is_decided_under_the_notices(
     app: Appeals, monkeypatch: pytest.MonkeyPatch, uphold: bool
 ) -> None:
     """Appeals filed before they took their notice's jurisdiction may carry
-    the default: deciding one, either way, gives the deadline and redress of
-    the appealed EU notice's law."""
+    the default: deciding one, either way, gives the redress of the appealed
+    EU notice's law (beyond the platform: the decision is final), and the
+    notice it upholds the EU's deadline."""
     ident, draft = rejected_eu_notice(app, "eu2")
     draft = replace(draft, jurisdiction="cn")
     with monkeypatch.context() as before:  # as filed before the check
@@ -947,6 +1103,7 @@ def test_an_appeal_filed_under_another_law_is_decided_under_the_notices(
     decided = app.decide(AGENT, str(old.id), uphold, reasons, uploader, etag="")
     eu = policy.load()["eu"]
     due = eu.due(eu.appeal_window, app.clock.now())
-    assert decided.decision is not None and decided.decision["appeal_deadline"] == due
+    assert decided.decision is not None
+    assert decided.decision["reasons"]["redress"] == eu.final_redress["zh-CN"]
     if uphold:
         assert app.get(ALICE, ident).next_step_due == due

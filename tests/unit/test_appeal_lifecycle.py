@@ -16,6 +16,8 @@ from casemesh_appeals.reasons import StatementOfReasons
 MONDAY = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 # When a decision's window for a counter-notice or an appeal closes.
 WINDOW_END = MONDAY + timedelta(days=180)
+# The uploader's counter-notice to the notice below, for the item it took down.
+COUNTER = {"removed_item": "https://video.example/v/123", "reason": "my own dance"}
 
 
 def reasons(ground: str, appeal_deadline: datetime) -> StatementOfReasons:
@@ -83,7 +85,7 @@ def test_a_notice_is_reviewed_upheld_countered_and_restored_when_the_window_pass
     a.file_counter_notice(
         actor="ursula",
         uploader={"user_id": "ursula"},
-        counter_notice={"reason": "my own dance"},
+        counter_notice=COUNTER,
         restore_due=restore_due,
         now=MONDAY,
     )
@@ -108,7 +110,7 @@ def test_a_counter_notice_after_its_window_closed_is_refused() -> None:
         a.file_counter_notice(
             actor="u",
             uploader={"user_id": "u"},
-            counter_notice={},
+            counter_notice=COUNTER,
             restore_due=MONDAY,
             now=WINDOW_END + timedelta(seconds=1),
         )
@@ -117,7 +119,7 @@ def test_a_counter_notice_after_its_window_closed_is_refused() -> None:
     a.file_counter_notice(  # at the deadline itself, as an appeal of the decision
         actor="u",
         uploader={"user_id": "u"},
-        counter_notice={},
+        counter_notice=COUNTER,
         restore_due=MONDAY,
         now=WINDOW_END,
     )
@@ -129,7 +131,7 @@ def test_court_action_in_time_holds_the_content_down() -> None:
     a.decide(actor="li", uphold=True, reasons=reasons("g", WINDOW_END), uploader={"user_id": "u"})
     due = MONDAY + timedelta(days=15)
     a.file_counter_notice(
-        actor="u", uploader={"user_id": "u"}, counter_notice={}, restore_due=due, now=MONDAY
+        actor="u", uploader={"user_id": "u"}, counter_notice=COUNTER, restore_due=due, now=MONDAY
     )
     with pytest.raises(FailedPrecondition, match="closed"):
         a.record_court_action(actor="li", details="case 1", now=due, evidence=[])
@@ -153,7 +155,7 @@ def test_a_held_case_ends_when_the_court_outcome_is_recorded(
     a.decide(actor="li", uphold=True, reasons=reasons("g", WINDOW_END), uploader={"user_id": "u"})
     due = MONDAY + timedelta(days=15)
     a.file_counter_notice(
-        actor="u", uploader={"user_id": "u"}, counter_notice={}, restore_due=due, now=MONDAY
+        actor="u", uploader={"user_id": "u"}, counter_notice=COUNTER, restore_due=due, now=MONDAY
     )
     outcome: dict[str, Any] = {
         "actor": "li",
@@ -299,7 +301,7 @@ def test_each_step_that_waits_on_time_sets_its_deadline() -> None:
     a.file_counter_notice(
         actor="u",
         uploader={"user_id": "u"},
-        counter_notice={},
+        counter_notice=COUNTER,
         restore_due=MONDAY + timedelta(days=30),
         now=MONDAY,
     )

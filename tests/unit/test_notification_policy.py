@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh_notifier.policy import backoff, quiet_until
+from casemesh_notifier.rendering import email_values, render_email, render_sms, sms_values
 from casemesh_notifier.steps import appeal_steps, ticket_step
 from casemesh_notifier.store import NewJob
 
@@ -180,3 +182,27 @@ def test_both_parties_hear_why_the_content_came_back() -> None:
             "filer": template,
             "uploader": template,
         }
+
+
+def test_the_final_decision_on_an_appeal_invites_no_further_appeal() -> None:
+    """A decision on an appeal is final on the platform: nothing is due after
+    it, and its message names no date to appeal by (not today's, as a
+    missing date would read)."""
+    header = aev.AppealEventHeader(appeal_id="a9", state="REJECTED")
+    decided = aev.AppealDecided(
+        header=header,
+        outcome="REJECT",
+        reasons=aev.StatementOfReasons(
+            ground="著作权法", facts="原决定无误。", redress="可向法院起诉。"
+        ),
+    )
+    step = appeal_steps(decided, "UNDER_REVIEW")["filer"]
+    assert step.due is None
+    shanghai = ZoneInfo("Asia/Shanghai")
+    for locale in ("zh-CN", "en"):
+        email = render_email(step.template, locale, shanghai, email_values(step, "A-9", "案件"))
+        sms = render_sms(step.template, locale, shanghai, sms_values(step, "A-9", False))
+        for text in (email.text, sms):
+            assert "前申诉" not in text and "appeal until" not in text, text
+            assert "Appeal by" not in text, text
+        assert "可向法院起诉。" in email.text

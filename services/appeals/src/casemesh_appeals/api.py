@@ -184,9 +184,8 @@ def appeal_message(a: CopyrightAppeal) -> pb.Appeal:
     return msg
 
 
-# Once a counter-notice is forwarded, the claimant receives the uploader's
-# contact details with it (17 U.S.C. 512(g)(2)(B)); before that, and for the
-# uploader, each party sees only the other's name.
+# The states a notice is in once its counter-notice was forwarded (a notice
+# also ends RESTORED on appeal without one).
 _FORWARDED = frozenset(
     {
         pb.APPEAL_STATE_FORWARDED_TO_CLAIMANT,
@@ -199,15 +198,17 @@ _FORWARDED = frozenset(
 
 def for_viewer(msg: pb.Appeal, who: Identity) -> pb.Appeal:
     """The case as `who` may see it: agents see everything; a party sees the
-    other party's name (and, as the law requires, a forwarded counter-notice's
-    contact) but not their account or private contact details."""
+    other party's name but not their account or private contact details.
+    The claimant receives the uploader's contact (the one the counter-notice
+    gives) once a counter-notice is forwarded, as the law requires (17 U.S.C.
+    512(g)(2)(B)); content restored otherwise, on appeal, forwards none."""
     if who.is_agent:
         return msg
     if msg.filer.user_id and msg.filer.user_id != who.subject:
         msg.filer.CopyFrom(pb.Party(legal_name=msg.filer.legal_name))
     if msg.HasField("uploader") and msg.uploader.user_id != who.subject:
         shown = pb.Party(legal_name=msg.uploader.legal_name)
-        if msg.state in _FORWARDED:
+        if msg.HasField("counter_notice") and msg.state in _FORWARDED:
             shown.contact.CopyFrom(msg.uploader.contact)
         msg.uploader.CopyFrom(shown)
     return msg

@@ -233,6 +233,20 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                 )
             return None
         decided = self.load_visible(who, appeal_id_from_name(appeal_of, "appeal.appeal_of"))
+        # An appeal of an appeal, or of a notice an appeal restored, would
+        # change nothing if upheld: the decision on an appeal is final on the
+        # platform (its redress lies beyond it).
+        if decided.kind is Kind.DECISION_APPEAL:
+            raise FailedPrecondition(
+                f"{appeal_of} is an appeal, and the decision on an appeal is final",
+                reason="APPEAL_DECISION_FINAL",
+            )
+        if decided.restored_by_appeal:
+            raise FailedPrecondition(
+                f"{appeal_of} had its content restored on appeal, and the decision on an"
+                " appeal is final",
+                reason="APPEAL_DECISION_FINAL",
+            )
         if decided.state not in DECIDED or decided.decision is None:
             raise FailedPrecondition(
                 f"{appeal_of} has no decision to appeal yet", reason="NO_DECISION_TO_APPEAL"
@@ -256,11 +270,14 @@ class Appeals(CaseApplication[CopyrightAppeal]):
     ) -> CopyrightAppeal:
         v = Violations()
         message = rules.text(v, "message", message, limit=TEXT_LIMIT, required=False)
-        if not message and not carries_anything(completion):
-            v.add("message", "send a message or elements to complete")
         if "filer" in completion:
             rules.check_party(v, {**completion["filer"]}, "completion.filer")
         self._check_texts(v, completion, "completion")
+        # A text that says nothing (white space or invisible characters alone)
+        # is as if not sent: it answers nothing and completes nothing.
+        message, completion = rules.said(message), said_only(completion)
+        if not message and not carries_anything(completion):
+            v.add("message", "send a message or elements to complete")
         v.raise_if_any()
 
         def add(a: CopyrightAppeal) -> None:
@@ -298,10 +315,10 @@ class Appeals(CaseApplication[CopyrightAppeal]):
     ) -> CopyrightAppeal:
         v = Violations()
         rules.check_party(v, uploader, "uploader")
-        if not uploader.get("legal_name"):
+        if not rules.says_something(uploader.get("legal_name") or ""):
             v.add("uploader.legal_name", "is required for a counter-notice")
         for key in ("removed_item", "reason"):
-            if not counter_notice.get(key):
+            if not rules.says_something(counter_notice.get(key) or ""):
                 v.add(f"counter_notice.{key}", "is required for a counter-notice")
         if not good_faith:
             v.add("good_faith_statement", "a counter-notice is made in good faith")
@@ -360,7 +377,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         self, who: Identity, ident: str, message: str, request_id: str = ""
     ) -> CopyrightAppeal:
         self.require_agent(who, AGENT_WORK)
-        self.require_text("message", message, AGENT_TEXT_LIMIT)
+        message = self.require_text("message", message, AGENT_TEXT_LIMIT)
 
         def ask(a: CopyrightAppeal) -> None:
             policy = self.policies[a.jurisdiction]
@@ -424,10 +441,19 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             completed = statement.completed(
                 redress=policy.redress.get(locale, ""), appeal_deadline=deadline
             )
+            if a.kind is Kind.DECISION_APPEAL:
+                # Final on the platform: its filer is told of redress beyond it
+                # (the notice it reverses gets the statement above).
+                own = statement.completed(
+                    redress=policy.final_redress.get(a.content["filer"].get("locale", "en"), ""),
+                    appeal_deadline=None,
+                )
+            else:
+                own = completed
             a.decide(
                 actor=who.subject,
                 uphold=bool(uphold),
-                reasons=completed,
+                reasons=own,
                 uploader=uploader if a.kind is Kind.TAKEDOWN_NOTICE else None,
             )
             if appealed is None:
@@ -475,7 +501,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         request_id: str = "",
     ) -> CopyrightAppeal:
         self.require_agent(who, AGENT_WORK)
-        self.require_text("details", details, AGENT_TEXT_LIMIT)
+        details = self.require_text("details", details, AGENT_TEXT_LIMIT)
         return self.change_under(
             who,
             ident,
@@ -648,6 +674,18 @@ def carries_anything(content: Any) -> bool:
     if isinstance(content, dict):
         return any(carries_anything(value) for value in content.values())
     return content not in (None, "", [], False)
+
+
+def said_only(content: Any) -> Any:
+    """`content` with each text that says nothing (white space or invisible
+    characters alone) emptied, and left out of its list: as if not sent."""
+    if isinstance(content, dict):
+        return {key: said_only(value) for key, value in content.items()}
+    if isinstance(content, list):
+        return [item for item in map(said_only, content) if item != ""]
+    if isinstance(content, str):
+        return rules.said(content)
+    return content
 
 
 def check_parts(v: Violations, kind: Kind, content: dict[str, Any], prefix: str) -> None:

@@ -6,7 +6,8 @@ the uploader may answer with a counter-notice: FORWARDED_TO_CLAIMANT → RESTORE
 when the window passes, or HELD when the claimant shows court action in time,
 until an agent records how the action ended: UPHELD_BY_COURT (the content
 stays down) or RESTORED.
-A counter-notice or an appeal of a decision is decided UPHELD or REJECTED.
+A counter-notice or an appeal of a decision is decided UPHELD or REJECTED;
+the decision on an appeal is final on the platform (nothing follows it).
 The filer may withdraw an open case; a request for information unanswered in
 time ABANDONs it. Every event records the next step and its due date, which
 the service computes from the jurisdiction's policy (time is an input). A
@@ -31,6 +32,7 @@ from casemesh.platform.errors import FailedPrecondition, InvalidArgument, Permis
 from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.ids import derived_id
 from casemesh.platform.personal import PersonalEvent, PersonalFields
+from casemesh.rules.tickets import says_something
 from casemesh_appeals.reasons import StatementOfReasons
 
 NAMESPACE = uuid.UUID("9d4b6c1a-5e0f-4b7a-8c21-3f6e2d9a1b44")
@@ -119,8 +121,18 @@ def _lookup(content: dict[str, Any], path: str) -> Any:
     return value
 
 
+def _given(value: Any) -> bool:
+    """Whether an element holds something: a text one can see (not only white
+    space or invisible characters), a list with such an item, a yes."""
+    if isinstance(value, str):
+        return says_something(value)
+    if isinstance(value, list):
+        return any(_given(item) for item in value)
+    return bool(value)
+
+
 def missing_elements(kind: Kind, content: dict[str, Any]) -> list[str]:
-    return [path for path in REQUIRED[kind] if not _lookup(content, path)]
+    return [path for path in REQUIRED[kind] if not _given(_lookup(content, path))]
 
 
 def merge(content: dict[str, Any], completion: dict[str, Any]) -> dict[str, Any]:
@@ -173,6 +185,8 @@ class CopyrightAppeal(ExpiringCase):
         self.decision: dict[str, Any] | None = None
         self.counter_notice: dict[str, Any] | None = None
         self.court_action = ""
+        # The upheld appeal that restored the content (`appeals/{id}`), if one did.
+        self.restored_by_appeal = ""
 
     # -- the filer -------------------------------------------------------
 
@@ -266,6 +280,13 @@ class CopyrightAppeal(ExpiringCase):
                 f"the window for a counter-notice closed at {self.next_step_due.isoformat()}",
                 reason="COUNTER_NOTICE_WINDOW_CLOSED",
             )
+        # It restores what it names: only an item the notice took down.
+        taken_down = (self.content.get("notice") or {}).get("infringing_items") or []
+        if counter_notice.get("removed_item") not in taken_down:
+            raise InvalidArgument.field(
+                "counter_notice.removed_item",
+                "names no item the notice took down (its infringing_items)",
+            )
         self._counter_notice_filed(
             actor=actor, uploader=uploader, counter_notice=counter_notice, restore_due=restore_due
         )
@@ -350,9 +371,16 @@ class CopyrightAppeal(ExpiringCase):
         uploader: dict[str, Any] | None,
     ) -> None:
         """Uphold or reject the case with a completed statement of reasons;
-        its appeal deadline is the next step's due time."""
-        if reasons.appeal_deadline is None:
-            raise ValueError("a decision records a completed statement of reasons")
+        its appeal deadline is the next step's due time. The decision on an
+        appeal is final on the platform: its statement gives no appeal
+        deadline, and nothing is due after it."""
+        final = self.kind is Kind.DECISION_APPEAL
+        if (reasons.appeal_deadline is None) != final:
+            raise ValueError(
+                "a decision on an appeal gives no appeal deadline"
+                if final
+                else "a decision records a completed statement of reasons"
+            )
         if self.state is State.INFO_REQUESTED:
             raise FailedPrecondition(
                 "the case waits for information"
@@ -367,11 +395,12 @@ class CopyrightAppeal(ExpiringCase):
             raise InvalidArgument.field(
                 "affected_uploader", "upholding a notice names the uploader of the content"
             )
-        step = (
-            Step.COUNTER_NOTICE_OR_APPEAL
-            if uphold and self.kind is Kind.TAKEDOWN_NOTICE
-            else Step.APPEAL
-        )
+        if final:
+            step = Step.NONE
+        elif uphold and self.kind is Kind.TAKEDOWN_NOTICE:
+            step = Step.COUNTER_NOTICE_OR_APPEAL
+        else:
+            step = Step.APPEAL
         self._decided(
             actor=actor,
             outcome="UPHOLD" if uphold else "REJECT",
@@ -387,7 +416,7 @@ class CopyrightAppeal(ExpiringCase):
         outcome: str
         state: State
         next_step: Step
-        next_step_due: datetime
+        next_step_due: datetime | None
         reasons: dict[str, Any]
         uploader: dict[str, Any] | None
 
@@ -398,7 +427,7 @@ class CopyrightAppeal(ExpiringCase):
         outcome: str,
         state: State,
         next_step: Step,
-        next_step_due: datetime,
+        next_step_due: datetime | None,
         reasons: dict[str, Any],
         uploader: dict[str, Any] | None,
     ) -> None:
@@ -459,6 +488,7 @@ class CopyrightAppeal(ExpiringCase):
 
     @event(RestoredOnAppeal)
     def _restored_on_appeal(self, actor: str, appeal: str) -> None:
+        self.restored_by_appeal = appeal
         self._moved(State.RESTORED, Step.NONE, None)
 
     class UpheldOnAppeal(Aggregate.Event):
@@ -583,12 +613,13 @@ class CopyrightAppeal(ExpiringCase):
         None while something may still happen to it. A withdrawn, abandoned
         or restored case, or one upheld by a court, ended then; a decided
         one when its window for a counter-notice or an appeal closes (a
-        counter-notice before then moves it on); a held one (until its court
-        outcome is recorded) and an open or forwarded one have not."""
+        counter-notice before then moves it on), a decided appeal (final,
+        with no window) then; a held one (until its court outcome is
+        recorded) and an open or forwarded one have not."""
         if self.state in FINISHED:
             return last_change
         if self.state in (State.UPHELD, State.REJECTED):
-            return self.next_step_due
+            return last_change if self.next_step_due is None else self.next_step_due
         return None
 
     @property

@@ -69,6 +69,9 @@ class JurisdictionPolicy:
     appeal_window: Period
     # Where to seek redress beyond the platform (shown in statements of reasons).
     redress: dict[str, str] = field(default_factory=dict)
+    # The same once an appeal is decided: that decision is final on the
+    # platform, so it names only the ways beyond it.
+    final_redress: dict[str, str] = field(default_factory=dict)
     holidays: frozenset[date] = frozenset()
     # Business days are counted in this zone.
     time_zone: str = "UTC"
@@ -133,6 +136,11 @@ POLICIES: dict[str, JurisdictionPolicy] = {
             "en": "You may appeal within the appeal period, or bring the matter before a "
             "People's Court.",
         },
+        final_redress={
+            "zh-CN": "本决定是对申诉的决定，在平台内为最终决定；如不服，可依法向人民法院起诉。",
+            "en": "This decision on an appeal is final on the platform; you may bring the "
+            "matter before a People's Court.",
+        },
     ),
     "us": JurisdictionPolicy(
         code="us",
@@ -147,6 +155,13 @@ POLICIES: dict[str, JurisdictionPolicy] = {
             "en": "You may appeal within the appeal period, or send a counter-notice under "
             "17 U.S.C. §512(g).",
         },
+        final_redress={
+            "zh-CN": "本决定是对申诉的决定，在平台内为最终决定；如不服，可向法院起诉。"
+            "内容被删除的上传者仍可在期限内提交反通知（17 U.S.C. §512(g)）。",
+            "en": "This decision on an appeal is final on the platform; you may bring the "
+            "matter before a court. An uploader whose content was removed may still send a "
+            "counter-notice under 17 U.S.C. §512(g) while its window is open.",
+        },
     ),
     "eu": JurisdictionPolicy(
         code="eu",
@@ -160,6 +175,12 @@ POLICIES: dict[str, JurisdictionPolicy] = {
             "或提交经认证的庭外争议解决机构（第 21 条），或向法院起诉。",
             "en": "You may use the internal complaint system for at least six months (DSA "
             "Art. 20), a certified out-of-court dispute settlement body (Art. 21), or a court.",
+        },
+        final_redress={
+            "zh-CN": "本决定是对申诉（DSA 第 20 条）的决定，在平台内为最终决定；"
+            "您可提交经认证的庭外争议解决机构（第 21 条），或向法院起诉。",
+            "en": "This decision on a complaint (DSA Art. 20) is final on the platform; you "
+            "may turn to a certified out-of-court dispute settlement body (Art. 21) or a court.",
         },
     ),
 }
@@ -201,7 +222,7 @@ def load(path: str = "") -> dict[str, JurisdictionPolicy]:
                     changes[name] = Period(**value)
                 elif name == "holidays":
                     changes[name] = frozenset(date.fromisoformat(d) for d in value)
-                elif name == "redress":
+                elif name in ("redress", "final_redress"):
                     changes[name] = dict(value)
                 elif name == "time_zone":
                     ZoneInfo(value)  # refuses an unknown zone

@@ -1,7 +1,8 @@
 """The statement of reasons a decision on a copyright appeal carries: the
 ground and the facts it rests on, whether automated means found the content
 or made the decision, and, once the decision is recorded, the redress open to
-the parties and the deadline to appeal it.
+the parties and the deadline to appeal it (none for the decision on an appeal,
+which is final on the platform).
 
 A statement is built by `StatementOfReasons.check`, which names every field
 that is wrong at once (as `reasons.<field>`), so a statement the rules refuse
@@ -30,7 +31,8 @@ class StatementOfReasons:
     facts: str
     automated_detection: bool = False
     automated_decision: bool = False
-    # Filled in by the service when the decision is recorded (`completed`).
+    # Filled in by the service when the decision is recorded (`completed`);
+    # no deadline for the decision on an appeal.
     redress: str = ""
     appeal_deadline: datetime | None = None
 
@@ -51,9 +53,10 @@ class StatementOfReasons:
             automated_decision=bool(reasons.get("automated_decision")),
         )
 
-    def completed(self, *, redress: str, appeal_deadline: datetime) -> StatementOfReasons:
+    def completed(self, *, redress: str, appeal_deadline: datetime | None) -> StatementOfReasons:
         """The statement as the decision records it: with the redress open to
-        the parties and the deadline to appeal."""
+        the parties and the deadline to appeal (None when the decision is
+        final on the platform)."""
         return replace(self, redress=redress, appeal_deadline=appeal_deadline)
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,7 +67,8 @@ class StatementOfReasons:
             "automated_detection": self.automated_detection,
             "automated_decision": self.automated_decision,
         }
-        if self.appeal_deadline is not None:
+        if self.redress or self.appeal_deadline is not None:
             d["redress"] = self.redress
+        if self.appeal_deadline is not None:
             d["appeal_deadline"] = self.appeal_deadline.isoformat()
         return d
