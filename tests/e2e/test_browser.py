@@ -388,6 +388,34 @@ def test_a_form_filled_when_the_sign_in_ran_out_is_given_back_after_signing_in(
         expect(page.get_by_text(subject)).to_be_visible()
 
 
+def test_a_ticket_submitted_as_the_network_failed_then_edited_is_opened_once(
+    browser: Browser, stack: Stack
+) -> None:
+    """The first submit opened the ticket, but its answer was lost; the user
+    fixed a typo and submitted again. They are shown the ticket the first
+    submit opened, told their change is not in it, and have one ticket."""
+    user = f"web-lost-{uuid.uuid4().hex[:8]}"
+    subject = f"上传一直失被 {user}"
+    with signed_in(browser, stack, user) as (page, _):
+        fill_in_a_ticket(page, user, subject)
+
+        def answer_lost(route: Route) -> None:
+            route.fetch()
+            route.abort("connectionreset")
+
+        page.route("**/casemesh.v1.TicketService/CreateTicket", answer_lost)
+        page.get_by_role("button", name="提交工单").click()
+        expect(page.get_by_role("alert")).to_contain_text("出错了")
+        page.unroute("**/casemesh.v1.TicketService/CreateTicket")
+        page.get_by_label("标题").fill(f"上传一直失败 {user}")
+        page.get_by_role("button", name="提交工单").click()
+        expect(page.get_by_role("heading", name="您的工单", level=1)).to_be_visible()
+        expect(page.get_by_text(subject)).to_be_visible()
+        expect(page.get_by_role("alert")).to_contain_text("之后的修改没有包含在内")
+    mine = Client(stack.gateway, stack.secret, user).ListTickets(pb.ListTicketsRequest())
+    assert [t.subject for t in mine.tickets] == [subject]
+
+
 def test_a_ticket_whose_history_cannot_be_read_yet_is_shown_and_not_sent_twice(
     browser: Browser, stack: Stack
 ) -> None:

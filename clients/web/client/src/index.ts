@@ -25,6 +25,7 @@ import { type TicketEvent, type TicketService } from "./gen/casemesh/v1/tickets_
 import {
   type BadRequest_FieldViolation,
   BadRequestSchema,
+  ErrorInfoSchema,
   LocalizedMessageSchema,
 } from "./gen/google/rpc/error_details_pb";
 
@@ -119,6 +120,15 @@ export function fieldViolations(err: unknown): BadRequest_FieldViolation[] {
     return [];
   }
   return error.findDetails(BadRequestSchema).flatMap((detail) => detail.fieldViolations);
+}
+
+/**
+ * The reason a service gave for refusing a call (`REQUEST_ID_REUSED`,
+ * `STALE_ETAG`, …: google.rpc.ErrorInfo), for a page to act on; "" when it
+ * gave none.
+ */
+export function errorReason(err: unknown): string {
+  return ConnectError.from(err).findDetails(ErrorInfoSchema)[0]?.reason ?? "";
 }
 
 /**

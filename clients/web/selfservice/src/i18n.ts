@@ -74,6 +74,8 @@ const zh = {
   ticketCategory: "分类",
   ticketUpdates: "进展通知",
   ticketCreated: "工单已提交",
+  createdBeforeChanges:
+    "您第一次提交时工单已经创建（当时网络中断，未能告诉您），之后的修改没有包含在内：请在下方回复中补充。",
   historyHeading: "处理记录",
   refresh: "刷新",
   newTicket: "再提交一个工单",
@@ -214,6 +216,8 @@ const en: Record<Key, string> = {
   ticketCategory: "Category",
   ticketUpdates: "Updates by",
   ticketCreated: "Ticket submitted",
+  createdBeforeChanges:
+    "Your ticket was opened by your first submit (the network failed before we could say so); the changes you made since are not in it: add them as a reply below.",
   historyHeading: "History",
   refresh: "Refresh",
   newTicket: "Open another ticket",

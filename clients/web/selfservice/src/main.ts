@@ -16,6 +16,7 @@ import {
   ConnectError,
   createClient,
   devSignIn,
+  errorReason,
   fieldViolations,
   type Flow,
   type FlowStep,
@@ -553,10 +554,50 @@ function draft(): Draft {
 
 /** Chosen once per form: a submit retried after a lost answer finds the same ticket. */
 let requestId = "";
+/** A ticket as the form sends it. */
+type TicketDraft = NonNullable<Parameters<typeof tickets.createTicket>[0]["ticket"]>;
+/** What was first sent under `requestId`: a submit whose answer was lost may have opened it. */
+let firstSent: TicketDraft | undefined;
 /** The help session the form answers "not solved" for ("" when opened directly). */
 let notSolvedIn = "";
 /** The screenshot already uploaded for this form, so a retry does not send it again. */
 let uploaded: { file: File; name: string } | undefined;
+
+/**
+ * Opens the ticket under the form's request id. A first submit whose answer
+ * was lost may have opened it; sent again changed (a typo fixed meanwhile),
+ * the service refuses the id as used for another ticket: that ticket is the
+ * user's, found by sending again what was sent first, and the page says the
+ * changes are not in it.
+ */
+async function createOnce(written: TicketDraft): Promise<Ticket> {
+  firstSent ??= written;
+  try {
+    return await tickets.createTicket({ requestId, ticket: written });
+  } catch (err) {
+    if (errorReason(err) === "REQUEST_ID_REUSED" && firstSent !== written) {
+      const opened = await tickets.createTicket({ requestId, ticket: firstSent });
+      changesLeftOut = true;
+      return opened;
+    }
+    if (!UNKNOWN_OUTCOME.has(ConnectError.from(err).code)) {
+      firstSent = undefined; // refused: nothing was opened under the id
+    }
+    throw err;
+  }
+}
+
+/** Failures after which the ticket may have been opened all the same. */
+const UNKNOWN_OUTCOME = new Set([
+  Code.Unknown,
+  Code.Unavailable,
+  Code.DeadlineExceeded,
+  Code.Canceled,
+  Code.Internal,
+]);
+
+/** Whether the ticket just opened is the first submit's, without the form's later changes. */
+let changesLeftOut = false;
 
 async function openTicketForm(prefill?: Draft, session = ""): Promise<void> {
   if (!categories.length) {
@@ -572,6 +613,7 @@ async function openTicketForm(prefill?: Draft, session = ""): Promise<void> {
   }
   $("upload").hidden = true;
   requestId = crypto.randomUUID();
+  firstSent = undefined;
   notSolvedIn = session;
   uploaded = undefined;
   show("ticket-form-view");
@@ -662,16 +704,22 @@ $("ticket-form").addEventListener("submit", (e) => {
             name: (await help.resolveHelp({ session: notSolvedIn, solved: false, ...written }))
               .ticket,
           })
-        : await tickets.createTicket({ requestId, ticket: written });
+        : await createOnce(written);
       requestId = crypto.randomUUID();
+      firstSent = undefined;
       uploaded = undefined;
       startOver();
       // Created: its page at once, so that nothing sends the form again (a
       // new request id would open a second ticket); its history is read
       // after, and a failure there is said on that page.
       showTicket(ticket, []);
+      const leftOut = changesLeftOut;
+      changesLeftOut = false;
       say(t("ticketCreated"));
       await openTicket(ticket.name, ticket, { unlessLeft: true });
+      if (leftOut) {
+        warn(t("createdBeforeChanges")); // once its page is whole (reading it clears alerts)
+      }
     },
     (field) => placing(field),
   );
