@@ -2,10 +2,13 @@
 starter knowledge base: given what a user searched, read and answered, when
 they say whether it helped, then the ticket drafted, the figures and the
 recommendations; article versions; a flow answered to its end, and a
-second answer to a question already answered."""
+second answer to a question already answered; what people typed and their
+numbers, forgotten when they are erased and once past their retention."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -24,10 +27,12 @@ from casemesh.platform.errors import (
 )
 from casemesh.platform.identity import Identity
 from casemesh.platform.pools import async_pool
-from casemesh_helpcenter import erasures, phone, store
+from casemesh.rules.retention import period
+from casemesh_helpcenter import erasures, phone, retention, store
 from casemesh_helpcenter.application import ArticleText, HelpCenter, NewPhoneChange
 from casemesh_helpcenter.application import _session as session_of
 from casemesh_helpcenter.domain import TicketDraft
+from casemesh_helpcenter.retention import RetentionTimer
 from tests.application.story import AGENT, ALICE, BOB, FakeClock
 from tests.conftest import Infra
 
@@ -593,3 +598,165 @@ async def test_an_erased_persons_open_phone_change_ends_and_verifies_nothing(
     # A new change, under a new request id, goes ahead.
     again = await app.start_phone_change(ivy, NewPhoneChange("i2", old, new, ""))
     assert again.state == "AWAITING_OLD_CODE"
+
+
+async def test_retention_forgets_old_words_and_numbers_and_keeps_every_sessions_shape(
+    app: HelpCenter,
+) -> None:
+    """A session begun longer ago than its period loses its searches, its
+    ticket draft and its search log's queries; a phone change begun longer
+    ago than its period loses both numbers, its codes still unsent and its
+    published request's payload. Those a day younger than their period keep
+    theirs, and every session keeps its flow, outcome and times. A second
+    pass changes nothing."""
+    mark = uuid.uuid4().hex[:8]
+    ola = Identity(f"ola-{mark}", frozenset({"user"}))
+    now = datetime.now(UTC)
+    kept = [period("help_sessions"), period("phone_changes")]
+    long_ago, lately = now - max(kept) - timedelta(days=1), now - min(kept) + timedelta(days=1)
+
+    old = await app.search(ola, f"视频传不上去 old{mark}", "", "", 0, "")
+    await app.start_flow(ola, "flows/upload", old.session, "en")
+    await app.answer_flow(ola, old.session, 0)
+    assert await app.resolve(ola, old.session, False, "zh-CN") is not None
+    young = await app.search(ola, f"登录不了 young{mark}", "", "", 0, "")
+    assert await app.resolve(ola, young.session, False, "zh-CN") is not None
+    async with app.pool.connection() as conn:
+        for found, began in ((old, long_ago), (young, lately)):
+            ident = found.session.removeprefix("help-sessions/")
+            await conn.execute(
+                "UPDATE help_sessions SET created_at = %s, resolved_at = %s WHERE id = %s",
+                (began, began + timedelta(minutes=5), ident),
+            )
+            await conn.execute(
+                "UPDATE help_search_log SET at = %s WHERE session = %s", (began, ident)
+            )
+
+    number = int(mark, 16) % 10**7
+    old_numbers = (f"+861350{number:07d}", f"+861360{number:07d}")
+    young_numbers = (f"+861370{number:07d}", f"+861380{number:07d}")
+    clock = app.clock
+    assert isinstance(clock, FakeClock)
+    was = clock.now()
+    try:
+        clock.now_is(long_ago)
+        gone = await app.start_phone_change(ola, NewPhoneChange("o1", *old_numbers, ""))
+        await app.confirm_phone_change(ola, gone.name, await code_sent(app, gone.name))
+        await app.confirm_phone_change(ola, gone.name, await code_sent(app, gone.name))
+        clock.now_is(lately)
+        stays = await app.start_phone_change(ola, NewPhoneChange("y1", *young_numbers, ""))
+    finally:
+        clock.now_is(was)  # the module's other tests share the clock
+    async with app.pool.connection() as conn:  # published from before payloads went on publishing
+        await conn.execute(
+            "UPDATE help_outbox SET published_at = %s WHERE request = %s", (long_ago, gone.name)
+        )
+
+    async def shapes() -> list[tuple[object, ...]]:
+        async with app.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT flow, node, path, articles, outcome, ticket_category, created_at,"
+                " resolved_at FROM help_sessions WHERE user_id = %s ORDER BY created_at",
+                (ola.subject,),
+            )
+            return list(await cur.fetchall())
+
+    olds = [f"old{mark}", *(n.removeprefix("+86") for n in old_numbers)]
+    youngs = [f"young{mark}", *(n.removeprefix("+86") for n in young_numbers)]
+    shaped = await shapes()
+    before = await help_tables(app)
+    assert all(m in before for m in olds + youngs)
+    assert [row[0] for row in shaped] == ["upload", ""]
+
+    async with app.pool.connection() as conn:
+        assert await retention.forget_old(conn, now, batch=2) >= 6
+    after = await help_tables(app)
+    assert [m for m in olds if m in after] == []
+    assert [m for m in youngs if m not in after] == []
+    assert await shapes() == shaped
+    [listed_young, listed_old] = (await app.my_sessions(ola, 0, ""))[0]
+    words = ("searches", "ticket_subject", "ticket_description")
+    assert [listed_old[w] for w in words] == [[], "", ""]
+    assert all(listed_young[w] for w in words)
+    assert [q["query"] for q in listed_old["search_log"]] == [""]
+    assert [q["query"] for q in listed_young["search_log"]] == [f"登录不了 young{mark}"]
+    shown = await app.phone_change(ola, gone.name)
+    assert (shown.state, shown.old_phone, shown.new_phone) == ("VERIFIED", "", "")
+    assert shown.created_at == long_ago and shown.verified_at is not None
+    assert await code_sent(app, stays.name)  # still to be sent
+
+    async with app.pool.connection() as conn:
+        assert await retention.forget_old(conn, now) == 0
+    assert await help_tables(app) == after
+
+
+async def test_retention_finds_what_it_forgets_through_its_partial_indexes(
+    app: HelpCenter,
+) -> None:
+    """Each batch reads an index over the rows still holding something, not
+    the table: the rows forgotten year after year cost it nothing. (Asked
+    with the tables' other indexes dropped, in a transaction rolled back: on
+    tables this small the planner may read any index on the same column.)"""
+    indexes = {
+        "help_search_log": "help_search_log_worded",
+        "help_sessions": "help_sessions_worded",
+        "verification_outbox": "verification_outbox_unpublished",
+        "help_outbox": "help_outbox_published_payload",
+        "phone_changes": "phone_changes_numbered",
+    }
+    async with app.pool.connection() as conn, conn.transaction(force_rollback=True):
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        cur = await conn.execute(
+            "SELECT i.indexrelid::regclass::text FROM pg_index i"
+            " WHERE i.indrelid::regclass::text = ANY(%s)"
+            " AND i.indexrelid::regclass::text <> ALL(%s)"
+            " AND NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conindid = i.indexrelid)",
+            (list(indexes), list(indexes.values())),
+        )
+        for (other,) in await cur.fetchall():
+            await conn.execute(f"DROP INDEX {other}")
+        for forgotten in erasures.FORGOTTEN:
+            cur = await conn.execute(
+                "EXPLAIN " + forgotten.by_age, {"before": datetime.now(UTC), "batch": 1000}
+            )
+            plan = "\n".join(row[0] for row in await cur.fetchall())
+            assert re.search(rf"Index Scan (on|using) {indexes[forgotten.table]} ", plan), plan
+
+
+async def test_the_retention_timer_waits_out_its_database_being_away_then_forgets(
+    infra: Infra,
+) -> None:
+    """The timer starts while its database is not there (as in an outage):
+    its passes fail and it tries again; once the database is there, a pass
+    forgets what is older than its period. Stopping it ends it."""
+    name = f"help_away_{uuid.uuid4().hex[:8]}"
+    dsn = infra.pg.dsn(name)
+    stop = asyncio.Event()
+    timer = RetentionTimer(
+        dsn, FakeClock(datetime.now(UTC)), first_pass_after_s=0, every_s=0.2, retry_after_s=0.1
+    )
+    running = asyncio.create_task(timer.run(stop))
+    try:
+        await asyncio.sleep(0.5)
+        assert not running.done()
+        infra.pg.create_database(name)
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            await store.create_schema(conn, phone.SCHEMA)
+            ident = uuid.uuid4()
+            await conn.execute(
+                "INSERT INTO help_sessions (id, user_id, locale, searches, created_at)"
+                " VALUES (%s, 'pia', 'en', '[\"pia words\"]', now() - interval '400 days')",
+                (ident,),
+            )
+            for _ in range(100):
+                cur = await conn.execute(
+                    "SELECT searches FROM help_sessions WHERE id = %s", (ident,)
+                )
+                row = await cur.fetchone()
+                if row == ([],):
+                    break
+                await asyncio.sleep(0.1)
+        assert row == ([],)
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 5)

@@ -18,11 +18,13 @@ ALL = (TICKETS, APPEALS, REPORTS, NOTIFICATIONS, CASEQUEUE, VERIFICATION, HELPCE
 # What each topic keeps (its Kafka configs), as deploy/k8s/base/topics.yaml
 # and docker-compose.yml set them (a test holds them to this): case streams
 # for ever, so any read model can be rebuilt from offset 0; delivery
-# outcomes 30 days; one-time codes an hour. Kafka deletes only closed
+# outcomes and verified requests (both phone numbers, in clear, for the
+# account system) 30 days; one-time codes an hour. Kafka deletes only closed
 # segments, so a short retention needs short segments too.
 FOREVER = {"retention.ms": "-1", "cleanup.policy": "delete"}
+MONTH = {"retention.ms": str(30 * 86_400_000), "segment.ms": str(86_400_000)}
 CONFIGS: dict[str, dict[str, str]] = {
-    **{t: FOREVER for t in (TICKETS, APPEALS, REPORTS, CASEQUEUE, HELPCENTER, PRIVACY)},
-    NOTIFICATIONS: {"retention.ms": str(30 * 86_400_000), "segment.ms": str(86_400_000)},
+    **{t: FOREVER for t in (TICKETS, APPEALS, REPORTS, CASEQUEUE, PRIVACY)},
+    **{t: MONTH for t in (NOTIFICATIONS, HELPCENTER)},
     VERIFICATION: {"retention.ms": str(3_600_000), "segment.ms": str(600_000)},
 }

@@ -1,6 +1,8 @@
 """`python -m casemesh_helpcenter serve`: the help centre's gRPC service (it
 loads the starter knowledge base into an empty database), the publishers of
-its verification codes and verified requests, and its follower of erasures."""
+its verification codes and verified requests, its follower of erasures, and
+its retention timer (what people typed and their numbers, forgotten after
+their period)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from casemesh.v1 import helpcenter_pb2, helpcenter_pb2_grpc
 from casemesh_helpcenter import erasures, phone, store
 from casemesh_helpcenter.api import HelpServicer
 from casemesh_helpcenter.application import HelpCenter
+from casemesh_helpcenter.retention import RetentionTimer
 from casemesh_helpcenter.settings import HelpSettings
 
 log = get_logger(__name__)
@@ -32,6 +35,7 @@ async def run(cfg: HelpSettings) -> None:
             log.info("helpcenter.seeded", articles=seeded)
     pool = async_pool(cfg.database_url, min_size=2, max_size=cfg.db_pool_size)
     await pool.open()
+    clock = clock_from_setting(cfg.clock_offset_file)
     stop = asyncio.Event()
     publishers = [
         asyncio.create_task(
@@ -42,15 +46,19 @@ async def run(cfg: HelpSettings) -> None:
         )
         for name, o in (("helpcenter-codes", phone.CODES), ("helpcenter-requests", phone.REQUESTS))
     ]
+    # What people typed, and their numbers, forgotten once past their period.
+    retention = asyncio.create_task(
+        RetentionTimer(cfg.database_url, clock).run(stop), name="helpcenter-retention"
+    )
 
     async def close() -> None:
         stop.set()
-        await asyncio.gather(*publishers, return_exceptions=True)
+        await asyncio.gather(*publishers, retention, return_exceptions=True)
         await pool.close()
 
     await serve_servicer(
         cfg,
-        HelpServicer(HelpCenter(pool, clock_from_setting(cfg.clock_offset_file))),
+        HelpServicer(HelpCenter(pool, clock)),
         helpcenter_pb2.DESCRIPTOR.services_by_name["HelpCenterService"],
         helpcenter_pb2_grpc.add_HelpCenterServiceServicer_to_server,
         # What an erased person typed, and their numbers, forgotten.

@@ -86,6 +86,13 @@ CREATE TABLE IF NOT EXISTS phone_change_resends (
     + """
 -- An erasure finds the verified requests of a person's changes.
 CREATE INDEX IF NOT EXISTS help_outbox_request ON help_outbox (request);
+-- Retention finds the numbers still to forget by age (`erasures.FORGOTTEN`,
+-- whose conditions these are; codes not yet published are few, and
+-- indexed as such).
+CREATE INDEX IF NOT EXISTS phone_changes_numbered ON phone_changes (created_at)
+    WHERE (old_phone <> '' OR new_phone <> '');
+CREATE INDEX IF NOT EXISTS help_outbox_published_payload ON help_outbox (created_at)
+    WHERE published_at IS NOT NULL AND payload <> '';
 -- Columns a table made before them lacks.
 ALTER TABLE phone_changes ADD COLUMN IF NOT EXISTS prev_salt text NOT NULL DEFAULT '',
     ADD COLUMN IF NOT EXISTS prev_hash text NOT NULL DEFAULT '';

@@ -358,6 +358,12 @@ CREATE INDEX IF NOT EXISTS help_sessions_user_recent
     ON help_sessions (user_id, created_at DESC, id DESC);
 DROP INDEX IF EXISTS help_sessions_user;
 CREATE INDEX IF NOT EXISTS help_search_log_session ON help_search_log (session);
+-- Retention finds the words still to forget by age (`erasures.FORGOTTEN`,
+-- whose conditions these are): the rows already forgotten, which pile up
+-- year after year, are not in them.
+CREATE INDEX IF NOT EXISTS help_search_log_worded ON help_search_log (at) WHERE query <> '';
+CREATE INDEX IF NOT EXISTS help_sessions_worded ON help_sessions (created_at)
+    WHERE (searches <> '[]' OR ticket_subject <> '' OR ticket_description <> '');
 -- An answer's retry key: the question it answered and how (`question` as
 -- callers name it, `HelpSession.question_id`; '' for keys kept before it was).
 CREATE TABLE IF NOT EXISTS help_flow_answers (
