@@ -9,10 +9,11 @@ from zoneinfo import ZoneInfo
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from casemesh.events.v1 import appeals_pb2 as aev
+from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh_notifier.policy import backoff, quiet_until
 from casemesh_notifier.rendering import email_values, render_email, render_sms, sms_values
-from casemesh_notifier.steps import appeal_steps, ticket_step
+from casemesh_notifier.steps import appeal_steps, report_steps, ticket_step
 from casemesh_notifier.store import NewJob
 
 
@@ -206,3 +207,19 @@ def test_the_final_decision_on_an_appeal_invites_no_further_appeal() -> None:
             assert "前申诉" not in text and "appeal until" not in text, text
             assert "Appeal by" not in text, text
         assert "可向法院起诉。" in email.text
+
+
+def test_a_reporter_told_of_a_reversal_hears_whether_their_report_is_reviewed_again() -> None:
+    """Back in review, the outcome is to come; not reviewed again (the video
+    reported again since, and reviewed under that report), nothing is."""
+
+    def told(state: str) -> str:
+        header = rev.ReportEventHeader(aggregate_id="r1", state=state)
+        reversed_ = rev.ReportDecisionReversed(header=header, appeal="appeals/a1")
+        step = report_steps(reversed_)["reporter"]
+        values = email_values(step, "R-1", "视频 7731")
+        return render_email(step.template, "en", ZoneInfo("Asia/Shanghai"), values).text
+
+    assert "we will tell you the outcome" in told("SUBMITTED")
+    assert "not reviewed again" in told("REVERSED")
+    assert "we will tell you the outcome" not in told("REVERSED")

@@ -172,6 +172,19 @@ def test_a_reporters_upheld_appeal_sends_the_case_back_to_review() -> None:
         case.add_report(report={"id": "c", "reporter": "c", "at": NOW}, base_priority=1)
 
 
+def test_a_reporters_appeal_not_reviewed_anew_overturns_only_a_finding_of_no_violation() -> None:
+    """The target was reported again since (a later round reviews it): a
+    reporter's upheld appeal of a no-violation decision still overturns it;
+    one of a decision that took action (they wanted more) changes nothing."""
+    none_found = decided("NO_VIOLATION", None)
+    none_found.lodge_appeal(appeal="appeals/6", appellant="a", at=NOW)
+    assert none_found.reverse(appeal="appeals/6", at=NOW, reported_since=True) == ([], False, True)
+    acted = decided("ACTION_TAKEN", UPLOADER)
+    acted.lodge_appeal(appeal="appeals/7", appellant="a", at=NOW)
+    assert acted.reverse(appeal="appeals/7", at=NOW, reported_since=True) == ([], False, False)
+    assert acted.state is CaseState.ACTION_TAKEN and acted.in_effect
+
+
 def test_a_new_decision_after_a_reopen_lifts_what_it_no_longer_imposes() -> None:
     case = decided("ACTION_TAKEN", UPLOADER)
     case.lodge_appeal(appeal="appeals/3", appellant="a", at=NOW)  # a reporter wants more

@@ -217,7 +217,13 @@ def report_steps(message: Any) -> dict[str, Step]:
         case rev.ReportVoided():
             return {"reporter": Step("report.void")}
         case rev.ReportDecisionReversed():
-            return {"reporter": Step("report.reversed")}
+            # Reviewed again (the report back in review), or not (what it
+            # imposed lifted; or reported again since, or past its time).
+            reversal = {
+                "reviewed": message.header.state == "SUBMITTED",
+                "lifted": bool(message.restrictions_lifted),
+            }
+            return {"reporter": Step("report.reversed", reversal)}
         case rev.ReportCaseDecided() if (
             message.HasField("affected_uploader") and message.outcome != "ACTION_TAKEN"
         ):

@@ -50,7 +50,7 @@ class ReportState(StrEnum):
     ACTION_TAKEN = "ACTION_TAKEN"  # the case found a violation
     NO_VIOLATION = "NO_VIOLATION"  # the case found none
     VOID = "VOID"  # the target disappeared before a decision
-    REVERSED = "REVERSED"  # an appeal reversed the decision (restrictions lifted)
+    REVERSED = "REVERSED"  # an appeal reversed the decision, not reviewed anew
 
 
 class CaseState(StrEnum):
@@ -435,8 +435,13 @@ class ReportCase(ExpiringCase):
             and not self.expired
             and not reported_since
         )
+        # A reporter's appeal of a no-violation decision not reviewed anew
+        # still overturns it (its reports no longer count against them); one
+        # of a decision that took action, asking for more, changes nothing
+        # unless the case is reviewed anew.
+        cleared = not by_uploader and self.state is CaseState.NO_VIOLATION
         self._reversed(actor="system", appeal=appeal, lifted=lifted, reopen=reopen, at=at)
-        return Reversal(lifted, reopen, overturned=standing)
+        return Reversal(lifted, reopen, overturned=standing and bool(lifted or reopen or cleared))
 
     class DecisionReversed(Aggregate.Event):
         actor: str
