@@ -5,14 +5,17 @@ theirs."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 from typing import Any
 
 import psycopg
+import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from casemesh.platform.groupcommit import BATCH_COMMANDS, GroupCommitRecorder, _Write
+from casemesh.platform.pools import DatabaseUnavailable
 from casemesh_tickets.application import Tickets
 from tests.support import wait_until
 
@@ -225,3 +228,34 @@ def test_a_write_interrupted_midway_leaves_no_caller_waiting_and_the_next_one_le
     assert sorted(told) == ["KeyboardInterrupt", "RuntimeError", "RuntimeError"], told
     call(4)  # nobody is left holding the lead
     assert isinstance(results[4], list)
+
+
+def test_a_write_to_a_primary_just_demoted_is_an_outage_and_leaves_its_connection(
+    app: Tickets,
+) -> None:
+    """In a failover a pooled connection still on the old primary answers
+    "read-only transaction": its callers hear UNAVAILABLE (retry), not that
+    the write failed on our side, and the connection is not given to the
+    next batch."""
+    recorder = app.recorder
+    assert isinstance(recorder, GroupCommitRecorder)
+    pool = recorder.datastore.pool
+
+    def every_connection(read_only: bool) -> list[Any]:
+        with contextlib.ExitStack() as held:
+            conns = [held.enter_context(pool.connection()) for _ in range(pool.max_size)]
+            for conn in conns:
+                conn.execute(f"SET SESSION default_transaction_read_only = {read_only}")
+                conn.commit()
+            return conns
+
+    demoted = every_connection(True)
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            recorder._write_together([_Write([event(uuid.uuid4())])])
+        assert sum(conn.closed for conn in demoted) == 1
+    finally:
+        every_connection(False)
+    write = _Write([event(uuid.uuid4())])
+    recorder._write_together([write])
+    assert write.error is None and write.ids

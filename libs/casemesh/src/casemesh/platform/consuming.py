@@ -83,8 +83,8 @@ RETRYABLE: tuple[type[Exception], ...] = (
     OSError,
     persistence.IntegrityError,
     Aborted,
-    # A session the server timed out passes (as an outage: a primary just
-    # demoted in a failover, answering "read-only transaction").
+    # A session the server timed out passes (a primary just demoted in a
+    # failover, answering "read-only transaction", is among the outages).
     psycopg.errors.IdleInTransactionSessionTimeout,
     persistence.InternalError,
 )

@@ -29,10 +29,11 @@ from typing import Any
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from prometheus_client import Histogram
+from psycopg.errors import ReadOnlySqlTransaction
 from psycopg.sql import SQL, Identifier
 
 from casemesh.platform import columns, schema
-from casemesh.platform.pools import DATABASE_OUTAGE
+from casemesh.platform.pools import DATABASE_OUTAGE, DatabaseUnavailable
 
 # Events written in one transaction at the most (the rest wait for the next).
 MAX_BATCH_EVENTS = 1000
@@ -199,7 +200,14 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
                 columns.byteas(e.state for e in events),
                 columns.ints(n for n, write in enumerate(batch) for _ in write.events),
             )
-            result = conn.execute(self._append, values, prepare=True).fetchone()
+            try:
+                result = conn.execute(self._append, values, prepare=True).fetchone()
+            except ReadOnlySqlTransaction as exc:
+                # A primary just demoted in a failover: an outage to the
+                # callers (UNAVAILABLE, retry), and the connection, still on
+                # it, not given to the next batch.
+                conn.close()
+                raise DatabaseUnavailable("the database only reads (a failover)") from exc
         assert result is not None
         ids: list[int | None] = result["ids"]
         start, refused = 0, []
