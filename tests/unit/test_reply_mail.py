@@ -11,7 +11,15 @@ from email.message import EmailMessage
 import pytest
 
 from casemesh.platform.replies import reply_address
-from casemesh_inbound.mail import READ_CHARS, AutoReply, Unreadable, read_reply, strip_quoted
+from casemesh_inbound import mail
+from casemesh_inbound.mail import (
+    HEADER_LINE_CHARS,
+    READ_CHARS,
+    AutoReply,
+    Unreadable,
+    read_reply,
+    strip_quoted,
+)
 
 TICKET = str(uuid.uuid4())
 SECRET = "s" * 32
@@ -55,6 +63,26 @@ def test_a_reply_of_one_endless_line_is_read_as_far_as_a_comment_could_need() ->
     assert kept == line[:READ_CHARS]
 
 
+def test_the_history_is_looked_for_in_no_line_longer_than_a_header_may_be(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The parser's header patterns take time growing with the square of a
+    line's length: it is never given a long line (which no header is), and
+    the long lines come back as they were."""
+    given: list[str] = []
+    parse = mail._PARSER.parse_reply
+
+    def spied(text: str) -> str | None:
+        given.append(text)
+        return parse(text=text)
+
+    monkeypatch.setattr(mail._PARSER, "parse_reply", lambda text: spied(text))
+    long = "On the day it happened " + "a" * 5_000 + " somebody wrote:"
+    kept = strip_quoted(f"Short.\n{long}\n\nOn Mon, 1 Dec 2026, Casemesh wrote:\n> Earlier\n")
+    assert kept == f"Short.\n{long}"
+    assert max(len(line) for line in given[0].split("\n")) <= HEADER_LINE_CHARS
+
+
 def test_a_reply_gives_its_sender_message_id_text_and_attachments() -> None:
     msg = EmailMessage()
     msg["From"] = "Alice <Alice@Example.com>"
@@ -91,6 +119,7 @@ def test_a_message_forwarded_as_a_file_is_an_attachment_not_dropped_unsaid() -> 
     [attachment] = reply.attachments
     assert (attachment.file_name, attachment.media_type) == ("notice.eml", "message/rfc822")
     assert b"The notice itself" in attachment.data
+    assert attachment.data.startswith(b"From: claims@example.org")  # the message itself
 
 
 @pytest.mark.parametrize(

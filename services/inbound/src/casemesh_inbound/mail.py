@@ -260,8 +260,10 @@ def _read_reply(raw: bytes) -> Reply:
                 continue
         data = part.get_payload(decode=True)
         if part.get_content_type() == "message/rfc822":
-            # A message forwarded as a file: named among those not attached.
-            data = part.as_bytes()
+            # A message forwarded as a file (the message itself, without the
+            # part's headers): named among those not attached.
+            forwarded = part.get_content()
+            data = forwarded.as_bytes() if isinstance(forwarded, EmailMessage) else None
         if not isinstance(data, bytes):
             continue
         # A small image the HTML shows inline (a signature's logo) is not
