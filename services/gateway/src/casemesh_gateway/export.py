@@ -41,6 +41,10 @@ MANIFEST = "casemesh-export.json"
 # Beside it, when a file could not be read: each one's path, status and why.
 MISSING = "missing-files.txt"
 PAGE = 100
+# Lists whose items may each be large, read a few at a time so that a page
+# stays within a gRPC answer's 4 MiB: a help session carries up to 100
+# searches and a ticket's description.
+PAGES = {"ListMyHelpSessions": 10}
 # Each streamed message carries about this much of the archive.
 CHUNK = 256 * 1024
 
@@ -222,7 +226,7 @@ async def _pages(
     page token twice is a fault, not a reason to ask for ever."""
     token, seen = "", set[str]()
     while True:
-        request = request_of(page_size=PAGE, page_token=token)
+        request = request_of(page_size=PAGES.get(method, PAGE), page_token=token)
         page = await sources.call(service, method, request)
         for item in getattr(page, field):
             yield item
