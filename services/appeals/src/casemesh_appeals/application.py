@@ -235,8 +235,9 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         decided = self.load_visible(who, appeal_id_from_name(appeal_of, "appeal.appeal_of"))
         # An appeal of an appeal, or of a notice an appeal restored, would
         # change nothing if upheld: the decision on an appeal is final on the
-        # platform (its redress lies beyond it).
-        if decided.kind is Kind.DECISION_APPEAL:
+        # platform (its redress lies beyond it). One decided before it was,
+        # which told its parties they may appeal, still may be, until then.
+        if decided.kind is Kind.DECISION_APPEAL and decided.next_step != Step.APPEAL:
             raise FailedPrecondition(
                 f"{appeal_of} is an appeal, and the decision on an appeal is final",
                 reason="APPEAL_DECISION_FINAL",
