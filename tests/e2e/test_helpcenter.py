@@ -225,6 +225,9 @@ def test_a_flow_that_does_not_help_opens_a_ticket_with_the_path_and_is_counted(
     assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
     assert "request_id" not in (info.value.details() or "")
     assert error_info(info.value).reason == "SESSION_OUTCOME_RECORDED"
+    # Without words of its own, it is the ticket as the session recorded it.
+    plain = hpb.ResolveHelpRequest(session=step.session, solved=False, contact=contact, locale="en")
+    assert user.ResolveHelp(plain).ticket == opened.ticket
     with pytest.raises(grpc.RpcError) as info:
         user.ResolveHelp(hpb.ResolveHelpRequest(session=step.session, solved=True))
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION

@@ -792,17 +792,11 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
         if not request.solved:
             # Checked before the answer is recorded: a ticket must be possible.
             # Not annotations: they hold only when the session is not solved, and
-            # categories and contacts need Casemesh's data or tie fields together.
+            # contacts tie fields together. (The help centre checks the
+            # ticket's words, which it records.)
             rules.check_contact(v, checks.contact(request.contact), prefix="contact.")
             if request.locale not in rules.LOCALES:
                 v.add("locale", f"must be one of {', '.join(rules.LOCALES)}")
-            if request.category and request.category not in rules.BY_ID:
-                v.add(
-                    "category", f"unknown category {request.category!r}; see ListTicketCategories"
-                )
-            for field in ("subject", "description"):
-                limit = rules.LIMITS[field]
-                rules.text(v, field, getattr(request, field), limit=limit, required=False)
         v.raise_if_any()
         if not request.solved:
             await self.backend.check_evidence(request.evidence, "evidence", who, context)
@@ -811,6 +805,18 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
         )
         if request.solved:
             return answer
+        # The session recorded its ticket's words the first time "not solved"
+        # was answered: sent again with others, the ticket is not opened with
+        # words the session does not hold.
+        for field in ("category", "subject", "description"):
+            given = rules.said(getattr(request, field))
+            if given and given != getattr(answer, field):
+                raise AlreadyExists(
+                    f"this help session's ticket was recorded with another {field}: send it"
+                    " again without category, subject and description to open it as recorded,"
+                    " or add to that ticket",
+                    reason="SESSION_OUTCOME_RECORDED",
+                )
         # The help centre accepted the name, so it holds a UUID in its one
         # spelling: the ticket is one per session.
         session = str(uuid.UUID(request.session.rpartition("/")[2]))
@@ -818,10 +824,12 @@ class HelpGateway(helpcenter_pb2_grpc.HelpCenterServiceServicer):
             ticket = await self.tickets.CreateTicket(
                 tickets_pb2.CreateTicketRequest(
                     request_id=f"help-{session}",
+                    # The words the session recorded (the user's own where
+                    # they gave them, the first time they answered).
                     ticket=tickets_pb2.Ticket(
-                        category=request.category or answer.category,
-                        subject=rules.said(request.subject) or answer.subject,
-                        description=rules.said(request.description) or answer.description,
+                        category=answer.category,
+                        subject=answer.subject,
+                        description=answer.description,
                         locale=request.locale,
                         contact=request.contact,
                         evidence=request.evidence,
