@@ -157,27 +157,62 @@ export class RetryKey {
   }
 }
 
+/** The short number agents and requesters both see: a case name's first 8 characters. */
+export function shortId(name: string): string {
+  return (name.split("/")[1] ?? name).slice(0, 8).toUpperCase();
+}
+
+/**
+ * Whether a call could not reach the server: the gateway or the upload said
+ * so (`unavailable`), or the browser's fetch itself failed, which the
+ * transport passes on as `unknown` with the fetch's TypeError ("Failed to
+ * fetch") as its cause. A TypeError the page threw itself is no ConnectError,
+ * and is not taken for one.
+ */
+export function unreachable(err: unknown): boolean {
+  return (
+    err instanceof ConnectError &&
+    (err.code === Code.Unavailable || (err.code === Code.Unknown && err.cause instanceof TypeError))
+  );
+}
+
+/**
+ * Every item of a listing, page after page, up to `most` (then what was
+ * read: the first `most`, in the listing's order). `page` reads the page a
+ * token names ("" for the first) and gives its items and the next token.
+ */
+export async function readPages<T>(
+  page: (token: string) => Promise<{ items: T[]; next: string }>,
+  most: number,
+): Promise<T[]> {
+  const read: T[] = [];
+  let token = "";
+  do {
+    const { items, next } = await page(token);
+    read.push(...items);
+    token = next;
+  } while (token && read.length < most);
+  return read;
+}
+
 /** The most steps of a ticket's history a page reads (ten pages of 200). */
 export const HISTORY_READ = 2000;
 
 /**
  * A ticket's history, oldest first, page after page (a page holds at most
- * 200 steps, and about 1 MiB of text), up to `most` steps: a long
- * conversation's latest steps are the ones that matter, and are not cut.
+ * 200 steps, and about 1 MiB of text), up to `most` steps: the latest steps
+ * of a conversation longer than one page are read too. Past `most`, the
+ * latest are the ones left out.
  */
 export async function ticketHistory(
   tickets: Client<typeof TicketService>,
   name: string,
   most = HISTORY_READ,
 ): Promise<TicketEvent[]> {
-  const read: TicketEvent[] = [];
-  let pageToken = "";
-  do {
+  return readPages(async (pageToken) => {
     const page = await tickets.listTicketEvents({ name, pageSize: 200, pageToken });
-    read.push(...page.events);
-    pageToken = page.nextPageToken;
-  } while (pageToken && read.length < most);
-  return read;
+    return { items: page.events, next: page.nextPageToken };
+  }, most);
 }
 
 export interface UploadOptions {

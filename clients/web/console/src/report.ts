@@ -22,6 +22,7 @@ import {
   ReportDecisionOutcome,
   type ReportReason,
   ReportSource,
+  readPages,
   StatementCategory,
   TargetType,
 } from "@casemesh/client";
@@ -64,14 +65,10 @@ const REPORTS_READ = 1000;
 
 /** The case's reports, page after page, up to REPORTS_READ. */
 async function reportsOf(reportCase: string): Promise<Report[]> {
-  const read: Report[] = [];
-  let pageToken = "";
-  do {
+  return readPages(async (pageToken) => {
     const page = await reports.listReports({ reportCase, pageSize: 100, pageToken });
-    read.push(...page.reports);
-    pageToken = page.nextPageToken;
-  } while (pageToken && read.length < REPORTS_READ);
-  return read;
+    return { items: page.reports, next: page.nextPageToken };
+  }, REPORTS_READ);
 }
 
 function reasonLabel(category: string, subcategory: string): string {
@@ -291,7 +288,7 @@ function decideForm(c: ReportCase, filed: Report[], host: CaseHost): HTMLElement
   // "Other" is said in words: the service requires them with it.
   const contentTypeOther = textInput();
   const contentDate = dateInput();
-  // Today as the reports service counts days (UTC), the earliest it accepts.
+  // Today where the agent is (the service takes any date that is today somewhere).
   const applicationDate = dateInput(localToday());
   const decisionFacts = area(5);
   const automatedDetection = element("input", "", {

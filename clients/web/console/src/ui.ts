@@ -6,6 +6,7 @@ import {
   errorMessage,
   fieldViolations,
   timestampDate,
+  unreachable,
   violationText,
 } from "@casemesh/client";
 import { element } from "@casemesh/client/page";
@@ -44,10 +45,8 @@ export function button(label: string, onClick: () => Promise<void> | void, attrs
   return made;
 }
 
-/** The short number agents and requesters both see (the selfservice page shows the same). */
-export function shortId(name: string): string {
-  return (name.split("/")[1] ?? name).slice(0, 8).toUpperCase();
-}
+// The short number agents and requesters both see.
+export { shortId } from "@casemesh/client";
 
 export function when(time: Timestamp | undefined): HTMLTimeElement | string {
   if (!time) {
@@ -104,20 +103,6 @@ export async function reload(): Promise<void> {
 let signedOut: () => void = () => undefined;
 export function onSignedOut(handler: () => void): void {
   signedOut = handler;
-}
-
-/**
- * Whether a call could not reach the server: the gateway or the upload said
- * so (`unavailable`), or the browser's fetch itself failed, which the
- * transport passes on as `unknown` with the fetch's TypeError ("Failed to
- * fetch") as its cause. A TypeError the page threw itself is no ConnectError,
- * and is not taken for one.
- */
-function unreachable(err: unknown): boolean {
-  return (
-    err instanceof ConnectError &&
-    (err.code === Code.Unavailable || (err.code === Code.Unknown && err.cause instanceof TypeError))
-  );
 }
 
 /**

@@ -31,8 +31,10 @@ import {
   type TicketEvent,
   TicketService,
   TicketStatus,
+  shortId,
   ticketHistory,
   timestampDate,
+  unreachable,
   uploadEvidence,
   violationText,
 } from "@casemesh/client";
@@ -167,7 +169,9 @@ function showError(err: unknown, place: Placer = () => undefined): void {
   }
   $("error-message").textContent = first
     ? t("fixFields")
-    : `${t("errorPrefix")}${errorMessage(error)}`;
+    : unreachable(err)
+      ? t("unreachable")
+      : `${t("errorPrefix")}${errorMessage(error)}`;
   $("error").hidden = false;
   say("");
   (first instanceof HTMLFieldSetElement ? first.querySelector("input") : first)?.focus();
@@ -250,6 +254,16 @@ function resumeForm(): void {
 function signOut(): void {
   token = undefined;
   sessionStorage.removeItem(TOKEN_KEY);
+  // Nothing of theirs stays in the page for whoever signs in next (the
+  // ticket form is kept apart, for the same person: `interrupted`).
+  shown = undefined;
+  mine = undefined;
+  $("ticket-list").replaceChildren();
+  $("ticket-history").replaceChildren();
+  $<HTMLFormElement>("reply-form").reset();
+  $<HTMLFormElement>("rating-form").reset();
+  replyKey.done();
+  ratingKey.done();
   renderSignedIn();
   show("sign-in");
 }
@@ -555,37 +569,67 @@ function draft(): Draft {
 /** Chosen once per form: a submit retried after a lost answer finds the same ticket. */
 let requestId = "";
 /** A ticket as the form sends it. */
-type TicketDraft = NonNullable<Parameters<typeof tickets.createTicket>[0]["ticket"]>;
-/** What was first sent under `requestId`: a submit whose answer was lost may have opened it. */
-let firstSent: TicketDraft | undefined;
+interface TicketDraft {
+  category: string;
+  subject: string;
+  description: string;
+  locale: string;
+  contact: { email: string; phone: string; channels: Channel[] };
+  evidence: { name: string }[];
+}
+/**
+ * What was sent under `requestId` without an answer (the network failed, the
+ * service was away): any of it may have opened the ticket.
+ */
+let unanswered: TicketDraft[] = [];
 /** The help session the form answers "not solved" for ("" when opened directly). */
 let notSolvedIn = "";
 /** The screenshot already uploaded for this form, so a retry does not send it again. */
 let uploaded: { file: File; name: string } | undefined;
 
 /**
- * Opens the ticket under the form's request id. A first submit whose answer
- * was lost may have opened it; sent again changed (a typo fixed meanwhile),
- * the service refuses the id as used for another ticket: that ticket is the
- * user's, found by sending again what was sent first, and the page says the
- * changes are not in it.
+ * Opens the form's ticket: under its request id, or for its help session
+ * (one ticket per session). A submit whose answer was lost may have opened
+ * it; sent again changed (a typo fixed meanwhile), the service refuses it as
+ * made with other words: that ticket is the user's, found by sending again
+ * what was sent before without an answer, and the page says the changes are
+ * not in it.
  */
-async function createOnce(written: TicketDraft): Promise<Ticket> {
-  firstSent ??= written;
+async function openOnce(written: TicketDraft): Promise<Ticket> {
   try {
-    return await tickets.createTicket({ requestId, ticket: written });
+    return await sendTicket(written);
   } catch (err) {
-    if (errorReason(err) === "REQUEST_ID_REUSED" && firstSent !== written) {
-      const opened = await tickets.createTicket({ requestId, ticket: firstSent });
-      changesLeftOut = true;
-      return opened;
-    }
-    if (!UNKNOWN_OUTCOME.has(ConnectError.from(err).code)) {
-      firstSent = undefined; // refused: nothing was opened under the id
+    if (OPENED_OTHERWISE.has(errorReason(err))) {
+      for (const before of unanswered) {
+        try {
+          const opened = await sendTicket(before);
+          changesLeftOut = true;
+          return opened;
+        } catch (again) {
+          if (!OPENED_OTHERWISE.has(errorReason(again))) {
+            throw again;
+          }
+        }
+      }
+    } else if (UNKNOWN_OUTCOME.has(ConnectError.from(err).code) && !unanswered.includes(written)) {
+      unanswered.push(written);
     }
     throw err;
   }
 }
+
+async function sendTicket(written: TicketDraft): Promise<Ticket> {
+  if (!notSolvedIn) {
+    return tickets.createTicket({ requestId, ticket: written });
+  }
+  // After help that did not help, the help centre counts the answer and the
+  // gateway opens the ticket (one per session).
+  const resolved = await help.resolveHelp({ session: notSolvedIn, solved: false, ...written });
+  return tickets.getTicket({ name: resolved.ticket });
+}
+
+/** The reasons a ticket is refused for when it was opened with other words. */
+const OPENED_OTHERWISE = new Set(["REQUEST_ID_REUSED", "SESSION_OUTCOME_RECORDED"]);
 
 /** Failures after which the ticket may have been opened all the same. */
 const UNKNOWN_OUTCOME = new Set([
@@ -594,6 +638,7 @@ const UNKNOWN_OUTCOME = new Set([
   Code.DeadlineExceeded,
   Code.Canceled,
   Code.Internal,
+  Code.Aborted, // (its first send still under way)
 ]);
 
 /** Whether the ticket just opened is the first submit's, without the form's later changes. */
@@ -613,7 +658,7 @@ async function openTicketForm(prefill?: Draft, session = ""): Promise<void> {
   }
   $("upload").hidden = true;
   requestId = crypto.randomUUID();
-  firstSent = undefined;
+  unanswered = [];
   notSolvedIn = session;
   uploaded = undefined;
   show("ticket-form-view");
@@ -689,7 +734,7 @@ $("ticket-form").addEventListener("submit", (e) => {
       const channels = [
         ...document.querySelectorAll<HTMLInputElement>("input[name=channel]:checked"),
       ].map((box) => (box.value === "SMS" ? Channel.SMS : Channel.EMAIL));
-      const written = {
+      const written: TicketDraft = {
         category: value("category"),
         subject: value("subject"),
         description: $<HTMLTextAreaElement>("description").value.trim(),
@@ -697,16 +742,9 @@ $("ticket-form").addEventListener("submit", (e) => {
         contact: { email: value("email"), phone: value("phone"), channels },
         evidence,
       };
-      // After help that did not help, the help centre counts the answer and opens
-      // the ticket (one per session, so a retried submit finds the same one).
-      const ticket = notSolvedIn
-        ? await tickets.getTicket({
-            name: (await help.resolveHelp({ session: notSolvedIn, solved: false, ...written }))
-              .ticket,
-          })
-        : await createOnce(written);
+      const ticket = await openOnce(written);
       requestId = crypto.randomUUID();
-      firstSent = undefined;
+      unanswered = [];
       uploaded = undefined;
       startOver();
       // Created: its page at once, so that nothing sends the form again (a
@@ -716,9 +754,16 @@ $("ticket-form").addEventListener("submit", (e) => {
       const leftOut = changesLeftOut;
       changesLeftOut = false;
       say(t("ticketCreated"));
-      await openTicket(ticket.name, ticket, { unlessLeft: true });
-      if (leftOut) {
-        warn(t("createdBeforeChanges")); // once its page is whole (reading it clears alerts)
+      try {
+        await openTicket(ticket.name, ticket, { unlessLeft: true });
+        if (leftOut) {
+          warn(t("createdBeforeChanges")); // once its page is whole (reading it clears alerts)
+        }
+      } catch (err) {
+        showError(err); // its history could not be read: said on its page
+        if (leftOut) {
+          $("error-list").append(element("li", t("createdBeforeChanges")));
+        }
       }
     },
     (field) => placing(field),
@@ -745,10 +790,6 @@ async function openTicketList(): Promise<void> {
   renderTicketList();
   show("tickets");
   say("");
-}
-
-function shortId(name: string): string {
-  return (name.split("/")[1] ?? name).slice(0, 8).toUpperCase();
 }
 
 function renderTicketList(): void {
@@ -786,18 +827,19 @@ $("more-tickets").addEventListener(
         return;
       }
       const page = await tickets.listTickets({ pageSize: TICKETS_PAGE, pageToken: mine.next });
-      // A ticket opened meanwhile moves the rest down a place: none is listed twice.
+      // None is listed twice, whatever the pages hold.
       const listed = new Set(mine.tickets.map((ticket) => ticket.name));
       const added = page.tickets.filter((ticket) => !listed.has(ticket.name));
       mine.tickets.push(...added);
       mine.next = page.nextPageToken;
       renderTicketList();
       say(t("ticketsShown", { count: mine.tickets.length }));
-      // On to the first of the new ones (the button may have gone with the last page).
-      $("ticket-list")
+      // On to the first of the new ones (the button may have gone with the
+      // last page); to the list's heading when the page added none.
+      const first = $("ticket-list")
         .querySelectorAll("a")
-        .item(mine.tickets.length - added.length)
-        ?.focus();
+        .item(mine.tickets.length - added.length);
+      (first ?? $("tickets-heading")).focus();
     }),
 );
 
@@ -849,11 +891,12 @@ function showing(name: string): boolean {
 }
 
 /** Reads the ticket and its history and shows them; `unlessLeft`: only if
- * its page still shows it (the user may have gone on while it was read). */
+ * its page still shows it, `unlessMovedFrom`: only if the address is still
+ * that one (the user may have gone on while it was read). */
 async function openTicket(
   name: string,
   known?: Ticket,
-  { unlessLeft = false } = {},
+  { unlessLeft = false, unlessMovedFrom = "" } = {},
 ): Promise<void> {
   const [ticket, history] = await Promise.all([
     known ? Promise.resolve(known) : tickets.getTicket({ name }),
@@ -863,6 +906,11 @@ async function openTicket(
     categories = (await tickets.listTicketCategories({})).categories;
   }
   if (unlessLeft && !showing(ticket.name)) {
+    return;
+  }
+  // Opened from the address (a link, back or forward): not if it has moved
+  // on meanwhile (back to the list, another ticket).
+  if (unlessMovedFrom && location.hash !== unlessMovedFrom) {
     return;
   }
   showTicket(ticket, history);
@@ -1102,7 +1150,7 @@ const TICKET_ROUTE = /^#(tickets\/[0-9a-f-]{36})$/;
 async function route(): Promise<void> {
   const ticket = TICKET_ROUTE.exec(location.hash)?.[1];
   if (ticket) {
-    await openTicket(ticket);
+    await openTicket(ticket, undefined, { unlessMovedFrom: location.hash });
   } else if (location.hash === "#tickets") {
     await openTicketList();
   } else {
