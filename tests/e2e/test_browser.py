@@ -388,6 +388,27 @@ def test_a_form_filled_when_the_sign_in_ran_out_is_given_back_after_signing_in(
         expect(page.get_by_text(subject)).to_be_visible()
 
 
+def answer_lost(route: Route) -> None:
+    """The call reaches the service; its answer is lost on the way back."""
+    route.fetch()
+    route.abort("connectionreset")
+
+
+def submit_lost_then_edited(page: Page, call: str, subject: str, fixed: str) -> None:
+    """The ticket form submitted while `call`'s answers are lost, then again
+    with its subject fixed: the ticket the first submit opened is shown, with
+    the first subject, and the page says the change is not in it."""
+    page.route(f"**/casemesh.v1.{call}", answer_lost)
+    page.get_by_role("button", name="提交工单").click()
+    expect(page.get_by_role("alert")).to_contain_text("暂时连不上服务器")
+    page.unroute(f"**/casemesh.v1.{call}")
+    page.get_by_label("标题").fill(fixed)
+    page.get_by_role("button", name="提交工单").click()
+    expect(page.get_by_role("heading", name="您的工单", level=1)).to_be_visible()
+    expect(page.get_by_text(subject)).to_be_visible()
+    expect(page.get_by_role("alert")).to_contain_text("之后的修改没有包含在内")
+
+
 def test_a_ticket_submitted_as_the_network_failed_then_edited_is_opened_once(
     browser: Browser, stack: Stack
 ) -> None:
@@ -398,20 +419,7 @@ def test_a_ticket_submitted_as_the_network_failed_then_edited_is_opened_once(
     subject = f"上传一直失被 {user}"
     with signed_in(browser, stack, user) as (page, _):
         fill_in_a_ticket(page, user, subject)
-
-        def answer_lost(route: Route) -> None:
-            route.fetch()
-            route.abort("connectionreset")
-
-        page.route("**/casemesh.v1.TicketService/CreateTicket", answer_lost)
-        page.get_by_role("button", name="提交工单").click()
-        expect(page.get_by_role("alert")).to_contain_text("暂时连不上服务器")
-        page.unroute("**/casemesh.v1.TicketService/CreateTicket")
-        page.get_by_label("标题").fill(f"上传一直失败 {user}")
-        page.get_by_role("button", name="提交工单").click()
-        expect(page.get_by_role("heading", name="您的工单", level=1)).to_be_visible()
-        expect(page.get_by_text(subject)).to_be_visible()
-        expect(page.get_by_role("alert")).to_contain_text("之后的修改没有包含在内")
+        submit_lost_then_edited(page, "TicketService/CreateTicket", subject, f"上传一直失败 {user}")
     mine = Client(stack.gateway, stack.secret, user).ListTickets(pb.ListTicketsRequest())
     assert [t.subject for t in mine.tickets] == [subject]
 
@@ -433,20 +441,9 @@ def test_help_that_did_not_help_answered_as_the_network_failed_then_edited_opens
         page.get_by_label("标题").fill(subject)
         page.get_by_role("checkbox", name="电子邮件").check()
         page.get_by_label("电子邮箱").fill(f"{user}@example.com")
-
-        def answer_lost(route: Route) -> None:
-            route.fetch()
-            route.abort("connectionreset")
-
-        page.route("**/casemesh.v1.HelpCenterService/ResolveHelp", answer_lost)
-        page.get_by_role("button", name="提交工单").click()
-        expect(page.get_by_role("alert")).to_contain_text("暂时连不上服务器")
-        page.unroute("**/casemesh.v1.HelpCenterService/ResolveHelp")
-        page.get_by_label("标题").fill(f"还是登不上 {user}")
-        page.get_by_role("button", name="提交工单").click()
-        expect(page.get_by_role("heading", name="您的工单", level=1)).to_be_visible()
-        expect(page.get_by_text(subject)).to_be_visible()
-        expect(page.get_by_role("alert")).to_contain_text("之后的修改没有包含在内")
+        submit_lost_then_edited(
+            page, "HelpCenterService/ResolveHelp", subject, f"还是登不上 {user}"
+        )
     mine = Client(stack.gateway, stack.secret, user).ListTickets(pb.ListTicketsRequest())
     assert [t.subject for t in mine.tickets] == [subject]
 
@@ -605,10 +602,6 @@ def test_a_user_asked_for_more_finds_the_ticket_in_my_tickets_and_answers(
             steps.shot("changed-meanwhile")
 
             # Sent, but the answer is lost on its way back; sent again, it lands once.
-            def answer_lost(route: Route) -> None:
-                route.fetch()
-                route.abort("connectionreset")
-
             page.route("**/casemesh.v1.TicketService/AddComment", answer_lost)
             page.get_by_role("button", name="发送回复").click()
             expect(page.get_by_role("alert")).to_contain_text("暂时连不上服务器")
