@@ -78,7 +78,7 @@ def test_solved_needs_something_tried_and_the_first_outcome_stands() -> None:
     with pytest.raises(FailedPrecondition, match="nothing was searched"):
         session().check_can_be_solved()
     session(searches=["login"]).check_can_be_solved()
-    with pytest.raises(FailedPrecondition, match="already opened"):
+    with pytest.raises(FailedPrecondition, match="already marked as not solved"):
         session(outcome=NOT_SOLVED).check_outcome(SOLVED)
     with pytest.raises(FailedPrecondition, match="already marked as solved"):
         session(outcome=SOLVED).check_outcome(NOT_SOLVED)
