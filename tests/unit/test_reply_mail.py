@@ -74,7 +74,8 @@ def test_the_history_is_looked_for_in_no_line_longer_than_a_header_may_be(
 
     def spied(text: str) -> str | None:
         given.append(text)
-        return parse(text=text)
+        latest: str | None = parse(text=text)
+        return latest
 
     monkeypatch.setattr(mail._PARSER, "parse_reply", lambda text: spied(text))
     long = "On the day it happened " + "a" * 5_000 + " somebody wrote:"
