@@ -27,7 +27,7 @@ from casemesh.platform.personal import ERASED, SealingMapper, is_token, reveal_m
 from casemesh_appeals import policy
 from casemesh_appeals.api import appeal_message, for_viewer, index_doc
 from casemesh_appeals.application import AppealDraft, Appeals, DeadlineKind, RowSource
-from casemesh_appeals.domain import PERSONAL, CopyrightAppeal
+from casemesh_appeals.domain import PERSONAL, CopyrightAppeal, State, Step
 from casemesh_appeals.events import public_message
 from tests.application.story import (
     AGENT,
@@ -758,6 +758,33 @@ def test_the_decision_on_an_appeal_is_final_and_an_appeal_of_it_is_refused(
         app.file(ALICE, claimants)
     assert refused.value.reason == "APPEAL_DECISION_FINAL"
     assert app.recorder.max_notification_id() == stored
+
+
+def test_an_appeal_decided_before_such_decisions_were_final_may_be_appealed_until_its_deadline(
+    app: Appeals, clock: FakeClock
+) -> None:
+    """Its parties were told they could appeal it until its deadline: they
+    still may, and not after."""
+    ident = upheld(app)
+    appeal = str(app.file(URSULA, decision_appeal(ident)).id)
+    app.assign(AGENT, appeal, "")
+    before: CopyrightAppeal = app.repository.get(UUID(appeal))
+    deadline = clock.now() + timedelta(days=180)
+    before._decided(  # as a decision on an appeal was recorded then
+        actor=AGENT.subject,
+        outcome="REJECT",
+        state=State.REJECTED,
+        next_step=Step.APPEAL,
+        next_step_due=deadline,
+        reasons={"ground": "原创", "facts": "不成立"},
+        uploader=None,
+    )
+    app.save(before)
+    assert app.file(URSULA, replace(decision_appeal(appeal), request_id="a2")).state
+    clock.now_is(deadline + timedelta(seconds=1))
+    with pytest.raises(FailedPrecondition) as closed:
+        app.file(URSULA, replace(decision_appeal(appeal), request_id="a3"))
+    assert closed.value.reason == "APPEAL_WINDOW_CLOSED"
 
 
 def test_a_rejected_notice_upheld_on_appeal_is_kept_for_its_new_window_not_its_old(
