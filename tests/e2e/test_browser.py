@@ -719,6 +719,28 @@ def test_a_jpeg_saved_under_a_png_name_is_attached(browser: Browser, stack: Stac
     person.client.close()
 
 
+def test_the_next_person_to_sign_in_on_a_shared_phone_sees_nothing_of_the_last(
+    browser: Browser, stack: Stack
+) -> None:
+    """Ann signs out on her ticket's page; Ben signs in on the same page: he
+    is on the help centre, not her ticket, and none of her tickets is there."""
+    run = uuid.uuid4().hex[:8]
+    ann = Client(stack.gateway, stack.secret, f"web-ann-{run}")
+    subject = f"安的工单 {run}"
+    open_ticket(ann, subject, "Uploads fail.", f"web-ann-{run}@example.com")
+    ann.close()
+    with signed_in(browser, stack, f"web-ann-{run}") as (page, _):
+        open_my_tickets(page).first.get_by_role("link").click()
+        expect(page.locator("#ticket-subject")).to_have_text(subject)
+        page.get_by_role("button", name="退出").click()
+        page.get_by_label("用户名").fill(f"web-ben-{run}")
+        page.get_by_role("button", name="登录").click()
+        expect(page.get_by_role("heading", name="搜索帮助中心")).to_be_visible()
+        expect(page.get_by_text(subject)).to_have_count(0)
+        expect(page.get_by_role("alert")).to_be_hidden()
+        assert f"web-ann-{run}" not in page.content()
+
+
 def test_my_tickets_come_newest_first_a_page_at_a_time(browser: Browser, stack: Stack) -> None:
     """Twenty at a time: "more" adds the rest, and is gone after the last."""
     run = uuid.uuid4().hex[:8]

@@ -192,7 +192,7 @@ export async function readPages<T>(
     read.push(...items);
     token = next;
   } while (token && read.length < most);
-  return read;
+  return read.slice(0, most);
 }
 
 /** The most steps of a ticket's history a page reads (ten pages of 200). */

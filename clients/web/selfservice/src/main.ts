@@ -101,7 +101,11 @@ const VIEWS = [
 type View = (typeof VIEWS)[number];
 
 /** Shows one view and moves the focus to its heading, so screen readers follow. */
+/** How many times the page moved to a view: a read that began before a move does not undo it. */
+let moves = 0;
+
 function show(view: View): void {
+  moves += 1;
   for (const v of VIEWS) {
     $(v).hidden = v !== view;
   }
@@ -251,21 +255,43 @@ function resumeForm(): void {
   interrupted = undefined;
 }
 
+/** Who was signed in last ("": nobody yet, or they signed out themselves). */
+let signedOutAs = "";
+
+/** Signed out, by the button or because the sign-in ran out: what they were
+ * doing stays for them (a reply typed, the ticket shown), until someone else
+ * signs in (`forget`). */
 function signOut(): void {
+  signedOutAs = token ? subjectOf(token) : "";
   token = undefined;
   sessionStorage.removeItem(TOKEN_KEY);
-  // Nothing of theirs stays in the page for whoever signs in next (the
-  // ticket form is kept apart, for the same person: `interrupted`).
+  renderSignedIn();
+  show("sign-in");
+}
+
+/** Nothing of the last person's stays in the page for whoever signs in next. */
+function forget(): void {
   shown = undefined;
   mine = undefined;
-  $("ticket-list").replaceChildren();
-  $("ticket-history").replaceChildren();
+  interrupted = undefined;
+  for (const shownOfTheirs of [
+    "ticket-list",
+    "ticket-history",
+    "ticket-number",
+    "ticket-subject",
+    "ticket-status",
+    "ticket-category",
+    "ticket-updates",
+  ]) {
+    $(shownOfTheirs).replaceChildren();
+  }
   $<HTMLFormElement>("reply-form").reset();
   $<HTMLFormElement>("rating-form").reset();
   replyKey.done();
   ratingKey.done();
-  renderSignedIn();
-  show("sign-in");
+  startOver();
+  // Their ticket's address is not the next person's to open.
+  window.history.replaceState(null, "", `${location.pathname}${location.search}`);
 }
 
 $("sign-in-form").addEventListener("submit", (e) => {
@@ -277,6 +303,9 @@ $("sign-in-form").addEventListener("submit", (e) => {
       say(t("signingIn"));
       token = await devSignIn(api, $<HTMLInputElement>("user-name").value.trim());
       sessionStorage.setItem(TOKEN_KEY, token);
+      if (subjectOf(token) !== signedOutAs) {
+        forget();
+      }
       await start();
       resumeForm();
     },
@@ -284,7 +313,11 @@ $("sign-in-form").addEventListener("submit", (e) => {
   );
 });
 
-$("sign-out").addEventListener("click", signOut);
+$("sign-out").addEventListener("click", () => {
+  signOut();
+  forget();
+  signedOutAs = "";
+});
 
 // -- a copy of one's data ------------------------------------------------------------
 
@@ -600,7 +633,12 @@ async function openOnce(written: TicketDraft): Promise<Ticket> {
     return await sendTicket(written);
   } catch (err) {
     if (OPENED_OTHERWISE.has(errorReason(err))) {
-      for (const before of unanswered) {
+      // After help that did not help, the session's own words open it as it
+      // recorded them, whatever was sent before.
+      const tries = notSolvedIn
+        ? [...unanswered, { ...written, category: "", subject: "", description: "" }]
+        : unanswered;
+      for (const before of tries) {
         try {
           const opened = await sendTicket(before);
           changesLeftOut = true;
@@ -611,8 +649,11 @@ async function openOnce(written: TicketDraft): Promise<Ticket> {
           }
         }
       }
-    } else if (UNKNOWN_OUTCOME.has(ConnectError.from(err).code) && !unanswered.includes(written)) {
-      unanswered.push(written);
+    } else if (UNKNOWN_OUTCOME.has(ConnectError.from(err).code)) {
+      const sent = JSON.stringify(written);
+      if (!unanswered.some((before) => JSON.stringify(before) === sent)) {
+        unanswered.push(written);
+      }
     }
     throw err;
   }
@@ -898,6 +939,7 @@ async function openTicket(
   known?: Ticket,
   { unlessLeft = false, unlessMovedFrom = "" } = {},
 ): Promise<void> {
+  const movesBefore = moves;
   const [ticket, history] = await Promise.all([
     known ? Promise.resolve(known) : tickets.getTicket({ name }),
     ticketHistory(tickets, name),
@@ -908,9 +950,9 @@ async function openTicket(
   if (unlessLeft && !showing(ticket.name)) {
     return;
   }
-  // Opened from the address (a link, back or forward): not if it has moved
-  // on meanwhile (back to the list, another ticket).
-  if (unlessMovedFrom && location.hash !== unlessMovedFrom) {
+  // Opened from the address (a link, back or forward): not if the user has
+  // moved on meanwhile (back to the list, another ticket, a new ticket's form).
+  if (unlessMovedFrom && (location.hash !== unlessMovedFrom || moves !== movesBefore)) {
     return;
   }
   showTicket(ticket, history);
