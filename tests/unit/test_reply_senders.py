@@ -6,13 +6,18 @@ header any other server, or the sender, wrote counts for nothing."""
 from __future__ import annotations
 
 import uuid
+from types import SimpleNamespace
 
 import pytest
+from pydantic import SecretStr, ValidationError
 
 from casemesh.platform.identity import InternalTokenSigner, new_signing_key
+from casemesh.platform.replies import reply_address
 from casemesh_inbound.authres import parse, vouched_for
 from casemesh_inbound.desk import Refused, ReplyDesk
 from casemesh_inbound.mail import read_reply
+from casemesh_inbound.settings import InboundSettings
+from casemesh_inbound.smtp import ReplyHandler
 
 MX = "mx.casemesh.example"
 
@@ -94,3 +99,65 @@ async def test_the_desk_refuses_a_reply_nobody_vouches_for_before_reading_the_ti
     with pytest.raises(Refused) as refused:
         await desk.add_reply(str(uuid.uuid4()), forged)
     assert (refused.value.code, refused.value.reason) == (550, "unauthenticated")
+
+
+def handler_taking_mail_from(relays: str) -> ReplyHandler:
+    desk = ReplyDesk(
+        signer=InternalTokenSigner(new_signing_key()),
+        tickets=None,
+        evidence=None,
+        secrets=["s" * 32],
+        domain="reply.example",
+        timeout=1.0,
+        authserv_id=MX,
+    )
+    cfg = InboundSettings(
+        reply_token_secret=SecretStr("s" * 32),
+        internal_signing_key=SecretStr(new_signing_key()),
+        trusted_authserv_id=MX,
+        trusted_relays=relays,
+    )
+    return ReplyHandler(desk, cfg.relay_networks())
+
+
+@pytest.mark.parametrize(
+    ("peer", "taken"),
+    [
+        ("10.20.3.4", True),
+        ("::ffff:10.20.3.4", True),  # an IPv4 peer on a dual-stack socket
+        ("192.0.2.25", True),
+        ("203.0.113.9", False),
+        ("10.21.0.1", False),
+        ("2001:db8::1", False),
+    ],
+)
+async def test_only_the_trusted_mail_server_may_deliver_when_its_headers_are_trusted(
+    peer: str, taken: bool
+) -> None:
+    """Anyone reaching inbound directly could write the Authentication-Results
+    the mail server in front writes: mail from elsewhere is refused before
+    any recipient is taken."""
+    handler = handler_taking_mail_from("10.20.0.0/16, 192.0.2.25")
+    address = reply_address(str(uuid.uuid4()), "s" * 32, "reply.example")
+    envelope = SimpleNamespace(rcpt_tos=[])
+    answer = await handler.handle_RCPT(
+        None, SimpleNamespace(peer=(peer, 2525)), envelope, address, []
+    )
+    assert answer.startswith("250" if taken else "550 5.7.1"), answer
+    assert envelope.rcpt_tos == ([address] if taken else [])
+
+
+def test_trusting_a_servers_headers_needs_its_addresses() -> None:
+    with pytest.raises(ValidationError, match="CASEMESH_TRUSTED_RELAYS"):
+        InboundSettings(
+            reply_token_secret=SecretStr("s" * 32),
+            internal_signing_key=SecretStr(new_signing_key()),
+            trusted_authserv_id=MX,
+        )
+    with pytest.raises(ValidationError):
+        InboundSettings(
+            reply_token_secret=SecretStr("s" * 32),
+            internal_signing_key=SecretStr(new_signing_key()),
+            trusted_authserv_id=MX,
+            trusted_relays="10.20.0.0/16,mx.example",
+        )

@@ -36,7 +36,7 @@ async def run(cfg: InboundSettings) -> None:
             timeout=cfg.backend_timeout_seconds,
             authserv_id=cfg.trusted_authserv_id,
         )
-        handler = ReplyHandler(desk)
+        handler = ReplyHandler(desk, cfg.relay_networks())
         host, _, port = cfg.smtp_addr.rpartition(":")
         loop = asyncio.get_running_loop()
         server = await loop.create_server(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY, Counter
 
-# Why a message was refused: malformed (not a reply address), forged (its
+# Why a message was refused: untrusted_relay (it came from elsewhere than the
+# trusted mail server, when one is set), malformed (not a reply address), forged (its
 # token does not match), domain (not ours), unauthenticated (the mail server
 # in front does not vouch for the From domain: `authres`), unknown_ticket,
 # not_requester (From is not the ticket's contact), closed (the ticket takes
@@ -13,6 +14,7 @@ from prometheus_client import REGISTRY, Counter
 # automatic (an out-of-office answer or a bounce: taken with 250 and dropped).
 # A message over the size limit is refused by aiosmtpd itself (552), uncounted.
 REASONS = (
+    "untrusted_relay",
     "malformed",
     "forged",
     "domain",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network, ip_network
+
 from pydantic import Field, SecretStr, model_validator
 
 from casemesh.platform.settings import HOST_PORT, VouchingSettings
@@ -28,12 +30,33 @@ class InboundSettings(VouchingSettings):
     # From domain (DMARC, or DKIM or SPF of that domain: `authres`); "": the
     # From address is taken as it is.
     trusted_authserv_id: str = ""
+    # The addresses of that mail server (comma-separated networks, e.g.
+    # `10.20.0.0/16,192.0.2.25/32`): mail from any other is refused at RCPT
+    # TO, so that nobody connecting directly writes the headers it writes.
+    # Required with `trusted_authserv_id`; "": mail from anywhere.
+    trusted_relays: str = ""
     # A larger message is refused at DATA (552): 25 MiB, as mail providers do.
     max_message_bytes: int = Field(25 * 1024 * 1024, gt=0)
     # The services' gRPC targets, host:port or dns:///host:port.
     tickets_target: str = Field("127.0.0.1:50061", pattern=HOST_PORT)
     evidence_target: str = Field("127.0.0.1:50062", pattern=HOST_PORT)
     backend_timeout_seconds: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _relays_named_with_the_server(self) -> InboundSettings:
+        self.relay_networks()  # each one a network
+        if self.trusted_authserv_id and not self.trusted_relays.strip():
+            raise ValueError(
+                "CASEMESH_TRUSTED_RELAYS names the addresses of the mail server whose"
+                " Authentication-Results CASEMESH_TRUSTED_AUTHSERV_ID trusts: without it,"
+                " anyone connecting directly could write them"
+            )
+        return self
+
+    def relay_networks(self) -> list[IPv4Network | IPv6Network] | None:
+        """The networks mail is taken from; None: from anywhere."""
+        named = [n.strip() for n in self.trusted_relays.split(",") if n.strip()]
+        return [ip_network(n, strict=False) for n in named] if named else None
 
     @model_validator(mode="after")
     def _tls_cert_and_key_together(self) -> InboundSettings:

@@ -6,7 +6,8 @@ the message is checked and added at DATA. Every refusal is counted by reason
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address
 from typing import Any
 
 from aiosmtpd.smtp import SMTP
@@ -23,8 +24,23 @@ class ReplyHandler:
     """aiosmtpd's handler: one ticket per message (a second recipient is
     refused for now, so each reply is one comment)."""
 
-    def __init__(self, desk: ReplyDesk) -> None:
+    def __init__(
+        self, desk: ReplyDesk, relays: Sequence[IPv4Network | IPv6Network] | None = None
+    ) -> None:
         self.desk = desk
+        # The networks mail is taken from (the trusted mail server's); None: any.
+        self.relays = relays
+
+    def _from_relay(self, session: Any) -> bool:
+        if self.relays is None:
+            return True
+        try:
+            peer = ip_address(session.peer[0])
+        except (TypeError, ValueError, IndexError):
+            return False
+        if isinstance(peer, IPv6Address) and peer.ipv4_mapped is not None:
+            peer = peer.ipv4_mapped
+        return any(peer in network for network in self.relays)
 
     def _refuse(self, refused: Refused, **context: Any) -> str:
         if refused.reason:
@@ -35,6 +51,15 @@ class ReplyHandler:
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
+        if not self._from_relay(session):
+            return self._refuse(
+                Refused(
+                    550,
+                    "untrusted_relay",
+                    "5.7.1 this server takes mail only from the reply domain's mail server",
+                ),
+                peer=str(session.peer[0]) if session.peer else "",
+            )
         if envelope.rcpt_tos:
             return "452 4.5.3 one reply address per message"
         try:
