@@ -4,11 +4,15 @@ Pure rules (casemesh_helpcenter.domain): no database."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from casemesh.platform.errors import FailedPrecondition, InvalidArgument
+from casemesh.v1 import helpcenter_pb2 as hpb
+from casemesh_helpcenter import phone
+from casemesh_helpcenter.api import change_message
 from casemesh_helpcenter.domain import (
     NOT_SOLVED,
     SOLVED,
@@ -108,3 +112,31 @@ def test_the_category_tree_groups_categories_and_counts_their_articles() -> None
     assert (account.label, account.article_count) == ("Account problems", 3)
     assert {c.id for c in account.children} >= {"account.login", "account.ban"}
     assert all(c.id.startswith("account.") for c in account.children)
+
+
+def test_a_phone_change_left_past_its_hour_is_shown_expired_with_nothing_to_wait_for() -> None:
+    """Past its hour a change takes no code and sends none: it is not shown
+    waiting for one, nor with resends left that would each be refused."""
+    start = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
+    change = phone.Change(
+        id="c1",
+        user_id="alice",
+        request_id="r1",
+        old_phone="+8613800138000",
+        new_phone="+8613900139000",
+        locale="zh-CN",
+        state="AWAITING_OLD_CODE",
+        salt="s",
+        code_hash="h",
+        code_expires=start + timedelta(minutes=10),
+        codes_sent=1,
+        attempts=0,
+        created_at=start,
+        verified_at=None,
+    )
+    waiting = change_message(change, start + timedelta(minutes=5))
+    assert waiting.state == hpb.PHONE_CHANGE_STATE_AWAITING_OLD_CODE
+    assert waiting.resends_left > 0 and waiting.HasField("code_expire_time")
+    late = change_message(change, start + phone.CHANGE_TTL)
+    assert late.state == hpb.PHONE_CHANGE_STATE_EXPIRED
+    assert late.resends_left == 0 and not late.HasField("code_expire_time")

@@ -3,6 +3,7 @@ encode."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, TypeAlias
 
 import grpc
@@ -105,11 +106,16 @@ def session_message(row: dict[str, Any]) -> pb.HelpSession:
     )
 
 
-def change_message(c: phone.Change) -> pb.PhoneChange:
+def change_message(c: phone.Change, now: datetime) -> pb.PhoneChange:
+    """The change as its user sees it `now`: one left unfinished past its hour
+    is EXPIRED, with no code to wait for and none to ask for again."""
     awaiting = c.state.startswith("AWAITING")
+    state = c.state
+    if awaiting and phone.expired(c, now):
+        awaiting, state = False, "EXPIRED"
     return pb.PhoneChange(
         name=c.name,
-        state=pb.PhoneChangeState.Value(f"PHONE_CHANGE_STATE_{c.state}"),
+        state=pb.PhoneChangeState.Value(f"PHONE_CHANGE_STATE_{state}"),
         old_phone=_mask(c.old_phone),
         new_phone=_mask(c.new_phone),
         code_expire_time=to_timestamp(c.code_expires) if awaiting else None,
@@ -270,26 +276,32 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
     ) -> pb.PhoneChange:
         r = request
         change = NewPhoneChange(r.request_id, r.old_phone, r.new_phone, r.locale)
-        return change_message(await self.app.start_phone_change(_who(), change))
+        return change_message(
+            await self.app.start_phone_change(_who(), change), self.app.clock.now()
+        )
 
     async def ConfirmPhoneChange(
         self, request: pb.ConfirmPhoneChangeRequest, context: Ctx
     ) -> pb.PhoneChange:
         return change_message(
-            await self.app.confirm_phone_change(_who(), request.name, request.code)
+            await self.app.confirm_phone_change(_who(), request.name, request.code),
+            self.app.clock.now(),
         )
 
     async def ResendPhoneChangeCode(
         self, request: pb.ResendPhoneChangeCodeRequest, context: Ctx
     ) -> pb.PhoneChange:
         return change_message(
-            await self.app.resend_phone_change_code(_who(), request.name, request.request_id)
+            await self.app.resend_phone_change_code(_who(), request.name, request.request_id),
+            self.app.clock.now(),
         )
 
     async def GetPhoneChange(
         self, request: pb.GetPhoneChangeRequest, context: Ctx
     ) -> pb.PhoneChange:
-        return change_message(await self.app.phone_change(_who(), request.name))
+        return change_message(
+            await self.app.phone_change(_who(), request.name), self.app.clock.now()
+        )
 
     async def ListMyPhoneChanges(
         self, request: pb.ListMyPhoneChangesRequest, context: Ctx
@@ -297,6 +309,7 @@ class HelpServicer(pb_grpc.HelpCenterServiceServicer):
         found, token = await self.app.my_phone_changes(
             _who(), request.page_size, request.page_token
         )
+        now = self.app.clock.now()
         return pb.ListMyPhoneChangesResponse(
-            phone_changes=[change_message(c) for c in found], next_page_token=token
+            phone_changes=[change_message(c, now) for c in found], next_page_token=token
         )

@@ -276,6 +276,11 @@ async def changes_of(
     return [Change(**{**row, "id": str(row["id"])}) for row in rows]
 
 
+def expired(c: Change, now: datetime) -> bool:
+    """Whether the change was left unfinished past its hour."""
+    return c.state != "VERIFIED" and now >= c.created_at + CHANGE_TTL
+
+
 def resends_left(c: Change) -> int:
     """Codes per change: one per number and three more (one kept for the new number)."""
     reserved = 1 if c.state == "AWAITING_OLD_CODE" else 0
@@ -292,7 +297,7 @@ def _require_open(c: Change, now: datetime) -> None:
         raise FailedPrecondition(
             "a newer phone change replaced this one", reason="PHONE_CHANGE_SUPERSEDED"
         )
-    if c.state != "VERIFIED" and now >= c.created_at + CHANGE_TTL:
+    if expired(c, now):
         raise FailedPrecondition(
             "this change was not finished within an hour; start a new one",
             reason="PHONE_CHANGE_EXPIRED",
