@@ -741,6 +741,37 @@ def test_the_next_person_to_sign_in_on_a_shared_phone_sees_nothing_of_the_last(
         assert f"web-ann-{run}" not in page.content()
 
 
+def test_a_reply_to_a_ticket_closed_meanwhile_is_not_lost_from_sight(
+    browser: Browser, stack: Stack
+) -> None:
+    """The agent solved and closed the ticket while the user wrote: the
+    reply is not sent, and the page says so with what they wrote, rather
+    than hide it with the reply box."""
+    run = uuid.uuid4().hex[:8]
+    user = f"web-closed-{run}"
+    owner = Client(stack.gateway, stack.secret, user)
+    subject = f"已结束的工单 {run}"
+    ticket = open_ticket(owner, subject, "Uploads fail.", f"{user}@example.com")
+    owner.close()
+    with signed_in(browser, stack, user) as (page, _):
+        open_my_tickets(page).first.get_by_role("link").click()
+        expect(page.locator("#ticket-subject")).to_have_text(subject)
+        words = f"我又试了一次，还是不行 {run}"
+        page.get_by_label("您的回复").fill(words)
+        agent = agent_of(stack, run)
+        agent.SolveTicket(
+            pb.SolveTicketRequest(name=ticket.name, resolution="已处理。", request_id=run)
+        )
+        agent.CloseTicket(pb.CloseTicketRequest(name=ticket.name))
+        agent.close()
+        page.get_by_role("button", name="发送回复").click()
+        alert = page.get_by_role("alert")
+        expect(alert).to_contain_text("您的回复没有发送")
+        expect(alert).to_contain_text(words)
+        expect(alert).to_be_focused()
+        expect(page.locator("#ticket-status")).to_have_attribute("data-status", "CLOSED")
+
+
 def test_my_tickets_come_newest_first_a_page_at_a_time(browser: Browser, stack: Stack) -> None:
     """Twenty at a time: "more" adds the rest, and is gone after the last."""
     run = uuid.uuid4().hex[:8]

@@ -117,6 +117,8 @@ const zh = {
   eventScore: "评分：{score} 分（满分 5 分）",
   yourReply: "您的回复",
   errorPrefix: "出错了：",
+  replyNotSentClosed:
+    "工单在您填写期间已结束，您的回复没有发送。如需继续，请新建工单。您写的内容：{text}",
   unreachable: "暂时连不上服务器，请检查网络后重试。",
   fixFields: "请修改标出的内容后再提交。",
   signInAgain: "登录已失效，请重新登录。",
@@ -262,6 +264,8 @@ const en: Record<Key, string> = {
   eventScore: "Score: {score} out of 5",
   yourReply: "Your reply",
   errorPrefix: "Something went wrong: ",
+  replyNotSentClosed:
+    "The ticket ended while you were writing, so your reply was not sent. To go on, open a new ticket. What you wrote: {text}",
   unreachable: "The server cannot be reached right now; check your connection and try again.",
   fixFields: "Please correct the marked fields and submit again.",
   signInAgain: "Your sign-in has expired; please sign in again.",

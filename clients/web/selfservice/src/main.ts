@@ -1083,6 +1083,11 @@ $("reply-form").addEventListener("submit", (e) => {
         });
       } catch (err) {
         await reloadRefused(err, ticket.name, "ticketChanged");
+        if ($("reply-section").hidden && reply.body) {
+          // Closed meanwhile: the reply box is gone; what they wrote is not.
+          warn(t("replyNotSentClosed", { text: reply.body }));
+          $("error").focus();
+        }
         return;
       }
       replyKey.done();
