@@ -1087,3 +1087,19 @@ async def test_a_code_whose_provider_stays_away_past_its_expiry_is_cancelled(
     notifier.clock.advance(3600)
     assert await notifier.drain() == 0
     assert notifier.sms.delivered == []
+
+
+async def test_a_codes_number_is_forgotten_a_day_after_it_was_sent(notifier: Notifier) -> None:
+    """The hourly limit per number needs the last hour's; after a day the
+    number goes (the help centre keeps the change's numbers for their
+    retention period), and a code planned since keeps its own."""
+    await notifier.consume(code_for("+8613800138000", minutes=10))
+    await notifier.drain()
+    notifier.clock.advance(86_400 + 1)
+    await notifier.consume(code_for("+8613900139000", minutes=10))
+    assert await notifier.delivery.forget_old_codes() == 1
+    assert notifier.rows(
+        "SELECT status, recipient FROM notification_jobs"
+        " WHERE template = 'verification.code' ORDER BY seq"
+    ) == [("sent", ""), ("pending", "+8613900139000")]
+    assert await notifier.delivery.forget_old_codes() == 0

@@ -170,6 +170,14 @@ SENDER_LOCK = 0x73656E64  # "send"
 REAP_AFTER = timedelta(seconds=15)
 REAP_EVERY = 5.0  # seconds
 
+# A one-time code's number is kept this long after its job was planned (the
+# hourly limit per number reads the last hour's sends), then blanked: the
+# help centre keeps the change's numbers for their retention period, and the
+# outcome events only a mask. Looked for this often, a batch at a time.
+CODE_RECIPIENT_KEPT = timedelta(days=1)
+FORGET_CODES_EVERY = 3600.0  # seconds
+FORGET_CODES_BATCH = 1000
+
 
 async def record_outcome(
     conn: psycopg.AsyncConnection[Any], job: Job, message: Any, now: datetime
@@ -234,6 +242,7 @@ class Delivery:
         self.sender = secrets.randbelow(2**31)
         self._present = asyncio.Event()
         self._reaped_at = float("-inf")
+        self._codes_forgotten_at = float("-inf")
         self._missing: set[int] = set()  # senders whose lock was missing at the last look
         self._sms_turn = asyncio.Lock()
         # Set by `run`'s stop: a batch under way sends no more (the send in
@@ -282,6 +291,9 @@ class Delivery:
                     await asyncio.wait_for(self._present.wait(), 1.0)
                 return True  # not idle: look again at once
             await self._reap_orphans()
+            if time.monotonic() - self._codes_forgotten_at >= FORGET_CODES_EVERY:
+                self._codes_forgotten_at = time.monotonic()
+                await self.forget_old_codes()
             return await self.deliver_batch() > 0
         except (psycopg.Error, OSError) as exc:
             log.error("delivery.database_unavailable", error=repr(exc))
@@ -335,6 +347,28 @@ class Delivery:
             self._present.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
+
+    async def forget_old_codes(self) -> int:
+        """Blanks the numbers of one-time codes planned more than
+        CODE_RECIPIENT_KEPT ago, a batch at a time (rows another sender holds
+        are left for the next look); returns how many."""
+        before = self._clock.now() - CODE_RECIPIENT_KEPT
+        forgotten = 0
+        while True:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(
+                    "UPDATE notification_jobs SET recipient = '' WHERE id IN ("
+                    " SELECT id FROM notification_jobs WHERE template = ANY(%s)"
+                    " AND recipient <> '' AND created_at < %s ORDER BY created_at"
+                    " LIMIT %s FOR UPDATE SKIP LOCKED)",
+                    (sorted(policy.SECRET_TEMPLATES), before, FORGET_CODES_BATCH),
+                )
+            forgotten += cur.rowcount
+            if cur.rowcount < FORGET_CODES_BATCH:
+                break
+        if forgotten:
+            log.info("notification.code_numbers_forgotten", jobs=forgotten)
+        return forgotten
 
     async def _reap_orphans(self) -> None:
         """Every few seconds: claims whose sender's session is gone (a crash, a

@@ -80,6 +80,10 @@ STATEMENTS = [
         WHERE status IN ('pending', 'sending')""",
     """CREATE INDEX IF NOT EXISTS notification_jobs_sms_rate
         ON notification_jobs (recipient, sent_at) WHERE channel = 'SMS'""",
+    # The one-time codes whose number is still kept (`Delivery.forget_old_codes`).
+    """CREATE INDEX IF NOT EXISTS notification_jobs_code_numbers
+        ON notification_jobs (created_at)
+        WHERE template = 'verification.code' AND recipient <> ''""",
     outbox_schema(NOTIFICATIONS, subject_type="uuid"),
     # An outcome event's id counts the job's earlier ones.
     """CREATE INDEX IF NOT EXISTS notification_outbox_job ON notification_outbox (job_id)""",
