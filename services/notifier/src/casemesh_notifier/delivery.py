@@ -363,8 +363,9 @@ class Delivery:
                     " LIMIT %s FOR UPDATE SKIP LOCKED)",
                     (sorted(policy.SECRET_TEMPLATES), before, FORGET_CODES_BATCH),
                 )
-            forgotten += cur.rowcount
-            if cur.rowcount < FORGET_CODES_BATCH:
+            done: int = cur.rowcount
+            forgotten += done
+            if done < FORGET_CODES_BATCH:
                 break
         if forgotten:
             log.info("notification.code_numbers_forgotten", jobs=forgotten)
