@@ -1103,3 +1103,14 @@ async def test_a_codes_number_is_forgotten_a_day_after_it_was_sent(notifier: Not
         " WHERE template = 'verification.code' ORDER BY seq"
     ) == [("sent", ""), ("pending", "+8613900139000")]
     assert await notifier.delivery.forget_old_codes() == 0
+
+
+async def test_an_sms_tells_its_provider_the_language_of_the_template_to_fill(
+    notifier: Notifier,
+) -> None:
+    """A provider keeps its approved templates per language: the request
+    says which, beside the text already in it."""
+    await notifier.consume(created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_SMS,)))
+    await notifier.drain()
+    [sms] = notifier.sms.delivered
+    assert sms.params["locale"] == "zh-CN" and sms.template == "ticket.received"

@@ -354,7 +354,9 @@ def tell(
             recipient = address(party.email if channel == "EMAIL" else party.phone)
             if not recipient:
                 continue
-            params = {"ref": ref, "party": role}
+            # What the provider's approved template is filled with, and in
+            # which language (a provider keeps one template per language).
+            params = {"ref": ref, "party": role, "locale": party.locale}
             own = phone_zone(party.phone, at.now)
             zone = own or at.zone
             if channel == "EMAIL":
