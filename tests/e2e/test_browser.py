@@ -409,15 +409,17 @@ def submit_lost_then_edited(page: Page, call: str, subject: str, fixed: str) -> 
     expect(page.get_by_role("alert")).to_contain_text("之后的修改没有包含在内")
 
 
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
 def test_a_ticket_submitted_as_the_network_failed_then_edited_is_opened_once(
-    browser: Browser, stack: Stack
+    browser: Browser, stack: Stack, transport: str
 ) -> None:
     """The first submit opened the ticket, but its answer was lost; the user
     fixed a typo and submitted again. They are shown the ticket the first
-    submit opened, told their change is not in it, and have one ticket."""
+    submit opened, told their change is not in it, and have one ticket (the
+    refusal's reason read from either transport's error details)."""
     user = f"web-lost-{uuid.uuid4().hex[:8]}"
     subject = f"上传一直失被 {user}"
-    with signed_in(browser, stack, user) as (page, _):
+    with signed_in(browser, stack, user, transport) as (page, _):
         fill_in_a_ticket(page, user, subject)
         submit_lost_then_edited(page, "TicketService/CreateTicket", subject, f"上传一直失败 {user}")
     mine = Client(stack.gateway, stack.secret, user).ListTickets(pb.ListTicketsRequest())
