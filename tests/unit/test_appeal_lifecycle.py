@@ -283,6 +283,32 @@ def test_policies_follow_the_law_and_refuse_to_break_it(tmp_path: object) -> Non
     assert policy.load(str(ok))["us"].restore_after.days == 14
 
 
+@pytest.mark.parametrize(
+    ("override", "refused"),
+    [
+        # China's 15 days (E-Commerce Law Art. 43) shortened.
+        ('{"cn": {"restore_after": {"days": 5}}}', "at least 15 days"),
+        ('{"cn": {"restore_after": {"days": 15, "business_days": true}}}', "at least 15 days"),
+        # Read at every filing, not at start, these would fail each one.
+        ('{"cn": {"review": {"days": "7"}}}', "whole numbers"),
+        ('{"cn": {"review": {"days": -1}}}', "whole numbers"),
+        ('{"eu": {"review": {"weeks": 1}}}', "a period is"),
+        ('{"us": {"restore_after": {"days": 10, "business_days": "yes"}}}', "true or false"),
+        ('{"us": {"restore_after": {"days": 10, "months": 1, "business_days": true}}}', "months"),
+        ('{"cn": {"info_response": {}}}', "no time"),
+    ],
+)
+def test_a_policy_override_that_would_break_the_law_or_each_filing_stops_the_start(
+    tmp_path: Any, override: str, refused: str
+) -> None:
+    """Refused at start, naming the jurisdiction and the period."""
+    path = tmp_path / "policy.json"
+    path.write_text(override)
+    with pytest.raises(policy.PolicyError, match=refused) as error:
+        policy.load(str(path))
+    assert str(error.value).startswith(override[2:4])  # the jurisdiction named
+
+
 def test_each_step_that_waits_on_time_sets_its_deadline() -> None:
     from types import SimpleNamespace
 

@@ -192,6 +192,17 @@ class PolicyError(ValueError):
 
 def check(policy: JurisdictionPolicy) -> JurisdictionPolicy:
     """Refuses a policy that breaks the law it stands for."""
+    if policy.code == "cn":
+        p = policy.restore_after
+        # E-Commerce Law Art. 43: the claimant has 15 days from the forwarded
+        # statement to complain or sue before the measures end.
+        if p.business_days or add_months(datetime(2027, 1, 1, tzinfo=UTC), p.months) + timedelta(
+            days=p.days
+        ) < datetime(2027, 1, 16, tzinfo=UTC):
+            raise PolicyError(
+                "cn: restore must be at least 15 days after a counter-notice (E-Commerce Law"
+                " Art. 43)"
+            )
     if policy.code == "us":
         p = policy.restore_after
         if not (p.business_days and 10 <= p.days <= 14):
@@ -204,6 +215,24 @@ def check(policy: JurisdictionPolicy) -> JurisdictionPolicy:
         if w.business_days or any(w.after(s) < add_months(s, 6) for s in starts):
             raise PolicyError("eu: the appeal window must be at least six months (DSA Art. 20)")
     return policy
+
+
+def _period(name: str, value: Any) -> Period:
+    """A period as an override file gives it: whole days and months, not
+    negative, business days or calendar ones (months are calendar's)."""
+    if not isinstance(value, dict) or set(value) - {"days", "months", "business_days"}:
+        raise PolicyError(f"{name}: a period is {{days, months, business_days}}, not {value!r}")
+    days, months = value.get("days", 0), value.get("months", 0)
+    business = value.get("business_days", False)
+    if any(type(n) is not int or n < 0 for n in (days, months)):
+        raise PolicyError(f"{name}: days and months are whole numbers, 0 or more")
+    if type(business) is not bool:
+        raise PolicyError(f"{name}: business_days is true or false")
+    if business and months:
+        raise PolicyError(f"{name}: business days are counted without months")
+    if not days and not months:
+        raise PolicyError(f"{name}: a period of no time")
+    return Period(days=days, business_days=business, months=months)
 
 
 def load(path: str = "") -> dict[str, JurisdictionPolicy]:
@@ -219,7 +248,7 @@ def load(path: str = "") -> dict[str, JurisdictionPolicy]:
             changes: dict[str, Any] = {}
             for name, value in values.items():
                 if name in ("review", "info_response", "restore_after", "appeal_window"):
-                    changes[name] = Period(**value)
+                    changes[name] = _period(f"{code}.{name}", value)
                 elif name == "holidays":
                     changes[name] = frozenset(date.fromisoformat(d) for d in value)
                 elif name in ("redress", "final_redress"):
