@@ -74,6 +74,11 @@ async def test_an_admins_article_is_refused_naming_what_is_wrong(app: HelpCenter
     assert await refused(
         app.publish_article(ADMIN, "articles/login-no-sms-code", "en", -1, False)
     ) == ["version"]
+    # Withdrawing withdraws the article: a version named with it is not taken
+    # for one that stays up.
+    assert await refused(
+        app.publish_article(ADMIN, "articles/login-no-sms-code", "en", 2, True)
+    ) == ["version"]
 
 
 async def test_earlier_versions_are_for_admins(app: HelpCenter) -> None:

@@ -259,6 +259,10 @@ class HelpCenter:
         slug, locale = _slug(name), _locale(locale)
         if version < 0:
             raise InvalidArgument.field("version", "must be a version number (0: the latest)")
+        if unpublish and version:
+            # Withdrawn is the article, not one version: a version named with
+            # it would be taken for one that stays published.
+            raise InvalidArgument.field("version", "must be 0 when unpublishing the article")
         async with self.pool.connection() as conn:
             current = await store.get(conn, slug, locale)
             if current is None:
