@@ -20,6 +20,7 @@ from casemesh.platform.clock import Clock
 from casemesh.platform.errors import (
     Aborted,
     AlreadyExists,
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -45,6 +46,7 @@ from casemesh_helpcenter.domain import (
     flow,
     flow_id,
     flows,
+    flows_ending_at,
 )
 from casemesh_helpcenter.search import is_chinese
 
@@ -263,6 +265,14 @@ class HelpCenter:
             # Withdrawn is the article, not one version: a version named with
             # it would be taken for one that stays published.
             raise InvalidArgument.field("version", "must be 0 when unpublishing the article")
+        ending = flows_ending_at(slug) if unpublish else []
+        if ending:
+            # Withdrawn, it would leave a guided flow's answer leading nowhere.
+            raise FailedPrecondition(
+                f"guided flows end at this article ({', '.join(ending)}): publish a"
+                " corrected version instead of withdrawing it",
+                reason="ARTICLE_ENDS_A_FLOW",
+            )
         async with self.pool.connection() as conn:
             current = await store.get(conn, slug, locale)
             if current is None:

@@ -107,6 +107,19 @@ def flows() -> dict[str, dict[str, Any]]:
     return found
 
 
+def flows_ending_at(slug: str) -> list[str]:
+    """The flows (`flows/{id}`) one of whose answers leads to the article."""
+    return [
+        f"flows/{fid}"
+        for fid, found in flows().items()
+        if any(
+            answer.get("article") == slug
+            for node in found["nodes"].values()
+            for answer in node.get("answers", [])
+        )
+    ]
+
+
 def text(value: dict[str, str], locale: str) -> str:
     return value.get(locale) or value["en"]
 
