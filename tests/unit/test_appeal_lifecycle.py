@@ -287,11 +287,13 @@ def test_policies_follow_the_law_and_refuse_to_break_it(tmp_path: object) -> Non
     ("override", "refused"),
     [
         # China's 15 days (E-Commerce Law Art. 43) shortened.
-        ('{"cn": {"restore_after": {"days": 5}}}', "at least 15 days"),
-        ('{"cn": {"restore_after": {"days": 15, "business_days": true}}}', "at least 15 days"),
+        ('{"cn": {"restore_after": {"days": 5}}}', "15 calendar days"),
+        ('{"cn": {"restore_after": {"days": 60}}}', "15 calendar days"),  # kept down too long
+        ('{"cn": {"restore_after": {"days": 15, "business_days": true}}}', "15 calendar days"),
         # Read at every filing, not at start, these would fail each one.
         ('{"cn": {"review": {"days": "7"}}}', "whole numbers"),
         ('{"cn": {"review": {"days": -1}}}', "whole numbers"),
+        ('{"us": {"review": {"days": 10000000, "business_days": true}}}', "whole numbers"),
         ('{"eu": {"review": {"weeks": 1}}}', "a period is"),
         ('{"us": {"restore_after": {"days": 10, "business_days": "yes"}}}', "true or false"),
         ('{"us": {"restore_after": {"days": 10, "months": 1, "business_days": true}}}', "months"),

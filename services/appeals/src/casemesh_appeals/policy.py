@@ -195,13 +195,11 @@ def check(policy: JurisdictionPolicy) -> JurisdictionPolicy:
     if policy.code == "cn":
         p = policy.restore_after
         # E-Commerce Law Art. 43: the claimant has 15 days from the forwarded
-        # statement to complain or sue before the measures end.
-        if p.business_days or add_months(datetime(2027, 1, 1, tzinfo=UTC), p.months) + timedelta(
-            days=p.days
-        ) < datetime(2027, 1, 16, tzinfo=UTC):
+        # statement to complain or sue; without either, the measures end
+        # promptly then.
+        if p.business_days or p.months or p.days != 15:
             raise PolicyError(
-                "cn: restore must be at least 15 days after a counter-notice (E-Commerce Law"
-                " Art. 43)"
+                "cn: restore 15 calendar days after a counter-notice (E-Commerce Law Art. 43)"
             )
     if policy.code == "us":
         p = policy.restore_after
@@ -224,8 +222,10 @@ def _period(name: str, value: Any) -> Period:
         raise PolicyError(f"{name}: a period is {{days, months, business_days}}, not {value!r}")
     days, months = value.get("days", 0), value.get("months", 0)
     business = value.get("business_days", False)
-    if any(type(n) is not int or n < 0 for n in (days, months)):
-        raise PolicyError(f"{name}: days and months are whole numbers, 0 or more")
+    if any(type(n) is not int or not 0 <= n <= most for n, most in ((days, 3660), (months, 120))):
+        raise PolicyError(
+            f"{name}: days and months are whole numbers, 0 to 3660 days and 120 months"
+        )
     if type(business) is not bool:
         raise PolicyError(f"{name}: business_days is true or false")
     if business and months:
