@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from casemesh.platform.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from casemesh.platform.errors import InvalidArgument, PermissionDenied
 from casemesh.platform.identity import Identity
 from casemesh_helpcenter.application import ArticleText, HelpCenter, NewPhoneChange
 from tests.application.story import AGENT, ALICE, FakeClock
@@ -79,13 +79,6 @@ async def test_an_admins_article_is_refused_naming_what_is_wrong(app: HelpCenter
     assert await refused(
         app.publish_article(ADMIN, "articles/login-no-sms-code", "en", 2, True)
     ) == ["version"]
-
-
-async def test_an_article_a_guided_flow_ends_at_is_not_withdrawn(app: HelpCenter) -> None:
-    """Withdrawn, it would leave the flow's answer leading nowhere."""
-    with pytest.raises(FailedPrecondition, match="flows/login") as refused_:
-        await app.publish_article(ADMIN, "articles/login-no-sms-code", "en", 0, True)
-    assert refused_.value.reason == "ARTICLE_ENDS_A_FLOW"
 
 
 async def test_earlier_versions_are_for_admins(app: HelpCenter) -> None:

@@ -760,3 +760,15 @@ async def test_the_retention_timer_waits_out_its_database_being_away_then_forget
     finally:
         stop.set()
         await asyncio.wait_for(running, 5)
+
+
+async def test_an_article_a_guided_flow_ends_at_is_not_withdrawn(app: HelpCenter) -> None:
+    """Withdrawn, it would leave the flow's answer leading nowhere; still
+    published, it is said so. One in a language it was never written in is
+    not found."""
+    with pytest.raises(FailedPrecondition, match="flows/login") as refused:
+        await app.publish_article(ADMIN, "articles/login-no-sms-code", "en", 0, True)
+    assert refused.value.reason == "ARTICLE_ENDS_A_FLOW"
+    assert (await app.article(ALICE, "articles/login-no-sms-code", "en", 0, "")).title
+    with pytest.raises(NotFound):
+        await app.publish_article(ADMIN, "articles/no-such-article", "en", 0, True)

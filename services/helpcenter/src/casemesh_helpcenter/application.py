@@ -265,18 +265,18 @@ class HelpCenter:
             # Withdrawn is the article, not one version: a version named with
             # it would be taken for one that stays published.
             raise InvalidArgument.field("version", "must be 0 when unpublishing the article")
-        ending = flows_ending_at(slug) if unpublish else []
-        if ending:
-            # Withdrawn, it would leave a guided flow's answer leading nowhere.
-            raise FailedPrecondition(
-                f"guided flows end at this article ({', '.join(ending)}): publish a"
-                " corrected version instead of withdrawing it",
-                reason="ARTICLE_ENDS_A_FLOW",
-            )
         async with self.pool.connection() as conn:
             current = await store.get(conn, slug, locale)
             if current is None:
                 raise NotFound(f"articles/{slug} ({locale}) not found")
+            ending = flows_ending_at(slug) if unpublish else []
+            if ending:
+                # Withdrawn, it would leave a guided flow's answer leading nowhere.
+                raise FailedPrecondition(
+                    f"guided flows end at this article ({', '.join(ending)}): publish a"
+                    " corrected version instead of withdrawing it",
+                    reason="ARTICLE_ENDS_A_FLOW",
+                )
             if version > current.latest_version:
                 raise InvalidArgument.field("version", f"the latest is {current.latest_version}")
             target = None if unpublish else (version or current.latest_version)
