@@ -61,6 +61,7 @@ from casemesh_notifier.erasures import CANCELLED
 from casemesh_notifier.labels import reader_zone
 from casemesh_notifier.metrics import OUTCOMES, POSSIBLE_REPEATS
 from casemesh_notifier.outbox import NOTIFICATIONS
+from casemesh_notifier.schema import CODE_NUMBERS_KEPT
 from casemesh_notifier.settings import NotifierSettings
 from casemesh_notifier.steps import NO_REPLY_STEPS
 from casemesh_notifier.store import JOBS_CHANNEL
@@ -356,12 +357,14 @@ class Delivery:
         forgotten = 0
         while True:
             async with self._pool.connection() as conn:
+                # The template written out, as the partial index says it
+                # (`schema.CODE_NUMBERS_KEPT`): a parameter would not match it.
                 cur = await conn.execute(
                     "UPDATE notification_jobs SET recipient = '' WHERE id IN ("
-                    " SELECT id FROM notification_jobs WHERE template = ANY(%s)"
-                    " AND recipient <> '' AND created_at < %s ORDER BY created_at"
+                    f" SELECT id FROM notification_jobs WHERE {CODE_NUMBERS_KEPT}"
+                    " AND created_at < %s ORDER BY created_at"
                     " LIMIT %s FOR UPDATE SKIP LOCKED)",
-                    (sorted(policy.SECRET_TEMPLATES), before, FORGET_CODES_BATCH),
+                    (before, FORGET_CODES_BATCH),
                 )
             done: int = cur.rowcount
             forgotten += done

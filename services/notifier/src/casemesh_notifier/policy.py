@@ -15,10 +15,12 @@ def backoff(attempt: int, *, base: float, cap: float, rng: random.Random | None 
     return (rng or random).uniform(ceiling / 2, ceiling)
 
 
+# A one-time code's template.
+CODE_TEMPLATE = "verification.code"
 # Messages the recipient is waiting for at that moment: quiet hours do not hold them.
-URGENT_TEMPLATES = frozenset({"verification.code"})
+URGENT_TEMPLATES = frozenset({CODE_TEMPLATE})
 # Messages carrying a secret: their text is erased once delivered.
-SECRET_TEMPLATES = frozenset({"verification.code"})
+SECRET_TEMPLATES = frozenset({CODE_TEMPLATE})
 # Messages a newer one to the same party replaces: one still waiting when
 # the next is planned is cancelled, its text erased (a code sent again
 # makes the earlier one invalid, and it would hold the new one back: a

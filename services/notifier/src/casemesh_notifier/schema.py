@@ -12,6 +12,11 @@ from casemesh.platform import schema
 from casemesh.platform.eventstore import advisory_lock
 from casemesh.platform.outbox import outbox_schema
 from casemesh_notifier.outbox import NOTIFICATIONS
+from casemesh_notifier.policy import CODE_TEMPLATE
+
+# The one-time codes' jobs whose number is still kept: the partial index's
+# condition and `Delivery.forget_old_codes`'s, written out alike.
+CODE_NUMBERS_KEPT = f"template = '{CODE_TEMPLATE}' AND recipient <> ''"
 
 STATEMENTS = [
     """CREATE TABLE IF NOT EXISTS consumed_events (
@@ -81,9 +86,8 @@ STATEMENTS = [
     """CREATE INDEX IF NOT EXISTS notification_jobs_sms_rate
         ON notification_jobs (recipient, sent_at) WHERE channel = 'SMS'""",
     # The one-time codes whose number is still kept (`Delivery.forget_old_codes`).
-    """CREATE INDEX IF NOT EXISTS notification_jobs_code_numbers
-        ON notification_jobs (created_at)
-        WHERE template = 'verification.code' AND recipient <> ''""",
+    f"""CREATE INDEX IF NOT EXISTS notification_jobs_code_numbers
+        ON notification_jobs (created_at) WHERE {CODE_NUMBERS_KEPT}""",
     outbox_schema(NOTIFICATIONS, subject_type="uuid"),
     # An outcome event's id counts the job's earlier ones.
     """CREATE INDEX IF NOT EXISTS notification_outbox_job ON notification_outbox (job_id)""",
