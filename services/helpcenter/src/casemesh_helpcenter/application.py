@@ -402,11 +402,13 @@ class HelpCenter:
         the session's draft where not, recorded as the ticket opened."""
         if not solved:
             v = Violations()
-            if own.category and own.category not in rules.BY_ID:
-                v.add("category", f"unknown category {own.category!r}; see ListTicketCategories")
-            for field in ("subject", "description"):
-                limit = rules.LIMITS[field]
-                rules.text(v, field, getattr(own, field), limit=limit, required=False)
+            rules.check_ticket_words(
+                v,
+                category=own.category,
+                subject=own.subject,
+                description=own.description,
+                required=False,
+            )
             v.raise_if_any()
         async with self.pool.connection() as conn:
             found = await _session(conn, who, session, "zh-CN", create=False)

@@ -243,13 +243,29 @@ def check_new_ticket(
 ) -> None:
     if not REQUEST_ID.match(request_id):
         v.add("request_id", "must be 1–64 characters of letters, digits, '.', '_', ':' or '-'")
-    if category not in BY_ID:
-        v.add(f"{prefix}category", f"unknown category {category!r}; see ListTicketCategories")
-    text(v, f"{prefix}subject", subject, limit=LIMITS["subject"])
-    text(v, f"{prefix}description", description, limit=LIMITS["description"])
+    check_ticket_words(
+        v, category=category, subject=subject, description=description, prefix=prefix
+    )
     if locale not in LOCALES:
         v.add(f"{prefix}locale", f"must be one of {', '.join(LOCALES)}")
     check_contact(v, contact, prefix=f"{prefix}contact.")
+
+
+def check_ticket_words(
+    v: Violations,
+    *,
+    category: str,
+    subject: str,
+    description: str,
+    prefix: str = "",
+    required: bool = True,
+) -> None:
+    """A ticket's category, subject and description (each may be left empty
+    when not `required`: someone else's words go there)."""
+    if (category or required) and category not in BY_ID:
+        v.add(f"{prefix}category", f"unknown category {category!r}; see ListTicketCategories")
+    text(v, f"{prefix}subject", subject, limit=LIMITS["subject"], required=required)
+    text(v, f"{prefix}description", description, limit=LIMITS["description"], required=required)
 
 
 def check_contact(v: Violations, contact: dict[str, Any], *, prefix: str) -> None:
