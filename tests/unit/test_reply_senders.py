@@ -79,10 +79,10 @@ def test_only_the_headers_above_the_first_hop_are_read_from_the_reply() -> None:
     assert parse(above.authentication[0])[0] == "evil.net"
 
 
-async def test_the_desk_refuses_a_reply_nobody_vouches_for_before_reading_the_ticket() -> None:
-    """Refused with a permanent error, naming why, before any service is
-    asked (the desk here has none to ask)."""
-    desk = ReplyDesk(
+def desk_with_no_services() -> ReplyDesk:
+    """A desk trusting MX's headers, with no service to ask: what it refuses
+    is refused before any would be."""
+    return ReplyDesk(
         signer=InternalTokenSigner(new_signing_key()),
         tickets=None,
         evidence=None,
@@ -91,6 +91,12 @@ async def test_the_desk_refuses_a_reply_nobody_vouches_for_before_reading_the_ti
         timeout=1.0,
         authserv_id=MX,
     )
+
+
+async def test_the_desk_refuses_a_reply_nobody_vouches_for_before_reading_the_ticket() -> None:
+    """Refused with a permanent error, naming why, before any service is
+    asked (the desk here has none to ask)."""
+    desk = desk_with_no_services()
     forged = (
         b"From: alice@example.com\r\nMessage-ID: <f@evil.net>\r\n"
         b"Authentication-Results: " + MX.encode() + b"; dmarc=fail header.from=example.com\r\n"
@@ -102,15 +108,7 @@ async def test_the_desk_refuses_a_reply_nobody_vouches_for_before_reading_the_ti
 
 
 def handler_taking_mail_from(relays: str) -> ReplyHandler:
-    desk = ReplyDesk(
-        signer=InternalTokenSigner(new_signing_key()),
-        tickets=None,
-        evidence=None,
-        secrets=["s" * 32],
-        domain="reply.example",
-        timeout=1.0,
-        authserv_id=MX,
-    )
+    desk = desk_with_no_services()
     cfg = InboundSettings(
         reply_token_secret=SecretStr("s" * 32),
         internal_signing_key=SecretStr(new_signing_key()),
