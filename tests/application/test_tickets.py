@@ -13,7 +13,7 @@ import pytest
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
-from casemesh.platform.caseindex import IndexProjector, MemoryCaseIndex
+from casemesh.platform.caseindex import IndexProjector, MemoryCaseIndex, Page
 from casemesh.platform.cases import Retry, fingerprint
 from casemesh.platform.errors import (
     Aborted,
@@ -918,6 +918,43 @@ def test_a_page_of_long_comments_is_cut_short_to_fit_what_a_client_receives(
             break
     assert seen == list(range(1, 82))  # every entry once, in order, over several pages
     assert len(app.history(ALICE, busy.id, 200, "").items) < 40
+
+
+def test_a_page_of_long_tickets_is_cut_short_to_fit_what_a_client_receives(
+    app: Tickets,
+) -> None:
+    """100 tickets of the longest words and the most evidence make a 4.3 MB
+    ListTickets answer, which a gRPC client refuses (4 MiB by default), for
+    good: pages stop short instead, and the next goes on where one stopped."""
+    evidence = [{"name": f"evidence/e{n}", "sha256": f"{n:02d}" * 32} for n in range(20)]
+    opened = [
+        app.create_ticket(
+            ALICE,
+            new_ticket(
+                f"long{n}", subject="😀" * 200, description="😀" * 10_000, evidence=evidence
+            ),
+        )
+        for n in range(100)
+    ]
+    IndexProjector(app, app.index, case_row).catch_up()
+    lists: dict[str, Callable[[str], Page[TicketView]]] = {
+        "listed": lambda token: app.list_tickets(AGENT, [], 100, token),
+        "found": lambda token: app.search_tickets(
+            AGENT, TicketSearch(requester=ALICE.subject), 100, token
+        ),
+    }
+    for read in lists.values():
+        seen: list[str] = []
+        token = ""
+        while True:
+            page = read(token)
+            answer = api._listed(page, AGENT).SerializeToString()
+            assert len(answer) < 4 * 1024 * 1024
+            seen += [t.id for t in page.items]
+            if not (token := page.next_token):
+                break
+        assert seen == [t.id for t in reversed(opened)]  # each once, newest first
+        assert len(read("").items) < 100
 
 
 def test_agents_search_tickets_by_requester_category_and_words(app: Tickets) -> None:

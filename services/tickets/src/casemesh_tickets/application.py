@@ -27,7 +27,7 @@ from casemesh.platform.errors import (
 )
 from casemesh.platform.identity import Identity, subject_fault
 from casemesh.platform.logging import get_logger
-from casemesh.platform.paging import page_size_of
+from casemesh.platform.paging import fitting, page_size_of
 from casemesh.platform.timers import Deadline
 from casemesh.rules import retention
 from casemesh.rules import tickets as validation
@@ -417,7 +417,7 @@ class Tickets(CaseApplication[Ticket]):
                 entry = replace(entry, sequence=ticket.shown_version)
             if entry.sequence > after:
                 entries.append(entry)
-        kept = _fitting(entries, limit)
+        kept = fitting((len(e.text.encode()) for e in entries), limit, PAGE_TEXT_BYTES)
         next_token = str(entries[kept - 1].sequence) if kept < len(entries) else ""
         return Page(entries[:kept], next_token)
 
@@ -426,17 +426,6 @@ class Tickets(CaseApplication[Ticket]):
 # 10,000 Chinese characters would be about 6 MB, past the 4 MiB a gRPC
 # client takes by default. A page is then cut short, as AIP-158 allows.
 PAGE_TEXT_BYTES = 1024 * 1024
-
-
-def _fitting(entries: list[HistoryEntry], limit: int) -> int:
-    """How many of `entries` the page holds: at most `limit`, and no more
-    than fit PAGE_TEXT_BYTES, but always the first."""
-    size = 0
-    for i, entry in enumerate(entries[: limit + 1]):
-        size += len(entry.text.encode())
-        if i == limit or (i > 0 and size > PAGE_TEXT_BYTES):
-            return i
-    return min(len(entries), limit)
 
 
 def open_tickets(

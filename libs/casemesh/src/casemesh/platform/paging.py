@@ -4,7 +4,7 @@ with `next_page_token` that more remain), and only a negative size is refused.""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TypeVar
 
@@ -43,3 +43,23 @@ def page_of(
     if len(rows) <= limit:
         return list(rows), ""
     return list(rows[:limit]), encode_page_token(*key(rows[limit - 1]))
+
+
+# What the items of a page may carry at most, as their sizes are counted (a
+# case document as JSON, a history entry's text): a gRPC client takes 4 MiB
+# by default, and a page past it fails for good (RESOURCE_EXHAUSTED) however
+# often it is asked for. A page is cut short instead, as AIP-158 allows.
+PAGE_BYTES = 2 * 1024 * 1024
+
+
+def fitting(sizes: Iterable[int], limit: int, budget: int = PAGE_BYTES) -> int:
+    """How many items, of these `sizes` in page order, a page holds: at most
+    `limit`, no more than fit `budget`, but always the first (an item alone
+    is bounded by its own limits)."""
+    total, count = 0, 0
+    for size in sizes:
+        total += size
+        if count == limit or (count > 0 and total > budget):
+            break
+        count += 1
+    return count
