@@ -920,6 +920,17 @@ def test_a_page_of_long_comments_is_cut_short_to_fit_what_a_client_receives(
     assert len(app.history(ALICE, busy.id, 200, "").items) < 40
 
 
+def test_a_row_a_newer_release_wrote_is_listed_by_this_one(app: Tickets) -> None:
+    """During a rollout, replicas of this release list rows a newer one wrote,
+    with fields it added: they list them with what they know."""
+    t = app.create_ticket(ALICE, new_ticket())
+    IndexProjector(app, app.index, case_row).catch_up()
+    assert isinstance(app.index, MemoryCaseIndex)
+    app.index.rows[t.id].doc["sla_due"] = "2026-12-06T08:00:00+00:00"
+    [listed] = app.list_tickets(ALICE, [], 0, "").items
+    assert listed.id == t.id and listed.subject == t.subject
+
+
 def test_a_page_of_long_tickets_is_cut_short_to_fit_what_a_client_receives(
     app: Tickets,
 ) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -77,12 +77,19 @@ class TicketView:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> TicketView:
+        """The view an index row holds. Fields this release does not know are
+        left out: a newer release's rows are listed, during its rollout, by
+        the replicas still running this one."""
         times = {
             name: datetime.fromisoformat(d[name])
             for name in ("create_time", "update_time", "shown_time")
             if d.get(name)
         }
-        return cls(**{**d, **times})
+        known = {k: v for k, v in d.items() if k in _FIELDS}
+        return cls(**{**known, **times})
+
+
+_FIELDS = frozenset(f.name for f in fields(TicketView))
 
 
 @dataclass(frozen=True)
