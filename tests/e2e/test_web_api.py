@@ -11,6 +11,7 @@ import json
 import socket
 import struct
 import threading
+import urllib.parse
 import uuid
 from typing import Any
 
@@ -307,7 +308,8 @@ def upload(
         content=data,
         headers={
             "Content-Type": content_type,
-            "X-File-Name": httpx.URL("", params={"n": file_name}).query.decode()[2:],
+            # As the browser client names it (encodeURIComponent).
+            "X-File-Name": urllib.parse.quote(file_name, safe=""),
             **bearer(stack, subject),
         },
         timeout=60,
@@ -323,10 +325,24 @@ def test_a_browser_upload_is_sniffed_hashed_and_attachable_by_its_owner_only(
     evidence = stored.json()
     assert evidence["sha256"] == hashlib.sha256(data).hexdigest()
     assert int(evidence["sizeBytes"]) == len(data)
+    assert evidence["fileName"] == "截图 1.png"
 
     # Bytes that are no PNG are refused as over gRPC, naming what is wrong.
     refused = upload(stack, b"MZ\x90\x00 not an image at all", "web-frank")
     assert refused.status_code == 400 and refused.json()["code"] == "invalid_argument"
+    # A name that is not URL-encoded UTF-8 is refused, not stored as "\ufffd.png".
+    misnamed = httpx.post(
+        f"{stack.http}/uploads/evidence",
+        content=data,
+        headers={
+            "Content-Type": "image/png",
+            "X-File-Name": "%E4%B8.png",
+            **bearer(stack, "web-frank"),
+        },
+        timeout=60,
+    )
+    assert misnamed.status_code == 400, misnamed.text
+    assert misnamed.json()["code"] == "invalid_argument" and "file_name" in misnamed.text
     anonymous = httpx.post(
         f"{stack.http}/uploads/evidence",
         content=data,

@@ -835,9 +835,15 @@ class WebFront:
         )
         headers = dict(metadata)
         announced = headers.get("content-length", "")
+        try:
+            file_name = unquote(headers.get("x-file-name", ""), errors="strict")
+        except UnicodeDecodeError:
+            # Not URL-encoded UTF-8: refused as no name, never stored with
+            # its broken bytes replaced.
+            file_name = ""
         first = evidence_pb2.UploadEvidenceRequest(
             metadata=evidence_pb2.EvidenceMetadata(
-                file_name=unquote(headers.get("x-file-name", "")),
+                file_name=file_name,
                 declared_type=headers.get("content-type", "").split(";")[0].strip(),
             )
         )
