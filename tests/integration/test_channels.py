@@ -38,18 +38,23 @@ class Provider:
         self.status = 200
         self.headers: dict[str, str] = {}  # sent with an answer that is not 200
         self.answer: Any = None  # the JSON a 200 answers with, if not {"id": ...}
+        self.echo = False  # an answer that is not 200 quotes the request, as some do
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                body = json.loads(raw)
                 provider.received.append((body, dict(self.headers)))
                 if provider.status != 200:
+                    said = b'{"error": "invalid request", "request": %s}' % raw
                     self.send_response(provider.status)
                     for name, value in provider.headers.items():
                         self.send_header(name, value)
-                    self.send_header("Content-Length", "0")
+                    self.send_header("Content-Length", str(len(said) if provider.echo else 0))
                     self.end_headers()
+                    if provider.echo:
+                        self.wfile.write(said)
                     return
                 key = self.headers.get("Idempotency-Key", "")
                 provider.delivered.setdefault(key, body)
@@ -124,28 +129,35 @@ async def refusal(channel: HttpEmailChannel | HttpSmsChannel) -> DeliveryError:
 
 
 @pytest.mark.parametrize(
-    ("status", "permanent", "away"),
+    ("status", "permanent", "away", "maybe_sent"),
     [
-        (503, False, True),
-        (502, False, False),
-        (504, False, False),
-        (429, False, True),
-        (500, False, False),
-        (408, False, False),
-        (400, True, False),
-        (404, True, False),
+        (503, False, True, False),
+        (502, False, False, True),
+        (504, False, False, True),
+        (429, False, True, False),
+        (500, False, False, True),
+        (408, False, False, False),
+        (409, False, False, True),
+        (425, False, False, False),
+        (400, True, False, False),
+        (404, True, False, False),
     ],
 )
 async def test_a_providers_refusal_says_whether_to_retry(
-    provider: Provider, status: int, permanent: bool, away: bool
+    provider: Provider, status: int, permanent: bool, away: bool, maybe_sent: bool
 ) -> None:
     """A provider throttling us or unavailable (429, 503) is away, as an
     unreachable one is: the try spends no attempt, so an outage of hours
-    parks nothing. A 502 or 504 counts, as any other 5xx does."""
+    parks nothing. A 502 or 504 counts, as any other 5xx does. An answer
+    after which the message may have gone all the same (the idempotency
+    key in use by a first try whose answer was lost, 409; a provider or its
+    proxy failing mid-request, 500, 502, 504) is retried as a possible
+    repeat, never parked as a refusal."""
     provider.status = status
     failure = await refusal(HttpEmailChannel(url=provider.url, sender="support@casemesh.local"))
     assert failure.permanent is permanent
     assert failure.unreachable is away
+    assert failure.maybe_sent is maybe_sent
     assert provider.delivered == {}
 
 

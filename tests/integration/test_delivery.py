@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -17,6 +18,7 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 from pydantic import SecretStr
+from structlog.testing import CapturingLogger
 
 from casemesh import topics
 from casemesh.events.v1 import helpcenter_pb2 as hev
@@ -27,9 +29,16 @@ from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.pools import async_pool
 from casemesh_devstack.ports import free_port
 from casemesh_notifier import delivery as delivery_module
-from casemesh_notifier.channels import Channel, DeliveryError, Outgoing, SmtpChannel
+from casemesh_notifier.channels import (
+    Channel,
+    DeliveryError,
+    HttpSmsChannel,
+    Outgoing,
+    SmtpChannel,
+)
 from casemesh_notifier.delivery import (
     BATCH,
+    QUIET_RELEASE,
     REAP_AFTER,
     RETAKE_GRACE,
     SENDER_LOCK,
@@ -42,6 +51,7 @@ from casemesh_notifier.schema import create_schema
 from casemesh_notifier.settings import NotifierSettings
 from casemesh_notifier.store import wake_senders
 from tests.conftest import Infra
+from tests.integration.test_channels import Provider as HttpEndpoint
 from tests.support import (
     MailEndpoint,
     eventually,
@@ -158,7 +168,11 @@ async def notifier(infra: Infra) -> AsyncIterator[Notifier]:
 
 
 def created(
-    ticket: str, *, channels: tuple[ev.ContactChannel.ValueType, ...], phone: str = "+8613800138000"
+    ticket: str,
+    *,
+    channels: tuple[ev.ContactChannel.ValueType, ...],
+    phone: str = "+8613800138000",
+    email: str = "alice@example.com",
 ) -> CloudEvent:
     msg = ev.TicketCreated(
         header=ev.TicketEventHeader(ticket_id=ticket, version=1, status=ev.TICKET_STATUS_NEW),
@@ -166,7 +180,7 @@ def created(
         category="account.login",
         subject="无法登录",
         contact=ev.ContactPreferences(
-            email="alice@example.com",
+            email=email,
             phone=phone,
             channels=channels,
             locale="zh-CN",
@@ -267,7 +281,7 @@ async def test_sms_waits_for_the_end_of_quiet_hours_without_spending_attempts(
     notifier.clock.time = datetime(2026, 3, 2, 23, 59, tzinfo=UTC)  # 07:59
     await notifier.drain()
     assert notifier.sms.delivered == []
-    notifier.clock.time = datetime(2026, 3, 3, 0, 0, 1, tzinfo=UTC)  # 08:00:01
+    notifier.clock.time = datetime(2026, 3, 3, 0, 10, tzinfo=UTC)  # 08:10, the release's end
     await notifier.drain()
     assert len(notifier.sms.delivered) == 1
     assert notifier.rows("SELECT attempts FROM notification_jobs WHERE channel = 'SMS'") == [(1,)]
@@ -284,9 +298,28 @@ async def test_quiet_hours_are_the_recipients_where_the_number_tells_their_zone(
     await notifier.consume(created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_SMS,)))
     await notifier.drain()
     assert [m.recipient for m in notifier.sms.delivered] == ["+8613800138000"]
-    notifier.clock.time = datetime(2026, 3, 2, 16, 0, 1, tzinfo=UTC)  # 08:00:01 there
+    notifier.clock.time = datetime(2026, 3, 2, 16, 10, tzinfo=UTC)  # 08:10 there
     await notifier.drain()
     assert [m.recipient for m in notifier.sms.delivered][1:] == ["+14155552671"]
+
+
+async def test_quiet_hours_of_a_number_of_several_zones_are_those_of_all(
+    notifier: Notifier,
+) -> None:
+    """A +7 number may be in Moscow or Kamchatka: at 03:30 in Moscow (08:30
+    in Shanghai, the service's zone) its SMS waits for 08:00 in Kaliningrad,
+    when it is day wherever the number may be."""
+    notifier.clock.time = datetime(2026, 3, 2, 0, 30, tzinfo=UTC)
+    await notifier.consume(
+        created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_SMS,), phone="+79161234567")
+    )
+    await notifier.drain()
+    notifier.clock.time = datetime(2026, 3, 2, 5, 59, tzinfo=UTC)  # 07:59 in Kaliningrad
+    await notifier.drain()
+    assert notifier.sms.delivered == []
+    notifier.clock.time = datetime(2026, 3, 2, 6, 0, tzinfo=UTC) + QUIET_RELEASE
+    await notifier.drain()
+    assert [m.recipient for m in notifier.sms.delivered] == ["+79161234567"]
 
 
 async def test_a_provider_or_relay_that_cannot_be_reached_is_waited_for_not_parked(
@@ -1114,3 +1147,170 @@ async def test_an_sms_tells_its_provider_the_language_of_the_template_to_fill(
     await notifier.drain()
     [sms] = notifier.sms.delivered
     assert sms.params["locale"] == "zh-CN" and sms.template == "ticket.received"
+
+
+async def test_a_refusal_quoting_the_request_publishes_no_code(
+    notifier: Notifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SMS provider answers 400 with a body that quotes the request (the
+    text and its parameters, the code among them). The code's job keeps
+    only the status: its last error, its outcome event (public, kept for
+    weeks) and the log carry no code. Another message's refusal keeps the
+    provider's words, every run of four digits or more masked."""
+    endpoint = HttpEndpoint()
+    endpoint.status, endpoint.echo = 400, True
+    sms = HttpSmsChannel(url=endpoint.url)
+    notifier.delivery._channels["SMS"] = sms
+    log = CapturingLogger()
+    monkeypatch.setattr(delivery_module, "log", log)
+    try:
+        await notifier.consume(code_for("+8613800138000", minutes=10, code="482913"))
+        await notifier.consume(
+            created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_SMS,), phone="+8613900139000")
+        )
+        assert await notifier.drain() == 2
+    finally:
+        await sms.aclose()
+        endpoint.stop()
+    assert "482913" in str(endpoint.received[0][0])  # the provider had it, and quoted it
+    parked = {
+        template: (error, nev.NotificationParked.FromString(bytes(payload)).error)
+        for template, error, payload in notifier.rows(
+            "SELECT j.template, j.last_error, o.payload FROM notification_jobs j"
+            " JOIN notification_outbox o ON o.job_id = j.id"
+            " WHERE o.ce_type LIKE '%.NotificationParked.v1'"
+        )
+    }
+    assert parked["verification.code"] == ("SMS provider refused: HTTP 400",) * 2
+    ticket_error, published = parked["ticket.received"]
+    assert ticket_error == published
+    assert ticket_error.startswith("SMS provider refused: HTTP 400: {")
+    assert re.search(r"\d{4}", ticket_error) is None, ticket_error
+    logged = [str(call.kwargs) for call in log.calls]
+    assert logged and not any("482913" in line for line in logged)
+
+
+async def test_a_code_goes_out_ahead_of_the_texts_already_due(notifier: Notifier) -> None:
+    """A morning's backlog: the night's texts have come due together, and a
+    person asks for a code. It is the next text sent, not the last (it would
+    reach them only after it ran out)."""
+    notifier.clock.advance(-600)
+    for n in range(2 * BATCH):
+        await notifier.consume(
+            created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_SMS,), phone=f"+86138{n:08d}")
+        )
+    notifier.clock.time = NOON_IN_SHANGHAI
+    await notifier.consume(code_for("+8613900139000", minutes=5))
+    assert await notifier.delivery.deliver_batch() == BATCH
+    assert [m.template for m in notifier.sms.delivered][:2] == [
+        "verification.code",
+        "ticket.received",
+    ]
+
+
+async def test_the_nights_texts_go_out_over_minutes_after_it_not_all_at_once(
+    notifier: Notifier,
+) -> None:
+    notifier.clock.time = datetime(2026, 3, 2, 15, 30, tzinfo=UTC)  # 23:30 in Shanghai
+    for n in range(20):
+        await notifier.consume(
+            created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_SMS,), phone=f"+86138{n:08d}")
+        )
+    assert await notifier.drain() == 20
+    assert notifier.sms.delivered == []
+    morning = datetime(2026, 3, 3, 0, 0, tzinfo=UTC)  # 08:00 in Shanghai
+    due = [when for (when,) in notifier.rows("SELECT next_attempt_at FROM notification_jobs")]
+    assert all(morning <= when < morning + QUIET_RELEASE for when in due), due
+    assert len(set(due)) > 10  # spread, not one burst
+    notifier.clock.time = morning + QUIET_RELEASE
+    await notifier.drain()
+    assert len(notifier.sms.delivered) == 20
+
+
+async def test_an_outage_answered_later_parks_nothing_and_its_jobs_go_once_it_is_over(
+    notifier: Notifier,
+) -> None:
+    """For hours the provider answers 502 to every message (a proxy in front
+    of it lost it), past every job's budget of three. Once sends to three
+    different people in a row failed so, the provider is taken to be away:
+    no further try spends an attempt, nothing is parked, and every job goes
+    out once it is back, without a replay."""
+    outage = DeliveryError("e-mail provider HTTP 502", permanent=False, maybe_sent=True)
+    notifier.email.failures = [outage] * 1000
+    jobs = [
+        job
+        for n in range(5)
+        for job in await notifier.consume(
+            created(
+                str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,), email=f"u{n}@example.com"
+            )
+        )
+    ]
+    for _ in range(12):  # two hours
+        await notifier.drain()
+        notifier.clock.advance(600)
+    assert notifier.rows("SELECT DISTINCT status FROM notification_jobs") == [("pending",)]
+    assert len(notifier.email.failures) < 1000 - 5 * 3  # tried past their budgets
+    notifier.email.failures = []
+    assert await notifier.drain() == 5
+    assert sorted(m.job_id for m in notifier.email.delivered) == sorted(map(str, jobs))
+
+
+async def test_one_mailbox_refusing_for_now_still_parks_while_others_are_delivered(
+    notifier: Notifier,
+) -> None:
+    """A full mailbox answers "later" to each of its three messages; the
+    others are delivered: the relay is there, and that mailbox's jobs park
+    when their budget is spent."""
+
+    class OneFullMailbox(Provider):
+        async def send(self, message: Outgoing) -> str:
+            if message.recipient == "full@example.com":
+                raise DeliveryError("SMTP 452", permanent=False, detail="4.2.2 mailbox full")
+            return await super().send(message)
+
+    notifier.delivery._channels["EMAIL"] = email = OneFullMailbox()
+    for address in ["full@example.com"] * 3 + ["bob@example.com"]:
+        await notifier.consume(
+            created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,), email=address)
+        )
+    for _ in range(6):
+        await notifier.drain()
+        notifier.clock.advance(600)
+    assert sorted(notifier.rows("SELECT recipient, status, attempts FROM notification_jobs")) == [
+        ("bob@example.com", "sent", 1),
+        *[("full@example.com", "parked", 3)] * 3,
+    ]
+    assert [m.recipient for m in email.delivered] == ["bob@example.com"]
+
+
+async def test_two_replicas_sending_to_one_number_keep_to_its_hourly_limit(
+    notifier: Notifier,
+) -> None:
+    """One text to the number this hour, a limit of two, and two replicas
+    each holding another for it, checked side by side while the provider
+    takes its time: one goes, the other waits for the hour."""
+
+    @dataclass
+    class Slow(Provider):
+        async def send(self, message: Outgoing) -> str:
+            await asyncio.sleep(0.3)
+            return await super().send(message)
+
+    for _ in range(3):
+        await notifier.consume(created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_SMS,)))
+    assert await notifier.delivery.deliver_one()
+    notifier.sms = slow = Slow()
+    replicas = [notifier.sender(sms=True) for _ in range(2)]
+    held = [job for replica in replicas if (job := await replica.claim()) is not None]
+    assert len(held) == 2
+    await asyncio.gather(*(r._handle_sms(job) for r, job in zip(replicas, held, strict=True)))
+    assert len(slow.delivered) == 1
+    assert sorted(notifier.rows("SELECT status FROM notification_jobs")) == [
+        ("pending",),
+        ("sent",),
+        ("sent",),
+    ]
+    notifier.clock.advance(3602)
+    assert await notifier.sender(sms=True).deliver_one()
+    assert len(slow.delivered) == 2

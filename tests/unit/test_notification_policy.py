@@ -11,7 +11,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as ev
-from casemesh_notifier.policy import backoff, quiet_until
+from casemesh_notifier.labels import phone_zones
+from casemesh_notifier.policy import backoff, quiet_until, quiet_until_everywhere
 from casemesh_notifier.rendering import email_values, render_email, render_sms, sms_values
 from casemesh_notifier.steps import appeal_steps, report_steps, ticket_step
 from casemesh_notifier.store import NewJob
@@ -33,6 +34,34 @@ def test_quiet_hours_hold_sms_until_morning_in_the_recipients_zone() -> None:
     assert quiet_until(datetime(2026, 3, 1, 13, 0, tzinfo=UTC), "12:00-14:00", "UTC") == datetime(
         2026, 3, 1, 14, 0, tzinfo=UTC
     )
+
+
+def test_quiet_hours_of_a_number_of_several_zones_end_once_they_end_in_all() -> None:
+    """A +7 number may be anywhere from Kaliningrad to Kamchatka: at 03:30 in
+    Moscow (12:30 in Kamchatka) an SMS waits for 08:00 in Kaliningrad, the
+    first moment at which it is day wherever the number may be."""
+    russia = phone_zones("+79161234567")
+    assert len(russia) > 10
+    moscow_night = datetime(2026, 3, 2, 0, 30, tzinfo=UTC)
+    kaliningrad_morning = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
+    assert quiet_until_everywhere(moscow_night, "22:00-08:00", russia) == kaliningrad_morning
+    assert quiet_until_everywhere(kaliningrad_morning, "22:00-08:00", russia) is None
+    # One zone: as `quiet_until`.
+    late = datetime(2026, 3, 1, 15, 30, tzinfo=UTC)
+    shanghai = phone_zones("+8613800138000")
+    assert quiet_until_everywhere(late, "22:00-08:00", shanghai) == quiet_until(
+        late, "22:00-08:00", "Asia/Shanghai"
+    )
+    assert quiet_until_everywhere(late, "", russia) is None
+    # Always night somewhere (UTC-8, UTC, UTC+8): the first moment it is
+    # night in one only.
+    apart = [ZoneInfo("Etc/GMT+8"), ZoneInfo("UTC"), ZoneInfo("Etc/GMT-8")]
+    at_seven = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)  # night in UTC and UTC-8
+    assert quiet_until_everywhere(at_seven, "22:00-08:00", apart) == datetime(
+        2026, 3, 2, 8, 0, tzinfo=UTC
+    )
+    at_two = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)  # night in UTC only
+    assert quiet_until_everywhere(at_two, "22:00-08:00", apart) is None
 
 
 def test_backoff_grows_with_jitter_and_is_capped() -> None:

@@ -47,7 +47,11 @@ class DeliveryError(Exception):
     repeat. `unreachable`: the relay or provider is away or turns us away
     (not the message), so the messages after it would fail alike, and the
     job waits for an operator's fix rather than being parked.
-    `retry_after`: seconds the provider asked us to wait, if it did."""
+    `retry_after`: seconds the provider asked us to wait, if it did.
+    `detail`: what the relay or provider said, in its own words (an answer's
+    text, a response body), kept apart from ours because it may echo the
+    message, a one-time code too: the sender decides what of it is kept
+    (`delivery.public_error`)."""
 
     def __init__(
         self,
@@ -57,12 +61,14 @@ class DeliveryError(Exception):
         maybe_sent: bool = False,
         unreachable: bool = False,
         retry_after: float | None = None,
+        detail: str = "",
     ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.maybe_sent = maybe_sent
         self.unreachable = unreachable
         self.retry_after = retry_after
+        self.detail = detail
 
 
 class Channel(Protocol):
@@ -208,9 +214,10 @@ class SmtpChannel:
             raise _sender_refused(exc) from exc
         except smtplib.SMTPResponseException as exc:
             raise DeliveryError(
-                f"SMTP {exc.smtp_code}: {exc.smtp_error!r}",
+                f"SMTP {exc.smtp_code}",
                 permanent=500 <= exc.smtp_code < 600,
                 unreachable=exc.smtp_code == RELAY_CLOSING,
+                detail=_text(exc.smtp_error),
             ) from exc
         except (OSError, smtplib.SMTPException) as exc:
             if smtp.answer_lost:
@@ -244,16 +251,20 @@ def _sender_refused(exc: smtplib.SMTPSenderRefused) -> DeliveryError:
     announces its SIZE there) is the message's fault, for good; a 4xx is
     "later"; any other refusal (STARTTLS or a login wanted, our address
     not taken) is the operator's to mend, as a refused login is."""
-    said = f"SMTP {exc.smtp_code} at MAIL FROM: {exc.smtp_error!r}"
-    raw: bytes | str = exc.smtp_error
-    answer = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    said = f"SMTP {exc.smtp_code} at MAIL FROM"
+    answer = _text(exc.smtp_error)
     if exc.smtp_code == 552 or "5.3.4" in answer:
-        return DeliveryError(said, permanent=True)
+        return DeliveryError(said, permanent=True, detail=answer)
     if exc.smtp_code == RELAY_CLOSING:
-        return DeliveryError(said, permanent=False, unreachable=True)
+        return DeliveryError(said, permanent=False, unreachable=True, detail=answer)
     if 400 <= exc.smtp_code < 500:
-        return DeliveryError(said, permanent=False)
-    return DeliveryError(said, permanent=False, unreachable=True)
+        return DeliveryError(said, permanent=False, detail=answer)
+    return DeliveryError(said, permanent=False, unreachable=True, detail=answer)
+
+
+def _text(answer: bytes | str) -> str:
+    """An SMTP answer's text, as the relay wrote it."""
+    return answer.decode("utf-8", "replace") if isinstance(answer, bytes) else answer
 
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")
@@ -316,14 +327,22 @@ def _quit(smtp: smtplib.SMTP) -> None:
 
 
 # Answers that say "not now" rather than "never": a timeout of the request,
-# too early, too many.
-RETRY_LATER = frozenset({408, 425, 429})
+# a conflict (409: the idempotency key is in use, by a first try whose answer
+# was lost and that the provider is still handling), too early, too many.
+RETRY_LATER = frozenset({408, 409, 425, 429})
+# Answers after which the message may have gone all the same, so the retry is
+# marked a possible repeat (it still goes: the idempotency key keeps an honest
+# provider from sending twice): the idempotency key's first try still under
+# way (409), the provider failing mid-request (500), a proxy in front of it
+# losing its answer (502, 504).
+MAYBE_SENT = frozenset({409, 500, 502, 504})
 # Answers that say the provider, not the message, is in trouble: throttled
 # (429) or unavailable (503). Like a refused connection they spend no
 # attempt: an outage of hours would otherwise park every job queued in it,
 # for an operator to replay. A 502 or 504 still counts: the request may have
 # reached the provider (a resend could repeat it), and one message a proxy
-# keeps failing on must park in the end.
+# keeps failing on must park in the end; 502s to every message, though, show
+# the provider away once several recipients had them (`delivery.AWAY_AFTER`).
 PROVIDER_AWAY = frozenset({429, 503})
 # The longest wait a provider's Retry-After is taken for.
 RETRY_AFTER_MAX_S = 6 * 3600.0
@@ -347,9 +366,10 @@ def retry_after(value: str) -> float | None:
 class HttpProvider:
     """A provider's HTTP API: a JSON POST per message with the job id as
     `Idempotency-Key`, so a provider that honours it delivers a resent job
-    (a send in flight at a crash, taken up again) once. 408, 425, 429 and
-    5xx are worth retrying (after the Retry-After asked for), 429 and 503
-    without spending an attempt (`PROVIDER_AWAY`); 401 and 403 (our
+    (a send in flight at a crash, taken up again) once. 408, 409, 425, 429
+    and 5xx are worth retrying (after the Retry-After asked for), 429 and 503
+    without spending an attempt (`PROVIDER_AWAY`), 409, 500, 502 and 504
+    as possible repeats (`MAYBE_SENT`); 401 and 403 (our
     key), like a redirect, wait for the operator; any other 4xx is the
     message's and not retried; only a 2xx is a delivery."""
 
@@ -380,6 +400,7 @@ class HttpProvider:
             raise DeliveryError(
                 f"{self._name} HTTP {status}",
                 permanent=False,
+                maybe_sent=status in MAYBE_SENT,
                 unreachable=status in PROVIDER_AWAY,
                 retry_after=retry_after(response.headers.get("retry-after", "")),
             )
@@ -394,7 +415,7 @@ class HttpProvider:
             )
         if status >= 400:
             raise DeliveryError(
-                f"{self._name} refused: HTTP {status} {response.text[:200]}", permanent=True
+                f"{self._name} refused: HTTP {status}", permanent=True, detail=response.text[:200]
             )
         if not 200 <= status < 300:
             # A redirect (the provider moved) is not followed: the message

@@ -22,10 +22,11 @@ between two sends hands the batch's unsent jobs back once it answers. SMS go one
 time per process, each recorded before the next. Failures retry with backoff and
 jitter until the retry budget is spent, then the job is parked (visible,
 replayable); a try that finds the relay or provider out of reach, or refusing
-our login, spends none of it and waits (`_failed`). An outcome and its
-outcome event commit in one transaction. Each message's claim is looked up
-again just before it is sent, so a job cancelled meanwhile (`erasures.py`)
-does not go out. A job whose contents run out (a one-time code) is cancelled
+our login, spends none of it and waits (`_failed`), as does one refused "for
+now" once sends to several recipients in a row were refused so (`_outage`).
+An outcome and its outcome event commit in one transaction. Each message's
+claim is looked up again just before it is sent, so a job cancelled meanwhile
+(`erasures.py`) does not go out. A job whose contents run out (a one-time code) is cancelled
 unsent once it is past them, or once its next try would be (`expire`).
 """
 
@@ -35,8 +36,10 @@ import asyncio
 import collections
 import contextlib
 import itertools
+import re
 import secrets
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -58,7 +61,7 @@ from casemesh.platform.replies import reply_address
 from casemesh_notifier import policy
 from casemesh_notifier.channels import Channel, DeliveryError, Outgoing
 from casemesh_notifier.erasures import CANCELLED
-from casemesh_notifier.labels import reader_zone
+from casemesh_notifier.labels import phone_zones
 from casemesh_notifier.metrics import OUTCOMES, POSSIBLE_REPEATS
 from casemesh_notifier.outbox import NOTIFICATIONS
 from casemesh_notifier.schema import CODE_NUMBERS_KEPT
@@ -129,9 +132,11 @@ JOB_COLUMNS = (
 # keeps those marks few; the claim's cost is shared all the same.
 BATCH = 8
 # Due jobs a claim considers for each it takes. Every sender considers the
-# same ones, longest due first; those other senders hold (locked: skipped),
-# or took since this claim began (no longer due once locked), are passed
-# over, so the spares are for up to this many claims under way at once.
+# same ones, those a person is waiting for (`policy.URGENT_TEMPLATES`: a
+# one-time code) first, then the longest due; those other senders hold
+# (locked: skipped), or took since this claim began (no longer due once
+# locked), are passed over, so the spares are for up to this many claims
+# under way at once.
 CANDIDATES_PER_CLAIM = 16
 
 # A job that may be claimed now: due, or its sender's lease ran out (such a
@@ -140,6 +145,13 @@ _DUE = (
     "((status = 'pending' AND next_attempt_at <= %(now)s)"
     " OR (status = 'sending' AND claimed_until <= %(now)s))"
 )
+
+# A channel whose sends to this many different recipients in a row were
+# refused "for now" (HTTP 5xx, 408, a timeout, SMTP 4xx, a cut session) is
+# taken to be away until a send on it is delivered (`Delivery._outage`): its
+# further failures spend no attempt, so an outage answered with 502s parks
+# nothing, and its jobs go out once it is over, without a replay.
+AWAY_AFTER = 3
 
 # How long an idle worker waits for a NOTIFY before it looks for due jobs
 # anyway (retries falling due, a lost listener connection).
@@ -170,6 +182,23 @@ RETAKE_GRACE = timedelta(seconds=3 * RECORD_RETRY[-1])
 SENDER_LOCK = 0x73656E64  # "send"
 REAP_AFTER = timedelta(seconds=15)
 REAP_EVERY = 5.0  # seconds
+
+# The lock (RATE_LOCK, a hash of the number) a sender holds while it checks
+# an SMS against its number's hourly limit and reserves its place.
+RATE_LOCK = 0x72617465  # "rate"
+
+# SMS held back for the night go out over this long after it ends, not all
+# at once (`quiet_release`).
+QUIET_RELEASE = timedelta(minutes=10)
+
+
+def quiet_release(job_id: str) -> timedelta:
+    """How long after the end of quiet hours the job's SMS goes: a point in
+    QUIET_RELEASE its id fixes (so every look at it agrees). The night's SMS
+    all due at the same second would come to the provider as one burst, and
+    to the rate limit and each sender's one-at-a-time turn as one queue."""
+    return timedelta(seconds=uuid.UUID(job_id).int % int(QUIET_RELEASE.total_seconds()))
+
 
 # A one-time code's number is kept this long after its job was planned (the
 # hourly limit per number reads the last hour's sends), then blanked: the
@@ -246,6 +275,9 @@ class Delivery:
         self._codes_forgotten_at = float("-inf")
         self._missing: set[int] = set()  # senders whose lock was missing at the last look
         self._sms_turn = asyncio.Lock()
+        # Per channel, the recipients of this process's sends refused "for
+        # now" since its last delivery, up to AWAY_AFTER (`_outage`).
+        self._failing: dict[str, set[str]] = {}
         # Set by `run`'s stop: a batch under way sends no more (the send in
         # hand is finished and recorded; the rest go back to the queue).
         self._stop = asyncio.Event()
@@ -417,11 +449,16 @@ class Delivery:
     async def claim_many(self, limit: int) -> list[Job]:
         """Claims up to `limit` due jobs, the longest due first, none while an
         earlier one of the same case, party and channel is still to be sent:
-        so a party hears of a case in order, whichever worker sends. One pass
-        over the jobs still to be sent, whatever the table's statistics say
-        (a join of those jobs with themselves, planned on statistics taken
-        before a burst, grew with the square of the backlog). A job whose
-        lease ran out is not returned but held back (RETAKE_GRACE)."""
+        so a party hears of a case in order, whichever worker sends. Due jobs
+        a person is waiting for (a one-time code) go before all others: a
+        code asked for as the night's SMS are released would otherwise wait
+        behind them all, and run out unsent. (That order is a sort of the
+        jobs found due, after the pass below: it changes no index's use.)
+        One pass over the jobs still to be sent, whatever the table's
+        statistics say (a join of those jobs with themselves, planned on
+        statistics taken before a burst, grew with the square of the
+        backlog). A job whose lease ran out is not returned but held back
+        (RETAKE_GRACE)."""
         now = self._clock.now()
         lease = now + timedelta(seconds=self._cfg.claim_lease_seconds)
         async with self._pool.connection() as conn:
@@ -432,13 +469,14 @@ class Delivery:
                 # In order: of the jobs still to be sent for one party of a
                 # case on one channel, only the first planned can be taken.
                 "    SELECT id FROM ("
-                "      SELECT id, status, next_attempt_at, claimed_until, seq,"
+                "      SELECT id, status, next_attempt_at, claimed_until, seq, template,"
                 "        row_number() OVER (PARTITION BY case_name, party, channel"
                 "          ORDER BY seq) AS place"
                 "      FROM notification_jobs WHERE status IN ('pending', 'sending')"
                 "    ) AS open"
                 f"    WHERE place = 1 AND {_DUE}"
-                "    ORDER BY next_attempt_at, seq LIMIT %(candidates)s"
+                "    ORDER BY template = ANY(%(urgent)s) DESC, next_attempt_at, seq"
+                "    LIMIT %(candidates)s"
                 "  )) WITH ORDINALITY AS candidate(id, rank)"
                 # Each looked up by its id, and checked again once locked.
                 "  JOIN notification_jobs AS n ON n.id = candidate.id"
@@ -464,6 +502,7 @@ class Delivery:
                     "sender": self.sender,
                     "limit": limit,
                     "candidates": CANDIDATES_PER_CLAIM * limit,
+                    "urgent": sorted(policy.URGENT_TEMPLATES),
                 },
                 # Planned afresh each time, as the backlog's size changes.
                 prepare=False,
@@ -478,6 +517,9 @@ class Delivery:
                     held_for_s=RETAKE_GRACE.total_seconds(),
                 )
         jobs = [Job(str(row[0]), *row[1:-1]) for row in rows if not row[-1]]
+        # Sent in this order: those a person is waiting for first. (One job
+        # of a case's party and channel at most: no thread's order changes.)
+        jobs.sort(key=lambda job: job.template not in policy.URGENT_TEMPLATES)
         for job in jobs:
             if job.retaken:
                 log.warning(
@@ -536,8 +578,8 @@ class Delivery:
                 continue
             for n, job in enumerate(group):
                 # One SMS at a time per process, from the rate check to the
-                # recorded outcome: workers sending side by side would each
-                # count the same sends and together pass the per-number limit.
+                # recorded outcome. (Senders side by side, here or in other
+                # replicas, count each other's sends: `_sms_not_before`.)
                 async with self._sms_turn:
                     if n and self._past(deadline):
                         await self._untried(group[n:])
@@ -607,14 +649,38 @@ class Delivery:
             try:
                 provider_id = await channel.send(message)
             except DeliveryError as exc:
-                for failed in jobs[n:] if exc.unreachable else [job]:
-                    await self._recorded(self._failure(failed, exc), [failed])
-                if exc.unreachable:
+                away = exc.unreachable or self._outage(job, exc)
+                for failed in jobs[n:] if away else [job]:
+                    await self._recorded(self._failure(failed, exc, away=away), [failed])
+                if away:
                     return
             except Exception as exc:
                 await self._recorded(self._failure(job, exc), [job])
             else:
+                self._back(job.channel)
                 await self._recorded(partial(self._sent, [(job, provider_id)]), [job])
+
+    def _outage(self, job: Job, exc: DeliveryError) -> bool:
+        """Whether a send refused "for now" (a 5xx, a timeout, an SMTP 4xx)
+        shows its channel's relay or provider away: this process's sends to
+        AWAY_AFTER different recipients in a row were all refused so, none
+        delivered since. Such a failure then spends no attempt, as an
+        unreachable relay's does. One recipient's refusals (a full mailbox,
+        however many jobs) count once, so that recipient's jobs still spend
+        their budget and park while the channel delivers to others."""
+        if exc.permanent:
+            return False
+        failing = self._failing.setdefault(job.channel, set())
+        if len(failing) < AWAY_AFTER:
+            failing.add(job.recipient)
+            if len(failing) == AWAY_AFTER:
+                log.warning("delivery.channel_away", channel=job.channel, error=str(exc)[:100])
+        return len(failing) >= AWAY_AFTER
+
+    def _back(self, channel: str) -> None:
+        """A delivery on `channel`: its relay or provider is there."""
+        if len(self._failing.pop(channel, ())) >= AWAY_AFTER:
+            log.info("delivery.channel_back", channel=channel)
 
     async def _still_claimed(self, job: Job) -> bool:
         """Whether the job is still this sender's to send, looked up just
@@ -626,16 +692,19 @@ class Delivery:
             )
             return await cur.fetchone() is not None
 
-    def _failure(self, job: Job, exc: Exception) -> Callable[[], Awaitable[None]]:
-        """How to record a send that failed with `exc`."""
+    def _failure(
+        self, job: Job, exc: Exception, *, away: bool = False
+    ) -> Callable[[], Awaitable[None]]:
+        """How to record a send that failed with `exc` (`away`: its channel's
+        relay or provider is away, whatever `exc` says)."""
         if isinstance(exc, DeliveryError):
             return partial(
                 self._failed,
                 job,
-                str(exc),
+                public_error(job, exc),
                 permanent=exc.permanent,
                 maybe_sent=exc.maybe_sent,
-                unreachable=exc.unreachable,
+                unreachable=exc.unreachable or away,
                 retry_after=exc.retry_after,
             )
         # A message the channel cannot even form: retrying cannot help, and
@@ -664,27 +733,41 @@ class Delivery:
 
     async def _sms_not_before(self, job: Job, now: datetime) -> datetime | None:
         # A one-time code is wanted now, at any hour (the rate limit still
-        # applies). Quiet hours are the recipient's, where the number tells
-        # their zone (as the dates in the text are).
-        zone = reader_zone(job.recipient, now, ZoneInfo(self._cfg.sms_time_zone))
+        # applies). Quiet hours are the recipient's, in every zone their
+        # number may be in (+7: Kaliningrad to Kamchatka), the service's zone
+        # only for a number that tells none.
+        zones = phone_zones(job.recipient) or [ZoneInfo(self._cfg.sms_time_zone)]
         quiet_end = (
             None
             if job.template in policy.URGENT_TEMPLATES
-            else policy.quiet_until(now, self._cfg.sms_quiet_hours, zone)
+            else policy.quiet_until_everywhere(now, self._cfg.sms_quiet_hours, zones)
         )
         if quiet_end is not None:
-            return quiet_end
-        async with self._pool.connection() as conn:
+            return quiet_end + quiet_release(job.id)
+        # The number's last hour: its SMS sent, and those being sent (by any
+        # sender, any replica), which count from when their check passed:
+        # each check reserves its send by setting `sent_at` (set again once
+        # it went). Check and reservation hold a lock on the number, so two
+        # senders' checks cannot both pass on the same last free place.
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (RATE_LOCK, job.recipient)
+            )
             cur = await conn.execute(
                 "SELECT count(*), min(sent_at) FROM notification_jobs WHERE channel = 'SMS'"
-                " AND recipient = %s AND status = 'sent' AND sent_at > %s",
-                (job.recipient, now - timedelta(hours=1)),
+                " AND recipient = %s AND status IN ('sent', 'sending') AND sent_at > %s"
+                " AND id <> %s",
+                (job.recipient, now - timedelta(hours=1), job.id),
             )
             row = await cur.fetchone()
-        assert row is not None
-        count, oldest = row
-        if count >= self._cfg.sms_per_recipient_per_hour:
-            return oldest + timedelta(hours=1, seconds=1)  # type: ignore[no-any-return]
+            assert row is not None
+            count, oldest = row
+            if count >= self._cfg.sms_per_recipient_per_hour:
+                return oldest + timedelta(hours=1, seconds=1)  # type: ignore[no-any-return]
+            await conn.execute(
+                f"UPDATE notification_jobs SET sent_at = %s WHERE {STILL_CLAIMED}",
+                (now, job.id, job.attempts),
+            )
         return None
 
     async def _defer(self, job: Job, until: datetime) -> None:
@@ -851,6 +934,25 @@ class Delivery:
             attempt=job.attempts,
             error=error,
         )
+
+
+# Runs of four digits or more: a one-time code, an order or account number.
+# (`mask_text` takes only phone-like runs, of eight and more.)
+_DIGIT_RUN = re.compile(r"\d{4,}")
+
+
+def public_error(job: Job, exc: DeliveryError) -> str:
+    """What is kept of a failed send in the job's last error, its outcome
+    event (public, on Kafka for weeks) and the logs: our words for it (the
+    status, what failed), then the provider's own answer with every run of
+    four digits or more masked. A provider may echo the request in its
+    answer (a 400 quoting the text and its parameters): for a job carrying a
+    secret (a one-time code) its answer is left out altogether, as no mask
+    can tell which part of it is the secret."""
+    if not exc.detail or job.template in policy.SECRET_TEMPLATES:
+        return str(exc)
+    said = _DIGIT_RUN.sub(lambda m: "*" * len(m.group()), exc.detail)
+    return f"{exc}: {said}"
 
 
 async def expire(

@@ -88,16 +88,23 @@ def phone_zone(phone: str, at: datetime) -> ZoneInfo | None:
     """The time zone a phone number tells (a Chinese number: Asia/Shanghai;
     +44: London; a number whose country spans zones of different times at
     `at`: none)."""
-    if not phone:
-        return None
-    try:
-        zones = time_zones_for_number(phonenumbers.parse(phone))
-    except phonenumbers.NumberParseException:
-        return None
-    known = [ZoneInfo(z) for z in zones if z in _IANA]
+    known = phone_zones(phone)
     if not known or len({at.astimezone(z).utcoffset() for z in known}) != 1:
         return None
     return known[0]
+
+
+def phone_zones(phone: str) -> list[ZoneInfo]:
+    """Every time zone a phone number may be in: one for most (a Chinese
+    number: Asia/Shanghai), several where its country spans zones (+7
+    Russia, +61 Australia); none when it cannot be read or tells none."""
+    if not phone:
+        return []
+    try:
+        zones = time_zones_for_number(phonenumbers.parse(phone))
+    except phonenumbers.NumberParseException:
+        return []
+    return [ZoneInfo(z) for z in zones if z in _IANA]
 
 
 _IANA = zoneinfo.available_timezones()

@@ -4,6 +4,7 @@ per-recipient SMS rate limit. Pure functions of the clock (time is an input)."""
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from datetime import datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
@@ -43,3 +44,33 @@ def quiet_until(now: datetime, quiet_hours: str, zone: str | tzinfo) -> datetime
         return None
     end_day = local.date() if t < end else local.date() + timedelta(days=1)
     return datetime.combine(end_day, end, tzinfo=local.tzinfo).astimezone(now.tzinfo)
+
+
+def quiet_until_everywhere(
+    now: datetime, quiet_hours: str, zones: Sequence[tzinfo]
+) -> datetime | None:
+    """The end of the quiet period `now` falls in for a recipient who may be
+    in any of `zones` (a number whose country spans several: +7, +61): the
+    first moment from `now` at which it is quiet in none of them, or None
+    when SMS may go now. Zones so far apart that it is always night in one
+    of them have no such moment: then the first at which it is night in the
+    fewest."""
+    if not quiet_hours or not zones:
+        return None
+    # The number of zones quiet at a moment falls only where a quiet period
+    # ends: the first moment it is lowest is now or one of those ends. Each
+    # zone's next end is today's or tomorrow's there; the day repeats.
+    end = time.fromisoformat(quiet_hours.split("-")[1])
+    ends = {
+        datetime.combine(day, end, tzinfo=zone).astimezone(now.tzinfo)
+        for zone in zones
+        for today in [now.astimezone(zone).date()]
+        for day in (today, today + timedelta(days=1))
+    }
+    candidates = [now, *sorted(moment for moment in ends if moment > now)]
+
+    def quiet_in(moment: datetime) -> int:
+        return sum(quiet_until(moment, quiet_hours, zone) is not None for zone in zones)
+
+    best = min(candidates, key=quiet_in)  # the earliest of the quietest
+    return None if best == now else best
