@@ -85,6 +85,7 @@ METRICS = {
     "casemesh_relay_active",
     "casemesh_relay_lag_events",
     "casemesh_relay_published_events_total",
+    "casemesh_relay_failures_total",
     "casemesh_outbox_pending_events",
     "casemesh_consumer_lag_records",
     "casemesh_consumer_set_aside_total",
