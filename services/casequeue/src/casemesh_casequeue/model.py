@@ -39,8 +39,16 @@ class Clock:
             self.since = None
 
     def plan(self, calendar: Calendar, warn_before: float) -> None:
+        """When the running clock falls due and warns (neither while it
+        stands still or once met). A breached clock keeps the moment it
+        breached, however long it was paused since: its case stays among the
+        overdue ones, ahead of those that breached later."""
         if self.since is None or self.met_at is not None:
             self.due = self.warn_at = None
+            return
+        if self.breached_at is not None:
+            # No warning to come: a breached clock is not warned again.
+            self.due, self.warn_at = self.breached_at, None
             return
         self.due = self.spec.at(calendar, self.since, self.target - self.elapsed)
         self.warn_at = self.spec.at(
@@ -227,7 +235,8 @@ def apply(case: Case, obs: Observation, levels: ServiceLevels) -> list[Signal]:
     priority = obs.priority
     if priority is None and "base_priority" in obs.extra:
         priority = levels.priority_of_report(case.lane, obs.extra["base_priority"])
-    if priority is not None and priority != case.source_priority:
+    retargeted = priority is not None and priority != case.source_priority
+    if priority is not None and retargeted:
         # The time run so far counts under the old target; the new one runs from here.
         for c in case.clocks.values():
             c.stop(cal, obs.at)
@@ -257,6 +266,14 @@ def apply(case: Case, obs: Observation, levels: ServiceLevels) -> list[Signal]:
         else:
             c.stop(cal, obs.at)
         c.plan(cal, levels.warn_before)
+        if retargeted and c.met_at is None and c.breached_at is None:
+            # A warning given under the old target stands only if the time run
+            # (all of it counted up to now, above) is past the new target's
+            # warning point too: a lowered priority takes it back, and the
+            # case shows WARNING again once it gets there (no second SlaWarning
+            # on the topic: one per case and clock). One due now and not given
+            # yet is given by the next look (`advance`), at its moment.
+            c.warned = c.warned and c.elapsed >= c.target * (1 - levels.warn_before)
     if not case.claimable:
         case.holder, case.hold_since, case.lease_until = "", None, None
     return signals
