@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from casemesh.platform.consuming import Place
+from casemesh.platform.consuming import Place, SetAside
 from casemesh_casequeue import timer
 from casemesh_casequeue.consumer import Progress
 from tests.conftest import Infra
@@ -80,7 +80,7 @@ async def test_partitions_another_replica_reads_do_not_stop_the_clocks(
     await other.start()
     try:
         sent = await producer.send_and_wait(topic, b"x", partition=0)
-        progress.saw(Place(topic, 0, sent.offset, sent.timestamp))  # read here
+        progress.saw(Place(topic, 0, sent.offset, sent.timestamp), NOW)  # read here
         for _ in range(2):
             await producer.send_and_wait(topic, b"y", partition=1)
         other.assign([mine, theirs])
@@ -105,4 +105,32 @@ async def test_partitions_another_replica_reads_do_not_stop_the_clocks(
     finally:
         await other.stop()
         await producer.stop()
+        await horizon.stop()
+
+
+async def test_a_partition_read_only_as_far_as_a_record_that_did_not_parse(
+    infra: Infra, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first record of a partition was set aside unread (its envelope
+    did not parse): no event time is known there, and the clocks wait for
+    what the group is known to have read, rather than stop for good."""
+    run = uuid.uuid4().hex[:8]
+    topic, group = f"it.horizon.{run}.garbled", f"it-horizon-{run}"
+    await infra.kafka.create_topics([topic], partitions=1)
+    monkeypatch.setattr(timer, "TOPICS", (topic,))
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka.bootstrap)
+    await producer.start()
+    try:
+        garbled = await producer.send_and_wait(topic, b"\x00not an event", partition=0)
+        await producer.send_and_wait(topic, b"\x00nor this", partition=0)
+    finally:
+        await producer.stop()
+    progress = Progress()
+    place = Place(topic, 0, garbled.offset, garbled.timestamp)
+    progress.set_aside(SetAside("casequeue", place, "malformed_envelope", "", None))
+    horizon = timer.Horizon(infra.kafka.bootstrap, group, progress)
+    await horizon.start()
+    try:
+        assert await horizon.until(NOW, GRACE) is None  # nothing known to be read yet
+    finally:
         await horizon.stop()

@@ -1,17 +1,27 @@
 """The lock every running casequeue instance holds, which keeps a rebuild
 from dropping the read model under it, on a real PostgreSQL: taken again
 after the database drops it, and an instance that finds a rebuild ran
-while it was not held stops (its consumer group no longer matches)."""
+while it was not held stops (its consumer group no longer matches); its
+consumer, which may find it first, applies nothing more."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
+from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from casemesh_casequeue import store
-from tests.support import column
+from casemesh.events.v1 import casequeue_pb2 as qev
+from casemesh.platform.envelope import CloudEvent, type_of
+from casemesh.platform.pools import async_pool
+from casemesh_casequeue import consumer, sla, store
+from casemesh_casequeue.consumer import Progress
+from tests.conftest import Infra
+from tests.support import column, eventually
 
 WAIT_S = 30.0
 
@@ -84,3 +94,86 @@ async def test_an_instance_that_finds_a_rebuild_ran_without_its_lock_stops(
     await drop_session(queue_db, pid)
     with pytest.raises(store.Rebuilt):
         await asyncio.wait_for(keeping, WAIT_S)
+
+
+async def test_a_consumer_that_finds_a_rebuild_ran_under_it_applies_nothing(
+    queue_db: str, infra: Infra, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database restart drops the instance's lock, and a rebuild runs in
+    the seconds before the instance notices. An event then read is not
+    applied to the new read model (its id recorded as consumed, the replay
+    would skip it for good): the consumer ends the instance instead, and the
+    record is neither set aside nor committed, but read again."""
+    run = uuid.uuid4().hex[:8]
+    topic, group = f"it.rebuilt.{run}", f"it-rebuilt-{run}"
+    await infra.kafka.create_topics([topic], partitions=1)
+    monkeypatch.setattr(consumer, "TOPICS", (topic,))
+    conn, generation = await started(queue_db)
+    # The lock gone, as in a database restart.
+    await conn.execute(f"SELECT pg_advisory_unlock_shared({store.INSTANCES_LOCK})")
+    await conn.close()
+    assert not await rebuild_refused(queue_db)  # the rebuild runs
+
+    event = CloudEvent(
+        id=f"tickets/{run}:7",
+        source="casemesh/casequeue",
+        type=type_of(qev.SlaWarning),
+        subject=f"tickets/{run}",
+        time=datetime.now(UTC),
+        data=qev.SlaWarning().SerializeToString(),
+        key=f"tickets/{run}",
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka.bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topic, event.data, key=event.key.encode(), headers=event.kafka_headers()
+        )
+    finally:
+        await producer.stop()
+
+    told: list[store.Rebuilt] = []
+    pool = async_pool(queue_db, max_size=2)
+    await pool.open()
+    broker = consumer.build_broker(
+        pool=pool,
+        bootstrap=infra.kafka.bootstrap,
+        group_id=group,
+        levels=sla.load(),
+        progress=Progress(),
+        generation=generation,
+        rebuilt=told.append,
+    )
+    await broker.start()
+    try:
+        await eventually(lambda: told, within=WAIT_S)
+    finally:
+        await broker.stop()
+        await pool.close()
+    assert await column(queue_db, "SELECT event_id FROM queue_consumed") == []
+    assert await committed(infra.kafka.bootstrap, group, TopicPartition(topic, 0)) is None
+
+
+async def committed(bootstrap: str, group: str, tp: TopicPartition) -> Any:
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
+    await reader.start()
+    try:
+        return await reader.committed(tp)
+    finally:
+        await reader.stop()
+
+
+async def test_a_rebuild_waits_for_the_batch_being_applied(queue_db: str) -> None:
+    """A rebuild that comes while a batch is being applied waits for it (and
+    then drops it with the rest); the next batch finds the new generation."""
+    (generation,) = await column(queue_db, "SELECT generation FROM queue_generation")
+    async with await psycopg.AsyncConnection.connect(queue_db) as applying:
+        await store.check_generation(applying, generation)  # the batch's transaction
+        async with await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as other:
+            rebuilding = asyncio.create_task(store.rebuild(other))
+            await asyncio.sleep(0.5)
+            assert not rebuilding.done()  # waiting for the batch
+            await applying.commit()
+            assert await asyncio.wait_for(rebuilding, WAIT_S) == generation + 1
+        with pytest.raises(store.Rebuilt):
+            await store.check_generation(applying, generation)

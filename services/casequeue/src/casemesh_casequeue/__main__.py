@@ -23,7 +23,7 @@ from casemesh.platform.pools import async_pool, with_keepalives
 from casemesh.v1 import casequeue_pb2, casequeue_pb2_grpc
 from casemesh_casequeue import sla, store
 from casemesh_casequeue.api import QueueServicer
-from casemesh_casequeue.consumer import Progress, build_broker
+from casemesh_casequeue.consumer import Progress, build_broker, catch_up
 from casemesh_casequeue.metrics import QueueCollector
 from casemesh_casequeue.observe import TOPICS
 from casemesh_casequeue.settings import QueueSettings, RebuildSettings
@@ -55,7 +55,24 @@ async def run(cfg: QueueSettings) -> None:
         client_id="casequeue-outbox",
     )
     REGISTRY.register(QueueCollector(cfg.database_url, clock, sorted(levels.queue_names)))
+    halt = asyncio.Event()  # SIGTERM, or the consumer or the lock failing
+    failed: list[BaseException] = []
+
+    def fail(name: str, exc: BaseException) -> None:
+        log.error("queue.failed", task=name, error=repr(exc))
+        failed.append(exc)
+        halt.set()  # a queue that no longer follows the topics must not serve
+
+    def rebuilt(exc: store.Rebuilt) -> None:
+        """A rebuild under this instance ends it, as the lock's keeper would
+        (told once: the consumer meets it again until it stops)."""
+        if not halt.is_set():
+            fail("consumer", exc)
+
+    # Not ready (no agents' calls) until the topics are read to where they ended now.
+    ready = asyncio.Event()
     tasks = [
+        asyncio.create_task(catch_up(cfg.kafka_bootstrap, group, ready, stop), name="catch-up"),
         asyncio.create_task(changes.run(stop), name="watch"),
         asyncio.create_task(publisher.run(stop), name="outbox"),
         asyncio.create_task(watch_lag(cfg.kafka_bootstrap, group, TOPICS, stop), name="lag"),
@@ -73,7 +90,8 @@ async def run(cfg: QueueSettings) -> None:
             name="timer",
         ),
     ]
-    # The queue answers agents while Kafka is away (what it has stays readable).
+    # Once caught up, the queue answers agents while Kafka is away (what it
+    # has stays readable).
     consumer = asyncio.create_task(
         start_broker(
             lambda: build_broker(
@@ -82,6 +100,8 @@ async def run(cfg: QueueSettings) -> None:
                 group_id=group,
                 levels=levels,
                 progress=progress,
+                generation=generation,
+                rebuilt=rebuilt,
             ),
             stop,
             "queue_consumer",
@@ -93,14 +113,10 @@ async def run(cfg: QueueSettings) -> None:
     lock = asyncio.create_task(
         store.keep_instance_lock(conninfo, instance, generation, stop), name="instance-lock"
     )
-    halt = asyncio.Event()  # SIGTERM, or the consumer or the lock failing
-    failed: list[BaseException] = []
 
     def fatal(task: asyncio.Task[Any]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("queue.failed", task=task.get_name(), error=repr(task.exception()))
-            failed.append(task.exception())  # type: ignore[arg-type]
-            halt.set()  # a queue that no longer follows the topics must not serve
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            fail(task.get_name(), exc)
 
     consumer.add_done_callback(fatal)
     lock.add_done_callback(fatal)
@@ -115,6 +131,7 @@ async def run(cfg: QueueSettings) -> None:
             service_names=[service],
             stop=halt,
             endless_streams=[f"/{service}/WatchQueue"],
+            ready=ready,
         )
     finally:
         stop.set()

@@ -3,25 +3,40 @@ applied in one transaction, each with the record of its id, and their
 offsets committed once after it (`subscribe_batch` in
 `casemesh.platform.consuming`), so a redelivery changes nothing and nothing
 is skipped. A record that can never apply is set aside there (logged and
-counted; its batch-mates are applied one by one) and the queue reads on."""
+counted; its batch-mates are applied one by one) and the queue reads on.
+`catch_up` says when a starting instance has read what the topics held,
+and may serve agents."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import psycopg
+from aiokafka import TopicPartition
 from faststream.kafka import KafkaBroker, KafkaRouter
 from psycopg_pool import AsyncConnectionPool
 
-from casemesh.platform.consuming import Place, SetAside, consumer_broker, subscribe_batch
+from casemesh.platform.consuming import (
+    NotYet,
+    Place,
+    SetAside,
+    consumer_broker,
+    group_positions,
+    subscribe_batch,
+)
 from casemesh.platform.envelope import CloudEvent
+from casemesh.platform.logging import get_logger
 from casemesh_casequeue import store
 from casemesh_casequeue.observe import TOPICS, observe
 from casemesh_casequeue.sla import ServiceLevels
+
+log = get_logger(__name__)
 
 
 class Progress:
@@ -32,19 +47,26 @@ class Progress:
         self.applied: dict[tuple[str, int], int] = {}
         self.times: dict[tuple[str, int], datetime] = {}
 
-    def saw(self, place: Place, at: datetime | None = None) -> None:
-        """A record applied (its event made `at`) or set aside (the time
-        Kafka gave it: the event's own is not known). Not the record's time
-        when its event is known: a relay publishes what it stored during a
-        Kafka outage minutes after it happened, and the clocks must not run
-        past the backlog's events. Records of one partition may be told out
-        of order (a batch's set-aside record after its batch-mates): the
-        furthest one counts."""
+    def saw(self, place: Place, at: datetime | None) -> None:
+        """A record read, and the time of its event (None: not known, as for
+        a record set aside whose envelope did not parse; the partition then
+        keeps the time it had, if any). Never the time Kafka gave the
+        record: a relay publishes what it stored during a Kafka outage
+        minutes after it happened, and the clocks must not run past the
+        backlog's events. Records of one partition may be told out of order
+        (a batch's set-aside record after its batch-mates): the furthest one
+        counts."""
         key = (place.topic, place.partition)
         if place.offset < self.applied.get(key, -1):
             return
         self.applied[key] = place.offset
-        self.times[key] = at or datetime.fromtimestamp(place.timestamp_ms / 1000, UTC)
+        if at is not None:
+            self.times[key] = at
+
+    def set_aside(self, aside: SetAside) -> None:
+        """A record set aside: the topics told this much, though nothing came
+        of it. Its event's time if it parsed."""
+        self.saw(aside.place, aside.event.time if aside.event is not None else None)
 
 
 @dataclass
@@ -61,13 +83,27 @@ def build_broker(
     group_id: str,
     levels: ServiceLevels,
     progress: Progress,
+    generation: int,
+    rebuilt: Callable[[store.Rebuilt], None],
 ) -> KafkaBroker:
+    """The consumer of the read model of `generation`. Should it find the
+    read model rebuilt under it (its instance lock lost to a database
+    restart), it applies nothing more and calls `rebuilt`, which stops the
+    instance: the records are read again by the next one, under the new
+    generation's group."""
+
     @asynccontextmanager
     async def applying() -> AsyncIterator[_Batch]:
         """One transaction for the events received together; the timer hears
         of them once it committed."""
         async with pool.connection() as conn:
             async with conn.transaction():
+                try:
+                    await store.check_generation(conn, generation)
+                except store.Rebuilt as exc:
+                    rebuilt(exc)
+                    # Read again (by the next instance), not set aside.
+                    raise NotYet(str(exc)) from exc
                 batch = _Batch(conn)
                 yield batch
             for place, at in batch.places:
@@ -80,7 +116,7 @@ def build_broker(
         batch.places.append((place, event.time))
 
     async def passed(aside: SetAside) -> None:
-        progress.saw(aside.place)  # the topics told this much, though nothing came of it
+        progress.set_aside(aside)
 
     router = KafkaRouter()
     subscribe_batch(
@@ -96,3 +132,46 @@ def build_broker(
         commit_every_s=0.0,
     )
     return consumer_broker(bootstrap, "casemesh-casequeue", router)
+
+
+# How often a starting instance asks how far its group has read, and how long
+# it waits for Kafka's answer.
+CATCH_UP_EVERY_S = 1.0
+CATCH_UP_WAIT_S = 10.0
+
+
+async def catch_up(
+    bootstrap: str,
+    group_id: str,
+    ready: asyncio.Event,
+    stop: asyncio.Event,
+    every_s: float = CATCH_UP_EVERY_S,
+) -> None:
+    """Sets `ready` once the group has read (applied or set aside) every
+    partition of the case topics up to where it ended when this instance
+    first heard from Kafka. Until then the instance is not ready, and gets no
+    agents' calls: after a rebuild (a replay from offset 0) or a long stop,
+    its read model still lacks what the topics hold (a case's closing event),
+    and a claim would hand out a case that is done. Records written since the
+    start do not hold it back; while Kafka does not answer, it is not ready."""
+    ends: dict[TopicPartition, int] | None = None
+    told = False  # how far behind it started: said once
+    while not stop.is_set():
+        try:
+            async with asyncio.timeout(CATCH_UP_WAIT_S):
+                positions = await group_positions(bootstrap, group_id, TOPICS)
+            if ends is None:
+                ends = {tp: end for tp, (_, end) in positions.items()}
+            behind = sum(max(0, end - positions[tp][0]) for tp, end in ends.items())
+        except Exception as exc:  # Kafka away, or not describing the topics yet
+            log.warning("queue.catch_up_unknown", error=repr(exc))
+        else:
+            if not behind:
+                log.info("queue.caught_up")
+                ready.set()
+                return
+            if not told:
+                log.info("queue.catching_up", records=behind)
+                told = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every_s)

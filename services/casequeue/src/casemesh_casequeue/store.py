@@ -339,7 +339,8 @@ async def consume(
     levels: ServiceLevels,
 ) -> bool:
     """Applies one event, exactly once in effect, in the caller's transaction
-    (the consumer's, shared by a batch of events). False for a redelivery."""
+    (the consumer's, shared by a batch of events, which checked the read
+    model's generation first: `check_generation`). False for a redelivery."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "INSERT INTO queue_consumed (event_id, topic, kafka_partition, kafka_offset)"
@@ -581,6 +582,23 @@ class Rebuilt(RuntimeError):
     """The read model was rebuilt while this instance ran without its lock."""
 
 
+async def check_generation(conn: psycopg.AsyncConnection[Any], started: int) -> None:
+    """Raises `Rebuilt` unless the read model is still of generation
+    `started`. First in each of the consumer's transactions: a database
+    restart drops the instance lock, and for up to `keep_instance_lock`'s
+    `every_s` a rebuild can run; events applied after it, into the dropped
+    tables, would be skipped by the replay (their ids recorded as consumed).
+    The generation's row stays share-locked to the transaction's end, so a
+    rebuild (which takes it first) waits for the transaction, and a
+    transaction begun after a rebuild finds the new generation and writes
+    nothing."""
+    cur = await conn.execute("SELECT generation FROM queue_generation FOR SHARE")
+    row = await cur.fetchone()
+    now = int(row[0]) if row else 1
+    if now != started:
+        raise Rebuilt(f"the read model was rebuilt (generation {started} → {now})")
+
+
 async def keep_instance_lock(
     conninfo: str,
     conn: psycopg.AsyncConnection[Any],
@@ -626,10 +644,12 @@ async def rebuild(conn: psycopg.AsyncConnection[Any]) -> int:
     if not (row and row[0]):
         raise RuntimeError("stop every casequeue instance before a rebuild")
     async with conn.transaction():
-        await conn.execute("TRUNCATE queue_cases, queue_consumed")
+        # The generation first: a consumer's transaction locks it first too
+        # (`check_generation`), so the two wait for each other, never deadlock.
         cur = await conn.execute(
             "UPDATE queue_generation SET generation = generation + 1 RETURNING generation"
         )
         row = await cur.fetchone()
+        await conn.execute("TRUNCATE queue_cases, queue_consumed")
     assert row is not None
     return int(row[0])

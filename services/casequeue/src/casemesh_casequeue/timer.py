@@ -34,8 +34,8 @@ log = get_logger(__name__)
 
 class Horizon:
     """How far the topics have told: `now - grace` when every partition is
-    read to its end; else, for each partition behind, the time of the event
-    of the last record this instance applied there, or, on a partition
+    read to its end; else, for each partition behind, the time of the last
+    event this instance read there (applied or set aside), or, on a partition
     another replica reads (or took over from this one), the latest time at
     which every partition's end has since been read by the group (None
     before one is known). A topic whose partitions Kafka does not give (yet)
@@ -82,9 +82,10 @@ class Horizon:
         for tp in behind:
             key = (tp.topic, tp.partition)
             mine = self._progress.applied.get(key)
-            if mine is not None and read[tp] == mine + 1:
+            if mine is not None and read[tp] == mine + 1 and key in self._progress.times:
                 # This instance's, and nobody has read further: the time of
-                # the last record it applied there.
+                # the last event it read there (none known when all it read
+                # there were records that did not parse: as if not read).
                 times.append(self._progress.times[key])
             elif heard is None:
                 return None
