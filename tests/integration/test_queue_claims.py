@@ -22,6 +22,7 @@ from casemesh.platform.pools import async_pool
 from casemesh_casequeue import sla, store, timer
 from casemesh_casequeue.api import _queues, as_told, shown
 from casemesh_casequeue.consumer import Progress
+from casemesh_casequeue.metrics import QueueCollector
 from casemesh_casequeue.model import Observation, advance, apply, new_case
 from casemesh_casequeue.store import Consumed
 from casemesh_devstack.ports import free_port
@@ -446,3 +447,30 @@ async def lease_runs_out(
         stop.set()
         await asyncio.wait_for(running, 60)
         await pool.close()
+
+
+async def test_the_breached_figure_counts_the_cases_waiting_for_an_agent(queue_db: str) -> None:
+    """A case stays BREACHED while it is open: the figure the alert reads
+    counts those waiting for an agent, not those an agent holds or that
+    wait on the requester (nobody need act on them)."""
+    opened_at = START - timedelta(days=3)
+    async with await psycopg.AsyncConnection.connect(queue_db) as conn:
+        async with conn.cursor() as cur:
+            for i, (waiting, holder) in enumerate(
+                [(False, ""), (False, "agent-1"), (True, ""), (False, "")]
+            ):
+                obs = opened(100 + i, opened_at, priority=4)
+                case = new_case(obs, LEVELS)
+                apply(case, obs, LEVELS)
+                advance(case, START, LEVELS)
+                if waiting:
+                    apply(case, dataclasses.replace(obs, version=2, at=START, waiting=True), LEVELS)
+                case.holder = holder
+                await store._save(cur, case)
+        await conn.commit()
+    figures = {
+        (s.name, s.labels.get("queue")): s.value
+        for family in QueueCollector(queue_db, SystemClock(), []).collect()
+        for s in family.samples
+    }
+    assert sum(v for (name, _), v in figures.items() if name == "casemesh_queue_breached") == 2

@@ -20,7 +20,7 @@ SELECT queue,
        count(*) FILTER (WHERE waiting) AS waiting,
        min(created_at) FILTER (WHERE claimable AND holder = '') AS oldest,
        count(*) FILTER (WHERE sla_state = 'WARNING') AS near_breach,
-       count(*) FILTER (WHERE sla_state = 'BREACHED') AS breached
+       count(*) FILTER (WHERE sla_state = 'BREACHED' AND claimable AND holder = '') AS breached
 FROM queue_cases WHERE open GROUP BY queue
 """
 
@@ -63,7 +63,11 @@ class QueueCollector(Collector):
                 labels=["queue"],
             ),
             "breached": GaugeMetricFamily(
-                "casemesh_queue_breached", "Open cases past an SLA target", labels=["queue"]
+                "casemesh_queue_breached",
+                # Not those an agent holds or that wait on the requester: a
+                # case stays BREACHED while open, and those need no one.
+                "Cases past an SLA target waiting for an agent",
+                labels=["queue"],
             ),
         }
         found = {row[0]: row for row in rows}
