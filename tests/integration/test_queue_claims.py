@@ -474,3 +474,32 @@ async def test_the_breached_figure_counts_the_cases_waiting_for_an_agent(queue_d
         for s in family.samples
     }
     assert sum(v for (name, _), v in figures.items() if name == "casemesh_queue_breached") == 2
+
+
+async def test_a_case_whose_first_event_was_set_aside_is_queued_from_the_next(
+    queue_db: str,
+) -> None:
+    """The event that opened a case could not be applied (set aside, and
+    alerted on): the case reaches agents from its next event, open, rather
+    than never; an event of a closed case never seen queues nothing."""
+    first = opened(8, START)
+    later = Observation(
+        name=first.name, type="ticket", version=2, at=START + timedelta(minutes=5),
+        status="OPEN", open=True, waiting=False,
+    )  # fmt: skip
+    gone = dataclasses.replace(
+        opened(9, START), version=3, created=False, status="CLOSED", open=False
+    )
+    async with await psycopg.AsyncConnection.connect(queue_db) as conn:
+        for i, o in enumerate((later, gone)):
+            event = CloudEvent(
+                id=f"{o.name}:{o.version}", source="tickets", type="t", subject=o.name, time=o.at,
+                data=b"", key=o.name,
+            )  # fmt: skip
+            assert await store.consume(
+                conn, event, o, Consumed("casemesh.tickets.v1", 0, i), LEVELS
+            )
+        await conn.commit()
+        queued = await store.get(conn, later.name)
+        assert await store.get(conn, gone.name) is None
+    assert queued is not None and queued.open and queued.claimable and queued.version == 2

@@ -351,9 +351,14 @@ async def consume(
             return cur.rowcount == 1
         case = await _load(cur, obs.name)
         if case is None:
-            if not obs.created:
+            if not obs.created and not obs.open:
                 log.warning("queue.unknown_case", case=obs.name, event_id=event.id)
                 return True
+            if not obs.created:
+                # Its first event was set aside (counted, and alerted on):
+                # the case is queued from this one, its clocks from now,
+                # rather than never reaching an agent.
+                log.warning("queue.case_from_later_event", case=obs.name, event_id=event.id)
             case = new_case(obs, levels)
             change = "ADDED"
         elif obs.version <= case.version:
