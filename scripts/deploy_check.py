@@ -86,6 +86,8 @@ METRICS = {
     "casemesh_relay_lag_events",
     "casemesh_relay_published_events_total",
     "casemesh_relay_failures_total",
+    # CloudNativePG's exporter (PodMonitor casemesh-postgres).
+    "cnpg_pg_replication_streaming_replicas",
     "casemesh_outbox_pending_events",
     "casemesh_consumer_lag_records",
     "casemesh_consumer_set_aside_total",
