@@ -5,14 +5,20 @@ lists and figures read from its view."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
 import pytest
+from eventsourcing.persistence import IntegrityError
 
+from casemesh.platform.callers import _VOUCHED
 from casemesh.platform.caseindex import Projector
 from casemesh.platform.errors import (
     Aborted,
@@ -23,7 +29,7 @@ from casemesh.platform.errors import (
     PermissionDenied,
 )
 from casemesh.platform.expiring import ExpiringCase
-from casemesh.platform.identity import Identity
+from casemesh.platform.identity import Identity, Vouched
 from casemesh.platform.personal import (
     ERASED,
     PersonalEvent,
@@ -34,12 +40,15 @@ from casemesh.platform.personal import (
 )
 from casemesh.platform.relay import StreamFollower
 from casemesh.v1 import reports_pb2 as rpb
+from casemesh_reports import filing
 from casemesh_reports.api import (
+    ReportServicer,
     appellants,
     case_message,
     for_viewer,
     index_doc,
     listed_case,
+    queue_priority,
     standing_message,
 )
 from casemesh_reports.application import ReportDraft, Reports
@@ -155,6 +164,68 @@ def test_reports_of_one_video_join_one_case_and_a_reporter_cannot_report_it_twic
     case = app.get_case(AGENT, first.case_id)
     assert (case.state, case.lane, len(case.reports)) == ("OPEN", "ORDINARY", 2)
     assert events_of(app, first.case_id) == [ReportCase.Opened, ReportCase.ReportAdded]
+
+
+def test_a_popular_video_takes_every_report_filed_on_it_at_once(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hundred and twenty people report one video from twelve threads, the
+    store taking 5 ms a read: each filing that loses a race to another looks
+    again after a pause, and every report is filed, into one case."""
+    app = Reports(in_memory(), clock=clock, policy=ReportsPolicy(taxonomy=load_taxonomy()))
+    get = app.repository.get
+
+    def slow_read(ident: UUID, **kwargs: Any) -> Any:
+        time.sleep(0.005)
+        return get(ident, **kwargs)
+
+    monkeypatch.setattr(app.repository, "get", slow_read)
+
+    def reported(i: int) -> str:
+        try:
+            return app.file(Identity(f"u{i}", frozenset({"user"})), report(f"r{i}")).case_id
+        except Aborted:
+            return "ABORTED"
+
+    with ThreadPoolExecutor(12) as pool:
+        cases = list(pool.map(reported, range(120)))
+    assert Counter(cases) == {cases[0]: 120}
+    assert len(app.get_case(AGENT, cases[0]).reporters) == 120
+
+
+def test_a_filing_that_loses_races_pauses_longer_after_each_loss(
+    app: Reports, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each lost race is followed by a pause at random up to a ceiling that
+    doubles (here: the ceiling itself), up to a cap; the report then joins
+    the latest round's case."""
+    first = app.file(ALICE, report()).case_id
+    app.decide(AGENT, first, "NO_VIOLATION", NO_VIOLATION, None, [], etag="")
+    second = app.file(BOB, report("b1")).case_id  # the next round
+    losses = 3
+    save = app.save
+
+    def losing(*aggregates: Any, **kwargs: Any) -> Any:
+        nonlocal losses
+        if losses:
+            losses -= 1
+            raise IntegrityError("another report joined the case first")
+        return save(*aggregates, **kwargs)
+
+    paused: list[float] = []
+    monkeypatch.setattr(app, "save", losing)
+    monkeypatch.setattr("casemesh_reports.filing.random.uniform", lambda low, high: high)
+    monkeypatch.setattr("casemesh_reports.filing.time.sleep", paused.append)
+    carol = Identity("carol", frozenset({"user"}))
+    assert app.file(carol, report("c1")).case_id == second
+    assert paused == [0.005, 0.01, 0.02]
+    ceilings = [filing.retry_pause(n) for n in range(1, filing.FILING_ATTEMPTS)]
+    assert ceilings[-1] == filing.LONGEST_PAUSE and sum(ceilings) < 1.5
+    # Losing every race, it gives up, and says so.
+    losses = filing.FILING_ATTEMPTS
+    with pytest.raises(Aborted) as gave_up:
+        app.file(carol, report("c2", "8842"))
+    assert gave_up.value.reason == "CONCURRENT_CHANGE"
 
 
 def test_reporters_and_uploaders_words_and_contacts_are_stored_sealed_each_under_their_own_key(
@@ -310,6 +381,33 @@ def test_a_report_with_bad_fields_names_each_and_files_nothing(app: Reports) -> 
         "report.good_faith_statement",
     } <= fields
     assert app.recorder.max_notification_id() is None
+
+
+def test_a_child_safety_report_needs_no_copy_of_the_material(clock: FakeClock) -> None:
+    """The link identifies the content: a reporter of child sexual abuse is
+    never asked to capture and upload it (itself an offence). Every other
+    category still needs evidence."""
+    app = Reports(
+        in_memory(),
+        clock=clock,
+        policy=ReportsPolicy(taxonomy=load_taxonomy()),
+        link_hosts=("www.casemesh.example",),
+        sealer=memory_sealer().sealer,
+    )
+    linked = {"type": "VIDEO", "id": "", "url": "https://www.casemesh.example/video/7731"}
+    abuse = report(
+        target=linked, category="child_safety", subcategory="sexual_exploitation", evidence=[]
+    )
+    filed = app.file(ALICE, abuse)
+    assert (filed.evidence, filed.target["id"]) == ([], "7731")
+    case = app.get_case(AGENT, filed.case_id)
+    assert (case.lane, case.reporters) == ("CHILD_SAFETY", ["alice"])
+    seen(app)
+    [listed] = app.list_reports(ALICE, 0, "", "").items
+    assert listed["report"]["state"] == "REPORT_STATE_SUBMITTED"
+    with pytest.raises(InvalidArgument) as refused:
+        app.file(BOB, report("b1", evidence=[]))
+    assert [v.field for v in refused.value.violations] == ["report.evidence"]
 
 
 def test_removing_the_video_resolves_every_report_of_its_case(
@@ -508,6 +606,39 @@ def test_a_case_reopened_with_restrictions_in_effect_is_decided_not_voided(
     assert app.get_case(AGENT, ident).version == reopened.version  # nothing changed
     lifted = app.decide(AGENT, ident, "NO_VIOLATION", NO_VIOLATION, None, [], etag="")
     assert (lifted.state, lifted.in_effect) == ("NO_VIOLATION", [])
+
+
+def test_the_queue_lists_a_reopened_case_at_the_priority_it_shows(
+    app: Reports, clock: FakeClock
+) -> None:
+    """Reopened on appeal two months on, a case waits from its reopening:
+    the queue lists it at the priority GetReportCase shows (and ranks it by),
+    not at two months' growth since its first report."""
+    ident = app.file(ALICE, report()).case_id
+    app.decide(AGENT, ident, "NO_VIOLATION", NO_VIOLATION, None, [], etag="")
+    app.lodge_appeal(ident, "appeals/alice", "alice")
+    clock.advance(days=60)
+    assert app.reverse(ident, "appeals/alice") is True
+    clock.advance(hours=3)
+    seen(app)
+    servicer = ReportServicer(app)
+
+    async def agent_reads() -> tuple[rpb.ListReportCasesResponse, rpb.ReportCase]:
+        _VOUCHED.set(Vouched(AGENT))
+        listed = await servicer.ListReportCases(rpb.ListReportCasesRequest(), cast(Any, None))
+        name = f"report-cases/{ident}"
+        shown = await servicer.GetReportCase(rpb.GetReportCaseRequest(name=name), cast(Any, None))
+        return listed, shown
+
+    listed, shown = asyncio.run(agent_reads())
+    base = app.get_case(AGENT, ident).base_priority
+    assert shown.priority == pytest.approx(base + 3)
+    assert [c.priority for c in listed.report_cases] == [shown.priority]
+    # A row projected before the view kept when its case began waiting: the
+    # queue rank it was given from that tells it.
+    [doc] = app.list_cases(AGENT, 0, "", "", [], "").items
+    del doc["waiting_since"]
+    assert queue_priority(doc, app.taxonomy.triage, clock.now()) == shown.priority
 
 
 def test_a_reopened_case_whose_restrictions_have_all_run_out_may_be_voided(
@@ -1256,3 +1387,28 @@ def test_a_restriction_that_has_ended_is_no_longer_listed_as_on_the_uploader(
     clock.advance(days=8)
     assert app.my_restrictions(ursula) == []
     assert names(app.my_cases(ursula, 0, "").items, "case") == [f"report-cases/{ident}"]
+
+
+def test_a_removal_in_force_is_listed_however_many_suspensions_ended_since(
+    app: Reports, clock: FakeClock
+) -> None:
+    """A hundred week-long suspensions, all run out, decided after a removal
+    that has no end: the removal still restricts the uploader, and is listed."""
+    ursula = Identity("ursula", frozenset({"user"}))
+    removed = app.file(ALICE, report("r0", "v0")).case_id
+    app.decide(AGENT, removed, "ACTION_TAKEN", action_taken(clock), UPLOADER, [], etag="")
+    for i in range(1, 101):
+        clock.advance(minutes=1)
+        week = (clock.now() + timedelta(days=7)).isoformat()
+        suspended = {
+            **action_taken(clock),
+            "restrictions": [
+                {"field": "account", "type": "DECISION_ACCOUNT_SUSPENDED", "end_time": week}
+            ],
+        }
+        ident = app.file(ALICE, report(f"r{i}", f"v{i}")).case_id
+        app.decide(AGENT, ident, "ACTION_TAKEN", suspended, UPLOADER, [], etag="")
+    seen(app)
+    assert len(app.my_restrictions(ursula)) == 100  # the newest hundred, all in force
+    clock.advance(days=8)
+    assert names(app.my_restrictions(ursula), "case") == [f"report-cases/{removed}"]

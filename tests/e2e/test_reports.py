@@ -437,13 +437,13 @@ def test_decisions_missing_statement_fields_and_other_bad_input_change_nothing(
             {},
             "statement.restrictions.provision_end_time",
         ),
-        (  # applied in 10 days, the suspension (7 days from now) would end before it
+        (  # applied in 10 days: restrictions take effect when decided
             statement(
                 stack,
                 application_date=(service_now(stack) + timedelta(days=10)).date().isoformat(),
             ),
             {},
-            "statement.restrictions.account_end_time",
+            "statement.application_date",
         ),
         (
             statement(stack, restrictions=None),

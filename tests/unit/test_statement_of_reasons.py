@@ -61,9 +61,11 @@ def given(**changes: Any) -> dict[str, Any]:
     return {**statement, **changes}
 
 
-def refused(statement: dict[str, Any], outcome: str = "ACTION_TAKEN") -> list[tuple[str, str]]:
+def refused(
+    statement: dict[str, Any], outcome: str = "ACTION_TAKEN", now: datetime = NOW
+) -> list[tuple[str, str]]:
     v = Violations()
-    built = StatementOfReasons.check(v, statement, outcome=outcome, keywords=KEYWORDS, now=NOW)
+    built = StatementOfReasons.check(v, statement, outcome=outcome, keywords=KEYWORDS, now=now)
     assert built is None
     with pytest.raises(InvalidArgument) as raised:
         v.raise_if_any()
@@ -151,7 +153,7 @@ def test_every_other_rule_names_its_field() -> None:
             "a suspension is temporary: say when it ends",
         ),
         ("statement.restrictions.account_end_time", "must be in the future"),
-        ("statement.territorial_scope[1]", "must be an ISO 3166-1 alpha-2 code"),
+        ("statement.territorial_scope[1]", "'China' is not an ISO 3166-1 alpha-2 country code"),
         ("statement.content_language", "must be an ISO 639-1 code, e.g. zh"),
         ("statement.decision_ground_reference_url", "must be an http(s) URL"),
     ]
@@ -192,6 +194,17 @@ def test_a_keyword_or_a_country_named_twice_is_refused() -> None:
         ("statement.category_specification", "names a keyword more than once"),
         ("statement.territorial_scope", "names a country more than once"),
     ]
+
+
+def test_a_territorial_scope_names_countries_iso_3166_knows() -> None:
+    """Two capitals are not yet a country: a made-up code would be stored
+    and published to the transparency database as where the decision applies."""
+    assert refused(given(territorial_scope=["DE", "ZZ", "FR", "UK"])) == [
+        ("statement.territorial_scope[1]", "'ZZ' is not an ISO 3166-1 alpha-2 country code"),
+        ("statement.territorial_scope[3]", "'UK' is not an ISO 3166-1 alpha-2 country code"),
+    ]
+    scope = ["CN", "DE", "FR", "GB", "HK", "IE"]
+    assert accepted(given(territorial_scope=scope)).territorial_scope == tuple(scope)
 
 
 def test_a_no_violation_statement_is_its_facts_and_imposes_nothing() -> None:
@@ -274,13 +287,33 @@ def test_dates_the_transparency_database_would_refuse_are_refused_here() -> None
             "end_time": "9999-01-01T00:00:00+00:00",
         }
     ]
-    assert refused(
-        given(content_date="1999-12-31", application_date="2099-12-31", restrictions=far)
-    ) == [
+    assert refused(given(content_date="1999-12-31", restrictions=far)) == [
         ("statement.content_date", "must be 2000-01-01 or later"),
-        ("statement.application_date", "must be before 2038-01-01"),
         ("statement.restrictions.account_end_time", "must be before 2038-01-01"),
     ]
+    # On the last day of 2037 it is already 2038 somewhere: today there still
+    # cannot be the application date.
+    last_day = datetime(2037, 12, 31, 12, 0, tzinfo=UTC)
+    assert refused(given(application_date="2038-01-01", restrictions=[]), now=last_day) == [
+        ("statement.application_date", "must be before 2038-01-01"),
+        ("statement.restrictions", "action taken imposes at least one restriction"),
+    ]
+
+
+def test_a_restriction_applies_from_today_not_from_a_later_day() -> None:
+    """Its restrictions take effect when the decision is recorded: a
+    statement saying they apply from a later day would misstate it (the
+    agent's today, wherever they work, is still today)."""
+    later = (
+        "statement.application_date",
+        "must not be after today: the restrictions take effect when the decision is recorded",
+    )
+    removal = given()["restrictions"][:1]
+    assert refused(given(application_date="2037-12-31", restrictions=removal)) == [later]
+    assert refused(given(application_date="2026-11-24")) == [later]
+    beijing_2am = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
+    assert refused(given(application_date="2026-11-25"), now=beijing_2am) == [later]
+    accepted(given(application_date="2026-11-24"), now=beijing_2am)
 
 
 def test_the_trusted_flaggers_named_fit_the_source_identitys_500_characters() -> None:

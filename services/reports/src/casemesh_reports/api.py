@@ -4,7 +4,7 @@ method (in a worker thread: the event store is synchronous), encode."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeAlias, cast
 
 import grpc
@@ -28,6 +28,7 @@ from casemesh.v1 import reports_pb2_grpc as pb_grpc
 from casemesh.v1 import tickets_pb2 as tpb
 from casemesh_reports.application import ReportDraft, Reports
 from casemesh_reports.domain import AbuseReport, ReportCase, Reporter, TrustedFlagger
+from casemesh_reports.policy import Triage
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
 
@@ -366,8 +367,25 @@ def index_doc(aggregate: Any) -> dict[str, Any] | None:
             "case": json_format.MessageToDict(case_message(aggregate)),
             # Who lodged each appeal, for `for_viewer` (not in the message).
             "appellants": appellants(aggregate),
+            # Since when it waits, which its listed priority grows with
+            # (`queue_priority`; not in the message).
+            "waiting_since": aggregate.waiting_since.isoformat(),
         }
     return None
+
+
+def queue_priority(doc: dict[str, Any], triage: Triage, now: datetime) -> float:
+    """The priority now of an open case listed from the queue view, as
+    GetReportCase gives it: grown since the case began waiting (its first
+    report, or its reopening on appeal)."""
+    since = doc.get("waiting_since")
+    if since:
+        waiting = datetime.fromisoformat(since)
+    else:  # a row projected before it kept it: its queue rank was computed from it
+        waiting = triage.waiting_since(
+            datetime.fromisoformat(doc["rank_time"]), doc["base_priority"]
+        )
+    return triage.priority(waiting, doc["base_priority"], now)
 
 
 def listed_case(doc: dict[str, Any], who: Identity) -> pb.ReportCase:
@@ -499,14 +517,11 @@ class ReportServicer(ApplicationServicer, pb_grpc.ReportServiceServicer):
             self.app.list_cases, context, request, lane, states, request.category.strip()
         )
         now = self.app.clock.now()
-        triage = self.app.taxonomy.triage
         cases = []
         for d in page.items:
             msg = json_format.ParseDict(d["case"], pb.ReportCase())
             if msg.state in (pb.REPORT_CASE_STATE_OPEN, pb.REPORT_CASE_STATE_IN_REVIEW):
-                msg.priority = triage.priority(
-                    msg.first_report_time.ToDatetime().replace(tzinfo=UTC), d["base_priority"], now
-                )
+                msg.priority = queue_priority(d, self.app.taxonomy.triage, now)
             cases.append(msg)
         return pb.ListReportCasesResponse(report_cases=cases, next_page_token=page.next_token)
 

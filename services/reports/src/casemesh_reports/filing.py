@@ -3,10 +3,13 @@ reporter, and save the report together with the case it joins (or opens).
 
 The case of a target and reason category is found by its derived id, round
 after round; a report and its case are saved in one transaction, and a filing
-that loses a race with another report of the same case looks again."""
+that loses a race with another report of the same case pauses a moment and
+looks again, from the round it last saw."""
 
 from __future__ import annotations
 
+import random
+import time
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
@@ -26,7 +29,14 @@ from casemesh_reports.targets import check_target
 log = get_logger(__name__)
 
 TEXT_LIMIT = 5000
-FILING_ATTEMPTS = 8
+# A filing that loses a race to another report of its case pauses, then
+# looks again, up to FILING_ATTEMPTS times in all: at random up to a ceiling
+# that doubles with each loss (full jitter, in seconds), so that the reports
+# crowding onto a popular target spread out instead of colliding again at
+# once. Capped, as the filing holds a worker thread while it waits: at most
+# about 1.3 s of pauses in all before the caller is told to retry.
+FILING_ATTEMPTS = 12
+FIRST_PAUSE, LONGEST_PAUSE = 0.005, 0.2
 
 
 @dataclass(frozen=True)
@@ -63,8 +73,11 @@ class Filing(ReportsBase):
         flagger = self._get(TrustedFlagger, TrustedFlagger.create_id(who.subject))
         trusted = bool(flagger and flagger.covers(draft.category))
         category = self.taxonomy.categories[draft.category]
-        for _ in range(FILING_ATTEMPTS):
-            case = self._current_case(target, draft.category)
+        seen_round = 1
+        for attempt in range(FILING_ATTEMPTS):
+            if attempt:
+                time.sleep(retry_pause(attempt))
+            case = self._current_case(target, draft.category, seen_round)
             reason = self.taxonomy.reason(draft.category, draft.subcategory)
             assert reason is not None
             entry = {
@@ -119,7 +132,10 @@ class Filing(ReportsBase):
                 existing = self._replayed(ident, draft)
                 if existing is not None:
                     return existing
-                continue  # the case moved on under us: look again
+                # The case moved on under us (or its round was opened by
+                # another report): look again, from that round.
+                seen_round = case.round_no
+                continue
             log.info(
                 "report.filed",
                 report_id=str(report.id),
@@ -148,7 +164,11 @@ class Filing(ReportsBase):
                     f"is not a reason of {draft.category} (ListReportReasons)",
                 )
         rules.text(v, "report.explanation", draft.explanation, limit=TEXT_LIMIT)
-        if not draft.evidence:
+        category = self.taxonomy.categories.get(draft.category)
+        # The child-safety lane asks for no copy: its target (id or link)
+        # identifies the content, and capturing and uploading child sexual
+        # abuse material is itself an offence in most jurisdictions.
+        if not draft.evidence and not (category and category.child_safety):
             v.add("report.evidence", "attach at least one piece of evidence you uploaded")
         elif len(draft.evidence) > rules.MAX_EVIDENCE:
             v.add("report.evidence", f"at most {rules.MAX_EVIDENCE} pieces of evidence")
@@ -172,13 +192,24 @@ class Filing(ReportsBase):
             )
         return report
 
-    def _current_case(self, target: dict[str, str], category: str) -> ReportCase | None:
-        """The latest round's case of this target and category (None: never reported)."""
-        latest = None
-        round_no = 1
-        while True:
-            case = self._get(ReportCase, ReportCase.create_id(target, category, round_no))
-            if case is None:
-                return latest
-            latest = case
-            round_no += 1
+    def _current_case(
+        self, target: dict[str, str], category: str, since: int = 1
+    ) -> ReportCase | None:
+        """The latest round's case of this target and category (None: never
+        reported), looked for from round `since` on (1, or a round seen
+        opened). Rounds open one after another, so the latest is the one
+        before the first never opened; it is read last, just before the
+        filing saves it: the less time between reading a case and saving it,
+        the fewer races a filing on a popular target loses."""
+        latest = since
+        while self._get(ReportCase, ReportCase.create_id(target, category, latest + 1)) is not None:
+            latest += 1
+        found: ReportCase | None = self._get(
+            ReportCase, ReportCase.create_id(target, category, latest)
+        )
+        return found
+
+
+def retry_pause(attempt: int) -> float:
+    """Seconds to pause before attempt number `attempt` (1: the first retry)."""
+    return random.uniform(0, min(LONGEST_PAUSE, FIRST_PAUSE * 2 ** (attempt - 1)))

@@ -46,15 +46,21 @@ class Triage:
         crowd = min(self.points_per_extra_reporter * (reporters - 1), self.max_reporter_points)
         return severity + crowd + (self.trusted_flagger_points if trusted else 0)
 
-    def rank_time(self, first_report: datetime, base: float) -> datetime:
+    def rank_time(self, since: datetime, base: float) -> datetime:
         """The moment a case of priority 0 would have had to arrive to rank
-        level with this one. Age adds the same points per hour to every case,
-        so ordering by this (earliest first) is ordering by priority now, and
-        it never changes while the case waits."""
-        return first_report - timedelta(hours=base / self.points_per_hour_waiting)
+        level with this one, waiting `since` (its first report, or its
+        reopening). Age adds the same points per hour to every case, so
+        ordering by this (earliest first) is ordering by priority now, and it
+        never changes while the case waits."""
+        return since - timedelta(hours=base / self.points_per_hour_waiting)
 
-    def priority(self, first_report: datetime, base: float, now: datetime) -> float:
-        hours = max((now - first_report).total_seconds() / 3600, 0.0)
+    def waiting_since(self, rank_time: datetime, base: float) -> datetime:
+        """When a case ranked at `rank_time` began waiting (`rank_time` undone)."""
+        return rank_time + timedelta(hours=base / self.points_per_hour_waiting)
+
+    def priority(self, since: datetime, base: float, now: datetime) -> float:
+        """Priority `now` of a case waiting `since`."""
+        hours = max((now - since).total_seconds() / 3600, 0.0)
         return round(base + hours * self.points_per_hour_waiting, 2)
 
 

@@ -127,8 +127,7 @@ class Queries(ReportsBase):
         """The cases whose decisions restrict the caller now: not lifted, and
         with a restriction that has no end or has not ended yet."""
         self._caught_up()
-        now = self.clock.now()
-        return [doc for doc in self.view.restricting(who.subject) if _restricts(doc, now)]
+        return self.view.restricting(who.subject, self.clock.now())
 
     def my_cases(self, who: Identity, page_size: int, page_token: str) -> Page[dict[str, Any]]:
         """Every case whose decision named the caller as the affected
@@ -151,25 +150,3 @@ class Queries(ReportsBase):
             raise InvalidArgument.field("end_time", "must be after start_time")
         self._caught_up()
         return self.view.transparency(start, end)
-
-
-# Each restriction of a decision, and the field saying when it ends.
-_RESTRICTIONS = (
-    ("visibility", "visibilityEndTime"),
-    ("monetary", "monetaryEndTime"),
-    ("provision", "provisionEndTime"),
-    ("account", "accountEndTime"),
-)
-
-
-def _restricts(doc: dict[str, Any], now: datetime) -> bool:
-    """Whether a case's decision (its view's JSON) has a restriction without
-    an end, or one that ends after `now`."""
-    restrictions = doc.get("case", {}).get("decision", {}).get("restrictions", {})
-    for kind, ends in _RESTRICTIONS:
-        if not restrictions.get(kind):
-            continue
-        until = restrictions.get(ends)
-        if not until or datetime.fromisoformat(until.replace("Z", "+00:00")) > now:
-            return True
-    return False

@@ -16,6 +16,7 @@ import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from importlib import resources
 from typing import Any
 
 from casemesh.platform.errors import Violations
@@ -272,6 +273,13 @@ def _check(
             "must not be before today: the uploader hears of a restriction no later "
             "than it applies",
         )
+    elif applies is not None and applies > latest_today:
+        # Nothing defers a restriction: it takes effect when the decision is
+        # recorded, and the statement must not say it applies later.
+        v.add(
+            "statement.application_date",
+            "must not be after today: the restrictions take effect when the decision is recorded",
+        )
     elif applies is not None and applies >= LATEST_DATE:
         v.add("statement.application_date", f"must be before {LATEST_DATE}")
     if not s.get("automated_decision"):
@@ -305,8 +313,11 @@ def _check(
     if len(set(scope)) != len(scope):
         v.add("statement.territorial_scope", "names a country more than once")
     for i, code in enumerate(scope):
-        if not re.fullmatch(r"[A-Z]{2}", code):
-            v.add(f"statement.territorial_scope[{i}]", "must be an ISO 3166-1 alpha-2 code")
+        if code not in COUNTRIES:
+            v.add(
+                f"statement.territorial_scope[{i}]",
+                f"{code[:60]!r} is not an ISO 3166-1 alpha-2 country code",
+            )
     lang = s.get("content_language", "")
     if lang and not re.fullmatch(r"[a-z]{2}", lang):
         v.add("statement.content_language", "must be an ISO 639-1 code, e.g. zh")
@@ -321,6 +332,18 @@ EARLIEST_CONTENT = date(2000, 1, 1)
 LATEST_DATE = date(2038, 1, 1)
 # The furthest any time zone is ahead of UTC, and behind it.
 EAST, WEST = timedelta(hours=14), timedelta(hours=12)
+
+
+def _countries() -> frozenset[str]:
+    """The ISO 3166-1 alpha-2 country codes, as the IANA time zone data lists
+    them (its `iso3166.tab`, in the tzdata package casemesh depends on, kept
+    current with it): a code two capitals long may still name no country."""
+    table = resources.files("tzdata").joinpath("zoneinfo", "iso3166.tab")
+    lines = table.read_text(encoding="utf-8").splitlines()
+    return frozenset(line.split("\t", 1)[0] for line in lines if line and line[0] != "#")
+
+
+COUNTRIES = _countries()
 # Its longest source identity.
 SOURCE_IDENTITY_MAX = 500
 

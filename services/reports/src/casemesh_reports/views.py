@@ -268,12 +268,17 @@ class ReportsView(PostgresTrackingRecorder):
         )
         return self._docs(query, [*where.params, q.limit])
 
-    def restricting(self, user_id: str) -> list[dict[str, Any]]:
-        """Cases whose restrictions on `user_id` are in effect, newest first."""
+    def restricting(self, user_id: str, now: datetime) -> list[dict[str, Any]]:
+        """Cases whose restrictions on `user_id` are in force `now` (`in_force`),
+        newest first: filtered before the limit, so ended ones do not crowd
+        out one that still holds."""
         return self._docs(
-            "SELECT doc FROM report_queue WHERE uploader = %s"
+            "SELECT doc FROM report_queue WHERE uploader = %s AND EXISTS (SELECT FROM"
+            f" (VALUES {_KINDS}) AS k (kind, ends), LATERAL (SELECT"
+            " doc->'case'->'decision'->'restrictions' AS r) AS d"
+            " WHERE d.r ? k.kind AND (d.r->>k.ends IS NULL OR (d.r->>k.ends)::timestamptz > %s))"
             " ORDER BY doc->'case'->>'decideTime' DESC LIMIT 100",
-            [user_id],
+            [user_id, now],
         )
 
     def naming_uploader(
@@ -499,14 +504,18 @@ class MemoryReportsView(POPOTrackingRecorder):
         ]
         return found[: q.limit]
 
-    def restricting(self, user_id: str) -> list[dict[str, Any]]:
-        """Cases whose restrictions on `user_id` are in effect, newest first."""
+    def restricting(self, user_id: str, now: datetime) -> list[dict[str, Any]]:
+        """Cases whose restrictions on `user_id` are in force `now`, newest first."""
 
         def decided(doc: dict[str, Any]) -> tuple[bool, str]:
             at = doc.get("case", {}).get("decideTime")
             return at is None, at or ""  # as PostgreSQL orders: no time first
 
-        docs = [r["doc"] for r in self.report_queue.values() if r["uploader"] == user_id]
+        docs = [
+            r["doc"]
+            for r in self.report_queue.values()
+            if r["uploader"] == user_id and in_force(r["doc"], now)
+        ]
         return sorted(docs, key=decided, reverse=True)[:100]
 
     def naming_uploader(
@@ -561,6 +570,31 @@ class MemoryReportsView(POPOTrackingRecorder):
         }
         figures["received"] = sum(received.values())
         return figures
+
+
+# Each restriction list of a decision (a case's document), and the field
+# saying when it ends; as SQL rows for `ReportsView.restricting`.
+RESTRICTIONS = (
+    ("visibility", "visibilityEndTime"),
+    ("monetary", "monetaryEndTime"),
+    ("provision", "provisionEndTime"),
+    ("account", "accountEndTime"),
+)
+_KINDS = ", ".join(f"('{kind}', '{ends}')" for kind, ends in RESTRICTIONS)
+
+
+def in_force(doc: dict[str, Any], now: datetime) -> bool:
+    """Whether a case's decision (its document) has a restriction without an
+    end, or one that ends after `now`. (A document leaves out an empty list
+    and an unset value, so `ReportsView.restricting`'s `?` tests the same.)"""
+    restrictions = doc.get("case", {}).get("decision", {}).get("restrictions", {})
+    for kind, ends in RESTRICTIONS:
+        if not restrictions.get(kind):
+            continue
+        until = restrictions.get(ends)
+        if not until or datetime.fromisoformat(until.replace("Z", "+00:00")) > now:
+            return True
+    return False
 
 
 def _row_of(aggregate: Any) -> tuple[str, str]:
