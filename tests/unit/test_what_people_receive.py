@@ -33,6 +33,7 @@ from casemesh_notifier.rendering import (
     sms_values,
 )
 from casemesh_notifier.samples import Sample, event_kinds, samples
+from casemesh_notifier.steps import report_steps
 
 ZONE = ZoneInfo("Asia/Shanghai")
 REF = "AB12CD34"
@@ -264,3 +265,23 @@ def test_dates_are_in_the_readers_zone_and_language() -> None:
         assert words in render_email("appeal.received", locale, ZONE, values).text
     utc = render_email("appeal.received", "en", ZoneInfo("UTC"), values).text
     assert "17 March 2026, 01:30 (Coordinated Universal Time)" in utc, utc
+
+
+def test_the_uploaders_statement_says_where_the_decision_applies() -> None:
+    """The countries a decision applies in are part of its statement of
+    reasons (DSA Art. 17(3)(a)); a decision naming none applies everywhere,
+    and the statement says nothing of it."""
+    sample = next(s for s in SAMPLES if s.step.template == "report.statement")
+    assert isinstance(sample.message, reports_pb2.ReportCaseDecided)
+    scoped = reports_pb2.ReportCaseDecided()
+    scoped.CopyFrom(sample.message)
+    scoped.statement.territorial_scope[:] = ["DE", "FR"]
+    step = report_steps(scoped)["uploader"]
+    for locale, line, word in (
+        ("en", "Applies in: DE, FR\n", "Applies in"),
+        ("zh-CN", "适用地区：DE、FR\n", "适用地区"),
+    ):
+        values = email_values(step, REF, sample.subject[locale])
+        assert line in render_email(step.template, locale, ZONE, values).text
+        everywhere = email_values(sample.step, REF, sample.subject[locale])
+        assert word not in render_email(step.template, locale, ZONE, everywhere).text

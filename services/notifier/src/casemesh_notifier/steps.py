@@ -186,6 +186,8 @@ def statement(s: Any) -> dict[str, Any]:
         "facts": s.decision_facts,
         "category": s.category,
         "applies": date.fromisoformat(s.application_date) if s.application_date else None,
+        # The countries the decision applies in (Art. 17(3)(a)); none named: everywhere.
+        "scope": list(s.territorial_scope),
         "source": s.source_type,
         "automated_detection": s.automated_detection,
         "automated_decision": s.automated_decision,
