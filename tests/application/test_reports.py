@@ -581,6 +581,39 @@ def test_voiding_a_case_voids_its_open_reports(app: Reports) -> None:
     assert app.file(BOB, report("b1")).case_id != filed.case_id
 
 
+@pytest.mark.parametrize(
+    ("scope", "named", "not_named"),
+    [
+        (["DE", "FR"], ("《数字服务法》第21条", "DSA Art. 21"), ("人民法院", "People's Court")),
+        (["CN"], ("人民法院", "People's Court"), ("数字服务法", "DSA")),
+        ([], ("数字服务法", "DSA Art. 21"), ("人民法院", "People's Court")),
+    ],
+    ids=["eea", "china", "everywhere"],
+)
+def test_the_redress_a_statement_names_is_that_of_where_the_decision_applies(
+    app: Reports,
+    clock: FakeClock,
+    scope: list[str],
+    named: tuple[str, str],
+    not_named: tuple[str, str],
+) -> None:
+    """A decision applying in Germany names the DSA's out-of-court bodies to
+    a Chinese-speaking uploader, and one applying in China the People's
+    Courts to an English-speaking reporter: the redress is the
+    jurisdiction's, the words the reader's."""
+    english = report(contact={"locale": "en", "email": "r@example.com", "channels": ["EMAIL"]})
+    filed = app.file(ALICE, english)
+    statement = {**action_taken(clock), "territorial_scope": scope}
+    case = app.decide(AGENT, filed.case_id, "ACTION_TAKEN", statement, UPLOADER, [], etag="")
+    assert case.decision is not None
+    to_uploader = case.decision["statement"]["redress"]  # zh-CN
+    outcome = app.get_report(ALICE, str(filed.id)).outcome
+    assert outcome is not None
+    to_reporter = outcome["redress"]  # en
+    assert named[0] in to_uploader and not_named[0] not in to_uploader
+    assert named[1] in to_reporter and not_named[1] not in to_reporter
+
+
 def test_a_case_reopened_with_restrictions_in_effect_is_decided_not_voided(
     app: Reports, clock: FakeClock
 ) -> None:

@@ -145,7 +145,7 @@ class Decisions(ReportsBase):
             source_type="SOURCE_TRUSTED_FLAGGER" if trusted else "SOURCE_ARTICLE_16",
             source_identity=source_identity(trusted),
             puid=case.target["id"],
-            redress=self.policy.redress.get(locale, ""),
+            redress=self.policy.redress_for(reasons.territorial_scope, locale),
             appeal_deadline=deadline,
         )
         case.decide(
@@ -169,7 +169,9 @@ class Decisions(ReportsBase):
                     "restrictions": [r.type for r in full.restrictions],
                     "decision_facts": full.decision_facts,
                     "manifestly_unfounded": is_unfounded,
-                    "redress": self.policy.redress.get(report.contact.get("locale", "en"), ""),
+                    "redress": self.policy.redress_for(
+                        full.territorial_scope, report.contact.get("locale", "en")
+                    ),
                     "appeal_deadline": deadline.isoformat(),
                     "case_id": str(case.id),
                 },

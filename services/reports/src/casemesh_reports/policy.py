@@ -5,6 +5,7 @@ rule (DSA Art. 23) and the appeal window (DSA Art. 20: at least six months)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import resources
@@ -93,19 +94,64 @@ class ReportsPolicy:
     taxonomy: Taxonomy
     misuse: Misuse = field(default_factory=Misuse)
     appeal_window_months: int = 6
-    # Where to seek redress beyond the platform, per language.
-    redress: dict[str, str] = field(
-        default_factory=lambda: {
-            "zh-CN": "如对处理结果有异议，可在申诉期限内通过“我的申诉”提交申诉（由人工复核）；"
-            "也可向依法设立的争议解决机构或人民法院寻求救济。",
-            "en": "You may appeal this decision within the appeal period from My appeals "
-            "(a person reviews it); you may also turn to a certified out-of-court dispute "
-            "settlement body (DSA Art. 21) or a court.",
-        }
-    )
+    # Where to seek redress beyond the platform: by the jurisdiction of the
+    # decision's territorial scope (`jurisdiction`), then the reader's language.
+    redress: dict[str, dict[str, str]] = field(default_factory=lambda: dict(REDRESS))
+
+    def redress_for(self, scope: Sequence[str], locale: str) -> str:
+        """The redress a statement names for a decision applying in `scope`
+        (country codes; none: everywhere), in `locale` (else English)."""
+        texts = self.redress.get(jurisdiction(scope), {})
+        return texts.get(locale) or texts.get("en", "")
 
     def appeal_deadline(self, decided: datetime) -> datetime:
         return add_months(decided, self.appeal_window_months)
+
+
+# The European Economic Area, where the DSA's out-of-court dispute settlement
+# (Art. 21) is open to users.
+_EEA_CODES = (
+    "AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IS IT LI LT LU LV MT NL NO PL PT RO SE SI SK"
+)
+EEA = frozenset(_EEA_CODES.split(" "))
+
+
+def jurisdiction(scope: Sequence[str]) -> str:
+    """Whose redress a decision applying in `scope` names: "eu" (every
+    country in the EEA), "cn" (mainland China only), else "any" (no country
+    named, or several systems)."""
+    countries = set(scope)
+    if countries and countries <= EEA:
+        return "eu"
+    if countries == {"CN"}:
+        return "cn"
+    return "any"
+
+
+_APPEAL = {
+    "zh-CN": "如对处理结果有异议，可在申诉期限内通过“我的申诉”提交申诉（由人工复核）；",
+    "en": "You may appeal this decision within the appeal period from My appeals"
+    " (a person reviews it); ",
+}
+REDRESS: dict[str, dict[str, str]] = {
+    "eu": {
+        "zh-CN": _APPEAL["zh-CN"]
+        + "也可向经认证的庭外争议解决机构（《数字服务法》第21条）或法院寻求救济。",
+        "en": _APPEAL["en"] + "you may also turn to a certified out-of-court dispute"
+        " settlement body (DSA Art. 21) or a court.",
+    },
+    "cn": {
+        "zh-CN": _APPEAL["zh-CN"] + "也可向依法设立的争议解决机构或人民法院寻求救济。",
+        "en": _APPEAL["en"] + "you may also turn to a lawfully established dispute"
+        " resolution body or a People's Court.",
+    },
+    "any": {
+        "zh-CN": _APPEAL["zh-CN"] + "也可向您所在地依法设立的争议解决机构（在欧盟：经认证的庭外"
+        "争议解决机构，《数字服务法》第21条）或法院寻求救济。",
+        "en": _APPEAL["en"] + "you may also turn to a dispute resolution body where you live"
+        " (in the EU, a certified out-of-court dispute settlement body, DSA Art. 21) or a court.",
+    },
+}
 
 
 def load_taxonomy(path: str = "") -> Taxonomy:
