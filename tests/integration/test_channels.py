@@ -140,7 +140,9 @@ async def refusal(channel: HttpEmailChannel | HttpSmsChannel) -> DeliveryError:
         (409, False, False, True),
         (425, False, False, False),
         (400, True, False, False),
-        (404, True, False, False),
+        (404, False, True, False),  # no such API: the URL set is wrong
+        (410, False, True, False),
+        (422, True, False, False),
     ],
 )
 async def test_a_providers_refusal_says_whether_to_retry(
@@ -414,6 +416,8 @@ async def test_messages_go_out_in_order_over_one_session_to_a_pipelining_relay(
         (False, "450 4.2.0 greylisted, try again later"),
         (True, "452 4.2.2 mailbox full"),
         (False, "421 4.7.0 too many connections, closing"),
+        (False, "554 5.7.1 relay access denied"),
+        (True, "550 5.7.1 relaying denied"),
     ],
 )
 async def test_a_refused_recipient_fails_alone_and_the_session_goes_on(
@@ -421,7 +425,8 @@ async def test_a_refused_recipient_fails_alone_and_the_session_goes_on(
 ) -> None:
     """Refused for good (5xx), the message is not retried; asked to come
     back (4xx: greylisting, a full mailbox), it is; a relay closing (421)
-    is away, whatever the message."""
+    is away, whatever the message, and so is one refusing to relay for us
+    (5.7.x: its configuration or ours, which every message would meet)."""
     relay = Relay(pipelining=pipelining)
     relay.refused.add("u2@example.com")
     relay.refusal = refusal
@@ -436,9 +441,10 @@ async def test_a_refused_recipient_fails_alone_and_the_session_goes_on(
         relay.mail.stop()
     assert first == f"<{numbered(1).job_id}@casemesh>"
     assert third == f"<{numbered(3).job_id}@casemesh>"
-    assert refused.value.permanent is refusal.startswith("5")
+    policy = " 5.7." in refusal
+    assert refused.value.permanent is (refusal.startswith("5") and not policy)
     assert not refused.value.maybe_sent
-    assert refused.value.unreachable is refusal.startswith("421")
+    assert refused.value.unreachable is (refusal.startswith("421") or policy)
     assert [m["To"] for m in relay.messages] == ["u1@example.com", "u3@example.com"]
 
 

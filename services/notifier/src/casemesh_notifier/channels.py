@@ -202,13 +202,16 @@ class SmtpChannel:
                 smtp.end_message(self._timeout)
         except smtplib.SMTPRecipientsRefused as exc:
             # 5xx: the mailbox is refused for good; 4xx (greylisting, a full
-            # mailbox, 421 the relay closing): ask again later.
+            # mailbox, 421 the relay closing): ask again later. A 5.7.x (the
+            # relay's policy: relaying denied) refuses us, not the mailbox.
             codes = sorted({code for code, _ in exc.recipients.values()})
-            permanent = all(500 <= code < 600 for code in codes)
+            ours = all(_relay_policy(answer) for _, answer in exc.recipients.values())
+            permanent = all(500 <= code < 600 for code in codes) and not ours
             raise DeliveryError(
                 f"recipient refused (SMTP {codes})",
                 permanent=permanent,
-                unreachable=codes == [RELAY_CLOSING],
+                unreachable=codes == [RELAY_CLOSING] or ours,
+                detail="; ".join(_text(answer) for _, answer in exc.recipients.values()),
             ) from exc
         except smtplib.SMTPSenderRefused as exc:
             raise _sender_refused(exc) from exc
@@ -265,6 +268,20 @@ def _sender_refused(exc: smtplib.SMTPSenderRefused) -> DeliveryError:
 def _text(answer: bytes | str) -> str:
     """An SMTP answer's text, as the relay wrote it."""
     return answer.decode("utf-8", "replace") if isinstance(answer, bytes) else answer
+
+
+# A recipient refused with an enhanced status code (RFC 3463) of class 5.7
+# (security or policy: "relaying denied", the relay not taking our mail for
+# that domain): a refusal of us, the relay's configuration or ours, not of the
+# mailbox. Every message would fare alike until the operator mends it, so it
+# waits for them (as a refused login does) rather than each job being parked
+# on its first try. (At DATA a 5.7 may be the message's own, a content
+# filter's: it is refused for good there, as before.)
+_POLICY = re.compile(r"\s*5\.7\.\d{1,3}\b")
+
+
+def _relay_policy(answer: bytes | str) -> bool:
+    return _POLICY.match(_text(answer)) is not None
 
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")
@@ -410,6 +427,15 @@ class HttpProvider:
             # after this one would fare alike.
             raise DeliveryError(
                 f"{self._name} refused our credentials: HTTP {status}",
+                permanent=False,
+                unreachable=True,
+            )
+        if status in (404, 405, 410):
+            # No such endpoint, or not for a POST: the URL configured is wrong
+            # (the provider moved its API), not the message; every message
+            # would fare alike, so the job waits for the operator.
+            raise DeliveryError(
+                f"{self._name} has no such API (HTTP {status}): set its URL",
                 permanent=False,
                 unreachable=True,
             )
