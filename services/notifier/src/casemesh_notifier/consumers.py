@@ -10,6 +10,10 @@ path, in its batch's transaction (`Planner`, `erasures.py`). That reaches one
 replica; each process also hears every erasure in a consumer group of its
 own and forgets the person's keys it holds in memory
 (`casemesh.platform.forgetting.ErasureFollower`, started by `__main__`).
+A verified phone-number change (`PhoneChangeVerified`, casemesh.helpcenter.v1)
+is applied on the same path too (`phone_changes.py`). That topic keeps 30
+days: read from the group's committed offsets, as the others, it needs
+nothing more unless the notifier stays away longer.
 A record that can never be planned is set aside in `unprocessable_events`,
 where operators see it, and the notifier reads on.
 """
@@ -46,7 +50,16 @@ REPORTS_TOPIC = topics.REPORTS
 CODES_TOPIC = topics.VERIFICATION
 # Erasures: the person's clear data scrubbed, their unsent jobs cancelled.
 PRIVACY_TOPIC = topics.PRIVACY
-TOPICS = (TICKETS_TOPIC, APPEALS_TOPIC, REPORTS_TOPIC, CODES_TOPIC, PRIVACY_TOPIC)
+# Verified phone-number changes: the user's cases and unsent SMS follow them.
+CHANGES_TOPIC = topics.HELPCENTER
+TOPICS = (
+    TICKETS_TOPIC,
+    APPEALS_TOPIC,
+    REPORTS_TOPIC,
+    CODES_TOPIC,
+    PRIVACY_TOPIC,
+    CHANGES_TOPIC,
+)
 CONSUMER = "notifier"
 
 log = get_logger(__name__)

@@ -34,6 +34,13 @@ other cases are untouched. A `ReporterContactExpired` does so for the
 reporter's standing (`reporters/<id>`); a measure of the standing later in
 the same batch is planned after it, as any (the batch is then planned in
 parts, each with its own look-up and statements).
+
+A `PhoneChangeVerified` (casemesh.helpcenter.v1: a user proved a new number)
+gives the user's party rows and unsent SMS jobs that name the old number the
+new one (`phone_changes.py`), once the rest of the batch is planned and its
+erasures and expiries heard, the batch's changes in the order they were
+verified. A change written before its user's erasure is not followed: their
+numbers of then are erased.
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ from google.protobuf.message import Message
 from opentelemetry import trace
 
 from casemesh.events.v1 import appeals_pb2 as aev
+from casemesh.events.v1 import helpcenter_pb2 as hev
 from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as tev
 from casemesh.events.v1.privacy_pb2 import PersonErased
@@ -69,12 +77,14 @@ from casemesh_notifier import store
 from casemesh_notifier.cases import CaseParties, Planning
 from casemesh_notifier.erasures import CANCELLED, forget_cases, forget_people
 from casemesh_notifier.metrics import OUTCOMES
+from casemesh_notifier.phone_changes import follow_phone_change
 from casemesh_notifier.policy import SUPERSEDED_TEMPLATES
 from casemesh_notifier.registry import MESSAGES, SOURCE_OF, Source
 
 log = get_logger(__name__)
 
 ERASURE = type_of(PersonErased)
+PHONE_CHANGE = type_of(hev.PhoneChangeVerified)
 # A case whose retention ran out; the event's subject names the case, as
 # the notifier names it (`tickets/<id>`, `appeals/<id>`, `report-cases/<id>`,
 # and `reports/<id>` for each of a report case's reports), or the reporter's
@@ -125,8 +135,10 @@ class Planner:
             span = spans.get(event.id) if spans else None
             return trace.use_span(span, end_on_exit=False) if span else nullcontext()
 
-        erasing = any(event.type == ERASURE for event, _ in events)
-        await store.take_turn_with_erasures(conn, erasing=erasing)
+        # A phone change takes the turn alone too: a case event planned
+        # beside it could add a job to the old number after it looked.
+        alone = any(event.type in (ERASURE, PHONE_CHANGE) for event, _ in events)
+        await store.take_turn_with_erasures(conn, erasing=alone)
         first = await store.record_consumed(
             conn, self.consumer, [(event.id, place) for event, place in events]
         )
@@ -134,6 +146,7 @@ class Planner:
         erasures: list[tuple[CloudEvent, str]] = []
         # Each expiry, with how many case events came before it.
         expiries: list[tuple[CloudEvent, str, int]] = []
+        changes: list[tuple[CloudEvent, hev.PhoneChangeVerified]] = []
         for event, _ in events:
             with about(event):
                 if event.id not in first:
@@ -142,6 +155,9 @@ class Planner:
                 first.discard(event.id)  # the same event twice in one batch is planned once
                 if event.type == ERASURE:
                     erasures.append((event, self.forget(event)))
+                    continue
+                if event.type == PHONE_CHANGE:
+                    changes.append((event, self.phone_change(event)))
                     continue
                 if event.type in EXPIRIES:
                     if not event.subject:
@@ -186,7 +202,42 @@ class Planner:
         await forget_erased()
         for event, case in late:
             await forget_expired(event, case)
+        await self._follow(conn, changes, about)
         return by_event
+
+    @staticmethod
+    def phone_change(event: CloudEvent) -> hev.PhoneChangeVerified:
+        """The change a `PhoneChangeVerified` carries; one that names no user
+        or no number fails (the event is set aside)."""
+        change = hev.PhoneChangeVerified.FromString(event.data)
+        if not (change.user_id and change.old_phone and change.new_phone):
+            raise ValueError(f"{event.id}: a PhoneChangeVerified lacks its user or a number")
+        return change
+
+    async def _follow(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        changes: list[tuple[CloudEvent, hev.PhoneChangeVerified]],
+        about: Callable[[CloudEvent], AbstractContextManager[Any]],
+    ) -> None:
+        """Follows the batch's phone changes, in the order they were verified
+        (a user's two changes, A to B then B to C, may come from different
+        partitions), except those written before their user's erasure
+        (this batch's included, heard by now)."""
+        if not changes:
+            return
+        erased = await store.erased_among(conn, {change.user_id for _, change in changes})
+        for event, change in sorted(changes, key=lambda c: c[0].time):
+            with about(event):
+                if change.user_id in erased:
+                    when = erased[change.user_id]  # None: recorded before its time was kept
+                    if when is None or event.time <= when:
+                        log.info("phone_change.before_erasure", event_id=event.id)
+                        continue
+                followed = await follow_phone_change(
+                    conn, change.user_id, change.old_phone, change.new_phone
+                )
+                log.info("phone_change.followed", event_id=event.id, **dataclasses.asdict(followed))
 
     def forget(self, event: CloudEvent) -> str:
         """The person a `PersonErased` names, forgotten by this process's

@@ -126,7 +126,8 @@ def job_id(event_id: str, party: str, channel: str) -> uuid.UUID:
 # alone. Without it, a replica planning a person's case event beside another
 # replica applying their erasure read them as not erased and wrote their
 # address and jobs where the erasure's scrub, reading before that commit,
-# did not find them.
+# did not find them. A batch with a phone change holds it alone as well, for
+# the same reason (`phone_changes`).
 ERASURES_LOCK = 0x65726173  # "eras"
 
 

@@ -1,0 +1,213 @@
+"""A verified phone-number change (`PhoneChangeVerified`, casemesh.helpcenter.v1)
+is followed by the notifier on a real PostgreSQL database, with the real
+sender texting a test SMS endpoint: what the user's cases still have to tell
+them by SMS goes to the number they proved, never to the old one (lost, and
+perhaps a stranger's soon); what went before, the help centre's one-time
+codes and everyone else's messages stay as they are."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import datetime, timedelta
+
+import psycopg
+
+from casemesh.events.v1 import helpcenter_pb2 as hev
+from casemesh.platform.envelope import CloudEvent
+from casemesh_notifier.delivery import replay_parked
+from casemesh_notifier.planner import PHONE_CHANGE
+from tests.integration.test_delivery import NOON_IN_SHANGHAI
+from tests.integration.test_notifier_erasure import (
+    LIN,
+    WU,
+    World,
+    agent_reply,
+    code_to,
+    erasure,
+    opened,
+    texts_to,
+)
+from tests.integration.test_notifier_erasure import world as world_fixture
+
+# The notifier of the erasure tests: its planner, sender and SMS endpoint.
+world = world_fixture
+
+OLD, NEW = LIN.phone, "+8613700137000"
+# Wu's tickets give the family phone, Lin's old number: his, not hers.
+WU_ON_OLD = dataclasses.replace(WU, phone=OLD)
+
+
+def verified(
+    user_id: str, old: str = OLD, new: str = NEW, at: datetime = NOON_IN_SHANGHAI
+) -> CloudEvent:
+    """A `PhoneChangeVerified` as the help centre's outbox publishes it."""
+    change = f"phone-changes/{uuid.uuid4()}"
+    message = hev.PhoneChangeVerified(request=change, user_id=user_id, old_phone=old, new_phone=new)
+    message.verify_time.FromDatetime(at)
+    return CloudEvent(
+        id=f"{change.rpartition('/')[2]}:verified",
+        source="casemesh/helpcenter",
+        type=PHONE_CHANGE,
+        subject=change,
+        time=at,
+        data=message.SerializeToString(),
+        key=change,
+    )
+
+
+def phones(world: World, ticket: str) -> list[str]:
+    return [
+        phone
+        for (phone,) in world.rows(
+            f"SELECT phone FROM case_parties WHERE case_name = 'tickets/{ticket}'"
+        )
+    ]
+
+
+def texts(world: World, ticket: str) -> list[tuple[str, str, str]]:
+    """The ticket's SMS jobs: template, status, recipient, in planned order."""
+    return [
+        (template, status, recipient)
+        for template, status, recipient in world.rows(
+            "SELECT template, status, recipient FROM notification_jobs"
+            f" WHERE case_name = 'tickets/{ticket}' AND channel = 'SMS' ORDER BY seq"
+        )
+    ]
+
+
+def code_recipients(world: World) -> list[tuple[str, str]]:
+    return [
+        (status, recipient)
+        for status, recipient in world.rows(
+            "SELECT status, recipient FROM notification_jobs"
+            " WHERE template = 'verification.code' ORDER BY seq"
+        )
+    ]
+
+
+async def test_a_verified_new_number_gets_what_is_still_to_be_texted_to_the_old_one(
+    world: World,
+) -> None:
+    # Lin and Wu open tickets giving the same phone, and are texted about them.
+    sealer = world.tickets.sealer
+    lin_ticket, wu_ticket = str(uuid.uuid4()), str(uuid.uuid4())
+    await world.plan([opened(sealer, lin_ticket, LIN), opened(sealer, wu_ticket, WU_ON_OLD)])
+    assert await world.drain() == 4
+    # An agent answers Lin; before the text about it goes, a one-time code
+    # for her change is waiting for her old number too.
+    await world.plan([agent_reply(lin_ticket, 2), code_to(LIN, OLD)])
+    assert texts(world, lin_ticket)[-1] == ("ticket.agent_reply", "pending", OLD)
+
+    change = verified(LIN.user_id)
+    assert await world.plan([change]) == {}
+
+    # Her ticket and her unsent text name the new number; the text already
+    # sent shows where it went; the code stays for the number it proves;
+    # Wu's ticket keeps the phone he gave.
+    assert phones(world, lin_ticket) == [NEW]
+    assert texts(world, lin_ticket) == [
+        ("ticket.received", "sent", OLD),
+        ("ticket.agent_reply", "pending", NEW),
+    ]
+    assert code_recipients(world) == [("pending", OLD)]
+    assert phones(world, wu_ticket) == [OLD]
+    assert texts(world, wu_ticket) == [("ticket.received", "sent", OLD)]
+
+    # Heard again (a redelivery), the change changes nothing more: not even
+    # a ticket Lin opened since with her old number.
+    since = str(uuid.uuid4())
+    await world.plan([opened(sealer, since, LIN)])
+    assert await world.plan([change]) == {}
+    assert phones(world, since) == [OLD]
+    assert texts(world, since) == [("ticket.received", "pending", OLD)]
+
+    # The reply's text reaches her new number, the code her old one; a later
+    # step of her ticket is texted to the new number too.
+    await world.drain()
+    assert texts_to(world, NEW) == 1
+    await world.plan([agent_reply(lin_ticket, 3)])
+    await world.drain()
+    assert texts_to(world, NEW) == 2
+    assert [r["template_id"] for r in world.sms.requests if r["to"] == NEW] == [
+        "ticket.agent_reply"
+    ] * 2
+    assert code_recipients(world) == [("sent", OLD)]
+
+
+async def test_a_parked_text_follows_the_new_number_and_one_being_sent_keeps_its_own(
+    world: World,
+) -> None:
+    """A parked text would go to the old number on a replay: it follows. One
+    a sender holds is on its way to the old number already: it is left to
+    its sender, whose record then says where it went."""
+    parked, sending = str(uuid.uuid4()), str(uuid.uuid4())
+    sealer = world.tickets.sealer
+    await world.plan([opened(sealer, parked, LIN), opened(sealer, sending, LIN)])
+    with psycopg.connect(world.dsn) as conn:
+        conn.execute(
+            "UPDATE notification_jobs SET status = 'parked' WHERE case_name = %s",
+            (f"tickets/{parked}",),
+        )
+        conn.execute(
+            "UPDATE notification_jobs SET status = 'sending', claimed_until = %s"
+            " WHERE case_name = %s",
+            (NOON_IN_SHANGHAI + timedelta(minutes=5), f"tickets/{sending}"),
+        )
+    await world.plan([verified(LIN.user_id)])
+    assert texts(world, parked) == [("ticket.received", "parked", NEW)]
+    assert texts(world, sending) == [("ticket.received", "sending", OLD)]
+    assert phones(world, parked) == phones(world, sending) == [NEW]
+    assert await replay_parked(world.dsn, None, world.clock.now()) == 2  # its e-mail too
+    await world.drain()
+    assert texts_to(world, NEW) == 1 and texts_to(world, OLD) == 0
+
+
+async def test_changes_heard_together_are_followed_in_the_order_they_were_verified(
+    world: World,
+) -> None:
+    """Lin moved to a new number and then to another; the two changes come
+    from different partitions, the later first: her ticket ends on the last."""
+    ticket = str(uuid.uuid4())
+    await world.plan([opened(world.tickets.sealer, ticket, LIN)])
+    last = "+8613600136000"
+    first = verified(LIN.user_id, OLD, NEW)
+    then = verified(LIN.user_id, NEW, last, at=NOON_IN_SHANGHAI + timedelta(minutes=30))
+    await world.plan([then, first])
+    assert phones(world, ticket) == [last]
+    assert texts(world, ticket) == [("ticket.received", "pending", last)]
+
+
+async def test_a_user_with_no_cases_changes_nothing(world: World) -> None:
+    await world.both_told()
+    before = world.rows("SELECT t::text FROM case_parties AS t ORDER BY 1")
+    await world.plan([verified("users/nobody", OLD, NEW)])
+    assert world.rows("SELECT t::text FROM case_parties AS t ORDER BY 1") == before
+    assert NEW not in world.dump()
+
+
+async def test_a_change_made_before_her_erasure_gives_no_number_to_what_she_opens_since(
+    world: World,
+) -> None:
+    """Lin changed her number, then was erased; she comes back and opens a
+    ticket with her old number. The change, heard late, is of the data her
+    erasure forgot: her new ticket keeps the number she gave since, and
+    nothing of hers names the erased number. A change she makes after her
+    erasure is followed as anyone's."""
+    old_ticket = str(uuid.uuid4())
+    await world.plan([opened(world.tickets.sealer, old_ticket, LIN)])
+    await world.tickets.erase(LIN.user_id)
+    await world.plan([erasure(LIN.user_id)])
+    later = NOON_IN_SHANGHAI + timedelta(minutes=5)
+    new_ticket = str(uuid.uuid4())
+    opened_since = dataclasses.replace(opened(world.tickets.sealer, new_ticket, LIN), time=later)
+    await world.plan([opened_since])
+
+    await world.plan([verified(LIN.user_id, at=NOON_IN_SHANGHAI - timedelta(minutes=1))])
+    assert phones(world, old_ticket) == [""]
+    assert phones(world, new_ticket) == [OLD]
+    assert NEW not in world.dump()
+
+    await world.plan([verified(LIN.user_id, at=later + timedelta(minutes=1))])
+    assert phones(world, old_ticket) == [""]
+    assert phones(world, new_ticket) == [NEW]
