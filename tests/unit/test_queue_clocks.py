@@ -97,3 +97,28 @@ def test_a_warning_still_due_under_a_raised_priority_stands() -> None:
     assert case.clocks["first_response"].warned and case.sla_state == "WARNING"
     late = advance(case, START + timedelta(hours=7), LEVELS)
     assert [s.kind for s in late if s.clock == "first_response"] == ["BREACHED", "ESCALATED"]
+
+
+def test_a_reply_told_after_the_timer_breached_the_case_takes_the_breach_back() -> None:
+    """An agent replied 30 minutes in, but the tickets relay was away and the
+    reply reached the queue after its timer had run the clocks two hours on:
+    the first response is met, not breached, and the case back in its own
+    queue at its own priority, as a replay of the topics in order makes it."""
+    case = opened("tickets/late", START, priority=4)
+    signals = advance(case, START + timedelta(hours=2), LEVELS)
+    assert "BREACHED" in {s.kind for s in signals} and case.escalations
+    replied = START + timedelta(minutes=30)
+    apply(case, ticket("tickets/late", 2, replied, "OPEN", responded=True), LEVELS)
+
+    replayed = opened("tickets/late", START, priority=4)
+    apply(replayed, ticket("tickets/late", 2, replied, "OPEN", responded=True), LEVELS)
+    advance(replayed, START + timedelta(hours=2), LEVELS)
+    first = case.clocks["first_response"]
+    assert (first.met_at, first.breached_at) == (replied, None)
+    assert case.escalations == replayed.escalations == 0
+    assert (case.queue, case.priority, case.sla_state) == (
+        replayed.queue,
+        replayed.priority,
+        replayed.sla_state,
+    )
+    assert case.clocks == replayed.clocks

@@ -3,7 +3,9 @@
 Everything here is a function of the case's events (their times and order)
 and of the moment the clocks are read, so replaying the topics from offset 0
 gives the same queue. Warnings and breaches are recorded at the moment they
-fell due, whether the timer or a later event notices first.
+fell due, whether the timer or a later event notices first; one the timer
+recorded past the time of an event heard later is taken back
+(`_told_too_soon`).
 """
 
 from __future__ import annotations
@@ -221,10 +223,31 @@ def advance(case: Case, until: datetime, levels: ServiceLevels) -> list[Signal]:
     return signals
 
 
+def _told_too_soon(case: Case, at: datetime, levels: ServiceLevels) -> None:
+    """Takes back what the timer recorded past `at`, an event's own time, now
+    that the event is heard: a breach, and the escalation it made, after
+    `at`; a warning its clock had not reached by `at`. The timer runs the
+    clocks only as far as the topics have told, but an event a writer
+    stored and published late (its relay away for minutes) still comes
+    after the timer has gone past it. Recorded again, each at its own
+    moment, if the clock still gets there once the event is applied (the
+    SLA events' ids keep the topic from hearing one twice); so the case is
+    what a replay of the topics from offset 0 makes of it."""
+    cal = levels.calendar
+    for c in case.clocks.values():
+        if c.breached_at is not None and c.breached_at > at:
+            c.breached_at = None
+            case.escalations = max(0, case.escalations - 1)
+        if c.warned and c.breached_at is None and c.met_at is None:
+            elapsed = c.elapsed + (c.spec.spent(cal, c.since, at) if c.since else 0.0)
+            c.warned = elapsed >= c.target * (1 - levels.warn_before)
+
+
 def apply(case: Case, obs: Observation, levels: ServiceLevels) -> list[Signal]:
     """Moves the case by one event: the clocks run up to the event first."""
     signals = advance(case, obs.at, levels)
     cal = levels.calendar
+    _told_too_soon(case, obs.at, levels)
     case.version = obs.version
     case.updated_at = obs.at
     case.status = obs.status
