@@ -17,6 +17,7 @@ kubectl) lands once in .run/cache/deploy-check; later runs work offline.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import re
@@ -404,6 +405,76 @@ def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     return True
 
 
+ENV_PREFIX = "CASEMESH_"
+# The settings class each command of the image reads (`python -m <args>`;
+# `run_command`'s table in each program's __main__, whose first command is
+# the one without arguments).
+SETTINGS = {
+    "casemesh_appeals serve": "casemesh_appeals.settings:AppealsSettings",
+    "casemesh_appeals relay": "casemesh_appeals.settings:RelaySettings",
+    "casemesh_casequeue serve": "casemesh_casequeue.settings:QueueSettings",
+    "casemesh_casequeue rebuild": "casemesh_casequeue.settings:RebuildSettings",
+    "casemesh_evidence": "casemesh_evidence.settings:EvidenceSettings",
+    "casemesh_gateway": "casemesh_gateway.settings:GatewaySettings",
+    "casemesh_helpcenter serve": "casemesh_helpcenter.settings:HelpSettings",
+    "casemesh_inbound": "casemesh_inbound.settings:InboundSettings",
+    "casemesh_notifier": "casemesh_notifier.settings:NotifierServiceSettings",
+    "casemesh_privacy serve": "casemesh_privacy.settings:PrivacySettings",
+    "casemesh_reports serve": "casemesh_reports.settings:ReportsSettings",
+    "casemesh_reports relay": "casemesh_reports.settings:RelaySettings",
+    "casemesh_reports consume": "casemesh_reports.settings:ConsumerSettings",
+    "casemesh_tickets serve": "casemesh_tickets.settings:TicketsSettings",
+    "casemesh_tickets relay": "casemesh_tickets.settings:RelaySettings",
+}
+
+
+def settings_names(path: str) -> tuple[set[str], set[str]]:
+    """The environment variables a settings class reads, and those of them it
+    requires (no default)."""
+    module, _, name = path.partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    prefix = cls.model_config.get("env_prefix", "")
+    read = {f"{prefix}{field}".upper() for field in cls.model_fields}
+    required = {
+        f"{prefix}{field}".upper() for field, info in cls.model_fields.items() if info.is_required()
+    }
+    return read, required
+
+
+def check_settings(render: Render, report: Report) -> None:
+    """Each Casemesh container sets only CASEMESH_ variables its command's
+    settings class reads (pydantic-settings ignores any other: a misspelt
+    name would change nothing, silently), and every one it requires, unless
+    a Secret given whole (envFrom) may hold it."""
+    configmaps = {
+        o["metadata"]["name"]: o.get("data") or {}
+        for o in render.objects
+        if o["kind"] == "ConfigMap"
+    }
+    for owner, template in [(o, t) for o in render.objects for t in pod_templates(o)]:
+        for c in template["spec"].get("initContainers", []) + template["spec"]["containers"]:
+            args = c.get("args") or []
+            if not args or not str(args[0]).startswith("casemesh_"):
+                continue
+            where = f"{render.name}: {describe(owner)} container {c['name']}"
+            command = " ".join(args)
+            if command not in SETTINGS:
+                report.fail(where, f"no settings class known for `python -m {command}`")
+                continue
+            read, required = settings_names(SETTINGS[command])
+            given = {env["name"] for env in c.get("env", [])}
+            for ref in c.get("envFrom", []):
+                if "configMapRef" in ref:
+                    given |= set(configmaps.get(ref["configMapRef"]["name"], {}))
+            whole_secret = any("secretRef" in ref for ref in c.get("envFrom", []))
+            for name in sorted(given):
+                if name.startswith(ENV_PREFIX) and name not in read:
+                    report.fail(where, f"{name} is read by no setting of `python -m {command}`")
+            if not whole_secret:
+                for name in sorted(required - given):
+                    report.fail(where, f"{name} is required by `python -m {command}` and not set")
+
+
 def check_references(render: Render, report: Report) -> None:
     objs = render.objects
     names: dict[str, set[str]] = {}
@@ -770,7 +841,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         for render in renders:
             check_references(render, report)
+            check_settings(render, report)
         say("checked references (ConfigMaps, Secrets, volumes, ports, selectors, targets)")
+        say("checked each container's CASEMESH_ variables against its settings class")
         rules = check_alerts_and_dashboard(report)
         say(f"checked {rules} alert rules and the dashboard (PromQL, metric names, runbooks)")
         check_collector_config(report)

@@ -39,6 +39,7 @@ from casemesh_gateway.settings import GatewaySettings
 from casemesh_gateway.web import CONTENT_SECURITY_POLICY, content_security_policy
 from casemesh_notifier.settings import NotifierSettings
 from casemesh_reports.settings import ConsumerSettings as ReportsConsumerSettings
+from scripts.deploy_check import SETTINGS, Render, Report, check_settings
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
@@ -1036,3 +1037,44 @@ def test_the_evidence_spool_leaves_room_in_its_volume_for_a_killed_processs_left
     for overlay, (k, size) in volumes.items():
         spool = int(k.configmaps["evidence-config"]["CASEMESH_EVIDENCE_SPOOL_BYTES"])
         assert 0 < 2 * spool <= size, overlay
+
+
+def test_the_deploy_check_refuses_a_variable_no_setting_reads_and_a_required_one_missing() -> None:
+    """pydantic-settings ignores a CASEMESH_ variable no field reads: a
+    misspelt one in a manifest changes nothing, silently. `./dev
+    deploy-check` names it, and a required one a container lacks."""
+
+    def pod(args: list[str], env: list[dict[str, Any]], env_from: list[Any]) -> dict[str, Any]:
+        container = {"name": "c", "args": args, "env": env, "envFrom": env_from}
+        return {
+            "kind": "Deployment",
+            "metadata": {"name": "d"},
+            "spec": {"template": {"spec": {"containers": [container]}}},
+        }
+
+    config = {
+        "kind": "ConfigMap",
+        "metadata": {"name": "common"},
+        "data": {"CASEMESH_LOG_LEVEL": "info"},
+    }
+    misspelt = pod(
+        ["casemesh_casequeue", "rebuild"],
+        [
+            {"name": "CASEMESH_DATABASE_URL", "value": "postgresql://q"},
+            {"name": "CASEMESH_DATABSE_URL", "value": "x"},
+        ],
+        [{"configMapRef": {"name": "common"}}],
+    )
+    lacking = pod(["casemesh_casequeue", "rebuild"], [], [])
+    unknown = pod(["casemesh_casequeue", "drop"], [], [])
+    report = Report()
+    check_settings(Render("r", (), [config, misspelt, lacking, unknown]), report)
+    assert report.problems == [
+        "r: Deployment/d container c: CASEMESH_DATABSE_URL is read by no setting of"
+        " `python -m casemesh_casequeue rebuild`",
+        "r: Deployment/d container c: CASEMESH_DATABASE_URL is required by"
+        " `python -m casemesh_casequeue rebuild` and not set",
+        "r: Deployment/d container c: no settings class known for"
+        " `python -m casemesh_casequeue drop`",
+    ]
+    assert "casemesh_casequeue rebuild" in SETTINGS
