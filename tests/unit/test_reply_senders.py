@@ -152,10 +152,11 @@ def test_trusting_a_servers_headers_needs_its_addresses() -> None:
             internal_signing_key=SecretStr(new_signing_key()),
             trusted_authserv_id=MX,
         )
-    with pytest.raises(ValidationError):
+    # The production overlay's placeholder, named as what to set.
+    with pytest.raises(ValidationError, match="CASEMESH_TRUSTED_RELAYS: 'CHANGE-ME'"):
         InboundSettings(
             reply_token_secret=SecretStr("s" * 32),
             internal_signing_key=SecretStr(new_signing_key()),
             trusted_authserv_id=MX,
-            trusted_relays="10.20.0.0/16,mx.example",
+            trusted_relays="10.20.0.0/16,CHANGE-ME",
         )

@@ -56,7 +56,10 @@ class InboundSettings(VouchingSettings):
     def relay_networks(self) -> list[IPv4Network | IPv6Network] | None:
         """The networks mail is taken from; None: from anywhere."""
         named = [n.strip() for n in self.trusted_relays.split(",") if n.strip()]
-        return [ip_network(n, strict=False) for n in named] if named else None
+        try:
+            return [ip_network(n, strict=False) for n in named] if named else None
+        except ValueError as exc:
+            raise ValueError(f"CASEMESH_TRUSTED_RELAYS: {exc}") from None
 
     @model_validator(mode="after")
     def _tls_cert_and_key_together(self) -> InboundSettings:
