@@ -275,6 +275,7 @@ class Relay:
         self.published = 0
         RELAY_ACTIVE.labels(topic).set(0)
         RELAY_PUBLISHED.labels(topic).inc(0)
+        RELAY_FAILURES.labels(topic).inc(0)  # 0 before any (an alert reads it)
 
     @property
     def position(self) -> int:
