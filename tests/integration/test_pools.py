@@ -5,8 +5,10 @@ itself once the database does."""
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -19,7 +21,10 @@ from casemesh.platform.pools import (
     async_pool,
     guard_pool,
     is_database_outage,
+    with_keepalives,
 )
+from casemesh_devstack.ports import free_port
+from casemesh_devstack.postgres import LocalPostgres
 from casemesh_tickets.application import NewTicket, Tickets, open_tickets
 from tests.conftest import Infra
 from tests.support import wait_until
@@ -240,3 +245,45 @@ async def test_every_pooled_connection_gives_up_on_a_network_that_went_silent(
     for params in (stored, direct):
         assert params["tcp_user_timeout"] == "15000"
         assert params["keepalives"] == "1" and params["connect_timeout"] == "5"
+
+
+def test_a_standby_at_the_address_is_a_database_away_not_one_to_read(
+    tmp_path: Path,
+) -> None:
+    """In a failover the old primary, now a standby, may answer at the
+    address for a moment: a pool, a relay's lock or a follower's LISTEN
+    connected to it would read a few milliseconds behind the primary (a
+    follower's batch short of its position, a case a version old). Every
+    connection the platform makes refuses it, as a database away; one made
+    without those limits reaches it and finds it in recovery."""
+    standby = LocalPostgres(tmp_path / "pg", free_port())
+    standby.start()
+    standby.stop()
+    signal = standby.data_dir / "standby.signal"
+    signal.touch()
+    owner = standby.data_dir.stat()
+    os.chown(signal, owner.st_uid, owner.st_gid)
+    standby.start()  # in recovery, answering reads (hot standby)
+    try:
+        with psycopg.connect(standby.dsn("postgres")) as plain:
+            assert plain.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+        with pytest.raises(psycopg.OperationalError) as refused:
+            psycopg.connect(with_keepalives(standby.dsn("postgres")))
+        assert is_database_outage(refused.value)
+        pool = ConnectionPool(
+            standby.dsn("postgres"),
+            min_size=1,
+            open=False,
+            timeout=1.0,
+            kwargs={"autocommit": True},
+        )
+        guard_pool(pool)
+        pool.open(wait=False)
+        try:
+            with pytest.raises(Exception) as away, pool.connection():
+                pass
+            assert is_database_outage(away.value)
+        finally:
+            pool.close()
+    finally:
+        standby.stop()

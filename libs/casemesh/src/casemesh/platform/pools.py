@@ -61,13 +61,19 @@ DATABASE_OUTAGE: tuple[type[Exception], ...] = (
 # minutes of retransmissions, during which a pool would hand it out, and its
 # caller, and every writer queued behind it, would wait. Waiting on the
 # server's answer to a long statement is not bounded by it.
-NETWORK_LIMITS: dict[str, int] = {
+# And only a primary is connected to: a standby (a primary demoted in a
+# failover, still at the address for a moment) is refused as a database away,
+# never read from: a few milliseconds behind, it would hand a follower a batch
+# short of the position another connection read, or a writer a case a
+# version old.
+NETWORK_LIMITS: dict[str, int | str] = {
     "keepalives": 1,
     "keepalives_idle": 20,
     "keepalives_interval": 5,
     "keepalives_count": 3,
     "tcp_user_timeout": 15_000,
     "connect_timeout": 5,
+    "target_session_attrs": "primary",
 }
 
 
