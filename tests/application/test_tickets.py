@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 from uuid import UUID, uuid4
 
 import pytest
@@ -34,6 +35,7 @@ from casemesh.platform.personal import (
     is_token,
     reveal_message,
 )
+from casemesh.platform.timers import Timer
 from casemesh.v1 import evidence_pb2
 from casemesh.v1 import tickets_pb2 as tpb
 from casemesh_tickets import api
@@ -839,6 +841,67 @@ def test_the_timer_reads_just_the_events_that_set_deadlines(app: Tickets) -> Non
     ).catch_up()
     assert [i for ids, _ in handed for i in ids] == setting
     assert handed[-1][1] == stored[-1].id > setting[-1]
+
+
+def test_a_case_this_release_cannot_read_is_set_aside_not_a_stall(
+    app: Tickets, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One case whose events this release cannot read (a class gone without
+    an upcaster) stopped the case index and the deadline timer for every
+    case after it, for good. Each sets that case aside, logged, and goes on."""
+    broken = app.create_ticket(ALICE, new_ticket("r1"))
+    app.solve(AGENT, broken.id, "已处理", etag="")
+    fine = app.create_ticket(BOB, new_ticket("r2"))
+    app.solve(AGENT, fine.id, "已处理", etag="")
+    read = app.repository.get
+    unreadable = UUID(broken.id)
+
+    def get(ident: Any, *args: Any, **kwargs: Any) -> Any:
+        if ident == unreadable:
+            raise KeyError("casemesh_tickets.domain:Ticket.Gone")
+        return read(ident, *args, **kwargs)
+
+    monkeypatch.setattr(app.repository, "get", get)
+    IndexProjector(app, app.index, case_row).catch_up()
+    assert {t.id for t in app.list_tickets(AGENT, [], 0, "").items} == {fine.id}
+
+    scheduled: list[Any] = []
+    table = SimpleNamespace(
+        max_tracking_id=lambda name: None,
+        schedule=lambda deadlines, tracking: scheduled.extend(deadlines),
+    )
+    deadlines_of = app.deadlines_of
+
+    def reading(event: Any) -> Any:
+        if event.originator_id == unreadable:
+            raise KeyError("casemesh_tickets.domain:Ticket.Gone")
+        return deadlines_of(event)
+
+    timer = Timer(
+        app=app, table=cast(Any, table), clock=app.clock, deadlines_of=reading, fire=app.fire,
+        events=app.deadline_events,
+    )  # fmt: skip
+    stored = app.recorder.select_notifications(None, 1000)
+    timer._schedule(stored, stored[-1].id)
+    assert {d.aggregate_id for d in scheduled} == {fine.id}
+
+
+def test_a_follower_overtaken_by_another_replicas_reads_on_from_where_it_got() -> None:
+    """Every replica of a writer service follows the same log: the slower
+    one's position is refused (its tracking row conflicts). That is no
+    failure to log and sleep on; a conflict that leaves the position behind
+    is."""
+    tracked: list[int | None] = [None]
+
+    def handle(batch: Any, reached: int) -> None:
+        raise IntegrityError("tracking row conflict")
+
+    follower = Follower(SimpleNamespace(name="tickets"), "index", lambda: tracked[0], handle)
+    tracked[0] = 120  # the other replica got further
+    assert follower._handled([], 100) == 120
+    tracked[0] = 90  # it did not: the conflict is the batch's own
+    with pytest.raises(IntegrityError):
+        follower._handled([], 100)
 
 
 def test_no_event_sets_a_deadline_unless_its_class_is_a_deadline_event(app: Tickets) -> None:

@@ -255,6 +255,10 @@ RETRYABLE = (
     persistence.IntegrityError,
     psycopg.OperationalError,
     psycopg.InterfaceError,
+    # A primary just demoted in a failover, still reached by a pooled
+    # connection ("read-only transaction", as the library words it too).
+    psycopg.errors.ReadOnlySqlTransaction,
+    persistence.InternalError,
 )
 
 
@@ -350,18 +354,32 @@ class Projector:
     def _project(self, batch: Sequence[Notification], reached: int) -> None:
         last: dict[Any, Notification] = {n.originator_id: n for n in batch}
         latest = sorted(last.values(), key=lambda n: n.id)
-        aggregates = [self._aggregate(n.originator_id, n.originator_version) for n in latest]
+        # A case this release cannot read (an event class gone without an
+        # upcaster) is set aside as a row that cannot be written is: one bad
+        # case must not stall every list for good.
+        read: list[tuple[Notification, Any]] = []
+        for n in latest:
+            try:
+                read.append((n, self._aggregate(n.originator_id, n.originator_version)))
+            except RETRYABLE:
+                raise
+            except Exception as exc:
+                self._refused(n, exc)
+                read.append((n, None))
         done = Tracking(self.app.name, reached)
         if self.apply_batch is not None:
             try:
-                self.apply_batch(aggregates, done)
+                self.apply_batch([a for _, a in read if a is not None], done)
                 return
             except RETRYABLE:
                 raise  # the database is away, or another replica got there first
             except Exception as exc:
                 log.warning("read_model.batch_refused", read_model=self.name, error=repr(exc))
-        for n, aggregate in zip(latest, aggregates, strict=True):
-            self._project_one(n, aggregate)
+        for n, aggregate in read:
+            if aggregate is None:
+                self.recorder.insert_tracking(Tracking(self.app.name, n.id))
+            else:
+                self._project_one(n, aggregate)
 
     def _aggregate(self, ident: uuid.UUID | str, version: int) -> Any:
         kept = self.created.take(ident, version) if self.created is not None else None
@@ -374,14 +392,17 @@ class Projector:
         except RETRYABLE:
             raise
         except Exception as exc:
-            log.error(
-                "read_model.row_refused",
-                read_model=self.name,
-                aggregate_id=str(n.originator_id),
-                version=n.originator_version,
-                error=repr(exc),
-            )
+            self._refused(n, exc)
             self.recorder.insert_tracking(tracking)
+
+    def _refused(self, n: Notification, exc: Exception) -> None:
+        log.error(
+            "read_model.row_refused",
+            read_model=self.name,
+            aggregate_id=str(n.originator_id),
+            version=n.originator_version,
+            error=repr(exc),
+        )
 
 
 def IndexProjector(app: Any, index: CaseIndexLike, to_row: Callable[[Any], CaseRow]) -> Projector:

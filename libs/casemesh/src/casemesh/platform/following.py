@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
+from eventsourcing import persistence
 from eventsourcing.persistence import Notification
 from psycopg.conninfo import make_conninfo
 from psycopg.sql import SQL, Identifier
@@ -111,6 +112,21 @@ class Follower:
             self._handle(batch, reached)
             position = reached
 
+    def _handled(self, batch: Sequence[Notification], reached: int) -> int | None:
+        """Handles the batch; or, when another replica's follower recorded as
+        far or further first (its tracking row refuses ours: every replica
+        follows the same log), where it got, to read on from there. That is
+        no failure: replicas of a writer service do it all the time."""
+        try:
+            self._handle(batch, reached)
+            return None
+        except (persistence.IntegrityError, psycopg.IntegrityError):
+            tracked = self._position()
+            if tracked is None or tracked < reached:
+                raise  # a conflict of its own, not the position's
+            log.debug("follower.overtaken", follower=self._name, position=tracked)
+            return tracked
+
     def _run(self) -> None:
         while not self._stopped.is_set():
             try:
@@ -131,7 +147,10 @@ class Follower:
                 batch, reached = select_batch(self._app, position, BATCH, self._topics)
                 if reached is not None and reached != position:
                     if batch or reached - (recorded or 0) >= RECORD_EVERY:
-                        self._handle(batch, reached)
+                        overtaken = self._handled(batch, reached)
+                        if overtaken is not None:
+                            position = recorded = overtaken
+                            continue
                         recorded = reached
                     position = reached
                     if len(batch) < BATCH:  # else more is waiting already

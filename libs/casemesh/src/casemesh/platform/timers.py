@@ -180,7 +180,21 @@ class Timer:
         transaction. Deadlines depend on an event's structure, never on its
         people's words: personal texts are left sealed (no key look-up)."""
         read = self._read.to_domain_event
-        deadlines = [d for n in batch for d in self.deadlines_of(read(n))]
+        deadlines = []
+        for n in batch:
+            try:
+                deadlines += self.deadlines_of(read(n))
+            except Exception as exc:
+                # An event this release cannot read (a class gone without an
+                # upcaster): set aside, loudly, rather than every deadline of
+                # every case after it waiting on it for good.
+                log.error(
+                    "timer.event_unreadable",
+                    aggregate_id=str(n.originator_id),
+                    version=n.originator_version,
+                    notification_id=n.id,
+                    error=repr(exc),
+                )
         self.table.schedule(deadlines, Tracking(self.app.name, reached))
 
     def _fire_due(self) -> None:
