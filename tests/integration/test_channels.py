@@ -140,8 +140,8 @@ async def refusal(channel: HttpEmailChannel | HttpSmsChannel) -> DeliveryError:
         (409, False, False, True),
         (425, False, False, False),
         (400, True, False, False),
-        (404, False, True, False),  # no such API: the URL set is wrong
-        (410, False, True, False),
+        (404, False, False, False),  # no such API: the URL set, most likely
+        (410, False, False, False),
         (422, True, False, False),
     ],
 )
@@ -425,8 +425,9 @@ async def test_a_refused_recipient_fails_alone_and_the_session_goes_on(
 ) -> None:
     """Refused for good (5xx), the message is not retried; asked to come
     back (4xx: greylisting, a full mailbox), it is; a relay closing (421)
-    is away, whatever the message, and so is one refusing to relay for us
-    (5.7.x: its configuration or ours, which every message would meet)."""
+    is away, whatever the message. A policy refusal (5.7.x: "relaying
+    denied", or the recipient's rules) is retried, not parked at once: a
+    relay refusing everyone is then seen as away (`delivery.AWAY_AFTER`)."""
     relay = Relay(pipelining=pipelining)
     relay.refused.add("u2@example.com")
     relay.refusal = refusal
@@ -444,7 +445,7 @@ async def test_a_refused_recipient_fails_alone_and_the_session_goes_on(
     policy = " 5.7." in refusal
     assert refused.value.permanent is (refusal.startswith("5") and not policy)
     assert not refused.value.maybe_sent
-    assert refused.value.unreachable is (refusal.startswith("421") or policy)
+    assert refused.value.unreachable is refusal.startswith("421")
     assert [m["To"] for m in relay.messages] == ["u1@example.com", "u3@example.com"]
 
 

@@ -51,7 +51,7 @@ class DeliveryError(Exception):
     `detail`: what the relay or provider said, in its own words (an answer's
     text, a response body), kept apart from ours because it may echo the
     message, a one-time code too: the sender decides what of it is kept
-    (`delivery.public_error`)."""
+    (`delivery.kept_error`)."""
 
     def __init__(
         self,
@@ -202,15 +202,19 @@ class SmtpChannel:
                 smtp.end_message(self._timeout)
         except smtplib.SMTPRecipientsRefused as exc:
             # 5xx: the mailbox is refused for good; 4xx (greylisting, a full
-            # mailbox, 421 the relay closing): ask again later. A 5.7.x (the
-            # relay's policy: relaying denied) refuses us, not the mailbox.
+            # mailbox, 421 the relay closing): ask again later. A 5.7.x (a
+            # policy: "relaying denied", or the recipient's own rules) may be
+            # the relay refusing us, not the mailbox: retried, it spends its
+            # budget and parks as a 4xx does, unless refusals of several
+            # recipients in a row show the relay refusing everyone
+            # (`delivery.AWAY_AFTER`), when it waits for the operator.
             codes = sorted({code for code, _ in exc.recipients.values()})
-            ours = all(_relay_policy(answer) for _, answer in exc.recipients.values())
-            permanent = all(500 <= code < 600 for code in codes) and not ours
+            policy = all(_relay_policy(answer) for _, answer in exc.recipients.values())
+            permanent = all(500 <= code < 600 for code in codes) and not policy
             raise DeliveryError(
                 f"recipient refused (SMTP {codes})",
                 permanent=permanent,
-                unreachable=codes == [RELAY_CLOSING] or ours,
+                unreachable=codes == [RELAY_CLOSING],
                 detail="; ".join(_text(answer) for _, answer in exc.recipients.values()),
             ) from exc
         except smtplib.SMTPSenderRefused as exc:
@@ -271,12 +275,10 @@ def _text(answer: bytes | str) -> str:
 
 
 # A recipient refused with an enhanced status code (RFC 3463) of class 5.7
-# (security or policy: "relaying denied", the relay not taking our mail for
-# that domain): a refusal of us, the relay's configuration or ours, not of the
-# mailbox. Every message would fare alike until the operator mends it, so it
-# waits for them (as a refused login does) rather than each job being parked
-# on its first try. (At DATA a 5.7 may be the message's own, a content
-# filter's: it is refused for good there, as before.)
+# (security or policy): "relaying denied" (the relay's configuration or ours,
+# every message alike) or the recipient domain's own rules. Not parked on its
+# first try, so that a relay set up wrong parks nothing. (At DATA a 5.7 may
+# be the message's own, a content filter's: it is refused for good there.)
 _POLICY = re.compile(r"\s*5\.7\.\d{1,3}\b")
 
 
@@ -386,9 +388,10 @@ class HttpProvider:
     (a send in flight at a crash, taken up again) once. 408, 409, 425, 429
     and 5xx are worth retrying (after the Retry-After asked for), 429 and 503
     without spending an attempt (`PROVIDER_AWAY`), 409, 500, 502 and 504
-    as possible repeats (`MAYBE_SENT`); 401 and 403 (our
-    key), like a redirect, wait for the operator; any other 4xx is the
-    message's and not retried; only a 2xx is a delivery."""
+    as possible repeats (`MAYBE_SENT`); 404, 405 and 410 (most likely the URL
+    set) are retried too; 401 and 403 (our key), like a redirect, wait for the
+    operator; any other 4xx is the message's and not retried; only a 2xx is a
+    delivery."""
 
     def __init__(self, *, name: str, url: str, api_key: str = "", timeout: float = 10.0) -> None:
         self._name = name
@@ -431,13 +434,15 @@ class HttpProvider:
                 unreachable=True,
             )
         if status in (404, 405, 410):
-            # No such endpoint, or not for a POST: the URL configured is wrong
-            # (the provider moved its API), not the message; every message
-            # would fare alike, so the job waits for the operator.
+            # No such endpoint, or not for a POST: most likely the URL set is
+            # wrong (the provider moved its API), not the message. Retried
+            # rather than parked at once: a run of them to several recipients
+            # shows the channel away (`delivery.AWAY_AFTER`), and the jobs wait
+            # for the operator; one message's own 404 parks once its budget
+            # is spent.
             raise DeliveryError(
-                f"{self._name} has no such API (HTTP {status}): set its URL",
+                f"{self._name} has no such API (HTTP {status}): check its URL",
                 permanent=False,
-                unreachable=True,
             )
         if status >= 400:
             raise DeliveryError(

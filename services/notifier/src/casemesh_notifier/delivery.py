@@ -277,7 +277,7 @@ class Delivery:
         self._sms_turn = asyncio.Lock()
         # Per channel, the recipients of this process's sends refused "for
         # now" since its last delivery, up to AWAY_AFTER (`_outage`).
-        self._failing: dict[str, set[str]] = {}
+        self._failing: dict[str, dict[str, float]] = {}
         # Set by `run`'s stop: a batch under way sends no more (the send in
         # hand is finished and recorded; the rest go back to the queue).
         self._stop = asyncio.Event()
@@ -651,7 +651,8 @@ class Delivery:
             except DeliveryError as exc:
                 away = exc.unreachable or self._outage(job, exc)
                 for failed in jobs[n:] if away else [job]:
-                    await self._recorded(self._failure(failed, exc, away=away), [failed])
+                    failure = self._failure(failed, exc, away=away, tried=failed is job)
+                    await self._recorded(failure, [failed])
                 if away:
                     return
             except Exception as exc:
@@ -670,11 +671,19 @@ class Delivery:
         their budget and park while the channel delivers to others."""
         if exc.permanent:
             return False
-        failing = self._failing.setdefault(job.channel, set())
+        now = time.monotonic()
+        failing = self._failing.setdefault(job.channel, {})
+        # Refusals older than the longest wait between tries no longer tell
+        # (another replica may have delivered since): the count starts again.
+        for recipient, at in list(failing.items()):
+            if now - at > 2 * self._cfg.backoff_cap_seconds:
+                del failing[recipient]
         if len(failing) < AWAY_AFTER:
-            failing.add(job.recipient)
+            failing[job.recipient] = now
             if len(failing) == AWAY_AFTER:
                 log.warning("delivery.channel_away", channel=job.channel, error=str(exc)[:100])
+        else:  # still away: it lasts while refusals go on
+            failing.update(dict.fromkeys(failing, now))
         return len(failing) >= AWAY_AFTER
 
     def _back(self, channel: str) -> None:
@@ -693,17 +702,19 @@ class Delivery:
             return await cur.fetchone() is not None
 
     def _failure(
-        self, job: Job, exc: Exception, *, away: bool = False
+        self, job: Job, exc: Exception, *, away: bool = False, tried: bool = True
     ) -> Callable[[], Awaitable[None]]:
         """How to record a send that failed with `exc` (`away`: its channel's
-        relay or provider is away, whatever `exc` says)."""
+        relay or provider is away, whatever `exc` says; not `tried`: the job
+        was not sent, failed with the one before it, so it went nowhere)."""
         if isinstance(exc, DeliveryError):
             return partial(
                 self._failed,
                 job,
-                public_error(job, exc),
+                kept_error(job, exc),
+                published=str(exc),
                 permanent=exc.permanent,
-                maybe_sent=exc.maybe_sent,
+                maybe_sent=exc.maybe_sent and tried,
                 unreachable=exc.unreachable or away,
                 retry_after=exc.retry_after,
             )
@@ -861,11 +872,14 @@ class Delivery:
         job: Job,
         error: str,
         *,
+        published: str | None = None,
         permanent: bool,
         maybe_sent: bool = False,
         unreachable: bool = False,
         retry_after: float | None = None,
     ) -> None:
+        """Records a failed try: `error` in the job's last error and the log,
+        `published` (else `error`) in its outcome event."""
         now = self._clock.now()
         # A send that may have reached the person (this one, or one before the
         # job was taken over) makes any later send a possible repeat.
@@ -880,6 +894,11 @@ class Delivery:
         # Provider messages may quote the address; neither the table nor the
         # public outcome event keeps it whole.
         error = mask_text(error.replace(job.recipient, job.masked_recipient()))[:500]
+        told = (
+            error
+            if published is None
+            else mask_text(published.replace(job.recipient, job.masked_recipient()))[:500]
+        )
         async with self._pool.connection() as conn, conn.transaction():
             if park:
                 cur = await conn.execute(
@@ -892,7 +911,7 @@ class Delivery:
                     log.warning("notification.claim_lost", job_id=job.id, outcome="parked")
                     return
                 await record_outcome(
-                    conn, job, nev.NotificationParked(job=job.ref(now), error=error), now
+                    conn, job, nev.NotificationParked(job=job.ref(now), error=told), now
                 )
             else:
                 delay = policy.backoff(
@@ -922,7 +941,7 @@ class Delivery:
                     conn,
                     job,
                     nev.NotificationAttemptFailed(
-                        job=job.ref(now), error=error, next_attempt_time=ts
+                        job=job.ref(now), error=told, next_attempt_time=ts
                     ),
                     now,
                 )
@@ -941,14 +960,15 @@ class Delivery:
 _DIGIT_RUN = re.compile(r"\d{4,}")
 
 
-def public_error(job: Job, exc: DeliveryError) -> str:
-    """What is kept of a failed send in the job's last error, its outcome
-    event (public, on Kafka for weeks) and the logs: our words for it (the
-    status, what failed), then the provider's own answer with every run of
-    four digits or more masked. A provider may echo the request in its
-    answer (a 400 quoting the text and its parameters): for a job carrying a
-    secret (a one-time code) its answer is left out altogether, as no mask
-    can tell which part of it is the secret."""
+def kept_error(job: Job, exc: DeliveryError) -> str:
+    """What is kept of a failed send in the job's last error and the logs
+    (its outcome events, public and on Kafka for weeks, carry our words
+    alone: `str(exc)`): our words for it (the status, what failed), then the
+    provider's own answer with every run of four digits or more masked. A
+    provider may echo the request in its answer (a 400 quoting the text and
+    its parameters): for a job carrying a secret (a one-time code) its answer
+    is left out altogether, as no mask can tell which part of it is the
+    secret."""
     if not exc.detail or job.template in policy.SECRET_TEMPLATES:
         return str(exc)
     said = _DIGIT_RUN.sub(lambda m: "*" * len(m.group()), exc.detail)
