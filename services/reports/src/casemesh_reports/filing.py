@@ -9,9 +9,10 @@ looks again, from the round it last saw."""
 from __future__ import annotations
 
 import random
+import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -24,6 +25,7 @@ from casemesh.platform.logging import get_logger
 from casemesh.rules import tickets as rules
 from casemesh_reports.base import ReportsBase
 from casemesh_reports.domain import OPEN_CASE, AbuseReport, ReportCase, Reporter, TrustedFlagger
+from casemesh_reports.policy import Category
 from casemesh_reports.targets import check_target
 
 log = get_logger(__name__)
@@ -73,6 +75,23 @@ class Filing(ReportsBase):
         flagger = self._get(TrustedFlagger, TrustedFlagger.create_id(who.subject))
         trusted = bool(flagger and flagger.covers(draft.category))
         category = self.taxonomy.categories[draft.category]
+        # Filings of one target in this process take turns (its case is read
+        # and saved by one at a time): on a viral video they would otherwise
+        # race each other and lose. The pauses below are for races with
+        # other replicas.
+        with _turn_of(target, draft.category):
+            return self._file(who, draft, ident, target, category, trusted, now)
+
+    def _file(
+        self,
+        who: Identity,
+        draft: ReportDraft,
+        ident: UUID,
+        target: dict[str, str],
+        category: Category,
+        trusted: bool,
+        now: datetime,
+    ) -> AbuseReport:
         seen_round = 1
         for attempt in range(FILING_ATTEMPTS):
             if attempt:
@@ -208,6 +227,15 @@ class Filing(ReportsBase):
             ReportCase, ReportCase.create_id(target, category, latest)
         )
         return found
+
+
+# Turns taken by filings in this process, by a hash of target and category
+# (two targets may share one: a few milliseconds' wait).
+_TURNS = [threading.Lock() for _ in range(64)]
+
+
+def _turn_of(target: dict[str, str], category: str) -> threading.Lock:
+    return _TURNS[hash((tuple(sorted(target.items())), category)) % len(_TURNS)]
 
 
 def retry_pause(attempt: int) -> float:

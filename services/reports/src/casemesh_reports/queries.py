@@ -17,7 +17,7 @@ from casemesh.platform.cases import page_after, paged
 from casemesh.platform.errors import InvalidArgument, NotFound, PermissionDenied
 from casemesh.platform.grpcutil import resource_id
 from casemesh.platform.identity import Identity
-from casemesh.platform.paging import page_size_of
+from casemesh.platform.paging import document_bytes, fitting, page_size_of
 from casemesh_reports.base import AGENT_WORK, ReportsBase
 from casemesh_reports.domain import OPEN_CASE, AbuseReport, ReportCase, Reporter
 from casemesh_reports.events import public_name
@@ -115,8 +115,11 @@ class Queries(ReportsBase):
             )
         )
         token = ""
-        if len(docs) > limit:
-            docs = docs[:limit]
+        # Cut short past PAGE_BYTES, as every case list is (a case names each
+        # of its reports, and a viral target's may be thousands).
+        kept = fitting((document_bytes(d) for d in docs), limit)
+        if len(docs) > kept:
+            docs = docs[:kept]
             last = docs[-1]
             token = encode_queue_token(
                 last["ordinary"], datetime.fromisoformat(last["rank_time"]), last["id"]

@@ -38,7 +38,7 @@ from casemesh.platform.eventstore import TracedApplication, postgres_env, schema
 from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
-from casemesh.platform.paging import fitting, page_of, page_size_of
+from casemesh.platform.paging import document_bytes, fitting, page_of, page_size_of
 from casemesh.platform.personal.mapper import SealingMapper
 from casemesh.rules import tickets as rules
 
@@ -460,9 +460,7 @@ def paged(docs: list[dict[str, Any]], limit: int) -> Page[dict[str, Any]]:
     """A page of `limit` from `limit + 1` documents, newest first, or fewer
     should they not fit `PAGE_BYTES`; the token names the last one ("" when
     nothing follows)."""
-    kept = fitting(
-        (len(json.dumps(d, ensure_ascii=False, default=str).encode()) for d in docs), limit
-    )
+    kept = fitting((document_bytes(d) for d in docs), limit)
     rows, token = page_of(docs[: kept + 1], kept, _created)
     return Page(rows, token)
 

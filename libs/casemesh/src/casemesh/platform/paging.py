@@ -4,9 +4,10 @@ with `next_page_token` that more remain), and only a negative size is refused.""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from casemesh.platform.caseindex import encode_page_token
 from casemesh.platform.errors import InvalidArgument
@@ -63,3 +64,8 @@ def fitting(sizes: Iterable[int], limit: int, budget: int = PAGE_BYTES) -> int:
             break
         count += 1
     return count
+
+
+def document_bytes(doc: Any) -> int:
+    """A document's size as `fitting` counts it: its JSON, in UTF-8."""
+    return len(json.dumps(doc, ensure_ascii=False, default=str).encode())
