@@ -191,6 +191,28 @@ def test_every_metric_the_alerts_and_the_dashboard_use_is_exposed(stack: Stack) 
     ], "the stack's one tickets relay is the active one"
     for process in CONSUMERS:
         assert has(process, "casemesh_consumer_lag_records", partition="0"), process
+    # Each group an alert looks for by name (absent(): "none reports") is one
+    # some process reports: else that alert would fire for ever.
+    rules = (MONITORING / "prometheusrule.yaml").read_text()
+    named = set(re.findall(r'absent\(casemesh_consumer_lag_records\{group="([^"]+)"\}\)', rules))
+    assert named, "the rules name the groups they look for"
+
+    def reported() -> bool:
+        exposed.update({name: scrape(url)[0] for name, url in stack.metrics.items()})
+        return all(
+            any(has(process, "casemesh_consumer_lag_records", group=g) for process in exposed)
+            for g in named
+        )
+
+    try:
+        wait_until(reported, timeout=30, interval=1.0)
+    except AssertionError:
+        unreported = sorted(
+            g
+            for g in named
+            if not any(has(p, "casemesh_consumer_lag_records", group=g) for p in exposed)
+        )
+        raise AssertionError(f"alerts wait for groups no process reports: {unreported}") from None
     for process, topic in (("notifier", "notifications"), ("casequeue", "casequeue")):
         assert has(process, "casemesh_outbox_pending_events", topic=f"casemesh.{topic}.v1")
     lags = [s[2] for s in exposed["tickets-relay"] if s[0] == "casemesh_relay_lag_events"]
