@@ -35,6 +35,7 @@ from casemesh.platform.personal import (
     is_token,
     reveal_message,
 )
+from casemesh.platform.personal.errors import UnknownMasterKey
 from casemesh.platform.timers import Timer
 from casemesh.v1 import evidence_pb2
 from casemesh.v1 import tickets_pb2 as tpb
@@ -857,11 +858,19 @@ def test_a_case_this_release_cannot_read_is_set_aside_not_a_stall(
     unreadable = UUID(broken.id)
 
     def get(ident: Any, *args: Any, **kwargs: Any) -> Any:
+        if ident == unreadable == UUID(fine.id):
+            raise UnknownMasterKey("the key that wrapped it is not in CASEMESH_MASTER_KEYS")
         if ident == unreadable:
             raise KeyError("casemesh_tickets.domain:Ticket.Gone")
         return read(ident, *args, **kwargs)
 
     monkeypatch.setattr(app.repository, "get", get)
+    # A key not to be had now (a master key missing from the secret) is no
+    # reason to set a case aside: the projector stops and reads it again.
+    unreadable = UUID(fine.id)
+    with pytest.raises(UnknownMasterKey):
+        IndexProjector(app, app.index, case_row).catch_up()
+    unreadable = UUID(broken.id)
     IndexProjector(app, app.index, case_row).catch_up()
     assert {t.id for t in app.list_tickets(AGENT, [], 0, "").items} == {fine.id}
 

@@ -29,6 +29,7 @@ from psycopg.types.json import Jsonb
 
 from casemesh.platform.following import Follower
 from casemesh.platform.logging import get_logger
+from casemesh.platform.personal.errors import PersonalDataError
 from casemesh.platform.pools import DatabaseUnavailable
 
 log = get_logger(__name__)
@@ -361,7 +362,9 @@ class Projector:
         for n in latest:
             try:
                 read.append((n, self._aggregate(n.originator_id, n.originator_version)))
-            except RETRYABLE:
+            except (*RETRYABLE, PersonalDataError):
+                # A key not to be had now (a master key missing from the
+                # secret, the key database away) is read again, not set aside.
                 raise
             except Exception as exc:
                 self._refused(n, exc)
