@@ -11,6 +11,7 @@ from prometheus_client.registry import Collector
 
 from casemesh.platform.clock import Clock
 from casemesh.platform.logging import get_logger
+from casemesh.platform.pools import with_keepalives
 
 log = get_logger(__name__)
 
@@ -34,7 +35,8 @@ class QueueCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         try:
-            with psycopg.connect(self.conninfo, connect_timeout=3) as conn:
+            # A primary's figures, never a standby's (`with_keepalives`).
+            with psycopg.connect(with_keepalives(self.conninfo), connect_timeout=3) as conn:
                 rows = conn.execute(QUERY).fetchall()
                 breaches = conn.execute(
                     "SELECT count(*) FROM queue_outbox WHERE ce_type LIKE '%.SlaBreached.v1'"

@@ -11,6 +11,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from casemesh.platform.logging import get_logger
+from casemesh.platform.pools import with_keepalives
 
 log = get_logger(__name__)
 
@@ -47,7 +48,8 @@ class JobsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         try:
-            with psycopg.connect(self.conninfo, connect_timeout=3) as conn:
+            # A primary's figures, never a standby's (`with_keepalives`).
+            with psycopg.connect(with_keepalives(self.conninfo), connect_timeout=3) as conn:
                 rows = {r[0]: r[1:] for r in conn.execute(QUERY).fetchall()}
         except psycopg.Error as exc:
             log.warning("metrics.jobs_unavailable", error=repr(exc))

@@ -93,7 +93,7 @@ class OutboxPublisher:
                 try:
                     if conn is None or conn.closed:
                         conn = await psycopg.AsyncConnection.connect(
-                            self._conninfo,
+                            with_keepalives(self._conninfo),
                             autocommit=True,
                             connect_timeout=3,
                             options="-c statement_timeout=5000",
