@@ -419,6 +419,7 @@ SETTINGS = {
     "casemesh_helpcenter serve": "casemesh_helpcenter.settings:HelpSettings",
     "casemesh_inbound": "casemesh_inbound.settings:InboundSettings",
     "casemesh_notifier": "casemesh_notifier.settings:NotifierServiceSettings",
+    "casemesh_notifier replay": "casemesh_notifier.settings:NotifierSettings",
     "casemesh_privacy serve": "casemesh_privacy.settings:PrivacySettings",
     "casemesh_reports serve": "casemesh_reports.settings:ReportsSettings",
     "casemesh_reports relay": "casemesh_reports.settings:RelaySettings",
@@ -426,6 +427,17 @@ SETTINGS = {
     "casemesh_tickets serve": "casemesh_tickets.settings:TicketsSettings",
     "casemesh_tickets relay": "casemesh_tickets.settings:RelaySettings",
 }
+
+
+def _spelled(command: str) -> str:
+    """A command as SETTINGS spells it: a program alone runs its first
+    command (`casemesh_tickets` is `casemesh_tickets serve`), and a program
+    with one command may name it (`casemesh_gateway serve`); the notifier's
+    `run` is its service."""
+    for spelling in (f"{command} serve", command.removesuffix(" serve")):
+        if spelling in SETTINGS:
+            return spelling
+    return "casemesh_notifier" if command == "casemesh_notifier run" else command
 
 
 def settings_names(path: str) -> tuple[set[str], set[str]]:
@@ -457,7 +469,7 @@ def check_settings(render: Render, report: Report) -> None:
             if not args or not str(args[0]).startswith("casemesh_"):
                 continue
             where = f"{render.name}: {describe(owner)} container {c['name']}"
-            command = " ".join(args)
+            command = _spelled(" ".join(args))
             if command not in SETTINGS:
                 report.fail(where, f"no settings class known for `python -m {command}`")
                 continue

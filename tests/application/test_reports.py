@@ -591,7 +591,7 @@ def test_voiding_a_case_voids_its_open_reports(app: Reports) -> None:
         (["CN"], ("人民法院", "People's Court"), ("数字服务法", "DSA")),
         ([], ("数字服务法", "DSA Art. 21"), ("人民法院", "People's Court")),
     ],
-    ids=["eea", "china", "everywhere"],
+    ids=["eu", "china", "everywhere"],
 )
 def test_the_redress_a_statement_names_is_that_of_where_the_decision_applies(
     app: Reports,

@@ -163,6 +163,19 @@ async def committed(bootstrap: str, group: str, tp: TopicPartition) -> Any:
         await reader.stop()
 
 
+async def wait_for_lock(dsn: str, pid: int) -> bool:
+    """Whether the session `pid` comes to wait on a lock (within WAIT_S)."""
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
+        async with asyncio.timeout(WAIT_S):
+            while True:
+                cur = await admin.execute(
+                    "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", (pid,)
+                )
+                if (row := await cur.fetchone()) and row[0]:
+                    return True
+                await admin.execute("SELECT pg_sleep(0.05)")
+
+
 async def test_a_rebuild_waits_for_the_batch_being_applied(queue_db: str) -> None:
     """A rebuild that comes while a batch is being applied waits for it (and
     then drops it with the rest); the next batch finds the new generation."""
@@ -171,8 +184,9 @@ async def test_a_rebuild_waits_for_the_batch_being_applied(queue_db: str) -> Non
         await store.check_generation(applying, generation)  # the batch's transaction
         async with await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as other:
             rebuilding = asyncio.create_task(store.rebuild(other))
-            await asyncio.sleep(0.5)
-            assert not rebuilding.done()  # waiting for the batch
+            # It reaches the generation's row and waits on the batch's lock.
+            waiting = await wait_for_lock(queue_db, other.info.backend_pid)
+            assert waiting and not rebuilding.done()
             await applying.commit()
             assert await asyncio.wait_for(rebuilding, WAIT_S) == generation + 1
         with pytest.raises(store.Rebuilt):

@@ -1067,8 +1067,14 @@ def test_the_deploy_check_refuses_a_variable_no_setting_reads_and_a_required_one
     )
     lacking = pod(["casemesh_casequeue", "rebuild"], [], [])
     unknown = pod(["casemesh_casequeue", "drop"], [], [])
+    # The same command spelt otherwise (a program alone runs its first).
+    secret = [{"secretRef": {"name": "s"}}]  # may hold what they require
+    alike = pod(
+        ["casemesh_gateway", "serve"], [{"name": "CASEMESH_JWT_SECRT", "value": "x"}], secret
+    )
+    bare = pod(["casemesh_tickets"], [{"name": "CASEMESH_DATABASE_URL", "value": "x"}], secret)
     report = Report()
-    check_settings(Render("r", (), [config, misspelt, lacking, unknown]), report)
+    check_settings(Render("r", (), [config, misspelt, lacking, unknown, alike, bare]), report)
     assert report.problems == [
         "r: Deployment/d container c: CASEMESH_DATABSE_URL is read by no setting of"
         " `python -m casemesh_casequeue rebuild`",
@@ -1076,5 +1082,7 @@ def test_the_deploy_check_refuses_a_variable_no_setting_reads_and_a_required_one
         " `python -m casemesh_casequeue rebuild` and not set",
         "r: Deployment/d container c: no settings class known for"
         " `python -m casemesh_casequeue drop`",
+        "r: Deployment/d container c: CASEMESH_JWT_SECRT is read by no setting of"
+        " `python -m casemesh_gateway`",
     ]
     assert "casemesh_casequeue rebuild" in SETTINGS

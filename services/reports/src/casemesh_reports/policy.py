@@ -108,20 +108,20 @@ class ReportsPolicy:
         return add_months(decided, self.appeal_window_months)
 
 
-# The European Economic Area, where the DSA's out-of-court dispute settlement
-# (Art. 21) is open to users.
-_EEA_CODES = (
-    "AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IS IT LI LT LU LV MT NL NO PL PT RO SE SI SK"
-)
-EEA = frozenset(_EEA_CODES.split(" "))
+# The European Union's member states, where the DSA (and its out-of-court
+# dispute settlement, Art. 21) applies. (Iceland, Liechtenstein and Norway
+# are left to "any": whether the DSA applies there depends on its taking
+# into the EEA Agreement.)
+_EU_CODES = "AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT RO SE SI SK"
+EU = frozenset(_EU_CODES.split(" "))
 
 
 def jurisdiction(scope: Sequence[str]) -> str:
     """Whose redress a decision applying in `scope` names: "eu" (every
-    country in the EEA), "cn" (mainland China only), else "any" (no country
-    named, or several systems)."""
+    country an EU member state), "cn" (mainland China only), else "any" (no
+    country named, or several systems)."""
     countries = set(scope)
-    if countries and countries <= EEA:
+    if countries and countries <= EU:
         return "eu"
     if countries == {"CN"}:
         return "cn"
