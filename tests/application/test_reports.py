@@ -18,6 +18,7 @@ from uuid import UUID
 import pytest
 from eventsourcing.persistence import IntegrityError
 
+from casemesh.events.v1.reports_pb2 import ReportResolved
 from casemesh.platform.callers import _VOUCHED
 from casemesh.platform.caseindex import Projector
 from casemesh.platform.errors import (
@@ -50,6 +51,7 @@ from casemesh_reports.api import (
     index_doc,
     listed_case,
     queue_priority,
+    report_message,
     standing_message,
 )
 from casemesh_reports.application import ReportDraft, Reports
@@ -439,6 +441,79 @@ def test_removing_the_video_resolves_every_report_of_its_case(
     for who in (ALICE, AGENT):
         with pytest.raises(NotFound, match=f"report-cases/{mine.id}"):
             app.get_case(who, str(mine.id))
+
+
+def test_a_reporter_is_told_whether_automated_means_were_used_and_when_restrictions_end(
+    app: Reports, clock: FakeClock
+) -> None:
+    """DSA Art. 16(6): the reporter hears whether automated means detected
+    the content and took the decision, and until when each restriction
+    holds; a report resolved before this was kept says nothing of either."""
+    filed = app.file(ALICE, report())
+    week = clock.now() + timedelta(days=7)
+    statement = {
+        **action_taken(clock),
+        "automated_detection": True,
+        "automated_decision": "AUTOMATED_DECISION_PARTIALLY",
+        "restrictions": [
+            *action_taken(clock)["restrictions"],
+            {
+                "field": "account",
+                "type": "DECISION_ACCOUNT_SUSPENDED",
+                "end_time": week.isoformat(),
+            },
+        ],
+    }
+    app.decide(AGENT, filed.case_id, "ACTION_TAKEN", statement, UPLOADER, [], etag="")
+    outcome = report_message(app.get_report(ALICE, str(filed.id))).outcome
+    assert outcome.HasField("automated_detection") and outcome.automated_detection
+    assert outcome.automated_decision == rpb.AUTOMATED_DECISION_PARTIALLY
+    terms = outcome.restriction_terms
+    assert list(terms.visibility) == [rpb.DECISION_VISIBILITY_CONTENT_REMOVED]
+    assert not terms.HasField("visibility_end_time")  # permanent
+    assert terms.account == rpb.DECISION_ACCOUNT_SUSPENDED
+    assert terms.account_end_time.ToDatetime(UTC) == week
+    # The same on the topic, for the notifier to tell.
+    resolved = public_message(last_event(app, filed.id), app.get_report(ALICE, str(filed.id)))
+    assert isinstance(resolved, ReportResolved)
+    assert (resolved.automated_detection, resolved.automated_decision) == (
+        True,
+        "AUTOMATED_DECISION_PARTIALLY",
+    )
+    assert [
+        (r.type, r.end_time.ToDatetime(UTC) if r.HasField("end_time") else None)
+        for r in resolved.restriction_terms
+    ] == [
+        ("DECISION_VISIBILITY_CONTENT_REMOVED", None),
+        ("DECISION_ACCOUNT_SUSPENDED", week),
+    ]
+
+    # A report resolved before: its outcome lacks them, and reads as unstated.
+    older = app.file(BOB, report("b1", "7732"))
+    earlier: AbuseReport = app.repository.get(older.id)
+    earlier.resolve(
+        actor=AGENT.subject,
+        outcome={
+            "outcome": "ACTION_TAKEN",
+            "restrictions": ["DECISION_ACCOUNT_SUSPENDED"],
+            "decision_facts": "f",
+            "manifestly_unfounded": False,
+            "redress": "r",
+            "appeal_deadline": week.isoformat(),
+            "case_id": older.case_id,
+        },
+        at=clock.now(),
+    )
+    app.save(earlier)
+    outcome = report_message(app.get_report(BOB, str(older.id))).outcome
+    assert list(outcome.restrictions) == ["DECISION_ACCOUNT_SUSPENDED"]
+    assert not outcome.HasField("automated_detection")
+    assert outcome.automated_decision == rpb.AUTOMATED_DECISION_UNSPECIFIED
+    assert not outcome.HasField("restriction_terms")
+    resolved = public_message(last_event(app, older.id), earlier)
+    assert isinstance(resolved, ReportResolved)
+    assert not resolved.HasField("automated_detection") and resolved.automated_decision == ""
+    assert list(resolved.restriction_terms) == []
 
 
 def test_a_statement_missing_its_fields_is_refused_naming_each(

@@ -285,3 +285,55 @@ def test_the_uploaders_statement_says_where_the_decision_applies() -> None:
         assert line in render_email(step.template, locale, ZONE, values).text
         everywhere = email_values(sample.step, REF, sample.subject[locale])
         assert word not in render_email(step.template, locale, ZONE, everywhere).text
+
+
+def test_the_reporter_is_told_of_automated_means_and_when_restrictions_end() -> None:
+    """DSA Art. 16(6): the decision on a report tells its reporter whether
+    automated means detected the content and took the decision, and until
+    when a temporary restriction holds, in the reader's zone and language;
+    an outcome recorded before these were kept says nothing of them."""
+    suspended = reports_pb2.Restriction(type="DECISION_ACCOUNT_SUSPENDED")
+    suspended.end_time.FromDatetime(datetime(2026, 3, 9, 1, 30, tzinfo=UTC))
+    resolved = reports_pb2.ReportResolved(
+        outcome="ACTION_TAKEN",
+        restrictions=["DECISION_VISIBILITY_CONTENT_REMOVED", "DECISION_ACCOUNT_SUSPENDED"],
+        restriction_terms=[
+            reports_pb2.Restriction(type="DECISION_VISIBILITY_CONTENT_REMOVED"),
+            suspended,
+        ],
+        automated_detection=False,
+        automated_decision="AUTOMATED_DECISION_FULLY",
+        decision_facts="f",
+        redress="r",
+    )
+    resolved.appeal_deadline.FromDatetime(datetime(2026, 9, 1, tzinfo=UTC))
+    before = reports_pb2.ReportResolved()
+    before.CopyFrom(resolved)
+    before.ClearField("restriction_terms")
+    before.ClearField("automated_detection")
+    before.ClearField("automated_decision")
+    for locale, said in (
+        (
+            "en",
+            [
+                "- account suspended, until 9 March 2026, 09:30 (China Standard Time)\n",
+                "Automated detection: no\n",
+                "Decision: fully automated\n",
+            ],
+        ),
+        (
+            "zh-CN",
+            [
+                "- 暂停账号，至 2026年3月9日 09:30（中国标准时间）止\n",
+                "自动化识别：否\n",
+                "决定方式：完全自动化\n",
+            ],
+        ),
+    ):
+        step = report_steps(resolved)["reporter"]
+        text = render_email(step.template, locale, ZONE, email_values(step, REF, "v")).text
+        assert all(line in text for line in said), text
+        step = report_steps(before)["reporter"]
+        text = render_email(step.template, locale, ZONE, email_values(step, REF, "v")).text
+        assert not any(line in text for line in said), text
+        assert label("restriction", "DECISION_ACCOUNT_SUSPENDED", locale) in text

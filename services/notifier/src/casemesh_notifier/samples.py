@@ -306,17 +306,25 @@ def _reports(w: Callable[[str], str]) -> list[Event]:
         appeal_deadline=deadline,
     )
 
-    def resolved(outcome: str, unfounded: bool = False) -> rev.ReportResolved:
-        return rev.ReportResolved(
+    def resolved(outcome: str, unfounded: bool = False, before: bool = False) -> rev.ReportResolved:
+        """A report's outcome; `before`: as recorded before the reporter was
+        told of automation and of the restrictions' ends."""
+        taken = outcome == "ACTION_TAKEN"
+        message = rev.ReportResolved(
             header=header(outcome, report),
             case_id=REPORT_CASE,
             outcome=outcome,
-            restrictions=[r.type for r in restrictions] if outcome == "ACTION_TAKEN" else [],
+            restrictions=[r.type for r in restrictions] if taken else [],
             decision_facts=w("经审核，视频含有宣扬暴力的画面。"),
             manifestly_unfounded=unfounded,
             redress=redress,
             appeal_deadline=deadline,
         )
+        if taken and not before:
+            message.automated_detection = True
+            message.automated_decision = "AUTOMATED_DECISION_PARTIALLY"
+            message.restriction_terms.extend(restrictions)
+        return message
 
     reconsidered = rev.StatementOfReasonsRecord(decision_facts=w("复核后未发现违规。"))
 
@@ -350,6 +358,7 @@ def _reports(w: Callable[[str], str]) -> list[Event]:
             reported,
         ),
         (resolved("ACTION_TAKEN"), reported),
+        (resolved("ACTION_TAKEN", before=True), reported),
         (resolved("NO_VIOLATION"), reported),
         (resolved("NO_VIOLATION", unfounded=True), reported),
         (

@@ -210,9 +210,14 @@ def report_steps(message: Any) -> dict[str, Step]:
             }[message.outcome]
             outcome = {
                 "facts": message.decision_facts,
-                "restrictions": [
-                    {"type": code, "other": "", "until": None} for code in message.restrictions
-                ],
+                # With their ends; a decision recorded before they were kept, without.
+                "restrictions": [restriction(r) for r in message.restriction_terms]
+                or [{"type": code, "other": "", "until": None} for code in message.restrictions],
+                # Whether automated means were used (DSA Art. 16(6)); None: not stated.
+                "automated_detection": message.automated_detection
+                if message.HasField("automated_detection")
+                else None,
+                "automated_decision": message.automated_decision,
                 "redress": message.redress,
             }
             return {"reporter": Step(template, outcome, message.appeal_deadline.ToDatetime(UTC))}

@@ -181,9 +181,11 @@ def statement_dict(s: pb.DecisionStatement) -> dict[str, Any]:
     }
 
 
-def statement_message(d: dict[str, Any]) -> pb.DecisionStatement:
+def restrictions_message(items: list[dict[str, Any]]) -> pb.Restrictions:
+    """Restrictions as a statement keeps them (`Restriction.to_dict`), in the
+    schema's four lists."""
     restrictions = pb.Restrictions()
-    for r in d.get("restrictions", []):
+    for r in items:
         name = r["field"]
         if name == "visibility":
             restrictions.visibility.append(pb.DecisionVisibility.Value(r["type"]))
@@ -193,6 +195,11 @@ def statement_message(d: dict[str, Any]) -> pb.DecisionStatement:
             setattr(restrictions, f"{name}_other", r["other"])
         if r.get("end_time"):
             getattr(restrictions, f"{name}_end_time").CopyFrom(to_timestamp(r["end_time"]))
+    return restrictions
+
+
+def statement_message(d: dict[str, Any]) -> pb.DecisionStatement:
+    restrictions = restrictions_message(d.get("restrictions", []))
 
     def enum(e: Any, value: str) -> Any:
         return e.Value(value) if value else 0
@@ -265,6 +272,14 @@ def report_message(r: AbuseReport) -> pb.Report:
                 appeal_deadline=to_timestamp(o.get("appeal_deadline")),
                 decide_time=to_timestamp(r.decided_at),
                 reversed=bool(o.get("reversed")),
+                # Absent from outcomes recorded before they were kept: unset.
+                automated_detection=o.get("automated_detection"),
+                automated_decision=pb.AutomatedDecision.Value(o["automated_decision"])
+                if o.get("automated_decision")
+                else pb.AUTOMATED_DECISION_UNSPECIFIED,
+                restriction_terms=restrictions_message(o["restriction_terms"])
+                if o.get("restriction_terms")
+                else None,
             )
         )
     return msg

@@ -156,6 +156,19 @@ class Decisions(ReportsBase):
             unfounded=unfounded,
             at=now,
         )
+        # What the reporter is told of automation and of each restriction's end
+        # (DSA Art. 16(6)); a no-violation statement says nothing of automation.
+        told = {
+            "restriction_terms": [r.to_dict() for r in full.restrictions],
+            **(
+                {
+                    "automated_detection": full.automated_detection,
+                    "automated_decision": full.automated_decision,
+                }
+                if full.action_taken
+                else {}
+            ),
+        }
         changed: list[Aggregate] = []
         for entry in case.reports:
             report: AbuseReport = self.repository.get(UUID(entry["id"]))
@@ -174,6 +187,7 @@ class Decisions(ReportsBase):
                     ),
                     "appeal_deadline": deadline.isoformat(),
                     "case_id": str(case.id),
+                    **told,
                 },
                 at=now,
             )

@@ -137,6 +137,10 @@ def public_message(domain_event: Any, after: Any) -> Message:
                 **carried(o, "case_id", "outcome", "restrictions", "decision_facts", "redress"),
                 manifestly_unfounded=o["manifestly_unfounded"],
                 appeal_deadline=to_timestamp(o["appeal_deadline"]),
+                # Absent from outcomes recorded before they were kept: unset.
+                automated_detection=o.get("automated_detection"),
+                automated_decision=o.get("automated_decision", ""),
+                restriction_terms=_restrictions(o.get("restriction_terms", [])),
             )
         case AbuseReport.Voided():
             return ev.ReportVoided(header=header, case_id=after.case_id, reason=a["reason"])
