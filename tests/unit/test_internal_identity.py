@@ -14,7 +14,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from casemesh.platform.callers import INBOUND_READER, VouchedCalls
+from casemesh.platform.callers import _VOUCHED, INBOUND_READER, VouchedCalls, the_ticket_named
 from casemesh.platform.errors import PermissionDenied, Unauthenticated
 from casemesh.platform.identity import (
     INTERNAL_TOKEN_KEY,
@@ -304,11 +304,16 @@ def test_inbound_mails_key_speaks_for_a_requester_and_its_reader_only(
         metadata = InternalTokenSigner(key).metadata(who, TICKETS, facts)
         return calls._check(_Call(metadata), method)
 
-    assert check(mail, ALICE, f"/{TICKETS}/AddComment").identity == ALICE
-    assert check(mail, reader, get).identity == reader
-    for who, method in ((reader, search), (admin, get), (admin, search)):
+    named = {"ticket": "tickets/t1"}
+    assert check(mail, ALICE, f"/{TICKETS}/AddComment", named).identity == ALICE
+    assert check(mail, reader, get, named).identity == reader
+    # Each call to tickets names the ticket it acts on.
+    for who, method in ((ALICE, f"/{TICKETS}/AddComment"), (reader, get)):
         with pytest.raises(PermissionDenied):
             check(mail, who, method)
+    for who, method in ((reader, search), (admin, get), (admin, search)):
+        with pytest.raises(PermissionDenied):
+            check(mail, who, method, named)
     # As the requester it only replies: it reads, lists, opens, cancels,
     # closes, reopens and rates nothing in her name.
     for method in (
@@ -325,6 +330,20 @@ def test_inbound_mails_key_speaks_for_a_requester_and_its_reader_only(
             check(mail, ALICE, f"/{TICKETS}/{method}")
     with pytest.raises(Unauthenticated, match="facts"):
         check(mail, ALICE, get, {"appeal_deadline": "2099-01-01"})
+    # And the service acts on that ticket only (`the_ticket_named`).
+    vouched = check(mail, reader, get, named)
+    token = _VOUCHED.set(vouched)
+    try:
+        the_ticket_named("tickets/t1")
+        with pytest.raises(PermissionDenied, match="tickets/t2"):
+            the_ticket_named("tickets/t2")
+    finally:
+        _VOUCHED.reset(token)
+    token = _VOUCHED.set(check(KEY, admin, get))  # the gateway's: any ticket
+    try:
+        the_ticket_named("tickets/t2")
+    finally:
+        _VOUCHED.reset(token)
     # The gateway's key vouches for an admin, as ever.
     assert check(KEY, admin, search).identity == admin
 

@@ -128,11 +128,13 @@ class ReplyDesk:
                 "unauthenticated",
                 "5.7.26 the sender's domain does not vouch for this message (DMARC, DKIM, SPF)",
             )
+        named = f"tickets/{ticket_id}"
         ticket = await self._call(
             self.tickets.GetTicket,
-            tickets_pb2.GetTicketRequest(name=f"tickets/{ticket_id}"),
+            tickets_pb2.GetTicketRequest(name=named),
             READER,
             TICKETS,
+            ticket=named,
         )
         if not ticket.contact.email or ticket.contact.email.strip().lower() != reply.sender:
             raise Refused(550, "not_requester", "5.7.1 only the ticket's requester may reply")
@@ -178,6 +180,7 @@ class ReplyDesk:
             ),
             requester,
             TICKETS,
+            ticket=ticket.name,
         )
         return str(tickets_pb2.TicketStatus.Name(commented.status))
 
@@ -221,7 +224,9 @@ class ReplyDesk:
         )
         try:
             await self.tickets.AddComment(
-                asked, metadata=self._metadata(requester, TICKETS), timeout=self.timeout
+                asked,
+                metadata=self._metadata(requester, TICKETS, ticket=ticket.name),
+                timeout=self.timeout,
             )
         except grpc.aio.AioRpcError as err:
             if err.code() is grpc.StatusCode.ALREADY_EXISTS:
@@ -231,16 +236,30 @@ class ReplyDesk:
             raise refusal(err, TICKETS, "") from None
         return True  # the very comment it took then
 
-    def _metadata(self, who: Identity, audience: str) -> tuple[tuple[str, str], ...]:
-        """A call's metadata: `who`'s token for `audience`, and the trace."""
-        return (*self.signer.metadata(who, audience), *inject_metadata())
+    def _metadata(
+        self, who: Identity, audience: str, *, ticket: str = ""
+    ) -> tuple[tuple[str, str], ...]:
+        """A call's metadata: `who`'s token for `audience` (naming the
+        `ticket` it acts on: tickets takes no call of this key without), and
+        the trace."""
+        facts = {"ticket": ticket} if ticket else None
+        return (*self.signer.metadata(who, audience, facts), *inject_metadata())
 
     async def _call(
-        self, method: Any, request: Any, who: Identity, audience: str, *, what: str = ""
+        self,
+        method: Any,
+        request: Any,
+        who: Identity,
+        audience: str,
+        *,
+        what: str = "",
+        ticket: str = "",
     ) -> Any:
         try:
             return await method(
-                request, metadata=self._metadata(who, audience), timeout=self.timeout
+                request,
+                metadata=self._metadata(who, audience, ticket=ticket),
+                timeout=self.timeout,
             )
         except grpc.aio.AioRpcError as err:
             raise refusal(err, audience, what) from None

@@ -8,6 +8,7 @@ from typing import Any, TypeAlias
 
 import grpc
 
+from casemesh.platform.callers import the_ticket_named
 from casemesh.platform.caseindex import Page
 from casemesh.platform.errors import Violations
 from casemesh.platform.fields import fields_of
@@ -110,6 +111,7 @@ class TicketServicer(ApplicationServicer, pb_grpc.TicketServiceServicer):
         return await self._ticket(self.app.create_ticket, context, new_ticket(request))
 
     async def GetTicket(self, request: pb.GetTicketRequest, context: Ctx) -> pb.Ticket:
+        the_ticket_named(request.name)
         return await self._ticket(self.app.get_ticket, context, _id(request.name))
 
     async def ListTickets(
@@ -146,6 +148,7 @@ class TicketServicer(ApplicationServicer, pb_grpc.TicketServiceServicer):
         return _listed(page, who)
 
     async def AddComment(self, request: pb.AddCommentRequest, context: Ctx) -> pb.Ticket:
+        the_ticket_named(request.name)
         return await self._ticket(
             self.app.add_comment,
             context,

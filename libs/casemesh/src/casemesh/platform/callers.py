@@ -19,11 +19,14 @@ from casemesh.platform.identity import InternalTokenVerifier, Vouched
 # and upload its attachments, and, as this reader, reads the ticket a reply is
 # for, and nothing else. A broken-into inbound service cannot search, read,
 # cancel, close or open anything in anyone's name.
+# Each of its calls to tickets names the one ticket it may act on (the fact
+# `ticket`, checked by the service against the request: `the_ticket_named`).
 INBOUND_READER = "inbound-mail"
 INBOUND_READS = frozenset({"/casemesh.v1.TicketService/GetTicket"})
 INBOUND_REPLIES = frozenset(
     {"/casemesh.v1.TicketService/AddComment", "/casemesh.v1.EvidenceService/UploadEvidence"}
 )
+INBOUND_ON_A_TICKET = INBOUND_READS | {"/casemesh.v1.TicketService/AddComment"}
 
 # Each call runs in its own task, so what is set here stays with its call.
 _VOUCHED: ContextVar[Vouched | None] = ContextVar("casemesh_vouched", default=None)
@@ -119,6 +122,17 @@ _KINDS = (
 def _inbound_may(found: Vouched, method: str) -> bool:
     """What a caller vouched for by inbound mail's key may do (see INBOUND_READER)."""
     who = found.identity
+    if method in INBOUND_ON_A_TICKET and not found.facts.get("ticket"):
+        return False
     if who.subject == INBOUND_READER:
         return who.roles == frozenset({"agent"}) and method in INBOUND_READS
     return who.roles == frozenset({"user"}) and method in INBOUND_REPLIES
+
+
+def the_ticket_named(name: str) -> None:
+    """Refuses a call vouched for by inbound mail's key that acts on another
+    ticket than the one its token names (a broken-into inbound service
+    reads or comments on no other ticket)."""
+    found = vouched()
+    if found.narrow and found.facts.get("ticket") != name:
+        raise PermissionDenied(f"inbound mail's token does not name {name}")

@@ -440,6 +440,11 @@ def verify_key_of(private_key: str) -> str:
     )
 
 
+# The facts a narrow key's token may carry: the ticket a call acts on
+# (`callers.the_ticket_named`).
+NARROW_FACTS = frozenset({"ticket"})
+
+
 class InternalTokenSigner:
     """The gateway's half: a token naming the caller and the service it is
     for (one a call where the call carries facts; otherwise one serves a
@@ -568,7 +573,8 @@ class InternalTokenVerifier:
         ):
             raise Unauthenticated("the call's identity token carries malformed facts")
         narrow = kid in self._narrow
-        if narrow and facts:
+        # A narrow key (inbound mail's) may only name the ticket it acts on.
+        if narrow and set(facts) - NARROW_FACTS:
             raise Unauthenticated("only the gateway's token may vouch for facts")
         vouched = Vouched(_identity(claims), facts, narrow=narrow)
         return vouched, float(claims["exp"] + INTERNAL_LEEWAY_SECONDS)
