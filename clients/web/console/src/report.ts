@@ -288,8 +288,10 @@ function decideForm(c: ReportCase, filed: Report[], host: CaseHost): HTMLElement
   // "Other" is said in words: the service requires them with it.
   const contentTypeOther = textInput();
   const contentDate = dateInput();
-  // Today where the agent is (the service takes any date that is today somewhere).
+  // Restrictions take effect when the decision is recorded: the service takes
+  // only today (somewhere), so the picker offers today where the agent is.
   const applicationDate = dateInput(localToday());
+  applicationDate.min = applicationDate.max = localToday();
   const decisionFacts = area(5);
   const automatedDetection = element("input", "", {
     type: "checkbox",
