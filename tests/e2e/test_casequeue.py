@@ -321,6 +321,17 @@ def names_served(stack: Stack, queue: str) -> set[str]:
                 return found
 
 
+def replay_waiting(stack: Stack) -> bool:
+    """Whether a session of the queue's database waits on a lock (the
+    replaying consumer's, on queue_consumed)."""
+    with psycopg.connect(stack.queue_dsn, autocommit=True) as admin:
+        row = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).fetchone()
+    return bool(row and row[0])
+
+
 def test_dropping_the_read_model_and_replaying_the_topics_gives_the_same_queue(
     stack: Stack,
 ) -> None:
@@ -351,7 +362,8 @@ def test_dropping_the_read_model_and_replaying_the_topics_gives_the_same_queue(
         holding.execute("LOCK TABLE queue_consumed IN SHARE MODE")
         sup.restart("casequeue")
         wait_until(lambda: health(queue, LIVENESS) == SERVING, timeout=60, interval=0.3)
-        time.sleep(3)
+        # The replay under way: its consumer waits on the lock held here.
+        wait_until(lambda: replay_waiting(stack), timeout=60, interval=0.3)
         assert health(queue, "") == NOT_SERVING
     # Ready once the replay has caught up: then every case is back. (Their
     # SLA states may still wait for the timer's next look.)
