@@ -86,6 +86,52 @@ def test_a_token_file_from_the_environment(tmp_path: Path, monkeypatch: pytest.M
     assert connection.token(args()) == "from-env"
 
 
+def test_a_token_file_given_wins_over_a_token_in_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`CASEMESH_TOKEN=<alice's> casemesh --token-file bob.token …` acts as
+    Bob: the command line wins over the environment."""
+    file = tmp_path / "bob.token"
+    file.write_text("from-file\n")
+    monkeypatch.setenv("CASEMESH_TOKEN", "from-env")
+    assert connection.token(args("--token-file", str(file))) == "from-file"
+    assert connection.token(args()) == "from-env"
+    assert connection.token(args("--token", "t2")) == "t2"
+
+
+def test_an_option_is_never_taken_for_a_shortened_other_one() -> None:
+    """`assign … --to bob` is the assign command's --to, not --token cut short."""
+    parsed = build_parser().parse_args(["--token", "t", "assign", "tickets/x", "--to", "bob"])
+    assert (parsed.token, parsed.to) == ("t", "bob")
+
+
+def test_text_that_is_not_utf8_is_named_not_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    bad = "bad\udcff"  # a byte the terminal could not decode, as Python passes it on
+    err = bad_input(
+        capsys, "--token", "t", "open", "--category", "account.login", "--subject", bad,
+        "--description", "d",
+    )  # fmt: skip
+    assert "subject: not UTF-8 text" in err
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])
+def test_a_timeout_is_a_positive_number_of_seconds(
+    capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    """Refused naming the flag, not sent as a call that fails at once and
+    blames the gateway."""
+    for argv in (
+        ["export", "--out", "x.zip", "--timeout", value],
+        ["upload", "x.png", "--timeout", value],
+        ["evidence", "evidence/e1", "--timeout", value],
+    ):
+        assert "--timeout" in bad_input(capsys, "--token", "t", *argv)
+    parsed = build_parser().parse_args(["--token", "t", "upload", "big.mp4", "--timeout", "3600"])
+    assert parsed.timeout == 3600.0
+
+
 def test_a_bad_token_is_refused_without_being_shown(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -184,6 +230,11 @@ def test_ctrl_c_exits_130_quietly(
         main(["--token", "t", "list"])
     assert exit_.value.code == 130
     assert capsys.readouterr().err == ""
+    # A change interrupted may have been made: how to retry it, once.
+    with pytest.raises(SystemExit) as exit_:
+        main(["--token", "t", "solve", "tickets/x", "fixed", "--request-id", "r-42"])
+    assert exit_.value.code == 130
+    assert "--request-id r-42" in capsys.readouterr().err
 
 
 class _Refused(grpc.RpcError):  # type: ignore[misc]

@@ -164,6 +164,8 @@ def _add_ticket_commands(sub: Any) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="casemesh",
+        # `assign --to` is not `--token` shortened: options are spelled out.
+        allow_abbrev=False,
         description="Casemesh's command-line client: tickets, evidence, copyright cases, "
         "abuse reports, the agents' queue and people's data, through the gateway.",
         epilog=EPILOG,
@@ -302,14 +304,36 @@ def report_failure(err: grpc.RpcError, target: str, change: str = "") -> int:
     return UNREACHABLE if code in _NO_ANSWER else REFUSED
 
 
+def check_text(args: argparse.Namespace) -> None:
+    """Every text argument is text the gateway takes: a byte the terminal
+    could not decode (a file in another encoding, given with `$(cat …)`) is
+    named, not a traceback."""
+    for name, value in vars(args).items():
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str):
+                try:
+                    text.encode()
+                except UnicodeEncodeError:
+                    flag = name.replace("_", "-")
+                    raise BadInput(f"{flag}: not UTF-8 text (is it in another encoding?)") from None
+
+
 def main(argv: list[str] | None = None) -> None:
     # Piped into `head` and the like: stop quietly when the reader goes away.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        check_text(args)
         run(args)
     except KeyboardInterrupt:
+        change = getattr(args, "request_id", "") if "args" in locals() else ""
+        if change:
+            print(
+                "\ninterrupted: the change may have been made; to retry it safely, run the"
+                f" same command with --request-id {change}",
+                file=sys.stderr,
+            )
         sys.exit(INTERRUPTED)
     except BadInput as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)

@@ -43,14 +43,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--token",
-        default=env("CASEMESH_TOKEN", ""),
+        default=None,
         help="bearer token to send (default: $CASEMESH_TOKEN); other users may see it in "
         "the process list, so prefer --token-file",
     )
     p.add_argument(
         "--token-file",
         type=Path,
-        default=env("CASEMESH_TOKEN_FILE") or None,
+        default=None,
         metavar="PATH",
         help="read the bearer token from this file (default: $CASEMESH_TOKEN_FILE)",
     )
@@ -87,23 +87,28 @@ def minted(args: argparse.Namespace, ttl_seconds: int = 3600) -> str:
 
 
 def token(args: argparse.Namespace) -> str:
-    """The token to send. --token wins over --token-file (as the command line
-    wins over the environment), and either over minting one."""
+    """The token to send: --token, else --token-file (the command line wins
+    over the environment), else $CASEMESH_TOKEN, else $CASEMESH_TOKEN_FILE,
+    else one minted for --as."""
     value: str
-    if args.token:
-        value, source = args.token.strip(), "--token / $CASEMESH_TOKEN"
-    elif args.token_file:
-        try:
-            value = args.token_file.read_text().strip()
-        except OSError as err:
-            raise BadInput(
-                f"cannot read the token file {args.token_file}: {err.strerror}"
-            ) from None
-        except UnicodeDecodeError:
-            raise BadInput(f"the token file {args.token_file} is not text") from None
-        source = f"the token file {args.token_file}"
+    env = os.environ.get
+    file: Path | None = args.token_file
+    if args.token is not None:
+        value, source = args.token.strip(), "--token"
+    elif file is None and env("CASEMESH_TOKEN"):
+        value, source = env("CASEMESH_TOKEN", "").strip(), "$CASEMESH_TOKEN"
     else:
-        return minted(args)
+        named = env("CASEMESH_TOKEN_FILE")
+        file = file or (Path(named) if named else None)
+        if file is None:
+            return minted(args)
+        try:
+            value = file.read_text().strip()
+        except OSError as err:
+            raise BadInput(f"cannot read the token file {file}: {err.strerror}") from None
+        except UnicodeDecodeError:
+            raise BadInput(f"the token file {file} is not text") from None
+        source = f"the token file {file}"
     if not _TOKEN.fullmatch(value):
         raise BadInput(f"the token from {source} is empty or not one line of printable ASCII")
     return value

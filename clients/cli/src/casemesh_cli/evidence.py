@@ -20,9 +20,12 @@ import grpc
 from casemesh.v1 import evidence_pb2 as epb
 from casemesh.v1 import evidence_pb2_grpc as epb_grpc
 from casemesh_cli.output import check_out, each, emit, every_page, write_whole
-from casemesh_cli.parsing import BadInput, command, resource
+from casemesh_cli.parsing import BadInput, add_timeout_argument, command, resource
 
 COMMANDS = ("upload", "evidence", "uploads")
+TIMEOUT_HELP = (
+    "give up after this long (default: 15 minutes; a large video on a slow link takes longer)"
+)
 
 
 def add_commands(sub: Any) -> None:
@@ -33,6 +36,7 @@ def add_commands(sub: Any) -> None:
         "casemesh --as alice upload /tmp/screenshot.png",
     )
     up.add_argument("path", type=Path, help="an image, video or PDF (told apart by its bytes)")
+    add_timeout_argument(up, 900.0, TIMEOUT_HELP)
     ev = command(
         sub,
         "evidence",
@@ -41,6 +45,7 @@ def add_commands(sub: Any) -> None:
         "casemesh --as li --role agent evidence evidence/9b1e… > copy.png   # bytes on stdout",
     )
     ev.add_argument("evidence", help="evidence/{id}, or just the id")
+    add_timeout_argument(ev, 900.0, TIMEOUT_HELP)
     ev.add_argument(
         "--out",
         type=Path,
@@ -62,7 +67,7 @@ def show(e: epb.Evidence, file: Any = None) -> None:
         print(f"  file:   {e.file_name}   owner: {e.owner}", file=file)
 
 
-def _upload(stub: Any, metadata: list[tuple[str, str]], path: Path) -> epb.Evidence:
+def _upload(stub: Any, metadata: list[tuple[str, str]], path: Path, timeout: float) -> epb.Evidence:
     try:
         path.name.encode()
     except UnicodeEncodeError:
@@ -84,7 +89,9 @@ def _upload(stub: Any, metadata: list[tuple[str, str]], path: Path) -> epb.Evide
 
     with f:
         try:
-            result: epb.Evidence = stub.UploadEvidence(messages(), metadata=metadata, timeout=900)
+            result: epb.Evidence = stub.UploadEvidence(
+                messages(), metadata=metadata, timeout=timeout
+            )
         except grpc.RpcError:
             if unread:
                 raise BadInput(f"cannot read {path}: {unread[0].strerror}") from None
@@ -108,7 +115,9 @@ def _read(stub: Any, metadata: list[tuple[str, str]], args: argparse.Namespace) 
     evidence: epb.Evidence = stub.GetEvidence(
         epb.GetEvidenceRequest(name=name), metadata=metadata, timeout=10
     )
-    chunks = stub.ReadEvidence(epb.ReadEvidenceRequest(name=name), metadata=metadata, timeout=900)
+    chunks = stub.ReadEvidence(
+        epb.ReadEvidenceRequest(name=name), metadata=metadata, timeout=args.timeout
+    )
     if args.out is None:
         # The bytes own stdout; the metadata goes to stderr so a redirect stays the file.
         emit(args, evidence, lambda e: show(e, file=sys.stderr), file=sys.stderr)
@@ -122,7 +131,7 @@ def _read(stub: Any, metadata: list[tuple[str, str]], args: argparse.Namespace) 
 def run(channel: grpc.Channel, metadata: list[tuple[str, str]], args: argparse.Namespace) -> None:
     stub = epb_grpc.EvidenceServiceStub(channel)
     if args.command == "upload":
-        emit(args, _upload(stub, metadata, args.path), show)
+        emit(args, _upload(stub, metadata, args.path, args.timeout), show)
     elif args.command == "uploads":
         listed = every_page(
             lambda token: stub.ListEvidence(

@@ -6,6 +6,7 @@ argparse's own."""
 from __future__ import annotations
 
 import argparse
+import math
 import uuid
 from typing import Any
 
@@ -83,3 +84,18 @@ def contact(email: str, phone: str) -> pb.Contact:
     """A contact sent news on every channel it has an address for."""
     channels = ([pb.CHANNEL_EMAIL] if email else []) + ([pb.CHANNEL_SMS] if phone else [])
     return pb.Contact(email=email, phone=phone, channels=channels)
+
+
+def seconds(text: str) -> float:
+    """A --timeout: a finite number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
+
+
+def add_timeout_argument(p: argparse.ArgumentParser, default: float, help: str) -> None:
+    p.add_argument("--timeout", type=seconds, default=default, metavar="SECONDS", help=help)

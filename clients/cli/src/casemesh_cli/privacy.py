@@ -19,7 +19,12 @@ import grpc
 from casemesh.v1 import privacy_pb2 as ppb
 from casemesh.v1 import privacy_pb2_grpc as ppb_grpc
 from casemesh_cli.output import check_out, emit, write_whole
-from casemesh_cli.parsing import add_request_id_argument, command, request_id
+from casemesh_cli.parsing import (
+    add_request_id_argument,
+    add_timeout_argument,
+    command,
+    request_id,
+)
 
 COMMANDS = ("export", "erase")
 # Named in an archive beside its contents when a file could not be read.
@@ -36,12 +41,8 @@ def add_commands(sub: Any) -> None:
     )
     ex.add_argument("--person", default="", help="whose (admins only; default: yourself)")
     ex.add_argument("--out", type=Path, required=True, metavar="FILE", help="write the zip here")
-    ex.add_argument(
-        "--timeout",
-        type=float,
-        default=3600.0,
-        metavar="SECONDS",
-        help="give up after this long (default: an hour; many large videos take longer)",
+    add_timeout_argument(
+        ex, 3600.0, "give up after this long (default: an hour; many large videos take longer)"
     )
     er = command(
         sub,
