@@ -35,7 +35,8 @@ from casemesh.platform.personal import (
     is_token,
     reveal_message,
 )
-from casemesh.platform.personal.errors import UnknownMasterKey
+from casemesh.platform.personal.errors import TokenRefused, UnknownMasterKey
+from casemesh.platform.pools import DatabaseUnavailable
 from casemesh.platform.timers import Timer
 from casemesh.v1 import evidence_pb2
 from casemesh.v1 import tickets_pb2 as tpb
@@ -861,7 +862,8 @@ def test_a_case_this_release_cannot_read_is_set_aside_not_a_stall(
         if ident == unreadable == UUID(fine.id):
             raise UnknownMasterKey("the key that wrapped it is not in CASEMESH_MASTER_KEYS")
         if ident == unreadable:
-            raise KeyError("casemesh_tickets.domain:Ticket.Gone")
+            # Altered, for good: set aside like an event this release cannot read.
+            raise TokenRefused("a sealed text was altered")
         return read(ident, *args, **kwargs)
 
     monkeypatch.setattr(app.repository, "get", get)
@@ -881,7 +883,11 @@ def test_a_case_this_release_cannot_read_is_set_aside_not_a_stall(
     )
     deadlines_of = app.deadlines_of
 
+    away = False
+
     def reading(event: Any) -> Any:
+        if away:
+            raise DatabaseUnavailable("the database is away")
         if event.originator_id == unreadable:
             raise KeyError("casemesh_tickets.domain:Ticket.Gone")
         return deadlines_of(event)
@@ -893,6 +899,11 @@ def test_a_case_this_release_cannot_read_is_set_aside_not_a_stall(
     stored = app.recorder.select_notifications(None, 1000)
     timer._schedule(stored, stored[-1].id)
     assert {d.aggregate_id for d in scheduled} == {fine.id}
+    # The database away is waited out, not taken for an unreadable event.
+    away, scheduled[:] = True, []
+    with pytest.raises(DatabaseUnavailable):
+        timer._schedule(stored, stored[-1].id)
+    assert scheduled == []
 
 
 def test_a_follower_overtaken_by_another_replicas_reads_on_from_where_it_got() -> None:

@@ -29,7 +29,7 @@ from psycopg.types.json import Jsonb
 
 from casemesh.platform.following import Follower
 from casemesh.platform.logging import get_logger
-from casemesh.platform.personal.errors import PersonalDataError
+from casemesh.platform.personal.errors import UnknownDataKey, UnknownMasterKey
 from casemesh.platform.pools import DatabaseUnavailable
 
 log = get_logger(__name__)
@@ -257,10 +257,20 @@ RETRYABLE = (
     psycopg.OperationalError,
     psycopg.InterfaceError,
     # A primary just demoted in a failover, still reached by a pooled
-    # connection ("read-only transaction", as the library words it too).
+    # connection ("read-only transaction"; as the library words it too:
+    # `retryable`).
     psycopg.errors.ReadOnlySqlTransaction,
-    persistence.InternalError,
 )
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether a follower resumes from its tracked position after `exc`
+    (`RETRYABLE`, or the library's wording of a read-only transaction),
+    rather than set aside what it was doing."""
+    return isinstance(exc, RETRYABLE) or (
+        isinstance(exc, persistence.InternalError)
+        and isinstance(exc.__cause__, psycopg.errors.ReadOnlySqlTransaction)
+    )
 
 
 class Created:
@@ -362,11 +372,13 @@ class Projector:
         for n in latest:
             try:
                 read.append((n, self._aggregate(n.originator_id, n.originator_version)))
-            except (*RETRYABLE, PersonalDataError):
+            except (UnknownDataKey, UnknownMasterKey):
                 # A key not to be had now (a master key missing from the
-                # secret, the key database away) is read again, not set aside.
+                # secret, the wrong key database) is read again, not set aside.
                 raise
             except Exception as exc:
+                if retryable(exc):
+                    raise
                 self._refused(n, exc)
                 read.append((n, None))
         done = Tracking(self.app.name, reached)
@@ -374,9 +386,9 @@ class Projector:
             try:
                 self.apply_batch([a for _, a in read if a is not None], done)
                 return
-            except RETRYABLE:
-                raise  # the database is away, or another replica got there first
             except Exception as exc:
+                if retryable(exc):
+                    raise  # the database is away, or another replica got there first
                 log.warning("read_model.batch_refused", read_model=self.name, error=repr(exc))
         for n, aggregate in read:
             if aggregate is None:
@@ -392,9 +404,9 @@ class Projector:
         tracking = Tracking(self.app.name, n.id)
         try:
             self.apply(aggregate, tracking)
-        except RETRYABLE:
-            raise
         except Exception as exc:
+            if retryable(exc):
+                raise
             self._refused(n, exc)
             self.recorder.insert_tracking(tracking)
 
