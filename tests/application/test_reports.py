@@ -218,12 +218,20 @@ def test_a_filing_that_loses_races_pauses_longer_after_each_loss(
         return save(*aggregates, **kwargs)
 
     paused: list[float] = []
+    turn = filing._turn_of({"type": "VIDEO", "id": "7731", "url": ""}, "violence_terrorism")
+    held_while_paused: list[bool] = []
+
+    def pause(seconds: float) -> None:
+        paused.append(seconds)
+        held_while_paused.append(turn.locked())  # others file meanwhile
+
     monkeypatch.setattr(app, "save", losing)
     monkeypatch.setattr("casemesh_reports.filing.random.uniform", lambda low, high: high)
-    monkeypatch.setattr("casemesh_reports.filing.time.sleep", paused.append)
+    monkeypatch.setattr("casemesh_reports.filing.time.sleep", pause)
     carol = Identity("carol", frozenset({"user"}))
     assert app.file(carol, report("c1")).case_id == second
     assert paused == [0.005, 0.01, 0.02]
+    assert held_while_paused == [False] * 3
     ceilings = [filing.retry_pause(n) for n in range(1, filing.FILING_ATTEMPTS)]
     assert ceilings[-1] == filing.LONGEST_PAUSE and sum(ceilings) < 1.5
     # Losing every race, it gives up, and says so.

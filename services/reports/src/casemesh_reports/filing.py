@@ -39,6 +39,8 @@ TEXT_LIMIT = 5000
 # about 1.3 s of pauses in all before the caller is told to retry.
 FILING_ATTEMPTS = 12
 FIRST_PAUSE, LONGEST_PAUSE = 0.005, 0.2
+# The longest a filing waits for its target's turn (`_TURNS`) in one attempt.
+TURN_WAIT_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -75,14 +77,30 @@ class Filing(ReportsBase):
         flagger = self._get(TrustedFlagger, TrustedFlagger.create_id(who.subject))
         trusted = bool(flagger and flagger.covers(draft.category))
         category = self.taxonomy.categories[draft.category]
-        # Filings of one target in this process take turns (its case is read
-        # and saved by one at a time): on a viral video they would otherwise
-        # race each other and lose. The pauses below are for races with
-        # other replicas.
-        with _turn_of(target, draft.category):
-            return self._file(who, draft, ident, target, category, trusted, now)
+        seen_round = 1
+        # Filings of one target in this process take turns to read and save
+        # its case: on a viral video they would otherwise race each other and
+        # lose. The turn is let go for the pauses (those are for races with
+        # other replicas), and waited for a bounded time: the filings share
+        # the service's worker threads with every other call.
+        turn = _turn_of(target, draft.category)
+        for attempt in range(FILING_ATTEMPTS):
+            if attempt:
+                time.sleep(retry_pause(attempt))
+            if not turn.acquire(timeout=TURN_WAIT_S):
+                continue  # counted as a lost race: ABORTED once all are spent
+            try:
+                filed = self._attempt(who, draft, ident, target, category, trusted, now, seen_round)
+            finally:
+                turn.release()
+            if isinstance(filed, AbuseReport):
+                return filed
+            seen_round = filed
+        raise Aborted(
+            "the case of this target is changing quickly; retry", reason="CONCURRENT_CHANGE"
+        )
 
-    def _file(
+    def _attempt(
         self,
         who: Identity,
         draft: ReportDraft,
@@ -91,81 +109,77 @@ class Filing(ReportsBase):
         category: Category,
         trusted: bool,
         now: datetime,
-    ) -> AbuseReport:
-        seen_round = 1
-        for attempt in range(FILING_ATTEMPTS):
-            if attempt:
-                time.sleep(retry_pause(attempt))
-            case = self._current_case(target, draft.category, seen_round)
-            reason = self.taxonomy.reason(draft.category, draft.subcategory)
-            assert reason is not None
-            entry = {
-                "id": str(ident),
-                "reporter": who.subject,
-                "at": now,
-                "trusted": trusted,
-                "dsa": reason.dsa_category,
-            }
-            if case is None or case.state not in OPEN_CASE:
-                round_no = case.round_no + 1 if case else 1
-                case = ReportCase(
-                    target=target,
-                    category=draft.category,
-                    round_no=round_no,
-                    lane="CHILD_SAFETY" if category.child_safety else "ORDINARY",
-                    severity=category.severity,
-                    dsa_category=reason.dsa_category,
-                    first_report=entry,
-                    base_priority=self.taxonomy.triage.base(category.severity, 1, trusted),
-                )
-            else:
-                earlier = case.report_of(who.subject)
-                if earlier is not None:
-                    raise AlreadyExists(
-                        f"you already reported this for {draft.category}: reports/{earlier}",
-                        reason="ALREADY_REPORTED",
-                    )
-                reporters = len(case.reporters) + 1
-                case.add_report(
-                    report=entry,
-                    base_priority=self.taxonomy.triage.base(
-                        category.severity, reporters, trusted or case.trusted
-                    ),
-                )
-            report = AbuseReport(
-                reporter=who.subject,
-                request_id=draft.request_id,
-                request_fingerprint=self.fingerprint(draft),
+        since: int,
+    ) -> AbuseReport | int:
+        """One try at filing: the report filed (or found filed under its
+        request id), or, having lost a race to another filing, the round to
+        look again from."""
+        case = self._current_case(target, draft.category, since)
+        reason = self.taxonomy.reason(draft.category, draft.subcategory)
+        assert reason is not None
+        entry = {
+            "id": str(ident),
+            "reporter": who.subject,
+            "at": now,
+            "trusted": trusted,
+            "dsa": reason.dsa_category,
+        }
+        if case is None or case.state not in OPEN_CASE:
+            round_no = case.round_no + 1 if case else 1
+            case = ReportCase(
                 target=target,
                 category=draft.category,
-                subcategory=draft.subcategory,
-                explanation=draft.explanation,
-                evidence=draft.evidence,
-                contact=draft.contact,
-                source="TRUSTED_FLAGGER" if trusted else "ARTICLE_16",
-                case_id=str(case.id),
+                round_no=round_no,
+                lane="CHILD_SAFETY" if category.child_safety else "ORDINARY",
+                severity=category.severity,
+                dsa_category=reason.dsa_category,
+                first_report=entry,
+                base_priority=self.taxonomy.triage.base(category.severity, 1, trusted),
             )
-            try:
-                self.save(report, case)
-            except IntegrityError:
-                existing = self._replayed(ident, draft)
-                if existing is not None:
-                    return existing
-                # The case moved on under us (or its round was opened by
-                # another report): look again, from that round.
-                seen_round = case.round_no
-                continue
-            log.info(
-                "report.filed",
-                report_id=str(report.id),
-                case_id=str(case.id),
-                category=draft.category,
-                trusted=trusted,
+        else:
+            earlier = case.report_of(who.subject)
+            if earlier is not None:
+                raise AlreadyExists(
+                    f"you already reported this for {draft.category}: reports/{earlier}",
+                    reason="ALREADY_REPORTED",
+                )
+            reporters = len(case.reporters) + 1
+            case.add_report(
+                report=entry,
+                base_priority=self.taxonomy.triage.base(
+                    category.severity, reporters, trusted or case.trusted
+                ),
             )
-            return report
-        raise Aborted(
-            "the case of this target is changing quickly; retry", reason="CONCURRENT_CHANGE"
+        report = AbuseReport(
+            reporter=who.subject,
+            request_id=draft.request_id,
+            request_fingerprint=self.fingerprint(draft),
+            target=target,
+            category=draft.category,
+            subcategory=draft.subcategory,
+            explanation=draft.explanation,
+            evidence=draft.evidence,
+            contact=draft.contact,
+            source="TRUSTED_FLAGGER" if trusted else "ARTICLE_16",
+            case_id=str(case.id),
         )
+        try:
+            self.save(report, case)
+        except IntegrityError:
+            existing = self._replayed(ident, draft)
+            if existing is not None:
+                return existing
+            # The case moved on under us (or its round was opened by
+            # another report): look again, from that round.
+            return case.round_no
+        log.info(
+            "report.filed",
+            report_id=str(report.id),
+            case_id=str(case.id),
+            category=draft.category,
+            trusted=trusted,
+        )
+        return report
 
     def _check_draft(self, draft: ReportDraft) -> dict[str, str]:
         v = Violations()
