@@ -12,7 +12,8 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import psycopg
 import pytest
@@ -1278,6 +1279,31 @@ async def test_jobs_left_untried_while_the_provider_is_away_are_no_possible_repe
     assert notifier.email.failures == []  # three tried
     marked = notifier.rows("SELECT count(*) FILTER (WHERE maybe_sent) FROM notification_jobs")
     assert marked == [(3,)]
+
+
+async def test_a_channel_is_away_while_several_recipients_are_refused_lately(
+    notifier: Notifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Away once three different recipients were refused "for now"; once
+    their refusals are older than twice the longest wait between tries (a
+    replica may have delivered since), one full mailbox refused again and
+    again does not keep the channel away."""
+    now = [1000.0]
+    monkeypatch.setattr("casemesh_notifier.delivery.time.monotonic", lambda: now[0])
+    later = DeliveryError("relay: 451 try again later", permanent=False)
+    delivery = notifier.delivery
+
+    def refused(recipient: str) -> bool:
+        job = SimpleNamespace(channel="EMAIL", recipient=recipient)
+        return delivery._outage(cast(Any, job), later)
+
+    assert [refused(r) for r in ("a@x", "b@x", "a@x", "c@x")] == [False, False, False, True]
+    cap = delivery._cfg.backoff_cap_seconds
+    for _ in range(8):  # the outage is over (another pod delivered); d's mailbox is full
+        now[0] += cap
+        away = refused("d@x")
+    assert away is False
+    assert refused("d@x") is False
 
 
 async def test_one_mailbox_refusing_for_now_still_parks_while_others_are_delivered(

@@ -678,13 +678,18 @@ class Delivery:
         for recipient, at in list(failing.items()):
             if now - at > 2 * self._cfg.backoff_cap_seconds:
                 del failing[recipient]
-        if len(failing) < AWAY_AFTER:
-            failing[job.recipient] = now
-            if len(failing) == AWAY_AFTER:
-                log.warning("delivery.channel_away", channel=job.channel, error=str(exc)[:100])
-        else:  # still away: it lasts while refusals go on
-            failing.update(dict.fromkeys(failing, now))
-        return len(failing) >= AWAY_AFTER
+        was_away = len(failing) >= AWAY_AFTER
+        # The latest refusal of each recipient, the AWAY_AFTER latest kept:
+        # away while that many different recipients were refused lately (one
+        # full mailbox refused again and again keeps one place, not three).
+        failing.pop(job.recipient, None)
+        failing[job.recipient] = now
+        while len(failing) > AWAY_AFTER:
+            del failing[next(iter(failing))]
+        away = len(failing) >= AWAY_AFTER
+        if away and not was_away:
+            log.warning("delivery.channel_away", channel=job.channel, error=str(exc)[:100])
+        return away
 
     def _back(self, channel: str) -> None:
         """A delivery on `channel`: its relay or provider is there."""
