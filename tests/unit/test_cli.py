@@ -103,6 +103,8 @@ def test_an_option_is_never_taken_for_a_shortened_other_one() -> None:
     """`assign … --to bob` is the assign command's --to, not --token cut short."""
     parsed = build_parser().parse_args(["--token", "t", "assign", "tickets/x", "--to", "bob"])
     assert (parsed.token, parsed.to) == ("t", "bob")
+    with pytest.raises(SystemExit):  # nor a command's own, cut short
+        build_parser().parse_args(["--token", "t", "upload", "x.png", "--time", "60"])
 
 
 def test_text_that_is_not_utf8_is_named_not_a_traceback(

@@ -25,6 +25,7 @@ def command(sub: Any, name: str, help: str, *examples: str) -> argparse.Argument
     shown = "\n".join(f"  {line}".rstrip() for line in examples)
     parser: argparse.ArgumentParser = sub.add_parser(
         name,
+        allow_abbrev=False,  # an option is spelled out (`--to` is not `--token`)
         help=help,
         description=help[0].upper() + help[1:] + ".",
         epilog=f"example:\n{shown}" if examples else None,
