@@ -19,8 +19,10 @@ from casemesh.platform.identity import InternalTokenVerifier, Vouched
 # and upload its attachments, and, as this reader, reads the ticket a reply is
 # for, and nothing else. A broken-into inbound service cannot search, read,
 # cancel, close or open anything in anyone's name.
-# Each of its calls to tickets names the one ticket it may act on (the fact
-# `ticket`, checked by the service against the request: `the_ticket_named`).
+# Each of its calls to tickets names the one ticket it acts on (the fact
+# `ticket`, checked by the service against the request: `the_ticket_named`):
+# a token of its, read off the wire, serves for that ticket alone. (Its key
+# itself, stolen, signs for any ticket.)
 INBOUND_READER = "inbound-mail"
 INBOUND_READS = frozenset({"/casemesh.v1.TicketService/GetTicket"})
 INBOUND_REPLIES = frozenset(
@@ -133,8 +135,8 @@ def _inbound_may(found: Vouched, method: str) -> bool:
 
 def the_ticket_named(name: str) -> None:
     """Refuses a call vouched for by inbound mail's key that acts on another
-    ticket than the one its token names (a broken-into inbound service
-    reads or comments on no other ticket)."""
+    ticket than the one its token names (a token replayed, or a mistake of
+    inbound's, reaches no other ticket)."""
     found = vouched()
     if found.narrow and found.facts.get("ticket") != name:
         raise PermissionDenied(f"inbound mail's token does not name {name}")
