@@ -187,7 +187,7 @@ class SmtpChannel:
             # after it would fare better; an operator's fix, not the
             # recipient's fault, so nothing is parked for it.
             raise DeliveryError(
-                f"SMTP unavailable: {exc!r}", permanent=False, unreachable=True
+                "SMTP unavailable", permanent=False, unreachable=True, detail=repr(exc)
             ) from exc
         try:
             try:
@@ -229,9 +229,12 @@ class SmtpChannel:
         except (OSError, smtplib.SMTPException) as exc:
             if smtp.answer_lost:
                 raise DeliveryError(
-                    f"SMTP: no answer to the message: {exc!r}", permanent=False, maybe_sent=True
+                    "SMTP: no answer to the message",
+                    permanent=False,
+                    maybe_sent=True,
+                    detail=repr(exc),
                 ) from exc
-            raise DeliveryError(f"SMTP unavailable: {exc!r}", permanent=False) from exc
+            raise DeliveryError("SMTP unavailable", permanent=False, detail=repr(exc)) from exc
         self._idle.put((smtp, time.monotonic()))
         return f"<{m.job_id}@casemesh>"
 
@@ -407,13 +410,13 @@ class HttpProvider:
             )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise DeliveryError(
-                f"{self._name} unreachable: {exc!r}", permanent=False, unreachable=True
+                f"{self._name} unreachable", permanent=False, unreachable=True, detail=repr(exc)
             ) from exc
         except httpx.HTTPError as exc:
             # The request went out and its answer was lost: a provider that
             # ignores the idempotency key may have sent the message.
             raise DeliveryError(
-                f"{self._name}: no answer: {exc!r}", permanent=False, maybe_sent=True
+                f"{self._name}: no answer", permanent=False, maybe_sent=True, detail=repr(exc)
             ) from exc
         status = response.status_code
         if status in RETRY_LATER or status >= 500:
