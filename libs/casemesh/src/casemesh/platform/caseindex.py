@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-import psycopg
 from eventsourcing import persistence
 from eventsourcing.persistence import Notification, Tracking, TrackingRecorder
 from eventsourcing.popo import POPOTrackingRecorder
@@ -30,7 +29,7 @@ from psycopg.types.json import Jsonb
 from casemesh.platform.following import Follower
 from casemesh.platform.logging import get_logger
 from casemesh.platform.personal.errors import UnknownDataKey, UnknownMasterKey
-from casemesh.platform.pools import DatabaseUnavailable
+from casemesh.platform.pools import is_database_outage
 
 log = get_logger(__name__)
 
@@ -247,30 +246,13 @@ class MemoryCaseIndex(POPOTrackingRecorder):
 CaseIndexLike = CaseIndex | MemoryCaseIndex
 
 
-# Errors after which the projection resumes from its tracked position; any
-# other error is the row's own (it can never be written) and is set aside.
-RETRYABLE = (
-    DatabaseUnavailable,
-    persistence.OperationalError,
-    persistence.InterfaceError,
-    persistence.IntegrityError,
-    psycopg.OperationalError,
-    psycopg.InterfaceError,
-    # A primary just demoted in a failover, still reached by a pooled
-    # connection ("read-only transaction"; as the library words it too:
-    # `retryable`).
-    psycopg.errors.ReadOnlySqlTransaction,
-)
-
-
 def retryable(exc: BaseException) -> bool:
     """Whether a follower resumes from its tracked position after `exc`
-    (`RETRYABLE`, or the library's wording of a read-only transaction),
-    rather than set aside what it was doing."""
-    return isinstance(exc, RETRYABLE) or (
-        isinstance(exc, persistence.InternalError)
-        and isinstance(exc.__cause__, psycopg.errors.ReadOnlySqlTransaction)
-    )
+    rather than set aside what it was doing: the database away (or a primary
+    just demoted: `is_database_outage`), or another replica that recorded
+    its position first. Any other error is the row's own (it can never be
+    written)."""
+    return is_database_outage(exc) or isinstance(exc, persistence.IntegrityError)
 
 
 class Created:

@@ -95,7 +95,12 @@ RECONNECT_EVERY_S = 2.0
 
 
 def is_database_outage(exc: BaseException) -> bool:
-    return isinstance(exc, DATABASE_OUTAGE)
+    """One of DATABASE_OUTAGE, or the event-store library's wording of a
+    read-only transaction (its InternalError, raised from psycopg's)."""
+    return isinstance(exc, DATABASE_OUTAGE) or (
+        isinstance(exc, persistence.InternalError)
+        and isinstance(exc.__cause__, psycopg.errors.ReadOnlySqlTransaction)
+    )
 
 
 def dropped(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:

@@ -27,7 +27,6 @@ from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.utils import get_topic
 from psycopg.sql import SQL, Identifier
 
-from casemesh.platform.caseindex import retryable
 from casemesh.platform.clock import Clock
 from casemesh.platform.eventstore import schema_lock, side_table
 from casemesh.platform.following import Follower
@@ -35,6 +34,7 @@ from casemesh.platform.logging import get_logger
 from casemesh.platform.periodic import Periodic
 from casemesh.platform.personal.errors import UnknownDataKey, UnknownMasterKey
 from casemesh.platform.personal.mapper import leaving_sealed
+from casemesh.platform.pools import is_database_outage
 
 log = get_logger(__name__)
 
@@ -189,7 +189,7 @@ class Timer:
             except (UnknownDataKey, UnknownMasterKey):
                 raise  # a key not to be had now (an application's deadlines_of may read)
             except Exception as exc:
-                if retryable(exc):
+                if is_database_outage(exc):
                     raise  # the database away (an application's deadlines_of may read it)
                 # An event this release cannot read (a class gone without an
                 # upcaster): set aside, loudly, rather than every deadline of
