@@ -28,15 +28,15 @@ FROM queue_cases WHERE open GROUP BY queue
 
 class QueueCollector(Collector):
     def __init__(self, conninfo: str, clock: Clock, queues: list[str]) -> None:
-        self.conninfo = conninfo
+        # A primary's figures, never a standby's.
+        self.conninfo = with_keepalives(conninfo)
         self.clock = clock
         # Every queue the service levels name: an empty one shows 0, not nothing.
         self.queues = queues
 
     def collect(self) -> Iterator[Metric]:
         try:
-            # A primary's figures, never a standby's (`with_keepalives`).
-            with psycopg.connect(with_keepalives(self.conninfo), connect_timeout=3) as conn:
+            with psycopg.connect(self.conninfo, connect_timeout=3) as conn:
                 rows = conn.execute(QUERY).fetchall()
                 breaches = conn.execute(
                     "SELECT count(*) FROM queue_outbox WHERE ce_type LIKE '%.SlaBreached.v1'"

@@ -896,14 +896,14 @@ class Delivery:
         # for the answers that come after.
         park = permanent or (job.attempts >= self._cfg.max_attempts and not unreachable)
         spent, outage = (-1, job.outage_tries + 1) if unreachable else (0, 0)
+
         # Provider messages may quote the address; neither the table nor the
         # public outcome event keeps it whole.
-        error = mask_text(error.replace(job.recipient, job.masked_recipient()))[:500]
-        told = (
-            error
-            if published is None
-            else mask_text(published.replace(job.recipient, job.masked_recipient()))[:500]
-        )
+        def masked(text: str) -> str:
+            return mask_text(text.replace(job.recipient, job.masked_recipient()))[:500]
+
+        error = masked(error)
+        told = error if published is None else masked(published)
         async with self._pool.connection() as conn, conn.transaction():
             if park:
                 cur = await conn.execute(

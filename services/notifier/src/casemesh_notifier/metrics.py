@@ -44,12 +44,12 @@ FROM notification_jobs WHERE status IN ('parked', 'pending', 'sending') GROUP BY
 
 class JobsCollector(Collector):
     def __init__(self, conninfo: str) -> None:
-        self.conninfo = conninfo
+        # A primary's figures, never a standby's.
+        self.conninfo = with_keepalives(conninfo)
 
     def collect(self) -> Iterator[Metric]:
         try:
-            # A primary's figures, never a standby's (`with_keepalives`).
-            with psycopg.connect(with_keepalives(self.conninfo), connect_timeout=3) as conn:
+            with psycopg.connect(self.conninfo, connect_timeout=3) as conn:
                 rows = {r[0]: r[1:] for r in conn.execute(QUERY).fetchall()}
         except psycopg.Error as exc:
             log.warning("metrics.jobs_unavailable", error=repr(exc))
