@@ -88,6 +88,28 @@ def test_without_the_guard_a_caller_meets_the_dropped_connection(
         assert is_database_outage(failure.value)
 
 
+def test_a_connection_given_back_listening_does_not_go_on_hearing_every_write(
+    infra: Infra, database: str
+) -> None:
+    """As the event-store library's subscription leaves one when a relay
+    stops: else every later write's NOTIFY would pile up in the process's
+    memory (psycopg keeps those heard outside `notifies()`). The guard finds
+    it has something to read, and replaces it."""
+    dsn = infra.pg.dsn(database)
+    with ConnectionPool(dsn, min_size=1, max_size=1, kwargs={"autocommit": True}) as pool:
+        guard_pool(pool)
+        with pool.connection() as conn:
+            conn.execute("LISTEN casemesh_test")
+        with psycopg.connect(dsn, autocommit=True) as writer:
+            for n in range(50):
+                writer.execute(f"NOTIFY casemesh_test, '{n}'")
+        with pool.connection() as conn:
+            conn.execute("SELECT 1")  # hears the 50, and is given back
+        with pool.connection() as conn:
+            assert conn.execute("SELECT pg_listening_channels()").fetchall() == []
+            assert not conn._notifies_backlog
+
+
 async def test_an_async_pool_rides_out_an_outage_and_comes_back_by_itself(
     infra: Infra, database: str
 ) -> None:
