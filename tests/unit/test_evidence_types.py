@@ -73,6 +73,83 @@ def test_an_iso_media_file_of_no_accepted_brand_is_refused() -> None:
     assert sniff.media_type(iso_media(b"crx ", b"crx ")) is None  # a camera's raw photo
 
 
+def riff(form: bytes, chunk: bytes) -> bytes:
+    """The start of a RIFF container (WebP, WAV, AVI, an animated cursor)."""
+    return b"RIFF\x24\x00\x00\x00" + form + chunk + b"\x00" * 32
+
+
+def ebml(doc_type: bytes) -> bytes:
+    """The EBML header of a Matroska file (WebM, MKV): versions, then DocType."""
+    body = b"B\x86\x81\x01B\xf7\x81\x01B\x82" + bytes([0x80 | len(doc_type)]) + doc_type
+    return b"\x1aE\xdf\xa3" + bytes([0x80 | len(body)]) + body + b"\x18S\x80g"
+
+
+@pytest.mark.parametrize(
+    ("head", "media_type"),
+    [
+        (b"GIF87a\x01\x00\x01\x00", "image/gif"),
+        (b"\xff\xd8\xff\xdb\x00\x43\x00", "image/jpeg"),  # quantisation table first
+        (riff(b"WEBP", b"VP8L"), "image/webp"),
+        (riff(b"WEBP", b"VP8X"), "image/webp"),
+        (ebml(b"webm"), "video/webm"),
+        (ebml(b"matroska"), "video/webm"),  # screen recorders' MKV, as before
+        (iso_media(b"M4V ", b"M4V ", b"M4A ", b"mp42", b"isom"), "video/mp4"),
+        (iso_media(b"3gp5", b"3gp5", b"isom"), "video/3gpp"),
+        (iso_media(b"3ge7", b"3ge7"), "video/3gpp"),
+        # a box of 60 bytes, its size `\0\0\0<`, is no markup
+        (
+            iso_media(
+                b"isom", *[b"isom", b"iso2", b"avc1", b"mp41"] * 2, b"iso6", b"dash", b"mp42"
+            ),
+            "video/mp4",
+        ),
+    ],
+)
+def test_each_accepted_type_is_known_by_its_own_signature(head: bytes, media_type: str) -> None:
+    assert sniff.media_type(head) == media_type
+
+
+@pytest.mark.parametrize(
+    ("head", "description"),
+    [
+        # Any RIFF container is no WebP: audio, video, cursors, nothing.
+        (riff(b"WAVE", b"fmt "), "a Waveform Audio File Format"),
+        (riff(b"AVI ", b"LIST"), "an Audio Video Interleave"),
+        (riff(b"ACON", b"LIST"), "an Animated cursor"),
+        (b"RIFF" + b"\x00" * 64, None),
+        # A QuickTime atom's name at byte 4 makes nothing a video.
+        (b"MZ\x90\x00free" + b"\x00" * 64, "a Windows executable"),
+        (b"PK\x03\x04free" + b"\x00" * 64, "a ZIP archive"),
+        (b"<!--free--><html><script>fetch('/x')</script>", "an HTML or XML document"),
+        (b"\xef\xbb\xbf  <svg onload=alert(1)>", "an HTML or XML document"),
+        (b"\x00\x00\x00\x08wide\x00\x00\x00\x08mdat", None),
+        (b"\x00\x00\x00\x08moov" + b"\x00" * 64, None),
+        # Part of a signature, or its spelling in text, is not the signature.
+        (b"\x89PNG, said the log line", None),
+        (b"\\x89PNG\\r\\n as text", None),
+        (b"\xff\xd8 and then text", None),
+        (b"\\xff\\xd8\\xff as text", None),
+        (b"%PDF is how a PDF starts", None),
+        # ISO media files of brands no evidence is: audio, raw photos, other brands.
+        (iso_media(b"M4A ", b"M4A ", b"mp42", b"isom"), None),
+        (iso_media(b"M4B ", b"M4B ", b"mp42", b"isom"), None),
+        (iso_media(b"crx ", b"crx ", b"isom"), None),
+        (iso_media(b"JUNK", b"isom", b"mp42", b"avc1"), None),
+        (ebml(b"mka\x00"), None),
+    ],
+)
+def test_a_file_that_only_looks_like_an_accepted_type_is_refused(
+    head: bytes, description: str | None
+) -> None:
+    assert sniff.media_type(head) is None
+    described = sniff.describe(head)
+    assert description is None or described == description
+    # Never described as the type it was refused as.
+    assert not any(
+        word in described for word in ("PNG", "JPEG", "WebP", "QuickTime", "MPEG-4 video")
+    )
+
+
 @pytest.mark.parametrize(
     "name",
     [

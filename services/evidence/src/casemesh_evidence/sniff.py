@@ -1,13 +1,22 @@
 """The real type of a file, from its first bytes (never from its name).
 
-puremagic's signature table recognises the file; only the types evidence may be
-(images, videos, PDF) are accepted. An ISO media file (MP4, QuickTime, 3GP,
-HEIC, AVIF) names its format by brands in its `ftyp` box, and puremagic knows
-only some major brands: a HEIF file under the generic `mif1`/`msf1` (as many
-phones write) and MP4 under `mp41`, `iso2`…`iso6`, `avc1` or `dash` are
-recognised here by their brands."""
+Each accepted type is known by a strict signature of its own format, read
+here: the whole PNG signature, a JPEG's start-of-image marker and the marker
+after it, `GIF87a`/`GIF89a`, a RIFF container whose form is `WEBP`, `%PDF-`
+and its version, an EBML header whose DocType is `webm` (or `matroska`, the
+format WebM is a profile of), and an ISO media file (MP4, QuickTime, 3GP,
+HEIC, AVIF) by the brands of its `ftyp` box: its major brand names the
+format; under the generic HEIF brands (`mif1`/`msf1`, as many phones write),
+its compatible ones do. A signature table that takes the first bytes of any
+format on a weak match (any RIFF for WebP, `free` at byte 4 for QuickTime, an
+M4A's compatible `isom` for MP4) would let other files in under an accepted
+type; so it only names what a refused file is (`describe`). Executables,
+archives, scripts and markup are refused before anything else is looked at.
+"""
 
 from __future__ import annotations
+
+import re
 
 import puremagic
 
@@ -28,12 +37,52 @@ KIND = {
     "video/3gpp2": "video",
     "application/pdf": "pdf",
 }
-# Compatible brands of a HEIF file, most specific first.
+
+# What never is evidence, however it goes on, and what to call it.
+REFUSED = (
+    ((b"MZ",), "a Windows executable"),
+    ((b"\x7fELF",), "a Linux executable"),
+    # puremagic takes any ZIP for an Office document
+    ((b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08"), "a ZIP archive"),
+    ((b"#!", b"<script", b"<?php"), "a script"),
+)
+# UTF-8's byte-order mark, which may come before markup's `<` (as may white space).
+BOM = b"\xef\xbb\xbf"
+
+PNG = b"\x89PNG\r\n\x1a\n"
+# A JPEG's start of image, then the next marker (or a fill byte before it).
+JPEG = re.compile(rb"\xff\xd8\xff[\xc0-\xff]")
+GIF = (b"GIF87a", b"GIF89a")
+# A RIFF container of the WebP form, and its first chunk: lossy, lossless, extended.
+WEBP = re.compile(rb"RIFF[\x00-\xff]{4}WEBPVP8[ LX]")
+PDF = re.compile(rb"%PDF-[0-9]\.[0-9]")
+# EBML's magic number, and the ID of the header's DocType element.
+EBML = b"\x1aE\xdf\xa3"
+DOC_TYPE = 0x4282
+WEBM_DOC_TYPES = frozenset({b"webm", b"matroska"})
+
+# ISO media files, by the major brand of their `ftyp` box.
+MAJOR_BRANDS = dict.fromkeys(
+    (
+        *(b"isom", b"iso2", b"iso3", b"iso4", b"iso5", b"iso6", b"iso7", b"iso8", b"iso9"),
+        *(b"mp41", b"mp42", b"mp71", b"avc1", b"dash", b"mmp4", b"f4v "),
+        *(b"M4V ", b"M4VH", b"M4VP", b"MSNV", b"XAVC"),  # Apple's, Sony's
+    ),
+    "video/mp4",
+)
+MAJOR_BRANDS[b"qt  "] = "video/quicktime"
+MAJOR_BRANDS |= dict.fromkeys((b"avif", b"avis"), "image/avif")
+MAJOR_BRANDS |= dict.fromkeys(
+    (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs"), "image/heic"
+)
+# 3GPP (3gp4…, 3ge6…, 3gg6…, 3gs7…) and 3GPP2 (3g2a…) by their brands' stem.
+BRAND_STEMS = {b"3gp": "video/3gpp", b"3ge": "video/3gpp", b"3gg": "video/3gpp"}
+BRAND_STEMS |= {b"3gs": "video/3gpp", b"3g2": "video/3gpp2"}
+# The generic HEIF brands, and the compatible brands that say which images
+# the file holds, most specific first.
+GENERIC_HEIF = frozenset({b"mif1", b"msf1"})
 HEIF_BRANDS = {b"avif": "image/avif", b"avis": "image/avif", b"heic": "image/heic"}
 HEIF_BRANDS |= dict.fromkeys((b"heix", b"hevc", b"hevx", b"heim", b"heis"), "image/heic")
-MP4_BRANDS = frozenset(
-    {b"isom", b"iso2", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42", b"avc1", b"M4V ", b"dash"}
-)
 
 
 # What devices and mail programs call the accepted types besides their names
@@ -63,32 +112,45 @@ def declared_as(declared: str, detected: str) -> bool:
 def media_type(head: bytes) -> str | None:
     """The media type of a file starting with `head`, or None when it is not
     one the platform accepts as evidence."""
-    heif = _heif(head)
-    if heif:
-        return heif
-    for match in _matches(head):  # most confident first
-        if match.mime_type in KIND:
-            return str(match.mime_type)
-    if head[4:8] == b"ftyp" and _brands(head) & MP4_BRANDS:
-        return "video/mp4"
-    return None
+    if _refused(head):
+        return None
+    if head.startswith(PNG):
+        return "image/png"
+    if JPEG.match(head):
+        return "image/jpeg"
+    if head.startswith(GIF):
+        return "image/gif"
+    if WEBP.match(head):
+        return "image/webp"
+    if PDF.match(head):
+        return "application/pdf"
+    if head.startswith(EBML):
+        return "video/webm" if _doc_type(head) in WEBM_DOC_TYPES else None
+    return _iso_media(head)
 
 
 def describe(head: bytes) -> str:
     """A short human description of a refused file's first bytes."""
-    if head.startswith(b"MZ"):
-        return "a Windows executable"
-    if head.startswith(b"\x7fELF"):
-        return "a Linux executable"
-    if head.startswith(b"PK\x03\x04"):
-        return "a ZIP archive"  # puremagic takes any ZIP for an Office document
-    if head.startswith((b"#!", b"<script", b"<?php")):
-        return "a script"
-    matches = _matches(head)
-    if matches and matches[0].name:
-        name = matches[0].name.split("|")[0].removesuffix(" file")
+    refused = _refused(head)
+    if refused:
+        return refused
+    # A match of an accepted type is a weak one the bytes did not bear out.
+    named = [m.name for m in _matches(head) if m.name and m.mime_type not in KIND]
+    if named:
+        name = named[0].split("|")[0].strip().removesuffix(" file")
         return f"{'an' if name[0].lower() in 'aeiou' else 'a'} {name}"
     return "not an image, video or PDF"
+
+
+def _refused(head: bytes) -> str | None:
+    """What a file of a format never taken as evidence is, or None."""
+    for prefixes, what in REFUSED:
+        if head.startswith(prefixes):
+            return what
+    # Not past NULs: an ISO media file of a 60-byte `ftyp` box starts `\0\0\0<`.
+    if head.removeprefix(BOM).lstrip().startswith(b"<"):
+        return "an HTML or XML document"
+    return None
 
 
 def _matches(head: bytes) -> list[puremagic.PureMagicWithConfidence]:
@@ -98,16 +160,51 @@ def _matches(head: bytes) -> list[puremagic.PureMagicWithConfidence]:
         return []
 
 
-def _heif(head: bytes) -> str | None:
-    """HEIC or AVIF by the brands of a HEIF `ftyp` box: its major brand or,
-    under the generic `mif1`/`msf1`, its compatible ones."""
-    if head[4:8] != b"ftyp":
+def _iso_media(head: bytes) -> str | None:
+    """The type of the ISO media file `head` starts with (its `ftyp` box
+    first), by its major brand or, under a generic HEIF one, its compatible
+    brands; None for any other file or brand (M4A audio, raw photos…)."""
+    if head[4:8] != b"ftyp" or int.from_bytes(head[:4], "big") < 16 or len(head) < 16:
         return None
-    brands = _brands(head) if head[8:12] in (b"mif1", b"msf1") else {head[8:12]}
-    return next((t for brand, t in HEIF_BRANDS.items() if brand in brands), None)
+    major = head[8:12]
+    if major in GENERIC_HEIF:
+        brands = _brands(head)
+        return next((t for brand, t in HEIF_BRANDS.items() if brand in brands), None)
+    return MAJOR_BRANDS.get(major) or BRAND_STEMS.get(major[:3])
 
 
 def _brands(head: bytes) -> set[bytes]:
     """The major and compatible brands of the `ftyp` box `head` starts with."""
     size = min(int.from_bytes(head[:4], "big"), len(head))
     return {head[8:12]} | {head[i : i + 4] for i in range(16, size - 3, 4)}
+
+
+def _vint(data: bytes, at: int, marker: bool) -> tuple[int, int] | None:
+    """The EBML variable-length integer at `at` (its length marker kept, as
+    in an element ID, or not, as in a size) and where it ends; None if
+    malformed or cut off."""
+    if at >= len(data) or data[at] == 0:
+        return None
+    length = 9 - data[at].bit_length()
+    if at + length > len(data):
+        return None
+    value = int.from_bytes(data[at : at + length], "big")
+    return (value if marker else value & ~(1 << (7 * length))), at + length
+
+
+def _doc_type(head: bytes) -> bytes | None:
+    """The DocType of the EBML header `head` starts with (as much of the
+    header as `head` holds), or None."""
+    size = _vint(head, len(EBML), marker=False)
+    if size is None:
+        return None
+    at, end = size[1], min(size[1] + size[0], len(head))
+    while at < end:
+        ident = _vint(head, at, marker=True)
+        length = None if ident is None else _vint(head, ident[1], marker=False)
+        if ident is None or length is None:
+            return None
+        start, at = length[1], length[1] + length[0]
+        if ident[0] == DOC_TYPE:
+            return head[start:at].rstrip(b"\x00") if at <= len(head) else None
+    return None
