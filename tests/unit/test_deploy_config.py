@@ -29,6 +29,7 @@ from casemesh import topics as casemesh_topics
 from casemesh.platform.forgetting import ErasureFollower, erasure_group
 from casemesh.platform.identity import new_signing_key, verify_key_of, verify_keys
 from casemesh.platform.personal.postgres import SCHEMA as KEYS_SCHEMA
+from casemesh.platform.settings import load as settings_load
 from casemesh_casequeue.settings import QueueSettings
 from casemesh_devstack import stack
 from casemesh_devstack.kafka import LocalKafka
@@ -1037,6 +1038,44 @@ def test_the_evidence_spool_leaves_room_in_its_volume_for_a_killed_processs_left
     for overlay, (k, size) in volumes.items():
         spool = int(k.configmaps["evidence-config"]["CASEMESH_EVIDENCE_SPOOL_BYTES"])
         assert 0 < 2 * spool <= size, overlay
+
+
+def test_each_evidence_size_limit_fits_the_spool_budget_or_the_service_does_not_start(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An upload holds its kind's whole size limit of the spool budget: a
+    limit past the budget would refuse every upload of that kind as busy,
+    for ever. Such settings stop the service at start, naming both; what the
+    manifests give the evidence service starts."""
+    for k in (DEV, PROD):
+        (evidence,) = [c for c in containers(k.objects) if "casemesh_evidence" in c.argv]
+        for name in [n for n in os.environ if n.startswith("CASEMESH_")]:
+            monkeypatch.delenv(name)
+        for name, value in evidence.env(k).items():
+            if name.startswith("CASEMESH_") and value is not None:
+                monkeypatch.setenv(name, value)
+        # What a Secret or the operator gives (placeholders in the overlays).
+        monkeypatch.setenv("CASEMESH_INTERNAL_VERIFY_KEY", verify_key_of(new_signing_key()))
+        monkeypatch.setenv("CASEMESH_INBOUND_VERIFY_KEY", verify_key_of(new_signing_key()))
+        monkeypatch.setenv("CASEMESH_DATABASE_URL", "postgresql://evidence@db/evidence")
+        monkeypatch.setenv("CASEMESH_S3_BUCKET", "evidence")
+        cfg = settings_load(EvidenceSettings)
+        assert max(cfg.limits().values()) <= cfg.evidence_spool_bytes
+
+    monkeypatch.setenv("CASEMESH_EVIDENCE_SPOOL_BYTES", str(100 << 20))
+    with pytest.raises(SystemExit) as stopped:
+        settings_load(EvidenceSettings)
+    assert stopped.value.code == 2
+    said = capsys.readouterr().err
+    assert "CASEMESH_MAX_VIDEO_BYTES (524288000) must be at most" in said
+    assert "CASEMESH_EVIDENCE_SPOOL_BYTES (104857600)" in said
+    assert "CASEMESH_MAX_IMAGE_BYTES" not in said
+
+    monkeypatch.setenv("CASEMESH_MAX_VIDEO_BYTES", str(100 << 20))
+    assert settings_load(EvidenceSettings).limits()["video"] == 100 << 20  # equal fits
+    monkeypatch.setenv("CASEMESH_MAX_PDF_BYTES", str((100 << 20) + 1))
+    with pytest.raises(ValidationError, match="CASEMESH_MAX_PDF_BYTES"):
+        EvidenceSettings()
 
 
 def test_the_deploy_check_refuses_a_variable_no_setting_reads_and_a_required_one_missing() -> None:

@@ -45,6 +45,24 @@ class EvidenceSettings(PostgresSettings, KafkaSettings, InternalServiceSettings)
             raise ValueError("CASEMESH_S3_BUCKET is required when CASEMESH_EVIDENCE_STORE=s3")
         return self
 
+    @model_validator(mode="after")
+    def _limits_within_spool(self) -> EvidenceSettings:
+        # An upload holds its kind's whole limit of the spool budget once its
+        # first bytes say what it is: a limit past the budget would refuse
+        # every upload of that kind as busy, for ever.
+        over = [
+            f"CASEMESH_MAX_{kind.upper()}_BYTES ({limit})"
+            for kind, limit in self.limits().items()
+            if limit > self.evidence_spool_bytes
+        ]
+        if over:
+            raise ValueError(
+                f"{', '.join(over)} must be at most CASEMESH_EVIDENCE_SPOOL_BYTES"
+                f" ({self.evidence_spool_bytes}): an upload holds its kind's limit of"
+                " the spool budget, so a larger one could never be taken in"
+            )
+        return self
+
     def limits(self) -> dict[str, int]:
         return {
             "image": self.max_image_bytes,
