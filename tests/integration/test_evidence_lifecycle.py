@@ -7,6 +7,7 @@ files wait to be attached; bytes another record names stay."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import time
@@ -186,11 +187,11 @@ async def test_an_erased_persons_files_go_once_no_live_case_holds_them(
     dsn: str, locker: EvidenceLocker
 ) -> None:
     """Cy is erased: the file no case holds and the one of her closed ticket
-    are deleted after the grace period; the one she asked for to attach to a
-    new ticket, heard late, stays, and so does the one her report still
-    under review holds, while the report is decided (an appeal may reopen
-    it), until the decision is reversed. Dan's file in her closed ticket is
-    his, and stays."""
+    are deleted after the grace period, though she asked for them just
+    before; the one a new ticket of hers takes up, heard in time, stays, and
+    so does the one her report still under review holds, while the report
+    is decided (an appeal may reopen it), until the decision is reversed.
+    Dan's file in her closed ticket is his, and stays."""
     cases = Cases(dsn, locker)
     loose, closed, reported, later = [await upload(locker, "cy", png()) for _ in range(4)]
     dans = await upload(locker, "dan", png())
@@ -204,12 +205,14 @@ async def test_an_erased_persons_files_go_once_no_live_case_holds_them(
     assert forget_person(dsn, cases, "cy") == 4  # the names she gave her four files
     assert cases.purge() == 0  # within the grace period
     cases.time += GRACE + timedelta(seconds=1)
-    # Just before the purger's round, she asks for a file to attach it to a
-    # ticket she is filing (the gateway does): it waits its grace again.
-    await locker.describe(Identity("cy", frozenset({"user"})), f"evidence/{later.id}")
-    assert cases.purge() == 2
+    # Just before the purger's round, she asks for files to attach them to a
+    # ticket she is filing (the gateway does): an erasure's candidates do not
+    # wait their grace again for that. The ticket, heard, holds one of them.
+    for file in (loose, closed, later):
+        await locker.describe(Identity("cy", frozenset({"user"})), f"evidence/{file.id}")
     taken_up = ticket(str(uuid.uuid4()), 1, NEW, tev.TicketCreated, "cy", evidence=attached(later))
-    cases.hear(taken_up)  # her ticket, heard late
+    cases.hear(taken_up)
+    assert cases.purge() == 2
     assert cases.purge_after_grace() == 0
     assert await kept(locker, loose, closed, reported, later, dans) == [
         False,
@@ -259,6 +262,39 @@ async def test_a_case_taking_a_file_up_while_the_follower_is_away_keeps_it(
     assert await kept(locker, taken, dropped) == [True, False]
     assert cases.purge_after_grace() == 0
     assert stored(locker, taken) == [True]
+
+
+async def test_asking_for_a_file_puts_off_only_the_deletion_of_an_upload_no_case_took_up(
+    dsn: str, locker: EvidenceLocker
+) -> None:
+    """Ida's ticket expires, and Jo is erased: their files become candidates,
+    as does the upload of Ida's that no case took up in its wait. Both ask
+    for their files twice a day (a script polling GetEvidence): the expired
+    case's file and the erased person's go once the grace period is over,
+    as if never asked for; only the upload still to be attached waits its
+    grace again each time (the gateway asks before attaching it)."""
+    cases = Cases(dsn, locker)
+    ida, jo = Identity("ida", frozenset({"user"})), Identity("jo", frozenset({"user"}))
+    expired, loose = [await upload(locker, "ida", png()) for _ in range(2)]
+    erased = await upload(locker, "jo", png())  # never attached either
+    ident = str(uuid.uuid4())
+    cases.hear(ticket(ident, 1, NEW, tev.TicketCreated, "ida", evidence=attached(expired)))
+    cases.time += UNATTACHED + timedelta(seconds=1)  # the waits are over
+    cases.hear(ticket(ident, 4, CLOSED))
+    cases.hear(ticket(ident, 5, CLOSED, tev.TicketExpired))
+    forget_person(dsn, cases, "jo")
+    assert cases.purge() == 0  # all three candidates from now
+
+    deleted = 0
+    for _ in range(7):  # three and a half days
+        cases.time += timedelta(hours=12)
+        for who, file in ((ida, expired), (ida, loose), (jo, erased)):
+            with contextlib.suppress(NotFound):
+                await locker.describe(who, f"evidence/{file.id}")
+        deleted += cases.purge()
+    assert deleted == 2
+    assert await kept(locker, expired, erased, loose) == [False, False, True]
+    assert stored(locker, expired, erased, loose) == [False, False, True]
 
 
 class Told(HeardUntil):

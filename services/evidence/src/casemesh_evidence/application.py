@@ -328,11 +328,13 @@ class EvidenceLocker:
 
     async def _touch(self, view: EvidenceView) -> None:
         """Its owner asked for it (GetEvidence: the gateway asks before
-        attaching it): a candidate for deletion waits its grace period again
-        (`lifecycle`); one deleted meanwhile is not found."""
+        attaching it): a candidate for deletion only because no case took it
+        up in time waits its grace period again; one an ended or expired case
+        or an erasure made a candidate does not (`lifecycle`). One deleted
+        meanwhile is not found."""
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute(lifecycle.LOCK, lifecycle.file_locks(view.sha256))
-            await conn.execute(lifecycle.TOUCH, (self.clock.now(), view.id))
+            await conn.execute(lifecycle.TOUCH_UNATTACHED, (self.clock.now(), view.id))
             cur = await conn.execute("SELECT FROM evidence WHERE id = %s", (view.id,))
             if await cur.fetchone() is None:
                 raise NotFound(f"evidence/{view.id} not found")

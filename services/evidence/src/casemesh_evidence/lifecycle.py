@@ -38,9 +38,13 @@ a case that took the file up just before may not have been heard yet. The
 grace counts only up to where `GROUP` has read the case topics (its
 committed offsets: `HeardUntil`), so this consumer being behind or away,
 however long, deletes nothing it may not have heard; a relay behind is
-covered by the grace alone. A candidate its owner asks for (to attach it)
-or uploads again waits its grace again from then (`TOUCH`). Its record
-goes first; its bytes go after, once no record of anyone's names them.
+covered by the grace alone. A candidate its owner uploads again waits its
+grace again from then (`TOUCH`); one its owner asks for (to attach it) does
+too only if nothing but the end of its wait to be attached made it one
+(`TOUCH_UNATTACHED`): the files of ended or expired cases and of an erased
+person go on time however often their owner asks for them (a person polling,
+or erased, would otherwise keep them for ever). Its record goes first; its
+bytes go after, once no record of anyone's names them.
 
 A file's own advisory lock (`file_locks`, by its content) orders the
 purger's check and deletion against a case taking the file up and against
@@ -115,7 +119,13 @@ CREATE TABLE IF NOT EXISTS evidence_unneeded (
 CREATE INDEX IF NOT EXISTS evidence_unneeded_since ON evidence_unneeded (since);
 CREATE TABLE IF NOT EXISTS evidence_bytes_unneeded (sha256 text PRIMARY KEY);
 ALTER TABLE evidence_bytes_unneeded
-    ADD COLUMN IF NOT EXISTS not_before timestamptz NOT NULL DEFAULT '-infinity'"""
+    ADD COLUMN IF NOT EXISTS not_before timestamptz NOT NULL DEFAULT '-infinity';
+ALTER TABLE evidence_unneeded
+    ADD COLUMN IF NOT EXISTS unattached boolean NOT NULL DEFAULT false"""
+# `evidence_unneeded.unattached`: the candidate was made one by the end of its
+# wait to be attached (`PROMOTE`) and by nothing else (`mark_unneeded`: a
+# case's end or expiry, an erasure). A row written by a release before it
+# reads as marked otherwise: its owner's asking for it puts nothing off.
 
 # The longest an upload takes from storing its bytes to recording them. Bytes
 # are stored before their record (not in its transaction: a video takes a
@@ -192,17 +202,23 @@ PROMOTE = (
     "  SELECT evidence_id FROM evidence_unattached WHERE until < %(now)s"
     "  ORDER BY until, evidence_id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
     " RETURNING evidence_id)"
-    " INSERT INTO evidence_unneeded (evidence_id, since)"
-    " SELECT evidence_id, %(now)s FROM due ORDER BY evidence_id"
+    " INSERT INTO evidence_unneeded (evidence_id, since, unattached)"
+    " SELECT evidence_id, %(now)s, true FROM due ORDER BY evidence_id"
     " ON CONFLICT (evidence_id) DO UPDATE SET"
-    " since = GREATEST(evidence_unneeded.since, EXCLUDED.since)"
+    " since = GREATEST(evidence_unneeded.since, EXCLUDED.since),"
+    " unattached = evidence_unneeded.unattached AND EXCLUDED.unattached"
 )
 
 
-# A file its owner asked for (to attach it, say) or uploaded again: were it a
-# candidate, it waits its grace period again from now (`%s`), so that the
-# case it goes to is heard before it is checked. Run under the file's lock.
+# A file its owner uploaded again: were it a candidate, it waits its grace
+# period again from now (`%s`), so that the case it goes to is heard before
+# it is checked. Run under the file's lock.
 TOUCH = "UPDATE evidence_unneeded SET since = GREATEST(since, %s) WHERE evidence_id = %s"
+# A file its owner asked for (to attach it, say): likewise, were it a
+# candidate only because no case took it up in time. Not one an ended or
+# expired case or an erasure made a candidate: asking is no use of it (a
+# person polling their files, or erased, would keep them for ever).
+TOUCH_UNATTACHED = f"{TOUCH} AND unattached"
 
 
 class Standing(StrEnum):
@@ -324,13 +340,14 @@ async def wait_for_the_unrecorded(conn: psycopg.AsyncConnection[Any], now: datet
 
 def mark_unneeded(conn: psycopg.Connection[Any], ids: Sequence[Any], now: datetime) -> int:
     """Makes the files `ids` candidates from `now` (a candidate marked again
-    waits its grace period from then)."""
+    waits its grace period from then), whose owner's asking for them does not
+    put them off (not `unattached`)."""
     if not ids:
         return 0
     return conn.execute(
         "INSERT INTO evidence_unneeded (evidence_id, since) SELECT unnest(%s::uuid[]), %s"
         " ON CONFLICT (evidence_id) DO UPDATE SET"
-        " since = GREATEST(evidence_unneeded.since, EXCLUDED.since)",
+        " since = GREATEST(evidence_unneeded.since, EXCLUDED.since), unattached = false",
         (sorted(set(ids)), now),  # one order for all markers: they do not deadlock
     ).rowcount
 
