@@ -24,11 +24,14 @@ from casemesh.platform.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    ResourceExhausted,
 )
 from casemesh.platform.identity import Identity
 from casemesh.platform.pools import async_pool
 from casemesh.rules.retention import period
+from casemesh.v1.helpcenter_pb2 import ListMyHelpSessionsResponse
 from casemesh_helpcenter import erasures, phone, retention, store
+from casemesh_helpcenter.api import session_message
 from casemesh_helpcenter.application import ArticleText, HelpCenter, NewPhoneChange
 from casemesh_helpcenter.application import _session as session_of
 from casemesh_helpcenter.domain import TicketDraft
@@ -264,6 +267,48 @@ async def test_a_session_searched_thousands_of_times_lists_its_latest_searches(
     assert [q["query"] for q in rows[0]["search_log"]] == [f"q{i}" for i in range(2901, 3001)]
 
 
+async def test_many_long_sessions_come_in_pages_that_a_grpc_client_takes(
+    app: HelpCenter,
+) -> None:
+    """A hundred sessions begun at the same moment, each showing a hundred
+    searches of 200 Chinese characters, would make a page of about 6 MB,
+    past the 4 MiB a gRPC client takes. Asked for a hundred at a time,
+    they come in shorter pages that fit, and the pages together list each
+    session once, in order."""
+    lee = Identity(f"lee-{uuid.uuid4().hex[:8]}", frozenset({"user"}))
+    began = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+    async with app.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO help_sessions (id, user_id, locale, created_at)"
+            " SELECT gen_random_uuid(), %s, 'zh-CN', %s FROM generate_series(1, 100)",
+            (lee.subject, began),
+        )
+        await conn.execute(
+            "INSERT INTO help_search_log (session, query, results, at)"
+            " SELECT s.id, repeat('视频', 99) || lpad(i::text, 2, '0'), 1, %s"
+            " FROM help_sessions s, generate_series(1, 100) AS i WHERE s.user_id = %s",
+            (began, lee.subject),
+        )
+        cur = await conn.execute(
+            "SELECT id::text FROM help_sessions WHERE user_id = %s ORDER BY id DESC",
+            (lee.subject,),
+        )
+        every = [f"help-sessions/{row[0]}" for row in await cur.fetchall()]
+    listed: list[str] = []
+    pages, token = 0, ""
+    while True:
+        rows, token = await app.my_sessions(lee, 100, token)
+        page = ListMyHelpSessionsResponse(
+            sessions=[session_message(r) for r in rows], next_page_token=token
+        )
+        assert page.ByteSize() < 4 * 1024 * 1024
+        listed += [s.name for s in page.sessions]
+        pages += 1
+        if not token:
+            break
+    assert listed == every and pages > 1
+
+
 async def test_full_width_typing_gets_the_suggestions_of_what_it_stands_for(
     app: HelpCenter,
 ) -> None:
@@ -383,10 +428,15 @@ async def test_a_phone_change_started_again_is_the_same_change(app: HelpCenter) 
     assert (first.state, first.codes_sent) == ("AWAITING_OLD_CODE", 1)
     again = await app.start_phone_change(ALICE, change)
     assert (again.id, again.codes_sent) == (first.id, 1)
-    with pytest.raises(InvalidArgument, match="other numbers"):
+    # The same id with other numbers is a reused key, as every retry key's is.
+    with pytest.raises(AlreadyExists, match="other numbers") as reused:
         await app.start_phone_change(
             ALICE, NewPhoneChange("move-1", "+8613800138000", "+8613700137000", "")
         )
+    assert (reused.value.reason, reused.value.metadata) == (
+        "REQUEST_ID_REUSED",
+        {"field": "request_id"},
+    )
     with pytest.raises(NotFound):
         await app.phone_change(BOB, first.name)
     sent = await code_sent(app, first.name)
@@ -473,6 +523,132 @@ async def test_a_confirmation_repeated_after_success_is_answered_not_counted(
     done = await app.confirm_phone_change(ALICE, started.name, sent)
     repeated = await app.confirm_phone_change(ALICE, started.name, sent)
     assert (done.state, repeated.state, repeated.attempts) == ("VERIFIED", "VERIFIED", 0)
+
+
+def person(name: str, mark: str) -> Identity:
+    return Identity(f"{name}-{mark}", frozenset({"user"}))
+
+
+def numbers(mark: str, count: int) -> list[str]:
+    """`count` mobile numbers no other test uses."""
+    base = int(mark, 16) % 10**6
+    return [f"+86158{i:02d}{base:06d}" for i in range(count)]
+
+
+async def codes_to(app: HelpCenter, number: str) -> int:
+    """The codes the outbox holds for the notifier to send to `number`."""
+    async with app.pool.connection() as conn:
+        cur = await conn.execute("SELECT payload FROM verification_outbox")
+        rows = await cur.fetchall()
+    return sum(hev.VerificationCodeIssued.FromString(row[0]).phone == number for row in rows)
+
+
+async def test_a_number_only_named_by_others_still_starts_its_own_change(
+    app: HelpCenter,
+) -> None:
+    """Mallory starts three changes to Alice's number, every code going to
+    her own: no code went to Alice's number, so Alice's change from it starts
+    and her code is sent."""
+    mark = uuid.uuid4().hex[:8]
+    mallory, alice = person("mallory", mark), person("alice", mark)
+    hers, alices, alices_new = numbers(mark, 3)
+    for i in range(3):
+        await app.start_phone_change(mallory, NewPhoneChange(f"m{i}", hers, alices, ""))
+    assert (await codes_to(app, hers), await codes_to(app, alices)) == (3, 0)
+    started = await app.start_phone_change(alice, NewPhoneChange("a1", alices, alices_new, ""))
+    assert started.state == "AWAITING_OLD_CODE"
+    assert await codes_to(app, alices) == 1
+
+
+async def test_a_number_gets_the_codes_of_three_changes_an_hour_whoever_starts_them(
+    app: HelpCenter,
+) -> None:
+    """Three users' changes from one number send it their codes; a fourth
+    change to or from it, by anyone, is refused, and so is the new-number
+    code of a change begun before them (which stays at its step, no attempt
+    counted). An hour later the number takes changes again."""
+    mark = uuid.uuid4().hex[:8]
+    xena, *users = (person(f"u{i}", mark) for i in range(6))
+    shared, xenas, *own = numbers(mark, 7)
+    first = await app.start_phone_change(xena, NewPhoneChange("x1", xenas, shared, ""))
+    for user, number in zip(users[:3], own, strict=False):
+        await app.start_phone_change(user, NewPhoneChange("s1", shared, number, ""))
+    assert await codes_to(app, shared) == 3
+    for change in (
+        NewPhoneChange("s1", shared, own[3], ""),
+        NewPhoneChange("s1", own[4], shared, ""),
+    ):
+        with pytest.raises(ResourceExhausted) as refused:
+            await app.start_phone_change(users[3], change)
+        assert refused.value.reason == "CODES_PER_NUMBER"
+    code = await code_sent(app, first.name)
+    with pytest.raises(ResourceExhausted) as refused:
+        await app.confirm_phone_change(xena, first.name, code)
+    assert refused.value.reason == "CODES_PER_NUMBER"
+    stays = await app.phone_change(xena, first.name)
+    assert (stays.state, stays.attempts, stays.codes_sent) == ("AWAITING_OLD_CODE", 0, 1)
+    assert await codes_to(app, shared) == 3
+
+    clock = app.clock
+    assert isinstance(clock, FakeClock)
+    was = clock.now()
+    try:
+        clock.now_is(was + timedelta(hours=1, seconds=1))
+        later = await app.start_phone_change(users[3], NewPhoneChange("s2", shared, own[3], ""))
+    finally:
+        clock.now_is(was)  # the module's other tests share the clock
+    assert later.state == "AWAITING_OLD_CODE" and await codes_to(app, shared) == 4
+
+
+async def test_changes_started_at_once_on_the_same_numbers_keep_the_limit_and_all_answer(
+    app: HelpCenter,
+) -> None:
+    """Eight users start changes between the same two numbers at the same
+    moment, half of them one way round and half the other (on replicas,
+    as on one): neither number gets codes from more than three changes,
+    and every call is answered, sent or refused, none deadlocked."""
+    wide = async_pool(str(app.pool.conninfo), max_size=8)
+    await wide.open()
+    try:
+        racing = HelpCenter(wide, app.clock)
+        for _ in range(3):
+            mark = uuid.uuid4().hex[:8]
+            p, q = numbers(mark, 2)
+            calls = [
+                racing.start_phone_change(
+                    person(f"r{i}", mark),
+                    NewPhoneChange("r1", *((p, q) if i % 2 else (q, p)), ""),
+                )
+                for i in range(8)
+            ]
+            answers = await asyncio.gather(*calls, return_exceptions=True)
+            refused = [a for a in answers if isinstance(a, BaseException)]
+            assert all(isinstance(a, ResourceExhausted) for a in refused), refused
+            assert len(refused) < 8
+            assert await codes_to(app, p) <= 3 and await codes_to(app, q) <= 3
+    finally:
+        await wide.close()
+
+
+async def test_a_start_retried_after_its_numbers_were_forgotten_is_answered(
+    app: HelpCenter,
+) -> None:
+    """A verified change whose numbers an erasure blanked (as retention
+    does, later, to everyone's): its start retried under its request id is
+    answered with the change as it stands, not refused as a reused key, and
+    sends nothing."""
+    mark = uuid.uuid4().hex[:8]
+    una = person("una", mark)
+    old, new = numbers(mark, 2)
+    change = await app.start_phone_change(una, NewPhoneChange("u1", old, new, ""))
+    await app.confirm_phone_change(una, change.name, await code_sent(app, change.name))
+    verified = await app.confirm_phone_change(una, change.name, await code_sent(app, change.name))
+    assert verified.state == "VERIFIED"
+    erasures.forget_person(str(app.pool.conninfo), una.subject, datetime.now(UTC))
+    again = await app.start_phone_change(una, NewPhoneChange("u1", old, new, ""))
+    assert (again.id, again.state, again.codes_sent) == (change.id, "VERIFIED", 2)
+    assert (again.old_phone, again.new_phone) == ("", "")
+    assert await codes_to(app, old) + await codes_to(app, new) == 0
 
 
 async def code_sent(app: HelpCenter, name: str) -> str:

@@ -28,7 +28,7 @@ from casemesh.platform.errors import (
 )
 from casemesh.platform.grpcutil import resource_id
 from casemesh.platform.identity import Identity
-from casemesh.platform.paging import page_of, page_size_of
+from casemesh.platform.paging import document_bytes, fitting, page_of, page_size_of
 from casemesh.rules import tickets as rules
 from casemesh_helpcenter import phone, store
 from casemesh_helpcenter.domain import (
@@ -103,13 +103,16 @@ class HelpCenter:
         self, who: Identity, page_size: int, page_token: str
     ) -> tuple[list[dict[str, Any]], str]:
         """The caller's help sessions, newest first, a page at a time, and the
-        token of the next page ("" on the last)."""
+        token of the next page ("" on the last). A page is cut short past
+        PAGE_BYTES (a session shows up to SEARCH_LOG_SHOWN searches, and a
+        hundred of them would pass the 4 MiB a gRPC client takes)."""
         return await self._mine(
             store.sessions_of,
             who,
             page_size,
             page_token,
             lambda row: (row["created_at"], str(row["id"])),
+            size=document_bytes,
         )
 
     async def my_phone_changes(
@@ -127,13 +130,19 @@ class HelpCenter:
         page_size: int,
         page_token: str,
         key: Callable[[T], tuple[datetime, str]],
+        size: Callable[[T], int] | None = None,
     ) -> tuple[list[T], str]:
         """A page of the caller's rows that `read(conn, user, after, limit)`
-        gives newest first, and the token of the next page."""
+        gives newest first, and the token of the next page; given their
+        `size`, only as many as fit PAGE_BYTES (the token then names the
+        last one answered)."""
         limit = page_size_of(page_size)
         after = page_after(page_token)
         async with self.pool.connection() as conn:
             rows = await read(conn, who.subject, after, limit + 1)
+        if size is not None:
+            limit = fitting((size(row) for row in rows), limit)
+            rows = rows[: limit + 1]
         return page_of(rows, limit, key)
 
     # -- articles ---------------------------------------------------------------

@@ -9,9 +9,13 @@ the account). Codes are six digits, kept here as salted hashes (the outbox
 row that carries one to the notifier is erased once published), valid for ten
 minutes; five wrong codes lock the change; a code can be re-sent three times;
 a change lasts an hour; a new one supersedes the user's unfinished ones; and
-new changes are limited per user and per number. Codes travel to the notifier
-through an outbox (`casemesh.verification.v1`), the verified request through
-another (`casemesh.helpcenter.v1`)."""
+new changes are limited per user, and per number by the changes, of anyone,
+whose codes went to it: checked as a change starts and again as the new
+number's first code goes. A number merely named, whose code was never sent,
+counts for nothing (naming someone's number must not lock them out of their
+own change). Codes travel to the notifier through an outbox
+(`casemesh.verification.v1`), the verified request through another
+(`casemesh.helpcenter.v1`)."""
 
 from __future__ import annotations
 
@@ -46,9 +50,19 @@ MAX_RESENDS = 3
 # A change not finished within this time is over; start again.
 CHANGE_TTL = timedelta(hours=1)
 # Against SMS flooding and guessing across changes: new changes per user per
-# day, and per number (old or new) per hour.
+# day, and per number per hour the changes, of anyone, that sent it a code.
 CHANGES_PER_USER_PER_DAY = 5
 CHANGES_PER_NUMBER_PER_HOUR = 3
+# The changes begun in the last hour that sent `%(number)s` a code: every
+# change sends one to its old number as it starts; one reaches its new number
+# once the old is confirmed, which is when `prev_hash` is set (and kept).
+# (The rows with numbers hold them in clear; `phone_changes_numbered` has the
+# recent ones, and the repeated condition lets the planner use it.)
+_SENT_TO_NUMBER = (
+    "SELECT count(*) AS n FROM phone_changes WHERE created_at > %(since)s"
+    " AND (old_phone <> '' OR new_phone <> '')"
+    " AND (old_phone = %(number)s OR (new_phone = %(number)s AND prev_hash <> ''))"
+)
 NAMESPACE = uuid.UUID("b1a5c0de-4f1e-4c3a-9d2b-7e6f5a4b3c21")
 
 # Each outbox row names its phone change (`phone-changes/{id}`) in `request`.
@@ -201,7 +215,11 @@ async def start(
         await cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"phone:{user_id}",))
         await cur.execute("SELECT 1 FROM phone_changes WHERE id = %s", (ident,))
         if await cur.fetchone() is None:
-            await _check_limits(cur, user_id, (old_phone, new_phone), now)
+            await _check_user_limit(cur, user_id, now)
+            # Numbers are shared by users: theirs are serialised too.
+            await _lock_numbers(cur, old_phone, new_phone)
+            for number in (old_phone, new_phone):
+                await _check_number_limit(cur, number, now)
         await cur.execute(
             "INSERT INTO phone_changes (id, user_id, request_id, old_phone, new_phone, locale,"
             " state, salt, code_hash, code_expires, codes_sent, attempts, created_at)"
@@ -214,8 +232,15 @@ async def start(
         assert change is not None
         if change.state == "ERASED":  # its numbers are gone: they match nothing
             _require_open(change, now)
-        if (change.old_phone, change.new_phone) != (old_phone, new_phone):
-            raise InvalidArgument.field("request_id", "was used for a change between other numbers")
+        # A number retention or an erasure blanked is unknown, not another:
+        # the retry is answered with the change as it stands.
+        sent = ((change.old_phone, old_phone), (change.new_phone, new_phone))
+        if any(stored and stored != given for stored, given in sent):
+            raise AlreadyExists(
+                "request_id was used for a change between other numbers",
+                reason="REQUEST_ID_REUSED",
+                metadata={"field": "request_id"},
+            )
         if created:
             # A new change ends the user's earlier unfinished ones.
             await cur.execute(
@@ -228,7 +253,7 @@ async def start(
     return change
 
 
-async def _check_limits(cur: Any, user_id: str, numbers: tuple[str, str], now: datetime) -> None:
+async def _check_user_limit(cur: Any, user_id: str, now: datetime) -> None:
     await cur.execute(
         "SELECT count(*) AS n FROM phone_changes WHERE user_id = %s AND created_at > %s",
         (user_id, now - timedelta(days=1)),
@@ -238,11 +263,28 @@ async def _check_limits(cur: Any, user_id: str, numbers: tuple[str, str], now: d
             f"at most {CHANGES_PER_USER_PER_DAY} phone changes a day; try again tomorrow",
             reason="PHONE_CHANGES_PER_DAY",
         )
-    await cur.execute(
-        "SELECT count(*) AS n FROM phone_changes WHERE created_at > %s"
-        " AND (old_phone = ANY(%s) OR new_phone = ANY(%s))",
-        (now - timedelta(hours=1), list(numbers), list(numbers)),
-    )
+
+
+async def _lock_numbers(cur: Any, *numbers: str) -> None:
+    """Serialises, until the transaction ends, whatever counts and sends codes
+    to these numbers, across users and replicas. Locks are taken in the
+    order of their keys, so that two calls naming the same numbers the other
+    way round wait for each other instead of deadlocking. Taken before any
+    row lock (`_load`), and after the user's lock when both are taken."""
+    for key in sorted({_number_key(n) for n in numbers}):
+        await cur.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+
+
+def _number_key(number: str) -> int:
+    digest = hashlib.sha256(f"casemesh-phone-number:{number}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+async def _check_number_limit(cur: Any, number: str, now: datetime) -> None:
+    """Refuses another change's code to `number` once CHANGES_PER_NUMBER_PER_HOUR
+    changes begun within the hour sent it codes. Asked under `_lock_numbers`
+    (so that two changes cannot both take the last place)."""
+    await cur.execute(_SENT_TO_NUMBER, {"since": now - timedelta(hours=1), "number": number})
     if (await cur.fetchone())["n"] >= CHANGES_PER_NUMBER_PER_HOUR:
         raise ResourceExhausted(
             "too many codes for this number; try again in an hour", reason="CODES_PER_NUMBER"
@@ -315,9 +357,22 @@ async def confirm(
     conn: psycopg.AsyncConnection[Any], user_id: str, ident: str, code: str, now: datetime
 ) -> Change | None:
     """The change after a code, or None if it is not the caller's. A wrong code
-    is INVALID_ARGUMENT (with the attempts left) and counts; the fifth locks."""
+    is INVALID_ARGUMENT (with the attempts left) and counts; the fifth locks.
+    The right one at the old step is RESOURCE_EXHAUSTED (`CODES_PER_NUMBER`),
+    and changes nothing, while the new number has had its changes' codes for
+    the hour."""
     wrong: str | None = None
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        # The right code at the old step sends one to the new number: that
+        # number's lock comes first, before the change's row (as in `start`).
+        await cur.execute(
+            "SELECT new_phone FROM phone_changes WHERE id = %s AND user_id = %s"
+            " AND state = 'AWAITING_OLD_CODE'",
+            (ident, user_id),
+        )
+        awaiting_old = await cur.fetchone()
+        if awaiting_old is not None:
+            await _lock_numbers(cur, awaiting_old["new_phone"])
         c = await _load(cur, ident)
         if c is None or c.user_id != user_id:
             return None
@@ -345,6 +400,8 @@ async def confirm(
             else:
                 wrong = f"is not the code we sent; {MAX_ATTEMPTS - c.attempts} attempts left"
         elif c.state == "AWAITING_OLD_CODE":
+            # Refused, the change stays at its step and the code stays good.
+            await _check_number_limit(cur, c.new_phone, now)
             c.state = "AWAITING_NEW_CODE"
             c.prev_salt, c.prev_hash = c.salt, c.code_hash
             await _send_code(cur, c, now)
