@@ -12,7 +12,8 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from casemesh.platform import errors
 from casemesh.platform.grpcutil import STATUS_DETAILS_KEY, to_status
-from casemesh.platform.localized import LOCALES, locale_of, localized
+from casemesh.platform.localized import LOCALES, field_words, locale_of, localized
+from casemesh_evidence.application import _mib
 
 ROOT = Path(__file__).resolve().parents[2]
 WORDS = tomllib.loads(
@@ -121,3 +122,30 @@ def test_every_field_text_has_chinese_words_that_keep_its_parts() -> None:
     for english, words in WORDS["fields"].items():
         parts = set(re.findall(r"\{(\w+)\}", english))
         assert set(re.findall(r"\{(\w+)\}", words["zh-CN"])) <= parts, english
+
+
+@pytest.mark.parametrize(
+    ("description", "chinese"),
+    [
+        ("image evidence may be at most 20 MiB", "文件太大：这类附件最大 20 MiB。"),
+        ("the upload has no content", "上传的文件是空的。"),
+        (
+            "the file is a Windows executable; evidence must be an image, a video or a PDF",
+            "附件只能是图片、视频或 PDF，这个文件都不是。",
+        ),
+        (
+            "the bytes are image/png, not image/jpeg",
+            "文件的实际类型是 image/png，与声明的 image/jpeg 不符。",
+        ),
+    ],
+)
+def test_an_upload_refused_is_said_in_chinese_beside_the_file_field(
+    description: str, chinese: str
+) -> None:
+    """What the evidence service says of a file it refuses, as a Chinese
+    reader's upload form shows it (sizes as people read them)."""
+    assert field_words(description, "zh-CN") == chinese
+
+
+def test_an_upload_limit_is_given_in_mebibytes() -> None:
+    assert [_mib(n) for n in (20 << 20, 500 << 20, 3 << 19)] == ["20 MiB", "500 MiB", "1.5 MiB"]

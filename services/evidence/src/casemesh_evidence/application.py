@@ -215,7 +215,7 @@ class EvidenceLocker:
             size += len(chunk)
             if detected is not None and size > limit:
                 raise InvalidArgument.field(
-                    "chunk", f"{sniff.KIND[detected]} evidence may be at most {limit} bytes"
+                    "chunk", f"{sniff.KIND[detected]} evidence may be at most {_mib(limit)}"
                 )
             # Once its kind is known, an upload holds its kind's largest size
             # against the budget (refused at once, not most of a video in);
@@ -369,3 +369,9 @@ class EvidenceLocker:
             if not chunk:
                 return
             yield chunk
+
+
+def _mib(size: int) -> str:
+    """A size limit as people read it: `20 MiB`, `1.5 MiB`."""
+    mib = size / (1 << 20)
+    return f"{mib:.0f} MiB" if mib == round(mib) else f"{mib:.1f} MiB"
