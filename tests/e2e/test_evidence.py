@@ -138,7 +138,7 @@ def test_an_upload_over_the_limit_is_refused_and_not_stored(stack: Stack) -> Non
     err = rejected(lambda: owner.upload(png(extra=3 * MiB), "huge.png"))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "chunk" in violated_fields(err)
-    assert str(2 * MiB) in err.details()
+    assert "at most 2 MiB" in err.details()
     assert stored_objects(stack.evidence_dir) <= before  # nothing new (others' may go)
 
 
