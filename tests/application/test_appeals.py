@@ -829,13 +829,155 @@ def test_handing_a_case_to_another_agent_or_adding_to_it_keeps_its_review_date(
     assert app.add_info(ALICE, ident, "再补充一点", {}, etag="").next_step_due == promised
 
 
-@pytest.mark.parametrize("stays_down", [True, False])
-def test_the_decision_behind_a_court_outcome_may_still_be_appealed_within_its_window(
-    app: Appeals, stays_down: bool
-) -> None:
+@pytest.mark.parametrize("court", ["HELD", "UPHELD_BY_COURT", "RESTORED"])
+def test_a_notice_before_a_court_is_not_appealed_on_the_platform(app: Appeals, court: str) -> None:
+    """Once the claimant shows court action, the court decides: upholding
+    Ursula's appeal could not bring her video back, and would tell her UPHELD
+    while it stays down. Her appeal is refused, naming what it appeals, and
+    nothing is stored; so is one against how the court action ended."""
     ident = held(app)
-    app.record_court_outcome(AGENT, ident, stays_down, "判决书", [])
-    assert app.file(URSULA, decision_appeal(ident)).state == "SUBMITTED"
+    if court != "HELD":
+        app.record_court_outcome(AGENT, ident, court == "UPHELD_BY_COURT", "判决书", [])
+    assert app.get(URSULA, ident).state == court
+    stored = app.recorder.max_notification_id()
+    with pytest.raises(FailedPrecondition) as refused:
+        app.file(URSULA, decision_appeal(ident))
+    assert (refused.value.reason, refused.value.metadata) == (
+        "DECISION_BEFORE_COURT",
+        {"field": "appeal.appeal_of"},
+    )
+    assert app.recorder.max_notification_id() == stored
+
+
+def refusal(app: Appeals, who: Identity, draft: AppealDraft) -> str:
+    """The reason filing `draft` is refused with, checking that the refusal
+    names `appeal.appeal_of` and stores nothing."""
+    stored = app.recorder.max_notification_id()
+    with pytest.raises(FailedPrecondition) as refused:
+        app.file(who, draft)
+    assert refused.value.metadata == {"field": "appeal.appeal_of"}
+    assert app.recorder.max_notification_id() == stored
+    return refused.value.reason
+
+
+def test_only_the_party_a_decision_went_against_may_appeal_it(
+    app: Appeals, clock: FakeClock
+) -> None:
+    """Alice's notice was upheld, her way: her appeal of it could only be
+    "upheld" with nothing changing, and is refused. Once the content is back
+    (Ursula's counter-notice, no court action in time), neither may appeal
+    the notice's decision: for Ursula there is nothing left to reverse. A
+    filer whose own counter-notice was upheld has nothing to appeal either."""
+    ident = upheld(app)
+    alices = replace(decision_appeal(ident), filer=party("Alice"))
+    assert refusal(app, ALICE, alices) == "DECISION_NOT_AGAINST_APPELLANT"
+    counter(app, ident)
+    assert refusal(app, ALICE, alices) == "DECISION_NOT_AGAINST_APPELLANT"
+    (restore,) = app.deadlines_of(last_event(app, ident))
+    clock.now_is(restore.due)
+    app.fire(restore)
+    assert app.get(URSULA, ident).state == "RESTORED"
+    assert refusal(app, URSULA, decision_appeal(ident)) == "NOTHING_TO_REVERSE"
+    assert refusal(app, ALICE, alices) == "DECISION_NOT_AGAINST_APPELLANT"
+
+    countered_alone = str(app.file(URSULA, counter_notice_draft()).id)
+    app.assign(AGENT, countered_alone, "")
+    app.decide(AGENT, countered_alone, True, {"ground": "原创", "facts": "自编舞"}, None, etag="")
+    assert refusal(app, URSULA, decision_appeal(countered_alone)) == (
+        "DECISION_NOT_AGAINST_APPELLANT"
+    )
+
+
+def test_upholding_an_appeal_the_notice_can_no_longer_reverse_is_refused(app: Appeals) -> None:
+    """Ursula appealed the notice, then countered it, and the claimant went
+    to court: the notice is HELD. Upholding her appeal would tell her UPHELD
+    while her video stays down; it is refused and nothing is stored. The
+    agent may still reject it."""
+    ident = upheld(app)
+    appeal = str(app.file(URSULA, decision_appeal(ident)).id)
+    app.assign(AGENT, appeal, "")
+    counter(app, ident)
+    app.record_court_action(AGENT, ident, "起诉书已送达", EVIDENCE)
+    stored = app.recorder.max_notification_id()
+    reasons = {"ground": "原创", "facts": "舞蹈为其原创"}
+    with pytest.raises(FailedPrecondition) as refused:
+        app.decide(AGENT, appeal, True, reasons, None, etag="")
+    assert refused.value.reason == "NOTHING_TO_REVERSE"
+    assert app.recorder.max_notification_id() == stored
+    assert app.get(URSULA, ident).state == "HELD"
+    assert app.decide(AGENT, appeal, False, reasons, None, etag="").state == "REJECTED"
+
+
+def test_an_open_appeal_has_no_decision_to_appeal_yet(app: Appeals) -> None:
+    """Appealing an appeal still under review is refused because nothing was
+    decided, not because "the decision on an appeal is final"."""
+    appeal = str(app.file(URSULA, decision_appeal(upheld(app))).id)
+    again = replace(decision_appeal(appeal), request_id="a2")
+    assert refusal(app, URSULA, again) == "NO_DECISION_TO_APPEAL"
+
+
+def test_a_second_appeal_of_a_decision_waits_until_the_first_is_decided_or_withdrawn(
+    app: Appeals,
+) -> None:
+    """Ursula's two appeals of one decision, both open, could be decided two
+    ways (one rejected as final, the other upheld): while her first is open,
+    another is refused, naming what it appeals; a retry of the first still
+    gets it. Withdrawn, or decided, the first leaves the way open to another
+    within the window."""
+    ident = upheld(app)
+    first = app.file(URSULA, decision_appeal(ident))
+    second = replace(decision_appeal(ident), request_id="a2")
+    assert refusal(app, URSULA, second) == "APPEAL_PENDING"
+    assert app.file(URSULA, decision_appeal(ident)).id == first.id
+    app.withdraw(URSULA, str(first.id), "写错了")
+    filed = app.file(URSULA, second)
+    assert filed.id != first.id
+    assert refusal(app, URSULA, replace(second, request_id="a3")) == "APPEAL_PENDING"
+    assert app.file(URSULA, second).id == filed.id
+
+
+@pytest.mark.parametrize("same_grounds", [True, False])
+def test_two_appeals_of_a_decision_filed_at_the_same_moment_store_one(
+    app: Appeals, monkeypatch: pytest.MonkeyPatch, same_grounds: bool
+) -> None:
+    """Two replicas take Ursula's two appeals at once, each reading no appeal
+    of hers before the other stores its own: the first stored wins, the
+    other is refused as pending, and stores nothing."""
+    ident = upheld(app)
+    first = app.file(URSULA, decision_appeal(ident))
+    second = replace(decision_appeal(ident), request_id="a2")
+    if not same_grounds:
+        second = replace(second, content={"grounds": "另有证据"})
+    monkeypatch.setattr(app, "_appeals_of", lambda filer, decision: [])  # read before `first`
+    assert refusal(app, URSULA, second) == "APPEAL_PENDING"
+    monkeypatch.undo()
+    assert [a.id for a in app._appeals_of("ursula", f"appeals/{ident}")] == [first.id]
+
+
+def counter_notice_draft() -> AppealDraft:
+    """Ursula's counter-notice filed as a case of its own."""
+    content = {
+        "counter_notice": {"removed_item": "https://video.example/v/123", "reason": "自编舞"},
+        "good_faith_statement": True,
+        "accuracy_statement": True,
+    }
+    return AppealDraft("c1", "COUNTER_NOTICE", "cn", party("Ursula"), content)
+
+
+def test_a_counter_notice_is_decided_by_a_person(app: Appeals) -> None:
+    """A counter-notice is the uploader's complaint against a removal: like
+    an appeal, it may not be decided solely by automated means (DSA Art.
+    20(6)); refused, naming the field, and nothing is stored."""
+    ident = str(app.file(URSULA, counter_notice_draft()).id)
+    app.assign(AGENT, ident, "")
+    before = len(events_of(app, ident))
+    reasons = {"ground": "原创", "facts": "自编舞", "automated_decision": True}
+    with pytest.raises(InvalidArgument) as refused:
+        app.decide(AGENT, ident, True, reasons, None, etag="")
+    assert [v.field for v in refused.value.violations] == ["reasons.automated_decision"]
+    assert len(events_of(app, ident)) == before
+    reasons["automated_decision"] = False
+    assert app.decide(AGENT, ident, True, reasons, None, etag="").state == "UPHELD"
 
 
 def test_agent_commands_need_an_agent_and_change_nothing(app: Appeals) -> None:

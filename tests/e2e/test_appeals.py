@@ -418,7 +418,22 @@ def test_appeals_keep_the_foundations_guarantees(stack: Stack) -> None:
     assert headers["ce_source"] == "casemesh/appeals" and "traceparent" in headers
 
 
-def test_court_action_holds_the_content_and_a_decision_can_be_appealed(stack: Stack) -> None:
+def appeal_decision(person: Person, appeal_of: str, request_id: str, filer: apb.Party) -> Any:
+    """`person` appeals the decision of `appeal_of`."""
+    return person.FileAppeal(
+        apb.FileAppealRequest(
+            request_id=request_id,
+            appeal=apb.Appeal(
+                kind=apb.APPEAL_KIND_DECISION_APPEAL,
+                appeal_of=appeal_of,
+                grounds="The dance is my own choreography; the claimant's video is later.",
+                filer=filer,
+            ),
+        )
+    )
+
+
+def test_court_action_holds_the_content_and_the_court_not_an_appeal_decides(stack: Stack) -> None:
     case, claimant, uploader, email, phone, _ = upheld_and_countered(stack)
     agent = Person(stack, f"agent-{uuid.uuid4().hex[:6]}", "agent")
     held = agent.RecordCourtAction(
@@ -432,55 +447,25 @@ def test_court_action_holds_the_content_and_a_decision_can_be_appealed(stack: St
         timeout=30,
     )
 
-    # The uploader asks for the (upholding) decision to be looked at again.
-    appeal = uploader.FileAppeal(
-        apb.FileAppealRequest(
-            request_id="second-look",
-            appeal=apb.Appeal(
-                kind=apb.APPEAL_KIND_DECISION_APPEAL,
-                appeal_of=case.name,
-                grounds="The dance is my own choreography; the claimant's video is later.",
-                filer=apb.Party(
-                    legal_name="Uma Lee",
-                    locale="en",
-                    contact=contact(f"{uploader.user}@example.com"),
-                ),
-            ),
-        )
+    # The uploader asks for the (upholding) decision to be looked at again: the
+    # court seized of the case decides it now, and an appeal upheld on the
+    # platform would change nothing.
+    uploader_party = apb.Party(
+        legal_name="Uma Lee", locale="en", contact=contact(f"{uploader.user}@example.com")
     )
-    assert appeal.state == apb.APPEAL_STATE_SUBMITTED and appeal.appeal_of == case.name
+    err = rejected(lambda: appeal_decision(uploader, case.name, "second-look", uploader_party))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_info(err).reason == "DECISION_BEFORE_COURT"
 
     stranger = Person(stack, f"stranger-{uuid.uuid4().hex[:6]}")
-    err = rejected(
-        lambda: stranger.FileAppeal(
-            apb.FileAppealRequest(
-                request_id="not-mine",
-                appeal=apb.Appeal(
-                    kind=apb.APPEAL_KIND_DECISION_APPEAL,
-                    appeal_of=case.name,
-                    grounds="…",
-                    filer=apb.Party(legal_name="S", locale="en", contact=contact("s@example.com")),
-                ),
-            )
-        )
-    )
+    party = apb.Party(legal_name="S", locale="en", contact=contact("s@example.com"))
+    err = rejected(lambda: appeal_decision(stranger, case.name, "not-mine", party))
     assert err.code() == grpc.StatusCode.NOT_FOUND
     fresh = claimant.FileAppeal(
         apb.FileAppealRequest(appeal=notice(claimant, email, phone), request_id="undecided")
     )
-    err = rejected(
-        lambda: claimant.FileAppeal(
-            apb.FileAppealRequest(
-                request_id="too-early",
-                appeal=apb.Appeal(
-                    kind=apb.APPEAL_KIND_DECISION_APPEAL,
-                    appeal_of=fresh.name,
-                    grounds="…",
-                    filer=apb.Party(legal_name="C", locale="zh-CN", contact=contact(email)),
-                ),
-            )
-        )
-    )
+    party = apb.Party(legal_name="C", locale="zh-CN", contact=contact(email))
+    err = rejected(lambda: appeal_decision(claimant, fresh.name, "too-early", party))
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 

@@ -15,12 +15,19 @@ from functools import partial
 from typing import Any, Unpack, cast
 from uuid import UUID
 
+from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.utils import EnvType
 
 from casemesh.platform.caseindex import CaseRow, Page
 from casemesh.platform.cases import CaseApplication, CaseOptions, open_indexed
 from casemesh.platform.clock import Clock
-from casemesh.platform.errors import FailedPrecondition, InvalidArgument, Violations
+from casemesh.platform.errors import (
+    Aborted,
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    Violations,
+)
 from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.grpcutil import resource_id
 from casemesh.platform.history import EventEntry, entry_basics
@@ -32,7 +39,9 @@ from casemesh.platform.timers import Deadline
 from casemesh.rules import retention
 from casemesh.rules import tickets as rules
 from casemesh_appeals.domain import (
-    DECIDED,
+    APPEAL_OF,
+    COMPLAINTS,
+    OPEN,
     PERSONAL,
     CopyrightAppeal,
     Kind,
@@ -151,6 +160,21 @@ class Appeals(CaseApplication[CopyrightAppeal]):
     ) -> CopyrightAppeal:
         """Files a case. For an appeal of a report decision the gateway vouches
         for the decision's appeal deadline ("" when there is none to appeal)."""
+        self._check_draft(draft)
+        kind = Kind(draft.kind)
+        # A retry gets its case, window or not (an appeal filed before appeals
+        # took their rounds is found here too).
+        existing = self.replayed(CopyrightAppeal.create_id(who.subject, draft.request_id), draft)
+        if existing is not None:
+            return existing
+        if kind is Kind.DECISION_APPEAL:
+            return self._file_appeal(who, draft, report_decision_until)
+        jurisdiction = draft.jurisdiction or self.default_jurisdiction
+        case = CopyrightAppeal(**self._opening(who, draft, kind, jurisdiction))
+        return self._save_filed(case, draft)
+
+    def _check_draft(self, draft: AppealDraft) -> None:
+        """Refuses a filing with bad fields, naming each (INVALID_ARGUMENT)."""
         v = Violations()
         if not rules.REQUEST_ID.match(draft.request_id):
             v.add("request_id", "must be 1–64 characters of letters, digits, '.', '_', ':' or '-'")
@@ -168,22 +192,60 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         if draft.kind in Kind.__members__:
             check_parts(v, Kind(draft.kind), draft.content, "appeal")
         v.raise_if_any()
-        kind = Kind(draft.kind)
-        ident = CopyrightAppeal.create_id(who.subject, draft.request_id)
-        existing = self.replayed(ident, draft)  # a retry gets its case, window or not
-        if existing is not None:
-            return existing
-        if kind is Kind.DECISION_APPEAL:
-            theirs = self._check_appealable(who, draft.appeal_of, report_decision_until)
-            # An appeal of a case's decision runs under that case's law: its
-            # outcome sets the case's next deadlines and redress.
-            if theirs is not None and theirs != jurisdiction:
-                if draft.jurisdiction:
-                    raise InvalidArgument.field(
-                        "appeal.jurisdiction",
-                        f"must be {theirs}, the appealed case's (or left empty)",
-                    )
-                jurisdiction = theirs
+
+    def _file_appeal(
+        self, who: Identity, draft: AppealDraft, report_decision_until: str | None
+    ) -> CopyrightAppeal:
+        """An appeal of a decision, the caller's next round of appeals of it
+        (`CopyrightAppeal.appeal_id`): refused while their previous one is
+        still open (APPEAL_PENDING), even filed at the same moment on another
+        replica; one decided or withdrawn leaves the way open to another
+        within the window. A retry gets its appeal, window or not."""
+        decision = decision_name(draft.appeal_of)
+        earlier = self._appeals_of(who.subject, decision)
+        mine = next((a for a in earlier if a.request_id == draft.request_id), None)
+        if mine is not None:
+            return self.replayed(mine.id, draft) or mine
+        theirs = self._check_appealable(who, draft.appeal_of, report_decision_until)
+        _refuse_if_pending(earlier, draft.appeal_of)
+        jurisdiction = draft.jurisdiction or self.default_jurisdiction
+        # An appeal of a case's decision runs under that case's law: its
+        # outcome sets the case's next deadlines and redress.
+        if theirs is not None and theirs != jurisdiction:
+            if draft.jurisdiction:
+                raise InvalidArgument.field(
+                    "appeal.jurisdiction", f"must be {theirs}, the appealed case's (or left empty)"
+                )
+            jurisdiction = theirs
+        opening = self._opening(who, draft, Kind.DECISION_APPEAL, jurisdiction)
+        appeal = CopyrightAppeal.lodge(len(earlier) + 1, decision, **opening)
+        return self._save_round(appeal, draft)
+
+    def _save_round(self, appeal: CopyrightAppeal, draft: AppealDraft) -> CopyrightAppeal:
+        """Saves the appeal in its round: another appeal that took the round
+        at the same moment (on another replica, say) is open, and this one is
+        refused (APPEAL_PENDING); a concurrent retry of the same request
+        answers with its appeal, one of another under the same request id is
+        ALREADY_EXISTS."""
+        try:
+            filed = self._save_filed(appeal, draft)
+        except AlreadyExists:
+            filed = self.repository.get(appeal.id)
+            if filed.request_id == draft.request_id:
+                raise
+        if filed.request_id != draft.request_id:
+            _refuse_if_pending([filed], draft.appeal_of)
+            raise Aborted(
+                "another appeal of yours of this decision was filed at the same moment;"
+                " read your appeals and retry",
+                reason="CONCURRENT_CHANGE",
+            )
+        return filed
+
+    def _opening(
+        self, who: Identity, draft: AppealDraft, kind: Kind, jurisdiction: str
+    ) -> dict[str, Any]:
+        """The fields a case is filed with (`CopyrightAppeal.Filed`)."""
         policy = self.policies[jurisdiction]
         content = {
             **draft.content,
@@ -191,36 +253,46 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             "appeal_of": draft.appeal_of,
         }
         missing = missing_elements(kind, content)
-        now = self.clock.now()
-        appeal = CopyrightAppeal(
-            filer_id=who.subject,
-            request_id=draft.request_id,
-            request_fingerprint=self.fingerprint(draft),
-            kind=kind,
-            jurisdiction=jurisdiction,
-            content=content,
-            missing=missing,
-            next_step=Step.YOUR_INFORMATION if missing else Step.REVIEW,
-            next_step_due=policy.due(policy.info_response if missing else policy.review, now),
-        )
-        appeal = self.create(appeal, draft)
-        log.info("appeal.filed", appeal_id=str(appeal.id), kind=kind.value, missing=missing)
-        return appeal
+        return {
+            "filer_id": who.subject,
+            "request_id": draft.request_id,
+            "request_fingerprint": self.fingerprint(draft),
+            "kind": kind,
+            "jurisdiction": jurisdiction,
+            "content": content,
+            "missing": missing,
+            "next_step": Step.YOUR_INFORMATION if missing else Step.REVIEW,
+            "next_step_due": policy.due(
+                policy.info_response if missing else policy.review, self.clock.now()
+            ),
+        }
+
+    def _save_filed(self, case: CopyrightAppeal, draft: AppealDraft) -> CopyrightAppeal:
+        """Saves the new case (`create`): a concurrent retry of the same
+        request that won the race answers with its case."""
+        case = self.create(case, draft)
+        log.info("appeal.filed", appeal_id=str(case.id), kind=case.kind.value, missing=case.missing)
+        return case
+
+    def _appeals_of(self, filer: str, decision: str) -> list[CopyrightAppeal]:
+        """The appeals `filer` filed of `decision`, by round, first first."""
+        found: list[CopyrightAppeal] = []
+        while True:
+            ident = CopyrightAppeal.appeal_id(filer, decision, len(found) + 1)
+            try:
+                found.append(self.repository.get(ident))
+            except AggregateNotFoundError:
+                return found
 
     def _check_appealable(
         self, who: Identity, appeal_of: str, report_decision_until: str | None
     ) -> str | None:
-        """Refuses an appeal of a case with no decision open to appeal; returns
-        the appealed case's jurisdiction (None for a report decision)."""
+        """Refuses an appeal of a case with no decision open to the caller's
+        appeal (`CopyrightAppeal.require_appealable_by`); returns the appealed
+        case's jurisdiction (None for a report decision)."""
         if appeal_of.startswith(REPORT_CASES):
             # A decision of the reports service: the gateway checked with that
             # service that the caller is a party, and passed on the deadline.
-            try:
-                UUID(appeal_of.removeprefix(REPORT_CASES))
-            except ValueError:
-                raise InvalidArgument.field(
-                    "appeal.appeal_of", "must be appeals/{id} or report-cases/{id}"
-                ) from None
             if not report_decision_until:
                 raise FailedPrecondition(
                     f"{appeal_of} has no decision to appeal", reason="NO_DECISION_TO_APPEAL"
@@ -233,31 +305,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                 )
             return None
         decided = self.load_visible(who, appeal_id_from_name(appeal_of, "appeal.appeal_of"))
-        # An appeal of an appeal, or of a notice an appeal restored, would
-        # change nothing if upheld: the decision on an appeal is final on the
-        # platform (its redress lies beyond it). One decided before it was,
-        # which told its parties they may appeal, still may be, until then.
-        if decided.kind is Kind.DECISION_APPEAL and decided.next_step != Step.APPEAL:
-            raise FailedPrecondition(
-                f"{appeal_of} is an appeal, and the decision on an appeal is final",
-                reason="APPEAL_DECISION_FINAL",
-            )
-        if decided.restored_by_appeal:
-            raise FailedPrecondition(
-                f"{appeal_of} had its content restored on appeal, and the decision on an"
-                " appeal is final",
-                reason="APPEAL_DECISION_FINAL",
-            )
-        if decided.state not in DECIDED or decided.decision is None:
-            raise FailedPrecondition(
-                f"{appeal_of} has no decision to appeal yet", reason="NO_DECISION_TO_APPEAL"
-            )
-        deadline = decided.decision["appeal_deadline"]
-        if self.clock.now() > deadline:
-            raise FailedPrecondition(
-                f"the appeal window for {appeal_of} closed at {deadline}",
-                reason="APPEAL_WINDOW_CLOSED",
-            )
+        decided.require_appealable_by(who.subject, self.clock.now())
         return decided.jurisdiction
 
     def add_info(
@@ -425,11 +473,11 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                     "affected_uploader",
                     "only upholding a TAKEDOWN_NOTICE, or an appeal of its rejection, names one",
                 )
-            if a.kind is Kind.DECISION_APPEAL and statement.automated_decision:
+            if a.kind in COMPLAINTS and statement.automated_decision:
                 refused.add(
                     "reasons.automated_decision",
-                    "an appeal is decided by a person, not solely by automated means"
-                    " (DSA Art. 20(6))",
+                    f"a {a.kind.value} is a complaint against a decision: a person decides it,"
+                    " not automated means alone (DSA Art. 20(6))",
                 )
             refused.raise_if_any()
             # The decision's next deadline and redress are the appealed
@@ -668,6 +716,33 @@ PARTS = {
     "counter_notice": Kind.COUNTER_NOTICE,
     "grounds": Kind.DECISION_APPEAL,
 }
+
+
+def decision_name(appeal_of: str) -> str:
+    """The decided case `appeal_of` names (`appeals/{id}` or
+    `report-cases/{id}`), in its one spelling: the key of its appeals'
+    rounds. Another name is INVALID_ARGUMENT naming `appeal.appeal_of`."""
+    if appeal_of.startswith(REPORT_CASES):
+        try:
+            return REPORT_CASES + str(UUID(appeal_of.removeprefix(REPORT_CASES)))
+        except ValueError:
+            raise InvalidArgument.field(
+                "appeal.appeal_of", "must be appeals/{id} or report-cases/{id}"
+            ) from None
+    return "appeals/" + appeal_id_from_name(appeal_of, "appeal.appeal_of")
+
+
+def _refuse_if_pending(earlier: list[CopyrightAppeal], appeal_of: str) -> None:
+    """Refuses another appeal while one of the same party of the same
+    decision is still open: both decided, they could end opposite ways."""
+    pending = next((a for a in earlier if a.state in OPEN), None)
+    if pending is not None:
+        raise FailedPrecondition(
+            f"your appeal appeals/{pending.id} of {appeal_of} is still open: add to it, or"
+            " withdraw it, rather than appealing again",
+            reason="APPEAL_PENDING",
+            metadata=APPEAL_OF,
+        )
 
 
 def carries_anything(content: Any) -> bool:

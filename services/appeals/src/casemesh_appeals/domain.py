@@ -8,6 +8,9 @@ until an agent records how the action ended: UPHELD_BY_COURT (the content
 stays down) or RESTORED.
 A counter-notice or an appeal of a decision is decided UPHELD or REJECTED;
 the decision on an appeal is final on the platform (nothing follows it).
+Only the party a decision went against may appeal it, one appeal at a time,
+and only while upholding the appeal could still reverse it (not once a court
+is seized of the case).
 The filer may withdraw an open case; a request for information unanswered in
 time ABANDONs it. Every event records the next step and its due date, which
 the service computes from the jurisdiction's policy (time is an input). A
@@ -65,7 +68,8 @@ FINISHED = frozenset({State.WITHDRAWN, State.ABANDONED, State.RESTORED, State.UP
 # be pending): an upheld appeal of the uploader restores it. Once the
 # claimant shows court action, the court decides.
 CONTENT_DOWN = frozenset({State.UPHELD, State.FORWARDED_TO_CLAIMANT})
-# Decided cases, which a party may appeal within the window.
+# Decided cases, which the party a decision went against may appeal within
+# the window (`require_appealable_by` says when they may not).
 DECIDED = frozenset(
     {
         State.UPHELD,
@@ -76,6 +80,13 @@ DECIDED = frozenset(
         State.UPHELD_BY_COURT,
     }
 )
+
+# Refusals of an appeal name the field that says which decision it appeals.
+APPEAL_OF = {"field": "appeal.appeal_of"}
+# Complaints against a decision: the uploader's counter-notice against a
+# removal, a party's appeal. A person decides them, never automated means
+# alone (DSA Art. 20(6)).
+COMPLAINTS = frozenset({Kind.COUNTER_NOTICE, Kind.DECISION_APPEAL})
 
 
 class Step(StrEnum):
@@ -151,6 +162,20 @@ class CopyrightAppeal(ExpiringCase):
     @staticmethod
     def create_id(filer_id: str, request_id: str) -> uuid.UUID:
         return derived_id(NAMESPACE, filer_id, request_id)
+
+    @classmethod
+    def lodge(cls, round_no: int, appeal_of: str, **filed: Any) -> CopyrightAppeal:
+        """A new appeal (`Filed` with `filed`) of the decision of `appeal_of`,
+        its filer's `round_no`-th (`appeal_id`)."""
+        ident = cls.appeal_id(filed["filer_id"], appeal_of, round_no)
+        return cls._create(cls.Filed, id=ident, **filed)
+
+    @staticmethod
+    def appeal_id(filer_id: str, appeal_of: str, round_no: int) -> uuid.UUID:
+        """The id of the `round_no`-th appeal (from 1) by `filer_id` of the
+        decision of `appeal_of`: two appeals filed at once take the same round,
+        and only one is stored, so a party never has two open at a time."""
+        return derived_id(NAMESPACE, "appeal", filer_id, appeal_of, round_no)
 
     class Filed(Aggregate.Created):
         filer_id: str
@@ -435,7 +460,87 @@ class CopyrightAppeal(ExpiringCase):
         self.uploader = uploader
         self._moved(state, next_step, next_step_due)
 
-    # -- an upheld appeal of this case's decision (DSA Art. 20(4)) ---------
+    # -- appeals of this case's decision (DSA Art. 20) ----------------------
+
+    def require_appealable_by(self, appellant: str, now: datetime) -> None:
+        """Refuses an appeal by `appellant` of this case's decision that could
+        never be upheld to any effect: of a case not decided yet; of a
+        decision on an appeal, or a notice an appeal restored (final on the
+        platform); of a notice held for, or decided by, a court (the court's
+        outcome stands); by a party the decision did not go against (the
+        claimant of an upheld notice, the filer of an upheld case); of a
+        notice whose content is back up already; after its window closed.
+        Each refusal names the field `appeal.appeal_of`."""
+        name = f"appeals/{self.id}"
+        if self.state not in DECIDED or self.decision is None:
+            raise FailedPrecondition(
+                f"{name} has no decision to appeal yet",
+                reason="NO_DECISION_TO_APPEAL",
+                metadata=APPEAL_OF,
+            )
+        # One decided before decisions on appeals were final, which told its
+        # parties they may appeal it, still may be, until its deadline.
+        if self.kind is Kind.DECISION_APPEAL and self.next_step is not Step.APPEAL:
+            raise FailedPrecondition(
+                f"{name} is an appeal, and the decision on an appeal is final",
+                reason="APPEAL_DECISION_FINAL",
+                metadata=APPEAL_OF,
+            )
+        if self.restored_by_appeal:
+            raise FailedPrecondition(
+                f"{name} had its content restored on appeal, and the decision on an appeal"
+                " is final",
+                reason="APPEAL_DECISION_FINAL",
+                metadata=APPEAL_OF,
+            )
+        if self.court_action or self.state in (State.HELD, State.UPHELD_BY_COURT):
+            raise FailedPrecondition(
+                f"{name} is before a court (it is {self.state.value}): the court's outcome"
+                " stands, not the platform's decision",
+                reason="DECISION_BEFORE_COURT",
+                metadata=APPEAL_OF,
+            )
+        if appellant != self.decided_against():
+            raise FailedPrecondition(
+                f"the decision on {name} did not go against you: only the party it went"
+                " against may appeal it",
+                reason="DECISION_NOT_AGAINST_APPELLANT",
+                metadata=APPEAL_OF,
+            )
+        if self.kind is Kind.TAKEDOWN_NOTICE and not self._reversible_by(appellant):
+            raise FailedPrecondition(
+                f"{name} is {self.state.value}: upholding an appeal would change nothing",
+                reason="NOTHING_TO_REVERSE",
+                metadata=APPEAL_OF,
+            )
+        deadline = self.decision["appeal_deadline"]
+        if now > deadline:
+            raise FailedPrecondition(
+                f"the appeal window for {name} closed at {deadline}",
+                reason="APPEAL_WINDOW_CLOSED",
+                metadata=APPEAL_OF,
+            )
+
+    def decided_against(self) -> str:
+        """The user the decision went against ("" before one, or when it went
+        its filer's way on a case that has no other party here): a notice
+        upheld, its uploader; any case rejected, its filer."""
+        if self.decision is None:
+            return ""
+        if self.decision["outcome"] == "REJECT":
+            return self.filer_id
+        if self.kind is Kind.TAKEDOWN_NOTICE:
+            return str((self.uploader or {}).get("user_id") or "")
+        return ""
+
+    def _reversible_by(self, appellant: str) -> bool:
+        """Whether an upheld appeal of `appellant` reverses this notice now:
+        its uploader's while the content is down (no court seized), its
+        claimant's while it is rejected."""
+        named = (self.uploader or {}).get("user_id")
+        if self.state in CONTENT_DOWN:
+            return appellant == named
+        return self.state is State.REJECTED and appellant == self.filer_id
 
     def reverse_on_appeal(
         self,
@@ -451,33 +556,37 @@ class CopyrightAppeal(ExpiringCase):
         restored (the case ends RESTORED); a rejected notice whose claimant
         appealed is upheld, naming `uploader` (required then), as by
         `decide`, its counter-notice window running from now. Returns what
-        followed: "RESTORED", "UPHELD", or "" when nothing does: the decision
-        no longer stands as appealed (the content was restored meanwhile,
-        say), or the case is of another kind, for which the appeal's own
-        decision is the outcome."""
+        followed: "RESTORED" or "UPHELD"; "" for a case of another kind, for
+        which the appeal's own decision is the outcome. A notice the appeal
+        can no longer reverse (it went before a court, or its content came
+        back, since the appeal was filed) refuses it: upheld, the appeal
+        would tell its filer of a reversal that never happened."""
         if self.kind is not Kind.TAKEDOWN_NOTICE:
             return ""
-        named = (self.uploader or {}).get("user_id")
-        if self.state in CONTENT_DOWN and appellant == named:
+        if not self._reversible_by(appellant):
+            raise FailedPrecondition(
+                f"appeals/{self.id} is {self.state.value} now: upholding this appeal would"
+                " change nothing",
+                reason="NOTHING_TO_REVERSE",
+            )
+        if self.state in CONTENT_DOWN:
             self._restored_on_appeal(actor=actor, appeal=appeal)
             return State.RESTORED.value
-        if self.state is State.REJECTED and appellant == self.filer_id:
-            if not uploader:
-                raise InvalidArgument.field(
-                    "affected_uploader",
-                    "upholding an appeal of a rejected notice names the uploader of the content",
-                )
-            if reasons.appeal_deadline is None:
-                raise ValueError("a decision records a completed statement of reasons")
-            self._upheld_on_appeal(
-                actor=actor,
-                appeal=appeal,
-                next_step_due=reasons.appeal_deadline,
-                reasons=reasons.to_dict(),
-                uploader=uploader,
+        if not uploader:
+            raise InvalidArgument.field(
+                "affected_uploader",
+                "upholding an appeal of a rejected notice names the uploader of the content",
             )
-            return State.UPHELD.value
-        return ""
+        if reasons.appeal_deadline is None:
+            raise ValueError("a decision records a completed statement of reasons")
+        self._upheld_on_appeal(
+            actor=actor,
+            appeal=appeal,
+            next_step_due=reasons.appeal_deadline,
+            reasons=reasons.to_dict(),
+            uploader=uploader,
+        )
+        return State.UPHELD.value
 
     class RestoredOnAppeal(Aggregate.Event):
         """The content restored: the uploader's appeal of the notice's
