@@ -4,6 +4,7 @@ deadlines, and appealed."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -616,6 +617,40 @@ def test_a_decision_is_appealed_within_its_window_and_not_after(
         app.file(URSULA, late)
     with pytest.raises(FailedPrecondition, match="no decision"):
         app.file(URSULA, AppealDraft(**{**vars(late), "appeal_of": "report-cases/" + ident}), "")
+
+
+@pytest.mark.parametrize(
+    ("scope", "jurisdiction"),
+    [("DE,FR", "eu"), ("CN,DE", "eu"), ("", "eu"), ("CN", "cn"), ("US", "cn"), (None, "cn")],
+)
+def test_an_appeal_of_a_report_decision_runs_under_the_law_where_it_applies(
+    app: Appeals, clock: FakeClock, scope: str | None, jurisdiction: str
+) -> None:
+    """A decision that applies in the EU is appealed under the DSA (six
+    months, the out-of-court bodies of Art. 21 named at the end), whatever the
+    filer left empty; China's alone under China's; the service's default
+    otherwise, or when the gateway does not say where it applies."""
+    until = (clock.now() + timedelta(days=30)).isoformat()
+    draft = AppealDraft(
+        **{
+            **vars(decision_appeal("")),
+            "jurisdiction": "",
+            "appeal_of": f"report-cases/{uuid.uuid4()}",
+        }
+    )
+    assert app.file(URSULA, draft, until, scope).jurisdiction == jurisdiction
+
+
+def test_an_appeal_of_an_eu_report_decision_cannot_choose_chinas_law(
+    app: Appeals, clock: FakeClock
+) -> None:
+    until = (clock.now() + timedelta(days=30)).isoformat()
+    draft = AppealDraft(
+        **{**vars(decision_appeal("")), "appeal_of": f"report-cases/{uuid.uuid4()}"}
+    )
+    with pytest.raises(InvalidArgument) as refused:
+        app.file(URSULA, draft, until, "DE")
+    assert "appeal.jurisdiction" in str(refused.value)
 
 
 def test_an_appeal_is_decided_by_a_person_and_names_no_uploader(app: Appeals) -> None:

@@ -88,14 +88,16 @@ class Person:
             )
         )
 
-    def take_action(self, stack: Stack, case: str, uploader: apb.Party) -> rpb.ReportCase:
-        """As an agent: the reported video goes (`statement`), and its uploader
-        is told."""
+    def take_action(
+        self, stack: Stack, case: str, uploader: apb.Party, **changes: Any
+    ) -> rpb.ReportCase:
+        """As an agent: the reported video goes (`statement`, with `changes`),
+        and its uploader is told."""
         return self.DecideReportCase(  # type: ignore[no-any-return]
             rpb.DecideReportCaseRequest(
                 name=case,
                 outcome=rpb.REPORT_DECISION_OUTCOME_ACTION_TAKEN,
-                statement=statement(stack),
+                statement=statement(stack, **changes),
                 affected_uploader=uploader,
             )
         )
@@ -618,7 +620,10 @@ def test_an_upheld_appeal_lifts_the_restrictions_and_everyone_hears_it_once(
     rep_email, up_email = f"{reporter.user}@example.com", f"{uploader.user}@example.com"
     report = reporter.report(f"a{run}", email=rep_email, locale="en")
     case = report.report_case
-    agent.take_action(stack, case, party(uploader.user, up_email, "en"))
+    # A decision applying in the EU: its appeal runs under the DSA.
+    agent.take_action(
+        stack, case, party(uploader.user, up_email, "en"), territorial_scope=["DE", "FR"]
+    )
 
     def appeal_by(person: Person, email: str, request_id: str = "a1") -> apb.Appeal:
         return person.appeal(
@@ -650,6 +655,7 @@ def test_an_upheld_appeal_lifts_the_restrictions_and_everyone_hears_it_once(
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "appeal.appeal_of" in violated_fields(err)
     appeal = appeal_by(uploader, up_email)
+    assert appeal.jurisdiction == "eu"
     wait_until(
         lambda: appeal.name in agent.GetReportCase(rpb.GetReportCaseRequest(name=case)).appeals,
         timeout=30,

@@ -32,6 +32,8 @@ Ctx: TypeAlias = grpc.aio.ServicerContext
 # Vouched for by the gateway on an appeal of a report decision: that
 # decision's appeal deadline, or "" when it has none to appeal.
 APPEALABLE_UNTIL = "appealable_until"
+# Where the appealed report decision applies (`Appeals.file`).
+APPEALED_SCOPE = "appealed_scope"
 # What a case is, which AddAppealInfo's completion may not change.
 FIXED_WHEN_FILED = ("kind", "jurisdiction", "appeal_of")
 
@@ -245,8 +247,13 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
             content=content_dict(a),
             appeal_of=a.appeal_of,
         )
+        facts = vouched().facts
         appeal = await self._call(
-            self.app.file, self._who(context), draft, vouched().facts.get(APPEALABLE_UNTIL)
+            self.app.file,
+            self._who(context),
+            draft,
+            facts.get(APPEALABLE_UNTIL),
+            facts.get(APPEALED_SCOPE),
         )
         return self._view(context, appeal)
 

@@ -36,7 +36,7 @@ from casemesh.platform.logging import get_logger
 from casemesh.platform.personal.mapper import leaving_sealed
 from casemesh.platform.relay import StreamFollower
 from casemesh.platform.timers import Deadline
-from casemesh.rules import retention
+from casemesh.rules import retention, territories
 from casemesh.rules import tickets as rules
 from casemesh_appeals.domain import (
     APPEAL_OF,
@@ -156,10 +156,16 @@ class Appeals(CaseApplication[CopyrightAppeal]):
     # -- filing and the filer's commands --------------------------------
 
     def file(
-        self, who: Identity, draft: AppealDraft, report_decision_until: str | None = None
+        self,
+        who: Identity,
+        draft: AppealDraft,
+        report_decision_until: str | None = None,
+        report_decision_scope: str | None = None,
     ) -> CopyrightAppeal:
         """Files a case. For an appeal of a report decision the gateway vouches
-        for the decision's appeal deadline ("" when there is none to appeal)."""
+        for the decision's appeal deadline ("" when there is none to appeal)
+        and its territorial scope (country codes joined by commas, "" for
+        everywhere; None from a gateway that does not say)."""
         self._check_draft(draft)
         kind = Kind(draft.kind)
         # A retry gets its case, window or not (an appeal filed before appeals
@@ -168,7 +174,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         if existing is not None:
             return existing
         if kind is Kind.DECISION_APPEAL:
-            return self._file_appeal(who, draft, report_decision_until)
+            return self._file_appeal(who, draft, report_decision_until, report_decision_scope)
         jurisdiction = draft.jurisdiction or self.default_jurisdiction
         case = CopyrightAppeal(**self._opening(who, draft, kind, jurisdiction))
         return self._save_filed(case, draft)
@@ -194,7 +200,11 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         v.raise_if_any()
 
     def _file_appeal(
-        self, who: Identity, draft: AppealDraft, report_decision_until: str | None
+        self,
+        who: Identity,
+        draft: AppealDraft,
+        report_decision_until: str | None,
+        report_decision_scope: str | None,
     ) -> CopyrightAppeal:
         """An appeal of a decision, the caller's next round of appeals of it
         (`CopyrightAppeal.appeal_id`): refused while their previous one is
@@ -206,7 +216,9 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         mine = next((a for a in earlier if a.request_id == draft.request_id), None)
         if mine is not None:
             return self.replayed(mine.id, draft) or mine
-        theirs = self._check_appealable(who, draft.appeal_of, report_decision_until)
+        theirs = self._check_appealable(
+            who, draft.appeal_of, report_decision_until, report_decision_scope
+        )
         _refuse_if_pending(earlier, draft.appeal_of)
         jurisdiction = draft.jurisdiction or self.default_jurisdiction
         # An appeal of a case's decision runs under that case's law: its
@@ -285,11 +297,16 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                 return found
 
     def _check_appealable(
-        self, who: Identity, appeal_of: str, report_decision_until: str | None
+        self,
+        who: Identity,
+        appeal_of: str,
+        report_decision_until: str | None,
+        report_decision_scope: str | None,
     ) -> str | None:
         """Refuses an appeal of a case with no decision open to the caller's
         appeal (`CopyrightAppeal.require_appealable_by`); returns the appealed
-        case's jurisdiction (None for a report decision)."""
+        case's jurisdiction (for a report decision, the one of its territorial
+        scope, `report_jurisdiction`)."""
         if appeal_of.startswith(REPORT_CASES):
             # A decision of the reports service: the gateway checked with that
             # service that the caller is a party, and passed on the deadline.
@@ -303,7 +320,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                     f"the appeal window for {appeal_of} closed at {until.isoformat()}",
                     reason="APPEAL_WINDOW_CLOSED",
                 )
-            return None
+            return report_jurisdiction(report_decision_scope)
         decided = self.load_visible(who, appeal_id_from_name(appeal_of, "appeal.appeal_of"))
         decided.require_appealable_by(who.subject, self.clock.now())
         return decided.jurisdiction
@@ -730,6 +747,20 @@ def decision_name(appeal_of: str) -> str:
                 "appeal.appeal_of", "must be appeals/{id} or report-cases/{id}"
             ) from None
     return "appeals/" + appeal_id_from_name(appeal_of, "appeal.appeal_of")
+
+
+def report_jurisdiction(scope: str | None) -> str | None:
+    """The jurisdiction an appeal of a report decision applying in `scope`
+    runs under: the EU's wherever the decision applies in a member state
+    (its users are owed the DSA's window and out-of-court redress, Art. 21),
+    mainland China's where it applies there alone; None (the service's
+    default) for any other scope, or when the gateway did not say."""
+    if scope is None:
+        return None
+    countries = [c for c in scope.split(",") if c]
+    if territories.reaches_the_eu(countries):
+        return "eu"
+    return "cn" if territories.jurisdiction(countries) == "cn" else None
 
 
 def _refuse_if_pending(earlier: list[CopyrightAppeal], appeal_of: str) -> None:

@@ -70,6 +70,9 @@ Ctx: TypeAlias = grpc.aio.ServicerContext
 # The deadline for appealing a report decision ("" when the case has no
 # decision to appeal), vouched for by the gateway like the caller's identity.
 APPEALABLE_UNTIL = "appealable_until"
+# Where that decision applies (its territorial scope's country codes, joined
+# by commas): the appeal runs under the law of that scope.
+APPEALED_SCOPE = "appealed_scope"
 REPORT_CASES = "report-cases/"
 # A backend's answers with these codes and no details of its own are not
 # its words but its transport's or a crash's: told in plain words instead.
@@ -479,7 +482,8 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
         case (a reporter or the affected uploader). The reports service answers
         as the caller; the decision's appeal deadline travels to the appeals
         service, which judges the window (after its own replay check, so a
-        retried filing still gets its appeal)."""
+        retried filing still gets its appeal), and its territorial scope,
+        whose law the appeal runs under."""
         field = "appeal.appeal_of"
         name = appeal.appeal_of
         ident = name.removeprefix(REPORT_CASES)
@@ -511,7 +515,8 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
         until = ""
         if case.state in decided:
             until = case.decision.appeal_deadline.ToDatetime(tzinfo=UTC).isoformat()
-        return {APPEALABLE_UNTIL: until}
+        scope = ",".join(case.decision.territorial_scope)
+        return {APPEALABLE_UNTIL: until, APPEALED_SCOPE: scope}
 
     GetAppeal = route("GetAppeal")
     ListAppeals = route("ListAppeals", check=checks.page(100))

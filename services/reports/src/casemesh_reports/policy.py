@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from casemesh.platform.clock import add_months
+from casemesh.rules.territories import jurisdiction
 
 
 @dataclass(frozen=True)
@@ -106,26 +107,6 @@ class ReportsPolicy:
 
     def appeal_deadline(self, decided: datetime) -> datetime:
         return add_months(decided, self.appeal_window_months)
-
-
-# The European Union's member states, where the DSA (and its out-of-court
-# dispute settlement, Art. 21) applies. (Iceland, Liechtenstein and Norway
-# are left to "any": whether the DSA applies there depends on its taking
-# into the EEA Agreement.)
-_EU_CODES = "AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT RO SE SI SK"
-EU = frozenset(_EU_CODES.split(" "))
-
-
-def jurisdiction(scope: Sequence[str]) -> str:
-    """Whose redress a decision applying in `scope` names: "eu" (every
-    country an EU member state), "cn" (mainland China only), else "any" (no
-    country named, or several systems)."""
-    countries = set(scope)
-    if countries and countries <= EU:
-        return "eu"
-    if countries == {"CN"}:
-        return "cn"
-    return "any"
 
 
 _APPEAL = {
