@@ -796,3 +796,132 @@ def test_my_tickets_come_newest_first_a_page_at_a_time(browser: Browser, stack: 
         # Each opens the ticket's own page.
         listed.last.get_by_role("link").click()
         expect(page.locator("#ticket-subject")).to_have_text(subjects[0])
+
+
+def test_a_form_whose_submit_went_unanswered_is_given_back_as_it_was_and_opens_once(
+    browser: Browser, stack: Stack
+) -> None:
+    """The submit reached the service, but its answer was lost (the ticket
+    may be open). The user goes back to the help centre, opens the form
+    again, then reloads the page: each time the form is as they left it, and
+    submitting it is the same request, which opens one ticket."""
+    user = f"web-unanswered-{uuid.uuid4().hex[:8]}"
+    subject = f"上传一直失败 {user}"
+    with signed_in(browser, stack, user) as (page, _):
+        fill_in_a_ticket(page, user, subject)
+        page.route("**/casemesh.v1.TicketService/CreateTicket", answer_lost)
+        page.get_by_role("button", name="提交工单").click()
+        expect(page.get_by_role("alert")).to_contain_text("暂时连不上服务器")
+        page.unroute("**/casemesh.v1.TicketService/CreateTicket")
+
+        page.get_by_role("button", name="返回帮助中心").first.click()
+        expect(page.get_by_role("heading", name="搜索帮助中心")).to_be_visible()
+        page.get_by_role("button", name="联系客服（提交工单）").click()
+        expect(page.get_by_role("heading", name="提交工单", level=1)).to_be_visible()
+        expect(page.get_by_label("标题")).to_have_value(subject)
+        expect(page.get_by_label("问题分类")).to_have_value("account.login")
+        expect(page.get_by_label("电子邮箱")).to_have_value(f"{user}@example.com")
+
+        # Reloaded, the page gives the form back too.
+        page.reload()
+        expect(page.get_by_role("heading", name="提交工单", level=1)).to_be_visible()
+        expect(page.get_by_label("标题")).to_have_value(subject)
+        expect(page.get_by_label("问题分类")).to_have_value("account.login")
+        expect(page.get_by_label("问题描述")).to_have_value("每次上传到 99% 就失败。")
+        expect(page.get_by_role("checkbox", name="电子邮件")).to_be_checked()
+
+        page.get_by_role("button", name="提交工单").click()
+        expect(page.get_by_role("heading", name="您的工单", level=1)).to_be_visible()
+        expect(page.locator("#ticket-subject")).to_have_text(subject)
+        expect(page.get_by_role("alert")).to_be_hidden()
+
+        # Once opened, the next form is a new one.
+        page.get_by_role("button", name="再提交一个工单").click()
+        expect(page.get_by_label("标题")).to_have_value("")
+    mine = Client(stack.gateway, stack.secret, user).ListTickets(pb.ListTicketsRequest())
+    assert [t.subject for t in mine.tickets] == [subject]
+
+
+def test_answered_solved_the_question_goes_and_no_upload_shows_before_a_file(
+    browser: Browser, stack: Stack
+) -> None:
+    """After "解决了" its buttons are gone (nothing to press twice); the
+    ticket form shows no upload progress until a file is chosen."""
+    user = f"web-hidden-{uuid.uuid4().hex[:8]}"
+    with signed_in(browser, stack, user) as (page, _):
+        page.get_by_role("searchbox", name="描述您的问题").fill("无法登录")
+        page.get_by_role("button", name="搜索", exact=True).click()
+        page.get_by_role("button", name=ARTICLE).click()
+        page.get_by_role("button", name="解决了", exact=True).click()
+        expect(page.get_by_text("很高兴帮到您！")).to_be_visible()
+        expect(page.get_by_role("button", name="解决了", exact=True)).to_be_hidden()
+        expect(page.get_by_role("button", name="没有解决")).to_be_hidden()
+
+        page.get_by_role("button", name="返回帮助中心").first.click()
+        page.get_by_role("button", name="联系客服（提交工单）").click()
+        expect(page.get_by_role("heading", name="提交工单", level=1)).to_be_visible()
+        expect(page.get_by_role("progressbar", name="上传进度")).to_be_hidden()
+        chosen: FilePayload = {"name": "shot.png", "mimeType": "image/png", "buffer": png()}
+        page.get_by_label("截图（可选）").set_input_files(files=[chosen])
+        expect(page.get_by_role("progressbar", name="上传进度")).to_be_visible()
+
+
+def test_a_subject_is_counted_in_characters_as_the_service_counts_them(
+    browser: Browser, stack: Stack
+) -> None:
+    """200 characters with emoji (240 UTF-16 code units) are taken whole; one
+    more is refused beside the subject, and nothing is sent."""
+    user = f"web-emoji-{uuid.uuid4().hex[:8]}"
+    subject = "上传失败😀" * 40
+    created: list[str] = []
+    with signed_in(browser, stack, user) as (page, _):
+        page.on(
+            "request",
+            lambda r: created.append(r.url) if "TicketService/CreateTicket" in r.url else None,
+        )
+        fill_in_a_ticket(page, user, subject + "！")
+        page.get_by_role("button", name="提交工单").click()
+        expect(page.locator("#subject-error")).to_have_text("不能超过 200 个字符。")
+        expect(page.get_by_label("标题")).to_have_attribute("aria-invalid", "true")
+        expect(page.get_by_label("标题")).to_be_focused()
+        expect(page.get_by_role("alert")).to_contain_text("请修改标出的内容后再提交。")
+        assert created == []
+
+        page.get_by_label("标题").fill(subject)
+        page.get_by_role("button", name="提交工单").click()
+        expect(page.get_by_role("heading", name="您的工单", level=1)).to_be_visible()
+        expect(page.locator("#ticket-subject")).to_have_text(subject)
+    mine = Client(stack.gateway, stack.secret, user).ListTickets(pb.ListTicketsRequest())
+    assert [t.subject for t in mine.tickets] == [subject]
+
+
+def test_an_upload_refused_is_said_in_the_language_the_page_is_in(
+    browser: Browser, stack: Stack
+) -> None:
+    """The browser asks for Chinese, the user switched the page to English:
+    a file refused by the upload is explained in English, as the API's
+    refusals are."""
+    user = f"web-upload-lang-{uuid.uuid4().hex[:8]}"
+    asked: list[str] = []
+    with signed_in(browser, stack, user) as (page, _):
+        page.on(
+            "request",
+            lambda r: (
+                asked.append(r.headers.get("accept-language", ""))
+                if "/uploads/evidence" in r.url
+                else None
+            ),
+        )
+        page.get_by_label("语言").select_option("en")
+        page.get_by_role("button", name="Contact support (open a ticket)").click()
+        words: FilePayload = {
+            "name": "notes.png",
+            "mimeType": "image/png",
+            "buffer": b"Just some words, not a picture at all.\n",
+        }
+        page.get_by_label("Screenshot (optional)").set_input_files(files=[words])
+        page.get_by_role("button", name="Submit ticket").click()
+        expect(page.locator("#screenshot-error")).to_contain_text(
+            "evidence must be an image, a video or a PDF"
+        )
+    assert asked == ["en"]

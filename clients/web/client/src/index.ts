@@ -222,6 +222,8 @@ export interface UploadOptions {
   signal?: AbortSignal;
   /** The name to record; `file.name` by default. */
   fileName?: string;
+  /** The page's language, as the API transport sends it: the upload's refusals are said in it. */
+  language?: LanguageGetter;
 }
 
 /**
@@ -252,6 +254,10 @@ export function uploadEvidence(
         xhr.responseType = "text";
         if (value) {
           xhr.setRequestHeader("Authorization", `Bearer ${value}`);
+        }
+        // Else the browser's own language, not the one the page is shown in.
+        if (options.language) {
+          xhr.setRequestHeader("Accept-Language", options.language());
         }
         // No declared type: the browser's `file.type` is guessed from the
         // name (a JPEG saved as photo.png says image/png), and the service,

@@ -123,6 +123,10 @@ const zh = {
   fixFields: "请修改标出的内容后再提交。",
   signInAgain: "登录已失效，请重新登录。",
   formKept: "您填写的内容已保留，请再次提交。",
+  formPending:
+    "您上次提交时网络中断，工单可能已经创建。您填写的内容已保留，请再次提交：不会重复创建工单。",
+  screenshotKept: "已附上之前上传的截图：{name}",
+  tooLong: "不能超过 {n} 个字符。",
   flowRestarted: "这个问题已经回答过了，引导已重新开始。",
   transport: "连接方式：{transport}",
   "status.NEW": "已受理，等待客服处理",
@@ -270,6 +274,10 @@ const en: Record<Key, string> = {
   fixFields: "Please correct the marked fields and submit again.",
   signInAgain: "Your sign-in has expired; please sign in again.",
   formKept: "What you filled in was kept; please submit it again.",
+  formPending:
+    "The network failed as you last submitted, so the ticket may already be open. What you filled in was kept: submit it again, and no second ticket will be opened.",
+  screenshotKept: "The screenshot uploaded before is attached: {name}",
+  tooLong: "must be at most {n} characters",
   flowRestarted: "That question was already answered; the guide has started again.",
   transport: "Connection: {transport}",
   "status.NEW": "Received, waiting for an agent",

@@ -181,6 +181,19 @@ function showError(err: unknown, place: Placer = () => undefined): void {
   (first instanceof HTMLFieldSetElement ? first.querySelector("input") : first)?.focus();
 }
 
+/** A field the page refuses itself, shown as the gateway's refusals are: beside it, under the alert. */
+function refuse(input: HTMLElement, message: string): void {
+  clearError();
+  const note = $(`${input.id}-error`);
+  note.textContent = message;
+  note.hidden = false;
+  input.setAttribute("aria-invalid", "true");
+  $("error-message").textContent = t("fixFields");
+  $("error").hidden = false;
+  say("");
+  input.focus();
+}
+
 /** Runs a call for a button or form, refusing a second press while it runs. */
 async function busy(control: HTMLButtonElement | null, work: () => Promise<void>, place?: Placer) {
   if (control?.disabled) {
@@ -290,6 +303,14 @@ function forget(): void {
   replyKey.done();
   ratingKey.done();
   startOver();
+  // Their ticket form, and a submit of theirs left unanswered (kept in
+  // storage for them alone: see restorePending).
+  $<HTMLFormElement>("ticket-form").reset();
+  requestId = "";
+  unanswered = [];
+  notSolvedIn = "";
+  uploaded = undefined;
+  refill = undefined;
   // Their ticket's address is not the next person's to open.
   window.history.replaceState(null, "", `${location.pathname}${location.search}`);
 }
@@ -314,6 +335,8 @@ $("sign-in-form").addEventListener("submit", (e) => {
 });
 
 $("sign-out").addEventListener("click", () => {
+  // Signing out on purpose keeps nothing, not even a ticket left unanswered.
+  sessionStorage.removeItem(PENDING_KEY);
   signOut();
   forget();
   signedOutAs = "";
@@ -617,8 +640,113 @@ interface TicketDraft {
 let unanswered: TicketDraft[] = [];
 /** The help session the form answers "not solved" for ("" when opened directly). */
 let notSolvedIn = "";
-/** The screenshot already uploaded for this form, so a retry does not send it again. */
-let uploaded: { file: File; name: string } | undefined;
+/**
+ * The screenshot already uploaded for this form, so a retry does not send it
+ * again (no `file`: uploaded before the page was reloaded; sent as long as no
+ * other file is chosen).
+ */
+let uploaded: { file?: File; name: string; fileName: string } | undefined;
+
+/** The form's fields as the user left them. */
+interface FormFields {
+  category: string;
+  subject: string;
+  description: string;
+  email: string;
+  phone: string;
+  channels: string[];
+}
+
+function formFields(): FormFields {
+  const value = (id: string) => $<HTMLInputElement>(id).value;
+  return {
+    category: value("category"),
+    subject: value("subject"),
+    description: value("description"),
+    email: value("email"),
+    phone: value("phone"),
+    channels: [...document.querySelectorAll<HTMLInputElement>("input[name=channel]:checked")].map(
+      (box) => box.value,
+    ),
+  };
+}
+
+function fillForm(fields: FormFields): void {
+  $<HTMLSelectElement>("category").value = fields.category;
+  $<HTMLInputElement>("subject").value = fields.subject;
+  $<HTMLTextAreaElement>("description").value = fields.description;
+  $<HTMLInputElement>("email").value = fields.email;
+  $<HTMLInputElement>("phone").value = fields.phone;
+  for (const box of document.querySelectorAll<HTMLInputElement>("input[name=channel]")) {
+    box.checked = fields.channels.includes(box.value);
+  }
+}
+
+/**
+ * A submit whose answer never came (`unanswered`) may have opened the
+ * ticket: until one is answered, the form is given back as the user left it,
+ * under the same request id, so that sending it again opens one ticket. It is
+ * kept in this tab's session storage too, so that a reload does not lose it;
+ * for its writer only, and never past signing out on purpose.
+ */
+const PENDING_KEY = "casemesh.ticket.unanswered";
+interface Pending {
+  who: string;
+  requestId: string;
+  notSolvedIn: string;
+  unanswered: TicketDraft[];
+  form: FormFields;
+  screenshot?: { name: string; fileName: string };
+}
+
+/** The form's fields taken from storage, put back when the form is next shown. */
+let refill: FormFields | undefined;
+
+function keepPending(): void {
+  if (!unanswered.length || !token) {
+    return;
+  }
+  const chosen = $<HTMLInputElement>("screenshot").files?.[0];
+  const screenshot =
+    uploaded && (!uploaded.file || uploaded.file === chosen)
+      ? { name: uploaded.name, fileName: uploaded.fileName }
+      : undefined;
+  const kept: Pending = {
+    who: subjectOf(token),
+    requestId,
+    notSolvedIn,
+    unanswered,
+    form: refill ?? formFields(),
+    screenshot,
+  };
+  sessionStorage.setItem(PENDING_KEY, JSON.stringify(kept));
+}
+
+/** After a reload (or signing in again): the signed-in person's unanswered submit, if any. */
+function restorePending(): void {
+  if (unanswered.length || !token) {
+    return; // the page still has it
+  }
+  let kept: Pending | null = null;
+  try {
+    kept = JSON.parse(sessionStorage.getItem(PENDING_KEY) ?? "null") as Pending | null;
+  } catch {
+    kept = null;
+  }
+  if (
+    !Array.isArray(kept?.unanswered) ||
+    !kept.unanswered.length ||
+    kept.who !== subjectOf(token)
+  ) {
+    sessionStorage.removeItem(PENDING_KEY); // not theirs to see
+    return;
+  }
+  requestId = kept.requestId;
+  notSolvedIn = kept.notSolvedIn;
+  unanswered = kept.unanswered;
+  uploaded = kept.screenshot;
+  refill = kept.form;
+}
 
 /**
  * Opens the form's ticket: under its request id, or for its help session
@@ -654,6 +782,7 @@ async function openOnce(written: TicketDraft): Promise<Ticket> {
       if (!unanswered.some((before) => JSON.stringify(before) === sent)) {
         unanswered.push(written);
       }
+      keepPending();
     }
     throw err;
   }
@@ -689,6 +818,24 @@ async function openTicketForm(prefill?: Draft, session = ""): Promise<void> {
   if (!categories.length) {
     categories = (await tickets.listTicketCategories({})).categories;
   }
+  if (unanswered.length) {
+    // The last submit may have opened the ticket: that form, as it was, under
+    // its request id (a new one would open a second ticket).
+    renderCategories();
+    if (refill) {
+      fillForm(refill);
+      refill = undefined;
+    }
+    const kept = uploaded && !uploaded.file ? uploaded : undefined;
+    $("upload").hidden = !kept && !$<HTMLInputElement>("screenshot").files?.length;
+    if (kept) {
+      $<HTMLProgressElement>("upload-progress").value = 100;
+      $("upload-status").textContent = t("screenshotKept", { name: kept.fileName });
+    }
+    show("ticket-form-view");
+    say(t("formPending"));
+    return;
+  }
   const form = $<HTMLFormElement>("ticket-form");
   form.reset();
   renderCategories();
@@ -704,6 +851,9 @@ async function openTicketForm(prefill?: Draft, session = ""): Promise<void> {
   uploaded = undefined;
   show("ticket-form-view");
 }
+
+/** The most characters a subject may have (`Ticket.subject`). */
+const SUBJECT_MOST = 200;
 
 // The form's inputs by the fields CreateTicket (ticket.…) and ResolveHelp name.
 const TICKET_FIELDS: Record<string, string> = {
@@ -725,10 +875,23 @@ const placeTicketField: Placer = (field) => {
 };
 
 $("screenshot").addEventListener("change", () => {
+  if (uploaded && !uploaded.file) {
+    uploaded = undefined; // the one uploaded before the reload: another is chosen
+  }
   $<HTMLProgressElement>("upload-progress").value = 0;
   $("upload-status").textContent = "";
   $("upload").hidden = !$<HTMLInputElement>("screenshot").files?.length;
 });
+
+// While a submit is unanswered, what the user changes is kept with it (a reload loses nothing).
+for (const edited of ["input", "change"]) {
+  $("ticket-form").addEventListener(edited, () => {
+    if (unanswered.length) {
+      refill = undefined;
+      keepPending();
+    }
+  });
+}
 
 /** Uploads the chosen screenshot (once per file), driving the progress bar. */
 async function uploadScreenshot(file: File): Promise<string> {
@@ -741,13 +904,14 @@ async function uploadScreenshot(file: File): Promise<string> {
   $("upload-status").textContent = t("uploading");
   try {
     const evidence = await uploadEvidence(api, currentToken, file, {
+      language: () => locale,
       onProgress: (loaded, total) => {
         progress.value = total ? Math.round((loaded / total) * 100) : 0;
       },
     });
     progress.value = 100;
     $("upload-status").textContent = t("uploaded");
-    uploaded = { file, name: evidence.name };
+    uploaded = { file, name: evidence.name, fileName: file.name };
     return evidence.name;
   } catch (err) {
     $("upload-status").textContent = "";
@@ -763,6 +927,12 @@ $("ticket-form").addEventListener("submit", (e) => {
     $<HTMLButtonElement>("submit-ticket"),
     async () => {
       clearError();
+      // The service counts characters (code points), not the UTF-16 units a
+      // `maxlength` would: an emoji is one.
+      if ([...value("subject")].length > SUBJECT_MOST) {
+        refuse($("subject"), t("tooLong", { n: SUBJECT_MOST }));
+        return;
+      }
       const evidence: { name: string }[] = [];
       const file = $<HTMLInputElement>("screenshot").files?.[0];
       if (file) {
@@ -770,6 +940,8 @@ $("ticket-form").addEventListener("submit", (e) => {
         placing = () => $("screenshot");
         evidence.push({ name: await uploadScreenshot(file) });
         placing = placeTicketField;
+      } else if (uploaded && !uploaded.file) {
+        evidence.push({ name: uploaded.name }); // uploaded before the page was reloaded
       }
       say(t("submitting"));
       const channels = [
@@ -787,6 +959,8 @@ $("ticket-form").addEventListener("submit", (e) => {
       requestId = crypto.randomUUID();
       unanswered = [];
       uploaded = undefined;
+      refill = undefined;
+      sessionStorage.removeItem(PENDING_KEY);
       startOver();
       // Created: its page at once, so that nothing sends the form again (a
       // new request id would open a second ticket); its history is read
@@ -1219,7 +1393,11 @@ async function start(): Promise<void> {
   renderSignedIn();
   await loadFlows();
   say("");
+  restorePending();
   await route();
+  if (unanswered.length && !location.hash) {
+    await openTicketForm(); // reloaded with a submit unanswered: its form first
+  }
 }
 
 applyLocale();
