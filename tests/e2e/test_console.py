@@ -603,15 +603,20 @@ def test_an_agent_finds_tickets_by_words_requester_and_status(
     requester.close()
 
 
+def open_articles_as_editor(page: Page, stack: Stack, user: str) -> None:
+    """Signs in to the console as an admin, `user`, and opens the articles."""
+    page.goto(f"{stack.http}/console/")
+    page.locator("#user-name").fill(user)
+    page.locator("#admin-role").check()
+    page.locator("#sign-in-form button[type=submit]").click()
+    page.locator("#open-articles").click()
+
+
 def test_an_admin_drafts_previews_and_publishes_an_article(browser: Browser, stack: Stack) -> None:
     run = uuid.uuid4().hex[:6]
     slug = f"articles/console-{run}"
     with agent_page(browser) as (page, problems):
-        page.goto(f"{stack.http}/console/")
-        page.locator("#user-name").fill(f"editor-{run}")
-        page.locator("#admin-role").check()
-        page.locator("#sign-in-form button[type=submit]").click()
-        page.locator("#open-articles").click()
+        open_articles_as_editor(page, stack, f"editor-{run}")
         expect(page.get_by_role("heading", name="帮助中心文章", level=1)).to_be_visible()
         page.locator("#article-slug").fill(slug)
         page.locator("#article-category").select_option("account.login")
@@ -656,11 +661,7 @@ def test_an_article_saved_with_a_bad_slug_says_what_is_wrong_with_it(
     reason = "must be articles/{slug} (lower-case letters, digits and '-')"
     # In English: the gateway's words for this rule are English in any language.
     with agent_page(browser, "en") as (page, problems):
-        page.goto(f"{stack.http}/console/")
-        page.locator("#user-name").fill(f"editor-{run}")
-        page.locator("#admin-role").check()
-        page.locator("#sign-in-form button[type=submit]").click()
-        page.locator("#open-articles").click()
+        open_articles_as_editor(page, stack, f"editor-{run}")
         page.locator("#article-slug").fill("Account Help")
         page.locator("#article-category").select_option("account.login")
         page.locator("#article-title").fill(f"Help with your account {run}")
@@ -1517,3 +1518,145 @@ def test_an_agent_ends_a_case_held_for_court_action_with_its_outcome(
             ),
             timeout=30,
         )
+
+
+SEARCH_TICKETS = re.compile(r"/casemesh\.v1\.TicketService/SearchTickets")
+
+
+def test_search_results_belong_to_the_last_search_and_list_each_ticket_once(
+    browser: Browser, stack: Stack
+) -> None:
+    """While a search runs, "More" waits; a page repeated by the index adds
+    nothing twice; and a "More" answered after a newer search adds nothing
+    of the old search to the new results."""
+    run = uuid.uuid4().hex[:6]
+    many = Client(stack.gateway, stack.secret, f"pages-a-{run}")
+    one = Client(stack.gateway, stack.secret, f"pages-b-{run}")
+    for i in range(25):
+        new_ticket(many, f"pages-a-{run}@example.com", "other.general", f"第 {i} 个 {run}")
+    newest = new_ticket(one, f"pages-b-{run}@example.com", "other.general", f"最新 {run}")
+    agent = Client(stack.gateway, stack.secret, f"pager-{run}", ("agent",))
+    wait_until(
+        lambda: (
+            len(agent.SearchTickets(pb.SearchTicketsRequest(text=run, page_size=50)).tickets) == 26
+        ),
+        timeout=30,
+    )
+    agent.close()
+    held: list[Route] = []
+
+    def hold_first() -> Callable[[Route], None]:
+        """A route handler holding the first search from now on (the test
+        lets it go on); the searches after it go through."""
+        taken: list[Route] = []
+
+        def handle(route: Route) -> None:
+            if taken:
+                route.continue_()
+                return
+            taken.append(route)
+            held.append(route)
+
+        return handle
+
+    with agent_page(browser) as (page, problems):
+        sign_in(page, stack, f"pager-{run}")
+        page.get_by_role("button", name="查找工单").first.click()
+        results = page.locator("#search-results li")
+        more = page.locator("#search-more")
+        page.locator("#search-text").fill(run)
+        with page.expect_response(SEARCH_TICKETS) as first:
+            page.locator("#search-form button[type=submit]").click()
+        expect(results).to_have_count(25)
+        expect(more).to_be_visible()
+        first_page = first.value.body()
+
+        # While a search runs, "More" (which pages on the old results) waits.
+        page.route(SEARCH_TICKETS, hold_first())
+        page.locator("#search-form button[type=submit]").click()
+        pump_until(page, lambda: bool(held))
+        expect(more).to_be_disabled()
+        held.pop().continue_()
+        expect(more).to_be_enabled()
+        expect(results).to_have_count(25)
+        page.unroute(SEARCH_TICKETS)
+
+        # The index answers "More" with tickets already listed: none twice.
+        page.route(
+            SEARCH_TICKETS,
+            lambda route: route.fulfill(
+                status=200, content_type="application/json", body=first_page
+            ),
+        )
+        more.click()
+        expect(more).to_be_enabled()
+        expect(results).to_have_count(25)
+        page.unroute(SEARCH_TICKETS)
+
+        # "More" is on its way when the agent searches for something else;
+        # its late answer adds nothing to the new results.
+        page.route(SEARCH_TICKETS, hold_first())
+        more.click()
+        pump_until(page, lambda: bool(held))
+        page.locator("#search-text").fill("")
+        page.locator("#search-requester").fill(f"pages-b-{run}")
+        page.locator("#search-form button[type=submit]").click()
+        expect(results).to_have_count(1)
+        expect(results).to_contain_text(newest.name.split("/")[1][:8].upper())
+        held.pop().continue_()
+        page.unroute(SEARCH_TICKETS)
+        expect(more).to_be_enabled()
+        expect(results).to_have_count(1)
+        expect(results).to_contain_text(newest.name.split("/")[1][:8].upper())
+        expect(more).to_be_hidden()
+        assert problems.seen == []
+    many.close()
+    one.close()
+
+
+def test_an_article_saved_without_a_title_says_so_beside_the_title(
+    browser: Browser, stack: Stack
+) -> None:
+    """No browser tooltip in the computer's language: the console's own
+    message, beside the field the gateway names."""
+    run = uuid.uuid4().hex[:6]
+    with agent_page(browser) as (page, problems):
+        open_articles_as_editor(page, stack, f"editor-{run}")
+        page.locator("#article-slug").fill(f"articles/untitled-{run}")
+        page.locator("#article-category").select_option("account.login")
+        page.locator("#article-body").fill("先确认旧号码是否停用。")
+        page.locator("#article-form button[type=submit]").click()
+        expect(page.locator("#error-message")).to_have_text("请修改标出的内容后再提交。")
+        expect(page.locator("#article-title-error")).to_be_visible()
+        expect(page.locator("#article-title-error")).not_to_be_empty()
+        expect(page.locator("#article-title")).to_have_attribute("aria-invalid", "true")
+        expect(page.locator("#article-title")).to_be_focused()
+        assert problems.seen == [REFUSED]
+
+
+def test_an_assignment_whose_answer_was_lost_is_sent_again_and_lands_once(
+    browser: Browser, stack: Stack
+) -> None:
+    """The assignment reached the service, its answer was lost: pressed
+    again, it is the same request, not a change someone else made."""
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"assign-{run}")
+    ticket = new_ticket(requester, f"assign-{run}@example.com", "other.general", f"分配 {run}")
+    lost: list[str] = []
+    with agent_page(browser) as (page, problems):
+        sign_in(page, stack, f"he-{run}", f"#{ticket.name}")
+        expect(page.locator("#case-heading")).to_contain_text(f"分配 {run}")
+        page.route("**/casemesh.v1.TicketService/AssignTicket", answer_lost_once(lost))
+        page.locator("#assign").click()
+        expect(page.locator("#error-message")).to_contain_text("暂时连不上服务器")
+        page.locator("#assign").click()
+        expect(page.locator("#status")).to_contain_text("已分配")
+        expect(page.locator("#error")).to_be_hidden()
+        assert lost
+        assert [p for p in problems.seen if p.startswith("uncaught")] == []
+    colleague = Client(stack.gateway, stack.secret, f"colleague-{run}", ("agent",))
+    assigned = colleague.GetTicket(pb.GetTicketRequest(name=ticket.name))
+    colleague.close()
+    assert assigned.assignee == f"he-{run}"
+    requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="test over"))
+    requester.close()

@@ -5,7 +5,12 @@
  * ticket's page.
  */
 
-import { type SearchTicketsRequest, type Ticket, TicketStatus } from "@casemesh/client";
+import {
+  type ListTicketsResponse,
+  type SearchTicketsRequest,
+  type Ticket,
+  TicketStatus,
+} from "@casemesh/client";
 
 import { tickets } from "./api";
 import { statusLabel } from "./ticket";
@@ -62,28 +67,66 @@ function result(ticket: Ticket): HTMLElement {
 /** The filters the shown results were found with ("More" pages on with them). */
 let asked: Omit<SearchTicketsRequest, "$typeName" | "pageToken"> | undefined;
 
+/**
+ * Which search the shown results belong to: each new search takes the next
+ * number, and an answer for an older one (a "More" sent before it, a search
+ * it overtook) is dropped, so it neither adds the old filter's tickets nor
+ * leaves the old filter's cursor for the next "More".
+ */
+let generation = 0;
+/** Searches under way, and whether a "More" is: "More" waits for both. */
+let searching = 0;
+let paging = false;
+
+function renderMore(): void {
+  const more = $<HTMLButtonElement>("search-more");
+  more.hidden = !nextToken;
+  more.disabled = searching > 0 || paging;
+}
+
 async function search(more: boolean): Promise<void> {
   clearError();
   const value = (id: string) => $<HTMLInputElement>(id).value.trim();
   const status = $<HTMLSelectElement>("search-status").value;
-  if (!more || !asked) {
-    asked = {
-      text: value("search-text"),
-      requester: value("search-requester"),
-      category: $<HTMLSelectElement>("search-category").value,
-      assignee: value("search-assignee"),
-      statuses: status ? [Number(status) as TicketStatus] : [],
-      pageSize: 25,
-    };
+  if (!more) {
+    generation += 1;
   }
-  const found = await tickets.searchTickets({ ...asked, pageToken: more ? nextToken : "" });
+  const mine = generation;
+  // "More" pages on with the filters the shown results were found with; a
+  // new search's filters are theirs once it is answered.
+  const filters =
+    more && asked
+      ? asked
+      : {
+          text: value("search-text"),
+          requester: value("search-requester"),
+          category: $<HTMLSelectElement>("search-category").value,
+          assignee: value("search-assignee"),
+          statuses: status ? [Number(status) as TicketStatus] : [],
+          pageSize: 25,
+        };
+  let found: ListTicketsResponse;
+  try {
+    found = await tickets.searchTickets({ ...filters, pageToken: more ? nextToken : "" });
+  } catch (err) {
+    if (mine !== generation) return; // an older search's failure: the newer one speaks
+    throw err;
+  }
+  if (mine !== generation) {
+    return;
+  }
+  asked = filters;
   const list = $("search-results");
   if (!more) {
     list.replaceChildren();
   }
-  list.append(...found.tickets.map(result));
+  // A ticket the index moved between pages (changed meanwhile) is listed once.
+  const listed = new Set(
+    [...list.querySelectorAll<HTMLElement>("li[data-ticket]")].map((li) => li.dataset.ticket),
+  );
+  list.append(...found.tickets.filter((ticket) => !listed.has(ticket.name)).map(result));
   nextToken = found.nextPageToken;
-  $("search-more").hidden = !nextToken;
+  renderMore();
   const shown = list.childElementCount;
   $("search-count").textContent = t("found", { n: shown });
   say("");
@@ -91,9 +134,25 @@ async function search(more: boolean): Promise<void> {
 
 $("search-form").addEventListener("submit", (e) => {
   e.preventDefault();
-  void busy($("search-form").querySelector("button"), () => search(false));
+  void busy($("search-form").querySelector("button"), async () => {
+    searching += 1;
+    renderMore();
+    try {
+      await search(false);
+    } finally {
+      searching -= 1;
+      renderMore();
+    }
+  });
 });
-$("search-more").addEventListener(
-  "click",
-  () => void busy($<HTMLButtonElement>("search-more"), () => search(true)),
-);
+$("search-more").addEventListener("click", () => {
+  if (searching > 0 || paging) {
+    return;
+  }
+  paging = true;
+  renderMore();
+  void busy(null, () => search(true)).finally(() => {
+    paging = false;
+    renderMore();
+  });
+});

@@ -303,16 +303,23 @@ function assign(ticket: Ticket, host: CaseHost): HTMLElement {
     "0",
   );
   const go = element("button", t("assign"), { type: "button", id: "assign" });
+  // Pressed again after a lost answer, the same assignment is the same
+  // request: the service answers as it did, rather than refuse its own change
+  // as someone else's (the etag moved on).
+  const retry = new RetryKey();
   go.addEventListener(
     "click",
     () =>
       void busy(go, async () => {
-        await tickets.assignTicket({
+        clearError();
+        const assignment = {
           name: ticket.name,
           assignee: who.value.trim(),
           priority: Number(priority.value) as Priority,
           etag: ticket.etag,
-        });
+        };
+        await tickets.assignTicket({ ...assignment, requestId: retry.for(assignment) });
+        retry.done();
         say(t("assigned"));
         await host.reopen();
       }),
