@@ -1,11 +1,14 @@
 """How the help centre reads a query: full-width letters and digits, as a
-Chinese keyboard types them, are the words they stand for."""
+Chinese keyboard types them, are the words they stand for; an English word
+is found whatever its ending; a synonym group adds its members whole, each
+counting less than the user's own words; and 帐号 is 账号."""
 
 from __future__ import annotations
 
 import pytest
 
-from casemesh_helpcenter.search import query_terms, tokens
+from casemesh_helpcenter import search
+from casemesh_helpcenter.search import index_version, query_terms, tokens
 
 
 @pytest.mark.parametrize(
@@ -21,3 +24,92 @@ from casemesh_helpcenter.search import query_terms, tokens
 def test_full_width_text_is_read_as_what_it_stands_for(typed: str, meant: str) -> None:
     assert tokens(typed) == tokens(meant) != []
     assert query_terms(typed) == query_terms(meant)
+
+
+@pytest.mark.parametrize(
+    ("typed", "written"),
+    [
+        # The auditor's: each found nothing, or not the article meant.
+        ("passwords", "Reset your password with your phone"),
+        ("uploaded", "Most interrupted uploads come from an unstable connection"),
+        ("someone is harassing me", "Dealing with harassment"),
+        ("signing in", "Sign in with the code"),
+    ],
+)
+def test_an_english_word_finds_the_article_whatever_its_ending(typed: str, written: str) -> None:
+    """Queries and articles are read with the same stemmer: what the user
+    typed shares an index word with the article that says it otherwise."""
+    assert set(tokens(typed)) & set(tokens(written)) - {"someon"}
+
+
+def test_a_word_form_mentions_its_synonym_group() -> None:
+    """A query's "harassing" is the harassment group's word, and "stole my
+    account" its "stolen account": the query finds the group's other words
+    too (its Chinese ones, and "hacked" for a stolen account)."""
+    harassing = query_terms("someone is harassing me")
+    assert {"骚扰", "网暴", *tokens("bullying")} <= set(harassing)
+    stole = query_terms("someone stole my account")
+    assert {"被盗", "盗号", *tokens("hacked")} <= set(stole)
+    assert set(tokens("stolen account")) <= set(stole)
+
+
+def test_a_synonym_group_adds_its_members_whole_never_their_fragments() -> None:
+    """A query's "登不上" once searched for 不, 登, 失败 and t (from "can't"):
+    every article with a 不 in it, or an English "don't", matched."""
+    terms = query_terms("登不上")
+    assert {"登不上", "登录失败", "无法登录", "登不进去", "登录不了"} <= set(terms)
+    assert not {"不", "登", "失败", "t", "can", "cannot", "in"} & set(terms)
+    english = query_terms("login")
+    assert not {"t", "don", "can", "cannot", "in"} & set(english)
+    assert tokens("I can't log in") == tokens("I can’t log in")  # the phone's apostrophe
+    assert "t" not in tokens("I can't log in, don't know why")
+
+
+def test_a_synonym_phrase_is_one_index_word_where_an_article_says_it() -> None:
+    """A member that is a phrase is looked for as the phrase: the article
+    that says it has it as one index word, whatever its words' endings."""
+
+    def phrase(member: str) -> set[str]:
+        return set(tokens(member)) - {w for word in member.split() for w in tokens(word)}
+
+    [login] = phrase("cannot log in")
+    assert login in query_terms("登不上") and login in tokens("She cannot log in today")
+    [failed] = phrase("upload failed")
+    assert failed in query_terms("传不上去") and failed in tokens("The upload fails at 99%")
+    assert failed not in tokens("The upload. Failed")  # not one phrase
+    assert "登录失败" in tokens("提示登录失败怎么办")
+
+
+def test_the_users_own_words_count_more_than_their_synonyms() -> None:
+    terms = query_terms("登不上")
+    assert terms["登不上"] > terms["无法登录"] > 0
+    english = query_terms("banned account")
+    assert english[tokens("banned")[0]] > english[tokens("suspended")[0]] > 0
+    assert english[tokens("account")[0]] == english[tokens("banned")[0]]
+
+
+@pytest.mark.parametrize(
+    ("variant", "usual"), [("帐号", "账号"), ("帐户", "账户"), ("帳號", "账號")]
+)
+def test_a_variant_character_is_the_usual_one(variant: str, usual: str) -> None:
+    assert tokens(variant) == tokens(usual) != []
+    assert tokens(f"{variant}被盗了") == tokens(f"{usual}被盗了")
+    assert query_terms(f"{variant}被封了") == query_terms(f"{usual}被封了")
+
+
+def test_the_index_version_changes_with_what_decides_the_index_words(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Articles indexed under another version are indexed again at start
+    (`store.create_schema`): the version is stable within a release, and
+    another when the synonyms (jieba's dictionary, the phrases) change."""
+    now = index_version()
+    assert now == index_version() != ""
+    try:
+        index_version.cache_clear()
+        monkeypatch.setattr(search, "_synonyms", lambda: [["改手机号", "换号"]])
+        assert index_version() != now
+    finally:
+        monkeypatch.undo()
+        index_version.cache_clear()
+    assert index_version() == now

@@ -1,26 +1,49 @@
-"""Text as the search index and queries see it: Chinese segmented into words
-(jieba, search mode), other text split into lower-case words, synonyms
-expanded from data (synonyms.json). The database ranks (PostgreSQL full-text
-search over the segmented words, title and keywords weighted above the body)."""
+"""Text as the search index and queries see it, read the same way on both
+sides: Chinese segmented into words (jieba, search mode, with the synonyms'
+Chinese members in its dictionary), other text split into lower-case words
+and stemmed (Snowball's English stemmer: "uploads" and "uploaded" are
+"upload"), variant characters folded (帐号 is 账号), and synonyms expanded from
+data (synonyms.json) by whole members, each counting less than the user's own
+words. The database ranks (PostgreSQL full-text search over these words,
+title and keywords weighted above the body)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
 import unicodedata
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
+from importlib.metadata import version
 from typing import Any
 
 import jieba
+import snowballstemmer  # type: ignore[import-untyped]
 
 jieba.setLogLevel(logging.WARNING)
 
+# Of the rules below: raise it with any change that makes `tokens` give other
+# words for the same text, so that the articles are indexed again at start
+# (`index_version`, `store.create_schema`).
+VERSION = 2
+# What a synonym counts for against a word the user typed (1).
+SYNONYM_WEIGHT = 0.5
+MAX_TERMS = 64
+
 WORD = re.compile(r"[\u3400-\u9fff]+|[a-z0-9]+", re.IGNORECASE)
 CJK = re.compile(r"[\u3400-\u9fff]")
-# Words that say nothing about what is wanted.
+# Inside a word ("can't", "user's"), typed straight or as a phone types it.
+APOSTROPHE = re.compile(r"(?<=[a-z0-9])['’](?=[a-z])")
+# What separates two words of one phrase.
+BETWEEN_WORDS = re.compile(r"[\s\-]*")
+# Characters people type for the one the articles use: 帐号 and 帐户 are
+# common spellings of 账号 and 账户 (帳 and 賬 their traditional forms).
+VARIANTS = str.maketrans({"帐": "账", "帳": "账", "賬": "账"})
+# Words that say nothing about what is wanted (Latin ones as typed, before
+# stemming).
 STOP = frozenset(
     [
         "的",
@@ -72,21 +95,71 @@ STOP = frozenset(
     ]
 )
 
+# Irregular forms the stemmer cannot know, of verbs people use about their
+# accounts and videos ("someone stole my account": an article's "stolen").
+IRREGULAR = {
+    "stole": "steal",
+    "stolen": "steal",
+    "forgot": "forget",
+    "forgotten": "forget",
+    "lost": "lose",
+    "hid": "hide",
+    "hidden": "hide",
+    "froze": "freeze",
+    "frozen": "freeze",
+    "broke": "break",
+    "broken": "break",
+    "took": "take",
+    "taken": "take",
+    "sent": "send",
+    "paid": "pay",
+    "bought": "buy",
+    "chose": "choose",
+    "chosen": "choose",
+}
+
+# Not for threads at once (it keeps the word it works on): the service
+# tokenises on its event loop only.
+_ENGLISH = snowballstemmer.stemmer("english")
+
 
 def folded(text: str) -> str:
     """Lower-case, in the forms a Chinese keyboard's full-width letters and
-    digits (`ｌｏｇｉｎ`, `１２３`) stand for (NFKC)."""
-    return unicodedata.normalize("NFKC", text).lower()
+    digits (`ｌｏｇｉｎ`, `１２３`) stand for (NFKC), with the usual character
+    for a variant (`VARIANTS`) and a word's apostrophe dropped ("can't" is
+    one word, "cant")."""
+    text = unicodedata.normalize("NFKC", text).lower().translate(VARIANTS)
+    return APOSTROPHE.sub("", text)
+
+
+@lru_cache(maxsize=1 << 16)
+def stem(word: str) -> str:
+    """A Latin word's stem, which its other forms share ("passwords",
+    "harassing" and "harassment": "password", "harass"; "stole": "steal")."""
+    return str(_ENGLISH.stemWord(IRREGULAR.get(word, word)))
 
 
 def tokens(text: str) -> list[str]:
-    """The index words of a text (Chinese segmented, everything lower-case)."""
+    """The index words of a text: Chinese segmented, Latin words stemmed,
+    and each synonym phrase it says ("can't log in", "stole my account": its
+    words in a row, stop words aside) as one word more."""
     found: list[str] = []
-    for chunk in WORD.findall(folded(text)):
-        if CJK.match(chunk):
-            found += [w for w in jieba.cut_for_search(chunk) if w.strip()]
-        else:
-            found.append(chunk)
+    run: list[str] = []  # the stems of Latin words in a row, where phrases are said
+    text = folded(text)
+    end = 0
+    for match in WORD.finditer(text):
+        chunk = match.group()
+        chinese = bool(CJK.match(chunk))
+        if chinese or not BETWEEN_WORDS.fullmatch(text, end, match.start()):
+            found += _phrases_said(run)
+            run = []
+        if chinese:
+            found += [w for w in _segmenter().cut_for_search(chunk) if w.strip()]
+        elif chunk not in STOP:
+            run.append(stem(chunk))
+            found.append(run[-1])
+        end = match.end()
+    found += _phrases_said(run)
     return [w for w in found if w not in STOP]
 
 
@@ -94,57 +167,128 @@ def index_text(*parts: str) -> str:
     return " ".join(tokens(" ".join(parts)))
 
 
+def _phrases_said(run: list[str]) -> list[str]:
+    said = []
+    for i, first in enumerate(run):
+        for phrase in _latin_phrases().get(first, ()):
+            if tuple(run[i : i + len(phrase)]) == phrase:
+                said.append("".join(phrase))
+    return said
+
+
 @dataclass(frozen=True)
 class SynonymGroup:
-    """Words for the same thing, ready to be looked for: Chinese phrases
-    anywhere; Latin ones as whole words ("ban", not "banana")."""
+    """Words for the same thing, each member one index word (`terms`): a
+    Chinese member as itself (a word in jieba's dictionary), a Latin word as
+    its stem, a Latin phrase as its words' stems run together, stop words
+    left out (as `tokens` gives it where a text says it). A query mentions
+    the group when it holds a Chinese member anywhere or a Latin member's
+    index word."""
 
     chinese: tuple[str, ...]
-    words: frozenset[str]
-    phrases: tuple[re.Pattern[str], ...]
-    terms: tuple[str, ...]  # the index words of every member
+    latin: frozenset[str]
+    terms: tuple[str, ...]
 
     @classmethod
     def of(cls, members: list[str]) -> SynonymGroup:
-        lower = [m.lower() for m in members]
-        latin = [m.split() for m in lower if not is_chinese(m)]
+        words = [_member_word(m) for m in members]
+        chinese = tuple(w for w in words if is_chinese(w))
         return cls(
-            chinese=tuple(m for m in lower if is_chinese(m)),
-            words=frozenset(p[0] for p in latin if len(p) == 1),
-            phrases=tuple(
-                re.compile(r"\b" + r"\s+".join(map(re.escape, p)) + r"\b")
-                for p in latin
-                if len(p) > 1
-            ),
-            terms=tuple(t for m in members for t in tokens(m)),
+            chinese=chinese,
+            latin=frozenset(w for w in words if not is_chinese(w)),
+            terms=tuple(dict.fromkeys(words)),
         )
 
     def mentioned(self, text: str, words: set[str]) -> bool:
-        return (
-            any(c in text for c in self.chinese)
-            or not self.words.isdisjoint(words)
-            or any(p.search(text) for p in self.phrases)
-        )
+        return any(c in text for c in self.chinese) or not self.latin.isdisjoint(words)
+
+
+def _member_words(member: str) -> list[str]:
+    """A Chinese member as itself, a Latin one as the stems of its words."""
+    words = WORD.findall(folded(member))
+    if len(words) == 1 and is_chinese(words[0]):
+        return words
+    stems = [stem(w) for w in words if w not in STOP and not is_chinese(w)]
+    if not stems or len(stems) != len([w for w in words if w not in STOP]):
+        raise ValueError(f"a synonym is a Chinese word or Latin words, not both: {member!r}")
+    return stems
+
+
+def _member_word(member: str) -> str:
+    return "".join(_member_words(member))
+
+
+@cache
+def _synonyms() -> list[list[str]]:
+    raw: dict[str, Any] = json.loads(
+        resources.files("casemesh_helpcenter").joinpath("synonyms.json").read_text()
+    )
+    groups: list[list[str]] = raw["groups"]
+    return groups
 
 
 @cache
 def synonym_groups() -> tuple[SynonymGroup, ...]:
-    raw: dict[str, Any] = json.loads(
-        resources.files("casemesh_helpcenter").joinpath("synonyms.json").read_text()
-    )
-    return tuple(SynonymGroup.of(g) for g in raw["groups"])
+    return tuple(SynonymGroup.of(g) for g in _synonyms())
 
 
-def query_terms(query: str) -> list[str]:
-    """The words to look for: the query's own, and those of any synonym group
-    the query mentions."""
-    terms = tokens(query)
+@cache
+def _latin_phrases() -> dict[str, tuple[tuple[str, ...], ...]]:
+    """The synonyms of more than one Latin word, as their stems, by the
+    first."""
+    phrases: dict[str, list[tuple[str, ...]]] = {}
+    for group in _synonyms():
+        for member in group:
+            stems = tuple(_member_words(member))
+            if len(stems) > 1:
+                phrases.setdefault(stems[0], []).append(stems)
+    return {first: tuple(dict.fromkeys(p)) for first, p in phrases.items()}
+
+
+@cache
+def _segmenter() -> Any:
+    """jieba with each Chinese synonym a word of its own: one index word
+    wherever an article says it, searched for whole ("登录失败", never 失败)."""
+    segmenter = jieba.Tokenizer()
+    for group in _synonyms():
+        for member in group:
+            word = _member_word(member)
+            if is_chinese(word):
+                segmenter.add_word(word)
+    return segmenter
+
+
+def query_terms(query: str) -> dict[str, float]:
+    """The words to look for, each with what it counts for: the query's own
+    1, and SYNONYM_WEIGHT the members of each synonym group it mentions."""
+    own = tokens(query)
+    terms = dict.fromkeys(own, 1.0)
     text = folded(query)
-    words = set(re.findall(r"[a-z0-9]+", text))
+    words = set(own)
     for group in synonym_groups():
         if group.mentioned(text, words):
-            terms += group.terms
-    return list(dict.fromkeys(terms))[:64]
+            for term in group.terms:
+                terms.setdefault(term, SYNONYM_WEIGHT)
+    return dict(list(terms.items())[:MAX_TERMS])
+
+
+@cache
+def index_version() -> str:
+    """The tokeniser's version: `VERSION`, and a fingerprint of what else
+    decides the index words (the stemmer's and jieba's releases, the synonyms,
+    the stop words). An article indexed under another is indexed again."""
+    digest = hashlib.sha256()
+    for part in (
+        f"jieba {version('jieba')}",
+        f"snowballstemmer {version('snowballstemmer')}",
+        json.dumps(_synonyms(), ensure_ascii=False),
+        " ".join(sorted(STOP)),
+        json.dumps(IRREGULAR, sort_keys=True),
+        json.dumps(VARIANTS, sort_keys=True),
+    ):
+        digest.update(part.encode())
+        digest.update(b"\x00")
+    return f"{VERSION}.{digest.hexdigest()[:16]}"
 
 
 def is_chinese(text: str) -> bool:

@@ -23,7 +23,7 @@ from casemesh.platform.logging import get_logger
 from casemesh.platform.paging import older_than
 from casemesh.platform.periods import within
 from casemesh_helpcenter.domain import ArticleVersion, Figures, HelpSession, TicketDraft
-from casemesh_helpcenter.search import folded, index_text, query_terms
+from casemesh_helpcenter.search import folded, index_text, index_version, query_terms
 
 log = get_logger(__name__)
 
@@ -51,6 +51,9 @@ CREATE TABLE IF NOT EXISTS help_search_words (
     weight float8 NOT NULL, PRIMARY KEY (locale, word, slug) INCLUDE (category, weight));
 CREATE INDEX IF NOT EXISTS help_search_words_article ON help_search_words (slug, locale);
 DROP INDEX IF EXISTS help_search_document;
+-- The tokeniser that wrote an article's words (`search.index_version`): a
+-- start indexes again those another wrote ('': before this was kept).
+ALTER TABLE help_search ADD COLUMN IF NOT EXISTS tokeniser text NOT NULL DEFAULT '';
 """
 
 # Each word of a published article's document with its share of the article's
@@ -73,14 +76,66 @@ CROSS JOIN LATERAL unnest(s.document) w
 async def create_schema(conn: psycopg.AsyncConnection[Any], *others: str) -> None:
     """The help centre's tables (articles, search, sessions) and `others` (the
     phone changes'), when the statements changed (`casemesh.platform.schema`);
-    then the words of what was published before the word table existed."""
+    then the published articles indexed by another tokeniser indexed again,
+    and the words of what was published before the word table existed."""
+    # Replicas starting together: one re-indexes, the others find it done.
     async with advisory_lock(conn, "casemesh-helpcenter-schema"):
         await schema.ensure(conn, "helpcenter", [SCHEMA, SESSIONS, *others])
+        await reindex(conn)
         # A database from before the word table: index what is published.
         await conn.execute(
             WORDS + " WHERE NOT EXISTS (SELECT FROM help_search_words x"
             " WHERE x.slug = s.slug AND x.locale = s.locale)"
         )
+
+
+async def reindex(conn: psycopg.AsyncConnection[Any]) -> int:
+    """Indexes again the published articles whose words another tokeniser
+    wrote (an earlier release's: other stems, synonyms, dictionary), in one
+    transaction, so searches see the old words until all the new ones are
+    there; returns how many. Each start asks once: when none is stale, one
+    query."""
+    tokeniser = index_version()
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT v.*, a.published_version, a.latest_version"
+            " FROM help_search s JOIN help_articles a USING (slug, locale)"
+            " JOIN help_versions v ON v.slug = a.slug AND v.locale = a.locale"
+            " AND v.version = a.published_version"
+            " WHERE s.tokeniser <> %s ORDER BY v.slug, v.locale FOR UPDATE OF s",
+            (tokeniser,),
+        )
+        stale = [ArticleVersion(**row) for row in await cur.fetchall()]
+        for article in stale:
+            await _index(conn, article)
+    if stale:
+        log.info("helpcenter.search.reindexed", articles=len(stale), tokeniser=tokeniser)
+    return len(stale)
+
+
+async def _index(conn: psycopg.AsyncConnection[Any], article: ArticleVersion) -> None:
+    """The search index's rows of a published version, in place of any it had
+    (call in a transaction)."""
+    slug, locale = article.slug, article.locale
+    for table in ("help_search", "help_search_words"):
+        await conn.execute(f"DELETE FROM {table} WHERE slug = %s AND locale = %s", (slug, locale))
+    await conn.execute(
+        "INSERT INTO help_search (slug, locale, category, title, tokeniser, document) VALUES"
+        " (%s, %s, %s, %s, %s, setweight(to_tsvector('simple', %s), 'A')"
+        " || setweight(to_tsvector('simple', %s), 'A')"
+        " || setweight(to_tsvector('simple', %s), 'B'))",
+        (
+            slug,
+            locale,
+            article.category,
+            article.title,
+            index_version(),
+            index_text(article.title),
+            index_text(article.keywords),
+            index_text(article.body),
+        ),
+    )
+    await conn.execute(WORDS + " WHERE s.slug = %s AND s.locale = %s", (slug, locale))
 
 
 async def seed(conn: psycopg.AsyncConnection[Any]) -> int:
@@ -215,27 +270,13 @@ async def publish(
             "UPDATE help_articles SET published_version = %s WHERE slug = %s AND locale = %s",
             (version, slug, locale),
         )
-        for table in ("help_search", "help_search_words"):
-            await conn.execute(
-                f"DELETE FROM {table} WHERE slug = %s AND locale = %s", (slug, locale)
-            )
         if version is not None:
-            await conn.execute(
-                "INSERT INTO help_search (slug, locale, category, title, document) VALUES"
-                " (%s, %s, %s, %s, setweight(to_tsvector('simple', %s), 'A')"
-                " || setweight(to_tsvector('simple', %s), 'A')"
-                " || setweight(to_tsvector('simple', %s), 'B'))",
-                (
-                    slug,
-                    locale,
-                    current.category,
-                    current.title,
-                    index_text(current.title),
-                    index_text(current.keywords),
-                    index_text(current.body),
-                ),
-            )
-            await conn.execute(WORDS + " WHERE s.slug = %s AND s.locale = %s", (slug, locale))
+            await _index(conn, current)
+        else:
+            for table in ("help_search", "help_search_words"):
+                await conn.execute(
+                    f"DELETE FROM {table} WHERE slug = %s AND locale = %s", (slug, locale)
+                )
     found = await get(conn, slug, locale, version or 0)
     return found if found is not None else NotWritten.ABSENT
 
@@ -282,22 +323,32 @@ async def search(
     conn: psycopg.AsyncConnection[Any], query: str, locale: str, category: str, limit: int
 ) -> list[tuple[ArticleVersion, float]]:
     """The published articles with any of the query's words, best first: the
-    sum of their words' shares (`WORDS`), which is ts_rank_cd's rank. Given a
-    `category` (a ticket category, or a group such as `account`), only its
-    articles."""
+    sum of their words' shares (`WORDS`), which is ts_rank_cd's rank, each
+    word's times what it counts for (`query_terms`: a synonym less than what
+    the user typed). Given a `category` (a ticket category, or a group such as
+    `account`), only its articles."""
     terms = query_terms(query)
     if not terms:
         return []
-    # The words as the index parsed them (the same parser and dictionary).
-    where = "locale = %s AND word = ANY(tsvector_to_array(to_tsvector('simple', %s)))"
-    params: list[Any] = [locale, " ".join(terms)]
+    # The words as the index parsed them (the same parser and dictionary),
+    # each once, counting as much as the most it counts for.
+    asked = (
+        "SELECT lexeme AS word, max(counts) AS counts"
+        " FROM unnest(%s::text[], %s::float8[]) AS t(term, counts)"
+        " CROSS JOIN LATERAL unnest(tsvector_to_array(to_tsvector('simple', t.term))) AS lexeme"
+        " GROUP BY lexeme"
+    )
+    where = "w.locale = %s"
+    params: list[Any] = [list(terms), list(terms.values()), locale]
     if category:
-        where += " AND (category = %s OR starts_with(category, %s))"
+        where += " AND (w.category = %s OR starts_with(w.category, %s))"
         params += [category, f"{category}."]
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            "WITH ranked AS (SELECT slug, sum(weight)::real AS score FROM help_search_words"
-            f" WHERE {where} GROUP BY slug ORDER BY score DESC, slug LIMIT %s)"
+            f"WITH asked AS ({asked}), ranked AS ("
+            " SELECT w.slug, sum(w.weight * q.counts)::real AS score"
+            f" FROM asked q JOIN help_search_words w ON w.word = q.word WHERE {where}"
+            " GROUP BY w.slug ORDER BY score DESC, w.slug LIMIT %s)"
             " SELECT v.*, a.published_version, a.latest_version, r.score FROM ranked r"
             " JOIN help_articles a ON a.slug = r.slug AND a.locale = %s"
             " JOIN help_versions v ON v.slug = a.slug AND v.locale = a.locale"
