@@ -814,13 +814,51 @@ const UNKNOWN_OUTCOME = new Set([
 /** Whether the ticket just opened is the first submit's, without the form's later changes. */
 let changesLeftOut = false;
 
+/**
+ * A submit left unanswered, settled before any new form: sent again under its
+ * request id, it opens its ticket unless that is open already. Left pending,
+ * the next form would be sent under its id and taken for it (a new problem
+ * filed as the old ticket). The ticket once the service answers; undefined
+ * while it cannot be reached (or the sign-in ran out: the form is then given
+ * back as it was), or when the service refused it (it opened nothing, and is
+ * dropped).
+ */
+async function settlePending(): Promise<Ticket | undefined> {
+  const last = unanswered[unanswered.length - 1];
+  if (!last) {
+    return undefined;
+  }
+  try {
+    const ticket = await openOnce(last);
+    changesLeftOut = false;
+    dropPending();
+    return ticket;
+  } catch (err) {
+    if (ConnectError.from(err).code === Code.InvalidArgument) {
+      dropPending();
+    }
+    return undefined;
+  }
+}
+
+/** A submit answered (or refused): nothing of it is kept any more. */
+function dropPending(): void {
+  requestId = crypto.randomUUID();
+  unanswered = [];
+  uploaded = undefined;
+  refill = undefined;
+  sessionStorage.removeItem(PENDING_KEY);
+}
+
 async function openTicketForm(prefill?: Draft, session = ""): Promise<void> {
   if (!categories.length) {
     categories = (await tickets.listTicketCategories({})).categories;
   }
+  const earlier = await settlePending();
   if (unanswered.length) {
-    // The last submit may have opened the ticket: that form, as it was, under
-    // its request id (a new one would open a second ticket).
+    // The last submit may have opened the ticket, and the service cannot be
+    // reached to say: that form, as it was, under its request id (a new one
+    // would open a second ticket).
     renderCategories();
     if (refill) {
       fillForm(refill);
@@ -850,6 +888,9 @@ async function openTicketForm(prefill?: Draft, session = ""): Promise<void> {
   notSolvedIn = session;
   uploaded = undefined;
   show("ticket-form-view");
+  if (earlier) {
+    say(t("earlierOpened", { subject: earlier.subject }));
+  }
 }
 
 /** The most characters a subject may have (`Ticket.subject`). */
@@ -956,11 +997,7 @@ $("ticket-form").addEventListener("submit", (e) => {
         evidence,
       };
       const ticket = await openOnce(written);
-      requestId = crypto.randomUUID();
-      unanswered = [];
-      uploaded = undefined;
-      refill = undefined;
-      sessionStorage.removeItem(PENDING_KEY);
+      dropPending();
       startOver();
       // Created: its page at once, so that nothing sends the form again (a
       // new request id would open a second ticket); its history is read
@@ -1396,7 +1433,16 @@ async function start(): Promise<void> {
   restorePending();
   await route();
   if (unanswered.length && !location.hash) {
-    await openTicketForm(); // reloaded with a submit unanswered: its form first
+    // Reloaded with a submit unanswered: its ticket if the service can say it
+    // is open, else its form first.
+    const earlier = await settlePending();
+    if (earlier) {
+      showTicket(earlier, []);
+      say(t("earlierOpened", { subject: earlier.subject }));
+      await openTicket(earlier.name, earlier, { unlessLeft: true });
+    } else {
+      await openTicketForm();
+    }
   }
 }
 
