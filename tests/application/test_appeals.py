@@ -943,6 +943,26 @@ def test_upholding_an_appeal_the_notice_can_no_longer_reverse_is_refused(app: Ap
     assert app.decide(AGENT, appeal, False, reasons, None, etag="").state == "REJECTED"
 
 
+def test_an_appeal_of_a_notice_whose_content_came_back_meanwhile_may_be_upheld(
+    app: Appeals, clock: FakeClock
+) -> None:
+    """Ursula appealed the notice and countered it; the claimant did not go
+    to court in time, and her video came back. Her appeal asked for that:
+    upheld, it is UPHELD, and nothing more follows (the notice stays
+    RESTORED, by the counter-notice)."""
+    ident = upheld(app)
+    appeal = str(app.file(URSULA, decision_appeal(ident)).id)
+    app.assign(AGENT, appeal, "")
+    counter(app, ident)
+    (deadline,) = app.deadlines_of(last_event(app, ident))
+    clock.now_is(deadline.due)
+    app.fire(deadline)
+    assert app.get(ALICE, ident).state == "RESTORED"
+    reasons = {"ground": "原创", "facts": "舞蹈为其原创"}
+    assert app.decide(AGENT, appeal, True, reasons, None, etag="").state == "UPHELD"
+    assert app.get(ALICE, ident).state == "RESTORED"
+
+
 def test_an_open_appeal_has_no_decision_to_appeal_yet(app: Appeals) -> None:
     """Appealing an appeal still under review is refused because nothing was
     decided, not because "the decision on an appeal is final"."""

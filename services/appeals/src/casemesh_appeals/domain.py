@@ -557,11 +557,15 @@ class CopyrightAppeal(ExpiringCase):
         appealed is upheld, naming `uploader` (required then), as by
         `decide`, its counter-notice window running from now. Returns what
         followed: "RESTORED" or "UPHELD"; "" for a case of another kind, for
-        which the appeal's own decision is the outcome. A notice the appeal
-        can no longer reverse (it went before a court, or its content came
-        back, since the appeal was filed) refuses it: upheld, the appeal
-        would tell its filer of a reversal that never happened."""
+        which the appeal's own decision is the outcome, and for an uploader's
+        appeal of a notice whose content came back meanwhile (after their
+        counter-notice, say): what the appeal asked for stands, and nothing
+        more follows. A notice that went before a court since the appeal was
+        filed refuses it: upheld, the appeal would tell its filer of a
+        reversal that never happened."""
         if self.kind is not Kind.TAKEDOWN_NOTICE:
+            return ""
+        if self.state is State.RESTORED and appellant == (self.uploader or {}).get("user_id"):
             return ""
         if not self._reversible_by(appellant):
             raise FailedPrecondition(
