@@ -297,6 +297,30 @@ async def test_asking_for_a_file_puts_off_only_the_deletion_of_an_upload_no_case
     assert stored(locker, expired, erased, loose) == [False, False, True]
 
 
+async def test_a_candidate_an_earlier_release_marked_is_still_put_off_when_asked_for(
+    dsn: str, locker: EvidenceLocker
+) -> None:
+    """A candidate recorded by a release that did not say why (as an old
+    replica still running in a rollout marks one whose wait to be attached
+    ended): asked for before it is attached, it waits its grace again, as it
+    did then; a file a case is taking up is never deleted for want of it."""
+    cases = Cases(dsn, locker)
+    ida = Identity("ida", frozenset({"user"}))
+    loose = await upload(locker, "ida", png())
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DELETE FROM evidence_unattached WHERE evidence_id = %s", (loose.id,))
+        conn.execute(
+            "INSERT INTO evidence_unneeded (evidence_id, since) VALUES (%s, %s)",
+            (loose.id, cases.time),
+        )
+    deleted = 0
+    for _ in range(7):  # three and a half days, asked for twice a day
+        cases.time += timedelta(hours=12)
+        await locker.describe(ida, f"evidence/{loose.id}")
+        deleted += cases.purge()
+    assert deleted == 0 and await kept(locker, loose) == [True]
+
+
 class Told(HeardUntil):
     """How far the case topics were heard, as set by the test; counts the
     times it is asked."""

@@ -121,11 +121,13 @@ CREATE TABLE IF NOT EXISTS evidence_bytes_unneeded (sha256 text PRIMARY KEY);
 ALTER TABLE evidence_bytes_unneeded
     ADD COLUMN IF NOT EXISTS not_before timestamptz NOT NULL DEFAULT '-infinity';
 ALTER TABLE evidence_unneeded
-    ADD COLUMN IF NOT EXISTS unattached boolean NOT NULL DEFAULT false"""
+    ADD COLUMN IF NOT EXISTS unattached boolean NOT NULL DEFAULT true"""
 # `evidence_unneeded.unattached`: the candidate was made one by the end of its
 # wait to be attached (`PROMOTE`) and by nothing else (`mark_unneeded`: a
-# case's end or expiry, an erasure). A row written by a release before it
-# reads as marked otherwise: its owner's asking for it puts nothing off.
+# case's end or expiry, an erasure, which says false). A row written by a
+# release before it, or by one of its replicas still running, reads as
+# unattached: its owner's asking for it still puts it off, as it did then
+# (a file kept a little longer, never one a case just took up deleted).
 
 # The longest an upload takes from storing its bytes to recording them. Bytes
 # are stored before their record (not in its transaction: a video takes a
@@ -345,7 +347,8 @@ def mark_unneeded(conn: psycopg.Connection[Any], ids: Sequence[Any], now: dateti
     if not ids:
         return 0
     return conn.execute(
-        "INSERT INTO evidence_unneeded (evidence_id, since) SELECT unnest(%s::uuid[]), %s"
+        "INSERT INTO evidence_unneeded (evidence_id, since, unattached)"
+        " SELECT unnest(%s::uuid[]), %s, false"
         " ON CONFLICT (evidence_id) DO UPDATE SET"
         " since = GREATEST(evidence_unneeded.since, EXCLUDED.since), unattached = false",
         (sorted(set(ids)), now),  # one order for all markers: they do not deadlock
