@@ -847,8 +847,21 @@ def test_a_form_whose_submit_went_unanswered_is_given_back_then_settled_once(
         page.reload()
         expect(page.get_by_role("heading", name="您的工单", level=1)).to_be_visible()
         expect(page.locator("#ticket-subject")).to_have_text(later)
+        # One the service refuses when sent again (it opened nothing): the
+        # form comes back as it was, with the refusal, not a blank one.
+        page.get_by_role("button", name="返回帮助中心").first.click()
+        fill_in_a_ticket(page, user, f"第三个 {user}")
+        page.route(create, answer_lost)
+        page.get_by_role("button", name="提交工单").click()
+        expect(page.get_by_role("alert")).to_contain_text("暂时连不上服务器")
+        page.route(create, connect_error(400, "invalid_argument", "ticket: refused"))
+        page.get_by_role("button", name="返回帮助中心").first.click()
+        page.get_by_role("button", name="联系客服（提交工单）").click()
+        expect(page.get_by_role("alert")).to_contain_text("refused")
+        expect(page.get_by_label("标题")).to_have_value(f"第三个 {user}")
     mine = Client(stack.gateway, stack.secret, user).ListTickets(pb.ListTicketsRequest())
-    assert sorted(t.subject for t in mine.tickets) == sorted([subject, later])
+    assert f"第三个 {user}" in {t.subject for t in mine.tickets}  # the lost answer's
+    assert len(mine.tickets) == 3
 
 
 def test_answered_solved_the_question_goes_and_no_upload_shows_before_a_file(

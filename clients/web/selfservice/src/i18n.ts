@@ -127,6 +127,8 @@ const zh = {
     "您上次提交时网络中断，工单可能已经创建。您填写的内容已保留，请再次提交：不会重复创建工单。",
   screenshotKept: "已附上之前上传的截图：{name}",
   earlierOpened: "您之前提交的工单“{subject}”已创建，可在“我的工单”中查看。",
+  earlierOpenedWithoutChanges:
+    "您之前提交的工单“{subject}”已创建，但之后的修改没有包含在内：请在“我的工单”中打开它，用回复补充。",
   tooLong: "不能超过 {n} 个字符。",
   flowRestarted: "这个问题已经回答过了，引导已重新开始。",
   transport: "连接方式：{transport}",
@@ -279,6 +281,8 @@ const en: Record<Key, string> = {
     "The network failed as you last submitted, so the ticket may already be open. What you filled in was kept: submit it again, and no second ticket will be opened.",
   screenshotKept: "The screenshot uploaded before is attached: {name}",
   earlierOpened: "The ticket you submitted before, “{subject}”, is open: see My tickets.",
+  earlierOpenedWithoutChanges:
+    "The ticket you submitted before, “{subject}”, is open, without the changes you made after: open it in My tickets and add them in a reply.",
   tooLong: "must be at most {n} characters",
   flowRestarted: "That question was already answered; the guide has started again.",
   transport: "Connection: {transport}",

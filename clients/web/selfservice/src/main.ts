@@ -814,31 +814,51 @@ const UNKNOWN_OUTCOME = new Set([
 /** Whether the ticket just opened is the first submit's, without the form's later changes. */
 let changesLeftOut = false;
 
+/** What settling a submit left unanswered came to (`settlePending`). */
+interface Settled {
+  /** Its ticket, open now. */
+  ticket?: Ticket;
+  /** Whether the form's later changes are not in it. */
+  leftOut?: boolean;
+  /** The service's refusal of it: it opened nothing, and the form is the user's to fix. */
+  refused?: unknown;
+}
+
 /**
  * A submit left unanswered, settled before any new form: sent again under its
  * request id, it opens its ticket unless that is open already. Left pending,
  * the next form would be sent under its id and taken for it (a new problem
- * filed as the old ticket). The ticket once the service answers; undefined
- * while it cannot be reached (or the sign-in ran out: the form is then given
- * back as it was), or when the service refused it (it opened nothing, and is
- * dropped).
+ * filed as the old ticket). Nothing settled while the service cannot be
+ * reached: the form is then given back as it was.
  */
-async function settlePending(): Promise<Ticket | undefined> {
+async function settlePending(): Promise<Settled> {
   const last = unanswered[unanswered.length - 1];
   if (!last) {
-    return undefined;
+    return {};
   }
   try {
     const ticket = await openOnce(last);
+    const leftOut = changesLeftOut || JSON.stringify(refill ?? formFields()) !== formOf(last);
     changesLeftOut = false;
     dropPending();
-    return ticket;
+    interrupted = undefined; // its form was sent: nothing to give back after signing in
+    return { ticket, leftOut };
   } catch (err) {
-    if (ConnectError.from(err).code === Code.InvalidArgument) {
-      dropPending();
-    }
-    return undefined;
+    return UNKNOWN_OUTCOME.has(ConnectError.from(err).code) ? {} : { refused: err };
   }
+}
+
+/** The form's fields as `written` filled them, to compare with what the form holds. */
+function formOf(written: TicketDraft): string {
+  const fields: FormFields = {
+    category: written.category ?? "",
+    subject: written.subject ?? "",
+    description: written.description ?? "",
+    email: written.contact?.email ?? "",
+    phone: written.contact?.phone ?? "",
+    channels: (written.contact?.channels ?? []).map((c) => (c === Channel.SMS ? "SMS" : "EMAIL")),
+  };
+  return JSON.stringify(fields);
 }
 
 /** A submit answered (or refused): nothing of it is kept any more. */
@@ -854,24 +874,9 @@ async function openTicketForm(prefill?: Draft, session = ""): Promise<void> {
   if (!categories.length) {
     categories = (await tickets.listTicketCategories({})).categories;
   }
-  const earlier = await settlePending();
+  const settled = await settlePending();
   if (unanswered.length) {
-    // The last submit may have opened the ticket, and the service cannot be
-    // reached to say: that form, as it was, under its request id (a new one
-    // would open a second ticket).
-    renderCategories();
-    if (refill) {
-      fillForm(refill);
-      refill = undefined;
-    }
-    const kept = uploaded && !uploaded.file ? uploaded : undefined;
-    $("upload").hidden = !kept && !$<HTMLInputElement>("screenshot").files?.length;
-    if (kept) {
-      $<HTMLProgressElement>("upload-progress").value = 100;
-      $("upload-status").textContent = t("screenshotKept", { name: kept.fileName });
-    }
-    show("ticket-form-view");
-    say(t("formPending"));
+    showPendingForm(settled.refused);
     return;
   }
   const form = $<HTMLFormElement>("ticket-form");
@@ -888,8 +893,41 @@ async function openTicketForm(prefill?: Draft, session = ""): Promise<void> {
   notSolvedIn = session;
   uploaded = undefined;
   show("ticket-form-view");
-  if (earlier) {
-    say(t("earlierOpened", { subject: earlier.subject }));
+  sayEarlier(settled);
+}
+
+/** The earlier submit's ticket, now open, said on the page shown. */
+function sayEarlier({ ticket, leftOut }: Settled): void {
+  if (ticket && leftOut) {
+    warn(t("earlierOpenedWithoutChanges", { subject: ticket.subject }));
+  } else if (ticket) {
+    say(t("earlierOpened", { subject: ticket.subject }));
+  }
+}
+
+/**
+ * The form of a submit left unanswered, as the user left it, under its request
+ * id (a new one would open a second ticket): while the service cannot be
+ * reached to say whether it opened the ticket, or with the service's
+ * `refused` beside the fields it names.
+ */
+function showPendingForm(refused?: unknown): void {
+  renderCategories();
+  if (refill) {
+    fillForm(refill);
+    refill = undefined;
+  }
+  const kept = uploaded && !uploaded.file ? uploaded : undefined;
+  $("upload").hidden = !kept && !$<HTMLInputElement>("screenshot").files?.length;
+  if (kept) {
+    $<HTMLProgressElement>("upload-progress").value = 100;
+    $("upload-status").textContent = t("screenshotKept", { name: kept.fileName });
+  }
+  show("ticket-form-view");
+  if (refused) {
+    showError(refused, placeTicketField);
+  } else {
+    say(t("formPending"));
   }
 }
 
@@ -1435,13 +1473,16 @@ async function start(): Promise<void> {
   if (unanswered.length && !location.hash) {
     // Reloaded with a submit unanswered: its ticket if the service can say it
     // is open, else its form first.
-    const earlier = await settlePending();
-    if (earlier) {
-      showTicket(earlier, []);
-      say(t("earlierOpened", { subject: earlier.subject }));
-      await openTicket(earlier.name, earlier, { unlessLeft: true });
+    const settled = await settlePending();
+    if (settled.ticket) {
+      showTicket(settled.ticket, []);
+      sayEarlier(settled);
+      await openTicket(settled.ticket.name, settled.ticket, { unlessLeft: true });
     } else {
-      await openTicketForm();
+      if (!categories.length) {
+        categories = (await tickets.listTicketCategories({})).categories;
+      }
+      showPendingForm(settled.refused);
     }
   }
 }
