@@ -923,24 +923,38 @@ def test_only_the_party_a_decision_went_against_may_appeal_it(
     )
 
 
+REASONS = {"ground": "原创", "facts": "舞蹈为其原创"}
+
+
+def appealed_then_countered(app: Appeals) -> tuple[str, str]:
+    """An upheld notice Ursula appealed (an agent has the appeal), then
+    countered: the notice's id and her appeal's."""
+    ident = upheld(app)
+    appeal = str(app.file(URSULA, decision_appeal(ident)).id)
+    app.assign(AGENT, appeal, "")
+    counter(app, ident)
+    return ident, appeal
+
+
+def upholding_is_refused(app: Appeals, appeal: str) -> None:
+    """Upholding the appeal is refused as changing nothing, and stores nothing."""
+    stored = app.recorder.max_notification_id()
+    with pytest.raises(FailedPrecondition) as refused:
+        app.decide(AGENT, appeal, True, REASONS, None, etag="")
+    assert refused.value.reason == "NOTHING_TO_REVERSE"
+    assert app.recorder.max_notification_id() == stored
+
+
 def test_upholding_an_appeal_the_notice_can_no_longer_reverse_is_refused(app: Appeals) -> None:
     """Ursula appealed the notice, then countered it, and the claimant went
     to court: the notice is HELD. Upholding her appeal would tell her UPHELD
     while her video stays down; it is refused and nothing is stored. The
     agent may still reject it."""
-    ident = upheld(app)
-    appeal = str(app.file(URSULA, decision_appeal(ident)).id)
-    app.assign(AGENT, appeal, "")
-    counter(app, ident)
+    ident, appeal = appealed_then_countered(app)
     app.record_court_action(AGENT, ident, "起诉书已送达", EVIDENCE)
-    stored = app.recorder.max_notification_id()
-    reasons = {"ground": "原创", "facts": "舞蹈为其原创"}
-    with pytest.raises(FailedPrecondition) as refused:
-        app.decide(AGENT, appeal, True, reasons, None, etag="")
-    assert refused.value.reason == "NOTHING_TO_REVERSE"
-    assert app.recorder.max_notification_id() == stored
+    upholding_is_refused(app, appeal)
     assert app.get(URSULA, ident).state == "HELD"
-    assert app.decide(AGENT, appeal, False, reasons, None, etag="").state == "REJECTED"
+    assert app.decide(AGENT, appeal, False, REASONS, None, etag="").state == "REJECTED"
 
 
 def test_an_appeal_of_a_notice_whose_content_came_back_meanwhile_may_be_upheld(
@@ -950,17 +964,26 @@ def test_an_appeal_of_a_notice_whose_content_came_back_meanwhile_may_be_upheld(
     to court in time, and her video came back. Her appeal asked for that:
     upheld, it is UPHELD, and nothing more follows (the notice stays
     RESTORED, by the counter-notice)."""
-    ident = upheld(app)
-    appeal = str(app.file(URSULA, decision_appeal(ident)).id)
-    app.assign(AGENT, appeal, "")
-    counter(app, ident)
+    ident, appeal = appealed_then_countered(app)
     (deadline,) = app.deadlines_of(last_event(app, ident))
     clock.now_is(deadline.due)
     app.fire(deadline)
     assert app.get(ALICE, ident).state == "RESTORED"
-    reasons = {"ground": "原创", "facts": "舞蹈为其原创"}
-    assert app.decide(AGENT, appeal, True, reasons, None, etag="").state == "UPHELD"
+    assert app.decide(AGENT, appeal, True, REASONS, None, etag="").state == "UPHELD"
     assert app.get(ALICE, ident).state == "RESTORED"
+
+
+def test_an_appeal_of_a_notice_a_court_restored_is_not_upheld_on_the_platform(
+    app: Appeals,
+) -> None:
+    """The same, but the claimant went to court and the court restored the
+    content: the court decided, and the platform's appeal cannot be upheld
+    (nothing stored); it may be rejected."""
+    ident, appeal = appealed_then_countered(app)
+    app.record_court_action(AGENT, ident, "起诉书已送达", EVIDENCE)
+    app.record_court_outcome(AGENT, ident, False, "（2026）京0491民初2号：驳回原告", EVIDENCE)
+    assert app.get(ALICE, ident).state == "RESTORED"
+    upholding_is_refused(app, appeal)
 
 
 def test_an_open_appeal_has_no_decision_to_appeal_yet(app: Appeals) -> None:

@@ -565,7 +565,8 @@ class CopyrightAppeal(ExpiringCase):
         reversal that never happened."""
         if self.kind is not Kind.TAKEDOWN_NOTICE:
             return ""
-        if self.state is State.RESTORED and appellant == (self.uploader or {}).get("user_id"):
+        uploader_id = (self.uploader or {}).get("user_id")
+        if self.state is State.RESTORED and not self.court_action and appellant == uploader_id:
             return ""
         if not self._reversible_by(appellant):
             raise FailedPrecondition(
