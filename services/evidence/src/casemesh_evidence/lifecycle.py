@@ -121,7 +121,8 @@ CREATE TABLE IF NOT EXISTS evidence_bytes_unneeded (sha256 text PRIMARY KEY);
 ALTER TABLE evidence_bytes_unneeded
     ADD COLUMN IF NOT EXISTS not_before timestamptz NOT NULL DEFAULT '-infinity';
 ALTER TABLE evidence_unneeded
-    ADD COLUMN IF NOT EXISTS unattached boolean NOT NULL DEFAULT true"""
+    ADD COLUMN IF NOT EXISTS unattached boolean NOT NULL DEFAULT true;
+ALTER TABLE evidence_unneeded ALTER COLUMN unattached SET DEFAULT true"""
 # `evidence_unneeded.unattached`: the candidate was made one by the end of its
 # wait to be attached (`PROMOTE`) and by nothing else (`mark_unneeded`: a
 # case's end or expiry, an erasure, which says false). A row written by a
