@@ -38,6 +38,7 @@ from casemesh_helpcenter.domain import TicketDraft
 from casemesh_helpcenter.retention import RetentionTimer
 from tests.application.story import AGENT, ALICE, BOB, FakeClock
 from tests.conftest import Infra
+from tests.support import eventually
 
 ADMIN = Identity("ada", frozenset({"admin"}))
 
@@ -950,6 +951,17 @@ async def test_an_article_a_guided_flow_ends_at_is_not_withdrawn(app: HelpCenter
         await app.publish_article(ADMIN, "articles/no-such-article", "en", 0, True)
 
 
+async def seeded_help_centre(infra: Infra) -> tuple[str, int]:
+    """A database of its own with the starter articles published: its
+    address, and how many were published."""
+    name = f"help_reindex_{uuid.uuid4().hex[:8]}"
+    infra.pg.create_database(name)
+    dsn = infra.pg.dsn(name)
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await store.create_schema(conn, phone.SCHEMA)
+        return dsn, await store.seed(conn)
+
+
 async def test_articles_indexed_by_an_earlier_release_are_indexed_again_at_the_next_start(
     infra: Infra,
 ) -> None:
@@ -957,12 +969,8 @@ async def test_articles_indexed_by_an_earlier_release_are_indexed_again_at_the_n
     rules: here, no stemming of "passwords") finds them by the new rules
     once a replica of this release starts; replicas starting together index
     them once."""
-    name = f"help_reindex_{uuid.uuid4().hex[:8]}"
-    infra.pg.create_database(name)
-    dsn = infra.pg.dsn(name)
+    dsn, published = await seeded_help_centre(infra)
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        await store.create_schema(conn, phone.SCHEMA)
-        published = await store.seed(conn)
         fresh = await conn.execute("SELECT * FROM help_search_words ORDER BY 1, 2, 3")
         words = await fresh.fetchall()
         # As an earlier release left them: its own words, and no tokeniser noted.
@@ -972,12 +980,60 @@ async def test_articles_indexed_by_an_earlier_release_are_indexed_again_at_the_n
 
     async def start() -> int:
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-            await store.create_schema(conn, phone.SCHEMA)
-            return await store.reindex(conn)  # what is left for a later start: nothing
+            return await store.create_schema(conn, phone.SCHEMA)
 
-    assert list(await asyncio.gather(start(), start(), start())) == [0, 0, 0]
+    assert sorted(await asyncio.gather(start(), start(), start())) == [0, 0, published]
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         again = await conn.execute("SELECT * FROM help_search_words ORDER BY 1, 2, 3")
         assert await again.fetchall() == words and published
         found = await store.search(conn, "passwords", "en", "", 5)
         assert any("password" in article.slug for article, _ in found)
+
+
+async def test_an_article_published_while_a_start_indexes_again_is_indexed_once_as_published(
+    infra: Infra,
+) -> None:
+    """A replica still running publishes version 2 of an article while a new
+    one indexes the articles again: one waits for the other, and the index
+    holds version 2's words, once."""
+    dsn, _ = await seeded_help_centre(infra)
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute("UPDATE help_search SET tokeniser = ''")
+        slug = "login-hacked"
+        version = await store.write_version(
+            conn,
+            slug=slug,
+            locale="en",
+            category="account.login",
+            title="Zebra crossing",
+            body="Zebra stripes",
+            keywords="zebra",
+            author="editor",
+            base_version=1,
+        )
+        assert isinstance(version, int)
+    async with (
+        await psycopg.AsyncConnection.connect(dsn) as indexing,
+        await psycopg.AsyncConnection.connect(dsn, autocommit=True) as publishing,
+    ):
+        async with indexing.transaction():
+            # The start's re-index has run, and not yet committed.
+            assert await store.reindex(indexing) > 0
+            published = asyncio.create_task(store.publish(publishing, slug, "en", version))
+            await eventually(lambda: waits_for_a_lock(dsn, publishing.info.backend_pid))
+        assert not isinstance(await published, store.NotWritten)
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        found = await store.search(conn, "zebra", "en", "", 5)
+        assert [article.slug for article, _ in found] == [slug]
+        cur = await conn.execute(
+            "SELECT count(*) FROM help_search WHERE slug = %s AND locale = 'en'", (slug,)
+        )
+        assert await cur.fetchone() == (1,)
+
+
+def waits_for_a_lock(dsn: str, pid: int) -> bool:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)
+        ).fetchone()
+    return row == ("Lock",)

@@ -73,20 +73,22 @@ CROSS JOIN LATERAL unnest(s.document) w
 """
 
 
-async def create_schema(conn: psycopg.AsyncConnection[Any], *others: str) -> None:
+async def create_schema(conn: psycopg.AsyncConnection[Any], *others: str) -> int:
     """The help centre's tables (articles, search, sessions) and `others` (the
     phone changes'), when the statements changed (`casemesh.platform.schema`);
     then the published articles indexed by another tokeniser indexed again,
-    and the words of what was published before the word table existed."""
+    and the words of what was published before the word table existed;
+    returns how many articles it indexed again."""
     # Replicas starting together: one re-indexes, the others find it done.
     async with advisory_lock(conn, "casemesh-helpcenter-schema"):
         await schema.ensure(conn, "helpcenter", [SCHEMA, SESSIONS, *others])
-        await reindex(conn)
+        indexed = await reindex(conn)
         # A database from before the word table: index what is published.
         await conn.execute(
             WORDS + " WHERE NOT EXISTS (SELECT FROM help_search_words x"
             " WHERE x.slug = s.slug AND x.locale = s.locale)"
         )
+    return indexed
 
 
 async def reindex(conn: psycopg.AsyncConnection[Any]) -> int:
@@ -94,7 +96,9 @@ async def reindex(conn: psycopg.AsyncConnection[Any]) -> int:
     wrote (an earlier release's: other stems, synonyms, dictionary), in one
     transaction, so searches see the old words until all the new ones are
     there; returns how many. Each start asks once: when none is stale, one
-    query."""
+    query. The articles' rows are locked first, as a publish (its UPDATE of
+    `help_articles`) does, so that a publish on a running replica waits, or
+    is waited for, and is never indexed over (nor its rows left twice)."""
     tokeniser = index_version()
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
@@ -102,7 +106,7 @@ async def reindex(conn: psycopg.AsyncConnection[Any]) -> int:
             " FROM help_search s JOIN help_articles a USING (slug, locale)"
             " JOIN help_versions v ON v.slug = a.slug AND v.locale = a.locale"
             " AND v.version = a.published_version"
-            " WHERE s.tokeniser <> %s ORDER BY v.slug, v.locale FOR UPDATE OF s",
+            " WHERE s.tokeniser <> %s ORDER BY v.slug, v.locale FOR UPDATE OF a",
             (tokeniser,),
         )
         stale = [ArticleVersion(**row) for row in await cur.fetchall()]
