@@ -104,6 +104,7 @@ class Notifier:
 class Evidence:
     def __init__(self, gone: grpc.StatusCode = grpc.StatusCode.NOT_FOUND) -> None:
         self.reads: list[str] = []
+        self.timeouts: dict[str, float] = {}
         self.gone = gone
 
     async def ListEvidence(self, request: epb.ListEvidenceRequest, **_: Any) -> Any:
@@ -117,8 +118,9 @@ class Evidence:
         gone = epb.Evidence(name=GONE, owner="zoe", file_name="CON.png", size_bytes=10)
         return epb.ListEvidenceResponse(evidence=[gone])
 
-    def ReadEvidence(self, request: epb.ReadEvidenceRequest, **_: Any) -> Any:
+    def ReadEvidence(self, request: epb.ReadEvidenceRequest, **kwargs: Any) -> Any:
         self.reads.append(request.name)
+        self.timeouts[request.name] = kwargs["timeout"]
         name, gone = request.name, self.gone
 
         class Call:
@@ -148,7 +150,7 @@ def sources(evidence: Evidence) -> export.Sources:
         notifier=export.Service(Notifier(), "n"),
         vouch=lambda audience: (("x-casemesh-identity", audience),),
         call_timeout=lambda: 5.0,
-        read_timeout=lambda: 5.0,
+        read_timeout=lambda size: export.read_time(size, 5.0),
     )
 
 
@@ -225,3 +227,13 @@ def test_a_service_that_gives_the_same_page_again_stops_the_export() -> None:
 def test_file_names_in_the_archive_unpack_anywhere(given: str, kept: str) -> None:
     record = epb.Evidence(name=MINE, file_name=given)
     assert export._path_of(record) == f"{MINE}/{kept}"
+
+
+def test_a_large_file_is_given_the_time_a_slow_download_needs() -> None:
+    """The archive is read as fast as the person downloads it: a file's read
+    may take as long as its bytes need at the slowest download allowed, not
+    only the configured limit (which a small file keeps)."""
+    evidence = Evidence()
+    asyncio.run(download(sources(evidence)))
+    assert evidence.timeouts[MINE] == len(BIG) / export.SLOWEST_DOWNLOAD > 5.0
+    assert evidence.timeouts[GONE] == 5.0

@@ -637,7 +637,9 @@ class PrivacyGateway(privacy_pb2_grpc.PrivacyServiceServicer):
             **self.services,
             vouch=lambda audience: backend.vouch(them, audience, context=context),
             call_timeout=lambda: backend._timeout(context),
-            read_timeout=lambda: backend._timeout(context, self.read_timeout),
+            read_timeout=lambda size: backend._timeout(
+                context, export.read_time(size, self.read_timeout)
+            ),
         )
         now, outcome, sent = datetime.now(UTC), "failed", 0
         found, missing = privacy_pb2.PersonalDataExport(), list[str]()

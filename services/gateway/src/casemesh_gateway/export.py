@@ -69,9 +69,9 @@ class Sources:
     notifier: Service
     # The metadata of a call to an audience on the person's behalf.
     vouch: Callable[[str], Sequence[tuple[str, str]]]
-    # How long a call, and reading a file, may take.
+    # How long a call, and reading a file of so many bytes, may take.
     call_timeout: Callable[[], float]
-    read_timeout: Callable[[], float]
+    read_timeout: Callable[[int], float]
 
     async def call(self, service: Service, method: str, request: Message) -> Any:
         return await getattr(service.stub, method)(
@@ -79,16 +79,31 @@ class Sources:
         )
 
     async def stream(
-        self, service: Service, method: str, request: Message
+        self, service: Service, method: str, request: Message, size: int = 0
     ) -> AsyncGenerator[Any, None]:
+        """The answers of a streaming call reading `size` bytes."""
         call = getattr(service.stub, method)(
-            request, metadata=self.vouch(service.audience), timeout=self.read_timeout()
+            request, metadata=self.vouch(service.audience), timeout=self.read_timeout(size)
         )
         try:
             async for response in call:
                 yield response
         finally:
             call.cancel()
+
+
+# The slowest download an export waits for (bytes a second, 512 kbit/s): a
+# file is read as fast as the person downloads the archive, so its read may
+# take as long as its bytes need at this rate, however short the configured
+# limit (a 500 MiB video over a slow mobile link would otherwise fail the
+# whole export, every time it is tried).
+SLOWEST_DOWNLOAD = 64 * 1024
+
+
+def read_time(size: int, limit: float) -> float:
+    """How long reading a file of `size` bytes may take: `limit`, or longer
+    for one that needs it at the slowest download (`SLOWEST_DOWNLOAD`)."""
+    return max(limit, size / SLOWEST_DOWNLOAD)
 
 
 def as_person(person: str) -> Identity:
@@ -194,7 +209,8 @@ async def archive(sources: Sources, found: Export, missing: list[str]) -> AsyncI
             yield piece
         for item in found.evidence:
             request = evidence_pb2.ReadEvidenceRequest(name=item.evidence.name)
-            chunks = sources.stream(sources.evidence, "ReadEvidence", request)
+            size = item.evidence.size_bytes
+            chunks = sources.stream(sources.evidence, "ReadEvidence", request, size)
             async with contextlib.aclosing(chunks):
                 try:
                     first = await anext(chunks, None)
