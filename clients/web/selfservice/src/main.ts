@@ -647,7 +647,7 @@ let notSolvedIn = "";
  */
 let uploaded: { file?: File; name: string; fileName: string } | undefined;
 
-/** The form's fields as the user left them. */
+/** The form's fields. */
 interface FormFields {
   category: string;
   subject: string;
@@ -657,8 +657,9 @@ interface FormFields {
   channels: string[];
 }
 
+/** The form's fields as the user left them, as a submit sends them (trimmed). */
 function formFields(): FormFields {
-  const value = (id: string) => $<HTMLInputElement>(id).value;
+  const value = (id: string) => $<HTMLInputElement>(id).value.trim();
   return {
     category: value("category"),
     subject: value("subject"),
@@ -684,10 +685,11 @@ function fillForm(fields: FormFields): void {
 
 /**
  * A submit whose answer never came (`unanswered`) may have opened the
- * ticket: until one is answered, the form is given back as the user left it,
- * under the same request id, so that sending it again opens one ticket. It is
- * kept in this tab's session storage too, so that a reload does not lose it;
- * for its writer only, and never past signing out on purpose.
+ * ticket: it is settled before any new form (`settlePending`), and until the
+ * service answers, the form is given back as the user left it, under the
+ * same request id, so that sending it again opens one ticket. It is kept in
+ * this tab's session storage too, so that a reload does not lose it; for its
+ * writer only, and never past signing out on purpose.
  */
 const PENDING_KEY = "casemesh.ticket.unanswered";
 interface Pending {
