@@ -939,6 +939,7 @@ def test_an_upload_refused_is_said_in_the_language_the_page_is_in(
         )
         page.get_by_label("语言").select_option("en")
         page.get_by_role("button", name="Contact support (open a ticket)").click()
+        expect(page.get_by_role("heading", name="Open a ticket", level=1)).to_be_visible()
         words: FilePayload = {
             "name": "notes.png",
             "mimeType": "image/png",

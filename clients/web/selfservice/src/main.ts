@@ -876,7 +876,7 @@ async function openTicketForm(prefill?: Draft, session = ""): Promise<void> {
   if (!categories.length) {
     categories = (await tickets.listTicketCategories({})).categories;
   }
-  const settled = await settlePending();
+  const settled = unanswered.length ? await settlePending() : {};
   if (unanswered.length) {
     showPendingForm(settled.refused);
     return;
