@@ -121,8 +121,7 @@ async def _index(conn: psycopg.AsyncConnection[Any], article: ArticleVersion) ->
     """The search index's rows of a published version, in place of any it had
     (call in a transaction)."""
     slug, locale = article.slug, article.locale
-    for table in ("help_search", "help_search_words"):
-        await conn.execute(f"DELETE FROM {table} WHERE slug = %s AND locale = %s", (slug, locale))
+    await _unindex(conn, slug, locale)
     await conn.execute(
         "INSERT INTO help_search (slug, locale, category, title, tokeniser, document) VALUES"
         " (%s, %s, %s, %s, %s, setweight(to_tsvector('simple', %s), 'A')"
@@ -140,6 +139,12 @@ async def _index(conn: psycopg.AsyncConnection[Any], article: ArticleVersion) ->
         ),
     )
     await conn.execute(WORDS + " WHERE s.slug = %s AND s.locale = %s", (slug, locale))
+
+
+async def _unindex(conn: psycopg.AsyncConnection[Any], slug: str, locale: str) -> None:
+    """Takes an article out of the search index (call in a transaction)."""
+    for table in ("help_search", "help_search_words"):
+        await conn.execute(f"DELETE FROM {table} WHERE slug = %s AND locale = %s", (slug, locale))
 
 
 async def seed(conn: psycopg.AsyncConnection[Any]) -> int:
@@ -277,10 +282,7 @@ async def publish(
         if version is not None:
             await _index(conn, current)
         else:
-            for table in ("help_search", "help_search_words"):
-                await conn.execute(
-                    f"DELETE FROM {table} WHERE slug = %s AND locale = %s", (slug, locale)
-                )
+            await _unindex(conn, slug, locale)
     found = await get(conn, slug, locale, version or 0)
     return found if found is not None else NotWritten.ABSENT
 
