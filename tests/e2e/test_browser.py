@@ -22,6 +22,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import (
@@ -34,6 +35,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+from casemesh.platform.identity import mint_token
 from casemesh.v1 import helpcenter_pb2 as hpb
 from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import REPO, Stack
@@ -47,6 +49,15 @@ ARTIFACTS = REPO / ".run" / "test-artifacts" / "browser"
 # The page the gateway serves, built by `cd clients/web && npm ci && npm run build`.
 PAGE = REPO / "clients" / "web" / "selfservice" / "dist" / "index.html"
 TRANSPORTS = {"connect": "", "grpc-web": "?transport=grpc-web"}
+# A host name the browser takes to this machine, as it would the site's own.
+APP_HOST = "help.casemesh.test"
+
+
+def app_page(stack: Stack) -> str:
+    """The self-service page's origin under APP_HOST."""
+    return f"http://{APP_HOST}:{urlsplit(stack.http).port}"
+
+
 # The help centre's seeded zh-CN article that a search for "无法登录" finds.
 ARTICLE = "提示密码错误无法登录"
 ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
@@ -79,11 +90,20 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def browser(chromium: str) -> Iterator[Browser]:
+def browser(chromium: str, stack: Stack) -> Iterator[Browser]:
     # A loaded machine may take seconds to upload, store, and answer.
     expect.set_options(timeout=30_000)
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        launched = playwright.chromium.launch(
+            executable_path=chromium,
+            args=[
+                "--no-sandbox",
+                # The page as the app opens it: on a name not this machine's
+                # own, over HTTPS in production (here plain HTTP, taken as such).
+                f"--host-resolver-rules=MAP {APP_HOST} 127.0.0.1",
+                f"--unsafely-treat-insecure-origin-as-secure={app_page(stack)}",
+            ],
+        )
         try:
             yield launched
         finally:
@@ -386,6 +406,69 @@ def test_a_form_filled_when_the_sign_in_ran_out_is_given_back_after_signing_in(
         page.get_by_role("button", name="提交工单").click()
         expect(page.get_by_role("heading", name="您的工单", level=1)).to_be_visible()
         expect(page.get_by_text(subject)).to_be_visible()
+
+
+def hand_in(page: Page, token: str) -> None:
+    """The app shell hands the open page a token, as a fragment (no reload)."""
+    page.evaluate("token => { location.hash = 'token=' + token }", token)
+
+
+def test_in_the_app_a_sign_in_that_ran_out_is_handed_in_again_and_the_form_given_back(
+    browser: Browser, stack: Stack
+) -> None:
+    """Opened by the app, not on this machine's own name: the page takes the
+    token the app hands in and offers no development sign-in. When the token
+    runs out, the page asks the user to come back from the app; the app hands
+    in a new one, without a reload, and the form typed is given back. A new
+    token for the same person leaves them where they are; another person's
+    finds nothing of the first's."""
+    user = f"web-app-{uuid.uuid4().hex[:8]}"
+    subject = f"上传一直失败 {user}"
+    browsing = browser.new_context(locale="zh-CN")
+    browsing.set_default_timeout(30_000)
+    page = browsing.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda err: problems.append(f"uncaught: {err}"))
+    try:
+        page.goto(f"{app_page(stack)}/#token={mint_token(stack.secret, user)}")
+        expect(page.get_by_role("heading", name="搜索帮助中心")).to_be_visible()
+        assert "token" not in page.url
+        expect(page.get_by_text(f"已登录：{user}")).to_be_visible()
+        fill_in_a_ticket(page, user, subject)
+
+        page.route("**/casemesh.v1.TicketService/CreateTicket", TOKEN_EXPIRED)
+        page.get_by_role("button", name="提交工单").click()
+        expect(page.get_by_role("heading", name="登录", level=1)).to_be_visible()
+        expect(page.get_by_role("alert")).to_contain_text("登录已失效")
+        expect(page.get_by_text("请回到应用，从应用中重新打开本页面以登录。")).to_be_visible()
+        expect(page.get_by_label("用户名")).to_be_hidden()
+        page.unroute("**/casemesh.v1.TicketService/CreateTicket")
+
+        hand_in(page, mint_token(stack.secret, user))
+        expect(page.get_by_role("heading", name="提交工单", level=1)).to_be_visible()
+        expect(page.get_by_label("标题")).to_have_value(subject)
+        page.get_by_role("button", name="提交工单").click()
+        expect(page.get_by_role("heading", name="您的工单", level=1)).to_be_visible()
+        expect(page.locator("#ticket-subject")).to_have_text(subject)
+        assert "#tickets/" in page.url
+        at_ticket = page.url
+
+        # A fresh token for the same person: the ticket stays, the address too.
+        hand_in(page, mint_token(stack.secret, user))
+        expect(page).to_have_url(at_ticket)
+        expect(page.locator("#ticket-subject")).to_have_text(subject)
+
+        # Another person on this page: nothing of the first's is shown.
+        other = f"web-app-other-{uuid.uuid4().hex[:8]}"
+        hand_in(page, mint_token(stack.secret, other))
+        expect(page.get_by_role("heading", name="搜索帮助中心")).to_be_visible()
+        expect(page.get_by_text(f"已登录：{other}")).to_be_visible()
+        assert "#tickets/" not in page.url
+        expect(open_my_tickets(page)).to_have_count(0)
+        expect(page.get_by_text(subject)).to_have_count(0)
+    finally:
+        browsing.close()
+    assert problems == []
 
 
 def answer_lost(route: Route) -> None:

@@ -18,6 +18,7 @@ const zh = {
     "已下载 {name}。其中 {count} 个您上传的文件已无法找到，未能包含在内；压缩包中的 missing-files.txt 列出了这些文件",
   signInHeading: "登录",
   signInNote: "本地开发登录：输入任意用户名。正式环境由应用传入登录凭证。",
+  signInFromApp: "请回到应用，从应用中重新打开本页面以登录。",
   userName: "用户名",
   signIn: "登录",
   signingIn: "正在登录…",
@@ -169,6 +170,7 @@ const en: Record<Key, string> = {
   signInHeading: "Sign in",
   signInNote:
     "Local development sign-in: any user name will do. In production the app hands in its sign-in token.",
+  signInFromApp: "To sign in, go back to the app and open this page from it again.",
   userName: "User name",
   signIn: "Sign in",
   signingIn: "Signing in…",

@@ -52,19 +52,30 @@ const TOKEN_KEY = "casemesh.token";
 const LOCALE_KEY = "casemesh.locale";
 
 let token: string | undefined = sessionStorage.getItem(TOKEN_KEY) ?? undefined;
-{
-  // Production: the app shell hands in the platform's token in the fragment
-  // (#token=…), which browsers send to no server, not even as a Referer. It
-  // leaves the address bar at once, so it is not bookmarked or shared.
-  const fragment = new URLSearchParams(location.hash.slice(1));
-  const handed = fragment.get("token");
-  if (handed) {
-    token = handed;
-    sessionStorage.setItem(TOKEN_KEY, handed);
-    history.replaceState(null, "", `${location.pathname}${location.search}`);
+
+/**
+ * Production: the app shell hands in the platform's token in the fragment
+ * (#token=…), which browsers send to no server, not even as a Referer: when
+ * it opens the page, and again (a hashchange, no reload) when the one it
+ * handed in has run out. It leaves the address bar at once, so it is not
+ * bookmarked or shared. Whether one was handed in.
+ */
+function takeHandedToken(keepHash = ""): boolean {
+  const handed = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (!handed) {
+    return false;
   }
+  token = handed;
+  sessionStorage.setItem(TOKEN_KEY, handed);
+  history.replaceState(null, "", `${location.pathname}${location.search}${keepHash}`);
+  return true;
 }
+takeHandedToken();
 const currentToken = () => token;
+
+// The gateway's development sign-in answers pages on this machine only; on
+// any other host, signing in is the app's.
+const DEV_SIGN_IN = ["localhost", "127.0.0.1", "[::1]"].includes(location.hostname);
 
 const transport = useGrpcWeb
   ? grpcWebTransport(api, currentToken, () => locale)
@@ -315,6 +326,20 @@ function forget(): void {
   window.history.replaceState(null, "", `${location.pathname}${location.search}`);
 }
 
+/** Signed in (again), as `before` was or as someone else: their page, or a
+ * fresh one (`before`: who was signed in, or last signed out). */
+async function signedIn(before: string): Promise<void> {
+  if (!token || subjectOf(token) !== before) {
+    forget();
+  }
+  await start();
+  resumeForm();
+}
+
+$("sign-in-form").hidden = !DEV_SIGN_IN;
+$("sign-in-note").hidden = !DEV_SIGN_IN;
+$("sign-in-from-app").hidden = DEV_SIGN_IN;
+
 $("sign-in-form").addEventListener("submit", (e) => {
   e.preventDefault();
   const button = $("sign-in-form").querySelector("button");
@@ -324,11 +349,7 @@ $("sign-in-form").addEventListener("submit", (e) => {
       say(t("signingIn"));
       token = await devSignIn(api, $<HTMLInputElement>("user-name").value.trim());
       sessionStorage.setItem(TOKEN_KEY, token);
-      if (subjectOf(token) !== signedOutAs) {
-        forget();
-      }
-      await start();
-      resumeForm();
+      await signedIn(signedOutAs);
     },
     (field) => (field === "subject" ? $("user-name") : undefined),
   );
@@ -1458,7 +1479,17 @@ async function route(): Promise<void> {
 
 // The links to my tickets and to each ticket, and the browser's back and
 // forward buttons. Other fragments (the skip link's #main) are no route.
-window.addEventListener("hashchange", () => {
+window.addEventListener("hashchange", (e) => {
+  // A token the app hands in (see takeHandedToken): the address goes back to
+  // the view it named. Someone signed in goes on where they are with it;
+  // otherwise it signs in.
+  const signedInAs = token ? subjectOf(token) : undefined;
+  if (takeHandedToken(new URL(e.oldURL).hash)) {
+    if (signedInAs !== subjectOf(token ?? "")) {
+      void busy(null, () => signedIn(signedInAs ?? signedOutAs));
+    }
+    return;
+  }
   const hash = location.hash;
   if (token && (hash === "" || hash === "#tickets" || TICKET_ROUTE.test(hash))) {
     void busy(null, route);
