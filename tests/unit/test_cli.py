@@ -17,7 +17,10 @@ import pytest
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from casemesh.platform.errors import InvalidArgument
+from casemesh.v1 import casequeue_pb2 as qpb
 from casemesh.v1 import tickets_pb2 as pb
+from casemesh_casequeue.api import _lease
 from casemesh_cli import connection
 from casemesh_cli.__main__ import REFUSED, build_parser, main, report_failure
 from casemesh_cli.output import write_whole
@@ -132,6 +135,84 @@ def test_a_timeout_is_a_positive_number_of_seconds(
         assert "--timeout" in bad_input(capsys, "--token", "t", *argv)
     parsed = build_parser().parse_args(["--token", "t", "upload", "big.mp4", "--timeout", "3600"])
     assert parsed.timeout == 3600.0
+
+
+@pytest.mark.parametrize("value", ["5", "9", "3601", "-1", "3000000000"])
+def test_a_lease_the_queue_would_refuse_is_bad_input_naming_its_bounds(
+    capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    """Refused before the queue is asked (exit 2, not 1), and never a traceback
+    for a number too big for the wire."""
+    for argv in (["next", "--lease", value], ["renew", "tickets/x", "--lease", value]):
+        err = bad_input(capsys, "--token", "t", *argv)
+        assert "--lease: must be from 10 to 3600 seconds (0 means 600)" in err
+
+
+def test_the_client_takes_exactly_the_leases_the_queue_takes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def queue_takes(seconds: int) -> bool:
+        try:
+            _lease(seconds)
+        except InvalidArgument:
+            return False
+        return True
+
+    def client_takes(seconds: int) -> bool:
+        try:
+            parsed = build_parser().parse_args(["next", "--lease", str(seconds)])
+        except SystemExit:
+            return False
+        assert parsed.lease == seconds
+        return True
+
+    for seconds in (-1, 0, 1, 9, 10, 600, 3600, 3601, 2**31 - 1):
+        assert client_takes(seconds) == queue_takes(seconds), seconds
+    capsys.readouterr()
+
+
+class _HoldsOneCase:
+    """Renews the claim on tickets/x, held by li; any other case is not the caller's."""
+
+    def __init__(self) -> None:
+        self.renewed: list[tuple[str, int]] = []
+
+    def RenewClaim(self, request: qpb.RenewClaimRequest, context: Any) -> qpb.QueueCase:
+        self.renewed.append((request.name, request.lease_seconds))
+        if request.name != "tickets/x":
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"you do not hold {request.name}")
+        return qpb.QueueCase(name=request.name, queue="account", holder="li")
+
+
+def test_renew_keeps_a_held_case_under_a_new_lease_and_shows_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    service = _HoldsOneCase()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    renew = grpc.unary_unary_rpc_method_handler(
+        service.RenewClaim,
+        request_deserializer=qpb.RenewClaimRequest.FromString,
+        response_serializer=qpb.QueueCase.SerializeToString,
+    )
+    queue = grpc.method_handlers_generic_handler(
+        "casemesh.v1.CaseQueueService", {"RenewClaim": renew}
+    )
+    server.add_generic_rpc_handlers((queue,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    agent = ["--token", "t", "--target", f"127.0.0.1:{port}"]
+    try:
+        main([*agent, "renew", "tickets/x", "--lease", "1200"])
+        shown = capsys.readouterr().out
+        main([*agent, "renew", "tickets/x"])
+        with pytest.raises(SystemExit) as refused:
+            main([*agent, "renew", "tickets/y"])
+    finally:
+        server.stop(None)
+    assert shown.startswith("tickets/x ") and "account" in shown and "held by li" in shown
+    assert service.renewed == [("tickets/x", 1200), ("tickets/x", 600), ("tickets/y", 600)]
+    assert refused.value.code == 1  # refused by the server, as `release` is
+    assert "FAILED_PRECONDITION: you do not hold tickets/y" in capsys.readouterr().err
 
 
 def test_a_bad_token_is_refused_without_being_shown(

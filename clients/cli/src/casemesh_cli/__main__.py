@@ -9,7 +9,7 @@ gateway, for people.
     casemesh --as alice upload FILE | evidence NAME --out FILE       (see .evidence)
     casemesh --as alice appeals | appeal NAME | decide-appeal NAME …  (see .appeals)
     casemesh --as alice reasons | report … | reports | report-show ID   (see .reports)
-    casemesh --as li --role agent cases | next | release NAME          (see .queue)
+    casemesh --as li --role agent cases | next | renew NAME | release NAME   (see .queue)
     casemesh --as alice export --out FILE | erase PERSON (admins)    (see .privacy)
 
 `--json` prints any result as the proto's JSON. Where the token comes from and

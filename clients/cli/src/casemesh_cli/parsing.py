@@ -98,5 +98,27 @@ def seconds(text: str) -> float:
     return value
 
 
+# A claim's lease as the queue service bounds it (`_lease` in
+# services/casequeue/src/casemesh_casequeue/api.py, and the `lease_seconds` rule in
+# proto/casemesh/v1/field_rules.proto); 0 asks for the service's default.
+LEASE_SECONDS = (10, 3600)
+DEFAULT_LEASE = 600
+
+
+def lease_seconds(text: str) -> int:
+    """A --lease: whole seconds from 10 to 3600, or 0 for the queue's default;
+    anything else is refused naming the bounds, before the queue is asked."""
+    low, high = LEASE_SECONDS
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from None
+    if value != 0 and not low <= value <= high:
+        raise argparse.ArgumentTypeError(
+            f"must be from {low} to {high} seconds (0 means {DEFAULT_LEASE})"
+        )
+    return value
+
+
 def add_timeout_argument(p: argparse.ArgumentParser, default: float, help: str) -> None:
     p.add_argument("--timeout", type=seconds, default=default, metavar="SECONDS", help=help)

@@ -2,6 +2,7 @@
 
 casemesh --as li --role agent cases [--queue account] [--sla breached]
 casemesh --as li --role agent next [--queue account] [--lease 600]
+casemesh --as li --role agent renew tickets/… [--lease 600]
 casemesh --as li --role agent release tickets/…
 """
 
@@ -16,10 +17,18 @@ from casemesh.v1 import casequeue_pb2 as qpb
 from casemesh.v1 import casequeue_pb2_grpc as qpb_grpc
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh_cli.output import each, emit, every_page
-from casemesh_cli.parsing import add_request_id_argument, command, request_id
+from casemesh_cli.parsing import (
+    DEFAULT_LEASE,
+    LEASE_SECONDS,
+    add_request_id_argument,
+    command,
+    lease_seconds,
+    request_id,
+)
 
-COMMANDS = ("cases", "next", "release")
+COMMANDS = ("cases", "next", "renew", "release")
 STATES = ("on_track", "warning", "breached", "paused", "met")
+CASE_HELP = "the claimed case's name, e.g. tickets/…, appeals/…"
 
 
 def add_commands(sub: Any) -> None:
@@ -41,14 +50,33 @@ def add_commands(sub: Any) -> None:
     )
     for p in (c, n):
         p.add_argument("--queue", action="append", default=[], help=queue_help)
-    n.add_argument("--lease", type=int, default=600, help="seconds the claim lasts (default: 600)")
+    _add_lease_argument(n)
     add_request_id_argument(n)
+    r = command(
+        sub,
+        "renew",
+        "agents: keep a case you hold for longer, before its lease runs out",
+        "casemesh --as li --role agent renew tickets/4f0c… --lease 1200",
+    )
+    r.add_argument("case", help=CASE_HELP)
+    _add_lease_argument(r)
     command(
         sub,
         "release",
         "agents: give a claimed case back",
         "casemesh --as li --role agent release tickets/4f0c…",
-    ).add_argument("case", help="the claimed case's name, e.g. tickets/…, appeals/…")
+    ).add_argument("case", help=CASE_HELP)
+
+
+def _add_lease_argument(p: argparse.ArgumentParser) -> None:
+    low, high = LEASE_SECONDS
+    p.add_argument(
+        "--lease",
+        type=lease_seconds,
+        default=DEFAULT_LEASE,
+        metavar="SECONDS",
+        help=f"seconds the claim lasts from now, {low} to {high} (default: {DEFAULT_LEASE})",
+    )
 
 
 def show(c: qpb.QueueCase) -> None:
@@ -84,6 +112,13 @@ def run(channel: grpc.Channel, metadata: list[tuple[str, str]], args: argparse.N
             timeout=10,
         )
         emit(args, claimed, show)
+    elif args.command == "renew":
+        renewed = stub.RenewClaim(
+            qpb.RenewClaimRequest(name=args.case, lease_seconds=args.lease),
+            metadata=metadata,
+            timeout=10,
+        )
+        emit(args, renewed, show)
     else:
         released = stub.ReleaseClaim(
             qpb.ReleaseClaimRequest(name=args.case), metadata=metadata, timeout=10
