@@ -4,7 +4,7 @@
 
 # Build stage: generate code from proto/ and install the workspace into /app/.venv
 # (no dev tools, no editable installs: the virtualenv is self-contained).
-FROM python:3.11.7-slim-bookworm AS build
+FROM python:3.11.14-slim-bookworm AS build
 ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=never \
@@ -26,7 +26,7 @@ RUN bash scripts/gen-proto.sh \
 
 # Runtime stage: the Python runtime and the virtualenv only. No pip, no
 # setuptools, no compiler; runs as an unprivileged numeric user.
-FROM python:3.11.7-slim-bookworm
+FROM python:3.11.14-slim-bookworm
 RUN python -m pip uninstall --yes --quiet pip setuptools wheel \
  && rm -rf /usr/local/lib/python3.11/ensurepip /root/.cache \
  && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin casemesh \
