@@ -396,11 +396,19 @@ class HttpProvider:
     operator; any other 4xx is the message's and not retried; only a 2xx is a
     delivery."""
 
-    def __init__(self, *, name: str, url: str, api_key: str = "", timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        url: str,
+        api_key: str = "",
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self._name = name
         self._url = url
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.AsyncClient(timeout=timeout, headers=headers)
+        self._client = httpx.AsyncClient(timeout=timeout, headers=headers, transport=transport)
 
     async def post(self, payload: dict[str, object], idempotency_key: str) -> str:
         """POSTs `payload`; returns the provider's message id (may be empty)."""
@@ -476,8 +484,17 @@ class HttpSmsChannel(HttpProvider):
     """An SMS provider that takes recipient, template id, parameters and the
     rendered text."""
 
-    def __init__(self, *, url: str, api_key: str = "", timeout: float = 10.0) -> None:
-        super().__init__(name="SMS provider", url=url, api_key=api_key, timeout=timeout)
+    def __init__(
+        self,
+        *,
+        url: str,
+        api_key: str = "",
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            name="SMS provider", url=url, api_key=api_key, timeout=timeout, transport=transport
+        )
 
     async def send(self, message: Outgoing) -> str:
         return await self.post(
@@ -493,13 +510,32 @@ class HttpSmsChannel(HttpProvider):
 
 class HttpEmailChannel(HttpProvider):
     """An e-mail provider's HTTP API, for operators who need a resent job
-    delivered once: unlike SMTP, the API honours the idempotency key."""
+    delivered once: unlike SMTP, the API honours the idempotency key.
 
-    def __init__(self, *, url: str, sender: str, api_key: str = "", timeout: float = 10.0) -> None:
-        super().__init__(name="e-mail provider", url=url, api_key=api_key, timeout=timeout)
+    The provider receives `from`, `to`, `subject` (one line), `text`, `html`
+    (when there is one), `template_id` and `headers`, the message headers it
+    is to set as given: the Message-ID, and on a ticket e-mail the Reply-To
+    (the ticket's reply address), so that the requester's answer reaches the
+    ticket as it does over SMTP."""
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        sender: str,
+        api_key: str = "",
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            name="e-mail provider", url=url, api_key=api_key, timeout=timeout, transport=transport
+        )
         self._sender = sender
 
     async def send(self, message: Outgoing) -> str:
+        headers = {"Message-ID": f"<{message.job_id}@casemesh>"}
+        if message.reply_to:
+            headers["Reply-To"] = message.reply_to
         return await self.post(
             {
                 "from": self._sender,
@@ -509,7 +545,7 @@ class HttpEmailChannel(HttpProvider):
                 "text": message.body,
                 **({"html": message.html} if message.html else {}),
                 "template_id": message.template,
-                "headers": {"Message-ID": f"<{message.job_id}@casemesh>"},
+                "headers": headers,
             },
             message.job_id,
         )

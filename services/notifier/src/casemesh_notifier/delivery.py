@@ -58,7 +58,7 @@ from casemesh.platform.logging import get_logger
 from casemesh.platform.masking import mask_email, mask_phone, mask_text
 from casemesh.platform.pools import with_keepalives
 from casemesh.platform.replies import reply_address
-from casemesh_notifier import policy
+from casemesh_notifier import policy, settings
 from casemesh_notifier.channels import Channel, DeliveryError, Outgoing
 from casemesh_notifier.erasures import CANCELLED
 from casemesh_notifier.labels import phone_zones
@@ -157,8 +157,9 @@ AWAY_AFTER = 3
 # anyway (retries falling due, a lost listener connection).
 POLL_S = 1.0
 # Time kept after a batch's last send begins its full course for recording its
-# outcome before the lease ends (else another sender could claim and send again).
-RECORD_MARGIN_S = 30.0
+# outcome before the lease ends (else another sender could claim and send
+# again). The lease leaves room for it after the longest send (settings).
+RECORD_MARGIN_S = settings.RECORD_MARGIN_S
 
 # How long a sender keeps retrying to record an outcome while the database
 # is away, between tries (seconds): a message sent and not recorded would be
@@ -190,6 +191,29 @@ RATE_LOCK = 0x72617465  # "rate"
 # SMS held back for the night go out over this long after it ends, not all
 # at once (`quiet_release`).
 QUIET_RELEASE = timedelta(minutes=10)
+
+
+def hourly_limit_ends(
+    template: str, sent: Sequence[tuple[str, datetime]], limit: int
+) -> datetime | None:
+    """When an SMS of `template` may go by its number's hourly limit, given
+    the number's SMS of the last hour (template, when sent); None: now.
+
+    A one-time code (`policy.URGENT_TEMPLATES`) counts the codes alone: its
+    person is waiting for it, and held back by their cases' updates it would
+    run out (ten minutes) and be cancelled unsent. Codes to a number stay
+    bounded all the same: by this limit, and by the help centre, which sends
+    a number codes for at most 3 phone changes begun within an hour
+    (`phone.CHANGES_PER_NUMBER_PER_HOUR`), at most 4 to it for each (a first
+    and `phone.MAX_RESENDS` more). Any other SMS counts every SMS of the
+    hour, codes too."""
+    if template in policy.URGENT_TEMPLATES:
+        sent = [(t, when) for t, when in sent if t in policy.URGENT_TEMPLATES]
+    if len(sent) < limit:
+        return None
+    # Free once all but limit - 1 of them are more than an hour old.
+    times = sorted(when for _, when in sent)
+    return times[len(times) - limit] + timedelta(hours=1, seconds=1)
 
 
 def quiet_release(job_id: str) -> timedelta:
@@ -748,10 +772,10 @@ class Delivery:
                 await asyncio.sleep(pause)
 
     async def _sms_not_before(self, job: Job, now: datetime) -> datetime | None:
-        # A one-time code is wanted now, at any hour (the rate limit still
-        # applies). Quiet hours are the recipient's, in every zone their
-        # number may be in (+7: Kaliningrad to Kamchatka), the service's zone
-        # only for a number that tells none.
+        # A one-time code is wanted now, at any hour (the hourly limit of
+        # codes still applies: `hourly_limit_ends`). Quiet hours are the
+        # recipient's, in every zone their number may be in (+7: Kaliningrad
+        # to Kamchatka), the service's zone only for a number that tells none.
         zones = phone_zones(job.recipient) or [ZoneInfo(self._cfg.sms_time_zone)]
         quiet_end = (
             None
@@ -770,16 +794,15 @@ class Delivery:
                 "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (RATE_LOCK, job.recipient)
             )
             cur = await conn.execute(
-                "SELECT count(*), min(sent_at) FROM notification_jobs WHERE channel = 'SMS'"
+                "SELECT template, sent_at FROM notification_jobs WHERE channel = 'SMS'"
                 " AND recipient = %s AND status IN ('sent', 'sending') AND sent_at > %s"
                 " AND id <> %s",
                 (job.recipient, now - timedelta(hours=1), job.id),
             )
-            row = await cur.fetchone()
-            assert row is not None
-            count, oldest = row
-            if count >= self._cfg.sms_per_recipient_per_hour:
-                return oldest + timedelta(hours=1, seconds=1)  # type: ignore[no-any-return]
+            sent = await cur.fetchall()
+            later = hourly_limit_ends(job.template, sent, self._cfg.sms_per_recipient_per_hour)
+            if later is not None:
+                return later
             await conn.execute(
                 f"UPDATE notification_jobs SET sent_at = %s WHERE {STILL_CLAIMED}",
                 (now, job.id, job.attempts),

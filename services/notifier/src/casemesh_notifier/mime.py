@@ -16,6 +16,7 @@ from __future__ import annotations
 import binascii
 import re
 from email import policy, quoprimime
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, getaddresses
 
@@ -26,6 +27,38 @@ _TOKEN = re.compile(r"[A-Za-z0-9._-]+\Z")
 # The most UTF-8 bytes one encoded word holds within 75 characters (RFC 2047).
 _WORD_BYTES = 45
 SMTP_POLICY = policy.default.clone(linesep="\r\n")
+
+
+def mailbox(sender: str) -> str:
+    """The address of a From value naming one mailbox, `local@domain`, with
+    or without a display name (`Casemesh Support <support@casemesh.local>`).
+    ValueError, saying what is wrong, for anything else: no relay would take
+    it as the envelope sender."""
+    msg = EmailMessage()
+    try:
+        msg["From"] = sender
+    except (IndexError, ValueError):  # the library's parser gives up on some
+        raise ValueError(f"{sender!r} is not an e-mail address") from None
+    header = msg["From"]
+    if header.defects or len(header.addresses) != 1 or header.groups[0].display_name:
+        raise ValueError(
+            f"{sender!r} must be one address, local@domain, after an optional name "
+            "(Casemesh Support <support@casemesh.local>)"
+        )
+    address: Address = header.addresses[0]
+    if not address.username or not _host_name(address.domain):
+        raise ValueError(f"{sender!r} names no mailbox: it needs local@domain")
+    return address.addr_spec
+
+
+def _host_name(domain: str) -> bool:
+    """Whether `domain` is a host name as a relay takes it: labels of ASCII
+    letters and digits, with hyphens inside them (an international name in
+    its xn-- form)."""
+    return domain.isascii() and all(
+        label.replace("-", "").isalnum() and not label.startswith("-") and not label.endswith("-")
+        for label in domain.split(".")
+    )
 
 
 class Sender:

@@ -9,6 +9,11 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from casemesh.platform.personal import PersonalDataSettings
 from casemesh.platform.settings import InternalServiceSettings, KafkaSettings, PostgresSettings
+from casemesh_notifier import mime
+
+# Time a claim lease keeps, after the longest send, for recording its outcome
+# (delivery.RECORD_MARGIN_S).
+RECORD_MARGIN_S = 30.0
 
 
 # The key database is required: ticket events carry the requester's contacts
@@ -71,7 +76,8 @@ class NotifierSettings(PostgresSettings, KafkaSettings, PersonalDataSettings):
     backoff_base_seconds: float = Field(2.0, gt=0)
     backoff_cap_seconds: float = Field(900.0, gt=0)
     # A job claimed by a sender that died is retried after this long. It must
-    # outlast any send (an SMTP timeout applies to each step of a session).
+    # outlast any send (an SMTP timeout applies to each step of a session)
+    # and the recording of its outcome.
     claim_lease_seconds: float = Field(300.0, gt=0)
 
     @property
@@ -84,12 +90,15 @@ class NotifierSettings(PostgresSettings, KafkaSettings, PersonalDataSettings):
 
     @model_validator(mode="after")
     def _lease_outlasts_a_send(self) -> NotifierSettings:
-        longest = self.longest_send
-        if self.claim_lease_seconds < longest:
+        # A shorter lease could lapse before a send that took its full course
+        # is recorded: another sender would take the job over and send again.
+        least = self.longest_send + RECORD_MARGIN_S
+        if self.claim_lease_seconds < least:
             raise ValueError(
-                f"CASEMESH_CLAIM_LEASE_SECONDS must be at least {longest:.0f} (ten times the "
-                "longest channel timeout, plus CASEMESH_SMTP_DATA_TIMEOUT_SECONDS), or a slow "
-                "send could be taken over and sent twice"
+                f"CASEMESH_CLAIM_LEASE_SECONDS must be at least {least:.0f} (ten times the "
+                "longest channel timeout, plus CASEMESH_SMTP_DATA_TIMEOUT_SECONDS, plus "
+                f"{RECORD_MARGIN_S:.0f} s to record the outcome), or a slow send could be "
+                "taken over and sent twice"
             )
         return self
 
@@ -104,6 +113,12 @@ class NotifierSettings(PostgresSettings, KafkaSettings, PersonalDataSettings):
     def _http_url(cls, v: str) -> str:
         if not re.match(r"^https?://[^\s/]+", v):
             raise ValueError("must be an http(s) URL")
+        return v
+
+    @field_validator("mail_from")
+    @classmethod
+    def _mailbox(cls, v: str) -> str:
+        mime.mailbox(v)
         return v
 
     @field_validator("email_api_url")

@@ -1,0 +1,57 @@
+"""What the notifier's HTTP e-mail adapter asks the provider to send: a
+ticket e-mail through the API can be answered, as one over SMTP can."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import httpx
+
+from casemesh.platform.replies import reply_address
+from casemesh_notifier.channels import HttpEmailChannel, Outgoing
+
+TICKET = "0b6f3c2e-8d4a-4f1b-9c7e-5a2d1e3f4b6c"
+MESSAGE = Outgoing(
+    job_id="5f0e6c1a-2b3d-4e5f-8a9b-0c1d2e3f4a5b",
+    recipient="alice@example.com",
+    subject="【工单已受理】 换了手机号无法登录",
+    body="您好，我们已收到您的工单。直接回复此邮件即可补充信息。",
+    template="ticket.received",
+    params={},
+)
+
+
+async def sent_through_the_api(message: Outgoing) -> dict[str, Any]:
+    """The JSON body the provider received for `message`."""
+    received: list[dict[str, Any]] = []
+
+    def provider(request: httpx.Request) -> httpx.Response:
+        received.append(json.loads(request.content))
+        return httpx.Response(200, json={"id": "m1"})
+
+    channel = HttpEmailChannel(
+        url="https://mail.example/v1/send",
+        sender="Casemesh Support <support@casemesh.local>",
+        transport=httpx.MockTransport(provider),
+    )
+    try:
+        assert await channel.send(message) == "m1"
+    finally:
+        await channel.aclose()
+    [body] = received
+    return body
+
+
+async def test_a_ticket_e_mail_sent_through_the_api_carries_its_reply_address() -> None:
+    to = reply_address(TICKET, "s" * 32, "reply.casemesh.local")
+    body = await sent_through_the_api(replace(MESSAGE, reply_to=to))
+    assert body["headers"] == {"Message-ID": f"<{MESSAGE.job_id}@casemesh>", "Reply-To": to}
+    assert body["from"] == "Casemesh Support <support@casemesh.local>"
+
+
+async def test_an_e_mail_that_takes_no_reply_sets_no_reply_address() -> None:
+    body = await sent_through_the_api(MESSAGE)
+    assert body["headers"] == {"Message-ID": f"<{MESSAGE.job_id}@casemesh>"}
+    assert "reply_to" not in json.dumps(body).lower().replace("-", "_")
