@@ -6,6 +6,14 @@ channel they chose.
 Planning is in memory: the planner reads the parties of a batch's cases
 once (`CaseParties`), each event's plan updates them and returns its jobs,
 and the planner writes both back once (`store.py`).
+
+A party an event names anew with other contacts (a filer's changed details,
+a decision naming the uploader again, a reporter's measure given with a
+later report's contact) is reached so from that event on, and so is what
+was planned for them before it and is not yet sent (`ContactChange`): a
+message for the person the party was until then, or on a channel they gave
+up, is not sent; the others go to their new address. An event older than
+what the party's record holds (heard late) changes neither.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from casemesh_notifier.steps import (
     report_steps,
     ticket_step,
 )
-from casemesh_notifier.store import COPIES, NewJob, Party
+from casemesh_notifier.store import COPIES, ContactChange, NewJob, Party
 
 log = get_logger(__name__)
 
@@ -48,6 +56,11 @@ class CaseParties:
     def __init__(self, known: Mapping[str, Mapping[str, Party]]) -> None:
         self._cases = {name: dict(parties) for name, parties in known.items()}
         self._changed: set[tuple[str, str]] = set()
+        # The parties the event being planned named anew with other contacts
+        # (for the batch's jobs planned before it: `follow`), and all the
+        # batch's, by case and role (for the jobs planned before the batch).
+        self._moved: list[ContactChange] = []
+        self._contact_changes: dict[tuple[str, str], ContactChange] = {}
         # The time of the event being planned (`Party.named_at` of whom it names).
         self.at: datetime | None = None
         # The rows an erasure blanked (a user, no address) when the batch began.
@@ -91,10 +104,12 @@ class CaseParties:
     ) -> None:
         """Records a party of a case as an event names them. A party already
         known is kept, or with `replace` takes the new user and contact
-        details (its subject and status stay)."""
+        details (its subject and status stay), unless the event is older
+        than what the party's record holds. A new person or other addresses
+        are a contact change (`follow`)."""
         parties = self._cases.setdefault(case_name, {})
         known = parties.get(role)
-        if known is not None and not replace:
+        if known is not None and (not replace or version < known.version):
             return
         channels = [
             ev.ContactChannel.Name(c).removeprefix("CONTACT_CHANNEL_") for c in contact.channels
@@ -122,8 +137,40 @@ class CaseParties:
                 # were kept): since they were first.
                 named_at=known.named_at if known.user_id in (user_id, "") else self.at,
             )
+            self._contact_changed(case_name, known, named)
         parties[role] = named
         self._changed.add((case_name, role))
+
+    def _contact_changed(self, case_name: str, known: Party, named: Party) -> None:
+        """Notes a change of the party's person or of where they are reached."""
+        before = (known.user_id, reach(known, "EMAIL"), reach(known, "SMS"))
+        after = (named.user_id, reach(named, "EMAIL"), reach(named, "SMS"))
+        if before == after:
+            return
+        change = ContactChange(case_name, named.role, known.user_id, *after)
+        self._moved.append(change)
+        key = (case_name, named.role)
+        earlier = self._contact_changes.get(key)
+        self._contact_changes[key] = change if earlier is None else earlier.then(change)
+
+    def follow(self, jobs: list[NewJob]) -> list[NewJob]:
+        """The batch's jobs planned before the event just planned, as the
+        contacts it changed leave them (`ContactChange.follow`)."""
+        moved, self._moved = self._moved, []
+        for change in moved:
+            followed = []
+            for job in jobs:
+                if (job.case_name, job.party) != (change.case_name, change.party):
+                    followed.append(job)
+                elif (job_now := change.follow(job)) is not None:
+                    followed.append(job_now)
+            jobs = followed
+        return jobs
+
+    def contact_changes(self) -> list[ContactChange]:
+        """The batch's contact changes, each party's in one, in a stable order:
+        what they leave of the jobs planned before the batch."""
+        return [self._contact_changes[key] for key in sorted(self._contact_changes)]
 
     def status(self, case_name: str, status: str, version: int) -> None:
         """The case's status as of `version`; an older event does not turn it back."""
@@ -143,6 +190,8 @@ class CaseParties:
         subject, whatever the events said: nobody is told. Nor do other
         parties keep a subject that is their words (`COPIES`)."""
         for name, role in gone:
+            # Their jobs are the erasure's to cancel, not a change's to follow.
+            self._contact_changes.pop((name, role), None)
             parties = self._cases[name]
             party = parties[role]
             if party.email or party.phone or party.subject:
@@ -328,6 +377,14 @@ def address(text: str) -> str:
     return "" if is_erased(text) else text
 
 
+def reach(party: Party, channel: str) -> str:
+    """Where the party is told on `channel`: its address there, "" when they
+    did not choose the channel or have no address on it."""
+    if channel not in party.channels:
+        return ""
+    return address(party.email if channel == "EMAIL" else party.phone)
+
+
 def unknown_case(event: CloudEvent, name: str) -> list[NewJob]:
     log.warning("event.unknown_case", event_id=event.id, case=name)
     return []
@@ -349,9 +406,9 @@ def tell(
         party = parties.get(role)
         if party is None:
             continue
-        email_chosen = "EMAIL" in party.channels and bool(address(party.email))
+        email_chosen = bool(reach(party, "EMAIL"))
         for channel in party.channels:
-            recipient = address(party.email if channel == "EMAIL" else party.phone)
+            recipient = reach(party, channel)
             if not recipient:
                 continue
             # What the provider's approved template is filled with, and in

@@ -11,6 +11,16 @@ parties back and add the jobs (unique per event id × party × channel ×
 recipient, `store.py`). The Kafka offsets are committed only after this
 transaction.
 
+A party an event names anew with other contacts (`cases.py`: a filer who
+gave up SMS or corrected an address, a decision naming another uploader)
+takes what was planned for them before that event along, and only that: the
+batch's jobs of earlier events as each event is planned, the jobs of earlier
+batches before the batch's own are added (`store.follow_contact_changes`).
+A message for the person the party was, or on a channel they no longer
+want, is cancelled (one of the batch's own is never added); the others go
+to their new address. A redelivered change stops at the consumed record
+like any event, and the statements change nothing the second time.
+
 The batch's messages are revealed before they are planned, with one key
 look-up for them all (`reveal_messages_async`): the personal fields the
 owning service sealed (a ticket's subject, its requester's contacts) are
@@ -270,7 +280,9 @@ class Planner:
         for event, message, source in todo:
             with about(event):
                 book.at = event.time
-                jobs += source.plan(book, event, message, at)
+                planned = source.plan(book, event, message, at)
+                # What the batch planned before this event goes where it says now.
+                jobs = book.follow(jobs) + planned
         # An erased person is told nothing of what was written before their
         # erasure: not in a case the erasure blanked (whatever a later event
         # carries: contacts in clear, or read with a key this process still
@@ -305,6 +317,16 @@ class Planner:
                 )
             ]
         await store.save_parties(conn, book.changed())
+        # Before the batch's jobs are added: only jobs of earlier events follow.
+        followed = await store.follow_contact_changes(conn, book.contact_changes())
+        for _, channel in followed.cancelled:
+            OUTCOMES.labels(channel, CANCELLED).inc()
+        if followed.cancelled or followed.readdressed:
+            log.info(
+                "contacts.followed",
+                cancelled=len(followed.cancelled),
+                readdressed=followed.readdressed,
+            )
         created = set(await store.add_jobs(conn, jobs, now))
         newer = [j.id for j in jobs if j.template in SUPERSEDED_TEMPLATES and j.id in created]
         if newer:

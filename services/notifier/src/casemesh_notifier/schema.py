@@ -13,6 +13,7 @@ from casemesh.platform.eventstore import advisory_lock
 from casemesh.platform.outbox import outbox_schema
 from casemesh_notifier.outbox import NOTIFICATIONS
 from casemesh_notifier.policy import CODE_TEMPLATE
+from casemesh_notifier.store import UNSENT
 
 # The one-time codes' jobs whose number is still kept: the partial index's
 # condition and `Delivery.forget_old_codes`'s, written out alike.
@@ -103,6 +104,10 @@ STATEMENTS = [
     # The jobs `OWNERS_AT_START` looks at, and only them.
     """CREATE INDEX IF NOT EXISTS notification_jobs_ownerless
         ON notification_jobs (case_name, party) WHERE user_id = ''""",
+    # The unsent jobs of a case's party, which follow its contact changes
+    # (`store.follow_contact_changes`).
+    f"""CREATE INDEX IF NOT EXISTS notification_jobs_unsent
+        ON notification_jobs (case_name, party) WHERE {UNSENT}""",
     # A person's messages (`api`), newest first.
     """CREATE INDEX IF NOT EXISTS notification_jobs_person
         ON notification_jobs (user_id, created_at DESC, id DESC) WHERE user_id <> ''""",

@@ -3,15 +3,17 @@ events describe them, and the notification jobs.
 
 Every statement runs in the caller's transaction and covers a whole batch
 of events: one statement records them consumed, one reads (and locks) the
-parties of their cases, one writes the parties back, one adds their jobs. A
-job is unique per cause event × party × channel (its id is derived from the
-three, and the insert skips a job that exists), so planning an event again
-adds nothing. Its id says nothing of its recipient: it is published, and
-would outlive the person's erasure.
+parties of their cases, one writes the parties back, two follow the
+parties named anew with other contacts (`follow_contact_changes`), one adds
+their jobs. A job is unique per cause event × party × channel (its id is
+derived from the three, and the insert skips a job that exists), so
+planning an event again adds nothing. Its id says nothing of its
+recipient: it is published, and would outlive the person's erasure.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ import psycopg
 
 from casemesh.platform import columns
 from casemesh.platform.consuming import Place
+from casemesh_notifier.phone_changes import READDRESSED
 
 JOB_NAMESPACE = uuid.UUID("0b7f3c1e-3c1d-4a56-a1f4-6f1f3f0c2a90")
 # The senders LISTEN here: a NOTIFY tells them new jobs are due.
@@ -72,6 +75,56 @@ class NewJob:
     @cached_property
     def id(self) -> uuid.UUID:
         return job_id(self.cause_event_id, self.party, self.channel)
+
+
+@dataclass(frozen=True)
+class ContactChange:
+    """A party of a case that an event named anew (a filer's new details, a
+    decision naming the uploader) and who is reached otherwise since: for
+    each channel, the address their messages go to ("" where none may go:
+    they gave the channel up, or have no address on it), and the person
+    their messages are for. What was planned for them before that event and
+    is not yet sent follows it (`follow`, `follow_contact_changes`)."""
+
+    case_name: str
+    party: str
+    # Whose the party's messages planned without a user id were: the person
+    # the party was until the change ("" not known).
+    owner: str
+    # The person named (None: several, one after another, so that no
+    # message planned before is anyone's now).
+    person: str | None
+    email: str
+    phone: str
+
+    def address(self, channel: str) -> str:
+        """Where a message on `channel` goes now ("": nowhere)."""
+        return self.email if channel == "EMAIL" else self.phone
+
+    def for_someone_else(self, user_id: str) -> bool:
+        """Whether a message planned for `user_id` is for someone other than
+        the person named: theirs is never sent to the next. A message whose
+        person is not known ("", and no owner) is not taken for another's."""
+        owner = user_id or self.owner
+        return bool(owner) and owner != self.person
+
+    def follow(self, job: NewJob) -> NewJob | None:
+        """The job, planned before the change, as it goes now: to the
+        address on its channel, or not at all (None)."""
+        recipient = self.address(job.channel)
+        if not recipient or self.for_someone_else(job.user_id):
+            return None
+        return dataclasses.replace(job, recipient=recipient)
+
+    def then(self, later: ContactChange) -> ContactChange:
+        """This change, then `later` of the same party: a channel given up
+        or a person replaced once stays so."""
+        return dataclasses.replace(
+            self,
+            person=self.person if later.person == self.person else None,
+            email=self.email and later.email,
+            phone=self.phone and later.phone,
+        )
 
 
 @dataclass(frozen=True)
@@ -278,6 +331,80 @@ async def cancel_superseded(
         (columns.uuids(newer),),
     )
     return [(job_id, channel) for job_id, channel in await cur.fetchall()]
+
+
+@dataclass(frozen=True)
+class ContactsFollowed:
+    """What following contact changes did: the jobs cancelled (id, channel)
+    and how many went to a new address."""
+
+    cancelled: list[tuple[uuid.UUID, str]]
+    readdressed: int = 0
+
+
+# The jobs `j` of the changed parties (`ContactChange` as rows `c`), and for
+# each the address it goes to now and whether it is for someone else.
+THEIR_JOBS = (
+    "notification_jobs AS j JOIN unnest(%(cases)s::text[], %(parties)s::text[],"
+    " %(owners)s::text[], %(people)s::text[], %(emails)s::text[], %(phones)s::text[])"
+    " AS c(case_name, party, owner, person, email, phone)"
+    " ON j.case_name = c.case_name AND j.party = c.party"
+)
+NEW_ADDRESS = "(CASE WHEN j.channel = 'EMAIL' THEN c.email ELSE c.phone END)"
+# Not yet sent, nor held by a sender (`phone_changes.READDRESSED`), as the
+# index notification_jobs_unsent has it.
+UNSENT = "status IN ({})".format(", ".join(f"'{s}'" for s in READDRESSED))
+FOR_SOMEONE_ELSE = (
+    "(COALESCE(NULLIF(j.user_id, ''), c.owner) <> ''"
+    " AND COALESCE(NULLIF(j.user_id, ''), c.owner) IS DISTINCT FROM c.person)"
+)
+
+
+async def follow_contact_changes(
+    conn: psycopg.AsyncConnection[Any], changes: Sequence[ContactChange]
+) -> ContactsFollowed:
+    """Makes what the changed parties' cases still have to tell them, as
+    planned before the changes (the caller runs this before it adds the
+    batch's jobs), follow them: a job for someone else than the person now
+    named, or on a channel they gave up, is cancelled, its text erased; the
+    others go to the party's address on their channel. Only jobs no sender
+    holds are changed (`phone_changes.READDRESSED`): one being sent is its
+    sender's, and goes where it was going. Heard again, the changes change
+    nothing more."""
+    if not changes:
+        return ContactsFollowed([])
+    texts = partial(columns.texts, encoding=conn.info.encoding)
+    params = {
+        "cases": texts(c.case_name for c in changes),
+        "parties": texts(c.party for c in changes),
+        "owners": texts(c.owner for c in changes),
+        "people": texts(c.person for c in changes),
+        "emails": texts(c.email for c in changes),
+        "phones": texts(c.phone for c in changes),
+        "someone_else": "someone else was named in their place",
+        "given_up": "their contact no longer takes it",
+    }
+    cur = await conn.execute(
+        f"WITH gone AS (SELECT j.id, {FOR_SOMEONE_ELSE} AS someone_else FROM {THEIR_JOBS}"
+        f" WHERE j.{UNSENT} AND ({NEW_ADDRESS} = '' OR {FOR_SOMEONE_ELSE})"
+        " ORDER BY j.id FOR UPDATE OF j)"
+        " UPDATE notification_jobs AS j SET status = 'cancelled', claimed_until = NULL,"
+        " last_error = CASE WHEN gone.someone_else THEN %(someone_else)s ELSE %(given_up)s END,"
+        " recipient = '', subject = '', body = '', html = '', params = '{}'"
+        " FROM gone WHERE j.id = gone.id RETURNING j.id, j.channel",
+        params,
+    )
+    cancelled = [(job_id, channel) for job_id, channel in await cur.fetchall()]
+    cur = await conn.execute(
+        f"WITH moved AS (SELECT j.id, {NEW_ADDRESS} AS recipient FROM {THEIR_JOBS}"
+        f" WHERE j.{UNSENT} AND {NEW_ADDRESS} <> ''"
+        f" AND j.recipient <> {NEW_ADDRESS} AND NOT {FOR_SOMEONE_ELSE}"
+        " ORDER BY j.id FOR UPDATE OF j)"
+        " UPDATE notification_jobs AS j SET recipient = moved.recipient"
+        " FROM moved WHERE j.id = moved.id",
+        params,
+    )
+    return ContactsFollowed(cancelled, cur.rowcount)
 
 
 async def wake_senders(conn: psycopg.AsyncConnection[Any]) -> None:
