@@ -316,8 +316,10 @@ def for_viewer(
 ) -> pb.ReportCase:
     """Agents see the whole case. The uploader sees the decision about them,
     not who reported it; a reporter sees the decision and their own report,
-    not the uploader's account or the other reporters. Each party sees only
-    the appeals they lodged themselves (`appellants`: appeal → who)."""
+    not the uploader's account or the other reporters. Neither sees how the
+    queue ranks it (its priority counts a trusted flagger's report and how
+    many reported it). Each party sees only the appeals they lodged
+    themselves (`appellants`: appeal → who)."""
     if who.is_agent:
         return msg
     del msg.reports[:]
@@ -329,6 +331,7 @@ def for_viewer(
     if msg.HasField("decision"):  # (setting a field would make an empty one)
         msg.decision.source_identity = ""
     msg.trusted_flagger = False
+    msg.priority = 0.0
     if msg.affected_uploader.user_id != who.subject:
         msg.ClearField("affected_uploader")
     return msg

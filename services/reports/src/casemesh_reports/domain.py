@@ -109,8 +109,13 @@ class AbuseReport(ExpiringCase):
         contact: dict[str, Any]
         source: str
         case_id: str
+        filed_at: datetime | None
 
     # Filed records the report's opening fields; `__post_init__` derives the rest.
+    # When it was filed, by the service's clock (None: a report filed before
+    # that was recorded, whose Filed event's time tells). Ahead of the
+    # keyword-only fields: the library requires each of those, default or not.
+    filed_at: InitVar[datetime | None] = None
     _: KW_ONLY
     # Who filed it, under which request (a retried filing must match it).
     reporter: str
@@ -127,7 +132,8 @@ class AbuseReport(ExpiringCase):
     source: str
     case_id: str
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, filed_at: datetime | None) -> None:
+        self.received_at: datetime = filed_at or self.created_on
         self.state = ReportState.SUBMITTED
         self.outcome: dict[str, Any] | None = None
         self.decided_at: datetime | None = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -57,12 +57,14 @@ class ReportDraft:
 
 class Filing(ReportsBase):
     def file(self, who: Identity, draft: ReportDraft) -> AbuseReport:
-        target = self._check_draft(draft)
-        draft = ReportDraft(**{**vars(draft), "target": target})
         ident = AbuseReport.create_id(who.subject, draft.request_id)
+        # A retry gets the report it filed, even where the checks would now
+        # refuse it (the reasons offered changed since).
         existing = self._replayed(ident, draft)
         if existing is not None:
             return existing
+        target = self._check_draft(draft)
+        draft = ReportDraft(**{**vars(draft), "target": target})
         now = self.clock.now()
         standing = self._get(Reporter, Reporter.create_id(who.subject))
         until = standing.suspended(now) if standing else None
@@ -138,6 +140,11 @@ class Filing(ReportsBase):
             )
         else:
             earlier = case.report_of(who.subject)
+            # This very request, filed by a call that was still saving it when
+            # this one looked (a client's retry that overtook the answer).
+            filed = self._replayed(ident, draft) if earlier == str(ident) else None
+            if filed is not None:
+                return filed
             if earlier is not None:
                 raise AlreadyExists(
                     f"you already reported this for {draft.category}: reports/{earlier}",
@@ -162,6 +169,7 @@ class Filing(ReportsBase):
             contact=draft.contact,
             source="TRUSTED_FLAGGER" if trusted else "ARTICLE_16",
             case_id=str(case.id),
+            filed_at=now,
         )
         try:
             self.save(report, case)
@@ -217,8 +225,14 @@ class Filing(ReportsBase):
         return target
 
     def _replayed(self, ident: UUID, draft: ReportDraft) -> AbuseReport | None:
+        """The report filed under this request id (None: none is), if it
+        asked the same: its target as kept (a link without its query);
+        another request under the id is ALREADY_EXISTS."""
         report: AbuseReport | None = self._get(AbuseReport, ident)
-        if report is not None and not same_request(report.request_fingerprint, draft):
+        if report is None:
+            return None
+        kept = check_target(Violations(), draft.target, self.link_hosts)
+        if not same_request(report.request_fingerprint, replace(draft, target=kept)):
             raise AlreadyExists(
                 f"request_id {draft.request_id!r} was already used for a different report",
                 reason="REQUEST_ID_REUSED",

@@ -5,8 +5,9 @@ rule (DSA Art. 23) and the appeal window (DSA Art. 20: at least six months)."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -43,6 +44,21 @@ class Triage:
     trusted_flagger_points: float = 40
     points_per_hour_waiting: float = 1
 
+    def __post_init__(self) -> None:
+        """Refuses weights the queue cannot rank by, naming the first: each
+        is a number of points, none negative, and a case's wait must add
+        some (its rank time divides by it)."""
+        for weight in fields(self):
+            value = getattr(self, weight.name)
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not number or not math.isfinite(value) or value < 0:
+                raise ValueError(f"taxonomy: triage.{weight.name} must be a number, 0 or more")
+        if self.points_per_hour_waiting == 0:
+            raise ValueError(
+                "taxonomy: triage.points_per_hour_waiting must be more than 0: the queue"
+                " ranks each case by the hours of waiting its priority is worth"
+            )
+
     def base(self, severity: int, reporters: int, trusted: bool) -> float:
         """Priority before age: severity, distinct reporters, a trusted flagger."""
         crowd = min(self.points_per_extra_reporter * (reporters - 1), self.max_reporter_points)
@@ -64,6 +80,9 @@ class Triage:
         """Priority `now` of a case waiting `since`."""
         hours = max((now - since).total_seconds() / 3600, 0.0)
         return round(base + hours * self.points_per_hour_waiting, 2)
+
+
+TRIAGE_WEIGHTS = tuple(weight.name for weight in fields(Triage))
 
 
 @dataclass(frozen=True)
@@ -155,6 +174,12 @@ def load_taxonomy(path: str = "") -> Taxonomy:
         )
         for c in raw["categories"]
     }
+    triage = raw.get("triage", {})
+    for name in triage:
+        if name not in TRIAGE_WEIGHTS:
+            raise ValueError(
+                f"taxonomy: triage.{name} is not a triage weight ({', '.join(TRIAGE_WEIGHTS)})"
+            )
     keywords = frozenset(raw["keywords"])
     for c in categories.values():
         for r in c.reasons.values():
@@ -164,5 +189,5 @@ def load_taxonomy(path: str = "") -> Taxonomy:
         categories=categories,
         elsewhere=dict(raw.get("elsewhere", {})),
         keywords=keywords,
-        triage=Triage(**raw.get("triage", {})),
+        triage=Triage(**triage),
     )

@@ -4,9 +4,11 @@ facts the transparency figures are computed from. Each notification's rows
 and its tracking record commit in one transaction; rows only move forward in
 version, so a replay changes nothing.
 
-The facts carry the recording time of the event that established them (the
-aggregate's `modified_on` at that version: the time on the public event), so
-the figures agree with what a consumer of `casemesh.reports.v1` counts.
+The facts carry the times the aggregates themselves keep (when a report was
+filed and first decided, each decision made, a case voided, an appeal lodged
+and upheld, a reporter suspended: the service's clock, which also stamps the
+events), so the figures are the same however the projector batched the
+events that established them.
 
 `ReportsView` keeps it in the service's database; `MemoryReportsView` keeps
 it in memory by the same rules, for the application tests."""
@@ -117,7 +119,7 @@ class ReportsView(PostgresTrackingRecorder):
                     curs.execute(
                         "INSERT INTO suspension_facts (reporter, until, at) VALUES (%s, %s, %s)"
                         " ON CONFLICT DO NOTHING",
-                        (aggregate.user_id, s["until"], aggregate.modified_on),
+                        (aggregate.user_id, s["until"], s["at"]),
                     )
             elif isinstance(aggregate, TrustedFlagger):
                 curs.execute(
@@ -147,7 +149,6 @@ class ReportsView(PostgresTrackingRecorder):
             " WHERE report_index.version < EXCLUDED.version",
             (r.id, r.reporter, r.case_id, r.state.value, r.created_on, r.version, Jsonb(doc)),
         )
-        decided = r.modified_on if r.state.value in ("ACTION_TAKEN", "NO_VIOLATION") else None
         curs.execute(
             "INSERT INTO report_facts (report_id, category, source, received_at, decided_at,"
             " outcome, version) VALUES (%s, %s, %s, %s, %s, %s, %s)"
@@ -155,7 +156,7 @@ class ReportsView(PostgresTrackingRecorder):
             " SET decided_at = COALESCE(report_facts.decided_at, EXCLUDED.decided_at),"
             " outcome = EXCLUDED.outcome, version = EXCLUDED.version"
             " WHERE report_facts.version < EXCLUDED.version",
-            (r.id, r.category, r.source, r.created_on, decided, r.state.value, r.version),
+            (r.id, r.category, r.source, r.received_at, r.decided_at, r.state.value, r.version),
         )
 
     def _case(self, curs: Any, c: ReportCase, doc: dict[str, Any]) -> None:
@@ -180,7 +181,7 @@ class ReportsView(PostgresTrackingRecorder):
                 (c.uploader or {}).get("user_id", "") if c.in_effect else "",
             ),
         )
-        # A fact is first seen at the version of the event that made it.
+        # Each fact at the time the case keeps for it, written once.
         for n, d in enumerate(c.decisions):
             curs.execute(
                 "INSERT INTO decision_facts (case_id, n, decided_at, outcome, restrictions)"
@@ -188,7 +189,7 @@ class ReportsView(PostgresTrackingRecorder):
                 (
                     c.id,
                     n,
-                    c.modified_on,
+                    d["at"],
                     d["outcome"],
                     [r["type"] for r in d["statement"].get("restrictions", [])],
                 ),
@@ -197,14 +198,14 @@ class ReportsView(PostgresTrackingRecorder):
             curs.execute(
                 "INSERT INTO void_facts (case_id, voided_at) VALUES (%s, %s)"
                 " ON CONFLICT DO NOTHING",
-                (c.id, c.modified_on),
+                (c.id, c.voided_at),
             )
         for appeal, a in c.appeals.items():
             curs.execute(
                 "INSERT INTO appeal_facts (appeal, case_id, lodged_at, reversed_at)"
                 " VALUES (%s, %s, %s, %s) ON CONFLICT (appeal) DO UPDATE"
                 " SET reversed_at = COALESCE(appeal_facts.reversed_at, EXCLUDED.reversed_at)",
-                (appeal, c.id, c.modified_on, c.modified_on if a["reversed_at"] else None),
+                (appeal, c.id, a["at"], a["reversed_at"]),
             )
 
     # -- erasure -----------------------------------------------------------------------
@@ -384,7 +385,7 @@ class MemoryReportsView(POPOTrackingRecorder):
             elif isinstance(aggregate, Reporter):
                 for s in aggregate.suspensions:
                     key = (aggregate.user_id, s["until"])
-                    self.suspension_facts.setdefault(key, aggregate.modified_on)
+                    self.suspension_facts.setdefault(key, s["at"])
             elif isinstance(aggregate, TrustedFlagger):
                 kept = {"user_id": aggregate.user_id, "designate_time": aggregate.created_on}
                 changed = {
@@ -408,11 +409,10 @@ class MemoryReportsView(POPOTrackingRecorder):
             kept,
             {"state": r.state.value, "version": r.version, "doc": doc},
         )
-        decided = r.modified_on if r.state.value in ("ACTION_TAKEN", "NO_VIOLATION") else None
         held = self.report_facts.get(r.id, {})
-        kept = {"category": r.category, "source": r.source, "received_at": r.created_on}
+        kept = {"category": r.category, "source": r.source, "received_at": r.received_at}
         changed = {
-            "decided_at": held.get("decided_at") or decided,
+            "decided_at": held.get("decided_at") or r.decided_at,
             "outcome": r.state.value,
             "version": r.version,
         }
@@ -433,19 +433,18 @@ class MemoryReportsView(POPOTrackingRecorder):
             self.decision_facts.setdefault(
                 (c.id, n),
                 {
-                    "decided_at": c.modified_on,
+                    "decided_at": d["at"],
                     "outcome": d["outcome"],
                     "restrictions": [r["type"] for r in d["statement"].get("restrictions", [])],
                 },
             )
         if c.voided_at is not None:
-            self.void_facts.setdefault(c.id, c.modified_on)
+            self.void_facts.setdefault(c.id, c.voided_at)
         for appeal, a in c.appeals.items():
             fact = self.appeal_facts.setdefault(
-                appeal, {"case_id": c.id, "lodged_at": c.modified_on, "reversed_at": None}
+                appeal, {"case_id": c.id, "lodged_at": a["at"], "reversed_at": None}
             )
-            if fact["reversed_at"] is None and a["reversed_at"]:
-                fact["reversed_at"] = c.modified_on
+            fact["reversed_at"] = fact["reversed_at"] or a["reversed_at"]
 
     # -- erasure -----------------------------------------------------------------------
 
