@@ -1,19 +1,26 @@
 """What a reply e-mail is made into: the requester's new text without the
 history their mail client quoted (in English and Chinese), their address,
-the Message-ID and the attachments."""
+the Message-ID and the attachments, and the comment the desk adds for it."""
 
 from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import AsyncIterator
 from email.message import EmailMessage
+from types import SimpleNamespace
 
+import grpc
 import pytest
 
+from casemesh.platform.identity import InternalTokenSigner, new_signing_key
 from casemesh.platform.replies import reply_address
+from casemesh.v1 import evidence_pb2, tickets_pb2
 from casemesh_inbound import mail
+from casemesh_inbound.desk import BODY_LIMIT, CUT, ReplyDesk, comment_body
 from casemesh_inbound.mail import (
     HEADER_LINE_CHARS,
+    HTML_CHARS,
     READ_CHARS,
     AutoReply,
     Unreadable,
@@ -53,6 +60,45 @@ def test_the_quoted_history_is_stripped(text: str, kept: str) -> None:
     assert strip_quoted(text) == kept
 
 
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        (
+            "Hi,\n\nOn Mon, 1 Jan 2024 at 10:00, Casemesh <s@example.com> wrote:\n"
+            "> What is your old phone?\n139 0000 0000\n> Which device?\niPhone 12\n",
+            "Hi,\n\n139 0000 0000\n\niPhone 12",
+        ),
+        (
+            "On Mon, 1 Jan 2024 at 10:00, Casemesh <s@example.com> wrote:\n"
+            "> What is your old phone?\n\n139 0000 0000\n",
+            "139 0000 0000",
+        ),
+        (
+            "在 2026年12月3日周四 10:00，Casemesh <support@example.com> 写道：\n"
+            "> 请提供注册时使用的旧手机号\n\n旧号码是 139****0000\n",
+            "旧号码是 139****0000",
+        ),
+        (  # the requester's signature below their answer is theirs
+            "On Mon, 1 Jan 2024 at 10:00, Casemesh <s@example.com> wrote:\n"
+            "> Which device?\n\niPhone 12,\nbought in 2021.\n\n-- \nAlice\n",
+            "iPhone 12,\nbought in 2021.\n\n--\nAlice",
+        ),
+        (  # lines below a further header are older history
+            "Yes.\n\nOn Mon, 1 Jan 2024 at 10:00, Casemesh <s@example.com> wrote:\n"
+            "> Did it help?\n\nOn Sun, 31 Dec 2023 at 09:00, Alice <a@example.com> wrote:\n"
+            "> Which device?\niPhone 12\n",
+            "Yes.",
+        ),
+    ],
+)
+def test_what_the_requester_wrote_into_or_below_the_quote_is_kept(text: str, kept: str) -> None:
+    """Answers written under each quoted question, and a reply written below
+    the quote, are the requester's words: taken, in their order, not cut
+    with the history (which told them "added" and kept none of it, or
+    bounced the reply as having no text)."""
+    assert strip_quoted(text) == kept
+
+
 def test_a_reply_of_one_endless_line_is_read_as_far_as_a_comment_could_need() -> None:
     """Quoted-printable wrapped without a break gives one line of the whole
     text: it is read whole as the reply (no header is that long), up to twice
@@ -70,14 +116,14 @@ def test_the_history_is_looked_for_in_no_line_longer_than_a_header_may_be(
     line's length: it is never given a long line (which no header is), and
     the long lines come back as they were."""
     given: list[str] = []
-    parse = mail._PARSER.parse_reply
+    read = mail._PARSER.read
 
-    def spied(text: str) -> str | None:
+    def spied(text: str) -> object:
         given.append(text)
-        latest: str | None = parse(text=text)
-        return latest
+        parsed: object = read(text=text)
+        return parsed
 
-    monkeypatch.setattr(mail._PARSER, "parse_reply", lambda text: spied(text))
+    monkeypatch.setattr(mail._PARSER, "read", lambda text: spied(text))
     long = "On the day it happened " + "a" * 5_000 + " somebody wrote:"
     kept = strip_quoted(f"Short.\n{long}\n\nOn Mon, 1 Dec 2026, Casemesh wrote:\n> Earlier\n")
     assert kept == f"Short.\n{long}"
@@ -140,6 +186,43 @@ def test_a_message_from_more_than_one_address_is_unreadable(froms: list[str]) ->
         read_reply(raw)
 
 
+@pytest.mark.parametrize(
+    "given",
+    [
+        # Servers checking the sender read the address in angle brackets.
+        "victim@qq.com <attacker@qq.com>",
+        "<victim@qq.com> attacker@qq.com",
+        # An encoded word is a display name, never an address.
+        "=?utf-8?q?victim=40qq.com?=",
+        "Victim <victim@qq.com",
+    ],
+)
+def test_a_from_header_read_only_by_guessing_is_unreadable(given: str) -> None:
+    """The standard library guesses an address out of a header the
+    standard does not allow; the server in front, checking the sender,
+    may read another there: what it vouched for need not be the guess."""
+    raw = f"From: {given}\r\nMessage-ID: <g@qq.com>\r\n\r\nclose my ticket\r\n".encode()
+    with pytest.raises(Unreadable, match="From"):
+        read_reply(raw)
+
+
+@pytest.mark.parametrize(
+    ("given", "sender"),
+    [
+        ("a@qq.com", "a@qq.com"),
+        ('"张三" <A@qq.com>', "a@qq.com"),
+        ("=?utf-8?b?5byg5LiJ?= <a@qq.com>", "a@qq.com"),
+        ('"Mueller, Hans" <hans@example.com>', "hans@example.com"),
+        ("=?utf-8?q?M=C3=BCller=2C_Hans?= <hans@example.com>", "hans@example.com"),
+        ("J. Smith <j@example.com>", "j@example.com"),  # obsolete, and common
+        ("alice@example.com (Alice)", "alice@example.com"),
+    ],
+)
+def test_a_from_header_as_mail_programs_write_it_gives_its_address(given: str, sender: str) -> None:
+    raw = f"From: {given}\r\nMessage-ID: <g@qq.com>\r\n\r\nhello\r\n".encode()
+    assert read_reply(raw).sender == sender
+
+
 def test_an_html_only_reply_is_read_as_text() -> None:
     msg = EmailMessage()
     msg["From"] = "bob@example.com"
@@ -172,8 +255,10 @@ def test_a_message_a_program_sent_is_never_a_reply(headers: dict[str, str]) -> N
         read_reply(plain(**headers).as_bytes())
 
 
-def test_a_person_saying_auto_submitted_no_is_read() -> None:
-    assert read_reply(plain(Auto_Submitted="no").as_bytes()).text.startswith("I am out")
+@pytest.mark.parametrize("said", ["no", "No", "no (written by a person)"])
+def test_a_person_saying_auto_submitted_no_is_read(said: str) -> None:
+    """RFC 3834 lets the value carry a comment: "no" is its first word."""
+    assert read_reply(plain(Auto_Submitted=said).as_bytes()).text.startswith("I am out")
 
 
 def test_a_reply_written_in_outlook_asking_not_to_be_auto_answered_is_read() -> None:
@@ -333,3 +418,169 @@ def test_an_attachments_name_is_kept_printable_for_the_comment_that_names_it() -
     ).encode()
     found = [a.file_name for a in read_reply(raw).attachments]
     assert found == ["ab.png", "invoicegnp.exe", "attachment"]
+
+
+def html_reply(html: str) -> bytes:
+    return (
+        b"From: erin@example.com\r\nMessage-ID: <h@example.com>\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+        + base64.encodebytes(html.encode())
+    )
+
+
+def test_an_html_body_of_megabytes_is_read_from_its_beginning_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The text is read from the body's first `HTML_CHARS`, room for far
+    more text than a comment keeps: a body of megabytes holds a reader
+    (two serve the whole server) no longer than that."""
+    fed: list[int] = []
+    feed = mail._Text.feed
+
+    def counted(parser: mail._Text, data: str) -> None:
+        fed.append(len(data))
+        feed(parser, data)
+
+    monkeypatch.setattr(mail._Text, "feed", counted)
+    html = "<p>Thanks, it works now.</p>" + "<!" * 600_000
+    assert read_reply(html_reply(html)).text == "Thanks, it works now."
+    assert max(fed) <= HTML_CHARS < len(html)
+
+
+@pytest.mark.parametrize(
+    ("markup", "scan"),
+    [("<a ", "parse_starttag"), ("<!", "parse_html_declaration"), ("<!-- x>", "parse_comment")],
+)
+def test_markup_left_open_at_the_end_is_looked_through_once(
+    monkeypatch: pytest.MonkeyPatch, markup: str, scan: str
+) -> None:
+    """Python 3.11's parser, asked to finish markup never closed, looks
+    through the rest again from each `<` in it to its end (minutes for a
+    hundred kilobytes of `<a `): the markup shows nothing, as in a browser,
+    and is looked through once."""
+    unfinished: list[int] = []
+    original = getattr(mail._Text, scan)
+
+    def counted(parser: mail._Text, i: int) -> int:
+        end: int = original(parser, i)
+        if end < 0:  # looked through to the end and found no close
+            unfinished.append(i)
+        return end
+
+    monkeypatch.setattr(mail._Text, scan, counted)
+    html = "<p>Thanks</p>" + markup * 3_000
+    assert mail.html_text(html) == "Thanks"
+    assert len(unfinished) == 1
+
+
+def test_html_the_parser_gives_up_on_is_unreadable_not_a_failure_to_retry() -> None:
+    """A sender told 4xx tries again for days; one told 5xx gives up."""
+    with pytest.raises(Unreadable, match="HTML"):
+        read_reply(html_reply("<p>Hi</p><![ if mso]>"))
+
+
+REQUESTER = "user-alice"
+
+
+class Tickets:
+    """The tickets service as the desk sees it: one ticket of alice's,
+    waiting on her; a comment under a request id it took already with
+    another body is ALREADY_EXISTS, as the service answers."""
+
+    def __init__(self) -> None:
+        self.ticket = tickets_pb2.Ticket(
+            name=f"tickets/{TICKET}",
+            requester=REQUESTER,
+            status=tickets_pb2.TICKET_STATUS_PENDING,
+            contact=tickets_pb2.Contact(email="alice@example.com"),
+        )
+        self.comments: dict[str, tickets_pb2.AddCommentRequest] = {}
+
+    async def GetTicket(self, request: object, **_: object) -> tickets_pb2.Ticket:
+        return self.ticket
+
+    async def AddComment(
+        self, request: tickets_pb2.AddCommentRequest, **_: object
+    ) -> tickets_pb2.Ticket:
+        taken = self.comments.setdefault(request.request_id, request)
+        if taken != request:
+            raise grpc.aio.AioRpcError(
+                grpc.StatusCode.ALREADY_EXISTS,
+                grpc.aio.Metadata(),
+                grpc.aio.Metadata(),
+                details=f"request_id {request.request_id!r} was already used for a different"
+                " change to this ticket",
+            )
+        self.ticket.status = tickets_pb2.TICKET_STATUS_OPEN
+        return self.ticket
+
+
+class Evidence:
+    """The evidence service: takes pictures, refuses any other kind of file."""
+
+    async def UploadEvidence(
+        self, requests: AsyncIterator[evidence_pb2.UploadEvidenceRequest], **_: object
+    ) -> SimpleNamespace:
+        name = ""
+        async for part in requests:
+            name = name or part.metadata.file_name
+        if not name.endswith(".png"):
+            raise grpc.aio.AioRpcError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                grpc.aio.Metadata(),
+                grpc.aio.Metadata(),
+                details="not an image, video or PDF",
+            )
+        return SimpleNamespace(name=f"evidence/{name}", sha256="0" * 64)
+
+
+def desk_for(tickets: Tickets) -> ReplyDesk:
+    return ReplyDesk(
+        signer=InternalTokenSigner(new_signing_key()),
+        tickets=tickets,
+        evidence=Evidence(),
+        secrets=[SECRET],
+        domain="reply.example.com",
+        timeout=1.0,
+    )
+
+
+def from_alice(text: str, *files: str) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "Alice <alice@example.com>"
+    msg["Message-ID"] = "<again@mail.example.com>"
+    msg.set_content(text)
+    for name in files:
+        msg.add_attachment(b"MZ" + bytes(64), "application", "octet-stream", filename=name)
+    return msg.as_bytes()
+
+
+async def test_a_reply_delivered_again_and_read_differently_is_taken_not_bounced() -> None:
+    """The first delivery was added but its answer lost; the sender's
+    server tries again after the desk began reading mail differently. The
+    ticket holds a change under this Message-ID's request id already: the
+    second delivery is answered as added, and the ticket keeps one comment."""
+    tickets = Tickets()
+    desk = desk_for(tickets)
+    await desk.add_reply(TICKET, from_alice("My old number is 139 0000 0000."))
+    status = await desk.add_reply(TICKET, from_alice("My old number is 139 0000 0000!"))
+    assert status == "TICKET_STATUS_OPEN"
+    [comment] = tickets.comments.values()
+    assert comment.body == "My old number is 139 0000 0000."
+
+
+async def test_a_long_reply_is_cut_before_the_note_on_files_not_attached() -> None:
+    """The agent learns a file was left out however long the text was."""
+    tickets = Tickets()
+    await desk_for(tickets).add_reply(TICKET, from_alice("word " * 3_000, "setup.exe"))
+    [comment] = tickets.comments.values()
+    assert len(comment.body) <= BODY_LIMIT
+    assert comment.body.endswith(CUT + "\n\n(Not attached, not an image, video or PDF: setup.exe)")
+
+
+def test_notes_on_hundreds_of_files_leave_the_text_room() -> None:
+    notes = "\n\n(Not attached, more than 20 files: " + ", ".join(["f" * 200] * 300) + ")"
+    body = comment_body("Here are the files.", notes)
+    assert len(body) <= BODY_LIMIT
+    assert body.startswith("Here are the files.\n\n(Not attached, more than 20 files: fff")
+    assert body.endswith("…)")

@@ -79,6 +79,30 @@ def test_only_the_headers_above_the_first_hop_are_read_from_the_reply() -> None:
     assert parse(above.authentication[0])[0] == "evil.net"
 
 
+def test_an_encoded_word_the_server_copied_into_its_header_adds_no_result() -> None:
+    """The server in front copies the envelope sender into its header as the
+    sender wrote it: an encoded word there is the sender's text, and the `;`
+    and `dmarc=pass` it decodes to are not results. The header is read as
+    written, unfolded."""
+    envelope = "=?us-ascii?q?x=3B_dmarc=3Dpass_header.from=3Dexample.com_x.y=3D?=@evil.net"
+    rest = (
+        b"Received: from evil.net by mx.casemesh.example; Sun, 6 Dec 2026 03:59:59 +0000\r\n"
+        b"From: <alice@example.com>\r\nMessage-ID: <e@evil.net>\r\n\r\nclose my ticket\r\n"
+    )
+    forged = read_reply(
+        f"Authentication-Results: {MX}; spf=fail smtp.mailfrom={envelope};"
+        " dmarc=fail header.from=example.com\r\n".encode()
+        + rest
+    )
+    assert not vouched_for(forged.authentication, MX, forged.sender)
+    genuine = read_reply(
+        f"Authentication-Results: {MX};\r\n\tspf=pass smtp.mailfrom=bounce@example.com;\r\n"
+        "\tdmarc=pass header.from=example.com\r\n".encode()
+        + rest
+    )
+    assert vouched_for(genuine.authentication, MX, genuine.sender)
+
+
 def desk_with_no_services() -> ReplyDesk:
     """A desk trusting MX's headers, with no service to ask: what it refuses
     is refused before any would be."""

@@ -52,11 +52,13 @@ async def run(cfg: InboundSettings) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-        # No new connections; messages being received get the grace period.
+        # No new connections; messages being added get the grace period to be
+        # answered (the server's wait_closed waits for no connection before
+        # Python 3.12, and what still runs when this returns is cancelled).
         await asyncio.sleep(cfg.shutdown_delay_seconds)
         server.close()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(server.wait_closed(), cfg.shutdown_grace_seconds)
+            await asyncio.wait_for(handler.answered(), cfg.shutdown_grace_seconds)
         log.info("inbound.stopped")
 
 

@@ -4,7 +4,8 @@ ticket, through the tickets and evidence services, as the requester.
 The address names the ticket (`casemesh.platform.replies`); only the ticket's
 requester may reply (From must be the ticket's contact e-mail); each
 attachment is uploaded as their evidence and attached to the comment; the
-Message-ID keys the comment, so a message delivered twice is added once.
+Message-ID keys the comment, so a message delivered twice is added once (and
+taken, not bounced, when it is read differently the second time).
 What cannot be done is `Refused`, with the SMTP reply to give and a reason
 for the metric; a backend that cannot be reached is a temporary failure
 (451), so the sending server tries again later.
@@ -57,6 +58,9 @@ TEMPORARY = frozenset(
 # The longest comment the tickets service takes; a longer reply is cut, saying so.
 BODY_LIMIT = rules.LIMITS["body"]
 CUT = "\n\n(The e-mail was longer; the rest is not shown.)"
+# The most of a comment the notes on files not attached take (the names of
+# hundreds of files would leave no room for the text).
+NOTES_LIMIT = BODY_LIMIT // 2
 # Replies parsed at once, each beside the server (a large one holds several
 # times its size while it is parsed: more at once would run a pod out of memory).
 READERS = 2
@@ -162,27 +166,44 @@ class ReplyDesk:
                 refs.append(ref)
         if not text and not refs:
             raise Refused(550, "unreadable", "5.6.0 the reply has no text and no attachment")
-        body = text or ONLY_ATTACHMENTS
+        notes = ""
         if skipped:
-            body += "\n\n(Not attached, not an image, video or PDF: " + ", ".join(skipped) + ")"
+            notes += "\n\n(Not attached, not an image, video or PDF: " + ", ".join(skipped) + ")"
         if extra:
             names = ", ".join(a.file_name for a in extra)
-            body += f"\n\n(Not attached, more than {most} files: {names})"
-        if len(body) > BODY_LIMIT:
-            body = body[: BODY_LIMIT - len(CUT)] + CUT
-        commented = await self._call(
-            self.tickets.AddComment,
-            tickets_pb2.AddCommentRequest(
-                name=ticket.name,
-                body=body,
-                evidence=refs,
-                request_id=request_id_of(reply.message_id),
-            ),
-            requester,
-            TICKETS,
-            ticket=ticket.name,
+            notes += f"\n\n(Not attached, more than {most} files: {names})"
+        request = tickets_pb2.AddCommentRequest(
+            name=ticket.name,
+            body=comment_body(text or ONLY_ATTACHMENTS, notes),
+            evidence=refs,
+            request_id=request_id_of(reply.message_id),
         )
-        return str(tickets_pb2.TicketStatus.Name(commented.status))
+        return str(tickets_pb2.TicketStatus.Name(await self._comment(ticket, requester, request)))
+
+    async def _comment(
+        self,
+        ticket: tickets_pb2.Ticket,
+        requester: Identity,
+        request: tickets_pb2.AddCommentRequest,
+    ) -> tickets_pb2.TicketStatus.ValueType:
+        """Adds the comment; returns the ticket's status. ALREADY_EXISTS is
+        the ticket holding another change under this message's request id
+        (its Message-ID's digest; ids are the ticket's own): this message,
+        added on a delivery whose answer was lost and read differently now
+        that a limit or the reading of mail changed. It is taken as added,
+        not bounced for its own first delivery."""
+        try:
+            commented = await self.tickets.AddComment(
+                request,
+                metadata=self._metadata(requester, TICKETS, ticket=ticket.name),
+                timeout=self.timeout,
+            )
+        except grpc.aio.AioRpcError as err:
+            if err.code() is grpc.StatusCode.ALREADY_EXISTS:
+                return ticket.status
+            raise refusal(err, TICKETS, "") from None
+        status: tickets_pb2.TicketStatus.ValueType = commented.status
+        return status
 
     async def _upload(
         self, requester: Identity, attachment: Any
@@ -263,6 +284,19 @@ class ReplyDesk:
             )
         except grpc.aio.AioRpcError as err:
             raise refusal(err, audience, what) from None
+
+
+def comment_body(text: str, notes: str) -> str:
+    """The comment for a reply's `text` and the `notes` on files not
+    attached, within the comment's limit: a text too long is cut, saying so,
+    and the notes follow it, so the agent always learns of the files left
+    out (the notes themselves cut at `NOTES_LIMIT`)."""
+    if len(notes) > NOTES_LIMIT:
+        notes = notes[: NOTES_LIMIT - len("…)")] + "…)"
+    room = BODY_LIMIT - len(notes)
+    if len(text) > room:
+        text = text[: room - len(CUT)] + CUT
+    return text + notes
 
 
 def refusal(err: grpc.aio.AioRpcError, audience: str, what: str) -> Refused:

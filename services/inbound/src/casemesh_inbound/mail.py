@@ -5,7 +5,8 @@ out, or `Unreadable`.
 The history is stripped with mail-parser-reply (headers such as "On … wrote:"
 and "-----Original Message-----", signatures, in many languages), then at the
 first header it does not know (the one Chinese mail clients write, "在 … 写道：",
-and "-----原始邮件-----"); quoted lines ("> …") left at the end go too.
+and "-----原始邮件-----"); quoted lines ("> …") left at the end go too. What
+the requester wrote between or below the lines they quoted is kept.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email import message_from_bytes, policy
-from email.errors import MessageError
+from email.errors import InvalidHeaderDefect, MessageError, ObsoleteHeaderDefect
+from email.headerregistry import Address
 from email.message import EmailMessage, MIMEPart
-from email.utils import getaddresses, parseaddr
 from html.parser import HTMLParser
 
 from mailparser_reply import EmailReplyParser
@@ -42,6 +43,10 @@ _HEADERS = re.compile(
 # hold the server for minutes on a message that is then retried.
 READ_CHARS = 2 * rules.LIMITS["body"]
 HEADER_LINE_CHARS = 1_000
+# What of an HTML body is read for its text: room for `READ_CHARS` of text in
+# the markup around it (an Outlook reply spends tens of characters of styles
+# and tags on each of its own), and a bound to the time one body holds a reader.
+HTML_CHARS = 50 * READ_CHARS
 
 # An inline image smaller than this is taken for decoration (a signature's
 # logo or icons, a few KiB); a screenshot pasted into a reply is larger.
@@ -61,8 +66,9 @@ def automatic(msg: EmailMessage) -> bool:
     """Whether `msg` says it was sent by a program (RFC 3834 and the headers
     common mail systems use instead). Not X-Auto-Response-Suppress: it asks
     others not to answer automatically, and Outlook and Exchange put it on
-    mail people write."""
-    submitted = str(msg.get("Auto-Submitted", "no")).strip().lower()
+    mail people write. Auto-Submitted is read by its first word: "no (sent by
+    a person)" is a person's, as RFC 3834 allows the comment."""
+    submitted = _first_word(str(msg.get("Auto-Submitted", "no")))
     precedence = str(msg.get("Precedence", "")).strip().lower()
     return (
         submitted != "no"
@@ -70,6 +76,13 @@ def automatic(msg: EmailMessage) -> bool:
         or any(h in msg for h in ("X-Autoreply", "X-Autorespond"))
         or str(msg.get("Content-Type", "")).lower().startswith("multipart/report")
     )
+
+
+def _first_word(value: str) -> str:
+    """A structured header's first word, lower case, its comments and
+    parameters left out."""
+    words = re.sub(r"\([^()]*\)", " ", value).replace(";", " ").split()
+    return words[0].lower() if words else ""
 
 
 @dataclass(frozen=True)
@@ -90,9 +103,13 @@ class Reply:
 
 
 def strip_quoted(text: str) -> str:
-    """The new part of a reply: what comes before the quoted history, read
-    from its first `READ_CHARS`. A line too long to be a header is never
-    taken for one."""
+    """The new part of a reply, read from its first `READ_CHARS`: what comes
+    before the quoted history, then what the requester wrote between or
+    below the lines they quoted from it (answers written under each
+    question, a reply written below the quote), in their order, a signature
+    among them kept as one above the history is. A history quoted whole, or
+    written without "> " (Outlook's, an HTML body's), is left out whole. A
+    line too long to be a header is never taken for one."""
     text = text.replace("\r\n", "\n")[:READ_CHARS]
     # Each longer line stands aside under a mark no text can hold.
     mark = f"\ue000{secrets.token_hex(8)}:"
@@ -104,18 +121,46 @@ def strip_quoted(text: str) -> str:
         long.append(line.strip())
         return f"{mark}{len(long) - 1}\ue001"
 
-    probe = "\n".join(short(line) for line in text.split("\n"))
-    latest = _PARSER.parse_reply(text=probe)
     back = re.compile(re.escape(mark) + "(\\d+)\ue001")
-    kept = back.sub(lambda m: long[int(m[1])], latest if latest is not None else probe)
-    lines = kept.split("\n")
+
+    def restored(part: str) -> list[str]:
+        return back.sub(lambda m: long[int(m[1])], part).split("\n")
+
+    probe = "\n".join(short(line) for line in text.split("\n"))
+    replies = _PARSER.read(text=probe).replies
+    # The text above the first header the library knows, and the history
+    # below it, up to the next.
+    top = replies[0].content if replies and not replies[0].headers else ""
+    history = next((r.full_body for r in replies if r.headers), "")
+    lines, below = restored(top), restored(history)
     for i, line in enumerate(lines):
         if _HEADERS.match(line):
-            lines = lines[:i]
+            lines, below = lines[:i], lines[i + 1 :]
             break
-    while lines and (not lines[-1].strip() or lines[-1].lstrip().startswith(">")):
+    for i, line in enumerate(below):
+        if _HEADERS.match(line):
+            below = below[:i]
+            break
+    while lines and (not lines[-1].strip() or _quoted(lines[-1])):
         lines.pop()
-    return "\n".join(lines).strip()
+    written = ["\n".join(lines).strip(), *_answers(below)]
+    return "\n\n".join(part for part in written if part)
+
+
+def _quoted(line: str) -> bool:
+    return line.lstrip().startswith(">")
+
+
+def _answers(history: list[str]) -> list[str]:
+    """The runs of lines not quoted that come after a quoted line in the
+    history: what the requester wrote into or below the quote."""
+    runs: list[list[str]] = []
+    for line in history:
+        if _quoted(line):
+            runs.append([])
+        elif runs:
+            runs[-1].append(line)
+    return [said for run in runs if (said := "\n".join(run).strip())]
 
 
 class _Text(HTMLParser):
@@ -146,9 +191,20 @@ class _Text(HTMLParser):
 
 
 def html_text(html: str) -> str:
+    """The text of an HTML body, read from its first `HTML_CHARS`. Markup
+    left open at the end (a tag or comment never closed, or cut there) shows
+    nothing, as in a browser: Python 3.11's parser, asked to finish it,
+    reads the rest again from each `<` in it, which takes minutes for a
+    hundred kilobytes of `<a ` (gh-135462)."""
     parser = _Text()
-    parser.feed(html)
-    parser.close()
+    try:
+        parser.feed(html[:HTML_CHARS])
+        if not parser.rawdata.startswith("<"):
+            parser.close()  # only text is left (held back for an `&` it may end in)
+    except AssertionError:
+        # Markup the parser gives up on (`<![` with no name after it): the
+        # same bytes fail the same way on every try.
+        raise Unreadable("the HTML text cannot be read") from None
     return re.sub(r"\n{3,}", "\n\n", "".join(parser.parts)).strip()
 
 
@@ -212,14 +268,45 @@ def _text_of(part: MIMEPart) -> str:
 
 def _checked(msg: EmailMessage) -> tuple[str, ...]:
     """The Authentication-Results headers the last hop wrote: those above
-    the first Received (a sender's own come below the hops it went through)."""
+    the first Received (a sender's own come below the hops it went through),
+    unfolded and as written: never decoded, since an encoded word
+    (`=?us-ascii?q?=3B_dmarc=3Dpass?=`) in an envelope sender the server
+    copied into its header would decode to results of the sender's own."""
     found = []
-    for name, value in msg.items():
+    for name, value in msg.raw_items():
         if name.lower() == "received":
             break
         if name.lower() == "authentication-results":
-            found.append(str(value))
+            found.append(re.sub(r"\r?\n(?=[ \t])", "", str(value)))
     return tuple(found)
+
+
+def _sender(msg: EmailMessage) -> str:
+    """The one address of the From header, lower case, as the server that
+    checked the sender read it. A header the standard library reads only by
+    guessing (`victim@qq.com <attacker@qq.com>`, an address in an encoded
+    word) is refused: its guess need not be the address that was checked. A
+    period in a display name (`J. Smith <j@x.com>`, obsolete but common)
+    changes no address and is taken."""
+    header = msg["From"]
+    if header is None:
+        raise Unreadable("the message has no From address")
+    addresses: tuple[Address, ...] = header.addresses
+    if len(addresses) > 1:
+        raise Unreadable("the message's From names more than one address")
+    if any(_guessed(defect) for defect in header.defects):
+        raise Unreadable("the message's From address cannot be read for certain")
+    if not addresses or not addresses[0].username or not addresses[0].domain:
+        raise Unreadable("the message has no From address")
+    return addresses[0].addr_spec.lower()
+
+
+def _guessed(defect: object) -> bool:
+    """Whether the standard library's parser read an address header past
+    what the standard allows (a period in a display name aside)."""
+    if isinstance(defect, ObsoleteHeaderDefect):
+        return str(defect) != "period in 'phrase'"
+    return isinstance(defect, InvalidHeaderDefect)
 
 
 def _read_reply(raw: bytes) -> Reply:
@@ -231,14 +318,9 @@ def _read_reply(raw: bytes) -> Reply:
     # One From header of one address: the one its authentication results
     # speak of (a second header above a signed message would stand in for
     # the signer's, and one of several addresses is nobody's alone).
-    froms = msg.get_all("From") or []
-    if len(froms) > 1:
+    if len(msg.get_all("From") or []) > 1:
         raise Unreadable("the message has more than one From header")
-    if len(getaddresses([str(f) for f in froms])) > 1:
-        raise Unreadable("the message's From names more than one address")
-    _, sender = parseaddr(str(msg.get("From", "")))
-    if "@" not in sender:
-        raise Unreadable("the message has no From address")
+    sender = _sender(msg)
     message_id = str(msg.get("Message-ID", "")).strip()
     if not message_id:
         raise Unreadable("the message has no Message-ID")
@@ -282,4 +364,4 @@ def _read_reply(raw: bytes) -> Reply:
             )
         )
     text = "\n\n".join(t.strip("\n") for t in texts)
-    return Reply(sender.lower(), message_id, strip_quoted(text), attachments, _checked(msg))
+    return Reply(sender, message_id, strip_quoted(text), attachments, _checked(msg))

@@ -5,6 +5,7 @@ the message is checked and added at DATA. Every refusal is counted by reason
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Callable, Sequence
 from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address
@@ -30,6 +31,16 @@ class ReplyHandler:
         self.desk = desk
         # The networks mail is taken from (the trusted mail server's); None: any.
         self.relays = relays
+        # Messages received and not yet answered; `_answered` is set when none is.
+        self._taking = 0
+        self._answered = asyncio.Event()
+        self._answered.set()
+
+    async def answered(self) -> None:
+        """Returns once every message received so far has its answer (the
+        service stopping waits for this, so no sender is cut off mid-reply
+        and made to send again what may have been added)."""
+        await self._answered.wait()
 
     def _from_relay(self, session: Any) -> bool:
         if self.relays is None:
@@ -70,6 +81,17 @@ class ReplyHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self._taking += 1
+        self._answered.clear()
+        try:
+            return await self._take(envelope)
+        finally:
+            self._taking -= 1
+            if not self._taking:
+                self._answered.set()
+
+    async def _take(self, envelope: Any) -> str:
+        """The SMTP answer to a message: added to its ticket, or why not."""
         raw = envelope.original_content or envelope.content
         if not envelope.rcpt_tos or not isinstance(raw, bytes):
             return "554 5.5.1 no valid recipients"
