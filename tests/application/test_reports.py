@@ -676,23 +676,22 @@ def test_a_reporters_upheld_appeal_leaves_a_round_reported_since_to_review_the_t
     standing = app.my_standing(ALICE)
     assert standing is not None and standing.counted == []
     assert app.get_case(AGENT, second).state == "OPEN"
+    assert app.get_case(AGENT, first).next_case_id == second  # saved with Bob's report
     carol = Identity("carol", frozenset({"user"}))
     assert app.file(carol, report("c1")).case_id == second
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs an event on round N recorded with round N+1 (a new public message in"
-    " proto/casemesh/events/v1/reports.proto): the reversal and the filing write no"
-    " common stream, so neither loses a version check",
-)
 def test_a_reversal_and_a_report_at_the_same_moment_leave_one_round_open(
     app: Reports, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Alice's appeal of a no-violation decision is upheld while, on another
     replica, Bob reports the video again: the reversal looked for a later
-    round before Bob's report opened one. One video and category still has
-    one case open, holding both reporters' reports."""
+    round before Bob's report opened one, and Bob's report is saved first.
+    The first round records the next one it opened, so the reversal loses
+    its race on the first round and reads it again: reported since, it is
+    not reviewed anew beside Bob's round, as when Bob had reported before.
+    One video and category still has one case open, Bob's; Alice's report
+    is overturned (it no longer counts against her)."""
     first = app.file(ALICE, report()).case_id
     app.decide(AGENT, first, "NO_VIOLATION", NO_VIOLATION, None, [], "")
     app.lodge_appeal(first, "appeals/a1", "alice")
@@ -705,11 +704,67 @@ def test_a_reversal_and_a_report_at_the_same_moment_leave_one_round_open(
         return reverse(case, **kwargs)
 
     monkeypatch.setattr(ReportCase, "reverse", bob_reports_meanwhile)
-    app.reverse(first, "appeals/a1")
+    assert app.reverse(first, "appeals/a1") is True
     rounds = [app.get_case(AGENT, c) for c in {first, bobs[0].case_id}]
     still_open = [c for c in rounds if c.state in ("OPEN", "IN_REVIEW")]
     assert len(still_open) == 1
-    assert still_open[0].reporters == ["alice", "bob"]
+    assert (str(still_open[0].id), still_open[0].reporters) == (bobs[0].case_id, ["bob"])
+    assert app.get_case(AGENT, first).state == "NO_VIOLATION"
+    alices = app.get_case(AGENT, first).reports[0]["id"]
+    assert app.get_report(ALICE, alices).state == "REVERSED"
+
+
+def test_a_report_and_a_reversal_at_the_same_moment_leave_one_round_open(
+    app: Reports, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other way round: Bob's report found the first round decided, and
+    before it was saved Alice's upheld appeal sent that round back to
+    review. Bob's report, which would open the next round, loses its race on
+    the first round, looks again and joins it: one case open, holding both
+    reporters' reports."""
+    first = app.file(ALICE, report()).case_id
+    app.decide(AGENT, first, "NO_VIOLATION", NO_VIOLATION, None, [], "")
+    app.lodge_appeal(first, "appeals/a1", "alice")
+    current_case = app._current_case
+    reversed_meanwhile: list[bool] = []
+
+    def reversal_upheld_meanwhile(*args: Any, **kwargs: Any) -> ReportCase | None:
+        found = current_case(*args, **kwargs)
+        if not reversed_meanwhile:
+            reversed_meanwhile.append(app.reverse(first, "appeals/a1"))
+        return found
+
+    monkeypatch.setattr(app, "_current_case", reversal_upheld_meanwhile)
+    bobs = app.file(BOB, report("b1"))
+    assert reversed_meanwhile == [True]
+    assert bobs.case_id == first
+    case = app.get_case(AGENT, first)
+    assert (case.state, case.reporters, case.next_case_id) == ("OPEN", ["alice", "bob"], "")
+    later = ReportCase.create_id(case.target, case.category, case.round_no + 1)
+    assert later not in app.repository
+
+
+def test_a_round_whose_next_one_was_opened_before_rounds_recorded_it_is_not_reopened(
+    app: Reports, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bob reported the video again under a release whose filings did not
+    record the next round on the round before: the first round does not
+    say it was reported since, but the second round is found, so Alice's
+    upheld appeal still leaves it to the second round to review the video,
+    and later reports still join the second round."""
+    first = app.file(ALICE, report()).case_id
+    app.decide(AGENT, first, "NO_VIOLATION", NO_VIOLATION, None, [], "")
+    app.lodge_appeal(first, "appeals/a1", "alice")
+    with monkeypatch.context() as older_release:
+        older_release.setattr(ReportCase, "record_next_round", lambda case, **kwargs: None)
+        second = app.file(BOB, report("b1")).case_id
+    assert second != first
+    assert ReportCase.Succeeded not in events_of(app, first)
+    assert app.reverse(first, "appeals/a1") is True
+    assert app.get_case(AGENT, first).state == "NO_VIOLATION"
+    assert app.get_case(AGENT, second).state == "OPEN"
+    carol = Identity("carol", frozenset({"user"}))
+    assert app.file(carol, report("c1")).case_id == second
 
 
 def test_an_appeal_upheld_after_its_decision_was_replaced_changes_nothing(

@@ -10,9 +10,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.consuming import NotYet, Place
-from casemesh.platform.envelope import CloudEvent
+from casemesh.platform.envelope import CloudEvent, type_of
 from casemesh.platform.personal import AsyncSealer
 from casemesh_notifier.planner import Planner
 from casemesh_notifier.registry import SOURCE_OF, SOURCES
@@ -111,6 +112,31 @@ async def test_a_batch_plans_the_jobs_and_parties_that_each_event_alone_would(
     # Planned again, whole, the batch adds nothing.
     assert await plan(together, [events]) == {}
     assert await tables(together) == await tables(alone)
+
+
+async def test_a_report_cases_next_round_opening_is_consumed_and_tells_nobody(
+    infra: Infra,
+) -> None:
+    """`ReportCaseSucceeded` is recorded consumed (a redelivery stops there)
+    and plans nothing: the next round's own events tell its reporters."""
+    dsn = await database(infra)
+    succeeded = rev.ReportCaseSucceeded(
+        header=rev.ReportEventHeader(aggregate_id="c1", version=5, state="NO_VIOLATION"),
+        next_case_id="c2",
+    )
+    told = CloudEvent(
+        id="c1:5",
+        source="casemesh/reports",
+        type=type_of(succeeded),
+        subject="report-cases/c1",
+        time=NOW,
+        data=succeeded.SerializeToString(),
+        key="c1",
+    )
+    assert await plan(dsn, [[told]]) == {}
+    assert await tables(dsn) == ([], [])
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        assert await (await conn.execute("SELECT count(*) FROM consumed_events")).fetchone() == (1,)
 
 
 def sealed_ticket(personal: AsyncSealer, ticket: str, person: str) -> CloudEvent:

@@ -22,6 +22,8 @@ from casemesh_casequeue.observe import (
     TICKET_OPEN,
     observe,
 )
+from casemesh_notifier.planner import EXPIRIES
+from casemesh_notifier.registry import MESSAGES
 from casemesh_reports.consumer import handle
 
 UNREADABLE = b"\xff\xff\xff"
@@ -52,6 +54,25 @@ def test_the_queue_reads_a_report_case_event() -> None:
     observed = observe(event(opened, "report-cases/c1", opened.SerializeToString()), sla.load())
     assert observed is not None
     assert (observed.name, observed.open, observed.created) == ("report-cases/c1", True, True)
+
+
+def test_a_report_cases_next_round_opening_is_known_and_changes_nothing_in_the_queue() -> None:
+    """`ReportCaseSucceeded` on a closed case: a type the consumers know (not
+    set aside), which leaves the case in the queue as it is; the next round
+    comes to the queue with its own `ReportCaseOpened`."""
+    succeeded = rev.ReportCaseSucceeded(
+        header=rev.ReportEventHeader(aggregate_id="c1", version=5, state="NO_VIOLATION"),
+        next_case_id="c2",
+    )
+    assert envelope.message_class(envelope.type_of(succeeded)) is rev.ReportCaseSucceeded
+    told = event(succeeded, "report-cases/c1", succeeded.SerializeToString())
+    assert observe(told, sla.load()) is None
+
+
+def test_the_notifier_tells_nobody_of_a_report_cases_next_round_opening() -> None:
+    """Consumed and ignored: no plan reads it, and it erases nothing."""
+    ce_type = envelope.type_of(rev.ReportCaseSucceeded)
+    assert ce_type not in MESSAGES and ce_type not in EXPIRIES
 
 
 def test_the_reports_consumer_ignores_other_appeals_events_without_reading_them() -> None:

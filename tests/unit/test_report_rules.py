@@ -185,6 +185,25 @@ def test_a_reporters_appeal_not_reviewed_anew_overturns_only_a_finding_of_no_vio
     assert acted.state is CaseState.ACTION_TAKEN and acted.in_effect
 
 
+def test_a_round_whose_next_round_opened_is_not_reviewed_anew() -> None:
+    """Only a closed case has a next round, recorded once; a reporter's
+    upheld appeal then overturns its no-violation decision but leaves the
+    review of the target to the next round, as the case itself says so
+    (`reported_since` is for rounds that do not)."""
+    case = case_with(["a"])
+    with pytest.raises(FailedPrecondition) as still_open:
+        case.record_next_round(next_case_id="c2")
+    assert still_open.value.reason == "CASE_NOT_ENDED"
+    case = decided("NO_VIOLATION", None)
+    case.record_next_round(next_case_id="c2")
+    with pytest.raises(FailedPrecondition) as twice:
+        case.record_next_round(next_case_id="c3")
+    assert (twice.value.reason, case.next_case_id) == ("NEXT_ROUND_OPENED", "c2")
+    case.lodge_appeal(appeal="appeals/8", appellant="a", at=NOW)
+    assert case.reverse(appeal="appeals/8", at=NOW, reported_since=False) == ([], False, True)
+    assert case.state is CaseState.NO_VIOLATION
+
+
 def test_a_new_decision_after_a_reopen_lifts_what_it_no_longer_imposes() -> None:
     case = decided("ACTION_TAKEN", UPLOADER)
     case.lodge_appeal(appeal="appeals/3", appellant="a", at=NOW)  # a reporter wants more
@@ -342,6 +361,7 @@ def every_event() -> list[tuple[Any, Any]]:
     )
     case.lodge_appeal(appeal="appeals/1", appellant="up", at=NOW)
     case.reverse(appeal="appeals/1", at=NOW, reported_since=False)
+    case.record_next_round(next_case_id="c2")
     void_case = case_with(["z"])
     void_case.void(actor="agent", reason="deleted", at=NOW)
     void_case.expire(actor="system")

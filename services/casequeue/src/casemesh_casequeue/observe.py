@@ -56,7 +56,8 @@ def _openness(
 
 def observe(event: CloudEvent, levels: ServiceLevels) -> Observation | None:
     """The observation an event makes, or None for events that concern no case
-    in the queue (a report's own stream, a reporter's standing, …)."""
+    in the queue (a report's own stream, a reporter's standing, …) or change
+    nothing of one (a closed report case's next round opening)."""
     kind = message_class(event.type)
     if kind is None:  # set aside before any handler sees it, as `message` would
         raise EnvelopeError(f"no Casemesh event has the type {event.type!r}")
@@ -148,6 +149,10 @@ def _report_case(m: Any, levels: ServiceLevels) -> Observation | None:
             }
         case rev.ReportAddedToCase():
             extra = {"extra": {"base_priority": m.base_priority}}
+        case rev.ReportCaseSucceeded():
+            # The next round is a case of its own (its ReportCaseOpened); this
+            # one, closed, stays as it is.
+            return None
         case rev.ReportCaseDecided() | rev.ReportCaseVoided():
             extra = {"responded": True}
     name = f"report-cases/{h.aggregate_id}"

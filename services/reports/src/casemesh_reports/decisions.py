@@ -19,6 +19,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
 
 from casemesh.platform.cases import Retry
 from casemesh.platform.errors import InvalidArgument, Violations
@@ -31,6 +32,10 @@ from casemesh_reports.domain import AbuseReport, ReportCase, Reporter, TrustedFl
 from casemesh_reports.statement import StatementOfReasons, source_identity
 
 log = get_logger(__name__)
+
+# A reversal that loses a race on its case reads it again, up to this many
+# times in all: the winner has committed, so the next read sees it.
+REVERSAL_ATTEMPTS = 3
 
 
 class Decisions(ReportsBase):
@@ -245,16 +250,24 @@ class Decisions(ReportsBase):
         """An upheld appeal, in one transaction with its consequences: when it
         overturns the decision standing, each report's outcome, and the misuse
         counts a no-violation decision gave (and any suspension they led to),
-        whether or not the case goes back to review."""
+        whether or not the case goes back to review. A reversal that loses a
+        race on the case (a report opened the next round, which the case
+        records, or another appeal was applied) reads it again; after
+        REVERSAL_ATTEMPTS the event is consumed again."""
+        for _ in range(REVERSAL_ATTEMPTS - 1):
+            try:
+                return self._reverse(case_id, appeal)
+            except IntegrityError:
+                log.info("report_case.reversal_raced", case_id=case_id, appeal=appeal)
+        return self._reverse(case_id, appeal)  # a lost race raises: consumed again
+
+    def _reverse(self, case_id: str, appeal: str) -> bool:
         case = self._get(ReportCase, UUID(case_id))
         if case is None:
             return False
         was = case.decision
-        later = ReportCase.create_id(case.target, case.category, case.round_no + 1)
         result = case.reverse(
-            appeal=appeal,
-            at=self.clock.now(),
-            reported_since=self._get(ReportCase, later) is not None,
+            appeal=appeal, at=self.clock.now(), reported_since=self._reported_since(case)
         )
         if result is None:
             return False
@@ -287,6 +300,16 @@ class Decisions(ReportsBase):
             lifted=len(lifted),
         )
         return True
+
+    def _reported_since(self, case: ReportCase) -> bool:
+        """Whether the case's target was reported since, in the next round:
+        as the case records it (`ReportCase.next_case_id`), or, for a round
+        stored before rounds recorded their next one, as that round's case
+        is found."""
+        if case.next_case_id:
+            return True
+        later = ReportCase.create_id(case.target, case.category, case.round_no + 1)
+        return self._get(ReportCase, later) is not None
 
     def _trusted_names(self, case: ReportCase) -> list[str]:
         names = []

@@ -7,7 +7,9 @@
 - `ReportCase`: every open report on one target and reason category. OPEN →
   IN_REVIEW → ACTION_TAKEN / NO_VIOLATION, or VOID. Its id is derived from
   the target, the category and a round number: once a case is decided, the
-  next report on the same target opens the next round.
+  next report on the same target opens the next round, and the round before
+  records it (`Succeeded`), so that an appeal upheld at the same moment does
+  not reopen it beside the new one.
 - `Reporter`: a reporter's standing (manifestly unfounded reports, warning,
   suspension). The contact it told them on is kept for the standing
   retention period after its last measure ended (`Reporter.expire_record`).
@@ -239,6 +241,9 @@ class ReportCase(ExpiringCase):
         self.void_reason = ""
         self.voided_at: datetime | None = None
         self.appeals: dict[str, dict[str, Any]] = {}
+        # The next round's case, once a report opened it ("": none yet, or a
+        # round stored before rounds recorded it: `Decisions.reverse`).
+        self.next_case_id = ""
 
     @property
     def reporters(self) -> list[str]:
@@ -387,6 +392,31 @@ class ReportCase(ExpiringCase):
         self.voided_at = at
         self.state = CaseState.VOID
 
+    def record_next_round(self, *, next_case_id: str) -> None:
+        """Records that a report opened the next round of this target and
+        category (`next_case_id`), saved with that round: this one is never
+        reviewed anew after it, so an upheld appeal saved at the same moment
+        fails its version check on this case, and reads it again. Only a
+        closed case has a next round, and only one."""
+        if self.state in OPEN_CASE:
+            raise FailedPrecondition(
+                f"the case is {self.state.value}; a new report joins it", reason="CASE_NOT_ENDED"
+            )
+        if self.next_case_id:
+            raise FailedPrecondition(
+                f"the next round is report-cases/{self.next_case_id}", reason="NEXT_ROUND_OPENED"
+            )
+        self._succeeded(next_case_id=next_case_id)
+
+    class Succeeded(Aggregate.Event):
+        """The next round of the case's target and category opened."""
+
+        next_case_id: str
+
+    @event(Succeeded)
+    def _succeeded(self, next_case_id: str) -> None:
+        self.next_case_id = next_case_id
+
     def lodge_appeal(self, *, appeal: str, appellant: str, at: datetime) -> bool:
         """Records an appeal of the decision (once per appeal), after the
         case expired too: it carries nothing personal, and one lodged in time
@@ -421,9 +451,11 @@ class ReportCase(ExpiringCase):
         decision replaced since it was lodged (another appeal reopened the
         case, and a new decision stands, which it did not appeal). An expired
         case still has what it imposed lifted, but is not reviewed anew: the
-        reports' words are gone. Nor is a case whose target was `reported_since`
-        in a later round: that round is its review, and one target and
-        category never has two cases open."""
+        reports' words are gone. Nor is a case whose target was reported
+        since in a later round (`next_case_id`, or `reported_since`: a round
+        stored before rounds recorded their next one, whose next round was
+        found): that round is its review, and one target and category never
+        has two cases open."""
         record = self.appeals.get(appeal)
         if record is not None and record["reversed_at"] is not None:
             return None
@@ -439,7 +471,7 @@ class ReportCase(ExpiringCase):
             and not by_uploader
             and self.state in DECIDED_CASE
             and not self.expired
-            and not reported_since
+            and not (self.next_case_id or reported_since)
         )
         # A reporter's appeal of a no-violation decision not reviewed anew
         # still overturns it (its reports no longer count against them); one

@@ -26,6 +26,7 @@ PUBLIC_NAMES: dict[type[Any], str | dict[type[Any], str]] = {
     AbuseReport.Voided: "ReportVoided",
     AbuseReport.Reversed: "ReportDecisionReversed",
     ReportCase.Opened: "ReportCaseOpened",
+    ReportCase.Succeeded: "ReportCaseSucceeded",
     ReportCase.ReportAdded: "ReportAddedToCase",
     ReportCase.Assigned: "ReportCaseAssigned",
     ReportCase.Decided: "ReportCaseDecided",
@@ -162,6 +163,8 @@ def public_message(domain_event: Any, after: Any) -> Message:
                 trusted_flagger=bool(first.get("trusted")),
                 base_priority=a["base_priority"],
             )
+        case ReportCase.Succeeded():
+            return ev.ReportCaseSucceeded(header=header, next_case_id=a["next_case_id"])
         case ReportCase.ReportAdded():
             report = a["report"]
             return ev.ReportAddedToCase(

@@ -2,9 +2,11 @@
 reporter, and save the report together with the case it joins (or opens).
 
 The case of a target and reason category is found by its derived id, round
-after round; a report and its case are saved in one transaction, and a filing
-that loses a race with another report of the same case pauses a moment and
-looks again, from the round it last saw."""
+after round; a report and its case are saved in one transaction (a report
+that opens the next round with the round before, which records it), and a
+filing that loses a race with another report of the same case, or with an
+upheld appeal reopening the round before, pauses a moment and looks again,
+from the round it last saw."""
 
 from __future__ import annotations
 
@@ -126,8 +128,11 @@ class Filing(ReportsBase):
             "trusted": trusted,
             "dsa": reason.dsa_category,
         }
+        # The round before the one this report opens, which records it.
+        previous: ReportCase | None = None
         if case is None or case.state not in OPEN_CASE:
             round_no = case.round_no + 1 if case else 1
+            previous = case
             case = ReportCase(
                 target=target,
                 category=draft.category,
@@ -138,6 +143,8 @@ class Filing(ReportsBase):
                 first_report=entry,
                 base_priority=self.taxonomy.triage.base(category.severity, 1, trusted),
             )
+            if previous is not None:
+                previous.record_next_round(next_case_id=str(case.id))
         else:
             earlier = case.report_of(who.subject)
             # This very request, filed by a call that was still saving it when
@@ -172,14 +179,15 @@ class Filing(ReportsBase):
             filed_at=now,
         )
         try:
-            self.save(report, case)
+            self.save(report, case, *([previous] if previous is not None else []))
         except IntegrityError:
             existing = self._replayed(ident, draft)
             if existing is not None:
                 return existing
-            # The case moved on under us (or its round was opened by
-            # another report): look again, from that round.
-            return case.round_no
+            # The case moved on under us (or its round was opened by another
+            # report, or the round before was reopened on appeal, which this
+            # report then joins): look again, from the last round seen.
+            return (case if previous is None else previous).round_no
         log.info(
             "report.filed",
             report_id=str(report.id),
@@ -254,6 +262,8 @@ class Filing(ReportsBase):
         found: ReportCase | None = self._get(
             ReportCase, ReportCase.create_id(target, category, latest)
         )
+        if found is not None and found.next_case_id:  # opened since the look above
+            return self._current_case(target, category, latest + 1)
         return found
 
 
