@@ -66,20 +66,17 @@ function bearer(token: TokenGetter, language?: LanguageGetter): Interceptor {
 }
 
 /**
- * The Connect protocol (JSON). Reads the API marks as free of side effects
- * (`GetTicket`, `SearchArticles`, …) go as HTTP GET, which caches and proxies
- * understand.
+ * The Connect protocol (JSON). Every call is a POST, reads included: a
+ * read's request would otherwise be in its URL (what a ticket search looks
+ * for, a requester's e-mail or phone), and so in the access logs of every
+ * proxy on the way. (The gateway still answers Connect GETs of reads.)
  */
 export function connectTransport(
   baseUrl: string,
   token: TokenGetter,
   language?: LanguageGetter,
 ): Transport {
-  return createConnectTransport({
-    baseUrl,
-    useHttpGet: true,
-    interceptors: [bearer(token, language)],
-  });
+  return createConnectTransport({ baseUrl, interceptors: [bearer(token, language)] });
 }
 
 /** gRPC-Web (binary), for infrastructure that already speaks it. */

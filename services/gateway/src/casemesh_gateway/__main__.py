@@ -225,6 +225,7 @@ async def _serve(
                 connect_origins={"/console/": cfg.console_connect_origin_list},
                 sign_in_secret=cfg.jwt_secret.get_secret_value() if cfg.dev_sign_in else None,
                 read_max_bytes=MAX_MESSAGE,
+                max_connections=cfg.http_max_connections,
                 ready=ready.is_set if ready is not None else lambda: True,
             ),
             ready=ready,

@@ -55,6 +55,14 @@ from casemesh.platform.grpcutil import sent_details, to_status, until_set
 from casemesh.platform.identity import mint_token
 from casemesh.platform.logging import get_logger
 from casemesh.v1 import evidence_pb2
+from casemesh_gateway import grpcwebtext
+from casemesh_gateway.envelopes import (
+    CONNECT_STREAM_TYPES,
+    end_of_stream,
+    error_json,
+    refusing_large_messages,
+)
+from casemesh_gateway.http11 import HEAD_MAX_BYTES, Http11
 
 log = get_logger(__name__)
 
@@ -72,7 +80,8 @@ ALLOWED_HEADERS = [
     "traceparent",
 ]
 EXPOSED_HEADERS = ["grpc-status", "grpc-message", "grpc-status-details-bin"]
-# Content types the RPC paths take: Connect unary and streaming, gRPC-Web.
+# Content types the RPC paths take: Connect unary and streaming, gRPC-Web
+# (its text mode too, served as binary: `grpcwebtext`).
 RPC_CONTENT_TYPES = (
     "application/json",
     "application/proto",
@@ -88,6 +97,14 @@ UPLOAD_CHUNK = 256 * 1024
 SIGN_IN_PATH = "/dev/sign-in"
 # How long before a shutdown's grace ends the streams still going are ended.
 STREAM_END_MARGIN_S = 2
+# How long the body of a call (at most read_max_bytes) may take to come
+# after its head, and how long an upload's may pause: a caller slower than
+# that is answered DEADLINE_EXCEEDED, and its connection closed (`Http11`).
+BODY_WITHIN_S = 60.0
+# How long a connection may wait for its next request (or a new one for its
+# first). Longer than a proxy keeps its idle connections to us (60 s for
+# ingress-nginx), so it never sends on one we just closed.
+KEEP_ALIVE_S = 75
 SIGN_IN_ROLES = {"user", "agent", "admin"}
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
@@ -127,16 +144,8 @@ def connect_error(
 
 def error_body(err: ConnectError) -> tuple[int, bytes]:
     """A Connect unary error: its HTTP status and JSON body."""
-    body: dict[str, Any] = {"code": err.code.value, "message": err.message}
-    if err.details:
-        body["details"] = [
-            {
-                "type": d.type_url.rpartition("/")[2],
-                "value": base64.b64encode(d.value).decode().rstrip("="),
-            }
-            for d in err.details
-        ]
-    return HTTP_STATUS.get(err.code, 500), json.dumps(body, ensure_ascii=False).encode()
+    body = json.dumps(error_json(err), ensure_ascii=False).encode()
+    return HTTP_STATUS.get(err.code, 500), body
 
 
 class CallContext:
@@ -344,24 +353,31 @@ class ServiceApp(ConnectASGIApplication[Mapping[str, grpc.RpcMethodHandler]]):
 
 
 async def send_error(
-    send: Send, err: ConnectError, status: int | None = None, *, grpc_web: bool = False
+    send: Send,
+    err: ConnectError,
+    status: int | None = None,
+    *,
+    grpc_web: bool = False,
+    headers: Sequence[tuple[bytes, bytes]] = (),
 ) -> None:
     """A Connect error (its JSON body), with Connect's HTTP status for its code
     unless `status` says more precisely what went wrong; to a gRPC-Web caller,
-    a trailers-only answer (200, grpc-status), as gRPC-Web clients read it."""
+    a trailers-only answer (200, grpc-status), as gRPC-Web clients read it.
+    `headers` go with it (what the caller should send instead, say)."""
     if grpc_web:
         details = status_pb2.Status(
             code=GRPC_CODE[err.code], message=err.message, details=list(err.details)
         )
-        headers = [
+        trailers = [
             (b"content-type", b"application/grpc-web+proto"),
             (b"grpc-status", str(GRPC_CODE[err.code]).encode()),
             (b"grpc-message", quote(err.message, safe=" ").encode()),
+            *headers,
         ]
         if err.details:
             encoded = base64.b64encode(details.SerializeToString())
-            headers.append((b"grpc-status-details-bin", encoded))
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+            trailers.append((b"grpc-status-details-bin", encoded))
+        await send({"type": "http.response.start", "status": 200, "headers": trailers})
         await send({"type": "http.response.body", "body": b""})
         return
     connect_status, body = error_body(err)
@@ -369,10 +385,30 @@ async def send_error(
         {
             "type": "http.response.start",
             "status": status or connect_status,
-            "headers": [(b"content-type", b"application/json")],
+            "headers": [(b"content-type", b"application/json"), *headers],
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def send_stream_error(
+    send: Send,
+    err: ConnectError,
+    content_type: bytes,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
+    """A Connect stream that ends at once with `err`: 200, the stream's
+    content type and an end-of-stream message carrying the error, as Connect
+    clients read a streaming call's failure. (connect-web reads a stream
+    answered 4xx as INTERNAL "HTTP 400", the error in its body unread.)"""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", content_type), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": end_of_stream(err)})
 
 
 async def send_json(send: Send, body: bytes, status: int = 200) -> None:
@@ -398,12 +434,16 @@ async def read_body(receive: Receive, limit: int) -> bytes:
 
 
 class _Refusal(Exception):
-    """An HTTP request refused before any handler runs, with its status."""
+    """An HTTP request refused before any handler runs, with its status (and
+    any headers the answer carries)."""
 
-    def __init__(self, status: int, error: ConnectError) -> None:
+    def __init__(
+        self, status: int, error: ConnectError, headers: Sequence[tuple[bytes, bytes]] = ()
+    ) -> None:
         super().__init__(error.message)
         self.status = status
         self.error = error
+        self.headers = headers
 
 
 # The timeouts the protocols send: Connect's in milliseconds, gRPC-Web's with a unit.
@@ -426,11 +466,82 @@ def _check_get_query(query_string: bytes) -> None:
         )
 
 
+# The request headers a call reads (connectrpc, the handlers, tracing). One
+# of them that is not UTF-8 refuses the call; any other header that is not
+# (a cookie another page of the site set, say) is left out of the call.
+CALL_HEADERS = frozenset(
+    {
+        "authorization",
+        "content-type",
+        "content-length",
+        "content-encoding",
+        "accept-encoding",
+        "accept-language",
+        "traceparent",
+        "tracestate",
+        "baggage",
+        "x-grpc-web",
+        "x-user-agent",
+        "x-request-id",
+    }
+)
+CALL_HEADER_PREFIXES = ("connect-", "grpc-")
+
+
+def _media_type(content_type: str) -> tuple[str, str]:
+    """A Content-Type's media type (lower case) and charset (utf-8 unless it
+    names another)."""
+    given, *params = content_type.split(";")
+    charset = next(
+        (
+            v.strip().strip('"').lower()
+            for k, _, v in (p.partition("=") for p in params)
+            if k.strip().lower() == "charset"
+        ),
+        "utf-8",
+    )
+    return given.strip().lower(), charset
+
+
+def _connect_stream_type(scope: Scope, service: ServiceApp) -> bytes | None:
+    """The content type a Connect streaming call is answered with (the one
+    it was sent with, as far as the protocol goes); None for any other call."""
+    if scope["method"] != "POST" or scope["path"] not in service.streams:
+        return None
+    sent = next((v for k, v in scope["headers"] if k.lower() == b"content-type"), b"")
+    content_type, charset = _media_type(sent.decode("latin-1"))
+    if content_type in CONNECT_STREAM_TYPES and charset == "utf-8":
+        return content_type.encode()
+    return None
+
+
+def _call_headers(scope: Scope) -> dict[str, str]:
+    """The request's headers, decoded; one the call does not read that is
+    not UTF-8 is dropped from the request, one it reads refuses it."""
+    headers: dict[str, str] = {}
+    kept: list[tuple[bytes, bytes]] = []
+    for key, value in scope["headers"]:
+        try:
+            headers[key.decode().lower()] = value.decode()
+        except UnicodeDecodeError:
+            name = key.decode("latin-1").lower()
+            if name in CALL_HEADERS or name.startswith(CALL_HEADER_PREFIXES):
+                raise _Refusal(
+                    HTTPStatus.BAD_REQUEST,
+                    ConnectError(Code.INVALID_ARGUMENT, f"the header {name} is not UTF-8"),
+                ) from None
+            continue
+        kept.append((key, value))
+    scope["headers"] = kept
+    return headers
+
+
 def _check_rpc_request(scope: Scope, service: ServiceApp, limit: int) -> None:
-    """What connectrpc would answer with a 500 or an empty body is refused
-    here as a Connect error: a method the service lacks, a GET of what is no
-    read, another HTTP method, a content type no protocol takes, headers that
-    are not UTF-8, a malformed timeout, a body declared over the limit."""
+    """What connectrpc would answer with a 500, an empty body or the wrong
+    error is refused here as a Connect error: a method the service lacks, a
+    GET of what is no read, another HTTP method, a content type no protocol
+    takes, a header the call reads that is not UTF-8, a malformed timeout, a
+    compressed Connect stream, a body declared over the limit."""
     path, method = scope["path"], scope["method"]
     if path not in service.paths:
         raise _Refusal(
@@ -446,15 +557,7 @@ def _check_rpc_request(scope: Scope, service: ServiceApp, limit: int) -> None:
             HTTPStatus.METHOD_NOT_ALLOWED,
             ConnectError(Code.UNIMPLEMENTED, f"{method} is not served: POST, or GET a read"),
         )
-    headers: dict[str, str] = {}
-    for key, value in scope["headers"]:
-        try:
-            headers[key.decode().lower()] = value.decode()
-        except UnicodeDecodeError:
-            raise _Refusal(
-                HTTPStatus.BAD_REQUEST,
-                ConnectError(Code.INVALID_ARGUMENT, "a request header is not UTF-8"),
-            ) from None
+    headers = _call_headers(scope)
     for name, form in (("connect-timeout-ms", CONNECT_TIMEOUT), ("grpc-timeout", GRPC_TIMEOUT)):
         if name in headers and not form.fullmatch(headers[name]):
             raise _Refusal(
@@ -464,22 +567,9 @@ def _check_rpc_request(scope: Scope, service: ServiceApp, limit: int) -> None:
     if method == "GET":
         _check_get_query(scope["query_string"])
         return
-    given, *params = headers.get("content-type", "").split(";")
-    content_type = given.strip().lower()
+    content_type, charset = _media_type(headers.get("content-type", ""))
     stream = path in service.streams
-    connect_types = (
-        ("application/connect+json", "application/connect+proto")
-        if stream
-        else ("application/json", "application/proto")
-    )
-    charset = next(
-        (
-            v.strip().strip('"').lower()
-            for k, _, v in (p.partition("=") for p in params)
-            if k.strip().lower() == "charset"
-        ),
-        "utf-8",
-    )
+    connect_types = CONNECT_STREAM_TYPES if stream else ("application/json", "application/proto")
     if (
         content_type not in RPC_CONTENT_TYPES
         or ("grpc-web" not in content_type and content_type not in connect_types)
@@ -493,6 +583,17 @@ def _check_rpc_request(scope: Scope, service: ServiceApp, limit: int) -> None:
                 f" for {path}: send {' or '.join(connect_types)} (Connect"
                 f"{', a stream' if stream else ''}) or application/grpc-web+proto (gRPC-Web)",
             ),
+        )
+    encoding = headers.get("connect-content-encoding", "identity").strip().lower()
+    if content_type in CONNECT_STREAM_TYPES and encoding not in ("", "identity"):
+        # connectrpc would take the messages as uncompressed, and fail INTERNAL.
+        raise _Refusal(
+            HTTPStatus.NOT_IMPLEMENTED,
+            ConnectError(
+                Code.UNIMPLEMENTED,
+                f"connect-content-encoding: {encoding!r} is not served: send identity",
+            ),
+            [(b"connect-accept-encoding", b"identity")],
         )
     # As connectrpc reads it (it picks the codec from the header as sent).
     scope["headers"] = [
@@ -551,6 +652,37 @@ NO_STORE = (b"cache-control", b"no-store")
 
 def _too_large(limit: int) -> ConnectError:
     return ConnectError(Code.RESOURCE_EXHAUSTED, f"the request body is larger than {limit} bytes")
+
+
+def _in_time(receive: Receive, seconds: float, *, per_read: bool = False) -> Receive:
+    """`receive`, failing DEADLINE_EXCEEDED a body that has not all come
+    `seconds` after the request's head (`per_read`: that pauses longer than
+    that, an upload of any length). The caller's own deadline starts only
+    when the handler runs: this bounds the wait before."""
+    loop = asyncio.get_running_loop()
+    by = loop.time() + seconds
+    whole = False
+
+    async def receiving() -> Any:
+        nonlocal by, whole
+        if whole:
+            return await receive()
+        if per_read:
+            by = loop.time() + seconds
+        try:
+            async with asyncio.timeout_at(by):
+                event = await receive()
+        except TimeoutError:
+            raise ConnectError(
+                Code.DEADLINE_EXCEEDED,
+                f"the request body paused for more than {seconds:g} s"
+                if per_read
+                else f"the request body did not all come within {seconds:g} s",
+            ) from None
+        whole = event["type"] != "http.request" or not event.get("more_body")
+        return event
+
+    return receiving
 
 
 def _bounded(receive: Receive, limit: int) -> Receive:
@@ -665,6 +797,7 @@ class WebFront:
         read_max_bytes: int,
         ready: Callable[[], bool] = lambda: True,
         connect_origins: Mapping[str, Sequence[str]] | None = None,
+        max_connections: int | None = None,
     ) -> None:
         self._address = address
         self._services = services
@@ -675,6 +808,9 @@ class WebFront:
         self._connect_origins = dict(connect_origins or {})
         self._sign_in_secret = sign_in_secret
         self._read_max_bytes = read_max_bytes
+        # Past this many connections (or calls under way), a request is
+        # answered 503 at once, the probes' included; None: no limit.
+        self._max_connections = max_connections
         # Whether what every call needs has come (`grpcutil.serve`'s `ready`).
         self._ready = ready
         self._draining = False
@@ -716,14 +852,16 @@ class WebFront:
         )
         config = uvicorn.Config(
             app,
-            http="httptools",
+            # h11 rather than httptools: the bounds on a request's head
+            # (`Http11`), for a little more CPU a request.
+            http=Http11,
+            h11_max_incomplete_event_size=HEAD_MAX_BYTES,
+            limit_concurrency=self._max_connections,
             lifespan="off",
             log_config=None,
             access_log=False,
             server_header=False,
-            # Longer than a proxy keeps its idle connections to us (60 s for
-            # ingress-nginx), so it never sends on one we just closed.
-            timeout_keep_alive=75,
+            timeout_keep_alive=KEEP_ALIVE_S,
         )
         self._server = _Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[listener]))
@@ -766,15 +904,23 @@ class WebFront:
             return
         path: str = scope["path"]
         service = self._rpc.get(path.rpartition("/")[0])
+        if service is not None and grpcwebtext.is_text(scope):
+            scope, receive, send = grpcwebtext.as_binary(scope, receive, send)
         grpc_web = any(
             k == b"content-type" and v.startswith(b"application/grpc-web")
             for k, v in scope["headers"]
         )
+        stream_type: bytes | None = None
         try:
             if service is not None:
+                stream_type = _connect_stream_type(scope, service)
                 _check_rpc_request(scope, service, self._read_max_bytes)
-                if path not in service.client_streams:
-                    receive = _bounded(receive, self._read_max_bytes)
+                if path in service.client_streams:
+                    receive = refusing_large_messages(
+                        _in_time(receive, BODY_WITHIN_S, per_read=True), self._read_max_bytes
+                    )
+                else:
+                    receive = _bounded(_in_time(receive, BODY_WITHIN_S), self._read_max_bytes)
                 cut = CallCut()
                 _CALL_CUT.set(cut)
                 self._calls.add(cut)
@@ -785,7 +931,9 @@ class WebFront:
             elif path in ("/healthz/live", "/healthz/ready"):
                 await self._health(path, send)
             elif path == UPLOAD_PATH:
-                await self._upload_evidence(scope, receive, _adding(send, NO_STORE))
+                await self._upload_evidence(
+                    scope, _in_time(receive, BODY_WITHIN_S, per_read=True), _adding(send, NO_STORE)
+                )
             elif path == SIGN_IN_PATH and self._sign_in_secret:
                 await self._sign_in(scope, receive, send)
             elif page := self._page_for(path, scope["method"]):
@@ -796,7 +944,12 @@ class WebFront:
             else:
                 raise StarletteHTTPException(HTTPStatus.NOT_FOUND)
         except _Refusal as refusal:
-            await send_error(send, refusal.error, refusal.status, grpc_web=grpc_web)
+            if stream_type is not None:
+                await send_stream_error(send, refusal.error, stream_type, refusal.headers)
+            else:
+                await send_error(
+                    send, refusal.error, refusal.status, grpc_web=grpc_web, headers=refusal.headers
+                )
         except ConnectError as err:
             await send_error(send, err, grpc_web=grpc_web)
         except StarletteHTTPException as exc:

@@ -1,0 +1,71 @@
+"""The HTTP/1.1 connections of the gateway's HTTP port: uvicorn's h11
+protocol, with bounds on what a caller can hold open by sending slowly or
+too much. A request's head (request line and headers) must be whole within
+HEAD_TIMEOUT_S of its first byte, and a new connection's first request must
+begin within the keep-alive time; a head longer than HEAD_MAX_BYTES is
+answered 400 (h11's `max_incomplete_event_size`, as uvicorn passes it on).
+A request answered before its body was all sent (refused, or too slow) is
+read on and dropped for LINGER_S at most (so the caller reads the answer
+rather than a reset), then its connection is closed. Its body's own pace is
+bounded by the application (`web.BODY_WITHIN_S`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+HEAD_TIMEOUT_S = 20.0
+# As much as the proxy in front lets through, and more than a browser sends.
+HEAD_MAX_BYTES = 64 * 1024
+LINGER_S = 5.0
+
+
+class Http11(H11Protocol):
+    """One connection: closed when its caller is too slow with a request's
+    head, or with the rest of a body the answer did not wait for."""
+
+    _cutoff: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._close_in(self.timeout_keep_alive)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.transport.is_closing():
+            return
+        if self.conn.their_state is h11.IDLE:
+            if self.conn.trailing_data[0]:
+                self._close_in(HEAD_TIMEOUT_S)  # a head begun, not yet whole
+        elif self.conn.our_state is not h11.DONE:
+            self._spare()  # a request being answered: its body's pace is the call's
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
+            self._close_in(LINGER_S)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._spare()
+
+    def _close_in(self, seconds: float) -> None:
+        """Closes the connection `seconds` from now unless spared first (a
+        closing already due sooner stands)."""
+        at = self.loop.time() + seconds
+        if self._cutoff is not None and self._cutoff.when() <= at:
+            return
+        self._spare()
+        self._cutoff = self.loop.call_at(at, self._cut_off)
+
+    def _spare(self) -> None:
+        if self._cutoff is not None:
+            self._cutoff.cancel()
+            self._cutoff = None
+
+    def _cut_off(self) -> None:
+        self._cutoff = None
+        if not self.transport.is_closing():
+            self.transport.close()
