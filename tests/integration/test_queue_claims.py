@@ -5,26 +5,32 @@ arithmetic the whole queue rests on."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import uuid
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import pytest
 
+from casemesh.platform.callers import _VOUCHED
 from casemesh.platform.clock import SystemClock
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.errors import InvalidArgument
+from casemesh.platform.identity import Identity, Vouched
 from casemesh.platform.pools import async_pool
+from casemesh.v1 import casequeue_pb2 as pb
 from casemesh_casequeue import sla, store, timer
-from casemesh_casequeue.api import _queues, as_told, shown
+from casemesh_casequeue.api import QueueServicer, _queues, as_told, shown
 from casemesh_casequeue.consumer import Progress
 from casemesh_casequeue.metrics import QueueCollector
 from casemesh_casequeue.model import Observation, advance, apply, new_case
 from casemesh_casequeue.store import Consumed
+from casemesh_casequeue.watch import Broadcaster
 from casemesh_devstack.ports import free_port
 from tests.support import eventually
 
@@ -178,6 +184,26 @@ def test_a_watch_hears_a_case_escalated_out_of_its_queues_and_no_others() -> Non
     assert shown({"tier2"}, "ESCALATED", case) and shown(set(), "UPDATED", case)
     assert not shown({"ads"}, "ESCALATED", case)
     assert not shown({home}, "UPDATED", case)
+
+
+def test_a_note_of_a_case_leaving_a_queue_is_for_that_queues_watches_alone() -> None:
+    """A change that took a case out of a queue is noted twice: as ever, for
+    the watches of the queue the case is in now (and of all), and naming the
+    queue it left, for the watches of that one which the first misses."""
+    assert store.read_note(store.note("UPDATED", "tickets/a", "tier2")) == (
+        "UPDATED",
+        "tickets/a",
+        "tier2",
+    )
+    assert store.read_note("UPDATED|tickets/a") == ("UPDATED", "tickets/a", "")
+    obs = dataclasses.replace(opened(1, START), category="account.login_failed")
+    case = new_case(obs, LEVELS)
+    apply(case, obs, LEVELS)
+    assert case.queue == "account"
+    assert shown({"tier2"}, "UPDATED", case, ["tier2"]) and not shown({"tier2"}, "UPDATED", case)
+    assert not shown(set(), "UPDATED", case, ["tier2"])  # it hears the change's own note
+    assert not shown({"tier2", "account"}, "UPDATED", case, ["tier2"])  # the same
+    assert not shown({"ads"}, "UPDATED", case, ["tier2"])
 
 
 def test_a_queue_name_that_is_no_queue_is_refused_by_its_place() -> None:
@@ -503,3 +529,111 @@ async def test_a_case_whose_first_event_was_set_aside_is_queued_from_the_next(
         queued = await store.get(conn, later.name)
         assert await store.get(conn, gone.name) is None
     assert queued is not None and queued.open and queued.claimable and queued.version == 2
+
+
+WATCH_WAIT_S = 30.0
+
+
+async def consumed(conn: psycopg.AsyncConnection[Any], obs: Observation, offset: int) -> None:
+    """`obs` applied as the consumer applies its event, and committed."""
+    event = CloudEvent(
+        id=f"{obs.name}:{obs.version}", source="tickets", type="t", subject=obs.name, time=obs.at,
+        data=b"", key=obs.name,
+    )  # fmt: skip
+    where = Consumed("casemesh.tickets.v1", 0, offset)
+    assert await store.consume(conn, event, obs, where, LEVELS)
+    await conn.commit()
+
+
+async def told(watch: AsyncIterator[pb.QueueChange], until: str) -> list[tuple[str, str, str]]:
+    """The changes a watch tells (past heartbeats) up to one of the case
+    named `until`, within `WATCH_WAIT_S`: what changed, the case's name,
+    and the queue it shows the case in."""
+    said: list[tuple[str, str, str]] = []
+    async with asyncio.timeout(WATCH_WAIT_S):
+        while not said or said[-1][1] != until:
+            change = await anext(watch)
+            if change.change != "HEARTBEAT":
+                said.append((change.change, change.queue_case.name, change.queue_case.queue))
+    return said
+
+
+@contextlib.asynccontextmanager
+async def watching(
+    dsn: str, *queues: list[str]
+) -> AsyncIterator[list[AsyncGenerator[pb.QueueChange, None]]]:
+    """A WatchQueue call of each of `queues` by an agent, each past its
+    WATCHING: from then on, it hears every change it is shown."""
+    broadcaster, stop = Broadcaster(dsn), asyncio.Event()
+    servicer = QueueServicer(async_pool(dsn), SystemClock(), broadcaster, LEVELS.queue_names)
+    agent = _VOUCHED.set(Vouched(Identity("agent-1", frozenset({"agent"}))))
+    running = asyncio.create_task(broadcaster.run(stop))
+    watches = [
+        cast(
+            AsyncGenerator[pb.QueueChange, None],
+            servicer.WatchQueue(pb.WatchQueueRequest(queues=q), cast(Any, None)),
+        )
+        for q in queues
+    ]
+    try:
+        for watch in watches:
+            assert await told(watch, "") == [("WATCHING", "", "")]
+        yield watches
+    finally:
+        for watch in watches:
+            await watch.aclose()
+        stop.set()
+        await asyncio.wait_for(running, WATCH_WAIT_S)
+        _VOUCHED.reset(agent)
+
+
+async def queue_of(conn: psycopg.AsyncConnection[Any], name: str) -> str:
+    case = await store.get(conn, name)
+    assert case is not None
+    return case.queue
+
+
+async def test_a_watch_of_tier2_is_told_a_case_left_it_when_its_breach_is_taken_back(
+    queue_db: str,
+) -> None:
+    """An agent replied 30 minutes in, but the reply reached the queue after
+    its timer had breached the case and escalated it to tier2: the breach is
+    taken back and the case is in `account` again. An agent whose console
+    shows tier2 is told so (and drops the row) rather than keep a case that
+    is no longer there until they reload; a watch of another queue hears
+    nothing of it, and one of all queues hears it once."""
+    back = dataclasses.replace(opened(11, START, priority=4), category="account.login_failed")
+    stays = dataclasses.replace(opened(12, START, priority=4), category="ads.billing")
+    reply = Observation(
+        name=back.name, type="ticket", version=2, at=START + timedelta(minutes=30),
+        status="OPEN", open=True, waiting=False, responded=True,
+    )  # fmt: skip
+    added = dataclasses.replace(opened(13, START + timedelta(hours=2)), category="ads.billing")
+    async with (
+        await psycopg.AsyncConnection.connect(queue_db) as consumer,
+        await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as conn,
+    ):
+        for offset, obs in enumerate((back, stays)):
+            await consumed(consumer, obs, offset)
+        assert await store.fire_due(conn, START + timedelta(hours=2), LEVELS)
+        assert [await queue_of(conn, o.name) for o in (back, stays)] == ["tier2", "tier2"]
+        async with watching(queue_db, ["tier2"], ["ads"], []) as (tier2, ads, every):
+            await consumed(consumer, reply, 2)
+            assert await queue_of(conn, back.name) == "account"
+            # Then an agent claims the next case of tier2 (the one still
+            # there), and a case comes to ads.
+            claimed = await store.claim_next(
+                conn, "agent-2", ["tier2"], timedelta(minutes=5), START
+            )
+            assert claimed is not None and claimed.name == stays.name
+            await consumed(consumer, added, 3)
+            assert await told(tier2, stays.name) == [
+                ("UPDATED", back.name, "account"),
+                ("CLAIMED", stays.name, "tier2"),
+            ]
+            assert await told(ads, added.name) == [("ADDED", added.name, "ads")]
+            assert await told(every, added.name) == [
+                ("UPDATED", back.name, "account"),
+                ("CLAIMED", stays.name, "tier2"),
+                ("ADDED", added.name, "ads"),
+            ]

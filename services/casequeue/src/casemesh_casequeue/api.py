@@ -231,7 +231,7 @@ class QueueServicer(pb_grpc.CaseQueueServiceServicer):
                 # Quiet for this watcher (changes it does not see do not count):
                 # it still hears something, so no proxy closes the stream as idle.
                 try:
-                    change, _name, case = await asyncio.wait_for(
+                    change, _name, case, *left = await asyncio.wait_for(
                         changes.get(), max(0.0, said + HEARTBEAT_SECONDS - loop.time())
                     )
                 except TimeoutError:
@@ -242,7 +242,7 @@ class QueueServicer(pb_grpc.CaseQueueServiceServicer):
                     raise ChangesLost(
                         "changes to the queue may have been missed: watch again, then read it"
                     )
-                if case is None or not shown(queues, change, case):
+                if case is None or not shown(queues, change, case, left):
                     continue
                 said = loop.time()
                 yield pb.QueueChange(
@@ -262,9 +262,14 @@ def as_told(change: str, case: Case) -> str:
     return "UPDATED" if change == "REMOVED" else change
 
 
-def shown(queues: set[str], change: str, case: Case) -> bool:
+def shown(queues: set[str], change: str, case: Case, left: Collection[str] = ()) -> bool:
     """Whether a watch of `queues` (empty: all) hears `change` to `case`: a
-    change in one of them, or a case escalated out of one (shown leaving it)."""
+    change in one of them, or one that took the case out of one (shown
+    leaving it, so the watcher drops it): an escalation, or a change told
+    again naming the queue it `left` (`store.note`), which is for the
+    watches the change's own note is not shown to."""
+    if left:
+        return bool(queues) and case.queue not in queues and not queues.isdisjoint(left)
     if not queues or case.queue in queues:
         return True
     return change == "ESCALATED" and case.base_queue in queues

@@ -49,6 +49,21 @@ SLA_EVENTS = Outbox(
 CHANGES_CHANNEL = "queue_changes"
 
 
+def note(change: str, name: str, left: str = "") -> str:
+    """A change as the watchers are told it (NOTIFY): `CHANGE|name`, or
+    `CHANGE|name|queue` for a change that took the case out of `queue`,
+    told besides the first, for that queue's watchers (replicas from before
+    such notes find no case by that name and pass it over)."""
+    return f"{change}|{name}|{left}" if left else f"{change}|{name}"
+
+
+def read_note(payload: str) -> tuple[str, str, str]:
+    """A note's change, case name and the queue the case left ('' if none)."""
+    change, _, rest = payload.partition("|")
+    name, _, left = rest.partition("|")
+    return change, name, left
+
+
 def _claim_free(*, skip_locked: bool) -> str:
     """queue_claim's statement that gives `agent` the most urgent free case of
     `queues`: passing the rows locked this instant, or waiting for them."""
@@ -284,10 +299,11 @@ async def _load(cur: psycopg.AsyncCursor[Any], name: str) -> Case | None:
 
 
 async def _announce(
-    cur: psycopg.AsyncCursor[Any], case: Case, change: str, signals: list[Signal]
+    cur: psycopg.AsyncCursor[Any], case: Case, change: str, signals: list[Signal], before: str
 ) -> None:
     """Records the SLA events (each once: their ids are derived from the case,
-    the clock and the kind) and tells the watchers."""
+    the clock and the kind) and tells the watchers: those of the queue the
+    case was in `before` the change too, when it took the case out of it."""
     for s in signals:
         header = qev.SlaEventHeader(
             case_name=case.name,
@@ -317,9 +333,16 @@ async def _announce(
     # A closing event's catch-up signals come before its REMOVED, which is
     # what a watcher is left with; an open case's change comes first (a new
     # case is ADDED before it is WARNED).
-    said = [s.kind for s in signals]
-    for kind in [change, *said] if case.open else [*said, change]:
-        await cur.execute("SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, f"{kind}|{case.name}"))
+    said = [note(s.kind, case.name) for s in signals]
+    told = [note(change, case.name)]
+    # An escalation's own note tells the watchers of its home queue
+    # (`api.shown`); any other move out of a queue, its watchers only hear
+    # of from a note naming it (a breach taken back, a new policy's queue).
+    escalated = before == case.base_queue and "ESCALATED" in {s.kind for s in signals}
+    if before and before != case.queue and not escalated:
+        told.append(note(change, case.name, before))
+    for payload in [*told, *said] if case.open else [*said, *told]:
+        await cur.execute("SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, payload))
     if signals:
         await cur.execute("SELECT pg_notify('queue_outbox', '')")
 
@@ -365,9 +388,10 @@ async def consume(
             return True  # already applied under another event id (cannot happen; be safe)
         else:
             change = "UPDATED" if obs.open else "REMOVED"
+        before = case.queue
         signals = apply(case, obs, levels)
         await _save(cur, case)
-        await _announce(cur, case, change, signals)
+        await _announce(cur, case, change, signals, before)
     return True
 
 
@@ -385,11 +409,12 @@ async def fire_due(
         )
         for row in await cur.fetchall():
             case = case_of(row)
+            before = case.queue
             signals = advance(case, until, levels)
             for c in case.clocks.values():
                 c.plan(levels.calendar, levels.warn_before)
             await _save(cur, case)
-            await _announce(cur, case, "UPDATED", signals)
+            await _announce(cur, case, "UPDATED", signals, before)
             fired += len(signals)
     return fired
 

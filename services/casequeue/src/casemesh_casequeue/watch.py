@@ -19,7 +19,10 @@ from casemesh_casequeue.store import CHANGES_CHANNEL
 log = get_logger(__name__)
 
 
-Change = tuple[str, str, Case | None]
+# A change heard: what changed, the case's name, the case as it now is (None
+# if gone, or not read), and, in the note of a change that took the case out
+# of a queue (`store.note`), that queue.
+Change = tuple[str, str, Case | None, *tuple[str, ...]]
 
 # Told to every watcher when the changes stopped coming for a while (the
 # LISTEN connection was lost): what changed meanwhile was not heard, so the
@@ -88,11 +91,12 @@ class Broadcaster:
                 # Wakes at least once a second, so a stop is noticed
                 # even when nothing changes.
                 async for note in conn.notifies(timeout=1.0):
-                    change, _, name = note.payload.partition("|")
+                    change, name, left = store.read_note(note.payload)
                     case = await store.get(reader, name) if self._watchers else None
+                    heard: Change = (change, name, case, left) if left else (change, name, case)
                     for watcher in list(self._watchers):
                         try:
-                            watcher.put_nowait((change, name, case))
+                            watcher.put_nowait(heard)
                         except asyncio.QueueFull:
                             # It would miss this change: it ends, and reads again.
                             log.warning("queue.watcher_behind", dropped=name)
