@@ -62,12 +62,16 @@ let token: string | undefined = sessionStorage.getItem(TOKEN_KEY) ?? undefined;
  */
 function takeHandedToken(keepHash = ""): boolean {
   const handed = new URLSearchParams(location.hash.slice(1)).get("token");
-  if (!handed) {
+  if (handed === null) {
+    return false;
+  }
+  history.replaceState(null, "", `${location.pathname}${location.search}${keepHash}`);
+  // One that names nobody is no sign-in: the page stays as it was.
+  if (!subjectOf(handed)) {
     return false;
   }
   token = handed;
   sessionStorage.setItem(TOKEN_KEY, handed);
-  history.replaceState(null, "", `${location.pathname}${location.search}${keepHash}`);
   return true;
 }
 takeHandedToken();
@@ -1484,8 +1488,8 @@ window.addEventListener("hashchange", (e) => {
   // the view it named. Someone signed in goes on where they are with it;
   // otherwise it signs in.
   const signedInAs = token ? subjectOf(token) : undefined;
-  if (takeHandedToken(new URL(e.oldURL).hash)) {
-    if (signedInAs !== subjectOf(token ?? "")) {
+  if (new URLSearchParams(location.hash.slice(1)).has("token")) {
+    if (takeHandedToken(new URL(e.oldURL).hash) && signedInAs !== subjectOf(token ?? "")) {
       void busy(null, () => signedIn(signedInAs ?? signedOutAs));
     }
     return;
