@@ -1,15 +1,18 @@
 """A party named anew with other contacts takes what their case still has to
 tell them along, on a real PostgreSQL database with the clock in the test's
 hands: a filer who gave up SMS gets no text held back for the night, a
-corrected address gets the message waiting on the mistyped one, and an
-uploader a later decision replaces gets nothing more of the case."""
+corrected address gets the message waiting on the mistyped one (even when
+a provider may have taken its first try there), and an uploader a later
+decision replaces gets nothing more of the case."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 
 from casemesh.events.v1 import appeals_pb2 as aev
@@ -17,10 +20,10 @@ from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.consuming import Place
 from casemesh.platform.envelope import CloudEvent
-from casemesh_notifier.channels import DeliveryError
-from casemesh_notifier.delivery import QUIET_RELEASE, replay_parked
+from casemesh_notifier.channels import DeliveryError, HttpEmailChannel
+from casemesh_notifier.delivery import QUIET_RELEASE, Delivery, replay_parked
 from casemesh_notifier.planner import Planner
-from tests.integration.test_delivery import Notifier
+from tests.integration.test_delivery import Notifier, delivered_events
 from tests.integration.test_delivery import notifier as notifier_fixture
 from tests.support import memory_sealer
 
@@ -119,6 +122,34 @@ def jobs(notifier: Notifier, case: str, party: str = "filer") -> list[tuple[Any,
     )
 
 
+class KeyedProvider:
+    """A provider's HTTP API (e-mail or SMS) that honours the Idempotency-Key:
+    a request under a key it took before is answered as that one was, and
+    nothing more is sent. Its next answer can be lost (`lose_next_answer`):
+    the message is taken and sent, and the sender hears nothing back."""
+
+    url = "https://provider.example/v1/messages"
+
+    def __init__(self) -> None:
+        # What went out: (recipient, idempotency key).
+        self.sent: list[tuple[str, str]] = []
+        self.lose_next_answer = False
+        self._answers: dict[str, dict[str, str]] = {}
+
+    def _answer(self, request: httpx.Request) -> httpx.Response:
+        key = request.headers["Idempotency-Key"]
+        if key not in self._answers:
+            self.sent.append((json.loads(request.content)["to"], key))
+            self._answers[key] = {"id": f"m{len(self.sent)}"}
+        if self.lose_next_answer:
+            self.lose_next_answer = False
+            raise httpx.ReadTimeout("no answer", request=request)
+        return httpx.Response(200, json=self._answers[key])
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self._answer)
+
+
 async def consume_together(notifier: Notifier, events: list[CloudEvent]) -> None:
     """The events planned as one batch (a consumer that received them together)."""
     placed = [(event, Place("casemesh.appeals.v1", 0, n, 0)) for n, event in enumerate(events)]
@@ -190,6 +221,47 @@ async def test_a_message_waiting_on_a_mistyped_address_goes_to_the_corrected_one
         (LIN_EMAIL, "appeal.received")
     ]
     assert jobs(notifier, case) == [("appeal.received", "EMAIL", "sent", LIN_EMAIL, LIN, True)]
+
+
+async def test_a_first_try_lost_on_a_mistyped_address_still_reaches_the_corrected_one(
+    notifier: Notifier,
+) -> None:
+    """Lin's receipt goes through an e-mail API to her mistyped address: the
+    provider takes it, and its answer is lost. She corrects the address: the
+    retry goes there under a key of its own (under the first try's, the
+    provider would answer from that try and send nothing), and is no repeat
+    of anything she received."""
+    appeal = str(uuid.uuid4())
+    case = f"appeals/{appeal}"
+    provider = KeyedProvider()
+    api = HttpEmailChannel(
+        url=provider.url, sender="support@casemesh.local", transport=provider.transport()
+    )
+    sender = Delivery(
+        pool=notifier.pool,
+        conninfo=notifier.dsn,
+        channels={"EMAIL": api, "SMS": notifier.sms},
+        cfg=notifier.delivery._cfg,
+        clock=notifier.clock,
+    )
+    try:
+        notifier.clock.time = NIGHT
+        provider.lose_next_answer = True
+        (job,) = await notifier.consume(filed(appeal, contact(EMAIL, email=LIN_TYPO)))
+        assert await sender.deliver_one()
+        assert provider.sent == [(LIN_TYPO, str(job))]
+        assert jobs(notifier, case) == [
+            ("appeal.received", "EMAIL", "pending", LIN_TYPO, LIN, True)
+        ]
+
+        await notifier.consume(details_changed(appeal, 2, contact(EMAIL, email=LIN_EMAIL)))
+        notifier.clock.advance(600)
+        assert await sender.deliver_one()
+        assert provider.sent == [(LIN_TYPO, str(job)), (LIN_EMAIL, f"{job}.1")]
+        assert jobs(notifier, case) == [("appeal.received", "EMAIL", "sent", LIN_EMAIL, LIN, True)]
+        assert [e.possible_repeat for e in delivered_events(notifier, job)] == [False]
+    finally:
+        await api.aclose()
 
 
 @pytest.mark.parametrize("phone", [ZHAO_PHONE, WU_PHONE], ids=["his own", "the family phone"])

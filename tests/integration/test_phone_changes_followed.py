@@ -15,9 +15,11 @@ import psycopg
 
 from casemesh.events.v1 import helpcenter_pb2 as hev
 from casemesh.platform.envelope import CloudEvent
+from casemesh_notifier.channels import HttpSmsChannel
 from casemesh_notifier.delivery import replay_parked
 from casemesh_notifier.planner import PHONE_CHANGE
 from tests.integration.test_delivery import NOON_IN_SHANGHAI
+from tests.integration.test_notifier_contact_change import KeyedProvider
 from tests.integration.test_notifier_erasure import (
     LIN,
     WU,
@@ -161,6 +163,38 @@ async def test_a_parked_text_follows_the_new_number_and_one_being_sent_keeps_its
     assert await replay_parked(world.dsn, None, world.clock.now()) == 2  # its e-mail too
     await world.drain()
     assert texts_to(world, NEW) == 1 and texts_to(world, OLD) == 0
+
+
+async def test_a_text_the_provider_may_have_taken_for_the_old_number_reaches_the_new_one(
+    world: World,
+) -> None:
+    """The text about Lin's ticket went to the SMS provider for her old
+    number, and its answer was lost. She proves her new number: the retry
+    texts it under a key of its own (under the first try's, the provider
+    would answer from that try and text nothing)."""
+    ticket = str(uuid.uuid4())
+    provider = KeyedProvider()
+    api = HttpSmsChannel(url=provider.url, transport=provider.transport())
+    # Her texts go to this provider rather than the world's SMS endpoint.
+    world.delivery._channels["SMS"] = api
+    try:
+        await world.plan([opened(world.tickets.sealer, ticket, LIN)])
+        provider.lose_next_answer = True
+        await world.drain()
+        [(job,)] = world.rows(
+            "SELECT id::text FROM notification_jobs"
+            f" WHERE case_name = 'tickets/{ticket}' AND channel = 'SMS'"
+        )
+        assert provider.sent == [(OLD, job)]
+        assert texts(world, ticket) == [("ticket.received", "pending", OLD)]
+
+        await world.plan([verified(LIN.user_id)])
+        world.clock.advance(900)
+        await world.drain()
+        assert provider.sent == [(OLD, job), (NEW, f"{job}.1")]
+        assert texts(world, ticket) == [("ticket.received", "sent", NEW)]
+    finally:
+        await api.aclose()
 
 
 async def test_changes_heard_together_are_followed_in_the_order_they_were_verified(

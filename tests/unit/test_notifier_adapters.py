@@ -1,5 +1,6 @@
-"""What the notifier's HTTP e-mail adapter asks the provider to send: a
-ticket e-mail through the API can be answered, as one over SMTP can."""
+"""What the notifier's HTTP adapters ask the providers to send: a ticket
+e-mail through the API can be answered, as one over SMTP can, and a message
+given a new address goes under an idempotency key of its own."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import httpx
 
 from casemesh.platform.replies import reply_address
-from casemesh_notifier.channels import HttpEmailChannel, Outgoing
+from casemesh_notifier.channels import HttpEmailChannel, HttpSmsChannel, Outgoing
 
 TICKET = "0b6f3c2e-8d4a-4f1b-9c7e-5a2d1e3f4b6c"
 MESSAGE = Outgoing(
@@ -55,3 +56,33 @@ async def test_an_e_mail_that_takes_no_reply_sets_no_reply_address() -> None:
     body = await sent_through_the_api(MESSAGE)
     assert body["headers"] == {"Message-ID": f"<{MESSAGE.job_id}@casemesh>"}
     assert "reply_to" not in json.dumps(body).lower().replace("-", "_")
+
+
+async def idempotency_keys(message: Outgoing) -> list[str]:
+    """The Idempotency-Key the e-mail provider, then the SMS provider,
+    received for `message`."""
+    keys: list[str] = []
+
+    def provider(request: httpx.Request) -> httpx.Response:
+        keys.append(request.headers["Idempotency-Key"])
+        return httpx.Response(200, json={"id": "m1"})
+
+    transport = httpx.MockTransport(provider)
+    for channel in (
+        HttpEmailChannel(url="https://mail.example/v1/send", sender="s@x", transport=transport),
+        HttpSmsChannel(url="https://sms.example/v1/messages", transport=transport),
+    ):
+        try:
+            await channel.send(message)
+        finally:
+            await channel.aclose()
+    return keys
+
+
+async def test_a_message_goes_under_its_job_id_until_it_is_given_a_new_address() -> None:
+    assert await idempotency_keys(MESSAGE) == [MESSAGE.job_id] * 2
+    moved = replace(MESSAGE, recipient="alice@example.org", readdressed=2)
+    assert await idempotency_keys(moved) == [f"{MESSAGE.job_id}.2"] * 2
+    # The e-mail is still the job's one message.
+    body = await sent_through_the_api(moved)
+    assert body["headers"] == {"Message-ID": f"<{MESSAGE.job_id}@casemesh>"}

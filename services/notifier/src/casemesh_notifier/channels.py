@@ -2,8 +2,9 @@
 a provider's HTTP API.
 
 Each adapter sends one job and says whether a failure is worth retrying. The
-job id is the idempotency key: the HTTP providers receive it as
-`Idempotency-Key`; e-mail also carries it in the Message-ID.
+HTTP providers receive the job's idempotency key (`Outgoing.idempotency_key`:
+its id, until the job is given a new address) as `Idempotency-Key`; e-mail
+carries the job id in the Message-ID.
 """
 
 from __future__ import annotations
@@ -39,6 +40,18 @@ class Outgoing:
     html: str = ""
     # Where a reply goes ("" for none): the ticket's reply address.
     reply_to: str = ""
+    # How many times the job was given a new address since it was planned
+    # (its party's contact corrected, a phone number changed).
+    readdressed: int = 0
+
+    @property
+    def idempotency_key(self) -> str:
+        """The key a provider's API delivers one message per: the job id, and
+        once the job was given a new address, the id and how many times
+        (`<id>.2`). A try to the old address whose answer was lost may be
+        kept by the provider under the old key: the new address's send,
+        under the same key, would be answered from it and never go out."""
+        return f"{self.job_id}.{self.readdressed}" if self.readdressed else self.job_id
 
 
 class DeliveryError(Exception):
@@ -131,6 +144,9 @@ class SmtpChannel:
         msg["Subject"] = " ".join(m.subject.split())
         msg["Date"] = formatdate(localtime=False)
         # Deterministic: a resend after a crash is recognisably the same message.
+        # A job given a new address keeps it: no mailbox it reaches anew has
+        # seen it, and one that has (the old address an alias of the new)
+        # may keep a single copy.
         msg["Message-ID"] = f"<{m.job_id}@casemesh>"
         msg["X-Casemesh-Template"] = m.template
         msg.set_content(m.body, charset="utf-8")
@@ -386,15 +402,16 @@ def retry_after(value: str) -> float | None:
 
 
 class HttpProvider:
-    """A provider's HTTP API: a JSON POST per message with the job id as
-    `Idempotency-Key`, so a provider that honours it delivers a resent job
-    (a send in flight at a crash, taken up again) once. 408, 409, 425, 429
-    and 5xx are worth retrying (after the Retry-After asked for), 429 and 503
-    without spending an attempt (`PROVIDER_AWAY`), 409, 500, 502 and 504
-    as possible repeats (`MAYBE_SENT`); 404, 405 and 410 (most likely the URL
-    set) are retried too; 401 and 403 (our key), like a redirect, wait for the
-    operator; any other 4xx is the message's and not retried; only a 2xx is a
-    delivery."""
+    """A provider's HTTP API: a JSON POST per message with the job's
+    idempotency key (`Outgoing.idempotency_key`) as `Idempotency-Key`, so a
+    provider that honours it delivers a resent job (a send in flight at a
+    crash, taken up again) once, and a job given a new address since to the
+    new one. 408, 409, 425, 429 and 5xx are worth retrying (after the
+    Retry-After asked for), 429 and 503 without spending an attempt
+    (`PROVIDER_AWAY`), 409, 500, 502 and 504 as possible repeats
+    (`MAYBE_SENT`); 404, 405 and 410 (most likely the URL set) are retried
+    too; 401 and 403 (our key), like a redirect, wait for the operator; any
+    other 4xx is the message's and not retried; only a 2xx is a delivery."""
 
     def __init__(
         self,
@@ -504,7 +521,7 @@ class HttpSmsChannel(HttpProvider):
                 "params": message.params,
                 "text": message.body,
             },
-            message.job_id,
+            message.idempotency_key,
         )
 
 
@@ -533,6 +550,7 @@ class HttpEmailChannel(HttpProvider):
         self._sender = sender
 
     async def send(self, message: Outgoing) -> str:
+        # The job's, wherever it goes, as over SMTP.
         headers = {"Message-ID": f"<{message.job_id}@casemesh>"}
         if message.reply_to:
             headers["Reply-To"] = message.reply_to
@@ -547,5 +565,5 @@ class HttpEmailChannel(HttpProvider):
                 "template_id": message.template,
                 "headers": headers,
             },
-            message.job_id,
+            message.idempotency_key,
         )

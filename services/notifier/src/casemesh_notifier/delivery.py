@@ -89,6 +89,8 @@ class Job:
     outage_tries: int = 0
     # When what it carries runs out (a one-time code): never sent later.
     expires_at: datetime | None = None
+    # How many times it was given a new address (`Outgoing.idempotency_key`).
+    readdressed: int = 0
     # Taken over from a sender that stopped mid-send, or retried after a send
     # whose answer was lost: that send may have reached the person already.
     retaken: bool = False
@@ -124,7 +126,7 @@ STILL_CLAIMED = "id = %s AND status = 'sending' AND attempts = %s"
 
 JOB_COLUMNS = (
     "id, cause_event_id, case_name, channel, recipient, template, subject, body, html, params,"
-    " attempts, outage_tries, expires_at"
+    " attempts, outage_tries, expires_at, readdressed"
 )
 # How many due jobs a worker claims at once. A sender killed mid-batch leaves
 # the unrecorded ones claimed; each is taken over marked as a possible repeat,

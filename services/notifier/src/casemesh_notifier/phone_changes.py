@@ -14,7 +14,8 @@ change's user:
   claims the job) and `parked` (a `replay` would send it). A job being sent
   (`sending`) is the sender's: it already holds the old number (and should
   that send fail, its retry goes there too). Sent and cancelled jobs stay
-  the record of where a message went.
+  the record of where a message went. A job tried on the old number goes to
+  the new one as one never tried there (`READDRESSING`).
 
 The help centre's one-time codes (`policy.CODE_TEMPLATE`) are not followed:
 each goes to the very number it proves. Nor is anyone else's row or job,
@@ -38,6 +39,16 @@ from casemesh_notifier.policy import CODE_TEMPLATE
 
 # Statuses of a job still to be sent that no sender holds.
 READDRESSED = ["pending", "parked"]
+
+# What a job given a new address (here, or `store.follow_contact_changes`)
+# has set beside it: its tries to the old address were none to the new one.
+# Its sends there go under an idempotency key of their own
+# (`channels.Outgoing.idempotency_key`: a provider that took a try to the old
+# address, its answer lost, would answer the new one's from it and send
+# nothing), and none is a possible repeat; nor is a late record of a send to
+# the old address, by a sender whose claim lapsed, taken for its delivery
+# (`delivery.Delivery._sent`).
+READDRESSING = "readdressed = readdressed + 1, maybe_sent = false"
 
 
 @dataclass(frozen=True)
@@ -70,7 +81,7 @@ async def follow_phone_change(
         params,
     )
     jobs = await conn.execute(
-        "UPDATE notification_jobs SET recipient = %(new)s"
+        f"UPDATE notification_jobs SET recipient = %(new)s, {READDRESSING}"
         " WHERE user_id = %(user)s AND user_id <> '' AND channel = 'SMS'"
         " AND recipient = %(old)s AND status = ANY(%(open)s) AND template <> %(code)s",
         params,

@@ -138,6 +138,12 @@ STATEMENTS = [
     # cases named before it, not those of a case its person opened since
     # (heard before the erasure was: `erasures.forget_people`).
     "ALTER TABLE case_parties ADD COLUMN IF NOT EXISTS named_at timestamptz",
+    # How many times a job still to be sent was given a new address (its
+    # party's contact corrected, a phone number changed): its sends there go
+    # under an idempotency key of their own (`channels.Outgoing`), not the
+    # key of a try to the old address that a provider may have kept.
+    """ALTER TABLE notification_jobs
+        ADD COLUMN IF NOT EXISTS readdressed int NOT NULL DEFAULT 0""",
 ]
 
 # Run at every start, after the statements: jobs planned without a user id

@@ -25,7 +25,7 @@ import psycopg
 
 from casemesh.platform import columns
 from casemesh.platform.consuming import Place
-from casemesh_notifier.phone_changes import READDRESSED
+from casemesh_notifier.phone_changes import READDRESSED, READDRESSING
 
 JOB_NAMESPACE = uuid.UUID("0b7f3c1e-3c1d-4a56-a1f4-6f1f3f0c2a90")
 # The senders LISTEN here: a NOTIFY tells them new jobs are due.
@@ -367,10 +367,11 @@ async def follow_contact_changes(
     planned before the changes (the caller runs this before it adds the
     batch's jobs), follow them: a job for someone else than the person now
     named, or on a channel they gave up, is cancelled, its text erased; the
-    others go to the party's address on their channel. Only jobs no sender
-    holds are changed (`phone_changes.READDRESSED`): one being sent is its
-    sender's, and goes where it was going. Heard again, the changes change
-    nothing more."""
+    others go to the party's address on their channel, as jobs never tried
+    there (`phone_changes.READDRESSING`). Only jobs no sender holds are
+    changed (`phone_changes.READDRESSED`): one being sent is its sender's,
+    and goes where it was going. Heard again, the changes change nothing
+    more."""
     if not changes:
         return ContactsFollowed([])
     texts = partial(columns.texts, encoding=conn.info.encoding)
@@ -400,7 +401,7 @@ async def follow_contact_changes(
         f" WHERE j.{UNSENT} AND {NEW_ADDRESS} <> ''"
         f" AND j.recipient <> {NEW_ADDRESS} AND NOT {FOR_SOMEONE_ELSE}"
         " ORDER BY j.id FOR UPDATE OF j)"
-        " UPDATE notification_jobs AS j SET recipient = moved.recipient"
+        f" UPDATE notification_jobs AS j SET recipient = moved.recipient, {READDRESSING}"
         " FROM moved WHERE j.id = moved.id",
         params,
     )
