@@ -109,6 +109,15 @@ def _state(after: Any, at: datetime) -> str:
     return "ACTIVE" if after.active else "REMOVED"
 
 
+def happened_at(domain_event: Any) -> Any:
+    """When what the event records happened: the time the service's clock
+    gave the act (`at`, a report's `filed_at`), which the service's
+    transparency figures count by too, so that a consumer of the topic
+    counts the same; the event's recording time where it names none."""
+    a = vars(domain_event)
+    return a.get("at") or a.get("filed_at") or domain_event.timestamp
+
+
 def public_message(domain_event: Any, after: Any) -> Message:
     """The public message of `domain_event`: the header every message of the
     topic carries, and its own fields (`after` is the aggregate right after it)."""
@@ -117,7 +126,7 @@ def public_message(domain_event: Any, after: Any) -> Message:
         aggregate_id=str(domain_event.originator_id),
         version=domain_event.originator_version,
         actor=a.get("actor") or a.get("reporter") or "system",
-        time=to_timestamp(domain_event.timestamp),
+        time=to_timestamp(happened_at(domain_event)),
         state=_state(after, domain_event.timestamp),
     )
     match domain_event:
