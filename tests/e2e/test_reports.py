@@ -654,6 +654,10 @@ def test_an_upheld_appeal_lifts_the_restrictions_and_everyone_hears_it_once(
     err = rejected(lambda: appeal_by(stranger, f"{stranger.user}@example.com"))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "appeal.appeal_of" in violated_fields(err)
+    # An agent reads every case but is no party of this one: refused alike.
+    err = rejected(lambda: appeal_by(agent, f"{agent.user}@example.com"))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "appeal.appeal_of" in violated_fields(err)
     appeal = appeal_by(uploader, up_email)
     assert appeal.jurisdiction == "eu"
     wait_until(

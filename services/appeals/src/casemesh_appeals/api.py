@@ -3,13 +3,14 @@ method (in a worker thread: the event store is synchronous), encode."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypeAlias
 
 import grpc
 from google.protobuf import json_format
 
 from casemesh.platform.callers import vouched
-from casemesh.platform.errors import Violations
+from casemesh.platform.errors import PermissionDenied, Unavailable, Violations
 from casemesh.platform.fields import fields_of
 from casemesh.platform.grpcutil import (
     ApplicationServicer,
@@ -24,7 +25,12 @@ from casemesh.v1 import appeals_pb2 as pb
 from casemesh.v1 import appeals_pb2_grpc as pb_grpc
 from casemesh.v1 import evidence_pb2
 from casemesh.v1 import tickets_pb2 as tpb
-from casemesh_appeals.application import AppealDraft, Appeals, appeal_id_from_name
+from casemesh_appeals.application import (
+    REPORT_CASES,
+    AppealDraft,
+    Appeals,
+    appeal_id_from_name,
+)
 from casemesh_appeals.domain import CopyrightAppeal, State
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
@@ -34,6 +40,9 @@ Ctx: TypeAlias = grpc.aio.ServicerContext
 APPEALABLE_UNTIL = "appealable_until"
 # Where the appealed report decision applies (`Appeals.file`).
 APPEALED_SCOPE = "appealed_scope"
+# The report case the gateway read those two from: they hold for an appeal
+# of that case alone (`report_decision`).
+APPEAL_OF = "appeal_of"
 # What a case is, which AddAppealInfo's completion may not change.
 FIXED_WHEN_FILED = ("kind", "jurisdiction", "appeal_of")
 
@@ -44,6 +53,33 @@ def _refs(items: Any) -> list[dict[str, str]]:
 
 def _ref_messages(items: list[dict[str, str]] | None) -> list[evidence_pb2.EvidenceRef]:
     return [evidence_pb2.EvidenceRef(name=r["name"], sha256=r["sha256"]) for r in items or []]
+
+
+def report_decision(appeal_of: str, facts: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """The appeal deadline and territorial scope of the report decision
+    `appeal_of` names, as the gateway vouched for them (`Appeals.file`).
+    Read from another case, they are refused (PERMISSION_DENIED), as a
+    token that names another ticket is (`callers.the_ticket_named`): a token
+    taken off the wire cannot lend one case's window to another.
+
+    Facts naming no case come from a gateway of an older release, while a
+    rollout is under way: they are refused as UNAVAILABLE, for the client
+    to retry (a filing is idempotent on its request id), rather than taken
+    for whatever case the request names. Roll the gateway before appeals
+    and nobody meets it."""
+    if not appeal_of.startswith(REPORT_CASES):
+        return facts.get(APPEALABLE_UNTIL), facts.get(APPEALED_SCOPE)
+    read_from = facts.get(APPEAL_OF)
+    if read_from is None:
+        raise Unavailable(
+            f"the decision of {appeal_of} cannot be checked while the gateway is being"
+            " upgraded; retry shortly"
+        )
+    if read_from != appeal_of:
+        raise PermissionDenied(
+            f"the gateway vouched for the decision of {read_from}, not of {appeal_of}"
+        )
+    return facts.get(APPEALABLE_UNTIL), facts.get(APPEALED_SCOPE)
 
 
 def party_dict(p: pb.Party, field: str) -> dict[str, Any]:
@@ -247,14 +283,8 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
             content=content_dict(a),
             appeal_of=a.appeal_of,
         )
-        facts = vouched().facts
-        appeal = await self._call(
-            self.app.file,
-            self._who(context),
-            draft,
-            facts.get(APPEALABLE_UNTIL),
-            facts.get(APPEALED_SCOPE),
-        )
+        until, scope = report_decision(draft.appeal_of, vouched().facts)
+        appeal = await self._call(self.app.file, self._who(context), draft, until, scope)
         return self._view(context, appeal)
 
     async def GetAppeal(self, request: pb.GetAppealRequest, context: Ctx) -> pb.Appeal:

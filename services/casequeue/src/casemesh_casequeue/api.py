@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Collection
-from datetime import timedelta
+import time
+from collections.abc import AsyncIterator, Callable, Collection
+from datetime import datetime, timedelta
 from typing import Any, TypeAlias
 
 import grpc
@@ -18,9 +19,10 @@ from casemesh.platform.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    Unauthenticated,
 )
 from casemesh.platform.grpcutil import enum_name, to_timestamp
-from casemesh.platform.identity import Identity
+from casemesh.platform.identity import INTERNAL_LEEWAY_SECONDS, Identity, Vouched
 from casemesh.platform.paging import page_size_of
 from casemesh.v1 import casequeue_pb2 as pb
 from casemesh.v1 import casequeue_pb2_grpc as pb_grpc
@@ -40,6 +42,22 @@ PREFIXES = ("tickets/", "appeals/", "report-cases/")
 # A watch with nothing to say says so this often (proxies close streams idle
 # for a minute by default).
 HEARTBEAT_SECONDS = 20.0
+# Vouched for by the gateway on a WatchQueue: when the agent's sign-in stops
+# being taken (ISO 8601), and so the watch with it.
+WATCH_UNTIL = "watch_until"
+
+
+def watch_ends(found: Vouched) -> float:
+    """When a watch opened with `found` ends (seconds since the epoch): when
+    the agent's sign-in does, as the gateway vouched (`WATCH_UNTIL`), with
+    the leeway a token of the gateway's has for the two hosts' clocks (so
+    the gateway, which ends it then too, is the one that says why); without
+    it (a gateway of an older release), when the gateway's token for the
+    call stops being taken, about a minute on."""
+    until = found.facts.get(WATCH_UNTIL)
+    if until is None:
+        return found.until
+    return datetime.fromisoformat(until).timestamp() + INTERNAL_LEEWAY_SECONDS
 
 
 def clock_state(case: Case, name: str) -> int:
@@ -135,12 +153,16 @@ class QueueServicer(pb_grpc.CaseQueueServiceServicer):
         clock: Clock,
         changes: Broadcaster,
         queues: Collection[str],
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.pool = pool
         self.clock = clock
         self.changes = changes
         # The queues a request may name (the service levels').
         self.queues = queues
+        # The real time, which tokens' expiry is told in (`clock` may be moved
+        # on, in tests and drills).
+        self.wall = wall
 
     @staticmethod
     def _agent(context: Ctx) -> Identity:
@@ -222,19 +244,28 @@ class QueueServicer(pb_grpc.CaseQueueServiceServicer):
     ) -> AsyncIterator[pb.QueueChange]:
         self._agent(context)
         queues = set(_queues(request.queues, self.queues))
+        # The watch ends with the sign-in it was opened with (UNAUTHENTICATED:
+        # the client watches again with a new token), not at the next heartbeat.
+        ends = watch_ends(vouched())
         async with self.changes.subscribe() as changes:
             # Said at once, so the watcher knows it is live before anything changes.
             yield pb.QueueChange(change="WATCHING", time=to_timestamp(self.clock.now()))
             loop = asyncio.get_running_loop()
             said = loop.time()
             while True:
+                signed_in = ends - self.wall()
+                if signed_in <= 0:
+                    raise Unauthenticated("the sign-in this watch began with has expired")
+                quiet = said + HEARTBEAT_SECONDS - loop.time()
                 # Quiet for this watcher (changes it does not see do not count):
                 # it still hears something, so no proxy closes the stream as idle.
                 try:
                     change, _name, case, *left = await asyncio.wait_for(
-                        changes.get(), max(0.0, said + HEARTBEAT_SECONDS - loop.time())
+                        changes.get(), max(0.0, min(quiet, signed_in))
                     )
                 except TimeoutError:
+                    if signed_in < quiet:
+                        continue
                     said = loop.time()
                     yield pb.QueueChange(change="HEARTBEAT", time=to_timestamp(self.clock.now()))
                     continue

@@ -73,6 +73,12 @@ APPEALABLE_UNTIL = "appealable_until"
 # Where that decision applies (its territorial scope's country codes, joined
 # by commas): the appeal runs under the law of that scope.
 APPEALED_SCOPE = "appealed_scope"
+# The case those two were read from (`report-cases/{id}`): the appeals service
+# takes them only for an appeal of that case.
+APPEAL_OF = "appeal_of"
+# Until when a WatchQueue may go on (ISO 8601): when the agent's sign-in stops
+# being taken. The queue service ends the watch then, whoever opened it.
+WATCH_UNTIL = "watch_until"
 REPORT_CASES = "report-cases/"
 # A backend's answers with these codes and no details of its own are not
 # its words but its transport's or a crash's: told in plain words instead.
@@ -479,11 +485,14 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
 
     async def _report_decision(self, appeal: Any, who: Identity, context: Ctx) -> dict[str, str]:
         """An appeal of a report decision: the caller must be a party of that
-        case (a reporter or the affected uploader). The reports service answers
-        as the caller; the decision's appeal deadline travels to the appeals
-        service, which judges the window (after its own replay check, so a
-        retried filing still gets its appeal), and its territorial scope,
-        whose law the appeal runs under."""
+        case (a reporter or the affected uploader), whatever their roles. The
+        reports service is asked as the caller with a user's role alone (an
+        agent sees every case, and a case they are no party of is refused as
+        a stranger's is); the decision's appeal deadline travels to the
+        appeals service, which judges the window (after its own replay check,
+        so a retried filing still gets its appeal), with its territorial
+        scope, whose law the appeal runs under, and the case they were read
+        from."""
         field = "appeal.appeal_of"
         name = appeal.appeal_of
         ident = name.removeprefix(REPORT_CASES)
@@ -499,7 +508,9 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
         try:
             case = await self.backend.reports.GetReportCase(
                 reports_pb2.GetReportCaseRequest(name=name),
-                metadata=self.backend.vouch(who, REPORTS, context=context),
+                metadata=self.backend.vouch(
+                    export.as_person(who.subject), REPORTS, context=context
+                ),
                 timeout=self.backend._timeout(context),
             )
         except grpc.aio.AioRpcError as err:
@@ -516,7 +527,7 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
         if case.state in decided:
             until = case.decision.appeal_deadline.ToDatetime(tzinfo=UTC).isoformat()
         scope = ",".join(case.decision.territorial_scope)
-        return {APPEALABLE_UNTIL: until, APPEALED_SCOPE: scope}
+        return {APPEALABLE_UNTIL: until, APPEALED_SCOPE: scope, APPEAL_OF: name}
 
     GetAppeal = route("GetAppeal")
     ListAppeals = route("ListAppeals", check=checks.page(100))
@@ -709,14 +720,16 @@ class QueueGateway(casequeue_pb2_grpc.CaseQueueServiceServicer):
         who = self.backend.identity(context)
         if not who.is_agent:
             raise PermissionDenied("WatchQueue needs the agent role")
-        metadata = self.backend.vouch(who, CASEQUEUE, context=context)
         # The watch lasts as long as the agent's sign-in, not beyond: a token
         # that expired (a role taken away with it) hears no more changes, nor
         # one whose key the identity provider withdrew (checked at each change
-        # and heartbeat, about every 20 s).
+        # and heartbeat, about every 20 s). The queue service is told so too,
+        # and ends the watch then even if this gateway does not.
         expires = self.backend.token_expiry(context)
         if expires is None:
             raise Unauthenticated("sign in again to watch the queue")
+        until = datetime.fromtimestamp(expires, UTC).isoformat()
+        metadata = self.backend.vouch(who, CASEQUEUE, {WATCH_UNTIL: until}, context=context)
         call = self.stub.WatchQueue(
             request, metadata=metadata, timeout=max(0.0, expires - time.time())
         )

@@ -58,6 +58,10 @@ INTERNAL_TTL_SECONDS = 60
 INTERNAL_MAX_LIFETIME_SECONDS = 120
 # The gateway's and a service's host clocks may differ by this much.
 INTERNAL_LEEWAY_SECONDS = 10
+# The identity provider's and the gateway's clocks may differ by this much: a
+# token issued a moment "in the future" is taken, and one is taken this long
+# past its `exp`.
+USER_LEEWAY_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -315,6 +319,7 @@ class TokenVerifier:
             algorithms=algorithms,
             audience=self._rules.audience,
             issuer=self._rules.issuer,
+            leeway=USER_LEEWAY_SECONDS,
             options={"require": ["sub", "exp", "iss", "aud"]},
         )
         return claims
@@ -339,19 +344,21 @@ class TokenVerifier:
         return self._checked.vouched(token.strip(), self._check, "token expired")
 
     def expiry(self, authorization: str) -> float | None:
-        """When the token `verify` took from `authorization` expires (a call
-        that lasts, a watch, ends then)."""
+        """When the token `verify` took from `authorization` stops being
+        taken (its `exp` plus the leeway): a call that lasts, a watch, ends then."""
         return self._checked.expiry(authorization.partition(" ")[2].strip())
 
     def _check(self, token: str) -> tuple[Identity, float]:
-        """Who a token names, and until when."""
+        """Who a token names, and until when (its expiry, with the same
+        leeway the check allows)."""
         try:
             claims = self._decode(token)
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("token expired") from None
         except jwt.InvalidTokenError as exc:
             raise Unauthenticated(f"invalid token: {exc}") from None
-        return _identity_with(claims, self._rules, default_roles=["user"]), float(claims["exp"])
+        who = _identity_with(claims, self._rules, default_roles=["user"])
+        return who, float(claims["exp"]) + USER_LEEWAY_SECONDS
 
 
 def mint_token(
@@ -511,6 +518,9 @@ class Vouched:
     # Signed by a key believed only for a few identities (`narrow_keys`):
     # the service checks what such a caller may do (`callers`).
     narrow: bool = False
+    # Until when the token is taken: its expiry plus the leeway, in seconds
+    # since the epoch.
+    until: float = float("inf")
 
 
 class InternalTokenVerifier:
@@ -576,5 +586,5 @@ class InternalTokenVerifier:
         # A narrow key (inbound mail's) may only name the ticket it acts on.
         if narrow and set(facts) - NARROW_FACTS:
             raise Unauthenticated("only the gateway's token may vouch for facts")
-        vouched = Vouched(_identity(claims), facts, narrow=narrow)
-        return vouched, float(claims["exp"] + INTERNAL_LEEWAY_SECONDS)
+        until = float(claims["exp"] + INTERNAL_LEEWAY_SECONDS)
+        return Vouched(_identity(claims), facts, narrow=narrow, until=until), until
