@@ -1058,6 +1058,7 @@ def test_agents_search_tickets_by_requester_category_and_words(app: Tickets) -> 
         new_ticket("a2", category="content.upload_failed", subject="上传失败", description="卡住"),
     )
     theirs = app.create_ticket(BOB, new_ticket("b1", subject="Cannot LOG IN"))
+    wide = app.create_ticket(BOB, new_ticket("b2", subject="ＶＩＰ 账号", description="ÉCRAN noir"))
     IndexProjector(app, app.index, case_row).catch_up()
 
     def found(**filters: Any) -> list[str]:
@@ -1066,6 +1067,9 @@ def test_agents_search_tickets_by_requester_category_and_words(app: Tickets) -> 
     assert found(requester=ALICE.subject) == [upload.id, login.id]
     assert found(category="content.upload_failed") == [upload.id]
     assert found(text="log in") == [theirs.id]
+    # Compared folded, as the case index on PostgreSQL compares them: case,
+    # and full-width letters as the half-width ones, either way round.
+    assert found(text="vip écran") == found(text="ｖｉｐ Écran") == [wide.id]
     assert found(text="无法登录", requester=BOB.subject) == []
     with pytest.raises(PermissionDenied):
         app.search_tickets(ALICE, TicketSearch(), 0, "")

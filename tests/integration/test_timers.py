@@ -17,6 +17,7 @@ from casemesh.platform.identity import Identity
 from casemesh.platform.timers import Deadline, Timer, case_timer
 from casemesh_tickets.application import DeadlineKind, NewTicket, Tickets
 from casemesh_tickets.domain import Ticket
+from tests.application.story import FakeClock
 from tests.support import wait_until
 
 USER = Identity("timer-user", frozenset({"user"}))
@@ -105,3 +106,57 @@ def test_a_deadline_whose_time_moved_is_kept_and_fired_at_its_new_time(
     (moved,) = timer.table.pending()
     assert moved == Deadline(ticket, DeadlineKind.AUTO_CLOSE, deadline.due + timedelta(days=1))
     assert app.get_ticket(USER, ticket).status == "SOLVED"
+
+
+def test_a_shorter_auto_close_closes_at_start_what_is_past_it_now(app: Tickets, dsn: str) -> None:
+    """The service is restarted with a shorter auto-close (4 days, then 1)
+    two days after a ticket was solved: its row, due 4 days after the solve,
+    is fired when the timer starts, and the ticket closes then, as a reply
+    to it is already refused then (TICKET_FINAL), not two days later."""
+    ((ticket, _),) = life(app, 7 * TICKETS)  # solved
+    events = app.repository.event_store.get(UUID(ticket))
+    solved = [e for e in events if isinstance(e, Ticket.Solved)][-1].timestamp
+    timer = started(app, dsn)
+    try:
+        wait_until(lambda: scheduled(timer))
+    finally:
+        timer.stop()
+    (row,) = timer.table.pending()
+    assert row.due == solved + timedelta(days=4)
+    # Rechecked under the setting it was given with, it stands as it is.
+    assert timer.table.recheck(app.deadlines_rechecked, app.clock.now(), app.fire) == 0
+    assert timer.table.pending() == [row]
+
+    app.auto_close_after = timedelta(days=1)
+    app.clock = FakeClock(solved + timedelta(days=2))
+    again = started(app, dsn)
+    try:
+        wait_until(lambda: app.get_ticket(USER, ticket).status == "CLOSED")
+    finally:
+        again.stop()
+    assert scheduled(again) == [(ticket, DeadlineKind.RETENTION)]  # the closed ticket's
+
+
+def test_a_deadline_of_a_kind_this_release_does_not_know_waits_for_one_that_does(
+    app: Tickets, dsn: str
+) -> None:
+    """A newer release scheduled a kind this one does not know, and was
+    rolled back: its row is left unfired, and passed over after the first
+    try, not tried again at every tick; the others fire as ever."""
+    timer = case_timer(app, dsn, "unknown_timers")  # not started: fired by hand
+    ((ticket, _),) = life(app, 8 * TICKETS)  # solved
+    now = app.clock.now()
+    newer = Deadline(ticket, "escalate", now - timedelta(hours=1))
+    known = Deadline(ticket, DeadlineKind.AUTO_CLOSE, now - timedelta(hours=1))
+    timer.table.schedule([newer, known], Tracking(app.name, 1))
+    tried: list[Deadline] = []
+
+    def fire(deadline: Deadline) -> Deadline | None:
+        tried.append(deadline)
+        return app.fire(deadline)
+
+    assert timer.table.fire_due(now, fire) == 1  # the auto-close: moved to its time
+    assert timer.table.fire_due(now, fire) == 0
+    assert timer.table.fire_due(now + timedelta(seconds=1), fire) == 0
+    assert tried.count(newer) == 1
+    assert newer in timer.table.pending()

@@ -802,6 +802,16 @@ def test_every_database_is_a_postgres_cluster_and_created_by_compose() -> None:
     assert set(re.findall(r"CREATE DATABASE (\w+);", init)) == set(stack.DATABASES)
 
 
+def test_every_database_knows_the_case_of_letters_beyond_ascii() -> None:
+    """A new cluster is made with Unicode's case mapping (CloudNativePG's
+    default locale, C, knows ASCII letters only: `ÉCRAN ILIKE 'écran'` is
+    false there) and C's bytewise order, which no C library update moves."""
+    for name, cluster in clusters().items():
+        initdb = cluster["spec"]["bootstrap"]["initdb"]
+        assert initdb.get("localeCType") == "C.UTF-8", name
+        assert initdb.get("localeCollate") == "C", name
+
+
 def test_the_key_database_is_made_with_the_librarys_own_statements() -> None:
     """Operators make the key database's tables (the services may not): the
     cluster's bootstrap and compose's init SQL run `create_schema`'s

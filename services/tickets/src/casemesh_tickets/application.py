@@ -28,7 +28,7 @@ from casemesh.platform.errors import (
 from casemesh.platform.identity import Identity, subject_fault
 from casemesh.platform.logging import get_logger
 from casemesh.platform.paging import fitting, page_size_of
-from casemesh.platform.timers import Deadline
+from casemesh.platform.timers import Deadline, UnknownDeadlineKind
 from casemesh.rules import retention
 from casemesh.rules import tickets as validation
 from casemesh.rules.tickets import BY_ID, check_evidence
@@ -70,6 +70,9 @@ class Tickets(CaseApplication[Ticket]):
     noun = "ticket"
     personal_fields = PERSONAL
     deadline_events = (Ticket.Solved, Ticket.Closed, Ticket.Cancelled)
+    # A solved ticket's time to close follows `auto_close_after`: started
+    # with a shorter one, the timer closes at once what is past it now.
+    deadlines_rechecked = (DeadlineKind.AUTO_CLOSE,)
 
     def __init__(
         self,
@@ -104,12 +107,14 @@ class Tickets(CaseApplication[Ticket]):
         return []
 
     def fire(self, deadline: Deadline) -> Deadline | None:
+        """Runs the deadline's command. A kind this release does not know (a
+        newer release's, rolled back) is left to a release that does."""
         if deadline.kind == DeadlineKind.AUTO_CLOSE:
             return self.auto_close(deadline)
         if deadline.kind == DeadlineKind.RETENTION:
             self.expire(deadline)
             return None
-        raise ValueError(f"unknown deadline kind {deadline.kind!r}")
+        raise UnknownDeadlineKind(deadline.kind)
 
     def expire(self, deadline: Deadline) -> None:
         """Erases a closed or cancelled ticket's personal data once its
@@ -121,8 +126,9 @@ class Tickets(CaseApplication[Ticket]):
     def auto_close(self, deadline: Deadline) -> Deadline | None:
         """Closes the ticket if it is still solved, and its last solve is
         `auto_close_after` old (as set now); idempotent. Not yet (a reopen
-        and a new solve since, or a longer setting than when the deadline
-        was set): the deadline of its last solve, to be scheduled instead."""
+        and a new solve since, a longer setting than when the deadline was
+        set, or a deadline rechecked before its time): the deadline of its
+        last solve, to be scheduled instead (the same deadline: it stands)."""
         ticket: Ticket = self.repository.get(UUID(deadline.aggregate_id))
         if ticket.status is not Status.SOLVED:
             return None

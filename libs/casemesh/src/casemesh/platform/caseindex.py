@@ -5,6 +5,12 @@ position commit in one transaction, and a row only moves forward in version,
 so replays and several replicas projecting at once change nothing. A case
 has parties (the users who may list it: a requester, a claimant and an
 uploader, …) and a JSON document the service renders from.
+
+Words are searched for in the document's texts as `folded` gives them (case
+and width folded in Python), kept beside the document: a search finds
+`ÉCRAN` for `écran` and `ＡＢＣ` for `abc` whatever locale the database was
+made with (under the C locale PostgreSQL's own ILIKE folds ASCII letters
+only).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import base64
 import threading
 import time
+import unicodedata
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -28,6 +35,7 @@ from psycopg.types.json import Jsonb
 
 from casemesh.platform.following import Follower
 from casemesh.platform.logging import get_logger
+from casemesh.platform.periodic import Periodic
 from casemesh.platform.personal.errors import UnknownDataKey, UnknownMasterKey
 from casemesh.platform.pools import is_database_outage
 
@@ -35,6 +43,25 @@ log = get_logger(__name__)
 
 
 T = TypeVar("T")
+
+# Rows an older release wrote (before texts were folded, or a replica of it
+# during a rollout) have their texts folded this often, this many at a time.
+FOLD_EVERY_S = 30.0
+FOLD_BATCH = 500
+# Below every case id: where folding starts.
+_FIRST = uuid.UUID(int=0)
+
+
+def folded(text: str) -> str:
+    """`text` as a search compares it: case folded (`ÉCRAN` is `écran`,
+    `Straße` is `strasse`) and in compatibility form (full-width `ＡＢＣ` is
+    `abc`, `ﬁ` is `fi`, an accent typed apart is the accented letter)."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+
+
+def folded_texts(doc: Mapping[str, Any]) -> dict[str, str]:
+    """A case document's texts (its fields that are strings), folded."""
+    return {name: folded(value) for name, value in doc.items() if isinstance(value, str)}
 
 
 @dataclass(frozen=True)
@@ -60,6 +87,7 @@ class CaseIndex(PostgresTrackingRecorder):
 
     def __init__(self, datastore: PostgresDatastore, table: str) -> None:
         super().__init__(datastore, tracking_table_name=f"{table}_tracking")
+        self.table_name = table
         self.table = Identifier(table)
         self.sql_create_statements.extend(
             SQL(statement).format(table=self.table, name=Identifier(f"{table}_{suffix}"))
@@ -79,6 +107,16 @@ class CaseIndex(PostgresTrackingRecorder):
                     "recent",
                     "CREATE INDEX IF NOT EXISTS {name} ON {table} (create_time DESC, case_id DESC)",
                 ),
+                # The document's texts as a search compares them
+                # (`folded_texts`), and the version they were folded from:
+                # a row an older release wrote has none, or an older one.
+                ("", "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS folded jsonb"),
+                ("", "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS folded_version int"),
+                (
+                    "unfolded",
+                    "CREATE INDEX IF NOT EXISTS {name} ON {table} (case_id)"
+                    " WHERE folded_version IS DISTINCT FROM version",
+                ),
             ]
         )
 
@@ -91,10 +129,11 @@ class CaseIndex(PostgresTrackingRecorder):
         with self.datastore.transaction(commit=True) as curs:
             curs.executemany(
                 SQL(
-                    "INSERT INTO {table} (case_id, parties, status, create_time, version, doc)"
-                    " VALUES (%s, %s, %s, %s, %s, %s)"
+                    "INSERT INTO {table} (case_id, parties, status, create_time, version, doc,"
+                    " folded, folded_version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
                     " ON CONFLICT (case_id) DO UPDATE SET parties = EXCLUDED.parties,"
-                    " status = EXCLUDED.status, version = EXCLUDED.version, doc = EXCLUDED.doc"
+                    " status = EXCLUDED.status, version = EXCLUDED.version, doc = EXCLUDED.doc,"
+                    " folded = EXCLUDED.folded, folded_version = EXCLUDED.folded_version"
                     " WHERE {table}.version < EXCLUDED.version"
                 ).format(table=self.table),
                 [
@@ -105,6 +144,8 @@ class CaseIndex(PostgresTrackingRecorder):
                         row.create_time,
                         row.version,
                         Jsonb(row.doc),
+                        Jsonb(folded_texts(row.doc)),
+                        row.version,
                     )
                     for row in rows
                 ],
@@ -129,14 +170,57 @@ class CaseIndex(PostgresTrackingRecorder):
         with self.datastore.transaction(commit=True) as curs:
             curs.executemany(
                 SQL(
-                    "UPDATE {table} SET parties = %s, status = %s, version = %s, doc = %s"
-                    " WHERE case_id = %s AND version <= %s"
+                    "UPDATE {table} SET parties = %s, status = %s, version = %s, doc = %s,"
+                    " folded = %s, folded_version = %s WHERE case_id = %s AND version <= %s"
                 ).format(table=self.table),
                 [
-                    (row.parties, row.status, row.version, Jsonb(row.doc), row.case_id, row.version)
+                    (
+                        row.parties,
+                        row.status,
+                        row.version,
+                        Jsonb(row.doc),
+                        Jsonb(folded_texts(row.doc)),
+                        row.version,
+                        row.case_id,
+                        row.version,
+                    )
                     for row in rows
                 ],
             )
+
+    def fold(self, stopping: Callable[[], bool] = lambda: False) -> int:
+        """Folds the texts of the rows not folded at their version (written
+        before texts were folded, or by a replica of an older release during
+        a rollout), `FOLD_BATCH` at a time, until none is left or `stopping()`;
+        returns how many. Until then a search reads such a row's document as
+        before (`page`). A row a projector moved on meanwhile is left to it."""
+        done, after = 0, _FIRST
+        while not stopping():
+            with self.datastore.transaction(commit=True) as curs:
+                curs.execute(
+                    SQL(
+                        "SELECT case_id, version, doc FROM {table}"
+                        " WHERE folded_version IS DISTINCT FROM version AND case_id > %s"
+                        " ORDER BY case_id LIMIT %s"
+                    ).format(table=self.table),
+                    (after, FOLD_BATCH),
+                )
+                rows = curs.fetchall()
+                if not rows:
+                    break
+                curs.executemany(
+                    SQL(
+                        "UPDATE {table} SET folded = %s, folded_version = version"
+                        " WHERE case_id = %s AND version = %s"
+                        " AND folded_version IS DISTINCT FROM version"
+                    ).format(table=self.table),
+                    [(Jsonb(folded_texts(r["doc"])), r["case_id"], r["version"]) for r in rows],
+                )
+            after = rows[-1]["case_id"]
+            done += len(rows)
+        if done:
+            log.info("case_index.folded", table=self.table_name, rows=done)
+        return done
 
     def page(
         self,
@@ -151,7 +235,9 @@ class CaseIndex(PostgresTrackingRecorder):
     ) -> list[dict[str, Any]]:
         """Newest first; `party` None lists every case (agents). `matches`:
         document fields that must equal these values; `text`: words that must
-        each appear (case-insensitive, in any order) in the `text_fields`."""
+        each appear (in any order) in the `text_fields`, compared `folded`. A
+        row not yet folded at its version (`fold`) is compared as before:
+        ILIKE on its document, as the database's locale folds case."""
         clauses: list[Composable] = []
         params: list[Any] = []
         if party is not None:
@@ -164,10 +250,13 @@ class CaseIndex(PostgresTrackingRecorder):
             clauses.append(SQL("doc->>%s = %s"))
             params.extend([field, value])
         for word in text.split() if text_fields else []:
-            searched = SQL(", ").join(SQL("doc->>{}").format(Literal(f)) for f in text_fields)
-            clauses.append(SQL("concat_ws(' ', {}) ILIKE %s").format(searched))
-            escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            params.append(f"%{escaped}%")
+            clauses.append(
+                SQL(
+                    "CASE WHEN folded_version = version THEN concat_ws(' ', {}) LIKE %s"
+                    " ELSE concat_ws(' ', {}) ILIKE %s END"
+                ).format(_texts("folded", text_fields), _texts("doc", text_fields))
+            )
+            params.extend([_containing(folded(word)), _containing(word)])
         if after is not None:
             clauses.append(SQL("(create_time, case_id) < (%s, %s)"))
             params.extend(after)
@@ -179,6 +268,17 @@ class CaseIndex(PostgresTrackingRecorder):
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(query, params)
             return [row["doc"] for row in curs.fetchall()]
+
+
+def _texts(column: str, fields: Sequence[str]) -> Composable:
+    """The `fields` of the JSON `column`, as concat_ws's arguments."""
+    return SQL(", ").join(SQL("{}->>{}").format(Identifier(column), Literal(f)) for f in fields)
+
+
+def _containing(word: str) -> str:
+    """A LIKE pattern: `word` anywhere, its `%`, `_` and `\\` taken as they are."""
+    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 class MemoryCaseIndex(POPOTrackingRecorder):
@@ -226,8 +326,9 @@ class MemoryCaseIndex(POPOTrackingRecorder):
             return row.create_time, uuid.UUID(row.case_id)
 
         def has_text(doc: dict[str, Any]) -> bool:
-            searched = " ".join(str(doc.get(f) or "") for f in text_fields).casefold()
-            return not text_fields or all(w.casefold() in searched for w in text.split())
+            texts = folded_texts(doc)
+            searched = " ".join(texts.get(f, "") for f in text_fields)
+            return not text_fields or all(folded(w) in searched for w in text.split())
 
         rows = sorted(self.rows.values(), key=key, reverse=True)
         found = [
@@ -319,7 +420,9 @@ class Projector:
     refuses (DataError) is set aside, loudly, and the position moves on: one
     bad row must not stall every list for good. With `created` (the
     application's), a case created by this process is taken from there
-    rather than read back."""
+    rather than read back. With `upkeep`, the read model's own rows are
+    seen to every `FOLD_EVERY_S` in a thread of their own: `upkeep(stopping)`
+    (a case index folds the texts of rows an older release wrote, `fold`)."""
 
     app: Any
     recorder: TrackingRecorder
@@ -327,16 +430,31 @@ class Projector:
     name: str
     apply_batch: Callable[[list[Any], Tracking], None] | None = None
     created: Created | None = None
+    upkeep: Callable[[Callable[[], bool]], object] | None = None
 
     def __post_init__(self) -> None:
         self._follower = Follower(
             self.app, self.name, lambda: self.recorder.max_tracking_id(self.app.name), self._project
         )
+        self._upkeep: Periodic | None = None
+        if self.upkeep is not None:
+            upkeep = self.upkeep
+            self._upkeep = Periodic(
+                f"{self.name}-upkeep",
+                FOLD_EVERY_S,
+                lambda: upkeep(lambda: self._upkeep is not None and self._upkeep.stopping),
+                "read_model.upkeep_failed",
+                join_s=5,
+            )
 
     def start(self) -> None:
         self._follower.start()
+        if self._upkeep is not None:
+            self._upkeep.start()
 
     def stop(self) -> None:
+        if self._upkeep is not None:
+            self._upkeep.stop()
         self._follower.stop()
 
     def catch_up(self) -> None:
@@ -403,7 +521,8 @@ class Projector:
 
 
 def IndexProjector(app: Any, index: CaseIndexLike, to_row: Callable[[Any], CaseRow]) -> Projector:
-    """Projects each case into `index` as `to_row` renders it."""
+    """Projects each case into `index` as `to_row` renders it; on PostgreSQL,
+    folds the texts of rows an older release wrote (`CaseIndex.fold`)."""
     return Projector(
         app,
         index,
@@ -411,6 +530,7 @@ def IndexProjector(app: Any, index: CaseIndexLike, to_row: Callable[[Any], CaseR
         name=f"{app.name}_case_index",
         apply_batch=lambda cases, tracking: index.record_many([to_row(c) for c in cases], tracking),
         created=app.created,
+        upkeep=index.fold if isinstance(index, CaseIndex) else None,
     )
 
 

@@ -30,6 +30,7 @@ from casemesh.platform.identity import Identity
 from casemesh.platform.localized import DEFAULT as DEFAULT_LOCALE
 from casemesh.platform.localized import locale_of, localized
 from casemesh.platform.logging import get_logger
+from casemesh.platform.personal.errors import UnknownDataKey, UnknownMasterKey
 from casemesh.platform.pools import DATABASE_OUTAGE
 from casemesh.platform.telemetry import extract_metadata, tracer
 
@@ -335,6 +336,24 @@ async def _abort_unavailable(
     await context.abort(grpc.StatusCode.UNAVAILABLE, "the database is unavailable: try again")
 
 
+# Personal data that cannot be read for want of a key: a master key missing
+# from the secret, or a process pointed at the wrong key database. The
+# operator's to put right (the service, not the caller, is at fault), after
+# which the same call succeeds. (The key database away is DATABASE_OUTAGE.)
+KEYS_MISSING = (UnknownDataKey, UnknownMasterKey)
+
+
+async def _abort_keys_missing(
+    context: grpc.aio.ServicerContext, method: str, exc: BaseException
+) -> None:
+    """A call that needs a key this service cannot have now: retryable,
+    and logged for the operator with what is missing."""
+    log.error("grpc.personal_keys_missing", method=method, error=repr(exc))
+    await context.abort(
+        grpc.StatusCode.UNAVAILABLE, "personal data cannot be read right now: try again later"
+    )
+
+
 def _wrap_unary(method: str, kind: str, behaviour: Handler) -> Handler:
     """For unary-response calls (unary-unary and stream-unary)."""
 
@@ -355,6 +374,8 @@ def _wrap_unary(method: str, kind: str, behaviour: Handler) -> Handler:
                     await context.abort_with_status(to_status(err, caller_locale(context)))
                 except DATABASE_OUTAGE as exc:
                     await _abort_unavailable(context, method, exc)
+                except KEYS_MISSING as exc:
+                    await _abort_keys_missing(context, method, exc)
         except BaseException as exc:
             failure = exc
             raise
@@ -520,6 +541,8 @@ def _wrap_response_stream(method: str, behaviour: Any, draining: asyncio.Event |
                 await context.abort_with_status(to_status(err, caller_locale(context)))
             except DATABASE_OUTAGE as exc:
                 await _abort_unavailable(context, method, exc)
+            except KEYS_MISSING as exc:
+                await _abort_keys_missing(context, method, exc)
             except _Drained:
                 await context.abort(
                     grpc.StatusCode.UNAVAILABLE, "the server is shutting down: watch again"

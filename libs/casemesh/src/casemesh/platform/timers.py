@@ -12,7 +12,14 @@ command runs, and the row is marked fired in the same locking transaction.
 A crash after the command but before the mark fires it again, so commands
 must be idempotent: they check that the deadline still applies (the service's
 state records what already happened). A command that loses a race raises and
-the row stays due.
+the row stays due. A row of a kind this release does not fire (a newer
+release's, after a rollback: `UnknownDeadlineKind`) is left unfired, and
+passed over from then on, to fire once a release that knows it runs.
+
+Deadlines whose time follows a setting (a ticket's auto-close: `rechecked`)
+are fired once more when the timer starts, due or not: a service restarted
+with a shorter setting closes what is now past its time, rather than wait
+for the time the row was given under the longer one.
 """
 
 from __future__ import annotations
@@ -55,10 +62,22 @@ class Deadline:
         return f"{self.aggregate_id}:{self.kind}:{self.due.isoformat()}"
 
 
+class UnknownDeadlineKind(ValueError):
+    """A deadline of a kind this release does not fire: scheduled by a newer
+    release, then rolled back. Its row is left for a release that knows it."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"unknown deadline kind {kind!r}")
+        self.kind = kind
+
+
 class TimerTable(PostgresTrackingRecorder):
     def __init__(self, datastore: PostgresDatastore, table: str) -> None:
         super().__init__(datastore, tracking_table_name=f"{table}_tracking")
         self.table = Identifier(table)
+        # The kinds met that this release does not fire: their rows are
+        # passed over (logged once each kind), not tried again at every tick.
+        self.unknown_kinds: set[str] = set()
         self.sql_create_statements.extend(
             [
                 SQL(
@@ -100,27 +119,94 @@ class TimerTable(PostgresTrackingRecorder):
                     SQL(
                         "SELECT id, aggregate_id, kind, due_at FROM {table}"
                         " WHERE fired_at IS NULL AND due_at <= %s AND NOT id = ANY(%s)"
+                        " AND NOT kind = ANY(%s)"
                         " ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED"
                     ).format(table=self.table),
-                    (now, failed),
+                    (now, failed, list(self.unknown_kinds)),
                 )
                 row = curs.fetchone()
                 if row is None:
                     return fired
-                deadline = Deadline(row["aggregate_id"], row["kind"], row["due_at"])
-                try:
-                    moved = fire(deadline)
-                except Exception as exc:
-                    log.error("timer.command_failed", deadline=deadline.id, error=repr(exc))
+                if self._fired(curs, row, now, fire):
+                    fired += 1
+                elif row["kind"] not in self.unknown_kinds:
                     failed.append(row["id"])
-                    continue
-                if moved is not None:
-                    self._insert(curs, moved)
+
+    def recheck(
+        self, kinds: Sequence[str], now: datetime, fire: Callable[[Deadline], Deadline | None]
+    ) -> int:
+        """Fires every unfired deadline of `kinds` once, due or not, one
+        transaction each: its command does what it does when the deadline is
+        due (acts, or returns the deadline it has now, scheduled in its
+        place), or returns the deadline itself, which then stays as it is.
+        Returns how many were fired or moved."""
+        if not kinds:
+            return 0
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL("SELECT id FROM {table} WHERE fired_at IS NULL AND kind = ANY(%s)").format(
+                    table=self.table
+                ),
+                (list(kinds),),
+            )
+            ids = [r["id"] for r in curs.fetchall()]
+        changed = 0
+        for ident in ids:
+            with self.datastore.transaction(commit=True) as curs:
                 curs.execute(
-                    SQL("UPDATE {table} SET fired_at = %s WHERE id = %s").format(table=self.table),
-                    (now, row["id"]),
+                    SQL(
+                        "SELECT id, aggregate_id, kind, due_at FROM {table}"
+                        " WHERE id = %s AND fired_at IS NULL FOR UPDATE SKIP LOCKED"
+                    ).format(table=self.table),
+                    (ident,),
                 )
-                fired += 1
+                row = curs.fetchone()
+                if row is not None and self._fired(curs, row, now, fire):
+                    changed += 1
+        return changed
+
+    def _fired(
+        self, curs: Any, row: Any, now: datetime, fire: Callable[[Deadline], Deadline | None]
+    ) -> bool:
+        """Runs a locked row's command; True if the row was marked fired
+        (its command done, or its deadline moved), False if it stays (the
+        command failed, its kind is unknown here, or it said the deadline
+        stands as it is)."""
+        deadline = Deadline(row["aggregate_id"], row["kind"], row["due_at"])
+        try:
+            moved = fire(deadline)
+        except UnknownDeadlineKind as exc:
+            self._pass_over(curs, exc.kind, deadline)
+            return False
+        except Exception as exc:
+            log.error("timer.command_failed", deadline=deadline.id, error=repr(exc))
+            return False
+        if moved == deadline:
+            return False
+        if moved is not None:
+            self._insert(curs, moved)
+        curs.execute(
+            SQL("UPDATE {table} SET fired_at = %s WHERE id = %s").format(table=self.table),
+            (now, row["id"]),
+        )
+        return True
+
+    def _pass_over(self, curs: Any, kind: str, deadline: Deadline) -> None:
+        """Rows of `kind` are passed over from now on, unfired; said once."""
+        self.unknown_kinds.add(kind)
+        curs.execute(
+            SQL("SELECT count(*) AS n FROM {table} WHERE fired_at IS NULL AND kind = %s").format(
+                table=self.table
+            ),
+            (kind,),
+        )
+        log.warning(
+            "timer.kind_unknown",
+            kind=kind,
+            deadline=deadline.id,
+            unfired=curs.fetchone()["n"],
+            why="scheduled by a newer release: left unfired for one that knows it",
+        )
 
     def pending(self) -> list[Deadline]:
         with self.datastore.transaction(commit=False) as curs:
@@ -141,7 +227,8 @@ class Timer:
     the event read with its personal texts sealed (a deadline never depends
     on what someone wrote);
     `fire(deadline)` issues the command. Both run in background threads.
-    `events`: the only event classes that set deadlines (empty: any may)."""
+    `events`: the only event classes that set deadlines (empty: any may).
+    `rechecked`: the kinds fired once more at start, due or not (`recheck`)."""
 
     app: Any
     table: TimerTable
@@ -150,10 +237,12 @@ class Timer:
     # Returns the deadline's new time, if it moved (see TimerTable.fire_due).
     fire: Callable[[Deadline], Deadline | None]
     events: Sequence[type] = ()
+    rechecked: Sequence[str] = ()
     tick_seconds: float = 0.5
 
     def __post_init__(self) -> None:
         self._read = leaving_sealed(self.app.mapper)
+        self._to_recheck = bool(self.rechecked)
         self._scheduler = Follower(
             self.app,
             "timer-schedule",
@@ -204,6 +293,12 @@ class Timer:
         self.table.schedule(deadlines, Tracking(self.app.name, reached))
 
     def _fire_due(self) -> None:
+        if self._to_recheck:
+            # At the first tick (again at the next, if the database was away).
+            changed = self.table.recheck(self.rechecked, self.clock.now(), self.fire)
+            kinds = [str(k) for k in self.rechecked]
+            log.info("timer.rechecked", kinds=kinds, fired_or_moved=changed)
+            self._to_recheck = False
         self.table.fire_due(self.clock.now(), self._fire_logged)
 
     def _fire_logged(self, deadline: Deadline) -> Deadline | None:
@@ -218,7 +313,8 @@ class Timer:
 
 def case_timer(app: Any, database_url: str, table: str) -> Timer:
     """The timer of a case application (`clock`, `deadlines_of`, `fire`,
-    `deadline_events`), its table beside the application's events."""
+    `deadline_events`, and `deadlines_rechecked` if it has any), its table
+    beside the application's events."""
     with schema_lock(database_url):
         timers = side_table(app, lambda datastore: TimerTable(datastore, table))
     return Timer(
@@ -228,4 +324,5 @@ def case_timer(app: Any, database_url: str, table: str) -> Timer:
         deadlines_of=app.deadlines_of,
         fire=app.fire,
         events=app.deadline_events,
+        rechecked=getattr(app, "deadlines_rechecked", ()),
     )
