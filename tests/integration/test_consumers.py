@@ -7,6 +7,7 @@ aside where an operator finds it, and the records behind it are applied."""
 from __future__ import annotations
 
 import asyncio
+import struct
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
@@ -15,8 +16,12 @@ from typing import Any
 
 import psycopg
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaConnectionError
+from aiokafka.protocol.produce import ProduceRequest
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from aiokafka.record.util import calc_crc32c
 from faststream.kafka import KafkaRouter, TestKafkaBroker
 from prometheus_client import REGISTRY
 from psycopg_pool import AsyncConnectionPool
@@ -82,26 +87,78 @@ class Garbled:
     value: bytes | None = b"\xff\xfe latin-1: caf\xe9"
 
 
-async def produce(infra: Infra, topic: str, records: Sequence[CloudEvent | Garbled | None]) -> None:
-    """Writes the records to `topic` (None: a record with no envelope at all)."""
+async def produce(
+    infra: Infra,
+    topic: str,
+    records: Sequence[CloudEvent | Garbled | None],
+    partition: int | None = None,
+) -> None:
+    """Writes the records to `topic` (None: a record with no envelope at all),
+    to `partition` if given."""
     producer = AIOKafkaProducer(bootstrap_servers=infra.kafka.bootstrap)
     await producer.start()
     try:
         for record in records:
             if record is None:
-                await producer.send_and_wait(topic, b"\x00not an event", key=b"x")
+                await producer.send_and_wait(
+                    topic, b"\x00not an event", key=b"x", partition=partition
+                )
             elif isinstance(record, Garbled):
                 event = record.event
                 headers = [*event.kafka_headers(), ("x-origin", record.value)]
                 await producer.send_and_wait(
-                    topic, event.data, key=event.key.encode(), headers=headers
+                    topic, event.data, key=event.key.encode(), headers=headers, partition=partition
                 )
             else:
                 await producer.send_and_wait(
-                    topic, record.data, key=record.key.encode(), headers=record.kafka_headers()
+                    topic,
+                    record.data,
+                    key=record.key.encode(),
+                    headers=record.kafka_headers(),
+                    partition=partition,
                 )
     finally:
         await producer.stop()
+
+
+async def produce_unreadable(infra: Infra, topic: str, partition: int, event: CloudEvent) -> None:
+    """Writes `event`'s record to `partition` with one header more, whose name
+    is not UTF-8 text. aiokafka's producer cannot write it (it encodes names)
+    and its consumer fails to read it; any other producer can write it, and
+    Kafka keeps it. So it goes as a record batch of its own, made by hand, in
+    a produce request of its own."""
+    builder = DefaultRecordBatchBuilder(
+        magic=2,
+        compression_type=0,
+        is_transactional=0,
+        producer_id=-1,
+        producer_epoch=-1,
+        base_sequence=-1,
+        batch_size=1 << 20,
+    )
+    headers = [*event.kafka_headers(), ("?-origin", b"elsewhere")]
+    builder.append(0, timestamp=None, key=event.key.encode(), value=event.data, headers=headers)
+    batch = builder.build()
+    batch[batch.index(b"?-origin")] = 0xFF
+    # The batch's checksum (CRC-32C of all after it) made again: the record is
+    # well formed, only its header's name is not text.
+    struct.pack_into(">I", batch, 17, calc_crc32c(bytes(batch[21:])))
+    client = AIOKafkaClient(bootstrap_servers=infra.kafka.bootstrap)
+    await client.bootstrap()
+    try:
+        await client.add_topic(topic)
+        leader = client.cluster.leader_for_partition(TopicPartition(topic, partition))
+        request = ProduceRequest(
+            transactional_id=None,
+            required_acks=-1,
+            timeout=10_000,
+            topics=[(topic, [(partition, bytes(batch))])],
+        )
+        response = await client.send(leader, request)
+        [(_, [(_, error, *_)])] = response.topics
+        assert error == 0, f"Kafka refused the record: error {error}"
+    finally:
+        await client.close()
 
 
 async def consume_all(infra: Infra, build: Any, group: str, topic: str) -> None:
@@ -351,6 +408,51 @@ async def test_a_record_whose_header_is_not_text_is_set_aside_and_its_batch_mate
         (3, "malformed_envelope"),
     ]
     assert set_aside_count("notifier", topic, "malformed_envelope") == before + 2
+
+
+async def test_a_record_the_kafka_client_cannot_read_is_set_aside_and_loses_no_other(
+    infra: Infra, pool: AsyncConnectionPool[Any]
+) -> None:
+    """aiokafka fails to read a record whose header name is not UTF-8 text
+    (before any parser of ours). Taking it with other partitions' records
+    would throw theirs away, and move those partitions past them; and the
+    record would be fetched again, and fail again, for ever."""
+    topic = f"it.notifier.{uuid.uuid4().hex[:8]}"
+    group = f"it-{topic}"
+    await infra.kafka.create_topics([topic], partitions=2)
+    before = set_aside_count("notifier", topic, "malformed_envelope")
+    first = [created(f"first-{n}") for n in range(5)]
+    unreadable = created("unreadable")
+    after = [created(f"after-{n}") for n in range(2)]
+    # Fetched together: partition 0's records, then the unreadable one first
+    # on partition 1, with the records behind it.
+    await produce(infra, topic, first, partition=0)
+    await produce_unreadable(infra, topic, 1, unreadable)
+    await produce(infra, topic, after, partition=1)
+
+    build = notifier_build(infra, pool, Batches(), group, topic)
+    await consume_all(infra, build, group, topic)
+
+    # Every record of partition 0 planned, and those behind the unreadable one.
+    planned = sorted(await rows(pool, "SELECT event_id FROM consumed_events"))
+    assert planned == sorted((e.id,) for e in [*first, *after])
+    assert len(await rows(pool, "SELECT id FROM notification_jobs")) == len(first) + len(after)
+    # The unreadable one set aside where an operator finds it, once.
+    kept = await rows(
+        pool, "SELECT event_id, kafka_partition, kafka_offset, error FROM unprocessable_events"
+    )
+    assert [(e, p, o, err.split(":")[0]) for e, p, o, err in kept] == [
+        ("", 1, 0, "malformed_envelope")
+    ]
+    assert "UnicodeDecodeError" in kept[0][3]
+    assert set_aside_count("notifier", topic, "malformed_envelope") == before + 1
+
+    # The partition is not stuck behind it: what comes next is planned.
+    later = created("later")
+    await produce(infra, topic, [later], partition=1)
+    await consume_all(infra, build, group, topic)
+    assert (later.id,) in await rows(pool, "SELECT event_id FROM consumed_events")
+    assert len(await rows(pool, "SELECT event_id FROM unprocessable_events")) == 1
 
 
 async def test_a_database_outage_mid_batch_loses_nothing_and_sends_nothing_twice(

@@ -17,8 +17,10 @@ ways:
   at most one a second: the next records are fetched without waiting for
   Kafka's answer, and records applied meanwhile are committed together;
 - **set aside**: it can never apply (an envelope that does not parse, a
-  header value that is not UTF-8 text among them; a `ce_type` no Casemesh
-  service publishes; or a handler error that is not an outage). It is logged
+  header value that is not UTF-8 text among them, and a record the Kafka
+  client cannot read at all, with a header name that is not UTF-8 text, say
+  (`casemesh.platform.fetching`); a `ce_type` no Casemesh service publishes;
+  or a handler error that is not an outage). It is logged
   (`consumer.set_aside`), handed to the consumer's `set_aside` (the
   notifier keeps it in `unprocessable_events`), counted in
   `casemesh_consumer_set_aside_total{consumer,topic,reason}` (alert
@@ -59,6 +61,7 @@ from opentelemetry import trace
 from casemesh.platform import envelope
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.errors import Aborted
+from casemesh.platform.fetching import Reader, Unreadable
 from casemesh.platform.logging import get_logger, library_logger
 from casemesh.platform.metrics import CONSUMER_LAG, CONSUMER_SET_ASIDE
 from casemesh.platform.pools import DATABASE_OUTAGE
@@ -139,11 +142,12 @@ Unit = TypeVar("Unit")
 Begin = Callable[[], AbstractAsyncContextManager[Unit]]
 UnitHandler = Callable[[Unit, CloudEvent, Place], Awaitable[None]]
 
-# The most records a batch subscriber takes at once, and how long it waits
-# for the first when none has arrived (FastStream then rests as long again
-# before asking, so this bounds the delay an idle consumer adds).
+# The most records a batch subscriber takes at once, and how long a
+# subscriber waits for one when none has arrived before it looks again (a
+# record that arrives meanwhile ends the wait at once; a partition being read
+# again after its client failed to read it is looked at this often).
 MAX_BATCH = 200
-BATCH_WAIT_MS = 5
+WAIT_MS = 100
 
 
 def subscribe(
@@ -200,6 +204,14 @@ def _listen(router: KafkaRouter, records: _Records[Any], max_records: int | None
     async def on_records(received: _Received) -> None:
         await records.take(received)
 
+    reader = Reader(records.consumer, max_records or 1, WAIT_MS)
+
+    async def fetched(kafka: Any) -> Any:
+        taken = await reader.take(kafka)
+        if max_records is None:
+            return taken[0] if taken else None
+        return tuple(taken)
+
     subscriber = router.subscriber(
         *records.topics,
         group_id=records.group_id,
@@ -214,8 +226,11 @@ def _listen(router: KafkaRouter, records: _Records[Any], max_records: int | None
         decoder=_records_received,
         batch=max_records is not None,
         max_records=max_records,
-        batch_timeout_ms=BATCH_WAIT_MS,
     )
+    # FastStream's own taking (`getmany`, or `getone`) loses the records of
+    # other partitions taken with one the client cannot read, and never gets
+    # past that one (`casemesh.platform.fetching`).
+    subscriber.get_msg = fetched  # type: ignore[method-assign,assignment]
     subscriber(on_records)
 
 
@@ -228,7 +243,7 @@ async def _parsed(records: Any, original: Callable[[Any], Awaitable[Any]]) -> An
     decoded leniently, and keeps the records as they came: `_Records` sets
     aside the record whose envelope does not parse, and applies the rest.
     (A header name that is not UTF-8 fails in the Kafka client itself,
-    before any parser.)"""
+    before any parser: `fetching.Reader` hands it on as `Unreadable`.)"""
     try:
         return await original(records)
     except (UnicodeDecodeError, AttributeError):  # AttributeError: a null header value
@@ -369,7 +384,7 @@ class _Records(Generic[Unit]):
         for topic in topics:  # every series exists from the start, so alerts see the first
             for reason in REASONS:
                 CONSUMER_SET_ASIDE.labels(consumer, topic, reason)
-        self._consumer, self.group_id, self.topics = consumer, group_id, tuple(topics)
+        self.consumer, self.group_id, self.topics = consumer, group_id, tuple(topics)
         self._begin, self._handle, self._set_aside = begin, handle, set_aside
         self._pause = _Pause()
         self._commits = _Commits(consumer, commit_every_s)
@@ -394,6 +409,9 @@ class _Records(Generic[Unit]):
         unreadable: list[tuple[CloudEvent | None, Place, tuple[str, str]]] = []
         for record in records:
             place = Place(record.topic, record.partition, record.offset, record.timestamp)
+            if isinstance(record, Unreadable):
+                unreadable.append((None, place, (MALFORMED_ENVELOPE, record.error)))
+                continue
             try:
                 event = envelope.parse(record.key, record.value or b"", record.headers)
             except Exception as exc:  # whatever is wrong in it, retrying cannot mend it
@@ -408,7 +426,7 @@ class _Records(Generic[Unit]):
             failed = await self._apply(readable)
             for maybe, place, (reason, error) in [*unreadable, *failed]:
                 with self._span(maybe, place):
-                    aside = SetAside(self._consumer, place, reason, error[:1000], maybe)
+                    aside = SetAside(self.consumer, place, reason, error[:1000], maybe)
                     await _record(aside, self._set_aside, self._said(maybe, place))
         except RETRYABLE as exc:
             wait = self._pause.longer()
@@ -460,7 +478,7 @@ class _Records(Generic[Unit]):
 
     def _said(self, event: CloudEvent | None, place: Place) -> Any:
         return log.bind(
-            consumer=self._consumer,
+            consumer=self.consumer,
             topic=place.topic,
             partition=place.partition,
             offset=place.offset,
