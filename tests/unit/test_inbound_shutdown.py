@@ -22,7 +22,8 @@ DOMAIN = "reply.example.com"
 
 # The service as `python -m casemesh_inbound serve` runs it (asyncio.run, which
 # cancels what still runs when the service returns), its desk adding each
-# reply until the service has closed its port: the signal came meanwhile.
+# reply until a moment after the service has closed its port: the signal came
+# meanwhile. (A service that did not wait would end within that moment.)
 SERVICE = """
 import asyncio, os, sys
 
@@ -31,19 +32,23 @@ from casemesh_inbound.desk import ReplyDesk
 from casemesh_inbound.settings import InboundSettings
 
 port, secret, domain = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+closed = asyncio.Event()
+close = asyncio.Server.close
+
+
+def closing(server):
+    close(server)
+    closed.set()
 
 
 async def add_reply(desk, ticket_id, raw):
     print("adding", flush=True)
-    while True:
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            return "TICKET_STATUS_OPEN"
-        writer.close()
-        await asyncio.sleep(0.05)
+    await closed.wait()
+    await asyncio.sleep(0.5)
+    return "TICKET_STATUS_OPEN"
 
 
+asyncio.Server.close = closing
 ReplyDesk.add_reply = add_reply
 cfg = InboundSettings(
     smtp_addr=f"127.0.0.1:{port}",

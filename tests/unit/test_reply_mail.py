@@ -192,9 +192,14 @@ def test_a_message_from_more_than_one_address_is_unreadable(froms: list[str]) ->
         # Servers checking the sender read the address in angle brackets.
         "victim@qq.com <attacker@qq.com>",
         "<victim@qq.com> attacker@qq.com",
-        # An encoded word is a display name, never an address.
+        # An encoded word is a display name, never an address or part of one.
         "=?utf-8?q?victim=40qq.com?=",
+        "=?utf-8?q?victim?=@qq.com",
+        "victim@=?utf-8?q?qq.com?=",
         "Victim <victim@qq.com",
+        # A malformed display name beside more than one address.
+        '"=?gb2312?B?1cXI/Q==?=" <victim@qq.com> <attacker@qq.com>',
+        "=?gb2312?B?1cXI/Q==?=<victim@qq.com>attacker@qq.com",
     ],
 )
 def test_a_from_header_read_only_by_guessing_is_unreadable(given: str) -> None:
@@ -216,6 +221,11 @@ def test_a_from_header_read_only_by_guessing_is_unreadable(given: str) -> None:
         ("=?utf-8?q?M=C3=BCller=2C_Hans?= <hans@example.com>", "hans@example.com"),
         ("J. Smith <j@example.com>", "j@example.com"),  # obsolete, and common
         ("alice@example.com (Alice)", "alice@example.com"),
+        # A Chinese name as Outlook and Foxmail write it: an encoded word in
+        # quotes, or with no space before the address.
+        ('"=?gb2312?B?1cXI/Q==?=" <z@qq.com>', "z@qq.com"),
+        ("=?gb2312?B?1cXI/Q==?=<z@qq.com>", "z@qq.com"),
+        ("=?gb2312?B?1cXI/Q==?=\r\n <Z@qq.com> (Zhang)", "z@qq.com"),
     ],
 )
 def test_a_from_header_as_mail_programs_write_it_gives_its_address(given: str, sender: str) -> None:

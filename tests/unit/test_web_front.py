@@ -153,3 +153,77 @@ async def test_a_content_type_that_does_not_fit_the_method_is_a_connect_error_na
     status, answer = await unary(front(0), content_type, path)
     assert status == 415
     assert answer["code"] == "invalid_argument" and asked in answer["message"]
+
+
+async def posted(web: WebFront, path: str, content_type: str, body: bytes) -> dict[str, Any]:
+    """One POST to the front: its answer's status, headers and body."""
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "query_string": b"",
+        "headers": [(b"content-type", content_type.encode())],
+        "client": ("127.0.0.1", 50000),
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    said: list[MutableMapping[str, Any]] = []
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        said.append(message)
+
+    await web.app(scope, receive, send)
+    return {
+        "status": said[0]["status"],
+        "headers": dict(said[0]["headers"]),
+        "body": b"".join(m.get("body", b"") for m in said[1:]),
+    }
+
+
+async def test_a_call_past_the_bound_is_refused_unavailable_as_its_protocol_reads_it() -> None:
+    """The one call the front takes at once is under way: a second is
+    refused UNAVAILABLE at once, as a Connect unary call (503), a Connect
+    stream (its end) and gRPC-Web (grpc-status 14) each read a failure."""
+    taken, release = asyncio.Event(), asyncio.Event()
+
+    async def erase(request: Any, context: Any) -> Any:
+        taken.set()
+        await release.wait()
+        return privacy_pb2.Erasure(person=request.person)
+
+    async def export(request: Any, context: Any) -> AsyncIterator[Any]:
+        yield privacy_pb2.ExportPersonResponse()
+
+    web = WebFront(
+        "127.0.0.1:0",
+        services=[SERVICE],
+        cors_origins=[],
+        pages={},
+        sign_in_secret="",
+        read_max_bytes=4096,
+        max_connections=1,
+    )
+    handlers = {
+        EXPORT: grpc.unary_stream_rpc_method_handler(export),
+        ERASE: grpc.unary_unary_rpc_method_handler(erase),
+    }
+    web._rpc = {f"/{SERVICE.full_name}": ServiceApp(SERVICE, handlers, 4096)}
+    message = json.dumps({"person": "zoe"}).encode()
+    holding = asyncio.create_task(posted(web, ERASE, "application/json", message))
+    await asyncio.wait_for(taken.wait(), 10)
+
+    async with asyncio.timeout(10):
+        unary = await posted(web, ERASE, "application/json", message)
+        stream = await posted(web, EXPORT, "application/connect+json", b"\0\0\0\0\2{}")
+        grpc_web = await posted(web, ERASE, "application/grpc-web+proto", b"")
+    assert unary["status"] == 503 and json.loads(unary["body"])["code"] == "unavailable"
+    flags, size = struct.unpack(">BI", stream["body"][:5])
+    assert stream["status"] == 200 and flags & 2
+    assert json.loads(stream["body"][5 : 5 + size])["error"]["code"] == "unavailable"
+    assert grpc_web["status"] == 200 and grpc_web["headers"][b"grpc-status"] == b"14"
+
+    release.set()
+    assert (await asyncio.wait_for(holding, 10))["status"] == 200
+    assert (await posted(web, ERASE, "application/json", message))["status"] == 200

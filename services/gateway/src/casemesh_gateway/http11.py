@@ -6,8 +6,10 @@ begin within the keep-alive time; a head longer than HEAD_MAX_BYTES is
 answered 400 (h11's `max_incomplete_event_size`, as uvicorn passes it on).
 A request answered before its body was all sent (refused, or too slow) is
 read on and dropped for LINGER_S at most (so the caller reads the answer
-rather than a reset), then its connection is closed. Its body's own pace is
-bounded by the application (`web.BODY_WITHIN_S`)."""
+rather than a reset), then its connection is closed; if the rest comes
+within that time, the connection is kept alive for the next request as
+after any answer. Its body's own pace is bounded by the application
+(`web.BODY_WITHIN_S`)."""
 
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ class Http11(H11Protocol):
     head, or with the rest of a body the answer did not wait for."""
 
     _cutoff: asyncio.TimerHandle | None = None
+    # Whether `_cutoff` ends the reading of a body already answered.
+    _lingering = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
@@ -37,6 +41,8 @@ class Http11(H11Protocol):
         if self.transport.is_closing():
             return
         if self.conn.their_state is h11.IDLE:
+            if self._lingering:
+                self._kept_alive()
             if self.conn.trailing_data[0]:
                 self._close_in(HEAD_TIMEOUT_S)  # a head begun, not yet whole
         elif self.conn.our_state is not h11.DONE:
@@ -46,6 +52,7 @@ class Http11(H11Protocol):
         super().on_response_complete()
         if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
             self._close_in(LINGER_S)
+            self._lingering = True
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -61,9 +68,20 @@ class Http11(H11Protocol):
         self._cutoff = self.loop.call_at(at, self._cut_off)
 
     def _spare(self) -> None:
+        self._lingering = False
         if self._cutoff is not None:
             self._cutoff.cancel()
             self._cutoff = None
+
+    def _kept_alive(self) -> None:
+        """The rest of an answered request's body came: the connection waits
+        for its next request as after any answer (uvicorn's keep-alive time,
+        which the rest coming had stopped)."""
+        self._spare()
+        self._unset_keepalive_if_required()
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.timeout_keep_alive, self.timeout_keep_alive_handler
+        )
 
     def _cut_off(self) -> None:
         self._cutoff = None

@@ -22,9 +22,10 @@ class GatewaySettings(VouchingSettings):
     grpc_addr: str = Field("127.0.0.1:50051", pattern=HOST_PORT)
     # Connect, gRPC-Web, the browser upload, probes and the page (HTTP/1.1).
     http_addr: str = Field("127.0.0.1:8080", pattern=HOST_PORT)
-    # Connections the HTTP port holds at once (idle ones kept alive included)
-    # before it answers any further request 503: a bound on the memory that
-    # callers holding connections open can take.
+    # Calls the HTTP port has under way at once (Connect and gRPC-Web calls,
+    # uploads) before it refuses further ones UNAVAILABLE (503): a bound on the
+    # memory and work callers can take. Idle connections do not count (the
+    # keep-alive and head times bound them); the probes are always answered.
     http_max_connections: int = Field(1000, ge=1)
     # Origins whose pages may call the HTTP port, comma-separated
     # (https://help.example.com,https://m.example.com); none when empty.

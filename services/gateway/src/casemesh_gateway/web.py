@@ -646,7 +646,7 @@ def _with_csp(send: Send, policy: bytes) -> Send:
 
 
 # An answer about someone's cases is kept by no cache, the browser's disk
-# included (reads go as GET).
+# included (a read may come as a GET).
 NO_STORE = (b"cache-control", b"no-store")
 
 
@@ -808,9 +808,13 @@ class WebFront:
         self._connect_origins = dict(connect_origins or {})
         self._sign_in_secret = sign_in_secret
         self._read_max_bytes = read_max_bytes
-        # Past this many connections (or calls under way), a request is
-        # answered 503 at once, the probes' included; None: no limit.
-        self._max_connections = max_connections
+        # Past this many calls under way (Connect and gRPC-Web calls, uploads),
+        # a call is refused UNAVAILABLE at once; the probes and pages never
+        # are, however many connections are open (an idle one is closed after
+        # `KEEP_ALIVE_S`, a head not whole after `http11.HEAD_TIMEOUT_S`).
+        # None: no limit.
+        self._max_calls = max_connections
+        self._under_way = 0
         # Whether what every call needs has come (`grpcutil.serve`'s `ready`).
         self._ready = ready
         self._draining = False
@@ -856,7 +860,6 @@ class WebFront:
             # (`Http11`), for a little more CPU a request.
             http=Http11,
             h11_max_incomplete_event_size=HEAD_MAX_BYTES,
-            limit_concurrency=self._max_connections,
             lifespan="off",
             log_config=None,
             access_log=False,
@@ -923,17 +926,17 @@ class WebFront:
                     receive = _bounded(_in_time(receive, BODY_WITHIN_S), self._read_max_bytes)
                 cut = CallCut()
                 _CALL_CUT.set(cut)
-                self._calls.add(cut)
-                try:
+                with self._taking(cut):
                     await service(scope, _noting_hang_up(receive, cut), _adding(send, NO_STORE))
-                finally:
-                    self._calls.discard(cut)
             elif path in ("/healthz/live", "/healthz/ready"):
                 await self._health(path, send)
             elif path == UPLOAD_PATH:
-                await self._upload_evidence(
-                    scope, _in_time(receive, BODY_WITHIN_S, per_read=True), _adding(send, NO_STORE)
-                )
+                with self._taking():
+                    await self._upload_evidence(
+                        scope,
+                        _in_time(receive, BODY_WITHIN_S, per_read=True),
+                        _adding(send, NO_STORE),
+                    )
             elif path == SIGN_IN_PATH and self._sign_in_secret:
                 await self._sign_in(scope, receive, send)
             elif page := self._page_for(path, scope["method"]):
@@ -958,6 +961,27 @@ class WebFront:
                 f"nothing is served at {path}" if exc.status_code == 404 else exc.detail,
             )
             await send_error(send, missing, exc.status_code)
+
+    @contextlib.contextmanager
+    def _taking(self, cut: CallCut | None = None) -> Iterator[None]:
+        """A call under way while it runs (its stream ended by `cut` at a
+        shutdown); one past the bound is refused UNAVAILABLE at once (HTTP
+        503 to a Connect unary call), for its client to try again, or the
+        proxy another pod."""
+        if self._max_calls is not None and self._under_way >= self._max_calls:
+            raise _Refusal(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                ConnectError(Code.UNAVAILABLE, "the server is taking all the calls it can; retry"),
+            )
+        self._under_way += 1
+        if cut is not None:
+            self._calls.add(cut)
+        try:
+            yield
+        finally:
+            self._under_way -= 1
+            if cut is not None:
+                self._calls.discard(cut)
 
     def _page_for(self, path: str, method: str) -> tuple[str, ASGIApp, bytes] | None:
         if method not in ("GET", "HEAD"):

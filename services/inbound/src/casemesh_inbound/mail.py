@@ -277,28 +277,58 @@ def _checked(msg: EmailMessage) -> tuple[str, ...]:
         if name.lower() == "received":
             break
         if name.lower() == "authentication-results":
-            found.append(re.sub(r"\r?\n(?=[ \t])", "", str(value)))
+            found.append(_unfolded(value))
     return tuple(found)
 
 
 def _sender(msg: EmailMessage) -> str:
     """The one address of the From header, lower case, as the server that
-    checked the sender read it. A header the standard library reads only by
-    guessing (`victim@qq.com <attacker@qq.com>`, an address in an encoded
-    word) is refused: its guess need not be the address that was checked. A
-    period in a display name (`J. Smith <j@x.com>`, obsolete but common)
-    changes no address and is taken."""
+    checked the sender read it: written in the header as it is read (never
+    decoded from an encoded word). A header that names it alone is taken
+    however malformed its display name (`_written_alone`); any other the
+    standard library reads only by guessing (`victim@qq.com
+    <attacker@qq.com>`) is refused: its guess need not be the address that
+    was checked. A period in a display name (`J. Smith <j@x.com>`, obsolete
+    but common) changes no address and is taken."""
     header = msg["From"]
     if header is None:
         raise Unreadable("the message has no From address")
     addresses: tuple[Address, ...] = header.addresses
     if len(addresses) > 1:
         raise Unreadable("the message's From names more than one address")
-    if any(_guessed(defect) for defect in header.defects):
+    address = addresses[0].addr_spec if addresses else ""
+    written = _unfolded(next(v for k, v in msg.raw_items() if k.lower() == "from"))
+    if address.lower() not in written.lower() or (
+        not _written_alone(written, address) and any(_guessed(d) for d in header.defects)
+    ):
         raise Unreadable("the message's From address cannot be read for certain")
     if not addresses or not addresses[0].username or not addresses[0].domain:
         raise Unreadable("the message has no From address")
-    return addresses[0].addr_spec.lower()
+    return address.lower()
+
+
+def _unfolded(value: object) -> str:
+    """A header's value as written, its folding undone."""
+    return re.sub(r"\r?\n(?=[ \t])", "", str(value))
+
+
+# Comments (unnested, without angle brackets) around an address.
+_COMMENTS = r"(?:\s*\((?:[^()<>\\]|\\.)*\))*\s*"
+# A header ending in its one angle-bracketed address, and one that is a bare
+# address: what any server checking the sender reads as that address.
+_ANGLE_LAST = re.compile(r"[^<>]*<\s*([^<>\s]*)\s*>" + _COMMENTS)
+_BARE = re.compile(_COMMENTS + r"([^\s<>()]+)" + _COMMENTS)
+
+
+def _written_alone(header: str, address: str) -> bool:
+    """Whether a From header, as written, names `address` and nothing a
+    server checking the sender could take for another: `address` is its one
+    angle-bracketed address, at its end, or its whole value (comments
+    aside). Before the brackets is a display name, however malformed (an
+    encoded word in quotes, or no space before the `<`, as Outlook and
+    Foxmail write a Chinese name)."""
+    found = _ANGLE_LAST.fullmatch(header) or _BARE.fullmatch(header)
+    return found is not None and found[1].lower() == address.lower()
 
 
 def _guessed(defect: object) -> bool:

@@ -86,6 +86,8 @@ class ReplyHandler:
         try:
             return await self._take(envelope)
         finally:
+            # aiosmtpd writes the answer returned here to the socket before
+            # this task next waits: before anyone waiting on `_answered` runs.
             self._taking -= 1
             if not self._taking:
                 self._answered.set()
