@@ -70,9 +70,13 @@ class Tickets(CaseApplication[Ticket]):
     noun = "ticket"
     personal_fields = PERSONAL
     deadline_events = (Ticket.Solved, Ticket.Closed, Ticket.Cancelled)
-    # A solved ticket's time to close follows `auto_close_after`: started
-    # with a shorter one, the timer closes at once what is past it now.
-    deadlines_rechecked = (DeadlineKind.AUTO_CLOSE,)
+
+    @property
+    def deadlines_rechecked(self) -> dict[str, timedelta]:
+        """A solved ticket's time to close follows `auto_close_after`: started
+        with a shorter one, the timer closes at once what is past it now (the
+        deadlines due later than it allows: set under a longer one)."""
+        return {DeadlineKind.AUTO_CLOSE: self.auto_close_after}
 
     def __init__(
         self,

@@ -88,6 +88,7 @@ class CaseIndex(PostgresTrackingRecorder):
     def __init__(self, datastore: PostgresDatastore, table: str) -> None:
         super().__init__(datastore, tracking_table_name=f"{table}_tracking")
         self.table_name = table
+        self._all_folded = False
         self.table = Identifier(table)
         self.sql_create_statements.extend(
             SQL(statement).format(table=self.table, name=Identifier(f"{table}_{suffix}"))
@@ -112,11 +113,6 @@ class CaseIndex(PostgresTrackingRecorder):
                 # a row an older release wrote has none, or an older one.
                 ("", "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS folded jsonb"),
                 ("", "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS folded_version int"),
-                (
-                    "unfolded",
-                    "CREATE INDEX IF NOT EXISTS {name} ON {table} (case_id)"
-                    " WHERE folded_version IS DISTINCT FROM version",
-                ),
             ]
         )
 
@@ -194,6 +190,12 @@ class CaseIndex(PostgresTrackingRecorder):
         a rollout), `FOLD_BATCH` at a time, until none is left or `stopping()`;
         returns how many. Until then a search reads such a row's document as
         before (`page`). A row a projector moved on meanwhile is left to it."""
+        # Found none once, this process looks no more: a row an older
+        # replica writes after that is folded at the next start. (No index
+        # finds them: one on `version` would make every update of the
+        # table write every index, for rows a rollout leaves.)
+        if self._all_folded:
+            return 0
         done, after = 0, _FIRST
         while not stopping():
             with self.datastore.transaction(commit=True) as curs:
@@ -218,6 +220,7 @@ class CaseIndex(PostgresTrackingRecorder):
                 )
             after = rows[-1]["case_id"]
             done += len(rows)
+        self._all_folded = not done and not stopping()
         if done:
             log.info("case_index.folded", table=self.table_name, rows=done)
         return done

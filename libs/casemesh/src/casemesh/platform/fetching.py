@@ -68,10 +68,14 @@ class Unreadable:
 @dataclass
 class _Suspect:
     """A partition whose reading failed at `failed_at`: it is read one record
-    a call until `until` (the record that failed is before it)."""
+    a call until `until` (the record that failed is before it), or for
+    BLAMELESS_S from `since` (loop time) where it never gets there (a failure
+    that did not come back, the log ending before `until`): failing again,
+    it is a suspect again."""
 
     failed_at: int
     until: int
+    since: float = 0.0
 
 
 @dataclass
@@ -137,8 +141,10 @@ class Reader:
         """Takes what has been fetched, each partition in a call of its own,
         starting from a different one each time (none is starved)."""
         held = sorted(kafka.assignment())
-        for tp in [tp for tp in self._suspects if tp not in held]:
-            del self._suspects[tp]
+        now = asyncio.get_running_loop().time()
+        for tp, suspect in list(self._suspects.items()):
+            if tp not in held or now - suspect.since > BLAMELESS_S:
+                del self._suspects[tp]
         self._turn += 1
         for n in range(len(held)):
             left = self.max_records - sum(map(len, taken.values()))
@@ -205,7 +211,8 @@ class Reader:
             until = at + asked
             with contextlib.suppress(Exception):
                 until = min(until, kafka.highwater(tp) or until)
-            self._suspects[tp] = _Suspect(at, max(until, at + 1))
+            since = asyncio.get_running_loop().time()
+            self._suspects[tp] = _Suspect(at, max(until, at + 1), since)
         with contextlib.suppress(Exception):
             kafka.seek(tp, at)  # drops what was fetched: it is fetched again
         return []

@@ -24,9 +24,10 @@ for the time the row was given under the longer one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from eventsourcing.persistence import Notification, Tracking
@@ -133,23 +134,29 @@ class TimerTable(PostgresTrackingRecorder):
                     failed.append(row["id"])
 
     def recheck(
-        self, kinds: Sequence[str], now: datetime, fire: Callable[[Deadline], Deadline | None]
+        self,
+        kinds: Mapping[str, timedelta],
+        now: datetime,
+        fire: Callable[[Deadline], Deadline | None],
     ) -> int:
-        """Fires every unfired deadline of `kinds` once, due or not, one
-        transaction each: its command does what it does when the deadline is
-        due (acts, or returns the deadline it has now, scheduled in its
-        place), or returns the deadline itself, which then stays as it is.
-        Returns how many were fired or moved."""
-        if not kinds:
-            return 0
+        """Fires once, due or not, every unfired deadline of `kinds` due
+        later than its kind's setting allows from now (set under a longer
+        one: none when the setting is unchanged), one transaction each: its
+        command does what it does when the deadline is due (acts, or returns
+        the deadline it has now, scheduled in its place), or returns the
+        deadline itself, which then stays as it is. Returns how many were
+        fired or moved."""
+        ids: list[Any] = []
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(
-                SQL("SELECT id FROM {table} WHERE fired_at IS NULL AND kind = ANY(%s)").format(
-                    table=self.table
-                ),
-                (list(kinds),),
-            )
-            ids = [r["id"] for r in curs.fetchall()]
+            for kind, longest in kinds.items():
+                curs.execute(
+                    SQL(
+                        "SELECT id FROM {table} WHERE fired_at IS NULL AND kind = %s"
+                        " AND due_at > %s"
+                    ).format(table=self.table),
+                    (str(kind), now + longest),
+                )
+                ids += [r["id"] for r in curs.fetchall()]
         changed = 0
         for ident in ids:
             with self.datastore.transaction(commit=True) as curs:
@@ -228,7 +235,8 @@ class Timer:
     on what someone wrote);
     `fire(deadline)` issues the command. Both run in background threads.
     `events`: the only event classes that set deadlines (empty: any may).
-    `rechecked`: the kinds fired once more at start, due or not (`recheck`)."""
+    `rechecked`: the kinds fired once more at start, due or not, where due
+    later than the time each may be away now (`recheck`)."""
 
     app: Any
     table: TimerTable
@@ -237,7 +245,7 @@ class Timer:
     # Returns the deadline's new time, if it moved (see TimerTable.fire_due).
     fire: Callable[[Deadline], Deadline | None]
     events: Sequence[type] = ()
-    rechecked: Sequence[str] = ()
+    rechecked: Mapping[str, timedelta] = dataclasses.field(default_factory=dict)
     tick_seconds: float = 0.5
 
     def __post_init__(self) -> None:
@@ -324,5 +332,5 @@ def case_timer(app: Any, database_url: str, table: str) -> Timer:
         deadlines_of=app.deadlines_of,
         fire=app.fire,
         events=app.deadline_events,
-        rechecked=getattr(app, "deadlines_rechecked", ()),
+        rechecked=getattr(app, "deadlines_rechecked", {}),
     )
