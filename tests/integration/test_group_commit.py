@@ -259,3 +259,30 @@ def test_a_write_to_a_primary_just_demoted_is_an_outage_and_leaves_its_connectio
     write = _Write([event(uuid.uuid4())])
     recorder._write_together([write])
     assert write.error is None and write.ids
+
+
+def test_a_caller_is_not_answered_with_a_row_a_refused_batch_mate_inserted(
+    app: Tickets, dsn: str
+) -> None:
+    """Two commands write the very same event (one a retry of the other's
+    lost answer, say); the first of them also writes a version already
+    stored, so it is refused and its rows are deleted. The second must not
+    be answered with the id of the row the first inserted (gone with it): it
+    is stored itself, or refused — never told "stored" with no row."""
+    recorder = app.recorder
+    assert isinstance(recorder, GroupCommitRecorder)
+    taken = uuid.uuid4()
+    recorder.insert_events([event(taken, 5)])
+    same = event(uuid.uuid4())
+    stale = _Write([same, event(taken, 5)])
+    twin = _Write([same])
+    recorder._write_together([stale, twin])
+
+    assert isinstance(stale.error, IntegrityError) and stale.ids == []
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT notification_id FROM tickets_events WHERE originator_id = %s",
+            (same.originator_id,),
+        ).fetchall()
+    assert twin.error is None, twin.error
+    assert twin.ids == [n for (n,) in rows], "the twin was told of a row that is not there"

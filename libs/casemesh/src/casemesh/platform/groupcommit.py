@@ -251,6 +251,7 @@ APPEND_FUNCTION = SQL(
     "   n int := coalesce(array_length(callers, 1), 0);"
     "   ids bigint[];"
     "   fresh boolean[];"
+    "   inserted bigint[];"
     "   refused int[] := '{{}}';"
     "   id bigint;"
     " BEGIN"
@@ -279,14 +280,18 @@ APPEND_FUNCTION = SQL(
     "     RETURN ids;"
     "   END IF;"
     "   fresh := array_fill(false, ARRAY[n]);"
+    "   inserted := array_remove(ids, NULL);"
     "   FOR i IN 1..n LOOP"
     "     IF ids[i] IS NOT NULL THEN"
     "       fresh[i] := true;"
     "     ELSE"
     # The very event, stored by an earlier try whose answer was lost: its own.
+    # Not a row a batch-mate inserted here: that one may yet be deleted (its
+    # caller refused), and this caller is then written again alone.
     "       SELECT notification_id INTO id FROM {schema}.{table}"
     "       WHERE originator_id = originators[i] AND originator_version = versions[i]"
-    "         AND topic = topics[i] AND state = states[i];"
+    "         AND topic = topics[i] AND state = states[i]"
+    "         AND NOT notification_id = ANY(inserted);"
     "       ids[i] := id;"
     "       IF id IS NULL THEN refused := refused || callers[i]; END IF;"
     "     END IF;"
