@@ -10,6 +10,7 @@ later) can continue the same trace onto Kafka. Given a sealer and a
 from __future__ import annotations
 
 import json
+import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -26,11 +27,14 @@ from opentelemetry import propagate
 
 from casemesh.platform import schema
 from casemesh.platform.errors import InvalidArgument
-from casemesh.platform.pools import POOL_WAIT_S, guard_pool
+from casemesh.platform.logging import get_logger
+from casemesh.platform.pools import DATABASE_OUTAGE, POOL_WAIT_S, guard_pool, with_keepalives
 
 if TYPE_CHECKING:
     from casemesh.platform.personal.fields import PersonalFields
     from casemesh.platform.personal.sealing import Sealer
+
+log = get_logger(__name__)
 
 # Key of the trace context inside a stored event's state; not part of the domain.
 TRACE_KEY = "__trace__"
@@ -195,18 +199,50 @@ def side_table(app: Application[Any], make: Callable[[PostgresDatastore], R]) ->
     return recorder
 
 
+# The longest pause between a starting process's tries to reach its database.
+MOST_START_BACKOFF_S = 30.0
+# What the server answers a database URL that can never work: a password or
+# user it refuses, a database that does not exist.
+REFUSED_SETTINGS = frozenset({"28P01", "28000", "3D000"})
+
+
 @contextmanager
 def schema_lock(database_url: str, name: str = "casemesh-schema") -> Iterator[None]:
     """Serialises schema creation: processes of one service starting together
     (the API and its relay, or replicas) would otherwise race on
-    CREATE TABLE IF NOT EXISTS, which PostgreSQL does not make safe."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        key = zlib.crc32(name.encode())
-        conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+    CREATE TABLE IF NOT EXISTS, which PostgreSQL does not make safe.
+
+    Taken at start-up, before anything is served (readiness stays false): a
+    database away then (down, restarting, not yet made, a black-holed
+    address) is waited out, each failed try logged and the next one after a
+    pause doubling up to `MOST_START_BACKOFF_S`, never a reason to exit (a
+    process that exits restarts only after the orchestrator's own back-off,
+    minutes after the database is back)."""
+    conn = _locked(database_url, zlib.crc32(name.encode()), name)
+    try:
+        yield
+    finally:
+        conn.close()  # the session's end lets the lock go
+
+
+def _locked(database_url: str, key: int, name: str) -> psycopg.Connection[Any]:
+    """A connection holding the advisory lock `key`, however long that takes."""
+    delay = 1.0
+    while True:
+        conn = None
         try:
-            yield
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            # Each try bounded (`connect_timeout`, and the keepalives once connected).
+            conn = psycopg.connect(with_keepalives(database_url), autocommit=True)
+            conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+            return conn
+        except DATABASE_OUTAGE as exc:
+            if conn is not None:
+                conn.close()
+            if getattr(exc, "sqlstate", None) in REFUSED_SETTINGS:
+                raise  # a setting to mend (the URL's user, password or database), not to wait out
+            log.error("database.unreachable", lock=name, error=str(exc), retry_in=delay)
+            time.sleep(delay)
+            delay = min(delay * 2, MOST_START_BACKOFF_S)
 
 
 @asynccontextmanager

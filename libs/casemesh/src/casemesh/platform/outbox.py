@@ -22,7 +22,13 @@ from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
 from casemesh.platform.metrics import OUTBOX_PENDING
 from casemesh.platform.pools import with_keepalives
-from casemesh.platform.relay import AdvisoryLock, make_producer, run_while_holding
+from casemesh.platform.relay import (
+    AdvisoryLock,
+    delivered,
+    make_producer,
+    run_while_holding,
+    stop_producer,
+)
 
 log = get_logger(__name__)
 
@@ -139,22 +145,27 @@ class OutboxPublisher:
                     # beside the standby that took it over.
                     if not await asyncio.to_thread(self._lock.still_held):
                         raise RuntimeError("lost the outbox lock connection")
-                    published = await self._publish_batch(conn, producer)
-                    if published == 0:
-                        # Wait for a NOTIFY (or re-check after a second).
-                        with contextlib.suppress(TimeoutError):
-                            async with asyncio.timeout(1.0):
-                                async for _ in conn.notifies():
-                                    break
+                    published = await self._publish_batch(conn, producer, stop)
+                    if published == 0 and not stop.is_set():
+                        # Wait for a NOTIFY (or re-check after a second), then
+                        # take every other one already here: the next SELECT
+                        # answers them all (one each would make as many
+                        # empty SELECTs after a burst).
+                        async for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            pass
+                        async for _ in conn.notifies(timeout=0):
+                            pass
             finally:
                 await conn.close()
         finally:
-            try:
-                await producer.stop()
-            except Exception as exc:  # the publisher is failing already, or stopping
-                log.debug("outbox.producer_not_stopped", error=repr(exc))
+            await stop_producer(producer, self._outbox.topic)
 
-    async def _publish_batch(self, conn: psycopg.AsyncConnection[Any], producer: Any) -> int:
+    async def _publish_batch(
+        self, conn: psycopg.AsyncConnection[Any], producer: Any, stop: asyncio.Event
+    ) -> int:
+        """Publishes the oldest unpublished rows, and marks them published
+        once Kafka has them all; how many (0 for none, or when `stop` came
+        first: they stay unpublished, sent again by the next publisher)."""
         o = self._outbox
         cur = await conn.execute(
             SQL(
@@ -169,6 +180,21 @@ class OutboxPublisher:
         rows = await cur.fetchall()
         if not rows:
             return 0
+        if not await delivered(self._send(producer, rows), stop, self._lock):
+            log.warning("outbox.stopped_unacknowledged", topic=o.topic, count=len(rows))
+            return 0
+        erase = SQL(", payload = ''") if o.erase_published else SQL("")
+        await conn.execute(
+            SQL("UPDATE {} SET published_at = now(){} WHERE id = ANY(%s)").format(
+                Identifier(o.table), erase
+            ),
+            ([r[0] for r in rows],),
+        )
+        return len(rows)
+
+    async def _send(self, producer: Any, rows: list[Any]) -> None:
+        """Sends the rows' events, in order, and waits for the broker's acks."""
+        o = self._outbox
         acks = []
         for _id, event_id, subject, ce_type, payload, created_at in rows:
             event = CloudEvent(
@@ -186,11 +212,3 @@ class OutboxPublisher:
                 )
             )
         await asyncio.gather(*acks)
-        erase = SQL(", payload = ''") if o.erase_published else SQL("")
-        await conn.execute(
-            SQL("UPDATE {} SET published_at = now(){} WHERE id = ANY(%s)").format(
-                Identifier(o.table), erase
-            ),
-            ([r[0] for r in rows],),
-        )
-        return len(rows)

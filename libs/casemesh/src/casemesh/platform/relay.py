@@ -199,6 +199,83 @@ class AdvisoryLock:
 # to reach it within this long.
 MOST_BACKOFF_S = 30.0
 
+# Once asked to stop, how long a relay still waits for the broker to take
+# what it sent, and then for its producer to stop. aiokafka's idempotent
+# producer retries a batch for as long as Kafka is away (it never expires
+# one), so either wait could last the whole outage: past the orchestrator's
+# grace period (SIGKILL). What it gives up was not recorded as published:
+# the next relay sends it again (consumers dedupe).
+STOP_WAIT_S = 5.0
+# How often a relay waiting for the broker checks that it still holds its lock.
+LOCK_CHECK_S = 1.0
+
+
+async def delivered(sending: Awaitable[None], stop: asyncio.Event, lock: AdvisoryLock) -> bool:
+    """Whether `sending` (a batch's sends and the broker's acks) completed;
+    its failure is raised. While Kafka is away it can wait for ever, so it is
+    watched: every `LOCK_CHECK_S` the lock must still be held (else
+    RuntimeError, as in the publishing loop: a standby may have taken over),
+    and once `stop` is set it gets `STOP_WAIT_S` more, then is given up
+    (False)."""
+    task = asyncio.ensure_future(sending)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        while not stop.is_set():
+            done, _ = await asyncio.wait(
+                {task, stopping}, timeout=LOCK_CHECK_S, return_when=asyncio.FIRST_COMPLETED
+            )
+            if task in done:
+                task.result()
+                return True
+            if not stop.is_set() and not await asyncio.to_thread(lock.still_held):
+                raise RuntimeError("lost the lock connection while waiting for Kafka")
+        done, _ = await asyncio.wait({task}, timeout=STOP_WAIT_S)
+        if task in done:
+            task.result()
+            return True
+        return False
+    finally:
+        stopping.cancel()
+        task.cancel()  # nothing, once it is done
+
+
+async def stop_producer(producer: AIOKafkaProducer, name: str) -> None:
+    """Stops `producer`, letting it deliver what it holds for `STOP_WAIT_S`
+    at the most (its own `stop` would wait out a Kafka outage); then it is
+    let go: its sender and its connections end, and what it held is sent
+    again by the next producer (it was not recorded as published)."""
+    try:
+        # Its flush first, on its own: cut short, it leaves nothing behind
+        # (its `stop` cut short would leave its flush running for ever).
+        async with asyncio.timeout(STOP_WAIT_S):
+            await producer.flush()
+    except TimeoutError:
+        log.warning("relay.producer_abandoned", topic=name, after_s=STOP_WAIT_S)
+        await _let_go(producer)
+        return
+    except Exception as exc:  # its stop says the rest
+        log.debug("relay.producer_not_flushed", topic=name, error=repr(exc))
+    try:
+        async with asyncio.timeout(STOP_WAIT_S):
+            await producer.stop()
+    except TimeoutError:
+        await _let_go(producer)
+    except Exception as exc:  # the relay is failing already, or stopping
+        log.debug("relay.producer_not_stopped", topic=name, error=repr(exc))
+
+
+async def _let_go(producer: AIOKafkaProducer) -> None:
+    """What a producer's `stop` does after its flush (aiokafka has no
+    abort): one left running would retry for ever. Its batches are left as
+    they are: nobody waits on them any more."""
+    producer._closed = True
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(STOP_WAIT_S):
+            await producer._sender.close()
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(STOP_WAIT_S):
+            await producer.client.close()
+
 
 async def run_while_holding(
     lock: AdvisoryLock,
@@ -362,7 +439,7 @@ class Relay:
                     if isinstance(item, BaseException):
                         raise item
                 notifications = [n for n in batch if isinstance(n, Notification)]
-                await self._publish(producer, notifications)
+                await self._publish(producer, notifications, stop)
         finally:
             RELAY_ACTIVE.labels(self._topic).set(0)
             if subscription is not None:
@@ -372,8 +449,7 @@ class Relay:
                 while not queue.empty():
                     queue.get_nowait()
                 await asyncio.sleep(0.01)
-            with contextlib.suppress(Exception):
-                await producer.stop()
+            await stop_producer(producer, self._topic)
 
     def _translate_batch(self, batch: list[Notification]) -> list[tuple[CloudEvent, Any]]:
         translated = []
@@ -382,10 +458,25 @@ class Relay:
             translated.append((self._translate(notification, domain_event), domain_event))
         return translated
 
-    async def _publish(self, producer: AIOKafkaProducer, batch: list[Notification]) -> None:
-        acks = []
+    async def _publish(
+        self, producer: AIOKafkaProducer, batch: list[Notification], stop: asyncio.Event
+    ) -> None:
         # Decoding and translating may read the store: keep it off the event loop.
         translated = await asyncio.to_thread(self._translate_batch, batch)
+        if not await delivered(self._send(producer, translated), stop, self._lock):
+            log.warning("relay.stopped_unacknowledged", topic=self._topic, count=len(batch))
+            return
+        last = batch[-1].id
+        await asyncio.to_thread(self._tracking.insert_tracking, Tracking(self._topic, last))
+        self.published += len(batch)
+        RELAY_PUBLISHED.labels(self._topic).inc(len(batch))
+        log.debug("relay.published", topic=self._topic, count=len(batch), position=last)
+
+    async def _send(
+        self, producer: AIOKafkaProducer, translated: list[tuple[CloudEvent, Any]]
+    ) -> None:
+        """Sends the batch, in order, and waits for the broker's acks."""
+        acks = []
         for event, domain_event in translated:
             parent = propagate.extract(trace_carrier(domain_event))
             token = otel_context.attach(parent)
@@ -410,8 +501,3 @@ class Relay:
             finally:
                 otel_context.detach(token)
         await asyncio.gather(*acks)
-        last = batch[-1].id
-        await asyncio.to_thread(self._tracking.insert_tracking, Tracking(self._topic, last))
-        self.published += len(batch)
-        RELAY_PUBLISHED.labels(self._topic).inc(len(batch))
-        log.debug("relay.published", topic=self._topic, count=len(batch), position=last)
