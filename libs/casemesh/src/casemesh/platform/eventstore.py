@@ -201,9 +201,20 @@ def side_table(app: Application[Any], make: Callable[[PostgresDatastore], R]) ->
 
 # The longest pause between a starting process's tries to reach its database.
 MOST_START_BACKOFF_S = 30.0
-# What the server answers a database URL that can never work: a password or
-# user it refuses, a database that does not exist.
-REFUSED_SETTINGS = frozenset({"28P01", "28000", "3D000"})
+# What the server answers a user or password it refuses: a database URL that
+# will not work however long it is tried (a database not made yet is waited for).
+REFUSED_SETTINGS = frozenset({"28P01", "28000"})
+
+
+def refused_for_good(exc: BaseException) -> bool:
+    """Whether the server refused the URL's user or password: by its code,
+    or, for a refusal at connection (which carries none), by libpq's words."""
+    if getattr(exc, "sqlstate", None) in REFUSED_SETTINGS:
+        return True
+    said = str(exc)
+    return "password authentication failed" in said or (
+        'role "' in said and "does not exist" in said
+    )
 
 
 @contextmanager
@@ -238,8 +249,8 @@ def _locked(database_url: str, key: int, name: str) -> psycopg.Connection[Any]:
         except DATABASE_OUTAGE as exc:
             if conn is not None:
                 conn.close()
-            if getattr(exc, "sqlstate", None) in REFUSED_SETTINGS:
-                raise  # a setting to mend (the URL's user, password or database), not to wait out
+            if refused_for_good(exc):
+                raise  # a setting to mend (the URL's user or password), not to wait out
             log.error("database.unreachable", lock=name, error=str(exc), retry_in=delay)
             time.sleep(delay)
             delay = min(delay * 2, MOST_START_BACKOFF_S)
