@@ -108,11 +108,15 @@ def test_a_deadline_whose_time_moved_is_kept_and_fired_at_its_new_time(
     assert app.get_ticket(USER, ticket).status == "SOLVED"
 
 
-def test_a_shorter_auto_close_closes_at_start_what_is_past_it_now(app: Tickets, dsn: str) -> None:
-    """The service is restarted with a shorter auto-close (4 days, then 1)
-    two days after a ticket was solved: its row, due 4 days after the solve,
-    is fired when the timer starts, and the ticket closes then, as a reply
-    to it is already refused then (TICKET_FINAL), not two days later."""
+@pytest.mark.parametrize(("shorter", "after"), [(1, 2.0), (3, 3.5)])
+def test_a_shorter_auto_close_closes_at_start_what_is_past_it_now(
+    app: Tickets, dsn: str, shorter: int, after: float
+) -> None:
+    """The service is restarted with a shorter auto-close (4 days, then
+    `shorter`) `after` days after a ticket was solved, past the new time:
+    its row, due 4 days after the solve, is fired when the timer starts, and
+    the ticket closes then, as a reply to it is already refused then
+    (TICKET_FINAL), not when the old time comes."""
     ((ticket, _),) = life(app, 7 * TICKETS)  # solved
     events = app.repository.event_store.get(UUID(ticket))
     solved = [e for e in events if isinstance(e, Ticket.Solved)][-1].timestamp
@@ -127,8 +131,8 @@ def test_a_shorter_auto_close_closes_at_start_what_is_past_it_now(app: Tickets, 
     assert timer.table.recheck(app.deadlines_rechecked, app.clock.now(), app.fire) == 0
     assert timer.table.pending() == [row]
 
-    app.auto_close_after = timedelta(days=1)
-    app.clock = FakeClock(solved + timedelta(days=2))
+    app.auto_close_after = timedelta(days=shorter)
+    app.clock = FakeClock(solved + timedelta(days=after))
     again = started(app, dsn)
     try:
         wait_until(lambda: app.get_ticket(USER, ticket).status == "CLOSED")

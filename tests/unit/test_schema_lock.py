@@ -1,5 +1,5 @@
 """A process starting while its database is away waits for it; one whose
-database URL the server refuses for good (user, password) stops, so that
+database URL's password the server refuses stops, so that
 the setting is mended rather than waited on for ever."""
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from casemesh.platform.eventstore import refused_for_good
 REFUSED = (
     'connection failed: connection to server at "10.0.0.5", port 5432 failed:'
     ' FATAL:  password authentication failed for user "tickets"',
-    'connection failed: FATAL:  role "tickets" does not exist',
 )
 AWAY = (
     'connection failed: connection to server at "10.0.0.5", port 5432 failed: Connection refused',
     "connection failed: timeout expired",
     'connection failed: FATAL:  database "casemesh_tickets" does not exist',
     "connection failed: FATAL:  the database system is starting up",
+    'connection failed: FATAL:  role "tickets" does not exist',
 )
 
 

@@ -113,6 +113,9 @@ class CaseIndex(PostgresTrackingRecorder):
                 # a row an older release wrote has none, or an older one.
                 ("", "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS folded jsonb"),
                 ("", "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS folded_version int"),
+                # An index of unfolded rows an earlier build made: it cost
+                # every update of the table its HOT path.
+                ("unfolded", "DROP INDEX IF EXISTS {name}"),
             ]
         )
 

@@ -201,20 +201,19 @@ def side_table(app: Application[Any], make: Callable[[PostgresDatastore], R]) ->
 
 # The longest pause between a starting process's tries to reach its database.
 MOST_START_BACKOFF_S = 30.0
-# What the server answers a user or password it refuses: a database URL that
+# What the server answers a password (or login) it refuses: a database URL that
 # will not work however long it is tried (a database not made yet is waited for).
 REFUSED_SETTINGS = frozenset({"28P01", "28000"})
 
 
 def refused_for_good(exc: BaseException) -> bool:
-    """Whether the server refused the URL's user or password: by its code,
-    or, for a refusal at connection (which carries none), by libpq's words."""
+    """Whether the server refused the URL's password: by its code, or, for a
+    refusal at connection (which carries none), by libpq's words. A role or
+    database not made yet (an operator's managed roles lag the cluster) is
+    waited for."""
     if getattr(exc, "sqlstate", None) in REFUSED_SETTINGS:
         return True
-    said = str(exc)
-    return "password authentication failed" in said or (
-        'role "' in said and "does not exist" in said
-    )
+    return "password authentication failed" in str(exc)
 
 
 @contextmanager

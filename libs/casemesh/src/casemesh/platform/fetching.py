@@ -68,14 +68,15 @@ class Unreadable:
 @dataclass
 class _Suspect:
     """A partition whose reading failed at `failed_at`: it is read one record
-    a call until `until` (the record that failed is before it), or for
-    BLAMELESS_S from `since` (loop time) where it never gets there (a failure
-    that did not come back, the log ending before `until`): failing again,
-    it is a suspect again."""
+    a call until `until` (the record that failed is before it), or until
+    its reads have given nothing since `since` (loop time; None: the last
+    one gave a record, or failed) for BLAMELESS_S, where it never gets there
+    (a failure that did not come back, the log ending before `until`):
+    failing again, it is a suspect again."""
 
     failed_at: int
     until: int
-    since: float = 0.0
+    since: float | None = None
 
 
 @dataclass
@@ -141,10 +142,8 @@ class Reader:
         """Takes what has been fetched, each partition in a call of its own,
         starting from a different one each time (none is starved)."""
         held = sorted(kafka.assignment())
-        now = asyncio.get_running_loop().time()
-        for tp, suspect in list(self._suspects.items()):
-            if tp not in held or now - suspect.since > BLAMELESS_S:
-                del self._suspects[tp]
+        for tp in [tp for tp in self._suspects if tp not in held]:
+            del self._suspects[tp]
         self._turn += 1
         for n in range(len(held)):
             left = self.max_records - sum(map(len, taken.values()))
@@ -166,13 +165,23 @@ class Reader:
             while len(got) < left:
                 step = (await kafka.getmany(tp, max_records=1)).get(tp, [])
                 got += step
+                now = asyncio.get_running_loop().time()
+                if step:
+                    suspect.since = None
+                elif suspect.since is None:
+                    suspect.since = now
+                elif now - suspect.since > BLAMELESS_S:
+                    # Read again and again for that long with nothing
+                    # coming: it will not get there.
+                    del self._suspects[tp]
+                    break
                 if not step or step[-1].offset + 1 >= suspect.until:
                     break
             # Past where it failed (with no record to give, it may have gone
             # past it over transaction markers): read as any other again.
             reached = got[-1].offset + 1 if got else await _position(kafka, tp)
             if reached is not None and reached >= suspect.until:
-                del self._suspects[tp]
+                self._suspects.pop(tp, None)
         except Exception as exc:
             if _unreadable(exc):
                 got += await self._failed(kafka, tp, exc, left)
@@ -205,14 +214,14 @@ class Reader:
         said.warning("consumer.read_failed", error=repr(exc), read_again=True)
         if suspect is not None:
             suspect.failed_at = at
+            suspect.since = None
         else:
             # The record that failed is among the `asked` from `at`, and
             # before where the partition ended.
             until = at + asked
             with contextlib.suppress(Exception):
                 until = min(until, kafka.highwater(tp) or until)
-            since = asyncio.get_running_loop().time()
-            self._suspects[tp] = _Suspect(at, max(until, at + 1), since)
+            self._suspects[tp] = _Suspect(at, max(until, at + 1))
         with contextlib.suppress(Exception):
             kafka.seek(tp, at)  # drops what was fetched: it is fetched again
         return []

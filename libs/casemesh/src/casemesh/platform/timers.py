@@ -89,8 +89,15 @@ class TimerTable(PostgresTrackingRecorder):
                 SQL(
                     "CREATE INDEX IF NOT EXISTS {name} ON {table} (due_at) WHERE fired_at IS NULL"
                 ).format(table=self.table, name=Identifier(f"{table}_due")),
+                # The setting each rechecked kind's deadlines were last
+                # rechecked under (`recheck`).
+                SQL(
+                    "CREATE TABLE IF NOT EXISTS {settings} (kind text PRIMARY KEY,"
+                    " seconds double precision NOT NULL)"
+                ).format(settings=Identifier(f"{table}_settings")),
             ]
         )
+        self.settings = Identifier(f"{table}_settings")
 
     def schedule(self, deadlines: Iterable[Deadline], tracking: Tracking) -> None:
         with self.datastore.transaction(commit=True) as curs:
@@ -139,24 +146,31 @@ class TimerTable(PostgresTrackingRecorder):
         now: datetime,
         fire: Callable[[Deadline], Deadline | None],
     ) -> int:
-        """Fires once, due or not, every unfired deadline of `kinds` due
-        later than its kind's setting allows from now (set under a longer
-        one: none when the setting is unchanged), one transaction each: its
-        command does what it does when the deadline is due (acts, or returns
-        the deadline it has now, scheduled in its place), or returns the
-        deadline itself, which then stays as it is. Returns how many were
-        fired or moved."""
+        """Fires once, due or not, every unfired deadline of the `kinds`
+        whose setting is shorter than when they were last rechecked (or
+        never were), one transaction each: its command does what it does
+        when the deadline is due (acts, or returns the deadline it has now,
+        scheduled in its place), or returns the deadline itself, which then
+        stays as it is. A setting unchanged or longer rechecks nothing (a
+        longer one moves each deadline as it falls due). Returns how many
+        were fired or moved."""
         ids: list[Any] = []
         with self.datastore.transaction(commit=False) as curs:
             for kind, longest in kinds.items():
                 curs.execute(
-                    SQL(
-                        "SELECT id FROM {table} WHERE fired_at IS NULL AND kind = %s"
-                        " AND due_at > %s"
-                    ).format(table=self.table),
-                    (str(kind), now + longest),
+                    SQL("SELECT seconds FROM {} WHERE kind = %s").format(self.settings),
+                    (str(kind),),
                 )
-                ids += [r["id"] for r in curs.fetchall()]
+                row = curs.fetchone()
+                seconds = longest.total_seconds()
+                if row is None or seconds < row["seconds"]:
+                    curs.execute(
+                        SQL("SELECT id FROM {table} WHERE fired_at IS NULL AND kind = %s").format(
+                            table=self.table
+                        ),
+                        (str(kind),),
+                    )
+                    ids += [r["id"] for r in curs.fetchall()]
         changed = 0
         for ident in ids:
             with self.datastore.transaction(commit=True) as curs:
@@ -170,6 +184,17 @@ class TimerTable(PostgresTrackingRecorder):
                 row = curs.fetchone()
                 if row is not None and self._fired(curs, row, now, fire):
                     changed += 1
+        # Recorded once they are all rechecked: a process stopped midway
+        # leaves the next one to recheck them again.
+        with self.datastore.transaction(commit=True) as curs:
+            for kind, longest in kinds.items():
+                curs.execute(
+                    SQL(
+                        "INSERT INTO {} (kind, seconds) VALUES (%s, %s)"
+                        " ON CONFLICT (kind) DO UPDATE SET seconds = EXCLUDED.seconds"
+                    ).format(self.settings),
+                    (str(kind), longest.total_seconds()),
+                )
         return changed
 
     def _fired(
