@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import struct
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,8 @@ import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from aiokafka.record.util import calc_crc32c
 from aiosmtpd.controller import Controller
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -450,3 +453,33 @@ async def asgi_post(
     await app(scope, receive, send)
     answer = b"".join(m.get("body", b"") for m in said if m["type"] == "http.response.body")
     return said[0]["status"], answer
+
+
+KafkaRecord = tuple[bytes, bytes, Sequence[tuple[str, bytes]]]
+
+
+def record_batch(records: Sequence[KafkaRecord], *, base: int = 0, unreadable: str = "") -> bytes:
+    """A Kafka record batch of `records` (key, value, headers) from offset
+    `base`. The first header named `unreadable` (which must start with "?")
+    gets a name that is not UTF-8 text: Kafka keeps such a record and any
+    other producer can write it, but aiokafka can neither write nor read it.
+    The batch's checksum (CRC-32C of all after it) is made again, so that
+    header is all that is wrong with it."""
+    builder = DefaultRecordBatchBuilder(
+        magic=2,
+        compression_type=0,
+        is_transactional=0,
+        producer_id=-1,
+        producer_epoch=-1,
+        base_sequence=-1,
+        batch_size=1 << 20,
+    )
+    for delta, (key, value, headers) in enumerate(records):
+        builder.append(delta, timestamp=None, key=key, value=value, headers=list(headers))
+    data = builder.build()
+    struct.pack_into(">q", data, 0, base)
+    if unreadable:
+        assert unreadable.startswith("?")
+        data[data.index(unreadable.encode())] = 0xFF
+    struct.pack_into(">I", data, 17, calc_crc32c(bytes(data[21:])))
+    return bytes(data)

@@ -7,7 +7,6 @@ aside where an operator finds it, and the records behind it are applied."""
 from __future__ import annotations
 
 import asyncio
-import struct
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
@@ -20,8 +19,6 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaConnectionError
 from aiokafka.protocol.produce import ProduceRequest
-from aiokafka.record.default_records import DefaultRecordBatchBuilder
-from aiokafka.record.util import calc_crc32c
 from faststream.kafka import KafkaRouter, TestKafkaBroker
 from prometheus_client import REGISTRY
 from psycopg_pool import AsyncConnectionPool
@@ -48,7 +45,7 @@ from casemesh_notifier.schema import create_schema
 from tests.conftest import Infra
 from tests.integration import test_delivery as delivery_test
 from tests.integration.test_notifier_erasure import erasure, processes
-from tests.support import Hearing, memory_sealer
+from tests.support import Hearing, memory_sealer, record_batch
 
 notifier = delivery_test.notifier  # the notifier on a real database, sending to fakes
 
@@ -127,22 +124,8 @@ async def produce_unreadable(infra: Infra, topic: str, partition: int, event: Cl
     and its consumer fails to read it; any other producer can write it, and
     Kafka keeps it. So it goes as a record batch of its own, made by hand, in
     a produce request of its own."""
-    builder = DefaultRecordBatchBuilder(
-        magic=2,
-        compression_type=0,
-        is_transactional=0,
-        producer_id=-1,
-        producer_epoch=-1,
-        base_sequence=-1,
-        batch_size=1 << 20,
-    )
     headers = [*event.kafka_headers(), ("?-origin", b"elsewhere")]
-    builder.append(0, timestamp=None, key=event.key.encode(), value=event.data, headers=headers)
-    batch = builder.build()
-    batch[batch.index(b"?-origin")] = 0xFF
-    # The batch's checksum (CRC-32C of all after it) made again: the record is
-    # well formed, only its header's name is not text.
-    struct.pack_into(">I", batch, 17, calc_crc32c(bytes(batch[21:])))
+    batch = record_batch([(event.key.encode(), event.data, headers)], unreadable="?-origin")
     client = AIOKafkaClient(bootstrap_servers=infra.kafka.bootstrap)
     await client.bootstrap()
     try:
@@ -152,7 +135,7 @@ async def produce_unreadable(infra: Infra, topic: str, partition: int, event: Cl
             transactional_id=None,
             required_acks=-1,
             timeout=10_000,
-            topics=[(topic, [(partition, bytes(batch))])],
+            topics=[(topic, [(partition, batch)])],
         )
         response = await client.send(leader, request)
         [(_, [(_, error, *_)])] = response.topics

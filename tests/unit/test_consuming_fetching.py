@@ -11,7 +11,6 @@ would send for a partition's position, arriving in the background."""
 from __future__ import annotations
 
 import asyncio
-import struct
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,11 +19,10 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.consumer.fetcher import READ_UNCOMMITTED, Fetcher, FetchResult, PartitionRecords
 from aiokafka.errors import KafkaConnectionError
-from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
-from aiokafka.record.util import calc_crc32c
 
 from casemesh.platform.fetching import Reader, Unreadable
+from tests.support import record_batch
 
 A, B = TopicPartition("casemesh.tickets.v1", 0), TopicPartition("casemesh.tickets.v1", 1)
 BAD_NAME = "?bad-name"
@@ -34,25 +32,11 @@ def batch(base: int, count: int, *, unreadable: int | None = None) -> bytes:
     """A record batch of `count` records from offset `base`, each record's
     value its offset; the one at `unreadable` has a header name that is not
     UTF-8 text."""
-    builder = DefaultRecordBatchBuilder(
-        magic=2,
-        compression_type=0,
-        is_transactional=0,
-        producer_id=-1,
-        producer_epoch=-1,
-        base_sequence=-1,
-        batch_size=1 << 20,
-    )
-    for n in range(count):
-        name = BAD_NAME if base + n == unreadable else "ce_id"
-        value = b"%d" % (base + n)
-        builder.append(n, timestamp=None, key=b"k", value=value, headers=[(name, b"x")])
-    data = builder.build()
-    struct.pack_into(">q", data, 0, base)
-    if unreadable is not None:
-        data[data.index(BAD_NAME.encode())] = 0xFF
-    struct.pack_into(">I", data, 17, calc_crc32c(bytes(data[21:])))
-    return bytes(data)
+    records = [
+        (b"k", b"%d" % offset, [(BAD_NAME if offset == unreadable else "ce_id", b"x")])
+        for offset in range(base, base + count)
+    ]
+    return record_batch(records, base=base, unreadable=BAD_NAME if unreadable is not None else "")
 
 
 def garbled(data: bytes) -> bytes:
