@@ -10,6 +10,7 @@ import math
 import uuid
 from typing import Any
 
+from casemesh.rules import leases
 from casemesh.v1 import tickets_pb2 as pb
 
 USAGE = 2
@@ -98,24 +99,16 @@ def seconds(text: str) -> float:
     return value
 
 
-# A claim's lease as the queue service bounds it (`_lease` in
-# services/casequeue/src/casemesh_casequeue/api.py, and the `lease_seconds` rule in
-# proto/casemesh/v1/field_rules.proto); 0 asks for the service's default.
-LEASE_SECONDS = (10, 3600)
-DEFAULT_LEASE = 600
-
-
 def lease_seconds(text: str) -> int:
-    """A --lease: whole seconds from 10 to 3600, or 0 for the queue's default;
+    """A --lease: whole seconds the queue grants (`casemesh.rules.leases`);
     anything else is refused naming the bounds, before the queue is asked."""
-    low, high = LEASE_SECONDS
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from None
-    if value != 0 and not low <= value <= high:
+    if not leases.allowed(value):
         raise argparse.ArgumentTypeError(
-            f"must be from {low} to {high} seconds (0 means {DEFAULT_LEASE})"
+            f"must be from {leases.SHORTEST} to {leases.LONGEST} seconds (0 means {leases.DEFAULT})"
         )
     return value
 

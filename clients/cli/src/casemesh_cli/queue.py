@@ -13,13 +13,12 @@ from typing import Any
 
 import grpc
 
+from casemesh.rules import leases
 from casemesh.v1 import casequeue_pb2 as qpb
 from casemesh.v1 import casequeue_pb2_grpc as qpb_grpc
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh_cli.output import each, emit, every_page
 from casemesh_cli.parsing import (
-    DEFAULT_LEASE,
-    LEASE_SECONDS,
     add_request_id_argument,
     command,
     lease_seconds,
@@ -69,13 +68,13 @@ def add_commands(sub: Any) -> None:
 
 
 def _add_lease_argument(p: argparse.ArgumentParser) -> None:
-    low, high = LEASE_SECONDS
     p.add_argument(
         "--lease",
         type=lease_seconds,
-        default=DEFAULT_LEASE,
+        default=leases.DEFAULT,
         metavar="SECONDS",
-        help=f"seconds the claim lasts from now, {low} to {high} (default: {DEFAULT_LEASE})",
+        help=f"seconds the claim lasts from now, {leases.SHORTEST} to {leases.LONGEST}"
+        f" (default: {leases.DEFAULT})",
     )
 
 

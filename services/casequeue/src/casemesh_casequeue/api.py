@@ -24,6 +24,7 @@ from casemesh.platform.errors import (
 from casemesh.platform.grpcutil import enum_name, to_timestamp
 from casemesh.platform.identity import INTERNAL_LEEWAY_SECONDS, Identity, Vouched
 from casemesh.platform.paging import page_size_of
+from casemesh.rules import leases
 from casemesh.v1 import casequeue_pb2 as pb
 from casemesh.v1 import casequeue_pb2_grpc as pb_grpc
 from casemesh_casequeue import store
@@ -103,11 +104,9 @@ def case_message(case: Case) -> pb.QueueCase:
 
 
 def _lease(seconds: int) -> timedelta:
-    if seconds == 0:
-        return timedelta(seconds=600)
-    if not 10 <= seconds <= 3600:
-        raise InvalidArgument.field("lease_seconds", "must be from 10 to 3600 (0 means 600)")
-    return timedelta(seconds=seconds)
+    if not leases.allowed(seconds):
+        raise InvalidArgument.field("lease_seconds", f"must be {leases.BOUNDS}")
+    return timedelta(seconds=leases.granted(seconds))
 
 
 def _plain(text: str, limit: int) -> bool:
