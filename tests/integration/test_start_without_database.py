@@ -1,9 +1,9 @@
 """A writer's process started while its database is away waits for it, and
 then does its work: it does not exit (an orchestrator would restart it only
 after its own back-off, minutes after the database is back). The tickets
-relay, as `python -m casemesh_tickets relay`, its event store on a
-PostgreSQL cluster of its own that is stopped when it starts (its key
-database on the tests' cluster, up)."""
+relay, as `python -m casemesh_tickets relay`, with its event store, or its
+key database, on a PostgreSQL cluster of its own that is stopped when it
+starts (the other database on the tests' cluster, up)."""
 
 from __future__ import annotations
 
@@ -46,13 +46,20 @@ def log_of(path: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
 
+@pytest.mark.parametrize("away", ["event store", "key database"])
 def test_a_relay_started_while_its_database_is_down_publishes_once_it_is_up(
-    infra: Infra, stopped_pg: LocalPostgres, tmp_path: Path
+    infra: Infra, stopped_pg: LocalPostgres, tmp_path: Path, away: str
 ) -> None:
-    dsn = stopped_pg.dsn("tickets")
-    keys = f"keys_{uuid.uuid4().hex[:8]}"
-    infra.pg.create_database(keys)
-    create_schema(infra.pg.dsn(keys))
+    name = f"db_{uuid.uuid4().hex[:8]}"
+    infra.pg.create_database(name)
+    if away == "event store":
+        dsn, keys_dsn = stopped_pg.dsn("tickets"), infra.pg.dsn(name)
+        create_schema(keys_dsn)
+    else:
+        dsn, keys_dsn = infra.pg.dsn(name), stopped_pg.dsn("tickets")
+        stopped_pg.start()
+        create_schema(keys_dsn)
+        stopped_pg.stop()
     env = {
         **os.environ,
         "PYTHONUNBUFFERED": "1",
@@ -60,7 +67,7 @@ def test_a_relay_started_while_its_database_is_down_publishes_once_it_is_up(
         "CASEMESH_KAFKA_BOOTSTRAP": infra.kafka.bootstrap,
         "CASEMESH_SERVICE_NAME": "tickets-relay",
         "CASEMESH_MASTER_KEYS": f"t:{new_master_key()}",
-        "CASEMESH_KEYS_DATABASE_URL": infra.pg.dsn(keys),
+        "CASEMESH_KEYS_DATABASE_URL": keys_dsn,
     }
     log = tmp_path / "relay.log"
     with log.open("wb") as out:

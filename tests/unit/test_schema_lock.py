@@ -7,7 +7,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from casemesh.platform.eventstore import refused_for_good
+from casemesh.platform.pools import refused_for_good
 
 REFUSED = (
     'connection failed: connection to server at "10.0.0.5", port 5432 failed:'

@@ -10,7 +10,6 @@ later) can continue the same trace onto Kafka. Given a sealer and a
 from __future__ import annotations
 
 import json
-import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -28,7 +27,11 @@ from opentelemetry import propagate
 from casemesh.platform import schema
 from casemesh.platform.errors import InvalidArgument
 from casemesh.platform.logging import get_logger
-from casemesh.platform.pools import DATABASE_OUTAGE, POOL_WAIT_S, guard_pool, with_keepalives
+from casemesh.platform.pools import (
+    POOL_WAIT_S,
+    connect_at_start,
+    guard_pool,
+)
 
 if TYPE_CHECKING:
     from casemesh.platform.personal.fields import PersonalFields
@@ -199,35 +202,14 @@ def side_table(app: Application[Any], make: Callable[[PostgresDatastore], R]) ->
     return recorder
 
 
-# The longest pause between a starting process's tries to reach its database.
-MOST_START_BACKOFF_S = 30.0
-# What the server answers a password (or login) it refuses: a database URL that
-# will not work however long it is tried (a database not made yet is waited for).
-REFUSED_SETTINGS = frozenset({"28P01", "28000"})
-
-
-def refused_for_good(exc: BaseException) -> bool:
-    """Whether the server refused the URL's password: by its code, or, for a
-    refusal at connection (which carries none), by libpq's words. A role or
-    database not made yet (an operator's managed roles lag the cluster) is
-    waited for."""
-    if getattr(exc, "sqlstate", None) in REFUSED_SETTINGS:
-        return True
-    return "password authentication failed" in str(exc)
-
-
 @contextmanager
 def schema_lock(database_url: str, name: str = "casemesh-schema") -> Iterator[None]:
     """Serialises schema creation: processes of one service starting together
     (the API and its relay, or replicas) would otherwise race on
     CREATE TABLE IF NOT EXISTS, which PostgreSQL does not make safe.
 
-    Taken at start-up, before anything is served (readiness stays false): a
-    database away then (down, restarting, not yet made, a black-holed
-    address) is waited out, each failed try logged and the next one after a
-    pause doubling up to `MOST_START_BACKOFF_S`, never a reason to exit (a
-    process that exits restarts only after the orchestrator's own back-off,
-    minutes after the database is back)."""
+    Taken at start-up, before anything is served: a database away then is
+    waited out, never a reason to exit (`pools.connect_at_start`)."""
     conn = _locked(database_url, zlib.crc32(name.encode()), name)
     try:
         yield
@@ -237,22 +219,11 @@ def schema_lock(database_url: str, name: str = "casemesh-schema") -> Iterator[No
 
 def _locked(database_url: str, key: int, name: str) -> psycopg.Connection[Any]:
     """A connection holding the advisory lock `key`, however long that takes."""
-    delay = 1.0
-    while True:
-        conn = None
-        try:
-            # Each try bounded (`connect_timeout`, and the keepalives once connected).
-            conn = psycopg.connect(with_keepalives(database_url), autocommit=True)
-            conn.execute("SELECT pg_advisory_lock(%s)", (key,))
-            return conn
-        except DATABASE_OUTAGE as exc:
-            if conn is not None:
-                conn.close()
-            if refused_for_good(exc):
-                raise  # a setting to mend (the URL's user or password), not to wait out
-            log.error("database.unreachable", lock=name, error=str(exc), retry_in=delay)
-            time.sleep(delay)
-            delay = min(delay * 2, MOST_START_BACKOFF_S)
+
+    def lock(conn: psycopg.Connection[Any]) -> None:
+        conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+
+    return connect_at_start(database_url, lock, lock=name)
 
 
 @asynccontextmanager

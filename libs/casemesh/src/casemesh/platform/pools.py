@@ -22,6 +22,7 @@ import asyncio
 import select
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
 import psycopg
@@ -81,6 +82,53 @@ def with_keepalives(conninfo: str) -> str:
     """For a connection held open for long (locks, LISTEN): one the network
     dropped, and the session's locks with it, is noticed within a minute."""
     return make_conninfo(conninfo, **NETWORK_LIMITS)
+
+
+# The longest pause between a starting process's tries to reach its database.
+MOST_START_BACKOFF_S = 30.0
+# What the server answers a password (or login) it refuses: a database URL that
+# will not work however long it is tried (a database not made yet is waited for).
+REFUSED_SETTINGS = frozenset({"28P01", "28000"})
+
+
+def refused_for_good(exc: BaseException) -> bool:
+    """Whether the server refused the URL's password: by its code, or, for a
+    refusal at connection (which carries none), by libpq's words. A role or
+    database not made yet (an operator's managed roles lag the cluster) is
+    waited for."""
+    if getattr(exc, "sqlstate", None) in REFUSED_SETTINGS:
+        return True
+    return "password authentication failed" in str(exc)
+
+
+def connect_at_start(
+    database_url: str, check: Callable[[psycopg.Connection[Any]], None], **what: str
+) -> psycopg.Connection[Any]:
+    """A connection to `database_url` on which `check` succeeded, however long
+    that takes: for a process starting, before anything is served (readiness
+    stays false). A database away then (down, restarting, not yet made, a
+    black-holed address) is waited out, each failed try logged with `what`
+    and the next one after a pause doubling up to `MOST_START_BACKOFF_S`,
+    never a reason to exit (a process that exits restarts only after the
+    orchestrator's own back-off, minutes after the database is back). A
+    password the server refuses is raised: a setting to mend, not to wait
+    out. Any other error of `check` is raised too."""
+    delay = 1.0
+    while True:
+        conn = None
+        try:
+            # Each try bounded (`connect_timeout`, and the keepalives once connected).
+            conn = psycopg.connect(with_keepalives(database_url), autocommit=True)
+            check(conn)
+            return conn
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
+            if not isinstance(exc, DATABASE_OUTAGE) or refused_for_good(exc):
+                raise
+            log.error("database.unreachable", **what, error=str(exc), retry_in=delay)
+        time.sleep(delay)
+        delay = min(delay * 2, MOST_START_BACKOFF_S)
 
 
 # How long a caller waits for a pooled connection. The services' worker

@@ -70,6 +70,7 @@ from casemesh.platform.personal.sealing import (
     is_token,
 )
 from casemesh.platform.personal.settings import PersonalDataSettings
+from casemesh.platform.pools import connect_at_start
 
 __all__ = [
     "ERASED",
@@ -110,25 +111,25 @@ __all__ = [
 def open_key_pool(
     database_url: str, tables: tuple[str, ...] = ("personal_keys",)
 ) -> ConnectionPool[Any]:
-    """An opened pool on the shared key database. A process on a key database
-    without `tables` (made by `create_schema`) refuses to start, saying what
-    to run, rather than failing every event it meets."""
-    pool = open_pool(database_url)
+    """An opened pool on the shared key database, once it answers: a key
+    database away at start-up is waited for (`connect_at_start`), not a
+    reason to exit. A process on a key database without `tables` (made by
+    `create_schema`) refuses to start, saying what to run, rather than
+    failing every event it meets."""
+
+    def has_tables(conn: psycopg.Connection[Any]) -> None:
+        for table in tables:
+            conn.execute(SQL("SELECT 1 FROM {} LIMIT 0").format(Identifier(table)))
+
     try:
-        with pool.connection() as conn:
-            for table in tables:
-                conn.execute(SQL("SELECT 1 FROM {} LIMIT 0").format(Identifier(table)))
+        connect_at_start(database_url, has_tables, keys="personal-keys").close()
     except psycopg.errors.UndefinedTable as exc:
-        pool.close()
         raise KeyTableMissing(
             "the key database (CASEMESH_KEYS_DATABASE_URL) lacks a table"
             f" ({exc.diag.message_primary}):"
             " run `python -m casemesh.platform.personal schema` against it"
         ) from None
-    except BaseException:
-        pool.close()
-        raise
-    return pool
+    return open_pool(database_url)
 
 
 def open_sealer(settings: PersonalDataSettings) -> Sealer:
