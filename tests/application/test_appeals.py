@@ -25,6 +25,7 @@ from casemesh.platform.errors import (
 from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.identity import Identity
 from casemesh.platform.personal import ERASED, SealingMapper, is_token, reveal_message
+from casemesh.platform.timers import Deadline, UnknownDeadlineKind
 from casemesh_appeals import policy
 from casemesh_appeals.api import appeal_message, for_viewer, index_doc
 from casemesh_appeals.application import AppealDraft, Appeals, DeadlineKind, RowSource
@@ -335,6 +336,16 @@ def retaining(clock: FakeClock) -> Appeals:
     return Appeals(
         in_memory(), clock=clock, policies=policy.load(), sealer=personal, retain_for=KEEP
     )
+
+
+def test_a_deadline_of_a_kind_this_release_does_not_know_is_left_to_one_that_does(
+    app: Appeals, clock: FakeClock
+) -> None:
+    """A newer release's deadline, after a rollback: the timer passes it over
+    (`UnknownDeadlineKind`), rather than retrying it as a failure."""
+    ident = upheld(app)
+    with pytest.raises(UnknownDeadlineKind):
+        app.fire(Deadline(ident, "escalate", clock.now()))
 
 
 def test_an_ended_case_past_its_retention_period_is_erased_and_an_open_one_is_not(

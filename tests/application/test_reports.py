@@ -42,6 +42,7 @@ from casemesh.platform.personal import (
     reveal_message,
 )
 from casemesh.platform.relay import StreamFollower
+from casemesh.platform.timers import Deadline, UnknownDeadlineKind
 from casemesh.v1 import reports_pb2 as rpb
 from casemesh_reports import filing
 from casemesh_reports.api import (
@@ -1379,6 +1380,18 @@ def retaining(clock: FakeClock) -> Reports:
         sealer=memory_sealer().sealer,
         retain_for=timedelta(days=30),
     )
+
+
+@pytest.mark.parametrize("kind", ["escalate", "retention", "retention@"])
+def test_a_deadline_of_a_kind_this_release_does_not_know_is_left_to_one_that_does(
+    clock: FakeClock, kind: str
+) -> None:
+    """A newer release's deadline, after a rollback: the timer passes it over
+    (`UnknownDeadlineKind`), rather than retrying it as a failure."""
+    app = retaining(clock)
+    filed = app.file(ALICE, report())
+    with pytest.raises(UnknownDeadlineKind):
+        app.fire(Deadline(str(filed.case_id), kind, clock.now()))
 
 
 def test_a_decided_case_past_its_window_and_retention_has_its_peoples_words_erased(

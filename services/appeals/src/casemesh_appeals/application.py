@@ -35,7 +35,7 @@ from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
 from casemesh.platform.personal.mapper import leaving_sealed
 from casemesh.platform.relay import StreamFollower
-from casemesh.platform.timers import Deadline
+from casemesh.platform.timers import Deadline, UnknownDeadlineKind
 from casemesh.rules import retention, territories
 from casemesh.rules import tickets as rules
 from casemesh_appeals.domain import (
@@ -659,7 +659,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                     self.expire_case(appeal)
                 return None
             case _:
-                raise ValueError(f"unknown deadline kind {deadline.kind!r}")
+                raise UnknownDeadlineKind(deadline.kind)
         if changed:
             self.save(appeal)  # an IntegrityError leaves the deadline due: fired again
             log.info("appeal.deadline_fired", appeal_id=deadline.aggregate_id, kind=deadline.kind)

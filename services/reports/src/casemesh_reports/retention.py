@@ -19,7 +19,7 @@ from typing import Any
 from uuid import UUID
 
 from casemesh.platform.logging import get_logger
-from casemesh.platform.timers import Deadline
+from casemesh.platform.timers import Deadline, UnknownDeadlineKind
 from casemesh_reports.base import ReportsBase
 from casemesh_reports.domain import AbuseReport, ReportCase, Reporter, decision_end
 
@@ -75,7 +75,7 @@ class Retention(ReportsBase):
     def fire(self, deadline: Deadline) -> None:
         name, _, end = deadline.kind.partition("@")
         if name not in (RETENTION, STANDING) or not end:
-            raise ValueError(f"unknown deadline kind {deadline.kind!r}")
+            raise UnknownDeadlineKind(deadline.kind)
         expire = self.expire if name == RETENTION else self.expire_standing
         expire(UUID(deadline.aggregate_id), datetime.fromisoformat(end), deadline.due)
 
