@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -558,6 +559,44 @@ async def test_uploads_past_the_spool_budget_are_refused_to_retry_and_keep_nothi
     after = await upload(locker, "ida", png() + b"3" * 100)
     assert await kept(locker, after) == [True]
     assert list(locker.incoming.glob("upload-*")) == []
+
+
+async def test_an_upload_cancelled_while_its_spool_file_is_deleted_frees_its_budget(
+    locker: EvidenceLocker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caller's deadline or hang-up may land while an ended upload's spool
+    file is being deleted (behind other uploads' writes on the worker
+    threads): its share of the spool budget is given back all the same, and
+    the file still goes. Held for good, it had every later upload refused
+    UPLOADS_BUSY until a restart."""
+    locker.spool_budget = locker.limits["image"]  # room for one image at a time
+    deleting, deleted = threading.Event(), threading.Event()
+    unlink = Path.unlink
+
+    def slow_unlink(path: Path, missing_ok: bool = False) -> None:
+        if path.name.startswith("upload-"):
+            deleting.set()
+            deleted.wait(30)
+        unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", slow_unlink)
+    who = Identity("kim", frozenset({"user"}))
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield png() + bytes(600)  # an image, declared a PDF: refused once spooled
+
+    ending = asyncio.create_task(locker.receive(who, "a.png", "application/pdf", chunks()))
+    await eventually(deleting.is_set)
+    ending.cancel()
+    try:
+        with pytest.raises(asyncio.CancelledError):
+            await ending
+        assert locker._spooled == 0
+    finally:
+        deleted.set()
+    await eventually(lambda: not list(locker.incoming.glob("upload-*")))
+    after = await upload(locker, "kim", png())
+    assert await kept(locker, after) == [True]
 
 
 async def test_files_a_person_uploads_after_their_erasure_are_theirs_as_anyones(

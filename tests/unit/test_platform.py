@@ -280,15 +280,32 @@ async def test_a_backends_failure_is_told_in_plain_words_not_its_own(
     assert "10.0.0.7" not in message and "KeyError" not in message
 
 
-async def test_evidence_is_read_within_the_transfer_deadline_not_an_ordinary_calls() -> None:
-    """A video of hundreds of megabytes takes minutes to read: its stream is
-    given the upload's deadline, not the 5 s of an ordinary call."""
-    backend = Backend(
+async def evidence_gateway(backend: Backend, stub: object) -> EvidenceGateway:
+    channel = grpc.aio.insecure_channel("127.0.0.1:9")  # never used: the stub is replaced
+    gateway = EvidenceGateway(backend, channel, upload_timeout=900)
+    gateway.stub = cast(Any, stub)
+    await channel.close()
+    return gateway
+
+
+def transfer_backend() -> Backend:
+    return Backend(
         verifier=TokenVerifier(secret=SECRET),
         signer=InternalTokenSigner(new_signing_key()),
         limiter=RateLimiter(per_minute=60, burst=5),
         timeout=5,
     )
+
+
+# What a 500 MiB video (the largest evidence) needs at 64 KiB/s: 8000 s.
+LARGEST_AT_SLOWEST = 500 * 1024 * 1024 / (64 * 1024)
+
+
+async def test_evidence_is_read_within_the_transfer_deadline_not_an_ordinary_calls() -> None:
+    """A video of hundreds of megabytes takes minutes to read: its stream is
+    given the time the largest file needs at 64 KiB/s, not the 5 s of an
+    ordinary call, nor the 15 minutes once given (a 500 MiB video over a
+    2 Mbit/s link takes 35)."""
     given: list[float] = []
 
     class Stub:
@@ -300,20 +317,60 @@ async def test_evidence_is_read_within_the_transfer_deadline_not_an_ordinary_cal
 
             return chunks()
 
-    channel = grpc.aio.insecure_channel("127.0.0.1:9")  # never used: the stub is replaced
-    gateway = EvidenceGateway(backend, channel, upload_timeout=900)
-    gateway.stub = cast(Any, Stub())
-    await channel.close()
+    gateway = await evidence_gateway(transfer_backend(), Stub())
     token = mint_token(SECRET, "viewer", ["agent"])
-    context = SimpleNamespace(
-        invocation_metadata=lambda: [("authorization", f"Bearer {token}")],
-        time_remaining=lambda: None,
-    )
     request = evidence_pb2.ReadEvidenceRequest(
         name="evidence/" + "1" * 8 + "-1111-1111-1111-" + "1" * 12
     )
-    read = [r async for r in gateway.ReadEvidence(request, cast(Any, context))]
-    assert [r.chunk for r in read] == [b"x"] and given == [900]
+    for client_deadline in (None, 3 * 3600.0, 2400.0):
+        context = SimpleNamespace(
+            invocation_metadata=lambda: [("authorization", f"Bearer {token}")],
+            time_remaining=lambda d=client_deadline: d,
+        )
+        read = [r async for r in gateway.ReadEvidence(request, cast(Any, context))]
+        assert [r.chunk for r in read] == [b"x"]
+    # No deadline of its own, and one past the largest file's time: that
+    # time; a shorter one of its own: the client's.
+    assert given == [LARGEST_AT_SLOWEST, LARGEST_AT_SLOWEST, 2400.0]
+
+
+async def test_an_upload_is_given_the_clients_own_deadline_up_to_the_largest_files_time() -> None:
+    """A client that gives a large video's upload 40 minutes (35 are needed
+    at 2 Mbit/s) gets them, not 15 minutes and DEADLINE_EXCEEDED part-way;
+    one that gives none, or more than the largest file needs at 64 KiB/s,
+    gets that."""
+    given: list[float] = []
+
+    class Stub:
+        def UploadEvidence(
+            self, requests: AsyncIterator[Any], *, metadata: object, timeout: float
+        ) -> Any:
+            given.append(timeout)
+
+            async def stored() -> evidence_pb2.Evidence:
+                async for _ in requests:
+                    pass
+                return evidence_pb2.Evidence(name="evidence/x")
+
+            return stored()
+
+    gateway = await evidence_gateway(transfer_backend(), Stub())
+    token = mint_token(SECRET, "alice", ["user"])
+    for client_deadline in (2400.0, 3 * 3600.0, None):
+
+        async def requests() -> AsyncIterator[evidence_pb2.UploadEvidenceRequest]:
+            yield evidence_pb2.UploadEvidenceRequest(
+                metadata=evidence_pb2.EvidenceMetadata(file_name="v.mp4")
+            )
+            yield evidence_pb2.UploadEvidenceRequest(chunk=b"x")
+
+        context = SimpleNamespace(
+            invocation_metadata=lambda: [("authorization", f"Bearer {token}")],
+            time_remaining=lambda d=client_deadline: d,
+        )
+        stored = await gateway.UploadEvidence(requests(), cast(Any, context))
+        assert stored.name == "evidence/x"
+    assert given == [2400.0, LARGEST_AT_SLOWEST, LARGEST_AT_SLOWEST]
 
 
 def test_the_rate_limit_tells_the_client_how_long_to_wait_in_retry_info() -> None:

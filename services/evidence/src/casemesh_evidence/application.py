@@ -153,7 +153,13 @@ class EvidenceLocker:
         Another replica's upload under way on a shared volume is written to
         all the time, so it is not taken."""
         before = (time.time() if now is None else now) - SPOOL_STALE.total_seconds()
-        removed = self.store.sweep(before)
+        try:
+            removed = self.store.sweep(before)
+        except Exception as exc:
+            # Tried again at the next sweep: a bucket away, or a key without
+            # the permission, stops neither the spool's clean-up nor a start.
+            log.warning("evidence.store_sweep_failed", error=str(exc))
+            removed = 0
         for spooled in self.incoming.glob("upload-*"):
             with contextlib.suppress(FileNotFoundError):
                 if spooled.stat().st_mtime < before:
@@ -193,9 +199,12 @@ class EvidenceLocker:
             await asyncio.to_thread(self.store.put, sha, tmp)
             return await self._record(who, tmp, sha, size, detected, file_name, storing)
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                await asyncio.to_thread(tmp.unlink)
+            # The budget first: a cancellation landing in the await below
+            # must not keep it held for good (every later upload refused
+            # UPLOADS_BUSY). The file goes even then (shielded).
             self._spooled -= held[0]
+            held[0] = 0
+            await asyncio.shield(asyncio.to_thread(tmp.unlink, missing_ok=True))
 
     async def _spool(
         self, chunks: AsyncIterator[bytes], out: Any, held: list[int]

@@ -115,9 +115,11 @@ class S3BlobStore:
             aws_secret_access_key=secret_access_key or None,
         )
 
-    @staticmethod
-    def _key(sha256: str) -> str:
-        return f"evidence/{sha256}"
+    PREFIX = "evidence/"
+
+    @classmethod
+    def _key(cls, sha256: str) -> str:
+        return f"{cls.PREFIX}{sha256}"
 
     def exists(self, sha256: str) -> bool:
         from botocore.exceptions import ClientError
@@ -154,7 +156,34 @@ class S3BlobStore:
             self._s3.delete_object(Bucket=self.bucket, Key=self._key(sha256))
 
     def sweep(self, before: float) -> int:
-        return 0  # an object appears whole or not at all
+        """Aborts the multi-part uploads under the store's prefix begun before
+        `before`: an object appears whole or not at all, but a process killed
+        mid-`put` of a large file leaves its parts (the file's bytes) in the
+        bucket, kept and billed, untouched by any deletion, until aborted.
+        Needs s3:ListBucketMultipartUploads on the bucket and
+        s3:AbortMultipartUpload on the objects."""
+        from botocore.exceptions import ClientError
+
+        aborted = 0
+        with _reachable():
+            pages = self._s3.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=self.PREFIX
+            )
+            for page in pages:
+                for upload in page.get("Uploads", []):
+                    if upload["Initiated"].timestamp() >= before:
+                        continue  # perhaps another replica's, under way
+                    try:
+                        self._s3.abort_multipart_upload(
+                            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                        )
+                    except ClientError as exc:
+                        # Completed or aborted since it was listed.
+                        if exc.response.get("Error", {}).get("Code") == "NoSuchUpload":
+                            continue
+                        raise
+                    aborted += 1
+        return aborted
 
 
 def _fsync_folder(folder: Path) -> None:

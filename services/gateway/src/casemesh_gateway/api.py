@@ -369,15 +369,31 @@ class TicketGateway(pb_grpc.TicketServiceServicer):
     ListTicketCategories = route("ListTicketCategories")
 
 
+# The largest file evidence may be: the evidence service's largest size limit
+# (CASEMESH_MAX_VIDEO_BYTES, 500 MiB by default).
+LARGEST_EVIDENCE = 500 * 1024 * 1024
+
+
 class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
     """Evidence uploads and reads, streamed through to the evidence service."""
 
     audience = EVIDENCE
 
-    def __init__(self, backend: Backend, channel: grpc.aio.Channel, upload_timeout: float) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        channel: grpc.aio.Channel,
+        upload_timeout: float,
+        largest_file: int = LARGEST_EVIDENCE,
+    ) -> None:
         self.backend = backend
         self.stub = evidence_pb2_grpc.EvidenceServiceStub(channel)
-        self.upload_timeout = upload_timeout
+        # An upload or a read of a file goes on as long as its caller waits,
+        # up to what the largest file needs at the slowest rate an export
+        # waits for (a 500 MiB video: about 2 h 13 min), or `upload_timeout`
+        # if that is longer. The HTTP port does not wait that long for a
+        # caller that stops sending: it ends a body that pauses for a minute.
+        self.transfer_timeout = export.read_time(largest_file, upload_timeout)
 
     async def UploadEvidence(
         self, request_iterator: AsyncIterator[evidence_pb2.UploadEvidenceRequest], context: Ctx
@@ -413,7 +429,7 @@ class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
                 who,
                 context,
                 audience=EVIDENCE,
-                deadline_s=self.upload_timeout,
+                deadline_s=self.transfer_timeout,
             )
         except asyncio.CancelledError:
             task = asyncio.current_task()
@@ -444,7 +460,7 @@ class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
             who,
             context,
             audience=EVIDENCE,
-            deadline_s=self.upload_timeout,
+            deadline_s=self.transfer_timeout,
         ):
             yield response
 
