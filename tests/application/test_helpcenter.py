@@ -153,3 +153,16 @@ async def test_a_retry_key_is_checked_before_anything_is_read(app: HelpCenter) -
     assert await refused(
         app.answer_flow(ALICE, "help-sessions/0f6f3c1e-5a55-4b8e-9e41-7d6c1c7b2f10", 0, "a b")
     ) == ["request_id"]
+
+
+@pytest.mark.parametrize(
+    "question_id",
+    ["x" * 1000, "login/what", "login/what/x", "login/what/-1", "nope/what/0", "login/side/0"],
+)
+async def test_a_question_id_no_step_gave_is_refused_naming_it(
+    app: HelpCenter, question_id: str
+) -> None:
+    """Not told to start the flow again (QUESTION_ANSWERED): the id was never
+    one a flow step gave, and starting again would not mend it."""
+    session = "help-sessions/0f6f3c1e-5a55-4b8e-9e41-7d6c1c7b2f10"
+    assert await refused(app.answer_flow(ALICE, session, 0, "", question_id)) == ["question_id"]

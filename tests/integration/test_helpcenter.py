@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 import pytest
@@ -25,17 +26,21 @@ from casemesh.platform.errors import (
     InvalidArgument,
     NotFound,
     ResourceExhausted,
+    Violations,
 )
 from casemesh.platform.identity import Identity
 from casemesh.platform.pools import async_pool
+from casemesh.rules import tickets as rules
 from casemesh.rules.retention import period
 from casemesh.v1.helpcenter_pb2 import ListMyHelpSessionsResponse
-from casemesh_helpcenter import erasures, phone, retention, store
+from casemesh_helpcenter import __main__ as helpcenter_main
+from casemesh_helpcenter import erasures, phone, retention, search, store
 from casemesh_helpcenter.api import session_message
 from casemesh_helpcenter.application import ArticleText, HelpCenter, NewPhoneChange
 from casemesh_helpcenter.application import _session as session_of
 from casemesh_helpcenter.domain import TicketDraft
 from casemesh_helpcenter.retention import RetentionTimer
+from casemesh_helpcenter.settings import HelpSettings
 from tests.application.story import AGENT, ALICE, BOB, FakeClock
 from tests.conftest import Infra
 from tests.support import eventually
@@ -709,10 +714,40 @@ async def test_an_erased_person_keeps_their_sessions_shape_but_not_their_words_o
     # Her session and change are still there, as structure.
     shown = await app.phone_change(mia, change.name)
     assert (shown.state, shown.old_phone, shown.new_phone) == ("VERIFIED", "", "")
-    assert await app.resolve(mia, found.session, False, "zh-CN") is not None
     # Heard again: nothing more changes.
     assert erasures.forget_person(str(app.pool.conninfo), mia.subject, datetime.now(UTC)) == 0
     assert await help_tables(app) == after
+    assert await app.resolve(mia, found.session, False, "zh-CN") is not None
+
+
+async def test_not_solved_asked_again_after_an_erasure_answers_a_ticket_that_can_be_opened(
+    app: HelpCenter,
+) -> None:
+    """Eve's "not solved" was recorded, then opening its ticket failed;
+    then her erasure forgot the ticket's words. Asked again, the ticket is
+    drafted anew (in the category recorded, in her own words where she
+    gives them), one the tickets service takes, not one it refuses for
+    ever."""
+    eve = Identity(f"eve-{uuid.uuid4().hex[:8]}", frozenset({"user"}))
+    found = await app.search(eve, "password", "en", "", 1, "")
+    first = await app.resolve(eve, found.session, False, "en")
+    assert first is not None and first.subject
+    erasures.forget_person(str(app.pool.conninfo), eve.subject, datetime.now(UTC))
+    again = await app.resolve(eve, found.session, False, "en")
+    assert again is not None and (again.category, again.subject) == (first.category, first.subject)
+    v = Violations()
+    rules.check_ticket_words(
+        v, category=again.category, subject=again.subject, description=again.description
+    )
+    assert not v
+    assert "password" not in again.description  # still forgotten
+    # The draft recorded stands from then on.
+    own = TicketDraft("", "my own words", "")
+    assert await app.resolve(eve, found.session, False, "en", own) == again
+    # Forgotten again before it was opened: their own words this time.
+    erasures.forget_person(str(app.pool.conninfo), eve.subject, datetime.now(UTC))
+    mine = await app.resolve(eve, found.session, False, "en", own)
+    assert mine is not None and mine.subject == "my own words"
 
 
 async def test_what_a_person_does_after_their_erasure_is_kept_when_it_is_heard_again(
@@ -1037,3 +1072,140 @@ def waits_for_a_lock(dsn: str, pid: int) -> bool:
             "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)
         ).fetchone()
     return row == ("Lock",)
+
+
+async def test_a_session_keeps_the_words_only_of_the_searches_its_listing_shows(
+    app: HelpCenter,
+) -> None:
+    """The person's export (ListMyHelpSessions) shows a session's latest 100
+    searches; the words of an earlier one are kept nowhere else either. Each
+    search is still counted, with its result count and time, for the
+    figures."""
+    cal = Identity(f"cal-{uuid.uuid4().hex[:8]}", frozenset({"user"}))
+    first = await app.search(cal, "secret words 0", "en", "", 1, "")
+    for i in range(1, 130):
+        await app.search(cal, f"secret words {i}", "en", "", 1, first.session)
+    rows, _ = await app.my_sessions(cal, 0, "")
+    shown = [q["query"] for q in rows[0]["search_log"]]
+    assert shown == [f"secret words {i}" for i in range(30, 130)]
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT query FROM help_search_log WHERE session = %s ORDER BY at, id",
+            (first.session.removeprefix("help-sessions/"),),
+        )
+        kept = [row[0] for row in await cur.fetchall()]
+    assert len(kept) == 130
+    assert [q for q in kept if q] == shown
+
+
+async def test_the_words_of_searches_no_listing_shows_are_forgotten_at_the_next_start(
+    app: HelpCenter,
+) -> None:
+    """Logged by an earlier release, which kept every search's words: the
+    start of this one forgets those of all but each session's latest 100."""
+    kit = Identity(f"kit-{uuid.uuid4().hex[:8]}", frozenset({"user"}))
+    step = await app.start_flow(kit, "flows/upload", "", "en")
+    ident = step.session.removeprefix("help-sessions/")
+    async with app.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO help_search_log (session, query, results, at)"
+            " SELECT %s, 'old words ' || i, 1, now() - (150 - i) * interval '1 second'"
+            " FROM generate_series(1, 150) AS i",
+            (ident,),
+        )
+        # As at the first start of this release (its statements not yet run).
+        await conn.execute("DELETE FROM casemesh_schema WHERE name = 'helpcenter'")
+        await store.create_schema(conn, phone.SCHEMA)
+        cur = await conn.execute(
+            "SELECT query FROM help_search_log WHERE session = %s ORDER BY at, id", (ident,)
+        )
+        kept = [row[0] for row in await cur.fetchall()]
+    assert kept == [""] * 50 + [f"old words {i}" for i in range(51, 151)]
+    rows, _ = await app.my_sessions(kit, 0, "")
+    assert [q["query"] for q in rows[0]["search_log"]] == kept[50:]
+
+
+async def test_a_search_cut_short_and_sent_again_leaves_one_session_with_the_search_once(
+    app: HelpCenter,
+) -> None:
+    """The gateway sends a search again when its first attempt failed (here
+    the database refuses its last write, as when it goes away then): the
+    user's sessions list one session, holding the search once."""
+    dan = Identity(f"dan-{uuid.uuid4().hex[:8]}", frozenset({"user"}))
+    typed = f"{dan.subject} upload failed"
+    async with app.pool.connection() as conn:
+        await conn.execute("CREATE SEQUENCE help_fails_once")
+        await conn.execute(
+            "CREATE FUNCTION help_fails_once() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            f" IF NEW.query = '{typed}' AND nextval('help_fails_once') = 1 THEN"
+            " RAISE EXCEPTION 'cut short'; END IF; RETURN NEW; END $$"
+        )
+        await conn.execute(
+            "CREATE TRIGGER help_fails_once AFTER INSERT ON help_search_log"
+            " FOR EACH ROW EXECUTE FUNCTION help_fails_once()"
+        )
+    try:
+        with pytest.raises(psycopg.errors.RaiseException):
+            await app.search(dan, typed, "en", "", 1, "")
+        found = await app.search(dan, typed, "en", "", 1, "")
+    finally:
+        async with app.pool.connection() as conn:
+            await conn.execute("DROP TRIGGER help_fails_once ON help_search_log")
+            await conn.execute("DROP FUNCTION help_fails_once()")
+            await conn.execute("DROP SEQUENCE help_fails_once")
+    rows, _ = await app.my_sessions(dan, 0, "")
+    assert [
+        (f"help-sessions/{row['id']}", row["searches"], [q["query"] for q in row["search_log"]])
+        for row in rows
+    ] == [(found.session, [typed], [typed])]
+
+
+async def test_the_service_has_its_dictionary_loaded_before_it_serves(
+    app: HelpCenter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loaded by the first Chinese query instead, jieba's dictionary would
+    hold every call on the event loop for about a second. A start on a help
+    centre already indexed tokenises nothing else: the service loads it
+    before it serves (and so before it reports ready)."""
+    loaded_when_serving: list[bool] = []
+
+    async def serve(*_: Any, close: Callable[[], Awaitable[None]], **__: Any) -> None:
+        loaded_when_serving.append(search._segmenter.cache_info().currsize == 1)
+        await close()
+
+    class Idle:
+        def __init__(self, *_: Any, **__: Any) -> None:
+            pass
+
+        async def run(self, stop: asyncio.Event) -> None:
+            await stop.wait()
+
+    monkeypatch.setattr(helpcenter_main, "serve_servicer", serve)
+    monkeypatch.setattr(helpcenter_main, "OutboxPublisher", Idle)
+    monkeypatch.setattr(helpcenter_main, "RetentionTimer", Idle)
+    search._segmenter.cache_clear()
+    cfg = HelpSettings.model_construct(
+        database_url=str(app.pool.conninfo), db_pool_size=2, kafka_bootstrap="127.0.0.1:1"
+    )
+    await helpcenter_main.run(cfg)
+    assert loaded_when_serving == [True]
+
+
+async def test_typeahead_finds_a_title_with_an_apostrophe_as_it_is_typed(app: HelpCenter) -> None:
+    """ "Videos with another platform's watermark": found as "platform" is
+    typed, and still once the apostrophe is, straight or as a phone types
+    it, and what follows."""
+    for typed in ("platform", "platform'", "platform's", "platform’s", "Another Platform’s W"):
+        assert "upload-watermark" in [v.slug for v in await app.suggest(typed, "en")], typed
+
+
+async def test_titles_indexed_before_they_were_kept_folded_are_folded_at_the_next_start(
+    app: HelpCenter,
+) -> None:
+    async with app.pool.connection() as conn:
+        await conn.execute("UPDATE help_search SET folded_title = NULL")
+        assert await app.suggest("platform's", "en") == []  # matched as before
+        await store.create_schema(conn, phone.SCHEMA)
+        cur = await conn.execute("SELECT count(*) FROM help_search WHERE folded_title IS NULL")
+        assert await cur.fetchone() == (0,)
+    assert [v.slug for v in await app.suggest("platform's", "en")] == ["upload-watermark"]

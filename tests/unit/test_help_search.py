@@ -113,3 +113,20 @@ def test_the_index_version_changes_with_what_decides_the_index_words(
         monkeypatch.undo()
         index_version.cache_clear()
     assert index_version() == now
+
+
+@pytest.mark.parametrize(
+    ("typed", "title"),
+    [
+        ("platform's", "Platform's watermark on my video"),
+        ("platform’s", "Platform's watermark on my video"),
+        ("platform'", "Platform's watermark on my video"),
+        ("ＰＬＡＴＦＯＲＭ", "Platform's watermark on my video"),
+        ("can't", "I can’t log in"),
+    ],
+)
+def test_a_typed_prefix_is_read_as_the_titles_it_begins(typed: str, title: str) -> None:
+    """Typeahead matches a title folded as the prefix is: an apostrophe typed,
+    straight or curly, or not typed yet after the word's letter, is no
+    reason to find nothing."""
+    assert search.folded_prefix(typed) in search.folded(title)

@@ -18,7 +18,7 @@ from casemesh.platform.logging import get_logger
 from casemesh.platform.outbox import OutboxPublisher
 from casemesh.platform.pools import async_pool
 from casemesh.v1 import helpcenter_pb2, helpcenter_pb2_grpc
-from casemesh_helpcenter import erasures, phone, store
+from casemesh_helpcenter import erasures, phone, search, store
 from casemesh_helpcenter.api import HelpServicer
 from casemesh_helpcenter.application import HelpCenter
 from casemesh_helpcenter.retention import RetentionTimer
@@ -28,6 +28,8 @@ log = get_logger(__name__)
 
 
 async def run(cfg: HelpSettings) -> None:
+    # Loaded by the first query otherwise, blocking every call for a second.
+    await asyncio.to_thread(search.warm)
     async with await psycopg.AsyncConnection.connect(cfg.database_url, autocommit=True) as conn:
         await store.create_schema(conn, phone.SCHEMA)
         seeded = await store.seed(conn)

@@ -52,6 +52,7 @@ from casemesh_helpcenter.search import is_chinese
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,79}\Z")
 CODE = re.compile(r"[0-9]{6}")
+QUESTION_ID = re.compile(r"(?P<flow>[^/]+)/(?P<node>[^/]+)/(?:0|[1-9][0-9]{0,5})")
 # A ticket's words the user left to the session's draft.
 NO_WORDS = TicketDraft("", "", "")
 # Recommendations: the latest searches looked at, what each adds, the ticket
@@ -157,7 +158,9 @@ class HelpCenter:
         session: str,
     ) -> SearchResults:
         """Published articles for a query, best first; the search is kept in
-        the caller's session (a new one when none is named)."""
+        the caller's session (a new one when none is named). One transaction:
+        an attempt cut short leaves no session and no search behind, so the
+        gateway may send it again."""
         query = _query(query, "query")
         locale = _locale(locale, "zh-CN" if is_chinese(query) else "en")
         page_size = page_size_of(page_size, most=50, default=10)
@@ -166,7 +169,7 @@ class HelpCenter:
             raise InvalidArgument.field(
                 "category", "must be a category or group of ListHelpCategories, e.g. account"
             )
-        async with self.pool.connection() as conn:
+        async with self.pool.connection() as conn, conn.transaction():
             found_session = await _session(conn, who, session, locale)
             found = await store.search(conn, query, locale, category, page_size)
             await store.log_search(conn, found_session, query, len(found))
@@ -347,8 +350,9 @@ class HelpCenter:
         (another answer, or another question named by `question_id`, under
         that id is ALREADY_EXISTS). Given `question_id`, an answer to a
         question the session has moved past is ABORTED too, not taken for the
-        next question."""
+        next question; one no step ever named is INVALID_ARGUMENT."""
         _request_id(request_id)
+        _question_id(question_id)
         async with self.pool.connection() as conn:
             found = await _session(conn, who, session, "zh-CN", create=False)
             first = await store.answered(conn, found.id, request_id) if request_id else None
@@ -528,6 +532,19 @@ def _request_id(request_id: str) -> None:
     if request_id and not rules.REQUEST_ID.match(request_id):
         raise InvalidArgument.field(
             "request_id", "must be 1–64 characters of letters, digits, '.', '_', ':' or '-'"
+        )
+
+
+def _question_id(question_id: str) -> None:
+    """An optional question, as `HelpSession.question_id` names one: a
+    flow, one of its questions and how many were answered before it. One of
+    another form, or naming no such question, was never given out."""
+    if not question_id:
+        return
+    found = QUESTION_ID.fullmatch(question_id)
+    if found is None or found["node"] not in flows().get(found["flow"], {}).get("nodes", {}):
+        raise InvalidArgument.field(
+            "question_id", "must be a question_id a flow step gave, e.g. login/what/0"
         )
 
 

@@ -37,6 +37,7 @@ WORD = re.compile(r"[\u3400-\u9fff]+|[a-z0-9]+", re.IGNORECASE)
 CJK = re.compile(r"[\u3400-\u9fff]")
 # Inside a word ("can't", "user's"), typed straight or as a phone types it.
 APOSTROPHE = re.compile(r"(?<=[a-z0-9])['’](?=[a-z])")
+TRAILING_APOSTROPHE = re.compile(r"(?<=[a-z0-9])['’]\Z")
 # What separates two words of one phrase.
 BETWEEN_WORDS = re.compile(r"[\s\-]*")
 # Characters people type for the one the articles use: 帐号 and 帐户 are
@@ -130,6 +131,13 @@ def folded(text: str) -> str:
     one word, "cant")."""
     text = unicodedata.normalize("NFKC", text).lower().translate(VARIANTS)
     return APOSTROPHE.sub("", text)
+
+
+def folded_prefix(text: str) -> str:
+    """What a user has typed so far, `folded`: an apostrophe after a word's
+    last letter is one inside the word being typed ("platform'" for
+    "platform's", folded "platforms"), dropped as well."""
+    return TRAILING_APOSTROPHE.sub("", folded(text))
 
 
 @lru_cache(maxsize=1 << 16)
@@ -256,6 +264,14 @@ def _segmenter() -> Any:
             if is_chinese(word):
                 segmenter.add_word(word)
     return segmenter
+
+
+def warm() -> None:
+    """Loads what the first query would otherwise load, on the event loop
+    and blocking every call meanwhile: jieba's dictionary (about a second),
+    the synonyms, the stemmer. Before serving; in a thread is fine, as
+    nothing tokenises at the same time."""
+    query_terms("登录 login")
 
 
 def query_terms(query: str) -> dict[str, float]:

@@ -23,7 +23,13 @@ from casemesh.platform.logging import get_logger
 from casemesh.platform.paging import older_than
 from casemesh.platform.periods import within
 from casemesh_helpcenter.domain import ArticleVersion, Figures, HelpSession, TicketDraft
-from casemesh_helpcenter.search import folded, index_text, index_version, query_terms
+from casemesh_helpcenter.search import (
+    folded,
+    folded_prefix,
+    index_text,
+    index_version,
+    query_terms,
+)
 
 log = get_logger(__name__)
 
@@ -54,6 +60,9 @@ DROP INDEX IF EXISTS help_search_document;
 -- The tokeniser that wrote an article's words (`search.index_version`): a
 -- start indexes again those another wrote ('': before this was kept).
 ALTER TABLE help_search ADD COLUMN IF NOT EXISTS tokeniser text NOT NULL DEFAULT '';
+-- The title read as a typed prefix is (`search.folded`), for suggestions;
+-- NULL: written before it was kept, or by an earlier release (`create_schema`).
+ALTER TABLE help_search ADD COLUMN IF NOT EXISTS folded_title text;
 """
 
 # Each word of a published article's document with its share of the article's
@@ -81,14 +90,32 @@ async def create_schema(conn: psycopg.AsyncConnection[Any], *others: str) -> int
     returns how many articles it indexed again."""
     # Replicas starting together: one re-indexes, the others find it done.
     async with advisory_lock(conn, "casemesh-helpcenter-schema"):
-        await schema.ensure(conn, "helpcenter", [SCHEMA, SESSIONS, *others])
+        await schema.ensure(conn, "helpcenter", [SCHEMA, SESSIONS, UNSHOWN_SEARCHES, *others])
         indexed = await reindex(conn)
         # A database from before the word table: index what is published.
         await conn.execute(
             WORDS + " WHERE NOT EXISTS (SELECT FROM help_search_words x"
             " WHERE x.slug = s.slug AND x.locale = s.locale)"
         )
+        await fold_titles(conn)
     return indexed
+
+
+async def fold_titles(conn: psycopg.AsyncConnection[Any]) -> int:
+    """Keeps the folded title of the published articles indexed without it
+    (before it was kept, or by a replica of an earlier release during a
+    rollout); returns how many. At every start: one query when none is."""
+    cur = await conn.execute(
+        "SELECT slug, locale, title FROM help_search WHERE folded_title IS NULL"
+    )
+    rows = await cur.fetchall()
+    for slug, locale, title in rows:
+        await conn.execute(
+            "UPDATE help_search SET folded_title = %s WHERE slug = %s AND locale = %s"
+            " AND title = %s",
+            (folded(title), slug, locale, title),
+        )
+    return len(rows)
 
 
 async def reindex(conn: psycopg.AsyncConnection[Any]) -> int:
@@ -123,8 +150,8 @@ async def _index(conn: psycopg.AsyncConnection[Any], article: ArticleVersion) ->
     slug, locale = article.slug, article.locale
     await _unindex(conn, slug, locale)
     await conn.execute(
-        "INSERT INTO help_search (slug, locale, category, title, tokeniser, document) VALUES"
-        " (%s, %s, %s, %s, %s, setweight(to_tsvector('simple', %s), 'A')"
+        "INSERT INTO help_search (slug, locale, category, title, folded_title, tokeniser,"
+        " document) VALUES (%s, %s, %s, %s, %s, %s, setweight(to_tsvector('simple', %s), 'A')"
         " || setweight(to_tsvector('simple', %s), 'A')"
         " || setweight(to_tsvector('simple', %s), 'B'))",
         (
@@ -132,6 +159,7 @@ async def _index(conn: psycopg.AsyncConnection[Any], article: ArticleVersion) ->
             locale,
             article.category,
             article.title,
+            folded(article.title),
             index_version(),
             index_text(article.title),
             index_text(article.keywords),
@@ -373,14 +401,16 @@ async def search(
 async def suggest(
     conn: psycopg.AsyncConnection[Any], prefix: str, locale: str, limit: int = 8
 ) -> list[ArticleVersion]:
-    """Published articles whose titles hold `prefix`, read as search reads a
-    query (full-width `ｌｏｇ` is `log`)."""
-    prefix = folded(prefix)
+    """Published articles whose titles hold `prefix`, both read as search
+    reads a query (full-width `ｌｏｇ` is `log`, "platform's" is "platforms")."""
+    prefix = folded_prefix(prefix)
     pattern = "%" + prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    # A title indexed by an earlier release, not yet folded: as it was matched.
+    title = "coalesce(folded_title, lower(title))"
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            "SELECT slug FROM help_search WHERE locale = %s AND lower(title) LIKE %s"
-            " ORDER BY position(%s in lower(title)), length(title), slug LIMIT %s",
+            f"SELECT slug FROM help_search WHERE locale = %s AND {title} LIKE %s"
+            f" ORDER BY position(%s in {title}), length(title), slug LIMIT %s",
             (locale, pattern, prefix, limit),
         )
         slugs = [row["slug"] for row in await cur.fetchall()]
@@ -438,6 +468,15 @@ ARTICLES_KEPT = 20
 # The searches of a session a listing shows: its latest, so a session searched
 # thousands of times still fits in a response.
 SEARCH_LOG_SHOWN = 100
+# The words of searches no listing shows, logged before `log_search` forgot
+# them as it goes: forgotten once, by the release that brought that.
+UNSHOWN_SEARCHES = f"""
+UPDATE help_search_log l SET query = '' FROM (
+    SELECT id, row_number() OVER (PARTITION BY session ORDER BY at DESC, id DESC) AS n
+    FROM help_search_log WHERE session IN (
+        SELECT session FROM help_search_log GROUP BY session HAVING count(*) > {SEARCH_LOG_SHOWN})
+) AS o WHERE l.id = o.id AND o.n > {SEARCH_LOG_SHOWN} AND l.query <> ''
+"""
 
 
 async def session(
@@ -513,21 +552,33 @@ async def log_search(
     conn: psycopg.AsyncConnection[Any], s: HelpSession, query: str, results: int
 ) -> None:
     """Keeps the search in the session (its latest SEARCHES_KEPT, each once: a
-    query typed again moves to the end) and logs it for the figures."""
-    # Changed in place: concurrent calls on one session lose nothing.
-    await conn.execute(
-        "UPDATE help_sessions SET searches = ("
-        " SELECT coalesce(jsonb_agg(query ORDER BY last_at), '[]'::jsonb) FROM ("
-        "  SELECT query, max(at) AS last_at"
-        "  FROM jsonb_array_elements_text(searches || %s) WITH ORDINALITY AS s(query, at)"
-        "  GROUP BY query ORDER BY last_at DESC LIMIT %s) AS latest)"
-        " WHERE id = %s",
-        (Jsonb([query]), SEARCHES_KEPT, s.id),
-    )
-    await conn.execute(
-        "INSERT INTO help_search_log (session, query, results) VALUES (%s, %s, %s)",
-        (s.id, query, results),
-    )
+    query typed again moves to the end) and logs it for the figures, in one
+    transaction. The log keeps the words of the session's latest
+    SEARCH_LOG_SHOWN searches only, those its listing (and so the person's
+    export) shows: an older one keeps its result count and time."""
+    async with conn.transaction():
+        # Changed in place: concurrent calls on one session lose nothing (and
+        # wait for each other on the session's row until they commit).
+        await conn.execute(
+            "UPDATE help_sessions SET searches = ("
+            " SELECT coalesce(jsonb_agg(query ORDER BY last_at), '[]'::jsonb) FROM ("
+            "  SELECT query, max(at) AS last_at"
+            "  FROM jsonb_array_elements_text(searches || %s) WITH ORDINALITY AS s(query, at)"
+            "  GROUP BY query ORDER BY last_at DESC LIMIT %s) AS latest)"
+            " WHERE id = %s",
+            (Jsonb([query]), SEARCHES_KEPT, s.id),
+        )
+        await conn.execute(
+            "INSERT INTO help_search_log (session, query, results) VALUES (%s, %s, %s)",
+            (s.id, query, results),
+        )
+        # In the listing's order (`sessions_of`).
+        await conn.execute(
+            "UPDATE help_search_log SET query = '' WHERE id IN ("
+            " SELECT id FROM help_search_log WHERE session = %s"
+            " ORDER BY at DESC, id DESC OFFSET %s) AND query <> ''",
+            (s.id, SEARCH_LOG_SHOWN),
+        )
 
 
 async def add_read(
@@ -613,12 +664,17 @@ async def resolve(
     ticket: TicketDraft | None = None,
 ) -> HelpSession:
     """Records the outcome (and the ticket to open) once: a repeated answer
-    keeps the first, so a retried ticket is the same ticket."""
+    keeps the first, so a retried ticket is the same ticket. A ticket whose
+    words an erasure forgot (`erasures`) takes the repeated answer's, in its
+    recorded category: with none, it could never be opened."""
     ticket = ticket or TicketDraft("", "", "")
     await conn.execute(
-        "UPDATE help_sessions SET outcome = %s, ticket_category = %s, ticket_subject = %s,"
-        " ticket_description = %s, resolved_at = now() WHERE id = %s AND outcome = ''",
-        (outcome, ticket.category, ticket.subject, ticket.description, s.id),
+        "UPDATE help_sessions SET outcome = %s,"
+        " ticket_category = CASE outcome WHEN '' THEN %s ELSE ticket_category END,"
+        " ticket_subject = %s, ticket_description = %s,"
+        " resolved_at = coalesce(resolved_at, now()) WHERE id = %s"
+        " AND (outcome = '' OR (outcome = %s AND outcome = 'NOT_SOLVED' AND ticket_subject = ''))",
+        (outcome, ticket.category, ticket.subject, ticket.description, s.id, outcome),
     )
     found = await session(conn, s.id, s.user_id, s.locale, create=False)
     assert found is not None
