@@ -282,7 +282,12 @@ async def test_a_backends_failure_is_told_in_plain_words_not_its_own(
 
 async def evidence_gateway(backend: Backend, stub: object) -> EvidenceGateway:
     channel = grpc.aio.insecure_channel("127.0.0.1:9")  # never used: the stub is replaced
-    gateway = EvidenceGateway(backend, channel, upload_timeout=900)
+    gateway = EvidenceGateway(
+        backend,
+        channel,
+        upload_timeout=900,
+        largest_file=GatewaySettings.model_fields["largest_evidence_bytes"].default,
+    )
     gateway.stub = cast(Any, stub)
     await channel.close()
     return gateway

@@ -165,7 +165,12 @@ async def _serve(
     ):
         backend.evidence = evidence_pb2_grpc.EvidenceServiceStub(evidence_channel)
         tickets = TicketGateway(backend, tickets_channel)
-        evidence = EvidenceGateway(backend, evidence_channel, cfg.upload_timeout_seconds)
+        evidence = EvidenceGateway(
+            backend,
+            evidence_channel,
+            cfg.upload_timeout_seconds,
+            largest_file=cfg.largest_evidence_bytes,
+        )
         appeals = AppealGateway(backend, appeals_channel)
         reports = ReportGateway(backend, reports_channel)
         backend.reports = reports.stub

@@ -369,11 +369,6 @@ class TicketGateway(pb_grpc.TicketServiceServicer):
     ListTicketCategories = route("ListTicketCategories")
 
 
-# The largest file evidence may be: the evidence service's largest size limit
-# (CASEMESH_MAX_VIDEO_BYTES, 500 MiB by default).
-LARGEST_EVIDENCE = 500 * 1024 * 1024
-
-
 class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
     """Evidence uploads and reads, streamed through to the evidence service."""
 
@@ -384,7 +379,7 @@ class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
         backend: Backend,
         channel: grpc.aio.Channel,
         upload_timeout: float,
-        largest_file: int = LARGEST_EVIDENCE,
+        largest_file: int,
     ) -> None:
         self.backend = backend
         self.stub = evidence_pb2_grpc.EvidenceServiceStub(channel)

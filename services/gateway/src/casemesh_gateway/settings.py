@@ -52,6 +52,10 @@ class GatewaySettings(VouchingSettings):
     # Uploads and reads of large videos (and exports) take longer than
     # ordinary calls.
     upload_timeout_seconds: float = Field(900.0, gt=0)
+    # The largest evidence file, as the evidence service's largest limit
+    # (its CASEMESH_MAX_VIDEO_BYTES): an upload or a read of evidence may take
+    # as long as this many bytes need at the slowest rate waited for.
+    largest_evidence_bytes: int = Field(500 * 1024 * 1024, gt=0)
     # Users' tokens. HS256 shared secret (local runs); in production the
     # identity provider's keys: RS256 public keys in PEM (while keys rotate,
     # the old and the new one after another) or the URL of its published key
