@@ -26,8 +26,9 @@ from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.identity import Identity
 from casemesh.platform.personal import ERASED, SealingMapper, is_token, reveal_message
 from casemesh.platform.timers import Deadline, UnknownDeadlineKind
+from casemesh.v1 import appeals_pb2 as apb
 from casemesh_appeals import policy
-from casemesh_appeals.api import appeal_message, for_viewer, index_doc
+from casemesh_appeals.api import appeal_message, counter_dict, for_viewer, index_doc
 from casemesh_appeals.application import AppealDraft, Appeals, DeadlineKind, RowSource
 from casemesh_appeals.domain import PERSONAL, CopyrightAppeal, State, Step
 from casemesh_appeals.events import public_message
@@ -1365,3 +1366,108 @@ def test_an_appeal_filed_under_another_law_is_decided_under_the_notices(
     assert decided.decision["reasons"]["redress"] == eu.final_redress["zh-CN"]
     if uphold:
         assert app.get(ALICE, ident).next_step_due == due
+
+
+def test_the_redress_is_written_in_the_language_of_the_party_it_is_for(app: Appeals) -> None:
+    """The statement's redress goes to the party the decision went against:
+    the claimant of a rejected notice reads it in their language, even when
+    the agent named the (Chinese-speaking) uploader; the uploader of an
+    upheld notice in theirs."""
+    english = {**party("Alice Studio"), "locale": "en"}
+    redress = policy.load()["cn"].redress
+    reasons = {"ground": "著作权法第十条", "facts": "不同的舞"}
+    rejected = str(app.file(ALICE, replace(notice("n-en"), filer=english)).id)
+    app.assign(AGENT, rejected, "")
+    app.decide(AGENT, rejected, False, reasons, party("Ursula", "ursula"), etag="")
+    shown = appeal_message(app.get(ALICE, rejected)).decision_reasons
+    assert shown.redress == redress["en"]
+
+    second = replace(notice("n-en2", infringing_items=["v/2"]), filer=english)
+    kept = str(app.file(ALICE, second).id)
+    app.assign(AGENT, kept, "")
+    app.decide(AGENT, kept, True, reasons, party("Ursula", "ursula"), etag="")
+    assert appeal_message(app.get(URSULA, kept)).decision_reasons.redress == redress["zh-CN"]
+
+
+V1, V2, V3 = (f"https://video.example/v/{n}" for n in (1, 2, 3))
+
+
+def test_one_counter_notice_answers_for_several_removed_items_and_restores_them_all(
+    app: Appeals, clock: FakeClock
+) -> None:
+    """A notice took down three of Ursula's videos: her counter-notice names
+    two of them; when the window passes both come back, as the claimant and
+    the topic are told."""
+    ident = upheld(app, str(app.file(ALICE, notice("n-many", infringing_items=[V1, V2, V3])).id))
+    app.file_counter_notice(
+        URSULA,
+        ident,
+        party("Ursula"),
+        {"removed_items": [V1, V3], "reason": "两支都是我编的舞"},
+        good_faith=True,
+        accuracy=True,
+    )
+    shown = appeal_message(app.get(ALICE, ident)).counter_notice
+    assert (shown.removed_item, list(shown.removed_items)) == (V1, [V1, V3])
+    (restore,) = [d for d in app.deadlines_of(last_event(app, ident)) if d.kind == "restore"]
+    clock.now_is(restore.due)
+    app.fire(restore)
+    case = app.get(URSULA, ident)
+    message = public_message(last_event(app, ident), case)
+    assert isinstance(message, aev.ContentRestored)
+    assert (message.removed_item, list(message.restored_items)) == (V1, [V1, V3])
+
+
+def test_the_removed_items_a_counter_notice_names_are_checked_one_by_one(app: Appeals) -> None:
+    """Each item named is one the notice took down, and named once: each
+    refusal names its field, and nothing is stored. `removed_item` alone is
+    still a counter-notice, and may be listed again among `removed_items`."""
+    ident = upheld(app, str(app.file(ALICE, notice("n-check", infringing_items=[V1, V2])).id))
+    before = events_of(app, ident)
+
+    def refused_fields(counter_notice: dict[str, Any]) -> list[str]:
+        with pytest.raises(InvalidArgument) as refused:
+            app.file_counter_notice(
+                URSULA, ident, party("Ursula"), counter_notice, good_faith=True, accuracy=True
+            )
+        return [v.field for v in refused.value.violations]
+
+    reason = {"reason": "原创"}
+    assert refused_fields({**reason, "removed_items": [V1, " ", V1]}) == [
+        "counter_notice.removed_items[1]",
+        "counter_notice.removed_items[2]",
+    ]
+    assert refused_fields({**reason, "removed_item": V3, "removed_items": [V2, V3]}) == [
+        "counter_notice.removed_item",
+        "counter_notice.removed_items[1]",
+    ]
+    assert refused_fields({**reason, "removed_items": []}) == ["counter_notice.removed_item"]
+    assert events_of(app, ident) == before
+    both = {**reason, "removed_item": V2, "removed_items": [V1, V2]}
+    app.file_counter_notice(URSULA, ident, party("Ursula"), both, good_faith=True, accuracy=True)
+    assert list(appeal_message(app.get(ALICE, ident)).counter_notice.removed_items) == [V2, V1]
+
+
+def test_a_counter_notice_filed_as_a_case_may_name_several_items(app: Appeals) -> None:
+    """Filed as a case of its own, naming its items in `removed_items` only,
+    it misses nothing; a repeated one is refused, naming it."""
+    several = {"removed_items": [V1, V2], "reason": "自编舞"}
+    draft = counter_notice_draft()
+    content = {**draft.content, "counter_notice": several}
+    case = app.file(URSULA, replace(draft, request_id="c-many", content=content))
+    assert (case.state, case.missing) == ("SUBMITTED", [])
+    assert list(appeal_message(case).counter_notice.removed_items) == [V1, V2]
+    repeated = {**content, "counter_notice": {**several, "removed_items": [V1, V1]}}
+    with pytest.raises(InvalidArgument) as refused:
+        app.file(URSULA, replace(draft, request_id="c-twice", content=repeated))
+    fields = [v.field for v in refused.value.violations]
+    assert fields == ["appeal.counter_notice.removed_items[1]"]
+
+
+def test_a_counter_notice_sent_without_removed_items_keeps_its_request() -> None:
+    """Sent without `removed_items`, a counter-notice reads as it did before
+    the field existed (a retry then still matches its first request)."""
+    one = counter_dict(apb.CounterNotice(removed_item=f" {V1} ", reason="原创"))
+    assert "removed_items" not in one and one["removed_item"] == V1
+    several = counter_dict(apb.CounterNotice(removed_items=[f"{V1} ", V2], reason="原创"))
+    assert several["removed_items"] == [V1, V2]

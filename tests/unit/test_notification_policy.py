@@ -14,7 +14,7 @@ from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh_notifier.labels import phone_zones
 from casemesh_notifier.policy import backoff, quiet_until, quiet_until_everywhere
 from casemesh_notifier.rendering import email_values, render_email, render_sms, sms_values
-from casemesh_notifier.steps import appeal_steps, report_steps, ticket_step
+from casemesh_notifier.steps import Step, appeal_steps, report_steps, ticket_step
 from casemesh_notifier.store import NewJob
 
 
@@ -252,3 +252,57 @@ def test_a_reporter_told_of_a_reversal_hears_whether_their_report_is_reviewed_ag
     assert "we will tell you the outcome" in told("SUBMITTED")
     assert "not reviewed again" in told("REVERSED")
     assert "we will tell you the outcome" not in told("REVERSED")
+
+
+def _decided(outcome: str, *, uploader: bool = False, outcome_of: str = "") -> aev.AppealDecided:
+    """A decision that opens a window to appeal (`next_step_due`), with the
+    redress that speaks of it."""
+    header = aev.AppealEventHeader(
+        appeal_id="a1",
+        state="UPHELD" if outcome == "UPHOLD" else "REJECTED",
+        next_step="COUNTER_NOTICE_OR_APPEAL" if uploader else "APPEAL",
+        next_step_due=Timestamp(seconds=1_788_000_000),
+    )
+    return aev.AppealDecided(
+        header=header,
+        outcome=outcome,
+        reasons=aev.StatementOfReasons(
+            ground="著作权法", facts="同一支舞", redress="如不服本决定，可在申诉期限内提出申诉。"
+        ),
+        affected_uploader=aev.AppealParty(user_id="ursula") if uploader else None,
+        outcome_of=outcome_of,
+    )
+
+
+def _told(step: Step, locale: str) -> str:
+    """The e-mail and the SMS `step` sends in `locale`."""
+    shanghai = ZoneInfo("Asia/Shanghai")
+    email = render_email(step.template, locale, shanghai, email_values(step, "A-1", "Dance"))
+    return email.text + render_sms(step.template, locale, shanghai, sms_values(step, "A-1", False))
+
+
+def test_only_the_party_a_decision_went_against_is_told_they_may_appeal_it() -> None:
+    """The claimant of an upheld notice, and the filer of an upheld
+    counter-notice, won: no date to appeal by, nor the other party's redress
+    (which speaks of appealing); the uploader and a rejected filer get both."""
+    for won in (_decided("UPHOLD", uploader=True), _decided("UPHOLD")):
+        filer = appeal_steps(won, "UNDER_REVIEW")["filer"]
+        assert (filer.template, filer.due) == ("appeal.upheld", None)
+        for locale in ("en", "zh-CN"):
+            text = _told(filer, locale)
+            assert "同一支舞" in text
+            for never in ("appeal until", "Appeal by", "前申诉", "申诉期限", "Redress", "救济途径"):
+                assert never not in text, text
+    removed = appeal_steps(_decided("UPHOLD", uploader=True), "UNDER_REVIEW")["uploader"]
+    assert removed.due is not None and "申诉期限" in _told(removed, "zh-CN")
+    lost = appeal_steps(_decided("REJECT"), "UNDER_REVIEW")["filer"]
+    assert lost.due is not None
+    assert "You may appeal until" in _told(lost, "en") and "申诉期限" in _told(lost, "en")
+
+
+def test_a_notice_upheld_on_the_claimants_appeal_tells_the_claimant_once() -> None:
+    """The claimant hears of it from their appeal's decision; on the notice,
+    only the uploader whose content it removes is told (with their window)."""
+    steps = appeal_steps(_decided("UPHOLD", uploader=True, outcome_of="appeals/a2"), "REJECTED")
+    assert {role: s.template for role, s in steps.items()} == {"uploader": "appeal.content_removed"}
+    assert steps["uploader"].due is not None

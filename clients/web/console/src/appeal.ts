@@ -144,7 +144,13 @@ function render(a: Appeal, events: AppealEvent[], host: CaseHost): void {
     counter.append(
       element("h2", t("counterHeading"), { id: "counter-heading" }),
       facts([
-        [t("removedItem"), cn.removedItem || "—"],
+        // Every item it answers for (one filed before it could name several: its one).
+        [
+          t("removedItem"),
+          (cn.removedItems.length ? cn.removedItems : [cn.removedItem])
+            .filter(Boolean)
+            .join(", ") || "—",
+        ],
         [t("counterReason"), cn.reason || "—"],
         [t("consentJurisdiction"), yesNo(cn.consentToJurisdiction)],
         [t("evidence"), previews(cn.evidence, host)],

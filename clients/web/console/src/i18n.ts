@@ -705,7 +705,7 @@ const en: Record<Key, string> = {
   appealOf: "Decision appealed",
   grounds: "Grounds",
   counterHeading: "Counter-notice",
-  removedItem: "Removed item",
+  removedItem: "Removed items",
   counterReason: "Reason",
   consentJurisdiction: "Consents to jurisdiction",
   restoreDate: "Restored on (unless the claimant goes to court)",

@@ -31,7 +31,7 @@ from casemesh_appeals.application import (
     Appeals,
     appeal_id_from_name,
 )
-from casemesh_appeals.domain import CopyrightAppeal, State
+from casemesh_appeals.domain import CopyrightAppeal, State, removed_items
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
 
@@ -152,12 +152,16 @@ def content_dict(a: pb.Appeal, prefix: str = "appeal") -> dict[str, Any]:
 
 
 def counter_dict(c: pb.CounterNotice) -> dict[str, Any]:
-    return {
+    counter = {
         "removed_item": c.removed_item.strip(),
         "reason": c.reason.strip(),
         "evidence": _refs(c.evidence),
         "consent_to_jurisdiction": c.consent_to_jurisdiction,
     }
+    # Only when sent: a retry from before it existed matches its request.
+    if c.removed_items:
+        counter["removed_items"] = [item.strip() for item in c.removed_items]
+    return counter
 
 
 def appeal_message(a: CopyrightAppeal) -> pb.Appeal:
@@ -199,9 +203,11 @@ def appeal_message(a: CopyrightAppeal) -> pb.Appeal:
         )
     counter = a.counter_notice or content.get("counter_notice")
     if counter:
+        items = removed_items(counter)
         msg.counter_notice.CopyFrom(
             pb.CounterNotice(
-                removed_item=counter.get("removed_item", ""),
+                removed_item=next(iter(items), ""),
+                removed_items=items,
                 reason=counter.get("reason", ""),
                 evidence=_ref_messages(counter.get("evidence")),
                 consent_to_jurisdiction=bool(counter.get("consent_to_jurisdiction")),

@@ -195,6 +195,9 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         if draft.appeal_of and draft.kind != Kind.DECISION_APPEAL:
             v.add("appeal.appeal_of", "only a DECISION_APPEAL names a decided case")
         self._check_texts(v, draft.content, "appeal")
+        if isinstance(draft.content.get("counter_notice"), dict):
+            # Filed without one, it is a missing element (asked for).
+            check_removed_items(v, draft.content["counter_notice"], "appeal.counter_notice")
         if draft.kind in Kind.__members__:
             check_parts(v, Kind(draft.kind), draft.content, "appeal")
         v.raise_if_any()
@@ -383,9 +386,10 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         rules.check_party(v, uploader, "uploader")
         if not rules.says_something(uploader.get("legal_name") or ""):
             v.add("uploader.legal_name", "is required for a counter-notice")
-        for key in ("removed_item", "reason"):
-            if not rules.says_something(counter_notice.get(key) or ""):
-                v.add(f"counter_notice.{key}", "is required for a counter-notice")
+        if not check_removed_items(v, counter_notice, "counter_notice"):
+            v.add("counter_notice.removed_item", "is required for a counter-notice")
+        if not rules.says_something(counter_notice.get("reason") or ""):
+            v.add("counter_notice.reason", "is required for a counter-notice")
         if not good_faith:
             v.add("good_faith_statement", "a counter-notice is made in good faith")
         if not accuracy:
@@ -503,7 +507,11 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             governed = notice if notice is not None else a
             policy = self.policies[governed.jurisdiction]
             deadline = policy.due(policy.appeal_window, self.clock.now())
-            locale = (uploader or a.content["filer"]).get("locale", "en")
+            # Redress is for the party the decision goes against, in their
+            # language: the uploader whose content an upheld notice removes,
+            # else the filer.
+            against = uploader if uphold and uploader else a.content["filer"]
+            locale = against.get("locale", "en")
             completed = statement.completed(
                 redress=policy.redress.get(locale, ""), appeal_deadline=deadline
             )
@@ -793,6 +801,21 @@ def said_only(content: Any) -> Any:
     if isinstance(content, str):
         return rules.said(content)
     return content
+
+
+def check_removed_items(v: Violations, counter_notice: dict[str, Any], prefix: str) -> bool:
+    """Refuses an empty or repeated entry of a counter-notice's
+    `removed_items` (naming it); whether it names any removed item."""
+    seen: set[str] = set()
+    for i, item in enumerate(counter_notice.get("removed_items") or []):
+        field_name = f"{prefix}.removed_items[{i}]"
+        if not isinstance(item, str) or not rules.says_something(item):
+            v.add(field_name, "names no item: give its URL or content id, or leave it out")
+        elif item in seen:
+            v.add(field_name, "names an item listed before it")
+        else:
+            seen.add(item)
+    return bool(seen) or rules.says_something(counter_notice.get("removed_item") or "")
 
 
 def check_parts(v: Violations, kind: Kind, content: dict[str, Any], prefix: str) -> None:

@@ -2,7 +2,8 @@
 
 A takedown notice: SUBMITTED (or INFO_REQUESTED when legal elements are
 missing) → UNDER_REVIEW → UPHELD (content actioned) or REJECTED. After UPHELD
-the uploader may answer with a counter-notice: FORWARDED_TO_CLAIMANT → RESTORED
+the uploader may answer with a counter-notice naming the removed items it
+answers for (one or several): FORWARDED_TO_CLAIMANT → RESTORED (those items)
 when the window passes, or HELD when the claimant shows court action in time,
 until an agent records how the action ended: UPHELD_BY_COURT (the content
 stays down) or RESTORED.
@@ -31,7 +32,12 @@ from typing import Any
 from eventsourcing.domain import Aggregate, event
 
 from casemesh.platform.acts import Act, ReasonedAct
-from casemesh.platform.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from casemesh.platform.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    PermissionDenied,
+    Violations,
+)
 from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.ids import derived_id
 from casemesh.platform.personal import PersonalEvent, PersonalFields
@@ -143,7 +149,22 @@ def _given(value: Any) -> bool:
 
 
 def missing_elements(kind: Kind, content: dict[str, Any]) -> list[str]:
-    return [path for path in REQUIRED[kind] if not _given(_lookup(content, path))]
+    return [path for path in REQUIRED[kind] if not _given(_element(content, path))]
+
+
+def _element(content: dict[str, Any], path: str) -> Any:
+    # A counter-notice names its removed item, or several.
+    if path == "counter_notice.removed_item":
+        return removed_items(content.get("counter_notice") or {})
+    return _lookup(content, path)
+
+
+def removed_items(counter_notice: Mapping[str, Any]) -> list[str]:
+    """The removed items a counter-notice names: its `removed_item`, then
+    each of its `removed_items` (one filed before a counter-notice could
+    name several has only the first), each once."""
+    named = [counter_notice.get("removed_item") or "", *(counter_notice.get("removed_items") or [])]
+    return list(dict.fromkeys(item for item in named if item))
 
 
 def merge(content: dict[str, Any], completion: dict[str, Any]) -> dict[str, Any]:
@@ -305,13 +326,20 @@ class CopyrightAppeal(ExpiringCase):
                 f"the window for a counter-notice closed at {self.next_step_due.isoformat()}",
                 reason="COUNTER_NOTICE_WINDOW_CLOSED",
             )
-        # It restores what it names: only an item the notice took down.
+        # It restores what it names: only items the notice took down.
         taken_down = (self.content.get("notice") or {}).get("infringing_items") or []
-        if counter_notice.get("removed_item") not in taken_down:
-            raise InvalidArgument.field(
-                "counter_notice.removed_item",
-                "names no item the notice took down (its infringing_items)",
-            )
+        named = [("counter_notice.removed_item", counter_notice.get("removed_item") or "")]
+        named += [
+            (f"counter_notice.removed_items[{i}]", item)
+            for i, item in enumerate(counter_notice.get("removed_items") or [])
+        ]
+        v = Violations()
+        for path, item in named:
+            if item and item not in taken_down:
+                v.add(path, "names no item the notice took down (its infringing_items)")
+        if not removed_items(counter_notice):
+            v.add("counter_notice.removed_item", "is required for a counter-notice")
+        v.raise_if_any()
         self._counter_notice_filed(
             actor=actor, uploader=uploader, counter_notice=counter_notice, restore_due=restore_due
         )

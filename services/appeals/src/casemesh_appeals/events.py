@@ -16,7 +16,7 @@ from casemesh.platform.grpcutil import to_timestamp
 from casemesh.platform.history import header_basics
 from casemesh.platform.relay import EventTranslator
 from casemesh_appeals.application import PUBLIC_NAMES
-from casemesh_appeals.domain import CopyrightAppeal, Kind, State
+from casemesh_appeals.domain import CopyrightAppeal, Kind, State, removed_items
 
 TOPIC = topics.APPEALS
 SOURCE = "casemesh/appeals"
@@ -69,7 +69,7 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
                 filer=_party(a["content"].get("filer")),
                 work_title=notice.get("work", {}).get("title", ""),
                 infringing_items=notice.get("infringing_items", []),
-                removed_item=counter.get("removed_item", ""),
+                removed_item=next(iter(removed_items(counter)), ""),
                 appeal_of=content.get("appeal_of", ""),
                 evidence=_attachments(
                     notice.get("originality_evidence"),
@@ -121,7 +121,7 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
             return ev.CounterNoticeFiled(
                 header=header,
                 uploader=_party(a["uploader"]),
-                removed_item=c.get("removed_item", ""),
+                removed_item=next(iter(removed_items(c)), ""),
                 reason=c.get("reason", ""),
                 evidence=_attachments(c.get("evidence")),
                 restore_time=to_timestamp(a["restore_due"]),
@@ -131,14 +131,16 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
                 header=header, details=a["details"], evidence=_attachments(a.get("evidence"))
             )
         case CopyrightAppeal.Restored():
-            item = _removed_item(after)
-            return ev.ContentRestored(header=header, removed_item=item, restored_items=[item])
+            items = _removed_items(after)
+            return ev.ContentRestored(
+                header=header, removed_item=next(iter(items), ""), restored_items=items
+            )
         case CopyrightAppeal.RestoredOnAppeal():
             items = list(notice.get("infringing_items", []))
             return ev.ContentRestored(
                 header=header,
                 # As a consumer reading only this field has always had it.
-                removed_item=_removed_item(after) or (items[0] if items else ""),
+                removed_item=next(iter(_removed_items(after) + items), ""),
                 restored_items=items,
                 outcome_of=a["appeal"],
             )
@@ -149,7 +151,7 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
                 outcome=a["outcome"],
                 details=a["details"],
                 evidence=_attachments(a.get("evidence")),
-                removed_item=_removed_item(after) if restored else "",
+                removed_item=next(iter(_removed_items(after)), "") if restored else "",
             )
         case CopyrightAppeal.Withdrawn():
             return ev.AppealWithdrawn(header=header, reason=a["reason"])
@@ -160,15 +162,15 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
     raise ValueError(f"no public event for {type(domain_event).__name__}")
 
 
-def _removed_item(after: CopyrightAppeal) -> str:
-    """The item a restoration brings back: the counter-notice's, filed as a
+def _removed_items(after: CopyrightAppeal) -> list[str]:
+    """The items a restoration brings back: the counter-notice's, filed as a
     case of its own or by the uploader on the notice's stream (never a part
     the claimant put in the notice)."""
     if after.kind is Kind.COUNTER_NOTICE:
         counter = after.content.get("counter_notice") or {}
     else:
         counter = after.counter_notice or {}
-    return str(counter.get("removed_item", ""))
+    return removed_items(counter)
 
 
 def Translator(after: Callable[[Any], CopyrightAppeal]) -> EventTranslator:

@@ -109,8 +109,20 @@ def appeal_steps(message: Any, before: str = "") -> dict[str, Step]:
         case aev.AppealDecided():
             r = message.reasons
             reasons = {"reasons": {"ground": r.ground, "facts": r.facts, "redress": r.redress}}
-            template = "appeal.upheld" if message.outcome == "UPHOLD" else "appeal.rejected"
-            steps = {"filer": Step(template, reasons, due)}
+            upheld = message.outcome == "UPHOLD"
+            template = "appeal.upheld" if upheld else "appeal.rejected"
+            steps = {}
+            # Only the party a decision went against may appeal it. The filer
+            # of an upheld case won: the window is the uploader's (or no
+            # one's), and so is the redress that speaks of it, in their
+            # language; a final decision's redress (no window) is the filer's.
+            # A notice upheld on the claimant's appeal: the claimant hears it
+            # from their appeal's decision.
+            if not message.outcome_of:
+                own = reasons
+                if upheld and due is not None:
+                    own = {"reasons": {**reasons["reasons"], "redress": ""}}
+                steps["filer"] = Step(template, own, None if upheld else due)
             if message.HasField("affected_uploader"):
                 steps["uploader"] = Step("appeal.content_removed", reasons, due)
             return steps
