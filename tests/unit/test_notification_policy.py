@@ -175,9 +175,27 @@ def test_the_claimant_hears_of_completion_withdrawal_and_counter_notices() -> No
         "email": "uma@example.com",
         "phone": "+8613900139000",
     }
-    assert copy.values["text"] == "mine" and copy.values["removed_item"] == "content:8841"
+    assert copy.values["text"] == "mine" and copy.values["removed_items"] == ["content:8841"]
     assert copy.sms == {}  # none of it in the SMS
     assert countered["uploader"].template == "appeal.counter_notice_forwarded"
+
+
+def test_the_claimants_copy_of_a_counter_notice_names_every_item_it_answers_for() -> None:
+    items = ["content:8841", "content:8842"]
+    header = aev.AppealEventHeader(
+        appeal_id="a1", state="FORWARDED_TO_CLAIMANT", next_step="RESTORE"
+    )
+    filed = aev.CounterNoticeFiled(
+        header=header, removed_item=items[0], removed_items=items, reason="mine"
+    )
+    copy = appeal_steps(filed, "UPHELD")["filer"]
+    for locale in ("en", "zh-CN"):
+        values = email_values(copy, "A-1", "Dance video")
+        text = render_email(copy.template, locale, ZoneInfo("Asia/Shanghai"), values).text
+        assert all(item in text for item in items), text
+    # Published before a counter-notice could name several: its one item.
+    older = aev.CounterNoticeFiled(header=header, removed_item=items[0], reason="mine")
+    assert appeal_steps(older, "UPHELD")["filer"].values["removed_items"] == items[:1]
 
 
 def test_both_parties_hear_how_the_court_action_ended() -> None:

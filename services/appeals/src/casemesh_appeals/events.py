@@ -122,6 +122,7 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
                 header=header,
                 uploader=_party(a["uploader"]),
                 removed_item=next(iter(removed_items(c)), ""),
+                removed_items=removed_items(c),
                 reason=c.get("reason", ""),
                 evidence=_attachments(c.get("evidence")),
                 restore_time=to_timestamp(a["restore_due"]),

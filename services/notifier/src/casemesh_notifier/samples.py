@@ -214,6 +214,7 @@ def _appeals(w: Callable[[str], str]) -> list[Event]:
             header=header("FORWARDED_TO_CLAIMANT", "RESTORE"),
             uploader=uploader,
             removed_item="https://video.example/v/7731",
+            removed_items=["https://video.example/v/7731", "https://video.example/v/7732"],
             reason=w("I filmed this dance myself in 2024."),
             restore_time=due,
         ),

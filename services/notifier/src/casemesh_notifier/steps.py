@@ -132,7 +132,7 @@ def appeal_steps(message: Any, before: str = "") -> dict[str, Step]:
             u = message.uploader
             copy = {
                 "text": message.reason,
-                "removed_item": message.removed_item,
+                "removed_items": list(message.removed_items) or [message.removed_item],
                 "uploader": {
                     "name": u.legal_name,
                     "email": u.contact.email,
