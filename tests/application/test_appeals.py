@@ -26,6 +26,7 @@ from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.identity import Identity
 from casemesh.platform.personal import ERASED, SealingMapper, is_token, reveal_message
 from casemesh.platform.timers import Deadline, UnknownDeadlineKind
+from casemesh.rules import tickets as rules
 from casemesh.v1 import appeals_pb2 as apb
 from casemesh_appeals import policy
 from casemesh_appeals.api import appeal_message, counter_dict, for_viewer, index_doc
@@ -301,6 +302,20 @@ def test_a_notice_with_bad_fields_names_each_and_files_nothing(app: Appeals) -> 
         app.file(ALICE, bad)
     fields = {v.field for v in refused.value.violations}
     assert {"request_id", "appeal.kind", "appeal.jurisdiction", "appeal.filer.locale"} <= fields
+    assert app.recorder.max_notification_id() is None
+
+
+def test_an_item_in_the_form_of_sealed_personal_data_is_refused_and_nothing_filed(
+    app: Appeals,
+) -> None:
+    """An infringing item travels in the clear: shaped like a token, every
+    consumer of the case's events would wait for its key for ever."""
+    token = memory_sealer().sealer.sealing("mallory", None)("hello")
+    with pytest.raises(InvalidArgument) as refused:
+        app.file(ALICE, notice(infringing_items=["https://video.example/v/1", token]))
+    assert [(v.field, v.description) for v in refused.value.violations] == [
+        ("appeal.notice.infringing_items[1]", rules.SEALED_FORM)
+    ]
     assert app.recorder.max_notification_id() is None
 
 

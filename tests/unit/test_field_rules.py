@@ -14,8 +14,10 @@ from protobuf import Oneof
 
 from casemesh.platform.errors import InvalidArgument, Violations
 from casemesh.rules import tickets as rules
+from casemesh.v1 import appeals_pb2 as apb
 from casemesh.v1 import evidence_pb2 as epb
 from casemesh.v1 import helpcenter_pb2 as hpb
+from casemesh.v1 import tickets_pb2 as tpb
 from casemesh_gateway import checks, fieldrules
 from tests.field_rules import (
     BAD_TICKET,
@@ -25,6 +27,7 @@ from tests.field_rules import (
     annotated_fields,
     field_of,
 )
+from tests.support import memory_sealer
 
 
 def refused(request: Message, check: checks.Check = checks.nothing) -> list[tuple[str, str]]:
@@ -318,3 +321,36 @@ def test_the_gateway_and_the_service_judge_a_text_alike(
     except InvalidArgument as err:
         service = {f.field: f.description for f in err.violations}
     assert gateway == service == refused_for
+
+
+def test_text_in_the_form_of_sealed_personal_data_is_refused_wherever_it_is_sent() -> None:
+    """No client ever has a token (the services reveal what they answer);
+    one sent in a field kept in the clear would be taken for sealed data by
+    every consumer of its event, waiting for a key that never comes."""
+    token = memory_sealer().sealer.sealing("mallory", None)("hello")
+    assert token.startswith("pd1.")
+    notice = apb.FileAppealRequest(request_id="r1")
+    notice.appeal.notice.infringing_items.extend(["https://video.example/v/1", token])
+    notice.appeal.notice.work.title = token
+    assert sorted(refused(notice)) == [
+        ("appeal.notice.infringing_items[1]", rules.SEALED_FORM),
+        ("appeal.notice.work.title", rules.SEALED_FORM),
+    ]
+    # In a map's values too (a message of any kind: the walk is generic).
+    labelled = tpb.TicketCategory(id="account.login", labels={"en": token})
+    assert refused(labelled) == [('labels["en"]', rules.SEALED_FORM)]
+    # Text that only mentions one, or begins alike, is text.
+    said = apb.FileAppealRequest(request_id="r1")
+    said.appeal.notice.work.title = f"see {token}"
+    said.appeal.notice.infringing_items.append("pd1.not-a-token")
+    v = Violations()
+    fieldrules.check(said, v)
+    v.raise_if_any()
+    # The services refuse it too, in their own checks.
+    v = Violations()
+    rules.text(v, "appeal.notice.work.title", token, limit=500)
+    with pytest.raises(InvalidArgument) as info:
+        v.raise_if_any()
+    assert [(f.field, f.description) for f in info.value.violations] == [
+        ("appeal.notice.work.title", rules.SEALED_FORM)
+    ]

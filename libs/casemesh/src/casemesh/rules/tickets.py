@@ -18,6 +18,7 @@ from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
 from casemesh.platform.errors import InvalidArgument, Violations
 from casemesh.platform.identity import RESERVED_SUBJECTS
+from casemesh.platform.personal.sealing import is_token
 
 
 class Priority(IntEnum):
@@ -120,8 +121,9 @@ def text(
     required: bool = True,
     single_line: bool | None = None,
 ) -> str:
-    """A text field, trimmed; refused when empty (if required), too long, or
-    holding control characters (line breaks only where text may have lines)."""
+    """A text field, trimmed; refused when empty (if required), too long,
+    holding control characters (line breaks only where text may have lines),
+    or in the form of sealed personal data (`SEALED_FORM`)."""
     value = value.strip()
     if single_line is None:
         single_line = field.rsplit(".", 1)[-1] in SINGLE_LINE
@@ -134,7 +136,15 @@ def text(
             field,
             "must not contain control characters" + (" or line breaks" if single_line else ""),
         )
+    elif is_token(value):
+        v.add(field, SEALED_FORM)
     return value
+
+
+# Text shaped as a token of sealed personal data: a field kept in the clear
+# holding it would be taken for one by every consumer revealing events
+# (`reveal_message`), which waits for a key that will never come.
+SEALED_FORM = "must not be in the form of sealed personal data (pd1.… or pd2.…)"
 
 
 # Characters that make a name show other than it is: direction marks and
