@@ -12,8 +12,10 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,9 +24,10 @@ from casemesh.platform.personal import create_schema
 from casemesh.platform.personal.masterkeys import new_master_key
 from casemesh_devstack.ports import free_port
 from casemesh_devstack.postgres import LocalPostgres
+from casemesh_devstack.stack import IdentityKeys, create_databases, service_specs
 from casemesh_tickets.application import open_tickets
 from casemesh_tickets.events import TOPIC
-from tests.conftest import PARTITIONS, Infra
+from tests.conftest import PARTITIONS, Infra, wait_serving
 from tests.integration.test_pools import new_ticket
 from tests.support import records_keyed, wait_until
 
@@ -44,6 +47,37 @@ def stopped_pg(infra: Infra) -> Iterator[LocalPostgres]:
 
 def log_of(path: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
+
+
+@contextmanager
+def waiting(argv: list[str], env: dict[str, str], log: Path) -> Iterator[Callable[[], bool]]:
+    """The process `argv`, its output in `log`, seen waiting for a database
+    away (it tried, failed, and goes on trying: twice, so it backs off
+    rather than exits); yields a check that it is still running, which
+    says why not."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+        )
+
+    def running() -> bool:
+        assert proc.poll() is None, f"{argv[2]} exited: {log_of(log)[-3000:]}"
+        return True
+
+    try:
+        wait_until(
+            lambda: log_of(log).count("database.unreachable") >= 2 or proc.poll() is not None,
+            timeout=60,
+        )
+        running()
+        yield running
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.mark.parametrize("away", ["event store", "key database"])
@@ -70,24 +104,10 @@ def test_a_relay_started_while_its_database_is_down_publishes_once_it_is_up(
         "CASEMESH_KEYS_DATABASE_URL": keys_dsn,
     }
     log = tmp_path / "relay.log"
-    with log.open("wb") as out:
-        relay = subprocess.Popen(
-            [sys.executable, "-m", "casemesh_tickets", "relay"],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        # It tried, failed, and goes on trying (twice: it backs off, not exits).
-        wait_until(
-            lambda: log_of(log).count("database.unreachable") >= 2 or relay.poll() is not None,
-            timeout=60,
-        )
-        assert relay.poll() is None, f"the relay exited: {log_of(log)[-3000:]}"
+    with waiting([sys.executable, "-m", "casemesh_tickets", "relay"], env, log) as running:
         stopped_pg.start()
-        wait_until(lambda: "relay.active" in log_of(log) or relay.poll() is not None, timeout=120)
-        assert relay.poll() is None, f"the relay exited: {log_of(log)[-3000:]}"
+        wait_until(lambda: running() and "relay.active" in log_of(log), timeout=120)
+        running()
 
         app = open_tickets(dsn, pool_size=2)
         try:
@@ -101,11 +121,47 @@ def test_a_relay_started_while_its_database_is_down_publishes_once_it_is_up(
             return bool(found)
 
         wait_until(published, timeout=120, interval=0.5)
-        assert relay.poll() is None, f"the relay exited: {log_of(log)[-3000:]}"
+        running()
+
+
+# The servers whose start connects to their database their own way (not
+# through a schema lock): each names the address setting it serves on.
+SERVERS = {
+    "notifier": "notifier_addr",
+    "casequeue": "queue_addr",
+    "helpcenter": "help_addr",
+    "evidence": "evidence_addr",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SERVERS))
+def test_a_server_started_while_its_database_is_down_serves_once_it_is_up(
+    infra: Infra, tmp_path: Path, name: str
+) -> None:
+    """Its database and the key database both on a cluster that is stopped
+    when it starts."""
+    pg = LocalPostgres(infra.root / f"pg-{uuid.uuid4().hex[:8]}", free_port())
+    pg.start()
+    try:
+        create_databases(pg)
+        pg.stop()
+        addr = f"127.0.0.1:{free_port()}"
+        serving_at: dict[str, Any] = {SERVERS[name]: addr}
+        specs = service_specs(
+            pg,
+            infra.kafka,
+            ("127.0.0.1", free_port()),
+            f"http://127.0.0.1:{free_port()}/sms",
+            "a-test-secret-that-is-long-enough-for-hs256",
+            identity_keys=IdentityKeys.new(),
+            evidence_dir=tmp_path / "evidence",
+            metrics_addr=lambda _: f"127.0.0.1:{free_port()}",
+            **serving_at,
+        )
+        (spec,) = [s for s in specs if s.name == name]
+        with waiting(spec.argv, {**os.environ, **spec.env}, tmp_path / f"{name}.log") as running:
+            pg.start()
+            wait_serving(addr, timeout=120)
+            running()
     finally:
-        relay.terminate()
-        try:
-            relay.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            relay.kill()
-            relay.wait()
+        pg.stop()

@@ -19,7 +19,7 @@ from casemesh.platform.entrypoint import run_command
 from casemesh.platform.grpcutil import serve
 from casemesh.platform.logging import get_logger
 from casemesh.platform.outbox import OutboxPublisher
-from casemesh.platform.pools import async_pool, with_keepalives
+from casemesh.platform.pools import async_pool, wait_for_database, with_keepalives
 from casemesh.v1 import casequeue_pb2, casequeue_pb2_grpc
 from casemesh_casequeue import sla, store
 from casemesh_casequeue.api import QueueServicer
@@ -38,6 +38,7 @@ async def run(cfg: QueueSettings) -> None:
     clock = clock_from_setting(cfg.clock_offset_file)
     # Keepalives: a connection the network dropped, and the lock with it, is noticed.
     conninfo = with_keepalives(cfg.database_url)
+    wait_for_database(conninfo, database="casequeue")
     instance = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
     await store.create_schema(instance)
     await store.hold_instance_lock(instance)

@@ -12,7 +12,7 @@ from casemesh.platform.consuming import HeardUntil
 from casemesh.platform.entrypoint import run_command, serve_servicer
 from casemesh.platform.forgetting import ErasureFollower
 from casemesh.platform.periodic import Periodic
-from casemesh.platform.pools import async_pool
+from casemesh.platform.pools import async_pool, wait_for_database
 from casemesh.v1 import evidence_pb2, evidence_pb2_grpc
 from casemesh_evidence.api import EvidenceServicer
 from casemesh_evidence.application import (
@@ -41,6 +41,7 @@ def open_store(cfg: EvidenceSettings) -> tuple[BlobStore, Path]:
 
 
 async def run(cfg: EvidenceSettings) -> None:
+    wait_for_database(cfg.database_url, database="evidence")
     pool = async_pool(cfg.database_url, min_size=1, max_size=8)
     await pool.open()
     store, incoming = open_store(cfg)

@@ -16,7 +16,7 @@ from casemesh.platform.entrypoint import run_command, serve_servicer
 from casemesh.platform.forgetting import ErasureFollower
 from casemesh.platform.logging import get_logger
 from casemesh.platform.outbox import OutboxPublisher
-from casemesh.platform.pools import async_pool
+from casemesh.platform.pools import async_pool, wait_for_database
 from casemesh.v1 import helpcenter_pb2, helpcenter_pb2_grpc
 from casemesh_helpcenter import erasures, phone, search, store
 from casemesh_helpcenter.api import HelpServicer
@@ -30,6 +30,7 @@ log = get_logger(__name__)
 async def run(cfg: HelpSettings) -> None:
     # Loaded by the first query otherwise, blocking every call for a second.
     await asyncio.to_thread(search.warm)
+    wait_for_database(cfg.database_url, database="helpcenter")
     async with await psycopg.AsyncConnection.connect(cfg.database_url, autocommit=True) as conn:
         await store.create_schema(conn, phone.SCHEMA)
         seeded = await store.seed(conn)

@@ -24,7 +24,7 @@ from casemesh.platform.logging import configure_logging, get_logger
 from casemesh.platform.metrics import serve_metrics
 from casemesh.platform.outbox import OutboxPublisher
 from casemesh.platform.personal import AsyncSealer, open_sealer
-from casemesh.platform.pools import async_pool
+from casemesh.platform.pools import async_pool, wait_for_database
 from casemesh.platform.telemetry import configure_tracing
 from casemesh.v1 import notifications_pb2, notifications_pb2_grpc
 from casemesh_notifier.api import NotificationServicer
@@ -62,7 +62,13 @@ def email_channel(cfg: NotifierSettings) -> SmtpChannel | HttpEmailChannel:
 
 
 async def run(cfg: NotifierServiceSettings) -> None:
+    wait_for_database(cfg.database_url, database="notifier")
     await create_schema(cfg.database_url)
+    # Ticket events carry their personal fields sealed: the planner reveals
+    # them (a key look-up that misses memory runs in a worker thread). Opened
+    # before SIGTERM is taken over: a start waiting for the key database
+    # ends at once when told to.
+    personal = AsyncSealer(open_sealer(cfg))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -76,9 +82,6 @@ async def run(cfg: NotifierServiceSettings) -> None:
     email = email_channel(cfg)
     channels: dict[str, Channel] = {"EMAIL": email, "SMS": sms}
     clock = SystemClock()
-    # Ticket events carry their personal fields sealed: the planner reveals
-    # them (a key look-up that misses memory runs in a worker thread).
-    personal = AsyncSealer(open_sealer(cfg))
     delivery = Delivery(
         pool=pool, conninfo=cfg.database_url, channels=channels, cfg=cfg, clock=clock
     )

@@ -131,6 +131,13 @@ def connect_at_start(
         delay = min(delay * 2, MOST_START_BACKOFF_S)
 
 
+def wait_for_database(database_url: str, **what: str) -> None:
+    """Returns once `database_url` takes a connection, waiting as
+    `connect_at_start` does: for a process starting, before it connects its
+    own way."""
+    connect_at_start(database_url, lambda conn: None, **what).close()
+
+
 # How long a caller waits for a pooled connection. The services' worker
 # threads are fewer than their pools' connections, so a caller that waits at
 # all finds the database away; a second is the most it should wait to hear so.
