@@ -1,7 +1,8 @@
 """What a caller sees when a service cannot read personal data for want of a
 key (a master key missing from the secret, the wrong key database): a
 retryable UNAVAILABLE saying so, never UNKNOWN with the key's name in it;
-the key database away is UNAVAILABLE as any database away is."""
+the key database away is UNAVAILABLE as any database away is. A stored key
+or token altered is INTERNAL: the same on every retry."""
 
 from __future__ import annotations
 
@@ -14,7 +15,12 @@ import pytest
 from psycopg_pool import PoolTimeout
 
 from casemesh.platform.grpcutil import DomainErrorInterceptor
-from casemesh.platform.personal.errors import UnknownDataKey, UnknownMasterKey
+from casemesh.platform.personal.errors import (
+    TokenRefused,
+    UnknownDataKey,
+    UnknownMasterKey,
+    WrappedKeyRefused,
+)
 
 MISSING: list[Exception] = [
     UnknownMasterKey(
@@ -82,3 +88,22 @@ async def test_a_watch_that_needs_a_key_not_to_be_had_ends_unavailable(error: Ex
     assert got == [b"first"]
     assert err.code() == grpc.StatusCode.UNAVAILABLE, err.details()
     assert err.details() == "personal data cannot be read right now: try again later"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [WrappedKeyRefused("data key 5f0c… does not unwrap"), TokenRefused("token altered")],
+    ids=lambda e: type(e).__name__,
+)
+async def test_a_read_of_personal_data_altered_where_it_is_stored_is_internal(
+    error: Exception,
+) -> None:
+    async def read(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        raise error
+
+    err = await _served(
+        grpc.unary_unary_rpc_method_handler(read),
+        lambda channel: _refusal(channel.unary_unary("/t.Service/Method")(b"", timeout=10)),
+    )
+    assert err.code() == grpc.StatusCode.INTERNAL, err.details()
+    assert err.details() == "personal data stored here cannot be read"

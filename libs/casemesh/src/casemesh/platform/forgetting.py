@@ -35,7 +35,7 @@ from casemesh.events.v1.privacy_pb2 import PersonErased
 from casemesh.platform.consuming import ConsumerThread, NotYet, Place, Subscription
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
-from casemesh.platform.personal import UnknownDataKey, UnknownMasterKey
+from casemesh.platform.personal import PersonalDataError
 
 log = get_logger(__name__)
 
@@ -119,9 +119,11 @@ class ErasureFollower(ConsumerThread):
         assert self._forget is not None  # subscribed only then
         try:
             return await asyncio.to_thread(self._forget, person, at)
-        except (UnknownDataKey, UnknownMasterKey) as exc:
-            # A case this process cannot read yet (a master key missing from
-            # its secret): read the erasure again once it can, never skip it.
+        except PersonalDataError as exc:
+            # A case this process cannot read (a master key missing from its
+            # secret, a stored key or token altered): read the erasure again
+            # until it can, never skip it, or the person's rows that were
+            # rendered stay in the clear; the lag shows the wait.
             raise NotYet(repr(exc)) from exc
 
     async def _drop(self, event: CloudEvent, place: Place) -> None:

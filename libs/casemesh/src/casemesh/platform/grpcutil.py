@@ -30,7 +30,7 @@ from casemesh.platform.identity import Identity
 from casemesh.platform.localized import DEFAULT as DEFAULT_LOCALE
 from casemesh.platform.localized import locale_of, localized
 from casemesh.platform.logging import get_logger
-from casemesh.platform.personal.errors import UnknownDataKey, UnknownMasterKey
+from casemesh.platform.personal.errors import PersonalDataError, UnknownDataKey, UnknownMasterKey
 from casemesh.platform.pools import DATABASE_OUTAGE
 from casemesh.platform.telemetry import extract_metadata, tracer
 
@@ -343,15 +343,20 @@ async def _abort_unavailable(
 KEYS_MISSING = (UnknownDataKey, UnknownMasterKey)
 
 
-async def _abort_keys_missing(
+async def _abort_personal(
     context: grpc.aio.ServicerContext, method: str, exc: BaseException
 ) -> None:
-    """A call that needs a key this service cannot have now: retryable,
-    and logged for the operator with what is missing."""
-    log.error("grpc.personal_keys_missing", method=method, error=repr(exc))
-    await context.abort(
-        grpc.StatusCode.UNAVAILABLE, "personal data cannot be read right now: try again later"
-    )
+    """A call that needs personal data the service cannot read. A key it
+    cannot have now (`KEYS_MISSING`): retryable. Any other (a stored key
+    or token that was altered): INTERNAL, the same on every retry. Either
+    logged for the operator with what went wrong."""
+    if isinstance(exc, KEYS_MISSING):
+        log.error("grpc.personal_keys_missing", method=method, error=repr(exc))
+        await context.abort(
+            grpc.StatusCode.UNAVAILABLE, "personal data cannot be read right now: try again later"
+        )
+    log.error("grpc.personal_data_unreadable", method=method, error=repr(exc))
+    await context.abort(grpc.StatusCode.INTERNAL, "personal data stored here cannot be read")
 
 
 def _wrap_unary(method: str, kind: str, behaviour: Handler) -> Handler:
@@ -374,8 +379,8 @@ def _wrap_unary(method: str, kind: str, behaviour: Handler) -> Handler:
                     await context.abort_with_status(to_status(err, caller_locale(context)))
                 except DATABASE_OUTAGE as exc:
                     await _abort_unavailable(context, method, exc)
-                except KEYS_MISSING as exc:
-                    await _abort_keys_missing(context, method, exc)
+                except PersonalDataError as exc:
+                    await _abort_personal(context, method, exc)
         except BaseException as exc:
             failure = exc
             raise
@@ -541,8 +546,8 @@ def _wrap_response_stream(method: str, behaviour: Any, draining: asyncio.Event |
                 await context.abort_with_status(to_status(err, caller_locale(context)))
             except DATABASE_OUTAGE as exc:
                 await _abort_unavailable(context, method, exc)
-            except KEYS_MISSING as exc:
-                await _abort_keys_missing(context, method, exc)
+            except PersonalDataError as exc:
+                await _abort_personal(context, method, exc)
             except _Drained:
                 await context.abort(
                     grpc.StatusCode.UNAVAILABLE, "the server is shutting down: watch again"
