@@ -1433,6 +1433,18 @@ def test_one_counter_notice_answers_for_several_removed_items_and_restores_them_
     assert (message.removed_item, list(message.restored_items)) == (V1, [V1, V3])
 
 
+def test_a_court_outcome_restoring_a_counter_notices_items_names_each(app: Appeals) -> None:
+    ident = upheld(app, str(app.file(ALICE, notice("n-court", infringing_items=[V1, V2, V3])).id))
+    counter = {"removed_items": [V1, V3], "reason": "两支都是我编的舞"}
+    app.file_counter_notice(URSULA, ident, party("Ursula"), counter, good_faith=True, accuracy=True)
+    app.record_court_action(AGENT, ident, "起诉书已送达", EVIDENCE)
+    app.record_court_outcome(AGENT, ident, False, "原告撤诉", [])
+    message = public_message(last_event(app, ident), app.get(URSULA, ident))
+    assert isinstance(message, aev.CourtOutcomeRecorded)
+    assert message.outcome == "CONTENT_RESTORED"
+    assert (message.removed_item, list(message.restored_items)) == (V1, [V1, V3])
+
+
 def test_the_removed_items_a_counter_notice_names_are_checked_one_by_one(app: Appeals) -> None:
     """Each item named is one the notice took down, and named once: each
     refusal names its field, and nothing is stored. `removed_item` alone is

@@ -146,13 +146,14 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
                 outcome_of=a["appeal"],
             )
         case CopyrightAppeal.CourtOutcomeRecorded():
-            restored = a["outcome"] == "CONTENT_RESTORED"
+            restored = _removed_items(after) if a["outcome"] == "CONTENT_RESTORED" else []
             return ev.CourtOutcomeRecorded(
                 header=header,
                 outcome=a["outcome"],
                 details=a["details"],
                 evidence=_attachments(a.get("evidence")),
-                removed_item=next(iter(_removed_items(after)), "") if restored else "",
+                removed_item=next(iter(restored), ""),
+                restored_items=restored,
             )
         case CopyrightAppeal.Withdrawn():
             return ev.AppealWithdrawn(header=header, reason=a["reason"])
