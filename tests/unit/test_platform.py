@@ -32,6 +32,7 @@ from casemesh.events.v1 import tickets_pb2 as tev
 from casemesh.platform import envelope, outbox
 from casemesh.platform.caseindex import Created
 from casemesh.platform.errors import (
+    DeadlineExceeded,
     FieldViolation,
     InvalidArgument,
     ResourceExhausted,
@@ -57,6 +58,7 @@ from casemesh.rules import tickets as ticket_rules
 from casemesh.v1 import evidence_pb2
 from casemesh_casequeue.watch import ChangesLost
 from casemesh_devstack.ports import free_port
+from casemesh_gateway import api
 from casemesh_gateway.api import Backend, EvidenceGateway
 from casemesh_gateway.ratelimit import RateLimiter
 from casemesh_gateway.settings import GatewaySettings
@@ -965,3 +967,52 @@ async def test_an_outbox_publisher_that_cannot_start_stops_the_producer_it_made(
     with pytest.raises((KafkaConnectionError, psycopg.OperationalError)):
         await publisher._publish_until(asyncio.Event())
     assert (producer.started, producer.stopped) == (away == "database", True)
+
+
+async def test_an_upload_that_pauses_or_trickles_is_ended_deadline_exceeded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The evidence service holds a video's share of its upload budget while
+    it comes: an upload that stops sending, or past an ordinary upload's
+    time comes slower than a transfer is sized for, is ended, not left to
+    hold it for the hours its deadline allows."""
+    monkeypatch.setattr(api, "UPLOAD_PAUSE_S", 0.3)
+
+    class Stub:
+        def UploadEvidence(
+            self, requests: AsyncIterator[Any], *, metadata: object, timeout: float
+        ) -> Any:
+            async def stored() -> evidence_pb2.Evidence:
+                async for _ in requests:
+                    pass
+                return evidence_pb2.Evidence(name="evidence/x")
+
+            return stored()
+
+    token = mint_token(SECRET, "alice", ["user"])
+    context = SimpleNamespace(
+        invocation_metadata=lambda: [("authorization", f"Bearer {token}")],
+        time_remaining=lambda: None,
+    )
+
+    def sending(pauses: list[float]) -> AsyncIterator[evidence_pb2.UploadEvidenceRequest]:
+        async def requests() -> AsyncIterator[evidence_pb2.UploadEvidenceRequest]:
+            yield evidence_pb2.UploadEvidenceRequest(
+                metadata=evidence_pb2.EvidenceMetadata(file_name="v.mp4")
+            )
+            for pause in pauses:
+                await asyncio.sleep(pause)
+                yield evidence_pb2.UploadEvidenceRequest(chunk=b"x" * 1024)
+
+        return requests()
+
+    gateway = await evidence_gateway(transfer_backend(), Stub())
+    steady = await gateway.UploadEvidence(sending([0.05] * 6), cast(Any, context))
+    assert steady.name == "evidence/x"
+    with pytest.raises(DeadlineExceeded, match="paused"):
+        await gateway.UploadEvidence(sending([0.05, 1.0]), cast(Any, context))
+    # Past the ordinary upload's time (here 0.2 s), 1 KiB every 0.05 s is
+    # far slower than 64 KiB/s.
+    gateway.upload_timeout = 0.2
+    with pytest.raises(DeadlineExceeded, match="slower"):
+        await gateway.UploadEvidence(sending([0.05] * 20), cast(Any, context))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import threading
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -55,7 +55,10 @@ async def run(cfg: EvidenceSettings) -> None:
         spool_budget=cfg.evidence_spool_bytes,
     )
     await locker.create_schema()
-    await asyncio.to_thread(locker.remove_stale_spools)
+    # Not awaited: the store's part may wait on a bucket out of reach
+    # (boto's retries), which must not hold readiness; a daemon thread, so
+    # it does not hold an exit either.
+    threading.Thread(target=locker.remove_stale_spools, name="first-sweep", daemon=True).start()
     sweeping = Periodic(
         "spool-sweeper",
         SWEEP_EVERY.total_seconds(),

@@ -18,6 +18,7 @@ from google.rpc import status_pb2
 
 from casemesh.platform.errors import (
     AlreadyExists,
+    DeadlineExceeded,
     FieldViolation,
     InvalidArgument,
     PermissionDenied,
@@ -369,6 +370,11 @@ class TicketGateway(pb_grpc.TicketServiceServicer):
     ListTicketCategories = route("ListTicketCategories")
 
 
+# The longest an upload's stream may pause between two messages (the HTTP
+# port's `web.BODY_WITHIN_S` for its bodies).
+UPLOAD_PAUSE_S = 60.0
+
+
 class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
     """Evidence uploads and reads, streamed through to the evidence service."""
 
@@ -389,6 +395,7 @@ class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
         # if that is longer. The HTTP port does not wait that long for a
         # caller that stops sending: it ends a body that pauses for a minute.
         self.transfer_timeout = export.read_time(largest_file, upload_timeout)
+        self.upload_timeout = upload_timeout
 
     async def UploadEvidence(
         self, request_iterator: AsyncIterator[evidence_pb2.UploadEvidenceRequest], context: Ctx
@@ -407,11 +414,34 @@ class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
         # a body cut off) makes grpc cancel the upload, so that the service
         # keeps nothing; the caller is then told why, not that it was cancelled.
         broken: list[Exception] = []
+        loop = asyncio.get_running_loop()
+        began, received = loop.time(), 0
 
         async def upstream() -> AsyncIterator[evidence_pb2.UploadEvidenceRequest]:
+            nonlocal received
             yield first
+            messages = aiter(request_iterator)
             try:
-                async for message in request_iterator:
+                while True:
+                    # The evidence service holds a video's share of its upload
+                    # budget while it comes: no pause of over a minute (as on
+                    # the HTTP port), and past an ordinary upload's time, no
+                    # pace below the slowest a transfer is sized for.
+                    paused_by = loop.time() + UPLOAD_PAUSE_S
+                    paced_by = began + max(self.upload_timeout, received / export.SLOWEST_DOWNLOAD)
+                    try:
+                        async with asyncio.timeout_at(min(paused_by, paced_by)):
+                            message = await anext(messages)
+                    except StopAsyncIteration:
+                        return
+                    except TimeoutError:
+                        raise DeadlineExceeded(
+                            f"the upload paused for more than {UPLOAD_PAUSE_S:g} s"
+                            if paused_by <= paced_by
+                            else "the upload came slower than"
+                            f" {export.SLOWEST_DOWNLOAD // 1024} KiB/s"
+                        ) from None
+                    received += len(message.chunk)
                     yield message
             except Exception as exc:
                 broken.append(exc)

@@ -116,6 +116,11 @@ class Unavailable(CasemeshError):
     """Something the call needs is away for now; the caller may retry."""
 
 
+class DeadlineExceeded(CasemeshError):
+    """The caller took longer than the call allows (an upload that stopped
+    sending, or sends too slowly to finish in time)."""
+
+
 class Violations:
     """Collects field violations so a caller hears about all of them at once."""
 

@@ -49,6 +49,7 @@ _CODES: dict[type[errors.CasemeshError], tuple[grpc.StatusCode, int]] = {
     errors.Aborted: (grpc.StatusCode.ABORTED, code_pb2.ABORTED),
     errors.ResourceExhausted: (grpc.StatusCode.RESOURCE_EXHAUSTED, code_pb2.RESOURCE_EXHAUSTED),
     errors.Unavailable: (grpc.StatusCode.UNAVAILABLE, code_pb2.UNAVAILABLE),
+    errors.DeadlineExceeded: (grpc.StatusCode.DEADLINE_EXCEEDED, code_pb2.DEADLINE_EXCEEDED),
 }
 
 
