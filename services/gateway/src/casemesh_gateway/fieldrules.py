@@ -23,7 +23,7 @@ from typing import Any
 
 import protovalidate
 from buf.validate import validate_pb2
-from google.protobuf.descriptor import Descriptor, FieldDescriptor, ServiceDescriptor
+from google.protobuf.descriptor import Descriptor, ServiceDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -32,7 +32,7 @@ from protovalidate import FieldPathElementPb as FieldPathElement
 from protovalidate import Violation
 
 from casemesh.platform.errors import Violations
-from casemesh.platform.personal.sealing import is_token
+from casemesh.platform.personal.messages import token_paths
 from casemesh.rules.tickets import SEALED_FORM
 from casemesh.v1 import field_rules_pb2
 
@@ -89,7 +89,9 @@ def check(request: Message, v: Violations) -> None:
             named[path] = (rank, _description(request, violation))
     for path, (_, description) in named.items():
         v.add(path, description)
-    for path in _sealed_looking(request, ""):
+    # No client has a token (the services reveal what they answer); one kept
+    # in the clear would stall each consumer revealing its event.
+    for path in token_paths(request):
         if path not in named:
             v.add(path, SEALED_FORM)
     if _may_hold_timestamps(request.DESCRIPTOR):
@@ -107,33 +109,6 @@ def _fits_trimmed(violation: Violation) -> bool:
         and isinstance(violation.rule_value, int)
         and len(value.strip()) <= violation.rule_value
     )
-
-
-def _sealed_looking(message: Message, prefix: str) -> Iterator[str]:
-    """The paths of the texts in `message`, at any depth, in the form of
-    sealed personal data: no client has any (the services reveal what they
-    answer), and one kept in the clear would stall each consumer revealing
-    its event (`casemesh.rules.tickets.SEALED_FORM`)."""
-    for field, value in message.ListFields():
-        path = f"{prefix}{field.name}"
-        if field.type == FieldDescriptor.TYPE_STRING:
-            texts = enumerate(value) if field.is_repeated else [(-1, value)]
-            yield from (path if i < 0 else f"{path}[{i}]" for i, text in texts if is_token(text))
-        elif field.message_type is None:
-            continue
-        elif field.message_type.GetOptions().map_entry:
-            kind = field.message_type.fields_by_name["value"]
-            for key in value:
-                at = f'{path}["{key}"]'
-                if kind.type == FieldDescriptor.TYPE_STRING and is_token(value[key]):
-                    yield at
-                elif kind.message_type is not None:
-                    yield from _sealed_looking(value[key], at + ".")
-        elif field.is_repeated:
-            for i, item in enumerate(value):
-                yield from _sealed_looking(item, f"{path}[{i}].")
-        else:
-            yield from _sealed_looking(value, path + ".")
 
 
 # google.protobuf.Timestamp's valid range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.

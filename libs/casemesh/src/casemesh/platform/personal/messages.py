@@ -78,6 +78,15 @@ async def reveal_messages_async(
     return [_fill(copy, slots, found) if slots else RevealedMessage(copy) for copy, slots in copies]
 
 
+def token_paths(message: Message) -> list[str]:
+    """The paths of the fields `reveal_message` would take for tokens (any
+    text in a token's form, at any depth), e.g. `notice.infringing_items[1]`,
+    `labels["en"]`."""
+    slots: list[_Slot] = []
+    _find(message, "", slots)
+    return [slot.path for slot in slots]
+
+
 def _copy_with_slots(message: M) -> tuple[M, list[_Slot]]:
     copy = type(message)()
     copy.CopyFrom(message)
