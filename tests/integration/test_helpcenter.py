@@ -744,10 +744,15 @@ async def test_not_solved_asked_again_after_an_erasure_answers_a_ticket_that_can
     # The draft recorded stands from then on.
     own = TicketDraft("", "my own words", "")
     assert await app.resolve(eve, found.session, False, "en", own) == again
-    # Forgotten again before it was opened: their own words this time.
+    # Forgotten again before it was opened: their own words this time, but
+    # in the category recorded (another is refused, and records nothing).
     erasures.forget_person(str(app.pool.conninfo), eve.subject, datetime.now(UTC))
+    other = next(c for c in rules.BY_ID if c != first.category)
+    with pytest.raises(AlreadyExists):
+        await app.resolve(eve, found.session, False, "en", TicketDraft(other, "elsewhere", ""))
     mine = await app.resolve(eve, found.session, False, "en", own)
     assert mine is not None and mine.subject == "my own words"
+    assert mine.category == first.category
 
 
 async def test_what_a_person_does_after_their_erasure_is_kept_when_it_is_heard_again(

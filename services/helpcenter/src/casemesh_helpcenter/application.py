@@ -430,6 +430,17 @@ class HelpCenter:
                 found = await store.resolve(conn, found, SOLVED)
                 found.check_outcome(SOLVED)
                 return None
+            recorded = found.outcome == NOT_SOLVED
+            if recorded and own.category and own.category != found.ticket_category:
+                # Its words, forgotten by an erasure, may be given again, but
+                # in the category recorded (the gateway refuses the ticket
+                # otherwise): refused before anything is recorded.
+                raise AlreadyExists(
+                    "this help session's ticket was recorded with another category: send it"
+                    " again without category, subject and description to open it as recorded,"
+                    " or add to that ticket",
+                    reason="SESSION_OUTCOME_RECORDED",
+                )
             draft = found.draft_ticket(_locale(locale, found.locale))
             draft = TicketDraft(
                 own.category or draft.category,
