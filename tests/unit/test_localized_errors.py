@@ -149,3 +149,20 @@ def test_an_upload_refused_is_said_in_chinese_beside_the_file_field(
 
 def test_an_upload_limit_is_given_in_mebibytes() -> None:
     assert [_mib(n) for n in (20 << 20, 500 << 20, 3 << 19)] == ["20 MiB", "500 MiB", "1.5 MiB"]
+
+
+@pytest.mark.parametrize(
+    "description",
+    [
+        "is required for a counter-notice",
+        "names no item the notice took down (its infringing_items)",
+        "names an item listed before it",
+        "names no item: give its URL or content id, or leave it out",
+        "must be a question_id a flow step gave, e.g. login/what/0",
+        "must not be in the form of sealed personal data (pd1.… or pd2.…)",
+    ],
+)
+def test_what_a_counter_notice_a_guide_or_any_text_is_refused_for_is_said_in_chinese(
+    description: str,
+) -> None:
+    assert field_words(description, "zh-CN")
