@@ -13,6 +13,7 @@ from google.protobuf.message import Message
 from protobuf import Oneof
 
 from casemesh.platform.errors import InvalidArgument, Violations
+from casemesh.platform.localized import field_words
 from casemesh.rules import tickets as rules
 from casemesh.v1 import appeals_pb2 as apb
 from casemesh.v1 import evidence_pb2 as epb
@@ -354,3 +355,26 @@ def test_text_in_the_form_of_sealed_personal_data_is_refused_wherever_it_is_sent
     assert [(f.field, f.description) for f in info.value.violations] == [
         ("appeal.notice.work.title", rules.SEALED_FORM)
     ]
+
+
+def test_a_ticket_sent_without_a_category_is_told_the_category_is_required() -> None:
+    """The form sent before a category was picked: "is required", in the
+    reader's language, rather than an unknown category ''."""
+    request = BAD_TICKET.__class__()
+    request.CopyFrom(BAD_TICKET)
+    request.ticket.category = ""
+    said = [d for f, d in refused(request, checks.create_ticket) if f == "ticket.category"]
+    assert said == ["is required"]
+    assert field_words(said[0], "zh-CN") == "必须填写。"
+    # The same rule where the help centre files a ticket for a guided flow.
+    v = Violations()
+    rules.check_ticket_words(v, category="", subject="登录不了", description="换手机后登录不了")
+    with pytest.raises(InvalidArgument) as info:
+        v.raise_if_any()
+    assert [(f.field, f.description) for f in info.value.violations] == [
+        ("category", "is required")
+    ]
+    # Left empty where someone else's words go, it is not asked for.
+    v = Violations()
+    rules.check_ticket_words(v, category="", subject="", description="", required=False)
+    assert not v

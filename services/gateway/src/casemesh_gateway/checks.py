@@ -35,7 +35,9 @@ def contact(c: pb.Contact) -> dict[str, Any]:
 
 def category(v: Violations, value: str, field: str) -> None:
     """One of the categories `ListTicketCategories` lists (data, not a proto rule)."""
-    if value not in rules.BY_ID:
+    if not value:
+        v.add(field, "is required")
+    elif value not in rules.BY_ID:
         v.add(field, f"unknown category {value!r}; see ListTicketCategories")
 
 

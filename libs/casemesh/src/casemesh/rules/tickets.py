@@ -272,7 +272,10 @@ def check_ticket_words(
 ) -> None:
     """A ticket's category, subject and description (each may be left empty
     when not `required`: someone else's words go there)."""
-    if (category or required) and category not in BY_ID:
+    if not category:
+        if required:
+            v.add(f"{prefix}category", "is required")
+    elif category not in BY_ID:
         v.add(f"{prefix}category", f"unknown category {category!r}; see ListTicketCategories")
     text(v, f"{prefix}subject", subject, limit=LIMITS["subject"], required=required)
     text(v, f"{prefix}description", description, limit=LIMITS["description"], required=required)
