@@ -375,6 +375,37 @@ def connect_error(status: int, code: str, message: str) -> Callable[[Route], Non
 TOKEN_EXPIRED = connect_error(401, "unauthenticated", "the token has expired")
 
 
+def test_a_page_that_cannot_load_as_the_user_signs_in_shows_the_help_centre_and_starts_again(
+    browser: Browser, stack: Stack
+) -> None:
+    """The help centre's guides cannot be read as the page starts (a
+    rollout): the help centre shows, with why and a way to start again,
+    never a blank page. A link to a ticket that is not there shows it too."""
+    user = f"web-start-{uuid.uuid4().hex[:8]}"
+    flows = "**/casemesh.v1.HelpCenterService/ListFlows"
+    browsing = browser.new_context(locale="zh-CN")
+    browsing.set_default_timeout(30_000)
+    page = browsing.new_page()
+    try:
+        page.route(flows, connect_error(503, "unavailable", "the service is restarting"))
+        page.goto(f"{stack.http}/{TRANSPORTS['connect']}")
+        page.get_by_label("用户名").fill(user)
+        page.get_by_role("button", name="登录").click()
+        expect(page.get_by_role("heading", name="搜索帮助中心")).to_be_visible()
+        expect(page.get_by_role("alert")).to_be_visible()
+        page.unroute(flows)
+        page.get_by_role("button", name="重试").click()
+        expect(page.get_by_role("button", name="登录遇到问题")).to_be_visible()
+        expect(page.locator("#error")).to_be_hidden()
+
+        page.goto(f"{stack.http}/{TRANSPORTS['connect']}#tickets/{uuid.uuid4()}")
+        page.reload()
+        expect(page.get_by_role("heading", name="搜索帮助中心")).to_be_visible()
+        expect(page.get_by_role("alert")).to_be_visible()
+    finally:
+        browsing.close()
+
+
 def fill_in_a_ticket(page: Page, user: str, subject: str) -> None:
     """The ticket form, opened and filled in (by e-mail to the user)."""
     page.get_by_role("button", name="联系客服（提交工单）").click()

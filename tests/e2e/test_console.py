@@ -681,6 +681,56 @@ def test_an_article_saved_with_a_bad_slug_says_what_is_wrong_with_it(
         assert problems.seen == [REFUSED, REFUSED]
 
 
+def test_an_article_someone_else_saved_meanwhile_is_reloaded_keeping_what_the_admin_typed(
+    browser: Browser, stack: Stack
+) -> None:
+    """A colleague saved a version while the admin edited: saving is refused,
+    "Reload" reads the colleague's version to build on and keeps what the
+    admin typed, and saving again lands on top of it."""
+    run = uuid.uuid4().hex[:6]
+    slug = f"articles/console-stale-{run}"
+    colleague = Client(stack.gateway, stack.secret, f"colleague-{run}", ("agent", "admin"))
+    helpcenter = help_stub(stack, colleague)
+
+    def saved(title: str, body: str, base: int | None = None) -> Any:
+        article = hpb.Article(
+            name=slug, locale="zh-CN", category="account.login", title=title, body=body
+        )
+        if base is None:
+            return helpcenter.CreateArticle(
+                hpb.CreateArticleRequest(article=article, request_id=uuid.uuid4().hex),
+                metadata=colleague.metadata,
+            )
+        return helpcenter.UpdateArticle(
+            hpb.UpdateArticleRequest(
+                article=article, base_version=base, request_id=uuid.uuid4().hex
+            ),
+            metadata=colleague.metadata,
+        )
+
+    first = saved(f"初稿 {run}", "第一版。")
+    mine = f"我的修改。{run}"
+    with agent_page(browser) as (page, problems):
+        open_articles_as_editor(page, stack, f"editor-{run}")
+        page.locator("#article-slug").fill(slug)
+        page.locator("#article-open").click()
+        expect(page.locator("#article-title")).to_have_value(f"初稿 {run}")
+        theirs = saved(f"同事的版本 {run}", "第二版。", first.version)
+        page.locator("#article-body").fill(mine)
+        page.locator("#article-form button[type=submit]").click()
+        stale_then_reload(page)
+        expect(page.locator("#article-body")).to_have_value(mine)
+        page.locator("#article-form button[type=submit]").click()
+        expect(page.locator("#status")).to_contain_text(f"已保存为第 {theirs.version + 1} 版草稿")
+        latest = helpcenter.GetArticle(
+            hpb.GetArticleRequest(name=slug, locale="zh-CN", version=theirs.version + 1),
+            metadata=colleague.metadata,
+        )
+        assert latest.body == mine
+        assert problems.seen == [STALE]
+    colleague.close()
+
+
 def help_stub(stack: Stack, client: Client) -> Any:
     return hpb_grpc.HelpCenterServiceStub(client._channel)
 
@@ -1311,6 +1361,47 @@ def test_a_call_that_cannot_reach_the_server_says_so_in_the_agents_language(
         expect(page.locator("#error-message")).to_have_text("暂时连不上服务器，请稍后重试。")
         expect(page.locator("#lease")).not_to_have_attribute("data-state", "held")
         assert all(p.startswith("Failed to load resource") for p in problems.seen), problems.seen
+
+
+def test_evidence_that_cannot_be_read_says_why_in_the_agents_language(
+    browser: Browser, stack: Stack
+) -> None:
+    """A screenshot whose read fails on the network says so in the page's
+    words, not the browser's "Failed to fetch"."""
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"unread-{run}")
+    shot = EvidenceClient(requester).upload(png(), "截图.png")
+    ticket = new_ticket(
+        requester, f"unread-{run}@example.com", "ads.delivery_data", f"证据读不到 {run}", shot.name
+    )
+    with agent_page(browser) as (page, _):
+        page.route(f"**{READ_EVIDENCE}", lambda route: route.abort("internetdisconnected"))
+        sign_in(page, stack, f"he-{run}", f"#{ticket.name}")
+        figure = page.locator(f'figure[data-evidence="{shot.name}"]')
+        expect(figure).to_have_attribute("data-state", "failed")
+        expect(figure.locator("figcaption")).to_have_text(
+            f"无法显示证据 {shot.name}：暂时连不上服务器，请稍后重试。"
+        )
+    requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="test over"))
+    requester.close()
+
+
+def test_a_macros_file_that_is_not_json_leaves_the_console_working_without_macros(
+    browser: Browser, stack: Stack
+) -> None:
+    """An admin's syntax error in macros.json (the ConfigMap the pods mount)
+    costs the macros only: the agent still signs in to a live queue."""
+    run = uuid.uuid4().hex[:6]
+    with agent_page(browser) as (page, problems):
+        page.route(
+            "**/console/macros.json",
+            lambda route: route.fulfill(content_type="application/json", body='[{"id": "solve",'),
+        )
+        sign_in(page, stack, f"he-{run}")
+        expect(page.locator("#queue-heading")).to_be_visible()
+        expect(page.locator("#live")).to_have_attribute("data-state", "live")
+        expect(page.locator("#error")).to_be_hidden()
+        assert problems.seen == []
 
 
 def test_a_watch_that_says_nothing_for_45_seconds_is_dropped_and_opened_again(

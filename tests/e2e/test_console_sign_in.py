@@ -6,9 +6,9 @@ provider's session too; an answer with another state is refused before its
 code is used; `access_denied` and an ID token with another nonce are refused
 and explained in the page's language; the token is renewed with the refresh
 token before it expires, and without one the agent signs in again and comes
-back to the case they were on; the console as built offers the development
-sign-in, and an unusable config.json is said on the sign-in page; the
-provider checks PKCE.
+back to the case they were on, still holding it, with the reply they typed;
+the console as built offers the development sign-in, and an unusable
+config.json is said on the sign-in page; the provider checks PKCE.
 Screenshots are kept in `.run/test-artifacts/console-sign-in/`.
 
 The provider is a small one written here (`Provider`), on the loopback port
@@ -50,6 +50,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from playwright.sync_api import Browser, Page, Route, expect
 
 from casemesh.platform.identity import AUDIENCE, ISSUER
+from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import REPO, Stack
 from tests.e2e import test_console as console
 from tests.e2e.test_browser import Steps
@@ -510,10 +511,6 @@ def test_without_a_refresh_token_the_agent_is_told_and_signs_in_again_when_they_
 ) -> None:
     run = uuid.uuid4().hex[:6]
     requester = Client(stack.gateway, stack.secret, f"oidc-requester-{run}")
-    ticket = console.new_ticket(
-        requester, f"oidc-requester-{run}@example.com", "account.login", f"登录问题 {run}"
-    )
-    requester.close()
     provider.refresh_tokens = False
     reply = f"您好，我们正在处理您的登录问题。{run}"
     token_url = f"{provider.issuer}/token"
@@ -530,13 +527,26 @@ def test_without_a_refresh_token_the_agent_is_told_and_signs_in_again_when_they_
         tokens["expires_in"] = 8
         route.fulfill(response=answer, body=json.dumps(tokens))
 
-    with console.agent_page(browser, "zh-CN") as (page, problems):
+    with (
+        console.quiet_queue(stack, "account"),
+        console.agent_page(browser, "zh-CN") as (page, problems),
+    ):
+        ticket = console.new_ticket(
+            requester, f"oidc-requester-{run}@example.com", "account.login", f"登录问题 {run}"
+        )
         page.route(token_url, said_to_end_soon)
         # A link to the case, followed before signing in, opens it after.
         sign_in(page, stack, provider, "zh-CN", f"#{ticket.name}")
         expect(page.locator("#case")).to_be_visible()
         expect(page.locator("#case-heading")).to_contain_text(f"登录问题 {run}")
         assert page.url.endswith(f"/console/#{ticket.name}")
+        # The agent takes it from the queue to work it: the case is theirs.
+        page.locator("#back-to-queue").click()
+        console.in_queue(page, "account")
+        expect(console.row(page, ticket.name)).to_be_visible()
+        console.next_until(page, ticket.name)
+        lease = page.locator("#lease")
+        expect(lease).to_have_attribute("data-state", "held")
         page.locator("#reply").fill(reply)
         # Before the token ends there is nothing to renew it with: the console
         # says when the sign-in ends and leaves the agent where they are.
@@ -550,13 +560,17 @@ def test_without_a_refresh_token_the_agent_is_told_and_signs_in_again_when_they_
         assert len(provider.requests("authorize")) == 1  # not sent to the provider unasked
         assert page.url.endswith(f"/console/#{ticket.name}")
         # The agent chooses to sign in again (the provider signs them in at
-        # once) and comes back to the case.
+        # once) and comes back to the case: still theirs, with what they typed.
         page.unroute(token_url)
         with page.expect_request(token_url):
             page.get_by_role("button", name="重新登录", exact=True).click()
         expect(page.locator("#case")).to_be_visible()
         expect(page.locator("#case-heading")).to_contain_text(f"登录问题 {run}")
         expect(notice).to_be_hidden()
+        expect(page.locator("#reply")).to_have_value(reply)
+        expect(lease).to_have_attribute("data-case", ticket.name)
+        expect(lease).to_have_attribute("data-state", "held")  # the queue renewed it
+        expect(page.locator("#case-body")).not_to_contain_text("您没有锁定此案件")
         wait_until(
             lambda: len(provider.issued) == 2 and session(page, TOKEN_KEY) == provider.issued[-1],
             timeout=30,
@@ -565,6 +579,8 @@ def test_without_a_refresh_token_the_agent_is_told_and_signs_in_again_when_they_
         assert page.url.endswith(f"/console/#{ticket.name}")
         assert all(r["grant_type"] == "authorization_code" for r in provider.requests("token"))
         assert problems.seen == []
+    requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="test over"))
+    requester.close()
 
 
 def test_config_json_decides_which_sign_in_the_console_offers(

@@ -7,7 +7,7 @@
 import { type Article, ArticleState, Code, ConnectError } from "@casemesh/client";
 
 import { help, tickets } from "./api";
-import { $, busy, clearError, element, locale, RetryKey, say, t } from "./ui";
+import { $, busy, clearError, element, locale, onReload, RetryKey, say, t } from "./ui";
 
 /** The article in the editor as last read or saved (undefined: a new one). */
 let current: Article | undefined;
@@ -75,14 +75,19 @@ function preview(): void {
   shown.hidden = false;
 }
 
+/** The article the form names, at its latest version (the one a new version builds on). */
+async function latest(): Promise<Article> {
+  const asked = { name: name(), locale: $<HTMLSelectElement>("article-locale").value };
+  const article = await help.getArticle(asked);
+  // A published article may have a newer draft: that is what the editor works on.
+  return article.latestVersion > article.version
+    ? help.getArticle({ ...asked, version: article.latestVersion })
+    : article;
+}
+
 async function open(): Promise<void> {
   clearError();
-  const asked = { name: name(), locale: $<HTMLSelectElement>("article-locale").value };
-  let article = await help.getArticle(asked);
-  // A published article may have a newer draft: that is what the editor works on.
-  if (article.latestVersion > article.version) {
-    article = await help.getArticle({ ...asked, version: article.latestVersion });
-  }
+  const article = await latest();
   fill(article);
   preview();
   say(t("articleOpened", { title: article.title }));
@@ -104,14 +109,34 @@ async function save(): Promise<void> {
   const known = current && current.name === article.name && current.locale === article.locale;
   const baseVersion = known ? (current?.version ?? 0) : undefined;
   const requestId = saving.for({ article, baseVersion });
-  const saved =
-    baseVersion !== undefined
-      ? await help.updateArticle({ article, baseVersion, requestId })
-      : await help.createArticle({ article, requestId });
+  let saved: Article;
+  try {
+    saved =
+      baseVersion !== undefined
+        ? await help.updateArticle({ article, baseVersion, requestId })
+        : await help.createArticle({ article, requestId });
+  } catch (err) {
+    // Someone else saved a version since this one was read: "Reload" reads
+    // theirs and keeps what the admin typed, to be saved on top of it.
+    if (ConnectError.from(err).code === Code.Aborted) onReload(rebase);
+    throw err;
+  }
   saving.done();
   fill(saved);
   preview();
   say(t("articleSaved", { version: saved.latestVersion || saved.version }));
+}
+
+/**
+ * After someone else's change: the latest version becomes the one the next
+ * save builds on (a new base version, so a new request id); the form keeps
+ * what the admin typed.
+ */
+async function rebase(): Promise<void> {
+  current = await latest();
+  renderState();
+  onReload(undefined);
+  say(t("draftsKept"));
 }
 
 async function publish(): Promise<void> {

@@ -12,7 +12,7 @@
  * the case cancels the reads still running and revokes the object URLs.
  */
 
-import { Code, ConnectError, type Evidence } from "@casemesh/client";
+import { Code, ConnectError, type Evidence, errorMessage, unreachable } from "@casemesh/client";
 
 import { evidence } from "./api";
 import { element, t } from "./ui";
@@ -229,7 +229,9 @@ function failed(
   err: unknown,
 ): void {
   if (mine.stop.signal.aborted) return; // the agent left the case: nothing to tell
-  caption.textContent = t("evidenceFailed", { name, reason: ConnectError.from(err).rawMessage });
+  // In the page's language: the service's words, or that it could not be reached.
+  const reason = unreachable(err) ? t("unreachable") : errorMessage(err);
+  caption.textContent = t("evidenceFailed", { name, reason });
   figure.dataset.state = "failed";
   for (const b of figure.querySelectorAll("button")) b.disabled = false;
 }

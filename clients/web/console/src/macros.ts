@@ -34,14 +34,24 @@ function isMacro(m: unknown): m is Macro {
   );
 }
 
-/** Reads `macros.json`; a malformed entry is left out (and logged), not fatal. */
+/**
+ * Reads `macros.json`; a malformed entry is left out (and logged), not fatal,
+ * and so is a file that cannot be read or is not JSON: the console works on
+ * with no macros.
+ */
 export async function loadMacros(): Promise<void> {
-  const res = await fetch(new URL("./macros.json", location.href));
-  if (!res.ok) {
-    console.warn(`macros.json: HTTP ${res.status}`);
+  let data: unknown;
+  try {
+    const res = await fetch(new URL("./macros.json", location.href));
+    if (!res.ok) {
+      console.warn(`macros.json: HTTP ${res.status}; no macros`);
+      return;
+    }
+    data = await res.json();
+  } catch (err) {
+    console.warn("macros.json could not be read; no macros", err);
     return;
   }
-  const data: unknown = await res.json();
   const list = Array.isArray(data) ? data : [];
   macros = list.filter(isMacro);
   if (macros.length !== list.length) {

@@ -15,7 +15,13 @@ import { drawnAs, restore, typed } from "./drafts";
 import { forgetPreviews, preview, shelfNow } from "./evidence";
 import { isKey } from "./i18n";
 import { loadMacros } from "./macros";
-import { forgetSignIn, providerSignOut, renderSessionNotice, startSignIn } from "./oidc";
+import {
+  forgetSignIn,
+  onSigningInAgain,
+  providerSignOut,
+  renderSessionNotice,
+  startSignIn,
+} from "./oidc";
 import { openReportCase } from "./report";
 import { prepareArticles, renderArticleLabels } from "./articles";
 import { prepareSearch, renderSearchLabels } from "./search";
@@ -142,6 +148,20 @@ async function renew(): Promise<void> {
     }
   }
   if (held === current) renderLease();
+}
+
+/**
+ * Back from signing in again with case `name` held when the agent left: the
+ * lease is renewed (it outlasts the trip to the provider), or found lost.
+ */
+async function resumeHeld(name: string): Promise<void> {
+  stopRenewing();
+  held = { name, until: undefined, state: "held", failures: 0 };
+  renderLease();
+  await renew();
+  if (held?.name === name && held.state !== "lost") {
+    renewTimer = window.setInterval(() => void renew(), RENEW_EVERY_MS);
+  }
 }
 
 function timestampDateOf(c: QueueCase): Date | undefined {
@@ -351,10 +371,16 @@ $("error-reload").addEventListener(
 );
 
 // Leaving the page gives the case back at once rather than when its lease runs
-// out. The generated client cannot send a request that outlives the page, so
-// this one call is a plain keepalive fetch in the Connect protocol's JSON form.
+// out (but not for a trip to the identity provider to sign in again: the agent
+// comes back to it). The generated client cannot send a request that outlives
+// the page, so this one call is a plain keepalive fetch in the Connect
+// protocol's JSON form.
+let leavingToSignIn = false;
+addEventListener("pageshow", () => {
+  leavingToSignIn = false; // back from the history cache: leaving again gives it back
+});
 addEventListener("pagehide", () => {
-  if (held && held.state === "held") {
+  if (held && held.state === "held" && !leavingToSignIn) {
     void fetch(new URL("/casemesh.v1.CaseQueueService/ReleaseClaim", location.origin), {
       method: "POST",
       keepalive: true,
@@ -422,17 +448,26 @@ function renderSignedIn(): void {
 }
 
 // What the agent had typed on a case when their sign-in ran out, given back
-// on that case once they are signed in again. In this tab's session storage
-// only; signing out on purpose keeps nothing.
+// on that case once they are signed in again, and (when they chose to sign in
+// again) the case they held, held again. In this tab's session storage only;
+// signing out on purpose keeps nothing.
 const INTERRUPTED_KEY = "casemesh.console.interrupted";
-type Interrupted = { agent: string; name: string; values: [string, string | boolean][] };
+type Interrupted = {
+  agent: string;
+  name: string;
+  values: [string, string | boolean][];
+  held?: string;
+};
 // Taken from storage as the agent signs in again, put back as its case is drawn.
 let resumed: Interrupted | undefined;
 
-function keepInterrupted(): void {
+/** Keeps what was typed on the shown case; with `keepHeld`, the held case too. */
+function keepInterrupted(keepHeld = false): void {
   const values = view === "case" && shownCase ? [...typed($("case-body"))] : [];
-  if (values.length) {
+  const holding = keepHeld && held && held.state !== "lost" && held.state !== "ended";
+  if (values.length || holding) {
     const kept: Interrupted = { agent: claims().sub, name: shownCase, values };
+    if (holding) kept.held = held?.name;
     sessionStorage.setItem(INTERRUPTED_KEY, JSON.stringify(kept));
   }
 }
@@ -469,6 +504,12 @@ function signOut(): void {
 onSignedOut(() => {
   keepInterrupted();
   signOut();
+});
+// Signing in again from the session notice leaves the page for the provider:
+// what was typed is kept, and the held case stays held for the agent's return.
+onSigningInAgain(() => {
+  keepInterrupted(true);
+  leavingToSignIn = true;
 });
 $("sign-out").addEventListener("click", () => {
   sessionStorage.removeItem(INTERRUPTED_KEY);
@@ -537,6 +578,7 @@ async function start(): Promise<void> {
   queueView.start();
   say("");
   resumed = resumeInterrupted();
+  if (resumed?.held) await resumeHeld(resumed.held);
   const named =
     /^#((tickets|report-cases|appeals)\/[0-9a-f-]{36})$/.exec(location.hash)?.[1] ?? resumed?.name;
   if (named) {

@@ -55,6 +55,17 @@ interface Session {
 let config: OidcConfig | undefined;
 let discovered: oauth.AuthorizationServer | undefined;
 let renewTimer: number | undefined;
+/** Told just before the agent leaves for the provider from the session notice. */
+let leavingToSignInAgain: (() => void) | undefined;
+
+/**
+ * `leaving` runs just before the browser goes to the provider when the agent
+ * chooses to sign in again from the session notice (what they typed and the
+ * case they hold are to be kept for their return), not when it cannot go.
+ */
+export function onSigningInAgain(leaving: () => void): void {
+  leavingToSignInAgain = leaving;
+}
 
 function read<T>(key: string): T | undefined {
   try {
@@ -102,8 +113,15 @@ function explained(err: unknown): ConnectError {
   return failure(t("signInFailed", { reason: err instanceof Error ? err.message : String(err) }));
 }
 
-/** Off to the provider to sign in, to come back to `returnTo` (a case's `#…` link). */
-async function signInAtProvider(c: OidcConfig, returnTo: string): Promise<void> {
+/**
+ * Off to the provider to sign in, to come back to `returnTo` (a case's `#…`
+ * link); `leaving` runs just before the browser goes.
+ */
+async function signInAtProvider(
+  c: OidcConfig,
+  returnTo: string,
+  leaving?: () => void,
+): Promise<void> {
   const as = await discover(c);
   if (!as.authorization_endpoint) {
     throw failure(t("signInFailed", { reason: "no authorization_endpoint" }));
@@ -130,6 +148,7 @@ async function signInAtProvider(c: OidcConfig, returnTo: string): Promise<void> 
   }
   sessionStorage.setItem(PENDING_KEY, JSON.stringify(pending));
   say(t("signInRedirecting"));
+  leaving?.();
   location.assign(url.href);
 }
 
@@ -327,7 +346,9 @@ export async function startSignIn(): Promise<boolean> {
   const again = $<HTMLButtonElement>("session-sign-in");
   again.addEventListener("click", () => {
     void busy(again, () =>
-      signInAtProvider(c, location.hash).catch((e) => Promise.reject(explained(e))),
+      signInAtProvider(c, location.hash, () => leavingToSignInAgain?.()).catch((e) =>
+        Promise.reject(explained(e)),
+      ),
     );
   });
   const answer = new URLSearchParams(location.search);

@@ -122,6 +122,7 @@ const zh = {
     "工单在您填写期间已结束，您的回复没有发送。如需继续，请新建工单。您写的内容：{text}",
   unreachable: "暂时连不上服务器，请检查网络后重试。",
   fixFields: "请修改标出的内容后再提交。",
+  tryAgain: "重试",
   signInAgain: "登录已失效，请重新登录。",
   formKept: "您填写的内容已保留，请再次提交。",
   formPending:
@@ -277,6 +278,7 @@ const en: Record<Key, string> = {
     "The ticket ended while you were writing, so your reply was not sent. To go on, open a new ticket. What you wrote: {text}",
   unreachable: "The server cannot be reached right now; check your connection and try again.",
   fixFields: "Please correct the marked fields and submit again.",
+  tryAgain: "Try again",
   signInAgain: "Your sign-in has expired; please sign in again.",
   formKept: "What you filled in was kept; please submit it again.",
   formPending:

@@ -1500,13 +1500,34 @@ window.addEventListener("hashchange", (e) => {
   }
 });
 
+/**
+ * Signed in with nothing to show yet (the first view failed to load): the
+ * help centre, never a blank page nor the sign-in form.
+ */
+function showSomething(): void {
+  if (VIEWS.every((v) => v === "sign-in" || $(v).hidden)) show("help");
+}
+
 /** Signed in: the help centre, or the view the address names. */
 async function start(): Promise<void> {
   renderSignedIn();
-  await loadFlows();
+  try {
+    await loadFlows();
+  } catch (err) {
+    // The service is away for now: the help centre, where the guided flows
+    // would be, offers to start again (the error says why).
+    showSomething();
+    const again = element("button", t("tryAgain"), { type: "button", id: "start-again" });
+    again.addEventListener("click", () => void busy(again, start));
+    $("flow-list").replaceChildren(listItem(again));
+    throw err;
+  }
   say("");
   restorePending();
-  await route();
+  await route().catch((err: unknown) => {
+    showSomething(); // a link to a ticket that is not there: the help centre, and why
+    throw err;
+  });
   if (unanswered.length && !location.hash) {
     // Reloaded with a submit unanswered: its ticket if the service can say it
     // is open, else its form first.
