@@ -969,14 +969,15 @@ async def test_an_outbox_publisher_that_cannot_start_stops_the_producer_it_made(
     assert (producer.started, producer.stopped) == (away == "database", True)
 
 
-async def test_an_upload_that_pauses_or_trickles_is_ended_deadline_exceeded(
+async def test_an_upload_that_pauses_or_trickles_past_an_ordinary_uploads_time_is_ended(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The evidence service holds a video's share of its upload budget while
-    it comes: an upload that stops sending, or past an ordinary upload's
-    time comes slower than a transfer is sized for, is ended, not left to
-    hold it for the hours its deadline allows."""
-    monkeypatch.setattr(api, "UPLOAD_PAUSE_S", 0.3)
+    it comes: once an ordinary upload's time is past, an upload that stops
+    sending, or comes slower than a transfer is sized for, is ended
+    DEADLINE_EXCEEDED, not left to hold it for the hours its deadline
+    allows. Before that, any pace and any pause (a slow link's large chunks)."""
+    monkeypatch.setattr(api, "UPLOAD_PAUSE_S", 0.5)
 
     class Stub:
         def UploadEvidence(
@@ -995,24 +996,35 @@ async def test_an_upload_that_pauses_or_trickles_is_ended_deadline_exceeded(
         time_remaining=lambda: None,
     )
 
-    def sending(pauses: list[float]) -> AsyncIterator[evidence_pb2.UploadEvidenceRequest]:
+    def sending(
+        pauses: list[float], chunk: int
+    ) -> AsyncIterator[evidence_pb2.UploadEvidenceRequest]:
         async def requests() -> AsyncIterator[evidence_pb2.UploadEvidenceRequest]:
             yield evidence_pb2.UploadEvidenceRequest(
                 metadata=evidence_pb2.EvidenceMetadata(file_name="v.mp4")
             )
             for pause in pauses:
                 await asyncio.sleep(pause)
-                yield evidence_pb2.UploadEvidenceRequest(chunk=b"x" * 1024)
+                yield evidence_pb2.UploadEvidenceRequest(chunk=b"x" * chunk)
 
         return requests()
 
-    gateway = await evidence_gateway(transfer_backend(), Stub())
-    steady = await gateway.UploadEvidence(sending([0.05] * 6), cast(Any, context))
-    assert steady.name == "evidence/x"
-    with pytest.raises(DeadlineExceeded, match="paused"):
-        await gateway.UploadEvidence(sending([0.05, 1.0]), cast(Any, context))
-    # Past the ordinary upload's time (here 0.2 s), 1 KiB every 0.05 s is
-    # far slower than 64 KiB/s.
-    gateway.upload_timeout = 0.2
-    with pytest.raises(DeadlineExceeded, match="slower"):
-        await gateway.UploadEvidence(sending([0.05] * 20), cast(Any, context))
+    async def upload(pauses: list[float], chunk: int, ordinary: float) -> str:
+        gateway = await evidence_gateway(transfer_backend(), Stub())
+        gateway.upload_timeout = ordinary
+        stored = await gateway.UploadEvidence(sending(pauses, chunk), cast(Any, context))
+        return stored.name
+
+    # Within an ordinary upload's time: a pause longer than the limit, and a
+    # pace far below 64 KiB/s (1 KiB a message), are a slow link's.
+    assert await upload([0.05, 1.5, 0.05], 1024, ordinary=5.0) == "evidence/x"
+    # Past it (here 0.2 s): 256 KiB a message keeps well ahead of 64 KiB/s...
+    assert await upload([0.05] * 6, 256 * 1024, ordinary=0.2) == "evidence/x"
+    # ...until it stops sending;
+    with pytest.raises(DeadlineExceeded, match="paused") as paused:
+        await upload([0.05, 0.05, 3.0], 256 * 1024, ordinary=0.2)
+    assert paused.value.reason == "UPLOAD_PAUSED"
+    # 1 KiB every 0.05 s is far slower than 64 KiB/s.
+    with pytest.raises(DeadlineExceeded, match="slower") as slow:
+        await upload([0.05] * 40, 1024, ordinary=0.2)
+    assert slow.value.reason == "UPLOAD_TOO_SLOW"

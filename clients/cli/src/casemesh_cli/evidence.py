@@ -25,7 +25,8 @@ from casemesh_cli.parsing import BadInput, add_timeout_argument, command, resour
 COMMANDS = ("upload", "evidence", "uploads")
 TIMEOUT_HELP = (
     "give up after this long (default: 15 minutes; a large video on a slow link takes longer:"
-    " give it more, and the gateway waits as long, up to 2 h 13 min)"
+    " give it more, and the gateway waits as long, up to 2 h 13 min, while the upload keeps"
+    " to 64 KiB/s once 15 minutes are past)"
 )
 
 

@@ -370,9 +370,12 @@ class TicketGateway(pb_grpc.TicketServiceServicer):
     ListTicketCategories = route("ListTicketCategories")
 
 
-# The longest an upload's stream may pause between two messages (the HTTP
-# port's `web.BODY_WITHIN_S` for its bodies).
-UPLOAD_PAUSE_S = 60.0
+# Once an ordinary upload's time (`upload_timeout`) is past, the longest an
+# upload's stream may go between two messages: a minute, and what its largest
+# chunk (1 MiB, the evidence service's limit) takes at the slowest pace a
+# transfer is sized for (16 s). Before that, any pace and any pause.
+LARGEST_CHUNK = 1024 * 1024
+UPLOAD_PAUSE_S = 60.0 + LARGEST_CHUNK / export.SLOWEST_DOWNLOAD
 
 
 class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
@@ -424,23 +427,23 @@ class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
             try:
                 while True:
                     # The evidence service holds a video's share of its upload
-                    # budget while it comes: no pause of over a minute (as on
-                    # the HTTP port), and past an ordinary upload's time, no
-                    # pace below the slowest a transfer is sized for.
-                    paused_by = loop.time() + UPLOAD_PAUSE_S
-                    paced_by = began + max(self.upload_timeout, received / export.SLOWEST_DOWNLOAD)
+                    # budget while it comes: past an ordinary upload's time,
+                    # no pace below the slowest a transfer is sized for, and
+                    # no long pause (`UPLOAD_PAUSE_S`).
+                    ordinary = began + self.upload_timeout
+                    paused_by = max(ordinary, loop.time() + UPLOAD_PAUSE_S)
+                    paced_by = max(ordinary, began + received / export.SLOWEST_DOWNLOAD)
                     try:
                         async with asyncio.timeout_at(min(paused_by, paced_by)):
                             message = await anext(messages)
                     except StopAsyncIteration:
                         return
                     except TimeoutError:
-                        raise DeadlineExceeded(
-                            f"the upload paused for more than {UPLOAD_PAUSE_S:g} s"
-                            if paused_by <= paced_by
-                            else "the upload came slower than"
-                            f" {export.SLOWEST_DOWNLOAD // 1024} KiB/s"
-                        ) from None
+                        if paused_by <= paced_by:
+                            said = f"the upload paused for more than {UPLOAD_PAUSE_S:g} s"
+                            raise DeadlineExceeded(said, reason="UPLOAD_PAUSED") from None
+                        said = f"the upload came slower than {export.SLOWEST_DOWNLOAD >> 10} KiB/s"
+                        raise DeadlineExceeded(said, reason="UPLOAD_TOO_SLOW") from None
                     received += len(message.chunk)
                     yield message
             except Exception as exc:
