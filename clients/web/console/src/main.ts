@@ -376,8 +376,11 @@ $("error-reload").addEventListener(
 // the page, so this one call is a plain keepalive fetch in the Connect
 // protocol's JSON form.
 let leavingToSignIn = false;
-addEventListener("pageshow", () => {
+addEventListener("pageshow", (e) => {
   leavingToSignIn = false; // back from the history cache: leaving again gives it back
+  // Kept for a return from the provider that did not come: not to be given
+  // back at a later sign-in.
+  if (e.persisted) sessionStorage.removeItem(INTERRUPTED_KEY);
 });
 addEventListener("pagehide", () => {
   if (held && held.state === "held" && !leavingToSignIn) {

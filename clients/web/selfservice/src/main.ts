@@ -1462,7 +1462,8 @@ $("language").addEventListener("change", () => {
   localStorage.setItem(LOCALE_KEY, locale);
   applyLocale();
   if (token) {
-    void busy(null, loadFlows);
+    // A start that failed is run whole again, not just its guides.
+    void busy(null, started ? loadFlows : startAgain);
   }
 });
 
@@ -1508,9 +1509,19 @@ function showSomething(): void {
   if (VIEWS.every((v) => v === "sign-in" || $(v).hidden)) show("help");
 }
 
+/** Whether this sign-in's start got past loading the guides. */
+let started = false;
+
+/** A start that failed, run again with what follows a sign-in. */
+async function startAgain(): Promise<void> {
+  await start();
+  resumeForm();
+}
+
 /** Signed in: the help centre, or the view the address names. */
 async function start(): Promise<void> {
   renderSignedIn();
+  started = false;
   try {
     await loadFlows();
   } catch (err) {
@@ -1518,10 +1529,11 @@ async function start(): Promise<void> {
     // would be, offers to start again (the error says why).
     showSomething();
     const again = element("button", t("tryAgain"), { type: "button", id: "start-again" });
-    again.addEventListener("click", () => void busy(again, start));
+    again.addEventListener("click", () => void busy(again, startAgain));
     $("flow-list").replaceChildren(listItem(again));
     throw err;
   }
+  started = true;
   say("");
   restorePending();
   await route().catch((err: unknown) => {
