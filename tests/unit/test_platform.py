@@ -978,6 +978,7 @@ async def test_an_upload_that_pauses_or_trickles_past_an_ordinary_uploads_time_i
     DEADLINE_EXCEEDED, not left to hold it for the hours its deadline
     allows. Before that, any pace and any pause (a slow link's large chunks)."""
     monkeypatch.setattr(api, "UPLOAD_PAUSE_S", 0.5)
+    monkeypatch.setattr(api, "LARGEST_CHUNK", 1024)  # the chunks this test sends
 
     class Stub:
         def UploadEvidence(
@@ -1028,3 +1029,26 @@ async def test_an_upload_that_pauses_or_trickles_past_an_ordinary_uploads_time_i
     with pytest.raises(DeadlineExceeded, match="slower") as slow:
         await upload([0.05] * 40, 1024, ordinary=0.2)
     assert slow.value.reason == "UPLOAD_TOO_SLOW"
+
+
+@pytest.mark.parametrize("chunk", [64 * 1024, 512 * 1024, 1024 * 1024])
+def test_an_upload_keeping_to_64_kib_a_second_is_never_cut_and_a_stall_is(chunk: int) -> None:
+    """A sender at exactly the slowest pace a transfer is sized for, in the
+    chunks the CLI (512 KiB) or the proto's largest (1 MiB) make, is a chunk
+    behind by nature (a message is handed over only once whole): never cut,
+    across the 900 s boundary and on. Past it, a stall is cut 76 s after the
+    last message."""
+    floor = 64 * 1024
+    sent, now = 0, 0.0
+    while now < 3000:
+        by, _ = api.next_chunk_by(0.0, now, sent, 900.0)
+        now += chunk / floor  # the next message, whole
+        assert now <= by, f"cut at {by:.0f} s, the chunk came at {now:.0f} s"
+        sent += chunk
+    # Stalling at that pace, it falls behind it once the largest chunk
+    # could have come (16 s).
+    assert api.next_chunk_by(0.0, now, sent, 900.0) == (now + 16.0, "UPLOAD_TOO_SLOW")
+    # Well ahead of it (four times as fast), a stall is cut 76 s on.
+    assert api.next_chunk_by(0.0, now, 4 * sent, 900.0) == (now + 76.0, "UPLOAD_PAUSED")
+    # Before 900 s, any pause: a stall at 100 s is cut no sooner than 900 s.
+    assert api.next_chunk_by(0.0, 100.0, chunk, 900.0) == (900.0, "UPLOAD_PAUSED")

@@ -378,6 +378,28 @@ LARGEST_CHUNK = 1024 * 1024
 UPLOAD_PAUSE_S = 60.0 + LARGEST_CHUNK / export.SLOWEST_DOWNLOAD
 
 
+# What an upload ended by `next_chunk_by` is told, by reason.
+CUT = {
+    "UPLOAD_PAUSED": f"the upload paused for more than {UPLOAD_PAUSE_S:g} s",
+    "UPLOAD_TOO_SLOW": f"the upload came slower than {export.SLOWEST_DOWNLOAD >> 10} KiB/s",
+}
+
+
+def next_chunk_by(began: float, now: float, received: int, ordinary_s: float) -> tuple[float, str]:
+    """By when an upload that began at `began` and has sent `received` bytes
+    must have sent its next message (loop time), and the reason it is ended
+    if it has not (`UPLOAD_PAUSED`, `UPLOAD_TOO_SLOW`). Any pace and pause
+    within `ordinary_s`; after it, no pause over `UPLOAD_PAUSE_S`, and a pace
+    of at least 64 KiB/s on average, counting the chunk on its way (a message
+    is handed over only once whole, so a steady sender is a chunk behind)."""
+    ordinary = began + ordinary_s
+    paused_by = max(ordinary, now + UPLOAD_PAUSE_S)
+    paced_by = max(ordinary, began + (received + LARGEST_CHUNK) / export.SLOWEST_DOWNLOAD)
+    if paused_by <= paced_by:
+        return paused_by, "UPLOAD_PAUSED"
+    return paced_by, "UPLOAD_TOO_SLOW"
+
+
 class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
     """Evidence uploads and reads, streamed through to the evidence service."""
 
@@ -430,20 +452,14 @@ class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
                     # budget while it comes: past an ordinary upload's time,
                     # no pace below the slowest a transfer is sized for, and
                     # no long pause (`UPLOAD_PAUSE_S`).
-                    ordinary = began + self.upload_timeout
-                    paused_by = max(ordinary, loop.time() + UPLOAD_PAUSE_S)
-                    paced_by = max(ordinary, began + received / export.SLOWEST_DOWNLOAD)
+                    by, reason = next_chunk_by(began, loop.time(), received, self.upload_timeout)
                     try:
-                        async with asyncio.timeout_at(min(paused_by, paced_by)):
+                        async with asyncio.timeout_at(by):
                             message = await anext(messages)
                     except StopAsyncIteration:
                         return
                     except TimeoutError:
-                        if paused_by <= paced_by:
-                            said = f"the upload paused for more than {UPLOAD_PAUSE_S:g} s"
-                            raise DeadlineExceeded(said, reason="UPLOAD_PAUSED") from None
-                        said = f"the upload came slower than {export.SLOWEST_DOWNLOAD >> 10} KiB/s"
-                        raise DeadlineExceeded(said, reason="UPLOAD_TOO_SLOW") from None
+                        raise DeadlineExceeded(CUT[reason], reason=reason) from None
                     received += len(message.chunk)
                     yield message
             except Exception as exc:
