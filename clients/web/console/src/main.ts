@@ -377,10 +377,12 @@ $("error-reload").addEventListener(
 // protocol's JSON form.
 let leavingToSignIn = false;
 addEventListener("pageshow", (e) => {
+  const wasLeaving = leavingToSignIn;
   leavingToSignIn = false; // back from the history cache: leaving again gives it back
-  // Kept for a return from the provider that did not come: not to be given
-  // back at a later sign-in.
-  if (e.persisted) sessionStorage.removeItem(INTERRUPTED_KEY);
+  // Kept for a return from the provider that did not come, with the draft
+  // and the case still on the page: not to be given back at a later sign-in.
+  // (Kept as a refused token signed the agent out: still needed.)
+  if (e.persisted && wasLeaving) sessionStorage.removeItem(INTERRUPTED_KEY);
 });
 addEventListener("pagehide", () => {
   if (held && held.state === "held" && !leavingToSignIn) {

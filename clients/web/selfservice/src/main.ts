@@ -1463,7 +1463,7 @@ $("language").addEventListener("change", () => {
   applyLocale();
   if (token) {
     // A start that failed is run whole again, not just its guides.
-    void busy(null, started ? loadFlows : startAgain);
+    void busy(null, startFailed ? startAgain : loadFlows);
   }
 });
 
@@ -1509,8 +1509,8 @@ function showSomething(): void {
   if (VIEWS.every((v) => v === "sign-in" || $(v).hidden)) show("help");
 }
 
-/** Whether this sign-in's start got past loading the guides. */
-let started = false;
+/** Whether this sign-in's last start failed to load the guides. */
+let startFailed = false;
 
 /** A start that failed, run again with what follows a sign-in. */
 async function startAgain(): Promise<void> {
@@ -1521,10 +1521,11 @@ async function startAgain(): Promise<void> {
 /** Signed in: the help centre, or the view the address names. */
 async function start(): Promise<void> {
   renderSignedIn();
-  started = false;
+  startFailed = false;
   try {
     await loadFlows();
   } catch (err) {
+    startFailed = true;
     // The service is away for now: the help centre, where the guided flows
     // would be, offers to start again (the error says why).
     showSomething();
@@ -1533,7 +1534,6 @@ async function start(): Promise<void> {
     $("flow-list").replaceChildren(listItem(again));
     throw err;
   }
-  started = true;
   say("");
   restorePending();
   await route().catch((err: unknown) => {
