@@ -37,7 +37,7 @@ from grpc_status import rpc_status
 
 from casemesh import topics
 from casemesh.events.v1 import notifications_pb2 as nev
-from casemesh.platform.grpcutil import field_violations
+from casemesh.platform.grpcutil import DomainErrorInterceptor, field_violations
 from casemesh.platform.identity import mint_token
 from casemesh.platform.personal import AsyncSealer, DataKeys, MasterKeys, MemoryKeyStore, Sealer
 from casemesh.platform.personal.masterkeys import new_master_key
@@ -483,3 +483,59 @@ def record_batch(records: Sequence[KafkaRecord], *, base: int = 0, unreadable: s
         data[data.index(unreadable.encode())] = 0xFF
     struct.pack_into(">I", data, 17, calc_crc32c(bytes(data[21:])))
     return bytes(data)
+
+
+async def served_alone(
+    handler: grpc.RpcMethodHandler, call: Callable[[grpc.aio.Channel], Any]
+) -> Any:
+    """What `call` gets from a server (with the services' interceptor) whose
+    one method, /t.Service/Method, is `handler`."""
+    server = grpc.aio.server(interceptors=[DomainErrorInterceptor()])
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("t.Service", {"Method": handler}),)
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            return await call(channel)
+    finally:
+        await server.stop(None)
+
+
+async def rpc_failure(call: Any) -> grpc.aio.AioRpcError:
+    """The error a call fails with (it must fail)."""
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await call
+    return info.value
+
+
+async def unary_failure(behaviour: Callable[[bytes, Any], Any]) -> grpc.aio.AioRpcError:
+    """The error a caller gets from a unary method doing `behaviour` (it must
+    fail), served as `served_alone` serves it."""
+    return await served_alone(
+        grpc.unary_unary_rpc_method_handler(behaviour),
+        lambda channel: rpc_failure(channel.unary_unary("/t.Service/Method")(b"", timeout=10)),
+    )
+
+
+async def stream_failure(
+    behaviour: Callable[[bytes, Any], AsyncIterator[bytes]],
+) -> tuple[list[bytes], grpc.aio.AioRpcError]:
+    """What a caller reads from a server-streaming method doing `behaviour`
+    before it fails, and the error it fails with, served as `served_alone`
+    serves it."""
+
+    async def read_all(channel: grpc.aio.Channel) -> tuple[list[bytes], grpc.aio.AioRpcError]:
+        got: list[bytes] = []
+
+        async def each() -> None:
+            async for item in channel.unary_stream("/t.Service/Method")(b"", timeout=10):
+                got.append(item)
+
+        return got, await rpc_failure(each())
+
+    result: tuple[list[bytes], grpc.aio.AioRpcError] = await served_alone(
+        grpc.unary_stream_rpc_method_handler(behaviour), read_all
+    )
+    return result

@@ -63,6 +63,7 @@ from casemesh_gateway.api import Backend, EvidenceGateway
 from casemesh_gateway.ratelimit import RateLimiter
 from casemesh_gateway.settings import GatewaySettings
 from casemesh_notifier.settings import NotifierSettings
+from tests.support import served_alone, stream_failure, unary_failure
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256"
 
@@ -632,41 +633,13 @@ def _wire_size(err: grpc.aio.AioRpcError) -> int:
     return size
 
 
-async def _served(
-    handler: grpc.RpcMethodHandler,
-    call: Callable[[grpc.aio.Channel], Any],
-) -> Any:
-    """What `call` gets from a service (with the services' interceptor)
-    whose one method, /t.Service/Method, is `handler`."""
-    server = grpc.aio.server(interceptors=[DomainErrorInterceptor()])
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler("t.Service", {"Method": handler}),)
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            return await call(channel)
-    finally:
-        await server.stop(None)
-
-
-async def _failure(call: Any) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await call
-    return info.value
-
-
 async def _refused_with(violations: list[FieldViolation]) -> grpc.aio.AioRpcError:
     """What a client sees when a service refuses a call with `violations`."""
 
     async def refuse(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         raise InvalidArgument(violations)
 
-    return await _served(
-        unary_unary(refuse),
-        lambda channel: _failure(channel.unary_unary("/t.Service/Method")(b"", timeout=10)),
-    )
+    return await unary_failure(refuse)
 
 
 async def test_a_write_to_a_primary_just_demoted_is_unavailable_to_retry_not_unknown() -> None:
@@ -678,10 +651,7 @@ async def test_a_write_to_a_primary_just_demoted_is_unavailable_to_retry_not_unk
             "cannot execute UPDATE in a read-only transaction"
         )
 
-    err = await _served(
-        unary_unary(write),
-        lambda channel: _failure(channel.unary_unary("/t.Service/Method")(b"", timeout=10)),
-    )
+    err = await unary_failure(write)
     assert err.code() == grpc.StatusCode.UNAVAILABLE, err.details()
 
 
@@ -695,16 +665,7 @@ async def test_a_watch_whose_changes_were_lost_ends_unavailable_so_the_client_wa
         yield b"change"
         raise ChangesLost("the queue's changes were not heard for a while")
 
-    async def read_all(channel: grpc.aio.Channel) -> tuple[list[bytes], grpc.aio.AioRpcError]:
-        got: list[bytes] = []
-
-        async def each() -> None:
-            async for item in channel.unary_stream("/t.Service/Method")(b"", timeout=10):
-                got.append(item)
-
-        return got, await _failure(each())
-
-    got, err = await _served(grpc.unary_stream_rpc_method_handler(watch), read_all)
+    got, err = await stream_failure(watch)
     assert got == [b"change"]
     assert err.code() == grpc.StatusCode.UNAVAILABLE, err.details()
     assert to_status(ChangesLost("lost")).code == grpc.StatusCode.UNAVAILABLE
@@ -714,7 +675,7 @@ async def test_a_clients_own_binary_metadata_does_not_fail_its_call() -> None:
     async def echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         return request
 
-    answer = await _served(
+    answer = await served_alone(
         unary_unary(echo),
         lambda channel: channel.unary_unary("/t.Service/Method")(
             b"hello", metadata=[("x-client-bin", b"\xff\xfe")], timeout=10
