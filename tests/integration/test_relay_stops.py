@@ -18,15 +18,12 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from casemesh.platform import outbox
-from casemesh.platform.identity import Identity
-from casemesh.platform.relay import Relay
 from casemesh_devstack.kafka import LocalKafka
 from casemesh_devstack.ports import free_port
-from casemesh_tickets.__main__ import status_lookup
 from casemesh_tickets.application import Tickets
-from casemesh_tickets.events import Translator
 from tests.conftest import REPO, Infra
 from tests.integration.test_pools import new_ticket
+from tests.integration.test_relay_wakeups import ALICE, relay_after_a_ticket
 from tests.support import eventually
 
 # Generous: a relay that stops does so within STOP_WAIT_S two or three times over.
@@ -78,24 +75,14 @@ async def stops_in_time(
 async def test_a_relay_stops_in_time_while_kafka_is_away(
     kafka: LocalKafka, dsn: str, app: Tickets, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    topic = f"test.relay.{uuid.uuid4().hex[:8]}"
-    await kafka.create_topics([topic], partitions=1)
-    who = Identity("alice", frozenset({"user"}))
-    app.create_ticket(who, new_ticket("before"))
-    relay = Relay(
-        app=app,
-        topic=topic,
-        translate=Translator(status_lookup(app)),
-        bootstrap=kafka.bootstrap,
-        conninfo=dsn,
-    )
+    relay = await relay_after_a_ticket(app, kafka, dsn)
     sends = counting_sends(monkeypatch)
     stop = asyncio.Event()
     running = asyncio.create_task(relay.run(stop))
     try:
         await eventually(lambda: relay.position == 1)
         await asyncio.to_thread(kafka.stop)
-        await asyncio.to_thread(app.create_ticket, who, new_ticket("during"))
+        await asyncio.to_thread(app.create_ticket, ALICE, new_ticket("during"))
         await eventually(lambda: len(sends) == 2)  # sent; no broker to take it
         await stops_in_time(kafka, running, stop)
         assert relay.position == 1, "recorded as published without the broker's ack"

@@ -15,12 +15,30 @@ from eventsourcing.postgres import PostgresSubscription
 
 from casemesh.platform.identity import Identity
 from casemesh.platform.relay import Relay
+from casemesh_devstack.kafka import LocalKafka
 from casemesh_tickets.__main__ import status_lookup
 from casemesh_tickets.application import Tickets
 from casemesh_tickets.events import Translator
 from tests.conftest import Infra
 from tests.integration.test_pools import new_ticket
 from tests.support import eventually
+
+ALICE = Identity("alice", frozenset({"user"}))
+
+
+async def relay_after_a_ticket(app: Tickets, kafka: LocalKafka, dsn: str) -> Relay:
+    """A relay (not started) of `app` to a topic of its own, with a ticket
+    of ALICE's stored before it starts."""
+    topic = f"test.relay.{uuid.uuid4().hex[:8]}"
+    await kafka.create_topics([topic], partitions=1)
+    app.create_ticket(ALICE, new_ticket("before"))
+    return Relay(
+        app=app,
+        topic=topic,
+        translate=Translator(status_lookup(app)),
+        bootstrap=kafka.bootstrap,
+        conninfo=dsn,
+    )
 
 
 async def test_an_event_whose_wake_up_was_missed_is_published_all_the_same(
@@ -32,22 +50,12 @@ async def test_an_event_whose_wake_up_was_missed_is_published_all_the_same(
             threading.Event().wait(0.1)
 
     monkeypatch.setattr(PostgresSubscription, "_listen", deaf)
-    topic = f"test.relay.{uuid.uuid4().hex[:8]}"
-    await infra.kafka.create_topics([topic], partitions=1)
-    who = Identity("alice", frozenset({"user"}))
-    app.create_ticket(who, new_ticket("before"))
-    relay = Relay(
-        app=app,
-        topic=topic,
-        translate=Translator(status_lookup(app)),
-        bootstrap=infra.kafka.bootstrap,
-        conninfo=dsn,
-    )
+    relay = await relay_after_a_ticket(app, infra.kafka, dsn)
     stop = asyncio.Event()
     running = asyncio.create_task(relay.run(stop))
     try:
         await eventually(lambda: relay.position == 1)  # what was stored before it started
-        await asyncio.to_thread(app.create_ticket, who, new_ticket("after"))
+        await asyncio.to_thread(app.create_ticket, ALICE, new_ticket("after"))
         head = app.recorder.max_notification_id()
         await eventually(lambda: relay.position == head)
         assert relay.published == head
