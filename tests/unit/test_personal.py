@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import threading
 import uuid
 from collections.abc import Callable, Collection
 from typing import Any
@@ -33,10 +34,11 @@ from casemesh.platform.personal import (
     case_key_of,
     is_erased,
     is_token,
+    randomness,
 )
 from casemesh.platform.personal.keys import WrappedKey
 from casemesh.platform.personal.masterkeys import new_master_key
-from casemesh.platform.personal.sealing import _seal
+from casemesh.platform.personal.sealing import _parse, _seal
 from casemesh.platform.settings import load
 
 ALICE = "users/alice"
@@ -96,6 +98,40 @@ def test_unicode_text_survives_the_round_trip() -> None:
 def test_the_same_text_sealed_twice_gives_two_tokens() -> None:
     personal = sealer()
     assert personal.seal("13800138000", ALICE) != personal.seal("13800138000", ALICE)
+
+
+def test_no_two_tokens_share_a_nonce_however_many_threads_seal() -> None:
+    # Nonces are slices of blocks of the system's randomness; a slice handed
+    # out twice would be the same nonce under the same key.
+    personal = sealer()
+    personal.seal("warm", ALICE)
+    tokens: list[list[str]] = [[] for _ in range(4)]
+
+    def seal_many(mine: list[str]) -> None:
+        mine.extend(personal.seal("13800138000", ALICE) for _ in range(1_000))
+
+    threads = [threading.Thread(target=seal_many, args=(mine,)) for mine in tokens]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    nonces = {_parse(t).nonce for mine in tokens for t in mine}  # type: ignore[union-attr]
+    assert len(nonces) == 4_000
+
+
+def test_a_forked_child_takes_none_of_its_parents_random_bytes() -> None:
+    randomness.take(12)  # the parent's block read, most of it not yet handed out
+    reading, writing = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child)
+        os.write(writing, randomness.take(12))
+        os._exit(0)
+    os.close(writing)
+    os.waitpid(child, 0)
+    childs = os.read(reading, 12)
+    os.close(reading)
+    assert len(childs) == 12
+    assert childs != randomness.take(12)
 
 
 def test_empty_text_stays_empty() -> None:

@@ -51,6 +51,7 @@ from typing import Protocol
 
 from casemesh.platform.identity import RESERVED_SUBJECTS
 from casemesh.platform.logging import get_logger
+from casemesh.platform.personal import randomness
 from casemesh.platform.personal.errors import PersonalDataError, UnknownDataKey
 from casemesh.platform.personal.masterkeys import MasterKeys
 
@@ -412,7 +413,8 @@ class DataKeys:
         self.store.close()
 
     def _new_wrapped(self, person: str) -> WrappedKey:
-        return self._wrapped(DataKey(uuid.uuid4(), person, os.urandom(32)))
+        raw = randomness.take(48)
+        return self._wrapped(DataKey(uuid.UUID(bytes=raw[:16], version=4), person, raw[16:]))
 
     def _wrapped(self, key: DataKey) -> WrappedKey:
         master_id, wrapped = self.masters.wrap(key.secret, key.key_id.bytes, key.person)

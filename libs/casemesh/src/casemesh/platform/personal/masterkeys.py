@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from casemesh.platform.personal import randomness
 from casemesh.platform.personal.errors import UnknownMasterKey, WrappedKeyRefused
 
 __all__ = ["SETTING", "MasterKeys", "UnknownMasterKey", "new_master_key"]
@@ -97,7 +98,7 @@ class MasterKeys:
 
     def wrap(self, data_key: bytes, key_id: bytes, person: str) -> tuple[str, bytes]:
         """The data key sealed under the current master key: (master id, nonce + ciphertext)."""
-        nonce = os.urandom(_NONCE_BYTES)
+        nonce = randomness.take(_NONCE_BYTES)
         sealed = AESGCM(self._keys[self.current_id]).encrypt(nonce, data_key, _aad(key_id, person))
         return self.current_id, nonce + sealed
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-import os
 import re
 import uuid
 from collections.abc import Callable, Iterable
@@ -48,6 +47,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from casemesh.platform.personal import randomness
 from casemesh.platform.personal.errors import (
     PersonalDataError,
     TokenRefused,
@@ -251,7 +251,7 @@ def _sealing_with(
     def seal(text: str) -> str:
         if not text:
             return text
-        nonce = os.urandom(_NONCE_BYTES)
+        nonce = randomness.take(_NONCE_BYTES)
         body = base64.urlsafe_b64encode(head + nonce + aead.encrypt(nonce, text.encode(), aad))
         return prefix + body.rstrip(b"=").decode()
 
