@@ -15,6 +15,7 @@ import psycopg
 
 from casemesh.events.v1 import helpcenter_pb2 as hev
 from casemesh.platform.envelope import CloudEvent
+from casemesh.platform.personal import Sealer
 from casemesh_notifier.channels import HttpSmsChannel
 from casemesh_notifier.delivery import replay_parked
 from casemesh_notifier.planner import PHONE_CHANGE
@@ -41,10 +42,18 @@ WU_ON_OLD = dataclasses.replace(WU, phone=OLD)
 
 
 def verified(
-    user_id: str, old: str = OLD, new: str = NEW, at: datetime = NOON_IN_SHANGHAI
+    sealer: Sealer | None,
+    user_id: str,
+    old: str = OLD,
+    new: str = NEW,
+    at: datetime = NOON_IN_SHANGHAI,
 ) -> CloudEvent:
-    """A `PhoneChangeVerified` as the help centre's outbox publishes it."""
+    """A `PhoneChangeVerified` as the help centre's outbox publishes it: its
+    numbers sealed under the user's key (None: in the clear, as published
+    before they were)."""
     change = f"phone-changes/{uuid.uuid4()}"
+    if sealer is not None:
+        old, new = sealer.seal(old, user_id), sealer.seal(new, user_id)
     message = hev.PhoneChangeVerified(request=change, user_id=user_id, old_phone=old, new_phone=new)
     message.verify_time.FromDatetime(at)
     return CloudEvent(
@@ -101,7 +110,7 @@ async def test_a_verified_new_number_gets_what_is_still_to_be_texted_to_the_old_
     await world.plan([agent_reply(lin_ticket, 2), code_to(LIN, OLD)])
     assert texts(world, lin_ticket)[-1] == ("ticket.agent_reply", "pending", OLD)
 
-    change = verified(LIN.user_id)
+    change = verified(sealer, LIN.user_id)
     assert await world.plan([change]) == {}
 
     # Her ticket and her unsent text name the new number; the text already
@@ -156,7 +165,7 @@ async def test_a_parked_text_follows_the_new_number_and_one_being_sent_keeps_its
             " WHERE case_name = %s",
             (NOON_IN_SHANGHAI + timedelta(minutes=5), f"tickets/{sending}"),
         )
-    await world.plan([verified(LIN.user_id)])
+    await world.plan([verified(sealer, LIN.user_id)])
     assert texts(world, parked) == [("ticket.received", "parked", NEW)]
     assert texts(world, sending) == [("ticket.received", "sending", OLD)]
     assert phones(world, parked) == phones(world, sending) == [NEW]
@@ -188,7 +197,7 @@ async def test_a_text_the_provider_may_have_taken_for_the_old_number_reaches_the
         assert provider.sent == [(OLD, job)]
         assert texts(world, ticket) == [("ticket.received", "pending", OLD)]
 
-        await world.plan([verified(LIN.user_id)])
+        await world.plan([verified(None, LIN.user_id)])  # published before sealing
         world.clock.advance(900)
         await world.drain()
         assert provider.sent == [(OLD, job), (NEW, f"{job}.1")]
@@ -205,8 +214,9 @@ async def test_changes_heard_together_are_followed_in_the_order_they_were_verifi
     ticket = str(uuid.uuid4())
     await world.plan([opened(world.tickets.sealer, ticket, LIN)])
     last = "+8613600136000"
-    first = verified(LIN.user_id, OLD, NEW)
-    then = verified(LIN.user_id, NEW, last, at=NOON_IN_SHANGHAI + timedelta(minutes=30))
+    sealer = world.tickets.sealer
+    first = verified(sealer, LIN.user_id, OLD, NEW)
+    then = verified(sealer, LIN.user_id, NEW, last, at=NOON_IN_SHANGHAI + timedelta(minutes=30))
     await world.plan([then, first])
     assert phones(world, ticket) == [last]
     assert texts(world, ticket) == [("ticket.received", "pending", last)]
@@ -215,7 +225,7 @@ async def test_changes_heard_together_are_followed_in_the_order_they_were_verifi
 async def test_a_user_with_no_cases_changes_nothing(world: World) -> None:
     await world.both_told()
     before = world.rows("SELECT t::text FROM case_parties AS t ORDER BY 1")
-    await world.plan([verified("users/nobody", OLD, NEW)])
+    await world.plan([verified(world.tickets.sealer, "users/nobody", OLD, NEW)])
     assert world.rows("SELECT t::text FROM case_parties AS t ORDER BY 1") == before
     assert NEW not in world.dump()
 
@@ -230,6 +240,7 @@ async def test_a_change_made_before_her_erasure_gives_no_number_to_what_she_open
     erasure is followed as anyone's."""
     old_ticket = str(uuid.uuid4())
     await world.plan([opened(world.tickets.sealer, old_ticket, LIN)])
+    early = verified(world.tickets.sealer, LIN.user_id, at=NOON_IN_SHANGHAI - timedelta(minutes=1))
     await world.tickets.erase(LIN.user_id)
     await world.plan([erasure(LIN.user_id)])
     later = NOON_IN_SHANGHAI + timedelta(minutes=5)
@@ -237,11 +248,28 @@ async def test_a_change_made_before_her_erasure_gives_no_number_to_what_she_open
     opened_since = dataclasses.replace(opened(world.tickets.sealer, new_ticket, LIN), time=later)
     await world.plan([opened_since])
 
-    await world.plan([verified(LIN.user_id, at=NOON_IN_SHANGHAI - timedelta(minutes=1))])
+    await world.plan([early])
     assert phones(world, old_ticket) == [""]
     assert phones(world, new_ticket) == [OLD]
     assert NEW not in world.dump()
 
-    await world.plan([verified(LIN.user_id, at=later + timedelta(minutes=1))])
+    await world.plan([verified(world.tickets.sealer, LIN.user_id, at=later + timedelta(minutes=1))])
     assert phones(world, old_ticket) == [""]
     assert phones(world, new_ticket) == [NEW]
+
+
+async def test_a_change_whose_users_key_is_gone_gives_her_cases_no_number(
+    world: World,
+) -> None:
+    """Lin's change was published; then she was erased, and the notifier has
+    dropped her keys but not yet heard the erasure itself. The change's
+    numbers read as erased: nothing of hers is given a number from it."""
+    ticket = str(uuid.uuid4())
+    sealer = world.tickets.sealer
+    await world.plan([opened(sealer, ticket, LIN)])
+    change = verified(sealer, LIN.user_id)
+    await world.tickets.erase(LIN.user_id)
+    world.personal.forget(LIN.user_id)
+    assert await world.plan([change]) == {}
+    assert phones(world, ticket) == [OLD]
+    assert NEW not in world.dump()

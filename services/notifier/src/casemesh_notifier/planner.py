@@ -49,8 +49,11 @@ A `PhoneChangeVerified` (casemesh.helpcenter.v1: a user proved a new number)
 gives the user's party rows and unsent SMS jobs that name the old number the
 new one (`phone_changes.py`), once the rest of the batch is planned and its
 erasures and expiries heard, the batch's changes in the order they were
-verified. A change written before its user's erasure is not followed: their
-numbers of then are erased.
+verified. Its numbers come sealed under the user's key (clear in changes
+published before the help centre sealed them). A change written before its
+user's erasure is not followed: their numbers of then are erased; nor one
+whose numbers read as erased (the user's key is gone, their erasure on its
+way).
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -92,6 +95,7 @@ from casemesh_notifier.policy import SUPERSEDED_TEMPLATES
 from casemesh_notifier.registry import MESSAGES, SOURCE_OF, Source
 
 log = get_logger(__name__)
+M = TypeVar("M", bound=Message)
 
 ERASURE = type_of(PersonErased)
 PHONE_CHANGE = type_of(hev.PhoneChangeVerified)
@@ -237,13 +241,22 @@ class Planner:
         if not changes:
             return
         erased = await store.erased_among(conn, {change.user_id for _, change in changes})
-        for event, change in sorted(changes, key=lambda c: c[0].time):
+        # The numbers come sealed under the user's key (clear in changes
+        # published before they were), revealed with one key look-up.
+        revealed = await reveal_messages_async(self.personal, [c for _, c in changes])
+        clear = [(event, found) for (event, _), found in zip(changes, revealed, strict=True)]
+        for event, found in sorted(clear, key=lambda c: c[0].time):
             with about(event):
+                change = self._readable(event, found)
                 if change.user_id in erased:
                     when = erased[change.user_id]  # None: recorded before its time was kept
                     if when is None or event.time <= when:
                         log.info("phone_change.before_erasure", event_id=event.id)
                         continue
+                if found.erased:
+                    # The user's key is gone: their erasure is on its way.
+                    log.info("phone_change.erased", event_id=event.id)
+                    continue
                 followed = await follow_phone_change(
                     conn, change.user_id, change.old_phone, change.new_phone
                 )
@@ -338,7 +351,7 @@ class Planner:
                 by_event.setdefault(job.cause_event_id, []).append(job.id)
         return by_event
 
-    def _readable(self, event: CloudEvent, revealed: RevealedMessage[Message]) -> Message:
+    def _readable(self, event: CloudEvent, revealed: RevealedMessage[M]) -> M:
         """The message with its personal fields in the clear; an erased
         person's read `ERASED` (no address: nobody is told). A field that
         cannot be read is never planned with: a key this process cannot get
