@@ -15,6 +15,7 @@ from casemesh.platform.errors import InvalidArgument, PermissionDenied
 from casemesh.platform.identity import Identity
 from casemesh_helpcenter.application import ArticleText, HelpCenter, NewPhoneChange
 from tests.application.story import AGENT, ALICE, FakeClock
+from tests.support import memory_sealer
 
 ADMIN = Identity("ada", frozenset({"admin"}))
 
@@ -28,7 +29,7 @@ class NoDatabase:
 
 @pytest.fixture()
 def app() -> HelpCenter:
-    return HelpCenter(NoDatabase(), FakeClock())  # type: ignore[arg-type]
+    return HelpCenter(NoDatabase(), FakeClock(), memory_sealer())  # type: ignore[arg-type]
 
 
 def article(**changes: str) -> ArticleText:

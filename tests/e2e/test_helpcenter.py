@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from casemesh import topics
 from casemesh.events.v1 import helpcenter_pb2 as hev
+from casemesh.platform.personal import is_token
 from casemesh.v1 import helpcenter_pb2 as hpb
 from casemesh.v1 import helpcenter_pb2_grpc as hpb_grpc
 from casemesh.v1 import tickets_pb2 as pb
@@ -373,7 +374,11 @@ def test_a_phone_change_needs_both_codes_locks_after_five_wrong_and_codes_expire
         ).fetchall()
     assert kept == [("",)]  # a delivered code is not kept
     verified = wait_until(lambda: verified_requests(stack, change.name), timeout=30)
-    assert (verified[0].old_phone, verified[0].new_phone) == (old, new)
+    # On the topic (kept 30 days) both numbers are sealed under the user's key.
+    assert all(is_token(n) for n in (verified[0].old_phone, verified[0].new_phone))
+    assert verified[0].user_id == user.client.subject
+    payload = verified[0].SerializeToString()
+    assert [n for n in (old, new) if n.removeprefix("+86").encode() in payload] == []
 
     # Once Kafka has it, the outbox keeps no copy of the two numbers.
     def outbox_payloads() -> list[bytes]:

@@ -29,6 +29,7 @@ from casemesh.platform.errors import (
     Violations,
 )
 from casemesh.platform.identity import Identity
+from casemesh.platform.personal import is_token, reveal_message_async, reveal_messages_async
 from casemesh.platform.pools import async_pool
 from casemesh.rules import tickets as rules
 from casemesh.rules.retention import period
@@ -43,7 +44,7 @@ from casemesh_helpcenter.retention import RetentionTimer
 from casemesh_helpcenter.settings import HelpSettings
 from tests.application.story import AGENT, ALICE, BOB, FakeClock
 from tests.conftest import Infra
-from tests.support import eventually
+from tests.support import eventually, memory_sealer
 
 ADMIN = Identity("ada", frozenset({"admin"}))
 
@@ -59,7 +60,7 @@ async def app(infra: Infra) -> AsyncIterator[HelpCenter]:
     pool = async_pool(dsn, max_size=4)
     await pool.open()
     try:
-        yield HelpCenter(pool, FakeClock())
+        yield HelpCenter(pool, FakeClock(), memory_sealer())
     finally:
         await pool.close()
 
@@ -452,6 +453,35 @@ async def test_a_phone_change_started_again_is_the_same_change(app: HelpCenter) 
     assert (confirmed.state, confirmed.attempts) == ("AWAITING_NEW_CODE", 1)
 
 
+async def test_a_verified_changes_numbers_go_out_sealed_under_the_users_key(
+    app: HelpCenter,
+) -> None:
+    """The topic keeps a verified change for 30 days: its numbers travel
+    sealed, revealed by the notifier and the account system, and read as
+    erased once the user's key is gone."""
+    mark = uuid.uuid4().hex[:8]
+    ann = person("ann", mark)
+    old, new = numbers(mark, 2)
+    change = await app.start_phone_change(ann, NewPhoneChange("a1", old, new, ""))
+    await app.confirm_phone_change(ann, change.name, await code_sent(app, change.name))
+    await app.confirm_phone_change(ann, change.name, await code_sent(app, change.name))
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT payload FROM help_outbox WHERE request = %s", (change.name,)
+        )
+        (payload,) = [bytes(row[0]) for row in await cur.fetchall()]
+    assert [n for n in (old, new) if n.removeprefix("+86").encode() in payload] == []
+    verified = hev.PhoneChangeVerified.FromString(payload)
+    assert verified.user_id == ann.subject
+    revealed = await reveal_message_async(app.personal, verified)
+    assert (revealed.message.old_phone, revealed.message.new_phone) == (old, new)
+    await app.personal.erase(ann.subject)
+    assert (await reveal_message_async(app.personal, verified)).erased == (
+        "old_phone",
+        "new_phone",
+    )
+
+
 async def test_article_edits_retried_under_a_request_id_write_once(app: HelpCenter) -> None:
     text = ads_article("test-retried", "Retried", "Written once.", "retry")
     first = await app.create_article(ADMIN, text, "create-1")
@@ -546,7 +576,11 @@ async def codes_to(app: HelpCenter, number: str) -> int:
     async with app.pool.connection() as conn:
         cur = await conn.execute("SELECT payload FROM verification_outbox")
         rows = await cur.fetchall()
-    return sum(hev.VerificationCodeIssued.FromString(row[0]).phone == number for row in rows)
+    codes = [hev.VerificationCodeIssued.FromString(row[0]) for row in rows]
+    # Each number sealed under its user's key, as on the topic.
+    assert not [c.phone for c in codes if not is_token(c.phone)]
+    revealed = await reveal_messages_async(app.personal, codes)
+    return sum(r.message.phone == number for r in revealed)
 
 
 async def test_a_number_only_named_by_others_still_starts_its_own_change(
@@ -616,7 +650,7 @@ async def test_changes_started_at_once_on_the_same_numbers_keep_the_limit_and_al
     wide = async_pool(str(app.pool.conninfo), max_size=8)
     await wide.open()
     try:
-        racing = HelpCenter(wide, app.clock)
+        racing = HelpCenter(wide, app.clock, app.personal)
         for _ in range(3):
             mark = uuid.uuid4().hex[:8]
             p, q = numbers(mark, 2)
@@ -1188,6 +1222,7 @@ async def test_the_service_has_its_dictionary_loaded_before_it_serves(
     monkeypatch.setattr(helpcenter_main, "serve_servicer", serve)
     monkeypatch.setattr(helpcenter_main, "OutboxPublisher", Idle)
     monkeypatch.setattr(helpcenter_main, "RetentionTimer", Idle)
+    monkeypatch.setattr(helpcenter_main, "open_sealer", lambda _: app.personal.sealer)
     search._segmenter.cache_clear()
     cfg = HelpSettings.model_construct(
         database_url=str(app.pool.conninfo), db_pool_size=2, kafka_bootstrap="127.0.0.1:1"

@@ -2,7 +2,8 @@
 loads the starter knowledge base into an empty database), the publishers of
 its verification codes and verified requests, its follower of erasures, and
 its retention timer (what people typed and their numbers, forgotten after
-their period)."""
+their period). It reaches the shared key database: the numbers of a verified
+phone change are published sealed under the user's key."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from casemesh.platform.entrypoint import run_command, serve_servicer
 from casemesh.platform.forgetting import ErasureFollower
 from casemesh.platform.logging import get_logger
 from casemesh.platform.outbox import OutboxPublisher
+from casemesh.platform.personal import AsyncSealer, open_sealer
 from casemesh.platform.pools import async_pool, wait_for_database
 from casemesh.v1 import helpcenter_pb2, helpcenter_pb2_grpc
 from casemesh_helpcenter import erasures, phone, search, store
@@ -36,6 +38,10 @@ async def run(cfg: HelpSettings) -> None:
         seeded = await store.seed(conn)
         if seeded:
             log.info("helpcenter.seeded", articles=seeded)
+    # Verified phone changes carry their numbers sealed under the user's key.
+    # Opened before SIGTERM is taken over: a start waiting for the key
+    # database ends at once when told to.
+    personal = AsyncSealer(open_sealer(cfg))
     pool = async_pool(cfg.database_url, min_size=2, max_size=cfg.db_pool_size)
     await pool.open()
     clock = clock_from_setting(cfg.clock_offset_file)
@@ -58,15 +64,22 @@ async def run(cfg: HelpSettings) -> None:
         stop.set()
         await asyncio.gather(*publishers, retention, return_exceptions=True)
         await pool.close()
+        await personal.aclose()
 
     await serve_servicer(
         cfg,
-        HelpServicer(HelpCenter(pool, clock)),
+        HelpServicer(HelpCenter(pool, clock, personal)),
         helpcenter_pb2.DESCRIPTOR.services_by_name["HelpCenterService"],
         helpcenter_pb2_grpc.add_HelpCenterServiceServicer_to_server,
-        # What an erased person typed, and their numbers, forgotten.
+        # What an erased person typed, and their numbers, forgotten; their
+        # keys dropped from this process's memory.
         workers=[
-            ErasureFollower(cfg, None, forget_at=partial(erasures.forget_person, cfg.database_url))
+            ErasureFollower(
+                cfg,
+                None,
+                personal.forget,
+                forget_at=partial(erasures.forget_person, cfg.database_url),
+            )
         ],
         close=close,
     )

@@ -29,6 +29,7 @@ from casemesh.platform.errors import (
 from casemesh.platform.grpcutil import resource_id
 from casemesh.platform.identity import Identity
 from casemesh.platform.paging import document_bytes, fitting, page_of, page_size_of
+from casemesh.platform.personal import AsyncSealer
 from casemesh.rules import tickets as rules
 from casemesh_helpcenter import phone, store
 from casemesh_helpcenter.domain import (
@@ -94,9 +95,11 @@ class SearchResults:
 
 
 class HelpCenter:
-    def __init__(self, pool: AsyncConnectionPool[Any], clock: Clock) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any], clock: Clock, personal: AsyncSealer) -> None:
         self.pool = pool
         self.clock = clock
+        # Seals the numbers the phone-change topics carry (codes, changes).
+        self.personal = personal
 
     # -- the caller's own --------------------------------------------------------
 
@@ -489,6 +492,7 @@ class HelpCenter:
                 new_phone=new,
                 locale=locale,
                 now=self.clock.now(),
+                seal=self.personal.seal,
             )
 
     async def confirm_phone_change(self, who: Identity, name: str, code: str) -> phone.Change:
@@ -496,7 +500,9 @@ class HelpCenter:
         if not CODE.fullmatch(code):
             raise InvalidArgument.field("code", "must be the six digits we sent")
         async with self.pool.connection() as conn:
-            change = await phone.confirm(conn, who.subject, ident, code, self.clock.now())
+            change = await phone.confirm(
+                conn, who.subject, ident, code, self.clock.now(), self.personal.seal
+            )
         return _found(change, name)
 
     async def resend_phone_change_code(
@@ -507,7 +513,7 @@ class HelpCenter:
         _request_id(request_id)
         async with self.pool.connection() as conn:
             change = await phone.resend(
-                conn, who.subject, ident, self.clock.now(), request_id=request_id
+                conn, who.subject, ident, self.clock.now(), self.personal.seal, request_id
             )
         return _found(change, name)
 

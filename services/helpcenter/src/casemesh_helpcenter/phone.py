@@ -15,7 +15,9 @@ number's first code goes. A number merely named, whose code was never sent,
 counts for nothing (naming someone's number must not lock them out of their
 own change). Codes travel to the notifier through an outbox
 (`casemesh.verification.v1`), the verified request through another
-(`casemesh.helpcenter.v1`)."""
+(`casemesh.helpcenter.v1`), each number on them sealed under the user's data
+key (`casemesh.platform.personal`): the topics keep them for an hour and 30
+days, and the user's erasure must reach them there too."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import hashlib
 import hmac
 import secrets
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -64,6 +67,8 @@ _SENT_TO_NUMBER = (
     " AND (old_phone = %(number)s OR (new_phone = %(number)s AND prev_hash <> ''))"
 )
 NAMESPACE = uuid.UUID("b1a5c0de-4f1e-4c3a-9d2b-7e6f5a4b3c21")
+# Seals a person's text (text, person): each number a topic carries.
+Seal = Callable[[str, str], Awaitable[str]]
 
 # Each outbox row names its phone change (`phone-changes/{id}`) in `request`.
 _outbox = partial(Outbox, source="casemesh/helpcenter", subject_column="request")
@@ -168,7 +173,7 @@ async def _save(cur: Any, c: Change) -> None:
     )
 
 
-async def _send_code(cur: Any, c: Change, now: datetime) -> None:
+async def _send_code(cur: Any, c: Change, now: datetime, seal: Seal) -> None:
     """A fresh code for the current step, to the number it proves."""
     code = f"{secrets.randbelow(10**6):06d}"
     c.salt = secrets.token_hex(8)
@@ -178,7 +183,7 @@ async def _send_code(cur: Any, c: Change, now: datetime) -> None:
     old_step = c.state == "AWAITING_OLD_CODE"
     event = hev.VerificationCodeIssued(
         request=c.name,
-        phone=c.old_phone if old_step else c.new_phone,
+        phone=await seal(c.old_phone if old_step else c.new_phone, c.user_id),
         code=code,
         locale=c.locale,
         purpose="phone_change_old" if old_step else "phone_change_new",
@@ -208,6 +213,7 @@ async def start(
     new_phone: str,
     locale: str,
     now: datetime,
+    seal: Seal,
 ) -> Change:
     ident = str(derived_id(NAMESPACE, user_id, request_id))
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
@@ -248,7 +254,7 @@ async def start(
                 " AND state IN ('AWAITING_OLD_CODE', 'AWAITING_NEW_CODE')",
                 (user_id, ident),
             )
-            await _send_code(cur, change, now)
+            await _send_code(cur, change, now, seal)
             await _save(cur, change)
     return change
 
@@ -354,7 +360,12 @@ def _require_open(c: Change, now: datetime) -> None:
 
 
 async def confirm(
-    conn: psycopg.AsyncConnection[Any], user_id: str, ident: str, code: str, now: datetime
+    conn: psycopg.AsyncConnection[Any],
+    user_id: str,
+    ident: str,
+    code: str,
+    now: datetime,
+    seal: Seal,
 ) -> Change | None:
     """The change after a code, or None if it is not the caller's. A wrong code
     is INVALID_ARGUMENT (with the attempts left) and counts; the fifth locks.
@@ -404,14 +415,14 @@ async def confirm(
             await _check_number_limit(cur, c.new_phone, now)
             c.state = "AWAITING_NEW_CODE"
             c.prev_salt, c.prev_hash = c.salt, c.code_hash
-            await _send_code(cur, c, now)
+            await _send_code(cur, c, now, seal)
         else:
             c.state, c.verified_at = "VERIFIED", now
             event = hev.PhoneChangeVerified(
                 request=c.name,
                 user_id=c.user_id,
-                old_phone=c.old_phone,
-                new_phone=c.new_phone,
+                old_phone=await seal(c.old_phone, c.user_id),
+                new_phone=await seal(c.new_phone, c.user_id),
                 verify_time=to_timestamp(now),
             )
             await cur.execute(
@@ -439,6 +450,7 @@ async def resend(
     user_id: str,
     ident: str,
     now: datetime,
+    seal: Seal,
     request_id: str = "",
 ) -> Change | None:
     """A fresh code for the current step. Under a `request_id`, a retry answers
@@ -473,6 +485,6 @@ async def resend(
                 "no more codes can be sent for this change; start a new one",
                 reason="NO_CODES_LEFT",
             )
-        await _send_code(cur, c, now)
+        await _send_code(cur, c, now, seal)
         await _save(cur, c)
     return c

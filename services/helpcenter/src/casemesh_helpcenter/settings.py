@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from casemesh.platform.personal import PersonalDataSettings
 from casemesh.platform.settings import InternalServiceSettings, KafkaSettings, PostgresSettings
 
 
-class HelpSettings(PostgresSettings, KafkaSettings, InternalServiceSettings):
+class HelpSettings(PostgresSettings, KafkaSettings, PersonalDataSettings, InternalServiceSettings):
     service_name: str = "helpcenter"
     grpc_addr: str = "127.0.0.1:50066"
     db_pool_size: int = Field(10, ge=2)

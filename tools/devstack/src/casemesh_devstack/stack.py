@@ -311,6 +311,7 @@ def service_specs(
                 "CASEMESH_DATABASE_URL": pg.dsn(HELP_DB),
                 "CASEMESH_GRPC_ADDR": help_addr,
                 "CASEMESH_SERVICE_NAME": "helpcenter",
+                **personal,
                 **vouched,
             },
         ),
