@@ -51,7 +51,6 @@ from typing import Protocol
 
 from casemesh.platform.identity import RESERVED_SUBJECTS
 from casemesh.platform.logging import get_logger
-from casemesh.platform.personal import randomness
 from casemesh.platform.personal.errors import PersonalDataError, UnknownDataKey
 from casemesh.platform.personal.masterkeys import MasterKeys
 
@@ -413,7 +412,9 @@ class DataKeys:
         self.store.close()
 
     def _new_wrapped(self, person: str) -> WrappedKey:
-        raw = randomness.take(48)
+        # One read of the system's randomness (a key is never taken from a
+        # block kept in memory: `randomness`).
+        raw = os.urandom(48)
         return self._wrapped(DataKey(uuid.UUID(bytes=raw[:16], version=4), person, raw[16:]))
 
     def _wrapped(self, key: DataKey) -> WrappedKey:

@@ -1,4 +1,4 @@
-"""The system's randomness for nonces and new keys, read a block at a time.
+"""The system's randomness for nonces, read a block at a time.
 
 Each `os.urandom` call lets go of the interpreter's lock for its system
 call, and a thread that lets go under load waits for the other threads' turn
@@ -11,6 +11,13 @@ system's own, each handed out once:
 - a child process made by `fork` forgets its parent's block (a nonce
   handed out in both would be the same nonce under the same key, which
   AES-GCM does not survive).
+
+For nonces only, which are public: a secret taken from a block would sit in
+memory beside the bytes handed out before it for as long as the block
+lasts. Keys are read from the system (`os.urandom`) each. A process copied
+whole while running (a virtual machine's snapshot started twice) would hand
+out the rest of its block twice; the block is small (85 nonces) to keep that
+short.
 """
 
 from __future__ import annotations
@@ -18,8 +25,8 @@ from __future__ import annotations
 import os
 import threading
 
-# Bytes read from the system at once: 341 nonces, or 85 new keys with ids.
-BLOCK = 4096
+# Bytes read from the system at once: 85 nonces of 12 bytes.
+BLOCK = 1024
 
 
 class _Block:
