@@ -29,8 +29,19 @@ from casemesh.platform.errors import (
     Violations,
 )
 from casemesh.platform.identity import Identity
-from casemesh.platform.personal import is_token, reveal_message_async, reveal_messages_async
-from casemesh.platform.pools import async_pool
+from casemesh.platform.personal import (
+    AsyncSealer,
+    DataKeys,
+    MasterKeys,
+    MemoryKeyStore,
+    Sealer,
+    is_token,
+    reveal_message_async,
+    reveal_messages_async,
+)
+from casemesh.platform.personal.keys import WrappedKey
+from casemesh.platform.personal.masterkeys import new_master_key
+from casemesh.platform.pools import DatabaseUnavailable, async_pool
 from casemesh.rules import tickets as rules
 from casemesh.rules.retention import period
 from casemesh.v1.helpcenter_pb2 import ListMyHelpSessionsResponse
@@ -60,7 +71,7 @@ async def app(infra: Infra) -> AsyncIterator[HelpCenter]:
     pool = async_pool(dsn, max_size=4)
     await pool.open()
     try:
-        yield HelpCenter(pool, FakeClock(), memory_sealer())
+        yield HelpCenter(pool, FakeClock(), memory_sealer(), seal_phone_changes=True)
     finally:
         await pool.close()
 
@@ -482,6 +493,54 @@ async def test_a_verified_changes_numbers_go_out_sealed_under_the_users_key(
     )
 
 
+async def test_until_set_to_a_verified_changes_numbers_go_out_as_they_are(
+    app: HelpCenter,
+) -> None:
+    """Until the account system reveals them (`seal_phone_changes` off), a
+    verified change's numbers are published in the clear; its codes' numbers
+    are sealed either way (only the notifier reads them)."""
+    unsealed = HelpCenter(app.pool, app.clock, app.personal)
+    mark = uuid.uuid4().hex[:8]
+    bea = person("bea", mark)
+    old, new = numbers(mark, 2)
+    change = await unsealed.start_phone_change(bea, NewPhoneChange("b1", old, new, ""))
+    await unsealed.confirm_phone_change(bea, change.name, await code_sent(app, change.name))
+    await unsealed.confirm_phone_change(bea, change.name, await code_sent(app, change.name))
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT payload FROM help_outbox WHERE request = %s", (change.name,)
+        )
+        (payload,) = [bytes(row[0]) for row in await cur.fetchall()]
+    verified = hev.PhoneChangeVerified.FromString(payload)
+    assert (verified.old_phone, verified.new_phone) == (old, new)
+    assert await codes_to(app, new) == 1  # sealed: `codes_to` says so
+
+
+async def test_a_change_meeting_the_key_database_away_is_unavailable_and_changes_nothing(
+    app: HelpCenter,
+) -> None:
+    """A new user's key cannot be made: the start answers UNAVAILABLE (the
+    gateway's retry is safe), before anything is recorded or sent."""
+
+    class Away(MemoryKeyStore):
+        def add_current(self, key: WrappedKey) -> WrappedKey:
+            raise DatabaseUnavailable("the key database is away")
+
+    away = AsyncSealer(Sealer(DataKeys(Away(), MasterKeys.parse(f"t:{new_master_key()}"))))
+    cut_off = HelpCenter(app.pool, app.clock, away, seal_phone_changes=True)
+    mark = uuid.uuid4().hex[:8]
+    cid = person("cid", mark)
+    old, new = numbers(mark, 2)
+    with pytest.raises(DatabaseUnavailable):
+        await cut_off.start_phone_change(cid, NewPhoneChange("c1", old, new, ""))
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FROM phone_changes WHERE user_id = %s", (cid.subject,)
+        )
+        assert await cur.fetchone() == (0,)
+    assert await codes_to(app, old) == 0
+
+
 async def test_article_edits_retried_under_a_request_id_write_once(app: HelpCenter) -> None:
     text = ads_article("test-retried", "Retried", "Written once.", "retry")
     first = await app.create_article(ADMIN, text, "create-1")
@@ -650,7 +709,7 @@ async def test_changes_started_at_once_on_the_same_numbers_keep_the_limit_and_al
     wide = async_pool(str(app.pool.conninfo), max_size=8)
     await wide.open()
     try:
-        racing = HelpCenter(wide, app.clock, app.personal)
+        racing = HelpCenter(wide, app.clock, app.personal, seal_phone_changes=True)
         for _ in range(3):
             mark = uuid.uuid4().hex[:8]
             p, q = numbers(mark, 2)

@@ -273,3 +273,20 @@ async def test_a_change_whose_users_key_is_gone_gives_her_cases_no_number(
     assert await world.plan([change]) == {}
     assert phones(world, ticket) == [OLD]
     assert NEW not in world.dump()
+
+
+async def test_a_code_is_texted_to_its_sealed_number_and_not_once_her_key_is_gone(
+    world: World,
+) -> None:
+    """The help centre seals the number a code goes to: the notifier texts
+    the number itself; a code whose user's key is gone (erased, the erasure
+    not yet heard) is texted to nobody."""
+    sealer = world.tickets.sealer
+    await world.plan([code_to(LIN, sealer.seal(NEW, LIN.user_id))])
+    assert code_recipients(world) == [("pending", NEW)]
+    late = code_to(LIN, sealer.seal(OLD, LIN.user_id), version=2)
+    await world.tickets.erase(LIN.user_id)
+    world.personal.forget(LIN.user_id)
+    await world.plan([late])
+    assert code_recipients(world) == [("pending", NEW)]
+    assert OLD not in world.dump()

@@ -2,8 +2,8 @@
 loads the starter knowledge base into an empty database), the publishers of
 its verification codes and verified requests, its follower of erasures, and
 its retention timer (what people typed and their numbers, forgotten after
-their period). It reaches the shared key database: the numbers of a verified
-phone change are published sealed under the user's key."""
+their period). It reaches the shared key database: the phone numbers it
+publishes are sealed under the user's key (a verified change's, once set to)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ async def run(cfg: HelpSettings) -> None:
         seeded = await store.seed(conn)
         if seeded:
             log.info("helpcenter.seeded", articles=seeded)
-    # Verified phone changes carry their numbers sealed under the user's key.
+    # The phone numbers it publishes are sealed under the user's key.
     # Opened before SIGTERM is taken over: a start waiting for the key
     # database ends at once when told to.
     personal = AsyncSealer(open_sealer(cfg))
@@ -68,7 +68,7 @@ async def run(cfg: HelpSettings) -> None:
 
     await serve_servicer(
         cfg,
-        HelpServicer(HelpCenter(pool, clock, personal)),
+        HelpServicer(HelpCenter(pool, clock, personal, seal_phone_changes=cfg.seal_phone_changes)),
         helpcenter_pb2.DESCRIPTOR.services_by_name["HelpCenterService"],
         helpcenter_pb2_grpc.add_HelpCenterServiceServicer_to_server,
         # What an erased person typed, and their numbers, forgotten; their

@@ -95,11 +95,20 @@ class SearchResults:
 
 
 class HelpCenter:
-    def __init__(self, pool: AsyncConnectionPool[Any], clock: Clock, personal: AsyncSealer) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Any],
+        clock: Clock,
+        personal: AsyncSealer,
+        *,
+        seal_phone_changes: bool = False,
+    ) -> None:
         self.pool = pool
         self.clock = clock
-        # Seals the numbers the phone-change topics carry (codes, changes).
+        # Seals the numbers the phone-change topics carry: each code's, and a
+        # verified change's two if `seal_phone_changes` (`HelpSettings`).
         self.personal = personal
+        self.seal_verified = personal.seal if seal_phone_changes else phone.in_clear
 
     # -- the caller's own --------------------------------------------------------
 
@@ -483,6 +492,8 @@ class HelpCenter:
         if locale not in rules.LOCALES:
             v.add("locale", f"must be one of {', '.join(rules.LOCALES)}")
         v.raise_if_any()
+        # The user's key in memory first: the code is sealed under locks.
+        await self.personal.ready_for(who.subject)
         async with self.pool.connection() as conn:
             return await phone.start(
                 conn,
@@ -499,9 +510,16 @@ class HelpCenter:
         ident = resource_id(name, "phone-changes")
         if not CODE.fullmatch(code):
             raise InvalidArgument.field("code", "must be the six digits we sent")
+        await self.personal.ready_for(who.subject)
         async with self.pool.connection() as conn:
             change = await phone.confirm(
-                conn, who.subject, ident, code, self.clock.now(), self.personal.seal
+                conn,
+                who.subject,
+                ident,
+                code,
+                self.clock.now(),
+                self.personal.seal,
+                self.seal_verified,
             )
         return _found(change, name)
 
@@ -511,6 +529,7 @@ class HelpCenter:
         """A fresh code; under `request_id` a retry sends none and spends no resend."""
         ident = resource_id(name, "phone-changes")
         _request_id(request_id)
+        await self.personal.ready_for(who.subject)
         async with self.pool.connection() as conn:
             change = await phone.resend(
                 conn, who.subject, ident, self.clock.now(), self.personal.seal, request_id

@@ -15,9 +15,13 @@ number's first code goes. A number merely named, whose code was never sent,
 counts for nothing (naming someone's number must not lock them out of their
 own change). Codes travel to the notifier through an outbox
 (`casemesh.verification.v1`), the verified request through another
-(`casemesh.helpcenter.v1`), each number on them sealed under the user's data
-key (`casemesh.platform.personal`): the topics keep them for an hour and 30
-days, and the user's erasure must reach them there too."""
+(`casemesh.helpcenter.v1`). The topics keep them for an hour and 30 days, and
+the user's erasure must reach them there too: a code's number is sealed
+under the user's data key (`casemesh.platform.personal`), and so are a
+verified request's two when the help centre is set to
+(`HelpSettings.seal_phone_changes`: the account system reading them must
+reveal them). The caller has the user's key in memory before it calls: a
+seal here, under the locks, needs no key database."""
 
 from __future__ import annotations
 
@@ -69,6 +73,13 @@ _SENT_TO_NUMBER = (
 NAMESPACE = uuid.UUID("b1a5c0de-4f1e-4c3a-9d2b-7e6f5a4b3c21")
 # Seals a person's text (text, person): each number a topic carries.
 Seal = Callable[[str, str], Awaitable[str]]
+
+
+async def in_clear(text: str, person: str) -> str:
+    """The `Seal` that seals nothing: a verified request's numbers while
+    `seal_phone_changes` is off."""
+    return text
+
 
 # Each outbox row names its phone change (`phone-changes/{id}`) in `request`.
 _outbox = partial(Outbox, source="casemesh/helpcenter", subject_column="request")
@@ -366,12 +377,14 @@ async def confirm(
     code: str,
     now: datetime,
     seal: Seal,
+    seal_verified: Seal,
 ) -> Change | None:
     """The change after a code, or None if it is not the caller's. A wrong code
     is INVALID_ARGUMENT (with the attempts left) and counts; the fifth locks.
     The right one at the old step is RESOURCE_EXHAUSTED (`CODES_PER_NUMBER`),
     and changes nothing, while the new number has had its changes' codes for
-    the hour."""
+    the hour. `seal` seals a code's number, `seal_verified` the verified
+    request's."""
     wrong: str | None = None
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         # The right code at the old step sends one to the new number: that
@@ -421,8 +434,8 @@ async def confirm(
             event = hev.PhoneChangeVerified(
                 request=c.name,
                 user_id=c.user_id,
-                old_phone=await seal(c.old_phone, c.user_id),
-                new_phone=await seal(c.new_phone, c.user_id),
+                old_phone=await seal_verified(c.old_phone, c.user_id),
+                new_phone=await seal_verified(c.new_phone, c.user_id),
                 verify_time=to_timestamp(now),
             )
             await cur.execute(

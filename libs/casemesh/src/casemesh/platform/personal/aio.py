@@ -46,6 +46,14 @@ class AsyncSealer:
             key = await asyncio.to_thread(keys.current, person)
         return _seal(key, text, person)
 
+    async def ready_for(self, person: str) -> None:
+        """Has the person's current key in memory (read, or made), so that
+        sealing for them soon after needs no key database: for a caller
+        about to seal while it holds locks of its own."""
+        keys = self.sealer.keys
+        if keys.cached_current(person) is None:
+            await asyncio.to_thread(keys.current, person)
+
     async def reveal(self, token: str, person: str | None = None) -> str:
         """As `Sealer.reveal`: raises a `PersonalDataError` for a token it
         cannot reveal."""
