@@ -464,23 +464,29 @@ async def test_a_phone_change_started_again_is_the_same_change(app: HelpCenter) 
     assert (confirmed.state, confirmed.attempts) == ("AWAITING_NEW_CODE", 1)
 
 
+async def verified_change(app: HelpCenter, who: Identity) -> tuple[str, str, bytes]:
+    """A change of two new numbers the user proves; the numbers, and the
+    payload its outbox row carries to the topic."""
+    old, new = numbers(who.subject.rpartition("-")[2], 2)
+    change = await app.start_phone_change(who, NewPhoneChange("v1", old, new, ""))
+    await app.confirm_phone_change(who, change.name, await code_sent(app, change.name))
+    await app.confirm_phone_change(who, change.name, await code_sent(app, change.name))
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT payload FROM help_outbox WHERE request = %s", (change.name,)
+        )
+        (payload,) = [bytes(row[0]) for row in await cur.fetchall()]
+    return old, new, payload
+
+
 async def test_a_verified_changes_numbers_go_out_sealed_under_the_users_key(
     app: HelpCenter,
 ) -> None:
     """The topic keeps a verified change for 30 days: its numbers travel
     sealed, revealed by the notifier and the account system, and read as
     erased once the user's key is gone."""
-    mark = uuid.uuid4().hex[:8]
-    ann = person("ann", mark)
-    old, new = numbers(mark, 2)
-    change = await app.start_phone_change(ann, NewPhoneChange("a1", old, new, ""))
-    await app.confirm_phone_change(ann, change.name, await code_sent(app, change.name))
-    await app.confirm_phone_change(ann, change.name, await code_sent(app, change.name))
-    async with app.pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT payload FROM help_outbox WHERE request = %s", (change.name,)
-        )
-        (payload,) = [bytes(row[0]) for row in await cur.fetchall()]
+    ann = person("ann", uuid.uuid4().hex[:8])
+    old, new, payload = await verified_change(app, ann)
     assert [n for n in (old, new) if n.removeprefix("+86").encode() in payload] == []
     verified = hev.PhoneChangeVerified.FromString(payload)
     assert verified.user_id == ann.subject
@@ -500,17 +506,7 @@ async def test_until_set_to_a_verified_changes_numbers_go_out_as_they_are(
     verified change's numbers are published in the clear; its codes' numbers
     are sealed either way (only the notifier reads them)."""
     unsealed = HelpCenter(app.pool, app.clock, app.personal)
-    mark = uuid.uuid4().hex[:8]
-    bea = person("bea", mark)
-    old, new = numbers(mark, 2)
-    change = await unsealed.start_phone_change(bea, NewPhoneChange("b1", old, new, ""))
-    await unsealed.confirm_phone_change(bea, change.name, await code_sent(app, change.name))
-    await unsealed.confirm_phone_change(bea, change.name, await code_sent(app, change.name))
-    async with app.pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT payload FROM help_outbox WHERE request = %s", (change.name,)
-        )
-        (payload,) = [bytes(row[0]) for row in await cur.fetchall()]
+    old, new, payload = await verified_change(unsealed, person("bea", uuid.uuid4().hex[:8]))
     verified = hev.PhoneChangeVerified.FromString(payload)
     assert (verified.old_phone, verified.new_phone) == (old, new)
     assert await codes_to(app, new) == 1  # sealed: `codes_to` says so
