@@ -1033,6 +1033,16 @@ def test_a_trusted_flaggers_report_is_marked_as_theirs_until_removed(app: Report
     assert app.file(BOB, report("b2", "9")).source == "ARTICLE_16"
 
 
+def test_an_agent_may_not_make_themselves_a_trusted_flagger(app: Reports) -> None:
+    """Reports of theirs would weigh more in the triage they work: another
+    agent may designate them, they may not."""
+    with pytest.raises(PermissionDenied, match="themselves") as refused:
+        app.set_flagger(AGENT, AGENT.subject, "Me", ["violence_terrorism"])
+    assert refused.value.metadata == {"field": "flagger.user_id"}
+    assert app.list_flaggers(AGENT) == []
+    assert app.file(AGENT, report("a1")).source == "ARTICLE_16"
+
+
 def test_trusted_flagger_changes_are_safe_to_retry_under_a_request_id(app: Reports) -> None:
     areas = ["violence_terrorism"]
     first = app.set_flagger(AGENT, "bob", "Safe Web Foundation", areas, request_id="s1")

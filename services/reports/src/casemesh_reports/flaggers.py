@@ -1,9 +1,10 @@
 """The trusted-flagger list (DSA Art. 22), kept by agents: a flagger's
 reports in their areas of expertise are marked as theirs and weigh more in
-triage (see `filing`). Both changes are safe to retry under a request id: a
-retry answers as the first call did (a repeated remove too, not NOT_FOUND),
-and the id sent for another change is ALREADY_EXISTS (`Retry`; ids are per
-flagger, only the flagger's own events carry them)."""
+triage (see `filing`), so no agent may put themselves on it. Both changes
+are safe to retry under a request id: a retry answers as the first call did
+(a repeated remove too, not NOT_FOUND), and the id sent for another change
+is ALREADY_EXISTS (`Retry`; ids are per flagger, only the flagger's own
+events carry them)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 from eventsourcing.persistence import IntegrityError
 
 from casemesh.platform.cases import Retry, stamp
-from casemesh.platform.errors import Aborted, NotFound, Violations
+from casemesh.platform.errors import Aborted, NotFound, PermissionDenied, Violations
 from casemesh.platform.identity import Identity
 from casemesh.rules import tickets as rules
 from casemesh_reports.base import AGENT_WORK, ReportsBase
@@ -43,6 +44,12 @@ class Flaggers(ReportsBase):
             if area not in self.taxonomy.categories:
                 v.add(f"flagger.areas[{i}]", f"{area[:60]!r} is not a reason category")
         v.raise_if_any()
+        if user_id == who.subject:
+            # Their own reports would weigh more in the triage they work.
+            raise PermissionDenied(
+                "an agent may not make themselves a trusted flagger; another agent may",
+                metadata={"field": "flagger.user_id"},
+            )
         areas = sorted(set(areas))
         retry = Retry.of(
             request_id, who, "set_flagger", user_id=user_id, display_name=display_name, areas=areas
