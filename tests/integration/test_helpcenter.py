@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
@@ -535,6 +536,39 @@ async def test_a_change_meeting_the_key_database_away_is_unavailable_and_changes
         )
         assert await cur.fetchone() == (0,)
     assert await codes_to(app, old) == 0
+
+
+async def test_a_change_waiting_for_its_users_key_holds_no_one_elses_change(
+    app: HelpCenter,
+) -> None:
+    """A new user's key is being made (the key database slow): their change
+    waits for it before it takes any lock, so a change of someone else's
+    between the same numbers goes through meanwhile."""
+    asked, let_go = threading.Event(), threading.Event()
+
+    class Slow(MemoryKeyStore):
+        def add_current(self, key: WrappedKey) -> WrappedKey:
+            asked.set()
+            let_go.wait(30)
+            return super().add_current(key)
+
+    slow = AsyncSealer(Sealer(DataKeys(Slow(), MasterKeys.parse(f"t:{new_master_key()}"))))
+    waiting = HelpCenter(app.pool, app.clock, slow, seal_phone_changes=True)
+    mark = uuid.uuid4().hex[:8]
+    old, new = numbers(mark, 2)
+    first = asyncio.create_task(
+        waiting.start_phone_change(person("eve", mark), NewPhoneChange("e1", old, new, ""))
+    )
+    try:
+        await asyncio.to_thread(asked.wait, 10)
+        other = await asyncio.wait_for(
+            app.start_phone_change(person("fay", mark), NewPhoneChange("f1", old, new, "")), 10
+        )
+        assert other.state == "AWAITING_OLD_CODE"
+    finally:
+        let_go.set()
+    eves = await first
+    assert (eves.state, eves.codes_sent, other.codes_sent) == ("AWAITING_OLD_CODE", 1, 1)
 
 
 async def test_article_edits_retried_under_a_request_id_write_once(app: HelpCenter) -> None:

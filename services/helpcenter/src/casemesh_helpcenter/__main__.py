@@ -3,7 +3,8 @@ loads the starter knowledge base into an empty database), the publishers of
 its verification codes and verified requests, its follower of erasures, and
 its retention timer (what people typed and their numbers, forgotten after
 their period). It reaches the shared key database: the phone numbers it
-publishes are sealed under the user's key (a verified change's, once set to)."""
+publishes are sealed under the user's key (a verified change's once
+`seal_phone_changes` is on)."""
 
 from __future__ import annotations
 

@@ -510,6 +510,8 @@ class HelpCenter:
         ident = resource_id(name, "phone-changes")
         if not CODE.fullmatch(code):
             raise InvalidArgument.field("code", "must be the six digits we sent")
+        # (Before the change is read: a wrong code or name still reads, or
+        # makes, the caller's key.)
         await self.personal.ready_for(who.subject)
         async with self.pool.connection() as conn:
             change = await phone.confirm(

@@ -18,10 +18,10 @@ own change). Codes travel to the notifier through an outbox
 (`casemesh.helpcenter.v1`). The topics keep them for an hour and 30 days, and
 the user's erasure must reach them there too: a code's number is sealed
 under the user's data key (`casemesh.platform.personal`), and so are a
-verified request's two when the help centre is set to
-(`HelpSettings.seal_phone_changes`: the account system reading them must
-reveal them). The caller has the user's key in memory before it calls: a
-seal here, under the locks, needs no key database."""
+verified request's two once `HelpSettings.seal_phone_changes` is on (the
+account system reading them must reveal them). The caller has the user's
+key in memory before it calls: a seal here, under the locks, needs no key
+database."""
 
 from __future__ import annotations
 

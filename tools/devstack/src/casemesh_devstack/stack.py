@@ -171,7 +171,7 @@ def service_specs(
     inbound_keys = inbound_keys or IdentityKeys.new()
     by_mail = {"CASEMESH_INBOUND_VERIFY_KEY": inbound_keys.verifying}
     # Who seals or reveals personal data: tickets, appeals and reports (serve and
-    # relay), reports-appeals, the notifier.
+    # relay), reports-appeals, the help centre, the notifier.
     personal = {
         "CASEMESH_MASTER_KEYS": master_keys or f"dev:{new_master_key()}",
         "CASEMESH_KEYS_DATABASE_URL": pg.dsn(KEYS_DB),
