@@ -83,6 +83,7 @@ CASES: list[tuple[Message, str]] = [
     (apb.GetAppealRequest(name="tickets/x"), "name"),
     (apb.ListAppealsRequest(page_size=-1), "page_size"),
     (apb.ListAppealEventsRequest(name=""), "name"),
+    (apb.ListAppealEventsRequest(name="appeals/x", page_size=-1), "page_size"),
     (apb.AddAppealInfoRequest(name=""), "name"),
     (apb.AddAppealInfoRequest(name="appeals/x", etag="v1"), "etag"),
     (apb.AddAppealInfoRequest(name="appeals/x", request_id="a b"), "request_id"),

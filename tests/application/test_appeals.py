@@ -400,7 +400,7 @@ def test_an_ended_case_past_its_retention_period_is_erased_and_an_open_one_is_no
     assert {case.filer.legal_name, case.notice.work.title, case.uploader.legal_name} == {ERASED}
     assert (case.counter_notice.reason, case.filer.contact.email) == (ERASED, ERASED)
     assert app.get(ALICE, ident).state == "RESTORED"  # the case itself stays
-    assert [h.type for h in app.history(AGENT, ident)][-1] == "AppealExpired"
+    assert [h.type for h in app.history(AGENT, ident).items][-1] == "AppealExpired"
     assert appeal_message(app.get(BOB, still_open)).filer.legal_name == "Alice Studio"
     with pytest.raises(FailedPrecondition, match="not ended"):
         app.expire_case(app.get(BOB, still_open))  # open: refused before any key is touched
@@ -458,7 +458,7 @@ def test_a_held_case_ends_with_its_court_outcome_and_is_erased_after_its_retenti
     message = public_message(last_event(app, ident), case)
     assert isinstance(message, aev.CourtOutcomeRecorded)
     assert (message.outcome, message.removed_item) == ("CONTENT_STAYS_DOWN", "")
-    assert [h.type for h in app.history(URSULA, ident)][-1] == "CourtOutcomeRecorded"
+    assert [h.type for h in app.history(URSULA, ident).items][-1] == "CourtOutcomeRecorded"
     (retention,) = app.deadlines_of(last_event(app, ident))
     assert (retention.kind, retention.due) == (DeadlineKind.RETENTION, case.modified_on + KEEP)
     clock.now_is(retention.due)
@@ -496,13 +496,13 @@ def test_an_agents_request_and_court_action_are_kept_as_trimmed(app: Appeals) ->
     ident = countered(app)
     case = app.record_court_action(AGENT, ident, "\t起诉书已送达  ", EVIDENCE)
     assert case.court_action == "起诉书已送达"
-    assert app.history(ALICE, ident)[-1].text == "起诉书已送达"
+    assert app.history(ALICE, ident).items[-1].text == "起诉书已送达"
     asked = str(app.file(ALICE, notice("n2")).id)
     app.request_info(AGENT, asked, "  请提供原作的链接\n\n")
     message = public_message(last_event(app, asked), app.get(ALICE, asked))
     assert isinstance(message, aev.AppealInfoRequested)
     assert message.message == "请提供原作的链接"
-    assert app.history(ALICE, asked)[-1].text == "请提供原作的链接"
+    assert app.history(ALICE, asked).items[-1].text == "请提供原作的链接"
 
 
 def test_a_filers_text_that_breaks_the_text_rules_is_refused_and_changes_nothing(
@@ -722,7 +722,7 @@ def test_an_upheld_appeal_of_the_uploader_restores_what_the_notice_took_down(
     assert list(message.restored_items) == ["https://video.example/v/123"]
     assert message.removed_item == "https://video.example/v/123"  # as consumers read it
     assert message.outcome_of == f"appeals/{second}"
-    assert [h.type for h in app.history(URSULA, ident)][-1] == "ContentRestored"
+    assert [h.type for h in app.history(URSULA, ident).items][-1] == "ContentRestored"
 
 
 def test_content_restored_on_appeal_shows_the_claimant_no_contact_of_the_uploader(
@@ -778,7 +778,7 @@ def test_an_upheld_appeal_of_the_claimant_upholds_the_notice_naming_the_uploader
     assert isinstance(message, aev.AppealDecided)
     assert (message.outcome, message.affected_uploader.user_id) == ("UPHOLD", "ursula")
     assert message.outcome_of == f"appeals/{appeal}"
-    assert app.history(ALICE, ident)[-1].text == "补充证据可比对"
+    assert app.history(ALICE, ident).items[-1].text == "补充证据可比对"
     assert app.get(ALICE, appeal).uploader is None  # named on the notice, not the appeal
     counter(app, ident)
     assert app.get(ALICE, ident).state == "FORWARDED_TO_CLAIMANT"
@@ -1107,9 +1107,27 @@ def test_parties_list_their_cases_and_read_their_history(app: Appeals) -> None:
     assert [d["id"] for d in app.list_appeals(ALICE, 0, "").items] == [second, first]
     assert [d["id"] for d in app.list_appeals(URSULA, 0, "").items] == [first]
     assert [d["id"] for d in app.list_appeals(AGENT, 0, "", ["SUBMITTED"]).items] == [second]
-    history = app.history(ALICE, first)
+    history = app.history(ALICE, first).items
     assert [h.type for h in history] == ["AppealFiled", "AppealAssigned", "AppealDecided"]
     assert history[-1].text == "同一支舞"
+
+
+def test_a_cases_history_is_read_a_page_at_a_time(app: Appeals) -> None:
+    """A case whose steps carry more than a page holds is read in pages
+    (each step once, in order); a token the API never gave is refused,
+    naming it."""
+    ident = upheld(app)
+    whole = app.history(ALICE, ident).items
+    pages, token = [], ""
+    while True:
+        page = app.history(ALICE, ident, page_size=1, page_token=token)
+        pages.append([h.sequence for h in page.items])
+        if not (token := page.next_token):
+            break
+    assert pages == [[h.sequence] for h in whole] and len(pages) == 3
+    with pytest.raises(InvalidArgument) as refused:
+        app.history(ALICE, ident, page_token="the end")
+    assert [v.field for v in refused.value.violations] == ["page_token"]
 
 
 def test_a_party_sees_the_other_partys_steps_by_role_not_by_account(app: Appeals) -> None:
@@ -1121,11 +1139,11 @@ def test_a_party_sees_the_other_partys_steps_by_role_not_by_account(app: Appeals
     work = {"title": "Dance #1", "creation_time": "2026-01-01T00:00:00+00:00"}
     app.add_info(ALICE, ident, words, {"notice": {"work": work}}, etag="")
     counter(app, upheld(app, ident))
-    assert words not in [h.text for h in app.history(URSULA, ident)]
-    assert words in [h.text for h in app.history(ALICE, ident)]
-    assert words in [h.text for h in app.history(AGENT, ident)]
+    assert words not in [h.text for h in app.history(URSULA, ident).items]
+    assert words in [h.text for h in app.history(ALICE, ident).items]
+    assert words in [h.text for h in app.history(AGENT, ident).items]
     actors = {
-        who.subject: [(h.type, h.actor) for h in app.history(who, ident)]
+        who.subject: [(h.type, h.actor) for h in app.history(who, ident).items]
         for who in (ALICE, URSULA, AGENT)
     }
     assert actors["ursula"][0] == ("AppealFiled", "filer")
@@ -1209,7 +1227,7 @@ def test_the_parties_details_and_words_are_stored_sealed_read_clear_and_erased_a
     assert case.notice.work.title == "月光下的舞"
     assert case.notice.originality_evidence[0].name == "evidence/原稿.pdf"
     assert (case.uploader.legal_name, case.counter_notice.reason) == ("乌苏拉本人", "我自己编的舞")
-    texts = [h.text for h in app.history(AGENT, ident)]
+    texts = [h.text for h in app.history(AGENT, ident).items]
     assert texts == ["", "补充：首发于二〇二五年", "同一支舞", ""]
 
     # The relay reads tokens, which a consumer reveals from the message.
@@ -1231,7 +1249,7 @@ def test_the_parties_details_and_words_are_stored_sealed_read_clear_and_erased_a
     assert {case.filer.legal_name, case.filer.contact.email, case.notice.work.title} == {ERASED}
     assert case.notice.originality_evidence[0].name == ERASED
     assert (case.uploader.legal_name, case.counter_notice.reason) == ("乌苏拉本人", "我自己编的舞")
-    texts = [h.text for h in app.history(AGENT, ident)]
+    texts = [h.text for h in app.history(AGENT, ident).items]
     assert texts == ["", ERASED, "同一支舞", ""]
     assert appeal_message(app.get(BOB, bobs)) == before
     assert before.filer.legal_name == "鲍勃影业"

@@ -192,7 +192,7 @@ export async function readPages<T>(
   return read.slice(0, most);
 }
 
-/** The most steps of a ticket's history a page reads (ten pages of 200). */
+/** The most steps of a case's history read (ten pages of 200). */
 export const HISTORY_READ = 2000;
 
 /**

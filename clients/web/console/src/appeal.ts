@@ -14,7 +14,9 @@ import {
   AppealState,
   Channel,
   CourtOutcome,
+  HISTORY_READ,
   type Party,
+  readPages,
   RightsRelationship,
 } from "@casemesh/client";
 
@@ -40,7 +42,11 @@ export async function openAppeal(name: string, host: CaseHost): Promise<void> {
   if (found.state === AppealState.SUBMITTED && host.holds(name)) {
     found = await appeals.assignAppeal({ name });
   }
-  const { events } = await appeals.listAppealEvents({ name });
+  // Page after page: a case's steps may carry more text than one page holds.
+  const events = await readPages(async (pageToken) => {
+    const page = await appeals.listAppealEvents({ name, pageSize: 200, pageToken });
+    return { items: page.events, next: page.nextPageToken };
+  }, HISTORY_READ);
   render(found, events, host);
 }
 

@@ -314,8 +314,11 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
         self, request: pb.ListAppealEventsRequest, context: Ctx
     ) -> pb.ListAppealEventsResponse:
         ident = appeal_id_from_name(request.name)
-        entries = await self._call(self.app.history, self._who(context), ident)
+        page = await self._call(
+            self.app.history, self._who(context), ident, request.page_size, request.page_token
+        )
         return pb.ListAppealEventsResponse(
+            next_page_token=page.next_token,
             events=[
                 pb.AppealEvent(
                     **fields_of(e, "sequence", "type", "actor", "text"),
@@ -323,8 +326,8 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
                     state=pb.AppealState.Value(f"APPEAL_STATE_{e.state}"),
                     next_step_due=to_timestamp(e.next_step_due),
                 )
-                for e in entries
-            ]
+                for e in page.items
+            ],
         )
 
     async def AddAppealInfo(self, request: pb.AddAppealInfoRequest, context: Ctx) -> pb.Appeal:

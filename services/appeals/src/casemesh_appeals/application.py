@@ -33,6 +33,7 @@ from casemesh.platform.grpcutil import resource_id
 from casemesh.platform.history import EventEntry, entry_basics
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
+from casemesh.platform.paging import fitting, page_size_of
 from casemesh.platform.personal.mapper import leaving_sealed
 from casemesh.platform.relay import StreamFollower
 from casemesh.platform.timers import Deadline, UnknownDeadlineKind
@@ -683,10 +684,19 @@ class Appeals(CaseApplication[CopyrightAppeal]):
     ) -> Page[dict[str, Any]]:
         return self.page_cases(who, states or [], page_size, page_token)
 
-    def history(self, who: Identity, ident: str) -> list[HistoryEntry]:
-        """The case's steps. A party sees the other party's steps by role
-        (`filer`, `uploader`) and without their words (what the filer added
-        or why they withdrew), as the case shows only the other's name."""
+    def history(
+        self, who: Identity, ident: str, page_size: int = 0, page_token: str = ""
+    ) -> Page[HistoryEntry]:
+        """The case's steps, a page at a time (`page_token`: the sequence of
+        the last step the page before held). A party sees the other party's
+        steps by role (`filer`, `uploader`) and without their words (what
+        the filer added or why they withdrew), as the case shows only the
+        other's name."""
+        limit = page_size_of(page_size, most=200, default=200)
+        try:
+            after = int(page_token) if page_token else 0
+        except ValueError:
+            raise InvalidArgument.field("page_token", "is not a token this API gave") from None
         case = self.load_visible(who, ident)
         roles = {case.filer_id: "filer"}
         if case.uploader and case.uploader.get("user_id"):
@@ -702,6 +712,8 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             if isinstance(e, CopyrightAppeal.Decided | CopyrightAppeal.UpheldOnAppeal):
                 text = attrs["reasons"].get("facts", "")
             basics = entry_basics(e, PUBLIC_NAMES, creator="filer_id")
+            if basics["sequence"] <= after:
+                continue
             if basics["actor"] in hidden:
                 basics["actor"], text = hidden[basics["actor"]], ""
             entries.append(
@@ -712,7 +724,9 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                     next_step_due=appeal.next_step_due,
                 )
             )
-        return entries
+        kept = fitting((len(e.text.encode()) for e in entries), limit)
+        next_token = str(entries[kept - 1].sequence) if kept < len(entries) else ""
+        return Page(entries[:kept], next_token)
 
     # -- helpers ----------------------------------------------------------------
 
