@@ -33,20 +33,12 @@ def contact(c: pb.Contact) -> dict[str, Any]:
     }
 
 
-def category(v: Violations, value: str, field: str) -> None:
-    """One of the categories `ListTicketCategories` lists (data, not a proto rule)."""
-    if not value:
-        v.add(field, "is required")
-    elif value not in rules.BY_ID:
-        v.add(field, f"unknown category {value!r}; see ListTicketCategories")
-
-
 def create_ticket(request: pb.CreateTicketRequest, v: Violations) -> None:
     """The ticket's category, and its contact: the channels chosen and the address
     each needs (the same Contact is optional elsewhere, so these stay in code)."""
     if not request.HasField("ticket"):
         return  # named by the annotation
-    category(v, request.ticket.category, "ticket.category")
+    rules.check_category(v, "ticket.category", request.ticket.category)
     rules.check_contact(v, contact(request.ticket.contact), prefix="ticket.contact.")
 
 

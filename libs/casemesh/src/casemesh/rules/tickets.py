@@ -261,6 +261,16 @@ def check_new_ticket(
     check_contact(v, contact, prefix=f"{prefix}contact.")
 
 
+def check_category(v: Violations, field: str, category: str, *, required: bool = True) -> None:
+    """One of the categories `ListTicketCategories` lists (data, not a proto
+    rule); empty only when not `required`."""
+    if not category:
+        if required:
+            v.add(field, "is required")
+    elif category not in BY_ID:
+        v.add(field, f"unknown category {category!r}; see ListTicketCategories")
+
+
 def check_ticket_words(
     v: Violations,
     *,
@@ -272,11 +282,7 @@ def check_ticket_words(
 ) -> None:
     """A ticket's category, subject and description (each may be left empty
     when not `required`: someone else's words go there)."""
-    if not category:
-        if required:
-            v.add(f"{prefix}category", "is required")
-    elif category not in BY_ID:
-        v.add(f"{prefix}category", f"unknown category {category!r}; see ListTicketCategories")
+    check_category(v, f"{prefix}category", category, required=required)
     text(v, f"{prefix}subject", subject, limit=LIMITS["subject"], required=required)
     text(v, f"{prefix}description", description, limit=LIMITS["description"], required=required)
 
