@@ -380,11 +380,12 @@ def self_signed() -> tuple[bytes, bytes]:
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
-def memory_sealer() -> AsyncSealer:
-    """A sealer whose keys live in memory, for a consumer under test (events
-    it was not given sealed reveal to themselves)."""
+def memory_sealer(store: MemoryKeyStore | None = None) -> AsyncSealer:
+    """A sealer whose keys live in memory (in `store`, one that may stand in
+    for a key database that is away or slow), for a consumer under test
+    (events it was not given sealed reveal to themselves)."""
     return AsyncSealer(
-        Sealer(DataKeys(MemoryKeyStore(), MasterKeys.parse(f"t:{new_master_key()}")))
+        Sealer(DataKeys(store or MemoryKeyStore(), MasterKeys.parse(f"t:{new_master_key()}")))
     )
 
 

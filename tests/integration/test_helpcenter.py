@@ -31,17 +31,12 @@ from casemesh.platform.errors import (
 )
 from casemesh.platform.identity import Identity
 from casemesh.platform.personal import (
-    AsyncSealer,
-    DataKeys,
-    MasterKeys,
     MemoryKeyStore,
-    Sealer,
     is_token,
     reveal_message_async,
     reveal_messages_async,
 )
 from casemesh.platform.personal.keys import WrappedKey
-from casemesh.platform.personal.masterkeys import new_master_key
 from casemesh.platform.pools import DatabaseUnavailable, async_pool
 from casemesh.rules import tickets as rules
 from casemesh.rules.retention import period
@@ -523,7 +518,7 @@ async def test_a_change_meeting_the_key_database_away_is_unavailable_and_changes
         def add_current(self, key: WrappedKey) -> WrappedKey:
             raise DatabaseUnavailable("the key database is away")
 
-    away = AsyncSealer(Sealer(DataKeys(Away(), MasterKeys.parse(f"t:{new_master_key()}"))))
+    away = memory_sealer(Away())
     cut_off = HelpCenter(app.pool, app.clock, away, seal_phone_changes=True)
     mark = uuid.uuid4().hex[:8]
     cid = person("cid", mark)
@@ -552,7 +547,7 @@ async def test_a_change_waiting_for_its_users_key_holds_no_one_elses_change(
             let_go.wait(30)
             return super().add_current(key)
 
-    slow = AsyncSealer(Sealer(DataKeys(Slow(), MasterKeys.parse(f"t:{new_master_key()}"))))
+    slow = memory_sealer(Slow())
     waiting = HelpCenter(app.pool, app.clock, slow, seal_phone_changes=True)
     mark = uuid.uuid4().hex[:8]
     old, new = numbers(mark, 2)
