@@ -33,7 +33,7 @@ from casemesh.platform.grpcutil import resource_id
 from casemesh.platform.history import EventEntry, entry_basics
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
-from casemesh.platform.paging import fitting, page_size_of
+from casemesh.platform.paging import page_size_of, sequence_after, steps_page
 from casemesh.platform.personal.mapper import leaving_sealed
 from casemesh.platform.relay import StreamFollower
 from casemesh.platform.timers import Deadline, UnknownDeadlineKind
@@ -693,10 +693,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         the filer added or why they withdrew), as the case shows only the
         other's name."""
         limit = page_size_of(page_size, most=200, default=200)
-        try:
-            after = int(page_token) if page_token else 0
-        except ValueError:
-            raise InvalidArgument.field("page_token", "is not a token this API gave") from None
+        after = sequence_after(page_token)
         case = self.load_visible(who, ident)
         roles = {case.filer_id: "filer"}
         if case.uploader and case.uploader.get("user_id"):
@@ -724,9 +721,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                     next_step_due=appeal.next_step_due,
                 )
             )
-        kept = fitting((len(e.text.encode()) for e in entries), limit)
-        next_token = str(entries[kept - 1].sequence) if kept < len(entries) else ""
-        return Page(entries[:kept], next_token)
+        return steps_page(entries, limit)
 
     # -- helpers ----------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from casemesh.platform.errors import (
 )
 from casemesh.platform.identity import Identity, subject_fault
 from casemesh.platform.logging import get_logger
-from casemesh.platform.paging import fitting, page_size_of
+from casemesh.platform.paging import page_size_of, sequence_after, steps_page
 from casemesh.platform.timers import Deadline, UnknownDeadlineKind
 from casemesh.rules import retention
 from casemesh.rules import tickets as validation
@@ -406,10 +406,7 @@ class Tickets(CaseApplication[Ticket]):
         self, who: Identity, ticket_id: str, page_size: int, page_token: str
     ) -> Page[HistoryEntry]:
         limit = page_size_of(page_size, most=200, default=50)
-        try:
-            after = int(page_token) if page_token else 0
-        except ValueError:
-            raise InvalidArgument.field("page_token", "is not a token this API gave") from None
+        after = sequence_after(page_token)
         shown = self.load_visible(who, ticket_id)
         # Internal notes are the agents' about a requester: an agent reading
         # a ticket of their own reads it as its requester. Who does not read
@@ -427,9 +424,7 @@ class Tickets(CaseApplication[Ticket]):
                 entry = replace(entry, sequence=ticket.shown_version)
             if entry.sequence > after:
                 entries.append(entry)
-        kept = fitting((len(e.text.encode()) for e in entries), limit, PAGE_TEXT_BYTES)
-        next_token = str(entries[kept - 1].sequence) if kept < len(entries) else ""
-        return Page(entries[:kept], next_token)
+        return steps_page(entries, limit, PAGE_TEXT_BYTES)
 
 
 # The text a page of history carries at most (as UTF-8): 200 entries of

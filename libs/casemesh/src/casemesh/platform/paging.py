@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from casemesh.platform.caseindex import encode_page_token
+from casemesh.platform.caseindex import Page, encode_page_token
 from casemesh.platform.errors import InvalidArgument
 
 T = TypeVar("T")
@@ -69,3 +69,33 @@ def fitting(sizes: Iterable[int], limit: int, budget: int = PAGE_BYTES) -> int:
 def document_bytes(doc: Any) -> int:
     """A document's size as `fitting` counts it: its JSON, in UTF-8."""
     return len(json.dumps(doc, ensure_ascii=False, default=str).encode())
+
+
+class Step(Protocol):
+    """A step of a case's history as a page of it counts it."""
+
+    @property
+    def sequence(self) -> int: ...
+
+    @property
+    def text(self) -> str: ...
+
+
+S = TypeVar("S", bound=Step)
+
+
+def sequence_after(page_token: str) -> int:
+    """The sequence a page token of a case's history names: the last step the
+    page before held (0: the first page)."""
+    try:
+        return int(page_token) if page_token else 0
+    except ValueError:
+        raise InvalidArgument.field("page_token", "is not a token this API gave") from None
+
+
+def steps_page(steps: list[S], limit: int, budget: int = PAGE_BYTES) -> Page[S]:
+    """A page of the steps that follow the page token's (`sequence_after`):
+    at most `limit`, cut short before their texts pass `budget` bytes
+    (`fitting`); the next page's token names its last step."""
+    kept = fitting((len(step.text.encode()) for step in steps), limit, budget)
+    return Page(steps[:kept], str(steps[kept - 1].sequence) if kept < len(steps) else "")
