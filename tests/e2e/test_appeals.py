@@ -611,6 +611,9 @@ def test_a_filers_new_address_is_where_the_next_message_goes(stack: Stack) -> No
     case = claimant.FileAppeal(
         apb.FileAppealRequest(appeal=notice(claimant, email, phone), request_id="moved")
     )
+    # Its receipt goes first, to the address it was filed with (a receipt
+    # still queued when the address changes follows the new one instead).
+    wait_until(lambda: stack.mail.to(email), timeout=30)
     new_email = f"new-{email}"
     claimant.AddAppealInfo(
         apb.AddAppealInfoRequest(
