@@ -1125,9 +1125,11 @@ def test_a_cases_history_is_read_a_page_at_a_time(app: Appeals) -> None:
         if not (token := page.next_token):
             break
     assert pages == [[h.sequence] for h in whole] and len(pages) == 3
-    with pytest.raises(InvalidArgument) as refused:
-        app.history(ALICE, ident, page_token="the end")
-    assert [v.field for v in refused.value.violations] == ["page_token"]
+    # Only a step's sequence in ASCII digits, as `next_token` gives it.
+    for token in ("the end", "-5", " 2", "1_0", "٣", "0", "01", "9" * 19):
+        with pytest.raises(InvalidArgument) as refused:
+            app.history(ALICE, ident, page_token=token)
+        assert [v.field for v in refused.value.violations] == ["page_token"], token
 
 
 def test_a_party_sees_the_other_partys_steps_by_role_not_by_account(app: Appeals) -> None:

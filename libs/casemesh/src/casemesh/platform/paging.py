@@ -5,6 +5,7 @@ with `next_page_token` that more remain), and only a negative size is refused.""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -84,13 +85,19 @@ class Step(Protocol):
 S = TypeVar("S", bound=Step)
 
 
+# A history page token as `steps_page` writes it: a step's sequence, in
+# plain ASCII digits (`int` alone would also take " 7", "-5", "1_0" or "٧").
+_SEQUENCE_TOKEN = re.compile(r"[1-9][0-9]{0,17}", re.ASCII)
+
+
 def sequence_after(page_token: str) -> int:
     """The sequence a page token of a case's history names: the last step the
     page before held (0: the first page)."""
-    try:
-        return int(page_token) if page_token else 0
-    except ValueError:
-        raise InvalidArgument.field("page_token", "is not a token this API gave") from None
+    if not page_token:
+        return 0
+    if not _SEQUENCE_TOKEN.fullmatch(page_token):
+        raise InvalidArgument.field("page_token", "is not a token this API gave")
+    return int(page_token)
 
 
 def steps_page(steps: list[S], limit: int, budget: int = PAGE_BYTES) -> Page[S]:
