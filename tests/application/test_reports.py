@@ -1067,6 +1067,23 @@ def test_trusted_flagger_changes_are_safe_to_retry_under_a_request_id(app: Repor
     assert events_of(app, ident) == [TrustedFlagger.Designated, TrustedFlagger.Removed]
 
 
+def test_a_designation_that_changed_nothing_keeps_its_request_id(app: Reports) -> None:
+    """A repeat of what the list already says, sent under a request id of its
+    own, is a change all the same: its retry answers as it did and undoes no
+    later change, and the id sent for another change is ALREADY_EXISTS."""
+    areas = ["violence_terrorism"]
+    app.set_flagger(AGENT, "bob", "Safe Web", areas, request_id="f1")
+    same = app.set_flagger(AGENT, "bob", "Safe Web", areas, request_id="f2")
+    li = Identity("li", frozenset({"agent"}))
+    app.set_flagger(li, "bob", "Safe Web Foundation", areas, request_id="f3")
+    retried = app.set_flagger(AGENT, "bob", "Safe Web", areas, request_id="f2")
+    assert (retried.version, retried.display_name) == (same.version, "Safe Web")
+    with pytest.raises(AlreadyExists, match="request_id 'f2'"):
+        app.set_flagger(AGENT, "bob", "Safe Web Foundation", areas, request_id="f2")
+    seen(app)
+    assert [f["display_name"] for f in app.list_flaggers(AGENT)] == ["Safe Web Foundation"]
+
+
 def test_agent_commands_need_an_agent_and_change_nothing(app: Reports) -> None:
     ident = app.file(ALICE, report()).case_id
     commands: list[Callable[[], object]] = [

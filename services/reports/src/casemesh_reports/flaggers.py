@@ -64,8 +64,13 @@ class Flaggers(ReportsBase):
             flagger = TrustedFlagger(
                 user_id=user_id, display_name=display_name, areas=areas, actor=who.subject
             )
-        elif (flagger.active, flagger.display_name, flagger.areas) != (True, display_name, areas):
-            flagger.change(display_name=display_name, areas=areas, actor=who.subject)
+        else:
+            same = flagger.active and (flagger.display_name, flagger.areas) == (display_name, areas)
+            # Under a request id, a change that repeats the entry is recorded
+            # all the same: a retry finds its id (`answered`) rather than
+            # making it again over the changes since.
+            if retry is not None or not same:
+                flagger.change(display_name=display_name, areas=areas, actor=who.subject)
         stamp(flagger, retry)
         return self._save_flagger(flagger, retry)
 
