@@ -20,7 +20,7 @@ import pytest
 from casemesh.platform.callers import _VOUCHED
 from casemesh.platform.clock import SystemClock
 from casemesh.platform.envelope import CloudEvent
-from casemesh.platform.errors import InvalidArgument
+from casemesh.platform.errors import AlreadyExists, InvalidArgument
 from casemesh.platform.identity import Identity, Vouched
 from casemesh.platform.pools import async_pool
 from casemesh.v1 import casequeue_pb2 as pb
@@ -351,6 +351,28 @@ async def test_a_claim_sent_again_under_its_request_id_gets_the_same_case(
         back = await store.claim_next(conn, "a", [], lease, now, "c1")
         assert back is not None and back.name == first.name  # the only free one
         assert await store.claim_next(conn, "a", [], lease, now, "c3") is None
+
+
+async def test_a_claim_id_sent_with_another_request_is_refused_while_its_case_is_held(
+    queue_db: str,
+) -> None:
+    """The id of a claim whose case the agent holds, sent for other queues or
+    another lease, is ALREADY_EXISTS: not the held case, which may be of a
+    queue the agent did not ask for now, and not a second case."""
+    now = datetime.now(UTC)
+    await seed(queue_db, 3, now)
+    lease = timedelta(seconds=30)
+    async with await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as conn:
+        first = await store.claim_next(conn, "a", [], lease, now, "c1")
+        assert first is not None
+        for queues, asked in ((["tier2"], lease), ([], timedelta(seconds=60))):
+            with pytest.raises(AlreadyExists, match="request_id 'c1'") as refused:
+                await store.claim_next(conn, "a", queues, asked, now, "c1")
+            assert refused.value.reason == "REQUEST_ID_REUSED"
+        cur = await conn.execute("SELECT name FROM queue_cases WHERE holder = 'a'")
+        assert [name for (name,) in await cur.fetchall()] == [first.name]
+        again = await store.claim_next(conn, "a", [], lease, now, "c1")
+        assert again is not None and again.name == first.name
 
 
 async def test_replicas_from_before_request_ids_still_claim(queue_db: str) -> None:

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import enum
+import hashlib
 import json
 import uuid
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from casemesh import topics
 from casemesh.events.v1 import casequeue_pb2 as qev
 from casemesh.platform import schema
 from casemesh.platform.envelope import CloudEvent
+from casemesh.platform.errors import AlreadyExists
 from casemesh.platform.eventstore import advisory_lock
 from casemesh.platform.grpcutil import to_timestamp
 from casemesh.platform.logging import get_logger
@@ -101,17 +103,22 @@ $$;
 -- none waits while an unlocked case is free (when none is, it waits for the
 -- locked ones, rather than answer that the queue is empty).
 -- A claim sent again under its request id (its answer was lost) gets the case
--- the first claimed while the agent still holds it, not a second case.
+-- the first claimed while the agent still holds it, not a second case. The
+-- request is the id, a newline and what was asked (`claim_key`): a case held
+-- under the same id is returned whatever was asked, and the caller compares
+-- (another request under the id is refused, not answered with that case).
 CREATE OR REPLACE FUNCTION queue_claim(
     agent text, now timestamptz, until timestamptz, queues text[], request text
 ) RETURNS SETOF queue_cases LANGUAGE plpgsql AS $$
+DECLARE
+    id text := split_part(request, chr(10), 1);
 BEGIN
     PERFORM queue_release_expired(now);
     IF request <> '' THEN
         -- One at a time per agent and id: a retry racing its original waits for it.
-        PERFORM pg_advisory_xact_lock(hashtextextended(agent || chr(10) || request, 0));
+        PERFORM pg_advisory_xact_lock(hashtextextended(agent || chr(10) || id, 0));
         RETURN QUERY SELECT * FROM queue_cases
-            WHERE holder <> '' AND holder = agent AND claim_request = request
+            WHERE holder <> '' AND holder = agent AND split_part(claim_request, chr(10), 1) = id
               AND lease_until > now;
         IF FOUND THEN
             RETURN;
@@ -428,6 +435,21 @@ async def expire_leases(conn: psycopg.AsyncConnection[Any], now: datetime) -> No
 CLAIM_TRIES = 5
 
 
+def claim_key(request_id: str, queues: list[str], lease: timedelta) -> str:
+    """What a claim under `request_id` keeps (`queue_claim`): the id, a
+    newline, and a digest of what it asked for ("" without an id)."""
+    if not request_id:
+        return ""
+    asked = json.dumps({"queues": sorted(queues), "lease": lease.total_seconds()})
+    return f"{request_id}\n{hashlib.sha256(asked.encode()).hexdigest()[:32]}"
+
+
+def same_claim(kept: str, request: str) -> bool:
+    """Whether the claim kept under a request's id asked what `request` asks
+    (one kept by a replica from before the digest has none to compare)."""
+    return "\n" not in kept or kept == request
+
+
 async def claim_next(
     conn: psycopg.AsyncConnection[Any],
     agent: str,
@@ -447,15 +469,22 @@ async def claim_next(
     then rolls one back (after `deadlock_timeout`), which changed nothing,
     so it is made again, up to `CLAIM_TRIES` times in all."""
     assert conn.autocommit, "a claim is its own transaction"
+    request = claim_key(request_id, queues, lease)
     tries = 1
     while True:
         try:
             async with conn.cursor(row_factory=dict_row) as cur:
                 await cur.execute(
                     "SELECT * FROM queue_claim(%s, %s, %s, %s, %s)",
-                    (agent, now, now + lease, queues, request_id),
+                    (agent, now, now + lease, queues, request),
                 )
                 row = await cur.fetchone()
+            if row and request and not same_claim(row["claim_request"], request):
+                raise AlreadyExists(
+                    f"request_id {request_id!r} was already used for a different claim,"
+                    " whose case you still hold",
+                    reason="REQUEST_ID_REUSED",
+                )
             return case_of(row) if row else None
         except psycopg.errors.DeadlockDetected:
             if tries == CLAIM_TRIES:
