@@ -911,6 +911,16 @@ def test_a_notice_before_a_court_is_not_appealed_on_the_platform(app: Appeals, c
     assert app.recorder.max_notification_id() == stored
 
 
+def test_an_appeal_of_no_case_says_both_names_a_decided_case_may_have(app: Appeals) -> None:
+    for appeal_of in ("appeals/xyz", "report-cases/xyz", "tickets/" + str(uuid.uuid4())):
+        draft = AppealDraft(**{**vars(decision_appeal("")), "appeal_of": appeal_of})
+        with pytest.raises(InvalidArgument) as refused:
+            app.file(URSULA, draft)
+        assert [(v.field, v.description) for v in refused.value.violations] == [
+            ("appeal.appeal_of", "must be appeals/{id} or report-cases/{id}")
+        ], appeal_of
+
+
 def refusal(app: Appeals, who: Identity, draft: AppealDraft) -> str:
     """The reason filing `draft` is refused with, checking that the refusal
     names `appeal.appeal_of` and stores nothing."""

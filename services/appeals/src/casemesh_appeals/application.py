@@ -756,14 +756,14 @@ def decision_name(appeal_of: str) -> str:
     """The decided case `appeal_of` names (`appeals/{id}` or
     `report-cases/{id}`), in its one spelling: the key of its appeals'
     rounds. Another name is INVALID_ARGUMENT naming `appeal.appeal_of`."""
-    if appeal_of.startswith(REPORT_CASES):
-        try:
+    try:
+        if appeal_of.startswith(REPORT_CASES):
             return REPORT_CASES + str(UUID(appeal_of.removeprefix(REPORT_CASES)))
-        except ValueError:
-            raise InvalidArgument.field(
-                "appeal.appeal_of", "must be appeals/{id} or report-cases/{id}"
-            ) from None
-    return "appeals/" + appeal_id_from_name(appeal_of, "appeal.appeal_of")
+        return "appeals/" + appeal_id_from_name(appeal_of, "appeal.appeal_of")
+    except (ValueError, InvalidArgument):
+        raise InvalidArgument.field(
+            "appeal.appeal_of", "must be appeals/{id} or report-cases/{id}"
+        ) from None
 
 
 def report_jurisdiction(scope: str | None) -> str | None:
