@@ -57,7 +57,12 @@ class Appeals:
         return apb.ListAppealsResponse(appeals=[appeal])
 
     async def ListAppealEvents(self, request: apb.ListAppealEventsRequest, **_: Any) -> Any:
-        return apb.ListAppealEventsResponse(events=[apb.AppealEvent(sequence=1, type="Filed")])
+        # Over two pages, as a long history is read.
+        if not request.page_token:
+            filed = apb.AppealEvent(sequence=1, type="Filed")
+            return apb.ListAppealEventsResponse(events=[filed], next_page_token="1")
+        decided = apb.AppealEvent(sequence=2, type="Decided")
+        return apb.ListAppealEventsResponse(events=[decided])
 
 
 class Reports:
@@ -165,7 +170,9 @@ def test_the_archive_holds_every_page_and_only_the_persons_files_named_safely() 
     found, pieces, missing = asyncio.run(download(sources(evidence)))
     assert [t.ticket.name for t in found.tickets] == ["tickets/a", "tickets/b"]
     assert [len(t.events) for t in found.tickets] == [1, 2]
-    assert [a.appeal.name for a in found.appeals] == ["appeals/c"]
+    assert [(a.appeal.name, [e.type for e in a.events]) for a in found.appeals] == [
+        ("appeals/c", ["Filed", "Decided"])
+    ]
     assert [r.name for r in found.reports] == ["reports/d"]
     assert [(r.report, len(r.events)) for r in found.report_steps] == [("reports/d", 1)]
     assert [c.name for c in found.report_cases] == ["report-cases/e", "report-cases/f"]

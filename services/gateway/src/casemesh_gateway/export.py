@@ -137,10 +137,15 @@ async def gather(sources: Sources, person: str, now: datetime) -> Export:
     async for appeal in _pages(
         sources, appeals, "ListAppeals", appeals_pb2.ListAppealsRequest, "appeals"
     ):
-        steps = await sources.call(
-            appeals, "ListAppealEvents", appeals_pb2.ListAppealEventsRequest(name=appeal.name)
-        )
-        found.appeals.add(appeal=appeal, events=steps.events)
+        record = found.appeals.add(appeal=appeal)
+        async for step in _pages(
+            sources,
+            appeals,
+            "ListAppealEvents",
+            partial(appeals_pb2.ListAppealEventsRequest, name=appeal.name),
+            "events",
+        ):
+            record.events.append(step)
     async for report in _pages(
         sources, reports, "ListReports", reports_pb2.ListReportsRequest, "reports"
     ):
