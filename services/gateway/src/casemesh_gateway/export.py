@@ -125,27 +125,17 @@ async def gather(sources: Sources, person: str, now: datetime) -> Export:
     async for ticket in _pages(
         sources, tickets, "ListTickets", tickets_pb2.ListTicketsRequest, "tickets"
     ):
-        record = found.tickets.add(ticket=ticket)
-        async for event in _pages(
-            sources,
-            tickets,
-            "ListTicketEvents",
-            partial(tickets_pb2.ListTicketEventsRequest, name=ticket.name),
-            "events",
-        ):
-            record.events.append(event)
+        events = await _history(
+            sources, tickets, "ListTicketEvents", tickets_pb2.ListTicketEventsRequest, ticket.name
+        )
+        found.tickets.add(ticket=ticket, events=events)
     async for appeal in _pages(
         sources, appeals, "ListAppeals", appeals_pb2.ListAppealsRequest, "appeals"
     ):
-        record = found.appeals.add(appeal=appeal)
-        async for step in _pages(
-            sources,
-            appeals,
-            "ListAppealEvents",
-            partial(appeals_pb2.ListAppealEventsRequest, name=appeal.name),
-            "events",
-        ):
-            record.events.append(step)
+        steps = await _history(
+            sources, appeals, "ListAppealEvents", appeals_pb2.ListAppealEventsRequest, appeal.name
+        )
+        found.appeals.add(appeal=appeal, events=steps)
     async for report in _pages(
         sources, reports, "ListReports", reports_pb2.ListReportsRequest, "reports"
     ):
@@ -257,6 +247,14 @@ async def _pages(
         if token in seen:
             raise RepeatedPage(f"{method} gave the same page token twice")
         seen.add(token)
+
+
+async def _history(
+    sources: Sources, service: Service, method: str, request_of: Callable[..., Message], name: str
+) -> list[Any]:
+    """Every step of the case `name`'s history, page after page."""
+    request = partial(request_of, name=name)
+    return [step async for step in _pages(sources, service, method, request, "events")]
 
 
 class RepeatedPage(RuntimeError):
