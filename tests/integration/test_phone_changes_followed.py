@@ -14,6 +14,8 @@ from datetime import datetime, timedelta
 import psycopg
 
 from casemesh.events.v1 import helpcenter_pb2 as hev
+from casemesh.events.v1 import reports_pb2 as rev
+from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.personal import Sealer
 from casemesh_notifier.channels import HttpSmsChannel
@@ -26,6 +28,7 @@ from tests.integration.test_notifier_erasure import (
     WU,
     World,
     agent_reply,
+    case_event,
     code_to,
     erasure,
     opened,
@@ -125,25 +128,75 @@ async def test_a_verified_new_number_gets_what_is_still_to_be_texted_to_the_old_
     assert phones(world, wu_ticket) == [OLD]
     assert texts(world, wu_ticket) == [("ticket.received", "sent", OLD)]
 
-    # Heard again (a redelivery), the change changes nothing more: not even
-    # a ticket Lin opened since with her old number.
+    # A ticket Lin opens since giving her old number is texted to the number
+    # she proved (she gave up the old one); heard again (a redelivery), the
+    # change changes nothing more.
     since = str(uuid.uuid4())
     await world.plan([opened(sealer, since, LIN)])
     assert await world.plan([change]) == {}
-    assert phones(world, since) == [OLD]
-    assert texts(world, since) == [("ticket.received", "pending", OLD)]
+    assert phones(world, since) == [NEW]
+    assert texts(world, since) == [("ticket.received", "pending", NEW)]
+    assert texts(world, lin_ticket)[-1] == ("ticket.agent_reply", "pending", NEW)
 
     # The reply's text reaches her new number, the code her old one; a later
     # step of her ticket is texted to the new number too.
     await world.drain()
-    assert texts_to(world, NEW) == 1
+    assert texts_to(world, NEW) == 2
     await world.plan([agent_reply(lin_ticket, 3)])
     await world.drain()
-    assert texts_to(world, NEW) == 2
-    assert [r["template_id"] for r in world.sms.requests if r["to"] == NEW] == [
-        "ticket.agent_reply"
-    ] * 2
+    assert texts_to(world, NEW) == 3
+    assert sorted(r["template_id"] for r in world.sms.requests if r["to"] == NEW) == [
+        "ticket.agent_reply",
+        "ticket.agent_reply",
+        "ticket.received",
+    ]
     assert code_recipients(world) == [("sent", OLD)]
+
+
+def measure(standing: str, version: int, phone: str) -> CloudEvent:
+    """A measure of Lin's reporting standing (a warning, then a suspension),
+    texted to the contact given with the report it counted."""
+    header = rev.ReportEventHeader(aggregate_id=standing, version=version)
+    contact = ev.ContactPreferences(phone=phone, channels=[ev.CONTACT_CHANNEL_SMS], locale="zh-CN")
+    message: rev.ReporterWarned | rev.ReporterSuspended
+    if version == 1:
+        header.state = "WARNED"
+        message = rev.ReporterWarned(header=header, reporter=LIN.user_id, contact=contact)
+    else:
+        header.state = "SUSPENDED"
+        message = rev.ReporterSuspended(header=header, reporter=LIN.user_id, contact=contact)
+        message.until.FromDatetime(NOON_IN_SHANGHAI + timedelta(days=7))
+    return case_event("reports", f"reporters/{standing}", version, message)
+
+
+async def test_what_names_her_old_number_after_the_change_is_texted_to_the_new_one(
+    world: World,
+) -> None:
+    """After Lin's change, events still give her old number: the ticket she
+    opened before it, its event heard late (its topic behind the help
+    centre's), and her suspension for misuse, which carries the contact of
+    the report it counted, filed before the change. Both are texted to her
+    new number; Wu's ticket keeps the family phone he gave."""
+    sealer = world.tickets.sealer
+    standing = str(uuid.uuid4())
+    await world.plan([measure(standing, 1, OLD)])
+    assert await world.drain() == 1
+    await world.plan([verified(sealer, LIN.user_id)])
+
+    late, wu_ticket = str(uuid.uuid4()), str(uuid.uuid4())
+    events = [opened(sealer, late, LIN), opened(sealer, wu_ticket, WU_ON_OLD)]
+    await world.plan([*events, measure(standing, 2, OLD)])
+    assert phones(world, late) == [NEW]
+    assert texts(world, late) == [("ticket.received", "pending", NEW)]
+    assert phones(world, wu_ticket) == [OLD]
+    assert world.rows(
+        "SELECT status, recipient FROM notification_jobs"
+        f" WHERE case_name = 'reporters/{standing}' ORDER BY seq"
+    ) == [("sent", OLD), ("pending", NEW)]
+
+    await world.drain()
+    assert texts_to(world, NEW) == 2
+    assert texts_to(world, OLD) == 2  # the warning before the change, and Wu's
 
 
 async def test_a_parked_text_follows_the_new_number_and_one_being_sent_keeps_its_own(
@@ -256,6 +309,17 @@ async def test_a_change_made_before_her_erasure_gives_no_number_to_what_she_open
     await world.plan([verified(world.tickets.sealer, LIN.user_id, at=later + timedelta(minutes=1))])
     assert phones(world, old_ticket) == [""]
     assert phones(world, new_ticket) == [NEW]
+
+
+async def test_her_erasure_forgets_the_numbers_of_her_changes(world: World) -> None:
+    ticket = str(uuid.uuid4())
+    await world.plan([opened(world.tickets.sealer, ticket, LIN)])
+    await world.plan([verified(world.tickets.sealer, LIN.user_id)])
+    assert NEW in world.dump()
+    await world.tickets.erase(LIN.user_id)
+    await world.plan([erasure(LIN.user_id)])
+    assert world.rows("SELECT count(*) FROM phone_changes_heard") == [(0,)]
+    assert NEW not in world.dump()
 
 
 async def test_a_change_whose_users_key_is_gone_gives_her_cases_no_number(

@@ -2,8 +2,9 @@
 casemesh.helpcenter.v1): the user proved they hold both numbers, often
 because the old phone was lost, and the old number may soon be a stranger's.
 
-In the transaction that records the event consumed (`Planner`), for the
-change's user:
+In the transaction that records the event consumed (`Planner`), the change
+is recorded (`phone_changes_heard`, kept until the user's erasure), and for
+the change's user:
 
 - their party rows (`case_parties` whose `user_id` is theirs) that give the
   old number give the new one: what their cases tell them from now on goes
@@ -16,6 +17,13 @@ change's user:
   that send fail, its retry goes there too). Sent and cancelled jobs stay
   the record of where a message went. A job tried on the old number goes to
   the new one as one never tried there (`READDRESSING`).
+
+The same holds of what is heard after the change: the rows and jobs of each
+batch the planner writes that give a number its user changed away from give
+their number now (`follow_numbers`), however late the event naming the old
+number is heard, whatever contact it carries. (A user who writes a number
+they changed away from into a new case is reached at their number now; a
+change back to it makes it theirs again.)
 
 The help centre's one-time codes (`policy.CODE_TEMPLATE`) are not followed:
 each goes to the very number it proves. Nor is anyone else's row or job,
@@ -30,7 +38,9 @@ consumed: heard again, it changes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -60,30 +70,60 @@ class Followed:
 
 
 async def follow_phone_change(
-    conn: psycopg.AsyncConnection[Any], user_id: str, old_phone: str, new_phone: str
+    conn: psycopg.AsyncConnection[Any],
+    user_id: str,
+    old_phone: str,
+    new_phone: str,
+    verified_at: datetime,
 ) -> Followed:
-    """Gives the user's party rows and unsent SMS jobs to `old_phone` the new
-    number instead, in the caller's transaction. That transaction holds the
-    planning turn alone (`store.take_turn_with_erasures`): no case event
-    planned beside it on another replica commits a job to the old number
-    after these statements looked."""
-    params = {
-        "user": user_id,
-        "old": old_phone,
-        "new": new_phone,
-        "open": READDRESSED,
-        "code": CODE_TEMPLATE,
-    }
-    # (`user_id <> ''` as the partial indexes on user ids say it.)
-    parties = await conn.execute(
-        "UPDATE case_parties SET phone = %(new)s"
-        " WHERE user_id = %(user)s AND user_id <> '' AND phone = %(old)s",
-        params,
+    """Records the change (`phone_changes_heard`) and gives the user's party
+    rows and unsent SMS jobs to a number they changed away from the number
+    they have now (`follow_numbers`), in the caller's transaction. That
+    transaction holds the planning turn alone (`store.take_turn_with_erasures`):
+    no case event planned beside it on another replica commits a job to the
+    old number after these statements looked."""
+    await conn.execute(
+        "INSERT INTO phone_changes_heard (person, old_phone, new_phone, verified_at)"
+        " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        (user_id, old_phone, new_phone, verified_at),
     )
-    jobs = await conn.execute(
-        f"UPDATE notification_jobs SET recipient = %(new)s, {READDRESSING}"
-        " WHERE user_id = %(user)s AND user_id <> '' AND channel = 'SMS'"
-        " AND recipient = %(old)s AND status = ANY(%(open)s) AND template <> %(code)s",
-        params,
+    return await follow_numbers(conn, [user_id])
+
+
+async def follow_numbers(conn: psycopg.AsyncConnection[Any], users: Collection[str]) -> Followed:
+    """Gives these users' party rows and unsent SMS jobs that name a number
+    they changed away from the number they have now, in the caller's
+    transaction. Their number now is the new one of their last change heard
+    (by when it was verified: changes heard out of order count in order); a
+    number is changed away from by a change from it that no later change
+    went back to (A to B, then B to A: A is theirs again, B is not).
+
+    The planner calls it for the users of each batch once its rows and jobs
+    are written: an event written before a change and heard after it (its
+    topic behind the help centre's), or one carrying a contact given before
+    it (a reporter's measure, with the counted report's contact), does not
+    bring the old number back."""
+    if not users:
+        return Followed()
+    cur = await conn.execute(
+        "WITH heard AS (SELECT * FROM phone_changes_heard WHERE person = ANY(%(users)s)),"
+        " latest AS (SELECT DISTINCT ON (person) person, new_phone AS phone FROM heard"
+        "   ORDER BY person, verified_at DESC, old_phone),"
+        " retired AS (SELECT DISTINCT c.person, c.old_phone AS phone, l.phone AS now"
+        "   FROM heard AS c JOIN latest AS l USING (person)"
+        "   WHERE c.old_phone <> l.phone AND NOT EXISTS (SELECT FROM heard AS back"
+        "     WHERE back.person = c.person AND back.new_phone = c.old_phone"
+        "       AND back.verified_at > c.verified_at)),"
+        # (`user_id <> ''` as the partial indexes on user ids say it.)
+        " parties AS (UPDATE case_parties AS p SET phone = r.now FROM retired AS r"
+        "   WHERE p.user_id = r.person AND p.user_id <> '' AND p.phone = r.phone RETURNING 1),"
+        f" jobs AS (UPDATE notification_jobs AS j SET recipient = r.now, {READDRESSING}"
+        "   FROM retired AS r WHERE j.user_id = r.person AND j.user_id <> ''"
+        "   AND j.channel = 'SMS' AND j.recipient = r.phone AND j.status = ANY(%(open)s)"
+        "   AND j.template <> %(code)s RETURNING 1)"
+        " SELECT (SELECT count(*) FROM parties), (SELECT count(*) FROM jobs)",
+        {"users": sorted(set(users)), "open": READDRESSED, "code": CODE_TEMPLATE},
     )
-    return Followed(parties=parties.rowcount, jobs=jobs.rowcount)
+    row = await cur.fetchone()
+    assert row is not None
+    return Followed(parties=row[0], jobs=row[1])

@@ -49,11 +49,13 @@ A `PhoneChangeVerified` (casemesh.helpcenter.v1: a user proved a new number)
 gives the user's party rows and unsent SMS jobs that name the old number the
 new one (`phone_changes.py`), once the rest of the batch is planned and its
 erasures and expiries heard, the batch's changes in the order they were
-verified. Its numbers come sealed under the user's key (clear in changes
-published before the help centre sealed them). A change written before its
-user's erasure is not followed: their numbers of then are erased; nor one
-whose numbers read as erased (the user's key is gone, their erasure on its
-way).
+verified. It is kept until the user's erasure: the rows and jobs of every
+later batch that give a number its user changed away from give their number
+now, whatever contact the event carries (`follow_numbers`). Its numbers come
+sealed under the user's key (clear in changes published before the help
+centre sealed them). A change written before its user's erasure is not
+followed: their numbers of then are erased; nor one whose numbers read as
+erased (the user's key is gone, their erasure on its way).
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ from casemesh_notifier import store
 from casemesh_notifier.cases import CaseParties, Planning
 from casemesh_notifier.erasures import CANCELLED, forget_cases, forget_people
 from casemesh_notifier.metrics import OUTCOMES
-from casemesh_notifier.phone_changes import follow_phone_change
+from casemesh_notifier.phone_changes import follow_numbers, follow_phone_change
 from casemesh_notifier.policy import SUPERSEDED_TEMPLATES
 from casemesh_notifier.registry import MESSAGES, SOURCE_OF, Source
 
@@ -258,7 +260,7 @@ class Planner:
                     log.info("phone_change.erased", event_id=event.id)
                     continue
                 followed = await follow_phone_change(
-                    conn, change.user_id, change.old_phone, change.new_phone
+                    conn, change.user_id, change.old_phone, change.new_phone, event.time
                 )
                 log.info("phone_change.followed", event_id=event.id, **dataclasses.asdict(followed))
 
@@ -341,6 +343,10 @@ class Planner:
                 readdressed=followed.readdressed,
             )
         created = set(await store.add_jobs(conn, jobs, now))
+        # Not to a number its user has since changed away from.
+        moved = await follow_numbers(conn, book.user_ids() | {j.user_id for j in jobs} - {""})
+        if moved.parties or moved.jobs:
+            log.info("phone_change.followed_later", **dataclasses.asdict(moved))
         newer = [j.id for j in jobs if j.template in SUPERSEDED_TEMPLATES and j.id in created]
         if newer:
             for _, channel in await store.cancel_superseded(conn, newer):
