@@ -17,6 +17,7 @@ import jwt
 import pytest
 
 import casemesh_casequeue.api as queue_api
+import casemesh_gateway.api as gateway_api
 from casemesh.platform.callers import _VOUCHED
 from casemesh.platform.clock import SystemClock
 from casemesh.platform.errors import Unauthenticated
@@ -176,3 +177,56 @@ async def test_the_gateway_vouches_for_the_agents_sign_in_to_the_queue_service()
     found = InternalTokenVerifier(verify_key_of(KEY), [CASEQUEUE]).verify(metadata)
     assert found.facts["watch_until"] == datetime.fromtimestamp(ends, UTC).isoformat()
     assert ends - time.time() - 5 < deadline <= ends - before
+
+
+@pytest.mark.parametrize("lifetime", [10**20, 300 * 365 * 86400], ids=["past-9999", "past-2262"])
+async def test_a_watch_with_a_token_expiring_far_off_goes_on_until_the_cap(lifetime: int) -> None:
+    """A token that says it expires far off (past the year 9999, which no
+    datetime reaches, or past 2262, which no gRPC deadline does): the watch
+    goes on as any does, through a real gRPC call, and ends no later than
+    the gateway's cap (`WATCH_LONGEST_S`), rather than failing at once."""
+    told: list[tuple[float | None, str]] = []
+
+    async def watch(request: Any, context: Any) -> AsyncIterator[pb.QueueChange]:
+        """The queue service's WatchQueue, noting what it was told."""
+        vouched = InternalTokenVerifier(verify_key_of(KEY), [CASEQUEUE]).verify(
+            context.invocation_metadata()
+        )
+        told.append((context.time_remaining(), vouched.facts["watch_until"]))
+        yield pb.QueueChange(change="WATCHING")
+
+    server = grpc.aio.server()
+    queue = {
+        "WatchQueue": grpc.unary_stream_rpc_method_handler(
+            watch,
+            request_deserializer=pb.WatchQueueRequest.FromString,
+            response_serializer=pb.QueueChange.SerializeToString,
+        )
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(CASEQUEUE, queue),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    backend = Backend(
+        verifier=TokenVerifier(secret=SECRET),
+        signer=InternalTokenSigner(KEY),
+        limiter=RateLimiter(per_minute=600, burst=100),
+        timeout=5,
+    )
+    token = mint_token(SECRET, LI.subject, LI.roles, ttl_seconds=lifetime)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            served = QueueGateway(backend, channel)
+            before = time.time()
+            context = SimpleNamespace(
+                invocation_metadata=lambda: [("authorization", f"Bearer {token}")],
+                time_remaining=lambda: None,
+            )
+            watching = served.WatchQueue(pb.WatchQueueRequest(), cast(Any, context))
+            changes = [change.change async for change in watching]
+    finally:
+        await server.stop(0)
+    assert changes == ["WATCHING"]
+    [(left, until)] = told
+    ends = datetime.fromisoformat(until).timestamp()
+    assert before + gateway_api.WATCH_LONGEST_S <= ends <= time.time() + gateway_api.WATCH_LONGEST_S
+    assert left is not None and left > 0

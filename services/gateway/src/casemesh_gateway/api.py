@@ -80,6 +80,10 @@ APPEAL_OF = "appeal_of"
 # Until when a WatchQueue may go on (ISO 8601): when the agent's sign-in stops
 # being taken. The queue service ends the watch then, whoever opened it.
 WATCH_UNTIL = "watch_until"
+# The longest a WatchQueue goes on, however far off the sign-in's expiry: a
+# token may say it expires past the year 9999 (no datetime) or 2262 (no gRPC
+# deadline), and the watch would fail at once.
+WATCH_LONGEST_S = 30 * 24 * 3600.0
 REPORT_CASES = "report-cases/"
 # A backend's answers with these codes and no details of its own are not
 # its words but its transport's or a crash's: told in plain words instead.
@@ -788,6 +792,7 @@ class QueueGateway(casequeue_pb2_grpc.CaseQueueServiceServicer):
         expires = self.backend.token_expiry(context)
         if expires is None:
             raise Unauthenticated("sign in again to watch the queue")
+        expires = min(expires, time.time() + WATCH_LONGEST_S)
         until = datetime.fromtimestamp(expires, UTC).isoformat()
         metadata = self.backend.vouch(who, CASEQUEUE, {WATCH_UNTIL: until}, context=context)
         call = self.stub.WatchQueue(

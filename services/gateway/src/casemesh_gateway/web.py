@@ -44,7 +44,7 @@ from connectrpc.server import ConnectASGIApplication, Endpoint
 from google.protobuf import descriptor_pb2, json_format, message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
-from google.rpc import status_pb2
+from google.rpc import error_details_pb2, status_pb2
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.staticfiles import StaticFiles
@@ -53,6 +53,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from casemesh.platform import errors, wire
 from casemesh.platform.grpcutil import sent_details, to_status, until_set
 from casemesh.platform.identity import mint_token
+from casemesh.platform.localized import DEFAULT as DEFAULT_LOCALE
+from casemesh.platform.localized import locale_of, localized
 from casemesh.platform.logging import get_logger
 from casemesh.v1 import evidence_pb2
 from casemesh_gateway import grpcwebtext
@@ -106,6 +108,10 @@ BODY_WITHIN_S = 60.0
 # ingress-nginx), so it never sends on one we just closed.
 KEEP_ALIVE_S = 75
 SIGN_IN_ROLES = {"user", "agent", "admin"}
+# The reason (ErrorInfo) a request refused for its body's size gives (HTTP 413),
+# told apart from a rate limit (RESOURCE_EXHAUSTED too, HTTP 429), and said so
+# in the caller's language (error_messages.toml).
+TOO_LARGE = "REQUEST_TOO_LARGE"
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 # Connect's HTTP status for each code (connectrpc.com/docs/protocol#error-codes).
@@ -146,6 +152,30 @@ def error_body(err: ConnectError) -> tuple[int, bytes]:
     """A Connect unary error: its HTTP status and JSON body."""
     body = json.dumps(error_json(err), ensure_ascii=False).encode()
     return HTTP_STATUS.get(err.code, 500), body
+
+
+# The language the current call's caller reads (its accept-language).
+_CALLER_LOCALE: ContextVar[str] = ContextVar("caller_locale", default=DEFAULT_LOCALE)
+
+
+def in_callers_words(err: ConnectError) -> ConnectError:
+    """`err` with the words a front end shows, in the current caller's
+    language (a google.rpc.LocalizedMessage), as the services' refusals and
+    the gateway's domain errors carry them (`grpcutil.to_status`): for the
+    refusals this front makes itself. One it already carries is kept."""
+    if any(d.Is(error_details_pb2.LocalizedMessage.DESCRIPTOR) for d in err.details):
+        return err
+    status = status_pb2.Status(code=GRPC_CODE[err.code], message=err.message, details=err.details)
+    return ConnectError(err.code, err.message, localized(status, _CALLER_LOCALE.get()).details)
+
+
+def _reason(err: ConnectError) -> str:
+    """The reason (ErrorInfo) `err` gives, if any."""
+    for detail in err.details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return str(info.reason)
+    return ""
 
 
 class CallContext:
@@ -223,13 +253,15 @@ async def _answered(info: MethodInfo[Any, Any], deadline: float | None) -> Async
     try:
         async with asyncio.timeout_at(deadline):
             yield
-    except ConnectError:
-        raise
+    except ConnectError as err:
+        raise in_callers_words(err) from None
     except TimeoutError:
-        raise ConnectError(Code.DEADLINE_EXCEEDED, "the call's deadline passed") from None
+        raise in_callers_words(
+            ConnectError(Code.DEADLINE_EXCEEDED, "the call's deadline passed")
+        ) from None
     except Exception:
         log.exception("http.call_failed", method=f"/{info.service_name}/{info.name}")
-        raise ConnectError(Code.INTERNAL, "the call failed on our side") from None
+        raise in_callers_words(ConnectError(Code.INTERNAL, "the call failed on our side")) from None
 
 
 def _endpoint(info: MethodInfo[Any, Any], handler: grpc.RpcMethodHandler) -> Any:
@@ -300,6 +332,19 @@ class CallCut:
 _CALL_CUT: ContextVar[CallCut | None] = ContextVar("call_cut", default=None)
 
 
+def _telling_in_callers_words(receive: Receive) -> Receive:
+    """`receive`, a refusal of the body (too large, too slow, not base64…)
+    raised `in_callers_words`."""
+
+    async def receiving() -> Any:
+        try:
+            return await receive()
+        except ConnectError as err:
+            raise in_callers_words(err) from None
+
+    return receiving
+
+
 def _noting_hang_up(receive: Receive, cut: CallCut) -> Receive:
     async def receiving() -> Any:
         event = await receive()
@@ -351,6 +396,18 @@ class ServiceApp(ConnectASGIApplication[Mapping[str, grpc.RpcMethodHandler]]):
     def path(self) -> str:
         return self._path
 
+    async def _handle_error(self, exc: Exception, ctx: Any, send: Any) -> None:
+        """connectrpc's answer to a Connect unary call that failed, in the
+        caller's words (`in_callers_words`); a body found too large as it
+        came is answered as one whose Content-Length says so
+        (`_check_rpc_request`): 413, not connectrpc's 429."""
+        if isinstance(exc, ConnectError) and _reason(exc) == TOO_LARGE:
+            await send_error(send, exc, HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+            return
+        if isinstance(exc, ConnectError):
+            exc = in_callers_words(exc)
+        await super()._handle_error(exc, ctx, send)
+
 
 async def send_error(
     send: Send,
@@ -363,7 +420,9 @@ async def send_error(
     """A Connect error (its JSON body), with Connect's HTTP status for its code
     unless `status` says more precisely what went wrong; to a gRPC-Web caller,
     a trailers-only answer (200, grpc-status), as gRPC-Web clients read it.
-    `headers` go with it (what the caller should send instead, say)."""
+    `headers` go with it (what the caller should send instead, say). It
+    goes in the caller's words (`in_callers_words`)."""
+    err = in_callers_words(err)
     if grpc_web:
         details = status_pb2.Status(
             code=GRPC_CODE[err.code], message=err.message, details=list(err.details)
@@ -401,6 +460,7 @@ async def send_stream_error(
     content type and an end-of-stream message carrying the error, as Connect
     clients read a streaming call's failure. (connect-web reads a stream
     answered 4xx as INTERNAL "HTTP 400", the error in its body unread.)"""
+    err = in_callers_words(err)
     await send(
         {
             "type": "http.response.start",
@@ -428,7 +488,7 @@ async def read_body(receive: Receive, limit: int) -> bytes:
         event = await receive()
         body += event.get("body", b"")
         if len(body) > limit:
-            raise ConnectError(Code.RESOURCE_EXHAUSTED, f"the body is larger than {limit} bytes")
+            raise _Refusal(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, _too_large(limit))
         if not event.get("more_body"):
             return bytes(body)
 
@@ -651,7 +711,15 @@ NO_STORE = (b"cache-control", b"no-store")
 
 
 def _too_large(limit: int) -> ConnectError:
-    return ConnectError(Code.RESOURCE_EXHAUSTED, f"the request body is larger than {limit} bytes")
+    return ConnectError(
+        Code.RESOURCE_EXHAUSTED,
+        f"the request body is larger than {limit} bytes",
+        [
+            error_details_pb2.ErrorInfo(
+                reason=TOO_LARGE, domain="casemesh", metadata={"limit": str(limit)}
+            )
+        ],
+    )
 
 
 def _in_time(receive: Receive, seconds: float, *, per_read: bool = False) -> Receive:
@@ -716,7 +784,7 @@ class _JSONCodec(ProtoJSONCodec):  # type: ignore[type-arg]
             if not isinstance(request, dict):
                 raise ValueError("a request is a JSON object")
             if misnamed := wire.unknown_enum_names(message.DESCRIPTOR, request):
-                status = to_status(errors.InvalidArgument(misnamed))
+                status = to_status(errors.InvalidArgument(misnamed), _CALLER_LOCALE.get())
                 raise connect_error(status.code, status.details, status.trailing_metadata)
             json_format.ParseDict(request, message, ignore_unknown_fields=True)
         except (
@@ -724,9 +792,11 @@ class _JSONCodec(ProtoJSONCodec):  # type: ignore[type-arg]
             ValueError,
             RecursionError,
         ) as exc:  # UnicodeDecodeError too
-            raise ConnectError(
-                Code.INVALID_ARGUMENT,
-                f"the body is not a {message.DESCRIPTOR.full_name} in JSON: {exc}",
+            raise in_callers_words(
+                ConnectError(
+                    Code.INVALID_ARGUMENT,
+                    f"the body is not a {message.DESCRIPTOR.full_name} in JSON: {exc}",
+                )
             ) from None
         return message
 
@@ -748,7 +818,8 @@ class _ProtoCodec(ProtoBinaryCodec):  # type: ignore[type-arg]
             message.ParseFromString(bytes(data))
         except DecodeError:
             status = to_status(
-                errors.InvalidArgument(wire.first_fault(message.DESCRIPTOR, bytes(data)))
+                errors.InvalidArgument(wire.first_fault(message.DESCRIPTOR, bytes(data))),
+                _CALLER_LOCALE.get(),
             )
             raise connect_error(status.code, status.details, status.trailing_metadata) from None
         return message
@@ -906,6 +977,8 @@ class WebFront:
         if scope["type"] != "http":
             return
         path: str = scope["path"]
+        language = next((v for k, v in scope["headers"] if k.lower() == b"accept-language"), b"")
+        _CALLER_LOCALE.set(locale_of(language.decode("latin-1")))
         service = self._rpc.get(path.rpartition("/")[0])
         if service is not None and grpcwebtext.is_text(scope):
             scope, receive, send = grpcwebtext.as_binary(scope, receive, send)
@@ -927,7 +1000,8 @@ class WebFront:
                 cut = CallCut()
                 _CALL_CUT.set(cut)
                 with self._taking(cut):
-                    await service(scope, _noting_hang_up(receive, cut), _adding(send, NO_STORE))
+                    receive = _noting_hang_up(_telling_in_callers_words(receive), cut)
+                    await service(scope, receive, _adding(send, NO_STORE))
             elif path in ("/healthz/live", "/healthz/ready"):
                 await self._health(path, send)
             elif path == UPLOAD_PATH:
