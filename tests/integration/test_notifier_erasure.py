@@ -191,7 +191,12 @@ class World:
         payloads included (as the bytes they are)."""
         text = [
             str(row)
-            for table in ("case_parties", "notification_jobs", "unprocessable_events")
+            for table in (
+                "case_parties",
+                "notification_jobs",
+                "unprocessable_events",
+                "phone_changes_heard",
+            )
             for row in self.rows(f"SELECT t::text FROM {table} AS t ORDER BY 1")
         ]
         for row_id, payload in self.rows("SELECT id, payload FROM notification_outbox ORDER BY id"):

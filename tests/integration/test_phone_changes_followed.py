@@ -18,6 +18,7 @@ from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.personal import Sealer
+from casemesh.rules import retention
 from casemesh_notifier.channels import HttpSmsChannel
 from casemesh_notifier.delivery import replay_parked
 from casemesh_notifier.planner import PHONE_CHANGE
@@ -275,12 +276,42 @@ async def test_changes_heard_together_are_followed_in_the_order_they_were_verifi
     assert texts(world, ticket) == [("ticket.received", "pending", last)]
 
 
-async def test_a_user_with_no_cases_changes_nothing(world: World) -> None:
+async def test_a_user_with_no_cases_changes_no_case_and_her_change_is_kept_a_while(
+    world: World,
+) -> None:
+    """A change of a user with no cases changes nobody's row; it is kept, so
+    that an event heard late naming her old number gives the new one, for the
+    help centre's period of a change's numbers, then forgotten."""
     await world.both_told()
     before = world.rows("SELECT t::text FROM case_parties AS t ORDER BY 1")
     await world.plan([verified(world.tickets.sealer, "users/nobody", OLD, NEW)])
     assert world.rows("SELECT t::text FROM case_parties AS t ORDER BY 1") == before
+    kept = "SELECT person, old_phone, new_phone FROM phone_changes_heard"
+    assert world.rows(kept) == [("users/nobody", OLD, NEW)]
+    world.clock.time = NOON_IN_SHANGHAI + retention.period("phone_changes")
+    await world.delivery.forget_old_codes()
+    assert world.rows(kept) == [("users/nobody", OLD, NEW)]  # not older than the period yet
+    world.clock.time += timedelta(seconds=1)
+    await world.delivery.forget_old_codes()
+    assert world.rows(kept) == []
     assert NEW not in world.dump()
+
+
+async def test_a_number_changed_back_is_hers_again_whatever_order_the_changes_come_in(
+    world: World,
+) -> None:
+    """Lin moved from her old number to a new one and back; the changes are
+    heard in separate batches, the later first. Her ticket heard after both
+    keeps the old number, hers again; the number she left is not given."""
+    sealer = world.tickets.sealer
+    back = verified(sealer, LIN.user_id, NEW, OLD, at=NOON_IN_SHANGHAI + timedelta(minutes=30))
+    await world.plan([back])
+    await world.plan([verified(sealer, LIN.user_id, OLD, NEW)])
+    ticket, then = str(uuid.uuid4()), str(uuid.uuid4())
+    await world.plan([opened(sealer, ticket, LIN)])
+    assert phones(world, ticket) == [OLD]
+    await world.plan([opened(sealer, then, dataclasses.replace(LIN, phone=NEW))])
+    assert phones(world, then) == [OLD]
 
 
 async def test_a_change_made_before_her_erasure_gives_no_number_to_what_she_opens_since(

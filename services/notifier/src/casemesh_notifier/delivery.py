@@ -58,12 +58,14 @@ from casemesh.platform.logging import get_logger
 from casemesh.platform.masking import mask_email, mask_phone, mask_text
 from casemesh.platform.pools import with_keepalives
 from casemesh.platform.replies import reply_address
+from casemesh.rules import retention
 from casemesh_notifier import policy, settings
 from casemesh_notifier.channels import Channel, DeliveryError, Outgoing
 from casemesh_notifier.erasures import CANCELLED
 from casemesh_notifier.labels import phone_zones
 from casemesh_notifier.metrics import OUTCOMES, POSSIBLE_REPEATS
 from casemesh_notifier.outbox import NOTIFICATIONS
+from casemesh_notifier.phone_changes import forget_old_changes
 from casemesh_notifier.schema import CODE_NUMBERS_KEPT
 from casemesh_notifier.settings import NotifierSettings
 from casemesh_notifier.steps import NO_REPLY_STEPS
@@ -430,6 +432,13 @@ class Delivery:
                 break
         if forgotten:
             log.info("notification.code_numbers_forgotten", jobs=forgotten)
+        # With them, the phone changes heard past the help centre's period.
+        async with self._pool.connection() as conn:
+            changes = await forget_old_changes(
+                conn, self._clock.now() - retention.period("phone_changes")
+            )
+        if changes:
+            log.info("notification.phone_changes_forgotten", changes=changes)
         return forgotten
 
     async def _reap_orphans(self) -> None:

@@ -186,13 +186,10 @@ async def forget_people(
         " ORDER BY case_name, party FOR UPDATE",
         (people,),
     )
-    rows = await cur.fetchall()
-    # The numbers of their phone changes, forgotten with them.
-    cur = await conn.execute(
-        "DELETE FROM phone_changes_heard WHERE person = ANY(%s) RETURNING old_phone, new_phone",
-        (people,),
-    )
-    addresses = sorted({a for row in [*rows, *await cur.fetchall()] for a in row if a})
+    addresses = sorted({a for row in await cur.fetchall() for a in row if a})
+    # Their phone changes heard, forgotten with them. (Their numbers are not
+    # scrubbed from jobs as theirs: an old one may be a stranger's now.)
+    await conn.execute("DELETE FROM phone_changes_heard WHERE person = ANY(%s)", (people,))
     jobs = await _scrub_jobs(conn, THEIR_JOBS, {"people": people, "addresses": addresses, "at": at})
     jobs += await _scrub_jobs(conn, THEIR_COPIES, copy_params(people=people, at=at))
     await _unword(conn, people, at)

@@ -3,8 +3,9 @@ casemesh.helpcenter.v1): the user proved they hold both numbers, often
 because the old phone was lost, and the old number may soon be a stranger's.
 
 In the transaction that records the event consumed (`Planner`), the change
-is recorded (`phone_changes_heard`, kept until the user's erasure), and for
-the change's user:
+is recorded (`phone_changes_heard`, kept for the help centre's
+`phone_changes` period, or until the user's erasure), and for the change's
+user:
 
 - their party rows (`case_parties` whose `user_id` is theirs) that give the
   old number give the new one: what their cases tell them from now on goes
@@ -14,14 +15,15 @@ the change's user:
   retry's backoff: the sender checks those again for the new number when it
   claims the job) and `parked` (a `replay` would send it). A job being sent
   (`sending`) is the sender's: it already holds the old number (and should
-  that send fail, its retry goes there too). Sent and cancelled jobs stay
-  the record of where a message went. A job tried on the old number goes to
-  the new one as one never tried there (`READDRESSING`).
+  that send fail, its retry goes there too, unless a later event of its
+  case moves it first). Sent and cancelled jobs stay the record of where a
+  message went. A job tried on the old number goes to the new one as one
+  never tried there (`READDRESSING`).
 
-The same holds of what is heard after the change: the rows and jobs of each
-batch the planner writes that give a number its user changed away from give
-their number now (`follow_numbers`), however late the event naming the old
-number is heard, whatever contact it carries. (A user who writes a number
+The same holds of what is heard after the change: the rows and jobs of the
+cases of each batch the planner writes that give a number its user changed
+away from give their number now (`follow_numbers`), however late the event
+naming the old number is heard, whatever contact it carries. (A user who writes a number
 they changed away from into a new case is reached at their number now; a
 change back to it makes it theirs again.)
 
@@ -32,8 +34,10 @@ so nothing of theirs matches; a change written before their erasure is not
 followed at all (`Planner`), so no number of theirs comes back into a row
 named since.
 
-Both statements are idempotent, and the planner skips the event once
-consumed: heard again, it changes nothing.
+Recording and following are idempotent, and the planner skips the event
+once consumed: heard again, it changes nothing. Changes heard before this
+record was kept (by an earlier release) are not in it: what names their old
+numbers since is not moved.
 """
 
 from __future__ import annotations
@@ -78,10 +82,11 @@ async def follow_phone_change(
 ) -> Followed:
     """Records the change (`phone_changes_heard`) and gives the user's party
     rows and unsent SMS jobs to a number they changed away from the number
-    they have now (`follow_numbers`), in the caller's transaction. That
-    transaction holds the planning turn alone (`store.take_turn_with_erasures`):
-    no case event planned beside it on another replica commits a job to the
-    old number after these statements looked."""
+    they have now (`follow_numbers`, in every case of theirs), in the
+    caller's transaction. That transaction holds the planning turn alone
+    (`store.take_turn_with_erasures`): no case event planned beside it on
+    another replica commits a job to the old number after these statements
+    looked."""
     await conn.execute(
         "INSERT INTO phone_changes_heard (person, old_phone, new_phone, verified_at)"
         " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
@@ -90,21 +95,28 @@ async def follow_phone_change(
     return await follow_numbers(conn, [user_id])
 
 
-async def follow_numbers(conn: psycopg.AsyncConnection[Any], users: Collection[str]) -> Followed:
-    """Gives these users' party rows and unsent SMS jobs that name a number
-    they changed away from the number they have now, in the caller's
-    transaction. Their number now is the new one of their last change heard
-    (by when it was verified: changes heard out of order count in order); a
-    number is changed away from by a change from it that no later change
-    went back to (A to B, then B to A: A is theirs again, B is not).
+async def follow_numbers(
+    conn: psycopg.AsyncConnection[Any],
+    users: Collection[str],
+    cases: Collection[str] | None = None,
+) -> Followed:
+    """Gives these users' party rows and unsent SMS jobs (of `cases` only,
+    when given) that name a number they changed away from the number they
+    have now, in the caller's transaction. Their number now is the new one
+    of their last change heard (by when it was verified: changes heard out
+    of order count in order); a number is changed away from by a change from
+    it that no later change went back to (A to B, then B to A: A is theirs
+    again, B is not). Rows are locked in one order (case and party, job id),
+    as the contact-change statements lock theirs (`store.py`).
 
-    The planner calls it for the users of each batch once its rows and jobs
-    are written: an event written before a change and heard after it (its
-    topic behind the help centre's), or one carrying a contact given before
-    it (a reporter's measure, with the counted report's contact), does not
-    bring the old number back."""
-    if not users:
+    The planner calls it for the users and cases of each batch once its
+    rows and jobs are written: an event written before a change and heard
+    after it (its topic behind the help centre's), or one carrying a
+    contact given before it (a reporter's measure, with the counted
+    report's contact), does not bring the old number back."""
+    if not users or (cases is not None and not cases):
         return Followed()
+    scope = "" if cases is None else " AND {t}.case_name = ANY(%(cases)s)"
     cur = await conn.execute(
         "WITH heard AS (SELECT * FROM phone_changes_heard WHERE person = ANY(%(users)s)),"
         " latest AS (SELECT DISTINCT ON (person) person, new_phone AS phone FROM heard"
@@ -115,15 +127,35 @@ async def follow_numbers(conn: psycopg.AsyncConnection[Any], users: Collection[s
         "     WHERE back.person = c.person AND back.new_phone = c.old_phone"
         "       AND back.verified_at > c.verified_at)),"
         # (`user_id <> ''` as the partial indexes on user ids say it.)
-        " parties AS (UPDATE case_parties AS p SET phone = r.now FROM retired AS r"
-        "   WHERE p.user_id = r.person AND p.user_id <> '' AND p.phone = r.phone RETURNING 1),"
-        f" jobs AS (UPDATE notification_jobs AS j SET recipient = r.now, {READDRESSING}"
-        "   FROM retired AS r WHERE j.user_id = r.person AND j.user_id <> ''"
-        "   AND j.channel = 'SMS' AND j.recipient = r.phone AND j.status = ANY(%(open)s)"
-        "   AND j.template <> %(code)s RETURNING 1)"
+        " their_parties AS (SELECT p.case_name, p.party, r.now FROM case_parties AS p"
+        "   JOIN retired AS r ON p.user_id = r.person AND p.phone = r.phone"
+        f"   WHERE p.user_id <> ''{scope.format(t='p')}"
+        "   ORDER BY p.case_name, p.party FOR UPDATE OF p),"
+        " parties AS (UPDATE case_parties AS p SET phone = t.now FROM their_parties AS t"
+        "   WHERE p.case_name = t.case_name AND p.party = t.party RETURNING 1),"
+        " their_jobs AS (SELECT j.id, r.now FROM notification_jobs AS j"
+        "   JOIN retired AS r ON j.user_id = r.person AND j.recipient = r.phone"
+        "   WHERE j.user_id <> '' AND j.channel = 'SMS' AND j.status = ANY(%(open)s)"
+        f"   AND j.template <> %(code)s{scope.format(t='j')}"
+        "   ORDER BY j.id FOR UPDATE OF j),"
+        f" jobs AS (UPDATE notification_jobs AS j SET recipient = t.now, {READDRESSING}"
+        "   FROM their_jobs AS t WHERE j.id = t.id RETURNING 1)"
         " SELECT (SELECT count(*) FROM parties), (SELECT count(*) FROM jobs)",
-        {"users": sorted(set(users)), "open": READDRESSED, "code": CODE_TEMPLATE},
+        {
+            "users": sorted(set(users)),
+            "cases": sorted(set(cases or ())),
+            "open": READDRESSED,
+            "code": CODE_TEMPLATE,
+        },
     )
     row = await cur.fetchone()
     assert row is not None
     return Followed(parties=row[0], jobs=row[1])
+
+
+async def forget_old_changes(conn: psycopg.AsyncConnection[Any], before: datetime) -> int:
+    """Deletes the changes heard that were verified before `before` (the help
+    centre's `phone_changes` period: it keeps their numbers no longer, and
+    events naming an old number are not heard that late); how many."""
+    cur = await conn.execute("DELETE FROM phone_changes_heard WHERE verified_at < %s", (before,))
+    return cur.rowcount

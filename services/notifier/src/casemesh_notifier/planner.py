@@ -49,9 +49,10 @@ A `PhoneChangeVerified` (casemesh.helpcenter.v1: a user proved a new number)
 gives the user's party rows and unsent SMS jobs that name the old number the
 new one (`phone_changes.py`), once the rest of the batch is planned and its
 erasures and expiries heard, the batch's changes in the order they were
-verified. It is kept until the user's erasure: the rows and jobs of every
-later batch that give a number its user changed away from give their number
-now, whatever contact the event carries (`follow_numbers`). Its numbers come
+verified. It is kept (for the help centre's `phone_changes` period, or
+until the user's erasure): the rows and jobs of the cases of every later
+batch that give a number its user changed away from give their number now,
+whatever contact the event carries (`follow_numbers`). Its numbers come
 sealed under the user's key (clear in changes published before the help
 centre sealed them). A change written before its user's erasure is not
 followed: their numbers of then are erased; nor one whose numbers read as
@@ -344,7 +345,8 @@ class Planner:
             )
         created = set(await store.add_jobs(conn, jobs, now))
         # Not to a number its user has since changed away from.
-        moved = await follow_numbers(conn, book.user_ids() | {j.user_id for j in jobs} - {""})
+        users = book.user_ids() | {j.user_id for j in jobs} - {""}
+        moved = await follow_numbers(conn, users, cases)
         if moved.parties or moved.jobs:
             log.info("phone_change.followed_later", **dataclasses.asdict(moved))
         newer = [j.id for j in jobs if j.template in SUPERSEDED_TEMPLATES and j.id in created]

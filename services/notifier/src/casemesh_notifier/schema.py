@@ -146,13 +146,17 @@ STATEMENTS = [
         ADD COLUMN IF NOT EXISTS readdressed int NOT NULL DEFAULT 0""",
     # Each verified phone change heard (`phone_changes.py`): a number its
     # user changed away from is not texted again for them, however late an
-    # event naming it is heard. Kept until the user's erasure.
+    # event naming it is heard. Kept for the help centre's `phone_changes`
+    # period (`delivery.Delivery.forget_old_codes`), or until the user's
+    # erasure.
     """CREATE TABLE IF NOT EXISTS phone_changes_heard (
         person text NOT NULL,
         old_phone text NOT NULL,
         new_phone text NOT NULL,
         verified_at timestamptz NOT NULL,
         PRIMARY KEY (person, verified_at, old_phone))""",
+    """CREATE INDEX IF NOT EXISTS phone_changes_heard_age
+        ON phone_changes_heard (verified_at)""",
 ]
 
 # Run at every start, after the statements: jobs planned without a user id
