@@ -373,6 +373,11 @@ async def test_a_claim_id_sent_with_another_request_is_refused_while_its_case_is
         assert [name for (name,) in await cur.fetchall()] == [first.name]
         again = await store.claim_next(conn, "a", [], lease, now, "c1")
         assert again is not None and again.name == first.name
+        # One claimed by a replica from before the digest kept the id alone:
+        # a retry gets its case, whatever it asks.
+        await conn.execute("UPDATE queue_cases SET claim_request = 'c1' WHERE holder = 'a'")
+        kept = await store.claim_next(conn, "a", ["tier2"], lease, now, "c1")
+        assert kept is not None and kept.name == first.name
 
 
 async def test_replicas_from_before_request_ids_still_claim(queue_db: str) -> None:

@@ -117,9 +117,12 @@ BEGIN
     IF request <> '' THEN
         -- One at a time per agent and id: a retry racing its original waits for it.
         PERFORM pg_advisory_xact_lock(hashtextextended(agent || chr(10) || id, 0));
+        -- (The very request first: a case claimed under the id with something
+        -- else asked, by a replica of an earlier release, comes after it.)
         RETURN QUERY SELECT * FROM queue_cases
             WHERE holder <> '' AND holder = agent AND split_part(claim_request, chr(10), 1) = id
-              AND lease_until > now;
+              AND lease_until > now
+            ORDER BY claim_request = request DESC, hold_since DESC, name LIMIT 1;
         IF FOUND THEN
             RETURN;
         END IF;
