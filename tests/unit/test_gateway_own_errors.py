@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import struct
 from collections.abc import AsyncIterator, MutableMapping
@@ -36,10 +37,16 @@ UNAVAILABLE_ZH = "服务暂时不可用，请稍后再试。"
 NOT_FOUND_ZH = "找不到这项内容，或你无权查看。"
 # A body too large, not a rate limit's "too many requests".
 TOO_LARGE_ZH = "发送的内容太大，请减少内容后重试。"
+UNIMPLEMENTED_ZH = "暂不支持此操作。"
+
+
+# Set once a "slow" erasure has begun (it then takes 10 s).
+SLOW_BEGUN = asyncio.Event()
 
 
 async def erase(request: Any, context: Any) -> Any:
     if request.person == "slow":
+        SLOW_BEGUN.set()
         await asyncio.sleep(10)
     if request.person == "crash":
         raise RuntimeError("a bug of ours")
@@ -125,6 +132,17 @@ def words(details: list[Any]) -> dict[str, str]:
     return found
 
 
+def reasons(details: list[Any]) -> list[str]:
+    """The ErrorInfo reasons among a Connect error's details (JSON)."""
+    return [
+        error_details_pb2.ErrorInfo.FromString(
+            base64.b64decode(d["value"] + "=" * (-len(d["value"]) % 4))
+        ).reason
+        for d in details
+        if d["type"] == "google.rpc.ErrorInfo"
+    ]
+
+
 def grpc_web_status(headers: dict[bytes, bytes], body: bytes) -> status_pb2.Status:
     """A gRPC-Web answer's status: from its headers (trailers-only) or its
     trailers frame."""
@@ -157,6 +175,8 @@ async def test_a_connect_call_with_a_body_too_large_is_refused_413_however_it_is
     error = json.loads(body)
     assert error["code"] == "resource_exhausted"
     assert error["message"] == f"the request body is larger than {LIMIT} bytes"
+    # Told apart from a rate limit (also resource_exhausted) by its reason.
+    assert reasons(error["details"]) == ["REQUEST_TOO_LARGE"]
 
 
 async def test_a_body_too_large_is_answered_the_same_whether_declared_or_found() -> None:
@@ -280,35 +300,33 @@ async def test_a_stream_ending_with_a_refusal_of_ours_says_it_in_the_callers_lan
     ("path", "method", "content_type", "status", "zh"),
     [
         (ERASE, "POST", "text/plain", 415, INVALID_ZH),
-        (ERASE, "PUT", "application/json", 405, None),
-        ("/casemesh.v1.PrivacyService/Nothing", "POST", "application/json", 404, None),
+        (ERASE, "PUT", "application/json", 405, UNIMPLEMENTED_ZH),
+        ("/casemesh.v1.PrivacyService/Nothing", "POST", "application/json", 404, UNIMPLEMENTED_ZH),
         ("/nowhere", "GET", "", 404, NOT_FOUND_ZH),
-        ("/dev/sign-in", "GET", "", 405, None),
+        ("/dev/sign-in", "GET", "", 405, UNIMPLEMENTED_ZH),
     ],
 )
 async def test_a_request_the_front_refuses_is_said_in_the_callers_language(
-    path: str, method: str, content_type: str, status: int, zh: str | None
+    path: str, method: str, content_type: str, status: int, zh: str
 ) -> None:
-    """(A refusal whose code error_messages.toml has no words for is said
-    in Chinese all the same, in whatever words the table falls back to.)"""
     headers = {"accept-language": "zh-CN"}
     if content_type:
         headers["content-type"] = content_type
     answered, _, body = await posted(front(), path, b"{}", headers, method=method)
     assert answered == status
-    said = words(json.loads(body)["details"])
-    assert list(said) == ["zh-CN"]
-    if zh is not None:
-        assert said["zh-CN"] == zh
+    assert words(json.loads(body)["details"]) == {"zh-CN": zh}
 
 
 async def test_a_call_past_those_the_front_takes_is_refused_in_the_callers_language() -> None:
     web = front(max_calls=1)
+    SLOW_BEGUN.clear()
     holding = asyncio.create_task(connect_error(web, "slow", {}))
-    await asyncio.sleep(0.2)
     try:
+        await asyncio.wait_for(SLOW_BEGUN.wait(), 10)  # the one call it takes, under way
         status, error = await connect_error(web, "zoe", {"accept-language": "zh-CN"})
     finally:
         holding.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await holding
     assert status == 503 and error["code"] == "unavailable"
     assert words(error["details"]) == {"zh-CN": UNAVAILABLE_ZH}
