@@ -412,7 +412,8 @@ class Delivery:
     async def forget_old_codes(self) -> int:
         """Blanks the numbers of one-time codes planned more than
         CODE_RECIPIENT_KEPT ago, a batch at a time (rows another sender holds
-        are left for the next look); returns how many."""
+        are left for the next look); returns how many. Deletes the phone
+        changes heard past their period too (`phone_changes_heard`)."""
         before = self._clock.now() - CODE_RECIPIENT_KEPT
         forgotten = 0
         while True:

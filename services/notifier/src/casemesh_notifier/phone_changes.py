@@ -23,9 +23,9 @@ user:
 The same holds of what is heard after the change: the rows and jobs of the
 cases of each batch the planner writes that give a number its user changed
 away from give their number now (`follow_numbers`), however late the event
-naming the old number is heard, whatever contact it carries. (A user who writes a number
-they changed away from into a new case is reached at their number now; a
-change back to it makes it theirs again.)
+naming the old number is heard, whatever contact it carries. (A user who
+writes a number they changed away from into a new case is reached at their
+number now; a change back to it makes it theirs again.)
 
 The help centre's one-time codes (`policy.CODE_TEMPLATE`) are not followed:
 each goes to the very number it proves. Nor is anyone else's row or job,
