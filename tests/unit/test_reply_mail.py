@@ -594,3 +594,23 @@ def test_notes_on_hundreds_of_files_leave_the_text_room() -> None:
     assert len(body) <= BODY_LIMIT
     assert body.startswith("Here are the files.\n\n(Not attached, more than 20 files: fff")
     assert body.endswith("…)")
+
+
+def test_chinese_labelled_gb2312_and_written_in_gbk_is_read_whole() -> None:
+    """Chinese mail programs label GBK text (and file names) gb2312: read as
+    labelled, 镕, 喆 and 堃 would reach the agent as U+FFFD."""
+    words = "朱镕基 喆 堃 你好"
+    name = base64.b64encode("镕.png".encode("gbk")).decode()
+    raw = (
+        b"From: lin@example.com\r\nMessage-ID: <gbk@example.com>\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain; charset=gb2312\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(words.encode("gbk"))
+        + b"--b\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n"
+        + f'Content-Disposition: attachment; filename="=?gb2312?B?{name}?="\r\n\r\n'.encode()
+        + b"iVBORw0KGgo=\r\n--b--\r\n"
+    )
+    reply = read_reply(raw)
+    assert reply.text == words
+    assert [a.file_name for a in reply.attachments] == ["镕.png"]

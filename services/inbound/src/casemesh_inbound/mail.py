@@ -51,6 +51,25 @@ HTML_CHARS = 50 * READ_CHARS
 # An inline image smaller than this is taken for decoration (a signature's
 # logo or icons, a few KiB); a screenshot pasted into a reply is larger.
 INLINE_DECORATION_BYTES = 16 * 1024
+# Character sets mail programs label text with while writing a wider one,
+# read as the wider one (as the WHATWG encoding standard and browsers read
+# them): Chinese mail programs label GBK text gb2312, and read as labelled
+# every character outside GB 2312 (镕, 喆, 堃) would come out as U+FFFD.
+WIDER_CHARSETS = {
+    "gb2312": "gb18030",
+    "gb_2312-80": "gb18030",
+    "csgb2312": "gb18030",
+    "euc-cn": "gb18030",
+    "x-gbk": "gb18030",
+    "gbk": "gb18030",
+    "cp936": "gb18030",
+    "big5": "big5hkscs",
+}
+# Those labels in an encoded word (`=?gb2312?B?…?=`) or an RFC 2231
+# parameter (`filename*=gb2312''…`), as a file's name comes.
+_NARROW_LABEL = re.compile(
+    r"(=\?|\*=)(" + "|".join(map(re.escape, WIDER_CHARSETS)) + r")(?=[?'])", re.IGNORECASE
+)
 
 
 class Unreadable(ValueError):
@@ -258,9 +277,25 @@ def _text_part(part: EmailMessage) -> bool:
     )
 
 
+def _widened(part: MIMEPart) -> MIMEPart:
+    """The part with a narrower character set it is labelled with read as the
+    wider one its text is written in (`WIDER_CHARSETS`): its text's, and
+    those its file's name is written in."""
+    charset = part.get_content_charset()
+    if charset in WIDER_CHARSETS:
+        part.set_param("charset", WIDER_CHARSETS[charset])
+    for name, value in list(part.raw_items()):
+        if name.lower() not in ("content-disposition", "content-type"):
+            continue
+        wider = _NARROW_LABEL.sub(lambda m: m[1] + WIDER_CHARSETS[m[2].lower()], str(value))
+        if wider != str(value):
+            part.replace_header(name, _unfolded(wider))
+    return part
+
+
 def _text_of(part: MIMEPart) -> str:
     try:
-        content = part.get_content()
+        content = _widened(part).get_content()
     except (LookupError, UnicodeError, ValueError):
         raise Unreadable("the text is in an unknown character set") from None
     return html_text(content) if part.get_content_subtype() == "html" else str(content)
@@ -388,7 +423,7 @@ def _read_reply(raw: bytes) -> Reply:
             continue
         attachments.append(
             Attachment(
-                file_name=file_name(part.get_filename() or ""),
+                file_name=file_name(_widened(part).get_filename() or ""),
                 media_type=part.get_content_type(),
                 data=data,
             )
