@@ -614,3 +614,27 @@ def test_chinese_labelled_gb2312_and_written_in_gbk_is_read_whole() -> None:
     reply = read_reply(raw)
     assert reply.text == words
     assert [a.file_name for a in reply.attachments] == ["镕.png"]
+
+
+@pytest.mark.parametrize(
+    ("given", "sender"),
+    [
+        ("user@bücher.de", "User <user@xn--bcher-kva.de>"),
+        ("user@xn--bcher-kva.de", "user@bücher.de"),
+        ("a@例子.中国", "a@例子.中国"),
+    ],
+)
+async def test_a_requester_whose_address_has_a_unicode_domain_may_reply(
+    given: str, sender: str
+) -> None:
+    """Her contact was taken with its domain in Unicode; her reply comes with
+    it in ASCII form, or in UTF-8 (SMTPUTF8): the same mailbox either way."""
+    tickets = Tickets()
+    tickets.ticket.contact.email = given
+    raw = (
+        f"From: {sender}\r\nMessage-ID: <idn@example.com>\r\n"
+        'Content-Type: text/plain; charset="utf-8"\r\n\r\nStill broken.\r\n'
+    ).encode()
+    assert await desk_for(tickets).add_reply(TICKET, raw) == "TICKET_STATUS_OPEN"
+    [comment] = tickets.comments.values()
+    assert comment.body == "Still broken."

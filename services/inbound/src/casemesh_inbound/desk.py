@@ -28,7 +28,7 @@ from casemesh.platform.telemetry import inject_metadata
 from casemesh.rules import tickets as rules
 from casemesh.v1 import evidence_pb2, tickets_pb2
 from casemesh_inbound.authres import vouched_for
-from casemesh_inbound.mail import AutoReply, Unreadable, read_reply
+from casemesh_inbound.mail import AutoReply, Unreadable, read_reply, same_mailbox
 
 TICKETS = tickets_pb2.DESCRIPTOR.services_by_name["TicketService"].full_name
 EVIDENCE = evidence_pb2.DESCRIPTOR.services_by_name["EvidenceService"].full_name
@@ -140,7 +140,7 @@ class ReplyDesk:
             TICKETS,
             ticket=named,
         )
-        if not ticket.contact.email or ticket.contact.email.strip().lower() != reply.sender:
+        if not ticket.contact.email or not same_mailbox(ticket.contact.email, reply.sender):
             raise Refused(550, "not_requester", "5.7.1 only the ticket's requester may reply")
         requester = Identity(ticket.requester, frozenset({"user"}))
         if ticket.status in (tickets_pb2.TICKET_STATUS_CLOSED, tickets_pb2.TICKET_STATUS_CANCELLED):

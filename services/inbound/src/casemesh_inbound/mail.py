@@ -11,6 +11,7 @@ the requester wrote between or below the lines they quoted is kept.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 from collections.abc import Iterator
@@ -340,6 +341,26 @@ def _sender(msg: EmailMessage) -> str:
     if not addresses or not addresses[0].username or not addresses[0].domain:
         raise Unreadable("the message has no From address")
     return address.lower()
+
+
+def same_mailbox(given: str, sender: str) -> bool:
+    """Whether a contact address someone gave and a reply's sender are one
+    mailbox, however each writes its domain: in Unicode (`bücher.de`, as a
+    contact may be given, or as an SMTPUTF8 mail's header carries it) or as
+    its ASCII form (`xn--bcher-kva.de`, as most mail programs send it)."""
+    return _mailbox(given) == _mailbox(sender)
+
+
+def _mailbox(address: str) -> str:
+    """An address with its domain in ASCII form, lower case. (A header's
+    UTF-8 the parser could not read as text comes as escapes: read back.)"""
+    text = address.encode("utf-8", "surrogateescape").decode("utf-8", "replace").strip()
+    local, at, domain = text.rpartition("@")
+    if not at:
+        return text.lower()
+    with contextlib.suppress(UnicodeError):  # (else compared as written)
+        domain = domain.encode("idna").decode("ascii")
+    return f"{local}@{domain}".lower()
 
 
 def _unfolded(value: object) -> str:
