@@ -4,11 +4,19 @@ description a person understands."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, cast
+
 import pytest
 
 from casemesh.platform.errors import InvalidArgument
+from casemesh.platform.identity import Identity
 from casemesh_evidence import sniff
-from casemesh_evidence.application import clean_file_name
+from casemesh_evidence.application import EvidenceLocker, clean_file_name
+
+ZOE = Identity("zoe", frozenset({"user"}))
 
 
 def iso_media(major: bytes, *compatible: bytes) -> bytes:
@@ -192,3 +200,28 @@ def test_a_declared_type_is_held_to_the_bytes_under_any_of_its_names(
     declared: str, agrees: bool
 ) -> None:
     assert sniff.declared_as(declared, "image/jpeg") is agrees
+
+
+async def test_a_video_sent_as_a_picture_is_refused_at_its_first_bytes(tmp_path: Path) -> None:
+    """Not once it has all come: a long video labelled image/png would hold
+    its share of the upload budget, and keep the person waiting, for nothing."""
+    locker = EvidenceLocker(
+        pool=cast(Any, None),
+        store=cast(Any, None),
+        limits={"image": 20 << 20, "video": 500 << 20, "pdf": 20 << 20},
+        incoming=tmp_path,
+    )
+    sent = []
+
+    async def video() -> AsyncIterator[bytes]:
+        sent.append(1)
+        yield iso_media(b"isom", b"isom", b"avc1").ljust(1 << 20, b"\x00")
+        for _ in range(299):  # 300 MiB in all, were it read
+            sent.append(1)
+            yield bytes(1 << 20)
+
+    with pytest.raises(InvalidArgument) as refused:
+        await locker.receive(ZOE, "clip.png", "image/png", video())
+    assert [v.field for v in refused.value.violations] == ["metadata.declared_type"]
+    assert len(sent) == 1
+    assert not await asyncio.to_thread(lambda: list(tmp_path.iterdir()))  # nothing of it kept

@@ -188,11 +188,7 @@ class EvidenceLocker:
         held = [0]  # what this upload counts against the spool budget
         try:
             with os.fdopen(fd, "wb") as out:
-                sha, size, detected = await self._spool(chunks, out, held)
-            if not sniff.declared_as(declared_type, detected):
-                raise InvalidArgument.field(
-                    "metadata.declared_type", f"the bytes are {detected}, not {declared_type}"
-                )
+                sha, size, detected = await self._spool(chunks, out, held, declared_type)
             async with self.pool.connection() as conn:
                 storing = self.clock.now() + lifecycle.STORING_FOR
                 await conn.execute(lifecycle.STORING, (sha, storing))
@@ -207,8 +203,11 @@ class EvidenceLocker:
             await asyncio.shield(asyncio.to_thread(tmp.unlink, missing_ok=True))
 
     async def _spool(
-        self, chunks: AsyncIterator[bytes], out: Any, held: list[int]
+        self, chunks: AsyncIterator[bytes], out: Any, held: list[int], declared_type: str
     ) -> tuple[str, int, str]:
+        """Writes the upload to `out` as it comes; refused as soon as its
+        first bytes show a kind not taken or not `declared_type`, or its size
+        passes its kind's. Its digest, size and media type."""
         digest = hashlib.sha256()
         head = b""
         detected: str | None = None
@@ -220,7 +219,7 @@ class EvidenceLocker:
             if detected is None:
                 head += chunk[: sniff.HEAD_BYTES]
                 if len(head) >= sniff.HEAD_BYTES:
-                    detected, limit = self._check_type(head)
+                    detected, limit = self._check_type(head, declared_type)
             size += len(chunk)
             if detected is not None and size > limit:
                 raise InvalidArgument.field(
@@ -235,7 +234,7 @@ class EvidenceLocker:
         if size == 0:
             raise InvalidArgument.field("chunk", "the upload has no content")
         if detected is None:  # a file shorter than the sniffing window
-            detected, limit = self._check_type(head)
+            detected, limit = self._check_type(head, declared_type)
         return digest.hexdigest(), size, detected
 
     def _hold(self, held: list[int], wanted: int) -> None:
@@ -253,12 +252,20 @@ class EvidenceLocker:
         self._spooled += more
         held[0] = wanted
 
-    def _check_type(self, head: bytes) -> tuple[str, int]:
+    def _check_type(self, head: bytes, declared_type: str) -> tuple[str, int]:
+        """The media type the first bytes show, and its kind's largest size;
+        INVALID_ARGUMENT for a kind not taken, or one the upload did not
+        declare (a video sent as a picture: refused at once, not once it
+        has all come)."""
         detected = sniff.media_type(head)
         if detected is None:
             raise InvalidArgument.field(
                 "chunk",
                 f"the file is {sniff.describe(head)}; evidence must be an image, a video or a PDF",
+            )
+        if not sniff.declared_as(declared_type, detected):
+            raise InvalidArgument.field(
+                "metadata.declared_type", f"the bytes are {detected}, not {declared_type}"
             )
         return detected, self.limits[sniff.KIND[detected]]
 
