@@ -217,6 +217,18 @@ async def test_an_answer_retried_under_a_request_id_answers_the_same_step(
     assert refused.value.reason == "REQUEST_ID_REUSED"
 
 
+async def test_an_answer_retried_after_the_flow_moved_on_names_the_question_it_was_given(
+    app: HelpCenter,
+) -> None:
+    """The page retries the first answer once the second was taken (its
+    first answer lost): it gets the step it was given, the same question id,
+    not one counted from where the flow stands now."""
+    step = await app.start_flow(ALICE, "flows/login", "", "en")
+    first = await app.answer_flow(ALICE, step.session, 0, "r-1", step.question_id)
+    await app.answer_flow(ALICE, step.session, 0, "r-2", first.question_id)
+    assert await app.answer_flow(ALICE, step.session, 0, "r-1", step.question_id) == first
+
+
 async def test_a_request_id_reused_for_the_next_question_is_refused(app: HelpCenter) -> None:
     """The same answer position, under the same request id, to the question
     after the one it answered: not a retry, and nothing is answered."""

@@ -387,6 +387,10 @@ class HelpCenter:
             read = ending.read() if ending is not None else None
             if first is not None:
                 found.node = choice.next
+                if (before := first.answered_before) is not None:
+                    # The next question as the first send named it, counted
+                    # from the one it answered, however far the flow went since.
+                    found.path = [*found.path[:before], choice.taken]
                 return found.step(found.locale, ending, choice.action)
             moved = await store.answer(
                 conn,

@@ -637,6 +637,13 @@ class Answered:
     answer: int
     question: str  # its question_id ('' when kept before they were)
 
+    @property
+    def answered_before(self) -> int | None:
+        """How many questions of the flow were answered before this one (the
+        end of its question id), if its question id was kept."""
+        count = self.question.rpartition("/")[2]
+        return int(count) if count.isdigit() else None
+
     def asked(self, question_id: str) -> bool:
         """Whether `question_id` names the question this answer answered."""
         if self.question:
