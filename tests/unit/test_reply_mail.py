@@ -638,3 +638,38 @@ async def test_a_requester_whose_address_has_a_unicode_domain_may_reply(
     assert await desk_for(tickets).add_reply(TICKET, raw) == "TICKET_STATUS_OPEN"
     [comment] = tickets.comments.values()
     assert comment.body == "Still broken."
+
+
+@pytest.mark.parametrize(
+    ("given", "sender"),
+    [
+        ("user@strasse.de", "user@straße.de"),  # another domain under IDNA 2008
+        ("user@straße.de", "user@strasse.de"),
+        ("kim@example.com", "\u212aim@example.com"),  # a Kelvin sign is no K
+        ("user@bücher.de", "other@xn--bcher-kva.de"),
+        ("a\ufffd@example.com", "a\udcff@example.com"),  # bytes no UTF-8 are nobody's
+    ],
+)
+def test_another_mailbox_is_never_taken_for_the_requesters(given: str, sender: str) -> None:
+    assert not mail.same_mailbox(given, sender)
+
+
+@pytest.mark.parametrize(
+    ("disposition", "name"),
+    [
+        ("attachment; filename*=gb2312''%E9%46.png", "镕.png"),
+        ('attachment; filename="=?gb2312*zh?B?6UYucG5n?="', "镕.png"),
+        ('attachment; filename="report=?gbk?v2.png"', "report=?gbk?v2.png"),  # no label
+    ],
+)
+def test_a_files_name_is_read_in_the_wider_set_only_where_its_label_stands(
+    disposition: str, name: str
+) -> None:
+    raw = (
+        "From: lin@example.com\r\nMessage-ID: <n@example.com>\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/plain\r\n\r\nsee\r\n"
+        "--b\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n"
+        f"Content-Disposition: {disposition}\r\n\r\niVBORw0KGgo=\r\n--b--\r\n"
+    ).encode()
+    assert [a.file_name for a in read_reply(raw).attachments] == [name]

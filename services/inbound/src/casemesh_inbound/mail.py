@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import re
 import secrets
+import string
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email import message_from_bytes, policy
@@ -22,6 +23,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage, MIMEPart
 from html.parser import HTMLParser
 
+import idna
 from mailparser_reply import EmailReplyParser
 
 from casemesh.rules import tickets as rules
@@ -56,20 +58,18 @@ INLINE_DECORATION_BYTES = 16 * 1024
 # read as the wider one (as the WHATWG encoding standard and browsers read
 # them): Chinese mail programs label GBK text gb2312, and read as labelled
 # every character outside GB 2312 (镕, 喆, 堃) would come out as U+FFFD.
-WIDER_CHARSETS = {
-    "gb2312": "gb18030",
-    "gb_2312-80": "gb18030",
-    "csgb2312": "gb18030",
-    "euc-cn": "gb18030",
-    "x-gbk": "gb18030",
-    "gbk": "gb18030",
-    "cp936": "gb18030",
-    "big5": "big5hkscs",
-}
-# Those labels in an encoded word (`=?gb2312?B?…?=`) or an RFC 2231
-# parameter (`filename*=gb2312''…`), as a file's name comes.
+# GB 18030 reads every GB 2312 and GBK text as they mean it.
+WIDER_CHARSETS = dict.fromkeys(
+    ("gb2312", "gb_2312-80", "csgb2312", "euc-cn", "x-gbk", "gbk", "cp936"), "gb18030"
+)
+_LABELS = "|".join(map(re.escape, WIDER_CHARSETS))
+# Those labels where a file's name says its character set: an encoded word
+# (`=?gb2312?B?…?=`, a language after `*` allowed) or an RFC 2231 parameter
+# (`filename*=gb2312''…`, `filename*0*=gb2312'…`).
 _NARROW_LABEL = re.compile(
-    r"(=\?|\*=)(" + "|".join(map(re.escape, WIDER_CHARSETS)) + r")(?=[?'])", re.IGNORECASE
+    rf"(?<==\?)({_LABELS})(?=(?:\*[^?\s]*)?\?[BbQq]\?[^?\s]*\?=)"
+    rf"|(?<=\*=)({_LABELS})(?=')|(?<=\*[0-9]\*=)({_LABELS})(?=')",
+    re.IGNORECASE,
 )
 
 
@@ -278,25 +278,45 @@ def _text_part(part: EmailMessage) -> bool:
     )
 
 
-def _widened(part: MIMEPart) -> MIMEPart:
-    """The part with a narrower character set it is labelled with read as the
-    wider one its text is written in (`WIDER_CHARSETS`): its text's, and
-    those its file's name is written in."""
-    charset = part.get_content_charset()
-    if charset in WIDER_CHARSETS:
-        part.set_param("charset", WIDER_CHARSETS[charset])
-    for name, value in list(part.raw_items()):
-        if name.lower() not in ("content-disposition", "content-type"):
-            continue
-        wider = _NARROW_LABEL.sub(lambda m: m[1] + WIDER_CHARSETS[m[2].lower()], str(value))
-        if wider != str(value):
-            part.replace_header(name, _unfolded(wider))
-    return part
+def _wider(text: str) -> str:
+    """`text` (a header's value) with the narrower labels of its file name's
+    character set given as the wider ones (`WIDER_CHARSETS`)."""
+    return _NARROW_LABEL.sub(lambda m: WIDER_CHARSETS[m[0].lower()], text)
+
+
+def _file_name_of(part: MIMEPart) -> str:
+    """The name of the part's file, read in the wider character set its
+    label stands for (`WIDER_CHARSETS`); as the part gives it when no label
+    is narrower, or when the header cannot be read again. The part itself
+    is left as it came."""
+    given = part.get_filename() or ""
+    # The first of each header, as `get_filename` reads them.
+    first: dict[str, str] = {}
+    for name, value in part.raw_items():
+        first.setdefault(name.lower(), _unfolded(value))
+    headers = {
+        name: first[name] for name in ("content-disposition", "content-type") if name in first
+    }
+    wider = {name: _wider(value) for name, value in headers.items()}
+    if wider == headers:
+        return given
+    probe = EmailMessage(policy=policy.default)
+    try:
+        for name, value in wider.items():
+            probe[name] = value
+        return probe.get_filename() or given
+    except (ValueError, MessageError):
+        return given
 
 
 def _text_of(part: MIMEPart) -> str:
     try:
-        content = _widened(part).get_content()
+        wider = WIDER_CHARSETS.get(part.get_content_charset() or "")
+        if wider is None:
+            content = part.get_content()
+        else:  # read in the wider set its label stands for
+            payload = part.get_payload(decode=True)
+            content = payload.decode(wider, errors="replace") if isinstance(payload, bytes) else ""
     except (LookupError, UnicodeError, ValueError):
         raise Unreadable("the text is in an unknown character set") from None
     return html_text(content) if part.get_content_subtype() == "html" else str(content)
@@ -347,20 +367,38 @@ def same_mailbox(given: str, sender: str) -> bool:
     """Whether a contact address someone gave and a reply's sender are one
     mailbox, however each writes its domain: in Unicode (`bücher.de`, as a
     contact may be given, or as an SMTPUTF8 mail's header carries it) or as
-    its ASCII form (`xn--bcher-kva.de`, as most mail programs send it)."""
-    return _mailbox(given) == _mailbox(sender)
+    its ASCII form (`xn--bcher-kva.de`, as most mail programs send it). The
+    ASCII form is IDNA 2008's (UTS #46, non-transitional: `straße.de` is not
+    `strasse.de`); only ASCII letters are taken as one in either case, and
+    an address that is no valid UTF-8, or whose domain has no ASCII form, is
+    compared as written."""
+    mine, theirs = _mailbox(given), _mailbox(sender)
+    return mine is not None and mine == theirs
 
 
-def _mailbox(address: str) -> str:
-    """An address with its domain in ASCII form, lower case. (A header's
-    UTF-8 the parser could not read as text comes as escapes: read back.)"""
-    text = address.encode("utf-8", "surrogateescape").decode("utf-8", "replace").strip()
+def _mailbox(address: str) -> str | None:
+    """An address with its domain in ASCII form and its ASCII letters in lower
+    case; as written when it cannot be (a header's UTF-8 the parser could not
+    read as text comes as escapes: read back, strictly). None: no address."""
+    try:
+        text = address.encode("utf-8", "surrogateescape").decode("utf-8").strip()
+    except UnicodeError:
+        return None
     local, at, domain = text.rpartition("@")
-    if not at:
-        return text.lower()
-    with contextlib.suppress(UnicodeError):  # (else compared as written)
-        domain = domain.encode("idna").decode("ascii")
-    return f"{local}@{domain}".lower()
+    if not at or not local or not domain:
+        return None
+    with contextlib.suppress(idna.IDNAError, UnicodeError):  # (else compared as written)
+        domain = idna.encode(domain, uts46=True, transitional=False).decode("ascii")
+    return f"{_ascii_lower(local)}@{_ascii_lower(domain)}"
+
+
+def _ascii_lower(text: str) -> str:
+    """`text` with its ASCII letters in lower case, and no other letter
+    changed (a Kelvin sign is no k)."""
+    return text.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
 def _unfolded(value: object) -> str:
@@ -444,7 +482,7 @@ def _read_reply(raw: bytes) -> Reply:
             continue
         attachments.append(
             Attachment(
-                file_name=file_name(_widened(part).get_filename() or ""),
+                file_name=file_name(_file_name_of(part)),
                 media_type=part.get_content_type(),
                 data=data,
             )
