@@ -227,6 +227,9 @@ async def test_an_answer_retried_after_the_flow_moved_on_names_the_question_it_w
     first = await app.answer_flow(ALICE, step.session, 0, "r-1", step.question_id)
     await app.answer_flow(ALICE, step.session, 0, "r-2", first.question_id)
     assert await app.answer_flow(ALICE, step.session, 0, "r-1", step.question_id) == first
+    # So too once the flow was started again.
+    await app.start_flow(ALICE, "flows/login", step.session, "en")
+    assert await app.answer_flow(ALICE, step.session, 0, "r-1", step.question_id) == first
 
 
 async def test_a_request_id_reused_for_the_next_question_is_refused(app: HelpCenter) -> None:

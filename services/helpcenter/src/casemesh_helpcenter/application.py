@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -387,11 +387,13 @@ class HelpCenter:
             read = ending.read() if ending is not None else None
             if first is not None:
                 found.node = choice.next
-                if (before := first.answered_before) is not None:
-                    # The next question as the first send named it, counted
-                    # from the one it answered, however far the flow went since.
-                    found.path = [*found.path[:before], choice.taken]
-                return found.step(found.locale, ending, choice.action)
+                step = found.step(found.locale, ending, choice.action)
+                if step.question_id and (before := first.answered_before) is not None:
+                    # The next question as the first send named it: counted
+                    # from the one it answered, however far the flow went
+                    # since (or started again).
+                    step = replace(step, question_id=f"{found.flow}/{found.node}/{before + 1}")
+                return step
             moved = await store.answer(
                 conn,
                 found,
