@@ -54,7 +54,7 @@ from casemesh.platform import errors, wire
 from casemesh.platform.grpcutil import sent_details, to_status, until_set
 from casemesh.platform.identity import mint_token
 from casemesh.platform.localized import DEFAULT as DEFAULT_LOCALE
-from casemesh.platform.localized import locale_of, localized
+from casemesh.platform.localized import locale_of, localized, reason_of
 from casemesh.platform.logging import get_logger
 from casemesh.v1 import evidence_pb2
 from casemesh_gateway import grpcwebtext
@@ -167,15 +167,6 @@ def in_callers_words(err: ConnectError) -> ConnectError:
         return err
     status = status_pb2.Status(code=GRPC_CODE[err.code], message=err.message, details=err.details)
     return ConnectError(err.code, err.message, localized(status, _CALLER_LOCALE.get()).details)
-
-
-def _reason(err: ConnectError) -> str:
-    """The reason (ErrorInfo) `err` gives, if any."""
-    for detail in err.details:
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            return str(info.reason)
-    return ""
 
 
 class CallContext:
@@ -401,7 +392,7 @@ class ServiceApp(ConnectASGIApplication[Mapping[str, grpc.RpcMethodHandler]]):
         caller's words (`in_callers_words`); a body found too large as it
         came is answered as one whose Content-Length says so
         (`_check_rpc_request`): 413, not connectrpc's 429."""
-        if isinstance(exc, ConnectError) and _reason(exc) == TOO_LARGE:
+        if isinstance(exc, ConnectError) and reason_of(exc.details) == TOO_LARGE:
             await send_error(send, exc, HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
             return
         if isinstance(exc, ConnectError):

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Iterable
 from functools import cache
 from importlib import resources
 from typing import Any
 
+from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 LOCALES = ("zh-CN", "en")
@@ -125,7 +127,7 @@ def plain_words(status: status_pb2.Status) -> str:
 
 def _say(status: status_pb2.Status, locale: str) -> str:
     words = _words()
-    reason = _reason(status)
+    reason = reason_of(status.details)
     if reason and locale != "en":
         by_reason: str | None = words["reasons"].get(reason, {}).get(locale)
         if by_reason:
@@ -137,8 +139,9 @@ def _say(status: status_pb2.Status, locale: str) -> str:
     return by_code[locale]
 
 
-def _reason(status: status_pb2.Status) -> str:
-    for detail in status.details:
+def reason_of(details: Iterable[any_pb2.Any]) -> str:
+    """The reason (google.rpc.ErrorInfo) among an error's details ("" for none)."""
+    for detail in details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
