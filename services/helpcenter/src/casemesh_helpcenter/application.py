@@ -392,7 +392,7 @@ class HelpCenter:
                     # The next question as the first send named it: counted
                     # from the one it answered, however far the flow went
                     # since (or started again).
-                    step = replace(step, question_id=f"{found.flow}/{found.node}/{before + 1}")
+                    step = replace(step, question_id=found.question_id_after(before + 1))
                 return step
             moved = await store.answer(
                 conn,

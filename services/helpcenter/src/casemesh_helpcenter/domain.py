@@ -211,7 +211,12 @@ class HelpSession:
         """The question the session stands at, as callers name it back: the
         flow, the question and how many were answered before it (a flow
         started again asks its first question anew)."""
-        return f"{self.flow}/{self.node}/{len(self.path)}" if self.node else ""
+        return self.question_id_after(len(self.path))
+
+    def question_id_after(self, answered: int) -> str:
+        """The id of the question the session stands at, as it is named after
+        `answered` questions of its flow."""
+        return f"{self.flow}/{self.node}/{answered}" if self.node else ""
 
     def question(self) -> dict[str, Any] | None:
         """The question waiting for an answer, if any."""
