@@ -289,10 +289,10 @@ async def test_a_user_with_no_cases_changes_no_case_and_her_change_is_kept_a_whi
     kept = "SELECT person, old_phone, new_phone FROM phone_changes_heard"
     assert world.rows(kept) == [("users/nobody", OLD, NEW)]
     world.clock.time = NOON_IN_SHANGHAI + retention.period("phone_changes")
-    await world.delivery.forget_old_codes()
+    await world.delivery.forget_old_changes()
     assert world.rows(kept) == [("users/nobody", OLD, NEW)]  # not older than the period yet
     world.clock.time += timedelta(seconds=1)
-    await world.delivery.forget_old_codes()
+    await world.delivery.forget_old_changes()
     assert world.rows(kept) == []
     assert NEW not in world.dump()
 

@@ -355,6 +355,7 @@ class Delivery:
             if time.monotonic() - self._codes_forgotten_at >= FORGET_CODES_EVERY:
                 self._codes_forgotten_at = time.monotonic()
                 await self.forget_old_codes()
+                await self.forget_old_changes()
             return await self.deliver_batch() > 0
         except (psycopg.Error, OSError) as exc:
             log.error("delivery.database_unavailable", error=repr(exc))
@@ -412,8 +413,7 @@ class Delivery:
     async def forget_old_codes(self) -> int:
         """Blanks the numbers of one-time codes planned more than
         CODE_RECIPIENT_KEPT ago, a batch at a time (rows another sender holds
-        are left for the next look); returns how many. Deletes the phone
-        changes heard past their period too (`phone_changes_heard`)."""
+        are left for the next look); returns how many."""
         before = self._clock.now() - CODE_RECIPIENT_KEPT
         forgotten = 0
         while True:
@@ -433,14 +433,18 @@ class Delivery:
                 break
         if forgotten:
             log.info("notification.code_numbers_forgotten", jobs=forgotten)
-        # With them, the phone changes heard past the help centre's period.
+        return forgotten
+
+    async def forget_old_changes(self) -> int:
+        """Deletes the phone changes heard (`phone_changes_heard`) past the
+        help centre's period for a change's numbers; returns how many."""
         async with self._pool.connection() as conn:
             changes = await forget_old_changes(
                 conn, self._clock.now() - retention.period("phone_changes")
             )
         if changes:
             log.info("notification.phone_changes_forgotten", changes=changes)
-        return forgotten
+        return changes
 
     async def _reap_orphans(self) -> None:
         """Every few seconds: claims whose sender's session is gone (a crash, a

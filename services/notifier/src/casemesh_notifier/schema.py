@@ -147,7 +147,7 @@ STATEMENTS = [
     # Each verified phone change heard (`phone_changes.py`): a number its
     # user changed away from is not texted again for them, however late an
     # event naming it is heard. Kept for the help centre's `phone_changes`
-    # period (`delivery.Delivery.forget_old_codes`), or until the user's
+    # period (`delivery.Delivery.forget_old_changes`), or until the user's
     # erasure.
     """CREATE TABLE IF NOT EXISTS phone_changes_heard (
         person text NOT NULL,
