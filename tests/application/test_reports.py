@@ -406,6 +406,32 @@ def test_reporters_and_uploaders_words_and_contacts_are_stored_sealed_each_under
     assert case_doc["affectedUploader"]["legalName"] == ERASED
 
 
+def test_an_erasure_heard_while_the_view_is_behind_leaves_the_lists_to_the_projector(
+    app: Reports, clock: FakeClock
+) -> None:
+    """Alice's erasure is handled before the view has applied the case's
+    latest events: the lists must still follow the case once the view
+    catches up (a decided case leaves the queue and its removal shows
+    among the uploader's restrictions; a case reopened on appeal goes back
+    to the agents)."""
+    ursula = Identity("ursula", frozenset({"user"}))
+    decided = app.file(ALICE, report())
+    reopened = app.file(ALICE, report(request_id="r2", video="8842"))
+    app.decide(AGENT, reopened.case_id, "NO_VIOLATION", NO_VIOLATION, None, [], etag="")
+    app.lodge_appeal(reopened.case_id, "appeals/a2", "alice")
+    seen(app)
+    # Neither of these is in the view yet.
+    app.decide(AGENT, decided.case_id, "ACTION_TAKEN", action_taken(clock), UPLOADER, [], etag="")
+    app.reverse(reopened.case_id, "appeals/a2")  # back to review
+
+    app.forget_in_view("alice", index_doc)
+    seen(app)
+
+    queue = [d["id"] for d in app.list_cases(AGENT, 0, "", "", [], "").items]
+    assert queue == [reopened.case_id], "the queue lists what is open, as the cases say"
+    assert len(app.my_restrictions(ursula)) == 1
+
+
 def test_reports_stored_before_sealing_read_as_they_were(clock: FakeClock) -> None:
     """Events stored in the clear, before reports sealed anything, are read
     unchanged once it does; a reporter's warning stored before it named the

@@ -224,15 +224,20 @@ class ReportsView(PostgresTrackingRecorder):
             return [row["id"] for row in curs.fetchall()]
 
     def rewrite(self, aggregate: Any, doc: dict[str, Any] | None) -> None:
-        """The document of a report's or a case's row rendered again at the
-        same version or a newer one (a projector gone further keeps its own)."""
+        """The document of a report's or a case's row rendered again, only if
+        the row is at the aggregate's version: a row behind is left to the
+        projector, which writes its document with the columns the lists
+        filter on (state, rank, uploader). Raising its version here would
+        make the projector skip the events it has yet to apply, and those
+        columns would stay as they were; a projector gone further keeps its
+        own."""
         table, key = _row_of(aggregate)
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(
-                SQL("UPDATE {} SET doc = %s, version = %s WHERE {} = %s AND version <= %s").format(
+                SQL("UPDATE {} SET doc = %s WHERE {} = %s AND version = %s").format(
                     Identifier(table), Identifier(key)
                 ),
-                (Jsonb(doc or {}), aggregate.version, aggregate.id, aggregate.version),
+                (Jsonb(doc or {}), aggregate.id, aggregate.version),
             )
 
     # -- queries ---------------------------------------------------------------------
@@ -462,8 +467,8 @@ class MemoryReportsView(POPOTrackingRecorder):
         table, _ = _row_of(aggregate)
         with self._database_lock:
             held = getattr(self, table).get(aggregate.id)
-            if held is not None and held["version"] <= aggregate.version:
-                held.update(doc=doc or {}, version=aggregate.version)
+            if held is not None and held["version"] == aggregate.version:
+                held["doc"] = doc or {}
 
     # -- queries ---------------------------------------------------------------------
 
