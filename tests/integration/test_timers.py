@@ -4,8 +4,10 @@ are being stored together (group commit), once, across a restart."""
 
 from __future__ import annotations
 
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import Any
 from uuid import UUID
 
 import psycopg
@@ -164,3 +166,51 @@ def test_a_deadline_of_a_kind_this_release_does_not_know_waits_for_one_that_does
     assert timer.table.fire_due(now + timedelta(seconds=1), fire) == 0
     assert tried.count(newer) == 1
     assert newer in timer.table.pending()
+
+
+def test_a_deadline_whose_command_outlasts_the_idle_limit_fires_once(
+    app: Tickets, dsn: str
+) -> None:
+    """The firing's transaction waits, idle, while the command runs: past
+    the connection's idle-in-transaction limit (1 s here) it must still mark
+    its deadline fired, never lose its lock to a second firing."""
+    timer = case_timer(app, dsn, "slow_timers")  # not started: fired by hand
+    ((ticket, _),) = life(app, 9 * TICKETS)  # solved
+    now = app.clock.now()
+    due = Deadline(ticket, DeadlineKind.AUTO_CLOSE, now - timedelta(hours=1))
+    timer.table.schedule([due], Tracking(app.name, 1))
+    pool = app.recorder.datastore.pool  # type: ignore[attr-defined]
+
+    def idle_limit(limit: str) -> None:
+        with contextlib.ExitStack() as held:
+            for conn in [held.enter_context(pool.connection()) for _ in range(pool.max_size)]:
+                conn.execute(f"SET SESSION idle_in_transaction_session_timeout = '{limit}'")
+                conn.commit()
+
+    def firing(conn: psycopg.Connection[Any]) -> tuple[bool, bool]:
+        """Whether a firing's session waits idle in its transaction: at all,
+        and for over 2 s."""
+        row = conn.execute(
+            "SELECT count(*) > 0, coalesce(bool_or(now() - state_change > interval '2 s'), false)"
+            " FROM pg_stat_activity WHERE state = 'idle in transaction'"
+            " AND query LIKE '%%FOR UPDATE SKIP LOCKED%%'"
+        ).fetchone()
+        assert row is not None
+        return row[0], row[1]
+
+    fired: list[Deadline] = []
+
+    def slow(deadline: Deadline) -> Deadline | None:
+        fired.append(deadline)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            # Past the limit, or until the firing's session was ended.
+            wait_until(lambda: firing(conn) != (True, False), timeout=30, interval=0.05)
+        return app.fire(deadline)
+
+    idle_limit("1s")
+    try:
+        assert timer.table.fire_due(now, slow) == 1
+    finally:
+        idle_limit("0")
+    assert timer.table.fire_due(now, slow) == 0
+    assert fired == [due]

@@ -123,6 +123,7 @@ class TimerTable(PostgresTrackingRecorder):
         failed: list[str] = []
         while True:
             with self.datastore.transaction(commit=True) as curs:
+                _hold_while_firing(curs)
                 curs.execute(
                     SQL(
                         "SELECT id, aggregate_id, kind, due_at FROM {table}"
@@ -174,6 +175,7 @@ class TimerTable(PostgresTrackingRecorder):
         changed = 0
         for ident in ids:
             with self.datastore.transaction(commit=True) as curs:
+                _hold_while_firing(curs)
                 curs.execute(
                     SQL(
                         "SELECT id, aggregate_id, kind, due_at FROM {table}"
@@ -249,6 +251,17 @@ class TimerTable(PostgresTrackingRecorder):
                 ).format(table=self.table)
             )
             return [Deadline(r["aggregate_id"], r["kind"], r["due_at"]) for r in curs.fetchall()]
+
+
+def _hold_while_firing(curs: Any) -> None:
+    """A firing's transaction holds its row locked while the command runs on
+    other connections, so it sits idle: the pool's idle-in-transaction limit
+    (the library's 5 s) would end the session under a slow command (a save
+    waiting on the table lock, a retention expiry destroying many keys). The
+    lock would go with it, another replica would fire the same deadline
+    beside it, and the row, never marked fired, would be fired again and
+    again. A dead process still lets the lock go: its session ends."""
+    curs.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
 
 
 @dataclass(kw_only=True)
