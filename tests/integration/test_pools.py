@@ -91,8 +91,9 @@ def test_without_the_guard_a_caller_meets_the_dropped_connection(
 def test_a_connection_given_back_listening_does_not_go_on_hearing_every_write(
     infra: Infra, database: str
 ) -> None:
-    """As the event-store library's subscription leaves one when a relay
-    stops: else every later write's NOTIFY would pile up in the process's
+    """As the event-store library's subscription leaves one when it stops
+    (the relay's listens on a connection of its own): else every later
+    write's NOTIFY would pile up in the process's
     memory (psycopg keeps those heard outside `notifies()`). The guard finds
     it has something to read, and replaces it."""
     dsn = infra.pg.dsn(database)

@@ -11,10 +11,10 @@ import uuid
 from typing import Any
 
 import pytest
-from eventsourcing.postgres import PostgresSubscription
 
 from casemesh.platform.identity import Identity
-from casemesh.platform.relay import Relay
+from casemesh.platform.pools import dropped
+from casemesh.platform.relay import Relay, Subscription
 from casemesh_devstack.kafka import LocalKafka
 from casemesh_tickets.__main__ import status_lookup
 from casemesh_tickets.application import Tickets
@@ -49,7 +49,7 @@ async def test_an_event_whose_wake_up_was_missed_is_published_all_the_same(
         while not subscription._has_been_stopped:
             threading.Event().wait(0.1)
 
-    monkeypatch.setattr(PostgresSubscription, "_listen", deaf)
+    monkeypatch.setattr(Subscription, "_listen", deaf)
     relay = await relay_after_a_ticket(app, infra.kafka, dsn)
     stop = asyncio.Event()
     running = asyncio.create_task(relay.run(stop))
@@ -62,3 +62,25 @@ async def test_an_event_whose_wake_up_was_missed_is_published_all_the_same(
     finally:
         stop.set()
         await asyncio.wait_for(running, 30)
+
+
+async def test_a_relay_that_stopped_leaves_no_listening_connection_in_the_pool(
+    infra: Infra, dsn: str, app: Tickets
+) -> None:
+    """A relay stops (Kafka away, its lock lost) while the service goes on
+    writing: the pool it shares must hold no connection still hearing each
+    write, which its guard would take for one the server dropped."""
+    relay = await relay_after_a_ticket(app, infra.kafka, dsn)
+    stop = asyncio.Event()
+    running = asyncio.create_task(relay.run(stop))
+    try:
+        await eventually(lambda: relay.position == 1)
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 30)
+    for n in range(3):
+        await asyncio.to_thread(app.create_ticket, ALICE, new_ticket(f"after-{n}"))
+    pool = app.recorder.datastore.pool  # type: ignore[attr-defined]
+    idle = list(pool._pool)  # as the pool holds them, unchecked
+    assert idle, "the pool keeps idle connections"
+    assert not any(dropped(conn) for conn in idle), "a pooled connection hears every write"

@@ -30,10 +30,15 @@ import psycopg
 from aiokafka import AIOKafkaProducer
 from eventsourcing.application import Application, Repository
 from eventsourcing.persistence import EventStore, Mapper, Notification, Tracking
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresTrackingRecorder
+from eventsourcing.postgres import (
+    PostgresApplicationRecorder,
+    PostgresSubscription,
+    PostgresTrackingRecorder,
+)
 from google.protobuf.message import Message
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from psycopg.sql import SQL, Identifier
 
 from casemesh.platform import schema
 from casemesh.platform.envelope import CloudEvent
@@ -323,6 +328,32 @@ def read_again(subscription: Any) -> None:
     subscription._has_been_notified.set()
 
 
+class Subscription(PostgresSubscription):
+    """The library's subscription, LISTENing on a connection of its own
+    rather than one of the application's pool: the library gives its own
+    back to the pool still listening when the relay stops (Kafka away, the
+    lock lost), and the NOTIFYs that pile up on it make the pool's guard
+    take it for one the server dropped: a warning, a sweep of the pool and
+    a reconnection at each restart of the relay, the database being fine."""
+
+    def __init__(self, recorder: PostgresApplicationRecorder, conninfo: str, gt: int) -> None:
+        self._conninfo = with_keepalives(conninfo)  # before the library starts listening
+        super().__init__(recorder, gt=gt)
+
+    def _listen(self) -> None:
+        # As the library's, on its own connection, closed when it ends.
+        try:
+            with psycopg.connect(self._conninfo, autocommit=True) as conn:
+                conn.execute(SQL("LISTEN {}").format(Identifier(self._recorder.channel_name)))
+                while not self._has_been_stopped and not self._thread_error:
+                    for _ in conn.notifies(timeout=0.1, stop_after=1):
+                        self._has_been_notified.set()
+        except BaseException as exc:
+            if self._thread_error is None:
+                self._thread_error = exc
+            self.stop()
+
+
 class Relay:
     def __init__(
         self,
@@ -342,6 +373,7 @@ class Relay:
         self._topic = topic
         self._translate = translate
         self._bootstrap = bootstrap
+        self._conninfo = conninfo
         self._lock = AdvisoryLock(conninfo, f"casemesh-relay:{topic}")
         self._tracking = PostgresTrackingRecorder(
             recorder.datastore, tracking_table_name="kafka_relay_tracking"
@@ -416,7 +448,7 @@ class Relay:
         try:
             await producer.start()
             start = await asyncio.to_thread(lambda: self.position)
-            subscription = self._recorder.subscribe(gt=start)
+            subscription = Subscription(self._recorder, self._conninfo, gt=start)
             thread = threading.Thread(target=pump, name=f"relay-{self._topic}", daemon=True)
             thread.start()
             log.info("relay.active", topic=self._topic, position=start)
