@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import pytest
@@ -609,6 +609,70 @@ def test_an_answer_that_completes_something_gives_the_filer_a_new_response_perio
     assert app.get(ALICE, ident).state == "ABANDONED"
 
 
+def test_elements_sent_later_add_to_those_the_case_has(app: Appeals) -> None:
+    """Alice sends more evidence of originality, and another video, after
+    filing: the case holds both pieces of evidence and both videos (one sent
+    again is held once), and Ursula may counter the removal of the first."""
+    later = [{"name": "evidence/b", "sha256": "b" * 64}]
+    ident = str(app.file(ALICE, notice()).id)
+    more = {
+        "originality_evidence": EVIDENCE + later,
+        "infringing_items": ["https://video.example/v/999"],
+    }
+    held = app.add_info(ALICE, ident, "还有一个视频", {"notice": more}, etag="").content["notice"]
+    assert held["originality_evidence"] == EVIDENCE + later
+    assert held["infringing_items"] == [
+        "https://video.example/v/123",
+        "https://video.example/v/999",
+    ]
+    upheld(app, ident)
+    counter(app, ident)  # names v/123
+    assert app.get(ALICE, ident).state == "FORWARDED_TO_CLAIMANT"
+
+
+def test_information_added_when_lists_replaced_the_cases_reads_as_it_was(app: Appeals) -> None:
+    """Information stored when a list sent replaced the one the case had
+    (version 1) reads as it did then: the case held the later evidence
+    alone, and was decided on it."""
+    ident = str(app.file(ALICE, notice()).id)
+    later = [{"name": "evidence/b", "sha256": "b" * 64}]
+    app.add_info(ALICE, ident, "换一份证据", {"notice": {"originality_evidence": later}}, etag="")
+    assert app.get(ALICE, ident).content["notice"]["originality_evidence"] == EVIDENCE + later
+    recorder = cast(Any, app.recorder)
+    position = recorder._stored_events_index[ident][last_event(app, ident).originator_version]
+    stored = recorder._stored_events[position]
+    state = app.mapper.transcoder.decode(stored.state)
+    assert (state.pop("class_version"), state.pop("add_to_lists")) == (2, True)
+    recorder._stored_events[position] = replace(stored, state=app.mapper.transcoder.encode(state))
+    assert app.get(ALICE, ident).content["notice"]["originality_evidence"] == later
+
+
+def test_a_filer_asked_for_one_detail_sends_it_alone(app: Appeals) -> None:
+    """Asked for her legal name, Alice sends it alone: her language and
+    channels stay as the case has them, and the case goes to review. A bad
+    value she sends, or one that leaves her details wrong together (SMS with
+    no phone), is refused, naming it, and nothing changes."""
+    ident = str(app.file(ALICE, replace(notice(), filer=party(""))).id)
+    case = app.get(ALICE, ident)
+    assert (case.state, case.missing) == ("INFO_REQUESTED", ["filer.legal_name"])
+    before = events_of(app, ident)
+    for bad, field in (
+        ({"legal_name": "Alice Studio", "locale": "fr"}, "completion.filer.locale"),
+        ({"contact": {"channels": ["SMS"]}}, "completion.filer.contact.phone"),
+    ):
+        with pytest.raises(InvalidArgument) as refused:
+            app.add_info(ALICE, ident, "", {"filer": bad}, etag="")
+        assert [v.field for v in refused.value.violations] == [field]
+    assert events_of(app, ident) == before
+    case = app.add_info(ALICE, ident, "", {"filer": {"legal_name": "Alice Studio"}}, etag="")
+    assert (case.state, case.missing) == ("SUBMITTED", [])
+    assert case.content["filer"] == party("Alice Studio", "alice")
+    # Her channels are the ones she sends, not more: SMS alone gives up e-mail.
+    sms = {"channels": ["SMS"], "phone": "+8613800138000"}
+    case = app.add_info(ALICE, ident, "", {"filer": {"contact": sms}}, etag="")
+    assert case.content["filer"]["contact"] == {**CONTACT, **sms}
+
+
 def test_the_filer_withdraws_and_nobody_else_may(app: Appeals) -> None:
     ident = str(app.file(ALICE, notice()).id)
     with pytest.raises(NotFound):
@@ -699,6 +763,28 @@ def test_an_appeal_is_decided_by_a_person_and_names_no_uploader(app: Appeals) ->
         assert [v.field for v in refused.value.violations] == [field]
     assert len(events_of(app, appeal)) == before
     assert app.decide(AGENT, appeal, True, reasons, None, etag="").state == "UPHELD"
+
+
+def test_a_rejected_notice_names_no_uploader(app: Appeals) -> None:
+    """Rejecting a notice takes nobody's content down: an uploader named with
+    it would be dropped unsaid, the agent believing them named. It is
+    refused, naming `affected_uploader` as on an appeal, and the case stays
+    as it was."""
+    ident = str(app.file(ALICE, notice()).id)
+    app.assign(AGENT, ident, "")
+    before = events_of(app, ident)
+    reasons = {"ground": "证据不足", "facts": "无法比对"}
+    with pytest.raises(InvalidArgument) as refused:
+        app.decide(AGENT, ident, False, reasons, party("Ursula", "ursula"), etag="")
+    assert [(v.field, v.description) for v in refused.value.violations] == [
+        (
+            "affected_uploader",
+            "only upholding a TAKEDOWN_NOTICE, or an appeal of its rejection, names one",
+        )
+    ]
+    assert events_of(app, ident) == before
+    case = app.get(ALICE, ident)
+    assert (case.state, case.decision, case.uploader) == ("UNDER_REVIEW", None, None)
 
 
 def test_an_upheld_appeal_of_the_uploader_restores_what_the_notice_took_down(
@@ -1415,15 +1501,14 @@ def test_an_appeal_filed_under_another_law_is_decided_under_the_notices(
 
 def test_the_redress_is_written_in_the_language_of_the_party_it_is_for(app: Appeals) -> None:
     """The statement's redress goes to the party the decision went against:
-    the claimant of a rejected notice reads it in their language, even when
-    the agent named the (Chinese-speaking) uploader; the uploader of an
-    upheld notice in theirs."""
+    the claimant of a rejected notice reads it in their language; the
+    (Chinese-speaking) uploader of an upheld notice in theirs."""
     english = {**party("Alice Studio"), "locale": "en"}
     redress = policy.load()["cn"].redress
     reasons = {"ground": "著作权法第十条", "facts": "不同的舞"}
     rejected = str(app.file(ALICE, replace(notice("n-en"), filer=english)).id)
     app.assign(AGENT, rejected, "")
-    app.decide(AGENT, rejected, False, reasons, party("Ursula", "ursula"), etag="")
+    app.decide(AGENT, rejected, False, reasons, None, etag="")
     shown = appeal_message(app.get(ALICE, rejected)).decision_reasons
     assert shown.redress == redress["en"]
 
@@ -1528,3 +1613,63 @@ def test_a_counter_notice_sent_without_removed_items_keeps_its_request() -> None
     assert "removed_items" not in one and one["removed_item"] == V1
     several = counter_dict(apb.CounterNotice(removed_items=[f"{V1} ", V2], reason="原创"))
     assert several["removed_items"] == [V1, V2]
+
+
+def countered_in_part(app: Appeals, clock: FakeClock, appealed_first: bool) -> tuple[str, str]:
+    """A notice that took down two of Ursula's videos, upheld; she countered
+    for the first alone, which came back when the window passed. Her appeal
+    of the removal, filed before her counter-notice or after the video came
+    back, is with an agent. The notice's id and her appeal's."""
+    ident = upheld(app, str(app.file(ALICE, notice("n-part", infringing_items=[V1, V2])).id))
+    appeal = str(app.file(URSULA, decision_appeal(ident)).id) if appealed_first else ""
+    first = {"removed_item": V1, "reason": "这支是我编的舞"}
+    app.file_counter_notice(URSULA, ident, party("Ursula"), first, good_faith=True, accuracy=True)
+    (restore,) = [d for d in app.deadlines_of(last_event(app, ident)) if d.kind == "restore"]
+    clock.now_is(restore.due)
+    app.fire(restore)
+    assert app.get(URSULA, ident).state == "RESTORED"
+    appeal = appeal or str(app.file(URSULA, decision_appeal(ident)).id)
+    app.assign(AGENT, appeal, "")
+    return ident, appeal
+
+
+@pytest.mark.parametrize("appealed_first", [True, False])
+def test_an_upheld_appeal_restores_what_a_counter_notice_left_down(
+    app: Appeals, clock: FakeClock, appealed_first: bool
+) -> None:
+    """The second video is down still: Ursula's appeal upheld brings it back,
+    and only it (the first is up already), in the same change. Everything is
+    back up then, and the decision on her appeal final."""
+    ident, appeal = countered_in_part(app, clock, appealed_first)
+    assert app.decide(AGENT, appeal, True, REASONS, None, etag="").state == "UPHELD"
+    case = app.get(ALICE, ident)
+    assert (case.state, case.restored_by_appeal) == ("RESTORED", f"appeals/{appeal}")
+    assert (case.restored_on_appeal, case.still_down()) == ([V2], [])
+    assert events_of(app, ident)[-2:] == [
+        CopyrightAppeal.Restored,
+        CopyrightAppeal.RestoredOnAppeal,
+    ]
+    message = public_message(last_event(app, ident), case)
+    assert isinstance(message, aev.ContentRestored)
+    assert (list(message.restored_items), message.removed_item) == ([V2], V2)
+    again = replace(decision_appeal(ident), request_id="a2")
+    assert refusal(app, URSULA, again) == "APPEAL_DECISION_FINAL"
+
+
+def test_an_appeal_of_a_notice_whose_counter_notice_restored_everything_changes_nothing(
+    app: Appeals, clock: FakeClock
+) -> None:
+    """Countered for both videos, both came back: her appeal upheld is
+    UPHELD and nothing more follows; another has nothing left to reverse."""
+    ident = upheld(app, str(app.file(ALICE, notice("n-all", infringing_items=[V1, V2])).id))
+    appeal = str(app.file(URSULA, decision_appeal(ident)).id)
+    app.assign(AGENT, appeal, "")
+    both = {"removed_items": [V1, V2], "reason": "两支都是我编的舞"}
+    app.file_counter_notice(URSULA, ident, party("Ursula"), both, good_faith=True, accuracy=True)
+    (restore,) = [d for d in app.deadlines_of(last_event(app, ident)) if d.kind == "restore"]
+    clock.now_is(restore.due)
+    app.fire(restore)
+    assert app.decide(AGENT, appeal, True, REASONS, None, etag="").state == "UPHELD"
+    assert events_of(app, ident)[-1] is CopyrightAppeal.Restored
+    again = replace(decision_appeal(ident), request_id="a2")
+    assert refusal(app, URSULA, again) == "NOTHING_TO_REVERSE"

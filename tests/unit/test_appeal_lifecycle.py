@@ -223,6 +223,16 @@ def test_upholding_a_notice_names_the_uploader() -> None:
     assert info.value.violations[0].field == "affected_uploader"
 
 
+def test_rejecting_a_notice_names_no_uploader() -> None:
+    """Named on a rejection, the uploader would be dropped unsaid: refused,
+    and the notice is as it was."""
+    a = notice()
+    with pytest.raises(InvalidArgument) as info:
+        a.decide(actor="li", uphold=False, reasons=reasons("g", MONDAY), uploader={"user_id": "u"})
+    assert info.value.violations[0].field == "affected_uploader"
+    assert (state(a), a.decision, a.uploader) == (State.SUBMITTED, None, None)
+
+
 def test_business_days_are_whole_local_days_after_receipt() -> None:
     ny = ZoneInfo("America/New_York")
     # DMCA 512(g): restore no sooner than 10 business days after the counter-notice.

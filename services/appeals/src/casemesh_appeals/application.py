@@ -42,12 +42,14 @@ from casemesh.rules import tickets as rules
 from casemesh_appeals.domain import (
     APPEAL_OF,
     COMPLAINTS,
+    NAMES_NO_UPLOADER,
     OPEN,
     PERSONAL,
     CopyrightAppeal,
     Kind,
     State,
     Step,
+    merge,
     missing_elements,
 )
 from casemesh_appeals.policy import JurisdictionPolicy
@@ -340,8 +342,6 @@ class Appeals(CaseApplication[CopyrightAppeal]):
     ) -> CopyrightAppeal:
         v = Violations()
         message = rules.text(v, "message", message, limit=TEXT_LIMIT, required=False)
-        if "filer" in completion:
-            rules.check_party(v, {**completion["filer"]}, "completion.filer")
         self._check_texts(v, completion, "completion")
         # A text that says nothing (white space or invisible characters alone)
         # is as if not sent: it answers nothing and completes nothing.
@@ -353,6 +353,12 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         def add(a: CopyrightAppeal) -> None:
             parts = Violations()
             check_parts(parts, a.kind, completion, "completion")
+            if "filer" in completion:
+                # The filer the case will hold: what the completion leaves
+                # unset stays as the case has it (a new legal name alone
+                # keeps their language and channels).
+                filer = merge(a.content, {"filer": completion["filer"]})["filer"]
+                rules.check_party(parts, filer, "completion.filer")
             parts.raise_if_any()
             policy = self.policies[a.jurisdiction]
             a.add_info(
@@ -488,13 +494,13 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             notice = self._appealed_notice(a)
             appealed = notice if uphold else None
             refused = Violations()
-            if uploader and a.kind is not Kind.TAKEDOWN_NOTICE and appealed is None:
+            upholds_notice = uphold and a.kind is Kind.TAKEDOWN_NOTICE
+            if uploader and not upholds_notice and appealed is None:
                 # Only upholding a notice removes someone's content: named on
-                # another kind, they would be told of a removal that never was.
-                refused.add(
-                    "affected_uploader",
-                    "only upholding a TAKEDOWN_NOTICE, or an appeal of its rejection, names one",
-                )
+                # another kind, they would be told of a removal that never
+                # was; on a rejection, dropped unsaid while the agent believed
+                # them named.
+                refused.add("affected_uploader", NAMES_NO_UPLOADER)
             if a.kind in COMPLAINTS and statement.automated_decision:
                 refused.add(
                     "reasons.automated_decision",

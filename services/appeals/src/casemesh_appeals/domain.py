@@ -68,11 +68,14 @@ class State(StrEnum):
 
 
 OPEN = frozenset({State.SUBMITTED, State.INFO_REQUESTED, State.UNDER_REVIEW})
-# Cases that ended for good, with nothing more to happen.
+# Cases that ended for good, with nothing more to happen (but for a RESTORED
+# notice's items its counter-notice did not name, which an upheld appeal of
+# its uploader may still bring back: `CopyrightAppeal.still_down`).
 FINISHED = frozenset({State.WITHDRAWN, State.ABANDONED, State.RESTORED, State.UPHELD_BY_COURT})
 # A notice upheld, its content down and no court seized (a counter-notice may
-# be pending): an upheld appeal of the uploader restores it. Once the
-# claimant shows court action, the court decides.
+# be pending): an upheld appeal of the uploader restores it (as it does what a
+# RESTORED notice's counter-notice left down). Once the claimant shows court
+# action, the court decides.
 CONTENT_DOWN = frozenset({State.UPHELD, State.FORWARDED_TO_CLAIMANT})
 # Decided cases, which the party a decision went against may appeal within
 # the window (`require_appealable_by` says when they may not).
@@ -87,6 +90,9 @@ DECIDED = frozenset(
     }
 )
 
+# Why an uploader named on a decision other than upholding a notice (or an
+# appeal of its rejection, which upholds it) is refused.
+NAMES_NO_UPLOADER = "only upholding a TAKEDOWN_NOTICE, or an appeal of its rejection, names one"
 # Refusals of an appeal name the field that says which decision it appeals.
 APPEAL_OF = {"field": "appeal.appeal_of"}
 # Complaints against a decision: the uploader's counter-notice against a
@@ -167,15 +173,39 @@ def removed_items(counter_notice: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys(item for item in named if item))
 
 
-def merge(content: dict[str, Any], completion: dict[str, Any]) -> dict[str, Any]:
-    """`content` with the non-empty values of `completion` laid over it."""
+# A party's details are set, not added to: the channels a filer sends are
+# the ones they want (sending EMAIL alone gives up SMS).
+PARTIES = frozenset({"filer"})
+
+
+def merge(
+    content: dict[str, Any], completion: dict[str, Any], *, add_to_lists: bool = True
+) -> dict[str, Any]:
+    """`content` with the non-empty values of `completion` laid over it. A
+    list of the case's elements completes the one `content` has: its
+    entries not there yet are added, in order (evidence sent later is more
+    evidence, not instead). A party's list, or any not `add_to_lists`,
+    replaces it (as information added before was read:
+    `CopyrightAppeal.InfoAdded`)."""
     merged = dict(content)
     for key, value in completion.items():
         if isinstance(value, dict):
-            merged[key] = merge(merged.get(key) or {}, value)
-        elif value not in (None, "", [], False):
+            adds = add_to_lists and key not in PARTIES
+            merged[key] = merge(merged.get(key) or {}, value, add_to_lists=adds)
+        elif value in (None, "", [], False):
+            continue
+        elif isinstance(value, list) and add_to_lists:
+            held = list(merged.get(key) or [])
+            merged[key] = held + [item for item in value if item not in held]
+        else:
             merged[key] = value
     return merged
+
+
+def _lists_replaced(state: dict[str, Any]) -> None:
+    """Information added before a completion's lists added to the case's
+    replaced them: read as it was then."""
+    state["add_to_lists"] = False
 
 
 @dataclass(eq=False, repr=False)
@@ -233,6 +263,12 @@ class CopyrightAppeal(ExpiringCase):
         self.court_action = ""
         # The upheld appeal that restored the content (`appeals/{id}`), if one did.
         self.restored_by_appeal = ""
+        # The items the notice took down that came back since, and those of
+        # them the upheld appeal brought back (derived from the events: a
+        # counter-notice's restored when its window passed or by the court,
+        # an appeal's the rest).
+        self.restored_items: list[str] = []
+        self.restored_on_appeal: list[str] = []
 
     # -- the filer -------------------------------------------------------
 
@@ -263,7 +299,7 @@ class CopyrightAppeal(ExpiringCase):
             # filer do not move the review back.
             step = Step.REVIEW
             due = self.next_step_due if self.next_step is Step.REVIEW else review_due
-        self._info_added(actor, message, completion, missing, state, step, due)
+        self._info_added(actor, message, completion, missing, state, step, due, True)
 
     class InfoAdded(Aggregate.Event):
         actor: str
@@ -273,6 +309,9 @@ class CopyrightAppeal(ExpiringCase):
         state: State
         next_step: Step
         next_step_due: datetime | None
+        add_to_lists: bool
+        class_version = 2
+        upcast_v1_v2 = staticmethod(_lists_replaced)
 
     @event(InfoAdded)
     def _info_added(
@@ -284,8 +323,9 @@ class CopyrightAppeal(ExpiringCase):
         state: State,
         next_step: Step,
         next_step_due: datetime | None,
+        add_to_lists: bool,
     ) -> None:
-        self.content = merge(self.content, completion)
+        self.content = merge(self.content, completion, add_to_lists=add_to_lists)
         self.missing = list(missing)
         self._moved(state, next_step, next_step_due)
 
@@ -444,10 +484,13 @@ class CopyrightAppeal(ExpiringCase):
             raise FailedPrecondition(
                 f"the case is {self.state.value} and already decided", reason="CASE_ALREADY_DECIDED"
             )
-        if uphold and self.kind is Kind.TAKEDOWN_NOTICE and not uploader:
+        upholds_notice = uphold and self.kind is Kind.TAKEDOWN_NOTICE
+        if upholds_notice and not uploader:
             raise InvalidArgument.field(
                 "affected_uploader", "upholding a notice names the uploader of the content"
             )
+        if uploader and not upholds_notice:
+            raise InvalidArgument.field("affected_uploader", NAMES_NO_UPLOADER)
         if final:
             step = Step.NONE
         elif uphold and self.kind is Kind.TAKEDOWN_NOTICE:
@@ -461,7 +504,7 @@ class CopyrightAppeal(ExpiringCase):
             next_step=step,
             next_step_due=reasons.appeal_deadline,
             reasons=reasons.to_dict(),
-            uploader=uploader if uphold else None,
+            uploader=uploader,
         )
 
     class Decided(Aggregate.Event):
@@ -497,7 +540,8 @@ class CopyrightAppeal(ExpiringCase):
         platform); of a notice held for, or decided by, a court (the court's
         outcome stands); by a party the decision did not go against (the
         claimant of an upheld notice, the filer of an upheld case); of a
-        notice whose content is back up already; after its window closed.
+        notice all of whose content is back up already (a counter-notice that
+        named only some leaves the rest to appeal); after its window closed.
         Each refusal names the field `appeal.appeal_of`."""
         name = f"appeals/{self.id}"
         if self.state not in DECIDED or self.decision is None:
@@ -561,12 +605,26 @@ class CopyrightAppeal(ExpiringCase):
             return str((self.uploader or {}).get("user_id") or "")
         return ""
 
+    def still_down(self) -> list[str]:
+        """The items the notice took down that have not come back since (by
+        its counter-notice, a court or an appeal), in the notice's order."""
+        taken_down = (self.content.get("notice") or {}).get("infringing_items") or []
+        return [item for item in taken_down if item not in self.restored_items]
+
+    def _content_down(self) -> bool:
+        """Whether content the notice took down is down still, no court
+        seized: all of it while upheld (a counter-notice may be pending);
+        once RESTORED, what its counter-notice did not name."""
+        if self.state in CONTENT_DOWN:
+            return True
+        return self.state is State.RESTORED and not self.court_action and bool(self.still_down())
+
     def _reversible_by(self, appellant: str) -> bool:
         """Whether an upheld appeal of `appellant` reverses this notice now:
-        its uploader's while the content is down (no court seized), its
+        its uploader's while content is down (`_content_down`), its
         claimant's while it is rejected."""
         named = (self.uploader or {}).get("user_id")
-        if self.state in CONTENT_DOWN:
+        if self._content_down():
             return appellant == named
         return self.state is State.REJECTED and appellant == self.filer_id
 
@@ -586,15 +644,21 @@ class CopyrightAppeal(ExpiringCase):
         `decide`, its counter-notice window running from now. Returns what
         followed: "RESTORED" or "UPHELD"; "" for a case of another kind, for
         which the appeal's own decision is the outcome, and for an uploader's
-        appeal of a notice whose content came back meanwhile (after their
+        appeal of a notice whose content all came back meanwhile (after their
         counter-notice, say): what the appeal asked for stands, and nothing
-        more follows. A notice that went before a court since the appeal was
-        filed refuses it: upheld, the appeal would tell its filer of a
-        reversal that never happened."""
+        more follows. A counter-notice that restored only some of it leaves
+        the rest to the appeal, which restores that. A notice that went
+        before a court since the appeal was filed refuses it: upheld, the
+        appeal would tell its filer of a reversal that never happened."""
         if self.kind is not Kind.TAKEDOWN_NOTICE:
             return ""
         uploader_id = (self.uploader or {}).get("user_id")
-        if self.state is State.RESTORED and not self.court_action and appellant == uploader_id:
+        if (
+            self.state is State.RESTORED
+            and not self.court_action
+            and appellant == uploader_id
+            and not self.still_down()
+        ):
             return ""
         if not self._reversible_by(appellant):
             raise FailedPrecondition(
@@ -602,7 +666,7 @@ class CopyrightAppeal(ExpiringCase):
                 " change nothing",
                 reason="NOTHING_TO_REVERSE",
             )
-        if self.state in CONTENT_DOWN:
+        if self._content_down():
             self._restored_on_appeal(actor=actor, appeal=appeal)
             return State.RESTORED.value
         if not uploader:
@@ -623,13 +687,20 @@ class CopyrightAppeal(ExpiringCase):
 
     class RestoredOnAppeal(Aggregate.Event):
         """The content restored: the uploader's appeal of the notice's
-        decision was upheld."""
+        decision was upheld. It brings back what was down still
+        (`restored_on_appeal`): every item the notice took down, or those a
+        counter-notice restored before it did not name."""
 
         actor: str
         appeal: str
 
     @event(RestoredOnAppeal)
     def _restored_on_appeal(self, actor: str, appeal: str) -> None:
+        # Worked out from the stream, not recorded: one stored before a
+        # counter-notice could restore part of the content found all of it
+        # down, and reads as restoring all, as it did.
+        self.restored_on_appeal = self.still_down()
+        self._came_back(self.restored_on_appeal)
         self.restored_by_appeal = appeal
         self._moved(State.RESTORED, Step.NONE, None)
 
@@ -717,6 +788,8 @@ class CopyrightAppeal(ExpiringCase):
         self, actor: str, outcome: str, details: str, evidence: list[dict[str, str]]
     ) -> None:
         ended = State.UPHELD_BY_COURT if outcome == "CONTENT_STAYS_DOWN" else State.RESTORED
+        if ended is State.RESTORED:
+            self._came_back(removed_items(self.counter_notice or {}))
         self._moved(ended, Step.NONE, None)
 
     # -- deadlines (fired by the timer; idempotent) -----------------------
@@ -733,6 +806,7 @@ class CopyrightAppeal(ExpiringCase):
 
     @event(Restored)
     def _restored(self, actor: str) -> None:
+        self._came_back(removed_items(self.counter_notice or {}))
         self._moved(State.RESTORED, Step.NONE, None)
 
     def abandon_if_due(self, *, now: datetime, due: datetime) -> bool:
@@ -774,6 +848,9 @@ class CopyrightAppeal(ExpiringCase):
         return self.ended_at(self.modified_on) is not None
 
     # -- helpers -----------------------------------------------------------
+
+    def _came_back(self, items: list[str]) -> None:
+        self.restored_items += [item for item in items if item not in self.restored_items]
 
     def _moved(self, state: State, next_step: Step, due: datetime | None) -> None:
         self.state = State(state)

@@ -137,11 +137,14 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
                 header=header, removed_item=next(iter(items), ""), restored_items=items
             )
         case CopyrightAppeal.RestoredOnAppeal():
-            items = list(notice.get("infringing_items", []))
+            # What was down still: every item the notice took down, or those
+            # a counter-notice that named only some did not bring back.
+            items = list(after.restored_on_appeal)
+            named = [item for item in _removed_items(after) if item in items]
             return ev.ContentRestored(
                 header=header,
                 # As a consumer reading only this field has always had it.
-                removed_item=next(iter(_removed_items(after) + items), ""),
+                removed_item=next(iter(named + items), ""),
                 restored_items=items,
                 outcome_of=a["appeal"],
             )
