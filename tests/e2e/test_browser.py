@@ -999,6 +999,8 @@ def test_answered_solved_the_question_goes_and_no_upload_shows_before_a_file(
         expect(page.get_by_text("很高兴帮到您！")).to_be_visible()
         expect(page.get_by_role("button", name="解决了", exact=True)).to_be_hidden()
         expect(page.get_by_role("button", name="没有解决")).to_be_hidden()
+        # Focus goes to the thanks that took the buttons' place, not back to the page's start.
+        expect(page.get_by_text("很高兴帮到您！")).to_be_focused()
 
         page.get_by_role("button", name="返回帮助中心").first.click()
         page.get_by_role("button", name="联系客服（提交工单）").click()
@@ -1036,6 +1038,47 @@ def test_a_subject_is_counted_in_characters_as_the_service_counts_them(
         expect(page.locator("#ticket-subject")).to_have_text(subject)
     mine = Client(stack.gateway, stack.secret, user).ListTickets(pb.ListTicketsRequest())
     assert [t.subject for t in mine.tickets] == [subject]
+
+
+def test_a_rating_comment_is_counted_in_characters_as_the_service_counts_them(
+    browser: Browser, stack: Stack
+) -> None:
+    """1500 characters with emoji (2250 UTF-16 code units) are taken whole;
+    2001 are refused beside the comment, and nothing is sent."""
+    run = uuid.uuid4().hex[:8]
+    user = f"web-rate-emoji-{run}"
+    subject = f"Rated in emoji {run}"
+    client = Client(stack.gateway, stack.secret, user)
+    agent = agent_of(stack, run)
+    ticket = open_ticket(client, subject, "The password is always wrong.", f"{user}@example.com")
+    agent.SolveTicket(
+        pb.SolveTicketRequest(name=ticket.name, resolution="已为您重置密码。", request_id=run)
+    )
+    comment = "好😀" * 750
+    rated: list[str] = []
+    with signed_in(browser, stack, user) as (page, _):
+        page.on(
+            "request",
+            lambda r: rated.append(r.url) if "TicketService/RateTicket" in r.url else None,
+        )
+        open_my_tickets(page).first.get_by_role("link", name=subject).click()
+        page.get_by_role("radio", name="5 – 非常满意").check()
+        words = page.get_by_label("想对我们说的话（可选）")
+        words.fill(comment + "好" * 501)
+        page.get_by_role("button", name="提交评价").click()
+        expect(page.locator("#rating-comment-error")).to_have_text("不能超过 2000 个字符。")
+        expect(words).to_have_attribute("aria-invalid", "true")
+        expect(words).to_be_focused()
+        expect(page.get_by_role("alert")).to_contain_text("请修改标出的内容后再提交。")
+        assert rated == []
+
+        words.fill(comment)
+        page.get_by_role("button", name="提交评价").click()
+        expect(page.locator("#rating-given-comment")).to_have_text(comment)
+    rating = client.GetTicket(pb.GetTicketRequest(name=ticket.name)).rating
+    assert (rating.score, rating.comment) == (5, comment)
+    client.close()
+    agent.close()
 
 
 def test_an_upload_refused_is_said_in_the_language_the_page_is_in(

@@ -492,6 +492,47 @@ def test_an_agent_describes_an_other_content_type_and_restriction_in_words(
     assert decided.restrictions.monetary_other == "暂停带货佣金"
 
 
+def test_words_under_a_ground_the_agent_turned_from_are_not_part_of_the_decision(
+    browser: Browser, stack: Stack
+) -> None:
+    """The agent began on "illegal content", wrote its legal ground, then
+    turned to the platform's rules: the decision carries that ground's words
+    only, not the ones left hidden, which the uploader would otherwise read."""
+    run = uuid.uuid4().hex[:6]
+    video = f"g{run}"
+    checker = ReportsPerson(stack, f"checker-{run}", "agent")
+    reporter = ReportsPerson(stack, f"viewer-{run}")
+    case = reporter.report(video, email=f"viewer-{run}@example.com").report_case
+    with agent_page(browser) as (page, problems):
+        steps = Steps(page, ARTIFACTS / "report-ground-turned")
+        try:
+            sign_in(page, stack, f"sun-{run}", f"#{case}")
+            form = page.locator("form.decide")
+            ground = form.get_by_label("决定依据", exact=True)
+            ground.select_option(label="违法内容")
+            form.get_by_label("法律依据").fill("《网络安全法》第十二条")
+            form.get_by_label("为何违法").fill("视频编造险情。")
+            ground.select_option(label="违反平台规则")
+            expect(form.get_by_label("法律依据")).to_be_hidden()
+            form.get_by_label("违反的平台规则").fill("社区自律公约 第 5.1 条：禁止虚假宣传")
+            form.get_by_label("为何违反平台规则").fill("视频以编造的险情博取关注。")
+            form.get_by_label("内容发布日期").fill("2026-01-15")
+            form.get_by_label("决定生效日期").fill(services_today(stack))
+            form.get_by_label("事实与依据").fill(f"人工审核确认。{run}")
+            form.get_by_role("checkbox", name="删除内容").check()
+            decide_naming_uploader(page, steps, f"uploader-{run}", "孙七", "ground-turned")
+        except Exception:
+            with contextlib.suppress(Exception):
+                steps.shot("failure")
+            raise
+        assert problems.seen == []
+    decided = checker.GetReportCase(rpb.GetReportCaseRequest(name=case)).decision
+    assert decided.decision_ground == rpb.DECISION_GROUND_INCOMPATIBLE_CONTENT
+    assert decided.incompatible_content_ground == "社区自律公约 第 5.1 条：禁止虚假宣传"
+    assert decided.illegal_content_legal_ground == ""
+    assert decided.illegal_content_explanation == ""
+
+
 @dataclass
 class Hold:
     agent: str
@@ -971,6 +1012,52 @@ def test_a_reply_whose_answer_was_lost_is_sent_again_and_lands_once(
     requester.close()
 
 
+def test_a_reply_sent_whose_page_could_not_be_read_again_is_not_sent_twice(
+    browser: Browser, stack: Stack
+) -> None:
+    """The reply landed, and the ticket could not be read again to show it:
+    the box is empty (the words were sent). Sent again by an agent who does
+    not see them in the history, the same words are the same request, and
+    the requester gets one reply, not two."""
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"unread-{run}")
+    ticket = new_ticket(requester, f"unread-{run}@example.com", "other.general", f"重读 {run}")
+    reply = f"您好，问题已修复，请刷新后再试。{run}"
+    failed: list[str] = []
+
+    def read_fails_once(route: Route) -> None:
+        if failed:
+            route.continue_()
+            return
+        failed.append(route.request.url)
+        route.abort()
+
+    with agent_page(browser) as (page, problems):
+        sign_in(page, stack, f"zhao-{run}", f"#{ticket.name}")
+        expect(page.locator("#case-heading")).to_contain_text(f"重读 {run}")
+        page.route("**/casemesh.v1.TicketService/GetTicket", read_fails_once)
+        page.locator("#reply").fill(reply)
+        page.get_by_role("button", name="发送回复").click()
+        expect(page.locator("#error-message")).to_contain_text("暂时连不上服务器")
+        expect(page.locator("#reply")).to_have_value("")
+        expect(page.locator("ol.history")).not_to_contain_text(reply)
+        page.locator("#reply").fill(reply)
+        page.get_by_role("button", name="发送回复").click()
+        expect(page.locator("#status")).to_contain_text("回复已发送")
+        expect(page.locator("#error")).to_be_hidden()
+        expect(page.locator("ol.history li").filter(has_text=reply)).to_have_count(1)
+        assert failed
+        assert [p for p in problems.seen if p.startswith("uncaught")] == []
+    comments = [
+        e
+        for e in requester.ListTicketEvents(pb.ListTicketEventsRequest(name=ticket.name)).events
+        if e.type == "CommentAdded"
+    ]
+    assert [e.text for e in comments] == [reply]
+    requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="test over"))
+    requester.close()
+
+
 def test_a_reload_keeps_the_statement_of_reasons_the_agent_filled_in(
     browser: Browser, stack: Stack
 ) -> None:
@@ -1340,6 +1427,8 @@ def test_a_queue_list_that_fails_is_shown_and_read_again_on_the_next_attempt(
         # attempt ends, and the next one reads the list and is live.
         expect(page.locator("#error")).to_be_visible()
         expect(live).to_have_attribute("data-state", "live")
+        # Read again, the list's failure is no longer said.
+        expect(page.locator("#error")).to_be_hidden()
         states: list[str] = page.evaluate("window.liveStates")
         assert len(refused) == 1
         assert "reconnecting" in states and states[-1] == "live", states
@@ -1586,11 +1675,14 @@ def test_an_agent_ends_a_case_held_for_court_action_with_its_outcome(
             # No outcome is chosen for the agent: sent unchosen, the field is refused.
             section.get_by_role("button", name="记录诉讼结果").click()
             expect(section.get_by_label("结果")).to_have_attribute("aria-invalid", "true")
+            expect(page.locator("#error")).to_be_visible()
             expect(page.locator("#case-state")).to_have_attribute("data-state", "HELD")
             section.get_by_label("结果").select_option(label="恢复内容（撤诉、驳回或支持上传者）")
             steps.shot("filled")
             section.get_by_role("button", name="记录诉讼结果").click()
             expect(page.locator("#case-state")).to_have_attribute("data-state", "RESTORED")
+            # Sent as corrected, the refusal is no longer said.
+            expect(page.locator("#error")).to_be_hidden()
             expect(page.get_by_role("region", name="诉讼结果")).to_have_count(0)
             expect(page.locator("ol.history")).to_contain_text(f"原告撤诉 {run}")
             steps.shot("restored")

@@ -25,6 +25,7 @@ import { label, nameOf } from "./dsa";
 import {
   busy,
   type CaseHost,
+  clearError,
   element,
   facts,
   field,
@@ -233,6 +234,7 @@ function askInfo(a: Appeal, host: CaseHost): HTMLElement {
     "click",
     () =>
       void busy(go, async () => {
+        clearError();
         const asked = { name: a.name, message: message.value.trim() };
         await appeals.requestAppealInfo({ ...asked, requestId: retry.for(asked) });
         host.done(t("infoRequested", { id: shortId(a.name) }));
@@ -329,6 +331,7 @@ function decideForm(a: Appeal, host: CaseHost): HTMLElement {
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     void busy(submit, async () => {
+      clearError();
       // On an appeal only when given: the uploader's own appeal names none.
       const withUploader = !uploader.hidden && (!ofNotice || upId.value.trim() !== "");
       const decision = {
@@ -377,6 +380,7 @@ function courtAction(a: Appeal, host: CaseHost): HTMLElement {
     "click",
     () =>
       void busy(go, async () => {
+        clearError();
         const action = { name: a.name, details: details.value.trim() };
         await appeals.recordCourtAction({ ...action, requestId: retry.for(action) });
         say(t("courtRecorded"));
@@ -415,6 +419,7 @@ function courtOutcome(a: Appeal, host: CaseHost): HTMLElement {
     "click",
     () =>
       void busy(go, async () => {
+        clearError();
         const told = {
           name: a.name,
           outcome: Number(outcome.value) as CourtOutcome,

@@ -21,7 +21,7 @@ import {
 
 import { currentToken, queue } from "./api";
 import { textOr } from "./i18n";
-import { $, duration, element, locale, shortId, showError, t } from "./ui";
+import { $, clearError, duration, element, locale, shortId, showError, t } from "./ui";
 
 /**
  * Every queue the service levels (`sla.json`) put a case in, in the order
@@ -92,6 +92,8 @@ export class QueueView {
   /** The changes heard since the list being read was asked for. */
   private heard: [string, QueueCase][] | undefined;
   private listeners: ((change: string, c: QueueCase) => void)[] = [];
+  /** The words of the alert a failed list raised, for the next list read to take away. */
+  private alarm: string | undefined;
 
   constructor() {
     for (const id of ["filter-queue", "filter-type", "filter-sla"]) {
@@ -265,6 +267,7 @@ export class QueueView {
                 if (over) return;
                 attempt = 0;
                 this.live(t("live"), "live");
+                this.calm();
               },
               (err: unknown) => {
                 if (!over) fail(err);
@@ -297,7 +300,7 @@ export class QueueView {
       if (generation !== this.generation) return;
       // A failed list read is shown (a silent stream just reconnects).
       if (failed?.error !== undefined) {
-        showError(failed.error);
+        this.raise(failed.error);
         if (generation !== this.generation) return; // signed out (refused), say
       }
       attempt += 1;
@@ -306,6 +309,28 @@ export class QueueView {
       const wait = Math.min(30_000, 1000 * 2 ** (attempt - 1)) * (0.75 + Math.random() / 2);
       await new Promise((resolve) => setTimeout(resolve, wait));
     }
+  }
+
+  /**
+   * Shows a failed list read in the page's alert, unless the alert says
+   * something else already: showError would clear it first, and with it the
+   * notes a refused form has beside its fields. (A sign-in that ran out is
+   * always said: the agent is signed out.)
+   */
+  private raise(err: unknown): void {
+    const other = !$("error").hidden && $("error-message").textContent !== this.alarm;
+    if (other && ConnectError.from(err).code !== Code.Unauthenticated) return;
+    showError(err);
+    this.alarm = $("error-message").textContent ?? "";
+  }
+
+  /**
+   * The list read again: the alert its failure raised goes, as nothing else
+   * would take it away. One that has said something else since is left.
+   */
+  private calm(): void {
+    if (!$("error").hidden && $("error-message").textContent === this.alarm) clearError();
+    this.alarm = undefined;
   }
 
   private live(message: string, state: string): void {

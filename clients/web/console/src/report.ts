@@ -34,6 +34,7 @@ import {
   type CaseHost,
   checkboxes,
   checked,
+  clearError,
   element,
   facts,
   field,
@@ -447,7 +448,13 @@ function decideForm(c: ReportCase, filed: Report[], host: CaseHost): HTMLElement
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     void busy(submit, async () => {
+      clearError();
       const action = Number(outcome.value) === ReportDecisionOutcome.ACTION_TAKEN;
+      // Each ground's words go only with that ground, as "Other"'s do: what
+      // the agent wrote under the ground they turned from is not the reason
+      // the uploader and the reporters are given.
+      const illegal = Number(ground.value) === DecisionGround.ILLEGAL_CONTENT;
+      const incompatible = Number(ground.value) === DecisionGround.INCOMPATIBLE_CONTENT;
       const decision = {
         name: c.name,
         etag: c.etag,
@@ -466,11 +473,13 @@ function decideForm(c: ReportCase, filed: Report[], host: CaseHost): HTMLElement
         statement: action
           ? {
               decisionGround: Number(ground.value) as DecisionGround,
-              illegalContentLegalGround: legalGround.value.trim(),
-              illegalContentExplanation: legalExplanation.value.trim(),
-              incompatibleContentGround: incompatibleGround.value.trim(),
-              incompatibleContentExplanation: incompatibleExplanation.value.trim(),
-              incompatibleContentIllegal: alsoIllegal.checked,
+              illegalContentLegalGround: illegal ? legalGround.value.trim() : "",
+              illegalContentExplanation: illegal ? legalExplanation.value.trim() : "",
+              incompatibleContentGround: incompatible ? incompatibleGround.value.trim() : "",
+              incompatibleContentExplanation: incompatible
+                ? incompatibleExplanation.value.trim()
+                : "",
+              incompatibleContentIllegal: incompatible && alsoIllegal.checked,
               category: Number(category.value) as StatementCategory,
               categorySpecification: list(keywords.value),
               contentType: checked(contentTypes).map((v) => Number(v) as ContentType),

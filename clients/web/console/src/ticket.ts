@@ -193,8 +193,13 @@ function work(ticket: Ticket, host: CaseHost): HTMLElement {
           reply.dataset.field = serverField;
           const text = reply.value.trim();
           const updated = await call(text, retry.for(text));
-          retry.done();
+          // Sent: the words are the ticket's now. Left in the box, a redraw
+          // that fails would have them sent a second time.
+          reply.value = "";
           await after(updated);
+          // Until the page shows the change, the same words sent again are the
+          // same request, answered as it was rather than stored twice.
+          retry.done();
         }),
     );
     buttons.append(made);

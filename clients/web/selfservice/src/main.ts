@@ -583,6 +583,8 @@ $("solved-yes").addEventListener(
       await help.resolveHelp({ session: tried.session, solved: true });
       $("solved-buttons").hidden = true;
       $("solved-thanks").textContent = t("solvedThanks");
+      // The button pressed is gone: focus goes to what took its place, not to the page's start.
+      $("solved-thanks").focus();
       startOver();
     }),
 );
@@ -1381,6 +1383,9 @@ $("reply-form").addEventListener("submit", (e) => {
   );
 });
 
+/** The most characters a rating's comment may have (`RateTicketRequest.comment`). */
+const RATING_COMMENT_MOST = 2000;
+
 $("rating-form").addEventListener("submit", (e) => {
   e.preventDefault();
   void busy(
@@ -1398,6 +1403,11 @@ $("rating-form").addEventListener("submit", (e) => {
         score: chosen ? Number(chosen.value) : 0,
         comment: $<HTMLTextAreaElement>("rating-comment").value.trim(),
       };
+      // Counted in characters (code points), as the service counts them, as the subject is.
+      if ([...rating.comment].length > RATING_COMMENT_MOST) {
+        refuse($("rating-comment"), t("tooLong", { n: RATING_COMMENT_MOST }));
+        return;
+      }
       say(t("sendingRating"));
       let updated: Ticket;
       try {
