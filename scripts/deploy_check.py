@@ -87,6 +87,8 @@ METRICS = {
     "casemesh_relay_lag_events",
     "casemesh_relay_published_events_total",
     "casemesh_relay_failures_total",
+    "casemesh_background_failures_total",
+    "casemesh_follower_lag_events",
     # CloudNativePG's exporter (PodMonitor casemesh-postgres).
     "cnpg_pg_replication_streaming_replicas",
     "casemesh_outbox_pending_events",

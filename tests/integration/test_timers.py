@@ -13,6 +13,7 @@ from uuid import UUID
 import psycopg
 import pytest
 from eventsourcing.persistence import Tracking
+from prometheus_client import REGISTRY
 
 from casemesh.platform import following
 from casemesh.platform.identity import Identity
@@ -214,3 +215,41 @@ def test_a_deadline_whose_command_outlasts_the_idle_limit_fires_once(
         idle_limit("0")
     assert timer.table.fire_due(now, slow) == 0
     assert fired == [due]
+
+
+def test_a_follower_failing_on_the_same_events_is_counted_and_shows_how_far_behind(
+    app: Tickets,
+) -> None:
+    """A follower that cannot handle what it reads (a key gone, say) reads
+    it again every second for ever: the operator sees its failures counted
+    and its lag, as a consumer's (the alerts read both)."""
+    for i in range(3):
+        app.create_ticket(
+            USER,
+            NewTicket(
+                request_id=f"stuck-{i}",
+                category="account.login",
+                subject="无法登录",
+                description="收不到验证码",
+                locale="zh-CN",
+                contact={"email": "timer@example.com", "phone": "", "channels": ["EMAIL"]},
+            ),
+        )
+
+    def refuse(batch: Any, reached: int) -> None:
+        raise RuntimeError("cannot read this")
+
+    follower = following.Follower(app, "stuck", lambda: None, refuse)
+    task = {"task": f"{app.name}-stuck"}
+
+    def failures() -> float:
+        return REGISTRY.get_sample_value("casemesh_background_failures_total", task) or 0.0
+
+    assert failures() == 0.0  # there to alert on before any failure
+    follower.start()
+    try:
+        wait_until(lambda: failures() >= 2, timeout=30, interval=0.05)
+    finally:
+        follower.stop()
+    lag = REGISTRY.get_sample_value("casemesh_follower_lag_events", {"follower": task["task"]})
+    assert lag == app.recorder.max_notification_id()

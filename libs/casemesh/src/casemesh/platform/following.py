@@ -17,6 +17,7 @@ on too).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,6 +28,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.sql import SQL, Identifier
 
 from casemesh.platform.logging import get_logger
+from casemesh.platform.metrics import BACKGROUND_FAILURES, FOLLOWER_LAG
 from casemesh.platform.pools import with_keepalives
 
 log = get_logger(__name__)
@@ -38,6 +40,9 @@ RECORD_EVERY = 10_000
 # How long a follower waits for a NOTIFY before it looks again anyway (and
 # notices that it was asked to stop).
 WAKE_S = 1.0
+# How often, at most, a follower that is behind (or failing) reads how far
+# behind it is (`casemesh_follower_lag_events`).
+LAG_EVERY_S = 5.0
 
 
 def select_batch(
@@ -93,6 +98,14 @@ class Follower:
         self._pace = pace
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"{app.name}-{name}", daemon=True)
+        # Seen by operators: a follower failing on the same events again and
+        # again (a key missing, say) leaves its read model or deadlines behind,
+        # with no request failing to tell.
+        self._failures = BACKGROUND_FAILURES.labels(self._thread.name)
+        self._failures.inc(0)  # 0 before any (an alert reads it)
+        self._lag = FOLLOWER_LAG.labels(self._thread.name)
+        self._lag.set(0)
+        self._lag_read_at = float("-inf")
 
     def start(self) -> None:
         self._thread.start()
@@ -127,11 +140,27 @@ class Follower:
             log.debug("follower.overtaken", follower=self._name, position=tracked)
             return tracked
 
+    def _report_lag(self, position: int | None) -> None:
+        """At most every LAG_EVERY_S: how far the log goes past `position`
+        (None: the tracked one); NaN when the database cannot say."""
+        now = time.monotonic()
+        if now - self._lag_read_at < LAG_EVERY_S:
+            return
+        self._lag_read_at = now
+        try:
+            at = self._position() if position is None else position
+            head = self._app.recorder.max_notification_id() or 0
+            self._lag.set(max(0, head - (at or 0)))
+        except Exception:
+            self._lag.set(float("nan"))
+
     def _run(self) -> None:
         while not self._stopped.is_set():
             try:
                 self._follow()
             except Exception as exc:
+                self._failures.inc()
+                self._report_lag(None)
                 log.error("follower.failed", follower=self._name, error=repr(exc))
                 self._stopped.wait(1.0)
 
@@ -153,12 +182,14 @@ class Follower:
                             continue
                         recorded = reached
                     position = reached
+                    self._report_lag(position)
                     if len(batch) < BATCH:  # else more is waiting already
                         self._stopped.wait(self._pace)
                     # The NOTIFYs of what this read took are spent.
                     for _ in listening.notifies(timeout=0):
                         pass
                     continue
+                self._lag.set(0)  # as of this read
                 # Listening since before the read: a NOTIFY after it is not missed.
                 for _ in listening.notifies(timeout=WAKE_S, stop_after=1):
                     pass

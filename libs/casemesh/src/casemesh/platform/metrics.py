@@ -71,6 +71,21 @@ OUTBOX_PENDING = Gauge(
     ("topic",),
     registry=REGISTRY,
 )
+BACKGROUND_FAILURES = Counter(
+    "casemesh_background_failures",
+    "Times a background task failed and will try again: a follower of the event store (a read"
+    " model, the deadline scheduler) reading the same events again, a periodic task (firing"
+    " deadlines, purging, upkeep), or a deadline's command (the deadline stays due)",
+    ("task",),
+    registry=REGISTRY,
+)
+FOLLOWER_LAG = Gauge(
+    "casemesh_follower_lag_events",
+    "Stored events after a follower's tracked position (an upper bound: a rolled-back insert"
+    " leaves a gap in the ids; NaN while the database cannot be read)",
+    ("follower",),
+    registry=REGISTRY,
+)
 CONSUMER_LAG = Gauge(
     "casemesh_consumer_lag_records",
     "Records on a partition after the group's committed offset",

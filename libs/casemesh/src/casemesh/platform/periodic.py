@@ -8,13 +8,15 @@ import threading
 from collections.abc import Callable
 
 from casemesh.platform.logging import get_logger
+from casemesh.platform.metrics import BACKGROUND_FAILURES
 
 log = get_logger(__name__)
 
 
 class Periodic:
     """Runs `work()` every `seconds`, the first time `seconds` after `start`,
-    until `stop`. A failure is logged as `failed` and tried again at the next
+    until `stop`. A failure is logged as `failed`, counted under the task
+    `name` (`casemesh_background_failures`), and tried again at the next
     tick: the work is not on any request's path, and what it does is left
     to do until it is done."""
 
@@ -24,6 +26,8 @@ class Periodic:
         self._work, self._seconds, self._failed, self._join_s = work, seconds, failed, join_s
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._failures = BACKGROUND_FAILURES.labels(name)
+        self._failures.inc(0)  # 0 before any (an alert reads it)
 
     @property
     def stopping(self) -> bool:
@@ -44,4 +48,5 @@ class Periodic:
             try:
                 self._work()
             except Exception as exc:
+                self._failures.inc()
                 log.error(self._failed, error=repr(exc))

@@ -39,6 +39,7 @@ from casemesh.platform.clock import Clock
 from casemesh.platform.eventstore import schema_lock, side_table
 from casemesh.platform.following import Follower
 from casemesh.platform.logging import get_logger
+from casemesh.platform.metrics import BACKGROUND_FAILURES
 from casemesh.platform.periodic import Periodic
 from casemesh.platform.personal.errors import UnknownDataKey, UnknownMasterKey
 from casemesh.platform.personal.mapper import leaving_sealed
@@ -98,6 +99,9 @@ class TimerTable(PostgresTrackingRecorder):
             ]
         )
         self.settings = Identifier(f"{table}_settings")
+        # A deadline whose command fails stays due and is tried at each tick.
+        self._command_failures = BACKGROUND_FAILURES.labels(f"{table}-command")
+        self._command_failures.inc(0)  # 0 before any (an alert reads it)
 
     def schedule(self, deadlines: Iterable[Deadline], tracking: Tracking) -> None:
         with self.datastore.transaction(commit=True) as curs:
@@ -213,6 +217,7 @@ class TimerTable(PostgresTrackingRecorder):
             self._pass_over(curs, exc.kind, deadline)
             return False
         except Exception as exc:
+            self._command_failures.inc()
             log.error("timer.command_failed", deadline=deadline.id, error=repr(exc))
             return False
         if moved == deadline:
