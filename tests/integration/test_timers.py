@@ -21,6 +21,7 @@ from casemesh.platform.timers import Deadline, Timer, case_timer
 from casemesh_tickets.application import DeadlineKind, NewTicket, Tickets
 from casemesh_tickets.domain import Ticket
 from tests.application.story import FakeClock
+from tests.integration.test_pools import new_ticket
 from tests.support import wait_until
 
 USER = Identity("timer-user", frozenset({"user"}))
@@ -224,17 +225,7 @@ def test_a_follower_failing_on_the_same_events_is_counted_and_shows_how_far_behi
     it again every second for ever: the operator sees its failures counted
     and its lag, as a consumer's (the alerts read both)."""
     for i in range(3):
-        app.create_ticket(
-            USER,
-            NewTicket(
-                request_id=f"stuck-{i}",
-                category="account.login",
-                subject="无法登录",
-                description="收不到验证码",
-                locale="zh-CN",
-                contact={"email": "timer@example.com", "phone": "", "channels": ["EMAIL"]},
-            ),
-        )
+        app.create_ticket(USER, new_ticket(f"stuck-{i}"))
 
     def refuse(batch: Any, reached: int) -> None:
         raise RuntimeError("cannot read this")
