@@ -23,12 +23,13 @@ from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.errors import AlreadyExists, InvalidArgument
 from casemesh.platform.identity import Identity, Vouched
 from casemesh.platform.pools import async_pool
+from casemesh.rules import leases
 from casemesh.v1 import casequeue_pb2 as pb
 from casemesh_casequeue import sla, store, timer
 from casemesh_casequeue.api import QueueServicer, _queues, as_told, shown
 from casemesh_casequeue.consumer import Progress
 from casemesh_casequeue.metrics import QueueCollector
-from casemesh_casequeue.model import Observation, advance, apply, new_case
+from casemesh_casequeue.model import Case, Observation, advance, apply, new_case
 from casemesh_casequeue.store import Consumed
 from casemesh_casequeue.watch import Broadcaster
 from casemesh_devstack.ports import free_port
@@ -132,6 +133,26 @@ async def test_the_most_urgent_goes_first_and_an_expired_lease_returns_the_case(
         assert await store.release(conn, "c", first.name, later) == store.NotHeld.NOT_HOLDER
 
 
+async def test_a_renewal_extends_a_claim_and_never_shortens_it(queue_db: str) -> None:
+    """An agent who claimed a case for an hour and renews it with the
+    default lease (0: 600 s) ten minutes in keeps the hour: a renewal
+    extends the lease, and the case does not go back to the queue early."""
+    now = datetime.now(UTC)
+    await seed(queue_db, 1, now)
+    default = timedelta(seconds=leases.granted(0))
+    async with await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as conn:
+        held = await store.claim_next(conn, "a", [], timedelta(seconds=3600), now)
+        assert held is not None and held.lease_until == now + timedelta(seconds=3600)
+        renewed = await store.renew(conn, "a", held.name, default, now + timedelta(minutes=10))
+        assert isinstance(renewed, Case) and renewed.lease_until == held.lease_until
+        # Past what is left of the hour, it extends it.
+        late = now + timedelta(minutes=55)
+        renewed = await store.renew(conn, "a", held.name, default, late)
+        assert isinstance(renewed, Case) and renewed.lease_until == late + default
+        case = await store.get(conn, held.name)
+        assert case is not None and case.lease_until == late + default
+
+
 def test_business_hours_skip_nights_and_weekends() -> None:
     cal = LEVELS.calendar
     friday_5pm = datetime(2026, 3, 6, 9, 0, tzinfo=UTC)  # 17:00 in Shanghai
@@ -180,9 +201,12 @@ def test_a_watch_hears_a_case_escalated_out_of_its_queues_and_no_others() -> Non
     home = case.queue
     advance(case, START + timedelta(days=2), LEVELS)
     assert case.queue == "tier2" != home
-    assert shown({home}, "ESCALATED", case)  # shown leaving the watched queue
+    # Shown leaving the watched queue, by the escalation's note naming it
+    # (`store.note`); its own note is for the watches of tier2 and of all,
+    # as is that of a second breach, which finds the case gone from home.
+    assert shown({home}, "ESCALATED", case, [home]) and not shown({home}, "ESCALATED", case)
     assert shown({"tier2"}, "ESCALATED", case) and shown(set(), "UPDATED", case)
-    assert not shown({"ads"}, "ESCALATED", case)
+    assert not shown({"ads"}, "ESCALATED", case) and not shown({"ads"}, "ESCALATED", case, [home])
     assert not shown({home}, "UPDATED", case)
 
 
@@ -329,6 +353,41 @@ async def test_a_case_closed_after_its_warning_was_due_is_last_heard_removed(
         "WARNED",
         "ADDED",
     ]
+
+
+async def test_a_case_already_closed_is_heard_removed_once_whatever_follows(
+    queue_db: str,
+) -> None:
+    """A ticket solved, then closed, then rated: every watcher dropped it when
+    it was solved, and is not told the same removal again for each later
+    event (each told change also costs every replica a read)."""
+    new = opened(14, START)
+
+    def then(version: int, minutes: int, status: str) -> Observation:
+        return Observation(
+            name=new.name, type="ticket", version=version, at=START + timedelta(minutes=minutes),
+            status=status, open=False, waiting=False,
+        )  # fmt: skip
+
+    # Last, a change to another case: once it is heard, all before it were.
+    last = dataclasses.replace(opened(15, START), status="PENDING", waiting=True)
+    async with (
+        await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as watcher,
+        await psycopg.AsyncConnection.connect(queue_db) as conn,
+    ):
+        await watcher.execute(f"LISTEN {store.CHANGES_CHANNEL}")
+        events = (new, then(2, 10, "SOLVED"), then(3, 20, "CLOSED"), then(4, 30, "CLOSED"), last)
+        for offset, obs in enumerate(events):
+            await consumed(conn, obs, offset)
+        heard: list[tuple[str, str, str]] = []
+        async for n in watcher.notifies(timeout=WATCH_WAIT_S):
+            heard.append(store.read_note(n.payload))
+            if heard[-1][1] == last.name:
+                break
+        case = await store.get(conn, new.name)
+    assert heard == [("ADDED", new.name, ""), ("REMOVED", new.name, ""), ("ADDED", last.name, "")]
+    # The later events are kept all the same: the case is as its stream says.
+    assert case is not None and case.version == 4 and case.status == "CLOSED"
 
 
 async def test_a_claim_sent_again_under_its_request_id_gets_the_same_case(
@@ -618,6 +677,51 @@ async def queue_of(conn: psycopg.AsyncConnection[Any], name: str) -> str:
     case = await store.get(conn, name)
     assert case is not None
     return case.queue
+
+
+async def test_the_timer_tells_a_warning_once_and_a_breach_once(queue_db: str) -> None:
+    """The timer changes nothing but what its signal says: a warning is heard
+    as WARNED alone, a breach as BREACHED and ESCALATED (not UPDATED besides).
+    The home queue's watchers hear the escalation that took the case out of
+    their queue, and nothing of a second breach once it is in tier2."""
+    case = dataclasses.replace(opened(16, START, priority=3), category="account.login_failed")
+    async with (
+        await psycopg.AsyncConnection.connect(queue_db) as consumer,
+        await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as conn,
+    ):
+        await consumed(consumer, case, 0)
+        queued = await store.get(conn, case.name)
+        assert queued is not None and queued.queue == "account"
+        first, resolution = queued.clocks["first_response"], queued.clocks["resolution"]
+        assert first.warn_at and first.due and resolution.due
+        async with watching(queue_db, [], ["account"]) as (every, account):
+            # After each look of the timer, a case waiting on its requester
+            # (no clock runs, so no look fires it) comes to ads: once a watch
+            # of all hears it, every watch heard all that came before it.
+            looks = {
+                first.warn_at: [("WARNED", case.name, "account")],
+                first.due: [("BREACHED", case.name, "tier2"), ("ESCALATED", case.name, "tier2")],
+                resolution.due: [
+                    ("WARNED", case.name, "tier2"),
+                    ("BREACHED", case.name, "tier2"),
+                    ("ESCALATED", case.name, "tier2"),
+                ],
+            }
+            for i, (until, heard) in enumerate(looks.items(), start=1):
+                assert await store.fire_due(conn, until, LEVELS)
+                mark = dataclasses.replace(
+                    opened(16 + i, START), category="ads.billing", status="PENDING", waiting=True
+                )
+                await consumed(consumer, mark, i)
+                assert await told(every, mark.name) == [*heard, ("ADDED", mark.name, "ads")]
+            # A case comes to account, for its watch to end on.
+            mark = dataclasses.replace(opened(20, START), category="account.login_failed")
+            await consumed(consumer, mark, 4)
+            assert await told(account, mark.name) == [
+                ("WARNED", case.name, "account"),
+                ("ESCALATED", case.name, "tier2"),  # it left account: the watch drops it
+                ("ADDED", mark.name, "account"),
+            ]
 
 
 async def test_a_watch_of_tier2_is_told_a_case_left_it_when_its_breach_is_taken_back(

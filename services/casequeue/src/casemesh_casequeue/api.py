@@ -114,7 +114,11 @@ def _plain(text: str, limit: int) -> bool:
 
 
 def _name(name: str) -> str:
-    if not name.startswith(PREFIXES) or not _plain(name, 200):
+    # One id after the kind, as the services give them (UUIDs, no "/"):
+    # `tickets/` or `tickets/a/../b` names no case, and is the caller's
+    # mistake, not a case the queue cannot find (NOT_FOUND).
+    kind, _, ident = name.partition("/")
+    if f"{kind}/" not in PREFIXES or not ident or "/" in ident or not _plain(name, 200):
         raise InvalidArgument.field(
             "name", "must be tickets/{id}, appeals/{id} or report-cases/{id}"
         )
@@ -295,11 +299,11 @@ def as_told(change: str, case: Case) -> str:
 def shown(queues: set[str], change: str, case: Case, left: Collection[str] = ()) -> bool:
     """Whether a watch of `queues` (empty: all) hears `change` to `case`: a
     change in one of them, or one that took the case out of one (shown
-    leaving it, so the watcher drops it): an escalation, or a change told
-    again naming the queue it `left` (`store.note`), which is for the
-    watches the change's own note is not shown to."""
+    leaving it, so the watcher drops it), told again naming the queue it
+    `left` (`store.note`: an escalation out of the case's home queue too),
+    which is for the watches the change's own note is not shown to. (Not
+    every ESCALATED of a case whose home queue is watched: a second breach
+    finds it long gone from there.)"""
     if left:
         return bool(queues) and case.queue not in queues and not queues.isdisjoint(left)
-    if not queues or case.queue in queues:
-        return True
-    return change == "ESCALATED" and case.base_queue in queues
+    return not queues or case.queue in queues

@@ -309,11 +309,16 @@ async def _load(cur: psycopg.AsyncCursor[Any], name: str) -> Case | None:
 
 
 async def _announce(
-    cur: psycopg.AsyncCursor[Any], case: Case, change: str, signals: list[Signal], before: str
+    cur: psycopg.AsyncCursor[Any],
+    case: Case,
+    change: str | None,
+    signals: list[Signal],
+    before: str,
 ) -> None:
     """Records the SLA events (each once: their ids are derived from the case,
-    the clock and the kind) and tells the watchers: those of the queue the
-    case was in `before` the change too, when it took the case out of it."""
+    the clock and the kind) and tells the watchers the `change` (None: the
+    signals alone) and the signals: those of the queue the case was in
+    `before` too, when it took the case out of it."""
     for s in signals:
         header = qev.SlaEventHeader(
             case_name=case.name,
@@ -344,13 +349,16 @@ async def _announce(
     # what a watcher is left with; an open case's change comes first (a new
     # case is ADDED before it is WARNED).
     said = [note(s.kind, case.name) for s in signals]
-    told = [note(change, case.name)]
-    # An escalation's own note tells the watchers of its home queue
-    # (`api.shown`); any other move out of a queue, its watchers only hear
-    # of from a note naming it (a breach taken back, a new policy's queue).
-    escalated = before == case.base_queue and "ESCALATED" in {s.kind for s in signals}
-    if before and before != case.queue and not escalated:
-        told.append(note(change, case.name, before))
+    told = [note(change, case.name)] if change else []
+    # A move out of a queue, its watchers hear of from a note naming it: the
+    # escalation's, when one took the case out of its home queue (a later
+    # breach, of a case already out of it, is not theirs to hear), else the
+    # change's (a breach taken back, a new policy's queue).
+    if before and before != case.queue:
+        if before == case.base_queue and "ESCALATED" in {s.kind for s in signals}:
+            said.append(note("ESCALATED", case.name, before))
+        elif change:
+            told.append(note(change, case.name, before))
     for payload in [*told, *said] if case.open else [*said, *told]:
         await cur.execute("SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, payload))
     if signals:
@@ -383,6 +391,10 @@ async def consume(
         if cur.rowcount == 0 or obs is None:
             return cur.rowcount == 1
         case = await _load(cur, obs.name)
+        # Every watcher dropped a closed case when it closed: a later event
+        # that leaves it closed (a closed ticket rated, an appeal's window
+        # run out) is kept, and told to nobody.
+        was_closed = case is not None and not case.open
         if case is None:
             if not obs.created and not obs.open:
                 log.warning("queue.unknown_case", case=obs.name, event_id=event.id)
@@ -401,7 +413,8 @@ async def consume(
         before = case.queue
         signals = apply(case, obs, levels)
         await _save(cur, case)
-        await _announce(cur, case, change, signals, before)
+        if not (was_closed and not case.open and not signals):
+            await _announce(cur, case, change, signals, before)
     return True
 
 
@@ -409,7 +422,8 @@ async def fire_due(
     conn: psycopg.AsyncConnection[Any], until: datetime, levels: ServiceLevels
 ) -> int:
     """Warnings and breaches due by `until`, each case once (rows another
-    transaction holds are left for the next look)."""
+    transaction holds are left for the next look). Told as the signals
+    alone: a look changes nothing else a watcher sees."""
     fired = 0
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
@@ -424,7 +438,7 @@ async def fire_due(
             for c in case.clocks.values():
                 c.plan(levels.calendar, levels.warn_before)
             await _save(cur, case)
-            await _announce(cur, case, "UPDATED", signals, before)
+            await _announce(cur, case, None, signals, before)
             fired += len(signals)
     return fired
 
@@ -520,7 +534,10 @@ async def renew(
 ) -> Case | NotHeld:
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         case = await _held(cur, agent, name, now)
-        if isinstance(case, Case):
+        # Extends the lease, never shortens it: renewed with the default
+        # (600 s), a claim made for an hour keeps its hour. One that stays
+        # as it was is neither written nor told.
+        if isinstance(case, Case) and (case.lease_until or now) < now + lease:
             case.lease_until = now + lease
             await _save(cur, case)
             await cur.execute("SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, f"UPDATED|{name}"))

@@ -1,0 +1,67 @@
+"""What the case queue makes of a request before it reads the queue: a
+case's name that names no case is the caller's mistake, said so by its
+place (INVALID_ARGUMENT naming `name`), not a case the queue cannot find."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, cast
+
+import pytest
+
+from casemesh.platform.callers import _VOUCHED
+from casemesh.platform.clock import SystemClock
+from casemesh.platform.errors import InvalidArgument
+from casemesh.platform.identity import Identity, Vouched
+from casemesh.v1 import casequeue_pb2 as pb
+from casemesh_casequeue.api import QueueServicer, _name
+
+CASE_ID = "01234567-89ab-cdef-0123-456789abcdef"  # as the services issue them
+
+
+class NoDatabase:
+    """A pool the call must not reach: a name refused is refused before."""
+
+    def connection(self) -> Any:
+        raise AssertionError("the queue was read for a name that names no case")
+
+
+@pytest.fixture()
+def queue() -> Iterator[QueueServicer]:
+    """The queue service, called by an agent."""
+    agent = _VOUCHED.set(Vouched(Identity("agent-1", frozenset({"agent"}))))
+    try:
+        yield QueueServicer(cast(Any, NoDatabase()), SystemClock(), cast(Any, None), [])
+    finally:
+        _VOUCHED.reset(agent)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "tickets/",  # no id
+        "report-cases/",
+        "tickets/a/b/../c",  # a path, not an id
+        "appeals//x",
+        f"tickets/{CASE_ID}/",
+        f"report-cases/{CASE_ID}/comments",
+        f"ticket/{CASE_ID}",  # no such kind
+        CASE_ID,
+    ],
+)
+async def test_a_name_that_names_no_case_is_refused_by_its_place(
+    queue: QueueServicer, name: str
+) -> None:
+    """Renewed or released, such a name was answered NOT_FOUND ("not in the
+    queue"), as if the case had closed: the agent would look for a case."""
+    with pytest.raises(InvalidArgument) as renewed:
+        await queue.RenewClaim(pb.RenewClaimRequest(name=name), cast(Any, None))
+    with pytest.raises(InvalidArgument) as released:
+        await queue.ReleaseClaim(pb.ReleaseClaimRequest(name=name), cast(Any, None))
+    for refused in (renewed, released):
+        assert [v.field for v in refused.value.violations] == ["name"]
+
+
+def test_each_kind_of_case_is_named_by_its_id() -> None:
+    for kind in ("tickets", "appeals", "report-cases"):
+        assert _name(f"{kind}/{CASE_ID}") == f"{kind}/{CASE_ID}"
