@@ -6,9 +6,13 @@ itself serves plaintext; TLS is for a proxy in front of it)."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import stat
+from collections.abc import Callable, Iterator
 from concurrent import futures
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +22,47 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from casemesh.platform.errors import InvalidArgument
+from casemesh.v1 import appeals_pb2 as apb
 from casemesh.v1 import casequeue_pb2 as qpb
+from casemesh.v1 import evidence_pb2
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh_casequeue.api import _lease
 from casemesh_cli import connection
-from casemesh_cli.__main__ import REFUSED, build_parser, main, report_failure
+from casemesh_cli.__main__ import REFUSED, UNREACHABLE, build_parser, main, report_failure
 from casemesh_cli.output import write_whole
 from casemesh_cli.parsing import BadInput
 from tests.support import self_signed
 
 PEM = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+# Shaped like a bearer token (header, claims, signature), but signs nothing.
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLWhlcmU"
+
+# A fake service's unary methods: name: (behaviour, request type, response type).
+Methods = dict[str, tuple[Callable[..., Any], Any, Any]]
+
+
+@contextmanager
+def serving(service: str, methods: Methods) -> Iterator[str]:
+    """A local server answering `casemesh.v1.{service}`'s `methods` as the
+    gateway would; yields its --target."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(
+            behaviour,
+            request_deserializer=request.FromString,
+            response_serializer=response.SerializeToString,
+        )
+        for name, (behaviour, request, response) in methods.items()
+    }
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(f"casemesh.v1.{service}", handlers),)
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop(None)
 
 
 def subcommands() -> dict[str, argparse.ArgumentParser]:
@@ -181,7 +216,11 @@ class _HoldsOneCase:
         self.renewed.append((request.name, request.lease_seconds))
         if request.name != "tickets/x":
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"you do not hold {request.name}")
-        return qpb.QueueCase(name=request.name, queue="account", holder="li")
+        case = qpb.QueueCase(name=request.name, queue="account", holder="li")
+        # Renewed at 03:00 UTC: held for the lease asked for from then.
+        now = datetime(2030, 1, 2, 3, 0, tzinfo=UTC)
+        case.lease_expire_time.FromDatetime(now + timedelta(seconds=request.lease_seconds))
+        return case
 
 
 def test_renew_keeps_a_held_case_under_a_new_lease_and_shows_it(
@@ -209,7 +248,8 @@ def test_renew_keeps_a_held_case_under_a_new_lease_and_shows_it(
             main([*agent, "renew", "tickets/y"])
     finally:
         server.stop(None)
-    assert shown.startswith("tickets/x ") and "account" in shown and "held by li" in shown
+    assert shown.startswith("tickets/x ") and "account" in shown
+    assert "held by li until 2030-01-02 03:20 UTC" in shown  # until when the agent holds it
     assert service.renewed == [("tickets/x", 1200), ("tickets/x", 600), ("tickets/y", 600)]
     assert refused.value.code == 1  # refused by the server, as `release` is
     assert "FAILED_PRECONDITION: you do not hold tickets/y" in capsys.readouterr().err
@@ -224,6 +264,37 @@ def test_a_bad_token_is_refused_without_being_shown(
     assert str(file) in err and "secret-part" not in err
     missing = bad_input(capsys, "--token-file", str(tmp_path / "missing"), "list")
     assert "cannot read the token file" in missing
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--tokn", JWT, "list"],  # misspelt: the token is taken for the command
+        ["show", "tickets/x", f"--tokn={JWT}"],
+        ["--token", "t", "--role", JWT, "list"],  # given to the wrong option
+        ["list", "--", "--token", "opaque-secret"],  # after `--`: not an option at all
+    ],
+)
+def test_a_usage_error_never_shows_the_token(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """What is said is often pasted into a chat or a ticket: the mistake is
+    named, the token is not."""
+    err = bad_input(capsys, *argv)
+    assert "casemesh" in err and "error:" in err and "<hidden>" in err
+    assert JWT not in err and "opaque-secret" not in err
+
+
+def test_the_token_goes_before_or_after_the_command(tmp_path: Path) -> None:
+    """`casemesh show ID --token=…` is taken, as `--json` is, not refused
+    quoting the token."""
+    file = tmp_path / "token"
+    file.write_text("from-file\n")
+    parser = build_parser()
+    assert connection.token(parser.parse_args(["show", "tickets/x", f"--token={JWT}"])) == JWT
+    assert connection.token(parser.parse_args(["list", "--token-file", str(file)])) == "from-file"
+    # Not given after the command, the one before it stands.
+    assert connection.token(parser.parse_args(["--token", "before", "list", "--json"])) == "before"
 
 
 def test_plaintext_by_default_tls_when_asked(
@@ -327,7 +398,7 @@ class _Refused(grpc.RpcError):  # type: ignore[misc]
         self._status = status
 
     def code(self) -> grpc.StatusCode:
-        return grpc.StatusCode.RESOURCE_EXHAUSTED
+        return next(c for c in grpc.StatusCode if c.value[0] == self._status.code)
 
     def details(self) -> str:
         return str(self._status.message)
@@ -345,6 +416,25 @@ def test_a_rate_limit_says_when_to_try_again(capsys: pytest.CaptureFixture[str])
     assert report_failure(_Refused(status), "127.0.0.1:50051") == REFUSED
     err = capsys.readouterr().err
     assert "reason: RATE_LIMITED" in err and "try again in 0.75 s" in err
+
+
+def test_a_deadline_the_gateway_keeps_is_its_refusal_not_silence(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An upload the gateway ended for pausing is refused, with its words
+    (exit 1), not a gateway that did not answer (exit 3, worth retrying)."""
+    said = "the upload paused for more than 76 s"
+    status = status_pb2.Status(code=code_pb2.DEADLINE_EXCEEDED, message=said)
+    status.details.add().Pack(error_details_pb2.ErrorInfo(reason="UPLOAD_PAUSED"))
+    assert report_failure(_Refused(status), "127.0.0.1:50051", "r-1") == REFUSED
+    err = capsys.readouterr().err
+    assert f"DEADLINE_EXCEEDED: {said}" in err and "reason: UPLOAD_PAUSED" in err
+    assert "no answer" not in err and "--request-id" not in err
+    # With no reason of the gateway's, no answer came in time.
+    silent = status_pb2.Status(code=code_pb2.DEADLINE_EXCEEDED, message="Deadline Exceeded")
+    assert report_failure(_Refused(silent), "127.0.0.1:50051", "r-1") == UNREACHABLE
+    err = capsys.readouterr().err
+    assert "no answer in time" in err and "--request-id r-1" in err
 
 
 class _LosesTheAnswer:
@@ -425,3 +515,112 @@ def test_a_file_written_is_its_owners_alone_and_a_failed_one_leaves_nothing(
     with pytest.raises(BadInput):
         write_whole(tmp_path / "other.zip", broken)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export.zip"]
+
+
+class _LongHistory:
+    """A copyright case of 201 steps: two pages, as the service cuts at 200."""
+
+    def __init__(self) -> None:
+        self.tokens: list[str] = []
+
+    def ListAppealEvents(
+        self, request: apb.ListAppealEventsRequest, context: Any
+    ) -> apb.ListAppealEventsResponse:
+        self.tokens.append(request.page_token)
+        if request.page_token:
+            return apb.ListAppealEventsResponse(
+                events=[apb.AppealEvent(sequence=201, type="AppealDecided", actor="li")]
+            )
+        first = [apb.AppealEvent(sequence=i, type="AppealInfoAdded") for i in range(1, 201)]
+        return apb.ListAppealEventsResponse(events=first, next_page_token="p2")
+
+
+def test_appeal_history_shows_every_step_not_the_first_page(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    service = _LongHistory()
+    methods: Methods = {
+        "ListAppealEvents": (
+            service.ListAppealEvents,
+            apb.ListAppealEventsRequest,
+            apb.ListAppealEventsResponse,
+        )
+    }
+    with serving("AppealService", methods) as target:
+        main(["--token", "t", "--target", target, "appeal-history", "6d2a"])
+        lines = capsys.readouterr().out.splitlines()
+        main(["--token", "t", "--target", target, "--json", "appeal-history", "6d2a"])
+        shown = json.loads(capsys.readouterr().out)
+    assert len(lines) == 201 and lines[-1].split()[3] == "AppealDecided"
+    assert len(shown["events"]) == 201 and "nextPageToken" not in shown
+    assert service.tokens == ["", "p2", "", "p2"]
+
+
+class _OneTicket:
+    """Alice's ticket, with evidence and a rating, and who asked for it."""
+
+    def __init__(self) -> None:
+        self.authorization: list[str] = []
+
+    def GetTicket(self, request: pb.GetTicketRequest, context: Any) -> pb.Ticket:
+        self.authorization.append(dict(context.invocation_metadata())["authorization"])
+        return pb.Ticket(
+            name=request.name,
+            category="account.login",
+            subject="换了手机号无法登录",
+            description="旧号码已停用\n\n  resolution: 这一行是描述的一部分",
+            locale="zh-CN",
+            contact=pb.Contact(
+                email="alice@example.com",
+                phone="+8613800138000",
+                channels=[pb.CHANNEL_EMAIL, pb.CHANNEL_SMS],
+            ),
+            requester="alice",
+            etag="7",
+            evidence=[evidence_pb2.EvidenceRef(name=n) for n in ("evidence/9b1e", "evidence/77aa")],
+        )
+
+    def ListTicketEvents(
+        self, request: pb.ListTicketEventsRequest, context: Any
+    ) -> pb.ListTicketEventsResponse:
+        created = pb.TicketEvent(
+            sequence=1,
+            type="TicketCreated",
+            actor="alice",
+            status=pb.TICKET_STATUS_NEW,
+            text="旧号码已停用",
+            evidence=[evidence_pb2.EvidenceRef(name="evidence/9b1e")],
+        )
+        rated = pb.TicketEvent(
+            sequence=2, type="TicketRated", actor="alice", status=pb.TICKET_STATUS_SOLVED,
+            score=4, text="很快",
+        )  # fmt: skip
+        return pb.ListTicketEventsResponse(events=[created, rated])
+
+
+def test_show_and_history_show_what_the_ticket_holds(capsys: pytest.CaptureFixture[str]) -> None:
+    service = _OneTicket()
+    methods: Methods = {
+        "GetTicket": (service.GetTicket, pb.GetTicketRequest, pb.Ticket),
+        "ListTicketEvents": (
+            service.ListTicketEvents,
+            pb.ListTicketEventsRequest,
+            pb.ListTicketEventsResponse,
+        ),
+    }
+    with serving("TicketService", methods) as target:
+        main(["--target", target, "show", "4f0c", "--token", "t"])  # the token after the command
+        shown = capsys.readouterr().out
+        main(["--token", "t", "--target", target, "history", "4f0c"])
+        history = capsys.readouterr().out.splitlines()
+    assert service.authorization == ["Bearer t"]
+    assert shown.splitlines()[0].endswith("etag=7")
+    assert "email:     alice@example.com   phone: +8613800138000" in shown
+    assert "evidence:  evidence/9b1e, evidence/77aa" in shown
+    # Every line of the description indented under it: none passes for the ticket's own.
+    assert "  description:\n    旧号码已停用\n\n      resolution: 这一行是描述的一部分\n" in shown
+    assert "\n  resolution:" not in shown
+    # One line a step, the type fourth; what was attached and the score on it.
+    assert [line.split()[3] for line in history] == ["TicketCreated", "TicketRated"]
+    assert "alice  [evidence/9b1e]  旧号码已停用" in history[0]
+    assert history[1].endswith("alice  4/5  很快")

@@ -40,6 +40,7 @@ from casemesh_cli.parsing import (
     JSON_HELP,
     USAGE,
     BadInput,
+    Parser,
     add_filing_arguments,
     add_request_id_argument,
     command,
@@ -71,12 +72,27 @@ def _status(value: int) -> str:
     return pb.TicketStatus.Name(value).removeprefix("TICKET_STATUS_")  # type: ignore[arg-type]
 
 
+def _evidence(refs: Any) -> str:
+    return ", ".join(ref.name for ref in refs)
+
+
 def show_ticket(t: pb.Ticket) -> None:
     channels = ",".join(pb.Channel.Name(c).removeprefix("CHANNEL_") for c in t.contact.channels)
-    print(f"{t.name}  [{_status(t.status)}]  {t.category}  priority={t.priority}")
+    # Its version: a change that names it is refused once the ticket has changed.
+    etag = f"  etag={t.etag}" if t.etag else ""
+    print(f"{t.name}  [{_status(t.status)}]  {t.category}  priority={t.priority}{etag}")
     print(f"  subject:   {t.subject}")
     print(f"  requester: {t.requester}   assignee: {t.assignee or '-'}   locale: {t.locale}")
     print(f"  updates:   {channels}   created: {t.create_time.ToDatetime():%Y-%m-%d %H:%M:%S}")
+    print(f"  email:     {t.contact.email or '-'}   phone: {t.contact.phone or '-'}")
+    if t.evidence:
+        print(f"  evidence:  {_evidence(t.evidence)}")
+    if t.description:
+        # Its own indented block: it may run to many lines, and none may pass
+        # for one of the ticket's own (`  resolution: …`).
+        print("  description:")
+        for line in t.description.splitlines():
+            print(f"    {line}".rstrip())
     if t.resolution:
         print(f"  resolution: {t.resolution}")
     if t.HasField("rating"):
@@ -89,9 +105,12 @@ def _ticket_line(t: pb.Ticket) -> None:
 
 def _event_line(e: pb.TicketEvent) -> None:
     note = " (internal)" if e.internal else ""
+    # Before the text, which may run to many lines: still one line a step to its end.
+    rated = f"  {e.score}/5" if e.score else ""
+    attached = f"  [{_evidence(e.evidence)}]" if e.evidence else ""
     print(
         f"{e.sequence:3}  {e.time.ToDatetime():%Y-%m-%d %H:%M:%S}  {e.type:16} "
-        f"{_status(e.status):9} {e.actor}{note}  {e.text}"
+        f"{_status(e.status):9} {e.actor}{note}{rated}{attached}  {e.text}"
     )
 
 
@@ -162,7 +181,7 @@ def _add_ticket_commands(sub: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="casemesh",
         # `assign --to` is not `--token` shortened: options are spelled out.
         allow_abbrev=False,
@@ -180,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     reports.add_commands(sub)
     queue.add_commands(sub)
     privacy.add_commands(sub)
+    for cmd in sub.choices.values():  # `casemesh show ID --token-file …`, as --json
+        connection.add_token_arguments(cmd, after_command=True)
     return p
 
 
@@ -275,20 +296,26 @@ def report_failure(err: grpc.RpcError, target: str, change: str = "") -> int:
     status it is; for a change (its request id) that got no answer, how to
     retry it without making it twice."""
     code = err.code()
+    status = rpc_status.from_call(err)
+    # A deadline the gateway keeps itself (an upload that paused or came too
+    # slowly: UPLOAD_PAUSED, UPLOAD_TOO_SLOW) comes with its reason: an answer,
+    # the server's refusal, not silence worth retrying as it was.
+    no_answer = code in _NO_ANSWER and not (
+        code == grpc.StatusCode.DEADLINE_EXCEEDED and _reasons(status)
+    )
     print(f"error: {code.name}: {err.details()}", file=sys.stderr)
-    if code == grpc.StatusCode.UNAVAILABLE:
+    if no_answer and code == grpc.StatusCode.UNAVAILABLE:
         print(
             f"  no answer from the gateway at {target}; is it running? (--target)", file=sys.stderr
         )
-    elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+    elif no_answer:
         print(f"  no answer in time from the gateway at {target}", file=sys.stderr)
-    if change and code in _NO_ANSWER:
+    if change and no_answer:
         print(
             "  the change may have been made; to retry it safely, run the same command"
             f" with --request-id {change}",
             file=sys.stderr,
         )
-    status = rpc_status.from_call(err)
     if status is not None:
         for field, description in field_violations(status):
             print(f"  {field}: {description}", file=sys.stderr)
@@ -301,7 +328,17 @@ def report_failure(err: grpc.RpcError, target: str, change: str = "") -> int:
             if detail.Is(retry.DESCRIPTOR) and detail.Unpack(retry):
                 wait = retry.retry_delay.ToTimedelta().total_seconds()
                 print(f"  try again in {wait:g} s", file=sys.stderr)
-    return UNREACHABLE if code in _NO_ANSWER else REFUSED
+    return UNREACHABLE if no_answer else REFUSED
+
+
+def _reasons(status: Any) -> list[str]:
+    """The ErrorInfo reasons a status carries (none for no status)."""
+    found: list[str] = []
+    for detail in status.details if status is not None else ():
+        info = error_details_pb2.ErrorInfo()
+        if detail.Is(info.DESCRIPTOR) and detail.Unpack(info) and info.reason:
+            found.append(info.reason)
+    return found
 
 
 def check_text(args: argparse.Namespace) -> None:

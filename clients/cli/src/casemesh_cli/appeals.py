@@ -142,7 +142,13 @@ def run(channel: grpc.Channel, metadata: list[tuple[str, str]], args: argparse.N
     if c == "appeal":
         emit(args, call("GetAppeal", apb.GetAppealRequest(name=name)), show)
     elif c == "appeal-history":
-        events = call("ListAppealEvents", apb.ListAppealEventsRequest(name=name))
+        # Every page: the service cuts one at 200 steps or 2 MiB of their text.
+        events = every_page(
+            lambda token: call(
+                "ListAppealEvents", apb.ListAppealEventsRequest(name=name, page_token=token)
+            ),
+            "events",
+        )
         emit(args, events, each("events", _event))
     else:
         etag = args.etag or call("GetAppeal", apb.GetAppealRequest(name=name)).etag

@@ -41,19 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="connect with TLS, trusting the CA certificate(s) in this PEM file "
         "(default: $CASEMESH_CA_FILE)",
     )
-    p.add_argument(
-        "--token",
-        default=None,
-        help="bearer token to send (default: $CASEMESH_TOKEN); other users may see it in "
-        "the process list, so prefer --token-file",
-    )
-    p.add_argument(
-        "--token-file",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="read the bearer token from this file (default: $CASEMESH_TOKEN_FILE)",
-    )
+    add_token_arguments(p)
     p.add_argument(
         "--as",
         dest="actor",
@@ -65,6 +53,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="append",
         choices=["user", "agent", "admin"],
         help="with no token given: a role of the minted token (repeatable; default: user)",
+    )
+
+
+def add_token_arguments(p: argparse.ArgumentParser, after_command: bool = False) -> None:
+    """--token and --token-file; also after the command (`casemesh show ID
+    --token-file …`), where, unset, they leave the ones before it be. Put
+    there, they used to be refused as unrecognized, quoting the token."""
+    unset = argparse.SUPPRESS if after_command else None
+    p.add_argument(
+        "--token",
+        default=unset,
+        help="bearer token to send (default: $CASEMESH_TOKEN); other users may see it in "
+        "the process list, so prefer --token-file",
+    )
+    p.add_argument(
+        "--token-file",
+        type=Path,
+        default=unset,
+        metavar="PATH",
+        help="read the bearer token from this file (default: $CASEMESH_TOKEN_FILE)",
     )
 
 

@@ -7,19 +7,40 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import uuid
-from typing import Any
+from typing import Any, NoReturn
 
 from casemesh.rules import leases
 from casemesh.v1 import tickets_pb2 as pb
 
 USAGE = 2
 JSON_HELP = "print the result as the proto's JSON (camelCase names), for scripts"
+# What argparse's errors may quote and must not: the value of --token, and
+# anything shaped like a JWT (three base64url parts, the last empty for an
+# unsigned one) wherever it was put by mistake (`--tokn eyJ… list`).
+_TOKEN_VALUE = re.compile(r"(--token[= ])\S+")
+_JWT = re.compile(r"(?<![\w.-])[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*(?![\w.-])")
+HIDDEN = "<hidden>"
 
 
 class BadInput(Exception):
     """Input the client refuses before calling anyone (a file it cannot read, a
     statement that is not the proto's JSON, no secret to mint a token with)."""
+
+
+def hide_secrets(text: str) -> str:
+    """`text` without a token in it: a usage error is printed, and often pasted
+    into a chat or a ticket."""
+    return _JWT.sub(HIDDEN, _TOKEN_VALUE.sub(rf"\g<1>{HIDDEN}", text))
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser (its subcommands' too) whose usage errors never
+    show a token: `unrecognized arguments: --token=<hidden>`."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(hide_secrets(message))
 
 
 def command(sub: Any, name: str, help: str, *examples: str) -> argparse.ArgumentParser:

@@ -84,6 +84,8 @@ def show(c: qpb.QueueCase) -> None:
     priority = pb.Priority.Name(c.priority).removeprefix("PRIORITY_")
     clock = f"due {due.ToDatetime():%Y-%m-%d %H:%M} UTC" if due else "no clock running"
     held = f"  held by {c.holder}" if c.holder else ""
+    if c.holder and c.HasField("lease_expire_time"):  # when the lease (`renew`) runs out
+        held += f" until {c.lease_expire_time.ToDatetime():%Y-%m-%d %H:%M} UTC"
     print(f"{c.name}  {priority:7} {sla:9} {c.queue:14} {c.status:15} {clock}{held}")
 
 
