@@ -58,3 +58,37 @@ def test_an_address_is_judged_as_the_mail_parser_reads_it(address: str) -> None:
 )
 def test_an_address_that_reads_differently_once_decoded_is_refused(address: str) -> None:
     assert not rules.valid_email(address)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        # Pasted from a chat or a document: the same address on screen.
+        "alice@example.com\u200b",
+        "alice@example.com\ufeff",
+        "alice@example.com\u2060",
+        "alice@example\u00ad.com",
+        "alice@ex\u200dample.com",
+        "ali\u200bce@例子.中国",
+        # No host a mail server could reach.
+        "alice@exa_mple.com",
+        "li@例子..中国",
+    ],
+)
+def test_an_address_a_mail_server_would_read_otherwise_is_refused(address: str) -> None:
+    assert not rules.valid_email(address)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "li@例子.中国",
+        "alice@bücher.de",
+        "alice@xn--bcher-kva.de",
+        # Full-width letters, as Chinese input methods type them: the
+        # notifier sends to their ASCII host (UTS #46).
+        "alice@ｅｘａｍｐｌｅ.com",
+    ],
+)
+def test_an_address_with_an_international_host_name_is_taken(address: str) -> None:
+    assert rules.valid_email(address)

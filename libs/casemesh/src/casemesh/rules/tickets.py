@@ -13,6 +13,7 @@ from email.headerregistry import Address
 from enum import IntEnum
 from typing import Any
 
+import idna
 import phonenumbers
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
@@ -187,10 +188,31 @@ def valid_email(value: str) -> bool:
         # What the parser gives back unchanged, at a hundredth of its cost
         # (`=?` may begin an RFC 2047 encoded word, which it decodes).
         return True
+    if any(unicodedata.category(c) in _UNSEEN for c in value):
+        # A zero-width space pasted from a chat after the address, a soft
+        # hyphen: the same address on screen, another one to a mail server.
+        return False
     try:
-        return Address(addr_spec=value).addr_spec == value
+        parsed = Address(addr_spec=value).addr_spec == value
     except (ValueError, IndexError, MessageError):  # an unknown charset: CharsetError
         return False
+    return parsed and _host_name(value.rpartition("@")[2])
+
+
+# What no address shows: format characters (zero-width, soft hyphen, byte
+# order mark), separators, controls.
+_UNSEEN = frozenset({"Cf", "Cc", "Zs", "Zl", "Zp"})
+
+
+def _host_name(domain: str) -> bool:
+    """Whether a mail server can be reached at `domain`: a host name in IDNA
+    2008 (UTS #46 mapped, as browsers and the notifier read it: full-width
+    letters stand for their ASCII ones), no label with `_` or empty."""
+    try:
+        idna.encode(domain, uts46=True)
+    except (idna.IDNAError, UnicodeError):
+        return False
+    return True
 
 
 def phone_number(value: str, *, mobile: bool = True) -> str:
