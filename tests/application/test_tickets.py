@@ -317,7 +317,7 @@ def test_an_agents_files_go_on_internal_notes_not_on_replies_the_requester_canno
     assert noted.version == 2
 
 
-@pytest.mark.parametrize("assignee", ["li\u200b", "#case/x", "a\u2028b"])
+@pytest.mark.parametrize("assignee", ["li\u200b", "#case/x", "a\u2028b", "   ", "\u3000", "\u200b"])
 def test_a_ticket_is_assigned_only_to_someone_a_token_could_name(
     app: Tickets, assignee: str
 ) -> None:
