@@ -39,6 +39,7 @@ class Provider:
         self.headers: dict[str, str] = {}  # sent with an answer that is not 200
         self.answer: Any = None  # the JSON a 200 answers with, if not {"id": ...}
         self.echo = False  # an answer that is not 200 quotes the request, as some do
+        self.said = b""  # what an answer that is not 200 says, if it does not quote
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -47,14 +48,14 @@ class Provider:
                 body = json.loads(raw)
                 provider.received.append((body, dict(self.headers)))
                 if provider.status != 200:
-                    said = b'{"error": "invalid request", "request": %s}' % raw
+                    quoted = b'{"error": "invalid request", "request": %s}' % raw
+                    said = quoted if provider.echo else provider.said
                     self.send_response(provider.status)
                     for name, value in provider.headers.items():
                         self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(said) if provider.echo else 0))
+                    self.send_header("Content-Length", str(len(said)))
                     self.end_headers()
-                    if provider.echo:
-                        self.wfile.write(said)
+                    self.wfile.write(said)
                     return
                 key = self.headers.get("Idempotency-Key", "")
                 provider.delivered.setdefault(key, body)
@@ -221,13 +222,16 @@ def test_the_notifier_needs_a_way_to_send_email() -> None:
 
 class Relay:
     """An SMTP relay on loopback counting the sessions it was opened; with
-    `pipelining`, it offers PIPELINING (RFC 2920), as common relays do."""
+    `pipelining`, it offers PIPELINING (RFC 2920), as common relays do;
+    without `smtputf8`, no SMTPUTF8 (RFC 6531), as many do not."""
 
-    def __init__(self, *, pipelining: bool = False) -> None:
+    def __init__(self, *, pipelining: bool = False, smtputf8: bool = True) -> None:
         self.pipelining = pipelining
+        self.smtputf8 = smtputf8
         self.refused: set[str] = set()  # recipients it answers `refusal` for
         self.refusal = "550 5.1.1 no such mailbox"
         self.sender_refusal = ""  # the answer to MAIL FROM, if not 250
+        self.recipients: list[str] = []  # each RCPT TO it took (the envelope's)
         self.sessions = 0
         self.messages: list[Any] = []
         self.address = ("127.0.0.1", free_port())
@@ -244,6 +248,8 @@ class Relay:
             ) -> Any:
                 relay.sessions += 1
                 session.host_name = hostname
+                if not relay.smtputf8:
+                    responses = [r for r in responses if r[4:] != "SMTPUTF8"]
                 if relay.pipelining:
                     return [*responses[:-1], "250-PIPELINING", responses[-1]]
                 return responses
@@ -261,6 +267,7 @@ class Relay:
             ) -> str:
                 if address in relay.refused:
                     return relay.refusal
+                relay.recipients.append(address)
                 envelope.rcpt_tos.append(address)
                 return "250 OK"
 
@@ -490,14 +497,61 @@ async def test_a_relay_that_turns_us_away_at_the_greeting_is_no_refusal_of_the_m
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    await assert_turned_away(refuse)
+
+
+async def assert_turned_away(relay: Any) -> None:
+    """A message sent to the `relay` (a stream handler) is refused as one it
+    never took: the relay unreachable, nothing sent, nothing permanent."""
+    server = await asyncio.start_server(relay, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     channel = SmtpChannel(host="127.0.0.1", port=port, sender="support@casemesh.local")
     try:
         with pytest.raises(DeliveryError) as refused:
             await channel.send(numbered(1))
     finally:
+        await channel.aclose()
         server.close()
         await server.wait_closed()
     assert refused.value.unreachable
     assert not refused.value.permanent and not refused.value.maybe_sent
+
+
+async def test_a_relay_that_turns_us_away_at_ehlo_and_helo_is_no_refusal_of_the_message() -> None:
+    # Greeted, then refused at EHLO and at HELO: turned away as at the
+    # greeting, whatever the message; the job waits for the operator rather
+    # than every e-mail being parked at its first try.
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 relay.example ESMTP\r\n")
+        while (await reader.readline())[:4].upper() in (b"EHLO", b"HELO"):
+            writer.write(b"554 5.7.1 not from your address\r\n")
+            await writer.drain()
+        writer.write(b"221 2.0.0 bye\r\n")
+        await writer.drain()
+        writer.close()
+
+    await assert_turned_away(refuse)
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+async def test_an_international_domain_reaches_a_relay_without_smtputf8(pipelining: bool) -> None:
+    """Li's address is in Chinese (`li@例子.中国`); the relay offers no
+    SMTPUTF8. Her mail goes to the same mailbox under the domain's ASCII
+    form, in the envelope and in To:. A mailbox name in Chinese cannot go
+    through such a relay: that message is refused for good (parked, to be
+    replayed through a relay that takes it), not taken for the relay away,
+    and the next one goes out."""
+    relay = Relay(pipelining=pipelining, smtputf8=False)
+    channel = smtp_to(relay)
+    try:
+        await channel.send(replace(numbered(1), recipient="li@例子.中国"))
+        with pytest.raises(DeliveryError) as refused:
+            await channel.send(replace(numbered(2), recipient="用户@例子.中国"))
+        await channel.send(numbered(3))
+    finally:
+        await channel.aclose()
+        relay.mail.stop()
+    assert relay.recipients == ["li@xn--fsqu00a.xn--fiqs8s", "u3@example.com"]
+    assert [m["To"] for m in relay.messages] == ["li@xn--fsqu00a.xn--fiqs8s", "u3@example.com"]
+    assert refused.value.permanent
+    assert not refused.value.unreachable and not refused.value.maybe_sent

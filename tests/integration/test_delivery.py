@@ -1189,6 +1189,10 @@ async def test_a_refusal_quoting_the_request_publishes_no_code(
         )
     }
     assert parked["verification.code"] == ("SMS provider refused: HTTP 400",) * 2
+    # Parked, as any other end, the code's job keeps no code: no replay sends it.
+    assert code_jobs(notifier) == [("parked", "", "{}")]
+    assert "482913" not in str(notifier.rows("SELECT * FROM notification_jobs"))
+    assert await replay_parked(notifier.dsn, None, notifier.clock.now()) == 1  # the other
     ticket_error, published = parked["ticket.received"]
     # The public event says what failed; the provider's words (masked) stay
     # with the job and the log.
@@ -1197,6 +1201,37 @@ async def test_a_refusal_quoting_the_request_publishes_no_code(
     assert re.search(r"\d{4}", ticket_error) is None, ticket_error
     logged = [str(call.kwargs) for call in log.calls]
     assert logged and not any("482913" in line for line in logged)
+
+
+async def test_a_refusal_in_utf_16_parks_its_job_and_the_sender_goes_on(
+    notifier: Notifier,
+) -> None:
+    """The SMS provider answers 400 in UTF-16, with no charset said: read
+    as UTF-8, its words hold a NUL after every letter, which no text column
+    takes. The job is parked with the provider's words, as any 400 is, and
+    the sender goes on to deliver the next job."""
+    endpoint = HttpEndpoint()
+    endpoint.status, endpoint.said = 400, "invalid number 无效号码".encode("utf-16-le")
+    sms = HttpSmsChannel(url=endpoint.url)
+    notifier.delivery._channels["SMS"] = sms
+    try:
+        (texted,) = await notifier.consume(
+            created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_SMS,))
+        )
+        (mailed,) = await notifier.consume(
+            created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_EMAIL,))
+        )
+        # (Bounded: a sender that cannot record the refusal never returns.)
+        assert await asyncio.wait_for(notifier.drain(), 30) == 2
+    finally:
+        await sms.aclose()
+        endpoint.stop()
+    [(status, error)] = notifier.rows(
+        f"SELECT status, last_error FROM notification_jobs WHERE id = '{texted}'"
+    )
+    assert status == "parked"
+    assert error.startswith("SMS provider refused: HTTP 400: ") and "invalid number" in error
+    assert [m.job_id for m in notifier.email.delivered] == [str(mailed)]
 
 
 async def test_a_code_goes_out_ahead_of_the_texts_already_due(notifier: Notifier) -> None:

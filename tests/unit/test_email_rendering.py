@@ -14,7 +14,7 @@ import pytest
 
 from casemesh_notifier.channels import Outgoing, SmtpChannel
 from casemesh_notifier.labels import LOCALES, local_time, reader_zone
-from casemesh_notifier.mime import SMTP_POLICY, Sender, render
+from casemesh_notifier.mime import SMTP_POLICY, Sender, ascii_domain, render
 from casemesh_notifier.rendering import Email, email_values, names, render_email
 from casemesh_notifier.samples import samples
 
@@ -79,6 +79,53 @@ def test_every_template_reads_the_same_as_the_librarys_message(key: tuple[str, s
             assert ours_part is not None and theirs_part is not None
             assert ours_part.get_content() == theirs_part.get_content()
         assert ours.split(b"\r\n\r\n", 1)[1] == theirs.split(b"\r\n\r\n", 1)[1]
+
+
+@pytest.mark.parametrize("key", [(t, loc) for t in EMAIL_TEMPLATES for loc in LOCALES])
+def test_a_long_chinese_subject_keeps_every_header_line_within_78_characters(
+    key: tuple[str, str],
+) -> None:
+    """RFC 5322's 78 characters a line, the Subject's first too (after
+    "Subject: "), at every length of a person's subject. Decoded, the
+    Subject reads as written (the library's own folding of some such
+    subjects reads with a space more), the other headers as the library's
+    message's do. The text alone: an HTML alternative's boundary, one token,
+    makes its Content-Type line longer, in the library's message too."""
+    channel = SmtpChannel(host="relay.invalid", port=25, sender=SENDER)
+    m = replace(outgoing(*key, TEXTS[0]), html="")
+    said = "换了手机号无法登录，验证码一直收不到，申诉也没有回音" * 2
+    for n in range(1, len(said) + 1):
+        subject = f"{m.subject} {said[:n]}"
+        ours = render(Sender(SENDER), m.job_id, m.recipient, subject, m.body, m.template)
+        assert ours is not None
+        head = ours.split(b"\r\n\r\n", 1)[0]
+        assert max(len(line) for line in head.split(b"\r\n")) <= 78, head
+        a = message_from_bytes(ours, policy=policy.default)
+        assert str(a["Subject"]) == subject
+    theirs = channel._message(replace(m, subject=subject)).as_bytes(policy=SMTP_POLICY)
+    b = message_from_bytes(theirs, policy=policy.default)
+    others = [h for h in HEADERS if h != "Subject"]
+    assert [str(a[h]) for h in others] == [str(b[h]) for h in others]
+
+
+def test_an_international_domain_is_written_in_its_ascii_form() -> None:
+    """The same mailbox, as a relay without SMTPUTF8 takes it (UTS #46,
+    non-transitional: `faß.de` is not `fass.de`); the message to it is
+    written as the library writes it. A mailbox name that is not ASCII
+    stays as it is: only a relay with SMTPUTF8 takes it."""
+    assert ascii_domain("li@例子.中国") == "li@xn--fsqu00a.xn--fiqs8s"
+    assert ascii_domain("Li@Bücher.Example") == "Li@xn--bcher-kva.example"
+    assert ascii_domain("wu@faß.de") == "wu@xn--fa-hia.de"
+    assert ascii_domain("用户@例子.中国") == "用户@xn--fsqu00a.xn--fiqs8s"
+    assert ascii_domain("alice@Example.com") == "alice@Example.com"
+    channel = SmtpChannel(host="relay.invalid", port=25, sender=SENDER)
+    to = ascii_domain("li@例子.中国")
+    m = replace(outgoing(EMAIL_TEMPLATES[0], "zh-CN", TEXTS[0]), recipient=to)
+    ours = render(Sender(SENDER), m.job_id, m.recipient, m.subject, m.body, m.template, m.html)
+    assert ours is not None and b"\r\nTo: li@xn--fsqu00a.xn--fiqs8s\r\n" in ours
+    a = message_from_bytes(ours, policy=policy.default)
+    b = message_from_bytes(channel._message(m).as_bytes(policy=SMTP_POLICY), policy=policy.default)
+    assert [str(a[h]) for h in HEADERS] == [str(b[h]) for h in HEADERS]
 
 
 def test_what_it_does_not_write_is_left_to_the_library() -> None:

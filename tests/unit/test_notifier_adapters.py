@@ -1,6 +1,7 @@
 """What the notifier's HTTP adapters ask the providers to send: a ticket
 e-mail through the API can be answered, as one over SMTP can, and a message
-given a new address goes under an idempotency key of its own."""
+given a new address goes under an idempotency key of its own; and what is
+kept of a provider's answer."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any
 import httpx
 
 from casemesh.platform.replies import reply_address
-from casemesh_notifier.channels import HttpEmailChannel, HttpSmsChannel, Outgoing
+from casemesh_notifier.channels import DeliveryError, HttpEmailChannel, HttpSmsChannel, Outgoing
+from casemesh_notifier.delivery import Job, kept_error
 
 TICKET = "0b6f3c2e-8d4a-4f1b-9c7e-5a2d1e3f4b6c"
 MESSAGE = Outgoing(
@@ -86,3 +88,30 @@ async def test_a_message_goes_under_its_job_id_until_it_is_given_a_new_address()
     # The e-mail is still the job's one message.
     body = await sent_through_the_api(moved)
     assert body["headers"] == {"Message-ID": f"<{MESSAGE.job_id}@casemesh>"}
+
+
+def test_a_refusal_in_utf_16_is_kept_readable_and_without_control_characters() -> None:
+    """A provider answering in UTF-16 (read as UTF-8: a NUL after every
+    letter) or with binary bytes: what is kept is its words, with no
+    character a text column refuses; lines and tabs stay."""
+    job = Job(
+        id=MESSAGE.job_id,
+        cause_event_id="tickets/1:1",
+        case_name="tickets/1",
+        channel="SMS",
+        recipient="+8613800138000",
+        template="ticket.received",
+        subject="",
+        body="",
+        html="",
+        params={},
+        attempts=1,
+    )
+    answer = "invalid number\n\tsee docs".encode("utf-16-le") + b"\x1b[0m\r"
+    refusal = DeliveryError(
+        "SMS provider refused: HTTP 400",
+        permanent=True,
+        detail=answer.decode("utf-8", "replace"),
+    )
+    kept = kept_error(job, refusal)
+    assert kept == "SMS provider refused: HTTP 400: invalid number\n\tsee docs[0m"

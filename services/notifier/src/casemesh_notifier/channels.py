@@ -15,7 +15,7 @@ import re
 import smtplib
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from email.utils import formatdate, parsedate_to_datetime
 from typing import TYPE_CHECKING, Protocol
@@ -165,6 +165,10 @@ class SmtpChannel:
                 smtp.starttls(context=ssl.create_default_context())
             if self._username:
                 smtp.login(self._username, self._password)
+            # EHLO (or HELO) now, not inside the first message's send: a relay
+            # refusing both (554) turns us away as a refused greeting does,
+            # and is no refusal of that message (`_send_one`).
+            smtp.ehlo_or_helo_if_needed()
         except BaseException:
             smtp.close()
             raise
@@ -191,6 +195,12 @@ class SmtpChannel:
             smtp.close()  # no QUIT: the relay is not answering on it
 
     def _send_one(self, m: Outgoing) -> str:
+        # An international domain in its ASCII form, which every relay takes
+        # (envelope and To: alike); a mailbox name that is not ASCII still
+        # needs a relay offering SMTPUTF8.
+        recipient = mime.ascii_domain(m.recipient)
+        if recipient != m.recipient:
+            m = replace(m, recipient=recipient)
         payload = mime.render(
             self._from, m.job_id, m.recipient, m.subject, m.body, m.template, m.html, m.reply_to
         )
@@ -235,6 +245,19 @@ class SmtpChannel:
             ) from exc
         except smtplib.SMTPSenderRefused as exc:
             raise _sender_refused(exc) from exc
+        except smtplib.SMTPNotSupportedError as exc:
+            # An address in UTF-8 and a relay without SMTPUTF8 (nothing was
+            # offered it): the recipient's mailbox name cannot go through this
+            # relay however often it is tried, so the job is parked (and
+            # replayable once a relay takes it). Our own address in UTF-8
+            # would stop every message alike: the operator's to mend.
+            ours = m.recipient.isascii()
+            raise DeliveryError(
+                "SMTP relay takes no address in UTF-8 (no SMTPUTF8)",
+                permanent=not ours,
+                unreachable=ours,
+                detail=str(exc),
+            ) from exc
         except smtplib.SMTPResponseException as exc:
             raise DeliveryError(
                 f"SMTP {exc.smtp_code}",

@@ -56,7 +56,7 @@ from casemesh.platform.clock import Clock, SystemClock
 from casemesh.platform.fields import record_from
 from casemesh.platform.logging import get_logger
 from casemesh.platform.masking import mask_email, mask_phone, mask_text
-from casemesh.platform.pools import with_keepalives
+from casemesh.platform.pools import is_database_outage, with_keepalives
 from casemesh.platform.replies import reply_address
 from casemesh.rules import retention
 from casemesh_notifier import policy, settings
@@ -169,6 +169,15 @@ RECORD_MARGIN_S = settings.RECORD_MARGIN_S
 # is away, between tries (seconds): a message sent and not recorded would be
 # sent again once its lease lapses.
 RECORD_RETRY = (0.2, 0.5, 1.0, 2.0, 5.0)
+# What else a record meets that passes, and is tried again: a lost race (an
+# outcome of the same job recorded meanwhile took its outcome event's id:
+# `_sent`), a session the server timed out. Anything else (a value the
+# database refuses) would fail alike however often it was tried.
+RECORD_AGAIN: tuple[type[Exception], ...] = (
+    OSError,
+    psycopg.errors.UniqueViolation,
+    psycopg.errors.IdleInTransactionSessionTimeout,
+)
 
 # A claim whose lease ran out while `sending` is not sent again at once: its
 # sender may be alive, holding a delivery it could not record while the
@@ -770,12 +779,25 @@ class Delivery:
 
     async def _recorded(self, record: Callable[[], Awaitable[None]], jobs: list[Job]) -> None:
         """Records attempts' outcomes, waiting out a database outage of any
-        length: the attempts happened, and forgetting them would send again."""
+        length: the attempts happened, and forgetting them would send again.
+        A record the database refuses for what it holds is not tried again:
+        tried for ever, it would hold this worker, and once its claim lapsed
+        every sender that took the job up. Its jobs are left as a dead
+        sender's are (still claimed: taken up again once the lease lapses and
+        RETAKE_GRACE is over, as possible repeats), and the worker goes on."""
         for tries in itertools.count():
             try:
                 await record()
                 return
             except (psycopg.Error, OSError) as exc:
+                if not (is_database_outage(exc) or isinstance(exc, RECORD_AGAIN)):
+                    log.error(
+                        "notification.outcome_refused",
+                        job_id=jobs[0].id,
+                        jobs=len(jobs),
+                        error=repr(exc),
+                    )
+                    return
                 pause = RECORD_RETRY[min(tries, len(RECORD_RETRY) - 1)]
                 if tries == 0 or pause == RECORD_RETRY[-1]:
                     log.error(
@@ -860,7 +882,9 @@ class Delivery:
             (
                 job,
                 nev.NotificationDelivered(
-                    job=job.ref(now), provider_message_id=provider_id, possible_repeat=job.retaken
+                    job=job.ref(now),
+                    provider_message_id=printable(provider_id),
+                    possible_repeat=job.retaken,
                 ),
             )
             for job, provider_id in delivered
@@ -890,7 +914,8 @@ class Delivery:
                     "secret": sorted(policy.SECRET_TEMPLATES),
                     "ids": [job.id for job, _ in delivered],
                     "attempts": [job.attempts for job, _ in delivered],
-                    "provider_ids": [provider_id for _, provider_id in delivered],
+                    # The provider's words: they may hold what no text column takes.
+                    "provider_ids": [printable(provider_id) for _, provider_id in delivered],
                     **outcome_params(outcomes, now),
                 },
             )
@@ -937,19 +962,32 @@ class Delivery:
         spent, outage = (-1, job.outage_tries + 1) if unreachable else (0, 0)
 
         # Provider messages may quote the address; neither the table nor the
-        # public outcome event keeps it whole.
+        # public outcome event keeps it whole. (Nor a control character,
+        # which a text column may refuse: `printable`.)
         def masked(text: str) -> str:
-            return mask_text(text.replace(job.recipient, job.masked_recipient()))[:500]
+            return mask_text(printable(text).replace(job.recipient, job.masked_recipient()))[:500]
 
         error = masked(error)
         told = error if published is None else masked(published)
         async with self._pool.connection() as conn, conn.transaction():
             if park:
+                # A one-time code is kept no longer than any other end keeps
+                # it (sent, expired, replaced): a replay would not send it
+                # (`replay_parked`), and the person asks for a new one.
                 cur = await conn.execute(
                     "UPDATE notification_jobs SET status = 'parked', last_error = %s,"
-                    " claimed_until = NULL, maybe_sent = maybe_sent OR %s"
+                    " claimed_until = NULL, maybe_sent = maybe_sent OR %s,"
+                    " body = CASE WHEN template = ANY(%s) THEN '' ELSE body END,"
+                    " html = CASE WHEN template = ANY(%s) THEN '' ELSE html END,"
+                    " params = CASE WHEN template = ANY(%s) THEN '{}' ELSE params END"
                     f" WHERE {STILL_CLAIMED}",
-                    (error, maybe_sent, job.id, job.attempts),
+                    (
+                        error,
+                        maybe_sent,
+                        *[sorted(policy.SECRET_TEMPLATES)] * 3,
+                        job.id,
+                        job.attempts,
+                    ),
                 )
                 if cur.rowcount == 0:
                     log.warning("notification.claim_lost", job_id=job.id, outcome="parked")
@@ -1002,6 +1040,15 @@ class Delivery:
 # Runs of four digits or more: a one-time code, an order or account number.
 # (`mask_text` takes only phone-like runs, of eight and more.)
 _DIGIT_RUN = re.compile(r"\d{4,}")
+# C0 control characters but tab and newline.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f]")
+
+
+def printable(text: str) -> str:
+    """A provider's words without control characters (but tab and newline):
+    a body in UTF-16, or binary, read as UTF-8 is full of NULs, and a text
+    column refuses a NUL outright (the outcome could not be recorded)."""
+    return _CONTROL.sub("", text)
 
 
 def kept_error(job: Job, exc: DeliveryError) -> str:
@@ -1012,11 +1059,11 @@ def kept_error(job: Job, exc: DeliveryError) -> str:
     provider may echo the request in its answer (a 400 quoting the text and
     its parameters): for a job carrying a secret (a one-time code) its answer
     is left out altogether, as no mask can tell which part of it is the
-    secret."""
+    secret. Control characters are left out (`printable`)."""
     if not exc.detail or job.template in policy.SECRET_TEMPLATES:
-        return str(exc)
+        return printable(str(exc))
     said = _DIGIT_RUN.sub(lambda m: "*" * len(m.group()), exc.detail)
-    return f"{exc}: {said}"
+    return printable(f"{exc}: {said}")
 
 
 async def expire(
@@ -1057,20 +1104,23 @@ async def expire(
 
 
 async def replay_parked(conninfo: str, job_ids: list[str] | None, now: datetime) -> int:
-    """Puts parked jobs (all, or the given ones) back in the queue with a fresh budget."""
+    """Puts parked jobs (all, or the given ones) back in the queue with a fresh
+    budget; not a one-time code, whose text went when it was parked."""
     conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+    secret = sorted(policy.SECRET_TEMPLATES)
     async with conn:
         if job_ids:
             cur = await conn.execute(
                 "UPDATE notification_jobs SET status = 'pending', attempts = 0,"
-                " next_attempt_at = %s WHERE status = 'parked' AND id = ANY(%s::uuid[])",
-                (now, job_ids),
+                " next_attempt_at = %s WHERE status = 'parked' AND id = ANY(%s::uuid[])"
+                " AND template <> ALL(%s)",
+                (now, job_ids, secret),
             )
         else:
             cur = await conn.execute(
                 "UPDATE notification_jobs SET status = 'pending', attempts = 0,"
-                " next_attempt_at = %s WHERE status = 'parked'",
-                (now,),
+                " next_attempt_at = %s WHERE status = 'parked' AND template <> ALL(%s)",
+                (now, secret),
             )
         await conn.execute("NOTIFY notification_jobs")
         return cur.rowcount

@@ -20,12 +20,16 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, getaddresses
 
+import idna
+
 # The library's line limit (policy.default.max_line_length), for headers and body.
 LINE = 78
 _ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+\Z")
 _TOKEN = re.compile(r"[A-Za-z0-9._-]+\Z")
 # The most UTF-8 bytes one encoded word holds within 75 characters (RFC 2047).
 _WORD_BYTES = 45
+# The most the first one holds, after "Subject: ", within the line's 78.
+_FIRST_WORD_BYTES = 42
 SMTP_POLICY = policy.default.clone(linesep="\r\n")
 
 
@@ -59,6 +63,21 @@ def _host_name(domain: str) -> bool:
         label.replace("-", "").isalnum() and not label.startswith("-") and not label.endswith("-")
         for label in domain.split(".")
     )
+
+
+def ascii_domain(address: str) -> str:
+    """`address` with an international domain in its ASCII form (IDNA, UTS #46
+    non-transitional, as the inbound mail service reads it): `li@例子.中国` is
+    `li@xn--fsqu00a.xn--fiqs8s`, the same mailbox, and a relay without
+    SMTPUTF8 takes it. As written when its domain is ASCII already, or is no
+    domain name IDNA can write (the relay then refuses it)."""
+    local, at, domain = address.rpartition("@")
+    if not at or domain.isascii():
+        return address
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True, transitional=False).decode('ascii')}"
+    except (idna.IDNAError, UnicodeError):
+        return address
 
 
 class Sender:
@@ -150,17 +169,18 @@ def _alternatives(mark: bytes, text: str, html: str) -> bytes:
 
 def _subject(text: str) -> bytes | None:
     """Printable ASCII as it is (when it fits one line); anything else as
-    base64 encoded words, one per folded line."""
+    base64 encoded words, one per folded line, the first one shorter: with
+    "Subject: " before it, its line too is at most LINE long."""
     if text.isascii():
         if not text or "=?" in text or not text.isprintable():
             return None
         return text.encode() if len(text) <= LINE - len("Subject: ") else None
-    words, word = [], b""
+    words, word, most = [], b"", _FIRST_WORD_BYTES
     for char in text:
         encoded = char.encode()
-        if len(word) + len(encoded) > _WORD_BYTES:
+        if len(word) + len(encoded) > most:
             words.append(word)
-            word = b""
+            word, most = b"", _WORD_BYTES
         word += encoded
     words.append(word)
     return b"\r\n ".join(b"=?utf-8?b?%s?=" % binascii.b2a_base64(w, newline=False) for w in words)
