@@ -142,6 +142,37 @@ def stored(locker: EvidenceLocker, *files: EvidenceView) -> list[bool]:
     return [locker.store.exists(f.sha256) for f in files]
 
 
+async def test_a_round_goes_past_candidates_still_needed_to_those_due_behind_them(
+    dsn: str, locker: EvidenceLocker
+) -> None:
+    """Kim's closed ticket marks its files, needed until it expires; a file
+    of an expired case is marked after them. A round looks at them a batch
+    at a time, and deletes the due one behind batches that deleted nothing."""
+    cases = Cases(dsn, locker)
+    held = [await upload(locker, "kim", png()) for _ in range(3)]
+    due = await upload(locker, "kim", png())
+    closed, expired = str(uuid.uuid4()), str(uuid.uuid4())
+    cases.hear(ticket(closed, 1, NEW, tev.TicketCreated, "kim", evidence=attached(*held)))
+    cases.hear(ticket(expired, 1, NEW, tev.TicketCreated, "kim", evidence=attached(due)))
+    cases.hear(ticket(closed, 4, CLOSED))
+    cases.time += timedelta(seconds=1)
+    cases.hear(ticket(expired, 4, CLOSED))
+    cases.hear(ticket(expired, 5, CLOSED, tev.TicketExpired))
+    cases.time += GRACE + timedelta(seconds=1)
+
+    deleted = await asyncio.to_thread(
+        purge_round,
+        partial(psycopg.connect, dsn),
+        locker.store,
+        cases,
+        GRACE,
+        Told(cases.time),
+        limit=2,
+    )
+    assert deleted == 1
+    assert await kept(locker, *held, due) == [True, True, True, False]
+
+
 async def test_a_file_goes_when_every_case_holding_it_expired(
     dsn: str, locker: EvidenceLocker
 ) -> None:

@@ -61,7 +61,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import partial
 from itertools import takewhile
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 
@@ -364,11 +364,29 @@ def purge(
     heard: Callable[[], datetime | None],
     limit: int = PURGE_BATCH,
 ) -> int:
+    """`purge_batch`: how many files were deleted."""
+    return purge_batch(connect, store, now, grace, heard, limit).deleted
+
+
+class Purged(NamedTuple):
+    deleted: int
+    # A whole batch of due candidates was gone through: more may be due.
+    more: bool
+
+
+def purge_batch(
+    connect: Callable[[], psycopg.Connection[Any]],
+    store: BlobStore,
+    now: datetime,
+    grace: timedelta,
+    heard: Callable[[], datetime | None],
+    limit: int = PURGE_BATCH,
+) -> Purged:
     """Makes the files whose wait to be attached is over candidates; deletes
-    the candidates marked `grace` before `now` that are still not needed,
-    each in a transaction of its own, and then the bytes no record names
-    any more; a candidate needed after all stops being one. Returns how
-    many files were deleted.
+    the candidates marked `grace` before `now` that are still not needed
+    (`limit` at the most), each in a transaction of its own, and then the
+    bytes no record names any more; a candidate needed after all stops
+    being one.
 
     `heard()`, asked only when a candidate is that old: a time before which
     every case event on the topics has been read (`HeardUntil`; None: none
@@ -380,7 +398,7 @@ def purge(
         conn.autocommit = True  # each `transaction()` below is one of its own
         while conn.execute(PROMOTE, {"now": now, "limit": limit}).rowcount == limit:
             pass
-        deleted = 0
+        deleted = looked_at = 0
         due = conn.execute(
             "SELECT evidence_id, since FROM evidence_unneeded WHERE since < %s"
             " ORDER BY since LIMIT %s",
@@ -391,6 +409,7 @@ def purge(
             before = min(now, until) - grace
             # Oldest first: those marked before `before` lead.
             for ident, _ in takewhile(lambda row: row[1] < before, due):
+                looked_at += 1
                 with conn.transaction():
                     deleted += _delete_if_unneeded(conn, ident, before)
         unnamed = conn.execute(
@@ -399,7 +418,9 @@ def purge(
         for (sha,) in unnamed.fetchall():
             with conn.transaction():
                 _delete_bytes_if_unnamed(conn, store, sha, now)
-    return deleted
+    # Each one looked at is deleted, or no candidate any more, or marked
+    # again since (no longer due): the next batch is another one.
+    return Purged(deleted, more=looked_at == limit)
 
 
 def _delete_if_unneeded(conn: psycopg.Connection[Any], ident: Any, before: datetime) -> int:
@@ -498,10 +519,13 @@ def purge_round(
     stopping: Callable[[], bool] = lambda: False,
     limit: int = PURGE_BATCH,
 ) -> int:
-    """One round of the purger: `purge`, a batch (`limit`) after another while
-    there are (until `stopping()`), asking `heard` how far the case topics
-    have been read by `GROUP` at most once, and only if a candidate is due.
-    Returns how many files were deleted."""
+    """One round of the purger: `purge_batch`, a batch (`limit`) after another
+    while whole batches are due (until `stopping()`), whether or not they
+    delete anything: a closed case's files, still needed until it expires,
+    lead the candidates and must not hold back those due behind them.
+    `heard` is asked how far the case topics have been read by `GROUP` at
+    most once, and only if a candidate is due. Returns how many files were
+    deleted."""
     now = clock.now()
     known: list[datetime | None] = []
 
@@ -512,9 +536,9 @@ def purge_round(
 
     deleted = 0
     while not stopping():
-        batch = purge(connect, store, clock.now(), grace, until, limit)
-        deleted += batch
-        if not batch:
+        batch = purge_batch(connect, store, clock.now(), grace, until, limit)
+        deleted += batch.deleted
+        if not batch.more:
             break
     return deleted
 
