@@ -225,3 +225,10 @@ async def test_a_video_sent_as_a_picture_is_refused_at_its_first_bytes(tmp_path:
     assert [v.field for v in refused.value.violations] == ["metadata.declared_type"]
     assert len(sent) == 1
     assert not await asyncio.to_thread(lambda: list(tmp_path.iterdir()))  # nothing of it kept
+
+
+@pytest.mark.parametrize("declared", ["video/webm", "video/x-matroska", "video/matroska"])
+def test_a_screen_recording_declared_as_matroska_is_taken(declared: str) -> None:
+    """An .mkv, as the phone or browser names it: the bytes are known as WebM."""
+    assert sniff.media_type(ebml(b"matroska")) == "video/webm"
+    assert sniff.declared_as(declared, "video/webm")

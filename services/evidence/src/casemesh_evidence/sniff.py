@@ -95,6 +95,10 @@ ALIASES = {
     "image/heic-sequence": "image/heic",
     "image/heif-sequence": "image/heic",
     "video/x-m4v": "video/mp4",
+    # Matroska, as Android and desktop browsers name an .mkv (and RFC 9559
+    # does): accepted, and known by its bytes, as WebM (`media_type`).
+    "video/x-matroska": "video/webm",
+    "video/matroska": "video/webm",
     "video/3gp": "video/3gpp",
     "application/x-pdf": "application/pdf",
 }
