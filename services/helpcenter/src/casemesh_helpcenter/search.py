@@ -21,6 +21,7 @@ from importlib.metadata import version
 from typing import Any
 
 import jieba
+import opencc
 import snowballstemmer  # type: ignore[import-untyped]
 
 jieba.setLogLevel(logging.WARNING)
@@ -28,7 +29,7 @@ jieba.setLogLevel(logging.WARNING)
 # Of the rules below: raise it with any change that makes `tokens` give other
 # words for the same text, so that the articles are indexed again at start
 # (`index_version`, `store.create_schema`).
-VERSION = 2
+VERSION = 3
 # What a synonym counts for against a word the user typed (1).
 SYNONYM_WEIGHT = 0.5
 MAX_TERMS = 64
@@ -43,6 +44,34 @@ BETWEEN_WORDS = re.compile(r"[\s\-]*")
 # Characters people type for the one the articles use: 帐号 and 帐户 are
 # common spellings of 账号 and 账户 (帳 and 賬 their traditional forms).
 VARIANTS = str.maketrans({"帐": "账", "帳": "账", "賬": "账"})
+# Words of Taiwan and Hong Kong for what the articles call otherwise, as they
+# are once Simplified (`TO_SIMPLIFIED` changes characters, not words): 無法登入
+# is 无法登录. Those of OpenCC's Taiwan phrases (its tw2sp) a user of the help
+# centre types, not tw2sp itself: it has 登出 ("log out") as 注销, which is
+# closing the account here, and rewrites the Simplified articles' own words
+# (文件夹 as 文档夹, 停用 as 禁用, 小程序 as 小进程).
+REGIONAL_WORDS = {
+    "登入": "登录",
+    "登出": "退出登录",
+    "影片": "视频",
+    "视讯": "视频",
+    "简讯": "短信",
+    "短讯": "短信",
+    "网路": "网络",
+    "档案": "文件",
+    "设定": "设置",
+    "支援": "支持",
+    "软体": "软件",
+    "讯息": "消息",
+    "资讯": "信息",
+    "萤幕": "屏幕",
+    "使用者": "用户",
+    "连结": "链接",
+    "点选": "点击",
+    "稽核": "审核",
+    "检举": "举报",
+    "骇客": "黑客",
+}
 # Words that say nothing about what is wanted (Latin ones as typed, before
 # stemming).
 STOP = frozenset(
@@ -122,15 +151,23 @@ IRREGULAR = {
 # Not for threads at once (it keeps the word it works on): the service
 # tokenises on its event loop only.
 _ENGLISH = snowballstemmer.stemmer("english")
+# Traditional characters as the Simplified ones the articles and synonyms are
+# written in (OpenCC's t2s): a user in Hong Kong or Taiwan types 忘記密碼, whose
+# words (忘記, 密碼) no article has, for 忘记密码. Built once, in milliseconds.
+TO_SIMPLIFIED = "t2s"
+_SIMPLIFIED = opencc.OpenCC(TO_SIMPLIFIED)
+_REGIONAL = re.compile("|".join(sorted(REGIONAL_WORDS, key=len, reverse=True)))
 
 
 def folded(text: str) -> str:
     """Lower-case, in the forms a Chinese keyboard's full-width letters and
-    digits (`ｌｏｇｉｎ`, `１２３`) stand for (NFKC), with the usual character
-    for a variant (`VARIANTS`) and a word's apostrophe dropped ("can't" is
-    one word, "cant")."""
-    text = unicodedata.normalize("NFKC", text).lower().translate(VARIANTS)
-    return APOSTROPHE.sub("", text)
+    digits (`ｌｏｇｉｎ`, `１２３`) stand for (NFKC), Traditional characters
+    Simplified (忘記 is 忘记) and a region's word the articles' (`REGIONAL_WORDS`:
+    登入 is 登录), with the usual character for a variant (`VARIANTS`: 帐号 is
+    账号) and a word's apostrophe dropped ("can't" is one word, "cant")."""
+    text = _SIMPLIFIED.convert(unicodedata.normalize("NFKC", text))
+    text = _REGIONAL.sub(lambda word: REGIONAL_WORDS[word.group()], text)
+    return APOSTROPHE.sub("", text.lower().translate(VARIANTS))
 
 
 def folded_prefix(text: str) -> str:
@@ -291,16 +328,19 @@ def query_terms(query: str) -> dict[str, float]:
 @cache
 def index_version() -> str:
     """The tokeniser's version: `VERSION`, and a fingerprint of what else
-    decides the index words (the stemmer's and jieba's releases, the synonyms,
-    the stop words). An article indexed under another is indexed again."""
+    decides the index words (the stemmer's, jieba's and OpenCC's releases, the
+    synonyms, the stop words, the regional words). An article indexed under
+    another is indexed again."""
     digest = hashlib.sha256()
     for part in (
         f"jieba {version('jieba')}",
+        f"opencc {version('opencc')} {TO_SIMPLIFIED}",
         f"snowballstemmer {version('snowballstemmer')}",
         json.dumps(_synonyms(), ensure_ascii=False),
         " ".join(sorted(STOP)),
         json.dumps(IRREGULAR, sort_keys=True),
         json.dumps(VARIANTS, sort_keys=True),
+        json.dumps(REGIONAL_WORDS, ensure_ascii=False, sort_keys=True),
     ):
         digest.update(part.encode())
         digest.update(b"\x00")
