@@ -362,6 +362,12 @@ def retryable(exc: BaseException) -> bool:
     return is_database_outage(exc) or isinstance(exc, persistence.IntegrityError)
 
 
+# How long a case this replica created is kept revealed for its projector
+# (`Created`): also how long it may write an erased person's text after the
+# erasure (`forgetting`).
+KEEP_REVEALED_S = 60.0
+
+
 class Created:
     """The cases this process created lately, each as it was saved, kept
     until its projector takes it (`take`): a new case's row is then rendered
@@ -375,7 +381,10 @@ class Created:
     as the keys' own cache lets go of theirs."""
 
     def __init__(
-        self, keep: int = 1024, keep_s: float = 60.0, clock: Callable[[], float] = time.monotonic
+        self,
+        keep: int = 1024,
+        keep_s: float = KEEP_REVEALED_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._keep, self._keep_s, self._clock = keep, keep_s, clock
         self._cases: OrderedDict[uuid.UUID | str, tuple[float, Any]] = OrderedDict()

@@ -22,7 +22,6 @@ person's keys on hearing it in a group of its own.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 import uuid
@@ -32,15 +31,19 @@ from typing import Protocol
 
 from casemesh import topics
 from casemesh.events.v1.privacy_pb2 import PersonErased
+from casemesh.platform.caseindex import KEEP_REVEALED_S
 from casemesh.platform.consuming import ConsumerThread, NotYet, Place, Subscription
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
 from casemesh.platform.personal import PersonalDataError
+from casemesh.platform.personal.settings import PersonalDataSettings
 
 log = get_logger(__name__)
 
-# When a service renders an erased person's rows a second time.
+# When a service renders an erased person's rows a second time, at the least,
+# and past what another replica may still reveal (`again_after`).
 AGAIN_S = 30.0
+DEFAULT_KEY_CACHE_S: float = PersonalDataSettings.model_fields["key_cache_seconds"].default
 
 
 def erasure_group(service: str) -> str:
@@ -60,11 +63,14 @@ class ErasureFollower(ConsumerThread):
     thread; none for a process that only reads) for each erased person, in
     the service's group, and again `again_after` seconds later (a row another
     replica rendered meanwhile, with a key it still held, is rendered once
-    more). Given `drop_keys`, the process also hears each erasure in a group
-    of its own (new at each start, so it reads every erasure again: dropping
-    keys it does not hold costs nothing) and drops the person's keys from its
-    memory at once. The service's name (`cfg.service_name`) names it in logs
-    and its groups."""
+    more): by default past the longest that replica may hold the key
+    (`key_cache_seconds`) or a case it created revealed (`KEEP_REVEALED_S`),
+    so that nothing it writes after the second pass is in the clear. Given
+    `drop_keys`, the process also hears each erasure in a group of its own
+    (new at each start, so it reads every erasure again: dropping keys it
+    does not hold costs nothing) and drops the person's keys from its memory
+    at once. The service's name (`cfg.service_name`) names it in logs and
+    its groups."""
 
     def __init__(
         self,
@@ -72,9 +78,14 @@ class ErasureFollower(ConsumerThread):
         forget: Callable[[str], int] | None,
         drop_keys: Callable[[str], None] | None = None,
         *,
-        again_after: float = AGAIN_S,
+        again_after: float | None = None,
         forget_at: Callable[[str, datetime], int] | None = None,
     ) -> None:
+        if again_after is None:
+            # A process that holds keys has the setting; one that does not,
+            # the default of those that do.
+            held = float(getattr(cfg, "key_cache_seconds", DEFAULT_KEY_CACHE_S))
+            again_after = max(held, KEEP_REVEALED_S) + AGAIN_S
         super().__init__(f"{cfg.service_name}-erasures", cfg.kafka_bootstrap)
         self._service = cfg.service_name
         # `forget_at(person, erase_time)` instead of `forget`: for a service
@@ -112,8 +123,10 @@ class ErasureFollower(ConsumerThread):
         task.add_done_callback(self._later.discard)
 
     async def _again(self, person: str, at: datetime) -> None:
-        with contextlib.suppress(Exception):  # the first pass stands; this one only tidies
+        try:
             await self._forget_now(person, at)
+        except Exception as exc:  # the first pass stands; this one only tidies
+            log.warning("person.forget_again_failed", person=person, error=repr(exc))
 
     async def _forget_now(self, person: str, at: datetime) -> int:
         assert self._forget is not None  # subscribed only then
