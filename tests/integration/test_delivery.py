@@ -1234,6 +1234,39 @@ async def test_a_refusal_in_utf_16_parks_its_job_and_the_sender_goes_on(
     assert [m.job_id for m in notifier.email.delivered] == [str(mailed)]
 
 
+@pytest.mark.parametrize("kept", ["as it can be", "not at all"])
+async def test_a_text_whose_provider_id_cannot_be_kept_is_sent_once(
+    notifier: Notifier, monkeypatch: pytest.MonkeyPatch, kept: str
+) -> None:
+    """The SMS provider takes the text and answers an id no text column
+    holds (a lone surrogate in its JSON). The job is recorded sent, with
+    what can be kept of the id, or (should the record with it be refused
+    all the same) with none: never left to go out again once its claim
+    lapses."""
+    if kept == "not at all":  # the record with the id refused, as by a cause unforeseen
+        monkeypatch.setattr(delivery_module, "printable", lambda text: text)
+    endpoint = HttpEndpoint()
+    endpoint.answer = {"id": "msg-\udc00"}
+    sms = HttpSmsChannel(url=endpoint.url)
+    notifier.delivery._channels["SMS"] = sms
+    try:
+        (texted,) = await notifier.consume(
+            created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_SMS,))
+        )
+        assert await asyncio.wait_for(notifier.drain(), 30) == 1
+        notifier.clock.advance(3600)  # past any claim's lease
+        assert await asyncio.wait_for(notifier.drain(), 30) == 0
+    finally:
+        await sms.aclose()
+        endpoint.stop()
+    [(status, provider_id)] = notifier.rows(
+        f"SELECT status, provider_message_id FROM notification_jobs WHERE id = '{texted}'"
+    )
+    assert status == "sent"
+    assert provider_id == ("msg-?" if kept == "as it can be" else "")
+    assert len(endpoint.received) == 1
+
+
 async def test_a_code_goes_out_ahead_of_the_texts_already_due(notifier: Notifier) -> None:
     """A morning's backlog: the night's texts have come due together, and a
     person asks for a code. It is the next text sent, not the last (it would

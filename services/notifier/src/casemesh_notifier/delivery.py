@@ -708,7 +708,13 @@ class Delivery:
                 await self._recorded(self._failure(job, exc), [job])
             else:
                 self._back(job.channel)
-                await self._recorded(partial(self._sent, [(job, provider_id)]), [job])
+                await self._recorded(
+                    partial(self._sent, [(job, provider_id)]),
+                    [job],
+                    # Sent, whatever the provider said its id was: a record
+                    # refused for that id must not leave the job to go out again.
+                    instead=partial(self._sent, [(job, "")]),
+                )
 
     def _outage(self, job: Job, exc: DeliveryError) -> bool:
         """Whether a send refused "for now" (a 5xx, a timeout, an SMTP 4xx)
@@ -777,19 +783,26 @@ class Delivery:
         log.error("notification.unsendable", job_id=job.id, channel=job.channel, exc_info=exc)
         return partial(self._failed, job, f"unsendable: {type(exc).__name__}", permanent=True)
 
-    async def _recorded(self, record: Callable[[], Awaitable[None]], jobs: list[Job]) -> None:
+    async def _recorded(
+        self,
+        record: Callable[[], Awaitable[None]],
+        jobs: list[Job],
+        instead: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         """Records attempts' outcomes, waiting out a database outage of any
         length: the attempts happened, and forgetting them would send again.
-        A record the database refuses for what it holds is not tried again:
-        tried for ever, it would hold this worker, and once its claim lapsed
-        every sender that took the job up. Its jobs are left as a dead
-        sender's are (still claimed: taken up again once the lease lapses and
-        RETAKE_GRACE is over, as possible repeats), and the worker goes on."""
+        A record refused for what it holds (by the database, or by the driver:
+        a value it cannot send) is not tried again: tried for ever, it would
+        hold this worker, and once its claim lapsed every sender that took the
+        job up. The smaller record `instead` is tried in its place; with none,
+        or refused too, its jobs are left as a dead sender's are (still
+        claimed: taken up again once the lease lapses and RETAKE_GRACE is
+        over, as possible repeats), and the worker goes on."""
         for tries in itertools.count():
             try:
                 await record()
                 return
-            except (psycopg.Error, OSError) as exc:
+            except (psycopg.Error, OSError, ValueError) as exc:
                 if not (is_database_outage(exc) or isinstance(exc, RECORD_AGAIN)):
                     log.error(
                         "notification.outcome_refused",
@@ -797,7 +810,10 @@ class Delivery:
                         jobs=len(jobs),
                         error=repr(exc),
                     )
-                    return
+                    if instead is None:
+                        return
+                    record, instead = instead, None
+                    continue
                 pause = RECORD_RETRY[min(tries, len(RECORD_RETRY) - 1)]
                 if tries == 0 or pause == RECORD_RETRY[-1]:
                     log.error(
@@ -1045,10 +1061,12 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f]")
 
 
 def printable(text: str) -> str:
-    """A provider's words without control characters (but tab and newline):
-    a body in UTF-16, or binary, read as UTF-8 is full of NULs, and a text
-    column refuses a NUL outright (the outcome could not be recorded)."""
-    return _CONTROL.sub("", text)
+    """A provider's words without control characters (but tab and newline)
+    or lone surrogates (`?` for those): a body in UTF-16, or binary, read as
+    UTF-8 is full of NULs, and a text column refuses a NUL outright; a JSON
+    answer's `\\udc00` is no character the driver can send (the outcome
+    could not be recorded)."""
+    return _CONTROL.sub("", text.encode("utf-8", "replace").decode("utf-8"))
 
 
 def kept_error(job: Job, exc: DeliveryError) -> str:
