@@ -992,6 +992,21 @@ def test_a_reopened_case_whose_restrictions_have_all_run_out_may_be_voided(
     assert app.void(AGENT, ident, "举报对象已被平台删除").state == "VOID"
 
 
+@pytest.mark.parametrize("blank", ["   ", "\u3000"])
+def test_a_case_is_not_assigned_to_the_caller_for_a_blank_assignee(
+    app: Reports, blank: str
+) -> None:
+    """White space alone names no one: refused, not read as "the caller"."""
+    ident = app.file(ALICE, report()).case_id
+    before = app.get_case(AGENT, ident)
+    with pytest.raises(InvalidArgument) as refused:
+        app.assign(AGENT, ident, blank)
+    assert [v.field for v in refused.value.violations] == ["assignee"]
+    after = app.get_case(AGENT, ident)
+    assert (after.version, after.assignee) == (before.version, before.assignee)
+    assert app.assign(AGENT, ident, "").assignee == AGENT.subject  # empty: the caller
+
+
 def test_an_agents_change_sent_again_under_its_request_id_is_made_once(
     app: Reports, clock: FakeClock
 ) -> None:

@@ -42,7 +42,7 @@ class Decisions(ReportsBase):
     def assign(self, who: Identity, ident: str, assignee: str, request_id: str = "") -> ReportCase:
         self.require_agent(who, AGENT_WORK)
         v = Violations()
-        assignee = rules.text(v, "assignee", assignee, limit=128, required=False, single_line=True)
+        assignee = rules.assignee(v, assignee)
         v.raise_if_any()
         return self.change_under(
             who,

@@ -202,12 +202,7 @@ class Tickets(CaseApplication[Ticket]):
     ) -> TicketView:
         self.require_agent(who, "assign tickets")
         v = Violations()
-        given = assignee
-        assignee = validation.text(v, "assignee", assignee, limit=128, required=False)
-        if given and not assignee and not v:
-            # Blank is not empty: the caller meant someone, and the ticket
-            # would otherwise go to them without a word.
-            v.add("assignee", "must not be blank (leave it empty for yours)")
+        assignee = validation.assignee(v, assignee)
         # Someone a token could name (an agent's user id), by the same rule
         # (once the text's own checks, so far the only ones, passed).
         if assignee and not v and (fault := subject_fault(assignee)):

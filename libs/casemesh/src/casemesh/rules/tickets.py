@@ -174,6 +174,19 @@ def without_controls(value: str) -> str:
     return _CONTROL.sub("", value)
 
 
+def assignee(v: Violations, value: str) -> str:
+    """Who is to hold a case (`assignee`), as `text` takes it: empty for the
+    caller. White space alone (an ideographic space, as a Chinese input
+    method types it) is refused: blank is not empty, and the caller meant
+    someone, where it would go to them without a word."""
+    found = Violations()
+    named = text(found, "assignee", value, limit=128, required=False, single_line=True)
+    if value and not named and not found:
+        found.add("assignee", "must not be blank (leave it empty for yours)")
+    v.extend(found)
+    return named
+
+
 def valid_email(value: str) -> bool:
     """One plain address that means the same to us and to a mail server
     (no display names, groups or comments hiding another recipient)."""
