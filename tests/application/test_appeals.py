@@ -647,6 +647,29 @@ def test_information_added_when_lists_replaced_the_cases_reads_as_it_was(app: Ap
     assert app.get(ALICE, ident).content["notice"]["originality_evidence"] == later
 
 
+def test_a_list_completed_holds_at_most_fifty_items(app: Appeals) -> None:
+    """Alice's notice names one video; she sends 49 more, which the case
+    holds. One more would make 51 (though she never sent more than 50 at
+    once): it is refused, naming the list, and nothing changes. Sending
+    again a video the case holds adds nothing and is not refused."""
+    ident = str(app.file(ALICE, notice()).id)
+    videos = [f"https://video.example/v/{n}" for n in range(1000, 1049)]
+    case = app.add_info(ALICE, ident, "", {"notice": {"infringing_items": videos}}, etag="")
+    assert len(case.content["notice"]["infringing_items"]) == 50
+    before = events_of(app, ident)
+    one_more = {"notice": {"infringing_items": ["https://video.example/v/2000"]}}
+    with pytest.raises(InvalidArgument) as refused:
+        app.add_info(ALICE, ident, "还有一个", one_more, etag="")
+    assert [(v.field, v.description) for v in refused.value.violations] == [
+        ("completion.notice.infringing_items", "at most 50 items")
+    ]
+    assert events_of(app, ident) == before
+    assert len(app.get(ALICE, ident).content["notice"]["infringing_items"]) == 50
+    again = {"notice": {"infringing_items": videos[:1]}}
+    case = app.add_info(ALICE, ident, "", again, etag="")
+    assert len(case.content["notice"]["infringing_items"]) == 50
+
+
 def test_a_filer_asked_for_one_detail_sends_it_alone(app: Appeals) -> None:
     """Asked for her legal name, Alice sends it alone: her language and
     channels stay as the case has them, and the case goes to review. A bad
@@ -671,6 +694,48 @@ def test_a_filer_asked_for_one_detail_sends_it_alone(app: Appeals) -> None:
     sms = {"channels": ["SMS"], "phone": "+8613800138000"}
     case = app.add_info(ALICE, ident, "", {"filer": {"contact": sms}}, etag="")
     assert case.content["filer"]["contact"] == {**CONTACT, **sms}
+
+
+def stored_with_contact(app: Appeals, ident: str, contact: dict[str, Any]) -> None:
+    """The case `ident` as filed by an earlier release whose rules let the
+    filer's `contact` through: written into its stored Filed event."""
+    recorder = cast(Any, app.recorder)
+    position = recorder._stored_events_index[ident][1]
+    stored = recorder._stored_events[position]
+    state = app.mapper.transcoder.decode(stored.state)
+    state["content"]["filer"]["contact"] = contact
+    recorder._stored_events[position] = replace(stored, state=app.mapper.transcoder.encode(state))
+
+
+@pytest.mark.parametrize("email", ["alice@example.com\u200b", "alice@ex_ample.com"])
+def test_a_filer_is_not_refused_for_a_stored_detail_they_did_not_send(
+    app: Appeals, email: str
+) -> None:
+    """Alice filed when the e-mail rule let her address through (a zero-width
+    space pasted after it, an `_` in its host); today's refuses it. Asked for
+    her legal name, she sends it alone and the case goes to review. What she
+    sends is still checked with what the case holds: SMS chosen with no phone
+    anywhere is refused, naming the phone only; once her phone is there, SMS
+    alone is taken."""
+    ident = str(app.file(ALICE, replace(notice(), filer=party(""))).id)
+    stored_with_contact(app, ident, {"email": email, "channels": ["EMAIL"]})
+    case = app.add_info(ALICE, ident, "", {"filer": {"legal_name": "Alice Studio"}}, etag="")
+    assert (case.state, case.missing) == ("SUBMITTED", [])
+    assert case.content["filer"]["legal_name"] == "Alice Studio"
+    before = events_of(app, ident)
+    sms = {"filer": {"contact": {"channels": ["SMS"]}}}
+    with pytest.raises(InvalidArgument) as refused:
+        app.add_info(ALICE, ident, "", sms, etag="")
+    assert [v.field for v in refused.value.violations] == ["completion.filer.contact.phone"]
+    assert events_of(app, ident) == before
+    phone = {"filer": {"contact": {"phone": "+8613800138000"}}}
+    app.add_info(ALICE, ident, "", phone, etag="")
+    case = app.add_info(ALICE, ident, "", sms, etag="")
+    assert case.content["filer"]["contact"] == {
+        "email": email,
+        "channels": ["SMS"],
+        "phone": "+8613800138000",
+    }
 
 
 def test_the_filer_withdraws_and_nobody_else_may(app: Appeals) -> None:
@@ -975,6 +1040,25 @@ def test_handing_a_case_to_another_agent_or_adding_to_it_keeps_its_review_date(
     clock.now_is(clock.now() + timedelta(days=3))
     assert app.assign(AGENT, ident, "agent-2").next_step_due == promised
     assert app.add_info(ALICE, ident, "再补充一点", {}, etag="").next_step_due == promised
+
+
+@pytest.mark.parametrize("blank", ["   ", "\u3000", "\u200b"])
+def test_a_blank_assignee_is_refused_not_read_as_the_caller(app: Appeals, blank: str) -> None:
+    """An assignee of white space alone (an ideographic space typed by a
+    Chinese input method) names no one: it is refused, naming `assignee`,
+    rather than handing the case to the calling agent without a word. Left
+    empty, it means the caller."""
+    ident = str(app.file(ALICE, notice()).id)
+    before = events_of(app, ident)
+    with pytest.raises(InvalidArgument) as refused:
+        app.assign(AGENT, ident, blank)
+    assert [(v.field, v.description) for v in refused.value.violations] == [
+        ("assignee", "must not be blank (leave it empty for yours)")
+    ]
+    assert events_of(app, ident) == before
+    case = app.get(ALICE, ident)
+    assert (case.state, case.assignee) == ("SUBMITTED", "")
+    assert app.assign(AGENT, ident, "").assignee == AGENT.subject
 
 
 @pytest.mark.parametrize("court", ["HELD", "UPHELD_BY_COURT", "RESTORED"])

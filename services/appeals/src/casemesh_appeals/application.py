@@ -25,6 +25,7 @@ from casemesh.platform.errors import (
     Aborted,
     AlreadyExists,
     FailedPrecondition,
+    FieldViolation,
     InvalidArgument,
     Violations,
 )
@@ -62,6 +63,9 @@ log = get_logger(__name__)
 # information, a court action's or outcome's details).
 TEXT_LIMIT = 5000
 AGENT_TEXT_LIMIT = 2000
+# The most items a list of the case holds (evidence, infringing items).
+LIST_LIMIT = 50
+TOO_MANY_ITEMS = f"at most {LIST_LIMIT} items"
 AGENT_WORK = "work copyright cases"
 # Decisions of the reports service are appealed on this track too.
 REPORT_CASES = "report-cases/"
@@ -353,12 +357,20 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         def add(a: CopyrightAppeal) -> None:
             parts = Violations()
             check_parts(parts, a.kind, completion, "completion")
+            # What the case will hold: a list sent adds to the case's (50
+            # items sent three times would be 150), and what the completion
+            # leaves unset stays as the case has it (a new legal name alone
+            # keeps the filer's language and channels).
+            held = merge(a.content, completion)
+            check_lists(parts, held, completion, "completion")
             if "filer" in completion:
-                # The filer the case will hold: what the completion leaves
-                # unset stays as the case has it (a new legal name alone
-                # keeps their language and channels).
-                filer = merge(a.content, {"filer": completion["filer"]})["filer"]
-                rules.check_party(parts, filer, "completion.filer")
+                check_completed_party(
+                    parts,
+                    a.content.get("filer") or {},
+                    held["filer"],
+                    completion["filer"],
+                    "completion.filer",
+                )
             parts.raise_if_any()
             policy = self.policies[a.jurisdiction]
             a.add_info(
@@ -440,11 +452,11 @@ class Appeals(CaseApplication[CopyrightAppeal]):
     ) -> CopyrightAppeal:
         self.require_agent(who, AGENT_WORK)
         v = Violations()
-        assignee = rules.text(v, "assignee", assignee, limit=128, required=False)
+        assignee = rules.assignee(v, assignee)
         v.raise_if_any()
 
         def assign(a: CopyrightAppeal) -> None:
-            a.assign(actor=who.subject, assignee=assignee.strip() or who.subject)
+            a.assign(actor=who.subject, assignee=assignee or who.subject)
 
         return self.change_under(
             who, ident, "", request_id, assign, "assign", assignee=assignee.strip()
@@ -738,8 +750,8 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                 for k, item in value.items():
                     walk(item, f"{path}.{k}" if path else k)
             elif isinstance(value, list):
-                if len(value) > 50:
-                    v.add(path, "at most 50 items")
+                if len(value) > LIST_LIMIT:
+                    v.add(path, TOO_MANY_ITEMS)
                 for i, item in enumerate(value):
                     walk(item, f"{path}[{i}]")
             elif isinstance(value, str):
@@ -838,6 +850,62 @@ def check_parts(v: Violations, kind: Kind, content: dict[str, Any], prefix: str)
     for part, owner in PARTS.items():
         if content.get(part) and kind is not owner:
             v.add(f"{prefix}.{part}", f"only a {owner.value} has one, not a {kind.value}")
+
+
+def check_lists(v: Violations, held: dict[str, Any], sent: dict[str, Any], prefix: str) -> None:
+    """Refuses each list `sent` (a completion) sets that the case would then
+    hold more than LIST_LIMIT items of (`held`, the completion merged), by its
+    path: the cap is on what the case holds, not on one call."""
+    for key, value in sent.items():
+        path = f"{prefix}.{key}"
+        if isinstance(value, dict):
+            check_lists(v, held.get(key) or {}, value, path)
+        elif isinstance(value, list) and len(held.get(key) or []) > LIST_LIMIT:
+            v.add(path, TOO_MANY_ITEMS)
+
+
+def check_completed_party(
+    v: Violations,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    sent: dict[str, Any],
+    prefix: str,
+) -> None:
+    """Checks the party a completion leaves the case holding (`after`: the one
+    it had, `before`, with `sent` laid over it), naming only what the sender
+    answers for: a field they set, or one their values make wrong (SMS
+    chosen, no phone anywhere). A value the case held already, let through
+    by an earlier release's rules (an e-mail address with a zero-width space
+    after it), is not refused here: the filer never sent it, and could not
+    otherwise send their legal name alone."""
+    set_here = set_fields(sent, prefix)
+    held = {(f.field, f.description) for f in party_faults(before, prefix)}
+    for fault in party_faults(after, prefix):
+        if fault.field in set_here or (fault.field, fault.description) not in held:
+            v.add(fault.field, fault.description)
+
+
+def party_faults(party: dict[str, Any], prefix: str) -> list[FieldViolation]:
+    """What `rules.check_party` finds wrong with `party`, field by field."""
+    found = Violations()
+    rules.check_party(found, party, prefix)
+    try:
+        found.raise_if_any()
+    except InvalidArgument as refused:
+        return refused.violations
+    return []
+
+
+def set_fields(content: dict[str, Any], prefix: str) -> set[str]:
+    """The paths of the values `content` sets (those `merge` lays over the
+    case: an empty one leaves it as it was)."""
+    found: set[str] = set()
+    for key, value in content.items():
+        if isinstance(value, dict):
+            found |= set_fields(value, f"{prefix}.{key}")
+        elif value not in (None, "", [], False):
+            found.add(f"{prefix}.{key}")
+    return found
 
 
 def parties(appeal: CopyrightAppeal) -> list[str]:

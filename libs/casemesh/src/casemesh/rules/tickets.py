@@ -176,12 +176,13 @@ def without_controls(value: str) -> str:
 
 def assignee(v: Violations, value: str) -> str:
     """Who is to hold a case (`assignee`), as `text` takes it: empty for the
-    caller. White space alone (an ideographic space, as a Chinese input
-    method types it) is refused: blank is not empty, and the caller meant
-    someone, where it would go to them without a word."""
+    caller. White space or invisible characters alone (an ideographic space,
+    as a Chinese input method types it; a zero-width space) are refused:
+    blank is not empty, and the caller meant someone, where it would go to
+    them without a word."""
     found = Violations()
     named = text(found, "assignee", value, limit=128, required=False, single_line=True)
-    if value and not named and not found:
+    if value and not says_something(named) and not found:
         found.add("assignee", "must not be blank (leave it empty for yours)")
     v.extend(found)
     return named
