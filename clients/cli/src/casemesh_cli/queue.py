@@ -58,7 +58,7 @@ def add_commands(sub: Any) -> None:
         "casemesh --as li --role agent renew tickets/4f0c… --lease 1200",
     )
     r.add_argument("case", help=CASE_HELP)
-    _add_lease_argument(r)
+    _add_lease_argument(r, renewal=True)
     command(
         sub,
         "release",
@@ -67,13 +67,15 @@ def add_commands(sub: Any) -> None:
     ).add_argument("case", help=CASE_HELP)
 
 
-def _add_lease_argument(p: argparse.ArgumentParser) -> None:
+def _add_lease_argument(p: argparse.ArgumentParser, *, renewal: bool = False) -> None:
+    # A renewal never shortens a claim (the service keeps the later end).
+    unless = ", unless it already ends later" if renewal else ""
     p.add_argument(
         "--lease",
         type=lease_seconds,
         default=leases.DEFAULT,
         metavar="SECONDS",
-        help=f"seconds the claim lasts from now, {leases.SHORTEST} to {leases.LONGEST}"
+        help=f"seconds the claim lasts from now{unless}, {leases.SHORTEST} to {leases.LONGEST}"
         f" (default: {leases.DEFAULT})",
     )
 

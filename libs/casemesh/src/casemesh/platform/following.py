@@ -106,6 +106,9 @@ class Follower:
         self._lag = FOLLOWER_LAG.labels(self._thread.name)
         self._lag.set(0)
         self._lag_read_at = float("-inf")
+        # Where it has read to (None: not yet), ahead of the tracked position
+        # for a follower of a few topics, which records it only now and then.
+        self._at: int | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -160,7 +163,7 @@ class Follower:
                 self._follow()
             except Exception as exc:
                 self._failures.inc()
-                self._report_lag(None)
+                self._report_lag(self._at)
                 log.error("follower.failed", follower=self._name, error=repr(exc))
                 self._stopped.wait(1.0)
 
@@ -171,17 +174,17 @@ class Follower:
         conninfo = make_conninfo(with_keepalives(pool.conninfo), **params)
         with psycopg.connect(conninfo, autocommit=True) as listening:
             listening.execute(SQL("LISTEN {}").format(Identifier(recorder.channel_name)))
-            position = recorded = self._position()
+            position = recorded = self._at = self._position()
             while not self._stopped.is_set():
                 batch, reached = select_batch(self._app, position, BATCH, self._topics)
                 if reached is not None and reached != position:
                     if batch or reached - (recorded or 0) >= RECORD_EVERY:
                         overtaken = self._handled(batch, reached)
                         if overtaken is not None:
-                            position = recorded = overtaken
+                            position = recorded = self._at = overtaken
                             continue
                         recorded = reached
-                    position = reached
+                    position = self._at = reached
                     self._report_lag(position)
                     if len(batch) < BATCH:  # else more is waiting already
                         self._stopped.wait(self._pace)

@@ -9,9 +9,9 @@ tracking write republishes: consumers dedupe on `ce_id`.
 
 One relay per service publishes at a time: a PostgreSQL advisory lock decides,
 so replicas can scale freely; the others wait on standby. Push-driven: the
-library's subscription LISTENs for the recorder's NOTIFY, and reads the log
-again after every quiet second all the same (`read_again`: a wake-up can be
-missed).
+relay's subscription (the library's, on a connection of its own) LISTENs for
+the recorder's NOTIFY, and reads the log again after every quiet second all
+the same (`read_again`: a wake-up can be missed).
 """
 
 from __future__ import annotations

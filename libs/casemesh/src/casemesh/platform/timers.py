@@ -265,8 +265,15 @@ def _hold_while_firing(curs: Any) -> None:
     waiting on the table lock, a retention expiry destroying many keys). The
     lock would go with it, another replica would fire the same deadline
     beside it, and the row, never marked fired, would be fired again and
-    again. A dead process still lets the lock go: its session ends."""
-    curs.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
+    again. The limit is raised to FIRING_LIMIT, far above any command, but
+    not lifted: a command stuck for good (a statement with no timeout of its
+    own) must not hold the row and the database's oldest snapshot for ever.
+    A dead process still lets the lock go: its session ends."""
+    curs.execute(f"SET LOCAL idle_in_transaction_session_timeout = '{FIRING_LIMIT_S}s'")
+
+
+# How long a firing's transaction may wait, idle, on its command.
+FIRING_LIMIT_S = 15 * 60
 
 
 @dataclass(kw_only=True)
