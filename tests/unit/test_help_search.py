@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from functools import cache
 from importlib import resources
 
@@ -154,6 +155,8 @@ def test_a_typed_prefix_is_read_as_the_titles_it_begins(typed: str, title: str) 
         ("無法登入", "无法登录"),  # Taiwan's word for it, too
         ("影片上傳失敗", "视频上传失败"),
         ("收不到簡訊", "收不到短信"),
+        ("如何登入帳號", "如何登录账号"),  # not 登 入账 号
+        ("登入後顯示錯誤", "登录后显示错误"),  # not 登入后
     ],
 )
 def test_traditional_chinese_is_the_simplified_the_articles_are_written_in(
@@ -169,6 +172,60 @@ def test_taiwans_word_for_logging_in_mentions_the_login_synonyms() -> None:
     terms = query_terms("無法登入")
     assert {"登录", "无法登录", "登录失败", "login"} <= set(terms)
     assert not {"注销", "销号"} & set(query_terms("如何登出"))  # logging out, not closing
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("电影片段", {"电影", "片段"}),
+        ("点选项卡", {"选项卡"}),
+        ("网路由器", {"路由器"}),
+        ("个人档案", {"个人档案"}),
+        ("電影片段", {"电影", "片段"}),
+        ("網路由器", {"路由器"}),
+    ],
+)
+def test_a_regional_word_is_replaced_only_where_it_stands_as_a_word(
+    text: str, words: set[str]
+) -> None:
+    """影片, 点选, 网路 and 档案 once were replaced wherever their characters
+    stood in a row: 电影片段 was 电视频段, an article about it had no 电影."""
+    assert words <= set(tokens(text))
+    assert not {"电视", "频段", "视频", "点击", "网络", "文件"} & set(tokens(text))
+    assert search.folded(text) in {"电影片段", "点选项卡", "网路由器", "个人档案"}
+    assert query_terms("电影").keys() <= set(tokens("电影片段剪辑"))
+
+
+@pytest.mark.parametrize("word", sorted(search.REGIONAL_WORDS))
+def test_jieba_cuts_each_regional_word_as_one_where_it_stands_as_one(word: str) -> None:
+    segmenter = search._segmenter()
+    for text in (word, f"无法{word}", f"{word}失败", f"我的{word}不见了", f"如何{word}"):
+        assert word in segmenter.lcut(text), text
+    meant = search.REGIONAL_WORDS[word]
+    assert tokens(f"无法{word}") == tokens(f"无法{meant}")
+
+
+def test_the_regional_words_change_no_other_word_of_the_shipped_articles(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Segmented without the regional words (jieba's dictionary as it was),
+    the Chinese articles shipped have the same words, but for a regional
+    word where one stands as a word (ads-costs: 您设定的预算)."""
+    raw = json.loads(
+        resources.files("casemesh_helpcenter").joinpath("knowledge_base.json").read_text()
+    )
+    texts = [e["zh-CN"][part] for e in raw["articles"] for part in ("title", "keywords", "body")]
+    now = [set(tokens(text)) for text in texts]
+    try:
+        search._segmenter.cache_clear()
+        monkeypatch.setattr(search, "REGIONAL_WORDS", {})
+        monkeypatch.setattr(search, "_REGIONAL", re.compile(r"(?!)"))
+        before = [set(tokens(text)) for text in texts]
+    finally:
+        monkeypatch.undo()
+        search._segmenter.cache_clear()
+    changed = [(b - n, n - b) for b, n in zip(before, now, strict=True) if b != n]
+    assert changed == [({"设定"}, set())]  # 设置, already in the text
 
 
 @cache
@@ -229,6 +286,7 @@ def test_a_traditional_query_finds_first_what_its_simplified_spelling_finds(
         ("找回密碼", "手机号和邮箱都不能用了怎么找回密码"),
         ("帳號被", "怀疑账号被盗怎么办"),
         ("影片上傳", "视频上传失败：网络问题"),
+        ("電影片", "剪辑电影片段"),  # 电影片 is one word: no 影片 in it
     ],
 )
 def test_a_traditional_prefix_suggests_the_simplified_titles(typed: str, title: str) -> None:

@@ -29,7 +29,7 @@ jieba.setLogLevel(logging.WARNING)
 # Of the rules below: raise it with any change that makes `tokens` give other
 # words for the same text, so that the articles are indexed again at start
 # (`index_version`, `store.create_schema`).
-VERSION = 3
+VERSION = 4
 # What a synonym counts for against a word the user typed (1).
 SYNONYM_WEIGHT = 0.5
 MAX_TERMS = 64
@@ -46,10 +46,12 @@ BETWEEN_WORDS = re.compile(r"[\s\-]*")
 VARIANTS = str.maketrans({"帐": "账", "帳": "账", "賬": "账"})
 # Words of Taiwan and Hong Kong for what the articles call otherwise, as they
 # are once Simplified (`TO_SIMPLIFIED` changes characters, not words): 無法登入
-# is 无法登录. Those of OpenCC's Taiwan phrases (its tw2sp) a user of the help
-# centre types, not tw2sp itself: it has 登出 ("log out") as 注销, which is
-# closing the account here, and rewrites the Simplified articles' own words
-# (文件夹 as 文档夹, 停用 as 禁用, 小程序 as 小进程).
+# is 无法登录. A word as jieba segments the text, never a part of one: 电影片段
+# (电影 片段) has no 影片, 网路由器 (网 路由器) no 网路. Those of OpenCC's
+# Taiwan phrases (its tw2sp) a user of the help centre types, not tw2sp
+# itself: it has 登出 ("log out") as 注销, which is closing the account here,
+# and rewrites the Simplified articles' own words (文件夹 as 文档夹, 停用 as
+# 禁用, 小程序 as 小进程).
 REGIONAL_WORDS = {
     "登入": "登录",
     "登出": "退出登录",
@@ -72,6 +74,11 @@ REGIONAL_WORDS = {
     "检举": "举报",
     "骇客": "黑客",
 }
+# What a regional word jieba's dictionary lacks counts for in it, so that it
+# is a word where it stands as one: jieba has 登入 only in 登入后 (3), and cut
+# 無法登入帳號 as 登 入账 号 and 登入後 as 登入后. Enough to keep it whole before
+# 后, 时, 账号 (登录 has 463); Simplified text without it is cut as before.
+REGIONAL_WORD_FREQUENCY = 2000
 # Words that say nothing about what is wanted (Latin ones as typed, before
 # stemming).
 STOP = frozenset(
@@ -156,24 +163,48 @@ _ENGLISH = snowballstemmer.stemmer("english")
 # words (忘記, 密碼) no article has, for 忘记密码. Built once, in milliseconds.
 TO_SIMPLIFIED = "t2s"
 _SIMPLIFIED = opencc.OpenCC(TO_SIMPLIFIED)
+# Where a text may hold a regional word: only there is it segmented to see.
 _REGIONAL = re.compile("|".join(sorted(REGIONAL_WORDS, key=len, reverse=True)))
+CHINESE_RUN = re.compile(r"[\u3400-\u9fff]+")
 
 
 def folded(text: str) -> str:
     """Lower-case, in the forms a Chinese keyboard's full-width letters and
     digits (`ｌｏｇｉｎ`, `１２３`) stand for (NFKC), Traditional characters
     Simplified (忘記 is 忘记) and a region's word the articles' (`REGIONAL_WORDS`:
-    登入 is 登录), with the usual character for a variant (`VARIANTS`: 帐号 is
-    账号) and a word's apostrophe dropped ("can't" is one word, "cant")."""
+    登入 is 登录, where jieba cuts it as a word), with the usual character for a
+    variant (`VARIANTS`: 帐号 is 账号) and a word's apostrophe dropped ("can't"
+    is one word, "cant")."""
+    return _regional_words_replaced(_folded_characters(text))
+
+
+def _folded_characters(text: str) -> str:
+    """`folded`, but for the regional words."""
     text = _SIMPLIFIED.convert(unicodedata.normalize("NFKC", text))
-    text = _REGIONAL.sub(lambda word: REGIONAL_WORDS[word.group()], text)
     return APOSTROPHE.sub("", text.lower().translate(VARIANTS))
+
+
+def _regional_words_replaced(text: str) -> str:
+    """Each word of the Chinese (as jieba cuts it, accurate mode: 个人档案 is
+    one word, without the 档案 its search mode also gives) that is a regional
+    word, as the articles' word; the rest as it is. `tokens` segments the
+    result again, as the Simplified spelling's text: 无法登录 is then a synonym
+    word too, as where an article says it."""
+    if not _REGIONAL.search(text):
+        return text
+    return CHINESE_RUN.sub(
+        lambda run: "".join(REGIONAL_WORDS.get(w, w) for w in _segmenter().cut(run.group())),
+        text,
+    )
 
 
 def folded_prefix(text: str) -> str:
     """What a user has typed so far, `folded`: an apostrophe after a word's
     last letter is one inside the word being typed ("platform'" for
-    "platform's", folded "platforms"), dropped as well."""
+    "platform's", folded "platforms"), dropped as well. A regional word is
+    the articles' where jieba cuts the prefix into it, as in a title (影片上傳
+    is 视频上传; 電影片 is one word, kept): a word still being typed may be cut
+    otherwise than in the title (网路由 is 网络由, until 網路由器 is whole)."""
     return TRAILING_APOSTROPHE.sub("", folded(text))
 
 
@@ -249,8 +280,10 @@ class SynonymGroup:
 
 
 def _member_words(member: str) -> list[str]:
-    """A Chinese member as itself, a Latin one as the stems of its words."""
-    words = WORD.findall(folded(member))
+    """A Chinese member as itself, a Latin one as the stems of its words.
+    Written in the articles' words: not read for regional ones (which would
+    take jieba, given the members as words)."""
+    words = WORD.findall(_folded_characters(member))
     if len(words) == 1 and is_chinese(words[0]):
         return words
     stems = [stem(w) for w in words if w not in STOP and not is_chinese(w)]
@@ -293,13 +326,18 @@ def _latin_phrases() -> dict[str, tuple[tuple[str, ...], ...]]:
 @cache
 def _segmenter() -> Any:
     """jieba with each Chinese synonym a word of its own: one index word
-    wherever an article says it, searched for whole ("登录失败", never 失败)."""
+    wherever an article says it, searched for whole ("登录失败", never 失败);
+    and each regional word (`REGIONAL_WORD_FREQUENCY`)."""
     segmenter = jieba.Tokenizer()
+    segmenter.check_initialized()
     for group in _synonyms():
         for member in group:
             word = _member_word(member)
             if is_chinese(word):
                 segmenter.add_word(word)
+    for word in REGIONAL_WORDS:
+        if not segmenter.FREQ.get(word):
+            segmenter.add_word(word, REGIONAL_WORD_FREQUENCY)
     return segmenter
 
 
@@ -341,6 +379,7 @@ def index_version() -> str:
         json.dumps(IRREGULAR, sort_keys=True),
         json.dumps(VARIANTS, sort_keys=True),
         json.dumps(REGIONAL_WORDS, ensure_ascii=False, sort_keys=True),
+        f"regional words cut by jieba, {REGIONAL_WORD_FREQUENCY}",
     ):
         digest.update(part.encode())
         digest.update(b"\x00")
