@@ -92,8 +92,6 @@ export class QueueView {
   /** The changes heard since the list being read was asked for. */
   private heard: [string, QueueCase][] | undefined;
   private listeners: ((change: string, c: QueueCase) => void)[] = [];
-  /** The words of the alert a failed list raised, for the next list read to take away. */
-  private alarm: string | undefined;
 
   constructor() {
     for (const id of ["filter-queue", "filter-type", "filter-sla"]) {
@@ -315,22 +313,21 @@ export class QueueView {
    * Shows a failed list read in the page's alert, unless the alert says
    * something else already: showError would clear it first, and with it the
    * notes a refused form has beside its fields. (A sign-in that ran out is
-   * always said: the agent is signed out.)
+   * always said: the agent is signed out.) The alert is marked as the
+   * queue's: any other shown since (a change the agent made that failed too,
+   * with the same words) clears the mark, and stays.
    */
   private raise(err: unknown): void {
-    const other = !$("error").hidden && $("error-message").textContent !== this.alarm;
+    const alert = $("error");
+    const other = !alert.hidden && alert.dataset.by !== "queue";
     if (other && ConnectError.from(err).code !== Code.Unauthenticated) return;
     showError(err);
-    this.alarm = $("error-message").textContent ?? "";
+    alert.dataset.by = "queue";
   }
 
-  /**
-   * The list read again: the alert its failure raised goes, as nothing else
-   * would take it away. One that has said something else since is left.
-   */
+  /** The list read again: the alert its failure raised goes, if still the queue's. */
   private calm(): void {
-    if (!$("error").hidden && $("error-message").textContent === this.alarm) clearError();
-    this.alarm = undefined;
+    if (!$("error").hidden && $("error").dataset.by === "queue") clearError();
   }
 
   private live(message: string, state: string): void {

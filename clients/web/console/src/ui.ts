@@ -76,6 +76,8 @@ export function say(message: string): void {
 
 export function clearError(): void {
   $("error").hidden = true;
+  // Whose alert it was (the queue marks its own): gone with it.
+  delete $("error").dataset.by;
   $("error-message").textContent = "";
   $("error-list").replaceChildren();
   $("error-reload").hidden = true;
