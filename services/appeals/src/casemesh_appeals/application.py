@@ -362,7 +362,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             # leaves unset stays as the case has it (a new legal name alone
             # keeps the filer's language and channels).
             held = merge(a.content, completion)
-            check_lists(parts, held, completion, "completion")
+            check_lists(parts, a.content, held, completion, "completion")
             if "filer" in completion:
                 check_completed_party(
                     parts,
@@ -852,16 +852,22 @@ def check_parts(v: Violations, kind: Kind, content: dict[str, Any], prefix: str)
             v.add(f"{prefix}.{part}", f"only a {owner.value} has one, not a {kind.value}")
 
 
-def check_lists(v: Violations, held: dict[str, Any], sent: dict[str, Any], prefix: str) -> None:
+def check_lists(
+    v: Violations, before: dict[str, Any], held: dict[str, Any], sent: dict[str, Any], prefix: str
+) -> None:
     """Refuses each list `sent` (a completion) sets that the case would then
-    hold more than LIST_LIMIT items of (`held`, the completion merged), by its
-    path: the cap is on what the case holds, not on one call."""
+    hold more than LIST_LIMIT items of (`held`, the completion merged into
+    `before`), by its path: the cap is on what the case holds, not on one
+    call. A list it leaves as long as it was is not refused: a case an
+    earlier release let past the cap may still be sent what it holds."""
     for key, value in sent.items():
         path = f"{prefix}.{key}"
         if isinstance(value, dict):
-            check_lists(v, held.get(key) or {}, value, path)
-        elif isinstance(value, list) and len(held.get(key) or []) > LIST_LIMIT:
-            v.add(path, TOO_MANY_ITEMS)
+            check_lists(v, before.get(key) or {}, held.get(key) or {}, value, path)
+        elif isinstance(value, list):
+            count, was = len(held.get(key) or []), len(before.get(key) or [])
+            if count > LIST_LIMIT and count > was:
+                v.add(path, TOO_MANY_ITEMS)
 
 
 def check_completed_party(
@@ -879,10 +885,18 @@ def check_completed_party(
     after it), is not refused here: the filer never sent it, and could not
     otherwise send their legal name alone."""
     set_here = set_fields(sent, prefix)
+    # A channel chosen answers for the address it sends to: EMAIL chosen with
+    # the stored e-mail unusable is refused, naming the e-mail.
+    chosen = (sent.get("contact") or {}).get("channels") or []
+    set_here |= {f"{prefix}.contact.{ADDRESS_OF[c]}" for c in chosen if c in ADDRESS_OF}
     held = {(f.field, f.description) for f in party_faults(before, prefix)}
     for fault in party_faults(after, prefix):
         if fault.field in set_here or (fault.field, fault.description) not in held:
             v.add(fault.field, fault.description)
+
+
+# The contact field each channel sends to.
+ADDRESS_OF = {"EMAIL": "email", "SMS": "phone"}
 
 
 def party_faults(party: dict[str, Any], prefix: str) -> list[FieldViolation]:
