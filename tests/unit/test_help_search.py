@@ -292,3 +292,11 @@ def test_a_traditional_query_finds_first_what_its_simplified_spelling_finds(
 def test_a_traditional_prefix_suggests_the_simplified_titles(typed: str, title: str) -> None:
     """Typeahead read 找回密碼 as typed, in no title: it suggested nothing."""
     assert search.folded_prefix(typed) in search.folded(title)
+
+
+def test_no_synonym_is_written_in_a_regional_word() -> None:
+    """Synonyms are matched in the articles' words: one written with 登入,
+    say, would never match, as queries and articles read it as 登录."""
+    written = [member for group in search._synonyms() for member in group]
+    assert written
+    assert not [m for m in written if any(word in m for word in search.REGIONAL_WORDS)]

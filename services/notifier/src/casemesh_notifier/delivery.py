@@ -802,13 +802,14 @@ class Delivery:
             try:
                 await record()
                 return
-            except (psycopg.Error, OSError, ValueError) as exc:
+            except (psycopg.Error, OSError, UnicodeEncodeError) as exc:
                 if not (is_database_outage(exc) or isinstance(exc, RECORD_AGAIN)):
                     log.error(
                         "notification.outcome_refused",
                         job_id=jobs[0].id,
                         jobs=len(jobs),
-                        error=repr(exc),
+                        recorded_instead=instead is not None,
+                        exc_info=exc,
                     )
                     if instead is None:
                         return

@@ -174,7 +174,10 @@ class Follower:
         conninfo = make_conninfo(with_keepalives(pool.conninfo), **params)
         with psycopg.connect(conninfo, autocommit=True) as listening:
             listening.execute(SQL("LISTEN {}").format(Identifier(recorder.channel_name)))
-            position = recorded = self._at = self._position()
+            position = recorded = self._position()
+            # Where an earlier try read to, if further (a follower of a few
+            # topics failing again and again starts at the tracked position).
+            self._at = position if self._at is None else max(position or 0, self._at)
             while not self._stopped.is_set():
                 batch, reached = select_batch(self._app, position, BATCH, self._topics)
                 if reached is not None and reached != position:
