@@ -116,7 +116,7 @@ class Cases:
         not behind)."""
         return purge(
             partial(psycopg.connect, self.dsn), self.store, self.time, GRACE, lambda: heard
-        )
+        ).deleted
 
     def purge_after_grace(self) -> int:
         """Nothing goes within the grace period; the purger's round after it."""

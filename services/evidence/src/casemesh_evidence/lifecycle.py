@@ -356,25 +356,13 @@ def mark_unneeded(conn: psycopg.Connection[Any], ids: Sequence[Any], now: dateti
     ).rowcount
 
 
-def purge(
-    connect: Callable[[], psycopg.Connection[Any]],
-    store: BlobStore,
-    now: datetime,
-    grace: timedelta,
-    heard: Callable[[], datetime | None],
-    limit: int = PURGE_BATCH,
-) -> int:
-    """`purge_batch`: how many files were deleted."""
-    return purge_batch(connect, store, now, grace, heard, limit).deleted
-
-
 class Purged(NamedTuple):
     deleted: int
     # A whole batch of due candidates was gone through: more may be due.
     more: bool
 
 
-def purge_batch(
+def purge(
     connect: Callable[[], psycopg.Connection[Any]],
     store: BlobStore,
     now: datetime,
@@ -519,7 +507,7 @@ def purge_round(
     stopping: Callable[[], bool] = lambda: False,
     limit: int = PURGE_BATCH,
 ) -> int:
-    """One round of the purger: `purge_batch`, a batch (`limit`) after another
+    """One round of the purger: `purge`, a batch (`limit`) after another
     while whole batches are due (until `stopping()`), whether or not they
     delete anything: a closed case's files, still needed until it expires,
     lead the candidates and must not hold back those due behind them.
@@ -536,7 +524,7 @@ def purge_round(
 
     deleted = 0
     while not stopping():
-        batch = purge_batch(connect, store, clock.now(), grace, until, limit)
+        batch = purge(connect, store, clock.now(), grace, until, limit)
         deleted += batch.deleted
         if not batch.more:
             break
