@@ -1156,6 +1156,20 @@ async def test_an_sms_tells_its_provider_the_language_of_the_template_to_fill(
     assert sms.params["locale"] == "zh-CN" and sms.template == "ticket.received"
 
 
+@contextlib.asynccontextmanager
+async def sms_provider(notifier: Notifier) -> AsyncIterator[HttpEndpoint]:
+    """The notifier's texts sent to an HTTP provider of the test's (its answers
+    set on it before a text goes), closed after."""
+    endpoint = HttpEndpoint()
+    sms = HttpSmsChannel(url=endpoint.url)
+    notifier.delivery._channels["SMS"] = sms
+    try:
+        yield endpoint
+    finally:
+        await sms.aclose()
+        endpoint.stop()
+
+
 async def test_a_refusal_quoting_the_request_publishes_no_code(
     notifier: Notifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1164,21 +1178,15 @@ async def test_a_refusal_quoting_the_request_publishes_no_code(
     only the status: its last error, its outcome event (public, kept for
     weeks) and the log carry no code. Another message's refusal keeps the
     provider's words, every run of four digits or more masked."""
-    endpoint = HttpEndpoint()
-    endpoint.status, endpoint.echo = 400, True
-    sms = HttpSmsChannel(url=endpoint.url)
-    notifier.delivery._channels["SMS"] = sms
     log = CapturingLogger()
     monkeypatch.setattr(delivery_module, "log", log)
-    try:
+    async with sms_provider(notifier) as endpoint:
+        endpoint.status, endpoint.echo = 400, True
         await notifier.consume(code_for("+8613800138000", minutes=10, code="482913"))
         await notifier.consume(
             created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_SMS,), phone="+8613900139000")
         )
         assert await notifier.drain() == 2
-    finally:
-        await sms.aclose()
-        endpoint.stop()
     assert "482913" in str(endpoint.received[0][0])  # the provider had it, and quoted it
     parked = {
         template: (error, nev.NotificationParked.FromString(bytes(payload)).error)
@@ -1210,11 +1218,8 @@ async def test_a_refusal_in_utf_16_parks_its_job_and_the_sender_goes_on(
     as UTF-8, its words hold a NUL after every letter, which no text column
     takes. The job is parked with the provider's words, as any 400 is, and
     the sender goes on to deliver the next job."""
-    endpoint = HttpEndpoint()
-    endpoint.status, endpoint.said = 400, "invalid number 无效号码".encode("utf-16-le")
-    sms = HttpSmsChannel(url=endpoint.url)
-    notifier.delivery._channels["SMS"] = sms
-    try:
+    async with sms_provider(notifier) as endpoint:
+        endpoint.status, endpoint.said = 400, "invalid number 无效号码".encode("utf-16-le")
         (texted,) = await notifier.consume(
             created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_SMS,))
         )
@@ -1223,9 +1228,6 @@ async def test_a_refusal_in_utf_16_parks_its_job_and_the_sender_goes_on(
         )
         # (Bounded: a sender that cannot record the refusal never returns.)
         assert await asyncio.wait_for(notifier.drain(), 30) == 2
-    finally:
-        await sms.aclose()
-        endpoint.stop()
     [(status, error)] = notifier.rows(
         f"SELECT status, last_error FROM notification_jobs WHERE id = '{texted}'"
     )
@@ -1245,20 +1247,14 @@ async def test_a_text_whose_provider_id_cannot_be_kept_is_sent_once(
     lapses."""
     if kept == "not at all":  # the record with the id refused, as by a cause unforeseen
         monkeypatch.setattr(delivery_module, "printable", lambda text: text)
-    endpoint = HttpEndpoint()
-    endpoint.answer = {"id": "msg-\udc00"}
-    sms = HttpSmsChannel(url=endpoint.url)
-    notifier.delivery._channels["SMS"] = sms
-    try:
+    async with sms_provider(notifier) as endpoint:
+        endpoint.answer = {"id": "msg-\udc00"}
         (texted,) = await notifier.consume(
             created(str(uuid.uuid4()), channels=(ev.CONTACT_CHANNEL_SMS,))
         )
         assert await asyncio.wait_for(notifier.drain(), 30) == 1
         notifier.clock.advance(3600)  # past any claim's lease
         assert await asyncio.wait_for(notifier.drain(), 30) == 0
-    finally:
-        await sms.aclose()
-        endpoint.stop()
     [(status, provider_id)] = notifier.rows(
         f"SELECT status, provider_message_id FROM notification_jobs WHERE id = '{texted}'"
     )
