@@ -11,7 +11,6 @@ the requester wrote between or below the lines they quoted is kept.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import secrets
 import string
@@ -23,7 +22,6 @@ from email.headerregistry import Address
 from email.message import EmailMessage, MIMEPart
 from html.parser import HTMLParser
 
-import idna
 from mailparser_reply import EmailReplyParser
 
 from casemesh.rules import tickets as rules
@@ -387,8 +385,7 @@ def _mailbox(address: str) -> str | None:
     local, at, domain = text.rpartition("@")
     if not at or not local or not domain:
         return None
-    with contextlib.suppress(idna.IDNAError, UnicodeError):  # (else compared as written)
-        domain = idna.encode(domain, uts46=True, transitional=False).decode("ascii")
+    domain = rules.ascii_host(domain) or domain  # (else compared as written)
     return f"{_ascii_lower(local)}@{_ascii_lower(domain)}"
 
 

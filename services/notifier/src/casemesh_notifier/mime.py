@@ -20,7 +20,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, getaddresses
 
-import idna
+from casemesh.rules import tickets as rules
 
 # The library's line limit (policy.default.max_line_length), for headers and body.
 LINE = 78
@@ -66,18 +66,14 @@ def _host_name(domain: str) -> bool:
 
 
 def ascii_domain(address: str) -> str:
-    """`address` with an international domain in its ASCII form (IDNA, UTS #46
-    non-transitional, as the inbound mail service reads it): `li@例子.中国` is
+    """`address` with an international domain in its ASCII form
+    (`rules.ascii_host`, as the API and the inbound mail service read it): `li@例子.中国` is
     `li@xn--fsqu00a.xn--fiqs8s`, the same mailbox, and a relay without
     SMTPUTF8 takes it. As written when its domain is ASCII already, or is no
     domain name IDNA can write (the relay then refuses it)."""
     local, at, domain = address.rpartition("@")
-    if not at or domain.isascii():
-        return address
-    try:
-        return f"{local}@{idna.encode(domain, uts46=True, transitional=False).decode('ascii')}"
-    except (idna.IDNAError, UnicodeError):
-        return address
+    host = None if not at or domain.isascii() else rules.ascii_host(domain)
+    return address if host is None else f"{local}@{host}"
 
 
 class Sender:

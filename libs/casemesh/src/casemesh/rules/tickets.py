@@ -210,7 +210,7 @@ def valid_email(value: str) -> bool:
         parsed = Address(addr_spec=value).addr_spec == value
     except (ValueError, IndexError, MessageError):  # an unknown charset: CharsetError
         return False
-    return parsed and _host_name(value.rpartition("@")[2])
+    return parsed and ascii_host(value.rpartition("@")[2]) is not None
 
 
 # What no address shows: format characters (zero-width, soft hyphen, byte
@@ -218,15 +218,16 @@ def valid_email(value: str) -> bool:
 _UNSEEN = frozenset({"Cf", "Cc", "Zs", "Zl", "Zp"})
 
 
-def _host_name(domain: str) -> bool:
-    """Whether a mail server can be reached at `domain`: a host name in IDNA
-    2008 (UTS #46 mapped, as browsers and the notifier read it: full-width
-    letters stand for their ASCII ones), no label with `_` or empty."""
+def ascii_host(domain: str) -> str | None:
+    """`domain` in the ASCII form mail servers read: IDNA 2008, UTS #46
+    mapped (full-width letters stand for their ASCII ones, as browsers read
+    them) and non-transitional (`straße.de` is not `strasse.de`): `例子.中国`
+    is `xn--fsqu00a.xn--fiqs8s`. None when it has none: no host a mail
+    server can be reached at (a label with `_`, or empty)."""
     try:
-        idna.encode(domain, uts46=True)
+        return idna.encode(domain, uts46=True, transitional=False).decode("ascii")
     except (idna.IDNAError, UnicodeError):
-        return False
-    return True
+        return None
 
 
 def phone_number(value: str, *, mobile: bool = True) -> str:
