@@ -26,8 +26,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from casemesh import topics
-from casemesh.platform.grpcutil import LIVENESS
 from casemesh.platform.identity import mint_token
+from casemesh.platform.starting import LIVENESS
 from casemesh.v1 import casequeue_pb2 as qpb
 from casemesh.v1 import casequeue_pb2_grpc as qpb_grpc
 from casemesh.v1 import tickets_pb2 as pb

@@ -17,11 +17,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from casemesh.platform.identity import Identity
 from casemesh.platform.personal import create_schema
 from casemesh.platform.personal.masterkeys import new_master_key
+from casemesh.platform.starting import LIVENESS
 from casemesh_devstack.ports import free_port
 from casemesh_devstack.postgres import LocalPostgres
 from casemesh_devstack.stack import IdentityKeys, create_databases, service_specs
@@ -124,9 +127,12 @@ def test_a_relay_started_while_its_database_is_down_publishes_once_it_is_up(
         running()
 
 
-# The servers whose start connects to their database their own way (not
-# through a schema lock): each names the address setting it serves on.
+# The servers, each naming the address setting it serves on: those whose
+# start connects to their database their own way, and a writer (through its
+# schema lock) and the privacy service.
 SERVERS = {
+    "tickets": "tickets_addr",
+    "privacy": "privacy_addr",
     "notifier": "notifier_addr",
     "casequeue": "queue_addr",
     "helpcenter": "help_addr",
@@ -134,12 +140,24 @@ SERVERS = {
 }
 
 
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def health(target: str, service: str) -> int:
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+        return int(reply.status)
+
+
 @pytest.mark.parametrize("name", sorted(SERVERS))
 def test_a_server_started_while_its_database_is_down_serves_once_it_is_up(
     infra: Infra, tmp_path: Path, name: str
 ) -> None:
     """Its database and the key database both on a cluster that is stopped
-    when it starts."""
+    when it starts. While it waits, its gRPC health answers alive and not
+    ready."""
     pg = LocalPostgres(infra.root / f"pg-{uuid.uuid4().hex[:8]}", free_port())
     pg.start()
     try:
@@ -160,6 +178,11 @@ def test_a_server_started_while_its_database_is_down_serves_once_it_is_up(
         )
         (spec,) = [s for s in specs if s.name == name]
         with waiting(spec.argv, {**os.environ, **spec.env}, tmp_path / f"{name}.log") as running:
+            # Meanwhile alive (its start-up probe passes: it is not
+            # restarted), and not ready (no traffic is sent to it).
+            assert health(addr, LIVENESS) == SERVING
+            assert health(addr, "") == NOT_SERVING
+            running()
             pg.start()
             wait_serving(addr, timeout=120)
             running()

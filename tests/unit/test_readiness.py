@@ -12,7 +12,8 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from casemesh.platform.grpcutil import LIVENESS, serve
+from casemesh.platform.grpcutil import serve
+from casemesh.platform.starting import LIVENESS
 from casemesh_devstack.ports import free_port
 from casemesh_gateway.web import WebFront
 from tests.support import eventually

@@ -25,6 +25,7 @@ from casemesh.platform.metrics import serve_metrics
 from casemesh.platform.outbox import OutboxPublisher
 from casemesh.platform.personal import AsyncSealer, open_sealer
 from casemesh.platform.pools import async_pool, wait_for_database
+from casemesh.platform.starting import alive_while_starting
 from casemesh.platform.telemetry import configure_tracing
 from casemesh.v1 import notifications_pb2, notifications_pb2_grpc
 from casemesh_notifier.api import NotificationServicer
@@ -192,7 +193,8 @@ def main() -> None:
         configure_tracing(cfg.service_name)
         REGISTRY.register(JobsCollector(cfg.database_url))
         serve_metrics(cfg.metrics_addr)
-        asyncio.run(run(cfg))
+        with alive_while_starting(cfg.grpc_addr):
+            asyncio.run(run(cfg))
     elif args[0] == "replay":
         count = asyncio.run(replay_parked(cfg.database_url, args[1:] or None, SystemClock().now()))
         print(f"{count} parked job(s) queued again")

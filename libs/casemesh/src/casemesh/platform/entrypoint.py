@@ -9,6 +9,7 @@ import inspect
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from contextlib import nullcontext
 from typing import Any, Protocol
 
 import grpc
@@ -20,6 +21,7 @@ from casemesh.platform.grpcutil import Serving, serve
 from casemesh.platform.logging import configure_logging, get_logger
 from casemesh.platform.metrics import serve_metrics
 from casemesh.platform.relay import Relay, Translate
+from casemesh.platform.starting import alive_while_starting
 from casemesh.platform.telemetry import configure_tracing
 
 log = get_logger(__name__)
@@ -39,7 +41,11 @@ def run_command(program: str | None, commands: Commands) -> None:
     configure_logging(cfg.service_name, cfg.log_level, cfg.log_format)
     configure_tracing(cfg.service_name)
     serve_metrics(cfg.metrics_addr)
-    asyncio.run(run(cfg))
+    address = getattr(cfg, "grpc_addr", None)
+    # A server's liveness answered while it connects to what it needs,
+    # however long that takes, until its own server listens.
+    with alive_while_starting(address) if isinstance(address, str) else nullcontext():
+        asyncio.run(run(cfg))
 
 
 class RelayConfig(Protocol):

@@ -24,7 +24,7 @@ from grpc_status import rpc_status
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from casemesh.platform import errors, metrics, wire
+from casemesh.platform import errors, metrics, starting, wire
 from casemesh.platform.callers import BehindGateway, VouchedCalls, vouched
 from casemesh.platform.identity import Identity
 from casemesh.platform.localized import DEFAULT as DEFAULT_LOCALE
@@ -32,6 +32,7 @@ from casemesh.platform.localized import locale_of, localized
 from casemesh.platform.logging import get_logger
 from casemesh.platform.personal.errors import PersonalDataError, UnknownDataKey, UnknownMasterKey
 from casemesh.platform.pools import DATABASE_OUTAGE
+from casemesh.platform.starting import LIVENESS
 from casemesh.platform.telemetry import extract_metadata, tracer
 
 log = get_logger(__name__)
@@ -286,7 +287,6 @@ def field_violations(status: status_pb2.Status) -> list[tuple[str, str]]:
 
 
 # The health name a liveness probe asks for: SERVING until the process exits.
-LIVENESS = "liveness"
 
 # Clients reconnect every few minutes (calls in flight, streams included, go
 # on over the old connection): a client balancing over the addresses of a
@@ -723,6 +723,7 @@ async def serve(
     await server.start()
     readiness = ("", *service_names)
     await health_servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
+    starting.handed_over()
 
     async def ready_when_able() -> None:
         if ready is not None:
