@@ -77,6 +77,15 @@ class NotYet(Exception):
     a pause, like an outage, never set aside."""
 
 
+class Later(NotYet):
+    """A record not due before `seconds` from now: read again then (after at
+    most MAX_PAUSE_S, to be asked again), quietly: waiting is its work."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"due in {seconds:.1f} s")
+        self.seconds = seconds
+
+
 # Failures that pass: the database or a connection away, a lost race under
 # optimistic concurrency (the event store's version check, ABORTED), or
 # `NotYet`.
@@ -428,6 +437,9 @@ class _Records(Generic[Unit]):
                 with self._span(maybe, place):
                     aside = SetAside(self.consumer, place, reason, error[:1000], maybe)
                     await _record(aside, self._set_aside, self._said(maybe, place))
+        except Later as exc:
+            await asyncio.sleep(min(max(exc.seconds, 0.0), MAX_PAUSE_S))
+            return False
         except RETRYABLE as exc:
             wait = self._pause.longer()
             first = records[0]

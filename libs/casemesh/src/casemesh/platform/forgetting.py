@@ -15,8 +15,9 @@ same way (their own `forget_person`).
 `ErasureFollower` runs that for each erasure, beside the service's API, in
 one consumer group per service (each erasure is handled once, and again
 after a crash before its offset was committed: forgetting twice is
-harmless), and every process of a service that holds keys drops the
-person's keys on hearing it in a group of its own.
+harmless), then once more a little later in a second group of the
+service's (`again_group`), and every process of a service that holds keys
+drops the person's keys on hearing it in a group of its own.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -32,7 +34,7 @@ from typing import Protocol
 from casemesh import topics
 from casemesh.events.v1.privacy_pb2 import PersonErased
 from casemesh.platform.caseindex import KEEP_REVEALED_S
-from casemesh.platform.consuming import ConsumerThread, NotYet, Place, Subscription
+from casemesh.platform.consuming import ConsumerThread, Later, NotYet, Place, Subscription
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
 from casemesh.platform.personal import PersonalDataError
@@ -51,6 +53,12 @@ def erasure_group(service: str) -> str:
     return f"casemesh-{service}-erasures"
 
 
+def again_group(service: str) -> str:
+    """The consumer group in which `service` forgets each erased person a
+    second time, a while after the first."""
+    return f"{erasure_group(service)}-again"
+
+
 class Hearing(Protocol):
     """The settings of a process that hears erasures."""
 
@@ -61,11 +69,14 @@ class Hearing(Protocol):
 class ErasureFollower(ConsumerThread):
     """A worker (`serve_servicer`'s) that calls `forget(person)` (in a worker
     thread; none for a process that only reads) for each erased person, in
-    the service's group, and again `again_after` seconds later (a row another
-    replica rendered meanwhile, with a key it still held, is rendered once
-    more): by default past the longest that replica may hold the key
-    (`key_cache_seconds`) or a case it created revealed (`KEEP_REVEALED_S`),
-    so that nothing it writes after the second pass is in the clear. Given
+    the service's group, and again `again_after` seconds after the erasure
+    came (a row another replica rendered meanwhile, with a key it still
+    held, is rendered once more): by default past the longest that replica
+    may hold the key (`key_cache_seconds`) or a case it created revealed
+    (`KEEP_REVEALED_S`), so that nothing it writes after the second pass is
+    in the clear. The second pass has a group of its own (`again_group`),
+    whose offset passes an erasure only once it is done: a replica stopped
+    or gone before then leaves it to the next one, not undone. Given
     `drop_keys`, the process also hears each erasure in a group of its own
     (new at each start, so it reads every erasure again: dropping keys it
     does not hold costs nothing) and drops the person's keys from its memory
@@ -93,7 +104,10 @@ class ErasureFollower(ConsumerThread):
         if forget_at is None and forget is not None:
             forget_at = _untimed(forget)
         self._forget, self._drop_keys, self._again_after = forget_at, drop_keys, again_after
-        self._later: set[asyncio.Task[None]] = set()  # second passes, held till done
+        # When this process first read each erasure waiting for its second
+        # pass (by where it sits): the wait is counted from then at the
+        # latest, whatever time the record says it was written.
+        self._first_read: dict[tuple[str, int, int], float] = {}
 
     def subscriptions(self) -> list[Subscription]:
         # The service's group, and this process's own.
@@ -103,6 +117,11 @@ class ErasureFollower(ConsumerThread):
             # Its lag measured: an erasure it cannot apply (a key it cannot
             # unwrap, a database refusing) holds it back, which an alert sees.
             wanted.append(Subscription(name, group, [topics.PRIVACY], self._handle, lag=True))
+            # Its lag is not measured: it waits behind each erasure by design.
+            again = Subscription(
+                f"{name}-again", again_group(self._service), [topics.PRIVACY], self._again
+            )
+            wanted.append(again)
         if self._drop_keys is not None:
             mine = f"{group}.keys.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
             wanted.append(Subscription(f"{name}-keys", mine, [topics.PRIVACY], self._drop))
@@ -115,18 +134,24 @@ class ErasureFollower(ConsumerThread):
         person, at = erased
         cases = await self._forget_now(person, at)
         log.info("person.forgotten", person=person, cases=cases)
-        self._loop.call_later(self._again_after, self._forget_later, person, at)
 
-    def _forget_later(self, person: str, at: datetime) -> None:
-        task = self._loop.create_task(self._again(person, at))
-        self._later.add(task)
-        task.add_done_callback(self._later.discard)
-
-    async def _again(self, person: str, at: datetime) -> None:
-        try:
-            await self._forget_now(person, at)
-        except Exception as exc:  # the first pass stands; this one only tidies
-            log.warning("person.forget_again_failed", person=person, error=repr(exc))
+    async def _again(self, event: CloudEvent, place: Place) -> None:
+        """The second pass: read again (`Later`) until `again_after` has
+        passed since the erasure was written to the topic, or since this
+        process first read it (a clock ahead of ours waits no longer)."""
+        erased = _erased(event)
+        if erased is None:
+            return
+        where, now = (place.topic, place.partition, place.offset), time.time()
+        first = self._first_read.setdefault(where, now)
+        written = place.timestamp_ms / 1000 if place.timestamp_ms > 0 else first
+        due = min(written, first) + self._again_after
+        if now < due:
+            raise Later(due - now)
+        self._first_read.pop(where, None)
+        person, at = erased
+        cases = await self._forget_now(person, at)
+        log.info("person.forgotten_again", person=person, cases=cases)
 
     async def _forget_now(self, person: str, at: datetime) -> int:
         assert self._forget is not None  # subscribed only then
