@@ -9,14 +9,16 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
+import threading
 from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import json_format
 
 from casemesh.v1 import privacy_pb2
-from casemesh_gateway.web import ServiceApp, WebFront
+from casemesh_gateway.web import OFF_LOOP_JSON_BYTES, ServiceApp, WebFront
 from tests.support import asgi_post
 
 SERVICE = privacy_pb2.DESCRIPTOR.services_by_name["PrivacyService"]
@@ -227,3 +229,46 @@ async def test_a_call_past_the_bound_is_refused_unavailable_as_its_protocol_read
     release.set()
     assert (await asyncio.wait_for(holding, 10))["status"] == 200
     assert (await posted(web, ERASE, "application/json", message))["status"] == 200
+
+
+@pytest.mark.parametrize(("reason_chars", "off_the_loop"), [(200, False), (60_000, True)])
+async def test_a_large_json_body_is_parsed_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch, reason_chars: int, off_the_loop: bool
+) -> None:
+    """Parsing a large JSON body (a megabyte of repeated fields: a second or
+    more of CPU) on the event loop would stall every other call and the
+    health checks, before the caller is even authenticated: one above
+    OFF_LOOP_JSON_BYTES is parsed in a thread of its own; a usual one, on
+    the loop (no hop to pay)."""
+    parsed_in: list[threading.Thread] = []
+    parse = json_format.ParseDict
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        parsed_in.append(threading.current_thread())
+        return parse(*args, **kwargs)
+
+    monkeypatch.setattr(json_format, "ParseDict", recorded)
+
+    async def erase(request: Any, context: Any) -> Any:
+        return privacy_pb2.Erasure(person=request.person, reason=request.reason)
+
+    async def export(request: Any, context: Any) -> AsyncIterator[Any]:
+        yield privacy_pb2.ExportPersonResponse()
+
+    app = ServiceApp(
+        SERVICE,
+        {
+            EXPORT: grpc.unary_stream_rpc_method_handler(export),
+            ERASE: grpc.unary_unary_rpc_method_handler(erase),
+        },
+        1 << 20,
+    )
+    body = {"person": "users/ana", "reason": "x" * reason_chars, "requestId": "r-1"}
+    status, answer = await asgi_post(
+        app, ERASE, json.dumps(body).encode(), {"content-type": "application/json"}
+    )
+    assert status == 200, answer
+    assert json.loads(answer)["reason"] == body["reason"]
+    assert len(parsed_in) == 1
+    assert (parsed_in[0] is not threading.main_thread()) == off_the_loop
+    assert OFF_LOOP_JSON_BYTES < 60_000

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import contextvars
 import ipaddress
 import json
 import math
@@ -19,6 +20,7 @@ import re
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -386,6 +388,25 @@ class ServiceApp(ConnectASGIApplication[Mapping[str, grpc.RpcMethodHandler]]):
     @property
     def path(self) -> str:
         return self._path
+
+    async def _read_post_request(
+        self, endpoint: Any, receive: Any, codec: Any, headers: Any
+    ) -> Any:
+        """connectrpc's reading of a unary call's body, with a large JSON body
+        parsed in a thread of its own (`_JSON_PARSING`). Parsing one of a
+        megabyte with many repeated fields takes a second or more of CPU:
+        on the event loop, before the caller is even authenticated, it
+        would stall every call and the health checks."""
+        if not isinstance(codec, _JSONCodec):
+            return await super()._read_post_request(endpoint, receive, codec, headers)
+        held: _Held = await super()._read_post_request(endpoint, receive, _HOLD, headers)
+        if len(held.data) <= OFF_LOOP_JSON_BYTES:
+            return codec.decode(held.data, held.message)
+        loop = asyncio.get_running_loop()
+        parse = contextvars.copy_context().run
+        return await loop.run_in_executor(
+            _JSON_PARSING, parse, codec.decode, held.data, held.message
+        )
 
     async def _handle_error(self, exc: Exception, ctx: Any, send: Any) -> None:
         """connectrpc's answer to a Connect unary call that failed, in the
@@ -790,6 +811,27 @@ class _JSONCodec(ProtoJSONCodec):  # type: ignore[type-arg]
                 )
             ) from None
         return message
+
+
+@dataclass(frozen=True)
+class _Held:
+    data: bytes
+    message: Any
+
+
+class _HoldingCodec(_JSONCodec):
+    """Hands back the body as read (decompressed, its size checked), to be
+    parsed by the caller."""
+
+    def decode(self, data: bytes | bytearray, message: Any) -> Any:
+        return _Held(bytes(data), message)
+
+
+_HOLD = _HoldingCodec()
+# A JSON body larger than this is parsed off the event loop, in one thread
+# of its own: a flood of them waits there, not in the pool other work uses.
+OFF_LOOP_JSON_BYTES = 16 * 1024
+_JSON_PARSING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="json-parsing")
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
