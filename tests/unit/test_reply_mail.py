@@ -9,15 +9,17 @@ import uuid
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from types import SimpleNamespace
+from typing import Any
 
 import grpc
 import pytest
 
 from casemesh.platform.identity import InternalTokenSigner, new_signing_key
 from casemesh.platform.replies import reply_address
+from casemesh.platform.telemetry import configure_tracing
 from casemesh.v1 import evidence_pb2, tickets_pb2
 from casemesh_inbound import mail
-from casemesh_inbound.desk import BODY_LIMIT, CUT, ReplyDesk, comment_body
+from casemesh_inbound.desk import BODY_LIMIT, CUT, Refused, ReplyDesk, comment_body
 from casemesh_inbound.mail import (
     HEADER_LINE_CHARS,
     HTML_CHARS,
@@ -27,6 +29,7 @@ from casemesh_inbound.mail import (
     read_reply,
     strip_quoted,
 )
+from casemesh_inbound.smtp import ReplyHandler
 
 TICKET = str(uuid.uuid4())
 SECRET = "s" * 32
@@ -586,6 +589,50 @@ async def test_a_long_reply_is_cut_before_the_note_on_files_not_attached() -> No
     [comment] = tickets.comments.values()
     assert len(comment.body) <= BODY_LIMIT
     assert comment.body.endswith(CUT + "\n\n(Not attached, not an image, video or PDF: setup.exe)")
+
+
+async def test_a_reply_of_only_files_not_taken_is_refused_naming_them() -> None:
+    """A reply with no text whose one file the evidence service refused:
+    the sender learns which file and what is taken, not that they sent
+    nothing; the refusal is counted as the evidence service's."""
+    tickets = Tickets()
+    with pytest.raises(Refused) as refused:
+        await desk_for(tickets).add_reply(TICKET, from_alice("", "report.doc"))
+    assert refused.value.reason == "evidence"
+    assert str(refused.value) == "550 5.7.0 not attached, not an image, video or PDF: report.doc"
+    assert not tickets.comments
+
+
+async def test_a_reply_taken_is_one_trace_across_the_calls_it_makes() -> None:
+    """An operator follows one e-mail reply in one trace: the ticket read,
+    each upload and the comment carry the same trace context."""
+    configure_tracing("unit")
+    traces: list[str] = []
+
+    class Traced(Tickets):
+        async def GetTicket(self, request: object, **kw: Any) -> tickets_pb2.Ticket:
+            traces.append(dict(kw["metadata"])["traceparent"].split("-")[1])
+            return await super().GetTicket(request)
+
+        async def AddComment(
+            self, request: tickets_pb2.AddCommentRequest, **kw: Any
+        ) -> tickets_pb2.Ticket:
+            traces.append(dict(kw["metadata"])["traceparent"].split("-")[1])
+            return await super().AddComment(request)
+
+    tickets = Traced()
+    handler = ReplyHandler(desk_for(tickets), [])
+    raw = from_alice("It works now, thanks.")
+    envelope = SimpleNamespace(
+        rcpt_tos=[reply_address(TICKET, SECRET, "reply.example.com")],
+        mail_from="alice@example.com",
+        original_content=raw,
+        content=raw,
+    )
+    answer = await handler.handle_DATA(None, None, envelope)
+    assert answer.startswith("250 2.0.0"), answer
+    assert len(traces) == 2 and traces[0] == traces[1]
+    assert tickets.comments
 
 
 def test_notes_on_hundreds_of_files_leave_the_text_room() -> None:

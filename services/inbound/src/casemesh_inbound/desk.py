@@ -164,6 +164,12 @@ class ReplyDesk:
                 skipped.append(attachment.file_name)
             elif all(r.name != ref.name for r in refs):  # the same file twice: attached once
                 refs.append(ref)
+        if not text and not refs and skipped:
+            # The sender is told which files, and what is taken instead.
+            names = ", ".join(skipped)
+            raise Refused(
+                550, "evidence", f"5.7.0 not attached, not an image, video or PDF: {names}"
+            )
         if not text and not refs:
             raise Refused(550, "unreadable", "5.6.0 the reply has no text and no attachment")
         notes = ""

@@ -12,8 +12,10 @@ from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address
 from typing import Any
 
 from aiosmtpd.smtp import SMTP
+from opentelemetry import trace
 
 from casemesh.platform.logging import get_logger
+from casemesh.platform.telemetry import tracer
 from casemesh_inbound.desk import Refused, ReplyDesk
 from casemesh_inbound.metrics import ACCEPTED, REFUSED
 from casemesh_inbound.settings import InboundSettings
@@ -84,7 +86,12 @@ class ReplyHandler:
         self._taking += 1
         self._answered.clear()
         try:
-            return await self._take(envelope)
+            # One trace for the reply: the calls it makes (the ticket, each
+            # attachment's upload, the comment) and its log lines.
+            with tracer("casemesh.inbound").start_as_current_span(
+                "inbound reply", kind=trace.SpanKind.SERVER
+            ):
+                return await self._take(envelope)
         finally:
             # aiosmtpd writes the answer returned here to the socket before
             # this task next waits: before anyone waiting on `_answered` runs.
