@@ -25,6 +25,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from casemesh import topics
+from casemesh.platform.backends import SERVICE_CONFIG
 from casemesh.platform.identity import mint_token
 from casemesh.v1 import (
     appeals_pb2,
@@ -40,7 +41,6 @@ from casemesh.v1 import (
     tickets_pb2,
     tickets_pb2_grpc,
 )
-from casemesh_gateway.__main__ import SERVICE_CONFIG
 from tests.conftest import PARTITIONS, Stack, wait_serving
 from tests.e2e.replicas import DELAY, GRACE, Replica, metric
 from tests.e2e.test_evidence import png

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import grpc
 
+from casemesh.platform.backends import backend_channel
 from casemesh.platform.entrypoint import run_command
 from casemesh.platform.grpcutil import serve
 from casemesh.platform.identity import InternalTokenSigner, TokenVerifier
@@ -51,76 +51,7 @@ from casemesh_gateway.ratelimit import RateLimiter
 from casemesh_gateway.settings import GatewaySettings
 from casemesh_gateway.web import WebFront
 
-# Retry transient backend failures, only for calls that are safe to repeat:
-# reads, and the creates that are idempotent on request_id.
-# Round robin over every address the target resolves to (on Kubernetes a
-# headless Service: one per pod), so calls spread over the replicas; each
-# replica's health is watched, so new calls leave one whose readiness turned
-# NOT_SERVING (it is draining) before it stops taking calls.
-SERVICE_CONFIG = """{
-  "loadBalancingConfig": [{"round_robin": {}}],
-  "healthCheckConfig": {"serviceName": ""},
-  "methodConfig": [{
-    "name": [
-      {"service": "casemesh.v1.TicketService", "method": "GetTicket"},
-      {"service": "casemesh.v1.TicketService", "method": "ListTickets"},
-      {"service": "casemesh.v1.TicketService", "method": "SearchTickets"},
-      {"service": "casemesh.v1.TicketService", "method": "ListTicketEvents"},
-      {"service": "casemesh.v1.TicketService", "method": "ListTicketCategories"},
-      {"service": "casemesh.v1.TicketService", "method": "CreateTicket"},
-      {"service": "casemesh.v1.AppealService", "method": "GetAppeal"},
-      {"service": "casemesh.v1.AppealService", "method": "ListAppeals"},
-      {"service": "casemesh.v1.AppealService", "method": "ListAppealEvents"},
-      {"service": "casemesh.v1.AppealService", "method": "FileAppeal"},
-      {"service": "casemesh.v1.EvidenceService", "method": "GetEvidence"},
-      {"service": "casemesh.v1.EvidenceService", "method": "ListEvidence"},
-      {"service": "casemesh.v1.ReportService", "method": "FileReport"},
-      {"service": "casemesh.v1.ReportService", "method": "GetReport"},
-      {"service": "casemesh.v1.ReportService", "method": "ListReportEvents"},
-      {"service": "casemesh.v1.ReportService", "method": "ListReports"},
-      {"service": "casemesh.v1.ReportService", "method": "ListReportReasons"},
-      {"service": "casemesh.v1.ReportService", "method": "GetReportCase"},
-      {"service": "casemesh.v1.ReportService", "method": "ListReportCases"},
-      {"service": "casemesh.v1.ReportService", "method": "ListTrustedFlaggers"},
-      {"service": "casemesh.v1.ReportService", "method": "GetTransparencyReport"},
-      {"service": "casemesh.v1.ReportService", "method": "ListMyRestrictions"},
-      {"service": "casemesh.v1.ReportService", "method": "ListMyReportCases"},
-      {"service": "casemesh.v1.ReportService", "method": "GetMyReportingStanding"},
-      {"service": "casemesh.v1.CaseQueueService", "method": "ListQueueCases"},
-      {"service": "casemesh.v1.HelpCenterService", "method": "SearchArticles"},
-      {"service": "casemesh.v1.HelpCenterService", "method": "SuggestArticles"},
-      {"service": "casemesh.v1.HelpCenterService", "method": "GetArticle"},
-      {"service": "casemesh.v1.HelpCenterService", "method": "ListHelpCategories"},
-      {"service": "casemesh.v1.HelpCenterService", "method": "ListMyHelpSessions"},
-      {"service": "casemesh.v1.HelpCenterService", "method": "ListMyPhoneChanges"},
-      {"service": "casemesh.v1.NotificationService", "method": "ListMyNotifications"}
-    ],
-    "retryPolicy": {
-      "maxAttempts": 3, "initialBackoff": "0.1s", "maxBackoff": "1s",
-      "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]
-    }
-  }]
-}"""
-
-
 MAX_MESSAGE = 1024 * 1024 + 64 * 1024
-
-# A backend that went away is dialled again within 2 s of its coming back
-# (gRPC's default backoff grows to two minutes): in a cluster a connect is
-# cheap, and every second of backoff is a second of UNAVAILABLE answers.
-BACKEND_OPTIONS = [
-    ("grpc.service_config", SERVICE_CONFIG),
-    ("grpc.enable_retries", 1),
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    # Also the least time a connection attempt is given: a busy backend
-    # must have time to answer.
-    ("grpc.min_reconnect_backoff_ms", 1000),
-    ("grpc.max_reconnect_backoff_ms", 2000),
-]
-
-
-def backend_channel(target: str, *options: tuple[str, Any]) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(target, options=[*BACKEND_OPTIONS, *options])
 
 
 async def run(cfg: GatewaySettings) -> None:

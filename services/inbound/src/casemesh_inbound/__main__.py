@@ -8,8 +8,7 @@ import asyncio
 import contextlib
 import signal
 
-import grpc
-
+from casemesh.platform.backends import backend_channel
 from casemesh.platform.entrypoint import run_command
 from casemesh.platform.identity import InternalTokenSigner
 from casemesh.platform.logging import get_logger
@@ -23,9 +22,12 @@ log = get_logger(__name__)
 
 async def run(cfg: InboundSettings) -> None:
     options = [("grpc.max_send_message_length", CHUNK + 64 * 1024)]
+    # As the gateway's: spread over the replicas, a draining one left, a
+    # backend back within seconds (the default backoff grows to two minutes,
+    # each reply meanwhile answered "try again later").
     async with (
-        grpc.aio.insecure_channel(cfg.tickets_target) as tickets,
-        grpc.aio.insecure_channel(cfg.evidence_target, options=options) as evidence,
+        backend_channel(cfg.tickets_target) as tickets,
+        backend_channel(cfg.evidence_target, *options) as evidence,
     ):
         desk = ReplyDesk(
             signer=InternalTokenSigner(cfg.internal_signing_key.get_secret_value()),
