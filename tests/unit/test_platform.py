@@ -959,9 +959,10 @@ async def test_an_upload_that_pauses_or_trickles_past_an_ordinary_uploads_time_i
     )
 
     def sending(
-        pauses: list[float], chunk: int
+        pauses: list[float], chunk: int, first_after: float = 0.0
     ) -> AsyncIterator[evidence_pb2.UploadEvidenceRequest]:
         async def requests() -> AsyncIterator[evidence_pb2.UploadEvidenceRequest]:
+            await asyncio.sleep(first_after)
             yield evidence_pb2.UploadEvidenceRequest(
                 metadata=evidence_pb2.EvidenceMetadata(file_name="v.mp4")
             )
@@ -971,10 +972,13 @@ async def test_an_upload_that_pauses_or_trickles_past_an_ordinary_uploads_time_i
 
         return requests()
 
-    async def upload(pauses: list[float], chunk: int, ordinary: float) -> str:
+    async def upload(
+        pauses: list[float], chunk: int, ordinary: float, first_after: float = 0.0
+    ) -> str:
         gateway = await evidence_gateway(transfer_backend(), Stub())
         gateway.upload_timeout = ordinary
-        stored = await gateway.UploadEvidence(sending(pauses, chunk), cast(Any, context))
+        requests = sending(pauses, chunk, first_after)
+        stored = await gateway.UploadEvidence(requests, cast(Any, context))
         return stored.name
 
     # Within an ordinary upload's time: a pause longer than the limit, and a
@@ -990,6 +994,10 @@ async def test_an_upload_that_pauses_or_trickles_past_an_ordinary_uploads_time_i
     with pytest.raises(DeadlineExceeded, match="slower") as slow:
         await upload([0.05] * 40, 1024, ordinary=0.2)
     assert slow.value.reason == "UPLOAD_TOO_SLOW"
+    # A caller that never sends even the metadata is ended the same way.
+    with pytest.raises(DeadlineExceeded, match="paused") as silent:
+        await upload([], 1024, ordinary=0.2, first_after=3.0)
+    assert silent.value.reason == "UPLOAD_PAUSED"
 
 
 @pytest.mark.parametrize("chunk", [64 * 1024, 512 * 1024, 1024 * 1024])

@@ -430,7 +430,16 @@ class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
         self, request_iterator: AsyncIterator[evidence_pb2.UploadEvidenceRequest], context: Ctx
     ) -> evidence_pb2.Evidence:
         who = self.backend.identity(context)
-        first = await anext(aiter(request_iterator), None)
+        loop = asyncio.get_running_loop()
+        # The metadata is waited for as long as a pause in the chunks may
+        # last (a caller with no deadline that never sent it held the call
+        # for ever).
+        try:
+            async with asyncio.timeout(max(self.upload_timeout, UPLOAD_PAUSE_S)):
+                first = await anext(aiter(request_iterator), None)
+        except TimeoutError:
+            paused = "UPLOAD_PAUSED"
+            raise DeadlineExceeded(CUT[paused], reason=paused) from None
         if first is None or first.WhichOneof("part") != "metadata":
             raise InvalidArgument.field("metadata", "the first message must carry the metadata")
         # The metadata's rules; the chunks' (size, type) are the service's, which
@@ -443,7 +452,6 @@ class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
         # a body cut off) makes grpc cancel the upload, so that the service
         # keeps nothing; the caller is then told why, not that it was cancelled.
         broken: list[Exception] = []
-        loop = asyncio.get_running_loop()
         began, received = loop.time(), 0
 
         async def upstream() -> AsyncIterator[evidence_pb2.UploadEvidenceRequest]:
