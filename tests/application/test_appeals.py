@@ -407,12 +407,24 @@ def test_an_ended_case_past_its_retention_period_is_erased_and_an_open_one_is_no
     assert appeal_message(app.get(BOB, still_open)).filer.legal_name == "Alice Studio"
 
 
-def test_an_uploader_named_with_a_case_keys_owner_is_refused(app: Appeals) -> None:
+@pytest.mark.parametrize(
+    "user_id",
+    [
+        "#case/1",  # a case key's owner
+        "\u2068ursula\u2069",  # pasted from a chat app, in direction isolates
+        "ursula\u200b",
+        " ursula",
+    ],
+)
+def test_an_uploader_named_by_no_account_id_is_refused(app: Appeals, user_id: str) -> None:
+    """An uploader's account named with invisible characters or spaces
+    around it is no account: the real one could not see the case, nor
+    would an erasure of them reach what it holds."""
     ident = str(app.file(ALICE, notice()).id)
     app.assign(AGENT, ident, "")
     reasons = {"ground": "著作权法第十条", "facts": "同一支舞"}
     with pytest.raises(InvalidArgument) as refused:
-        app.decide(AGENT, ident, True, reasons, party("Ursula", "#case/1"), etag="")
+        app.decide(AGENT, ident, True, reasons, party("Ursula", user_id), etag="")
     assert [v.field for v in refused.value.violations] == ["affected_uploader.user_id"]
     assert app.get(ALICE, ident).state == "UNDER_REVIEW"
 

@@ -18,7 +18,7 @@ import phonenumbers
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
 from casemesh.platform.errors import InvalidArgument, Violations
-from casemesh.platform.identity import RESERVED_SUBJECTS
+from casemesh.platform.identity import subject_fault
 from casemesh.platform.personal.sealing import is_token
 
 
@@ -381,10 +381,15 @@ def check_party(v: Violations, party: dict[str, Any], prefix: str) -> None:
         v.add(f"{prefix}.locale", f"must be one of {', '.join(LOCALES)}")
     check_contact(v, party.get("contact") or {}, prefix=f"{prefix}.contact.")
     text(v, f"{prefix}.legal_name", party.get("legal_name", ""), limit=500, required=False)
+    # An account is named as its tokens name the person (their cases, an
+    # erasure, an export): one with invisible characters could never be
+    # erased or see the case, and one beginning as a case key's is none.
     user_id = party.get("user_id", "")
-    text(v, f"{prefix}.user_id", user_id, limit=128, required=False, single_line=True)
-    if user_id.startswith(RESERVED_SUBJECTS):
-        v.add(f"{prefix}.user_id", f"no user id begins with {RESERVED_SUBJECTS!r}")
+    found = Violations()
+    text(found, f"{prefix}.user_id", user_id, limit=128, required=False, single_line=True)
+    if user_id and not found and (fault := subject_fault(user_id)):
+        found.add(f"{prefix}.user_id", fault)
+    v.extend(found)
 
 
 # How many pieces of evidence one ticket, comment or report may name.
