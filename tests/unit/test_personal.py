@@ -238,6 +238,37 @@ def test_after_a_master_key_rotation_and_rewrap_the_old_master_key_can_go() -> N
         assert after.reveal(token) == f"{person} wrote this"
 
 
+def test_a_rewrap_reads_each_key_once_and_goes_past_one_it_cannot_move() -> None:
+    """A pass over the key table goes on from where its last batch ended:
+    it reads each key once (from the start each time, a table of millions
+    would be read over and over), and a key whose wrapping changed meanwhile
+    (another process wrapped it) does not hold it at that key for ever."""
+
+    class Recording(MemoryKeyStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.read: list[uuid.UUID] = []
+
+        def wrapped_by_other_than(
+            self, master_id: str, limit: int, after: uuid.UUID | None = None
+        ) -> list[WrappedKey]:
+            found = super().wrapped_by_other_than(master_id, limit, after)
+            self.read.extend(k.key_id for k in found)
+            return found
+
+        def replace_wrapping(self, old: WrappedKey, master_id: str, wrapped: bytes) -> bool:
+            return old.person != BOB and super().replace_wrapping(old, master_id, wrapped)
+
+    store = Recording()
+    secrets: dict[str, str] = {}
+    before = sealer(store, masters("old", keys=secrets))
+    people = [f"users/p{n}" for n in range(7)]
+    for person in [*people, BOB]:
+        before.seal(f"{person} wrote this", person)
+    assert DataKeys(store, masters("new", "old", keys=secrets)).rewrap(batch=2) == 7
+    assert sorted(store.read) == sorted(set(store.read)) and len(store.read) == 8
+
+
 def test_without_the_rewrap_dropping_the_old_master_key_is_refused_by_name() -> None:
     store = MemoryKeyStore()
     secrets: dict[str, str] = {}

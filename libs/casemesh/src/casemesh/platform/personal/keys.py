@@ -132,8 +132,12 @@ class KeyStore(Protocol):
         anything but a live case key are left alone); returns how many were live."""
         ...
 
-    def wrapped_by_other_than(self, master_id: str, limit: int) -> list[WrappedKey]:
-        """Up to `limit` keys wrapped by a master key other than `master_id`."""
+    def wrapped_by_other_than(
+        self, master_id: str, limit: int, after: uuid.UUID | None = None
+    ) -> list[WrappedKey]:
+        """Up to `limit` keys wrapped by a master key other than `master_id`,
+        in the order of their ids, from the first after `after` (a pass over
+        them all reads each key once)."""
         ...
 
     def replace_wrapping(self, old: WrappedKey, master_id: str, wrapped: bytes) -> bool:
@@ -193,9 +197,14 @@ class MemoryKeyStore:
             self._erased.add(key_id)
         return len(key_ids)
 
-    def wrapped_by_other_than(self, master_id: str, limit: int) -> list[WrappedKey]:
+    def wrapped_by_other_than(
+        self, master_id: str, limit: int, after: uuid.UUID | None = None
+    ) -> list[WrappedKey]:
         with self._lock:
-            return [k for k in self._keys.values() if k.master_id != master_id][:limit]
+            keys = sorted(self._keys.values(), key=lambda k: k.key_id)
+            return [
+                k for k in keys if k.master_id != master_id and (after is None or k.key_id > after)
+            ][:limit]
 
     def replace_wrapping(self, old: WrappedKey, master_id: str, wrapped: bytes) -> bool:
         with self._lock:
@@ -397,9 +406,10 @@ class DataKeys:
         """Wraps every stored key wrapped by an older master key with the
         current one; returns how many. Afterwards the older master keys can be
         dropped from the secret. Safe to run in several processes at once."""
-        moved = 0
+        moved, after = 0, None
         current = self.masters.current_id
-        while stale := self.store.wrapped_by_other_than(current, batch):
+        while stale := self.store.wrapped_by_other_than(current, batch, after):
+            after = stale[-1].key_id
             for old in stale:
                 secret = self.masters.unwrap(
                     old.master_id, old.wrapped, old.key_id.bytes, old.person

@@ -238,12 +238,17 @@ class PostgresKeyStore:
             )
             return int(cur.rowcount)
 
-    def wrapped_by_other_than(self, master_id: str, limit: int) -> list[WrappedKey]:
+    def wrapped_by_other_than(
+        self, master_id: str, limit: int, after: uuid.UUID | None = None
+    ) -> list[WrappedKey]:
+        # From `after` on, along the key ids' index: each batch starts where
+        # the last ended, not at the first key (past every key already moved).
         with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             cur.execute(
                 f"SELECT {_COLUMNS} FROM personal_keys"
-                " WHERE master_id <> %s AND erased_at IS NULL ORDER BY key_id LIMIT %s",
-                (master_id, limit),
+                " WHERE master_id <> %s AND erased_at IS NULL AND key_id > %s"
+                " ORDER BY key_id LIMIT %s",
+                (master_id, after or uuid.UUID(int=0), limit),
             )
             return [_row(row) for row in cur.fetchall()]
 
