@@ -47,6 +47,9 @@ def queue() -> Iterator[QueueServicer]:
         f"report-cases/{CASE_ID}/comments",
         f"ticket/{CASE_ID}",  # no such kind
         CASE_ID,
+        f"tickets/{CASE_ID.upper()}",  # the same id, spelled as no service spells it
+        "tickets/hello",
+        f"appeals/{CASE_ID} ",
     ],
 )
 async def test_a_name_that_names_no_case_is_refused_by_its_place(

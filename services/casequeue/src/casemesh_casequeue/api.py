@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Collection
 from datetime import datetime, timedelta
@@ -113,12 +114,17 @@ def _plain(text: str, limit: int) -> bool:
     return 0 < len(text) <= limit and not any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
 
 
+# A case's id as the services give it: a UUID in lower case.
+_CASE_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _name(name: str) -> str:
-    # One id after the kind, as the services give them (UUIDs, no "/"):
-    # `tickets/` or `tickets/a/../b` names no case, and is the caller's
-    # mistake, not a case the queue cannot find (NOT_FOUND).
+    # One id after the kind, spelled as the services spell it: `tickets/`,
+    # `tickets/a/../b` or an id in capitals names no case, and is the
+    # caller's mistake, not a case the queue cannot find (NOT_FOUND, as if
+    # it had closed, while the claim the agent meant to renew runs out).
     kind, _, ident = name.partition("/")
-    if f"{kind}/" not in PREFIXES or not ident or "/" in ident or not _plain(name, 200):
+    if f"{kind}/" not in PREFIXES or not _CASE_ID.fullmatch(ident):
         raise InvalidArgument.field(
             "name", "must be tickets/{id}, appeals/{id} or report-cases/{id}"
         )
