@@ -241,6 +241,30 @@ def test_an_agent_works_a_ticket_to_solved_and_its_requester_closes_and_rates_it
     assert len(mine) == 8 and len(app.history(AGENT, t.id, 0, "").items) == 9
 
 
+@pytest.mark.parametrize("how", ["reopen", "reply"])
+def test_a_ticket_reopened_and_solved_again_is_rated_anew(app: Tickets, how: str) -> None:
+    """Alice rates the first outcome 1 ("did not help") and reopens the
+    ticket; solved again, its view no longer shows the old score beside the
+    new resolution, and she may rate what was done this time. The history
+    keeps both ratings."""
+    t = opened(app)
+    t = app.solve(AGENT, t.id, "请重启应用", etag="")
+    t = app.rate(ALICE, t.id, 1, "没用")
+    if how == "reopen":
+        t = app.reopen(ALICE, t.id, "还是不行", etag="")
+    else:
+        t = app.add_comment(ALICE, t.id, "还是不行", internal=False, etag="")
+    assert (t.status, t.rating) == ("OPEN", None)
+    t = app.solve(AGENT, t.id, "已修复账号", etag="")
+    assert t.rating is None
+    t = app.rate(ALICE, t.id, 5, "谢谢")
+    assert t.rating == {"score": 5, "comment": "谢谢"}
+    with pytest.raises(FailedPrecondition) as again:
+        app.rate(ALICE, t.id, 4, "")
+    assert again.value.reason == "TICKET_ALREADY_RATED"
+    assert events_of(app, t.id).count(Ticket.Rated) == 2
+
+
 def test_an_agent_reads_a_ticket_of_their_own_as_its_requester(app: Tickets) -> None:
     """Li opens a ticket about her own account; a colleague's internal note
     on it is the agents' about her, not hers to read."""

@@ -3,7 +3,8 @@
 NEW → OPEN (acknowledged or assigned) → PENDING (waiting for the requester) /
 ON_HOLD (waiting on a third party) → SOLVED → CLOSED. A requester's reply moves
 PENDING or ON_HOLD back to OPEN and reopens a SOLVED ticket; CLOSED and
-CANCELLED are final; a rating is accepted once, when SOLVED or CLOSED. A
+CANCELLED are final; a rating is accepted once an outcome, when SOLVED or
+CLOSED (a ticket reopened and solved again may be rated again). A
 final ticket expires when its retention period runs out: its personal
 fields are erased (their case keys destroyed) and it accepts nothing more.
 Invariants are checked in each command method before its event is triggered.
@@ -243,7 +244,8 @@ class Ticket(ExpiringCase):
         evidence: list[dict[str, str]],
     ) -> None:
         if self.status is Status.SOLVED and Status(status) is not Status.SOLVED:
-            self.resolution = ""  # reopened by the requester's reply, as by `reopen`
+            # Reopened by the requester's reply, as by `reopen`.
+            self._outcome_undone()
         self.status = Status(status)
         if internal:
             # (Applied before the ticket takes this event's version and time.)
@@ -262,7 +264,13 @@ class Ticket(ExpiringCase):
     @event(Reopened)
     def _reopened(self, actor: str, reason: str) -> None:
         self.status = Status.OPEN
+        self._outcome_undone()
+
+    def _outcome_undone(self) -> None:
+        """Reopened: the resolution is gone, and with it what the rating
+        rated (it stays in the history); the next outcome is rated anew."""
         self.resolution = ""
+        self.rating = None
 
     def close(self, *, actor: str) -> None:
         self._require_in({Status.SOLVED}, "only a solved ticket can be closed")
