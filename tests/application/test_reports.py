@@ -32,6 +32,7 @@ from casemesh.platform.errors import (
 )
 from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.identity import Identity, Vouched
+from casemesh.platform.localized import field_words
 from casemesh.platform.paging import fitting
 from casemesh.platform.personal import (
     ERASED,
@@ -498,10 +499,11 @@ def test_a_report_with_bad_fields_names_each_and_files_nothing(app: Reports) -> 
     assert app.recorder.max_notification_id() is None
 
 
-def test_a_child_safety_report_needs_no_copy_of_the_material(clock: FakeClock) -> None:
+def test_a_child_safety_report_needs_and_takes_no_copy_of_the_material(clock: FakeClock) -> None:
     """The link identifies the content: a reporter of child sexual abuse is
-    never asked to capture and upload it (itself an offence). Every other
-    category still needs evidence."""
+    never asked to capture and upload it (itself an offence), and a copy
+    attached is refused, in Chinese too. Every other category still needs
+    evidence."""
     app = Reports(
         in_memory(),
         clock=clock,
@@ -513,6 +515,12 @@ def test_a_child_safety_report_needs_no_copy_of_the_material(clock: FakeClock) -
     abuse = report(
         target=linked, category="child_safety", subcategory="sexual_exploitation", evidence=[]
     )
+    with pytest.raises(InvalidArgument) as refused:
+        app.file(ALICE, replace(abuse, evidence=report().evidence))
+    [copy] = refused.value.violations
+    assert (copy.field, copy.description) == ("report.evidence", filing.CHILD_SAFETY_EVIDENCE)
+    assert field_words(copy.description, "zh-CN").startswith("儿童安全类举报不能添加附件")
+    assert app.recorder.max_notification_id() is None  # nothing filed
     filed = app.file(ALICE, abuse)
     assert (filed.evidence, filed.target["id"]) == ([], "7731")
     case = app.get_case(AGENT, filed.case_id)
@@ -1224,7 +1232,8 @@ def test_the_triage_queue_puts_child_safety_first_and_drops_decided_cases(
     ordinary = app.file(ALICE, report("r1", "1")).case_id
     spam = app.file(ALICE, report("r2", "2", category="other", subcategory="spam")).case_id
     child = app.file(
-        BOB, report("b1", "3", category="child_safety", subcategory="sexual_exploitation")
+        BOB,
+        report("b1", "3", category="child_safety", subcategory="sexual_exploitation", evidence=[]),
     ).case_id
     seen(app)
     queue = app.list_cases(AGENT, 0, "", "", [], "")
@@ -1278,6 +1287,34 @@ def test_the_trusted_flagger_list_shows_those_in_office(app: Reports) -> None:
     assert [f["user_id"] for f in app.list_flaggers(AGENT)] == ["wang"]
 
 
+def test_a_case_reopened_on_appeal_is_not_decided_against_another_uploader(
+    app: Reports, clock: FakeClock
+) -> None:
+    """Decided against Ursula and reopened on a reporter's appeal, the case
+    stays hers: a new decision naming another uploader is refused, and she
+    keeps her restriction, her statement and the case in her lists (nobody
+    would otherwise tell her the restriction ended)."""
+    ursula = Identity("ursula", frozenset({"user"}))
+    ident = app.file(ALICE, report()).case_id
+    app.decide(AGENT, ident, "ACTION_TAKEN", action_taken(clock), UPLOADER, [], etag="")
+    app.lodge_appeal(ident, "appeals/alice", "alice")
+    assert app.reverse(ident, "appeals/alice") is True
+    reopened = app.get_case(AGENT, ident)
+    someone_else = {**UPLOADER, "user_id": "ulrich", "legal_name": "Ulrich"}
+    with pytest.raises(InvalidArgument) as refused:
+        app.decide(AGENT, ident, "ACTION_TAKEN", action_taken(clock), someone_else, [], etag="")
+    [violation] = refused.value.violations
+    assert violation.field == "affected_uploader.user_id"
+    assert "ursula" in violation.description
+    assert field_words(violation.description, "zh-CN").startswith("必须是 ursula")
+    assert app.get_case(AGENT, ident).version == reopened.version  # nothing changed
+    seen(app)
+    assert (app.get_case(ursula, ident).uploader or {}).get("user_id") == "ursula"
+    assert names(app.my_restrictions(ursula), "case") == [f"report-cases/{ident}"]
+    again = app.decide(AGENT, ident, "ACTION_TAKEN", action_taken(clock), UPLOADER, [], etag="")
+    assert (again.state, (again.uploader or {}).get("user_id")) == ("ACTION_TAKEN", "ursula")
+
+
 def test_an_uploader_sees_the_restrictions_on_them_until_an_appeal_lifts_them(
     app: Reports, clock: FakeClock
 ) -> None:
@@ -1319,7 +1356,10 @@ def test_the_transparency_figures_count_what_happened_in_the_period(
     app.file(BOB, report("b1", "1"))
     app.set_flagger(AGENT, "wang", "Child Online Safety", ["child_safety"])
     wang = Identity("wang", frozenset({"user"}))
-    app.file(wang, report("w1", "2", category="child_safety", subcategory="sexual_exploitation"))
+    app.file(
+        wang,
+        report("w1", "2", category="child_safety", subcategory="sexual_exploitation", evidence=[]),
+    )
     voided = app.file(BOB, report("b2", "4"))
     clock.advance(hours=2)
     app.decide(AGENT, removed.case_id, "ACTION_TAKEN", action_taken(clock), UPLOADER, [], "")

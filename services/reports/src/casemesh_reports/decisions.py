@@ -138,6 +138,21 @@ class Decisions(ReportsBase):
                 raise InvalidArgument.field(
                     f"manifestly_unfounded_reports[{i}]", f"reports/{report_id} is not in this case"
                 )
+        # A case has one uploader: the one an earlier decision named stays its
+        # party (their restrictions, statement and listing hang on it), so a
+        # decision of the case reopened on appeal may not move it to someone
+        # else. (A case not open is refused as such by `decide`.)
+        named = (case.uploader or {}).get("user_id", "")
+        if (
+            uploader is not None
+            and named
+            and uploader.get("user_id") != named
+            and not case.has_ended()
+        ):
+            raise InvalidArgument.field(
+                "affected_uploader.user_id",
+                f"must be {named}, the uploader an earlier decision of this case named",
+            )
         now = self.clock.now()
         deadline = self.policy.appeal_deadline(now)
         locale = (uploader or {}).get("locale", "en")

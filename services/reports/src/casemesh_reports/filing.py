@@ -33,6 +33,11 @@ from casemesh_reports.targets import check_target
 log = get_logger(__name__)
 
 TEXT_LIMIT = 5000
+# Why a child-safety report's evidence is refused (`_check_draft`).
+CHILD_SAFETY_EVIDENCE = (
+    "must be empty for a child-safety reason: the reported item's id or link"
+    " identifies the content; do not capture or upload a copy of it"
+)
 # A filing that loses a race to another report of its case pauses, then
 # looks again, up to FILING_ATTEMPTS times in all: at random up to a ceiling
 # that doubles with each loss (full jitter, in seconds), so that the reports
@@ -214,10 +219,15 @@ class Filing(ReportsBase):
                 )
         rules.text(v, "report.explanation", draft.explanation, limit=TEXT_LIMIT)
         category = self.taxonomy.categories.get(draft.category)
-        # The child-safety lane asks for no copy: its target (id or link)
+        # The child-safety lane takes no copy: its target (id or link)
         # identifies the content, and capturing and uploading child sexual
-        # abuse material is itself an offence in most jurisdictions.
-        if not draft.evidence and not (category and category.child_safety):
+        # abuse material is itself an offence in most jurisdictions; nor is
+        # one to be kept on the platform's evidence store, shown to agents
+        # or exported with the reporter's data.
+        if category and category.child_safety:
+            if draft.evidence:
+                v.add("report.evidence", CHILD_SAFETY_EVIDENCE)
+        elif not draft.evidence:
             v.add("report.evidence", "attach at least one piece of evidence you uploaded")
         elif len(draft.evidence) > rules.MAX_EVIDENCE:
             v.add("report.evidence", f"at most {rules.MAX_EVIDENCE} pieces of evidence")
