@@ -475,6 +475,18 @@ async def test_a_phone_change_started_again_is_the_same_change(app: HelpCenter) 
     assert (confirmed.state, confirmed.attempts) == ("AWAITING_NEW_CODE", 1)
 
 
+async def test_a_code_typed_in_full_width_digits_is_the_code_sent(app: HelpCenter) -> None:
+    """A Chinese input method types full-width digits, and a pasted code
+    brings a space or a line break along: it is read as the digits it is."""
+    fay = person("fay", uuid.uuid4().hex[:8])
+    old, new = numbers(fay.subject.rpartition("-")[2], 2)
+    change = await app.start_phone_change(fay, NewPhoneChange("w1", old, new, ""))
+    sent = await code_sent(app, change.name)
+    full_width = "".join(chr(ord(digit) - ord("0") + 0xFF10) for digit in sent)
+    confirmed = await app.confirm_phone_change(fay, change.name, f" {full_width}\n")
+    assert (confirmed.state, confirmed.attempts) == ("AWAITING_NEW_CODE", 0)  # none wrong
+
+
 async def verified_change(app: HelpCenter, who: Identity) -> tuple[str, str, bytes]:
     """A change of two new numbers the user proves; the numbers, and the
     payload its outbox row carries to the topic."""

@@ -160,7 +160,7 @@ ARTICLE = hpb.Article(name="articles/faq", category="other.general", title="FAQ"
             ],
         ),
         (
-            hpb.ConfirmPhoneChangeRequest(name="phone-changes/1", code="１２３４５６"),
+            hpb.ConfirmPhoneChangeRequest(name="phone-changes/1", code="１２３ ４５６"),
             [("name", "must be phone-changes/{id}"), ("code", "must be the six digits we sent")],
         ),
         (
@@ -198,6 +198,14 @@ def test_help_centre_and_evidence_requests_are_refused_in_their_services_words(
         ),
         hpb.StartPhoneChangeRequest(
             old_phone="138 0013 8000", new_phone="13900139000", request_id="c2"
+        ),
+        # A code as a Chinese input method types it (full-width), or pasted
+        # with a line break: the service reads it as the six digits.
+        hpb.ConfirmPhoneChangeRequest(
+            name="phone-changes/01234567-89ab-cdef-0123-456789abcdef", code="１２３４５６"
+        ),
+        hpb.ConfirmPhoneChangeRequest(
+            name="phone-changes/01234567-89ab-cdef-0123-456789abcdef", code="\u3000123456\n"
         ),
     ],
     ids=lambda r: type(r).__name__,

@@ -4,7 +4,9 @@ Pure rules (casemesh_helpcenter.domain): no database."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 from typing import Any
 
 import pytest
@@ -19,6 +21,7 @@ from casemesh_helpcenter.domain import (
     HelpSession,
     category_tree,
     flow_id,
+    flows,
 )
 
 
@@ -63,6 +66,42 @@ def test_an_answer_leads_on_and_the_last_one_to_an_article() -> None:
     assert (last.next, last.article) == ("", "login-no-sms-code")
     s.node = last.next
     assert s.step("en").finished and s.step("en").answers == ()
+
+
+def test_a_user_whose_linked_number_is_gone_reads_how_to_change_it_without_it() -> None:
+    """A self-service phone change sends its first code to the old number and
+    needs the user signed in: someone who cannot log in because that number
+    is gone is sent to the article on changing it without the old number
+    (and, if that does not solve it, to a ticket), not to that action."""
+    s = session()
+    s.start("login")
+    s.node = s.choose(0).next  # "I get no code"
+    assert s.step("en").question == "Is the linked number still yours?"
+    gone = s.choose(s.step("en").answers.index("No, it is gone"))
+    assert (gone.next, gone.article, gone.action) == ("", "phone-change-old-lost", "")
+
+
+# Self-service actions that need the user signed in, so a login flow (the
+# user cannot sign in) must not end at one.
+SIGNED_IN_ACTIONS = {"phone_change", "restriction_reasons"}
+
+
+def test_every_answer_leads_to_a_question_a_shipped_article_or_an_action() -> None:
+    shipped = {
+        a["slug"]
+        for a in json.loads(
+            resources.files("casemesh_helpcenter").joinpath("knowledge_base.json").read_text()
+        )["articles"]
+    }
+    for fid, found in flows().items():
+        for nid, node in found["nodes"].items():
+            for answer in node["answers"]:
+                where = (fid, nid, answer["label"]["en"])
+                assert answer.get("next", "") in {"", *found["nodes"]}, where
+                assert answer.get("article", "") in {"", *shipped}, where
+                assert any(answer.get(k) for k in ("next", "article", "action")), where
+                if fid == "login":
+                    assert answer.get("action", "") not in SIGNED_IN_ACTIONS, where
 
 
 def test_no_answer_without_a_question_and_none_out_of_range() -> None:

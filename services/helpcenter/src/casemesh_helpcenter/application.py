@@ -7,6 +7,7 @@ the domain's (`domain.py`); the servicer (`api.py`) only decodes and encodes."""
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -514,6 +515,9 @@ class HelpCenter:
 
     async def confirm_phone_change(self, who: Identity, name: str, code: str) -> phone.Change:
         ident = resource_id(name, "phone-changes")
+        # As typed: a Chinese input method gives full-width digits (１２３４５６),
+        # a paste a space or a line break around them.
+        code = unicodedata.normalize("NFKC", code).strip()
         if not CODE.fullmatch(code):
             raise InvalidArgument.field("code", "must be the six digits we sent")
         # (Before the change is read: a wrong code or name still reads, or
