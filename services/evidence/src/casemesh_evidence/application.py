@@ -34,6 +34,7 @@ from casemesh.platform.grpcutil import resource_id
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
 from casemesh.platform.paging import older_than, page_of, page_size_of
+from casemesh.platform.pools import with_keepalives
 from casemesh.rules import tickets as rules
 from casemesh_evidence import lifecycle, sniff
 from casemesh_evidence.store import BlobStore
@@ -66,7 +67,7 @@ def forget_person(
     theirs as anyone's. Returns how many names. Idempotent; erased again
     later, from the later time."""
     at = erased_at or datetime.now(UTC)  # the clock uploads are stamped with
-    with psycopg.connect(database_url, connect_timeout=10) as conn:
+    with psycopg.connect(with_keepalives(database_url), connect_timeout=10) as conn:
         conn.execute(
             "INSERT INTO evidence_erased_owners (owner, erased_at) VALUES (%s, %s)"
             " ON CONFLICT (owner) DO UPDATE SET erased_at = CASE"

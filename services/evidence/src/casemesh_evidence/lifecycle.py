@@ -74,6 +74,7 @@ from casemesh.platform.consuming import ConsumerThread, HeardUntil, Place, Subsc
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
 from casemesh.platform.periodic import Periodic
+from casemesh.platform.pools import with_keepalives
 from casemesh.rules import retention
 from casemesh_evidence.store import BlobStore
 
@@ -490,7 +491,7 @@ class CaseFollower(ConsumerThread):
             told.append(seen)
 
     def _take(self, told: list[Told]) -> None:
-        with psycopg.connect(self._database_url, connect_timeout=10) as conn:
+        with psycopg.connect(with_keepalives(self._database_url), connect_timeout=10) as conn:
             # Every file's lock first, at once, in one order.
             if attached := [sha for t in told for sha in t.files]:
                 conn.execute(LOCK, file_locks(*attached))
@@ -542,7 +543,7 @@ def Purger(
     """A worker (`serve_servicer`'s) that runs a `purge_round` every `tick`
     seconds, in a thread of its own; a failure is logged and tried again
     next time."""
-    connect = partial(psycopg.connect, database_url, connect_timeout=10)
+    connect = partial(psycopg.connect, with_keepalives(database_url), connect_timeout=10)
 
     def purge_due() -> None:
         purge_round(connect, store, clock, grace, heard, lambda: purger.stopping)

@@ -30,6 +30,7 @@ from datetime import datetime
 import psycopg
 
 from casemesh.platform.logging import get_logger
+from casemesh.platform.pools import with_keepalives
 from casemesh_helpcenter import phone
 
 log = get_logger(__name__)
@@ -132,7 +133,10 @@ FORGET = (
 def forget_person(database_url: str, person: str, erased_at: datetime) -> int:
     """Forgets what `person` typed and the numbers they gave before
     `erased_at`; returns how many rows changed."""
-    with psycopg.connect(database_url, connect_timeout=10) as conn, conn.transaction():
+    with (
+        psycopg.connect(with_keepalives(database_url), connect_timeout=10) as conn,
+        conn.transaction(),
+    ):
         changed = sum(
             conn.execute(statement, {"person": person, "at": erased_at}).rowcount
             for statement in FORGET
