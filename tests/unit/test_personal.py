@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from casemesh.platform.errors import Aborted
 from casemesh.platform.personal import (
     ERASED,
     UNREADABLE,
@@ -267,6 +268,30 @@ def test_a_rewrap_reads_each_key_once_and_goes_past_one_it_cannot_move() -> None
         before.seal(f"{person} wrote this", person)
     assert DataKeys(store, masters("new", "old", keys=secrets)).rewrap(batch=2) == 7
     assert sorted(store.read) == sorted(set(store.read)) and len(store.read) == 8
+
+
+def test_what_a_process_revealed_before_an_erasure_is_not_sealed_again_after_it() -> None:
+    """A replica that read a person's contact with their key (a reporter's,
+    copied into a decision's event) and has not yet heard of their erasure
+    seals it again for them: under a new key it would outlive the erasure.
+    The call is refused (ABORTED, to be tried again), the keys go from the
+    replica's memory, and read again the contact is erased."""
+    store = MemoryKeyStore()
+    secrets: dict[str, str] = {}
+    writer = sealer(store, masters("m1", keys=secrets))
+    token = writer.seal("alice@example.com", ALICE)
+    replica = Sealer(DataKeys(store, masters("m1", keys=secrets)))
+    revealed = replica.reveal(token)
+    assert revealed == "alice@example.com"
+
+    writer.keys.erase(ALICE)
+    with pytest.raises(Aborted) as meanwhile:
+        replica.seal(revealed, ALICE)
+    assert meanwhile.value.reason == "PERSON_ERASED_MEANWHILE"
+    assert replica.look_many([token])[token].disclosure is Disclosure.ERASED
+    # She may come back: what she gives afterwards is sealed as anyone's.
+    again = replica.seal("alice@new.example.com", ALICE)
+    assert writer.reveal(again) == "alice@new.example.com"
 
 
 def test_without_the_rewrap_dropping_the_old_master_key_is_refused_by_name() -> None:

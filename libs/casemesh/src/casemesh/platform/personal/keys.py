@@ -49,6 +49,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from casemesh.platform.errors import Aborted
 from casemesh.platform.identity import RESERVED_SUBJECTS
 from casemesh.platform.logging import get_logger
 from casemesh.platform.personal.errors import PersonalDataError, UnknownDataKey
@@ -277,6 +278,21 @@ class DataKeys:
             wrapped = self.store.add_current(self._new_wrapped(person))
             key = self._unwrap(wrapped)
             with self._lock:
+                if any(
+                    held.person == person and key_id != key.key_id
+                    for key_id, (_, held) in self._by_id.items()
+                ):
+                    # A key of theirs held here is no longer theirs: they were
+                    # erased, and this process has not heard yet. What it
+                    # revealed with that key (a contact copied into a new
+                    # event) must not be sealed again under the new one,
+                    # where it would outlive the erasure: the keys go, and
+                    # the caller begins again, reading their data as erased.
+                    self._forget_locked(person)
+                    raise Aborted(
+                        "the person was erased while this was being done; try again",
+                        reason="PERSON_ERASED_MEANWHILE",
+                    )
                 if self._generation == generation:
                     self._remember(key)
                     self._current[person] = key.key_id
@@ -397,10 +413,13 @@ class DataKeys:
         at once. Every replica must hear each erasure (see the module's
         docstring)."""
         with self._lock:
-            self._generation += 1
-            self._current.pop(person, None)
-            for key_id in [k for k, (_, v) in self._by_id.items() if v.person == person]:
-                del self._by_id[key_id]
+            self._forget_locked(person)
+
+    def _forget_locked(self, person: str) -> None:
+        self._generation += 1
+        self._current.pop(person, None)
+        for key_id in [k for k, (_, v) in self._by_id.items() if v.person == person]:
+            del self._by_id[key_id]
 
     def rewrap(self, batch: int = 500) -> int:
         """Wraps every stored key wrapped by an older master key with the
