@@ -37,6 +37,7 @@ from casemesh.platform.personal import (
 )
 from casemesh.platform.personal.masterkeys import new_master_key
 from casemesh_devstack.ports import free_port
+from casemesh_notifier.api import list_notifications
 from casemesh_notifier.channels import Channel, HttpSmsChannel, SmtpChannel
 from casemesh_notifier.delivery import Delivery, replay_parked
 from casemesh_notifier.planner import ERASURE, Planner
@@ -759,3 +760,107 @@ async def test_erasing_a_filer_whose_title_is_short_leaves_the_uploaders_message
     assert any("1" in body for _, body, _ in before)
     await world.plan([erasure(filer.user_id)])
     assert world.rows(query) == before
+
+
+AGENT = "users/agent-zhao"
+
+
+def reply_by(
+    agent: str, ticket: str, version: int, body: str, written: timedelta = timedelta()
+) -> CloudEvent:
+    """An agent's public reply on a ticket, its body as given (a token sealed
+    under the agent's key, as the tickets relay publishes it, or clear text,
+    as an event stored before sealing came in), written `written` after
+    noon."""
+    message = ev.CommentAdded(
+        header=ev.TicketEventHeader(
+            ticket_id=ticket, version=version, actor=agent, status=ev.TICKET_STATUS_PENDING
+        ),
+        author=agent,
+        body=body,
+    )
+    return dataclasses.replace(
+        ticket_event(ticket, version, message), time=NOON_IN_SHANGHAI + written
+    )
+
+
+async def test_an_erased_agents_replies_leave_the_requesters_messages(world: World) -> None:
+    """Agent Zhao answers Lin (sent) and Wu (not yet sent); Zhao is erased.
+    His words go from both e-mails, the unsent one is not sent, nor is a
+    reply of his written before the erasure and heard after it; Lin's and
+    Wu's other messages are untouched, and a reply he writes after the
+    erasure, with the key he has since, is told as any."""
+    sealer = world.tickets.sealer
+    sent_words, waiting_words, late_words, new_words = (
+        "我已为您解除账号锁定",
+        "退款已提交，请等待三个工作日",
+        "请把截图再发一次",
+        "新的回复：您的问题已转交财务",
+    )
+    lin_ticket, wu_ticket = await world.both_told()
+    ago = -timedelta(minutes=10)
+    await world.plan([reply_by(AGENT, lin_ticket, 2, sealer.seal(sent_words, AGENT), ago)])
+    assert await world.drain() == 2
+    await world.plan([reply_by(AGENT, wu_ticket, 2, sealer.seal(waiting_words, AGENT), ago)])
+    received = (
+        "SELECT id, status, recipient, subject, body, html, params::text FROM notification_jobs"
+        " WHERE template = 'ticket.received' ORDER BY id"
+    )
+    before, dumped = world.rows(received), world.dump()
+    assert sent_words in dumped and waiting_words in dumped
+    assert world.rows(
+        "SELECT words_of FROM notification_jobs WHERE template = 'ticket.agent_reply' ORDER BY seq"
+    ) == [(AGENT,), ("",), (AGENT,), ("",)]  # the e-mails quote him; the SMS never do
+
+    await world.tickets.erase(AGENT)
+    await world.plan([erasure(AGENT)])
+    # Written before the erasure, in clear (stored before sealing), heard after it.
+    late = reply_by(AGENT, wu_ticket, 3, late_words, -timedelta(minutes=1))
+    # Written after it, sealed with the key he has since.
+    since = reply_by(AGENT, lin_ticket, 3, sealer.seal(new_words, AGENT), timedelta(minutes=5))
+    await world.plan([late, since])
+    # Wu's SMS of both replies, Lin's e-mail and SMS of the new one.
+    assert await world.drain() == 4
+
+    after = world.dump()
+    assert [w for w in (sent_words, waiting_words, late_words) if w in after] == []
+    assert new_words in after
+    told = [
+        "".join(p.get_content() for p in m.walk() if p.get_content_type() == "text/plain")
+        for m in world.mail.messages
+    ]
+    assert [t for t in told if waiting_words in t or late_words in t] == []
+    assert sum(new_words in t for t in told) == 1
+    assert world.rows(received) == before
+    assert world.jobs(lin_ticket)[2:] == [
+        ("ticket.agent_reply", "EMAIL", "sent"),
+        ("ticket.agent_reply", "SMS", "sent"),
+        ("ticket.agent_reply", "EMAIL", "sent"),
+        ("ticket.agent_reply", "SMS", "sent"),
+    ]
+    assert world.jobs(wu_ticket)[2:] == [
+        ("ticket.agent_reply", "EMAIL", "cancelled"),
+        ("ticket.agent_reply", "SMS", "sent"),
+        ("ticket.agent_reply", "SMS", "sent"),  # the late reply's: no e-mail planned
+    ]
+    # The requesters keep where and what about they were told, without his words.
+    assert world.rows(
+        "SELECT case_name, recipient, subject <> '', body, html FROM notification_jobs"
+        " WHERE template = 'ticket.agent_reply' AND channel = 'EMAIL'"
+        " AND cause_event_id LIKE '%:2' ORDER BY seq"
+    ) == [
+        (f"tickets/{lin_ticket}", LIN.email, True, "", ""),
+        (f"tickets/{wu_ticket}", WU.email, True, "", ""),
+    ]
+    # Nor do their notifications (their exports) show his words.
+    listed = [
+        n.body
+        for person in (LIN, WU)
+        for n in (await list_notifications(world.pool, person.user_id, 50, "")).notifications
+    ]
+    assert [b for b in listed if any(w in b for w in (sent_words, waiting_words, late_words))] == []
+    assert sum(new_words in b for b in listed) == 1
+
+    # The erasure heard again changes nothing more.
+    await world.plan([erasure(AGENT)])
+    assert world.dump() == after

@@ -458,6 +458,9 @@ def tell(
                 html=html,
                 user_id=party.user_id,
                 expires_at=step.expires,
+                # Only an e-mail shows what a person wrote (an SMS never does).
+                words_of=step.words_of if channel == "EMAIL" else "",
+                written_at=event.time if step.words_of and channel == "EMAIL" else None,
             )
             jobs.append(job)
     return jobs

@@ -21,6 +21,14 @@ scrub, in the transaction that records the event consumed (`Planner`):
   `cancelled`, a final status no sender claims and that holds back no later
   job of the thread (the ordering rule waits only on pending and sending
   jobs);
+- other people's jobs whose text carries their words (`words_of`: an
+  agent's public reply in the requester's e-mail, sealed under the agent's
+  key in the event store) lose body and HTML, sent ones too, and those not
+  yet sent are cancelled as above (the words were all they had to say);
+  recipient, subject, params and outcome events are the requester's and
+  stay. Words written after the erasure's time (`written_at`, the cause
+  event's) are theirs anew and stay, as with `NAMED_SINCE`; such a copy
+  written before it and heard after it is never planned (`Planner`);
 - the person is recorded in `erased_people` with the erasure's time: no
   event written before it gives their party an address or them a job,
   however late it is heard, nor does a later event naming them in a case the
@@ -111,6 +119,20 @@ THEIR_COPIES = (
     f" WHERE p.user_id = ANY(%(people)s) AND NOT {NAMED_SINCE.format(p='p')}"
     " ORDER BY j.id FOR UPDATE OF j"
 )
+# The jobs of other people whose text carries the people's words (`words_of`:
+# an agent's reply in the requester's e-mail), written no later than the
+# erasure's time (`%(at)s`; none known: all): words written since are
+# theirs anew. (`words_of <> ''` lets a generic plan use the partial index.)
+THEIR_WORDS = (
+    "SELECT j.id, j.status, j.channel FROM notification_jobs AS j"
+    " WHERE j.words_of = ANY(%(people)s) AND j.words_of <> ''"
+    "   AND NOT COALESCE(j.written_at > %(at)s, false)"
+    " ORDER BY j.id FOR UPDATE"
+)
+# Why such a job still to be sent went nowhere.
+WORDS_ERASED = "the words it carried were erased"
+
+
 # The jobs of other parties told under the people's words as their subject
 # (`store.COPIES` of no template), with those words: the words go, the
 # messages stay (the other party still needs them).
@@ -154,6 +176,34 @@ async def _unword(
         )
 
 
+async def _unsay(
+    conn: psycopg.AsyncConnection[Any], people: list[str], at: datetime | None
+) -> list[Any]:
+    """Takes the people's words out of the jobs of others that carry them
+    (`THEIR_WORDS`): their text (body and HTML; subject and params never
+    hold them) is blanked, sent ones too, and one still to be sent is
+    cancelled (it would say nothing but that). Its recipient, subject and
+    outcome events are its party's, and stay. Returns (id, cancelled,
+    channel) of each job changed."""
+    cur = await conn.execute(
+        f"WITH theirs AS ({THEIR_WORDS})"
+        " UPDATE notification_jobs AS j SET"
+        " status = CASE WHEN j.status = ANY(%(open)s) THEN %(cancelled)s ELSE j.status END,"
+        " claimed_until = CASE WHEN j.status = ANY(%(open)s) THEN NULL ELSE j.claimed_until END,"
+        " last_error = CASE WHEN j.status = ANY(%(open)s) THEN %(why)s ELSE j.last_error END,"
+        " body = '', html = ''"
+        " FROM theirs WHERE j.id = theirs.id AND (theirs.status = ANY(%(open)s)"
+        "   OR j.body <> '' OR j.html <> '')"
+        " RETURNING j.id, theirs.status = ANY(%(open)s), j.channel",
+        {"people": people, "at": at, "open": OPEN, "cancelled": CANCELLED, "why": WORDS_ERASED},
+    )
+    jobs = await cur.fetchall()
+    for _, cancelled, channel in jobs:
+        if cancelled:
+            OUTCOMES.labels(channel, CANCELLED).inc()
+    return jobs
+
+
 async def forget_people(
     conn: psycopg.AsyncConnection[Any],
     people: Collection[str],
@@ -193,6 +243,7 @@ async def forget_people(
     jobs = await _scrub_jobs(conn, THEIR_JOBS, {"people": people, "addresses": addresses, "at": at})
     jobs += await _scrub_jobs(conn, THEIR_COPIES, copy_params(people=people, at=at))
     await _unword(conn, people, at)
+    unsaid = await _unsay(conn, people, at)
     # Other parties' rows whose subject is the people's words.
     cur = await conn.execute(
         "UPDATE case_parties AS o SET subject = '' FROM case_parties AS p,"
@@ -205,7 +256,12 @@ async def forget_people(
     forgotten = await _forgotten(
         conn, "user_id", people, jobs, f"NOT {NAMED_SINCE.format(p='case_parties')}", at
     )
-    return dataclasses.replace(forgotten, parties=forgotten.parties + cur.rowcount)
+    return dataclasses.replace(
+        forgotten,
+        parties=forgotten.parties + cur.rowcount,
+        cancelled=forgotten.cancelled + sum(1 for _, cancelled, _ in unsaid if cancelled),
+        jobs=forgotten.jobs + len(unsaid),
+    )
 
 
 async def forget_cases(conn: psycopg.AsyncConnection[Any], cases: Collection[str]) -> Forgotten:

@@ -36,10 +36,13 @@ of an erased person that the erasure blanked keep no address and are told
 nothing again, whatever a later event carries, and nothing written before
 the erasure tells them however late it is heard (`erased_people` keeps its
 time); a case they open after it, its contacts sealed with the key they
-have since, is told as any. A `TicketExpired`, an
-`AppealExpired`, a `ReportCaseExpired` or a `ReportExpired` (the case's
-retention period ran out) scrubs that case's clear data and cancels its
-unsent jobs the same way, after the batch's jobs are added; its people's
+have since, is told as any. Their words in another's e-mail (an agent's
+reply to a requester: `Step.words_of`) written before the erasure are
+scrubbed by it, and never planned again however late they are heard.
+A `TicketExpired`, an `AppealExpired`, a `ReportCaseExpired` or a
+`ReportExpired` (the case's retention period ran out) scrubs that case's
+clear data and cancels its unsent jobs the same way, after the batch's
+jobs are added; its people's
 other cases are untouched. A `ReporterContactExpired` does so for the
 reporter's standing (`reporters/<id>`); a measure of the standing later in
 the same batch is planned after it, as any (the batch is then planned in
@@ -305,7 +308,14 @@ class Planner:
         # held), not in a case first heard of since from events written
         # before it (a topic behind the privacy topic), nor by a one-time
         # code issued before it. A case they opened since is told as any.
-        erased = await store.erased_among(conn, book.user_ids() | {j.user_id for j in jobs} - {""})
+        # Nor is anyone sent a copy of their words written before it (an
+        # agent's reply read in clear: written before sealing, or with a key
+        # this process still held), as their erasure leaves one planned
+        # before it: not sent.
+        erased = await store.erased_among(
+            conn,
+            (book.user_ids() | {j.user_id for j in jobs} | {j.words_of for j in jobs}) - {""},
+        )
         if erased:
             issued = {event.id: event.time for event, _, _ in todo}
             first: dict[str, datetime] = {}
@@ -331,6 +341,7 @@ class Planner:
                     job.user_id in erased
                     and before_erasure(job.user_id, issued[job.cause_event_id])
                 )
+                and not (job.words_of in erased and before_erasure(job.words_of, job.written_at))
             ]
         await store.save_parties(conn, book.changed())
         # Before the batch's jobs are added: only jobs of earlier events follow.

@@ -157,6 +157,15 @@ STATEMENTS = [
         PRIMARY KEY (person, verified_at, old_phone))""",
     """CREATE INDEX IF NOT EXISTS phone_changes_heard_age
         ON phone_changes_heard (verified_at)""",
+    # Whose words a job's text carries besides its own party's (an agent's
+    # reply in the requester's e-mail; "" none), and when they were written
+    # (the cause event's time): that person's erasure scrubs them, not words
+    # written since (`erasures.forget_people`). An erasure finds them by the
+    # partial index alone.
+    "ALTER TABLE notification_jobs ADD COLUMN IF NOT EXISTS words_of text NOT NULL DEFAULT ''",
+    "ALTER TABLE notification_jobs ADD COLUMN IF NOT EXISTS written_at timestamptz",
+    """CREATE INDEX IF NOT EXISTS notification_jobs_words
+        ON notification_jobs (words_of) WHERE words_of <> ''""",
 ]
 
 # Run at every start, after the statements: jobs planned without a user id

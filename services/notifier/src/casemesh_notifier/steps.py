@@ -28,13 +28,17 @@ class Step:
     shows (`values`: what people wrote among them), when the next step is due,
     and the values its SMS may show besides the case number and that date
     (`sms`: never anything a person wrote). A message worth nothing after
-    some time (a one-time code) `expires` then: it is never sent later."""
+    some time (a one-time code) `expires` then: it is never sent later.
+    `words_of`: the person whose words its e-mail shows, when they are not
+    the party's own (an agent's reply, sealed under the agent's key): their
+    erasure reaches the copy (`erasures.forget_people`)."""
 
     template: str
     values: Mapping[str, Any] = field(default_factory=dict)
     due: datetime | None = None
     sms: Mapping[str, str] = field(default_factory=dict)
     expires: datetime | None = None
+    words_of: str = ""
 
 
 def restriction(r: Any) -> dict[str, Any]:
@@ -60,7 +64,9 @@ def ticket_step(message: Message, previous_status: str) -> Step | None:
         case ev.InfoRequested():
             return Step("ticket.info_requested", {"text": message.message})
         case ev.CommentAdded() if not message.internal and not message.by_requester:
-            return Step("ticket.agent_reply", {"text": message.body})
+            # The body is the agent's words (sealed under their key, `author`).
+            author = message.author or message.header.actor
+            return Step("ticket.agent_reply", {"text": message.body}, words_of=author)
         case ev.CommentAdded() if message.by_requester and previous_status == "SOLVED":
             # The requester's reply reopened a solved ticket: confirm it is open again.
             return Step("ticket.reopened")

@@ -71,6 +71,10 @@ class NewJob:
     user_id: str = ""
     # When it is worth nothing any more (a one-time code): never sent later.
     expires_at: datetime | None = None
+    # Whose words its text carries besides its party's (`Step.words_of`;
+    # "" none), and when they wrote them (the cause event's time).
+    words_of: str = ""
+    written_at: datetime | None = None
 
     @cached_property
     def id(self) -> uuid.UUID:
@@ -280,14 +284,14 @@ async def add_jobs(
     cur = await conn.execute(
         "INSERT INTO notification_jobs (id, cause_event_id, party, case_name, channel,"
         " recipient, template, locale, subject, body, html, params, user_id, expires_at,"
-        " next_attempt_at, created_at)"
+        " words_of, written_at, next_attempt_at, created_at)"
         " SELECT id, cause, party, case_name, channel, recipient, template, locale, subject,"
-        " body, html, params, user_id, expires_at, %s, %s"
+        " body, html, params, user_id, expires_at, words_of, written_at, %s, %s"
         " FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
         " %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[], %s::text[],"
-        " %s::timestamptz[])"
+        " %s::timestamptz[], %s::text[], %s::timestamptz[])"
         " WITH ORDINALITY AS j(id, cause, party, case_name, channel, recipient, template,"
-        " locale, subject, body, html, params, user_id, expires_at, n)"
+        " locale, subject, body, html, params, user_id, expires_at, words_of, written_at, n)"
         " ORDER BY n"
         # The job planned already, by id (or, planned before ids left the
         # address out, by its cause, party, channel and address).
@@ -309,6 +313,8 @@ async def add_jobs(
             columns.jsonbs(j.params for j in jobs),
             texts(j.user_id for j in jobs),
             columns.timestamptzs(j.expires_at for j in jobs),
+            texts(j.words_of for j in jobs),
+            columns.timestamptzs(j.written_at for j in jobs),
         ),
     )
     return [row[0] for row in await cur.fetchall()]
