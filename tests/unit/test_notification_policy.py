@@ -232,6 +232,31 @@ def test_both_parties_hear_why_the_content_came_back() -> None:
         }
 
 
+def test_both_parties_hear_which_items_came_back() -> None:
+    """A notice took down two videos; a counter-notice answered for one,
+    which alone came back after the window (or by a court): each party's
+    e-mail names it, not "the content" as if all of it was back."""
+    header = aev.AppealEventHeader(appeal_id="a1", state="RESTORED")
+    back, down = "https://v.example/1", "https://v.example/2"
+    for message in (
+        aev.ContentRestored(header=header, removed_item=back, restored_items=[back]),
+        aev.ContentRestored(header=header, outcome_of="appeals/a2", restored_items=[back]),
+        aev.CourtOutcomeRecorded(
+            header=header, outcome="CONTENT_RESTORED", removed_item=back, restored_items=[back]
+        ),
+    ):
+        for role, step in appeal_steps(message, "UPHELD").items():
+            for locale in ("en", "zh-CN"):
+                values = email_values(step, "A-1", "Dance video")
+                text = render_email(step.template, locale, ZoneInfo("Asia/Shanghai"), values).text
+                assert back in text and down not in text, (role, locale, text)
+    # One published before events listed them names its item, or nothing.
+    older = aev.ContentRestored(header=header, outcome_of="appeals/a2")
+    step = appeal_steps(older, "UPHELD")["filer"]
+    text = render_email(step.template, "en", ZoneInfo("UTC"), email_values(step, "A-1", "")).text
+    assert "Restored item" not in text and "has been restored" in text
+
+
 def test_the_final_decision_on_an_appeal_invites_no_further_appeal() -> None:
     """A decision on an appeal is final on the platform: nothing is due after
     it, and its message names no date to appeal by (not today's, as a

@@ -150,21 +150,30 @@ def appeal_steps(message: Any, before: str = "") -> dict[str, Step]:
                 "uploader": Step("appeal.counter_notice_forwarded", due=due),
             }
         case aev.ContentRestored():
-            # After the counter-notice's window, or an upheld appeal.
+            # After the counter-notice's window, or an upheld appeal: what came
+            # back, which may be part of what the notice took down.
             told = "appeal.restored_on_appeal" if message.outcome_of else "appeal.restored"
-            return {"filer": Step(told), "uploader": Step(told)}
+            items = {"restored_items": _restored(message)}
+            return {"filer": Step(told, items), "uploader": Step(told, items)}
         case aev.CourtActionRecorded():
             return {"filer": Step("appeal.held"), "uploader": Step("appeal.held")}
         case aev.CourtOutcomeRecorded():
-            told = (
-                "appeal.court_restored"
-                if message.outcome == "CONTENT_RESTORED"
-                else "appeal.court_upheld"
-            )
-            return {"filer": Step(told), "uploader": Step(told)}
+            if message.outcome == "CONTENT_RESTORED":
+                items = {"restored_items": _restored(message)}
+                return {
+                    "filer": Step("appeal.court_restored", items),
+                    "uploader": Step("appeal.court_restored", items),
+                }
+            return {"filer": Step("appeal.court_upheld"), "uploader": Step("appeal.court_upheld")}
         case aev.AppealAbandoned():
             return {"filer": Step("appeal.abandoned")}
     return {}
+
+
+def _restored(message: Any) -> list[str]:
+    """The items an event restored (one published before it listed them
+    names its one item, or none: the message then speaks of the content)."""
+    return list(message.restored_items) or [i for i in (message.removed_item,) if i]
 
 
 REPORT_APPEAL_TEMPLATES = frozenset(
