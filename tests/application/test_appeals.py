@@ -1757,6 +1757,31 @@ def countered_in_part(app: Appeals, clock: FakeClock, appealed_first: bool) -> t
 
 
 @pytest.mark.parametrize("appealed_first", [True, False])
+def test_what_a_counter_notice_left_down_may_be_appealed_after_a_court_restored_the_rest(
+    app: Appeals, clock: FakeClock, appealed_first: bool
+) -> None:
+    """Ursula countered for her first video alone; the claimant went to
+    court over it, and the court restored it. Her second video was never
+    before the court: her appeal (filed before, or after) may bring it
+    back, and upheld it does."""
+    ident = upheld(app, str(app.file(ALICE, notice("n-court", infringing_items=[V1, V2])).id))
+    appeal = str(app.file(URSULA, decision_appeal(ident)).id) if appealed_first else ""
+    first = {"removed_item": V1, "reason": "这支是我编的舞"}
+    app.file_counter_notice(URSULA, ident, party("Ursula"), first, good_faith=True, accuracy=True)
+    app.record_court_action(AGENT, ident, "起诉书已送达", EVIDENCE)
+    if not appealed_first:
+        assert refusal(app, URSULA, decision_appeal(ident)) == "DECISION_BEFORE_COURT"
+    app.record_court_outcome(AGENT, ident, False, "（2026）京0491民初3号：驳回原告", EVIDENCE)
+    case = app.get(URSULA, ident)
+    assert (case.state, case.still_down()) == ("RESTORED", [V2])
+    appeal = appeal or str(app.file(URSULA, decision_appeal(ident)).id)
+    app.assign(AGENT, appeal, "")
+    assert app.decide(AGENT, appeal, True, REASONS, None, etag="").state == "UPHELD"
+    case = app.get(ALICE, ident)
+    assert (case.restored_on_appeal, case.still_down()) == ([V2], [])
+
+
+@pytest.mark.parametrize("appealed_first", [True, False])
 def test_an_upheld_appeal_restores_what_a_counter_notice_left_down(
     app: Appeals, clock: FakeClock, appealed_first: bool
 ) -> None:

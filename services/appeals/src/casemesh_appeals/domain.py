@@ -565,7 +565,7 @@ class CopyrightAppeal(ExpiringCase):
                 reason="APPEAL_DECISION_FINAL",
                 metadata=APPEAL_OF,
             )
-        if self.court_action or self.state in (State.HELD, State.UPHELD_BY_COURT):
+        if self._before_court():
             raise FailedPrecondition(
                 f"{name} is before a court (it is {self.state.value}): the court's outcome"
                 " stands, not the platform's decision",
@@ -614,10 +614,22 @@ class CopyrightAppeal(ExpiringCase):
     def _content_down(self) -> bool:
         """Whether content the notice took down is down still, no court
         seized: all of it while upheld (a counter-notice may be pending);
-        once RESTORED, what its counter-notice did not name."""
+        once RESTORED (after the window, or by a court), what its
+        counter-notice did not name."""
         if self.state in CONTENT_DOWN:
             return True
-        return self.state is State.RESTORED and not self.court_action and bool(self.still_down())
+        return self.state is State.RESTORED and bool(self.still_down())
+
+    def _before_court(self) -> bool:
+        """Whether what the notice took down is a court's to decide, not the
+        platform's: while the case is held for court action or a court kept
+        the content down. Once a court restored what the counter-notice
+        named, the items it did not name were never before the court (the
+        action answered the counter-notice): an appeal may still bring them
+        back."""
+        if self.state in (State.HELD, State.UPHELD_BY_COURT):
+            return True
+        return bool(self.court_action) and not (self.state is State.RESTORED and self.still_down())
 
     def _reversible_by(self, appellant: str) -> bool:
         """Whether an upheld appeal of `appellant` reverses this notice now:
