@@ -135,3 +135,55 @@ async def test_an_outbox_publisher_stops_in_time_while_kafka_is_away(
         stop.set()
         if not running.done():
             running.cancel()
+
+
+def starts_for_ever(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Producers whose start never ends (an idempotent one asks for its id
+    until the broker answers: a broker reachable for its first request, then
+    not); a list that grows by one with each start begun."""
+    begun: list[int] = []
+
+    async def never(self: AIOKafkaProducer) -> None:
+        begun.append(1)
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(AIOKafkaProducer, "start", never)
+    return begun
+
+
+async def test_a_relay_whose_producer_cannot_start_stops_in_time(
+    kafka: LocalKafka, dsn: str, app: Tickets, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    relay = await relay_after_a_ticket(app, kafka, dsn)
+    begun = starts_for_ever(monkeypatch)
+    stop = asyncio.Event()
+    running = asyncio.create_task(relay.run(stop))
+    try:
+        await eventually(lambda: len(begun) == 1)
+        await stops_in_time(kafka, running, stop)
+        assert relay.position == 0
+    finally:
+        stop.set()
+        if not running.done():
+            running.cancel()
+
+
+async def test_an_outbox_publisher_whose_producer_cannot_start_stops_in_time(
+    kafka: LocalKafka, dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    box = outbox.Outbox("unit_outbox", "test.outbox.never", "casemesh/unit", "case_id")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(outbox.outbox_schema(box))
+    publisher = outbox.OutboxPublisher(
+        conninfo=dsn, bootstrap=kafka.bootstrap, outbox=box, client_id="unit"
+    )
+    begun = starts_for_ever(monkeypatch)
+    stop = asyncio.Event()
+    running = asyncio.create_task(publisher.run(stop))
+    try:
+        await eventually(lambda: len(begun) == 1)
+        await stops_in_time(kafka, running, stop)
+    finally:
+        stop.set()
+        if not running.done():
+            running.cancel()

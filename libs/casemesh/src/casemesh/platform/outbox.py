@@ -131,7 +131,8 @@ class OutboxPublisher:
         # included (Kafka or the database away): each try makes a new one.
         producer = make_producer(self._bootstrap, self._client_id)
         try:
-            await producer.start()
+            if not await delivered(producer.start(), stop, self._lock):
+                return  # stopped while the producer could not start
             # Held while it publishes: one the network dropped silently fails
             # within seconds (`with_keepalives`), and the publisher starts again.
             conn: psycopg.AsyncConnection[Any] = await psycopg.AsyncConnection.connect(

@@ -216,8 +216,10 @@ LOCK_CHECK_S = 1.0
 
 
 async def delivered(sending: Awaitable[None], stop: asyncio.Event, lock: AdvisoryLock) -> bool:
-    """Whether `sending` (a batch's sends and the broker's acks) completed;
-    its failure is raised. While Kafka is away it can wait for ever, so it is
+    """Whether `sending` (a batch's sends and the broker's acks, or a
+    producer's start: an idempotent one asks the broker for its id until it
+    answers) completed; its failure is raised. While Kafka is away it can
+    wait for ever, so it is
     watched: every `LOCK_CHECK_S` the lock must still be held (else
     RuntimeError, as in the publishing loop: a standby may have taken over),
     and once `stop` is set it gets `STOP_WAIT_S` more, then is given up
@@ -446,7 +448,8 @@ class Relay:
         # Everything started here is stopped in `finally`, whatever fails first
         # (an unreachable broker must not leak subscriptions and connections).
         try:
-            await producer.start()
+            if not await delivered(producer.start(), stop, self._lock):
+                return  # stopped while the producer could not start
             start = await asyncio.to_thread(lambda: self.position)
             subscription = Subscription(self._recorder, self._conninfo, gt=start)
             thread = threading.Thread(target=pump, name=f"relay-{self._topic}", daemon=True)
