@@ -71,6 +71,7 @@ class Consumer:
     committed: dict[int, int] = field(default_factory=dict)  # partition -> next offset
     rewinds: list[int] = field(default_factory=list)
     trace_ids: list[int] = field(default_factory=list)
+    spans: list[Any] = field(default_factory=list)
 
     async def send(self, event: CloudEvent) -> None:
         headers = {k: v.decode() for k, v in event.kafka_headers()}
@@ -92,6 +93,7 @@ async def consumer(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Consumer]:
 
     async def handle(event: CloudEvent, place: Place) -> None:
         c.trace_ids.append(trace.get_current_span().get_span_context().trace_id)
+        c.spans.append(trace.get_current_span())
         failures = c.fail.get(event.id)
         if failures:
             raise failures.pop(0)
@@ -143,6 +145,23 @@ async def test_a_record_that_can_never_apply_is_set_aside_and_the_next_is_applie
     # Each was committed, so none blocks the partition.
     assert consumer.commits == 4
     assert consumer.rewinds == []
+
+
+async def test_a_record_not_yet_due_is_read_again_quietly(consumer: Consumer) -> None:
+    """A handler waiting for a record's time (`Later`: an erasure's second
+    pass): the record is read again, not committed nor set aside, and its
+    span is no error (traces sampled on errors, error rates, would count
+    every wait)."""
+    configure_tracing("unit")
+    consumer.fail["ticket-5:1"] = [consuming.Later(0.0)]
+    await consumer.send(ticket_event(5))
+    assert (consumer.applied, consumer.set_aside, consumer.commits) == ([], [], 0)
+    assert len(consumer.rewinds) == 1
+    [waited] = consumer.spans
+    assert waited.status.status_code is not trace.StatusCode.ERROR
+    assert not waited.events  # no exception recorded
+    await consumer.send(ticket_event(5))
+    assert consumer.applied == ["ticket-5:1"] and consumer.commits == 1
 
 
 async def test_a_body_no_decoder_could_read_is_set_aside_not_read_for_ever(

@@ -461,8 +461,14 @@ class _Records(Generic[Unit]):
         try:
             async with self._begin() as unit:
                 for event, place in batch:
+                    later: Later | None = None
                     with self._span(event, place):
-                        await self._handle(unit, event, place)
+                        try:
+                            await self._handle(unit, event, place)
+                        except Later as exc:
+                            later = exc  # waiting is its work, no error of its span
+                    if later is not None:
+                        raise later
         except RETRYABLE:
             raise
         except Exception as exc:

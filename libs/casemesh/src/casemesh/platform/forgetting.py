@@ -143,6 +143,9 @@ class ErasureFollower(ConsumerThread):
         if erased is None:
             return
         where, now = (place.topic, place.partition, place.offset), time.time()
+        # Those another replica took over meanwhile (a rebalance) go too.
+        for stale in [w for w, t in self._first_read.items() if t < now - 2 * self._again_after]:
+            del self._first_read[stale]
         first = self._first_read.setdefault(where, now)
         written = place.timestamp_ms / 1000 if place.timestamp_ms > 0 else first
         due = min(written, first) + self._again_after
