@@ -25,6 +25,7 @@ class Replica:
 
     def __init__(self, cfg: Hearing, again_after: float = 1.0) -> None:
         self.forgotten: Counter[str] = Counter()
+        self.times: dict[str, list[float]] = {}  # when each forgetting came
         self.dropped: list[str] = []
         self._lock = threading.Lock()
         self.follower = ErasureFollower(cfg, self.forget, self.drop, again_after=again_after)
@@ -32,6 +33,7 @@ class Replica:
     def forget(self, person: str) -> int:
         with self._lock:
             self.forgotten[person] += 1
+            self.times.setdefault(person, []).append(time.monotonic())
         return 1
 
     def drop(self, person: str) -> None:
@@ -92,15 +94,18 @@ async def test_the_second_pass_is_made_by_the_next_replica_if_the_first_stopped_
     assert time.monotonic() - written < AGAIN_S, "the first pass came too late to tell"
     assert first.forgotten[person] == 1
 
+    # (The next replica may also read the first pass again, its offset not
+    # committed before the first one stopped: forgetting twice is harmless.)
     after = Replica(cfg, again_after=AGAIN_S)
     after.follower.start()
     try:
-        until(lambda: after.forgotten[person] == 1, timeout=AGAIN_S + 60)
-        # Not before it was due.
-        assert time.monotonic() - written >= AGAIN_S - 1
+        until(
+            lambda: any(t - written >= AGAIN_S - 1 for t in after.times.get(person, [])),
+            timeout=AGAIN_S + 60,
+        )
     finally:
         after.follower.stop()
-    assert after.forgotten[person] == 1
+    assert after.forgotten[person] <= 2
 
 
 # Long enough for the first pass to come well before the second is due.
