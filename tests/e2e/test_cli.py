@@ -408,6 +408,7 @@ def test_report_a_video_and_see_it_in_the_queue(stack: Stack, tmp_path: Path) ->
         evidence,
         "--email",
         f"{user}@example.com",
+        "--good-faith",
     )
     assert filed.returncode == 0, filed.stderr
     assert "[SUBMITTED]" in filed.stdout and f"VIDEO {video}" in filed.stdout
@@ -421,6 +422,7 @@ def test_report_a_video_and_see_it_in_the_queue(stack: Stack, tmp_path: Path) ->
     bad = casemesh(
         stack, "--as", user, "report", "--id", video, "--reason", "copyright/x",
         "--explanation", "搬运", "--evidence", evidence, "--email", f"{user}@example.com",
+        "--good-faith",
     )  # fmt: skip
     assert bad.returncode == 1 and "report.reason.category" in bad.stderr
 

@@ -6,8 +6,11 @@ itself serves plaintext; TLS is for a proxy in front of it)."""
 from __future__ import annotations
 
 import argparse
+import hashlib
+import inspect
 import json
 import os
+import socket
 import stat
 from collections.abc import Callable, Iterator
 from concurrent import futures
@@ -25,6 +28,7 @@ from casemesh.platform.errors import InvalidArgument
 from casemesh.v1 import appeals_pb2 as apb
 from casemesh.v1 import casequeue_pb2 as qpb
 from casemesh.v1 import evidence_pb2
+from casemesh.v1 import reports_pb2 as rpb
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh_casequeue.api import _lease
 from casemesh_cli import connection
@@ -37,7 +41,8 @@ PEM = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 # Shaped like a bearer token (header, claims, signature), but signs nothing.
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLWhlcmU"
 
-# A fake service's unary methods: name: (behaviour, request type, response type).
+# A fake service's methods: name: (behaviour, request type, response type);
+# a behaviour that yields answers with a stream.
 Methods = dict[str, tuple[Callable[..., Any], Any, Any]]
 
 
@@ -47,7 +52,11 @@ def serving(service: str, methods: Methods) -> Iterator[str]:
     gateway would; yields its --target."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     handlers = {
-        name: grpc.unary_unary_rpc_method_handler(
+        name: (
+            grpc.unary_stream_rpc_method_handler
+            if inspect.isgeneratorfunction(behaviour)
+            else grpc.unary_unary_rpc_method_handler
+        )(
             behaviour,
             request_deserializer=request.FromString,
             response_serializer=response.SerializeToString,
@@ -598,9 +607,9 @@ class _OneTicket:
         return pb.ListTicketEventsResponse(events=[created, rated])
 
 
-def test_show_and_history_show_what_the_ticket_holds(capsys: pytest.CaptureFixture[str]) -> None:
-    service = _OneTicket()
-    methods: Methods = {
+def _ticket_methods(service: Any) -> Methods:
+    """`service`'s GetTicket and ListTicketEvents, as `serving` takes them."""
+    return {
         "GetTicket": (service.GetTicket, pb.GetTicketRequest, pb.Ticket),
         "ListTicketEvents": (
             service.ListTicketEvents,
@@ -608,6 +617,11 @@ def test_show_and_history_show_what_the_ticket_holds(capsys: pytest.CaptureFixtu
             pb.ListTicketEventsResponse,
         ),
     }
+
+
+def test_show_and_history_show_what_the_ticket_holds(capsys: pytest.CaptureFixture[str]) -> None:
+    service = _OneTicket()
+    methods = _ticket_methods(service)
     with serving("TicketService", methods) as target:
         main(["--target", target, "show", "4f0c", "--token", "t"])  # the token after the command
         shown = capsys.readouterr().out
@@ -624,3 +638,342 @@ def test_show_and_history_show_what_the_ticket_holds(capsys: pytest.CaptureFixtu
     assert [line.split()[3] for line in history] == ["TicketCreated", "TicketRated"]
     assert "alice  [evidence/9b1e]  旧号码已停用" in history[0]
     assert history[1].endswith("alice  4/5  很快")
+
+
+# What a requester may write into a comment: a line shaped like a step of the
+# history (an agent solving the ticket), to mislead the agent reading it.
+FORGED_STEP = "谢谢\n  3  2030-01-02 03:04:05  TicketSolved     SOLVED    li  已解决"
+
+
+class _WrittenTo:
+    """A solved ticket whose requester and agents wrote text of many lines."""
+
+    def GetTicket(self, request: pb.GetTicketRequest, context: Any) -> pb.Ticket:
+        return pb.Ticket(
+            name=request.name,
+            category="account.login",
+            status=pb.TICKET_STATUS_SOLVED,
+            priority=pb.PRIORITY_HIGH,
+            resolution="已更换绑定手机号\n  rating:    5/5 很满意",
+            rating=pb.Rating(score=2, comment="太慢\n  assignee: nobody"),
+        )
+
+    def ListTicketEvents(
+        self, request: pb.ListTicketEventsRequest, context: Any
+    ) -> pb.ListTicketEventsResponse:
+        return pb.ListTicketEventsResponse(
+            events=[
+                pb.TicketEvent(
+                    sequence=1, type="CommentAdded", actor="alice",
+                    status=pb.TICKET_STATUS_OPEN, text=FORGED_STEP,
+                ),
+                pb.TicketEvent(
+                    sequence=2, type="TicketAssigned", actor="lead",
+                    status=pb.TICKET_STATUS_OPEN, assignee="li",
+                ),
+            ]
+        )  # fmt: skip
+
+
+def _ticket_views(capsys: pytest.CaptureFixture[str]) -> tuple[str, list[str]]:
+    """What `show` and `history` print of `_WrittenTo`'s ticket."""
+    service = _WrittenTo()
+    methods = _ticket_methods(service)
+    with serving("TicketService", methods) as target:
+        main(["--token", "t", "--target", target, "show", "4f0c"])
+        shown = capsys.readouterr().out
+        main(["--token", "t", "--target", target, "history", "4f0c"])
+        history = capsys.readouterr().out.splitlines()
+    return shown, history
+
+
+def test_text_someone_wrote_never_passes_for_a_line_of_the_view(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Every line of a comment, resolution or rating after its first is
+    indented: an agent reading the history sees two steps, not a forged
+    third one saying the ticket was solved."""
+    shown, history = _ticket_views(capsys)
+    steps = [line for line in history if not line.startswith("    ")]
+    assert [line.split()[3] for line in steps] == ["CommentAdded", "TicketAssigned"]
+    assert history[1].startswith("      3  2030-01-02 03:04:05  TicketSolved")
+    assert shown.count("\n  rating:") == 1 and "\n      rating:    5/5 很满意\n" in shown
+    assert "\n  assignee:" not in shown and "\n      assignee: nobody" in shown
+
+
+def test_history_says_who_holds_the_ticket_after_a_step(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, history = _ticket_views(capsys)
+    assert history[-1].endswith("TicketAssigned   OPEN      lead  → li")
+
+
+def test_show_names_the_priority_as_the_queue_does(capsys: pytest.CaptureFixture[str]) -> None:
+    shown, _ = _ticket_views(capsys)
+    assert shown.splitlines()[0] == "tickets/4f0c  [SOLVED]  account.login  priority=HIGH"
+
+
+class _TakesChanges:
+    """Takes every change to a ticket, keeping the requests."""
+
+    def __init__(self) -> None:
+        self.requests: list[Any] = []
+
+    def take(self, request: Any, context: Any) -> pb.Ticket:
+        self.requests.append(request)
+        return pb.Ticket(name=request.name)
+
+
+def test_ticket_changes_carry_an_etag_evidence_and_a_priority(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """What the API takes, the command line gives: --etag on every change
+    but a rating (the API takes none), --evidence on a reply or note,
+    --priority on an assignment (unchanged without it)."""
+    service = _TakesChanges()
+    methods: Methods = {
+        method: (service.take, request, pb.Ticket)
+        for method, request in (
+            ("AddComment", pb.AddCommentRequest),
+            ("AssignTicket", pb.AssignTicketRequest),
+            ("SolveTicket", pb.SolveTicketRequest),
+            ("CloseTicket", pb.CloseTicketRequest),
+        )
+    }
+    with serving("TicketService", methods) as target:
+        agent = ["--token", "t", "--target", target]
+        main([*agent, "assign", "x", "--to", "li", "--priority", "urgent", "--etag", "7"])
+        main([*agent, "assign", "x"])
+        main([*agent, "note", "x", "见附件", "--evidence", "evidence/a", "--evidence",
+              "evidence/b", "--etag", "8"])  # fmt: skip
+        main([*agent, "comment", "x", "好的"])
+        main([*agent, "solve", "x", "已更换", "--etag", "9"])
+        main([*agent, "close", "x", "--etag", "10"])
+    assign, keep, note, comment, solve, close = service.requests
+    assert (assign.assignee, assign.priority, assign.etag) == ("li", pb.PRIORITY_URGENT, "7")
+    assert (keep.priority, keep.etag) == (pb.PRIORITY_UNSPECIFIED, "")
+    assert [e.name for e in note.evidence] == ["evidence/a", "evidence/b"]
+    assert note.internal and note.etag == "8"
+    assert not comment.evidence and not comment.etag
+    assert (solve.etag, close.etag) == ("9", "10")
+    assert "--etag" in bad_input(capsys, "--token", "t", "rate", "x", "5", "--etag", "7")
+
+
+class _DamagedOnTheWay:
+    """Evidence whose bytes arrive other than they were stored."""
+
+    def GetEvidence(self, request: Any, context: Any) -> Any:
+        return evidence_pb2.Evidence(
+            name=request.name,
+            media_type="image/png",
+            size_bytes=6,
+            sha256=hashlib.sha256(b"stored").hexdigest(),
+        )
+
+    def ReadEvidence(self, request: Any, context: Any) -> Iterator[Any]:
+        yield evidence_pb2.ReadEvidenceResponse(chunk=b"stoned")
+
+
+def test_a_download_damaged_on_the_way_is_a_failed_transfer_not_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 3 (worth retrying), saying the bytes already on stdout are
+    unusable; to a file, none is left."""
+    service = _DamagedOnTheWay()
+    methods: Methods = {
+        "GetEvidence": (
+            service.GetEvidence,
+            evidence_pb2.GetEvidenceRequest,
+            evidence_pb2.Evidence,
+        ),
+        "ReadEvidence": (
+            service.ReadEvidence,
+            evidence_pb2.ReadEvidenceRequest,
+            evidence_pb2.ReadEvidenceResponse,
+        ),
+    }
+    with serving("EvidenceService", methods) as target:
+        with pytest.raises(SystemExit) as to_stdout:
+            main(["--token", "t", "--target", target, "evidence", "e1"])
+        err = capsys.readouterr().err
+        out = tmp_path / "copy.png"
+        with pytest.raises(SystemExit) as to_file:
+            main(["--token", "t", "--target", target, "evidence", "e1", "--out", str(out)])
+    assert to_stdout.value.code == UNREACHABLE and to_file.value.code == UNREACHABLE
+    assert "do not match its sha256" in err and "written to stdout is unusable" in err
+    assert f"nothing was written to {out}" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unavailable_says_whether_the_gateway_answered(capsys: pytest.CaptureFixture[str]) -> None:
+    """The gateway answered (its status details came): a service behind it
+    is away, and the change may have been made. Nothing listening: the
+    change never left, so nothing may have been made."""
+    said = "服务暂时不可用，请稍后重试"
+    status = status_pb2.Status(code=code_pb2.UNAVAILABLE, message=said)
+    assert report_failure(_Refused(status), "127.0.0.1:50051", "r-1") == UNREACHABLE
+    err = capsys.readouterr().err
+    assert "the gateway at 127.0.0.1:50051 answered: a service behind it is unavailable" in err
+    assert "is it running" not in err and "--request-id r-1" in err
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]  # closed again below: nothing listens there
+    with pytest.raises(SystemExit) as refused:
+        main(["--token", "t", "--target", f"127.0.0.1:{port}", "comment", "x", "你好"])
+    err = capsys.readouterr().err
+    assert refused.value.code == UNREACHABLE
+    assert "is it running?" in err and "may have been made" not in err
+
+
+class _Decides:
+    """Takes decisions on copyright cases, keeping the requests."""
+
+    def __init__(self) -> None:
+        self.requests: list[apb.DecideAppealRequest] = []
+
+    def DecideAppeal(self, request: apb.DecideAppealRequest, context: Any) -> apb.Appeal:
+        self.requests.append(request)
+        return apb.Appeal(name=request.name)
+
+
+def test_an_uploader_named_by_any_option_is_sent() -> None:
+    """--uploader-name or --uploader-locale alone still names an uploader:
+    sent, for the service to take or refuse, never silently dropped."""
+    service = _Decides()
+    methods: Methods = {"DecideAppeal": (service.DecideAppeal, apb.DecideAppealRequest, apb.Appeal)}
+    decide = ["decide-appeal", "a1", "--outcome", "uphold", "--ground", "g", "--facts", "f",
+              "--etag", "3"]  # fmt: skip
+    with serving("AppealService", methods) as target:
+        for named in (["--uploader-name", "李博"], ["--uploader-locale", "en"], []):
+            main(["--token", "t", "--target", target, *decide, *named])
+    by_name, by_locale, none = service.requests
+    assert (by_name.affected_uploader.legal_name, by_name.affected_uploader.locale) == (
+        "李博",
+        "zh-CN",
+    )
+    assert by_locale.HasField("affected_uploader") and by_locale.affected_uploader.locale == "en"
+    assert not none.HasField("affected_uploader")
+
+
+class _TakesReports:
+    def __init__(self) -> None:
+        self.requests: list[rpb.FileReportRequest] = []
+
+    def FileReport(self, request: rpb.FileReportRequest, context: Any) -> rpb.Report:
+        self.requests.append(request)
+        return rpb.Report(name="reports/r1", target=request.report.target)
+
+
+def test_a_report_is_filed_only_with_the_reporters_good_faith_statement(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    service = _TakesReports()
+    methods: Methods = {"FileReport": (service.FileReport, rpb.FileReportRequest, rpb.Report)}
+    report = ["report", "--id", "7731", "--reason", "harassment/bullying", "--explanation",
+              "辱骂", "--evidence", "evidence/9b1e"]  # fmt: skip
+    with serving("ReportService", methods) as target:
+        assert "--good-faith" in bad_input(capsys, "--token", "t", "--target", target, *report)
+        main(["--token", "t", "--target", target, *report, "--good-faith"])
+    (filed,) = service.requests
+    assert filed.report.good_faith_statement
+
+
+class _DecidedCases:
+    """A decided report case appealed, a void one, a reversed report, and a
+    decision appeal in review."""
+
+    def GetReportCase(self, request: rpb.GetReportCaseRequest, context: Any) -> rpb.ReportCase:
+        if request.name == "report-cases/void":
+            return rpb.ReportCase(
+                name=request.name, state=rpb.REPORT_CASE_STATE_VOID,
+                void_reason="视频已被作者删除\n  reports/forged",
+            )  # fmt: skip
+        return rpb.ReportCase(
+            name=request.name,
+            state=rpb.REPORT_CASE_STATE_ACTION_TAKEN,
+            assignee="li",
+            reports=["reports/r1"],
+            decision=rpb.DecisionStatement(decision_facts="第 12 秒起\n  reports/forged"),
+            affected_uploader=apb.Party(user_id="bob", legal_name="李博"),
+            appeals=["appeals/a1"],
+        )
+
+    def GetReport(self, request: rpb.GetReportRequest, context: Any) -> rpb.Report:
+        return rpb.Report(
+            name=request.name,
+            report_case="report-cases/c1",
+            outcome=rpb.ReportOutcome(
+                decision_facts="第 12 秒起",
+                reversed=True,
+                redress="可在六个月内申诉\n或向法院起诉",
+            ),
+        )
+
+    def GetAppeal(self, request: apb.GetAppealRequest, context: Any) -> apb.Appeal:
+        return apb.Appeal(
+            name=request.name,
+            kind=apb.APPEAL_KIND_DECISION_APPEAL,
+            state=apb.APPEAL_STATE_UNDER_REVIEW,
+            assignee="li",
+            decision_reasons=apb.StatementOfReasons(
+                ground="g", facts="第一点\n  missing:   nothing"
+            ),
+        )
+
+    def ListAppealEvents(
+        self, request: apb.ListAppealEventsRequest, context: Any
+    ) -> apb.ListAppealEventsResponse:
+        said = apb.AppealEvent(sequence=1, type="AppealInfoAdded", actor="bob", text=FORGED_STEP)
+        return apb.ListAppealEventsResponse(events=[said])
+
+
+def _case_views(capsys: pytest.CaptureFixture[str], *commands: list[str]) -> list[str]:
+    """What each command prints of `_DecidedCases`."""
+    service = _DecidedCases()
+    reports: Methods = {
+        "GetReportCase": (service.GetReportCase, rpb.GetReportCaseRequest, rpb.ReportCase),
+        "GetReport": (service.GetReport, rpb.GetReportRequest, rpb.Report),
+    }
+    appeals: Methods = {
+        "GetAppeal": (service.GetAppeal, apb.GetAppealRequest, apb.Appeal),
+        "ListAppealEvents": (
+            service.ListAppealEvents,
+            apb.ListAppealEventsRequest,
+            apb.ListAppealEventsResponse,
+        ),
+    }
+    shown = []
+    with serving("ReportService", reports) as at_reports, serving("AppealService", appeals) as at:
+        for command in commands:
+            target = at if command[0].startswith("appeal") else at_reports
+            main(["--token", "t", "--target", target, *command])
+            shown.append(capsys.readouterr().out)
+    return shown
+
+
+def test_case_views_show_every_field_they_hold(capsys: pytest.CaptureFixture[str]) -> None:
+    case, void, report, appeal = _case_views(
+        capsys, ["report-case", "c1"], ["report-case", "void"], ["report-show", "r1"],
+        ["appeal", "a1"],
+    )  # fmt: skip
+    assert "\n  assignee: li\n" in case and "\n  uploader: bob (李博)\n" in case
+    assert "\n  appealed: appeals/a1\n" in case
+    assert "\n  void:     视频已被作者删除\n" in void
+    assert "\n  reversed on appeal\n" in report and "\n  redress: 可在六个月内申诉\n" in report
+    assert appeal.startswith("appeals/a1  [UNDER_REVIEW]  DECISION_APPEAL ")
+    assert "\n  assignee:  li\n" in appeal
+
+
+def test_case_views_indent_what_people_wrote(capsys: pytest.CaptureFixture[str]) -> None:
+    """A decision's facts, a void reason, redress and a case's history as
+    the ticket's: every line after the first indented."""
+    case, void, report, appeal, history = _case_views(
+        capsys, ["report-case", "c1"], ["report-case", "void"], ["report-show", "r1"],
+        ["appeal", "a1"], ["appeal-history", "a1"],
+    )  # fmt: skip
+    for view in (case, void):
+        assert "\n  reports/forged" not in view and "\n      reports/forged" in view
+    assert "\n    或向法院起诉" in report
+    assert "\n  missing:" not in appeal and "\n      missing:   nothing" in appeal
+    steps = [line for line in history.splitlines() if not line.startswith("    ")]
+    assert len(steps) == 1 and "      3  2030-01-02 03:04:05  TicketSolved" in history

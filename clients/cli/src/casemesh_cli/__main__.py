@@ -15,7 +15,7 @@ gateway, for people.
 `--json` prints any result as the proto's JSON. Where the token comes from and
 how the client connects (plaintext or TLS): :mod:`.connection`. Exit status: 0
 done, 1 refused by the server, 2 bad usage or input, 3 gateway unreachable or
-unavailable (worth retrying), 130 interrupted.
+unavailable, or a download damaged on the way (worth retrying), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -31,20 +31,22 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from casemesh.platform.grpcutil import field_violations
-from casemesh.v1 import evidence_pb2
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
 from casemesh_cli import appeals, connection, evidence, privacy, queue, reports
-from casemesh_cli.output import each, emit, every_page
+from casemesh_cli.output import each, emit, every_page, hanging
 from casemesh_cli.parsing import (
     JSON_HELP,
     USAGE,
     BadInput,
     Parser,
+    add_etag_argument,
+    add_evidence_argument,
     add_filing_arguments,
     add_request_id_argument,
     command,
     contact,
+    evidence_refs,
     request_id,
     resource,
 )
@@ -52,7 +54,11 @@ from casemesh_cli.parsing import (
 REFUSED, UNREACHABLE, INTERRUPTED = 1, 3, 130
 # No answer came: the gateway (or a service behind it) could not be reached in time.
 _NO_ANSWER = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+# gRPC's words for a call that never left the client: no connection could be
+# made (refused, no route, a failed TLS handshake) or the name did not resolve.
+_NEVER_SENT = ("failed to connect to all addresses", "errors resolving", "DNS resolution failed")
 STATUSES = ("new", "open", "pending", "on_hold", "solved", "closed", "cancelled")
+PRIORITIES = ("low", "normal", "high", "urgent")
 
 EPILOG = """\
 examples:
@@ -64,7 +70,8 @@ examples:
   casemesh --token-file ~/.casemesh/token --ca-file ca.pem --target gw.example.com:443 list
 
 exit status: 0 done, 1 refused by the server, 2 bad usage or input,
-3 gateway unreachable or unavailable (worth retrying), 130 interrupted.
+3 gateway unreachable or unavailable, or a download damaged on the way
+(worth retrying), 130 interrupted.
 `casemesh COMMAND --help` describes a command and shows an example."""
 
 
@@ -80,7 +87,8 @@ def show_ticket(t: pb.Ticket) -> None:
     channels = ",".join(pb.Channel.Name(c).removeprefix("CHANNEL_") for c in t.contact.channels)
     # Its version: a change that names it is refused once the ticket has changed.
     etag = f"  etag={t.etag}" if t.etag else ""
-    print(f"{t.name}  [{_status(t.status)}]  {t.category}  priority={t.priority}{etag}")
+    priority = queue.priority_name(t.priority)
+    print(f"{t.name}  [{_status(t.status)}]  {t.category}  priority={priority}{etag}")
     print(f"  subject:   {t.subject}")
     print(f"  requester: {t.requester}   assignee: {t.assignee or '-'}   locale: {t.locale}")
     print(f"  updates:   {channels}   created: {t.create_time.ToDatetime():%Y-%m-%d %H:%M:%S}")
@@ -91,12 +99,11 @@ def show_ticket(t: pb.Ticket) -> None:
         # Its own indented block: it may run to many lines, and none may pass
         # for one of the ticket's own (`  resolution: …`).
         print("  description:")
-        for line in t.description.splitlines():
-            print(f"    {line}".rstrip())
+        print(f"    {hanging(t.description)}".rstrip())
     if t.resolution:
-        print(f"  resolution: {t.resolution}")
+        print(f"  resolution: {hanging(t.resolution)}")
     if t.HasField("rating"):
-        print(f"  rating:    {t.rating.score}/5 {t.rating.comment}")
+        print(f"  rating:    {t.rating.score}/5 {hanging(t.rating.comment)}".rstrip())
 
 
 def _ticket_line(t: pb.Ticket) -> None:
@@ -105,13 +112,16 @@ def _ticket_line(t: pb.Ticket) -> None:
 
 def _event_line(e: pb.TicketEvent) -> None:
     note = " (internal)" if e.internal else ""
-    # Before the text, which may run to many lines: still one line a step to its end.
+    # Before the text, which may run to many lines (each after the first
+    # indented, so that none passes for a step of its own).
+    assigned = f"  → {e.assignee}" if e.assignee else ""
     rated = f"  {e.score}/5" if e.score else ""
     attached = f"  [{_evidence(e.evidence)}]" if e.evidence else ""
-    print(
+    step = (
         f"{e.sequence:3}  {e.time.ToDatetime():%Y-%m-%d %H:%M:%S}  {e.type:16} "
-        f"{_status(e.status):9} {e.actor}{note}{rated}{attached}  {e.text}"
+        f"{_status(e.status):9} {e.actor}{note}{assigned}{rated}{attached}  {hanging(e.text)}"
     )
+    print(step.rstrip())  # a step without text (an assignment) ends with who holds it
 
 
 def _category_line(cat: pb.TicketCategory) -> None:
@@ -128,6 +138,12 @@ _TICKET_TEXTS = (
     ("reopen", "reason", "reopen a solved ticket", True),
     ("cancel", "reason", "cancel a ticket that is no longer needed", True),
 )
+
+
+def _add_change_arguments(p: argparse.ArgumentParser) -> None:
+    """What every change to a ticket but a rating takes: an etag and a request id."""
+    add_etag_argument(p, "`show` prints it", "none: the change is made whatever changed")
+    add_request_id_argument(p)
 
 
 def _add_ticket_commands(sub: Any) -> None:
@@ -156,21 +172,24 @@ def _add_ticket_commands(sub: Any) -> None:
         c = command(sub, name, help, f"casemesh --as alice {name} tickets/4f0c…")
         c.add_argument("ticket", help="tickets/{id}, or just the id")
         if name == "close":
-            add_request_id_argument(c)
+            _add_change_arguments(c)
     for name, arg, help, optional in _TICKET_TEXTS:
         c = command(sub, name, help, f'casemesh --as li --role agent {name} tickets/4f0c… "…"')
         c.add_argument("ticket", help="tickets/{id}, or just the id")
         c.add_argument(arg, nargs="?" if optional else None, default="", help=f"the {arg}")
-        add_request_id_argument(c)
+        if name in ("comment", "note"):
+            add_evidence_argument(c)
+        _add_change_arguments(c)
     a = command(
         sub,
         "assign",
         "agents: take a ticket (or give it to --to)",
-        "casemesh --as li --role agent assign tickets/4f0c… --to bob",
+        "casemesh --as li --role agent assign tickets/4f0c… --to bob --priority urgent",
     )
     a.add_argument("ticket", help="tickets/{id}, or just the id")
     a.add_argument("--to", default="", help="the agent to give it to (default: yourself)")
-    add_request_id_argument(a)
+    a.add_argument("--priority", choices=PRIORITIES, help="also set its priority (default: kept)")
+    _add_change_arguments(a)
     r = command(
         sub, "rate", "rate a solved ticket", 'casemesh --as alice rate tickets/4f0c… 5 "很快"'
     )
@@ -208,9 +227,27 @@ def _ticket_request(args: argparse.Namespace) -> tuple[str, Any]:
     """The TicketService method and request of a change to one ticket."""
     name = resource("tickets", args.ticket)
     c = args.command
+    if c == "rate":  # the one change that takes no etag
+        return "RateTicket", pb.RateTicketRequest(
+            name=name, score=args.score, comment=args.comment, request_id=request_id(args)
+        )
     if c in ("comment", "note"):
         return "AddComment", pb.AddCommentRequest(
-            name=name, body=args.body, internal=c == "note", request_id=request_id(args)
+            name=name,
+            body=args.body,
+            internal=c == "note",
+            evidence=evidence_refs(args),
+            etag=args.etag,
+            request_id=request_id(args),
+        )
+    if c == "assign":
+        priority = f"PRIORITY_{(args.priority or 'unspecified').upper()}"  # unspecified: kept
+        return "AssignTicket", pb.AssignTicketRequest(
+            name=name,
+            assignee=args.to,
+            priority=pb.Priority.Value(priority),
+            etag=args.etag,
+            request_id=request_id(args),
         )
     # Each: the method, its request, and the request's fields after `name`.
     changes: dict[str, tuple[str, Any, tuple[str, ...]]] = {
@@ -220,15 +257,13 @@ def _ticket_request(args: argparse.Namespace) -> tuple[str, Any]:
         "reopen": ("ReopenTicket", pb.ReopenTicketRequest, ("reason",)),
         "cancel": ("CancelTicket", pb.CancelTicketRequest, ("reason",)),
         "close": ("CloseTicket", pb.CloseTicketRequest, ()),
-        "assign": ("AssignTicket", pb.AssignTicketRequest, ("assignee",)),
-        "rate": ("RateTicket", pb.RateTicketRequest, ("score", "comment")),
     }
     method, request, fields = changes[c]
-    given = {"assignee": "to"}  # the option's name where it differs from the field's
     return method, request(
         name=name,
+        etag=args.etag,
         request_id=request_id(args),
-        **{f: getattr(args, given.get(f, f)) for f in fields},
+        **{f: getattr(args, f) for f in fields},
     )
 
 
@@ -239,7 +274,7 @@ def _open(args: argparse.Namespace) -> pb.CreateTicketRequest:
         description=args.description,
         locale=args.locale,
         contact=contact(args.email, args.phone),
-        evidence=[evidence_pb2.EvidenceRef(name=n) for n in args.evidence],
+        evidence=evidence_refs(args),
     )
     return pb.CreateTicketRequest(ticket=ticket, request_id=request_id(args))
 
@@ -296,6 +331,8 @@ def report_failure(err: grpc.RpcError, target: str, change: str = "") -> int:
     status it is; for a change (its request id) that got no answer, how to
     retry it without making it twice."""
     code = err.code()
+    # Status details come from the gateway (with every refusal of its own or
+    # of a service behind it), never from gRPC failing on this side.
     status = rpc_status.from_call(err)
     # A deadline the gateway keeps itself (an upload that paused or came too
     # slowly: UPLOAD_PAUSED, UPLOAD_TOO_SLOW) comes with its reason: an answer,
@@ -304,13 +341,20 @@ def report_failure(err: grpc.RpcError, target: str, change: str = "") -> int:
         code == grpc.StatusCode.DEADLINE_EXCEEDED and _reasons(status)
     )
     print(f"error: {code.name}: {err.details()}", file=sys.stderr)
-    if no_answer and code == grpc.StatusCode.UNAVAILABLE:
+    if no_answer and code == grpc.StatusCode.UNAVAILABLE and status is not None:
+        print(
+            f"  the gateway at {target} answered: a service behind it is unavailable;"
+            " try again shortly",
+            file=sys.stderr,
+        )
+    elif no_answer and code == grpc.StatusCode.UNAVAILABLE:
         print(
             f"  no answer from the gateway at {target}; is it running? (--target)", file=sys.stderr
         )
     elif no_answer:
         print(f"  no answer in time from the gateway at {target}", file=sys.stderr)
-    if change and no_answer:
+    never_sent = any(words in (err.details() or "") for words in _NEVER_SENT)
+    if change and no_answer and not never_sent:
         print(
             "  the change may have been made; to retry it safely, run the same command"
             f" with --request-id {change}",
@@ -375,6 +419,9 @@ def main(argv: list[str] | None = None) -> None:
     except BadInput as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         sys.exit(USAGE)
+    except evidence.Damaged as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(UNREACHABLE)
     except grpc.RpcError as err:
         sys.exit(report_failure(err, args.target, getattr(args, "request_id", "")))
 

@@ -14,7 +14,7 @@ import grpc
 
 from casemesh.v1 import appeals_pb2 as apb
 from casemesh.v1 import appeals_pb2_grpc as apb_grpc
-from casemesh_cli.output import each, emit, every_page
+from casemesh_cli.output import each, emit, every_page, hanging
 from casemesh_cli.parsing import (
     add_etag_argument,
     add_request_id_argument,
@@ -35,19 +35,20 @@ def add_uploader_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--uploader-phone", default="", help="the uploader's phone, for an SMS")
     p.add_argument(
         "--uploader-locale",
-        default="zh-CN",
         choices=["zh-CN", "en"],
         help="the language the uploader is written to in (default: zh-CN)",
     )
 
 
 def uploader(args: argparse.Namespace) -> apb.Party | None:
-    if not (args.uploader or args.uploader_email or args.uploader_phone):
+    """The uploader named by any --uploader… option (none given: no uploader)."""
+    given = (args.uploader, args.uploader_name, args.uploader_email, args.uploader_phone)
+    if not any(given) and args.uploader_locale is None:  # its default is no uploader's
         return None
     return apb.Party(
         user_id=args.uploader,
         legal_name=args.uploader_name,
-        locale=args.uploader_locale,
+        locale=args.uploader_locale or "zh-CN",
         contact=contact(args.uploader_email, args.uploader_phone),
     )
 
@@ -88,7 +89,7 @@ def add_commands(sub: Any) -> None:
     d.add_argument(
         "--automated-decision", action="store_true", help="automated means took the decision"
     )
-    add_etag_argument(d, "appeal")
+    add_etag_argument(d, "`appeal … --json`")
     add_request_id_argument(d)
     add_uploader_arguments(d)
 
@@ -101,19 +102,28 @@ def _due(a: Any) -> str:
     return f"{a.ToDatetime():%Y-%m-%d}" if a.seconds else "-"
 
 
+def _kind(value: int) -> str:
+    return apb.AppealKind.Name(value).removeprefix("APPEAL_KIND_")  # type: ignore[arg-type]
+
+
 def show(a: apb.Appeal) -> None:
-    print(f"{a.name}  [{_state(a.state)}]  {a.jurisdiction}  filed by {a.filer.user_id}")
+    print(
+        f"{a.name}  [{_state(a.state)}]  {_kind(a.kind)}  {a.jurisdiction}"
+        f"  filed by {a.filer.user_id}"
+    )
     print(f"  next step: {a.next_step or '-'} by {_due(a.next_step_due)}")
+    if a.assignee:
+        print(f"  assignee:  {a.assignee}")
     if a.missing_elements:
         print(f"  missing:   {', '.join(a.missing_elements)}")
     if a.HasField("decision_reasons"):
-        print(f"  reasons:   {a.decision_reasons.ground} — {a.decision_reasons.facts}")
+        reasons = a.decision_reasons
+        print(f"  reasons:   {hanging(reasons.ground)} — {hanging(reasons.facts)}")
 
 
 def _line(a: apb.Appeal) -> None:
-    kind = apb.AppealKind.Name(a.kind).removeprefix("APPEAL_KIND_")
     print(
-        f"{a.name}  {_state(a.state):22} {kind:16} next: {a.next_step or '-'} "
+        f"{a.name}  {_state(a.state):22} {_kind(a.kind):16} next: {a.next_step or '-'} "
         f"by {_due(a.next_step_due)}"
     )
 
@@ -121,7 +131,7 @@ def _line(a: apb.Appeal) -> None:
 def _event(e: apb.AppealEvent) -> None:
     print(
         f"{e.sequence:3}  {e.time.ToDatetime():%Y-%m-%d %H:%M:%S}  {e.type:20} "
-        f"{_state(e.state):22} {e.actor}  {e.text}"
+        f"{_state(e.state):22} {e.actor}  {hanging(e.text)}"
     )
 
 

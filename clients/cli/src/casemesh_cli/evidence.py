@@ -30,6 +30,11 @@ TIMEOUT_HELP = (
 )
 
 
+class Damaged(Exception):
+    """Bytes that came other than they were stored (their sha256 differs): a
+    transfer that failed and is worth retrying, not bad input."""
+
+
 def add_commands(sub: Any) -> None:
     up = command(
         sub,
@@ -101,13 +106,19 @@ def _upload(stub: Any, metadata: list[tuple[str, str]], path: Path, timeout: flo
     return result
 
 
-def _download(chunks: Iterator[epb.ReadEvidenceResponse], evidence: epb.Evidence, out: Any) -> None:
+def _download(
+    chunks: Iterator[epb.ReadEvidenceResponse], evidence: epb.Evidence, out: Any, spoilt: str
+) -> None:
+    """Writes the bytes to `out`; if they do not match the evidence's sha256,
+    raises Damaged saying `spoilt` (what became of what was written)."""
     digest = hashlib.sha256()
     for piece in chunks:
         digest.update(piece.chunk)
         out.write(piece.chunk)
     if digest.hexdigest() != evidence.sha256:
-        raise BadInput(f"{evidence.name}: the bytes read do not match its sha256; try again")
+        raise Damaged(
+            f"{evidence.name}: the bytes read do not match its sha256, so {spoilt}; try again"
+        )
 
 
 def _read(stub: Any, metadata: list[tuple[str, str]], args: argparse.Namespace) -> None:
@@ -123,10 +134,13 @@ def _read(stub: Any, metadata: list[tuple[str, str]], args: argparse.Namespace) 
     if args.out is None:
         # The bytes own stdout; the metadata goes to stderr so a redirect stays the file.
         emit(args, evidence, lambda e: show(e, file=sys.stderr), file=sys.stderr)
-        _download(chunks, evidence, sys.stdout.buffer)
+        spoilt = "what was written to stdout is unusable: discard it"
+        _download(chunks, evidence, sys.stdout.buffer, spoilt)
         sys.stdout.buffer.flush()
         return
-    write_whole(args.out, lambda out: _download(chunks, evidence, out))
+    # A damaged download leaves no file (write_whole removes what it began).
+    spoilt = f"nothing was written to {args.out}"
+    write_whole(args.out, lambda out: _download(chunks, evidence, out, spoilt))
     emit(args, evidence, show)
 
 

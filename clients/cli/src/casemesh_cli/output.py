@@ -29,6 +29,15 @@ def emit(
         human(message)
 
 
+def hanging(text: str) -> str:
+    """`text` to print after a label or on a list's line: its first line as
+    it is, every other line indented, so that text someone wrote (a comment,
+    a resolution, a decision's facts) never passes for a line of the view's
+    own (a history step, a field)."""
+    first, *rest = text.splitlines() or [""]
+    return "\n".join([first, *(f"    {line}".rstrip() for line in rest)])
+
+
 def every_page(fetch: Callable[[str], M], items: str) -> M:
     """All the pages of a list call as one response: `fetch(page_token)` is
     called until no `next_page_token` comes back, and the `items` of every page

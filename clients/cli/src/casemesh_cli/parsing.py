@@ -12,6 +12,7 @@ import uuid
 from typing import Any, NoReturn
 
 from casemesh.rules import leases
+from casemesh.v1 import evidence_pb2
 from casemesh.v1 import tickets_pb2 as pb
 
 USAGE = 2
@@ -66,15 +67,24 @@ def resource(collection: str, value: str) -> str:
 def add_filing_arguments(p: argparse.ArgumentParser, news: str) -> None:
     """What a person filing something (a ticket, a report) also gives: where
     `news` reaches them, evidence, and a request id for safe retries."""
-    p.add_argument(
-        "--evidence", action="append", default=[], help="evidence/… you uploaded (repeatable)"
-    )
+    add_evidence_argument(p)
     p.add_argument(
         "--locale", default="zh-CN", choices=["zh-CN", "en"], help="the language you are sent"
     )
     p.add_argument("--email", default="", help=f"where {news} is e-mailed")
     p.add_argument("--phone", default="", help=f"where {news} is texted")
     add_request_id_argument(p)
+
+
+def add_evidence_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--evidence", action="append", default=[], help="evidence/… you uploaded (repeatable)"
+    )
+
+
+def evidence_refs(args: argparse.Namespace) -> list[evidence_pb2.EvidenceRef]:
+    """The --evidence given, as the references a request carries."""
+    return [evidence_pb2.EvidenceRef(name=name) for name in args.evidence]
 
 
 def add_request_id_argument(p: argparse.ArgumentParser) -> None:
@@ -94,12 +104,16 @@ def request_id(args: argparse.Namespace) -> str:
     return str(args.request_id)
 
 
-def add_etag_argument(p: argparse.ArgumentParser, read: str) -> None:
+def add_etag_argument(
+    p: argparse.ArgumentParser, read: str, unset: str = "the one read just before deciding"
+) -> None:
+    """--etag: the case as `read` showed it (`appeal … --json`), and what is
+    sent when it is not given (`unset`)."""
     p.add_argument(
         "--etag",
         default="",
-        help=f"the case's etag as you read it (`{read} … --json`); by default the one read "
-        "just before deciding. A case changed since is refused (ABORTED)",
+        help=f"the case's etag as you read it ({read}): a case changed since is refused"
+        f" (ABORTED). By default {unset}",
     )
 
 

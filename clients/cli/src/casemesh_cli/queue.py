@@ -80,10 +80,15 @@ def _add_lease_argument(p: argparse.ArgumentParser, *, renewal: bool = False) ->
     )
 
 
+def priority_name(value: int) -> str:
+    """A ticket's or queued case's priority as people say it: `HIGH`."""
+    return pb.Priority.Name(value).removeprefix("PRIORITY_")  # type: ignore[arg-type]
+
+
 def show(c: qpb.QueueCase) -> None:
     due = next((k.due_time for k in c.sla if k.due_time.seconds), None)
     sla = qpb.SlaState.Name(c.sla_state).removeprefix("SLA_STATE_")
-    priority = pb.Priority.Name(c.priority).removeprefix("PRIORITY_")
+    priority = priority_name(c.priority)
     clock = f"due {due.ToDatetime():%Y-%m-%d %H:%M} UTC" if due else "no clock running"
     held = f"  held by {c.holder}" if c.holder else ""
     if c.holder and c.HasField("lease_expire_time"):  # when the lease (`renew`) runs out

@@ -3,7 +3,7 @@
     casemesh --as alice reasons
     casemesh --as alice report --type video --url https://www.casemesh.video/@bob/video/7731 \\
         --reason violence_terrorism/terrorism --explanation "…" --evidence evidence/… \\
-        --email alice@example.com
+        --email alice@example.com --good-faith
     casemesh --as alice reports | report-show reports/…
     casemesh --as li --role agent queue [--lane child_safety] | report-case report-cases/…
     casemesh --as li --role agent decide-case report-cases/… --outcome action_taken \\
@@ -20,11 +20,10 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
-from casemesh.v1 import evidence_pb2
 from casemesh.v1 import reports_pb2 as rpb
 from casemesh.v1 import reports_pb2_grpc as rpb_grpc
 from casemesh_cli.appeals import add_uploader_arguments, uploader
-from casemesh_cli.output import each, emit, every_page
+from casemesh_cli.output import each, emit, every_page, hanging
 from casemesh_cli.parsing import (
     BadInput,
     add_etag_argument,
@@ -32,6 +31,7 @@ from casemesh_cli.parsing import (
     add_request_id_argument,
     command,
     contact,
+    evidence_refs,
     request_id,
     resource,
 )
@@ -48,13 +48,20 @@ def add_commands(sub: Any) -> None:
         "report a video, comment, account, live stream or ad",
         "casemesh --as alice report --url https://www.casemesh.video/@someone/video/7731 \\",
         '    --reason violence_terrorism/terrorism --explanation "视频宣扬恐怖组织" \\',
-        "    --evidence evidence/9b1e… --email alice@example.com",
+        "    --evidence evidence/9b1e… --email alice@example.com --good-faith",
     )
     r.add_argument("--type", choices=TARGETS, default="video", help="what is reported")
     r.add_argument("--id", default="", help="the item's id (or give --url)")
     r.add_argument("--url", default="", help="the item's address (or give --id)")
     r.add_argument("--reason", required=True, help="category/subcategory, e.g. harassment/bullying")
     r.add_argument("--explanation", required=True, help="what is wrong with it, in your words")
+    r.add_argument(
+        "--good-faith",
+        action="store_true",
+        required=True,
+        help="required: you state that you believe in good faith the report is accurate"
+        " and complete (DSA Art. 16(2)(d))",
+    )
     add_filing_arguments(r, "news of the report")
     ls = command(
         sub,
@@ -123,7 +130,7 @@ def add_commands(sub: Any) -> None:
         metavar="REPORT",
         help="no_violation: a reports/… judged manifestly unfounded (repeatable)",
     )
-    add_etag_argument(d, "report-case")
+    add_etag_argument(d, "`report-case … --json`")
     add_request_id_argument(d)
     add_uploader_arguments(d)
 
@@ -138,10 +145,15 @@ def show_report(r: rpb.Report) -> None:
     print(f"  reason: {r.reason.category}/{r.reason.subcategory}   case: {r.report_case}")
     if r.HasField("outcome"):
         o = r.outcome
-        print(f"  outcome: {', '.join(o.restrictions) or 'no violation'}  — {o.decision_facts}")
+        restricted = ", ".join(o.restrictions) or "no violation"
+        print(f"  outcome: {restricted}  — {hanging(o.decision_facts)}")
         if o.manifestly_unfounded:
             print("  judged manifestly unfounded")
+        if o.reversed:
+            print("  reversed on appeal")
         print(f"  appeal by {o.appeal_deadline.ToDatetime():%Y-%m-%d}")
+        if o.redress:
+            print(f"  redress: {hanging(o.redress)}")
 
 
 def show_case(c: rpb.ReportCase) -> None:
@@ -157,10 +169,20 @@ def show_case(c: rpb.ReportCase) -> None:
 
 def show_case_in_full(case: rpb.ReportCase) -> None:
     show_case(case)
+    if case.assignee:
+        print(f"  assignee: {case.assignee}")
     for report in case.reports:
         print(f"  {report}")
     if case.HasField("decision"):
-        print(f"  decision: {case.decision.decision_facts}")
+        print(f"  decision: {hanging(case.decision.decision_facts)}")
+    if case.HasField("affected_uploader"):
+        named = case.affected_uploader
+        legal_name = f" ({hanging(named.legal_name)})" if named.legal_name else ""
+        print(f"  uploader: {named.user_id or '-'}{legal_name}")
+    for appeal in case.appeals:
+        print(f"  appealed: {appeal}")
+    if case.void_reason:
+        print(f"  void:     {hanging(case.void_reason)}")
 
 
 def _report_line(r: rpb.Report) -> None:
@@ -204,8 +226,8 @@ def _filed(args: argparse.Namespace) -> rpb.FileReportRequest:
         ),
         reason=rpb.ReportReasonRef(category=category, subcategory=subcategory),
         explanation=args.explanation,
-        evidence=[evidence_pb2.EvidenceRef(name=n) for n in args.evidence],
-        good_faith_statement=True,
+        evidence=evidence_refs(args),
+        good_faith_statement=args.good_faith,
         contact=contact(args.email, args.phone),
         locale=args.locale,
     )
