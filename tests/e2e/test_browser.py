@@ -299,6 +299,47 @@ def test_a_user_helped_twice_answers_for_each_article_in_its_own_session(
             expect(page.get_by_role("searchbox", name="描述您的问题")).to_have_value("")
 
 
+def test_a_ticket_form_left_to_read_more_keeps_what_the_user_typed(
+    browser: Browser, stack: Stack
+) -> None:
+    """Not helped, the user starts a ticket, goes back to the help centre to
+    read again and returns: what they typed is still there, and the help
+    centre's suggestions (the subject naming the category by its label) fill
+    only what they left empty. Helped after all (a new help session), the
+    next form starts blank."""
+    user = f"web-keep-{uuid.uuid4().hex[:8]}"
+    described = "每次输入密码都提示错误，已确认大小写。"
+    with signed_in(browser, stack, user) as (page, _):
+        page.get_by_role("searchbox", name="描述您的问题").fill("无法登录")
+        page.get_by_role("button", name="搜索", exact=True).click()
+        page.get_by_role("button", name=ARTICLE).click()
+        page.get_by_role("button", name="没有解决").click()
+        expect(page.get_by_role("heading", name="提交工单", level=1)).to_be_visible()
+        subject = page.get_by_label("标题")
+        suggested = "自助服务未能解决：无法登录"  # the category by its label
+        expect(subject).to_have_value(suggested)
+        subject.fill("")
+        page.get_by_label("问题描述").fill(described)
+
+        page.get_by_role("button", name="返回帮助中心").first.click()
+        page.get_by_role("button", name=ARTICLE).click()
+        page.get_by_role("button", name="没有解决").click()
+        expect(page.get_by_role("heading", name="提交工单", level=1)).to_be_visible()
+        expect(page.get_by_label("问题描述")).to_have_value(described)
+        expect(subject).to_have_value(suggested)
+        expect(page.get_by_label("问题分类")).to_have_value("account.login")
+
+        page.get_by_role("button", name="返回帮助中心").first.click()
+        page.get_by_role("button", name=ARTICLE).click()
+        page.get_by_role("button", name="解决了", exact=True).click()
+        expect(page.get_by_text("很高兴帮到您！")).to_be_visible()
+        page.get_by_role("button", name="返回帮助中心").first.click()
+        page.get_by_role("button", name="联系客服（提交工单）").click()
+        expect(page.get_by_role("heading", name="提交工单", level=1)).to_be_visible()
+        expect(page.get_by_label("问题描述")).to_have_value("")
+        expect(subject).to_have_value("")
+
+
 def test_a_user_follows_a_guide_to_its_end_one_answer_at_a_time(
     browser: Browser, stack: Stack
 ) -> None:

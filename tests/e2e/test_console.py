@@ -12,7 +12,9 @@ when asked for and nothing is read again after an action; the live queue
 keeps a change streamed while its list was on the way, and says when it
 reconnects; a lease taken away shows at once; a refused field's reason is
 said (beside the field, else in the list), and so is a call that cannot
-reach the server; "Other" in a statement of reasons is described in words.
+reach the server (a case, config.json: "Reload" reads it again); "Other" in
+a statement of reasons is described in words; a reply left unsent on a case
+waits for the agent's return to it, and "n" asks before giving it up.
 Screenshots are kept in `.run/test-artifacts/console/`.
 
 The queue is shared with every other test of the run. Each test works in one
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import html.parser
+import json
 import os
 import re
 import time
@@ -254,9 +257,7 @@ def test_a_next_case_whose_answer_was_lost_asked_again_gives_the_same_case(
         assert {other.name, held} == {t.name for t in tickets}
         sweeper.ReleaseClaim(qpb.ReleaseClaimRequest(name=other.name))
         assert [p for p in problems.seen if p.startswith("uncaught")] == []
-    for ticket in tickets:
-        requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="test over"))
-    requester.close()
+    done_with(requester, *tickets)
 
 
 def test_an_agent_works_a_ticket_with_a_screenshot_through_the_next_case_loop(
@@ -667,7 +668,8 @@ def test_an_admin_drafts_previews_and_publishes_an_article(browser: Browser, sta
         )
         page.locator("#article-keywords").fill("验证码 换号")
         page.locator("#article-preview-button").click()
-        expect(page.locator("#article-preview p")).to_have_count(2)
+        preview = page.get_by_role("region", name="文章预览")
+        expect(preview.locator("p")).to_have_count(2)
         page.locator("#article-form button[type=submit]").click()
         expect(page.locator("#article-state")).to_have_attribute("data-state", "DRAFT")
         # Users do not see a draft.
@@ -770,6 +772,42 @@ def test_an_article_someone_else_saved_meanwhile_is_reloaded_keeping_what_the_ad
         assert latest.body == mine
         assert problems.seen == [STALE]
     colleague.close()
+
+
+def test_publishing_with_changes_not_saved_publishes_nothing_and_keeps_them(
+    browser: Browser, stack: Stack
+) -> None:
+    """Publish publishes the version saved. With changes made in the form
+    since, it publishes nothing and says to save first; the changes stay in
+    the form, and once saved they are what is published."""
+    run = uuid.uuid4().hex[:6]
+    slug = f"articles/console-unsaved-{run}"
+    changed = f"保存后又改过的正文。{run}"
+    with agent_page(browser) as (page, problems):
+        open_articles_as_editor(page, stack, f"editor-{run}")
+        page.locator("#article-slug").fill(slug)
+        page.locator("#article-category").select_option("account.login")
+        page.locator("#article-title").fill(f"未保存的修改 {run}")
+        page.locator("#article-body").fill("第一版。")
+        page.locator("#article-form button[type=submit]").click()
+        expect(page.locator("#status")).to_contain_text("已保存为第 1 版草稿")
+        page.locator("#article-body").fill(changed)
+        page.locator("#article-publish").click()
+        expect(page.locator("#error-message")).to_contain_text("请先保存，再发布")
+        expect(page.locator("#article-body")).to_have_value(changed)
+        expect(page.locator("#article-state")).to_have_attribute("data-state", "DRAFT")
+        page.locator("#article-form button[type=submit]").click()
+        expect(page.locator("#status")).to_contain_text("已保存为第 2 版草稿")
+        page.locator("#article-publish").click()
+        expect(page.locator("#article-state")).to_have_attribute("data-state", "PUBLISHED")
+        expect(page.locator("#article-body")).to_have_value(changed)
+        assert problems.seen == []
+    reader = Client(stack.gateway, stack.secret, f"reader-{run}")
+    published = help_stub(stack, reader).GetArticle(
+        hpb.GetArticleRequest(name=slug, locale="zh-CN"), metadata=reader.metadata
+    )
+    assert (published.version, published.body) == (2, changed)
+    reader.close()
 
 
 def help_stub(stack: Stack, client: Client) -> Any:
@@ -1774,6 +1812,8 @@ def test_search_results_belong_to_the_last_search_and_list_each_ticket_once(
         more.click()
         expect(more).to_be_enabled()
         expect(results).to_have_count(25)
+        # It added nothing: the focus goes to the count of what is listed.
+        expect(page.locator("#search-count")).to_be_focused()
         page.unroute(SEARCH_TICKETS)
 
         # "More" is on its way when the agent searches for something else;
@@ -1795,6 +1835,55 @@ def test_search_results_belong_to_the_last_search_and_list_each_ticket_once(
         assert problems.seen == []
     many.close()
     one.close()
+
+
+def test_more_on_the_last_page_moves_the_focus_to_the_first_result_it_added(
+    browser: Browser, stack: Stack
+) -> None:
+    """ "More" goes with the last page: the focus does not fall to the page's
+    start but to the first result that page added."""
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"last-page-{run}")
+    made = [
+        new_ticket(requester, f"last-page-{run}@example.com", "other.general", f"翻页 {i} {run}")
+        for i in range(2)
+    ]
+    agent = Client(stack.gateway, stack.secret, f"pager-{run}", ("agent",))
+    wait_until(
+        lambda: len(agent.SearchTickets(pb.SearchTicketsRequest(text=run)).tickets) == 2,
+        timeout=30,
+    )
+    agent.close()
+    asked: list[str] = []
+
+    def first_page_of_one(route: Route) -> None:
+        """The first search asks for pages of one (so one ticket is left for
+        "More"); the ones after it go as the page sent them."""
+        request = json.loads(route.request.post_data or "{}")
+        if asked:
+            route.continue_()
+        else:
+            route.continue_(post_data=json.dumps({**request, "pageSize": 1}))
+        asked.append(route.request.url)
+
+    with agent_page(browser) as (page, problems):
+        sign_in(page, stack, f"pager-{run}")
+        page.get_by_role("button", name="查找工单").first.click()
+        page.route(SEARCH_TICKETS, first_page_of_one)
+        results = page.locator("#search-results li")
+        more = page.locator("#search-more")
+        page.locator("#search-text").fill(run)
+        page.locator("#search-form button[type=submit]").click()
+        expect(results).to_have_count(1)
+        more.click()
+        expect(results).to_have_count(2)
+        expect(more).to_be_hidden()
+        expect(results.nth(1).get_by_role("link")).to_be_focused()
+        assert len(asked) == 2
+        assert problems.seen == []
+    for ticket in made:
+        requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="test over"))
+    requester.close()
 
 
 def test_an_article_saved_without_a_title_says_so_beside_the_title(
@@ -1843,3 +1932,136 @@ def test_an_assignment_whose_answer_was_lost_is_sent_again_and_lands_once(
     assert assigned.assignee == f"he-{run}"
     requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="test over"))
     requester.close()
+
+
+def number_of(name: str) -> str:
+    """A case's short number, as the console shows it."""
+    return name.split("/")[1][:8].upper()
+
+
+def test_a_reply_left_unsent_on_a_case_is_given_back_and_n_asks_before_giving_it_up(
+    browser: Browser, stack: Stack
+) -> None:
+    """What the agent typed on a case and did not send waits for them:
+    opening the requester's other ticket by its link and coming back gives it
+    back. "n" on the case they hold asks first: "stay" keeps the case and the
+    reply; taking the next case anyway gives the case back, and the reply is
+    there again when the agent opens the case."""
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"leaver-{run}")
+    email = f"leaver-{run}@example.com"
+    other = new_ticket(requester, email, "account.login", f"换手机后无法登录 {run}")
+    reply = f"您好，请提供广告账户 ID 和出错时间。{run}"
+    heading = "#case-heading"
+    with quiet_queue(stack, "ads"), agent_page(browser) as (page, problems):
+        sign_in(page, stack, f"wu-{run}")
+        in_queue(page, "ads")
+        ticket = new_ticket(requester, email, "ads.delivery_data", f"投放数据不更新 {run}")
+        # Each ticket's page links the other (the requester's history).
+        agent = Client(stack.gateway, stack.secret, f"indexer-{run}", ("agent",))
+        wait_until(
+            lambda: (
+                len(agent.SearchTickets(pb.SearchTicketsRequest(requester=f"leaver-{run}")).tickets)
+                == 2
+            ),
+            timeout=30,
+        )
+        agent.close()
+        expect(row(page, ticket.name)).to_be_visible()
+        next_until(page, ticket.name)
+        expect(page.locator(heading)).to_contain_text(f"投放数据不更新 {run}")
+        page.locator("#reply").fill(reply)
+
+        others = page.get_by_role("region", name="提交人的其他工单")
+        others.get_by_role("link", name=number_of(other.name)).click()
+        expect(page.locator(heading)).to_contain_text(f"换手机后无法登录 {run}")
+        expect(page.locator("#reply")).to_have_value("")
+        others.get_by_role("link", name=number_of(ticket.name)).click()
+        expect(page.locator(heading)).to_contain_text(f"投放数据不更新 {run}")
+        expect(page.locator("#reply")).to_have_value(reply)
+        expect(page.locator("#status")).to_contain_text("未发送的内容已放回原处")
+
+        lease = page.locator("#lease")
+        claims = lease.get_attribute("data-claims")
+        leave = page.get_by_role("dialog", name="还有未发送的回复")
+        page.evaluate("document.activeElement?.blur()")  # keys typed into a field are text
+        page.keyboard.press("n")
+        expect(leave).to_be_visible()
+        leave.get_by_role("button", name="留在此案件").click()
+        expect(leave).to_be_hidden()
+        expect(lease).to_have_attribute("data-case", ticket.name)
+        expect(lease).to_have_attribute("data-claims", claims or "")
+        expect(page.locator("#reply")).to_have_value(reply)
+
+        page.keyboard.press("n")
+        leave.get_by_role("button", name="仍然领取下一个").click()
+        expect(lease).not_to_have_attribute("data-case", ticket.name)
+        page.evaluate(f"location.hash = '#{ticket.name}'")
+        expect(page.locator(heading)).to_contain_text(f"投放数据不更新 {run}")
+        expect(page.locator("#reply")).to_have_value(reply)
+        assert all(p.startswith("Failed to load resource") for p in problems.seen), problems.seen
+    done_with(requester, ticket, other)
+
+
+def done_with(requester: Client, *tickets: pb.Ticket) -> None:
+    """The test's tickets cancelled (out of the queue), its client closed."""
+    for made in tickets:
+        requester.CancelTicket(pb.CancelTicketRequest(name=made.name, reason="test over"))
+    requester.close()
+
+
+def test_a_case_that_cannot_be_opened_shows_no_other_case_and_is_read_again_on_reload(
+    browser: Browser, stack: Stack
+) -> None:
+    """Another case, opened by its link, cannot be read (the network is
+    gone): the page shows neither it nor the last case's heading over an
+    empty page, says why, and "Reload" reads it."""
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"unopened-{run}")
+    email = f"unopened-{run}@example.com"
+    first = new_ticket(requester, email, "other.general", f"先打开的 {run}")
+    second = new_ticket(requester, email, "other.general", f"打不开的 {run}")
+    get_ticket = "**/casemesh.v1.TicketService/GetTicket"
+    with agent_page(browser) as (page, problems):
+        sign_in(page, stack, f"qian-{run}", f"#{first.name}")
+        expect(page.locator("#case-heading")).to_contain_text(f"先打开的 {run}")
+        page.route(get_ticket, lambda route: route.abort("internetdisconnected"))
+        page.evaluate(f"location.hash = '#{second.name}'")
+        expect(page.locator("#error-message")).to_have_text("暂时连不上服务器，请稍后重试。")
+        expect(page.locator("#case-heading")).to_have_text("")
+        expect(page.locator("#case-body")).to_be_empty()
+        page.unroute(get_ticket)
+        page.get_by_role("button", name="重新加载").click()
+        expect(page.locator("#case-heading")).to_contain_text(f"打不开的 {run}")
+        expect(page.locator("#error")).to_be_hidden()
+        assert all(p.startswith("Failed to load resource") for p in problems.seen), problems.seen
+    done_with(requester, first, second)
+
+
+def test_settings_that_cannot_be_read_say_the_server_is_away_and_are_read_again(
+    browser: Browser, stack: Stack
+) -> None:
+    """config.json cannot be fetched (the network is gone): no "config.json
+    is invalid" and no development sign-in, but the server cannot be reached,
+    and "Reload" reads it again, here to offer the provider's sign-in."""
+    settings = {"oidc": {"issuer": "http://127.0.0.1:9/realms/casemesh", "clientId": "console"}}
+    tried: list[str] = []
+
+    def away_once(route: Route) -> None:
+        if tried:
+            route.fulfill(json=settings)
+        else:
+            route.abort("internetdisconnected")
+        tried.append(route.request.url)
+
+    with agent_page(browser) as (page, problems):
+        page.route("**/console/config.json", away_once)
+        page.goto(f"{stack.http}/console/")
+        expect(page.locator("#error-message")).to_have_text("暂时连不上服务器，请稍后重试。")
+        expect(page.locator("#dev-sign-in")).to_be_hidden()
+        page.get_by_role("button", name="重新加载").click()
+        expect(page.locator("#provider-sign-in")).to_be_visible()
+        expect(page.locator("#error")).to_be_hidden()
+        expect(page.locator("#dev-sign-in")).to_be_hidden()
+        assert len(tried) == 2
+        assert all(p.startswith("Failed to load resource") for p in problems.seen), problems.seen

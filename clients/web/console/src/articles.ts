@@ -93,12 +93,9 @@ async function open(): Promise<void> {
   say(t("articleOpened", { title: article.title }));
 }
 
-// A save sent again after a lost answer lands once (see RetryKey).
-const saving = new RetryKey();
-
-async function save(): Promise<void> {
-  clearError();
-  const article = {
+/** The article as the form has it, as a save sends it. */
+function written() {
+  return {
     name: name(),
     locale: $<HTMLSelectElement>("article-locale").value,
     category: $<HTMLSelectElement>("article-category").value,
@@ -106,6 +103,14 @@ async function save(): Promise<void> {
     body: $<HTMLTextAreaElement>("article-body").value.trim(),
     keywords: value("article-keywords"),
   };
+}
+
+// A save sent again after a lost answer lands once (see RetryKey).
+const saving = new RetryKey();
+
+async function save(): Promise<void> {
+  clearError();
+  const article = written();
   const known = current && current.name === article.name && current.locale === article.locale;
   const baseVersion = known ? (current?.version ?? 0) : undefined;
   const requestId = saving.for({ article, baseVersion });
@@ -143,6 +148,13 @@ async function publish(): Promise<void> {
   clearError();
   if (!current) {
     throw new ConnectError(t("articleSaveFirst"), Code.FailedPrecondition);
+  }
+  // Publishing puts the saved version on screen: edits made since would be
+  // lost under it, and are not what would be published. They stay to be saved.
+  const form = written();
+  const saved = current;
+  if (Object.entries(form).some(([field, v]) => saved[field as keyof typeof form] !== v)) {
+    throw new ConnectError(t("articleUnsavedEdits"), Code.FailedPrecondition);
   }
   // The version in the editor, not whatever is latest by now.
   const published = await help.publishArticle({

@@ -1,11 +1,12 @@
 /**
  * What the agent typed on a case's page, carried over when the page is drawn
  * again from the server (a "Reload" after someone else's change, a change of
- * language). A control is known by a key that stays the same from one drawing
- * to the next: `data-draft`, which `field()` sets to the server's field name,
- * or for a box of a checkbox group the group's field and the box's value. Only
- * controls the agent changed from what the page showed are carried over, so
- * what the server now says fills everything else.
+ * language, a return to a case left with something unsent). A control is
+ * known by a key that stays the same from one drawing to the next:
+ * `data-draft`, which `field()` sets to the server's field name, or for a box
+ * of a checkbox group the group's field and the box's value. Only controls
+ * the agent changed from what the page showed are carried over, so what the
+ * server now says fills everything else.
  */
 
 type Control = HTMLInputElement | HTMLTextAreaElement | HTMLSelectElement;
@@ -71,4 +72,31 @@ export function restore(root: HTMLElement, kept: Map<string, Value>): boolean {
     placed.add(key);
   }
   return placed.size === kept.size;
+}
+
+/**
+ * What the agent typed on each case they left without sending it (another
+ * case opened by a link, the next case taken, back to the queue), by case
+ * name, given back when that case is drawn again. In this page's memory only,
+ * and forgotten on signing out.
+ */
+const left = new Map<string, Map<string, Value>>();
+
+/** Keeps what was typed on case `name`'s page (drawn in `root`), if anything. */
+export function keepLeft(name: string, root: HTMLElement): void {
+  const changed = typed(root);
+  if (changed.size) left.set(name, changed);
+}
+
+/** What was kept for case `name` (once: it is the page's again once drawn). */
+export function takeLeft(name: string): Map<string, Value> {
+  const kept = left.get(name) ?? new Map<string, Value>();
+  left.delete(name);
+  return kept;
+}
+
+/** Forgets what was kept for case `name` (done with), or for every case (signed out). */
+export function forgetLeft(name?: string): void {
+  if (name === undefined) left.clear();
+  else left.delete(name);
 }

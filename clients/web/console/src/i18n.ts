@@ -39,6 +39,7 @@ const zh = {
   reload: "重新加载",
   draftsKept: "已重新加载最新内容，您输入的内容已保留。请对照修改后再提交。",
   draftsNotKept: "已重新加载最新内容。案件已变化，您输入的内容有些在此页已无处可放。",
+  draftRestored: "您离开此案件时输入但未发送的内容已放回原处。",
   notAllowed: "没有权限：",
   unreachable: "暂时连不上服务器，请稍后重试。",
   close: "关闭",
@@ -99,6 +100,11 @@ const zh = {
   keySolve: "解决工单（使用回复框中的内容或宏）",
   keyHelp: "显示快捷键",
   keyNote: "在输入框中打字时快捷键不生效。",
+  leaveHeading: "还有未发送的回复",
+  leaveText:
+    "您在此案件上输入的内容还没有发送。领取下一个案件会把此案件退回队列；您输入的内容会保留在本页，再次打开此案件时放回原处。",
+  leaveStay: "留在此案件",
+  leaveGo: "仍然领取下一个",
   // tickets
   ticketHeading: "工单 {id} · {subject}",
   ticketStatus: "状态",
@@ -132,6 +138,8 @@ const zh = {
   articleOpened: "已打开《{title}》。",
   articleSaved: "已保存为第 {version} 版草稿。",
   articleSaveFirst: "请先保存草稿再发布。",
+  articleUnsavedEdits: "表单中有尚未保存的修改。请先保存，再发布；您的修改已保留。",
+  articlePreviewLabel: "文章预览",
   articlePublishedNow: "《{title}》已发布。",
   searchTickets: "查找工单",
   searchText: "标题或描述中的文字",
@@ -491,6 +499,7 @@ const en: Record<Key, string> = {
     "Reloaded the latest; what you typed was kept. Check it against the changes, then submit.",
   draftsNotKept:
     "Reloaded the latest. The case has changed: some or all of what you typed has no place on this page any more.",
+  draftRestored: "What you typed on this case and did not send before leaving it is back in place.",
   notAllowed: "Not allowed:",
   unreachable: "The server cannot be reached right now; please try again shortly.",
   close: "Close",
@@ -548,6 +557,11 @@ const en: Record<Key, string> = {
   keySolve: "Solve the ticket (with the reply or macro)",
   keyHelp: "Show the shortcuts",
   keyNote: "Shortcuts do nothing while you type in a field.",
+  leaveHeading: "A reply not sent",
+  leaveText:
+    "What you typed on this case has not been sent. Taking the next case gives this one back to the queue; what you typed stays on this page and is put back if you open the case again.",
+  leaveStay: "Stay on this case",
+  leaveGo: "Take the next case anyway",
   ticketHeading: "Ticket {id} · {subject}",
   ticketStatus: "Status",
   category: "Category",
@@ -580,6 +594,9 @@ const en: Record<Key, string> = {
   articleOpened: "Opened “{title}”.",
   articleSaved: "Saved as draft version {version}.",
   articleSaveFirst: "Save a draft before publishing.",
+  articleUnsavedEdits:
+    "The form has changes that are not saved. Save them first, then publish; your changes are kept.",
+  articlePreviewLabel: "Article preview",
   articlePublishedNow: "“{title}” is published.",
   searchTickets: "Find tickets",
   searchText: "Words in the subject or description",

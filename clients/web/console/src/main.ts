@@ -11,15 +11,16 @@ import { Code, ConnectError, type QueueCase } from "@casemesh/client";
 
 import { claims, currentToken, devSignIn, queue, setToken, transportName } from "./api";
 import { openAppeal } from "./appeal";
-import { drawnAs, restore, typed } from "./drafts";
+import { drawnAs, forgetLeft, keepLeft, restore, takeLeft, typed } from "./drafts";
 import { forgetPreviews, preview, shelfNow } from "./evidence";
-import { isKey } from "./i18n";
+import { isKey, type Key } from "./i18n";
 import { loadMacros } from "./macros";
 import {
   forgetSignIn,
   onSigningInAgain,
   providerSignOut,
   renderSessionNotice,
+  SettingsUnreachable,
   startSignIn,
 } from "./oidc";
 import { openReportCase } from "./report";
@@ -37,6 +38,7 @@ import {
   onSignedOut,
   reload,
   RetryKey,
+  retryWith,
   say,
   setLocale,
   shortId,
@@ -54,6 +56,10 @@ let shownCase = "";
 
 /** Shows one view and moves the focus to its heading, so screen readers follow. */
 function show(next: View): void {
+  if (view === "case" && next !== "case" && shownCase) {
+    // What the agent typed and did not send waits for their return to the case.
+    keepLeft(shownCase, $("case-body"));
+  }
   view = next;
   for (const v of VIEWS) {
     $(v).hidden = v !== next;
@@ -254,34 +260,49 @@ function shownCaseEnded(): void {
  * Reads a case and draws its page. The case on screen drawn again (after an
  * action, a reload) stays on screen until the new drawing is ready and keeps
  * the evidence already read; with `keepTyped` (a reload after someone else's
- * change, a change of language) what the agent typed is carried over too.
+ * change, a change of language) what the agent typed is carried over too. A
+ * case opened afresh starts from an empty page, its heading too, and gets
+ * back what the agent typed on it and left unsent. A case that cannot be
+ * read is offered to "Reload".
  */
 async function openCase(name: string, keepTyped = false): Promise<void> {
   const body = $("case-body");
   const again = view === "case" && name === shownCase;
   if (!again) {
+    // Another case on screen (a link, the next case): what was typed on it
+    // and not sent waits for the agent's return to it.
+    if (view === "case" && shownCase) keepLeft(shownCase, body);
     forgetPreviews();
     body.replaceChildren();
+    $("case-heading").textContent = "";
   }
   shownCase = name;
   // The case's own evidence shelf: a new one each time the case is opened afresh.
   const shelf = shelfNow();
   onReload(() => openCase(name, true));
-  let kept: boolean | undefined;
+  let kept: Key | undefined;
   const host: CaseHost = {
     draw(page: HTMLElement) {
       // The agent went elsewhere meanwhile (perhaps back to this case, opened afresh).
       if (shownCase !== name || shelfNow() !== shelf) return;
       // Read as the new drawing replaces the old, so nothing typed during the read is lost.
-      const typedNow = keepTyped && again ? typed(body) : takeInterrupted(name);
+      const left = takeLeft(name);
+      const typedNow = new Map([
+        ...left,
+        ...(keepTyped && again ? typed(body) : takeInterrupted(name)),
+      ]);
       body.replaceChildren(page);
       drawnAs(body);
-      if (typedNow.size) kept = restore(body, typedNow);
+      if (typedNow.size) {
+        const placed = restore(body, typedNow);
+        kept = !placed ? "draftsNotKept" : left.size ? "draftRestored" : "draftsKept";
+      }
     },
     reopen: () => openCase(name),
     done(message: string) {
       shownCaseEnded();
       show("queue");
+      forgetLeft(name); // out of the agent's hands: nothing of it to give back
       say(message);
     },
     ended(message: string) {
@@ -297,20 +318,28 @@ async function openCase(name: string, keepTyped = false): Promise<void> {
       return held?.name === which && held.state !== "lost";
     },
   };
-  if (name.startsWith("tickets/")) {
-    await openTicket(name, host);
-  } else if (name.startsWith("report-cases/")) {
-    await openReportCase(name, host);
-  } else if (name.startsWith("appeals/")) {
-    await openAppeal(name, host);
-  } else {
+  const open = name.startsWith("tickets/")
+    ? openTicket
+    : name.startsWith("report-cases/")
+      ? openReportCase
+      : name.startsWith("appeals/")
+        ? openAppeal
+        : undefined;
+  if (!open) {
     throw new ConnectError(`${name} is not a case this console shows`, Code.InvalidArgument);
+  }
+  try {
+    await open(name, host);
+  } catch (err) {
+    // Whatever kept the case from being read (the network, the server), the
+    // agent can read it again from where they are.
+    throw shownCase === name ? retryWith(err, () => openCase(name, true)) : err;
   }
   if (shownCase !== name) return;
   renderLease();
   show("case");
   history.replaceState(null, "", `${location.pathname}${location.search}#${name}`);
-  if (kept !== undefined) say(t(kept ? "draftsKept" : "draftsNotKept"));
+  if (kept !== undefined) say(t(kept));
 }
 
 // -- the queue ------------------------------------------------------------------------------
@@ -331,14 +360,33 @@ queueView.onChange((change, c) => {
   }
 });
 
-$("next-case").addEventListener(
-  "click",
-  () => void busy($<HTMLButtonElement>("next-case"), claimNext),
-);
-$("next-case-2").addEventListener(
-  "click",
-  () => void busy($<HTMLButtonElement>("next-case-2"), claimNext),
-);
+/**
+ * Whether to take the next case: asked first when that gives back the case
+ * on screen with something typed on it and not sent (what was typed is kept
+ * for a return to the case, but the case goes back to the queue).
+ */
+async function mayGiveUpShown(): Promise<boolean> {
+  const holding = held?.name === shownCase && (held.state === "held" || held.state === "renewing");
+  if (view !== "case" || !holding || !typed($("case-body")).size) return true;
+  const dialog = $<HTMLDialogElement>("leave-dialog");
+  dialog.returnValue = "";
+  const answered = new Promise<boolean>((resolve) =>
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "leave"), {
+      once: true,
+    }),
+  );
+  dialog.showModal();
+  return answered;
+}
+
+function nextCase(control: HTMLButtonElement): void {
+  void busy(control, async () => {
+    if (await mayGiveUpShown()) await claimNext();
+  });
+}
+
+$("next-case").addEventListener("click", () => nextCase($<HTMLButtonElement>("next-case")));
+$("next-case-2").addEventListener("click", () => nextCase($<HTMLButtonElement>("next-case-2")));
 $("back-to-queue").addEventListener(
   "click",
   () =>
@@ -413,7 +461,7 @@ document.addEventListener("keydown", (e) => {
   if (e.ctrlKey || e.metaKey || e.altKey || typing(e.target) || !currentToken()) {
     return;
   }
-  if ($<HTMLDialogElement>("shortcuts-dialog").open) {
+  if (document.querySelector("dialog[open]")) {
     return;
   }
   if (e.key === "?") {
@@ -421,7 +469,7 @@ document.addEventListener("keydown", (e) => {
     $<HTMLDialogElement>("shortcuts-dialog").showModal();
   } else if (e.key === "n" && view !== "sign-in") {
     e.preventDefault();
-    void busy($<HTMLButtonElement>(view === "case" ? "next-case-2" : "next-case"), claimNext);
+    nextCase($<HTMLButtonElement>(view === "case" ? "next-case-2" : "next-case"));
   } else if (e.key === "r" && view === "case") {
     const reply = document.getElementById("reply");
     if (reply) {
@@ -504,6 +552,9 @@ function signOut(): void {
   forgetSignIn();
   renderSignedIn();
   show("sign-in");
+  // Whoever signs in next on this page gets nothing typed by this agent
+  // (what their sign-in running out interrupted is kept apart, for them alone).
+  forgetLeft();
 }
 
 onSignedOut(() => {
@@ -544,6 +595,13 @@ function applyLocale(): void {
     const key = el.dataset.i18n ?? "";
     if (isKey(key)) {
       el.textContent = t(key);
+    }
+  }
+  // Names that are not text on the page (a region's label).
+  for (const el of document.querySelectorAll<HTMLElement>("[data-i18n-label]")) {
+    const key = el.dataset.i18nLabel ?? "";
+    if (isKey(key)) {
+      el.setAttribute("aria-label", t(key));
     }
   }
   $<HTMLSelectElement>("language").value = locale;
@@ -593,9 +651,22 @@ async function start(): Promise<void> {
   }
 }
 
+/**
+ * Signed in already, or back from the identity provider: the queue (or the
+ * case linked). Settings the server could not be reached for are read again
+ * by "Reload".
+ */
+async function begin(): Promise<void> {
+  let signedIn: boolean;
+  try {
+    signedIn = await startSignIn().finally(renderSignedIn);
+  } catch (err) {
+    throw err instanceof SettingsUnreachable ? retryWith(err, begin) : err;
+  }
+  onReload(undefined);
+  if (signedIn) await start();
+}
+
 applyLocale();
 show("sign-in");
-// Signed in already, or back from the identity provider: the queue (or the case linked).
-void busy(null, async () => {
-  if (await startSignIn().finally(renderSignedIn)) await start();
-});
+void busy(null, begin);

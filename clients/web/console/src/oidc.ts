@@ -24,7 +24,7 @@ import { Code, ConnectError } from "@casemesh/client";
 import * as oauth from "oauth4webapi";
 
 import { currentToken, setToken } from "./api";
-import { type OidcConfig, insecureAllowed, loadConfig, readRolesWith } from "./config";
+import { ConfigError, type OidcConfig, insecureAllowed, loadConfig, readRolesWith } from "./config";
 import { $, busy, locale, say, t } from "./ui";
 
 // The sign-in under way (single use) and the tokens beside the bearer token.
@@ -98,6 +98,12 @@ async function discover(c: OidcConfig): Promise<oauth.AuthorizationServer> {
 }
 
 const failure = (message: string) => new ConnectError(message, Code.Unknown);
+
+/**
+ * config.json could not be read (the network, the server away): which
+ * sign-in to offer is not known until it is read again.
+ */
+export class SettingsUnreachable extends ConnectError {}
 
 /** A failed sign-in step, in the page's language. */
 function explained(err: unknown): ConnectError {
@@ -321,13 +327,17 @@ export function providerSignOut(): string | undefined {
 
 /**
  * At page load: reads config.json and offers its sign-in (the provider's, or
- * the development form without one); back from the provider, completes the
- * sign-in. Resolves true when the agent is signed in.
+ * the development form without one; neither while config.json cannot be
+ * reached: `SettingsUnreachable`, to be tried again); back from the provider,
+ * completes the sign-in. Resolves true when the agent is signed in.
  */
 export async function startSignIn(): Promise<boolean> {
   try {
     config = (await loadConfig()).oidc;
   } catch (err) {
+    if (!(err instanceof ConfigError)) {
+      throw new SettingsUnreachable(t("unreachable"), Code.Unavailable, undefined, undefined, err);
+    }
     $("dev-sign-in").hidden = false;
     const reason = err instanceof Error ? err.message : String(err);
     throw failure(t("configInvalid", { reason }));

@@ -124,12 +124,18 @@ async function search(more: boolean): Promise<void> {
   const listed = new Set(
     [...list.querySelectorAll<HTMLElement>("li[data-ticket]")].map((li) => li.dataset.ticket),
   );
-  list.append(...found.tickets.filter((ticket) => !listed.has(ticket.name)).map(result));
+  const added = found.tickets.filter((ticket) => !listed.has(ticket.name)).map(result);
+  list.append(...added);
   nextToken = found.nextPageToken;
   renderMore();
   const shown = list.childElementCount;
   $("search-count").textContent = t("found", { n: shown });
   say("");
+  if (more) {
+    // On to the first of the new ones ("More" may have gone with the last
+    // page); to the count when the page added none.
+    (added[0]?.querySelector("a") ?? $("search-count")).focus();
+  }
 }
 
 $("search-form").addEventListener("submit", (e) => {

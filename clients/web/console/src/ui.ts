@@ -102,6 +102,20 @@ export async function reload(): Promise<void> {
   await reloadCurrent?.();
 }
 
+/** Failures "Reload" tries again, whatever they were (see `retryWith`). */
+const retryable = new WeakSet<object>();
+
+/**
+ * Marks a failure as one "Reload" tries again by running `again` (a case that
+ * could not be opened, settings that could not be read): the button shows
+ * with it, whatever the error. Returns the error, to be thrown.
+ */
+export function retryWith(err: unknown, again: () => Promise<void>): unknown {
+  onReload(again);
+  if (typeof err === "object" && err !== null) retryable.add(err);
+  return err;
+}
+
 let signedOut: () => void = () => undefined;
 export function onSignedOut(handler: () => void): void {
   signedOut = handler;
@@ -111,8 +125,8 @@ export function onSignedOut(handler: () => void): void {
  * Shows a failed call: the server's message; for `invalid_argument` each field
  * violation next to its field (inputs carry the field's name in
  * `data-field`), or in the list under the message when its field has no place
- * for it (never dropped); for a change someone else made first, a "Reload"
- * button.
+ * for it (never dropped); for a change someone else made first, or a failure
+ * marked by `retryWith`, a "Reload" button.
  */
 export function showError(err: unknown): void {
   clearError();
@@ -151,6 +165,9 @@ export function showError(err: unknown): void {
     $("error-message").textContent = first
       ? t("fixFields")
       : `${t("errorPrefix")}${errorMessage(error)}`;
+  }
+  if (typeof err === "object" && err !== null && retryable.has(err)) {
+    $("error-reload").hidden = !reloadCurrent;
   }
   $("error").hidden = false;
   say("");

@@ -321,6 +321,7 @@ function forget(): void {
   // Their ticket form, and a submit of theirs left unanswered (kept in
   // storage for them alone: see restorePending).
   $<HTMLFormElement>("ticket-form").reset();
+  formWrittenIn = undefined;
   requestId = "";
   unanswered = [];
   notSolvedIn = "";
@@ -594,7 +595,7 @@ $("solved-yes").addEventListener(
 // the screenshot.
 $("solved-no").addEventListener(
   "click",
-  () => void busy($<HTMLButtonElement>("solved-no"), () => openTicketForm(draft(), tried.session)),
+  () => void busy($<HTMLButtonElement>("solved-no"), () => openTicketForm(draft, tried.session)),
 );
 
 $("contact-support").addEventListener(
@@ -871,6 +872,7 @@ async function settlePending(): Promise<Settled> {
     changesLeftOut = false;
     dropPending();
     interrupted = undefined; // its form was sent: nothing to give back after signing in
+    formWrittenIn = undefined; // nor to write on in the next form
     return { ticket, leftOut };
   } catch (err) {
     return UNKNOWN_OUTCOME.has(ConnectError.from(err).code) ? {} : { refused: err };
@@ -899,7 +901,14 @@ function dropPending(): void {
   sessionStorage.removeItem(PENDING_KEY);
 }
 
-async function openTicketForm(prefill?: Draft, session = ""): Promise<void> {
+/** The help session the ticket form was written in (undefined: a blank form). */
+let formWrittenIn: ReturnType<typeof newHelpSession> | undefined;
+
+/**
+ * Shows the ticket form; `prefill` is the help centre's suggestion, made once
+ * the categories are read (its subject names the category by its label).
+ */
+async function openTicketForm(prefill?: () => Draft, session = ""): Promise<void> {
   if (!categories.length) {
     categories = (await tickets.listTicketCategories({})).categories;
   }
@@ -908,19 +917,31 @@ async function openTicketForm(prefill?: Draft, session = ""): Promise<void> {
     showPendingForm(settled.refused);
     return;
   }
-  const form = $<HTMLFormElement>("ticket-form");
-  form.reset();
-  renderCategories();
-  if (prefill) {
-    $<HTMLSelectElement>("category").value = prefill.category;
-    $<HTMLInputElement>("subject").value = prefill.subject;
-    $<HTMLTextAreaElement>("description").value = prefill.description;
+  // What the user typed stays while their help session lasts (they went back
+  // to read more, say); a ticket opened, signing out (`forget`) or a new
+  // help session (`startOver`) starts a blank form.
+  if (formWrittenIn !== tried) {
+    $<HTMLFormElement>("ticket-form").reset();
+    uploaded = undefined;
+    formWrittenIn = tried;
   }
-  $("upload").hidden = true;
+  renderCategories();
+  // The help centre's suggestions go only where the user has written nothing.
+  if (prefill) {
+    const suggested = prefill();
+    for (const [id, value] of [
+      ["category", suggested.category],
+      ["subject", suggested.subject],
+      ["description", suggested.description],
+    ] as const) {
+      const input = $<HTMLInputElement>(id);
+      if (!input.value.trim()) input.value = value;
+    }
+  }
+  $("upload").hidden = !$<HTMLInputElement>("screenshot").files?.length;
   requestId = crypto.randomUUID();
   unanswered = [];
   notSolvedIn = session;
-  uploaded = undefined;
   show("ticket-form-view");
   sayEarlier(settled);
 }
