@@ -1397,6 +1397,26 @@ def test_the_transparency_figures_count_what_happened_in_the_period(
     assert app.transparency(AGENT, before, None)["received"] == 6
 
 
+def test_an_upheld_appeal_that_changed_nothing_is_no_reversal_in_the_figures(
+    app: Reports, clock: FakeClock
+) -> None:
+    """Alice's report led to the video's removal; she appealed, asking for
+    more, and meanwhile Bob reported it again, which opened the next round:
+    her appeal upheld leaves the decision as it stands (that round is its
+    review). The transparency figures count her appeal, and no decision
+    reversed (DSA Art. 24: reversals are decisions overturned)."""
+    filed = app.file(ALICE, report())
+    first = filed.case_id
+    app.decide(AGENT, first, "ACTION_TAKEN", action_taken(clock), UPLOADER, [], "")
+    app.lodge_appeal(first, "appeals/a3", "alice")
+    app.file(BOB, report("b1"))
+    assert app.reverse(first, "appeals/a3") is True
+    assert app.get_case(AGENT, first).state == "ACTION_TAKEN"  # nothing changed
+    seen(app)
+    figures = app.transparency(AGENT, None, None)
+    assert (figures["appeals"], figures["reversals"]) == (1, 0)
+
+
 def a_season_of_reports(project_each_step: bool) -> Reports:
     """A removal the uploader appeals and has reversed, a case voided, and
     Alice suspended after two manifestly unfounded reports, then reinstated

@@ -478,8 +478,16 @@ class ReportCase(ExpiringCase):
         # of a decision that took action, asking for more, changes nothing
         # unless the case is reviewed anew.
         cleared = not by_uploader and self.state is CaseState.NO_VIOLATION
-        self._reversed(actor="system", appeal=appeal, lifted=lifted, reopen=reopen, at=at)
-        return Reversal(lifted, reopen, overturned=standing and bool(lifted or reopen or cleared))
+        overturned = standing and bool(lifted or reopen or cleared)
+        self._reversed(
+            actor="system",
+            appeal=appeal,
+            lifted=lifted,
+            reopen=reopen,
+            at=at,
+            overturned=overturned,
+        )
+        return Reversal(lifted, reopen, overturned=overturned)
 
     class DecisionReversed(Aggregate.Event):
         actor: str
@@ -487,13 +495,24 @@ class ReportCase(ExpiringCase):
         lifted: list[dict[str, Any]]
         reopen: bool
         at: datetime
+        # Whether the upheld appeal changed anything (one of a decision
+        # replaced since, or asking for more after a new round, did not).
+        # Recorded before it was: counted as one that did.
+        overturned: bool = True
 
     @event(DecisionReversed)
     def _reversed(
-        self, actor: str, appeal: str, lifted: list[dict[str, Any]], reopen: bool, at: datetime
+        self,
+        actor: str,
+        appeal: str,
+        lifted: list[dict[str, Any]],
+        reopen: bool,
+        at: datetime,
+        overturned: bool = True,
     ) -> None:
         record = self.appeals.setdefault(appeal, {"by": "", "at": at, "reversed_at": None})
         record["reversed_at"] = at
+        record["overturned"] = overturned
         if lifted:
             self.in_effect = []
             if self.state is CaseState.ACTION_TAKEN:
@@ -502,6 +521,12 @@ class ReportCase(ExpiringCase):
             self.state = CaseState.OPEN
             self.assignee = ""
             self.waiting_since = at
+
+
+def decision_reversed_at(appeal: dict[str, Any]) -> datetime | None:
+    """When an appeal of the case reversed its decision: None unless it was
+    upheld and changed something (the transparency figures' reversals)."""
+    return appeal["reversed_at"] if appeal.get("overturned", True) else None
 
 
 @dataclass(eq=False, repr=False)

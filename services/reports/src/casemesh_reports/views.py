@@ -32,7 +32,13 @@ from psycopg.types.json import Jsonb
 
 from casemesh.platform.periods import falls_within, within
 from casemesh.platform.where import Where
-from casemesh_reports.domain import AbuseReport, ReportCase, Reporter, TrustedFlagger
+from casemesh_reports.domain import (
+    AbuseReport,
+    ReportCase,
+    Reporter,
+    TrustedFlagger,
+    decision_reversed_at,
+)
 from casemesh_reports.policy import Triage
 
 SCHEMA = [
@@ -205,7 +211,7 @@ class ReportsView(PostgresTrackingRecorder):
                 "INSERT INTO appeal_facts (appeal, case_id, lodged_at, reversed_at)"
                 " VALUES (%s, %s, %s, %s) ON CONFLICT (appeal) DO UPDATE"
                 " SET reversed_at = COALESCE(appeal_facts.reversed_at, EXCLUDED.reversed_at)",
-                (appeal, c.id, a["at"], a["reversed_at"]),
+                (appeal, c.id, a["at"], decision_reversed_at(a)),
             )
 
     # -- erasure -----------------------------------------------------------------------
@@ -449,7 +455,7 @@ class MemoryReportsView(POPOTrackingRecorder):
             fact = self.appeal_facts.setdefault(
                 appeal, {"case_id": c.id, "lodged_at": a["at"], "reversed_at": None}
             )
-            fact["reversed_at"] = fact["reversed_at"] or a["reversed_at"]
+            fact["reversed_at"] = fact["reversed_at"] or decision_reversed_at(a)
 
     # -- erasure -----------------------------------------------------------------------
 
