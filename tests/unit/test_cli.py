@@ -813,7 +813,7 @@ def test_unavailable_says_whether_the_gateway_answered(capsys: pytest.CaptureFix
     status = status_pb2.Status(code=code_pb2.UNAVAILABLE, message=said)
     assert report_failure(_Refused(status), "127.0.0.1:50051", "r-1") == UNREACHABLE
     err = capsys.readouterr().err
-    assert "the gateway at 127.0.0.1:50051 answered: a service behind it is unavailable" in err
+    assert "the gateway at 127.0.0.1:50051 answered: it, or a service behind it, is" in err
     assert "is it running" not in err and "--request-id r-1" in err
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
@@ -902,6 +902,8 @@ class _DecidedCases:
         return rpb.Report(
             name=request.name,
             report_case="report-cases/c1",
+            explanation="视频里是我的照片\n未经同意",
+            evidence=[evidence_pb2.EvidenceRef(name="evidence/e1")],
             outcome=rpb.ReportOutcome(
                 decision_facts="第 12 秒起",
                 reversed=True,
@@ -915,6 +917,8 @@ class _DecidedCases:
             kind=apb.APPEAL_KIND_DECISION_APPEAL,
             state=apb.APPEAL_STATE_UNDER_REVIEW,
             assignee="li",
+            appeal_of="appeals/n1",
+            grounds="决定有误\n视频是原创",
             decision_reasons=apb.StatementOfReasons(
                 ground="g", facts="第一点\n  missing:   nothing"
             ),
@@ -962,6 +966,10 @@ def test_case_views_show_every_field_they_hold(capsys: pytest.CaptureFixture[str
     assert "\n  reversed on appeal\n" in report and "\n  redress: 可在六个月内申诉\n" in report
     assert appeal.startswith("appeals/a1  [UNDER_REVIEW]  DECISION_APPEAL ")
     assert "\n  assignee:  li\n" in appeal
+    assert "\n  appeal of: appeals/n1\n" in appeal
+    assert "\n  grounds:   决定有误\n    视频是原创\n" in appeal
+    assert "\n  explanation: 视频里是我的照片\n    未经同意\n" in report
+    assert "\n  evidence: evidence/e1\n" in report
 
 
 def test_case_views_indent_what_people_wrote(capsys: pytest.CaptureFixture[str]) -> None:

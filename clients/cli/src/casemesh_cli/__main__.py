@@ -343,8 +343,8 @@ def report_failure(err: grpc.RpcError, target: str, change: str = "") -> int:
     print(f"error: {code.name}: {err.details()}", file=sys.stderr)
     if no_answer and code == grpc.StatusCode.UNAVAILABLE and status is not None:
         print(
-            f"  the gateway at {target} answered: a service behind it is unavailable;"
-            " try again shortly",
+            f"  the gateway at {target} answered: it, or a service behind it, is"
+            " unavailable for now; try again shortly",
             file=sys.stderr,
         )
     elif no_answer and code == grpc.StatusCode.UNAVAILABLE:

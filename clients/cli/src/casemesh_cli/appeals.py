@@ -112,6 +112,19 @@ def show(a: apb.Appeal) -> None:
         f"  filed by {a.filer.user_id}"
     )
     print(f"  next step: {a.next_step or '-'} by {_due(a.next_step_due)}")
+    if a.appeal_of:
+        print(f"  appeal of: {a.appeal_of}")
+    if a.grounds:
+        print(f"  grounds:   {hanging(a.grounds)}")
+    if a.HasField("notice"):
+        n = a.notice
+        print(f"  work:      {hanging(n.work.title)}")
+        if n.infringing_items:
+            print(f"  items:     {', '.join(n.infringing_items)}")
+    if a.HasField("counter_notice"):
+        c = a.counter_notice
+        items = list(c.removed_items) or [c.removed_item]
+        print(f"  countered: {', '.join(i for i in items if i)} — {hanging(c.reason)}")
     if a.assignee:
         print(f"  assignee:  {a.assignee}")
     if a.missing_elements:

@@ -143,6 +143,10 @@ def show_report(r: rpb.Report) -> None:
     target = _enum(rpb.TargetType, "TARGET_TYPE_", r.target.type)
     print(f"{r.name}  [{_enum(rpb.ReportState, 'REPORT_STATE_', r.state)}]  {target} {r.target.id}")
     print(f"  reason: {r.reason.category}/{r.reason.subcategory}   case: {r.report_case}")
+    if r.explanation:
+        print(f"  explanation: {hanging(r.explanation)}")
+    if r.evidence:
+        print(f"  evidence: {', '.join(e.name for e in r.evidence)}")
     if r.HasField("outcome"):
         o = r.outcome
         restricted = ", ".join(o.restrictions) or "no violation"
