@@ -270,26 +270,36 @@ def test_a_rewrap_reads_each_key_once_and_goes_past_one_it_cannot_move() -> None
     assert sorted(store.read) == sorted(set(store.read)) and len(store.read) == 8
 
 
-def test_what_a_process_revealed_before_an_erasure_is_not_sealed_again_after_it() -> None:
-    """A replica that read a person's contact with their key (a reporter's,
-    copied into a decision's event) and has not yet heard of their erasure
-    seals it again for them: under a new key it would outlive the erasure.
-    The call is refused (ABORTED, to be tried again), the keys go from the
-    replica's memory, and read again the contact is erased."""
+@pytest.mark.parametrize("heard", [False, True], ids=["not-yet-heard", "heard-meanwhile"])
+def test_what_a_process_revealed_before_an_erasure_is_not_sealed_again_after_it(
+    heard: bool,
+) -> None:
+    """A replica read a person's contact with their key (a reporter's, to be
+    copied into a decision's event); then they were erased, and the replica
+    has not heard yet, or hears it before the copy is sealed. Sealed for
+    them under a new key, the copy would outlive the erasure: sealing for
+    them is refused (ABORTED, to be tried again) by every call for a while,
+    the first and any other under way, and read again the contact is
+    erased. Past that while, what they give is sealed as anyone's."""
     store = MemoryKeyStore()
     secrets: dict[str, str] = {}
+    now = [0.0]
     writer = sealer(store, masters("m1", keys=secrets))
     token = writer.seal("alice@example.com", ALICE)
-    replica = Sealer(DataKeys(store, masters("m1", keys=secrets)))
+    keys = DataKeys(store, masters("m1", keys=secrets), clock=lambda: now[0])
+    replica = Sealer(keys)
     revealed = replica.reveal(token)
     assert revealed == "alice@example.com"
 
     writer.keys.erase(ALICE)
-    with pytest.raises(Aborted) as meanwhile:
-        replica.seal(revealed, ALICE)
-    assert meanwhile.value.reason == "PERSON_ERASED_MEANWHILE"
+    if heard:
+        keys.forget(ALICE)
+    for _ in range(2):  # this call, and another under way
+        with pytest.raises(Aborted) as meanwhile:
+            replica.seal(revealed, ALICE)
+        assert meanwhile.value.reason == "PERSON_ERASED_MEANWHILE"
     assert replica.look_many([token])[token].disclosure is Disclosure.ERASED
-    # She may come back: what she gives afterwards is sealed as anyone's.
+    now[0] += keys.cache_seconds + 1
     again = replica.seal("alice@new.example.com", ALICE)
     assert writer.reveal(again) == "alice@new.example.com"
 
@@ -443,9 +453,10 @@ def test_a_key_read_while_its_person_is_erased_is_not_kept_after_the_erasure() -
 
 def test_sealing_while_the_person_is_erased_uses_a_key_made_after_the_erasure() -> None:
     store = ErasingStore()
-    personal = sealer(store)
+    now = [0.0]
+    personal = Sealer(DataKeys(store, masters("m1"), clock=lambda: now[0]))
     before = personal.seal("old@example.com", ALICE)
-    personal.keys.forget(ALICE)  # so that the next seal reads the store
+    now[0] += personal.keys.cache_seconds + 1  # so that the next seal reads the store
     store.during_read = lambda: personal.keys.erase(ALICE)
 
     after = personal.seal("new@example.com", ALICE)

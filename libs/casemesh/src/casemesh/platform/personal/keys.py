@@ -255,6 +255,11 @@ class DataKeys:
         self.cache_size = cache_size
         self._clock = clock
         self._by_id: OrderedDict[uuid.UUID, tuple[float, DataKey]] = OrderedDict()
+        # The ids in `_by_id` of each person's keys.
+        self._held: dict[str, set[uuid.UUID]] = {}
+        # People erased (forgotten here) lately: until when nothing is sealed
+        # for them, lest what a call revealed before reach a new key.
+        self._erased_lately: dict[str, float] = {}
         self._erased: OrderedDict[uuid.UUID, None] = OrderedDict()
         self._current: dict[str, uuid.UUID] = {}
         # Case keys: made and not yet handed out; handed out, by case.
@@ -270,6 +275,7 @@ class DataKeys:
         _check_person(person)
         for _ in range(_ATTEMPTS):
             with self._lock:
+                self._refuse_if_erased_lately(person)
                 cached = self._cached_current(person)
                 if cached is not None:
                     return cached
@@ -278,21 +284,11 @@ class DataKeys:
             wrapped = self.store.add_current(self._new_wrapped(person))
             key = self._unwrap(wrapped)
             with self._lock:
-                if any(
-                    held.person == person and key_id != key.key_id
-                    for key_id, (_, held) in self._by_id.items()
-                ):
+                if self._held.get(person, set()) - {key.key_id}:
                     # A key of theirs held here is no longer theirs: they were
-                    # erased, and this process has not heard yet. What it
-                    # revealed with that key (a contact copied into a new
-                    # event) must not be sealed again under the new one,
-                    # where it would outlive the erasure: the keys go, and
-                    # the caller begins again, reading their data as erased.
+                    # erased, and this process has not heard yet.
                     self._forget_locked(person)
-                    raise Aborted(
-                        "the person was erased while this was being done; try again",
-                        reason="PERSON_ERASED_MEANWHILE",
-                    )
+                self._refuse_if_erased_lately(person)
                 if self._generation == generation:
                     self._remember(key)
                     self._current[person] = key.key_id
@@ -347,7 +343,7 @@ class DataKeys:
             # Forgotten, not remembered as erased: the store's next answer
             # says which of them were case keys it destroyed.
             for key_id in key_ids:
-                self._by_id.pop(key_id, None)
+                self._unhold(key_id)
             for case in [c for c, (_, k) in self._cases.items() if k.key_id in key_ids]:
                 del self._cases[case]
         return destroyed
@@ -404,7 +400,10 @@ class DataKeys:
         `cache_seconds`."""
         _check_person(person)
         erased = self.store.erase(person)
-        self.forget(person)
+        with self._lock:
+            # (Nothing this process revealed of them is sealed anew here: the
+            # privacy desk erases, it does not copy.)
+            self._forget_locked(person, lately=False)
         return erased
 
     def forget(self, person: str) -> None:
@@ -415,11 +414,40 @@ class DataKeys:
         with self._lock:
             self._forget_locked(person)
 
-    def _forget_locked(self, person: str) -> None:
+    def _forget_locked(self, person: str, lately: bool = True) -> None:
         self._generation += 1
         self._current.pop(person, None)
-        for key_id in [k for k, (_, v) in self._by_id.items() if v.person == person]:
-            del self._by_id[key_id]
+        for key_id in self._held.pop(person, set()):
+            self._by_id.pop(key_id, None)
+        if not lately:
+            return
+        now = self._clock()
+        if len(self._erased_lately) >= self.cache_size:
+            self._erased_lately = {p: t for p, t in self._erased_lately.items() if t > now}
+        self._erased_lately[person] = now + self.cache_seconds
+
+    def _refuse_if_erased_lately(self, person: str) -> None:
+        """What a call revealed of a person with a key of theirs that was
+        erased since (a contact copied into a new event: this call's, or
+        another's under way) must not be sealed for them under a new key,
+        where it would outlive the erasure: for `cache_seconds` after this
+        process forgot them (hearing the erasure, or finding a key it held
+        no longer theirs), sealing for them is refused; tried again then, the
+        call reads their data as erased."""
+        if self._erased_lately.get(person, float("-inf")) > self._clock():
+            raise Aborted(
+                "the person was erased while this was being done; try again",
+                reason="PERSON_ERASED_MEANWHILE",
+            )
+
+    def _unhold(self, key_id: uuid.UUID) -> None:
+        entry = self._by_id.pop(key_id, None)
+        if entry is not None:
+            ids = self._held.get(entry[1].person)
+            if ids is not None:
+                ids.discard(key_id)
+                if not ids:
+                    del self._held[entry[1].person]
 
     def rewrap(self, batch: int = 500) -> int:
         """Wraps every stored key wrapped by an older master key with the
@@ -503,7 +531,7 @@ class DataKeys:
         if entry is None:
             return None
         if entry[0] <= self._clock():
-            del self._by_id[key_id]
+            self._unhold(key_id)
             return None
         self._by_id.move_to_end(key_id)
         return entry[1]
@@ -511,8 +539,10 @@ class DataKeys:
     def _remember(self, key: DataKey) -> None:
         self._by_id[key.key_id] = (self._clock() + self.cache_seconds, key)
         self._by_id.move_to_end(key.key_id)
+        self._held.setdefault(key.person, set()).add(key.key_id)
         while len(self._by_id) > self.cache_size:
-            dropped, (_, old) = self._by_id.popitem(last=False)
+            dropped, (_, old) = next(iter(self._by_id.items()))
+            self._unhold(dropped)
             if self._current.get(old.person) == dropped:
                 del self._current[old.person]
 
