@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -67,12 +68,21 @@ def waiting(argv: list[str], env: dict[str, str], log: Path) -> Iterator[Callabl
         assert proc.poll() is None, f"{argv[2]} exited: {log_of(log)[-3000:]}"
         return True
 
+    def catches_sigterm() -> bool:
+        # As PID 1 in its container, a process that does not catch SIGTERM
+        # never gets it: the orchestrator would wait for its SIGKILL.
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        mask = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+        caught = int(mask.removeprefix("SigCgt:"), 16)
+        return bool(caught & (1 << (signal.SIGTERM - 1)))
+
     try:
         wait_until(
             lambda: log_of(log).count("database.unreachable") >= 2 or proc.poll() is not None,
             timeout=60,
         )
         running()
+        assert catches_sigterm(), f"{argv[2]} would not hear a SIGTERM while it waits"
         yield running
     finally:
         proc.terminate()

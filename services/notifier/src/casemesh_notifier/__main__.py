@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 from casemesh.platform import settings as settings_mod
 from casemesh.platform.clock import SystemClock
 from casemesh.platform.consuming import start_broker, watch_lag
+from casemesh.platform.entrypoint import exit_on_sigterm
 from casemesh.platform.fields import fields_of
 from casemesh.platform.forgetting import ErasureFollower
 from casemesh.platform.grpcutil import serve
@@ -185,6 +186,7 @@ async def serve_notifications(
 
 
 def main() -> None:
+    exit_on_sigterm()
     args = sys.argv[1:] or ["run"]
     # Replaying parked jobs serves no API: it needs no key of the gateway's.
     cfg = settings_mod.load(NotifierServiceSettings if args[0] == "run" else NotifierSettings)

@@ -30,8 +30,22 @@ log = get_logger(__name__)
 Commands = dict[str, tuple[type[Any], Callable[[Any], Coroutine[Any, Any, None]]]]
 
 
+def exit_on_sigterm() -> None:
+    """SIGTERM ends the process until it takes the signal its own way (a
+    server's graceful drain, a relay's stop). In a container it runs as PID
+    1, and the kernel drops a signal PID 1 does not catch: a start waiting
+    for its database would ignore the orchestrator's SIGTERM and wait for
+    its SIGKILL, the whole grace period later."""
+
+    def ended(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, ended)
+
+
 def run_command(program: str | None, commands: Commands) -> None:
     """`python -m <program> [command]`; without one, the first of `commands`."""
+    exit_on_sigterm()
     command = sys.argv[1] if len(sys.argv) > 1 else next(iter(commands))
     if command not in commands:
         print(f"usage: python -m {program} {'|'.join(commands)}", file=sys.stderr)
