@@ -10,10 +10,11 @@ from functools import partial
 
 import grpc
 import httpx
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from casemesh.platform.grpcutil import serve
-from casemesh.platform.starting import LIVENESS
+from casemesh.platform.starting import LIVENESS, alive_while_starting
 from casemesh_devstack.ports import free_port
 from casemesh_gateway.web import WebFront
 from tests.support import eventually
@@ -74,3 +75,26 @@ async def test_a_server_is_alive_but_not_ready_until_what_its_calls_need_has_com
         await eventually(partial(probes, (serving_, serving_, 200, 200)))
     stop.set()
     await asyncio.wait_for(serving, 30)
+
+
+def test_while_a_service_starts_its_address_answers_alive_and_nothing_else() -> None:
+    """Before its own server listens: health says alive and not ready, and a
+    call of its API is UNAVAILABLE (to be tried again, as when nothing
+    listened), not UNIMPLEMENTED."""
+    port = free_port()
+    with (
+        alive_while_starting(f"127.0.0.1:{port}"),
+        grpc.insecure_channel(f"127.0.0.1:{port}") as ch,
+    ):
+        health = health_pb2_grpc.HealthStub(ch)
+        check = health_pb2.HealthCheckRequest
+        serving, not_serving = (
+            health_pb2.HealthCheckResponse.SERVING,
+            health_pb2.HealthCheckResponse.NOT_SERVING,
+        )
+        assert health.Check(check(service=LIVENESS), timeout=10).status == serving
+        assert health.Check(check(service=""), timeout=10).status == not_serving
+        call = ch.unary_unary("/casemesh.v1.TicketService/GetTicket")
+        with pytest.raises(grpc.RpcError) as refused:
+            call(b"", timeout=10)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -7,7 +7,8 @@ its gRPC address, so the orchestrator's start-up probe (gRPC health of
 restarted, and again, each time after a longer back-off: minutes after the
 database was back. Now a small server answers on that address from the
 first moment: `liveness` SERVING, readiness ("") NOT_SERVING, so no traffic
-is sent. The service's own server binds the same address beside it (gRPC
+is sent; any other call is UNAVAILABLE, to be tried again (as when nothing
+listened). The service's own server binds the same address beside it (gRPC
 listens with SO_REUSEPORT) and then stops it (`handed_over`)."""
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def alive_while_starting(address: str) -> Iterator[None]:
     servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
     servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    server.add_generic_rpc_handlers((_NotYet(),))
     try:
         if server.add_insecure_port(address) == 0:
             raise RuntimeError(f"cannot listen on {address}")
@@ -55,6 +57,17 @@ def alive_while_starting(address: str) -> Iterator[None]:
         yield
     finally:
         handed_over()
+
+
+class _NotYet(grpc.GenericRpcHandler):  # type: ignore[misc]
+    """Every call but health's: UNAVAILABLE while the service starts."""
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        def refuse(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "the service is starting; try again")
+            yield b""  # never reached: a stream handler, whatever the call's kind
+
+        return grpc.stream_stream_rpc_method_handler(refuse)
 
 
 def handed_over() -> None:
