@@ -272,3 +272,83 @@ async def test_a_large_json_body_is_parsed_off_the_event_loop(
     assert len(parsed_in) == 1
     assert (parsed_in[0] is not threading.main_thread()) == off_the_loop
     assert OFF_LOOP_JSON_BYTES < 60_000
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "application/grpc-web+json"], ids=["connect", "grpc-web"]
+)
+async def test_a_json_request_of_more_values_than_any_request_holds_is_refused(
+    content_type: str,
+) -> None:
+    """A megabyte of empty objects in a list parses (into the message) in a
+    second of CPU, for a stream's messages on the event loop: refused as
+    INVALID_ARGUMENT before it is, whatever path it takes."""
+
+    async def erase(request: Any, context: Any) -> Any:
+        return privacy_pb2.Erasure(person=request.person)
+
+    async def export(request: Any, context: Any) -> AsyncIterator[Any]:
+        yield privacy_pb2.ExportPersonResponse()
+
+    app = ServiceApp(
+        SERVICE,
+        {
+            EXPORT: grpc.unary_stream_rpc_method_handler(export),
+            ERASE: grpc.unary_unary_rpc_method_handler(erase),
+        },
+        1 << 20,
+    )
+    body = json.dumps(
+        {"person": "users/ana", "reason": "r", "requestId": "r-1", "x": [{}] * 250_000}
+    )
+    data = body.encode()
+    if content_type.startswith("application/grpc-web"):
+        data = struct.pack(">BI", 0, len(data)) + data
+    if content_type == "application/json":
+        status, answer = await asgi_post(app, ERASE, data, {"content-type": content_type})
+        assert status == 400 and json.loads(answer)["code"] == "invalid_argument", answer
+    else:
+        assert await grpc_web_status(app, ERASE, data, content_type) == "3"  # INVALID_ARGUMENT
+    # A request of usual size still goes.
+    usual = json.dumps({"person": "users/ana", "reason": "r", "requestId": "r-1"}).encode()
+    if content_type.startswith("application/grpc-web"):
+        usual = struct.pack(">BI", 0, len(usual)) + usual
+    status, answer = await asgi_post(app, ERASE, usual, {"content-type": content_type})
+    assert status == 200, answer
+
+
+async def grpc_web_status(app: Any, path: str, body: bytes, content_type: str) -> str:
+    """The grpc-status a gRPC-Web call was answered with: in the headers of a
+    trailers-only answer, else in the body's trailer frame."""
+    said: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Any) -> None:
+        said.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "query_string": b"",
+        "headers": [(b"content-type", content_type.encode())],
+        "client": ("127.0.0.1", 50000),
+    }
+    await app(scope, receive, send)
+    headers = dict(said[0].get("headers", []))
+    if b"grpc-status" in headers:
+        return str(headers[b"grpc-status"].decode())
+    data = b"".join(m.get("body", b"") for m in said if m["type"] == "http.response.body")
+    at = 0
+    while at < len(data):
+        flags, size = struct.unpack(">BI", data[at : at + 5])
+        frame = data[at + 5 : at + 5 + size]
+        if flags & 0x80:
+            for line in frame.decode().split("\r\n"):
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "grpc-status":
+                    return value.strip()
+        at += 5 + size
+    raise AssertionError(f"no grpc-status in {said!r}")

@@ -14,6 +14,7 @@ import base64
 import contextlib
 import contextvars
 import ipaddress
+import itertools
 import json
 import math
 import re
@@ -795,6 +796,11 @@ class _JSONCodec(ProtoJSONCodec):  # type: ignore[type-arg]
             request = json.loads(bytes(data).decode(), object_pairs_hook=_unique_keys)
             if not isinstance(request, dict):
                 raise ValueError("a request is a JSON object")
+            if not _values_within(request, MOST_JSON_VALUES):
+                # Parsed into the message, they would take the CPU for a
+                # second or more (on the event loop, for a stream's
+                # messages), before the caller is even authenticated.
+                raise ValueError(f"a request holds at most {MOST_JSON_VALUES:,} values")
             if misnamed := wire.unknown_enum_names(message.DESCRIPTOR, request):
                 status = to_status(errors.InvalidArgument(misnamed), _CALLER_LOCALE.get())
                 raise connect_error(status.code, status.details, status.trailing_metadata)
@@ -832,6 +838,27 @@ _HOLD = _HoldingCodec()
 # of its own: a flood of them waits there, not in the pool other work uses.
 OFF_LOOP_JSON_BYTES = 16 * 1024
 _JSON_PARSING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="json-parsing")
+
+
+# No request of the API holds this many JSON values (objects, arrays and what
+# is in them): its longest lists take 50 items.
+MOST_JSON_VALUES = 5_000
+
+
+def _values_within(request: Any, most: int) -> bool:
+    """Whether `request` (parsed JSON) holds at most `most` values; counts no
+    further than that."""
+    left, pending = most, [request]
+    while pending:
+        value = pending.pop()
+        left -= 1
+        if left < 0:
+            return False
+        if isinstance(value, dict):
+            pending.extend(itertools.islice(value.values(), left + 1))
+        elif isinstance(value, list):
+            pending.extend(value[: left + 1])
+    return True
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
