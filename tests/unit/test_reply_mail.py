@@ -601,6 +601,12 @@ async def test_a_reply_of_only_files_not_taken_is_refused_naming_them() -> None:
     assert refused.value.reason == "evidence"
     assert str(refused.value) == "550 5.7.0 not attached, not an image, video or PDF: report.doc"
     assert not tickets.comments
+    # Many, with long names: the reply line stays within SMTP's 512 octets.
+    names = [f"{n}-{'x' * 250}.doc" for n in range(10)]
+    with pytest.raises(Refused) as many:
+        await desk_for(tickets).add_reply(TICKET, from_alice("", *names))
+    said = str(many.value)
+    assert len(said) < 510 and said.endswith(" and 7 more") and "0-xxx" in said
 
 
 async def test_a_reply_taken_is_one_trace_across_the_calls_it_makes() -> None:

@@ -165,8 +165,11 @@ class ReplyDesk:
             elif all(r.name != ref.name for r in refs):  # the same file twice: attached once
                 refs.append(ref)
         if not text and not refs and skipped:
-            # The sender is told which files, and what is taken instead.
-            names = ", ".join(skipped)
+            # The sender is told which files (within an SMTP reply line's
+            # 512 octets), and what is taken instead.
+            names = ", ".join(name[:60] for name in skipped[:3])
+            if len(skipped) > 3:
+                names += f" and {len(skipped) - 3} more"
             raise Refused(
                 550, "evidence", f"5.7.0 not attached, not an image, video or PDF: {names}"
             )
