@@ -977,6 +977,18 @@ def test_a_reload_after_someone_elses_change_keeps_what_the_agent_typed(
     colleague.close()
 
 
+def sent_as_the_sign_in_ran_out(page: Page, then_as: str) -> None:
+    """The reply on the page sent as the agent's sign-in ran out (refused,
+    the sign-in page shown); then signed in again as `then_as`."""
+    page.route("**/casemesh.v1.TicketService/AddComment", TOKEN_EXPIRED)
+    page.get_by_role("button", name="发送回复").click()
+    expect(page.locator("#sign-in-form")).to_be_visible()
+    page.unroute("**/casemesh.v1.TicketService/AddComment")
+    page.locator("#user-name").fill(then_as)
+    page.locator("#sign-in-form button[type=submit]").click()
+    expect(page.locator("#signed-in-as")).to_contain_text(then_as)
+
+
 def test_a_reply_typed_when_the_sign_in_ran_out_is_given_back_after_signing_in(
     browser: Browser, stack: Stack
 ) -> None:
@@ -987,15 +999,6 @@ def test_a_reply_typed_when_the_sign_in_ran_out_is_given_back_after_signing_in(
     requester = Client(stack.gateway, stack.secret, f"expired-{run}")
     ticket = new_ticket(requester, f"expired-{run}@example.com", "other.general", f"过期 {run}")
     reply = f"您好，我们已经查到原因，{run}。"
-
-    def sent_as_the_sign_in_ran_out(page: Page, then_as: str) -> None:
-        page.route("**/casemesh.v1.TicketService/AddComment", TOKEN_EXPIRED)
-        page.get_by_role("button", name="发送回复").click()
-        expect(page.locator("#sign-in-form")).to_be_visible()
-        page.unroute("**/casemesh.v1.TicketService/AddComment")
-        page.locator("#user-name").fill(then_as)
-        page.locator("#sign-in-form button[type=submit]").click()
-        expect(page.locator("#signed-in-as")).to_contain_text(then_as)
 
     with agent_page(browser) as (page, problems):
         sign_in(page, stack, f"li-{run}", f"#{ticket.name}")
@@ -1014,6 +1017,43 @@ def test_a_reply_typed_when_the_sign_in_ran_out_is_given_back_after_signing_in(
         assert [p for p in problems.seen if p.startswith("uncaught")] == []
     requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="test over"))
     requester.close()
+
+
+def test_replies_left_on_other_cases_outlive_the_sign_in_running_out_for_that_agent(
+    browser: Browser, stack: Stack
+) -> None:
+    """The agent typed a reply on one case, went on to another and typed
+    there; the sign-in ran out. Signed in again, both replies are theirs
+    again; another agent signing in on the tab gets neither."""
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"outlive-{run}")
+    email = f"outlive-{run}@example.com"
+    first = new_ticket(requester, email, "other.general", f"先写的 {run}")
+    second = new_ticket(requester, email, "other.general", f"后写的 {run}")
+    heading, reply = "#case-heading", "#reply"
+
+    def opened(page: Page, ticket: pb.Ticket, subject: str) -> None:
+        page.evaluate(f"location.hash = '#{ticket.name}'")
+        expect(page.locator(heading)).to_contain_text(subject)
+
+    with agent_page(browser) as (page, problems):
+        sign_in(page, stack, f"zhou-{run}", f"#{first.name}")
+        expect(page.locator(heading)).to_contain_text(f"先写的 {run}")
+        page.locator(reply).fill(f"第一件的回复 {run}")
+        opened(page, second, f"后写的 {run}")
+        page.locator(reply).fill(f"第二件的回复 {run}")
+        sent_as_the_sign_in_ran_out(page, f"zhou-{run}")
+        expect(page.locator(heading)).to_contain_text(f"后写的 {run}")
+        expect(page.locator(reply)).to_have_value(f"第二件的回复 {run}")
+        opened(page, first, f"先写的 {run}")
+        expect(page.locator(reply)).to_have_value(f"第一件的回复 {run}")
+        # Left again, then another agent signs in on this tab: nothing of hers.
+        opened(page, second, f"后写的 {run}")
+        sent_as_the_sign_in_ran_out(page, f"zheng-{run}")
+        opened(page, first, f"先写的 {run}")
+        expect(page.locator(reply)).to_have_value("")
+        assert [p for p in problems.seen if p.startswith("uncaught")] == []
+    done_with(requester, first, second)
 
 
 def test_a_reply_whose_answer_was_lost_is_sent_again_and_lands_once(
@@ -2038,11 +2078,13 @@ def test_a_case_that_cannot_be_opened_shows_no_other_case_and_is_read_again_on_r
     done_with(requester, first, second)
 
 
+@pytest.mark.parametrize("away", ["network", "proxy"])
 def test_settings_that_cannot_be_read_say_the_server_is_away_and_are_read_again(
-    browser: Browser, stack: Stack
+    browser: Browser, stack: Stack, away: str
 ) -> None:
-    """config.json cannot be fetched (the network is gone): no "config.json
-    is invalid" and no development sign-in, but the server cannot be reached,
+    """config.json cannot be fetched (the network is gone, or the proxy in
+    front answers 503 while the gateway is away): no "config.json is
+    invalid" and no development sign-in, but the server cannot be reached,
     and "Reload" reads it again, here to offer the provider's sign-in."""
     settings = {"oidc": {"issuer": "http://127.0.0.1:9/realms/casemesh", "clientId": "console"}}
     tried: list[str] = []
@@ -2050,6 +2092,8 @@ def test_settings_that_cannot_be_read_say_the_server_is_away_and_are_read_again(
     def away_once(route: Route) -> None:
         if tried:
             route.fulfill(json=settings)
+        elif away == "proxy":
+            route.fulfill(status=503, body="no healthy upstream")
         else:
             route.abort("internetdisconnected")
         tried.append(route.request.url)

@@ -29,6 +29,8 @@ export interface ConsoleConfig {
 
 /** config.json is there but says something the console cannot use. */
 export class ConfigError extends Error {}
+/** config.json could not be had for now (the server or a proxy before it away). */
+export class ConfigUnreachable extends Error {}
 
 const ROLES = ["user", "agent", "admin"];
 const ROLES_CLAIM = /^[A-Za-z0-9_:/-]+(\.[A-Za-z0-9_:/-]+)*$/;
@@ -88,11 +90,18 @@ function oidcOf(raw: unknown): OidcConfig {
   return { issuer, clientId: text(o.clientId, "clientId"), scope, token, rolesClaim, roleMap };
 }
 
-/** Reads `config.json`; none (404) is no configuration, anything unusable a ConfigError. */
+/**
+ * Reads `config.json`; none (404) is no configuration; a server or proxy away
+ * (5xx, 408, 429) a ConfigUnreachable, to be tried again; anything unusable
+ * a ConfigError.
+ */
 export async function loadConfig(): Promise<ConsoleConfig> {
   const res = await fetch(new URL("./config.json", location.href), { cache: "no-cache" });
   if (res.status === 404) {
     return { oidc: undefined };
+  }
+  if (res.status >= 500 || res.status === 408 || res.status === 429) {
+    throw new ConfigUnreachable(`HTTP ${res.status}`);
   }
   if (!res.ok) {
     throw new ConfigError(`HTTP ${res.status}`);

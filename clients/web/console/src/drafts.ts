@@ -78,7 +78,8 @@ export function restore(root: HTMLElement, kept: Map<string, Value>): boolean {
  * What the agent typed on each case they left without sending it (another
  * case opened by a link, the next case taken, back to the queue), by case
  * name, given back when that case is drawn again. In this page's memory only,
- * and forgotten on signing out.
+ * forgotten on signing out; kept while the sign-in runs out, for the agent
+ * alone (`leftFor`).
  */
 const left = new Map<string, Map<string, Value>>();
 
@@ -95,8 +96,18 @@ export function takeLeft(name: string): Map<string, Value> {
   return kept;
 }
 
+// Whose typing `left` holds: kept while their sign-in runs out and they sign
+// in again, forgotten when anyone else signs in on the page.
+let leftBy = "";
+
 /** Forgets what was kept for case `name` (done with), or for every case (signed out). */
 export function forgetLeft(name?: string): void {
   if (name === undefined) left.clear();
   else left.delete(name);
+}
+
+/** `agent` signed in: what someone else left typed here is not theirs to see. */
+export function leftFor(agent: string): void {
+  if (agent !== leftBy) left.clear();
+  leftBy = agent;
 }

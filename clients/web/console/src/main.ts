@@ -11,7 +11,7 @@ import { Code, ConnectError, type QueueCase } from "@casemesh/client";
 
 import { claims, currentToken, devSignIn, queue, setToken, transportName } from "./api";
 import { openAppeal } from "./appeal";
-import { drawnAs, forgetLeft, keepLeft, restore, takeLeft, typed } from "./drafts";
+import { drawnAs, forgetLeft, keepLeft, leftFor, restore, takeLeft, typed } from "./drafts";
 import { forgetPreviews, preview, shelfNow } from "./evidence";
 import { isKey, type Key } from "./i18n";
 import { loadMacros } from "./macros";
@@ -550,13 +550,14 @@ function signOut(): void {
   queueView.stop();
   setToken(undefined);
   forgetSignIn();
+  // A question asked of the agent (leave a reply unsent?) has no one to answer it.
+  for (const open of document.querySelectorAll<HTMLDialogElement>("dialog[open]")) open.close();
   renderSignedIn();
   show("sign-in");
-  // Whoever signs in next on this page gets nothing typed by this agent
-  // (what their sign-in running out interrupted is kept apart, for them alone).
-  forgetLeft();
 }
 
+// The sign-in ran out: what the agent typed on other cases stays, theirs
+// again once they sign in again (`leftFor`: nobody else's).
 onSignedOut(() => {
   keepInterrupted();
   signOut();
@@ -573,6 +574,8 @@ $("sign-out").addEventListener("click", () => {
   const provider = providerSignOut();
   const givenBack = releaseHeld().catch(() => undefined);
   signOut();
+  // Whoever signs in next on this page gets nothing typed by this agent.
+  forgetLeft();
   if (provider) void givenBack.then(() => location.assign(provider));
 });
 
@@ -633,6 +636,7 @@ addEventListener("hashchange", () => {
 
 /** Signed in: the queue, live; or the case the address names. */
 async function start(): Promise<void> {
+  leftFor(claims().sub);
   renderSignedIn();
   if (!claims().roles.includes("agent")) {
     showError(new ConnectError(t("needsAgent"), Code.PermissionDenied));
