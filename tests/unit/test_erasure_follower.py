@@ -4,12 +4,14 @@ can, never set aside: the person's rows would stay in the clear."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
 
-from casemesh.platform.consuming import NotYet
+from casemesh import topics
+from casemesh.platform.consuming import NotYet, Place
 from casemesh.platform.forgetting import ErasureFollower
 from casemesh.platform.personal.errors import (
     TokenRefused,
@@ -17,6 +19,7 @@ from casemesh.platform.personal.errors import (
     UnknownMasterKey,
     WrappedKeyRefused,
 )
+from tests.integration.test_notifier_erasure import erasure
 
 UNREADABLE = [
     UnknownMasterKey("wrapped by master key 'k2'"),
@@ -52,3 +55,18 @@ def test_the_second_pass_comes_after_another_replica_may_still_reveal(
         hearing.key_cache_seconds = cache_s
     follower = ErasureFollower(hearing, lambda person: 0)
     assert follower._again_after > at_least
+
+
+async def test_keys_are_dropped_for_an_erasure_written_lately_not_for_old_ones() -> None:
+    """Every process reads every erasure there has been at each start (its
+    keys group is new): one written longer ago than any key of the person's
+    may stay in memory drops nothing (nor refuses the person anything for
+    a while, as a dropping does); one written lately drops their keys."""
+    dropped: list[str] = []
+    hearing = SimpleNamespace(service_name="tickets", kafka_bootstrap="127.0.0.1:9")
+    follower = ErasureFollower(hearing, None, dropped.append)
+    now_ms = int(time.time() * 1000)
+    for person, age_s in (("users/old", 3600), ("users/new", 5)):
+        place = Place(topics.PRIVACY, 0, len(dropped), now_ms - age_s * 1000)
+        await follower._drop(erasure(person), place)
+    assert dropped == ["users/new"]

@@ -92,11 +92,13 @@ class ErasureFollower(ConsumerThread):
         again_after: float | None = None,
         forget_at: Callable[[str, datetime], int] | None = None,
     ) -> None:
+        # A process that holds keys has the setting; one that does not, the
+        # default of those that do. Past this after an erasure was written,
+        # nothing of the person's is left in any process's memory.
+        held = float(getattr(cfg, "key_cache_seconds", DEFAULT_KEY_CACHE_S))
+        self._held_for = max(held, KEEP_REVEALED_S) + AGAIN_S
         if again_after is None:
-            # A process that holds keys has the setting; one that does not,
-            # the default of those that do.
-            held = float(getattr(cfg, "key_cache_seconds", DEFAULT_KEY_CACHE_S))
-            again_after = max(held, KEEP_REVEALED_S) + AGAIN_S
+            again_after = self._held_for
         super().__init__(f"{cfg.service_name}-erasures", cfg.kafka_bootstrap)
         self._service = cfg.service_name
         # `forget_at(person, erase_time)` instead of `forget`: for a service
@@ -168,8 +170,14 @@ class ErasureFollower(ConsumerThread):
             raise NotYet(repr(exc)) from exc
 
     async def _drop(self, event: CloudEvent, place: Place) -> None:
+        """Drops the erased person's keys, for an erasure written lately: one
+        written longer ago than this process may keep a key in memory (its
+        group is new at each start, and reads every erasure there has been)
+        has nothing of theirs left here to drop."""
         erased = _erased(event)
-        if erased is not None and self._drop_keys is not None:
+        written = place.timestamp_ms / 1000 if place.timestamp_ms > 0 else time.time()
+        lately = time.time() - written <= self._held_for
+        if erased is not None and self._drop_keys is not None and lately:
             self._drop_keys(erased[0])
 
 

@@ -422,8 +422,13 @@ class DataKeys:
         if not lately:
             return
         now = self._clock()
-        if len(self._erased_lately) >= self.cache_size:
-            self._erased_lately = {p: t for p, t in self._erased_lately.items() if t > now}
+        # Those whose while has passed go, from the oldest (each is put last).
+        while self._erased_lately:
+            first, until = next(iter(self._erased_lately.items()))
+            if until > now:
+                break
+            del self._erased_lately[first]
+        self._erased_lately.pop(person, None)
         self._erased_lately[person] = now + self.cache_seconds
 
     def _refuse_if_erased_lately(self, person: str) -> None:
