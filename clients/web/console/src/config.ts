@@ -91,16 +91,16 @@ function oidcOf(raw: unknown): OidcConfig {
 }
 
 /**
- * Reads `config.json`; none (404) is no configuration; a server or proxy away
- * (5xx, 408, 429) a ConfigUnreachable, to be tried again; anything unusable
- * a ConfigError.
+ * Reads `config.json`; none (404) is no configuration; a proxy whose server
+ * is away (502, 503, 504) or a timeout or throttle (408, 429) a
+ * ConfigUnreachable, to be tried again; anything unusable a ConfigError.
  */
 export async function loadConfig(): Promise<ConsoleConfig> {
   const res = await fetch(new URL("./config.json", location.href), { cache: "no-cache" });
   if (res.status === 404) {
     return { oidc: undefined };
   }
-  if (res.status >= 500 || res.status === 408 || res.status === 429) {
+  if ([408, 429, 502, 503, 504].includes(res.status)) {
     throw new ConfigUnreachable(`HTTP ${res.status}`);
   }
   if (!res.ok) {

@@ -167,9 +167,10 @@ class ReplyDesk:
         if not text and not refs and skipped:
             # The sender is told which files (within an SMTP reply line's
             # 512 octets), and what is taken instead.
-            names = ", ".join(name[:60] for name in skipped[:3])
-            if len(skipped) > 3:
-                names += f" and {len(skipped) - 3} more"
+            left_out = [*skipped, *(a.file_name for a in extra)]
+            names = ", ".join(name[:60] for name in left_out[:3])
+            if len(left_out) > 3:
+                names += f" and {len(left_out) - 3} more"
             raise Refused(
                 550, "evidence", f"5.7.0 not attached, not an image, video or PDF: {names}"
             )
