@@ -24,6 +24,7 @@ from casemesh_evidence import application as evidence
 from casemesh_evidence import lifecycle
 from casemesh_evidence.store import LocalBlobStore
 from casemesh_helpcenter import erasures
+from casemesh_notifier import schema as notifier_schema
 
 URL = "postgresql://casemesh@db.internal:5432/casemesh"
 
@@ -90,3 +91,18 @@ def test_the_case_follower_and_the_purger_ask_for_keepalives(asked: Asked, tmp_p
     finally:
         purger.stop()
     assert len(asked.params) >= 2 and asked.all_probed(), asked.params
+
+
+async def test_the_notifiers_schema_at_start_asks_for_keepalives(
+    asked: Asked, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start the network cut off mid-way fails and is tried again, not left
+    hanging (its liveness answers meanwhile)."""
+
+    async def connect(conninfo: str = "", **kwargs: Any) -> Any:
+        return psycopg.connect(conninfo, **kwargs)  # the stand-in above
+
+    monkeypatch.setattr(psycopg.AsyncConnection, "connect", connect)
+    with pytest.raises(Refused):
+        await notifier_schema.create_schema(URL)
+    assert len(asked.params) == 1 and asked.all_probed(), asked.params

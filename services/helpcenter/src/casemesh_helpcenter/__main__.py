@@ -19,7 +19,7 @@ from casemesh.platform.forgetting import ErasureFollower
 from casemesh.platform.logging import get_logger
 from casemesh.platform.outbox import OutboxPublisher
 from casemesh.platform.personal import AsyncSealer, open_sealer
-from casemesh.platform.pools import async_pool, wait_for_database
+from casemesh.platform.pools import async_pool, wait_for_database, with_keepalives
 from casemesh.v1 import helpcenter_pb2, helpcenter_pb2_grpc
 from casemesh_helpcenter import erasures, phone, search, store
 from casemesh_helpcenter.api import HelpServicer
@@ -34,7 +34,12 @@ async def run(cfg: HelpSettings) -> None:
     # Loaded by the first query otherwise, blocking every call for a second.
     await asyncio.to_thread(search.warm)
     wait_for_database(cfg.database_url, database="helpcenter")
-    async with await psycopg.AsyncConnection.connect(cfg.database_url, autocommit=True) as conn:
+    # Keepalives: a start the network cut off mid-way (the schema, the seed,
+    # a re-index) fails within a minute and is tried again, not left hanging
+    # while its liveness answers.
+    async with await psycopg.AsyncConnection.connect(
+        with_keepalives(cfg.database_url), autocommit=True
+    ) as conn:
         await store.create_schema(conn, phone.SCHEMA)
         seeded = await store.seed(conn)
         if seeded:

@@ -11,6 +11,7 @@ import psycopg
 from casemesh.platform import schema
 from casemesh.platform.eventstore import advisory_lock
 from casemesh.platform.outbox import outbox_schema
+from casemesh.platform.pools import with_keepalives
 from casemesh_notifier.outbox import NOTIFICATIONS
 from casemesh_notifier.policy import CODE_TEMPLATE
 from casemesh_notifier.store import UNSENT
@@ -184,7 +185,7 @@ async def create_schema(conninfo: str) -> None:
     """The tables, when the statements changed (`casemesh.platform.schema`),
     then the owners of jobs planned without one."""
     conn: psycopg.AsyncConnection[Any] = await psycopg.AsyncConnection.connect(
-        conninfo, autocommit=True
+        with_keepalives(conninfo), autocommit=True
     )
     async with conn, advisory_lock(conn, SCHEMA_LOCK):
         await schema.ensure(conn, "notifier", STATEMENTS)
