@@ -304,6 +304,24 @@ def test_what_a_process_revealed_before_an_erasure_is_not_sealed_again_after_it(
     assert writer.reveal(again) == "alice@new.example.com"
 
 
+def test_a_key_left_over_in_memory_long_unused_refuses_nothing() -> None:
+    """A replica read Alice's contact a day ago (the key's entry still in
+    memory, long out of date); she was erased and has come back since: what
+    she gives now is sealed, not refused as if erased a moment ago."""
+    store = MemoryKeyStore()
+    secrets: dict[str, str] = {}
+    now = [0.0]
+    writer = sealer(store, masters("m1", keys=secrets))
+    token = writer.seal("alice@example.com", ALICE)
+    keys = DataKeys(store, masters("m1", keys=secrets), clock=lambda: now[0])
+    replica = Sealer(keys)
+    replica.reveal(token)
+    writer.keys.erase(ALICE)
+    now[0] += 86_400.0
+    again = replica.seal("alice@new.example.com", ALICE)
+    assert writer.reveal(again) == "alice@new.example.com"
+
+
 def test_without_the_rewrap_dropping_the_old_master_key_is_refused_by_name() -> None:
     store = MemoryKeyStore()
     secrets: dict[str, str] = {}

@@ -284,10 +284,16 @@ class DataKeys:
             wrapped = self.store.add_current(self._new_wrapped(person))
             key = self._unwrap(wrapped)
             with self._lock:
-                if self._held.get(person, set()) - {key.key_id}:
-                    # A key of theirs held here is no longer theirs: they were
-                    # erased, and this process has not heard yet.
+                others = [k for k in self._held.get(person, set()) if k != key.key_id]
+                # Used here within the last while (a call under way may have
+                # revealed with it): a key of theirs held here is no longer
+                # theirs, so they were erased, and this process has not heard
+                # yet. One unused for longer is only left over.
+                lately = self._clock() - self.cache_seconds
+                if any(self._by_id[k][0] > lately for k in others):
                     self._forget_locked(person)
+                for k in others:
+                    self._unhold(k)
                 self._refuse_if_erased_lately(person)
                 if self._generation == generation:
                     self._remember(key)
