@@ -248,6 +248,21 @@ def test_business_days_are_whole_local_days_after_receipt() -> None:
     assert policy.Period(15).after(MONDAY) == MONDAY + timedelta(days=15)
 
 
+def test_chinas_fifteen_days_run_to_midnight_of_the_fifteenth_day_after() -> None:
+    """A counter-notice forwarded at 17:00 Beijing time on 2 March: the
+    claimant has until 24:00 on 17 March to report court action (E-Commerce
+    Law Art. 43; Civil Code Art. 201, 203: counted from the next day, the
+    last day ending at 24:00), not until 17:00; a file naming 15 days gets
+    the same."""
+    beijing = ZoneInfo("Asia/Shanghai")
+    forwarded = datetime(2027, 3, 2, 17, 0, tzinfo=beijing)
+    cn = policy.load()["cn"]
+    assert cn.due(cn.restore_after, forwarded) == datetime(2027, 3, 18, 0, 0, tzinfo=beijing)
+    # Forwarded a minute after midnight, it is the same day's count.
+    early = datetime(2027, 3, 2, 0, 1, tzinfo=beijing)
+    assert cn.due(cn.restore_after, early) == datetime(2027, 3, 18, 0, 0, tzinfo=beijing)
+
+
 def test_us_business_days_skip_every_federal_holiday_whatever_the_year() -> None:
     """New Year's Day 2028 falls on a Saturday and is kept on Friday 31
     December 2027; holidays are worked out by the statute's rules, so a
@@ -276,7 +291,7 @@ def test_six_months_are_calendar_months_never_shorter() -> None:
 
 def test_policies_follow_the_law_and_refuse_to_break_it(tmp_path: object) -> None:
     policies = policy.load()
-    assert policies["cn"].restore_after == policy.Period(15)
+    assert policies["cn"].restore_after == policy.Period(15, whole_days=True)
     assert policies["us"].restore_after == policy.Period(10, business_days=True)
     assert policies["eu"].appeal_window == policy.Period(months=6)
     bad = tmp_path / "p.json"  # type: ignore[operator]
@@ -291,6 +306,10 @@ def test_policies_follow_the_law_and_refuse_to_break_it(tmp_path: object) -> Non
     ok = tmp_path / "ok.json"  # type: ignore[operator]
     ok.write_text('{"us": {"restore_after": {"days": 14, "business_days": true}}}')
     assert policy.load(str(ok))["us"].restore_after.days == 14
+    # China's 15 days named in a file are counted as the law counts them.
+    cn = tmp_path / "cn.json"  # type: ignore[operator]
+    cn.write_text('{"cn": {"restore_after": {"days": 15}}}')
+    assert policy.load(str(cn))["cn"].restore_after == policy.Period(15, whole_days=True)
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,9 @@ class Period:
     business_days: bool = False
     # Calendar months (the DSA's "six months"), added before any days.
     months: int = 0
+    # Calendar days counted as Chinese law counts them (Civil Code Art. 201,
+    # 203): from the day after the start, the last ending at 24:00 local.
+    whole_days: bool = False
 
     def after(
         self,
@@ -39,12 +42,18 @@ class Period:
     ) -> datetime:
         """When the period that starts at `start` ends.
 
-        Calendar days and months are exact durations. Business days are whole
-        days in the jurisdiction's time zone that are neither weekends nor
-        holidays, counted from the day after `start`; the period ends when the
-        last of them ends (local midnight), never earlier."""
+        Calendar days and months are exact durations, unless `whole_days`:
+        then whole days in the jurisdiction's time zone from the day after
+        `start`, ending when the last of them ends (local midnight). Business
+        days are whole days that are neither weekends nor holidays, counted
+        from the day after `start`; the period ends when the last of them
+        ends (local midnight), never earlier."""
         if self.months:
             start = add_months(start, self.months)
+        if self.whole_days and not self.business_days:
+            last = start.astimezone(zone).date() + timedelta(days=self.days)
+            end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=zone)
+            return end.astimezone(start.tzinfo)
         if not self.business_days:
             return start + timedelta(days=self.days)
         day, left = start.astimezone(zone).date(), self.days
@@ -129,7 +138,9 @@ POLICIES: dict[str, JurisdictionPolicy] = {
         time_zone="Asia/Shanghai",
         review=Period(7),
         info_response=Period(15),
-        restore_after=Period(15),
+        # E-Commerce Law Art. 43's 15 days, counted as the Civil Code counts:
+        # forwarded on 2 March, the claimant has until 24:00 on 17 March.
+        restore_after=Period(15, whole_days=True),
         appeal_window=Period(180),
         redress={
             "zh-CN": "如不服本决定，可在申诉期限内提出申诉，或依法向人民法院起诉。",
@@ -196,11 +207,14 @@ def check(policy: JurisdictionPolicy) -> JurisdictionPolicy:
         p = policy.restore_after
         # E-Commerce Law Art. 43: the claimant has 15 days from the forwarded
         # statement to complain or sue; without either, the measures end
-        # promptly then.
+        # promptly then. Days as the Civil Code counts them (Art. 201, 203):
+        # a file that names 15 days means them.
         if p.business_days or p.months or p.days != 15:
             raise PolicyError(
                 "cn: restore 15 calendar days after a counter-notice (E-Commerce Law Art. 43)"
             )
+        if not p.whole_days:
+            policy = replace(policy, restore_after=replace(p, whole_days=True))
     if policy.code == "us":
         p = policy.restore_after
         if not (p.business_days and 10 <= p.days <= 14):
