@@ -2065,6 +2065,8 @@ def test_a_case_that_cannot_be_opened_shows_no_other_case_and_is_read_again_on_r
     with agent_page(browser) as (page, problems):
         sign_in(page, stack, f"qian-{run}", f"#{first.name}")
         expect(page.locator("#case-heading")).to_contain_text(f"先打开的 {run}")
+        # Opened all through (its requester's other tickets come last).
+        expect(page.get_by_role("region", name="提交人的其他工单")).to_be_visible()
         page.route(get_ticket, lambda route: route.abort("internetdisconnected"))
         page.evaluate(f"location.hash = '#{second.name}'")
         expect(page.locator("#error-message")).to_have_text("暂时连不上服务器，请稍后重试。")
