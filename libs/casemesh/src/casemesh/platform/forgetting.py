@@ -78,10 +78,10 @@ class ErasureFollower(ConsumerThread):
     whose offset passes an erasure only once it is done: a replica stopped
     or gone before then leaves it to the next one, not undone. Given
     `drop_keys`, the process also hears each erasure in a group of its own
-    (new at each start, so it reads every erasure again: dropping keys it
-    does not hold costs nothing) and drops the person's keys from its memory
-    at once. The service's name (`cfg.service_name`) names it in logs and
-    its groups."""
+    (new at each start, so it reads every erasure again: one written longer
+    ago than a key may stay in memory is passed over) and drops the
+    person's keys from its memory at once. The service's name
+    (`cfg.service_name`) names it in logs and its groups."""
 
     def __init__(
         self,
