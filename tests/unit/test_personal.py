@@ -270,6 +270,17 @@ def test_a_rewrap_reads_each_key_once_and_goes_past_one_it_cannot_move() -> None
     assert sorted(store.read) == sorted(set(store.read)) and len(store.read) == 8
 
 
+def revealed_by_a_replica(now: list[float]) -> tuple[Sealer, Sealer, str]:
+    """Alice's contact sealed by one process (the writer) and a replica of
+    the same key store, on the clock `now[0]`, to reveal it; and the token."""
+    store = MemoryKeyStore()
+    secrets: dict[str, str] = {}
+    writer = sealer(store, masters("m1", keys=secrets))
+    token = writer.seal("alice@example.com", ALICE)
+    replica = Sealer(DataKeys(store, masters("m1", keys=secrets), clock=lambda: now[0]))
+    return writer, replica, token
+
+
 @pytest.mark.parametrize("heard", [False, True], ids=["not-yet-heard", "heard-meanwhile"])
 def test_what_a_process_revealed_before_an_erasure_is_not_sealed_again_after_it(
     heard: bool,
@@ -281,13 +292,9 @@ def test_what_a_process_revealed_before_an_erasure_is_not_sealed_again_after_it(
     them is refused (ABORTED, to be tried again) by every call for a while,
     the first and any other under way, and read again the contact is
     erased. Past that while, what they give is sealed as anyone's."""
-    store = MemoryKeyStore()
-    secrets: dict[str, str] = {}
     now = [0.0]
-    writer = sealer(store, masters("m1", keys=secrets))
-    token = writer.seal("alice@example.com", ALICE)
-    keys = DataKeys(store, masters("m1", keys=secrets), clock=lambda: now[0])
-    replica = Sealer(keys)
+    writer, replica, token = revealed_by_a_replica(now)
+    keys = replica.keys
     revealed = replica.reveal(token)
     assert revealed == "alice@example.com"
 
@@ -308,13 +315,8 @@ def test_a_key_left_over_in_memory_long_unused_refuses_nothing() -> None:
     """A replica read Alice's contact a day ago (the key's entry still in
     memory, long out of date); she was erased and has come back since: what
     she gives now is sealed, not refused as if erased a moment ago."""
-    store = MemoryKeyStore()
-    secrets: dict[str, str] = {}
     now = [0.0]
-    writer = sealer(store, masters("m1", keys=secrets))
-    token = writer.seal("alice@example.com", ALICE)
-    keys = DataKeys(store, masters("m1", keys=secrets), clock=lambda: now[0])
-    replica = Sealer(keys)
+    writer, replica, token = revealed_by_a_replica(now)
     replica.reveal(token)
     writer.keys.erase(ALICE)
     now[0] += 86_400.0

@@ -231,6 +231,26 @@ async def test_a_call_past_the_bound_is_refused_unavailable_as_its_protocol_read
     assert (await posted(web, ERASE, "application/json", message))["status"] == 200
 
 
+def privacy_app() -> ServiceApp:
+    """PrivacyService over Connect and gRPC-Web, a megabyte a body: ErasePerson
+    answers with the person and reason it was given."""
+
+    async def erase(request: Any, context: Any) -> Any:
+        return privacy_pb2.Erasure(person=request.person, reason=request.reason)
+
+    async def export(request: Any, context: Any) -> AsyncIterator[Any]:
+        yield privacy_pb2.ExportPersonResponse()
+
+    return ServiceApp(
+        SERVICE,
+        {
+            EXPORT: grpc.unary_stream_rpc_method_handler(export),
+            ERASE: grpc.unary_unary_rpc_method_handler(erase),
+        },
+        1 << 20,
+    )
+
+
 @pytest.mark.parametrize(("reason_chars", "off_the_loop"), [(200, False), (60_000, True)])
 async def test_a_large_json_body_is_parsed_off_the_event_loop(
     monkeypatch: pytest.MonkeyPatch, reason_chars: int, off_the_loop: bool
@@ -249,20 +269,7 @@ async def test_a_large_json_body_is_parsed_off_the_event_loop(
 
     monkeypatch.setattr(json_format, "ParseDict", recorded)
 
-    async def erase(request: Any, context: Any) -> Any:
-        return privacy_pb2.Erasure(person=request.person, reason=request.reason)
-
-    async def export(request: Any, context: Any) -> AsyncIterator[Any]:
-        yield privacy_pb2.ExportPersonResponse()
-
-    app = ServiceApp(
-        SERVICE,
-        {
-            EXPORT: grpc.unary_stream_rpc_method_handler(export),
-            ERASE: grpc.unary_unary_rpc_method_handler(erase),
-        },
-        1 << 20,
-    )
+    app = privacy_app()
     body = {"person": "users/ana", "reason": "x" * reason_chars, "requestId": "r-1"}
     status, answer = await asgi_post(
         app, ERASE, json.dumps(body).encode(), {"content-type": "application/json"}
@@ -285,20 +292,7 @@ async def test_a_json_request_of_more_values_than_any_request_holds_is_refused(
     second of CPU, for a stream's messages on the event loop: refused as
     INVALID_ARGUMENT before it is, whatever path it takes."""
 
-    async def erase(request: Any, context: Any) -> Any:
-        return privacy_pb2.Erasure(person=request.person)
-
-    async def export(request: Any, context: Any) -> AsyncIterator[Any]:
-        yield privacy_pb2.ExportPersonResponse()
-
-    app = ServiceApp(
-        SERVICE,
-        {
-            EXPORT: grpc.unary_stream_rpc_method_handler(export),
-            ERASE: grpc.unary_unary_rpc_method_handler(erase),
-        },
-        1 << 20,
-    )
+    app = privacy_app()
     body = json.dumps(
         {"person": "users/ana", "reason": "r", "requestId": "r-1", "x": [flood] * 250_000}
     )
