@@ -646,6 +646,20 @@ def test_a_statement_missing_its_fields_is_refused_naming_each(
     assert events_of(app, ident) == [ReportCase.Opened]
 
 
+def test_a_report_named_twice_as_manifestly_unfounded_is_refused_at_each_repeat(
+    app: Reports,
+) -> None:
+    filed = app.file(ALICE, report())
+    names = [f"reports/{filed.id}"] * 3
+    with pytest.raises(InvalidArgument) as refused:
+        app.decide(AGENT, filed.case_id, "NO_VIOLATION", NO_VIOLATION, None, names, "")
+    assert [v.field for v in refused.value.violations] == [
+        "manifestly_unfounded_reports[1]",
+        "manifestly_unfounded_reports[2]",
+    ]
+    assert events_of(app, filed.case_id) == [ReportCase.Opened]
+
+
 def test_manifestly_unfounded_reports_count_against_their_reporter_until_suspended(
     app: Reports, clock: FakeClock
 ) -> None:

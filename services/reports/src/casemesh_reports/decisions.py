@@ -73,9 +73,11 @@ class Decisions(ReportsBase):
             resource_id(n, "reports", f"manifestly_unfounded_reports[{i}]")
             for i, n in enumerate(unfounded_names)
         ]
+        seen: set[str] = set()  # linear: a case may hold thousands of reports
         for i, report in enumerate(unfounded):
-            if report in unfounded[:i]:
+            if report in seen:
                 v.add(f"manifestly_unfounded_reports[{i}]", "names a report already named")
+            seen.add(report)
         if uploader is not None and outcome == "NO_VIOLATION":
             v.add("affected_uploader", "is only for ACTION_TAKEN: no violation names nobody")
         retry = Retry.of(
