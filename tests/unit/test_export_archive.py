@@ -244,3 +244,66 @@ def test_a_large_file_is_given_the_time_a_slow_download_needs() -> None:
     asyncio.run(download(sources(evidence)))
     assert evidence.timeouts[MINE] == len(BIG) / export.SLOWEST_DOWNLOAD > 5.0
     assert evidence.timeouts[GONE] == 5.0
+
+
+class Screenshots(Evidence):
+    """Many files of one piece each, as the store reads a screenshot."""
+
+    SHOT = bytes(200 * 1024)
+
+    def __init__(self, sent: list[int]) -> None:
+        super().__init__()
+        self.sent = sent
+        self.waiting: list[int] = []  # bytes read but not yet sent, at each read
+
+    async def ListEvidence(self, request: epb.ListEvidenceRequest, **_: Any) -> Any:
+        return epb.ListEvidenceResponse(
+            evidence=[
+                epb.Evidence(
+                    name=f"evidence/{n:08d}-0000-0000-0000-000000000000",
+                    owner="zoe",
+                    file_name=f"shot{n}.png",
+                    size_bytes=len(self.SHOT),
+                )
+                for n in range(40)
+            ]
+        )
+
+    def ReadEvidence(self, request: epb.ReadEvidenceRequest, **kwargs: Any) -> Any:
+        self.waiting.append(len(self.reads) * len(self.SHOT) - sum(self.sent))
+        self.reads.append(request.name)
+        shot = self.SHOT
+
+        class Call:
+            def __aiter__(self) -> AsyncIterator[epb.ReadEvidenceResponse]:
+                return self.chunks()
+
+            async def chunks(self) -> AsyncIterator[epb.ReadEvidenceResponse]:
+                yield epb.ReadEvidenceResponse(chunk=shot)
+
+            def cancel(self) -> None:
+                pass
+
+        return Call()
+
+
+def test_files_of_one_piece_each_go_out_as_they_are_read_not_all_at_the_end() -> None:
+    """A person with a thousand screenshots: the gateway holds about one piece
+    of the archive at a time, and the download moves from the first file on."""
+    sent: list[int] = []
+    evidence = Screenshots(sent)
+
+    async def run() -> bytes:
+        given = sources(evidence)
+        found = await export.gather(given, "zoe", datetime(2026, 12, 4, tzinfo=UTC))
+        pieces = []
+        async for piece in export.archive(given, found, []):
+            sent.append(len(piece))
+            pieces.append(piece)
+        return b"".join(pieces)
+
+    archive = zipfile.ZipFile(io.BytesIO(asyncio.run(run())))
+    assert len(evidence.reads) == 40 and len(archive.namelist()) == 41
+    # Before each read, what was read before it has gone out (but for the
+    # zip's own headers and the piece being cut).
+    assert max(evidence.waiting) <= export.CHUNK

@@ -224,6 +224,10 @@ async def archive(sources: Sources, found: Export, missing: list[str]) -> AsyncI
                         file.write(chunk.chunk)
                         for piece in sink.drain(CHUNK):
                             yield piece
+                # A file of one piece (most screenshots) is sent once written:
+                # at most a piece waits here, however many files there are.
+                for piece in sink.drain(CHUNK):
+                    yield piece
         if why:
             zipped.writestr(MISSING, "\n".join(why) + "\n")
     for piece in sink.drain(0):
