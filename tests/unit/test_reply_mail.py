@@ -537,12 +537,14 @@ class Evidence:
         name = ""
         async for part in requests:
             name = name or part.metadata.file_name
-        if not name.endswith(".png"):
+        if not name.endswith(".png") or name.startswith("huge"):
+            # As the service words it: the field, then why.
+            why = "image evidence may be at most 20 MiB" if name.endswith(".png") else ""
             raise grpc.aio.AioRpcError(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 grpc.aio.Metadata(),
                 grpc.aio.Metadata(),
-                details="not an image, video or PDF",
+                details=f"chunk: {why or 'not an image, video or PDF'}",
             )
         return SimpleNamespace(name=f"evidence/{name}", sha256="0" * 64)
 
@@ -589,6 +591,24 @@ async def test_a_long_reply_is_cut_before_the_note_on_files_not_attached() -> No
     [comment] = tickets.comments.values()
     assert len(comment.body) <= BODY_LIMIT
     assert comment.body.endswith(CUT + "\n\n(Not attached, not an image, video or PDF: setup.exe)")
+
+
+async def test_files_left_out_are_noted_with_why_each_was_refused() -> None:
+    """A picture too large is not "not an image": the agent, and the sender
+    whose reply had nothing else, learn what was wrong with each file."""
+    tickets = Tickets()
+    await desk_for(tickets).add_reply(TICKET, from_alice("See both.", "setup.exe", "huge.png"))
+    [comment] = tickets.comments.values()
+    assert comment.body == (
+        "See both."
+        "\n\n(Not attached, not an image, video or PDF: setup.exe)"
+        "\n\n(Not attached, image evidence may be at most 20 MiB: huge.png)"
+    )
+    with pytest.raises(Refused) as refused:
+        await desk_for(Tickets()).add_reply(TICKET, from_alice("", "huge.png"))
+    assert str(refused.value) == (
+        "550 5.7.0 not attached, image evidence may be at most 20 MiB: huge.png"
+    )
 
 
 async def test_a_reply_of_only_files_not_taken_is_refused_naming_them() -> None:

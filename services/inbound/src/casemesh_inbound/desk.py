@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -157,28 +158,29 @@ class ReplyDesk:
         most = rules.MAX_EVIDENCE
         kept, extra = reply.attachments[:most], reply.attachments[most:]
         refs: list[evidence_pb2.EvidenceRef] = []
-        skipped: list[str] = []
+        # The files the evidence service refused, by why (its kind, its size).
+        skipped: dict[str, list[str]] = {}
         for attachment in kept:
             ref = await self._upload(requester, attachment)
-            if ref is None:
-                skipped.append(attachment.file_name)
+            if isinstance(ref, str):
+                skipped.setdefault(ref, []).append(attachment.file_name)
             elif all(r.name != ref.name for r in refs):  # the same file twice: attached once
                 refs.append(ref)
         if not text and not refs and skipped:
-            # The sender is told which files (within an SMTP reply line's
-            # 512 octets), and what is taken instead.
-            left_out = [*skipped, *(a.file_name for a in extra)]
+            # The sender is told which files and why (within an SMTP reply
+            # line's 512 octets), and what is taken instead.
+            left_out = [*(n for names in skipped.values() for n in names)]
+            left_out += [a.file_name for a in extra]
             names = ", ".join(name[:60] for name in left_out[:3])
             if len(left_out) > 3:
                 names += f" and {len(left_out) - 3} more"
-            raise Refused(
-                550, "evidence", f"5.7.0 not attached, not an image, video or PDF: {names}"
-            )
+            why = "; ".join(reason[:100] for reason in list(skipped)[:2])
+            raise Refused(550, "evidence", f"5.7.0 not attached, {why}: {names}")
         if not text and not refs:
             raise Refused(550, "unreadable", "5.6.0 the reply has no text and no attachment")
         notes = ""
-        if skipped:
-            notes += "\n\n(Not attached, not an image, video or PDF: " + ", ".join(skipped) + ")"
+        for reason, files in skipped.items():
+            notes += f"\n\n(Not attached, {reason}: " + ", ".join(files) + ")"
         if extra:
             names = ", ".join(a.file_name for a in extra)
             notes += f"\n\n(Not attached, more than {most} files: {names})"
@@ -215,11 +217,9 @@ class ReplyDesk:
         status: tickets_pb2.TicketStatus.ValueType = commented.status
         return status
 
-    async def _upload(
-        self, requester: Identity, attachment: Any
-    ) -> evidence_pb2.EvidenceRef | None:
-        """The attachment as the requester's evidence; None when the evidence
-        service refuses its kind or size (the comment then says so)."""
+    async def _upload(self, requester: Identity, attachment: Any) -> evidence_pb2.EvidenceRef | str:
+        """The attachment as the requester's evidence; why not, when the
+        evidence service refuses its kind or size (the comment then says so)."""
 
         async def parts() -> AsyncIterator[evidence_pb2.UploadEvidenceRequest]:
             # No declared type: a mail program's label for a part is its own
@@ -232,14 +232,14 @@ class ReplyDesk:
                 yield evidence_pb2.UploadEvidenceRequest(chunk=attachment.data[at : at + CHUNK])
 
         try:
-            upload = self.evidence.UploadEvidence
-            uploaded = await self._call(
-                upload, parts(), requester, EVIDENCE, what=attachment.file_name
+            uploaded = await self.evidence.UploadEvidence(
+                parts(), metadata=self._metadata(requester, EVIDENCE), timeout=self.timeout
             )
-        except Refused as refused:
-            if refused.reason == "evidence":
-                return None
-            raise
+        except grpc.aio.AioRpcError as err:
+            refused = refusal(err, EVIDENCE, attachment.file_name)
+            if refused.reason != "evidence":
+                raise refused from None
+            return why_refused(err.details() or "")
         return evidence_pb2.EvidenceRef(name=uploaded.name, sha256=uploaded.sha256)
 
     async def _added_before(
@@ -283,7 +283,6 @@ class ReplyDesk:
         who: Identity,
         audience: str,
         *,
-        what: str = "",
         ticket: str = "",
     ) -> Any:
         try:
@@ -293,7 +292,7 @@ class ReplyDesk:
                 timeout=self.timeout,
             )
         except grpc.aio.AioRpcError as err:
-            raise refusal(err, audience, what) from None
+            raise refusal(err, audience, "") from None
 
 
 def comment_body(text: str, notes: str) -> str:
@@ -307,6 +306,16 @@ def comment_body(text: str, notes: str) -> str:
     if len(text) > room:
         text = text[: room - len(CUT)] + CUT
     return text + notes
+
+
+def why_refused(detail: str) -> str:
+    """Why the evidence service refused a file, without the request field
+    it named ("chunk: image evidence may be at most 20 MiB")."""
+    why = _NAMED_FIELD.sub("", detail, count=1).strip()
+    return why or "refused as evidence"
+
+
+_NAMED_FIELD = re.compile(r"^[a-z_.\[\]0-9]+: ")
 
 
 def refusal(err: grpc.aio.AioRpcError, audience: str, what: str) -> Refused:
