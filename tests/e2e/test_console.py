@@ -1678,6 +1678,51 @@ def test_an_agent_sees_at_once_that_the_case_they_hold_was_taken_from_them(
     requester.close()
 
 
+RENEW_CLAIM = re.compile(r"/casemesh\.v1\.CaseQueueService/RenewClaim")
+
+
+def test_next_case_handing_back_the_case_whose_lease_lapsed_keeps_it_held(
+    browser: Browser, stack: Stack
+) -> None:
+    """The agent's lease ran out while the queue could not be reached (the
+    page says it is renewing); the case is still the most urgent, so "next"
+    hands it straight back. It stays theirs: the page does not give it back
+    as the case it was holding before."""
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"locked-{run}")
+    agent = f"qian-{run}"
+    with quiet_queue(stack, "account"), agent_page(browser) as (page, problems):
+        sign_in(page, stack, agent)
+        in_queue(page, "account")
+        ticket = new_ticket(requester, f"locked-{run}@example.com", "account.login", run)
+        expect(row(page, ticket.name)).to_be_visible()
+        next_until(page, ticket.name)
+        lease = page.locator("#lease")
+        expect(lease).to_have_attribute("data-state", "held")
+        # Renewals fail on the way; the lease lapses (let go here for speed).
+        page.route(RENEW_CLAIM, lambda route: route.abort("connectionreset"))
+        same = Agent(stack, agent)
+        same.ReleaseClaim(qpb.ReleaseClaimRequest(name=ticket.name))
+        expect(lease).to_have_attribute("data-state", "renewing")
+        page.unroute(RENEW_CLAIM)
+        claims = int(lease.get_attribute("data-claims") or "0")
+        with page.expect_request(re.compile(r"/casemesh\.v1\.TicketService/GetTicket")):
+            page.evaluate("document.activeElement?.blur()")
+            page.keyboard.press("n")  # the case is opened once the claims are settled
+        expect(lease).to_have_attribute("data-claims", str(claims + 1))
+        expect(lease).to_have_attribute("data-case", ticket.name)
+        expect(lease).to_have_attribute("data-state", "held")
+        # Still held by the agent: the queue renews it, and shows them holding it.
+        renewed = same.RenewClaim(qpb.RenewClaimRequest(name=ticket.name))
+        assert renewed.holder == agent
+        same.ReleaseClaim(qpb.ReleaseClaimRequest(name=ticket.name))
+        same.client.close()
+        # The renewals cut off on the way are all the page complained of.
+        assert all(p.startswith("Failed to load resource") for p in problems.seen), problems.seen
+    requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="test over"))
+    requester.close()
+
+
 def test_an_agent_decides_a_copyright_notice_and_a_reload_keeps_the_statement(
     browser: Browser, stack: Stack
 ) -> None:

@@ -243,7 +243,11 @@ async function claimNext(): Promise<void> {
   renderLease();
   renewTimer = window.setInterval(() => void renew(), RENEW_EVERY_MS);
   say(t("claimed", { id: shortId(got.name) }));
-  await giveBack(previous).catch(() => undefined); // its lease runs out if this fails
+  // The same case again (its lease had lapsed, and it is still the most
+  // urgent): it is the one just claimed, not one to give back.
+  if (previous?.name !== got.name) {
+    await giveBack(previous).catch(() => undefined); // its lease runs out if this fails
+  }
   await openCase(got.name);
 }
 
