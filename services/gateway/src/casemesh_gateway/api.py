@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeAlias
@@ -202,6 +202,39 @@ class Backend:
         except grpc.aio.AioRpcError as err:
             await self._fail(err, context)
 
+    async def forward_client_stream(
+        self,
+        method: Any,
+        requests: AsyncIterator[Any],
+        who: Identity,
+        context: Ctx,
+        *,
+        audience: str,
+        deadline_s: float | None = None,
+    ) -> Any:
+        """A client-streaming call: `requests` written to the service as they
+        come, until they end or the service ends the call. A service may
+        answer before it has read them all (a refusal of the caller, such as
+        no room for an upload): that answer is the caller's. A failure of
+        `requests` (the caller's stream broken, too slow, refused here)
+        cancels the call, so that the service keeps nothing, and is raised."""
+        call = method(
+            metadata=self.vouch(who, audience, context=context),
+            timeout=self._timeout(context, deadline_s),
+        )
+        ending = _Ending(call)
+        try:
+            async for request in requests:
+                if not await _written(call, request):
+                    break
+            else:
+                await call.done_writing()
+            return await call
+        except grpc.aio.AioRpcError as err:
+            await self._fail(ending.as_sent(err), context)
+        finally:
+            call.cancel()
+
     async def check_evidence(self, refs: Any, field: str, who: Identity, context: Ctx) -> None:
         """The caller may attach only evidence they uploaded; fills in each hash."""
         if len(refs) > rules.MAX_EVIDENCE:
@@ -287,6 +320,62 @@ def _as_resolve_help(err: grpc.aio.AioRpcError) -> None:
             raise InvalidArgument(
                 [FieldViolation(field.removeprefix("ticket."), said) for field, said in named]
             )
+
+
+# What grpcio's asyncio client says of a write that failed because the call
+# had ended. Seen after the end itself, it replaces the status the service
+# sent (grpc/grpc#36066): a refusal answered while a chunk was on its way
+# became INTERNAL.
+WRITE_FAILED = "Internal error from Core"
+
+
+async def _written(call: Any, request: Any) -> bool:
+    """Whether `request` went to the service; False once the call has ended
+    (its status then says how)."""
+    try:
+        await call.write(request)
+    except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+        return False
+    return True
+
+
+class _Ending:
+    """The status a client-streaming call ended with as it first came, before
+    a failed write could replace it."""
+
+    def __init__(self, call: Any) -> None:
+        self.first: grpc.aio.AioRpcError | None = None
+        call.add_done_callback(self._note)
+
+    def _note(self, call: Any) -> None:
+        if self.first is not None:
+            return
+        try:
+            self.first = grpc.aio.AioRpcError(
+                _settled(call.code()),
+                grpc.aio.Metadata(),
+                _settled(call.trailing_metadata()),
+                _settled(call.details()),
+            )
+        except Exception as exc:  # a callback of grpc's: nothing may escape it
+            log.warning("backend.status_unread", error=repr(exc))
+
+    def as_sent(self, err: grpc.aio.AioRpcError) -> grpc.aio.AioRpcError:
+        """`err`, or the status the service sent if a failed write replaced it."""
+        replaced = err.code() == grpc.StatusCode.INTERNAL and err.details() == WRITE_FAILED
+        return self.first if replaced and self.first is not None else err
+
+
+def _settled(accessor: Coroutine[Any, Any, Any]) -> Any:
+    """What an ended call's status accessor (`code()`, `details()`…) gives,
+    read in its done callback: a coroutine, though it does not wait once
+    the call has ended."""
+    try:
+        accessor.send(None)
+    except StopIteration as done:
+        return done.value
+    accessor.close()
+    raise RuntimeError("the call has not ended")
 
 
 def _authorization(context: Ctx) -> str | None:
@@ -442,56 +531,50 @@ class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
             raise DeadlineExceeded(CUT[paused], reason=paused) from None
         if first is None or first.WhichOneof("part") != "metadata":
             raise InvalidArgument.field("metadata", "the first message must carry the metadata")
-        # The metadata's rules; the chunks' (size, type) are the service's, which
-        # reads them as they stream through.
+        # The metadata's rules; the chunks' type and the file's size are the
+        # service's, which reads them as they stream through (each chunk's
+        # size is checked here too).
         v = Violations()
         await fieldrules.check_async(first, v)
         v.raise_if_any()
 
-        # A message the caller's stream cannot give (one that is no protobuf,
-        # a body cut off) makes grpc cancel the upload, so that the service
-        # keeps nothing; the caller is then told why, not that it was cancelled.
-        broken: list[Exception] = []
         began, received = loop.time(), 0
 
         async def upstream() -> AsyncIterator[evidence_pb2.UploadEvidenceRequest]:
             nonlocal received
             yield first
             messages = aiter(request_iterator)
-            try:
-                while True:
-                    # The evidence service holds a video's share of its upload
-                    # budget while it comes: past an ordinary upload's time,
-                    # no pace below the slowest a transfer is sized for, and
-                    # no long pause (`UPLOAD_PAUSE_S`).
-                    by, reason = next_chunk_by(began, loop.time(), received, self.upload_timeout)
-                    try:
-                        async with asyncio.timeout_at(by):
-                            message = await anext(messages)
-                    except StopAsyncIteration:
-                        return
-                    except TimeoutError:
-                        raise DeadlineExceeded(CUT[reason], reason=reason) from None
-                    received += len(message.chunk)
-                    yield message
-            except Exception as exc:
-                broken.append(exc)
-                raise
+            while True:
+                # The evidence service holds a video's share of its upload
+                # budget while it comes: past an ordinary upload's time, no
+                # pace below the slowest a transfer is sized for, and no long
+                # pause (`UPLOAD_PAUSE_S`).
+                by, reason = next_chunk_by(began, loop.time(), received, self.upload_timeout)
+                try:
+                    async with asyncio.timeout_at(by):
+                        message = await anext(messages)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    raise DeadlineExceeded(CUT[reason], reason=reason) from None
+                if len(message.chunk) > LARGEST_CHUNK:
+                    # Refused naming the field: a message is taken somewhat
+                    # larger than the chunk it carries (its encoding's share).
+                    raise InvalidArgument.field("chunk", "chunks must be at most 1 MiB")
+                received += len(message.chunk)
+                yield message
 
-        try:
-            result: evidence_pb2.Evidence = await self.backend.forward(
-                self.stub.UploadEvidence,
-                upstream(),
-                who,
-                context,
-                audience=EVIDENCE,
-                deadline_s=self.transfer_timeout,
-            )
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if broken and not (task and task.cancelling()):
-                raise broken[0] from None
-            raise
+        # A message the caller's stream cannot give (one that is no protobuf,
+        # a body cut off), or one refused here, cancels the upload, so that
+        # the service keeps nothing; the caller is told why.
+        result: evidence_pb2.Evidence = await self.backend.forward_client_stream(
+            self.stub.UploadEvidence,
+            upstream(),
+            who,
+            context,
+            audience=EVIDENCE,
+            deadline_s=self.transfer_timeout,
+        )
         return result
 
     async def GetEvidence(
