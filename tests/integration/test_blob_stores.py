@@ -62,6 +62,33 @@ def test_bytes_are_kept_by_their_hash_and_read_back_whole(store: BlobStore, tmp_
     assert b"".join(store.read(sha)) == data
 
 
+def damage(store: BlobStore, sha: str, data: bytes) -> None:
+    """Leaves a copy of `data` cut short under its hash, as a disk filling up
+    or a copy killed half-way outside the store's own writes would."""
+    if isinstance(store, LocalBlobStore):
+        (store.root / sha[:2] / sha[2:4] / sha).write_bytes(data[: len(data) // 2])
+    else:
+        assert isinstance(store, S3BlobStore)
+        store._s3.put_object(Bucket=store.bucket, Key=f"evidence/{sha}", Body=data[:1000])
+
+
+def test_the_same_bytes_stored_again_replace_a_damaged_copy(
+    store: BlobStore, tmp_path: Path
+) -> None:
+    """A copy cut short was kept for good: storing the same bytes again (an
+    upload of them) found it there and changed nothing. Now a copy not of
+    their size is replaced, and reads back whole."""
+    data = os.urandom(300 * 1024)
+    sha = hashlib.sha256(data).hexdigest()
+    source = tmp_path / "upload"
+    source.write_bytes(data)
+    store.put(sha, source)
+    damage(store, sha, data)
+    assert b"".join(store.read(sha)) != data
+    store.put(sha, source)
+    assert b"".join(store.read(sha)) == data
+
+
 def test_a_local_copy_is_durable_before_put_returns(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -19,15 +19,20 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import grpc
 import psycopg
 import pytest
 
+from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as tev
+from casemesh.platform.callers import _VOUCHED
 from casemesh.platform.consuming import HeardUntil
 from casemesh.platform.errors import NotFound, ResourceExhausted
-from casemesh.platform.identity import Identity
+from casemesh.platform.identity import Identity, Vouched
 from casemesh.platform.pools import async_pool
+from casemesh.v1 import evidence_pb2 as pb
+from casemesh_evidence.api import EvidenceServicer
 from casemesh_evidence.application import (
     SPOOL_STALE,
     EvidenceLocker,
@@ -89,6 +94,11 @@ def ticket(
 def report(ident: str, version: int, state: str, kind: Any, by: str = "", **kw: Any) -> Any:
     header = rev.ReportEventHeader(aggregate_id=ident, version=version, state=state, actor=by)
     return case_event("reports", f"reports/{ident}", version, kind(header=header, **kw))
+
+
+def notice(ident: str, version: int, state: str, event: Any, by: str = "", **kw: Any) -> Any:
+    header = aev.AppealEventHeader(appeal_id=ident, version=version, state=state, actor=by)
+    return case_event("appeals", f"appeals/{ident}", version, event(header=header, **kw))
 
 
 class Cases:
@@ -263,6 +273,42 @@ async def test_an_erased_persons_files_go_once_no_live_case_holds_them(
     assert cases.purge_after_grace() == 1
     assert await kept(locker, reported, dans) == [False, True]
     assert stored(locker, reported) == [False]
+
+
+async def test_a_notice_restored_with_items_still_down_keeps_its_erased_partys_evidence(
+    dsn: str, locker: EvidenceLocker
+) -> None:
+    """Cy's takedown notice names two videos of Ul's and is upheld; Ul's
+    counter-notice answers for one only, which comes back when its window
+    passes: the other is down still, and Ul may appeal for it. Both are
+    erased meanwhile: the notice's proof and the counter-notice's stay past
+    the grace period, an appeal is decided on them. Ul's appeal upheld, the
+    rest comes back, nothing more can follow: then they go."""
+    cases = Cases(dsn, locker)
+    originality, infringement = [await upload(locker, "cy", png()) for _ in range(2)]
+    answer = await upload(locker, "ul", png())
+    ident, items = str(uuid.uuid4()), ["videos/1", "videos/2"]
+    filed = {"kind": "TAKEDOWN_NOTICE", "infringing_items": items}
+    proofs = attached(originality, infringement)
+    cases.hear(notice(ident, 1, "SUBMITTED", aev.AppealFiled, "cy", evidence=proofs, **filed))
+    cases.hear(notice(ident, 2, "UPHELD", aev.AppealDecided, "agent-1", outcome="UPHOLD"))
+    countered = aev.CounterNoticeFiled
+    cases.hear(
+        notice(ident, 3, "FORWARDED_TO_CLAIMANT", countered, "ul", evidence=attached(answer))
+    )
+    restored = aev.ContentRestored
+    cases.hear(notice(ident, 4, "RESTORED", restored, "system", restored_items=items[:1]))
+
+    forget_person(dsn, cases, "cy")
+    forget_person(dsn, cases, "ul")
+    assert cases.purge_after_grace() == 0
+    assert await kept(locker, originality, infringement, answer) == [True] * 3
+
+    appeal = f"appeals/{uuid.uuid4()}"
+    rest = {"restored_items": items[1:], "outcome_of": appeal}
+    cases.hear(notice(ident, 5, "RESTORED", restored, "agent-1", **rest))
+    assert cases.purge_after_grace() == 3
+    assert await kept(locker, originality, infringement, answer) == [False] * 3
 
 
 async def test_a_case_taking_a_file_up_while_the_follower_is_away_keeps_it(
@@ -592,6 +638,38 @@ async def test_uploads_past_the_spool_budget_are_refused_to_retry_and_keep_nothi
     assert list(locker.incoming.glob("upload-*")) == []
 
 
+async def test_one_person_may_have_only_a_few_uploads_under_way_at_once(
+    locker: EvidenceLocker,
+) -> None:
+    """Hal's two uploads stall part-way (each holding its kind's largest
+    size of the spool budget): his third is refused RESOURCE_EXHAUSTED at
+    once, to retry later, and spools nothing, while Ida's upload is taken.
+    Once his are done, his next is taken too."""
+    locker.spool_budget = 10 * locker.limits["image"]
+    release = asyncio.Event()
+
+    async def held_open(data: bytes) -> AsyncIterator[bytes]:
+        yield data
+        await release.wait()
+
+    hal = Identity("hal", frozenset({"user"}))
+    stalled = [
+        asyncio.create_task(locker.receive(hal, f"{n}.png", "", held_open(png() + bytes(600))))
+        for n in range(2)
+    ]
+    await eventually(lambda: len(list(locker.incoming.glob("upload-*"))) == 2)
+    with pytest.raises(ResourceExhausted) as refused:
+        await upload(locker, "hal", png())
+    assert refused.value.reason == "UPLOADS_IN_FLIGHT"
+    assert refused.value.retry_after is not None and 15 <= refused.value.retry_after <= 45
+    assert len(list(locker.incoming.glob("upload-*"))) == 2
+    idas = await upload(locker, "ida", png())
+    release.set()
+    await asyncio.gather(*stalled)
+    after = await upload(locker, "hal", png())
+    assert await kept(locker, idas, after) == [True, True]
+
+
 async def test_an_upload_cancelled_while_its_spool_file_is_deleted_frees_its_budget(
     locker: EvidenceLocker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -671,3 +749,74 @@ async def test_the_same_file_uploaded_again_after_an_erasure_is_a_new_upload(
     cases.time += GRACE + timedelta(seconds=1)
     assert cases.purge() == 0
     assert await kept(locker, again) == [True]
+
+
+async def test_the_same_file_uploaded_again_before_the_erasure_is_heard_stays_a_new_upload(
+    dsn: str, locker: EvidenceLocker
+) -> None:
+    """Eve is erased, and comes back at once: she uploads the same
+    screenshot again before this service hears of the erasure (its follower
+    behind). Heard then, the erasure leaves that upload hers as any new one:
+    its name stays, it is stamped with when she uploaded it again, and it is
+    not deleted as an erased owner's file past the grace period."""
+    cases = Cases(dsn, locker)
+    screenshot = png()
+    before = await upload(locker, "eve", screenshot)
+    erased_at = datetime.now(UTC)
+    await eventually(lambda: datetime.now(UTC) > erased_at)
+    again = await upload(locker, "eve", screenshot)
+    assert again.id == before.id
+    assert forget_person(dsn, cases, "eve", erased_at) == 0
+    eve = Identity("eve", frozenset({"user"}))
+    shown = await locker.describe(eve, f"evidence/{again.id}")
+    assert shown.file_name == "photo.png" and shown.created_at > erased_at
+    assert forget_person(dsn, cases, "eve", erased_at) == 0  # heard again
+    assert cases.purge_after_grace() == 0
+    assert await kept(locker, again) == [True]
+
+
+class Ended(Exception):
+    """How a call ended when its handler aborted it."""
+
+
+class Call:
+    """What a handler sees of a call: it may end it with a status."""
+
+    async def abort(self, code: grpc.StatusCode, details: str) -> None:
+        raise Ended(code, details)
+
+
+async def read_as(locker: EvidenceLocker, who: Identity, file: EvidenceView) -> bytes:
+    """ReadEvidence as the service answers it: the bytes, or how it ended."""
+    token = _VOUCHED.set(Vouched(who))
+    try:
+        request = pb.ReadEvidenceRequest(name=f"evidence/{file.id}")
+        answer = EvidenceServicer(locker).ReadEvidence(request, Call())
+        return b"".join([piece.chunk async for piece in answer])
+    finally:
+        _VOUCHED.reset(token)
+
+
+async def test_a_damaged_file_is_read_as_damaged_until_uploaded_again(
+    locker: EvidenceLocker,
+) -> None:
+    """Lu's screenshot is cut short on disk, then one byte of it changes:
+    reading it ends DATA_LOSS, not OK with bytes a reader would take for the
+    file. Lu uploads the same screenshot again: the copy is replaced, and
+    reads back whole."""
+    lu = Identity("lu", frozenset({"user"}))
+    screenshot = png() + os.urandom(600 * 1024)  # several chunks
+    file = await upload(locker, "lu", screenshot)
+    assert await read_as(locker, lu, file) == screenshot
+    assert isinstance(locker.store, LocalBlobStore)
+    stored_at = locker.store.root / file.sha256[:2] / file.sha256[2:4] / file.sha256
+    for damaged in (screenshot[:300_000], screenshot[:-1] + b"\x00"):
+        stored_at.write_bytes(damaged)
+        with pytest.raises(Ended) as ended:
+            await read_as(locker, lu, file)
+        assert ended.value.args[0] == grpc.StatusCode.DATA_LOSS
+        assert "damaged in storage" in ended.value.args[1]
+    stored_at.write_bytes(screenshot[:300_000])
+    again = await upload(locker, "lu", screenshot)
+    assert again.id == file.id
+    assert await read_as(locker, lu, file) == screenshot

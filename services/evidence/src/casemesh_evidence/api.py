@@ -13,7 +13,7 @@ from casemesh.platform.fields import fields_of
 from casemesh.platform.grpcutil import to_timestamp
 from casemesh.v1 import evidence_pb2 as pb
 from casemesh.v1 import evidence_pb2_grpc as pb_grpc
-from casemesh_evidence.application import EvidenceLocker, EvidenceView
+from casemesh_evidence.application import DamagedEvidence, EvidenceLocker, EvidenceView
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
 
@@ -57,8 +57,12 @@ class EvidenceServicer(pb_grpc.EvidenceServiceServicer):
         self, request: pb.ReadEvidenceRequest, context: Ctx
     ) -> AsyncIterator[pb.ReadEvidenceResponse]:
         who = vouched().identity
-        async for chunk in self.locker.read(who, request.name):
-            yield pb.ReadEvidenceResponse(chunk=chunk)
+        try:
+            async for chunk in self.locker.read(who, request.name):
+                yield pb.ReadEvidenceResponse(chunk=chunk)
+        except DamagedEvidence as err:
+            # Not OK: the reader must not keep what it read as the file.
+            await context.abort(grpc.StatusCode.DATA_LOSS, str(err))
 
     async def ListEvidence(
         self, request: pb.ListEvidenceRequest, context: Ctx

@@ -54,7 +54,11 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS evidence (
     created_at timestamptz NOT NULL,
     UNIQUE (owner, sha256));
 CREATE INDEX IF NOT EXISTS evidence_owner_recent ON evidence (owner, created_at DESC, id DESC);
-CREATE INDEX IF NOT EXISTS evidence_content ON evidence (sha256)"""
+CREATE INDEX IF NOT EXISTS evidence_content ON evidence (sha256);
+ALTER TABLE evidence ADD COLUMN IF NOT EXISTS last_uploaded_at timestamptz"""
+# `last_uploaded_at`: when its owner last uploaded the bytes (NULL in a record
+# a release before it wrote: then `created_at`). An erasure heard late must
+# not take an upload of the same bytes made after it for one made before.
 
 
 def forget_person(
@@ -64,9 +68,12 @@ def forget_person(
     names they gave the files they uploaded before (their words) are
     forgotten, and those files become candidates for deletion (`lifecycle`:
     deleted unless a live case holds them). Files they upload after it are
-    theirs as anyone's. Returns how many names. Idempotent; erased again
-    later, from the later time."""
+    theirs as anyone's, and so are those they uploaded again after it
+    (heard late, the erasure finds the record from before: it becomes the
+    new upload it was, from then). Returns how many names. Idempotent;
+    erased again later, from the later time."""
     at = erased_at or datetime.now(UTC)  # the clock uploads are stamped with
+    before = "owner = %s AND created_at <= %s AND coalesce(last_uploaded_at, created_at) <= %s"
     with psycopg.connect(with_keepalives(database_url), connect_timeout=10) as conn:
         conn.execute(
             "INSERT INTO evidence_erased_owners (owner, erased_at) VALUES (%s, %s)"
@@ -76,17 +83,37 @@ def forget_person(
             (person, at),
         )
         # Candidates before records: the order the purger locks them in.
-        theirs = conn.execute(
-            "SELECT id FROM evidence WHERE owner = %s AND created_at <= %s", (person, at)
-        ).fetchall()
-        lifecycle.mark_unneeded(conn, [row[0] for row in theirs], clock.now())
+        found = conn.execute(f"SELECT id FROM evidence WHERE {before}", (person, at, at))
+        theirs = [row[0] for row in found.fetchall()]
+        lifecycle.mark_unneeded(conn, theirs, clock.now())
         forgotten = conn.execute(
-            "UPDATE evidence SET file_name = '' WHERE owner = %s AND created_at <= %s"
-            " AND file_name <> ''",
-            (person, at),
+            f"UPDATE evidence SET file_name = '' WHERE {before} AND file_name <> ''",
+            (person, at, at),
         ).rowcount
+        # Uploaded again since: a new upload from then, as when the erasure
+        # is known at the upload (`RECORD`).
+        conn.execute(
+            "UPDATE evidence SET created_at = last_uploaded_at"
+            " WHERE owner = %s AND created_at <= %s AND last_uploaded_at > %s",
+            (person, at, at),
+        )
     log.info("person.forgotten", person=person, file_names=forgotten, files=len(theirs))
     return forgotten
+
+
+# An upload's record; the same owner's same bytes keep their first record,
+# noting when they came again. The record of the same bytes from before the
+# owner's erasure is erased: uploaded again, they are a new upload.
+_ERASED_SINCE = (
+    "EXISTS (SELECT FROM evidence_erased_owners o WHERE o.owner = evidence.owner"
+    " AND evidence.created_at <= o.erased_at)"
+)
+RECORD = f"""INSERT INTO evidence (id, owner, sha256, size_bytes, media_type, file_name,
+    created_at, last_uploaded_at) VALUES (%(id)s, %(owner)s, %(sha256)s, %(size)s,
+    %(media_type)s, %(file_name)s, %(now)s, %(now)s)
+ON CONFLICT (owner, sha256) DO UPDATE SET last_uploaded_at = EXCLUDED.created_at,
+    file_name = CASE WHEN {_ERASED_SINCE} THEN EXCLUDED.file_name ELSE evidence.file_name END,
+    created_at = CASE WHEN {_ERASED_SINCE} THEN EXCLUDED.created_at ELSE evidence.created_at END"""
 
 
 @dataclass(frozen=True)
@@ -140,7 +167,12 @@ class EvidenceLocker:
     # must hold them (a pod past its emptyDir's limit is evicted, and every
     # upload on it lost).
     spool_budget: int = 3 << 30
+    # The uploads one person may have under way here at once: a few stalled
+    # videos of one account would otherwise hold the whole budget, and
+    # everyone's uploads be refused UPLOADS_BUSY.
+    uploads_per_owner: int = 2
     _spooled: int = field(default=0, init=False)
+    _under_way: dict[str, int] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.incoming.mkdir(parents=True, exist_ok=True)
@@ -184,6 +216,33 @@ class EvidenceLocker:
         self, who: Identity, file_name: str, declared_type: str, chunks: AsyncIterator[bytes]
     ) -> EvidenceView:
         file_name = clean_file_name(file_name)
+        with self._under_way_of(who.subject):
+            return await self._receive(who, file_name, declared_type, chunks)
+
+    @contextlib.contextmanager
+    def _under_way_of(self, owner: str) -> Iterator[None]:
+        """Counts an upload of `owner`'s under way while it lasts;
+        RESOURCE_EXHAUSTED, before anything is spooled, when they have as
+        many as one person may (`uploads_per_owner`)."""
+        if self._under_way.get(owner, 0) >= self.uploads_per_owner:
+            raise ResourceExhausted(
+                f"you have {self.uploads_per_owner} uploads under way, as many as one person"
+                " may at once; retry once one is done",
+                reason="UPLOADS_IN_FLIGHT",
+                retry_after=random.uniform(15, 45),
+            )
+        self._under_way[owner] = self._under_way.get(owner, 0) + 1
+        try:
+            yield
+        finally:
+            if self._under_way[owner] == 1:
+                del self._under_way[owner]  # the map holds only those under way
+            else:
+                self._under_way[owner] -= 1
+
+    async def _receive(
+        self, who: Identity, file_name: str, declared_type: str, chunks: AsyncIterator[bytes]
+    ) -> EvidenceView:
         fd, tmp_name = tempfile.mkstemp(dir=self.incoming, prefix="upload-")
         tmp = Path(tmp_name)
         held = [0]  # what this upload counts against the spool budget
@@ -289,15 +348,16 @@ class EvidenceLocker:
             if not await asyncio.to_thread(self.store.exists, sha):
                 await asyncio.to_thread(self.store.put, sha, spooled)
             await conn.execute(
-                "INSERT INTO evidence (id, owner, sha256, size_bytes, media_type, file_name,"
-                " created_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-                # The record of the same bytes from before the owner's
-                # erasure is erased: uploaded again, they are a new upload.
-                " ON CONFLICT (owner, sha256) DO UPDATE SET file_name = EXCLUDED.file_name,"
-                " created_at = EXCLUDED.created_at WHERE EXISTS (SELECT FROM"
-                " evidence_erased_owners o WHERE o.owner = evidence.owner"
-                " AND evidence.created_at <= o.erased_at)",
-                (uuid.uuid4(), who.subject, sha, size, media_type, file_name, datetime.now(UTC)),
+                RECORD,
+                {
+                    "id": uuid.uuid4(),
+                    "owner": who.subject,
+                    "sha256": sha,
+                    "size": size,
+                    "media_type": media_type,
+                    "file_name": file_name,
+                    "now": datetime.now(UTC),
+                },
             )
             cur = await conn.execute(
                 "SELECT id FROM evidence WHERE owner = %s AND sha256 = %s", (who.subject, sha)
@@ -375,9 +435,13 @@ class EvidenceLocker:
         return page_of(views, limit, lambda v: (v.created_at, v.id))
 
     async def read(self, who: Identity, name: str) -> AsyncIterator[bytes]:
+        """The file's bytes, a chunk at a time; DamagedEvidence, once they
+        are read, if they are not the ones recorded (its hash checked in the
+        worker thread that reads them)."""
         # Reading (an export reads every file) does not put off a deletion.
         view = await self._visible(who, name)
-        chunks: Iterator[bytes] = await asyncio.to_thread(self.store.read, view.sha256)
+        stored = await asyncio.to_thread(self.store.read, view.sha256)
+        chunks = _checked(stored, view)
         while True:
             try:
                 chunk = await asyncio.to_thread(next, chunks, b"")
@@ -386,6 +450,37 @@ class EvidenceLocker:
             if not chunk:
                 return
             yield chunk
+
+
+class DamagedEvidence(Exception):
+    """The stored bytes of a file are not the ones recorded (cut short, or
+    altered): served as they are, a reader would take them for the file."""
+
+
+def _checked(chunks: Iterator[bytes], view: EvidenceView) -> Iterator[bytes]:
+    """`chunks`, as long as they add up to the file `view` records: past its
+    size, or at their end short of it or of another hash, DamagedEvidence."""
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > view.size_bytes:
+            break
+        digest.update(chunk)
+        yield chunk
+    if size != view.size_bytes or digest.hexdigest() != view.sha256:
+        # The operator's to see: the same bytes uploaded again repair a copy
+        # of another size (`BlobStore.put`); one altered in place, a backup.
+        log.error(
+            "evidence.damaged",
+            evidence_id=view.id,
+            sha256=view.sha256,
+            size=view.size_bytes,
+            size_read=size,
+        )
+        raise DamagedEvidence(
+            f"evidence/{view.id} is damaged in storage: its bytes are not those uploaded"
+        )
 
 
 def _mib(size: int) -> str:

@@ -9,9 +9,15 @@ name, `evidence/{id}`, travels sealed with the person's data). A case is
 
 - **live** until it ends for good;
 - **ended**: a ticket closed or cancelled; a copyright case withdrawn,
-  abandoned, restored or upheld by a court; a report voided, or its
-  decision reversed. A decided copyright case or report stays live until
-  it expires: a counter-notice or an appeal may still take it further;
+  abandoned, restored on appeal or upheld by a court; a report voided, or
+  its decision reversed. A decided copyright case or report stays live until
+  it expires: a counter-notice or an appeal may still take it further. So
+  does a notice restored after its counter-notice (its window passed, or a
+  court restored what it named): the items the counter-notice did not name
+  are down still, and its uploader may appeal for them, which the notice's
+  evidence (and the counter-notice's) is needed to decide; the events do
+  not say whether any are left (the items may come in a request for
+  information's answer, which they do not carry);
 - **expired**: its retention period ran out (`TicketExpired`,
   `AppealExpired`, `ReportExpired`); an expired case stays so.
 
@@ -95,12 +101,15 @@ FINAL = frozenset(
         "CANCELLED",
         "WITHDRAWN",
         "ABANDONED",
-        "RESTORED",
         "UPHELD_BY_COURT",
         "VOID",
         "REVERSED",
     }
 )
+# A copyright notice's content back up: final only once an upheld appeal
+# brought it back (the decision on an appeal is final, and it restores
+# every item still down); not after a counter-notice (`_has_ended`).
+RESTORED = "RESTORED"
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS evidence_cases (
     name text PRIMARY KEY,
@@ -266,9 +275,21 @@ def observe(event: CloudEvent) -> Told | None:
     if isinstance(message, EXPIRIES):
         standing = Standing.EXPIRED
     else:
-        standing = Standing.ENDED if state in FINAL else Standing.LIVE
+        standing = Standing.ENDED if _has_ended(state, message) else Standing.LIVE
     files = tuple(sorted({a.sha256 for a in getattr(message, "evidence", ())}))
     return Told(event.subject, header.version, standing, header.actor, files)
+
+
+def _has_ended(state: str, message: Any) -> bool:
+    """Whether a case in `state` after `message` can change no more but by
+    expiring. A notice RESTORED after its counter-notice (the window passed,
+    or a court's outcome) cannot tell: what that counter-notice did not name
+    stays down and its uploader may still appeal it, so it is live until an
+    upheld appeal restores the rest (`ContentRestored` naming it) or it
+    expires."""
+    if state == RESTORED:
+        return isinstance(message, aev.ContentRestored) and bool(message.outcome_of)
+    return state in FINAL
 
 
 # Takes the advisory locks `file_locks` gives, in its order, till the

@@ -34,6 +34,10 @@ class EvidenceSettings(PostgresSettings, KafkaSettings, InternalServiceSettings)
     # CASEMESH_EVIDENCE_DIR/incoming): keep it below that volume's size. An
     # upload past it is refused RESOURCE_EXHAUSTED, to be retried.
     evidence_spool_bytes: int = Field(3 << 30, gt=0)
+    # The uploads one person may have under way at once on a replica: more
+    # are refused RESOURCE_EXHAUSTED (UPLOADS_IN_FLIGHT), to be retried, so
+    # that one account's stalled uploads cannot hold the whole spool budget.
+    evidence_uploads_per_person: int = Field(2, gt=0)
     # Size limits per kind of file, in bytes.
     max_image_bytes: int = Field(20 * 1024 * 1024, gt=0)
     max_video_bytes: int = Field(500 * 1024 * 1024, gt=0)

@@ -1,5 +1,6 @@
 """Where evidence bytes live, behind one small interface: content-addressed
-(the key is the sha256), written once, never changed."""
+(the key is the sha256), written once, never changed but to replace a copy
+found damaged (not its size)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ class BlobStore(Protocol):
     def exists(self, sha256: str) -> bool: ...
 
     def put(self, sha256: str, source: Path) -> None:
-        """Stores the file at `source` under its hash (no-op when present)."""
+        """Stores the file at `source` under its hash: a no-op when a copy of
+        its size is there; one of another size (cut short, or grown) is
+        damaged, and replaced."""
         ...
 
     def read(self, sha256: str) -> Iterator[bytes]: ...
@@ -54,7 +57,7 @@ class LocalBlobStore:
         is recorded next): the file, the rename and any folder made for it
         are flushed to disk."""
         target = self._path(sha256)
-        if target.exists():
+        if _size_of(target) == source.stat().st_size:
             return
         made = [p for p in (target.parent.parent, target.parent) if not p.exists()]
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -122,19 +125,24 @@ class S3BlobStore:
         return f"{cls.PREFIX}{sha256}"
 
     def exists(self, sha256: str) -> bool:
+        return self._size(sha256) is not None
+
+    def _size(self, sha256: str) -> int | None:
+        """The stored object's size; None when there is none."""
         from botocore.exceptions import ClientError
 
         with _reachable():
             try:
-                self._s3.head_object(Bucket=self.bucket, Key=self._key(sha256))
-                return True
+                head = self._s3.head_object(Bucket=self.bucket, Key=self._key(sha256))
             except ClientError as exc:
                 if _missing(exc):
-                    return False
+                    return None
                 raise
+        size: int = head["ContentLength"]
+        return size
 
     def put(self, sha256: str, source: Path) -> None:
-        if self.exists(sha256):
+        if self._size(sha256) == source.stat().st_size:
             return
         with _reachable():
             self._s3.upload_file(str(source), self.bucket, self._key(sha256))
@@ -184,6 +192,14 @@ class S3BlobStore:
                         raise
                     aborted += 1
         return aborted
+
+
+def _size_of(path: Path) -> int | None:
+    """The file's size; None when there is none."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return None
 
 
 def _fsync_folder(folder: Path) -> None:
