@@ -153,6 +153,71 @@ async def test_a_renewal_extends_a_claim_and_never_shortens_it(queue_db: str) ->
         assert case is not None and case.lease_until == late + default
 
 
+async def test_claims_held_through_a_queue_outage_longer_than_their_lease_stay_held(
+    queue_db: str,
+) -> None:
+    """The queue's database (or every replica) is away for 20 minutes while
+    agents hold cases under 300 s leases: nobody could renew, so nobody loses
+    a claim, whichever comes first once it is back (a renewal, another
+    agent's claim, the timer's look), and replicas coming back at once push
+    a lease on by the gap once."""
+    t0 = datetime.now(UTC)
+    lease, outage = timedelta(seconds=300), timedelta(minutes=20)
+    await seed(queue_db, 3, t0)
+    async with (
+        await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as conn,
+        await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as other,
+        await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as third,
+    ):
+        a = await store.claim_next(conn, "a", [], lease, t0)
+        b = await store.claim_next(conn, "b", [], lease, t0)
+        assert a is not None and b is not None
+        await store.expire_leases(conn, t0)
+        # Back: a renewal first.
+        back = t0 + outage
+        renewed = await store.renew(conn, "a", a.name, lease, back)
+        assert isinstance(renewed, Case) and renewed.lease_until == back + lease
+        await store.expire_leases(conn, back)
+        # Away again; back: another agent's claim first. It gets the case
+        # nobody holds, and then none.
+        back += outage
+        c = await store.claim_next(conn, "c", [], lease, back)
+        assert c is not None and c.name not in (a.name, b.name)
+        assert await store.claim_next(conn, "c", [], lease, back) is None
+        await store.expire_leases(conn, back)
+        # Away again; back: two agents' renewals and a replica's timer's
+        # look at once. The third agent's lease is pushed on by the gap once.
+        back += outage
+        a_renewed, b_renewed, _ = await asyncio.gather(
+            store.renew(conn, "a", a.name, lease, back),
+            store.renew(other, "b", b.name, lease, back),
+            store.expire_leases(third, back),
+        )
+        assert isinstance(a_renewed, Case) and isinstance(b_renewed, Case)
+        held = await store.get(conn, c.name)
+        assert held is not None and held.holder == "c"
+        assert held.lease_until == back + lease  # claimed an outage ago, pushed on by it
+
+
+async def test_a_lease_left_to_run_out_while_the_timer_looks_runs_out(queue_db: str) -> None:
+    """With the timer looking as it does, a lease nobody renews runs out on
+    time: its case goes back to the queue and its agent's renewal is refused."""
+    t0 = datetime.now(UTC)
+    await seed(queue_db, 1, t0)
+    async with await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as conn:
+        held = await store.claim_next(conn, "a", [], timedelta(seconds=30), t0)
+        assert held is not None
+        for second in range(31):  # every second, as the timer looks
+            await store.expire_leases(conn, t0 + timedelta(seconds=second))
+        late = t0 + timedelta(seconds=33)
+        case = await store.get(conn, held.name)
+        assert case is not None and case.holder == ""
+        renewal = await store.renew(conn, "a", held.name, timedelta(seconds=30), late)
+        assert renewal == store.NotHeld.NOT_HOLDER
+        again = await store.claim_next(conn, "b", [], timedelta(seconds=30), late)
+        assert again is not None and again.name == held.name
+
+
 def test_business_hours_skip_nights_and_weekends() -> None:
     cal = LEVELS.calendar
     friday_5pm = datetime(2026, 3, 6, 9, 0, tzinfo=UTC)  # 17:00 in Shanghai

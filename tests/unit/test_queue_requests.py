@@ -1,10 +1,12 @@
 """What the case queue makes of a request before it reads the queue: a
 case's name that names no case is the caller's mistake, said so by its
-place (INVALID_ARGUMENT naming `name`), not a case the queue cannot find."""
+place (INVALID_ARGUMENT naming `name`), not a case the queue cannot find;
+a filter longer than any a person would send is refused before it is read."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import pytest
@@ -14,16 +16,17 @@ from casemesh.platform.clock import SystemClock
 from casemesh.platform.errors import InvalidArgument
 from casemesh.platform.identity import Identity, Vouched
 from casemesh.v1 import casequeue_pb2 as pb
-from casemesh_casequeue.api import QueueServicer, _name
+from casemesh_casequeue import store
+from casemesh_casequeue.api import MOST_FILTER_VALUES, QueueServicer, _name
 
 CASE_ID = "01234567-89ab-cdef-0123-456789abcdef"  # as the services issue them
 
 
 class NoDatabase:
-    """A pool the call must not reach: a name refused is refused before."""
+    """A pool the call must not reach: a request refused is refused before."""
 
     def connection(self) -> Any:
-        raise AssertionError("the queue was read for a name that names no case")
+        raise AssertionError("the queue was read for a request it refuses")
 
 
 @pytest.fixture()
@@ -68,3 +71,44 @@ async def test_a_name_that_names_no_case_is_refused_by_its_place(
 def test_each_kind_of_case_is_named_by_its_id() -> None:
     for kind in ("tickets", "appeals", "report-cases"):
         assert _name(f"{kind}/{CASE_ID}") == f"{kind}/{CASE_ID}"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("types", pb.CASE_TYPE_TICKET), ("sla_states", pb.SLA_STATE_BREACHED)]
+)
+async def test_a_filter_of_a_million_values_is_refused_by_its_place(
+    queue: QueueServicer, field: str, value: int
+) -> None:
+    """A 1 MB request can carry a million values of a filter of three types
+    (or five states): read one by one they held the queue's one event loop
+    for a second, and every agent's renewal with it."""
+    request = pb.ListQueueCasesRequest()
+    getattr(request, field).extend([value] * 1_100_000)
+    with pytest.raises(InvalidArgument) as refused:
+        await queue.ListQueueCases(request, cast(Any, None))
+    assert [v.field for v in refused.value.violations] == [field]
+    assert refused.value.violations[0].description == f"at most {MOST_FILTER_VALUES} items"
+
+
+async def test_a_filter_value_sent_twice_counts_once(
+    queue: QueueServicer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[store.Filters] = []
+
+    class OneConnection:
+        @asynccontextmanager
+        async def connection(self) -> AsyncIterator[None]:
+            yield None
+
+    async def page(conn: Any, filters: store.Filters, *args: Any) -> list[Any]:
+        asked.append(filters)
+        return []
+
+    monkeypatch.setattr(queue, "pool", OneConnection())
+    monkeypatch.setattr(store, "page", page)
+    request = pb.ListQueueCasesRequest(
+        types=[pb.CASE_TYPE_APPEAL, pb.CASE_TYPE_TICKET, pb.CASE_TYPE_APPEAL],
+        sla_states=[pb.SLA_STATE_BREACHED] * MOST_FILTER_VALUES,
+    )
+    await queue.ListQueueCases(request, cast(Any, None))
+    assert [(f.types, f.sla_states) for f in asked] == [(["appeal", "ticket"], ["BREACHED"])]

@@ -84,11 +84,15 @@ def _claim_free(*, skip_locked: bool) -> str:
         SELECT claimed.* FROM claimed, {told};"""
 
 
+# The longest the timer's looks for lapsed leases (every second) may be
+# apart before the time between counts as a gap nobody could renew in.
+MOST_BETWEEN_LOOKS_S = 5
+
 CLAIMS = f"""
 -- Cases whose lease ran out go back to the queue, each told to the watchers
 -- (rows another transaction holds are left for the next look: nobody waits on
 -- anybody).
-CREATE OR REPLACE FUNCTION queue_release_expired(now timestamptz) RETURNS void
+CREATE OR REPLACE FUNCTION queue_release_lapsed(now timestamptz) RETURNS void
 LANGUAGE sql AS $$
     WITH released AS (
         UPDATE queue_cases SET holder = '', hold_since = NULL, lease_until = NULL
@@ -97,7 +101,63 @@ LANGUAGE sql AS $$
         RETURNING name)
     SELECT count(pg_notify('{CHANGES_CHANNEL}', 'RELEASED|' || name)) FROM released
 $$;
--- A claim in one statement, so one round trip: expired leases first, then the
+-- The timer looks for lapsed leases every second and keeps when it last did
+-- (`queue_lease_look`). A longer gap between looks is a time nobody could
+-- renew a claim (the database, or every replica, was away): every lease
+-- held is first pushed on by the gap, and told to the watchers, so agents
+-- keep the cases they work on however long the queue was away. Returns
+-- the gap made up (NULL if none). The look's row is read unlocked, so claims
+-- and renewals queue on it only while a gap is being made up; whoever
+-- makes it up locks it, and the others, let in after, find no gap left.
+-- Its row before any case's, here as everywhere, so none deadlock.
+CREATE OR REPLACE FUNCTION queue_make_up_gap(now timestamptz) RETURNS interval
+LANGUAGE plpgsql AS $$
+DECLARE
+    last timestamptz;
+    told bigint;
+BEGIN
+    SELECT looked_at INTO last FROM queue_lease_look;
+    IF last IS NULL OR now - last <= interval '{MOST_BETWEEN_LOOKS_S} seconds' THEN
+        RETURN NULL;
+    END IF;
+    SELECT looked_at INTO last FROM queue_lease_look FOR UPDATE;
+    IF now - last <= interval '{MOST_BETWEEN_LOOKS_S} seconds' THEN
+        RETURN NULL;
+    END IF;
+    WITH extended AS (
+        UPDATE queue_cases SET lease_until = lease_until + (now - last) WHERE holder <> ''
+        RETURNING name)
+    SELECT count(pg_notify('{CHANGES_CHANNEL}', 'UPDATED|' || name)) INTO told FROM extended;
+    UPDATE queue_lease_look SET looked_at = now;
+    RETURN now - last;
+END
+$$;
+-- The timer's look: a gap made up, the look kept (never moved back, by a
+-- replica whose clock is behind), lapsed leases released. Returns the gap.
+CREATE OR REPLACE FUNCTION queue_expire_leases(now timestamptz) RETURNS interval
+LANGUAGE plpgsql AS $$
+DECLARE
+    gap interval;
+BEGIN
+    INSERT INTO queue_lease_look VALUES (true, now) ON CONFLICT (only_row) DO NOTHING;
+    PERFORM FROM queue_lease_look FOR UPDATE;
+    gap := queue_make_up_gap(now);
+    UPDATE queue_lease_look SET looked_at = now WHERE looked_at < now;
+    PERFORM queue_release_lapsed(now);
+    RETURN gap;
+END
+$$;
+-- The look as the timers of replicas from before it call it, kept while they
+-- may still run during a rolling update (drop it a release later).
+CREATE OR REPLACE FUNCTION queue_release_expired(now timestamptz) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM queue_expire_leases(now);
+END
+$$;
+-- A claim in one statement, so one round trip: a gap in the timer's looks
+-- made up and expired leases released first (the claim is no look: claims
+-- never queue on the look's row), then the
 -- most urgent free case (of `queues`, when any are named); SKIP LOCKED walks
 -- past the rows other claims hold, so no two agents get the same case and
 -- none waits while an unlocked case is free (when none is, it waits for the
@@ -113,7 +173,8 @@ CREATE OR REPLACE FUNCTION queue_claim(
 DECLARE
     id text := split_part(request, chr(10), 1);
 BEGIN
-    PERFORM queue_release_expired(now);
+    PERFORM queue_make_up_gap(now);
+    PERFORM queue_release_lapsed(now);
     IF request <> '' THEN
         -- One at a time per agent and id: a retry racing its original waits for it.
         PERFORM pg_advisory_xact_lock(hashtextextended(agent || chr(10) || id, 0));
@@ -216,6 +277,10 @@ CREATE TABLE IF NOT EXISTS queue_consumed (
 CREATE TABLE IF NOT EXISTS queue_generation (
     only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row), generation int NOT NULL);
 INSERT INTO queue_generation VALUES (true, 1) ON CONFLICT DO NOTHING;
+-- When the timer last looked for lapsed leases (`queue_make_up_gap`); no
+-- row before its first look.
+CREATE TABLE IF NOT EXISTS queue_lease_look (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row), looked_at timestamptz NOT NULL);
 """
     + outbox_schema(SLA_EVENTS)
     + CLAIMS
@@ -443,9 +508,20 @@ async def fire_due(
     return fired
 
 
-async def expire_leases(conn: psycopg.AsyncConnection[Any], now: datetime) -> None:
+async def expire_leases(conn: psycopg.AsyncConnection[Any], now: datetime) -> timedelta | None:
+    """The timer's look: leases that ran out by `now` go back to the queue,
+    after a gap since its last look (the database or the queue away) was
+    made up (`queue_make_up_gap`); returns that gap, if any."""
     async with conn.transaction():
-        await conn.execute("SELECT queue_release_expired(%s)", (now,))
+        cur = await conn.execute("SELECT queue_expire_leases(%s)", (now,))
+        row = await cur.fetchone()
+    return _made_up(row[0] if row else None)
+
+
+def _made_up(gap: timedelta | None) -> timedelta | None:
+    if gap is not None:
+        log.warning("queue.leases_extended", gap_s=gap.total_seconds())
+    return gap
 
 
 # How many times a claim is made when PostgreSQL picks it to end a deadlock.
@@ -520,7 +596,12 @@ class NotHeld(enum.Enum):
 async def _held(
     cur: psycopg.AsyncCursor[Any], agent: str, name: str, now: datetime
 ) -> Case | NotHeld:
-    """The case `agent` holds under a live lease, or why not."""
+    """The case `agent` holds under a live lease, or why not: after a gap in
+    the timer's looks, with the gap made up first (its lease pushed on), so a
+    renewal that comes before the timer's look finds the claim still held."""
+    await cur.execute("SELECT queue_make_up_gap(%s) AS gap", (now,))
+    row = await cur.fetchone()
+    _made_up(row["gap"] if row else None)
     case = await _load(cur, name)
     if case is None or not case.open:
         return NotHeld.ABSENT

@@ -227,6 +227,9 @@ async def _stopped(horizon: Horizon) -> None:
 
 
 async def _expire_leases(pool: AsyncConnectionPool[Any], clock: Clock) -> None:
+    """Looks for lapsed leases every second. A look that could not be made
+    (the database away) is no loss: the first one after pushes every lease
+    held on by the time between (`store.expire_leases`)."""
     while True:
         try:
             async with pool.connection() as conn:
