@@ -22,6 +22,7 @@ from pydantic import SecretStr
 from structlog.testing import CapturingLogger
 
 from casemesh import topics
+from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.events.v1 import helpcenter_pb2 as hev
 from casemesh.events.v1 import notifications_pb2 as nev
 from casemesh.events.v1 import tickets_pb2 as ev
@@ -286,6 +287,95 @@ async def test_sms_waits_for_the_end_of_quiet_hours_without_spending_attempts(
     await notifier.drain()
     assert len(notifier.sms.delivered) == 1
     assert notifier.rows("SELECT attempts FROM notification_jobs WHERE channel = 'SMS'") == [(1,)]
+
+
+def ticket_event(
+    ticket: str, version: int, status: ev.TicketStatus.ValueType, message: Any
+) -> CloudEvent:
+    """A later event of the ticket: `message`, its header filled in."""
+    message.header.CopyFrom(ev.TicketEventHeader(ticket_id=ticket, version=version, status=status))
+    return CloudEvent(
+        id=f"{ticket}:{version}",
+        source="casemesh/tickets",
+        type=f"casemesh.tickets.{message.DESCRIPTOR.name}.v1",
+        subject=f"tickets/{ticket}",
+        time=NOON_IN_SHANGHAI,
+        data=message.SerializeToString(),
+        key=ticket,
+    )
+
+
+async def test_a_request_for_information_held_for_the_night_is_not_sent_once_the_ticket_ended(
+    notifier: Notifier,
+) -> None:
+    """At 23:00 an agent asks Alice for more information: the e-mail goes, the
+    text waits for the morning. At 23:30 she cancels her ticket. In the
+    morning no text asks her to act on a ticket she can no longer answer."""
+    ticket = str(uuid.uuid4())
+    notifier.clock.time = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # 23:00 in Shanghai
+    await notifier.consume(created(ticket, channels=BOTH))
+    asked = ev.InfoRequested(message="请提供订单号")
+    await notifier.consume(ticket_event(ticket, 2, ev.TICKET_STATUS_PENDING, asked))
+    await notifier.drain()
+    assert [m.template for m in notifier.email.delivered] == [
+        "ticket.received",
+        "ticket.info_requested",
+    ]
+    assert notifier.sms.delivered == []
+
+    notifier.clock.time = datetime(2026, 3, 2, 15, 30, tzinfo=UTC)  # 23:30
+    cancelled = ev.TicketCancelled(reason="已自行解决")
+    await notifier.consume(ticket_event(ticket, 3, ev.TICKET_STATUS_CANCELLED, cancelled))
+    notifier.clock.time = datetime(2026, 3, 3, 0, 10, tzinfo=UTC)  # 08:10, the release's end
+    await notifier.drain()
+    assert [m.template for m in notifier.sms.delivered] == ["ticket.received"]
+    assert notifier.rows(
+        "SELECT channel, status, body = '', last_error FROM notification_jobs"
+        " WHERE template = 'ticket.info_requested' ORDER BY channel"
+    ) == [("EMAIL", "sent", False, ""), ("SMS", "cancelled", True, "its case has ended")]
+
+
+async def test_a_request_for_information_held_for_the_night_is_not_sent_once_withdrawn(
+    notifier: Notifier,
+) -> None:
+    """At 23:00 Alice files a takedown notice by SMS that misses its work's
+    title: a text asks her for it, in the morning. At 23:30 she withdraws the
+    notice; in the morning she is told it is withdrawn, and asked nothing."""
+    appeal = str(uuid.uuid4())
+    notifier.clock.time = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # 23:00 in Shanghai
+    contact = ev.ContactPreferences(
+        phone="+8613800138000", channels=[ev.CONTACT_CHANNEL_SMS], locale="zh-CN"
+    )
+    filed = aev.AppealFiled(
+        header=aev.AppealEventHeader(state="INFO_REQUESTED", next_step="YOUR_INFORMATION"),
+        kind="TAKEDOWN_NOTICE",
+        jurisdiction="cn",
+        filer=aev.AppealParty(user_id="users/alice", legal_name="爱丽丝", contact=contact),
+        missing_elements=["notice.work"],
+    )
+    await notifier.consume(appeal_event(appeal, 1, filed))
+    assert await notifier.drain() == 1  # held for the night
+    notifier.clock.time = datetime(2026, 3, 2, 15, 30, tzinfo=UTC)  # 23:30
+    withdrawn = aev.AppealWithdrawn(header=aev.AppealEventHeader(state="WITHDRAWN"))
+    await notifier.consume(appeal_event(appeal, 2, withdrawn))
+    notifier.clock.time = datetime(2026, 3, 3, 0, 10, tzinfo=UTC)  # 08:10, the release's end
+    await notifier.drain()
+    assert [m.template for m in notifier.sms.delivered] == ["appeal.withdrawn"]
+
+
+def appeal_event(appeal: str, version: int, message: Any) -> CloudEvent:
+    """An event of the copyright case (`message`, its header's place filled in)."""
+    message.header.appeal_id = appeal
+    message.header.version = version
+    return CloudEvent(
+        id=f"{appeal}:{version}",
+        source="casemesh/appeals",
+        type=f"casemesh.appeals.{message.DESCRIPTOR.name}.v1",
+        subject=f"appeals/{appeal}",
+        time=NOON_IN_SHANGHAI,
+        data=message.SerializeToString(),
+        key=appeal,
+    )
 
 
 async def test_quiet_hours_are_the_recipients_where_the_number_tells_their_zone(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,10 +22,10 @@ from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.consuming import Place
 from casemesh.platform.envelope import CloudEvent
-from casemesh_notifier.channels import DeliveryError, HttpEmailChannel
+from casemesh_notifier.channels import Channel, DeliveryError, HttpEmailChannel, Outgoing
 from casemesh_notifier.delivery import QUIET_RELEASE, Delivery, replay_parked
 from casemesh_notifier.planner import Planner
-from tests.integration.test_delivery import Notifier, delivered_events
+from tests.integration.test_delivery import NOON_IN_SHANGHAI, Notifier, delivered_events
 from tests.integration.test_delivery import notifier as notifier_fixture
 from tests.support import memory_sealer
 
@@ -150,6 +152,24 @@ class KeyedProvider:
         return httpx.MockTransport(self._answer)
 
 
+@dataclass
+class HeardMidSend:
+    """A channel (`inner`) that hears something (`during`: a change planned)
+    while its first message is in the provider's hands: the sender has
+    begun it, and waits for the answer, which `inner` then gives."""
+
+    inner: Channel
+    during: Callable[[], Awaitable[object]]
+    # The message in the provider's hands meanwhile.
+    in_hand: Outgoing | None = None
+
+    async def send(self, message: Outgoing) -> str:
+        if self.in_hand is None:
+            self.in_hand = message
+            await self.during()
+        return await self.inner.send(message)
+
+
 async def consume_together(notifier: Notifier, events: list[CloudEvent]) -> None:
     """The events planned as one batch (a consumer that received them together)."""
     placed = [(event, Place("casemesh.appeals.v1", 0, n, 0)) for n, event in enumerate(events)]
@@ -187,6 +207,46 @@ async def test_a_text_held_for_the_night_is_not_sent_once_the_filer_chose_e_mail
         (LIN_EMAIL, "appeal.rejected")
     ]
     assert notifier.sms.delivered == []
+
+
+@pytest.mark.parametrize("answer", ["delivered", "refused for now"])
+async def test_texts_a_sender_holds_when_she_chooses_e_mail_only_go_no_further(
+    notifier: Notifier, answer: str
+) -> None:
+    """At noon Lin files two takedown notices with SMS updates, and a sender
+    claims both receipts. While the SMS provider has the first, she switches
+    both cases to e-mail only: the second text is not sent. The first is
+    recorded as it went: delivered to her phone, or, refused, not tried
+    again."""
+    cases = [str(uuid.uuid4()), str(uuid.uuid4())]
+    notifier.clock.time = NOON_IN_SHANGHAI
+    await consume_together(notifier, [filed(c, contact(SMS), NOON_IN_SHANGHAI) for c in cases])
+
+    async def e_mail_only() -> None:
+        if answer != "delivered":
+            notifier.sms.failures = [DeliveryError("HTTP 503", permanent=False)]
+        changes = [details_changed(c, 2, contact(EMAIL), NOON_IN_SHANGHAI) for c in cases]
+        await consume_together(notifier, changes)
+
+    provider = HeardMidSend(notifier.sms, e_mail_only)
+    notifier.delivery._channels["SMS"] = provider
+    assert await notifier.delivery.deliver_batch() == 2
+    assert provider.in_hand is not None
+    first = provider.in_hand.job_id
+    texts = "SELECT id::text, status, recipient, last_error FROM notification_jobs"
+    rows = {row[0]: row[1:] for row in notifier.rows(texts)}
+    (second,) = set(rows) - {first}
+    given_up = "their contact no longer takes it"
+    assert rows[second] == ("cancelled", "", given_up)
+    if answer == "delivered":
+        assert [m.job_id for m in notifier.sms.delivered] == [first]
+        assert rows[first] == ("sent", LIN_PHONE, "")
+    else:
+        assert notifier.sms.delivered == []
+        assert rows[first] == ("cancelled", "", f"HTTP 503; {given_up}")
+    notifier.clock.advance(3600)
+    assert await notifier.drain() == 0
+    assert len(notifier.sms.delivered) == (1 if answer == "delivered" else 0)
 
 
 @pytest.mark.parametrize("waiting", ["retrying", "parked"])

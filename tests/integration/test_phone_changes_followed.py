@@ -12,6 +12,7 @@ import uuid
 from datetime import datetime, timedelta
 
 import psycopg
+import pytest
 
 from casemesh.events.v1 import helpcenter_pb2 as hev
 from casemesh.events.v1 import reports_pb2 as rev
@@ -23,7 +24,7 @@ from casemesh_notifier.channels import HttpSmsChannel
 from casemesh_notifier.delivery import replay_parked
 from casemesh_notifier.planner import PHONE_CHANGE
 from tests.integration.test_delivery import NOON_IN_SHANGHAI
-from tests.integration.test_notifier_contact_change import KeyedProvider
+from tests.integration.test_notifier_contact_change import HeardMidSend, KeyedProvider
 from tests.integration.test_notifier_erasure import (
     LIN,
     WU,
@@ -200,32 +201,64 @@ async def test_what_names_her_old_number_after_the_change_is_texted_to_the_new_o
     assert texts_to(world, OLD) == 2  # the warning before the change, and Wu's
 
 
-async def test_a_parked_text_follows_the_new_number_and_one_being_sent_keeps_its_own(
-    world: World,
-) -> None:
-    """A parked text would go to the old number on a replay: it follows. One
-    a sender holds is on its way to the old number already: it is left to
-    its sender, whose record then says where it went."""
-    parked, sending = str(uuid.uuid4()), str(uuid.uuid4())
+async def test_a_parked_text_follows_the_new_number(world: World) -> None:
+    """A parked text would go to the old number on a replay: it follows."""
+    parked = str(uuid.uuid4())
     sealer = world.tickets.sealer
-    await world.plan([opened(sealer, parked, LIN), opened(sealer, sending, LIN)])
+    await world.plan([opened(sealer, parked, LIN)])
     with psycopg.connect(world.dsn) as conn:
         conn.execute(
             "UPDATE notification_jobs SET status = 'parked' WHERE case_name = %s",
             (f"tickets/{parked}",),
         )
-        conn.execute(
-            "UPDATE notification_jobs SET status = 'sending', claimed_until = %s"
-            " WHERE case_name = %s",
-            (NOON_IN_SHANGHAI + timedelta(minutes=5), f"tickets/{sending}"),
-        )
     await world.plan([verified(sealer, LIN.user_id)])
     assert texts(world, parked) == [("ticket.received", "parked", NEW)]
-    assert texts(world, sending) == [("ticket.received", "sending", OLD)]
-    assert phones(world, parked) == phones(world, sending) == [NEW]
+    assert phones(world, parked) == [NEW]
     assert await replay_parked(world.dsn, None, world.clock.now()) == 2  # its e-mail too
     await world.drain()
     assert texts_to(world, NEW) == 1 and texts_to(world, OLD) == 0
+
+
+@pytest.mark.parametrize("answer", ["delivered", "refused for now"])
+async def test_texts_a_sender_holds_go_to_the_new_number_and_one_under_way_as_it_went(
+    world: World, answer: str
+) -> None:
+    """A sender claims the texts about Lin's two tickets. While the SMS
+    provider has the first, her change to a new number is heard: the second
+    goes to the new number, never the old one. The first, on its way to the
+    old number, is recorded as it went: delivered there, or, refused, tried
+    again on the new one."""
+    tickets = [str(uuid.uuid4()), str(uuid.uuid4())]
+    sealer = world.tickets.sealer
+    await world.plan([opened(sealer, t, LIN) for t in tickets])
+
+    async def change() -> None:
+        if answer != "delivered":
+            world.sms.fail_remaining = 1
+        await world.plan([verified(sealer, LIN.user_id)])
+
+    provider = HeardMidSend(world.delivery._channels["SMS"], change)
+    world.delivery._channels["SMS"] = provider
+    assert await world.delivery.deliver_batch() == 4  # their e-mails too
+    assert provider.in_hand is not None
+    [(case,)] = world.rows(
+        f"SELECT case_name FROM notification_jobs WHERE id = '{provider.in_hand.job_id}'"
+    )
+    first = case.removeprefix("tickets/")
+    (second,) = set(tickets) - {first}
+    assert texts(world, second) == [("ticket.received", "pending", NEW)]  # handed back
+    if answer == "delivered":
+        assert texts(world, first) == [("ticket.received", "sent", OLD)]
+    else:
+        assert texts(world, first) == [("ticket.received", "pending", NEW)]
+    world.clock.advance(900)
+    await world.drain()
+    assert texts(world, second) == [("ticket.received", "sent", NEW)]
+    if answer == "delivered":
+        assert texts_to(world, OLD) == 1 and texts_to(world, NEW) == 1
+    else:
+        assert texts(world, first) == [("ticket.received", "sent", NEW)]
+        assert texts_to(world, OLD) == 0 and texts_to(world, NEW) == 2
 
 
 async def test_a_text_the_provider_may_have_taken_for_the_old_number_reaches_the_new_one(

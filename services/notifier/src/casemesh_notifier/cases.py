@@ -14,6 +14,10 @@ was planned for them before it and is not yet sent (`ContactChange`): a
 message for the person the party was until then, or on a channel they gave
 up, is not sent; the others go to their new address. An event older than
 what the party's record holds (heard late) changes neither.
+
+A case an event ends (`ENDED`: a ticket cancelled or closed, a copyright
+case withdrawn or abandoned) is noted (`CaseParties.ended`): what it still
+had to ask of its parties is not sent (`store.cancel_requests`).
 """
 
 from __future__ import annotations
@@ -47,6 +51,13 @@ from casemesh_notifier.store import COPIES, ContactChange, NewJob, Party
 
 log = get_logger(__name__)
 
+# The final states of each kind of case that asks its parties to act: it
+# takes nothing from them after these.
+ENDED = {
+    "tickets": frozenset({"CLOSED", "CANCELLED"}),
+    "appeals": frozenset({"WITHDRAWN", "ABANDONED"}),
+}
+
 
 class CaseParties:
     """The parties of a batch's cases as its events describe them, by case
@@ -63,6 +74,8 @@ class CaseParties:
         self._contact_changes: dict[tuple[str, str], ContactChange] = {}
         # The time of the event being planned (`Party.named_at` of whom it names).
         self.at: datetime | None = None
+        # The cases the batch's events ended (`ENDED`).
+        self._ended: set[str] = set()
         # The rows an erasure blanked (a user, no address) when the batch began.
         self._blanked = {
             (name, role): party.user_id
@@ -181,6 +194,15 @@ class CaseParties:
                 )
                 self._changed.add((case_name, role))
 
+    def end(self, case_name: str, status: str) -> None:
+        """Notes the case ended if `status` (an event's) is final (`ENDED`)."""
+        if status in ENDED.get(case_name.partition("/")[0], ()):
+            self._ended.add(case_name)
+
+    def ended(self) -> list[str]:
+        """The cases the batch's events ended, in a stable order."""
+        return sorted(self._ended)
+
     def user_ids(self) -> set[str]:
         """The users named as parties of the batch's cases."""
         return {p.user_id for parties in self._cases.values() for p in parties.values()} - {""}
@@ -261,6 +283,7 @@ def plan_ticket(book: CaseParties, event: CloudEvent, message: Any, at: Planning
     if requester is None:
         return unknown_case(event, name)
     book.status(name, status, header.version)
+    book.end(name, status)
     # Read before the update above: what the ticket was when this event came.
     step = ticket_step(message, requester.status)
     if step is None:
@@ -304,6 +327,7 @@ def plan_appeal(book: CaseParties, event: CloudEvent, message: Any, at: Planning
     if "filer" not in parties:
         return unknown_case(event, name)
     book.status(name, state, version)
+    book.end(name, state)
     party = parties["filer"]  # as it was until this event
     steps = for_report_appeal(appeal_steps(message, party.status), party.subject)
     return tell(event, name, header.appeal_id, steps, parties, at)

@@ -26,7 +26,12 @@ our login, spends none of it and waits (`_failed`), as does one refused "for
 now" once sends to several recipients in a row were refused so (`_outage`).
 An outcome and its outcome event commit in one transaction. Each message's
 claim is looked up again just before it is sent, so a job cancelled meanwhile
-(`erasures.py`) does not go out. A job whose contents run out (a one-time code) is cancelled
+(`erasures.py`) does not go out, and one given another address meanwhile (its
+party's contact changed, their phone number: `store.follow_contact_changes`,
+`phone_changes`) or withdrawn (`store.WITHDRAWN`) goes back untried, to go
+there or be cancelled. A send begun before such a change is recorded as it
+went (`_sent`); should it fail, its retry goes to the new address, or it is
+cancelled (`_failed`). A job whose contents run out (a one-time code) is cancelled
 unsent once it is past them, or once its next try would be (`expire`).
 """
 
@@ -69,7 +74,7 @@ from casemesh_notifier.phone_changes import forget_old_changes
 from casemesh_notifier.schema import CODE_NUMBERS_KEPT
 from casemesh_notifier.settings import NotifierSettings
 from casemesh_notifier.steps import NO_REPLY_STEPS
-from casemesh_notifier.store import JOBS_CHANNEL
+from casemesh_notifier.store import JOBS_CHANNEL, WITHDRAWN
 
 log = get_logger(__name__)
 
@@ -100,6 +105,12 @@ class Job:
     def expired_by(self, when: datetime) -> bool:
         """Whether what the job carries has run out by `when`."""
         return self.expires_at is not None and when >= self.expires_at
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """Where it was claimed for: its recipient, and how many times it had
+        been given a new one."""
+        return (self.recipient, self.readdressed)
 
     def masked_recipient(self) -> str:
         return mask_email(self.recipient) if self.channel == "EMAIL" else mask_phone(self.recipient)
@@ -244,6 +255,19 @@ def quiet_release(job_id: str) -> timedelta:
 CODE_RECIPIENT_KEPT = timedelta(days=1)
 FORGET_CODES_EVERY = 3600.0  # seconds
 FORGET_CODES_BATCH = 1000
+
+
+def put_back(status: str) -> str:
+    """The assignments putting a claimed job back unsent as `status`, or, if
+    it was withdrawn from its sender meanwhile (`store.WITHDRAWN`),
+    cancelling it with its text erased."""
+    return (
+        f"status = CASE WHEN {WITHDRAWN} THEN '{CANCELLED}' ELSE '{status}' END,"
+        f" subject = CASE WHEN {WITHDRAWN} THEN '' ELSE subject END,"
+        f" body = CASE WHEN {WITHDRAWN} THEN '' ELSE body END,"
+        f" html = CASE WHEN {WITHDRAWN} THEN '' ELSE html END,"
+        f" params = CASE WHEN {WITHDRAWN} THEN '{{}}' ELSE params END"
+    )
 
 
 async def record_outcome(
@@ -681,12 +705,19 @@ class Delivery:
             if n and self._past(deadline):
                 await self._untried(jobs[n:])
                 return
-            if not await self._still_claimed(job):
+            held = await self._still_claimed(job)
+            if held is None:
                 # Cancelled (its person erased) or taken over since the claim.
                 log.warning("notification.claim_lost", job_id=job.id, outcome="not_sent")
                 continue
             if job.expired_by(self._clock.now()):
                 await self._recorded(partial(self._expire, job), [job])
+                continue
+            if held != job.address or not job.recipient:
+                # Given another address since the claim, or withdrawn: back
+                # to the queue untried, to go there (or be cancelled: `_defer`).
+                log.info("notification.readdressed_before_send", job_id=job.id)
+                await self._recorded(partial(self._defer, job, self._clock.now()), [job])
                 continue
             message = record_from(
                 Outgoing,
@@ -751,15 +782,19 @@ class Delivery:
         if len(self._failing.pop(channel, ())) >= AWAY_AFTER:
             log.info("delivery.channel_back", channel=channel)
 
-    async def _still_claimed(self, job: Job) -> bool:
-        """Whether the job is still this sender's to send, looked up just
-        before it goes out: a job cancelled meanwhile (its person erased) is
-        not sent. One cancelled while the relay has it is sent all the same."""
+    async def _still_claimed(self, job: Job) -> tuple[str, int] | None:
+        """Where the job goes now (`Job.address`), if it is still this
+        sender's to send (None: not), looked up just before it goes out: a
+        job cancelled meanwhile (its person erased) is not sent, nor one
+        given another address (or none) meanwhile, as it was claimed. One
+        cancelled or given another while the relay has it is sent all the same."""
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                f"SELECT 1 FROM notification_jobs WHERE {STILL_CLAIMED}", (job.id, job.attempts)
+                f"SELECT recipient, readdressed FROM notification_jobs WHERE {STILL_CLAIMED}",
+                (job.id, job.attempts),
             )
-            return await cur.fetchone() is not None
+            row = await cur.fetchone()
+        return None if row is None else (row[0], row[1])
 
     def _failure(
         self, job: Job, exc: Exception, *, away: bool = False, tried: bool = True
@@ -865,16 +900,26 @@ class Delivery:
         return None
 
     async def _defer(self, job: Job, until: datetime) -> None:
+        """Puts the claimed job back to the queue, due at `until`, untried;
+        one withdrawn from its sender meanwhile (`store.WITHDRAWN`) is
+        cancelled instead, its text erased, as are those no sender held."""
         # Not an attempt: quiet hours and rate limits do not spend the retry budget.
         async with self._pool.connection() as conn:
             # (Not waiting on its provider meanwhile: held back on purpose.)
-            await conn.execute(
-                "UPDATE notification_jobs SET status = 'pending', attempts = attempts - 1,"
-                " next_attempt_at = %s, claimed_until = NULL, maybe_sent = maybe_sent OR %s,"
-                " outage_tries = 0"
-                f" WHERE {STILL_CLAIMED}",
-                (until, job.retaken, job.id, job.attempts),
+            # A send that may have reached the person makes its retry a
+            # possible repeat only where it went (not after a readdressing).
+            cur = await conn.execute(
+                f"UPDATE notification_jobs SET {put_back('pending')},"
+                " attempts = attempts - 1, next_attempt_at = %s, claimed_until = NULL,"
+                " maybe_sent = maybe_sent OR (%s AND readdressed = %s), outage_tries = 0"
+                f" WHERE {STILL_CLAIMED} RETURNING status",
+                (until, job.retaken, job.readdressed, job.id, job.attempts),
             )
+            row = await cur.fetchone()
+        if row is not None and row[0] == CANCELLED:
+            OUTCOMES.labels(job.channel, CANCELLED).inc()
+            log.info("notification.withdrawn", job_id=job.id, channel=job.channel, tried=False)
+            return
         log.info(
             "notification.deferred", job_id=job.id, channel=job.channel, until=until.isoformat()
         )
@@ -889,7 +934,10 @@ class Delivery:
         delivery counts even when its claim lapsed meanwhile (a long database
         outage), while the job is held back (RETAKE_GRACE) so that this late
         record wins over a second send. Once another sender has claimed it
-        again, or it was sent, parked or cancelled, it is left alone. The job row's
+        again, or it was sent, parked or cancelled, it is left alone. The record
+        names the address the message went to, whatever address the job was
+        given while the provider had it (`store.follow_contact_changes`,
+        `phone_changes`): a send already begun is recorded as it went. The job row's
         lock orders concurrent outcomes of one job; one recorded between
         this statement's snapshot and its lock would make its count of the
         job's outcomes stale, and the event id clash: the statement fails
@@ -910,13 +958,14 @@ class Delivery:
             cur = await conn.execute(
                 "WITH sent AS (UPDATE notification_jobs AS j SET status = 'sent',"
                 " sent_at = %(now)s, provider_message_id = d.provider_id,"
+                " recipient = d.recipient,"
                 " claimed_until = NULL, last_error = '',"
                 # Delivered: a one-time code is kept no longer than needed.
                 " body = CASE WHEN j.template = ANY(%(secret)s) THEN '' ELSE j.body END,"
                 " html = CASE WHEN j.template = ANY(%(secret)s) THEN '' ELSE j.html END,"
                 " params = CASE WHEN j.template = ANY(%(secret)s) THEN '{}' ELSE j.params END"
-                " FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(provider_ids)s::text[])"
-                " AS d(id, attempts, provider_id)"
+                " FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(provider_ids)s::text[],"
+                " %(recipients)s::text[]) AS d(id, attempts, provider_id, recipient)"
                 # This sender's claim, or the claim held back after it lapsed
                 # (RETAKE_GRACE); not one another sender took since, whose
                 # own record (a possible repeat) must stand.
@@ -933,6 +982,7 @@ class Delivery:
                     "attempts": [job.attempts for job, _ in delivered],
                     # The provider's words: they may hold what no text column takes.
                     "provider_ids": [printable(provider_id) for _, provider_id in delivered],
+                    "recipients": [job.recipient for job, _ in delivered],
                     **outcome_params(outcomes, now),
                 },
             )
@@ -965,7 +1015,9 @@ class Delivery:
         retry_after: float | None = None,
     ) -> None:
         """Records a failed try: `error` in the job's last error and the log,
-        `published` (else `error`) in its outcome event."""
+        `published` (else `error`) in its outcome event. A job given another
+        address while its try was under way is retried there; one withdrawn
+        from its sender (`store.WITHDRAWN`) is cancelled (`withdraw`)."""
         now = self._clock.now()
         # A send that may have reached the person (this one, or one before the
         # job was taken over) makes any later send a possible repeat.
@@ -982,11 +1034,29 @@ class Delivery:
         # public outcome event keeps it whole. (Nor a control character,
         # which a text column may refuse: `printable`.)
         def masked(text: str) -> str:
-            return mask_text(printable(text).replace(job.recipient, job.masked_recipient()))[:500]
+            if job.recipient:
+                text = text.replace(job.recipient, job.masked_recipient())
+            return mask_text(printable(text))[:500]
 
         error = masked(error)
         told = error if published is None else masked(published)
         async with self._pool.connection() as conn, conn.transaction():
+            # Its row held till the outcome commits: no change moves it meanwhile.
+            cur = await conn.execute(
+                "SELECT recipient, readdressed, last_error FROM notification_jobs"
+                f" WHERE {STILL_CLAIMED} FOR UPDATE",
+                (job.id, job.attempts),
+            )
+            held = await cur.fetchone()
+            if held is not None and not held[0]:
+                why = [held[2]] if held[2] else []
+                await withdraw(
+                    conn, job, "; ".join([error, *why]), "; ".join([told, *why]), now, maybe_sent
+                )
+                return
+            if held is not None and (held[0], held[1]) != job.address:
+                # What this try may have delivered went to the old address.
+                maybe_sent = False
             if park:
                 # A one-time code is kept no longer than any other end keeps
                 # it (sent, expired, replaced): a replay would not send it
@@ -1120,6 +1190,33 @@ async def expire(
     await record_outcome(conn, job, nev.NotificationParked(job=job.ref(now), error=error), now)
     OUTCOMES.labels(job.channel, "expired").inc()
     log.info("notification.expired", job_id=job.id, channel=job.channel)
+
+
+async def withdraw(
+    conn: psycopg.AsyncConnection[Any],
+    job: Job,
+    error: str,
+    told: str,
+    now: datetime,
+    maybe_sent: bool,
+) -> None:
+    """Cancels a claimed job withdrawn from its sender (`store.WITHDRAWN`)
+    whose try failed, its text erased, in the caller's transaction: it is not
+    tried again where it was going. `error` (kept) and `told` (its final
+    outcome event, a NotificationParked) say how the try failed, and why
+    the job was withdrawn."""
+    cur = await conn.execute(
+        "UPDATE notification_jobs SET status = %s, last_error = %s, claimed_until = NULL,"
+        " maybe_sent = maybe_sent OR %s, subject = '', body = '', html = '', params = '{}'"
+        f" WHERE {STILL_CLAIMED}",
+        (CANCELLED, error, maybe_sent, job.id, job.attempts),
+    )
+    if cur.rowcount == 0:
+        log.warning("notification.claim_lost", job_id=job.id, outcome="withdrawn")
+        return
+    await record_outcome(conn, job, nev.NotificationParked(job=job.ref(now), error=told), now)
+    OUTCOMES.labels(job.channel, CANCELLED).inc()
+    log.info("notification.withdrawn", job_id=job.id, channel=job.channel, tried=True)
 
 
 async def replay_parked(conninfo: str, job_ids: list[str] | None, now: datetime) -> int:

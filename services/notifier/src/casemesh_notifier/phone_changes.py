@@ -13,12 +13,14 @@ user:
 - their SMS jobs to the old number that are still to be sent go to the new
   one: `pending` (due, or held back by quiet hours, the hourly limit or a
   retry's backoff: the sender checks those again for the new number when it
-  claims the job) and `parked` (a `replay` would send it). A job being sent
-  (`sending`) is the sender's: it already holds the old number (and should
-  that send fail, its retry goes there too, unless a later event of its
-  case moves it first). Sent and cancelled jobs stay the record of where a
-  message went. A job tried on the old number goes to the new one as one
-  never tried there (`READDRESSING`).
+  claims the job), `parked` (a `replay` would send it) and `sending`. A
+  sender holding a job looks at its address just before it sends it, and
+  hands back untried one given another since its claim (`delivery`): it
+  goes to the new number. One whose send had begun is on its way to the
+  old number: its sender records it as it went (delivered there), or, the
+  try failed, its retry goes to the new number. Sent and cancelled jobs
+  stay the record of where a message went. A job tried on the old number
+  goes to the new one as one never tried there (`READDRESSING`).
 
 The same holds of what is heard after the change: the rows and jobs of the
 cases of each batch the planner writes that give a number its user changed
@@ -51,8 +53,9 @@ import psycopg
 
 from casemesh_notifier.policy import CODE_TEMPLATE
 
-# Statuses of a job still to be sent that no sender holds.
-READDRESSED = ["pending", "parked"]
+# Statuses of a job still to be sent, a sender's claim (`sending`) too: its
+# sender looks at its address again before it sends it (`delivery`).
+READDRESSED = ["pending", "parked", "sending"]
 
 # What a job given a new address (here, or `store.follow_contact_changes`)
 # has set beside it: its tries to the old address were none to the new one.

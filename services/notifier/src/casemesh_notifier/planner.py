@@ -21,6 +21,11 @@ want, is cancelled (one of the batch's own is never added); the others go
 to their new address. A redelivered change stops at the consumed record
 like any event, and the statements change nothing the second time.
 
+A case an event ends (a ticket cancelled, a copyright case withdrawn:
+`cases.ENDED`) asks nothing more of its parties: its requests not yet sent
+("we need more information by …"), the batch's own too, are cancelled once
+the batch's jobs are added (`store.cancel_requests`).
+
 The batch's messages are revealed before they are planned, with one key
 look-up for them all (`reveal_messages_async`): the personal fields the
 owning service sealed (a ticket's subject, its requester's contacts) are
@@ -364,6 +369,9 @@ class Planner:
         if newer:
             for _, channel in await store.cancel_superseded(conn, newer):
                 OUTCOMES.labels(channel, CANCELLED).inc()
+        # What an ended case still asked of its parties (the batch's own too).
+        for _, channel in await store.cancel_requests(conn, book.ended()):
+            OUTCOMES.labels(channel, CANCELLED).inc()
         by_event: dict[str, list[uuid.UUID]] = {}
         for job in jobs:
             if job.id in created:

@@ -27,6 +27,13 @@ SECRET_TEMPLATES = frozenset({CODE_TEMPLATE})
 # makes the earlier one invalid, and it would hold the new one back: a
 # party's messages go in order).
 SUPERSEDED_TEMPLATES = frozenset({"verification.code"})
+# Messages asking the party to act on their case (send what is missing by a
+# date): one still waiting when the case ends (cancelled, withdrawn, …) is
+# cancelled, its text erased (`store.cancel_requests`): the case takes no
+# answer any more.
+REQUEST_TEMPLATES = frozenset(
+    {"ticket.info_requested", "appeal.info_requested", "report_appeal.info_requested"}
+)
 
 
 def quiet_until(now: datetime, quiet_hours: str, zone: str | tzinfo) -> datetime | None:

@@ -105,9 +105,11 @@ STATEMENTS = [
     # The jobs `OWNERS_AT_START` looks at, and only them.
     """CREATE INDEX IF NOT EXISTS notification_jobs_ownerless
         ON notification_jobs (case_name, party) WHERE user_id = ''""",
-    # The unsent jobs of a case's party, which follow its contact changes
-    # (`store.follow_contact_changes`).
-    f"""CREATE INDEX IF NOT EXISTS notification_jobs_unsent
+    # The unsent jobs of a case's party, a sender's claims among them, which
+    # follow its contact changes (`store.follow_contact_changes`). (The index
+    # before it left the claims out.)
+    "DROP INDEX IF EXISTS notification_jobs_unsent",
+    f"""CREATE INDEX IF NOT EXISTS notification_jobs_to_send
         ON notification_jobs (case_name, party) WHERE {UNSENT}""",
     # A person's messages (`api`), newest first.
     """CREATE INDEX IF NOT EXISTS notification_jobs_person

@@ -5,9 +5,10 @@ Every statement runs in the caller's transaction and covers a whole batch
 of events: one statement records them consumed, one reads (and locks) the
 parties of their cases, one writes the parties back, two follow the
 parties named anew with other contacts (`follow_contact_changes`), one adds
-their jobs. A job is unique per cause event × party × channel (its id is
-derived from the three, and the insert skips a job that exists), so
-planning an event again adds nothing. Its id says nothing of its
+their jobs; a batch that ended cases cancels what they still asked of
+their parties (`cancel_requests`). A job is unique per cause event × party
+× channel (its id is derived from the three, and the insert skips a job
+that exists), so planning an event again adds nothing. Its id says nothing of its
 recipient: it is published, and would outlive the person's erasure.
 """
 
@@ -26,6 +27,7 @@ import psycopg
 from casemesh.platform import columns
 from casemesh.platform.consuming import Place
 from casemesh_notifier.phone_changes import READDRESSED, READDRESSING
+from casemesh_notifier.policy import REQUEST_TEMPLATES
 
 JOB_NAMESPACE = uuid.UUID("0b7f3c1e-3c1d-4a56-a1f4-6f1f3f0c2a90")
 # The senders LISTEN here: a NOTIFY tells them new jobs are due.
@@ -342,7 +344,8 @@ async def cancel_superseded(
 @dataclass(frozen=True)
 class ContactsFollowed:
     """What following contact changes did: the jobs cancelled (id, channel)
-    and how many went to a new address."""
+    and how many went to a new address (or were withdrawn from their
+    sender: `WITHDRAWN`)."""
 
     cancelled: list[tuple[uuid.UUID, str]]
     readdressed: int = 0
@@ -357,13 +360,23 @@ THEIR_JOBS = (
     " ON j.case_name = c.case_name AND j.party = c.party"
 )
 NEW_ADDRESS = "(CASE WHEN j.channel = 'EMAIL' THEN c.email ELSE c.phone END)"
-# Not yet sent, nor held by a sender (`phone_changes.READDRESSED`), as the
-# index notification_jobs_unsent has it.
+# Not yet sent, a sender's claim too (`phone_changes.READDRESSED`), as the
+# index notification_jobs_to_send has it.
 UNSENT = "status IN ({})".format(", ".join(f"'{s}'" for s in READDRESSED))
 FOR_SOMEONE_ELSE = (
     "(COALESCE(NULLIF(j.user_id, ''), c.owner) <> ''"
     " AND COALESCE(NULLIF(j.user_id, ''), c.owner) IS DISTINCT FROM c.person)"
 )
+# Where the job goes now: "" nowhere (someone else's, or a channel given up),
+# and why.
+GOES_TO = f"(CASE WHEN {FOR_SOMEONE_ELSE} THEN '' ELSE {NEW_ADDRESS} END)"
+WHY_NOT = f"(CASE WHEN {FOR_SOMEONE_ELSE} THEN %(someone_else)s ELSE %(given_up)s END)"
+# A job a sender holds (`sending`) that is not to be sent after all is left
+# with no recipient, the reason as its last error: a sender's claim is its
+# own to end. Its sender, finding it so before it sends it, or done with it
+# unsent, cancels it rather than put it back (`delivery.put_back`); a send
+# already begun is recorded as it went.
+WITHDRAWN = "recipient = ''"
 
 
 async def follow_contact_changes(
@@ -374,10 +387,12 @@ async def follow_contact_changes(
     batch's jobs), follow them: a job for someone else than the person now
     named, or on a channel they gave up, is cancelled, its text erased; the
     others go to the party's address on their channel, as jobs never tried
-    there (`phone_changes.READDRESSING`). Only jobs no sender holds are
-    changed (`phone_changes.READDRESSED`): one being sent is its sender's,
-    and goes where it was going. Heard again, the changes change nothing
-    more."""
+    there (`phone_changes.READDRESSING`). A job a sender holds (`sending`)
+    is given its new address, or none (`WITHDRAWN`): its sender looks
+    before it sends it, and hands it back untried, to go there or be
+    cancelled; a send already begun is recorded as it went, and should it
+    fail, it is not tried again where it was going. Heard again, the
+    changes change nothing more."""
     if not changes:
         return ContactsFollowed([])
     texts = partial(columns.texts, encoding=conn.info.encoding)
@@ -392,26 +407,63 @@ async def follow_contact_changes(
         "given_up": "their contact no longer takes it",
     }
     cur = await conn.execute(
-        f"WITH gone AS (SELECT j.id, {FOR_SOMEONE_ELSE} AS someone_else FROM {THEIR_JOBS}"
-        f" WHERE j.{UNSENT} AND ({NEW_ADDRESS} = '' OR {FOR_SOMEONE_ELSE})"
+        f"WITH gone AS (SELECT j.id, {WHY_NOT} AS why FROM {THEIR_JOBS}"
+        f" WHERE j.{UNSENT} AND j.status <> 'sending' AND {GOES_TO} = ''"
         " ORDER BY j.id FOR UPDATE OF j)"
         " UPDATE notification_jobs AS j SET status = 'cancelled', claimed_until = NULL,"
-        " last_error = CASE WHEN gone.someone_else THEN %(someone_else)s ELSE %(given_up)s END,"
+        " last_error = gone.why,"
         " recipient = '', subject = '', body = '', html = '', params = '{}'"
         " FROM gone WHERE j.id = gone.id RETURNING j.id, j.channel",
         params,
     )
     cancelled = [(job_id, channel) for job_id, channel in await cur.fetchall()]
+    # The rest: those going elsewhere now, and the claimed ones going
+    # nowhere (`WITHDRAWN`). One withdrawn stays so, as a cancelled one does.
     cur = await conn.execute(
-        f"WITH moved AS (SELECT j.id, {NEW_ADDRESS} AS recipient FROM {THEIR_JOBS}"
-        f" WHERE j.{UNSENT} AND {NEW_ADDRESS} <> ''"
-        f" AND j.recipient <> {NEW_ADDRESS} AND NOT {FOR_SOMEONE_ELSE}"
+        f"WITH moved AS (SELECT j.id, {GOES_TO} AS recipient, {WHY_NOT} AS why"
+        f" FROM {THEIR_JOBS} WHERE j.{UNSENT} AND j.recipient NOT IN ('', {GOES_TO})"
         " ORDER BY j.id FOR UPDATE OF j)"
-        f" UPDATE notification_jobs AS j SET recipient = moved.recipient, {READDRESSING}"
+        f" UPDATE notification_jobs AS j SET recipient = moved.recipient, {READDRESSING},"
+        " last_error = CASE WHEN moved.recipient = '' THEN moved.why ELSE j.last_error END"
         " FROM moved WHERE j.id = moved.id",
         params,
     )
     return ContactsFollowed(cancelled, cur.rowcount)
+
+
+async def cancel_requests(
+    conn: psycopg.AsyncConnection[Any], cases: Collection[str]
+) -> list[tuple[uuid.UUID, str]]:
+    """Cancels what these ended cases still had to ask of their parties
+    (`policy.REQUEST_TEMPLATES`: "we need more information by …") and did
+    not send, erasing its text: the case takes no answer now. One a sender
+    holds is withdrawn from it (`WITHDRAWN`). Returns (id, channel) of those
+    cancelled. Rows are locked in id order, as the other statements lock
+    jobs."""
+    if not cases:
+        return []
+    params = {
+        "cases": sorted(cases),
+        "templates": sorted(REQUEST_TEMPLATES),
+        "why": "its case has ended",
+    }
+    theirs = f"case_name = ANY(%(cases)s) AND template = ANY(%(templates)s) AND {UNSENT}"
+    await conn.execute(
+        f"SELECT FROM notification_jobs WHERE {theirs} ORDER BY id FOR UPDATE", params
+    )
+    cur = await conn.execute(
+        "UPDATE notification_jobs SET status = 'cancelled', claimed_until = NULL,"
+        " last_error = %(why)s, subject = '', body = '', html = '', params = '{}'"
+        f" WHERE {theirs} AND status <> 'sending' RETURNING id, channel",
+        params,
+    )
+    cancelled = [(job_id, channel) for job_id, channel in await cur.fetchall()]
+    await conn.execute(
+        "UPDATE notification_jobs SET recipient = '', last_error = %(why)s"
+        f" WHERE {theirs} AND status = 'sending' AND recipient <> ''",
+        params,
+    )
+    return cancelled
 
 
 async def wake_senders(conn: psycopg.AsyncConnection[Any]) -> None:
