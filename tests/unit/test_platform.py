@@ -8,6 +8,7 @@ import base64
 import gc
 import logging
 import time
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -27,6 +28,7 @@ from cryptography.x509.oid import NameOID
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc import unary_unary_rpc_method_handler as unary_unary
+from prometheus_client import CollectorRegistry, Counter
 
 from casemesh.events.v1 import tickets_pb2 as tev
 from casemesh.platform import envelope, outbox
@@ -52,7 +54,8 @@ from casemesh.platform.identity import (
     new_signing_key,
 )
 from casemesh.platform.masking import mask_email, mask_phone, mask_text
-from casemesh.platform.settings import ServiceSettings, load
+from casemesh.platform.metrics import serve_metrics
+from casemesh.platform.settings import ServiceSettings, listen_address, load
 from casemesh.platform.where import Where
 from casemesh.rules import tickets as ticket_rules
 from casemesh.v1 import evidence_pb2
@@ -1021,3 +1024,30 @@ def test_an_upload_keeping_to_64_kib_a_second_is_never_cut_and_a_stall_is(chunk:
     assert api.next_chunk_by(0.0, now, 4 * sent, 900.0) == (now + 76.0, "UPLOAD_PAUSED")
     # Before 900 s, any pause: a stall at 100 s is cut no sooner than 900 s.
     assert api.next_chunk_by(0.0, 100.0, chunk, 900.0) == (900.0, "UPLOAD_PAUSED")
+
+
+@pytest.mark.parametrize(
+    ("addr", "listened"),
+    [
+        ("0.0.0.0:9464", ("0.0.0.0", 9464)),
+        (":9464", ("0.0.0.0", 9464)),
+        ("[::]:9464", ("::", 9464)),
+        ("[::1]:2526", ("::1", 2526)),
+    ],
+)
+def test_an_ipv6_listen_address_is_listened_on_without_its_brackets(
+    addr: str, listened: tuple[str, int]
+) -> None:
+    assert listen_address(addr) == listened
+
+
+def test_metrics_are_served_on_an_ipv6_address() -> None:
+    """An IPv6 cluster's `CASEMESH_METRICS_ADDR=[::]:9464` passes the
+    settings' check: it must be served, not end the start on a name the
+    resolver cannot read."""
+    port = free_port()
+    registry = CollectorRegistry()
+    Counter("casemesh_ipv6_probe", "A counter to find.", registry=registry).inc()
+    serve_metrics(f"[::1]:{port}", registry)
+    with urllib.request.urlopen(f"http://[::1]:{port}/metrics", timeout=10) as page:
+        assert b"casemesh_ipv6_probe_total 1.0" in page.read()

@@ -12,6 +12,7 @@ from casemesh.platform.backends import backend_channel
 from casemesh.platform.entrypoint import run_command
 from casemesh.platform.identity import InternalTokenSigner
 from casemesh.platform.logging import get_logger
+from casemesh.platform.settings import listen_address
 from casemesh.v1 import evidence_pb2_grpc, tickets_pb2_grpc
 from casemesh_inbound.desk import CHUNK, ReplyDesk
 from casemesh_inbound.settings import InboundSettings
@@ -39,11 +40,9 @@ async def run(cfg: InboundSettings) -> None:
             authserv_id=cfg.trusted_authserv_id,
         )
         handler = ReplyHandler(desk, cfg.relay_networks())
-        host, _, port = cfg.smtp_addr.rpartition(":")
+        host, port = listen_address(cfg.smtp_addr)
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(
-            sessions(handler, cfg), host=host or "0.0.0.0", port=int(port)
-        )
+        server = await loop.create_server(sessions(handler, cfg), host=host, port=port)
         log.info(
             "inbound.serving",
             addr=cfg.smtp_addr,

@@ -19,6 +19,7 @@ from prometheus_client import (
 )
 
 from casemesh.platform.logging import get_logger
+from casemesh.platform.settings import listen_address
 
 log = get_logger(__name__)
 
@@ -111,6 +112,6 @@ def serve_metrics(addr: str, registry: CollectorRegistry = REGISTRY) -> None:
     """Starts the metrics endpoint in a background thread (no-op when `addr` is empty)."""
     if not addr:
         return
-    host, _, port = addr.rpartition(":")
-    start_http_server(int(port), addr=host or "0.0.0.0", registry=registry)
+    host, port = listen_address(addr)
+    start_http_server(port, addr=host, registry=registry)
     log.info("metrics.serving", addr=addr)

@@ -23,6 +23,14 @@ ENV_PREFIX = "CASEMESH_"
 HOST_PORT = r"^\S*:[0-9]{1,5}$"
 
 
+def listen_address(addr: str) -> tuple[str, int]:
+    """The host and port to listen on at `addr` (a `HOST_PORT`): an IPv6
+    host without its brackets ("[::]:9464" → "::"), no host meaning every
+    IPv4 address."""
+    host, _, port = addr.rpartition(":")
+    return host.removeprefix("[").removesuffix("]") or "0.0.0.0", int(port)
+
+
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
