@@ -1,6 +1,7 @@
 """The export archive as the gateway composes it, from stand-in services:
 every page of every list, files named safely, and a large file streamed
-through in pieces rather than held whole."""
+through in pieces rather than held whole. An export its person gives up on
+ends at once, so that they may ask for it again."""
 
 from __future__ import annotations
 
@@ -16,19 +17,30 @@ import grpc
 import pytest
 from google.protobuf import json_format
 
+from casemesh.platform.grpcutil import DomainErrorInterceptor
+from casemesh.platform.identity import (
+    InternalTokenSigner,
+    TokenVerifier,
+    mint_token,
+    new_signing_key,
+)
 from casemesh.v1 import appeals_pb2 as apb
 from casemesh.v1 import evidence_pb2 as epb
 from casemesh.v1 import helpcenter_pb2 as hpb
 from casemesh.v1 import notifications_pb2 as npb
+from casemesh.v1 import privacy_pb2, privacy_pb2_grpc
 from casemesh.v1 import reports_pb2 as rpb
 from casemesh.v1 import tickets_pb2 as pb
-from casemesh_gateway import export
+from casemesh_gateway import api, export
+from casemesh_gateway.ratelimit import RateLimiter
+from tests.support import eventually
 
 MINE, GONE = (
     "evidence/" + "1" * 8 + "-1111-1111-1111-" + "1" * 12,
     "evidence/" + "2" * 8 + "-2222-2222-2222-" + "2" * 12,
 )
 BIG = bytes(range(256)) * 4096 * 3  # 3 MiB, past several pieces
+SECRET = "a-test-secret-that-is-long-enough-for-hs256"
 
 
 class Tickets:
@@ -307,3 +319,74 @@ def test_files_of_one_piece_each_go_out_as_they_are_read_not_all_at_the_end() ->
     # Before each read, what was read before it has gone out (but for the
     # zip's own headers and the piece being cut).
     assert max(evidence.waiting) <= export.CHUNK
+
+
+class Unending(Evidence):
+    """A file store whose read of the person's file goes on for as long as
+    it is read, each chunk there at once; and whether its reads were
+    cancelled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cancelled = 0
+
+    def ReadEvidence(self, request: epb.ReadEvidenceRequest, **kwargs: Any) -> Any:
+        store = self
+
+        class Call:
+            def __aiter__(self) -> AsyncIterator[epb.ReadEvidenceResponse]:
+                return self.chunks()
+
+            async def chunks(self) -> AsyncIterator[epb.ReadEvidenceResponse]:
+                while True:
+                    yield epb.ReadEvidenceResponse(chunk=BIG[: 256 * 1024])
+
+            def cancel(self) -> None:
+                store.cancelled += 1
+
+        return Call()
+
+
+async def test_an_export_its_person_gives_up_on_ends_and_may_be_asked_for_again() -> None:
+    """Zoe downloads her export over gRPC and cancels while the gateway waits
+    to write her the next piece. The export went on counting as running
+    until the garbage collector came by, and asking again was refused
+    RESOURCE_EXHAUSTED EXPORT_RUNNING. It ends as she goes: the file's read
+    is cancelled and a new export starts."""
+    evidence = Unending()
+    backend = api.Backend(
+        verifier=TokenVerifier(secret=SECRET),
+        signer=InternalTokenSigner(new_signing_key()),
+        limiter=RateLimiter(per_minute=600, burst=100),
+        timeout=5,
+    )
+    cases = {
+        api.TICKETS: Tickets(),
+        api.APPEALS: Appeals(),
+        api.REPORTS: Reports(),
+        api.EVIDENCE: evidence,
+        api.HELPCENTER: Help(),
+        api.NOTIFIER: Notifier(),
+    }
+    async with grpc.aio.insecure_channel("127.0.0.1:9") as unused:  # erasures only
+        privacy = api.PrivacyGateway(backend, unused, cases=cases, read_timeout=900)
+    server = grpc.aio.server(interceptors=[DomainErrorInterceptor()])
+    privacy_pb2_grpc.add_PrivacyServiceServicer_to_server(privacy, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    zoe = [("authorization", f"Bearer {mint_token(SECRET, 'zoe', ['user'])}")]
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = privacy_pb2_grpc.PrivacyServiceStub(channel)
+            download = stub.ExportPerson(privacy_pb2.ExportPersonRequest(), metadata=zoe)
+            for _ in range(3):
+                await download.read()
+            download.cancel()
+            await eventually(lambda: not privacy.exporting and evidence.cancelled, within=10)
+
+            again = stub.ExportPerson(privacy_pb2.ExportPersonRequest(), metadata=zoe)
+            first = await again.read()
+            assert first.file_name.startswith("casemesh-export-"), first.file_name
+            again.cancel()
+    finally:
+        await server.stop(0)

@@ -3,7 +3,8 @@ evidence service refuses an upload it has no room for as soon as it knows
 the file's type, without reading the rest: the caller is told so, with the
 service's reason and when to retry, not INTERNAL because the gateway was
 still sending chunks. A chunk over the documented 1 MiB is refused naming
-`chunk`, before anything reaches the service."""
+`chunk`, before anything reaches the service. A read its caller gives up
+on ends its call to the service at once, whatever the gateway was doing."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 
 from casemesh.platform.errors import InvalidArgument, ResourceExhausted
-from casemesh.platform.grpcutil import STATUS_DETAILS_KEY, to_status
+from casemesh.platform.grpcutil import STATUS_DETAILS_KEY, DomainErrorInterceptor, to_status
 from casemesh.platform.identity import (
     Identity,
     InternalTokenSigner,
@@ -25,13 +26,14 @@ from casemesh.platform.identity import (
     new_signing_key,
 )
 from casemesh.v1 import evidence_pb2 as pb
-from casemesh_gateway.api import EVIDENCE, LARGEST_CHUNK, Backend, EvidenceGateway
+from casemesh.v1 import evidence_pb2_grpc
+from casemesh_gateway.api import CHUNK_LIMIT, EVIDENCE, Backend, EvidenceGateway
 from casemesh_gateway.ratelimit import RateLimiter
 from tests.support import eventually
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256"
 ALICE = Identity("alice", frozenset({"user"}))
-PNG = b"\x89PNG\r\n\x1a\n" + bytes(LARGEST_CHUNK - 8)
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(CHUNK_LIMIT - 8)
 BUSY = "this server is taking in as many uploads as it can hold; retry shortly"
 
 
@@ -202,3 +204,56 @@ async def test_an_upload_whose_stream_breaks_is_cancelled_and_the_caller_told_wh
     finally:
         await server.stop(0)
     assert taking.sizes == [] and taking.ended == ["CancelledError"]
+
+
+class Endless:
+    """The evidence service as the gateway's stub calls it: a file read in
+    256 KiB chunks with no end in sight, each there at once; and whether
+    the gateway cancelled its read."""
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def ReadEvidence(self, request: pb.ReadEvidenceRequest, **_: Any) -> Any:
+        service = self
+
+        class Call:
+            def __aiter__(self) -> AsyncIterator[pb.ReadEvidenceResponse]:
+                return self.chunks()
+
+            async def chunks(self) -> AsyncIterator[pb.ReadEvidenceResponse]:
+                while True:
+                    yield pb.ReadEvidenceResponse(chunk=bytes(256 * 1024))
+
+            def cancel(self) -> None:
+                service.cancelled = True
+
+        return Call()
+
+
+async def test_a_read_its_caller_gives_up_on_ends_the_services_read_at_once() -> None:
+    """Alice reads a few chunks of a large file over gRPC, then cancels
+    while the gateway waits to write her the next. The evidence service's
+    read was cancelled only when the garbage collector came by: until then
+    (up to the 2 h a 500 MiB file is given) it went on holding the file
+    open. It is cancelled as soon as she goes."""
+    evidence = Endless()
+    server = grpc.aio.server(interceptors=[DomainErrorInterceptor()])
+    async with grpc.aio.insecure_channel("127.0.0.1:9") as unused:  # the stub is replaced
+        served = gateway(unused)
+    served.stub = evidence
+    evidence_pb2_grpc.add_EvidenceServiceServicer_to_server(served, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            read = evidence_pb2_grpc.EvidenceServiceStub(channel).ReadEvidence(
+                pb.ReadEvidenceRequest(name="evidence/0b7a2a4e-0c1d-4c63-9d6f-3a1c6b2f4e10"),
+                metadata=[("authorization", f"Bearer {mint_token(SECRET, 'alice', ['user'])}")],
+            )
+            for _ in range(3):
+                assert len((await read.read()).chunk) == 256 * 1024
+            read.cancel()
+            await eventually(lambda: evidence.cancelled, within=10)
+    finally:
+        await server.stop(0)

@@ -299,6 +299,49 @@ async def evidence_gateway(backend: Backend, stub: object) -> EvidenceGateway:
     return gateway
 
 
+class Reading:
+    """A server-streaming call as grpc.aio gives it: its messages, and cancel."""
+
+    def __init__(self, messages: list[Any]) -> None:
+        self.messages = messages
+
+    async def _read(self) -> AsyncIterator[Any]:
+        for message in self.messages:
+            yield message
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._read()
+
+    def cancel(self) -> bool:
+        return False
+
+
+class Storing:
+    """A client-streaming call to a service that takes every message and
+    stores the file, as grpc.aio's call is used: written to, then awaited."""
+
+    def __init__(self) -> None:
+        self.written: list[Any] = []
+
+    async def write(self, request: Any) -> None:
+        self.written.append(request)
+
+    async def done_writing(self) -> None:
+        pass
+
+    def add_done_callback(self, callback: Any) -> None:
+        pass
+
+    def cancel(self) -> bool:
+        return False
+
+    def __await__(self) -> Any:
+        async def stored() -> evidence_pb2.Evidence:
+            return evidence_pb2.Evidence(name="evidence/x")
+
+        return stored().__await__()
+
+
 def transfer_backend() -> Backend:
     return Backend(
         verifier=TokenVerifier(secret=SECRET),
@@ -323,10 +366,7 @@ async def test_evidence_is_read_within_the_transfer_deadline_not_an_ordinary_cal
         def ReadEvidence(self, request: object, *, metadata: object, timeout: float) -> Any:
             given.append(timeout)
 
-            async def chunks() -> Any:
-                yield evidence_pb2.ReadEvidenceResponse(chunk=b"x")
-
-            return chunks()
+            return Reading([evidence_pb2.ReadEvidenceResponse(chunk=b"x")])
 
     gateway = await evidence_gateway(transfer_backend(), Stub())
     token = mint_token(SECRET, "viewer", ["agent"])
@@ -353,17 +393,9 @@ async def test_an_upload_is_given_the_clients_own_deadline_up_to_the_largest_fil
     given: list[float] = []
 
     class Stub:
-        def UploadEvidence(
-            self, requests: AsyncIterator[Any], *, metadata: object, timeout: float
-        ) -> Any:
+        def UploadEvidence(self, *, metadata: object, timeout: float) -> Any:
             given.append(timeout)
-
-            async def stored() -> evidence_pb2.Evidence:
-                async for _ in requests:
-                    pass
-                return evidence_pb2.Evidence(name="evidence/x")
-
-            return stored()
+            return Storing()
 
     gateway = await evidence_gateway(transfer_backend(), Stub())
     token = mint_token(SECRET, "alice", ["user"])
@@ -945,15 +977,8 @@ async def test_an_upload_that_pauses_or_trickles_past_an_ordinary_uploads_time_i
     monkeypatch.setattr(api, "LARGEST_CHUNK", 1024)  # the chunks this test sends
 
     class Stub:
-        def UploadEvidence(
-            self, requests: AsyncIterator[Any], *, metadata: object, timeout: float
-        ) -> Any:
-            async def stored() -> evidence_pb2.Evidence:
-                async for _ in requests:
-                    pass
-                return evidence_pb2.Evidence(name="evidence/x")
-
-            return stored()
+        def UploadEvidence(self, *, metadata: object, timeout: float) -> Any:
+            return Storing()
 
     token = mint_token(SECRET, "alice", ["user"])
     context = SimpleNamespace(

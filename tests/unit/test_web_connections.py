@@ -1,8 +1,9 @@
 """The gateway's HTTP port, over real sockets: a caller cannot hold a
 connection open by sending slowly or too much. A request's head that stops
 coming, a connection that never sends one, a head that grows without end,
-a body trickled in: each is answered or closed within a bound, and a
-connection that behaves is kept alive as before. Connections held open do
+a body trickled in, an answer its caller stops reading: each is answered
+or closed within a bound, and a connection that behaves is kept alive as
+before. Connections held open do
 not take the pod out of service: the port bounds the calls under way, and
 its probes are always answered."""
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -48,8 +51,8 @@ Serve = Callable[..., Awaitable[int]]
 @pytest.fixture
 async def serve(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Serve]:
     """Starts a gateway front and gives its port: each bound `LONG_S` unless
-    the test shortens it, ErasePerson answered by `erase_with`, at most
-    `max_calls` calls under way."""
+    the test shortens it, ErasePerson answered by `erase_with` and
+    ExportPerson by `export_with`, at most `max_calls` calls under way."""
     fronts: list[WebFront] = []
 
     async def serving(
@@ -58,11 +61,14 @@ async def serve(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Serve]:
         linger: float = LONG_S,
         body: float = LONG_S,
         keep_alive: float = LONG_S,
+        write_stall: float = LONG_S,
         max_calls: int | None = None,
         erase_with: Callable[..., Awaitable[Any]] = erase,
+        export_with: Callable[..., AsyncIterator[Any]] = export,
     ) -> int:
         monkeypatch.setattr(http11, "HEAD_TIMEOUT_S", head)
         monkeypatch.setattr(http11, "LINGER_S", linger)
+        monkeypatch.setattr(http11, "WRITE_STALL_S", write_stall)
         monkeypatch.setattr(web, "BODY_WITHIN_S", body)
         monkeypatch.setattr(web, "KEEP_ALIVE_S", keep_alive)
         number = free_port()
@@ -78,7 +84,7 @@ async def serve(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Serve]:
         await front.start(
             {
                 ERASE: grpc.unary_unary_rpc_method_handler(erase_with),
-                EXPORT: grpc.unary_stream_rpc_method_handler(export),
+                EXPORT: grpc.unary_stream_rpc_method_handler(export_with),
             }
         )
         fronts.append(front)
@@ -280,3 +286,46 @@ async def test_a_call_past_those_the_port_takes_at_once_is_refused_unavailable(
         release.set()
         for _, writer in calls:
             writer.close()
+
+
+def export_request() -> bytes:
+    """An ExportPerson stream over Connect (JSON)."""
+    body = b"{}"
+    body = struct.pack(">BI", 0, len(body)) + body
+    return (
+        f"POST {EXPORT} HTTP/1.1\r\nHost: x\r\nContent-Type: application/connect+json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+async def test_a_stream_its_caller_stops_reading_ends_and_frees_its_call(serve: Serve) -> None:
+    """A caller opens a stream behind a small receive window and never reads
+    it. The gateway's write waited for it with no bound: the stream (and
+    the call to the service behind it) went on for ever, its call counted
+    under way, and with all of them taken so, every other call was refused
+    503 while the pod stayed ready. Now the connection is cut off once its
+    answer has waited past the bound: the stream ends, and the next call is
+    answered."""
+    ended = asyncio.Event()
+
+    async def exporting(request: Any, context: Any) -> AsyncIterator[Any]:
+        try:
+            while True:
+                yield privacy_pb2.ExportPersonResponse(data=bytes(64 * 1024))
+        finally:
+            ended.set()
+
+    port = await serve(max_calls=1, write_stall=SHORT_S, export_with=exporting)
+    loop = asyncio.get_running_loop()
+    unread = socket.socket()
+    try:
+        unread.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        unread.setblocking(False)
+        await loop.sock_connect(unread, ("127.0.0.1", port))
+        await loop.sock_sendall(unread, export_request())
+        await asyncio.wait_for(ended.wait(), PATIENCE_S)
+        head, body = await asked(port, erase_request("zoe"))
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        assert json.loads(body) == {"person": "zoe"}
+    finally:
+        unread.close()

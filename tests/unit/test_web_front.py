@@ -1,12 +1,15 @@
 """The gateway's HTTP front, driven as the ASGI application it is: server
 streams end as they really ended (cut short by the caller's deadline, or
 by the server shutting down, they end with an error, never looking
-complete: a download taken for whole), and a content type that does not
-fit the method is a Connect error naming what to send."""
+complete: a download taken for whole), a content type that does not
+fit the method is a Connect error naming what to send, and a request
+whose body comes too slowly is told its connection was too slow, not that
+the service was."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import struct
 import threading
@@ -16,9 +19,11 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import json_format
+from google.rpc import error_details_pb2
 
-from casemesh.v1 import privacy_pb2
-from casemesh_gateway.web import OFF_LOOP_JSON_BYTES, ServiceApp, WebFront
+from casemesh.v1 import evidence_pb2, privacy_pb2
+from casemesh_gateway import web as web_module
+from casemesh_gateway.web import OFF_LOOP_JSON_BYTES, UPLOAD_PATH, ServiceApp, WebFront
 from tests.support import asgi_post
 
 SERVICE = privacy_pb2.DESCRIPTOR.services_by_name["PrivacyService"]
@@ -351,3 +356,94 @@ async def grpc_web_status(app: Any, path: str, body: bytes, content_type: str) -
                     return value.strip()
         at += 5 + size
     raise AssertionError(f"no grpc-status in {said!r}")
+
+
+def said_in_words(details: list[dict[str, Any]]) -> tuple[str, dict[str, str]]:
+    """A Connect error's reason (ErrorInfo) and its words (LocalizedMessage)
+    by locale."""
+    reason, words = "", {}
+    for detail in details:
+        value = base64.b64decode(detail["value"] + "=" * (-len(detail["value"]) % 4))
+        if detail["type"] == "google.rpc.ErrorInfo":
+            reason = error_details_pb2.ErrorInfo.FromString(value).reason
+        elif detail["type"] == "google.rpc.LocalizedMessage":
+            said = error_details_pb2.LocalizedMessage.FromString(value)
+            words[said.locale] = said.message
+    return reason, words
+
+
+async def sent_in_part(web: WebFront, path: str, content_type: str, language: str) -> Any:
+    """A POST whose body stops coming after its first bytes: the answer's
+    status and its JSON."""
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "query_string": b"",
+        "headers": [
+            (b"content-type", content_type.encode()),
+            (b"accept-language", language.encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+    }
+    sent = [False]
+
+    async def receive() -> dict[str, Any]:
+        if sent[0]:
+            await asyncio.Event().wait()  # the rest never comes
+        sent[0] = True
+        return {"type": "http.request", "body": b'{"person": ', "more_body": True}
+
+    said: list[MutableMapping[str, Any]] = []
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        said.append(message)
+
+    await web.app(scope, receive, send)
+    return said[0]["status"], json.loads(b"".join(m.get("body", b"") for m in said[1:]))
+
+
+def uploading(web: WebFront) -> WebFront:
+    """`web`, taking evidence uploads (each read to its end)."""
+
+    async def upload(requests: AsyncIterator[Any], context: Any) -> Any:
+        return evidence_pb2.Evidence(size_bytes=sum([len(r.chunk) async for r in requests]))
+
+    web._upload = grpc.stream_unary_rpc_method_handler(upload)
+    return web
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "reason", "zh", "en"),
+    [
+        (
+            ERASE,
+            "application/json",
+            "BODY_TOO_SLOW",
+            "网络太慢，请求未能按时传完；请在网络稳定时重试。",
+            "the request did not all arrive within 0.2 s",
+        ),
+        (
+            UPLOAD_PATH,
+            "image/png",
+            "UPLOAD_PAUSED",
+            "上传中断太久，已停止；请在网络稳定时重新上传。",
+            "the upload paused for more than 0.2 s",
+        ),
+    ],
+    ids=["body", "upload"],
+)
+async def test_a_body_that_comes_too_slowly_is_said_to_be_the_callers_connections_fault(
+    monkeypatch: pytest.MonkeyPatch, path: str, content_type: str, reason: str, zh: str, en: str
+) -> None:
+    """A request body that did not all come in time, or an upload that
+    paused too long, was told in the caller's words "The service took too
+    long to answer": the caller's network was slow, and it was told the
+    service was. Each is told it by a reason of its own."""
+    monkeypatch.setattr(web_module, "BODY_WITHIN_S", 0.2)
+    for language, words in (("zh-CN", zh), ("en", en)):
+        status, error = await sent_in_part(uploading(front(0)), path, content_type, language)
+        assert status == 504 and error["code"] == "deadline_exceeded", error
+        said = said_in_words(error["details"])
+        assert said[0] == reason
+        assert said[1][language].startswith(words), said

@@ -21,7 +21,11 @@ from typing import Any
 import grpc
 import pytest
 
+from casemesh.platform.errors import InvalidArgument
+from casemesh.platform.grpcutil import to_status
 from casemesh.v1 import evidence_pb2
+from casemesh_gateway.__main__ import MAX_MESSAGE
+from casemesh_gateway.api import CHUNK_LIMIT
 from casemesh_gateway.web import ServiceApp, WebFront
 
 SERVICE = evidence_pb2.DESCRIPTOR.services_by_name["EvidenceService"]
@@ -98,9 +102,11 @@ async def call(
     headers: dict[str, str] | None = None,
     *,
     stays: bool = False,
+    to: WebFront | None = None,
 ) -> Answer:
-    """A call whose body comes in `pieces`, and its answer. The caller then
-    hangs up if more is asked of it (`stays`: it waits for the answer)."""
+    """A call whose body comes in `pieces`, and its answer (from `to`, or
+    `front()`). The caller then hangs up if more is asked of it (`stays`:
+    it waits for the answer)."""
     scope = {
         "type": "http",
         "method": "POST",
@@ -126,7 +132,7 @@ async def call(
     async def send(message: Any) -> None:
         said.append(message)
 
-    await front().app(scope, receive, send)
+    await (to or front()).app(scope, receive, send)
     chunks = [m.get("body", b"") for m in said if m["type"] == "http.response.body"]
     return Answer(said[0]["status"], dict(said[0]["headers"]), chunks, read)
 
@@ -259,3 +265,106 @@ async def test_a_grpc_web_text_call_refused_is_told_why_in_text_mode(
     answer = await call(READ, "application/grpc-web-text", [body], headers)
     assert answer.headers[b"content-type"] == b"application/grpc-web-text+proto"
     assert text_status(answer) == "3"  # INVALID_ARGUMENT
+
+
+def full_size_front() -> WebFront:
+    """A front routed as the gateway's own (its message size, its
+    `WebFront.start`), whose UploadEvidence refuses a chunk over 1 MiB
+    naming it, as the gateway's does, and otherwise counts the bytes."""
+
+    async def upload(requests: AsyncIterator[Any], context: Any) -> Any:
+        size = 0
+        async for request in requests:
+            if len(request.chunk) > CHUNK_LIMIT:
+                refused = InvalidArgument.field("chunk", "chunks must be at most 1 MiB")
+                await context.abort_with_status(to_status(refused))
+            size += len(request.chunk)
+        return evidence_pb2.Evidence(size_bytes=size)
+
+    async def unused(request: Any, context: Any) -> Any:
+        raise NotImplementedError
+
+    web = WebFront(
+        "127.0.0.1:0",
+        services=[SERVICE],
+        cors_origins=[],
+        pages={},
+        sign_in_secret="",
+        read_max_bytes=MAX_MESSAGE,
+    )
+    web._route(
+        {
+            UPLOAD: grpc.stream_unary_rpc_method_handler(upload),
+            READ: grpc.unary_stream_rpc_method_handler(unused),
+            "/casemesh.v1.EvidenceService/GetEvidence": grpc.unary_unary_rpc_method_handler(unused),
+            "/casemesh.v1.EvidenceService/ListEvidence": grpc.unary_unary_rpc_method_handler(
+                unused
+            ),
+        }
+    )
+    return web
+
+
+def json_upload(chunk: int) -> bytes:
+    """A Connect JSON upload of one chunk of `chunk` bytes (in base64, as
+    JSON carries bytes)."""
+    meta = {"metadata": {"fileName": "a.png", "declaredType": "image/png"}}
+    data = {"chunk": base64.b64encode(bytes(chunk)).decode()}
+    return envelope(json.dumps(meta).encode()) + envelope(json.dumps(data).encode())
+
+
+async def test_a_connect_json_upload_of_a_1_mib_chunk_goes_through() -> None:
+    """The documented chunk, 1 MiB, is about 1.4 MB in base64: its message
+    was refused RESOURCE_EXHAUSTED by the size a binary message may be."""
+    answer = await call(
+        UPLOAD, "application/connect+json", [json_upload(CHUNK_LIMIT)], to=full_size_front()
+    )
+    (_, message), (end_flags, end) = frames(answer.body)
+    assert end_flags == 0x02 and json.loads(end) == {}, end
+    assert json.loads(message)["sizeBytes"] == str(CHUNK_LIMIT)
+
+
+async def test_a_connect_json_chunk_over_1_mib_is_invalid_argument_naming_chunk() -> None:
+    answer = await call(
+        UPLOAD, "application/connect+json", [json_upload(CHUNK_LIMIT + 1)], to=full_size_front()
+    )
+    error = stream_error(answer.body)
+    assert error["code"] == "invalid_argument", error
+    assert "chunk" in json.dumps(error)
+
+
+@pytest.mark.parametrize("path", [UPLOAD, READ])
+async def test_a_binary_message_keeps_its_cap(path: str) -> None:
+    """JSON's share is JSON's: an upload's binary message, or a server
+    stream's request, past the size a message may be is still refused."""
+    big = evidence_pb2.UploadEvidenceRequest(chunk=bytes(MAX_MESSAGE)).SerializeToString()
+    answer = await call(
+        path,
+        "application/connect+proto",
+        [envelope(metadata()) + envelope(big)],
+        to=full_size_front(),
+    )
+    assert stream_error(answer.body)["code"] == "resource_exhausted"
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        ("/casemesh.v1.EvidenceService/GetEvidence", "application/json"),
+        ("/casemesh.v1.EvidenceService/GetEvidence", "application/proto"),
+        (READ, "application/connect+json"),
+    ],
+)
+async def test_a_request_other_than_a_client_streams_keeps_its_cap_in_json_too(
+    path: str, content_type: str
+) -> None:
+    """A unary call's body, or a server stream's request, a byte past the
+    size a message may be is refused, whatever its encoding: only a client
+    stream's messages are taken larger in JSON."""
+    over = b" " * (MAX_MESSAGE + 1)
+    body = over if path != READ else envelope(over)
+    answer = await call(path, content_type, [body], to=full_size_front())
+    if path == READ:
+        assert stream_error(answer.body)["code"] == "resource_exhausted"
+    else:
+        assert answer.status == 413 and json.loads(answer.body)["code"] == "resource_exhausted"

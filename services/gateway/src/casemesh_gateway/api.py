@@ -6,9 +6,10 @@ caller's trace context and a deadline."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeAlias
@@ -193,7 +194,11 @@ class Backend:
         *,
         audience: str,
         deadline_s: float | None = None,
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
+        """A server-streaming call's answers. Closed before its end (its
+        caller went away), it cancels the call: the service stops reading
+        and lets go of what it holds open (a file), rather than go on until
+        the call's deadline, hours later for a large file."""
         metadata = self.vouch(who, audience, context=context)
         call = method(request, metadata=metadata, timeout=self._timeout(context, deadline_s))
         try:
@@ -201,6 +206,8 @@ class Backend:
                 yield response
         except grpc.aio.AioRpcError as err:
             await self._fail(err, context)
+        finally:
+            call.cancel()
 
     async def forward_client_stream(
         self,
@@ -463,11 +470,14 @@ class TicketGateway(pb_grpc.TicketServiceServicer):
     ListTicketCategories = route("ListTicketCategories")
 
 
+# The most an upload's chunk may carry (the API's limit, and the evidence
+# service's): one larger is refused here, naming the field.
+CHUNK_LIMIT = 1024 * 1024
 # Once an ordinary upload's time (`upload_timeout`) is past, the longest an
 # upload's stream may go between two messages: a minute, and what its largest
-# chunk (1 MiB, the evidence service's limit) takes at the slowest pace a
-# transfer is sized for (16 s). Before that, any pace and any pause.
-LARGEST_CHUNK = 1024 * 1024
+# chunk takes at the slowest pace a transfer is sized for (16 s). Before
+# that, any pace and any pause.
+LARGEST_CHUNK = CHUNK_LIMIT
 UPLOAD_PAUSE_S = 60.0 + LARGEST_CHUNK / export.SLOWEST_DOWNLOAD
 
 
@@ -557,7 +567,7 @@ class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
                     return
                 except TimeoutError:
                     raise DeadlineExceeded(CUT[reason], reason=reason) from None
-                if len(message.chunk) > LARGEST_CHUNK:
+                if len(message.chunk) > CHUNK_LIMIT:
                     # Refused naming the field: a message is taken somewhat
                     # larger than the chunk it carries (its encoding's share).
                     raise InvalidArgument.field("chunk", "chunks must be at most 1 MiB")
@@ -593,15 +603,17 @@ class EvidenceGateway(evidence_pb2_grpc.EvidenceServiceServicer):
         who = self.backend.identity(context)
         await _check(request)
         # A video of hundreds of megabytes takes as long to read as to upload.
-        async for response in self.backend.forward_stream(
+        responses = self.backend.forward_stream(
             self.stub.ReadEvidence,
             request,
             who,
             context,
             audience=EVIDENCE,
             deadline_s=self.transfer_timeout,
-        ):
-            yield response
+        )
+        async with contextlib.aclosing(responses):
+            async for response in responses:
+                yield response
 
     ListEvidence = route("ListEvidence", check=checks.page(100))
 
@@ -811,10 +823,11 @@ class PrivacyGateway(privacy_pb2_grpc.PrivacyServiceServicer):
         found, missing = privacy_pb2.PersonalDataExport(), list[str]()
         try:
             found = await export.gather(sources, person, now)
-            async for data in export.archive(sources, found, missing):
-                name = export.archive_name(now) if not sent else ""
-                sent += len(data)
-                yield privacy_pb2.ExportPersonResponse(file_name=name, data=data)
+            async with contextlib.aclosing(export.archive(sources, found, missing)) as pieces:
+                async for data in pieces:
+                    name = export.archive_name(now) if not sent else ""
+                    sent += len(data)
+                    yield privacy_pb2.ExportPersonResponse(file_name=name, data=data)
             if missing:
                 yield privacy_pb2.ExportPersonResponse(missing_files=missing)
             outcome = "sent"

@@ -189,7 +189,9 @@ async def gather(sources: Sources, person: str, now: datetime) -> Export:
     return found
 
 
-async def archive(sources: Sources, found: Export, missing: list[str]) -> AsyncIterator[bytes]:
+async def archive(
+    sources: Sources, found: Export, missing: list[str]
+) -> AsyncGenerator[bytes, None]:
     """The zip archive of `found`, in pieces of at most `CHUNK` bytes. A
     file the blob store no longer has (NOT_FOUND) is left out, its path put
     in `missing` and, with why, in `MISSING`; any other failure to read a

@@ -9,7 +9,12 @@ read on and dropped for LINGER_S at most (so the caller reads the answer
 rather than a reset), then its connection is closed; if the rest comes
 within that time, the connection is kept alive for the next request as
 after any answer. Its body's own pace is bounded by the application
-(`web.BODY_WITHIN_S`)."""
+(`web.BODY_WITHIN_S`). An answer its caller stops reading (a stream left
+unread behind a small receive window) may wait for it WRITE_STALL_S, or as
+long as what waits to be sent needs at the slowest download the gateway
+allows; past that, the connection is cut off: the call ends as if its caller
+had hung up, with the call to the service behind it, and the call's slot
+is taken again (a write waits for the caller with no bound of its own)."""
 
 from __future__ import annotations
 
@@ -18,10 +23,17 @@ import asyncio
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from casemesh.platform.logging import get_logger
+from casemesh_gateway.export import SLOWEST_DOWNLOAD
+
+log = get_logger(__name__)
+
 HEAD_TIMEOUT_S = 20.0
 # As much as the proxy in front lets through, and more than a browser sends.
 HEAD_MAX_BYTES = 64 * 1024
 LINGER_S = 5.0
+# How long an answer may wait for its caller to read on, at least.
+WRITE_STALL_S = 60.0
 
 
 class Http11(H11Protocol):
@@ -31,6 +43,8 @@ class Http11(H11Protocol):
     _cutoff: asyncio.TimerHandle | None = None
     # Whether `_cutoff` ends the reading of a body already answered.
     _lingering = False
+    # Cuts the connection off unless its caller reads on first.
+    _stall: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
@@ -57,6 +71,34 @@ class Http11(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         self._spare()
+        self._read_on()
+
+    def pause_writing(self) -> None:
+        """What waits to be sent has filled the buffer: the answer waits for
+        its caller to read, for as long as the rest needs at the slowest
+        download (WRITE_STALL_S at least)."""
+        super().pause_writing()
+        waiting = self.transport.get_write_buffer_size()
+        bound = max(WRITE_STALL_S, waiting / SLOWEST_DOWNLOAD)
+        self._read_on()
+        self._stall = self.loop.call_later(bound, self._stalled, bound)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._read_on()
+
+    def _read_on(self) -> None:
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+
+    def _stalled(self, bound: float) -> None:
+        """Closed at once, the bytes still waiting dropped (a close would
+        wait for them to be sent, for ever): uvicorn hears the caller gone,
+        and so does the call."""
+        self._stall = None
+        log.info("http.caller_stopped_reading", waited_s=round(bound, 1))
+        self.transport.abort()
 
     def _close_in(self, seconds: float) -> None:
         """Closes the connection `seconds` from now unless spared first (a

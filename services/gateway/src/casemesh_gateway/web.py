@@ -66,6 +66,7 @@ from casemesh_gateway.envelopes import (
     end_of_stream,
     error_json,
     refusing_large_messages,
+    stream_message_limit,
 )
 from casemesh_gateway.http11 import HEAD_MAX_BYTES, Http11
 
@@ -288,8 +289,10 @@ def _endpoint(info: MethodInfo[Any, Any], handler: grpc.RpcMethodHandler) -> Any
             # UNAVAILABLE, to be retried elsewhere (`WebFront.stop`).
             deadline, cut = _deadline(ctx), _CALL_CUT.get()
             stream = server_stream(request, CallContext.of(ctx))
-            items = aiter(stream if cut is None else until_set(stream, cut.event, ending=_Cut))
-            try:
+            items = stream if cut is None else until_set(stream, cut.event, ending=_Cut)
+            # Both closed as the call ends, with what they hold (the call to
+            # the service behind), not when the garbage collector finds them.
+            async with contextlib.aclosing(stream), contextlib.aclosing(items):
                 while True:
                     async with _answered(info, deadline):
                         try:
@@ -301,9 +304,6 @@ def _endpoint(info: MethodInfo[Any, Any], handler: grpc.RpcMethodHandler) -> Any
                                 raise cut.why from None
                             return
                     yield item
-            finally:
-                if (close := getattr(items, "aclose", None)) is not None:
-                    await close()
 
         return Endpoint.server_stream(info, watch)
     raise ValueError(f"{info.service_name}/{info.name}: bidirectional streams are not served")
@@ -754,16 +754,33 @@ def _in_time(receive: Receive, seconds: float, *, per_read: bool = False) -> Rec
             async with asyncio.timeout_at(by):
                 event = await receive()
         except TimeoutError:
-            raise ConnectError(
-                Code.DEADLINE_EXCEEDED,
-                f"the request body paused for more than {seconds:g} s"
-                if per_read
-                else f"the request body did not all come within {seconds:g} s",
-            ) from None
+            raise _too_slow(seconds, per_read=per_read) from None
         whole = event["type"] != "http.request" or not event.get("more_body")
         return event
 
     return receiving
+
+
+# The reasons (ErrorInfo) a request whose body came too slowly is refused
+# with: the caller's connection, not the service, took too long, and it is
+# said so in the caller's language (error_messages.toml), not as a service
+# that took too long to answer (DEADLINE_EXCEEDED's own words).
+BODY_TOO_SLOW = "BODY_TOO_SLOW"
+UPLOAD_PAUSED = "UPLOAD_PAUSED"
+
+
+def _too_slow(seconds: float, *, per_read: bool) -> ConnectError:
+    """A body that did not all come within `seconds` (`per_read`: an
+    upload's that paused that long)."""
+    if per_read:
+        reason, said = UPLOAD_PAUSED, f"the upload paused for more than {seconds:g} s"
+    else:
+        reason, said = BODY_TOO_SLOW, f"the request did not all arrive within {seconds:g} s"
+    return ConnectError(
+        Code.DEADLINE_EXCEEDED,
+        f"{said}: send it again on a steadier connection",
+        [error_details_pb2.ErrorInfo(reason=reason, domain="casemesh")],
+    )
 
 
 def _bounded(receive: Receive, limit: int) -> Receive:
@@ -970,10 +987,7 @@ class WebFront:
     # -- lifecycle (grpcutil.Companion) --
 
     async def start(self, handlers: Mapping[str, grpc.RpcMethodHandler]) -> None:
-        self._rpc = {
-            f"/{s.full_name}": ServiceApp(s, handlers, self._read_max_bytes) for s in self._services
-        }
-        self._upload = handlers.get(UPLOAD_METHOD)
+        self._route(handlers)
         for prefix, folder in sorted(self._page_roots.items(), key=lambda p: -len(p[0])):
             if folder.is_dir():
                 policy = content_security_policy(self._connect_origins.get(prefix, ()))
@@ -1010,6 +1024,16 @@ class WebFront:
         self._server = _Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[listener]))
         log.info("http.serving", address=self._address, pages=[p for p, _, _ in self._pages])
+
+    def _route(self, handlers: Mapping[str, grpc.RpcMethodHandler]) -> None:
+        """The calls each service's path takes to `handlers`. connectrpc
+        checks a message against the most one may be in JSON (bytes in
+        base64, a third larger): a client stream's messages are bounded by
+        their encoding's share as they come (`refusing_large_messages`),
+        any other request's body by `read_max_bytes` itself (`_bounded`)."""
+        limit = stream_message_limit("+json", self._read_max_bytes)
+        self._rpc = {f"/{s.full_name}": ServiceApp(s, handlers, limit) for s in self._services}
+        self._upload = handlers.get(UPLOAD_METHOD)
 
     def drain(self) -> None:
         self._draining = True
@@ -1062,8 +1086,10 @@ class WebFront:
                 stream_type = _connect_stream_type(scope, service)
                 _check_rpc_request(scope, service, self._read_max_bytes)
                 if path in service.client_streams:
+                    sent = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
                     receive = refusing_large_messages(
-                        _in_time(receive, BODY_WITHIN_S, per_read=True), self._read_max_bytes
+                        _in_time(receive, BODY_WITHIN_S, per_read=True),
+                        stream_message_limit(sent, self._read_max_bytes),
                     )
                 else:
                     receive = _bounded(_in_time(receive, BODY_WITHIN_S), self._read_max_bytes)

@@ -8,7 +8,15 @@ import contextlib
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -464,8 +472,9 @@ class _Drained(Exception):
 
 async def _until_drained(stream: AsyncIterator[Any], draining: asyncio.Event) -> AsyncIterator[Any]:
     """`stream`, ended by `_Drained` as soon as `draining` is set."""
-    async for item in until_set(stream, draining, ending=_Drained):
-        yield item
+    async with contextlib.aclosing(until_set(stream, draining, ending=_Drained)) as items:
+        async for item in items:
+            yield item
 
 
 async def until_set(
@@ -473,10 +482,11 @@ async def until_set(
     event: asyncio.Event,
     *,
     ending: type[Exception] | None = None,
-) -> AsyncIterator[Any]:
+) -> AsyncGenerator[Any, None]:
     """`stream`, cut off (and so closed, with what it holds open behind it) as
     soon as `event` is set, even while it waits for its next item: it then
-    ends, or raises `ending` when given."""
+    ends, or raises `ending` when given. However it ends, `stream` is
+    closed then, not when the garbage collector finds it."""
     stop = asyncio.ensure_future(event.wait())
     items = aiter(stream)
     step: asyncio.Future[Any] | None = None
@@ -501,8 +511,14 @@ async def until_set(
             yield item
     finally:
         stop.cancel()
-        if step is not None:
+        if step is not None and not step.done():
+            # Cancelled while waiting for the next item: the stream is
+            # running in `step`, and can be closed only once it stops.
             step.cancel()
+            with contextlib.suppress(BaseException):
+                await step
+        if (close := getattr(items, "aclose", None)) is not None:
+            await close()
 
 
 def _read_outcome(done: asyncio.Future[Any]) -> None:
@@ -514,9 +530,22 @@ def _wrap_response_stream(method: str, behaviour: Any, draining: asyncio.Event |
     """For server-streaming calls: the behaviour is an async generator. An
     open-ended one (`draining` given) ends with UNAVAILABLE when the server
     starts draining, so its client watches again on another replica instead
-    of holding the shutdown for the whole grace period."""
+    of holding the shutdown for the whole grace period. The behaviour's
+    generator is closed as soon as the call ends, however it ends
+    (`_closed_when_done`)."""
 
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        # An async generator (its state read below).
+        responses: Any = serving(request, context)
+        _closed_when_done(context, responses)
+        try:
+            async for response in responses:
+                yield response
+        finally:
+            if not responses.ag_running:  # else being closed as its call ended
+                await responses.aclose()
+
+    async def serving(request: Any, context: grpc.aio.ServicerContext) -> AsyncGenerator[Any, None]:
         parent = extract_metadata(context.invocation_metadata())
         measured = _Measured(method, "server_stream", context)
         span = tracer("casemesh.grpc").start_span(
@@ -532,16 +561,17 @@ def _wrap_response_stream(method: str, behaviour: Any, draining: asyncio.Event |
                 stream = behaviour(_decoded(request, "server_stream"), context)
                 if draining is not None:
                     stream = _until_drained(stream, draining)
-                items = aiter(stream)
-                while True:
-                    token = otel_context.attach(current)
-                    try:
-                        response = await anext(items)
-                    except StopAsyncIteration:
-                        break
-                    finally:
-                        otel_context.detach(token)
-                    yield response
+                async with contextlib.aclosing(stream):
+                    items = aiter(stream)
+                    while True:
+                        token = otel_context.attach(current)
+                        try:
+                            response = await anext(items)
+                        except StopAsyncIteration:
+                            break
+                        finally:
+                            otel_context.detach(token)
+                        yield response
             except errors.CasemeshError as err:
                 span.set_attribute("rpc.grpc.status_code", _code_of(err)[1])
                 await context.abort_with_status(to_status(err, caller_locale(context)))
@@ -564,6 +594,39 @@ def _wrap_response_stream(method: str, behaviour: Any, draining: asyncio.Event |
             measured.done(failure)
 
     return wrapped
+
+
+# The closings `_closed_when_done` started, held until they end.
+_CLOSING: set[asyncio.Task[None]] = set()
+
+
+def _closed_when_done(context: Any, responses: Any) -> None:
+    """`responses` (a server stream's generator) closed as soon as its call
+    is done. A call cancelled while grpcio writes a response (its client
+    went away, slow to read) is cancelled in that write, outside the
+    generator, which grpcio never closes: what the handler holds (the call
+    to the service behind, an export under way) would be let go only when
+    the garbage collector finds it, hours later for a long download. (An
+    HTTP call's context has no such callback: the HTTP front closes the
+    stream itself.)"""
+    add_done_callback = getattr(context, "add_done_callback", None)
+    if add_done_callback is None:
+        return
+
+    def close(_context: Any) -> None:
+        if responses.ag_frame is None:  # it ended on its own
+            return
+        closing = asyncio.get_running_loop().create_task(responses.aclose())
+        _CLOSING.add(closing)
+        closing.add_done_callback(_closed)
+
+    add_done_callback(close)
+
+
+def _closed(closing: asyncio.Task[None]) -> None:
+    _CLOSING.discard(closing)
+    if not closing.cancelled() and (exc := closing.exception()) is not None:
+        log.error("grpc.stream_close_failed", error=repr(exc))
 
 
 class DomainErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
