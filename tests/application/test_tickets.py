@@ -44,7 +44,7 @@ from casemesh.platform.pools import DatabaseUnavailable
 from casemesh.platform.timers import Timer
 from casemesh.v1 import evidence_pb2
 from casemesh.v1 import tickets_pb2 as tpb
-from casemesh_tickets import api
+from casemesh_tickets import api, domain
 from casemesh_tickets.application import (
     PAGE_TEXT_BYTES,
     DeadlineKind,
@@ -677,6 +677,65 @@ def test_a_comment_sent_again_under_its_request_id_is_recorded_once(app: Tickets
         == first
     )
     assert events_of(app, t.id) == [Ticket.Created, Ticket.CommentAdded, Ticket.CommentAdded]
+
+
+def test_a_ticket_takes_only_so_many_comments_and_agents_can_still_answer_a_flooded_one(
+    app: Tickets, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every command and page of history reads the whole ticket: its
+    requester cannot make it grow without end. Past their share they are
+    told to open a new ticket, and nothing is stored; agents can still
+    reply, up to the ticket's own length, and can always solve it."""
+    monkeypatch.setattr(domain, "MAX_REQUESTER_COMMENTS", 3)
+    monkeypatch.setattr(domain, "MAX_EVENTS", 6)
+    t = opened(app)
+    for n in range(2):
+        app.add_comment(ALICE, t.id, f"还在等 {n}", internal=False, etag="")
+    last = app.add_comment(ALICE, t.id, "还在等", internal=False, etag="", request_id="c3")
+    stored = events_of(app, t.id)
+    with pytest.raises(FailedPrecondition, match="open a new ticket") as refused:
+        app.add_comment(ALICE, t.id, "还在等？", internal=False, etag="")
+    assert refused.value.reason == "TICKET_TOO_LONG"
+    assert events_of(app, t.id) == stored
+    # Its last comment, sent again under its request id, gets its first answer.
+    assert app.add_comment(ALICE, t.id, "还在等", internal=False, etag="", request_id="c3") == last
+    app.add_comment(AGENT, t.id, "We are on it.", internal=False, etag="")
+    app.add_comment(AGENT, t.id, "Asked the SMS team.", internal=True, etag="")
+    stored = events_of(app, t.id)
+    for internal in (False, True):
+        with pytest.raises(FailedPrecondition, match="open a new ticket") as refused:
+            app.add_comment(AGENT, t.id, "One more thing.", internal=internal, etag="")
+        assert refused.value.reason == "TICKET_TOO_LONG"
+    assert events_of(app, t.id) == stored
+    assert app.solve(AGENT, t.id, "Fixed.", etag="").status == "SOLVED"
+
+
+def test_a_page_of_history_reads_the_ticket_no_further_than_it_needs(
+    app: Tickets, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its events are revealed and replayed once, up to the page and one
+    more (which tells that more follow), not to the end of a long ticket;
+    whose it is, its first event tells."""
+    t = opened(app)
+    for n in range(30):
+        app.add_comment(ALICE, t.id, f"第 {n} 条", internal=False, etag="")
+    read: list[object] = []
+    store = app.repository.event_store
+    everything = store.get
+
+    def get(*args: Any, **kwargs: Any) -> Any:
+        for stored in everything(*args, **kwargs):
+            read.append(stored)
+            yield stored
+
+    monkeypatch.setattr(store, "get", get)
+    page = app.history(ALICE, t.id, 10, "")
+    assert [e.sequence for e in page.items] == list(range(1, 11)) and page.next_token == "10"
+    assert len(read) == 1 + 11
+    read.clear()
+    page = app.history(ALICE, t.id, 10, "25")
+    assert [e.sequence for e in page.items] == list(range(26, 32)) and page.next_token == ""
+    assert len(read) == 1 + 31
 
 
 def test_another_change_under_a_used_request_id_is_refused_naming_it(app: Tickets) -> None:

@@ -407,7 +407,8 @@ class Tickets(CaseApplication[Ticket]):
     ) -> Page[HistoryEntry]:
         limit = page_size_of(page_size, most=200, default=50)
         after = sequence_after(page_token)
-        shown = self.load_visible(who, ticket_id)
+        # Whose it is, from its first event: the events are read below.
+        shown = self.load_visible(who, ticket_id, version=1)
         # Internal notes are the agents' about a requester: an agent reading
         # a ticket of their own reads it as its requester. Who does not read
         # them is shown the others numbered without them, so that no gap in
@@ -424,6 +425,10 @@ class Tickets(CaseApplication[Ticket]):
                 entry = replace(entry, sequence=ticket.shown_version)
             if entry.sequence > after:
                 entries.append(entry)
+            if len(entries) > limit:
+                # One past the page tells that more follow; the events after
+                # it are neither revealed nor replayed.
+                break
         return steps_page(entries, limit, PAGE_TEXT_BYTES)
 
 

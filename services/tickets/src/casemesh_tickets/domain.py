@@ -43,6 +43,15 @@ class Status(StrEnum):
 FINAL = frozenset({Status.CLOSED, Status.CANCELLED})
 UNSOLVED = frozenset({Status.NEW, Status.OPEN, Status.PENDING, Status.ON_HOLD})
 
+# How long a ticket may grow, by comments. Every command, retry and page of
+# history reads the whole ticket (no snapshots), so one flooded by 10,000-
+# character comments at the rate allowed would get slower for everyone who
+# works it. No real ticket nears these: a long one has a few dozen comments.
+# Its requester's are capped below the whole, so that agents can still reply
+# to a ticket its requester flooded; status changes are never capped.
+MAX_REQUESTER_COMMENTS = 500
+MAX_EVENTS = 1000
+
 
 def _no_evidence(state: dict[str, Any]) -> None:
     """Events recorded before evidence existed had none."""
@@ -121,6 +130,7 @@ class Ticket(ExpiringCase):
         self.notes = 0
         self.note_version = 0
         self.before_notes_on: datetime | None = None
+        self.requester_comments = 0
 
     @property
     def shown_version(self) -> int:
@@ -226,6 +236,7 @@ class Ticket(ExpiringCase):
                 "an internal note cannot be written on a ticket you opened",
                 reason="INTERNAL_NOTE_ON_OWN_TICKET",
             )
+        self._require_room_for_comment(by_requester)
         status = self.status
         if by_requester and self.status in (Status.PENDING, Status.ON_HOLD, Status.SOLVED):
             status = Status.OPEN
@@ -247,6 +258,8 @@ class Ticket(ExpiringCase):
             # Reopened by the requester's reply, as by `reopen`.
             self._outcome_undone()
         self.status = Status(status)
+        if by_requester:
+            self.requester_comments += 1
         if internal:
             # (Applied before the ticket takes this event's version and time.)
             if self.note_version != self.version:  # the event before was shown
@@ -334,6 +347,22 @@ class Ticket(ExpiringCase):
             raise FailedPrecondition(
                 f"the ticket is {self.status.value.lower()} and can no longer be {what}",
                 reason="TICKET_FINAL",
+            )
+
+    def _require_room_for_comment(self, by_requester: bool) -> None:
+        """Refuses a comment past the ticket's length (`MAX_EVENTS`), or past
+        what its requester may write on it (`MAX_REQUESTER_COMMENTS`)."""
+        if by_requester and self.requester_comments >= MAX_REQUESTER_COMMENTS:
+            raise FailedPrecondition(
+                f"this ticket takes no more comments from you (at most"
+                f" {MAX_REQUESTER_COMMENTS}); open a new ticket to go on",
+                reason="TICKET_TOO_LONG",
+            )
+        if self.version >= MAX_EVENTS:
+            raise FailedPrecondition(
+                f"this ticket takes no more comments (at most {MAX_EVENTS} changes);"
+                " open a new ticket to go on",
+                reason="TICKET_TOO_LONG",
             )
 
     def _require_unsolved(self, what: str) -> None:

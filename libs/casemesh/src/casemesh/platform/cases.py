@@ -272,11 +272,13 @@ class CaseApplication(TracedApplication, Generic[C]):
 
     # -- reading and changing -----------------------------------------------
 
-    def load_visible(self, who: Identity, ident: str) -> C:
+    def load_visible(self, who: Identity, ident: str, *, version: int | None = None) -> C:
         """The case, if `who` may see it; NOT_FOUND otherwise, so that nobody
-        learns that someone else's case exists."""
+        learns that someone else's case exists. Given a `version`, the case
+        as it was then, read no further (1: as it was opened, for a caller
+        that reads its events itself and needs only whose it is)."""
         try:
-            case: Aggregate = self.repository.get(UUID(ident))
+            case: Aggregate = self.repository.get(UUID(ident), version=version)
         except (AggregateNotFoundError, ValueError):
             raise errors.NotFound(f"{self.collection}/{ident} not found") from None
         if not isinstance(case, self.case_type):  # another kind of aggregate's id
