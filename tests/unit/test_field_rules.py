@@ -302,6 +302,19 @@ async def test_a_large_request_is_checked_off_the_event_loop_with_the_same_answe
             {"subject": "must not be empty", "description": "must not be empty"},
         ),
         ("a\u200bb", "a\u00adb", {}),
+        # Nor do the other characters no one sees: Hangul fillers (a "blank"
+        # name), the blank braille pattern, variation selectors, tags.
+        (
+            "\u3164",
+            "\u115f\u1160\uffa0 \u2800",
+            {"subject": "must not be empty", "description": "must not be empty"},
+        ),
+        (
+            "\ufe0f\u034f",
+            "\U000e0041\U000e007f\u3000",
+            {"subject": "must not be empty", "description": "must not be empty"},
+        ),
+        ("\u3164\u3163", "\U0001f44d\ufe0f", {}),
         (
             "\u200b \u200b",
             "\ufeff\u00a0\u200b\n\u200b",
@@ -330,6 +343,46 @@ def test_the_gateway_and_the_service_judge_a_text_alike(
     except InvalidArgument as err:
         service = {f.field: f.description for f in err.violations}
     assert gateway == service == refused_for
+
+
+# Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt), and the
+# blank braille pattern: characters no one sees.
+UNSEEN = [
+    (0x00AD, 0x00AD),
+    (0x034F, 0x034F),
+    (0x061C, 0x061C),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x206F),
+    (0x2800, 0x2800),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0),
+    (0xFFF0, 0xFFF8),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
+]
+
+
+def test_every_character_no_one_sees_is_blank_to_the_gateway_and_the_service() -> None:
+    """A text of all of them says nothing (one either judged seen would
+    make it say something), to the gateway's rule and the service's check."""
+    unseen = "".join(chr(c) for first, last in UNSEEN for c in range(first, last + 1))
+    request = BAD_TICKET.__class__()
+    request.CopyFrom(BAD_TICKET)
+    request.ticket.description = unseen
+    gateway = [d for f, d in refused(request) if f == "ticket.description"]
+    v = Violations()
+    rules.text(v, "description", unseen, limit=10_000)
+    with pytest.raises(InvalidArgument) as info:
+        v.raise_if_any()
+    service = [f.description for f in info.value.violations]
+    assert gateway == service == ["must not be empty"]
 
 
 def test_text_in_the_form_of_sealed_personal_data_is_refused_wherever_it_is_sent() -> None:

@@ -97,3 +97,37 @@ def test_a_help_session_ticket_takes_the_sessions_words_where_the_caller_said_no
     are blank (the ticket would be refused for an empty subject)."""
     assert rules.said("  \u200b\ufeff ") == ""
     assert rules.said(" 上传失败 ") == "上传失败"
+
+
+@pytest.mark.parametrize(
+    "blank",
+    [
+        "\u3164",  # the Hangul filler, which passes for a blank name
+        "\u115f\u1160",  # the Hangul choseong and jungseong fillers
+        "\uffa0",  # the half-width Hangul filler
+        "\u2800",  # the blank braille pattern
+        "\ufe0f\u034f",  # a variation selector, the combining grapheme joiner
+        "\U000e0041\u3000\u200b",  # a tag, an ideographic space, a zero-width space
+    ],
+)
+def test_invisible_letters_and_marks_alone_say_nothing_to_the_service(blank: str) -> None:
+    """A subject, a description or an assignee of characters no one sees
+    is blank, as one of spaces is: the ticket would show nothing there."""
+    v = Violations()
+    rules.check_ticket_words(v, category="account.login", subject=blank, description=blank)
+    rules.assignee(v, blank)
+    with pytest.raises(InvalidArgument) as refused:
+        v.raise_if_any()
+    assert [(f.field, f.description) for f in refused.value.violations] == [
+        ("subject", "must not be empty"),
+        ("description", "must not be empty"),
+        ("assignee", "must not be blank (leave it empty for yours)"),
+    ]
+    assert rules.said(blank) == ""
+    # Beside a character one sees, they are part of the text.
+    assert rules.said(f"上传{blank}失败") == f"上传{blank}失败"
+
+
+def test_an_emoji_with_its_variation_selector_is_text() -> None:
+    assert rules.said("\U0001f44d\ufe0f") == "\U0001f44d\ufe0f"
+    assert rules.said("\u3163") == "\u3163"  # a Hangul vowel, beside the filler

@@ -101,10 +101,29 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x80-\x84\x86-\x9f]")
 _LINE_BREAK = re.compile(r"[\r\n\t\x85\u2028\u2029\u202d\u202e]")
 
 
+# Characters one does not see beyond white space and format (Cf) characters:
+# Unicode's Default_Ignorable_Code_Point, as DerivedCoreProperties.txt lists
+# it (variation selectors, the combining grapheme joiner, the Hangul fillers
+# that pass for a blank name, tags, and the code points kept for more such),
+# and the blank braille pattern, which fonts draw as nothing. The gateway's
+# `not_blank` rule (casemesh/v1/field_rules.proto) lists the same.
+_UNSEEN_TEXT = re.compile(
+    r"[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
+    r"\u202a-\u202e\u2060-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8"
+    r"\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
+)
+
+
+def _unseen(c: str) -> bool:
+    """Whether a character shows nothing: white space, a format character
+    (a zero-width space), or another of `_UNSEEN_TEXT` (a Hangul filler)."""
+    return c.isspace() or unicodedata.category(c) == "Cf" or _UNSEEN_TEXT.match(c) is not None
+
+
 def says_something(value: str) -> bool:
     """Whether the text has a character one sees: not only white space and
-    invisible format characters such as zero-width spaces."""
-    return any(not c.isspace() and unicodedata.category(c) != "Cf" for c in value)
+    invisible characters (`_unseen`) such as zero-width spaces."""
+    return not all(_unseen(c) for c in value)
 
 
 def said(text: str) -> str:
