@@ -7,9 +7,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -31,7 +32,7 @@ from casemesh.v1 import appeals_pb2 as apb
 from casemesh_appeals import policy
 from casemesh_appeals.api import appeal_message, counter_dict, for_viewer, index_doc
 from casemesh_appeals.application import AppealDraft, Appeals, DeadlineKind, RowSource
-from casemesh_appeals.domain import PERSONAL, CopyrightAppeal, State, Step
+from casemesh_appeals.domain import MAX_INFO_ADDED, PERSONAL, CopyrightAppeal, State, Step
 from casemesh_appeals.events import public_message
 from tests.application.story import (
     AGENT,
@@ -303,6 +304,30 @@ def test_a_notice_with_bad_fields_names_each_and_files_nothing(app: Appeals) -> 
     fields = {v.field for v in refused.value.violations}
     assert {"request_id", "appeal.kind", "appeal.jurisdiction", "appeal.filer.locale"} <= fields
     assert app.recorder.max_notification_id() is None
+
+
+def test_a_work_created_in_the_future_is_refused_naming_its_creation_time(
+    app: Appeals, clock: FakeClock
+) -> None:
+    """A notice claiming a work dated 2090 is complete in name only: refused,
+    naming the field, at filing and when completing a notice, and nothing is
+    stored. A work dated a few hours ahead (a filer's clock running fast) is
+    taken."""
+    future = {"title": "Dance #1", "creation_time": "2090-01-01T00:00:00+00:00"}
+    with pytest.raises(InvalidArgument) as refused:
+        app.file(ALICE, notice(work=future))
+    assert [v.field for v in refused.value.violations] == ["appeal.notice.work.creation_time"]
+    assert app.list_appeals(ALICE, 10, "").items == []
+
+    case = app.file(ALICE, notice(work={"title": "Dance #1"}))
+    with pytest.raises(InvalidArgument) as refused:
+        app.add_info(ALICE, str(case.id), "", {"notice": {"work": future}}, etag="")
+    assert [v.field for v in refused.value.violations] == ["completion.notice.work.creation_time"]
+    assert events_of(app, case.id) == [CopyrightAppeal.Filed]
+
+    ahead = (clock.now() + timedelta(hours=3)).isoformat()
+    completion = {"notice": {"work": {"creation_time": ahead}}}
+    assert app.add_info(ALICE, str(case.id), "", completion, etag="").missing == []
 
 
 def test_an_item_in_the_form_of_sealed_personal_data_is_refused_and_nothing_filed(
@@ -1304,6 +1329,27 @@ def test_a_counter_notice_is_decided_by_a_person(app: Appeals) -> None:
     assert app.decide(AGENT, ident, True, reasons, None, etag="").state == "UPHELD"
 
 
+def test_a_us_counter_notice_filed_as_a_case_waits_for_consent_to_jurisdiction(
+    app: Appeals,
+) -> None:
+    """Under US law a counter-notice consents to a federal court's
+    jurisdiction (17 U.S.C. 512(g)(3)(D)), whether it answers a notice or is
+    filed as a case of its own: without it, the case asks for it and cannot
+    be decided; consenting sends it to review. A Chinese one needs none."""
+    draft = replace(counter_notice_draft(), jurisdiction="us")
+    case = app.file(URSULA, draft)
+    assert case.state == "INFO_REQUESTED"
+    assert case.missing == ["counter_notice.consent_to_jurisdiction"]
+    ident = str(case.id)
+    app.assign(AGENT, ident, "")
+    with pytest.raises(FailedPrecondition, match="consent_to_jurisdiction"):
+        app.decide(AGENT, ident, True, {"ground": "原创", "facts": "自编舞"}, None, etag="")
+    consent = {"counter_notice": {"consent_to_jurisdiction": True}}
+    case = app.add_info(URSULA, ident, "", consent, etag="")
+    assert (case.state, case.missing) == ("UNDER_REVIEW", [])
+    assert app.file(URSULA, replace(counter_notice_draft(), request_id="c2")).missing == []
+
+
 def test_agent_commands_need_an_agent_and_change_nothing(app: Appeals) -> None:
     ident = str(app.file(ALICE, notice()).id)
     commands: list[Callable[[], object]] = [
@@ -1317,6 +1363,53 @@ def test_agent_commands_need_an_agent_and_change_nothing(app: Appeals) -> None:
         with pytest.raises(PermissionDenied):
             command()
     assert events_of(app, ident) == [CopyrightAppeal.Filed]
+
+
+# An agent who is no party to the cases below.
+WANG = Identity("wang", frozenset({"agent"}))
+
+
+def own_case_refused(command: Callable[[], object]) -> str:
+    """The refusal of `command`, an agent working a case they are a party to."""
+    with pytest.raises(PermissionDenied) as refused:
+        command()
+    assert refused.value.reason == "OWN_CASE"
+    return refused.value.message
+
+
+def test_an_agent_who_is_a_party_to_a_case_does_not_work_it(app: Appeals) -> None:
+    """Li, an agent, uploaded the video Alice's notice is about, and appeals
+    the decision that took it down: deciding their own appeal would be no
+    review (DSA Art. 20(6)). Li may not name themselves the uploader on the
+    notice, take or be given the appeal, ask its filer for more or decide
+    it; another agent does, and that restores the video. A notice Li files
+    is not theirs to take, nor its court action theirs to record."""
+    reasons = {"ground": "著作权法第十条", "facts": "同一支舞"}
+    ident = str(app.file(ALICE, notice()).id)
+    app.assign(WANG, ident, "")
+    own_case_refused(lambda: app.decide(AGENT, ident, True, reasons, party("Li", "li"), etag=""))
+    app.decide(WANG, ident, True, reasons, party("Li", "li"), etag="")
+    draft = AppealDraft(
+        "a1", "DECISION_APPEAL", "", party("Li"), {"grounds": "我自己编的舞"}, f"appeals/{ident}"
+    )
+    appeal = str(app.file(AGENT, draft).id)
+    said = own_case_refused(lambda: app.assign(AGENT, appeal, ""))
+    assert said.startswith("you are a party to this case")
+    assert own_case_refused(lambda: app.assign(WANG, appeal, "li")).startswith("li is a party")
+    own_case_refused(lambda: app.request_info(AGENT, appeal, "请补充原创证明"))
+    own_case_refused(lambda: app.decide(AGENT, appeal, True, reasons, None, etag=""))
+    assert events_of(app, appeal) == [CopyrightAppeal.Filed]
+
+    app.assign(WANG, appeal, "")
+    assert app.decide(WANG, appeal, True, reasons, None, etag="").state == "UPHELD"
+    assert app.get(ALICE, ident).state == "RESTORED"
+    filed_by_li = str(app.file(AGENT, replace(notice("n-li"), filer=party("Li"))).id)
+    own_case_refused(lambda: app.assign(AGENT, filed_by_li, ""))
+    app.assign(WANG, filed_by_li, "")
+    app.decide(WANG, filed_by_li, True, reasons, party("Ursula", "ursula"), etag="")
+    counter(app, filed_by_li)
+    own_case_refused(lambda: app.record_court_action(AGENT, filed_by_li, "已起诉", []))
+    assert app.get(AGENT, filed_by_li).state == "FORWARDED_TO_CLAIMANT"
 
 
 def test_parties_list_their_cases_and_read_their_history(app: Appeals) -> None:
@@ -1488,6 +1581,28 @@ def test_a_case_stored_before_sealing_reads_as_it_was(app: Appeals) -> None:
     assert read[2]["uploader"]["legal_name"] == "Ursula"
 
 
+def test_a_filer_adds_to_a_case_a_bounded_number_of_times(app: Appeals) -> None:
+    """Every change reads the whole case: one flooded with messages would
+    slow everyone who works it. After 200 additions the filer is refused,
+    told what to do instead, and nothing is stored; a retry of an addition
+    made is still answered, and the case may still be taken for review or
+    withdrawn."""
+    ident = str(app.file(ALICE, notice()).id)
+    app.add_info(ALICE, ident, "补充说明 0", {}, etag="", request_id="i0")
+    for n in range(1, MAX_INFO_ADDED):
+        app.add_info(ALICE, ident, f"补充说明 {n}", {}, etag="")
+    stored = len(events_of(app, ident))
+    with pytest.raises(FailedPrecondition) as refused:
+        app.add_info(ALICE, ident, "还有一点", {}, etag="")
+    assert refused.value.reason == "APPEAL_TOO_LONG"
+    assert "withdraw it and file a new one" in refused.value.message
+    assert len(events_of(app, ident)) == stored
+    again = app.add_info(ALICE, ident, "补充说明 0", {}, etag="", request_id="i0")
+    assert again.version == 2
+    app.assign(AGENT, ident, "")
+    assert app.withdraw(ALICE, ident, "重新提交").state == "WITHDRAWN"
+
+
 def test_an_answer_that_says_nothing_is_refused_and_the_request_still_waits(
     app: Appeals,
 ) -> None:
@@ -1594,6 +1709,25 @@ def test_an_appeal_of_a_decision_runs_under_the_appealed_cases_law(app: Appeals)
     reversed_notice = app.get(ALICE, ident)
     assert reversed_notice.state == "UPHELD"
     assert reversed_notice.next_step_due == eu.due(eu.appeal_window, app.clock.now())
+
+
+def test_an_eu_decision_may_be_appealed_to_the_end_of_the_day_six_months_on(
+    app: Appeals, clock: FakeClock
+) -> None:
+    """Two EU notices rejected at noon on 5 March: their claimant has six
+    months to the day, to its end (DSA Art. 20(1); Regulation 1182/71 Art. 3),
+    not to noon. Appealing one late on 5 September is taken; the other, the
+    next day, is refused."""
+    clock.now_is(datetime(2027, 3, 5, 12, 0, tzinfo=UTC))
+    _, appeal_of_first = rejected_eu_notice(app, "eu-day1")
+    second, appeal_of_second = rejected_eu_notice(app, "eu-day2")
+    clock.now_is(datetime(2027, 9, 5, 23, 30, tzinfo=ZoneInfo("Europe/Lisbon")))
+    assert app.file(ALICE, appeal_of_first).state == "SUBMITTED"
+    clock.now_is(datetime(2027, 9, 6, 9, 0, tzinfo=ZoneInfo("America/Martinique")))
+    with pytest.raises(FailedPrecondition) as refused:
+        app.file(ALICE, appeal_of_second)
+    assert refused.value.reason == "APPEAL_WINDOW_CLOSED"
+    assert events_of(app, second)[-1] is CopyrightAppeal.Decided
 
 
 @pytest.mark.parametrize("uphold", [True, False])

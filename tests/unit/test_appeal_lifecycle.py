@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -278,22 +279,35 @@ def test_us_business_days_skip_every_federal_holiday_whatever_the_year() -> None
 
 
 def test_six_months_are_calendar_months_never_shorter() -> None:
+    """Six months run to 24:00 of the matching day (Regulation 1182/71 Art.
+    3), wherever in the EU that comes last: at 10:00 UTC it is the same day
+    everywhere, and the last midnight is Martinique's (UTC−4)."""
     eu = policy.load()["eu"]
     for start, end in (
-        ("2027-03-01", "2027-09-01"),
-        ("2027-07-01", "2028-01-01"),
-        ("2027-08-01", "2028-02-01"),
-        ("2027-08-31", "2028-03-01"),
+        ("2027-03-01", "2027-09-02"),
+        ("2027-07-01", "2028-01-02"),
+        ("2027-08-01", "2028-02-02"),
+        ("2027-08-31", "2028-03-02"),
     ):
         moment = datetime.fromisoformat(f"{start}T10:00:00+00:00")
-        assert eu.due(eu.appeal_window, moment) == datetime.fromisoformat(f"{end}T10:00:00+00:00")
+        assert eu.due(eu.appeal_window, moment) == datetime.fromisoformat(f"{end}T04:00:00+00:00")
+
+
+def test_six_months_from_just_after_midnight_run_to_the_end_of_that_local_day() -> None:
+    """Told at 00:30 on 6 September in Brussels (22:30 UTC the day before), a
+    person there has until 24:00 on 6 March, Brussels time: the day counted
+    from is their own, not the one it still is further west."""
+    brussels = ZoneInfo("Europe/Brussels")
+    eu = policy.load()["eu"]
+    told = datetime(2027, 9, 6, 0, 30, tzinfo=brussels)
+    assert eu.due(eu.appeal_window, told) == datetime(2028, 3, 7, 0, 0, tzinfo=brussels)
 
 
 def test_policies_follow_the_law_and_refuse_to_break_it(tmp_path: object) -> None:
     policies = policy.load()
     assert policies["cn"].restore_after == policy.Period(15, whole_days=True)
     assert policies["us"].restore_after == policy.Period(10, business_days=True)
-    assert policies["eu"].appeal_window == policy.Period(months=6)
+    assert policies["eu"].appeal_window == policy.Period(months=6, whole_days=True)
     bad = tmp_path / "p.json"  # type: ignore[operator]
     bad.write_text('{"us": {"restore_after": {"days": 20, "business_days": true}}}')
     with pytest.raises(policy.PolicyError, match="10 to 14"):
@@ -310,6 +324,14 @@ def test_policies_follow_the_law_and_refuse_to_break_it(tmp_path: object) -> Non
     cn = tmp_path / "cn.json"  # type: ignore[operator]
     cn.write_text('{"cn": {"restore_after": {"days": 15}}}')
     assert policy.load(str(cn))["cn"].restore_after == policy.Period(15, whole_days=True)
+    # So are the EU's six months.
+    eu = tmp_path / "eu.json"  # type: ignore[operator]
+    eu.write_text('{"eu": {"appeal_window": {"months": 6}}}')
+    assert policy.load(str(eu))["eu"].appeal_window == policy.Period(months=6, whole_days=True)
+    # Counted to midnight in Brussels alone, they would end hours early for
+    # the EU's people further west.
+    with pytest.raises(policy.PolicyError, match="six months"):
+        policy.check(replace(policy.POLICIES["eu"], day_zones=()))
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import partial
 from typing import Any, Unpack, cast
@@ -27,6 +27,7 @@ from casemesh.platform.errors import (
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
+    PermissionDenied,
     Violations,
 )
 from casemesh.platform.expiring import ExpiringCase
@@ -66,6 +67,9 @@ AGENT_TEXT_LIMIT = 2000
 # The most items a list of the case holds (evidence, infringing items).
 LIST_LIMIT = 50
 TOO_MANY_ITEMS = f"at most {LIST_LIMIT} items"
+# How far ahead of ours a filer's clock may run: a work they date "now" is
+# not refused for it.
+CLOCK_SKEW = timedelta(days=1)
 AGENT_WORK = "work copyright cases"
 # Decisions of the reports service are appealed on this track too.
 REPORT_CASES = "report-cases/"
@@ -202,6 +206,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         if draft.appeal_of and draft.kind != Kind.DECISION_APPEAL:
             v.add("appeal.appeal_of", "only a DECISION_APPEAL names a decided case")
         self._check_texts(v, draft.content, "appeal")
+        check_creation_time(v, draft.content, "appeal", self.clock.now())
         if isinstance(draft.content.get("counter_notice"), dict):
             # Filed without one, it is a missing element (asked for).
             check_removed_items(v, draft.content["counter_notice"], "appeal.counter_notice")
@@ -274,7 +279,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             "filer": {**draft.filer, "user_id": who.subject},
             "appeal_of": draft.appeal_of,
         }
-        missing = missing_elements(kind, content)
+        missing = missing_elements(kind, content, jurisdiction)
         return {
             "filer_id": who.subject,
             "request_id": draft.request_id,
@@ -347,6 +352,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         v = Violations()
         message = rules.text(v, "message", message, limit=TEXT_LIMIT, required=False)
         self._check_texts(v, completion, "completion")
+        check_creation_time(v, completion, "completion", self.clock.now())
         # A text that says nothing (white space or invisible characters alone)
         # is as if not sent: it answers nothing and completes nothing.
         message, completion = rules.said(message), said_only(completion)
@@ -456,6 +462,8 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         v.raise_if_any()
 
         def assign(a: CopyrightAppeal) -> None:
+            # Handing one's own case to a colleague is what a party should do.
+            self._refuse_own_case(assignee or who.subject, a, by=who.subject)
             a.assign(actor=who.subject, assignee=assignee or who.subject)
 
         return self.change_under(
@@ -469,6 +477,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         message = self.require_text("message", message, AGENT_TEXT_LIMIT)
 
         def ask(a: CopyrightAppeal) -> None:
+            self._refuse_own_case(who.subject, a)
             policy = self.policies[a.jurisdiction]
             a.request_info(
                 actor=who.subject,
@@ -504,6 +513,9 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             # Upholding an appeal of a notice's decision reverses it on the
             # notice, in the same transaction (`reverse_on_appeal`).
             notice = self._appealed_notice(a)
+            # Naming themselves the uploader, they would decide on their own content.
+            named = (uploader or {}).get("user_id")
+            self._refuse_own_case(who.subject, a, notice, also=[named] if named else [])
             appealed = notice if uphold else None
             refused = Violations()
             upholds_notice = uphold and a.kind is Kind.TAKEDOWN_NOTICE
@@ -585,6 +597,38 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         appealed: CopyrightAppeal = self.repository.get(UUID(appeal_of.removeprefix("appeals/")))
         return appealed
 
+    def _refuse_own_case(
+        self,
+        agent: str,
+        a: CopyrightAppeal,
+        appealed: CopyrightAppeal | None = None,
+        *,
+        by: str = "",
+        also: list[str] | None = None,
+    ) -> None:
+        """Refuses (PERMISSION_DENIED, OWN_CASE) work on the case by `agent`
+        when they are a party to it: its filer, its uploader, or a party to
+        the decision it appeals (`appealed`, read here when not given), or
+        one of `also`. Deciding one's own case is no review (DSA Art. 20(6)).
+        `by` is the agent giving them the case: when that is someone else,
+        the refusal names the party it would go to."""
+        if appealed is None:
+            appealed = self._appealed_notice(a)
+        concerned = {*parties(a), *(parties(appealed) if appealed else []), *(also or [])}
+        if agent not in concerned:
+            return
+        if by and by != agent:
+            raise PermissionDenied(
+                f"{agent} is a party to this case (its filer, the uploader or the"
+                " claimant): give it to an agent who is not",
+                reason="OWN_CASE",
+            )
+        raise PermissionDenied(
+            "you are a party to this case (its filer, the uploader or the claimant):"
+            " another agent must work it",
+            reason="OWN_CASE",
+        )
+
     def record_court_action(
         self,
         who: Identity,
@@ -595,14 +639,19 @@ class Appeals(CaseApplication[CopyrightAppeal]):
     ) -> CopyrightAppeal:
         self.require_agent(who, AGENT_WORK)
         details = self.require_text("details", details, AGENT_TEXT_LIMIT)
+
+        def record(a: CopyrightAppeal) -> None:
+            self._refuse_own_case(who.subject, a)
+            a.record_court_action(
+                actor=who.subject, details=details, now=self.clock.now(), evidence=evidence
+            )
+
         return self.change_under(
             who,
             ident,
             "",
             request_id,
-            lambda a: a.record_court_action(
-                actor=who.subject, details=details, now=self.clock.now(), evidence=evidence
-            ),
+            record,
             "record_court_action",
             details=details,
             evidence=evidence,
@@ -623,17 +672,22 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             v.add("outcome", "must be CONTENT_STAYS_DOWN or CONTENT_RESTORED")
         details = rules.text(v, "details", details, limit=AGENT_TEXT_LIMIT)
         v.raise_if_any()
+
+        def record(a: CopyrightAppeal) -> None:
+            self._refuse_own_case(who.subject, a)
+            a.record_court_outcome(
+                actor=who.subject,
+                content_stays_down=bool(content_stays_down),
+                details=details,
+                evidence=evidence,
+            )
+
         return self.change_under(
             who,
             ident,
             "",
             request_id,
-            lambda a: a.record_court_outcome(
-                actor=who.subject,
-                content_stays_down=bool(content_stays_down),
-                details=details,
-                evidence=evidence,
-            ),
+            record,
             "record_court_outcome",
             content_stays_down=content_stays_down,
             details=details,
@@ -843,6 +897,27 @@ def check_removed_items(v: Violations, counter_notice: dict[str, Any], prefix: s
         else:
             seen.add(item)
     return bool(seen) or rules.says_something(counter_notice.get("removed_item") or "")
+
+
+def check_creation_time(v: Violations, content: dict[str, Any], prefix: str, now: datetime) -> None:
+    """Refuses a claimed work's creation time later than `now` (give or
+    take `CLOCK_SKEW`), naming it: a work is created before it is claimed,
+    and a notice dated in the future would be complete in name only."""
+    notice = content.get("notice")
+    work = notice.get("work") if isinstance(notice, dict) else None
+    value = work.get("creation_time") if isinstance(work, dict) else None
+    if not value:
+        return
+    field_name = f"{prefix}.notice.work.creation_time"
+    try:
+        created = datetime.fromisoformat(str(value))
+    except ValueError:
+        v.add(field_name, "must be a time, such as 2026-01-01T00:00:00Z")
+        return
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    if created > now + CLOCK_SKEW:
+        v.add(field_name, "must not be later than now: a work is created before it is claimed")
 
 
 def check_parts(v: Violations, kind: Kind, content: dict[str, Any], prefix: str) -> None:

@@ -90,6 +90,11 @@ DECIDED = frozenset(
     }
 )
 
+# How much a filer may add to their case. Every command, retry and page of
+# history reads the whole case (no snapshots): one flooded with additions
+# would get slower for everyone who works it. A real case takes a handful.
+MAX_INFO_ADDED = 200
+
 # Why an uploader named on a decision other than upholding a notice (or an
 # appeal of its rejection, which upholds it) is refused.
 NAMES_NO_UPLOADER = "only upholding a TAKEDOWN_NOTICE, or an appeal of its rejection, names one"
@@ -135,6 +140,12 @@ REQUIRED: dict[Kind, tuple[str, ...]] = {
     ),
     Kind.DECISION_APPEAL: ("grounds",),
 }
+# Those a jurisdiction's law adds: a US counter-notice consents to a federal
+# court's jurisdiction (17 U.S.C. 512(g)(3)(D)), filed as its own case as
+# when it answers a notice (`file_counter_notice`).
+REQUIRED_IN: dict[tuple[Kind, str], tuple[str, ...]] = {
+    (Kind.COUNTER_NOTICE, "us"): ("counter_notice.consent_to_jurisdiction",),
+}
 
 
 def _lookup(content: dict[str, Any], path: str) -> Any:
@@ -154,8 +165,10 @@ def _given(value: Any) -> bool:
     return bool(value)
 
 
-def missing_elements(kind: Kind, content: dict[str, Any]) -> list[str]:
-    return [path for path in REQUIRED[kind] if not _given(_element(content, path))]
+def missing_elements(kind: Kind, content: dict[str, Any], jurisdiction: str = "") -> list[str]:
+    """The legal elements a case of `kind` under `jurisdiction` lacks."""
+    required = REQUIRED[kind] + REQUIRED_IN.get((kind, jurisdiction), ())
+    return [path for path in required if not _given(_element(content, path))]
 
 
 def _element(content: dict[str, Any], path: str) -> Any:
@@ -269,6 +282,8 @@ class CopyrightAppeal(ExpiringCase):
         # an appeal's the rest).
         self.restored_items: list[str] = []
         self.restored_on_appeal: list[str] = []
+        # How many times its filer added information (`MAX_INFO_ADDED`).
+        self.info_added = 0
 
     # -- the filer -------------------------------------------------------
 
@@ -287,8 +302,14 @@ class CopyrightAppeal(ExpiringCase):
         nothing does not keep a case open for ever)."""
         self._require_filer(actor, "add information")
         self._require_open("take more information")
+        if self.info_added >= MAX_INFO_ADDED:
+            raise FailedPrecondition(
+                f"this case takes no more information (at most {MAX_INFO_ADDED} additions);"
+                " withdraw it and file a new one with everything it needs",
+                reason="APPEAL_TOO_LONG",
+            )
         content = merge(self.content, completion)
-        missing = missing_elements(self.kind, content)
+        missing = missing_elements(self.kind, content, self.jurisdiction)
         if missing:
             progressed = info_due is not None and len(missing) < len(self.missing)
             due = info_due if progressed else self.next_step_due
@@ -327,6 +348,7 @@ class CopyrightAppeal(ExpiringCase):
     ) -> None:
         self.content = merge(self.content, completion, add_to_lists=add_to_lists)
         self.missing = list(missing)
+        self.info_added += 1
         self._moved(state, next_step, next_step_due)
 
     def withdraw(self, *, actor: str, reason: str) -> None:

@@ -6,8 +6,9 @@
 - us: DMCA §512(g): restore no sooner than 10 and no later than 14 business
   days after the counter-notice, unless the claimant reports court action.
 - eu: DSA Art. 16–17, 20: the complaint (appeal) stays open at least six
-  months after the decision is notified; restoring after a counter-notice is
-  platform policy.
+  months after the decision is notified, counted as Regulation 1182/71 Art. 3
+  counts months: from the day after, to the end (24:00) of the matching day;
+  restoring after a counter-notice is platform policy.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -30,8 +32,9 @@ class Period:
     business_days: bool = False
     # Calendar months (the DSA's "six months"), added before any days.
     months: int = 0
-    # Calendar days counted as Chinese law counts them (Civil Code Art. 201,
-    # 203): from the day after the start, the last ending at 24:00 local.
+    # Calendar days (and months) counted as Chinese law counts them (Civil
+    # Code Art. 201, 203) and the EU's (Regulation 1182/71 Art. 3): from the
+    # day after the start, the last ending at 24:00 local.
     whole_days: bool = False
 
     def after(
@@ -43,17 +46,21 @@ class Period:
         """When the period that starts at `start` ends.
 
         Calendar days and months are exact durations, unless `whole_days`:
-        then whole days in the jurisdiction's time zone from the day after
-        `start`, ending when the last of them ends (local midnight). Business
-        days are whole days that are neither weekends nor holidays, counted
-        from the day after `start`; the period ends when the last of them
-        ends (local midnight), never earlier."""
-        if self.months:
-            start = add_months(start, self.months)
+        then whole months and days in the jurisdiction's time zone from the
+        day after `start`, ending when the last of them ends (local
+        midnight): six months from 5 March end at 24:00 on 5 September.
+        Business days are whole days that are neither weekends nor holidays,
+        counted from the day after `start`; the period ends when the last of
+        them ends (local midnight), never earlier."""
         if self.whole_days and not self.business_days:
-            last = start.astimezone(zone).date() + timedelta(days=self.days)
+            # Months are added to the local day: added to another zone's,
+            # a start just after local midnight could end a day early.
+            local = add_months(start.astimezone(zone), self.months)
+            last = local.date() + timedelta(days=self.days)
             end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=zone)
             return end.astimezone(start.tzinfo)
+        if self.months:
+            start = add_months(start, self.months)
         if not self.business_days:
             return start + timedelta(days=self.days)
         day, left = start.astimezone(zone).date(), self.days
@@ -82,11 +89,16 @@ class JurisdictionPolicy:
     # platform, so it names only the ways beyond it.
     final_redress: dict[str, str] = field(default_factory=dict)
     holidays: frozenset[date] = frozenset()
-    # Business days are counted in this zone.
+    # Business days and whole days are counted in this zone.
     time_zone: str = "UTC"
+    # Where else the people the law covers live: a period of whole days
+    # ends when it has ended in each of these zones too (the latest of all),
+    # so that nobody is cut short by someone else's calendar day.
+    day_zones: tuple[str, ...] = ()
 
     def due(self, period: Period, start: datetime) -> datetime:
-        return period.after(start, self.holidays, ZoneInfo(self.time_zone))
+        zones = (self.time_zone, *self.day_zones) if period.whole_days else (self.time_zone,)
+        return max(period.after(start, self.holidays, ZoneInfo(zone)) for zone in zones)
 
 
 def _nth(year: int, month: int, weekday: int, n: int) -> date:
@@ -127,6 +139,21 @@ def us_federal_holidays(first_year: int, last_year: int) -> frozenset[date]:
         )
     return frozenset(d for d in days if first_year <= d.year <= last_year)
 
+
+# The time zones of the EU's territory, its outermost regions included
+# (TFEU Art. 349, 355(1)), one for each way of keeping time: the DSA's months
+# end at 24:00 of the matching day for each recipient wherever they are, and
+# the platform does not know where that is.
+EU_ZONES = (
+    "America/Martinique",  # Guadeloupe, Martinique, Saint-Martin: UTC−4
+    "America/Cayenne",  # French Guiana: UTC−3
+    "Atlantic/Azores",  # UTC−1, summer UTC+0
+    "Europe/Lisbon",  # also Ireland, Madeira, the Canary Islands: UTC+0, summer +1
+    "Europe/Brussels",  # Central European Time: UTC+1, summer +2
+    "Europe/Helsinki",  # Eastern European Time: UTC+2, summer +3
+    "Indian/Mayotte",  # UTC+3
+    "Indian/Reunion",  # UTC+4
+)
 
 # Business days are counted over these; CASEMESH_APPEALS_POLICY_FILE may
 # replace them with a list of its own.
@@ -177,10 +204,13 @@ POLICIES: dict[str, JurisdictionPolicy] = {
     "eu": JurisdictionPolicy(
         code="eu",
         time_zone="Europe/Brussels",
+        day_zones=EU_ZONES,
         review=Period(7),
         info_response=Period(14),
         restore_after=Period(14),
-        appeal_window=Period(months=6),
+        # Decided at noon on 5 March, a decision may be appealed until 24:00
+        # on 5 September where that comes last (Martinique's).
+        appeal_window=Period(months=6, whole_days=True),
         redress={
             "zh-CN": "您可在至少六个月内通过平台内部申诉机制申诉（DSA 第 20 条），"
             "或提交经认证的庭外争议解决机构（第 21 条），或向法院起诉。",
@@ -221,12 +251,40 @@ def check(policy: JurisdictionPolicy) -> JurisdictionPolicy:
             raise PolicyError("us: restore must be 10 to 14 business days after a counter-notice")
     if policy.code == "eu":
         w = policy.appeal_window
-        # Six calendar months from any day: compared over two years' start
-        # days (a leap year's among them), since months differ in length.
-        starts = (datetime(2027, 1, 1, tzinfo=UTC) + timedelta(days=n) for n in range(731))
-        if w.business_days or any(w.after(s) < add_months(s, 6) for s in starts):
+        if w.business_days:
+            raise PolicyError("eu: the appeal window must be at least six months (DSA Art. 20)")
+        # Months and days as Regulation 1182/71 counts them: a file that
+        # names six months means them.
+        if not w.whole_days:
+            policy = replace(policy, appeal_window=replace(w, whole_days=True))
+        zones = (policy.time_zone, *policy.day_zones)
+        if _short_in_the_eu(policy.appeal_window, zones):
             raise PolicyError("eu: the appeal window must be at least six months (DSA Art. 20)")
     return policy
+
+
+# Two years' start days (a leap year's among them), since months differ in
+# length, at two times of day, since the day a start falls on differs by zone.
+_STARTS = tuple(
+    datetime(2027, 1, 1, hour, tzinfo=UTC) + timedelta(days=n)
+    for n in range(731)
+    for hour in (0, 12)
+)
+
+
+@cache
+def _short_in_the_eu(window: Period, zones: tuple[str, ...]) -> bool:
+    """Whether `window`, of whole days in `zones` (it ends when it has ended
+    in all), ends before six months have run out for someone in the EU (DSA
+    Art. 20(1); Regulation 1182/71 Art. 3: at 24:00 of the matching day
+    where they are) from one of `_STARTS`. Remembered: every policy file
+    read asks it again."""
+    months = Period(months=6, whole_days=True)
+    for start in _STARTS:
+        ends = max(window.after(start, zone=ZoneInfo(zone)) for zone in zones)
+        if any(ends < months.after(start, zone=ZoneInfo(zone)) for zone in EU_ZONES):
+            return True
+    return False
 
 
 def _period(name: str, value: Any) -> Period:
