@@ -585,6 +585,63 @@ def test_a_ticket_submitted_as_the_network_failed_then_edited_is_opened_once(
     assert [t.subject for t in mine.tickets] == [subject]
 
 
+def test_a_ticket_form_opened_again_while_its_submit_is_on_its_way_opens_one_ticket(
+    browser: Browser, stack: Stack
+) -> None:
+    """On a slow network the user submits, goes back to the help centre while
+    it is on its way, and opens the form again; the submit then reached the
+    service, but its answer was lost. Submitted again, the form finds the
+    ticket the first submit opened: the user has one."""
+    user = f"web-reopened-{uuid.uuid4().hex[:8]}"
+    subject = f"上传一直失败 {user}"
+    create = "**/casemesh.v1.TicketService/CreateTicket"
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:
+        held.append(route)  # on its way until the test lets it go
+
+    with signed_in(browser, stack, user) as (page, _):
+        fill_in_a_ticket(page, user, subject)
+        page.route(create, hold)
+        with page.expect_request(create):
+            page.get_by_role("button", name="提交工单").click()
+        page.get_by_role("button", name="返回帮助中心").first.click()
+        page.get_by_role("button", name="联系客服（提交工单）").click()
+        expect(page.get_by_role("heading", name="提交工单", level=1)).to_be_visible()
+        expect(page.get_by_label("标题")).to_have_value(subject)
+        assert len(held) == 1
+
+        answer_lost(held[0])
+        expect(page.get_by_role("alert")).to_contain_text("暂时连不上服务器")
+        page.unroute(create)
+        page.get_by_role("button", name="提交工单").click()
+        expect(page.get_by_role("heading", name="您的工单", level=1)).to_be_visible()
+        expect(page.locator("#ticket-subject")).to_have_text(subject)
+    mine = Client(stack.gateway, stack.secret, user).ListTickets(pb.ListTicketsRequest())
+    assert [t.subject for t in mine.tickets] == [subject]
+
+
+def test_on_a_phone_a_submit_that_fails_shows_why_where_the_user_is(
+    browser: Browser, stack: Stack
+) -> None:
+    """On a phone, the alert sits above the form, off the screen once the
+    user has scrolled down to submit: a failure that names no field (the
+    service cannot be reached) takes them to the alert, which is in view and
+    focused, not to nothing at all."""
+    user = f"web-phone-{uuid.uuid4().hex[:8]}"
+    create = "**/casemesh.v1.TicketService/CreateTicket"
+    phone = {"viewport": {"width": 360, "height": 640}, "is_mobile": True, "has_touch": True}
+    with signed_in(browser, stack, user, **phone) as (page, _):
+        fill_in_a_ticket(page, user, f"上传一直失败 {user}")
+        page.route(create, connect_error(503, "unavailable", "the service is restarting"))
+        page.get_by_role("button", name="提交工单").click()
+        alert = page.get_by_role("alert")
+        expect(alert).to_contain_text("暂时连不上服务器")
+        expect(alert).to_be_focused()
+        expect(alert).to_be_in_viewport()
+        page.unroute(create)
+
+
 def test_help_that_did_not_help_answered_as_the_network_failed_then_edited_opens_once(
     browser: Browser, stack: Stack
 ) -> None:

@@ -193,7 +193,10 @@ function showError(err: unknown, place: Placer = () => undefined): void {
       : `${t("errorPrefix")}${errorMessage(error)}`;
   $("error").hidden = false;
   say("");
-  (first instanceof HTMLFieldSetElement ? first.querySelector("input") : first)?.focus();
+  // The first field named; else the alert itself, brought into view: on a
+  // phone it sits far above the button that was pressed.
+  const named = first instanceof HTMLFieldSetElement ? first.querySelector("input") : first;
+  (named ?? $("error")).focus();
 }
 
 /** A field the page refuses itself, shown as the gateway's refusals are: beside it, under the alert. */
@@ -901,6 +904,11 @@ function dropPending(): void {
   sessionStorage.removeItem(PENDING_KEY);
 }
 
+/** Whether the form's submit is on its way (`busy` holds its button meanwhile). */
+function submitting(): boolean {
+  return $<HTMLButtonElement>("submit-ticket").disabled;
+}
+
 /** The help session the ticket form was written in (undefined: a blank form). */
 let formWrittenIn: ReturnType<typeof newHelpSession> | undefined;
 
@@ -909,6 +917,13 @@ let formWrittenIn: ReturnType<typeof newHelpSession> | undefined;
  * the categories are read (its subject names the category by its label).
  */
 async function openTicketForm(prefill?: () => Draft, session = ""): Promise<void> {
+  if (submitting()) {
+    // Back to the form whose submit is still on its way, as it was: its
+    // request id and help session stay, so that if the answer is lost, the
+    // next submit finds the ticket it opened rather than opening a second.
+    show("ticket-form-view");
+    return;
+  }
   if (!categories.length) {
     categories = (await tickets.listTicketCategories({})).categories;
   }
