@@ -147,6 +147,30 @@ async def test_a_flow_answered_to_its_end_names_its_article_and_drafts_the_ticke
     assert "Read: " in draft.description  # the article the flow ended at
 
 
+async def test_a_flow_started_in_english_after_a_chinese_search_stays_in_english(
+    app: HelpCenter,
+) -> None:
+    """The user searched in Chinese (the session is Chinese), switched the
+    page to English and started a flow there: every question, the article it
+    ends at and the answers the ticket tells the agent are English."""
+    found = await app.search(ALICE, "登录不了", "", "", 0, "")
+    step = await app.start_flow(ALICE, "flows/login", found.session, "en")
+    assert step.question == "What happens?"
+    second = await app.answer_flow(ALICE, step.session, 0)
+    assert second.question == "Is the linked number still yours?"
+    assert second.answers == ("Yes", "No, it is gone")
+    last = await app.answer_flow(ALICE, step.session, 0)
+    assert last.article is not None
+    assert (last.article.slug, last.article.locale) == ("login-no-sms-code", "en")
+    draft = await app.resolve(ALICE, step.session, False, "en")
+    assert draft is not None
+    assert "What happens? → I get no code" in draft.description
+    assert "Is the linked number still yours? → Yes" in draft.description
+    # Started again with no language named, it stays in the one chosen.
+    again = await app.start_flow(ALICE, "flows/login", step.session, "")
+    assert again.question == "What happens?"
+
+
 async def test_a_second_answer_to_a_question_already_answered_moves_nothing(
     app: HelpCenter,
 ) -> None:
@@ -343,6 +367,28 @@ async def test_full_width_typing_gets_the_suggestions_of_what_it_stands_for(
 ) -> None:
     typed = [v.slug for v in await app.suggest("ＬＯＧＩＮ", "en")]
     assert typed == [v.slug for v in await app.suggest("login", "en")] != []
+
+
+async def test_a_query_in_the_other_language_than_the_pages_finds_its_own_languages_articles(
+    app: HelpCenter,
+) -> None:
+    """Chinese typed on the English page (the page sends its locale) once
+    found nothing where the English articles had no word of it: it finds
+    the Chinese articles, and English typed on the Chinese page the English
+    ones. Where the page's articles answer, they are the ones found."""
+    for query, page, category in (
+        ("换手机号", "en", "account.phone_change"),
+        ("change phone number", "zh-CN", "account.phone_change"),
+    ):
+        found = await app.search(ALICE, query, page, "", 3, "")
+        assert found.found, query
+        assert {v.locale for v, _ in found.found} != {page}, query
+        assert found.found[0][0].category == category, query
+    password = await app.search(ALICE, "忘记密码", "en", "", 3, "")
+    assert [v.locale for v, _ in password.found] == ["en"] * 3
+    assert password.found[0][0].category == "account.password"
+    async with app.pool.connection() as conn:
+        assert await store.search(conn, "换手机号", "en", "", 3) == []  # the page's: none
 
 
 async def test_a_category_filter_is_a_category_or_group_not_a_pattern(app: HelpCenter) -> None:
@@ -711,26 +757,51 @@ async def test_a_number_only_named_by_others_still_starts_its_own_change(
     assert await codes_to(app, alices) == 1
 
 
-async def test_a_number_gets_the_codes_of_three_changes_an_hour_whoever_starts_them(
+async def test_others_naming_a_number_do_not_stop_its_holders_own_change(
     app: HelpCenter,
 ) -> None:
-    """Three users' changes from one number send it their codes; a fourth
+    """Three other accounts start changes from Alice's number (each sends it
+    a code): Alice's own change from it still starts and her code is sent.
+    Her own changes from it are limited to three an hour."""
+    mark = uuid.uuid4().hex[:8]
+    alice, *others = (person(f"n{i}", mark) for i in range(4))
+    alices, *own = numbers(mark, 8)
+    for other, number in zip(others, own, strict=False):
+        await app.start_phone_change(other, NewPhoneChange("o1", alices, number, ""))
+    assert await codes_to(app, alices) == 3
+    started = await app.start_phone_change(alice, NewPhoneChange("a1", alices, own[3], ""))
+    assert started.state == "AWAITING_OLD_CODE"
+    assert await codes_to(app, alices) == 4
+    for i, number in enumerate(own[4:6], start=2):
+        await app.start_phone_change(alice, NewPhoneChange(f"a{i}", alices, number, ""))
+    with pytest.raises(ResourceExhausted) as refused:
+        await app.start_phone_change(alice, NewPhoneChange("a4", alices, own[6], ""))
+    assert refused.value.reason == "CODES_PER_NUMBER"
+    assert await codes_to(app, alices) == 6
+
+
+async def test_a_number_gets_the_codes_of_ten_changes_an_hour_whoever_starts_them(
+    app: HelpCenter,
+) -> None:
+    """Ten users' changes from one number send it their codes; another
     change to or from it, by anyone, is refused, and so is the new-number
     code of a change begun before them (which stays at its step, no attempt
     counted). An hour later the number takes changes again."""
+    cap = phone.CHANGES_PER_NUMBER_PER_HOUR
+    assert cap == 10
     mark = uuid.uuid4().hex[:8]
-    xena, *users = (person(f"u{i}", mark) for i in range(6))
-    shared, xenas, *own = numbers(mark, 7)
+    xena, *users = (person(f"u{i}", mark) for i in range(cap + 2))
+    shared, xenas, *own = numbers(mark, cap + 4)
     first = await app.start_phone_change(xena, NewPhoneChange("x1", xenas, shared, ""))
-    for user, number in zip(users[:3], own, strict=False):
+    for user, number in zip(users[:cap], own, strict=False):
         await app.start_phone_change(user, NewPhoneChange("s1", shared, number, ""))
-    assert await codes_to(app, shared) == 3
+    assert await codes_to(app, shared) == cap
     for change in (
-        NewPhoneChange("s1", shared, own[3], ""),
-        NewPhoneChange("s1", own[4], shared, ""),
+        NewPhoneChange("s1", shared, own[cap], ""),
+        NewPhoneChange("s1", own[cap + 1], shared, ""),
     ):
         with pytest.raises(ResourceExhausted) as refused:
-            await app.start_phone_change(users[3], change)
+            await app.start_phone_change(users[cap], change)
         assert refused.value.reason == "CODES_PER_NUMBER"
     code = await code_sent(app, first.name)
     with pytest.raises(ResourceExhausted) as refused:
@@ -738,26 +809,28 @@ async def test_a_number_gets_the_codes_of_three_changes_an_hour_whoever_starts_t
     assert refused.value.reason == "CODES_PER_NUMBER"
     stays = await app.phone_change(xena, first.name)
     assert (stays.state, stays.attempts, stays.codes_sent) == ("AWAITING_OLD_CODE", 0, 1)
-    assert await codes_to(app, shared) == 3
+    assert await codes_to(app, shared) == cap
 
     clock = app.clock
     assert isinstance(clock, FakeClock)
     was = clock.now()
     try:
         clock.now_is(was + timedelta(hours=1, seconds=1))
-        later = await app.start_phone_change(users[3], NewPhoneChange("s2", shared, own[3], ""))
+        later = await app.start_phone_change(users[cap], NewPhoneChange("s2", shared, own[cap], ""))
     finally:
         clock.now_is(was)  # the module's other tests share the clock
-    assert later.state == "AWAITING_OLD_CODE" and await codes_to(app, shared) == 4
+    assert later.state == "AWAITING_OLD_CODE" and await codes_to(app, shared) == cap + 1
 
 
 async def test_changes_started_at_once_on_the_same_numbers_keep_the_limit_and_all_answer(
     app: HelpCenter,
 ) -> None:
-    """Eight users start changes between the same two numbers at the same
-    moment, half of them one way round and half the other (on replicas,
-    as on one): neither number gets codes from more than three changes,
-    and every call is answered, sent or refused, none deadlocked."""
+    """More users than a number takes changes from in an hour start changes
+    between the same two numbers at the same moment, half of them one way
+    round and half the other (on replicas, as on one): neither number gets
+    codes from more changes than its limit, and every call is answered,
+    sent or refused, none deadlocked."""
+    cap = phone.CHANGES_PER_NUMBER_PER_HOUR
     wide = async_pool(str(app.pool.conninfo), max_size=8)
     await wide.open()
     try:
@@ -770,13 +843,13 @@ async def test_changes_started_at_once_on_the_same_numbers_keep_the_limit_and_al
                     person(f"r{i}", mark),
                     NewPhoneChange("r1", *((p, q) if i % 2 else (q, p)), ""),
                 )
-                for i in range(8)
+                for i in range(2 * cap + 4)
             ]
             answers = await asyncio.gather(*calls, return_exceptions=True)
             refused = [a for a in answers if isinstance(a, BaseException)]
             assert all(isinstance(a, ResourceExhausted) for a in refused), refused
-            assert len(refused) < 8
-            assert await codes_to(app, p) <= 3 and await codes_to(app, q) <= 3
+            assert len(refused) < len(calls)
+            assert await codes_to(app, p) <= cap and await codes_to(app, q) <= cap
     finally:
         await wide.close()
 

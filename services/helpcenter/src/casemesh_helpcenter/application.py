@@ -171,11 +171,14 @@ class HelpCenter:
         session: str,
     ) -> SearchResults:
         """Published articles for a query, best first; the search is kept in
-        the caller's session (a new one when none is named). One transaction:
-        an attempt cut short leaves no session and no search behind, so the
-        gateway may send it again."""
+        the caller's session (a new one when none is named). A query in the
+        other language than the page's (Chinese typed on the English page)
+        that finds nothing there finds the articles of its own language. One
+        transaction: an attempt cut short leaves no session and no search
+        behind, so the gateway may send it again."""
         query = _query(query, "query")
-        locale = _locale(locale, "zh-CN" if is_chinese(query) else "en")
+        own = _language_of(query)
+        locale = _locale(locale, own)
         page_size = page_size_of(page_size, most=50, default=10)
         category = category.strip()
         if category and category not in rules.BY_ID and category not in GROUPS:
@@ -185,13 +188,15 @@ class HelpCenter:
         async with self.pool.connection() as conn, conn.transaction():
             found_session = await _session(conn, who, session, locale)
             found = await store.search(conn, query, locale, category, page_size)
+            if not found and own != locale:
+                found = await store.search(conn, query, own, category, page_size)
             await store.log_search(conn, found_session, query, len(found))
         return SearchResults(found_session.name, found)
 
     async def suggest(self, prefix: str, locale: str) -> list[ArticleVersion]:
         """Published articles whose titles contain what the user has typed so far."""
         prefix = _query(prefix, "prefix", limit=50)
-        locale = _locale(locale, "zh-CN" if is_chinese(prefix) else "en")
+        locale = _locale(locale, _language_of(prefix))
         async with self.pool.connection() as conn:
             return await store.suggest(conn, prefix, locale)
 
@@ -345,14 +350,20 @@ class HelpCenter:
         return [flow(fid, locale) for fid in flows()]
 
     async def start_flow(self, who: Identity, name: str, session: str, locale: str) -> FlowStep:
-        """Starts a flow (again) in the caller's session (a new one when none is named)."""
-        locale = _locale(locale)
+        """Starts a flow (again) in the caller's session (a new one when none
+        is named), in `locale`: the session's from then on, so that its next
+        questions, the answers it keeps (and the ticket they draft) and the
+        article it ends at are in the language the flow was started in, not
+        the one of the search that began the session. Without one, the
+        session's."""
+        asked = locale and _locale(locale)
         fid = flow_id(name)
         async with self.pool.connection() as conn:
-            found = await _session(conn, who, session, locale)
+            found = await _session(conn, who, session, asked or "zh-CN")
+            found.locale = asked or found.locale
             found.start(fid)
             await store.save_flow(conn, found)
-        return found.step(locale)
+        return found.step(found.locale)
 
     async def answer_flow(
         self, who: Identity, session: str, answer: int, request_id: str = "", question_id: str = ""
@@ -616,6 +627,11 @@ def _locale(locale: str, default: str = "zh-CN", field: str = "locale") -> str:
     if locale not in rules.LOCALES:
         raise InvalidArgument.field(field, f"must be one of {', '.join(rules.LOCALES)}")
     return locale
+
+
+def _language_of(text: str) -> str:
+    """The locale whose articles are written as `text` is: Chinese, or not."""
+    return "zh-CN" if is_chinese(text) else "en"
 
 
 def _query(text: str, field: str, limit: int = 200) -> str:

@@ -9,11 +9,15 @@ the account). Codes are six digits, kept here as salted hashes (the outbox
 row that carries one to the notifier is erased once published), valid for ten
 minutes; five wrong codes lock the change; a code can be re-sent three times;
 a change lasts an hour; a new one supersedes the user's unfinished ones; and
-new changes are limited per user, and per number by the changes, of anyone,
-whose codes went to it: checked as a change starts and again as the new
-number's first code goes. A number merely named, whose code was never sent,
-counts for nothing (naming someone's number must not lock them out of their
-own change). Codes travel to the notifier through an outbox
+new changes are limited per user, and per number by the changes whose codes
+went to it within the hour: few of the user's own, and more of anyone's (so
+that a number is not texted without bound), checked as a change starts and
+again as the new number's first code goes. Naming someone's number must
+not lock them out of their own change: a number merely named, whose code
+was never sent, counts for nothing, and others' changes count only towards
+the larger limit. (Nobody is known to hold a number until they confirm its
+code, so enough accounts together still fill that one, for an hour.) Codes
+travel to the notifier through an outbox
 (`casemesh.verification.v1`), the verified request through another
 (`casemesh.helpcenter.v1`). The topics keep them for an hour and 30 days, and
 the user's erasure must reach them there too: a code's number is sealed
@@ -57,16 +61,21 @@ MAX_RESENDS = 3
 # A change not finished within this time is over; start again.
 CHANGE_TTL = timedelta(hours=1)
 # Against SMS flooding and guessing across changes: new changes per user per
-# day, and per number per hour the changes, of anyone, that sent it a code.
+# day; per number per hour, the changes of one user that sent it a code, and
+# those of anyone. Others' changes count only towards the second, so that
+# three strangers naming a number do not stop its holder's own change.
 CHANGES_PER_USER_PER_DAY = 5
-CHANGES_PER_NUMBER_PER_HOUR = 3
-# The changes begun in the last hour that sent `%(number)s` a code: every
-# change sends one to its old number as it starts; one reaches its new number
-# once the old is confirmed, which is when `prev_hash` is set (and kept).
-# (The rows with numbers hold them in clear; `phone_changes_numbered` has the
-# recent ones, and the repeated condition lets the planner use it.)
+OWN_CHANGES_PER_NUMBER_PER_HOUR = 3
+CHANGES_PER_NUMBER_PER_HOUR = 10
+# The changes begun in the last hour that sent `%(number)s` a code, and those
+# of them `%(user)s` began: every change sends one to its old number as it
+# starts; one reaches its new number once the old is confirmed, which is
+# when `prev_hash` is set (and kept). (The rows with numbers hold them in
+# clear; `phone_changes_numbered` has the recent ones, and the repeated
+# condition lets the planner use it.)
 _SENT_TO_NUMBER = (
-    "SELECT count(*) AS n FROM phone_changes WHERE created_at > %(since)s"
+    "SELECT count(*) AS n, count(*) FILTER (WHERE user_id = %(user)s) AS own"
+    " FROM phone_changes WHERE created_at > %(since)s"
     " AND (old_phone <> '' OR new_phone <> '')"
     " AND (old_phone = %(number)s OR (new_phone = %(number)s AND prev_hash <> ''))"
 )
@@ -236,7 +245,7 @@ async def start(
             # Numbers are shared by users: theirs are serialised too.
             await _lock_numbers(cur, old_phone, new_phone)
             for number in (old_phone, new_phone):
-                await _check_number_limit(cur, number, now)
+                await _check_number_limit(cur, number, user_id, now)
         await cur.execute(
             "INSERT INTO phone_changes (id, user_id, request_id, old_phone, new_phone, locale,"
             " state, salt, code_hash, code_expires, codes_sent, attempts, created_at)"
@@ -297,12 +306,17 @@ def _number_key(number: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-async def _check_number_limit(cur: Any, number: str, now: datetime) -> None:
-    """Refuses another change's code to `number` once CHANGES_PER_NUMBER_PER_HOUR
-    changes begun within the hour sent it codes. Asked under `_lock_numbers`
-    (so that two changes cannot both take the last place)."""
-    await cur.execute(_SENT_TO_NUMBER, {"since": now - timedelta(hours=1), "number": number})
-    if (await cur.fetchone())["n"] >= CHANGES_PER_NUMBER_PER_HOUR:
+async def _check_number_limit(cur: Any, number: str, user_id: str, now: datetime) -> None:
+    """Refuses another change's code to `number` once, of the changes begun
+    within the hour that sent it codes, OWN_CHANGES_PER_NUMBER_PER_HOUR were
+    the user's, or CHANGES_PER_NUMBER_PER_HOUR anyone's. Asked under
+    `_lock_numbers` (so that two changes cannot both take the last place)."""
+    await cur.execute(
+        _SENT_TO_NUMBER,
+        {"since": now - timedelta(hours=1), "number": number, "user": user_id},
+    )
+    sent = await cur.fetchone()
+    if sent["own"] >= OWN_CHANGES_PER_NUMBER_PER_HOUR or sent["n"] >= CHANGES_PER_NUMBER_PER_HOUR:
         raise ResourceExhausted(
             "too many codes for this number; try again in an hour", reason="CODES_PER_NUMBER"
         )
@@ -425,7 +439,7 @@ async def confirm(
                 wrong = f"is not the code we sent; {MAX_ATTEMPTS - c.attempts} attempts left"
         elif c.state == "AWAITING_OLD_CODE":
             # Refused, the change stays at its step and the code stays good.
-            await _check_number_limit(cur, c.new_phone, now)
+            await _check_number_limit(cur, c.new_phone, c.user_id, now)
             c.state = "AWAITING_NEW_CODE"
             c.prev_salt, c.prev_hash = c.salt, c.code_hash
             await _send_code(cur, c, now, seal)

@@ -4,7 +4,8 @@ Chinese members in its dictionary), other text split into lower-case words
 and stemmed (Snowball's English stemmer: "uploads" and "uploaded" are
 "upload"), variant characters folded (帐号 is 账号), and synonyms expanded from
 data (synonyms.json) by whole members, each counting less than the user's own
-words. The database ranks (PostgreSQL full-text search over these words,
+words; a word written with a hyphen or without ("e-mail", "email") is one
+word. The database ranks (PostgreSQL full-text search over these words,
 title and keywords weighted above the body)."""
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ jieba.setLogLevel(logging.WARNING)
 # Of the rules below: raise it with any change that makes `tokens` give other
 # words for the same text, so that the articles are indexed again at start
 # (`index_version`, `store.create_schema`).
-VERSION = 4
+VERSION = 5
 # What a synonym counts for against a word the user typed (1).
 SYNONYM_WEIGHT = 0.5
 MAX_TERMS = 64
@@ -39,6 +40,13 @@ CJK = re.compile(r"[\u3400-\u9fff]")
 # Inside a word ("can't", "user's"), typed straight or as a phone types it.
 APOSTROPHE = re.compile(r"(?<=[a-z0-9])['’](?=[a-z])")
 TRAILING_APOSTROPHE = re.compile(r"(?<=[a-z0-9])['’]\Z")
+# Words written with a hyphen or without, as one word, whatever follows
+# ("e-mails"): an article's "e-mail" was the words "e" and "mail", which the
+# query "email" never met, and its parts counted twice against its length.
+# Only these: "counter-notice" or "live-stream" stay two words, each found
+# by the query that says it.
+HYPHENATED = {"e-mail": "email", "wi-fi": "wifi"}
+_HYPHENATED = re.compile(r"\b(?:" + "|".join(map(re.escape, HYPHENATED)) + ")")
 # What separates two words of one phrase.
 BETWEEN_WORDS = re.compile(r"[\s\-]*")
 # Characters people type for the one the articles use: 帐号 and 帐户 are
@@ -218,10 +226,11 @@ def stem(word: str) -> str:
 def tokens(text: str) -> list[str]:
     """The index words of a text: Chinese segmented, Latin words stemmed,
     and each synonym phrase it says ("can't log in", "stole my account": its
-    words in a row, stop words aside) as one word more."""
+    words in a row, stop words aside) as one word more; a word written with
+    a hyphen or without is the one word (`HYPHENATED`)."""
     found: list[str] = []
     run: list[str] = []  # the stems of Latin words in a row, where phrases are said
-    text = folded(text)
+    text = _HYPHENATED.sub(lambda word: HYPHENATED[word.group()], folded(text))
     end = 0
     for match in WORD.finditer(text):
         chunk = match.group()
@@ -378,6 +387,7 @@ def index_version() -> str:
         " ".join(sorted(STOP)),
         json.dumps(IRREGULAR, sort_keys=True),
         json.dumps(VARIANTS, sort_keys=True),
+        json.dumps(HYPHENATED, sort_keys=True),
         json.dumps(REGIONAL_WORDS, ensure_ascii=False, sort_keys=True),
         f"regional words cut by jieba, {REGIONAL_WORD_FREQUENCY}",
     ):

@@ -539,12 +539,12 @@ async def sessions_of(
 
 
 async def save_flow(conn: psycopg.AsyncConnection[Any], s: HelpSession) -> None:
-    """Writes where the session stands in its flow, and nothing else: a
-    search or an article read at the same moment is kept (each is added in
-    place)."""
+    """Writes where the session stands in its flow and the language it is
+    followed in, and nothing else: a search or an article read at the same
+    moment is kept (each is added in place)."""
     await conn.execute(
-        "UPDATE help_sessions SET flow = %s, node = %s, path = %s WHERE id = %s",
-        (s.flow, s.node, Jsonb(s.path), s.id),
+        "UPDATE help_sessions SET flow = %s, node = %s, path = %s, locale = %s WHERE id = %s",
+        (s.flow, s.node, Jsonb(s.path), s.locale, s.id),
     )
 
 
