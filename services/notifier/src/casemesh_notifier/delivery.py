@@ -227,8 +227,9 @@ def hourly_limit_ends(
     person is waiting for it, and held back by their cases' updates it would
     run out (ten minutes) and be cancelled unsent. Codes to a number stay
     bounded all the same: by this limit, and by the help centre, which sends
-    a number codes for at most 3 phone changes begun within an hour
-    (`phone.CHANGES_PER_NUMBER_PER_HOUR`), at most 4 to it for each (a first
+    a number codes for at most 10 phone changes begun within an hour (3 of
+    one user's: `phone.CHANGES_PER_NUMBER_PER_HOUR`,
+    `phone.OWN_CHANGES_PER_NUMBER_PER_HOUR`), at most 4 to it for each (a first
     and `phone.MAX_RESENDS` more). Any other SMS counts every SMS of the
     hour, codes too."""
     if template in policy.URGENT_TEMPLATES:
