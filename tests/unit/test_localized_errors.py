@@ -3,8 +3,10 @@ caller reads (google.rpc.LocalizedMessage): zh-CN or en, from `accept-language`.
 
 from __future__ import annotations
 
+import ast
 import re
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -166,3 +168,193 @@ def test_what_a_counter_notice_a_guide_or_any_text_is_refused_for_is_said_in_chi
     description: str,
 ) -> None:
     assert field_words(description, "zh-CN")
+
+
+def _named(node: ast.expr | None, name: str) -> bool:
+    """`node` is `name`, or `module.name`."""
+    return (isinstance(node, ast.Name) and node.id == name) or (
+        isinstance(node, ast.Attribute) and node.attr == name
+    )
+
+
+def _bindings(scope: ast.AST) -> Iterator[tuple[str, ast.expr]]:
+    """The names `scope` binds, each with the value it binds."""
+    for node in ast.walk(scope):
+        if isinstance(node, ast.Assign | ast.AnnAssign | ast.NamedExpr) and node.value:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    yield target.id, node.value
+
+
+def _texts(node: ast.expr, known: dict[str, list[str]]) -> list[str]:
+    """The texts `node` may say, an f-string's parts as `{name}` (as the
+    `[fields]` keys write them) but for a constant text, put in as it reads;
+    none when it is not made of texts written here."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, ast.JoinedStr):
+        said = ""
+        for part in node.values:
+            if not isinstance(part, ast.FormattedValue):
+                said += str(getattr(part, "value", ""))
+                continue
+            name = getattr(part.value, "id", getattr(part.value, "attr", ""))
+            constant = known.get(name, []) if name.isupper() else []
+            said += constant[0] if len(constant) == 1 else "{%s}" % (name.lower() or "value")
+        return [said]
+    if isinstance(node, ast.IfExp):
+        return _texts(node.body, known) + _texts(node.orelse, known)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return [a + b for a in _texts(node.left, known) for b in _texts(node.right, known)]
+    if isinstance(node, ast.Name | ast.Attribute):
+        return known.get(node.id if isinstance(node, ast.Name) else node.attr, [])
+    return []
+
+
+class _FieldTexts(ast.NodeVisitor):
+    """Finds the descriptions of field violations: given to `add` on a
+    Violations (a parameter annotated so, or a name bound to a new one; a
+    set's or a query's `add` is none), to `InvalidArgument.field` or to a
+    `FieldViolation`."""
+
+    def __init__(self, constants: dict[str, list[str]]) -> None:
+        self.scopes: list[tuple[set[str], dict[str, list[str]]]] = [(set(), constants)]
+        self.found: list[tuple[int, str]] = []
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        params = [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]
+        collectors = {p.arg for p in params if _named(p.annotation, "Violations")}
+        strings: dict[str, list[str]] = {}
+        for name, value in _bindings(node):
+            if isinstance(value, ast.Call) and _named(value.func, "Violations"):
+                collectors.add(name)
+            elif said := _texts(value, self.scopes[0][1]):
+                strings.setdefault(name, []).extend(said)
+        self.scopes.append((collectors, strings))
+        self.generic_visit(node)
+        self.scopes.pop()
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_Call(self, node: ast.Call) -> None:
+        f = node.func
+        collectors = set().union(*(c for c, _ in self.scopes))
+        if len(node.args) == 2 and (
+            (
+                isinstance(f, ast.Attribute)
+                and f.attr == "add"
+                and isinstance(f.value, ast.Name)
+                and f.value.id in collectors
+            )
+            or (
+                isinstance(f, ast.Attribute)
+                and f.attr == "field"
+                and _named(f.value, "InvalidArgument")
+            )
+            or _named(f, "FieldViolation")
+        ):
+            known: dict[str, list[str]] = {}
+            for _, strings in self.scopes:
+                known.update(strings)
+            self.found += [(node.lineno, t) for t in _texts(node.args[1], known)]
+        self.generic_visit(node)
+
+
+def field_texts(sources: dict[str, str]) -> list[tuple[str, str]]:
+    """Each field violation's description in `sources` (path: code), with
+    where it is written. Module constants are known across modules, as the
+    code imports them (read twice: one may be made of another's)."""
+    trees = {path: ast.parse(code) for path, code in sources.items()}
+    constants: dict[str, list[str]] = {}
+    for _ in range(2):
+        constants = {
+            name: said
+            for tree in trees.values()
+            for stmt in tree.body
+            for name, value in _bindings(stmt)
+            if name.isupper() and (said := _texts(value, constants))
+        }
+    found = []
+    for path, tree in trees.items():
+        scan = _FieldTexts(constants)
+        scan.visit(tree)
+        found += [(f"{path}:{line}", text) for line, text in scan.found]
+    return found
+
+
+def test_the_scan_finds_field_violations_and_nothing_else() -> None:
+    code = """
+LIMIT = 50
+TOO_MANY = f"at most {LIMIT} items"
+BOUNDS = "from 10 to 60"
+
+def check(v: Violations, where: Where, seen: set[str]) -> None:
+    where.add("state = %s", "OPEN")
+    seen.add("x")
+    v.add("a", "is required")
+    v.add("b", TOO_MANY)
+    found = errors.Violations()
+    found.add("c", f"is not the code we sent; {left} attempts left")
+    wrong = f"must be {kind}/{{id}}"
+    raise InvalidArgument.field("d", wrong)
+
+def other(v: Any) -> None:
+    v.add("e", "not a Violations: not a field's")
+    errors.InvalidArgument.field("f", f"must be {BOUNDS}")
+    FieldViolation("g", "must not contain control characters" + (" or line breaks" if one else ""))
+    FieldViolation("h", f"{item[:60]!r} is not one of {names}")
+"""
+    assert [text for _, text in field_texts({"x.py": code})] == [
+        "is required",
+        "at most {limit} items",
+        "is not the code we sent; {left} attempts left",
+        "must be {kind}/{id}",
+        "must be from 10 to 60",
+        "must not contain control characters or line breaks",
+        "must not contain control characters",
+        "{value} is not one of {names}",
+    ]
+
+
+def test_every_field_violation_the_code_writes_has_chinese_words() -> None:
+    """A Chinese reader sees beside each field what is wrong with it in
+    Chinese: a new description without words in `[fields]` fails here."""
+    sources = {
+        str(path.relative_to(ROOT)): path.read_text()
+        for pattern in ("services/*/src/**/*.py", "libs/casemesh/src/**/*.py")
+        for path in ROOT.glob(pattern)
+    }
+    found = field_texts(sources)
+    assert len(found) > 150
+    missing = sorted(f"{where}: {text}" for where, text in found if not field_words(text, "zh-CN"))
+    assert missing == []
+
+
+def test_each_field_text_is_said_by_its_own_words() -> None:
+    """The first key that matches a description says it: a key no earlier,
+    shorter one takes (`must be tickets/{id}` before the longer text that
+    begins so would say that text wrongly)."""
+    for english, words in WORDS["fields"].items():
+        assert field_words(english, "zh-CN") == words["zh-CN"], english
+
+
+@pytest.mark.parametrize(
+    ("description", "chinese"),
+    [
+        ("must be the six digits we sent", "请输入我们发送的 6 位数字验证码。"),
+        ("must differ from the old number", "不能与原手机号相同。"),
+        ("is not the code we sent; 3 attempts left", "验证码不正确，还可以再试 3 次。"),
+        (
+            "must be tickets/{id}, appeals/{id} or report-cases/{id}",
+            "必须是 tickets/{id}、appeals/{id} 或 report-cases/{id} 的形式。",
+        ),
+        ("must be from 10 to 3600 (0 means 600)", "必须在 10 到 3600 之间（0 表示 600）。"),
+        ("must be report-cases/{id}", "必须是 report-cases/{id} 的形式。"),
+        ("is not a link to a live stream", "不是直播的链接。"),
+    ],
+)
+def test_a_phone_change_or_a_case_form_is_said_in_chinese(description: str, chinese: str) -> None:
+    """What a person most often gets wrong, as the form shows it: the code
+    sent to the phone, and names whose `{id}` stays as the API spells it."""
+    assert field_words(description, "zh-CN") == chinese
