@@ -630,7 +630,11 @@ def test_on_a_phone_a_submit_that_fails_shows_why_where_the_user_is(
     focused, not to nothing at all."""
     user = f"web-phone-{uuid.uuid4().hex[:8]}"
     create = "**/casemesh.v1.TicketService/CreateTicket"
-    phone = {"viewport": {"width": 360, "height": 640}, "is_mobile": True, "has_touch": True}
+    phone: dict[str, Any] = {
+        "viewport": {"width": 360, "height": 640},
+        "is_mobile": True,
+        "has_touch": True,
+    }
     with signed_in(browser, stack, user, **phone) as (page, _):
         fill_in_a_ticket(page, user, f"上传一直失败 {user}")
         page.route(create, connect_error(503, "unavailable", "the service is restarting"))

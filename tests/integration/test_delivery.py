@@ -720,7 +720,7 @@ async def test_a_database_outage_mid_batch_hands_the_unsent_jobs_back_at_once(
         await asyncio.sleep(1.5)
         admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
 
-    async def still_claimed(job: Any) -> bool:
+    async def still_claimed(job: Any) -> tuple[str, int] | None:
         nonlocal looks
         looks += 1
         if looks == 2:  # the first message is sent and recorded

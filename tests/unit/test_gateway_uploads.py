@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -241,7 +241,7 @@ async def test_a_read_its_caller_gives_up_on_ends_the_services_read_at_once() ->
     server = grpc.aio.server(interceptors=[DomainErrorInterceptor()])
     async with grpc.aio.insecure_channel("127.0.0.1:9") as unused:  # the stub is replaced
         served = gateway(unused)
-    served.stub = evidence
+    served.stub = cast(Any, evidence)
     evidence_pb2_grpc.add_EvidenceServiceServicer_to_server(served, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
