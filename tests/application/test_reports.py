@@ -1164,14 +1164,26 @@ def test_agent_commands_need_an_agent_and_change_nothing(app: Reports) -> None:
         app.get_report(BOB, str(app.file(ALICE, report("r2", "8")).id))
 
 
-def test_the_appeal_deadline_is_the_policys_window_from_the_decision(
+def test_a_decision_at_noon_may_be_appealed_until_the_last_eu_midnight_six_months_on(
     app: Reports, clock: FakeClock
 ) -> None:
+    """Six months as Regulation 1182/71 counts them (DSA Art. 20): to 24:00
+    of the matching day, for a reporter or uploader on any EU clock; the
+    last to reach it is Martinique's (UTC-4), not noon on 5 September."""
     filed = app.file(ALICE, report())
-    app.decide(AGENT, filed.case_id, "NO_VIOLATION", NO_VIOLATION, None, [], etag="")
-    outcome = app.get_report(ALICE, str(filed.id)).outcome
-    assert outcome is not None
-    assert outcome["appeal_deadline"] == "2026-09-02T09:00:00+00:00"  # six months on
+    clock.now_is(datetime(2026, 3, 5, 12, 0, tzinfo=UTC))
+    app.decide(AGENT, filed.case_id, "ACTION_TAKEN", action_taken(clock), UPLOADER, [], etag="")
+    midnight_in_martinique = datetime(2026, 9, 6, 4, 0, tzinfo=UTC)
+    # What the reporter is shown of their report, and what the uploader and
+    # the reporter are shown of the decision (the gateway vouches for the
+    # latter when either appeals).
+    outcome = report_message(app.get_report(ALICE, str(filed.id))).outcome
+    assert outcome.appeal_deadline.ToDatetime(UTC) == midnight_in_martinique
+    case = app.get_case(AGENT, filed.case_id)
+    ursula = Identity("ursula", frozenset({"user"}))
+    for who in (ursula, ALICE):
+        shown = for_viewer(case_message(case), who, set(), appellants(case))
+        assert shown.decision.appeal_deadline.ToDatetime(UTC) == midnight_in_martinique
 
 
 def test_a_report_may_name_its_item_by_a_link_kept_without_its_query(clock: FakeClock) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from casemesh.platform.clock import add_months
+from casemesh.rules.territories import EU_ZONES
 
 UTC = ZoneInfo("UTC")
 
@@ -139,21 +140,6 @@ def us_federal_holidays(first_year: int, last_year: int) -> frozenset[date]:
         )
     return frozenset(d for d in days if first_year <= d.year <= last_year)
 
-
-# The time zones of the EU's territory, its outermost regions included
-# (TFEU Art. 349, 355(1)), one for each way of keeping time: the DSA's months
-# end at 24:00 of the matching day for each recipient wherever they are, and
-# the platform does not know where that is.
-EU_ZONES = (
-    "America/Martinique",  # Guadeloupe, Martinique, Saint-Martin: UTC−4
-    "America/Cayenne",  # French Guiana: UTC−3
-    "Atlantic/Azores",  # UTC−1, summer UTC+0
-    "Europe/Lisbon",  # also Ireland, Madeira, the Canary Islands: UTC+0, summer +1
-    "Europe/Brussels",  # Central European Time: UTC+1, summer +2
-    "Europe/Helsinki",  # Eastern European Time: UTC+2, summer +3
-    "Indian/Mayotte",  # UTC+3
-    "Indian/Reunion",  # UTC+4
-)
 
 # Business days are counted over these; CASEMESH_APPEALS_POLICY_FILE may
 # replace them with a list of its own.

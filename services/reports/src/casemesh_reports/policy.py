@@ -1,6 +1,7 @@
 """The reports policy, as data: the reason taxonomy (two levels, mapped to the
 DSA statement categories and keywords), triage weights, the reporting-misuse
-rule (DSA Art. 23) and the appeal window (DSA Art. 20: at least six months)."""
+rule (DSA Art. 23) and the appeal window (DSA Art. 20: at least six months,
+counted as Regulation 1182/71 Art. 3 counts months, `months_end`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from casemesh.platform.clock import add_months
+from casemesh.rules.deadlines import months_end
 from casemesh.rules.territories import jurisdiction
 
 
@@ -125,7 +126,12 @@ class ReportsPolicy:
         return texts.get(locale) or texts.get("en", "")
 
     def appeal_deadline(self, decided: datetime) -> datetime:
-        return add_months(decided, self.appeal_window_months)
+        """Until when a decision made at `decided` may be appealed: 24:00 of
+        the matching day the window's months on, on the EU clock where that
+        comes last. The same for a decision of any scope: an appellant may
+        be in the EU whatever the scope, and the latest midnight is never
+        earlier than the months themselves."""
+        return months_end(decided, self.appeal_window_months)
 
 
 _APPEAL = {

@@ -19,6 +19,21 @@ from collections.abc import Iterable
 _EU_CODES = "AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT RO SE SI SK"
 EU = frozenset(_EU_CODES.split(" "))
 
+# The time zones of the EU's territory, its outermost regions included
+# (TFEU Art. 349, 355(1)), one for each way of keeping time: the DSA's months
+# end at 24:00 of the matching day for each recipient wherever they are, and
+# the platform does not know where that is.
+EU_ZONES = (
+    "America/Martinique",  # Guadeloupe, Martinique, Saint-Martin: UTC−4
+    "America/Cayenne",  # French Guiana: UTC−3
+    "Atlantic/Azores",  # UTC−1, summer UTC+0
+    "Europe/Lisbon",  # also Ireland, Madeira, the Canary Islands: UTC+0, summer +1
+    "Europe/Brussels",  # Central European Time: UTC+1, summer +2
+    "Europe/Helsinki",  # Eastern European Time: UTC+2, summer +3
+    "Indian/Mayotte",  # UTC+3
+    "Indian/Reunion",  # UTC+4
+)
+
 
 def jurisdiction(scope: Iterable[str]) -> str:
     """Whose redress a decision applying in `scope` names: "eu" (every
