@@ -85,8 +85,11 @@ def _claim_free(*, skip_locked: bool) -> str:
 
 
 # The longest the timer's looks for lapsed leases (every second) may be
-# apart before the time between counts as a gap nobody could renew in.
-MOST_BETWEEN_LOOKS_S = 5
+# apart before the time between counts as a gap nobody could renew in. A
+# shorter outage the leases ride out themselves (a console renews its 300 s
+# lease every minute); a timer that never looks sooner is a fault of its
+# own, whose leases would otherwise never run out.
+MOST_BETWEEN_LOOKS_S = 30
 
 CLAIMS = f"""
 -- Cases whose lease ran out go back to the queue, each told to the watchers
@@ -156,8 +159,8 @@ BEGIN
 END
 $$;
 -- A claim in one statement, so one round trip: a gap in the timer's looks
--- made up and expired leases released first (the claim is no look: claims
--- never queue on the look's row), then the
+-- made up and expired leases released first (the claim is no look: it
+-- queues on the look's row only while a gap is being made up), then the
 -- most urgent free case (of `queues`, when any are named); SKIP LOCKED walks
 -- past the rows other claims hold, so no two agents get the same case and
 -- none waits while an unlocked case is free (when none is, it waits for the
