@@ -7,6 +7,7 @@ import asyncio
 import base64
 import gc
 import logging
+import socket
 import time
 import urllib.request
 import uuid
@@ -45,6 +46,7 @@ from casemesh.platform.grpcutil import (
     bounded,
     field_violations,
     to_status,
+    until_set,
 )
 from casemesh.platform.identity import (
     Identity,
@@ -1070,9 +1072,44 @@ def test_metrics_are_served_on_an_ipv6_address() -> None:
     """An IPv6 cluster's `CASEMESH_METRICS_ADDR=[::]:9464` passes the
     settings' check: it must be served, not end the start on a name the
     resolver cannot read."""
+    with socket.socket(socket.AF_INET6) as probe:
+        try:
+            probe.bind(("::1", 0))
+        except OSError:
+            pytest.skip("this machine has no IPv6 loopback")
     port = free_port()
     registry = CollectorRegistry()
     Counter("casemesh_ipv6_probe", "A counter to find.", registry=registry).inc()
     serve_metrics(f"[::1]:{port}", registry)
     with urllib.request.urlopen(f"http://[::1]:{port}/metrics", timeout=10) as page:
         assert b"casemesh_ipv6_probe_total 1.0" in page.read()
+
+
+async def test_a_stream_cut_off_as_its_reader_is_cancelled_ends_the_reader_cancelled() -> None:
+    """A stream is cut off (its event set) and, while its read is being
+    stopped, the task reading it is cancelled (its caller gone): the task
+    ends cancelled, as its canceller expects, rather than as a stream that
+    simply ended."""
+    cut, stopping, release = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def slow_to_stop() -> AsyncIterator[int]:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            stopping.set()
+            await release.wait()  # what it holds takes a while to let go
+            raise
+        yield 1
+
+    async def reader() -> None:
+        async for _ in until_set(slow_to_stop(), cut):
+            pass
+
+    task = asyncio.create_task(reader())
+    await asyncio.sleep(0)  # reading
+    cut.set()
+    await stopping.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    release.set()

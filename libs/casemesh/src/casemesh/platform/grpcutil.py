@@ -499,8 +499,9 @@ async def until_set(
             await asyncio.wait({step, stop}, return_when=asyncio.FIRST_COMPLETED)
             if not step.done():
                 step.cancel()
-                with contextlib.suppress(BaseException):
-                    await step
+                # Its end, not its outcome (read by `_read_outcome`); a
+                # cancellation of this task meanwhile is not swallowed.
+                await asyncio.wait({step})
                 if ending is not None:
                     raise ending
                 return
@@ -515,8 +516,7 @@ async def until_set(
             # Cancelled while waiting for the next item: the stream is
             # running in `step`, and can be closed only once it stops.
             step.cancel()
-            with contextlib.suppress(BaseException):
-                await step
+            await asyncio.wait({step})
         if (close := getattr(items, "aclose", None)) is not None:
             await close()
 
