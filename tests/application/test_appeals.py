@@ -1350,6 +1350,45 @@ def test_a_us_counter_notice_filed_as_a_case_waits_for_consent_to_jurisdiction(
     assert app.file(URSULA, replace(counter_notice_draft(), request_id="c2")).missing == []
 
 
+def test_a_us_counter_notice_filed_before_consent_was_asked_stays_complete(
+    app: Appeals, clock: FakeClock
+) -> None:
+    """Ursula's US counter-notice, filed as a case of its own before consent
+    to a federal court's jurisdiction was asked of one, was complete without
+    it and is under review; its review is overdue. She sends one more piece
+    of evidence: the case stays under review, missing nothing, its review
+    still due when it was, nothing set to abandon it, and it is decided.
+    One filed now without consent still waits for it."""
+    draft = replace(counter_notice_draft(), jurisdiction="us")
+    counter_notice = {**draft.content["counter_notice"], "consent_to_jurisdiction": True}
+    consenting = replace(draft, content={**draft.content, "counter_notice": counter_notice})
+    ident = str(app.file(URSULA, consenting).id)
+    # As an older release stored it: complete without consent.
+    stored_with(app, ident, lambda c: c["counter_notice"].pop("consent_to_jurisdiction"))
+    case = app.get(URSULA, ident)
+    assert (case.state, case.missing) == ("SUBMITTED", [])
+    assert "consent_to_jurisdiction" not in case.content["counter_notice"]
+    app.assign(AGENT, ident, "")
+    review_due = app.get(URSULA, ident).next_step_due
+    assert review_due is not None
+    clock.now_is(review_due + timedelta(days=1))
+
+    more = {"counter_notice": {"evidence": [{"name": "evidence/c", "sha256": "c" * 64}]}}
+    case = app.add_info(URSULA, ident, "补充一份证据", more, etag="")
+    assert (case.state, case.missing) == ("UNDER_REVIEW", [])
+    assert (case.next_step, case.next_step_due) == ("REVIEW", review_due)
+    assert app.deadlines_of(last_event(app, ident)) == []
+    reasons = {"ground": "原创", "facts": "自编舞"}
+    assert app.decide(AGENT, ident, True, reasons, None, etag="").state == "UPHELD"
+
+    new = app.file(URSULA, replace(draft, request_id="c2"))
+    case = app.add_info(URSULA, str(new.id), "补充一份证据", more, etag="")
+    assert (case.state, case.missing) == (
+        "INFO_REQUESTED",
+        ["counter_notice.consent_to_jurisdiction"],
+    )
+
+
 def test_agent_commands_need_an_agent_and_change_nothing(app: Appeals) -> None:
     ident = str(app.file(ALICE, notice()).id)
     commands: list[Callable[[], object]] = [
@@ -1410,6 +1449,32 @@ def test_an_agent_who_is_a_party_to_a_case_does_not_work_it(app: Appeals) -> Non
     counter(app, filed_by_li)
     own_case_refused(lambda: app.record_court_action(AGENT, filed_by_li, "已起诉", []))
     assert app.get(AGENT, filed_by_li).state == "FORWARDED_TO_CLAIMANT"
+
+
+def test_an_agent_who_appealed_a_report_decision_does_not_work_anothers_appeal_of_it(
+    app: Appeals, clock: FakeClock
+) -> None:
+    """Kim, an agent, reported a video with Ursula; both appeal the decision
+    that left it up. Kim is a party to that decision: Kim may not take
+    Ursula's appeal, be given it, ask her for more or decide it, and
+    nothing is stored; Wang, who is no party, works it."""
+    decision = f"report-cases/{uuid.uuid4()}"
+    until = (clock.now() + timedelta(days=30)).isoformat()
+    draft = replace(decision_appeal(""), appeal_of=decision)
+    kim = Identity("kim", frozenset({"agent"}))
+    app.file(kim, replace(draft, filer=party("Kim")), until, "CN")
+    ursulas = str(app.file(URSULA, draft, until, "CN").id)
+    reasons = {"ground": "社区规范", "facts": "视频宣扬暴力"}
+    said = own_case_refused(lambda: app.assign(kim, ursulas, ""))
+    assert said.startswith("you are a party to this case")
+    assert "or to the decision it appeals" in said
+    assert own_case_refused(lambda: app.assign(WANG, ursulas, "kim")).startswith("kim is a party")
+    own_case_refused(lambda: app.request_info(kim, ursulas, "请补充说明"))
+    own_case_refused(lambda: app.decide(kim, ursulas, True, reasons, None, etag=""))
+    assert events_of(app, ursulas) == [CopyrightAppeal.Filed]
+
+    app.assign(WANG, ursulas, "")
+    assert app.decide(WANG, ursulas, True, reasons, None, etag="").state == "UPHELD"
 
 
 def test_parties_list_their_cases_and_read_their_history(app: Appeals) -> None:

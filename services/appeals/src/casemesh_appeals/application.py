@@ -608,26 +608,38 @@ class Appeals(CaseApplication[CopyrightAppeal]):
     ) -> None:
         """Refuses (PERMISSION_DENIED, OWN_CASE) work on the case by `agent`
         when they are a party to it: its filer, its uploader, or a party to
-        the decision it appeals (`appealed`, read here when not given), or
-        one of `also`. Deciding one's own case is no review (DSA Art. 20(6)).
+        the decision it appeals (`appealed`, read here when not given; of a
+        report decision, those known here: `_appealed_too`), or one of
+        `also`. Deciding one's own case is no review (DSA Art. 20(6)).
         `by` is the agent giving them the case: when that is someone else,
         the refusal names the party it would go to."""
         if appealed is None:
             appealed = self._appealed_notice(a)
         concerned = {*parties(a), *(parties(appealed) if appealed else []), *(also or [])}
-        if agent not in concerned:
+        if agent not in concerned and not self._appealed_too(agent, a):
             return
         if by and by != agent:
             raise PermissionDenied(
                 f"{agent} is a party to this case (its filer, the uploader or the"
-                " claimant): give it to an agent who is not",
+                " claimant) or to the decision it appeals: give it to an agent who is not",
                 reason="OWN_CASE",
             )
         raise PermissionDenied(
-            "you are a party to this case (its filer, the uploader or the claimant):"
-            " another agent must work it",
+            "you are a party to this case (its filer, the uploader or the claimant)"
+            " or to the decision it appeals: another agent must work it",
             reason="OWN_CASE",
         )
+
+    def _appealed_too(self, agent: str, a: CopyrightAppeal) -> bool:
+        """Whether `agent` appealed the report decision `a` appeals as well,
+        which the gateway let them do only as a party to it (a reporter or
+        the uploader). Of a report case's parties this service knows no
+        others: the gateway vouches for the decision's window and scope, not
+        for who reported the content or uploaded it."""
+        appeal_of = str(a.content.get("appeal_of") or "")
+        if a.kind is not Kind.DECISION_APPEAL or not appeal_of.startswith(REPORT_CASES):
+            return False
+        return bool(self._appeals_of(agent, decision_name(appeal_of)))
 
     def record_court_action(
         self,

@@ -142,7 +142,8 @@ REQUIRED: dict[Kind, tuple[str, ...]] = {
 }
 # Those a jurisdiction's law adds: a US counter-notice consents to a federal
 # court's jurisdiction (17 U.S.C. 512(g)(3)(D)), filed as its own case as
-# when it answers a notice (`file_counter_notice`).
+# when it answers a notice (`file_counter_notice`). Asked of a case when it
+# is filed: one filed complete before stays so (`CopyrightAppeal._missing_from`).
 REQUIRED_IN: dict[tuple[Kind, str], tuple[str, ...]] = {
     (Kind.COUNTER_NOTICE, "us"): ("counter_notice.consent_to_jurisdiction",),
 }
@@ -308,8 +309,7 @@ class CopyrightAppeal(ExpiringCase):
                 " withdraw it and file a new one with everything it needs",
                 reason="APPEAL_TOO_LONG",
             )
-        content = merge(self.content, completion)
-        missing = missing_elements(self.kind, content, self.jurisdiction)
+        missing = self._missing_from(merge(self.content, completion))
         if missing:
             progressed = info_due is not None and len(missing) < len(self.missing)
             due = info_due if progressed else self.next_step_due
@@ -321,6 +321,18 @@ class CopyrightAppeal(ExpiringCase):
             step = Step.REVIEW
             due = self.next_step_due if self.next_step is Step.REVIEW else review_due
         self._info_added(actor, message, completion, missing, state, step, due, True)
+
+    def _missing_from(self, content: dict[str, Any]) -> list[str]:
+        """The elements `content` lacks under the rules the case was filed
+        under: those of its kind, and those its jurisdiction's law adds
+        (`REQUIRED_IN`) that it was asked for then (still `missing`). A case
+        filed complete before its law added one (a US counter-notice without
+        consent to jurisdiction) stays complete: more evidence sent to it
+        does not make it wait, nor its review date become one that abandons
+        it."""
+        asked = set(REQUIRED[self.kind]) | set(self.missing)
+        law = missing_elements(self.kind, content, self.jurisdiction)
+        return [path for path in law if path in asked]
 
     class InfoAdded(Aggregate.Event):
         actor: str
