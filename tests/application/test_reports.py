@@ -678,6 +678,69 @@ def test_manifestly_unfounded_reports_count_against_their_reporter_until_suspend
     assert app.file(ALICE, report("r10", "3")).state == "SUBMITTED"
 
 
+def test_only_reports_filed_after_the_warning_suspend_their_reporter(clock: FakeClock) -> None:
+    """Alice files eight reports one morning; an agent judges them
+    manifestly unfounded one an hour. The policy warns after two and
+    suspends after three more: she is warned once, and the six judged after
+    the warning do not suspend her, for she filed them before it (DSA Art.
+    23: a suspension follows a warning that went unheeded). Of six she files
+    after the warning, the first three judged unfounded suspend her; the
+    other three, filed before that suspension began, do not suspend her
+    again."""
+    app = Reports(in_memory(), clock=clock, policy=ReportsPolicy(taxonomy=load_taxonomy()))
+    window = timedelta(days=app.policy.misuse.window_days)
+
+    def judged_unfounded(filed: list[Any]) -> None:
+        for f in filed:
+            clock.advance(hours=1)
+            unfounded = [f"reports/{f.id}"]
+            app.decide(AGENT, f.case_id, "NO_VIOLATION", NO_VIOLATION, None, unfounded, "")
+
+    morning = [app.file(ALICE, report(f"m{n}", f"10{n}")) for n in range(8)]
+    judged_unfounded(morning)
+    standing = standing_message(app.my_standing(ALICE), clock.now(), window)
+    assert standing.state == rpb.REPORTING_STANDING_STATE_WARNED
+    assert len(standing.unfounded_reports) == 8
+    assert list(standing.counting_reports) == [] and list(standing.suspensions) == []
+
+    after = [app.file(ALICE, report(f"a{n}", f"20{n}")) for n in range(6)]
+    judged_unfounded(after[:3])
+    suspended_at = clock.now()
+    judged_unfounded(after[3:])
+    suspended = standing_message(app.my_standing(ALICE), clock.now(), window)
+    assert suspended.state == rpb.REPORTING_STANDING_STATE_SUSPENDED
+    [suspension] = suspended.suspensions
+    assert list(suspension.reports) == [f"reports/{f.id}" for f in after[:3]]
+    assert suspended.suspended_until.ToDatetime(UTC) == suspended_at + timedelta(days=30)
+    with pytest.raises(FailedPrecondition) as refused:
+        app.file(ALICE, report("a9", "300"))
+    assert refused.value.reason == "REPORTING_SUSPENDED"
+
+
+def test_counts_stored_before_they_said_when_their_report_was_filed_count_as_they_did(
+    clock: FakeClock,
+) -> None:
+    """Alice was warned, and two more of her reports were judged unfounded,
+    counted when counts did not yet say when their report was filed: they
+    still count towards a suspension, as they did then."""
+    app = Reports(in_memory(), clock=clock, policy=ReportsPolicy(taxonomy=load_taxonomy()))
+    filed = [app.file(ALICE, report(f"m{n}", f"10{n}")) for n in range(4)]
+    for f in filed:
+        clock.advance(hours=1)
+        unfounded = [f"reports/{f.id}"]
+        app.decide(AGENT, f.case_id, "NO_VIOLATION", NO_VIOLATION, None, unfounded, "")
+    recorder = cast(Any, app.recorder)
+    transcoder = app.mapper.transcoder
+    for position in recorder._stored_events_index[str(STANDING)].values():
+        stored = recorder._stored_events[position]
+        state = transcoder.decode(stored.state)
+        state.pop("filed_at", None)
+        recorder._stored_events[position] = replace(stored, state=transcoder.encode(state))
+    window = timedelta(days=app.policy.misuse.window_days)
+    standing = standing_message(app.my_standing(ALICE), clock.now(), window)
+    assert list(standing.counting_reports) == [f"reports/{f.id}" for f in filed[2:]]
+
+
 def test_an_upheld_appeal_of_the_uploader_lifts_the_removal(app: Reports, clock: FakeClock) -> None:
     filed = app.file(ALICE, report())
     ident = filed.case_id
@@ -1441,6 +1504,28 @@ def test_an_upheld_appeal_that_changed_nothing_is_no_reversal_in_the_figures(
     seen(app)
     figures = app.transparency(AGENT, None, None)
     assert (figures["appeals"], figures["reversals"]) == (1, 0)
+
+
+def test_a_decision_two_appeals_overturned_is_one_reversal_in_the_figures(
+    app: Reports, clock: FakeClock
+) -> None:
+    """Alice and Bob reported a video, decided to break no rules; both
+    appealed, and meanwhile Carol reported it again, which opened the next
+    round. Alice's appeal upheld overturns the decision; Bob's, upheld after
+    it, finds nothing left to overturn. The figures count two appeals and
+    one decision reversed."""
+    first = app.file(ALICE, report()).case_id
+    app.file(BOB, report("b1"))
+    app.decide(AGENT, first, "NO_VIOLATION", NO_VIOLATION, None, [], "")
+    app.lodge_appeal(first, "appeals/alice", "alice")
+    app.lodge_appeal(first, "appeals/bob", "bob")
+    app.file(Identity("carol", frozenset({"user"})), report("c1"))
+    for appeal in ("appeals/alice", "appeals/bob"):
+        clock.advance(hours=1)
+        assert app.reverse(first, appeal) is True
+    seen(app)
+    figures = app.transparency(AGENT, None, None)
+    assert (figures["appeals"], figures["reversals"]) == (2, 1)
 
 
 def a_season_of_reports(project_each_step: bool) -> Reports:

@@ -339,8 +339,8 @@ def for_viewer(
 
 def standing_message(r: Reporter | None, now: datetime, window: timedelta) -> pb.ReportingStanding:
     """A reporter's standing as they see it `now`: whether a suspension
-    holds, and which unfounded reports still count (those within `window`,
-    the misuse rule's)."""
+    holds, and which unfounded reports still count towards the next measure
+    (`Reporter.counting`, within `window`, the misuse rule's)."""
     if r is None:
         return pb.ReportingStanding(state=pb.REPORTING_STANDING_STATE_GOOD)
     if r.suspended(now) is not None:
@@ -354,7 +354,7 @@ def standing_message(r: Reporter | None, now: datetime, window: timedelta) -> pb
     return pb.ReportingStanding(
         state=state,
         counting_reports=[
-            f"reports/{u['report_id']}" for u in r.unfounded if u["at"] >= now - window
+            f"reports/{u['report_id']}" for u in r.counting() if u["at"] >= now - window
         ],
         unfounded_reports=[f"reports/{i}" for i in r.counted],
         warn_time=to_timestamp(r.warned_at),

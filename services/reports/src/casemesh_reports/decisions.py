@@ -217,12 +217,18 @@ class Decisions(ReportsBase):
             if is_unfounded:
                 standing = self._get(Reporter, Reporter.create_id(report.reporter))
                 if standing is None:
-                    standing = Reporter(user_id=report.reporter, report_id=entry["id"], at=now)
+                    standing = Reporter(
+                        user_id=report.reporter,
+                        report_id=entry["id"],
+                        at=now,
+                        filed_at=report.received_at,
+                    )
                     standing.apply_rule(at=now, contact=report.contact, rule=self.policy.misuse)
                 else:
                     standing.count_unfounded(
                         report_id=entry["id"],
                         at=now,
+                        filed_at=report.received_at,
                         contact=report.contact,
                         rule=self.policy.misuse,
                     )

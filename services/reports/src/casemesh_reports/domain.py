@@ -478,7 +478,11 @@ class ReportCase(ExpiringCase):
         # of a decision that took action, asking for more, changes nothing
         # unless the case is reviewed anew.
         cleared = not by_uploader and self.state is CaseState.NO_VIOLATION
-        overturned = standing and bool(lifted or reopen or cleared)
+        # A decision is overturned once: after another appeal of it did (a
+        # second reporter's of a no-violation decision not reviewed anew, or
+        # the uploader's lifting what a case reopened still imposed), this
+        # one may still lift, but reverses nothing more.
+        overturned = standing and bool(lifted or reopen or cleared) and not self._overturned()
         self._reversed(
             actor="system",
             appeal=appeal,
@@ -488,6 +492,11 @@ class ReportCase(ExpiringCase):
             overturned=overturned,
         )
         return Reversal(lifted, reopen, overturned=overturned)
+
+    def _overturned(self) -> bool:
+        """Whether an upheld appeal already overturned the decision standing."""
+        standing = len(self.decisions)
+        return any(a.get("overturned_decision") == standing for a in self.appeals.values())
 
     class DecisionReversed(Aggregate.Event):
         actor: str
@@ -513,6 +522,9 @@ class ReportCase(ExpiringCase):
         record = self.appeals.setdefault(appeal, {"by": "", "at": at, "reversed_at": None})
         record["reversed_at"] = at
         record["overturned"] = overturned
+        if overturned:
+            # Which decision it overturned (its number), worked out on every replay.
+            record["overturned_decision"] = len(self.decisions)
         if lifted:
             self.in_effect = []
             if self.state is CaseState.ACTION_TAKEN:
@@ -537,20 +549,32 @@ class Reporter(Aggregate):
     def create_id(user_id: str) -> uuid.UUID:
         return derived_id(NAMESPACE, "reporter", user_id)
 
+    # A count says when its report was judged manifestly unfounded (`at`,
+    # which the window counts from) and when it was filed (`filed_at`). One
+    # recorded before counts said when (None) is taken as filed when judged,
+    # which leaves the standing as it stood: each count since the last
+    # measure was judged after it.
     class FirstMisuseCounted(Aggregate.Created):
         user_id: str
         report_id: str
         at: datetime
+        filed_at: datetime | None
 
     # FirstMisuseCounted records the reporter's opening fields; `__post_init__` derives the rest.
+    # Ahead of the keyword-only fields: the library requires each of those,
+    # default or not.
+    filed_at: InitVar[datetime | None] = None
     _: KW_ONLY
     user_id: str
     report_id: InitVar[str]
     at: InitVar[datetime]
 
-    def __post_init__(self, report_id: str, at: datetime) -> None:
-        # Counted since the last warning or suspension (within the window).
-        self.unfounded: list[dict[str, Any]] = [{"report_id": report_id, "at": at}]
+    def __post_init__(self, filed_at: datetime | None, report_id: str, at: datetime) -> None:
+        # Counted since the last warning or suspension (within the window);
+        # not all of them count towards the next measure (`counting`).
+        self.unfounded: list[dict[str, Any]] = [
+            {"report_id": report_id, "at": at, "filed_at": filed_at or at}
+        ]
         # Every report ever counted (and not withdrawn): each counts once.
         self.counted: list[str] = [report_id]
         self.warned_at: datetime | None = None
@@ -584,26 +608,53 @@ class Reporter(Aggregate):
         return None
 
     def count_unfounded(
-        self, *, report_id: str, at: datetime, contact: dict[str, Any], rule: Misuse
+        self,
+        *,
+        report_id: str,
+        at: datetime,
+        filed_at: datetime | None = None,
+        contact: dict[str, Any],
+        rule: Misuse,
     ) -> None:
+        """Counts the report filed at `filed_at` (None: when judged) and
+        judged manifestly unfounded at `at`, once, and takes the measure it
+        leads to."""
         if report_id in self.counted:
             return
-        self._misuse_counted(report_id=report_id, at=at, window_days=rule.window_days)
+        self._misuse_counted(
+            report_id=report_id, at=at, filed_at=filed_at or at, window_days=rule.window_days
+        )
         self.apply_rule(at=at, contact=contact, rule=rule)
 
     def apply_rule(self, *, at: datetime, contact: dict[str, Any], rule: Misuse) -> None:
         """A warning first; after it, a suspension (DSA Art. 23)."""
-        if self.warned_at is None and len(self.unfounded) >= rule.warn_after:
+        counting = self.counting()
+        if self.warned_at is None and len(counting) >= rule.warn_after:
             self._warned(at=at, contact=contact, user_id=self.user_id, record=self._record())
-        elif self.warned_at is not None and len(self.unfounded) >= rule.suspend_after:
+        elif self.warned_at is not None and len(counting) >= rule.suspend_after:
             self._suspended(
                 user_id=self.user_id,
                 at=at,
                 until=at + timedelta(days=rule.suspension_days),
                 contact=contact,
-                reports=[u["report_id"] for u in self.unfounded],
+                reports=[u["report_id"] for u in counting],
                 record=self._record(),
             )
+
+    def counting(self) -> list[dict[str, Any]]:
+        """The counts that go towards the next measure: towards a warning,
+        every one; once warned, only those of reports filed since the
+        warning and since the last suspension (not lifted) began. A report
+        filed before them still counts on the reporter's record, however
+        late it was judged, but suspends nobody: a suspension is for
+        reporting on after a warning could have changed what they do, and
+        one running is not renewed by reports filed before it began (DSA
+        Art. 23(1)). One filed at the very moment of a measure counts as
+        filed after it."""
+        if self.warned_at is None:
+            return list(self.unfounded)
+        since = max([self.warned_at, *(s["at"] for s in self.suspensions if not s.get("lifted"))])
+        return [u for u in self.unfounded if u["filed_at"] >= since]
 
     def _record(self) -> str:
         """The standing's current record; a new one after a record expired."""
@@ -659,12 +710,16 @@ class Reporter(Aggregate):
         report_id: str
         at: datetime
         window_days: int
+        # As FirstMisuseCounted's (absent: recorded before counts said).
+        filed_at: datetime | None = None
 
     @event(MisuseCounted)
-    def _misuse_counted(self, report_id: str, at: datetime, window_days: int) -> None:
+    def _misuse_counted(
+        self, report_id: str, at: datetime, window_days: int, filed_at: datetime | None = None
+    ) -> None:
         since = at - timedelta(days=window_days)
         self.unfounded = [u for u in self.unfounded if u["at"] >= since]
-        self.unfounded.append({"report_id": report_id, "at": at})
+        self.unfounded.append({"report_id": report_id, "at": at, "filed_at": filed_at or at})
         self.counted.append(report_id)
 
     # The standing events that hold the reporter's contact name the reporter

@@ -214,7 +214,7 @@ def public_message(domain_event: Any, after: Any) -> Message:
                 header=header,
                 reporter=after.user_id,
                 report_id=a["report_id"],
-                count=len(after.unfounded),
+                count=len(after.counting()),
             )
         case Reporter.Warned():
             return ev.ReporterWarned(
