@@ -659,7 +659,8 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
         appeals service, which judges the window (after its own replay check,
         so a retried filing still gets its appeal), with its territorial
         scope, whose law the appeal runs under, and the case they were read
-        from."""
+        from. A case under review again has no decision to appeal, but for
+        the uploader its earlier one still restricts (`_restricts_under_review`)."""
         field = "appeal.appeal_of"
         name = appeal.appeal_of
         ident = name.removeprefix(REPORT_CASES)
@@ -691,7 +692,7 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
             reports_pb2.REPORT_CASE_STATE_NO_VIOLATION,
         )
         until = ""
-        if case.state in decided:
+        if case.state in decided or _restricts_under_review(case, who):
             until = case.decision.appeal_deadline.ToDatetime(tzinfo=UTC).isoformat()
         scope = ",".join(case.decision.territorial_scope)
         return {APPEALABLE_UNTIL: until, APPEALED_SCOPE: scope, APPEAL_OF: name}
@@ -721,6 +722,22 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
         agent_only=True,
         attachments=lambda r: [(r.evidence, "evidence")],
     )
+
+
+def _restricts_under_review(case: Any, who: Identity) -> bool:
+    """Whether `case` is back under review (a reporter's appeal upheld)
+    while the restrictions of its decision still hold on `who`, its affected
+    uploader: they stay until it is decided again, and so does the
+    uploader's right to appeal them, within that decision's window (DSA
+    Art. 20), however long the review takes. (The case does not show whether
+    the uploader's own appeal lifted them meanwhile: another one filed after
+    that, upheld, changes nothing.)"""
+    under_review = (reports_pb2.REPORT_CASE_STATE_OPEN, reports_pb2.REPORT_CASE_STATE_IN_REVIEW)
+    if case.state not in under_review or not case.HasField("decision"):
+        return False
+    r = case.decision.restrictions
+    restricts = bool(r.visibility or r.monetary or r.provision or r.account)
+    return restricts and case.affected_uploader.user_id == who.subject
 
 
 class ReportGateway(reports_pb2_grpc.ReportServiceServicer):
