@@ -72,11 +72,13 @@ async def locker(dsn: str, tmp_path: Path) -> AsyncIterator[EvidenceLocker]:
     await pool.close()
 
 
-async def upload(locker: EvidenceLocker, owner: str, data: bytes) -> EvidenceView:
+async def upload(
+    locker: EvidenceLocker, owner: str, data: bytes, file_name: str = "photo.png"
+) -> EvidenceView:
     async def chunks() -> AsyncIterator[bytes]:
         yield data
 
-    return await locker.receive(Identity(owner, frozenset({"user"})), "photo.png", "", chunks())
+    return await locker.receive(Identity(owner, frozenset({"user"})), file_name, "", chunks())
 
 
 def attached(*files: EvidenceView) -> list[tev.EvidenceAttachment]:
@@ -657,15 +659,19 @@ async def test_one_person_may_have_only_a_few_uploads_under_way_at_once(
         asyncio.create_task(locker.receive(hal, f"{n}.png", "", held_open(png() + bytes(600))))
         for n in range(2)
     ]
-    await eventually(lambda: len(list(locker.incoming.glob("upload-*"))) == 2)
-    with pytest.raises(ResourceExhausted) as refused:
-        await upload(locker, "hal", png())
-    assert refused.value.reason == "UPLOADS_IN_FLIGHT"
-    assert refused.value.retry_after is not None and 15 <= refused.value.retry_after <= 45
-    assert len(list(locker.incoming.glob("upload-*"))) == 2
-    idas = await upload(locker, "ida", png())
-    release.set()
-    await asyncio.gather(*stalled)
+    try:
+        await eventually(lambda: len(list(locker.incoming.glob("upload-*"))) == 2)
+        with pytest.raises(ResourceExhausted) as refused:
+            await upload(locker, "hal", png())
+        assert refused.value.reason == "UPLOADS_IN_FLIGHT"
+        assert refused.value.retry_after is not None and 15 <= refused.value.retry_after <= 45
+        assert len(list(locker.incoming.glob("upload-*"))) == 2
+        idas = await upload(locker, "ida", png())
+    finally:
+        # Whatever failed above, his uploads end before the locker goes.
+        release.set()
+        ended = await asyncio.gather(*stalled, return_exceptions=True)
+    assert all(isinstance(end, EvidenceView) for end in ended), ended
     after = await upload(locker, "hal", png())
     assert await kept(locker, idas, after) == [True, True]
 
@@ -741,10 +747,10 @@ async def test_the_same_file_uploaded_again_after_an_erasure_is_a_new_upload(
     before = await upload(locker, "eve", screenshot)
     erased_at = datetime.now(UTC)
     assert forget_person(dsn, cases, "eve", erased_at) == 1
-    again = await upload(locker, "eve", screenshot)
+    again = await upload(locker, "eve", screenshot, "again.png")
     assert again.id == before.id  # one record of one owner's bytes
     eve = Identity("eve", frozenset({"user"}))
-    assert (await locker.describe(eve, f"evidence/{again.id}")).file_name == "photo.png"
+    assert (await locker.describe(eve, f"evidence/{again.id}")).file_name == "again.png"
     assert forget_person(dsn, cases, "eve", erased_at) == 0  # heard again: it stays hers
     cases.time += GRACE + timedelta(seconds=1)
     assert cases.purge() == 0
@@ -755,21 +761,25 @@ async def test_the_same_file_uploaded_again_before_the_erasure_is_heard_stays_a_
     dsn: str, locker: EvidenceLocker
 ) -> None:
     """Eve is erased, and comes back at once: she uploads the same
-    screenshot again before this service hears of the erasure (its follower
-    behind). Heard then, the erasure leaves that upload hers as any new one:
-    its name stays, it is stamped with when she uploaded it again, and it is
-    not deleted as an erased owner's file past the grace period."""
+    screenshot again, under another name, before this service hears of the
+    erasure (its follower behind). Heard then, the erasure leaves that
+    upload hers as any new one: it is stamped with when she uploaded it
+    again, and it is not deleted as an erased owner's file past the grace
+    period. The name she gave it before the erasure (her words) is gone;
+    the record kept no other, so it has none."""
     cases = Cases(dsn, locker)
     screenshot = png()
-    before = await upload(locker, "eve", screenshot)
+    before = await upload(locker, "eve", screenshot, "passport_eve.png")
     erased_at = datetime.now(UTC)
     await eventually(lambda: datetime.now(UTC) > erased_at)
-    again = await upload(locker, "eve", screenshot)
+    again = await upload(locker, "eve", screenshot, "x.png")
     assert again.id == before.id
-    assert forget_person(dsn, cases, "eve", erased_at) == 0
+    assert forget_person(dsn, cases, "eve", erased_at) == 1  # the name from before
     eve = Identity("eve", frozenset({"user"}))
     shown = await locker.describe(eve, f"evidence/{again.id}")
-    assert shown.file_name == "photo.png" and shown.created_at > erased_at
+    assert shown.file_name == "" and shown.created_at > erased_at
+    listed, _ = await locker.list_own(eve, 10, "")
+    assert [(f.id, f.file_name) for f in listed] == [(again.id, "")]
     assert forget_person(dsn, cases, "eve", erased_at) == 0  # heard again
     assert cases.purge_after_grace() == 0
     assert await kept(locker, again) == [True]

@@ -219,6 +219,70 @@ def test_a_file_store_that_fails_ends_the_export_rather_than_leaving_the_file_ou
     assert failed.value.code() == failure
 
 
+CUT = "evidence/" + "3" * 8 + "-3333-3333-3333-" + "3" * 12
+
+
+class Damaged(Evidence):
+    """A file store that finds two of Zoe's three files damaged as it reads
+    them (DATA_LOSS): a video part-way through, a screenshot at once."""
+
+    async def ListEvidence(self, request: epb.ListEvidenceRequest, **_: Any) -> Any:
+        files = [(CUT, "clip.mp4", len(BIG)), (GONE, "shot.png", 10), (MINE, "a.png", len(BIG))]
+        return epb.ListEvidenceResponse(
+            evidence=[
+                epb.Evidence(name=name, owner="zoe", file_name=file_name, size_bytes=size)
+                for name, file_name, size in files
+            ]
+        )
+
+    def ReadEvidence(self, request: epb.ReadEvidenceRequest, **kwargs: Any) -> Any:
+        self.reads.append(request.name)
+        # Where each file's read ends DATA_LOSS: the whole one never does.
+        damaged_at = {CUT: 2 * 256 * 1024, GONE: 0}.get(request.name, len(BIG))
+        damage = f"{request.name} is damaged in storage: its bytes are not those uploaded"
+
+        class Call:
+            def __aiter__(self) -> AsyncIterator[epb.ReadEvidenceResponse]:
+                return self.chunks()
+
+            async def chunks(self) -> AsyncIterator[epb.ReadEvidenceResponse]:
+                for at in range(0, len(BIG), 256 * 1024):
+                    if at >= damaged_at:
+                        metadata = grpc.aio.Metadata()
+                        lost = grpc.StatusCode.DATA_LOSS
+                        raise grpc.aio.AioRpcError(lost, metadata, metadata, details=damage)
+                    yield epb.ReadEvidenceResponse(chunk=BIG[at : at + 256 * 1024])
+
+            def cancel(self) -> None:
+                pass
+
+        return Call()
+
+
+def test_a_damaged_file_is_named_missing_and_the_rest_of_the_archive_is_whole() -> None:
+    """Zoe's video is found damaged part-way through its read, a screenshot
+    at its first: her export failed every time she asked, the rest of her
+    files never hers. The archive now completes: her other file is whole;
+    the screenshot is left out; what was sent of the video stays at its
+    path, which `missing-files.txt` says holds no true copy of the file.
+    Both are named missing."""
+    evidence = Damaged()
+    _, pieces, missing = asyncio.run(download(sources(evidence)))
+    assert evidence.reads == [CUT, GONE, MINE]
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(pieces)))
+    assert archive.testzip() is None  # every entry reads back as written
+    clip, shot, whole = f"{CUT}/clip.mp4", f"{GONE}/shot.png", f"{MINE}/a.png"
+    assert archive.namelist() == [export.MANIFEST, clip, whole, export.MISSING]
+    assert archive.read(whole) == BIG
+    assert archive.read(clip) == BIG[: 2 * 256 * 1024]
+    assert missing == [clip, shot]
+    assert archive.read(export.MISSING).decode().splitlines() == [
+        f"{clip}\tDATA_LOSS\tdamaged in storage: the bytes in the archive are not the file"
+        " uploaded",
+        f"{shot}\tDATA_LOSS\t{GONE} is damaged in storage: its bytes are not those uploaded",
+    ]
+
+
 class Looping(Tickets):
     async def ListTickets(self, request: pb.ListTicketsRequest, **_: Any) -> Any:
         return pb.ListTicketsResponse(tickets=[pb.Ticket(name="tickets/a")], next_page_token="x")

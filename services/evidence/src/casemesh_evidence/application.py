@@ -70,8 +70,9 @@ def forget_person(
     deleted unless a live case holds them). Files they upload after it are
     theirs as anyone's, and so are those they uploaded again after it
     (heard late, the erasure finds the record from before: it becomes the
-    new upload it was, from then). Returns how many names. Idempotent;
-    erased again later, from the later time."""
+    new upload it was, from then, but nameless: the name it holds was given
+    before). Returns how many names. Idempotent; erased again later, from
+    the later time."""
     at = erased_at or datetime.now(UTC)  # the clock uploads are stamped with
     before = "owner = %s AND created_at <= %s AND coalesce(last_uploaded_at, created_at) <= %s"
     with psycopg.connect(with_keepalives(database_url), connect_timeout=10) as conn:
@@ -91,12 +92,14 @@ def forget_person(
             (person, at, at),
         ).rowcount
         # Uploaded again since: a new upload from then, as when the erasure
-        # is known at the upload (`RECORD`).
-        conn.execute(
-            "UPDATE evidence SET created_at = last_uploaded_at"
+        # is known at the upload (`RECORD`). Its name is still the one given
+        # before the erasure (the record keeps its first): that goes too, the
+        # name given since being one the record never kept.
+        forgotten += conn.execute(
+            "UPDATE evidence SET created_at = last_uploaded_at, file_name = ''"
             " WHERE owner = %s AND created_at <= %s AND last_uploaded_at > %s",
             (person, at, at),
-        )
+        ).rowcount
     log.info("person.forgotten", person=person, file_names=forgotten, files=len(theirs))
     return forgotten
 

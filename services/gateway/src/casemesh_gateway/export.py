@@ -40,6 +40,8 @@ Export = privacy_pb2.PersonalDataExport
 MANIFEST = "casemesh-export.json"
 # Beside it, when a file could not be read: each one's path, status and why.
 MISSING = "missing-files.txt"
+# Why, for a file found damaged once part of it was in the archive.
+DAMAGED = "damaged in storage: the bytes in the archive are not the file uploaded"
 PAGE = 100
 # Lists whose items may each be large, read a few at a time so that a page
 # stays within a gRPC answer's 4 MiB: a help session carries up to 100
@@ -194,9 +196,13 @@ async def archive(
 ) -> AsyncGenerator[bytes, None]:
     """The zip archive of `found`, in pieces of at most `CHUNK` bytes. A
     file the blob store no longer has (NOT_FOUND) is left out, its path put
-    in `missing` and, with why, in `MISSING`; any other failure to read a
-    file (the store unreachable) ends the archive with that error, so that
-    no archive lacks a file that exists."""
+    in `missing` and, with why, in `MISSING`. So is one it has damaged
+    (DATA_LOSS): at the first read it is left out; part-way through, what
+    was read of it is sent already, so its entry is closed as it is and
+    `MISSING` says those bytes are not the file. Both fail every try alike:
+    ending the export, they would keep the person from the rest. Any other
+    failure to read a file (the store unreachable) ends the archive with
+    that error, so that no archive lacks a file that exists."""
     sink = _Sink()
     why: list[str] = []
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as zipped:
@@ -212,20 +218,27 @@ async def archive(
                 try:
                     first = await anext(chunks, None)
                 except grpc.aio.AioRpcError as err:
-                    if err.code() != grpc.StatusCode.NOT_FOUND:
+                    if err.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.DATA_LOSS):
                         raise
                     missing.append(item.path)
                     why.append(f"{item.path}\t{err.code().name}\t{err.details()}")
                     continue
-                # Media files are stored as they came: compressing them again
-                # gains nothing, and would hold the gateway's loop.
-                with zipped.open(_entry(item.path, item.evidence.size_bytes), "w") as file:
-                    if first is not None:
-                        file.write(first.chunk)
-                    async for chunk in chunks:
-                        file.write(chunk.chunk)
-                        for piece in sink.drain(CHUNK):
-                            yield piece
+                try:
+                    # Media files are stored as they came: compressing them
+                    # again gains nothing, and would hold the gateway's loop.
+                    with zipped.open(_entry(item.path, item.evidence.size_bytes), "w") as file:
+                        if first is not None:
+                            file.write(first.chunk)
+                        async for chunk in chunks:
+                            file.write(chunk.chunk)
+                            for piece in sink.drain(CHUNK):
+                                yield piece
+                except grpc.aio.AioRpcError as err:
+                    # Leaving the `with` closed the entry: the zip stays whole.
+                    if err.code() != grpc.StatusCode.DATA_LOSS:
+                        raise
+                    missing.append(item.path)
+                    why.append(f"{item.path}\t{err.code().name}\t{DAMAGED}")
                 # A file of one piece (most screenshots) is sent once written:
                 # at most a piece waits here, however many files there are.
                 for piece in sink.drain(CHUNK):
