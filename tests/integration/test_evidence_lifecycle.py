@@ -640,14 +640,15 @@ async def test_uploads_past_the_spool_budget_are_refused_to_retry_and_keep_nothi
     assert list(locker.incoming.glob("upload-*")) == []
 
 
-async def test_one_person_may_have_only_a_few_uploads_under_way_at_once(
+async def test_one_persons_uploads_under_way_hold_only_their_share_of_the_spool(
     locker: EvidenceLocker,
 ) -> None:
-    """Hal's two uploads stall part-way (each holding its kind's largest
-    size of the spool budget): his third is refused RESOURCE_EXHAUSTED at
-    once, to retry later, and spools nothing, while Ida's upload is taken.
-    Once his are done, his next is taken too."""
+    """Hal's two uploads stall part-way, each holding its kind's largest
+    size of the spool budget: his share. His third is refused
+    RESOURCE_EXHAUSTED at once, to retry later, and spools nothing, while
+    Ida's upload is taken. Once his are done, his next is taken too."""
     locker.spool_budget = 10 * locker.limits["image"]
+    locker.spool_per_owner = 2 * locker.limits["image"]
     release = asyncio.Event()
 
     async def held_open(data: bytes) -> AsyncIterator[bytes]:

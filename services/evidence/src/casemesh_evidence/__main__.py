@@ -53,7 +53,7 @@ async def run(cfg: EvidenceSettings) -> None:
         incoming=incoming,
         clock=clock,
         spool_budget=cfg.evidence_spool_bytes,
-        uploads_per_owner=cfg.evidence_uploads_per_person,
+        spool_per_owner=cfg.evidence_spool_bytes_per_person,
     )
     await locker.create_schema()
     # Not awaited: the store's part may wait on a bucket out of reach

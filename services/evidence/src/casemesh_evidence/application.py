@@ -170,12 +170,14 @@ class EvidenceLocker:
     # must hold them (a pod past its emptyDir's limit is evicted, and every
     # upload on it lost).
     spool_budget: int = 3 << 30
-    # The uploads one person may have under way here at once: a few stalled
-    # videos of one account would otherwise hold the whole budget, and
-    # everyone's uploads be refused UPLOADS_BUSY.
-    uploads_per_owner: int = 2
+    # What one person's uploads under way may hold of it at once (a video
+    # and a few screenshots): a few stalled videos of one account would
+    # otherwise hold the whole budget, and everyone's uploads be refused
+    # UPLOADS_BUSY.
+    spool_per_owner: int = 640 << 20
     _spooled: int = field(default=0, init=False)
-    _under_way: dict[str, int] = field(default_factory=dict, init=False)
+    # What each person's uploads under way hold (only those who have some).
+    _spooled_by: dict[str, int] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.incoming.mkdir(parents=True, exist_ok=True)
@@ -219,39 +221,14 @@ class EvidenceLocker:
         self, who: Identity, file_name: str, declared_type: str, chunks: AsyncIterator[bytes]
     ) -> EvidenceView:
         file_name = clean_file_name(file_name)
-        with self._under_way_of(who.subject):
-            return await self._receive(who, file_name, declared_type, chunks)
-
-    @contextlib.contextmanager
-    def _under_way_of(self, owner: str) -> Iterator[None]:
-        """Counts an upload of `owner`'s under way while it lasts;
-        RESOURCE_EXHAUSTED, before anything is spooled, when they have as
-        many as one person may (`uploads_per_owner`)."""
-        if self._under_way.get(owner, 0) >= self.uploads_per_owner:
-            raise ResourceExhausted(
-                f"you have {self.uploads_per_owner} uploads under way, as many as one person"
-                " may at once; retry once one is done",
-                reason="UPLOADS_IN_FLIGHT",
-                retry_after=random.uniform(15, 45),
-            )
-        self._under_way[owner] = self._under_way.get(owner, 0) + 1
-        try:
-            yield
-        finally:
-            if self._under_way[owner] == 1:
-                del self._under_way[owner]  # the map holds only those under way
-            else:
-                self._under_way[owner] -= 1
-
-    async def _receive(
-        self, who: Identity, file_name: str, declared_type: str, chunks: AsyncIterator[bytes]
-    ) -> EvidenceView:
         fd, tmp_name = tempfile.mkstemp(dir=self.incoming, prefix="upload-")
         tmp = Path(tmp_name)
         held = [0]  # what this upload counts against the spool budget
         try:
             with os.fdopen(fd, "wb") as out:
-                sha, size, detected = await self._spool(chunks, out, held, declared_type)
+                sha, size, detected = await self._spool(
+                    chunks, out, held, declared_type, who.subject
+                )
             async with self.pool.connection() as conn:
                 storing = self.clock.now() + lifecycle.STORING_FOR
                 await conn.execute(lifecycle.STORING, (sha, storing))
@@ -261,12 +238,16 @@ class EvidenceLocker:
             # The budget first: a cancellation landing in the await below
             # must not keep it held for good (every later upload refused
             # UPLOADS_BUSY). The file goes even then (shielded).
-            self._spooled -= held[0]
-            held[0] = 0
+            self._release(held, who.subject)
             await asyncio.shield(asyncio.to_thread(tmp.unlink, missing_ok=True))
 
     async def _spool(
-        self, chunks: AsyncIterator[bytes], out: Any, held: list[int], declared_type: str
+        self,
+        chunks: AsyncIterator[bytes],
+        out: Any,
+        held: list[int],
+        declared_type: str,
+        owner: str,
     ) -> tuple[str, int, str]:
         """Writes the upload to `out` as it comes; refused as soon as its
         first bytes show a kind not taken or not `declared_type`, or its size
@@ -291,7 +272,7 @@ class EvidenceLocker:
             # Once its kind is known, an upload holds its kind's largest size
             # against the budget (refused at once, not most of a video in);
             # until then, what it sent.
-            self._hold(held, max(size, limit))
+            self._hold(held, max(size, limit), owner)
             digest.update(chunk)
             await asyncio.to_thread(out.write, chunk)
         if size == 0:
@@ -300,12 +281,21 @@ class EvidenceLocker:
             detected, limit = self._check_type(head, declared_type)
         return digest.hexdigest(), size, detected
 
-    def _hold(self, held: list[int], wanted: int) -> None:
-        """Holds `wanted` bytes of the spool budget for an upload that holds
-        `held[0]`; RESOURCE_EXHAUSTED when the budget has not that much left."""
+    def _hold(self, held: list[int], wanted: int, owner: str) -> None:
+        """Holds `wanted` bytes of the spool budget for an upload of `owner`'s
+        that holds `held[0]`; RESOURCE_EXHAUSTED when the budget has not that
+        much left, or their uploads under way would hold more than one
+        person may (`spool_per_owner`)."""
         more = wanted - held[0]
         if more <= 0:
             return
+        if self._spooled_by.get(owner, 0) + more > self.spool_per_owner:
+            raise ResourceExhausted(
+                "your uploads under way hold as much as one person's may at once;"
+                " retry once one is done",
+                reason="UPLOADS_IN_FLIGHT",
+                retry_after=random.uniform(15, 45),
+            )
         if self._spooled + more > self.spool_budget:
             raise ResourceExhausted(
                 "this server is taking in as many uploads as it can hold; retry shortly",
@@ -313,7 +303,18 @@ class EvidenceLocker:
                 retry_after=random.uniform(15, 45),
             )
         self._spooled += more
+        self._spooled_by[owner] = self._spooled_by.get(owner, 0) + more
         held[0] = wanted
+
+    def _release(self, held: list[int], owner: str) -> None:
+        """Gives back what an upload of `owner`'s held of the budget."""
+        self._spooled -= held[0]
+        left = self._spooled_by.get(owner, 0) - held[0]
+        if left > 0:
+            self._spooled_by[owner] = left
+        else:
+            self._spooled_by.pop(owner, None)  # the map holds only those with some
+        held[0] = 0
 
     def _check_type(self, head: bytes, declared_type: str) -> tuple[str, int]:
         """The media type the first bytes show, and its kind's largest size;

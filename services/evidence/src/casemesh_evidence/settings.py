@@ -34,10 +34,12 @@ class EvidenceSettings(PostgresSettings, KafkaSettings, InternalServiceSettings)
     # CASEMESH_EVIDENCE_DIR/incoming): keep it below that volume's size. An
     # upload past it is refused RESOURCE_EXHAUSTED, to be retried.
     evidence_spool_bytes: int = Field(3 << 30, gt=0)
-    # The uploads one person may have under way at once on a replica: more
-    # are refused RESOURCE_EXHAUSTED (UPLOADS_IN_FLIGHT), to be retried, so
-    # that one account's stalled uploads cannot hold the whole spool budget.
-    evidence_uploads_per_person: int = Field(2, gt=0)
+    # What one person's uploads under way on a replica may hold of the spool
+    # budget at once (each its kind's largest size: a video and a few
+    # screenshots): past it they are refused RESOURCE_EXHAUSTED
+    # (UPLOADS_IN_FLIGHT), to be retried, so that one account's stalled
+    # videos cannot hold the whole budget.
+    evidence_spool_bytes_per_person: int = Field(640 << 20, gt=0)
     # Size limits per kind of file, in bytes.
     max_image_bytes: int = Field(20 * 1024 * 1024, gt=0)
     max_video_bytes: int = Field(500 * 1024 * 1024, gt=0)
