@@ -26,6 +26,7 @@ from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.events.v1 import helpcenter_pb2 as hev
 from casemesh.events.v1 import notifications_pb2 as nev
 from casemesh.events.v1 import tickets_pb2 as ev
+from casemesh.platform import schema
 from casemesh.platform.clock import SystemClock
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.pools import async_pool
@@ -49,7 +50,7 @@ from casemesh_notifier.delivery import (
 )
 from casemesh_notifier.metrics import JobsCollector
 from casemesh_notifier.planner import Planner
-from casemesh_notifier.schema import create_schema
+from casemesh_notifier.schema import STATEMENTS, create_schema
 from casemesh_notifier.settings import NotifierSettings
 from casemesh_notifier.store import wake_senders
 from tests.conftest import Infra
@@ -1524,3 +1525,43 @@ async def test_two_replicas_sending_to_one_number_keep_to_its_hourly_limit(
     notifier.clock.advance(3602)
     assert await notifier.sender(sms=True).deliver_one()
     assert len(slow.delivered) == 2
+
+
+# The index the release before had in the place of notification_jobs_to_send.
+UNSENT_BEFORE = """CREATE INDEX IF NOT EXISTS notification_jobs_unsent
+        ON notification_jobs (case_name, party) WHERE status IN ('pending', 'parked')"""
+
+
+def job_indexes(notifier: Notifier) -> dict[str, int]:
+    """The notification jobs' indexes, each with its storage (a new one for
+    an index built again)."""
+    return {
+        name: node
+        for name, node in notifier.rows(
+            "SELECT c.relname::text, c.relfilenode::bigint FROM pg_index AS i"
+            " JOIN pg_class AS c ON c.oid = i.indexrelid"
+            " WHERE i.indrelid = 'notification_jobs'::regclass"
+        )
+    }
+
+
+async def test_replicas_of_two_releases_starting_in_turn_build_no_index_again(
+    notifier: Notifier,
+) -> None:
+    """Through a rollout, replicas of the release before and of this one
+    restart in turn, each running its schema statements: once both
+    releases' indexes are there, neither start builds one again (each build
+    holds the jobs' writes while it reads the whole table)."""
+    older = [UNSENT_BEFORE if "notification_jobs_to_send" in s else s for s in STATEMENTS]
+
+    async def older_replica_starts() -> None:
+        async with await psycopg.AsyncConnection.connect(notifier.dsn, autocommit=True) as conn:
+            await schema.ensure(conn, "notifier", older)
+
+    await older_replica_starts()
+    built = job_indexes(notifier)
+    assert {"notification_jobs_unsent", "notification_jobs_to_send"} <= set(built)
+    for _ in range(2):
+        await create_schema(notifier.dsn)
+        await older_replica_starts()
+        assert job_indexes(notifier) == built

@@ -8,13 +8,16 @@ codes and everyone else's messages stay as they are."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from datetime import datetime, timedelta
 
+import httpx
 import psycopg
 import pytest
 
 from casemesh.events.v1 import helpcenter_pb2 as hev
+from casemesh.events.v1 import notifications_pb2 as nev
 from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.envelope import CloudEvent
@@ -259,6 +262,78 @@ async def test_texts_a_sender_holds_go_to_the_new_number_and_one_under_way_as_it
     else:
         assert texts(world, first) == [("ticket.received", "sent", NEW)]
         assert texts_to(world, OLD) == 0 and texts_to(world, NEW) == 2
+
+
+class DeadNumber:
+    """An SMS provider's HTTP API on which a number (`dead`) is out of
+    service: a text to it is answered `status` (400: no such number; 500:
+    the provider's own trouble, the message perhaps taken); the others are
+    taken and sent (`sent`: their numbers)."""
+
+    url = "https://provider.example/v1/messages"
+
+    def __init__(self, dead: str, status: int) -> None:
+        self.dead, self.status = dead, status
+        self.sent: list[str] = []
+
+    def _answer(self, request: httpx.Request) -> httpx.Response:
+        to = json.loads(request.content)["to"]
+        if to == self.dead:
+            return httpx.Response(self.status, json={"error": "invalid number"})
+        self.sent.append(to)
+        return httpx.Response(200, json={"id": f"m{len(self.sent)}"})
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self._answer)
+
+
+@pytest.mark.parametrize("refusal", ["no such number", "an error on its last try"])
+async def test_a_text_its_old_number_refuses_as_the_change_is_heard_goes_to_the_new_one(
+    world: World, refusal: str
+) -> None:
+    """Lin lost her phone; her old number is dead. While the SMS provider has
+    the text about her ticket, her change to a new number is heard; the old
+    number's refusal (permanent, or on the text's last try) parks nothing
+    and spends nothing: the text is tried at once on the new number, and
+    reaches her there, no possible repeat."""
+    ticket = str(uuid.uuid4())
+    sealer = world.tickets.sealer
+    await world.plan([opened(sealer, ticket, LIN)])
+    last_try = refusal != "no such number"
+    attempts = world.delivery._cfg.max_attempts - 1 if last_try else 0
+    # Tried and failed till one try is left, or never tried.
+    world.rows(
+        f"UPDATE notification_jobs SET attempts = {attempts} WHERE channel = 'SMS' RETURNING 1"
+    )
+    provider = DeadNumber(OLD, 500 if last_try else 400)
+    api = HttpSmsChannel(url=provider.url, transport=provider.transport())
+    sender = HeardMidSend(api, lambda: world.plan([verified(sealer, LIN.user_id)]))
+    world.delivery._channels["SMS"] = sender
+    try:
+        assert await world.delivery.deliver_batch() == 2  # its e-mail too
+        assert sender.in_hand is not None and sender.in_hand.recipient == OLD
+        job = sender.in_hand.job_id
+        assert texts(world, ticket) == [("ticket.received", "pending", NEW)]
+        assert world.rows(
+            f"SELECT attempts, maybe_sent FROM notification_jobs WHERE id = '{job}'"
+        ) == [(attempts, False)]
+
+        await world.drain()  # due at once: no waiting for a backoff
+        assert provider.sent == [NEW]
+        assert texts(world, ticket) == [("ticket.received", "sent", NEW)]
+        outcomes = world.rows(
+            f"SELECT ce_type, payload FROM notification_outbox WHERE job_id = '{job}' ORDER BY id"
+        )
+        assert [t.split(".")[2] for t, _ in outcomes] == [
+            "NotificationAttemptFailed",
+            "NotificationDelivered",
+        ]
+        failed = nev.NotificationAttemptFailed.FromString(bytes(outcomes[0][1]))
+        assert failed.job.attempt == attempts + 1 and OLD not in failed.error
+        assert "tried at the new one" in failed.error
+        assert not nev.NotificationDelivered.FromString(bytes(outcomes[1][1])).possible_repeat
+    finally:
+        await api.aclose()
 
 
 async def test_a_text_the_provider_may_have_taken_for_the_old_number_reaches_the_new_one(

@@ -30,9 +30,11 @@ claim is looked up again just before it is sent, so a job cancelled meanwhile
 party's contact changed, their phone number: `store.follow_contact_changes`,
 `phone_changes`) or withdrawn (`store.WITHDRAWN`) goes back untried, to go
 there or be cancelled. A send begun before such a change is recorded as it
-went (`_sent`); should it fail, its retry goes to the new address, or it is
-cancelled (`_failed`). A job whose contents run out (a one-time code) is cancelled
-unsent once it is past them, or once its next try would be (`expire`).
+went (`_sent`); should it fail, it is tried again at the new address at
+once, its attempt not spent and the job never parked for how the old
+address failed (`retry_readdressed`), or it is cancelled (`_failed`). A job
+whose contents run out (a one-time code) is cancelled unsent once it is past
+them, or once its next try would be (`expire`).
 """
 
 from __future__ import annotations
@@ -1017,8 +1019,9 @@ class Delivery:
     ) -> None:
         """Records a failed try: `error` in the job's last error and the log,
         `published` (else `error`) in its outcome event. A job given another
-        address while its try was under way is retried there; one withdrawn
-        from its sender (`store.WITHDRAWN`) is cancelled (`withdraw`)."""
+        address while its try was under way is retried there at once
+        (`retry_readdressed`); one withdrawn from its sender
+        (`store.WITHDRAWN`) is cancelled (`withdraw`)."""
         now = self._clock.now()
         # A send that may have reached the person (this one, or one before the
         # job was taken over) makes any later send a possible repeat.
@@ -1056,8 +1059,14 @@ class Delivery:
                 )
                 return
             if held is not None and (held[0], held[1]) != job.address:
-                # What this try may have delivered went to the old address.
+                # What this try may have delivered went to the old address,
+                # and how it failed there says nothing of the new one. (A
+                # relay or provider away waits out its outage all the same,
+                # spending nothing, below.)
                 maybe_sent = False
+                if not unreachable:
+                    await retry_readdressed(conn, job, error, told, now)
+                    return
             if park:
                 # A one-time code is kept no longer than any other end keeps
                 # it (sent, expired, replaced): a replay would not send it
@@ -1191,6 +1200,56 @@ async def expire(
     await record_outcome(conn, job, nev.NotificationParked(job=job.ref(now), error=error), now)
     OUTCOMES.labels(job.channel, "expired").inc()
     log.info("notification.expired", job_id=job.id, channel=job.channel)
+
+
+# What a failed try's record adds when the job was given another address
+# while the try was under way.
+READDRESSED_NOTE = "; its address changed: tried at the new one next"
+
+
+async def retry_readdressed(
+    conn: psycopg.AsyncConnection[Any], job: Job, error: str, told: str, now: datetime
+) -> None:
+    """Puts a claimed job given another address while its try was under way
+    (`store.follow_contact_changes`, `phone_changes`) back to the queue, due
+    at once, in the caller's transaction. The try failed at the old address
+    (a lost phone's number, dead, refuses every text), which tells nothing
+    of the new one: it spends no attempt and parks nothing, whether the
+    failure was permanent or the job's last attempt, and the next try, to
+    the new address, is no possible repeat (`phone_changes.READDRESSING`).
+    `error` (kept) and `told` (its outcome event, a NotificationAttemptFailed
+    due now, as a try that found the relay away is told) say how the try
+    failed."""
+    if job.expired_by(now):
+        await expire(conn, job, error, now)
+        return
+    error = error[: 500 - len(READDRESSED_NOTE)] + READDRESSED_NOTE
+    told = told[: 500 - len(READDRESSED_NOTE)] + READDRESSED_NOTE
+    cur = await conn.execute(
+        "UPDATE notification_jobs SET status = 'pending', last_error = %s,"
+        " attempts = attempts - 1, next_attempt_at = %s, claimed_until = NULL, outage_tries = 0"
+        f" WHERE {STILL_CLAIMED}",
+        (error, now, job.id, job.attempts),
+    )
+    if cur.rowcount == 0:
+        log.warning("notification.claim_lost", job_id=job.id, outcome="readdressed")
+        return
+    ts = Timestamp()
+    ts.FromDatetime(now)
+    await record_outcome(
+        conn,
+        job,
+        nev.NotificationAttemptFailed(job=job.ref(now), error=told, next_attempt_time=ts),
+        now,
+    )
+    OUTCOMES.labels(job.channel, "retried").inc()
+    log.info(
+        "notification.readdressed_retry",
+        job_id=job.id,
+        channel=job.channel,
+        attempt=job.attempts,
+        error=error,
+    )
 
 
 async def withdraw(

@@ -18,9 +18,11 @@ user:
   hands back untried one given another since its claim (`delivery`): it
   goes to the new number. One whose send had begun is on its way to the
   old number: its sender records it as it went (delivered there), or, the
-  try failed, its retry goes to the new number. Sent and cancelled jobs
-  stay the record of where a message went. A job tried on the old number
-  goes to the new one as one never tried there (`READDRESSING`).
+  try failed, it goes to the new number at once, however the old one
+  refused it (a lost phone's number is often dead: a permanent refusal),
+  neither parked nor spending an attempt. Sent and cancelled jobs stay the
+  record of where a message went. A job tried on the old number goes to
+  the new one as one never tried there (`READDRESSING`).
 
 The same holds of what is heard after the change: the rows and jobs of the
 cases of each batch the planner writes that give a number its user changed

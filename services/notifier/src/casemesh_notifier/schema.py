@@ -106,9 +106,12 @@ STATEMENTS = [
     """CREATE INDEX IF NOT EXISTS notification_jobs_ownerless
         ON notification_jobs (case_name, party) WHERE user_id = ''""",
     # The unsent jobs of a case's party, a sender's claims among them, which
-    # follow its contact changes (`store.follow_contact_changes`). (The index
-    # before it left the claims out.)
-    "DROP INDEX IF EXISTS notification_jobs_unsent",
+    # follow its contact changes (`store.follow_contact_changes`). The index
+    # before it (notification_jobs_unsent) left the claims out; it is not
+    # dropped here: through a rollout, replicas of both releases start in
+    # turn, each running its statements, and would drop and build it again
+    # each time, locking the table against writes while it builds. It goes a
+    # release later, once no replica of the older one runs.
     f"""CREATE INDEX IF NOT EXISTS notification_jobs_to_send
         ON notification_jobs (case_name, party) WHERE {UNSENT}""",
     # A person's messages (`api`), newest first.
