@@ -621,6 +621,35 @@ def test_a_ticket_form_opened_again_while_its_submit_is_on_its_way_opens_one_tic
     assert [t.subject for t in mine.tickets] == [subject]
 
 
+def test_another_ticket_asked_for_while_the_first_ones_page_loads_is_a_new_form(
+    browser: Browser, stack: Stack
+) -> None:
+    """The ticket is opened and its page shown while its history is still
+    being read; the user asks for another ticket at once. The form is a new
+    one, empty, not the one just sent (which, sent again, would be taken for
+    the first)."""
+    user = f"web-another-{uuid.uuid4().hex[:8]}"
+    subject = f"上传一直失败 {user}"
+    history = "**/casemesh.v1.TicketService/ListTicketEvents**"
+    held: list[Route] = []
+    with signed_in(browser, stack, user) as (page, _):
+        fill_in_a_ticket(page, user, subject)
+        page.route(history, lambda route: held.append(route))
+        page.get_by_role("button", name="提交工单").click()
+        expect(page.locator("#ticket-subject")).to_have_text(subject)
+        page.get_by_role("button", name="再提交一个工单").click()
+        expect(page.get_by_role("heading", name="提交工单", level=1)).to_be_visible()
+        expect(page.get_by_label("标题")).to_have_value("")
+        assert held  # the first ticket's history was still being read
+        for route in held:
+            route.continue_()
+        page.unroute(history)
+        # Its page, read at last, does not take the new form's place.
+        expect(page.get_by_label("标题")).to_have_value("")
+    mine = Client(stack.gateway, stack.secret, user).ListTickets(pb.ListTicketsRequest())
+    assert [t.subject for t in mine.tickets] == [subject]
+
+
 def test_on_a_phone_a_submit_that_fails_shows_why_where_the_user_is(
     browser: Browser, stack: Stack
 ) -> None:

@@ -159,8 +159,10 @@ type Placer = (field: string) => HTMLElement | undefined;
 /**
  * Shows a failed call: the server's message, and for `invalid_argument` each
  * field violation next to its field (the rest listed with the message).
+ * `pressed`: the failure answers what the user did on the view they are on
+ * (else it takes no focus from what they are doing now).
  */
-function showError(err: unknown, place: Placer = () => undefined): void {
+function showError(err: unknown, place: Placer = () => undefined, pressed = true): void {
   clearError();
   const error = ConnectError.from(err);
   if (error.code === Code.Unauthenticated && token) {
@@ -196,7 +198,11 @@ function showError(err: unknown, place: Placer = () => undefined): void {
   // The first field named; else the alert itself, brought into view: on a
   // phone it sits far above the button that was pressed.
   const named = first instanceof HTMLFieldSetElement ? first.querySelector("input") : first;
-  (named ?? $("error")).focus();
+  if (named) {
+    named.focus();
+  } else if (pressed) {
+    $("error").focus();
+  }
 }
 
 /** A field the page refuses itself, shown as the gateway's refusals are: beside it, under the alert. */
@@ -221,7 +227,8 @@ async function busy(control: HTMLButtonElement | null, work: () => Promise<void>
   try {
     await work();
   } catch (err) {
-    showError(err, place);
+    // A button still shown: the user is where they pressed it.
+    showError(err, place, control !== null && control.getClientRects().length > 0);
   } finally {
     if (control) control.disabled = false;
   }
@@ -904,10 +911,8 @@ function dropPending(): void {
   sessionStorage.removeItem(PENDING_KEY);
 }
 
-/** Whether the form's submit is on its way (`busy` holds its button meanwhile). */
-function submitting(): boolean {
-  return $<HTMLButtonElement>("submit-ticket").disabled;
-}
+/** Whether the form's ticket is on its way to the service (not yet opened, or refused). */
+let sending = false;
 
 /** The help session the ticket form was written in (undefined: a blank form). */
 let formWrittenIn: ReturnType<typeof newHelpSession> | undefined;
@@ -917,7 +922,7 @@ let formWrittenIn: ReturnType<typeof newHelpSession> | undefined;
  * the categories are read (its subject names the category by its label).
  */
 async function openTicketForm(prefill?: () => Draft, session = ""): Promise<void> {
-  if (submitting()) {
+  if (sending) {
     // Back to the form whose submit is still on its way, as it was: its
     // request id and help session stay, so that if the answer is lost, the
     // next submit finds the ticket it opened rather than opening a second.
@@ -1099,7 +1104,14 @@ $("ticket-form").addEventListener("submit", (e) => {
         contact: { email: value("email"), phone: value("phone"), channels },
         evidence,
       };
-      const ticket = await openOnce(written);
+      // Only while it is on its way: once opened, the form is a new one's.
+      sending = true;
+      let ticket: Ticket;
+      try {
+        ticket = await openOnce(written);
+      } finally {
+        sending = false;
+      }
       dropPending();
       startOver();
       // Created: its page at once, so that nothing sends the form again (a
@@ -1115,7 +1127,7 @@ $("ticket-form").addEventListener("submit", (e) => {
           warn(t("createdBeforeChanges")); // once its page is whole (reading it clears alerts)
         }
       } catch (err) {
-        showError(err); // its history could not be read: said on its page
+        showError(err, undefined, false); // its history could not be read: said on its page
         if (leftOut) {
           $("error-list").append(element("li", t("createdBeforeChanges")));
         }
