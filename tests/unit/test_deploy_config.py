@@ -1071,16 +1071,20 @@ def test_each_evidence_size_limit_fits_the_spool_budget_or_the_service_does_not_
         monkeypatch.setenv("CASEMESH_S3_BUCKET", "evidence")
         cfg = settings_load(EvidenceSettings)
         assert max(cfg.limits().values()) <= cfg.evidence_spool_bytes
+        assert max(cfg.limits().values()) <= cfg.evidence_spool_bytes_per_person
+
+    for setting in ("CASEMESH_EVIDENCE_SPOOL_BYTES", "CASEMESH_EVIDENCE_SPOOL_BYTES_PER_PERSON"):
+        with monkeypatch.context() as changed:
+            changed.setenv(setting, str(100 << 20))
+            with pytest.raises(SystemExit) as stopped:
+                settings_load(EvidenceSettings)
+        assert stopped.value.code == 2
+        said = capsys.readouterr().err
+        assert "CASEMESH_MAX_VIDEO_BYTES (524288000) must be at most" in said
+        assert f"{setting} (104857600)" in said
+        assert "CASEMESH_MAX_IMAGE_BYTES" not in said
 
     monkeypatch.setenv("CASEMESH_EVIDENCE_SPOOL_BYTES", str(100 << 20))
-    with pytest.raises(SystemExit) as stopped:
-        settings_load(EvidenceSettings)
-    assert stopped.value.code == 2
-    said = capsys.readouterr().err
-    assert "CASEMESH_MAX_VIDEO_BYTES (524288000) must be at most" in said
-    assert "CASEMESH_EVIDENCE_SPOOL_BYTES (104857600)" in said
-    assert "CASEMESH_MAX_IMAGE_BYTES" not in said
-
     monkeypatch.setenv("CASEMESH_MAX_VIDEO_BYTES", str(100 << 20))
     assert settings_load(EvidenceSettings).limits()["video"] == 100 << 20  # equal fits
     monkeypatch.setenv("CASEMESH_MAX_PDF_BYTES", str((100 << 20) + 1))

@@ -271,8 +271,9 @@ class EvidenceLocker:
                 )
             # Once its kind is known, an upload holds its kind's largest size
             # against the budget (refused at once, not most of a video in);
-            # until then, what it sent.
-            self._hold(held, max(size, limit), owner)
+            # until then, the smallest kind's: uploads that stall before
+            # their first bytes come hold their share of the person's too.
+            self._hold(held, max(size, limit or min(self.limits.values())), owner)
             digest.update(chunk)
             await asyncio.to_thread(out.write, chunk)
         if size == 0:

@@ -53,19 +53,21 @@ class EvidenceSettings(PostgresSettings, KafkaSettings, InternalServiceSettings)
 
     @model_validator(mode="after")
     def _limits_within_spool(self) -> EvidenceSettings:
-        # An upload holds its kind's whole limit of the spool budget once its
-        # first bytes say what it is: a limit past the budget would refuse
-        # every upload of that kind as busy, for ever.
+        # An upload holds its kind's whole limit of the spool budget, and of
+        # its person's share of it, once its first bytes say what it is: a
+        # limit past either would refuse every upload of that kind, for ever.
+        room = min(self.evidence_spool_bytes, self.evidence_spool_bytes_per_person)
         over = [
             f"CASEMESH_MAX_{kind.upper()}_BYTES ({limit})"
             for kind, limit in self.limits().items()
-            if limit > self.evidence_spool_bytes
+            if limit > room
         ]
         if over:
             raise ValueError(
                 f"{', '.join(over)} must be at most CASEMESH_EVIDENCE_SPOOL_BYTES"
-                f" ({self.evidence_spool_bytes}): an upload holds its kind's limit of"
-                " the spool budget, so a larger one could never be taken in"
+                f" ({self.evidence_spool_bytes}) and CASEMESH_EVIDENCE_SPOOL_BYTES_PER_PERSON"
+                f" ({self.evidence_spool_bytes_per_person}): an upload holds its kind's limit"
+                " of both, so a larger one could never be taken in"
             )
         return self
 
