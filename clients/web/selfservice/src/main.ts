@@ -1084,30 +1084,31 @@ $("ticket-form").addEventListener("submit", (e) => {
       }
       const evidence: { name: string }[] = [];
       const file = $<HTMLInputElement>("screenshot").files?.[0];
-      if (file) {
-        // The upload's own errors (type, size, name) are about the file input.
-        placing = () => $("screenshot");
-        evidence.push({ name: await uploadScreenshot(file) });
-        placing = placeTicketField;
-      } else if (uploaded && !uploaded.file) {
-        evidence.push({ name: uploaded.name }); // uploaded before the page was reloaded
-      }
-      say(t("submitting"));
-      const channels = [
-        ...document.querySelectorAll<HTMLInputElement>("input[name=channel]:checked"),
-      ].map((box) => (box.value === "SMS" ? Channel.SMS : Channel.EMAIL));
-      const written: TicketDraft = {
-        category: value("category"),
-        subject: value("subject"),
-        description: $<HTMLTextAreaElement>("description").value.trim(),
-        locale,
-        contact: { email: value("email"), phone: value("phone"), channels },
-        evidence,
-      };
-      // Only while it is on its way: once opened, the form is a new one's.
+      // On its way from here (its screenshot first) until the ticket is
+      // opened or refused; once opened, the form is a new one's.
       sending = true;
       let ticket: Ticket;
       try {
+        if (file) {
+          // The upload's own errors (type, size, name) are about the file input.
+          placing = () => $("screenshot");
+          evidence.push({ name: await uploadScreenshot(file) });
+          placing = placeTicketField;
+        } else if (uploaded && !uploaded.file) {
+          evidence.push({ name: uploaded.name }); // uploaded before the page was reloaded
+        }
+        say(t("submitting"));
+        const channels = [
+          ...document.querySelectorAll<HTMLInputElement>("input[name=channel]:checked"),
+        ].map((box) => (box.value === "SMS" ? Channel.SMS : Channel.EMAIL));
+        const written: TicketDraft = {
+          category: value("category"),
+          subject: value("subject"),
+          description: $<HTMLTextAreaElement>("description").value.trim(),
+          locale,
+          contact: { email: value("email"), phone: value("phone"), channels },
+          evidence,
+        };
         ticket = await openOnce(written);
       } finally {
         sending = false;
@@ -1121,17 +1122,20 @@ $("ticket-form").addEventListener("submit", (e) => {
       const leftOut = changesLeftOut;
       changesLeftOut = false;
       say(t("ticketCreated"));
-      try {
-        await openTicket(ticket.name, ticket, { unlessLeft: true });
-        if (leftOut) {
-          warn(t("createdBeforeChanges")); // once its page is whole (reading it clears alerts)
-        }
-      } catch (err) {
-        showError(err, undefined, false); // its history could not be read: said on its page
-        if (leftOut) {
-          $("error-list").append(element("li", t("createdBeforeChanges")));
-        }
-      }
+      // Not awaited: the form's button is free for another ticket meanwhile.
+      void openTicket(ticket.name, ticket, { unlessLeft: true }).then(
+        () => {
+          if (leftOut) {
+            warn(t("createdBeforeChanges")); // once its page is whole (reading it clears alerts)
+          }
+        },
+        (err: unknown) => {
+          showError(err, undefined, false); // its history could not be read: said on its page
+          if (leftOut) {
+            $("error-list").append(element("li", t("createdBeforeChanges")));
+          }
+        },
+      );
     },
     (field) => placing(field),
   );
