@@ -14,7 +14,10 @@ reconnects; a lease taken away shows at once; a refused field's reason is
 said (beside the field, else in the list), and so is a call that cannot
 reach the server (a case, config.json: "Reload" reads it again); "Other" in
 a statement of reasons is described in words; a reply left unsent on a case
-waits for the agent's return to it, and "n" asks before giving it up.
+waits for the agent's return to it, and "n" asks before giving it up; an
+action or a renewal answered after the agent moved on leaves the case they
+moved to alone, and what was sent is never given back as a draft; assigning
+keeps the reply being written.
 Screenshots are kept in `.run/test-artifacts/console/`.
 
 The queue is shared with every other test of the run. Each test works in one
@@ -1691,7 +1694,7 @@ def test_next_case_handing_back_the_case_whose_lease_lapsed_keeps_it_held(
     run = uuid.uuid4().hex[:6]
     requester = Client(stack.gateway, stack.secret, f"locked-{run}")
     agent = f"qian-{run}"
-    with quiet_queue(stack, "account"), agent_page(browser) as (page, problems):
+    with quiet_queue(stack, "account") as sweeper, agent_page(browser) as (page, problems):
         sign_in(page, stack, agent)
         in_queue(page, "account")
         ticket = new_ticket(requester, f"locked-{run}@example.com", "account.login", run)
@@ -1699,6 +1702,17 @@ def test_next_case_handing_back_the_case_whose_lease_lapsed_keeps_it_held(
         next_until(page, ticket.name)
         lease = page.locator("#lease")
         expect(lease).to_have_attribute("data-state", "held")
+        # Cases of other tests that came meanwhile (skipped above, given back)
+        # are held aside: the ticket is then the one case "next" can hand out.
+        aside: list[str] = []
+        while True:
+            try:
+                request = qpb.ClaimNextCaseRequest(queues=["account"], lease_seconds=600)
+                aside.append(sweeper.ClaimNextCase(request).name)
+            except grpc.RpcError as err:
+                if err.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+                break
         # Renewals fail on the way; the lease lapses (let go here for speed).
         page.route(RENEW_CLAIM, lambda route: route.abort("connectionreset"))
         same = Agent(stack, agent)
@@ -1717,10 +1731,65 @@ def test_next_case_handing_back_the_case_whose_lease_lapsed_keeps_it_held(
         assert renewed.holder == agent
         same.ReleaseClaim(qpb.ReleaseClaimRequest(name=ticket.name))
         same.client.close()
+        for name in aside:
+            sweeper.ReleaseClaim(qpb.ReleaseClaimRequest(name=name))
         # The renewals cut off on the way are all the page complained of.
         assert all(p.startswith("Failed to load resource") for p in problems.seen), problems.seen
     requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="test over"))
     requester.close()
+
+
+def test_a_renewal_answered_after_the_next_case_was_taken_leaves_that_case_renewed(
+    browser: Browser, stack: Stack
+) -> None:
+    """A renewal of the case held is on its way when the agent takes the next
+    case, and the first is given back: the renewal, refused once it lands,
+    says nothing about the case held now, which goes on being renewed."""
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"renewer-{run}")
+    email = f"renewer-{run}@example.com"
+    late: list[Route] = []
+    with quiet_queue(stack, "account"), agent_page(browser) as (page, problems):
+        # The page's timers are the test's to move on (time still flows).
+        page.clock.install()
+        sign_in(page, stack, f"tang-{run}")
+        in_queue(page, "account")
+        first, second = (
+            new_ticket(requester, email, "account.login", f"续期 {run} {n}") for n in range(2)
+        )
+        for ticket in (first, second):
+            expect(row(page, ticket.name)).to_be_visible()
+        next_until(page, first.name)
+        # Opened all through ("n" waits for that; its requester's other tickets come last).
+        expect(page.get_by_role("region", name="提交人的其他工单")).to_be_visible()
+        lease = page.locator("#lease")
+        page.route(RENEW_CLAIM, held_back(late))
+        page.clock.fast_forward("01:00")
+        pump_until(page, lambda: bool(late))
+        claims = int(lease.get_attribute("data-claims") or "0")
+        page.evaluate("document.activeElement?.blur()")
+        page.keyboard.press("n")
+        expect(lease).to_have_attribute("data-claims", str(claims + 1))
+        now = lease.get_attribute("data-case") or ""
+        assert now != first.name
+        # Opened once the first case is given back.
+        expect(page.locator("#case-heading")).to_contain_text(number_of(now))
+        with page.expect_response(RENEW_CLAIM) as refused:
+            late.pop().continue_()
+        assert not refused.value.ok  # given back: not the agent's any more
+
+        def renewal_of_now(request: Request) -> bool:
+            return bool(RENEW_CLAIM.search(request.url)) and now in (request.post_data or "")
+
+        # Two renewals: the second is asked for long after the refusal was read.
+        for _ in range(2):
+            with page.expect_request(renewal_of_now) as renewal:
+                page.clock.fast_forward("01:00")
+            assert renewal.value.response() is not None
+        expect(lease).to_have_attribute("data-case", now)
+        expect(lease).to_have_attribute("data-state", "held")
+        assert all(p.startswith("Failed to load resource") for p in problems.seen), problems.seen
+    done_with(requester, first, second)
 
 
 def test_an_agent_decides_a_copyright_notice_and_a_reload_keeps_the_statement(
@@ -1778,6 +1847,48 @@ def test_an_agent_decides_a_copyright_notice_and_a_reload_keeps_the_statement(
     decided = claimant.GetAppeal(apb.GetAppealRequest(name=appeal))
     assert decided.state == apb.APPEAL_STATE_UPHELD
     assert decided.decision_reasons.ground == "著作权法第十条；用户协议第 4.2 条"
+
+
+def test_asking_the_filer_for_more_keeps_the_statement_begun_for_the_agents_return(
+    browser: Browser, stack: Stack
+) -> None:
+    """The agent begins a statement of reasons on a copyright notice, then asks
+    the filer for more instead: the question goes out, and the statement begun
+    is there again when the agent comes back to the case (the question, sent,
+    is not)."""
+    run = uuid.uuid4().hex[:6]
+    claimant = AppealsPerson(stack, f"studio-{run}")
+    ground = "著作权法第十条；用户协议第 4.2 条"
+    found = f"原创工程文件早于被投诉视频发布。{run}"
+    question = f"请提供首发平台链接。{run}"
+    with quiet_queue(stack, "copyright"), agent_page(browser) as (page, problems):
+        sign_in(page, stack, f"shi-{run}")
+        in_queue(page, "copyright")
+        appeal = claimant.FileAppeal(
+            apb.FileAppealRequest(
+                appeal=notice(claimant, f"studio-{run}@example.com", ""),
+                request_id=uuid.uuid4().hex,
+            )
+        ).name
+        expect(row(page, appeal)).to_be_visible()
+        next_until(page, appeal)
+        expect(page.locator("#case-state")).to_have_attribute("data-state", "UNDER_REVIEW")
+        form = page.locator("form.decide")
+        form.get_by_label("依据", exact=True).fill(ground)
+        form.get_by_label("事实与依据").fill(found)
+        ask = page.get_by_role("region", name="请提交人补充")
+        ask.get_by_label("内容", exact=True).fill(question)
+        page.locator("#appeal-request-info").click()
+        expect(page.locator("#status")).to_contain_text(f"案件 {number_of(appeal)} 等待用户回复")
+        expect(page.locator("#queue")).to_be_visible()
+
+        page.evaluate(f"location.hash = '#{appeal}'")
+        expect(page.locator("#case-state")).to_have_attribute("data-state", "INFO_REQUESTED")
+        expect(form.get_by_label("依据", exact=True)).to_have_value(ground)
+        expect(form.get_by_label("事实与依据")).to_have_value(found)
+        expect(ask.get_by_label("内容", exact=True)).to_have_value("")
+        expect(page.locator("#status")).to_contain_text("未发送的内容已放回原处")
+        assert [p for p in problems.seen if p.startswith("uncaught")] == []
 
 
 def test_an_agent_ends_a_case_held_for_court_action_with_its_outcome(
@@ -2017,6 +2128,163 @@ def test_an_assignment_whose_answer_was_lost_is_sent_again_and_lands_once(
     assert assigned.assignee == f"he-{run}"
     requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="test over"))
     requester.close()
+
+
+def test_assigning_a_ticket_keeps_the_reply_being_written_and_a_reply_keeps_the_assignee(
+    browser: Browser, stack: Stack
+) -> None:
+    """The agent writing a reply assigns the ticket first: the assignment
+    shows, its boxes are empty again, and the reply stays in its box. A name
+    typed for the assignee, not yet sent, stays while a reply is sent."""
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"assign-{run}")
+    ticket = new_ticket(requester, f"assign-{run}@example.com", "other.general", f"分配 {run}")
+    reply = f"您好，已转交账户组处理。{run}"
+    with agent_page(browser) as (page, problems):
+        sign_in(page, stack, f"kong-{run}", f"#{ticket.name}")
+        expect(page.locator("#case-heading")).to_contain_text(f"分配 {run}")
+        assigning = page.get_by_role("region", name="分配", exact=True)
+        who = assigning.get_by_label("处理客服")
+        priority = assigning.get_by_label("优先级")
+        page.locator("#reply").fill(reply)
+        who.fill(f"account-team-{run}")
+        priority.select_option(label="高")
+        page.locator("#assign").click()
+        expect(page.locator("#status")).to_have_text("已分配。")
+        facts = page.locator("dl.facts")
+        expect(facts).to_contain_text(f"account-team-{run}")
+        expect(page.locator("#reply")).to_have_value(reply)
+        expect(who).to_have_value("")
+        expect(priority).to_have_value("0")
+
+        who.fill(f"billing-team-{run}")
+        page.locator("#send-reply").click()
+        expect(page.locator("#status")).to_have_text("回复已发送。")
+        expect(page.locator("ol.history")).to_contain_text(reply)
+        expect(page.locator("#reply")).to_have_value("")
+        expect(who).to_have_value(f"billing-team-{run}")
+        assert problems.seen == []
+    done_with(requester, ticket)
+
+
+HOLD_TICKET = re.compile(r"/casemesh\.v1\.TicketService/HoldTicket")
+ADD_COMMENT = re.compile(r"/casemesh\.v1\.TicketService/AddComment")
+GET_TICKET = re.compile(r"/casemesh\.v1\.TicketService/GetTicket")
+
+
+def held_back(held: list[Route]) -> Callable[[Route], None]:
+    """A route handler holding the first call from now on in `held` (the
+    test lets it go on); the calls after it go through."""
+    taken: list[Route] = []
+
+    def handle(route: Route) -> None:
+        if taken:
+            route.continue_()
+            return
+        taken.append(route)
+        held.append(route)
+
+    return handle
+
+
+def test_a_hold_answered_after_the_agent_took_the_next_case_leaves_that_case_open_and_held(
+    browser: Browser, stack: Stack
+) -> None:
+    """The agent puts a ticket on hold and takes the next case while the hold
+    is on its way: once it lands, the case now on screen stays open and
+    held; the hold ends nothing but the ticket put on hold."""
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"holder-{run}")
+    email = f"holder-{run}@example.com"
+    late: list[Route] = []
+    with quiet_queue(stack, "ads"), agent_page(browser) as (page, problems):
+        sign_in(page, stack, f"zhou-{run}")
+        in_queue(page, "ads")
+        first, second = (
+            new_ticket(requester, email, "ads.delivery_data", f"挂起 {run} {n}") for n in range(2)
+        )
+        for ticket in (first, second):
+            expect(row(page, ticket.name)).to_be_visible()
+        next_until(page, first.name)
+        # Opened all through ("n" waits for that; its requester's other tickets come last).
+        expect(page.get_by_role("region", name="提交人的其他工单")).to_be_visible()
+        lease = page.locator("#lease")
+        page.route(HOLD_TICKET, held_back(late))
+        page.locator("#reply").fill(f"等待广告平台排查。{run}")
+        page.locator("#hold").click()
+        pump_until(page, lambda: bool(late))
+        # The reason is still in its box while the hold is on its way: "n" asks.
+        claims = int(lease.get_attribute("data-claims") or "0")
+        page.evaluate("document.activeElement?.blur()")
+        page.keyboard.press("n")
+        leave = page.get_by_role("dialog", name="还有未发送的回复")
+        leave.get_by_role("button", name="仍然领取下一个").click()
+        expect(lease).to_have_attribute("data-claims", str(claims + 1))
+        now = lease.get_attribute("data-case") or ""
+        assert now != first.name
+        heading = page.locator("#case-heading")
+        expect(heading).to_contain_text(number_of(now))
+
+        late.pop().continue_()
+        expect(page.locator("#status")).to_contain_text(f"案件 {number_of(first.name)} 已挂起")
+        expect(page.locator("#case")).to_be_visible()
+        expect(heading).to_contain_text(number_of(now))
+        expect(lease).to_have_attribute("data-case", now)
+        expect(lease).to_have_attribute("data-state", "held")
+        page.unroute(HOLD_TICKET)
+        assert [p for p in problems.seen if p.startswith("uncaught")] == []
+    held = requester.GetTicket(pb.GetTicketRequest(name=first.name))
+    assert held.status == pb.TICKET_STATUS_ON_HOLD
+    done_with(requester, first, second)
+
+
+def test_a_reply_answered_after_the_agent_left_the_ticket_is_not_given_back_as_a_draft(
+    browser: Browser, stack: Stack
+) -> None:
+    """The agent sends a reply and goes back to the queue while it is on its
+    way: once it lands, the agent is not pulled back to the ticket, and
+    opening it again shows the reply sent, not back in the box to be sent
+    twice."""
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"sender-{run}")
+    email = f"sender-{run}@example.com"
+    ticket = new_ticket(requester, email, "other.general", f"在途 {run}")
+    other = new_ticket(requester, email, "other.general", f"另一个 {run}")
+    reply = f"您好，我们正在排查。{run}"
+    late: list[Route] = []
+    read: list[bytes] = []
+
+    def reading(route: Route) -> None:
+        read.append(route.request.post_data_buffer or b"")
+        route.continue_()
+
+    with agent_page(browser) as (page, problems):
+        sign_in(page, stack, f"lu-{run}", f"#{ticket.name}")
+        heading = page.locator("#case-heading")
+        expect(heading).to_contain_text(f"在途 {run}")
+        page.route(ADD_COMMENT, held_back(late))
+        page.locator("#reply").fill(reply)
+        page.locator("#send-reply").click()
+        pump_until(page, lambda: bool(late))
+        page.locator("#back-to-queue").click()
+        expect(page.locator("#queue")).to_be_visible()
+
+        page.route(GET_TICKET, reading)
+        late.pop().continue_()
+        expect(page.locator("#status")).to_have_text("回复已发送。")
+        # The page reads the ticket the agent opens next, and that one only
+        # (pulled back to the ticket replied on, it would read that first).
+        page.evaluate(f"location.hash = '#{other.name}'")
+        expect(heading).to_contain_text(f"另一个 {run}")
+        assert [r for r in read if ticket.name.encode() in r] == []
+        page.unroute(GET_TICKET)
+        page.unroute(ADD_COMMENT)
+        page.evaluate(f"location.hash = '#{ticket.name}'")
+        expect(heading).to_contain_text(f"在途 {run}")
+        expect(page.locator("ol.history")).to_contain_text(reply)
+        expect(page.locator("#reply")).to_have_value("")
+        assert [p for p in problems.seen if p.startswith("uncaught")] == []
+    done_with(requester, ticket, other)
 
 
 def number_of(name: str) -> str:

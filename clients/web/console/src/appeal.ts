@@ -237,6 +237,10 @@ function askInfo(a: Appeal, host: CaseHost): HTMLElement {
         clearError();
         const asked = { name: a.name, message: message.value.trim() };
         await appeals.requestAppealInfo({ ...asked, requestId: retry.for(asked) });
+        // Sent: the message is the case's now. The rest the agent typed (a
+        // statement of reasons begun) waits for their return to the case.
+        message.value = "";
+        host.sent(message);
         host.done(t("infoRequested", { id: shortId(a.name) }));
       }),
   );
@@ -359,6 +363,7 @@ function decideForm(a: Appeal, host: CaseHost): HTMLElement {
         ...decision,
         requestId: deciding.for(decision),
       });
+      host.sent(form);
       host.ended(
         t("appealDecided", {
           id: shortId(a.name),
@@ -383,6 +388,7 @@ function courtAction(a: Appeal, host: CaseHost): HTMLElement {
         clearError();
         const action = { name: a.name, details: details.value.trim() };
         await appeals.recordCourtAction({ ...action, requestId: retry.for(action) });
+        host.sent(section);
         say(t("courtRecorded"));
         await host.reopen();
       }),
@@ -426,6 +432,7 @@ function courtOutcome(a: Appeal, host: CaseHost): HTMLElement {
           details: details.value.trim(),
         };
         const done = await appeals.recordCourtOutcome({ ...told, requestId: retry.for(told) });
+        host.sent(section);
         say(t("courtOutcomeRecorded", { state: label("astate", nameOf(AppealState, done.state)) }));
         await host.reopen();
       }),

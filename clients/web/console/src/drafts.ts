@@ -96,6 +96,22 @@ export function takeLeft(name: string): Map<string, Value> {
   return kept;
 }
 
+/**
+ * What the agent typed in `sent` (a field, or the fields of a form) was sent:
+ * it is case `name`'s now, never given back as a draft (it was kept if the
+ * agent left the case while it was on its way).
+ */
+export function forgetSent(name: string, sent: HTMLElement): void {
+  const kept = left.get(name);
+  if (!kept) return;
+  const inside = sent.matches("input, textarea, select") ? [sent as Control] : controls(sent);
+  for (const control of inside) {
+    const key = keyOf(control);
+    if (key !== undefined) kept.delete(key);
+  }
+  if (!kept.size) left.delete(name);
+}
+
 // Whose typing `left` holds: kept while their sign-in runs out and they sign
 // in again, forgotten when anyone else signs in on the page.
 let leftBy = "";

@@ -11,7 +11,16 @@ import { Code, ConnectError, type QueueCase } from "@casemesh/client";
 
 import { claims, currentToken, devSignIn, queue, setToken, transportName } from "./api";
 import { openAppeal } from "./appeal";
-import { drawnAs, forgetLeft, keepLeft, leftFor, restore, takeLeft, typed } from "./drafts";
+import {
+  drawnAs,
+  forgetLeft,
+  forgetSent,
+  keepLeft,
+  leftFor,
+  restore,
+  takeLeft,
+  typed,
+} from "./drafts";
 import { forgetPreviews, preview, shelfNow } from "./evidence";
 import { isKey, type Key } from "./i18n";
 import { loadMacros } from "./macros";
@@ -132,6 +141,11 @@ function stopRenewing(): void {
   }
 }
 
+/** Whether the lease ended (the case left the queue) while a call about it was on its way. */
+function endedMeanwhile(lease: Held): boolean {
+  return lease.state === "ended";
+}
+
 async function renew(): Promise<void> {
   const current = held;
   if (!current || current.state === "lost" || current.state === "ended") {
@@ -139,14 +153,19 @@ async function renew(): Promise<void> {
   }
   try {
     const renewed = await queue.renewClaim({ name: current.name, leaseSeconds: LEASE_SECONDS });
+    // The case left the queue while this renewal was on its way: nothing is held.
+    if (endedMeanwhile(current)) return;
     current.until = renewed.leaseExpireTime ? timestampDateOf(renewed) : current.until;
     current.state = "held";
     current.failures = 0;
   } catch (err) {
+    if (endedMeanwhile(current)) return;
     const code = ConnectError.from(err).code;
     if (code === Code.FailedPrecondition || code === Code.NotFound) {
       current.state = "lost";
-      stopRenewing();
+      // The timer renews the case held now, which may be another one by
+      // the time a renewal of this one is answered.
+      if (held === current) stopRenewing();
     } else {
       // The network or the queue is away for now: try again before the lease runs out.
       current.state = "renewing";
@@ -253,23 +272,17 @@ async function claimNext(): Promise<void> {
 
 // -- a case's page ----------------------------------------------------------------------
 
-/** The shown case left the claimable queue: the lease on it, if held, ends. */
-function shownCaseEnded(): void {
-  if (held?.name === shownCase) {
-    leaseEnded();
-  }
-}
-
 /**
  * Reads a case and draws its page. The case on screen drawn again (after an
  * action, a reload) stays on screen until the new drawing is ready and keeps
  * the evidence already read; with `keepTyped` (a reload after someone else's
- * change, a change of language) what the agent typed is carried over too. A
- * case opened afresh starts from an empty page, its heading too, and gets
- * back what the agent typed on it and left unsent. A case that cannot be
- * read is offered to "Reload".
+ * change, a change of language, the agent's own change) what the agent typed
+ * is carried over too, and said to be unless `quietly` (the agent's own
+ * change says what it did). A case opened afresh starts from an empty page,
+ * its heading too, and gets back what the agent typed on it and left unsent.
+ * A case that cannot be read is offered to "Reload".
  */
-async function openCase(name: string, keepTyped = false): Promise<void> {
+async function openCase(name: string, keepTyped = false, quietly = false): Promise<void> {
   const body = $("case-body");
   const again = view === "case" && name === shownCase;
   if (!again) {
@@ -283,12 +296,15 @@ async function openCase(name: string, keepTyped = false): Promise<void> {
   shownCase = name;
   // The case's own evidence shelf: a new one each time the case is opened afresh.
   const shelf = shelfNow();
+  // Whether this page is still the one on screen: an action answered after
+  // the agent went elsewhere (perhaps back to this case, opened afresh)
+  // leaves what is on screen now alone.
+  const mine = () => shownCase === name && shelfNow() === shelf;
   onReload(() => openCase(name, true));
   let kept: Key | undefined;
   const host: CaseHost = {
     draw(page: HTMLElement) {
-      // The agent went elsewhere meanwhile (perhaps back to this case, opened afresh).
-      if (shownCase !== name || shelfNow() !== shelf) return;
+      if (!mine()) return;
       // Read as the new drawing replaces the old, so nothing typed during the read is lost.
       const left = takeLeft(name);
       const typedNow = new Map([
@@ -299,22 +315,34 @@ async function openCase(name: string, keepTyped = false): Promise<void> {
       drawnAs(body);
       if (typedNow.size) {
         const placed = restore(body, typedNow);
-        kept = !placed ? "draftsNotKept" : left.size ? "draftRestored" : "draftsKept";
+        kept = !placed
+          ? "draftsNotKept"
+          : left.size
+            ? "draftRestored"
+            : quietly
+              ? undefined
+              : "draftsKept";
       }
     },
-    reopen: () => openCase(name),
+    reopen: async (keep = false) => {
+      if (mine()) await openCase(name, keep, true);
+    },
+    sent(what: HTMLElement) {
+      forgetSent(name, what);
+    },
     done(message: string) {
-      shownCaseEnded();
-      show("queue");
-      forgetLeft(name); // out of the agent's hands: nothing of it to give back
+      if (held?.name === name) leaseEnded();
+      // What was typed on it and not sent waits for the agent's return to it,
+      // as when they leave any case.
+      if (mine()) show("queue");
       say(message);
     },
     ended(message: string) {
-      shownCaseEnded();
+      if (held?.name === name) leaseEnded();
       say(message);
     },
     heading(text: string) {
-      if (shownCase !== name || shelfNow() !== shelf) return; // as in draw
+      if (!mine()) return; // as in draw
       $("case-heading").textContent = text;
     },
     preview: (evidence: string) => preview(evidence, shelf),

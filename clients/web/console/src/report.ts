@@ -511,6 +511,7 @@ function decideForm(c: ReportCase, filed: Report[], host: CaseHost): HTMLElement
         ...decision,
         requestId: deciding.for(decision),
       });
+      host.sent(form);
       // Every reporter is told, those past the reports read too.
       const told = Math.max(c.reporterCount, new Set(filed.map((r) => r.reporter)).size);
       host.ended(

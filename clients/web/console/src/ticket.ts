@@ -194,8 +194,10 @@ function work(ticket: Ticket, host: CaseHost): HTMLElement {
           const text = reply.value.trim();
           const updated = await call(text, retry.for(text));
           // Sent: the words are the ticket's now. Left in the box, a redraw
-          // that fails would have them sent a second time.
+          // that fails would have them sent a second time; nor are they given
+          // back as a draft if the agent left the ticket meanwhile.
           reply.value = "";
+          host.sent(reply);
           await after(updated);
           // Until the page shows the change, the same words sent again are the
           // same request, answered as it was rather than stored twice.
@@ -207,7 +209,8 @@ function work(ticket: Ticket, host: CaseHost): HTMLElement {
   };
   const reopen = async (message: string) => {
     say(message);
-    await host.reopen();
+    // What the agent typed elsewhere on the page (an assignee) stays.
+    await host.reopen(true);
   };
   act(
     "send-reply",
@@ -324,9 +327,14 @@ function assign(ticket: Ticket, host: CaseHost): HTMLElement {
           etag: ticket.etag,
         };
         await tickets.assignTicket({ ...assignment, requestId: retry.for(assignment) });
+        // Done: the assignment shows on the page drawn again, and the reply
+        // the agent is writing stays in its box.
+        who.value = "";
+        priority.value = "0";
+        host.sent(section);
         retry.done();
         say(t("assigned"));
-        await host.reopen();
+        await host.reopen(true);
       }),
   );
   section.append(

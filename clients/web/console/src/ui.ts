@@ -302,9 +302,19 @@ export function facts(rows: [string, Node | string][]): HTMLDListElement {
 export interface CaseHost {
   /** Puts the case's page, as drawn from the server, on screen. */
   draw(page: HTMLElement): void;
-  /** Reads the case again and draws it (after the agent's action changed it). */
-  reopen(): Promise<void>;
-  /** The agent's action took the case out of their hands (solved, waiting, decided): back to the queue. */
+  /**
+   * Reads the case again and draws it (after the agent's action changed it),
+   * with `keepTyped` keeping what the agent typed and did not send. Not if
+   * the agent has gone elsewhere meanwhile: they stay where they are.
+   */
+  reopen(keepTyped?: boolean): Promise<void>;
+  /** What the agent typed in `what` (a field, or a form's fields) was sent: never given back as a draft. */
+  sent(what: HTMLElement): void;
+  /**
+   * The agent's action took the case out of their hands (solved, waiting,
+   * decided): the lease on it ends, and the agent, if still on it, goes back
+   * to the queue.
+   */
   done(message: string): void;
   /** The same, staying on the case to show what was done. */
   ended(message: string): void;
