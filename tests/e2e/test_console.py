@@ -1705,34 +1705,36 @@ def test_next_case_handing_back_the_case_whose_lease_lapsed_keeps_it_held(
         # Cases of other tests that came meanwhile (skipped above, given back)
         # are held aside: the ticket is then the one case "next" can hand out.
         aside: list[str] = []
-        while True:
-            try:
-                request = qpb.ClaimNextCaseRequest(queues=["account"], lease_seconds=600)
-                aside.append(sweeper.ClaimNextCase(request).name)
-            except grpc.RpcError as err:
-                if err.code() != grpc.StatusCode.NOT_FOUND:
-                    raise
-                break
-        # Renewals fail on the way; the lease lapses (let go here for speed).
-        page.route(RENEW_CLAIM, lambda route: route.abort("connectionreset"))
-        same = Agent(stack, agent)
-        same.ReleaseClaim(qpb.ReleaseClaimRequest(name=ticket.name))
-        expect(lease).to_have_attribute("data-state", "renewing")
-        page.unroute(RENEW_CLAIM)
-        claims = int(lease.get_attribute("data-claims") or "0")
-        with page.expect_request(re.compile(r"/casemesh\.v1\.TicketService/GetTicket")):
-            page.evaluate("document.activeElement?.blur()")
-            page.keyboard.press("n")  # the case is opened once the claims are settled
-        expect(lease).to_have_attribute("data-claims", str(claims + 1))
-        expect(lease).to_have_attribute("data-case", ticket.name)
-        expect(lease).to_have_attribute("data-state", "held")
-        # Still held by the agent: the queue renews it, and shows them holding it.
-        renewed = same.RenewClaim(qpb.RenewClaimRequest(name=ticket.name))
-        assert renewed.holder == agent
-        same.ReleaseClaim(qpb.ReleaseClaimRequest(name=ticket.name))
-        same.client.close()
-        for name in aside:
-            sweeper.ReleaseClaim(qpb.ReleaseClaimRequest(name=name))
+        try:
+            while True:
+                try:
+                    request = qpb.ClaimNextCaseRequest(queues=["account"], lease_seconds=600)
+                    aside.append(sweeper.ClaimNextCase(request).name)
+                except grpc.RpcError as err:
+                    if err.code() != grpc.StatusCode.NOT_FOUND:
+                        raise
+                    break
+            # Renewals fail on the way; the lease lapses (let go here for speed).
+            page.route(RENEW_CLAIM, lambda route: route.abort("connectionreset"))
+            same = Agent(stack, agent)
+            same.ReleaseClaim(qpb.ReleaseClaimRequest(name=ticket.name))
+            expect(lease).to_have_attribute("data-state", "renewing")
+            page.unroute(RENEW_CLAIM)
+            claims = int(lease.get_attribute("data-claims") or "0")
+            with page.expect_request(re.compile(r"/casemesh\.v1\.TicketService/GetTicket")):
+                page.evaluate("document.activeElement?.blur()")
+                page.keyboard.press("n")  # the case is opened once the claims are settled
+            expect(lease).to_have_attribute("data-claims", str(claims + 1))
+            expect(lease).to_have_attribute("data-case", ticket.name)
+            expect(lease).to_have_attribute("data-state", "held")
+            # Still held by the agent: the queue renews it, and shows them holding it.
+            renewed = same.RenewClaim(qpb.RenewClaimRequest(name=ticket.name))
+            assert renewed.holder == agent
+            same.ReleaseClaim(qpb.ReleaseClaimRequest(name=ticket.name))
+            same.client.close()
+        finally:
+            for name in aside:
+                sweeper.ReleaseClaim(qpb.ReleaseClaimRequest(name=name))
         # The renewals cut off on the way are all the page complained of.
         assert all(p.startswith("Failed to load resource") for p in problems.seen), problems.seen
     requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="test over"))

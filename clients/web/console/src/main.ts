@@ -267,7 +267,8 @@ async function claimNext(): Promise<void> {
   if (previous?.name !== got.name) {
     await giveBack(previous).catch(() => undefined); // its lease runs out if this fails
   }
-  await openCase(got.name);
+  // The case on screen handed back (its lease had lapsed): what is typed on it stays.
+  await openCase(got.name, true);
 }
 
 // -- a case's page ----------------------------------------------------------------------
