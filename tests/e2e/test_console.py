@@ -990,6 +990,9 @@ def sent_as_the_sign_in_ran_out(page: Page, then_as: str) -> None:
     page.locator("#user-name").fill(then_as)
     page.locator("#sign-in-form button[type=submit]").click()
     expect(page.locator("#signed-in-as")).to_contain_text(then_as)
+    # Signed in once the page left the sign-in view: until then the case's
+    # old page (hidden) still holds its heading and what was typed.
+    expect(page.locator("#sign-in")).to_be_hidden()
 
 
 def test_a_reply_typed_when_the_sign_in_ran_out_is_given_back_after_signing_in(
@@ -1057,6 +1060,33 @@ def test_replies_left_on_other_cases_outlive_the_sign_in_running_out_for_that_ag
         expect(page.locator(reply)).to_have_value("")
         assert [p for p in problems.seen if p.startswith("uncaught")] == []
     done_with(requester, first, second)
+
+
+def test_a_link_followed_as_another_case_finishes_opening_opens_the_linked_case(
+    browser: Browser, stack: Stack
+) -> None:
+    """The agent follows a link to a case just as the page of the case on
+    screen finishes opening and puts its own name back in the address: the
+    linked case opens, not the one the agent was leaving."""
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"link-{run}")
+    email = f"link-{run}@example.com"
+    leaving = new_ticket(requester, email, "other.general", f"离开的 {run}")
+    linked = new_ticket(requester, email, "other.general", f"链接的 {run}")
+
+    with agent_page(browser) as (page, problems):
+        sign_in(page, stack, f"lin-{run}", f"#{leaving.name}")
+        expect(page.locator("#case-heading")).to_contain_text(f"离开的 {run}")
+        # The link's change of address is heard after the finished page has
+        # written its name back (as its drawing ends, before the event runs).
+        page.evaluate(
+            f"""location.hash = '#{linked.name}';
+            history.replaceState(null, '', location.pathname + '#{leaving.name}');"""
+        )
+        expect(page.locator("#case-heading")).to_contain_text(f"链接的 {run}")
+        expect(page).to_have_url(re.compile(f"#{linked.name}$"))
+        assert [p for p in problems.seen if p.startswith("uncaught")] == []
+    done_with(requester, leaving, linked)
 
 
 def test_a_reply_whose_answer_was_lost_is_sent_again_and_lands_once(

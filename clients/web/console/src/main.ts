@@ -659,9 +659,13 @@ $("language").addEventListener("change", () => {
   }
 });
 
-// A link to a case (an appeal from its report case's page) opens it to view.
-addEventListener("hashchange", () => {
-  const named = /^#((tickets|report-cases|appeals)\/[0-9a-f-]{36})$/.exec(location.hash)?.[1];
+// A link to a case (an appeal from its report case's page) opens it to view:
+// the case the link named, even if a page that finished opening in between
+// has put its own name back in the address.
+addEventListener("hashchange", (e) => {
+  const named = /^#((tickets|report-cases|appeals)\/[0-9a-f-]{36})$/.exec(
+    new URL(e.newURL).hash,
+  )?.[1];
   if (named && currentToken()) {
     void busy(null, () => openCase(named));
   }
