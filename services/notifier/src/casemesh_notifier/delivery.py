@@ -1104,26 +1104,19 @@ class Delivery:
                 if job.expired_by(retry_at):
                     await expire(conn, job, error, now, maybe_sent=maybe_sent)
                     return
-                cur = await conn.execute(
-                    "UPDATE notification_jobs SET status = 'pending', last_error = %s,"
-                    " next_attempt_at = %s, claimed_until = NULL, maybe_sent = maybe_sent OR %s,"
-                    " attempts = attempts + %s, outage_tries = %s"
-                    f" WHERE {STILL_CLAIMED}",
-                    (error, retry_at, maybe_sent, spent, outage, job.id, job.attempts),
-                )
-                if cur.rowcount == 0:
-                    log.warning("notification.claim_lost", job_id=job.id, outcome="retry")
-                    return
-                ts = Timestamp()
-                ts.FromDatetime(retry_at)
-                await record_outcome(
+                if not await retry_later(
                     conn,
                     job,
-                    nev.NotificationAttemptFailed(
-                        job=job.ref(now), error=told, next_attempt_time=ts
-                    ),
+                    error,
+                    told,
                     now,
-                )
+                    due=retry_at,
+                    spent=spent,
+                    outage_tries=outage,
+                    maybe_sent=maybe_sent,
+                    lost_as="retry",
+                ):
+                    return
         OUTCOMES.labels(job.channel, "parked" if park else "retried").inc()
         log.warning(
             "notification.parked" if park else "notification.retrying",
@@ -1202,6 +1195,47 @@ async def expire(
     log.info("notification.expired", job_id=job.id, channel=job.channel)
 
 
+async def retry_later(
+    conn: psycopg.AsyncConnection[Any],
+    job: Job,
+    error: str,
+    told: str,
+    now: datetime,
+    *,
+    due: datetime,
+    spent: int,
+    outage_tries: int,
+    maybe_sent: bool,
+    lost_as: str,
+) -> bool:
+    """Puts a claimed job whose try failed back in the queue, due at `due`,
+    in the caller's transaction: `error` its last error, `spent` added to its
+    attempts (-1 gives back the one its claim took), `outage_tries` its count
+    of tries that found the relay away, `maybe_sent` kept once true; its
+    outcome a NotificationAttemptFailed telling `told` and when it is tried
+    next. False (logged as a lost claim, `lost_as`) when the claim was no
+    longer this sender's: the job was decided elsewhere meanwhile."""
+    cur = await conn.execute(
+        "UPDATE notification_jobs SET status = 'pending', last_error = %s,"
+        " next_attempt_at = %s, claimed_until = NULL, maybe_sent = maybe_sent OR %s,"
+        " attempts = attempts + %s, outage_tries = %s"
+        f" WHERE {STILL_CLAIMED}",
+        (error, due, maybe_sent, spent, outage_tries, job.id, job.attempts),
+    )
+    if cur.rowcount == 0:
+        log.warning("notification.claim_lost", job_id=job.id, outcome=lost_as)
+        return False
+    ts = Timestamp()
+    ts.FromDatetime(due)
+    await record_outcome(
+        conn,
+        job,
+        nev.NotificationAttemptFailed(job=job.ref(now), error=told, next_attempt_time=ts),
+        now,
+    )
+    return True
+
+
 # What a failed try's record adds when the job was given another address
 # while the try was under way.
 READDRESSED_NOTE = "; its address changed: tried at the new one next"
@@ -1225,23 +1259,19 @@ async def retry_readdressed(
         return
     error = error[: 500 - len(READDRESSED_NOTE)] + READDRESSED_NOTE
     told = told[: 500 - len(READDRESSED_NOTE)] + READDRESSED_NOTE
-    cur = await conn.execute(
-        "UPDATE notification_jobs SET status = 'pending', last_error = %s,"
-        " attempts = attempts - 1, next_attempt_at = %s, claimed_until = NULL, outage_tries = 0"
-        f" WHERE {STILL_CLAIMED}",
-        (error, now, job.id, job.attempts),
-    )
-    if cur.rowcount == 0:
-        log.warning("notification.claim_lost", job_id=job.id, outcome="readdressed")
-        return
-    ts = Timestamp()
-    ts.FromDatetime(now)
-    await record_outcome(
+    if not await retry_later(
         conn,
         job,
-        nev.NotificationAttemptFailed(job=job.ref(now), error=told, next_attempt_time=ts),
+        error,
+        told,
         now,
-    )
+        due=now,
+        spent=-1,
+        outage_tries=0,
+        maybe_sent=False,
+        lost_as="readdressed",
+    ):
+        return
     OUTCOMES.labels(job.channel, "retried").inc()
     log.info(
         "notification.readdressed_retry",
