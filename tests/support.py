@@ -37,6 +37,7 @@ from grpc_status import rpc_status
 
 from casemesh import topics
 from casemesh.events.v1 import notifications_pb2 as nev
+from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.grpcutil import DomainErrorInterceptor, field_violations
 from casemesh.platform.identity import mint_token
 from casemesh.platform.personal import AsyncSealer, DataKeys, MasterKeys, MemoryKeyStore, Sealer
@@ -85,6 +86,27 @@ class MailEndpoint:
         """The messages to `address`, a repeat of one Message-ID counted once
         (as a mail client shows them)."""
         return list({m["Message-ID"]: m for m in self.to(address)}.values())
+
+
+# When the events the tests hand the notifier and other consumers happened.
+NOON_IN_SHANGHAI = datetime(2026, 3, 2, 4, 0, tzinfo=UTC)
+
+
+def case_event(
+    service: str, name: str, version: int, message: Any, at: datetime = NOON_IN_SHANGHAI
+) -> CloudEvent:
+    """`message`, the `version`th event of `service` about `name`
+    (`<collection>/<id>`), as the service's relay publishes it."""
+    ident = name.rpartition("/")[2]
+    return CloudEvent(
+        id=f"{ident}:{version}",
+        source=f"casemesh/{service}",
+        type=f"casemesh.{service}.{message.DESCRIPTOR.name}.v1",
+        subject=name,
+        time=at,
+        data=message.SerializeToString(),
+        key=ident,
+    )
 
 
 def plain_text(message: EmailMessage) -> str:

@@ -56,14 +56,14 @@ from casemesh_notifier.store import wake_senders
 from tests.conftest import Infra
 from tests.integration.test_channels import Provider as HttpEndpoint
 from tests.support import (
+    NOON_IN_SHANGHAI,
     MailEndpoint,
+    case_event,
     eventually,
     memory_sealer,
     personal_settings,
     wait_until,
 )
-
-NOON_IN_SHANGHAI = datetime(2026, 3, 2, 4, 0, tzinfo=UTC)
 
 
 @dataclass
@@ -189,15 +189,7 @@ def created(
             locale="zh-CN",
         ),
     )
-    return CloudEvent(
-        id=f"{ticket}:1",
-        source="casemesh/tickets",
-        type="casemesh.tickets.TicketCreated.v1",
-        subject=f"tickets/{ticket}",
-        time=NOON_IN_SHANGHAI,
-        data=msg.SerializeToString(),
-        key=ticket,
-    )
+    return case_event("tickets", f"tickets/{ticket}", 1, msg)
 
 
 BOTH = (ev.CONTACT_CHANNEL_EMAIL, ev.CONTACT_CHANNEL_SMS)
@@ -295,15 +287,7 @@ def ticket_event(
 ) -> CloudEvent:
     """A later event of the ticket: `message`, its header filled in."""
     message.header.CopyFrom(ev.TicketEventHeader(ticket_id=ticket, version=version, status=status))
-    return CloudEvent(
-        id=f"{ticket}:{version}",
-        source="casemesh/tickets",
-        type=f"casemesh.tickets.{message.DESCRIPTOR.name}.v1",
-        subject=f"tickets/{ticket}",
-        time=NOON_IN_SHANGHAI,
-        data=message.SerializeToString(),
-        key=ticket,
-    )
+    return case_event("tickets", f"tickets/{ticket}", version, message)
 
 
 async def test_a_request_for_information_held_for_the_night_is_not_sent_once_the_ticket_ended(
@@ -368,15 +352,7 @@ def appeal_event(appeal: str, version: int, message: Any) -> CloudEvent:
     """An event of the copyright case (`message`, its header's place filled in)."""
     message.header.appeal_id = appeal
     message.header.version = version
-    return CloudEvent(
-        id=f"{appeal}:{version}",
-        source="casemesh/appeals",
-        type=f"casemesh.appeals.{message.DESCRIPTOR.name}.v1",
-        subject=f"appeals/{appeal}",
-        time=NOON_IN_SHANGHAI,
-        data=message.SerializeToString(),
-        key=appeal,
-    )
+    return case_event("appeals", f"appeals/{appeal}", version, message)
 
 
 async def test_quiet_hours_are_the_recipients_where_the_number_tells_their_zone(

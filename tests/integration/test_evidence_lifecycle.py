@@ -52,8 +52,7 @@ from casemesh_evidence.lifecycle import (
 )
 from casemesh_evidence.store import LocalBlobStore
 from tests.e2e.test_evidence import png
-from tests.integration.test_notifier_erasure import case_event
-from tests.support import eventually
+from tests.support import case_event, eventually
 
 CLOSED, NEW = tev.TICKET_STATUS_CLOSED, tev.TICKET_STATUS_NEW
 GRACE = timedelta(days=3)

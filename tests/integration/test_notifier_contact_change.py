@@ -25,9 +25,9 @@ from casemesh.platform.envelope import CloudEvent
 from casemesh_notifier.channels import Channel, DeliveryError, HttpEmailChannel, Outgoing
 from casemesh_notifier.delivery import QUIET_RELEASE, Delivery, replay_parked
 from casemesh_notifier.planner import Planner
-from tests.integration.test_delivery import NOON_IN_SHANGHAI, Notifier, delivered_events
+from tests.integration.test_delivery import Notifier, delivered_events
 from tests.integration.test_delivery import notifier as notifier_fixture
-from tests.support import memory_sealer
+from tests.support import NOON_IN_SHANGHAI, case_event, memory_sealer
 
 # The notifier of the delivery tests: its planner, sender, providers and clock.
 notifier = notifier_fixture
@@ -54,15 +54,7 @@ def appeal_event(appeal: str, version: int, message: Any, at: datetime) -> Cloud
     """An event of the copyright case `appeal` as the appeals relay publishes it."""
     message.header.appeal_id = appeal
     message.header.version = version
-    return CloudEvent(
-        id=f"{appeal}:{version}",
-        source="casemesh/appeals",
-        type=f"casemesh.appeals.{message.DESCRIPTOR.name}.v1",
-        subject=f"appeals/{appeal}",
-        time=at,
-        data=message.SerializeToString(),
-        key=appeal,
-    )
+    return case_event("appeals", f"appeals/{appeal}", version, message, at)
 
 
 def filed(appeal: str, reach: ev.ContactPreferences, at: datetime = NIGHT) -> CloudEvent:
@@ -419,15 +411,7 @@ def measure(standing: str, version: int, reach: ev.ContactPreferences) -> CloudE
         header.state = "SUSPENDED"
         message = rev.ReporterSuspended(header=header, reporter=LIN, contact=reach)
         message.until.FromDatetime(MORNING)
-    return CloudEvent(
-        id=f"{standing}:{version}",
-        source="casemesh/reports",
-        type=f"casemesh.reports.{message.DESCRIPTOR.name}.v1",
-        subject=f"reporters/{standing}",
-        time=NIGHT,
-        data=message.SerializeToString(),
-        key=standing,
-    )
+    return case_event("reports", f"reporters/{standing}", version, message, NIGHT)
 
 
 async def test_a_reporter_measure_given_with_a_later_contact_takes_the_earlier_text_along(

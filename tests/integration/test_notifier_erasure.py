@@ -43,8 +43,15 @@ from casemesh_notifier.delivery import Delivery, replay_parked
 from casemesh_notifier.planner import ERASURE, Planner
 from casemesh_notifier.settings import NotifierSettings
 from tests.conftest import Infra
-from tests.integration.test_delivery import NOON_IN_SHANGHAI, Clock, notifier_database
-from tests.support import MailEndpoint, SmsEndpoint, personal_settings, wait_until
+from tests.integration.test_delivery import Clock, notifier_database
+from tests.support import (
+    NOON_IN_SHANGHAI,
+    MailEndpoint,
+    SmsEndpoint,
+    case_event,
+    personal_settings,
+    wait_until,
+)
 
 
 @dataclass(frozen=True)
@@ -89,20 +96,6 @@ def erasure(person: str, event_id: str | None = None) -> CloudEvent:
         time=NOON_IN_SHANGHAI,
         data=message.SerializeToString(),
         key=person,
-    )
-
-
-def case_event(service: str, name: str, version: int, message: Any) -> CloudEvent:
-    """An event of `service` about the case `name` (`<collection>/<id>`)."""
-    ident = name.rpartition("/")[2]
-    return CloudEvent(
-        id=f"{ident}:{version}",
-        source=f"casemesh/{service}",
-        type=f"casemesh.{service}.{message.DESCRIPTOR.name}.v1",
-        subject=name,
-        time=NOON_IN_SHANGHAI,
-        data=message.SerializeToString(),
-        key=ident,
     )
 
 

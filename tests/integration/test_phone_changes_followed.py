@@ -26,20 +26,19 @@ from casemesh.rules import retention
 from casemesh_notifier.channels import HttpSmsChannel
 from casemesh_notifier.delivery import replay_parked
 from casemesh_notifier.planner import PHONE_CHANGE
-from tests.integration.test_delivery import NOON_IN_SHANGHAI
 from tests.integration.test_notifier_contact_change import HeardMidSend, KeyedProvider
 from tests.integration.test_notifier_erasure import (
     LIN,
     WU,
     World,
     agent_reply,
-    case_event,
     code_to,
     erasure,
     opened,
     texts_to,
 )
 from tests.integration.test_notifier_erasure import world as world_fixture
+from tests.support import NOON_IN_SHANGHAI, case_event
 
 # The notifier of the erasure tests: its planner, sender and SMS endpoint.
 world = world_fixture
