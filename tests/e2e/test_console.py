@@ -1714,6 +1714,21 @@ def test_an_agent_sees_at_once_that_the_case_they_hold_was_taken_from_them(
 RENEW_CLAIM = re.compile(r"/casemesh\.v1\.CaseQueueService/RenewClaim")
 
 
+def held_back(held: list[Route]) -> Callable[[Route], None]:
+    """A route handler holding the first call from now on in `held` (the
+    test lets it go on); the calls after it go through."""
+    taken: list[Route] = []
+
+    def handle(route: Route) -> None:
+        if taken:
+            route.continue_()
+            return
+        taken.append(route)
+        held.append(route)
+
+    return handle
+
+
 def test_next_case_handing_back_the_case_whose_lease_lapsed_keeps_it_held(
     browser: Browser, stack: Stack
 ) -> None:
@@ -1994,20 +2009,6 @@ def test_search_results_belong_to_the_last_search_and_list_each_ticket_once(
     agent.close()
     held: list[Route] = []
 
-    def hold_first() -> Callable[[Route], None]:
-        """A route handler holding the first search from now on (the test
-        lets it go on); the searches after it go through."""
-        taken: list[Route] = []
-
-        def handle(route: Route) -> None:
-            if taken:
-                route.continue_()
-                return
-            taken.append(route)
-            held.append(route)
-
-        return handle
-
     with agent_page(browser) as (page, problems):
         sign_in(page, stack, f"pager-{run}")
         page.get_by_role("button", name="查找工单").first.click()
@@ -2021,7 +2022,7 @@ def test_search_results_belong_to_the_last_search_and_list_each_ticket_once(
         first_page = first.value.body()
 
         # While a search runs, "More" (which pages on the old results) waits.
-        page.route(SEARCH_TICKETS, hold_first())
+        page.route(SEARCH_TICKETS, held_back(held))
         page.locator("#search-form button[type=submit]").click()
         pump_until(page, lambda: bool(held))
         expect(more).to_be_disabled()
@@ -2046,7 +2047,7 @@ def test_search_results_belong_to_the_last_search_and_list_each_ticket_once(
 
         # "More" is on its way when the agent searches for something else;
         # its late answer adds nothing to the new results.
-        page.route(SEARCH_TICKETS, hold_first())
+        page.route(SEARCH_TICKETS, held_back(held))
         more.click()
         pump_until(page, lambda: bool(held))
         page.locator("#search-text").fill("")
@@ -2202,21 +2203,6 @@ def test_assigning_a_ticket_keeps_the_reply_being_written_and_a_reply_keeps_the_
 HOLD_TICKET = re.compile(r"/casemesh\.v1\.TicketService/HoldTicket")
 ADD_COMMENT = re.compile(r"/casemesh\.v1\.TicketService/AddComment")
 GET_TICKET = re.compile(r"/casemesh\.v1\.TicketService/GetTicket")
-
-
-def held_back(held: list[Route]) -> Callable[[Route], None]:
-    """A route handler holding the first call from now on in `held` (the
-    test lets it go on); the calls after it go through."""
-    taken: list[Route] = []
-
-    def handle(route: Route) -> None:
-        if taken:
-            route.continue_()
-            return
-        taken.append(route)
-        held.append(route)
-
-    return handle
 
 
 def test_a_hold_answered_after_the_agent_took_the_next_case_leaves_that_case_open_and_held(
