@@ -1169,6 +1169,17 @@ def test_a_reply_sent_whose_page_could_not_be_read_again_is_not_sent_twice(
     requester.close()
 
 
+def enter_sends_nothing(page: Page, one_line: Locator) -> None:
+    """Enter pressed in `one_line`, a field of the decision form on the page:
+    the form is not sent (a browser sends a form on Enter by itself)."""
+    page.evaluate(
+        """() => { window.decisionsSent = 0; document.querySelector('form.decide')
+          .addEventListener('submit', () => { window.decisionsSent += 1; }); }"""
+    )
+    one_line.press("Enter")
+    assert page.evaluate("window.decisionsSent") == 0
+
+
 def test_a_reload_keeps_the_statement_of_reasons_the_agent_filled_in(
     browser: Browser, stack: Stack
 ) -> None:
@@ -1196,6 +1207,7 @@ def test_a_reload_keeps_the_statement_of_reasons_the_agent_filled_in(
             form.get_by_label("用户 ID").fill(f"uploader-{run}")
             form.get_by_label("姓名或名称").fill("李四")
             form.get_by_label("电子邮箱").fill(f"uploader-{run}@example.com")
+            enter_sends_nothing(page, form.get_by_label("适用地区"))
             # A second person reports the same video meanwhile: the case changes.
             late.report(video, email=f"late-watcher-{run}@example.com")
             wait_until(
@@ -1867,6 +1879,7 @@ def test_an_agent_decides_a_copyright_notice_and_a_reload_keeps_the_statement(
             form.get_by_label("用户 ID").fill(f"copier-{run}")
             form.get_by_label("姓名或名称").fill("王五")
             form.get_by_label("电子邮箱").fill(f"copier-{run}@example.com")
+            enter_sends_nothing(page, form.get_by_label("电子邮箱"))
             # The claimant adds to the notice meanwhile.
             claimant.AddAppealInfo(
                 apb.AddAppealInfoRequest(name=appeal, message=f"补充：首发平台链接。{run}")

@@ -33,6 +33,7 @@ import {
   RetryKey,
   say,
   select,
+  sentByItsButtonOnly,
   shortId,
   t,
   when,
@@ -331,6 +332,7 @@ function decideForm(a: Appeal, host: CaseHost): HTMLElement {
     uploader,
     submit,
   );
+  sentByItsButtonOnly(form);
   const deciding = new RetryKey();
   form.addEventListener("submit", (e) => {
     e.preventDefault();

@@ -42,6 +42,7 @@ import {
   locale,
   RetryKey,
   select,
+  sentByItsButtonOnly,
   shortId,
   t,
   when,
@@ -444,6 +445,7 @@ function decideForm(c: ReportCase, filed: Report[], host: CaseHost): HTMLElement
   );
   shape();
 
+  sentByItsButtonOnly(form);
   const deciding = new RetryKey();
   form.addEventListener("submit", (e) => {
     e.preventDefault();

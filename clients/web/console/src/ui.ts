@@ -188,6 +188,19 @@ function placeOf(field: string): HTMLElement | undefined {
   return undefined;
 }
 
+/**
+ * A form sent by its button only: Enter in a one-line field (a name, an
+ * address, a date) does not send it half-written, as a browser would. For a
+ * form whose sending cannot be taken back: a decision.
+ */
+export function sentByItsButtonOnly(form: HTMLFormElement): void {
+  form.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.isComposing && e.target instanceof HTMLInputElement) {
+      e.preventDefault();
+    }
+  });
+}
+
 /** Runs a call for a button or form, refusing a second press while it runs. */
 export async function busy(control: HTMLButtonElement | null, work: () => Promise<void>) {
   if (control?.disabled) {
