@@ -813,6 +813,52 @@ def test_publishing_with_changes_not_saved_publishes_nothing_and_keeps_them(
     reader.close()
 
 
+def test_new_or_open_asks_before_dropping_an_articles_unsaved_changes(
+    browser: Browser, stack: Stack
+) -> None:
+    """What the admin wrote and did not save is not dropped unasked by "New
+    article" or "Open": "Keep editing" keeps it, "Drop the changes" goes on.
+    An article opened and not changed is put aside without a question."""
+    run = uuid.uuid4().hex[:6]
+    slug = f"articles/console-drop-{run}"
+    colleague = Client(stack.gateway, stack.secret, f"colleague-{run}", ("agent", "admin"))
+    help_stub(stack, colleague).CreateArticle(
+        hpb.CreateArticleRequest(
+            article=hpb.Article(
+                name=slug,
+                locale="zh-CN",
+                category="account.login",
+                title=f"已有的文章 {run}",
+                body="正文。",
+            ),
+            request_id=uuid.uuid4().hex,
+        ),
+        metadata=colleague.metadata,
+    )
+    colleague.close()
+    written = f"写了一半的标题 {run}"
+    with agent_page(browser) as (page, problems):
+        open_articles_as_editor(page, stack, f"editor-{run}")
+        title = page.locator("#article-title")
+        title.fill(written)
+        asked = page.get_by_role("dialog", name="文章有未保存的修改")
+        page.locator("#article-new").click()
+        asked.get_by_role("button", name="继续编辑").click()
+        expect(asked).to_be_hidden()
+        expect(title).to_have_value(written)
+        page.locator("#article-slug").fill(slug)
+        page.locator("#article-open").click()
+        asked.get_by_role("button", name="继续编辑").click()
+        expect(title).to_have_value(written)
+        page.locator("#article-open").click()
+        asked.get_by_role("button", name="丢弃修改").click()
+        expect(title).to_have_value(f"已有的文章 {run}")
+        page.locator("#article-new").click()
+        expect(title).to_have_value("")
+        expect(asked).to_be_hidden()
+        assert problems.seen == []
+
+
 def help_stub(stack: Stack, client: Client) -> Any:
     return hpb_grpc.HelpCenterServiceStub(client._channel)
 

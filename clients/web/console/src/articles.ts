@@ -7,7 +7,18 @@
 import { type Article, ArticleState, Code, ConnectError } from "@casemesh/client";
 
 import { help, tickets } from "./api";
-import { $, busy, clearError, element, locale, onReload, RetryKey, say, t } from "./ui";
+import {
+  $,
+  agreesToLeave,
+  busy,
+  clearError,
+  element,
+  locale,
+  onReload,
+  RetryKey,
+  say,
+  t,
+} from "./ui";
 
 /** The article in the editor as last read or saved (undefined: a new one). */
 let current: Article | undefined;
@@ -85,8 +96,23 @@ async function latest(): Promise<Article> {
     : article;
 }
 
+/**
+ * Whether the article in the editor may be put aside: asked first when what
+ * is written differs from what was read or saved (a new article: anything
+ * written but its name and language, which say what to open).
+ */
+async function mayDropEdits(): Promise<boolean> {
+  const form = written();
+  const was = current ?? { category: form.category, title: "", body: "", keywords: "" };
+  const edited = (["category", "title", "body", "keywords"] as const).some(
+    (field) => form[field] !== was[field],
+  );
+  return !edited || agreesToLeave($<HTMLDialogElement>("article-discard-dialog"));
+}
+
 async function open(): Promise<void> {
   clearError();
+  if (!(await mayDropEdits())) return;
   const article = await latest();
   fill(article);
   preview();
@@ -166,12 +192,17 @@ async function publish(): Promise<void> {
   say(t("articlePublishedNow", { title: published.title }));
 }
 
-$("article-new").addEventListener("click", () => {
-  current = undefined;
-  ($("article-form") as HTMLFormElement).reset();
-  $("article-preview").hidden = true;
-  renderState();
-});
+$("article-new").addEventListener(
+  "click",
+  () =>
+    void busy($<HTMLButtonElement>("article-new"), async () => {
+      if (!(await mayDropEdits())) return;
+      current = undefined;
+      ($("article-form") as HTMLFormElement).reset();
+      $("article-preview").hidden = true;
+      renderState();
+    }),
+);
 $("article-open").addEventListener(
   "click",
   () => void busy($<HTMLButtonElement>("article-open"), open),

@@ -39,6 +39,7 @@ import { openTicket } from "./ticket";
 import { QueueView } from "./queue";
 import {
   $,
+  agreesToLeave,
   busy,
   type CaseHost,
   clearError,
@@ -401,15 +402,7 @@ queueView.onChange((change, c) => {
 async function mayGiveUpShown(): Promise<boolean> {
   const holding = held?.name === shownCase && (held.state === "held" || held.state === "renewing");
   if (view !== "case" || !holding || !typed($("case-body")).size) return true;
-  const dialog = $<HTMLDialogElement>("leave-dialog");
-  dialog.returnValue = "";
-  const answered = new Promise<boolean>((resolve) =>
-    dialog.addEventListener("close", () => resolve(dialog.returnValue === "leave"), {
-      once: true,
-    }),
-  );
-  dialog.showModal();
-  return answered;
+  return agreesToLeave($<HTMLDialogElement>("leave-dialog"));
 }
 
 function nextCase(control: HTMLButtonElement): void {

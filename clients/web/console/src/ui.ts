@@ -201,6 +201,21 @@ export function sentByItsButtonOnly(form: HTMLFormElement): void {
   });
 }
 
+/**
+ * Asks the question of `dialog` (a modal whose buttons close it with a
+ * value): whether the agent chose its "leave" answer. Escape answers no.
+ */
+export function agreesToLeave(dialog: HTMLDialogElement): Promise<boolean> {
+  dialog.returnValue = "";
+  const answered = new Promise<boolean>((resolve) =>
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "leave"), {
+      once: true,
+    }),
+  );
+  dialog.showModal();
+  return answered;
+}
+
 /** Runs a call for a button or form, refusing a second press while it runs. */
 export async function busy(control: HTMLButtonElement | null, work: () => Promise<void>) {
   if (control?.disabled) {
