@@ -205,6 +205,10 @@ def next_until(page: Page, name: str, tries: int = 10) -> None:
         page.evaluate("document.activeElement?.blur()")  # keys typed into a field are text
         page.keyboard.press("n")
         expect(lease).to_have_attribute("data-claims", str(before + 1))
+        # The case taken is opened before "next" takes a key again (one
+        # pressed meanwhile is dropped: a second press while the first runs).
+        expect(page.locator("#next-case")).to_be_enabled()
+        expect(page.locator("#next-case-2")).to_be_enabled()
         if lease.get_attribute("data-case") == name:
             return
     raise AssertionError(f"{name} was not handed out in {tries} claims")
@@ -907,6 +911,9 @@ def test_no_serious_accessibility_violations_on_any_page_in_either_language(
                 if what == "queue":
                     expect(page.locator("#live")).to_have_attribute("data-state", "live")
                 else:
+                    # Not the case before's page: a new hash opens the case after the visit.
+                    short = fragment.split("/")[1][:8].upper()
+                    expect(page.locator("#case-heading")).to_contain_text(short)
                     expect(page.locator("#case-body .columns")).to_be_visible()
                     expect(page.locator("#lease")).to_have_attribute("data-state", "none")
                 if what == "ticket":
@@ -1087,6 +1094,8 @@ def test_replies_left_on_other_cases_outlive_the_sign_in_running_out_for_that_ag
     def opened(page: Page, ticket: pb.Ticket, subject: str) -> None:
         page.evaluate(f"location.hash = '#{ticket.name}'")
         expect(page.locator(heading)).to_contain_text(subject)
+        # Opened all through: its requester's other tickets come last.
+        expect(page.get_by_role("region", name="提交人的其他工单")).to_be_visible()
 
     with agent_page(browser) as (page, problems):
         sign_in(page, stack, f"zhou-{run}", f"#{first.name}")
@@ -2426,6 +2435,8 @@ def test_a_reply_left_unsent_on_a_case_is_given_back_and_n_asks_before_giving_it
         page.keyboard.press("n")
         leave.get_by_role("button", name="仍然领取下一个").click()
         expect(lease).not_to_have_attribute("data-case", ticket.name)
+        # Left for the next case (or the queue): the address no longer names it.
+        expect(page).not_to_have_url(re.compile(f"#{ticket.name}$"))
         page.evaluate(f"location.hash = '#{ticket.name}'")
         expect(page.locator(heading)).to_contain_text(f"投放数据不更新 {run}")
         expect(page.locator("#reply")).to_have_value(reply)

@@ -399,7 +399,8 @@ def test_an_agent_signs_in_with_the_identity_provider_works_the_queue_and_signs_
         assert "client_secret" not in exchange  # a public client
 
         # Signing out ends the provider's session too and comes back signed out.
-        page.locator("#sign-out").click()
+        with page.expect_navigation(url=f"{stack.http}/console/"):
+            page.locator("#sign-out").click()
         wait_until(lambda: provider.requests("logout"), timeout=30)
         [left] = provider.requests("logout")
         assert left["client_id"] == CLIENT_ID and left["id_token_hint"].count(".") == 2
