@@ -91,6 +91,10 @@ def test_an_admin_erases_a_person_once_and_only_admins_may(stack: Stack) -> None
     assert violated_fields(err) == ["person"]
     err = rejected(lambda: admin.erase("z" * 129, f"z-{run}"))  # named once, for its length
     assert violated_fields(err) == ["person"]
+    # The reason is kept and published for good: no address or number of anyone's in it.
+    for reason in (f"asked by {mei}@example.com", "来电 138 0013 8000"):
+        err = rejected(lambda reason=reason: admin.erase(mei, f"a-{run}", reason))
+        assert violated_fields(err) == ["reason"]
     keys = stack.infra.pg.dsn("casemesh_keys")
     with psycopg.connect(keys) as conn:
         assert conn.execute(

@@ -55,7 +55,7 @@ from casemesh.platform.identity import (
     mint_token,
     new_signing_key,
 )
-from casemesh.platform.masking import mask_email, mask_phone, mask_text
+from casemesh.platform.masking import holds_contact, mask_email, mask_phone, mask_text
 from casemesh.platform.metrics import serve_metrics
 from casemesh.platform.settings import ServiceSettings, listen_address, load
 from casemesh.platform.where import Where
@@ -170,6 +170,22 @@ def test_contact_details_touching_chinese_text_are_masked(text: str, secret: str
 )
 def test_numbers_inside_longer_tokens_stay_readable(text: str) -> None:
     assert mask_text(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "holds"),
+    [
+        ("asked by lin@example.com", True),
+        ("来电138 0013 8000", True),
+        ("call +86 138-0013-8000 after six", True),
+        ("PIPL-2026-0042", False),
+        ("request of 2026-12-01, desk ticket ORD20251201001", False),
+    ],
+)
+def test_an_address_or_number_is_told_apart_from_a_reference_or_a_date(
+    text: str, holds: bool
+) -> None:
+    assert holds_contact(text) is holds
 
 
 def test_the_rate_limiter_allows_a_burst_then_the_steady_rate() -> None:

@@ -20,6 +20,7 @@ from casemesh.platform.errors import (
 from casemesh.platform.grpcutil import to_timestamp
 from casemesh.platform.identity import MAX_SUBJECT, subject_fault
 from casemesh.platform.logging import get_logger
+from casemesh.platform.masking import holds_contact
 from casemesh.platform.personal.erasures import Erasure, RequestReused, erase_person
 from casemesh.rules import tickets as rules
 from casemesh.v1 import privacy_pb2 as pb
@@ -42,6 +43,12 @@ def erasure_message(erasure: Erasure) -> pb.Erasure:
     )
 
 
+CONTACT_IN_REASON = (
+    "must not hold an e-mail address or phone number: it is kept and published"
+    " after the erasure (give the request's reference)"
+)
+
+
 class PrivacyServicer(pb_grpc.PrivacyServiceServicer):
     def __init__(self, keys: ConnectionPool[Any], clock: Clock) -> None:
         self.keys = keys
@@ -60,6 +67,10 @@ class PrivacyServicer(pb_grpc.PrivacyServiceServicer):
         if fault is not None:
             v.add("person", fault)
         reason = rules.text(v, "reason", request.reason, limit=LIMITS["reason"], single_line=True)
+        if reason and holds_contact(reason):
+            # Kept and published for good, unsealed: the person's address
+            # would outlive the erasure that recorded it.
+            v.add("reason", CONTACT_IN_REASON)
         if not rules.REQUEST_ID.match(request.request_id):
             v.add("request_id", "must be 1–64 characters of letters, digits, '.', '_', ':' or '-'")
         v.raise_if_any()

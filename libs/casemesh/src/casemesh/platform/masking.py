@@ -21,6 +21,18 @@ _IN_TOKEN = rf"[^\W{_SPACELESS}]"
 _PHONE = re.compile(rf"(?<!{_IN_TOKEN})(?<!-)\+?\d[\d\s-]{{6,}}\d(?!{_IN_TOKEN})(?!-)")
 
 
+# A date written with dashes is a phone-like run to `_PHONE`, and no contact.
+_DATE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}")
+
+
+def holds_contact(text: str) -> bool:
+    """Whether free text holds an e-mail address or a phone-like number
+    (what `mask_text` masks, but a date such as 2026-12-01)."""
+    if _EMAIL.search(text):
+        return True
+    return any(not _DATE.fullmatch(m.group(0)) for m in _PHONE.finditer(text))
+
+
 def mask_email(address: str) -> str:
     local, _, domain = address.partition("@")
     if not domain:
