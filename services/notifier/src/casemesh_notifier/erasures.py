@@ -36,7 +36,8 @@ scrub, in the transaction that records the event consumed (`Planner`):
   a case they open after it (its contacts sealed with the key they have
   since) is told as any, whether it is heard before the erasure or after:
   rows first naming them after the erasure's time (`named_at`), and their
-  jobs, are left as they are (`NAMED_SINCE`);
+  jobs, are left as they are (`NAMED_SINCE`), as are one-time codes issued
+  after it (`ISSUED_SINCE`: a phone change begun since);
 - the outcome events of those jobs in `notification_outbox` lose the masked
   recipient and the error text (which may quote an address). No outcome event
   says "cancelled": the topic's messages do not include one.
@@ -57,7 +58,7 @@ import dataclasses
 import functools
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -66,6 +67,7 @@ from markupsafe import escape
 from casemesh.events.v1 import notifications_pb2 as nev
 from casemesh.platform.envelope import message_class
 from casemesh_notifier.metrics import OUTCOMES
+from casemesh_notifier.policy import CODE_TEMPLATE
 from casemesh_notifier.rendering import shows_subject
 from casemesh_notifier.store import COPY_ROWS, copy_params
 
@@ -92,6 +94,19 @@ class Forgotten:
 # are theirs anew, as if the erasure had been heard first.
 NAMED_SINCE = "COALESCE({p}.user_id = ANY(%(people)s) AND {p}.named_at > %(at)s, false)"
 
+# How long a one-time code holds: `VerificationCodeIssued.expire_time` is
+# ten minutes after the code was issued.
+CODE_LIFE = timedelta(minutes=10)
+
+# A one-time code (alias `j`; it has no party row for `NAMED_SINCE` to
+# spare) issued after the erasure's time (`%(at)s`): a phone change of
+# someone back since, heard before the erasure was. It is theirs anew, as
+# the planner leaves one heard after the erasure. When the code was issued
+# is its expiry less its life: the job keeps no other time of its cause
+# (`created_at` is when the notifier heard it, which says nothing of the
+# erasure's order).
+ISSUED_SINCE = "COALESCE(j.template = %(code)s AND j.expires_at - %(code_life)s > %(at)s, false)"
+
 # The jobs of the people (`%(people)s`): those planned for them, those of
 # their party rows planned for nobody known (a party's row names whoever the
 # case's last event named: jobs planned for an earlier party are theirs),
@@ -104,7 +119,7 @@ THEIR_JOBS = (
     " WHERE (j.user_id = ANY(%(people)s) OR (j.user_id = '' AND p.user_id = ANY(%(people)s))"
     "   OR (p.case_name IS NULL AND j.user_id = '' AND j.recipient <> ''"
     "       AND j.recipient = ANY(%(addresses)s)))"
-    f"  AND NOT {NAMED_SINCE.format(p='p')}"
+    f"  AND NOT {NAMED_SINCE.format(p='p')} AND NOT {ISSUED_SINCE}"
     " ORDER BY j.id FOR UPDATE OF j"
 )
 
@@ -240,7 +255,17 @@ async def forget_people(
     # Their phone changes heard, forgotten with them. (Their numbers are not
     # scrubbed from jobs as theirs: an old one may be a stranger's now.)
     await conn.execute("DELETE FROM phone_changes_heard WHERE person = ANY(%s)", (people,))
-    jobs = await _scrub_jobs(conn, THEIR_JOBS, {"people": people, "addresses": addresses, "at": at})
+    jobs = await _scrub_jobs(
+        conn,
+        THEIR_JOBS,
+        {
+            "people": people,
+            "addresses": addresses,
+            "at": at,
+            "code": CODE_TEMPLATE,
+            "code_life": CODE_LIFE,
+        },
+    )
     jobs += await _scrub_jobs(conn, THEIR_COPIES, copy_params(people=people, at=at))
     await _unword(conn, people, at)
     unsaid = await _unsay(conn, people, at)
