@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+import uuid
 from typing import Any
 
 from prometheus_client import REGISTRY
@@ -185,9 +186,35 @@ async def serve_notifications(
     )
 
 
+USAGE = "usage: python -m casemesh_notifier [run | replay [JOB_ID ...]]"
+
+
+def job_ids(given: list[str]) -> list[str]:
+    """The jobs `replay` was given: a job's id, or the key a provider saw
+    for it (`<job id>.N` once it was given a new address) read as its job.
+    One that is neither stops the command, naming it, before anything is
+    queued again."""
+    ids = []
+    for text in given:
+        head, _, tail = text.partition(".")
+        try:
+            ids.append(str(uuid.UUID(head)))
+            if tail and not tail.isdigit():
+                raise ValueError(tail)
+        except ValueError:
+            print(f"not a job id: {text!r} (a UUID, or <job id>.N)", file=sys.stderr)
+            print(USAGE, file=sys.stderr)
+            raise SystemExit(2) from None
+    return ids
+
+
 def main() -> None:
     exit_on_sigterm()
     args = sys.argv[1:] or ["run"]
+    if args[0] not in ("run", "replay"):
+        print(USAGE, file=sys.stderr)
+        raise SystemExit(0 if args[0] in ("-h", "--help") else 2)
+    chosen = job_ids(args[1:]) if args[0] == "replay" else []
     # Replaying parked jobs serves no API: it needs no key of the gateway's.
     cfg = settings_mod.load(NotifierServiceSettings if args[0] == "run" else NotifierSettings)
     configure_logging(cfg.service_name, cfg.log_level, cfg.log_format)
@@ -197,12 +224,9 @@ def main() -> None:
         serve_metrics(cfg.metrics_addr)
         with alive_while_starting(cfg.grpc_addr):
             asyncio.run(run(cfg))
-    elif args[0] == "replay":
-        count = asyncio.run(replay_parked(cfg.database_url, args[1:] or None, SystemClock().now()))
-        print(f"{count} parked job(s) queued again")
     else:
-        print("usage: python -m casemesh_notifier [run | replay [JOB_ID ...]]", file=sys.stderr)
-        raise SystemExit(2)
+        count = asyncio.run(replay_parked(cfg.database_url, chosen or None, SystemClock().now()))
+        print(f"{count} parked job(s) queued again")
 
 
 if __name__ == "__main__":
