@@ -38,9 +38,10 @@ from casemesh_evidence.lifecycle import GROUP as EVIDENCE_GROUP
 from casemesh_evidence.settings import EvidenceSettings
 from casemesh_gateway.settings import GatewaySettings
 from casemesh_gateway.web import CONTENT_SECURITY_POLICY, content_security_policy
-from casemesh_notifier.settings import NotifierSettings
+from casemesh_notifier.settings import NotifierServiceSettings, NotifierSettings
 from casemesh_reports.settings import ConsumerSettings as ReportsConsumerSettings
 from scripts.deploy_check import SETTINGS, Render, Report, check_settings
+from tests.support import personal_env
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
@@ -1090,6 +1091,57 @@ def test_each_evidence_size_limit_fits_the_spool_budget_or_the_service_does_not_
     monkeypatch.setenv("CASEMESH_MAX_PDF_BYTES", str((100 << 20) + 1))
     with pytest.raises(ValidationError, match="CASEMESH_MAX_PDF_BYTES"):
         EvidenceSettings()
+
+
+def _notifier_environment(k: Kustomized, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment the overlay's notifier starts with, what its Secrets
+    give made up."""
+    (notifier,) = [c for c in containers(k.objects) if c.argv[1:] == ["-m", "casemesh_notifier"]]
+    for name in [n for n in os.environ if n.startswith("CASEMESH_")]:
+        monkeypatch.delenv(name)
+    for name, value in notifier.env(k).items():
+        if name.startswith("CASEMESH_") and value is not None:
+            monkeypatch.setenv(name, value)
+    secrets = {
+        **personal_env(),
+        "CASEMESH_INTERNAL_VERIFY_KEY": verify_key_of(new_signing_key()),
+        "CASEMESH_DATABASE_URL": "postgresql://notifier@db/notifier",
+        "CASEMESH_SMTP_HOST": "smtp.help.example.com",
+        "CASEMESH_SMS_URL": "https://sms.example.com/send",
+        "CASEMESH_REPLY_DOMAIN": "reply.example.com",
+        "CASEMESH_REPLY_TOKEN_SECRET": "s" * 32,
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_production_sends_no_email_until_its_sender_is_set(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real relay refuses a sender on a domain it may not send for (the
+    base's support@casemesh.local, which only the dev sinks take): every
+    e-mail would be retried or parked and nobody told. The production overlay
+    leaves the sender to set, and its notifier refuses to start until it is
+    set, naming it; the dev overlay's starts."""
+    as_deployed = PROD.configmaps["notifier-config"]["CASEMESH_MAIL_FROM"]
+    assert as_deployed == "CHANGE-ME"
+    _notifier_environment(DEV, monkeypatch)
+    assert settings_load(NotifierServiceSettings).mail_from.endswith("@casemesh.local>")
+
+    _notifier_environment(PROD, monkeypatch)
+    # As deployed, and half replaced.
+    for placeholder in (as_deployed, "Casemesh Support <support@CHANGE-ME>"):
+        monkeypatch.setenv("CASEMESH_MAIL_FROM", placeholder)
+        with pytest.raises(SystemExit) as stopped:
+            settings_load(NotifierServiceSettings)
+        assert stopped.value.code == 2
+        refused = capsys.readouterr().err.splitlines()[1:]
+        assert refused == [
+            f"  CASEMESH_MAIL_FROM: Value error, {placeholder!r} is a placeholder: set the"
+            " sender of every e-mail, on a domain whose SPF and DMARC let the relay send for it"
+        ]
+    monkeypatch.setenv("CASEMESH_MAIL_FROM", "Casemesh Support <support@help.example.com>")
+    assert settings_load(NotifierServiceSettings).mail_from.endswith("@help.example.com>")
 
 
 def test_the_deploy_check_refuses_a_variable_no_setting_reads_and_a_required_one_missing() -> None:

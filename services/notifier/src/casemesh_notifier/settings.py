@@ -118,6 +118,14 @@ class NotifierSettings(PostgresSettings, KafkaSettings, PersonalDataSettings):
     @field_validator("mail_from")
     @classmethod
     def _mailbox(cls, v: str) -> str:
+        # The production overlay's placeholder, also half replaced
+        # (`support@CHANGE-ME` reads as a mailbox): a relay would refuse every
+        # e-mail from it, so the notifier stops at start instead.
+        if "CHANGE-ME" in v:
+            raise ValueError(
+                f"{v!r} is a placeholder: set the sender of every e-mail, on a domain"
+                " whose SPF and DMARC let the relay send for it"
+            )
         mime.mailbox(v)
         return v
 
