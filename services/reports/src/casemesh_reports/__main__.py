@@ -80,7 +80,10 @@ async def run_api(cfg: ReportsSettings) -> None:
                 Projector(app, app.view, project, name="reports_view"),
                 case_timer(app, cfg.database_url, TIMERS),
                 ErasureFollower(
-                    cfg, lambda person: app.forget_in_view(person, index_doc), app.forget_keys
+                    cfg,
+                    lambda person: app.forget_in_view(person, index_doc),
+                    app.forget_keys,
+                    forget_late=lambda person: app.forget_in_view(person, index_doc, lately=False),
                 ),
             ],
             close=app.close,

@@ -78,12 +78,20 @@ class ReportsBase(CaseApplication[ReportCase]):
     def visible_to(self, case: ReportCase, who: Identity) -> bool:
         return who.subject in case_parties(case)
 
-    def forget_in_view(self, person: str, render: Callable[[Any], dict[str, Any] | None]) -> int:
+    def forget_in_view(
+        self,
+        person: str,
+        render: Callable[[Any], dict[str, Any] | None],
+        *,
+        lately: bool = True,
+    ) -> int:
         """After `person` was erased: drops their keys from this process's
         memory, then renders again (`render`) the view's documents that may
         hold their text: their reports, those reports' cases, the cases
-        naming them as the uploader. Returns how many. Idempotent."""
-        self.forget_keys(person)
+        naming them as the uploader. Returns how many. Idempotent. Not
+        `lately`, no key is dropped (as `CaseApplication.forget_person`)."""
+        if lately:
+            self.forget_keys(person)
         aggregates: list[Any] = [self.repository.get(ident) for ident in self.view.naming(person)]
         for aggregate in aggregates:
             self.view.rewrite(aggregate, render(aggregate))

@@ -57,7 +57,10 @@ async def serve_case_api(
             IndexProjector(app, app.index, index_row),
             case_timer(app, cfg.database_url, timers),
             ErasureFollower(
-                cfg, lambda person: app.forget_person(person, index_row), app.forget_keys
+                cfg,
+                lambda person: app.forget_person(person, index_row),
+                app.forget_keys,
+                forget_late=lambda person: app.forget_person(person, index_row, lately=False),
             ),
         ],
         close=app.close,

@@ -223,11 +223,17 @@ class CaseApplication(TracedApplication, Generic[C]):
         )
         return True
 
-    def forget_person(self, person: str, to_row: Callable[[C], CaseRow]) -> int:
+    def forget_person(
+        self, person: str, to_row: Callable[[C], CaseRow], *, lately: bool = True
+    ) -> int:
         """After `person` was erased: drops their keys from this process's
         memory, then renders the index rows of their cases again (`to_row`),
-        their fields now erased. Returns how many cases. Idempotent."""
-        self.forget_keys(person)
+        their fields now erased. Returns how many cases. Idempotent. Not
+        `lately` (an erasure heard long after it was written), no key is
+        dropped: none of theirs from before it is left in memory, and
+        dropping refuses the person, who may have come back, for a while."""
+        if lately:
+            self.forget_keys(person)
         cases: list[C] = [self.repository.get(UUID(i)) for i in self.index.cases_of(person)]
         self.index.rewrite([to_row(case) for case in cases])
         return len(cases)

@@ -18,6 +18,13 @@ after a crash before its offset was committed: forgetting twice is
 harmless), then once more a little later in a second group of the
 service's (`again_group`), and every process of a service that holds keys
 drops the person's keys on hearing it in a group of its own.
+
+An erasure heard long after it was written (a group new or reset, or whose
+offsets expired while the service was stopped: each reads the whole topic
+again) is forgotten still, its rows rendered again, but drops no key: no
+process holds one of the person's from before it by then, and dropping
+them refuses the person for a while (`PERSON_ERASED_MEANWHILE`), who may
+have come back since.
 """
 
 from __future__ import annotations
@@ -80,7 +87,10 @@ class ErasureFollower(ConsumerThread):
     `drop_keys`, the process also hears each erasure in a group of its own
     (new at each start, so it reads every erasure again: one written longer
     ago than a key may stay in memory is passed over) and drops the
-    person's keys from its memory at once. The service's name
+    person's keys from its memory at once. For an erasure written that long
+    ago, the service's groups call `forget_late` instead of `forget` (its
+    rows rendered again, its keys left alone; `forget` itself if not given,
+    for a service whose forgetting drops no key). The service's name
     (`cfg.service_name`) names it in logs and its groups."""
 
     def __init__(
@@ -91,6 +101,7 @@ class ErasureFollower(ConsumerThread):
         *,
         again_after: float | None = None,
         forget_at: Callable[[str, datetime], int] | None = None,
+        forget_late: Callable[[str], int] | None = None,
     ) -> None:
         # A process that holds keys has the setting; one that does not, the
         # default of those that do. Past this after an erasure was written,
@@ -106,6 +117,7 @@ class ErasureFollower(ConsumerThread):
         if forget_at is None and forget is not None:
             forget_at = _untimed(forget)
         self._forget, self._drop_keys, self._again_after = forget_at, drop_keys, again_after
+        self._forget_late = forget_at if forget_late is None else _untimed(forget_late)
         # When this process first read each erasure waiting for its second
         # pass (by where it sits): the wait is counted from then at the
         # latest, whatever time the record says it was written.
@@ -134,7 +146,7 @@ class ErasureFollower(ConsumerThread):
         if erased is None:
             return
         person, at = erased
-        cases = await self._forget_now(person, at)
+        cases = await self._forget_now(person, at, self._lately(place))
         log.info("person.forgotten", person=person, cases=cases)
 
     async def _again(self, event: CloudEvent, place: Place) -> None:
@@ -155,13 +167,18 @@ class ErasureFollower(ConsumerThread):
             raise Later(due - now)
         self._first_read.pop(where, None)
         person, at = erased
-        cases = await self._forget_now(person, at)
+        # Lately or not as when first heard: the second pass of an erasure
+        # heard lately drops their keys as the first did.
+        cases = await self._forget_now(person, at, self._lately(place, first))
         log.info("person.forgotten_again", person=person, cases=cases)
 
-    async def _forget_now(self, person: str, at: datetime) -> int:
-        assert self._forget is not None  # subscribed only then
+    async def _forget_now(self, person: str, at: datetime, lately: bool = True) -> int:
+        """Forgets the person (`forget`), or, for an erasure written long
+        ago, renders their rows again without dropping a key (`forget_late`)."""
+        forget = self._forget if lately else self._forget_late
+        assert forget is not None  # subscribed only then
         try:
-            return await asyncio.to_thread(self._forget, person, at)
+            return await asyncio.to_thread(forget, person, at)
         except PersonalDataError as exc:
             # A case this process cannot read (a master key missing from its
             # secret, a stored key or token altered): read the erasure again
@@ -175,10 +192,18 @@ class ErasureFollower(ConsumerThread):
         group is new at each start, and reads every erasure there has been)
         has nothing of theirs left here to drop."""
         erased = _erased(event)
-        written = place.timestamp_ms / 1000 if place.timestamp_ms > 0 else time.time()
-        lately = time.time() - written <= self._held_for
-        if erased is not None and self._drop_keys is not None and lately:
+        if erased is not None and self._drop_keys is not None and self._lately(place):
             self._drop_keys(erased[0])
+
+    def _lately(self, place: Place, heard: float | None = None) -> bool:
+        """Whether the erasure at `place` was written lately when this
+        process heard it (now, if not given): a process may still hold a
+        key of the person's from before it, or a case it created revealed.
+        One without a time counts as written then."""
+        if heard is None:
+            heard = time.time()
+        written = place.timestamp_ms / 1000 if place.timestamp_ms > 0 else heard
+        return heard - written <= self._held_for
 
 
 def _erased(event: CloudEvent) -> tuple[str, datetime] | None:
