@@ -35,6 +35,7 @@ from casemesh.platform.personal import (
     open_sealer,
 )
 from casemesh.platform.personal.erasures import RequestReused, erase_person
+from casemesh.platform.personal.keys import WrappedKey
 from casemesh.platform.personal.masterkeys import new_master_key
 from casemesh.platform.personal.postgres import create_schema, open_pool
 from tests.conftest import Infra
@@ -191,8 +192,9 @@ def test_after_a_rewrap_only_the_new_master_key_is_needed(
     tokens = {p: before.seal(f"{p}'s phone", p) for p in people}
 
     rotating = DataKeys(PostgresKeyStore(pool), MasterKeys.parse(f"new:{NEW},old:{OLD}"))
-    assert rotating.rewrap(batch=2) == 5
-    assert rotating.rewrap() == 0
+    done = rotating.rewrap(batch=2)
+    assert (done.moved, done.left) == (5, 0)
+    assert rotating.rewrap().moved == 0
     assert {row[1] for p in people for row in rows(keys_db, p)} == {"new"}
 
     after = sealer(pool, f"new:{NEW}")
@@ -323,6 +325,39 @@ def test_a_service_opens_a_sealer_without_making_tables_and_closes_it(infra: Inf
     assert pool.closed
 
 
+def test_a_key_made_behind_a_rewrap_by_a_pod_on_the_old_secret_is_moved_by_the_next_run(
+    keys_db: str, pool: ConnectionPool[Any]
+) -> None:
+    """While the rewrap goes along the key ids, a pod still on the old
+    secret makes a person's first key, its id below where the pass has got
+    to: the pass counts it as left, and the next run moves it."""
+    old_only = MasterKeys.parse(f"old:{OLD}")
+
+    class MadeMeanwhile(PostgresKeyStore):
+        reads = 0
+
+        def wrapped_by_other_than(
+            self, master_id: str, limit: int, after: uuid.UUID | None = None
+        ) -> list[WrappedKey]:
+            self.reads += 1
+            if self.reads == 2:
+                key_id = uuid.UUID(int=1)
+                made_by, wrapped = old_only.wrap(os.urandom(32), key_id.bytes, ALICE)
+                self.add_current(WrappedKey(key_id, ALICE, made_by, wrapped))
+            return super().wrapped_by_other_than(master_id, limit, after)
+
+    before = sealer(pool, f"old:{OLD}")
+    for n in range(5):
+        before.seal("hello", f"users/{n}")
+    rotating = DataKeys(MadeMeanwhile(pool), MasterKeys.parse(f"new:{NEW},old:{OLD}"))
+    first = rotating.rewrap(batch=2)
+    assert first.moved == 5
+    assert first.made_meanwhile.named == [(uuid.UUID(int=1), "old")] and first.left == 1
+    second = rotating.rewrap(batch=2)
+    assert (second.moved, second.left) == (1, 0)
+    assert rows(keys_db, ALICE) == [(uuid.UUID(int=1), "new", 60, False)]
+
+
 def operator(command: list[str], **env: str) -> subprocess.CompletedProcess[str]:
     """Runs a key database command as an operator would, in a process of its own."""
     return subprocess.run(
@@ -361,6 +396,35 @@ def test_an_operator_makes_the_table_then_rotates_the_master_key_with_two_comman
         assert after.reveal_many(tokens.values()) == {t: f"{p}'s words" for p, t in tokens.items()}
     finally:
         pool.close()
+
+
+def test_a_rewrap_that_meets_a_key_it_cannot_unwrap_moves_the_rest_and_exits_1(
+    keys_db: str, pool: ConnectionPool[Any]
+) -> None:
+    """A data key wrapped by a master key the secret no longer holds (a
+    missed earlier rotation) does not stop the command: every other key is
+    moved, and it exits 1 naming the key left and why. Put back, the master
+    key's keys move on the next run, which exits 0."""
+    gone = new_master_key()
+    tokens = {p: sealer(pool, f"old:{OLD}").seal(f"{p}'s words", p) for p in ("a", "b", "c")}
+    sealer(pool, f"gone:{gone}").seal("lost", ALICE)
+    [(alices, *_)] = rows(keys_db, ALICE)
+
+    rotated = operator(["rewrap"], keys_database_url=keys_db, master_keys=f"new:{NEW},old:{OLD}")
+    assert rotated.returncode == 1, rotated.stderr
+    assert "3 data keys now wrapped by new" in rotated.stdout
+    assert "Data keys still wrapped by a master key other than new: 1." in rotated.stderr
+    assert "a master key CASEMESH_MASTER_KEYS does not hold (1)" in rotated.stderr
+    assert f"{alices} (master key gone)" in rotated.stderr
+    after = sealer(pool, f"new:{NEW}")
+    assert after.reveal_many(tokens.values()) == {t: f"{p}'s words" for p, t in tokens.items()}
+
+    again = operator(
+        ["rewrap"], keys_database_url=keys_db, master_keys=f"new:{NEW},old:{OLD},gone:{gone}"
+    )
+    assert again.returncode == 0, again.stderr
+    assert "1 data keys now wrapped by new" in again.stdout
+    assert rows(keys_db, ALICE)[0][1] == "new"
 
 
 # -- erasures recorded for casemesh.privacy.v1 ----------------------------

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import threading
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from casemesh.platform.errors import Aborted
 from casemesh.platform.personal import (
@@ -37,7 +39,8 @@ from casemesh.platform.personal import (
     is_token,
     randomness,
 )
-from casemesh.platform.personal.keys import WrappedKey
+from casemesh.platform.personal import __main__ as personal_command
+from casemesh.platform.personal.keys import NAMED, WrappedKey
 from casemesh.platform.personal.masterkeys import new_master_key
 from casemesh.platform.personal.sealing import _parse, _seal
 from casemesh.platform.settings import load
@@ -231,8 +234,9 @@ def test_after_a_master_key_rotation_and_rewrap_the_old_master_key_can_go() -> N
 
     # The secret now names a new current key, the old one after it.
     rotating = DataKeys(store, masters("new", "old", keys=secrets))
-    assert rotating.rewrap() == 2
-    assert rotating.rewrap() == 0
+    done = rotating.rewrap()
+    assert (done.moved, done.left) == (2, 0)
+    assert rotating.rewrap().moved == 0
 
     after = Sealer(DataKeys(store, masters("new", keys=secrets)))
     for person, token in tokens.items():
@@ -243,7 +247,8 @@ def test_a_rewrap_reads_each_key_once_and_goes_past_one_it_cannot_move() -> None
     """A pass over the key table goes on from where its last batch ended:
     it reads each key once (from the start each time, a table of millions
     would be read over and over), and a key whose wrapping changed meanwhile
-    (another process wrapped it) does not hold it at that key for ever."""
+    (another process wrapped it) does not hold it at that key for ever. The
+    count after the pass reads only the key left, and names it."""
 
     class Recording(MemoryKeyStore):
         def __init__(self) -> None:
@@ -266,8 +271,134 @@ def test_a_rewrap_reads_each_key_once_and_goes_past_one_it_cannot_move() -> None
     people = [f"users/p{n}" for n in range(7)]
     for person in [*people, BOB]:
         before.seal(f"{person} wrote this", person)
-    assert DataKeys(store, masters("new", "old", keys=secrets)).rewrap(batch=2) == 7
-    assert sorted(store.read) == sorted(set(store.read)) and len(store.read) == 8
+    done = DataKeys(store, masters("new", "old", keys=secrets)).rewrap(batch=2)
+    assert done.moved == 7
+    passed, counted = store.read[:8], store.read[8:]
+    assert len(set(passed)) == 8
+    [bobs] = [k for k in store._keys.values() if k.person == BOB]
+    assert counted == [bobs.key_id]
+    assert done.made_meanwhile.named == [(bobs.key_id, "old")] and done.left == 1
+
+
+def test_a_rewrap_goes_past_keys_it_cannot_unwrap_and_names_them() -> None:
+    """One key wrapped by a master key the secret no longer holds (a missed
+    earlier rotation), one whose row was given another person's wrapping:
+    the rewrap moves every other key, before and after them, logs each of
+    the two by id and master id only, and counts them as left."""
+    store = MemoryKeyStore()
+    secrets: dict[str, str] = {}
+    before = sealer(store, masters("old", keys=secrets))
+    tokens = {p: before.seal(f"{p} wrote this", p) for p in [f"users/p{n}" for n in range(6)]}
+    sealer(store, masters("gone", keys=secrets)).seal("lost", ALICE)
+    before.seal("hello", BOB)
+    alices, bobs, p0s = (
+        next(k for k in store._keys.values() if k.person == p) for p in (ALICE, BOB, "users/p0")
+    )
+    store._keys[bobs.key_id] = WrappedKey(bobs.key_id, BOB, p0s.master_id, p0s.wrapped)
+
+    rotating = DataKeys(store, masters("new", "old", keys=secrets))
+    with capture_logs() as logs:
+        done = rotating.rewrap(batch=2)
+    assert done.moved == 6 and done.left == 2
+    assert done.master_missing.named == [(alices.key_id, "gone")]
+    assert done.altered.named == [(bobs.key_id, "old")]
+    assert done.made_meanwhile.count == 0
+    passed = [e for e in logs if e["event"] == "personal.rewrap_passed_over"]
+    assert sorted((e["key_id"], e["master_key"]) for e in passed) == sorted(
+        [(str(alices.key_id), "gone"), (str(bobs.key_id), "old")]
+    )
+    for event in passed:
+        assert set(event) == {"event", "log_level", "key_id", "master_key", "error"}
+
+    after = Sealer(DataKeys(store, masters("new", keys=secrets)))
+    assert after.reveal_many(tokens.values()) == {t: f"{p} wrote this" for p, t in tokens.items()}
+
+
+def test_a_key_made_behind_the_rewrap_is_counted_and_the_next_run_moves_it() -> None:
+    """A process still on the old secret makes a key while the rewrap runs,
+    its id below where the pass has got to: the pass cannot see it, the
+    count after it does, and a second run moves it."""
+    secrets: dict[str, str] = {}
+    old_only = masters("old", keys=secrets)
+
+    class MadeMeanwhile(MemoryKeyStore):
+        reads = 0
+
+        def wrapped_by_other_than(
+            self, master_id: str, limit: int, after: uuid.UUID | None = None
+        ) -> list[WrappedKey]:
+            self.reads += 1
+            if self.reads == 2:  # the pass is past its first batch
+                key_id = uuid.UUID(int=1)
+                master_id_, wrapped = old_only.wrap(os.urandom(32), key_id.bytes, ALICE)
+                self.add_current(WrappedKey(key_id, ALICE, master_id_, wrapped))
+            return super().wrapped_by_other_than(master_id, limit, after)
+
+    store = MadeMeanwhile()
+    before = Sealer(DataKeys(store, old_only))
+    for n in range(5):
+        before.seal("hello", f"users/p{n}")
+    rotating = DataKeys(store, masters("new", "old", keys=secrets))
+
+    first = rotating.rewrap(batch=2)
+    assert first.moved == 5
+    assert first.made_meanwhile.named == [(uuid.UUID(int=1), "old")] and first.left == 1
+    second = rotating.rewrap(batch=2)
+    assert (second.moved, second.left) == (1, 0)
+    assert {k.master_id for k in store._keys.values()} == {"new"}
+
+
+def run_rewrap(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    store: MemoryKeyStore,
+    setting: str,
+) -> tuple[int, str, str]:
+    """The operator's `rewrap` command on `store` with the secret `setting`:
+    its exit status, stdout and stderr."""
+
+    @contextlib.contextmanager
+    def open_sealer(settings: PersonalDataSettings) -> Iterator[Sealer]:
+        yield Sealer(DataKeys(store, settings.master_key_set()))
+
+    monkeypatch.setenv("CASEMESH_MASTER_KEYS", setting)
+    monkeypatch.setenv("CASEMESH_KEYS_DATABASE_URL", "postgresql://u@db:5432/casemesh_keys")
+    monkeypatch.setattr(personal_command, "open_sealer", open_sealer)
+    monkeypatch.setattr(personal_command, "configure_logging", lambda *_: None)
+    status = personal_command.main(["rewrap"])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_the_rewrap_command_fails_naming_the_keys_it_left_until_none_is_left(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An operator about to drop the old master key is told not to yet: the
+    command exits 1, names the keys left (the first few of many) and says
+    what to do; done that, the next run moves them and exits 0."""
+    store = MemoryKeyStore()
+    secrets: dict[str, str] = {}
+    for n in range(3):
+        sealer(store, masters("old", keys=secrets)).seal("hello", f"users/p{n}")
+    lost = sealer(store, masters("gone", keys=secrets))
+    for n in range(NAMED + 2):
+        lost.seal("hello", f"users/lost{n}")
+    gone = sorted(k.key_id for k in store._keys.values() if k.master_id == "gone")
+    new = f"new:{secrets.setdefault('new', new_master_key())}"
+
+    status, out, err = run_rewrap(monkeypatch, capsys, store, f"{new},old:{secrets['old']}")
+    assert status == 1
+    assert "3 data keys now wrapped by new" in out
+    assert f"Data keys still wrapped by a master key other than new: {NAMED + 2}." in err
+    assert "Keep every master key in CASEMESH_MASTER_KEYS for now" in err
+    assert f"a master key CASEMESH_MASTER_KEYS does not hold ({NAMED + 2})" in err
+    assert all(f"{k} (master key gone)" in err for k in gone[:NAMED])
+    assert str(gone[NAMED]) not in err and "and 2 more" in err
+
+    setting = f"{new},old:{secrets['old']},gone:{secrets['gone']}"
+    status, out, err = run_rewrap(monkeypatch, capsys, store, setting)
+    assert (status, err) == (0, "")
+    assert f"{NAMED + 2} data keys now wrapped by new" in out
 
 
 def revealed_by_a_replica(now: list[float]) -> tuple[Sealer, Sealer, str]:
@@ -329,7 +460,8 @@ def test_without_the_rewrap_dropping_the_old_master_key_is_refused_by_name() -> 
     secrets: dict[str, str] = {}
     token = sealer(store, masters("old", keys=secrets)).seal("hello", ALICE)
     only_new = Sealer(DataKeys(store, masters("new", keys=secrets)))
-    with pytest.raises(UnknownMasterKey, match=r"'old'.*CASEMESH_MASTER_KEYS"):
+    [alices] = store._keys
+    with pytest.raises(UnknownMasterKey, match=rf"{alices}.*'old'.*CASEMESH_MASTER_KEYS"):
         only_new.reveal(token)
 
 
@@ -574,7 +706,8 @@ def test_a_wrapped_key_moved_to_another_persons_row_is_refused_not_revealed() ->
     store._keys[alices.key_id] = WrappedKey(alices.key_id, BOB, alices.master_id, alices.wrapped)
     reader = Sealer(DataKeys(store, personal.keys.masters))
     assert reader.look_many([token])[token].disclosure is Disclosure.REFUSED
-    with pytest.raises(WrappedKeyRefused):
+    # Named by id, so that an operator can find the row.
+    with pytest.raises(WrappedKeyRefused, match=f"data key {alices.key_id}, wrapped by master"):
         reader.reveal(token)
 
 
@@ -740,7 +873,7 @@ def test_case_keys_move_to_a_new_master_key_with_the_rest() -> None:
     store = MemoryKeyStore()
     secrets: dict[str, str] = {}
     token = sealer(store, masters("old", keys=secrets)).seal("hello", ALICE, CASE_A)
-    assert DataKeys(store, masters("new", "old", keys=secrets)).rewrap() >= 2
+    assert DataKeys(store, masters("new", "old", keys=secrets)).rewrap().moved >= 2
     assert Sealer(DataKeys(store, masters("new", keys=secrets))).reveal(token) == "hello"
 
 

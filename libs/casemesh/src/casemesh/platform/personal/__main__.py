@@ -6,15 +6,19 @@
 
 `schema` reads `CASEMESH_KEYS_DATABASE_URL`; `rewrap` also reads
 `CASEMESH_MASTER_KEYS`, whose first key becomes every data key's wrapping.
+`rewrap` exits 1 when it leaves data keys on another master key, naming
+them and saying why on stderr: that master key must not be dropped yet.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from casemesh.platform.logging import configure_logging, get_logger
 from casemesh.platform.personal import open_sealer
-from casemesh.platform.personal.masterkeys import ID, new_master_key
+from casemesh.platform.personal.keys import LeftBehind, Rewrapped
+from casemesh.platform.personal.masterkeys import ID, SETTING, new_master_key
 from casemesh.platform.personal.postgres import create_schema
 from casemesh.platform.personal.settings import KeyDatabaseSettings, PersonalDataSettings
 from casemesh.platform.settings import load
@@ -47,11 +51,60 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     settings = load(PersonalDataSettings)
     configure_logging(settings.service_name, settings.log_level, settings.log_format)
+    current = settings.master_key_set().current_id
     with open_sealer(settings) as sealer:
-        moved = sealer.keys.rewrap()
-    log.info("keys.rewrapped", keys=moved, master_key=settings.master_key_set().current_id)
-    print(f"{moved} data keys now wrapped by {settings.master_key_set().current_id}")
-    return 0
+        done = sealer.keys.rewrap()
+    log.info(
+        "keys.rewrapped",
+        keys=done.moved,
+        master_key=current,
+        left_master_missing=done.master_missing.count,
+        left_altered=done.altered.count,
+        left_made_meanwhile=done.made_meanwhile.count,
+    )
+    print(f"{done.moved} data keys now wrapped by {current}")
+    if not done.left:
+        return 0
+    print(left_behind(done, current), file=sys.stderr)
+    return 1
+
+
+def left_behind(done: Rewrapped, current: str) -> str:
+    """What an operator reads when a rewrap left keys on other master keys:
+    how many, which (by id), why, and what to do before the next run."""
+    lines = [
+        f"Data keys still wrapped by a master key other than {current}: {done.left}."
+        f" Keep every master key in {SETTING} for now: dropping one that still wraps"
+        " data keys makes what they sealed unreadable."
+    ]
+    for left, why, what_to_do in [
+        (
+            done.master_missing,
+            f"Wrapped by a master key {SETTING} does not hold",
+            "put it back, after the current one, and run the rewrap again.",
+        ),
+        (
+            done.altered,
+            "Not unwrapping, their row altered or given another person's wrapping",
+            "restore those rows from a backup of the key database, keeping the master"
+            " key that wraps them.",
+        ),
+        (
+            done.made_meanwhile,
+            "Made or wrapped anew while the rewrap went by, by a process still on the old secret",
+            f"once every process runs with {current} first, run the rewrap again.",
+        ),
+    ]:
+        if left.count:
+            lines += [f"{why} ({left.count}): {what_to_do}", *named(left)]
+    return "\n".join(lines)
+
+
+def named(left: LeftBehind) -> list[str]:
+    lines = [f"  {key_id} (master key {master_id})" for key_id, master_id in left.named]
+    if left.count > len(left.named):
+        lines.append(f"  and {left.count - len(left.named)} more")
+    return lines
 
 
 if __name__ == "__main__":

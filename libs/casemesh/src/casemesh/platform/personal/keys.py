@@ -45,14 +45,19 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from casemesh.platform.errors import Aborted
 from casemesh.platform.identity import RESERVED_SUBJECTS
 from casemesh.platform.logging import get_logger
-from casemesh.platform.personal.errors import PersonalDataError, UnknownDataKey
+from casemesh.platform.personal.errors import (
+    PersonalDataError,
+    UnknownDataKey,
+    UnknownMasterKey,
+    WrappedKeyRefused,
+)
 from casemesh.platform.personal.masterkeys import MasterKeys
 
 log = get_logger(__name__)
@@ -64,6 +69,8 @@ CASE_KEYS = RESERVED_SUBJECTS
 # making of more, in the background.
 SPARES = 128
 REFILL_BELOW = 32
+# How many keys of each kind a rewrap names when it leaves some behind.
+NAMED = 20
 
 
 def is_case_key(owner: str) -> bool:
@@ -102,6 +109,39 @@ class DataKey:
 # never held, `UnknownMasterKey` or `WrappedKeyRefused` for one that does not
 # unwrap).
 Lookup = DataKey | None | PersonalDataError
+
+
+@dataclass(slots=True)
+class LeftBehind:
+    """Keys a rewrap left wrapped by another master key than the current
+    one, of one kind: how many, and the first `NAMED` (id, master id)."""
+
+    count: int = 0
+    named: list[tuple[uuid.UUID, str]] = field(default_factory=list)
+
+    def add(self, key: WrappedKey) -> None:
+        self.count += 1
+        if len(self.named) < NAMED:
+            self.named.append((key.key_id, key.master_id))
+
+
+@dataclass(slots=True)
+class Rewrapped:
+    """What a rewrap moved onto the current master key, and the live keys it
+    left on others, by why: wrapped by a master key the secret does not
+    hold; wrapped in a way that does not match the row (altered, or moved
+    from another person's); or readable, but made (or wrapped anew) while
+    the pass went by, which a run after it moves. While any is left, the
+    master keys that wrap them must stay in the secret."""
+
+    moved: int = 0
+    master_missing: LeftBehind = field(default_factory=LeftBehind)
+    altered: LeftBehind = field(default_factory=LeftBehind)
+    made_meanwhile: LeftBehind = field(default_factory=LeftBehind)
+
+    @property
+    def left(self) -> int:
+        return self.master_missing.count + self.altered.count + self.made_meanwhile.count
 
 
 class KeyStore(Protocol):
@@ -460,21 +500,56 @@ class DataKeys:
                 if not ids:
                     del self._held[entry[1].person]
 
-    def rewrap(self, batch: int = 500) -> int:
+    def rewrap(self, batch: int = 500) -> Rewrapped:
         """Wraps every stored key wrapped by an older master key with the
-        current one; returns how many. Afterwards the older master keys can be
-        dropped from the secret. Safe to run in several processes at once."""
-        moved, after = 0, None
+        current one, then counts the live keys still wrapped by another (see
+        `Rewrapped`); the older master keys can be dropped from the secret
+        only when none is left. Safe to run in several processes at once.
+
+        A key that does not unwrap is logged (its id and master id, nothing
+        of the key or its person) and passed over: one bad row must not keep
+        every key after it on the old master key. The pass goes once along
+        the key ids, so a key made behind it meanwhile, by a process still
+        wrapping with an older master key, is only counted: the next run
+        moves it."""
+        done = Rewrapped()
         current = self.masters.current_id
+        for old in self._wrapped_by_others(current, batch):
+            try:
+                secret = self._unwrap(old).secret
+            except PersonalDataError as exc:
+                log.warning(
+                    "personal.rewrap_passed_over",
+                    key_id=str(old.key_id),
+                    master_key=old.master_id,
+                    error=type(exc).__name__,
+                )
+                continue
+            master_id, wrapped = self.masters.wrap(secret, old.key_id.bytes, old.person)
+            done.moved += self.store.replace_wrapping(old, master_id, wrapped)
+        for left in self._wrapped_by_others(current, batch):
+            self._count_left(left, done)
+        return done
+
+    def _wrapped_by_others(self, current: str, batch: int) -> Iterator[WrappedKey]:
+        """Every live key wrapped by another master key than `current`, in
+        the order of their ids, read `batch` at a time, each batch from where
+        the last ended (a table of millions is read once, not over and over)."""
+        after = None
         while stale := self.store.wrapped_by_other_than(current, batch, after):
             after = stale[-1].key_id
-            for old in stale:
-                secret = self.masters.unwrap(
-                    old.master_id, old.wrapped, old.key_id.bytes, old.person
-                )
-                master_id, wrapped = self.masters.wrap(secret, old.key_id.bytes, old.person)
-                moved += self.store.replace_wrapping(old, master_id, wrapped)
-        return moved
+            yield from stale
+
+    def _count_left(self, key: WrappedKey, done: Rewrapped) -> None:
+        """Counts a key a rewrap left behind under why it was left."""
+        try:
+            self._unwrap(key)
+        except UnknownMasterKey:
+            done.master_missing.add(key)
+        except WrappedKeyRefused:
+            done.altered.add(key)
+        else:
+            done.made_meanwhile.add(key)
 
     def close(self) -> None:
         self.store.close()

@@ -13,8 +13,11 @@ data key wrapped by a master key it does not hold:
 1. Deploy `old,new` everywhere (`new` known, `old` still current), and wait
    until every process runs with it.
 2. Deploy `new,old` everywhere: new data keys are wrapped with `new`.
-3. Once every process has restarted with `new,old`, run the rewrap once
-   (`DataKeys.rewrap`): it moves every data key still wrapped by `old`.
+3. Once every process has restarted with `new,old`, run the rewrap
+   (`DataKeys.rewrap`): it moves every data key still wrapped by `old`, and
+   counts those it could not (a key made behind it by a process still on
+   the old secret, a key that does not unwrap). Run it again, after putting
+   right what it names, until it leaves none.
 4. Drop `old` from the secret: deploy `new`.
 
 Erased data keys are gone from the key database, but not from its backups:
@@ -33,6 +36,7 @@ import base64
 import binascii
 import os
 import re
+import uuid
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
@@ -106,18 +110,24 @@ class MasterKeys:
         """The data key back; raises UnknownMasterKey for a master id the
         secret does not hold, WrappedKeyRefused for a wrapped key that was
         altered or moved to another person's row."""
+        # The messages name the data key by id (never the key or its
+        # person), so that an operator can find its row.
         master = self._keys.get(master_id)
         if master is None:
             raise UnknownMasterKey(
-                f"a data key is wrapped by master key {master_id!r}, which {SETTING} does not"
-                " hold: put it back, after the current one, and run the rewrap"
+                f"data key {uuid.UUID(bytes=key_id)} is wrapped by master key {master_id!r},"
+                f" which {SETTING} does not hold: put it back, after the current one, and run"
+                " the rewrap"
             )
         try:
             return AESGCM(master).decrypt(
                 wrapped[:_NONCE_BYTES], wrapped[_NONCE_BYTES:], _aad(key_id, person)
             )
         except InvalidTag:
-            raise WrappedKeyRefused("a wrapped data key does not match its row") from None
+            raise WrappedKeyRefused(
+                f"data key {uuid.UUID(bytes=key_id)}, wrapped by master key {master_id!r},"
+                " does not match its row"
+            ) from None
 
 
 def new_master_key() -> str:
