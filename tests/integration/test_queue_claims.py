@@ -1,6 +1,6 @@
 """The case queue's claims and clocks on a real PostgreSQL database: 32 agents
-claiming from 10,000 open cases at once, expired leases, and the SLA clock
-arithmetic the whole queue rests on."""
+claiming from 10,000 open cases at once, expired leases, claims kept through
+a rebuild, and the SLA clock arithmetic the whole queue rests on."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from casemesh.platform.pools import async_pool
 from casemesh.rules import leases
 from casemesh.v1 import casequeue_pb2 as pb
 from casemesh_casequeue import sla, store, timer
+from casemesh_casequeue.__main__ import become_ready
 from casemesh_casequeue.api import QueueServicer, _queues, as_told, shown
 from casemesh_casequeue.consumer import Progress
 from casemesh_casequeue.metrics import QueueCollector
@@ -216,6 +217,111 @@ async def test_a_lease_left_to_run_out_while_the_timer_looks_runs_out(queue_db: 
         assert renewal == store.NotHeld.NOT_HOLDER
         again = await store.claim_next(conn, "b", [], timedelta(seconds=30), late)
         assert again is not None and again.name == held.name
+
+
+def moved(obs: Observation, version: int, at: datetime, *, waiting: bool) -> Observation:
+    """The case of `obs` set waiting on its customer, or answered again."""
+    return dataclasses.replace(
+        obs, version=version, at=at, status="PENDING" if waiting else "OPEN", waiting=waiting,
+        created=False, category=None, priority=None,
+    )  # fmt: skip
+
+
+async def test_claims_held_when_the_queue_is_rebuilt_are_still_held_after_the_replay(
+    queue_db: str,
+) -> None:
+    """The operator rebuilds the queue while agents work on cases, and it is
+    away 20 minutes, longer than their 300 s leases. Once the replay has
+    caught up, each still holds their case: another agent's claim does not
+    get it, and the holder's renewal works, as does a retry of the claim
+    that gave it. A case an event after its claim took out of the queue
+    (its customer asked to wait, then answered while the queue was away)
+    comes back free, as it would have had there been no rebuild."""
+    lease, away = timedelta(seconds=300), timedelta(minutes=20)
+    urgent = opened(21, START, priority=4)
+    other = opened(22, START, priority=1)
+    history = [
+        urgent,
+        moved(urgent, 2, START + timedelta(minutes=1), waiting=True),
+        moved(urgent, 3, START + timedelta(minutes=2), waiting=False),
+        other,
+    ]
+    meanwhile = [
+        moved(other, 2, START + timedelta(minutes=4), waiting=True),
+        moved(other, 3, START + timedelta(minutes=5), waiting=False),
+    ]
+    now = START + timedelta(minutes=3)
+    async with (
+        await psycopg.AsyncConnection.connect(queue_db) as consumer,
+        await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as conn,
+    ):
+        for offset, obs in enumerate(history):
+            await consumed(consumer, obs, offset)
+        a = await store.claim_next(conn, "a", [], lease, now, request_id="r-1")
+        c = await store.claim_next(conn, "c", [], lease, now)
+        assert a is not None and a.name == urgent.name
+        assert c is not None and c.name == other.name
+        await store.expire_leases(conn, now)  # the timer's last look before the stop
+        async with await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as job:
+            generation = await store.rebuild(job)
+        # The replay, with what the topics got while the queue was away.
+        for offset, obs in enumerate([*history, *meanwhile]):
+            await consumed(consumer, obs, offset)
+        back = now + away
+        assert await store.restore_claims(conn, generation, back) == 1
+        assert await store.restore_claims(conn, generation, back) == 0  # once
+
+        b = await store.claim_next(conn, "b", [], lease, back)
+        assert b is not None and b.name == other.name  # free again
+        assert await store.claim_next(conn, "b", [], lease, back) is None
+        held = await store.get(conn, urgent.name)
+        assert held is not None and held.holder == "a" and held.hold_since == a.hold_since
+        # The lease it had left when the queue went away, counted from its return.
+        assert held.lease_until == back + lease
+        again = await store.claim_next(conn, "a", [], lease, back, request_id="r-1")
+        assert again is not None and again.name == urgent.name
+        later = back + timedelta(seconds=20)
+        renewed = await store.renew(conn, "a", urgent.name, lease, later)
+        assert isinstance(renewed, Case) and renewed.lease_until == later + lease
+        assert await store.renew(conn, "c", other.name, lease, later) == store.NotHeld.NOT_HOLDER
+
+
+async def test_an_instance_serves_agents_once_the_claims_a_rebuild_kept_are_back(
+    queue_db: str,
+) -> None:
+    """A starting instance becomes ready (the gateway sends it agents) only
+    after its replay has caught up and the kept claims are back on their
+    cases, never while an agent's claim could still get a held case."""
+    t0 = datetime.now(UTC)
+    await seed(queue_db, 1, t0)
+    async with await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as conn:
+        held = await store.claim_next(conn, "a", [], timedelta(seconds=300), t0)
+        assert held is not None
+        generation = await store.rebuild(conn)
+    replaying, replayed = asyncio.Event(), asyncio.Event()
+
+    async def catching_up() -> None:
+        replaying.set()
+        await replayed.wait()
+
+    ready, stop = asyncio.Event(), asyncio.Event()
+    told: list[store.Rebuilt] = []
+    pool = async_pool(queue_db, max_size=2)
+    await pool.open()
+    becoming = asyncio.create_task(
+        become_ready(catching_up(), pool, SystemClock(), generation, ready, stop, told.append)
+    )
+    try:
+        await asyncio.wait_for(replaying.wait(), 30)
+        await seed(queue_db, 1, t0)  # the replay
+        assert not ready.is_set() and holder_of(queue_db) == ""
+        replayed.set()
+        await asyncio.wait_for(ready.wait(), 30)
+        assert holder_of(queue_db) == "a" and not told
+    finally:
+        stop.set()
+        await asyncio.wait_for(becoming, 30)
+        await pool.close()
 
 
 def test_business_hours_skip_nights_and_weekends() -> None:

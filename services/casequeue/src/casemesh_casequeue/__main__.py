@@ -1,19 +1,22 @@
 """`python -m casemesh_casequeue serve`: the queue's gRPC service, the consumer
 of the case topics, the SLA timer and the publisher of SLA events.
-`python -m casemesh_casequeue rebuild`: drop the read model; the next start
-replays the topics from offset 0."""
+`python -m casemesh_casequeue rebuild`: drop the read model, keeping the
+claims agents hold; the next start replays the topics from offset 0 and
+puts the claims back."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 import psycopg
 from prometheus_client import REGISTRY
+from psycopg_pool import AsyncConnectionPool
 
-from casemesh.platform.clock import clock_from_setting
+from casemesh.platform.clock import Clock, clock_from_setting
 from casemesh.platform.consuming import start_broker, watch_lag
 from casemesh.platform.entrypoint import run_command
 from casemesh.platform.grpcutil import serve
@@ -70,10 +73,15 @@ async def run(cfg: QueueSettings) -> None:
         if not halt.is_set():
             fail("consumer", exc)
 
-    # Not ready (no agents' calls) until the topics are read to where they ended now.
+    # Not ready (no agents' calls) until the topics are read to where they
+    # ended now, and the claims a rebuild kept are back.
     ready = asyncio.Event()
+    caught_up = catch_up(cfg.kafka_bootstrap, group, asyncio.Event(), stop)
     tasks = [
-        asyncio.create_task(catch_up(cfg.kafka_bootstrap, group, ready, stop), name="catch-up"),
+        asyncio.create_task(
+            become_ready(caught_up, pool, clock, generation, ready, stop, rebuilt),
+            name="catch-up",
+        ),
         asyncio.create_task(changes.run(stop), name="watch"),
         asyncio.create_task(publisher.run(stop), name="outbox"),
         asyncio.create_task(watch_lag(cfg.kafka_bootstrap, group, TOPICS, stop), name="lag"),
@@ -148,6 +156,43 @@ async def run(cfg: QueueSettings) -> None:
         await pool.close()
     if failed:
         raise SystemExit(1)
+
+
+# How soon claims are put back again after the database did not answer.
+RESTORE_AGAIN_S = 1.0
+
+
+async def become_ready(
+    caught_up: Awaitable[None],
+    pool: AsyncConnectionPool[Any],
+    clock: Clock,
+    generation: int,
+    ready: asyncio.Event,
+    stop: asyncio.Event,
+    rebuilt: Callable[[store.Rebuilt], None],
+) -> None:
+    """Sets `ready` once the replay has `caught_up` (`catch_up`: it ends
+    early only at `stop`) and the claims a rebuild kept are back on their
+    cases (`store.restore_claims`): an agent served before then could be
+    given a case another agent still works on, whose renewal would then be
+    refused."""
+    await caught_up
+    while not stop.is_set():
+        try:
+            async with pool.connection() as conn:
+                restored = await store.restore_claims(conn, generation, clock.now())
+        except store.Rebuilt as exc:
+            rebuilt(exc)
+            return
+        except Exception as exc:  # the database away: the claims wait, and so do agents
+            log.warning("queue.claims_not_restored", error=repr(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), RESTORE_AGAIN_S)
+            continue
+        if restored:
+            log.info("queue.claims_restored", claims=restored)
+        ready.set()
+        return
 
 
 async def rebuild(cfg: RebuildSettings) -> None:

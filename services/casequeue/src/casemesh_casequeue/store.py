@@ -284,6 +284,13 @@ INSERT INTO queue_generation VALUES (true, 1) ON CONFLICT DO NOTHING;
 -- row before its first look.
 CREATE TABLE IF NOT EXISTS queue_lease_look (
     only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row), looked_at timestamptz NOT NULL);
+-- The claims a rebuild found on the cases it dropped (`rebuild`), until the
+-- replay has caught up and they are put back (`restore_claims`): the lease
+-- each had left when the timer last looked, and the case's version when it
+-- was kept (a later event that takes the case out of the queue drops it).
+CREATE TABLE IF NOT EXISTS queue_kept_claims (
+    name text PRIMARY KEY, holder text NOT NULL, hold_since timestamptz,
+    lease_left interval NOT NULL, claim_request text NOT NULL, version bigint NOT NULL);
 """
     + outbox_schema(SLA_EVENTS)
     + CLAIMS
@@ -481,9 +488,22 @@ async def consume(
         before = case.queue
         signals = apply(case, obs, levels)
         await _save(cur, case)
+        if not case.claimable:
+            await _drop_kept_claim(cur, case)
         if not (was_closed and not case.open and not signals):
             await _announce(cur, case, change, signals, before)
     return True
+
+
+async def _drop_kept_claim(cur: psycopg.AsyncCursor[Any], case: Case) -> None:
+    """A claim a rebuild kept is dropped when an event after it takes its
+    case out of the queue (closed, waiting): `apply` would have taken the
+    claim itself off then, had the read model not been dropped. Events up to
+    the claim's, replayed, leave it be: the case was claimable when claimed."""
+    await cur.execute(
+        "DELETE FROM queue_kept_claims WHERE name = %s AND version < %s",
+        (case.name, case.version),
+    )
 
 
 async def fire_due(
@@ -798,10 +818,28 @@ async def keep_instance_lock(
         await conn.close()
 
 
+# The live claims, kept aside by a rebuild (`queue_kept_claims`), each with
+# the lease it had left when the timer last looked: since then nobody could
+# renew it. A claim kept by an earlier rebuild and not put back yet (no
+# instance caught up since) stays, unless its case is held anew.
+KEEP_CLAIMS = """
+INSERT INTO queue_kept_claims (name, holder, hold_since, lease_left, claim_request, version)
+SELECT name, holder, hold_since, lease_until - looked, claim_request, version
+FROM queue_cases, (SELECT coalesce((SELECT looked_at FROM queue_lease_look), now()) AS looked) l
+WHERE holder <> '' AND lease_until > looked
+ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, hold_since = EXCLUDED.hold_since,
+    lease_left = EXCLUDED.lease_left, claim_request = EXCLUDED.claim_request,
+    version = EXCLUDED.version
+"""
+
+
 async def rebuild(conn: psycopg.AsyncConnection[Any]) -> int:
     """Drops the read model; the next start replays the topics from offset 0
     (under a new consumer group). Published SLA events are kept: replaying
-    them again would repeat them. Refused while an instance runs."""
+    them again would repeat them. So are the claims agents hold: claims are
+    no events, and no replay would give them back; they return to their
+    cases once the replay has caught up (`restore_claims`). Refused while
+    an instance runs."""
     cur = await conn.execute(f"SELECT pg_try_advisory_lock({INSTANCES_LOCK})")
     row = await cur.fetchone()
     if not (row and row[0]):
@@ -813,6 +851,73 @@ async def rebuild(conn: psycopg.AsyncConnection[Any]) -> int:
             "UPDATE queue_generation SET generation = generation + 1 RETURNING generation"
         )
         row = await cur.fetchone()
+        await conn.execute(KEEP_CLAIMS)
         await conn.execute("TRUNCATE queue_cases, queue_consumed")
     assert row is not None
     return int(row[0])
+
+
+async def restore_claims(conn: psycopg.AsyncConnection[Any], started: int, now: datetime) -> int:
+    """Puts the claims a rebuild kept back on their cases: what an instance
+    of generation `started` does once the replay has caught up, before it
+    serves agents. Each holder holds its case again under the request id it
+    claimed with, with the lease it had left when the queue went away
+    (nobody could renew meanwhile) counted from `now`; so no other agent's
+    claim gets the case, and the holder's renewal and release work. A case
+    the replay left out of the queue (closed, waiting, or not there at all)
+    loses its kept claim, as the consumer takes a claim off a case that
+    leaves the queue. Returns how many came back. Raises `Rebuilt` if
+    another rebuild ran meanwhile (its claims are its replay's to restore).
+
+    One claim a transaction, its case's row locked before the kept claim's,
+    as the consumer locks them: never a deadlock with a batch being applied,
+    and instances caught up at once restore each claim once."""
+    # The time the queue was away, made up first if the timer has not yet
+    # (for the claims held then: none), lest it be added to the leases put
+    # back, which already leave it out.
+    async with conn.transaction():
+        cur = await conn.execute("SELECT queue_make_up_gap(%s)", (now,))
+        row = await cur.fetchone()
+    _made_up(row[0] if row else None)
+    restored = 0
+    while True:
+        put_back = await _restore_one_claim(conn, started, now)
+        if put_back is None:
+            return restored
+        restored += int(put_back)
+
+
+async def _restore_one_claim(
+    conn: psycopg.AsyncConnection[Any], started: int, now: datetime
+) -> bool | None:
+    """Whether one kept claim went back on its case (None: none was left)."""
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        await check_generation(conn, started)
+        await cur.execute("SELECT name FROM queue_kept_claims ORDER BY name LIMIT 1")
+        first = await cur.fetchone()
+        if first is None:
+            return None
+        name = first["name"]
+        case = await _load(cur, name)
+        await cur.execute(
+            "DELETE FROM queue_kept_claims WHERE name = %s"
+            " RETURNING holder, hold_since, lease_left, claim_request",
+            (name,),
+        )
+        kept = await cur.fetchone()
+        # (None kept: another instance caught up at once put it back first.)
+        if kept is None or case is None or not case.claimable or case.holder:
+            return False
+        await cur.execute(
+            "UPDATE queue_cases SET holder = %s, hold_since = %s, lease_until = %s,"
+            " claim_request = %s WHERE name = %s",
+            (
+                kept["holder"],
+                kept["hold_since"],
+                now + kept["lease_left"],
+                kept["claim_request"],
+                name,
+            ),
+        )
+        await cur.execute("SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, f"CLAIMED|{name}"))
+        return True
