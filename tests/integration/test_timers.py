@@ -5,6 +5,7 @@ are being stored together (group commit), once, across a restart."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from prometheus_client import REGISTRY
 
 from casemesh.platform import following
 from casemesh.platform.identity import Identity
+from casemesh.platform.pools import DatabaseUnavailable
 from casemesh.platform.timers import Deadline, Timer, case_timer
 from casemesh_tickets.application import DeadlineKind, NewTicket, Tickets
 from casemesh_tickets.domain import Ticket
@@ -92,6 +94,62 @@ def test_every_deadline_is_scheduled_once_while_commands_are_stored_together(
     finally:
         again.stop()
     assert scheduled(again) == list(more)
+
+
+def rolling_update(app: Tickets, dsn: str, *, newer_fails_once: bool) -> None:
+    """Replicas of two releases side by side on one table and one tracking
+    row: the older release's timer reads solves and closes only (cancels
+    are a class it does not know), the newer one's cancels too. While the
+    newer one handles a cancel, the older one records the shared position
+    past it; with `newer_fails_once`, the newer one then fails (the
+    database away) and resumes. Every deadline is scheduled."""
+    older = dataclasses.replace(
+        case_timer(app, dsn, "rollout_timers"), events=(Ticket.Solved, Ticket.Closed)
+    )
+    overtaken: list[Any] = []
+
+    def reading(event: Any) -> list[Deadline]:
+        if isinstance(event, Ticket.Cancelled) and not overtaken:
+            overtaken.append(event)
+            older._scheduler.catch_up()
+            if newer_fails_once:
+                raise DatabaseUnavailable("the database is away")
+        return app.deadlines_of(event)
+
+    newer = dataclasses.replace(case_timer(app, dsn, "rollout_timers"), deadlines_of=reading)
+    newer.start()
+    try:
+        solved = app.create_ticket(USER, new_ticket("rollout-solved"))
+        cancelled = app.create_ticket(USER, new_ticket("rollout-cancelled"))
+        app.cancel(USER, cancelled.id, "", etag="")
+        app.solve(AGENT, solved.id, "已处理", etag="")
+        last = app.recorder.max_notification_id()
+        wait_until(lambda: overtaken and newer._scheduler._at == last)
+    finally:
+        newer.stop()
+    assert sorted(scheduled(newer)) == sorted(
+        [(solved.id, DeadlineKind.AUTO_CLOSE), (cancelled.id, DeadlineKind.RETENTION)]
+    )
+
+
+def test_a_replica_of_the_older_release_recording_first_leaves_no_deadline_unscheduled(
+    app: Tickets, dsn: str
+) -> None:
+    """During a rolling update the older release's timer records the shared
+    position past an event that sets a deadline only in the newer release.
+    The newer one's batch holding it was then refused whole, and the
+    position taken as the other replica's: the cancelled ticket's personal
+    data was kept for good. Its deadline is scheduled."""
+    rolling_update(app, dsn, newer_fails_once=False)
+
+
+def test_a_replica_resuming_after_a_failure_reads_on_from_where_it_got_itself(
+    app: Tickets, dsn: str
+) -> None:
+    """A failure (the database away) while the older release's timer
+    records the shared position past what the newer one has yet to handle:
+    resumed from the shared position, the newer one skipped it."""
+    rolling_update(app, dsn, newer_fails_once=True)
 
 
 def test_a_deadline_whose_time_moved_is_kept_and_fired_at_its_new_time(

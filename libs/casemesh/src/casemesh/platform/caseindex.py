@@ -2,7 +2,11 @@
 
 Fed from the application's own notification log; each row and the tracking
 position commit in one transaction, and a row only moves forward in version,
-so replays and several replicas projecting at once change nothing. A case
+so replays and several replicas projecting at once change nothing. That is
+also why a replica writes its rows even when another recorded the shared
+position further first (`SharedTracking`): during a rolling update that
+other may be of the older release, which set aside a case it could not
+read, and the case's row would stay as it was until its next event. A case
 has parties (the users who may list it: a requester, a claimant and an
 uploader, …) and a JSON document the service renders from.
 
@@ -29,11 +33,11 @@ from typing import Any, Generic, TypeVar
 from eventsourcing import persistence
 from eventsourcing.persistence import Notification, Tracking, TrackingRecorder
 from eventsourcing.popo import POPOTrackingRecorder
-from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from eventsourcing.postgres import PostgresDatastore
 from psycopg.sql import SQL, Composable, Identifier, Literal
 from psycopg.types.json import Jsonb
 
-from casemesh.platform.following import Follower
+from casemesh.platform.following import Follower, SharedTracking
 from casemesh.platform.logging import get_logger
 from casemesh.platform.periodic import Periodic
 from casemesh.platform.personal.errors import UnknownDataKey, UnknownMasterKey
@@ -82,7 +86,7 @@ class CaseRow:
     doc: dict[str, Any]
 
 
-class CaseIndex(PostgresTrackingRecorder):
+class CaseIndex(SharedTracking):
     """The case index in the service's database: a table of rows, one a case."""
 
     def __init__(self, datastore: PostgresDatastore, table: str) -> None:
@@ -124,7 +128,8 @@ class CaseIndex(PostgresTrackingRecorder):
 
     def record_many(self, rows: list[CaseRow], tracking: Tracking) -> None:
         """The rows and the tracking position in one transaction; a row only
-        replaces an older version of its case."""
+        replaces an older version of its case, and the position only moves
+        forward."""
         with self.datastore.transaction(commit=True) as curs:
             curs.executemany(
                 SQL(
@@ -299,11 +304,20 @@ class MemoryCaseIndex(POPOTrackingRecorder):
 
     def record_many(self, rows: list[CaseRow], tracking: Tracking) -> None:
         with self._database_lock:
-            self._assert_tracking_uniqueness(tracking)
             for row in rows:
                 held = self.rows.get(row.case_id)
                 if held is None or held.version < row.version:
                     self.rows[row.case_id] = row
+            self._move_to(tracking)
+
+    def insert_tracking(self, tracking: Tracking) -> None:
+        with self._database_lock:
+            self._move_to(tracking)
+
+    def _move_to(self, tracking: Tracking) -> None:
+        """The position, unless it is as far already (`SharedTracking`)."""
+        held = self._max_tracking_ids[tracking.application_name]
+        if held is None or held < tracking.notification_id:
             self._insert_tracking(tracking)
 
     def cases_of(self, party: str) -> list[str]:
@@ -449,7 +463,11 @@ class Projector:
 
     def __post_init__(self) -> None:
         self._follower = Follower(
-            self.app, self.name, lambda: self.recorder.max_tracking_id(self.app.name), self._project
+            self.app,
+            self.name,
+            lambda: self.recorder.max_tracking_id(self.app.name),
+            self._project,
+            own_position=isinstance(self.recorder, SharedTracking),
         )
         self._upkeep: Periodic | None = None
         if self.upkeep is not None:

@@ -12,6 +12,17 @@ notification id stored when it looked. That is safe because the event
 store makes notification ids visible in order (its table lock: no id at or
 below one that has been read becomes visible later, which the relay relies
 on too).
+
+Every replica of a service follows the same log and records one shared
+position (its tracking row is keyed by the application's name), also during
+a rolling update, when replicas of two releases run side by side. A
+replica of the older release may not read every event the newer one must
+handle (a new event class, one it cannot decode, or one whose deadlines it
+reckons otherwise), and moves the shared position past it. So a follower
+whose handling is idempotent records its position with `SharedTracking`
+(never back, never refused) and reads on from where it got itself, not
+from where another replica got (`own_position`): each replica handles all
+it reads.
 """
 
 from __future__ import annotations
@@ -23,8 +34,10 @@ from typing import Any
 
 import psycopg
 from eventsourcing import persistence
-from eventsourcing.persistence import Notification
-from psycopg.conninfo import make_conninfo
+from eventsourcing.persistence import Notification, Tracking
+from eventsourcing.postgres import PostgresTrackingRecorder
+from psycopg import Cursor
+from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from casemesh.platform.logging import get_logger
@@ -69,6 +82,29 @@ def select_batch(
     return batch, batch[-1].id if len(batch) == limit else stop
 
 
+class SharedTracking(PostgresTrackingRecorder):
+    """A tracking recorder whose position only moves forward, and which
+    does not refuse a position at or behind the recorded one: the follower
+    that records it has still done its work (idempotent writes, in the same
+    transaction), which must not be rolled back because another replica,
+    perhaps of another release, recorded further first."""
+
+    def _insert_tracking(self, curs: Cursor[DictRow], tracking: Tracking) -> None:
+        if not self.datastore.single_row_tracking:
+            super()._insert_tracking(curs, tracking)  # (a legacy table: refused as ever)
+            return
+        # The library's upsert, which moves the row only forward; no row
+        # returned (it was as far already) is no error here.
+        curs.execute(
+            query=self.insert_tracking_statement,
+            params={
+                "application_name": tracking.application_name,
+                "notification_id": tracking.notification_id,
+            },
+            prepare=True,
+        )
+
+
 class Follower:
     """Runs `handle(batch, reached)` in a background thread for each batch of
     the application's notifications after `position()`, the tracked position
@@ -79,7 +115,10 @@ class Follower:
     events are stored (for what need not follow closely: a read costs the
     writers a pooled connection and the database a query).
     After a failure (the database away) it waits a second and resumes from
-    the tracked position."""
+    the tracked position; with `own_position` (its `handle` records with
+    `SharedTracking`), from where it had got itself: the tracked position
+    may have been moved past what this one must handle (see the module's
+    docstring)."""
 
     def __init__(
         self,
@@ -89,6 +128,7 @@ class Follower:
         handle: Callable[[Sequence[Notification], int], None],
         topics: Sequence[str] = (),
         pace: float = 0.0,
+        own_position: bool = False,
     ) -> None:
         self._app = app
         self._name = name
@@ -96,6 +136,7 @@ class Follower:
         self._handle = handle
         self._topics = topics
         self._pace = pace
+        self._own_position = own_position
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"{app.name}-{name}", daemon=True)
         # Seen by operators: a follower failing on the same events again and
@@ -109,6 +150,7 @@ class Follower:
         # Where it has read to (None: not yet), ahead of the tracked position
         # for a follower of a few topics, which records it only now and then.
         self._at: int | None = None
+        self._started = False
 
     def start(self) -> None:
         self._thread.start()
@@ -132,7 +174,8 @@ class Follower:
         """Handles the batch; or, when another replica's follower recorded as
         far or further first (its tracking row refuses ours: every replica
         follows the same log), where it got, to read on from there. That is
-        no failure: replicas of a writer service do it all the time."""
+        no failure: replicas of a writer service do it all the time. (A
+        follower recording with `SharedTracking` is never refused.)"""
         try:
             self._handle(batch, reached)
             return None
@@ -170,14 +213,20 @@ class Follower:
     def _follow(self) -> None:
         recorder = self._app.recorder
         pool = recorder.datastore.pool
-        params = {k: v for k, v in pool.kwargs.items() if k != "row_factory"}
-        conninfo = make_conninfo(with_keepalives(pool.conninfo), **params)
-        with psycopg.connect(conninfo, autocommit=True) as listening:
+        # Opened as the pool's are (its connection options, and psycopg's
+        # own, such as `prepare_threshold`), but left in autocommit.
+        params = {k: v for k, v in pool.kwargs.items() if k not in ("row_factory", "autocommit")}
+        conninfo = with_keepalives(pool.conninfo)
+        with psycopg.connect(conninfo, autocommit=True, **params) as listening:
             listening.execute(SQL("LISTEN {}").format(Identifier(recorder.channel_name)))
             position = recorded = self._position()
-            # Where an earlier try read to, if further (a follower of a few
-            # topics failing again and again starts at the tracked position).
-            self._at = position if self._at is None else max(position or 0, self._at)
+            if self._own_position and self._started:
+                position = self._at
+            else:
+                # Where an earlier try read to, if further (a follower of a few
+                # topics failing again and again starts at the tracked position).
+                self._at = position if self._at is None else max(position or 0, self._at)
+            self._started = True
             while not self._stopped.is_set():
                 batch, reached = select_batch(self._app, position, BATCH, self._topics)
                 if reached is not None and reached != position:

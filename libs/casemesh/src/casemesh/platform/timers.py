@@ -4,8 +4,12 @@ ordinary commands.
 Scheduling: a projector follows the application's notification log and asks
 the service which deadlines each event sets; the timer rows and the tracking
 position commit in one transaction, so each deadline is scheduled exactly once
-(replays and replicas change nothing). A service whose deadlines come from a
-few kinds of event names them (`deadline_events`): only those are read.
+(replays and replicas change nothing: a row is keyed by what it is). A
+service whose deadlines come from a few kinds of event names them
+(`deadline_events`): only those are read. Each replica schedules all it
+reads, even when another recorded the shared position further first
+(`SharedTracking`): during a rolling update that other may be of the older
+release, which passed over an event that sets a deadline in the newer one.
 
 Firing: a due row is locked (SKIP LOCKED: replicas share the work), its
 command runs, and the row is marked fired in the same locking transaction.
@@ -31,13 +35,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from eventsourcing.persistence import Notification, Tracking
-from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.utils import get_topic
 from psycopg.sql import SQL, Identifier
 
 from casemesh.platform.clock import Clock
 from casemesh.platform.eventstore import schema_lock, side_table
-from casemesh.platform.following import Follower
+from casemesh.platform.following import Follower, SharedTracking
 from casemesh.platform.logging import get_logger
 from casemesh.platform.metrics import BACKGROUND_FAILURES
 from casemesh.platform.periodic import Periodic
@@ -73,7 +77,7 @@ class UnknownDeadlineKind(ValueError):
         self.kind = kind
 
 
-class TimerTable(PostgresTrackingRecorder):
+class TimerTable(SharedTracking):
     def __init__(self, datastore: PostgresDatastore, table: str) -> None:
         super().__init__(datastore, tracking_table_name=f"{table}_tracking")
         self.table = Identifier(table)
@@ -104,6 +108,8 @@ class TimerTable(PostgresTrackingRecorder):
         self._command_failures.inc(0)  # 0 before any (an alert reads it)
 
     def schedule(self, deadlines: Iterable[Deadline], tracking: Tracking) -> None:
+        """The deadlines, those already scheduled left as they are (fired or
+        not), and the position, unless it is as far already."""
         with self.datastore.transaction(commit=True) as curs:
             for d in deadlines:
                 self._insert(curs, d)
@@ -309,6 +315,7 @@ class Timer:
             topics=[get_topic(cls) for cls in self.events],
             # Deadlines are days away: a second late to schedule one is nothing.
             pace=SCHEDULE_PACE_S,
+            own_position=True,  # its table is a SharedTracking
         )
         # Time-driven by nature: a short tick (deadlines are days away; a
         # test clock may jump), not on any request's path.
