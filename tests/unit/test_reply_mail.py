@@ -1,18 +1,25 @@
 """What a reply e-mail is made into: the requester's new text without the
 history their mail client quoted (in English and Chinese), their address,
-the Message-ID and the attachments, and the comment the desk adds for it."""
+the Message-ID and the attachments, and the comment the desk adds for it;
+and how much mail the SMTP server holds at once."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import smtplib
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from email import policy
 from email.message import EmailMessage
 from types import SimpleNamespace
 from typing import Any
 
 import grpc
 import pytest
+from prometheus_client import REGISTRY
+from pydantic import ValidationError
 
 from casemesh.platform.identity import InternalTokenSigner, new_signing_key
 from casemesh.platform.replies import reply_address
@@ -29,7 +36,8 @@ from casemesh_inbound.mail import (
     read_reply,
     strip_quoted,
 )
-from casemesh_inbound.smtp import ReplyHandler
+from casemesh_inbound.settings import InboundSettings
+from casemesh_inbound.smtp import ReplyHandler, sessions
 
 TICKET = str(uuid.uuid4())
 SECRET = "s" * 32
@@ -549,11 +557,11 @@ class Evidence:
         return SimpleNamespace(name=f"evidence/{name}", sha256="0" * 64)
 
 
-def desk_for(tickets: Tickets) -> ReplyDesk:
+def desk_for(tickets: Tickets, evidence: Evidence | None = None) -> ReplyDesk:
     return ReplyDesk(
         signer=InternalTokenSigner(new_signing_key()),
         tickets=tickets,
-        evidence=Evidence(),
+        evidence=evidence or Evidence(),
         secrets=[SECRET],
         domain="reply.example.com",
         timeout=1.0,
@@ -746,3 +754,144 @@ def test_a_files_name_is_read_in_the_wider_set_only_where_its_label_stands(
         f"Content-Disposition: {disposition}\r\n\r\niVBORw0KGgo=\r\n--b--\r\n"
     ).encode()
     assert [a.file_name for a in read_reply(raw).attachments] == [name]
+
+
+class HeldVideos(Evidence):
+    """The evidence service taking any file, the first video's upload held
+    until `done` is set (a phone video on a slow link)."""
+
+    def __init__(self) -> None:
+        self.uploading = asyncio.Event()
+        self.done = asyncio.Event()
+
+    async def UploadEvidence(
+        self, requests: AsyncIterator[evidence_pb2.UploadEvidenceRequest], **_: object
+    ) -> SimpleNamespace:
+        name = ""
+        async for part in requests:
+            name = name or part.metadata.file_name
+        if name.endswith(".mp4") and not self.uploading.is_set():
+            self.uploading.set()
+            await self.done.wait()
+        return SimpleNamespace(name=f"evidence/{uuid.uuid4()}", sha256="0" * 64)
+
+
+# The largest message taken, and the budget: one video reply and a short one
+# at once, not two video replies.
+MOST = 64 * 1024
+BUDGET = 96 * 1024
+
+
+def reply_of(message_id: str, text: str, video: int = 0) -> bytes:
+    """Alice's reply, with a video of `video` bytes, as a mail server sends it."""
+    msg = EmailMessage()
+    msg["From"] = "Alice <alice@example.com>"
+    msg["Message-ID"] = f"<{message_id}@mail.example.com>"
+    msg.set_content(text)
+    if video:
+        msg.add_attachment(bytes(video), "video", "mp4", filename="VID_0001.mp4")
+    return msg.as_bytes(policy=policy.SMTP)
+
+
+@asynccontextmanager
+async def reply_server(tickets: Tickets, evidence: Evidence, relays: str) -> AsyncIterator[int]:
+    """The service's SMTP server on a free port, with its budget of `BUDGET`."""
+    cfg = InboundSettings(
+        reply_token_secret=SECRET,
+        internal_signing_key=new_signing_key(),
+        reply_domain="reply.example.com",
+        max_message_bytes=MOST,
+        message_budget_bytes=BUDGET,
+        trusted_relays=relays,
+        trusted_authserv_id="",
+    )
+    handler = ReplyHandler(desk_for(tickets, evidence), cfg.relay_networks())
+    server = await asyncio.get_running_loop().create_server(
+        sessions(handler, cfg), host="127.0.0.1", port=0
+    )
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def relay(port: int, raw: bytes, *, size: int | None = None) -> None:
+    """Sends `raw` to the ticket's reply address as a mail server does
+    (declaring its size, or `size`); raises the server's answer if not 250."""
+    to = reply_address(TICKET, SECRET, "reply.example.com")
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+        if size is None:
+            smtp.sendmail("alice@example.com", [to], raw)
+            return
+        smtp.ehlo("mx.example.com")
+        smtp.mail("alice@example.com", [f"SIZE={size}"])
+        smtp.rcpt(to)
+        code, text = smtp.data(raw)
+        if code != 250:
+            raise smtplib.SMTPDataError(code, text)
+
+
+def deferred() -> float:
+    return REGISTRY.get_sample_value("casemesh_inbound_deferred_total") or 0.0
+
+
+async def test_a_reply_arriving_while_the_budget_is_taken_is_put_off_and_lands_on_retry() -> None:
+    """Two requesters reply with a phone video at the same moment: the
+    server holds one while it is added, and answers the other 451 4.3.1
+    before its data is sent; the sending server keeps it and tries again,
+    and that try is added once the first has been. A short reply still gets
+    in beside a video: the budget counts bytes (each as the mail server in
+    front declares it), not messages. No reply is lost."""
+    tickets, evidence = Tickets(), HeldVideos()
+    before = deferred()
+    async with reply_server(tickets, evidence, relays="127.0.0.1/32") as port:
+        first = asyncio.create_task(
+            asyncio.to_thread(relay, port, reply_of("first", "My video.", video=40_000))
+        )
+        await asyncio.wait_for(evidence.uploading.wait(), 30)
+        await asyncio.to_thread(relay, port, reply_of("short", "Sent you a video."))
+        second = reply_of("second", "Mine too.", video=40_000)
+        with pytest.raises(smtplib.SMTPDataError) as put_off:
+            await asyncio.to_thread(relay, port, second)
+        assert put_off.value.args == (
+            451,
+            b"4.3.1 too much mail is being taken now; try again later",
+        )
+        assert deferred() == before + 1
+        assert len(tickets.comments) == 1  # the short one, beside the video
+
+        evidence.done.set()
+        await first
+        await asyncio.to_thread(relay, port, second)  # the sending server's retry
+    bodies = sorted(c.body for c in tickets.comments.values())
+    assert bodies == ["Mine too.", "My video.", "Sent you a video."]
+
+
+async def test_a_size_declared_by_anyone_but_the_trusted_mail_server_is_not_believed() -> None:
+    """Without a trusted mail server in front, anyone with a reply address
+    connects: one declaring a byte (SIZE=1) and sending a video is held as
+    the largest message may be, so nobody makes the server hold more than
+    its budget by declaring less than they send."""
+    tickets, evidence = Tickets(), HeldVideos()
+    async with reply_server(tickets, evidence, relays="") as port:
+        video = reply_of("small-said", "My video.", video=40_000)
+        first = asyncio.create_task(asyncio.to_thread(relay, port, video, size=1))
+        await asyncio.wait_for(evidence.uploading.wait(), 30)
+        with pytest.raises(smtplib.SMTPDataError) as put_off:
+            await asyncio.to_thread(relay, port, reply_of("other", "Mine too.", video=40_000))
+        assert put_off.value.smtp_code == 451
+        evidence.done.set()
+        await first
+    assert [c.body for c in tickets.comments.values()] == ["My video."]
+
+
+def test_a_budget_smaller_than_the_largest_message_stops_the_service_at_start() -> None:
+    """Such a message would be put off at every try, for days, then bounced."""
+    with pytest.raises(ValidationError, match="CASEMESH_MESSAGE_BUDGET_BYTES"):
+        InboundSettings(
+            reply_token_secret=SECRET,
+            internal_signing_key=new_signing_key(),
+            max_message_bytes=MOST,
+            message_budget_bytes=MOST - 1,
+        )

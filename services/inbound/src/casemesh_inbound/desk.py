@@ -62,9 +62,11 @@ CUT = "\n\n(The e-mail was longer; the rest is not shown.)"
 # The most of a comment the notes on files not attached take (the names of
 # hundreds of files would leave no room for the text).
 NOTES_LIMIT = BODY_LIMIT // 2
-# Replies parsed at once, each beside the server (a large one holds several
-# times its size while it is parsed: more at once would run a pod out of memory).
-READERS = 2
+# Replies parsed at once, beside the server: one. A large one holds about eight
+# times its size while it is parsed (the parser's lines, the text, the decoded
+# parts), and parsing is Python holding the GIL: a second at once would be no
+# sooner done, only more memory.
+READERS = 1
 
 
 @dataclass

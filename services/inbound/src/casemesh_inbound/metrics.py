@@ -35,6 +35,14 @@ REFUSED = Counter(
 # Every reason from zero, so a rate over the first refusal is not lost.
 for _reason in REASONS:
     REFUSED.labels(_reason)
+# Messages put off (451 4.3.1) before their data came, the service holding all
+# the message bytes it may (CASEMESH_MESSAGE_BUDGET_BYTES): not refused, their
+# senders try again later.
+DEFERRED = Counter(
+    "casemesh_inbound_deferred",
+    "Inbound e-mails put off (451 4.3.1) while the service held all the mail it may",
+    registry=REGISTRY,
+)
 ACCEPTED = Counter(
     "casemesh_inbound_accepted",
     "Inbound e-mail replies added to their ticket as a comment",

@@ -37,6 +37,12 @@ class InboundSettings(VouchingSettings):
     trusted_relays: str = ""
     # A larger message is refused at DATA (552): 25 MiB, as mail providers do.
     max_message_bytes: int = Field(25 * 1024 * 1024, gt=0)
+    # The bytes of messages held at once, from their data to their answer
+    # (each counted at the size the trusted mail server declares, else at the
+    # largest): one that would go over is answered 451 4.3.1 before its data
+    # is sent, and its sender tries again later. Two of the largest by
+    # default; the pod's memory limit is sized for it (deploy/k8s/base/inbound.yaml).
+    message_budget_bytes: int = Field(50 * 1024 * 1024, gt=0)
     # The services' gRPC targets, host:port or dns:///host:port.
     tickets_target: str = Field("127.0.0.1:50061", pattern=HOST_PORT)
     evidence_target: str = Field("127.0.0.1:50062", pattern=HOST_PORT)
@@ -60,6 +66,15 @@ class InboundSettings(VouchingSettings):
             return [ip_network(n, strict=False) for n in named] if named else None
         except ValueError as exc:
             raise ValueError(f"CASEMESH_TRUSTED_RELAYS: {exc}") from None
+
+    @model_validator(mode="after")
+    def _largest_message_fits_the_budget(self) -> InboundSettings:
+        if self.message_budget_bytes < self.max_message_bytes:
+            raise ValueError(
+                "CASEMESH_MESSAGE_BUDGET_BYTES is at least CASEMESH_MAX_MESSAGE_BYTES:"
+                " a message larger than the budget would be put off at every try, then bounced"
+            )
+        return self
 
     @model_validator(mode="after")
     def _tls_cert_and_key_together(self) -> InboundSettings:

@@ -1,7 +1,12 @@
 """The SMTP face of the reply desk (aiosmtpd): a recipient is checked at RCPT
 TO, so a forged or unknown reply address is refused before any data is sent;
 the message is checked and added at DATA. Every refusal is counted by reason
-(`casemesh_inbound_refused_total`)."""
+(`casemesh_inbound_refused_total`).
+
+The messages held at once, from their data to their answer, are bounded in
+bytes (`MessageBudget`): a message arriving when there is no room is answered
+451 4.3.1 before any of it is sent, and its sender tries again later, so
+replies arriving together never run the service out of memory."""
 
 from __future__ import annotations
 
@@ -17,10 +22,36 @@ from opentelemetry import trace
 from casemesh.platform.logging import get_logger
 from casemesh.platform.telemetry import tracer
 from casemesh_inbound.desk import Refused, ReplyDesk
-from casemesh_inbound.metrics import ACCEPTED, REFUSED
+from casemesh_inbound.metrics import ACCEPTED, DEFERRED, REFUSED
 from casemesh_inbound.settings import InboundSettings
 
 log = get_logger(__name__)
+
+# The answer to DATA when the budget has no room for the message: temporary
+# (RFC 3463 4.3.1, mail system full), so the sending server keeps it and tries
+# again later.
+NO_ROOM = "451 4.3.1 too much mail is being taken now; try again later"
+
+
+class MessageBudget:
+    """The bytes of messages the service holds at once. A message is held
+    whole from its data to its answer: aiosmtpd reads all of it into memory
+    before the handler sees it, and keeps it until the answer is sent; its
+    attachments, decoded, are held beside it while they are uploaded."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.held = 0
+
+    def take(self, size: int) -> bool:
+        """Holds `size` bytes if there is room for them."""
+        if self.held + size > self.total:
+            return False
+        self.held += size
+        return True
+
+    def give_back(self, size: int) -> None:
+        self.held -= size
 
 
 class ReplyHandler:
@@ -121,16 +152,65 @@ class ReplyHandler:
         return "250 2.0.0 added to the ticket"
 
 
+class ReplySession(SMTP):
+    """An SMTP session whose messages are taken within the budget: room is
+    made for a message when DATA is asked for (aiosmtpd has no hook between
+    DATA and its 354) and given back once the message is answered, or its
+    sender goes away."""
+
+    def __init__(
+        self, handler: object, *, budget: MessageBudget, sizes_believed: bool, **options: Any
+    ) -> None:
+        super().__init__(handler, **options)
+        self.budget = budget
+        # Whether a size the sender declares (MAIL FROM … SIZE=, RFC 1870) is
+        # believed: only when mail comes from the trusted mail server alone,
+        # whose estimate is the size of the message it holds. Anyone else
+        # could declare a byte and send the largest message.
+        self.sizes_believed = sizes_believed
+
+    async def smtp_DATA(self, arg: str) -> None:
+        if self.envelope is None or not self.envelope.rcpt_tos or arg:
+            await super().smtp_DATA(arg)  # refused as out of turn, or malformed
+            return
+        size = self._most_expected()
+        if not self.budget.take(size):
+            DEFERRED.inc()
+            log.info("inbound.deferred", size=size, held=self.budget.held)
+            await self.push(NO_ROOM)
+            return
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self.budget.give_back(size)
+
+    def _most_expected(self) -> int:
+        """The bytes this message may come to: its declared size when
+        believed, else the largest message taken."""
+        most = self.data_size_limit or 0
+        if self.sizes_believed and self.envelope is not None:
+            for option in self.envelope.mail_options:
+                name, _, value = option.partition("=")
+                if name == "SIZE" and value.isdigit():
+                    return min(int(value), most)
+        return most
+
+
 def sessions(handler: object, cfg: InboundSettings) -> Callable[[], SMTP]:
     """Makes the SMTP session of each connection: the handler, the size limit,
-    and STARTTLS offered when a certificate is set (its files are read now, so
-    a bad one stops the service at start)."""
+    the budget all sessions share, and STARTTLS offered when a certificate is
+    set (its files are read now, so a bad one stops the service at start)."""
     tls: ssl.SSLContext | None = None
     if cfg.tls_cert_file:
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(cfg.tls_cert_file, cfg.tls_key_file)
-    return lambda: SMTP(
+    budget = MessageBudget(cfg.message_budget_bytes)
+    # With trusted relays, nobody else gets past RCPT TO to DATA.
+    sizes_believed = cfg.relay_networks() is not None
+    return lambda: ReplySession(
         handler,
+        budget=budget,
+        sizes_believed=sizes_believed,
         data_size_limit=cfg.max_message_bytes,
         hostname=cfg.reply_domain,
         ident="casemesh inbound",
