@@ -1,14 +1,19 @@
 """The queue's SLA clocks as agents see them in the queue's order and state:
-a breached case stays overdue through a pause, and a new priority takes
-back a warning its target no longer gives."""
+a breached case stays overdue through a pause, a new priority takes back a
+warning its target no longer gives, and a report case or an appeal has its
+first response once an agent takes it into review."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from casemesh.events.v1 import appeals_pb2 as aev
+from casemesh.events.v1 import reports_pb2 as rev
 from casemesh_casequeue import sla
-from casemesh_casequeue.model import Case, Observation, advance, apply, new_case
+from casemesh_casequeue.model import Case, Observation, Signal, advance, apply, new_case
+from casemesh_casequeue.observe import observe
+from tests.support import case_event
 
 LEVELS = sla.load()
 START = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # Monday 09:00 in Shanghai
@@ -122,3 +127,115 @@ def test_a_reply_told_after_the_timer_breached_the_case_takes_the_breach_back() 
         replayed.sla_state,
     )
     assert case.clocks == replayed.clocks
+
+
+def heard(service: str, name: str, message: Any, at: datetime) -> Observation:
+    """What the queue makes of `message`, published by `service` at `at`."""
+    message.header.time.FromDatetime(at)
+    obs = observe(case_event(service, name, message.header.version, message, at), LEVELS)
+    assert obs is not None
+    return obs
+
+
+def report_case(version: int, at: datetime, message: Any, state: str) -> Observation:
+    message.header.CopyFrom(rev.ReportEventHeader(aggregate_id="c1", version=version, state=state))
+    return heard("reports", "report-cases/c1", message, at)
+
+
+def appeal(version: int, at: datetime, message: Any, state: str) -> Observation:
+    message.header.CopyFrom(aev.AppealEventHeader(appeal_id="a1", version=version, state=state))
+    return heard("appeals", "appeals/a1", message, at)
+
+
+def child_safety_case() -> Case:
+    """Opened at START: taken into review within an hour, decided within four."""
+    obs = report_case(
+        1, START, rev.ReportCaseOpened(category="child_safety", lane="CHILD_SAFETY"), "OPEN"
+    )
+    case = new_case(obs, LEVELS)
+    apply(case, obs, LEVELS)
+    return case
+
+
+def lived(case: Case, *events: Observation) -> list[Signal]:
+    """The signals of `case` as the queue lives through `events`, its timer
+    looking at the clocks every minute in between."""
+    signals = []
+    for obs in events:
+        look = case.updated_at
+        while (look := look + timedelta(minutes=1)) < obs.at:
+            signals += advance(case, look, LEVELS)
+        signals += apply(case, obs, LEVELS)
+    return signals
+
+
+def test_a_child_safety_case_taken_at_once_and_decided_in_time_is_never_breached() -> None:
+    """Taken into review 5 minutes in, decided 2 hours in: within the hour
+    and the four, so no warning, no breach, no escalation, and the case is
+    MET in the queue it came to."""
+    case = child_safety_case()
+    taken = START + timedelta(minutes=5)
+    decided = START + timedelta(hours=2)
+    signals = lived(
+        case,
+        report_case(2, taken, rev.ReportCaseAssigned(assignee="agent-li"), "IN_REVIEW"),
+        report_case(3, decided, rev.ReportCaseDecided(outcome="ACTION_TAKEN"), "ACTION_TAKEN"),
+    )
+    assert signals == []
+    assert case.clocks["first_response"].met_at == taken
+    assert case.clocks["resolution"].met_at == decided
+    assert (case.sla_state, case.queue, case.escalations) == ("MET", "child-safety", 0)
+
+
+def test_a_child_safety_case_no_one_takes_within_the_hour_breaches_and_goes_to_the_leads() -> None:
+    case = child_safety_case()
+    taken = START + timedelta(minutes=70)
+    signals = lived(
+        case, report_case(2, taken, rev.ReportCaseAssigned(assignee="agent-li"), "IN_REVIEW")
+    )
+    breach = START + timedelta(hours=1)
+    assert [(s.kind, s.clock, s.at) for s in signals] == [
+        ("WARNED", "first_response", START + timedelta(minutes=48)),
+        ("BREACHED", "first_response", breach),
+        ("ESCALATED", "first_response", breach),
+    ]
+    assert (case.sla_state, case.queue) == ("BREACHED", "child-safety-leads")
+    first = case.clocks["first_response"]
+    assert (first.met_at, first.breached_at) == (taken, breach)  # taken late: still breached
+
+
+def filed_appeal() -> Case:
+    """A takedown notice filed at START: taken within 24 hours, decided
+    within 45 business hours."""
+    obs = appeal(1, START, aev.AppealFiled(kind="TAKEDOWN_NOTICE"), "SUBMITTED")
+    case = new_case(obs, LEVELS)
+    apply(case, obs, LEVELS)
+    return case
+
+
+def test_an_appeal_taken_in_time_and_decided_after_a_day_is_never_breached() -> None:
+    """Taken an hour in, decided 30 hours in with nothing asked of the
+    filer: both targets met."""
+    case = filed_appeal()
+    taken = START + timedelta(hours=1)
+    decided = START + timedelta(hours=30)
+    signals = lived(
+        case,
+        appeal(2, taken, aev.AppealAssigned(assignee="agent-li"), "UNDER_REVIEW"),
+        appeal(3, decided, aev.AppealDecided(outcome="UPHOLD"), "UPHELD"),
+    )
+    assert signals == []
+    assert case.clocks["first_response"].met_at == taken
+    assert (case.sla_state, case.queue, case.escalations) == ("MET", "copyright", 0)
+
+
+def test_an_appeal_no_one_takes_within_a_day_breaches() -> None:
+    case = filed_appeal()
+    taken = START + timedelta(hours=25)
+    signals = lived(case, appeal(2, taken, aev.AppealAssigned(assignee="agent-li"), "UNDER_REVIEW"))
+    breach = START + timedelta(hours=24)
+    assert [(s.kind, s.clock, s.at) for s in signals if s.kind != "WARNED"] == [
+        ("BREACHED", "first_response", breach),
+        ("ESCALATED", "first_response", breach),
+    ]
+    assert (case.sla_state, case.queue) == ("BREACHED", "copyright-senior")

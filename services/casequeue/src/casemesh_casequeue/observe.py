@@ -120,7 +120,11 @@ def _appeal(m: Any, levels: ServiceLevels) -> Observation | None:
                 "category": kind.lower(),
                 "priority": levels.appeal_priority,
             }
-        case aev.AppealInfoRequested() | aev.AppealDecided():
+        case aev.AppealAssigned() | aev.AppealInfoRequested() | aev.AppealDecided():
+            # The filer sees their case go under review (UNDER_REVIEW), as they
+            # see a request for more or the decision. Most appeals need nothing
+            # more from the filer: counted to the decision, their first-response
+            # target would stand in for their longer resolution target.
             extra = {"responded": True}
     name = f"appeals/{h.appeal_id}"
     is_open, waiting = _openness(name, h.state, APPEAL_OPEN, APPEAL_CLOSED)
@@ -153,7 +157,12 @@ def _report_case(m: Any, levels: ServiceLevels) -> Observation | None:
             # The next round is a case of its own (its ReportCaseOpened); this
             # one, closed, stays as it is.
             return None
-        case rev.ReportCaseDecided() | rev.ReportCaseVoided():
+        case rev.ReportCaseAssigned() | rev.ReportCaseDecided() | rev.ReportCaseVoided():
+            # No one waits on a report case for an answer: its reporters hear
+            # only the outcome. What its first-response target (an hour for
+            # child safety) measures is how long it waits for an agent to take
+            # it into review; counted to the decision instead, it would be a
+            # resolution target shorter than the case's own.
             extra = {"responded": True}
     name = f"report-cases/{h.aggregate_id}"
     is_open, waiting = _openness(name, h.state, REPORT_OPEN, REPORT_CLOSED)
