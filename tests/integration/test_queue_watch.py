@@ -1,11 +1,14 @@
 """The queue's watch on a real PostgreSQL: a watcher hears each change; when
 the service's LISTEN connection is lost, every watch is told it may have
 missed changes (so its client reads the queue again), and watching works
-again once the connection is back."""
+again once the connection is back; a watcher too far behind to take the
+next change is told so first thing, and left alone after."""
 
 from __future__ import annotations
 
 import asyncio
+
+from structlog.testing import capture_logs
 
 from casemesh_casequeue import store
 from casemesh_casequeue.watch import LOST, Broadcaster, Change, ChangesLost
@@ -71,6 +74,49 @@ async def test_a_lost_listen_connection_ends_every_watch_and_watching_resumes(
                     break
             except ChangesLost:
                 assert loop.time() < deadline, "the watch never came back"
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, WAIT_S)
+
+
+async def test_a_watcher_too_far_behind_is_told_at_once_and_nothing_more_is_kept_for_it(
+    queue_db: str,
+) -> None:
+    """A client stopped reading its watch: once its queue is full, the next
+    change it would miss makes its very next read LOST (it reads the queue
+    again now, not after thousands of out-of-date changes), frees what was
+    kept for it, and is logged once; later changes add nothing to it. A
+    watcher that keeps up hears every change, in order."""
+    broadcaster, stop = Broadcaster(queue_db), asyncio.Event()
+    running = asyncio.create_task(broadcaster.run(stop))
+    try:
+        async with broadcaster.subscribe() as stalled, broadcaster.subscribe() as keeping_up:
+            await heard(keeping_up, queue_db, "ADDED|tickets/watching")
+            many = stalled.maxsize + 1  # more than it can hold, whatever it holds now
+            with capture_logs() as logs:
+                await column(
+                    queue_db,
+                    "SELECT count(pg_notify(%s, 'UPDATED|tickets/' || n))"
+                    " FROM generate_series(1, %s) AS n",
+                    store.CHANGES_CHANNEL,
+                    many,
+                )
+                for n in range(1, many + 1):
+                    change = await asyncio.wait_for(keeping_up.get(), WAIT_S)
+                    while change[0] == "ADDED":  # a repeat of the first, told twice
+                        change = await asyncio.wait_for(keeping_up.get(), WAIT_S)
+                    assert change == ("UPDATED", f"tickets/{n}", None)
+
+                assert stalled.get_nowait() == (LOST, "", None)
+                assert stalled.empty()
+                assert await heard(keeping_up, queue_db, "CLAIMED|tickets/later") == (
+                    "CLAIMED",
+                    "tickets/later",
+                    None,
+                )
+                assert stalled.empty()
+            behind = [e for e in logs if e["event"] == "queue.watcher_behind"]
+            assert len(behind) == 1
     finally:
         stop.set()
         await asyncio.wait_for(running, WAIT_S)

@@ -93,16 +93,19 @@ class Broadcaster:
                 async for note in conn.notifies(timeout=1.0):
                     change, name, left = store.read_note(note.payload)
                     case = await store.get(reader, name) if self._watchers else None
-                    heard: Change = (change, name, case, left) if left else (change, name, case)
-                    for watcher in list(self._watchers):
-                        try:
-                            watcher.put_nowait(heard)
-                        except asyncio.QueueFull:
-                            # It would miss this change: it ends, and reads again.
-                            log.warning("queue.watcher_behind", dropped=name)
-                            _tell_lost(watcher)
+                    self._hand_out((change, name, case, left) if left else (change, name, case))
                     if stop.is_set():
                         break
+
+    def _hand_out(self, heard: Change) -> None:
+        """Gives a change to every watcher. One whose queue is full would miss
+        it: it is told at once, and hears nothing more."""
+        for watcher in list(self._watchers):
+            try:
+                watcher.put_nowait(heard)
+            except asyncio.QueueFull:
+                log.warning("queue.watcher_behind", dropped=heard[1])
+                self._end(watcher)
 
     def _lost(self) -> None:
         """Tells every watcher the changes stopped (a stop too ends them)."""
@@ -110,15 +113,15 @@ class Broadcaster:
             return
         self._listening.clear()
         for watcher in list(self._watchers):
-            _tell_lost(watcher)
+            self._end(watcher)
 
-
-def _tell_lost(watcher: asyncio.Queue[Change]) -> None:
-    """Puts LOST in the watcher's queue, making room if it is full: the
-    watch ends there, so what it had not read is moot."""
-    while True:
-        try:
-            watcher.put_nowait((LOST, "", None))
-            return
-        except asyncio.QueueFull:
+    def _end(self, watcher: asyncio.Queue[Change]) -> None:
+        """Ends a watch: LOST is all its queue holds, and nothing more is put
+        in it. What it had not read yet is out of date and not all that
+        changed: its client reads the queue again anyway, and should start
+        now rather than after the backlog (a reader that stopped reading
+        would otherwise keep the backlog until its deadline)."""
+        self._watchers.discard(watcher)
+        while not watcher.empty():
             watcher.get_nowait()
+        watcher.put_nowait((LOST, "", None))
