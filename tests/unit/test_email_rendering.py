@@ -1,18 +1,22 @@
 """The e-mail a person receives is the same whether the notifier writes its
 bytes itself (`mime.render`) or through the `email` library: the same
 headers once decoded, the same bytes after them (a text part and its HTML
-alternative)."""
+alternative). Its subject reads as it was typed, whatever was typed, and
+the e-mails of one case read as one conversation."""
 
 from __future__ import annotations
 
+import base64
+import json
 from dataclasses import replace
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 
-from casemesh_notifier.channels import Outgoing, SmtpChannel
+from casemesh_notifier.channels import HttpEmailChannel, Outgoing, SmtpChannel
 from casemesh_notifier.labels import LOCALES, local_time, reader_zone
 from casemesh_notifier.mime import SMTP_POLICY, Sender, ascii_domain, render
 from casemesh_notifier.rendering import Email, email_values, names, render_email
@@ -28,7 +32,16 @@ TEXTS = [
     "\n".join(["A long English paragraph that goes well past seventy-eight characters."] * 12),
 ]
 # And a Date, which is the time of writing.
-HEADERS = ("From", "To", "Subject", "Message-ID", "X-Casemesh-Template")
+HEADERS = (
+    "From",
+    "To",
+    "Subject",
+    "Message-ID",
+    "In-Reply-To",
+    "References",
+    "X-Casemesh-Template",
+)
+TICKET = "7d1f6c2a-3e4b-4c5d-8e9f-0a1b2c3d4e5f"
 
 
 def emails(text: str) -> dict[tuple[str, str], Email]:
@@ -58,7 +71,20 @@ def outgoing(template: str, locale: str, text: str) -> Outgoing:
         template=template,
         params={},
         html=email.html,
+        case_name=f"tickets/{TICKET}",
     )
+
+
+def written(m: Outgoing) -> bytes | None:
+    """`m` as the notifier writes it itself."""
+    fields = (m.body, m.template, m.html, m.reply_to, m.case_name)
+    return render(Sender(SENDER), m.job_id, m.recipient, m.subject, *fields)
+
+
+def by_the_library(m: Outgoing) -> bytes:
+    """`m` as the `email` library writes it."""
+    channel = SmtpChannel(host="relay.invalid", port=25, sender=SENDER)
+    return channel._message(m).as_bytes(policy=SMTP_POLICY)
 
 
 @pytest.mark.parametrize("key", [(t, loc) for t in EMAIL_TEMPLATES for loc in LOCALES])
@@ -66,7 +92,7 @@ def test_every_template_reads_the_same_as_the_librarys_message(key: tuple[str, s
     channel = SmtpChannel(host="relay.invalid", port=25, sender=SENDER)
     for text in TEXTS:
         m = outgoing(*key, text)
-        ours = render(Sender(SENDER), m.job_id, m.recipient, m.subject, m.body, m.template, m.html)
+        ours = written(m)
         theirs = channel._message(m).as_bytes(policy=SMTP_POLICY)
         assert ours is not None
         a = message_from_bytes(ours, policy=policy.default)
@@ -96,7 +122,7 @@ def test_a_long_chinese_subject_keeps_every_header_line_within_78_characters(
     said = "换了手机号无法登录，验证码一直收不到，申诉也没有回音" * 2
     for n in range(1, len(said) + 1):
         subject = f"{m.subject} {said[:n]}"
-        ours = render(Sender(SENDER), m.job_id, m.recipient, subject, m.body, m.template)
+        ours = written(replace(m, subject=subject))
         assert ours is not None
         head = ours.split(b"\r\n\r\n", 1)[0]
         assert max(len(line) for line in head.split(b"\r\n")) <= 78, head
@@ -121,7 +147,7 @@ def test_an_international_domain_is_written_in_its_ascii_form() -> None:
     channel = SmtpChannel(host="relay.invalid", port=25, sender=SENDER)
     to = ascii_domain("li@例子.中国")
     m = replace(outgoing(EMAIL_TEMPLATES[0], "zh-CN", TEXTS[0]), recipient=to)
-    ours = render(Sender(SENDER), m.job_id, m.recipient, m.subject, m.body, m.template, m.html)
+    ours = written(m)
     assert ours is not None and b"\r\nTo: li@xn--fsqu00a.xn--fiqs8s\r\n" in ours
     a = message_from_bytes(ours, policy=policy.default)
     b = message_from_bytes(channel._message(m).as_bytes(policy=SMTP_POLICY), policy=policy.default)
@@ -147,13 +173,100 @@ def test_a_ticket_e_mails_reply_address_is_written_as_the_library_writes_it() ->
     channel = SmtpChannel(host="relay.invalid", port=25, sender=SENDER)
     to = "reply+0b9c5e0e6a514f559a4b4e0f1f9d2c11.abcdefghijklmnopqrstuvwx@reply.example.com"
     m = replace(outgoing(EMAIL_TEMPLATES[0], "zh-CN", TEXTS[0]), reply_to=to)
-    ours = render(
-        Sender(SENDER), m.job_id, m.recipient, m.subject, m.body, m.template, m.html, m.reply_to
-    )
+    ours = written(m)
     assert ours is not None
     a = message_from_bytes(ours, policy=policy.default)
     b = message_from_bytes(channel._message(m).as_bytes(policy=SMTP_POLICY), policy=policy.default)
     assert a.keys() == b.keys() and str(a["Reply-To"]) == str(b["Reply-To"]) == to
+
+
+def encoded_word(text: str) -> str:
+    return f"=?utf-8?b?{base64.b64encode(text.encode()).decode()}?="
+
+
+# Subjects a person may type that hold what reads as an RFC 2047 encoded
+# word: decoded, a line break, a Bcc and a body of the typist's choosing.
+LOOKS_ENCODED = [
+    "Login fails " + encoded_word("Hi\r\nBcc: victim@evil.example"),
+    "Login fails " + encoded_word("Hi\r\nBcc: victim@evil.example\r\n\r\nPay here"),
+    "登录失败 =?utf-8?q?Hi=0D=0ABcc:_victim@evil.example?= 请处理",
+    # Long enough that the library would fold it over several lines.
+    "Uploads keep failing at 99 percent " * 3 + encoded_word("X-Priority: 1"),
+]
+
+
+def ticket_received(typed: str) -> Outgoing:
+    """The receipt of a ticket whose requester typed `typed` as its subject."""
+    sample = next(s for s in samples() if s.step.template == "ticket.received")
+    values = email_values(sample.step, "T-1234", typed)
+    email = render_email("ticket.received", "en", ZONE, values)
+    return replace(outgoing("ticket.received", "en", ""), subject=email.subject, body=email.text)
+
+
+@pytest.mark.parametrize("typed", LOOKS_ENCODED)
+def test_a_subject_that_looks_encoded_reads_as_typed_and_adds_no_header(typed: str) -> None:
+    """Whichever writes the e-mail, the reader sees the subject as it was
+    typed, within the line limit, and the message has the headers and the
+    body it has for any subject."""
+    plain = message_from_bytes(by_the_library(ticket_received("Login fails")))
+    m = ticket_received(typed)
+    assert typed in m.subject
+    for raw in (written(m), by_the_library(m)):
+        assert raw is not None
+        # (But the multipart boundary's line: one token, longer in any e-mail.)
+        lines = raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+        assert max(len(line) for line in lines if b"boundary=" not in line) <= 78, lines
+        got = message_from_bytes(raw, policy=policy.default)
+        assert got.keys() == plain.keys()
+        assert str(got["Subject"]) == m.subject
+        text = got.get_body(("plain",))
+        assert text is not None and text.get_content().splitlines() == m.body.splitlines()
+
+
+async def test_every_e_mail_of_a_case_names_the_same_thread() -> None:
+    """In-Reply-To and References name one root for all a case's e-mails,
+    however they are written or sent, so mail clients show them together;
+    another case's have another. The root is no message's own id, and
+    tells nothing of the case."""
+    received = outgoing("ticket.received", "en", "")
+    solved = replace(
+        outgoing("ticket.solved", "en", ""), job_id="3a4b5c6d-7e8f-4a0b-9c1d-2e3f4a5b6c7d"
+    )
+    other = replace(received, case_name="tickets/2f3e4d5c-6b7a-4988-8776-655443322110")
+    threads = set()
+    for m in (received, solved, other):
+        for raw in (written(m), by_the_library(m)):
+            assert raw is not None
+            got = message_from_bytes(raw, policy=policy.default)
+            names = [str(got[h]) for h in ("In-Reply-To", "References") if h in got]
+            assert len(names) == 2 and names[0] == names[1] != str(got["Message-ID"]), names
+            threads.add((m.case_name, names[0]))
+    assert len(threads) == 2 and len(dict(threads)) == 2
+    root = dict(threads)[received.case_name]
+    assert root.startswith("<") and root.endswith("@casemesh>")
+    assert TICKET not in root and "ticket" not in root
+
+    received_by_provider: list[dict[str, object]] = []
+
+    def provider(request: httpx.Request) -> httpx.Response:
+        received_by_provider.append(json.loads(request.content))
+        return httpx.Response(200, json={"id": "m1"})
+
+    channel = HttpEmailChannel(
+        url="https://mail.example/v1/send",
+        sender=SENDER,
+        transport=httpx.MockTransport(provider),
+    )
+    try:
+        await channel.send(solved)
+    finally:
+        await channel.aclose()
+    [body] = received_by_provider
+    assert body["headers"] == {
+        "Message-ID": f"<{solved.job_id}@casemesh>",
+        "In-Reply-To": root,
+        "References": root,
+    }
 
 
 @pytest.mark.parametrize(

@@ -19,9 +19,11 @@ from google.protobuf.descriptor import Descriptor
 from markupsafe import escape
 
 from casemesh.events.v1 import appeals_pb2, helpcenter_pb2, reports_pb2, tickets_pb2
+from casemesh.platform.envelope import CloudEvent
 from casemesh.v1 import appeals_pb2 as api_appeals
 from casemesh.v1 import reports_pb2 as api_reports
 from casemesh_appeals.domain import REQUIRED
+from casemesh_notifier.cases import CaseParties, Planning, plan_appeal
 from casemesh_notifier.labels import LOCALES, TEMPLATES, catalog, label
 from casemesh_notifier.registry import SOURCES
 from casemesh_notifier.rendering import (
@@ -265,6 +267,55 @@ def test_dates_are_in_the_readers_zone_and_language() -> None:
         assert words in render_email("appeal.received", locale, ZONE, values).text
     utc = render_email("appeal.received", "en", ZoneInfo("UTC"), values).text
     assert "17 March 2026, 01:30 (Coordinated Universal Time)" in utc, utc
+
+
+def filed(appeal: appeals_pb2.AppealFiled, locale: str) -> tuple[str, str]:
+    """The subject line and the text of the e-mail its filer, writing in
+    `locale`, receives when `appeal` is filed."""
+    appeal.header.CopyFrom(
+        appeals_pb2.AppealEventHeader(appeal_id="c4e1a7b2-0d3f", version=1, state="SUBMITTED")
+    )
+    appeal.filer.user_id = "u-1"
+    appeal.filer.contact.CopyFrom(
+        tickets_pb2.ContactPreferences(
+            email="lin@example.com", channels=[tickets_pb2.CONTACT_CHANNEL_EMAIL], locale=locale
+        )
+    )
+    event = CloudEvent(
+        id="c4e1a7b2-0d3f:1",
+        source="casemesh/appeals",
+        type="casemesh.appeals.AppealFiled.v1",
+        subject="appeals/c4e1a7b2-0d3f",
+        time=datetime(2026, 3, 2, 1, 0, tzinfo=UTC),
+        data=appeal.SerializeToString(),
+        key="c4e1a7b2-0d3f",
+    )
+    at = Planning(now=event.time, zone=ZONE)
+    [job] = [j for j in plan_appeal(CaseParties({}), event, appeal, at) if j.channel == "EMAIL"]
+    return job.subject, job.body
+
+
+@pytest.mark.parametrize(
+    ("locale", "untitled", "titled"),
+    [
+        ("en", "We received your copyright case C4E1A7B2", "C4E1A7B2: Mountain Song"),
+        ("zh-CN", "【版权案件已受理】C4E1A7B2", "【版权案件已受理】C4E1A7B2：Mountain Song"),
+    ],
+)
+def test_an_appeal_of_a_copyright_decision_is_acknowledged_without_a_dangling_colon(
+    locale: str, untitled: str, titled: str
+) -> None:
+    """An appeal of a copyright case's decision has no subject of its own
+    (the case's id would read as code), and its receipt's subject line ends
+    with the case number; a notice names its work after it."""
+    appeal = appeals_pb2.AppealFiled(
+        kind="DECISION_APPEAL", appeal_of="appeals/a3d9e1f7-2c4b-4e8a-b6d0-9f1e3c5a7b21"
+    )
+    subject, text = filed(appeal, locale)
+    assert subject == untitled
+    assert "C4E1A7B2" in text
+    notice = appeals_pb2.AppealFiled(kind="TAKEDOWN_NOTICE", work_title="Mountain Song")
+    assert filed(notice, locale)[0].endswith(titled)
 
 
 def test_the_uploaders_statement_says_where_the_decision_applies() -> None:

@@ -43,6 +43,8 @@ class Outgoing:
     # How many times the job was given a new address since it was planned
     # (its party's contact corrected, a phone number changed).
     readdressed: int = 0
+    # The case it tells of (`tickets/…`): an e-mail joins that case's thread.
+    case_name: str = ""
 
     @property
     def idempotency_key(self) -> str:
@@ -140,14 +142,26 @@ class SmtpChannel:
         msg["To"] = m.recipient
         if m.reply_to:
             msg["Reply-To"] = m.reply_to
-        # Header values are one line, whatever a stored subject holds.
-        msg["Subject"] = " ".join(m.subject.split())
+        # Header values are one line, whatever a stored subject holds. Only
+        # plain ASCII is left to the library: given "=?utf-8?b?…?=" it decodes
+        # it as an encoded word (and some releases write the line breaks it
+        # held out raw: a header or a body of the typist's choosing). Anything
+        # else goes as `mime.written_subject` writes it, folded within the
+        # line limit already, which the library then writes out unparsed.
+        subject = " ".join(m.subject.split())
+        written = mime.written_subject(subject)
+        if written is None:
+            msg["Subject"] = subject
+        else:
+            msg.set_raw("Subject", written.decode())
         msg["Date"] = formatdate(localtime=False)
         # Deterministic: a resend after a crash is recognisably the same message.
         # A job given a new address keeps it: no mailbox it reaches anew has
         # seen it, and one that has (the old address an alias of the new)
         # may keep a single copy.
         msg["Message-ID"] = f"<{m.job_id}@casemesh>"
+        for name, value in _thread_headers(m).items():
+            msg[name] = value
         msg["X-Casemesh-Template"] = m.template
         msg.set_content(m.body, charset="utf-8")
         if m.html:
@@ -202,7 +216,15 @@ class SmtpChannel:
         if recipient != m.recipient:
             m = replace(m, recipient=recipient)
         payload = mime.render(
-            self._from, m.job_id, m.recipient, m.subject, m.body, m.template, m.html, m.reply_to
+            self._from,
+            m.job_id,
+            m.recipient,
+            m.subject,
+            m.body,
+            m.template,
+            m.html,
+            m.reply_to,
+            m.case_name,
         )
         msg = self._message(m) if payload is None else None
         try:
@@ -288,6 +310,16 @@ class SmtpChannel:
             except queue.Empty:
                 return
             await asyncio.to_thread(_quit, smtp)
+
+
+def _thread_headers(m: Outgoing) -> dict[str, str]:
+    """In-Reply-To and References naming the thread of the case the message
+    tells of (`mime.thread`), so a mail client shows a case's e-mails as one
+    conversation; none for a message of no case."""
+    if not m.case_name:
+        return {}
+    root = mime.thread(m.case_name)
+    return {"In-Reply-To": root, "References": root}
 
 
 # "Service not available, closing transmission channel": the relay is going
@@ -554,9 +586,11 @@ class HttpEmailChannel(HttpProvider):
 
     The provider receives `from`, `to`, `subject` (one line), `text`, `html`
     (when there is one), `template_id` and `headers`, the message headers it
-    is to set as given: the Message-ID, and on a ticket e-mail the Reply-To
-    (the ticket's reply address), so that the requester's answer reaches the
-    ticket as it does over SMTP."""
+    is to set as given: the Message-ID, In-Reply-To and References (the
+    case's thread), and on a ticket e-mail the Reply-To (the ticket's reply
+    address), so that the requester's answer reaches the ticket as it does
+    over SMTP. The subject goes as text: writing it into the header, encoded
+    as its characters need, is the provider's part."""
 
     def __init__(
         self,
@@ -574,7 +608,7 @@ class HttpEmailChannel(HttpProvider):
 
     async def send(self, message: Outgoing) -> str:
         # The job's, wherever it goes, as over SMTP.
-        headers = {"Message-ID": f"<{message.job_id}@casemesh>"}
+        headers = {"Message-ID": f"<{message.job_id}@casemesh>", **_thread_headers(message)}
         if message.reply_to:
             headers["Reply-To"] = message.reply_to
         return await self.post(

@@ -9,11 +9,16 @@ so the same job is the same message whichever writes it.
 `render` answers None for what it does not write itself (an address that is
 not a plain `local@domain`, a long or empty ASCII subject, an unusual
 template name); the sender then builds that message with the library.
+
+Whichever writes it, the Subject reads exactly as the template and the
+person wrote it (`written_subject`), and every e-mail of one case names the
+same thread (`thread`).
 """
 
 from __future__ import annotations
 
 import binascii
+import hashlib
 import re
 from email import policy, quoprimime
 from email.headerregistry import Address
@@ -87,6 +92,16 @@ class Sender:
         self.plain = bool(_ADDRESS.match(self.address))
 
 
+def thread(case_name: str) -> str:
+    """The Message-ID every e-mail of a case answers (In-Reply-To and
+    References), so that mail clients show them as one conversation. A
+    digest of the case's name: the same for all its e-mails, the same
+    whichever writes them, and telling nothing of the case or its people
+    whatever a name holds. No message has this id; clients thread on the
+    reference alone."""
+    return f"<case-{hashlib.sha256(case_name.encode()).hexdigest()[:32]}@casemesh>"
+
+
 def boundary(job_id: str, *parts: str) -> str | None:
     """The multipart boundary of a job's message, or None (the library then
     picks one) in the unlikely case a part contains it."""
@@ -103,14 +118,16 @@ def render(
     template: str,
     html: str = "",
     reply_to: str = "",
+    case_name: str = "",
 ) -> bytes | None:
     """The message as the relay receives it (CRLF lines, before dot-stuffing),
-    or None when the library should write it."""
+    or None when the library should write it. `case_name`: the case it tells
+    of, whose thread it joins ("" for none)."""
     if not (sender.plain and _ADDRESS.match(recipient) and _TOKEN.match(template)):
         return None
     if reply_to and not _ADDRESS.match(reply_to):
         return None
-    subject_value = _subject(" ".join(subject.split()))
+    subject_value = written_subject(" ".join(subject.split()))
     if subject_value is None:
         return None
     if html:
@@ -134,14 +151,24 @@ def render(
                 subject_value,
                 formatdate(localtime=False).encode(),
             ),
-            b"Message-ID: <%s@casemesh>\r\nX-Casemesh-Template: %s\r\n"
+            b"Message-ID: <%s@casemesh>\r\n%sX-Casemesh-Template: %s\r\n"
             % (
                 job_id.encode(),
+                _thread_headers(case_name),
                 template.encode(),
             ),
             content,
         )
     )
+
+
+def _thread_headers(case_name: str) -> bytes:
+    """In-Reply-To and References naming the case's thread, as the library
+    writes them (`SmtpChannel._message`); none without a case."""
+    if not case_name:
+        return b""
+    root = thread(case_name).encode()
+    return b"In-Reply-To: %s\r\nReferences: %s\r\n" % (root, root)
 
 
 def _alternatives(mark: bytes, text: str, html: str) -> bytes:
@@ -163,14 +190,20 @@ def _alternatives(mark: bytes, text: str, html: str) -> bytes:
     )
 
 
-def _subject(text: str) -> bytes | None:
-    """Printable ASCII as it is (when it fits one line); anything else as
-    base64 encoded words, one per folded line, the first one shorter: with
-    "Subject: " before it, its line too is at most LINE long."""
-    if text.isascii():
-        if not text or "=?" in text or not text.isprintable():
-            return None
-        return text.encode() if len(text) <= LINE - len("Subject: ") else None
+def written_subject(text: str) -> bytes | None:
+    """The Subject's value for `text` (one line) as written out, or None for
+    plain ASCII the library may write as it likes (empty, or too long for
+    one line: it folds it at its spaces). Printable ASCII that fits one line
+    as it is; anything else as base64 encoded words, one per folded line,
+    the first one shorter: with "Subject: " before it, its line too is at
+    most LINE long.
+
+    ASCII holding "=?" counts as anything else: written as it is, a mail
+    client (and the library, were it given the text) would read an encoded
+    word in it and show other words than were typed (on some Python
+    releases, a line break and a header of the typist's choosing)."""
+    if text.isascii() and (not text or ("=?" not in text and text.isprintable())):
+        return text.encode() if text and len(text) <= LINE - len("Subject: ") else None
     words, word, most = [], b"", _FIRST_WORD_BYTES
     for char in text:
         encoded = char.encode()
