@@ -10,12 +10,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import psycopg
 import pytest
 
+from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.events.v1 import helpcenter_pb2 as hev
 from casemesh.events.v1 import notifications_pb2 as nev
 from casemesh.events.v1 import reports_pb2 as rev
@@ -24,9 +25,14 @@ from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.personal import Sealer
 from casemesh.rules import retention
 from casemesh_notifier.channels import HttpSmsChannel
-from casemesh_notifier.delivery import replay_parked
+from casemesh_notifier.delivery import QUIET_RELEASE, replay_parked
 from casemesh_notifier.planner import PHONE_CHANGE
-from tests.integration.test_notifier_contact_change import HeardMidSend, KeyedProvider
+from tests.integration.test_notifier_contact_change import (
+    HeardMidSend,
+    KeyedProvider,
+    appeal_event,
+    details_changed,
+)
 from tests.integration.test_notifier_erasure import (
     LIN,
     WU,
@@ -492,3 +498,116 @@ async def test_a_code_is_texted_to_its_sealed_number_and_not_once_her_key_is_gon
     await world.plan([late])
     assert code_recipients(world) == [("pending", NEW)]
     assert OLD not in world.dump()
+
+
+# Lin moves abroad: London's number, on GMT in early March. Her suspension
+# (`measure`) ends at noon in Shanghai, 04:00 in London.
+LONDON = "+447911123456"
+ENDS_IN_SHANGHAI, ENDS_IN_LONDON = "3月9日12:00", "3月9日04:00"
+
+
+def suspension_texts(world: World, standing: str) -> list[tuple[str, str, str, str]]:
+    """The texts about Lin's standing: status, recipient, what they say and
+    the time her provider's template is filled with, in planned order."""
+    return [
+        (status, recipient, body, params.get("due", ""))
+        for status, recipient, body, params in world.rows(
+            "SELECT status, recipient, body, params FROM notification_jobs"
+            f" WHERE case_name = 'reporters/{standing}' ORDER BY seq"
+        )
+    ]
+
+
+async def test_a_suspension_heard_after_she_moved_abroad_tells_her_london_time(
+    world: World,
+) -> None:
+    """Lin proved a London number; her suspension, heard since, carries the
+    contact of the report it counted, her Shanghai number: it is texted to
+    London, saying when it ends there (her texts name no zone: times in
+    them are her number's)."""
+    standing = str(uuid.uuid4())
+    await world.plan([measure(standing, 1, OLD)])
+    assert await world.drain() == 1
+    await world.plan([verified(world.tickets.sealer, LIN.user_id, OLD, LONDON)])
+    await world.plan([measure(standing, 2, OLD)])
+
+    [_, (status, recipient, body, due)] = suspension_texts(world, standing)
+    assert (status, recipient, due) == ("pending", LONDON, ENDS_IN_LONDON)
+    assert ENDS_IN_LONDON in body and ENDS_IN_SHANGHAI not in body
+    await world.drain()
+    [text] = world.sms.to(LONDON)
+    assert ENDS_IN_LONDON in text["text"] and text["params"]["due"] == ENDS_IN_LONDON
+
+
+async def test_a_text_waiting_for_morning_when_she_moves_abroad_tells_and_waits_for_london(
+    world: World,
+) -> None:
+    """Lin is suspended late at night in Shanghai: the text waits for the
+    morning. She proves her London number meanwhile: the text says when the
+    suspension ends in London, and waits for London's morning, not
+    Shanghai's (then still night in London)."""
+    world.delivery._cfg = world.delivery._cfg.model_copy(update={"sms_quiet_hours": "22:00-08:00"})
+    standing = str(uuid.uuid4())
+    await world.plan([measure(standing, 1, OLD)])
+    assert await world.drain() == 1
+    world.clock.time = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # 23:00 in Shanghai
+    await world.plan([measure(standing, 2, OLD)])
+    assert await world.drain() == 1  # held back for the night
+    assert suspension_texts(world, standing)[1][:2] == ("pending", OLD)
+    assert ENDS_IN_SHANGHAI in suspension_texts(world, standing)[1][2]
+
+    change = verified(world.tickets.sealer, LIN.user_id, OLD, LONDON, at=world.clock.now())
+    await world.plan([change])
+    [_, (status, recipient, body, due)] = suspension_texts(world, standing)
+    assert (status, recipient, due) == ("pending", LONDON, ENDS_IN_LONDON)
+    assert ENDS_IN_LONDON in body and ENDS_IN_SHANGHAI not in body
+
+    world.clock.time = datetime(2026, 3, 3, 0, 0, tzinfo=UTC) + QUIET_RELEASE  # Shanghai's 08:10
+    await world.drain()
+    assert world.sms.to(LONDON) == []  # midnight in London
+    world.clock.time = datetime(2026, 3, 3, 8, 0, tzinfo=UTC) + QUIET_RELEASE  # London's 08:10
+    await world.drain()
+    [text] = world.sms.to(LONDON)
+    assert ENDS_IN_LONDON in text["text"] and text["params"]["due"] == ENDS_IN_LONDON
+    assert texts_to(world, OLD) == 1  # the warning, before she moved
+
+
+def filed_for_review(appeal: str, phone: str) -> CloudEvent:
+    """Lin files a takedown notice, to hear of it by SMS at `phone`; its
+    review is due by noon in Shanghai a week on (04:00 in London)."""
+    header = aev.AppealEventHeader(state="SUBMITTED", next_step="REVIEW")
+    header.next_step_due.FromDatetime(NOON_IN_SHANGHAI + timedelta(days=7))
+    reach = ev.ContactPreferences(phone=phone, channels=[ev.CONTACT_CHANNEL_SMS], locale="zh-CN")
+    message = aev.AppealFiled(
+        header=header,
+        kind="TAKEDOWN_NOTICE",
+        jurisdiction="cn",
+        filer=aev.AppealParty(user_id=LIN.user_id, legal_name="林工作室", contact=reach),
+        work_title="《江南春》舞蹈原创视频",
+    )
+    return appeal_event(appeal, 1, message, NOON_IN_SHANGHAI)
+
+
+async def test_a_text_her_corrected_number_abroad_gets_tells_the_time_there(
+    world: World,
+) -> None:
+    """Lin corrects the number of her copyright case to her London one
+    before its receipt was texted: the receipt goes to London, saying by
+    when the review is expected there."""
+    appeal = str(uuid.uuid4())
+    await world.plan([filed_for_review(appeal, OLD)])
+    receipt = (
+        "SELECT recipient, body, params FROM notification_jobs"
+        f" WHERE case_name = 'appeals/{appeal}'"
+    )
+    [(_, body, _)] = world.rows(receipt)
+    assert ENDS_IN_SHANGHAI in body
+    london = ev.ContactPreferences(phone=LONDON, channels=[ev.CONTACT_CHANNEL_SMS], locale="zh-CN")
+    await world.plan([details_changed(appeal, 2, london, at=NOON_IN_SHANGHAI)])
+
+    [(recipient, body, params)] = world.rows(receipt)
+    assert (recipient, params["due"]) == (LONDON, ENDS_IN_LONDON)
+    assert ENDS_IN_LONDON in body and ENDS_IN_SHANGHAI not in body
+    await world.drain()
+    [text] = world.sms.to(LONDON)
+    assert ENDS_IN_LONDON in text["text"] and text["params"]["due"] == ENDS_IN_LONDON

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -11,11 +12,14 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as ev
+from casemesh.platform.envelope import CloudEvent
+from casemesh_notifier.cases import Planning, tell
 from casemesh_notifier.labels import phone_zones
 from casemesh_notifier.policy import backoff, quiet_until, quiet_until_everywhere
 from casemesh_notifier.rendering import email_values, render_email, render_sms, sms_values
+from casemesh_notifier.samples import samples
 from casemesh_notifier.steps import Step, appeal_steps, report_steps, ticket_step
-from casemesh_notifier.store import NewJob
+from casemesh_notifier.store import ContactChange, NewJob, Party
 
 
 def test_quiet_hours_hold_sms_until_morning_in_the_recipients_zone() -> None:
@@ -349,3 +353,53 @@ def test_a_notice_upheld_on_the_claimants_appeal_tells_the_claimant_once() -> No
     steps = appeal_steps(_decided("UPHOLD", uploader=True, outcome_of="appeals/a2"), "REJECTED")
     assert {role: s.template for role, s in steps.items()} == {"uploader": "appeal.content_removed"}
     assert steps["uploader"].due is not None
+
+
+def test_a_text_given_a_number_abroad_tells_the_time_there() -> None:
+    """An uploader's text about a decision says by when they may appeal, in
+    their number's time, naming no zone: 23:59 for their Shanghai number.
+    Their contact corrected to a London number before it goes, it says
+    15:59; to a Russian one (a number of many zones) the Shanghai time,
+    saying so; to another Chinese number it is as it was. It still points
+    to the e-mail they also get."""
+    now = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)
+    decision = next(s.step for s in samples() if s.step.template == "report.statement")
+    step = dataclasses.replace(decision, due=datetime(2026, 3, 16, 15, 59, tzinfo=UTC))
+    uploader = Party(
+        role="uploader",
+        locale="en",
+        email="wu@example.com",
+        phone="+8613800138000",
+        channels=["EMAIL", "SMS"],
+        subject="",
+        status="",
+        user_id="users/wu",
+    )
+    event = CloudEvent("rc:2", "casemesh/reports", "t", "report-cases/rc", now, b"", "rc")
+    planning = Planning(now, ZoneInfo("Asia/Shanghai"))
+    jobs = tell(
+        event, "report-cases/rc", "c81e4b2a", {"uploader": step}, {"uploader": uploader}, planning
+    )
+    [text] = [job for job in jobs if job.channel == "SMS"]
+    assert "Appeal by 16 Mar 23:59." in text.body and text.params["due"] == "16 Mar 23:59"
+
+    def moved_to(phone: str) -> NewJob:
+        change = ContactChange(
+            "report-cases/rc", "uploader", "users/wu", "users/wu", "wu@example.com", phone
+        )
+        moved = change.follow(text, now)
+        assert moved is not None and moved.recipient == phone
+        assert "Reasons in your e-mail." in moved.body
+        return moved
+
+    london = moved_to("+447911123456")
+    assert "Appeal by 16 Mar 15:59." in london.body and london.params["due"] == "16 Mar 15:59"
+    russia = moved_to("+79161234567")
+    assert "Appeal by 16 Mar 23:59 GMT+08:00." in russia.body
+    assert russia.params["due"] == "16 Mar 23:59 GMT+08:00"
+    assert moved_to("+8613900139000").body == text.body
+    # Back from London to a Chinese number: Shanghai's time again.
+    back = ContactChange(
+        "report-cases/rc", "uploader", "users/wu", "users/wu", "", "+8613900139000"
+    )
+    assert back.follow(london, now) == dataclasses.replace(text, recipient="+8613900139000")

@@ -12,8 +12,9 @@ a decision naming the uploader again, a reporter's measure given with a
 later report's contact) is reached so from that event on, and so is what
 was planned for them before it and is not yet sent (`ContactChange`): a
 message for the person the party was until then, or on a channel they gave
-up, is not sent; the others go to their new address. An event older than
-what the party's record holds (heard late) changes neither.
+up, is not sent; the others go to their new address, an SMS written again
+in its new number's time (`phone_changes.written_for`). An event older
+than what the party's record holds (heard late) changes neither.
 
 A case an event ends (`ENDED`: a ticket cancelled or closed, a copyright
 case withdrawn or abandoned) is noted (`CaseParties.ended`): what it still
@@ -36,8 +37,9 @@ from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
 from casemesh.platform.personal import is_erased
-from casemesh_notifier.labels import label, local_time, phone_zone
-from casemesh_notifier.rendering import email_values, render_email, render_sms, sms_values
+from casemesh_notifier.labels import label, phone_zone
+from casemesh_notifier.phone_changes import sms_in
+from casemesh_notifier.rendering import email_values, render_email, sms_values
 from casemesh_notifier.steps import (
     NO_REPLY_STEPS,
     Step,
@@ -168,14 +170,15 @@ class CaseParties:
 
     def follow(self, jobs: list[NewJob]) -> list[NewJob]:
         """The batch's jobs planned before the event just planned, as the
-        contacts it changed leave them (`ContactChange.follow`)."""
+        contacts it changed leave them (`ContactChange.follow`: an SMS
+        given another number written in its time, as of that event)."""
         moved, self._moved = self._moved, []
         for change in moved:
             followed = []
             for job in jobs:
                 if (job.case_name, job.party) != (change.case_name, change.party):
                     followed.append(job)
-                elif (job_now := change.follow(job)) is not None:
+                elif (job_now := change.follow(job, self.at)) is not None:
                     followed.append(job_now)
             jobs = followed
         return jobs
@@ -423,7 +426,8 @@ def tell(
     at: Planning,
 ) -> list[NewJob]:
     """A job for each step, on each channel its party chose and has an
-    address for, written in their language."""
+    address for, written in their language; an SMS tells times in its
+    number's zone (`phone_changes.sms_in`)."""
     jobs: list[NewJob] = []
     ref = ident[:8].upper()
     for role, step in steps.items():
@@ -455,19 +459,17 @@ def tell(
                 subject, html = "", ""
                 # A reader whose number tells no zone (a country spanning
                 # several) is told times in the service's, saying so.
-                body = render_sms(
+                body, shown = sms_in(
+                    zone,
                     step.template,
                     party.locale,
-                    zone,
                     sms_values(step, ref, email_chosen),
-                    zone_named=own is None,
+                    named=own is None,
                 )
-                # What the provider's approved template is filled with.
+                # What the provider's approved template is filled with (and
+                # what writes it again for another number: `written_for`).
                 params.update(step.sms)
-                if step.due is not None:
-                    params["due"] = local_time(
-                        step.due, party.locale, zone, "short", named=own is None
-                    )
+                params.update(shown)
             job = NewJob(
                 cause_event_id=event.id,
                 case_name=name,

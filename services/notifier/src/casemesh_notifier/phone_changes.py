@@ -42,18 +42,37 @@ Recording and following are idempotent, and the planner skips the event
 once consumed: heard again, it changes nothing. Changes heard before this
 record was kept (by an earlier release) are not in it: what names their old
 numbers since is not moved.
+
+An SMS tells times in its number's zone, without naming it (`cases.tell`):
+one given another number (here, or by a contact change:
+`store.ContactChange`, `store.follow_contact_changes`) is written again in
+the new number's time (`written_for`), text and provider's `due` alike: to
+a London number "reporting is suspended until 16 Mar 15:59" where the
+Shanghai one read 23:59. A new number that tells no zone (its country
+spans several) is told the time as it was written, its zone named. What
+writing it again needs is kept with it (`DUE_AT`, `EMAIL_CHOSEN`); one
+planned before it was (by an earlier release) keeps its text. Quiet hours
+are those of the number a sender finds on the job as it claims it: one
+held back for the old number's night is looked at again as that ends,
+against the new number's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import uuid
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from functools import partial
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
 
 import psycopg
 
+from casemesh.platform import columns
+from casemesh_notifier.labels import local_time, phone_zone
 from casemesh_notifier.policy import CODE_TEMPLATE
+from casemesh_notifier.rendering import render_sms
 
 # Statuses of a job still to be sent, a sender's claim (`sending`) too: its
 # sender looks at its address again before it sends it (`delivery`).
@@ -69,13 +88,127 @@ READDRESSED = ["pending", "parked", "sending"]
 # (`delivery.Delivery._sent`).
 READDRESSING = "readdressed = readdressed + 1, maybe_sent = false"
 
+# What an SMS showing a time keeps among the values its provider's template
+# is filled with, beside that time as its number's zone writes it (`due`):
+# the moment itself, and whether its party hears by e-mail too (the rest of
+# what it may show is there already), so that it can be written again for
+# another number (`written_for`).
+DUE_AT = "due_at"
+EMAIL_CHOSEN = "email_chosen"
+
+
+def sms_in(
+    zone: ZoneInfo, template: str, locale: str, values: Mapping[str, Any], *, named: bool
+) -> tuple[str, dict[str, str]]:
+    """The SMS of `template` with `values` (`rendering.sms_values`), its
+    times written in `zone` (`named`: saying its offset, the zone not being
+    known to be the reader's), and what its provider's template is filled
+    with for its time: as written, and what writes it again (`DUE_AT`,
+    `EMAIL_CHOSEN`)."""
+    text = render_sms(template, locale, zone, values, zone_named=named)
+    due = values.get("due")
+    if due is None:
+        return text, {}
+    return text, {
+        "due": local_time(due, locale, zone, "short", named=named),
+        DUE_AT: due.isoformat(),
+        EMAIL_CHOSEN: "true" if values.get("email_chosen") else "false",
+    }
+
+
+def written_for(
+    template: str,
+    locale: str,
+    params: Mapping[str, str],
+    was: str,
+    phone: str,
+    at: datetime | None,
+) -> tuple[str, dict[str, str]] | None:
+    """An SMS written for the number `was`, given `phone` instead, written
+    again in `phone`'s time (or, a number that tells no zone, in the time it
+    was written in, its zone named): its text and params. None where it
+    reads as it did (it shows no time, the two numbers tell the same zone,
+    or neither tells one: the service's, named), or where it does not keep
+    its moment (planned before it was kept). The numbers' zones are told as
+    of `at` (`labels.phone_zone`), when it was planned or about then (None:
+    as of the moment it shows)."""
+    moment = params.get(DUE_AT)
+    if not moment or not phone:
+        return None
+    due = datetime.fromisoformat(moment)
+    before, now = phone_zone(was, at or due), phone_zone(phone, at or due)
+    if now is None:
+        # A number that tells no zone is told the time as it was written,
+        # saying its zone (one written in the service's says it already).
+        if before is None:
+            return None
+        zone, named = before, True
+    elif before is not None and before.key == now.key:
+        return None
+    else:
+        zone, named = now, False
+    values = {
+        **params,
+        "due": due,
+        "email_chosen": params.get(EMAIL_CHOSEN) == "true",
+    }
+    text, shown = sms_in(zone, template, locale, values, named=named)
+    return text, {**params, **shown}
+
+
+class Readdressed(NamedTuple):
+    """A job just given another address, as `write_again` reads it."""
+
+    id: uuid.UUID
+    channel: str
+    template: str
+    locale: str
+    params: dict[str, str]
+    was: str
+    recipient: str
+    created_at: datetime
+
+
+# A statement's RETURNING list for `Readdressed`: of the job updated (`j`),
+# and the address it had (`was`, from the rows that chose it).
+READDRESSED_ROWS = "j.id, j.channel, j.template, j.locale, j.params, was, j.recipient, j.created_at"
+
+
+async def write_again(conn: psycopg.AsyncConnection[Any], jobs: Sequence[Readdressed]) -> int:
+    """Writes the SMS among `jobs` again in their new number's time
+    (`written_for`), in the caller's transaction; how many."""
+    again = []
+    for job in jobs:
+        if job.channel != "SMS":
+            continue
+        text = written_for(
+            job.template, job.locale, job.params, job.was, job.recipient, job.created_at
+        )
+        if text is not None:
+            again.append((job.id, *text))
+    if again:
+        texts = partial(columns.texts, encoding=conn.info.encoding)
+        await conn.execute(
+            "UPDATE notification_jobs AS j SET body = w.body, params = w.params"
+            " FROM unnest(%s::uuid[], %s::text[], %s::jsonb[]) AS w(id, body, params)"
+            " WHERE j.id = w.id",
+            (
+                columns.uuids(job_id for job_id, _, _ in again),
+                texts(body for _, body, _ in again),
+                columns.jsonbs(params for _, _, params in again),
+            ),
+        )
+    return len(again)
+
 
 @dataclass(frozen=True)
 class Followed:
-    """What a change moved: party rows and jobs."""
+    """What a change moved: party rows and jobs, and how many of those
+    (SMS) were written again in their new number's time."""
 
     parties: int = 0
     jobs: int = 0
+    written_again: int = 0
 
 
 async def follow_phone_change(
@@ -107,7 +240,8 @@ async def follow_numbers(
 ) -> Followed:
     """Gives these users' party rows and unsent SMS jobs (of `cases` only,
     when given) that name a number they changed away from the number they
-    have now, in the caller's transaction. Their number now is the new one
+    have now, the SMS written again in its time (`write_again`), in the
+    caller's transaction. Their number now is the new one
     of their last change heard (by when it was verified: changes heard out
     of order count in order); a number is changed away from by a change from
     it that no later change went back to (A to B, then B to A: A is theirs
@@ -138,14 +272,17 @@ async def follow_numbers(
         "   ORDER BY p.case_name, p.party FOR UPDATE OF p),"
         " parties AS (UPDATE case_parties AS p SET phone = t.now FROM their_parties AS t"
         "   WHERE p.case_name = t.case_name AND p.party = t.party RETURNING 1),"
-        " their_jobs AS (SELECT j.id, r.now FROM notification_jobs AS j"
+        " their_jobs AS (SELECT j.id, j.recipient AS was, r.now FROM notification_jobs AS j"
         "   JOIN retired AS r ON j.user_id = r.person AND j.recipient = r.phone"
         "   WHERE j.user_id <> '' AND j.channel = 'SMS' AND j.status = ANY(%(open)s)"
         f"   AND j.template <> %(code)s{scope.format(t='j')}"
         "   ORDER BY j.id FOR UPDATE OF j),"
         f" jobs AS (UPDATE notification_jobs AS j SET recipient = t.now, {READDRESSING}"
-        "   FROM their_jobs AS t WHERE j.id = t.id RETURNING 1)"
-        " SELECT (SELECT count(*) FROM parties), (SELECT count(*) FROM jobs)",
+        f"   FROM their_jobs AS t WHERE j.id = t.id RETURNING {READDRESSED_ROWS})"
+        # A row for each job moved (one with none when none was), each with
+        # the count of rows.
+        " SELECT (SELECT count(*) FROM parties), jobs.* FROM (VALUES (1)) AS one"
+        " LEFT JOIN jobs ON true",
         {
             "users": sorted(set(users)),
             "cases": sorted(set(cases or ())),
@@ -153,9 +290,10 @@ async def follow_numbers(
             "code": CODE_TEMPLATE,
         },
     )
-    row = await cur.fetchone()
-    assert row is not None
-    return Followed(parties=row[0], jobs=row[1])
+    rows = await cur.fetchall()
+    moved = [Readdressed(*row[1:]) for row in rows if row[1] is not None]
+    written = await write_again(conn, moved)
+    return Followed(parties=rows[0][0], jobs=len(moved), written_again=written)
 
 
 async def forget_old_changes(conn: psycopg.AsyncConnection[Any], before: datetime) -> int:

@@ -26,7 +26,14 @@ import psycopg
 
 from casemesh.platform import columns
 from casemesh.platform.consuming import Place
-from casemesh_notifier.phone_changes import READDRESSED, READDRESSING
+from casemesh_notifier.phone_changes import (
+    READDRESSED,
+    READDRESSED_ROWS,
+    READDRESSING,
+    Readdressed,
+    write_again,
+    written_for,
+)
 from casemesh_notifier.policy import REQUEST_TEMPLATES
 
 JOB_NAMESPACE = uuid.UUID("0b7f3c1e-3c1d-4a56-a1f4-6f1f3f0c2a90")
@@ -114,13 +121,21 @@ class ContactChange:
         owner = user_id or self.owner
         return bool(owner) and owner != self.person
 
-    def follow(self, job: NewJob) -> NewJob | None:
+    def follow(self, job: NewJob, at: datetime | None) -> NewJob | None:
         """The job, planned before the change, as it goes now: to the
-        address on its channel, or not at all (None)."""
+        address on its channel, an SMS written in its number's time as of
+        `at` (`phone_changes.written_for`), or not at all (None)."""
         recipient = self.address(job.channel)
         if not recipient or self.for_someone_else(job.user_id):
             return None
-        return dataclasses.replace(job, recipient=recipient)
+        moved = dataclasses.replace(job, recipient=recipient)
+        if job.channel != "SMS":
+            return moved
+        text = written_for(job.template, job.locale, job.params, job.recipient, recipient, at)
+        if text is None:
+            return moved
+        body, params = text
+        return dataclasses.replace(moved, body=body, params=params)
 
     def then(self, later: ContactChange) -> ContactChange:
         """This change, then `later` of the same party: a channel given up
@@ -387,7 +402,8 @@ async def follow_contact_changes(
     batch's jobs), follow them: a job for someone else than the person now
     named, or on a channel they gave up, is cancelled, its text erased; the
     others go to the party's address on their channel, as jobs never tried
-    there (`phone_changes.READDRESSING`). A job a sender holds (`sending`)
+    there (`phone_changes.READDRESSING`), an SMS written in its new number's
+    time (`phone_changes.write_again`). A job a sender holds (`sending`)
     is given its new address, or none (`WITHDRAWN`): its sender looks
     before it sends it, and hands it back untried, to go there or be
     cancelled; a send already begun is recorded as it went, and should it
@@ -420,15 +436,18 @@ async def follow_contact_changes(
     # The rest: those going elsewhere now, and the claimed ones going
     # nowhere (`WITHDRAWN`). One withdrawn stays so, as a cancelled one does.
     cur = await conn.execute(
-        f"WITH moved AS (SELECT j.id, {GOES_TO} AS recipient, {WHY_NOT} AS why"
-        f" FROM {THEIR_JOBS} WHERE j.{UNSENT} AND j.recipient NOT IN ('', {GOES_TO})"
+        f"WITH moved AS (SELECT j.id, j.recipient AS was, {GOES_TO} AS recipient,"
+        f" {WHY_NOT} AS why FROM {THEIR_JOBS}"
+        f" WHERE j.{UNSENT} AND j.recipient NOT IN ('', {GOES_TO})"
         " ORDER BY j.id FOR UPDATE OF j)"
         f" UPDATE notification_jobs AS j SET recipient = moved.recipient, {READDRESSING},"
         " last_error = CASE WHEN moved.recipient = '' THEN moved.why ELSE j.last_error END"
-        " FROM moved WHERE j.id = moved.id",
+        f" FROM moved WHERE j.id = moved.id RETURNING {READDRESSED_ROWS}",
         params,
     )
-    return ContactsFollowed(cancelled, cur.rowcount)
+    moved = [Readdressed(*row) for row in await cur.fetchall()]
+    await write_again(conn, moved)
+    return ContactsFollowed(cancelled, len(moved))
 
 
 async def cancel_requests(
