@@ -19,7 +19,6 @@ from google.protobuf.descriptor import Descriptor
 from markupsafe import escape
 
 from casemesh.events.v1 import appeals_pb2, helpcenter_pb2, reports_pb2, tickets_pb2
-from casemesh.platform.envelope import CloudEvent
 from casemesh.v1 import appeals_pb2 as api_appeals
 from casemesh.v1 import reports_pb2 as api_reports
 from casemesh_appeals.domain import REQUIRED
@@ -36,6 +35,7 @@ from casemesh_notifier.rendering import (
 )
 from casemesh_notifier.samples import Sample, event_kinds, samples
 from casemesh_notifier.steps import report_steps
+from tests.support import case_event
 
 ZONE = ZoneInfo("Asia/Shanghai")
 REF = "AB12CD34"
@@ -281,14 +281,8 @@ def filed(appeal: appeals_pb2.AppealFiled, locale: str) -> tuple[str, str]:
             email="lin@example.com", channels=[tickets_pb2.CONTACT_CHANNEL_EMAIL], locale=locale
         )
     )
-    event = CloudEvent(
-        id="c4e1a7b2-0d3f:1",
-        source="casemesh/appeals",
-        type="casemesh.appeals.AppealFiled.v1",
-        subject="appeals/c4e1a7b2-0d3f",
-        time=datetime(2026, 3, 2, 1, 0, tzinfo=UTC),
-        data=appeal.SerializeToString(),
-        key="c4e1a7b2-0d3f",
+    event = case_event(
+        "appeals", "appeals/c4e1a7b2-0d3f", 1, appeal, datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
     )
     at = Planning(now=event.time, zone=ZONE)
     [job] = [j for j in plan_appeal(CaseParties({}), event, appeal, at) if j.channel == "EMAIL"]

@@ -54,8 +54,8 @@ from casemesh.platform.grpcutil import to_timestamp
 from casemesh.platform.ids import derived_id
 from casemesh.platform.outbox import Outbox, outbox_schema
 from casemesh.platform.paging import older_than
+from casemesh.rules.codes import CODE_LIFE
 
-CODE_TTL = timedelta(minutes=10)
 MAX_ATTEMPTS = 5
 MAX_RESENDS = 3
 # A change not finished within this time is over; start again.
@@ -198,7 +198,7 @@ async def _send_code(cur: Any, c: Change, now: datetime, seal: Seal) -> None:
     code = f"{secrets.randbelow(10**6):06d}"
     c.salt = secrets.token_hex(8)
     c.code_hash = _hash(c.salt, code)
-    c.code_expires = now + CODE_TTL
+    c.code_expires = now + CODE_LIFE
     c.codes_sent += 1
     old_step = c.state == "AWAITING_OLD_CODE"
     event = hev.VerificationCodeIssued(

@@ -143,7 +143,8 @@ class SmtpChannel:
         if m.reply_to:
             msg["Reply-To"] = m.reply_to
         # Header values are one line, whatever a stored subject holds. Only
-        # plain ASCII is left to the library: given "=?utf-8?b?…?=" it decodes
+        # what `mime.written_subject` leaves alone (empty, or plain ASCII too
+        # long to write as it is) goes to the library: given "=?utf-8?b?…?=" it decodes
         # it as an encoded word (and some releases write the line breaks it
         # held out raw: a header or a body of the typist's choosing). Anything
         # else goes as `mime.written_subject` writes it, folded within the
@@ -160,7 +161,7 @@ class SmtpChannel:
         # seen it, and one that has (the old address an alias of the new)
         # may keep a single copy.
         msg["Message-ID"] = f"<{m.job_id}@casemesh>"
-        for name, value in _thread_headers(m).items():
+        for name, value in mime.thread_headers(m.case_name).items():
             msg[name] = value
         msg["X-Casemesh-Template"] = m.template
         msg.set_content(m.body, charset="utf-8")
@@ -310,16 +311,6 @@ class SmtpChannel:
             except queue.Empty:
                 return
             await asyncio.to_thread(_quit, smtp)
-
-
-def _thread_headers(m: Outgoing) -> dict[str, str]:
-    """In-Reply-To and References naming the thread of the case the message
-    tells of (`mime.thread`), so a mail client shows a case's e-mails as one
-    conversation; none for a message of no case."""
-    if not m.case_name:
-        return {}
-    root = mime.thread(m.case_name)
-    return {"In-Reply-To": root, "References": root}
 
 
 # "Service not available, closing transmission channel": the relay is going
@@ -608,7 +599,10 @@ class HttpEmailChannel(HttpProvider):
 
     async def send(self, message: Outgoing) -> str:
         # The job's, wherever it goes, as over SMTP.
-        headers = {"Message-ID": f"<{message.job_id}@casemesh>", **_thread_headers(message)}
+        headers = {
+            "Message-ID": f"<{message.job_id}@casemesh>",
+            **mime.thread_headers(message.case_name),
+        }
         if message.reply_to:
             headers["Reply-To"] = message.reply_to
         return await self.post(

@@ -58,7 +58,7 @@ import dataclasses
 import functools
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -66,6 +66,7 @@ from markupsafe import escape
 
 from casemesh.events.v1 import notifications_pb2 as nev
 from casemesh.platform.envelope import message_class
+from casemesh.rules.codes import CODE_LIFE
 from casemesh_notifier.metrics import OUTCOMES
 from casemesh_notifier.policy import CODE_TEMPLATE
 from casemesh_notifier.rendering import shows_subject
@@ -93,10 +94,6 @@ class Forgotten:
 # erasure was (the privacy topic behind the case topics). Its row and jobs
 # are theirs anew, as if the erasure had been heard first.
 NAMED_SINCE = "COALESCE({p}.user_id = ANY(%(people)s) AND {p}.named_at > %(at)s, false)"
-
-# How long a one-time code holds: `VerificationCodeIssued.expire_time` is
-# ten minutes after the code was issued.
-CODE_LIFE = timedelta(minutes=10)
 
 # A one-time code (alias `j`; it has no party row for `NAMED_SINCE` to
 # spare) issued after the erasure's time (`%(at)s`): a phone change of

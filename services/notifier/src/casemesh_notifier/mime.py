@@ -162,13 +162,22 @@ def render(
     )
 
 
-def _thread_headers(case_name: str) -> bytes:
-    """In-Reply-To and References naming the case's thread, as the library
-    writes them (`SmtpChannel._message`); none without a case."""
+def thread_headers(case_name: str) -> dict[str, str]:
+    """In-Reply-To and References naming the thread of the case a message
+    tells of (`thread`), so a mail client shows a case's e-mails as one
+    conversation; none for a message of no case."""
     if not case_name:
-        return b""
-    root = thread(case_name).encode()
-    return b"In-Reply-To: %s\r\nReferences: %s\r\n" % (root, root)
+        return {}
+    root = thread(case_name)
+    return {"In-Reply-To": root, "References": root}
+
+
+def _thread_headers(case_name: str) -> bytes:
+    """`thread_headers` as the library writes them (`SmtpChannel._message`)."""
+    return b"".join(
+        b"%s: %s\r\n" % (name.encode(), value.encode())
+        for name, value in thread_headers(case_name).items()
+    )
 
 
 def _alternatives(mark: bytes, text: str, html: str) -> bytes:
