@@ -37,7 +37,7 @@ from casemesh_inbound.mail import (
     strip_quoted,
 )
 from casemesh_inbound.settings import InboundSettings
-from casemesh_inbound.smtp import ReplyHandler, sessions
+from casemesh_inbound.smtp import ReplyHandler, sender_of, sessions
 
 TICKET = str(uuid.uuid4())
 SECRET = "s" * 32
@@ -794,14 +794,16 @@ def reply_of(message_id: str, text: str, video: int = 0) -> bytes:
 
 
 @asynccontextmanager
-async def reply_server(tickets: Tickets, evidence: Evidence, relays: str) -> AsyncIterator[int]:
-    """The service's SMTP server on a free port, with its budget of `BUDGET`."""
+async def reply_server(
+    tickets: Tickets, evidence: Evidence, relays: str, budget: int = BUDGET
+) -> AsyncIterator[int]:
+    """The service's SMTP server on a free port, with its budget (`BUDGET`)."""
     cfg = InboundSettings(
         reply_token_secret=SECRET,
         internal_signing_key=new_signing_key(),
         reply_domain="reply.example.com",
         max_message_bytes=MOST,
-        message_budget_bytes=BUDGET,
+        message_budget_bytes=budget,
         trusted_relays=relays,
         trusted_authserv_id="",
     )
@@ -816,11 +818,11 @@ async def reply_server(tickets: Tickets, evidence: Evidence, relays: str) -> Asy
         await server.wait_closed()
 
 
-def relay(port: int, raw: bytes, *, size: int | None = None) -> None:
-    """Sends `raw` to the ticket's reply address as a mail server does
-    (declaring its size, or `size`); raises the server's answer if not 250."""
+def relay(port: int, raw: bytes, *, size: int | None = None, source: str = "127.0.0.1") -> None:
+    """Sends `raw` to the ticket's reply address as a mail server at `source`
+    does (declaring its size, or `size`); raises the server's answer if not 250."""
     to = reply_address(TICKET, SECRET, "reply.example.com")
-    with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+    with smtplib.SMTP("127.0.0.1", port, timeout=30, source_address=(source, 0)) as smtp:
         if size is None:
             smtp.sendmail("alice@example.com", [to], raw)
             return
@@ -830,6 +832,25 @@ def relay(port: int, raw: bytes, *, size: int | None = None) -> None:
         code, text = smtp.data(raw)
         if code != 250:
             raise smtplib.SMTPDataError(code, text)
+
+
+def data_asked(port: int, source: str) -> tuple[smtplib.SMTP, tuple[int, bytes]]:
+    """A mail server at `source` starting to send a reply to the ticket: its
+    connection, left once DATA is answered, and that answer."""
+    smtp = smtplib.SMTP("127.0.0.1", port, timeout=30, source_address=(source, 0))
+    smtp.ehlo("mx.example.com")
+    smtp.mail("alice@example.com")
+    smtp.rcpt(reply_address(TICKET, SECRET, "reply.example.com"))
+    return smtp, smtp.docmd("DATA")
+
+
+def data_sent(smtp: smtplib.SMTP, raw: bytes) -> int:
+    """Sends the rest of a message begun with `data_asked` (`raw` ends its
+    lines with CRLF, none starting with a dot): the code of the answer."""
+    smtp.send(raw + b".\r\n")
+    code, _ = smtp.getreply()
+    smtp.quit()
+    return code
 
 
 def deferred() -> float:
@@ -884,6 +905,42 @@ async def test_a_size_declared_by_anyone_but_the_trusted_mail_server_is_not_beli
         evidence.done.set()
         await first
     assert [c.body for c in tickets.comments.values()] == ["My video."]
+
+
+async def test_a_sender_holding_room_for_one_reply_keeps_nobody_else_out() -> None:
+    """Without a trusted mail server in front, anyone with a reply address
+    connects, and each message takes room for the largest at DATA: one
+    sender asking twice and then sending nothing (or a byte now and then)
+    would hold the whole budget, and every other reply would be put off for
+    as long as it kept that up. A sender has room for one message at a time:
+    its second is put off as a full budget's is, while a reply from another
+    sender gets in; once its first is answered, it sends again."""
+    tickets = Tickets()
+    before = deferred()
+    async with reply_server(tickets, Evidence(), relays="", budget=2 * MOST) as port:
+        slow, answer = await asyncio.to_thread(data_asked, port, "127.0.0.1")
+        assert answer[0] == 354
+        second, answer = await asyncio.to_thread(data_asked, port, "127.0.0.1")
+        assert answer == (451, b"4.3.1 too much mail is being taken now; try again later")
+        assert deferred() == before + 1
+        await asyncio.to_thread(second.quit)
+
+        other = reply_of("other", "From another mail server.")
+        await asyncio.to_thread(relay, port, other, source="127.0.0.2")
+        assert await asyncio.to_thread(data_sent, slow, reply_of("slow", "At last.")) == 250
+        await asyncio.to_thread(relay, port, reply_of("again", "And again."))
+    bodies = sorted(c.body for c in tickets.comments.values())
+    assert bodies == ["And again.", "At last.", "From another mail server."]
+
+
+def test_a_sender_on_ipv6_is_its_network_not_each_of_its_addresses() -> None:
+    """A site is given a whole IPv6 /64 and may connect from any address in
+    it: counted per address, it could hold room for as many messages as it
+    liked. An IPv4 sender seen through an IPv6 socket is itself."""
+    assert sender_of(("2001:db8:0:1::25", 41000, 0, 0)) == sender_of(("2001:db8:0:1:a::9", 41001))
+    assert sender_of(("2001:db8:0:1::25", 41000)) != sender_of(("2001:db8:0:2::25", 41000))
+    assert sender_of(("::ffff:192.0.2.25", 41000, 0, 0)) == sender_of(("192.0.2.25", 41000))
+    assert sender_of(("192.0.2.25", 41000)) != sender_of(("192.0.2.26", 41000))
 
 
 def test_a_budget_smaller_than_the_largest_message_stops_the_service_at_start() -> None:

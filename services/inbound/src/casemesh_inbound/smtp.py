@@ -6,14 +6,16 @@ the message is checked and added at DATA. Every refusal is counted by reason
 The messages held at once, from their data to their answer, are bounded in
 bytes (`MessageBudget`): a message arriving when there is no room is answered
 451 4.3.1 before any of it is sent, and its sender tries again later, so
-replies arriving together never run the service out of memory."""
+replies arriving together never run the service out of memory. Without a
+trusted mail server in front, each sender has room for one message at a time,
+so nobody holding a reply address keeps the room from everyone else."""
 
 from __future__ import annotations
 
 import asyncio
 import ssl
 from collections.abc import Callable, Sequence
-from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from typing import Any
 
 from aiosmtpd.smtp import SMTP
@@ -37,21 +39,57 @@ class MessageBudget:
     """The bytes of messages the service holds at once. A message is held
     whole from its data to its answer: aiosmtpd reads all of it into memory
     before the handler sees it, and keeps it until the answer is sent; its
-    attachments, decoded, are held beside it while they are uploaded."""
+    attachments, decoded, are held beside it while they are uploaded.
+
+    Room taken for a sender (`sender_of`) is one message's at a time: a
+    sender whose sizes are not believed takes room for the largest message at
+    each DATA and may then send nothing for as long as aiosmtpd waits (300 s,
+    then again on a new connection), so two of its connections would keep
+    every other reply out."""
 
     def __init__(self, total: int) -> None:
         self.total = total
         self.held = 0
+        self._senders: set[str] = set()
 
-    def take(self, size: int) -> bool:
-        """Holds `size` bytes if there is room for them."""
-        if self.held + size > self.total:
+    def take(self, size: int, sender: str | None = None) -> bool:
+        """Holds `size` bytes if there is room for them and, for a `sender`,
+        if it holds none already."""
+        if self.held + size > self.total or (sender is not None and sender in self._senders):
             return False
         self.held += size
+        if sender is not None:
+            self._senders.add(sender)
         return True
 
-    def give_back(self, size: int) -> None:
+    def give_back(self, size: int, sender: str | None = None) -> None:
         self.held -= size
+        if sender is not None:
+            self._senders.discard(sender)
+
+
+def _address_of(peer: Any) -> IPv4Address | IPv6Address | None:
+    """The address a connection comes from (an IPv4 one as itself when the
+    socket shows it mapped into IPv6); None if it is none."""
+    try:
+        address = ip_address(peer[0])
+    except (TypeError, ValueError, IndexError):
+        return None
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def sender_of(peer: Any) -> str:
+    """Who a connection is from, as far as room for mail goes: its IPv4
+    address, or its IPv6 /64 (one site's network, whose every address the
+    site may use)."""
+    address = _address_of(peer)
+    if address is None:
+        return repr(peer)
+    if isinstance(address, IPv6Address):
+        return str(IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 class ReplyHandler:
@@ -78,13 +116,8 @@ class ReplyHandler:
     def _from_relay(self, session: Any) -> bool:
         if self.relays is None:
             return True
-        try:
-            peer = ip_address(session.peer[0])
-        except (TypeError, ValueError, IndexError):
-            return False
-        if isinstance(peer, IPv6Address) and peer.ipv4_mapped is not None:
-            peer = peer.ipv4_mapped
-        return any(peer in network for network in self.relays)
+        peer = _address_of(session.peer)
+        return peer is not None and any(peer in network for network in self.relays)
 
     def _refuse(self, refused: Refused, **context: Any) -> str:
         if refused.reason:
@@ -156,7 +189,8 @@ class ReplySession(SMTP):
     """An SMTP session whose messages are taken within the budget: room is
     made for a message when DATA is asked for (aiosmtpd has no hook between
     DATA and its 354) and given back once the message is answered, or its
-    sender goes away."""
+    sender goes away. Sizes not believed, a sender already holding room for
+    a message is put off like one finding no room."""
 
     def __init__(
         self, handler: object, *, budget: MessageBudget, sizes_believed: bool, **options: Any
@@ -174,15 +208,24 @@ class ReplySession(SMTP):
             await super().smtp_DATA(arg)  # refused as out of turn, or malformed
             return
         size = self._most_expected()
-        if not self.budget.take(size):
+        sender = self._sender()
+        if not self.budget.take(size, sender):
             DEFERRED.inc()
-            log.info("inbound.deferred", size=size, held=self.budget.held)
+            log.info("inbound.deferred", size=size, held=self.budget.held, sender=sender)
             await self.push(NO_ROOM)
             return
         try:
             await super().smtp_DATA(arg)
         finally:
-            self.budget.give_back(size)
+            self.budget.give_back(size, sender)
+
+    def _sender(self) -> str | None:
+        """Whom this message's room is held for, one message at a time; None
+        when sizes are believed: the trusted mail server sends everyone's mail
+        from its few addresses, each message's room as large as it is."""
+        if self.sizes_believed or self.session is None:
+            return None
+        return sender_of(self.session.peer)
 
     def _most_expected(self) -> int:
         """The bytes this message may come to: its declared size when
