@@ -447,9 +447,12 @@ def test_a_page_that_cannot_load_as_the_user_signs_in_shows_the_help_centre_and_
         browsing.close()
 
 
-def fill_in_a_ticket(page: Page, user: str, subject: str) -> None:
-    """The ticket form, opened and filled in (by e-mail to the user)."""
-    page.get_by_role("button", name="联系客服（提交工单）").click()
+def fill_in_a_ticket(page: Page, user: str, subject: str, *, opened: bool = False) -> None:
+    """The ticket form, opened from the help centre (unless `opened` already)
+    and filled in (by e-mail to the user)."""
+    if not opened:
+        page.get_by_role("button", name="联系客服（提交工单）").click()
+    expect(page.get_by_role("heading", name="提交工单", level=1)).to_be_visible()
     page.get_by_label("问题分类").select_option("account.login")
     page.get_by_label("标题").fill(subject)
     page.get_by_label("问题描述").fill("每次上传到 99% 就失败。")
@@ -884,6 +887,90 @@ def test_a_user_asked_for_more_finds_the_ticket_in_my_tickets_and_answers(
     agent.close()
 
 
+def test_words_typed_while_a_reply_is_sent_stay_in_the_box(browser: Browser, stack: Stack) -> None:
+    """On a slow network the user sends a reply and goes on writing while it
+    is on its way: once it is answered, the reply is in the history once, and
+    what they wrote meanwhile is still in the box, not wiped with what was
+    sent (nor left with it, to be sent twice)."""
+    run = uuid.uuid4().hex[:8]
+    user = f"web-typing-{run}"
+    owner = Client(stack.gateway, stack.secret, user)
+    subject = f"上传一直失败 {run}"
+    open_ticket(owner, subject, "Uploads fail.", f"{user}@example.com")
+    owner.close()
+    add = "**/casemesh.v1.TicketService/AddComment"
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:
+        held.append(route)  # on its way until the test lets it go
+
+    with signed_in(browser, stack, user) as (page, _):
+        open_my_tickets(page).first.get_by_role("link", name=subject).click()
+        expect(page.locator("#ticket-subject")).to_have_text(subject)
+        reply = page.get_by_label("您的回复")
+        sent = f"视频 1.2 GB，MP4 格式。{run}"
+        reply.fill(sent)
+        page.route(add, hold)
+        page.get_by_role("button", name="发送回复").click()
+        wait_until(lambda: held or page.evaluate("false"))  # route handlers run meanwhile
+        more = "换了 Wi-Fi 也一样。"
+        reply.fill(f"{sent}\n\n{more}")
+        held[0].continue_()
+        page.unroute(add)
+        history = page.get_by_role("list", name="处理记录").get_by_role("listitem")
+        expect(history.filter(has_text=sent)).to_have_count(1)
+        expect(page.get_by_role("status")).to_contain_text("回复已发送")
+        expect(reply).to_have_value(more)
+        expect(page.get_by_role("alert")).to_be_hidden()
+
+
+def test_a_reply_half_sent_waits_on_its_ticket_while_the_user_reads_another(
+    browser: Browser, stack: Stack
+) -> None:
+    """The user replies on one ticket, but the answer is lost on its way
+    back; they read another ticket and start a reply there, then come back:
+    the first reply is still in its box, and sent again it lands once. The
+    other ticket's reply waits there too."""
+    run = uuid.uuid4().hex[:8]
+    user = f"web-two-{run}"
+    owner = Client(stack.gateway, stack.secret, user)
+    first, second = f"第一个工单 {run}", f"第二个工单 {run}"
+    ticket = open_ticket(owner, first, "Uploads fail.", f"{user}@example.com")
+    open_ticket(owner, second, "Login fails.", f"{user}@example.com")
+    add = "**/casemesh.v1.TicketService/AddComment"
+    words, other = f"视频 1.2 GB，MP4 格式。{run}", f"换了浏览器也一样。{run}"
+    with signed_in(browser, stack, user) as (page, _):
+        subject, reply = page.locator("#ticket-subject"), page.get_by_label("您的回复")
+        open_my_tickets(page).get_by_role("link", name=first).click()
+        expect(subject).to_have_text(first)
+        reply.fill(words)
+        page.route(add, answer_lost)
+        page.get_by_role("button", name="发送回复").click()
+        expect(page.get_by_role("alert")).to_contain_text("暂时连不上服务器")
+        page.unroute(add)
+
+        open_my_tickets(page).get_by_role("link", name=second).click()
+        expect(subject).to_have_text(second)
+        expect(reply).to_have_value("")
+        reply.fill(other)
+
+        open_my_tickets(page).get_by_role("link", name=first).click()
+        expect(subject).to_have_text(first)
+        expect(reply).to_have_value(words)
+        page.get_by_role("button", name="发送回复").click()
+        expect(page.get_by_role("status")).to_contain_text("回复已发送")
+        history = page.get_by_role("list", name="处理记录").get_by_role("listitem")
+        expect(history.filter(has_text=words)).to_have_count(1)
+        expect(reply).to_have_value("")
+
+        open_my_tickets(page).get_by_role("link", name=second).click()
+        expect(subject).to_have_text(second)
+        expect(reply).to_have_value(other)
+    events = owner.ListTicketEvents(pb.ListTicketEventsRequest(name=ticket.name)).events
+    assert [e.text for e in events if e.type == "CommentAdded"] == [words]
+    owner.close()
+
+
 def test_a_user_rates_a_solved_ticket_once_and_sees_the_rating(
     browser: Browser, stack: Stack
 ) -> None:
@@ -973,16 +1060,40 @@ def test_a_jpeg_saved_under_a_png_name_is_attached(browser: Browser, stack: Stac
 def test_the_next_person_to_sign_in_on_a_shared_phone_sees_nothing_of_the_last(
     browser: Browser, stack: Stack
 ) -> None:
-    """Ann signs out on her ticket's page; Ben signs in on the same page: he
-    is on the help centre, not her ticket, and none of her tickets is there."""
+    """Ann signs out on her ticket's page, with a ticket of hers on its way
+    (its screenshot uploading) and a copy of her data being made; Ben signs
+    in on the same page: he is on the help centre, not her ticket, and none
+    of her tickets is there. Her calls stopped when she signed out: when the
+    network lets them through, nothing of hers is saved or shown, and Ben's
+    own ticket is opened as any other."""
     run = uuid.uuid4().hex[:8]
     ann = Client(stack.gateway, stack.secret, f"web-ann-{run}")
     subject = f"安的工单 {run}"
     open_ticket(ann, subject, "Uploads fail.", f"web-ann-{run}@example.com")
     ann.close()
+    upload, export = "**/uploads/evidence", "**/casemesh.v1.PrivacyService/ExportPerson"
+    held: list[Route] = []
+    stopped: list[str] = []
+    downloads: list[str] = []
+
+    def hold(route: Route) -> None:
+        held.append(route)  # on its way until the test lets it go
+
     with signed_in(browser, stack, f"web-ann-{run}") as (page, _):
+        page.on("requestfailed", lambda r: stopped.append(r.url))
+        page.on("download", lambda d: downloads.append(d.suggested_filename))
         open_my_tickets(page).first.get_by_role("link").click()
         expect(page.locator("#ticket-subject")).to_have_text(subject)
+        page.route(upload, hold)
+        page.route(export, hold)
+        page.get_by_role("button", name="再提交一个工单").click()
+        fill_in_a_ticket(page, f"web-ann-{run}", f"安的第二个工单 {run}", opened=True)
+        chosen: FilePayload = {"name": "shot.png", "mimeType": "image/png", "buffer": png()}
+        page.get_by_label("截图（可选）").set_input_files(files=[chosen])
+        with page.expect_request(upload):
+            page.get_by_role("button", name="提交工单").click()
+        with page.expect_request(export):
+            page.get_by_role("button", name="下载我的数据").click()
         page.get_by_role("button", name="退出").click()
         page.get_by_label("用户名").fill(f"web-ben-{run}")
         page.get_by_role("button", name="登录").click()
@@ -990,6 +1101,36 @@ def test_the_next_person_to_sign_in_on_a_shared_phone_sees_nothing_of_the_last(
         expect(page.get_by_text(subject)).to_have_count(0)
         expect(page.get_by_role("alert")).to_be_hidden()
         assert f"web-ann-{run}" not in page.content()
+
+        # Ben starts his ticket; Ann's calls, stopped, come to nothing.
+        page.get_by_role("button", name="联系客服（提交工单）").click()
+        expect(page.get_by_label("标题")).to_have_value("")
+        for route in held:
+            with contextlib.suppress(Exception):  # stopped: there is nothing to let through
+                route.continue_()
+        page.unroute(upload)
+        page.unroute(export)
+        # (Each look asks the page something, which lets its events come in.)
+        wait_until(lambda: page.evaluate("true") and len(stopped) == 2)
+        assert sorted(urlsplit(url).path.rsplit("/", 1)[1] for url in stopped) == [
+            "ExportPerson",
+            "evidence",
+        ]
+        mine = f"本的工单 {run}"
+        fill_in_a_ticket(page, f"web-ben-{run}", mine, opened=True)
+        page.get_by_role("button", name="提交工单").click()
+        expect(page.get_by_role("heading", name="您的工单", level=1)).to_be_visible()
+        expect(page.locator("#ticket-subject")).to_have_text(mine)
+        expect(page.get_by_role("alert")).to_be_hidden()
+        expect(page.get_by_role("status")).not_to_contain_text("已下载")
+        assert f"web-ann-{run}" not in page.content()
+        assert downloads == []
+    ben = Client(stack.gateway, stack.secret, f"web-ben-{run}")
+    assert [t.subject for t in ben.ListTickets(pb.ListTicketsRequest()).tickets] == [mine]
+    ben.close()
+    ann = Client(stack.gateway, stack.secret, f"web-ann-{run}")
+    assert [t.subject for t in ann.ListTickets(pb.ListTicketsRequest()).tickets] == [subject]
+    ann.close()
 
 
 def test_a_reply_to_a_ticket_closed_meanwhile_is_not_lost_from_sight(
@@ -1114,6 +1255,40 @@ def test_a_form_whose_submit_went_unanswered_is_given_back_then_settled_once(
     mine = Client(stack.gateway, stack.secret, user).ListTickets(pb.ListTicketsRequest())
     assert f"第三个 {user}" in {t.subject for t in mine.tickets}  # the lost answer's
     assert len(mine.tickets) == 3
+
+
+def test_a_form_opened_from_my_tickets_whose_submit_went_unanswered_is_given_back_on_reload(
+    browser: Browser, stack: Stack
+) -> None:
+    """The form opened from "my tickets" (Back returns there); its submit
+    reached the service, but the answer was lost. Reloaded while the service
+    still cannot answer, the page gives the form back, not the list; reloaded
+    once it answers, it shows the ticket that submit opened: one ticket."""
+    user = f"web-from-list-{uuid.uuid4().hex[:8]}"
+    subject = f"上传一直失败 {user}"
+    create = "**/casemesh.v1.TicketService/CreateTicket"
+    with signed_in(browser, stack, user) as (page, _):
+        open_my_tickets(page)
+        page.get_by_role("button", name="再提交一个工单").click()
+        expect(page.get_by_role("heading", name="提交工单", level=1)).to_be_visible()
+        page.go_back()
+        expect(page.get_by_role("heading", name="我的工单", level=1)).to_be_visible()
+        page.get_by_role("button", name="再提交一个工单").click()
+        fill_in_a_ticket(page, user, subject, opened=True)
+        page.route(create, answer_lost)
+        page.get_by_role("button", name="提交工单").click()
+        expect(page.get_by_role("alert")).to_contain_text("暂时连不上服务器")
+        page.reload()
+        expect(page.get_by_role("heading", name="提交工单", level=1)).to_be_visible()
+        expect(page.get_by_label("标题")).to_have_value(subject)
+        expect(page.locator("#status")).to_contain_text("工单可能已经创建")
+        page.unroute(create)
+        page.reload()
+        expect(page.get_by_role("heading", name="您的工单", level=1)).to_be_visible()
+        expect(page.locator("#ticket-subject")).to_have_text(subject)
+        expect(page.locator("#status")).to_contain_text(f"您之前提交的工单“{subject}”已创建")
+    mine = Client(stack.gateway, stack.secret, user).ListTickets(pb.ListTicketsRequest())
+    assert [t.subject for t in mine.tickets] == [subject]
 
 
 def test_answered_solved_the_question_goes_and_no_upload_shows_before_a_file(

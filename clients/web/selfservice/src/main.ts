@@ -81,12 +81,114 @@ const currentToken = () => token;
 // any other host, signing in is the app's.
 const DEV_SIGN_IN = ["localhost", "127.0.0.1", "[::1]"].includes(location.hostname);
 
+/**
+ * The calls made for the person signed in now. Signing out, or another
+ * person signing in, ends them (`endCalls`): a call still on its way is
+ * stopped, and an answer that comes all the same is dropped, for what it
+ * holds (a ticket, a copy of someone's data) is not for whoever uses the page
+ * next.
+ */
+let calls = new AbortController();
+
+/** Why a call failed whose sign-in ended before it was answered: said to nobody. */
+const SIGN_IN_ENDED = new Error("the sign-in this call was made for has ended");
+
+function signInEnded(): ConnectError {
+  return new ConnectError(
+    SIGN_IN_ENDED.message,
+    Code.Canceled,
+    undefined,
+    undefined,
+    SIGN_IN_ENDED,
+  );
+}
+
+/** Whether `err` is the end of a call whose sign-in ended (nothing to show or keep). */
+function ended(err: unknown): boolean {
+  // (Not a subclass: ConnectError's `instanceof` takes any ConnectError for one.)
+  return err instanceof ConnectError && err.cause === SIGN_IN_ENDED;
+}
+
+function endCalls(): void {
+  calls.abort();
+  calls = new AbortController();
+}
+
+/** Who a call was made for (their sign-in's calls, and their name). */
+interface CallFor {
+  calls: AbortController;
+  who: string;
+}
+
+function callFor(): CallFor {
+  return { calls, who: signedInAs() };
+}
+
+/** Throws `signInEnded()` once the sign-in `made` was made for has ended. */
+function stillFor(made: CallFor): void {
+  if (made.calls !== calls || made.who !== signedInAs()) {
+    throw signInEnded();
+  }
+}
+
+/** A call's answer, or its failure, if its sign-in has not ended meanwhile. */
+async function answered<T>(answer: Promise<T>, made: CallFor): Promise<T> {
+  let got: T;
+  try {
+    got = await answer;
+  } catch (err) {
+    stillFor(made);
+    throw err;
+  }
+  stillFor(made);
+  return got;
+}
+
+/** A streamed answer, piece by piece, while its sign-in has not ended. */
+async function* streamed<T>(pieces: AsyncIterable<T>, made: CallFor): AsyncGenerator<T> {
+  try {
+    for await (const piece of pieces) {
+      stillFor(made);
+      yield piece;
+    }
+  } catch (err) {
+    stillFor(made);
+    throw err;
+  }
+  stillFor(made);
+}
+
+/**
+ * `client`, each of its calls made for the person signed in now: stopped when
+ * their sign-in ends, its answer dropped if it comes after (see `calls`).
+ */
+function forTheSignedIn<C extends object>(client: C): C {
+  return new Proxy(client, {
+    get(target, key) {
+      const method: unknown = Reflect.get(target, key);
+      if (typeof method !== "function") {
+        return method;
+      }
+      return (request: unknown, options?: object) => {
+        const made = callFor();
+        const call: unknown = method.call(target, request, {
+          ...options,
+          signal: made.calls.signal,
+        });
+        return typeof call === "object" && call !== null && Symbol.asyncIterator in call
+          ? streamed(call as AsyncIterable<unknown>, made)
+          : answered(call as Promise<unknown>, made);
+      };
+    },
+  });
+}
+
 const transport = useGrpcWeb
   ? grpcWebTransport(api, currentToken, () => locale)
   : connectTransport(api, currentToken, () => locale);
-const tickets = createClient(TicketService, transport);
-const help = createClient(HelpCenterService, transport);
-const privacy = createClient(PrivacyService, transport);
+const tickets = forTheSignedIn(createClient(TicketService, transport));
+const help = forTheSignedIn(createClient(HelpCenterService, transport));
+const privacy = forTheSignedIn(createClient(PrivacyService, transport));
 
 let locale: Locale = initialLocale(
   localStorage.getItem(LOCALE_KEY),
@@ -163,6 +265,9 @@ type Placer = (field: string) => HTMLElement | undefined;
  * (else it takes no focus from what they are doing now).
  */
 function showError(err: unknown, place: Placer = () => undefined, pressed = true): void {
+  if (ended(err)) {
+    return; // for someone no longer signed in
+  }
   clearError();
   const error = ConnectError.from(err);
   if (error.code === Code.Unauthenticated && token) {
@@ -273,8 +378,13 @@ function subjectOf(jwt: string): string {
   }
 }
 
+/** Who is signed in now ("": nobody). */
+function signedInAs(): string {
+  return token ? subjectOf(token) : "";
+}
+
 function renderSignedIn(): void {
-  const who = token ? subjectOf(token) : "";
+  const who = signedInAs();
   $("signed-in-as").textContent = who ? t("signedInAs", { name: who }) : "";
   $("signed-in-as").hidden = !who;
   $("sign-out").hidden = !token;
@@ -287,7 +397,7 @@ let interrupted: string | undefined;
 /** Signed in again as the one whose sign-in ran out mid-form: the form, as they left it. */
 function resumeForm(): void {
   if (interrupted && token && interrupted === subjectOf(token)) {
-    show("ticket-form-view");
+    showTicketForm();
     say(t("formKept"));
   }
   interrupted = undefined;
@@ -296,19 +406,23 @@ function resumeForm(): void {
 /** Who was signed in last ("": nobody yet, or they signed out themselves). */
 let signedOutAs = "";
 
-/** Signed out, by the button or because the sign-in ran out: what they were
- * doing stays for them (a reply typed, the ticket shown), until someone else
- * signs in (`forget`). */
+/** Signed out, by the button or because the sign-in ran out: their calls
+ * stop (`endCalls`), and what they were doing stays for them (a reply typed,
+ * the ticket shown), until someone else signs in (`forget`). */
 function signOut(): void {
-  signedOutAs = token ? subjectOf(token) : "";
+  signedOutAs = signedInAs();
   token = undefined;
   sessionStorage.removeItem(TOKEN_KEY);
+  endCalls();
   renderSignedIn();
+  say("");
   show("sign-in");
 }
 
 /** Nothing of the last person's stays in the page for whoever signs in next. */
 function forget(): void {
+  endCalls();
+  say("");
   shown = undefined;
   mine = undefined;
   interrupted = undefined;
@@ -325,13 +439,13 @@ function forget(): void {
   }
   $<HTMLFormElement>("reply-form").reset();
   $<HTMLFormElement>("rating-form").reset();
-  replyKey.done();
-  ratingKey.done();
+  answering.clear();
   startOver();
   // Their ticket form, and a submit of theirs left unanswered (kept in
   // storage for them alone: see restorePending).
   $<HTMLFormElement>("ticket-form").reset();
   formWrittenIn = undefined;
+  sending = false; // its submit stopped with their calls
   requestId = "";
   unanswered = [];
   notSolvedIn = "";
@@ -797,9 +911,14 @@ function restorePending(): void {
  * not in it.
  */
 async function openOnce(written: TicketDraft): Promise<Ticket> {
+  const form = requestId;
   try {
     return await sendTicket(written);
   } catch (err) {
+    if (requestId !== form) {
+      // Its writer signed out, or someone else signed in: the form is not theirs.
+      throw err;
+    }
     if (OPENED_OTHERWISE.has(errorReason(err))) {
       // After help that did not help, the session's own words open it as it
       // recorded them, whatever was sent before.
@@ -885,6 +1004,9 @@ async function settlePending(): Promise<Settled> {
     formWrittenIn = undefined; // nor to write on in the next form
     return { ticket, leftOut };
   } catch (err) {
+    if (ended(err)) {
+      throw err; // nothing to show its writer now
+    }
     return UNKNOWN_OUTCOME.has(ConnectError.from(err).code) ? {} : { refused: err };
   }
 }
@@ -918,6 +1040,20 @@ let sending = false;
 let formWrittenIn: ReturnType<typeof newHelpSession> | undefined;
 
 /**
+ * Shows the ticket form, which has no address of its own. Opened from my
+ * tickets or a ticket's page, the address that named them goes: left there,
+ * a reload would show them, not the form, and a submit of the form left
+ * unanswered would wait unsettled (see start). It goes by a new history
+ * entry, so that Back still returns to them.
+ */
+function showTicketForm(): void {
+  if (location.hash) {
+    window.history.pushState(null, "", `${location.pathname}${location.search}`);
+  }
+  show("ticket-form-view");
+}
+
+/**
  * Shows the ticket form; `prefill` is the help centre's suggestion, made once
  * the categories are read (its subject names the category by its label).
  */
@@ -926,7 +1062,7 @@ async function openTicketForm(prefill?: () => Draft, session = ""): Promise<void
     // Back to the form whose submit is still on its way, as it was: its
     // request id and help session stay, so that if the answer is lost, the
     // next submit finds the ticket it opened rather than opening a second.
-    show("ticket-form-view");
+    showTicketForm();
     return;
   }
   if (!categories.length) {
@@ -962,7 +1098,7 @@ async function openTicketForm(prefill?: () => Draft, session = ""): Promise<void
   requestId = crypto.randomUUID();
   unanswered = [];
   notSolvedIn = session;
-  show("ticket-form-view");
+  showTicketForm();
   sayEarlier(settled);
 }
 
@@ -993,7 +1129,7 @@ function showPendingForm(refused?: unknown): void {
     $<HTMLProgressElement>("upload-progress").value = 100;
     $("upload-status").textContent = t("screenshotKept", { name: kept.fileName });
   }
-  show("ticket-form-view");
+  showTicketForm();
   if (refused) {
     showError(refused, placeTicketField);
   } else {
@@ -1051,13 +1187,18 @@ async function uploadScreenshot(file: File): Promise<string> {
   $("upload").hidden = false;
   progress.value = 0;
   $("upload-status").textContent = t("uploading");
+  const made = callFor();
   try {
-    const evidence = await uploadEvidence(api, currentToken, file, {
-      language: () => locale,
-      onProgress: (loaded, total) => {
-        progress.value = total ? Math.round((loaded / total) * 100) : 0;
-      },
-    });
+    const evidence = await answered(
+      uploadEvidence(api, currentToken, file, {
+        signal: made.calls.signal,
+        language: () => locale,
+        onProgress: (loaded, total) => {
+          progress.value = total ? Math.round((loaded / total) * 100) : 0;
+        },
+      }),
+      made,
+    );
     progress.value = 100;
     $("upload-status").textContent = t("uploaded");
     uploaded = { file, name: evidence.name, fileName: file.name };
@@ -1130,6 +1271,9 @@ $("ticket-form").addEventListener("submit", (e) => {
           }
         },
         (err: unknown) => {
+          if (ended(err)) {
+            return;
+          }
           showError(err, undefined, false); // its history could not be read: said on its page
           if (leftOut) {
             $("error-list").append(element("li", t("createdBeforeChanges")));
@@ -1232,18 +1376,70 @@ $("new-ticket-from-list").addEventListener(
 
 let shown: { ticket: Ticket; events: TicketEvent[] } | undefined;
 
-/** The request ids of the reply and the rating being sent (see RetryKey). */
-const replyKey = new RetryKey();
-const ratingKey = new RetryKey();
+/** What was written on a ticket's page, not sent yet, and the request ids of what was sent. */
+interface Answering {
+  reply: string;
+  score: string;
+  comment: string;
+  /** The request ids of the reply and the rating being sent (see RetryKey). */
+  replyKey: RetryKey;
+  ratingKey: RetryKey;
+}
+
+/**
+ * Each ticket's, by its name: a reply or a rating half-written waits for its
+ * ticket while the user reads another, and one whose answer was lost is sent
+ * again under its request id when they come back (so it lands once).
+ * Signing out (`forget`) drops them all.
+ */
+const answering = new Map<string, Answering>();
+
+function answeringOf(name: string): Answering {
+  let found = answering.get(name);
+  if (!found) {
+    found = {
+      reply: "",
+      score: "",
+      comment: "",
+      replyKey: new RetryKey(),
+      ratingKey: new RetryKey(),
+    };
+    answering.set(name, found);
+  }
+  return found;
+}
+
+/** The reply and rating written on the page shown, kept for its ticket. */
+function keepAnswering(name: string): void {
+  const kept = answeringOf(name);
+  kept.reply = $<HTMLTextAreaElement>("reply").value;
+  kept.score = document.querySelector<HTMLInputElement>("input[name=score]:checked")?.value ?? "";
+  kept.comment = $<HTMLTextAreaElement>("rating-comment").value;
+}
+
+/** The reply and rating written for `name` before, back in their boxes (none: empty ones). */
+function restoreAnswering(name: string): void {
+  $<HTMLFormElement>("reply-form").reset();
+  $<HTMLFormElement>("rating-form").reset();
+  const kept = answering.get(name);
+  if (!kept) {
+    return;
+  }
+  $<HTMLTextAreaElement>("reply").value = kept.reply;
+  $<HTMLTextAreaElement>("rating-comment").value = kept.comment;
+  for (const score of document.querySelectorAll<HTMLInputElement>("input[name=score]")) {
+    score.checked = score.value === kept.score;
+  }
+}
 
 function showTicket(ticket: Ticket, events: TicketEvent[]): void {
   const again = shown?.ticket.name === ticket.name && !$("ticket").hidden;
   if (shown?.ticket.name !== ticket.name) {
-    // What was written for another ticket is not for this one.
-    $<HTMLFormElement>("reply-form").reset();
-    $<HTMLFormElement>("rating-form").reset();
-    replyKey.done();
-    ratingKey.done();
+    // What was written for the other ticket waits for it; this one's comes back.
+    if (shown) {
+      keepAnswering(shown.ticket.name);
+    }
+    restoreAnswering(ticket.name);
   }
   shown = { ticket, events };
   renderTicket();
@@ -1390,6 +1586,16 @@ async function reloadRefused(err: unknown, name: string, changed: Key): Promise<
   }
 }
 
+/**
+ * What stays in a reply box once `sent` was sent from it: the words written
+ * after it while it was on its way (nothing, if none); the box as it is if
+ * the sent words were changed meanwhile (the writer decides what to send).
+ */
+function leftUnsent(value: string, sent: string): string {
+  const written = value.trimStart();
+  return written.startsWith(sent) ? written.slice(sent.length).trimStart() : value;
+}
+
 $("reply-form").addEventListener("submit", (e) => {
   e.preventDefault();
   void busy(
@@ -1401,6 +1607,7 @@ $("reply-form").addEventListener("submit", (e) => {
       clearError();
       const { ticket, events } = shown;
       const reply = { name: ticket.name, body: $<HTMLTextAreaElement>("reply").value.trim() };
+      const keys = answeringOf(ticket.name);
       say(t("sendingReply"));
       let updated: Ticket;
       try {
@@ -1409,7 +1616,7 @@ $("reply-form").addEventListener("submit", (e) => {
         updated = await tickets.addComment({
           ...reply,
           etag: ticket.etag,
-          requestId: replyKey.for(reply),
+          requestId: keys.replyKey.for(reply),
         });
       } catch (err) {
         await reloadRefused(err, ticket.name, "ticketChanged");
@@ -1420,10 +1627,16 @@ $("reply-form").addEventListener("submit", (e) => {
         }
         return;
       }
-      replyKey.done();
+      keys.replyKey.done();
       say(t("replySent"));
+      // Only what was sent leaves the box (or its ticket's keeping, when
+      // another ticket is shown): words added while it was on its way are not
+      // sent yet.
       if (shown?.ticket.name === ticket.name) {
-        $<HTMLTextAreaElement>("reply").value = "";
+        const box = $<HTMLTextAreaElement>("reply");
+        box.value = leftUnsent(box.value, reply.body);
+      } else {
+        keys.reply = leftUnsent(keys.reply, reply.body);
       }
       if (showing(ticket.name)) {
         // Its new status at once; its history after (a failure there is said).
@@ -1461,14 +1674,15 @@ $("rating-form").addEventListener("submit", (e) => {
         return;
       }
       say(t("sendingRating"));
+      const keys = answeringOf(ticket.name);
       let updated: Ticket;
       try {
-        updated = await tickets.rateTicket({ ...rating, requestId: ratingKey.for(rating) });
+        updated = await tickets.rateTicket({ ...rating, requestId: keys.ratingKey.for(rating) });
       } catch (err) {
         await reloadRefused(err, ticket.name, "ticketChangedRating");
         return;
       }
-      ratingKey.done();
+      keys.ratingKey.done();
       say(t("rated"));
       if (showing(ticket.name)) {
         showTicket(updated, events);
@@ -1587,6 +1801,9 @@ async function start(): Promise<void> {
   try {
     await loadFlows();
   } catch (err) {
+    if (ended(err)) {
+      throw err; // signed out meanwhile: there is nothing to start again
+    }
     startFailed = true;
     // The service is away for now: the help centre, where the guided flows
     // would be, offers to start again (the error says why).
@@ -1599,7 +1816,9 @@ async function start(): Promise<void> {
   say("");
   restorePending();
   await route().catch((err: unknown) => {
-    showSomething(); // a link to a ticket that is not there: the help centre, and why
+    if (!ended(err)) {
+      showSomething(); // a link to a ticket that is not there: the help centre, and why
+    }
     throw err;
   });
   if (unanswered.length && !location.hash) {
