@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaConnectionError
 from aiokafka.protocol.produce import ProduceRequest
 from faststream.kafka import KafkaRouter, TestKafkaBroker
 from prometheus_client import REGISTRY
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from casemesh import topics
 from casemesh.events.v1 import tickets_pb2 as ev
@@ -38,7 +38,7 @@ from casemesh.platform.consuming import (
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.forgetting import ErasureFollower
 from casemesh.platform.personal import ERASED
-from casemesh.platform.pools import async_pool
+from casemesh.platform.pools import async_pool, guard_pool
 from casemesh_notifier.consumers import build_broker, build_router
 from casemesh_notifier.planner import Planner
 from casemesh_notifier.schema import create_schema
@@ -208,6 +208,47 @@ async def test_an_outage_is_ridden_out_and_a_bad_record_set_aside_on_a_real_brok
     ]
     assert outage == []
     assert set_aside_count("it-consumer", topic, "malformed_envelope") == 2.0
+
+
+async def test_pooled_connections_read_a_table_after_another_release_adds_a_column(
+    pool: AsyncConnectionPool[Any],
+) -> None:
+    """A rolling deploy: the new release's schema step adds a column to a
+    table the old release's pooled connections have read many times with
+    `SELECT *` (a consumer loading a case, say). Their next read still
+    works (a statement psycopg had prepared by itself would fail on each of
+    them: "cached plan must not change result type"), on a services' pool
+    and on the event store's; a statement prepared on purpose still is."""
+    async with pool.connection() as conn:
+        await conn.execute("CREATE TABLE cases_read (name text PRIMARY KEY, status text)")
+        await conn.execute("INSERT INTO cases_read VALUES ('c-1', 'open')")
+    query = "SELECT * FROM cases_read WHERE name = %s"
+    # One connection each, so that every read is on it.
+    event_store = ConnectionPool(
+        pool.conninfo, min_size=1, max_size=1, open=False, kwargs={"autocommit": True}
+    )
+    guard_pool(event_store)  # as the event store's pool is
+    services = async_pool(pool.conninfo, max_size=1)
+
+    async def read() -> list[tuple[Any, ...]]:
+        async with services.connection() as conn:
+            services_row = await (await conn.execute(query, ("c-1",))).fetchone()
+        with event_store.connection() as conn:
+            event_store_row = conn.execute(query, ("c-1",)).fetchone()
+        return [services_row, event_store_row]
+
+    async with services:
+        with event_store:
+            for _ in range(8):  # past psycopg's threshold for preparing a statement
+                assert await read() == [("c-1", "open")] * 2
+            async with pool.connection() as conn:  # the new release's schema step
+                await conn.execute("ALTER TABLE cases_read ADD COLUMN lane text DEFAULT 'general'")
+            assert await read() == [("c-1", "open", "general")] * 2
+
+            with event_store.connection() as conn:
+                conn.execute("SELECT count(*) FROM cases_read", prepare=True)
+                prepared = conn.execute("SELECT statement FROM pg_prepared_statements").fetchall()
+            assert prepared == [("SELECT count(*) FROM cases_read",)]
 
 
 async def test_how_far_a_group_has_heard_its_topics_follows_its_committed_offsets(

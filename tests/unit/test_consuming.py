@@ -26,6 +26,7 @@ from casemesh.events.v1 import tickets_pb2 as tev
 from casemesh.platform import consuming
 from casemesh.platform.consuming import Place, SetAside, subscribe
 from casemesh.platform.envelope import CloudEvent, message_class
+from casemesh.platform.personal.errors import UnknownDataKey, UnknownMasterKey
 from casemesh.platform.pools import DatabaseUnavailable
 from casemesh.platform.telemetry import configure_tracing
 
@@ -181,19 +182,29 @@ async def test_a_record_that_meets_an_outage_is_not_committed_and_applies_when_r
     consumer: Consumer,
 ) -> None:
     before = sum(set_aside_count(r) for r in consuming.REASONS)
-    consumer.fail["ticket-7:1"] = [
+    failures: list[Exception] = [
         psycopg.OperationalError("the database is away"),
         OSError("connection refused"),
         DatabaseUnavailable("no connection within 1 s"),
         # What the event store makes of "read-only transaction" from a
         # primary demoted in a failover.
         persistence.InternalError("cannot execute INSERT in a read-only transaction"),
+        # The database not yet as the consumer expects: a statement prepared
+        # before another release's schema step added a column, a cluster
+        # made anew at the address, not yet given its tables.
+        psycopg.errors.FeatureNotSupported("cached plan must not change result type"),
+        psycopg.errors.UndefinedTable('relation "queue_cases" does not exist'),
+        persistence.ProgrammingError('relation "reports_events" does not exist'),
+        # A personal-data key this process cannot have yet.
+        UnknownMasterKey("a data key wrapped by master key 2027-01, not in the secret"),
+        UnknownDataKey("no data key 7 in the key database"),
     ]
+    consumer.fail["ticket-7:1"] = list(failures)
     event = ticket_event(7)
     await consumer.send(event)
     assert consumer.applied == []
     assert (consumer.commits, consumer.rewinds) == (0, [0])  # rewound to the record
-    for tries in (2, 3, 4):
+    for tries in range(2, len(failures) + 1):
         await consumer.send(event)  # what the rewind makes Kafka do
         assert (consumer.commits, consumer.rewinds) == (0, [0] * tries)
     await consumer.send(event)
@@ -201,6 +212,30 @@ async def test_a_record_that_meets_an_outage_is_not_committed_and_applies_when_r
     assert consumer.commits == 1
     assert consumer.set_aside == []
     assert sum(set_aside_count(r) for r in consuming.REASONS) == before
+
+
+async def test_a_record_the_database_refuses_for_what_it_holds_is_set_aside(
+    consumer: Consumer,
+) -> None:
+    """Errors of the record's data, not of the database's state: read again,
+    they would fail again and block the partition for ever."""
+    refusals = [
+        psycopg.errors.StringDataRightTruncation("value too long for type character(3)"),
+        psycopg.errors.UniqueViolation("duplicate key value violates unique constraint"),
+        psycopg.errors.CardinalityViolation(
+            "ON CONFLICT DO UPDATE command cannot affect row a second time"
+        ),
+        persistence.DataError('invalid input syntax for type uuid: "x"'),
+    ]
+    for n, refusal in enumerate(refusals, start=20):
+        consumer.fail[f"ticket-{n}:1"] = [refusal]
+        await consumer.send(ticket_event(n))
+    assert consumer.applied == []
+    assert [a.reason for a in consumer.set_aside] == ["handler_error"] * len(refusals)
+    assert [a.error.split("(")[0] for a in consumer.set_aside] == [
+        type(r).__name__ for r in refusals
+    ]
+    assert (consumer.commits, consumer.rewinds) == (len(refusals), [])
 
 
 async def test_setting_aside_that_meets_an_outage_is_tried_again(consumer: Consumer) -> None:

@@ -5,8 +5,10 @@ appeal decided UPHOLD reverses the decision (restrictions lifted, or a
 no-violation decision back to review). Both commands are idempotent on the
 appeal id, and the Kafka offset is committed only after the command is
 saved (`casemesh.platform.consuming`), so the effect is exactly once. A lost
-race or the database away: the event is read again; an event that can never
-apply (naming no case we keep, say) is set aside, logged and counted.
+race, the database away, or a case whose personal fields this process cannot
+read yet (a master key missing from its secret): the event is read again; an
+event that can never apply (naming no case we keep, say) is set aside, logged
+and counted.
 """
 
 from __future__ import annotations

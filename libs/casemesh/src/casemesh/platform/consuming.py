@@ -20,20 +20,23 @@ ways:
   header value that is not UTF-8 text among them, and a record the Kafka
   client cannot read at all, with a header name that is not UTF-8 text, say
   (`casemesh.platform.fetching`); a `ce_type` no Casemesh service publishes;
-  or a handler error that is not an outage). It is logged
-  (`consumer.set_aside`), handed to the consumer's `set_aside` (the
-  notifier keeps it in `unprocessable_events`), counted in
+  or a handler error that is none of those below: data the database
+  refuses, a broken invariant). It is logged (`consumer.set_aside`), handed
+  to the consumer's `set_aside` (the notifier keeps it in
+  `unprocessable_events`), counted in
   `casemesh_consumer_set_aside_total{consumer,topic,reason}` (alert
   `CasemeshConsumerSetAside`) and committed, so it never blocks its partition.
   In a batch, the unit of work is then rolled back and each record applied
   in a unit of its own, so the record is set aside alone and its batch-mates
   apply.
 
-A failure that says the database or the broker is away, or that a concurrent
-writer won a race (`RETRYABLE`), is neither: nothing is committed (a batch's
-unit of work rolls back whole), the consumer pauses (backing off up to
-`MAX_PAUSE_S`) and the records are read again from the first, for as long as
-it takes. The process never exits over it. A stop or a bug in the middle
+A failure that says the database or the broker is away, that a concurrent
+writer won a race, that the database is not yet as the consumer expects (a
+table or column missing, a statement a deploy changed), or that a personal
+data key cannot be had (`passing`), is neither: nothing is committed (a
+batch's unit of work rolls back whole), the consumer pauses (backing off up
+to `MAX_PAUSE_S`) and the records are read again from the first, for as long
+as it takes. The process never exits over it. A stop or a bug in the middle
 of a batch rewinds its records the same way.
 """
 
@@ -64,6 +67,7 @@ from casemesh.platform.errors import Aborted
 from casemesh.platform.fetching import Reader, Unreadable
 from casemesh.platform.logging import get_logger, library_logger
 from casemesh.platform.metrics import CONSUMER_LAG, CONSUMER_SET_ASIDE
+from casemesh.platform.personal.errors import UnknownDataKey, UnknownMasterKey
 from casemesh.platform.pools import DATABASE_OUTAGE
 from casemesh.platform.telemetry import extract_headers, tracer
 
@@ -87,7 +91,8 @@ class Later(NotYet):
 
 
 # Failures that pass: the database or a connection away, a lost race under
-# optimistic concurrency (the event store's version check, ABORTED), or
+# optimistic concurrency (the event store's version check, ABORTED), the
+# database not as the consumer expects for a while, a key missing, or
 # `NotYet`.
 RETRYABLE: tuple[type[Exception], ...] = (
     NotYet,
@@ -95,11 +100,41 @@ RETRYABLE: tuple[type[Exception], ...] = (
     OSError,
     persistence.IntegrityError,
     Aborted,
-    # A session the server timed out passes (a primary just demoted in a
-    # failover, answering "read-only transaction", is among the outages).
-    psycopg.errors.IdleInTransactionSessionTimeout,
+    # What the database is, not what the record holds: a table, column or
+    # function not there (a schema step half done, a cluster made anew at
+    # the address), a statement a deploy changed under a session, a
+    # privilege, the server's own trouble, a session it timed out. (A
+    # primary just demoted in a failover, answering "read-only
+    # transaction", is among the outages.) A record the database refuses
+    # for what it holds is a DataError or psycopg's IntegrityError (a
+    # constraint it breaks), and is set aside; the event store's
+    # IntegrityError, above, is its version check.
+    psycopg.ProgrammingError,
+    psycopg.NotSupportedError,
+    psycopg.InternalError,
+    persistence.ProgrammingError,
+    persistence.NotSupportedError,
     persistence.InternalError,
+    # A key the key database does not give (a master key missing from this
+    # process's secret, the wrong key database), as `NotYet` says.
+    UnknownDataKey,
+    UnknownMasterKey,
 )
+# Among those, what a statement made of the records' data: one row updated
+# twice by an upsert, a subquery with more than one row (CardinalityViolation);
+# a statement after one that failed and was caught (InFailedSqlTransaction,
+# which the first failure decides). Read again, they fail again.
+OF_THE_RECORDS: tuple[type[Exception], ...] = (
+    psycopg.errors.CardinalityViolation,
+    psycopg.errors.InFailedSqlTransaction,
+)
+
+
+def passing(exc: BaseException) -> bool:
+    """Whether `exc` is a failure that passes (`RETRYABLE`): the records are
+    read again after a pause, never set aside."""
+    return isinstance(exc, RETRYABLE) and not isinstance(exc, OF_THE_RECORDS)
+
 
 # A consumer commits its offsets at most this often: what it applies in
 # between goes in one commit (Kafka appends each commit to its offsets
@@ -440,7 +475,9 @@ class _Records(Generic[Unit]):
         except Later as exc:
             await asyncio.sleep(min(max(exc.seconds, 0.0), MAX_PAUSE_S))
             return False
-        except RETRYABLE as exc:
+        except Exception as exc:
+            if not passing(exc):
+                raise
             wait = self._pause.longer()
             first = records[0]
             said = self._said(None, Place(first.topic, first.partition, first.offset, 0))
@@ -455,7 +492,7 @@ class _Records(Generic[Unit]):
     ) -> list[tuple[CloudEvent, Place, tuple[str, str]]]:
         """Applies the batch in one unit; if one of them can never apply, each
         in a unit of its own. Returns those that can never apply, with why; a
-        RETRYABLE failure passes through."""
+        failure that passes (`passing`) passes through."""
         if not batch:
             return []
         try:
@@ -469,9 +506,9 @@ class _Records(Generic[Unit]):
                             later = exc  # waiting is its work, no error of its span
                     if later is not None:
                         raise later
-        except RETRYABLE:
-            raise
         except Exception as exc:
+            if passing(exc):
+                raise
             if len(batch) == 1:
                 event, place = batch[0]
                 return [(event, place, (HANDLER_ERROR, repr(exc)))]
@@ -523,9 +560,9 @@ async def _record(aside: SetAside, set_aside: SetAsideHandler | None, said: Any)
     if set_aside is not None:
         try:
             await set_aside(aside)
-        except RETRYABLE:
-            raise
         except Exception as exc:
+            if passing(exc):
+                raise
             said.error("consumer.set_aside_unrecorded", error=repr(exc))
     said.error(
         "consumer.set_aside",

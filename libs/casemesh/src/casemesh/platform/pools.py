@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import select
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -76,6 +77,18 @@ NETWORK_LIMITS: dict[str, int | str] = {
     "connect_timeout": 5,
     "target_session_attrs": "primary",
 }
+
+
+# What every pooled connection is opened with besides. A statement is
+# prepared on the server only where its code asks (`prepare=True`: the event
+# store's own, on tables and functions whose results keep their shape),
+# never by itself, as psycopg would on a statement's fifth run: a prepared
+# `SELECT *` of a table another release's schema step adds a column to (in a
+# rolling deploy) fails, "cached plan must not change result type", on that
+# connection for as long as it lives. (None would turn off the event store's
+# preparing too; a threshold no statement reaches leaves it on.) Every other
+# statement is parsed and planned at each run.
+POOLED: dict[str, Any] = {"prepare_threshold": sys.maxsize}
 
 
 def with_keepalives(conninfo: str) -> str:
@@ -243,7 +256,7 @@ def guard_pool(pool: ConnectionPool[Any]) -> None:
         schedule(task, _capped(task, delay))
 
     # What each new connection is opened with (the library gives a dict).
-    pool.kwargs = {**cast(dict[str, Any], pool.kwargs), **NETWORK_LIMITS}
+    pool.kwargs = {**cast(dict[str, Any], pool.kwargs), **NETWORK_LIMITS, **POOLED}
     if not pool.closed:
         pool.drain()  # those opened already (the library's schema check) are replaced
     pool._check = check  # where the pool keeps its `check` argument
@@ -273,7 +286,7 @@ def async_pool(conninfo: str, *, min_size: int = 1, max_size: int = 8) -> AsyncC
         min_size=min_size,
         max_size=max_size,
         open=False,
-        kwargs={"autocommit": True, **NETWORK_LIMITS},
+        kwargs={"autocommit": True, **NETWORK_LIMITS, **POOLED},
         check=check,
         timeout=POOL_WAIT_S,
         # However long the database is away, the pool keeps reconnecting.
