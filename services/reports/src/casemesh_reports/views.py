@@ -2,7 +2,14 @@
 reporters' lists, the agents' triage queue, the trusted-flagger list and the
 facts the transparency figures are computed from. Each notification's rows
 and its tracking record commit in one transaction; rows only move forward in
-version, so a replay changes nothing.
+version, and a fact stays as first written (the aggregate's later versions
+keep it the same; an appeal's reversal is only filled in), so a replay
+changes nothing, nor does a row rendered from an older version written
+after a newer one. That is why a replica writes its rows even when another
+recorded the shared position further first (`SharedTracking`): during a
+rolling update that other may be of the older release, which set aside a
+report or case it could not read, and its row would stay as it was until
+its next event.
 
 The facts carry the times the aggregates themselves keep (when a report was
 filed and first decided, each decision made, a case voided, an appeal lodged
@@ -25,11 +32,11 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import Tracking
-from eventsourcing.popo import POPOTrackingRecorder
-from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from eventsourcing.postgres import PostgresDatastore
 from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb
 
+from casemesh.platform.following import SharedMemoryTracking, SharedTracking
 from casemesh.platform.periods import falls_within, within
 from casemesh.platform.where import Where
 from casemesh_reports.domain import (
@@ -106,7 +113,7 @@ class QueueQuery:
     limit: int
 
 
-class ReportsView(PostgresTrackingRecorder):
+class ReportsView(SharedTracking):
     def __init__(self, datastore: PostgresDatastore, triage: Triage) -> None:
         super().__init__(datastore, tracking_table_name="reports_view_tracking")
         self.triage = triage
@@ -367,10 +374,11 @@ class ReportsView(PostgresTrackingRecorder):
             return [row["doc"] for row in curs.fetchall()]
 
 
-class MemoryReportsView(POPOTrackingRecorder):
+class MemoryReportsView(SharedMemoryTracking):
     """The read model in memory: the tables of `ReportsView` as dictionaries,
-    written and read by the same rules (a row moves forward in version only;
-    a fact is kept as first seen)."""
+    written and read by the same rules (a row, and the position, move
+    forward only, the position not refused when it is as far already; a
+    fact is kept as first seen)."""
 
     def __init__(self, triage: Triage) -> None:
         super().__init__()
@@ -388,7 +396,6 @@ class MemoryReportsView(POPOTrackingRecorder):
 
     def apply(self, aggregate: Any, tracking: Tracking, doc: dict[str, Any] | None) -> None:
         with self._database_lock:
-            self._assert_tracking_uniqueness(tracking)
             if isinstance(aggregate, AbuseReport):
                 self._report(aggregate, doc or {})
             elif isinstance(aggregate, ReportCase):
@@ -406,7 +413,7 @@ class MemoryReportsView(POPOTrackingRecorder):
                     "version": aggregate.version,
                 }
                 _upsert(self.trusted_flaggers, aggregate.user_id, kept, changed)
-            self._insert_tracking(tracking)
+            self._move_to(tracking)
 
     def _report(self, r: AbuseReport, doc: dict[str, Any]) -> None:
         kept = {

@@ -32,12 +32,11 @@ from typing import Any, Generic, TypeVar
 
 from eventsourcing import persistence
 from eventsourcing.persistence import Notification, Tracking, TrackingRecorder
-from eventsourcing.popo import POPOTrackingRecorder
 from eventsourcing.postgres import PostgresDatastore
 from psycopg.sql import SQL, Composable, Identifier, Literal
 from psycopg.types.json import Jsonb
 
-from casemesh.platform.following import Follower, SharedTracking
+from casemesh.platform.following import Follower, SharedMemoryTracking, SharedTracking
 from casemesh.platform.logging import get_logger
 from casemesh.platform.periodic import Periodic
 from casemesh.platform.personal.errors import UnknownDataKey, UnknownMasterKey
@@ -129,7 +128,7 @@ class CaseIndex(SharedTracking):
     def record_many(self, rows: list[CaseRow], tracking: Tracking) -> None:
         """The rows and the tracking position in one transaction; a row only
         replaces an older version of its case, and the position only moves
-        forward."""
+        forward. Rows are written in case order (`in_case_order`)."""
         with self.datastore.transaction(commit=True) as curs:
             curs.executemany(
                 SQL(
@@ -151,7 +150,7 @@ class CaseIndex(SharedTracking):
                         Jsonb(folded_texts(row.doc)),
                         row.version,
                     )
-                    for row in rows
+                    for row in in_case_order(rows)
                 ],
             )
             self._insert_tracking(curs, tracking)
@@ -170,7 +169,7 @@ class CaseIndex(SharedTracking):
     def rewrite(self, rows: list[CaseRow]) -> None:
         """Replaces the rows of these cases with these renderings of the same
         version or a newer one (a projector may have gone further meanwhile:
-        its row stays)."""
+        its row stays). In case order, as `record_many` writes."""
         with self.datastore.transaction(commit=True) as curs:
             curs.executemany(
                 SQL(
@@ -188,7 +187,7 @@ class CaseIndex(SharedTracking):
                         row.case_id,
                         row.version,
                     )
-                    for row in rows
+                    for row in in_case_order(rows)
                 ],
             )
 
@@ -281,6 +280,15 @@ class CaseIndex(SharedTracking):
             return [row["doc"] for row in curs.fetchall()]
 
 
+def in_case_order(rows: list[CaseRow]) -> list[CaseRow]:
+    """The rows by case id: the order every write of several rows locks
+    them in. Replicas project overlapping batches from positions of their
+    own, and a batch lists its cases by their last event: two batches of
+    different lengths could lock two cases in opposite orders, and one of
+    them would fail as a deadlock."""
+    return sorted(rows, key=lambda row: uuid.UUID(str(row.case_id)))
+
+
 def _texts(column: str, fields: Sequence[str]) -> Composable:
     """The `fields` of the JSON `column`, as concat_ws's arguments."""
     return SQL(", ").join(SQL("{}->>{}").format(Identifier(column), Literal(f)) for f in fields)
@@ -292,7 +300,7 @@ def _containing(word: str) -> str:
     return f"%{escaped}%"
 
 
-class MemoryCaseIndex(POPOTrackingRecorder):
+class MemoryCaseIndex(SharedMemoryTracking):
     """The case index in memory, with the same rules: for the application tests."""
 
     def __init__(self) -> None:
@@ -309,16 +317,6 @@ class MemoryCaseIndex(POPOTrackingRecorder):
                 if held is None or held.version < row.version:
                     self.rows[row.case_id] = row
             self._move_to(tracking)
-
-    def insert_tracking(self, tracking: Tracking) -> None:
-        with self._database_lock:
-            self._move_to(tracking)
-
-    def _move_to(self, tracking: Tracking) -> None:
-        """The position, unless it is as far already (`SharedTracking`)."""
-        held = self._max_tracking_ids[tracking.application_name]
-        if held is None or held < tracking.notification_id:
-            self._insert_tracking(tracking)
 
     def cases_of(self, party: str) -> list[str]:
         with self._database_lock:
@@ -368,11 +366,14 @@ CaseIndexLike = CaseIndex | MemoryCaseIndex
 
 
 def retryable(exc: BaseException) -> bool:
-    """Whether a follower resumes from its tracked position after `exc`
-    rather than set aside what it was doing: the database away (or a primary
-    just demoted: `is_database_outage`), or another replica that recorded
-    its position first. Any other error is the row's own (it can never be
-    written)."""
+    """Whether `exc` is raised to the follower (`Follower`) rather than what
+    was being written set aside: the database away (or a primary just
+    demoted: `is_database_outage`), or an IntegrityError. From a recorder
+    that refuses a position another replica recorded first, that is the
+    refusal (the follower reads on from that replica's position); a
+    `SharedTracking` recorder refuses none, so it is a row's own, and the
+    follower fails (counted) and tries again after its pause. Any other
+    error is the row's own (it can never be written)."""
     return is_database_outage(exc) or isinstance(exc, persistence.IntegrityError)
 
 
@@ -521,7 +522,7 @@ class Projector:
                 return
             except Exception as exc:
                 if retryable(exc):
-                    raise  # the database is away, or another replica got there first
+                    raise  # the database away, or an IntegrityError (`retryable`)
                 log.warning("read_model.batch_refused", read_model=self.name, error=repr(exc))
         for n, aggregate in read:
             if aggregate is None:

@@ -22,7 +22,10 @@ reckons otherwise), and moves the shared position past it. So a follower
 whose handling is idempotent records its position with `SharedTracking`
 (never back, never refused) and reads on from where it got itself, not
 from where another replica got (`own_position`): each replica handles all
-it reads.
+it reads. A replica that starts (or restarts) still begins at the shared
+position: an event an older replica recorded past before any running
+replica of the newer release had read it is skipped by a newer one that
+starts then.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from typing import Any
 import psycopg
 from eventsourcing import persistence
 from eventsourcing.persistence import Notification, Tracking
+from eventsourcing.popo import POPOTrackingRecorder
 from eventsourcing.postgres import PostgresTrackingRecorder
 from psycopg import Cursor
 from psycopg.rows import DictRow
@@ -105,6 +109,21 @@ class SharedTracking(PostgresTrackingRecorder):
         )
 
 
+class SharedMemoryTracking(POPOTrackingRecorder):
+    """`SharedTracking` in memory, for the read models kept in a process:
+    the position moves only forward, and one as far already is no error."""
+
+    def insert_tracking(self, tracking: Tracking) -> None:
+        with self._database_lock:
+            self._move_to(tracking)
+
+    def _move_to(self, tracking: Tracking) -> None:
+        """The position, unless it is as far already; under the lock."""
+        held = self._max_tracking_ids[tracking.application_name]
+        if held is None or held < tracking.notification_id:
+            self._insert_tracking(tracking)
+
+
 class Follower:
     """Runs `handle(batch, reached)` in a background thread for each batch of
     the application's notifications after `position()`, the tracked position
@@ -117,8 +136,8 @@ class Follower:
     After a failure (the database away) it waits a second and resumes from
     the tracked position; with `own_position` (its `handle` records with
     `SharedTracking`), from where it had got itself: the tracked position
-    may have been moved past what this one must handle (see the module's
-    docstring)."""
+    may have been moved past what this one must handle. It starts from the
+    tracked position all the same (see the module's docstring)."""
 
     def __init__(
         self,
@@ -174,8 +193,13 @@ class Follower:
         """Handles the batch; or, when another replica's follower recorded as
         far or further first (its tracking row refuses ours: every replica
         follows the same log), where it got, to read on from there. That is
-        no failure: replicas of a writer service do it all the time. (A
-        follower recording with `SharedTracking` is never refused.)"""
+        no failure: replicas of a writer service do it all the time. A
+        follower recording with `SharedTracking` (`own_position`) is never
+        refused: an IntegrityError there is its rows' own, raised however
+        far another replica got (a failure, counted and tried again)."""
+        if self._own_position:
+            self._handle(batch, reached)
+            return None
         try:
             self._handle(batch, reached)
             return None
