@@ -17,10 +17,11 @@ from typing import Any, cast
 import psycopg
 import pytest
 
+from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.platform.callers import _VOUCHED
 from casemesh.platform.clock import SystemClock
 from casemesh.platform.envelope import CloudEvent
-from casemesh.platform.errors import AlreadyExists, InvalidArgument
+from casemesh.platform.errors import AlreadyExists, InvalidArgument, NotFound
 from casemesh.platform.identity import Identity, Vouched
 from casemesh.platform.pools import async_pool
 from casemesh.rules import leases
@@ -31,10 +32,11 @@ from casemesh_casequeue.api import QueueServicer, _queues, as_told, shown
 from casemesh_casequeue.consumer import Progress
 from casemesh_casequeue.metrics import QueueCollector
 from casemesh_casequeue.model import Case, Observation, advance, apply, new_case
+from casemesh_casequeue.observe import observe
 from casemesh_casequeue.store import Consumed
 from casemesh_casequeue.watch import Broadcaster
 from casemesh_devstack.ports import free_port
-from tests.support import eventually
+from tests.support import case_event, eventually
 
 LEVELS = sla.load()
 START = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # Monday 09:00 in Shanghai
@@ -228,7 +230,7 @@ def moved(obs: Observation, version: int, at: datetime, *, waiting: bool) -> Obs
 
 
 async def test_claims_held_when_the_queue_is_rebuilt_are_still_held_after_the_replay(
-    queue_db: str,
+    queue_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The operator rebuilds the queue while agents work on cases, and it is
     away 20 minutes, longer than their 300 s leases. Once the replay has
@@ -236,7 +238,10 @@ async def test_claims_held_when_the_queue_is_rebuilt_are_still_held_after_the_re
     get it, and the holder's renewal works, as does a retry of the claim
     that gave it. A case an event after its claim took out of the queue
     (its customer asked to wait, then answered while the queue was away)
-    comes back free, as it would have had there been no rebuild."""
+    comes back free, as it would have had there been no rebuild. Two
+    instances caught up at once put each claim back once; from then on
+    neither looks for a kept claim at each event that takes a case out of
+    the queue (most events of a replay)."""
     lease, away = timedelta(seconds=300), timedelta(minutes=20)
     urgent = opened(21, START, priority=4)
     other = opened(22, START, priority=1)
@@ -255,6 +260,7 @@ async def test_claims_held_when_the_queue_is_rebuilt_are_still_held_after_the_re
         await psycopg.AsyncConnection.connect(queue_db) as consumer,
         await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as conn,
     ):
+        assert not (await store.kept_claims(conn)).waiting  # no rebuild yet
         for offset, obs in enumerate(history):
             await consumed(consumer, obs, offset)
         a = await store.claim_next(conn, "a", [], lease, now, request_id="r-1")
@@ -264,12 +270,20 @@ async def test_claims_held_when_the_queue_is_rebuilt_are_still_held_after_the_re
         await store.expire_leases(conn, now)  # the timer's last look before the stop
         async with await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as job:
             generation = await store.rebuild(job)
-        # The replay, with what the topics got while the queue was away.
+        # Two instances start; the replay, with what the topics got while
+        # the queue was away.
+        kept = [await store.kept_claims(conn), await store.kept_claims(conn)]
+        assert all(k.waiting for k in kept)
         for offset, obs in enumerate([*history, *meanwhile]):
-            await consumed(consumer, obs, offset)
+            await consumed(consumer, obs, offset, kept[offset % 2])
         back = now + away
-        assert await store.restore_claims(conn, generation, back) == 1
-        assert await store.restore_claims(conn, generation, back) == 0  # once
+        async with await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as second:
+            restored = await asyncio.gather(
+                store.restore_claims(conn, generation, back, kept[0]),
+                store.restore_claims(second, generation, back, kept[1]),
+            )
+        assert sorted(restored) == [0, 1]  # once
+        assert not any(k.waiting for k in kept)
 
         b = await store.claim_next(conn, "b", [], lease, back)
         assert b is not None and b.name == other.name  # free again
@@ -284,6 +298,26 @@ async def test_claims_held_when_the_queue_is_rebuilt_are_still_held_after_the_re
         renewed = await store.renew(conn, "a", urgent.name, lease, later)
         assert isinstance(renewed, Case) and renewed.lease_until == later + lease
         assert await store.renew(conn, "c", other.name, lease, later) == store.NotHeld.NOT_HOLDER
+        # The customer is asked to wait: the claim goes as ever, and no kept
+        # claim is looked for (none can be left).
+        sent = statements_sent(monkeypatch)
+        await consumed(consumer, moved(urgent, 4, later, waiting=True), 6, kept[0])
+        held = await store.get(conn, urgent.name)
+        assert held is not None and held.holder == ""
+        assert sent and not [q for q in sent if "queue_kept_claims" in q]
+
+
+def statements_sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The statements sent to PostgreSQL from now on, on any connection."""
+    sent: list[str] = []
+    execute = psycopg.AsyncCursor.execute
+
+    async def sending(self: Any, query: Any, params: Any = None, **kw: Any) -> Any:
+        sent.append(str(query))
+        return await execute(self, query, params, **kw)
+
+    monkeypatch.setattr(psycopg.AsyncCursor, "execute", sending)
+    return sent
 
 
 async def test_an_instance_serves_agents_once_the_claims_a_rebuild_kept_are_back(
@@ -610,6 +644,78 @@ async def test_a_claim_id_sent_with_another_request_is_refused_while_its_case_is
         assert kept is not None and kept.name == first.name
 
 
+def appeal_filed(
+    n: int, filer: str, kind: str = "DECISION_APPEAL", appeal_of: str = ""
+) -> tuple[str, aev.AppealFiled]:
+    """The name of the `n`th appeal, filed by `filer`, and its AppealFiled."""
+    name = f"appeals/{uuid.UUID(int=0xA9 << 64 | n)}"
+    header = aev.AppealEventHeader(
+        appeal_id=name.removeprefix("appeals/"), version=1, actor=filer, state="SUBMITTED"
+    )
+    header.time.FromDatetime(START)
+    filed = aev.AppealFiled(
+        header=header, kind=kind, filer=aev.AppealParty(user_id=filer), appeal_of=appeal_of
+    )
+    return name, filed
+
+
+async def test_an_agent_is_never_given_an_appeal_they_are_a_party_to(queue_db: str) -> None:
+    """Agent X is a user too. The appeals service refuses them their own
+    case (PERMISSION_DENIED, OWN_CASE: nobody decides their own case), so
+    Next never gives them one, though it is the most urgent: not the appeal
+    they filed of a report decision, nor another user's appeal of that
+    decision, nor the uploader's appeal of the takedown X claimed. X gets
+    the ticket below them, then NOT_FOUND; agent Y gets the appeals."""
+    decided = uuid.uuid4()
+    decision = f"report-cases/{decided}"
+    notice, notice_filed = appeal_filed(1, "agent-x", kind="TAKEDOWN_NOTICE")
+    upheld = aev.AppealDecided(
+        header=aev.AppealEventHeader(appeal_id=notice.removeprefix("appeals/"), version=2,
+                                     actor="agent-z", state="UPHELD"),
+        outcome="UPHOLD", affected_uploader=aev.AppealParty(user_id="user-u"),
+    )  # fmt: skip
+    upheld.header.time.FromDatetime(START + timedelta(minutes=1))
+    own, own_filed = appeal_filed(2, "agent-x", appeal_of=decision)
+    # (The appeals service takes a report case's id in any spelling of its UUID.)
+    theirs, theirs_filed = appeal_filed(
+        3, "user-v", appeal_of=f"report-cases/{decided.hex.upper()}"
+    )
+    uploaders, uploaders_filed = appeal_filed(4, "user-u", appeal_of=notice)
+    ticket = opened(30, START, priority=1)
+    async with await psycopg.AsyncConnection.connect(queue_db) as consumer:
+        events = [
+            case_event("appeals", notice, 1, notice_filed, START),
+            case_event("appeals", notice, 2, upheld, START + timedelta(minutes=1)),
+            *(case_event("appeals", n, 1, m, START) for n, m in (
+                (own, own_filed), (theirs, theirs_filed), (uploaders, uploaders_filed))),
+        ]  # fmt: skip
+        for offset, event in enumerate(events):
+            where = Consumed("casemesh.appeals.v1", 0, offset)
+            assert await store.consume(consumer, event, observe(event, LEVELS), where, LEVELS)
+        await consumer.commit()
+        await consumed(consumer, ticket, 0)
+    servicer = QueueServicer(
+        async_pool(queue_db), SystemClock(), Broadcaster(queue_db), LEVELS.queue_names
+    )
+
+    async def next_case(agent: str) -> str:
+        caller = _VOUCHED.set(Vouched(Identity(agent, frozenset({"agent"}))))
+        try:
+            claimed = await servicer.ClaimNextCase(pb.ClaimNextCaseRequest(), cast(Any, None))
+            return claimed.name
+        finally:
+            _VOUCHED.reset(caller)
+
+    await servicer.pool.open()
+    try:
+        assert await next_case("agent-x") == ticket.name
+        with pytest.raises(NotFound):
+            await next_case("agent-x")
+        assert {await next_case("agent-y") for _ in range(3)} == {own, theirs, uploaders}
+    finally:
+        await servicer.pool.close()
+
+
 async def test_replicas_from_before_request_ids_still_claim(queue_db: str) -> None:
     # During a rolling update the old replicas call the claim without an id.
     now = datetime.now(UTC)
@@ -791,14 +897,19 @@ async def test_a_case_whose_first_event_was_set_aside_is_queued_from_the_next(
 WATCH_WAIT_S = 30.0
 
 
-async def consumed(conn: psycopg.AsyncConnection[Any], obs: Observation, offset: int) -> None:
+async def consumed(
+    conn: psycopg.AsyncConnection[Any],
+    obs: Observation,
+    offset: int,
+    kept: store.KeptClaims | None = None,
+) -> None:
     """`obs` applied as the consumer applies its event, and committed."""
     event = CloudEvent(
         id=f"{obs.name}:{obs.version}", source="tickets", type="t", subject=obs.name, time=obs.at,
         data=b"", key=obs.name,
     )  # fmt: skip
     where = Consumed("casemesh.tickets.v1", 0, offset)
-    assert await store.consume(conn, event, obs, where, LEVELS)
+    assert await store.consume(conn, event, obs, where, LEVELS, kept)
     await conn.commit()
 
 

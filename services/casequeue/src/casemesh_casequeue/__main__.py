@@ -46,6 +46,7 @@ async def run(cfg: QueueSettings) -> None:
     await store.create_schema(instance)
     await store.hold_instance_lock(instance)
     generation = await store.generation(instance)
+    kept = await store.kept_claims(instance)
     group = f"{cfg.consumer_group}-{generation}"
     pool = async_pool(cfg.database_url, min_size=2, max_size=cfg.db_pool_size)
     await pool.open()
@@ -79,7 +80,7 @@ async def run(cfg: QueueSettings) -> None:
     caught_up = catch_up(cfg.kafka_bootstrap, group, asyncio.Event(), stop)
     tasks = [
         asyncio.create_task(
-            become_ready(caught_up, pool, clock, generation, ready, stop, rebuilt),
+            become_ready(caught_up, pool, clock, generation, ready, stop, rebuilt, kept),
             name="catch-up",
         ),
         asyncio.create_task(changes.run(stop), name="watch"),
@@ -111,6 +112,7 @@ async def run(cfg: QueueSettings) -> None:
                 progress=progress,
                 generation=generation,
                 rebuilt=rebuilt,
+                kept=kept,
             ),
             stop,
             "queue_consumer",
@@ -170,17 +172,18 @@ async def become_ready(
     ready: asyncio.Event,
     stop: asyncio.Event,
     rebuilt: Callable[[store.Rebuilt], None],
+    kept: store.KeptClaims | None = None,
 ) -> None:
     """Sets `ready` once the replay has `caught_up` (`catch_up`: it ends
     early only at `stop`) and the claims a rebuild kept are back on their
-    cases (`store.restore_claims`): an agent served before then could be
-    given a case another agent still works on, whose renewal would then be
-    refused."""
+    cases (`store.restore_claims`, which tells `kept` none waits any more):
+    an agent served before then could be given a case another agent still
+    works on, whose renewal would then be refused."""
     await caught_up
     while not stop.is_set():
         try:
             async with pool.connection() as conn:
-                restored = await store.restore_claims(conn, generation, clock.now())
+                restored = await store.restore_claims(conn, generation, clock.now(), kept)
         except store.Rebuilt as exc:
             rebuilt(exc)
             return

@@ -85,12 +85,14 @@ def build_broker(
     progress: Progress,
     generation: int,
     rebuilt: Callable[[store.Rebuilt], None],
+    kept: store.KeptClaims | None = None,
 ) -> KafkaBroker:
     """The consumer of the read model of `generation`. Should it find the
     read model rebuilt under it (its instance lock lost to a database
     restart), it applies nothing more and calls `rebuilt`, which stops the
     instance: the records are read again by the next one, under the new
-    generation's group."""
+    generation's group. `kept`: whether claims a rebuild kept may still
+    wait (`store.KeptClaims`; None: they may)."""
 
     @asynccontextmanager
     async def applying() -> AsyncIterator[_Batch]:
@@ -112,7 +114,7 @@ def build_broker(
     async def apply(batch: _Batch, event: CloudEvent, place: Place) -> None:
         obs = observe(event, levels)
         where = store.Consumed(place.topic, place.partition, place.offset)
-        await store.consume(batch.conn, event, obs, where, levels)
+        await store.consume(batch.conn, event, obs, where, levels, kept)
         batch.places.append((place, event.time))
 
     async def passed(aside: SetAside) -> None:

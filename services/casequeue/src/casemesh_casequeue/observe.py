@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC
 from typing import Any
 
@@ -119,6 +120,7 @@ def _appeal(m: Any, levels: ServiceLevels) -> Observation | None:
                 "created": True,
                 "category": kind.lower(),
                 "priority": levels.appeal_priority,
+                "appeal_of": decided_case(m.appeal_of),
             }
         case aev.AppealAssigned() | aev.AppealInfoRequested() | aev.AppealDecided():
             # The filer sees their case go under review (UNDER_REVIEW), as they
@@ -127,6 +129,7 @@ def _appeal(m: Any, levels: ServiceLevels) -> Observation | None:
             # target would stand in for their longer resolution target.
             extra = {"responded": True}
     name = f"appeals/{h.appeal_id}"
+    extra["parties"] = _appeal_parties(m)
     is_open, waiting = _openness(name, h.state, APPEAL_OPEN, APPEAL_CLOSED)
     return Observation(
         name=name,
@@ -138,6 +141,33 @@ def _appeal(m: Any, levels: ServiceLevels) -> Observation | None:
         waiting=waiting,
         **extra,
     )
+
+
+def _appeal_parties(m: Any) -> tuple[str, ...]:
+    """The parties an appeals event names: those the appeals service
+    refuses its work on the case (OWN_CASE: nobody decides their own case,
+    DSA Art. 20(6)), its filer and its uploader, who are parties to the
+    appeals of its decision too. Their user ids travel clear (their names
+    and contacts are sealed)."""
+    match m:
+        case aev.AppealFiled() | aev.AppealInfoAdded():
+            return (m.filer.user_id,)
+        case aev.AppealDecided():
+            return (m.affected_uploader.user_id,)
+        case aev.CounterNoticeFiled():
+            return (m.uploader.user_id,)
+    return ()
+
+
+def decided_case(appeal_of: str) -> str:
+    """The decided case an appeal names, in the one spelling the appeals
+    service keys a decision's appeals by (a report case's id is taken in
+    any form of its UUID): '' for none."""
+    prefix, _, ident = appeal_of.partition("/")
+    try:
+        return f"{prefix}/{uuid.UUID(ident)}"
+    except ValueError:
+        return appeal_of
 
 
 def _report_case(m: Any, levels: ServiceLevels) -> Observation | None:

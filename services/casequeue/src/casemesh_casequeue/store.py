@@ -66,19 +66,33 @@ def read_note(payload: str) -> tuple[str, str, str]:
     return change, name, left
 
 
+# Whether `agent` is no party to the case `c`, as the appeals service counts
+# an appeal's parties when it refuses an agent its work (OWN_CASE: nobody
+# decides their own case): given it, the agent could not work it, and the
+# case, still the most urgent, would come back to them at each claim while
+# nobody else could take it. Its own parties, then those of the decision it
+# appeals (`queue_party_to_decision`), for the few cases the claim looks at:
+# the first free case is nearly always the agent's to take.
+NO_PARTY = """NOT agent = ANY(c.parties)
+    AND (c.appeal_of = '' OR NOT queue_party_to_decision(agent, c.appeal_of))"""
+
+
 def _claim_free(*, skip_locked: bool) -> str:
     """queue_claim's statement that gives `agent` the most urgent free case of
-    `queues`: passing the rows locked this instant, or waiting for them."""
+    `queues` they are no party to: passing the rows locked this instant, or
+    waiting for them."""
     locking = " SKIP LOCKED" if skip_locked else ""
     told = f"pg_notify('{CHANGES_CHANNEL}', 'CLAIMED|' || claimed.name)"
     return f"""RETURN QUERY
         WITH claimed AS (
             UPDATE queue_cases SET holder = agent, hold_since = now, lease_until = until,
                 claim_request = request
-            WHERE name = (SELECT name FROM queue_cases
-                          WHERE claimable AND holder = ''
-                            AND (cardinality(queues) = 0 OR queue = ANY(queues))
-                          ORDER BY child_safety DESC, priority DESC, due_key, created_at, name
+            WHERE name = (SELECT c.name FROM queue_cases c
+                          WHERE c.claimable AND c.holder = ''
+                            AND (cardinality(queues) = 0 OR c.queue = ANY(queues))
+                            AND {NO_PARTY}
+                          ORDER BY c.child_safety DESC, c.priority DESC, c.due_key,
+                                   c.created_at, c.name
                           LIMIT 1 FOR UPDATE{locking})
             RETURNING *)
         SELECT claimed.* FROM claimed, {told};"""
@@ -156,6 +170,27 @@ CREATE OR REPLACE FUNCTION queue_release_expired(now timestamptz) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM queue_expire_leases(now);
+END
+$$;
+-- Whether `agent` is a party to the decision `decided` (an appeal's
+-- `appeal_of`) as the appeals service counts them for its appeals: a party
+-- to the appeal decided (`appeals/…`); for a report decision, whoever
+-- appealed it (the only parties to it the appeals service knows). In
+-- plpgsql, never inlined: looked up for each case a claim looks at, by
+-- index, never planned as a scan of every case (`NO_PARTY`).
+CREATE OR REPLACE FUNCTION queue_party_to_decision(agent text, decided text) RETURNS boolean
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF starts_with(decided, 'appeals/') THEN
+        RETURN EXISTS (SELECT FROM queue_cases d
+                       WHERE d.name = decided AND agent = ANY(d.parties));
+    END IF;
+    IF starts_with(decided, 'report-cases/') THEN
+        RETURN EXISTS (SELECT FROM queue_cases a
+                       WHERE a.appeal_of = decided AND a.appeal_of <> ''
+                         AND agent = ANY(a.parties));
+    END IF;
+    RETURN false;
 END
 $$;
 -- A claim in one statement, so one round trip: a gap in the timer's looks
@@ -274,6 +309,20 @@ DO $$ BEGIN
         ALTER TABLE queue_cases ADD COLUMN claim_request text NOT NULL DEFAULT '';
     END IF;
 END $$;
+-- Who is a party to each case (user ids), and the case whose decision an
+-- appeal appeals: a claim passes over the cases the agent is a party to
+-- (`NO_PARTY`). Replicas of a release from before them leave them as they
+-- are; the cases those queued, and those queued before, have no parties
+-- until a rebuild reads their events again.
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT FROM information_schema.columns WHERE table_schema = current_schema()
+                   AND table_name = 'queue_cases' AND column_name = 'appeal_of') THEN
+        ALTER TABLE queue_cases ADD COLUMN IF NOT EXISTS parties text[] NOT NULL DEFAULT '{}',
+            ADD COLUMN IF NOT EXISTS appeal_of text NOT NULL DEFAULT '';
+    END IF;
+END $$;
+CREATE INDEX IF NOT EXISTS queue_cases_appeals ON queue_cases (appeal_of)
+    WHERE appeal_of <> '';
 CREATE TABLE IF NOT EXISTS queue_consumed (
     event_id text PRIMARY KEY, topic text NOT NULL, kafka_partition int NOT NULL,
     kafka_offset bigint NOT NULL, consumed_at timestamptz NOT NULL DEFAULT now());
@@ -302,7 +351,8 @@ SLA_NAMESPACE = uuid.UUID("3f1f0e9a-7c55-4a0b-9d7e-2a6c5b8e1d04")
 COLUMNS = (
     "name, type, category, lane, source_priority, escalations, priority, status, base_queue,"
     " queue, policy, escalate_to, open, waiting, claimable, version, created_at, updated_at,"
-    " sla_state, due_key, next_check, clocks, holder, hold_since, lease_until, child_safety"
+    " sla_state, due_key, next_check, clocks, holder, hold_since, lease_until, child_safety,"
+    " parties, appeal_of"
 )
 # A case's row (`_row`) as an INSERT.
 INSERT = (
@@ -345,6 +395,8 @@ def _row(case: Case) -> tuple[Any, ...]:
         case.hold_since,
         case.lease_until,
         case.child_safety,
+        case.parties,
+        case.appeal_of,
     )
 
 
@@ -369,6 +421,8 @@ def case_of(row: dict[str, Any]) -> Case:
         holder=row["holder"],
         hold_since=row["hold_since"],
         lease_until=row["lease_until"],
+        parties=list(row["parties"]),
+        appeal_of=row["appeal_of"],
     )
 
 
@@ -453,10 +507,12 @@ async def consume(
     obs: Observation | None,
     where: Consumed,
     levels: ServiceLevels,
+    kept: KeptClaims | None = None,
 ) -> bool:
     """Applies one event, exactly once in effect, in the caller's transaction
     (the consumer's, shared by a batch of events, which checked the read
-    model's generation first: `check_generation`). False for a redelivery."""
+    model's generation first: `check_generation`). False for a redelivery.
+    `kept`: whether claims a rebuild kept may still wait (None: they may)."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "INSERT INTO queue_consumed (event_id, topic, kafka_partition, kafka_offset)"
@@ -488,7 +544,7 @@ async def consume(
         before = case.queue
         signals = apply(case, obs, levels)
         await _save(cur, case)
-        if not case.claimable:
+        if not case.claimable and (kept is None or kept.waiting):
             await _drop_kept_claim(cur, case)
         if not (was_closed and not case.open and not signals):
             await _announce(cur, case, change, signals, before)
@@ -857,7 +913,36 @@ async def rebuild(conn: psycopg.AsyncConnection[Any]) -> int:
     return int(row[0])
 
 
-async def restore_claims(conn: psycopg.AsyncConnection[Any], started: int, now: datetime) -> int:
+@dataclass
+class KeptClaims:
+    """Whether claims a rebuild kept (`queue_kept_claims`) may still wait to
+    go back on their cases, as one instance knows it. Read at its start
+    (`kept_claims`), under its instance lock: a rebuild, the one writer of
+    that table, cannot run while the instance does (one that ran while a
+    database restart had dropped the lock leaves it applying nothing more:
+    `check_generation`). No claim waits once `restore_claims` found the
+    table empty, whichever instance put them back. Until then the consumer
+    drops the kept claim of each case an event takes out of the queue
+    (`_drop_kept_claim`); after, it would look for one in vain at every
+    such event, most events of a replay."""
+
+    waiting: bool = True
+
+
+async def kept_claims(conn: psycopg.AsyncConnection[Any]) -> KeptClaims:
+    """Whether any claim a rebuild kept waits, read after the instance lock
+    was taken (`hold_instance_lock`)."""
+    cur = await conn.execute("SELECT EXISTS (SELECT FROM queue_kept_claims)")
+    row = await cur.fetchone()
+    return KeptClaims(waiting=bool(row and row[0]))
+
+
+async def restore_claims(
+    conn: psycopg.AsyncConnection[Any],
+    started: int,
+    now: datetime,
+    kept: KeptClaims | None = None,
+) -> int:
     """Puts the claims a rebuild kept back on their cases: what an instance
     of generation `started` does once the replay has caught up, before it
     serves agents. Each holder holds its case again under the request id it
@@ -871,7 +956,9 @@ async def restore_claims(conn: psycopg.AsyncConnection[Any], started: int, now: 
 
     One claim a transaction, its case's row locked before the kept claim's,
     as the consumer locks them: never a deadlock with a batch being applied,
-    and instances caught up at once restore each claim once."""
+    and instances caught up at once restore each claim once. Each finds the
+    table empty only once the other's last claim went back (committed), and
+    then says so to its consumer (`kept`)."""
     # The time the queue was away, made up first if the timer has not yet
     # (for the claims held then: none), lest it be added to the leases put
     # back, which already leave it out.
@@ -883,6 +970,8 @@ async def restore_claims(conn: psycopg.AsyncConnection[Any], started: int, now: 
     while True:
         put_back = await _restore_one_claim(conn, started, now)
         if put_back is None:
+            if kept is not None:
+                kept.waiting = False
             return restored
         restored += int(put_back)
 
