@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from casemesh.platform.errors import FailedPrecondition, InvalidArgument
+from casemesh.rules import tickets as rules
 from casemesh.v1 import helpcenter_pb2 as hpb
 from casemesh_helpcenter import phone
 from casemesh_helpcenter.api import change_message
@@ -86,19 +87,26 @@ def test_a_user_whose_linked_number_is_gone_reads_how_to_change_it_without_it() 
 SIGNED_IN_ACTIONS = {"phone_change", "restriction_reasons"}
 
 
-def test_every_answer_leads_to_a_question_a_shipped_article_or_an_action() -> None:
-    shipped = {
-        a["slug"]
+def shipped_categories() -> dict[str, str]:
+    """The category of each article in the starter knowledge base, by slug."""
+    return {
+        a["slug"]: a["category"]
         for a in json.loads(
             resources.files("casemesh_helpcenter").joinpath("knowledge_base.json").read_text()
         )["articles"]
     }
+
+
+def test_every_answer_leads_to_a_question_a_shipped_article_or_an_action() -> None:
+    shipped = shipped_categories()
     for fid, found in flows().items():
+        assert found["category"] in rules.BY_ID, fid
         for nid, node in found["nodes"].items():
             for answer in node["answers"]:
                 where = (fid, nid, answer["label"]["en"])
                 assert answer.get("next", "") in {"", *found["nodes"]}, where
                 assert answer.get("article", "") in {"", *shipped}, where
+                assert answer.get("category", "") in {"", *rules.BY_ID}, where
                 assert any(answer.get(k) for k in ("next", "article", "action")), where
                 if fid == "login":
                     assert answer.get("action", "") not in SIGNED_IN_ACTIONS, where
@@ -143,6 +151,67 @@ def test_the_ticket_goes_to_the_flows_category_else_where_the_reading_points() -
     assert s.draft_ticket("zh-CN").category == "account.login"
     assert s.draft_ticket("zh-CN").subject.startswith("自助服务未能解决：")
     assert session(searches=["nothing"]).draft_ticket("en").category == "other.general"
+
+
+def follow(flow: str, *answers: str) -> HelpSession:
+    """A session that followed `flow` by these answers (English labels), as
+    the application records them."""
+    s = session()
+    s.start(flow)
+    for label in answers:
+        choice = s.choose(s.step("en").answers.index(label))
+        s.node = choice.next
+        s.path.append(choice.taken)
+    assert s.step("en").finished
+    return s
+
+
+def test_a_ticket_opens_where_the_ending_belongs_whichever_flow_led_there() -> None:
+    """A ban is the ban team's matter and a lost number goes to identity review
+    for a phone change, whether the user came by the login flow or another:
+    one problem, one queue."""
+    banned = follow("login", "My account is locked or banned", "Banned")
+    assert banned.draft_ticket("en").category == "account.ban"
+    assert "Account bans and appeals" in banned.draft_ticket("en").subject
+    assert follow("ban", "No").draft_ticket("en").category == "account.ban"
+    gone = follow("login", "I get no code", "No, it is gone")
+    assert gone.draft_ticket("zh-CN").category == "account.phone_change"
+    # An ending that names no category of its own stays with the flow's.
+    assert follow("login", "I get no code", "Yes").draft_ticket("en").category == "account.login"
+    assert follow("login", "My account is locked or banned", "Locked").category_for_ticket() == (
+        "account.login"
+    )
+    # Started again, the flow forgets the category the earlier route named.
+    banned.start("login")
+    assert banned.draft_ticket("en").category == "account.login"
+
+
+def endings(fid: str) -> list[tuple[list[str], dict[str, Any]]]:
+    """Every route through a flow: its answers' labels and the last answer."""
+    found = flows()[fid]
+    routes: list[tuple[list[str], dict[str, Any]]] = []
+
+    def walk(nid: str, labels: list[str]) -> None:
+        for answer in found["nodes"][nid]["answers"]:
+            taken = [*labels, answer["label"]["en"]]
+            if answer.get("next"):
+                walk(answer["next"], taken)
+            else:
+                routes.append((taken, answer))
+
+    walk(found["start"], [])
+    return routes
+
+
+def test_a_ticket_after_any_flows_article_opens_in_that_articles_category() -> None:
+    """Whatever flow led to an article, giving up after it opens the ticket in
+    the article's category: an ending of another category's matter names it."""
+    shipped = shipped_categories()
+    for fid in flows():
+        for labels, last in endings(fid):
+            if last.get("article"):
+                category = follow(fid, *labels).category_for_ticket()
+                assert category == shipped[last["article"]], (fid, labels)
 
 
 def test_the_category_tree_groups_categories_and_counts_their_articles() -> None:

@@ -687,6 +687,9 @@ function renderStep(step: FlowStep): void {
   }
   if (step.article) {
     tried.read.push(step.article.title);
+    // A ticket after it is that article's matter (an ending of another
+    // category's, reached from this flow: a ban from the sign-in guide).
+    tried.category = step.article.category || tried.category;
     renderArticle(step.article, $("flow-ending-title"), $("flow-ending-body"));
   } else {
     const action =

@@ -5,11 +5,14 @@ the user says "not solved", and the deflection figures.
 
 A session's flow stands at a question (`node`) until answered; an answer
 moves it to the next question or ends it (`node` empty), perhaps with an
-article or an action. The outcome is recorded once: `SOLVED`, or `NOT_SOLVED`
-with the ticket drafted then, so a retried "not solved" drafts the same
-ticket. The draft's description tells the agent what the user searched, read
-and answered, and always fits the ticket's description rule, however long the
-session was."""
+article or an action. An answer may name a ticket category of its own (an
+ending that is another category's matter: a ban reached from the login flow),
+kept with it in the path, so that a ticket opens where the problem belongs
+whichever flow led there. The outcome is recorded once: `SOLVED`, or
+`NOT_SOLVED` with the ticket drafted then, so a retried "not solved" drafts
+the same ticket. The draft's description tells the agent what the user
+searched, read and answered, and always fits the ticket's description rule,
+however long the session was."""
 
 from __future__ import annotations
 
@@ -237,6 +240,10 @@ class HelpSession:
             "question": text(node["question"], self.locale),
             "answer": text(chosen["label"], self.locale),
         }
+        if chosen.get("category"):
+            # Kept with the answer, as given then: the ticket goes there even
+            # if the flow's content changes before the user gives up.
+            taken["category"] = chosen["category"]
         return Choice(
             chosen.get("next", ""), taken, chosen.get("article", ""), chosen.get("action", "")
         )
@@ -276,7 +283,11 @@ class HelpSession:
             )
 
     def category_for_ticket(self) -> str:
-        """The flow's category; else the one the articles read point to most."""
+        """The last category an answer along the path named, else the flow's;
+        without a flow, the one the articles read point to most."""
+        named = [step["category"] for step in self.path if step.get("category")]
+        if named:
+            return named[-1]
         if self.flow in flows():
             return str(flows()[self.flow]["category"])
         counts: dict[str, int] = {}
