@@ -537,6 +537,8 @@ async def test_a_suspension_heard_after_she_moved_abroad_tells_her_london_time(
     await world.drain()
     [text] = world.sms.to(LONDON)
     assert ENDS_IN_LONDON in text["text"] and text["params"]["due"] == ENDS_IN_LONDON
+    # What the job keeps only to be written again is no provider's.
+    assert not {"due_at", "email_chosen"} & text["params"].keys()
 
 
 async def test_a_text_waiting_for_morning_when_she_moves_abroad_tells_and_waits_for_london(

@@ -403,3 +403,10 @@ def test_a_text_given_a_number_abroad_tells_the_time_there() -> None:
         "report-cases/rc", "uploader", "users/wu", "users/wu", "", "+8613900139000"
     )
     assert back.follow(london, now) == dataclasses.replace(text, recipient="+8613900139000")
+    # A text this release cannot write again (a template since needing what
+    # its params lack) keeps its words, and still goes to the new number.
+    unwritable = dataclasses.replace(text, params={**text.params, "due_at": "not a time"})
+    kept = ContactChange(
+        "report-cases/rc", "uploader", "users/wu", "users/wu", "", "+447911123456"
+    ).follow(unwritable, now)
+    assert kept is not None and (kept.recipient, kept.body) == ("+447911123456", text.body)

@@ -72,7 +72,7 @@ from casemesh_notifier.erasures import CANCELLED
 from casemesh_notifier.labels import phone_zones
 from casemesh_notifier.metrics import OUTCOMES, POSSIBLE_REPEATS
 from casemesh_notifier.outbox import NOTIFICATIONS
-from casemesh_notifier.phone_changes import forget_old_changes
+from casemesh_notifier.phone_changes import KEPT_TO_REWRITE, forget_old_changes
 from casemesh_notifier.schema import CODE_NUMBERS_KEPT
 from casemesh_notifier.settings import NotifierSettings
 from casemesh_notifier.steps import NO_REPLY_STEPS
@@ -726,7 +726,7 @@ class Delivery:
                 Outgoing,
                 job,
                 job_id=job.id,
-                params={k: str(v) for k, v in job.params.items()},
+                params={k: str(v) for k, v in job.params.items() if k not in KEPT_TO_REWRITE},
                 reply_to=self._reply_to(job),
             )
             try:

@@ -68,8 +68,10 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import psycopg
+from jinja2 import TemplateError
 
 from casemesh.platform import columns
+from casemesh.platform.logging import get_logger
 from casemesh_notifier.labels import local_time, phone_zone
 from casemesh_notifier.policy import CODE_TEMPLATE
 from casemesh_notifier.rendering import render_sms
@@ -95,6 +97,10 @@ READDRESSING = "readdressed = readdressed + 1, maybe_sent = false"
 # another number (`written_for`).
 DUE_AT = "due_at"
 EMAIL_CHOSEN = "email_chosen"
+# What a job keeps only to be written again: no provider is sent it.
+KEPT_TO_REWRITE = frozenset({DUE_AT, EMAIL_CHOSEN})
+
+log = get_logger(__name__)
 
 
 def sms_in(
@@ -135,6 +141,25 @@ def written_for(
     moment = params.get(DUE_AT)
     if not moment or not phone:
         return None
+    try:
+        return _written_in(template, locale, params, was, phone, at, moment)
+    except (TemplateError, ValueError, LookupError) as exc:
+        # A text this release cannot write again (its template changed
+        # since it was planned): it keeps its words, rather than hold up
+        # the change that moves it to the number its person gave.
+        log.warning("notification.not_written_again", template=template, error=repr(exc))
+        return None
+
+
+def _written_in(
+    template: str,
+    locale: str,
+    params: Mapping[str, str],
+    was: str,
+    phone: str,
+    at: datetime | None,
+    moment: str,
+) -> tuple[str, dict[str, str]] | None:
     due = datetime.fromisoformat(moment)
     before, now = phone_zone(was, at or due), phone_zone(phone, at or due)
     if now is None:
