@@ -214,6 +214,14 @@ async def test_a_record_that_meets_an_outage_is_not_committed_and_applies_when_r
     assert sum(set_aside_count(r) for r in consuming.REASONS) == before
 
 
+def wrapped(error: psycopg.Error) -> persistence.ProgrammingError:
+    """`error` as the event store raises it: its own error, from the driver's."""
+    try:
+        raise persistence.ProgrammingError(str(error)) from error
+    except persistence.ProgrammingError as exc:
+        return exc
+
+
 async def test_a_record_the_database_refuses_for_what_it_holds_is_set_aside(
     consumer: Consumer,
 ) -> None:
@@ -226,6 +234,10 @@ async def test_a_record_the_database_refuses_for_what_it_holds_is_set_aside(
             "ON CONFLICT DO UPDATE command cannot affect row a second time"
         ),
         persistence.DataError('invalid input syntax for type uuid: "x"'),
+        psycopg.errors.RaiseException("the record's value is out of range"),
+        psycopg.errors.TooManyRows("query returned more than one row"),
+        psycopg.ProgrammingError("cannot adapt type 'dict'"),
+        wrapped(psycopg.errors.CardinalityViolation("more than one row returned by a subquery")),
     ]
     for n, refusal in enumerate(refusals, start=20):
         consumer.fail[f"ticket-{n}:1"] = [refusal]

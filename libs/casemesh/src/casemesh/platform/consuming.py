@@ -120,20 +120,35 @@ RETRYABLE: tuple[type[Exception], ...] = (
     UnknownDataKey,
     UnknownMasterKey,
 )
-# Among those, what a statement made of the records' data: one row updated
-# twice by an upsert, a subquery with more than one row (CardinalityViolation);
-# a statement after one that failed and was caught (InFailedSqlTransaction,
-# which the first failure decides). Read again, they fail again.
-OF_THE_RECORDS: tuple[type[Exception], ...] = (
-    psycopg.errors.CardinalityViolation,
-    psycopg.errors.InFailedSqlTransaction,
-)
+# Among those, by SQLSTATE, what a statement made of the records' data: a
+# PL/pgSQL RAISE, ASSERT or STRICT row count (class P0), a CASE with no
+# branch for a value (20000), one row updated twice by an upsert or a
+# subquery with more than one row (21000), a statement after one that failed
+# and was caught (25P02, which the first failure decides). Read again, they
+# fail again.
+OF_THE_RECORDS = ("P0", "20", "21", "25P02")
+
+
+def of_the_records(exc: BaseException) -> bool:
+    """Whether `exc`, or the driver's error it wraps (the event store wraps
+    psycopg's), tells of the records' data (`OF_THE_RECORDS`), or is the
+    driver refusing a value it cannot send (a ProgrammingError of no
+    SQLSTATE: a type it cannot adapt)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, psycopg.Error):
+            state = seen.sqlstate
+            if state is None:
+                return isinstance(seen, psycopg.ProgrammingError)
+            return state.startswith(OF_THE_RECORDS)
+        seen = seen.__cause__
+    return False
 
 
 def passing(exc: BaseException) -> bool:
     """Whether `exc` is a failure that passes (`RETRYABLE`): the records are
     read again after a pause, never set aside."""
-    return isinstance(exc, RETRYABLE) and not isinstance(exc, OF_THE_RECORDS)
+    return isinstance(exc, RETRYABLE) and not of_the_records(exc)
 
 
 # A consumer commits its offsets at most this often: what it applies in
