@@ -25,7 +25,7 @@ from casemesh.platform.identity import InternalTokenSigner, new_signing_key
 from casemesh.platform.replies import reply_address
 from casemesh.platform.telemetry import configure_tracing
 from casemesh.v1 import evidence_pb2, tickets_pb2
-from casemesh_inbound import mail
+from casemesh_inbound import mail, smtp
 from casemesh_inbound.desk import BODY_LIMIT, CUT, Refused, ReplyDesk, comment_body
 from casemesh_inbound.mail import (
     HEADER_LINE_CHARS,
@@ -931,6 +931,45 @@ async def test_a_sender_holding_room_for_one_reply_keeps_nobody_else_out() -> No
         await asyncio.to_thread(relay, port, reply_of("again", "And again."))
     bodies = sorted(c.body for c in tickets.comments.values())
     assert bodies == ["And again.", "At last.", "From another mail server."]
+
+
+async def test_a_sender_that_asks_for_data_and_sends_nothing_loses_its_room_at_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Behind a load balancer that hides senders' addresses, everyone
+    arriving through one node is one sender: one connection asking for DATA
+    and then sending nothing kept all their replies out with 451 for the
+    five minutes aiosmtpd waits, again on each new connection. Its data not
+    come by the deadline, it is told to try again (421 4.4.2) and cut off,
+    and the room it held (here all there is) goes to the next reply."""
+    tickets = Tickets()
+    async with reply_server(tickets, Evidence(), relays="", budget=MOST) as port:
+        monkeypatch.setattr(smtp, "DATA_FLOOR_SECONDS", 0.2)
+        monkeypatch.setattr(smtp, "DATA_RATE", 1 << 40)
+        idle, answer = await asyncio.to_thread(data_asked, port, "127.0.0.1")
+        assert answer[0] == 354
+        monkeypatch.undo()  # later messages have the deadline they would
+
+        assert await asyncio.to_thread(idle.getreply) == (
+            421,
+            b"4.4.2 the message took too long to arrive; try again later",
+        )
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            await asyncio.to_thread(idle.getreply)
+        other = reply_of("other", "From another mail server.")
+        await asyncio.to_thread(relay, port, other, source="127.0.0.2")
+        # The same sender's next reply, sent as mail servers send, is taken.
+        await asyncio.to_thread(relay, port, reply_of("again", "At last."))
+    bodies = sorted(c.body for c in tickets.comments.values())
+    assert bodies == ["At last.", "From another mail server."]
+
+
+def test_the_data_deadline_grows_with_the_size_counted_from_a_floor() -> None:
+    """The largest message (what each counts as without trusted relays) has
+    100 s at 256 KiB/s; a small one declared by the trusted mail server the
+    floor's minute."""
+    assert smtp.data_deadline(25 * 1024 * 1024) == 100.0
+    assert smtp.data_deadline(10_000) == 60.0
 
 
 def test_a_sender_on_ipv6_is_its_network_not_each_of_its_addresses() -> None:

@@ -8,7 +8,10 @@ bytes (`MessageBudget`): a message arriving when there is no room is answered
 451 4.3.1 before any of it is sent, and its sender tries again later, so
 replies arriving together never run the service out of memory. Without a
 trusted mail server in front, each sender has room for one message at a time,
-so nobody holding a reply address keeps the room from everyone else."""
+so nobody holding a reply address keeps the room from everyone else; and a
+message whose data does not arrive in time (`data_deadline`) is answered 421
+4.4.2, its connection closed and its room given back, so a sender that asks
+for DATA and sends nothing holds it for a bounded time."""
 
 from __future__ import annotations
 
@@ -33,6 +36,25 @@ log = get_logger(__name__)
 # (RFC 3463 4.3.1, mail system full), so the sending server keeps it and tries
 # again later.
 NO_ROOM = "451 4.3.1 too much mail is being taken now; try again later"
+
+# How fast a message's data must arrive once DATA is answered 354: at this
+# rate for the bytes it is counted at, and in no less than the floor. Mail
+# servers send from data centres at many megabits a second; 256 KiB/s (about
+# 2 Mbit/s) leaves room for a slow or far link, and gives the largest message
+# (25 MiB, what every message counts as without trusted relays) 100 s, a
+# third of the 300 s aiosmtpd otherwise allows it. The floor covers the
+# round trips of a small one. Cut off, the sender is told to try again
+# (421 4.4.2, RFC 3463: the connection too poor to finish); one that never
+# manages the rate bounces after days, so it is kept well below any mail
+# server's.
+DATA_RATE = 256 * 1024
+DATA_FLOOR_SECONDS = 60.0
+TOO_SLOW = "421 4.4.2 the message took too long to arrive; try again later"
+
+
+def data_deadline(size: int) -> float:
+    """Seconds a message counted at `size` bytes has for its data."""
+    return max(DATA_FLOOR_SECONDS, size / DATA_RATE)
 
 
 class MessageBudget:
@@ -188,9 +210,10 @@ class ReplyHandler:
 class ReplySession(SMTP):
     """An SMTP session whose messages are taken within the budget: room is
     made for a message when DATA is asked for (aiosmtpd has no hook between
-    DATA and its 354) and given back once the message is answered, or its
-    sender goes away. Sizes not believed, a sender already holding room for
-    a message is put off like one finding no room."""
+    DATA and its 354) and given back once the message is answered, its
+    sender goes away, or its data is too slow to arrive. Sizes not believed,
+    a sender already holding room for a message is put off like one finding
+    no room."""
 
     def __init__(
         self, handler: object, *, budget: MessageBudget, sizes_believed: bool, **options: Any
@@ -214,10 +237,30 @@ class ReplySession(SMTP):
             log.info("inbound.deferred", size=size, held=self.budget.held, sender=sender)
             await self.push(NO_ROOM)
             return
+        deadline = asyncio.get_running_loop().call_later(
+            data_deadline(size), self._too_slow, self.envelope, asyncio.current_task()
+        )
         try:
             await super().smtp_DATA(arg)
         finally:
+            deadline.cancel()
             self.budget.give_back(size, sender)
+
+    def _too_slow(self, envelope: Any, taking: asyncio.Task[Any] | None) -> None:
+        """Ends a session whose message has not all arrived by its deadline:
+        the sender is told to try again and the connection closed, and the
+        DATA being read is cancelled where it waits (as aiosmtpd does when
+        the connection drops), so its room is given back now, not once a
+        sender that reads no answer lets the close finish. A message whose
+        data has arrived (aiosmtpd sets its content just before the handler
+        is called) is being added: it is left to be answered."""
+        if envelope.original_content is not None or self.transport is None:
+            return
+        log.info("inbound.too_slow", sender=self._sender(), held=self.budget.held)
+        self._writer.write(TOO_SLOW.encode() + b"\r\n")
+        self.transport.close()
+        if taking is not None:
+            taking.cancel()
 
     def _sender(self) -> str | None:
         """Whom this message's room is held for, one message at a time; None
