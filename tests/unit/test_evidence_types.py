@@ -5,6 +5,7 @@ description a person understands."""
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
@@ -13,10 +14,12 @@ import pytest
 
 from casemesh.platform.errors import InvalidArgument
 from casemesh.platform.identity import Identity
+from casemesh.platform.localized import field_words
 from casemesh_evidence import sniff
 from casemesh_evidence.application import EvidenceLocker, clean_file_name
 
 ZOE = Identity("zoe", frozenset({"user"}))
+MiB = 1 << 20
 
 
 def iso_media(major: bytes, *compatible: bytes) -> bytes:
@@ -232,3 +235,175 @@ def test_a_screen_recording_declared_as_matroska_is_taken(declared: str) -> None
     """An .mkv, as the phone or browser names it: the bytes are known as WebM."""
     assert sniff.media_type(ebml(b"matroska")) == "video/webm"
     assert sniff.declared_as(declared, "video/webm")
+
+
+class Stored(Exception):
+    """The upload passed every check: the locker went on to store it."""
+
+
+class Storing:
+    """A database the locker reaches only once it has taken an upload."""
+
+    def connection(self) -> Any:
+        raise Stored
+
+
+def locker_in(tmp_path: Path) -> EvidenceLocker:
+    return EvidenceLocker(
+        pool=cast(Any, Storing()),
+        store=cast(Any, None),
+        limits={"image": 20 << 20, "video": 500 << 20, "pdf": 20 << 20},
+        incoming=tmp_path,
+    )
+
+
+def png(width: int, height: int) -> bytes:
+    """A PNG's signature and IHDR chunk (truecolour), then its data."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return sniff.PNG + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", 0)
+
+
+def gif(width: int, height: int) -> bytes:
+    """A GIF's signature and logical screen descriptor."""
+    return b"GIF89a" + struct.pack("<HHBBB", width, height, 0, 0, 0)
+
+
+def webp(chunk: bytes, width: int, height: int) -> bytes:
+    """A WebP whose first chunk is extended (VP8X), lossless (VP8L) or lossy
+    (VP8): each gives the size its own way."""
+    if chunk == b"VP8X":
+        data = b"\x00" * 4 + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    elif chunk == b"VP8L":
+        data = b"\x2f" + ((width - 1) | (height - 1) << 14).to_bytes(4, "little")
+    else:
+        data = b"\x10\x02\x00\x9d\x01\x2a" + struct.pack("<HH", width, height)
+    return b"RIFF\x24\x00\x00\x00WEBP" + chunk + struct.pack("<I", len(data)) + data
+
+
+def jpeg(width: int, height: int, metadata: int = 0) -> bytes:
+    """A JPEG's start, `metadata` bytes of EXIF (as APP1 segments: a photo's
+    camera data and thumbnail), then its frame header."""
+
+    def segment(marker: int, data: bytes) -> bytes:
+        return bytes([0xFF, marker]) + struct.pack(">H", len(data) + 2) + data
+
+    app1 = [segment(0xE1, b"Exif\x00\x00" + bytes(60000)) for _ in range(metadata // 60000)]
+    return (
+        b"\xff\xd8"
+        + segment(0xE0, b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00")
+        + b"".join(app1)
+        + segment(0xDB, b"\x00" + b"\x01" * 64)
+        + b"\xff"  # a fill byte
+        + segment(0xC2, struct.pack(">BHHB", 8, height, width, 3) + b"\x01\x22\x00" * 3)
+    )
+
+
+def heif(brand: bytes, width: int, height: int) -> bytes:
+    """A HEIC or AVIF file's `ftyp`, then its `meta` with its image's `ispe`."""
+
+    def box(name: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body) + 8) + name + body
+
+    ispe = box(b"ispe", b"\x00" * 4 + struct.pack(">II", width, height))
+    handler = box(b"hdlr", b"\x00" * 8 + b"pict" + b"\x00" * 13)
+    meta = box(b"meta", b"\x00" * 4 + handler + box(b"iprp", box(b"ipco", ispe)))
+    return box(b"ftyp", brand + b"\x00\x00\x00\x00" + b"mif1" + brand) + meta
+
+
+def sent_in_chunks(data: bytes, sent: list[int]) -> AsyncIterator[bytes]:
+    """`data` as an upload sends it, each chunk counted in `sent` as it goes."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for at in range(0, len(data), MiB):
+            sent.append(1)
+            yield data[at : at + MiB]
+
+    return chunks()
+
+
+@pytest.mark.parametrize(
+    ("head", "declared", "size"),
+    [
+        (png(40000, 40000), "image/png", "40000×40000"),
+        (gif(65535, 65535), "image/gif", "65535×65535"),
+        (webp(b"VP8X", 100000, 100000), "image/webp", "100000×100000"),
+        (jpeg(60000, 60000), "image/jpeg", "60000×60000"),
+        (heif(b"avif", 50000, 50000), "image/avif", "50000×50000"),
+        (heif(b"heic", 40000, 40000), "image/heic", "40000×40000"),
+        (png(100, 40000), "image/png", "100×40000"),  # a side past any
+    ],
+    ids=["png", "gif", "webp", "jpeg", "avif", "heic", "png-side"],
+)
+async def test_an_image_declaring_more_pixels_than_any_photo_is_refused_at_its_first_bytes(
+    tmp_path: Path, head: bytes, declared: str, size: str
+) -> None:
+    """A few KiB saying 40000×40000: the agent's console, opening the case,
+    would find memory for all 1.6 billion pixels and crash. Refused at its
+    first chunk, and nothing of it kept."""
+    sent: list[int] = []
+    bomb = head.ljust(3 << 20, b"\x00")  # its compressed pixels
+    with pytest.raises(InvalidArgument) as refused:
+        await locker_in(tmp_path).receive(ZOE, "shot.png", declared, sent_in_chunks(bomb, sent))
+    (violation,) = refused.value.violations
+    assert violation.field == "chunk"
+    assert violation.description == (
+        f"the image is {size} pixels;"
+        " an image may be at most 32768 pixels on a side and 250 megapixels"
+    )
+    assert field_words(violation.description, "zh-CN") == (
+        f"图片尺寸为 {size} 像素，太大了：图片每边最多 32768 像素，总共最多 250 百万像素。"
+    )
+    assert len(sent) == 1
+    assert not await asyncio.to_thread(lambda: list(tmp_path.iterdir()))
+
+
+async def test_a_jpeg_declaring_its_size_after_megabytes_of_metadata_is_measured_too(
+    tmp_path: Path,
+) -> None:
+    """The frame header may come after the camera's data and the depth map of
+    a portrait photo: read once the whole file has come."""
+    sent: list[int] = []
+    bomb = jpeg(50000, 50000, metadata=5 * MiB)
+    with pytest.raises(InvalidArgument) as refused:
+        await locker_in(tmp_path).receive(ZOE, "a.jpg", "image/jpeg", sent_in_chunks(bomb, sent))
+    (violation,) = refused.value.violations
+    assert violation.field == "chunk"
+    assert violation.description.startswith("the image is 50000×50000 pixels;")
+    assert not await asyncio.to_thread(lambda: list(tmp_path.iterdir()))
+
+
+async def test_a_jpeg_hiding_its_size_behind_endless_segments_is_refused(tmp_path: Path) -> None:
+    """A decoder would walk them all and then find room for its pixels; the
+    walk here stops at a number of markers no camera writes."""
+    hidden = b"\xff\xd8" + b"\xff\xfe\x00\x02" * (sniff.MAX_STEPS + 1) + jpeg(50000, 50000)[2:]
+    with pytest.raises(InvalidArgument) as refused:
+        await locker_in(tmp_path).receive(ZOE, "a.jpg", "image/jpeg", sent_in_chunks(hidden, []))
+    assert [(v.field, v.description) for v in refused.value.violations] == [
+        ("chunk", "the image's size could not be read; it may be damaged")
+    ]
+    assert field_words(refused.value.violations[0].description, "zh-CN")
+    assert not await asyncio.to_thread(lambda: list(tmp_path.iterdir()))
+
+
+@pytest.mark.parametrize(
+    ("image", "declared"),
+    [
+        (png(1170, 2532), "image/png"),  # an iPhone's screenshot
+        (png(1080, 25000), "image/png"),  # a scrolling screenshot of a long chat
+        (gif(480, 270), "image/gif"),
+        (webp(b"VP8X", 4000, 3000), "image/webp"),
+        (webp(b"VP8L", 1080, 2400), "image/webp"),
+        (webp(b"VP8 ", 1920, 1080), "image/webp"),
+        (jpeg(4032, 3024), "image/jpeg"),
+        (jpeg(4032, 3024, metadata=300_000), "image/jpeg"),  # EXIF, ICC, depth map
+        (jpeg(16320, 12240), "image/jpeg"),  # a 200 MP phone's largest photo
+        (heif(b"heic", 4032, 3024), "image/heic"),
+        (heif(b"avif", 8160, 6120), "image/avif"),
+    ],
+)
+async def test_photos_and_screenshots_of_any_phone_are_taken(
+    tmp_path: Path, image: bytes, declared: str
+) -> None:
+    upload = sent_in_chunks(image.ljust(2 << 20, b"\x00"), [])
+    with pytest.raises(Stored):
+        await locker_in(tmp_path).receive(ZOE, "photo", declared, upload)

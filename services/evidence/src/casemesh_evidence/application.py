@@ -1,7 +1,9 @@
 """Receiving, describing and reading evidence.
 
 An upload streams to a temporary file while it is hashed, its real type is
-read from the first bytes and its size is held to the limit of that type.
+read from the first bytes and its size is held to the limit of that type; an
+image's declared width and height are held to what any photo or screenshot
+is (`sniff.viewable`).
 Only a complete, valid upload is stored (once per content) and recorded (once
 per owner and content). Who may see it: its owner and agents.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import os
 import random
 import tempfile
@@ -20,7 +23,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -225,7 +228,7 @@ class EvidenceLocker:
         tmp = Path(tmp_name)
         held = [0]  # what this upload counts against the spool budget
         try:
-            with os.fdopen(fd, "wb") as out:
+            with os.fdopen(fd, "w+b") as out:
                 sha, size, detected = await self._spool(
                     chunks, out, held, declared_type, who.subject
                 )
@@ -251,7 +254,9 @@ class EvidenceLocker:
     ) -> tuple[str, int, str]:
         """Writes the upload to `out` as it comes; refused as soon as its
         first bytes show a kind not taken or not `declared_type`, or its size
-        passes its kind's. Its digest, size and media type."""
+        passes its kind's; an image too large to view, once its size shows
+        (in the first bytes, or the whole file). Its digest, size and media
+        type."""
         digest = hashlib.sha256()
         head = b""
         detected: str | None = None
@@ -280,6 +285,8 @@ class EvidenceLocker:
             raise InvalidArgument.field("chunk", "the upload has no content")
         if detected is None:  # a file shorter than the sniffing window
             detected, limit = self._check_type(head, declared_type)
+        # A JPEG's frame header may come after megabytes of metadata.
+        await asyncio.to_thread(_check_dimensions, detected, out)
         return digest.hexdigest(), size, detected
 
     def _hold(self, held: list[int], wanted: int, owner: str) -> None:
@@ -319,9 +326,9 @@ class EvidenceLocker:
 
     def _check_type(self, head: bytes, declared_type: str) -> tuple[str, int]:
         """The media type the first bytes show, and its kind's largest size;
-        INVALID_ARGUMENT for a kind not taken, or one the upload did not
+        INVALID_ARGUMENT for a kind not taken, one the upload did not
         declare (a video sent as a picture: refused at once, not once it
-        has all come)."""
+        has all come), or an image whose size they show too large."""
         detected = sniff.media_type(head)
         if detected is None:
             raise InvalidArgument.field(
@@ -332,6 +339,7 @@ class EvidenceLocker:
             raise InvalidArgument.field(
                 "metadata.declared_type", f"the bytes are {detected}, not {declared_type}"
             )
+        _check_dimensions(detected, io.BytesIO(head))
         return detected, self.limits[sniff.KIND[detected]]
 
     async def _record(
@@ -485,6 +493,26 @@ def _checked(chunks: Iterator[bytes], view: EvidenceView) -> Iterator[bytes]:
         )
         raise DamagedEvidence(
             f"evidence/{view.id} is damaged in storage: its bytes are not those uploaded"
+        )
+
+
+def _check_dimensions(media_type: str, file: BinaryIO) -> None:
+    """INVALID_ARGUMENT for an image `file` holds whose declared size is past
+    any photo's or screenshot's (`sniff.viewable`): an agent's console that
+    opens it would run out of memory before it showed anything."""
+    try:
+        size = sniff.dimensions(media_type, file)
+    except sniff.SizeHidden:
+        raise InvalidArgument.field(
+            "chunk", "the image's size could not be read; it may be damaged"
+        ) from None
+    if size is not None and not sniff.viewable(*size):
+        width, height = size
+        side, megapixels = sniff.MAX_SIDE, sniff.MAX_PIXELS // 1_000_000
+        raise InvalidArgument.field(
+            "chunk",
+            f"the image is {width}×{height} pixels; an image may be at most {side} pixels"
+            f" on a side and {megapixels} megapixels",
         )
 
 

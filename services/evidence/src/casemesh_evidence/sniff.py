@@ -12,11 +12,18 @@ format on a weak match (any RIFF for WebP, `free` at byte 4 for QuickTime, an
 M4A's compatible `isom` for MP4) would let other files in under an accepted
 type; so it only names what a refused file is (`describe`). Executables,
 archives, scripts and markup are refused before anything else is looked at.
+
+An image also says how large it is before any of its pixels (`dimensions`):
+a viewer finds the memory for all of them first, so a few KiB declaring
+billions of pixels take down whatever opens them (an agent's console). The
+size is read where each format gives it, as a decoder reads it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
+from typing import BinaryIO
 
 import puremagic
 
@@ -103,6 +110,19 @@ ALIASES = {
     "application/x-pdf": "application/pdf",
 }
 UNDECLARED = frozenset({"", "application/octet-stream", "binary/octet-stream"})
+
+# The largest image taken. Pixels: 250 million, 1 GB decoded at 4 bytes a
+# pixel; the largest sensor modes of phones (200 MP, 16320 × 12240) pass,
+# the bombs a few KiB make (40000 × 40000, 65535 × 65535) do not. A side:
+# 32768, past what browsers draw, and twice a 200 MP photo's long side, so
+# that a scrolling screenshot of a long chat (1080 × 25000) passes.
+MAX_PIXELS = 250_000_000
+MAX_SIDE = 32768
+
+# How many JPEG markers or ISO boxes are walked to find the size: real files
+# give it within a few dozen (a portrait photo's depth map in extended XMP:
+# a hundred or so); walking millions would take seconds of a worker's time.
+MAX_STEPS = 65536
 
 
 def declared_as(declared: str, detected: str) -> bool:
@@ -212,3 +232,161 @@ def _doc_type(head: bytes) -> bytes | None:
         if ident[0] == DOC_TYPE:
             return head[start:at].rstrip(b"\x00") if at <= len(head) else None
     return None
+
+
+class SizeHidden(ValueError):
+    """An image whose size is not within MAX_STEPS markers or boxes of its
+    start: no camera writes one, and a viewer would still decode it."""
+
+
+def viewable(width: int, height: int) -> bool:
+    """Whether an image of this size is within MAX_SIDE and MAX_PIXELS."""
+    return max(width, height) <= MAX_SIDE and width * height <= MAX_PIXELS
+
+
+def dimensions(media_type: str, file: BinaryIO) -> tuple[int, int] | None:
+    """The width and height the image in `file` (of `media_type`) declares,
+    or None where it declares none in the bytes it has (cut short, or not an
+    image); SizeHidden when it is too far in to look for."""
+    read = _SIZE_READERS.get(media_type)
+    if read is None:
+        return None
+    file.seek(0)
+    return read(file)
+
+
+def _png_size(file: BinaryIO) -> tuple[int, int] | None:
+    """From the IHDR chunk, which must come first."""
+    head = file.read(24)
+    if len(head) < 24 or head[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def _gif_size(file: BinaryIO) -> tuple[int, int] | None:
+    """From the logical screen descriptor after the signature."""
+    head = file.read(10)
+    if len(head) < 10:
+        return None
+    return int.from_bytes(head[6:8], "little"), int.from_bytes(head[8:10], "little")
+
+
+def _webp_size(file: BinaryIO) -> tuple[int, int] | None:
+    """From the first chunk: an extended file's canvas (24 bits a side, less
+    one), a lossless bitstream's header (14 bits, less one), or a lossy key
+    frame's (14 bits)."""
+    head = file.read(30)
+    chunk = head[12:16]
+    if chunk == b"VP8X" and len(head) >= 30:
+        return 1 + int.from_bytes(head[24:27], "little"), 1 + int.from_bytes(head[27:30], "little")
+    if chunk == b"VP8L" and len(head) >= 25 and head[20] == 0x2F:
+        bits = int.from_bytes(head[21:25], "little")
+        return 1 + (bits & 0x3FFF), 1 + (bits >> 14 & 0x3FFF)
+    if chunk == b"VP8 " and len(head) >= 30 and head[23:26] == b"\x9d\x01\x2a":
+        width, height = int.from_bytes(head[26:28], "little"), int.from_bytes(head[28:30], "little")
+        return width & 0x3FFF, height & 0x3FFF
+    return None
+
+
+# The markers of a JPEG's frame header, which gives its size: all SOFn but
+# DHT (C4), JPG (C8) and DAC (CC), which share their range.
+JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# Markers that stand alone, with no length after them: TEM and RSTn.
+JPEG_ALONE = frozenset({0x01, *range(0xD0, 0xD8)})
+
+
+def _jpeg_size(file: BinaryIO) -> tuple[int, int] | None:
+    """From the frame header, after however many segments (metadata, tables)
+    come first: a walk from marker to marker, each segment skipped by its
+    length. None at the end of the image or its first scan before one."""
+    at = 2
+    for _ in range(MAX_STEPS):
+        file.seek(at)
+        marker = file.read(2)
+        if len(marker) < 2 or marker[0] != 0xFF:
+            return None
+        if marker[1] == 0xFF:  # a fill byte before the marker
+            at += 1
+            continue
+        if marker[1] in JPEG_ALONE:
+            at += 2
+            continue
+        if marker[1] in (0xD9, 0xDA):
+            return None
+        segment = file.read(7)  # its length, then a frame's precision, height, width
+        if marker[1] in JPEG_FRAMES:
+            if len(segment) < 7:
+                return None
+            return int.from_bytes(segment[5:7], "big"), int.from_bytes(segment[3:5], "big")
+        if len(segment) < 2:
+            return None
+        at += 2 + int.from_bytes(segment[:2], "big")
+    raise SizeHidden(f"no JPEG frame header within {MAX_STEPS} markers")
+
+
+# Where a HEIF file (HEIC, AVIF) says its images' sizes: each image's `ispe`
+# property, among the properties (`ipco`, in `iprp`) of its `meta` box.
+HEIF_PATH = (b"meta", b"iprp", b"ipco")
+
+
+def _heif_size(file: BinaryIO) -> tuple[int, int] | None:
+    """The widest and tallest of its images' `ispe` sizes: the primary
+    image's (a grid's whole, not its tiles'), which its thumbnails, tiles
+    and alpha or depth maps are no larger than."""
+    start, end = 0, None
+    steps = [0]
+    for name in HEIF_PATH:
+        found = next((b for b in _boxes(file, start, end, steps) if b[0] == name), None)
+        if found is None:
+            return None
+        # `meta` is a full box: a version and flags before its children.
+        start, end = found[1] + (4 if name == b"meta" else 0), found[2]
+    sizes = []
+    for name, body, _ in _boxes(file, start, end, steps):
+        if name == b"ispe":
+            file.seek(body + 4)  # past its version and flags
+            size = file.read(8)
+            if len(size) == 8:
+                sizes.append((int.from_bytes(size[:4], "big"), int.from_bytes(size[4:], "big")))
+    if not sizes:
+        return None
+    return max(w for w, _ in sizes), max(h for _, h in sizes)
+
+
+def _boxes(
+    file: BinaryIO, start: int, end: int | None, steps: list[int]
+) -> Iterator[tuple[bytes, int, int | None]]:
+    """The ISO boxes from `start` to `end` (the file's end when None): each
+    one's type, where its body starts and where it ends (None: at the file's
+    end). Counts each in `steps`, SizeHidden past MAX_STEPS."""
+    at = start
+    while end is None or at + 8 <= end:
+        steps[0] += 1
+        if steps[0] > MAX_STEPS:
+            raise SizeHidden(f"no image size within {MAX_STEPS} boxes")
+        file.seek(at)
+        header = file.read(16)
+        if len(header) < 8:
+            return
+        size, name, body = int.from_bytes(header[:4], "big"), header[4:8], at + 8
+        if size == 1:  # a 64-bit size after the type
+            if len(header) < 16:
+                return
+            size, body = int.from_bytes(header[8:16], "big"), at + 16
+        box_end = None if size == 0 else at + size
+        if box_end is not None and box_end < body:
+            return  # malformed: no decoder reads past it
+        yield name, body, box_end if box_end is not None else end
+        if box_end is None:
+            return
+        at = box_end
+
+
+_SIZE_READERS: dict[str, Callable[[BinaryIO], tuple[int, int] | None]] = {
+    "image/png": _png_size,
+    "image/gif": _gif_size,
+    "image/webp": _webp_size,
+    "image/jpeg": _jpeg_size,
+    "image/heic": _heif_size,
+    "image/avif": _heif_size,
+}
