@@ -320,6 +320,64 @@ async def test_a_session_searched_thousands_of_times_lists_its_latest_searches(
     assert [q["query"] for q in rows[0]["search_log"]] == [f"q{i}" for i in range(2901, 3001)]
 
 
+async def rows_read(conn: psycopg.AsyncConnection[Any]) -> int:
+    """The search log's rows (and index entries) read so far in `conn`'s
+    transaction."""
+    cur = await conn.execute(
+        "SELECT sum(pg_stat_get_xact_tuples_returned(oid) + pg_stat_get_xact_tuples_fetched(oid))"
+        " FROM pg_class WHERE oid = 'help_search_log'::regclass OR oid IN ("
+        " SELECT indexrelid FROM pg_index WHERE indrelid = 'help_search_log'::regclass)"
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def test_a_search_in_a_long_session_reads_no_more_than_in_a_new_one(
+    app: HelpCenter,
+) -> None:
+    """A script searching twenty thousand times in one session: the next
+    search forgets the words of the one no longer shown by reading the
+    latest searches only, not the twenty thousand, and so does the
+    listing, which shows what it did."""
+    kim = Identity(f"kim-{uuid.uuid4().hex[:8]}", frozenset({"user"}))
+    step = await app.start_flow(kim, "flows/upload", "", "en")
+    ident = step.session.removeprefix("help-sessions/")
+    async with app.pool.connection() as conn:
+        # Others' sessions, with the words of their latest searches: what
+        # the database holds besides, as its statistics tell the planner.
+        await conn.execute(
+            "INSERT INTO help_search_log (session, query, results)"
+            " SELECT s, 'other', 1 FROM generate_series(1, 100),"
+            " (SELECT gen_random_uuid() AS s FROM generate_series(1, 1000)) AS others"
+        )
+        # As `log_search` leaves them: the words of the latest 100 only.
+        await conn.execute(
+            "INSERT INTO help_search_log (session, query, results, at)"
+            " SELECT %s, CASE WHEN i > 19900 THEN 'q' || i ELSE '' END, 1,"
+            " now() - (20001 - i) * interval '1 second' FROM generate_series(1, 20000) AS i",
+            (ident,),
+        )
+        await conn.execute("ANALYZE help_search_log")
+        found = await store.session(conn, ident, kim.subject, "en", create=False)
+        assert found is not None
+        async with conn.transaction():
+            before = await rows_read(conn)
+            await store.log_search(conn, found, "q20001", 1)
+            searched = await rows_read(conn) - before
+        async with conn.transaction():
+            before = await rows_read(conn)
+            await store.sessions_of(conn, kim.subject, None, 10)
+            listed = await rows_read(conn) - before
+        cur = await conn.execute(
+            "SELECT count(*) FROM help_search_log WHERE session = %s AND query <> ''", (ident,)
+        )
+        assert await cur.fetchone() == (100,)
+    assert searched < 1000 and listed < 1000, (searched, listed)
+    rows, _ = await app.my_sessions(kim, 0, "")
+    assert [q["query"] for q in rows[0]["search_log"]] == [f"q{i}" for i in range(19902, 20002)]
+
+
 async def test_many_long_sessions_come_in_pages_that_a_grpc_client_takes(
     app: HelpCenter,
 ) -> None:
@@ -716,6 +774,29 @@ async def test_a_confirmation_repeated_after_success_is_answered_not_counted(
     done = await app.confirm_phone_change(ALICE, started.name, sent)
     repeated = await app.confirm_phone_change(ALICE, started.name, sent)
     assert (done.state, repeated.state, repeated.attempts) == ("VERIFIED", "VERIFIED", 0)
+
+
+async def test_a_new_numbers_code_drawn_the_same_as_the_old_ones_verifies_the_change(
+    app: HelpCenter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One change in a million draws the same code for both numbers: typed
+    at the new number's step, it is the new number's code, not the old
+    one's sent again."""
+    monkeypatch.setattr(phone.secrets, "randbelow", lambda _: 424242)
+    gil = person("gil", uuid.uuid4().hex[:8])
+    old, new = numbers(gil.subject.rpartition("-")[2], 2)
+    change = await app.start_phone_change(gil, NewPhoneChange("same", old, new, ""))
+    moved = await app.confirm_phone_change(gil, change.name, "424242")
+    assert moved.state == "AWAITING_NEW_CODE"
+    assert await code_sent(app, change.name) == "424242"
+    done = await app.confirm_phone_change(gil, change.name, "424242")
+    again = await app.confirm_phone_change(gil, change.name, "424242")
+    assert (done.state, again.state, again.attempts) == ("VERIFIED", "VERIFIED", 0)
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FROM help_outbox WHERE request = %s", (change.name,)
+        )
+        assert await cur.fetchone() == (1,)
 
 
 def person(name: str, mark: str) -> Identity:

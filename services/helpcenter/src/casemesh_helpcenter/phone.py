@@ -414,11 +414,15 @@ async def confirm(
         c = await _load(cur, ident)
         if c is None or c.user_id != user_id:
             return None
+        right = hmac.compare_digest(_hash(c.salt, code), c.code_hash)
         # A repeated confirmation (a double tap, a retry) is answered, not counted.
-        if c.state == "VERIFIED" and hmac.compare_digest(_hash(c.salt, code), c.code_hash):
+        if c.state == "VERIFIED" and right:
             return c
+        # So is the old number's code sent again, unless it is the new
+        # number's too (one draw in a million): then it verifies the change.
         if (
             c.state == "AWAITING_NEW_CODE"
+            and not right
             and c.prev_hash
             and hmac.compare_digest(_hash(c.prev_salt, code), c.prev_hash)
         ):
@@ -431,7 +435,7 @@ async def confirm(
                 reason="CODE_EXPIRED",
                 metadata={"expired_at": c.code_expires.isoformat()},
             )
-        if not hmac.compare_digest(_hash(c.salt, code), c.code_hash):
+        if not right:
             c.attempts += 1
             if c.attempts >= MAX_ATTEMPTS:
                 c.state = "LOCKED"

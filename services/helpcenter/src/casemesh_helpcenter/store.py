@@ -444,7 +444,14 @@ CREATE INDEX IF NOT EXISTS help_sessions_resolved ON help_sessions (resolved_at)
 CREATE INDEX IF NOT EXISTS help_sessions_user_recent
     ON help_sessions (user_id, created_at DESC, id DESC);
 DROP INDEX IF EXISTS help_sessions_user;
-CREATE INDEX IF NOT EXISTS help_search_log_session ON help_search_log (session);
+-- A session's latest searches (a listing's, `sessions_of`), and those whose
+-- words are still kept (`log_search`), each read newest first however many
+-- searches the session has: the second index holds no forgotten row.
+CREATE INDEX IF NOT EXISTS help_search_log_session_recent
+    ON help_search_log (session, at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS help_search_log_session_worded
+    ON help_search_log (session, at DESC, id DESC) WHERE query <> '';
+DROP INDEX IF EXISTS help_search_log_session;
 -- Retention finds the words still to forget by age (`erasures.FORGOTTEN`,
 -- whose conditions these are): the rows already forgotten, which pile up
 -- year after year, are not in them.
@@ -524,18 +531,31 @@ async def sessions_of(
         rows = await cur.fetchall()
         logged: dict[Any, list[dict[str, Any]]] = {row["id"]: [] for row in rows}
         if rows:
-            await cur.execute(
-                "SELECT session, query, results, at FROM ("
-                " SELECT *, row_number() OVER (PARTITION BY session ORDER BY at DESC, id DESC) AS n"
-                " FROM help_search_log WHERE session = ANY(%s)) AS latest"
-                " WHERE n <= %s ORDER BY at, id",
-                (list(logged), SEARCH_LOG_SHOWN),
-            )
-            for search in await cur.fetchall():
+            for search in await _latest_searches(cur, list(logged)):
                 logged[search["session"]].append(search)
     for row in rows:
         row["search_log"] = logged[row["id"]]
     return rows
+
+
+async def _latest_searches(cur: Any, sessions: list[Any]) -> list[dict[str, Any]]:
+    """The latest SEARCH_LOG_SHOWN searches of each of `sessions`, oldest
+    first, each session's read newest first from its index and no further:
+    a session searched a million times costs what a new one does. The
+    planner, taking each session for one of average length, would rather
+    gather all of a session's searches and sort them; it is not let to."""
+    async with cur.connection.transaction():
+        await cur.execute("SET LOCAL enable_bitmapscan = off")
+        await cur.execute(
+            "SELECT l.session, l.query, l.results, l.at FROM unnest(%s::uuid[]) AS s(id)"
+            " CROSS JOIN LATERAL (SELECT session, query, results, at, id"
+            "  FROM help_search_log WHERE session = s.id"
+            "  ORDER BY at DESC, id DESC LIMIT %s) AS l"
+            " ORDER BY l.at, l.id",
+            (sessions, SEARCH_LOG_SHOWN),
+        )
+        found: list[dict[str, Any]] = await cur.fetchall()
+    return found
 
 
 async def save_flow(conn: psycopg.AsyncConnection[Any], s: HelpSession) -> None:
@@ -572,11 +592,17 @@ async def log_search(
             "INSERT INTO help_search_log (session, query, results) VALUES (%s, %s, %s)",
             (s.id, query, results),
         )
-        # In the listing's order (`sessions_of`).
+        # In the listing's order (`sessions_of`). Only the searches still
+        # holding words are read, the latest SEARCH_LOG_SHOWN and this one,
+        # not the many forgotten before them: those shown are the latest
+        # holding words, as a query is never empty and words are forgotten
+        # oldest first (here, by retention, by an erasure). The ids go as an
+        # array, each row found by its key: a join could read every row
+        # holding words, of every session.
         await conn.execute(
-            "UPDATE help_search_log SET query = '' WHERE id IN ("
-            " SELECT id FROM help_search_log WHERE session = %s"
-            " ORDER BY at DESC, id DESC OFFSET %s) AND query <> ''",
+            "UPDATE help_search_log SET query = '' WHERE id = ANY(ARRAY("
+            " SELECT id FROM help_search_log WHERE session = %s AND query <> ''"
+            " ORDER BY at DESC, id DESC OFFSET %s)) AND query <> ''",
             (s.id, SEARCH_LOG_SHOWN),
         )
 
