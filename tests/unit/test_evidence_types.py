@@ -268,6 +268,15 @@ def gif(width: int, height: int) -> bytes:
     return b"GIF89a" + struct.pack("<HHBBB", width, height, 0, 0, 0)
 
 
+def gif_framed(width: int, height: int) -> bytes:
+    """A GIF declaring a 1×1 screen (and a two-colour table), a comment,
+    then a first frame of `width`×`height`: a decoder grows the canvas to
+    the frame."""
+    screen = b"GIF89a" + struct.pack("<HHBBB", 1, 1, 0x80, 0, 0) + bytes(6)
+    comment = b"\x21\xfe" + b"\x05hello" + b"\x00"
+    return screen + comment + b"\x2c" + struct.pack("<HHHHB", 0, 0, width, height, 0)
+
+
 def webp(chunk: bytes, width: int, height: int) -> bytes:
     """A WebP whose first chunk is extended (VP8X), lossless (VP8L) or lossy
     (VP8): each gives the size its own way."""
@@ -331,8 +340,11 @@ def sent_in_chunks(data: bytes, sent: list[int]) -> AsyncIterator[bytes]:
         (heif(b"avif", 50000, 50000), "image/avif", "50000×50000"),
         (heif(b"heic", 40000, 40000), "image/heic", "40000×40000"),
         (png(100, 40000), "image/png", "100×40000"),  # a side past any
+        (gif_framed(65535, 65535), "image/gif", "65535×65535"),
+        # A stray byte between segments, which a decoder skips.
+        (jpeg(60000, 60000).replace(b"\xff\xdb", b"\x00\xff\xdb", 1), "image/jpeg", "60000×60000"),
     ],
-    ids=["png", "gif", "webp", "jpeg", "avif", "heic", "png-side"],
+    ids=["png", "gif", "webp", "jpeg", "avif", "heic", "png-side", "gif-frame", "jpeg-stray"],
 )
 async def test_an_image_declaring_more_pixels_than_any_photo_is_refused_at_its_first_bytes(
     tmp_path: Path, head: bytes, declared: str, size: str

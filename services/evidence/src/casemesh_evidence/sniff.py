@@ -264,11 +264,37 @@ def _png_size(file: BinaryIO) -> tuple[int, int] | None:
 
 
 def _gif_size(file: BinaryIO) -> tuple[int, int] | None:
-    """From the logical screen descriptor after the signature."""
-    head = file.read(10)
-    if len(head) < 10:
+    """The logical screen's size, grown to hold the first frame (a decoder
+    grows the canvas to fit a frame larger than the screen declared): the
+    frame's descriptor found past the colour table and any extensions. The
+    screen's alone when the bytes end before the frame."""
+    head = file.read(13)
+    if len(head) < 13:
         return None
-    return int.from_bytes(head[6:8], "little"), int.from_bytes(head[8:10], "little")
+    width, height = int.from_bytes(head[6:8], "little"), int.from_bytes(head[8:10], "little")
+    if head[10] & 0x80:  # a global colour table: 3 × 2^(n+1) bytes
+        file.seek(3 << ((head[10] & 0x07) + 1), 1)
+    in_extension = False
+    for _ in range(MAX_STEPS):  # blocks and sub-blocks alike
+        byte = file.read(1)
+        if not byte:
+            return width, height  # cut short: the screen's size for now
+        if in_extension:  # a sub-block's size; an empty one ends the extension
+            in_extension = byte != b"\x00"
+            file.seek(byte[0], 1)
+        elif byte == b"\x21" and file.read(1):  # an extension, its label read
+            in_extension = True
+        elif byte == b"\x2c":  # an image descriptor: left, top, width, height
+            frame = file.read(8)
+            if len(frame) < 8:
+                return width, height
+            left, top, wide, high = (
+                int.from_bytes(frame[i : i + 2], "little") for i in (0, 2, 4, 6)
+            )
+            return max(width, left + wide), max(height, top + high)
+        else:
+            return width, height  # the trailer, or not a GIF's block
+    raise SizeHidden(f"no GIF frame within {MAX_STEPS} blocks")
 
 
 def _webp_size(file: BinaryIO) -> tuple[int, int] | None:
@@ -303,8 +329,11 @@ def _jpeg_size(file: BinaryIO) -> tuple[int, int] | None:
     for _ in range(MAX_STEPS):
         file.seek(at)
         marker = file.read(2)
-        if len(marker) < 2 or marker[0] != 0xFF:
+        if len(marker) < 2:
             return None
+        if marker[0] != 0xFF:  # stray bytes between segments: a decoder skips them
+            at += 1
+            continue
         if marker[1] == 0xFF:  # a fill byte before the marker
             at += 1
             continue
