@@ -1467,6 +1467,51 @@ def test_a_video_and_a_pdf_load_only_when_asked_and_an_action_reads_nothing_agai
     requester.close()
 
 
+def test_evidence_is_saved_under_an_extension_of_what_its_bytes_are(
+    browser: Browser, stack: Stack
+) -> None:
+    """The uploader names the file; its bytes name the type. A PDF sent as
+    `statement.html` is saved as `statement.pdf` (saved as sent, the agent's
+    browser would open it and run whatever script it holds), and a video
+    sent as `录屏.mp4.hta` as `录屏.mp4`."""
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"renamer-{run}")
+    files = EvidenceClient(requester)
+    paper, video = files.upload(pdf(), "statement.html"), files.upload(mp4(), "录屏.mp4.hta")
+    ticket = new_ticket(
+        requester,
+        f"renamer-{run}@example.com",
+        "other.general",
+        f"改名的证据 {run}",
+        paper.name,
+        video.name,
+    )
+    with agent_page(browser) as (page, problems):
+        sign_in(page, stack, f"he-{run}", f"#{ticket.name}")
+        figure = page.locator(f'figure[data-evidence="{paper.name}"]')
+        # The caption keeps the name it was sent under, beside what it is.
+        expect(figure.locator("figcaption")).to_contain_text("statement.html · application/pdf")
+        # Asked for, it is saved, and shown in the browser's PDF viewer beside
+        # a link that saves it under the same name.
+        with (
+            page.expect_event("framenavigated", lambda f: f.url.startswith(PDF_VIEWER)),
+            page.expect_download() as saved,
+        ):
+            figure.get_by_role("button", name="下载 statement.pdf").click()
+        assert saved.value.suggested_filename == "statement.pdf"
+        with page.expect_download() as saved:
+            figure.get_by_role("link", name="下载 statement.pdf").click()
+        assert saved.value.suggested_filename == "statement.pdf"
+
+        clip = page.locator(f'figure[data-evidence="{video.name}"]')
+        with page.expect_download() as saved:
+            clip.get_by_role("button", name="下载 录屏.mp4").click()
+        assert saved.value.suggested_filename == "录屏.mp4"
+        assert problems.seen == []
+    requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="test over"))
+    requester.close()
+
+
 def pump_until(page: Page, done: Callable[[], bool]) -> None:
     """Waits for `done()`, letting Playwright run the page's route handlers meanwhile."""
     wait_until(lambda: done() or page.evaluate("false"))

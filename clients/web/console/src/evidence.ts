@@ -111,6 +111,53 @@ function kindOf(meta: Evidence): Kind {
   return "file";
 }
 
+/**
+ * The file-name extensions of the types the evidence service accepts (known
+ * by their bytes, never by their names: `sniff.py`), the usual one first.
+ */
+const EXTENSIONS: Readonly<Record<string, readonly [string, ...string[]]>> = {
+  "image/png": ["png"],
+  "image/jpeg": ["jpg", "jpeg"],
+  "image/gif": ["gif"],
+  "image/webp": ["webp"],
+  "image/heic": ["heic", "heif"],
+  "image/avif": ["avif"],
+  "video/mp4": ["mp4", "m4v"],
+  "video/quicktime": ["mov", "qt"],
+  // Matroska is taken as WebM, which is a profile of it.
+  "video/webm": ["webm", "mkv"],
+  "video/3gpp": ["3gp"],
+  "video/3gpp2": ["3g2"],
+  "application/pdf": ["pdf"],
+};
+
+/** Where a name's last extension starts (its dot), or -1 when it has none. */
+function extensionAt(name: string): number {
+  const dot = name.lastIndexOf(".");
+  return dot > 0 && /^[A-Za-z0-9]{1,16}$/.test(name.slice(dot + 1)) ? dot : -1;
+}
+
+/**
+ * The name evidence is saved under: the uploader's, ending in an extension of
+ * the type its bytes are. The name is the uploader's (or a mail sender's) to
+ * choose, and its extension decides what opens the file on the agent's
+ * computer: a PDF named `statement.html` would open in a browser and run its
+ * scripts, one named `.hta` with the agent's rights. So a wrong last
+ * extension is replaced (`statement.html` → `statement.pdf`), or dropped when
+ * what is left already ends in a right one (`photo.png.bat` → `photo.png`);
+ * a name without one gains it (`scan` → `scan.pdf`). A type this page does
+ * not know yet is saved as `.bin`, which nothing opens by itself.
+ */
+export function savedName(name: string, mediaType: string): string {
+  const right = EXTENSIONS[mediaType] ?? ["bin"];
+  const endsRight = (n: string, at: number) =>
+    at >= 0 && right.includes(n.slice(at + 1).toLowerCase());
+  const last = extensionAt(name);
+  if (endsRight(name, last)) return name;
+  const stem = last >= 0 ? name.slice(0, last) : name;
+  return endsRight(stem, extensionAt(stem)) ? stem : `${stem}.${right[0]}`;
+}
+
 function size(bytes: number): string {
   return bytes >= 1024 * 1024
     ? `${(bytes / 1024 / 1024).toFixed(1)} MB`
@@ -161,7 +208,9 @@ async function offer(
     );
     actions.append(showIt);
   }
-  const save = element("button", t("download", { name: label }), { type: "button" });
+  const save = element("button", t("download", { name: savedName(label, meta.mediaType) }), {
+    type: "button",
+  });
   save.addEventListener(
     "click",
     () => void show(mine, name, meta, figure, caption, described, true),
@@ -201,9 +250,12 @@ async function show(
     shown = element("video", "", { src: url, controls: "", preload: "metadata" });
     shown.setAttribute("aria-label", alt);
   } else if (kind === "pdf") {
+    // Not sandboxed: Chromium opens no PDF viewer in a sandboxed frame. Only
+    // bytes the service found to be a PDF come here, typed as one.
     shown = element("iframe", "", { src: url, title: alt });
   }
-  const link = element("a", t("download", { name: label }), { href: url, download: label });
+  const saved = savedName(label, meta.mediaType);
+  const link = element("a", t("download", { name: saved }), { href: url, download: saved });
   if (shown) figure.prepend(shown);
   // Kept beside what is shown: a PDF or a video is often wanted as a file.
   if (kind !== "image") figure.append(link);
