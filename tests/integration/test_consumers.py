@@ -223,12 +223,14 @@ async def test_pooled_connections_read_a_table_after_another_release_adds_a_colu
         await conn.execute("CREATE TABLE cases_read (name text PRIMARY KEY, status text)")
         await conn.execute("INSERT INTO cases_read VALUES ('c-1', 'open')")
     query = "SELECT * FROM cases_read WHERE name = %s"
+    conninfo = pool.conninfo
+    assert isinstance(conninfo, str)
     # One connection each, so that every read is on it.
     event_store = ConnectionPool(
-        pool.conninfo, min_size=1, max_size=1, open=False, kwargs={"autocommit": True}
+        conninfo, min_size=1, max_size=1, open=False, kwargs={"autocommit": True}
     )
     guard_pool(event_store)  # as the event store's pool is
-    services = async_pool(pool.conninfo, max_size=1)
+    services = async_pool(conninfo, max_size=1)
 
     async def read() -> list[tuple[Any, ...]]:
         async with services.connection() as conn:
