@@ -1767,10 +1767,10 @@ window.addEventListener("hashchange", (e) => {
   // A token the app hands in (see takeHandedToken): the address goes back to
   // the view it named. Someone signed in goes on where they are with it;
   // otherwise it signs in.
-  const signedInAs = token ? subjectOf(token) : undefined;
+  const before = token ? subjectOf(token) : undefined;
   if (new URLSearchParams(location.hash.slice(1)).has("token")) {
-    if (takeHandedToken(new URL(e.oldURL).hash) && signedInAs !== subjectOf(token ?? "")) {
-      void busy(null, () => signedIn(signedInAs ?? signedOutAs));
+    if (takeHandedToken(new URL(e.oldURL).hash) && before !== subjectOf(token ?? "")) {
+      void busy(null, () => signedIn(before ?? signedOutAs));
     }
     return;
   }

@@ -11,7 +11,7 @@ import psycopg
 
 from casemesh.platform.errors import Unavailable
 from casemesh.platform.logging import get_logger
-from casemesh.platform.pools import with_keepalives
+from casemesh.platform.pools import POOLED, with_keepalives
 from casemesh_casequeue import store
 from casemesh_casequeue.model import Case
 from casemesh_casequeue.store import CHANGES_CHANNEL
@@ -78,11 +78,14 @@ class Broadcaster:
         self._lost()
 
     async def _listen(self, stop: asyncio.Event) -> None:
+        # Held as long as a pool's connections, and prepared no more by
+        # themselves (`POOLED`): a column added by a newer release's start
+        # would fail their reads of a case.
         conn: psycopg.AsyncConnection[Any] = await psycopg.AsyncConnection.connect(
-            self._conninfo, autocommit=True
+            self._conninfo, autocommit=True, **POOLED
         )
         reader: psycopg.AsyncConnection[Any] = await psycopg.AsyncConnection.connect(
-            self._conninfo, autocommit=True
+            self._conninfo, autocommit=True, **POOLED
         )
         async with conn, reader:
             await conn.execute(f"LISTEN {CHANGES_CHANNEL}")

@@ -71,7 +71,7 @@ class InboundSettings(VouchingSettings):
     def _largest_message_fits_the_budget(self) -> InboundSettings:
         if self.message_budget_bytes < self.max_message_bytes:
             raise ValueError(
-                "CASEMESH_MESSAGE_BUDGET_BYTES is at least CASEMESH_MAX_MESSAGE_BYTES:"
+                "CASEMESH_MESSAGE_BUDGET_BYTES must be at least CASEMESH_MAX_MESSAGE_BYTES:"
                 " a message larger than the budget would be put off at every try, then bounced"
             )
         return self

@@ -44,8 +44,9 @@ def erasure_message(erasure: Erasure) -> pb.Erasure:
 
 
 CONTACT_IN_REASON = (
-    "must not hold an e-mail address or phone number: it is kept and published"
-    " after the erasure (give the request's reference)"
+    "must not hold an e-mail address or phone number (nor 8 digits or more"
+    " standing alone, as a number may): it is kept and published after the"
+    " erasure (give the request's reference with letters, PIPL-2026-0042)"
 )
 
 
