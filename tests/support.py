@@ -526,6 +526,19 @@ async def served_alone(
         await server.stop(None)
 
 
+@asynccontextmanager
+async def served_smtp(sessions: Callable[[], asyncio.BaseProtocol]) -> AsyncIterator[int]:
+    """An SMTP server on a free loopback port, each connection's session made
+    by `sessions` (the inbound service's, `casemesh_inbound.smtp.sessions`):
+    its port, the server closed after."""
+    server = await asyncio.get_running_loop().create_server(sessions, host="127.0.0.1", port=0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 async def rpc_failure(call: Any) -> grpc.aio.AioRpcError:
     """The error a call fails with (it must fail)."""
     with pytest.raises(grpc.aio.AioRpcError) as info:

@@ -1841,6 +1841,32 @@ def held_back(held: list[Route]) -> Callable[[Route], None]:
     return handle
 
 
+def first_of_two_opened(
+    page: Page,
+    stack: Stack,
+    agent: str,
+    queue: str,
+    requester: Client,
+    email: str,
+    category: str,
+    subject: str,
+) -> tuple[pb.Ticket, pb.Ticket]:
+    """Signs `agent` in to `queue` (kept quiet by the caller), has
+    `requester` file two tickets there in `category` (`subject` and their
+    number), and takes next cases until the agent holds the first, opened
+    all through: the two tickets, for a call on its way to race the next
+    case taken."""
+    sign_in(page, stack, agent)
+    in_queue(page, queue)
+    first, second = (new_ticket(requester, email, category, f"{subject} {n}") for n in range(2))
+    for ticket in (first, second):
+        expect(row(page, ticket.name)).to_be_visible()
+    next_until(page, first.name)
+    # Opened all through ("n" waits for that; its requester's other tickets come last).
+    expect(page.get_by_role("region", name="提交人的其他工单")).to_be_visible()
+    return first, second
+
+
 def test_next_case_handing_back_the_case_whose_lease_lapsed_keeps_it_held(
     browser: Browser, stack: Stack
 ) -> None:
@@ -1911,16 +1937,9 @@ def test_a_renewal_answered_after_the_next_case_was_taken_leaves_that_case_renew
     with quiet_queue(stack, "account"), agent_page(browser) as (page, problems):
         # The page's timers are the test's to move on (time still flows).
         page.clock.install()
-        sign_in(page, stack, f"tang-{run}")
-        in_queue(page, "account")
-        first, second = (
-            new_ticket(requester, email, "account.login", f"续期 {run} {n}") for n in range(2)
+        first, second = first_of_two_opened(
+            page, stack, f"tang-{run}", "account", requester, email, "account.login", f"续期 {run}"
         )
-        for ticket in (first, second):
-            expect(row(page, ticket.name)).to_be_visible()
-        next_until(page, first.name)
-        # Opened all through ("n" waits for that; its requester's other tickets come last).
-        expect(page.get_by_role("region", name="提交人的其他工单")).to_be_visible()
         lease = page.locator("#lease")
         page.route(RENEW_CLAIM, held_back(late))
         page.clock.fast_forward("01:00")
@@ -2329,16 +2348,9 @@ def test_a_hold_answered_after_the_agent_took_the_next_case_leaves_that_case_ope
     email = f"holder-{run}@example.com"
     late: list[Route] = []
     with quiet_queue(stack, "ads"), agent_page(browser) as (page, problems):
-        sign_in(page, stack, f"zhou-{run}")
-        in_queue(page, "ads")
-        first, second = (
-            new_ticket(requester, email, "ads.delivery_data", f"挂起 {run} {n}") for n in range(2)
+        first, second = first_of_two_opened(
+            page, stack, f"zhou-{run}", "ads", requester, email, "ads.delivery_data", f"挂起 {run}"
         )
-        for ticket in (first, second):
-            expect(row(page, ticket.name)).to_be_visible()
-        next_until(page, first.name)
-        # Opened all through ("n" waits for that; its requester's other tickets come last).
-        expect(page.get_by_role("region", name="提交人的其他工单")).to_be_visible()
         lease = page.locator("#lease")
         page.route(HOLD_TICKET, held_back(late))
         page.locator("#reply").fill(f"等待广告平台排查。{run}")

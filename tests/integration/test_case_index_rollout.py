@@ -51,6 +51,35 @@ def as_older_release(app: Any) -> Any:
     )
 
 
+def overtaking(
+    older: Projector, render: Callable[[Any], Any]
+) -> tuple[Callable[[Any], Any], list[Any]]:
+    """`render` for the newer release, and what it was given as the older
+    replica `older` overtook it: the first aggregate it renders past its
+    creation, for which the older replica records the shared position first
+    (past that event, while the newer one is still rendering it)."""
+    overtaken: list[Any] = []
+
+    def rendering(aggregate: Any) -> Any:
+        if aggregate.version > 1 and not overtaken:
+            overtaken.append(aggregate)
+            older.catch_up()
+        return render(aggregate)
+
+    return rendering, overtaken
+
+
+def projected_past(app: Any, newer: Projector, overtaken: list[Any]) -> None:
+    """Runs `newer` until the older replica has overtaken it (`overtaking`)
+    and it has projected all `app` has recorded."""
+    newer.start()
+    try:
+        last = app.recorder.max_notification_id()
+        wait_until(lambda: overtaken and newer._follower._at == last)
+    finally:
+        newer.stop()
+
+
 def statuses(app: Tickets) -> list[str]:
     return [x.status for x in app.list_tickets(AGENT, [], 0, "").items]
 
@@ -69,22 +98,9 @@ def test_a_case_the_older_release_set_aside_is_listed_as_the_newer_one_renders_i
     older.catch_up()
     assert statuses(app) == [t.status]
 
-    overtaken: list[Any] = []
-
-    def rendering(case: Any) -> Any:
-        if case.version > 1 and not overtaken:
-            overtaken.append(case)
-            older.catch_up()  # the older replica records first, past the solve
-        return case_row(case)
-
+    rendering, overtaken = overtaking(older, case_row)  # past the solve
     app.solve(AGENT, t.id, "已处理", etag="")
-    newer = IndexProjector(app, app.index, rendering)
-    newer.start()
-    try:
-        last = app.recorder.max_notification_id()
-        wait_until(lambda: overtaken and newer._follower._at == last)
-    finally:
-        newer.stop()
+    projected_past(app, IndexProjector(app, app.index, rendering), overtaken)
     assert statuses(app) == ["SOLVED"]
 
 
@@ -102,14 +118,14 @@ def test_a_row_the_database_refuses_is_a_failure_tried_again_not_jumped_over(
     older.catch_up()
     refused: list[Any] = []
 
-    def rendering(case: Any) -> Any:
+    def refusing_once(case: Any) -> Any:
         row = case_row(case)
         if case.version > 1 and not refused:
             refused.append(case)
-            older.catch_up()
             return dataclasses.replace(row, status=cast(Any, None))  # NOT NULL
         return row
 
+    rendering, overtaken = overtaking(older, refusing_once)
     app.solve(AGENT, t.id, "已处理", etag="")
     newer = IndexProjector(app, app.index, rendering)
     task = {"task": f"{app.name}-{newer.name}"}
@@ -118,12 +134,7 @@ def test_a_row_the_database_refuses_is_a_failure_tried_again_not_jumped_over(
         return REGISTRY.get_sample_value("casemesh_background_failures_total", task) or 0.0
 
     before = failures()
-    newer.start()
-    try:
-        last = app.recorder.max_notification_id()
-        wait_until(lambda: refused and newer._follower._at == last)
-    finally:
-        newer.stop()
+    projected_past(app, newer, overtaken)
     assert statuses(app) == ["SOLVED"]
     assert failures() == before + 1
 
@@ -226,22 +237,9 @@ def test_a_report_the_older_release_set_aside_is_listed_as_the_newer_one_renders
     queued = [d["id"] for d in reports.list_cases(AGENT, 0, "", "", [], "").items]
     assert queued == [str(filed.case_id)]
 
-    overtaken: list[Any] = []
-
-    def rendering(aggregate: Any) -> Any:
-        if aggregate.version > 1 and not overtaken:
-            overtaken.append(aggregate)
-            older.catch_up()  # the older replica records first, past the decision
-        return index_doc(aggregate)
-
+    rendering, overtaken = overtaking(older, index_doc)  # past the decision
     reports.decide(AGENT, str(filed.case_id), "NO_VIOLATION", NO_VIOLATION, None, [], etag="")
-    newer = projector(reports, rendering)
-    newer.start()
-    try:
-        last = reports.recorder.max_notification_id()
-        wait_until(lambda: overtaken and newer._follower._at == last)
-    finally:
-        newer.stop()
+    projected_past(reports, projector(reports, rendering), overtaken)
     [listed] = reports.list_reports(USER, 0, "", "").items
     assert listed["report"]["state"] == "REPORT_STATE_NO_VIOLATION"
     assert reports.list_cases(AGENT, 0, "", "", [], "").items == []

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import ssl
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from pydantic import ValidationError
 from casemesh.platform.identity import new_signing_key
 from casemesh_inbound.settings import InboundSettings
 from casemesh_inbound.smtp import sessions
-from tests.support import self_signed
+from tests.support import self_signed, served_smtp
 
 
 class Taking:
@@ -37,17 +36,6 @@ def settings(**tls: str) -> InboundSettings:
         internal_signing_key=new_signing_key(),
         **tls,  # type: ignore[arg-type]
     )
-
-
-async def serving(cfg: InboundSettings, handler: Taking) -> AsyncIterator[int]:
-    server = await asyncio.get_running_loop().create_server(
-        sessions(handler, cfg), host="127.0.0.1", port=0
-    )
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 def send(port: int, ca: Path | None) -> set[str]:
@@ -81,7 +69,7 @@ async def test_with_a_certificate_starttls_is_offered_and_the_message_comes_over
     cert, key = cert_files
     handler = Taking()
     cfg = settings(tls_cert_file=str(cert), tls_key_file=str(key))
-    async for port in serving(cfg, handler):
+    async with served_smtp(sessions(handler, cfg)) as port:
         offered = await asyncio.to_thread(send, port, cert)
     assert "starttls" in offered
     assert handler.taken == [("reply+x@reply.casemesh.local", True)]
@@ -89,7 +77,7 @@ async def test_with_a_certificate_starttls_is_offered_and_the_message_comes_over
 
 async def test_without_a_certificate_no_starttls_is_offered_and_plain_mail_still_comes() -> None:
     handler = Taking()
-    async for port in serving(settings(), handler):
+    async with served_smtp(sessions(handler, settings())) as port:
         offered = await asyncio.to_thread(send, port, None)
     assert "starttls" not in offered
     assert handler.taken == [("reply+x@reply.casemesh.local", False)]

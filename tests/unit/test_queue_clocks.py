@@ -169,6 +169,15 @@ def lived(case: Case, *events: Observation) -> list[Signal]:
     return signals
 
 
+def met_in_time(case: Case, taken: Observation, decided: Observation, queue: str) -> None:
+    """`case` lived through being taken into review (`taken`) and decided
+    (`decided`) in time: no warning, no breach, no escalation, its first
+    response met when it was taken, and MET in `queue`, the one it came to."""
+    assert lived(case, taken, decided) == []
+    assert case.clocks["first_response"].met_at == taken.at
+    assert (case.sla_state, case.queue, case.escalations) == ("MET", queue, 0)
+
+
 def test_a_child_safety_case_taken_at_once_and_decided_in_time_is_never_breached() -> None:
     """Taken into review 5 minutes in, decided 2 hours in: within the hour
     and the four, so no warning, no breach, no escalation, and the case is
@@ -176,15 +185,13 @@ def test_a_child_safety_case_taken_at_once_and_decided_in_time_is_never_breached
     case = child_safety_case()
     taken = START + timedelta(minutes=5)
     decided = START + timedelta(hours=2)
-    signals = lived(
+    met_in_time(
         case,
         report_case(2, taken, rev.ReportCaseAssigned(assignee="agent-li"), "IN_REVIEW"),
         report_case(3, decided, rev.ReportCaseDecided(outcome="ACTION_TAKEN"), "ACTION_TAKEN"),
+        "child-safety",
     )
-    assert signals == []
-    assert case.clocks["first_response"].met_at == taken
     assert case.clocks["resolution"].met_at == decided
-    assert (case.sla_state, case.queue, case.escalations) == ("MET", "child-safety", 0)
 
 
 def test_a_child_safety_case_no_one_takes_within_the_hour_breaches_and_goes_to_the_leads() -> None:
@@ -216,17 +223,14 @@ def filed_appeal() -> Case:
 def test_an_appeal_taken_in_time_and_decided_after_a_day_is_never_breached() -> None:
     """Taken an hour in, decided 30 hours in with nothing asked of the
     filer: both targets met."""
-    case = filed_appeal()
     taken = START + timedelta(hours=1)
     decided = START + timedelta(hours=30)
-    signals = lived(
-        case,
+    met_in_time(
+        filed_appeal(),
         appeal(2, taken, aev.AppealAssigned(assignee="agent-li"), "UNDER_REVIEW"),
         appeal(3, decided, aev.AppealDecided(outcome="UPHOLD"), "UPHELD"),
+        "copyright",
     )
-    assert signals == []
-    assert case.clocks["first_response"].met_at == taken
-    assert (case.sla_state, case.queue, case.escalations) == ("MET", "copyright", 0)
 
 
 def test_an_appeal_no_one_takes_within_a_day_breaches() -> None:

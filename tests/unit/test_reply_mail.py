@@ -38,6 +38,7 @@ from casemesh_inbound.mail import (
 )
 from casemesh_inbound.settings import InboundSettings
 from casemesh_inbound.smtp import ReplyHandler, sender_of, sessions
+from tests.support import served_smtp
 
 TICKET = str(uuid.uuid4())
 SECRET = "s" * 32
@@ -808,14 +809,8 @@ async def reply_server(
         trusted_authserv_id="",
     )
     handler = ReplyHandler(desk_for(tickets, evidence), cfg.relay_networks())
-    server = await asyncio.get_running_loop().create_server(
-        sessions(handler, cfg), host="127.0.0.1", port=0
-    )
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with served_smtp(sessions(handler, cfg)) as port:
+        yield port
 
 
 def relay(port: int, raw: bytes, *, size: int | None = None, source: str = "127.0.0.1") -> None:

@@ -142,42 +142,30 @@ def written_for(
     if not moment or not phone:
         return None
     try:
-        return _written_in(template, locale, params, was, phone, at, moment)
+        due = datetime.fromisoformat(moment)
+        before, now = phone_zone(was, at or due), phone_zone(phone, at or due)
+        if now is None:
+            # A number that tells no zone is told the time as it was written,
+            # saying its zone (one written in the service's says it already).
+            if before is None:
+                return None
+            zone, named = before, True
+        elif before is not None and before.key == now.key:
+            return None
+        else:
+            zone, named = now, False
+        values = {
+            **params,
+            "due": due,
+            "email_chosen": params.get(EMAIL_CHOSEN) == "true",
+        }
+        text, shown = sms_in(zone, template, locale, values, named=named)
     except (TemplateError, ValueError, LookupError) as exc:
         # A text this release cannot write again (its template changed
         # since it was planned): it keeps its words, rather than hold up
         # the change that moves it to the number its person gave.
         log.warning("notification.not_written_again", template=template, error=repr(exc))
         return None
-
-
-def _written_in(
-    template: str,
-    locale: str,
-    params: Mapping[str, str],
-    was: str,
-    phone: str,
-    at: datetime | None,
-    moment: str,
-) -> tuple[str, dict[str, str]] | None:
-    due = datetime.fromisoformat(moment)
-    before, now = phone_zone(was, at or due), phone_zone(phone, at or due)
-    if now is None:
-        # A number that tells no zone is told the time as it was written,
-        # saying its zone (one written in the service's says it already).
-        if before is None:
-            return None
-        zone, named = before, True
-    elif before is not None and before.key == now.key:
-        return None
-    else:
-        zone, named = now, False
-    values = {
-        **params,
-        "due": due,
-        "email_chosen": params.get(EMAIL_CHOSEN) == "true",
-    }
-    text, shown = sms_in(zone, template, locale, values, named=named)
     return text, {**params, **shown}
 
 
