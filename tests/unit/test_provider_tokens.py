@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from casemesh.platform.errors import Unauthenticated, Unavailable
 from casemesh.platform.identity import KeySet, TokenRules, TokenVerifier, new_signing_key
 from casemesh.platform.settings import load
-from casemesh_gateway.keys import published_keys
+from casemesh_gateway.keys import MAX_BACKOFF, published_keys
 from casemesh_gateway.settings import GatewaySettings
 from tests.support import eventually
 
@@ -190,6 +190,34 @@ def test_the_gateway_serves_while_the_keys_are_away_then_fetches_a_new_one_when_
                 fetched = provider.fetches
                 await eventually(lambda: provider.fetches > fetched, 20)  # noqa: B023
                 assert verifier.verify(f"Bearer {signed(old, 'old')}").subject == "agent-7"
+
+    asyncio.run(story())
+
+
+def test_keys_are_fetched_when_the_provider_returns_after_hours_away(
+    provider: Provider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    provider.status = 503  # away from the start, for hours
+    away = 1_100  # tries, at the longest pause between them: over nine hours
+    pauses: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def no_wait(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == away:
+            provider.document, provider.status = {"keys": [jwk(key, "k")]}, 200
+        await real_sleep(0)
+
+    monkeypatch.setattr("casemesh_gateway.keys.asyncio.sleep", no_wait)
+
+    async def story() -> None:
+        loaded = asyncio.Event()
+        async with published_keys(provider.url, refresh=3600, loaded=loaded) as keys:
+            await asyncio.wait_for(loaded.wait(), 120)
+            verifier = TokenVerifier(key_set=keys, rules=RULES)
+            assert verifier.verify(f"Bearer {signed(key, 'k')}").subject == "agent-7"
+            assert max(pauses) <= MAX_BACKOFF * 1.25
 
     asyncio.run(story())
 

@@ -89,4 +89,7 @@ async def _fetch(client: httpx.AsyncClient, url: str, keys: KeySet) -> bool:
 
 
 def _backoff(attempt: int) -> float:
-    return min(MAX_BACKOFF, 0.5 * 2.0**attempt) * random.uniform(0.75, 1.25)
+    # The exponent stops growing once past the longest pause: a provider
+    # away for nine hours (over a thousand tries) must not overflow the
+    # float and end the fetching for good.
+    return min(MAX_BACKOFF, 0.5 * 2.0 ** min(attempt, 8)) * random.uniform(0.75, 1.25)
