@@ -717,6 +717,46 @@ def test_only_reports_filed_after_the_warning_suspend_their_reporter(clock: Fake
     assert refused.value.reason == "REPORTING_SUSPENDED"
 
 
+def test_the_reports_a_lifted_suspension_was_taken_for_still_count_towards_the_next(
+    clock: FakeClock,
+) -> None:
+    """Alice is warned after two unfounded reports and suspended after three
+    more. The first of those three is reversed on appeal: the suspension is
+    lifted, but the other two, filed after the warning, still count, and her
+    next unfounded report suspends her again (DSA Art. 23)."""
+    app = Reports(in_memory(), clock=clock, policy=ReportsPolicy(taxonomy=load_taxonomy()))
+    window = timedelta(days=app.policy.misuse.window_days)
+
+    def unfounded(n: int) -> Any:
+        filed = app.file(ALICE, report(f"r{n}", f"10{n}"))
+        clock.advance(hours=1)
+        counted = [f"reports/{filed.id}"]
+        app.decide(AGENT, filed.case_id, "NO_VIOLATION", NO_VIOLATION, None, counted, "")
+        return filed
+
+    def standing() -> rpb.ReportingStanding:
+        return standing_message(app.my_standing(ALICE), clock.now(), window)
+
+    unfounded(1), unfounded(2)
+    assert standing().state == rpb.REPORTING_STANDING_STATE_WARNED
+    r3, r4, r5 = unfounded(3), unfounded(4), unfounded(5)
+    assert standing().state == rpb.REPORTING_STANDING_STATE_SUSPENDED
+    app.lodge_appeal(r3.case_id, "appeals/a1", "alice")
+    app.reverse(r3.case_id, "appeals/a1")
+    lifted = standing()
+    assert lifted.state == rpb.REPORTING_STANDING_STATE_WARNED
+    assert list(lifted.counting_reports) == [f"reports/{r.id}" for r in (r4, r5)]
+
+    r6 = unfounded(6)
+    suspended = standing()
+    assert suspended.state == rpb.REPORTING_STANDING_STATE_SUSPENDED
+    assert list(suspended.suspensions[-1].reports) == [f"reports/{r.id}" for r in (r4, r5, r6)]
+    assert list(suspended.counting_reports) == []  # the new suspension used them up
+    with pytest.raises(FailedPrecondition) as refused:
+        app.file(ALICE, report("r9", "300"))
+    assert refused.value.reason == "REPORTING_SUSPENDED"
+
+
 def test_counts_stored_before_they_said_when_their_report_was_filed_count_as_they_did(
     clock: FakeClock,
 ) -> None:

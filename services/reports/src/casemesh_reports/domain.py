@@ -570,8 +570,9 @@ class Reporter(Aggregate):
     at: InitVar[datetime]
 
     def __post_init__(self, filed_at: datetime | None, report_id: str, at: datetime) -> None:
-        # Counted since the last warning or suspension (within the window);
-        # not all of them count towards the next measure (`counting`).
+        # Counted within the window, measures or not: which of them count
+        # towards the next measure depends on the measures that hold
+        # (`counting`), and a measure lifted gives back the counts it used.
         self.unfounded: list[dict[str, Any]] = [
             {"report_id": report_id, "at": at, "filed_at": filed_at or at}
         ]
@@ -650,11 +651,16 @@ class Reporter(Aggregate):
         reporting on after a warning could have changed what they do, and
         one running is not renewed by reports filed before it began (DSA
         Art. 23(1)). One filed at the very moment of a measure counts as
-        filed after it."""
+        filed after it, unless that measure was taken for it: the reports a
+        measure that holds was taken for are used up by it. Those of a
+        suspension lifted are not (only the reversed one stopped counting),
+        and count towards the next."""
         if self.warned_at is None:
             return list(self.unfounded)
-        since = max([self.warned_at, *(s["at"] for s in self.suspensions if not s.get("lifted"))])
-        return [u for u in self.unfounded if u["filed_at"] >= since]
+        held = [s for s in self.suspensions if not s.get("lifted")]
+        since = max([self.warned_at, *(s["at"] for s in held)])
+        used = {*self.warned_for, *(r for s in held for r in s["reports"])}
+        return [u for u in self.unfounded if u["filed_at"] >= since and u["report_id"] not in used]
 
     def _record(self) -> str:
         """The standing's current record; a new one after a record expired."""
@@ -738,7 +744,6 @@ class Reporter(Aggregate):
     def _warned(self, user_id: str, at: datetime, contact: dict[str, Any], record: str) -> None:
         self.warned_at = at
         self.warned_for = [u["report_id"] for u in self.unfounded]
-        self.unfounded = []
         self.contact = contact
         self.record = record
         self.measured_until = at
@@ -766,7 +771,6 @@ class Reporter(Aggregate):
     ) -> None:
         self.suspended_until = until
         self.suspensions.append({"at": at, "until": until, "reports": reports})
-        self.unfounded = []
         self.contact = contact
         self.record = record
         self.measured_until = until
