@@ -107,13 +107,51 @@ def test_a_statement_missing_everything_names_each_field_at_once() -> None:
 
 
 def test_each_ground_needs_its_own_texts() -> None:
-    illegal = given(decision_ground="DECISION_GROUND_ILLEGAL_CONTENT")
+    illegal = given(
+        decision_ground="DECISION_GROUND_ILLEGAL_CONTENT",
+        incompatible_content_ground="",
+        incompatible_content_explanation="",
+        incompatible_content_illegal=False,
+    )
     assert refused(illegal) == [
         ("statement.illegal_content_legal_ground", "must not be empty"),
         ("statement.illegal_content_explanation", "must not be empty"),
     ]
     assert refused(given(incompatible_content_explanation="x" * 2001)) == [
         ("statement.incompatible_content_explanation", "must be at most 2000 characters"),
+    ]
+
+
+def test_words_for_a_ground_or_a_content_type_not_chosen_are_refused_not_kept() -> None:
+    """The uploader reads every text a statement keeps, as part of the
+    decision: one written for another ground, or for a content type the
+    agent did not choose, is refused by name rather than sent to them."""
+    incompatible = given(
+        illegal_content_legal_ground="《网络安全法》第十二条",
+        illegal_content_explanation="视频编造险情。",
+        content_type_other="直播回放",
+    )
+    assert refused(incompatible) == [
+        (
+            "statement.illegal_content_legal_ground",
+            "is only for decision_ground DECISION_GROUND_ILLEGAL_CONTENT",
+        ),
+        (
+            "statement.illegal_content_explanation",
+            "is only for decision_ground DECISION_GROUND_ILLEGAL_CONTENT",
+        ),
+        ("statement.content_type_other", "is only for content_type CONTENT_TYPE_OTHER"),
+    ]
+    illegal = given(
+        decision_ground="DECISION_GROUND_ILLEGAL_CONTENT",
+        illegal_content_legal_ground="《网络安全法》第十二条",
+        illegal_content_explanation="视频编造险情。",
+    )
+    turned_from = "is only for decision_ground DECISION_GROUND_INCOMPATIBLE_CONTENT"
+    assert refused(illegal) == [
+        ("statement.incompatible_content_ground", turned_from),
+        ("statement.incompatible_content_explanation", turned_from),
+        ("statement.incompatible_content_illegal", turned_from),
     ]
 
 

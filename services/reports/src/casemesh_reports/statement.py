@@ -228,9 +228,19 @@ def _check(
     ground = s.get("decision_ground", "")
     if ground not in GROUNDS:
         v.add("statement.decision_ground", "is required: ILLEGAL_CONTENT or INCOMPATIBLE_CONTENT")
+    # A text of the other ground is refused rather than kept: the uploader
+    # would read it, and the topic carry it, as part of the decision.
     for name, limit, needed_by in GROUND_TEXTS:
-        rules.text(
-            v, f"statement.{name}", s.get(name, ""), limit=limit, required=ground == needed_by
+        if ground in GROUNDS and ground != needed_by and s.get(name, "").strip():
+            v.add(f"statement.{name}", f"is only for decision_ground {needed_by}")
+        else:
+            rules.text(
+                v, f"statement.{name}", s.get(name, ""), limit=limit, required=ground == needed_by
+            )
+    if ground == "DECISION_GROUND_ILLEGAL_CONTENT" and s.get("incompatible_content_illegal"):
+        v.add(
+            "statement.incompatible_content_illegal",
+            "is only for decision_ground DECISION_GROUND_INCOMPATIBLE_CONTENT",
         )
     specified = s.get("category_specification", [])
     if len(set(specified)) != len(specified):
@@ -250,13 +260,17 @@ def _check(
         v.add("statement.content_type", "name at least one content type")
     if len(set(types)) != len(types):
         v.add("statement.content_type", "names a content type more than once")
-    rules.text(
-        v,
-        "statement.content_type_other",
-        s.get("content_type_other", ""),
-        limit=500,
-        required="CONTENT_TYPE_OTHER" in types,
-    )
+    other_type = "CONTENT_TYPE_OTHER" in types
+    if not other_type and s.get("content_type_other", "").strip():
+        v.add("statement.content_type_other", "is only for content_type CONTENT_TYPE_OTHER")
+    else:
+        rules.text(
+            v,
+            "statement.content_type_other",
+            s.get("content_type_other", ""),
+            limit=500,
+            required=other_type,
+        )
     # Today as the agent says it, wherever they work: dates in the world run
     # from UTC-12 to UTC+14, and an agent in Beijing after midnight is a day
     # ahead of UTC.
