@@ -170,6 +170,39 @@ def test_a_deadline_whose_time_moved_is_kept_and_fired_at_its_new_time(
     assert app.get_ticket(USER, ticket).status == "SOLVED"
 
 
+def test_a_shorter_auto_close_put_back_still_closes_the_ticket_at_its_time(
+    app: Tickets, dsn: str
+) -> None:
+    """Restarted with 48 hours, the timer moved a ticket's 96-hour
+    auto-close to 48 hours at start; the setting was then put back to 96.
+    At 48 hours the deadline moves back to 96, to the row the recheck had
+    left fired: the ticket still closes then, rather than stay solved for
+    good, its replies refused (TICKET_FINAL) and its data never erased."""
+    timer = case_timer(app, dsn, "put_back_timers")  # not started: fired by hand
+    ((ticket, _),) = life(app, 10 * TICKETS)  # solved
+    events = app.repository.event_store.get(UUID(ticket))
+    event = [e for e in events if isinstance(e, Ticket.Solved)][-1]
+    solved = event.timestamp
+    app.clock = clock = FakeClock(solved + timedelta(hours=1))
+    app.auto_close_after = timedelta(hours=96)
+    (deadline,) = app.deadlines_of(event)
+    timer.table.schedule([deadline], Tracking(app.name, 1))
+
+    app.auto_close_after = timedelta(hours=48)
+    assert timer.table.recheck(app.deadlines_rechecked, clock.now(), app.fire) == 1
+    assert [d.due for d in timer.table.pending()] == [solved + timedelta(hours=48)]
+
+    app.auto_close_after = timedelta(hours=96)
+    clock.now_is(solved + timedelta(hours=48))
+    assert timer.table.fire_due(clock.now(), app.fire) == 1
+    assert timer.table.pending() == [deadline]
+    assert app.get_ticket(USER, ticket).status == "SOLVED"
+
+    clock.now_is(solved + timedelta(hours=96))
+    assert timer.table.fire_due(clock.now(), app.fire) == 1
+    assert app.get_ticket(USER, ticket).status == "CLOSED"
+
+
 @pytest.mark.parametrize(("shorter", "after"), [(1, 2.0), (3, 3.5)])
 def test_a_shorter_auto_close_closes_at_start_what_is_past_it_now(
     app: Tickets, dsn: str, shorter: int, after: float

@@ -116,6 +116,8 @@ class TimerTable(SharedTracking):
             self._insert_tracking(curs, tracking)
 
     def _insert(self, curs: Any, d: Deadline) -> None:
+        """A deadline an event set: one already there stays as it is, fired
+        or not (a replay must not fire a deadline again)."""
         curs.execute(
             SQL(
                 "INSERT INTO {table} (id, aggregate_id, kind, due_at)"
@@ -124,10 +126,30 @@ class TimerTable(SharedTracking):
             (d.id, d.aggregate_id, d.kind, d.due),
         )
 
+    def _rearm(self, curs: Any, d: Deadline) -> None:
+        """A deadline a command says its case has now: due, even if its row
+        was marked fired. That row was moved away from, not acted on: a
+        setting shortened then put back (a recheck under 48 hours moved a
+        96-hour auto-close to 48, which at its time moves it back to 96).
+        Left fired, the case would have no deadline left, and a solved
+        ticket would never close. A command moves a deadline only to a time
+        still to come, so the row it re-arms was only ever fired early, by a
+        recheck, never at its time; and no firing re-arms a row due in the
+        same tick (two rows moving a case back and forth without end)."""
+        curs.execute(
+            SQL(
+                "INSERT INTO {table} (id, aggregate_id, kind, due_at)"
+                " VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT (id) DO UPDATE SET fired_at = NULL, due_at = EXCLUDED.due_at"
+            ).format(table=self.table),
+            (d.id, d.aggregate_id, d.kind, d.due),
+        )
+
     def fire_due(self, now: datetime, fire: Callable[[Deadline], Deadline | None]) -> int:
         """Fires the deadlines due at `now`, one transaction each; returns how
-        many. A command that says its deadline moved (returns the new one)
-        has it scheduled in the same transaction."""
+        many. A command that says its deadline moved (returns the new one,
+        later than `now`) has it scheduled in the same transaction, due
+        again if its row was fired (`_rearm`)."""
         fired = 0
         # A deadline whose command fails stays due, but must not hold up the others.
         failed: list[str] = []
@@ -229,7 +251,7 @@ class TimerTable(SharedTracking):
         if moved == deadline:
             return False
         if moved is not None:
-            self._insert(curs, moved)
+            self._rearm(curs, moved)
         curs.execute(
             SQL("UPDATE {table} SET fired_at = %s WHERE id = %s").format(table=self.table),
             (now, row["id"]),
