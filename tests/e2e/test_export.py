@@ -25,6 +25,7 @@ from casemesh.v1 import helpcenter_pb2_grpc as hpb_grpc
 from casemesh.v1 import notifications_pb2 as npb
 from casemesh.v1 import privacy_pb2 as ppb
 from casemesh.v1 import privacy_pb2_grpc as ppb_grpc
+from casemesh.v1 import reports_pb2 as rpb
 from casemesh.v1 import tickets_pb2 as pb
 from tests.conftest import Stack
 from tests.e2e.test_appeals import notice
@@ -95,7 +96,7 @@ def test_a_person_exports_every_case_and_file_of_theirs_and_nothing_of_anyone_el
     loose = zoe.evidence.upload(png(), f"never attached {zoe_mark}.png")
     # Yan: his own ticket and file, and a report of the same video (the same report case).
     yans, yan_shot = ticket_with_file(yan, yan_mark, yan_email, "+8613900139000")
-    yan.report(video, email=yan_email, explanation=f"Also violent {yan_mark}e")
+    yans_report = yan.report(video, email=yan_email, explanation=f"Also violent {yan_mark}e")
     # Each looked for help in the help centre, and began changing their phone number.
     changes = {}
     for who, mark, phone in ((zoe, zoe_mark, zoe_phone), (yan, yan_mark, yan_phone)):
@@ -135,7 +136,7 @@ def test_a_person_exports_every_case_and_file_of_theirs_and_nothing_of_anyone_el
         events = [e.type for e in got.tickets[0].events] if got.tickets else []
         # The agent's question, e-mailed to her (the notifier works behind the cases).
         asked = [n for n in got.notifications if QUESTION in n.body and n.send_time.seconds]
-        done = counts == (1, 1, 1, 1) and len(events) >= 3 and asked
+        done = counts == (1, 1, 1, 2) and len(events) >= 3 and asked
         return (name, archive) if done else None
 
     file_name, archive = wait_until(complete, timeout=60, interval=0.5)
@@ -175,9 +176,16 @@ def test_a_person_exports_every_case_and_file_of_theirs_and_nothing_of_anyone_el
     ]
     assert asked[0].subject.startswith("We need more information")
     assert all(n.name.startswith("notifications/") and n.create_time.seconds for n in sent)
-    # The case that named her as the uploader, not who reported it.
-    assert [c.name for c in got.report_cases] == [xis.report_case]
-    assert got.report_cases[0].affected_uploader.legal_name == "Zoe Studio"
+    # The case that named her as the uploader, not who reported it; then the
+    # case of the video she reported, as she is shown it: its decision and
+    # statement of reasons, her own report, not Yan's or the uploader.
+    assert [c.name for c in got.report_cases] == [xis.report_case, report.report_case]
+    named, reported = got.report_cases
+    assert named.affected_uploader.legal_name == "Zoe Studio" and not named.reports
+    assert reported.state == rpb.REPORT_CASE_STATE_NO_VIOLATION
+    assert reported.decision.decision_facts == "普通的舞蹈视频，没有任何违规内容。"
+    assert reported.decide_time.seconds and list(reported.reports) == [report.name]
+    assert not reported.HasField("affected_uploader")
 
     # Every file she uploaded (attached or not), each at its path, byte for
     # byte; nobody else's.
@@ -190,7 +198,14 @@ def test_a_person_exports_every_case_and_file_of_theirs_and_nothing_of_anyone_el
 
     # Nothing of Yan's anywhere in the archive: not his id, address, words or file.
     everything = b"".join(archive.read(n) for n in archive.namelist())
-    yans_own = (yan.user, yan_email, yan_mark, yans.name.split("/")[1], changes[yan.user])
+    yans_own = (
+        yan.user,
+        yan_email,
+        yan_mark,
+        yans.name.split("/")[1],
+        yans_report.name.split("/")[1],
+        changes[yan.user],
+    )
     for his in (*yans_own, xi.user, xi_mark, xi_email):
         assert his.encode() not in everything, his
     assert yan.evidence.read(yan_shot.name) not in everything

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
+import threading
 import zipfile
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -208,6 +209,123 @@ def test_the_archive_holds_every_page_and_only_the_persons_files_named_safely() 
     assert manifest.evidence[0].path == path
     # Streamed: the file went out in pieces, none larger than a message's share.
     assert len(pieces) > 3 and max(map(len, pieces)) <= export.CHUNK
+
+
+class Reporter(Reports):
+    """Zoe's reports: two of one video (one case), one of a video whose case
+    is gone, one in the case naming her as the uploader. Each case as
+    GetReportCase shows it to a reporter, and who asked for which."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, Any]] = []
+
+    async def ListReports(self, request: rpb.ListReportsRequest, **_: Any) -> Any:
+        cases = ["report-cases/k", "report-cases/k", "report-cases/gone", "report-cases/e"]
+        return rpb.ListReportsResponse(
+            reports=[
+                rpb.Report(name=f"reports/{n}", report_case=case) for n, case in enumerate(cases)
+            ]
+        )
+
+    async def GetReportCase(self, request: rpb.GetReportCaseRequest, **kwargs: Any) -> Any:
+        self.asked.append((request.name, kwargs["metadata"]))
+        if request.name == "report-cases/gone":
+            metadata = grpc.aio.Metadata()
+            lost = grpc.StatusCode.NOT_FOUND
+            raise grpc.aio.AioRpcError(lost, metadata, metadata, details="not found")
+        decided = rpb.ReportCase(
+            name=request.name,
+            state=rpb.REPORT_CASE_STATE_NO_VIOLATION,
+            reports=["reports/0", "reports/1"],
+        )
+        decided.decision.decision_facts = "The video shows a staged scene."
+        return decided
+
+
+def test_a_reporters_export_holds_the_cases_of_their_reports_with_the_decision() -> None:
+    """Zoe reported a video and it was decided: her export held the report
+    and its steps but not the case, so not the decision, its statement of
+    reasons or her appeals of it. It now holds the case of each of her
+    reports, once, as she is shown it, after the cases naming her as the
+    uploader; one gone is left out and the rest of the export is whole."""
+    reports = Reporter()
+    given = dataclasses.replace(sources(Evidence()), reports=export.Service(reports, "r"))
+    found, pieces, _ = asyncio.run(download(given))
+    assert [c.name for c in found.report_cases] == [
+        "report-cases/e",
+        "report-cases/f",
+        "report-cases/k",
+    ]
+    assert found.report_cases[2].decision.decision_facts == "The video shows a staged scene."
+    # Asked once a case, as her (the listed ones not again).
+    assert [(name, dict(metadata)) for name, metadata in reports.asked] == [
+        ("report-cases/k", {"x-casemesh-identity": "r"}),
+        ("report-cases/gone", {"x-casemesh-identity": "r"}),
+    ]
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(pieces)))
+    assert json_format.Parse(archive.read(export.MANIFEST), export.Export()) == found
+
+
+async def test_a_long_history_is_written_while_the_gateway_goes_on_serving() -> None:
+    """Someone with years of long tickets: their manifest took seconds to
+    render and deflate, and every call through the gateway waited for it.
+    Another task on the gateway's loop now keeps running while it is
+    written, and the archive holds it whole."""
+    found = export.Export(person="zoe")
+    body = "我的手机被偷了" * 1400  # a long ticket, as a person writes it
+    for n in range(60):
+        record = found.tickets.add(ticket=pb.Ticket(name=f"tickets/{n}", description=body))
+        for step in range(10):
+            record.events.add(sequence=step, type="CommentAdded", text=body)
+    ticks = 0
+
+    async def serving() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(serving())
+    pieces = export.archive(sources(Evidence()), found, [])
+    await eventually(lambda: ticks > 0, within=5)
+    before = ticks
+    first = await anext(pieces)  # the manifest is written before its first piece
+    during = ticks - before
+    rest = [piece async for piece in pieces]
+    other.cancel()
+    # Written in one go on the loop, the other task would not run at all.
+    assert during > 10, during
+    archive = zipfile.ZipFile(io.BytesIO(first + b"".join(rest)))
+    assert json_format.Parse(archive.read(export.MANIFEST), export.Export()) == found
+
+
+async def test_an_export_given_up_while_its_manifest_is_written_ends_once_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The person goes away while their manifest is written in a thread,
+    which cannot be stopped: the export ends once the thread is done with
+    the zip, not before, so the zip is never written by two threads."""
+    started, go, written = threading.Event(), threading.Event(), threading.Event()
+    write = export._write_manifest
+
+    def slow(zipped: zipfile.ZipFile, found: export.Export) -> None:
+        started.set()
+        go.wait(10)
+        write(zipped, found)
+        written.set()
+
+    monkeypatch.setattr(export, "_write_manifest", slow)
+    pieces = export.archive(sources(Evidence()), export.Export(person="zoe"), [])
+    first = asyncio.create_task(anext(pieces))
+    await eventually(started.is_set, within=5)
+    first.cancel()
+    for _ in range(20):  # turns of the loop enough to deliver the cancellation
+        await asyncio.sleep(0)
+    assert not first.done()
+    go.set()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert written.is_set()
 
 
 @pytest.mark.parametrize("failure", [grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE])

@@ -10,6 +10,7 @@ whole in memory."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import re
@@ -150,6 +151,7 @@ async def gather(sources: Sources, person: str, now: datetime) -> Export:
         sources, reports, "ListMyReportCases", reports_pb2.ListMyReportCasesRequest, "report_cases"
     ):
         found.report_cases.append(case)
+    await _reported_cases(sources, found)
     found.reporting_standing.CopyFrom(
         await sources.call(
             reports, "GetMyReportingStanding", reports_pb2.GetMyReportingStandingRequest()
@@ -191,6 +193,29 @@ async def gather(sources: Sources, person: str, now: datetime) -> Export:
     return found
 
 
+async def _reported_cases(sources: Sources, found: Export) -> None:
+    """Adds to `found.report_cases` the case of each of the person's reports
+    not there yet (ListMyReportCases lists only those naming them as the
+    uploader), as GetReportCase shows it to a reporter: its decision and
+    statement of reasons, their own reports and appeals, no other party.
+    One that is not found (no longer kept) is left out, as the lists leave
+    out what is gone."""
+    listed = {case.name for case in found.report_cases}
+    for report in found.reports:
+        name = report.report_case
+        if not name or name in listed:
+            continue
+        listed.add(name)
+        request = reports_pb2.GetReportCaseRequest(name=name)
+        try:
+            case = await sources.call(sources.reports, "GetReportCase", request)
+        except grpc.aio.AioRpcError as err:
+            if err.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            continue
+        found.report_cases.append(case)
+
+
 async def archive(
     sources: Sources, found: Export, missing: list[str]
 ) -> AsyncGenerator[bytes, None]:
@@ -206,8 +231,10 @@ async def archive(
     sink = _Sink()
     why: list[str] = []
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as zipped:
-        manifest = json_format.MessageToJson(found, indent=2, ensure_ascii=False)
-        zipped.writestr(MANIFEST, manifest.encode())
+        # A long history makes a manifest of hundreds of megabytes, seconds
+        # to render and deflate: done on the loop, every call the gateway
+        # serves would wait that long.
+        await _off_the_loop(partial(_write_manifest, zipped, found))
         for piece in sink.drain(0):
             yield piece
         for item in found.evidence:
@@ -247,6 +274,26 @@ async def archive(
             zipped.writestr(MISSING, "\n".join(why) + "\n")
     for piece in sink.drain(0):
         yield piece
+
+
+def _write_manifest(zipped: zipfile.ZipFile, found: Export) -> None:
+    manifest = json_format.MessageToJson(found, indent=2, ensure_ascii=False)
+    zipped.writestr(MANIFEST, manifest.encode())
+
+
+async def _off_the_loop(work: Callable[[], None]) -> None:
+    """Runs `work` in a thread. If the export is cancelled meanwhile (its
+    person went away), the thread cannot be stopped: the cancellation waits
+    for it, so that the zip it writes is closed only once it is done, never
+    by two threads at once."""
+    running = asyncio.ensure_future(asyncio.to_thread(work))
+    try:
+        await asyncio.shield(running)
+    except asyncio.CancelledError:
+        while not running.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([running])
+        raise
 
 
 async def _pages(
