@@ -96,6 +96,7 @@ CASES: list[tuple[Message, str]] = [
     (apb.RequestAppealInfoRequest(name="", message="?"), "name"),
     (apb.RequestAppealInfoRequest(name="appeals/x", message=" "), "message"),
     (apb.RequestAppealInfoRequest(name="appeals/x", message="?", request_id="a b"), "request_id"),
+    (apb.RequestAppealInfoRequest(name="appeals/x", message="?", etag="v1"), "etag"),
     (apb.DecideAppealRequest(name=""), "name"),
     (apb.DecideAppealRequest(name="appeals/x"), "outcome"),
     (apb.DecideAppealRequest(name="appeals/x", etag="v1"), "etag"),

@@ -17,6 +17,7 @@ import pytest
 from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.platform.caseindex import IndexProjector, MemoryCaseIndex
 from casemesh.platform.errors import (
+    Aborted,
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
@@ -28,6 +29,7 @@ from casemesh.platform.identity import Identity
 from casemesh.platform.personal import ERASED, SealingMapper, is_token, reveal_message
 from casemesh.platform.timers import Deadline, UnknownDeadlineKind
 from casemesh.rules import tickets as rules
+from casemesh.rules.deadlines import months_end
 from casemesh.v1 import appeals_pb2 as apb
 from casemesh_appeals import policy
 from casemesh_appeals.api import appeal_message, counter_dict, for_viewer, index_doc
@@ -256,7 +258,13 @@ CHANGES: dict[str, tuple[Callable[[Appeals], str], Change]] = {
     "assign": (filed, lambda app, ident, rid, how: app.assign(AGENT, ident, how, rid)),
     "request_info": (
         filed,
-        lambda app, ident, rid, how: app.request_info(AGENT, ident, f"{how}: 原作的链接?", rid),
+        lambda app, ident, rid, how: app.request_info(
+            AGENT,
+            ident,
+            f"{how}: 原作的链接?",
+            "1",  # the etag it was read with
+            rid,
+        ),
     ),
     "decide": (
         filed,
@@ -618,6 +626,32 @@ def test_an_unanswered_request_abandons_the_case_when_its_deadline_passes(
     clock.now_is(deadline.due + timedelta(seconds=1))
     app.fire(deadline)
     assert app.get(ALICE, ident).state == "ABANDONED"
+
+
+def test_a_request_for_information_from_a_stale_page_is_refused_and_changes_nothing(
+    app: Appeals, clock: FakeClock
+) -> None:
+    """The agent opens a notice waiting for the infringing link; Alice sends
+    it, and the case is up for review again. Asking her again from the page
+    as the agent read it is refused as stale (ABORTED): she is not asked
+    twice, and no deadline will abandon her complete case. Read again, the
+    agent may ask."""
+    ident = str(app.file(ALICE, notice(infringing_items=[])).id)
+    read = app.get(AGENT, ident)
+    assert (read.state, read.missing) == ("INFO_REQUESTED", ["notice.infringing_items"])
+    links = {"notice": {"infringing_items": ["https://video.example/v/123"]}}
+    assert app.add_info(ALICE, ident, "链接在此", links, etag="").state == "SUBMITTED"
+    before = events_of(app, ident)
+    with pytest.raises(Aborted) as refused:
+        app.request_info(AGENT, ident, "请提供侵权链接", etag=str(read.version))
+    assert refused.value.reason == "STALE_ETAG"
+    assert events_of(app, ident) == before
+    case = app.get(ALICE, ident)
+    assert (case.state, case.next_step) == ("SUBMITTED", "REVIEW")
+    assert not any(d.kind == DeadlineKind.ABANDON for d in app.deadlines_of(last_event(app, ident)))
+    fresh = app.get(AGENT, ident)
+    asked = app.request_info(AGENT, ident, "请提供首次发表的链接", etag=str(fresh.version))
+    assert asked.state == "INFO_REQUESTED"
 
 
 def test_an_answer_that_completes_something_gives_the_filer_a_new_response_period(
@@ -1793,6 +1827,29 @@ def test_an_eu_decision_may_be_appealed_to_the_end_of_the_day_six_months_on(
         app.file(ALICE, appeal_of_second)
     assert refused.value.reason == "APPEAL_WINDOW_CLOSED"
     assert events_of(app, second)[-1] is CopyrightAppeal.Decided
+
+
+@pytest.mark.parametrize("jurisdiction", ["cn", "us"])
+def test_a_takedown_under_any_law_may_be_appealed_for_the_eus_six_months(
+    app: Appeals, clock: FakeClock, jurisdiction: str
+) -> None:
+    """A removal applies in the EU too, whatever law it was decided under:
+    upheld at noon on 5 March, a Chinese or US notice may be appealed until
+    24:00 on 5 September wherever in the EU that comes last (DSA Art. 20(1)),
+    as an EU one may; the statement says so, and an appeal late that evening
+    in Lisbon is taken."""
+    decided = datetime(2027, 3, 5, 12, 0, tzinfo=UTC)
+    clock.now_is(decided)
+    ident = upheld(app, str(app.file(ALICE, replace(notice(), jurisdiction=jurisdiction)).id))
+    case = app.get(ALICE, ident)
+    assert case.next_step_due is not None
+    assert case.next_step_due >= months_end(decided, 6)
+    assert case.next_step_due == datetime(2027, 9, 6, 4, 0, tzinfo=UTC)
+    assert case.decision is not None
+    assert case.decision["appeal_deadline"] == case.next_step_due
+    clock.now_is(datetime(2027, 9, 5, 23, 30, tzinfo=ZoneInfo("Europe/Lisbon")))
+    appeal = replace(decision_appeal(ident), jurisdiction=jurisdiction)
+    assert app.file(URSULA, appeal).state == "SUBMITTED"
 
 
 @pytest.mark.parametrize("uphold", [True, False])

@@ -334,6 +334,27 @@ def test_policies_follow_the_law_and_refuse_to_break_it(tmp_path: object) -> Non
         policy.check(replace(policy.POLICIES["eu"], day_zones=()))
 
 
+def test_no_jurisdictions_decision_is_appealed_for_less_than_the_eus_six_months(
+    tmp_path: Any,
+) -> None:
+    """A removal applies in the EU whatever law decides it: decided at noon
+    on 5 March, a Chinese or US decision may be appealed until 24:00 on 5
+    September in Martinique, as an EU one may, even under a file that names
+    a shorter window; a longer one stands."""
+    decided = datetime(2027, 3, 5, 12, 0, tzinfo=UTC)
+    six_months = datetime(2027, 9, 6, 4, 0, tzinfo=UTC)
+    short = tmp_path / "short.json"
+    short.write_text(
+        '{"cn": {"appeal_window": {"days": 30}}, "us": {"appeal_window": {"days": 180}}}'
+    )
+    for policies in (policy.load(), policy.load(str(short))):
+        for code in ("cn", "us", "eu"):
+            assert policies[code].appeal_deadline(decided) == six_months
+    longer = tmp_path / "longer.json"
+    longer.write_text('{"us": {"appeal_window": {"months": 12}}}')
+    assert policy.load(str(longer))["us"].appeal_deadline(decided) == decided.replace(year=2028)
+
+
 @pytest.mark.parametrize(
     ("override", "refused"),
     [

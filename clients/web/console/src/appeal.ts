@@ -236,7 +236,9 @@ function askInfo(a: Appeal, host: CaseHost): HTMLElement {
     () =>
       void busy(go, async () => {
         clearError();
-        const asked = { name: a.name, message: message.value.trim() };
+        // The case as read: had the filer sent what was missing since, the
+        // request is refused as stale rather than asking them again.
+        const asked = { name: a.name, etag: a.etag, message: message.value.trim() };
         await appeals.requestAppealInfo({ ...asked, requestId: retry.for(asked) });
         // Sent: the message is the case's now. The rest the agent typed (a
         // statement of reasons begun) waits for their return to the case.

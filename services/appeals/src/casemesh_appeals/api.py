@@ -400,6 +400,7 @@ class AppealServicer(ApplicationServicer, pb_grpc.AppealServiceServicer):
                 self._who(context),
                 ident,
                 request.message,
+                request.etag,
                 request.request_id,
             ),
         )

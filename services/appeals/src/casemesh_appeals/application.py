@@ -471,8 +471,11 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         )
 
     def request_info(
-        self, who: Identity, ident: str, message: str, request_id: str = ""
+        self, who: Identity, ident: str, message: str, etag: str = "", request_id: str = ""
     ) -> CopyrightAppeal:
+        """Asks the filer for more, from `etag`'s reading of the case: had the
+        filer sent what was missing since, asking again (and abandoning the
+        case if they ignore it) would answer a case the agent has not seen."""
         self.require_agent(who, AGENT_WORK)
         message = self.require_text("message", message, AGENT_TEXT_LIMIT)
 
@@ -485,7 +488,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                 due=policy.due(policy.info_response, self.clock.now()),
             )
 
-        return self.change_under(who, ident, "", request_id, ask, "request_info", message=message)
+        return self.change_under(who, ident, etag, request_id, ask, "request_info", message=message)
 
     def decide(
         self,
@@ -537,7 +540,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             # appeals took their notice's jurisdiction may carry another).
             governed = notice if notice is not None else a
             policy = self.policies[governed.jurisdiction]
-            deadline = policy.due(policy.appeal_window, self.clock.now())
+            deadline = policy.appeal_deadline(self.clock.now())
             # Redress is for the party the decision goes against, in their
             # language: the uploader whose content an upheld notice removes,
             # else the filer.

@@ -9,6 +9,11 @@
   months after the decision is notified, counted as Regulation 1182/71 Art. 3
   counts months: from the day after, to the end (24:00) of the matching day;
   restoring after a counter-notice is platform policy.
+
+A takedown has no territorial scope: whatever law a case is decided under,
+the content comes down in the EU too, and whoever would appeal may be there.
+So no jurisdiction's decision may be appealed for less than the EU's six
+months (`JurisdictionPolicy.appeal_deadline`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from casemesh.platform.clock import add_months
+from casemesh.rules.deadlines import months_end
 from casemesh.rules.territories import EU_ZONES
 
 UTC = ZoneInfo("UTC")
@@ -82,7 +88,8 @@ class JurisdictionPolicy:
     info_response: Period
     # After a counter-notice is forwarded: restore unless court action by then.
     restore_after: Period
-    # How long a decision may be appealed.
+    # How long a decision may be appealed; never less than the DSA's six
+    # months (`appeal_deadline`).
     appeal_window: Period
     # Where to seek redress beyond the platform (shown in statements of reasons).
     redress: dict[str, str] = field(default_factory=dict)
@@ -100,6 +107,14 @@ class JurisdictionPolicy:
     def due(self, period: Period, start: datetime) -> datetime:
         zones = (self.time_zone, *self.day_zones) if period.whole_days else (self.time_zone,)
         return max(period.after(start, self.holidays, ZoneInfo(zone)) for zone in zones)
+
+    def appeal_deadline(self, decided: datetime) -> datetime:
+        """Until when a decision made at `decided` may be appealed: the
+        window's end, but never before six months have run out on every EU
+        clock (DSA Art. 20(1), counted as `months_end` counts them). A
+        removal applies in the EU whatever law it was decided under, and its
+        appellant may live there: the same floor as the reports service's."""
+        return max(self.due(self.appeal_window, decided), months_end(decided, 6))
 
 
 def _nth(year: int, month: int, weekday: int, n: int) -> date:
@@ -154,7 +169,8 @@ POLICIES: dict[str, JurisdictionPolicy] = {
         # E-Commerce Law Art. 43's 15 days, counted as the Civil Code counts:
         # forwarded on 2 March, the claimant has until 24:00 on 17 March.
         restore_after=Period(15, whole_days=True),
-        appeal_window=Period(180),
+        # Six months, as for the EU (`appeal_deadline`): a removal applies there too.
+        appeal_window=Period(months=6, whole_days=True),
         redress={
             "zh-CN": "如不服本决定，可在申诉期限内提出申诉，或依法向人民法院起诉。",
             "en": "You may appeal within the appeal period, or bring the matter before a "
@@ -173,7 +189,8 @@ POLICIES: dict[str, JurisdictionPolicy] = {
         review=Period(5, business_days=True),
         info_response=Period(10, business_days=True),
         restore_after=Period(10, business_days=True),
-        appeal_window=Period(180),
+        # Six months, as for the EU (`appeal_deadline`): a removal applies there too.
+        appeal_window=Period(months=6, whole_days=True),
         redress={
             "zh-CN": "如不服本决定，可在申诉期限内提出申诉，或提交反通知（17 U.S.C. §512(g)）。",
             "en": "You may appeal within the appeal period, or send a counter-notice under "
