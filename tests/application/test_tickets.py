@@ -5,7 +5,8 @@ database, no broker: the application on the library's in-memory store."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import replace
+from datetime import UTC, timedelta
 from types import SimpleNamespace
 from typing import Any, cast
 from uuid import UUID, uuid4
@@ -14,6 +15,7 @@ import pytest
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
+from casemesh.events.v1 import tickets_pb2 as tickets_events
 from casemesh.platform.caseindex import IndexProjector, MemoryCaseIndex, Page
 from casemesh.platform.cases import Retry, fingerprint
 from casemesh.platform.errors import (
@@ -834,6 +836,39 @@ def test_a_solved_ticket_closes_itself_when_its_deadline_fires(
     app.fire(deadline)  # firing twice changes nothing more
     assert app.get_ticket(ALICE, t.id).status == "CLOSED"
     assert events_of(app, t.id)[-1] == Ticket.Closed
+
+
+def test_the_published_solve_tells_when_the_ticket_closes_by_itself(
+    app: Tickets, clock: FakeClock
+) -> None:
+    """The requester is told until when a reply reopens the ticket: the solve
+    time and the service's setting. Published again after the setting
+    changed (a relay replaying its log), the event says what it said."""
+    solved_at = clock.now()
+    t = app.solve(AGENT, opened(app).id, "已处理", etag="")
+    message = public_message(last_event(app, t.id), "SOLVED")
+    assert isinstance(message, tickets_events.TicketSolved)
+    assert message.auto_close_time.ToDatetime(UTC) == solved_at + timedelta(days=4)
+    app.auto_close_after = timedelta(days=2)
+    clock.advance(days=1)
+    assert public_message(last_event(app, t.id), "SOLVED") == message
+
+
+def test_a_solve_stored_before_its_closing_time_was_kept_is_published_without_one(
+    app: Tickets,
+) -> None:
+    """Its requester's messages then say the ticket closes after a while."""
+    t = app.solve(AGENT, opened(app).id, "已处理", etag="")
+    recorder = cast(Any, app.recorder)
+    version = last_event(app, t.id).originator_version
+    position = recorder._stored_events_index[t.id][version]
+    stored = recorder._stored_events[position]
+    state = app.mapper.transcoder.decode(stored.state)
+    del state["closes_at"], state["class_version"]  # as version 1 stored it
+    recorder._stored_events[position] = replace(stored, state=app.mapper.transcoder.encode(state))
+    message = public_message(last_event(app, t.id), "SOLVED")
+    assert isinstance(message, tickets_events.TicketSolved)
+    assert message.resolution == "已处理" and not message.HasField("auto_close_time")
 
 
 @pytest.mark.parametrize("now_after", [timedelta(days=3), timedelta(days=5)])

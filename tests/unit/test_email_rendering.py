@@ -16,11 +16,20 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from casemesh.events.v1 import tickets_pb2
 from casemesh_notifier.channels import HttpEmailChannel, Outgoing, SmtpChannel
 from casemesh_notifier.labels import LOCALES, local_time, reader_zone
 from casemesh_notifier.mime import SMTP_POLICY, Sender, ascii_domain, render
-from casemesh_notifier.rendering import Email, email_values, names, render_email
+from casemesh_notifier.rendering import (
+    Email,
+    email_values,
+    names,
+    render_email,
+    render_sms,
+    sms_values,
+)
 from casemesh_notifier.samples import samples
+from casemesh_notifier.steps import ticket_step
 
 SENDER = "Casemesh Support <support@casemesh.local>"
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -85,6 +94,54 @@ def by_the_library(m: Outgoing) -> bytes:
     """`m` as the `email` library writes it."""
     channel = SmtpChannel(host="relay.invalid", port=25, sender=SENDER)
     return channel._message(m).as_bytes(policy=SMTP_POLICY)
+
+
+# A solved ticket's time to close (Shanghai: 6 March, 17:30), and how each
+# language tells it: in the e-mail, in the SMS, and, for a ticket solved
+# before its events said when, without a date; then what to do after it.
+CLOSES_AT = datetime(2026, 3, 6, 9, 30, tzinfo=UTC)
+CLOSES_BY_ITSELF = {
+    "en": {
+        "email": "until 6 March 2026, 17:30 (China Standard Time), when the ticket closes",
+        "sms": "before it closes by itself on 6 Mar 17:30.",
+        "email unknown": "until the ticket closes by itself after a while",
+        "sms unknown": "before it closes by itself.",
+        "then": "open a new ticket",
+    },
+    "zh-CN": {
+        "email": "工单将于 2026年3月6日 17:30（中国标准时间）自动关闭",
+        "sms": "请于3月6日17:30前在“我的工单”中回复，届时工单将自动关闭。",
+        "email unknown": "工单过一段时间会自动关闭",
+        "sms unknown": "请在工单自动关闭前于“我的工单”中回复。",
+        "then": "新工单",
+    },
+}
+
+
+def solved(closes_at: datetime | None) -> tickets_pb2.TicketSolved:
+    message = tickets_pb2.TicketSolved(resolution="Reset the password.")
+    if closes_at is not None:
+        message.auto_close_time.FromDatetime(closes_at)
+    return message
+
+
+@pytest.mark.parametrize("known", [True, False], ids=["date known", "solved before it was kept"])
+@pytest.mark.parametrize("locale", LOCALES)
+def test_a_solved_ticket_is_reopened_by_a_reply_only_until_it_closes_by_itself(
+    locale: str, known: bool
+) -> None:
+    """Once a solved ticket has closed by itself, a reply is refused
+    (TICKET_FINAL): the message that invites one says until when, rather
+    than promise it reopens the ticket whenever; a ticket solved before
+    its event carried the time hears that it closes after a while."""
+    step = ticket_step(solved(CLOSES_AT if known else None), "OPEN")
+    assert step is not None
+    email = render_email(step.template, locale, ZONE, email_values(step, "T-1234", "Login"))
+    sms = render_sms(step.template, locale, ZONE, sms_values(step, "T-1234", True))
+    said = CLOSES_BY_ITSELF[locale]
+    suffix = "" if known else " unknown"
+    assert said["email" + suffix] in email.text and said["then"] in email.text
+    assert said["sms" + suffix] in sms
 
 
 @pytest.mark.parametrize("key", [(t, loc) for t in EMAIL_TEMPLATES for loc in LOCALES])

@@ -122,6 +122,7 @@ def _tickets(w: Callable[[str], str]) -> list[Event]:
             ev.TicketSolved(
                 header=header(ev.TICKET_STATUS_SOLVED, 5),
                 resolution=w("已为您更换绑定手机号，请使用新号码登录。"),
+                auto_close_time=ts(NOW + timedelta(days=4)),
             ),
             "OPEN",
         ),

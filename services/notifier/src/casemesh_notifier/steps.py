@@ -71,7 +71,14 @@ def ticket_step(message: Message, previous_status: str) -> Step | None:
             # The requester's reply reopened a solved ticket: confirm it is open again.
             return Step("ticket.reopened")
         case ev.TicketSolved():
-            return Step("ticket.solved", {"text": message.resolution})
+            # Until when a reply reopens it; unknown for a ticket solved
+            # before the event said (its message then says "after a while").
+            closes = (
+                message.auto_close_time.ToDatetime(UTC)
+                if message.HasField("auto_close_time")
+                else None
+            )
+            return Step("ticket.solved", {"text": message.resolution}, closes)
         case ev.TicketReopened():
             return Step("ticket.reopened")
         case ev.TicketClosed():

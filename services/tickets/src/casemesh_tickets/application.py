@@ -103,7 +103,7 @@ class Tickets(CaseApplication[Ticket]):
         retention period (`casemesh.rules.retention`)."""
         ident = str(domain_event.originator_id)
         if isinstance(domain_event, Ticket.Solved):
-            due = domain_event.timestamp + self.auto_close_after
+            due = self._closing(domain_event.timestamp)
             return [Deadline(ident, DeadlineKind.AUTO_CLOSE, due)]
         if isinstance(domain_event, Ticket.Closed | Ticket.Cancelled):
             due = domain_event.timestamp + self.retain_for
@@ -162,7 +162,12 @@ class Tickets(CaseApplication[Ticket]):
             for e in self.repository.event_store.get(ticket.id)
             if isinstance(e, Ticket.Solved)
         )
-        return solved + self.auto_close_after
+        return self._closing(solved)
+
+    def _closing(self, solved_at: datetime) -> datetime:
+        """When a ticket solved at `solved_at` closes by itself, as the
+        service is set now."""
+        return solved_at + self.auto_close_after
 
     # -- commands -------------------------------------------------------
 
@@ -246,8 +251,17 @@ class Tickets(CaseApplication[Ticket]):
     ) -> TicketView:
         self.require_agent(who, "solve tickets")
         resolution = self.require_text("resolution", resolution, validation.LIMITS["text"])
+
+        def solve(t: Ticket) -> None:
+            # Kept on the event, so that its requester is told when, the same
+            # on every replay; not part of the retry's fingerprint.
+            closes_at = self._closing(self.clock.now())
+            t.solve(actor=who.subject, resolution=resolution, closes_at=closes_at)
+
         return TicketView.of(
-            self.run(who, ticket_id, etag, request_id, Ticket.solve, resolution=resolution)
+            self.change_under(
+                who, ticket_id, etag, request_id, solve, "solve", resolution=resolution
+            )
         )
 
     def add_comment(

@@ -58,6 +58,11 @@ def _no_evidence(state: dict[str, Any]) -> None:
     state["evidence"] = []
 
 
+def _closing_unknown(state: dict[str, Any]) -> None:
+    """Events recorded before a solve kept its closing time did not say it."""
+    state["closes_at"] = None
+
+
 def reads_notes(who: str, is_agent: bool, requester: str) -> bool:
     """Whether `who` reads the internal notes of `requester`'s ticket: an
     agent, on a ticket not of their own (the notes are about its requester)."""
@@ -102,6 +107,12 @@ class Ticket(ExpiringCase):
         actor: str
         resolution: str
         assignee: str
+        closes_at: datetime | None
+        # v2: when the ticket closes by itself unless its requester replies
+        # first, as the service was set when it was solved (what the
+        # requester is told); None in events solved before it was kept.
+        class_version = 2
+        upcast_v1_v2 = staticmethod(_closing_unknown)
 
     # Created records the ticket's opening fields; `__post_init__` derives the rest.
     _: KW_ONLY
@@ -202,14 +213,23 @@ class Ticket(ExpiringCase):
         self.status = Status.ON_HOLD
         self.assignee = assignee
 
-    def solve(self, *, actor: str, resolution: str) -> None:
+    def solve(self, *, actor: str, resolution: str, closes_at: datetime | None = None) -> None:
+        """`closes_at`: when it closes by itself unless its requester replies
+        first (the application's setting decides; None: not said)."""
         if self.status is Status.SOLVED:
             raise FailedPrecondition("the ticket is already solved", reason="TICKET_ALREADY_SOLVED")
         self._require_unsolved("solved")
-        self._solved(actor=actor, resolution=resolution, assignee=self.assignee or actor)
+        self._solved(
+            actor=actor,
+            resolution=resolution,
+            assignee=self.assignee or actor,
+            closes_at=closes_at,
+        )
 
     @event(Solved)
-    def _solved(self, actor: str, resolution: str, assignee: str) -> None:
+    def _solved(
+        self, actor: str, resolution: str, assignee: str, closes_at: datetime | None
+    ) -> None:
         self.status = Status.SOLVED
         self.resolution = resolution
         self.assignee = assignee

@@ -11,6 +11,7 @@ from google.protobuf.message import Message
 from casemesh import topics
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.expiring import ExpiringCase
+from casemesh.platform.grpcutil import to_timestamp
 from casemesh.platform.history import carried, header_basics
 from casemesh.platform.relay import EventTranslator
 from casemesh_tickets.domain import Ticket
@@ -68,7 +69,12 @@ def public_message(domain_event: Any, status_after: str) -> Message:
         case Ticket.PutOnHold():
             return ev.TicketPutOnHold(header=header, reason=a["reason"])
         case Ticket.Solved():
-            return ev.TicketSolved(header=header, resolution=a["resolution"])
+            # None in events stored before the solve kept it: left unset.
+            return ev.TicketSolved(
+                header=header,
+                resolution=a["resolution"],
+                auto_close_time=to_timestamp(a["closes_at"]),
+            )
         case Ticket.Reopened():
             return ev.TicketReopened(header=header, reason=a["reason"])
         case Ticket.Closed():
