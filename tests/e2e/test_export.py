@@ -218,6 +218,42 @@ def test_a_person_exports_every_case_and_file_of_theirs_and_nothing_of_anyone_el
     assert json.loads(for_admin.read(MANIFEST))["person"] == zoe.user
 
 
+def test_an_agents_export_leaves_out_their_files_on_other_peoples_cases(stack: Stack) -> None:
+    """An agent attaches a screenshot of Zoe's ID to an internal note on her
+    ticket: it is Zoe's case, not the agent's, and the agent's own export
+    (once the evidence service has heard where the file went) holds no copy
+    of it; the file the agent uploaded and attached to nothing is there."""
+    run = uuid.uuid4().hex[:8]
+    zoe, agent = Person(stack, f"zoe-{run}"), Person(stack, f"agent-{run}", "agent")
+    ticket, _ = ticket_with_file(zoe, f"z{run}", f"z{run}@example.com", "+8613800138000")
+    id_card = agent.evidence.upload(png(), "zoe id card.png")
+    agent.client.AddComment(
+        pb.AddCommentRequest(
+            name=ticket.name,
+            body="ID matches the account holder.",
+            internal=True,
+            evidence=[epb.EvidenceRef(name=id_card.name)],
+            request_id=uuid.uuid4().hex,
+        )
+    )
+    own = agent.evidence.upload(png(), "my notes.png")
+
+    def attached() -> list[str] | None:
+        listed = agent.evidence.stub.ListEvidence(
+            epb.ListEvidenceRequest(), metadata=agent.client.metadata, timeout=15
+        )
+        cases = {f.name: list(f.cases) for f in listed.evidence}
+        return cases[id_card.name] or None
+
+    assert wait_until(attached, timeout=60, interval=0.5) == [ticket.name]
+    _, archive = export(agent.client)
+    got = manifest(archive)
+    assert [f.evidence.name for f in got.evidence] == [own.name]
+    assert sorted(archive.namelist()) == sorted([MANIFEST, got.evidence[0].path])
+    everything = b"".join(archive.read(n) for n in archive.namelist())
+    assert agent.evidence.read(id_card.name) not in everything
+
+
 def test_a_person_with_no_cases_gets_an_archive_that_says_so(stack: Stack) -> None:
     nobody = Client(stack.gateway, stack.secret, f"new-{uuid.uuid4().hex[:8]}")
     _, archive = export(nobody)

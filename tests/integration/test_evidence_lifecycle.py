@@ -830,3 +830,41 @@ async def test_a_damaged_file_is_read_as_damaged_until_uploaded_again(
     again = await upload(locker, "lu", screenshot)
     assert again.id == file.id
     assert await read_as(locker, lu, file) == screenshot
+
+
+async def list_as(locker: EvidenceLocker, who: Identity) -> dict[str, list[str]]:
+    """ListEvidence as the service answers it: each listed file's cases."""
+    token = _VOUCHED.set(Vouched(who))
+    try:
+        request = pb.ListEvidenceRequest(page_size=10)
+        answer = await EvidenceServicer(locker).ListEvidence(request, Call())
+        return {f.name: list(f.cases) for f in answer.evidence}
+    finally:
+        _VOUCHED.reset(token)
+
+
+async def test_each_file_listed_shows_the_cases_its_owner_attached_it_to(
+    dsn: str, locker: EvidenceLocker
+) -> None:
+    """Ann, an agent, attaches a screenshot of Kim's ID to an internal note
+    on Kim's ticket and to a court action on a copyright case; Kim attaches
+    the same bytes, her own upload, to her ticket. Each of them sees, on
+    their own file, the cases they attached it to (so an export can tell
+    Kim's case from Ann's); a file attached to nothing shows none."""
+    cases = Cases(dsn, locker)
+    screenshot = png()
+    anns, loose = await upload(locker, "ann", screenshot), await upload(locker, "ann", png())
+    kims = await upload(locker, "kim", screenshot)
+    kims_ticket, court = str(uuid.uuid4()), str(uuid.uuid4())
+    cases.hear(ticket(kims_ticket, 1, NEW, tev.TicketCreated, "kim", evidence=attached(kims)))
+    internal_note = partial(ticket, kind=tev.CommentAdded, internal=True)
+    cases.hear(internal_note(kims_ticket, 2, NEW, by="ann", evidence=attached(anns)))
+    cases.hear(notice(court, 5, "HELD", aev.CourtActionRecorded, "ann", evidence=attached(anns)))
+
+    ann = Identity("ann", frozenset({"agent"}))
+    assert await list_as(locker, ann) == {
+        f"evidence/{loose.id}": [],
+        f"evidence/{anns.id}": [f"appeals/{court}", f"tickets/{kims_ticket}"],
+    }
+    kim = Identity("kim", frozenset({"user"}))
+    assert await list_as(locker, kim) == {f"evidence/{kims.id}": [f"tickets/{kims_ticket}"]}

@@ -401,6 +401,49 @@ def test_a_damaged_file_is_named_missing_and_the_rest_of_the_archive_is_whole() 
     ]
 
 
+def evidence_name(n: int) -> str:
+    return f"evidence/{n:08d}-0000-0000-0000-000000000000"
+
+
+class Attached(Evidence):
+    """Zoe's files, each with the cases she attached it to: as an agent, a
+    screenshot of Kim's ID to an internal note on Kim's ticket; as herself,
+    one to her ticket (and to a court action on a case not hers), one to her
+    report, and one to nothing yet."""
+
+    FILES = (
+        (evidence_name(1), ("tickets/kims",)),
+        (evidence_name(2), ("appeals/kims", "tickets/b")),
+        (evidence_name(3), ("reports/d",)),
+        (evidence_name(4), ()),
+    )
+
+    async def ListEvidence(self, request: epb.ListEvidenceRequest, **_: Any) -> Any:
+        return epb.ListEvidenceResponse(
+            evidence=[
+                epb.Evidence(
+                    name=name, owner="zoe", file_name="id.png", size_bytes=len(BIG), cases=cases
+                )
+                for name, cases in self.FILES
+            ]
+        )
+
+
+def test_a_file_attached_only_to_another_persons_case_is_not_in_the_export() -> None:
+    """Zoe, an agent, attached a screenshot of Kim's ID to an internal note
+    on Kim's ticket: it was in Zoe's export, bytes and all, though she is no
+    party to Kim's case. It is left out now; her files attached to her own
+    cases, and the one attached to nothing, are there."""
+    evidence = Attached()
+    found, pieces, missing = asyncio.run(download(sources(evidence)))
+    kept = [evidence_name(2), evidence_name(3), evidence_name(4)]
+    assert [f.evidence.name for f in found.evidence] == kept
+    assert evidence.reads == kept
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(pieces)))
+    assert archive.namelist() == [export.MANIFEST, *(f"{name}/id.png" for name in kept)]
+    assert missing == []
+
+
 class Looping(Tickets):
     async def ListTickets(self, request: pb.ListTicketsRequest, **_: Any) -> Any:
         return pb.ListTicketsResponse(tickets=[pb.Ticket(name="tickets/a")], next_page_token="x")

@@ -22,7 +22,7 @@ def evidence_message(view: EvidenceView) -> pb.Evidence:
     return pb.Evidence(
         name=f"evidence/{view.id}",
         create_time=to_timestamp(view.created_at),
-        **fields_of(view, "sha256", "size_bytes", "media_type", "file_name", "owner"),
+        **fields_of(view, "sha256", "size_bytes", "media_type", "file_name", "owner", "cases"),
     )
 
 

@@ -122,6 +122,12 @@ ON CONFLICT (owner, sha256) DO UPDATE SET last_uploaded_at = EXCLUDED.created_at
     created_at = CASE WHEN {_ERASED_SINCE} THEN EXCLUDED.created_at ELSE evidence.created_at END"""
 
 
+# Of a file `e`: the names of the cases its owner attached it to, sorted
+# (found by `evidence_uses`' key, which begins with owner and hash).
+HELD_BY = """ARRAY(SELECT u.case_name FROM evidence_uses u
+    WHERE (u.owner, u.sha256) = (e.owner, e.sha256) ORDER BY u.case_name)"""
+
+
 @dataclass(frozen=True)
 class EvidenceView:
     id: str
@@ -131,6 +137,9 @@ class EvidenceView:
     media_type: str
     file_name: str
     created_at: datetime
+    # The cases its owner attached it to, as heard (`lifecycle`): read only
+    # for the owner's own list (`list_own`), empty otherwise.
+    cases: tuple[str, ...] = ()
 
 
 def evidence_id(name: str) -> str:
@@ -433,18 +442,21 @@ class EvidenceLocker:
         self, who: Identity, page_size: int, page_token: str
     ) -> tuple[list[EvidenceView], str]:
         """The caller's uploads, newest first, a page at a time (agents' too:
-        only their own), and the token of the next page ("" on the last)."""
+        only their own), each with the cases they attached it to (an export
+        tells by them whose case a file is), and the token of the next page
+        ("" on the last)."""
         limit = page_size_of(page_size)
         after = page_after(page_token)
         where, args = older_than("owner = %s", [who.subject], after)
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT id, owner, sha256, size_bytes, media_type, file_name, created_at"
-                f" FROM evidence WHERE {where} ORDER BY created_at DESC, id DESC LIMIT %s",
+                "SELECT id, owner, sha256, size_bytes, media_type, file_name, created_at,"
+                f" {HELD_BY} FROM evidence e WHERE {where}"
+                " ORDER BY created_at DESC, id DESC LIMIT %s",
                 (*args, limit + 1),
             )
             rows = await cur.fetchall()
-        views = [EvidenceView(str(row[0]), *row[1:]) for row in rows]
+        views = [_listed(row) for row in rows]
         return page_of(views, limit, lambda v: (v.created_at, v.id))
 
     async def read(self, who: Identity, name: str) -> AsyncIterator[bytes]:
@@ -463,6 +475,14 @@ class EvidenceLocker:
             if not chunk:
                 return
             yield chunk
+
+
+def _listed(row: Any) -> EvidenceView:
+    """A file as `list_own` selects it: its record, then its cases."""
+    ident, owner, sha256, size_bytes, media_type, file_name, created_at, cases = row
+    return EvidenceView(
+        str(ident), owner, sha256, size_bytes, media_type, file_name, created_at, tuple(cases)
+    )
 
 
 class DamagedEvidence(Exception):

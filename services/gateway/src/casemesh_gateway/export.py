@@ -3,10 +3,12 @@ from the case services, the help centre and the notifier as the person:
 what each service shows them of their cases (and help sessions, and the
 messages sent to them) is what the archive holds, so its access rules
 decide what another party's data an export may carry (none but what the
-person was already shown). The archive is a zip, written as it streams:
-`casemesh-export.json` first, then every file the person uploaded, read
-from the evidence service chunk by chunk, so no file is held
-whole in memory."""
+person was already shown). The files are the person's uploads but those
+attached only to cases the export does not hold (an agent's, to another
+person's ticket or copyright case: that person's data, not theirs;
+`_of_the_person`). The archive is a zip, written as it streams:
+`casemesh-export.json` first, then those files, read from the evidence
+service chunk by chunk, so no file is held whole in memory."""
 
 from __future__ import annotations
 
@@ -120,8 +122,9 @@ def archive_name(now: datetime) -> str:
 
 
 async def gather(sources: Sources, person: str, now: datetime) -> Export:
-    """Every case of the person and the records of every file they uploaded
-    (`path` set); the files' bytes are read when written."""
+    """Every case of the person and the records of the files they uploaded
+    that are theirs to have (`_of_the_person`; `path` set); the files' bytes
+    are read when written."""
     found = Export(person=person)
     found.export_time.FromDatetime(now.astimezone(UTC))
     tickets, appeals, reports = sources.tickets, sources.appeals, sources.reports
@@ -185,12 +188,36 @@ async def gather(sources: Sources, person: str, now: datetime) -> Export:
     ):
         async for item in _pages(sources, service, method, request, field):
             into.append(item)
+    held = _held_cases(found)
     async for record in _pages(
         sources, sources.evidence, "ListEvidence", evidence_pb2.ListEvidenceRequest, "evidence"
     ):
-        if record.owner == person:  # the service lists only theirs; checked again
+        if _of_the_person(record, person, held):
             found.evidence.add(evidence=record, path=_path_of(record))
     return found
+
+
+def _held_cases(found: Export) -> set[str]:
+    """The names of the cases in `found` that files are attached to: tickets,
+    copyright cases and reports (a report case holds none: its reports do)."""
+    return {
+        *(record.ticket.name for record in found.tickets),
+        *(record.appeal.name for record in found.appeals),
+        *(report.name for report in found.reports),
+    }
+
+
+def _of_the_person(record: evidence_pb2.Evidence, person: str, held: set[str]) -> bool:
+    """Whether the file `record` belongs in the person's export: one they
+    uploaded (the service lists only theirs; checked again) that is attached
+    to a case the export holds, or to none the evidence service has heard
+    of (not attached, or attached a moment ago). One attached only to cases
+    the export does not hold is another person's: an agent's screenshot on
+    someone's ticket (an internal note) or copyright case (a court action);
+    or the file of a case of theirs gone since (expired: soon deleted)."""
+    if record.owner != person:
+        return False
+    return not record.cases or not held.isdisjoint(record.cases)
 
 
 async def _reported_cases(sources: Sources, found: Export) -> None:
