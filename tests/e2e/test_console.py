@@ -1353,6 +1353,27 @@ def reads(request: Request, name: str) -> bool:
     )
 
 
+def with_files(requester: Client, subject: str, description: str, *files: Any) -> pb.Ticket:
+    """A ticket `requester` files in other.general with `files` (uploaded),
+    told by e-mail at their own address."""
+    ticket: pb.Ticket = requester.CreateTicket(
+        pb.CreateTicketRequest(
+            request_id=uuid.uuid4().hex,
+            ticket=pb.Ticket(
+                category="other.general",
+                subject=subject,
+                description=description,
+                locale="zh-CN",
+                contact=pb.Contact(
+                    email=f"{requester.subject}@example.com", channels=[pb.CHANNEL_EMAIL]
+                ),
+                evidence=[epb.EvidenceRef(name=e.name) for e in files],
+            ),
+        )
+    )
+    return ticket
+
+
 def test_a_video_and_a_pdf_load_only_when_asked_and_an_action_reads_nothing_again(
     browser: Browser, stack: Stack
 ) -> None:
@@ -1364,18 +1385,8 @@ def test_a_video_and_a_pdf_load_only_when_asked_and_an_action_reads_nothing_agai
         files.upload(mp4(), "录屏.mp4"),
         files.upload(pdf(), "合同.pdf"),
     )
-    ticket: pb.Ticket = requester.CreateTicket(
-        pb.CreateTicketRequest(
-            request_id=uuid.uuid4().hex,
-            ticket=pb.Ticket(
-                category="other.general",
-                subject=f"视频证据 {run}",
-                description="上传后视频无法播放，录屏和合同附上。",
-                locale="zh-CN",
-                contact=pb.Contact(email=f"filmer-{run}@example.com", channels=[pb.CHANNEL_EMAIL]),
-                evidence=[epb.EvidenceRef(name=e.name) for e in (shot, video, paper)],
-            ),
-        )
+    ticket = with_files(
+        requester, f"视频证据 {run}", "上传后视频无法播放，录屏和合同附上。", shot, video, paper
     )
     with agent_page(browser) as (page, problems):
         steps = Steps(page, ARTIFACTS / "evidence-on-demand")
@@ -1841,6 +1852,22 @@ def held_back(held: list[Route]) -> Callable[[Route], None]:
     return handle
 
 
+def indexed(stack: Stack, requester: str, count: int) -> None:
+    """Until an agent's search finds `count` tickets of `requester` (the
+    case index has them: each ticket's page can list the others)."""
+    agent = Client(stack.gateway, stack.secret, f"indexer-{uuid.uuid4().hex[:6]}", ("agent",))
+    try:
+        wait_until(
+            lambda: (
+                len(agent.SearchTickets(pb.SearchTicketsRequest(requester=requester)).tickets)
+                == count
+            ),
+            timeout=30,
+        )
+    finally:
+        agent.close()
+
+
 def first_of_two_opened(
     page: Page,
     stack: Stack,
@@ -1862,7 +1889,7 @@ def first_of_two_opened(
     for ticket in (first, second):
         expect(row(page, ticket.name)).to_be_visible()
     next_until(page, first.name)
-    # Opened all through ("n" waits for that; its requester's other tickets come last).
+    # Opened all through (its requester's other tickets come last, found after it shows).
     expect(page.get_by_role("region", name="提交人的其他工单")).to_be_visible()
     return first, second
 
@@ -2454,15 +2481,7 @@ def test_a_reply_left_unsent_on_a_case_is_given_back_and_n_asks_before_giving_it
         in_queue(page, "ads")
         ticket = new_ticket(requester, email, "ads.delivery_data", f"投放数据不更新 {run}")
         # Each ticket's page links the other (the requester's history).
-        agent = Client(stack.gateway, stack.secret, f"indexer-{run}", ("agent",))
-        wait_until(
-            lambda: (
-                len(agent.SearchTickets(pb.SearchTicketsRequest(requester=f"leaver-{run}")).tickets)
-                == 2
-            ),
-            timeout=30,
-        )
-        agent.close()
+        indexed(stack, f"leaver-{run}", 2)
         expect(row(page, ticket.name)).to_be_visible()
         next_until(page, ticket.name)
         expect(page.locator(heading)).to_contain_text(f"投放数据不更新 {run}")
@@ -2569,3 +2588,190 @@ def test_settings_that_cannot_be_read_say_the_server_is_away_and_are_read_again(
         expect(page.locator("#dev-sign-in")).to_be_hidden()
         assert len(tried) == 2
         assert all(p.startswith("Failed to load resource") for p in problems.seen), problems.seen
+
+
+def test_a_macro_asks_before_replacing_the_reply_the_agent_typed(
+    browser: Browser, stack: Stack
+) -> None:
+    """A macro chosen over words the agent typed asks first: kept, the words
+    stay and the list shows no macro; replaced, the macro's words fill the
+    box. Over a macro's own words another macro needs no question (arrowing
+    through the list picks each in turn)."""
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"macro-{run}")
+    ticket = new_ticket(requester, f"macro-{run}@example.com", "other.general", f"宏 {run}")
+    typed = f"您好，我正在查看您的问题。{run}"
+    with agent_page(browser) as (page, problems):
+        sign_in(page, stack, f"zhao-{run}", f"#{ticket.name}")
+        expect(page.locator("#case-heading")).to_contain_text(f"宏 {run}")
+        reply, macro = page.locator("#reply"), page.locator("#macro")
+        ask = page.get_by_role("dialog", name="替换已输入的内容？")
+        reply.fill(typed)
+        macro.select_option("solved-general")
+        expect(ask).to_be_visible()
+        ask.get_by_role("button", name="保留我输入的内容").click()
+        expect(ask).to_be_hidden()
+        expect(reply).to_have_value(typed)
+        expect(macro).to_have_value("")
+
+        macro.select_option("solved-general")
+        ask.get_by_role("button", name="用宏替换").click()
+        expect(ask).to_be_hidden()
+        expect(reply).to_have_value(re.compile("问题已经处理完毕"))
+        expect(page.locator("#solve")).to_have_class(re.compile("suggested"))
+
+        macro.select_option("need-screenshot")
+        expect(reply).to_have_value(re.compile("出错页面的截图"))
+        expect(ask).to_be_hidden()
+        expect(page.locator("#request-info")).to_have_class(re.compile("suggested"))
+        assert problems.seen == []
+    done_with(requester, ticket)
+
+
+def test_a_ticket_shows_before_its_requesters_other_tickets_are_found(
+    browser: Browser, stack: Stack
+) -> None:
+    """The search for the requester's other tickets is slow: the ticket shows
+    and can be answered meanwhile, and the list fills in when found. One
+    found after the agent moved to another ticket stays off that one."""
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"slowlist-{run}")
+    email = f"slowlist-{run}@example.com"
+    first = new_ticket(requester, email, "other.general", f"先开的 {run}")
+    second = new_ticket(requester, email, "other.general", f"后开的 {run}")
+    indexed(stack, f"slowlist-{run}", 2)
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:
+        held.append(route)
+
+    with agent_page(browser) as (page, problems):
+        page.route(SEARCH_TICKETS, hold)
+        others = page.get_by_role("region", name="提交人的其他工单")
+        sign_in(page, stack, f"sun-{run}", f"#{first.name}")
+        pump_until(page, lambda: bool(held))
+        expect(page.locator("#case")).to_be_visible()
+        expect(page.locator("#case-heading")).to_contain_text(f"先开的 {run}")
+        page.locator("#reply").fill(f"正在查看。{run}")
+        expect(page.locator("#reply")).to_have_value(f"正在查看。{run}")
+        expect(others).to_have_count(0)
+        held.pop().continue_()
+        expect(others.get_by_role("link", name=number_of(second.name))).to_be_visible()
+
+        # Found late, after the agent moved on: the list of the first ticket's
+        # requester history is not put on the second's page.
+        page.evaluate(f"location.hash = '#{second.name}'")
+        expect(page.locator("#case-heading")).to_contain_text(f"后开的 {run}")
+        pump_until(page, lambda: bool(held))
+        page.evaluate(f"location.hash = '#{first.name}'")
+        expect(page.locator("#case-heading")).to_contain_text(f"先开的 {run}")
+        pump_until(page, lambda: len(held) == 2)
+        late, now = held
+        with page.expect_event("requestfinished", lambda r: r == late.request):
+            late.continue_()
+        now.continue_()
+        expect(others.get_by_role("link", name=number_of(second.name))).to_be_visible()
+        expect(others).to_have_count(1)
+        expect(others.get_by_role("link")).to_have_count(1)
+        assert all(p.startswith("Failed to load resource") for p in problems.seen), problems.seen
+    done_with(requester, first, second)
+
+
+def test_an_error_about_one_case_leaves_with_it(browser: Browser, stack: Stack) -> None:
+    """A refused reply's alert (and its "Reload") is about its case: it goes
+    when the agent opens another case, and when they go back to the queue."""
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"alerted-{run}")
+    colleague = Client(stack.gateway, stack.secret, f"colleague-{run}", ("agent",))
+    email = f"alerted-{run}@example.com"
+    first = new_ticket(requester, email, "other.general", f"出错的 {run}")
+    second = new_ticket(requester, email, "other.general", f"下一个 {run}")
+    error = "#error"
+    with agent_page(browser) as (page, problems):
+        sign_in(page, stack, f"ma-{run}", f"#{first.name}")
+        for ticket, subject in ((first, f"出错的 {run}"), (second, f"下一个 {run}")):
+            expect(page.locator("#case-heading")).to_contain_text(subject)
+            colleague.AddComment(
+                pb.AddCommentRequest(name=ticket.name, body=f"同事备注 {run}", internal=True)
+            )
+            page.locator("#reply").fill(f"您好。{run}")
+            page.get_by_role("button", name="发送回复").click()
+            expect(page.locator("#error-message")).to_contain_text("已被其他人修改")
+            expect(page.get_by_role("button", name="重新加载")).to_be_visible()
+            if ticket is first:
+                page.evaluate(f"location.hash = '#{second.name}'")
+                expect(page.locator("#case-heading")).to_contain_text(f"下一个 {run}")
+            else:
+                page.locator("#back-to-queue").click()
+                expect(page.locator("#queue")).to_be_visible()
+            expect(page.locator(error)).to_be_hidden()
+        assert problems.seen == [STALE, STALE]
+    colleague.close()
+    done_with(requester, first, second)
+
+
+def test_evidence_shown_or_downloaded_by_keyboard_takes_the_focus_and_is_said(
+    browser: Browser, stack: Stack
+) -> None:
+    """ "Show" pressed by keyboard goes with the other actions: the focus
+    moves to the video shown, and the page says it is shown; "Download" moves
+    it to the link of the file saved."""
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"keyboard-{run}")
+    files = EvidenceClient(requester)
+    video, paper = files.upload(mp4(), "录屏.mp4"), files.upload(pdf(), "合同.pdf")
+    ticket = with_files(requester, f"键盘 {run}", "录屏和合同附上。", video, paper)
+    with agent_page(browser) as (page, problems):
+        sign_in(page, stack, f"he-{run}", f"#{ticket.name}")
+        shown = page.locator(f'figure[data-evidence="{video.name}"]')
+        saved = page.locator(f'figure[data-evidence="{paper.name}"]')
+        shown.get_by_role("button", name="显示 录屏.mp4").focus()
+        page.keyboard.press("Enter")
+        expect(shown).to_have_attribute("data-state", "shown")
+        expect(shown.locator("video")).to_be_focused()
+        expect(page.locator("#status")).to_have_text("已显示 录屏.mp4。")
+
+        saved.get_by_role("button", name="下载 合同.pdf").focus()
+        with page.expect_download() as download:
+            page.keyboard.press("Enter")
+        assert download.value.suggested_filename == "合同.pdf"
+        expect(saved.get_by_role("link", name="下载 合同.pdf")).to_be_focused()
+        expect(page.locator("#status")).to_have_text("正在下载 合同.pdf。")
+        assert problems.seen == []
+    done_with(requester, ticket)
+
+
+def test_a_reply_sent_as_the_language_changes_is_not_left_to_be_sent_again(
+    browser: Browser, stack: Stack
+) -> None:
+    """The agent changes the console's language while their reply is on its
+    way: the page drawn in the new language carries the reply over, and once
+    it is sent it leaves that box too (sent once, not there to send twice)."""
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"bilingual-{run}")
+    ticket = new_ticket(requester, f"bilingual-{run}@example.com", "other.general", f"语言 {run}")
+    reply = f"您好，我们正在排查。{run}"
+    late: list[Route] = []
+    with agent_page(browser) as (page, problems):
+        sign_in(page, stack, f"lin-{run}", f"#{ticket.name}")
+        expect(page.locator("#case-heading")).to_contain_text(f"语言 {run}")
+        page.route(ADD_COMMENT, held_back(late))
+        page.locator("#reply").fill(reply)
+        page.locator("#send-reply").click()
+        pump_until(page, lambda: bool(late))
+        page.locator("#language").select_option("en")
+        expect(page.locator("#send-reply")).to_have_text("Send reply")
+        expect(page.locator("#reply")).to_have_value(reply)
+        late.pop().continue_()
+        expect(page.locator("#status")).to_have_text("Reply sent.")
+        expect(page.locator("ol.history")).to_contain_text(reply)
+        expect(page.locator("#reply")).to_have_value("")
+        page.unroute(ADD_COMMENT)
+        assert problems.seen == []
+    comments = [
+        e
+        for e in requester.ListTicketEvents(pb.ListTicketEventsRequest(name=ticket.name)).events
+        if e.type == "CommentAdded"
+    ]
+    assert [e.text for e in comments] == [reply]
+    done_with(requester, ticket)

@@ -659,3 +659,53 @@ def test_the_provider_gives_no_token_without_the_pkce_verifier(
     code = code_for(verifier)
     assert exchange(code, code_verifier=verifier).status_code == HTTPStatus.OK
     assert exchange(code, code_verifier=verifier).status_code == 400  # used once
+
+
+def test_signing_out_leaves_nothing_found_or_written_for_the_next_agent(
+    browser: Browser, stack: Stack
+) -> None:
+    """An agent searches tickets (requesters and their tickets listed) and
+    writes an article, then signs out: the next agent to sign in on the tab
+    finds the search and the editor empty."""
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"private-{run}")
+    ticket = console.new_ticket(
+        requester, f"private-{run}@example.com", "other.general", f"私人 {run}"
+    )
+    finder = Client(stack.gateway, stack.secret, f"indexer-{run}", ("agent",))
+    wait_until(
+        lambda: bool(
+            finder.SearchTickets(pb.SearchTicketsRequest(requester=f"private-{run}")).tickets
+        ),
+        timeout=30,
+    )
+    finder.close()
+    with console.agent_page(browser) as (page, problems):
+        console.open_articles_as_editor(page, stack, f"first-{run}")
+        page.locator("#article-title").fill(f"写了一半的文章 {run}")
+        page.locator("#articles-back").click()
+        page.get_by_role("button", name="查找工单").first.click()
+        page.locator("#search-requester").fill(f"private-{run}")
+        page.locator("#search-form button[type=submit]").click()
+        results = page.locator("#search-results")
+        expect(results).to_contain_text(f"私人 {run}")
+
+        page.locator("#sign-out").click()
+        expect(page.locator("#sign-in-form")).to_be_visible()
+        page.locator("#user-name").fill(f"next-{run}")
+        page.locator("#admin-role").check()
+        page.locator("#sign-in-form button[type=submit]").click()
+        expect(page.locator("#signed-in-as")).to_contain_text(f"next-{run}")
+        expect(page.locator("#sign-in")).to_be_hidden()
+        page.locator("#open-articles").click()
+        expect(page.locator("#articles-heading")).to_be_visible()
+        expect(page.locator("#article-title")).to_have_value("")
+        page.locator("#articles-back").click()
+        page.get_by_role("button", name="查找工单").first.click()
+        expect(page.locator("#search-heading")).to_be_visible()
+        expect(results.locator("li")).to_have_count(0)
+        expect(page.locator("#search-count")).to_have_text("")
+        expect(page.locator("#search-requester")).to_have_value("")
+        assert problems.seen == []
+    requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="test over"))
+    requester.close()

@@ -242,8 +242,8 @@ function askInfo(a: Appeal, host: CaseHost): HTMLElement {
         await appeals.requestAppealInfo({ ...asked, requestId: retry.for(asked) });
         // Sent: the message is the case's now. The rest the agent typed (a
         // statement of reasons begun) waits for their return to the case.
+        host.sent(message); // before emptying it: what was sent is read from it
         message.value = "";
-        host.sent(message);
         host.done(t("infoRequested", { id: shortId(a.name) }));
       }),
   );

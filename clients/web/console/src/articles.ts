@@ -62,6 +62,15 @@ function renderState(): void {
   state.dataset.state = ArticleState[current.state] ?? "UNSPECIFIED";
 }
 
+/** Forgets the article in the editor (on sign-out: it is not the next agent's). */
+export function forgetArticle(): void {
+  current = undefined;
+  $<HTMLFormElement>("article-form").reset();
+  $("article-preview").replaceChildren();
+  $("article-preview").hidden = true;
+  renderState();
+}
+
 function fill(article: Article): void {
   current = article;
   $<HTMLInputElement>("article-slug").value = article.name;

@@ -112,6 +112,35 @@ export function forgetSent(name: string, sent: HTMLElement): void {
   if (!kept.size) left.delete(name);
 }
 
+/**
+ * What the agent typed in `sent` was sent, from a page of the case drawn
+ * again while it was on its way (the language changed, the agent left and
+ * came back): the page on screen now, in `root`, carried it over as typed.
+ * There it is words already sent, not a draft to send a second time, so a
+ * control of the same key still holding just what was sent shows again what
+ * its page was drawn with. One changed since is the agent's next words.
+ */
+export function sentFrom(root: HTMLElement, sent: HTMLElement): void {
+  const inside = sent.matches("input, textarea, select") ? [sent as Control] : controls(sent);
+  const words = new Map<string, Value>();
+  for (const control of inside) {
+    const key = keyOf(control);
+    const value = valueOf(control);
+    if (key !== undefined && drawn.get(control) !== value) words.set(key, value);
+  }
+  for (const control of controls(root)) {
+    const key = keyOf(control);
+    const was = drawn.get(control);
+    if (inside.includes(control) || key === undefined || was === undefined) continue;
+    if (!words.has(key) || valueOf(control) !== words.get(key)) continue;
+    if (typeof was === "boolean") {
+      if (control instanceof HTMLInputElement) control.checked = was;
+    } else {
+      control.value = was;
+    }
+  }
+}
+
 // Whose typing `left` holds: kept while their sign-in runs out and they sign
 // in again, forgotten when anyone else signs in on the page.
 let leftBy = "";

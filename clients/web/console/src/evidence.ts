@@ -15,7 +15,7 @@
 import { Code, ConnectError, type Evidence, errorMessage, unreachable } from "@casemesh/client";
 
 import { evidence } from "./api";
-import { element, t } from "./ui";
+import { element, say, t } from "./ui";
 
 /** Images up to this size load with the page; larger ones wait for "Show". */
 const INLINE_IMAGE_BYTES = 10 * 1024 * 1024;
@@ -195,7 +195,7 @@ async function offer(
   const kind = kindOf(meta);
   const inline = kind === "image" && Number(meta.sizeBytes) <= INLINE_IMAGE_BYTES;
   if (inline || mine.asked(name)) {
-    await show(mine, name, meta, figure, caption, described, false);
+    await show(mine, name, meta, figure, caption, described);
     return;
   }
   figure.dataset.state = "offered";
@@ -204,7 +204,7 @@ async function offer(
     const showIt = element("button", t("showEvidence", { name: label }), { type: "button" });
     showIt.addEventListener(
       "click",
-      () => void show(mine, name, meta, figure, caption, described, false),
+      () => void show(mine, name, meta, figure, caption, described, "show"),
     );
     actions.append(showIt);
   }
@@ -213,13 +213,16 @@ async function offer(
   });
   save.addEventListener(
     "click",
-    () => void show(mine, name, meta, figure, caption, described, true),
+    () => void show(mine, name, meta, figure, caption, described, "download"),
   );
   actions.append(save);
   figure.append(actions);
 }
 
-/** Reads the bytes (once per case), then shows them; `saving`: the agent asked to download. */
+/**
+ * Reads the bytes (once per case), then shows them; `asked`: the agent
+ * pressed "Show" or "Download" (else the figure fills by itself).
+ */
 async function show(
   mine: Shelf,
   name: string,
@@ -227,7 +230,7 @@ async function show(
   figure: HTMLElement,
   caption: HTMLElement,
   described: string,
-  saving: boolean,
+  asked?: "show" | "download",
 ): Promise<void> {
   for (const b of figure.querySelectorAll("button")) b.disabled = true;
   figure.dataset.state = "loading";
@@ -240,6 +243,11 @@ async function show(
   }
   const label = meta.fileName || name;
   caption.textContent = described;
+  // The button pressed goes with the other actions: the focus, if still on
+  // it (or dropped to the page), follows to what it showed.
+  const focused = document.activeElement;
+  const follow =
+    asked !== undefined && (!focused || focused === document.body || figure.contains(focused));
   figure.querySelector(".evidence-actions")?.remove();
   const kind = kindOf(meta);
   const alt = t("evidenceAlt", { name: label });
@@ -260,7 +268,14 @@ async function show(
   // Kept beside what is shown: a PDF or a video is often wanted as a file.
   if (kind !== "image") figure.append(link);
   figure.dataset.state = "shown";
-  if (saving) link.click();
+  if (asked === "download") link.click();
+  if (asked === undefined) return;
+  // What the agent's press brought: the link for a download (an image has
+  // none: the image), else what is shown; said too, for a screen reader.
+  const brought = asked === "download" && link.isConnected ? link : (shown ?? link);
+  if (!brought.matches("a[href], video[controls], iframe")) brought.tabIndex = -1;
+  if (follow) brought.focus();
+  say(t(asked === "download" ? "evidenceDownloading" : "evidenceShown", { name: label }));
 }
 
 /** How far a read has come, on every figure waiting for it (one drawn again meanwhile too). */

@@ -18,6 +18,7 @@ import {
   keepLeft,
   leftFor,
   restore,
+  sentFrom,
   takeLeft,
   typed,
 } from "./drafts";
@@ -33,8 +34,8 @@ import {
   startSignIn,
 } from "./oidc";
 import { openReportCase } from "./report";
-import { prepareArticles, renderArticleLabels } from "./articles";
-import { prepareSearch, renderSearchLabels } from "./search";
+import { forgetArticle, prepareArticles, renderArticleLabels } from "./articles";
+import { forgetSearch, prepareSearch, renderSearchLabels } from "./search";
 import { openTicket } from "./ticket";
 import { QueueView } from "./queue";
 import {
@@ -64,11 +65,22 @@ let view: View = "sign-in";
 /** The case whose page is open or opening (a link may open one other than the held case). */
 let shownCase = "";
 
+/**
+ * Takes down an alert about the case the agent is leaving: its words are not
+ * about what they turn to, and its "Reload" would read that instead. The
+ * queue's own alert (its list could not be read) stays, as it is about the
+ * queue.
+ */
+function clearCaseError(): void {
+  if ($("error").dataset.by !== "queue") clearError();
+}
+
 /** Shows one view and moves the focus to its heading, so screen readers follow. */
 function show(next: View): void {
-  if (view === "case" && next !== "case" && shownCase) {
+  if (view === "case" && next !== "case") {
     // What the agent typed and did not send waits for their return to the case.
-    keepLeft(shownCase, $("case-body"));
+    if (shownCase) keepLeft(shownCase, $("case-body"));
+    clearCaseError();
   }
   view = next;
   for (const v of VIEWS) {
@@ -291,6 +303,7 @@ async function openCase(name: string, keepTyped = false, quietly = false): Promi
     // Another case on screen (a link, the next case): what was typed on it
     // and not sent waits for the agent's return to it.
     if (view === "case" && shownCase) keepLeft(shownCase, body);
+    if (view === "case") clearCaseError();
     forgetPreviews();
     body.replaceChildren();
     $("case-heading").textContent = "";
@@ -331,6 +344,7 @@ async function openCase(name: string, keepTyped = false, quietly = false): Promi
     },
     sent(what: HTMLElement) {
       forgetSent(name, what);
+      if (shownCase === name) sentFrom(body, what);
     },
     done(message: string) {
       if (held?.name === name) leaseEnded();
@@ -571,6 +585,19 @@ function takeInterrupted(name: string): Map<string, string | boolean> {
   return new Map(kept);
 }
 
+/** Who signed in last on this page (what the views beside the queue show is theirs). */
+let viewsBy = "";
+
+/**
+ * Empties the views beside the queue: the tickets the agent searched for
+ * (with their requesters' addresses and phones) and the article being
+ * edited are not for whoever signs in next on this page.
+ */
+function forgetViews(): void {
+  forgetSearch();
+  forgetArticle();
+}
+
 function signOut(): void {
   void releaseHeld().catch(() => undefined);
   queueView.stop();
@@ -600,8 +627,9 @@ $("sign-out").addEventListener("click", () => {
   const provider = providerSignOut();
   const givenBack = releaseHeld().catch(() => undefined);
   signOut();
-  // Whoever signs in next on this page gets nothing typed by this agent.
+  // Whoever signs in next on this page gets nothing typed or found by this agent.
   forgetLeft();
+  forgetViews();
   if (provider) void givenBack.then(() => location.assign(provider));
 });
 
@@ -667,6 +695,10 @@ addEventListener("hashchange", (e) => {
 /** Signed in: the queue, live; or the case the address names. */
 async function start(): Promise<void> {
   leftFor(claims().sub);
+  // Signed in as someone else after a sign-in ran out: what the last agent
+  // found is not theirs to see either.
+  if (claims().sub !== viewsBy) forgetViews();
+  viewsBy = claims().sub;
   renderSignedIn();
   if (!claims().roles.includes("agent")) {
     showError(new ConnectError(t("needsAgent"), Code.PermissionDenied));

@@ -78,6 +78,20 @@ let generation = 0;
 let searching = 0;
 let paging = false;
 
+/**
+ * Forgets what was searched and found (on sign-out: the next agent on this
+ * tab sees none of it, and an answer still on its way is dropped).
+ */
+export function forgetSearch(): void {
+  generation += 1;
+  asked = undefined;
+  nextToken = "";
+  $<HTMLFormElement>("search-form").reset();
+  $("search-results").replaceChildren();
+  $("search-count").textContent = "";
+  renderMore();
+}
+
 function renderMore(): void {
   const more = $<HTMLButtonElement>("search-more");
   more.hidden = !nextToken;

@@ -18,9 +18,10 @@ import {
 
 import { claims, tickets } from "./api";
 import { type Locale, textOr } from "./i18n";
-import { fill, type MacroAction, macros } from "./macros";
+import { fill, type Macro, type MacroAction, macros } from "./macros";
 import {
   $,
+  agreesToLeave,
   busy,
   type CaseHost,
   clearError,
@@ -73,14 +74,26 @@ export async function openTicket(name: string, host: CaseHost): Promise<void> {
     ticketHistory(tickets, name),
   ]);
   const side = render(ticket, history, host);
-  // The requester's history beside it (SearchTickets, agents only): best
-  // effort, after the ticket is shown, so a slow search never holds it up.
+  // The requester's history beside it: not waited for, so a slow search
+  // never holds up the ticket the agent came for.
+  void requesterHistory(ticket, side);
+}
+
+/**
+ * The requester's other tickets (SearchTickets, agents only), best effort,
+ * put in the side column once found: only while that column is on screen,
+ * so a late answer lands neither on a page drawn again since (which reads
+ * its own) nor on another case the agent moved to.
+ */
+async function requesterHistory(ticket: Ticket, side: HTMLElement): Promise<void> {
+  let theirs: Ticket[];
   try {
-    const theirs = await tickets.searchTickets({ requester: ticket.requester, pageSize: 11 });
-    side.append(others(theirs.tickets.filter((other) => other.name !== ticket.name).slice(0, 10)));
+    theirs = (await tickets.searchTickets({ requester: ticket.requester, pageSize: 11 })).tickets;
   } catch {
-    // The ticket is what matters; its requester's list can be read on reload.
+    return; // the ticket is what matters; its requester's list can be read on reload
   }
+  if (!side.isConnected) return;
+  side.append(others(theirs.filter((other) => other.name !== ticket.name).slice(0, 10)));
 }
 
 function others(list: Ticket[]): HTMLElement {
@@ -195,9 +208,11 @@ function work(ticket: Ticket, host: CaseHost): HTMLElement {
           const updated = await call(text, retry.for(text));
           // Sent: the words are the ticket's now. Left in the box, a redraw
           // that fails would have them sent a second time; nor are they given
-          // back as a draft if the agent left the ticket meanwhile.
-          reply.value = "";
+          // back as a draft if the agent left the ticket meanwhile, nor left in
+          // the box of a page drawn again meanwhile (told while this box still
+          // holds them, to know them there).
           host.sent(reply);
+          reply.value = "";
           await after(updated);
           // Until the page shows the change, the same words sent again are the
           // same request, answered as it was rather than stored twice.
@@ -266,19 +281,38 @@ function work(ticket: Ticket, host: CaseHost): HTMLElement {
     request_info: "request-info",
     reply: "send-reply",
   };
-  macro.addEventListener("change", () => {
-    const chosen = macros.find((m) => m.id === macro.value);
-    for (const b of buttons.querySelectorAll("button")) b.classList.remove("suggested");
-    if (!chosen) return;
-    reply.value = fill(chosen.body[requesterLocale], {
+  const filled = (m: Macro) =>
+    fill(m.body[requesterLocale], {
       requester: ticket.requester,
       ticket: shortId(ticket.name),
       agent: claims().sub,
     });
+  // What the box holds came from this choice (the select shows it again
+  // when the agent keeps their own words).
+  let shownChoice = macro.value;
+  const choose = async () => {
+    const chosen = macros.find((m) => m.id === macro.value);
+    if (!chosen) {
+      shownChoice = macro.value;
+      for (const b of buttons.querySelectorAll("button")) b.classList.remove("suggested");
+      return;
+    }
+    // Words of the agent's own in the box are asked about before a macro
+    // replaces them; a macro's words as filled in are not (arrowing through
+    // the list picks each in turn).
+    const own = reply.value.trim() !== "" && !macros.some((m) => filled(m) === reply.value);
+    if (own && !(await agreesToLeave($<HTMLDialogElement>("macro-dialog")))) {
+      macro.value = shownChoice;
+      return;
+    }
+    shownChoice = macro.value;
+    reply.value = filled(chosen);
+    for (const b of buttons.querySelectorAll("button")) b.classList.remove("suggested");
     const suggested = document.getElementById(byAction[chosen.action]);
     suggested?.classList.add("suggested");
     say(t("macroFilled", { action: suggested?.textContent ?? "" }));
-  });
+  };
+  macro.addEventListener("change", () => void choose());
 
   const closed = ticket.status === TicketStatus.CLOSED || ticket.status === TicketStatus.CANCELLED;
   section.append(
@@ -329,9 +363,9 @@ function assign(ticket: Ticket, host: CaseHost): HTMLElement {
         await tickets.assignTicket({ ...assignment, requestId: retry.for(assignment) });
         // Done: the assignment shows on the page drawn again, and the reply
         // the agent is writing stays in its box.
+        host.sent(section);
         who.value = "";
         priority.value = "0";
-        host.sent(section);
         retry.done();
         say(t("assigned"));
         await host.reopen(true);
