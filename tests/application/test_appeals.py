@@ -33,7 +33,13 @@ from casemesh.rules.deadlines import months_end
 from casemesh.v1 import appeals_pb2 as apb
 from casemesh_appeals import policy
 from casemesh_appeals.api import appeal_message, counter_dict, for_viewer, index_doc
-from casemesh_appeals.application import AppealDraft, Appeals, DeadlineKind, RowSource
+from casemesh_appeals.application import (
+    MAX_APPEAL_ROUNDS,
+    AppealDraft,
+    Appeals,
+    DeadlineKind,
+    RowSource,
+)
 from casemesh_appeals.domain import MAX_INFO_ADDED, PERSONAL, CopyrightAppeal, State, Step
 from casemesh_appeals.events import public_message
 from tests.application.story import (
@@ -867,10 +873,13 @@ def test_a_decision_is_appealed_within_its_window_and_not_after(
     deadline = app.get(ALICE, ident).decision["appeal_deadline"]  # type: ignore[index]
     clock.now_is(deadline + timedelta(seconds=1))
     late = AppealDraft(**{**vars(appeal), "request_id": "a2"})
-    with pytest.raises(FailedPrecondition, match="appeal window"):
-        app.file(URSULA, late)
-    with pytest.raises(FailedPrecondition, match="no decision"):
-        app.file(URSULA, AppealDraft(**{**vars(late), "appeal_of": "report-cases/" + ident}), "")
+    assert refusal(app, URSULA, late) == "APPEAL_WINDOW_CLOSED"
+    # A report decision's window is the one the gateway vouches for ("" when
+    # there is no decision): refused alike, naming what the appeal appeals.
+    of_report = replace(late, appeal_of="report-cases/" + ident)
+    assert refusal(app, URSULA, of_report, "") == "NO_DECISION_TO_APPEAL"
+    closed = (deadline - timedelta(days=1)).isoformat()
+    assert refusal(app, URSULA, of_report, closed) == "APPEAL_WINDOW_CLOSED"
 
 
 @pytest.mark.parametrize(
@@ -1161,10 +1170,12 @@ def test_a_blank_assignee_is_refused_not_read_as_the_caller(app: Appeals, blank:
 
 @pytest.mark.parametrize("court", ["HELD", "UPHELD_BY_COURT", "RESTORED"])
 def test_a_notice_before_a_court_is_not_appealed_on_the_platform(app: Appeals, court: str) -> None:
-    """Once the claimant shows court action, the court decides: upholding
-    Ursula's appeal could not bring her video back, and would tell her UPHELD
-    while it stays down. Her appeal is refused, naming what it appeals, and
-    nothing is stored; so is one against how the court action ended."""
+    """Once the claimant shows court action over the video Ursula's
+    counter-notice named (the only one the notice took down), the court
+    decides: upholding her appeal could not bring it back, and would tell
+    her UPHELD while it stays down. Her appeal is refused, naming what it
+    appeals, and nothing is stored; so is one against how the court action
+    ended."""
     ident = held(app)
     if court != "HELD":
         app.record_court_outcome(AGENT, ident, court == "UPHELD_BY_COURT", "判决书", [])
@@ -1179,6 +1190,39 @@ def test_a_notice_before_a_court_is_not_appealed_on_the_platform(app: Appeals, c
     assert app.recorder.max_notification_id() == stored
 
 
+@pytest.mark.parametrize("court", ["HELD", "UPHELD_BY_COURT"])
+def test_what_a_counter_notice_did_not_name_is_appealed_whatever_the_court_holds(
+    app: Appeals, court: str
+) -> None:
+    """The notice took down two of Ursula's videos; she countered for the
+    first alone, and the claimant went to court over it. Her second video
+    was never before the court: her appeal, while the case is held or after
+    the court kept the first down, is taken, and upheld it brings back the
+    second alone. The first stays the court's: the case stays as the court
+    left it, and a held one still takes the court's outcome."""
+    ident = upheld(app, str(app.file(ALICE, notice("n-two", infringing_items=[V1, V2])).id))
+    first = {"removed_item": V1, "reason": "这支是我编的舞"}
+    app.file_counter_notice(URSULA, ident, party("Ursula"), first, good_faith=True, accuracy=True)
+    app.record_court_action(AGENT, ident, "起诉书已送达", EVIDENCE)
+    if court == "UPHELD_BY_COURT":
+        app.record_court_outcome(AGENT, ident, True, "判决支持原告", EVIDENCE)
+    appeal = app.file(URSULA, decision_appeal(ident))
+    assert (app.get(URSULA, ident).state, appeal.state) == (court, "SUBMITTED")
+    app.assign(AGENT, str(appeal.id), "")
+    assert app.decide(AGENT, str(appeal.id), True, REASONS, None, etag="").state == "UPHELD"
+    case = app.get(ALICE, ident)
+    assert (case.state, case.restored_on_appeal, case.still_down()) == (court, [V2], [V1])
+    message = public_message(last_event(app, ident), case)
+    assert isinstance(message, aev.ContentRestored)
+    assert (list(message.restored_items), message.outcome_of) == ([V2], f"appeals/{appeal.id}")
+    again = replace(decision_appeal(ident), request_id="a2")
+    assert refusal(app, URSULA, again) == "APPEAL_DECISION_FINAL"
+    if court == "HELD":
+        app.record_court_outcome(AGENT, ident, True, "判决支持原告", EVIDENCE)
+        case = app.get(ALICE, ident)
+        assert (case.state, case.still_down()) == ("UPHELD_BY_COURT", [V1])
+
+
 def test_an_appeal_of_no_case_says_both_names_a_decided_case_may_have(app: Appeals) -> None:
     for appeal_of in ("appeals/xyz", "report-cases/xyz", "tickets/" + str(uuid.uuid4())):
         draft = AppealDraft(**{**vars(decision_appeal("")), "appeal_of": appeal_of})
@@ -1189,12 +1233,15 @@ def test_an_appeal_of_no_case_says_both_names_a_decided_case_may_have(app: Appea
         ], appeal_of
 
 
-def refusal(app: Appeals, who: Identity, draft: AppealDraft) -> str:
-    """The reason filing `draft` is refused with, checking that the refusal
-    names `appeal.appeal_of` and stores nothing."""
+def refusal(
+    app: Appeals, who: Identity, draft: AppealDraft, report_decision_until: str | None = None
+) -> str:
+    """The reason filing `draft` is refused with (of a report decision, whose
+    window the gateway says is `report_decision_until`), checking that the
+    refusal names `appeal.appeal_of` and stores nothing."""
     stored = app.recorder.max_notification_id()
     with pytest.raises(FailedPrecondition) as refused:
-        app.file(who, draft)
+        app.file(who, draft, report_decision_until)
     assert refused.value.metadata == {"field": "appeal.appeal_of"}
     assert app.recorder.max_notification_id() == stored
     return refused.value.reason
@@ -1317,6 +1364,29 @@ def test_a_second_appeal_of_a_decision_waits_until_the_first_is_decided_or_withd
     assert filed.id != first.id
     assert refusal(app, URSULA, replace(second, request_id="a3")) == "APPEAL_PENDING"
     assert app.file(URSULA, second).id == filed.id
+
+
+def test_a_party_files_a_bounded_number_of_appeals_of_a_decision(
+    app: Appeals, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ursula files and withdraws appeal after appeal of one decision: each
+    filing reads her earlier ones, and each is a case in the agents' queue.
+    Past `MAX_APPEAL_ROUNDS` another is refused, naming what it appeals,
+    reading no more of them, and nothing is stored; a retry of one she
+    filed still gets it."""
+    ident = upheld(app)
+    rounds = []
+    for n in range(MAX_APPEAL_ROUNDS):
+        filed = app.file(URSULA, replace(decision_appeal(ident), request_id=f"r{n}"))
+        app.withdraw(URSULA, str(filed.id), "换个理由")
+        rounds.append(filed.id)
+    asked = reads_back(app, monkeypatch)
+    one_more = replace(decision_appeal(ident), request_id="one-more")
+    assert refusal(app, URSULA, one_more) == "TOO_MANY_APPEALS"
+    # Her rounds, the notice, and the request id's own case (none).
+    assert len(asked) <= MAX_APPEAL_ROUNDS + 2
+    monkeypatch.undo()
+    assert app.file(URSULA, replace(decision_appeal(ident), request_id="r3")).id == rounds[3]
 
 
 @pytest.mark.parametrize("same_grounds", [True, False])
@@ -2025,8 +2095,6 @@ def test_what_a_counter_notice_left_down_may_be_appealed_after_a_court_restored_
     first = {"removed_item": V1, "reason": "这支是我编的舞"}
     app.file_counter_notice(URSULA, ident, party("Ursula"), first, good_faith=True, accuracy=True)
     app.record_court_action(AGENT, ident, "起诉书已送达", EVIDENCE)
-    if not appealed_first:
-        assert refusal(app, URSULA, decision_appeal(ident)) == "DECISION_BEFORE_COURT"
     app.record_court_outcome(AGENT, ident, False, "（2026）京0491民初3号：驳回原告", EVIDENCE)
     case = app.get(URSULA, ident)
     assert (case.state, case.still_down()) == ("RESTORED", [V2])

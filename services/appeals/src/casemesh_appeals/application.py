@@ -73,6 +73,12 @@ CLOCK_SKEW = timedelta(days=1)
 AGENT_WORK = "work copyright cases"
 # Decisions of the reports service are appealed on this track too.
 REPORT_CASES = "report-cases/"
+# How many appeals one party may file of one decision (withdrawn or decided,
+# each leaves room for another within the window). Filing one reads every
+# earlier round, and each is a case in the agents' queue: rounds filed and
+# withdrawn without end would make each filing slower and flood the queue.
+# A real dispute takes one or two.
+MAX_APPEAL_ROUNDS = 20
 EVIDENCE_PATHS = (
     ("notice", "originality_evidence"),
     ("notice", "infringement_evidence"),
@@ -225,7 +231,8 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         (`CopyrightAppeal.appeal_id`): refused while their previous one is
         still open (APPEAL_PENDING), even filed at the same moment on another
         replica; one decided or withdrawn leaves the way open to another
-        within the window. A retry gets its appeal, window or not."""
+        within the window, up to `MAX_APPEAL_ROUNDS` (TOO_MANY_APPEALS). A
+        retry gets its appeal, window or not."""
         decision = decision_name(draft.appeal_of)
         earlier = self._appeals_of(who.subject, decision)
         mine = next((a for a in earlier if a.request_id == draft.request_id), None)
@@ -235,6 +242,13 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             who, draft.appeal_of, report_decision_until, report_decision_scope
         )
         _refuse_if_pending(earlier, draft.appeal_of)
+        if len(earlier) >= MAX_APPEAL_ROUNDS:
+            raise FailedPrecondition(
+                f"you have filed {MAX_APPEAL_ROUNDS} appeals of {draft.appeal_of}, the most"
+                " one party may file of a decision",
+                reason="TOO_MANY_APPEALS",
+                metadata=APPEAL_OF,
+            )
         jurisdiction = draft.jurisdiction or self.default_jurisdiction
         # An appeal of a case's decision runs under that case's law: its
         # outcome sets the case's next deadlines and redress.
@@ -302,14 +316,16 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         return case
 
     def _appeals_of(self, filer: str, decision: str) -> list[CopyrightAppeal]:
-        """The appeals `filer` filed of `decision`, by round, first first."""
+        """The appeals `filer` filed of `decision`, by round, first first
+        (at most `MAX_APPEAL_ROUNDS`: no more are filed)."""
         found: list[CopyrightAppeal] = []
-        while True:
+        while len(found) < MAX_APPEAL_ROUNDS:
             ident = CopyrightAppeal.appeal_id(filer, decision, len(found) + 1)
             try:
                 found.append(self.repository.get(ident))
             except AggregateNotFoundError:
-                return found
+                break
+        return found
 
     def _check_appealable(
         self,
@@ -327,13 +343,16 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             # service that the caller is a party, and passed on the deadline.
             if not report_decision_until:
                 raise FailedPrecondition(
-                    f"{appeal_of} has no decision to appeal", reason="NO_DECISION_TO_APPEAL"
+                    f"{appeal_of} has no decision to appeal",
+                    reason="NO_DECISION_TO_APPEAL",
+                    metadata=APPEAL_OF,
                 )
             until = datetime.fromisoformat(report_decision_until)
             if self.clock.now() > until:
                 raise FailedPrecondition(
                     f"the appeal window for {appeal_of} closed at {until.isoformat()}",
                     reason="APPEAL_WINDOW_CLOSED",
+                    metadata=APPEAL_OF,
                 )
             return report_jurisdiction(report_decision_scope)
         decided = self.load_visible(who, appeal_id_from_name(appeal_of, "appeal.appeal_of"))
@@ -642,7 +661,9 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         appeal_of = str(a.content.get("appeal_of") or "")
         if a.kind is not Kind.DECISION_APPEAL or not appeal_of.startswith(REPORT_CASES):
             return False
-        return bool(self._appeals_of(agent, decision_name(appeal_of)))
+        # Their first round is enough to tell: the rounds run from 1.
+        first = CopyrightAppeal.appeal_id(agent, decision_name(appeal_of), 1)
+        return first in self.repository
 
     def record_court_action(
         self,

@@ -10,8 +10,9 @@ stays down) or RESTORED.
 A counter-notice or an appeal of a decision is decided UPHELD or REJECTED;
 the decision on an appeal is final on the platform (nothing follows it).
 Only the party a decision went against may appeal it, one appeal at a time,
-and only while upholding the appeal could still reverse it (not once a court
-is seized of the case).
+and only while upholding the appeal could still reverse it: once a court is
+seized of the case, only for the removed items its counter-notice did not
+name (the court decides those it named).
 The filer may withdraw an open case; a request for information unanswered in
 time ABANDONs it. Every event records the next step and its due date, which
 the service computes from the jurisdiction's policy (time is an input). A
@@ -69,14 +70,17 @@ class State(StrEnum):
 
 OPEN = frozenset({State.SUBMITTED, State.INFO_REQUESTED, State.UNDER_REVIEW})
 # Cases that ended for good, with nothing more to happen (but for a RESTORED
-# notice's items its counter-notice did not name, which an upheld appeal of
-# its uploader may still bring back: `CopyrightAppeal.still_down`).
+# or UPHELD_BY_COURT notice's items its counter-notice did not name, which an
+# upheld appeal of its uploader may still bring back: `down_on_platform`).
 FINISHED = frozenset({State.WITHDRAWN, State.ABANDONED, State.RESTORED, State.UPHELD_BY_COURT})
 # A notice upheld, its content down and no court seized (a counter-notice may
 # be pending): an upheld appeal of the uploader restores it (as it does what a
 # RESTORED notice's counter-notice left down). Once the claimant shows court
-# action, the court decides.
+# action, the court decides what the counter-notice named.
 CONTENT_DOWN = frozenset({State.UPHELD, State.FORWARDED_TO_CLAIMANT})
+# A notice whose counter-notice's items a court holds: its case is held for
+# the court action, or the court kept them down.
+BEFORE_COURT = frozenset({State.HELD, State.UPHELD_BY_COURT})
 # Decided cases, which the party a decision went against may appeal within
 # the window (`require_appealable_by` says when they may not).
 DECIDED = frozenset(
@@ -571,12 +575,14 @@ class CopyrightAppeal(ExpiringCase):
         """Refuses an appeal by `appellant` of this case's decision that could
         never be upheld to any effect: of a case not decided yet; of a
         decision on an appeal, or a notice an appeal restored (final on the
-        platform); of a notice held for, or decided by, a court (the court's
-        outcome stands); by a party the decision did not go against (the
-        claimant of an upheld notice, the filer of an upheld case); of a
-        notice all of whose content is back up already (a counter-notice that
-        named only some leaves the rest to appeal); after its window closed.
-        Each refusal names the field `appeal.appeal_of`."""
+        platform); of a notice held for, or decided by, a court, unless items
+        its counter-notice did not name are down still (the court's outcome
+        stands for those it named; the others were never before it, and the
+        appeal is for them: `down_on_platform`); by a party the decision did
+        not go against (the claimant of an upheld notice, the filer of an
+        upheld case); of a notice all of whose content is back up already (a
+        counter-notice that named only some leaves the rest to appeal); after
+        its window closed. Each refusal names the field `appeal.appeal_of`."""
         name = f"appeals/{self.id}"
         if self.state not in DECIDED or self.decision is None:
             raise FailedPrecondition(
@@ -645,30 +651,39 @@ class CopyrightAppeal(ExpiringCase):
         taken_down = (self.content.get("notice") or {}).get("infringing_items") or []
         return [item for item in taken_down if item not in self.restored_items]
 
+    def down_on_platform(self) -> list[str]:
+        """The items still down that the platform's decision alone keeps
+        down, which an upheld appeal of the uploader restores: all of
+        `still_down` but, while a court holds them (the case HELD or
+        UPHELD_BY_COURT), those the counter-notice named. The court action
+        answered the counter-notice: the items it did not name were never
+        before the court."""
+        held = removed_items(self.counter_notice or {}) if self.state in BEFORE_COURT else []
+        return [item for item in self.still_down() if item not in held]
+
     def _content_down(self) -> bool:
-        """Whether content the notice took down is down still, no court
-        seized: all of it while upheld (a counter-notice may be pending);
-        once RESTORED (after the window, or by a court), what its
-        counter-notice did not name."""
+        """Whether content the notice took down is down on the platform's
+        decision alone: all of it while upheld (a counter-notice may be
+        pending); once a court holds what the counter-notice named, or it
+        came back (after the window, or by a court), what the counter-notice
+        did not name (`down_on_platform`)."""
         if self.state in CONTENT_DOWN:
             return True
-        return self.state is State.RESTORED and bool(self.still_down())
+        return self.state in BEFORE_COURT | {State.RESTORED} and bool(self.down_on_platform())
 
     def _before_court(self) -> bool:
-        """Whether what the notice took down is a court's to decide, not the
-        platform's: while the case is held for court action or a court kept
-        the content down. Once a court restored what the counter-notice
-        named, the items it did not name were never before the court (the
-        action answered the counter-notice): an appeal may still bring them
-        back."""
-        if self.state in (State.HELD, State.UPHELD_BY_COURT):
-            return True
-        return bool(self.court_action) and not (self.state is State.RESTORED and self.still_down())
+        """Whether all that the notice still keeps down is a court's to
+        decide, not the platform's: a court was seized of the case and
+        nothing is down but what the counter-notice named (held for court
+        action, or kept down by the court), or nothing is down at all (the
+        court restored it). Items the counter-notice did not name, while
+        down, leave the decision open to appeal for them."""
+        return bool(self.court_action) and not self.down_on_platform()
 
     def _reversible_by(self, appellant: str) -> bool:
         """Whether an upheld appeal of `appellant` reverses this notice now:
-        its uploader's while content is down (`_content_down`), its
-        claimant's while it is rejected."""
+        its uploader's while content is down on the platform's decision
+        (`_content_down`), its claimant's while it is rejected."""
         named = (self.uploader or {}).get("user_id")
         if self._content_down():
             return appellant == named
@@ -693,9 +708,13 @@ class CopyrightAppeal(ExpiringCase):
         appeal of a notice whose content all came back meanwhile (after their
         counter-notice, say): what the appeal asked for stands, and nothing
         more follows. A counter-notice that restored only some of it leaves
-        the rest to the appeal, which restores that. A notice that went
-        before a court since the appeal was filed refuses it: upheld, the
-        appeal would tell its filer of a reversal that never happened."""
+        the rest to the appeal, which restores that; so does one whose items
+        a court holds, and the case stays as the court left it (HELD or
+        UPHELD_BY_COURT; "RESTORED" is returned all the same: what the
+        appeal restored came back). A notice all of whose content still
+        down went before a court since the appeal was filed refuses it:
+        upheld, the appeal would tell its filer of a reversal that never
+        happened."""
         if self.kind is not Kind.TAKEDOWN_NOTICE:
             return ""
         uploader_id = (self.uploader or {}).get("user_id")
@@ -733,9 +752,12 @@ class CopyrightAppeal(ExpiringCase):
 
     class RestoredOnAppeal(Aggregate.Event):
         """The content restored: the uploader's appeal of the notice's
-        decision was upheld. It brings back what was down still
-        (`restored_on_appeal`): every item the notice took down, or those a
-        counter-notice restored before it did not name."""
+        decision was upheld. It brings back what the platform's decision
+        alone kept down (`restored_on_appeal`, `down_on_platform`): every
+        item the notice took down, or those a counter-notice did not name
+        (restored before, or held by a court, the items it named). The case
+        becomes RESTORED, or stays HELD or UPHELD_BY_COURT while a court
+        holds the items the counter-notice named."""
 
         actor: str
         appeal: str
@@ -744,11 +766,13 @@ class CopyrightAppeal(ExpiringCase):
     def _restored_on_appeal(self, actor: str, appeal: str) -> None:
         # Worked out from the stream, not recorded: one stored before a
         # counter-notice could restore part of the content found all of it
-        # down, and reads as restoring all, as it did.
-        self.restored_on_appeal = self.still_down()
+        # down, and reads as restoring all, as it did (none was stored while
+        # a court held items: it was refused then).
+        self.restored_on_appeal = self.down_on_platform()
         self._came_back(self.restored_on_appeal)
         self.restored_by_appeal = appeal
-        self._moved(State.RESTORED, Step.NONE, None)
+        if self.state not in BEFORE_COURT:
+            self._moved(State.RESTORED, Step.NONE, None)
 
     class UpheldOnAppeal(Aggregate.Event):
         """The notice upheld after all: the claimant's appeal of its
