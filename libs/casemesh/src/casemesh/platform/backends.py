@@ -64,6 +64,21 @@ SERVICE_CONFIG = """{
 # A backend that went away is dialled again within 2 s of its coming back
 # (gRPC's default backoff grows to two minutes): in a cluster a connect is
 # cheap, and every second of backoff is a second of UNAVAILABLE answers.
+#
+# A backend gone without a word (its node died, the network cut it off: no
+# FIN or RST comes) is noticed within 30 s while a call is open on its
+# connection (the watch on its health is one, always): a ping every 20 s,
+# and the connection given up, its calls failing with UNAVAILABLE, when a
+# ping goes unanswered for 10 s. Without it a long stream (an export or a
+# video being downloaded) would wait for its whole deadline, hours, the
+# download stalled with no error. gRPC sends no pings unless asked, and by
+# default stops after two while the client sends no data of its own, which
+# is just what a download is: hence max_pings_without_data 0. While data
+# comes gRPC pings on its own (to size its flow-control window); the
+# keepalive ping waits behind such a ping still unanswered, and that one is
+# waited for 60 s unless ping_timeout_ms says otherwise. No pings on a
+# connection without calls (a server counts those as abuse). The servers
+# allow pings this often (`grpcutil.SERVER_OPTIONS`).
 BACKEND_OPTIONS = [
     ("grpc.service_config", SERVICE_CONFIG),
     ("grpc.enable_retries", 1),
@@ -72,6 +87,11 @@ BACKEND_OPTIONS = [
     # must have time to answer.
     ("grpc.min_reconnect_backoff_ms", 1000),
     ("grpc.max_reconnect_backoff_ms", 2000),
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.ping_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 0),
+    ("grpc.http2.max_pings_without_data", 0),
 ]
 
 

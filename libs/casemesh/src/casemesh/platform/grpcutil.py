@@ -294,13 +294,23 @@ def field_violations(status: status_pb2.Status) -> list[tuple[str, str]]:
     return found
 
 
-# The health name a liveness probe asks for: SERVING until the process exits.
-
 # Clients reconnect every few minutes (calls in flight, streams included, go
 # on over the old connection): a client balancing over the addresses of a
 # Kubernetes headless Service resolves them again and so finds replicas added
 # since it connected.
-RECONNECT_OPTIONS = (("grpc.max_connection_age_ms", 300_000),)
+#
+# The other services' channels ping every 20 s while a call is open
+# (`backends.BACKEND_OPTIONS`), to notice a server gone without a word. gRPC's
+# server counts a ping that comes within 5 minutes of the last one, with
+# nothing sent in between, as a strike, and at the third answers GOAWAY
+# too_many_pings and closes the connection, failing every call on it: a
+# paused download, a quiet watch. So pings 10 s apart are allowed, half the
+# clients' interval; the strikes stay at gRPC's default, so a client pinging
+# faster than that is still cut off.
+SERVER_OPTIONS = (
+    ("grpc.max_connection_age_ms", 300_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+)
 
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
@@ -768,7 +778,7 @@ async def serve(
     draining = asyncio.Event()
     callers = [VouchedCalls.of(cfg, service_names)] if isinstance(cfg, BehindGateway) else []
     chain = [DomainErrorInterceptor(endless_streams, draining), *callers, *interceptors]
-    server = grpc.aio.server(interceptors=chain, options=[*RECONNECT_OPTIONS, *options])
+    server = grpc.aio.server(interceptors=chain, options=[*SERVER_OPTIONS, *options])
     register(server)
     if companion is not None:
         registry = MethodRegistry()
