@@ -170,6 +170,11 @@ def test_reports_of_one_video_join_one_case_and_a_reporter_cannot_report_it_twic
     case = app.get_case(AGENT, first.case_id)
     assert (case.state, case.lane, len(case.reports)) == ("OPEN", "ORDINARY", 2)
     assert events_of(app, first.case_id) == [ReportCase.Opened, ReportCase.ReportAdded]
+    # Both are the case's parties, named on its topic (the queue gives
+    # neither its work: they may not do it).
+    opening, added = app.repository.event_store.get(UUID(first.case_id))
+    assert public_message(opening, case).first_reporter == "alice"  # type: ignore[attr-defined]
+    assert public_message(added, case).reporter == "bob"  # type: ignore[attr-defined]
 
 
 def test_a_retry_sent_while_its_report_is_being_saved_gets_that_report(
@@ -1265,6 +1270,60 @@ def test_agent_commands_need_an_agent_and_change_nothing(app: Reports) -> None:
     assert events_of(app, ident) == [ReportCase.Opened]
     with pytest.raises(NotFound):
         app.get_report(BOB, str(app.file(ALICE, report("r2", "8")).id))
+
+
+def test_an_agent_who_reported_the_case_may_not_work_it(app: Reports, clock: FakeClock) -> None:
+    """A reporter deciding their own report is no review: they could count
+    the other reporters' reports as manifestly unfounded. They may hand the
+    case to a colleague, not take it, decide it or void it; a colleague may
+    not hand it to them."""
+    alice = Identity("alice", frozenset({"agent"}))
+    ident = app.file(alice, report()).case_id
+    bobs = f"reports/{app.file(BOB, report('b1')).id}"
+    yours = "you are a party to this case (one of its reporters or the uploader)"
+    commands: list[tuple[Callable[[], object], str]] = [
+        (lambda: app.assign(alice, ident, ""), yours),
+        (lambda: app.assign(AGENT, ident, "alice"), "alice is a party to this case"),
+        (lambda: app.decide(alice, ident, "NO_VIOLATION", NO_VIOLATION, None, [bobs], ""), yours),
+        (lambda: app.void(alice, ident, "duplicate"), yours),
+    ]
+    for command, told in commands:
+        with pytest.raises(PermissionDenied) as refused:
+            command()
+        assert (refused.value.reason, told in str(refused.value)) == ("OWN_CASE", True)
+    assert events_of(app, ident) == [ReportCase.Opened, ReportCase.ReportAdded]
+    assert app.assign(alice, ident, "li").assignee == "li"
+    decided = app.decide(AGENT, ident, "ACTION_TAKEN", action_taken(clock), UPLOADER, [], etag="")
+    assert decided.state == "ACTION_TAKEN"
+
+
+def test_an_agent_who_uploaded_the_content_may_not_lift_its_restrictions(
+    app: Reports, clock: FakeClock
+) -> None:
+    """Once a decision named them the uploader, an agent may not decide
+    the case reopened on appeal (lifting their own removal), nor void it,
+    nor name themselves the uploader of a case they decide."""
+    ursula = Identity("ursula", frozenset({"agent"}))
+    ident = app.file(ALICE, report()).case_id
+    with pytest.raises(PermissionDenied, match="you are a party") as refused:
+        app.decide(ursula, ident, "ACTION_TAKEN", action_taken(clock), UPLOADER, [], etag="")
+    assert refused.value.reason == "OWN_CASE"
+    app.decide(AGENT, ident, "ACTION_TAKEN", action_taken(clock), UPLOADER, [], etag="")
+    app.lodge_appeal(ident, "appeals/alice", "alice")
+    app.reverse(ident, "appeals/alice")  # back to review, the removal still in effect
+    commands: list[Callable[[], object]] = [
+        lambda: app.decide(ursula, ident, "NO_VIOLATION", NO_VIOLATION, None, [], etag=""),
+        lambda: app.void(ursula, ident, "no longer relevant"),
+        lambda: app.assign(ursula, ident, ""),
+    ]
+    for command in commands:
+        with pytest.raises(PermissionDenied, match="another agent must work it"):
+            command()
+    case = app.get_case(AGENT, ident)
+    assert (case.state, [r["type"] for r in case.in_effect]) == (
+        "OPEN",
+        ["DECISION_VISIBILITY_CONTENT_REMOVED"],
+    )
 
 
 def test_a_decision_at_noon_may_be_appealed_until_the_last_eu_midnight_six_months_on(

@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 from casemesh.events.v1 import appeals_pb2 as aev
+from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.platform.callers import _VOUCHED
 from casemesh.platform.clock import SystemClock
 from casemesh.platform.envelope import CloudEvent
@@ -1050,3 +1051,65 @@ async def test_a_watch_of_tier2_is_told_a_case_left_it_when_its_breach_is_taken_
                 ("CLAIMED", stays.name, "tier2"),
                 ("ADDED", added.name, "ads"),
             ]
+
+
+async def test_an_agent_is_never_given_a_report_case_or_its_appeal_they_are_a_party_to(
+    queue_db: str,
+) -> None:
+    """Agent F reported a video first, agent X after them: the reports
+    service refuses both its case (OWN_CASE), and the gateway the appeals of
+    its decision, so Next never gives them either, though they are the most
+    urgent. Each gets the ticket below them, then NOT_FOUND; agent Y gets
+    both."""
+    decided = uuid.uuid4()
+    case = f"report-cases/{decided}"
+    events: list[Any] = []
+    steps: list[tuple[str, Any]] = [
+        (
+            "OPEN",
+            rev.ReportCaseOpened(
+                category="violence_terrorism", lane="ORDINARY", first_reporter="agent-f"
+            ),
+        ),
+        ("OPEN", rev.ReportAddedToCase(reporter="agent-x")),
+        ("NO_VIOLATION", rev.ReportCaseDecided(outcome="NO_VIOLATION")),
+        ("OPEN", rev.ReportCaseDecisionReversed()),
+    ]
+    for version, (state, message) in enumerate(steps, start=1):
+        at = START + timedelta(minutes=version)
+        message.header.CopyFrom(
+            rev.ReportEventHeader(aggregate_id=str(decided), version=version, state=state)
+        )
+        message.header.time.FromDatetime(at)
+        events.append(case_event("reports", case, version, message, at))
+    appeal, filed = appeal_filed(5, "user-v", appeal_of=case)
+    events.append(case_event("appeals", appeal, 1, filed, START))
+    ticket = opened(30, START, priority=1)
+    async with await psycopg.AsyncConnection.connect(queue_db) as consumer:
+        for offset, event in enumerate(events):
+            where = Consumed("casemesh.reports.v1", 0, offset)
+            assert await store.consume(consumer, event, observe(event, LEVELS), where, LEVELS)
+        await consumer.commit()
+        await consumed(consumer, ticket, 0)
+    servicer = QueueServicer(
+        async_pool(queue_db), SystemClock(), Broadcaster(queue_db), LEVELS.queue_names
+    )
+
+    async def next_case(agent: str) -> str:
+        caller = _VOUCHED.set(Vouched(Identity(agent, frozenset({"agent"}))))
+        try:
+            claimed = await servicer.ClaimNextCase(pb.ClaimNextCaseRequest(), cast(Any, None))
+            return claimed.name
+        finally:
+            _VOUCHED.reset(caller)
+
+    await servicer.pool.open()
+    try:
+        assert await next_case("agent-x") == ticket.name
+        with pytest.raises(NotFound):
+            await next_case("agent-x")
+        with pytest.raises(NotFound):  # the ticket is X's now
+            await next_case("agent-f")
+        assert {await next_case("agent-y") for _ in range(2)} == {case, appeal}
+    finally:
+        await servicer.pool.close()

@@ -4,7 +4,7 @@ for the case it was read from alone."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any, cast
@@ -82,18 +82,37 @@ class ReportsBehindItsCheck:
 
 
 class AppealsTaking:
-    """The appeals service, recording what the gateway forwards to it."""
+    """The appeals service, recording what the gateway forwards to it; it
+    holds the appeals in `held` (by name)."""
 
     def __init__(self) -> None:
         self.forwarded: list[Vouched] = []
+        self.held: dict[str, apb.Appeal] = {}
+        self.worked: list[tuple[str, str]] = []
 
     def FileAppeal(self, request: Any, *, metadata: Any, timeout: float) -> Awaitable[Any]:
         self.forwarded.append(services_verifier().verify(metadata))
-        return self._filed()
+        return self._answer(apb.Appeal(name="appeals/forwarded"))
+
+    def GetAppeal(self, request: Any, *, metadata: Any, timeout: float) -> Awaitable[Any]:
+        return self._answer(self.held[request.name])
+
+    def AssignAppeal(self, request: Any, *, metadata: Any, timeout: float) -> Awaitable[Any]:
+        return self._worked("AssignAppeal", request, metadata)
+
+    def RequestAppealInfo(self, request: Any, *, metadata: Any, timeout: float) -> Awaitable[Any]:
+        return self._worked("RequestAppealInfo", request, metadata)
+
+    def DecideAppeal(self, request: Any, *, metadata: Any, timeout: float) -> Awaitable[Any]:
+        return self._worked("DecideAppeal", request, metadata)
+
+    def _worked(self, method: str, request: Any, metadata: Any) -> Awaitable[Any]:
+        self.worked.append((method, services_verifier().verify(metadata).identity.subject))
+        return self._answer(self.held[request.name])
 
     @staticmethod
-    async def _filed() -> Any:
-        return apb.Appeal(name="appeals/forwarded")
+    async def _answer(appeal: apb.Appeal) -> Any:
+        return appeal
 
 
 @pytest.fixture()
@@ -174,6 +193,41 @@ async def test_an_agent_who_is_no_party_of_a_decided_case_cannot_appeal_it(
     for who in (KIM, ALICE):
         await served.FileAppeal(appeal_of(case), signed_in(who))
     assert [v.identity for v in appeals.forwarded] == [KIM, ALICE]
+
+
+async def test_an_agent_who_reported_a_decided_case_may_not_work_its_appeals(
+    decided: tuple[Reports, str],
+) -> None:
+    """Kim, an agent, reported the video: the appeals of its decision are not
+    hers to take, decide or ask more of, nor to be given (PERMISSION_DENIED,
+    OWN_CASE, as the appeals service refuses its own parties), though the
+    appeals service cannot tell she reported it. Mallory, no party, works
+    them, and may be given them; the appeals service hears only her."""
+    app, case = decided
+    served, appeals = await gateway(app)
+    name = "appeals/3f1c9a7e-52b4-4d0e-9b8a-7c6d5e4f3a21"
+    appeals.held[name] = apb.Appeal(name=name, appeal_of=case)
+    assign = apb.AssignAppealRequest(name=name)
+    decide = apb.DecideAppealRequest(name=name, outcome=apb.APPEAL_OUTCOME_UPHOLD)
+    ask = apb.RequestAppealInfoRequest(name=name, message="请补充截图。")
+    kims_work: list[tuple[Identity, Callable[[], Awaitable[Any]]]] = [
+        (KIM, lambda: served.AssignAppeal(assign, signed_in(KIM))),
+        (KIM, lambda: served.DecideAppeal(decide, signed_in(KIM))),
+        (KIM, lambda: served.RequestAppealInfo(ask, signed_in(KIM))),
+        (MALLORY, lambda: served.AssignAppeal(
+            apb.AssignAppealRequest(name=name, assignee="kim"), signed_in(MALLORY))),
+    ]  # fmt: skip
+    for who, work in kims_work:
+        with pytest.raises(PermissionDenied) as refused:
+            await work()
+        assert refused.value.reason == "OWN_CASE"
+        told = "you are a party" if who is KIM else "kim is a party"
+        assert refused.value.message.startswith(told)
+    assert appeals.worked == []
+
+    await served.AssignAppeal(assign, signed_in(MALLORY))
+    await served.DecideAppeal(decide, signed_in(MALLORY))
+    assert appeals.worked == [("AssignAppeal", "mallory"), ("DecideAppeal", "mallory")]
 
 
 async def test_the_gateway_vouches_for_the_deadline_of_the_case_it_read(

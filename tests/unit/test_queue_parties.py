@@ -1,6 +1,6 @@
 """Who the queue knows as a party to a case, read from the case's events:
-the people the appeals service refuses a case's work to (OWN_CASE), whom a
-claim therefore passes over."""
+the people the appeals and reports services refuse a case's work to
+(OWN_CASE), whom a claim therefore passes over."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from casemesh.events.v1 import appeals_pb2 as aev
+from casemesh.events.v1 import reports_pb2 as rev
 from casemesh_casequeue import sla
 from casemesh_casequeue.model import Case, apply, new_case
 from casemesh_casequeue.observe import observe
@@ -17,6 +18,7 @@ from tests.support import case_event
 LEVELS = sla.load()
 START = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
 NOTICE = uuid.UUID(int=7)
+REPORTED = uuid.UUID(int=8)
 
 
 def lived(*events: tuple[str, Any]) -> Case:
@@ -73,3 +75,45 @@ def test_an_appeal_names_the_decision_it_appeals_as_the_appeals_service_does() -
     appeal = lived(("SUBMITTED", filed))
     assert appeal.parties == ["user-v"]
     assert appeal.appeal_of == f"report-cases/{decided}"
+
+
+def reported(*events: tuple[str, Any]) -> Case:
+    """The report case `report-cases/{REPORTED}` as the queue keeps it after
+    `events` (each its state after, and its message), a minute apart."""
+    case: Case | None = None
+    for version, (state, message) in enumerate(events, start=1):
+        at = START + timedelta(minutes=version)
+        message.header.CopyFrom(
+            rev.ReportEventHeader(aggregate_id=str(REPORTED), version=version, state=state)
+        )
+        message.header.time.FromDatetime(at)
+        name = f"report-cases/{REPORTED}"
+        obs = observe(case_event("reports", name, version, message, at), LEVELS)
+        assert obs is not None
+        case = case or new_case(obs, LEVELS)
+        apply(case, obs, LEVELS)
+    assert case is not None
+    return case
+
+
+def test_a_report_cases_reporters_and_the_uploader_it_names_are_its_parties() -> None:
+    """Its first reporter, the reporters who joined the case, an appellant
+    and the uploader a decision names are parties to it (each once): the
+    reports service refuses them its work."""
+    removed = rev.ReportParty(user_id="agent-u")
+    opened = rev.ReportCaseOpened(
+        category="violence_terrorism", lane="ORDINARY", first_reporter="agent-f"
+    )
+    case = reported(
+        ("OPEN", opened),
+        ("OPEN", rev.ReportAddedToCase(reporter="agent-b")),
+        ("OPEN", rev.ReportAddedToCase(reporter="user-c")),
+        ("NO_VIOLATION", rev.ReportCaseDecided(outcome="NO_VIOLATION")),
+        ("NO_VIOLATION", rev.ReportCaseAppealed(appellant="agent-a")),
+        ("OPEN", rev.ReportCaseDecisionReversed()),
+        ("ACTION_TAKEN", rev.ReportCaseDecided(outcome="ACTION_TAKEN", affected_uploader=removed)),
+        ("ACTION_TAKEN", rev.ReportCaseAppealed(appellant="agent-b")),
+        ("REVERSED", rev.ReportCaseDecisionReversed(affected_uploader=removed)),
+    )
+    assert case.parties == ["agent-f", "agent-b", "user-c", "agent-a", "agent-u"]
+    assert case.appeal_of == ""

@@ -195,6 +195,7 @@ def _report_case(m: Any, levels: ServiceLevels) -> Observation | None:
             # resolution target shorter than the case's own.
             extra = {"responded": True}
     name = f"report-cases/{h.aggregate_id}"
+    extra["parties"] = _report_case_parties(m)
     is_open, waiting = _openness(name, h.state, REPORT_OPEN, REPORT_CLOSED)
     return Observation(
         name=name,
@@ -206,3 +207,22 @@ def _report_case(m: Any, levels: ServiceLevels) -> Observation | None:
         waiting=waiting,
         **extra,
     )
+
+
+def _report_case_parties(m: Any) -> tuple[str, ...]:
+    """The parties a report case's event names: those the reports service
+    refuses its work on the case (OWN_CASE), its reporters and the uploader
+    a decision named. (A case opened before ReportCaseOpened named its first
+    reporter has them only once they appeal: until then a claim may give
+    them the case, which the reports service refuses them.)"""
+    match m:
+        case rev.ReportCaseOpened():
+            return (m.first_reporter,) if m.first_reporter else ()
+        case rev.ReportAddedToCase():
+            return (m.reporter,)
+        case rev.ReportCaseAppealed():
+            # Only a party appeals (a reporter or the uploader named).
+            return (m.appellant,)
+        case rev.ReportCaseDecided() | rev.ReportCaseDecisionReversed():
+            return (m.affected_uploader.user_id,)
+    return ()

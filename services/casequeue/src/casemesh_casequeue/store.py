@@ -66,8 +66,8 @@ def read_note(payload: str) -> tuple[str, str, str]:
     return change, name, left
 
 
-# Whether `agent` is no party to the case `c`, as the appeals service counts
-# an appeal's parties when it refuses an agent its work (OWN_CASE: nobody
+# Whether `agent` is no party to the case `c`, as the services count a
+# case's parties when they refuse an agent its work (OWN_CASE: nobody
 # decides their own case): given it, the agent could not work it, and the
 # case, still the most urgent, would come back to them at each claim while
 # nobody else could take it. Its own parties, then those of the decision it
@@ -173,11 +173,12 @@ BEGIN
 END
 $$;
 -- Whether `agent` is a party to the decision `decided` (an appeal's
--- `appeal_of`) as the appeals service counts them for its appeals: a party
--- to the appeal decided (`appeals/…`); for a report decision, whoever
--- appealed it (the only parties to it the appeals service knows). In
--- plpgsql, never inlined: looked up for each case a claim looks at, by
--- index, never planned as a scan of every case (`NO_PARTY`).
+-- `appeal_of`) as the services count them for its appeals: a party to the
+-- case decided (`appeals/…`, or `report-cases/…`: the gateway refuses its
+-- reporters and uploader the appeals of its decision); for a report
+-- decision, whoever appealed it too (the parties the appeals service
+-- knows). In plpgsql, never inlined: looked up for each case a claim looks
+-- at, by index, never planned as a scan of every case (`NO_PARTY`).
 CREATE OR REPLACE FUNCTION queue_party_to_decision(agent text, decided text) RETURNS boolean
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
@@ -186,7 +187,9 @@ BEGIN
                        WHERE d.name = decided AND agent = ANY(d.parties));
     END IF;
     IF starts_with(decided, 'report-cases/') THEN
-        RETURN EXISTS (SELECT FROM queue_cases a
+        RETURN EXISTS (SELECT FROM queue_cases d
+                       WHERE d.name = decided AND agent = ANY(d.parties))
+            OR EXISTS (SELECT FROM queue_cases a
                        WHERE a.appeal_of = decided AND a.appeal_of <> ''
                          AND agent = ANY(a.parties));
     END IF;

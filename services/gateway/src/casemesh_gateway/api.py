@@ -652,10 +652,8 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
 
     async def _report_decision(self, appeal: Any, who: Identity, context: Ctx) -> dict[str, str]:
         """An appeal of a report decision: the caller must be a party of that
-        case (a reporter or the affected uploader), whatever their roles. The
-        reports service is asked as the caller with a user's role alone (an
-        agent sees every case, and a case they are no party of is refused as
-        a stranger's is); the decision's appeal deadline travels to the
+        case (a reporter or the affected uploader), whatever their roles
+        (`_report_case_of`); the decision's appeal deadline travels to the
         appeals service, which judges the window (after its own replay check,
         so a retried filing still gets its appeal), with its territorial
         scope, whose law the appeal runs under, and the case they were read
@@ -673,20 +671,9 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
             raise InvalidArgument.field(field, "must be appeals/{id} or report-cases/{id}")
         if appeal.kind != appeals_pb2.APPEAL_KIND_DECISION_APPEAL:
             raise InvalidArgument.field(field, "only a DECISION_APPEAL names a decided case")
-        try:
-            case = await self.backend.reports.GetReportCase(
-                reports_pb2.GetReportCaseRequest(name=name),
-                metadata=self.backend.vouch(
-                    export.as_person(who.subject), REPORTS, context=context
-                ),
-                timeout=self.backend._timeout(context),
-            )
-        except grpc.aio.AioRpcError as err:
-            if err.code() == grpc.StatusCode.NOT_FOUND:
-                raise InvalidArgument.field(
-                    field, f"{name} is not a case you are part of"
-                ) from None
-            await self.backend._fail(err, context)
+        case = await self._report_case_of(who.subject, name, context)
+        if case is None:
+            raise InvalidArgument.field(field, f"{name} is not a case you are part of")
         decided = (
             reports_pb2.REPORT_CASE_STATE_ACTION_TAKEN,
             reports_pb2.REPORT_CASE_STATE_NO_VIOLATION,
@@ -696,6 +683,81 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
             until = case.decision.appeal_deadline.ToDatetime(tzinfo=UTC).isoformat()
         scope = ",".join(case.decision.territorial_scope)
         return {APPEALABLE_UNTIL: until, APPEALED_SCOPE: scope, APPEAL_OF: name}
+
+    async def _report_case_of(self, person: str, name: str, context: Ctx) -> Any | None:
+        """The report case `name` as `person` may read it, or None when they
+        are no party of it (a reporter or the affected uploader). The reports
+        service is asked as `person` with a user's role alone: an agent sees
+        every case, and a case they are no party of is refused as a
+        stranger's is."""
+        try:
+            return await self.backend.reports.GetReportCase(
+                reports_pb2.GetReportCaseRequest(name=name),
+                metadata=self.backend.vouch(export.as_person(person), REPORTS, context=context),
+                timeout=self.backend._timeout(context),
+            )
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            await self.backend._fail(err, context)
+
+    async def _agents_work(
+        self, method_name: str, request: Any, context: Ctx, assignee: str = ""
+    ) -> Any:
+        """An agent's work on an appeal (`method_name`), which the appeals
+        service refuses its parties (OWN_CASE). Of a report decision it knows
+        only those who appealed it: that the agent, or the one they give it
+        to (`assignee`), reported the content or uploaded it, the reports
+        service tells, asked here (`_refuse_report_party`)."""
+        who = self.backend.identity(context)
+        if not who.is_agent:
+            raise PermissionDenied(f"{method_name} needs the agent role")
+        await _check(request)
+        await self._refuse_report_party(request.name, assignee or who.subject, who, context)
+        return await self.backend.forward(
+            getattr(self.stub, method_name), request, who, context, audience=APPEALS
+        )
+
+    async def _refuse_report_party(
+        self, name: str, agent: str, who: Identity, context: Ctx
+    ) -> None:
+        """Refuses, as the appeals service refuses its parties (PERMISSION_DENIED,
+        OWN_CASE), work by `agent` on the appeal `name` of a report decision
+        they are a party of: one who reported the content would otherwise
+        decide the uploader's appeal of its removal, and the uploader a
+        reporter's. Costs a read of the appeal, and of a report case for an
+        appeal of one. `who` is the calling agent: when `agent` is another
+        (given the case), the refusal names the party it would go to."""
+        appeal = await self.backend.forward(
+            self.stub.GetAppeal,
+            appeals_pb2.GetAppealRequest(name=name),
+            who,
+            context,
+            audience=APPEALS,
+        )
+        decided = _report_case_name(appeal.appeal_of)
+        if not decided or await self._report_case_of(agent, decided, context) is None:
+            return
+        if agent != who.subject:
+            raise PermissionDenied(
+                f"{agent} is a party to this case (its filer, the uploader or the"
+                " claimant) or to the decision it appeals: give it to an agent who is not",
+                reason="OWN_CASE",
+            )
+        raise PermissionDenied(
+            "you are a party to this case (its filer, the uploader or the claimant)"
+            " or to the decision it appeals: another agent must work it",
+            reason="OWN_CASE",
+        )
+
+    async def AssignAppeal(self, request: Any, context: Ctx) -> Any:
+        return await self._agents_work("AssignAppeal", request, context, request.assignee)
+
+    async def RequestAppealInfo(self, request: Any, context: Ctx) -> Any:
+        return await self._agents_work("RequestAppealInfo", request, context)
+
+    async def DecideAppeal(self, request: Any, context: Ctx) -> Any:
+        return await self._agents_work("DecideAppeal", request, context)
 
     GetAppeal = route("GetAppeal")
     ListAppeals = route("ListAppeals", check=checks.page(100))
@@ -709,9 +771,6 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
         "FileCounterNotice",
         attachments=lambda r: [(r.counter_notice.evidence, "counter_notice.evidence")],
     )
-    AssignAppeal = route("AssignAppeal", agent_only=True)
-    RequestAppealInfo = route("RequestAppealInfo", agent_only=True)
-    DecideAppeal = route("DecideAppeal", agent_only=True)
     RecordCourtAction = route(
         "RecordCourtAction",
         agent_only=True,
@@ -722,6 +781,17 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
         agent_only=True,
         attachments=lambda r: [(r.evidence, "evidence")],
     )
+
+
+def _report_case_name(appeal_of: str) -> str:
+    """The report case an appeal appeals the decision of, as the reports
+    service spells its name; '' for an appeal of none."""
+    if not appeal_of.startswith(REPORT_CASES):
+        return ""
+    try:
+        return f"{REPORT_CASES}{uuid.UUID(appeal_of.removeprefix(REPORT_CASES))}"
+    except ValueError:
+        return ""
 
 
 def _restricts_under_review(case: Any, who: Identity) -> bool:

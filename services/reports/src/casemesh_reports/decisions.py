@@ -22,12 +22,12 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from casemesh.platform.cases import Retry
-from casemesh.platform.errors import InvalidArgument, Violations
+from casemesh.platform.errors import InvalidArgument, PermissionDenied, Violations
 from casemesh.platform.grpcutil import resource_id
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
 from casemesh.rules import tickets as rules
-from casemesh_reports.base import AGENT_WORK, ReportsBase
+from casemesh_reports.base import AGENT_WORK, ReportsBase, case_parties
 from casemesh_reports.domain import AbuseReport, ReportCase, Reporter, TrustedFlagger
 from casemesh_reports.statement import StatementOfReasons, source_identity
 
@@ -44,15 +44,13 @@ class Decisions(ReportsBase):
         v = Violations()
         assignee = rules.assignee(v, assignee)
         v.raise_if_any()
-        return self.change_under(
-            who,
-            ident,
-            "",
-            request_id,
-            lambda case: case.assign(actor=who.subject, assignee=assignee or who.subject),
-            "assign",
-            assignee=assignee,
-        )
+
+        def assign(case: ReportCase) -> None:
+            # Handing one's own case to a colleague is what a party should do.
+            refuse_own_case(assignee or who.subject, case, by=who.subject)
+            case.assign(actor=who.subject, assignee=assignee or who.subject)
+
+        return self.change_under(who, ident, "", request_id, assign, "assign", assignee=assignee)
 
     def decide(
         self,
@@ -116,6 +114,9 @@ class Decisions(ReportsBase):
         made: list[list[Aggregate]] = []  # what the decision changed, once made
 
         def decide(case: ReportCase) -> list[Aggregate]:
+            # Naming themselves the uploader, they would decide on their own content.
+            named = (uploader or {}).get("user_id")
+            refuse_own_case(who.subject, case, also=[named] if named else [])
             made.append(self._decided(who, case, outcome, reasons, uploader, unfounded))
             return made[0]
 
@@ -242,6 +243,7 @@ class Decisions(ReportsBase):
         v.raise_if_any()
 
         def void(case: ReportCase) -> list[Aggregate]:
+            refuse_own_case(who.subject, case)
             case.void(actor=who.subject, reason=reason, at=self.clock.now())
             changed: list[Aggregate] = []
             for entry in case.reports:
@@ -341,6 +343,32 @@ class Decisions(ReportsBase):
                 flagger = self._get(TrustedFlagger, TrustedFlagger.create_id(entry["reporter"]))
                 names.append(flagger.display_name if flagger else entry["reporter"])
         return sorted(set(names))
+
+
+def refuse_own_case(
+    agent: str, case: ReportCase, *, by: str = "", also: list[str] | None = None
+) -> None:
+    """Refuses (PERMISSION_DENIED, OWN_CASE) work on the case by `agent`
+    when they are a party to it (`case_parties`: one of its reporters, or the
+    uploader a decision named) or one of `also`. A reporter deciding their
+    own report, or an uploader their own content, is no review: they could
+    lift their own restrictions, or count other reporters' reports as
+    manifestly unfounded (the appeals service refuses its parties alike).
+    `by` is the agent giving them the case: when that is someone else, the
+    refusal names the party it would go to."""
+    if agent not in {*case_parties(case), *(also or [])}:
+        return
+    if by and by != agent:
+        raise PermissionDenied(
+            f"{agent} is a party to this case (one of its reporters or the uploader):"
+            " give it to an agent who is not",
+            reason="OWN_CASE",
+        )
+    raise PermissionDenied(
+        "you are a party to this case (one of its reporters or the uploader):"
+        " another agent must work it",
+        reason="OWN_CASE",
+    )
 
 
 def dsa_category(case: ReportCase) -> str:

@@ -169,6 +169,7 @@ def public_message(domain_event: Any, after: Any) -> Message:
                 category=a["category"],
                 lane=a["lane"],
                 first_report_id=first["id"],
+                first_reporter=first["reporter"],
                 trusted_flagger=bool(first.get("trusted")),
                 base_priority=a["base_priority"],
             )
