@@ -25,6 +25,7 @@ from casemesh import topics
 from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.events.v1 import helpcenter_pb2 as hev
 from casemesh.events.v1 import notifications_pb2 as nev
+from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform import schema
 from casemesh.platform.clock import SystemClock
@@ -320,6 +321,75 @@ async def test_a_request_for_information_held_for_the_night_is_not_sent_once_the
     ) == [("EMAIL", "sent", False, ""), ("SMS", "cancelled", True, "its case has ended")]
 
 
+async def test_a_request_for_information_held_for_the_night_is_not_sent_once_answered(
+    notifier: Notifier,
+) -> None:
+    """At 23:00 an agent asks Alice for more information: the e-mail goes, the
+    text waits for the morning. At 23:30 she replies with it. In the morning
+    no text asks her for what she has already sent."""
+    ticket = str(uuid.uuid4())
+    notifier.clock.time = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # 23:00 in Shanghai
+    await notifier.consume(created(ticket, channels=BOTH))
+    asked = ev.InfoRequested(message="请提供订单号")
+    await notifier.consume(ticket_event(ticket, 2, ev.TICKET_STATUS_PENDING, asked))
+    await notifier.drain()
+    assert notifier.sms.delivered == []
+
+    notifier.clock.time = datetime(2026, 3, 2, 15, 30, tzinfo=UTC)  # 23:30
+    reply = ev.CommentAdded(author="users/alice", by_requester=True, body="订单号 20260302")
+    await notifier.consume(ticket_event(ticket, 3, ev.TICKET_STATUS_OPEN, reply))
+    notifier.clock.time = datetime(2026, 3, 3, 0, 10, tzinfo=UTC)  # 08:10, the release's end
+    await notifier.drain()
+    assert [m.template for m in notifier.sms.delivered] == ["ticket.received"]
+    assert notifier.rows(
+        "SELECT channel, status, body = '', last_error FROM notification_jobs"
+        " WHERE template = 'ticket.info_requested' ORDER BY channel"
+    ) == [
+        ("EMAIL", "sent", False, ""),
+        ("SMS", "cancelled", True, "its case no longer waits for an answer"),
+    ]
+
+    # Asked again later, she is asked again.
+    notifier.clock.time = datetime(2026, 3, 3, 2, 0, tzinfo=UTC)  # 10:00
+    again = ev.InfoRequested(message="请再提供付款截图")
+    await notifier.consume(ticket_event(ticket, 4, ev.TICKET_STATUS_PENDING, again))
+    await notifier.drain()
+    assert [m.template for m in notifier.sms.delivered][1:] == ["ticket.info_requested"]
+
+
+async def test_a_copyright_case_does_not_ask_at_night_for_what_its_filer_then_sent(
+    notifier: Notifier,
+) -> None:
+    """At 23:00 Alice files a takedown notice by SMS that misses its work's
+    title: a text asks her for it, in the morning. At 23:30 she adds it and
+    the case is complete; in the morning she is told it is under review,
+    and not that it needs more information or will be closed."""
+    appeal = str(uuid.uuid4())
+    notifier.clock.time = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # 23:00 in Shanghai
+    contact = ev.ContactPreferences(
+        phone="+8613800138000", channels=[ev.CONTACT_CHANNEL_SMS], locale="zh-CN"
+    )
+    filed = aev.AppealFiled(
+        header=aev.AppealEventHeader(state="INFO_REQUESTED", next_step="YOUR_INFORMATION"),
+        kind="TAKEDOWN_NOTICE",
+        jurisdiction="cn",
+        filer=aev.AppealParty(user_id="users/alice", legal_name="爱丽丝", contact=contact),
+        missing_elements=["notice.work"],
+    )
+    filed.header.next_step_due.FromDatetime(datetime(2026, 3, 9, 15, 0, tzinfo=UTC))
+    await notifier.consume(appeal_event(appeal, 1, filed))
+    assert await notifier.drain() == 1  # held for the night
+    notifier.clock.time = datetime(2026, 3, 2, 15, 30, tzinfo=UTC)  # 23:30
+    added = aev.AppealInfoAdded(
+        header=aev.AppealEventHeader(state="SUBMITTED", next_step="REVIEW"), message="《江南春》"
+    )
+    added.header.next_step_due.FromDatetime(datetime(2026, 3, 5, 15, 0, tzinfo=UTC))
+    await notifier.consume(appeal_event(appeal, 2, added))
+    notifier.clock.time = datetime(2026, 3, 3, 0, 10, tzinfo=UTC)  # 08:10, the release's end
+    await notifier.drain()
+    assert [m.template for m in notifier.sms.delivered] == ["appeal.complete"]
+
+
 async def test_a_request_for_information_held_for_the_night_is_not_sent_once_withdrawn(
     notifier: Notifier,
 ) -> None:
@@ -346,6 +416,46 @@ async def test_a_request_for_information_held_for_the_night_is_not_sent_once_wit
     notifier.clock.time = datetime(2026, 3, 3, 0, 10, tzinfo=UTC)  # 08:10, the release's end
     await notifier.drain()
     assert [m.template for m in notifier.sms.delivered] == ["appeal.withdrawn"]
+
+
+async def test_a_warning_held_for_the_night_reaches_a_reporter_suspended_by_e_mail(
+    notifier: Notifier,
+) -> None:
+    """At 23:00 Rui's unfounded reports earn a warning, by SMS as he gave
+    with that report: it waits for the morning. At 23:30 a report he gave
+    with an e-mail address only gets him suspended, told by e-mail. In the
+    morning the warning still reaches him (DSA Art. 23(1): warned first)."""
+    reporter = str(uuid.uuid4())
+    standing = f"reporters/{reporter}"
+    notifier.clock.time = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # 23:00 in Shanghai
+    by_sms = ev.ContactPreferences(
+        phone="+8613800138000", channels=[ev.CONTACT_CHANNEL_SMS], locale="zh-CN"
+    )
+    warned = rev.ReporterWarned(
+        header=rev.ReportEventHeader(aggregate_id=reporter, version=1, state="WARNED"),
+        reporter="users/rui",
+        contact=by_sms,
+    )
+    await notifier.consume(case_event("reports", standing, 1, warned))
+    assert await notifier.drain() == 1  # held for the night
+    notifier.clock.time = datetime(2026, 3, 2, 15, 30, tzinfo=UTC)  # 23:30
+    by_email = ev.ContactPreferences(
+        email="rui@example.com", channels=[ev.CONTACT_CHANNEL_EMAIL], locale="zh-CN"
+    )
+    suspended = rev.ReporterSuspended(
+        header=rev.ReportEventHeader(aggregate_id=reporter, version=2, state="SUSPENDED"),
+        reporter="users/rui",
+        contact=by_email,
+    )
+    suspended.until.FromDatetime(datetime(2026, 3, 9, 15, 30, tzinfo=UTC))
+    await notifier.consume(case_event("reports", standing, 2, suspended))
+    await notifier.drain()
+    assert [m.template for m in notifier.email.delivered] == ["report.reporting_suspended"]
+    notifier.clock.time = datetime(2026, 3, 3, 0, 10, tzinfo=UTC)  # 08:10, the release's end
+    await notifier.drain()
+    assert [(m.template, m.recipient) for m in notifier.sms.delivered] == [
+        ("report.misuse_warning", "+8613800138000")
+    ]
 
 
 def appeal_event(appeal: str, version: int, message: Any) -> CloudEvent:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -13,13 +14,14 @@ from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.envelope import CloudEvent
-from casemesh_notifier.cases import Planning, tell
+from casemesh_notifier.cases import CaseParties, Planning, plan_report, plan_ticket, tell
 from casemesh_notifier.labels import phone_zones
 from casemesh_notifier.policy import backoff, quiet_until, quiet_until_everywhere
 from casemesh_notifier.rendering import email_values, render_email, render_sms, sms_values
 from casemesh_notifier.samples import samples
 from casemesh_notifier.steps import Step, appeal_steps, report_steps, ticket_step
 from casemesh_notifier.store import ContactChange, NewJob, Party
+from tests.support import case_event
 
 
 def test_quiet_hours_hold_sms_until_morning_in_the_recipients_zone() -> None:
@@ -410,3 +412,87 @@ def test_a_text_given_a_number_abroad_tells_the_time_there() -> None:
         "report-cases/rc", "uploader", "users/wu", "users/wu", "", "+447911123456"
     ).follow(unwritable, now)
     assert kept is not None and (kept.recipient, kept.body) == ("+447911123456", text.body)
+
+
+def test_a_reporters_warning_is_not_dropped_by_the_next_measures_contact() -> None:
+    """DSA Art. 23(1): a reporter is warned before being suspended. Each
+    measure names them with the contact of the report just counted: a
+    warning by SMS (held for the night, or planned in the same batch) still
+    goes when the suspension comes with a report given with an e-mail only;
+    a new number takes it there."""
+    standing = "reporters/r-1"
+    by_sms = ev.ContactPreferences(
+        phone="+8613800138000", channels=[ev.CONTACT_CHANNEL_SMS], locale="zh-CN"
+    )
+    by_email = ev.ContactPreferences(
+        email="rui@example.com", channels=[ev.CONTACT_CHANNEL_EMAIL], locale="zh-CN"
+    )
+    elsewhere = ev.ContactPreferences(
+        phone="+8613900139000", channels=[ev.CONTACT_CHANNEL_SMS], locale="zh-CN"
+    )
+
+    def planned(suspended_with: ev.ContactPreferences) -> list[NewJob]:
+        until = Timestamp()
+        until.FromDatetime(datetime(2026, 3, 9, 4, 0, tzinfo=UTC))
+        header = rev.ReportEventHeader(aggregate_id="r-1", actor="system")
+        warned = rev.ReporterWarned(header=header, reporter="u-7", contact=by_sms)
+        warned.header.version, warned.header.state = 1, "WARNED"
+        suspended = rev.ReporterSuspended(
+            header=header, reporter="u-7", contact=suspended_with, until=until
+        )
+        suspended.header.version, suspended.header.state = 2, "SUSPENDED"
+        book = CaseParties({})
+        at = Planning(now=datetime(2026, 3, 2, 15, 0, tzinfo=UTC), zone=ZoneInfo("Asia/Shanghai"))
+        jobs: list[NewJob] = []
+        for message in (warned, suspended):
+            event = case_event("reports", standing, message.header.version, message)
+            book.at = event.time
+            planned = plan_report(book, event, message, at)
+            jobs = book.follow(jobs) + planned
+        return jobs
+
+    told = [(j.template, j.channel, j.recipient) for j in planned(by_email)]
+    assert told == [
+        ("report.misuse_warning", "SMS", "+8613800138000"),
+        ("report.reporting_suspended", "EMAIL", "rui@example.com"),
+    ]
+    told = [(j.template, j.channel, j.recipient) for j in planned(elsewhere)]
+    assert told == [
+        ("report.misuse_warning", "SMS", "+8613900139000"),
+        ("report.reporting_suspended", "SMS", "+8613900139000"),
+    ]
+
+
+def test_a_request_answered_in_the_same_batch_is_not_sent_but_a_later_one_is() -> None:
+    """Heard in one batch: an agent asks for the order number, the requester
+    replies with it, the agent asks for a screenshot. Only the screenshot
+    is asked for; what the ticket asked before the batch is cancelled."""
+    contact = ev.ContactPreferences(
+        phone="+8613800138000", channels=[ev.CONTACT_CHANNEL_SMS], locale="zh-CN"
+    )
+
+    def at(version: int, status: int, message: Any) -> Any:
+        message.header.CopyFrom(
+            ev.TicketEventHeader(ticket_id="t1", version=version, status=status)  # type: ignore[arg-type]
+        )
+        return message
+
+    events = [
+        at(1, ev.TICKET_STATUS_NEW, ev.TicketCreated(requester="u-1", contact=contact)),
+        at(2, ev.TICKET_STATUS_PENDING, ev.InfoRequested(message="订单号？")),
+        at(3, ev.TICKET_STATUS_OPEN, ev.CommentAdded(by_requester=True, body="20260302")),
+        at(4, ev.TICKET_STATUS_PENDING, ev.InfoRequested(message="截图？")),
+    ]
+    book = CaseParties({})
+    planning = Planning(now=datetime(2026, 3, 2, 4, 0, tzinfo=UTC), zone=ZoneInfo("Asia/Shanghai"))
+    jobs: list[NewJob] = []
+    for message in events:
+        event = case_event("tickets", "tickets/t1", message.header.version, message)
+        book.at = event.time
+        planned = plan_ticket(book, event, message, planning)
+        jobs = book.unasked(book.follow(jobs)) + planned
+    assert [(j.template, j.cause_event_id) for j in jobs] == [
+        ("ticket.received", "t1:1"),
+        ("ticket.info_requested", "t1:4"),
+    ]
+    assert book.answered() == ["tickets/t1"]

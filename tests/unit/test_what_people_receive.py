@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
+from itertools import product
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -34,7 +35,7 @@ from casemesh_notifier.rendering import (
     sms_values,
 )
 from casemesh_notifier.samples import Sample, event_kinds, samples
-from casemesh_notifier.steps import report_steps
+from casemesh_notifier.steps import appeal_steps, for_report_appeal, report_steps
 from tests.support import case_event
 
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -185,14 +186,19 @@ def test_sms_fit_one_segment(capsys: pytest.CaptureFixture[str]) -> None:
         else:
             assert set(text) <= GSM7, (sample.step.template, set(text) - GSM7)
             assert len(text) <= 160, (sample.step.template, len(text), text)
-    # The longest a date gets ("12月31日23:59"): no sample is near the limit by luck.
+    # The longest a date gets ("12月31日23:59"), and with its offset named
+    # (" GMT+08:00": the reader's number spans zones, `render_sms`): no
+    # sample is near the limit by luck.
     longest = datetime(2026, 12, 31, 15, 59, tzinfo=UTC)
     for sample in SAMPLES:
         if sample.step.due is not None:
             step = replace(sample.step, due=longest)
-            for email_chosen in (True, False):
-                text = render_sms(step.template, "zh-CN", ZONE, sms_values(step, REF, email_chosen))
+            for email_chosen, zone_named in product((True, False), (True, False)):
+                values = sms_values(step, REF, email_chosen)
+                text = render_sms(step.template, "zh-CN", ZONE, values, zone_named=zone_named)
                 assert ucs2_length(text) <= 70 or step.template in LONG_CHINESE_SMS, text
+                text = render_sms(step.template, "en", ZONE, values, zone_named=zone_named)
+                assert len(text) <= 160 and set(text) <= GSM7, text
     with capsys.disabled():
         print("\nChinese SMS, UCS-2 characters (one segment: 70)")
         for (template, text), n in sorted(lengths.items()):
@@ -382,3 +388,55 @@ def test_the_reporter_is_told_of_automated_means_and_when_restrictions_end() -> 
         text = render_email(step.template, locale, ZONE, email_values(step, REF, "v")).text
         assert not any(line in text for line in said), text
         assert label("restriction", "DECISION_ACCOUNT_SUSPENDED", locale) in text
+
+
+@pytest.mark.parametrize("appealed", ["", "report-cases/r-1"])
+def test_a_copyright_decision_says_whether_automated_means_were_used(appealed: str) -> None:
+    """DSA Art. 17(3)(c): the statement of reasons a decision sends its
+    parties (the uploader whose content it removed, the filer, an appeal
+    of a report decision's filer) says whether automated means detected
+    the content and took the decision, and says so when they did not."""
+
+    def decided(outcome: str, used: bool) -> appeals_pb2.AppealDecided:
+        sample = next(
+            s.message
+            for s in SAMPLES
+            if isinstance(s.message, appeals_pb2.AppealDecided) and s.message.outcome == outcome
+        )
+        message = appeals_pb2.AppealDecided()
+        message.CopyFrom(sample)
+        message.reasons.automated_detection = used
+        message.reasons.automated_decision = used
+        return message
+
+    told = []
+    for locale, used, not_used in (
+        (
+            "en",
+            [
+                "Automated detection: yes, the content was detected or identified by automated"
+                " means\n",
+                "Decision: taken by automated means\n",
+            ],
+            ["Automated detection: no\n", "Decision: taken by a person\n"],
+        ),
+        (
+            "zh-CN",
+            ["自动化识别：是，该内容经自动化手段发现或识别\n", "决定方式：由自动化手段作出\n"],
+            ["自动化识别：否\n", "决定方式：人工审核\n"],
+        ),
+    ):
+        for outcome, automated in product(("UPHOLD", "REJECT"), (True, False)):
+            said, unsaid = (used, not_used) if automated else (not_used, used)
+            message = decided(outcome, automated)
+            steps = for_report_appeal(appeal_steps(message, "UNDER_REVIEW"), appealed)
+            for step in steps.values():
+                values = email_values(step, REF, "v")
+                text = render_email(step.template, locale, ZONE, values).text
+                assert all(line in text for line in said), (step.template, text)
+                assert not any(line in text for line in unsaid), (step.template, text)
+                told.append(step.template)
+    prefix = "report_" if appealed else ""
+    assert {f"{prefix}appeal.upheld", f"{prefix}appeal.rejected", "appeal.content_removed"} == set(
+        told
+    )

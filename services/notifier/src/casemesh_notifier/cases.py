@@ -14,11 +14,19 @@ was planned for them before it and is not yet sent (`ContactChange`): a
 message for the person the party was until then, or on a channel they gave
 up, is not sent; the others go to their new address, an SMS written again
 in its new number's time (`phone_changes.written_for`). An event older
-than what the party's record holds (heard late) changes neither.
+than what the party's record holds (heard late) changes neither. A
+reporter's standing is named by each measure with the contact given with
+the report just counted (`PER_REPORT_CONTACTS`): one without a channel is
+not the reporter giving it up, and an earlier measure (a warning, which
+must reach them before a suspension) still goes there.
 
 A case an event ends (`ENDED`: a ticket cancelled or closed, a copyright
 case withdrawn or abandoned) is noted (`CaseParties.ended`): what it still
-had to ask of its parties is not sent (`store.cancel_requests`).
+had to ask of its parties is not sent (`store.cancel_requests`). So is a
+case an event moves out of the state in which it waits for its parties'
+answer (`WAITING`: the requester replied, the filer sent what was missing,
+the case was solved or decided): what it asked of them until then is not
+sent (`CaseParties.answered`), as it no longer waits for it.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from casemesh.platform.logging import get_logger
 from casemesh.platform.personal import is_erased
 from casemesh_notifier.labels import label, phone_zone
 from casemesh_notifier.phone_changes import sms_in
+from casemesh_notifier.policy import REQUEST_TEMPLATES
 from casemesh_notifier.rendering import email_values, render_email, sms_values
 from casemesh_notifier.steps import (
     NO_REPLY_STEPS,
@@ -59,6 +68,13 @@ ENDED = {
     "tickets": frozenset({"CLOSED", "CANCELLED"}),
     "appeals": frozenset({"WITHDRAWN", "ABANDONED"}),
 }
+# The cases whose party each event names with the contact given with
+# another report (a reporter's standing): a contact lacking a channel says
+# nothing of it, and what was planned on it still goes where it was going.
+PER_REPORT_CONTACTS = frozenset({"reporters"})
+# The state in which each kind of case that asks its parties to act waits
+# for their answer: a request it made is answered (or moot) once it leaves it.
+WAITING = {"tickets": "PENDING", "appeals": "INFO_REQUESTED"}
 
 
 class CaseParties:
@@ -78,6 +94,10 @@ class CaseParties:
         self.at: datetime | None = None
         # The cases the batch's events ended (`ENDED`).
         self._ended: set[str] = set()
+        # The cases the batch's events moved out of waiting (`WAITING`): all
+        # of them, and those of the event being planned (for `unasked`).
+        self._answered: set[str] = set()
+        self._answered_now: set[str] = set()
         # The rows an erasure blanked (a user, no address) when the batch began.
         self._blanked = {
             (name, role): party.user_id
@@ -158,8 +178,14 @@ class CaseParties:
 
     def _contact_changed(self, case_name: str, known: Party, named: Party) -> None:
         """Notes a change of the party's person or of where they are reached."""
+
+        def reached(channel: str) -> str:
+            if channel not in named.channels and case_name.partition("/")[0] in PER_REPORT_CONTACTS:
+                return reach(known, channel)
+            return reach(named, channel)
+
         before = (known.user_id, reach(known, "EMAIL"), reach(known, "SMS"))
-        after = (named.user_id, reach(named, "EMAIL"), reach(named, "SMS"))
+        after = (named.user_id, reached("EMAIL"), reached("SMS"))
         if before == after:
             return
         change = ContactChange(case_name, named.role, known.user_id, *after)
@@ -196,6 +222,35 @@ class CaseParties:
                     party, status=status, version=version
                 )
                 self._changed.add((case_name, role))
+
+    def leave(self, case_name: str, status: str, version: int) -> None:
+        """Notes the case no longer waits for its parties' answer if `status`
+        (an event's, newer than what is known) takes it out of the state in
+        which it did (`WAITING`), to a state that does not end it (`end`
+        cancels those requests). Called before `status` records it."""
+        collection = case_name.partition("/")[0]
+        waiting = WAITING.get(collection)
+        if waiting is None or status == waiting or status in ENDED[collection]:
+            return
+        parties = self._cases.get(case_name, {}).values()
+        if any(p.status == waiting and p.version < version for p in parties):
+            self._answered.add(case_name)
+            self._answered_now.add(case_name)
+
+    def unasked(self, jobs: list[NewJob]) -> list[NewJob]:
+        """The batch's jobs planned before the event just planned, without
+        the requests of a case it took out of waiting (`leave`)."""
+        answered, self._answered_now = self._answered_now, set()
+        return [
+            job
+            for job in jobs
+            if not (job.case_name in answered and job.template in REQUEST_TEMPLATES)
+        ]
+
+    def answered(self) -> list[str]:
+        """The cases the batch's events took out of waiting, in a stable
+        order: what they asked before the batch is not sent."""
+        return sorted(self._answered)
 
     def end(self, case_name: str, status: str) -> None:
         """Notes the case ended if `status` (an event's) is final (`ENDED`)."""
@@ -285,6 +340,7 @@ def plan_ticket(book: CaseParties, event: CloudEvent, message: Any, at: Planning
     requester = parties.get("requester")
     if requester is None:
         return unknown_case(event, name)
+    book.leave(name, status, header.version)
     book.status(name, status, header.version)
     book.end(name, status)
     # Read before the update above: what the ticket was when this event came.
@@ -329,6 +385,7 @@ def plan_appeal(book: CaseParties, event: CloudEvent, message: Any, at: Planning
     parties = book.of(name)
     if "filer" not in parties:
         return unknown_case(event, name)
+    book.leave(name, state, version)
     book.status(name, state, version)
     book.end(name, state)
     party = parties["filer"]  # as it was until this event

@@ -305,8 +305,10 @@ class Planner:
             with about(event):
                 book.at = event.time
                 planned = source.plan(book, event, message, at)
-                # What the batch planned before this event goes where it says now.
-                jobs = book.follow(jobs) + planned
+                # What the batch planned before this event goes where it says
+                # now, and is not asked any more if it took its case out of
+                # waiting for an answer.
+                jobs = book.unasked(book.follow(jobs)) + planned
         # An erased person is told nothing of what was written before their
         # erasure: not in a case the erasure blanked (whatever a later event
         # carries: contacts in clear, or read with a key this process still
@@ -359,6 +361,13 @@ class Planner:
                 cancelled=len(followed.cancelled),
                 readdressed=followed.readdressed,
             )
+        # What the cases the batch took out of waiting asked before it (not
+        # the batch's own: a request after the answer stands).
+        answered = await store.cancel_requests(
+            conn, book.answered(), why="its case no longer waits for an answer"
+        )
+        for _, channel in answered:
+            OUTCOMES.labels(channel, CANCELLED).inc()
         created = set(await store.add_jobs(conn, jobs, now))
         # Not to a number its user has since changed away from.
         users = book.user_ids() | {j.user_id for j in jobs} - {""}

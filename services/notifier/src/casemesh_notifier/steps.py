@@ -121,7 +121,16 @@ def appeal_steps(message: Any, before: str = "") -> dict[str, Step]:
             }
         case aev.AppealDecided():
             r = message.reasons
-            reasons = {"reasons": {"ground": r.ground, "facts": r.facts, "redress": r.redress}}
+            reasons = {
+                "reasons": {
+                    "ground": r.ground,
+                    "facts": r.facts,
+                    # Whether automated means were used (DSA Art. 17(3)(c)).
+                    "automated_detection": r.automated_detection,
+                    "automated_decision": r.automated_decision,
+                    "redress": r.redress,
+                }
+            }
             upheld = message.outcome == "UPHOLD"
             template = "appeal.upheld" if upheld else "appeal.rejected"
             steps = {}

@@ -451,21 +451,17 @@ async def follow_contact_changes(
 
 
 async def cancel_requests(
-    conn: psycopg.AsyncConnection[Any], cases: Collection[str]
+    conn: psycopg.AsyncConnection[Any], cases: Collection[str], why: str = "its case has ended"
 ) -> list[tuple[uuid.UUID, str]]:
-    """Cancels what these ended cases still had to ask of their parties
+    """Cancels what these cases still had to ask of their parties
     (`policy.REQUEST_TEMPLATES`: "we need more information by …") and did
-    not send, erasing its text: the case takes no answer now. One a sender
-    holds is withdrawn from it (`WITHDRAWN`). Returns (id, channel) of those
-    cancelled. Rows are locked in id order, as the other statements lock
-    jobs."""
+    not send, erasing its text: the case takes no answer now (it ended), or
+    has had it (`why` says which). One a sender holds is withdrawn from it
+    (`WITHDRAWN`). Returns (id, channel) of those cancelled. Rows are
+    locked in id order, as the other statements lock jobs."""
     if not cases:
         return []
-    params = {
-        "cases": sorted(cases),
-        "templates": sorted(REQUEST_TEMPLATES),
-        "why": "its case has ended",
-    }
+    params = {"cases": sorted(cases), "templates": sorted(REQUEST_TEMPLATES), "why": why}
     theirs = f"case_name = ANY(%(cases)s) AND template = ANY(%(templates)s) AND {UNSENT}"
     await conn.execute(
         f"SELECT FROM notification_jobs WHERE {theirs} ORDER BY id FOR UPDATE", params
