@@ -276,15 +276,17 @@ async def test_an_erased_persons_files_go_once_no_live_case_holds_them(
     assert stored(locker, reported) == [False]
 
 
-async def test_a_notice_restored_with_items_still_down_keeps_its_erased_partys_evidence(
-    dsn: str, locker: EvidenceLocker
+@pytest.mark.parametrize("answered", ["window passed", "court kept it down"])
+async def test_a_notice_with_items_still_down_keeps_its_erased_partys_evidence(
+    dsn: str, locker: EvidenceLocker, answered: str
 ) -> None:
     """Cy's takedown notice names two videos of Ul's and is upheld; Ul's
-    counter-notice answers for one only, which comes back when its window
-    passes: the other is down still, and Ul may appeal for it. Both are
-    erased meanwhile: the notice's proof and the counter-notice's stay past
-    the grace period, an appeal is decided on them. Ul's appeal upheld, the
-    rest comes back, nothing more can follow: then they go."""
+    counter-notice answers for one only: it comes back when its window
+    passes, or a court Cy went to keeps it down. Either way the other is down
+    still, and Ul may appeal for it. Both are erased meanwhile: the notice's
+    proof and the counter-notice's stay past the grace period, an appeal is
+    decided on them. Ul's appeal upheld, the rest comes back, nothing more
+    can follow: then they go."""
     cases = Cases(dsn, locker)
     originality, infringement = [await upload(locker, "cy", png()) for _ in range(2)]
     answer = await upload(locker, "ul", png())
@@ -298,7 +300,14 @@ async def test_a_notice_restored_with_items_still_down_keeps_its_erased_partys_e
         notice(ident, 3, "FORWARDED_TO_CLAIMANT", countered, "ul", evidence=attached(answer))
     )
     restored = aev.ContentRestored
-    cases.hear(notice(ident, 4, "RESTORED", restored, "system", restored_items=items[:1]))
+    if answered == "window passed":
+        after = "RESTORED"
+        cases.hear(notice(ident, 4, after, restored, "system", restored_items=items[:1]))
+    else:
+        after = "UPHELD_BY_COURT"
+        cases.hear(notice(ident, 4, "HELD", aev.CourtActionRecorded, "agent-1"))
+        outcome = {"outcome": "CONTENT_STAYS_DOWN"}
+        cases.hear(notice(ident, 5, after, aev.CourtOutcomeRecorded, "agent-1", **outcome))
 
     forget_person(dsn, cases, "cy")
     forget_person(dsn, cases, "ul")
@@ -307,7 +316,7 @@ async def test_a_notice_restored_with_items_still_down_keeps_its_erased_partys_e
 
     appeal = f"appeals/{uuid.uuid4()}"
     rest = {"restored_items": items[1:], "outcome_of": appeal}
-    cases.hear(notice(ident, 5, "RESTORED", restored, "agent-1", **rest))
+    cases.hear(notice(ident, 6, after, restored, "agent-1", **rest))
     assert cases.purge_after_grace() == 3
     assert await kept(locker, originality, infringement, answer) == [False] * 3
 

@@ -9,15 +9,16 @@ name, `evidence/{id}`, travels sealed with the person's data). A case is
 
 - **live** until it ends for good;
 - **ended**: a ticket closed or cancelled; a copyright case withdrawn,
-  abandoned, restored on appeal or upheld by a court; a report voided, or
-  its decision reversed. A decided copyright case or report stays live until
-  it expires: a counter-notice or an appeal may still take it further. So
+  abandoned or restored on appeal; a report voided, or its decision
+  reversed. A decided copyright case or report stays live until it
+  expires: a counter-notice or an appeal may still take it further. So
   does a notice restored after its counter-notice (its window passed, or a
-  court restored what it named): the items the counter-notice did not name
-  are down still, and its uploader may appeal for them, which the notice's
-  evidence (and the counter-notice's) is needed to decide; the events do
-  not say whether any are left (the items may come in a request for
-  information's answer, which they do not carry);
+  court restored what it named), or one whose counter-noticed items a court
+  kept down: the items the counter-notice did not name are down still, and
+  its uploader may appeal for them, which the notice's evidence (and the
+  counter-notice's) is needed to decide; the events do not say whether any
+  are left (the items may come in a request for information's answer,
+  which they do not carry);
 - **expired**: its retention period ran out (`TicketExpired`,
   `AppealExpired`, `ReportExpired`); an expired case stays so.
 
@@ -101,15 +102,15 @@ FINAL = frozenset(
         "CANCELLED",
         "WITHDRAWN",
         "ABANDONED",
-        "UPHELD_BY_COURT",
         "VOID",
         "REVERSED",
     }
 )
-# A copyright notice's content back up: final only once an upheld appeal
-# brought it back (the decision on an appeal is final, and it restores
-# every item still down); not after a counter-notice (`_has_ended`).
-RESTORED = "RESTORED"
+# A copyright notice's content back up, or what its counter-notice named
+# kept down by a court: final only once an upheld appeal brought back the
+# rest (the decision on an appeal is final, and it restores every item the
+# platform's decision alone keeps down); not before (`_has_ended`).
+AFTER_COUNTER_NOTICE = frozenset({"RESTORED", "UPHELD_BY_COURT"})
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS evidence_cases (
     name text PRIMARY KEY,
@@ -283,11 +284,11 @@ def observe(event: CloudEvent) -> Told | None:
 def _has_ended(state: str, message: Any) -> bool:
     """Whether a case in `state` after `message` can change no more but by
     expiring. A notice RESTORED after its counter-notice (the window passed,
-    or a court's outcome) cannot tell: what that counter-notice did not name
-    stays down and its uploader may still appeal it, so it is live until an
-    upheld appeal restores the rest (`ContentRestored` naming it) or it
-    expires."""
-    if state == RESTORED:
+    or a court's outcome), or UPHELD_BY_COURT, cannot tell: what that
+    counter-notice did not name stays down and its uploader may still appeal
+    it, so it is live until an upheld appeal restores the rest
+    (`ContentRestored` naming it) or it expires."""
+    if state in AFTER_COUNTER_NOTICE:
         return isinstance(message, aev.ContentRestored) and bool(message.outcome_of)
     return state in FINAL
 
