@@ -238,6 +238,31 @@ def test_both_parties_hear_why_the_content_came_back() -> None:
         }
 
 
+def test_an_appeal_upheld_while_a_court_holds_the_rest_says_what_it_brought_back() -> None:
+    """A notice took down two videos; the counter-notice named one, which a
+    court holds; the uploader's appeal for the other is upheld: both parties
+    read that the items the counter-notice did not name came back, and the
+    court's are the court's, not that "the content" was restored."""
+    back = "https://v.example/2"
+    for state in ("HELD", "UPHELD_BY_COURT", "RESTORED"):
+        header = aev.AppealEventHeader(appeal_id="a1", state=state)
+        message = aev.ContentRestored(header=header, outcome_of="appeals/a2", restored_items=[back])
+        for role, step in appeal_steps(message, state).items():
+            for locale, partly, wholly in (
+                ("en", "a court's to decide", "the content has been restored"),
+                ("zh-CN", "由法院裁决", "涉及的内容已恢复"),
+            ):
+                values = email_values(step, "A-1", "Dance video")
+                text = render_email(step.template, locale, ZoneInfo("Asia/Shanghai"), values).text
+                court_holds = state != "RESTORED"
+                assert (partly in text, wholly in text) == (court_holds, not court_holds), (
+                    role,
+                    locale,
+                    text,
+                )
+                assert back in text
+
+
 def test_both_parties_hear_which_items_came_back() -> None:
     """A notice took down two videos; a counter-notice answered for one,
     which alone came back after the window (or by a court): each party's

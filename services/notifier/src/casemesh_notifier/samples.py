@@ -239,6 +239,11 @@ def _appeals(w: Callable[[str], str]) -> list[Event]:
             restored_items=["https://video.example/v/7731"],
             outcome_of="appeals/6f1c2a9e-8d3b-4c0a-9e7f-1b2c3d4e5f60",
         ),
+        aev.ContentRestored(
+            header=header("UPHELD_BY_COURT"),
+            restored_items=["content:8841"],
+            outcome_of="appeals/6f1c2a9e-8d3b-4c0a-9e7f-1b2c3d4e5f60",
+        ),
         aev.AppealWithdrawn(header=header("WITHDRAWN"), reason=w("已与对方和解。")),
         aev.AppealAbandoned(header=header("ABANDONED")),
     ]

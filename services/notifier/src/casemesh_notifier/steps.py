@@ -54,6 +54,10 @@ def restriction(r: Any) -> dict[str, Any]:
 # The ticket steps after which it takes no reply (closed is final; a reply
 # by e-mail would bounce): their e-mails neither invite one nor set Reply-To.
 NO_REPLY_STEPS = frozenset({"ticket.closed"})
+# The states of a notice whose counter-noticed items a court holds (held for
+# its action, or kept down by it): an appeal upheld meanwhile brings back
+# only the others.
+COURT_HOLDS = frozenset({"HELD", "UPHELD_BY_COURT"})
 
 
 def ticket_step(message: Message, previous_status: str) -> Step | None:
@@ -169,7 +173,12 @@ def appeal_steps(message: Any, before: str = "") -> dict[str, Step]:
             # After the counter-notice's window, or an upheld appeal: what came
             # back, which may be part of what the notice took down.
             told = "appeal.restored_on_appeal" if message.outcome_of else "appeal.restored"
-            items = {"restored_items": _restored(message)}
+            items: dict[str, Any] = {
+                "restored_items": _restored(message),
+                # Only what the counter-notice did not name came back: a
+                # court holds the rest (a held case, or one it kept down).
+                "court_holds": message.header.state in COURT_HOLDS,
+            }
             return {"filer": Step(told, items), "uploader": Step(told, items)}
         case aev.CourtActionRecorded():
             return {"filer": Step("appeal.held"), "uploader": Step("appeal.held")}
