@@ -78,7 +78,7 @@ SERVICE_CONFIG = """{
 # keepalive ping waits behind such a ping still unanswered, and that one is
 # waited for 60 s unless ping_timeout_ms says otherwise. No pings on a
 # connection without calls (a server counts those as abuse). The servers
-# allow pings this often (`grpcutil.SERVER_OPTIONS`).
+# allow pings this often (`PINGS_ALLOWED`).
 BACKEND_OPTIONS = [
     ("grpc.service_config", SERVICE_CONFIG),
     ("grpc.enable_retries", 1),
@@ -93,6 +93,18 @@ BACKEND_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 0),
     ("grpc.http2.max_pings_without_data", 0),
 ]
+
+
+# What a server allows of the clients' pings: the channels above ping every
+# 20 s while a call is open, to notice a server gone without a word. gRPC's
+# server counts a ping that comes within 5 minutes of the last one, with
+# nothing sent in between, as a strike, and at the third answers GOAWAY
+# too_many_pings and closes the connection, failing every call on it: a
+# paused download, a quiet watch. So pings 10 s apart are allowed, half the
+# clients' interval, by every server a service runs (its own, and the one
+# answering health while it starts); the strikes stay at gRPC's default, so
+# a client pinging faster than that is still cut off.
+PINGS_ALLOWED = ("grpc.http2.min_ping_interval_without_data_ms", 10_000)
 
 
 def backend_channel(target: str, *options: tuple[str, Any]) -> grpc.aio.Channel:

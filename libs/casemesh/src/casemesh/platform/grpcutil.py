@@ -33,6 +33,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from casemesh.platform import errors, metrics, starting, wire
+from casemesh.platform.backends import PINGS_ALLOWED
 from casemesh.platform.callers import BehindGateway, VouchedCalls, vouched
 from casemesh.platform.identity import Identity
 from casemesh.platform.localized import DEFAULT as DEFAULT_LOCALE
@@ -297,20 +298,9 @@ def field_violations(status: status_pb2.Status) -> list[tuple[str, str]]:
 # Clients reconnect every few minutes (calls in flight, streams included, go
 # on over the old connection): a client balancing over the addresses of a
 # Kubernetes headless Service resolves them again and so finds replicas added
-# since it connected.
-#
-# The other services' channels ping every 20 s while a call is open
-# (`backends.BACKEND_OPTIONS`), to notice a server gone without a word. gRPC's
-# server counts a ping that comes within 5 minutes of the last one, with
-# nothing sent in between, as a strike, and at the third answers GOAWAY
-# too_many_pings and closes the connection, failing every call on it: a
-# paused download, a quiet watch. So pings 10 s apart are allowed, half the
-# clients' interval; the strikes stay at gRPC's default, so a client pinging
-# faster than that is still cut off.
-SERVER_OPTIONS = (
-    ("grpc.max_connection_age_ms", 300_000),
-    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-)
+# since it connected. The other services' pings are allowed
+# (`backends.PINGS_ALLOWED`).
+SERVER_OPTIONS = (("grpc.max_connection_age_ms", 300_000), PINGS_ALLOWED)
 
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 

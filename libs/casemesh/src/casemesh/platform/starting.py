@@ -21,6 +21,7 @@ from contextlib import contextmanager
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from casemesh.platform.backends import PINGS_ALLOWED
 from casemesh.platform.logging import get_logger
 
 log = get_logger(__name__)
@@ -38,7 +39,10 @@ def alive_while_starting(address: str) -> Iterator[None]:
     listened on, says so and carries on: the service's own server will say
     more."""
     global _serving
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="starting"))
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="starting"),
+        options=[PINGS_ALLOWED],
+    )
     servicer = health.HealthServicer()
     servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
     servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
