@@ -369,6 +369,10 @@ def test_an_upheld_notice_is_countered_and_the_content_restored_when_the_window_
     assert (case.state, case.next_step) == ("FORWARDED_TO_CLAIMANT", "RESTORE")
     (deadline,) = app.deadlines_of(last_event(app, ident))
     assert deadline.kind == DeadlineKind.RESTORE
+    # The claimant's deadline passed, the content comes back the day after
+    # (`court_notice_grace`): time to record a court action reported by then.
+    assert case.next_step_due == datetime(2026, 3, 18, tzinfo=ZoneInfo("Asia/Shanghai"))
+    assert deadline.due == datetime(2026, 3, 19, tzinfo=ZoneInfo("Asia/Shanghai"))
     app.fire(deadline)  # not yet due
     assert app.get(ALICE, ident).state == "FORWARDED_TO_CLAIMANT"
     clock.now_is(deadline.due)
@@ -489,6 +493,138 @@ def test_court_action_within_the_window_holds_the_restore(app: Appeals, clock: F
     case = app.get(ALICE, ident)
     assert (case.state, case.next_step) == ("HELD", "COURT")
     assert app.deadlines_of(last_event(app, ident)) == []
+
+
+def countered_under(app: Appeals, jurisdiction: str) -> str:
+    """Alice's notice under `jurisdiction`, upheld, and Ursula's counter-notice to it."""
+    ident = upheld(app, str(app.file(ALICE, replace(notice(), jurisdiction=jurisdiction)).id))
+    app.file_counter_notice(
+        URSULA,
+        ident,
+        party("Ursula"),
+        {
+            "removed_item": "https://video.example/v/123",
+            "reason": "我自己编的舞",
+            "consent_to_jurisdiction": True,
+        },
+        good_faith=True,
+        accuracy=True,
+    )
+    return ident
+
+
+@pytest.mark.parametrize("jurisdiction", ["cn", "us", "eu"])
+def test_a_court_action_reported_by_the_deadline_is_recorded_after_it_and_nothing_comes_back(
+    app: Appeals, clock: FakeClock, jurisdiction: str
+) -> None:
+    """Alice opened a ticket hours before her deadline to say she sued; an
+    agent answers it an hour after the deadline. The court action is
+    recorded, and the content stays down: the restore, due once the grace
+    after the deadline has run, finds the case held."""
+    ident = countered_under(app, jurisdiction)
+    deadline = app.get(ALICE, ident).next_step_due
+    assert deadline is not None
+    (restore,) = app.deadlines_of(last_event(app, ident))
+    clock.now_is(deadline + timedelta(hours=1))
+    app.fire(restore)  # not due yet: the grace runs
+    case = app.record_court_action(AGENT, ident, "起诉书已送达", EVIDENCE)
+    assert (case.state, case.next_step) == ("HELD", "COURT")
+    clock.now_is(restore.due)
+    app.fire(restore)
+    assert app.get(ALICE, ident).state == "HELD"
+    assert CopyrightAppeal.Restored not in events_of(app, ident)
+
+
+@pytest.mark.parametrize("jurisdiction", ["cn", "us", "eu"])
+def test_a_court_action_recorded_after_the_grace_is_refused_and_the_content_comes_back(
+    app: Appeals, clock: FakeClock, jurisdiction: str
+) -> None:
+    ident = countered_under(app, jurisdiction)
+    (restore,) = app.deadlines_of(last_event(app, ident))
+    clock.now_is(restore.due)
+    with pytest.raises(FailedPrecondition) as refused:
+        app.record_court_action(AGENT, ident, "起诉书已送达", EVIDENCE)
+    assert refused.value.reason == "COURT_ACTION_WINDOW_CLOSED"
+    assert app.get(ALICE, ident).state == "FORWARDED_TO_CLAIMANT"
+    app.fire(restore)
+    assert app.get(ALICE, ident).state == "RESTORED"
+
+
+@pytest.mark.parametrize(
+    ("jurisdiction", "zone", "deadline", "restored"),
+    [
+        # Forwarded on Monday 2 March 2026, 17:00 Beijing time: told until
+        # 24:00 on 17 March (E-Commerce Law Art. 43's 15 days); restored at
+        # 24:00 on the 18th.
+        ("cn", "Asia/Shanghai", datetime(2026, 3, 18), datetime(2026, 3, 19)),
+        # 04:00 in New York: told until the end of the 10th business day
+        # (Monday 16 March); restored after the 12th (Wednesday 18 March),
+        # within DMCA 512(g)'s 14.
+        ("us", "America/New_York", datetime(2026, 3, 17), datetime(2026, 3, 19)),
+        # 14 days by policy, and a day more.
+        ("eu", "UTC", datetime(2026, 3, 16, 9), datetime(2026, 3, 17, 9)),
+    ],
+)
+def test_the_content_comes_back_when_the_grace_after_the_deadline_has_run(
+    app: Appeals,
+    clock: FakeClock,
+    jurisdiction: str,
+    zone: str,
+    deadline: datetime,
+    restored: datetime,
+) -> None:
+    """Both parties are told the claimant's deadline (`next_step_due`);
+    the content does not come back at it, but once the grace has run."""
+    ident = countered_under(app, jurisdiction)
+    case = app.get(ALICE, ident)
+    assert case.next_step_due == deadline.replace(tzinfo=ZoneInfo(zone))
+    (restore,) = app.deadlines_of(last_event(app, ident))
+    assert (restore.kind, restore.due) == (
+        DeadlineKind.RESTORE,
+        restored.replace(tzinfo=ZoneInfo(zone)),
+    )
+    clock.now_is(case.next_step_due)
+    app.fire(restore)
+    clock.now_is(restore.due - timedelta(seconds=1))
+    app.fire(restore)
+    assert app.get(ALICE, ident).state == "FORWARDED_TO_CLAIMANT"
+    clock.now_is(restore.due)
+    app.fire(restore)
+    assert app.get(ALICE, ident).state == "RESTORED"
+
+
+def test_a_restore_scheduled_at_the_deadline_before_the_grace_still_restores_then(
+    app: Appeals, clock: FakeClock
+) -> None:
+    """A case forwarded by a release without the grace has its timer row at
+    the claimant's deadline, and no other: its parties were told the
+    content comes back then, and it does."""
+    ident = countered(app)
+    deadline = app.get(ALICE, ident).next_step_due
+    assert deadline is not None
+    scheduled_before = Deadline(ident, DeadlineKind.RESTORE, deadline)
+    clock.now_is(deadline)
+    assert app.fire(scheduled_before) is None
+    assert app.get(ALICE, ident).state == "RESTORED"
+
+
+def test_a_restore_scheduled_under_another_grace_moves_to_the_policys(
+    app: Appeals, clock: FakeClock
+) -> None:
+    """A restore row of a time that is neither the deadline nor the end of
+    the grace (scheduled before the policy file changed the grace) restores
+    nothing; the timer is given the case's time under the policy now."""
+    ident = countered(app)
+    (restore,) = app.deadlines_of(last_event(app, ident))
+    longer = Deadline(ident, DeadlineKind.RESTORE, restore.due + timedelta(days=2))
+    shorter = Deadline(ident, DeadlineKind.RESTORE, restore.due - timedelta(hours=12))
+    clock.now_is(shorter.due)
+    assert app.fire(shorter) == restore
+    assert app.get(ALICE, ident).state == "FORWARDED_TO_CLAIMANT"
+    clock.now_is(longer.due)
+    assert app.fire(longer) == restore
+    assert app.fire(restore) is None
+    assert app.get(ALICE, ident).state == "RESTORED"
 
 
 def test_a_held_case_ends_with_its_court_outcome_and_is_erased_after_its_retention(

@@ -143,6 +143,15 @@ def test_a_notice_upheld_countered_and_restored_tells_each_party_once(stack: Sta
     assert claimant.GetAppeal(apb.GetAppealRequest(name=case.name)).state == (
         apb.APPEAL_STATE_INFO_REQUESTED
     )
+    # The claimant answers once asked (a request answered before it went out
+    # is not sent: the case no longer waits for it).
+    wait_until(
+        lambda: (
+            any(m["X-Casemesh-Template"] == "appeal.info_requested" for m in stack.mail.to(email))
+            and any(t["template_id"] == "appeal.info_requested" for t in stack.sms.to(phone))
+        ),
+        timeout=30,
+    )
     # An answer that says nothing, or would change what the case is, is
     # refused, naming the field, and the request still waits.
     for bad, fields in (
@@ -204,7 +213,9 @@ def test_a_notice_upheld_countered_and_restored_tells_each_party_once(stack: Sta
     # cn: 15 days from the day after, the last ending at 24:00 Beijing time.
     assert 15 <= (restore_at - filed_at).total_seconds() / DAY <= 16.01
 
-    stack.advance_clock(16 * DAY)
+    # The content comes back once the day after that deadline has passed
+    # too (the grace for recording a court action reported by it).
+    stack.advance_clock(17 * DAY)
     wait_until(
         lambda: (
             claimant.GetAppeal(apb.GetAppealRequest(name=case.name)).state

@@ -95,11 +95,20 @@ def test_a_notice_is_reviewed_upheld_countered_and_restored_when_the_window_pass
         Step.RESTORE,
         restore_due,
     )
-    assert not a.restore_if_due(now=restore_due - timedelta(seconds=1), due=restore_due)
-    assert not a.restore_if_due(now=restore_due, due=restore_due + timedelta(days=1))  # stale
-    assert a.restore_if_due(now=restore_due, due=restore_due)
+    # Restored once the grace after the claimant's deadline has run (the
+    # service gives its end, `until`); a row at the deadline itself, as a
+    # release without the grace scheduled, restores too; one of another
+    # time is stale.
+    until = restore_due + timedelta(days=1)
+    assert not a.restore_if_due(now=until - timedelta(seconds=1), due=until, until=until)
+    assert not a.restore_if_due(now=until, due=until + timedelta(days=1), until=until)  # stale
+    assert not a.restore_if_due(now=until, due=until - timedelta(hours=1), until=until)  # stale
+    early = restore_due - timedelta(seconds=1)
+    assert not a.restore_if_due(now=early, due=restore_due, until=until)
+    assert a.restore_if_due(now=until, due=until, until=until)
     assert state(a) is State.RESTORED
-    assert not a.restore_if_due(now=restore_due, due=restore_due)  # fires once
+    assert not a.restore_if_due(now=until, due=until, until=until)  # fires once
+    assert not a.restore_if_due(now=until, due=restore_due, until=until)
 
 
 def test_a_counter_notice_after_its_window_closed_is_refused() -> None:
@@ -134,16 +143,22 @@ def test_court_action_in_time_holds_the_content_down() -> None:
     a.file_counter_notice(
         actor="u", uploader={"user_id": "u"}, counter_notice=COUNTER, restore_due=due, now=MONDAY
     )
-    with pytest.raises(FailedPrecondition, match="closed"):
-        a.record_court_action(actor="li", details="case 1", now=due, evidence=[])
+    # Reported by the deadline, it is recorded until the grace after it ends.
+    until = due + timedelta(days=1)
+    with pytest.raises(FailedPrecondition, match="closed") as refused:
+        a.record_court_action(actor="li", details="case 1", now=until, until=until, evidence=[])
+    assert refused.value.reason == "COURT_ACTION_WINDOW_CLOSED"
+    assert state(a) is State.FORWARDED_TO_CLAIMANT
     a.record_court_action(
         actor="li",
         details="Beijing Internet Court (2026) 123",
-        now=due - timedelta(days=1),
+        now=due + timedelta(hours=1),
+        until=until,
         evidence=[],
     )
     assert state(a) is State.HELD
-    assert not a.restore_if_due(now=due, due=due)
+    assert not a.restore_if_due(now=until, due=until, until=until)
+    assert not a.restore_if_due(now=until, due=due, until=until)
 
 
 @pytest.mark.parametrize(
@@ -167,7 +182,7 @@ def test_a_held_case_ends_when_the_court_outcome_is_recorded(
     with pytest.raises(FailedPrecondition, match="FORWARDED_TO_CLAIMANT") as refused:
         a.record_court_outcome(**outcome)  # no court action recorded yet
     assert refused.value.reason == "CASE_NOT_HELD"
-    a.record_court_action(actor="li", details="(2026) 123", now=MONDAY, evidence=[])
+    a.record_court_action(actor="li", details="(2026) 123", now=MONDAY, until=due, evidence=[])
     assert a.ended_at(a.modified_on) is None  # held: kept while the court decides
     a.record_court_outcome(**outcome)
     assert (state(a), step(a), a.next_step_due) == (ended_as, Step.NONE, None)
@@ -264,6 +279,27 @@ def test_chinas_fifteen_days_run_to_midnight_of_the_fifteenth_day_after() -> Non
     assert cn.due(cn.restore_after, early) == datetime(2027, 3, 18, 0, 0, tzinfo=beijing)
 
 
+def test_the_grace_after_the_claimants_deadline_counts_from_the_day_after_it() -> None:
+    """The claimant's deadline ends a day at local midnight; the grace after
+    it counts the days after that one: forwarded in New York on Friday 8
+    January 2027, told until the end of Monday 25 January (10 business
+    days, MLK Day skipped), restored at the end of Wednesday 27 January (12,
+    within DMCA 512(g)'s 14), not of Thursday. Told until 24:00 on 17 March
+    in Beijing, restored at 24:00 on the 18th."""
+    ny, beijing = ZoneInfo("America/New_York"), ZoneInfo("Asia/Shanghai")
+    policies = policy.load()
+    us, cn, eu = policies["us"], policies["cn"], policies["eu"]
+    deadline = us.due(us.restore_after, datetime(2027, 1, 8, 22, 0, tzinfo=ny))
+    assert deadline == datetime(2027, 1, 26, 0, 0, tzinfo=ny)
+    assert us.court_action_until(deadline) == datetime(2027, 1, 28, 0, 0, tzinfo=ny)
+    assert us.court_action_until(datetime(2027, 1, 23, tzinfo=ny)) == datetime(
+        2027, 1, 27, tzinfo=ny
+    )  # told until the end of a Friday: Monday and Tuesday
+    deadline = cn.due(cn.restore_after, datetime(2027, 3, 2, 17, 0, tzinfo=beijing))
+    assert cn.court_action_until(deadline) == datetime(2027, 3, 19, 0, 0, tzinfo=beijing)
+    assert eu.court_action_until(MONDAY) == MONDAY + timedelta(days=1)
+
+
 def test_us_business_days_skip_every_federal_holiday_whatever_the_year() -> None:
     """New Year's Day 2028 falls on a Saturday and is kept on Friday 31
     December 2027; holidays are worked out by the statute's rules, so a
@@ -318,8 +354,28 @@ def test_policies_follow_the_law_and_refuse_to_break_it(tmp_path: object) -> Non
     with pytest.raises(policy.PolicyError, match="six months"):
         policy.load(str(short))
     ok = tmp_path / "ok.json"  # type: ignore[operator]
-    ok.write_text('{"us": {"restore_after": {"days": 14, "business_days": true}}}')
-    assert policy.load(str(ok))["us"].restore_after.days == 14
+    # Restored when the grace after the claimant's deadline ends: 10 and 2
+    # business days by default, and together never more than 512(g)'s 14.
+    assert policies["us"].court_notice_grace == policy.Period(2, business_days=True)
+    longest = tmp_path / "longest.json"  # type: ignore[operator]
+    longest.write_text('{"us": {"restore_after": {"days": 13, "business_days": true}}}')
+    with pytest.raises(policy.PolicyError, match="at most 14 business days"):
+        policy.load(str(longest))
+    ok = tmp_path / "ok.json"  # type: ignore[operator]
+    ok.write_text(
+        '{"us": {"restore_after": {"days": 13, "business_days": true},'
+        ' "court_notice_grace": {"days": 1, "business_days": true}}}'
+    )
+    assert policy.load(str(ok))["us"].restore_after.days == 13
+    # No grace: restored at the deadline itself.
+    none = tmp_path / "none.json"  # type: ignore[operator]
+    none.write_text(
+        '{"us": {"restore_after": {"days": 14, "business_days": true},'
+        ' "court_notice_grace": {"days": 0}}}'
+    )
+    us = policy.load(str(none))["us"]
+    deadline = datetime(2027, 1, 26, 0, 0, tzinfo=ZoneInfo("America/New_York"))
+    assert us.court_action_until(deadline) == deadline
     # China's 15 days named in a file are counted as the law counts them.
     cn = tmp_path / "cn.json"  # type: ignore[operator]
     cn.write_text('{"cn": {"restore_after": {"days": 15}}}')
@@ -369,6 +425,11 @@ def test_no_jurisdictions_decision_is_appealed_for_less_than_the_eus_six_months(
         ('{"eu": {"review": {"weeks": 1}}}', "a period is"),
         ('{"us": {"restore_after": {"days": 10, "business_days": "yes"}}}', "true or false"),
         ('{"us": {"restore_after": {"days": 10, "months": 1, "business_days": true}}}', "months"),
+        # Restored later than 512(g)'s 14 business days, or counted otherwise.
+        ('{"us": {"court_notice_grace": {"days": 5, "business_days": true}}}', "at most 14"),
+        ('{"us": {"court_notice_grace": {"days": 2}}}', "at most 14"),
+        ('{"us": {"court_notice_grace": {"months": 1}}}', "at most 14"),
+        ('{"eu": {"court_notice_grace": {"days": -1}}}', "whole numbers"),
         ('{"cn": {"info_response": {}}}', "no time"),
     ],
 )
@@ -408,7 +469,11 @@ def test_each_step_that_waits_on_time_sets_its_deadline() -> None:
     events = list(a.collect_events())
     # The service reads each event's deadline from the case as it stands after it.
     keep = timedelta(days=1095)
-    service = SimpleNamespace(_follower=StreamFollower(SimpleNamespace()), retain_for=keep)  # type: ignore[arg-type]
+    service = SimpleNamespace(
+        _follower=StreamFollower(SimpleNamespace()),  # type: ignore[arg-type]
+        retain_for=keep,
+        policies=policy.load(),
+    )
     deadlines = [Appeals.deadlines_of(service, e) for e in events]  # type: ignore[arg-type]
     assert [[(d.kind, d.due) for d in ds] for ds in deadlines] == [
         [],
@@ -417,5 +482,7 @@ def test_each_step_that_waits_on_time_sets_its_deadline() -> None:
         # Decided: once its window for a counter-notice or an appeal closes,
         # its retention period runs.
         [(DeadlineKind.DECISION_RETENTION, MONDAY + timedelta(days=180) + keep)],
-        [(DeadlineKind.RESTORE, MONDAY + timedelta(days=30))],
+        # Forwarded: restored once the grace after the claimant's deadline
+        # (17:00 on 1 April, Beijing time) has run: 24:00 on 2 April there.
+        [(DeadlineKind.RESTORE, datetime(2026, 4, 3, tzinfo=ZoneInfo("Asia/Shanghai")))],
     ]

@@ -679,7 +679,11 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         def record(a: CopyrightAppeal) -> None:
             self._refuse_own_case(who.subject, a)
             a.record_court_action(
-                actor=who.subject, details=details, now=self.clock.now(), evidence=evidence
+                actor=who.subject,
+                details=details,
+                now=self.clock.now(),
+                until=restores_at(a, self.policies),
+                evidence=evidence,
             )
 
         return self.change_under(
@@ -735,14 +739,19 @@ class Appeals(CaseApplication[CopyrightAppeal]):
     def deadlines_of(self, domain_event: Any) -> list[Deadline]:
         """The deadlines the case has right after an event: an unanswered
         request abandons the case; a forwarded counter-notice restores the
-        content; an ended case keeps its personal data for its retention
+        content once the claimant's deadline and the grace after it have
+        passed (`restores_at`, under the policy as it is when the event is
+        read); an ended case keeps its personal data for its retention
         period (`casemesh.rules.retention`)."""
         appeal = self._follower(domain_event)
         found = []
         kinds = {Step.YOUR_INFORMATION: DeadlineKind.ABANDON, Step.RESTORE: DeadlineKind.RESTORE}
         kind = kinds.get(Step(appeal.next_step))
-        if kind is not None and appeal.next_step_due is not None:
-            found.append(Deadline(str(appeal.id), kind, appeal.next_step_due))
+        due = appeal.next_step_due
+        if kind is DeadlineKind.RESTORE:
+            due = restores_at(appeal, self.policies)
+        if kind is not None and due is not None:
+            found.append(Deadline(str(appeal.id), kind, due))
         ended = appeal.ended_at(domain_event.timestamp)
         if ended is not None and not appeal.expired:
             kind = DeadlineKind.RETENTION if appeal.finished else DeadlineKind.DECISION_RETENTION
@@ -752,12 +761,19 @@ class Appeals(CaseApplication[CopyrightAppeal]):
     def fire(self, deadline: Deadline) -> Deadline | None:
         """Issues the deadline's command (idempotent); a retention deadline
         of a decision whose window has moved since (a notice upheld on
-        appeal after its rejection) returns the one it has now instead."""
+        appeal after its rejection), or a restore one scheduled under
+        another grace than the policy's now, returns the one it has now
+        instead."""
         appeal: CopyrightAppeal = self.repository.get(UUID(deadline.aggregate_id))
         now = self.clock.now()
         match deadline.kind:
             case DeadlineKind.RESTORE:
-                changed = appeal.restore_if_due(now=now, due=deadline.due)
+                until = restores_at(appeal, self.policies)
+                changed = appeal.restore_if_due(now=now, due=deadline.due, until=until)
+                stands = deadline.due in (until, appeal.next_step_due)
+                if not changed and until is not None and not stands:
+                    # Scheduled under another grace: the case's time under this one.
+                    return Deadline(deadline.aggregate_id, deadline.kind, until)
             case DeadlineKind.ABANDON:
                 changed = appeal.abandon_if_due(now=now, due=deadline.due)
             case DeadlineKind.RETENTION | DeadlineKind.DECISION_RETENTION:
@@ -1031,6 +1047,19 @@ def set_fields(content: dict[str, Any], prefix: str) -> set[str]:
         elif value not in (None, "", [], False):
             found.add(f"{prefix}.{key}")
     return found
+
+
+def restores_at(
+    appeal: CopyrightAppeal, policies: dict[str, JurisdictionPolicy]
+) -> datetime | None:
+    """When a forwarded case's content comes back, as its jurisdiction's
+    policy is now: the claimant's deadline (`next_step_due`) and the grace
+    after it (`JurisdictionPolicy.court_action_until`), until which an
+    agent may record the court action they reported by the deadline. None
+    for a case that is not forwarded."""
+    if appeal.state is not State.FORWARDED_TO_CLAIMANT or appeal.next_step_due is None:
+        return None
+    return policies[appeal.jurisdiction].court_action_until(appeal.next_step_due)
 
 
 def parties(appeal: CopyrightAppeal) -> list[str]:

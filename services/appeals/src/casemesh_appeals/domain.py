@@ -4,9 +4,10 @@ A takedown notice: SUBMITTED (or INFO_REQUESTED when legal elements are
 missing) → UNDER_REVIEW → UPHELD (content actioned) or REJECTED. After UPHELD
 the uploader may answer with a counter-notice naming the removed items it
 answers for (one or several): FORWARDED_TO_CLAIMANT → RESTORED (those items)
-when the window passes, or HELD when the claimant shows court action in time,
-until an agent records how the action ended: UPHELD_BY_COURT (the content
-stays down) or RESTORED.
+when the window passes (the claimant's deadline, and a grace after it in
+which an agent may still record a court action reported by then), or HELD
+when the claimant shows court action in time, until an agent records how the
+action ended: UPHELD_BY_COURT (the content stays down) or RESTORED.
 A counter-notice or an appeal of a decision is decided UPHELD or REJECTED;
 the decision on an appeal is final on the platform (nothing follows it).
 Only the party a decision went against may appeal it, one appeal at a time,
@@ -798,17 +799,30 @@ class CopyrightAppeal(ExpiringCase):
         self._moved(State.UPHELD, Step.COUNTER_NOTICE_OR_APPEAL, next_step_due)
 
     def record_court_action(
-        self, *, actor: str, details: str, now: datetime, evidence: list[dict[str, str]]
+        self,
+        *,
+        actor: str,
+        details: str,
+        now: datetime,
+        until: datetime | None,
+        evidence: list[dict[str, str]],
     ) -> None:
+        """A court action the claimant reported by the case's deadline
+        (`next_step_due`, as both parties were told), recorded by an agent
+        before `until`: the deadline and the policy's grace after it, when
+        the content comes back (`restore_if_due`; None: the deadline
+        itself). The claimant's ticket, opened hours before the deadline,
+        may well be answered after it."""
         if self.state is not State.FORWARDED_TO_CLAIMANT:
             raise FailedPrecondition(
                 f"court action holds a forwarded counter-notice; the case is {self.state.value}",
                 reason="COUNTER_NOTICE_NOT_FORWARDED",
             )
-        assert self.next_step_due is not None
-        if now >= self.next_step_due:
+        closes = until or self.next_step_due
+        assert closes is not None
+        if now >= closes:
             raise FailedPrecondition(
-                f"the window for court action closed at {self.next_step_due.isoformat()}",
+                f"the window for recording court action closed at {closes.isoformat()}",
                 reason="COURT_ACTION_WINDOW_CLOSED",
             )
         self._court_action_recorded(actor=actor, details=details, evidence=evidence)
@@ -864,9 +878,17 @@ class CopyrightAppeal(ExpiringCase):
 
     # -- deadlines (fired by the timer; idempotent) -----------------------
 
-    def restore_if_due(self, *, now: datetime, due: datetime) -> bool:
-        """Restores the content when this deadline still stands and has passed."""
-        if self.state is not State.FORWARDED_TO_CLAIMANT or self.next_step_due != due or now < due:
+    def restore_if_due(self, *, now: datetime, due: datetime, until: datetime | None) -> bool:
+        """Restores the content of a forwarded case when the timer's deadline
+        `due` is its own and has passed: `until`, the claimant's deadline and
+        the grace after it (`record_court_action`), or the claimant's
+        deadline itself (`next_step_due`). A case forwarded before there was
+        a grace has its timer row there, and no other: its parties were told
+        the content comes back then, and it does. A row of any other time
+        does not stand (the case's deadline is another)."""
+        if self.state is not State.FORWARDED_TO_CLAIMANT or now < due:
+            return False
+        if due not in (self.next_step_due, until):
             return False
         self._restored(actor="system")
         return True

@@ -10,6 +10,12 @@
   counts months: from the day after, to the end (24:00) of the matching day;
   restoring after a counter-notice is platform policy.
 
+After a counter-notice the claimant is told to report court action by a
+deadline (`restore_after`); the content comes back a little later
+(`court_notice_grace`), so that a court action reported just before the
+deadline is recorded before anything is restored, still within the law's
+time (us: 10 + 2 business days, within the 14).
+
 A takedown has no territorial scope: whatever law a case is decided under,
 the content comes down in the EU too, and whoever would appeal may be there.
 So no jurisdiction's decision may be appealed for less than the EU's six
@@ -86,8 +92,14 @@ class JurisdictionPolicy:
     review: Period
     # How long the filer has to answer a request for information.
     info_response: Period
-    # After a counter-notice is forwarded: restore unless court action by then.
+    # After a counter-notice is forwarded: the claimant's deadline to report
+    # court action, as both parties are told.
     restore_after: Period
+    # After that deadline: the time in which an agent may still record a
+    # court action the claimant reported by it (their ticket is answered in
+    # hours, not at once), before the content comes back
+    # (`court_action_until`).
+    court_notice_grace: Period
     # How long a decision may be appealed; never less than the DSA's six
     # months (`appeal_deadline`).
     appeal_window: Period
@@ -107,6 +119,20 @@ class JurisdictionPolicy:
     def due(self, period: Period, start: datetime) -> datetime:
         zones = (self.time_zone, *self.day_zones) if period.whole_days else (self.time_zone,)
         return max(period.after(start, self.holidays, ZoneInfo(zone)) for zone in zones)
+
+    def court_action_until(self, deadline: datetime) -> datetime:
+        """When the content of a case whose claimant had until `deadline` to
+        report court action comes back, and until when an agent may record
+        the action they reported: `court_notice_grace` after the deadline.
+        A grace of whole or business days counts from the day after the one
+        the deadline ends: a deadline at local midnight ends the day before
+        it, and is not counted from the day that begins then (10 business
+        days and 2 more are 12, not 13)."""
+        grace = self.court_notice_grace
+        if not (grace.days or grace.months):
+            return deadline
+        counted = grace.business_days or grace.whole_days
+        return self.due(grace, deadline - timedelta(microseconds=1) if counted else deadline)
 
     def appeal_deadline(self, decided: datetime) -> datetime:
         """Until when a decision made at `decided` may be appealed: the
@@ -169,6 +195,10 @@ POLICIES: dict[str, JurisdictionPolicy] = {
         # E-Commerce Law Art. 43's 15 days, counted as the Civil Code counts:
         # forwarded on 2 March, the claimant has until 24:00 on 17 March.
         restore_after=Period(15, whole_days=True),
+        # The claimant's notice must have come within the 15 days; the day
+        # after is for recording it, and without one the measures end then:
+        # promptly, as Art. 43 asks, not days later.
+        court_notice_grace=Period(1, whole_days=True),
         # Six months, as for the EU (`appeal_deadline`): a removal applies there too.
         appeal_window=Period(months=6, whole_days=True),
         redress={
@@ -189,6 +219,8 @@ POLICIES: dict[str, JurisdictionPolicy] = {
         review=Period(5, business_days=True),
         info_response=Period(10, business_days=True),
         restore_after=Period(10, business_days=True),
+        # Restored after 12 business days: within 512(g)'s 10 to 14 (`check`).
+        court_notice_grace=Period(2, business_days=True),
         # Six months, as for the EU (`appeal_deadline`): a removal applies there too.
         appeal_window=Period(months=6, whole_days=True),
         redress={
@@ -211,6 +243,7 @@ POLICIES: dict[str, JurisdictionPolicy] = {
         review=Period(7),
         info_response=Period(14),
         restore_after=Period(14),
+        court_notice_grace=Period(1),
         # Decided at noon on 5 March, a decision may be appealed until 24:00
         # on 5 September where that comes last (Martinique's).
         appeal_window=Period(months=6, whole_days=True),
@@ -248,10 +281,22 @@ def check(policy: JurisdictionPolicy) -> JurisdictionPolicy:
             )
         if not p.whole_days:
             policy = replace(policy, restore_after=replace(p, whole_days=True))
+        # The grace only records a notice that came within the 15 days, and
+        # the measures end promptly after it (Art. 43): whole days too, as
+        # the Civil Code counts them.
+        g = policy.court_notice_grace
+        if not (g.business_days or g.whole_days):
+            policy = replace(policy, court_notice_grace=replace(g, whole_days=True))
     if policy.code == "us":
-        p = policy.restore_after
+        p, g = policy.restore_after, policy.court_notice_grace
         if not (p.business_days and 10 <= p.days <= 14):
             raise PolicyError("us: restore must be 10 to 14 business days after a counter-notice")
+        # The content comes back when the grace ends: still within the 14.
+        if ((g.days or g.months) and not g.business_days) or p.days + g.days > 14:
+            raise PolicyError(
+                "us: restore_after and court_notice_grace together must be at most 14 business"
+                " days after a counter-notice"
+            )
     if policy.code == "eu":
         w = policy.appeal_window
         if w.business_days:
@@ -290,9 +335,10 @@ def _short_in_the_eu(window: Period, zones: tuple[str, ...]) -> bool:
     return False
 
 
-def _period(name: str, value: Any) -> Period:
+def _period(name: str, value: Any, *, may_be_none: bool = False) -> Period:
     """A period as an override file gives it: whole days and months, not
-    negative, business days or calendar ones (months are calendar's)."""
+    negative, business days or calendar ones (months are calendar's); of no
+    time only where `may_be_none`."""
     if not isinstance(value, dict) or set(value) - {"days", "months", "business_days"}:
         raise PolicyError(f"{name}: a period is {{days, months, business_days}}, not {value!r}")
     days, months = value.get("days", 0), value.get("months", 0)
@@ -305,14 +351,16 @@ def _period(name: str, value: Any) -> Period:
         raise PolicyError(f"{name}: business_days is true or false")
     if business and months:
         raise PolicyError(f"{name}: business days are counted without months")
-    if not days and not months:
+    if not days and not months and not may_be_none:
         raise PolicyError(f"{name}: a period of no time")
     return Period(days=days, business_days=business, months=months)
 
 
 def load(path: str = "") -> dict[str, JurisdictionPolicy]:
     """The built-in policies, with overrides from a JSON file such as
-    {"us": {"restore_after": {"days": 14, "business_days": true}}}."""
+    {"us": {"restore_after": {"days": 12, "business_days": true}}}. A
+    `court_notice_grace` of no time ({"days": 0}) restores at the claimant's
+    deadline itself."""
     policies = dict(POLICIES)
     if path:
         overrides: dict[str, dict[str, Any]] = json.loads(Path(path).read_text())
@@ -324,6 +372,8 @@ def load(path: str = "") -> dict[str, JurisdictionPolicy]:
             for name, value in values.items():
                 if name in ("review", "info_response", "restore_after", "appeal_window"):
                     changes[name] = _period(f"{code}.{name}", value)
+                elif name == "court_notice_grace":
+                    changes[name] = _period(f"{code}.{name}", value, may_be_none=True)
                 elif name == "holidays":
                     changes[name] = frozenset(date.fromisoformat(d) for d in value)
                 elif name in ("redress", "final_redress"):
