@@ -13,10 +13,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as ev
+from casemesh.platform.backoff import backoff
 from casemesh.platform.envelope import CloudEvent
 from casemesh_notifier.cases import CaseParties, Planning, plan_report, plan_ticket, tell
 from casemesh_notifier.labels import phone_zones
-from casemesh_notifier.policy import backoff, quiet_until, quiet_until_everywhere
+from casemesh_notifier.policy import quiet_until, quiet_until_everywhere
 from casemesh_notifier.rendering import email_values, render_email, render_sms, sms_values
 from casemesh_notifier.samples import samples
 from casemesh_notifier.steps import Step, appeal_steps, report_steps, ticket_step

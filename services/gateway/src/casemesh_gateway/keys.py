@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections.abc import AsyncIterator
 
 import httpx
 import structlog
 
+from casemesh.platform.backoff import backoff
 from casemesh.platform.identity import KeySet
 
 log = structlog.get_logger()
@@ -64,7 +64,7 @@ async def _keep_fresh(
     attempt = 0
     while not await _fetch(client, url, keys):
         attempt += 1
-        await asyncio.sleep(_backoff(attempt))
+        await asyncio.sleep(backoff(attempt, base=1.0, cap=MAX_BACKOFF))
     loaded.set()
     while True:
         # However often unknown keys are named, no fetch comes sooner than this.
@@ -86,10 +86,3 @@ async def _fetch(client: httpx.AsyncClient, url: str, keys: KeySet) -> bool:
         return False
     log.info("jwks.fetched", url=url, keys=len(keys))
     return True
-
-
-def _backoff(attempt: int) -> float:
-    # The exponent stops growing once past the longest pause: a provider
-    # away for nine hours (over a thousand tries) must not overflow the
-    # float and end the fetching for good.
-    return min(MAX_BACKOFF, 0.5 * 2.0 ** min(attempt, 8)) * random.uniform(0.75, 1.25)

@@ -59,6 +59,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from psycopg_pool import AsyncConnectionPool
 
 from casemesh.events.v1 import notifications_pb2 as nev
+from casemesh.platform.backoff import backoff
 from casemesh.platform.clock import Clock, SystemClock
 from casemesh.platform.fields import record_from
 from casemesh.platform.logging import get_logger
@@ -1093,7 +1094,7 @@ class Delivery:
                     conn, job, nev.NotificationParked(job=job.ref(now), error=told), now
                 )
             else:
-                delay = policy.backoff(
+                delay = backoff(
                     outage or job.attempts,
                     base=self._cfg.backoff_base_seconds,
                     cap=self._cfg.backoff_cap_seconds,

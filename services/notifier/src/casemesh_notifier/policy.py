@@ -1,20 +1,11 @@
-"""When a job may go out: retry backoff with jitter, SMS quiet hours, and the
-per-recipient SMS rate limit. Pure functions of the clock (time is an input)."""
+"""When a job may go out: SMS quiet hours and the per-recipient SMS rate
+limit (retries wait `casemesh.platform.backoff`). Pure functions of the clock (time is an input)."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from datetime import datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
-
-
-def backoff(attempt: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Seconds before retry number `attempt` (1 = first retry): full jitter."""
-    # (The exponent stops growing long before a float would overflow.)
-    ceiling = min(cap, base * (2 ** min(attempt - 1, 40)))
-    return (rng or random).uniform(ceiling / 2, ceiling)
-
 
 # A one-time code's template.
 CODE_TEMPLATE = "verification.code"
