@@ -317,7 +317,10 @@ class Appeals(CaseApplication[CopyrightAppeal]):
 
     def _appeals_of(self, filer: str, decision: str) -> list[CopyrightAppeal]:
         """The appeals `filer` filed of `decision`, by round, first first
-        (at most `MAX_APPEAL_ROUNDS`: no more are filed)."""
+        (at most `MAX_APPEAL_ROUNDS`: no more are filed since there was a
+        cap; a party who filed more before it is answered TOO_MANY_APPEALS
+        on a retry of a later round, and its pending check sees round 20,
+        not their last)."""
         found: list[CopyrightAppeal] = []
         while len(found) < MAX_APPEAL_ROUNDS:
             ident = CopyrightAppeal.appeal_id(filer, decision, len(found) + 1)

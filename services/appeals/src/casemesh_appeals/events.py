@@ -137,8 +137,9 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
                 header=header, removed_item=next(iter(items), ""), restored_items=items
             )
         case CopyrightAppeal.RestoredOnAppeal():
-            # What was down still: every item the notice took down, or those
-            # a counter-notice that named only some did not bring back.
+            # What the platform's decision alone kept down: every item the
+            # notice took down, or those a counter-notice did not name (it
+            # brought the others back, or a court holds them).
             items = list(after.restored_on_appeal)
             named = [item for item in _removed_items(after) if item in items]
             return ev.ContentRestored(

@@ -132,10 +132,13 @@ class TimerTable(SharedTracking):
         setting shortened then put back (a recheck under 48 hours moved a
         96-hour auto-close to 48, which at its time moves it back to 96).
         Left fired, the case would have no deadline left, and a solved
-        ticket would never close. A command moves a deadline only to a time
+        ticket would never close. A command moves a deadline to a time
         still to come, so the row it re-arms was only ever fired early, by a
         recheck, never at its time; and no firing re-arms a row due in the
-        same tick (two rows moving a case back and forth without end)."""
+        same tick (two rows moving a case back and forth without end). One
+        that moves it to a time past (a policy changed since: a restore's
+        grace shortened) has it fired at the next tick, which its command
+        then finds due."""
         curs.execute(
             SQL(
                 "INSERT INTO {table} (id, aggregate_id, kind, due_at)"
