@@ -29,6 +29,7 @@ from playwright.sync_api import (
     Browser,
     ConsoleMessage,
     FilePayload,
+    Locator,
     Page,
     Route,
     expect,
@@ -678,6 +679,49 @@ def test_on_a_phone_a_submit_that_fails_shows_why_where_the_user_is(
         page.unroute(create)
 
 
+def fits_the_screen(page: Page) -> bool:
+    """Whether the page is no wider than the screen (nothing to scroll sideways)."""
+    return bool(
+        page.evaluate(
+            "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+        )
+    )
+
+
+def test_on_a_narrow_phone_nothing_runs_off_the_side_of_the_page(
+    browser: Browser, stack: Stack
+) -> None:
+    """On a 320-pixel phone, in English (the longer words), the page never
+    scrolls sideways: the top bar's tools wrap, and an agent's message with a
+    long address, or a long e-mail address on the ticket, breaks within the
+    screen."""
+    run = uuid.uuid4().hex[:8]
+    user = f"web-narrow-{run}"
+    email = f"someone.with.a.rather.long.address.{run}@mail.subdomain.example-company.com"
+    link = f"https://support.example.com/articles/account-recovery/step-by-step-{run}?from=casemesh"
+    owner = Client(stack.gateway, stack.secret, user)
+    ticket = open_ticket(owner, f"Narrow {run}", "Uploads fail.", email)
+    owner.close()
+    agent = agent_of(stack, run)
+    agent.RequestInfo(
+        pb.RequestInfoRequest(
+            name=ticket.name, message=f"Please follow {link} and tell us.", request_id=run
+        )
+    )
+    agent.close()
+    with signed_in(browser, stack, user, viewport={"width": 320, "height": 640}) as (page, _):
+        open_my_tickets(page).first.get_by_role("link").click()
+        expect(page.locator("#ticket-history")).to_contain_text(link)
+        page.get_by_label("语言").select_option("en")
+        expect(page.get_by_role("heading", name="Your ticket", level=1)).to_be_visible()
+        expect(page.locator("#ticket-updates")).to_contain_text(email)
+        assert fits_the_screen(page)
+        page.get_by_role("button", name="Back to the help centre").first.click()
+        expect(page.get_by_role("heading", name="Search the help centre")).to_be_visible()
+        expect(page.get_by_text(f"Signed in as {user}")).to_be_visible()
+        assert fits_the_screen(page)
+
+
 def test_help_that_did_not_help_answered_as_the_network_failed_then_edited_opens_once(
     browser: Browser, stack: Stack
 ) -> None:
@@ -700,6 +744,66 @@ def test_help_that_did_not_help_answered_as_the_network_failed_then_edited_opens
         )
     mine = Client(stack.gateway, stack.secret, user).ListTickets(pb.ListTicketsRequest())
     assert [t.subject for t in mine.tickets] == [subject]
+
+
+def submitted_held(page: Page, user: str) -> Callable[[], None]:
+    """`user` fills in a ticket (subject "上传一直失败 <user>") and submits
+    it on a slow network: its CreateTicket is held on its way. Returns what
+    lets it go on."""
+    create = "**/casemesh.v1.TicketService/CreateTicket"
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:
+        held.append(route)  # on its way until the test lets it go
+
+    fill_in_a_ticket(page, user, f"上传一直失败 {user}")
+    page.route(create, hold)
+    page.get_by_role("button", name="提交工单").click()
+    wait_until(lambda: held or page.evaluate("false"))
+
+    def go_on() -> None:
+        held[0].continue_()
+        page.unroute(create)
+
+    return go_on
+
+
+def test_words_typed_while_the_ticket_is_being_created_are_not_dropped_unsaid(
+    browser: Browser, stack: Stack
+) -> None:
+    """On a slow network the user submits, then adds a line to the
+    description while "Submitting…" shows: the ticket is opened as it was
+    sent, and the page says the addition is not in it."""
+    user = f"web-typed-late-{uuid.uuid4().hex[:8]}"
+    with signed_in(browser, stack, user) as (page, _):
+        on_its_way = submitted_held(page, user)
+        page.get_by_label("问题描述").fill("每次上传到 99% 就失败。换了网络也一样。")
+        on_its_way()
+        expect(page.get_by_role("heading", name="您的工单", level=1)).to_be_visible()
+        expect(page.get_by_role("alert")).to_contain_text("提交期间所做的修改没有包含在内")
+    client = Client(stack.gateway, stack.secret, user)
+    mine = client.ListTickets(pb.ListTicketsRequest()).tickets
+    assert [t.description for t in mine] == ["每次上传到 99% 就失败。"]
+    client.close()
+
+
+def test_a_ticket_opened_after_the_user_went_on_reading_is_said_not_jumped_to(
+    browser: Browser, stack: Stack
+) -> None:
+    """On a slow network the user submits, then goes back to the help centre
+    while the ticket is on its way: when it is opened, the page says so where
+    they are, rather than take them away from what they are reading."""
+    user = f"web-went-on-{uuid.uuid4().hex[:8]}"
+    with signed_in(browser, stack, user) as (page, _):
+        on_its_way = submitted_held(page, user)
+        page.get_by_role("button", name="返回帮助中心").first.click()
+        expect(page.get_by_role("heading", name="搜索帮助中心")).to_be_visible()
+        on_its_way()
+        expect(page.locator("#status")).to_contain_text(
+            f"您之前提交的工单“上传一直失败 {user}”已创建"
+        )
+        expect(page.get_by_role("heading", name="搜索帮助中心")).to_be_visible()
+        expect(page.get_by_role("heading", name="您的工单", level=1)).to_be_hidden()
 
 
 def test_a_ticket_whose_history_cannot_be_read_yet_is_shown_and_not_sent_twice(
@@ -1057,6 +1161,55 @@ def test_a_jpeg_saved_under_a_png_name_is_attached(browser: Browser, stack: Stac
     person.client.close()
 
 
+def test_a_screenshot_taken_away_while_it_uploads_is_not_sent(
+    browser: Browser, stack: Stack
+) -> None:
+    """On a slow network the user submits with a photo, then thinks better of
+    it and clears the field while it uploads: the upload stops, no ticket is
+    opened with that photo, and the page says why. Submitted again, as the
+    form now is, the ticket has no attachment."""
+    run = uuid.uuid4().hex[:8]
+    user = f"web-unpicked-{run}"
+    subject = f"上传一直失败 {run}"
+    upload = "**/uploads/evidence"
+    held: list[Route] = []
+    created: list[str] = []
+
+    def hold(route: Route) -> None:
+        held.append(route)  # on its way until the test lets it go
+
+    with signed_in(browser, stack, user) as (page, _):
+        page.on(
+            "request",
+            lambda r: created.append(r.url) if "TicketService/CreateTicket" in r.url else None,
+        )
+        fill_in_a_ticket(page, user, subject)
+        screenshot = page.get_by_label("截图（可选）")
+        chosen: FilePayload = {"name": "private.png", "mimeType": "image/png", "buffer": png()}
+        screenshot.set_input_files(files=[chosen])
+        page.route(upload, hold)
+        page.get_by_role("button", name="提交工单").click()
+        wait_until(lambda: held or page.evaluate("false"))
+        screenshot.set_input_files(files=[])
+        for route in held:
+            with contextlib.suppress(Exception):  # stopped: there is nothing to let through
+                route.continue_()
+        page.unroute(upload)
+        alert = page.get_by_role("alert")
+        expect(alert).to_contain_text("截图在上传期间被更换或移除，工单没有提交")
+        expect(page.get_by_role("heading", name="提交工单", level=1)).to_be_visible()
+        assert created == []
+
+        page.get_by_role("button", name="提交工单").click()
+        expect(page.get_by_role("heading", name="您的工单", level=1)).to_be_visible()
+        expect(page.locator("#ticket-subject")).to_have_text(subject)
+        name = page.url.rpartition("#")[2]
+    client = Client(stack.gateway, stack.secret, user)
+    assert list(client.GetTicket(pb.GetTicketRequest(name=name)).evidence) == []
+    assert len(client.ListTickets(pb.ListTicketsRequest()).tickets) == 1
+    client.close()
+
+
 def test_the_next_person_to_sign_in_on_a_shared_phone_sees_nothing_of_the_last(
     browser: Browser, stack: Stack
 ) -> None:
@@ -1228,7 +1381,9 @@ def test_a_form_whose_submit_went_unanswered_is_given_back_then_settled_once(
         page.unroute(create)
         page.get_by_role("button", name="返回帮助中心").first.click()
         page.get_by_role("button", name="联系客服（提交工单）").click()
-        expect(page.locator("#status")).to_contain_text(f"您之前提交的工单“{subject}”已创建")
+        expect(page.locator("#status")).to_contain_text(
+            f"您之前提交的工单“上传一直失败 {user}”已创建"
+        )
         expect(page.get_by_role("alert")).to_be_hidden()
         expect(page.get_by_label("标题")).to_have_value("")
 
@@ -1288,7 +1443,9 @@ def test_a_form_opened_from_my_tickets_whose_submit_went_unanswered_is_given_bac
         page.reload()
         expect(page.get_by_role("heading", name="您的工单", level=1)).to_be_visible()
         expect(page.locator("#ticket-subject")).to_have_text(subject)
-        expect(page.locator("#status")).to_contain_text(f"您之前提交的工单“{subject}”已创建")
+        expect(page.locator("#status")).to_contain_text(
+            f"您之前提交的工单“上传一直失败 {user}”已创建"
+        )
     mine = Client(stack.gateway, stack.secret, user).ListTickets(pb.ListTicketsRequest())
     assert [t.subject for t in mine.tickets] == [subject]
 
@@ -1319,6 +1476,22 @@ def test_answered_solved_the_question_goes_and_no_upload_shows_before_a_file(
         expect(page.get_by_role("progressbar", name="上传进度")).to_be_visible()
 
 
+def refused_beside(page: Page, field: Locator, error: str, words: str) -> None:
+    """The page refused what `field` holds: `words` beside it (`error`), the
+    field marked invalid and focused, and the alert asks for a correction."""
+    expect(page.locator(error)).to_have_text(words)
+    expect(field).to_have_attribute("aria-invalid", "true")
+    expect(field).to_be_focused()
+    expect(page.get_by_role("alert")).to_contain_text("请修改标出的内容后再提交。")
+
+
+def calls_to(page: Page, method: str) -> list[str]:
+    """The URLs of the calls the page makes to `method` from now on."""
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.url) if method in r.url else None)
+    return sent
+
+
 def test_a_subject_is_counted_in_characters_as_the_service_counts_them(
     browser: Browser, stack: Stack
 ) -> None:
@@ -1326,18 +1499,11 @@ def test_a_subject_is_counted_in_characters_as_the_service_counts_them(
     more is refused beside the subject, and nothing is sent."""
     user = f"web-emoji-{uuid.uuid4().hex[:8]}"
     subject = "上传失败😀" * 40
-    created: list[str] = []
     with signed_in(browser, stack, user) as (page, _):
-        page.on(
-            "request",
-            lambda r: created.append(r.url) if "TicketService/CreateTicket" in r.url else None,
-        )
+        created = calls_to(page, "TicketService/CreateTicket")
         fill_in_a_ticket(page, user, subject + "！")
         page.get_by_role("button", name="提交工单").click()
-        expect(page.locator("#subject-error")).to_have_text("不能超过 200 个字符。")
-        expect(page.get_by_label("标题")).to_have_attribute("aria-invalid", "true")
-        expect(page.get_by_label("标题")).to_be_focused()
-        expect(page.get_by_role("alert")).to_contain_text("请修改标出的内容后再提交。")
+        refused_beside(page, page.get_by_label("标题"), "#subject-error", "不能超过 200 个字符。")
         assert created == []
 
         page.get_by_label("标题").fill(subject)
@@ -1346,6 +1512,64 @@ def test_a_subject_is_counted_in_characters_as_the_service_counts_them(
         expect(page.locator("#ticket-subject")).to_have_text(subject)
     mine = Client(stack.gateway, stack.secret, user).ListTickets(pb.ListTicketsRequest())
     assert [t.subject for t in mine.tickets] == [subject]
+
+
+def test_a_search_is_counted_in_characters_and_refused_beside_its_box(
+    browser: Browser, stack: Stack
+) -> None:
+    """A description of the problem of 200 characters with emoji is searched
+    for; one more is refused beside the search box, in the page's language,
+    and nothing is sent."""
+    user = f"web-long-query-{uuid.uuid4().hex[:8]}"
+    query = "登录失败😀" * 40
+    with signed_in(browser, stack, user) as (page, _):
+        searched = calls_to(page, "SearchArticles")
+        box = page.get_by_role("searchbox", name="描述您的问题")
+        box.fill(query + "！")
+        page.get_by_role("button", name="搜索", exact=True).click()
+        refused_beside(page, box, "#query-error", "不能超过 200 个字符。")
+        assert searched == []
+
+        box.fill(query)
+        page.get_by_role("button", name="搜索", exact=True).click()
+        expect(page.locator("#status")).to_contain_text("找到")
+        expect(page.locator("#query-error")).to_be_hidden()
+        expect(box).not_to_have_attribute("aria-invalid", "true")
+        assert len(searched) == 1
+
+
+def test_a_ticket_form_half_written_outlives_a_reload_but_not_signing_out(
+    browser: Browser, stack: Stack
+) -> None:
+    """The phone drops the page while the user is away from it (or they
+    reload): the ticket form they were writing comes back as they left it
+    when they open it again. Signed out, nothing of it stays in the tab."""
+    user = f"web-draft-{uuid.uuid4().hex[:8]}"
+    subject = f"上传一直失败 {user}"
+    described = "每次上传到 99% 就失败。\n换了网络也一样，"
+    with signed_in(browser, stack, user) as (page, _):
+        fill_in_a_ticket(page, user, subject)
+        page.get_by_label("问题描述").fill(described)
+        page.reload()
+        expect(page.get_by_role("heading", name="搜索帮助中心")).to_be_visible()
+        page.get_by_role("button", name="联系客服（提交工单）").click()
+        expect(page.get_by_role("heading", name="提交工单", level=1)).to_be_visible()
+        expect(page.get_by_label("标题")).to_have_value(subject)
+        expect(page.get_by_label("问题描述")).to_have_value(described)
+        expect(page.get_by_label("问题分类")).to_have_value("account.login")
+        expect(page.get_by_label("电子邮箱")).to_have_value(f"{user}@example.com")
+        expect(page.get_by_role("checkbox", name="电子邮件")).to_be_checked()
+
+        page.get_by_role("button", name="退出").click()
+        expect(page.get_by_role("heading", name="登录", level=1)).to_be_visible()
+        kept = page.evaluate("JSON.stringify({ ...sessionStorage })")
+        assert subject not in kept and "99%" not in kept and user not in kept
+        page.get_by_label("用户名").fill(user)
+        page.get_by_role("button", name="登录").click()
+        expect(page.get_by_role("heading", name="搜索帮助中心")).to_be_visible()
+        page.get_by_role("button", name="联系客服（提交工单）").click()
+        expect(page.get_by_role("heading", name="提交工单", level=1)).to_be_visible()
+        expect(page.get_by_label("标题")).to_have_value("")
 
 
 def test_a_rating_comment_is_counted_in_characters_as_the_service_counts_them(
@@ -1374,10 +1598,7 @@ def test_a_rating_comment_is_counted_in_characters_as_the_service_counts_them(
         words = page.get_by_label("想对我们说的话（可选）")
         words.fill(comment + "好" * 501)
         page.get_by_role("button", name="提交评价").click()
-        expect(page.locator("#rating-comment-error")).to_have_text("不能超过 2000 个字符。")
-        expect(words).to_have_attribute("aria-invalid", "true")
-        expect(words).to_be_focused()
-        expect(page.get_by_role("alert")).to_contain_text("请修改标出的内容后再提交。")
+        refused_beside(page, words, "#rating-comment-error", "不能超过 2000 个字符。")
         assert rated == []
 
         words.fill(comment)

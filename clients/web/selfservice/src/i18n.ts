@@ -77,6 +77,9 @@ const zh = {
   ticketCreated: "工单已提交",
   createdBeforeChanges:
     "您第一次提交时工单已经创建（当时网络中断，未能告诉您），之后的修改没有包含在内：请在下方回复中补充。",
+  createdWithoutEdits:
+    "工单已按您点击提交时的内容创建，提交期间所做的修改没有包含在内：请在下方回复中补充。",
+  screenshotChanged: "截图在上传期间被更换或移除，工单没有提交。请确认截图后再次提交。",
   historyHeading: "处理记录",
   refresh: "刷新",
   newTicket: "再提交一个工单",
@@ -231,6 +234,10 @@ const en: Record<Key, string> = {
   ticketCreated: "Ticket submitted",
   createdBeforeChanges:
     "Your ticket was opened by your first submit (the network failed before we could say so); the changes you made since are not in it: add them as a reply below.",
+  createdWithoutEdits:
+    "Your ticket was opened as it was when you pressed Submit; the changes you made while it was being sent are not in it: add them as a reply below.",
+  screenshotChanged:
+    "The screenshot was changed or removed while it was uploading, so the ticket was not sent. Check the screenshot and submit again.",
   historyHeading: "History",
   refresh: "Refresh",
   newTicket: "Open another ticket",

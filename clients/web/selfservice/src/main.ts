@@ -551,6 +551,7 @@ let tried = newHelpSession();
  */
 function startOver(): void {
   tried = newHelpSession();
+  dropDraft(); // the next ticket form starts blank (see openTicketForm)
   $("result-list").replaceChildren();
   $("results").hidden = true;
   $<HTMLInputElement>("query").value = "";
@@ -567,33 +568,46 @@ async function loadFlows(): Promise<void> {
   );
 }
 
+/** The most characters a search may have (`SearchArticlesRequest.query`). */
+const QUERY_MOST = 200;
+
 $("search-form").addEventListener("submit", (e) => {
   e.preventDefault();
   const query = $<HTMLInputElement>("query").value.trim();
   if (!query) {
     return;
   }
-  void busy($("search-form").querySelector("button"), async () => {
-    say(t("searching"));
-    const found = await help.searchArticles({ query, locale, session: tried.session });
-    tried.session = found.session;
-    tried.searches.push(query);
-    const list = found.results.flatMap(({ article, snippet }) => {
-      if (!article) {
-        return [];
-      }
-      const open = element("button", article.title, { type: "button", class: "result-title" });
-      open.addEventListener("click", () => void busy(open, () => openArticle(article.name)));
-      return listItem(
-        open,
-        element("p", snippet, { class: "snippet" }),
-        element("p", article.categoryLabel, { class: "meta" }),
-      );
-    });
-    $("result-list").replaceChildren(...list);
-    $("results").hidden = !list.length;
-    say(list.length ? t("resultCount", { count: list.length }) : t("noResults"));
-  });
+  // Counted in characters (code points), as the service counts them, as the subject is.
+  if ([...query].length > QUERY_MOST) {
+    refuse($("query"), t("tooLong", { n: QUERY_MOST }));
+    return;
+  }
+  void busy(
+    $("search-form").querySelector("button"),
+    async () => {
+      clearError();
+      say(t("searching"));
+      const found = await help.searchArticles({ query, locale, session: tried.session });
+      tried.session = found.session;
+      tried.searches.push(query);
+      const list = found.results.flatMap(({ article, snippet }) => {
+        if (!article) {
+          return [];
+        }
+        const open = element("button", article.title, { type: "button", class: "result-title" });
+        open.addEventListener("click", () => void busy(open, () => openArticle(article.name)));
+        return listItem(
+          open,
+          element("p", snippet, { class: "snippet" }),
+          element("p", article.categoryLabel, { class: "meta" }),
+        );
+      });
+      $("result-list").replaceChildren(...list);
+      $("results").hidden = !list.length;
+      say(list.length ? t("resultCount", { count: list.length }) : t("noResults"));
+    },
+    (field) => (field === "query" ? $("query") : undefined),
+  );
 });
 
 function askSolved(where: "article-solved" | "flow-solved"): void {
@@ -814,7 +828,20 @@ interface FormFields {
 
 /** The form's fields as the user left them, as a submit sends them (trimmed). */
 function formFields(): FormFields {
-  const value = (id: string) => $<HTMLInputElement>(id).value.trim();
+  const { category, subject, description, email, phone, channels } = typed();
+  return {
+    category: category.trim(),
+    subject: subject.trim(),
+    description: description.trim(),
+    email: email.trim(),
+    phone: phone.trim(),
+    channels,
+  };
+}
+
+/** The form's fields exactly as typed (untrimmed: given back, they go on where they were). */
+function typed(): FormFields {
+  const value = (id: string) => $<HTMLInputElement>(id).value;
   return {
     category: value("category"),
     subject: value("subject"),
@@ -836,6 +863,47 @@ function fillForm(fields: FormFields): void {
   for (const box of document.querySelectorAll<HTMLInputElement>("input[name=channel]")) {
     box.checked = fields.channels.includes(box.value);
   }
+}
+
+/**
+ * What the user is typing in the ticket form, kept in this tab's session
+ * storage as they type: a reload, or a phone dropping the page while it is
+ * in the background, loses nothing. Given back to its writer alone when they
+ * next open the form; gone once its ticket is opened, a new help session
+ * starts the form blank, or they sign out (`forget`).
+ */
+const DRAFT_KEY = "casemesh.ticket.draft";
+interface KeptDraft {
+  who: string;
+  form: FormFields;
+}
+
+function keepDraft(): void {
+  if (token) {
+    sessionStorage.setItem(
+      DRAFT_KEY,
+      JSON.stringify({ who: subjectOf(token), form: typed() } satisfies KeptDraft),
+    );
+  }
+}
+
+/** The signed-in person's form as they left it before the page was reloaded, if any. */
+function keptDraft(): FormFields | undefined {
+  let kept: KeptDraft | null = null;
+  try {
+    kept = JSON.parse(sessionStorage.getItem(DRAFT_KEY) ?? "null") as KeptDraft | null;
+  } catch {
+    kept = null;
+  }
+  if (!token || kept?.who !== subjectOf(token) || !Array.isArray(kept.form?.channels)) {
+    dropDraft(); // not theirs to see
+    return undefined;
+  }
+  return kept.form;
+}
+
+function dropDraft(): void {
+  sessionStorage.removeItem(DRAFT_KEY);
 }
 
 /**
@@ -1034,6 +1102,7 @@ function dropPending(): void {
   uploaded = undefined;
   refill = undefined;
   sessionStorage.removeItem(PENDING_KEY);
+  dropDraft(); // its ticket is open
 }
 
 /** Whether the form's ticket is on its way to the service (not yet opened, or refused). */
@@ -1082,6 +1151,12 @@ async function openTicketForm(prefill?: () => Draft, session = ""): Promise<void
   if (formWrittenIn !== tried) {
     $<HTMLFormElement>("ticket-form").reset();
     uploaded = undefined;
+    renderCategories();
+    // The first form since the page was loaded: as its writer left it before.
+    const kept = formWrittenIn === undefined ? keptDraft() : undefined;
+    if (kept) {
+      fillForm(kept);
+    }
     formWrittenIn = tried;
   }
   renderCategories();
@@ -1162,18 +1237,36 @@ const placeTicketField: Placer = (field) => {
   return id ? $(id) : undefined;
 };
 
+/** The file the screenshot field holds now (undefined: none). */
+function chosenScreenshot(): File | undefined {
+  return $<HTMLInputElement>("screenshot").files?.[0];
+}
+
+/** The screenshot being uploaded, and what stops its upload. */
+let uploading: { file: File; stop: AbortController } | undefined;
+
+/** Why a submit stopped: its screenshot was changed, or taken away, while it was uploading. */
+const SCREENSHOT_CHANGED = new Error("the screenshot was changed while it was uploading");
+
 $("screenshot").addEventListener("change", () => {
   if (uploaded && !uploaded.file) {
     uploaded = undefined; // the one uploaded before the reload: another is chosen
+  }
+  // Another file chosen, or none, is not the one being uploaded: it is not
+  // sent on, nor does it drive the progress bar.
+  if (uploading && uploading.file !== chosenScreenshot()) {
+    uploading.stop.abort();
   }
   $<HTMLProgressElement>("upload-progress").value = 0;
   $("upload-status").textContent = "";
   $("upload").hidden = !$<HTMLInputElement>("screenshot").files?.length;
 });
 
-// While a submit is unanswered, what the user changes is kept with it (a reload loses nothing).
+// What the user types is kept as they type it; while a submit is
+// unanswered, kept with it too (a reload loses nothing).
 for (const edited of ["input", "change"]) {
   $("ticket-form").addEventListener(edited, () => {
+    keepDraft();
     if (unanswered.length) {
       refill = undefined;
       keepPending();
@@ -1191,10 +1284,16 @@ async function uploadScreenshot(file: File): Promise<string> {
   progress.value = 0;
   $("upload-status").textContent = t("uploading");
   const made = callFor();
+  // Stopped when the sign-in ends (as every call is), and when the user
+  // chooses another file or none.
+  const stop = new AbortController();
+  const signInEnded = () => stop.abort();
+  made.calls.signal.addEventListener("abort", signInEnded, { once: true });
+  uploading = { file, stop };
   try {
     const evidence = await answered(
       uploadEvidence(api, currentToken, file, {
-        signal: made.calls.signal,
+        signal: stop.signal,
         language: () => locale,
         onProgress: (loaded, total) => {
           progress.value = total ? Math.round((loaded / total) * 100) : 0;
@@ -1202,13 +1301,27 @@ async function uploadScreenshot(file: File): Promise<string> {
       }),
       made,
     );
+    if (chosenScreenshot() !== file) {
+      throw SCREENSHOT_CHANGED; // changed as its upload ended: it is not the one to attach
+    }
     progress.value = 100;
     $("upload-status").textContent = t("uploaded");
     uploaded = { file, name: evidence.name, fileName: file.name };
     return evidence.name;
   } catch (err) {
+    if (ended(err)) {
+      throw err;
+    }
+    if (chosenScreenshot() !== file) {
+      throw SCREENSHOT_CHANGED; // (the progress bar is the new file's now)
+    }
     $("upload-status").textContent = "";
     throw err;
+  } finally {
+    made.calls.signal.removeEventListener("abort", signInEnded);
+    if (uploading?.stop === stop) {
+      uploading = undefined;
+    }
   }
 }
 
@@ -1227,16 +1340,29 @@ $("ticket-form").addEventListener("submit", (e) => {
         return;
       }
       const evidence: { name: string }[] = [];
-      const file = $<HTMLInputElement>("screenshot").files?.[0];
+      const file = chosenScreenshot();
       // On its way from here (its screenshot first) until the ticket is
       // opened or refused; once opened, the form is a new one's.
       sending = true;
       let ticket: Ticket;
+      /** The form's fields as sent (see formOf). */
+      let sent = "";
       try {
         if (file) {
           // The upload's own errors (type, size, name) are about the file input.
           placing = () => $("screenshot");
-          evidence.push({ name: await uploadScreenshot(file) });
+          try {
+            evidence.push({ name: await uploadScreenshot(file) });
+          } catch (err) {
+            if (err !== SCREENSHOT_CHANGED) {
+              throw err;
+            }
+            // Not sent with the file the user no longer wants, nor without
+            // one they may yet choose: they submit again as the form is now.
+            warn(t("screenshotChanged"));
+            $("error").focus();
+            return;
+          }
           placing = placeTicketField;
         } else if (uploaded && !uploaded.file) {
           evidence.push({ name: uploaded.name }); // uploaded before the page was reloaded
@@ -1253,24 +1379,38 @@ $("ticket-form").addEventListener("submit", (e) => {
           contact: { email: value("email"), phone: value("phone"), channels },
           evidence,
         };
+        sent = formOf(written);
         ticket = await openOnce(written);
       } finally {
         sending = false;
       }
+      // What the user changed while it was on its way is not in it.
+      const edited = JSON.stringify(formFields()) !== sent || chosenScreenshot() !== file;
+      const onForm = !$("ticket-form-view").hidden;
       dropPending();
       startOver();
+      const leftOut = changesLeftOut;
+      changesLeftOut = false;
+      if (!onForm) {
+        // The user has gone on to read something else: told, not taken away.
+        sayEarlier({ ticket, leftOut: leftOut || edited });
+        return;
+      }
       // Created: its page at once, so that nothing sends the form again (a
       // new request id would open a second ticket); its history is read
       // after, and a failure there is said on that page.
       showTicket(ticket, []);
-      const leftOut = changesLeftOut;
-      changesLeftOut = false;
+      const unsent: Key | undefined = leftOut
+        ? "createdBeforeChanges"
+        : edited
+          ? "createdWithoutEdits"
+          : undefined;
       say(t("ticketCreated"));
       // Not awaited: the form's button is free for another ticket meanwhile.
       void openTicket(ticket.name, ticket, { unlessLeft: true }).then(
         () => {
-          if (leftOut) {
-            warn(t("createdBeforeChanges")); // once its page is whole (reading it clears alerts)
+          if (unsent) {
+            warn(t(unsent)); // once its page is whole (reading it clears alerts)
           }
         },
         (err: unknown) => {
@@ -1278,8 +1418,8 @@ $("ticket-form").addEventListener("submit", (e) => {
             return;
           }
           showError(err, undefined, false); // its history could not be read: said on its page
-          if (leftOut) {
-            $("error-list").append(element("li", t("createdBeforeChanges")));
+          if (unsent) {
+            $("error-list").append(element("li", t(unsent)));
           }
         },
       );
