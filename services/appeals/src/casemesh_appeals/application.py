@@ -27,8 +27,8 @@ from casemesh.platform.errors import (
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
-    PermissionDenied,
     Violations,
+    own_case,
 )
 from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.grpcutil import resource_id
@@ -643,17 +643,8 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         concerned = {*parties(a), *(parties(appealed) if appealed else []), *(also or [])}
         if agent not in concerned and not self._appealed_too(agent, a):
             return
-        if by and by != agent:
-            raise PermissionDenied(
-                f"{agent} is a party to this case (its filer, the uploader or the"
-                " claimant) or to the decision it appeals: give it to an agent who is not",
-                reason="OWN_CASE",
-            )
-        raise PermissionDenied(
-            "you are a party to this case (its filer, the uploader or the claimant)"
-            " or to the decision it appeals: another agent must work it",
-            reason="OWN_CASE",
-        )
+        of = "this case (its filer, the uploader or the claimant) or to the decision it appeals"
+        raise own_case(agent, by, of)
 
     def _appealed_too(self, agent: str, a: CopyrightAppeal) -> bool:
         """Whether `agent` appealed the report decision `a` appeals as well,

@@ -26,6 +26,7 @@ from casemesh.platform.errors import (
     ResourceExhausted,
     Unauthenticated,
     Violations,
+    own_case,
 )
 from casemesh.platform.grpcutil import (
     STATUS_DETAILS_KEY,
@@ -736,19 +737,11 @@ class AppealGateway(appeals_pb2_grpc.AppealServiceServicer):
             audience=APPEALS,
         )
         decided = _report_case_name(appeal.appeal_of)
-        if not decided or await self._report_case_of(agent, decided, context) is None:
-            return
-        if agent != who.subject:
-            raise PermissionDenied(
-                f"{agent} is a party to this case (its filer, the uploader or the"
-                " claimant) or to the decision it appeals: give it to an agent who is not",
-                reason="OWN_CASE",
+        if decided and await self._report_case_of(agent, decided, context) is not None:
+            of = (
+                "the report case whose decision this appeals (one of its reporters or the uploader)"
             )
-        raise PermissionDenied(
-            "you are a party to this case (its filer, the uploader or the claimant)"
-            " or to the decision it appeals: another agent must work it",
-            reason="OWN_CASE",
-        )
+            raise own_case(agent, who.subject, of)
 
     async def AssignAppeal(self, request: Any, context: Ctx) -> Any:
         return await self._agents_work("AssignAppeal", request, context, request.assignee)

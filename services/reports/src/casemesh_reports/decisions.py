@@ -22,7 +22,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from casemesh.platform.cases import Retry
-from casemesh.platform.errors import InvalidArgument, PermissionDenied, Violations
+from casemesh.platform.errors import InvalidArgument, Violations, own_case
 from casemesh.platform.grpcutil import resource_id
 from casemesh.platform.identity import Identity
 from casemesh.platform.logging import get_logger
@@ -356,19 +356,8 @@ def refuse_own_case(
     manifestly unfounded (the appeals service refuses its parties alike).
     `by` is the agent giving them the case: when that is someone else, the
     refusal names the party it would go to."""
-    if agent not in {*case_parties(case), *(also or [])}:
-        return
-    if by and by != agent:
-        raise PermissionDenied(
-            f"{agent} is a party to this case (one of its reporters or the uploader):"
-            " give it to an agent who is not",
-            reason="OWN_CASE",
-        )
-    raise PermissionDenied(
-        "you are a party to this case (one of its reporters or the uploader):"
-        " another agent must work it",
-        reason="OWN_CASE",
-    )
+    if agent in {*case_parties(case), *(also or [])}:
+        raise own_case(agent, by, "this case (one of its reporters or the uploader)")
 
 
 def dsa_category(case: ReportCase) -> str:

@@ -80,6 +80,20 @@ class PermissionDenied(CasemeshError):
     pass
 
 
+def own_case(agent: str, by: str, of: str) -> PermissionDenied:
+    """The refusal (reason OWN_CASE) of work on a case to `agent`, a party to
+    `of` ("this case (its filer, …)"): deciding one's own case is no review.
+    `by` is the agent giving them the case: when that is someone else, the
+    refusal names the party it would go to."""
+    if by and by != agent:
+        return PermissionDenied(
+            f"{agent} is a party to {of}: give it to an agent who is not", reason="OWN_CASE"
+        )
+    return PermissionDenied(
+        f"you are a party to {of}: another agent must work it", reason="OWN_CASE"
+    )
+
+
 class Unauthenticated(CasemeshError):
     pass
 
