@@ -1113,3 +1113,133 @@ async def test_an_agent_is_never_given_a_report_case_or_its_appeal_they_are_a_pa
         assert {await next_case("agent-y") for _ in range(2)} == {case, appeal}
     finally:
         await servicer.pool.close()
+
+
+def report_case_event(case: uuid.UUID, version: int, state: str, message: Any) -> CloudEvent:
+    """`message`, the `version`th event of the report case `case` (its state
+    after: `state`), a minute after the one before, as the reports relay
+    publishes it."""
+    at = START + timedelta(minutes=version)
+    message.header.CopyFrom(
+        rev.ReportEventHeader(aggregate_id=str(case), version=version, state=state)
+    )
+    message.header.time.FromDatetime(at)
+    return case_event("reports", f"report-cases/{case}", version, message, at)
+
+
+async def consumed_events(conn: psycopg.AsyncConnection[Any], events: list[CloudEvent]) -> None:
+    """`events` applied as the consumer applies them, a batch of 500 a
+    transaction."""
+    for offset, event in enumerate(events):
+        where = Consumed(f"casemesh.{event.source.removeprefix('casemesh/')}.v1", 0, offset)
+        assert await store.consume(conn, event, observe(event, LEVELS), where, LEVELS)
+        if offset % 500 == 499:
+            await conn.commit()
+    await conn.commit()
+
+
+async def test_a_video_reported_by_5000_users_keeps_each_reporter_once_beside_its_case(
+    queue_db: str,
+) -> None:
+    """A viral video is reported by 5,000 users, one event each. Each is
+    recorded as a party once, beside the case: the case's own row does not
+    grow with them (each event would otherwise read and write all those
+    before it). Next passes the case over for a reporter among them, and
+    gives it to an agent who reported nothing."""
+    decided = uuid.uuid4()
+    case = f"report-cases/{decided}"
+    opened = rev.ReportCaseOpened(
+        category="violence_terrorism", lane="ORDINARY", first_reporter="user-0"
+    )
+    events = [report_case_event(decided, 1, "OPEN", opened)]
+    for version in range(2, 5002):
+        added = rev.ReportAddedToCase(reporter=f"user-{version - 1}", base_priority=1)
+        events.append(report_case_event(decided, version, "OPEN", added))
+    async with await psycopg.AsyncConnection.connect(queue_db) as consumer:
+        await consumed_events(consumer, events)
+    lease, now = timedelta(seconds=300), datetime.now(UTC)
+    async with await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT version, pg_column_size(parties) FROM queue_cases WHERE name = %s", (case,)
+        )
+        row = await cur.fetchone()
+        assert row is not None and row[0] == 5001
+        assert row[1] < 100  # an empty array, not 5,001 user ids
+        cur = await conn.execute(
+            "SELECT count(*), count(DISTINCT party) FROM queue_case_parties WHERE name = %s",
+            (case,),
+        )
+        assert await cur.fetchone() == (5001, 5001)
+        assert await store.claim_next(conn, "user-2500", [], lease, now) is None
+        assert await store.claim_next(conn, "user-0", [], lease, now) is None
+        taken = await store.claim_next(conn, "agent-y", [], lease, now)
+        assert taken is not None and taken.name == case
+
+
+async def test_a_claim_kept_by_a_rebuild_is_not_given_back_to_a_party_of_its_case(
+    queue_db: str,
+) -> None:
+    """Agent X holds a report case, agent Z user V's appeal of a report
+    decision, when the operator rebuilds the queue. While it is away, X
+    reports the same video, and Z appeals that decision too. Once the
+    replay has caught up, neither gets their case back: the reports service
+    and the gateway refuse them its work (OWN_CASE), and their claims would
+    hide the cases from everyone until their leases ran out. Agent Y gets
+    both."""
+    reported, decided = uuid.uuid4(), uuid.uuid4()
+    report = f"report-cases/{reported}"
+    opened = rev.ReportCaseOpened(
+        category="violence_terrorism", lane="ORDINARY", first_reporter="user-f"
+    )
+    appeal, filed = appeal_filed(6, "user-v", appeal_of=f"report-cases/{decided}")
+    own, own_filed = appeal_filed(7, "agent-z", appeal_of=f"report-cases/{decided}")
+    first = [report_case_event(reported, 1, "OPEN", opened)]
+    second = [case_event("appeals", appeal, 1, filed, START)]
+    meanwhile = [
+        report_case_event(reported, 2, "OPEN", rev.ReportAddedToCase(reporter="agent-x")),
+        case_event("appeals", own, 1, own_filed, START + timedelta(minutes=5)),
+    ]
+    lease, now = timedelta(seconds=300), START + timedelta(minutes=3)
+    async with (
+        await psycopg.AsyncConnection.connect(queue_db) as consumer,
+        await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as conn,
+    ):
+        await consumed_events(consumer, first)
+        x = await store.claim_next(conn, "agent-x", [], lease, now)
+        await consumed_events(consumer, second)
+        z = await store.claim_next(conn, "agent-z", [], lease, now)
+        assert x is not None and x.name == report
+        assert z is not None and z.name == appeal
+        await store.expire_leases(conn, now)
+        generation = await store.rebuild(conn)
+        await consumed_events(consumer, [*first, *second, *meanwhile])
+        back = now + timedelta(minutes=20)
+        assert await store.restore_claims(conn, generation, back) == 0
+        for name in (report, appeal):
+            case = await store.get(conn, name)
+            assert case is not None and case.holder == ""
+        taken = [await store.claim_next(conn, "agent-y", [], lease, back) for _ in range(3)]
+        assert {c.name for c in taken if c is not None} == {report, appeal, own}
+
+
+async def test_the_parties_an_older_release_recorded_still_keep_its_cases_from_them(
+    queue_db: str,
+) -> None:
+    """A release before this one kept a case's parties in the case's row
+    (`parties`), and its replicas still do during the rollout. Each time
+    this release's statements run, what they recorded is taken over (once
+    however often): Next passes the case over for agent X, a party, and
+    gives it to agent Y."""
+    now = datetime.now(UTC)
+    await seed(queue_db, 1, now)
+    async with await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as conn:
+        await conn.execute("UPDATE queue_cases SET parties = '{agent-x}'")  # an older replica
+        for _ in range(2):  # (statements changed: a rollout's starts alternate)
+            await conn.execute("DELETE FROM casemesh_schema WHERE name = 'casequeue'")
+            await store.create_schema(conn)
+        cur = await conn.execute("SELECT name, party FROM queue_case_parties")
+        assert await cur.fetchall() == [(opened(0, now).name, "agent-x")]
+        lease = timedelta(seconds=300)
+        assert await store.claim_next(conn, "agent-x", [], lease, now) is None
+        taken = await store.claim_next(conn, "agent-y", [], lease, now)
+        assert taken is not None and taken.name == opened(0, now).name

@@ -1,6 +1,8 @@
 """Who the queue knows as a party to a case, read from the case's events:
 the people the appeals and reports services refuse a case's work to
-(OWN_CASE), whom a claim therefore passes over."""
+(OWN_CASE), whom a claim therefore passes over. Each event's are recorded
+beside the case (`store._add_parties`): the case is those of all its
+events."""
 
 from __future__ import annotations
 
@@ -21,10 +23,12 @@ NOTICE = uuid.UUID(int=7)
 REPORTED = uuid.UUID(int=8)
 
 
-def lived(*events: tuple[str, Any]) -> Case:
+def lived(*events: tuple[str, Any]) -> tuple[Case, list[str]]:
     """The appeal `appeals/{NOTICE}` as the queue keeps it after `events`
-    (each its state after, and its message), a minute apart."""
+    (each its state after, and its message), a minute apart, and its
+    parties, in the order its events named them."""
     case: Case | None = None
+    parties: dict[str, None] = {}
     for version, (state, message) in enumerate(events, start=1):
         at = START + timedelta(minutes=version)
         message.header.CopyFrom(
@@ -35,15 +39,16 @@ def lived(*events: tuple[str, Any]) -> Case:
         assert obs is not None
         case = case or new_case(obs, LEVELS)
         apply(case, obs, LEVELS)
+        parties.update(dict.fromkeys(obs.named_parties))
     assert case is not None
-    return case
+    return case, list(parties)
 
 
 def test_a_notices_claimant_and_the_uploader_it_names_are_its_parties() -> None:
     """Filed by its claimant, upheld naming the uploader, who answers with
     a counter-notice: both are parties (each once), as they are to an
     appeal of its decision."""
-    notice = lived(
+    notice, parties = lived(
         (
             "SUBMITTED",
             aev.AppealFiled(kind="TAKEDOWN_NOTICE", filer=aev.AppealParty(user_id="user-c")),
@@ -59,7 +64,7 @@ def test_a_notices_claimant_and_the_uploader_it_names_are_its_parties() -> None:
             aev.CounterNoticeFiled(uploader=aev.AppealParty(user_id="user-u")),
         ),
     )
-    assert notice.parties == ["user-c", "user-u"]
+    assert parties == ["user-c", "user-u"]
     assert notice.appeal_of == ""
 
 
@@ -72,15 +77,17 @@ def test_an_appeal_names_the_decision_it_appeals_as_the_appeals_service_does() -
         filer=aev.AppealParty(user_id="user-v"),
         appeal_of=f"report-cases/{decided.hex.upper()}",
     )
-    appeal = lived(("SUBMITTED", filed))
-    assert appeal.parties == ["user-v"]
+    appeal, parties = lived(("SUBMITTED", filed))
+    assert parties == ["user-v"]
     assert appeal.appeal_of == f"report-cases/{decided}"
 
 
-def reported(*events: tuple[str, Any]) -> Case:
+def reported(*events: tuple[str, Any]) -> tuple[Case, list[str]]:
     """The report case `report-cases/{REPORTED}` as the queue keeps it after
-    `events` (each its state after, and its message), a minute apart."""
+    `events` (each its state after, and its message), a minute apart, and
+    its parties, in the order its events named them."""
     case: Case | None = None
+    parties: dict[str, None] = {}
     for version, (state, message) in enumerate(events, start=1):
         at = START + timedelta(minutes=version)
         message.header.CopyFrom(
@@ -92,8 +99,9 @@ def reported(*events: tuple[str, Any]) -> Case:
         assert obs is not None
         case = case or new_case(obs, LEVELS)
         apply(case, obs, LEVELS)
+        parties.update(dict.fromkeys(obs.named_parties))
     assert case is not None
-    return case
+    return case, list(parties)
 
 
 def test_a_report_cases_reporters_and_the_uploader_it_names_are_its_parties() -> None:
@@ -104,7 +112,7 @@ def test_a_report_cases_reporters_and_the_uploader_it_names_are_its_parties() ->
     opened = rev.ReportCaseOpened(
         category="violence_terrorism", lane="ORDINARY", first_reporter="agent-f"
     )
-    case = reported(
+    case, parties = reported(
         ("OPEN", opened),
         ("OPEN", rev.ReportAddedToCase(reporter="agent-b")),
         ("OPEN", rev.ReportAddedToCase(reporter="user-c")),
@@ -115,5 +123,5 @@ def test_a_report_cases_reporters_and_the_uploader_it_names_are_its_parties() ->
         ("ACTION_TAKEN", rev.ReportCaseAppealed(appellant="agent-b")),
         ("REVERSED", rev.ReportCaseDecisionReversed(affected_uploader=removed)),
     )
-    assert case.parties == ["agent-f", "agent-b", "user-c", "agent-a", "agent-u"]
+    assert parties == ["agent-f", "agent-b", "user-c", "agent-a", "agent-u"]
     assert case.appeal_of == ""

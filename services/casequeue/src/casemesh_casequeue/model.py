@@ -107,9 +107,8 @@ class Case:
     holder: str = ""
     hold_since: datetime | None = None
     lease_until: datetime | None = None
-    # The users its events name as parties to it (user ids, a token's
-    # `sub`), whom the service that owns it refuses its work (`observe`).
-    parties: list[str] = field(default_factory=list)
+    # (Its parties, whom its events name, are kept beside it, a row each,
+    # and never read with it: a report case may have 100,000 reporters.)
     # An appeal of a decision: the decided case (`appeals/{id}` or
     # `report-cases/{id}`), whose parties the appeal's own count too.
     appeal_of: str = ""
@@ -180,9 +179,19 @@ class Observation:
     priority: int | None = None
     created: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
-    # Users the event names as parties to the case, besides those named before.
+    # Users the event names as parties to the case (user ids, a token's
+    # `sub`), whom the service that owns it refuses its work, besides those
+    # named before: parties only add up (the appeals service names one
+    # uploader to a case at most: a counter-notice comes from that
+    # uploader, so none is replaced).
     parties: tuple[str, ...] = ()
     appeal_of: str | None = None
+
+    @property
+    def named_parties(self) -> tuple[str, ...]:
+        """The parties the event names, each once (none blank: a decision
+        that names no uploader)."""
+        return tuple(p for p in dict.fromkeys(self.parties) if p)
 
 
 def new_case(obs: Observation, levels: ServiceLevels) -> Case:
@@ -260,9 +269,6 @@ def apply(case: Case, obs: Observation, levels: ServiceLevels) -> list[Signal]:
     case.version = obs.version
     case.updated_at = obs.at
     case.status = obs.status
-    # Parties only add up: the appeals service names one uploader to a case
-    # at most (a counter-notice comes from that uploader), so none is replaced.
-    case.parties.extend(p for p in dict.fromkeys(obs.parties) if p and p not in case.parties)
     if obs.appeal_of is not None:
         case.appeal_of = obs.appeal_of
     if obs.category is not None:

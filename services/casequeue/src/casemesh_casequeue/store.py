@@ -73,7 +73,8 @@ def read_note(payload: str) -> tuple[str, str, str]:
 # nobody else could take it. Its own parties, then those of the decision it
 # appeals (`queue_party_to_decision`), for the few cases the claim looks at:
 # the first free case is nearly always the agent's to take.
-NO_PARTY = """NOT agent = ANY(c.parties)
+NO_PARTY = """NOT EXISTS (SELECT FROM queue_case_parties p
+                WHERE p.name = c.name AND p.party = agent)
     AND (c.appeal_of = '' OR NOT queue_party_to_decision(agent, c.appeal_of))"""
 
 
@@ -183,15 +184,15 @@ CREATE OR REPLACE FUNCTION queue_party_to_decision(agent text, decided text) RET
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
     IF starts_with(decided, 'appeals/') THEN
-        RETURN EXISTS (SELECT FROM queue_cases d
-                       WHERE d.name = decided AND agent = ANY(d.parties));
+        RETURN EXISTS (SELECT FROM queue_case_parties d
+                       WHERE d.name = decided AND d.party = agent);
     END IF;
     IF starts_with(decided, 'report-cases/') THEN
-        RETURN EXISTS (SELECT FROM queue_cases d
-                       WHERE d.name = decided AND agent = ANY(d.parties))
+        RETURN EXISTS (SELECT FROM queue_case_parties d
+                       WHERE d.name = decided AND d.party = agent)
             OR EXISTS (SELECT FROM queue_cases a
-                       WHERE a.appeal_of = decided AND a.appeal_of <> ''
-                         AND agent = ANY(a.parties));
+                       JOIN queue_case_parties p ON p.name = a.name AND p.party = agent
+                       WHERE a.appeal_of = decided AND a.appeal_of <> '');
     END IF;
     RETURN false;
 END
@@ -326,6 +327,21 @@ DO $$ BEGIN
 END $$;
 CREATE INDEX IF NOT EXISTS queue_cases_appeals ON queue_cases (appeal_of)
     WHERE appeal_of <> '';
+-- The parties, a row each: an event adds those it names (`_add_parties`),
+-- and reads or writes none named before, however many a case has (a
+-- video reported by 100,000 users). The `parties` column above held them
+-- before: this release neither writes nor reads it, and keeps it for the
+-- replicas of an older release that may still run during a rollout (they
+-- read and write it). What it holds is copied here whenever these
+-- statements run (a release that changes them, and each start of one
+-- while it alternates with another), so what older replicas added
+-- meanwhile comes too. Rows already here are not written again, and once
+-- the rebuild that ends the rollout has run every array is empty.
+CREATE TABLE IF NOT EXISTS queue_case_parties (
+    name text, party text, PRIMARY KEY (name, party));
+INSERT INTO queue_case_parties (name, party)
+    SELECT name, unnest(parties) FROM queue_cases WHERE parties <> '{}'
+    ON CONFLICT DO NOTHING;
 CREATE TABLE IF NOT EXISTS queue_consumed (
     event_id text PRIMARY KEY, topic text NOT NULL, kafka_partition int NOT NULL,
     kafka_offset bigint NOT NULL, consumed_at timestamptz NOT NULL DEFAULT now());
@@ -355,7 +371,7 @@ COLUMNS = (
     "name, type, category, lane, source_priority, escalations, priority, status, base_queue,"
     " queue, policy, escalate_to, open, waiting, claimable, version, created_at, updated_at,"
     " sla_state, due_key, next_check, clocks, holder, hold_since, lease_until, child_safety,"
-    " parties, appeal_of"
+    " appeal_of"
 )
 # A case's row (`_row`) as an INSERT.
 INSERT = (
@@ -398,7 +414,6 @@ def _row(case: Case) -> tuple[Any, ...]:
         case.hold_since,
         case.lease_until,
         case.child_safety,
-        case.parties,
         case.appeal_of,
     )
 
@@ -424,7 +439,6 @@ def case_of(row: dict[str, Any]) -> Case:
         holder=row["holder"],
         hold_since=row["hold_since"],
         lease_until=row["lease_until"],
-        parties=list(row["parties"]),
         appeal_of=row["appeal_of"],
     )
 
@@ -435,7 +449,7 @@ async def _save(cur: psycopg.AsyncCursor[Any], case: Case) -> None:
 
 
 async def _load(cur: psycopg.AsyncCursor[Any], name: str) -> Case | None:
-    await cur.execute("SELECT * FROM queue_cases WHERE name = %s FOR UPDATE", (name,))
+    await cur.execute(f"SELECT {COLUMNS} FROM queue_cases WHERE name = %s FOR UPDATE", (name,))
     row = await cur.fetchone()
     return case_of(row) if row else None
 
@@ -547,11 +561,23 @@ async def consume(
         before = case.queue
         signals = apply(case, obs, levels)
         await _save(cur, case)
+        await _add_parties(cur, case.name, obs.named_parties)
         if not case.claimable and (kept is None or kept.waiting):
             await _drop_kept_claim(cur, case)
         if not (was_closed and not case.open and not signals):
             await _announce(cur, case, change, signals, before)
     return True
+
+
+async def _add_parties(cur: psycopg.AsyncCursor[Any], name: str, parties: tuple[str, ...]) -> None:
+    """Records the parties an event names to its case: those named before
+    are neither read nor written again (`queue_case_parties`)."""
+    if parties:
+        await cur.execute(
+            "INSERT INTO queue_case_parties (name, party) SELECT %s, unnest(%s::text[])"
+            " ON CONFLICT DO NOTHING",
+            (name, list(parties)),
+        )
 
 
 async def _drop_kept_claim(cur: psycopg.AsyncCursor[Any], case: Case) -> None:
@@ -574,7 +600,7 @@ async def fire_due(
     fired = 0
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            "SELECT * FROM queue_cases WHERE next_check <= %s ORDER BY next_check"
+            f"SELECT {COLUMNS} FROM queue_cases WHERE next_check <= %s ORDER BY next_check"
             " LIMIT 200 FOR UPDATE SKIP LOCKED",
             (until,),
         )
@@ -650,7 +676,7 @@ async def claim_next(
         try:
             async with conn.cursor(row_factory=dict_row) as cur:
                 await cur.execute(
-                    "SELECT * FROM queue_claim(%s, %s, %s, %s, %s)",
+                    f"SELECT {COLUMNS}, claim_request FROM queue_claim(%s, %s, %s, %s, %s)",
                     (agent, now, now + lease, queues, request),
                 )
                 row = await cur.fetchone()
@@ -721,7 +747,7 @@ async def release(
 
 async def get(conn: psycopg.AsyncConnection[Any], name: str) -> Case | None:
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute("SELECT * FROM queue_cases WHERE name = %s", (name,))
+        await cur.execute(f"SELECT {COLUMNS} FROM queue_cases WHERE name = %s", (name,))
         row = await cur.fetchone()
         return case_of(row) if row else None
 
@@ -798,7 +824,7 @@ async def page(
         )
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            f"SELECT * FROM queue_cases WHERE {where}"
+            f"SELECT {COLUMNS} FROM queue_cases WHERE {where}"
             " ORDER BY child_safety DESC, priority DESC, due_key, created_at, name LIMIT %s",
             [*where.params, limit],
         )
@@ -911,7 +937,7 @@ async def rebuild(conn: psycopg.AsyncConnection[Any]) -> int:
         )
         row = await cur.fetchone()
         await conn.execute(KEEP_CLAIMS)
-        await conn.execute("TRUNCATE queue_cases, queue_consumed")
+        await conn.execute("TRUNCATE queue_cases, queue_case_parties, queue_consumed")
     assert row is not None
     return int(row[0])
 
@@ -979,6 +1005,23 @@ async def restore_claims(
         restored += int(put_back)
 
 
+async def _party_to(cur: psycopg.AsyncCursor[Any], agent: str, name: str) -> bool:
+    """Whether `agent` is a party to the case `name` or to the decision it
+    appeals, as a claim counts them (`NO_PARTY`). A claim a rebuild kept is
+    not put back on such a case: its holder could not work it (OWN_CASE),
+    and would keep it from everyone else until the lease ran out. The
+    replay may have named them since they claimed it (a report they made
+    while the queue was away; the parties of report cases queued by a
+    release that kept none)."""
+    await cur.execute(
+        f"SELECT NOT ({NO_PARTY}) AS party"
+        " FROM queue_cases c, (SELECT %s::text AS agent) kept WHERE c.name = %s",
+        (agent, name),
+    )
+    row = await cur.fetchone()
+    return bool(row and row["party"])
+
+
 async def _restore_one_claim(
     conn: psycopg.AsyncConnection[Any], started: int, now: datetime
 ) -> bool | None:
@@ -999,6 +1042,8 @@ async def _restore_one_claim(
         kept = await cur.fetchone()
         # (None kept: another instance caught up at once put it back first.)
         if kept is None or case is None or not case.claimable or case.holder:
+            return False
+        if await _party_to(cur, kept["holder"], name):
             return False
         await cur.execute(
             "UPDATE queue_cases SET holder = %s, hold_since = %s, lease_until = %s,"
