@@ -627,6 +627,107 @@ def test_a_restore_scheduled_under_another_grace_moves_to_the_policys(
     assert app.get(ALICE, ident).state == "RESTORED"
 
 
+def with_grace(app: Appeals, days: int) -> None:
+    """The service restarted with China's grace after the claimant's
+    deadline changed to `days` whole days (its policy file edited)."""
+    cn = app.policies["cn"]
+    grace = policy.Period(days, whole_days=True)
+    app.policies = {**app.policies, "cn": replace(cn, court_notice_grace=grace)}
+
+
+@pytest.mark.parametrize("days", [0, 3])
+def test_a_grace_changed_after_forwarding_keeps_the_restore_time_the_case_was_given(
+    app: Appeals, clock: FakeClock, days: int
+) -> None:
+    """Forwarded under a day's grace; the grace changed since (or another
+    replica's policy file says otherwise). The content comes back when the
+    case was given, neither earlier nor later."""
+    ident = countered(app)
+    deadline = app.get(ALICE, ident).next_step_due
+    assert deadline is not None
+    (restore,) = app.deadlines_of(last_event(app, ident))
+    with_grace(app, days)
+    assert app.deadlines_of(last_event(app, ident)) == [restore]
+    clock.now_is(deadline + timedelta(hours=1))
+    assert app.fire(restore) is None
+    assert app.get(ALICE, ident).state == "FORWARDED_TO_CLAIMANT"
+    clock.now_is(restore.due)
+    assert app.fire(restore) is None
+    assert app.get(ALICE, ident).state == "RESTORED"
+
+
+def test_a_grace_shortened_after_forwarding_still_takes_a_court_action_within_the_cases(
+    app: Appeals, clock: FakeClock
+) -> None:
+    """Alice reported her court action by her deadline; the grace was cut
+    to nothing before an agent answered her ticket an hour after it. Her
+    case was given a day: the action is recorded and the content stays
+    down."""
+    ident = countered(app)
+    deadline = app.get(ALICE, ident).next_step_due
+    assert deadline is not None
+    (restore,) = app.deadlines_of(last_event(app, ident))
+    with_grace(app, 0)
+    clock.now_is(deadline + timedelta(hours=1))
+    case = app.record_court_action(AGENT, ident, "起诉书已送达", EVIDENCE)
+    assert (case.state, case.next_step) == ("HELD", "COURT")
+    clock.now_is(restore.due)
+    app.fire(restore)
+    assert app.get(ALICE, ident).state == "HELD"
+
+
+def test_a_forwarded_counter_notice_is_published_with_when_the_content_comes_back(
+    app: Appeals,
+) -> None:
+    """Consumers are told both times: the claimant's deadline to report
+    court action, and when the content comes back unless one is recorded."""
+    ident = countered(app)
+    case = app.get(ALICE, ident)
+    (restore,) = app.deadlines_of(last_event(app, ident))
+    message = public_message(last_event(app, ident), case)
+    assert isinstance(message, aev.CounterNoticeFiled)
+    assert message.restore_time.ToDatetime(UTC) == case.next_step_due
+    assert message.header.next_step_due == message.restore_time
+    assert message.restores_at.ToDatetime(UTC) == restore.due > case.next_step_due
+
+
+def stored_as_first_version(app: Appeals, ident: str) -> None:
+    """The case's last event (its counter-notice) as stored before the
+    forwarding kept when the content comes back."""
+    recorder = cast(Any, app.recorder)
+    version = last_event(app, ident).originator_version
+    position = recorder._stored_events_index[ident][version]
+    stored = recorder._stored_events[position]
+    state = app.mapper.transcoder.decode(stored.state)
+    del state["restores_at"], state["class_version"]
+    recorder._stored_events[position] = replace(stored, state=app.mapper.transcoder.encode(state))
+
+
+def test_a_counter_notice_forwarded_before_its_restore_time_was_kept_follows_the_policy(
+    app: Appeals, clock: FakeClock
+) -> None:
+    """Forwarded by a release that did not keep when the content comes back:
+    published without it, and restored when the grace as the policy has it
+    now has run after the claimant's deadline, as that release did."""
+    ident = countered(app)
+    stored_as_first_version(app, ident)
+    message = public_message(last_event(app, ident), app.get(ALICE, ident))
+    assert isinstance(message, aev.CounterNoticeFiled)
+    assert message.HasField("restore_time") and not message.HasField("restores_at")
+    with_grace(app, 3)
+    deadline = app.get(ALICE, ident).next_step_due
+    assert deadline is not None
+    (restore,) = app.deadlines_of(last_event(app, ident))
+    assert restore.due == app.policies["cn"].court_action_until(deadline)
+    assert restore.due == deadline + timedelta(days=3)
+    clock.now_is(restore.due - timedelta(seconds=1))
+    app.fire(restore)
+    assert app.get(ALICE, ident).state == "FORWARDED_TO_CLAIMANT"
+    clock.now_is(restore.due)
+    assert app.fire(restore) is None
+    assert app.get(ALICE, ident).state == "RESTORED"
+
+
 def test_a_held_case_ends_with_its_court_outcome_and_is_erased_after_its_retention(
     clock: FakeClock,
 ) -> None:
@@ -2177,13 +2278,32 @@ def test_the_removed_items_a_counter_notice_names_are_checked_one_by_one(app: Ap
 
 def test_a_counter_notice_filed_as_a_case_may_name_several_items(app: Appeals) -> None:
     """Filed as a case of its own, naming its items in `removed_items` only,
-    it misses nothing; a repeated one is refused, naming it."""
+    it misses nothing, and is published naming each; a repeated one is
+    refused, naming it. One filed naming none names them when its filer
+    adds them, and is published naming them then."""
     several = {"removed_items": [V1, V2], "reason": "自编舞"}
     draft = counter_notice_draft()
     content = {**draft.content, "counter_notice": several}
     case = app.file(URSULA, replace(draft, request_id="c-many", content=content))
     assert (case.state, case.missing) == ("SUBMITTED", [])
     assert list(appeal_message(case).counter_notice.removed_items) == [V1, V2]
+    filed = public_message(last_event(app, str(case.id)), case)
+    assert isinstance(filed, aev.AppealFiled)
+    assert (filed.removed_item, list(filed.removed_items)) == (V1, [V1, V2])
+
+    unnamed = {**content, "counter_notice": {"reason": "自编舞"}}
+    case = app.file(URSULA, replace(draft, request_id="c-later", content=unnamed))
+    assert case.missing == ["counter_notice.removed_item"]
+    filed = public_message(last_event(app, case.id), case)
+    assert isinstance(filed, aev.AppealFiled) and list(filed.removed_items) == []
+    named = {"counter_notice": {"removed_items": [V2, V3]}}
+    case = app.add_info(URSULA, str(case.id), "", named, etag="")
+    added = public_message(last_event(app, case.id), case)
+    assert isinstance(added, aev.AppealInfoAdded)
+    assert list(added.removed_items) == [V2, V3]
+    case = app.add_info(URSULA, str(case.id), "原视频链接", {}, etag="")
+    untouched = public_message(last_event(app, case.id), case)
+    assert isinstance(untouched, aev.AppealInfoAdded) and list(untouched.removed_items) == []
     repeated = {**content, "counter_notice": {**several, "removed_items": [V1, V1]}}
     with pytest.raises(InvalidArgument) as refused:
         app.file(URSULA, replace(draft, request_id="c-twice", content=repeated))
@@ -2281,3 +2401,40 @@ def test_an_appeal_of_a_notice_whose_counter_notice_restored_everything_changes_
     assert events_of(app, ident)[-1] is CopyrightAppeal.Restored
     again = replace(decision_appeal(ident), request_id="a2")
     assert refusal(app, URSULA, again) == "NOTHING_TO_REVERSE"
+
+
+def test_a_notice_listing_an_item_twice_is_refused_naming_the_repeat(app: Appeals) -> None:
+    """Each item a notice names is taken down, and comes back, once: one
+    listed again, at filing or when completing the notice, is refused,
+    naming it, and nothing changes. An item the case holds sent again adds
+    nothing and is not refused."""
+    with pytest.raises(InvalidArgument) as refused:
+        app.file(ALICE, notice("n-twice", infringing_items=[V1, V1, V2]))
+    assert [(v.field, v.description) for v in refused.value.violations] == [
+        ("appeal.notice.infringing_items[1]", "names an item listed before it")
+    ]
+    assert CopyrightAppeal.create_id(ALICE.subject, "n-twice") not in app.repository
+    ident = str(app.file(ALICE, notice("n-once", infringing_items=[V1])).id)
+    before = events_of(app, ident)
+    with pytest.raises(InvalidArgument) as refused:
+        app.add_info(ALICE, ident, "", {"notice": {"infringing_items": [V2, V3, V2]}}, etag="")
+    assert [v.field for v in refused.value.violations] == ["completion.notice.infringing_items[2]"]
+    assert events_of(app, ident) == before
+    case = app.add_info(ALICE, ident, "", {"notice": {"infringing_items": [V1, V2]}}, etag="")
+    assert case.content["notice"]["infringing_items"] == [V1, V2]
+
+
+def test_a_notice_stored_listing_an_item_twice_restores_it_once(app: Appeals) -> None:
+    """Filed when an item listed twice was let through: upheld, then
+    reversed on the uploader's appeal, it restores each item once."""
+    ident = str(app.file(ALICE, notice("n-stored", infringing_items=[V1, V2])).id)
+    stored_with(app, ident, lambda content: content["notice"].update(infringing_items=[V1, V1, V2]))
+    upheld(app, ident)
+    appeal = str(app.file(URSULA, decision_appeal(ident)).id)
+    app.assign(AGENT, appeal, "")
+    app.decide(AGENT, appeal, True, {"ground": "原创", "facts": "舞蹈为其原创"}, None, etag="")
+    case = app.get(ALICE, ident)
+    message = public_message(last_event(app, ident), case)
+    assert isinstance(message, aev.ContentRestored)
+    assert list(message.restored_items) == [V1, V2]
+    assert case.restored_items == [V1, V2]

@@ -213,6 +213,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             v.add("appeal.appeal_of", "only a DECISION_APPEAL names a decided case")
         self._check_texts(v, draft.content, "appeal")
         check_creation_time(v, draft.content, "appeal", self.clock.now())
+        check_infringing_items(v, draft.content, "appeal")
         if isinstance(draft.content.get("counter_notice"), dict):
             # Filed without one, it is a missing element (asked for).
             check_removed_items(v, draft.content["counter_notice"], "appeal.counter_notice")
@@ -375,6 +376,8 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         message = rules.text(v, "message", message, limit=TEXT_LIMIT, required=False)
         self._check_texts(v, completion, "completion")
         check_creation_time(v, completion, "completion", self.clock.now())
+        # One already in the case sent again adds nothing (`merge`).
+        check_infringing_items(v, completion, "completion")
         # A text that says nothing (white space or invisible characters alone)
         # is as if not sent: it answers nothing and completes nothing.
         message, completion = rules.said(message), said_only(completion)
@@ -452,12 +455,16 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                     "a US counter-notice consents to a federal court's jurisdiction "
                     "(17 U.S.C. 512(g)(3)(D))",
                 )
+            deadline = policy.due(policy.restore_after, self.clock.now())
             a.file_counter_notice(
                 actor=who.subject,
                 uploader={**uploader, "user_id": who.subject},
                 counter_notice=counter_notice,
-                restore_due=policy.due(policy.restore_after, self.clock.now()),
+                restore_due=deadline,
                 now=self.clock.now(),
+                # Kept, as the parties are told it: a grace changed since
+                # (or another replica's) does not move it.
+                restores_at=policy.court_action_until(deadline),
             )
 
         return self.change_under(
@@ -734,9 +741,9 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         """The deadlines the case has right after an event: an unanswered
         request abandons the case; a forwarded counter-notice restores the
         content once the claimant's deadline and the grace after it have
-        passed (`restores_at`, under the policy as it is when the event is
-        read); an ended case keeps its personal data for its retention
-        period (`casemesh.rules.retention`)."""
+        passed (`restores_at`, as recorded when it was forwarded); an ended
+        case keeps its personal data for its retention period
+        (`casemesh.rules.retention`)."""
         appeal = self._follower(domain_event)
         found = []
         kinds = {Step.YOUR_INFORMATION: DeadlineKind.ABANDON, Step.RESTORE: DeadlineKind.RESTORE}
@@ -755,9 +762,8 @@ class Appeals(CaseApplication[CopyrightAppeal]):
     def fire(self, deadline: Deadline) -> Deadline | None:
         """Issues the deadline's command (idempotent); a retention deadline
         of a decision whose window has moved since (a notice upheld on
-        appeal after its rejection), or a restore one scheduled under
-        another grace than the policy's now, returns the one it has now
-        instead."""
+        appeal after its rejection), or a restore one of another time than
+        the case's (`restores_at`), returns the one it has now instead."""
         appeal: CopyrightAppeal = self.repository.get(UUID(deadline.aggregate_id))
         now = self.clock.now()
         match deadline.kind:
@@ -766,7 +772,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                 changed = appeal.restore_if_due(now=now, due=deadline.due, until=until)
                 stands = deadline.due in (until, appeal.next_step_due)
                 if not changed and until is not None and not stands:
-                    # Scheduled under another grace: the case's time under this one.
+                    # Scheduled under another grace: the case's own time.
                     return Deadline(deadline.aggregate_id, deadline.kind, until)
             case DeadlineKind.ABANDON:
                 changed = appeal.abandon_if_due(now=now, due=deadline.due)
@@ -945,6 +951,20 @@ def check_removed_items(v: Violations, counter_notice: dict[str, Any], prefix: s
     return bool(seen) or rules.says_something(counter_notice.get("removed_item") or "")
 
 
+def check_infringing_items(v: Violations, content: dict[str, Any], prefix: str) -> None:
+    """Refuses an entry of a notice's `infringing_items` listed before it
+    (naming it, as `check_removed_items` does): each item is taken down, and
+    comes back, once."""
+    notice = content.get("notice")
+    items = notice.get("infringing_items") if isinstance(notice, dict) else None
+    seen: set[str] = set()
+    for i, item in enumerate(items if isinstance(items, list) else []):
+        if item in seen:
+            v.add(f"{prefix}.notice.infringing_items[{i}]", "names an item listed before it")
+        elif isinstance(item, str):
+            seen.add(item)
+
+
 def check_creation_time(v: Violations, content: dict[str, Any], prefix: str, now: datetime) -> None:
     """Refuses a claimed work's creation time later than `now` (give or
     take `CLOCK_SKEW`), naming it: a work is created before it is claimed,
@@ -1046,13 +1066,19 @@ def set_fields(content: dict[str, Any], prefix: str) -> set[str]:
 def restores_at(
     appeal: CopyrightAppeal, policies: dict[str, JurisdictionPolicy]
 ) -> datetime | None:
-    """When a forwarded case's content comes back, as its jurisdiction's
-    policy is now: the claimant's deadline (`next_step_due`) and the grace
-    after it (`JurisdictionPolicy.court_action_until`), until which an
-    agent may record the court action they reported by the deadline. None
-    for a case that is not forwarded."""
+    """When a forwarded case's content comes back: the claimant's deadline
+    (`next_step_due`) and the grace after it, until which an agent may
+    record the court action they reported by the deadline. The time
+    recorded when the counter-notice was forwarded, so that every replica
+    keeps what the parties were told whatever its policy file says since;
+    for one forwarded before it was recorded, the time under its
+    jurisdiction's policy as it is now
+    (`JurisdictionPolicy.court_action_until`). None for a case that is not
+    forwarded."""
     if appeal.state is not State.FORWARDED_TO_CLAIMANT or appeal.next_step_due is None:
         return None
+    if appeal.restores_at is not None:
+        return appeal.restores_at
     return policies[appeal.jurisdiction].court_action_until(appeal.next_step_due)
 
 

@@ -221,6 +221,12 @@ def merge(
     return merged
 
 
+def _restore_unrecorded(state: dict[str, Any]) -> None:
+    """Counter-notices forwarded before their restore time was recorded did
+    not say it: theirs is the policy's as it is now (`restores_at`)."""
+    state["restores_at"] = None
+
+
 def _lists_replaced(state: dict[str, Any]) -> None:
     """Information added before a completion's lists added to the case's
     replaced them: read as it was then."""
@@ -279,6 +285,9 @@ class CopyrightAppeal(ExpiringCase):
         self.uploader: dict[str, Any] | None = None
         self.decision: dict[str, Any] | None = None
         self.counter_notice: dict[str, Any] | None = None
+        # When a forwarded counter-notice's content comes back, as recorded
+        # when it was forwarded (None: forwarded before it was recorded).
+        self.restores_at: datetime | None = None
         self.court_action = ""
         # The upheld appeal that restored the content (`appeals/{id}`), if one did.
         self.restored_by_appeal = ""
@@ -388,7 +397,12 @@ class CopyrightAppeal(ExpiringCase):
         counter_notice: dict[str, Any],
         restore_due: datetime,
         now: datetime,
+        restores_at: datetime | None = None,
     ) -> None:
+        """The uploader's counter-notice, forwarded to the claimant: they have
+        until `restore_due` to report court action, and the content comes
+        back at `restores_at` (that deadline and the grace after it) unless
+        an agent records the action before then."""
         if self.kind is not Kind.TAKEDOWN_NOTICE or self.state is not State.UPHELD:
             raise FailedPrecondition(
                 "a counter-notice answers an upheld takedown notice; this case is "
@@ -420,7 +434,11 @@ class CopyrightAppeal(ExpiringCase):
             v.add("counter_notice.removed_item", "is required for a counter-notice")
         v.raise_if_any()
         self._counter_notice_filed(
-            actor=actor, uploader=uploader, counter_notice=counter_notice, restore_due=restore_due
+            actor=actor,
+            uploader=uploader,
+            counter_notice=counter_notice,
+            restore_due=restore_due,
+            restores_at=restores_at,
         )
 
     class CounterNoticeFiled(Aggregate.Event):
@@ -428,6 +446,12 @@ class CopyrightAppeal(ExpiringCase):
         uploader: dict[str, Any]
         counter_notice: dict[str, Any]
         restore_due: datetime
+        restores_at: datetime | None
+        # v2: when the content comes back, as the policy was when it was
+        # forwarded (a grace changed since does not move it); None in events
+        # forwarded before it was kept.
+        class_version = 2
+        upcast_v1_v2 = staticmethod(_restore_unrecorded)
 
     @event(CounterNoticeFiled)
     def _counter_notice_filed(
@@ -436,9 +460,11 @@ class CopyrightAppeal(ExpiringCase):
         uploader: dict[str, Any],
         counter_notice: dict[str, Any],
         restore_due: datetime,
+        restores_at: datetime | None,
     ) -> None:
         self.uploader = uploader
         self.counter_notice = counter_notice
+        self.restores_at = restores_at
         self._moved(State.FORWARDED_TO_CLAIMANT, Step.RESTORE, restore_due)
 
     # -- agents ----------------------------------------------------------
@@ -648,9 +674,10 @@ class CopyrightAppeal(ExpiringCase):
 
     def still_down(self) -> list[str]:
         """The items the notice took down that have not come back since (by
-        its counter-notice, a court or an appeal), in the notice's order."""
+        its counter-notice, a court or an appeal), in the notice's order,
+        each once (an earlier release let a notice list one twice)."""
         taken_down = (self.content.get("notice") or {}).get("infringing_items") or []
-        return [item for item in taken_down if item not in self.restored_items]
+        return [item for item in dict.fromkeys(taken_down) if item not in self.restored_items]
 
     def down_on_platform(self) -> list[str]:
         """The items still down that the platform's decision alone keeps
@@ -809,8 +836,8 @@ class CopyrightAppeal(ExpiringCase):
     ) -> None:
         """A court action the claimant reported by the case's deadline
         (`next_step_due`, as both parties were told), recorded by an agent
-        before `until`: the deadline and the policy's grace after it, when
-        the content comes back (`restore_if_due`; None: the deadline
+        before `until`: the deadline and the grace after it, when the
+        content comes back (`restore_if_due`; None: the deadline
         itself). The claimant's ticket, opened hours before the deadline,
         may well be answered after it."""
         if self.state is not State.FORWARDED_TO_CLAIMANT:

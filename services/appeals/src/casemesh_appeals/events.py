@@ -70,6 +70,7 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
                 work_title=notice.get("work", {}).get("title", ""),
                 infringing_items=notice.get("infringing_items", []),
                 removed_item=next(iter(removed_items(counter)), ""),
+                removed_items=removed_items(counter),
                 appeal_of=content.get("appeal_of", ""),
                 evidence=_attachments(
                     notice.get("originality_evidence"),
@@ -98,6 +99,8 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
                     added_notice.get("infringement_evidence"),
                     added_counter.get("evidence"),
                 ),
+                # All the case names, once: what this one adds may repeat them.
+                removed_items=removed_items(counter) if removed_items(added_counter) else [],
             )
         case CopyrightAppeal.Decided() | CopyrightAppeal.UpheldOnAppeal():
             r = a["reasons"]
@@ -126,6 +129,7 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
                 reason=c.get("reason", ""),
                 evidence=_attachments(c.get("evidence")),
                 restore_time=to_timestamp(a["restore_due"]),
+                restores_at=to_timestamp(a["restores_at"]),
             )
         case CopyrightAppeal.CourtActionRecorded():
             return ev.CourtActionRecorded(
