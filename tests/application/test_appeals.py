@@ -60,6 +60,16 @@ EVIDENCE = [{"name": "evidence/a", "sha256": "a" * 64}]
 CONTACT = {"email": "alice@example.com", "channels": ["EMAIL"]}
 
 
+def restore_deadline(app: Appeals, ident: str) -> Deadline:
+    """The forwarded case's restore, as its last event schedules it."""
+    (restore,) = [
+        d
+        for d in app.deadlines_of(last_event(app, ident))
+        if d.kind == DeadlineKind.RESTORE_AFTER_GRACE
+    ]
+    return restore
+
+
 def party(name: str, user_id: str = "") -> dict[str, Any]:
     return {"legal_name": name, "locale": "zh-CN", "contact": CONTACT, "user_id": user_id}
 
@@ -368,7 +378,7 @@ def test_an_upheld_notice_is_countered_and_the_content_restored_when_the_window_
     case = app.get(ALICE, ident)
     assert (case.state, case.next_step) == ("FORWARDED_TO_CLAIMANT", "RESTORE")
     (deadline,) = app.deadlines_of(last_event(app, ident))
-    assert deadline.kind == DeadlineKind.RESTORE
+    assert deadline.kind == DeadlineKind.RESTORE_AFTER_GRACE
     # The claimant's deadline passed, the content comes back the day after
     # (`court_notice_grace`): time to record a court action reported by then.
     assert case.next_step_due == datetime(2026, 3, 18, tzinfo=ZoneInfo("Asia/Shanghai"))
@@ -423,7 +433,8 @@ def test_an_ended_case_past_its_retention_period_is_erased_and_an_open_one_is_no
     assert decided.next_step_due is not None
     assert [d.due for d in window] == [decided.next_step_due + keep]
     # Countered (forwarded to the claimant), it has not ended: nothing to retain yet.
-    assert [d.kind for d in app.deadlines_of(last_event(app, ident))] == [DeadlineKind.RESTORE]
+    kinds = [d.kind for d in app.deadlines_of(last_event(app, ident))]
+    assert kinds == [DeadlineKind.RESTORE_AFTER_GRACE]
     (restore,) = app.deadlines_of(last_event(app, ident))
     clock.now_is(restore.due)
     app.fire(restore)
@@ -580,7 +591,7 @@ def test_the_content_comes_back_when_the_grace_after_the_deadline_has_run(
     assert case.next_step_due == deadline.replace(tzinfo=ZoneInfo(zone))
     (restore,) = app.deadlines_of(last_event(app, ident))
     assert (restore.kind, restore.due) == (
-        DeadlineKind.RESTORE,
+        DeadlineKind.RESTORE_AFTER_GRACE,
         restored.replace(tzinfo=ZoneInfo(zone)),
     )
     clock.now_is(case.next_step_due)
@@ -2225,7 +2236,7 @@ def test_one_counter_notice_answers_for_several_removed_items_and_restores_them_
     )
     shown = appeal_message(app.get(ALICE, ident)).counter_notice
     assert (shown.removed_item, list(shown.removed_items)) == (V1, [V1, V3])
-    (restore,) = [d for d in app.deadlines_of(last_event(app, ident)) if d.kind == "restore"]
+    restore = restore_deadline(app, ident)
     clock.now_is(restore.due)
     app.fire(restore)
     case = app.get(URSULA, ident)
@@ -2329,7 +2340,7 @@ def countered_in_part(app: Appeals, clock: FakeClock, appealed_first: bool) -> t
     appeal = str(app.file(URSULA, decision_appeal(ident)).id) if appealed_first else ""
     first = {"removed_item": V1, "reason": "这支是我编的舞"}
     app.file_counter_notice(URSULA, ident, party("Ursula"), first, good_faith=True, accuracy=True)
-    (restore,) = [d for d in app.deadlines_of(last_event(app, ident)) if d.kind == "restore"]
+    restore = restore_deadline(app, ident)
     clock.now_is(restore.due)
     app.fire(restore)
     assert app.get(URSULA, ident).state == "RESTORED"
@@ -2394,7 +2405,7 @@ def test_an_appeal_of_a_notice_whose_counter_notice_restored_everything_changes_
     app.assign(AGENT, appeal, "")
     both = {"removed_items": [V1, V2], "reason": "两支都是我编的舞"}
     app.file_counter_notice(URSULA, ident, party("Ursula"), both, good_faith=True, accuracy=True)
-    (restore,) = [d for d in app.deadlines_of(last_event(app, ident)) if d.kind == "restore"]
+    restore = restore_deadline(app, ident)
     clock.now_is(restore.due)
     app.fire(restore)
     assert app.decide(AGENT, appeal, True, REASONS, None, etag="").state == "UPHELD"

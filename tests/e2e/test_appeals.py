@@ -354,10 +354,10 @@ def test_a_deadline_fires_once_across_restarts_and_a_kill(stack: Stack) -> None:
 
     # Marked fired (in the firing's own transaction): nothing is left to fire
     # again but the case's retention, years away.
-    wait_until(lambda: ("restore", True) in timers(), timeout=60)
+    wait_until(lambda: ("restore_after_grace", True) in timers(), timeout=60)
     assert sorted(timers()) == [
         ("decision_retention", False),
-        ("restore", True),
+        ("restore_after_grace", True),
         ("retention", False),
     ]
     assert appeals_events(stack, appeal_id).count("Restored") == 1

@@ -484,5 +484,10 @@ def test_each_step_that_waits_on_time_sets_its_deadline() -> None:
         [(DeadlineKind.DECISION_RETENTION, MONDAY + timedelta(days=180) + keep)],
         # Forwarded: restored once the grace after the claimant's deadline
         # (17:00 on 1 April, Beijing time) has run: 24:00 on 2 April there.
-        [(DeadlineKind.RESTORE, datetime(2026, 4, 3, tzinfo=ZoneInfo("Asia/Shanghai")))],
+        [
+            (
+                DeadlineKind.RESTORE_AFTER_GRACE,
+                datetime(2026, 4, 3, tzinfo=ZoneInfo("Asia/Shanghai")),
+            )
+        ],
     ]

@@ -130,7 +130,14 @@ class DeadlineKind(StrEnum):
     """An appeal's deadlines, by the kind stored in its timers table."""
 
     ABANDON = "abandon"  # the filer did not send the information asked for
-    RESTORE = "restore"  # a forwarded counter-notice brings the content back
+    # A forwarded counter-notice brings the content back: at the claimant's
+    # deadline (cases forwarded before the grace after it), or once the grace
+    # has run too. That one is a kind of its own: a release from before the
+    # grace, rolled back to, passes over a kind it does not know and leaves
+    # it due (`UnknownDeadlineKind`), where it would mark fired a restore it
+    # found not due, and the content would stay down for good.
+    RESTORE = "restore"
+    RESTORE_AFTER_GRACE = "restore_after_grace"
     # An ended case's personal data is erased: one withdrawn, abandoned,
     # restored or upheld by a court (which cannot change again), or one
     # decided, its window for a counter-notice or an appeal closed unused (it
@@ -746,10 +753,13 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         (`casemesh.rules.retention`)."""
         appeal = self._follower(domain_event)
         found = []
-        kinds = {Step.YOUR_INFORMATION: DeadlineKind.ABANDON, Step.RESTORE: DeadlineKind.RESTORE}
+        kinds = {
+            Step.YOUR_INFORMATION: DeadlineKind.ABANDON,
+            Step.RESTORE: DeadlineKind.RESTORE_AFTER_GRACE,
+        }
         kind = kinds.get(Step(appeal.next_step))
         due = appeal.next_step_due
-        if kind is DeadlineKind.RESTORE:
+        if kind is DeadlineKind.RESTORE_AFTER_GRACE:
             due = restores_at(appeal, self.policies)
         if kind is not None and due is not None:
             found.append(Deadline(str(appeal.id), kind, due))
@@ -767,13 +777,13 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         appeal: CopyrightAppeal = self.repository.get(UUID(deadline.aggregate_id))
         now = self.clock.now()
         match deadline.kind:
-            case DeadlineKind.RESTORE:
+            case DeadlineKind.RESTORE | DeadlineKind.RESTORE_AFTER_GRACE:
                 until = restores_at(appeal, self.policies)
                 changed = appeal.restore_if_due(now=now, due=deadline.due, until=until)
                 stands = deadline.due in (until, appeal.next_step_due)
                 if not changed and until is not None and not stands:
                     # Scheduled under another grace: the case's own time.
-                    return Deadline(deadline.aggregate_id, deadline.kind, until)
+                    return Deadline(deadline.aggregate_id, DeadlineKind.RESTORE_AFTER_GRACE, until)
             case DeadlineKind.ABANDON:
                 changed = appeal.abandon_if_due(now=now, due=deadline.due)
             case DeadlineKind.RETENTION | DeadlineKind.DECISION_RETENTION:
