@@ -62,6 +62,7 @@ from faststream.kafka import KafkaBroker, KafkaRouter
 from opentelemetry import trace
 
 from casemesh.platform import envelope
+from casemesh.platform.backoff import backoff
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.errors import Aborted
 from casemesh.platform.fetching import Reader, Unreadable
@@ -631,9 +632,10 @@ def consumer_broker(bootstrap: str, client_id: str, router: KafkaRouter) -> Kafk
 async def start_broker(
     build: Callable[[], KafkaBroker], stop: asyncio.Event, name: str
 ) -> KafkaBroker | None:
-    """Starts a freshly built broker, waiting (with backoff) for Kafka to be
-    reachable; None if `stop` is set first."""
-    delay = 1.0
+    """Starts a freshly built broker, waiting (with backoff, jittered: the
+    replicas of every consumer do not all come back at once) for Kafka to
+    be reachable; None if `stop` is set first."""
+    tries = 0
     while not stop.is_set():
         broker = build()
         try:
@@ -643,12 +645,13 @@ async def start_broker(
                 await broker.stop()
             raise
         except Exception as exc:
-            log.error(f"{name}.kafka_unavailable", error=repr(exc), retry_in=delay)
+            tries += 1
+            delay = backoff(tries, base=1.0, cap=30.0)
+            log.error(f"{name}.kafka_unavailable", error=repr(exc), retry_in=round(delay, 1))
             with contextlib.suppress(Exception):
                 await broker.stop()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
-            delay = min(delay * 2, 30.0)
             continue
         log.info(f"{name}.started")
         return broker
