@@ -89,19 +89,28 @@ def reported(*events: tuple[str, Any]) -> tuple[Case, list[str]]:
     case: Case | None = None
     parties: dict[str, None] = {}
     for version, (state, message) in enumerate(events, start=1):
-        at = START + timedelta(minutes=version)
-        message.header.CopyFrom(
-            rev.ReportEventHeader(aggregate_id=str(REPORTED), version=version, state=state)
-        )
-        message.header.time.FromDatetime(at)
-        name = f"report-cases/{REPORTED}"
-        obs = observe(case_event("reports", name, version, message, at), LEVELS)
-        assert obs is not None
-        case = case or new_case(obs, LEVELS)
-        apply(case, obs, LEVELS)
-        parties.update(dict.fromkeys(obs.named_parties))
+        case, named = heard(case, version, state, message)
+        parties.update(dict.fromkeys(named))
     assert case is not None
     return case, list(parties)
+
+
+def heard(
+    case: Case | None, version: int, state: str, message: Any
+) -> tuple[Case, tuple[str, ...]]:
+    """The report case after its event `message` (at `version`, a minute
+    after the one before, `state` after it) is applied, and the parties the
+    event names."""
+    at = START + timedelta(minutes=version)
+    message.header.CopyFrom(
+        rev.ReportEventHeader(aggregate_id=str(REPORTED), version=version, state=state)
+    )
+    message.header.time.FromDatetime(at)
+    obs = observe(case_event("reports", f"report-cases/{REPORTED}", version, message, at), LEVELS)
+    assert obs is not None
+    case = case or new_case(obs, LEVELS)
+    apply(case, obs, LEVELS)
+    return case, obs.named_parties
 
 
 def test_a_report_cases_reporters_and_the_uploader_it_names_are_its_parties() -> None:
@@ -125,3 +134,20 @@ def test_a_report_cases_reporters_and_the_uploader_it_names_are_its_parties() ->
     )
     assert parties == ["agent-f", "agent-b", "user-c", "agent-a", "agent-u"]
     assert case.appeal_of == ""
+
+
+def test_a_case_held_by_an_agent_an_event_names_a_party_is_let_go() -> None:
+    """Agent X holds a report case and, off duty, reports the same video:
+    they may not work it now (OWN_CASE), so the queue lets it go, for
+    another agent to take, rather than leave it hidden until the lease
+    runs out. A reporter who does not hold it changes no one's hold."""
+    case, _ = reported(
+        ("OPEN", rev.ReportCaseOpened(category="violence_terrorism", lane="ORDINARY")),
+    )
+    for reporter, kept in (("user-c", "agent-x"), ("agent-x", "")):
+        case.holder, case.hold_since = "agent-x", START
+        case.lease_until = START + timedelta(hours=1)
+        added = rev.ReportAddedToCase(reporter=reporter)
+        heard(case, case.version + 1, "OPEN", added)
+        assert case.holder == kept
+        assert (case.lease_until is None) == (not kept)

@@ -317,6 +317,9 @@ def apply(case: Case, obs: Observation, levels: ServiceLevels) -> list[Signal]:
             # on the topic: one per case and clock). One due now and not given
             # yet is given by the next look (`advance`), at its moment.
             c.warned = c.warned and c.elapsed >= c.target * (1 - levels.warn_before)
-    if not case.claimable:
+    # Nor does an agent the event names a party keep it (they reported it
+    # since they took it, a decision names them): they could not work it
+    # (OWN_CASE), and would keep it from everyone until the lease ran out.
+    if not case.claimable or case.holder in obs.named_parties:
         case.holder, case.hold_since, case.lease_until = "", None, None
     return signals
