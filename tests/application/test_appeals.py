@@ -1448,18 +1448,25 @@ def test_what_a_counter_notice_did_not_name_is_appealed_whatever_the_court_holds
     the court kept the first down, is taken, and upheld it brings back the
     second alone. The first stays the court's: the case stays as the court
     left it, and a held one still takes the court's outcome."""
-    ident = upheld(app, str(app.file(ALICE, notice("n-two", infringing_items=[V1, V2])).id))
+    filed = str(app.file(ALICE, notice("n-two", infringing_items=[V1, V2])).id)
+    assert items_shown(app, filed, (ALICE,)) == ([], [])  # nothing taken down yet
+    ident = upheld(app, filed)
+    assert items_shown(app, ident) == ([], [V1, V2])
     first = {"removed_item": V1, "reason": "这支是我编的舞"}
     app.file_counter_notice(URSULA, ident, party("Ursula"), first, good_faith=True, accuracy=True)
     app.record_court_action(AGENT, ident, "起诉书已送达", EVIDENCE)
     if court == "UPHELD_BY_COURT":
         app.record_court_outcome(AGENT, ident, True, "判决支持原告", EVIDENCE)
+    assert items_shown(app, ident) == ([], [V1, V2])
     appeal = app.file(URSULA, decision_appeal(ident))
     assert (app.get(URSULA, ident).state, appeal.state) == (court, "SUBMITTED")
+    assert items_shown(app, str(appeal.id), (URSULA,)) == ([], [])  # it takes nothing down
     app.assign(AGENT, str(appeal.id), "")
     assert app.decide(AGENT, str(appeal.id), True, REASONS, None, etag="").state == "UPHELD"
     case = app.get(ALICE, ident)
     assert (case.state, case.restored_on_appeal, case.still_down()) == (court, [V2], [V1])
+    # The state alone reads as before the appeal: the items say what it changed.
+    assert items_shown(app, ident) == ([V2], [V1])
     message = public_message(last_event(app, ident), case)
     assert isinstance(message, aev.ContentRestored)
     assert (list(message.restored_items), message.outcome_of) == ([V2], f"appeals/{appeal.id}")
@@ -1469,6 +1476,7 @@ def test_what_a_counter_notice_did_not_name_is_appealed_whatever_the_court_holds
         app.record_court_outcome(AGENT, ident, True, "判决支持原告", EVIDENCE)
         case = app.get(ALICE, ident)
         assert (case.state, case.still_down()) == ("UPHELD_BY_COURT", [V1])
+        assert items_shown(app, ident) == ([V2], [V1])
 
 
 def test_an_appeal_of_no_case_says_both_names_a_decided_case_may_have(app: Appeals) -> None:
@@ -2219,6 +2227,19 @@ def test_the_redress_is_written_in_the_language_of_the_party_it_is_for(app: Appe
 V1, V2, V3 = (f"https://video.example/v/{n}" for n in (1, 2, 3))
 
 
+def items_shown(
+    app: Appeals, ident: str, parties: tuple[Identity, ...] = (ALICE, URSULA)
+) -> tuple[list[str], list[str]]:
+    """What the case `ident` shows its `parties` came back and is still
+    down (each sees the same: the items name content, not a person)."""
+    seen = {
+        (tuple(m.restored_items), tuple(m.still_down_items))
+        for m in (for_viewer(appeal_message(app.get(who, ident)), who) for who in parties)
+    }
+    ((came_back, down),) = seen
+    return list(came_back), list(down)
+
+
 def test_one_counter_notice_answers_for_several_removed_items_and_restores_them_all(
     app: Appeals, clock: FakeClock
 ) -> None:
@@ -2380,10 +2401,13 @@ def test_an_upheld_appeal_restores_what_a_counter_notice_left_down(
     and only it (the first is up already), in the same change. Everything is
     back up then, and the decision on her appeal final."""
     ident, appeal = countered_in_part(app, clock, appealed_first)
+    # RESTORED, yet only the video the counter-notice named came back.
+    assert items_shown(app, ident) == ([V1], [V2])
     assert app.decide(AGENT, appeal, True, REASONS, None, etag="").state == "UPHELD"
     case = app.get(ALICE, ident)
     assert (case.state, case.restored_by_appeal) == ("RESTORED", f"appeals/{appeal}")
     assert (case.restored_on_appeal, case.still_down()) == ([V2], [])
+    assert items_shown(app, ident) == ([V1, V2], [])
     assert events_of(app, ident)[-2:] == [
         CopyrightAppeal.Restored,
         CopyrightAppeal.RestoredOnAppeal,

@@ -31,7 +31,14 @@ from casemesh_appeals.application import (
     Appeals,
     appeal_id_from_name,
 )
-from casemesh_appeals.domain import CopyrightAppeal, State, removed_items
+from casemesh_appeals.domain import (
+    BEFORE_COURT,
+    CONTENT_DOWN,
+    CopyrightAppeal,
+    Kind,
+    State,
+    removed_items,
+)
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
 
@@ -164,8 +171,24 @@ def counter_dict(c: pb.CounterNotice) -> dict[str, Any]:
     return counter
 
 
+# The states of a notice whose decision took its content down (all of it
+# may have come back since: RESTORED).
+_TOOK_DOWN = CONTENT_DOWN | BEFORE_COURT | {State.RESTORED}
+
+
+def _items_came_back_and_down(a: CopyrightAppeal) -> tuple[list[str], list[str]]:
+    """A notice's items that came back so far and those still down, once
+    its decision took them down; none for a notice that took nothing down
+    (open, rejected, withdrawn) or a case of another kind. Both parties may
+    see them: they name the content the notice is about, not a person."""
+    if a.kind is not Kind.TAKEDOWN_NOTICE or a.state not in _TOOK_DOWN:
+        return [], []
+    return list(a.restored_items), a.still_down()
+
+
 def appeal_message(a: CopyrightAppeal) -> pb.Appeal:
     content = a.content
+    came_back, down = _items_came_back_and_down(a)
     msg = pb.Appeal(
         name=f"appeals/{a.id}",
         kind=pb.AppealKind.Value(f"APPEAL_KIND_{a.kind}"),
@@ -184,6 +207,8 @@ def appeal_message(a: CopyrightAppeal) -> pb.Appeal:
         create_time=to_timestamp(a.created_on),
         update_time=to_timestamp(a.modified_on),
         etag=str(a.version),
+        restored_items=came_back,
+        still_down_items=down,
     )
     if "notice" in content:
         n = content["notice"]
