@@ -1220,26 +1220,3 @@ async def test_a_claim_kept_by_a_rebuild_is_not_given_back_to_a_party_of_its_cas
             assert case is not None and case.holder == ""
         taken = [await store.claim_next(conn, "agent-y", [], lease, back) for _ in range(3)]
         assert {c.name for c in taken if c is not None} == {report, appeal, own}
-
-
-async def test_the_parties_an_older_release_recorded_still_keep_its_cases_from_them(
-    queue_db: str,
-) -> None:
-    """A release before this one kept a case's parties in the case's row
-    (`parties`), and its replicas still do during the rollout. Each time
-    this release's statements run, what they recorded is taken over (once
-    however often): Next passes the case over for agent X, a party, and
-    gives it to agent Y."""
-    now = datetime.now(UTC)
-    await seed(queue_db, 1, now)
-    async with await psycopg.AsyncConnection.connect(queue_db, autocommit=True) as conn:
-        await conn.execute("UPDATE queue_cases SET parties = '{agent-x}'")  # an older replica
-        for _ in range(2):  # (statements changed: a rollout's starts alternate)
-            await conn.execute("DELETE FROM casemesh_schema WHERE name = 'casequeue'")
-            await store.create_schema(conn)
-        cur = await conn.execute("SELECT name, party FROM queue_case_parties")
-        assert await cur.fetchall() == [(opened(0, now).name, "agent-x")]
-        lease = timedelta(seconds=300)
-        assert await store.claim_next(conn, "agent-x", [], lease, now) is None
-        taken = await store.claim_next(conn, "agent-y", [], lease, now)
-        assert taken is not None and taken.name == opened(0, now).name

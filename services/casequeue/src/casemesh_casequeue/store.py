@@ -73,8 +73,7 @@ def read_note(payload: str) -> tuple[str, str, str]:
 # nobody else could take it. Its own parties, then those of the decision it
 # appeals (`queue_party_to_decision`), for the few cases the claim looks at:
 # the first free case is nearly always the agent's to take.
-NO_PARTY = """NOT EXISTS (SELECT FROM queue_case_parties p
-                WHERE p.name = c.name AND p.party = agent)
+NO_PARTY = """NOT queue_party_to(agent, c.name)
     AND (c.appeal_of = '' OR NOT queue_party_to_decision(agent, c.appeal_of))"""
 
 
@@ -171,6 +170,17 @@ CREATE OR REPLACE FUNCTION queue_release_expired(now timestamptz) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM queue_expire_leases(now);
+END
+$$;
+-- Whether `agent` is a party to the case `case_name`, by its key. In
+-- plpgsql, never inlined: as a subquery in a claim the planner read every
+-- party of every case to find the agent's (an anti join), however many
+-- reporters cases have had (`NO_PARTY`).
+CREATE OR REPLACE FUNCTION queue_party_to(agent text, case_name text) RETURNS boolean
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN EXISTS (SELECT FROM queue_case_parties p
+                   WHERE p.name = case_name AND p.party = agent);
 END
 $$;
 -- Whether `agent` is a party to the decision `decided` (an appeal's
@@ -332,16 +342,11 @@ CREATE INDEX IF NOT EXISTS queue_cases_appeals ON queue_cases (appeal_of)
 -- video reported by 100,000 users). The `parties` column above held them
 -- before: this release neither writes nor reads it, and keeps it for the
 -- replicas of an older release that may still run during a rollout (they
--- read and write it). What it holds is copied here whenever these
--- statements run (a release that changes them, and each start of one
--- while it alternates with another), so what older replicas added
--- meanwhile comes too. Rows already here are not written again, and once
--- the rebuild that ends the rollout has run every array is empty.
+-- read and write it). What it holds is not copied here (a statement that
+-- read every case would hold up the queue's writes while these statements
+-- run): the rebuild that ends the rollout reads every event again.
 CREATE TABLE IF NOT EXISTS queue_case_parties (
     name text, party text, PRIMARY KEY (name, party));
-INSERT INTO queue_case_parties (name, party)
-    SELECT name, unnest(parties) FROM queue_cases WHERE parties <> '{}'
-    ON CONFLICT DO NOTHING;
 CREATE TABLE IF NOT EXISTS queue_consumed (
     event_id text PRIMARY KEY, topic text NOT NULL, kafka_partition int NOT NULL,
     kafka_offset bigint NOT NULL, consumed_at timestamptz NOT NULL DEFAULT now());
