@@ -619,12 +619,12 @@ def test_a_restore_scheduled_at_the_deadline_before_the_grace_still_restores_the
     assert app.get(ALICE, ident).state == "RESTORED"
 
 
-def test_a_restore_scheduled_under_another_grace_moves_to_the_policys(
+def test_a_restore_scheduled_under_another_grace_moves_to_the_cases_own(
     app: Appeals, clock: FakeClock
 ) -> None:
     """A restore row of a time that is neither the deadline nor the end of
-    the grace (scheduled before the policy file changed the grace) restores
-    nothing; the timer is given the case's time under the policy now."""
+    the grace (scheduled under another grace) restores nothing; the timer
+    is given the case's own time (`restores_at`, as recorded)."""
     ident = countered(app)
     (restore,) = app.deadlines_of(last_event(app, ident))
     longer = Deadline(ident, DeadlineKind.RESTORE, restore.due + timedelta(days=2))
@@ -2440,8 +2440,8 @@ def test_an_appeal_of_a_notice_whose_counter_notice_restored_everything_changes_
 
 def test_a_notice_listing_an_item_twice_is_refused_naming_the_repeat(app: Appeals) -> None:
     """Each item a notice names is taken down, and comes back, once: one
-    listed again, at filing or when completing the notice, is refused,
-    naming it, and nothing changes. An item the case holds sent again adds
+    listed again (spaces around it or not), at filing or when completing
+    the notice, is refused, naming it, and nothing changes. An item the case holds sent again adds
     nothing and is not refused."""
     with pytest.raises(InvalidArgument) as refused:
         app.file(ALICE, notice("n-twice", infringing_items=[V1, V1, V2]))
@@ -2452,7 +2452,9 @@ def test_a_notice_listing_an_item_twice_is_refused_naming_the_repeat(app: Appeal
     ident = str(app.file(ALICE, notice("n-once", infringing_items=[V1])).id)
     before = events_of(app, ident)
     with pytest.raises(InvalidArgument) as refused:
-        app.add_info(ALICE, ident, "", {"notice": {"infringing_items": [V2, V3, V2]}}, etag="")
+        app.add_info(
+            ALICE, ident, "", {"notice": {"infringing_items": [V2, V3, f" {V2}"]}}, etag=""
+        )
     assert [v.field for v in refused.value.violations] == ["completion.notice.infringing_items[2]"]
     assert events_of(app, ident) == before
     case = app.add_info(ALICE, ident, "", {"notice": {"infringing_items": [V1, V2]}}, etag="")

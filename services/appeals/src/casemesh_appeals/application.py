@@ -969,10 +969,12 @@ def check_infringing_items(v: Violations, content: dict[str, Any], prefix: str) 
     items = notice.get("infringing_items") if isinstance(notice, dict) else None
     seen: set[str] = set()
     for i, item in enumerate(items if isinstance(items, list) else []):
-        if item in seen:
+        # As it is kept: spaces around it are not part of it.
+        key = item.strip() if isinstance(item, str) else item
+        if key in seen:
             v.add(f"{prefix}.notice.infringing_items[{i}]", "names an item listed before it")
-        elif isinstance(item, str):
-            seen.add(item)
+        elif isinstance(key, str):
+            seen.add(key)
 
 
 def check_creation_time(v: Violations, content: dict[str, Any], prefix: str, now: datetime) -> None:
