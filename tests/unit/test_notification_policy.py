@@ -242,26 +242,41 @@ def test_both_parties_hear_why_the_content_came_back() -> None:
 def test_an_appeal_upheld_while_a_court_holds_the_rest_says_what_it_brought_back() -> None:
     """A notice took down two videos; the counter-notice named one, which a
     court holds; the uploader's appeal for the other is upheld: both parties
-    read that the items the counter-notice did not name came back, and the
-    court's are the court's, not that "the content" was restored."""
+    read, by e-mail and by SMS, that the items the counter-notice did not
+    name came back, and the court's are the court's, not that "the content"
+    was restored."""
     back = "https://v.example/2"
+    zone = ZoneInfo("Asia/Shanghai")
     for state in ("HELD", "UPHELD_BY_COURT", "RESTORED"):
         header = aev.AppealEventHeader(appeal_id="a1", state=state)
         message = aev.ContentRestored(header=header, outcome_of="appeals/a2", restored_items=[back])
+        court_holds = state != "RESTORED"
         for role, step in appeal_steps(message, state).items():
-            for locale, partly, wholly in (
-                ("en", "a court's to decide", "the content has been restored"),
-                ("zh-CN", "由法院裁决", "涉及的内容已恢复"),
+            for locale, partly, wholly, sms_partly, sms_wholly in (
+                (
+                    "en",
+                    "a court's to decide",
+                    "the content has been restored",
+                    "items the court is not deciding",
+                    "the content restored",
+                ),
+                ("zh-CN", "由法院裁决", "涉及的内容已恢复", "法院未审理的内容", "涉及的内容已恢复"),
             ):
-                values = email_values(step, "A-1", "Dance video")
-                text = render_email(step.template, locale, ZoneInfo("Asia/Shanghai"), values).text
-                court_holds = state != "RESTORED"
+                text = render_email(
+                    step.template, locale, zone, email_values(step, "A-1", "Dance video")
+                ).text
                 assert (partly in text, wholly in text) == (court_holds, not court_holds), (
                     role,
                     locale,
                     text,
                 )
                 assert back in text
+                sms = render_sms(step.template, locale, zone, sms_values(step, "A-1", False))
+                assert (sms_partly in sms, sms_wholly in sms) == (court_holds, not court_holds), (
+                    role,
+                    locale,
+                    sms,
+                )
 
 
 def test_both_parties_hear_which_items_came_back() -> None:

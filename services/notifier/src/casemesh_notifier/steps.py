@@ -173,13 +173,16 @@ def appeal_steps(message: Any, before: str = "") -> dict[str, Step]:
             # After the counter-notice's window, or an upheld appeal: what came
             # back, which may be part of what the notice took down.
             told = "appeal.restored_on_appeal" if message.outcome_of else "appeal.restored"
-            items: dict[str, Any] = {
-                "restored_items": _restored(message),
-                # Only what the counter-notice did not name came back: a
-                # court holds the rest (a held case, or one it kept down).
-                "court_holds": message.header.state in COURT_HOLDS,
+            # Only what the counter-notice did not name came back: a court
+            # holds the rest (a held case, or one it kept down). The SMS is
+            # told too, in its values' text form.
+            court_holds = message.header.state in COURT_HOLDS
+            items = {"restored_items": _restored(message), "court_holds": court_holds}
+            sms = {"court_holds": "yes" if court_holds else ""}
+            return {
+                "filer": Step(told, items, sms=sms),
+                "uploader": Step(told, items, sms=sms),
             }
-            return {"filer": Step(told, items), "uploader": Step(told, items)}
         case aev.CourtActionRecorded():
             return {"filer": Step("appeal.held"), "uploader": Step("appeal.held")}
         case aev.CourtOutcomeRecorded():
