@@ -609,12 +609,18 @@ def test_a_restore_scheduled_at_the_deadline_before_the_grace_still_restores_the
 ) -> None:
     """A case forwarded by a release without the grace has its timer row at
     the claimant's deadline, and no other: its parties were told the
-    content comes back then, and it does."""
+    content comes back then, and it does. One this release forwarded (its
+    restore time recorded) is not restored by a row at the deadline (an
+    older release's timer during a rollout): that row moves to its time."""
     ident = countered(app)
     deadline = app.get(ALICE, ident).next_step_due
     assert deadline is not None
     scheduled_before = Deadline(ident, DeadlineKind.RESTORE, deadline)
     clock.now_is(deadline)
+    moved = app.fire(scheduled_before)
+    assert app.get(ALICE, ident).state == "FORWARDED_TO_CLAIMANT"
+    assert moved == restore_deadline(app, ident)
+    stored_as_first_version(app, ident)
     assert app.fire(scheduled_before) is None
     assert app.get(ALICE, ident).state == "RESTORED"
 

@@ -780,7 +780,9 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             case DeadlineKind.RESTORE | DeadlineKind.RESTORE_AFTER_GRACE:
                 until = restores_at(appeal, self.policies)
                 changed = appeal.restore_if_due(now=now, due=deadline.due, until=until)
-                stands = deadline.due in (until, appeal.next_step_due)
+                stands = deadline.due == until or (
+                    appeal.restores_at is None and deadline.due == appeal.next_step_due
+                )
                 if not changed and until is not None and not stands:
                     # Scheduled under another grace: the case's own time.
                     return Deadline(deadline.aggregate_id, DeadlineKind.RESTORE_AFTER_GRACE, until)
