@@ -164,7 +164,8 @@ function render(a: Appeal, events: AppealEvent[], host: CaseHost): void {
         [t("evidence"), previews(cn.evidence, host)],
         [
           t("restoreDate"),
-          a.nextStep === "RESTORE" ? when(a.nextStepDue) : label("astate", stateName),
+          // Past it (restored, held for the court): the case's state says what followed.
+          a.nextStep === "RESTORE" ? when(a.nextStepDue) : "—",
         ],
       ]),
     );

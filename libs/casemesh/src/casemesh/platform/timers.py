@@ -150,9 +150,9 @@ class TimerTable(SharedTracking):
 
     def fire_due(self, now: datetime, fire: Callable[[Deadline], Deadline | None]) -> int:
         """Fires the deadlines due at `now`, one transaction each; returns how
-        many. A command that says its deadline moved (returns the new one,
-        later than `now`) has it scheduled in the same transaction, due
-        again if its row was fired (`_rearm`)."""
+        many. A command that says its deadline moved (returns the new one)
+        has it scheduled in the same transaction, due again if its row was
+        fired (`_rearm`; one moved to a time past fires at the next tick)."""
         fired = 0
         # A deadline whose command fails stays due, but must not hold up the others.
         failed: list[str] = []
