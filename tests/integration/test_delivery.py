@@ -297,24 +297,10 @@ async def test_a_request_for_information_held_for_the_night_is_not_sent_once_the
     """At 23:00 an agent asks Alice for more information: the e-mail goes, the
     text waits for the morning. At 23:30 she cancels her ticket. In the
     morning no text asks her to act on a ticket she can no longer answer."""
-    ticket = str(uuid.uuid4())
-    notifier.clock.time = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # 23:00 in Shanghai
-    await notifier.consume(created(ticket, channels=BOTH))
-    asked = ev.InfoRequested(message="请提供订单号")
-    await notifier.consume(ticket_event(ticket, 2, ev.TICKET_STATUS_PENDING, asked))
-    await notifier.drain()
-    assert [m.template for m in notifier.email.delivered] == [
-        "ticket.received",
-        "ticket.info_requested",
-    ]
-    assert notifier.sms.delivered == []
-
-    notifier.clock.time = datetime(2026, 3, 2, 15, 30, tzinfo=UTC)  # 23:30
+    ticket = await asked_at_night(notifier)
     cancelled = ev.TicketCancelled(reason="已自行解决")
-    await notifier.consume(ticket_event(ticket, 3, ev.TICKET_STATUS_CANCELLED, cancelled))
-    notifier.clock.time = datetime(2026, 3, 3, 0, 10, tzinfo=UTC)  # 08:10, the release's end
-    await notifier.drain()
-    assert [m.template for m in notifier.sms.delivered] == ["ticket.received"]
+    event = ticket_event(ticket, 3, ev.TICKET_STATUS_CANCELLED, cancelled)
+    assert await told_in_the_morning_after(notifier, event) == ["ticket.received"]
     assert notifier.rows(
         "SELECT channel, status, body = '', last_error FROM notification_jobs"
         " WHERE template = 'ticket.info_requested' ORDER BY channel"
@@ -327,20 +313,10 @@ async def test_a_request_for_information_held_for_the_night_is_not_sent_once_ans
     """At 23:00 an agent asks Alice for more information: the e-mail goes, the
     text waits for the morning. At 23:30 she replies with it. In the morning
     no text asks her for what she has already sent."""
-    ticket = str(uuid.uuid4())
-    notifier.clock.time = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # 23:00 in Shanghai
-    await notifier.consume(created(ticket, channels=BOTH))
-    asked = ev.InfoRequested(message="请提供订单号")
-    await notifier.consume(ticket_event(ticket, 2, ev.TICKET_STATUS_PENDING, asked))
-    await notifier.drain()
-    assert notifier.sms.delivered == []
-
-    notifier.clock.time = datetime(2026, 3, 2, 15, 30, tzinfo=UTC)  # 23:30
+    ticket = await asked_at_night(notifier)
     reply = ev.CommentAdded(author="users/alice", by_requester=True, body="订单号 20260302")
-    await notifier.consume(ticket_event(ticket, 3, ev.TICKET_STATUS_OPEN, reply))
-    notifier.clock.time = datetime(2026, 3, 3, 0, 10, tzinfo=UTC)  # 08:10, the release's end
-    await notifier.drain()
-    assert [m.template for m in notifier.sms.delivered] == ["ticket.received"]
+    event = ticket_event(ticket, 3, ev.TICKET_STATUS_OPEN, reply)
+    assert await told_in_the_morning_after(notifier, event) == ["ticket.received"]
     assert notifier.rows(
         "SELECT channel, status, body = '', last_error FROM notification_jobs"
         " WHERE template = 'ticket.info_requested' ORDER BY channel"
@@ -357,15 +333,12 @@ async def test_a_request_for_information_held_for_the_night_is_not_sent_once_ans
     assert [m.template for m in notifier.sms.delivered][1:] == ["ticket.info_requested"]
 
 
-async def test_a_copyright_case_does_not_ask_at_night_for_what_its_filer_then_sent(
-    notifier: Notifier,
-) -> None:
-    """At 23:00 Alice files a takedown notice by SMS that misses its work's
-    title: a text asks her for it, in the morning. At 23:30 she adds it and
-    the case is complete; in the morning she is told it is under review,
-    and not that it needs more information or will be closed."""
+async def filed_at_night_missing_the_work(notifier: Notifier) -> str:
+    """At 23:00 in Shanghai Alice files, to be told by SMS, a takedown notice
+    that misses its work's title: the text asking for it is held for the
+    night. Returns the notice's id."""
     appeal = str(uuid.uuid4())
-    notifier.clock.time = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # 23:00 in Shanghai
+    notifier.clock.time = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
     contact = ev.ContactPreferences(
         phone="+8613800138000", channels=[ev.CONTACT_CHANNEL_SMS], locale="zh-CN"
     )
@@ -379,15 +352,51 @@ async def test_a_copyright_case_does_not_ask_at_night_for_what_its_filer_then_se
     filed.header.next_step_due.FromDatetime(datetime(2026, 3, 9, 15, 0, tzinfo=UTC))
     await notifier.consume(appeal_event(appeal, 1, filed))
     assert await notifier.drain() == 1  # held for the night
-    notifier.clock.time = datetime(2026, 3, 2, 15, 30, tzinfo=UTC)  # 23:30
+    return appeal
+
+
+async def told_in_the_morning_after(notifier: Notifier, event: Any) -> list[str]:
+    """`event` comes at 23:30 in Shanghai: the texts sent once the night is
+    over (08:10)."""
+    notifier.clock.time = datetime(2026, 3, 2, 15, 30, tzinfo=UTC)
+    await notifier.consume(event)
+    notifier.clock.time = datetime(2026, 3, 3, 0, 10, tzinfo=UTC)
+    await notifier.drain()
+    return [m.template for m in notifier.sms.delivered]
+
+
+async def asked_at_night(notifier: Notifier) -> str:
+    """At 23:00 in Shanghai an agent asks Alice for more information on her
+    ticket: the e-mail goes, the text waits for the morning. Returns the
+    ticket's id."""
+    ticket = str(uuid.uuid4())
+    notifier.clock.time = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+    await notifier.consume(created(ticket, channels=BOTH))
+    asked = ev.InfoRequested(message="请提供订单号")
+    await notifier.consume(ticket_event(ticket, 2, ev.TICKET_STATUS_PENDING, asked))
+    await notifier.drain()
+    assert [m.template for m in notifier.email.delivered] == [
+        "ticket.received",
+        "ticket.info_requested",
+    ]
+    assert notifier.sms.delivered == []
+    return ticket
+
+
+async def test_a_copyright_case_does_not_ask_at_night_for_what_its_filer_then_sent(
+    notifier: Notifier,
+) -> None:
+    """At 23:00 Alice files a takedown notice by SMS that misses its work's
+    title: a text asks her for it, in the morning. At 23:30 she adds it and
+    the case is complete; in the morning she is told it is under review,
+    and not that it needs more information or will be closed."""
+    appeal = await filed_at_night_missing_the_work(notifier)
     added = aev.AppealInfoAdded(
         header=aev.AppealEventHeader(state="SUBMITTED", next_step="REVIEW"), message="《江南春》"
     )
     added.header.next_step_due.FromDatetime(datetime(2026, 3, 5, 15, 0, tzinfo=UTC))
-    await notifier.consume(appeal_event(appeal, 2, added))
-    notifier.clock.time = datetime(2026, 3, 3, 0, 10, tzinfo=UTC)  # 08:10, the release's end
-    await notifier.drain()
-    assert [m.template for m in notifier.sms.delivered] == ["appeal.complete"]
+    told = await told_in_the_morning_after(notifier, appeal_event(appeal, 2, added))
+    assert told == ["appeal.complete"]
 
 
 async def test_a_request_for_information_held_for_the_night_is_not_sent_once_withdrawn(
@@ -396,26 +405,10 @@ async def test_a_request_for_information_held_for_the_night_is_not_sent_once_wit
     """At 23:00 Alice files a takedown notice by SMS that misses its work's
     title: a text asks her for it, in the morning. At 23:30 she withdraws the
     notice; in the morning she is told it is withdrawn, and asked nothing."""
-    appeal = str(uuid.uuid4())
-    notifier.clock.time = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # 23:00 in Shanghai
-    contact = ev.ContactPreferences(
-        phone="+8613800138000", channels=[ev.CONTACT_CHANNEL_SMS], locale="zh-CN"
-    )
-    filed = aev.AppealFiled(
-        header=aev.AppealEventHeader(state="INFO_REQUESTED", next_step="YOUR_INFORMATION"),
-        kind="TAKEDOWN_NOTICE",
-        jurisdiction="cn",
-        filer=aev.AppealParty(user_id="users/alice", legal_name="爱丽丝", contact=contact),
-        missing_elements=["notice.work"],
-    )
-    await notifier.consume(appeal_event(appeal, 1, filed))
-    assert await notifier.drain() == 1  # held for the night
-    notifier.clock.time = datetime(2026, 3, 2, 15, 30, tzinfo=UTC)  # 23:30
+    appeal = await filed_at_night_missing_the_work(notifier)
     withdrawn = aev.AppealWithdrawn(header=aev.AppealEventHeader(state="WITHDRAWN"))
-    await notifier.consume(appeal_event(appeal, 2, withdrawn))
-    notifier.clock.time = datetime(2026, 3, 3, 0, 10, tzinfo=UTC)  # 08:10, the release's end
-    await notifier.drain()
-    assert [m.template for m in notifier.sms.delivered] == ["appeal.withdrawn"]
+    told = await told_in_the_morning_after(notifier, appeal_event(appeal, 2, withdrawn))
+    assert told == ["appeal.withdrawn"]
 
 
 async def test_a_warning_held_for_the_night_reaches_a_reporter_suspended_by_e_mail(

@@ -9,8 +9,9 @@ import contextlib
 import dataclasses
 import json
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -645,6 +646,39 @@ async def test_a_claim_id_sent_with_another_request_is_refused_while_its_case_is
         assert kept is not None and kept.name == first.name
 
 
+@contextlib.asynccontextmanager
+async def queue_after(
+    queue_db: str, topic: str, events: list[Any]
+) -> AsyncIterator[tuple[Callable[[str], Awaitable[str]], str]]:
+    """The queue's service once it has read `events` from `topic`, and a
+    ticket less urgent than them: "Next" as an agent, and the ticket's name."""
+    ticket = opened(30, START, priority=1)
+    async with await psycopg.AsyncConnection.connect(queue_db) as consumer:
+        for offset, event in enumerate(events):
+            where = Consumed(topic, 0, offset)
+            assert await store.consume(consumer, event, observe(event, LEVELS), where, LEVELS)
+        await consumer.commit()
+        await consumed(consumer, ticket, 0)
+    servicer = QueueServicer(
+        async_pool(queue_db), SystemClock(), Broadcaster(queue_db), LEVELS.queue_names
+    )
+    await servicer.pool.open()
+    try:
+        yield partial(next_case_of, servicer), ticket.name
+    finally:
+        await servicer.pool.close()
+
+
+async def next_case_of(servicer: QueueServicer, agent: str) -> str:
+    """The case `agent` is handed by "Next" through the service."""
+    caller = _VOUCHED.set(Vouched(Identity(agent, frozenset({"agent"}))))
+    try:
+        claimed = await servicer.ClaimNextCase(pb.ClaimNextCaseRequest(), cast(Any, None))
+        return claimed.name
+    finally:
+        _VOUCHED.reset(caller)
+
+
 def appeal_filed(
     n: int, filer: str, kind: str = "DECISION_APPEAL", appeal_of: str = ""
 ) -> tuple[str, aev.AppealFiled]:
@@ -682,39 +716,17 @@ async def test_an_agent_is_never_given_an_appeal_they_are_a_party_to(queue_db: s
         3, "user-v", appeal_of=f"report-cases/{decided.hex.upper()}"
     )
     uploaders, uploaders_filed = appeal_filed(4, "user-u", appeal_of=notice)
-    ticket = opened(30, START, priority=1)
-    async with await psycopg.AsyncConnection.connect(queue_db) as consumer:
-        events = [
-            case_event("appeals", notice, 1, notice_filed, START),
-            case_event("appeals", notice, 2, upheld, START + timedelta(minutes=1)),
-            *(case_event("appeals", n, 1, m, START) for n, m in (
-                (own, own_filed), (theirs, theirs_filed), (uploaders, uploaders_filed))),
-        ]  # fmt: skip
-        for offset, event in enumerate(events):
-            where = Consumed("casemesh.appeals.v1", 0, offset)
-            assert await store.consume(consumer, event, observe(event, LEVELS), where, LEVELS)
-        await consumer.commit()
-        await consumed(consumer, ticket, 0)
-    servicer = QueueServicer(
-        async_pool(queue_db), SystemClock(), Broadcaster(queue_db), LEVELS.queue_names
-    )
-
-    async def next_case(agent: str) -> str:
-        caller = _VOUCHED.set(Vouched(Identity(agent, frozenset({"agent"}))))
-        try:
-            claimed = await servicer.ClaimNextCase(pb.ClaimNextCaseRequest(), cast(Any, None))
-            return claimed.name
-        finally:
-            _VOUCHED.reset(caller)
-
-    await servicer.pool.open()
-    try:
-        assert await next_case("agent-x") == ticket.name
+    events = [
+        case_event("appeals", notice, 1, notice_filed, START),
+        case_event("appeals", notice, 2, upheld, START + timedelta(minutes=1)),
+        *(case_event("appeals", n, 1, m, START) for n, m in (
+            (own, own_filed), (theirs, theirs_filed), (uploaders, uploaders_filed))),
+    ]  # fmt: skip
+    async with queue_after(queue_db, "casemesh.appeals.v1", events) as (next_case, ticket):
+        assert await next_case("agent-x") == ticket
         with pytest.raises(NotFound):
             await next_case("agent-x")
         assert {await next_case("agent-y") for _ in range(3)} == {own, theirs, uploaders}
-    finally:
-        await servicer.pool.close()
 
 
 async def test_replicas_from_before_request_ids_still_claim(queue_db: str) -> None:
@@ -1084,35 +1096,13 @@ async def test_an_agent_is_never_given_a_report_case_or_its_appeal_they_are_a_pa
         events.append(case_event("reports", case, version, message, at))
     appeal, filed = appeal_filed(5, "user-v", appeal_of=case)
     events.append(case_event("appeals", appeal, 1, filed, START))
-    ticket = opened(30, START, priority=1)
-    async with await psycopg.AsyncConnection.connect(queue_db) as consumer:
-        for offset, event in enumerate(events):
-            where = Consumed("casemesh.reports.v1", 0, offset)
-            assert await store.consume(consumer, event, observe(event, LEVELS), where, LEVELS)
-        await consumer.commit()
-        await consumed(consumer, ticket, 0)
-    servicer = QueueServicer(
-        async_pool(queue_db), SystemClock(), Broadcaster(queue_db), LEVELS.queue_names
-    )
-
-    async def next_case(agent: str) -> str:
-        caller = _VOUCHED.set(Vouched(Identity(agent, frozenset({"agent"}))))
-        try:
-            claimed = await servicer.ClaimNextCase(pb.ClaimNextCaseRequest(), cast(Any, None))
-            return claimed.name
-        finally:
-            _VOUCHED.reset(caller)
-
-    await servicer.pool.open()
-    try:
-        assert await next_case("agent-x") == ticket.name
+    async with queue_after(queue_db, "casemesh.reports.v1", events) as (next_case, ticket):
+        assert await next_case("agent-x") == ticket
         with pytest.raises(NotFound):
             await next_case("agent-x")
         with pytest.raises(NotFound):  # the ticket is X's now
             await next_case("agent-f")
         assert {await next_case("agent-y") for _ in range(2)} == {case, appeal}
-    finally:
-        await servicer.pool.close()
 
 
 def report_case_event(case: uuid.UUID, version: int, state: str, message: Any) -> CloudEvent:
