@@ -780,9 +780,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             case DeadlineKind.RESTORE | DeadlineKind.RESTORE_AFTER_GRACE:
                 until = restores_at(appeal, self.policies)
                 changed = appeal.restore_if_due(now=now, due=deadline.due, until=until)
-                stands = deadline.due == until or (
-                    appeal.restores_at is None and deadline.due == appeal.next_step_due
-                )
+                stands = appeal.restore_stands(due=deadline.due, until=until)
                 if not changed and until is not None and not stands:
                     # Scheduled under another grace: the case's own time.
                     return Deadline(deadline.aggregate_id, DeadlineKind.RESTORE_AFTER_GRACE, until)
@@ -951,16 +949,13 @@ def said_only(content: Any) -> Any:
 def check_removed_items(v: Violations, counter_notice: dict[str, Any], prefix: str) -> bool:
     """Refuses an empty or repeated entry of a counter-notice's
     `removed_items` (naming it); whether it names any removed item."""
-    seen: set[str] = set()
-    for i, item in enumerate(counter_notice.get("removed_items") or []):
-        field_name = f"{prefix}.removed_items[{i}]"
-        if not isinstance(item, str) or not rules.says_something(item):
-            v.add(field_name, "names no item: give its URL or content id, or leave it out")
-        elif item in seen:
-            v.add(field_name, "names an item listed before it")
-        else:
-            seen.add(item)
-    return bool(seen) or rules.says_something(counter_notice.get("removed_item") or "")
+    named = listed_once(
+        v,
+        counter_notice.get("removed_items"),
+        f"{prefix}.removed_items",
+        empty="names no item: give its URL or content id, or leave it out",
+    )
+    return bool(named) or rules.says_something(counter_notice.get("removed_item") or "")
 
 
 def check_infringing_items(v: Violations, content: dict[str, Any], prefix: str) -> None:
@@ -969,14 +964,24 @@ def check_infringing_items(v: Violations, content: dict[str, Any], prefix: str) 
     comes back, once."""
     notice = content.get("notice")
     items = notice.get("infringing_items") if isinstance(notice, dict) else None
+    listed_once(v, items, f"{prefix}.notice.infringing_items")
+
+
+def listed_once(v: Violations, items: Any, field_name: str, *, empty: str = "") -> set[str]:
+    """Refuses an entry of the list `items` (`field_name`) listed before it,
+    naming it (`field_name[i]`), and, given `empty`, one that names no item,
+    with that text; the items it names. An item is compared as it is kept:
+    spaces around it are not part of it."""
     seen: set[str] = set()
     for i, item in enumerate(items if isinstance(items, list) else []):
-        # As it is kept: spaces around it are not part of it.
         key = item.strip() if isinstance(item, str) else item
-        if key in seen:
-            v.add(f"{prefix}.notice.infringing_items[{i}]", "names an item listed before it")
+        if empty and not (isinstance(key, str) and rules.says_something(key)):
+            v.add(f"{field_name}[{i}]", empty)
+        elif key in seen:
+            v.add(f"{field_name}[{i}]", "names an item listed before it")
         elif isinstance(key, str):
             seen.add(key)
+    return seen
 
 
 def check_creation_time(v: Violations, content: dict[str, Any], prefix: str, now: datetime) -> None:

@@ -905,19 +905,24 @@ class CopyrightAppeal(ExpiringCase):
 
     # -- deadlines (fired by the timer; idempotent) -----------------------
 
+    def restore_stands(self, *, due: datetime, until: datetime | None) -> bool:
+        """Whether a timer's restore deadline `due` is the case's own:
+        `until`, the claimant's deadline and the grace after it
+        (`record_court_action`), or, for a case forwarded before its restore
+        time was recorded (`restores_at`), the claimant's deadline itself
+        (`next_step_due`): one forwarded before there was a grace has its
+        timer row there, and no other, and its parties were told the content
+        comes back then. A row of any other time does not stand (an older
+        release's timer, during a rollout, scheduling a case this release
+        forwarded at the deadline would cut its grace short)."""
+        return due == until or (self.restores_at is None and due == self.next_step_due)
+
     def restore_if_due(self, *, now: datetime, due: datetime, until: datetime | None) -> bool:
         """Restores the content of a forwarded case when the timer's deadline
-        `due` is its own and has passed: `until`, the claimant's deadline and
-        the grace after it (`record_court_action`), or, for a case forwarded
-        before its restore time was recorded (`restores_at`), the claimant's
-        deadline itself (`next_step_due`): one forwarded before there was a
-        grace has its timer row there, and no other, and its parties were
-        told the content comes back then. A row of any other time does not
-        stand (an older release's timer, during a rollout, scheduling a case
-        this release forwarded at the deadline would cut its grace short)."""
+        `due` is its own (`restore_stands`) and has passed."""
         if self.state is not State.FORWARDED_TO_CLAIMANT or now < due:
             return False
-        if due != until and not (self.restores_at is None and due == self.next_step_due):
+        if not self.restore_stands(due=due, until=until):
             return False
         self._restored(actor="system")
         return True
