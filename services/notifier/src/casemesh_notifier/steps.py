@@ -174,11 +174,11 @@ def appeal_steps(message: Any, before: str = "") -> dict[str, Step]:
             # back, which may be part of what the notice took down.
             told = "appeal.restored_on_appeal" if message.outcome_of else "appeal.restored"
             # Only what the counter-notice did not name came back: a court
-            # holds the rest (a held case, or one it kept down). The SMS is
-            # told too, in its values' text form.
-            court_holds = message.header.state in COURT_HOLDS
-            items = {"restored_items": _restored(message), "court_holds": court_holds}
-            sms = {"court_holds": "yes" if court_holds else ""}
+            # holds the rest (a held case, or one it kept down). Said once,
+            # among the SMS's values, in their text form: the e-mail reads
+            # them too (`rendering.email_values`).
+            items = {"restored_items": _restored(message)}
+            sms = {"court_holds": "yes" if message.header.state in COURT_HOLDS else ""}
             return {
                 "filer": Step(told, items, sms=sms),
                 "uploader": Step(told, items, sms=sms),
