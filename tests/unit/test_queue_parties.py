@@ -24,24 +24,43 @@ REPORTED = uuid.UUID(int=8)
 
 
 def lived(*events: tuple[str, Any]) -> tuple[Case, list[str]]:
-    """The appeal `appeals/{NOTICE}` as the queue keeps it after `events`
-    (each its state after, and its message), a minute apart, and its
-    parties, in the order its events named them."""
+    """The case as the queue keeps it after `events` (each its state after,
+    and its message), a minute apart, and its parties, in the order its
+    events named them: the appeal `appeals/{NOTICE}` after the appeals
+    service's events, the report case `report-cases/{REPORTED}` after the
+    reports service's."""
     case: Case | None = None
     parties: dict[str, None] = {}
     for version, (state, message) in enumerate(events, start=1):
-        at = START + timedelta(minutes=version)
+        case, named = heard(case, version, state, message)
+        parties.update(dict.fromkeys(named))
+    assert case is not None
+    return case, list(parties)
+
+
+def heard(
+    case: Case | None, version: int, state: str, message: Any
+) -> tuple[Case, tuple[str, ...]]:
+    """The case after its event `message` (at `version`, a minute after the
+    one before, `state` after it) is applied, and the parties the event
+    names (the case as `lived` says)."""
+    at = START + timedelta(minutes=version)
+    if isinstance(message.header, aev.AppealEventHeader):
+        service, name = "appeals", f"appeals/{NOTICE}"
         message.header.CopyFrom(
             aev.AppealEventHeader(appeal_id=str(NOTICE), version=version, state=state)
         )
-        message.header.time.FromDatetime(at)
-        obs = observe(case_event("appeals", f"appeals/{NOTICE}", version, message, at), LEVELS)
-        assert obs is not None
-        case = case or new_case(obs, LEVELS)
-        apply(case, obs, LEVELS)
-        parties.update(dict.fromkeys(obs.named_parties))
-    assert case is not None
-    return case, list(parties)
+    else:
+        service, name = "reports", f"report-cases/{REPORTED}"
+        message.header.CopyFrom(
+            rev.ReportEventHeader(aggregate_id=str(REPORTED), version=version, state=state)
+        )
+    message.header.time.FromDatetime(at)
+    obs = observe(case_event(service, name, version, message, at), LEVELS)
+    assert obs is not None
+    case = case or new_case(obs, LEVELS)
+    apply(case, obs, LEVELS)
+    return case, obs.named_parties
 
 
 def test_a_notices_claimant_and_the_uploader_it_names_are_its_parties() -> None:
@@ -82,37 +101,6 @@ def test_an_appeal_names_the_decision_it_appeals_as_the_appeals_service_does() -
     assert appeal.appeal_of == f"report-cases/{decided}"
 
 
-def reported(*events: tuple[str, Any]) -> tuple[Case, list[str]]:
-    """The report case `report-cases/{REPORTED}` as the queue keeps it after
-    `events` (each its state after, and its message), a minute apart, and
-    its parties, in the order its events named them."""
-    case: Case | None = None
-    parties: dict[str, None] = {}
-    for version, (state, message) in enumerate(events, start=1):
-        case, named = heard(case, version, state, message)
-        parties.update(dict.fromkeys(named))
-    assert case is not None
-    return case, list(parties)
-
-
-def heard(
-    case: Case | None, version: int, state: str, message: Any
-) -> tuple[Case, tuple[str, ...]]:
-    """The report case after its event `message` (at `version`, a minute
-    after the one before, `state` after it) is applied, and the parties the
-    event names."""
-    at = START + timedelta(minutes=version)
-    message.header.CopyFrom(
-        rev.ReportEventHeader(aggregate_id=str(REPORTED), version=version, state=state)
-    )
-    message.header.time.FromDatetime(at)
-    obs = observe(case_event("reports", f"report-cases/{REPORTED}", version, message, at), LEVELS)
-    assert obs is not None
-    case = case or new_case(obs, LEVELS)
-    apply(case, obs, LEVELS)
-    return case, obs.named_parties
-
-
 def test_a_report_cases_reporters_and_the_uploader_it_names_are_its_parties() -> None:
     """Its first reporter, the reporters who joined the case, an appellant
     and the uploader a decision names are parties to it (each once): the
@@ -121,7 +109,7 @@ def test_a_report_cases_reporters_and_the_uploader_it_names_are_its_parties() ->
     opened = rev.ReportCaseOpened(
         category="violence_terrorism", lane="ORDINARY", first_reporter="agent-f"
     )
-    case, parties = reported(
+    case, parties = lived(
         ("OPEN", opened),
         ("OPEN", rev.ReportAddedToCase(reporter="agent-b")),
         ("OPEN", rev.ReportAddedToCase(reporter="user-c")),
@@ -141,7 +129,7 @@ def test_a_case_held_by_an_agent_an_event_names_a_party_is_let_go() -> None:
     they may not work it now (OWN_CASE), so the queue lets it go, for
     another agent to take, rather than leave it hidden until the lease
     runs out. A reporter who does not hold it changes no one's hold."""
-    case, _ = reported(
+    case, _ = lived(
         ("OPEN", rev.ReportCaseOpened(category="violence_terrorism", lane="ORDINARY")),
     )
     for reporter, kept in (("user-c", "agent-x"), ("agent-x", "")):
