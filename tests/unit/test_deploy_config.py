@@ -34,11 +34,12 @@ from casemesh_casequeue.settings import QueueSettings
 from casemesh_devstack import stack
 from casemesh_devstack.kafka import LocalKafka
 from casemesh_devstack.postgres import LocalPostgres
+from casemesh_devstack.supervisor import grace_period
 from casemesh_evidence.lifecycle import GROUP as EVIDENCE_GROUP
 from casemesh_evidence.settings import EvidenceSettings
 from casemesh_gateway.settings import GatewaySettings
 from casemesh_gateway.web import CONTENT_SECURITY_POLICY, content_security_policy
-from casemesh_notifier.settings import NotifierServiceSettings, NotifierSettings
+from casemesh_notifier.settings import RECORD_MARGIN_S, NotifierServiceSettings, NotifierSettings
 from casemesh_reports.settings import ConsumerSettings as ReportsConsumerSettings
 from scripts.deploy_check import SETTINGS, Render, Report, check_settings
 from tests.support import personal_env
@@ -894,6 +895,22 @@ def test_every_process_is_probed_observable_and_stops_gracefully(spec: stack.Ser
         # It finishes the send in hand, which may take this long with the defaults.
         longest = NotifierSettings.model_construct().longest_send
         assert c.pod["spec"]["terminationGracePeriodSeconds"] >= delay + grace + longest + 20
+
+
+def test_a_local_notifier_may_finish_its_send_in_hand_before_it_is_killed() -> None:
+    """Ctrl-C on `./dev up` while a slow relay takes a message: the notifier is
+    not killed before the send is finished and recorded, or the job would go
+    out again, as a possible repeat, once its claim lapsed."""
+    notifier = next(s for s in SPECS if s.name == "notifier")
+    # What the supervisor waits after SIGTERM before it sends SIGKILL.
+    waits = grace_period(notifier.env, least=notifier.stop_grace)
+    drain = grace_period(notifier.env, margin=0)
+    longest = NotifierSettings.model_construct().longest_send
+    assert waits >= drain + longest + RECORD_MARGIN_S + 10
+    # As long as compose and Kubernetes give it.
+    _, service = compose_service(notifier)
+    assert service["stop_grace_period"] == f"{waits:g}s"
+    assert k8s_container(notifier).pod["spec"]["terminationGracePeriodSeconds"] == waits
 
 
 def test_sidecar_relays_are_in_the_writer_pods() -> None:

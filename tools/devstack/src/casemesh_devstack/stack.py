@@ -87,6 +87,13 @@ _SINK_HOST = "127.0.0.1"
 _RUN_DIR_MARKERS = ("pg", "kafka", "logs", "sinks", "cache", "jwt-secret")
 # How long `up` waits for every gRPC server to answer before saying which do not.
 _SERVING_TIMEOUT_S = 180.0
+# How long the notifier is given to stop: it finishes the send in hand, which
+# may take 250 s with its default timeouts (ten SMTP steps of 10 s, 120 s for
+# the message, then 30 s to record the outcome); killed sooner, it would send
+# that job again once the claim lapsed, as a possible repeat. The same as
+# docker-compose.yml's stop_grace_period and the pod's termination grace
+# (tests/unit/test_deploy_config.py holds them together).
+NOTIFIER_STOP_GRACE_S = 270.0
 
 
 @dataclass(frozen=True)
@@ -110,11 +117,14 @@ class IdentityKeys:
 @dataclass(frozen=True)
 class ServiceSpec:
     """How to launch one service process: its name, argv and the variables it adds to
-    the inherited environment."""
+    the inherited environment; and the least time it is given to stop after
+    SIGTERM, for one whose work in hand outlasts its drain (compose's
+    ``stop_grace_period``; 0: its drain and exit margin alone)."""
 
     name: str
     argv: list[str]
     env: dict[str, str]
+    stop_grace: float = 0.0
 
 
 def service_specs(
@@ -223,6 +233,7 @@ def service_specs(
                 # A local stack is tried at any hour: no SMS quiet hours unless asked for.
                 "CASEMESH_SMS_QUIET_HOURS": os.environ.get("CASEMESH_SMS_QUIET_HOURS", ""),
             },
+            stop_grace=NOTIFIER_STOP_GRACE_S,
         ),
         ServiceSpec(
             "appeals",
@@ -743,7 +754,13 @@ def run_up(cfg: StackConfig) -> int:
             pg, kafka, mail, sms_url, secret, identity_keys=keys, master_keys=master_keys(cfg)
         )
         for spec in specs:
-            supervisor.start(spec.name, spec.argv, spec.env, stop_rank=_stop_rank(spec))
+            supervisor.start(
+                spec.name,
+                spec.argv,
+                spec.env,
+                stop_rank=_stop_rank(spec),
+                stop_grace=spec.stop_grace,
+            )
         _wait_serving(
             {s.name: s.env["CASEMESH_GRPC_ADDR"] for s in specs if "CASEMESH_GRPC_ADDR" in s.env},
             cfg.log_dir,

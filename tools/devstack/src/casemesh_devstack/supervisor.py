@@ -6,9 +6,10 @@ the tests' stack).
   from the kernel when the supervisor dies, even by kill -9 (``_proc.spawn``).
 - Stopping is graceful: SIGTERM, then the child's own grace period (its
   ``CASEMESH_SHUTDOWN_DELAY_SECONDS`` + ``CASEMESH_SHUTDOWN_GRACE_SECONDS``, plus
-  time to leave consumer groups and close pools), and only then SIGKILL, said
-  aloud. :meth:`Supervisor.stop_all` stops the children by ``stop_rank``, lowest
-  first, equal ranks together: the front door before what it depends on.
+  time to leave consumer groups and close pools, or its ``stop_grace`` if that
+  is longer: the notifier finishes the send in hand), and only then SIGKILL,
+  said aloud. :meth:`Supervisor.stop_all` stops the children by ``stop_rank``,
+  lowest first, equal ranks together: the front door before what it depends on.
 - With ``restart=True`` a child that exits without being asked to is started
   again after a backoff (1 s, doubling up to 30 s; back to 1 s once it has
   stayed up a minute), as Kubernetes restarts a crashed container, and each
@@ -55,9 +56,12 @@ _EXIT_MARGIN_S = 10.0
 _POLL_S = 0.1
 
 
-def grace_period(env: Mapping[str, str], margin: float = _EXIT_MARGIN_S) -> float:
+def grace_period(
+    env: Mapping[str, str], margin: float = _EXIT_MARGIN_S, least: float = 0.0
+) -> float:
     """Seconds a child started with ``env`` may take to exit after SIGTERM: its
-    gRPC drain (delay + grace) and ``margin`` for the rest of its way out."""
+    gRPC drain (delay + grace) and ``margin`` for the rest of its way out, or
+    ``least`` if that is longer (work in hand that outlasts the drain)."""
 
     def seconds(name: str, default: float) -> float:
         try:
@@ -67,7 +71,7 @@ def grace_period(env: Mapping[str, str], margin: float = _EXIT_MARGIN_S) -> floa
 
     delay = seconds("CASEMESH_SHUTDOWN_DELAY_SECONDS", _DEFAULT_DELAY_S)
     grace = seconds("CASEMESH_SHUTDOWN_GRACE_SECONDS", _DEFAULT_GRACE_S)
-    return delay + grace + margin
+    return max(delay + grace + margin, least)
 
 
 def _how(code: int) -> str:
@@ -84,6 +88,7 @@ class _Child:
     argv: list[str]
     env: dict[str, str]
     stop_rank: int
+    stop_grace: float
     proc: subprocess.Popen[bytes]
     pump: threading.Thread | None = None
     # Set when we asked it to stop (and when), so its exit is not a crash.
@@ -180,10 +185,18 @@ class Supervisor:
     # -- control --------------------------------------------------------------
 
     def start(
-        self, name: str, argv: list[str], env: Mapping[str, str], *, stop_rank: int = 0
+        self,
+        name: str,
+        argv: list[str],
+        env: Mapping[str, str],
+        *,
+        stop_rank: int = 0,
+        stop_grace: float = 0.0,
     ) -> None:
         """Start ``argv`` as child ``name``; ``env`` is added to (overrides) our
-        environment. :meth:`stop_all` stops lower ``stop_rank`` first."""
+        environment. :meth:`stop_all` stops lower ``stop_rank`` first, and gives
+        the child at least ``stop_grace`` seconds after SIGTERM (see
+        :func:`grace_period`)."""
         with self._lock:
             old = self._children.get(name)
             if old is not None and old.proc.poll() is None:
@@ -191,7 +204,7 @@ class Supervisor:
             if old is not None and old.pump is not None:
                 old.pump.join(timeout=5)
             # Re-starting a name keeps its place in the start order.
-            self._children[name] = self._spawn(name, list(argv), dict(env), stop_rank)
+            self._children[name] = self._spawn(name, list(argv), dict(env), stop_rank, stop_grace)
             self._closing = False
             if self._watcher is None:
                 self._watcher = threading.Thread(
@@ -228,7 +241,9 @@ class Supervisor:
             child = self._children[name]
             self._ask_to_stop(child)
         self._await_exit(child, timeout)
-        self.start(name, child.argv, child.env, stop_rank=child.stop_rank)
+        self.start(
+            name, child.argv, child.env, stop_rank=child.stop_rank, stop_grace=child.stop_grace
+        )
 
     def stop_all(self, timeout: float | None = None) -> None:
         """Stop every child: lowest ``stop_rank`` first, each rank's children together
@@ -256,7 +271,9 @@ class Supervisor:
             atexit.unregister(self._stop_at_exit)
             self._atexit_registered = False
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str], stop_rank: int) -> _Child:
+    def _spawn(
+        self, name: str, argv: list[str], env: dict[str, str], stop_rank: int, stop_grace: float
+    ) -> _Child:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         # The child writes its log itself (not through a pipe to us): if we die, it
         # neither loses its last lines nor meets a broken pipe while it drains.
@@ -271,7 +288,9 @@ class Supervisor:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
             )
-        child = _Child(name=name, argv=argv, env=env, stop_rank=stop_rank, proc=proc)
+        child = _Child(
+            name=name, argv=argv, env=env, stop_rank=stop_rank, stop_grace=stop_grace, proc=proc
+        )
         if self.echo:
             child.pump = threading.Thread(
                 target=self._follow,
@@ -295,7 +314,7 @@ class Supervisor:
         """Wait for a child we sent SIGTERM; SIGKILL it after its grace period.
         False if it had to be killed."""
         if timeout is None:
-            grace = grace_period({**os.environ, **child.env}, self._exit_margin)
+            grace = grace_period({**os.environ, **child.env}, self._exit_margin, child.stop_grace)
         else:
             grace = timeout
         clean = True
@@ -372,7 +391,9 @@ class Supervisor:
             child.restart_at = None
             if child.pump is not None:
                 child.pump.join(timeout=5)
-            again = self._spawn(child.name, child.argv, child.env, child.stop_rank)
+            again = self._spawn(
+                child.name, child.argv, child.env, child.stop_rank, child.stop_grace
+            )
             again.restarts, again.crashes_in_a_row = child.restarts, child.crashes_in_a_row
             self._children[child.name] = again
 
