@@ -66,6 +66,19 @@ SECRET = "s" * 32
         ("好的\n\n-----原始邮件-----\n发件人: support\n请回答\n", "好的"),
         ("Yes, see below\n> quoted line\n> another\n", "Yes, see below"),
         ("Nothing quoted here.\nTwo lines.", "Nothing quoted here.\nTwo lines."),
+        (  # Gmail's Chinese header
+            "好的\n\nCasemesh <noreply@example.com> 于2024年1月1日周一 10:00写道：\n"
+            "> 请提供旧手机号\n",
+            "好的",
+        ),
+        (  # a dated header with the history below it unquoted (an HTML body's)
+            "收到\n\n在 2024年1月1日 10:00，Casemesh 写道：\n请提供旧手机号\n",
+            "收到",
+        ),
+        (  # neither date nor address, but the quote follows
+            "Thanks\n\nOn Mon, Casemesh wrote:\n\n> Did it help?\n",
+            "Thanks",
+        ),
     ],
 )
 def test_the_quoted_history_is_stripped(text: str, kept: str) -> None:
@@ -100,6 +113,21 @@ def test_the_quoted_history_is_stripped(text: str, kept: str) -> None:
             "> Did it help?\n\nOn Sun, 31 Dec 2023 at 09:00, Alice <a@example.com> wrote:\n"
             "> Which device?\niPhone 12\n",
             "Yes.",
+        ),
+        # A sentence of a header's shape, naming no date or address and with
+        # no quote below, is the requester's, and so is what follows it.
+        (
+            "你好\n在视频简介里我写道：\n这是我原创的音乐，请勿搬运\n然后视频就被下架了，请帮我申诉",
+            "你好\n在视频简介里我写道：\n这是我原创的音乐，请勿搬运\n然后视频就被下架了，请帮我申诉",
+        ),
+        (
+            "On Monday my brother wrote:\nhe said the account was hacked\nPlease help\n",
+            "On Monday my brother wrote:\nhe said the account was hacked\nPlease help",
+        ),
+        (
+            "On Mon, 1 Jan 2024 at 10:00, Casemesh <s@example.com> wrote:\n"
+            "> Which device?\nOn Monday my brother wrote:\nhe had an iPhone 12\n",
+            "On Monday my brother wrote:\nhe had an iPhone 12",
         ),
     ],
 )
@@ -591,6 +619,18 @@ async def test_a_reply_delivered_again_and_read_differently_is_taken_not_bounced
     assert status == "TICKET_STATUS_OPEN"
     [comment] = tickets.comments.values()
     assert comment.body == "My old number is 139 0000 0000."
+
+
+async def test_a_reply_quoting_the_requesters_own_words_is_taken_whole() -> None:
+    """ "在视频简介里我写道：" is no mail program's header (no date, no
+    address, nothing quoted below it): the agent reads the whole appeal,
+    not only "你好" under a mail server's "added"."""
+    tickets = Tickets()
+    text = "你好\n在视频简介里我写道：\n这是我原创的音乐，请勿搬运\n然后视频就被下架了，请帮我申诉"
+    assert await desk_for(tickets).add_reply(TICKET, from_alice(text)) == "TICKET_STATUS_OPEN"
+    [comment] = tickets.comments.values()
+    assert "下架" in comment.body
+    assert comment.body == text
 
 
 async def test_a_long_reply_is_cut_before_the_note_on_files_not_attached() -> None:

@@ -4,9 +4,13 @@ out, or `Unreadable`.
 
 The history is stripped with mail-parser-reply (headers such as "On … wrote:"
 and "-----Original Message-----", signatures, in many languages), then at the
-first header it does not know (the one Chinese mail clients write, "在 … 写道：",
-and "-----原始邮件-----"); quoted lines ("> …") left at the end go too. What
-the requester wrote between or below the lines they quoted is kept.
+first header it does not know (the ones Chinese mail clients write, "在 … 写道："
+and Gmail's "… 于 … 写道：", and "-----原始邮件-----"); quoted lines ("> …")
+left at the end go too. What the requester wrote between or below the lines
+they quoted is kept. A line of a header's shape starts a history only if it
+says when or whom (a digit or an address, as every mail program's does) or
+quoted lines follow it: "On Monday my brother wrote:" or "在视频简介里我写道："
+is the requester's own sentence, and the text after it theirs.
 """
 
 from __future__ import annotations
@@ -14,27 +18,38 @@ from __future__ import annotations
 import re
 import secrets
 import string
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.errors import InvalidHeaderDefect, MessageError, ObsoleteHeaderDefect
 from email.headerregistry import Address
 from email.message import EmailMessage, MIMEPart
 from html.parser import HTMLParser
+from itertools import islice
 
 from mailparser_reply import EmailReplyParser
+from mailparser_reply.parser import EmailMessage as ParsedMessage
 
 from casemesh.rules import tickets as rules
 
 # The languages whose reply headers the library looks for.
 LANGUAGES = ["en", "zh", "de", "fr", "es", "it", "ja", "ko", "nl"]
 _PARSER = EmailReplyParser(languages=LANGUAGES)
+# A separator line starts a history wherever it stands.
+_SEPARATOR = re.compile(r"^\s*-{3,}\s*(原始邮件|Original Message)\s*-{3,}\s*$", re.IGNORECASE)
+# Gmail's Chinese header ("Name <a@b> 于2024年1月1日周一 10:00写道：") is read
+# from its last 于 with a digit after it: a name may hold a 于 too.
 _HEADERS = re.compile(
     r"^\s*(在.{0,200}写道[:：]"
+    r"|.{0,200}于(?=[^于]{0,200}\d)[^于]{0,200}写道[:：]"
     r"|-{3,}\s*(原始邮件|Original Message)\s*-{3,}"
     r"|On .{0,200}wrote:)\s*$",
     re.IGNORECASE,
 )
+# What a header says of when or whom: a date's or time's digit, an address.
+_WHEN_OR_WHOM = re.compile(r"[\d@]")
+# Text whose first line that is not blank is quoted.
+_QUOTE_FOLLOWS = re.compile(r"\s*>")
 
 
 # What of a reply's text is read for its history (a comment keeps less: the
@@ -145,24 +160,67 @@ def strip_quoted(text: str) -> str:
         return back.sub(lambda m: long[int(m[1])], part).split("\n")
 
     probe = "\n".join(short(line) for line in text.split("\n"))
-    replies = _PARSER.read(text=probe).replies
-    # The text above the first header the library knows, and the history
-    # below it, up to the next.
-    top = replies[0].content if replies and not replies[0].headers else ""
-    history = next((r.full_body for r in replies if r.headers), "")
+    top, history = _split(_PARSER.read(text=probe), lambda part: back.sub("", part))
     lines, below = restored(top), restored(history)
-    for i, line in enumerate(lines):
-        if _HEADERS.match(line):
+    for i in range(len(lines)):
+        if _header_at(lines, i):
             lines, below = lines[:i], lines[i + 1 :]
             break
-    for i, line in enumerate(below):
-        if _HEADERS.match(line):
+    for i in range(len(below)):
+        if _header_at(below, i):
             below = below[:i]
             break
     while lines and (not lines[-1].strip() or _quoted(lines[-1])):
         lines.pop()
     written = ["\n".join(lines).strip(), *_answers(below)]
     return "\n\n".join(part for part in written if part)
+
+
+def _split(message: ParsedMessage, unmarked: Callable[[str], str]) -> tuple[str, str]:
+    """The text above the first header the library found that starts a
+    history (`_starts_history`), and the history below it, up to the next
+    such header: a header that starts none is left in the text around it.
+    `unmarked` gives a header without the marks of the lines set aside."""
+    text = message.text
+    starts: list[tuple[int, str]] = []  # (where it stands, header) of each
+    at = 0
+    for reply in message.replies:
+        # Each reply is the library's text from its header to the next, stripped.
+        start = text.find(reply.content, at)
+        if start < 0:
+            continue
+        at = start + len(reply.content)
+        header = reply.headers or ""
+        if header and reply.content.startswith(header):
+            after = text[start + len(header) :]
+            if _starts_history(unmarked(header), after):
+                starts.append((start, header))
+    if not starts:
+        return text.strip(), ""
+    (first, header), *rest = starts
+    end = rest[0][0] if rest else len(text)
+    return text[:first].strip(), text[first + len(header) : end].strip()
+
+
+def _header_at(lines: list[str], i: int) -> bool:
+    """Whether `lines[i]` is a header the library does not know
+    (`_HEADERS`) that starts a history (`_starts_history`)."""
+    if not _HEADERS.match(lines[i]):
+        return False
+    following = next((line for line in islice(lines, i + 1, None) if line.strip()), "")
+    return _starts_history(lines[i], following)
+
+
+def _starts_history(header: str, after: str) -> bool:
+    """Whether a header starts the quoted history, `after` being the text
+    below it: a separator does; a line such as "On … wrote:" does if it
+    says when or whom (every mail program's attribution holds a date or an
+    address), or if quoted lines follow it. Otherwise it is the requester's
+    own sentence ("On Monday my brother wrote:", "在视频简介里我写道："),
+    and what follows it is theirs too."""
+    return bool(
+        _SEPARATOR.match(header) or _WHEN_OR_WHOM.search(header) or _QUOTE_FOLLOWS.match(after)
+    )
 
 
 def _quoted(line: str) -> bool:
