@@ -484,6 +484,12 @@ async def test_recommendations_come_from_recent_searches_then_ticket_categories(
     assert [v.category for v in found] == ["content.copyright"] * 2 + ["account.ban"] * 3
     assert len(slugs) == len(set(slugs))
     assert all(v.published for v in found)
+    # Chinese typed on the English page found the Chinese articles: they
+    # are what that search recommends there too.
+    chinese = await app.search(ALICE, "换手机号", "en", "", 2, "")
+    assert {v.locale for v, _ in chinese.found} == {"zh-CN"}
+    found = await app.recommend(ALICE, "en", chinese.session, [])
+    assert [(v.slug, v.locale) for v in found] == [(v.slug, v.locale) for v, _ in chinese.found]
 
 
 def ads_article(slug: str, title: str, body: str, keywords: str) -> ArticleText:
@@ -1060,7 +1066,9 @@ async def test_what_a_person_does_after_their_erasure_is_kept_when_it_is_heard_a
 ) -> None:
     """An erasure is heard twice, and again after a late publication or a
     replay: each time only what came before it is forgotten. Mia's session
-    and phone change from after it keep her words and numbers."""
+    and phone change from after it keep her words and numbers, and so does
+    the session from before it that her page still held: what she searched
+    there since, and the ticket she then asked for in her own words."""
     mark = uuid.uuid4().hex[:8]
     mia = Identity(f"mia-{mark}", frozenset({"user"}))
     before = await app.search(mia, f"旧问题 before{mark}", "", "", 0, "")
@@ -1070,6 +1078,10 @@ async def test_what_a_person_does_after_their_erasure_is_kept_when_it_is_heard_a
     erased_at, was = max(datetime.now(UTC), clock.now()), clock.now()
     erasures.forget_person(str(app.pool.conninfo), mia.subject, erased_at)  # first heard
 
+    await app.search(mia, f"还是不行 again{mark}", "", "", 0, before.session)
+    own = TicketDraft("", f"my subject {mark}", f"my own words {mark}")
+    asked = await app.resolve(mia, before.session, False, "zh-CN", own)
+    assert asked is not None and asked.subject == f"my subject {mark}"
     after = await app.search(mia, f"新问题 after{mark}", "", "", 0, "")
     clock.now_is(erased_at + timedelta(minutes=1))
     try:
@@ -1086,6 +1098,57 @@ async def test_what_a_person_does_after_their_erasure_is_kept_when_it_is_heard_a
     assert draft is not None and f"after{mark}" in draft.description
     assert (await app.phone_change(mia, change.name)).state == "AWAITING_OLD_CODE"
     assert before.session != after.session
+    # The session from before: her words since are there as she gave them,
+    # in its listing (her export) and in the ticket asked for again.
+    assert await app.resolve(mia, before.session, False, "zh-CN") == asked
+    rows, _ = await app.my_sessions(mia, 0, "")
+    [earlier] = [row for row in rows if str(row["id"]) in before.session]
+    assert earlier["searches"] == [f"还是不行 again{mark}"]
+    assert [q["query"] for q in earlier["search_log"]] == ["", f"还是不行 again{mark}"]
+    assert (earlier["ticket_subject"], earlier["ticket_description"]) == (
+        f"my subject {mark}",
+        f"my own words {mark}",
+    )
+
+
+async def test_a_ticket_asked_for_before_the_erasure_was_heard_forgets_the_searches_it_quotes(
+    app: HelpCenter,
+) -> None:
+    """Ned was erased, and asked for a ticket before the erasure reached the
+    help centre: the ticket drafted then quotes what he searched before it.
+    Heard, the erasure forgets those searches where they are quoted too;
+    asked again, the ticket is drafted anew without them."""
+    mark = uuid.uuid4().hex[:8]
+    ned = Identity(f"ned-{mark}", frozenset({"user"}))
+    found = await app.search(ned, f"视频传不上去 ned{mark}", "", "", 0, "")
+    erased_at = datetime.now(UTC)
+    drafted = await app.resolve(ned, found.session, False, "zh-CN")
+    assert drafted is not None and f"ned{mark}" in drafted.description
+    erasures.forget_person(str(app.pool.conninfo), ned.subject, erased_at)
+    assert f"ned{mark}" not in await help_tables(app)
+    again = await app.resolve(ned, found.session, False, "zh-CN")
+    assert again is not None and again.subject == drafted.subject
+    assert f"ned{mark}" not in again.description
+
+
+async def test_a_ticket_recorded_by_an_earlier_release_is_forgotten_by_an_erasure(
+    app: HelpCenter,
+) -> None:
+    """Recorded before the help centre kept when a ticket's words were
+    written (or by a replica of an earlier release in a rollout), Leo's
+    ticket in his own words counts as given before his erasure."""
+    mark = uuid.uuid4().hex[:8]
+    leo = Identity(f"leo-{mark}", frozenset({"user"}))
+    found = await app.search(leo, "password", "en", "", 1, "")
+    own = TicketDraft("", f"subject leo{mark}", f"words leo{mark}")
+    assert await app.resolve(leo, found.session, False, "en", own) is not None
+    async with app.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE help_sessions SET worded_at = NULL WHERE id = %s",
+            (found.session.removeprefix("help-sessions/"),),
+        )
+    erasures.forget_person(str(app.pool.conninfo), leo.subject, datetime.now(UTC))
+    assert f"leo{mark}" not in await help_tables(app)
 
 
 async def test_an_erased_persons_open_phone_change_ends_and_verifies_nothing(
@@ -1205,6 +1268,40 @@ async def test_retention_forgets_old_words_and_numbers_and_keeps_every_sessions_
     async with app.pool.connection() as conn:
         assert await retention.forget_old(conn, now) == 0
     assert await help_tables(app) == after
+
+
+async def test_retention_counts_a_sessions_words_from_when_they_were_given(
+    app: HelpCenter,
+) -> None:
+    """Pia's session began longer ago than its period, and she searched in
+    it again lately and asked for a ticket in her own words: those are kept
+    their period from when she gave them, as the search log keeps her
+    search; what she searched when the session began goes."""
+    mark = uuid.uuid4().hex[:8]
+    pia = Identity(f"pia-{mark}", frozenset({"user"}))
+    found = await app.search(pia, f"登录不了 old{mark}", "", "", 0, "")
+    long_ago = datetime.now(UTC) - period("help_sessions") - timedelta(days=1)
+    async with app.pool.connection() as conn:
+        ident = found.session.removeprefix("help-sessions/")
+        await conn.execute(
+            "UPDATE help_sessions SET created_at = %s WHERE id = %s", (long_ago, ident)
+        )
+        await conn.execute(
+            "UPDATE help_search_log SET at = %s WHERE session = %s", (long_ago, ident)
+        )
+    await app.search(pia, f"还是登录不了 lately{mark}", "", "", 0, found.session)
+    own = TicketDraft("", f"my subject {mark}", f"my own words {mark}")
+    assert await app.resolve(pia, found.session, False, "zh-CN", own) is not None
+
+    async with app.pool.connection() as conn:
+        await retention.forget_old(conn, datetime.now(UTC))
+    [row], _ = await app.my_sessions(pia, 0, "")
+    assert row["searches"] == [f"还是登录不了 lately{mark}"]
+    assert [q["query"] for q in row["search_log"]] == ["", f"还是登录不了 lately{mark}"]
+    assert (row["ticket_subject"], row["ticket_description"]) == (
+        f"my subject {mark}",
+        f"my own words {mark}",
+    )
 
 
 async def test_retention_finds_what_it_forgets_through_its_partial_indexes(

@@ -187,9 +187,7 @@ class HelpCenter:
             )
         async with self.pool.connection() as conn, conn.transaction():
             found_session = await _session(conn, who, session, locale)
-            found = await store.search(conn, query, locale, category, page_size)
-            if not found and own != locale:
-                found = await store.search(conn, query, own, category, page_size)
+            found = await _articles_found(conn, query, locale, category, page_size)
             await store.log_search(conn, found_session, query, len(found))
         return SearchResults(found_session.name, found)
 
@@ -327,8 +325,10 @@ class HelpCenter:
     async def recommend(
         self, who: Identity, locale: str, session: str, categories: list[str]
     ) -> list[ArticleVersion]:
-        """What the caller's recent searches found, then articles in the given
-        categories (those of their open tickets); each once."""
+        """What the caller's recent searches found (as `search` finds it: a
+        query in the other language than the page's, in its own language's
+        articles), then articles in the given categories (those of their
+        open tickets); each once."""
         locale = _locale(locale)
         categories = [c for c in categories if c in rules.BY_ID][:CATEGORIES_AT_MOST]
         picked: dict[str, ArticleVersion] = {}
@@ -336,7 +336,7 @@ class HelpCenter:
             if session:
                 searcher = await _session(conn, who, session, locale, create=False)
                 for query in reversed(searcher.searches[-RECENT_SEARCHES:]):
-                    for v, _ in await store.search(conn, query, locale, "", PER_SEARCH):
+                    for v, _ in await _articles_found(conn, query, locale, "", PER_SEARCH):
                         picked.setdefault(v.slug, v)
             for category in categories:
                 for v in await store.in_category(conn, category, locale, PER_CATEGORY):
@@ -564,6 +564,19 @@ class HelpCenter:
         async with self.pool.connection() as conn:
             change = await phone.get(conn, who.subject, ident)
         return _found(change, name)
+
+
+async def _articles_found(
+    conn: Any, query: str, locale: str, category: str, limit: int
+) -> list[tuple[ArticleVersion, float]]:
+    """The published articles `query` finds in `locale`, best first; one in
+    the other language (Chinese typed on the English page) that finds
+    nothing there, those of its own language."""
+    found = await store.search(conn, query, locale, category, limit)
+    own = _language_of(query)
+    if not found and own != locale:
+        found = await store.search(conn, query, own, category, limit)
+    return found
 
 
 def _admin(who: Identity) -> None:

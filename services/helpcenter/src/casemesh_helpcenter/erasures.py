@@ -5,7 +5,10 @@ everyone once it is older than its period (`casemesh_helpcenter.retention`).
 
 - help sessions keep their structure (flow, answers, articles read,
   outcome, times) but lose their searches and the ticket drafted from
-  them, and the search log loses their queries;
+  them, and the search log loses their queries; a session goes on being
+  used, so what it loses is what was given before: the searches not made
+  again since (the log keeps each one's time), the ticket's words written
+  before (`worded_at`), or since but quoting those searches;
 - phone-number changes keep their times but lose both numbers; one-time
   codes not yet published are not published; the verified requests
   already published lose their payload (an unpublished one still reaches
@@ -41,8 +44,11 @@ class Forgotten:
     """What one table loses: `forget` sets it empty (no `forget`: the row
     goes) in the rows `holding` some of it, so that forgetting again changes
     nothing. `theirs` picks a person's rows (`%(person)s`) given before their
-    erasure (`%(at)s`); `given` is when a row's data was given, kept for the
-    period `kept` names in retention.toml."""
+    erasure (`%(at)s`); `given` is when a row's data was given (first, in a
+    row given more later), kept for the period `kept` names in
+    retention.toml. Where a row's data is given at several times, `forget`
+    and `holding` say which of it came before with `{upto}` after a time:
+    `<= %(at)s` in an erasure, `< %(before)s` by age."""
 
     table: str
     forget: str
@@ -51,15 +57,17 @@ class Forgotten:
     given: str
     kept: str
 
-    def _changing(self, rows: str) -> str:
+    def _changing(self, rows: str, upto: str) -> str:
         if self.forget:
-            return f"UPDATE {self.table} SET {self.forget} WHERE {rows}"
-        return f"DELETE FROM {self.table} WHERE {rows}"
+            statement = f"UPDATE {self.table} SET {self.forget} WHERE {rows}"
+        else:
+            statement = f"DELETE FROM {self.table} WHERE {rows}"
+        return statement.replace("{upto}", upto)
 
     @property
     def of_person(self) -> str:
         """Forgets it of `%(person)s`, given before `%(at)s`."""
-        return self._changing(f"{self.theirs} AND {self.holding}")
+        return self._changing(f"{self.theirs} AND {self.holding}", "<= %(at)s")
 
     @property
     def by_age(self) -> str:
@@ -69,9 +77,33 @@ class Forgotten:
         table has a partial index on `given` over the rows `holding` it."""
         return self._changing(
             f"id IN (SELECT id FROM {self.table} WHERE {self.given} < %(before)s"
-            f" AND {self.holding} ORDER BY {self.given} LIMIT %(batch)s FOR UPDATE SKIP LOCKED)"
+            f" AND {self.holding} ORDER BY {self.given} LIMIT %(batch)s FOR UPDATE SKIP LOCKED)",
+            "< %(before)s",
         )
 
+
+# Of a help session's searches (`searches`, each at its latest), one made
+# again since the time `{upto}` bounds: the search log keeps each search's
+# time (and the words of a session's latest, those `searches` holds).
+_SEARCHED_SINCE = (
+    "EXISTS (SELECT FROM help_search_log l WHERE l.session = help_sessions.id"
+    " AND l.query = s.query AND NOT (l.at {upto}))"
+)
+_SEARCHED_BEFORE = (
+    "EXISTS (SELECT FROM jsonb_array_elements_text(searches) AS s(query)"
+    f" WHERE NOT {_SEARCHED_SINCE})"
+)
+# Its ticket's words given before: written then, or when no time was kept
+# (by an earlier release), or since but quoting a search made before (a
+# draft written after an erasure and before it was heard). Subject and
+# description go together: a ticket with one of them could not be opened,
+# nor its words be given again (`store.resolve`).
+_WORDED_BEFORE = (
+    "((ticket_subject <> '' OR ticket_description <> '')"
+    " AND (worded_at IS NULL OR worded_at {upto} OR EXISTS ("
+    " SELECT FROM jsonb_array_elements_text(searches) AS s(query)"
+    f" WHERE NOT {_SEARCHED_SINCE} AND strpos(ticket_description, s.query) > 0)))"
+)
 
 # A person's phone-number changes made before the erasure, by the request
 # name their codes and verified requests are published under.
@@ -91,8 +123,14 @@ FORGOTTEN = (
     ),
     Forgotten(
         "help_sessions",
-        forget="searches = '[]', ticket_subject = '', ticket_description = ''",
-        holding="(searches <> '[]' OR ticket_subject <> '' OR ticket_description <> '')",
+        forget="searches = (SELECT coalesce(jsonb_agg(s.query ORDER BY s.n), '[]')"
+        " FROM jsonb_array_elements_text(searches) WITH ORDINALITY AS s(query, n)"
+        f" WHERE {_SEARCHED_SINCE}),"
+        f" ticket_subject = CASE WHEN {_WORDED_BEFORE} THEN '' ELSE ticket_subject END,"
+        f" ticket_description = CASE WHEN {_WORDED_BEFORE} THEN '' ELSE ticket_description END",
+        # (Its first part is its partial index's condition, `help_sessions_worded`.)
+        holding="(searches <> '[]' OR ticket_subject <> '' OR ticket_description <> '')"
+        f" AND ({_SEARCHED_BEFORE} OR {_WORDED_BEFORE})",
         theirs="user_id = %(person)s AND created_at <= %(at)s",
         given="created_at",
         kept="help_sessions",

@@ -464,6 +464,10 @@ CREATE TABLE IF NOT EXISTS help_flow_answers (
     session uuid NOT NULL, request_id text NOT NULL, flow text NOT NULL, node text NOT NULL,
     answer int NOT NULL, PRIMARY KEY (session, request_id));
 ALTER TABLE help_flow_answers ADD COLUMN IF NOT EXISTS question text NOT NULL DEFAULT '';
+-- When the ticket's words were last written (`resolve`): an erasure, or
+-- retention, forgets those given before it, not those given since. NULL:
+-- written before it was kept (or by an earlier release), taken as before.
+ALTER TABLE help_sessions ADD COLUMN IF NOT EXISTS worded_at timestamptz;
 """
 
 
@@ -699,12 +703,14 @@ async def resolve(
     """Records the outcome (and the ticket to open) once: a repeated answer
     keeps the first, so a retried ticket is the same ticket. A ticket whose
     words an erasure forgot (`erasures`) takes the repeated answer's, in its
-    recorded category: with none, it could never be opened."""
+    recorded category: with none, it could never be opened. The words are
+    kept with when they were written (`worded_at`), so that an erasure
+    heard again forgets them only if they came before it."""
     ticket = ticket or TicketDraft("", "", "")
     await conn.execute(
         "UPDATE help_sessions SET outcome = %s,"
         " ticket_category = CASE outcome WHEN '' THEN %s ELSE ticket_category END,"
-        " ticket_subject = %s, ticket_description = %s,"
+        " ticket_subject = %s, ticket_description = %s, worded_at = now(),"
         " resolved_at = coalesce(resolved_at, now()) WHERE id = %s"
         " AND (outcome = '' OR (outcome = %s AND outcome = 'NOT_SOLVED' AND ticket_subject = ''))",
         (outcome, ticket.category, ticket.subject, ticket.description, s.id, outcome),
