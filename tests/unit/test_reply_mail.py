@@ -79,6 +79,29 @@ SECRET = "s" * 32
             "Thanks\n\nOn Mon, Casemesh wrote:\n\n> Did it help?\n",
             "Thanks",
         ),
+        (  # Gmail's plain text wraps a long Chinese header before its time
+            "好的\n\nCasemesh Support Desk <noreply@example.com> 于2024年1月1日周一\n"
+            "上午9:30写道：\n> 请提供旧手机号\n",
+            "好的",
+        ),
+        # Other mail programs' headers over a history written without "> ":
+        # each says a time, which no sentence of the requester's need.
+        (
+            "Ja.\n\nAm Mo., 1. Jan. 2024 um 10:00 Uhr schrieb Casemesh <s@example.com>:\n"
+            "Welches Gerät?\n",
+            "Ja.",
+        ),
+        (
+            "Sì.\n\nIl giorno lun 1 gen 2024 alle ore 10:00 Casemesh ha scritto:\nQuale?\n",
+            "Sì.",
+        ),
+        ("はい。\n\n2024年1月1日(月) 10:00 Casemesh <s@example.com>:\nどの端末？\n", "はい。"),
+        ("好的\n\n在 2021/6/7 下午9:40, Casemesh 写道:\n请提供旧手机号\n", "好的"),
+        (
+            "好的\n\n发件人: Casemesh\n发送时间: 2024年1月1日 10:00\n收件人: Alice\n"
+            "主题: 工单\n\n请提供旧手机号\n",
+            "好的",
+        ),
     ],
 )
 def test_the_quoted_history_is_stripped(text: str, kept: str) -> None:
@@ -128,6 +151,28 @@ def test_the_quoted_history_is_stripped(text: str, kept: str) -> None:
             "On Mon, 1 Jan 2024 at 10:00, Casemesh <s@example.com> wrote:\n"
             "> Which device?\nOn Monday my brother wrote:\nhe had an iPhone 12\n",
             "On Monday my brother wrote:\nhe had an iPhone 12",
+        ),
+        # A date is no time of day: the sentence is still the requester's.
+        (
+            "On 3 March my brother wrote:\nhe said the account was hacked\nPlease help\n",
+            "On 3 March my brother wrote:\nhe said the account was hacked\nPlease help",
+        ),
+        (
+            "你好\n在2023年的视频简介里我写道：\n这是我原创的音乐，请勿搬运\n请帮我申诉",
+            "你好\n在2023年的视频简介里我写道：\n这是我原创的音乐，请勿搬运\n请帮我申诉",
+        ),
+        # A 于 with a year after it is no Gmail header, which has a full date.
+        (
+            "你好\n由于2023年的版权纠纷，对方在邮件里写道：\n视频是他的\n请帮我申诉",
+            "你好\n由于2023年的版权纠纷，对方在邮件里写道：\n视频是他的\n请帮我申诉",
+        ),
+        (
+            "关于这个视频，我于2023年在简介里写道：\n这是我原创的音乐\n请帮我申诉",
+            "关于这个视频，我于2023年在简介里写道：\n这是我原创的音乐\n请帮我申诉",
+        ),
+        (  # the other party's words quoted below it do not make it one
+            "你好\n由于2023年的版权纠纷，对方在邮件里写道：\n> 视频是他的\n请帮我申诉",
+            "你好\n由于2023年的版权纠纷，对方在邮件里写道：\n> 视频是他的\n请帮我申诉",
         ),
     ],
 )

@@ -8,9 +8,10 @@ first header it does not know (the ones Chinese mail clients write, "在 … 写
 and Gmail's "… 于 … 写道：", and "-----原始邮件-----"); quoted lines ("> …")
 left at the end go too. What the requester wrote between or below the lines
 they quoted is kept. A line of a header's shape starts a history only if it
-says when or whom (a digit or an address, as every mail program's does) or
-quoted lines follow it: "On Monday my brother wrote:" or "在视频简介里我写道："
-is the requester's own sentence, and the text after it theirs.
+says when or whom (a time of day or an address, as every mail program's does)
+or quoted lines follow it: "On 3 March my brother wrote:" or
+"在2023年的视频简介里我写道：" is the requester's own sentence, and the text
+after it theirs.
 """
 
 from __future__ import annotations
@@ -37,17 +38,19 @@ LANGUAGES = ["en", "zh", "de", "fr", "es", "it", "ja", "ko", "nl"]
 _PARSER = EmailReplyParser(languages=LANGUAGES)
 # A separator line starts a history wherever it stands.
 _SEPARATOR = re.compile(r"^\s*-{3,}\s*(原始邮件|Original Message)\s*-{3,}\s*$", re.IGNORECASE)
-# Gmail's Chinese header ("Name <a@b> 于2024年1月1日周一 10:00写道：") is read
-# from its last 于 with a digit after it: a name may hold a 于 too.
+# Gmail's Chinese header ("Name <a@b> 于2024年1月1日周一 下午3:56写道：") is
+# known by the full date right after its 于: a sentence's 于 ("由于2023年的…",
+# "我于2023年在简介里写道：") is no header, and a name may hold a 于 too.
 _HEADERS = re.compile(
     r"^\s*(在.{0,200}写道[:：]"
-    r"|.{0,200}于(?=[^于]{0,200}\d)[^于]{0,200}写道[:：]"
+    r"|.{0,200}于\d{4}年\d{1,2}月\d{1,2}日.{0,40}写道[:：]"
     r"|-{3,}\s*(原始邮件|Original Message)\s*-{3,}"
     r"|On .{0,200}wrote:)\s*$",
     re.IGNORECASE,
 )
-# What a header says of when or whom: a date's or time's digit, an address.
-_WHEN_OR_WHOM = re.compile(r"[\d@]")
+# What a header says of when or whom: a time of day, an address. A date
+# alone is not enough: "On 3 March my brother wrote:" is a sentence.
+_WHEN_OR_WHOM = re.compile(r"\d{1,2}[:：]\d{2}|@")
 # Text whose first line that is not blank is quoted.
 _QUOTE_FOLLOWS = re.compile(r"\s*>")
 
@@ -163,8 +166,8 @@ def strip_quoted(text: str) -> str:
     top, history = _split(_PARSER.read(text=probe), lambda part: back.sub("", part))
     lines, below = restored(top), restored(history)
     for i in range(len(lines)):
-        if _header_at(lines, i):
-            lines, below = lines[:i], lines[i + 1 :]
+        if size := _header_at(lines, i):
+            lines, below = lines[:i], lines[i + size :]
             break
     for i in range(len(below)):
         if _header_at(below, i):
@@ -202,22 +205,31 @@ def _split(message: ParsedMessage, unmarked: Callable[[str], str]) -> tuple[str,
     return text[:first].strip(), text[first + len(header) : end].strip()
 
 
-def _header_at(lines: list[str], i: int) -> bool:
-    """Whether `lines[i]` is a header the library does not know
-    (`_HEADERS`) that starts a history (`_starts_history`)."""
-    if not _HEADERS.match(lines[i]):
-        return False
-    following = next((line for line in islice(lines, i + 1, None) if line.strip()), "")
-    return _starts_history(lines[i], following)
+def _header_at(lines: list[str], i: int) -> int:
+    """How many lines from `lines[i]` a header the library does not know
+    (`_HEADERS`) that starts a history (`_starts_history`) takes: 1; 2 for
+    one wrapped (Gmail's plain text breaks a long Chinese header before its
+    time, "… 于2024年1月1日周一\n上午9:30写道："); 0 for none. Two lines are
+    read as one header only where neither is one alone: the line above a
+    header is the requester's."""
+    pair = lines[i : i + 2]
+    if _HEADERS.match(lines[i]):
+        size = 1
+    elif len(pair) == 2 and not _HEADERS.match(pair[1]) and _HEADERS.match(" ".join(pair)):
+        size = 2
+    else:
+        return 0
+    following = next((line for line in islice(lines, i + size, None) if line.strip()), "")
+    return size if _starts_history(" ".join(lines[i : i + size]), following) else 0
 
 
 def _starts_history(header: str, after: str) -> bool:
     """Whether a header starts the quoted history, `after` being the text
     below it: a separator does; a line such as "On … wrote:" does if it
-    says when or whom (every mail program's attribution holds a date or an
-    address), or if quoted lines follow it. Otherwise it is the requester's
-    own sentence ("On Monday my brother wrote:", "在视频简介里我写道："),
-    and what follows it is theirs too."""
+    says when or whom (every mail program's attribution holds a time of
+    day or an address), or if quoted lines follow it. Otherwise it is the
+    requester's own sentence ("On 3 March my brother wrote:",
+    "在2023年的视频简介里我写道："), and what follows it is theirs too."""
     return bool(
         _SEPARATOR.match(header) or _WHEN_OR_WHOM.search(header) or _QUOTE_FOLLOWS.match(after)
     )
