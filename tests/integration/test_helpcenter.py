@@ -1131,6 +1131,61 @@ async def test_a_ticket_asked_for_before_the_erasure_was_heard_forgets_the_searc
     assert f"ned{mark}" not in again.description
 
 
+async def test_a_draft_quoting_a_search_from_before_the_erasure_forgets_it_after_later_searches(
+    app: HelpCenter,
+) -> None:
+    """Bob was erased, and before the erasure reached the help centre he
+    asked for a ticket drafted from what he had searched, then searched as
+    many times again: the session's latest searches no longer hold the one
+    from before. Heard, the erasure still forgets it in the ticket quoting
+    it, and keeps what he searched since."""
+    mark = uuid.uuid4().hex[:8]
+    bob = Identity(f"bob-{mark}", frozenset({"user"}))
+    found = await app.search(bob, f"SECRET-q1 first{mark}", "en", "", 0, "")
+    erased_at = datetime.now(UTC)
+    drafted = await app.resolve(bob, found.session, False, "en")
+    assert drafted is not None and f"SECRET-q1 first{mark}" in drafted.description
+    later = [f"upload fails {n} later{mark}" for n in range(store.SEARCHES_KEPT)]
+    for query in later:
+        await app.search(bob, query, "en", "", 0, found.session)
+    [row], _ = await app.my_sessions(bob, 0, "")
+    assert row["searches"] == later
+
+    erasures.forget_person(str(app.pool.conninfo), bob.subject, erased_at)
+    kept = await help_tables(app)
+    assert f"first{mark}" not in kept
+    assert all(query in kept for query in later)
+    again = await app.resolve(bob, found.session, False, "en")
+    assert again is not None and again.subject == drafted.subject
+    assert f"first{mark}" not in again.description and later[-1] in again.description
+
+
+async def test_own_words_given_after_the_erasure_are_kept_though_they_repeat_an_earlier_search(
+    app: HelpCenter,
+) -> None:
+    """Uma searched "password", was erased, and before the erasure reached
+    the help centre asked for a ticket in her own words, which say it too.
+    Heard, and heard again, the erasure forgets her search, not her words."""
+    mark = uuid.uuid4().hex[:8]
+    uma = Identity(f"uma-{mark}", frozenset({"user"}))
+    found = await app.search(uma, "password", "en", "", 0, "")
+    erased_at = datetime.now(UTC)
+    own = TicketDraft("", f"Still locked out {mark}", "I reset my password but it still fails")
+    asked = await app.resolve(uma, found.session, False, "en", own)
+    assert asked is not None
+
+    for _ in range(2):
+        erasures.forget_person(str(app.pool.conninfo), uma.subject, erased_at)
+        [row], _ = await app.my_sessions(uma, 0, "")
+        assert row["searches"] == []
+        assert [q["query"] for q in row["search_log"]] == [""]
+        assert (row["ticket_subject"], row["ticket_description"]) == (
+            own.subject,
+            own.description,
+        )
+    assert await app.resolve(uma, found.session, False, "en") == asked
+
+
 async def test_a_ticket_recorded_by_an_earlier_release_is_forgotten_by_an_erasure(
     app: HelpCenter,
 ) -> None:
@@ -1270,13 +1325,13 @@ async def test_retention_forgets_old_words_and_numbers_and_keeps_every_sessions_
     assert await help_tables(app) == after
 
 
-async def test_retention_counts_a_sessions_words_from_when_they_were_given(
+async def test_retention_counts_a_sessions_words_from_when_it_began(
     app: HelpCenter,
 ) -> None:
     """Pia's session began longer ago than its period, and she searched in
-    it again lately and asked for a ticket in her own words: those are kept
-    their period from when she gave them, as the search log keeps her
-    search; what she searched when the session began goes."""
+    it again lately and asked for a ticket in her own words: the session's
+    searches and ticket go with it, all counted from its start; the search
+    log keeps her latest search its period from when she made it."""
     mark = uuid.uuid4().hex[:8]
     pia = Identity(f"pia-{mark}", frozenset({"user"}))
     found = await app.search(pia, f"登录不了 old{mark}", "", "", 0, "")
@@ -1296,12 +1351,10 @@ async def test_retention_counts_a_sessions_words_from_when_they_were_given(
     async with app.pool.connection() as conn:
         await retention.forget_old(conn, datetime.now(UTC))
     [row], _ = await app.my_sessions(pia, 0, "")
-    assert row["searches"] == [f"还是登录不了 lately{mark}"]
+    assert row["searches"] == []
     assert [q["query"] for q in row["search_log"]] == ["", f"还是登录不了 lately{mark}"]
-    assert (row["ticket_subject"], row["ticket_description"]) == (
-        f"my subject {mark}",
-        f"my own words {mark}",
-    )
+    assert (row["ticket_subject"], row["ticket_description"]) == ("", "")
+    assert row["outcome"] == "NOT_SOLVED"
 
 
 async def test_retention_finds_what_it_forgets_through_its_partial_indexes(

@@ -472,12 +472,18 @@ class HelpCenter:
                     reason="SESSION_OUTCOME_RECORDED",
                 )
             draft = found.draft_ticket(_locale(locale, found.locale))
+            description = rules.said(own.description)
             draft = TicketDraft(
                 own.category or draft.category,
                 rules.said(own.subject) or draft.subject,
-                rules.said(own.description) or draft.description,
+                description or draft.description,
             )
-            found = await store.resolve(conn, found, NOT_SOLVED, draft)
+            # The session's draft quotes its searches (the latest that fit:
+            # all of them, `store.SEARCHES_KEPT` of at most 200 characters;
+            # one left out would only have the words forgotten sooner). The
+            # user's own words quote none, whatever words they share with one.
+            quoted = [] if description else found.searches
+            found = await store.resolve(conn, found, NOT_SOLVED, draft, quoted)
         found.check_outcome(NOT_SOLVED)
         return found.drafted()
 

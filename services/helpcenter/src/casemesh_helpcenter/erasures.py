@@ -5,10 +5,12 @@ everyone once it is older than its period (`casemesh_helpcenter.retention`).
 
 - help sessions keep their structure (flow, answers, articles read,
   outcome, times) but lose their searches and the ticket drafted from
-  them, and the search log loses their queries; a session goes on being
-  used, so what it loses is what was given before: the searches not made
-  again since (the log keeps each one's time), the ticket's words written
-  before (`worded_at`), or since but quoting those searches;
+  them, and the search log loses their queries. A session goes on being
+  used, so what an erasure takes of it is what was given before: the
+  searches not made again since (the log keeps each one's time), and the
+  ticket's words given before (`worded_at`: when written, or when the
+  searches its draft quotes were made). Retention takes a session's words
+  all at once, its period after the session began;
 - phone-number changes keep their times but lose both numbers; one-time
   codes not yet published are not published; the verified requests
   already published lose their payload (an unpublished one still reaches
@@ -44,11 +46,11 @@ class Forgotten:
     """What one table loses: `forget` sets it empty (no `forget`: the row
     goes) in the rows `holding` some of it, so that forgetting again changes
     nothing. `theirs` picks a person's rows (`%(person)s`) given before their
-    erasure (`%(at)s`); `given` is when a row's data was given (first, in a
-    row given more later), kept for the period `kept` names in
-    retention.toml. Where a row's data is given at several times, `forget`
-    and `holding` say which of it came before with `{upto}` after a time:
-    `<= %(at)s` in an erasure, `< %(before)s` by age."""
+    erasure (`%(at)s`); `given` is when a row's data was given, kept for the
+    period `kept` names in retention.toml. A row the person may add to
+    after their erasure (a help session goes on being used) says what the
+    erasure takes of it in `erased_forget` and `erased_holding`: only what
+    came before `%(at)s`. Retention, by `given`, takes it all at once."""
 
     table: str
     forget: str
@@ -56,18 +58,19 @@ class Forgotten:
     theirs: str
     given: str
     kept: str
+    erased_forget: str = ""
+    erased_holding: str = ""
 
-    def _changing(self, rows: str, upto: str) -> str:
-        if self.forget:
-            statement = f"UPDATE {self.table} SET {self.forget} WHERE {rows}"
-        else:
-            statement = f"DELETE FROM {self.table} WHERE {rows}"
-        return statement.replace("{upto}", upto)
+    def _changing(self, forget: str, rows: str) -> str:
+        if forget:
+            return f"UPDATE {self.table} SET {forget} WHERE {rows}"
+        return f"DELETE FROM {self.table} WHERE {rows}"
 
     @property
     def of_person(self) -> str:
         """Forgets it of `%(person)s`, given before `%(at)s`."""
-        return self._changing(f"{self.theirs} AND {self.holding}", "<= %(at)s")
+        holding = self.erased_holding or self.holding
+        return self._changing(self.erased_forget or self.forget, f"{self.theirs} AND {holding}")
 
     @property
     def by_age(self) -> str:
@@ -76,34 +79,32 @@ class Forgotten:
         replica's batch) are left for a later pass, not waited for. Its
         table has a partial index on `given` over the rows `holding` it."""
         return self._changing(
+            self.forget,
             f"id IN (SELECT id FROM {self.table} WHERE {self.given} < %(before)s"
             f" AND {self.holding} ORDER BY {self.given} LIMIT %(batch)s FOR UPDATE SKIP LOCKED)",
-            "< %(before)s",
         )
 
 
 # Of a help session's searches (`searches`, each at its latest), one made
-# again since the time `{upto}` bounds: the search log keeps each search's
-# time (and the words of a session's latest, those `searches` holds).
+# again since the erasure: the search log keeps each search's time (and the
+# words of a session's latest, those `searches` holds).
 _SEARCHED_SINCE = (
     "EXISTS (SELECT FROM help_search_log l WHERE l.session = help_sessions.id"
-    " AND l.query = s.query AND NOT (l.at {upto}))"
+    " AND l.query = s.query AND l.at > %(at)s)"
 )
 _SEARCHED_BEFORE = (
     "EXISTS (SELECT FROM jsonb_array_elements_text(searches) AS s(query)"
     f" WHERE NOT {_SEARCHED_SINCE})"
 )
-# Its ticket's words given before: written then, or when no time was kept
-# (by an earlier release), or since but quoting a search made before (a
-# draft written after an erasure and before it was heard). Subject and
-# description go together: a ticket with one of them could not be opened,
-# nor its words be given again (`store.resolve`).
+# Its ticket's words given before the erasure (`store.resolve` keeps when),
+# or when no time was kept (by an earlier release). Subject and description
+# go together: a ticket with one of them could not be opened, nor its words
+# be given again.
 _WORDED_BEFORE = (
     "((ticket_subject <> '' OR ticket_description <> '')"
-    " AND (worded_at IS NULL OR worded_at {upto} OR EXISTS ("
-    " SELECT FROM jsonb_array_elements_text(searches) AS s(query)"
-    f" WHERE NOT {_SEARCHED_SINCE} AND strpos(ticket_description, s.query) > 0)))"
+    " AND (worded_at IS NULL OR worded_at <= %(at)s))"
 )
+_SESSION_WORDS = "(searches <> '[]' OR ticket_subject <> '' OR ticket_description <> '')"
 
 # A person's phone-number changes made before the erasure, by the request
 # name their codes and verified requests are published under.
@@ -123,17 +124,17 @@ FORGOTTEN = (
     ),
     Forgotten(
         "help_sessions",
-        forget="searches = (SELECT coalesce(jsonb_agg(s.query ORDER BY s.n), '[]')"
+        forget="searches = '[]', ticket_subject = '', ticket_description = ''",
+        holding=_SESSION_WORDS,  # its partial index's condition, `help_sessions_worded`
+        theirs="user_id = %(person)s AND created_at <= %(at)s",
+        given="created_at",
+        kept="help_sessions",
+        erased_forget="searches = (SELECT coalesce(jsonb_agg(s.query ORDER BY s.n), '[]')"
         " FROM jsonb_array_elements_text(searches) WITH ORDINALITY AS s(query, n)"
         f" WHERE {_SEARCHED_SINCE}),"
         f" ticket_subject = CASE WHEN {_WORDED_BEFORE} THEN '' ELSE ticket_subject END,"
         f" ticket_description = CASE WHEN {_WORDED_BEFORE} THEN '' ELSE ticket_description END",
-        # (Its first part is its partial index's condition, `help_sessions_worded`.)
-        holding="(searches <> '[]' OR ticket_subject <> '' OR ticket_description <> '')"
-        f" AND ({_SEARCHED_BEFORE} OR {_WORDED_BEFORE})",
-        theirs="user_id = %(person)s AND created_at <= %(at)s",
-        given="created_at",
-        kept="help_sessions",
+        erased_holding=f"{_SESSION_WORDS} AND ({_SEARCHED_BEFORE} OR {_WORDED_BEFORE})",
     ),
     # A code not yet published goes unsent: it names the number it proves.
     Forgotten(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -464,9 +465,9 @@ CREATE TABLE IF NOT EXISTS help_flow_answers (
     session uuid NOT NULL, request_id text NOT NULL, flow text NOT NULL, node text NOT NULL,
     answer int NOT NULL, PRIMARY KEY (session, request_id));
 ALTER TABLE help_flow_answers ADD COLUMN IF NOT EXISTS question text NOT NULL DEFAULT '';
--- When the ticket's words were last written (`resolve`): an erasure, or
--- retention, forgets those given before it, not those given since. NULL:
--- written before it was kept (or by an earlier release), taken as before.
+-- When the ticket's words were given (`resolve`): an erasure forgets those
+-- given before it, not those given since. NULL: written before it was kept
+-- (or by an earlier release), taken as before.
 ALTER TABLE help_sessions ADD COLUMN IF NOT EXISTS worded_at timestamptz;
 """
 
@@ -699,21 +700,28 @@ async def resolve(
     s: HelpSession,
     outcome: str,
     ticket: TicketDraft | None = None,
+    quoted: Sequence[str] = (),
 ) -> HelpSession:
     """Records the outcome (and the ticket to open) once: a repeated answer
     keeps the first, so a retried ticket is the same ticket. A ticket whose
     words an erasure forgot (`erasures`) takes the repeated answer's, in its
     recorded category: with none, it could never be opened. The words are
-    kept with when they were written (`worded_at`), so that an erasure
-    heard again forgets them only if they came before it."""
+    kept with when they were given (`worded_at`), so that an erasure heard
+    again forgets them only if they came before it: when the first made of
+    the session's searches they quote (`quoted`, a draft's) was made, else
+    now. A search made again counts from its latest, as the erasure counts
+    it; one whose time the log no longer holds, from the session's start."""
     ticket = ticket or TicketDraft("", "", "")
     await conn.execute(
         "UPDATE help_sessions SET outcome = %s,"
         " ticket_category = CASE outcome WHEN '' THEN %s ELSE ticket_category END,"
-        " ticket_subject = %s, ticket_description = %s, worded_at = now(),"
+        " ticket_subject = %s, ticket_description = %s,"
+        " worded_at = coalesce((SELECT min(coalesce((SELECT max(l.at) FROM help_search_log l"
+        "  WHERE l.session = help_sessions.id AND l.query = q.query), help_sessions.created_at))"
+        "  FROM unnest(%s::text[]) AS q(query)), now()),"
         " resolved_at = coalesce(resolved_at, now()) WHERE id = %s"
         " AND (outcome = '' OR (outcome = %s AND outcome = 'NOT_SOLVED' AND ticket_subject = ''))",
-        (outcome, ticket.category, ticket.subject, ticket.description, s.id, outcome),
+        (outcome, ticket.category, ticket.subject, ticket.description, list(quoted), s.id, outcome),
     )
     found = await session(conn, s.id, s.user_id, s.locale, create=False)
     assert found is not None
