@@ -176,10 +176,13 @@ async def test_a_provider_saying_when_to_come_back_is_heard(
     assert not failure.permanent and failure.retry_after == wait
 
 
-@pytest.mark.parametrize("status", [308, 401, 403])
+@pytest.mark.parametrize("status", [308, 401, 402, 403])
 async def test_a_redirect_or_a_refused_key_is_no_delivery_and_waits_for_the_operator(
     provider: Provider, status: int
 ) -> None:
+    """A provider moved, our key refused or our account out of credit (402)
+    is the operator's to mend: the job waits, and is not parked with its
+    one-time code."""
     provider.status, provider.headers = status, {"Location": "https://sms.example/v2"}
     failure = await refusal(HttpSmsChannel(url=provider.url))
     assert failure.unreachable and not failure.permanent

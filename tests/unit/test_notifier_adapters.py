@@ -1,18 +1,27 @@
 """What the notifier's HTTP adapters ask the providers to send: a ticket
 e-mail through the API can be answered, as one over SMTP can, and a message
-given a new address goes under an idempotency key of its own; and what is
-kept of a provider's answer."""
+given a new address goes under an idempotency key of its own; what is
+kept of a provider's answer; and that a relay hanging the SMTP adapter's
+sends holds up nothing else of the notifier's."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
 import httpx
 
 from casemesh.platform.replies import reply_address
-from casemesh_notifier.channels import DeliveryError, HttpEmailChannel, HttpSmsChannel, Outgoing
+from casemesh_notifier.channels import (
+    DeliveryError,
+    HttpEmailChannel,
+    HttpSmsChannel,
+    Outgoing,
+    SmtpChannel,
+)
 from casemesh_notifier.delivery import Job, kept_error
 
 TICKET = "0b6f3c2e-8d4a-4f1b-9c7e-5a2d1e3f4b6c"
@@ -115,3 +124,55 @@ def test_a_refusal_in_utf_16_is_kept_readable_and_without_control_characters() -
     )
     kept = kept_error(job, refusal)
     assert kept == "SMS provider refused: HTTP 400: invalid number\n\tsee docs[0m"
+
+
+# The threads asyncio lends every `to_thread` of a process, here two: the
+# planner's key look-ups, the outbox's lock check and an erasure's
+# forgetting of keys all wait for one.
+SHARED_THREADS = 2
+
+
+async def hung_relay_leaves_the_shared_threads_free() -> None:
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=SHARED_THREADS))
+    # A relay that takes connections and never greets: each send hangs on
+    # it for its step timeout, far longer than this test waits.
+    connected: list[asyncio.StreamWriter] = []
+    enough = asyncio.Event()
+    released = asyncio.Event()
+
+    async def silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connected.append(writer)
+        if len(connected) >= SHARED_THREADS:
+            enough.set()
+        await released.wait()
+        writer.close()
+
+    relay = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = relay.sockets[0].getsockname()[1]
+    sends = 2 * SHARED_THREADS
+    channel = SmtpChannel(
+        host="127.0.0.1", port=port, sender="s@casemesh.local", timeout=60, workers=sends
+    )
+    hanging = [asyncio.create_task(channel.send(MESSAGE)) for _ in range(sends)]
+    try:
+        await asyncio.wait_for(enough.wait(), 30)
+        # What the planner does next (a key look-up in a thread) is not
+        # queued behind the relay.
+        await asyncio.wait_for(asyncio.to_thread(lambda: None), 10)
+    finally:
+        released.set()
+        relay.close()
+        await relay.wait_closed()
+        failed = await asyncio.gather(*hanging, return_exceptions=True)
+        await channel.aclose()
+    # The relay said nothing: no message went, and the channel is away.
+    assert all(isinstance(f, DeliveryError) and f.unreachable for f in failed)
+
+
+def test_a_hung_smtp_relay_stalls_no_other_work_of_the_notifier() -> None:
+    """A relay that takes connections and answers nothing holds as many
+    sends as the notifier makes at once; they hang in the SMTP channel's
+    own threads, and the work that lends threads from asyncio carries on.
+    (In a loop of its own: it sets that loop's shared threads.)"""
+    asyncio.run(hung_relay_leaves_the_shared_threads_free())

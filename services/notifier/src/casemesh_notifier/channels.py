@@ -10,11 +10,13 @@ carries the job id in the Message-ID.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import queue
 import re
 import smtplib
 import ssl
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from email.utils import formatdate, parsedate_to_datetime
@@ -113,7 +115,12 @@ class SmtpChannel:
     The standard library's client in a worker thread, not aiosmtplib: sessions
     are kept and pipelined here already, and `_Session` works on the client's
     low-level steps to tell a message the relay may have taken (DATA sent, the
-    answer lost) from one it never saw."""
+    answer lost) from one it never saw. The threads are the channel's own,
+    `workers` of them (as many as messages are sent at once: the delivery's
+    send concurrency, at most 32), not asyncio's shared ones: a relay that
+    hangs holds its sends for up to `data_timeout` each, and in the shared
+    pool they would stall the planner's key look-ups and the outbox with
+    them."""
 
     IDLE_S = 20.0
     CHECK_S = 1.0
@@ -129,12 +136,15 @@ class SmtpChannel:
         password: str = "",
         timeout: float = 10.0,
         data_timeout: float = 120.0,
+        workers: int = 32,
     ) -> None:
         self._host, self._port, self._sender = host, port, sender
         self._starttls, self._username, self._password = starttls, username, password
         self._timeout, self._data_timeout = timeout, data_timeout
         self._idle: queue.SimpleQueue[tuple[_Session, float]] = queue.SimpleQueue()
         self._from = mime.Sender(sender)
+        # Threads start as sends need them: an idle channel holds none.
+        self._threads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="smtp")
 
     def _message(self, m: Outgoing) -> EmailMessage:
         msg = EmailMessage()
@@ -301,16 +311,24 @@ class SmtpChannel:
         return f"<{m.job_id}@casemesh>"
 
     async def send(self, message: Outgoing) -> str:
-        """Sends the message over an open session, in a worker thread."""
-        return await asyncio.to_thread(self._send_one, message)
+        """Sends the message over an open session, in one of the channel's
+        threads, with the caller's context (its trace), as `asyncio.to_thread`
+        would."""
+        context = contextvars.copy_context()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, context.run, self._send_one, message)
 
     async def aclose(self) -> None:
+        """Says goodbye on the idle sessions and lets the threads go (a send
+        still hanging on a relay ends at its timeout, unwaited for)."""
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 smtp, _ = self._idle.get_nowait()
             except queue.Empty:
-                return
-            await asyncio.to_thread(_quit, smtp)
+                break
+            await loop.run_in_executor(self._threads, _quit, smtp)
+        self._threads.shutdown(wait=False)
 
 
 # "Service not available, closing transmission channel": the relay is going
@@ -456,8 +474,9 @@ class HttpProvider:
     Retry-After asked for), 429 and 503 without spending an attempt
     (`PROVIDER_AWAY`), 409, 500, 502 and 504 as possible repeats
     (`MAYBE_SENT`); 404, 405 and 410 (most likely the URL set) are retried
-    too; 401 and 403 (our key), like a redirect, wait for the operator; any
-    other 4xx is the message's and not retried; only a 2xx is a delivery."""
+    too; 401, 403 and 407 (our key), 402 (our account out of credit) and a
+    redirect wait for the operator; any other 4xx is the message's and not
+    retried; only a 2xx is a delivery."""
 
     def __init__(
         self,
@@ -506,6 +525,17 @@ class HttpProvider:
                 f"{self._name} refused our credentials: HTTP {status}",
                 permanent=False,
                 unreachable=True,
+            )
+        if status == 402:
+            # Our account is out of credit (or its plan lapsed): the operator
+            # tops it up, and every message after this one would fare alike
+            # until then. Parked, each would wait for a replay, and a
+            # one-time code parks erased; waiting, they go once it is paid.
+            raise DeliveryError(
+                f"{self._name} refused our account (HTTP 402): check its credit",
+                permanent=False,
+                unreachable=True,
+                detail=response.text[:200],
             )
         if status in (404, 405, 410):
             # No such endpoint, or not for a POST: most likely the URL set is
