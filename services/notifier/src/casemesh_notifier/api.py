@@ -26,15 +26,17 @@ from psycopg_pool import AsyncConnectionPool
 from casemesh.platform.callers import vouched
 from casemesh.platform.cases import page_after
 from casemesh.platform.grpcutil import to_timestamp
-from casemesh.platform.paging import older_than, page_of, page_size_of
+from casemesh.platform.paging import fitting, older_than, page_of, page_size_of
 from casemesh.v1 import notifications_pb2 as pb
 from casemesh.v1 import notifications_pb2_grpc as pb_grpc
 from casemesh.v1 import tickets_pb2
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
 
-# Messages a page holds at most: an e-mail's text can be long (an agent's
-# whole reply), and a page must stay well under gRPC's 4 MiB.
+# Messages a page holds at most. An e-mail's text can be long (an agent's
+# whole reply, an appeal's list of thousands of removed items: a megabyte),
+# so a page is also cut short by size (`paging.fitting`), to stay under
+# gRPC's 4 MiB.
 MOST = 50
 
 # A job's status as the person is shown it (`sending` is still to be sent:
@@ -101,13 +103,17 @@ def notification_message(n: Sent) -> pb.Notification:
 async def list_notifications(
     pool: AsyncConnectionPool[Any], person: str, page_size: int, page_token: str
 ) -> pb.ListMyNotificationsResponse:
-    """A page of the person's notifications, newest first, and the next page's token."""
+    """A page of the person's notifications, newest first, and the next page's
+    token: fewer than asked for when their messages would not fit
+    `paging.PAGE_BYTES`, the token then leading on from the last one held."""
     limit = page_size_of(page_size, most=MOST)
     after = page_after(page_token)
     rows = await notifications_of(pool, person, after, limit + 1)
-    page, token = page_of(rows, limit, lambda n: (n.created_at, str(n.id)))
+    messages = [notification_message(n) for n in rows]
+    kept = fitting((m.ByteSize() for m in messages), limit)
+    page, token = page_of(rows[: kept + 1], kept, lambda n: (n.created_at, str(n.id)))
     return pb.ListMyNotificationsResponse(
-        notifications=[notification_message(n) for n in page], next_page_token=token
+        notifications=messages[: len(page)], next_page_token=token
     )
 
 
