@@ -1,7 +1,7 @@
 """What a reply e-mail is made into: the requester's new text without the
-history their mail client quoted (in English and Chinese), their address,
-the Message-ID and the attachments, and the comment the desk adds for it;
-and how much mail the SMTP server holds at once."""
+history their mail client quoted (in English, Chinese and other languages),
+their address, the Message-ID and the attachments, and the comment the desk
+adds for it; and how much mail the SMTP server holds at once."""
 
 from __future__ import annotations
 
@@ -102,6 +102,83 @@ SECRET = "s" * 32
             "主题: 工单\n\n请提供旧手机号\n",
             "好的",
         ),
+        # Gmail's French, Spanish, Dutch and Korean headers and Apple Mail's
+        # Chinese one, over a quoted history and over one without "> " (an
+        # HTML body's, where French sets no-break spaces), and as Gmail's
+        # plain text wraps them when long (before the address).
+        (
+            "Oui.\n\nLe lun. 1 janv. 2024 à 10:00, Casemesh <noreply@example.com> a écrit :\n"
+            "> Quel appareil ?\n",
+            "Oui.",
+        ),
+        (
+            "Oui.\n\nLe lun. 1 janv. 2024 à\u00a010:00, Casemesh <noreply@example.com> "
+            "a écrit\u00a0:\nQuel appareil ?\n",
+            "Oui.",
+        ),
+        (
+            "Oui.\n\nLe lun. 1 janv. 2024 à 10:00, Casemesh Support Desk <\n"
+            "noreply@example.com> a écrit :\n> Quel appareil ?\n",
+            "Oui.",
+        ),
+        (
+            "Sí.\n\nEl lun, 1 ene 2024 a las 10:00, Casemesh (<noreply@example.com>) "
+            "escribió:\n> ¿Qué dispositivo?\n",
+            "Sí.",
+        ),
+        (
+            "Sí.\n\nEl lun, 1 ene 2024 a las 10:00, Casemesh (<noreply@example.com>) "
+            "escribió:\n¿Qué dispositivo?\n",
+            "Sí.",
+        ),
+        (
+            "Sí.\n\nEl lun, 1 ene 2024 a las 10:00, Casemesh Support Desk (<\n"
+            "noreply@example.com>) escribió:\n> ¿Qué dispositivo?\n",
+            "Sí.",
+        ),
+        (
+            "Ja.\n\nOp ma 1 jan 2024 om 10:00 schreef Casemesh <noreply@example.com>:\n"
+            "> Welk apparaat?\n",
+            "Ja.",
+        ),
+        (
+            "Ja.\n\nOp ma 1 jan 2024 om 10:00 schreef Casemesh <noreply@example.com>:\n"
+            "Welk apparaat?\n",
+            "Ja.",
+        ),
+        (
+            "Ja.\n\nOp ma 1 jan 2024 om 10:00 schreef Casemesh Support Desk <\n"
+            "noreply@example.com>:\n> Welk apparaat?\n",
+            "Ja.",
+        ),
+        (
+            "네.\n\n2024년 1월 1일 (월) 오전 10:00, Casemesh <noreply@example.com>님이 작성:\n"
+            "> 어떤 기기인가요?\n",
+            "네.",
+        ),
+        (
+            "네.\n\n2024년 1월 1일 (월) 오전 10:00, Casemesh <noreply@example.com>님이 작성:\n"
+            "어떤 기기인가요?\n",
+            "네.",
+        ),
+        (
+            "네.\n\n2024년 1월 1일 (월) 오전 10:00, Casemesh <noreply@example.com>님이 "
+            "작성하였습니다:\n> 어떤 기기인가요?\n",
+            "네.",
+        ),
+        (
+            "네.\n\n2024년 1월 1일 (월) 오전 10:00, Casemesh Support Desk <\n"
+            "noreply@example.com>님이 작성:\n> 어떤 기기인가요?\n",
+            "네.",
+        ),
+        (
+            "好的\n\n2024年1月1日 10:00，Casemesh <noreply@example.com> 写道：\n> 请提供旧手机号\n",
+            "好的",
+        ),
+        (
+            "好的\n\n2024年1月1日 10:00，Casemesh <noreply@example.com> 写道：\n请提供旧手机号\n",
+            "好的",
+        ),
     ],
 )
 def test_the_quoted_history_is_stripped(text: str, kept: str) -> None:
@@ -173,6 +250,28 @@ def test_the_quoted_history_is_stripped(text: str, kept: str) -> None:
         (  # the other party's words quoted below it do not make it one
             "你好\n由于2023年的版权纠纷，对方在邮件里写道：\n> 视频是他的\n请帮我申诉",
             "你好\n由于2023年的版权纠纷，对方在邮件里写道：\n> 视频是他的\n请帮我申诉",
+        ),
+        # Sentences of the shape of Gmail's and Apple Mail's other headers,
+        # saying no time or address.
+        (
+            "Bonjour\nLe 3 mars mon frère a écrit :\nle compte a été piraté\nMerci",
+            "Bonjour\nLe 3 mars mon frère a écrit :\nle compte a été piraté\nMerci",
+        ),
+        (
+            "Hola\nEl lunes mi hermano escribió:\nque la cuenta fue hackeada\nGracias",
+            "Hola\nEl lunes mi hermano escribió:\nque la cuenta fue hackeada\nGracias",
+        ),
+        (
+            "Hallo\nOp maandag schreef mijn broer:\ndat het account gehackt is\nBedankt",
+            "Hallo\nOp maandag schreef mijn broer:\ndat het account gehackt is\nBedankt",
+        ),
+        (
+            "안녕하세요\n2023년 5월 1일 상담원님이 작성하였습니다:\n해킹이라고 합니다\n도와주세요",
+            "안녕하세요\n2023년 5월 1일 상담원님이 작성하였습니다:\n해킹이라고 합니다\n도와주세요",
+        ),
+        (
+            "你好\n2023年5月1日我在视频简介里写道：\n这是我原创的音乐\n请帮我申诉",
+            "你好\n2023年5月1日我在视频简介里写道：\n这是我原创的音乐\n请帮我申诉",
         ),
     ],
 )

@@ -5,13 +5,14 @@ out, or `Unreadable`.
 The history is stripped with mail-parser-reply (headers such as "On … wrote:"
 and "-----Original Message-----", signatures, in many languages), then at the
 first header it does not know (the ones Chinese mail clients write, "在 … 写道："
-and Gmail's "… 于 … 写道：", and "-----原始邮件-----"); quoted lines ("> …")
-left at the end go too. What the requester wrote between or below the lines
-they quoted is kept. A line of a header's shape starts a history only if it
-says when or whom (a time of day or an address, as every mail program's does)
-or quoted lines follow it: "On 3 March my brother wrote:" or
-"在2023年的视频简介里我写道：" is the requester's own sentence, and the text
-after it theirs.
+and Gmail's "… 于 … 写道：", Apple Mail's "2024年1月1日 10:00，… 写道：",
+"-----原始邮件-----", and Gmail's French, Spanish, Dutch and Korean ones, which
+its patterns miss or cut in two); quoted lines ("> …") left at the end go
+too. What the requester wrote between or below the lines they quoted is
+kept. A line of a header's shape starts a history only if it says when or
+whom (a time of day or an address, as every mail program's does) or quoted
+lines follow it: "On 3 March my brother wrote:" or "在2023年的视频简介里我写道："
+is the requester's own sentence, and the text after it theirs.
 """
 
 from __future__ import annotations
@@ -41,11 +42,23 @@ _SEPARATOR = re.compile(r"^\s*-{3,}\s*(原始邮件|Original Message)\s*-{3,}\s*
 # Gmail's Chinese header ("Name <a@b> 于2024年1月1日周一 下午3:56写道：") is
 # known by the full date right after its 于: a sentence's 于 ("由于2023年的…",
 # "我于2023年在简介里写道：") is no header, and a name may hold a 于 too.
+# The library misses Gmail's Spanish header (its pattern wants two spaces
+# before "escribió"), its Dutch one (the pattern wants "schreef:" last, where
+# Gmail names the sender after it), its Korean one and Apple Mail's Chinese
+# one (the library's Korean and Chinese patterns rule out, by a lookahead,
+# every line they would match); Gmail's French one it reports from the
+# middle of the line, which `_split` does not take. Spaces may be no-break
+# ones (French sets one before its colon).
 _HEADERS = re.compile(
     r"^\s*(在.{0,200}写道[:：]"
     r"|.{0,200}于\d{4}年\d{1,2}月\d{1,2}日.{0,40}写道[:：]"
+    r"|\d{4}年\d{1,2}月\d{1,2}日.{0,200}写道[:：]"
     r"|-{3,}\s*(原始邮件|Original Message)\s*-{3,}"
-    r"|On .{0,200}wrote:)\s*$",
+    r"|On .{0,200}wrote:"
+    r"|Le\s.{0,200}\sa\sécrit\s?:"
+    r"|El\s.{0,200}\sescribió\s?:"
+    r"|Op\s.{0,200}\sschreef\s.{0,200}:"
+    r"|\d{4}년\s?\d{1,2}월\s?\d{1,2}일.{0,200}님이\s?작성(?:하였습니다)?\s?:)\s*$",
     re.IGNORECASE,
 )
 # What a header says of when or whom: a time of day, an address. A date
@@ -182,7 +195,10 @@ def strip_quoted(text: str) -> str:
 def _split(message: ParsedMessage, unmarked: Callable[[str], str]) -> tuple[str, str]:
     """The text above the first header the library found that starts a
     history (`_starts_history`), and the history below it, up to the next
-    such header: a header that starts none is left in the text around it.
+    such header: a header that starts none is left in the text around it,
+    and so is one that starts in the middle of a line (its French pattern
+    also reports the part after "Le " of "Le lun. … a écrit :", which cut
+    the reply to "Oui.\n\nLe"; `_header_at` finds that line whole).
     `unmarked` gives a header without the marks of the lines set aside."""
     text = message.text
     starts: list[tuple[int, str]] = []  # (where it stands, header) of each
@@ -194,7 +210,8 @@ def _split(message: ParsedMessage, unmarked: Callable[[str], str]) -> tuple[str,
             continue
         at = start + len(reply.content)
         header = reply.headers or ""
-        if header and reply.content.startswith(header):
+        line_start = start == 0 or text[start - 1] == "\n"
+        if header and line_start and reply.content.startswith(header):
             after = text[start + len(header) :]
             if _starts_history(unmarked(header), after):
                 starts.append((start, header))
