@@ -13,6 +13,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import pytest
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.platform.caseindex import IndexProjector, MemoryCaseIndex
@@ -27,6 +28,8 @@ from casemesh.platform.errors import (
 from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.identity import Identity
 from casemesh.platform.personal import ERASED, SealingMapper, is_token, reveal_message
+from casemesh.platform.personal.mapper import leaving_sealed
+from casemesh.platform.relay import StreamFollower
 from casemesh.platform.timers import Deadline, UnknownDeadlineKind
 from casemesh.rules import tickets as rules
 from casemesh.rules.deadlines import months_end
@@ -34,14 +37,19 @@ from casemesh.v1 import appeals_pb2 as apb
 from casemesh_appeals import policy
 from casemesh_appeals.api import appeal_message, counter_dict, for_viewer, index_doc
 from casemesh_appeals.application import (
+    ITEM_LIMIT,
+    LIST_LIMIT,
     MAX_APPEAL_ROUNDS,
+    TEXT_LIMIT,
+    TOO_LONG_ITEM,
+    TOO_MANY_REMOVED,
     AppealDraft,
     Appeals,
     DeadlineKind,
     RowSource,
 )
 from casemesh_appeals.domain import MAX_INFO_ADDED, PERSONAL, CopyrightAppeal, State, Step
-from casemesh_appeals.events import public_message
+from casemesh_appeals.events import Translator, public_message
 from tests.application.story import (
     AGENT,
     ALICE,
@@ -2481,3 +2489,227 @@ def test_a_notice_stored_listing_an_item_twice_restores_it_once(app: Appeals) ->
     assert isinstance(message, aev.ContentRestored)
     assert list(message.restored_items) == [V1, V2]
     assert case.restored_items == [V1, V2]
+
+
+def wide(length: int, seed: int) -> str:
+    """A text of `length` characters of four UTF-8 bytes each (CJK
+    Extension B), different for each `seed`."""
+    return "".join(chr(0x20000 + (seed * length + n) % 0xA6D0) for n in range(length))
+
+
+def test_an_item_longer_than_a_url_is_refused_naming_it_and_nothing_changes(app: Appeals) -> None:
+    """An item is a URL or a content id: one longer than 2,048 characters,
+    in a notice or a counter-notice filed or completed, is refused naming
+    it, and nothing is stored (the audited counter-notice, of items of
+    5,000 characters, among them). One of 2,048 is taken."""
+    long_item = "https://video.example/v/" + "9" * (ITEM_LIMIT - 23)
+    with pytest.raises(InvalidArgument) as refused:
+        app.file(ALICE, notice("n-long", infringing_items=[V1, long_item]))
+    assert [(v.field, v.description) for v in refused.value.violations] == [
+        ("appeal.notice.infringing_items[1]", TOO_LONG_ITEM)
+    ]
+    assert TOO_LONG_ITEM == "must be at most 2,048 characters (a URL or a content id)"
+    assert CopyrightAppeal.create_id(ALICE.subject, "n-long") not in app.repository
+
+    draft = counter_notice_draft()
+    audited = {"removed_item": wide(TEXT_LIMIT, 0), "removed_items": [wide(TEXT_LIMIT, 1)]}
+    content = {**draft.content, "counter_notice": {**audited, "reason": "自编舞"}}
+    with pytest.raises(InvalidArgument) as refused:
+        app.file(URSULA, replace(draft, request_id="c-long", content=content))
+    assert [v.field for v in refused.value.violations] == [
+        "appeal.counter_notice.removed_item",
+        "appeal.counter_notice.removed_items[0]",
+    ]
+
+    ident = str(app.file(ALICE, notice("n-short", infringing_items=[V1])).id)
+    before = events_of(app, ident)
+    with pytest.raises(InvalidArgument) as refused:
+        app.add_info(ALICE, ident, "", {"notice": {"infringing_items": [long_item]}}, etag="")
+    assert [v.field for v in refused.value.violations] == ["completion.notice.infringing_items[0]"]
+    assert events_of(app, ident) == before
+    case = app.add_info(
+        ALICE, ident, "", {"notice": {"infringing_items": [long_item[1:]]}}, etag=""
+    )
+    assert case.content["notice"]["infringing_items"] == [V1, long_item[1:]]
+
+
+def test_a_counter_notice_names_at_most_fifty_items_its_removed_item_among_them(
+    app: Appeals,
+) -> None:
+    """`removed_item` and 50 more `removed_items` are 51 items: refused,
+    filed as a case, completed, or answering a notice (one an earlier
+    release let hold 51), naming the list, and nothing changes. Named among
+    the 50 too, it is one of them."""
+    items = [f"https://video.example/v/{n}" for n in range(1000, 1051)]
+    draft = counter_notice_draft()
+    fifty_one = {"removed_item": items[50], "removed_items": items[:50], "reason": "自编舞"}
+    with pytest.raises(InvalidArgument) as refused:
+        app.file(URSULA, replace(draft, content={**draft.content, "counter_notice": fifty_one}))
+    assert [(v.field, v.description) for v in refused.value.violations] == [
+        ("appeal.counter_notice.removed_items", TOO_MANY_REMOVED)
+    ]
+    assert TOO_MANY_REMOVED == "at most 50 items in all, removed_item among them"
+    fifty = {**fifty_one, "removed_item": items[0]}
+    case = app.file(URSULA, replace(draft, content={**draft.content, "counter_notice": fifty}))
+    assert len(appeal_message(case).counter_notice.removed_items) == 50
+
+    forty_nine = {"removed_item": items[50], "removed_items": items[:49], "reason": "自编舞"}
+    content = {**draft.content, "counter_notice": forty_nine}
+    ident = str(app.file(URSULA, replace(draft, request_id="c-49", content=content)).id)
+    before = events_of(app, ident)
+    one_more = {"counter_notice": {"removed_items": [items[49]]}}
+    with pytest.raises(InvalidArgument) as refused:
+        app.add_info(URSULA, ident, "还有一个", one_more, etag="")
+    assert [v.field for v in refused.value.violations] == [
+        "completion.counter_notice.removed_items"
+    ]
+    assert events_of(app, ident) == before
+    case = app.add_info(
+        URSULA, ident, "", {"counter_notice": {"removed_items": items[:1]}}, etag=""
+    )
+    assert len(appeal_message(case).counter_notice.removed_items) == 50
+
+    ident = str(app.file(ALICE, notice("n-51", infringing_items=items[:50])).id)
+    stored_with(app, ident, lambda content: content["notice"].update(infringing_items=items))
+    upheld(app, ident)
+    before = events_of(app, ident)
+    with pytest.raises(InvalidArgument) as refused:
+        app.file_counter_notice(
+            URSULA, ident, party("Ursula"), fifty_one, good_faith=True, accuracy=True
+        )
+    assert [v.field for v in refused.value.violations] == ["counter_notice.removed_items"]
+    assert events_of(app, ident) == before
+
+
+def test_a_notice_stored_with_an_item_longer_than_a_url_is_completed_countered_and_restored(
+    app: Appeals, clock: FakeClock
+) -> None:
+    """A notice filed when an item could be 5,000 characters: the claimant
+    may send it again (it adds nothing), its uploader's counter-notice may
+    name it, and it comes back when the window passes, as the topic is told."""
+    long_item = "https://video.example/v/" + "9" * (TEXT_LIMIT - 24)
+    ident = str(app.file(ALICE, notice("n-old", infringing_items=[V1])).id)
+    stored_with(app, ident, lambda content: content["notice"].update(infringing_items=[long_item]))
+    case = app.add_info(ALICE, ident, "", {"notice": {"infringing_items": [long_item]}}, etag="")
+    assert case.content["notice"]["infringing_items"] == [long_item]
+    upheld(app, ident)
+    countered = {"removed_item": long_item, "reason": "我自己编的舞"}
+    app.file_counter_notice(
+        URSULA, ident, party("Ursula"), countered, good_faith=True, accuracy=True
+    )
+    restore = restore_deadline(app, ident)
+    clock.now_is(restore.due)
+    app.fire(restore)
+    message = public_message(last_event(app, ident), app.get(URSULA, ident))
+    assert isinstance(message, aev.ContentRestored)
+    assert list(message.restored_items) == [long_item]
+
+
+# The largest record aiokafka's producer sends by default (`max_request_size`).
+KAFKA_RECORD_LIMIT = 1024 * 1024
+
+
+def published_sizes(app: Appeals) -> list[tuple[str, int]]:
+    """Each event `app` stored as the relay publishes it on casemesh.appeals.v1
+    (personal texts sealed, translated with the case after it): its type and
+    the size of its record, as the producer reckons it against its limit."""
+    sealed = leaving_sealed(app.mapper)
+    translate = Translator(StreamFollower(app, mapper=sealed))
+    sizes = []
+    for stored in app.recorder.select_notifications(start=1, limit=1000):
+        record = translate(stored, sealed.to_domain_event(stored))
+        size = DefaultRecordBatchBuilder.estimate_size_in_bytes(
+            record.key.encode(), record.data, record.kafka_headers()
+        )
+        sizes.append((record.type, size))
+    return sizes
+
+
+def taken_until_refused(*steps: Callable[[], object]) -> list[str]:
+    """Takes `steps` in turn until one is refused (INVALID_ARGUMENT): the
+    fields its refusal names, none when every step was taken."""
+    for step in steps:
+        try:
+            step()
+        except InvalidArgument as refused:
+            return [v.field for v in refused.violations]
+    return []
+
+
+def test_every_event_of_cases_filled_to_their_limits_is_published_well_within_a_record(
+    clock: FakeClock,
+) -> None:
+    """Each event a counter-notice filed as a case publishes names all its
+    items: an audit filed one naming 51 items of 5,000 four-byte characters,
+    completed twice, whose last AppealInfoAdded (over 1 MiB) the relay could
+    never publish, nor anything after it. That case is refused at its
+    filing now. Cases filled to every limit (50 items of 2,048 four-byte
+    characters, the longest texts, the most evidence, the filer's details
+    corrected) publish every event within half of Kafka's record: a
+    counter-notice completed up to its 50 items, one filed with them, and a
+    notice of 50 items countered for all of them and restored."""
+    personal = memory_sealer().sealer
+    app = Appeals(in_memory(), clock=clock, policies=policy.load(), sealer=personal)
+    draft = counter_notice_draft()
+    audited = [wide(TEXT_LIMIT, n) for n in range(51)]
+    opening = {"removed_item": audited[0], "removed_items": audited[1:25], "reason": "mine"}
+    audit = str(CopyrightAppeal.create_id(URSULA.subject, "c-audit"))
+    refused = taken_until_refused(
+        lambda: app.file(
+            URSULA,
+            replace(
+                draft, request_id="c-audit", content={**draft.content, "counter_notice": opening}
+            ),
+        ),
+        lambda: app.add_info(
+            URSULA, audit, "", {"counter_notice": {"removed_items": audited[25:49]}}, etag=""
+        ),
+        lambda: app.add_info(
+            URSULA,
+            audit,
+            wide(TEXT_LIMIT, 51),
+            {"counter_notice": {"removed_items": audited[49:]}, "filer": party(wide(500, 52))},
+            etag="",
+        ),
+    )
+
+    items = [wide(ITEM_LIMIT, n) for n in range(LIST_LIMIT)]
+    evidence = [{"name": f"evidence/{uuid.uuid4()}", "sha256": "e" * 64} for _ in range(50)]
+    words, filer = wide(TEXT_LIMIT, 99), party(wide(500, 98), "ursula")
+    first = {"removed_item": items[0], "removed_items": items[1:25], "reason": words}
+    content = {**draft.content, "counter_notice": first}
+    ident = str(app.file(URSULA, replace(draft, content=content, filer=filer)).id)
+    app.add_info(URSULA, ident, words, {"counter_notice": {"removed_items": items[25:49]}}, etag="")
+    last = {
+        "counter_notice": {"removed_items": items[49:], "evidence": evidence},
+        "filer": party(wide(500, 95)),
+    }
+    case = app.add_info(URSULA, ident, words, last, etag="")
+    assert len(appeal_message(case).counter_notice.removed_items) == LIST_LIMIT
+
+    full = {"removed_item": items[0], "removed_items": items, "reason": words, "evidence": evidence}
+    content = {**draft.content, "counter_notice": full}
+    app.file(URSULA, replace(draft, request_id="c-full", content=content, filer=filer))
+
+    work = {"title": wide(TEXT_LIMIT, 97), "creation_time": "2026-01-01T00:00:00+00:00"}
+    taken = notice(
+        "n-full",
+        work=work,
+        infringing_items=items,
+        originality_evidence=evidence,
+        infringement_evidence=evidence,
+    )
+    ident = upheld(app, str(app.file(ALICE, replace(taken, filer=party(wide(500, 96)))).id))
+    app.file_counter_notice(URSULA, ident, filer, full, good_faith=True, accuracy=True)
+    restore = restore_deadline(app, ident)
+    clock.now_is(restore.due)
+    app.fire(restore)
+
+    sizes = published_sizes(app)
+    published = {kind.split(".")[2] for kind, _ in sizes}
+    assert {"AppealInfoAdded", "AppealFiled", "CounterNoticeFiled", "ContentRestored"} <= published
+    assert [(kind, size) for kind, size in sizes if size > KAFKA_RECORD_LIMIT // 2] == []
+    assert refused[:2] == [
+        "appeal.counter_notice.removed_item",
+        "appeal.counter_notice.removed_items[0]",
+    ]

@@ -7,7 +7,7 @@ idempotent commands.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -53,6 +53,7 @@ from casemesh_appeals.domain import (
     Step,
     merge,
     missing_elements,
+    removed_items,
 )
 from casemesh_appeals.policy import JurisdictionPolicy
 from casemesh_appeals.reasons import StatementOfReasons
@@ -64,9 +65,21 @@ log = get_logger(__name__)
 # information, a court action's or outcome's details).
 TEXT_LIMIT = 5000
 AGENT_TEXT_LIMIT = 2000
-# The most items a list of the case holds (evidence, infringing items).
+# The most items a list of the case holds (evidence, infringing items); a
+# counter-notice names as many removed items at most, `removed_item` among
+# them.
 LIST_LIMIT = 50
 TOO_MANY_ITEMS = f"at most {LIST_LIMIT} items"
+TOO_MANY_REMOVED = f"at most {LIST_LIMIT} items in all, removed_item among them"
+# The longest item a case names (one a notice takes down, one a
+# counter-notice asks back): a URL or a content id, not prose. Every event a
+# counter-notice filed as a case publishes repeats all its items, and a
+# record on the topic holds at most 1 MiB: 50 items this long, of 4-byte
+# characters, are 400 KiB.
+ITEM_LIMIT = 2048
+TOO_LONG_ITEM = f"must be at most {ITEM_LIMIT:,} characters (a URL or a content id)"
+# Where a case's content names items (`named_items`).
+ITEMS = ("notice.infringing_items", "counter_notice.removed_item", "counter_notice.removed_items")
 # How far ahead of ours a filer's clock may run: a work they date "now" is
 # not refused for it.
 CLOCK_SKEW = timedelta(days=1)
@@ -219,6 +232,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         if draft.appeal_of and draft.kind != Kind.DECISION_APPEAL:
             v.add("appeal.appeal_of", "only a DECISION_APPEAL names a decided case")
         self._check_texts(v, draft.content, "appeal")
+        check_items(v, draft.content, "appeal")
         check_creation_time(v, draft.content, "appeal", self.clock.now())
         check_infringing_items(v, draft.content, "appeal")
         if isinstance(draft.content.get("counter_notice"), dict):
@@ -401,6 +415,15 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             # keeps the filer's language and channels).
             held = merge(a.content, completion)
             check_lists(parts, a.content, held, completion, "completion")
+            holds = [item for _, item in named_items(a.content)]
+            check_items(parts, completion, "completion", held=holds)
+            if "counter_notice" in completion:
+                check_removed_count(
+                    parts,
+                    a.content.get("counter_notice") or {},
+                    held.get("counter_notice") or {},
+                    "completion.counter_notice.removed_items",
+                )
             if "filer" in completion:
                 check_completed_party(
                     parts,
@@ -451,6 +474,8 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             v.add("good_faith_statement", "a counter-notice is made in good faith")
         if not accuracy:
             v.add("accuracy_statement", "a counter-notice states its accuracy")
+        # Its items are the notice's (`CopyrightAppeal.file_counter_notice`),
+        # as long as the notice had them: not checked for length here.
         self._check_texts(v, {"counter_notice": counter_notice}, "")
         v.raise_if_any()
 
@@ -861,19 +886,26 @@ class Appeals(CaseApplication[CopyrightAppeal]):
 
     @staticmethod
     def _check_texts(v: Violations, content: dict[str, Any], prefix: str) -> None:
-        def walk(value: Any, path: str) -> None:
+        """Refuses each text of `content` that breaks the text rules, and each
+        list longer than LIST_LIMIT, by its path. An item longer than
+        ITEM_LIMIT is left to `check_items`, which knows the items the case
+        holds already."""
+
+        def walk(value: Any, path: str, element: str) -> None:
             if isinstance(value, dict):
                 for k, item in value.items():
-                    walk(item, f"{path}.{k}" if path else k)
+                    walk(item, f"{path}.{k}" if path else k, f"{element}.{k}" if element else k)
             elif isinstance(value, list):
                 if len(value) > LIST_LIMIT:
                     v.add(path, TOO_MANY_ITEMS)
                 for i, item in enumerate(value):
-                    walk(item, f"{path}[{i}]")
+                    walk(item, f"{path}[{i}]", element)
             elif isinstance(value, str):
+                if element in ITEMS and len(value.strip()) > ITEM_LIMIT:
+                    return
                 rules.text(v, path, value, limit=TEXT_LIMIT, required=False)
 
-        walk(content, prefix)
+        walk(content, prefix, "")
 
 
 # The part of a filing that belongs to each kind of case: a case of another
@@ -948,14 +980,60 @@ def said_only(content: Any) -> Any:
 
 def check_removed_items(v: Violations, counter_notice: dict[str, Any], prefix: str) -> bool:
     """Refuses an empty or repeated entry of a counter-notice's
-    `removed_items` (naming it); whether it names any removed item."""
+    `removed_items` (naming it), and more than LIST_LIMIT items in all;
+    whether it names any removed item."""
     named = listed_once(
         v,
         counter_notice.get("removed_items"),
         f"{prefix}.removed_items",
         empty="names no item: give its URL or content id, or leave it out",
     )
+    check_removed_count(v, {}, counter_notice, f"{prefix}.removed_items")
     return bool(named) or rules.says_something(counter_notice.get("removed_item") or "")
+
+
+def check_removed_count(
+    v: Violations, before: dict[str, Any], after: dict[str, Any], field_name: str
+) -> None:
+    """Refuses a counter-notice (`after`) naming more than LIST_LIMIT items
+    in all, its `removed_item` counted with its `removed_items`, naming
+    `field_name`: each event of a counter-notice filed as a case publishes
+    them all. A list over the cap alone is TOO_MANY_ITEMS already; one
+    naming no more than the case did (`before`: none for a new one) is not
+    refused, as `check_lists` lets a case be sent what it holds."""
+    count = len(removed_items(after))
+    listed = len(after.get("removed_items") or [])
+    if listed <= LIST_LIMIT < count and count > len(removed_items(before)):
+        v.add(field_name, TOO_MANY_REMOVED)
+
+
+def named_items(content: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """The items `content` names (`ITEMS`), each with its path
+    (`prefix.notice.infringing_items[0]`)."""
+    found: list[tuple[str, Any]] = []
+    for element in ITEMS:
+        part, name = element.split(".")
+        holder = content.get(part)
+        value = holder.get(name) if isinstance(holder, dict) else None
+        path = f"{prefix}.{element}" if prefix else element
+        if isinstance(value, list):
+            found += [(f"{path}[{i}]", item) for i, item in enumerate(value)]
+        elif value is not None:
+            found.append((path, value))
+    return found
+
+
+def check_items(
+    v: Violations, content: dict[str, Any], prefix: str, *, held: Collection[Any] = ()
+) -> None:
+    """Refuses each item `content` names that is longer than ITEM_LIMIT,
+    naming it. One the case holds (`held`), let in by an earlier release, is
+    not: sent again it adds nothing. The items a counter-notice answering a
+    notice names are that notice's, however long it let them be
+    (`CopyrightAppeal.file_counter_notice`), and are not checked here."""
+    for path, item in named_items(content, prefix):
+        if isinstance(item, str) and len(item.strip()) > ITEM_LIMIT and item.strip() not in held:
+            v.add(path, TOO_LONG_ITEM)
 
 
 def check_infringing_items(v: Violations, content: dict[str, Any], prefix: str) -> None:
