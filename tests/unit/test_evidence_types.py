@@ -397,6 +397,48 @@ async def test_a_jpeg_hiding_its_size_behind_endless_segments_is_refused(tmp_pat
     assert not await asyncio.to_thread(lambda: list(tmp_path.iterdir()))
 
 
+def heif_with_endless_box(brand: bytes) -> bytes:
+    """A HEIC or AVIF file's `ftyp`, then a box whose 64-bit size says more
+    bytes than any file holds (more than a seek can reach), then its bytes."""
+    endless = struct.pack(">I", 1) + b"free" + struct.pack(">Q", (1 << 64) - 1)
+    return heif(brand, 4032, 3024)[:24] + endless + bytes(100)
+
+
+@pytest.mark.parametrize(("brand", "declared"), [(b"heic", "image/heic"), (b"avif", "image/avif")])
+@pytest.mark.parametrize("sent", [100, 2 * MiB], ids=["short", "long"])
+async def test_a_heif_with_a_box_larger_than_any_file_is_taken_as_declaring_no_size(
+    tmp_path: Path, brand: bytes, declared: str, sent: int
+) -> None:
+    """No decoder finds an image past a box that runs beyond the file's end,
+    so it has none to show, too large or not: such a file is taken, as one
+    cut short is. Its upload once failed as a fault of the server's (which
+    mail delivery retries for days), whether it came in its first bytes or
+    later."""
+    upload = sent_in_chunks(heif_with_endless_box(brand).ljust(sent, b"\x00"), [])
+    with pytest.raises(Stored):
+        await locker_in(tmp_path).receive(ZOE, "photo", declared, upload)
+
+
+async def test_an_image_whose_size_cannot_be_made_sense_of_is_refused_as_damaged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bytes a size reader was not written for (a number past what a seek
+    takes, say) are the client's to hear about, not a fault of the server's
+    that they would retry for ever."""
+
+    def unreadable(media_type: str, file: Any) -> None:
+        raise OverflowError("Python int too large to convert to C ssize_t")
+
+    monkeypatch.setattr(sniff, "dimensions", unreadable)
+    upload = sent_in_chunks(heif(b"heic", 4032, 3024), [])
+    with pytest.raises(InvalidArgument) as refused:
+        await locker_in(tmp_path).receive(ZOE, "a.heic", "image/heic", upload)
+    assert [(v.field, v.description) for v in refused.value.violations] == [
+        ("chunk", "the image's size could not be read; it may be damaged")
+    ]
+    assert not await asyncio.to_thread(lambda: list(tmp_path.iterdir()))
+
+
 @pytest.mark.parametrize(
     ("image", "declared"),
     [

@@ -21,6 +21,7 @@ size is read where each format gives it, as a decoder reads it.
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
@@ -384,12 +385,16 @@ def _heif_size(file: BinaryIO) -> tuple[int, int] | None:
 
 def _boxes(
     file: BinaryIO, start: int, end: int | None, steps: list[int]
-) -> Iterator[tuple[bytes, int, int | None]]:
+) -> Iterator[tuple[bytes, int, int]]:
     """The ISO boxes from `start` to `end` (the file's end when None): each
-    one's type, where its body starts and where it ends (None: at the file's
-    end). Counts each in `steps`, SizeHidden past MAX_STEPS."""
+    one's type, where its body starts and where it ends. The walk ends with
+    a box that ends past `end`: cut short, or of a size no file has (a
+    64-bit one may say more bytes than a seek can reach). Counts each in
+    `steps`, SizeHidden past MAX_STEPS."""
+    if end is None:
+        end = file.seek(0, io.SEEK_END)
     at = start
-    while end is None or at + 8 <= end:
+    while at + 8 <= end:
         steps[0] += 1
         if steps[0] > MAX_STEPS:
             raise SizeHidden(f"no image size within {MAX_STEPS} boxes")
@@ -402,12 +407,10 @@ def _boxes(
             if len(header) < 16:
                 return
             size, body = int.from_bytes(header[8:16], "big"), at + 16
-        box_end = None if size == 0 else at + size
-        if box_end is not None and box_end < body:
+        box_end = end if size == 0 else at + size  # 0: to the end
+        if box_end < body:
             return  # malformed: no decoder reads past it
-        yield name, body, box_end if box_end is not None else end
-        if box_end is None:
-            return
+        yield name, body, box_end
         at = box_end
 
 
