@@ -52,7 +52,7 @@ from casemesh_evidence.lifecycle import (
 )
 from casemesh_evidence.store import LocalBlobStore
 from tests.e2e.test_evidence import png
-from tests.support import case_event, eventually
+from tests.support import case_event, column, eventually
 
 CLOSED, NEW = tev.TICKET_STATUS_CLOSED, tev.TICKET_STATUS_NEW
 GRACE = timedelta(days=3)
@@ -744,6 +744,45 @@ async def test_files_a_person_uploads_after_their_erasure_are_theirs_as_anyones(
     assert shown.file_name == "photo.png"
 
 
+async def test_files_a_person_erased_under_an_earlier_release_uploads_later_are_theirs(
+    dsn: str, locker: EvidenceLocker
+) -> None:
+    """Xia was erased under a release that kept no erasure times. Once this
+    release has started, she comes back and attaches a screenshot to a new
+    ticket: when the ticket closes, the screenshot stays (agents, and her
+    export, still find it) until the ticket expires, as anyone's would. Her
+    file from before the erasure goes."""
+    cases = Cases(dsn, locker)
+    before = await upload(locker, "xia", png())
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        # The database as that release left it: the erasure without a time,
+        # her file from before marked.
+        conn.execute("ALTER TABLE evidence_erased_owners ALTER COLUMN erased_at DROP DEFAULT")
+        conn.execute("INSERT INTO evidence_erased_owners (owner) VALUES ('xia')")
+        mark_unneeded(conn, [before.id], cases.now())
+        conn.execute("DELETE FROM casemesh_schema")  # made by other statements
+    await locker.create_schema()
+    # A replica of that release, still running during the rollout, erases Gus.
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO evidence_erased_owners (owner) VALUES ('gus')")
+    times = "SELECT erased_at FROM evidence_erased_owners ORDER BY owner"
+    gus, xia = await column(dsn, times)
+    assert None not in (gus, xia)  # hers: when this release first started
+    await eventually(lambda: datetime.now(UTC) > xia)
+
+    shot = png()
+    screenshot = await upload(locker, "xia", shot, "screenshot.png")
+    ident = str(uuid.uuid4())
+    cases.hear(ticket(ident, 1, NEW, tev.TicketCreated, "xia", evidence=attached(screenshot)))
+    cases.hear(ticket(ident, 4, CLOSED))
+    assert cases.purge_after_grace() == 1
+    assert await kept(locker, before, screenshot) == [False, True]
+    assert await read_as(locker, Identity("xia", frozenset({"user"})), screenshot) == shot
+    cases.hear(ticket(ident, 5, CLOSED, tev.TicketExpired))
+    assert cases.purge_after_grace() == 1
+    assert await kept(locker, screenshot) == [False]
+
+
 async def test_the_same_file_uploaded_again_after_an_erasure_is_a_new_upload(
     dsn: str, locker: EvidenceLocker
 ) -> None:
@@ -792,6 +831,44 @@ async def test_the_same_file_uploaded_again_before_the_erasure_is_heard_stays_a_
     assert forget_person(dsn, cases, "eve", erased_at) == 0  # heard again
     assert cases.purge_after_grace() == 0
     assert await kept(locker, again) == [True]
+
+
+@pytest.mark.parametrize("heard", ["while it came", "after it ended"])
+async def test_an_upload_under_way_when_its_owner_is_erased_is_one_from_before(
+    dsn: str, locker: EvidenceLocker, heard: str
+) -> None:
+    """Fay is erased while her upload is still coming: however late this
+    service hears of the erasure (while the upload came, or only once it
+    ended, its follower behind), the file loses the name she gave it and
+    goes after the grace period, as her files from before do; it does not
+    keep both for the month files no case takes up wait."""
+    cases = Cases(dsn, locker)
+    fay = Identity("fay", frozenset({"user"}))
+    release = asyncio.Event()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield png()
+        await release.wait()
+
+    coming = asyncio.create_task(locker.receive(fay, "passport_fay.png", "", chunks()))
+    try:
+        await eventually(lambda: list(locker.incoming.glob("upload-*")))
+        erased_at = datetime.now(UTC)
+        if heard == "while it came":  # both its passes
+            assert forget_person(dsn, cases, "fay", erased_at) == 0
+            assert forget_person(dsn, cases, "fay", erased_at) == 0
+    finally:
+        release.set()
+        file = await coming
+    if heard == "after it ended":
+        assert file.file_name == "passport_fay.png"
+        assert forget_person(dsn, cases, "fay", erased_at) == 1
+        assert forget_person(dsn, cases, "fay", erased_at) == 0  # its second pass
+    shown = await locker.describe(Identity("agent-1", frozenset({"agent"})), f"evidence/{file.id}")
+    assert shown.file_name == ""
+    assert cases.purge_after_grace() == 1
+    assert await kept(locker, file) == [False]
+    assert stored(locker, file) == [False]
 
 
 class Ended(Exception):

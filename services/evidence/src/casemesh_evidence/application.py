@@ -59,6 +59,8 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS evidence (
 CREATE INDEX IF NOT EXISTS evidence_owner_recent ON evidence (owner, created_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS evidence_content ON evidence (sha256);
 ALTER TABLE evidence ADD COLUMN IF NOT EXISTS last_uploaded_at timestamptz"""
+# `created_at`: when the upload began (`receive`), so that an erasure heard
+# while it came, or after, takes it for one from before if it began before.
 # `last_uploaded_at`: when its owner last uploaded the bytes (NULL in a record
 # a release before it wrote: then `created_at`). An erasure heard late must
 # not take an upload of the same bytes made after it for one made before.
@@ -79,11 +81,11 @@ def forget_person(
     at = erased_at or datetime.now(UTC)  # the clock uploads are stamped with
     before = "owner = %s AND created_at <= %s AND coalesce(last_uploaded_at, created_at) <= %s"
     with psycopg.connect(with_keepalives(database_url), connect_timeout=10) as conn:
+        # The latest erasure's time (GREATEST passes over a NULL).
         conn.execute(
             "INSERT INTO evidence_erased_owners (owner, erased_at) VALUES (%s, %s)"
-            " ON CONFLICT (owner) DO UPDATE SET erased_at = CASE"
-            "   WHEN evidence_erased_owners.erased_at IS NULL THEN NULL"
-            "   ELSE greatest(evidence_erased_owners.erased_at, EXCLUDED.erased_at) END",
+            " ON CONFLICT (owner) DO UPDATE"
+            " SET erased_at = greatest(evidence_erased_owners.erased_at, EXCLUDED.erased_at)",
             (person, at),
         )
         # Candidates before records: the order the purger locks them in.
@@ -108,8 +110,9 @@ def forget_person(
 
 
 # An upload's record; the same owner's same bytes keep their first record,
-# noting when they came again. The record of the same bytes from before the
-# owner's erasure is erased: uploaded again, they are a new upload.
+# noting when they came again (the latest: an upload begun earlier may end
+# later). The record of the same bytes from before the owner's erasure is
+# erased: uploaded again, they are a new upload.
 _ERASED_SINCE = (
     "EXISTS (SELECT FROM evidence_erased_owners o WHERE o.owner = evidence.owner"
     " AND evidence.created_at <= o.erased_at)"
@@ -117,9 +120,14 @@ _ERASED_SINCE = (
 RECORD = f"""INSERT INTO evidence (id, owner, sha256, size_bytes, media_type, file_name,
     created_at, last_uploaded_at) VALUES (%(id)s, %(owner)s, %(sha256)s, %(size)s,
     %(media_type)s, %(file_name)s, %(now)s, %(now)s)
-ON CONFLICT (owner, sha256) DO UPDATE SET last_uploaded_at = EXCLUDED.created_at,
+ON CONFLICT (owner, sha256) DO UPDATE
+SET last_uploaded_at = GREATEST(evidence.last_uploaded_at, EXCLUDED.created_at),
     file_name = CASE WHEN {_ERASED_SINCE} THEN EXCLUDED.file_name ELSE evidence.file_name END,
     created_at = CASE WHEN {_ERASED_SINCE} THEN EXCLUDED.created_at ELSE evidence.created_at END"""
+
+
+# When its owner (`%s`) was erased, if at or after `%s`.
+ERASURE_SINCE = "SELECT erased_at FROM evidence_erased_owners WHERE owner = %s AND erased_at >= %s"
 
 
 # Of a file `e`: the names of the cases its owner attached it to, sorted
@@ -232,6 +240,7 @@ class EvidenceLocker:
     async def receive(
         self, who: Identity, file_name: str, declared_type: str, chunks: AsyncIterator[bytes]
     ) -> EvidenceView:
+        started = datetime.now(UTC)  # the clock erasures' times are compared with
         file_name = clean_file_name(file_name)
         fd, tmp_name = tempfile.mkstemp(dir=self.incoming, prefix="upload-")
         tmp = Path(tmp_name)
@@ -245,7 +254,7 @@ class EvidenceLocker:
                 storing = self.clock.now() + lifecycle.STORING_FOR
                 await conn.execute(lifecycle.STORING, (sha, storing))
             await asyncio.to_thread(self.store.put, sha, tmp)
-            return await self._record(who, tmp, sha, size, detected, file_name, storing)
+            return await self._record(who, tmp, sha, size, detected, file_name, storing, started)
         finally:
             # The budget first: a cancellation landing in the await below
             # must not keep it held for good (every later upload refused
@@ -360,6 +369,7 @@ class EvidenceLocker:
         media_type: str,
         file_name: str,
         storing: datetime,
+        started: datetime,
     ) -> EvidenceView:
         # A random id: an id must not tell who uploaded which bytes. The same
         # owner's same bytes find their first record. Under the file's lock,
@@ -369,6 +379,12 @@ class EvidenceLocker:
             await conn.execute(lifecycle.LOCK, lifecycle.file_locks(sha))
             if not await asyncio.to_thread(self.store.exists, sha):
                 await asyncio.to_thread(self.store.put, sha, spooled)
+            # Its owner erased since the upload began, the erasure heard
+            # already (`forget_person` may not run again): the upload is one
+            # from before it, recorded as that leaves those, nameless and a
+            # candidate for deletion (unless the record is one from after).
+            cur = await conn.execute(ERASURE_SINCE, (who.subject, started))
+            erased = await cur.fetchone()
             await conn.execute(
                 RECORD,
                 {
@@ -377,15 +393,18 @@ class EvidenceLocker:
                     "sha256": sha,
                     "size": size,
                     "media_type": media_type,
-                    "file_name": file_name,
-                    "now": datetime.now(UTC),
+                    "file_name": "" if erased else file_name,
+                    "now": started,
                 },
             )
             cur = await conn.execute(
-                "SELECT id FROM evidence WHERE owner = %s AND sha256 = %s", (who.subject, sha)
+                "SELECT id, created_at FROM evidence WHERE owner = %s AND sha256 = %s",
+                (who.subject, sha),
             )
             row = await cur.fetchone()
             assert row is not None
+            if erased is not None and row[1] <= erased[0]:
+                await conn.execute(lifecycle.MARK, lifecycle.marked([row[0]], self.clock.now()))
             # Recorded: this upload's note is done with (unless another upload
             # of the same bytes, still under way, moved it later).
             await conn.execute(lifecycle.STORED, (sha, storing))
@@ -522,7 +541,12 @@ def _check_dimensions(media_type: str, file: BinaryIO) -> None:
     opens it would run out of memory before it showed anything."""
     try:
         size = sniff.dimensions(media_type, file)
-    except sniff.SizeHidden:
+    except (ValueError, OverflowError, IndexError) as exc:
+        # SizeHidden; or a reader meeting bytes it was not written for (a
+        # seek past what a file can hold, say): the client's to hear about,
+        # not a fault of the server's that they would retry for ever.
+        if not isinstance(exc, sniff.SizeHidden):
+            log.warning("evidence.size_unreadable", media_type=media_type, error=repr(exc))
         raise InvalidArgument.field(
             "chunk", "the image's size could not be read; it may be damaged"
         ) from None

@@ -124,6 +124,8 @@ CREATE TABLE IF NOT EXISTS evidence_uses (
 CREATE INDEX IF NOT EXISTS evidence_uses_case ON evidence_uses (case_name);
 CREATE TABLE IF NOT EXISTS evidence_erased_owners (owner text PRIMARY KEY);
 ALTER TABLE evidence_erased_owners ADD COLUMN IF NOT EXISTS erased_at timestamptz;
+ALTER TABLE evidence_erased_owners ALTER COLUMN erased_at SET DEFAULT now();
+UPDATE evidence_erased_owners SET erased_at = now() WHERE erased_at IS NULL;
 CREATE TABLE IF NOT EXISTS evidence_unneeded (
     evidence_id uuid PRIMARY KEY,
     since timestamptz NOT NULL);
@@ -134,6 +136,15 @@ ALTER TABLE evidence_bytes_unneeded
 ALTER TABLE evidence_unneeded
     ADD COLUMN IF NOT EXISTS unattached boolean NOT NULL DEFAULT true;
 ALTER TABLE evidence_unneeded ALTER COLUMN unattached SET DEFAULT true"""
+# `evidence_erased_owners.erased_at`: the erasure's time. A release before
+# it wrote none (NULL), which the purger took as "all their files are from
+# before it" and an upload as "never erased": a file the person uploaded on
+# coming back went a grace period after its ticket closed, not once the
+# ticket expired. Such an erasure was heard before the first start of a
+# release with these statements, which gives it that time (their files from
+# before then go as an erased owner's, as they did; those after are theirs
+# as anyone's). A replica of that older release still inserting one during
+# a rollout gets the time it does.
 # `evidence_unneeded.unattached`: the candidate was made one by the end of its
 # wait to be attached (`PROMOTE`) and by nothing else (`mark_unneeded`: a
 # case's end or expiry, an erasure, which says false). A row written by a
@@ -364,19 +375,28 @@ async def wait_for_the_unrecorded(conn: psycopg.AsyncConnection[Any], now: datet
     )
 
 
+# Makes files candidates from a time (`mark_unneeded`); its parameters: `marked`.
+MARK = (
+    "INSERT INTO evidence_unneeded (evidence_id, since, unattached)"
+    " SELECT unnest(%s::uuid[]), %s, false"
+    " ON CONFLICT (evidence_id) DO UPDATE SET"
+    " since = GREATEST(evidence_unneeded.since, EXCLUDED.since), unattached = false"
+)
+
+
+def marked(ids: Sequence[Any], now: datetime) -> tuple[list[Any], datetime]:
+    """`MARK`'s parameters: the files in one order for all markers, so that
+    they do not deadlock."""
+    return sorted(set(ids)), now
+
+
 def mark_unneeded(conn: psycopg.Connection[Any], ids: Sequence[Any], now: datetime) -> int:
     """Makes the files `ids` candidates from `now` (a candidate marked again
     waits its grace period from then), whose owner's asking for them does not
     put them off (not `unattached`)."""
     if not ids:
         return 0
-    return conn.execute(
-        "INSERT INTO evidence_unneeded (evidence_id, since, unattached)"
-        " SELECT unnest(%s::uuid[]), %s, false"
-        " ON CONFLICT (evidence_id) DO UPDATE SET"
-        " since = GREATEST(evidence_unneeded.since, EXCLUDED.since), unattached = false",
-        (sorted(set(ids)), now),  # one order for all markers: they do not deadlock
-    ).rowcount
+    return conn.execute(MARK, marked(ids, now)).rowcount
 
 
 class Purged(NamedTuple):
