@@ -149,7 +149,8 @@ def test_a_retry_matches_a_ticket_whose_fingerprint_an_earlier_release_made(
 @pytest.mark.parametrize("sealed", [False, True])
 def test_a_change_too_large_for_kafka_is_refused_before_it_is_stored(sealed: bool) -> None:
     """Whatever a command's own checks let through, an event its relay could
-    not publish (Kafka takes 1 MiB a record) is never stored: stored, it
+    not publish (its record can be twice its size, and a topic takes
+    4 MiB) is never stored: stored, it
     would stop the relay for good, every later event waiting behind it. The
     refusal names what made it large: a long text, or a list of many items."""
     app = Tickets(in_memory(), sealer=memory_sealer().sealer if sealed else None)

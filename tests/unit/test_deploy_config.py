@@ -727,6 +727,8 @@ def test_every_topic_is_a_kafka_topic_and_created_by_compose() -> None:
     topics = {t["spec"]["topicName"]: t for t in of_kind(BASE.objects, "KafkaTopic")}
     assert set(topics) == set(stack.TOPICS)
     created = " ".join(COMPOSE["services"]["kafka-topics"]["command"])
+    # Compose gives every topic the same largest record.
+    assert f"max.message.bytes={casemesh_topics.MAX_RECORD_BYTES}" in created
     for name, topic in topics.items():
         assert name in created, f"docker-compose.yml does not create {name}"
         spec = topic["spec"]
@@ -736,6 +738,9 @@ def test_every_topic_is_a_kafka_topic_and_created_by_compose() -> None:
         # What the code creates locally and in the tests (`casemesh.topics.CONFIGS`).
         kept = casemesh_topics.CONFIGS[name]
         assert {k: str(spec["config"][k]) for k in kept} == kept, name
+        # As large a record as the producers send: a stored event's can be
+        # twice its 512 KiB, past Kafka's default (1 MiB).
+        assert spec["config"]["max.message.bytes"] == casemesh_topics.MAX_RECORD_BYTES, name
         retention = spec["config"]["retention.ms"]
         if name == stack.CODES_TOPIC:
             assert retention == 3_600_000, name

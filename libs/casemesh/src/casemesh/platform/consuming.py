@@ -71,6 +71,7 @@ from casemesh.platform.metrics import CONSUMER_LAG, CONSUMER_SET_ASIDE
 from casemesh.platform.personal.errors import UnknownDataKey, UnknownMasterKey
 from casemesh.platform.pools import DATABASE_OUTAGE
 from casemesh.platform.telemetry import extract_headers, tracer
+from casemesh.topics import MAX_RECORD_BYTES
 
 log = get_logger(__name__)
 
@@ -286,6 +287,10 @@ def _listen(router: KafkaRouter, records: _Records[Any], max_records: int | None
         decoder=_records_received,
         batch=max_records is not None,
         max_records=max_records,
+        # A fetch takes up to the topics' largest record from a partition
+        # (aiokafka's default is 1 MiB: Kafka hands a larger record over all
+        # the same, but alone, a fetch for each).
+        max_partition_fetch_bytes=MAX_RECORD_BYTES,
     )
     # FastStream's own taking (`getmany`, or `getone`) loses the records of
     # other partitions taken with one the client cannot read, and never gets

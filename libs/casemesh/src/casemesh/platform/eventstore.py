@@ -43,10 +43,13 @@ log = get_logger(__name__)
 TRACE_KEY = "__trace__"
 
 
-# The largest stored event a command may record: half the largest record
-# Kafka takes by default (1 MiB), so that its message, envelope and headers
-# always fit. A larger one would be stored and then stop its relay for good
-# (every later event waits behind it), so the command is refused instead.
+# The largest stored event a command may record. Its record on Kafka can
+# be about twice as large (personal texts sealed in base64, fields derived
+# from the state, the envelope's headers): the topics, producers and
+# consumers take records of up to `topics.MAX_RECORD_BYTES` (4 MiB), so
+# that one made from an event of this size always fits, with room to spare.
+# A record that did not would stop its relay for good (every later event
+# waits behind it), so a larger event is refused instead of stored.
 MAX_EVENT_BYTES = 512 * 1024
 
 

@@ -47,6 +47,7 @@ from casemesh.platform.logging import get_logger
 from casemesh.platform.metrics import RELAY_ACTIVE, RELAY_FAILURES, RELAY_LAG, RELAY_PUBLISHED
 from casemesh.platform.pools import with_keepalives
 from casemesh.platform.telemetry import tracer
+from casemesh.topics import MAX_RECORD_BYTES
 
 log = get_logger(__name__)
 
@@ -163,6 +164,9 @@ def make_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
         acks="all",
         linger_ms=2,
         request_timeout_ms=30000,
+        # As large as the topics take (aiokafka's default is 1 MiB): a record
+        # it refused would be tried again for ever, stopping its topic.
+        max_request_size=MAX_RECORD_BYTES,
     )
 
 
