@@ -116,8 +116,8 @@ class SmtpChannel:
     are kept and pipelined here already, and `_Session` works on the client's
     low-level steps to tell a message the relay may have taken (DATA sent, the
     answer lost) from one it never saw. The threads are the channel's own,
-    `workers` of them (as many as messages are sent at once: the delivery's
-    send concurrency, at most 32), not asyncio's shared ones: a relay that
+    `workers` of them at most (started as sends need them: the default
+    covers the largest send concurrency, 32), not asyncio's shared ones: a relay that
     hangs holds its sends for up to `data_timeout` each, and in the shared
     pool they would stall the planner's key look-ups and the outbox with
     them."""
@@ -319,15 +319,16 @@ class SmtpChannel:
         return await loop.run_in_executor(self._threads, context.run, self._send_one, message)
 
     async def aclose(self) -> None:
-        """Says goodbye on the idle sessions and lets the threads go (a send
-        still hanging on a relay ends at its timeout, unwaited for)."""
-        loop = asyncio.get_running_loop()
+        """Says goodbye on the idle sessions, in asyncio's threads (the
+        channel's own may all be held by sends hanging on the relay), and
+        lets the channel's threads go. A send still hanging ends at its
+        timeout; the interpreter waits for it on its way out."""
         while True:
             try:
                 smtp, _ = self._idle.get_nowait()
             except queue.Empty:
                 break
-            await loop.run_in_executor(self._threads, _quit, smtp)
+            await asyncio.to_thread(_quit, smtp)
         self._threads.shutdown(wait=False)
 
 
