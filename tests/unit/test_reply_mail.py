@@ -152,6 +152,11 @@ SECRET = "s" * 32
             "Ja.",
         ),
         (
+            "Ja.\n\nOp ma 1 jan 2024 om 10:00 schreef Casemesh Support Desk\n"
+            "<noreply@example.com>:\nWelk apparaat?\n",
+            "Ja.",
+        ),
+        (
             "네.\n\n2024년 1월 1일 (월) 오전 10:00, Casemesh <noreply@example.com>님이 작성:\n"
             "> 어떤 기기인가요?\n",
             "네.",
@@ -272,6 +277,42 @@ def test_the_quoted_history_is_stripped(text: str, kept: str) -> None:
         (
             "你好\n2023年5月1日我在视频简介里写道：\n这是我原创的音乐\n请帮我申诉",
             "你好\n2023年5月1日我在视频简介里写道：\n这是我原创的音乐\n请帮我申诉",
+        ),
+        # Gmail's and Apple Mail's headers always name the address: without
+        # one, a line of their shape is a sentence, a time of day in it or not.
+        (
+            "El lunes a las 10:30 el soporte me escribió:\nque el vídeo fue rechazado\nGracias",
+            "El lunes a las 10:30 el soporte me escribió:\nque el vídeo fue rechazado\nGracias",
+        ),
+        (
+            "Op 3 maart om 10:30 schreef ik jullie dit:\ndat de video geweigerd is\nBedankt",
+            "Op 3 maart om 10:30 schreef ik jullie dit:\ndat de video geweigerd is\nBedankt",
+        ),
+        (
+            "2024年3月3日 10:30，你们的客服写道：\n视频被拒绝了\n请帮我申诉",
+            "2024年3月3日 10:30，你们的客服写道：\n视频被拒绝了\n请帮我申诉",
+        ),
+        (
+            "关于这个视频，我于2024年3月3日 10:30在简介里写道：\n这是我原创的音乐\n请帮我申诉",
+            "关于这个视频，我于2024年3月3日 10:30在简介里写道：\n这是我原创的音乐\n请帮我申诉",
+        ),
+        # Plain text is wrapped at about 72 characters: a sentence running
+        # over two lines is no header, however the two read together; only
+        # Gmail's wrapped headers are (broken before the time or the address).
+        (
+            "Bonjour,\nLe 3 mars à 10:30 j'ai reçu un message où\nvotre équipe a écrit :\n"
+            "vidéo refusée. Pourquoi ? …",
+            "Bonjour,\nLe 3 mars à 10:30 j'ai reçu un message où\nvotre équipe a écrit :\n"
+            "vidéo refusée. Pourquoi ? …",
+        ),
+        (
+            "你好\n在3月3日10:30我收到了你们的邮件，\n客服写道：\n视频被拒绝了…",
+            "你好\n在3月3日10:30我收到了你们的邮件，\n客服写道：\n视频被拒绝了…",
+        ),
+        (
+            "Yes.\n\nOn Mon, 1 Jan 2024 at 10:00, Casemesh <s@example.com> wrote:\n"
+            "> Did you upload it?\n在10:30我又试了一次，\n系统还是写道：\n上传失败。\n",
+            "Yes.\n\n在10:30我又试了一次，\n系统还是写道：\n上传失败。",
         ),
     ],
 )

@@ -10,9 +10,12 @@ and Gmail's "… 于 … 写道：", Apple Mail's "2024年1月1日 10:00，… �
 its patterns miss or cut in two); quoted lines ("> …") left at the end go
 too. What the requester wrote between or below the lines they quoted is
 kept. A line of a header's shape starts a history only if it says when or
-whom (a time of day or an address, as every mail program's does) or quoted
-lines follow it: "On 3 March my brother wrote:" or "在2023年的视频简介里我写道："
-is the requester's own sentence, and the text after it theirs.
+whom (a time of day or an address, as every mail program's does; an address
+for the shapes of Gmail's and Apple Mail's, which always name it) or quoted
+lines follow it: "On 3 March my brother wrote:", "在2023年的视频简介里我写道："
+or "El lunes a las 10:30 el soporte me escribió:" is the requester's own
+sentence, and the text after it theirs. Two lines are one header only where
+Gmail's plain text breaks one: a sentence wrapped over two lines is none.
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ LANGUAGES = ["en", "zh", "de", "fr", "es", "it", "ja", "ko", "nl"]
 _PARSER = EmailReplyParser(languages=LANGUAGES)
 # A separator line starts a history wherever it stands.
 _SEPARATOR = re.compile(r"^\s*-{3,}\s*(原始邮件|Original Message)\s*-{3,}\s*$", re.IGNORECASE)
+# The headers of the mail programs that always name the sender's address
+# (Gmail's "Name <a@b>", Apple Mail's): without an "@" such a line is a
+# sentence, a time of day in it or not ("El lunes a las 10:30 el soporte me
+# escribió:", "2024年3月3日 10:30，你们的客服写道：").
 # Gmail's Chinese header ("Name <a@b> 于2024年1月1日周一 下午3:56写道：") is
 # known by the full date right after its 于: a sentence's 于 ("由于2023年的…",
 # "我于2023年在简介里写道：") is no header, and a name may hold a 于 too.
@@ -49,21 +56,32 @@ _SEPARATOR = re.compile(r"^\s*-{3,}\s*(原始邮件|Original Message)\s*-{3,}\s*
 # every line they would match); Gmail's French one it reports from the
 # middle of the line, which `_split` does not take. Spaces may be no-break
 # ones (French sets one before its colon).
-_HEADERS = re.compile(
-    r"^\s*(在.{0,200}写道[:：]"
-    r"|.{0,200}于\d{4}年\d{1,2}月\d{1,2}日.{0,40}写道[:：]"
+_ADDRESSED_HEADERS = (
+    r".{0,200}于\d{4}年\d{1,2}月\d{1,2}日.{0,40}写道[:：]"
     r"|\d{4}年\d{1,2}月\d{1,2}日.{0,200}写道[:：]"
-    r"|-{3,}\s*(原始邮件|Original Message)\s*-{3,}"
-    r"|On .{0,200}wrote:"
     r"|Le\s.{0,200}\sa\sécrit\s?:"
     r"|El\s.{0,200}\sescribió\s?:"
     r"|Op\s.{0,200}\sschreef\s.{0,200}:"
-    r"|\d{4}년\s?\d{1,2}월\s?\d{1,2}일.{0,200}님이\s?작성(?:하였습니다)?\s?:)\s*$",
+    r"|\d{4}년\s?\d{1,2}월\s?\d{1,2}일.{0,200}님이\s?작성(?:하였습니다)?\s?:"
+)
+_ADDRESSED = re.compile(rf"^\s*(?:{_ADDRESSED_HEADERS})\s*$", re.IGNORECASE)
+_HEADERS = re.compile(
+    r"^\s*(在.{0,200}写道[:：]"
+    r"|-{3,}\s*(原始邮件|Original Message)\s*-{3,}"
+    r"|On .{0,200}wrote:"
+    rf"|{_ADDRESSED_HEADERS})\s*$",
     re.IGNORECASE,
 )
 # What a header says of when or whom: a time of day, an address. A date
 # alone is not enough: "On 3 March my brother wrote:" is a sentence.
 _WHEN_OR_WHOM = re.compile(r"\d{1,2}[:：]\d{2}|@")
+# Where Gmail's plain text breaks a header too long for its lines: a Chinese
+# one after its date, before its time ("Name <a@b> 于2024年1月1日周一" over
+# "上午9:30写道："), the others before the address ("… Name <" over
+# "a@b> a écrit :"). The lines of a requester's sentence break anywhere.
+_GMAIL_DATE_LAST = re.compile(r"于\d{4}年\d{1,2}月\d{1,2}日(?:周[一二三四五六日天])?\s*$")
+_GMAIL_TIME_ALONE = re.compile(r"\s*(?:[上下]午)?\d{1,2}:\d{2}\s*写道[:：]\s*")
+_ADDRESS_FIRST = re.compile(r"\s*(<\s*)?[^\s<>@]+@[^\s<>]+>")
 # Text whose first line that is not blank is quoted.
 _QUOTE_FOLLOWS = re.compile(r"\s*>")
 
@@ -225,14 +243,11 @@ def _split(message: ParsedMessage, unmarked: Callable[[str], str]) -> tuple[str,
 def _header_at(lines: list[str], i: int) -> int:
     """How many lines from `lines[i]` a header the library does not know
     (`_HEADERS`) that starts a history (`_starts_history`) takes: 1; 2 for
-    one wrapped (Gmail's plain text breaks a long Chinese header before its
-    time, "… 于2024年1月1日周一\n上午9:30写道："); 0 for none. Two lines are
-    read as one header only where neither is one alone: the line above a
-    header is the requester's."""
+    one Gmail's plain text wrapped (`_gmail_wrapped`); 0 for none."""
     pair = lines[i : i + 2]
     if _HEADERS.match(lines[i]):
         size = 1
-    elif len(pair) == 2 and not _HEADERS.match(pair[1]) and _HEADERS.match(" ".join(pair)):
+    elif len(pair) == 2 and _gmail_wrapped(*pair):
         size = 2
     else:
         return 0
@@ -240,16 +255,32 @@ def _header_at(lines: list[str], i: int) -> int:
     return size if _starts_history(" ".join(lines[i : i + size]), following) else 0
 
 
+def _gmail_wrapped(first: str, second: str) -> bool:
+    """Whether two lines are one Gmail header its plain text broke where it
+    breaks one (`_GMAIL_DATE_LAST`, `_ADDRESS_FIRST`), its address in the
+    first line or at the start of the second. Neither may be a header alone:
+    the line above a header is the requester's. A sentence of theirs running
+    over two lines ("Le 3 mars à 10:30 j'ai reçu un message où" over "votre
+    équipe a écrit :") is no header, however the two read together."""
+    if _HEADERS.match(second) or not _HEADERS.match(f"{first} {second}"):
+        return False
+    if _GMAIL_DATE_LAST.search(first) and "@" in first:
+        return bool(_GMAIL_TIME_ALONE.fullmatch(second))
+    address = _ADDRESS_FIRST.match(second)
+    return address is not None and (address[1] is not None or first.rstrip().endswith("<"))
+
+
 def _starts_history(header: str, after: str) -> bool:
     """Whether a header starts the quoted history, `after` being the text
     below it: a separator does; a line such as "On … wrote:" does if it
     says when or whom (every mail program's attribution holds a time of
-    day or an address), or if quoted lines follow it. Otherwise it is the
-    requester's own sentence ("On 3 March my brother wrote:",
-    "在2023年的视频简介里我写道："), and what follows it is theirs too."""
-    return bool(
-        _SEPARATOR.match(header) or _WHEN_OR_WHOM.search(header) or _QUOTE_FOLLOWS.match(after)
-    )
+    day or an address; Gmail's and Apple Mail's, `_ADDRESSED`, an address),
+    or if quoted lines follow it. Otherwise it is the requester's own
+    sentence ("On 3 March my brother wrote:", "在2023年的视频简介里我写道：",
+    "El lunes a las 10:30 el soporte me escribió:"), and what follows it is
+    theirs too."""
+    says = "@" in header if _ADDRESSED.match(header) else _WHEN_OR_WHOM.search(header)
+    return bool(_SEPARATOR.match(header) or says or _QUOTE_FOLLOWS.match(after))
 
 
 def _quoted(line: str) -> bool:
