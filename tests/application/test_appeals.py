@@ -17,6 +17,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.platform.caseindex import IndexProjector, MemoryCaseIndex
+from casemesh.platform.cases import Retry
 from casemesh.platform.errors import (
     Aborted,
     AlreadyExists,
@@ -1055,11 +1056,19 @@ def stored_with(app: Appeals, ident: str, change: Callable[[dict[str, Any]], obj
     """The case `ident` as filed by an earlier release whose rules let
     through what `change` makes of its content: written into its stored
     Filed event."""
+    stored_event_with(app, ident, 1, lambda state: change(state["content"]))
+
+
+def stored_event_with(
+    app: Appeals, ident: str, version: int, change: Callable[[dict[str, Any]], object]
+) -> None:
+    """The case `ident`'s event `version` as an earlier release stored it:
+    what `change` makes of its state."""
     recorder = cast(Any, app.recorder)
-    position = recorder._stored_events_index[ident][1]
+    position = recorder._stored_events_index[ident][version]
     stored = recorder._stored_events[position]
     state = app.mapper.transcoder.decode(stored.state)
-    change(state["content"])
+    change(state)
     recorder._stored_events[position] = replace(stored, state=app.mapper.transcoder.encode(state))
 
 
@@ -2603,6 +2612,140 @@ def test_a_notice_stored_with_an_item_longer_than_a_url_is_completed_countered_a
     message = public_message(last_event(app, ident), app.get(URSULA, ident))
     assert isinstance(message, aev.ContentRestored)
     assert list(message.restored_items) == [long_item]
+
+
+def filed_by_an_earlier_release(app: Appeals, ident: str, draft: AppealDraft) -> None:
+    """The case `ident` as an earlier release filed it from `draft`, which
+    its rules let through: the draft's content and request written into its
+    stored Filed event, as a retry of `draft` is matched against them."""
+
+    def filed(state: dict[str, Any]) -> None:
+        state["content"].update(draft.content)
+        state["request_fingerprint"] = app.fingerprint(draft)
+
+    stored_event_with(app, ident, 1, filed)
+
+
+def test_a_filing_an_earlier_release_took_past_todays_limits_is_answered_with_its_case(
+    app: Appeals,
+) -> None:
+    """A retry gets the case it filed, whatever limits came in since: a
+    notice filed when an item could be 5,000 characters, and a
+    counter-notice filed as a case naming 51 items in all, each sent again
+    under its request id. Another filing under the id is refused as before,
+    and so is the same filing under a new id; nothing is stored."""
+    long_item = "https://video.example/v/" + "9" * (3000 - 24)
+    old = notice("n-old", infringing_items=[V1, long_item])
+    ident = str(app.file(ALICE, notice("n-old", infringing_items=[V1])).id)
+    filed_by_an_earlier_release(app, ident, old)
+    case = app.file(ALICE, old)
+    assert (str(case.id), case.content["notice"]["infringing_items"]) == (ident, [V1, long_item])
+    with pytest.raises(AlreadyExists, match="request_id 'n-old'") as reused:
+        app.file(ALICE, notice("n-old", infringing_items=[V2]))
+    assert reused.value.reason == "REQUEST_ID_REUSED"
+    with pytest.raises(InvalidArgument) as refused:
+        app.file(ALICE, notice("n-old", infringing_items=[V2, long_item + "0"]))
+    assert [v.field for v in refused.value.violations] == ["appeal.notice.infringing_items[1]"]
+    with pytest.raises(InvalidArgument) as refused:
+        app.file(ALICE, replace(old, request_id="n-new"))
+    assert [v.field for v in refused.value.violations] == ["appeal.notice.infringing_items[1]"]
+    assert CopyrightAppeal.create_id(ALICE.subject, "n-new") not in app.repository
+    assert events_of(app, ident) == [CopyrightAppeal.Filed]
+
+    items = [f"https://video.example/v/{n}" for n in range(1000, 1051)]
+    draft = counter_notice_draft()
+    fifty_one = {"removed_item": items[50], "removed_items": items[:50], "reason": "自编舞"}
+    old = replace(draft, request_id="c-51", content={**draft.content, "counter_notice": fifty_one})
+    fifty = {**fifty_one, "removed_item": items[0]}
+    ident = str(app.file(URSULA, replace(old, content={**old.content, "counter_notice": fifty})).id)
+    filed_by_an_earlier_release(app, ident, old)
+    case = app.file(URSULA, old)
+    assert str(case.id) == ident
+    assert len(appeal_message(case).counter_notice.removed_items) == 51
+    with pytest.raises(AlreadyExists, match="request_id 'c-51'"):
+        app.file(URSULA, replace(old, content={**old.content, "counter_notice": fifty}))
+    with pytest.raises(InvalidArgument) as refused:
+        app.file(URSULA, replace(old, request_id="c-new"))
+    assert [(v.field, v.description) for v in refused.value.violations] == [
+        ("appeal.counter_notice.removed_items", TOO_MANY_REMOVED)
+    ]
+    assert CopyrightAppeal.create_id(URSULA.subject, "c-new") not in app.repository
+    assert events_of(app, ident) == [CopyrightAppeal.Filed]
+
+
+def test_a_counter_notice_an_earlier_release_took_past_fifty_items_answers_again_as_then(
+    app: Appeals,
+) -> None:
+    """The uploader's counter-notice to a notice of 51 items, naming them
+    all, taken by an earlier release: sent again under its request id, it
+    gets its first answer. Another under the id is refused as before, and
+    so is the same one under a new id; nothing changes."""
+    items = [f"https://video.example/v/{n}" for n in range(1000, 1051)]
+    ident = str(app.file(ALICE, notice("n-51", infringing_items=items[:50])).id)
+    stored_with(app, ident, lambda content: content["notice"].update(infringing_items=items))
+    upheld(app, ident)
+    fifty_one = {"removed_item": items[50], "removed_items": items[:50], "reason": "自编舞"}
+
+    def counter_under(request_id: str, counter_notice: dict[str, Any]) -> CopyrightAppeal:
+        return app.file_counter_notice(
+            URSULA,
+            ident,
+            party("Ursula"),
+            counter_notice,
+            good_faith=True,
+            accuracy=True,
+            request_id=request_id,
+        )
+
+    first = counter_under("c-51", {**fifty_one, "removed_item": items[0]})
+    # As the earlier release stored it: all 51 items, under the request.
+    retry = Retry.of(
+        "c-51",
+        URSULA,
+        "file_counter_notice",
+        uploader=party("Ursula"),
+        counter_notice=fifty_one,
+        good_faith=True,
+        accuracy=True,
+    )
+    assert retry is not None
+
+    def countered(state: dict[str, Any]) -> None:
+        state["counter_notice"] = fifty_one
+        state["change_request_fingerprint"] = retry.fingerprint
+
+    stored_event_with(app, ident, first.version, countered)
+    before = events_of(app, ident)
+    again = counter_under("c-51", fifty_one)
+    assert (again.version, again.state) == (first.version, "FORWARDED_TO_CLAIMANT")
+    assert len(appeal_message(again).counter_notice.removed_items) == 51
+    with pytest.raises(AlreadyExists, match="request_id 'c-51'"):
+        counter_under("c-51", {**fifty_one, "removed_item": items[0]})
+    with pytest.raises(InvalidArgument) as refused:
+        counter_under("c-51", {**fifty_one, "reason": "另一个理由"})
+    assert [v.field for v in refused.value.violations] == ["counter_notice.removed_items"]
+    with pytest.raises(InvalidArgument) as refused:
+        counter_under("c-new", fifty_one)
+    assert [v.field for v in refused.value.violations] == ["counter_notice.removed_items"]
+    assert events_of(app, ident) == before
+
+
+def test_a_removed_item_sent_alone_past_fifty_items_is_refused_naming_it(app: Appeals) -> None:
+    """A counter-notice filed as a case naming 50 items, its removed_item
+    among its removed_items: a new removed_item sent alone makes 51, refused
+    naming removed_item, the field the filer sent, and nothing changes."""
+    items = [f"https://video.example/v/{n}" for n in range(1000, 1051)]
+    draft = counter_notice_draft()
+    fifty = {"removed_item": items[0], "removed_items": items[:50], "reason": "自编舞"}
+    content = {**draft.content, "counter_notice": fifty}
+    ident = str(app.file(URSULA, replace(draft, content=content)).id)
+    before = events_of(app, ident)
+    with pytest.raises(InvalidArgument) as refused:
+        app.add_info(URSULA, ident, "", {"counter_notice": {"removed_item": items[50]}}, etag="")
+    assert [(v.field, v.description) for v in refused.value.violations] == [
+        ("completion.counter_notice.removed_item", TOO_MANY_REMOVED)
+    ]
+    assert events_of(app, ident) == before
 
 
 # The largest record aiokafka's producer sends by default (`max_request_size`).

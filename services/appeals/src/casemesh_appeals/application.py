@@ -19,7 +19,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.utils import EnvType
 
 from casemesh.platform.caseindex import CaseRow, Page
-from casemesh.platform.cases import CaseApplication, CaseOptions, open_indexed
+from casemesh.platform.cases import CaseApplication, CaseOptions, Retry, open_indexed
 from casemesh.platform.clock import Clock
 from casemesh.platform.errors import (
     Aborted,
@@ -27,6 +27,7 @@ from casemesh.platform.errors import (
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
+    NotFound,
     Violations,
     own_case,
 )
@@ -203,13 +204,21 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         for the decision's appeal deadline ("" when there is none to appeal)
         and its territorial scope (country codes joined by commas, "" for
         everywhere; None from a gateway that does not say)."""
-        self._check_draft(draft)
-        kind = Kind(draft.kind)
-        # A retry gets its case, window or not (an appeal filed before appeals
-        # took their rounds is found here too).
-        existing = self.replayed(CopyrightAppeal.create_id(who.subject, draft.request_id), draft)
+        # A retry gets its case, window or not, and whatever limits came in
+        # since an earlier release filed it (an item of 3,000 characters); an
+        # appeal filed before appeals took their rounds is found here too.
+        ident = CopyrightAppeal.create_id(who.subject, draft.request_id)
+        try:
+            existing = self.replayed(ident, draft)
+        except AlreadyExists:
+            # Another filing under the request id: its bad fields are named
+            # first, as for any filing.
+            self._check_draft(draft)
+            raise
         if existing is not None:
             return existing
+        self._check_draft(draft)
+        kind = Kind(draft.kind)
         if kind is Kind.DECISION_APPEAL:
             return self._file_appeal(who, draft, report_decision_until, report_decision_scope)
         jurisdiction = draft.jurisdiction or self.default_jurisdiction
@@ -417,12 +426,13 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             check_lists(parts, a.content, held, completion, "completion")
             holds = [item for _, item in named_items(a.content)]
             check_items(parts, completion, "completion", held=holds)
-            if "counter_notice" in completion:
+            if isinstance(completion.get("counter_notice"), dict):
+                before = a.content.get("counter_notice") or {}
                 check_removed_count(
                     parts,
-                    a.content.get("counter_notice") or {},
+                    before,
                     held.get("counter_notice") or {},
-                    "completion.counter_notice.removed_items",
+                    adding_field(before, completion["counter_notice"], "completion.counter_notice"),
                 )
             if "filer" in completion:
                 check_completed_party(
@@ -477,6 +487,24 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         # Its items are the notice's (`CopyrightAppeal.file_counter_notice`),
         # as long as the notice had them: not checked for length here.
         self._check_texts(v, {"counter_notice": counter_notice}, "")
+        arguments = {
+            "uploader": uploader,
+            "counter_notice": counter_notice,
+            "good_faith": good_faith,
+            "accuracy": accuracy,
+        }
+        # A retry gets its first answer, whatever limits came in since an
+        # earlier release took it (51 items in all).
+        try:
+            retry = Retry.of(request_id, who, "file_counter_notice", **arguments)
+            earlier = self.changed_before(who, ident, retry)
+        except (InvalidArgument, NotFound, AlreadyExists):
+            # A malformed request id, no such case, another change under the
+            # id: the counter-notice's bad fields are named first.
+            v.raise_if_any()
+            raise
+        if earlier is not None:
+            return earlier
         v.raise_if_any()
 
         def counter(a: CopyrightAppeal) -> None:
@@ -499,18 +527,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                 restores_at=policy.court_action_until(deadline),
             )
 
-        return self.change_under(
-            who,
-            ident,
-            "",
-            request_id,
-            counter,
-            "file_counter_notice",
-            uploader=uploader,
-            counter_notice=counter_notice,
-            good_faith=good_faith,
-            accuracy=accuracy,
-        )
+        return self.change(who, ident, "", counter, retry)
 
     # -- agents -----------------------------------------------------------
 
@@ -1005,6 +1022,17 @@ def check_removed_count(
     listed = len(after.get("removed_items") or [])
     if listed <= LIST_LIMIT < count and count > len(removed_items(before)):
         v.add(field_name, TOO_MANY_REMOVED)
+
+
+def adding_field(before: dict[str, Any], sent: dict[str, Any], prefix: str) -> str:
+    """The field of a counter-notice completed with `sent` that names an
+    item the case's (`before`) did not, for a refusal of too many items in
+    all to name: its `removed_items`, or its `removed_item` when that one
+    alone does (the list sent holds only items the case names, or none)."""
+    named = set(removed_items(before))
+    if sent.get("removed_item") and all(item in named for item in sent.get("removed_items") or []):
+        return f"{prefix}.removed_item"
+    return f"{prefix}.removed_items"
 
 
 def named_items(content: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
