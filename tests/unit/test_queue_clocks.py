@@ -243,3 +243,65 @@ def test_an_appeal_no_one_takes_within_a_day_breaches() -> None:
         ("ESCALATED", "first_response", breach),
     ]
     assert (case.sla_state, case.queue) == ("BREACHED", "copyright-senior")
+
+
+def reopened_and_breached(case: Case) -> datetime:
+    """`case` taken 10 minutes in, decided 2 hours in, sent back to review
+    by a reporter's upheld appeal 3 hours in; the timer, looking 6 hours in,
+    finds its resolution target (4 hours, 2 of them run before the
+    decision) breached 5 hours in. Returns the breach."""
+    taken = rev.ReportCaseAssigned(assignee="agent-li")
+    decided = rev.ReportCaseDecided(outcome="ACTION_TAKEN")
+    lived(
+        case,
+        report_case(2, START + timedelta(minutes=10), taken, "IN_REVIEW"),
+        report_case(3, START + timedelta(hours=2), decided, "ACTION_TAKEN"),
+        report_case(4, START + timedelta(hours=3), rev.ReportCaseDecisionReversed(), "OPEN"),
+    )
+    breach = START + timedelta(hours=5)
+    signals = advance(case, START + timedelta(hours=6), LEVELS)
+    assert ("BREACHED", "resolution", breach) in [(s.kind, s.clock, s.at) for s in signals]
+    assert (case.sla_state, case.queue, case.escalations) == ("BREACHED", "child-safety-leads", 1)
+    return breach
+
+
+# The uploader's appeal, filed 2 h 30 min in, before the case was reopened:
+# its event carries the filing time, though the reports service lodges it
+# only once it hears of it (its consumer behind, or away).
+APPEAL_FILED = START + timedelta(hours=2, minutes=30)
+
+
+def uploaders_appeal(version: int, state: str) -> Observation:
+    message = rev.ReportCaseAppealed(appeal="appeals/x", appellant="uploader")
+    return report_case(version, APPEAL_FILED, message, state)
+
+
+def test_an_appeal_lodged_late_leaves_the_reopened_case_breached_with_the_leads() -> None:
+    """The appeal, lodged after the timer found the reopened case breached,
+    changes nothing of its clocks: the case stays BREACHED with the
+    child-safety leads, escalated once, the breach at its moment, nothing
+    told again, and the case last updated no earlier than it was before."""
+    case = child_safety_case()
+    breach = reopened_and_breached(case)
+    reopened = case.updated_at
+
+    assert apply(case, uploaders_appeal(5, "OPEN"), LEVELS) == []
+    assert (case.sla_state, case.queue, case.escalations) == ("BREACHED", "child-safety-leads", 1)
+    assert case.clocks["resolution"].breached_at == breach
+    assert case.updated_at == reopened
+    assert advance(case, START + timedelta(hours=6), LEVELS) == []
+
+
+def test_an_appeal_lodged_after_the_case_was_decided_again_keeps_its_breach() -> None:
+    """Decided again 7 hours in, after its breach; the appeal, lodged after
+    that, finds the case closed: its breach stays in the read model."""
+    case = child_safety_case()
+    breach = reopened_and_breached(case)
+    redecided = START + timedelta(hours=7)
+    decided = rev.ReportCaseDecided(outcome="NO_VIOLATION")
+    apply(case, report_case(5, redecided, decided, "NO_VIOLATION"), LEVELS)
+
+    assert apply(case, uploaders_appeal(6, "NO_VIOLATION"), LEVELS) == []
+    resolution = case.clocks["resolution"]
+    assert (resolution.breached_at, resolution.met_at) == (breach, redecided)
+    assert (case.sla_state, case.escalations) == ("BREACHED", 1)

@@ -5,7 +5,10 @@ and of the moment the clocks are read, so replaying the topics from offset 0
 gives the same queue. Warnings and breaches are recorded at the moment they
 fell due, whether the timer or a later event notices first; one the timer
 recorded past the time of an event heard later is taken back
-(`_told_too_soon`).
+(`_told_too_soon`), and stands again at once if that event does not change
+it. An event's time counts from its case's last update on: one aggregate's
+events are recorded in order, so none happened before the one before it was
+recorded, whatever earlier moment it names (an appeal's filing).
 """
 
 from __future__ import annotations
@@ -241,7 +244,7 @@ def advance(case: Case, until: datetime, levels: ServiceLevels) -> list[Signal]:
     return signals
 
 
-def _told_too_soon(case: Case, at: datetime, levels: ServiceLevels) -> None:
+def _told_too_soon(case: Case, at: datetime, levels: ServiceLevels) -> datetime | None:
     """Takes back what the timer recorded past `at`, an event's own time, now
     that the event is heard: a breach, and the escalation it made, after
     `at`; a warning its clock had not reached by `at`. The timer runs the
@@ -250,24 +253,60 @@ def _told_too_soon(case: Case, at: datetime, levels: ServiceLevels) -> None:
     after the timer has gone past it. Recorded again, each at its own
     moment, if the clock still gets there once the event is applied (the
     SLA events' ids keep the topic from hearing one twice); so the case is
-    what a replay of the topics from offset 0 makes of it."""
+    what a replay of the topics from offset 0 makes of it. Returns the
+    latest moment of what it took back (None for nothing): the timer had
+    judged the clocks that far."""
     cal = levels.calendar
+    judged: list[datetime] = []
     for c in case.clocks.values():
         if c.breached_at is not None and c.breached_at > at:
+            judged.append(c.breached_at)
             c.breached_at = None
             case.escalations = max(0, case.escalations - 1)
         if c.warned and c.breached_at is None and c.met_at is None:
             elapsed = c.elapsed + (c.spec.spent(cal, c.since, at) if c.since else 0.0)
             c.warned = elapsed >= c.target * (1 - levels.warn_before)
+            if not c.warned and c.warn_at is not None:
+                judged.append(c.warn_at)
+    return max(judged, default=None)
+
+
+def _judged_again(
+    case: Case,
+    until: datetime,
+    before: dict[str, tuple[bool, datetime | None]],
+    levels: ServiceLevels,
+) -> list[Signal]:
+    """Records again what `_told_too_soon` took back and the event just
+    applied leaves due by `until`, where the timer had already been: an
+    event that changes nothing of the clocks (an appeal lodged, a party
+    named) leaves the case as it stood, rather than out of its escalation
+    queue until the timer's next look. Only what differs from `before`
+    (each clock's warning and breach before the event) is told again."""
+    again = advance(case, until, levels)
+    for c in case.clocks.values():
+        c.plan(levels.calendar, levels.warn_before)
+    return [s for s in again if not _as_before(s, before[s.clock])]
+
+
+def _as_before(s: Signal, before: tuple[bool, datetime | None]) -> bool:
+    warned, breached_at = before
+    return warned if s.kind == "WARNED" else breached_at == s.at
 
 
 def apply(case: Case, obs: Observation, levels: ServiceLevels) -> list[Signal]:
-    """Moves the case by one event: the clocks run up to the event first."""
-    signals = advance(case, obs.at, levels)
+    """Moves the case by one event: the clocks run up to the event first.
+    The event counts as no earlier than the case's last update: a time
+    before it names when something was done elsewhere (an appeal's filing,
+    a report's), not when this case's stream recorded it, which only
+    followed its previous event."""
+    at = max(obs.at, case.updated_at)
+    before = {name: (c.warned, c.breached_at) for name, c in case.clocks.items()}
+    signals = advance(case, at, levels)
     cal = levels.calendar
-    _told_too_soon(case, obs.at, levels)
+    judged = _told_too_soon(case, at, levels)
     case.version = obs.version
-    case.updated_at = obs.at
+    case.updated_at = at
     case.status = obs.status
     if obs.appeal_of is not None:
         case.appeal_of = obs.appeal_of
@@ -282,7 +321,7 @@ def apply(case: Case, obs: Observation, levels: ServiceLevels) -> list[Signal]:
     if priority is not None and retargeted:
         # The time run so far counts under the old target; the new one runs from here.
         for c in case.clocks.values():
-            c.stop(cal, obs.at)
+            c.stop(cal, at)
         case.source_priority = priority
         policy: Policy = levels.policy(case.type, case.category, priority)
         case.policy, case.escalate_to = policy.name, policy.escalate_to
@@ -294,20 +333,20 @@ def apply(case: Case, obs: Observation, levels: ServiceLevels) -> list[Signal]:
             case.clocks[name].business = target.business
     first, resolution = case.clocks["first_response"], case.clocks["resolution"]
     if obs.responded and first.met_at is None:
-        first.stop(cal, obs.at)
-        first.met_at = obs.at
+        first.stop(cal, at)
+        first.met_at = at
     if not obs.open and resolution.met_at is None:
         for c in case.clocks.values():
-            c.stop(cal, obs.at)
-        resolution.met_at = obs.at
+            c.stop(cal, at)
+        resolution.met_at = at
     elif obs.open and resolution.met_at is not None:
         resolution.met_at = None  # reopened: the clock carries on from where it stood
     case.open, case.waiting = obs.open, obs.waiting
     for c in case.clocks.values():
         if case.claimable and c.met_at is None:
-            c.since = c.since or obs.at
+            c.since = c.since or at
         else:
-            c.stop(cal, obs.at)
+            c.stop(cal, at)
         c.plan(cal, levels.warn_before)
         if retargeted and c.met_at is None and c.breached_at is None:
             # A warning given under the old target stands only if the time run
@@ -317,6 +356,8 @@ def apply(case: Case, obs: Observation, levels: ServiceLevels) -> list[Signal]:
             # on the topic: one per case and clock). One due now and not given
             # yet is given by the next look (`advance`), at its moment.
             c.warned = c.warned and c.elapsed >= c.target * (1 - levels.warn_before)
+    if judged is not None:
+        signals += _judged_again(case, judged, before, levels)
     # Nor does an agent the event names a party keep it (they reported it
     # since they took it, a decision names them): they could not work it
     # (OWN_CASE), and would keep it from everyone until the lease ran out.
