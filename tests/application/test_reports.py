@@ -19,7 +19,7 @@ from uuid import UUID
 import pytest
 from eventsourcing.persistence import IntegrityError
 
-from casemesh.events.v1.reports_pb2 import ReportResolved
+from casemesh.events.v1.reports_pb2 import ReportCaseDecided, ReportResolved
 from casemesh.platform.callers import _VOUCHED
 from casemesh.platform.caseindex import Projector
 from casemesh.platform.errors import (
@@ -44,6 +44,7 @@ from casemesh.platform.personal import (
 )
 from casemesh.platform.relay import StreamFollower
 from casemesh.platform.timers import Deadline, UnknownDeadlineKind
+from casemesh.topics import MAX_RECORD_BYTES
 from casemesh.v1 import reports_pb2 as rpb
 from casemesh_reports import filing
 from casemesh_reports.api import (
@@ -66,7 +67,7 @@ from casemesh_reports.domain import (
     Reporter,
     TrustedFlagger,
 )
-from casemesh_reports.events import Translator, public_message
+from casemesh_reports.events import PUBLISHED_REPORT_IDS, Translator, public_message
 from casemesh_reports.policy import Misuse, ReportsPolicy, load_taxonomy
 from tests.application.story import (
     AGENT,
@@ -257,6 +258,61 @@ def test_a_popular_video_takes_every_report_filed_on_it_at_once(
         cases = list(pool.map(reported, range(120)))
     assert Counter(cases) == {cases[0]: 120}
     assert len(app.get_case(AGENT, cases[0]).reporters) == 120
+
+
+def reported_by_a_crowd(app: Reports, clock: FakeClock, people: int) -> tuple[str, list[str]]:
+    """A video Alice and `people` others reported: its case and its reports'
+    ids, oldest first. Built in one save (filed one by one, they would take
+    minutes)."""
+    first = app.file(ALICE, report())
+    case: ReportCase = app.repository.get(UUID(first.case_id))
+    reports = []
+    for i in range(people):
+        filed = AbuseReport(
+            reporter=f"u{i}",
+            request_id="r1",
+            request_fingerprint="",
+            target=first.target,
+            category=first.category,
+            subcategory=first.subcategory,
+            explanation="我也看到了",
+            evidence=[],
+            contact={"locale": "zh-CN", "channels": []},
+            source="ARTICLE_16",
+            case_id=first.case_id,
+            filed_at=clock.now(),
+        )
+        joined = {"id": str(filed.id), "reporter": f"u{i}", "at": clock.now(), "trusted": False}
+        case.add_report(report=joined, base_priority=case.base_priority)
+        reports.append(filed)
+    app.save(case, *reports)
+    return first.case_id, [str(first.id), *(str(r.id) for r in reports)]
+
+
+@pytest.mark.parametrize("outcome", ["ACTION_TAKEN", "NO_VIOLATION"])
+def test_a_video_reported_by_fourteen_thousand_people_is_decided_and_published(
+    app: Reports, clock: FakeClock, outcome: str
+) -> None:
+    """A viral video's case is decided like any other (its decision does not
+    carry every report's id into the store, where it would be too large to
+    record), and its ReportCaseDecided lists the case's first reports,
+    oldest first, in a record the topic takes."""
+    ident, reports = reported_by_a_crowd(app, clock, 14_000)
+    removed = outcome == "ACTION_TAKEN"
+    statement = action_taken(clock) if removed else NO_VIOLATION
+    uploader = UPLOADER if removed else None
+    case = app.decide(AGENT, ident, outcome, statement, uploader, [], etag="")
+    assert case.state == outcome
+    for each in (reports[0], reports[-1]):
+        assert app.get_report(AGENT, each).state == outcome
+
+    published = Translator(StreamFollower(app))(cast(Any, None), last_event(app, ident))
+    assert published.type == "casemesh.reports.ReportCaseDecided.v1"
+    decided = ReportCaseDecided.FromString(published.data)
+    assert decided.outcome == outcome
+    assert list(decided.report_ids) == reports[:PUBLISHED_REPORT_IDS]
+    assert decided.report_count == len(reports)
+    assert len(published.data) < MAX_RECORD_BYTES
 
 
 def test_a_filing_that_loses_races_pauses_longer_after_each_loss(
@@ -488,6 +544,40 @@ def test_a_report_stored_before_it_said_when_it_was_filed_reads_as_filed_when_st
     )
     read = older.mutate(None)
     assert isinstance(read, AbuseReport) and read.received_at == older.timestamp
+
+
+def test_a_decision_stored_listing_its_cases_reports_reads_and_publishes_as_before(
+    app: Reports, clock: FakeClock
+) -> None:
+    """A decision stored before version 2 listed every report of its case;
+    read now, the case is decided as it was and its ReportCaseDecided lists
+    the same reports."""
+    mine, bobs = app.file(ALICE, report()), app.file(BOB, report("b1"))
+    ident = mine.case_id
+    app.decide(AGENT, ident, "ACTION_TAKEN", action_taken(clock), UPLOADER, [], etag="")
+    as_now = Translator(StreamFollower(app))(cast(Any, None), last_event(app, ident))
+    case_as_now = app.get_case(AGENT, ident)
+
+    recorder = cast(Any, app.recorder)
+    decided = last_event(app, ident)
+    position = recorder._stored_events_index[ident][decided.originator_version]
+    stored_now = recorder._stored_events[position]
+    transcoder = app.mapper.transcoder
+    state = transcoder.decode(stored_now.state)
+    assert state.pop("class_version") == 2
+    state["report_ids"] = [str(mine.id), str(bobs.id)]
+    recorder._stored_events[position] = replace(stored_now, state=transcoder.encode(state))
+
+    case = app.get_case(AGENT, ident)
+    assert (case.state, case.decision, case.uploader) == (
+        "ACTION_TAKEN",
+        case_as_now.decision,
+        case_as_now.uploader,
+    )
+    as_then = Translator(StreamFollower(app))(cast(Any, None), last_event(app, ident))
+    assert as_then == as_now
+    published = ReportCaseDecided.FromString(as_then.data)
+    assert list(published.report_ids) == [str(mine.id), str(bobs.id)]
 
 
 def test_a_report_with_bad_fields_names_each_and_files_nothing(app: Reports) -> None:

@@ -47,6 +47,13 @@ PUBLIC_NAMES: dict[type[Any], str | dict[type[Any], str]] = {
     TrustedFlagger.Removed: "TrustedFlaggerRemoved",
 }
 
+# The most report ids a ReportCaseDecided lists (the case's oldest). Each
+# takes 38 bytes: a video's 100,000 reports would take 3.8 MB, nearly the
+# largest record a topic takes (`topics.MAX_RECORD_BYTES`, 4 MiB) before the
+# rest of the decision is counted; 10,000 take 380 KB. Every report's own
+# ReportResolved names its case, however many there are.
+PUBLISHED_REPORT_IDS = 10_000
+
 COLLECTIONS: dict[type[Any], str] = {
     AbuseReport: "reports",
     ReportCase: "report-cases",
@@ -195,7 +202,10 @@ def public_message(domain_event: Any, after: Any) -> Message:
                 affected_uploader=_party(
                     a["uploader"] or (after.uploader if a["lifted"] else None)
                 ),
-                report_ids=a["report_ids"],
+                # The case's reports at its version (a decision stored
+                # before version 2 listed the same).
+                report_ids=[r["id"] for r in after.reports[:PUBLISHED_REPORT_IDS]],
+                report_count=len(after.reports),
                 manifestly_unfounded_report_ids=a["unfounded"],
                 restrictions_lifted=_restrictions(a["lifted"]),
             )
