@@ -14,10 +14,12 @@ import pytest
 from casemesh.platform.callers import _VOUCHED
 from casemesh.platform.clock import SystemClock
 from casemesh.platform.errors import InvalidArgument
+from casemesh.platform.grpcutil import MOST_FILTER_VALUES, enum_filter
 from casemesh.platform.identity import Identity, Vouched
+from casemesh.v1 import appeals_pb2, reports_pb2, tickets_pb2
 from casemesh.v1 import casequeue_pb2 as pb
 from casemesh_casequeue import store
-from casemesh_casequeue.api import MOST_FILTER_VALUES, QueueServicer, _name
+from casemesh_casequeue.api import QueueServicer, _name
 
 CASE_ID = "01234567-89ab-cdef-0123-456789abcdef"  # as the services issue them
 
@@ -112,3 +114,21 @@ async def test_a_filter_value_sent_twice_counts_once(
     )
     await queue.ListQueueCases(request, cast(Any, None))
     assert [(f.types, f.sla_states) for f in asked] == [(["appeal", "ticket"], ["BREACHED"])]
+
+
+@pytest.mark.parametrize(
+    ("enum", "prefix"),
+    [
+        (pb.CaseType, "CASE_TYPE_"),
+        (pb.SlaState, "SLA_STATE_"),
+        (tickets_pb2.TicketStatus, "TICKET_STATUS_"),
+        (appeals_pb2.AppealState, "APPEAL_STATE_"),
+        (reports_pb2.ReportCaseState, "REPORT_CASE_STATE_"),
+    ],
+)
+def test_a_filter_naming_every_value_once_is_taken_by_every_list(enum: Any, prefix: str) -> None:
+    """The services' lists share the limit: it is more than any of their
+    filters' enums has values (an appeal has eleven states)."""
+    values = [v for v in enum.values() if v]
+    names = enum_filter(enum, values + values[:1], "states", prefix)
+    assert names == [enum.Name(v).removeprefix(prefix) for v in values]

@@ -10,13 +10,13 @@ from typing import Any, cast
 import pytest
 
 from casemesh.platform.errors import InvalidArgument, Violations
-from casemesh.platform.grpcutil import resource_id
+from casemesh.platform.grpcutil import MOST_FILTER_VALUES, resource_id
 from casemesh.platform.identity import Identity
 from casemesh.rules import tickets as rules
 from casemesh.v1 import evidence_pb2 as epb
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh_evidence.application import evidence_id
-from casemesh_gateway import fieldrules
+from casemesh_gateway import checks, fieldrules
 from casemesh_gateway.api import Backend
 from casemesh_tickets.api import _statuses
 
@@ -58,6 +58,31 @@ def test_the_unspecified_status_is_refused_as_a_filter_by_the_service_too() -> N
     with pytest.raises(InvalidArgument) as refused:
         _statuses([pb.TICKET_STATUS_OPEN, pb.TICKET_STATUS_UNSPECIFIED])
     assert fields(refused) == ["statuses"]
+
+
+def test_a_status_filter_of_a_million_values_is_refused_before_it_is_read() -> None:
+    """A 1 MB request carries a million statuses: read one by one they held
+    the tickets service's one event loop for a second a call, its liveness
+    probe waiting behind them. The gateway refuses such a list as the
+    service does, by its place, before forwarding it."""
+    flood = pb.ListTicketsRequest(statuses=[pb.TICKET_STATUS_OPEN] * 1_000_000)
+    too_many = [("statuses", f"at most {MOST_FILTER_VALUES} items")]
+    with pytest.raises(InvalidArgument) as by_service:
+        _statuses(flood.statuses)
+    v = Violations()
+    checks.statuses(flood, v)
+    with pytest.raises(InvalidArgument) as by_gateway:
+        v.raise_if_any()
+    for refused in (by_service, by_gateway):
+        assert [(f.field, f.description) for f in refused.value.violations] == too_many
+
+
+def test_a_status_sent_twice_filters_once() -> None:
+    most = [pb.TICKET_STATUS_OPEN, pb.TICKET_STATUS_NEW] * (MOST_FILTER_VALUES // 2)
+    assert _statuses(most) == ["OPEN", "NEW"]
+    v = Violations()
+    checks.statuses(pb.ListTicketsRequest(statuses=most), v)
+    v.raise_if_any()
 
 
 def test_a_piece_of_evidence_listed_twice_is_refused_at_its_second_place() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection
 from datetime import datetime, timedelta
 from typing import Any, TypeAlias
 
@@ -22,7 +22,7 @@ from casemesh.platform.errors import (
     PermissionDenied,
     Unauthenticated,
 )
-from casemesh.platform.grpcutil import enum_name, to_timestamp
+from casemesh.platform.grpcutil import enum_filter, to_timestamp
 from casemesh.platform.identity import INTERNAL_LEEWAY_SECONDS, Identity, Vouched
 from casemesh.platform.paging import page_size_of
 from casemesh.rules import leases
@@ -147,23 +147,6 @@ def _queues(queues: Any, known: Collection[str]) -> list[str]:
     return found
 
 
-# How many values a filter of a few enum values (`types`, `sla_states`) may
-# hold, repeats counted: more than there are values, few enough that a
-# request is refused before its list is read (a 1 MB request carries a
-# million, a second of work on the queue's one event loop).
-MOST_FILTER_VALUES = 10
-
-
-def _enum_filter(values: Sequence[int], enum: Any, field: str, prefix: str) -> list[str]:
-    """The names of the values of an enum filter, each once."""
-    if len(values) > MOST_FILTER_VALUES:
-        raise InvalidArgument.field(field, f"at most {MOST_FILTER_VALUES} items")
-    names = [enum_name(enum, v, field, prefix) for v in dict.fromkeys(values)]
-    if "UNSPECIFIED" in names:
-        raise InvalidArgument.field(field, "must not hold UNSPECIFIED")
-    return names
-
-
 def _category(category: str) -> str:
     if category and not _plain(category, 100):
         raise InvalidArgument.field(
@@ -201,8 +184,8 @@ class QueueServicer(pb_grpc.CaseQueueServiceServicer):
         self, request: pb.ListQueueCasesRequest, context: Ctx
     ) -> pb.ListQueueCasesResponse:
         self._agent(context)
-        types = _enum_filter(request.types, pb.CaseType, "types", "CASE_TYPE_")
-        states = _enum_filter(request.sla_states, pb.SlaState, "sla_states", "SLA_STATE_")
+        types = enum_filter(pb.CaseType, request.types, "types", "CASE_TYPE_")
+        states = enum_filter(pb.SlaState, request.sla_states, "sla_states", "SLA_STATE_")
         limit = page_size_of(request.page_size, most=500, default=50)
         try:
             after = store.decode_token(request.page_token)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from casemesh.platform.errors import Violations
+from casemesh.platform.grpcutil import MOST_FILTER_VALUES
 from casemesh.rules import tickets as rules
 from casemesh.v1 import tickets_pb2 as pb
 
@@ -58,7 +59,12 @@ def page(limit: int) -> Check:
 def statuses(request: pb.ListTicketsRequest, v: Violations) -> None:
     """Not an annotation: written when protovalidate ran its rules in Python,
     which took seconds over the thousands of items a hostile client may send.
-    (Its native engine would take this as a rule on each item now.)"""
+    (Its native engine would take this as a rule on each item now.) A list
+    longer than the service reads is refused here, as the service refuses it,
+    without reading it."""
+    if len(request.statuses) > MOST_FILTER_VALUES:
+        v.add("statuses", f"at most {MOST_FILTER_VALUES} items")
+        return
     known = set(pb.TicketStatus.values()) - {pb.TICKET_STATUS_UNSPECIFIED}
     if any(s not in known for s in request.statuses):
         v.add("statuses", "must hold defined ticket states (not UNSPECIFIED)")

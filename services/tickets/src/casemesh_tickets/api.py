@@ -3,7 +3,7 @@ method (in a worker thread: the event store is synchronous), encode."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
 import grpc
@@ -273,7 +273,7 @@ def categories_message() -> pb.ListTicketCategoriesResponse:
     )
 
 
-def _statuses(values: Iterable[int]) -> list[str]:
+def _statuses(values: Sequence[int]) -> list[str]:
     return enum_filter(pb.TicketStatus, values, "statuses", "TICKET_STATUS_")
 
 

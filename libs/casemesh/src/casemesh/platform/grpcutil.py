@@ -13,7 +13,6 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
-    Iterable,
     Mapping,
     Sequence,
 )
@@ -275,10 +274,20 @@ def enum_name(enum: Any, value: int, field: str, prefix: str) -> str:
     return name.removeprefix(prefix)
 
 
-def enum_filter(enum: Any, values: Iterable[int], field: str, prefix: str) -> list[str]:
-    """The names a list's enum filter holds (see `enum_name`); the unspecified
-    value filters nothing, so it is refused rather than ignored."""
-    names = [enum_name(enum, v, field, prefix) for v in values]
+# How many values a list's filter of enum values (`statuses`, `states`,
+# `types`) may hold, repeats counted: more than any such enum has values,
+# few enough that a request is refused before its list is read (a 1 MB
+# request carries a million, a second of work on a service's one event loop,
+# which its liveness probe waits behind).
+MOST_FILTER_VALUES = 20
+
+
+def enum_filter(enum: Any, values: Sequence[int], field: str, prefix: str) -> list[str]:
+    """The names a list's enum filter holds, each once (see `enum_name`); the
+    unspecified value filters nothing, so it is refused rather than ignored."""
+    if len(values) > MOST_FILTER_VALUES:
+        raise errors.InvalidArgument.field(field, f"at most {MOST_FILTER_VALUES} items")
+    names = [enum_name(enum, v, field, prefix) for v in dict.fromkeys(values)]
     if "UNSPECIFIED" in names:
         raise errors.InvalidArgument.field(field, f"must not contain {prefix}UNSPECIFIED")
     return names
