@@ -13,6 +13,7 @@ import base64
 import json
 import struct
 import threading
+import urllib.parse
 from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
@@ -21,7 +22,7 @@ import pytest
 from google.protobuf import json_format
 from google.rpc import error_details_pb2
 
-from casemesh.v1 import evidence_pb2, privacy_pb2
+from casemesh.v1 import evidence_pb2, privacy_pb2, tickets_pb2
 from casemesh_gateway import web as web_module
 from casemesh_gateway.web import OFF_LOOP_JSON_BYTES, UPLOAD_PATH, ServiceApp, WebFront
 from tests.support import asgi_post
@@ -319,6 +320,124 @@ async def test_a_json_request_of_more_values_than_any_request_holds_is_refused(
         usual = struct.pack(">BI", 0, len(usual)) + usual
     status, answer = await asgi_post(app, ERASE, usual, {"content-type": content_type})
     assert status == 200, answer
+
+
+TICKETS = tickets_pb2.DESCRIPTOR.services_by_name["TicketService"]
+A_TICKET = "tickets/0f8e6c1e-2b5d-4c3a-9e7f-1a2b3c4d5e6f"
+
+
+def tickets_app() -> ServiceApp:
+    """TicketService over Connect: ListTickets answers with a ticket in each
+    status it was asked for, AssignTicket with the ticket and priority it was
+    given (and no other call is made)."""
+
+    async def answer(request: Any, context: Any) -> Any:
+        if isinstance(request, tickets_pb2.ListTicketsRequest):
+            shown = [tickets_pb2.Ticket(status=s) for s in request.statuses]
+            return tickets_pb2.ListTicketsResponse(tickets=shown)
+        return tickets_pb2.Ticket(name=request.name, priority=request.priority)
+
+    handlers = {
+        f"/{TICKETS.full_name}/{m.name}": grpc.unary_unary_rpc_method_handler(answer)
+        for m in TICKETS.methods
+    }
+    return ServiceApp(TICKETS, handlers, 4096)
+
+
+async def tickets_called(method: str, message: str, *, get: bool = False) -> tuple[int, Any]:
+    """A TicketService call with a JSON `message`, by POST or by Connect's GET:
+    the HTTP status and the JSON answer."""
+    path = f"/{TICKETS.full_name}/{method}"
+    if not get:
+        status, answer = await asgi_post(
+            tickets_app(), path, message.encode(), {"content-type": "application/json"}
+        )
+        return status, json.loads(answer)
+    query = {"encoding": "json", "message": message, "connect": "v1"}
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "query_string": urllib.parse.urlencode(query).encode(),
+        "headers": [],
+        "client": ("127.0.0.1", 50000),
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    said: list[MutableMapping[str, Any]] = []
+
+    async def send(sent: MutableMapping[str, Any]) -> None:
+        said.append(sent)
+
+    await tickets_app()(scope, receive, send)
+    return said[0]["status"], json.loads(b"".join(m.get("body", b"") for m in said[1:]))
+
+
+def violated_fields(details: list[dict[str, Any]]) -> list[str]:
+    """The fields a Connect error's BadRequest names."""
+    return [
+        v.field
+        for detail in details
+        if detail["type"] == "google.rpc.BadRequest"
+        for v in error_details_pb2.BadRequest.FromString(
+            base64.b64decode(detail["value"] + "=" * (-len(detail["value"]) % 4))
+        ).field_violations
+    ]
+
+
+@pytest.mark.parametrize(
+    ("method", "message", "field", "get"),
+    [
+        ("ListTickets", '{"statuses": [1e400]}', "statuses[0]", False),
+        ("ListTickets", '{"statuses": [1e400]}', "statuses[0]", True),
+        ("ListTickets", '{"statuses": ["TICKET_STATUS_NEW", 2.7]}', "statuses[1]", False),
+        ("ListTickets", '{"statuses": [2.7]}', "statuses[0]", True),
+        ("ListTickets", '{"statuses": [true]}', "statuses[0]", False),
+        ("AssignTicket", f'{{"name": "{A_TICKET}", "priority": 3.9}}', "priority", False),
+        ("AssignTicket", f'{{"name": "{A_TICKET}", "priority": -0.5}}', "priority", False),
+        ("AssignTicket", f'{{"name": "{A_TICKET}", "priority": -1e400}}', "priority", False),
+    ],
+)
+async def test_an_enum_value_sent_as_a_number_not_a_whole_one_is_refused_naming_its_field(
+    method: str, message: str, field: str, get: bool
+) -> None:
+    """The parser reads such a number with int(): 3.9 was PRIORITY_HIGH,
+    2.7 OPEN, true NEW, -0.5 no priority (the ticket's kept), and an
+    infinite one a 500 answer in Python's words, before the caller was even
+    authenticated. Refused like a misspelt enum name, by its field, whether
+    sent by POST or by Connect's GET."""
+    status, answer = await tickets_called(method, message, get=get)
+    assert status == 400 and answer["code"] == "invalid_argument", answer
+    assert violated_fields(answer["details"]) == [field]
+
+
+@pytest.mark.parametrize("fault", [OverflowError, TypeError])
+async def test_whatever_the_parser_cannot_take_is_the_callers_mistake_not_a_500(
+    monkeypatch: pytest.MonkeyPatch, fault: type[Exception]
+) -> None:
+    """The parser fails with a Python error of its own on a value of a kind
+    it does not expect (an infinite number where it wants an integer): that
+    is a bad request, not the server's failure in Python's words."""
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        raise fault("cannot convert float infinity to integer")
+
+    monkeypatch.setattr(json_format, "ParseDict", failing)
+    status, answer = await tickets_called("ListTickets", '{"statuses": [2]}')
+    assert status == 400 and answer["code"] == "invalid_argument", answer
+
+
+async def test_an_enum_value_sent_as_a_whole_number_is_still_taken() -> None:
+    status, answer = await tickets_called("ListTickets", '{"statuses": [2, 3.0]}')
+    assert (status, answer) == (
+        200,
+        {"tickets": [{"status": "TICKET_STATUS_OPEN"}, {"status": "TICKET_STATUS_PENDING"}]},
+    )
+    message = f'{{"name": "{A_TICKET}", "priority": 4}}'
+    status, answer = await tickets_called("AssignTicket", message)
+    assert (status, answer) == (200, {"name": A_TICKET, "priority": "PRIORITY_URGENT"})
 
 
 async def grpc_web_status(app: Any, path: str, body: bytes, content_type: str) -> str:

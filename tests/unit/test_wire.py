@@ -84,3 +84,39 @@ def test_an_enum_value_by_a_name_the_enum_lacks_is_named_by_its_path() -> None:
     fine = {"name": "tickets/x", "priority": "PRIORITY_URGENT", "etag": "1"}
     assert unknown_enum_names(pb.AssignTicketRequest.DESCRIPTOR, fine) == []
     assert unknown_enum_names(pb.AssignTicketRequest.DESCRIPTOR, {"priority": 4}) == []
+
+
+@pytest.mark.parametrize(
+    ("message_type", "request_", "field", "shown"),
+    [
+        (pb.AssignTicketRequest, {"priority": 3.9}, "priority", "3.9"),
+        (pb.AssignTicketRequest, {"priority": -0.5}, "priority", "-0.5"),
+        (pb.AssignTicketRequest, {"priority": float("inf")}, "priority", "Infinity"),
+        (pb.AssignTicketRequest, {"priority": float("nan")}, "priority", "NaN"),
+        (pb.AssignTicketRequest, {"priority": True}, "priority", "true"),
+        (pb.ListTicketsRequest, {"statuses": [2, 2.7]}, "statuses[1]", "2.7"),
+        (pb.ListTicketsRequest, {"statuses": [False]}, "statuses[0]", "false"),
+        (
+            pb.CreateTicketRequest,
+            {"ticket": {"contact": {"channels": [-float("inf")]}}},
+            "ticket.contact.channels[0]",
+            "-Infinity",
+        ),
+    ],
+)
+def test_an_enum_value_by_a_number_that_is_not_a_whole_one_is_named_by_its_path(
+    message_type: type[Message], request_: dict[str, Any], field: str, shown: str
+) -> None:
+    """The parser reads a number with int(): 3.9 would be the value numbered
+    3, true the one numbered 1, -0.5 the unspecified one (a priority kept as
+    it was), and an infinite one crashes it."""
+    [violation] = unknown_enum_names(message_type.DESCRIPTOR, request_)
+    assert violation.field == field
+    assert violation.description.startswith(f"{shown} is not one of ")
+
+
+@pytest.mark.parametrize("number", [0, 4, 4.0, -0.0, 1e30])
+def test_an_enum_value_by_a_whole_number_is_left_to_the_parser(number: float) -> None:
+    """A whole number is a value's number (one the enum lacks, or one too
+    large, is the parser's to refuse, as when written as a string)."""
+    assert unknown_enum_names(pb.AssignTicketRequest.DESCRIPTOR, {"priority": number}) == []

@@ -802,8 +802,9 @@ class _JSONCodec(ProtoJSONCodec):  # type: ignore[type-arg]
     """Proto JSON. A request that does not parse (or is not UTF-8) is
     INVALID_ARGUMENT, not UNKNOWN (a 500); fields this version does not know
     are ignored, as the binary encoding ignores them, but an enum value by a
-    name the enum lacks is refused, naming the field (the parser would drop
-    it). Answers are compact."""
+    name the enum lacks, or by a number that is not a whole one, is refused,
+    naming the field (the parser would drop the one and truncate the other).
+    Answers are compact."""
 
     def encode(self, message: Any) -> bytes:
         return json_format.MessageToJson(message, indent=None, ensure_ascii=False).encode()
@@ -829,6 +830,10 @@ class _JSONCodec(ProtoJSONCodec):  # type: ignore[type-arg]
             json_format.ParseError,
             ValueError,
             RecursionError,
+            # The parser's own, on a value of a kind it does not expect (an
+            # infinite number where it wants an integer).
+            OverflowError,
+            TypeError,
         ) as exc:  # UnicodeDecodeError too
             raise in_callers_words(
                 ConnectError(

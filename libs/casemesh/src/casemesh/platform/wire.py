@@ -5,6 +5,8 @@ other bad input, instead of a parser's complaint about the whole message."""
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
@@ -136,9 +138,10 @@ def _skip_group(data: memoryview, pos: int, number: int, path: str, depth: int) 
 def unknown_enum_names(descriptor: Any, value: object) -> list[FieldViolation]:
     """Each enum value in `value` (a request in proto JSON, as parsed by
     `json.loads`, read as a message of `descriptor`) given by a name the enum
-    does not have. A parser that ignores unknown fields, as ours do, drops
-    such a value without a word: a misspelt `PRIORITY_URGENTT` would leave
-    the priority as it was, and a misspelt status filter list every case."""
+    does not have, or by a number that is not a whole one. A parser that
+    ignores unknown fields, as ours do, drops such a name without a word: a
+    misspelt `PRIORITY_URGENTT` would leave the priority as it was, and a
+    misspelt status filter list every case."""
     found: list[FieldViolation] = []
     _enum_names(descriptor, value, "", 0, found)
     return found
@@ -172,11 +175,34 @@ def _enum_names(
 
 def _value(field: Any, item: object, path: str, depth: int, found: list[FieldViolation]) -> None:
     if field.enum_type is not None:
-        if isinstance(item, str) and not _enum_value(field.enum_type, item):
+        if not _enum_item(field.enum_type, item):
             names = ", ".join(v.name for v in field.enum_type.values)
-            found.append(FieldViolation(path, f"{item[:60]!r} is not one of {names}"))
+            found.append(FieldViolation(path, f"{_shown(item)} is not one of {names}"))
     elif field.message_type is not None:
         _enum_names(field.message_type, item, f"{path}.", depth + 1, found)
+
+
+def _enum_item(enum: Any, item: object) -> bool:
+    """Whether `item` may stand for a value of `enum`. The parser reads a
+    JSON number with `int()`: `true` would be the value numbered 1, 3.9 the
+    one numbered 3, -0.5 none at all (a priority kept as it was), and an
+    infinite one (1e400) crashes it. So a number must be a whole one; other
+    kinds (an object, a list, null) are left to the parser, which refuses or
+    ignores them as it does for any field."""
+    if isinstance(item, str):
+        return _enum_value(enum, item)
+    if isinstance(item, bool):
+        return False
+    if isinstance(item, float):
+        return math.isfinite(item) and item.is_integer()
+    return True
+
+
+def _shown(item: object) -> str:
+    """A value the client sent, as it may have written it."""
+    if isinstance(item, str):
+        return repr(item[:60])
+    return json.dumps(item)
 
 
 def _enum_value(enum: Any, name: str) -> bool:
