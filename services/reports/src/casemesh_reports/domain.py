@@ -89,12 +89,6 @@ def _lifted_without_record(state: dict[str, Any]) -> None:
     state["at"] = state["timestamp"]
 
 
-def _reports_known(state: dict[str, Any]) -> None:
-    """Decisions of version 1 listed every report of their case, which the
-    case's reports at that version tell as well: the list is dropped."""
-    state.pop("report_ids", None)
-
-
 def target_key(target: dict[str, str]) -> str:
     return f"{target['type']}:{target['id']}"
 
@@ -328,6 +322,7 @@ class ReportCase(ExpiringCase):
             outcome=outcome,
             statement=statement.to_dict(),
             uploader=uploader,
+            report_ids=[],  # (see `Decided`)
             unfounded=unfounded,
             # A new decision after a reopen: what the earlier one imposed and
             # this one does not is lifted.
@@ -335,19 +330,20 @@ class ReportCase(ExpiringCase):
             at=at,
         )
 
-    # The case's reports are not listed: they are the case's at its version,
-    # and a video reported by tens of thousands would make the decision too
-    # large to store. Version 1 listed them.
+    # `report_ids` is left empty: the case's reports are the case's at its
+    # version, and a video reported by tens of thousands would make the
+    # decision too large to store. Decisions stored before listed them; the
+    # field stays, so that a replica of that release reads these too (a
+    # rolling update runs both).
     class Decided(Aggregate.Event):
         actor: str
         outcome: str
         statement: dict[str, Any]
         uploader: dict[str, Any] | None
+        report_ids: list[str]
         unfounded: list[str]
         lifted: list[dict[str, Any]]
         at: datetime
-        class_version = 2
-        upcast_v1_v2 = staticmethod(_reports_known)
 
     @event(Decided)
     def _decided(
@@ -356,6 +352,7 @@ class ReportCase(ExpiringCase):
         outcome: str,
         statement: dict[str, Any],
         uploader: dict[str, Any] | None,
+        report_ids: list[str],
         unfounded: list[str],
         lifted: list[dict[str, Any]],
         at: datetime,

@@ -202,8 +202,8 @@ def public_message(domain_event: Any, after: Any) -> Message:
                 affected_uploader=_party(
                     a["uploader"] or (after.uploader if a["lifted"] else None)
                 ),
-                # The case's reports at its version (a decision stored
-                # before version 2 listed the same).
+                # The case's reports at its version (decisions stored by an
+                # earlier release listed the same; those since list none).
                 report_ids=[r["id"] for r in after.reports[:PUBLISHED_REPORT_IDS]],
                 report_count=len(after.reports),
                 manifestly_unfounded_report_ids=a["unfounded"],
