@@ -413,6 +413,28 @@ async def test_an_enum_value_sent_as_a_number_not_a_whole_one_is_refused_naming_
     assert violated_fields(answer["details"]) == [field]
 
 
+@pytest.mark.parametrize(
+    ("method", "message", "field"),
+    [
+        ("AssignTicket", f'{{"name": "{A_TICKET}", "priority": 4294967300}}', "priority"),
+        ("AssignTicket", f'{{"name": "{A_TICKET}", "priority": 4.2949673e9}}', "priority"),
+        ("AssignTicket", f'{{"name": "{A_TICKET}", "priority": "4294967300"}}', "priority"),
+        ("AssignTicket", f'{{"name": "{A_TICKET}", "priority": " 4"}}', "priority"),
+        ("ListTickets", '{"statuses": [4294967298]}', "statuses[0]"),
+    ],
+)
+async def test_an_enum_value_sent_as_a_number_past_32_bits_is_refused_naming_its_field(
+    method: str, message: str, field: str
+) -> None:
+    """The parser keeps the low 32 bits of such a number: 4294967300 was
+    PRIORITY_URGENT, 4294967298 in a status filter OPEN. Refused like a
+    misspelt enum name, by its field; so is a number string that is not
+    ASCII digits."""
+    status, answer = await tickets_called(method, message)
+    assert status == 400 and answer["code"] == "invalid_argument", answer
+    assert violated_fields(answer["details"]) == [field]
+
+
 @pytest.mark.parametrize("fault", [OverflowError, TypeError])
 async def test_whatever_the_parser_cannot_take_is_the_callers_mistake_not_a_500(
     monkeypatch: pytest.MonkeyPatch, fault: type[Exception]

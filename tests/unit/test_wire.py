@@ -115,8 +115,49 @@ def test_an_enum_value_by_a_number_that_is_not_a_whole_one_is_named_by_its_path(
     assert violation.description.startswith(f"{shown} is not one of ")
 
 
-@pytest.mark.parametrize("number", [0, 4, 4.0, -0.0, 1e30])
-def test_an_enum_value_by_a_whole_number_is_left_to_the_parser(number: float) -> None:
-    """A whole number is a value's number (one the enum lacks, or one too
-    large, is the parser's to refuse, as when written as a string)."""
+@pytest.mark.parametrize(
+    "number", [0, 4, 4.0, -0.0, "4", "-0", 2**31 - 1, -(2**31), float(-(2**31)), "-2147483648"]
+)
+def test_an_enum_value_by_a_whole_number_of_32_bits_is_left_to_the_parser(
+    number: float | str,
+) -> None:
+    """A whole number is a value's number (one the enum lacks is the parser's
+    to refuse or keep, as for any enum)."""
     assert unknown_enum_names(pb.AssignTicketRequest.DESCRIPTOR, {"priority": number}) == []
+
+
+@pytest.mark.parametrize(
+    ("message_type", "request_", "field", "shown"),
+    [
+        (pb.AssignTicketRequest, {"priority": 4294967300}, "priority", "4294967300"),
+        (pb.AssignTicketRequest, {"priority": 4.2949673e9}, "priority", "4294967300.0"),
+        (pb.AssignTicketRequest, {"priority": "4294967300"}, "priority", "'4294967300'"),
+        (pb.AssignTicketRequest, {"priority": 2**31}, "priority", "2147483648"),
+        (pb.AssignTicketRequest, {"priority": -(2**31) - 1}, "priority", "-2147483649"),
+        (pb.AssignTicketRequest, {"priority": 1e30}, "priority", "1e+30"),
+        (pb.AssignTicketRequest, {"priority": "9" * 5000}, "priority", repr("9" * 60)),
+        (pb.ListTicketsRequest, {"statuses": [2, 4294967298]}, "statuses[1]", "4294967298"),
+    ],
+)
+def test_an_enum_value_by_a_number_past_32_bits_is_named_by_its_path(
+    message_type: type[Message], request_: dict[str, Any], field: str, shown: str
+) -> None:
+    """An enum's numbers are 32-bit ones, and the parser keeps only the low
+    32 bits of a larger one: 4294967300 would be the value numbered 4
+    (PRIORITY_URGENT), 4294967298 in a status filter OPEN."""
+    [violation] = unknown_enum_names(message_type.DESCRIPTOR, request_)
+    assert violation.field == field
+    assert violation.description.startswith(f"{shown} is not one of ")
+
+
+@pytest.mark.parametrize("number", [" 1", "1 ", "+1", "1_0", "\u0665", "\uff11", "1\n", ""])
+def test_an_enum_value_by_a_number_string_other_than_ascii_digits_is_named(
+    number: str,
+) -> None:
+    """The parser reads a string with int(), which takes spaces around it, a
+    plus, underscores between digits and the digits of any script: " 1" and
+    an Arabic-Indic five would be the values numbered 1 and 5. Proto JSON
+    writes a number as an optional minus and ASCII digits."""
+    [violation] = unknown_enum_names(pb.AssignTicketRequest.DESCRIPTOR, {"priority": number})
+    assert violation.field == "priority"
+    assert violation.description.startswith(f"{number!r} is not one of ")

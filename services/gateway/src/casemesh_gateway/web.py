@@ -802,9 +802,10 @@ class _JSONCodec(ProtoJSONCodec):  # type: ignore[type-arg]
     """Proto JSON. A request that does not parse (or is not UTF-8) is
     INVALID_ARGUMENT, not UNKNOWN (a 500); fields this version does not know
     are ignored, as the binary encoding ignores them, but an enum value by a
-    name the enum lacks, or by a number that is not a whole one, is refused,
-    naming the field (the parser would drop the one and truncate the other).
-    Answers are compact."""
+    name the enum lacks, or by a number that is not a whole one of 32 bits
+    (or a string of other than ASCII digits), is refused, naming the field
+    (the parser would drop the one and truncate or wrap the other). Answers
+    are compact."""
 
     def encode(self, message: Any) -> bytes:
         return json_format.MessageToJson(message, indent=None, ensure_ascii=False).encode()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
@@ -26,6 +27,9 @@ _PACKABLE_VARINTS = {
 }
 # Deeper than any message of ours nests; the parser refuses deeper ones too.
 _MAX_DEPTH = 64
+# An enum's values are numbered with 32-bit signed integers.
+_ENUM_LOWEST, _ENUM_PAST = -(2**31), 2**31
+_ENUM_NUMBER = re.compile("-?[0-9]+")
 
 
 class _Fault(Exception):
@@ -138,9 +142,9 @@ def _skip_group(data: memoryview, pos: int, number: int, path: str, depth: int) 
 def unknown_enum_names(descriptor: Any, value: object) -> list[FieldViolation]:
     """Each enum value in `value` (a request in proto JSON, as parsed by
     `json.loads`, read as a message of `descriptor`) given by a name the enum
-    does not have, or by a number that is not a whole one. A parser that
-    ignores unknown fields, as ours do, drops such a name without a word: a
-    misspelt `PRIORITY_URGENTT` would leave the priority as it was, and a
+    does not have, or by a number that is not a whole one of 32 bits. A parser
+    that ignores unknown fields, as ours do, drops such a name without a word:
+    a misspelt `PRIORITY_URGENTT` would leave the priority as it was, and a
     misspelt status filter list every case."""
     found: list[FieldViolation] = []
     _enum_names(descriptor, value, "", 0, found)
@@ -186,15 +190,19 @@ def _enum_item(enum: Any, item: object) -> bool:
     """Whether `item` may stand for a value of `enum`. The parser reads a
     JSON number with `int()`: `true` would be the value numbered 1, 3.9 the
     one numbered 3, -0.5 none at all (a priority kept as it was), and an
-    infinite one (1e400) crashes it. So a number must be a whole one; other
-    kinds (an object, a list, null) are left to the parser, which refuses or
-    ignores them as it does for any field."""
+    infinite one (1e400) crashes it. It keeps the low 32 bits of a whole
+    number past them: 4294967300 would be the value numbered 4. So a number
+    must be a whole one of 32 bits; other kinds (an object, a list, null)
+    are left to the parser, which refuses or ignores them as it does for any
+    field."""
     if isinstance(item, str):
         return _enum_value(enum, item)
     if isinstance(item, bool):
         return False
     if isinstance(item, float):
-        return math.isfinite(item) and item.is_integer()
+        return math.isfinite(item) and item.is_integer() and _ENUM_LOWEST <= item < _ENUM_PAST
+    if isinstance(item, int):
+        return _ENUM_LOWEST <= item < _ENUM_PAST
     return True
 
 
@@ -207,11 +215,15 @@ def _shown(item: object) -> str:
 
 def _enum_value(enum: Any, name: str) -> bool:
     """Whether proto JSON reads `name` as a value of `enum`: one of its names,
-    or a number written as a string."""
+    or a number of 32 bits written as a string. Such a number is an optional
+    minus and ASCII digits; `int()`, which the parser reads it with, would
+    also take spaces around it, a plus, underscores and the digits of other
+    scripts (" 1", "1_0", an Arabic-Indic five)."""
     if name in enum.values_by_name:
         return True
-    try:
-        int(name)
-    except ValueError:
+    if not _ENUM_NUMBER.fullmatch(name):
         return False
-    return True
+    try:
+        return _ENUM_LOWEST <= int(name) < _ENUM_PAST
+    except ValueError:  # more digits than int() reads
+        return False
