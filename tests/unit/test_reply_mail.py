@@ -184,6 +184,33 @@ SECRET = "s" * 32
             "好的\n\n2024年1月1日 10:00，Casemesh <noreply@example.com> 写道：\n请提供旧手机号\n",
             "好的",
         ),
+        # Gmail's plain text wrapped after the address, the header's tail alone.
+        (
+            "Oui.\n\nLe lun. 1 janv. 2024 à 10:00, Casemesh Support Desk <noreply@example.com>\n"
+            "a écrit :\nQuel appareil ?\n",
+            "Oui.",
+        ),
+        (
+            "Sí.\n\nEl lun, 1 ene 2024 a las 10:00, Casemesh Support Desk (<noreply@example.com>)\n"
+            "escribió:\n¿Qué dispositivo?\n",
+            "Sí.",
+        ),
+        (
+            "네.\n\n2024년 1월 1일 (월) 오전 10:00, Casemesh Support Desk "
+            "<noreply@example.com>님이\n작성:\n어떤 기기인가요?\n",
+            "네.",
+        ),
+        # Other mail programs write these shapes with no address, the date in
+        # digits, over a history without "> " (an HTML body's).
+        ("Oui.\n\nLe 01/01/2024 à 10:00, Casemesh Support a écrit :\nQuel appareil ?\n", "Oui."),
+        (
+            "Oui.\n\nLe 01/01/2024 à\u00a010:00, Casemesh Support a écrit\u00a0:\n"
+            "Quel appareil ?\n",
+            "Oui.",
+        ),
+        ("Sí.\n\nEl 1/1/24 a las 10:00, Casemesh Support escribió:\n¿Qué dispositivo?\n", "Sí."),
+        ("Ja.\n\nOp 1-1-2024 om 10:00 schreef Casemesh Support:\nWelk apparaat?\n", "Ja."),
+        ("네.\n\n2024. 1. 1. 오전 10:00, Casemesh님이 작성:\n어떤 기기인가요?\n", "네."),
     ],
 )
 def test_the_quoted_history_is_stripped(text: str, kept: str) -> None:
@@ -295,6 +322,16 @@ def test_the_quoted_history_is_stripped(text: str, kept: str) -> None:
         (
             "关于这个视频，我于2024年3月3日 10:30在简介里写道：\n这是我原创的音乐\n请帮我申诉",
             "关于这个视频，我于2024年3月3日 10:30在简介里写道：\n这是我原创的音乐\n请帮我申诉",
+        ),
+        # A date in digits makes no Chinese line of Apple Mail's shape a header.
+        (
+            "你好\n2024/3/3 10:30，你们的客服写道：\n视频被拒绝了\n请帮我申诉",
+            "你好\n2024/3/3 10:30，你们的客服写道：\n视频被拒绝了\n请帮我申诉",
+        ),
+        # A date in digits without a time is no header either.
+        (
+            "안녕하세요\n2023. 5. 1. 상담원님이 작성하였습니다:\n해킹이라고 합니다\n도와주세요",
+            "안녕하세요\n2023. 5. 1. 상담원님이 작성하였습니다:\n해킹이라고 합니다\n도와주세요",
         ),
         # Plain text is wrapped at about 72 characters: a sentence running
         # over two lines is no header, however the two read together; only
