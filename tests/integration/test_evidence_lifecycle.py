@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -869,6 +870,56 @@ async def test_an_upload_under_way_when_its_owner_is_erased_is_one_from_before(
     assert cases.purge_after_grace() == 1
     assert await kept(locker, file) == [False]
     assert stored(locker, file) == [False]
+
+
+async def test_an_erasure_heard_as_an_upload_is_being_recorded_waits_for_it_and_forgets_it(
+    dsn: str, locker: EvidenceLocker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fay's upload has been checked and is being recorded (its record
+    written, not yet committed) when this service hears she is erased: the
+    erasure waits for the record, then forgets its name and makes it a
+    candidate. Each once read before the other committed, and saw nothing of
+    it: the file kept the name and waited a month to be attached, as
+    anyone's."""
+    cases = Cases(dsn, locker)
+    committing, commit = asyncio.Event(), asyncio.Event()
+    transaction = psycopg.AsyncConnection.transaction
+
+    @contextlib.asynccontextmanager
+    async def held_before_commit(conn: Any, *args: Any, **kw: Any) -> AsyncIterator[Any]:
+        async with transaction(conn, *args, **kw) as tx:
+            yield tx
+            committing.set()
+            await commit.wait()
+
+    with monkeypatch.context() as patched:
+        patched.setattr(psycopg.AsyncConnection, "transaction", held_before_commit)
+        coming = asyncio.create_task(upload(locker, "fay", png(), "passport_fay.png"))
+        with ThreadPoolExecutor(1) as follower:
+            try:
+                async with asyncio.timeout(30):  # not for ever, should the upload fail
+                    await committing.wait()
+                erasing = follower.submit(forget_person, dsn, cases, "fay", datetime.now(UTC))
+                # Until it waits for the record, or has done without it.
+                await eventually(lambda: erasing.done() or waits_for_a_lock(dsn))
+            finally:
+                commit.set()
+            file = await coming
+            assert await asyncio.wrap_future(erasing) == 1  # the name Fay gave it
+    shown = await locker.describe(Identity("agent-1", frozenset({"agent"})), f"evidence/{file.id}")
+    assert shown.file_name == ""
+    assert cases.purge_after_grace() == 1
+    assert await kept(locker, file) == [False]
+
+
+def waits_for_a_lock(dsn: str) -> bool:
+    """Whether a transaction on the database is waiting for another's lock."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        waiting = conn.execute(
+            "SELECT FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).fetchall()
+    return bool(waiting)
 
 
 class Ended(Exception):

@@ -59,6 +59,16 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS evidence (
 CREATE INDEX IF NOT EXISTS evidence_owner_recent ON evidence (owner, created_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS evidence_content ON evidence (sha256);
 ALTER TABLE evidence ADD COLUMN IF NOT EXISTS last_uploaded_at timestamptz"""
+# An owner's own advisory lock, two-key (the first is OWNER_LOCKS, the second
+# a hash of the owner): an erasure (`forget_person`) and the recording of
+# an upload (`EvidenceLocker._record`) take it before anything else, so that
+# one of them sees all the other wrote. Unserialised, each read before the
+# other committed: the erasure did not see the record, nor the record the
+# erasure, and the file of an erased person kept its name for good. Two-key
+# locks never meet the files' one-key ones (`lifecycle.file_locks`).
+OWNER_LOCKS = 0x6576_6F77  # "evow"
+LOCK_OWNER = "SELECT pg_advisory_xact_lock(%s::int, hashtext(%s))"
+
 # `created_at`: when the upload began (`receive`), so that an erasure heard
 # while it came, or after, takes it for one from before if it began before.
 # `last_uploaded_at`: when its owner last uploaded the bytes (NULL in a record
@@ -81,6 +91,8 @@ def forget_person(
     at = erased_at or datetime.now(UTC)  # the clock uploads are stamped with
     before = "owner = %s AND created_at <= %s AND coalesce(last_uploaded_at, created_at) <= %s"
     with psycopg.connect(with_keepalives(database_url), connect_timeout=10) as conn:
+        # Before any read: an upload being recorded is waited for, and seen.
+        conn.execute(LOCK_OWNER, (OWNER_LOCKS, person))
         # The latest erasure's time (GREATEST passes over a NULL).
         conn.execute(
             "INSERT INTO evidence_erased_owners (owner, erased_at) VALUES (%s, %s)"
@@ -375,7 +387,10 @@ class EvidenceLocker:
         # owner's same bytes find their first record. Under the file's lock,
         # which the deletion of its bytes holds too: bytes deleted since they
         # were stored are stored again, and none are deleted once recorded.
+        # Its owner's lock before it (as `forget_person` takes that first):
+        # an erasure heard meanwhile is seen below, or sees this record.
         async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(LOCK_OWNER, (OWNER_LOCKS, who.subject))
             await conn.execute(lifecycle.LOCK, lifecycle.file_locks(sha))
             if not await asyncio.to_thread(self.store.exists, sha):
                 await asyncio.to_thread(self.store.put, sha, spooled)
