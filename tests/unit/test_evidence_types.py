@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -404,17 +404,33 @@ def heif_with_endless_box(brand: bytes) -> bytes:
     return heif(brand, 4032, 3024)[:24] + endless + bytes(100)
 
 
+def heif_with_endless_box_inside(brand: bytes) -> bytes:
+    """A HEIC or AVIF file's `ftyp`, then a `meta` box as large as the one
+    above, and in it, before its properties, a box saying half as much: the
+    two together more than a seek can reach."""
+
+    def large(name: bytes, size: int) -> bytes:
+        return struct.pack(">I", 1) + name + struct.pack(">Q", size)
+
+    meta = large(b"meta", (1 << 64) - 1) + b"\x00" * 4 + large(b"hdlr", 1 << 63)
+    return heif(brand, 4032, 3024)[:24] + meta + bytes(100)
+
+
 @pytest.mark.parametrize(("brand", "declared"), [(b"heic", "image/heic"), (b"avif", "image/avif")])
 @pytest.mark.parametrize("sent", [100, 2 * MiB], ids=["short", "long"])
+@pytest.mark.parametrize(
+    "made", [heif_with_endless_box, heif_with_endless_box_inside], ids=["outer", "nested"]
+)
 async def test_a_heif_with_a_box_larger_than_any_file_is_taken_as_declaring_no_size(
-    tmp_path: Path, brand: bytes, declared: str, sent: int
+    tmp_path: Path, brand: bytes, declared: str, sent: int, made: Callable[[bytes], bytes]
 ) -> None:
     """No decoder finds an image past a box that runs beyond the file's end,
     so it has none to show, too large or not: such a file is taken, as one
-    cut short is. Its upload once failed as a fault of the server's (which
-    mail delivery retries for days), whether it came in its first bytes or
-    later."""
-    upload = sent_in_chunks(heif_with_endless_box(brand).ljust(sent, b"\x00"), [])
+    cut short is, whether that box is one of the file's or one inside
+    another. Its upload once failed as a fault of the server's (which mail
+    delivery retries for days), then as a damaged image, whether it came in
+    its first bytes or later."""
+    upload = sent_in_chunks(made(brand).ljust(sent, b"\x00"), [])
     with pytest.raises(Stored):
         await locker_in(tmp_path).receive(ZOE, "photo", declared, upload)
 

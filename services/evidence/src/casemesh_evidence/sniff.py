@@ -386,13 +386,14 @@ def _heif_size(file: BinaryIO) -> tuple[int, int] | None:
 def _boxes(
     file: BinaryIO, start: int, end: int | None, steps: list[int]
 ) -> Iterator[tuple[bytes, int, int]]:
-    """The ISO boxes from `start` to `end` (the file's end when None): each
-    one's type, where its body starts and where it ends. The walk ends with
-    a box that ends past `end`: cut short, or of a size no file has (a
-    64-bit one may say more bytes than a seek can reach). Counts each in
-    `steps`, SizeHidden past MAX_STEPS."""
-    if end is None:
-        end = file.seek(0, io.SEEK_END)
+    """The ISO boxes from `start` to `end`, or to the file's end if that
+    comes first (None: to it): each one's type, where its body starts and
+    where it ends. The walk ends with a box that ends past there: cut short,
+    or of a size no file has (a 64-bit one may say more bytes than a seek
+    can reach). So does the walk of its children, however far it says they
+    go. Counts each in `steps`, SizeHidden past MAX_STEPS."""
+    file_end = file.seek(0, io.SEEK_END)
+    end = file_end if end is None else min(end, file_end)
     at = start
     while at + 8 <= end:
         steps[0] += 1
