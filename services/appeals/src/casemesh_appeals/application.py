@@ -75,7 +75,8 @@ TOO_MANY_REMOVED = f"at most {LIST_LIMIT} items in all, removed_item among them"
 # The longest item a case names (one a notice takes down, one a
 # counter-notice asks back): a URL or a content id, not prose. Every event a
 # counter-notice filed as a case publishes repeats all its items, and a
-# record on the topic holds at most 1 MiB: 50 items this long, of 4-byte
+# stored event holds at most 512 KiB (`eventstore.MAX_EVENT_BYTES`, its
+# record on the topic about twice that): 50 items this long, of 4-byte
 # characters, are 400 KiB.
 ITEM_LIMIT = 2048
 TOO_LONG_ITEM = f"must be at most {ITEM_LIMIT:,} characters (a URL or a content id)"

@@ -34,9 +34,9 @@ from casemesh.v1 import tickets_pb2
 Ctx: TypeAlias = grpc.aio.ServicerContext
 
 # Messages a page holds at most. An e-mail's text can be long (an agent's
-# whole reply, an appeal's list of thousands of removed items: a megabyte),
-# so a page is also cut short by size (`paging.fitting`), to stay under
-# gRPC's 4 MiB.
+# whole reply; an appeal's list of removed items: hundreds of kilobytes, and
+# a megabyte for a notice filed before items were limited), so a page is
+# also cut short by size (`paging.fitting`), to stay under gRPC's 4 MiB.
 MOST = 50
 
 # A job's status as the person is shown it (`sending` is still to be sent:
