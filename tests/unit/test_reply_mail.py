@@ -85,7 +85,8 @@ SECRET = "s" * 32
             "好的",
         ),
         # Other mail programs' headers over a history written without "> ":
-        # each says a time, which no sentence of the requester's need.
+        # each says a date and its time of day close after it, which no
+        # sentence of the requester's need.
         (
             "Ja.\n\nAm Mo., 1. Jan. 2024 um 10:00 Uhr schrieb Casemesh <s@example.com>:\n"
             "Welches Gerät?\n",
@@ -97,6 +98,17 @@ SECRET = "s" * 32
         ),
         ("はい。\n\n2024年1月1日(月) 10:00 Casemesh <s@example.com>:\nどの端末？\n", "はい。"),
         ("好的\n\n在 2021/6/7 下午9:40, Casemesh 写道:\n请提供旧手机号\n", "好的"),
+        ("Yes.\n\nOn 1/1/2024 10:00 AM, Casemesh wrote:\nWhich device?\n", "Yes."),
+        (
+            "Yes.\n\nOn Mon, Jan 01, 2024 at 10:00:00AM +0000, Casemesh wrote:\nWhich device?\n",
+            "Yes.",
+        ),
+        ("Ja.\n\nAm 01.01.2024 um 10:00 schrieb Casemesh:\nWelches Gerät?\n", "Ja."),
+        (
+            "Yes.\n\nFrom: Casemesh\nSent: Monday, January 1, 2024 10:00 AM\nTo: Alice\n"
+            "Subject: Ticket\n\nWhich device?\n",
+            "Yes.",
+        ),
         (
             "好的\n\n发件人: Casemesh\n发送时间: 2024年1月1日 10:00\n收件人: Alice\n"
             "主题: 工单\n\n请提供旧手机号\n",
@@ -305,8 +317,21 @@ def test_the_quoted_history_is_stripped(text: str, kept: str) -> None:
             "你好\n2023年5月1日我在视频简介里写道：\n这是我原创的音乐\n请帮我申诉",
             "你好\n2023年5月1日我在视频简介里写道：\n这是我原创的音乐\n请帮我申诉",
         ),
-        # Gmail's and Apple Mail's headers always name the address: without
-        # one, a line of their shape is a sentence, a time of day in it or not.
+        # A time of day without a date is no header's, whatever the shape or
+        # language; nor is a line of Gmail's or Apple Mail's Chinese shapes
+        # without the address they always name.
+        (
+            "On Monday at 10:30 support wrote:\nthe video was refused\nPlease help",
+            "On Monday at 10:30 support wrote:\nthe video was refused\nPlease help",
+        ),
+        (
+            "Am Montag um 10:30 schrieb mir der Support:\ndas Video sei abgelehnt\nDanke",
+            "Am Montag um 10:30 schrieb mir der Support:\ndas Video sei abgelehnt\nDanke",
+        ),
+        (
+            "你好\n在周一10:30，客服写道：\n视频被拒绝了\n请帮我申诉",
+            "你好\n在周一10:30，客服写道：\n视频被拒绝了\n请帮我申诉",
+        ),
         (
             "El lunes a las 10:30 el soporte me escribió:\nque el vídeo fue rechazado\nGracias",
             "El lunes a las 10:30 el soporte me escribió:\nque el vídeo fue rechazado\nGracias",

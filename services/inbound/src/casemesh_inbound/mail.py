@@ -9,13 +9,12 @@ and Gmail's "… 于 … 写道：", Apple Mail's "2024年1月1日 10:00，… �
 "-----原始邮件-----", and Gmail's French, Spanish, Dutch and Korean ones, which
 its patterns miss or cut in two); quoted lines ("> …") left at the end go
 too. What the requester wrote between or below the lines they quoted is
-kept. A line of a header's shape starts a history only if it says when or
-whom (a time of day or an address, as every mail program's does; for the
-shapes of Gmail's and Apple Mail's, which always name it, an address, or,
-where other programs write the shape without one, a date in digits and a
-time: "Le 01/01/2024 à 10:00, X a écrit :") or quoted lines follow it:
-"On 3 March my brother wrote:", "在2023年的视频简介里我写道：" or "El lunes a
-las 10:30 el soporte me escribió:" is the requester's own sentence, and the
+kept. A separator starts a history wherever it stands; any other header
+does only if it names an address, has quoted lines below it, or says a
+date and its time of day close after it ("On 1/1/2024 10:00 AM, X
+wrote:"; Gmail's and Apple Mail's Chinese shapes always need the
+address): "On Monday at 10:30 support wrote:", "On 3 March my brother
+wrote:" or "在周一10:30，客服写道：" is the requester's own sentence, and the
 text after it theirs. Two lines are one header only where Gmail's plain
 text breaks one: a sentence wrapped over two lines is none.
 """
@@ -43,20 +42,29 @@ from casemesh.rules import tickets as rules
 LANGUAGES = ["en", "zh", "de", "fr", "es", "it", "ja", "ko", "nl"]
 _PARSER = EmailReplyParser(languages=LANGUAGES)
 # A separator line starts a history wherever it stands.
-_SEPARATOR = re.compile(r"^\s*-{3,}\s*(原始邮件|Original Message)\s*-{3,}\s*$", re.IGNORECASE)
-# A time of day, and a date in digits ("01/01/2024", "1/1/24", "1-1-2024",
-# "2024. 1. 1."), as other mail programs (Thunderbird's) write them.
+_SEPARATOR_LINE = r"-{3,}\s*(?:原始邮件|Original Message)\s*-{3,}"
+_SEPARATOR = re.compile(rf"^\s*{_SEPARATOR_LINE}\s*$", re.IGNORECASE)
+# A time of day, and a date as mail programs write one: in digits
+# ("01/01/2024", "1/1/24", "2024-01-01", "2024. 1. 1."), by year, month and
+# day ("2024年1月1日", "2024년 1월 1일"), or with its year in full ("Mon, 1
+# Jan 2024").
 _TIME = r"\d{1,2}[:：]\d{2}"
 _NUMERIC_DATE = r"\d{1,4}[./-]\s?\d{1,2}[./-]\s?\d{1,4}\.?"
-# The headers of the mail programs that always name the sender's address
-# (Gmail's "Name <a@b>", Apple Mail's): without an "@" such a line is a
-# sentence, a time of day in it or not ("El lunes a las 10:30 el soporte me
-# escribió:", "2024年3月3日 10:30，你们的客服写道："), unless it is of a shape
-# other mail programs write too and says its date in digits (below). The
-# Chinese shapes always need the address: a requester writes
-# "2024年3月3日 10:30，…写道：" just as Apple Mail does.
-# Gmail's Chinese header ("Name <a@b> 于2024年1月1日周一 下午3:56写道：") is
-# known by the full date right after its 于: a sentence's 于 ("由于2023年的…",
+_DATE = (
+    r"(?<!\d)(?:\d{4}\s?[年년]\s?\d{1,2}\s?[月월]\s?\d{1,2}\s?[日일]"
+    rf"|{_NUMERIC_DATE}|(?:19|20)\d{{2}}(?!\d))"
+)
+# What a header without an address says: a date, its time of day close
+# after it ("On 1/1/2024 10:00 AM, X wrote:", "在 2021/6/7 下午9:40, X 写道:",
+# "Am 01.01.2024 um 10:00 schrieb X:"), as every mail program writes one. A
+# requester's sentence says a time alone ("On Monday at 10:30 support
+# wrote:") or a date alone ("On 3 March my brother wrote:").
+_DATED = re.compile(rf"{_DATE}.{{0,20}}?{_TIME}")
+# The Chinese headers of the mail programs that always name the sender's
+# address (Gmail's "Name <a@b>", Apple Mail's) need it: a requester writes
+# "2024年3月3日 10:30，你们的客服写道：" just as Apple Mail does, date and time
+# and all. Gmail's ("Name <a@b> 于2024年1月1日周一 下午3:56写道：") is known by
+# the full date right after its 于: a sentence's 于 ("由于2023年的…",
 # "我于2023年在简介里写道：") is no header, and a name may hold a 于 too.
 _ADDRESSED_ZH_HEADERS = (
     r".{0,200}于\d{4}年\d{1,2}月\d{1,2}日.{0,40}写道[:：]"
@@ -69,33 +77,23 @@ _ADDRESSED_ZH_HEADERS = (
 # every line they would match); Gmail's French one it reports from the
 # middle of the line, which `_split` does not take. Spaces may be no-break
 # ones (French sets one before its colon). Other mail programs write these
-# shapes with no address but a date in digits and a time ("Le 01/01/2024 à
-# 10:00, Casemesh a écrit :", "2024. 1. 1. 오전 10:00, Casemesh님이 작성:"),
-# which a requester's sentence, saying "Le 3 mars à 10:30", has not.
-_ADDRESSED_OTHER_HEADERS = (
+# shapes with no address, and with a date and its time (`_DATED`: "Le
+# 01/01/2024 à 10:00, Casemesh a écrit :", "2024. 1. 1. 오전 10:00,
+# Casemesh님이 작성:").
+_MISSED_HEADERS = (
     r"Le\s.{0,200}\sa\sécrit\s?:"
     r"|El\s.{0,200}\sescribió\s?:"
     r"|Op\s.{0,200}\sschreef\s.{0,200}:"
     rf"|(?:\d{{4}}년\s?\d{{1,2}}월\s?\d{{1,2}}일|{_NUMERIC_DATE}).{{0,200}}님이\s?작성(?:하였습니다)?\s?:"
 )
-_ADDRESSED_HEADERS = f"{_ADDRESSED_ZH_HEADERS}|{_ADDRESSED_OTHER_HEADERS}"
 _ADDRESSED_ZH = re.compile(rf"^\s*(?:{_ADDRESSED_ZH_HEADERS})\s*$", re.IGNORECASE)
-_ADDRESSED_OTHER = re.compile(rf"^\s*(?:{_ADDRESSED_OTHER_HEADERS})\s*$", re.IGNORECASE)
-# Such a header's date in digits, right after its first word, and its time
-# soon after ("à 10:00", "a las 10:00", "om 10:00", "오전 10:00").
-_DATED_IN_DIGITS = re.compile(
-    rf"^\s*(?:(?:Le|El|Op)\s+)?{_NUMERIC_DATE}\s.{{0,20}}?{_TIME}", re.IGNORECASE
-)
 _HEADERS = re.compile(
-    r"^\s*(在.{0,200}写道[:：]"
-    r"|-{3,}\s*(原始邮件|Original Message)\s*-{3,}"
+    r"^\s*(?:在.{0,200}写道[:：]"
+    rf"|{_SEPARATOR_LINE}"
     r"|On .{0,200}wrote:"
-    rf"|{_ADDRESSED_HEADERS})\s*$",
+    rf"|{_ADDRESSED_ZH_HEADERS}|{_MISSED_HEADERS})\s*$",
     re.IGNORECASE,
 )
-# What a header says of when or whom: a time of day, an address. A date
-# alone is not enough: "On 3 March my brother wrote:" is a sentence.
-_WHEN_OR_WHOM = re.compile(rf"{_TIME}|@")
 # Where Gmail's plain text breaks a header too long for its lines: a Chinese
 # one after its date, before its time ("Name <a@b> 于2024年1月1日周一" over
 # "上午9:30写道："), the others before the address ("… Name <" over
@@ -288,10 +286,10 @@ def _gmail_wrapped(first: str, second: str) -> bool:
     breaks one (`_GMAIL_DATE_LAST`, `_ADDRESS_FIRST`, `_ADDRESS_LAST`), its
     address in the first line or at the start of the second; a first line
     ending in the address goes on with the header's tail alone ("a écrit :",
-    `_TAIL_ALONE`). Neither may be a header alone:
-    the line above a header is the requester's. A sentence of theirs running
-    over two lines ("Le 3 mars à 10:30 j'ai reçu un message où" over "votre
-    équipe a écrit :") is no header, however the two read together."""
+    `_TAIL_ALONE`). Neither may be a header alone: the line above a header
+    is the requester's. A sentence of theirs running over two lines
+    ("Le 3 mars à 10:30 j'ai reçu un message où" over "votre équipe a
+    écrit :") is no header, however the two read together."""
     if _HEADERS.match(second) or not _HEADERS.match(f"{first} {second}"):
         return False
     if _GMAIL_DATE_LAST.search(first) and "@" in first:
@@ -304,20 +302,17 @@ def _gmail_wrapped(first: str, second: str) -> bool:
 
 def _starts_history(header: str, after: str) -> bool:
     """Whether a header starts the quoted history, `after` being the text
-    below it: a separator does; a line such as "On … wrote:" does if it
-    says when or whom (every mail program's attribution holds a time of
-    day or an address; Gmail's and Apple Mail's an address, or, for their
-    shapes other programs write too, a date in digits and a time), or if
-    quoted lines follow it. Otherwise it is the requester's own sentence
-    ("On 3 March my brother wrote:", "在2023年的视频简介里我写道：", "El lunes
-    a las 10:30 el soporte me escribió:"), and what follows it is theirs too."""
-    if _ADDRESSED_ZH.match(header):
-        says = "@" in header
-    elif _ADDRESSED_OTHER.match(header):
-        says = "@" in header or bool(_DATED_IN_DIGITS.match(header))
-    else:
-        says = bool(_WHEN_OR_WHOM.search(header))
-    return bool(_SEPARATOR.match(header) or says or _QUOTE_FOLLOWS.match(after))
+    below it: a separator does, and so does a header that names an address
+    or has quoted lines below it. Any other does only if it says a date and
+    its time of day close after it (`_DATED`), as every mail program's does,
+    and is not of the Chinese shapes of Gmail's and Apple Mail's, which
+    always name the address (`_ADDRESSED_ZH`). Otherwise it is the
+    requester's own sentence ("On Monday at 10:30 support wrote:", "On 3
+    March my brother wrote:", "2024年3月3日 10:30，你们的客服写道："), and what
+    follows it is theirs too."""
+    if _SEPARATOR.match(header) or "@" in header or _QUOTE_FOLLOWS.match(after):
+        return True
+    return not _ADDRESSED_ZH.match(header) and bool(_DATED.search(header))
 
 
 def _quoted(line: str) -> bool:
