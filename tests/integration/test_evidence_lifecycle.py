@@ -42,6 +42,8 @@ from casemesh_evidence.application import (
 )
 from casemesh_evidence.lifecycle import (
     LOCK,
+    PROMOTE,
+    PURGE_BATCH,
     STORING_FOR,
     UNATTACHED,
     file_locks,
@@ -908,6 +910,51 @@ async def test_an_erasure_heard_as_an_upload_is_being_recorded_waits_for_it_and_
             assert await asyncio.wrap_future(erasing) == 1  # the name Fay gave it
     shown = await locker.describe(Identity("agent-1", frozenset({"agent"})), f"evidence/{file.id}")
     assert shown.file_name == ""
+    assert cases.purge_after_grace() == 1
+    assert await kept(locker, file) == [False]
+
+
+async def test_an_erased_persons_upload_recorded_as_the_purger_promotes_it_waits_for_it(
+    dsn: str, locker: EvidenceLocker
+) -> None:
+    """Eve uploaded a screenshot no case took up; a month on, its wait to be
+    attached over, she uploads it again and is erased while it comes. The
+    purger's round, making the file a candidate, has just taken its wait to
+    be attached as the upload is recorded: the upload waits for the round,
+    and both go through (neither fails on a deadlock, as when the upload
+    made the file a candidate first and then waited for the round, which
+    waited for it). The file is nameless and goes after the grace, as an
+    erased person's from before."""
+    cases = Cases(dsn, locker)
+    screenshot = png()
+    before = await upload(locker, "eve", screenshot, "passport_eve.png")
+    cases.time += UNATTACHED + timedelta(days=1)
+    release = asyncio.Event()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield screenshot
+        await release.wait()
+
+    eve = Identity("eve", frozenset({"user"}))
+    coming = asyncio.create_task(locker.receive(eve, "again.png", "", chunks()))
+    # The purger's round, held open: one transaction, as its statement is.
+    async with await psycopg.AsyncConnection.connect(dsn) as purger:
+        try:
+            await eventually(lambda: list(locker.incoming.glob("upload-*")))
+            assert forget_person(dsn, cases, "eve", datetime.now(UTC)) == 1
+            # The due wait's row, locked first as `PROMOTE` locks it.
+            await purger.execute(
+                "SELECT FROM evidence_unattached WHERE until < %s FOR UPDATE", (cases.time,)
+            )
+        finally:
+            release.set()
+        # Until the upload waits for the round, or has done without it.
+        await eventually(lambda: coming.done() or waits_for_a_lock(dsn))
+        promoted = await purger.execute(PROMOTE, {"now": cases.time, "limit": PURGE_BATCH})
+        assert promoted.rowcount == 1
+        await purger.commit()
+    file = await coming
+    assert file.id == before.id and file.file_name == ""
     assert cases.purge_after_grace() == 1
     assert await kept(locker, file) == [False]
 

@@ -418,8 +418,6 @@ class EvidenceLocker:
             )
             row = await cur.fetchone()
             assert row is not None
-            if erased is not None and row[1] <= erased[0]:
-                await conn.execute(lifecycle.MARK, lifecycle.marked([row[0]], self.clock.now()))
             # Recorded: this upload's note is done with (unless another upload
             # of the same bytes, still under way, moved it later).
             await conn.execute(lifecycle.STORED, (sha, storing))
@@ -428,6 +426,11 @@ class EvidenceLocker:
             until = now + lifecycle.UNATTACHED
             await conn.execute(lifecycle.AWAIT_ATTACHING, {"until": until, "id": row[0]})
             await conn.execute(lifecycle.TOUCH, (now, row[0]))  # uploaded again
+            # A candidate (its owner erased: above) only once its wait is
+            # written, the order the purger's `PROMOTE` takes the two in: the
+            # other way round, this and a purge each waited for the other.
+            if erased is not None and row[1] <= erased[0]:
+                await conn.execute(lifecycle.MARK, lifecycle.marked([row[0]], now))
         ident = str(row[0])
         log.info("evidence.received", evidence_id=ident, media_type=media_type, size=size)
         return await self._load(ident)

@@ -144,7 +144,12 @@ ALTER TABLE evidence_unneeded ALTER COLUMN unattached SET DEFAULT true"""
 # release with these statements, which gives it that time (their files from
 # before then go as an erased owner's, as they did; those after are theirs
 # as anyone's). A replica of that older release still inserting one during
-# a rollout gets the time it does.
+# a rollout gets the time it does. So no erasure is without a time once
+# these statements ran (one string: PostgreSQL runs it as one transaction,
+# under the ALTER's lock), and that is before this release reads the table
+# (`create_schema`, at start); no release writes a NULL since (the last to
+# keep one kept only one it found). `UNNEEDED`, and an upload's check for
+# an erasure (`ERASURE_SINCE`), count on it.
 # `evidence_unneeded.unattached`: the candidate was made one by the end of its
 # wait to be attached (`PROMOTE`) and by nothing else (`mark_unneeded`: a
 # case's end or expiry, an erasure, which says false). A row written by a
@@ -177,7 +182,7 @@ _HELD_BY_NONE = """NOT EXISTS (
 # Of a file `e`: nothing still needs it (a file waiting to be attached is needed).
 UNNEEDED = f"""CASE
   WHEN EXISTS (SELECT FROM evidence_erased_owners o WHERE o.owner = e.owner
-    AND (o.erased_at IS NULL OR e.created_at <= o.erased_at))
+    AND e.created_at <= o.erased_at)
   THEN NOT EXISTS (
     SELECT FROM evidence_uses u JOIN evidence_cases c ON c.name = u.case_name
     WHERE (u.owner, u.sha256) = (e.owner, e.sha256) AND c.standing = 'live')
@@ -212,7 +217,8 @@ ON CONFLICT DO NOTHING"""
 SWEEP_OVERLAP = timedelta(days=1)
 # A file no case holds (uploaded, or uploaded again) waits to be attached
 # until `%(until)s`, or later if it already did. Run under its lock, before
-# `TOUCH` (the purger's `PROMOTE` takes these rows first too).
+# anything that writes its candidacy (`TOUCH`, `MARK`): the purger's
+# `PROMOTE` takes these rows first too, and holds them as it writes those.
 AWAIT_ATTACHING = (
     "INSERT INTO evidence_unattached (evidence_id, until) SELECT e.id, %(until)s FROM evidence e"
     f" WHERE e.id = %(id)s AND {_HELD_BY_NONE}"
