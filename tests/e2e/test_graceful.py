@@ -326,7 +326,9 @@ def test_sigterm_under_load_fails_no_call_and_exits_within_the_grace_period(
         not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
         assert readiness == [(not_serving, serving)]
         assert code == 0, replica.log()[-3000:]
-        assert gone - stopped_at[0] < DELAY + GRACE, "did not exit within the grace period"
+        # Its log says which part took the time: the calls (`grpc.stopped`
+        # late) or the workers after them.
+        assert gone - stopped_at[0] < DELAY + GRACE, replica.log()[-3000:]
         assert "grpc.draining" in replica.log()
         assert load.failed == [], load.failed[:5]
         assert len(load.ok) > 40
