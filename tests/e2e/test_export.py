@@ -129,6 +129,8 @@ def test_a_person_exports_every_case_and_file_of_theirs_and_nothing_of_anyone_el
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert violated_fields(err) == ["person"]
 
+    seen: dict[str, object] = {}  # what the latest export held, said if it never completes
+
     def complete() -> tuple[str, zipfile.ZipFile] | None:
         name, archive = export(zoe.client)
         got = manifest(archive)
@@ -136,10 +138,14 @@ def test_a_person_exports_every_case_and_file_of_theirs_and_nothing_of_anyone_el
         events = [e.type for e in got.tickets[0].events] if got.tickets else []
         # The agent's question, e-mailed to her (the notifier works behind the cases).
         asked = [n for n in got.notifications if QUESTION in n.body and n.send_time.seconds]
+        seen.update(counts=counts, ticket_events=events, notifications=len(got.notifications))
         done = counts == (1, 1, 1, 2) and len(events) >= 3 and asked
         return (name, archive) if done else None
 
-    file_name, archive = wait_until(complete, timeout=60, interval=0.5)
+    try:
+        file_name, archive = wait_until(complete, timeout=60, interval=0.5)
+    except AssertionError as exc:
+        raise AssertionError(f"the export never held it all: {seen}") from exc
     assert file_name.startswith("casemesh-export-") and file_name.endswith(".zip")
     got = manifest(archive)
     assert got.person == zoe.user
