@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from casemesh.platform.envelope import CloudEvent, message_class
 from casemesh.platform.personal.errors import UnknownDataKey, UnknownMasterKey
 from casemesh.platform.pools import DatabaseUnavailable
 from casemesh.platform.telemetry import configure_tracing
+from casemesh_devstack.ports import free_port
 
 TOPIC = topics.TICKETS
 CONSUMER = "unit-consumer"
@@ -362,3 +364,33 @@ async def test_a_consumer_that_stopped_commits_nothing_more(
     await consumer.send(ticket_event(22))
     assert consumer.applied == ["ticket-21:1", "ticket-22:1"]
     assert consumer.commits == 1
+
+
+def test_a_consumer_thread_stops_without_waiting_for_a_lag_reading(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A lag reading under way when the worker is stopped (Kafka slow to
+    answer it) is given up, not waited for: the stop comes out of the grace
+    a pod is given to finish its calls."""
+    reading = threading.Event()
+
+    async def slow_reading(bootstrap: str, group: str, topics: Any) -> None:
+        reading.set()
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(consuming, "_measure_lag", slow_reading)
+    monkeypatch.setattr(consuming, "LAG_READING_S", 600.0)
+
+    async def ignore(event: CloudEvent, place: Place) -> None:
+        pass
+
+    class Lagged(consuming.ConsumerThread):
+        def subscriptions(self) -> list[consuming.Subscription]:
+            return [consuming.Subscription(CONSUMER, "unit-lagged", [TOPIC], ignore, lag=True)]
+
+    # Nothing listens there: its broker waits for Kafka, as while it is away.
+    worker = Lagged("unit-lagged", f"127.0.0.1:{free_port()}")
+    worker.start()
+    assert reading.wait(30), "the lag was never read"
+    worker.stop()
+    assert not worker._thread.is_alive(), "the stop waited for the lag reading"

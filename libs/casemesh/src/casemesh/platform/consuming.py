@@ -731,7 +731,12 @@ class ConsumerThread:
                     brokers.append(broker)
             await self._stop.wait()
         finally:
-            self._stop.set()  # the lag watchers too, whatever ended it
+            self._stop.set()  # whatever ended it
+            # A lag reading under way is not waited for: Kafka slow to answer
+            # would hold the stop for up to `LAG_READING_S`, eating into the
+            # grace the pod is given to finish its calls.
+            for task in watching:
+                task.cancel()
             for broker in brokers:
                 await broker.stop()
             await asyncio.gather(*watching, return_exceptions=True)
@@ -754,6 +759,10 @@ class ConsumerThread:
         return consumer_broker(self._bootstrap, f"casemesh-{wanted.consumer}", router)
 
 
+# The longest a lag reading is waited for before it is tried again.
+LAG_READING_S = 10.0
+
+
 async def watch_lag(
     bootstrap: str,
     group: str,
@@ -771,7 +780,7 @@ async def watch_lag(
         try:
             # A client retrying against a broker that is coming back can
             # wait for ever; a reading that does not come soon is tried again.
-            async with asyncio.timeout(10.0):
+            async with asyncio.timeout(LAG_READING_S):
                 await _measure_lag(bootstrap, group, topics)
         except Exception as exc:
             log.warning("consumer_lag.unavailable", group=group, error=repr(exc))
