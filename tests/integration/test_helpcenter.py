@@ -1111,6 +1111,20 @@ async def test_what_a_person_does_after_their_erasure_is_kept_when_it_is_heard_a
     )
 
 
+async def drafted_after_the_erasure(
+    app: HelpCenter, user: str, query: str, language: str, locale: str
+) -> tuple[Identity, str, datetime, Any]:
+    """`user` searched `query`, was erased, and asked for a ticket drafted
+    from the search before the erasure reached the help centre: who they
+    are, their session, the erasure's time and the draft."""
+    who = Identity(user, frozenset({"user"}))
+    found = await app.search(who, query, language, "", 0, "")
+    erased_at = datetime.now(UTC)
+    drafted = await app.resolve(who, found.session, False, locale)
+    assert drafted is not None
+    return who, found.session, erased_at, drafted
+
+
 async def test_a_ticket_asked_for_before_the_erasure_was_heard_forgets_the_searches_it_quotes(
     app: HelpCenter,
 ) -> None:
@@ -1119,14 +1133,13 @@ async def test_a_ticket_asked_for_before_the_erasure_was_heard_forgets_the_searc
     Heard, the erasure forgets those searches where they are quoted too;
     asked again, the ticket is drafted anew without them."""
     mark = uuid.uuid4().hex[:8]
-    ned = Identity(f"ned-{mark}", frozenset({"user"}))
-    found = await app.search(ned, f"视频传不上去 ned{mark}", "", "", 0, "")
-    erased_at = datetime.now(UTC)
-    drafted = await app.resolve(ned, found.session, False, "zh-CN")
-    assert drafted is not None and f"ned{mark}" in drafted.description
+    ned, session, erased_at, drafted = await drafted_after_the_erasure(
+        app, f"ned-{mark}", f"视频传不上去 ned{mark}", "", "zh-CN"
+    )
+    assert f"ned{mark}" in drafted.description
     erasures.forget_person(str(app.pool.conninfo), ned.subject, erased_at)
     assert f"ned{mark}" not in await help_tables(app)
-    again = await app.resolve(ned, found.session, False, "zh-CN")
+    again = await app.resolve(ned, session, False, "zh-CN")
     assert again is not None and again.subject == drafted.subject
     assert f"ned{mark}" not in again.description
 
@@ -1140,14 +1153,13 @@ async def test_a_draft_quoting_a_search_from_before_the_erasure_forgets_it_after
     from before. Heard, the erasure still forgets it in the ticket quoting
     it, and keeps what he searched since."""
     mark = uuid.uuid4().hex[:8]
-    bob = Identity(f"bob-{mark}", frozenset({"user"}))
-    found = await app.search(bob, f"SECRET-q1 first{mark}", "en", "", 0, "")
-    erased_at = datetime.now(UTC)
-    drafted = await app.resolve(bob, found.session, False, "en")
-    assert drafted is not None and f"SECRET-q1 first{mark}" in drafted.description
+    bob, session, erased_at, drafted = await drafted_after_the_erasure(
+        app, f"bob-{mark}", f"SECRET-q1 first{mark}", "en", "en"
+    )
+    assert f"SECRET-q1 first{mark}" in drafted.description
     later = [f"upload fails {n} later{mark}" for n in range(store.SEARCHES_KEPT)]
     for query in later:
-        await app.search(bob, query, "en", "", 0, found.session)
+        await app.search(bob, query, "en", "", 0, session)
     [row], _ = await app.my_sessions(bob, 0, "")
     assert row["searches"] == later
 
@@ -1155,7 +1167,7 @@ async def test_a_draft_quoting_a_search_from_before_the_erasure_forgets_it_after
     kept = await help_tables(app)
     assert f"first{mark}" not in kept
     assert all(query in kept for query in later)
-    again = await app.resolve(bob, found.session, False, "en")
+    again = await app.resolve(bob, session, False, "en")
     assert again is not None and again.subject == drafted.subject
     assert f"first{mark}" not in again.description and later[-1] in again.description
 

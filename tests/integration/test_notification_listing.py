@@ -55,24 +55,35 @@ async def every_page(world: World, person: str, page_size: int) -> list[npb.Noti
 Party = tuple[str, str, str]
 
 
+def email_job(
+    case: str,
+    step: int,
+    party: Party,
+    *,
+    template: str = "appeal.received",
+    subject: str = "",
+    body: str = "",
+) -> NewJob:
+    """An e-mail about a step of `case` to a party, for its user."""
+    role, user, address = party
+    return NewJob(
+        cause_event_id=f"{case}:{step}",
+        case_name=case,
+        party=role,
+        channel="EMAIL",
+        recipient=address,
+        template=template,
+        locale="en",
+        subject=subject or f"To {role}",
+        body=body or f"Step {step} for {role}",
+        params={},
+        user_id=user,
+    )
+
+
 async def email_parties(world: World, case: str, step: int, parties: Iterable[Party]) -> None:
     """Plans an e-mail about a step of `case` to each party, for its user."""
-    jobs = [
-        NewJob(
-            cause_event_id=f"{case}:{step}",
-            case_name=case,
-            party=role,
-            channel="EMAIL",
-            recipient=address,
-            template="appeal.received",
-            locale="en",
-            subject=f"To {role}",
-            body=f"Step {step} for {role}",
-            params={},
-            user_id=user,
-        )
-        for role, user, address in parties
-    ]
+    jobs = [email_job(case, step, party) for party in parties]
     async with world.pool.connection() as conn:
         await add_jobs(conn, jobs, world.clock.now())
 
@@ -218,18 +229,13 @@ async def test_a_person_told_of_thousands_of_removed_items_pages_through_every_m
         f"https://video.example.com/watch?v={i:08d}&list=PL{'x' * 90}" for i in range(7000)
     )
     for step in range(1, 7):
-        job = NewJob(
-            cause_event_id=f"{case}:{step}",
-            case_name=case,
-            party="uploader",
-            channel="EMAIL",
-            recipient="u@example.com",
+        job = email_job(
+            case,
+            step,
+            ("uploader", uploader, "u@example.com"),
             template="appeal.counter_notice_received",
-            locale="en",
             subject=f"Counter-notice {step}",
             body=f"Step {step}: the items removed were\n{links}",
-            params={},
-            user_id=uploader,
         )
         async with world.pool.connection() as conn:
             await add_jobs(conn, [job], world.clock.now())
