@@ -87,6 +87,12 @@ def test_a_person_exports_every_case_and_file_of_theirs_and_nothing_of_anyone_el
     # on; a copyright notice; a report of a video.
     ticket, shot = ticket_with_file(zoe, zoe_mark, zoe_email, "+8613800138000")
     agent.client.RequestInfo(pb.RequestInfoRequest(name=ticket.name, message=QUESTION))
+    # She answers once the question has reached her: a question answered
+    # before it was sent is not sent at all, and the export holds what was.
+    question = "ticket.info_requested"
+    wait_until(
+        lambda: any(m["X-Casemesh-Template"] == question for m in stack.mail.to(zoe_email)), 60
+    )
     zoe.client.AddComment(pb.AddCommentRequest(name=ticket.name, body=f"The old one {zoe_mark}c"))
     filed = notice(zoe, zoe_email, "")  # type: ignore[arg-type]
     filed.notice.work.title = f"Spring dance {zoe_mark}t"
