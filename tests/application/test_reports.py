@@ -48,6 +48,7 @@ from casemesh.topics import MAX_RECORD_BYTES
 from casemesh.v1 import reports_pb2 as rpb
 from casemesh_reports import filing
 from casemesh_reports.api import (
+    CASE_REPORT_NAMES,
     ReportServicer,
     appellants,
     case_message,
@@ -69,6 +70,7 @@ from casemesh_reports.domain import (
 )
 from casemesh_reports.events import PUBLISHED_REPORT_IDS, Translator, public_message
 from casemesh_reports.policy import Misuse, ReportsPolicy, load_taxonomy
+from casemesh_reports.views import MemoryReportsView
 from tests.application.story import (
     AGENT,
     ALICE,
@@ -313,6 +315,57 @@ def test_a_video_reported_by_fourteen_thousand_people_is_decided_and_published(
     assert list(decided.report_ids) == reports[:PUBLISHED_REPORT_IDS]
     assert decided.report_count == len(reports)
     assert len(published.data) < MAX_RECORD_BYTES
+
+
+def test_a_case_with_more_reports_than_it_names_says_how_many_and_shows_each_reporter_theirs(
+    app: Reports, clock: FakeClock
+) -> None:
+    """A video reported by more people than a case names (naming all of a
+    viral video's 100,000 reports, the case would pass the 4 MiB a gRPC
+    message carries, and nobody could open it): an agent opening its case,
+    or listing the queue, sees its first reports, oldest first, and how many
+    there are in all (ListReports pages them all); a reporter whose report
+    came after the first ones still sees theirs."""
+    people = CASE_REPORT_NAMES + 50
+    ident, reports = reported_by_a_crowd(app, clock, people)
+    seen(app)
+    servicer = ReportServicer(app)
+    name = f"report-cases/{ident}"
+    late = Identity(f"u{people - 1}", frozenset({"user"}))
+
+    async def read_by(who: Identity) -> rpb.ReportCase:
+        _VOUCHED.set(Vouched(who))
+        return await servicer.GetReportCase(rpb.GetReportCaseRequest(name=name), cast(Any, None))
+
+    async def queue() -> list[rpb.ReportCase]:
+        _VOUCHED.set(Vouched(AGENT))
+        listed = await servicer.ListReportCases(rpb.ListReportCasesRequest(), cast(Any, None))
+        return list(listed.report_cases)
+
+    first = [f"reports/{r}" for r in reports[:CASE_REPORT_NAMES]]
+    opened = asyncio.run(read_by(AGENT))
+    assert list(opened.reports) == first
+    assert opened.reporter_count == len(reports) == people + 1
+    [listed] = asyncio.run(queue())
+    assert (list(listed.reports), listed.reporter_count) == (first, people + 1)
+    theirs = asyncio.run(read_by(late))
+    assert list(theirs.reports) == [f"reports/{reports[-1]}"]
+    assert theirs.reporter_count == people + 1
+
+    # A row the view projected before cases named only their first reports
+    # names every one; the queue lists the case as it is read now.
+    def as_projected_before(aggregate: Any) -> dict[str, Any] | None:
+        doc = index_doc(aggregate)
+        if doc is not None and isinstance(aggregate, ReportCase):
+            doc["case"]["reports"] = [f"reports/{r}" for r in reports]
+        return doc
+
+    app.view = MemoryReportsView(app.taxonomy.triage)
+    Projector(
+        app, app.view, lambda a, t: app.view.apply(a, t, as_projected_before(a)), "reports_view"
+    ).catch_up()
+    [listed] = asyncio.run(queue())
+    assert (list(listed.reports), listed.reporter_count) == (first, people + 1)
 
 
 def test_a_filing_that_loses_races_pauses_longer_after_each_loss(
