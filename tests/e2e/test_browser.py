@@ -4,12 +4,14 @@ centre in Chinese, reads an article that does not help, opens a ticket with a
 screenshot, sees it received with its history, and gets the e-mail. Once over
 Connect, once over gRPC-Web. Screenshots of every step are kept in
 `.run/test-artifacts/browser/<transport>/`. And a user downloads a copy of
-their data, over each transport; finds their ticket in "my tickets" (where
-every notification sends them), answers the agent and rates the outcome; and
-attaches a photo whose name lies about its type."""
+their data, over each transport (a large one saved whole, never held twice
+over); finds their ticket in "my tickets" (where every notification sends
+them), answers the agent and rates the outcome; and attaches a photo whose
+name lies about its type."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -189,8 +191,9 @@ def test_a_user_the_help_centre_did_not_help_opens_a_ticket_with_a_screenshot(
         steps.shot("ticket-form")
 
         subject = f"网页端登录一直失败 {run}"
+        described = "每次输入密码都提示错误。\n已确认大小写，截图附上。"
         page.get_by_label("标题").fill(subject)
-        page.get_by_label("问题描述").fill("每次输入密码都提示错误，已确认大小写。截图附上。")
+        page.get_by_label("问题描述").fill(described)
         page.get_by_role("checkbox", name="电子邮件").check()
         chosen: FilePayload = {
             "name": "登录失败.png",
@@ -217,6 +220,8 @@ def test_a_user_the_help_centre_did_not_help_opens_a_ticket_with_a_screenshot(
         expect(status).to_have_attribute("data-status", "NEW")
         expect(status).to_have_text("已受理，等待客服处理")
         expect(page.get_by_text(subject)).to_be_visible()
+        # What they wrote, as they wrote it: its line break shows.
+        expect(page.locator("#ticket-description")).to_have_js_property("innerText", described)
         history = page.get_by_role("list", name="处理记录").get_by_role("listitem")
         expect(history).to_have_count(1)
         expect(history.first).to_contain_text("工单已提交")
@@ -870,6 +875,77 @@ def test_a_user_downloads_a_copy_of_their_data(
         assert ("missing-files.txt" in archive.namelist()) == lost
 
 
+# Counts, for every Blob the page makes, the bytes given to it as pieces
+# (not as Blobs already made): what the page holds of them in its own memory.
+BLOB_PIECES = """
+(() => {
+  const Made = Blob;
+  window.blobPieces = [];
+  window.Blob = class extends Made {
+    constructor(parts = [], options) {
+      let bytes = 0;
+      for (const part of parts) {
+        if (part instanceof Made) continue;
+        bytes += typeof part === "string" ? part.length : part.byteLength;
+      }
+      window.blobPieces.push(bytes);
+      super(parts, options);
+    }
+  };
+})();
+"""
+
+
+def connect_stream(*messages: dict[str, Any]) -> bytes:
+    """The body of a Connect server stream (JSON): each message, then its end."""
+    frames = (json.dumps(message).encode() for message in messages)
+    end = b"{}"  # the end of the stream, without an error
+    return b"".join(struct.pack(">BI", 0, len(f)) + f for f in frames) + (
+        struct.pack(">BI", 2, len(end)) + end
+    )
+
+
+def test_a_large_copy_of_ones_data_is_saved_whole_without_being_held_twice(
+    browser: Browser, stack: Stack, tmp_path: Path
+) -> None:
+    """A 12 MiB archive, streamed in 256 KiB pieces as the service sends them,
+    is saved whole and in order; and the page never holds more than 8 MiB of
+    it as pieces: every 8 MiB become a Blob of their own (which the browser
+    may keep out of the tab's memory), so a phone's tab does not hold an
+    archive of a few hundred megabytes twice over."""
+    piece = 256 * 1024
+    archive = os.urandom(48 * piece)
+    name = "casemesh-export-20260101-120000.zip"
+    pieces = [
+        {"data": base64.b64encode(archive[at : at + piece]).decode()}
+        for at in range(0, len(archive), piece)
+    ]
+    pieces[0]["fileName"] = name
+    body = connect_stream(*pieces)
+
+    user = f"web-large-{uuid.uuid4().hex[:8]}"
+    with signed_in(browser, stack, user, accept_downloads=True) as (page, _):
+        page.add_init_script(BLOB_PIECES)
+        page.reload()
+        expect(page.get_by_role("heading", name="搜索帮助中心")).to_be_visible()
+        page.route(
+            "**/casemesh.v1.PrivacyService/ExportPerson",
+            lambda route: route.fulfill(
+                status=200, headers={"Content-Type": "application/connect+json"}, body=body
+            ),
+        )
+        with page.expect_download() as started:
+            page.get_by_role("button", name="下载我的数据").click()
+        saved = tmp_path / started.value.suggested_filename
+        started.value.save_as(saved)
+        expect(page.get_by_role("status")).to_contain_text(f"已下载 {name}：")
+        held = page.evaluate("Math.max(...window.blobPieces)")
+
+    assert saved.name == name
+    assert saved.read_bytes() == archive
+    assert held <= 8 * 1024 * 1024, f"{held / 1024 / 1024:.1f} MiB held as pieces"
+
+
 def jpeg() -> bytes:
     """A real 1×1 grey JPEG (baseline, one-code Huffman tables), made unique
     by a comment segment."""
@@ -1222,7 +1298,8 @@ def test_the_next_person_to_sign_in_on_a_shared_phone_sees_nothing_of_the_last(
     run = uuid.uuid4().hex[:8]
     ann = Client(stack.gateway, stack.secret, f"web-ann-{run}")
     subject = f"安的工单 {run}"
-    open_ticket(ann, subject, "Uploads fail.", f"web-ann-{run}@example.com")
+    described = f"安的上传一直失败 {run}"
+    open_ticket(ann, subject, described, f"web-ann-{run}@example.com")
     ann.close()
     upload, export = "**/uploads/evidence", "**/casemesh.v1.PrivacyService/ExportPerson"
     held: list[Route] = []
@@ -1237,6 +1314,7 @@ def test_the_next_person_to_sign_in_on_a_shared_phone_sees_nothing_of_the_last(
         page.on("download", lambda d: downloads.append(d.suggested_filename))
         open_my_tickets(page).first.get_by_role("link").click()
         expect(page.locator("#ticket-subject")).to_have_text(subject)
+        expect(page.locator("#ticket-description")).to_have_text(described)
         page.route(upload, hold)
         page.route(export, hold)
         page.get_by_role("button", name="再提交一个工单").click()
@@ -1252,6 +1330,7 @@ def test_the_next_person_to_sign_in_on_a_shared_phone_sees_nothing_of_the_last(
         page.get_by_role("button", name="登录").click()
         expect(page.get_by_role("heading", name="搜索帮助中心")).to_be_visible()
         expect(page.get_by_text(subject)).to_have_count(0)
+        expect(page.get_by_text(described)).to_have_count(0)
         expect(page.get_by_role("alert")).to_be_hidden()
         assert f"web-ann-{run}" not in page.content()
 

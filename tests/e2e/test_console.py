@@ -17,7 +17,9 @@ a statement of reasons is described in words; a reply left unsent on a case
 waits for the agent's return to it, and "n" asks before giving it up; an
 action or a renewal answered after the agent moved on leaves the case they
 moved to alone, and what was sent is never given back as a draft; assigning
-keeps the reply being written.
+keeps the reply being written; what was typed on a case outlives reloading
+the page, which asks first; decision facts keep their line breaks; every
+legal element the appeals service can find missing has a label.
 Screenshots are kept in `.run/test-artifacts/console/`.
 
 The queue is shared with every other test of the run. Each test works in one
@@ -49,6 +51,7 @@ from playwright.sync_api import (
     Browser,
     BrowserContext,
     ConsoleMessage,
+    Dialog,
     Locator,
     Page,
     Request,
@@ -64,6 +67,7 @@ from casemesh.v1 import helpcenter_pb2 as hpb
 from casemesh.v1 import helpcenter_pb2_grpc as hpb_grpc
 from casemesh.v1 import reports_pb2 as rpb
 from casemesh.v1 import tickets_pb2 as pb
+from casemesh_appeals.domain import REQUIRED, REQUIRED_IN
 from tests.conftest import REPO, Stack
 from tests.e2e.test_appeals import Person as AppealsPerson
 from tests.e2e.test_appeals import notice, upheld_and_countered
@@ -386,12 +390,13 @@ def test_an_agent_decides_a_report_case_and_every_reporter_is_told(
             # moved it): the decision applies from the services' today.
             services_today = datetime.fromtimestamp(time.time() + stack.clock_offset(), UTC)
             form.get_by_label("决定生效日期").fill(services_today.date().isoformat())
-            form.get_by_label("事实与依据").fill(
-                "三名用户举报；人工审核确认视频第 12 秒起出现袭击画面。"
-            )
+            found = "三名用户举报。\n人工审核确认视频第 12 秒起出现袭击画面。"
+            form.get_by_label("事实与依据").fill(found)
             form.get_by_role("checkbox", name="删除内容").check()
             decide_naming_uploader(page, steps, f"uploader-{run}", "张三", "statement-of-reasons")
             expect(page.locator("#restrictions")).to_contain_text("删除内容")
+            # The facts as the agent wrote them, line break and all.
+            expect(fact(page, "事实与依据")).to_have_js_property("innerText", found)
             expect(page.locator("#status")).to_contain_text("3 位举报人")
             steps.shot("decided")
         except Exception:
@@ -434,6 +439,11 @@ def test_a_case_reported_more_than_a_page_of_times_shows_every_report(
         expect(page.locator("[data-report]")).to_have_count(101)
         expect(page.locator("#distinct-reporters")).to_have_text("101")
         assert problems.seen == []
+
+
+def fact(place: Page | Locator, term: str) -> Locator:
+    """What a case's page says for `term` (the description beside it in a list of facts)."""
+    return place.locator(f"xpath=.//dl[@class='facts']/dt[.='{term}']/following-sibling::dd[1]")
 
 
 def decide_naming_uploader(page: Page, steps: Steps, uploader: str, name: str, shot: str) -> None:
@@ -968,6 +978,25 @@ def test_the_console_is_served_under_its_content_security_policy(stack: Stack) -
     assert {"solve", "request_info", "reply"} <= {m["action"] for m in macros.json()}
 
 
+def labels_in(source: str, table: str) -> set[str]:
+    """The keys of one language's table in the console's i18n.ts (`zh`, `en`)."""
+    body = source.split(f"\nconst {table}", 1)[1].split("\n};", 1)[0]
+    return set(re.findall(r'^  "?([\w.]+)"?:', body, re.MULTILINE))
+
+
+def test_every_legal_element_the_appeals_service_can_ask_for_has_a_label() -> None:
+    """A case's missing elements are shown by name, in Chinese and English:
+    every element the appeals service can find missing, those each kind of
+    case needs and those a jurisdiction's law adds, has a label in both, not
+    its path ("counter notice.consent to jurisdiction")."""
+    source = (REPO / "clients" / "web" / "console" / "src" / "i18n.ts").read_text()
+    named = {path for paths in (*REQUIRED.values(), *REQUIRED_IN.values()) for path in paths}
+    assert "counter_notice.consent_to_jurisdiction" in named
+    for table in ("zh", "en"):
+        labelled = labels_in(source, table)
+        assert {f"element.{path}" for path in named} - labelled == set(), table
+
+
 def services_today(stack: Stack) -> str:
     """The services' date: earlier tests move their clock ahead of the browser's."""
     return datetime.fromtimestamp(time.time() + stack.clock_offset(), UTC).date().isoformat()
@@ -1372,6 +1401,51 @@ def with_files(requester: Client, subject: str, description: str, *files: Any) -
         )
     )
     return ticket
+
+
+def test_a_statement_of_reasons_typed_comes_back_after_the_page_is_reloaded(
+    browser: Browser, stack: Stack
+) -> None:
+    """The agent has begun the statement of reasons and reloads the page (a
+    Back, a tab closed and opened again): leaving asks first, and the case's
+    page comes back with what they typed in place. Signing out on purpose
+    keeps none of it."""
+    run = uuid.uuid4().hex[:6]
+    reporter = ReportsPerson(stack, f"reloader-{run}")
+    case = reporter.report(f"r{run}", email=f"reloader-{run}@example.com").report_case
+    agent = f"zhou-{run}"
+    found = f"人工审核确认。\n第 12 秒起出现袭击画面。{run}"
+    asked: list[str] = []
+
+    def leave(dialog: Dialog) -> None:
+        asked.append(dialog.type)
+        dialog.accept()
+
+    with agent_page(browser) as (page, problems):
+        sign_in(page, stack, agent, f"#{case}")
+        form = page.locator("form.decide")
+        form.get_by_label("决定依据").select_option(label="违法内容")
+        form.get_by_label("法律依据").fill("网络安全法 第十二条")
+        form.get_by_label("事实与依据").fill(found)
+        form.get_by_role("checkbox", name="删除内容").check()
+        page.once("dialog", leave)
+        page.reload()
+        expect(page.locator("#status")).to_contain_text("已放回原处")
+        form = page.locator("form.decide")
+        expect(form.get_by_label("决定依据")).to_have_value(
+            str(rpb.DECISION_GROUND_ILLEGAL_CONTENT)
+        )
+        expect(form.get_by_label("法律依据")).to_have_value("网络安全法 第十二条")
+        expect(form.get_by_label("事实与依据")).to_have_value(found)
+        expect(form.get_by_role("checkbox", name="删除内容")).to_be_checked()
+        assert asked == ["beforeunload"]
+
+        page.locator("#sign-out").click()
+        sign_in(page, stack, agent, f"#{case}")
+        form = page.locator("form.decide")
+        expect(form.get_by_label("事实与依据")).to_have_value("")
+        expect(form.get_by_role("checkbox", name="删除内容")).not_to_be_checked()
+        assert problems.seen == []
 
 
 def test_a_video_and_a_pdf_load_only_when_asked_and_an_action_reads_nothing_again(
@@ -2021,7 +2095,8 @@ def test_an_agent_decides_a_copyright_notice_and_a_reload_keeps_the_statement(
             form = page.locator("form.decide")
             form.get_by_label("结果").select_option(label="支持")
             form.get_by_label("依据", exact=True).fill("著作权法第十条；用户协议第 4.2 条")
-            form.get_by_label("事实与依据").fill(f"原创工程文件早于被投诉视频发布。{run}")
+            found = f"原创工程文件早于被投诉视频发布。\n首发链接已核实。{run}"
+            form.get_by_label("事实与依据").fill(found)
             form.get_by_label("用户 ID").fill(f"copier-{run}")
             form.get_by_label("姓名或名称").fill("王五")
             form.get_by_label("电子邮箱").fill(f"copier-{run}@example.com")
@@ -2042,7 +2117,7 @@ def test_an_agent_decides_a_copyright_notice_and_a_reload_keeps_the_statement(
             expect(page.locator("#case-state")).to_have_attribute("data-state", "UPHELD")
             decision = page.get_by_role("region", name="处理决定")
             expect(decision).to_contain_text("著作权法第十条；用户协议第 4.2 条")
-            expect(decision).to_contain_text(f"原创工程文件早于被投诉视频发布。{run}")
+            expect(fact(decision, "事实与依据")).to_have_js_property("innerText", found)
             expect(page.locator("form.decide")).to_have_count(0)
             steps.shot("decided")
         except Exception:

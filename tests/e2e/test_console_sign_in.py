@@ -2,7 +2,8 @@
 authorization-code flow with PKCE, a public client), in Debian's Chromium
 through Playwright, against the test stack's gateway: an agent signs in, the
 live queue answers with the provider's token, and signing out ends the
-provider's session too; an answer with another state is refused before its
+provider's session too; an administrator without the agent role works the
+queue unwarned; an answer with another state is refused before its
 code is used; `access_denied` and an ID token with another nonce are refused
 and explained in the page's language; the token is renewed with the refresh
 token before it expires, and without one the agent signs in again and comes
@@ -98,6 +99,7 @@ class Provider:
     expires_in: int = 3600
     refresh_tokens: bool = True
     wrong_nonce: bool = False
+    roles: list[str] = field(default_factory=lambda: ["agent"])
     seen: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     codes: dict[str, Grant] = field(default_factory=dict)
     refreshable: set[str] = field(default_factory=set)
@@ -190,7 +192,7 @@ class Provider:
         access = jwt.encode(
             {
                 "sub": self.agent,
-                "roles": ["agent"],
+                "roles": self.roles,
                 "iss": ISSUER,
                 "aud": AUDIENCE,
                 "iat": now,
@@ -408,6 +410,24 @@ def test_an_agent_signs_in_with_the_identity_provider_works_the_queue_and_signs_
         expect(page.locator("#signed-in-as")).to_be_hidden()
         assert session(page, TOKEN_KEY) is None and session(page, SESSION_KEY) is None
         steps.shot("signed-out")
+        assert problems.seen == []
+
+
+def test_an_admin_without_the_agent_role_works_the_queue_without_being_told_off(
+    browser: Browser, stack: Stack, provider: Provider
+) -> None:
+    """The provider gives an administrator the admin role alone. The gateway
+    lets an admin do all an agent does, so the console works the live queue
+    for them (and offers the articles) without saying the account lacks the
+    agent role."""
+    provider.roles = ["admin"]
+    with console.agent_page(browser, "en") as (page, problems):
+        sign_in(page, stack, provider, "en")
+        expect(page.locator("#signed-in-as")).to_contain_text(provider.agent)
+        expect(page.locator("#live")).to_have_attribute("data-state", "live")
+        expect(page.locator("#queue")).to_be_visible()
+        expect(page.locator("#open-articles")).to_be_visible()
+        expect(page.locator("#error")).to_be_hidden()
         assert problems.seen == []
 
 

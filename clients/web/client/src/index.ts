@@ -290,6 +290,47 @@ export function uploadEvidence(
 }
 
 /**
+ * Bytes read in pieces (a server stream: `ReadEvidence`, `ExportPerson`)
+ * gathered into one Blob. Every `foldBytes` (8 MiB) the pieces read so far
+ * are folded into a Blob of their own: the page then holds at most that much
+ * as pieces, not the whole file twice over (every piece, and the Blob made
+ * of them all at the end), which a phone's tab does not survive for a few
+ * hundred megabytes. The browser may keep Blobs out of the page's memory
+ * (Chromium moves large ones to disk).
+ */
+export class BlobGatherer {
+  private readonly folded: Blob[] = [];
+  private pieces: Uint8Array<ArrayBuffer>[] = [];
+  private piecesBytes = 0;
+  private added = 0;
+
+  constructor(private readonly foldBytes = 8 * 1024 * 1024) {}
+
+  add(piece: Uint8Array): void {
+    // A copy: the piece may be a view of the whole decoded message, which it
+    // would otherwise keep alive.
+    this.pieces.push(new Uint8Array(piece));
+    this.piecesBytes += piece.length;
+    this.added += piece.length;
+    if (this.piecesBytes >= this.foldBytes) {
+      this.folded.push(new Blob(this.pieces));
+      this.pieces = [];
+      this.piecesBytes = 0;
+    }
+  }
+
+  /** The bytes added so far. */
+  get bytes(): number {
+    return this.added;
+  }
+
+  /** Everything added, in order, as one Blob of `type`. */
+  blob(type: string): Blob {
+    return new Blob([...this.folded, ...this.pieces], { type });
+  }
+}
+
+/**
  * The error in a plain HTTP answer (the upload endpoint, a sign-in endpoint):
  * the Connect-style JSON error in `body` (`{"code": …, "message": …,
  * "details": […]}`), else one made from the HTTP status.

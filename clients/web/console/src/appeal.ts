@@ -198,7 +198,7 @@ function render(a: Appeal, events: AppealEvent[], host: CaseHost): void {
       element("h2", t("decisionHeading"), { id: "appeal-decision-heading" }),
       facts([
         [t("ground"), r.ground],
-        [t("decisionFacts"), r.facts],
+        [t("decisionFacts"), element("p", r.facts, { class: "text" })],
         [t("automatedDetection"), yesNo(r.automatedDetection)],
         [t("automatedDecisionShort"), yesNo(r.automatedDecision)],
         [t("redress"), r.redress || "—"],

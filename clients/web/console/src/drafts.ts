@@ -102,14 +102,21 @@ export function takeLeft(name: string): Map<string, Value> {
  * agent left the case while it was on its way).
  */
 export function forgetSent(name: string, sent: HTMLElement): void {
-  const kept = left.get(name);
-  if (!kept) return;
   const inside = sent.matches("input, textarea, select") ? [sent as Control] : controls(sent);
-  for (const control of inside) {
-    const key = keyOf(control);
-    if (key !== undefined) kept.delete(key);
+  const keys = new Set(inside.map(keyOf).filter((key) => key !== undefined));
+  const kept = left.get(name);
+  if (kept) {
+    for (const key of keys) kept.delete(key);
+    if (!kept.size) left.delete(name);
   }
-  if (!kept.size) left.delete(name);
+  const saved = readSaved();
+  const draft = saved?.cases[name];
+  if (saved && draft) {
+    const unsent = draft.filter(([key]) => !keys.has(key));
+    if (unsent.length) saved.cases[name] = unsent;
+    else delete saved.cases[name];
+    writeSaved(saved);
+  }
 }
 
 /**
@@ -147,12 +154,73 @@ let leftBy = "";
 
 /** Forgets what was kept for case `name` (done with), or for every case (signed out). */
 export function forgetLeft(name?: string): void {
-  if (name === undefined) left.clear();
-  else left.delete(name);
+  if (name === undefined) {
+    left.clear();
+    sessionStorage.removeItem(SAVED_KEY);
+    return;
+  }
+  left.delete(name);
+  const saved = readSaved();
+  if (saved && Object.hasOwn(saved.cases, name)) {
+    delete saved.cases[name];
+    writeSaved(saved);
+  }
 }
 
 /** `agent` signed in: what someone else left typed here is not theirs to see. */
 export function leftFor(agent: string): void {
   if (agent !== leftBy) left.clear();
   leftBy = agent;
+  if (readSaved()?.agent !== agent) sessionStorage.removeItem(SAVED_KEY);
+}
+
+/** Whether the agent left a case with something typed on it and not sent. */
+export function anyLeft(): boolean {
+  return left.size > 0;
+}
+
+/**
+ * What the agent typed on each case, saved in this tab's session storage as
+ * they type: the page's memory (`left`, and the page on screen) goes with a
+ * reload, a Back from a page they followed a link to, or a tab closed and
+ * opened again by mistake; this comes back with the tab. The agent's own:
+ * another agent signing in on the tab gets none of it (`leftFor`), and
+ * signing out on purpose keeps nothing (`forgetLeft`).
+ */
+const SAVED_KEY = "casemesh.console.drafts";
+type Saved = { agent: string; cases: Record<string, [string, Value][]> };
+
+function readSaved(): Saved | undefined {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(SAVED_KEY) ?? "null") as Saved | null;
+    return typeof saved?.agent === "string" && typeof saved.cases === "object" ? saved : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function writeSaved(saved: Saved): void {
+  try {
+    if (Object.keys(saved.cases).length) sessionStorage.setItem(SAVED_KEY, JSON.stringify(saved));
+    else sessionStorage.removeItem(SAVED_KEY);
+  } catch {
+    // More than the storage holds: the page's memory keeps it still, as before.
+  }
+}
+
+/** Saves what `agent` typed on case `name`'s page (drawn in `root`): nothing typed, nothing kept. */
+export function save(agent: string, name: string, root: HTMLElement): void {
+  const saved = readSaved();
+  const cases = saved?.agent === agent ? saved.cases : {};
+  const changed = typed(root);
+  if (changed.size) cases[name] = [...changed];
+  else delete cases[name];
+  writeSaved({ agent, cases });
+}
+
+/** What `agent` last typed on case `name`, as saved. */
+export function savedFor(agent: string, name: string): Map<string, Value> {
+  const saved = readSaved();
+  const found = saved?.agent === agent && Object.hasOwn(saved.cases, name) ? saved.cases[name] : [];
+  return new Map(found);
 }

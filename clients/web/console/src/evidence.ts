@@ -3,7 +3,8 @@
  * they are what agents look at. Videos, PDFs, larger images and anything else
  * load only when the agent asks ("Show", "Download"). The bytes come from
  * `EvidenceService.ReadEvidence` (a server stream, read with the agent's
- * token), are gathered into a Blob and shown through an object URL (the
+ * token), are gathered into a Blob (`BlobGatherer`: a long video is not
+ * also held as an array of chunks) and shown through an object URL (the
  * page's content security policy allows blob: for images, media and frames;
  * Chromium shows a blob: PDF in a frame with its own viewer).
  *
@@ -12,16 +13,20 @@
  * the case cancels the reads still running and revokes the object URLs.
  */
 
-import { Code, ConnectError, type Evidence, errorMessage, unreachable } from "@casemesh/client";
+import {
+  BlobGatherer,
+  Code,
+  ConnectError,
+  type Evidence,
+  errorMessage,
+  unreachable,
+} from "@casemesh/client";
 
 import { evidence } from "./api";
 import { element, say, t } from "./ui";
 
 /** Images up to this size load with the page; larger ones wait for "Show". */
 const INLINE_IMAGE_BYTES = 10 * 1024 * 1024;
-/** Chunks are folded into a Blob every so many bytes, so a long video is not
- * also held as an array of chunks (the browser may keep Blobs on disk). */
-const BLOB_PART_BYTES = 8 * 1024 * 1024;
 
 /** The evidence read for the case on screen: metadata and object URLs, by evidence name. */
 class Shelf {
@@ -52,22 +57,12 @@ class Shelf {
 
   urlOf(name: string, meta: Evidence): Promise<string> {
     return this.once(this.bytes, name, async () => {
-      const parts: Blob[] = [];
-      let pending: Uint8Array<ArrayBuffer>[] = [];
-      let pendingBytes = 0;
-      let read = 0;
+      const read = new BlobGatherer();
       for await (const part of evidence.readEvidence({ name }, { signal: this.stop.signal })) {
-        pending.push(new Uint8Array(part.chunk));
-        pendingBytes += part.chunk.length;
-        read += part.chunk.length;
-        if (pendingBytes >= BLOB_PART_BYTES) {
-          parts.push(new Blob(pending));
-          pending = [];
-          pendingBytes = 0;
-        }
-        reading(name, meta, read);
+        read.add(part.chunk);
+        reading(name, meta, read.bytes);
       }
-      const url = URL.createObjectURL(new Blob([...parts, ...pending], { type: meta.mediaType }));
+      const url = URL.createObjectURL(read.blob(meta.mediaType));
       if (this.stop.signal.aborted) {
         URL.revokeObjectURL(url);
         throw new ConnectError("the case was left", Code.Canceled);

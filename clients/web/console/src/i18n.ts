@@ -29,7 +29,7 @@ const zh = {
   signIn: "登录",
   signingIn: "正在登录…",
   signedInAs: "已登录：{name}",
-  needsAgent: "此账号没有客服（agent）角色，无法使用工作台。",
+  needsAgent: "此账号既没有客服（agent）角色，也没有管理员（admin）角色，无法使用工作台。",
   signInAgain: "登录已失效，请重新登录。",
   transport: "连接方式：{transport}",
   errorPrefix: "出错了：",
@@ -464,6 +464,7 @@ const zh = {
   "element.notice.infringement_evidence": "侵权证据",
   "element.counter_notice.removed_item": "被删除的内容",
   "element.counter_notice.reason": "反通知理由",
+  "element.counter_notice.consent_to_jurisdiction": "同意接受法院管辖",
   "element.grounds": "申诉理由",
 };
 
@@ -497,7 +498,7 @@ const en: Record<Key, string> = {
   signIn: "Sign in",
   signingIn: "Signing in…",
   signedInAs: "Signed in as {name}",
-  needsAgent: "This account has no agent role; the console needs it.",
+  needsAgent: "This account has neither the agent nor the admin role; the console needs one.",
   signInAgain: "Your sign-in has expired; please sign in again.",
   transport: "Connection: {transport}",
   errorPrefix: "Something went wrong: ",
@@ -931,6 +932,7 @@ const en: Record<Key, string> = {
   "element.notice.infringement_evidence": "Evidence of the infringement",
   "element.counter_notice.removed_item": "The removed item",
   "element.counter_notice.reason": "Reason for the counter-notice",
+  "element.counter_notice.consent_to_jurisdiction": "Consent to the court's jurisdiction",
   "element.grounds": "Grounds of the appeal",
 };
 

@@ -12,12 +12,15 @@ import { Code, ConnectError, type QueueCase } from "@casemesh/client";
 import { claims, currentToken, devSignIn, queue, setToken, transportName } from "./api";
 import { openAppeal } from "./appeal";
 import {
+  anyLeft,
   drawnAs,
   forgetLeft,
   forgetSent,
   keepLeft,
   leftFor,
   restore,
+  save,
+  savedFor,
   sentFrom,
   takeLeft,
   typed,
@@ -322,7 +325,10 @@ async function openCase(name: string, keepTyped = false, quietly = false): Promi
       if (!mine()) return;
       // Read as the new drawing replaces the old, so nothing typed during the read is lost.
       const left = takeLeft(name);
+      // Opened afresh (after a reload too): what the agent last typed on it, as saved.
+      const saved = again ? new Map<string, string | boolean>() : savedFor(claims().sub, name);
       const typedNow = new Map([
+        ...saved,
         ...left,
         ...(keepTyped && again ? typed(body) : takeInterrupted(name)),
       ]);
@@ -332,12 +338,13 @@ async function openCase(name: string, keepTyped = false, quietly = false): Promi
         const placed = restore(body, typedNow);
         kept = !placed
           ? "draftsNotKept"
-          : left.size
+          : left.size || saved.size
             ? "draftRestored"
             : quietly
               ? undefined
               : "draftsKept";
       }
+      save(claims().sub, name, body);
     },
     reopen: async (keep = false) => {
       if (mine()) await openCase(name, keep, true);
@@ -471,6 +478,19 @@ addEventListener("pageshow", (e) => {
   // and the case still on the page: not to be given back at a later sign-in.
   // (Kept as a refused token signed the agent out: still needed.)
   if (e.persisted && wasLeaving) sessionStorage.removeItem(INTERRUPTED_KEY);
+});
+// What the agent types on a case is saved as they type (a reload gives it
+// back); leaving the page with something typed and not sent asks first, as
+// a closed tab takes it with it. Not on a trip to sign in again: kept for
+// the return (keepInterrupted).
+for (const typing of ["input", "change"]) {
+  $("case-body").addEventListener(typing, () => {
+    if (view === "case" && shownCase) save(claims().sub, shownCase, $("case-body"));
+  });
+}
+addEventListener("beforeunload", (e) => {
+  if (!currentToken() || leavingToSignIn) return;
+  if ((view === "case" && typed($("case-body")).size) || anyLeft()) e.preventDefault();
 });
 addEventListener("pagehide", () => {
   if (held && held.state === "held" && !leavingToSignIn) {
@@ -700,7 +720,9 @@ async function start(): Promise<void> {
   if (claims().sub !== viewsBy) forgetViews();
   viewsBy = claims().sub;
   renderSignedIn();
-  if (!claims().roles.includes("agent")) {
+  // The gateway lets an admin do what an agent does.
+  const roles = claims().roles;
+  if (!roles.includes("agent") && !roles.includes("admin")) {
     showError(new ConnectError(t("needsAgent"), Code.PermissionDenied));
   }
   await loadMacros();

@@ -209,7 +209,7 @@ function decided(c: ReportCase): HTMLElement {
   section.append(
     facts([
       [t("restrictionsImposed"), restrictions],
-      [t("decisionFacts"), d.decisionFacts],
+      [t("decisionFacts"), element("p", d.decisionFacts, { class: "text" })],
       [t("statementCategory"), label("cat", nameOf(StatementCategory, d.category))],
       [t("sourceType"), d.sourceType],
       [t("redress"), d.redress],

@@ -11,6 +11,7 @@
 
 import {
   type Article,
+  BlobGatherer,
   Channel,
   Code,
   ConnectError,
@@ -431,6 +432,7 @@ function forget(): void {
     "ticket-history",
     "ticket-number",
     "ticket-subject",
+    "ticket-description",
     "ticket-status",
     "ticket-category",
     "ticket-updates",
@@ -500,15 +502,17 @@ $("sign-out").addEventListener("click", () => {
  */
 async function downloadData(): Promise<void> {
   say(t("preparingData"));
-  const parts: BlobPart[] = [];
+  // Gathered as a few large Blobs: the archive (the person's files in it)
+  // may run to hundreds of megabytes, more than a phone's tab can hold twice.
+  const archive = new BlobGatherer();
   let fileName = "casemesh-export.zip";
   const missing: string[] = [];
   for await (const piece of privacy.exportPerson({})) {
     fileName = piece.fileName || fileName;
-    parts.push(new Uint8Array(piece.data));
+    archive.add(piece.data);
     missing.push(...piece.missingFiles);
   }
-  const url = URL.createObjectURL(new Blob(parts, { type: "application/zip" }));
+  const url = URL.createObjectURL(archive.blob("application/zip"));
   const link = document.createElement("a");
   link.href = url;
   link.download = fileName;
@@ -1643,6 +1647,7 @@ function renderTicket(): void {
   status.dataset.status = TicketStatus[ticket.status] ?? "UNSPECIFIED";
   $("ticket-category").textContent = categoryLabel(ticket.category);
   $("ticket-subject").textContent = ticket.subject;
+  $("ticket-description").textContent = ticket.description;
   $("ticket-updates").textContent = (ticket.contact?.channels ?? [])
     .map((c) =>
       c === Channel.SMS
@@ -1664,6 +1669,7 @@ function renderTicket(): void {
       if (event.score) {
         item.append(element("p", t("eventScore", { score: event.score }), { class: "meta" }));
       }
+      // A ticket's first step carries its description: shown above, with the facts.
       if (event.text && event.type !== "TicketCreated") {
         item.append(element("p", event.text));
       }
