@@ -46,6 +46,7 @@ from casemesh.platform.relay import StreamFollower
 from casemesh.platform.timers import Deadline, UnknownDeadlineKind
 from casemesh.topics import MAX_RECORD_BYTES
 from casemesh.v1 import reports_pb2 as rpb
+from casemesh_appeals.policy import POLICIES
 from casemesh_reports import filing
 from casemesh_reports.api import (
     CASE_REPORT_NAMES,
@@ -1476,9 +1477,9 @@ def test_a_decision_at_noon_may_be_appealed_until_the_last_eu_midnight_six_month
     of the matching day, for a reporter or uploader on any EU clock; the
     last to reach it is Martinique's (UTC-4), not noon on 5 September."""
     filed = app.file(ALICE, report())
-    clock.now_is(datetime(2026, 3, 5, 12, 0, tzinfo=UTC))
+    clock.now_is(datetime(2026, 3, 3, 12, 0, tzinfo=UTC))
     app.decide(AGENT, filed.case_id, "ACTION_TAKEN", action_taken(clock), UPLOADER, [], etag="")
-    midnight_in_martinique = datetime(2026, 9, 6, 4, 0, tzinfo=UTC)
+    midnight_in_martinique = datetime(2026, 9, 4, 4, 0, tzinfo=UTC)  # 24:00 on Thursday the 3rd
     # What the reporter is shown of their report, and what the uploader and
     # the reporter are shown of the decision (the gateway vouches for the
     # latter when either appeals).
@@ -1489,6 +1490,22 @@ def test_a_decision_at_noon_may_be_appealed_until_the_last_eu_midnight_six_month
     for who in (ursula, ALICE):
         shown = for_viewer(case_message(case), who, set(), appellants(case))
         assert shown.decision.appeal_deadline.ToDatetime(UTC) == midnight_in_martinique
+
+
+def test_six_months_ending_on_a_saturday_may_be_appealed_through_the_monday(
+    app: Reports, clock: FakeClock
+) -> None:
+    """Regulation 1182/71 Art. 3(4): a period whose last day is a Saturday
+    or Sunday ends with the next working day. Decided on 5 March 2026, six
+    months end on Saturday 5 September: the window runs to 24:00 on Monday
+    the 7th, on the last EU clock to reach it (Martinique's), as the
+    appeals service counts it."""
+    filed = app.file(ALICE, report())
+    clock.now_is(datetime(2026, 3, 5, 12, 0, tzinfo=UTC))
+    app.decide(AGENT, filed.case_id, "ACTION_TAKEN", action_taken(clock), UPLOADER, [], etag="")
+    outcome = report_message(app.get_report(ALICE, str(filed.id))).outcome
+    assert outcome.appeal_deadline.ToDatetime(UTC) == datetime(2026, 9, 8, 4, 0, tzinfo=UTC)
+    assert POLICIES["eu"].appeal_deadline(clock.now()) == outcome.appeal_deadline.ToDatetime(UTC)
 
 
 def test_a_report_may_name_its_item_by_a_link_kept_without_its_query(clock: FakeClock) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -279,6 +280,38 @@ def test_chinas_fifteen_days_run_to_midnight_of_the_fifteenth_day_after() -> Non
     assert cn.due(cn.restore_after, early) == datetime(2027, 3, 18, 0, 0, tzinfo=beijing)
 
 
+def test_chinas_fifteen_days_ending_on_a_rest_day_end_with_the_next_working_day(
+    tmp_path: Any,
+) -> None:
+    """Civil Code Art. 203: forwarded on Friday 6 March 2026, the 15th day
+    is Saturday the 21st, so the claimant has until the end of Monday the
+    23rd, and the content comes back a day after that. Holidays and make-up
+    working days are the operator's to list (these are examples): a last
+    day in a week of holidays moves past it, one on a Saturday worked
+    does not."""
+    beijing = ZoneInfo("Asia/Shanghai")
+    cn = policy.load()["cn"]
+    deadline = cn.due(cn.restore_after, datetime(2026, 3, 6, 10, 0, tzinfo=beijing))
+    assert deadline == datetime(2026, 3, 24, 0, 0, tzinfo=beijing)
+    assert cn.court_action_until(deadline) == datetime(2026, 3, 25, 0, 0, tzinfo=beijing)
+    path = tmp_path / "cn.json"
+    holidays = [f"2026-10-0{day}" for day in range(1, 8)]
+    path.write_text(json.dumps({"cn": {"holidays": holidays, "workdays": ["2026-10-10"]}}))
+    cn = policy.load(str(path))["cn"]
+    deadline = cn.due(cn.restore_after, datetime(2026, 9, 16, 10, 0, tzinfo=beijing))
+    assert deadline == datetime(2026, 10, 9, 0, 0, tzinfo=beijing)  # Thursday 8 October
+    assert cn.court_action_until(deadline) == datetime(2026, 10, 10, 0, 0, tzinfo=beijing)
+    saturday_worked = cn.due(cn.restore_after, datetime(2026, 9, 25, 10, 0, tzinfo=beijing))
+    assert saturday_worked == datetime(2026, 10, 11, 0, 0, tzinfo=beijing)
+    # A make-up working day is a business day too, wherever days are counted so.
+    one = policy.Period(1, business_days=True)
+    friday = datetime(2026, 10, 9, 10, 0, tzinfo=beijing)
+    assert cn.due(one, friday) == datetime(2026, 10, 11, 0, 0, tzinfo=beijing)
+    # The claimant's days move; the platform's grace after them does not.
+    grace = cn.court_action_until(datetime(2026, 3, 21, 0, 0, tzinfo=beijing))
+    assert grace == datetime(2026, 3, 22, 0, 0, tzinfo=beijing)
+
+
 def test_the_grace_after_the_claimants_deadline_counts_from_the_day_after_it() -> None:
     """The claimant's deadline ends a day at local midnight; the grace after
     it counts the days after that one: forwarded in New York on Friday 8
@@ -321,7 +354,7 @@ def test_six_months_are_calendar_months_never_shorter() -> None:
     eu = policy.load()["eu"]
     for start, end in (
         ("2027-03-01", "2027-09-02"),
-        ("2027-07-01", "2028-01-02"),
+        ("2027-07-03", "2028-01-04"),
         ("2027-08-01", "2028-02-02"),
         ("2027-08-31", "2028-03-02"),
     ):
@@ -330,20 +363,40 @@ def test_six_months_are_calendar_months_never_shorter() -> None:
 
 
 def test_six_months_from_just_after_midnight_run_to_the_end_of_that_local_day() -> None:
-    """Told at 00:30 on 6 September in Brussels (22:30 UTC the day before), a
-    person there has until 24:00 on 6 March, Brussels time: the day counted
+    """Told at 00:30 on 8 September in Brussels (22:30 UTC the day before), a
+    person there has until 24:00 on 8 March, Brussels time: the day counted
     from is their own, not the one it still is further west."""
     brussels = ZoneInfo("Europe/Brussels")
     eu = policy.load()["eu"]
-    told = datetime(2027, 9, 6, 0, 30, tzinfo=brussels)
-    assert eu.due(eu.appeal_window, told) == datetime(2028, 3, 7, 0, 0, tzinfo=brussels)
+    told = datetime(2027, 9, 8, 0, 30, tzinfo=brussels)
+    assert eu.due(eu.appeal_window, told) == datetime(2028, 3, 9, 0, 0, tzinfo=brussels)
+
+
+def test_six_months_ending_on_a_weekend_or_holiday_run_to_the_next_working_day(
+    tmp_path: Any,
+) -> None:
+    """Regulation 1182/71 Art. 3(4): decided on Friday 5 March 2027, six
+    months would end on Sunday 5 September; a decision under any law may be
+    appealed until the end of Monday the 6th wherever in the EU that comes
+    last (Martinique's). A public holiday the EU policy lists moves an EU
+    decision's end on to the Tuesday."""
+    decided = datetime(2027, 3, 5, 12, 0, tzinfo=UTC)
+    monday_in_martinique = datetime(2027, 9, 7, 4, 0, tzinfo=UTC)
+    policies = policy.load()
+    for code in ("cn", "us", "eu"):
+        assert policies[code].appeal_deadline(decided) == monday_in_martinique
+    path = tmp_path / "eu.json"
+    path.write_text('{"eu": {"holidays": ["2027-09-06"]}}')
+    eu = policy.load(str(path))["eu"]
+    assert eu.appeal_deadline(decided) == monday_in_martinique + timedelta(days=1)
 
 
 def test_policies_follow_the_law_and_refuse_to_break_it(tmp_path: object) -> None:
     policies = policy.load()
-    assert policies["cn"].restore_after == policy.Period(15, whole_days=True)
+    to_working_day = {"whole_days": True, "ends_on_working_day": True}
+    assert policies["cn"].restore_after == policy.Period(15, **to_working_day)
     assert policies["us"].restore_after == policy.Period(10, business_days=True)
-    assert policies["eu"].appeal_window == policy.Period(months=6, whole_days=True)
+    assert policies["eu"].appeal_window == policy.Period(months=6, **to_working_day)
     bad = tmp_path / "p.json"  # type: ignore[operator]
     bad.write_text('{"us": {"restore_after": {"days": 20, "business_days": true}}}')
     with pytest.raises(policy.PolicyError, match="10 to 14"):
@@ -379,11 +432,11 @@ def test_policies_follow_the_law_and_refuse_to_break_it(tmp_path: object) -> Non
     # China's 15 days named in a file are counted as the law counts them.
     cn = tmp_path / "cn.json"  # type: ignore[operator]
     cn.write_text('{"cn": {"restore_after": {"days": 15}}}')
-    assert policy.load(str(cn))["cn"].restore_after == policy.Period(15, whole_days=True)
+    assert policy.load(str(cn))["cn"].restore_after == policy.Period(15, **to_working_day)
     # So are the EU's six months.
     eu = tmp_path / "eu.json"  # type: ignore[operator]
     eu.write_text('{"eu": {"appeal_window": {"months": 6}}}')
-    assert policy.load(str(eu))["eu"].appeal_window == policy.Period(months=6, whole_days=True)
+    assert policy.load(str(eu))["eu"].appeal_window == policy.Period(months=6, **to_working_day)
     # Counted to midnight in Brussels alone, they would end hours early for
     # the EU's people further west.
     with pytest.raises(policy.PolicyError, match="six months"):
@@ -394,11 +447,11 @@ def test_no_jurisdictions_decision_is_appealed_for_less_than_the_eus_six_months(
     tmp_path: Any,
 ) -> None:
     """A removal applies in the EU whatever law decides it: decided at noon
-    on 5 March, a Chinese or US decision may be appealed until 24:00 on 5
+    on 2 March, a Chinese or US decision may be appealed until 24:00 on 2
     September in Martinique, as an EU one may, even under a file that names
     a shorter window; a longer one stands."""
-    decided = datetime(2027, 3, 5, 12, 0, tzinfo=UTC)
-    six_months = datetime(2027, 9, 6, 4, 0, tzinfo=UTC)
+    decided = datetime(2027, 3, 2, 12, 0, tzinfo=UTC)
+    six_months = datetime(2027, 9, 3, 4, 0, tzinfo=UTC)
     short = tmp_path / "short.json"
     short.write_text(
         '{"cn": {"appeal_window": {"days": 30}}, "us": {"appeal_window": {"days": 180}}}'
@@ -431,6 +484,20 @@ def test_no_jurisdictions_decision_is_appealed_for_less_than_the_eus_six_months(
         ('{"us": {"court_notice_grace": {"months": 1}}}', "at most 14"),
         ('{"eu": {"court_notice_grace": {"days": -1}}}', "whole numbers"),
         ('{"cn": {"info_response": {}}}', "no time"),
+        # Fields of the wrong shape, named.
+        ('{"cn": {"holidays": "2026-10-01"}}', "cn.holidays: a list of dates"),
+        ('{"cn": {"holidays": ["2026-13-01"]}}', "cn.holidays: '2026-13-01' is not a date"),
+        ('{"cn": {"holidays": [20261001]}}', "cn.holidays: 20261001 is not a date"),
+        ('{"cn": {"workdays": ["2026-10-09"]}}', "cn.workdays: 2026-10-09 is not a Saturday"),
+        (
+            '{"cn": {"holidays": ["2026-10-10"], "workdays": ["2026-10-10"]}}',
+            "cn.workdays: 2026-10-10 is listed as a holiday too",
+        ),
+        ('{"eu": {"redress": "x"}}', "eu.redress: texts by locale"),
+        ('{"us": {"final_redress": {"en": 5}}}', "us.final_redress: texts by locale"),
+        ('{"us": {"time_zone": "Mars/Olympus"}}', "us.time_zone: a time zone"),
+        ('{"us": {"time_zone": 5}}', "us.time_zone: a time zone"),
+        ('{"cn": ["holidays"]}', "cn: policy fields by name"),
     ],
 )
 def test_a_policy_override_that_would_break_the_law_or_each_filing_stops_the_start(
@@ -442,6 +509,13 @@ def test_a_policy_override_that_would_break_the_law_or_each_filing_stops_the_sta
     with pytest.raises(policy.PolicyError, match=refused) as error:
         policy.load(str(path))
     assert str(error.value).startswith(override[2:4])  # the jurisdiction named
+
+
+def test_a_policy_file_not_by_jurisdiction_stops_the_start(tmp_path: Any) -> None:
+    path = tmp_path / "policy.json"
+    path.write_text('[{"cn": {}}]')
+    with pytest.raises(policy.PolicyError, match="policies by jurisdiction"):
+        policy.load(str(path))
 
 
 def test_each_step_that_waits_on_time_sets_its_deadline() -> None:

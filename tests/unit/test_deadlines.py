@@ -39,3 +39,15 @@ def test_a_day_the_last_month_lacks_never_shortens_the_period() -> None:
 def test_only_the_zones_named_count() -> None:
     decided = datetime(2026, 3, 5, 12, 0, tzinfo=UTC)
     assert months_end(decided, 6, ("Asia/Shanghai",)) == datetime(2026, 9, 5, 16, 0, tzinfo=UTC)
+
+
+def test_a_last_day_on_a_weekend_gives_way_to_the_monday_after_when_asked() -> None:
+    """Regulation 1182/71 Art. 3(4): 5 September 2026 is a Saturday, so the
+    months run to 24:00 on Monday the 7th in Martinique; a last day in the
+    week stays where it is."""
+    decided = datetime(2026, 3, 5, 12, 0, tzinfo=UTC)
+    assert months_end(decided, 6, ends_on_working_day=True) == datetime(
+        2026, 9, 8, 4, 0, tzinfo=UTC
+    )
+    wednesday = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    assert months_end(wednesday, 6, ends_on_working_day=True) == months_end(wednesday, 6)

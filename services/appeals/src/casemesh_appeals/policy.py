@@ -2,13 +2,23 @@
 
 - cn: Regulations on the Right of Communication through Information Networks
   Art. 14–17, Civil Code Art. 1195–1196; the E-Commerce Law Art. 43 gives the
-  claimant 15 days after the counter-notice is forwarded.
+  claimant 15 days after the counter-notice is forwarded; counted as Civil
+  Code Art. 203 counts them, days whose last is a statutory rest day end
+  with the next working day.
 - us: DMCA §512(g): restore no sooner than 10 and no later than 14 business
   days after the counter-notice, unless the claimant reports court action.
 - eu: DSA Art. 16–17, 20: the complaint (appeal) stays open at least six
   months after the decision is notified, counted as Regulation 1182/71 Art. 3
-  counts months: from the day after, to the end (24:00) of the matching day;
-  restoring after a counter-notice is platform policy.
+  counts months: from the day after, to the end (24:00) of the matching day,
+  or of the next working day when that one is a Saturday, a Sunday or a
+  public holiday; restoring after a counter-notice is platform policy.
+
+Rest days are Saturdays and Sundays, and the dates a policy lists as
+`holidays`; a Saturday or Sunday it lists as `workdays` is worked (China's
+make-up working days, 调休). The built-in policies list the US federal
+holidays alone: China's holidays and make-up days are announced by the State
+Council each year, and the EU's public holidays are each member state's, so
+an operator lists them in the policy file (`load`).
 
 After a counter-notice the claimant is told to report court action by a
 deadline (`restore_after`); the content comes back a little later
@@ -30,7 +40,7 @@ from datetime import date, datetime, time, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from casemesh.platform.clock import add_months
 from casemesh.rules.deadlines import months_end
@@ -49,27 +59,35 @@ class Period:
     # Code Art. 201, 203) and the EU's (Regulation 1182/71 Art. 3): from the
     # day after the start, the last ending at 24:00 local.
     whole_days: bool = False
+    # Whole days whose last day, if a rest day, gives way to the next working
+    # day (Civil Code Art. 203; Regulation 1182/71 Art. 3(4)): where the law
+    # gives a party until then. A platform's own grace does not move.
+    ends_on_working_day: bool = False
 
     def after(
         self,
         start: datetime,
         holidays: frozenset[date] = frozenset(),
         zone: ZoneInfo = UTC,
+        workdays: frozenset[date] = frozenset(),
     ) -> datetime:
         """When the period that starts at `start` ends.
 
         Calendar days and months are exact durations, unless `whole_days`:
         then whole months and days in the jurisdiction's time zone from the
         day after `start`, ending when the last of them ends (local
-        midnight): six months from 5 March end at 24:00 on 5 September.
-        Business days are whole days that are neither weekends nor holidays,
-        counted from the day after `start`; the period ends when the last of
-        them ends (local midnight), never earlier."""
+        midnight): six months from 5 March end at 24:00 on 5 September
+        (`ends_on_working_day`: on Monday the 7th, when the 5th is a
+        Saturday). Business days are whole days that are not rest days
+        (`rest_day`), counted from the day after `start`; the period ends
+        when the last of them ends (local midnight), never earlier."""
         if self.whole_days and not self.business_days:
             # Months are added to the local day: added to another zone's,
             # a start just after local midnight could end a day early.
             local = add_months(start.astimezone(zone), self.months)
             last = local.date() + timedelta(days=self.days)
+            while self.ends_on_working_day and rest_day(last, holidays, workdays):
+                last += timedelta(days=1)
             end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=zone)
             return end.astimezone(start.tzinfo)
         if self.months:
@@ -79,10 +97,16 @@ class Period:
         day, left = start.astimezone(zone).date(), self.days
         while left:
             day += timedelta(days=1)
-            if day.weekday() < 5 and day not in holidays:
+            if not rest_day(day, holidays, workdays):
                 left -= 1
         end_of_day = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
         return end_of_day.astimezone(start.tzinfo)
+
+
+def rest_day(day: date, holidays: frozenset[date], workdays: frozenset[date]) -> bool:
+    """Whether `day` is not worked: a holiday, or a Saturday or Sunday that
+    is not a make-up working day."""
+    return day in holidays or (day.weekday() >= 5 and day not in workdays)
 
 
 @dataclass(frozen=True)
@@ -109,6 +133,9 @@ class JurisdictionPolicy:
     # platform, so it names only the ways beyond it.
     final_redress: dict[str, str] = field(default_factory=dict)
     holidays: frozenset[date] = frozenset()
+    # Saturdays and Sundays worked in exchange for a holiday (China's 调休):
+    # business days, and not rest days.
+    workdays: frozenset[date] = frozenset()
     # Business days and whole days are counted in this zone.
     time_zone: str = "UTC"
     # Where else the people the law covers live: a period of whole days
@@ -118,7 +145,9 @@ class JurisdictionPolicy:
 
     def due(self, period: Period, start: datetime) -> datetime:
         zones = (self.time_zone, *self.day_zones) if period.whole_days else (self.time_zone,)
-        return max(period.after(start, self.holidays, ZoneInfo(zone)) for zone in zones)
+        return max(
+            period.after(start, self.holidays, ZoneInfo(zone), self.workdays) for zone in zones
+        )
 
     def court_action_until(self, deadline: datetime) -> datetime:
         """When the content of a case whose claimant had until `deadline` to
@@ -127,7 +156,8 @@ class JurisdictionPolicy:
         A grace of whole or business days counts from the day after the one
         the deadline ends: a deadline at local midnight ends the day before
         it, and is not counted from the day that begins then (10 business
-        days and 2 more are 12, not 13)."""
+        days and 2 more are 12, not 13). A deadline moved past rest days
+        moves the grace with it."""
         grace = self.court_notice_grace
         if not (grace.days or grace.months):
             return deadline
@@ -137,10 +167,12 @@ class JurisdictionPolicy:
     def appeal_deadline(self, decided: datetime) -> datetime:
         """Until when a decision made at `decided` may be appealed: the
         window's end, but never before six months have run out on every EU
-        clock (DSA Art. 20(1), counted as `months_end` counts them). A
-        removal applies in the EU whatever law it was decided under, and its
-        appellant may live there: the same floor as the reports service's."""
-        return max(self.due(self.appeal_window, decided), months_end(decided, 6))
+        clock (DSA Art. 20(1), counted as `months_end` counts them, to a
+        working day: Regulation 1182/71 Art. 3(4)). A removal applies in the
+        EU whatever law it was decided under, and its appellant may live
+        there."""
+        six_months = months_end(decided, 6, ends_on_working_day=True)
+        return max(self.due(self.appeal_window, decided), six_months)
 
 
 def _nth(year: int, month: int, weekday: int, n: int) -> date:
@@ -193,11 +225,14 @@ POLICIES: dict[str, JurisdictionPolicy] = {
         review=Period(7),
         info_response=Period(15),
         # E-Commerce Law Art. 43's 15 days, counted as the Civil Code counts:
-        # forwarded on 2 March, the claimant has until 24:00 on 17 March.
-        restore_after=Period(15, whole_days=True),
+        # forwarded on 2 March, the claimant has until 24:00 on 17 March;
+        # forwarded on Friday 6 March 2026, until 24:00 on Monday the 23rd,
+        # the 21st being a Saturday (Art. 203).
+        restore_after=Period(15, whole_days=True, ends_on_working_day=True),
         # The claimant's notice must have come within the 15 days; the day
         # after is for recording it, and without one the measures end then:
-        # promptly, as Art. 43 asks, not days later.
+        # promptly, as Art. 43 asks, not days later: the day is the
+        # platform's, not the claimant's, and is not moved past a rest day.
         court_notice_grace=Period(1, whole_days=True),
         # Six months, as for the EU (`appeal_deadline`): a removal applies there too.
         appeal_window=Period(months=6, whole_days=True),
@@ -245,8 +280,9 @@ POLICIES: dict[str, JurisdictionPolicy] = {
         restore_after=Period(14),
         court_notice_grace=Period(1),
         # Decided at noon on 5 March, a decision may be appealed until 24:00
-        # on 5 September where that comes last (Martinique's).
-        appeal_window=Period(months=6, whole_days=True),
+        # on 5 September where that comes last (Martinique's), or on the
+        # working day after it (Regulation 1182/71 Art. 3(4)).
+        appeal_window=Period(months=6, whole_days=True, ends_on_working_day=True),
         redress={
             "zh-CN": "您可在至少六个月内通过平台内部申诉机制申诉（DSA 第 20 条），"
             "或提交经认证的庭外争议解决机构（第 21 条），或向法院起诉。",
@@ -279,8 +315,9 @@ def check(policy: JurisdictionPolicy) -> JurisdictionPolicy:
             raise PolicyError(
                 "cn: restore 15 calendar days after a counter-notice (E-Commerce Law Art. 43)"
             )
-        if not p.whole_days:
-            policy = replace(policy, restore_after=replace(p, whole_days=True))
+        policy = replace(
+            policy, restore_after=replace(p, whole_days=True, ends_on_working_day=True)
+        )
         # The grace only records a notice that came within the 15 days, and
         # the measures end promptly after it (Art. 43): whole days too, as
         # the Civil Code counts them.
@@ -303,8 +340,9 @@ def check(policy: JurisdictionPolicy) -> JurisdictionPolicy:
             raise PolicyError("eu: the appeal window must be at least six months (DSA Art. 20)")
         # Months and days as Regulation 1182/71 counts them: a file that
         # names six months means them.
-        if not w.whole_days:
-            policy = replace(policy, appeal_window=replace(w, whole_days=True))
+        policy = replace(
+            policy, appeal_window=replace(w, whole_days=True, ends_on_working_day=True)
+        )
         zones = (policy.time_zone, *policy.day_zones)
         if _short_in_the_eu(policy.appeal_window, zones):
             raise PolicyError("eu: the appeal window must be at least six months (DSA Art. 20)")
@@ -356,32 +394,98 @@ def _period(name: str, value: Any, *, may_be_none: bool = False) -> Period:
     return Period(days=days, business_days=business, months=months)
 
 
+def _dates(name: str, value: Any) -> frozenset[date]:
+    """A list of dates as an override file gives it (["2026-10-01", …])."""
+    if not isinstance(value, list):
+        raise PolicyError(f'{name}: a list of dates such as ["2026-10-01"], not {value!r}')
+    days: set[date] = set()
+    for day in value:
+        try:
+            days.add(date.fromisoformat(day))
+        except (TypeError, ValueError):
+            raise PolicyError(f'{name}: {day!r} is not a date such as "2026-10-01"') from None
+    return frozenset(days)
+
+
+def _workdays(name: str, value: Any) -> frozenset[date]:
+    """Make-up working days: a weekday is worked anyway, so one listed here
+    is a mistake in the list (a wrong year, say), not a choice."""
+    days = _dates(name, value)
+    for day in sorted(days):
+        if day.weekday() < 5:
+            raise PolicyError(f"{name}: {day} is not a Saturday or Sunday")
+    return days
+
+
+def _texts(name: str, value: Any) -> dict[str, str]:
+    """Texts by locale, as an override file gives them ({"zh-CN": "…"})."""
+    if not isinstance(value, dict) or not all(isinstance(t, str) for t in value.values()):
+        raise PolicyError(f'{name}: texts by locale such as {{"zh-CN": "…"}}, not {value!r}')
+    return dict(value)
+
+
+def _time_zone(name: str, value: Any) -> str:
+    try:
+        ZoneInfo(value)
+    except (TypeError, ValueError, ZoneInfoNotFoundError):
+        raise PolicyError(f'{name}: a time zone such as "Asia/Shanghai", not {value!r}') from None
+    return str(value)
+
+
+def _overridden(base: JurisdictionPolicy, values: Any) -> JurisdictionPolicy:
+    """`base` with the fields an override file replaces, each checked and
+    named as `<code>.<field>` when it is wrong: read at every filing, a bad
+    one would fail each, so the service does not start with it."""
+    code = base.code
+    if not isinstance(values, dict):
+        raise PolicyError(f'{code}: policy fields by name, such as {{"holidays": […]}}')
+    changes: dict[str, Any] = {}
+    for name, value in values.items():
+        field_name = f"{code}.{name}"
+        if name in ("review", "info_response", "restore_after", "appeal_window"):
+            changes[name] = _period(field_name, value)
+        elif name == "court_notice_grace":
+            changes[name] = _period(field_name, value, may_be_none=True)
+        elif name == "holidays":
+            changes[name] = _dates(field_name, value)
+        elif name == "workdays":
+            changes[name] = _workdays(field_name, value)
+        elif name in ("redress", "final_redress"):
+            changes[name] = _texts(field_name, value)
+        elif name == "time_zone":
+            changes[name] = _time_zone(field_name, value)
+        else:
+            raise PolicyError(f"{code}: unknown policy field {name!r}")
+    policy = JurisdictionPolicy(**{**vars(base), **changes})
+    if both := policy.holidays & policy.workdays:
+        raise PolicyError(f"{code}.workdays: {min(both)} is listed as a holiday too")
+    return policy
+
+
 def load(path: str = "") -> dict[str, JurisdictionPolicy]:
     """The built-in policies, with overrides from a JSON file such as
     {"us": {"restore_after": {"days": 12, "business_days": true}}}. A
     `court_notice_grace` of no time ({"days": 0}) restores at the claimant's
-    deadline itself."""
+    deadline itself.
+
+    `holidays` replaces a jurisdiction's list of public holidays (dates such
+    as "2026-10-01"; us: the federal holidays by default), and `workdays`
+    lists the Saturdays and Sundays worked instead (China's make-up working
+    days, 调休). Business days skip holidays and the weekends not worked.
+    China's 15 days after a counter-notice and the EU's six months to
+    appeal end with the next working day when their last day is not one
+    (Civil Code Art. 203; Regulation 1182/71 Art. 3(4)). Without a list only
+    weekends move them: give cn the holidays and make-up days the State
+    Council announces each year, and eu the public holidays to honour, for
+    the years ahead."""
     policies = dict(POLICIES)
     if path:
-        overrides: dict[str, dict[str, Any]] = json.loads(Path(path).read_text())
+        overrides = json.loads(Path(path).read_text())
+        if not isinstance(overrides, dict):
+            raise PolicyError(f'{path}: policies by jurisdiction, such as {{"cn": {{…}}}}')
         for code, values in overrides.items():
             base = policies.get(code)
             if base is None:
                 raise PolicyError(f"unknown jurisdiction {code!r}")
-            changes: dict[str, Any] = {}
-            for name, value in values.items():
-                if name in ("review", "info_response", "restore_after", "appeal_window"):
-                    changes[name] = _period(f"{code}.{name}", value)
-                elif name == "court_notice_grace":
-                    changes[name] = _period(f"{code}.{name}", value, may_be_none=True)
-                elif name == "holidays":
-                    changes[name] = frozenset(date.fromisoformat(d) for d in value)
-                elif name in ("redress", "final_redress"):
-                    changes[name] = dict(value)
-                elif name == "time_zone":
-                    ZoneInfo(value)  # refuses an unknown zone
-                    changes[name] = value
-                else:
-                    raise PolicyError(f"{code}: unknown policy field {name!r}")
-            policies[code] = JurisdictionPolicy(**{**vars(base), **changes})
+            policies[code] = _overridden(base, values)
     return {code: check(p) for code, p in policies.items()}

@@ -127,11 +127,13 @@ class ReportsPolicy:
 
     def appeal_deadline(self, decided: datetime) -> datetime:
         """Until when a decision made at `decided` may be appealed: 24:00 of
-        the matching day the window's months on, on the EU clock where that
-        comes last. The same for a decision of any scope: an appellant may
-        be in the EU whatever the scope, and the latest midnight is never
-        earlier than the months themselves."""
-        return months_end(decided, self.appeal_window_months)
+        the matching day the window's months on (of the Monday after, when
+        that day is a Saturday or Sunday: Regulation 1182/71 Art. 3(4)), on
+        the EU clock where that comes last. The same for a decision of any
+        scope: an appellant may be in the EU whatever the scope, and the
+        latest midnight is never earlier than the months themselves. The
+        appeals service, where the appeal is lodged, counts it alike."""
+        return months_end(decided, self.appeal_window_months, ends_on_working_day=True)
 
 
 _APPEAL = {
