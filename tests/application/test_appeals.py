@@ -49,7 +49,7 @@ from casemesh_appeals.application import (
     DeadlineKind,
     RowSource,
 )
-from casemesh_appeals.domain import MAX_INFO_ADDED, PERSONAL, CopyrightAppeal, State, Step
+from casemesh_appeals.domain import MAX_INFO_ADDED, PERSONAL, CopyrightAppeal, Kind, State, Step
 from casemesh_appeals.events import Translator, public_message
 from tests.application.story import (
     AGENT,
@@ -146,6 +146,34 @@ def test_a_complete_notice_waits_for_review_and_a_retry_gets_the_same_case(
     with pytest.raises(AlreadyExists):
         app.file(ALICE, notice(relationship="LICENSEE"))
     assert events_of(app, case.id) == [CopyrightAppeal.Filed]
+
+
+def test_an_appeals_retry_gets_it_after_a_notice_took_its_request_id(app: Appeals) -> None:
+    """An appeal's request id is its own within the decision it appeals:
+    Ursula's notice filed later under it is a case of its own, and a retry
+    of the appeal still gets the appeal, not ALREADY_EXISTS. An appeal of
+    another body under that id is still refused."""
+    appeal = decision_appeal(upheld(app))
+    first = app.file(URSULA, appeal)
+    own_notice = app.file(URSULA, replace(notice(appeal.request_id), filer=party("Ursula")))
+    assert own_notice.id != first.id
+    assert app.file(URSULA, appeal).id == first.id
+    assert app.file(URSULA, replace(notice(appeal.request_id), filer=party("Ursula"))).id == (
+        own_notice.id
+    )
+    with pytest.raises(AlreadyExists, match="request_id 'a1'"):
+        app.file(URSULA, replace(appeal, content={"grounds": "另有证据"}))
+
+
+def test_an_appeal_filed_before_appeals_took_rounds_is_found_by_its_retry(app: Appeals) -> None:
+    """An appeal stored under its request id alone, as appeals were before
+    they took rounds: a retry gets it, and no round is filed."""
+    appeal = decision_appeal(upheld(app))
+    opening = app._opening(URSULA, appeal, Kind.DECISION_APPEAL, "cn")
+    stored = app._save_filed(CopyrightAppeal(**opening), appeal)
+    assert stored.id == CopyrightAppeal.create_id(URSULA.subject, appeal.request_id)
+    assert app.file(URSULA, appeal).id == stored.id
+    assert app._appeals_of(URSULA.subject, appeal.appeal_of) == []
 
 
 def test_an_incomplete_notice_asks_for_what_is_missing_and_completing_it_sends_it_to_review(
@@ -2162,16 +2190,16 @@ def test_an_appeal_of_a_decision_runs_under_the_appealed_cases_law(app: Appeals)
 def test_an_eu_decision_may_be_appealed_to_the_end_of_the_day_six_months_on(
     app: Appeals, clock: FakeClock
 ) -> None:
-    """Two EU notices rejected at noon on 5 March: their claimant has six
+    """Two EU notices rejected at noon on 2 March: their claimant has six
     months to the day, to its end (DSA Art. 20(1); Regulation 1182/71 Art. 3),
-    not to noon. Appealing one late on 5 September is taken; the other, the
+    not to noon. Appealing one late on 2 September is taken; the other, the
     next day, is refused."""
-    clock.now_is(datetime(2027, 3, 5, 12, 0, tzinfo=UTC))
+    clock.now_is(datetime(2027, 3, 2, 12, 0, tzinfo=UTC))
     _, appeal_of_first = rejected_eu_notice(app, "eu-day1")
     second, appeal_of_second = rejected_eu_notice(app, "eu-day2")
-    clock.now_is(datetime(2027, 9, 5, 23, 30, tzinfo=ZoneInfo("Europe/Lisbon")))
+    clock.now_is(datetime(2027, 9, 2, 23, 30, tzinfo=ZoneInfo("Europe/Lisbon")))
     assert app.file(ALICE, appeal_of_first).state == "SUBMITTED"
-    clock.now_is(datetime(2027, 9, 6, 9, 0, tzinfo=ZoneInfo("America/Martinique")))
+    clock.now_is(datetime(2027, 9, 3, 9, 0, tzinfo=ZoneInfo("America/Martinique")))
     with pytest.raises(FailedPrecondition) as refused:
         app.file(ALICE, appeal_of_second)
     assert refused.value.reason == "APPEAL_WINDOW_CLOSED"
@@ -2183,20 +2211,37 @@ def test_a_takedown_under_any_law_may_be_appealed_for_the_eus_six_months(
     app: Appeals, clock: FakeClock, jurisdiction: str
 ) -> None:
     """A removal applies in the EU too, whatever law it was decided under:
-    upheld at noon on 5 March, a Chinese or US notice may be appealed until
-    24:00 on 5 September wherever in the EU that comes last (DSA Art. 20(1)),
+    upheld at noon on 2 March, a Chinese or US notice may be appealed until
+    24:00 on 2 September wherever in the EU that comes last (DSA Art. 20(1)),
     as an EU one may; the statement says so, and an appeal late that evening
     in Lisbon is taken."""
-    decided = datetime(2027, 3, 5, 12, 0, tzinfo=UTC)
+    decided = datetime(2027, 3, 2, 12, 0, tzinfo=UTC)
     clock.now_is(decided)
     ident = upheld(app, str(app.file(ALICE, replace(notice(), jurisdiction=jurisdiction)).id))
     case = app.get(ALICE, ident)
     assert case.next_step_due is not None
     assert case.next_step_due >= months_end(decided, 6)
-    assert case.next_step_due == datetime(2027, 9, 6, 4, 0, tzinfo=UTC)
+    assert case.next_step_due == datetime(2027, 9, 3, 4, 0, tzinfo=UTC)
     assert case.decision is not None
     assert case.decision["appeal_deadline"] == case.next_step_due
-    clock.now_is(datetime(2027, 9, 5, 23, 30, tzinfo=ZoneInfo("Europe/Lisbon")))
+    clock.now_is(datetime(2027, 9, 2, 23, 30, tzinfo=ZoneInfo("Europe/Lisbon")))
+    appeal = replace(decision_appeal(ident), jurisdiction=jurisdiction)
+    assert app.file(URSULA, appeal).state == "SUBMITTED"
+
+
+@pytest.mark.parametrize("jurisdiction", ["cn", "us", "eu"])
+def test_six_months_ending_on_a_sunday_may_be_appealed_through_the_monday(
+    app: Appeals, clock: FakeClock, jurisdiction: str
+) -> None:
+    """Upheld at noon on Friday 5 March 2027, a notice's six months would
+    end on Sunday 5 September: under any law its uploader may appeal until
+    24:00 on Monday the 6th wherever in the EU that comes last (Regulation
+    1182/71 Art. 3(4)), and an appeal that Monday evening in Martinique is
+    taken."""
+    clock.now_is(datetime(2027, 3, 5, 12, 0, tzinfo=UTC))
+    ident = upheld(app, str(app.file(ALICE, replace(notice(), jurisdiction=jurisdiction)).id))
+    assert app.get(ALICE, ident).next_step_due == datetime(2027, 9, 7, 4, 0, tzinfo=UTC)
+    clock.now_is(datetime(2027, 9, 6, 23, 30, tzinfo=ZoneInfo("America/Martinique")))
     appeal = replace(decision_appeal(ident), jurisdiction=jurisdiction)
     assert app.file(URSULA, appeal).state == "SUBMITTED"
 

@@ -206,11 +206,10 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         and its territorial scope (country codes joined by commas, "" for
         everywhere; None from a gateway that does not say)."""
         # A retry gets its case, window or not, and whatever limits came in
-        # since an earlier release filed it (an item of 3,000 characters); an
-        # appeal filed before appeals took their rounds is found here too.
-        ident = CopyrightAppeal.create_id(who.subject, draft.request_id)
+        # since an earlier release filed it (an item of 3,000 characters).
+        earlier = self._earlier_appeals(who, draft)
         try:
-            existing = self.replayed(ident, draft)
+            existing = self._filed_before(who, draft, earlier)
         except AlreadyExists:
             # Another filing under the request id: its bad fields are named
             # first, as for any filing.
@@ -221,10 +220,39 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         self._check_draft(draft)
         kind = Kind(draft.kind)
         if kind is Kind.DECISION_APPEAL:
-            return self._file_appeal(who, draft, report_decision_until, report_decision_scope)
+            return self._file_appeal(
+                who, draft, earlier, report_decision_until, report_decision_scope
+            )
         jurisdiction = draft.jurisdiction or self.default_jurisdiction
         case = CopyrightAppeal(**self._opening(who, draft, kind, jurisdiction))
         return self._save_filed(case, draft)
+
+    def _earlier_appeals(self, who: Identity, draft: AppealDraft) -> list[CopyrightAppeal]:
+        """For an appeal, the caller's earlier appeals of the decision it
+        names (`_appeals_of`); none for another filing, or for an appeal
+        naming no decided case (refused when it is checked)."""
+        if draft.kind != Kind.DECISION_APPEAL:
+            return []
+        try:
+            decision = decision_name(draft.appeal_of)
+        except InvalidArgument:
+            return []
+        return self._appeals_of(who.subject, decision)
+
+    def _filed_before(
+        self, who: Identity, draft: AppealDraft, earlier: list[CopyrightAppeal]
+    ) -> CopyrightAppeal | None:
+        """The case an earlier call with this request id filed: an appeal's
+        own round among `earlier` first, since its request id is its own
+        within the decision, and a notice or counter-notice filed later
+        under it is a case of its own that must not answer its retry; then
+        the case filed under the request id alone (any other kind, or an
+        appeal filed before appeals took their rounds). A different filing
+        under it is ALREADY_EXISTS."""
+        mine = next((a for a in earlier if a.request_id == draft.request_id), None)
+        if mine is not None:
+            return self.replayed(mine.id, draft) or mine
+        return self.replayed(CopyrightAppeal.create_id(who.subject, draft.request_id), draft)
 
     def _check_draft(self, draft: AppealDraft) -> None:
         """Refuses a filing with bad fields, naming each (INVALID_ARGUMENT)."""
@@ -256,20 +284,17 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         self,
         who: Identity,
         draft: AppealDraft,
+        earlier: list[CopyrightAppeal],
         report_decision_until: str | None,
         report_decision_scope: str | None,
     ) -> CopyrightAppeal:
         """An appeal of a decision, the caller's next round of appeals of it
-        (`CopyrightAppeal.appeal_id`): refused while their previous one is
-        still open (APPEAL_PENDING), even filed at the same moment on another
+        (`CopyrightAppeal.appeal_id`) after `earlier` (none of them its
+        retry, `_filed_before`): refused while their previous one is still
+        open (APPEAL_PENDING), even filed at the same moment on another
         replica; one decided or withdrawn leaves the way open to another
-        within the window, up to `MAX_APPEAL_ROUNDS` (TOO_MANY_APPEALS). A
-        retry gets its appeal, window or not."""
+        within the window, up to `MAX_APPEAL_ROUNDS` (TOO_MANY_APPEALS)."""
         decision = decision_name(draft.appeal_of)
-        earlier = self._appeals_of(who.subject, decision)
-        mine = next((a for a in earlier if a.request_id == draft.request_id), None)
-        if mine is not None:
-            return self.replayed(mine.id, draft) or mine
         theirs = self._check_appealable(
             who, draft.appeal_of, report_decision_until, report_decision_scope
         )
