@@ -264,10 +264,11 @@ def test_an_erasure_meeting_a_key_being_made_erases_it_too(
     assert sealer(pool).reveal(tokens[0]) == ERASED
 
 
-def at_the_gate(keys_db: str, steps: list[tuple[Callable[[], None], str]]) -> None:
+def at_the_gate(keys_db: str, steps: list[tuple[Callable[[], None], str]]) -> datetime:
     """With the gate closed (`gate_inserts`), starts each step in a thread of
     its own once the one before waits where it says (`waiting_at`); then
-    opens the gate, and returns when all ended, none failing."""
+    opens the gate, and returns when all ended, none failing: the moment
+    just before it opened."""
     failures: list[BaseException] = []
     threads = []
     with psycopg.connect(keys_db, autocommit=True) as gate:
@@ -277,10 +278,44 @@ def at_the_gate(keys_db: str, steps: list[tuple[Callable[[], None], str]]) -> No
             thread.start()
             threads.append(thread)
             wait_until(lambda at=lock: waiting_at(keys_db, at), timeout=10)
+        opened = datetime.now(UTC)
         gate.execute("SELECT pg_advisory_unlock(%s)", (GATE,))
         for thread in threads:
             thread.join(timeout=30)
     assert not [t for t in threads if t.is_alive()] and failures == []
+    return opened
+
+
+def test_an_erasure_waiting_for_a_key_being_made_is_timed_after_it(
+    keys_db: str, pool: ConnectionPool[Any]
+) -> None:
+    """The erase time is read once the person's lock is held: a key made
+    while the erasure waited for it is destroyed with the rest, and what
+    was sealed under it must not look newer than the erasure (readers keep
+    what was written after the erase time as the person's anew)."""
+    maker = Sealer(DataKeys(PostgresKeyStore(pool), MasterKeys.parse(f"m1:{NEW}")))
+    gate_inserts(keys_db)
+    erasures: list[Any] = []
+
+    def seal() -> None:
+        maker.seal("alice@example.com", ALICE)
+
+    def erase() -> None:
+        erasures.append(
+            erase_person(
+                pool,
+                request_id=f"erase-{uuid.uuid4()}",
+                person=ALICE,
+                erased_by="admin-1",
+                reason="PIPL-2026-0042",
+                now=lambda: datetime.now(UTC),
+            )
+        )
+
+    opened = at_the_gate(keys_db, [(seal, "gate"), (erase, "person")])
+    [erasure] = erasures
+    assert erasure.erased_keys == 1
+    assert erasure.erase_time > opened
 
 
 def _catching(target: Callable[[], None], failures: list[BaseException]) -> None:

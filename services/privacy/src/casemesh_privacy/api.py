@@ -83,7 +83,8 @@ class PrivacyServicer(pb_grpc.PrivacyServiceServicer):
                 person=person,
                 erased_by=who.subject,
                 reason=reason,
-                now=self.clock.now(),
+                # Read once the person is locked (`erase_person`).
+                now=self.clock.now,
             )
         except RequestReused as exc:
             raise AlreadyExists(str(exc), reason="REQUEST_ID_REUSED") from None

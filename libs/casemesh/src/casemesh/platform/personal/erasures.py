@@ -11,6 +11,7 @@ first erasure and adds no row (`erase_person`).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -67,11 +68,14 @@ def erase_person(
     person: str,
     erased_by: str,
     reason: str,
-    now: datetime,
+    now: datetime | Callable[[], datetime],
 ) -> Erasure:
     """Destroys every data key of `person` and records the erasure for the
     topic, at once; `RequestReused` if `request_id` was used for another
-    erasure (of someone else, by another admin or for another reason)."""
+    erasure (of someone else, by another admin or for another reason).
+
+    `now` is the erase time, or the clock to read it from (the privacy
+    service's), which is read once the person's lock is held."""
     event_id = str(uuid.uuid5(_NAMESPACE, request_id))
     with pool.connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         lock_person(cur, person)
@@ -93,13 +97,18 @@ def erase_person(
                 first.erased_keys,
                 new=False,
             )
-        erasure = Erasure(person, erased_by, reason, now, erase_keys(cur, person))
+        # Read under the person's lock, not before waiting for it: a key of
+        # theirs made meanwhile is destroyed too, and what was sealed under it
+        # must not look newer than the erasure (readers keep what was written
+        # after the erase time as the person's anew).
+        at = now() if callable(now) else now
+        erasure = Erasure(person, erased_by, reason, at, erase_keys(cur, person))
         message = erasure.message()
         try:
             cur.execute(
                 "INSERT INTO personal_erasures (event_id, person, ce_type, payload, created_at)"
                 " VALUES (%s, %s, %s, %s, %s)",
-                (event_id, person, ERASURES.type_of(message), message.SerializeToString(), now),
+                (event_id, person, ERASURES.type_of(message), message.SerializeToString(), at),
             )
         except psycopg.errors.UniqueViolation:
             # The same id at the same moment for someone else (each call held
