@@ -152,14 +152,22 @@ class World:
     clock: Clock = field(default_factory=Clock)
     offset: int = 0
 
-    async def plan(self, events: Sequence[CloudEvent]) -> dict[str, list[uuid.UUID]]:
-        """The events planned as one batch by the notifier's planner."""
+    async def plan(
+        self, events: Sequence[CloudEvent], by: AsyncSealer | None = None
+    ) -> dict[str, list[uuid.UUID]]:
+        """The events planned as one batch by the notifier's planner (in the
+        replica whose sealer is `by`; the first one's by default)."""
         placed = []
         for event in events:
             placed.append((event, Place(topics.TICKETS, 0, self.offset, 0)))
             self.offset += 1
         async with self.pool.connection() as conn, conn.transaction():
-            return await Planner(self.personal).plan_batch(conn, placed, self.clock.now())
+            return await Planner(by or self.personal).plan_batch(conn, placed, self.clock.now())
+
+    def process(self) -> AsyncSealer:
+        """Another process's sealer over the same key store, its memory empty."""
+        keys = self.tickets.sealer.keys
+        return AsyncSealer(Sealer(DataKeys(keys.store, keys.masters)))
 
     async def both_told(self) -> tuple[str, str]:
         """Lin and Wu each open a ticket and are told by e-mail and SMS;
@@ -661,6 +669,76 @@ async def test_a_person_back_after_their_erasure_keeps_their_new_case_however_la
         f"SELECT email, phone FROM case_parties WHERE case_name = 'tickets/{old_ticket}'"
     )
     assert old_rows == [("", "")]
+
+
+@pytest.mark.parametrize(
+    "heard", ["before the erasure", "after it, by another replica still holding her key"]
+)
+async def test_what_was_sealed_under_her_erased_key_is_erased_however_late_it_was_written(
+    world: World, heard: str
+) -> None:
+    """The privacy service erases Lin while the tickets service and a
+    notifier replica still hold her key: the ticket she opens a minute later
+    is sealed under the erased key, and that replica reads its contacts in
+    clear. Everywhere else they read as erased; the notifier keeps none of
+    them and sends nothing there, whether it hears the erasure after
+    planning the ticket or plans it after the erasure. The ticket she opens
+    once she is back, under a new key, is told as any."""
+    replica = world.personal if heard == "before the erasure" else world.process()
+    first = str(uuid.uuid4())
+    await world.plan([opened(world.tickets.sealer, first, LIN)], by=replica)
+    assert await world.drain() == 2
+
+    await world.process().erase(LIN.user_id)
+    later = NOON_IN_SHANGHAI + timedelta(minutes=1)
+    meanwhile, since = str(uuid.uuid4()), str(uuid.uuid4())
+    under_erased_key = dataclasses.replace(opened(world.tickets.sealer, meanwhile, LIN), time=later)
+    sealed_email = ev.TicketCreated.FromString(under_erased_key.data).contact.email
+    assert world.process().sealer.reveal(sealed_email) == ERASED
+    assert replica.sealer.reveal(sealed_email) == LIN.email
+    # Back since: a tickets replica that never held the erased key seals
+    # under the new one.
+    under_new_key = dataclasses.replace(
+        opened(world.process().sealer, since, LIN), time=later + timedelta(minutes=4)
+    )
+    if heard == "before the erasure":
+        await world.plan([under_erased_key, under_new_key], by=replica)
+        assert world.rows(
+            f"SELECT email FROM case_parties WHERE case_name = 'tickets/{meanwhile}'"
+        ) == [(LIN.email,)]
+        await world.plan([erasure(LIN.user_id)])
+    else:
+        await world.plan([erasure(LIN.user_id)])
+        await world.plan([under_erased_key, under_new_key], by=replica)
+
+    assert await world.drain() == 2  # the new ticket's e-mail and SMS
+    assert [s for _, _, s in world.jobs(meanwhile)] in ([], ["cancelled", "cancelled"])
+    assert (
+        world.rows(
+            "SELECT recipient, subject, body, params::text FROM notification_jobs"
+            f" WHERE case_name = 'tickets/{meanwhile}' AND recipient <> ''"
+        )
+        == []
+    )
+    assert world.rows(
+        "SELECT user_id, email, phone, subject FROM case_parties"
+        f" WHERE case_name = 'tickets/{meanwhile}'"
+    ) == [(LIN.user_id, "", "", "")]
+    # Her new ticket keeps her contacts and tells her; nothing went out
+    # about the ticket opened under the erased key.
+    assert world.rows(
+        f"SELECT email, phone FROM case_parties WHERE case_name = 'tickets/{since}'"
+    ) == [(LIN.email, LIN.phone)]
+    assert [s for _, _, s in world.jobs(since)] == ["sent", "sent"]
+    assert len(world.mail.to(LIN.email)) == texts_to(world, LIN.phone) == 2
+    told = [str(m["Subject"]) for m in world.mail.to(LIN.email)]
+    assert [t for t in told if meanwhile[:8].upper() in t] == []
+    # Nor does her list of notifications (her export) show her address or
+    # the ticket's subject in what it lists of that ticket.
+    listed = (await list_notifications(world.pool, LIN.user_id, 50, "")).notifications
+    assert [
+        (n.recipient, n.subject, n.body) for n in listed if n.case == f"tickets/{meanwhile}"
+    ] in ([], [("", "", "")] * 2)
 
 
 async def test_a_person_erased_before_erasure_times_were_kept_is_blanked_everywhere_again(

@@ -4,6 +4,7 @@ them (`CaseParties`): planned in memory, written back once."""
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -11,6 +12,8 @@ from zoneinfo import ZoneInfo
 from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.envelope import CloudEvent
+from casemesh.platform.personal import DataKeys, MasterKeys, MemoryKeyStore, Sealer
+from casemesh.platform.personal.masterkeys import new_master_key
 from casemesh_notifier.cases import CaseParties, Planning, plan_appeal
 from casemesh_notifier.store import Party
 
@@ -109,3 +112,39 @@ def test_an_appeal_of_a_copyright_case_is_told_without_the_case_id_as_its_subjec
     at = Planning(now=event.time, zone=ZoneInfo("Asia/Shanghai"))
     jobs = plan_appeal(CaseParties({}), event, filed, at)
     assert jobs and all(appealed not in job.subject + job.body for job in jobs)
+
+
+def test_a_party_and_its_jobs_keep_the_key_their_contact_was_sealed_under() -> None:
+    """The filer's key, read from the event as published, whether her
+    contact was sealed under her key alone or with the case's too; none for
+    a contact published in clear (an erasure then goes by time alone)."""
+    sealer = Sealer(DataKeys(MemoryKeyStore(), MasterKeys.parse(f"t:{new_master_key()}")))
+    hers = sealer.keys.current("u-1").key_id
+    for email, key in (
+        (sealer.seal("lin@example.com", "u-1"), hers),
+        (sealer.seal("lin@example.com", "u-1", case=uuid.uuid4()), hers),
+        ("lin@example.com", None),
+    ):
+        published = aev.AppealFiled(
+            header=aev.AppealEventHeader(appeal_id="b1", version=1, state="SUBMITTED"),
+            kind="TAKEDOWN_NOTICE",
+            filer=aev.AppealParty(user_id="u-1", contact=contact(email, ev.CONTACT_CHANNEL_EMAIL)),
+        )
+        revealed = aev.AppealFiled()
+        revealed.CopyFrom(published)
+        revealed.filer.contact.email = sealer.reveal(email)
+        event = CloudEvent(
+            id="b1:1",
+            source="casemesh/appeals",
+            type="casemesh.appeals.AppealFiled.v1",
+            subject="appeals/b1",
+            time=datetime(2026, 3, 2, 1, 0, tzinfo=UTC),
+            data=published.SerializeToString(),
+            key="b1",
+        )
+        book = CaseParties({})
+        book.sealed = published
+        jobs = plan_appeal(book, event, revealed, Planning(event.time, ZoneInfo("Asia/Shanghai")))
+        [(_, party)] = book.changed()
+        assert (party.email, party.key_id) == ("lin@example.com", key)
+        assert [(job.recipient, job.key_id) for job in jobs] == [("lin@example.com", key)]

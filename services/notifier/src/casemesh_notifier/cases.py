@@ -32,7 +32,8 @@ sent (`CaseParties.answered`), as it no longer waits for it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Mapping
+import uuid
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -44,7 +45,7 @@ from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
-from casemesh.platform.personal import is_erased
+from casemesh.platform.personal import is_erased, person_key_of
 from casemesh_notifier.labels import label, phone_zone
 from casemesh_notifier.phone_changes import sms_in
 from casemesh_notifier.policy import REQUEST_TEMPLATES
@@ -92,6 +93,10 @@ class CaseParties:
         self._contact_changes: dict[tuple[str, str], ContactChange] = {}
         # The time of the event being planned (`Party.named_at` of whom it names).
         self.at: datetime | None = None
+        # The event being planned as it was published, its personal fields
+        # still sealed (None: not known), for the key its contacts were
+        # sealed under (`key_of`).
+        self.sealed: Any = None
         # The cases the batch's events ended (`ENDED`).
         self._ended: set[str] = set()
         # The cases the batch's events moved out of waiting (`WAITING`): all
@@ -111,6 +116,34 @@ class CaseParties:
         erasure blanked (the others are held only for what was written
         before it: `Planner`)."""
         return {row for row, user_id in self._blanked.items() if user_id in people}
+
+    def sealed_under(
+        self, people: Collection[str], keys: Collection[uuid.UUID]
+    ) -> set[tuple[str, str]]:
+        """The parties (case, role) of these people whose contact was sealed
+        under one of `keys`."""
+        return {
+            (name, role)
+            for name, parties in self._cases.items()
+            for role, party in parties.items()
+            if party.user_id in people and party.key_id in keys
+        }
+
+    def keys_of(self, people: Collection[str]) -> set[uuid.UUID | None]:
+        """The keys the contacts of these people's parties were sealed under
+        (None: one in clear)."""
+        return {
+            party.key_id
+            for parties in self._cases.values()
+            for party in parties.values()
+            if party.user_id in people
+        }
+
+    def key_of(self, contact_in: Callable[[Any], ev.ContactPreferences | str]) -> uuid.UUID | None:
+        """The id of the data key that the contact (or address) `contact_in`
+        finds in the event being planned was sealed under, as it was
+        published (None: given in clear, or not known)."""
+        return None if self.sealed is None else contact_key(contact_in(self.sealed))
 
     def parties_of(self, people: Collection[str]) -> list[tuple[str, str, str]]:
         """The parties (case, role, user id) of these people, as they are now."""
@@ -136,8 +169,10 @@ class CaseParties:
         version: int,
         *,
         replace: bool = False,
+        key_id: uuid.UUID | None = None,
     ) -> None:
-        """Records a party of a case as an event names them. A party already
+        """Records a party of a case as an event names them, their contact
+        sealed under `key_id` (`key_of`). A party already
         known is kept, or with `replace` takes the new user and contact
         details (its subject and status stay), unless the event is older
         than what the party's record holds. A new person or other addresses
@@ -161,6 +196,7 @@ class CaseParties:
             user_id=user_id,
             version=version,
             named_at=self.at,
+            key_id=key_id,
         )
         if known is not None:  # replaced: the case's subject and status stay
             named = dataclasses.replace(
@@ -188,7 +224,7 @@ class CaseParties:
         after = (named.user_id, reached("EMAIL"), reached("SMS"))
         if before == after:
             return
-        change = ContactChange(case_name, named.role, known.user_id, *after)
+        change = ContactChange(case_name, named.role, known.user_id, *after, named.key_id)
         self._moved.append(change)
         key = (case_name, named.role)
         earlier = self._contact_changes.get(key)
@@ -335,6 +371,7 @@ def plan_ticket(book: CaseParties, event: CloudEvent, message: Any, at: Planning
             message.subject,
             status,
             header.version,
+            key_id=book.key_of(lambda sealed: sealed.contact),
         )
     parties = book.of(name)
     requester = parties.get("requester")
@@ -364,10 +401,22 @@ def plan_appeal(book: CaseParties, event: CloudEvent, message: Any, at: Planning
         appealed = message.appeal_of if message.appeal_of.startswith("report-cases/") else ""
         subject = message.work_title or message.removed_item or appealed
         filer = message.filer
-        book.name(name, "filer", filer.user_id, filer.contact, subject, state, version)
+        key = book.key_of(lambda sealed: sealed.filer.contact)
+        book.name(name, "filer", filer.user_id, filer.contact, subject, state, version, key_id=key)
     if isinstance(message, aev.AppealInfoAdded) and message.HasField("filer"):
         filer = message.filer
-        book.name(name, "filer", filer.user_id, filer.contact, "", state, version, replace=True)
+        key = book.key_of(lambda sealed: sealed.filer.contact)
+        book.name(
+            name,
+            "filer",
+            filer.user_id,
+            filer.contact,
+            "",
+            state,
+            version,
+            replace=True,
+            key_id=key,
+        )
     uploader = named_uploader(message)
     if uploader is not None:
         parties = book.of(name)
@@ -381,6 +430,7 @@ def plan_appeal(book: CaseParties, event: CloudEvent, message: Any, at: Planning
             state,
             version,
             replace=True,
+            key_id=book.key_of(lambda sealed: sealed_uploader(sealed).contact),
         )
     parties = book.of(name)
     if "filer" not in parties:
@@ -402,6 +452,13 @@ def named_uploader(message: Any) -> aev.AppealParty | None:
     return None
 
 
+def sealed_uploader(sealed: Any) -> aev.AppealParty:
+    """The uploader an event as published names (`named_uploader` found one
+    in it once revealed)."""
+    uploader = named_uploader(sealed)
+    return aev.AppealParty() if uploader is None else uploader
+
+
 def plan_report(book: CaseParties, event: CloudEvent, message: Any, at: Planning) -> list[NewJob]:
     """The event's subject is the case: a report (`reports/…`) has its
     reporter, a report case (`report-cases/…`) the uploader a decision names,
@@ -412,7 +469,17 @@ def plan_report(book: CaseParties, event: CloudEvent, message: Any, at: Planning
     named = named_in_report(message)
     if named is not None:
         role, user_id, contact, subject = named
-        book.name(name, role, user_id, contact, subject, header.state, header.version, replace=True)
+        book.name(
+            name,
+            role,
+            user_id,
+            contact,
+            subject,
+            header.state,
+            header.version,
+            replace=True,
+            key_id=book.key_of(lambda sealed: sealed_contact(named_in_report(sealed))),
+        )
     steps = report_steps(message)
     if not steps:
         return []
@@ -421,6 +488,13 @@ def plan_report(book: CaseParties, event: CloudEvent, message: Any, at: Planning
         return unknown_case(event, name)
     book.status(name, header.state, header.version)
     return tell(event, name, header.aggregate_id, steps, parties, at)
+
+
+def sealed_contact(
+    named: tuple[str, str, ev.ContactPreferences, str] | None,
+) -> ev.ContactPreferences:
+    """The contact of the party an event as published names (`named_in_report`)."""
+    return ev.ContactPreferences() if named is None else named[2]
 
 
 def named_in_report(message: Any) -> tuple[str, str, ev.ContactPreferences, str] | None:
@@ -450,6 +524,7 @@ def plan_code(
         channels=["SMS"],
         subject="",
         status="",
+        key_id=book.key_of(lambda sealed: sealed.phone),
     )
     request = event.subject.rpartition("/")[2]
     steps = {"holder": code_step(message)}
@@ -459,6 +534,19 @@ def plan_code(
 def address(text: str) -> str:
     """An address as an event carries it, "" for an erased person's."""
     return "" if is_erased(text) else text
+
+
+def contact_key(found: ev.ContactPreferences | str) -> uuid.UUID | None:
+    """The id of the person's data key a contact's addresses (or one
+    address) were sealed under, as an event carries them; None for
+    addresses given in clear. (The addresses of one contact are sealed
+    together, under one key.)"""
+    texts = (found,) if isinstance(found, str) else (found.email, found.phone)
+    for text in texts:
+        key = person_key_of(text)
+        if key is not None:
+            return key
+    return None
 
 
 def reach(party: Party, channel: str) -> str:
@@ -544,6 +632,7 @@ def tell(
                 # Only an e-mail shows what a person wrote (an SMS never does).
                 words_of=step.words_of if channel == "EMAIL" else "",
                 written_at=event.time if step.words_of and channel == "EMAIL" else None,
+                key_id=party.key_id,
             )
             jobs.append(job)
     return jobs

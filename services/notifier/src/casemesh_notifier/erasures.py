@@ -38,6 +38,15 @@ scrub, in the transaction that records the event consumed (`Planner`):
   rows first naming them after the erasure's time (`named_at`), and their
   jobs, are left as they are (`NAMED_SINCE`), as are one-time codes issued
   after it (`ISSUED_SINCE`: a phone change begun since);
+- but what was sealed under a key the erasure destroyed is erased however
+  late it was written (`SEALED_UNDER_ERASED`): a process still holding the
+  key (for up to the key cache's while, until it hears the erasure) seals
+  and reads with it after the erase time. A party row and a job keep the id
+  of the key their address was sealed under (`key_id`), and the key
+  database says which of a person's are erased (`keys_recorded`, then
+  `forget_people`); the planner asks it too for an erased person's case
+  heard since. A row without it (an address given in clear, or written
+  before it was kept) keeps the time's rule;
 - the outcome events of those jobs in `notification_outbox` lose the masked
   recipient and the error text (which may quote an address). No outcome event
   says "cancelled": the topic's messages do not include one.
@@ -56,6 +65,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
@@ -70,7 +80,7 @@ from casemesh.rules.codes import CODE_LIFE
 from casemesh_notifier.metrics import OUTCOMES
 from casemesh_notifier.policy import CODE_TEMPLATE
 from casemesh_notifier.rendering import shows_subject
-from casemesh_notifier.store import COPY_ROWS, copy_params
+from casemesh_notifier.store import COPY_ROWS, copy_params, key_ids
 
 CANCELLED = "cancelled"
 # Statuses of a job still to be sent, or that an operator may send again
@@ -95,6 +105,14 @@ class Forgotten:
 # are theirs anew, as if the erasure had been heard first.
 NAMED_SINCE = "COALESCE({p}.user_id = ANY(%(people)s) AND {p}.named_at > %(at)s, false)"
 
+# A party row or job (alias `{p}`) whose address was sealed under one of the
+# people's keys the erasure destroyed (`%(keys)s`): erased, whenever it was
+# written (a process still holding the key sealed or read it after the
+# erasure's time). The person back since has another key.
+SEALED_UNDER_ERASED = "COALESCE({p}.key_id = ANY(%(keys)s), false)"
+# A party row (alias `{p}`) the erasure leaves as it is.
+SPARED = f"({NAMED_SINCE} AND NOT {SEALED_UNDER_ERASED})"
+
 # A one-time code (alias `j`; it has no party row for `NAMED_SINCE` to
 # spare) issued after the erasure's time (`%(at)s`): a phone change of
 # someone back since, heard before the erasure was. It is theirs anew, as
@@ -116,7 +134,8 @@ THEIR_JOBS = (
     " WHERE (j.user_id = ANY(%(people)s) OR (j.user_id = '' AND p.user_id = ANY(%(people)s))"
     "   OR (p.case_name IS NULL AND j.user_id = '' AND j.recipient <> ''"
     "       AND j.recipient = ANY(%(addresses)s)))"
-    f"  AND NOT {NAMED_SINCE.format(p='p')} AND NOT {ISSUED_SINCE}"
+    f"  AND NOT (({NAMED_SINCE.format(p='p')} OR {ISSUED_SINCE})"
+    f"    AND NOT {SEALED_UNDER_ERASED.format(p='j')})"
     " ORDER BY j.id FOR UPDATE OF j"
 )
 
@@ -128,7 +147,7 @@ THEIR_COPIES = (
     " JOIN case_parties AS p ON p.case_name = j.case_name"
     f" JOIN {COPY_ROWS} ON p.party = c.owner AND j.party = c.holder"
     "   AND j.case_name LIKE c.collection AND c.template = j.template"
-    f" WHERE p.user_id = ANY(%(people)s) AND NOT {NAMED_SINCE.format(p='p')}"
+    f" WHERE p.user_id = ANY(%(people)s) AND NOT {SPARED.format(p='p')}"
     " ORDER BY j.id FOR UPDATE OF j"
 )
 # The jobs of other people whose text carries the people's words (`words_of`:
@@ -154,20 +173,19 @@ UNDER_THEIR_WORDS = (
     f" JOIN {COPY_ROWS} ON p.party = c.owner AND j.party = c.holder"
     "   AND j.case_name LIKE c.collection AND c.template = ''"
     " JOIN case_parties AS o ON o.case_name = j.case_name AND o.party = c.holder"
-    f" WHERE p.user_id = ANY(%(people)s) AND NOT {NAMED_SINCE.format(p='p')}"
+    f" WHERE p.user_id = ANY(%(people)s) AND NOT {SPARED.format(p='p')}"
     " AND o.subject <> ''"
     " ORDER BY j.id FOR UPDATE OF j"
 )
 
 
-async def _unword(
-    conn: psycopg.AsyncConnection[Any], people: list[str], at: datetime | None
-) -> None:
+async def _unword(conn: psycopg.AsyncConnection[Any], scope: dict[str, Any]) -> None:
     """Takes the people's words (a subject of theirs) out of the messages
     other parties are told under it, where the message's template shows
     the subject: elsewhere the words are not there, and taking their text
-    out would cut whatever happens to match it (a title "1" out of a date)."""
-    cur = await conn.execute(UNDER_THEIR_WORDS, copy_params(people=people, at=at))
+    out would cut whatever happens to match it (a title "1" out of a date).
+    `scope`: the people, the time and the keys (`forget_people`)."""
+    cur = await conn.execute(UNDER_THEIR_WORDS, copy_params(**scope))
     changed = []
     for job_id, template, subject, body, html_text, words in await cur.fetchall():
         if not shows_subject(template):
@@ -216,18 +234,37 @@ async def _unsay(
     return jobs
 
 
+async def keys_recorded(
+    conn: psycopg.AsyncConnection[Any], people: Collection[str]
+) -> set[uuid.UUID]:
+    """The data keys the people's party rows and jobs say their addresses
+    were sealed under: the key database says which are erased, for
+    `forget_people`."""
+    cur = await conn.execute(
+        "SELECT key_id FROM case_parties WHERE user_id = ANY(%(people)s) AND key_id IS NOT NULL"
+        " UNION SELECT key_id FROM notification_jobs"
+        # (`user_id <> ''` lets a generic plan use the partial index.)
+        " WHERE user_id = ANY(%(people)s) AND user_id <> '' AND key_id IS NOT NULL",
+        {"people": sorted(people)},
+    )
+    return {row[0] for row in await cur.fetchall()}
+
+
 async def forget_people(
     conn: psycopg.AsyncConnection[Any],
     people: Collection[str],
     event_id: str,
     now: datetime,
     erased_at: datetime | None = None,
+    erased_keys: Collection[uuid.UUID] = (),
 ) -> Forgotten:
     """Scrubs what the notifier keeps in clear of `people` and cancels what
     it would still send them, in the caller's transaction; records them as
     erased (`erased_people`), with the erasure's time, so that no event
     written before it names them again with an address, however late it is
-    heard (the planner reads it)."""
+    heard (the planner reads it). What was sealed under one of
+    `erased_keys` (their keys the key database says are erased, of those
+    `keys_recorded` gives) goes whenever it was written."""
     people = sorted(set(people))
     cur = await conn.execute(
         "INSERT INTO erased_people (person, event_id, recorded_at, erased_at)"
@@ -243,6 +280,7 @@ async def forget_people(
     # reads it: none (everything blanked) for one recorded before times were.
     kept = [row[0] for row in await cur.fetchall()]
     at = None if None in kept else min(kept, default=erased_at or now)
+    scope = {"people": people, "at": at, "keys": key_ids(sorted(erased_keys))}
     cur = await conn.execute(
         "SELECT email, phone FROM case_parties WHERE user_id = ANY(%s)"
         " ORDER BY case_name, party FOR UPDATE",
@@ -255,28 +293,22 @@ async def forget_people(
     jobs = await _scrub_jobs(
         conn,
         THEIR_JOBS,
-        {
-            "people": people,
-            "addresses": addresses,
-            "at": at,
-            "code": CODE_TEMPLATE,
-            "code_life": CODE_LIFE,
-        },
+        {**scope, "addresses": addresses, "code": CODE_TEMPLATE, "code_life": CODE_LIFE},
     )
-    jobs += await _scrub_jobs(conn, THEIR_COPIES, copy_params(people=people, at=at))
-    await _unword(conn, people, at)
+    jobs += await _scrub_jobs(conn, THEIR_COPIES, copy_params(**scope))
+    await _unword(conn, scope)
     unsaid = await _unsay(conn, people, at)
     # Other parties' rows whose subject is the people's words.
     cur = await conn.execute(
         "UPDATE case_parties AS o SET subject = '' FROM case_parties AS p,"
         f" {COPY_ROWS} WHERE p.user_id = ANY(%(people)s) AND o.case_name = p.case_name"
-        f" AND NOT {NAMED_SINCE.format(p='p')}"
+        f" AND NOT {SPARED.format(p='p')}"
         " AND p.party = c.owner AND o.party = c.holder AND c.template = ''"
         " AND o.case_name LIKE c.collection AND o.subject <> ''",
-        copy_params(people=people, at=at),
+        copy_params(**scope),
     )
     forgotten = await _forgotten(
-        conn, "user_id", people, jobs, f"NOT {NAMED_SINCE.format(p='case_parties')}", at
+        conn, "user_id", people, jobs, f"NOT {SPARED.format(p='case_parties')}", scope
     )
     return dataclasses.replace(
         forgotten,
@@ -308,17 +340,18 @@ async def _forgotten(
     values: list[str],
     jobs: list[Any],
     where: str = "true",
-    at: datetime | None = None,
+    scope: dict[str, Any] | None = None,
 ) -> Forgotten:
     """Blanks the addresses and subjects of the party rows whose `column`
     (a name from code) is one of `values` and for which `where` (a condition
-    from code, on `%(people)s` and `%(at)s`) holds, and the outcome events
-    of `jobs` (as `_scrub_jobs` gives them); what was changed in all."""
+    from code, on `scope`'s `%(at)s` and `%(keys)s`, and `%(people)s`, which
+    is `values`) holds, and the outcome events of `jobs` (as `_scrub_jobs`
+    gives them); what was changed in all."""
     cur = await conn.execute(
         "UPDATE case_parties SET email = '', phone = '', subject = ''"
         f" WHERE {column} = ANY(%(people)s) AND {where}"
         " AND (email <> '' OR phone <> '' OR subject <> '')",
-        {"people": values, "at": at},
+        {**(scope or {}), "people": values},
     )
     return Forgotten(
         parties=cur.rowcount,

@@ -41,7 +41,13 @@ of an erased person that the erasure blanked keep no address and are told
 nothing again, whatever a later event carries, and nothing written before
 the erasure tells them however late it is heard (`erased_people` keeps its
 time); a case they open after it, its contacts sealed with the key they
-have since, is told as any. Their words in another's e-mail (an agent's
+have since, is told as any. An address sealed under a key the erasure
+destroyed is erased whenever it was written (a process still holding the
+key sealed and read it after the erasure's time): the party rows and jobs
+keep the id of the key their address was sealed under (`key_id`), and the
+key database, not this process's memory, says which keys are erased, when
+the erasure is heard and when a case of an erased person is planned after
+it (`erased_keys`). Their words in another's e-mail (an agent's
 reply to a requester: `Step.words_of`) written before the erasure are
 scrubbed by it, and never planned again however late they are heard.
 A `TicketExpired`, an `AppealExpired`, a `ReportCaseExpired` or a
@@ -69,9 +75,10 @@ erased (the user's key is gone, their erasure on its way).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -99,7 +106,7 @@ from casemesh.platform.personal import (
 )
 from casemesh_notifier import store
 from casemesh_notifier.cases import CaseParties, Planning
-from casemesh_notifier.erasures import CANCELLED, forget_cases, forget_people
+from casemesh_notifier.erasures import CANCELLED, forget_cases, forget_people, keys_recorded
 from casemesh_notifier.metrics import OUTCOMES
 from casemesh_notifier.phone_changes import follow_numbers, follow_phone_change
 from casemesh_notifier.policy import SUPERSEDED_TEMPLATES
@@ -198,7 +205,10 @@ class Planner:
         async def forget_erased() -> None:
             for event, person in erasures:
                 with about(event):
-                    forgotten = await forget_people(conn, [person], event.id, now, event.time)
+                    keys = await self.erased_keys(await keys_recorded(conn, [person]))
+                    forgotten = await forget_people(
+                        conn, [person], event.id, now, event.time, erased_keys=keys
+                    )
                     log.info("person.forgotten", event_id=event.id, **dataclasses.asdict(forgotten))
 
         async def forget_expired(event: CloudEvent, case: str) -> None:
@@ -283,6 +293,17 @@ class Planner:
         self.personal.forget(person)
         return person
 
+    async def erased_keys(self, key_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
+        """Those of these data keys that the key database records as erased.
+        Asked of the database itself, not of this process's memory: a key
+        held here may have been erased since, and this process hears of it
+        only later (`forget`)."""
+        if not key_ids:
+            return set()
+        store = self.personal.sealer.keys.store
+        found = await asyncio.to_thread(store.find, sorted(key_ids))
+        return {key_id for key_id in key_ids if key_id in found and found[key_id] is None}
+
     async def _plan(
         self,
         conn: psycopg.AsyncConnection[Any],
@@ -293,17 +314,18 @@ class Planner:
         """Plans the decoded case events (`plan_batch`)."""
         # Every personal field of the batch revealed with one key look-up.
         revealed = await reveal_messages_async(self.personal, [m for _, m, _ in decoded])
-        todo: list[tuple[CloudEvent, Message, Source]] = []
-        for (event, _, source), clear in zip(decoded, revealed, strict=True):
+        # Each event in the clear, beside it as published (`CaseParties.key_of`).
+        todo: list[tuple[CloudEvent, Message, Source, Message]] = []
+        for (event, sealed, source), clear in zip(decoded, revealed, strict=True):
             with about(event):
-                todo.append((event, self._readable(event, clear), source))
-        cases = {source.case(event, message) for event, message, source in todo} - {""}
+                todo.append((event, self._readable(event, clear), source, sealed))
+        cases = {source.case(event, message) for event, message, source, _ in todo} - {""}
         book = CaseParties(await store.lock_parties(conn, cases) if cases else {})
         at = Planning(now, self._zone, self.replies)
         jobs: list[store.NewJob] = []
-        for event, message, source in todo:
+        for event, message, source, sealed in todo:
             with about(event):
-                book.at = event.time
+                book.at, book.sealed = event.time, sealed
                 planned = source.plan(book, event, message, at)
                 # What the batch planned before this event goes where it says
                 # now, and is not asked any more if it took its case out of
@@ -324,9 +346,9 @@ class Planner:
             (book.user_ids() | {j.user_id for j in jobs} | {j.words_of for j in jobs}) - {""},
         )
         if erased:
-            issued = {event.id: event.time for event, _, _ in todo}
+            issued = {event.id: event.time for event, _, _, _ in todo}
             first: dict[str, datetime] = {}
-            for event, message, source in todo:
+            for event, message, source, _ in todo:
                 name = source.case(event, message)
                 first[name] = min(first.get(name, event.time), event.time)
 
@@ -334,16 +356,26 @@ class Planner:
                 when = erased[user]  # None: recorded before its time was kept
                 return at is not None and (when is None or at <= when)
 
-            gone = book.blanked_for(erased) | {
-                (case, role)
-                for case, role, user in book.parties_of(erased)
-                if before_erasure(user, first.get(case))
-            }
+            # Nor at an address sealed under a key their erasure destroyed,
+            # whenever it was written: this process read it with the key
+            # still in memory (`erased_keys`).
+            held = book.keys_of(erased) | {j.key_id for j in jobs if j.user_id in erased}
+            dead = await self.erased_keys({key for key in held if key is not None})
+            gone = (
+                book.blanked_for(erased)
+                | book.sealed_under(erased, dead)
+                | {
+                    (case, role)
+                    for case, role, user in book.parties_of(erased)
+                    if before_erasure(user, first.get(case))
+                }
+            )
             book.forget(gone)
             jobs = [
                 job
                 for job in jobs
                 if not book.erased(job, gone)
+                and job.key_id not in dead
                 and not (
                     job.user_id in erased
                     and before_erasure(job.user_id, issued[job.cause_event_id])

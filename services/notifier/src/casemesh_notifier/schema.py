@@ -172,6 +172,16 @@ STATEMENTS = [
     "ALTER TABLE notification_jobs ADD COLUMN IF NOT EXISTS written_at timestamptz",
     """CREATE INDEX IF NOT EXISTS notification_jobs_words
         ON notification_jobs (words_of) WHERE words_of <> ''""",
+    # The id of the person's data key that the address a party row or a job
+    # holds in clear was sealed under (NULL: given in clear, or written
+    # before this was kept, or by a replica of an older release during the
+    # rollout). Their erasure blanks what was sealed under a key it
+    # destroyed, however late it was written (a process still holding the
+    # key sealed and read it after the erase time); rows without it keep the
+    # erase time's rule (`erasures.forget_people`). Nullable, no default:
+    # adding them rewrites nothing.
+    "ALTER TABLE case_parties ADD COLUMN IF NOT EXISTS key_id uuid",
+    "ALTER TABLE notification_jobs ADD COLUMN IF NOT EXISTS key_id uuid",
 ]
 
 # Run at every start, after the statements: jobs planned without a user id

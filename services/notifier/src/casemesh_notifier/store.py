@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property, partial
@@ -57,6 +57,9 @@ class Party:
     version: int = 0
     # When this person was first named in the row (None: before it was kept).
     named_at: datetime | None = None
+    # The id of the person's data key their contact was sealed under, as the
+    # event naming them carried it (None: in clear, or before it was kept).
+    key_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,9 @@ class NewJob:
     # "" none), and when they wrote them (the cause event's time).
     words_of: str = ""
     written_at: datetime | None = None
+    # The id of the data key its recipient's address was sealed under
+    # (`Party.key_id`; None: given in clear).
+    key_id: uuid.UUID | None = None
 
     @cached_property
     def id(self) -> uuid.UUID:
@@ -109,6 +115,8 @@ class ContactChange:
     person: str | None
     email: str
     phone: str
+    # The key those addresses were sealed under (`Party.key_id`).
+    key_id: uuid.UUID | None = None
 
     def address(self, channel: str) -> str:
         """Where a message on `channel` goes now ("": nowhere)."""
@@ -128,7 +136,7 @@ class ContactChange:
         recipient = self.address(job.channel)
         if not recipient or self.for_someone_else(job.user_id):
             return None
-        moved = dataclasses.replace(job, recipient=recipient)
+        moved = dataclasses.replace(job, recipient=recipient, key_id=self.key_id)
         if job.channel != "SMS":
             return moved
         text = written_for(job.template, job.locale, job.params, job.recipient, recipient, at)
@@ -145,6 +153,7 @@ class ContactChange:
             person=self.person if later.person == self.person else None,
             email=self.email and later.email,
             phone=self.phone and later.phone,
+            key_id=later.key_id,
         )
 
 
@@ -186,6 +195,11 @@ COPY_ROWS = (
     "unnest(%(copy_collections)s::text[], %(copy_owners)s::text[], %(copy_holders)s::text[],"
     " %(copy_templates)s::text[]) AS c(collection, owner, holder, template)"
 )
+
+
+def key_ids(keys: Iterable[uuid.UUID | None]) -> columns.Uuids:
+    """A column of data key ids, None as NULL (`columns.uuids` takes none)."""
+    return columns.Uuids(None if key is None else key.bytes for key in keys)
 
 
 def job_id(event_id: str, party: str, channel: str) -> uuid.UUID:
@@ -239,7 +253,7 @@ async def lock_parties(
     transaction ends."""
     cur = await conn.execute(
         "SELECT case_name, party, locale, email, phone, channels, subject, status, user_id,"
-        " version, named_at FROM case_parties WHERE case_name = ANY(%s)"
+        " version, named_at, key_id FROM case_parties WHERE case_name = ANY(%s)"
         " ORDER BY case_name, party FOR UPDATE",
         (list(case_names),),
     )
@@ -270,19 +284,22 @@ async def save_parties(
         texts(p.status for _, p in parties),
         columns.bigints(p.version for _, p in parties),
         columns.timestamptzs(p.named_at for _, p in parties),
+        key_ids(p.key_id for _, p in parties),
     )
     await conn.execute(
         "INSERT INTO case_parties (case_name, party, user_id, locale, email, phone, channels,"
-        " subject, status, version, named_at)"
+        " subject, status, version, named_at, key_id)"
         " SELECT c, r, u, l, e, p, COALESCE(string_to_array(NULLIF(ch, ''), ','), '{}'),"
-        " s, st, v, n"
+        " s, st, v, n, k"
         " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
-        " %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::timestamptz[])"
-        " AS t(c, r, u, l, e, p, ch, s, st, v, n)"
+        " %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::timestamptz[],"
+        " %s::uuid[])"
+        " AS t(c, r, u, l, e, p, ch, s, st, v, n, k)"
         " ON CONFLICT (case_name, party) DO UPDATE SET user_id = EXCLUDED.user_id,"
         " locale = EXCLUDED.locale, email = EXCLUDED.email, phone = EXCLUDED.phone,"
         " channels = EXCLUDED.channels, subject = EXCLUDED.subject,"
-        " status = EXCLUDED.status, version = EXCLUDED.version, named_at = EXCLUDED.named_at"
+        " status = EXCLUDED.status, version = EXCLUDED.version, named_at = EXCLUDED.named_at,"
+        " key_id = EXCLUDED.key_id"
         # A row another consumer moved past this batch's events (a partition
         # handed over mid-batch) is not turned back.
         " WHERE case_parties.version <= EXCLUDED.version",
@@ -301,14 +318,15 @@ async def add_jobs(
     cur = await conn.execute(
         "INSERT INTO notification_jobs (id, cause_event_id, party, case_name, channel,"
         " recipient, template, locale, subject, body, html, params, user_id, expires_at,"
-        " words_of, written_at, next_attempt_at, created_at)"
+        " words_of, written_at, key_id, next_attempt_at, created_at)"
         " SELECT id, cause, party, case_name, channel, recipient, template, locale, subject,"
-        " body, html, params, user_id, expires_at, words_of, written_at, %s, %s"
+        " body, html, params, user_id, expires_at, words_of, written_at, key_id, %s, %s"
         " FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
         " %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[], %s::text[],"
-        " %s::timestamptz[], %s::text[], %s::timestamptz[])"
+        " %s::timestamptz[], %s::text[], %s::timestamptz[], %s::uuid[])"
         " WITH ORDINALITY AS j(id, cause, party, case_name, channel, recipient, template,"
-        " locale, subject, body, html, params, user_id, expires_at, words_of, written_at, n)"
+        " locale, subject, body, html, params, user_id, expires_at, words_of, written_at,"
+        " key_id, n)"
         " ORDER BY n"
         # The job planned already, by id (or, planned before ids left the
         # address out, by its cause, party, channel and address).
@@ -332,6 +350,7 @@ async def add_jobs(
             columns.timestamptzs(j.expires_at for j in jobs),
             texts(j.words_of for j in jobs),
             columns.timestamptzs(j.written_at for j in jobs),
+            key_ids(j.key_id for j in jobs),
         ),
     )
     return [row[0] for row in await cur.fetchall()]
@@ -370,8 +389,9 @@ class ContactsFollowed:
 # each the address it goes to now and whether it is for someone else.
 THEIR_JOBS = (
     "notification_jobs AS j JOIN unnest(%(cases)s::text[], %(parties)s::text[],"
-    " %(owners)s::text[], %(people)s::text[], %(emails)s::text[], %(phones)s::text[])"
-    " AS c(case_name, party, owner, person, email, phone)"
+    " %(owners)s::text[], %(people)s::text[], %(emails)s::text[], %(phones)s::text[],"
+    " %(keys)s::uuid[])"
+    " AS c(case_name, party, owner, person, email, phone, key_id)"
     " ON j.case_name = c.case_name AND j.party = c.party"
 )
 NEW_ADDRESS = "(CASE WHEN j.channel = 'EMAIL' THEN c.email ELSE c.phone END)"
@@ -419,6 +439,7 @@ async def follow_contact_changes(
         "people": texts(c.person for c in changes),
         "emails": texts(c.email for c in changes),
         "phones": texts(c.phone for c in changes),
+        "keys": key_ids(c.key_id for c in changes),
         "someone_else": "someone else was named in their place",
         "given_up": "their contact no longer takes it",
     }
@@ -437,10 +458,12 @@ async def follow_contact_changes(
     # nowhere (`WITHDRAWN`). One withdrawn stays so, as a cancelled one does.
     cur = await conn.execute(
         f"WITH moved AS (SELECT j.id, j.recipient AS was, {GOES_TO} AS recipient,"
-        f" {WHY_NOT} AS why FROM {THEIR_JOBS}"
+        f" {WHY_NOT} AS why, c.key_id FROM {THEIR_JOBS}"
         f" WHERE j.{UNSENT} AND j.recipient NOT IN ('', {GOES_TO})"
         " ORDER BY j.id FOR UPDATE OF j)"
+        # The new address's key goes with it (`erasures`).
         f" UPDATE notification_jobs AS j SET recipient = moved.recipient, {READDRESSING},"
+        " key_id = moved.key_id,"
         " last_error = CASE WHEN moved.recipient = '' THEN moved.why ELSE j.last_error END"
         f" FROM moved WHERE j.id = moved.id RETURNING {READDRESSED_ROWS}",
         params,

@@ -68,6 +68,7 @@ from casemesh.platform.personal.sealing import (
     case_key_of,
     is_erased,
     is_token,
+    person_key_of,
 )
 from casemesh.platform.personal.settings import PersonalDataSettings
 from casemesh.platform.pools import connect_at_start
@@ -102,6 +103,7 @@ __all__ = [
     "is_token",
     "open_key_pool",
     "open_sealer",
+    "person_key_of",
     "reveal_message",
     "reveal_message_async",
     "reveal_messages_async",

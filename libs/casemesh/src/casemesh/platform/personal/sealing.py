@@ -118,6 +118,12 @@ def is_token(text: str) -> bool:
     return _parse(text) is not None
 
 
+def person_key_of(text: str) -> uuid.UUID | None:
+    """The id of the person's data key a token was sealed under (None: no token)."""
+    token = _parse(text)
+    return None if token is None else token.key_ids[0]
+
+
 def case_key_of(text: str) -> uuid.UUID | None:
     """The id of the case key a token was sealed under (None: none, or no token)."""
     token = _parse(text)
