@@ -394,3 +394,45 @@ def test_a_consumer_thread_stops_without_waiting_for_a_lag_reading(
     assert reading.wait(30), "the lag was never read"
     worker.stop()
     assert not worker._thread.is_alive(), "the stop waited for the lag reading"
+
+
+async def test_a_lag_reading_cancelled_while_it_closes_still_closes_its_admin_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stop cancels a lag reading under way; cancelled while its consumer
+    closes, the reading closes its admin client all the same (its
+    connections are not left open for the life of the process)."""
+    closing, closed = asyncio.Event(), asyncio.Event()
+
+    class Admin:
+        def __init__(self, **_: Any) -> None:
+            pass
+
+        async def start(self) -> None:
+            pass
+
+        async def list_consumer_group_offsets(self, group: str) -> dict[Any, Any]:
+            raise RuntimeError("Kafka does not answer")
+
+        async def close(self) -> None:
+            closed.set()
+
+    class Reader:
+        def __init__(self, **_: Any) -> None:
+            pass
+
+        async def start(self) -> None:
+            pass
+
+        async def stop(self) -> None:
+            closing.set()
+            await asyncio.Event().wait()  # a close that takes its time
+
+    monkeypatch.setattr(consuming, "AIOKafkaAdminClient", Admin)
+    monkeypatch.setattr(consuming, "AIOKafkaConsumer", Reader)
+    reading = asyncio.create_task(consuming.group_positions("kafka:9092", "group", [TOPIC]))
+    await asyncio.wait_for(closing.wait(), 10)
+    reading.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reading
+    assert closed.is_set()

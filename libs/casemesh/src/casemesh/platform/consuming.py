@@ -843,10 +843,14 @@ async def group_positions(
             positions[tp] = (read, ends[tp])
         return positions
     finally:
-        with contextlib.suppress(Exception):
-            await reader.stop()
-        with contextlib.suppress(Exception):
-            await admin.close()
+        # The admin client closes even when the reading is cancelled (a
+        # stop) while the reader closes.
+        try:
+            with contextlib.suppress(Exception):
+                await reader.stop()
+        finally:
+            with contextlib.suppress(Exception):
+                await admin.close()
 
 
 class Heard:
