@@ -415,10 +415,18 @@ def queue_priority(doc: dict[str, Any], triage: Triage, now: datetime) -> float:
     return triage.priority(waiting, doc["base_priority"], now)
 
 
+def case_of_row(doc: dict[str, Any]) -> pb.ReportCase:
+    """The case a read-model row keeps, as agents see it. A row projected
+    before cases named at most CASE_REPORT_NAMES reports names every one
+    until its case changes again."""
+    case = json_format.ParseDict(doc["case"], pb.ReportCase())
+    del case.reports[CASE_REPORT_NAMES:]
+    return case
+
+
 def listed_case(doc: dict[str, Any], who: Identity) -> pb.ReportCase:
     """A case as a list read from the view shows it to `who` (`for_viewer`)."""
-    case = json_format.ParseDict(doc["case"], pb.ReportCase())
-    return for_viewer(case, who, set(), doc.get("appellants", {}))
+    return for_viewer(case_of_row(doc), who, set(), doc.get("appellants", {}))
 
 
 def appellants(case: ReportCase) -> dict[str, str]:
@@ -546,10 +554,7 @@ class ReportServicer(ApplicationServicer, pb_grpc.ReportServiceServicer):
         now = self.app.clock.now()
         cases = []
         for d in page.items:
-            msg = json_format.ParseDict(d["case"], pb.ReportCase())
-            # A row projected before cases named at most CASE_REPORT_NAMES
-            # reports names every one until its case changes again.
-            del msg.reports[CASE_REPORT_NAMES:]
+            msg = case_of_row(d)
             if msg.state in (pb.REPORT_CASE_STATE_OPEN, pb.REPORT_CASE_STATE_IN_REVIEW):
                 msg.priority = queue_priority(d, self.app.taxonomy.triage, now)
             cases.append(msg)

@@ -115,8 +115,8 @@ class Queries(ReportsBase):
             )
         )
         token = ""
-        # Cut short past PAGE_BYTES, as every case list is (a case names each
-        # of its reports, and a viral target's may be thousands).
+        # Cut short past PAGE_BYTES, as every case list is (a case names up
+        # to a thousand of its reports).
         kept = fitting((document_bytes(d) for d in docs), limit)
         if len(docs) > kept:
             docs = docs[:kept]
