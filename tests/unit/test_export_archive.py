@@ -1,17 +1,22 @@
 """The export archive as the gateway composes it, from stand-in services:
 every page of every list, files named safely, and a large file streamed
-through in pieces rather than held whole. An export its person gives up on
-ends at once, so that they may ask for it again."""
+through in pieces rather than held whole; a long history is sent as it is
+read, not held whole first. An export its person gives up on ends at once,
+so that they may ask for it again."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import io
+import itertools
+import os
 import threading
+import tracemalloc
 import zipfile
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -172,10 +177,20 @@ def sources(evidence: Evidence) -> export.Sources:
     )
 
 
-async def download(found_in: export.Sources) -> tuple[Any, list[bytes], list[str]]:
-    found = await export.gather(found_in, "zoe", datetime(2026, 12, 4, tzinfo=UTC))
-    missing: list[str] = []
-    return found, [piece async for piece in export.archive(found_in, found, missing)], missing
+NOW = datetime(2026, 12, 4, tzinfo=UTC)
+
+
+async def download(found_in: export.Sources) -> tuple[export.Export, list[bytes], list[str]]:
+    """Zoe's export as she downloads it: its manifest as she reads it, the
+    archive's pieces, and the files named missing."""
+    held = export.Held()
+    pieces = [piece async for piece in export.archive(found_in, "zoe", NOW, held)]
+    return manifest_of(b"".join(pieces)), pieces, held.missing
+
+
+def manifest_of(archive: bytes) -> export.Export:
+    zipped = zipfile.ZipFile(io.BytesIO(archive))
+    return json_format.Parse(zipped.read(export.MANIFEST), export.Export())
 
 
 def test_the_archive_holds_every_page_and_only_the_persons_files_named_safely() -> None:
@@ -204,9 +219,11 @@ def test_the_archive_holds_every_page_and_only_the_persons_files_named_safely() 
     assert archive.read(path) == BIG
     assert archive.read(export.MISSING).decode() == f"{GONE}/_CON.png\tNOT_FOUND\tblob missing\n"
     assert missing == [f"{GONE}/_CON.png"]
-    manifest = json_format.Parse(archive.read(export.MANIFEST), export.Export())
-    assert manifest == found
-    assert manifest.evidence[0].path == path
+    # The manifest reads as it did when it was rendered whole, byte for byte.
+    written = archive.read(export.MANIFEST).decode()
+    assert written == json_format.MessageToJson(found, indent=2, ensure_ascii=False)
+    assert found.person == "zoe" and found.export_time.ToDatetime(UTC) == NOW
+    assert found.evidence[0].path == path
     # Streamed: the file went out in pieces, none larger than a message's share.
     assert len(pieces) > 3 and max(map(len, pieces)) <= export.CHUNK
 
@@ -250,7 +267,7 @@ def test_a_reporters_export_holds_the_cases_of_their_reports_with_the_decision()
     uploader; one gone is left out and the rest of the export is whole."""
     reports = Reporter()
     given = dataclasses.replace(sources(Evidence()), reports=export.Service(reports, "r"))
-    found, pieces, _ = asyncio.run(download(given))
+    found, _, _ = asyncio.run(download(given))
     assert [c.name for c in found.report_cases] == [
         "report-cases/e",
         "report-cases/f",
@@ -262,22 +279,37 @@ def test_a_reporters_export_holds_the_cases_of_their_reports_with_the_decision()
         ("report-cases/k", {"x-casemesh-identity": "r"}),
         ("report-cases/gone", {"x-casemesh-identity": "r"}),
     ]
-    archive = zipfile.ZipFile(io.BytesIO(b"".join(pieces)))
-    assert json_format.Parse(archive.read(export.MANIFEST), export.Export()) == found
 
 
 async def test_a_long_history_is_written_while_the_gateway_goes_on_serving() -> None:
-    """Someone with years of long tickets: their manifest took seconds to
-    render and deflate, and every call through the gateway waited for it.
-    Another task on the gateway's loop now keeps running while it is
-    written, and the archive holds it whole."""
-    found = export.Export(person="zoe")
-    body = "我的手机被偷了" * 1400  # a long ticket, as a person writes it
-    for n in range(60):
-        record = found.tickets.add(ticket=pb.Ticket(name=f"tickets/{n}", description=body))
-        for step in range(10):
-            record.events.add(sequence=step, type="CommentAdded", text=body)
+    """Someone with a ticket of hundreds of long comments: rendering and
+    deflating it takes a while, and every call through the gateway waited
+    for it. Another task on the gateway's loop now keeps running while it
+    is written (between the ticket's last page of steps and the next list
+    asked for), and the archive holds it whole."""
+    body = "我的手机被偷了" * 1400  # a long comment, as a person writes it
     ticks = 0
+    seen: dict[str, int] = {}
+
+    class Long(Tickets):
+        async def ListTickets(self, request: pb.ListTicketsRequest, **_: Any) -> Any:
+            return pb.ListTicketsResponse(tickets=[pb.Ticket(name="tickets/a", description=body)])
+
+        async def ListTicketEvents(self, request: pb.ListTicketEventsRequest, **_: Any) -> Any:
+            at = int(request.page_token or 0)
+            steps = [
+                pb.TicketEvent(sequence=n, type="CommentAdded", text=body)
+                for n in range(at, at + 100)
+            ]
+            seen["read"] = ticks
+            return pb.ListTicketEventsResponse(
+                events=steps, next_page_token=str(at + 100) if at < 500 else ""
+            )
+
+    class Next(Appeals):
+        async def ListAppeals(self, request: apb.ListAppealsRequest, **_: Any) -> Any:
+            seen["next"] = ticks
+            return await super().ListAppeals(request)
 
     async def serving() -> None:
         nonlocal ticks
@@ -285,18 +317,20 @@ async def test_a_long_history_is_written_while_the_gateway_goes_on_serving() -> 
             ticks += 1
             await asyncio.sleep(0)
 
+    given = dataclasses.replace(
+        sources(Evidence()),
+        tickets=export.Service(Long(), "t"),
+        appeals=export.Service(Next(), "a"),
+    )
     other = asyncio.create_task(serving())
-    pieces = export.archive(sources(Evidence()), found, [])
-    await eventually(lambda: ticks > 0, within=5)
-    before = ticks
-    first = await anext(pieces)  # the manifest is written before its first piece
-    during = ticks - before
-    rest = [piece async for piece in pieces]
-    other.cancel()
+    try:
+        found, _, _ = await download(given)
+    finally:
+        other.cancel()
     # Written in one go on the loop, the other task would not run at all.
-    assert during > 10, during
-    archive = zipfile.ZipFile(io.BytesIO(first + b"".join(rest)))
-    assert json_format.Parse(archive.read(export.MANIFEST), export.Export()) == found
+    assert seen["next"] - seen["read"] > 10, seen
+    assert [len(record.events) for record in found.tickets] == [600]
+    assert found.tickets[0].events[599].text == body
 
 
 async def test_an_export_given_up_while_its_manifest_is_written_ends_once_written(
@@ -306,16 +340,17 @@ async def test_an_export_given_up_while_its_manifest_is_written_ends_once_writte
     which cannot be stopped: the export ends once the thread is done with
     the zip, not before, so the zip is never written by two threads."""
     started, go, written = threading.Event(), threading.Event(), threading.Event()
-    write = export._write_manifest
+    write = export._Manifest.put
 
-    def slow(zipped: zipfile.ZipFile, found: export.Export) -> None:
+    def slow(manifest: export._Manifest, part: export.Export) -> None:
         started.set()
         go.wait(10)
-        write(zipped, found)
+        write(manifest, part)
         written.set()
 
-    monkeypatch.setattr(export, "_write_manifest", slow)
-    pieces = export.archive(sources(Evidence()), export.Export(person="zoe"), [])
+    monkeypatch.setattr(export._Manifest, "put", slow)
+    pieces = export.archive(sources(Evidence()), "zoe", NOW, export.Held())
+    await anext(pieces)  # the download has begun
     first = asyncio.create_task(anext(pieces))
     await eventually(started.is_set, within=5)
     first.cancel()
@@ -531,10 +566,8 @@ def test_files_of_one_piece_each_go_out_as_they_are_read_not_all_at_the_end() ->
     evidence = Screenshots(sent)
 
     async def run() -> bytes:
-        given = sources(evidence)
-        found = await export.gather(given, "zoe", datetime(2026, 12, 4, tzinfo=UTC))
         pieces = []
-        async for piece in export.archive(given, found, []):
+        async for piece in export.archive(sources(evidence), "zoe", NOW, export.Held()):
             sent.append(len(piece))
             pieces.append(piece)
         return b"".join(pieces)
@@ -615,3 +648,102 @@ async def test_an_export_its_person_gives_up_on_ends_and_may_be_asked_for_again(
             again.cancel()
     finally:
         await server.stop(0)
+
+
+# Text as people write it, too varied for the archive to squeeze away: each
+# comment a different stretch of it.
+PROSE = os.urandom(600_000).hex()
+COMMENT = 10_000  # characters, the most a comment may have
+
+
+class Crowded(Tickets):
+    """A person with `count` tickets of `comments` comments each, every one
+    as long as a comment may be (a thousand of them: about 10 MB a ticket);
+    and how much of the archive had gone out when each ticket's history
+    was first read."""
+
+    def __init__(self, count: int, comments: int = 1000, sent: list[int] | None = None) -> None:
+        self.count, self.comments = count, comments
+        self.sent = sent if sent is not None else []
+        self.received_at_read: list[int] = []
+
+    async def ListTickets(self, request: pb.ListTicketsRequest, **_: Any) -> Any:
+        tickets = [pb.Ticket(name=f"tickets/{n}") for n in range(self.count)]
+        return pb.ListTicketsResponse(tickets=tickets)
+
+    async def ListTicketEvents(self, request: pb.ListTicketEventsRequest, **_: Any) -> Any:
+        at = int(request.page_token or 0)
+        if not at:
+            self.received_at_read.append(sum(self.sent))
+        steps = []
+        for n in range(at, min(at + 100, self.comments)):
+            start = (n * 7919 + len(request.name) * 104729) % (len(PROSE) - COMMENT)
+            text = PROSE[start : start + COMMENT]
+            steps.append(pb.TicketEvent(sequence=n, type="CommentAdded", actor="zoe", text=text))
+        more = str(at + 100) if at + 100 < self.comments else ""
+        return pb.ListTicketEventsResponse(events=steps, next_page_token=more)
+
+
+class NoFiles(Evidence):
+    async def ListEvidence(self, request: epb.ListEvidenceRequest, **_: Any) -> Any:
+        return epb.ListEvidenceResponse()
+
+
+def crowded(tickets: Crowded) -> export.Sources:
+    given = sources(NoFiles())
+    return dataclasses.replace(given, tickets=export.Service(tickets, "t"))
+
+
+def test_a_long_history_goes_out_as_it_is_read_not_once_all_of_it_is() -> None:
+    """Zoe has years of long tickets: no byte of her export went out until
+    every case and step was read and rendered. Now each ticket's part of
+    the archive is on its way before the next ticket is read."""
+    sent: list[int] = []
+    tickets = Crowded(6, comments=100, sent=sent)
+
+    async def run() -> bytes:
+        pieces = []
+        async for piece in export.archive(crowded(tickets), "zoe", NOW, export.Held()):
+            sent.append(len(piece))
+            pieces.append(piece)
+        return b"".join(pieces)
+
+    found = manifest_of(asyncio.run(run()))
+    assert [len(record.events) for record in found.tickets] == [100] * 6
+    # What had gone out when each ticket was read: more each time.
+    received = tickets.received_at_read
+    assert all(before < after for before, after in itertools.pairwise(received)), received
+
+
+def peak_while_archiving(count: int, into: Path) -> int:
+    """The most memory the export of `count` crowded tickets took at once
+    (as Python counts it: the text rendered, encoded and deflated), its
+    archive written to the file `into` as it is downloaded."""
+
+    async def run() -> None:
+        with into.open("wb") as file:
+            async for piece in export.archive(crowded(Crowded(count)), "zoe", NOW, export.Held()):
+                file.write(piece)
+
+    tracemalloc.start()
+    try:
+        asyncio.run(run())
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_the_memory_an_export_takes_does_not_grow_with_the_history(tmp_path: Path) -> None:
+    """An export held the person's whole history in memory, about four times
+    over: a long enough history (or a few at once) took the gateway past its
+    memory limit, and every call on it was cut. It now holds about one
+    ticket with its history at a time: twice the history, the same memory;
+    and the archive holds every ticket, each with every comment."""
+    four, eight = tmp_path / "four.zip", tmp_path / "eight.zip"
+    peaks = peak_while_archiving(4, four), peak_while_archiving(8, eight)
+    ticket = COMMENT * 1000  # characters
+    assert peaks[1] < peaks[0] * 1.25, peaks
+    assert peaks[1] < 3 * ticket, peaks  # not eight tickets' worth
+    found = manifest_of(eight.read_bytes())
+    assert [record.ticket.name for record in found.tickets] == [f"tickets/{n}" for n in range(8)]
+    assert {len(record.events) for record in found.tickets} == {1000}

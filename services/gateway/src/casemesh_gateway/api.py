@@ -902,39 +902,38 @@ class PrivacyGateway(privacy_pb2_grpc.PrivacyServiceServicer):
                 context, export.read_time(size, self.read_timeout)
             ),
         )
-        now, outcome, sent = datetime.now(UTC), "failed", 0
-        found, missing = privacy_pb2.PersonalDataExport(), list[str]()
+        now, outcome, sent, held = datetime.now(UTC), "failed", 0, export.Held()
         try:
-            found = await export.gather(sources, person, now)
-            async with contextlib.aclosing(export.archive(sources, found, missing)) as pieces:
+            async with contextlib.aclosing(export.archive(sources, person, now, held)) as pieces:
                 async for data in pieces:
                     name = export.archive_name(now) if not sent else ""
                     sent += len(data)
                     yield privacy_pb2.ExportPersonResponse(file_name=name, data=data)
-            if missing:
-                yield privacy_pb2.ExportPersonResponse(missing_files=missing)
+            if held.missing:
+                yield privacy_pb2.ExportPersonResponse(missing_files=held.missing)
             outcome = "sent"
         except grpc.aio.AioRpcError as err:
             outcome = err.code().name
             await backend._fail(err, context)
         finally:
             self.exporting.discard(who.subject)
-            # Who exported whose data, and what it held: ids and counts only.
+            # Who exported whose data, and what it held (as far as it got):
+            # ids and counts only.
             log.info(
                 "privacy.export",
                 person=person,
                 exported_by=who.subject,
                 outcome=outcome,
-                tickets=len(found.tickets),
-                appeals=len(found.appeals),
-                reports=len(found.reports),
-                report_cases=len(found.report_cases),
-                reporting_standing=found.reporting_standing.state,
-                files=len(found.evidence),
-                missing_files=len(missing),
-                help_sessions=len(found.help_sessions),
-                phone_changes=len(found.phone_changes),
-                notifications=len(found.notifications),
+                tickets=held.counts["tickets"],
+                appeals=held.counts["appeals"],
+                reports=held.counts["reports"],
+                report_cases=held.counts["report_cases"],
+                reporting_standing=held.standing,
+                files=held.counts["evidence"],
+                missing_files=len(held.missing),
+                help_sessions=held.counts["help_sessions"],
+                phone_changes=held.counts["phone_changes"],
+                notifications=held.counts["notifications"],
                 bytes=sent,
             )
 

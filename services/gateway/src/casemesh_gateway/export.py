@@ -7,21 +7,25 @@ person was already shown). The files are the person's uploads but those
 attached only to cases the export does not hold (an agent's, to another
 person's ticket or copyright case: that person's data, not theirs;
 `_of_the_person`). The archive is a zip, written as it streams:
-`casemesh-export.json` first, then those files, read from the evidence
-service chunk by chunk, so no file is held whole in memory."""
+`casemesh-export.json` first, each case written as soon as it is read (a
+long history would otherwise be held whole, several times over, before a
+byte went out), then those files, read from the evidence service chunk by
+chunk, so no file is held whole in memory either."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import io
+import json
 import re
 import zipfile
+from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import IO, Any
 
 import grpc
 from google.protobuf import json_format
@@ -121,134 +125,39 @@ def archive_name(now: datetime) -> str:
     return f"casemesh-export-{now.astimezone(UTC):%Y%m%d-%H%M%S}.zip"
 
 
-async def gather(sources: Sources, person: str, now: datetime) -> Export:
-    """Every case of the person and the records of the files they uploaded
-    that are theirs to have (`_of_the_person`; `path` set); the files' bytes
-    are read when written."""
-    found = Export(person=person)
-    found.export_time.FromDatetime(now.astimezone(UTC))
-    tickets, appeals, reports = sources.tickets, sources.appeals, sources.reports
-    async for ticket in _pages(
-        sources, tickets, "ListTickets", tickets_pb2.ListTicketsRequest, "tickets"
-    ):
-        events = await _history(
-            sources, tickets, "ListTicketEvents", tickets_pb2.ListTicketEventsRequest, ticket.name
-        )
-        found.tickets.add(ticket=ticket, events=events)
-    async for appeal in _pages(
-        sources, appeals, "ListAppeals", appeals_pb2.ListAppealsRequest, "appeals"
-    ):
-        steps = await _history(
-            sources, appeals, "ListAppealEvents", appeals_pb2.ListAppealEventsRequest, appeal.name
-        )
-        found.appeals.add(appeal=appeal, events=steps)
-    async for report in _pages(
-        sources, reports, "ListReports", reports_pb2.ListReportsRequest, "reports"
-    ):
-        found.reports.append(report)
-        steps = await sources.call(
-            reports, "ListReportEvents", reports_pb2.ListReportEventsRequest(name=report.name)
-        )
-        found.report_steps.add(report=report.name, events=steps.events)
-    async for case in _pages(
-        sources, reports, "ListMyReportCases", reports_pb2.ListMyReportCasesRequest, "report_cases"
-    ):
-        found.report_cases.append(case)
-    await _reported_cases(sources, found)
-    found.reporting_standing.CopyFrom(
-        await sources.call(
-            reports, "GetMyReportingStanding", reports_pb2.GetMyReportingStandingRequest()
-        )
-    )
-    # From the help centre: their help sessions and phone-number changes;
-    # from the notifier: every message sent to them about their cases.
-    help_centre, notifier = sources.helpcenter, sources.notifier
-    for service, method, request, field, into in (
-        (
-            help_centre,
-            "ListMyHelpSessions",
-            hpb.ListMyHelpSessionsRequest,
-            "sessions",
-            found.help_sessions,
-        ),
-        (
-            help_centre,
-            "ListMyPhoneChanges",
-            hpb.ListMyPhoneChangesRequest,
-            "phone_changes",
-            found.phone_changes,
-        ),
-        (
-            notifier,
-            "ListMyNotifications",
-            npb.ListMyNotificationsRequest,
-            "notifications",
-            found.notifications,
-        ),
-    ):
-        async for item in _pages(sources, service, method, request, field):
-            into.append(item)
-    held = _held_cases(found)
-    async for record in _pages(
-        sources, sources.evidence, "ListEvidence", evidence_pb2.ListEvidenceRequest, "evidence"
-    ):
-        if _of_the_person(record, person, held):
-            found.evidence.add(evidence=record, path=_path_of(record))
-    return found
+@dataclass
+class Held:
+    """What an export has put in its archive so far: how many of each kind
+    (for the log line that records it, whole or not), and what its later
+    parts need of the earlier ones, which are gone from memory by then: the
+    names of the cases it holds (files attached to them are the person's),
+    the person's reports with their cases, the files to write, and the
+    paths of those that could not be."""
 
+    counts: Counter[str] = field(default_factory=Counter)
+    standing: int = 0
+    cases: set[str] = field(default_factory=set)
+    reports: list[tuple[str, str]] = field(default_factory=list)
+    files: list[Export.EvidenceFile] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
 
-def _held_cases(found: Export) -> set[str]:
-    """The names of the cases in `found` that files are attached to: tickets,
-    copyright cases and reports (a report case holds none: its reports do)."""
-    return {
-        *(record.ticket.name for record in found.tickets),
-        *(record.appeal.name for record in found.appeals),
-        *(report.name for report in found.reports),
-    }
-
-
-def _of_the_person(record: evidence_pb2.Evidence, person: str, held: set[str]) -> bool:
-    """Whether the file `record` belongs in the person's export: one they
-    uploaded (the service lists only theirs; checked again) that is attached
-    to a case the export holds, or to none the evidence service has heard
-    of (not attached, or attached a moment ago). One attached only to cases
-    the export does not hold is another person's: an agent's screenshot on
-    someone's ticket (an internal note) or copyright case (a court action);
-    or the file of a case of theirs gone since (expired: soon deleted)."""
-    if record.owner != person:
-        return False
-    return not record.cases or not held.isdisjoint(record.cases)
-
-
-async def _reported_cases(sources: Sources, found: Export) -> None:
-    """Adds to `found.report_cases` the case of each of the person's reports
-    not there yet (ListMyReportCases lists only those naming them as the
-    uploader), as GetReportCase shows it to a reporter: its decision and
-    statement of reasons, their own reports and appeals, no other party.
-    One that is not found (no longer kept) is left out, as the lists leave
-    out what is gone."""
-    listed = {case.name for case in found.report_cases}
-    for report in found.reports:
-        name = report.report_case
-        if not name or name in listed:
-            continue
-        listed.add(name)
-        request = reports_pb2.GetReportCaseRequest(name=name)
-        try:
-            case = await sources.call(sources.reports, "GetReportCase", request)
-        except grpc.aio.AioRpcError as err:
-            if err.code() != grpc.StatusCode.NOT_FOUND:
-                raise
-            continue
-        found.report_cases.append(case)
+    def count(self, part: Export) -> None:
+        for described, value in part.ListFields():
+            if described.is_repeated:
+                self.counts[described.name] += len(value)
+        if part.HasField("reporting_standing"):
+            self.standing = part.reporting_standing.state
 
 
 async def archive(
-    sources: Sources, found: Export, missing: list[str]
+    sources: Sources, person: str, now: datetime, held: Held
 ) -> AsyncGenerator[bytes, None]:
-    """The zip archive of `found`, in pieces of at most `CHUNK` bytes. A
-    file the blob store no longer has (NOT_FOUND) is left out, its path put
-    in `missing` and, with why, in `MISSING`. So is one it has damaged
+    """The zip archive of the person's data, in pieces of at most `CHUNK`
+    bytes. `MANIFEST` is written part by part as the services answer, and
+    sent as it is written: the gateway holds about one case with its
+    history at a time, however long the person's history. A file the blob
+    store no longer has (NOT_FOUND) is left out, its path put in
+    `held.missing` and, with why, in `MISSING`. So is one it has damaged
     (DATA_LOSS): at the first read it is left out; part-way through, what
     was read of it is sent already, so its entry is closed as it is and
     `MISSING` says those bytes are not the file. Both fail every try alike:
@@ -258,13 +167,11 @@ async def archive(
     sink = _Sink()
     why: list[str] = []
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as zipped:
-        # A long history makes a manifest of hundreds of megabytes, seconds
-        # to render and deflate: done on the loop, every call the gateway
-        # serves would wait that long.
-        await _off_the_loop(partial(_write_manifest, zipped, found))
-        for piece in sink.drain(0):
-            yield piece
-        for item in found.evidence:
+        manifest = _write_manifest(zipped, sink, _contents(sources, person, now, held), held)
+        async with contextlib.aclosing(manifest):
+            async for piece in manifest:
+                yield piece
+        for item in held.files:
             request = evidence_pb2.ReadEvidenceRequest(name=item.evidence.name)
             size = item.evidence.size_bytes
             chunks = sources.stream(sources.evidence, "ReadEvidence", request, size)
@@ -274,7 +181,7 @@ async def archive(
                 except grpc.aio.AioRpcError as err:
                     if err.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.DATA_LOSS):
                         raise
-                    missing.append(item.path)
+                    held.missing.append(item.path)
                     why.append(f"{item.path}\t{err.code().name}\t{err.details()}")
                     continue
                 try:
@@ -291,7 +198,7 @@ async def archive(
                     # Leaving the `with` closed the entry: the zip stays whole.
                     if err.code() != grpc.StatusCode.DATA_LOSS:
                         raise
-                    missing.append(item.path)
+                    held.missing.append(item.path)
                     why.append(f"{item.path}\t{err.code().name}\t{DAMAGED}")
                 # A file of one piece (most screenshots) is sent once written:
                 # at most a piece waits here, however many files there are.
@@ -303,9 +210,305 @@ async def archive(
         yield piece
 
 
-def _write_manifest(zipped: zipfile.ZipFile, found: Export) -> None:
-    manifest = json_format.MessageToJson(found, indent=2, ensure_ascii=False)
-    zipped.writestr(MANIFEST, manifest.encode())
+async def _write_manifest(
+    zipped: zipfile.ZipFile, sink: _Sink, parts: AsyncGenerator[Export, None], held: Held
+) -> AsyncGenerator[bytes, None]:
+    """`MANIFEST` in `zipped`, written part by part (`_contents`), what each
+    part made of the zip sent on before the next part is read."""
+    # Without zip64, as before it was streamed: macOS's Archive Utility is
+    # said to stumble on a streamed zip64 entry. A manifest past the 2 GiB
+    # an entry may have without it (tens of thousands of the longest
+    # comments) fails the export there, as it failed, out of memory, before.
+    with zipped.open(_manifest_entry(), "w") as file:
+        # The download starts at once, before the first case is read.
+        for piece in sink.drain(0):
+            yield piece
+        manifest = _Manifest(file)
+        async with contextlib.aclosing(parts):
+            async for part in parts:
+                # A case with a long history takes a while to render and
+                # deflate: done on the loop, every call the gateway serves
+                # would wait that long.
+                await _off_the_loop(partial(manifest.put, part))
+                held.count(part)
+                del part  # as in `_contents`
+                for piece in sink.drain(CHUNK):
+                    yield piece
+        manifest.close()
+    for piece in sink.drain(0):
+        yield piece
+
+
+async def _contents(
+    sources: Sources, person: str, now: datetime, held: Held
+) -> AsyncGenerator[Export, None]:
+    """What `MANIFEST` holds, in parts read one after another, each an
+    `Export` holding the next fields, or the next items of one: a case with
+    its history, or a page of a list. They come in the order of the fields'
+    numbers, the order the proto3 JSON of the whole is written in (so the
+    files come before the reports' steps). Each case the person is shown
+    as the person; the files are the person's uploads but those attached
+    only to cases the export does not hold (`_of_the_person`), their bytes
+    read when written."""
+    head = Export(person=person)
+    head.export_time.FromDatetime(now.astimezone(UTC))
+    yield head
+    for parts in (
+        _tickets(sources, held),
+        _appeals(sources, held),
+        _reports(sources, held),
+        _report_cases(sources, held),
+        _evidence(sources, person, held),
+        _report_steps(sources, held),
+        _standing(sources),
+        _listed(sources),
+    ):
+        async with contextlib.aclosing(parts):
+            async for part in parts:
+                yield part
+                # Let go of it while the next is read: a part may be a
+                # case with a history of hundreds of megabytes.
+                del part
+
+
+async def _tickets(sources: Sources, held: Held) -> AsyncGenerator[Export, None]:
+    tickets = sources.tickets
+    async for ticket in _pages(
+        sources, tickets, "ListTickets", tickets_pb2.ListTicketsRequest, "tickets"
+    ):
+        part = Export()
+        record = part.tickets.add(ticket=ticket)
+        await _history(
+            sources,
+            tickets,
+            "ListTicketEvents",
+            tickets_pb2.ListTicketEventsRequest,
+            ticket.name,
+            record.events,
+        )
+        held.cases.add(ticket.name)
+        yield part
+
+
+async def _appeals(sources: Sources, held: Held) -> AsyncGenerator[Export, None]:
+    appeals = sources.appeals
+    async for appeal in _pages(
+        sources, appeals, "ListAppeals", appeals_pb2.ListAppealsRequest, "appeals"
+    ):
+        part = Export()
+        record = part.appeals.add(appeal=appeal)
+        await _history(
+            sources,
+            appeals,
+            "ListAppealEvents",
+            appeals_pb2.ListAppealEventsRequest,
+            appeal.name,
+            record.events,
+        )
+        held.cases.add(appeal.name)
+        yield part
+
+
+async def _reports(sources: Sources, held: Held) -> AsyncGenerator[Export, None]:
+    """The person's reports, a page at a time; their steps come later
+    (`_report_steps`), after the files, as the manifest orders them."""
+    async for reports in _by_page(
+        sources, sources.reports, "ListReports", reports_pb2.ListReportsRequest, "reports"
+    ):
+        for report in reports:
+            held.cases.add(report.name)
+            held.reports.append((report.name, report.report_case))
+        yield Export(reports=reports)
+
+
+async def _report_cases(sources: Sources, held: Held) -> AsyncGenerator[Export, None]:
+    """The report cases naming the person as the uploader, then the case of
+    each of their reports not among those (ListMyReportCases lists only
+    the former), as GetReportCase shows it to a reporter: its decision and
+    statement of reasons, their own reports and appeals, no other party.
+    One that is not found (no longer kept) is left out, as the lists leave
+    out what is gone."""
+    listed: set[str] = set()
+    async for cases in _by_page(
+        sources,
+        sources.reports,
+        "ListMyReportCases",
+        reports_pb2.ListMyReportCasesRequest,
+        "report_cases",
+    ):
+        listed.update(case.name for case in cases)
+        yield Export(report_cases=cases)
+    for _, name in held.reports:
+        if not name or name in listed:
+            continue
+        listed.add(name)
+        request = reports_pb2.GetReportCaseRequest(name=name)
+        try:
+            case = await sources.call(sources.reports, "GetReportCase", request)
+        except grpc.aio.AioRpcError as err:
+            if err.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            continue
+        yield Export(report_cases=[case])
+
+
+async def _evidence(sources: Sources, person: str, held: Held) -> AsyncGenerator[Export, None]:
+    """The records of the files that are the person's to have, read once
+    every case is (`held.cases`), each with its path in the archive."""
+    async for records in _by_page(
+        sources, sources.evidence, "ListEvidence", evidence_pb2.ListEvidenceRequest, "evidence"
+    ):
+        files = [
+            Export.EvidenceFile(evidence=record, path=_path_of(record))
+            for record in records
+            if _of_the_person(record, person, held.cases)
+        ]
+        held.files.extend(files)
+        yield Export(evidence=files)
+
+
+async def _report_steps(sources: Sources, held: Held) -> AsyncGenerator[Export, None]:
+    for name, _ in held.reports:
+        request = reports_pb2.ListReportEventsRequest(name=name)
+        steps = await sources.call(sources.reports, "ListReportEvents", request)
+        part = Export()
+        part.report_steps.add(report=name, events=steps.events)
+        yield part
+
+
+async def _standing(sources: Sources) -> AsyncGenerator[Export, None]:
+    request = reports_pb2.GetMyReportingStandingRequest()
+    standing = await sources.call(sources.reports, "GetMyReportingStanding", request)
+    yield Export(reporting_standing=standing)
+
+
+async def _listed(sources: Sources) -> AsyncGenerator[Export, None]:
+    """From the help centre: their help sessions and phone-number changes;
+    from the notifier: every message sent to them about their cases."""
+    help_centre, notifier = sources.helpcenter, sources.notifier
+    # Each list, the field of its pages and the manifest's field it fills.
+    for service, method, request, listed, into in (
+        (
+            help_centre,
+            "ListMyHelpSessions",
+            hpb.ListMyHelpSessionsRequest,
+            "sessions",
+            "help_sessions",
+        ),
+        (
+            help_centre,
+            "ListMyPhoneChanges",
+            hpb.ListMyPhoneChangesRequest,
+            "phone_changes",
+            "phone_changes",
+        ),
+        (
+            notifier,
+            "ListMyNotifications",
+            npb.ListMyNotificationsRequest,
+            "notifications",
+            "notifications",
+        ),
+    ):
+        async for items in _by_page(sources, service, method, request, listed):
+            part = Export()
+            getattr(part, into).extend(items)
+            yield part
+
+
+def _of_the_person(record: evidence_pb2.Evidence, person: str, cases: set[str]) -> bool:
+    """Whether the file `record` belongs in the person's export: one they
+    uploaded (the service lists only theirs; checked again) that is attached
+    to a case the export holds, or to none the evidence service has heard
+    of (not attached, or attached a moment ago). One attached only to cases
+    the export does not hold is another person's: an agent's screenshot on
+    someone's ticket (an internal note) or copyright case (a court action);
+    or the file of a case of theirs gone since (expired: soon deleted)."""
+    if record.owner != person:
+        return False
+    return not record.cases or not cases.isdisjoint(record.cases)
+
+
+def _manifest_entry() -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(MANIFEST, date_time=datetime.now(UTC).timetuple()[:6])
+    info.compress_type = zipfile.ZIP_DEFLATED
+    return info
+
+
+# The manifest's JSON, as `json_format.MessageToJson(whole, indent=2,
+# ensure_ascii=False)` renders it: each part of it is rendered alike.
+_JSON = json.JSONEncoder(indent=2, ensure_ascii=False)
+# Text rendered is encoded and deflated about this much at a time.
+_WRITE = 256 * 1024
+
+
+class _Manifest:
+    """`MANIFEST` as it is written: the parts given to `put` (`_contents`)
+    make one `Export`, written byte for byte as `json_format.MessageToJson`
+    (`_JSON`) renders the whole, while no more than one part is held. Parts
+    come in the order of their fields' numbers (the order the JSON of the
+    whole has them in); a list's items may come in many parts."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self._file = file
+        self._text: list[str] = []
+        self._size = 0
+        self._fields = 0
+        # The list whose items are being written, open until another field.
+        self._list = ""
+
+    def put(self, part: Export) -> None:
+        for key, value in json_format.MessageToDict(part).items():
+            if isinstance(value, list):
+                for item in value:
+                    self._item(key, item)
+            else:
+                self._close_list()
+                self._field(key)
+                self._value(value, "\n  ")
+        self._flush()
+
+    def close(self) -> None:
+        self._close_list()
+        self._add("\n}" if self._fields else "{}")
+        self._flush()
+
+    def _field(self, key: str) -> None:
+        self._add(f"{',' if self._fields else '{'}\n  {_JSON.encode(key)}: ")
+        self._fields += 1
+
+    def _item(self, key: str, item: Any) -> None:
+        if key == self._list:
+            self._add(",\n    ")
+        else:
+            self._close_list()
+            self._field(key)
+            self._add("[\n    ")
+            self._list = key
+        self._value(item, "\n    ")
+
+    def _close_list(self) -> None:
+        if self._list:
+            self._add("\n  ]")
+            self._list = ""
+
+    def _value(self, value: Any, indent: str) -> None:
+        """`value` as `json.dumps` renders it, nested in `indent`: no text in
+        JSON holds a line break but those of its indentation (one in a
+        string is written `\\n`)."""
+        for text in _JSON.iterencode(value):
+            self._add(text.replace("\n", indent))
+
+    def _add(self, text: str) -> None:
+        self._text.append(text)
+        self._size += len(text)
+        if self._size >= _WRITE:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._text:
+            self._file.write("".join(self._text).encode())
+            self._text, self._size = [], 0
 
 
 async def _off_the_loop(work: Callable[[], None]) -> None:
@@ -323,17 +526,16 @@ async def _off_the_loop(work: Callable[[], None]) -> None:
         raise
 
 
-async def _pages(
+async def _by_page(
     sources: Sources, service: Service, method: str, request_of: Callable[..., Message], field: str
-) -> AsyncIterator[Any]:
-    """Every item of a paged list, page after page; a service that gives a
-    page token twice is a fault, not a reason to ask for ever."""
+) -> AsyncGenerator[Sequence[Any], None]:
+    """Every page of a paged list, as its items; a service that gives a page
+    token twice is a fault, not a reason to ask for ever."""
     token, seen = "", set[str]()
     while True:
         request = request_of(page_size=PAGES.get(method, PAGE), page_token=token)
         page = await sources.call(service, method, request)
-        for item in getattr(page, field):
-            yield item
+        yield getattr(page, field)
         token = page.next_page_token
         if not token:
             return
@@ -342,12 +544,30 @@ async def _pages(
         seen.add(token)
 
 
+async def _pages(
+    sources: Sources, service: Service, method: str, request_of: Callable[..., Message], field: str
+) -> AsyncIterator[Any]:
+    """Every item of a paged list, page after page."""
+    pages = _by_page(sources, service, method, request_of, field)
+    async with contextlib.aclosing(pages):
+        async for items in pages:
+            for item in items:
+                yield item
+
+
 async def _history(
-    sources: Sources, service: Service, method: str, request_of: Callable[..., Message], name: str
-) -> list[Any]:
-    """Every step of the case `name`'s history, page after page."""
+    sources: Sources,
+    service: Service,
+    method: str,
+    request_of: Callable[..., Message],
+    name: str,
+    into: Any,
+) -> None:
+    """Every step of the case `name`'s history, page after page, added to
+    `into` (its record's `events`)."""
     request = partial(request_of, name=name)
-    return [step async for step in _pages(sources, service, method, request, "events")]
+    async for steps in _by_page(sources, service, method, request, "events"):
+        into.extend(steps)
 
 
 class RepeatedPage(RuntimeError):
