@@ -15,6 +15,7 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from structlog.testing import capture_logs
 
 from casemesh.platform.errors import Unauthenticated, Unavailable
 from casemesh.platform.identity import KeySet, TokenRules, TokenVerifier, new_signing_key
@@ -79,6 +80,30 @@ def test_a_providers_token_maps_its_roles_and_must_name_our_issuer_and_audience(
     ):
         with pytest.raises(Unauthenticated, match=why):
             verifier.verify(f"Bearer {signed(key, 'k1', **bad)}")
+
+
+def test_a_namespaced_roles_claim_is_read_by_its_name_and_one_missing_is_logged() -> None:
+    """Providers name custom claims by URL (`https://casemesh.example.com/roles`,
+    dots and all): read as a dotted path it was never found, and every agent
+    worked as a plain user with nothing said. A claim of the configured name
+    is read as it is; a token without it is a user's, and the process says
+    once that such tokens come (a setting that names it wrongly)."""
+    claim = "https://casemesh.example.com/roles"
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    keys = KeySet()
+    keys.replace({"keys": [jwk(key, "k1")]})
+    rules = TokenRules(
+        issuer=ISSUER, audience=AUDIENCE, roles_claim=claim, role_map={"support-agent": "agent"}
+    )
+    verifier = TokenVerifier(key_set=keys, rules=rules)
+    agent = verifier.verify(f"Bearer {signed(key, 'k1', **{claim: ['support-agent']})}")
+    assert agent.roles == {"agent"}
+    with capture_logs() as logs:
+        without = verifier.verify(f"Bearer {signed(key, 'k1', sub='user-8')}")
+        again = verifier.verify(f"Bearer {signed(key, 'k1', sub='user-9')}")
+    assert without.roles == again.roles == {"user"}
+    said = [e for e in logs if e["event"] == "token.roles_claim_missing"]
+    assert [e["claim"] for e in said] == [claim]
 
 
 def test_a_key_the_provider_withdraws_vouches_for_no_token_it_signed_before() -> None:

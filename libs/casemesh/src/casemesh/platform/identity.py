@@ -19,6 +19,7 @@ is refused.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import re
 import time
@@ -35,6 +36,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from casemesh.platform.errors import Unauthenticated, Unavailable
+from casemesh.platform.logging import get_logger
+
+log = get_logger(__name__)
 
 ISSUER = "casemesh"
 AUDIENCE = "casemesh"
@@ -100,14 +104,38 @@ def subject_fault(subject: str) -> str | None:
     return None
 
 
+def _roles_claim(claims: Mapping[str, Any], name: str) -> Any:
+    """The claim `name` names: a claim of that very name (a provider's
+    namespaced claim is a URL, `https://example.com/roles`, dots and all),
+    else a dotted path into the claims (`realm_access.roles`)."""
+    if name in claims:
+        return claims[name]
+    found: Any = claims
+    for step in name.split("."):
+        found = found.get(step) if isinstance(found, Mapping) else None
+    return found
+
+
+@functools.cache
+def _say_roles_claim_missing(name: str) -> None:
+    """Logs, once a process, that a token came without the roles claim: so
+    is every token, if the setting names it wrongly, and every agent and
+    admin works as a user with nothing else to say why."""
+    log.warning(
+        "token.roles_claim_missing",
+        claim=name,
+        note="tokens without it are taken as a user's; check CASEMESH_JWT_ROLES_CLAIM",
+    )
+
+
 def _identity_with(
     claims: Mapping[str, Any], rules: TokenRules, default_roles: list[str] | None = None
 ) -> Identity:
     subject = claims.get("sub")
-    raw_roles: Any = claims
-    for step in rules.roles_claim.split("."):
-        raw_roles = raw_roles.get(step) if isinstance(raw_roles, Mapping) else None
+    raw_roles = _roles_claim(claims, rules.roles_claim)
     if raw_roles is None:
+        if default_roles is not None and rules.role_map is not None:
+            _say_roles_claim_missing(rules.roles_claim)
         raw_roles = default_roles
     if not isinstance(subject, str):
         raise Unauthenticated("token subject must be a string")
