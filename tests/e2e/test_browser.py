@@ -908,13 +908,14 @@ def connect_stream(*messages: dict[str, Any]) -> bytes:
 def test_a_large_copy_of_ones_data_is_saved_whole_without_being_held_twice(
     browser: Browser, stack: Stack, tmp_path: Path
 ) -> None:
-    """A 12 MiB archive, streamed in 256 KiB pieces as the service sends them,
-    is saved whole and in order; and the page never holds more than 8 MiB of
-    it as pieces: every 8 MiB become a Blob of their own (which the browser
-    may keep out of the tab's memory), so a phone's tab does not hold an
-    archive of a few hundred megabytes twice over."""
-    piece = 256 * 1024
-    archive = os.urandom(48 * piece)
+    """A 12 MiB archive, streamed in 384 KiB pieces (8 MiB is no whole number
+    of them), is saved whole and in order; and the page never holds more than
+    8 MiB of it as pieces: they become a Blob of their own before the next
+    would take them past 8 MiB (a Blob the browser may keep out of the tab's
+    memory), so a phone's tab does not hold an archive of a few hundred
+    megabytes twice over."""
+    piece = 384 * 1024
+    archive = os.urandom(32 * piece)
     name = "casemesh-export-20260101-120000.zip"
     pieces = [
         {"data": base64.b64encode(archive[at : at + piece]).decode()}

@@ -18,8 +18,10 @@ waits for the agent's return to it, and "n" asks before giving it up; an
 action or a renewal answered after the agent moved on leaves the case they
 moved to alone, and what was sent is never given back as a draft; assigning
 keeps the reply being written; what was typed on a case outlives reloading
-the page, which asks first; decision facts keep their line breaks; every
-legal element the appeals service can find missing has a label.
+the page, which asks first (a reply whose answer was lost, sent again from
+there, lands once; what was sent is not kept); decision facts keep their
+line breaks; every legal element the appeals service can find missing has a
+label.
 Screenshots are kept in `.run/test-artifacts/console/`.
 
 The queue is shared with every other test of the run. Each test works in one
@@ -1253,6 +1255,59 @@ def test_a_reply_sent_whose_page_could_not_be_read_again_is_not_sent_twice(
     requester.close()
 
 
+def test_a_reply_whose_answer_was_lost_sent_again_after_a_reload_lands_once(
+    browser: Browser, stack: Stack
+) -> None:
+    """The reply reached the service and its answer was lost; the agent
+    reloads the page and finds the reply back in its box, unsent as far as
+    the page knows. Sent again from there, it is the same request: the
+    requester gets one reply, not two. Once sent, it is no draft: the page
+    reloaded asks nothing and gives nothing back."""
+    run = uuid.uuid4().hex[:6]
+    requester = Client(stack.gateway, stack.secret, f"relost-{run}")
+    ticket = new_ticket(requester, f"relost-{run}@example.com", "other.general", f"重发 {run}")
+    reply = f"您好，已为您恢复账号，请重新登录。{run}"
+    lost: list[str] = []
+    asked: list[str] = []
+
+    def leave(dialog: Dialog) -> None:
+        asked.append(dialog.type)
+        dialog.accept()
+
+    with agent_page(browser) as (page, problems):
+        page.on("dialog", leave)
+        sign_in(page, stack, f"he-{run}", f"#{ticket.name}")
+        expect(page.locator("#case-heading")).to_contain_text(f"重发 {run}")
+        page.route("**/casemesh.v1.TicketService/AddComment", answer_lost_once(lost))
+        page.locator("#reply").fill(reply)
+        page.get_by_role("button", name="发送回复").click()
+        expect(page.locator("#error")).to_be_visible()
+        page.reload()
+        expect(page.locator("#status")).to_contain_text("已放回原处")
+        expect(page.locator("#reply")).to_have_value(reply)
+        assert asked == ["beforeunload"]
+        page.get_by_role("button", name="发送回复").click()
+        expect(page.locator("#status")).to_contain_text("回复已发送")
+        expect(page.locator("ol.history li").filter(has_text=reply)).to_have_count(1)
+        expect(page.locator("#reply")).to_have_value("")
+
+        page.reload()
+        expect(page.locator("ol.history li").filter(has_text=reply)).to_have_count(1)
+        expect(page.locator("#reply")).to_have_value("")
+        expect(page.locator("#status")).not_to_contain_text("已放回原处")
+        assert asked == ["beforeunload"]
+        assert lost
+        assert [p for p in problems.seen if p.startswith("uncaught")] == []
+    comments = [
+        e
+        for e in requester.ListTicketEvents(pb.ListTicketEventsRequest(name=ticket.name)).events
+        if e.type == "CommentAdded"
+    ]
+    assert [e.text for e in comments] == [reply]
+    requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="test over"))
+    requester.close()
+
+
 def enter_sends_nothing(page: Page, one_line: Locator) -> None:
     """Enter pressed in `one_line`, a field of the decision form on the page:
     the form is not sent (a browser sends a form on Enter by itself)."""
@@ -1446,6 +1501,90 @@ def test_a_statement_of_reasons_typed_comes_back_after_the_page_is_reloaded(
         expect(form.get_by_label("事实与依据")).to_have_value("")
         expect(form.get_by_role("checkbox", name="删除内容")).not_to_be_checked()
         assert problems.seen == []
+
+
+def test_a_decision_whose_page_could_not_be_read_again_is_not_kept_as_a_draft(
+    browser: Browser, stack: Stack
+) -> None:
+    """The decision landed, and the case could not be read again to show it:
+    the form still shows what was decided, but that is the case's now, not a
+    draft. Touched again (a letter typed and taken back), leaving the page
+    asks nothing, and the case reloaded is given none of it back."""
+    run = uuid.uuid4().hex[:6]
+    reporter = ReportsPerson(stack, f"unread-{run}")
+    checker = ReportsPerson(stack, f"unread-checker-{run}", "agent")
+    case = reporter.report(f"u{run}", email=f"unread-{run}@example.com").report_case
+    facts = f"普通的舞蹈视频，没有违规内容。{run}"
+    failed: list[str] = []
+    asked: list[str] = []
+
+    def read_fails_once(route: Route) -> None:
+        if failed:
+            route.continue_()
+            return
+        failed.append(route.request.url)
+        route.abort()
+
+    def leave(dialog: Dialog) -> None:
+        asked.append(dialog.type)
+        dialog.accept()
+
+    with agent_page(browser) as (page, problems):
+        page.on("dialog", leave)
+        sign_in(page, stack, f"qian-{run}", f"#{case}")
+        form = page.locator("form.decide")
+        form.get_by_label("结果").select_option(label="未违规")
+        form.get_by_label("事实与依据").fill(facts)
+        page.route("**/casemesh.v1.ReportService/GetReportCase", read_fails_once)
+        form.get_by_role("button", name="提交决定").click()
+        expect(page.locator("#error-message")).to_contain_text("暂时连不上服务器")
+        wait_until(
+            lambda: (
+                checker.GetReportCase(rpb.GetReportCaseRequest(name=case)).state
+                == rpb.REPORT_CASE_STATE_NO_VIOLATION
+            )
+        )
+        box = form.get_by_label("事实与依据")
+        box.press("End")
+        box.press("x")
+        box.press("Backspace")
+        expect(box).to_have_value(facts)
+        page.reload()
+        expect(page.locator("#case-state")).to_have_attribute("data-state", "NO_VIOLATION")
+        expect(page.locator("form.decide")).to_have_count(0)
+        expect(page.locator("#status")).not_to_contain_text("无处可放")
+        assert asked == []
+        assert failed
+        assert [p for p in problems.seen if p.startswith("uncaught")] == []
+
+
+def test_drafts_saved_in_a_shape_the_page_does_not_write_are_ignored(
+    browser: Browser, stack: Stack
+) -> None:
+    """What the tab's session storage holds for drafts is not what the page
+    writes (another version of it, or a hand): the case opens, and what the
+    agent types there is saved and sent as ever."""
+    run = uuid.uuid4().hex[:6]
+    agent = f"sun-{run}"
+    requester = Client(stack.gateway, stack.secret, f"shape-{run}")
+    ticket = new_ticket(requester, f"shape-{run}@example.com", "other.general", f"形状 {run}")
+    reply = f"您好，已收到。{run}"
+
+    with agent_page(browser) as (page, problems):
+        page.goto(f"{stack.http}/console/")
+        page.evaluate(
+            "saved => sessionStorage.setItem('casemesh.console.drafts', saved)",
+            json.dumps({"agent": agent, "cases": None}),
+        )
+        sign_in(page, stack, agent, f"#{ticket.name}")
+        expect(page.locator("#case-heading")).to_contain_text(f"形状 {run}")
+        page.locator("#reply").fill(reply)
+        page.get_by_role("button", name="发送回复").click()
+        expect(page.locator("#status")).to_contain_text("回复已发送")
+        expect(page.locator("ol.history")).to_contain_text(reply)
+        assert [p for p in problems.seen if p.startswith("uncaught")] == []
+    requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="test over"))
+    requester.close()
 
 
 def test_a_video_and_a_pdf_load_only_when_asked_and_an_action_reads_nothing_again(

@@ -129,28 +129,42 @@ export function errorReason(err: unknown): string {
 }
 
 /**
+ * Where a `RetryKey` keeps what it last sent and the id it sent it under,
+ * beyond the page's memory (to outlive a reload): `read` gives back what
+ * `write` last kept, and `write(undefined)` forgets it.
+ */
+export interface RetryKeyStore {
+  read(): [sent: string, id: string] | undefined;
+  write(kept: [sent: string, id: string] | undefined): void;
+}
+
+/**
  * Request ids for one kind of change from one form. The id stays the same
  * while what is sent stays the same, so a retry after a lost answer (the
  * change may have landed) lands once and is answered as the first send was;
  * anything sent that differs, or `done` after a success, takes a new one.
+ * With a `store`, what it keeps there comes first: the same request sent from
+ * the page loaded again (a new key, the same store) is the same request too.
  */
 export class RetryKey {
-  private sent = "";
-  private id = "";
+  private kept: [sent: string, id: string] | undefined;
+
+  constructor(private readonly store?: RetryKeyStore) {}
 
   for(request: unknown): string {
     const sent = JSON.stringify(request, (_key, value: unknown) =>
       typeof value === "bigint" ? value.toString() : value,
     );
-    if (sent !== this.sent) {
-      this.sent = sent;
-      this.id = crypto.randomUUID();
-    }
-    return this.id;
+    const [was, id] = this.store?.read() ?? this.kept ?? ["", ""];
+    if (sent === was) return id;
+    this.kept = [sent, crypto.randomUUID()];
+    this.store?.write(this.kept);
+    return this.kept[1];
   }
 
   done(): void {
-    this.sent = "";
+    this.kept = undefined;
+    this.store?.write(undefined);
   }
 }
 
@@ -291,12 +305,13 @@ export function uploadEvidence(
 
 /**
  * Bytes read in pieces (a server stream: `ReadEvidence`, `ExportPerson`)
- * gathered into one Blob. Every `foldBytes` (8 MiB) the pieces read so far
- * are folded into a Blob of their own: the page then holds at most that much
- * as pieces, not the whole file twice over (every piece, and the Blob made
- * of them all at the end), which a phone's tab does not survive for a few
- * hundred megabytes. The browser may keep Blobs out of the page's memory
- * (Chromium moves large ones to disk).
+ * gathered into one Blob. The pieces read so far are folded into a Blob of
+ * their own before the next would take them past `foldBytes` (8 MiB), and
+ * as soon as they reach it: the page then holds at most that much as pieces
+ * (a single piece larger than that, alone), not the whole file twice over
+ * (every piece, and the Blob made of them all at the end), which a phone's
+ * tab does not survive for a few hundred megabytes. The browser may keep
+ * Blobs out of the page's memory (Chromium moves large ones to disk).
  */
 export class BlobGatherer {
   private readonly folded: Blob[] = [];
@@ -307,16 +322,20 @@ export class BlobGatherer {
   constructor(private readonly foldBytes = 8 * 1024 * 1024) {}
 
   add(piece: Uint8Array): void {
+    if (this.piecesBytes + piece.length > this.foldBytes) this.fold();
     // A copy: the piece may be a view of the whole decoded message, which it
     // would otherwise keep alive.
     this.pieces.push(new Uint8Array(piece));
     this.piecesBytes += piece.length;
     this.added += piece.length;
-    if (this.piecesBytes >= this.foldBytes) {
-      this.folded.push(new Blob(this.pieces));
-      this.pieces = [];
-      this.piecesBytes = 0;
-    }
+    if (this.piecesBytes >= this.foldBytes) this.fold();
+  }
+
+  private fold(): void {
+    if (!this.pieces.length) return;
+    this.folded.push(new Blob(this.pieces));
+    this.pieces = [];
+    this.piecesBytes = 0;
   }
 
   /** The bytes added so far. */

@@ -30,7 +30,6 @@ import {
   facts,
   field,
   group,
-  RetryKey,
   say,
   select,
   sentByItsButtonOnly,
@@ -231,7 +230,7 @@ function askInfo(a: Appeal, host: CaseHost): HTMLElement {
   const section = element("section", "", { "aria-labelledby": "ask-heading" });
   const message = element("textarea", "", { rows: "3" });
   const go = element("button", t("requestInfo"), { type: "button", id: "appeal-request-info" });
-  const retry = new RetryKey();
+  const retry = host.retryKey("appeal-request-info");
   go.addEventListener(
     "click",
     () =>
@@ -336,7 +335,7 @@ function decideForm(a: Appeal, host: CaseHost): HTMLElement {
     submit,
   );
   sentByItsButtonOnly(form);
-  const deciding = new RetryKey();
+  const deciding = host.retryKey("appeal-decide");
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     void busy(submit, async () => {
@@ -385,7 +384,7 @@ function courtAction(a: Appeal, host: CaseHost): HTMLElement {
   const section = element("section", "", { "aria-labelledby": "court-heading" });
   const details = element("textarea", "", { rows: "3" });
   const go = element("button", t("recordCourt"), { type: "button", id: "record-court" });
-  const retry = new RetryKey();
+  const retry = host.retryKey("record-court");
   go.addEventListener(
     "click",
     () =>
@@ -425,7 +424,7 @@ function courtOutcome(a: Appeal, host: CaseHost): HTMLElement {
     type: "button",
     id: "record-court-outcome",
   });
-  const retry = new RetryKey();
+  const retry = host.retryKey("record-court-outcome");
   go.addEventListener(
     "click",
     () =>

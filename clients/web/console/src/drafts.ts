@@ -9,11 +9,22 @@
  * server now says fills everything else.
  */
 
+import { type RetryKeyStore } from "@casemesh/client";
+
+import { fromSession } from "./ui";
+
 type Control = HTMLInputElement | HTMLTextAreaElement | HTMLSelectElement;
 type Value = string | boolean;
 
 /** What each control showed when its page was drawn. */
 const drawn = new WeakMap<Control, Value>();
+/**
+ * What each control held when it was sent (`forgetSent`). A form left as it
+ * was sent until its page is drawn again (a decision) holds words that are
+ * the case's now, not a draft, even if that drawing fails; what the agent
+ * types into it since is theirs again.
+ */
+const sentAs = new WeakMap<Control, Value>();
 
 function controls(root: HTMLElement): Control[] {
   return [...root.querySelectorAll<Control>("input, textarea, select")];
@@ -39,13 +50,15 @@ export function drawnAs(root: HTMLElement): void {
   for (const control of controls(root)) drawn.set(control, valueOf(control));
 }
 
-/** The values the agent changed since the page was drawn, by key. */
+/** The values the agent changed since the page was drawn, and did not send, by key. */
 export function typed(root: HTMLElement): Map<string, Value> {
   const changed = new Map<string, Value>();
   for (const control of controls(root)) {
     const key = keyOf(control);
     const value = valueOf(control);
-    if (key && drawn.get(control) !== value) changed.set(key, value);
+    if (key && drawn.get(control) !== value && sentAs.get(control) !== value) {
+      changed.set(key, value);
+    }
   }
   return changed;
 }
@@ -99,10 +112,12 @@ export function takeLeft(name: string): Map<string, Value> {
 /**
  * What the agent typed in `sent` (a field, or the fields of a form) was sent:
  * it is case `name`'s now, never given back as a draft (it was kept if the
- * agent left the case while it was on its way).
+ * agent left the case while it was on its way), nor saved as one again while
+ * `sent` still holds it.
  */
 export function forgetSent(name: string, sent: HTMLElement): void {
   const inside = sent.matches("input, textarea, select") ? [sent as Control] : controls(sent);
+  for (const control of inside) sentAs.set(control, valueOf(control));
   const keys = new Set(inside.map(keyOf).filter((key) => key !== undefined));
   const kept = left.get(name);
   if (kept) {
@@ -186,20 +201,59 @@ export function anyLeft(): boolean {
  * opened again by mistake; this comes back with the tab. The agent's own:
  * another agent signing in on the tab gets none of it (`leftFor`), and
  * signing out on purpose keeps nothing (`forgetLeft`).
+ *
+ * Beside each case's draft, the request ids it was sent under (`asked`, by
+ * action; `savedRequest`), forgotten with the draft.
  */
 const SAVED_KEY = "casemesh.console.drafts";
-type Saved = { agent: string; cases: Record<string, [string, Value][]> };
+type Saved = {
+  agent: string;
+  cases: Record<string, [string, Value][]>;
+  asked: Record<string, Record<string, [string, string]>>;
+};
 
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** Whether `value` is a list of pairs, each a string and something `second` accepts. */
+function isPairs(value: unknown, second: (v: unknown) => boolean): boolean {
+  return (
+    Array.isArray(value) &&
+    value.every(
+      (p) => Array.isArray(p) && p.length === 2 && typeof p[0] === "string" && second(p[1]),
+    )
+  );
+}
+
+/**
+ * What is saved, if it is what `writeSaved` writes. Anything else there
+ * (written by another version of the page, or by hand) is ignored, as if
+ * nothing were saved, rather than break the case's page.
+ */
 function readSaved(): Saved | undefined {
-  try {
-    const saved = JSON.parse(sessionStorage.getItem(SAVED_KEY) ?? "null") as Saved | null;
-    return typeof saved?.agent === "string" && typeof saved.cases === "object" ? saved : undefined;
-  } catch {
+  const saved = fromSession(SAVED_KEY);
+  if (!isRecord(saved) || typeof saved.agent !== "string" || !isRecord(saved.cases)) {
     return undefined;
   }
+  const asked = saved.asked ?? {};
+  const value = (v: unknown) => typeof v === "string" || typeof v === "boolean";
+  const text = (v: unknown) => typeof v === "string";
+  if (
+    !Object.values(saved.cases).every((draft) => isPairs(draft, value)) ||
+    !isRecord(asked) ||
+    !Object.values(asked).every((ids) => isRecord(ids) && isPairs(Object.values(ids), text))
+  ) {
+    return undefined;
+  }
+  return { ...saved, asked } as Saved;
 }
 
 function writeSaved(saved: Saved): void {
+  // A request id goes with the draft sent under it, and is forgotten with it.
+  for (const name of Object.keys(saved.asked)) {
+    if (!Object.hasOwn(saved.cases, name)) delete saved.asked[name];
+  }
   try {
     if (Object.keys(saved.cases).length) sessionStorage.setItem(SAVED_KEY, JSON.stringify(saved));
     else sessionStorage.removeItem(SAVED_KEY);
@@ -208,14 +262,19 @@ function writeSaved(saved: Saved): void {
   }
 }
 
+/** What `agent` saved, or nothing saved yet if someone else saved what is there. */
+function savedBy(agent: string): Saved {
+  const saved = readSaved();
+  return saved?.agent === agent ? saved : { agent, cases: {}, asked: {} };
+}
+
 /** Saves what `agent` typed on case `name`'s page (drawn in `root`): nothing typed, nothing kept. */
 export function save(agent: string, name: string, root: HTMLElement): void {
-  const saved = readSaved();
-  const cases = saved?.agent === agent ? saved.cases : {};
+  const saved = savedBy(agent);
   const changed = typed(root);
-  if (changed.size) cases[name] = [...changed];
-  else delete cases[name];
-  writeSaved({ agent, cases });
+  if (changed.size) saved.cases[name] = [...changed];
+  else delete saved.cases[name];
+  writeSaved(saved);
 }
 
 /** What `agent` last typed on case `name`, as saved. */
@@ -223,4 +282,31 @@ export function savedFor(agent: string, name: string): Map<string, Value> {
   const saved = readSaved();
   const found = saved?.agent === agent && Object.hasOwn(saved.cases, name) ? saved.cases[name] : [];
   return new Map(found);
+}
+
+/**
+ * Where the request id `agent` sends `action` on case `name` under is kept
+ * (a `RetryKey`'s store): with the case's saved draft. A send whose answer
+ * was lost leaves its words as a draft, given back when the page is loaded
+ * again; sent again from there, they go under the same id, and the service
+ * answers as it did the first time rather than storing them twice.
+ */
+export function savedRequest(agent: string, name: string, action: string): RetryKeyStore {
+  return {
+    read() {
+      const saved = readSaved();
+      const ids =
+        saved?.agent === agent && Object.hasOwn(saved.asked, name) ? saved.asked[name] : {};
+      return ids && Object.hasOwn(ids, action) ? ids[action] : undefined;
+    },
+    write(kept) {
+      const saved = savedBy(agent);
+      const ids = Object.hasOwn(saved.asked, name) ? (saved.asked[name] ?? {}) : {};
+      if (kept) ids[action] = kept;
+      else delete ids[action];
+      if (Object.keys(ids).length) saved.asked[name] = ids;
+      else delete saved.asked[name];
+      writeSaved(saved);
+    },
+  };
 }

@@ -21,6 +21,7 @@ import {
   restore,
   save,
   savedFor,
+  savedRequest,
   sentFrom,
   takeLeft,
   typed,
@@ -47,6 +48,7 @@ import {
   busy,
   type CaseHost,
   clearError,
+  fromSession,
   locale,
   onReload,
   onSignedOut,
@@ -327,11 +329,7 @@ async function openCase(name: string, keepTyped = false, quietly = false): Promi
       const left = takeLeft(name);
       // Opened afresh (after a reload too): what the agent last typed on it, as saved.
       const saved = again ? new Map<string, string | boolean>() : savedFor(claims().sub, name);
-      const typedNow = new Map([
-        ...saved,
-        ...left,
-        ...(keepTyped && again ? typed(body) : takeInterrupted(name)),
-      ]);
+      const typedNow = new Map([...saved, ...left, ...(keepTyped && again ? typed(body) : [])]);
       body.replaceChildren(page);
       drawnAs(body);
       if (typedNow.size) {
@@ -353,6 +351,7 @@ async function openCase(name: string, keepTyped = false, quietly = false): Promi
       forgetSent(name, what);
       if (shownCase === name) sentFrom(body, what);
     },
+    retryKey: (action: string) => new RetryKey(savedRequest(claims().sub, name, action)),
     done(message: string) {
       if (held?.name === name) leaseEnded();
       // What was typed on it and not sent waits for the agent's return to it,
@@ -560,49 +559,31 @@ function renderSignedIn(): void {
   $("open-articles").hidden = !(currentToken() && claims().roles.includes("admin"));
 }
 
-// What the agent had typed on a case when their sign-in ran out, given back
-// on that case once they are signed in again, and (when they chose to sign in
+// The case the agent had typed on when their sign-in ran out, opened again
+// once they are signed in again (what they typed on it is saved as they
+// type, and given back as it is drawn), and (when they chose to sign in
 // again) the case they held, held again. In this tab's session storage only;
 // signing out on purpose keeps nothing.
 const INTERRUPTED_KEY = "casemesh.console.interrupted";
-type Interrupted = {
-  agent: string;
-  name: string;
-  values: [string, string | boolean][];
-  held?: string;
-};
-// Taken from storage as the agent signs in again, put back as its case is drawn.
-let resumed: Interrupted | undefined;
+type Interrupted = { agent: string; name: string; held?: string };
 
-/** Keeps what was typed on the shown case; with `keepHeld`, the held case too. */
+/** Keeps the shown case if something is typed on it; with `keepHeld`, the held case too. */
 function keepInterrupted(keepHeld = false): void {
-  const values = view === "case" && shownCase ? [...typed($("case-body"))] : [];
+  const typing = view === "case" && shownCase !== "" && typed($("case-body")).size > 0;
   const holding = keepHeld && held && held.state !== "lost" && held.state !== "ended";
-  if (values.length || holding) {
-    const kept: Interrupted = { agent: claims().sub, name: shownCase, values };
+  if (typing || holding) {
+    const kept: Interrupted = { agent: claims().sub, name: shownCase };
     if (holding) kept.held = held?.name;
     sessionStorage.setItem(INTERRUPTED_KEY, JSON.stringify(kept));
   }
 }
 
-/** What this agent typed when their sign-in ran out, taken out of storage:
- * it is theirs only (another agent signing in on this tab gets nothing). */
+/** Where this agent was when their sign-in ran out, taken out of storage:
+ * theirs only (another agent signing in on this tab is not taken there). */
 function resumeInterrupted(): Interrupted | undefined {
-  const raw = sessionStorage.getItem(INTERRUPTED_KEY);
+  const kept = fromSession<Interrupted | null>(INTERRUPTED_KEY);
   sessionStorage.removeItem(INTERRUPTED_KEY);
-  try {
-    const kept = JSON.parse(raw ?? "null") as Interrupted | null;
-    return kept?.agent === claims().sub ? kept : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** What was typed on case `name` before the sign-in ran out (once). */
-function takeInterrupted(name: string): Map<string, string | boolean> {
-  const kept = resumed?.name === name ? resumed.values : [];
-  resumed = undefined;
-  return new Map(kept);
+  return kept?.agent === claims().sub ? kept : undefined;
 }
 
 /** Who signed in last on this page (what the views beside the queue show is theirs). */
@@ -728,7 +709,7 @@ async function start(): Promise<void> {
   await loadMacros();
   queueView.start();
   say("");
-  resumed = resumeInterrupted();
+  const resumed = resumeInterrupted();
   if (resumed?.held) await resumeHeld(resumed.held);
   const named =
     /^#((tickets|report-cases|appeals)\/[0-9a-f-]{36})$/.exec(location.hash)?.[1] ?? resumed?.name;

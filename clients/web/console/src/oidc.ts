@@ -25,7 +25,7 @@ import * as oauth from "oauth4webapi";
 
 import { currentToken, setToken } from "./api";
 import { ConfigError, type OidcConfig, insecureAllowed, loadConfig, readRolesWith } from "./config";
-import { $, busy, locale, say, t } from "./ui";
+import { $, busy, fromSession as read, locale, say, t } from "./ui";
 
 // The sign-in under way (single use) and the tokens beside the bearer token.
 const PENDING_KEY = "casemesh.console.oidc.pending";
@@ -65,15 +65,6 @@ let leavingToSignInAgain: (() => void) | undefined;
  */
 export function onSigningInAgain(leaving: () => void): void {
   leavingToSignInAgain = leaving;
-}
-
-function read<T>(key: string): T | undefined {
-  try {
-    const saved = sessionStorage.getItem(key);
-    return saved ? (JSON.parse(saved) as T) : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** What the provider needs to know of this page: http only on loopback, a timeout. */

@@ -40,7 +40,6 @@ import {
   field,
   group,
   locale,
-  RetryKey,
   select,
   sentByItsButtonOnly,
   shortId,
@@ -446,7 +445,7 @@ function decideForm(c: ReportCase, filed: Report[], host: CaseHost): HTMLElement
   shape();
 
   sentByItsButtonOnly(form);
-  const deciding = new RetryKey();
+  const deciding = host.retryKey("decide");
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     void busy(submit, async () => {

@@ -29,7 +29,6 @@ import {
   facts,
   field,
   locale,
-  RetryKey,
   say,
   select,
   shortId,
@@ -197,7 +196,7 @@ function work(ticket: Ticket, host: CaseHost): HTMLElement {
     after: (updated: Ticket) => Promise<void> | void,
   ) => {
     const made = element("button", label, { type: "button", id });
-    const retry = new RetryKey();
+    const retry = host.retryKey(id);
     made.addEventListener(
       "click",
       () =>
@@ -348,7 +347,7 @@ function assign(ticket: Ticket, host: CaseHost): HTMLElement {
   // Pressed again after a lost answer, the same assignment is the same
   // request: the service answers as it did, rather than refuse its own change
   // as someone else's (the etag moved on).
-  const retry = new RetryKey();
+  const retry = host.retryKey("assign");
   go.addEventListener(
     "click",
     () =>

@@ -5,6 +5,7 @@ import {
   ConnectError,
   errorMessage,
   fieldViolations,
+  type RetryKey,
   timestampDate,
   unreachable,
   violationText,
@@ -25,6 +26,16 @@ export let locale: Locale = initialLocale(
 export function setLocale(chosen: Locale): void {
   locale = chosen;
   localStorage.setItem(LOCALE_KEY, chosen);
+}
+
+/** What this tab's session storage keeps under `key`, read as JSON: nothing if it holds none. */
+export function fromSession<T = unknown>(key: string): T | undefined {
+  try {
+    const saved = sessionStorage.getItem(key);
+    return saved ? (JSON.parse(saved) as T) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export const t = (key: Key, values?: Record<string, string | number>) => text(locale, key, values);
@@ -338,6 +349,12 @@ export interface CaseHost {
   reopen(keepTyped?: boolean): Promise<void>;
   /** What the agent typed in `what` (a field, or a form's fields) was sent: never given back as a draft. */
   sent(what: HTMLElement): void;
+  /**
+   * Request ids for the change `action` (its button's id) makes to this
+   * case, kept with what the agent typed on it: words whose answer was lost,
+   * sent again from the page loaded again, are the same request.
+   */
+  retryKey(action: string): RetryKey;
   /**
    * The agent's action took the case out of their hands (solved, waiting,
    * decided): the lease on it ends, and the agent, if still on it, goes back
