@@ -497,6 +497,8 @@ def test_no_jurisdictions_decision_is_appealed_for_less_than_the_eus_six_months(
         ('{"us": {"final_redress": {"en": 5}}}', "us.final_redress: texts by locale"),
         ('{"us": {"time_zone": "Mars/Olympus"}}', "us.time_zone: a time zone"),
         ('{"us": {"time_zone": 5}}', "us.time_zone: a time zone"),
+        # A folder of the time zone database, not a zone in it.
+        ('{"us": {"time_zone": "America"}}', "us.time_zone: a time zone"),
         ('{"cn": ["holidays"]}', "cn: policy fields by name"),
     ],
 )

@@ -58,6 +58,16 @@ def test_every_worker_is_asked_to_stop_though_one_never_does_and_the_wait_ends()
     assert quick.stopped.is_set() and after.stopped.is_set()
 
 
+def test_a_worker_still_stopping_is_named_by_its_own_name_where_it_has_one() -> None:
+    named, plain = Stuck(), Stuck()
+    named.name = "evidence-purger"  # type: ignore[attr-defined]
+    try:
+        assert stop_workers([named, plain], within=0.2) == ["evidence-purger", "Stuck"]
+    finally:
+        named.let_go()
+        plain.let_go()
+
+
 def test_two_slow_workers_stop_side_by_side_within_one_bound() -> None:
     """Two workers that each take most of the bound: one after the other
     they would need twice it."""

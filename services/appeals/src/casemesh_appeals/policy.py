@@ -43,7 +43,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from casemesh.platform.clock import add_months
-from casemesh.rules.deadlines import months_end
+from casemesh.rules.deadlines import months_end, rest_day
 from casemesh.rules.territories import EU_ZONES
 
 UTC = ZoneInfo("UTC")
@@ -101,12 +101,6 @@ class Period:
                 left -= 1
         end_of_day = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
         return end_of_day.astimezone(start.tzinfo)
-
-
-def rest_day(day: date, holidays: frozenset[date], workdays: frozenset[date]) -> bool:
-    """Whether `day` is not worked: a holiday, or a Saturday or Sunday that
-    is not a make-up working day."""
-    return day in holidays or (day.weekday() >= 5 and day not in workdays)
 
 
 @dataclass(frozen=True)
@@ -427,7 +421,7 @@ def _texts(name: str, value: Any) -> dict[str, str]:
 def _time_zone(name: str, value: Any) -> str:
     try:
         ZoneInfo(value)
-    except (TypeError, ValueError, ZoneInfoNotFoundError):
+    except (TypeError, ValueError, OSError, ZoneInfoNotFoundError):
         raise PolicyError(f'{name}: a time zone such as "Asia/Shanghai", not {value!r}') from None
     return str(value)
 

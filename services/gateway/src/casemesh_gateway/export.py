@@ -215,11 +215,11 @@ async def _write_manifest(
 ) -> AsyncGenerator[bytes, None]:
     """`MANIFEST` in `zipped`, written part by part (`_contents`), what each
     part made of the zip sent on before the next part is read."""
-    # Without zip64, as before it was streamed: macOS's Archive Utility is
-    # said to stumble on a streamed zip64 entry. A manifest past the 2 GiB
-    # an entry may have without it (tens of thousands of the longest
-    # comments) fails the export there, as it failed, out of memory, before.
-    with zipped.open(_manifest_entry(), "w") as file:
+    # Its size is not known until it is written: zip64, in case it passes
+    # the 2 GiB zipfile lets an entry have without (written whole, as it was
+    # before it was streamed, zipfile chose zip64 by its size; a file past
+    # that is streamed as zip64 too).
+    with zipped.open(_manifest_entry(), "w", force_zip64=True) as file:
         # The download starts at once, before the first case is read.
         for piece in sink.drain(0):
             yield piece

@@ -105,13 +105,15 @@ class Forgotten:
 # are theirs anew, as if the erasure had been heard first.
 NAMED_SINCE = "COALESCE({p}.user_id = ANY(%(people)s) AND {p}.named_at > %(at)s, false)"
 
-# A party row or job (alias `{p}`) whose address was sealed under one of the
-# people's keys the erasure destroyed (`%(keys)s`): erased, whenever it was
-# written (a process still holding the key sealed or read it after the
-# erasure's time). The person back since has another key.
-SEALED_UNDER_ERASED = "COALESCE({p}.key_id = ANY(%(keys)s), false)"
+# An address sealed under the key `{p}` (a party row's or a job's `key_id`;
+# a job planned by a pod of the earlier release has none, and goes by its
+# party row's) that is one of the people's keys the erasure destroyed
+# (`%(keys)s`): erased, whenever it was written (a process still holding
+# the key sealed or read it after the erasure's time). The person back
+# since has another key.
+SEALED_UNDER_ERASED = "COALESCE({p} = ANY(%(keys)s), false)"
 # A party row (alias `{p}`) the erasure leaves as it is.
-SPARED = f"({NAMED_SINCE} AND NOT {SEALED_UNDER_ERASED})"
+SPARED = f"({NAMED_SINCE} AND NOT {SEALED_UNDER_ERASED.format(p='{p}.key_id')})"
 
 # A one-time code (alias `j`; it has no party row for `NAMED_SINCE` to
 # spare) issued after the erasure's time (`%(at)s`): a phone change of
@@ -135,7 +137,7 @@ THEIR_JOBS = (
     "   OR (p.case_name IS NULL AND j.user_id = '' AND j.recipient <> ''"
     "       AND j.recipient = ANY(%(addresses)s)))"
     f"  AND NOT (({NAMED_SINCE.format(p='p')} OR {ISSUED_SINCE})"
-    f"    AND NOT {SEALED_UNDER_ERASED.format(p='j')})"
+    f"    AND NOT {SEALED_UNDER_ERASED.format(p='COALESCE(j.key_id, p.key_id)')})"
     " ORDER BY j.id FOR UPDATE OF j"
 )
 

@@ -132,7 +132,10 @@ class ReportsPolicy:
         the EU clock where that comes last. The same for a decision of any
         scope: an appellant may be in the EU whatever the scope, and the
         latest midnight is never earlier than the months themselves. The
-        appeals service, where the appeal is lodged, counts it alike."""
+        appeals service, where the appeal is lodged, counts the same floor
+        (public holidays are moved past only where an operator lists them,
+        in the appeals policy file: the floor here never falls later than
+        what that service accepts)."""
         return months_end(decided, self.appeal_window_months, ends_on_working_day=True)
 
 

@@ -688,6 +688,7 @@ class ConsumerThread:
 
     def __init__(self, name: str, bootstrap: str) -> None:
         self._name, self._bootstrap = name, bootstrap
+        self.name = name  # in logs
         self._loop = asyncio.new_event_loop()
         self._stop = asyncio.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)

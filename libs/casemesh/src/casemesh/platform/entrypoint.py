@@ -151,10 +151,10 @@ def stop_workers(workers: Sequence[Worker], within: float = WORKERS_STOP_S) -> l
         try:
             worker.stop()
         except Exception:
-            log.exception("worker.stop_failed", worker=type(worker).__name__)
+            log.exception("worker.stop_failed", worker=_name_of(worker))
 
     stopping = [
-        (type(w).__name__, threading.Thread(target=stop, args=(w,), daemon=True)) for w in workers
+        (_name_of(w), threading.Thread(target=stop, args=(w,), daemon=True)) for w in workers
     ]
     for _, thread in stopping:
         thread.start()
@@ -165,3 +165,11 @@ def stop_workers(workers: Sequence[Worker], within: float = WORKERS_STOP_S) -> l
     if left:
         log.error("worker.stop_timed_out", workers=left, seconds=within)
     return left
+
+
+def _name_of(worker: Worker) -> str:
+    """A worker's name in logs: its own (`name`), as several of one class
+    (`Periodic`: the evidence purger and sweeper) tell apart, else its
+    class's."""
+    name = getattr(worker, "name", None)
+    return name if isinstance(name, str) and name else type(worker).__name__

@@ -23,6 +23,7 @@ class Periodic:
     def __init__(
         self, name: str, seconds: float, work: Callable[[], object], failed: str, join_s: float
     ) -> None:
+        self.name = name  # in logs
         self._work, self._seconds, self._failed, self._join_s = work, seconds, failed, join_s
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)

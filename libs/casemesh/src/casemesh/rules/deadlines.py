@@ -15,12 +15,20 @@ caller that knows the holidays moves it further.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime, time, timedelta
+from collections.abc import Collection, Iterable
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from casemesh.platform.clock import add_months
 from casemesh.rules.territories import EU_ZONES
+
+
+def rest_day(
+    day: date, holidays: Collection[date] = frozenset(), workdays: Collection[date] = frozenset()
+) -> bool:
+    """Whether `day` is not worked: one of `holidays`, or a Saturday or
+    Sunday that is not one of `workdays` (China's make-up working days)."""
+    return day in holidays or (day.weekday() >= 5 and day not in workdays)
 
 
 def months_end(
@@ -45,7 +53,7 @@ def _months_end_in(
     # Months are added to the local day: added to another zone's, a start
     # just after local midnight would end a day early.
     last = add_months(start.astimezone(zone), months).date()
-    if ends_on_working_day and last.weekday() >= 5:
-        last += timedelta(days=7 - last.weekday())
+    while ends_on_working_day and rest_day(last):
+        last += timedelta(days=1)
     end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=zone)
     return end.astimezone(start.tzinfo)

@@ -98,9 +98,11 @@ def erase_person(
                 new=False,
             )
         # Read under the person's lock, not before waiting for it: a key of
-        # theirs made meanwhile is destroyed too, and what was sealed under it
-        # must not look newer than the erasure (readers keep what was written
-        # after the erase time as the person's anew).
+        # theirs made meanwhile, destroyed too, was made before the erase
+        # time. (What a process still holding a key seals with it after
+        # that time can still look newer than the erasure: readers that keep
+        # what came after it as the person's anew go by the key too, as the
+        # notifier does.)
         at = now() if callable(now) else now
         erasure = Erasure(person, erased_by, reason, at, erase_keys(cur, person))
         message = erasure.message()
