@@ -21,17 +21,21 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import json_format
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
 
+from casemesh.platform.backends import PINGS_ALLOWED
 from casemesh.platform.errors import InvalidArgument
+from casemesh.platform.identity import TokenVerifier
 from casemesh.v1 import appeals_pb2 as apb
 from casemesh.v1 import casequeue_pb2 as qpb
 from casemesh.v1 import evidence_pb2
 from casemesh.v1 import reports_pb2 as rpb
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh_casequeue.api import _lease
-from casemesh_cli import connection
+from casemesh_cli import connection, paging
 from casemesh_cli.__main__ import REFUSED, UNREACHABLE, build_parser, main, report_failure
 from casemesh_cli.output import write_whole
 from casemesh_cli.parsing import BadInput
@@ -146,6 +150,77 @@ def test_a_token_file_given_wins_over_a_token_in_the_environment(
     assert connection.token(args("--token", "t2")) == "t2"
 
 
+SECRET = "local-secret-" * 4
+
+
+def _minted_for(token: str) -> tuple[str, list[str]]:
+    """Whom a token the client minted with SECRET names, and their roles."""
+    who = TokenVerifier(secret=SECRET).verify(f"Bearer {token}")
+    return who.subject, sorted(who.roles)
+
+
+def test_as_and_role_given_win_over_a_token_in_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`CASEMESH_TOKEN=<root's> casemesh --as li --role agent …` acts as
+    li the agent, not silently as root: the command line wins."""
+    monkeypatch.setenv("CASEMESH_JWT_SECRET", SECRET)
+    file = tmp_path / "root.token"
+    file.write_text("from-file\n")
+    for name, value in (("CASEMESH_TOKEN", "from-env"), ("CASEMESH_TOKEN_FILE", str(file))):
+        with monkeypatch.context() as env:
+            env.delenv("CASEMESH_TOKEN", raising=False)
+            env.setenv(name, value)
+            assert _minted_for(connection.token(args("--as", "li", "--role", "agent"))) == (
+                "li",
+                ["agent"],
+            )
+            assert _minted_for(connection.token(args("--role", "admin"))) == ("alice", ["admin"])
+            assert connection.token(args()) in ("from-env", "from-file")  # neither given
+    # Both on the command line: which one was meant is not guessed.
+    with pytest.raises(BadInput, match=r"--as/--role .* give one or the other"):
+        connection.token(args("--token", "t", "--as", "li"))
+    with pytest.raises(BadInput, match="give one or the other"):
+        connection.token(args("--role", "agent", "--token-file", str(file)))
+    # With no secret to mint with, what to do to send the environment's token instead.
+    monkeypatch.delenv("CASEMESH_JWT_SECRET")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CASEMESH_TOKEN", "from-env")
+    with pytest.raises(BadInput, match=r"leave out --as and --role .* \$CASEMESH_TOKEN"):
+        connection.token(args("--as", "li"))
+
+
+def _token_expired(request: pb.ListTicketsRequest, context: Any) -> Any:
+    """The gateway refusing a token past its `exp`."""
+    return context.abort(grpc.StatusCode.UNAUTHENTICATED, "token expired")
+
+
+def test_a_refused_token_is_named_by_where_it_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A token long forgotten in the environment expires: the refusal says
+    which token it was, never what it is."""
+    monkeypatch.setenv("CASEMESH_JWT_SECRET", SECRET)
+    monkeypatch.setenv("CASEMESH_TOKEN", JWT)
+    file = tmp_path / "token"
+    file.write_text(JWT)
+    methods: Methods = {
+        "ListTickets": (_token_expired, pb.ListTicketsRequest, pb.ListTicketsResponse)
+    }
+    said = []
+    with serving("TicketService", methods) as target:
+        for given in ([], ["--token-file", str(file)], ["--as", "li", "--role", "agent"]):
+            with pytest.raises(SystemExit) as refused:
+                main(["--target", target, *given, "list"])
+            assert refused.value.code == REFUSED
+            said.append(capsys.readouterr().err)
+    from_env, from_file, minted = said
+    assert "UNAUTHENTICATED: token expired\n  the token sent: $CASEMESH_TOKEN\n" in from_env
+    assert f"the token sent: the token file {file} (--token-file)" in from_file
+    assert "the token sent: minted for li (agent) with the secret in $CASEMESH_JWT_SECRET" in minted
+    assert all(JWT not in err and SECRET not in err for err in said)
+
+
 def test_an_option_is_never_taken_for_a_shortened_other_one() -> None:
     """`assign … --to bob` is the assign command's --to, not --token cut short."""
     parsed = build_parser().parse_args(["--token", "t", "assign", "tickets/x", "--to", "bob"])
@@ -163,6 +238,26 @@ def test_text_that_is_not_utf8_is_named_not_a_traceback(
         "--description", "d",
     )  # fmt: skip
     assert "subject: not UTF-8 text" in err
+
+
+def test_filing_without_an_email_or_a_phone_is_bad_input_naming_them(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Refused before any call (nothing listens at the target), naming the
+    flags, not the service's `ticket.contact.channels`, which has none; and
+    each command's help says one of them is needed."""
+    nowhere = ["--token", "t", "--target", "127.0.0.1:9"]
+    for argv in (
+        ["open", "--category", "account.login", "--subject", "s", "--description", "d"],
+        ["report", "--id", "7731", "--reason", "harassment/bullying", "--explanation", "x",
+         "--evidence", "evidence/9b1e", "--good-faith"],
+    ):  # fmt: skip
+        err = bad_input(capsys, *nowhere, *argv)
+        assert f"{argv[0]}: give --email or --phone (or both)" in err
+        assert "channels" not in err
+        helps = {a.dest: a.help or "" for a in subcommands()[argv[0]]._actions}
+        assert "--phone or both is required" in helps["email"]
+        assert "--email or both is required" in helps["phone"]
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])
@@ -326,6 +421,36 @@ def test_plaintext_by_default_tls_when_asked(
     assert made[1] == {"root_certificates": PEM}
 
 
+def test_a_gateway_gone_without_a_word_is_noticed_not_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plaintext or TLS, the channel pings the gateway while a call is open
+    (an upload, a download, an export), also while only the server sends,
+    and gives the connection up when a ping goes unanswered; never more
+    often than the gateway allows (it would answer GOAWAY too_many_pings)."""
+    opened: list[dict[str, Any]] = []
+    for kind in ("insecure_channel", "secure_channel"):
+        real = getattr(grpc, kind)
+
+        def recording(*given: Any, real: Any = real, **kwargs: Any) -> grpc.Channel:
+            opened.append(dict(kwargs.get("options") or []))
+            return real(*given, **kwargs)
+
+        monkeypatch.setattr(grpc, kind, recording)
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(PEM)
+    for argv in ([], ["--tls"], ["--ca-file", str(ca)]):
+        connection.channel(args(*argv)).close()
+    assert len(opened) == 3
+    for options in opened:
+        assert options["grpc.keepalive_time_ms"] == 20_000
+        assert options["grpc.keepalive_timeout_ms"] == 10_000
+        assert options["grpc.http2.max_pings_without_data"] == 0
+        assert options["grpc.keepalive_permit_without_calls"] == 0
+        name, allowed = PINGS_ALLOWED
+        assert options["grpc.keepalive_time_ms"] >= allowed, name
+
+
 def test_a_ca_file_that_is_no_certificate_is_bad_input(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -380,6 +505,59 @@ def test_a_ca_file_reaches_a_server_behind_tls_that_plaintext_cannot(tmp_path: P
         assert check("--tls") == grpc.StatusCode.UNAVAILABLE  # not a CA the system trusts
     finally:
         server.stop(None)
+
+
+def test_a_tls_mismatch_says_to_check_tls_not_whether_the_gateway_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """TLS to a plaintext gateway, or to one whose certificate no trusted CA
+    signed: bad usage to fix (exit 2), not an outage worth retrying (3).
+    Plaintext to a TLS port only sees the connection closed: still 3, with
+    the hint."""
+    cert, key = self_signed()
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(cert)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    tls_port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key, cert)]))
+    plain_port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    said = {}
+    try:
+        for name, port, argv in (
+            ("tls to plaintext", plain_port, ["--ca-file", str(ca)]),
+            ("untrusted certificate", tls_port, ["--tls"]),
+            ("plaintext to tls", tls_port, []),
+        ):
+            target = ["--token", "t", "--target", f"127.0.0.1:{port}"]
+            with pytest.raises(SystemExit) as failed:
+                main([*target, *argv, "comment", "tickets/x", "你好"])
+            said[name] = (failed.value.code, capsys.readouterr().err)
+    finally:
+        server.stop(None)
+    code, err = said["tls to plaintext"]
+    assert code == 2 and "the TLS handshake with 127.0.0.1:" in err
+    assert "does not answer in TLS; without --tls and --ca-file" in err
+    code, err = said["untrusted certificate"]
+    assert code == 2 and "signed by no CA the client trusts; give that CA with --ca-file" in err
+    code, err = said["plaintext to tls"]
+    assert code == UNREACHABLE and "if it serves TLS, give --tls or --ca-file" in err
+    for name in ("tls to plaintext", "untrusted certificate"):
+        assert "is it running" not in said[name][1]
+    assert all("may have been made" not in err for _, err in said.values())  # it never left
+
+
+def test_a_token_copied_with_its_bearer_scheme_is_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token copied from an Authorization header ("Bearer eyJ…") is sent
+    as the token it holds, not refused as not one line of printable ASCII."""
+    file = tmp_path / "token"
+    file.write_text(f"Bearer {JWT}\n")
+    assert connection.token(args("--token-file", str(file))) == JWT
+    assert connection.token(args("--token", f"bearer  {JWT}")) == JWT
+    monkeypatch.setenv("CASEMESH_TOKEN", f"Bearer {JWT}")
+    assert connection.token(args()) == JWT
+    assert connection.metadata(args()) == [("authorization", f"Bearer {JWT}")]
 
 
 def test_ctrl_c_exits_130_quietly(
@@ -444,6 +622,36 @@ def test_a_deadline_the_gateway_keeps_is_its_refusal_not_silence(
     assert report_failure(_Refused(silent), "127.0.0.1:50051", "r-1") == UNREACHABLE
     err = capsys.readouterr().err
     assert "no answer in time" in err and "--request-id r-1" in err
+
+
+@pytest.mark.parametrize("code", [code_pb2.INTERNAL, code_pb2.UNKNOWN, code_pb2.DATA_LOSS])
+def test_a_change_answered_with_an_error_may_have_been_made(
+    capsys: pytest.CaptureFixture[str], code: int
+) -> None:
+    """A service that crashed after committing answers INTERNAL or UNKNOWN:
+    running the command again as it was would make the change twice, so
+    how to retry it safely is said, as for no answer."""
+    status = status_pb2.Status(code=code, message="boom")
+    assert report_failure(_Refused(status), "127.0.0.1:50051", "r-7") == REFUSED
+    err = capsys.readouterr().err
+    assert "may have been made; to retry it safely" in err and "--request-id r-7" in err
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        code_pb2.INVALID_ARGUMENT, code_pb2.NOT_FOUND, code_pb2.PERMISSION_DENIED,
+        code_pb2.FAILED_PRECONDITION, code_pb2.ALREADY_EXISTS, code_pb2.ABORTED,
+        code_pb2.UNAUTHENTICATED, code_pb2.RESOURCE_EXHAUSTED, code_pb2.OUT_OF_RANGE,
+        code_pb2.UNIMPLEMENTED,
+    ],
+)  # fmt: skip
+def test_a_change_refused_as_it_stood_was_not_made(
+    capsys: pytest.CaptureFixture[str], code: int
+) -> None:
+    status = status_pb2.Status(code=code, message="no")
+    assert report_failure(_Refused(status), "127.0.0.1:50051", "r-7") == REFUSED
+    assert "--request-id" not in capsys.readouterr().err
 
 
 class _LosesTheAnswer:
@@ -563,6 +771,145 @@ def test_appeal_history_shows_every_step_not_the_first_page(
     assert len(lines) == 201 and lines[-1].split()[3] == "AppealDecided"
     assert len(shown["events"]) == 201 and "nextPageToken" not in shown
     assert service.tokens == ["", "p2", "", "p2"]
+
+
+# The lists a person reads page after page: its command, where it is served,
+# and how an item of it is made.
+LISTS: dict[str, tuple[str, str, Any, Any, str, Callable[[int], Any]]] = {
+    "list": ("TicketService", "ListTickets", pb.ListTicketsRequest, pb.ListTicketsResponse,
+             "tickets", lambda i: pb.Ticket(name=f"tickets/{i}")),
+    "appeals": ("AppealService", "ListAppeals", apb.ListAppealsRequest, apb.ListAppealsResponse,
+                "appeals", lambda i: apb.Appeal(name=f"appeals/{i}")),
+    "reports": ("ReportService", "ListReports", rpb.ListReportsRequest, rpb.ListReportsResponse,
+                "reports", lambda i: rpb.Report(name=f"reports/{i}")),
+}  # fmt: skip
+
+
+def _rate_limited(seconds: float) -> status_pb2.Status:
+    """The gateway's refusal of a call over a caller's rate limit."""
+    status = status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message="too many requests")
+    status.details.add().Pack(error_details_pb2.ErrorInfo(reason="RATE_LIMITED"))
+    retry = error_details_pb2.RetryInfo()
+    retry.retry_delay.FromMilliseconds(round(seconds * 1000))
+    status.details.add().Pack(retry)
+    return status
+
+
+class _RateLimitedList:
+    """`size` items of one of `LISTS`, each page refused once by the rate
+    limit (wait 10 ms) before it is answered, as the gateway's limiter does
+    to an agent past its burst; from item `stuck_at` on, refused every time."""
+
+    def __init__(self, command: str, size: int, stuck_at: int | None = None) -> None:
+        self.service, self.method, self.request, self.response, self.items, self.item = LISTS[
+            command
+        ]
+        self.size, self.stuck_at = size, stuck_at
+        self.calls: list[tuple[str, int]] = []  # (page token, page size) of each call
+
+    def answer(self, request: Any, context: Any) -> Any:
+        self.calls.append((request.page_token, request.page_size))
+        start = int(request.page_token or 0)
+        if self.calls.count(self.calls[-1]) == 1 or start == self.stuck_at:
+            context.abort_with_status(rpc_status.to_status(_rate_limited(0.01)))
+        end = min(self.size, start + (request.page_size or 20))
+        return self.response(
+            **{self.items: [self.item(i) for i in range(start, end)]},
+            next_page_token=str(end) if end < self.size else "",
+        )
+
+    def everything(self) -> Any:
+        """The whole list as one response, as `emit` prints a response."""
+        return self.response(**{self.items: [self.item(i) for i in range(self.size)]})
+
+
+def _read_list(
+    capsys: pytest.CaptureFixture[str], service: _RateLimitedList, *argv: str
+) -> tuple[int, str, str]:
+    """`casemesh … ARGV` against `service`: its exit status, stdout and stderr."""
+    methods: Methods = {service.method: (service.answer, service.request, service.response)}
+    with serving(service.service, methods) as target:
+        try:
+            main(["--token", "t", "--target", target, *argv])
+            code = 0
+        except SystemExit as exit_:
+            code = int(exit_.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("command", LISTS)
+def test_a_long_list_waits_out_the_rate_limit_and_shows_every_item(
+    capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """An agent's list of every case: pages of 100 (the gateway's most, not
+    the services' 20), and a page the rate limit refused asked again, after
+    the wait it names, from where it stood, not the whole list failing."""
+    service = _RateLimitedList(command, 250)
+    code, out, err = _read_list(capsys, service, command)
+    assert code == 0, err
+    names = [line.split()[0] for line in out.splitlines()]
+    assert names == [service.item(i).name for i in range(250)]
+    assert service.calls == [(t, 100) for t in ("", "", "100", "100", "200", "200")]
+
+
+@pytest.mark.parametrize("command", LISTS)
+def test_a_list_in_json_is_the_protos_json_of_the_whole_list(
+    capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """Printed page by page, the same text as one response holding every
+    item; an empty list as an empty response."""
+    for size in (250, 0):
+        service = _RateLimitedList(command, size)
+        code, out, err = _read_list(capsys, service, "--json", command)
+        assert code == 0, err
+        assert out == json_format.MessageToJson(service.everything(), ensure_ascii=False) + "\n"
+    assert json.loads(out) == {}
+
+
+def test_a_list_failing_part_way_keeps_the_pages_printed_and_says_so(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Each page is printed as it comes; a page the limit keeps refusing is
+    asked a bounded number of times, then the refusal is the answer."""
+    service = _RateLimitedList("list", 250, stuck_at=200)
+    code, out, err = _read_list(capsys, service, "list")
+    assert code == REFUSED
+    assert len(out.splitlines()) == 200 and out.splitlines()[-1].startswith("tickets/199 ")
+    assert "only the first 200 were printed" in err and "RESOURCE_EXHAUSTED" in err
+    assert service.calls.count(("200", 100)) == 6  # once, and five times again
+
+
+def test_limit_reads_only_the_pages_it_needs(capsys: pytest.CaptureFixture[str]) -> None:
+    service = _RateLimitedList("appeals", 250)
+    code, out, err = _read_list(capsys, service, "appeals", "--limit", "150")
+    assert code == 0, err
+    assert [line.split()[0] for line in out.splitlines()][-1] == "appeals/149"
+    assert len(out.splitlines()) == 150 and {t for t, _ in service.calls} == {"", "100"}
+    code, out, _ = _read_list(capsys, service, "--json", "appeals", "--limit", "3")
+    assert [a["name"] for a in json.loads(out)["appeals"]] == [f"appeals/{i}" for i in range(3)]
+    assert "--limit" in bad_input(capsys, "--token", "t", "list", "--limit", "0")
+
+
+def test_only_a_rate_limit_is_waited_out_and_not_for_long() -> None:
+    """Any other refusal, or a wait over a minute, fails the list at once:
+    the person is told, rather than left looking at a silent terminal."""
+    slept: list[float] = []
+
+    def failing(status: status_pb2.Status) -> None:
+        def fetch(token: str) -> Any:
+            raise _Refused(status)
+
+        with pytest.raises(grpc.RpcError):
+            list(paging.pages(fetch, sleep=slept.append))
+
+    failing(_rate_limited(120))
+    failing(status_pb2.Status(code=code_pb2.PERMISSION_DENIED, message="agents only"))
+    assert slept == []
+    bare = status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message="too many requests")
+    bare.details.add().Pack(error_details_pb2.ErrorInfo(reason="RATE_LIMITED"))
+    failing(bare)
+    assert slept == [1.0] * paging.RETRIES  # no RetryInfo: a second each time
 
 
 class _OneTicket:
@@ -870,7 +1217,7 @@ def test_a_report_is_filed_only_with_the_reporters_good_faith_statement(
     service = _TakesReports()
     methods: Methods = {"FileReport": (service.FileReport, rpb.FileReportRequest, rpb.Report)}
     report = ["report", "--id", "7731", "--reason", "harassment/bullying", "--explanation",
-              "辱骂", "--evidence", "evidence/9b1e"]  # fmt: skip
+              "辱骂", "--evidence", "evidence/9b1e", "--email", "a@example.com"]  # fmt: skip
     with serving("ReportService", methods) as target:
         assert "--good-faith" in bad_input(capsys, "--token", "t", "--target", target, *report)
         main(["--token", "t", "--target", target, *report, "--good-faith"])

@@ -14,8 +14,9 @@ gateway, for people.
 
 `--json` prints any result as the proto's JSON. Where the token comes from and
 how the client connects (plaintext or TLS): :mod:`.connection`. Exit status: 0
-done, 1 refused by the server, 2 bad usage or input, 3 gateway unreachable or
-unavailable, or a download damaged on the way (worth retrying), 130 interrupted.
+done, 1 refused by the server, 2 bad usage or input (a TLS handshake that failed
+too: --tls or --ca-file to fix), 3 gateway unreachable or unavailable, or a
+download damaged on the way (worth retrying), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from casemesh.platform.grpcutil import field_violations
 from casemesh.v1 import tickets_pb2 as pb
 from casemesh.v1 import tickets_pb2_grpc as pb_grpc
 from casemesh_cli import appeals, connection, evidence, privacy, queue, reports
-from casemesh_cli.output import each, emit, every_page, hanging
+from casemesh_cli.output import each, emit, emit_pages, hanging
+from casemesh_cli.paging import PAGE_SIZE, pages, reasons
 from casemesh_cli.parsing import (
     JSON_HELP,
     USAGE,
@@ -43,10 +45,11 @@ from casemesh_cli.parsing import (
     add_etag_argument,
     add_evidence_argument,
     add_filing_arguments,
+    add_limit_argument,
     add_request_id_argument,
     command,
-    contact,
     evidence_refs,
+    filing_contact,
     request_id,
     resource,
 )
@@ -57,6 +60,23 @@ _NO_ANSWER = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 # gRPC's words for a call that never left the client: no connection could be
 # made (refused, no route, a failed TLS handshake) or the name did not resolve.
 _NEVER_SENT = ("failed to connect to all addresses", "errors resolving", "DNS resolution failed")
+# What a plaintext client is told by a server that wants TLS: the connection
+# closed before a word.
+_CLOSED_AT_ONCE = "Socket closed"
+# Codes that say a change was refused as it stood, so was not made; any other
+# (INTERNAL, UNKNOWN, no answer) leaves it unknown.
+_REFUSALS = (
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.ABORTED,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.OUT_OF_RANGE,
+    grpc.StatusCode.UNIMPLEMENTED,
+)
 STATUSES = ("new", "open", "pending", "on_hold", "solved", "closed", "cancelled")
 PRIORITIES = ("low", "normal", "high", "urgent")
 
@@ -69,9 +89,10 @@ examples:
   casemesh --as li --role agent solve tickets/4f0c… "已为您更换绑定手机号"
   casemesh --token-file ~/.casemesh/token --ca-file ca.pem --target gw.example.com:443 list
 
-exit status: 0 done, 1 refused by the server, 2 bad usage or input,
-3 gateway unreachable or unavailable, or a download damaged on the way
-(worth retrying), 130 interrupted.
+exit status: 0 done, 1 refused by the server, 2 bad usage or input
+(a TLS handshake that failed too: check --tls and --ca-file), 3 gateway
+unreachable or unavailable, or a download damaged on the way (worth
+retrying), 130 interrupted.
 `casemesh COMMAND --help` describes a command and shows an example."""
 
 
@@ -164,6 +185,7 @@ def _add_ticket_commands(sub: Any) -> None:
     ls.add_argument(
         "--status", action="append", default=[], choices=STATUSES, help="only these (repeatable)"
     )
+    add_limit_argument(ls)
     for name, help in (
         ("show", "show a ticket"),
         ("history", "show every step of a ticket, in order"),
@@ -273,7 +295,7 @@ def _open(args: argparse.Namespace) -> pb.CreateTicketRequest:
         subject=args.subject,
         description=args.description,
         locale=args.locale,
-        contact=contact(args.email, args.phone),
+        contact=filing_contact(args),
         evidence=evidence_refs(args),
     )
     return pb.CreateTicketRequest(ticket=ticket, request_id=request_id(args))
@@ -303,45 +325,48 @@ def run(args: argparse.Namespace) -> None:
             emit(args, call("CreateTicket", _open(args)), show_ticket)
         elif c == "list":
             statuses = [pb.TicketStatus.Value(f"TICKET_STATUS_{s.upper()}") for s in args.status]
-            listed = every_page(
+            listed = pages(
                 lambda token: call(
-                    "ListTickets", pb.ListTicketsRequest(statuses=statuses, page_token=token)
-                ),
-                "tickets",
+                    "ListTickets",
+                    pb.ListTicketsRequest(statuses=statuses, page_size=PAGE_SIZE, page_token=token),
+                )
             )
-            emit(args, listed, each("tickets", _ticket_line))
+            emit_pages(args, listed, "tickets", _ticket_line)
         elif c == "show":
             name = resource("tickets", args.ticket)
             emit(args, call("GetTicket", pb.GetTicketRequest(name=name)), show_ticket)
         elif c == "history":
             name = resource("tickets", args.ticket)
-            events = every_page(
+            events = pages(
                 lambda token: call(
                     "ListTicketEvents", pb.ListTicketEventsRequest(name=name, page_token=token)
-                ),
-                "events",
+                )
             )
-            emit(args, events, each("events", _event_line))
+            emit_pages(args, events, "events", _event_line)
         else:
             emit(args, call(*_ticket_request(args)), show_ticket)
 
 
-def report_failure(err: grpc.RpcError, target: str, change: str = "") -> int:
+def report_failure(
+    err: grpc.RpcError, target: str, change: str = "", token_source: str = "", tls: bool = False
+) -> int:
     """Say on stderr what the server (or the connection) said, and which exit
-    status it is; for a change (its request id) that got no answer, how to
-    retry it without making it twice."""
-    code = err.code()
+    status it is; for a change (its request id) that may have been made, how
+    to retry it without making it twice; for a token refused, where it came
+    from; for a connection that failed, whether plaintext or TLS was the
+    mistake."""
+    code, said = err.code(), err.details() or ""
     # Status details come from the gateway (with every refusal of its own or
     # of a service behind it), never from gRPC failing on this side.
     status = rpc_status.from_call(err)
-    # A deadline the gateway keeps itself (an upload that paused or came too
-    # slowly: UPLOAD_PAUSED, UPLOAD_TOO_SLOW) comes with its reason: an answer,
-    # the server's refusal, not silence worth retrying as it was.
-    no_answer = code in _NO_ANSWER and not (
-        code == grpc.StatusCode.DEADLINE_EXCEEDED and _reasons(status)
-    )
-    print(f"error: {code.name}: {err.details()}", file=sys.stderr)
-    if no_answer and code == grpc.StatusCode.UNAVAILABLE and status is not None:
+    no_answer = code in _NO_ANSWER and not _gateway_deadline(code, status)
+    handshake = _handshake_failure(said)
+    print(f"error: {code.name}: {said}", file=sys.stderr)
+    if code == grpc.StatusCode.UNAUTHENTICATED and token_source:
+        print(f"  the token sent: {token_source}", file=sys.stderr)
+    if handshake:
+        print(f"  the TLS handshake with {target} failed: {handshake}", file=sys.stderr)
+    elif no_answer and code == grpc.StatusCode.UNAVAILABLE and status is not None:
         print(
             f"  the gateway at {target} answered: it, or a service behind it, is"
             " unavailable for now; try again shortly",
@@ -351,38 +376,66 @@ def report_failure(err: grpc.RpcError, target: str, change: str = "") -> int:
         print(
             f"  no answer from the gateway at {target}; is it running? (--target)", file=sys.stderr
         )
+        if not tls and _CLOSED_AT_ONCE in said:
+            print("  if it serves TLS, give --tls or --ca-file", file=sys.stderr)
     elif no_answer:
         print(f"  no answer in time from the gateway at {target}", file=sys.stderr)
-    never_sent = any(words in (err.details() or "") for words in _NEVER_SENT)
-    if change and no_answer and not never_sent:
+    never_sent = any(words in said for words in _NEVER_SENT)
+    if change and _maybe_made(code, status) and not never_sent:
         print(
             "  the change may have been made; to retry it safely, run the same command"
             f" with --request-id {change}",
             file=sys.stderr,
         )
-    if status is not None:
-        for field, description in field_violations(status):
-            print(f"  {field}: {description}", file=sys.stderr)
-        for detail in status.details:
-            info = error_details_pb2.ErrorInfo()
-            if detail.Is(info.DESCRIPTOR) and detail.Unpack(info):
-                extra = " ".join(f"{k}={v}" for k, v in sorted(info.metadata.items()))
-                print(f"  reason: {info.reason} {extra}".rstrip(), file=sys.stderr)
-            retry = error_details_pb2.RetryInfo()
-            if detail.Is(retry.DESCRIPTOR) and detail.Unpack(retry):
-                wait = retry.retry_delay.ToTimedelta().total_seconds()
-                print(f"  try again in {wait:g} s", file=sys.stderr)
+    _print_details(status)
+    if handshake:
+        return USAGE
     return UNREACHABLE if no_answer else REFUSED
 
 
-def _reasons(status: Any) -> list[str]:
-    """The ErrorInfo reasons a status carries (none for no status)."""
-    found: list[str] = []
-    for detail in status.details if status is not None else ():
+def _gateway_deadline(code: grpc.StatusCode, status: Any) -> bool:
+    """A deadline the gateway keeps itself (an upload that paused or came too
+    slowly: UPLOAD_PAUSED, UPLOAD_TOO_SLOW) comes with its reason: an answer,
+    the server's refusal, not silence worth retrying as it was."""
+    return code == grpc.StatusCode.DEADLINE_EXCEEDED and bool(reasons(status))
+
+
+def _maybe_made(code: grpc.StatusCode, status: Any) -> bool:
+    """Whether a change that failed with `code` may still have been made:
+    unless it was refused as it stood, it may (a service that crashed after
+    committing answers INTERNAL or UNKNOWN; a lost answer is no answer)."""
+    return code not in _REFUSALS and not _gateway_deadline(code, status)
+
+
+def _handshake_failure(said: str) -> str:
+    """What to check when gRPC's words say the TLS handshake failed, else ''."""
+    if "handshake failed" not in said.lower():
+        return ""
+    if "WRONG_VERSION_NUMBER" in said:
+        return "it does not answer in TLS; without --tls and --ca-file the client uses plaintext"
+    if "CERTIFICATE_VERIFY_FAILED" in said:
+        return (
+            "its certificate is signed by no CA the client trusts; give that CA with"
+            " --ca-file (--tls trusts the system's roots only)"
+        )
+    return "check --tls and --ca-file, and the gateway's certificate"
+
+
+def _print_details(status: Any) -> None:
+    """The field violations, reasons and retry delay a status carries."""
+    if status is None:
+        return
+    for field, description in field_violations(status):
+        print(f"  {field}: {description}", file=sys.stderr)
+    for detail in status.details:
         info = error_details_pb2.ErrorInfo()
-        if detail.Is(info.DESCRIPTOR) and detail.Unpack(info) and info.reason:
-            found.append(info.reason)
-    return found
+        if detail.Is(info.DESCRIPTOR) and detail.Unpack(info):
+            extra = " ".join(f"{k}={v}" for k, v in sorted(info.metadata.items()))
+            print(f"  reason: {info.reason} {extra}".rstrip(), file=sys.stderr)
+        retry = error_details_pb2.RetryInfo()
+        if detail.Is(retry.DESCRIPTOR) and detail.Unpack(retry):
+            wait = retry.retry_delay.ToTimedelta().total_seconds()
+            print(f"  try again in {wait:g} s", file=sys.stderr)
 
 
 def check_text(args: argparse.Namespace) -> None:
@@ -423,7 +476,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(UNREACHABLE)
     except grpc.RpcError as err:
-        sys.exit(report_failure(err, args.target, getattr(args, "request_id", "")))
+        change, source = getattr(args, "request_id", ""), getattr(args, "token_source", "")
+        tls = bool(args.tls or args.ca_file)
+        sys.exit(report_failure(err, args.target, change, source, tls=tls))
 
 
 if __name__ == "__main__":

@@ -14,9 +14,11 @@ import grpc
 
 from casemesh.v1 import appeals_pb2 as apb
 from casemesh.v1 import appeals_pb2_grpc as apb_grpc
-from casemesh_cli.output import each, emit, every_page, hanging
+from casemesh_cli.output import emit, emit_pages, hanging
+from casemesh_cli.paging import PAGE_SIZE, pages
 from casemesh_cli.parsing import (
     add_etag_argument,
+    add_limit_argument,
     add_request_id_argument,
     command,
     contact,
@@ -54,8 +56,13 @@ def uploader(args: argparse.Namespace) -> apb.Party | None:
 
 
 def add_commands(sub: Any) -> None:
-    command(
-        sub, "appeals", "list copyright cases (agents: every case)", "casemesh --as alice appeals"
+    add_limit_argument(
+        command(
+            sub,
+            "appeals",
+            "list copyright cases (agents: every case)",
+            "casemesh --as alice appeals",
+        )
     )
     for name, help in (
         ("appeal", "show a copyright case: state, missing elements, next step, reasons"),
@@ -156,23 +163,24 @@ def run(channel: grpc.Channel, metadata: list[tuple[str, str]], args: argparse.N
 
     c = args.command
     if c == "appeals":
-        listed = every_page(
-            lambda token: call("ListAppeals", apb.ListAppealsRequest(page_token=token)), "appeals"
+        listed = pages(
+            lambda token: call(
+                "ListAppeals", apb.ListAppealsRequest(page_size=PAGE_SIZE, page_token=token)
+            )
         )
-        emit(args, listed, each("appeals", _line))
+        emit_pages(args, listed, "appeals", _line)
         return
     name = resource("appeals", args.appeal)
     if c == "appeal":
         emit(args, call("GetAppeal", apb.GetAppealRequest(name=name)), show)
     elif c == "appeal-history":
         # Every page: the service cuts one at 200 steps or 2 MiB of their text.
-        events = every_page(
+        events = pages(
             lambda token: call(
                 "ListAppealEvents", apb.ListAppealEventsRequest(name=name, page_token=token)
-            ),
-            "events",
+            )
         )
-        emit(args, events, each("events", _event))
+        emit_pages(args, events, "events", _event)
     else:
         etag = args.etag or call("GetAppeal", apb.GetAppealRequest(name=name)).etag
         request = apb.DecideAppealRequest(

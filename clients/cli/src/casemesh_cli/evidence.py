@@ -19,7 +19,8 @@ import grpc
 
 from casemesh.v1 import evidence_pb2 as epb
 from casemesh.v1 import evidence_pb2_grpc as epb_grpc
-from casemesh_cli.output import check_out, each, emit, every_page, write_whole
+from casemesh_cli.output import check_out, emit, emit_pages, write_whole
+from casemesh_cli.paging import PAGE_SIZE, pages
 from casemesh_cli.parsing import BadInput, add_timeout_argument, command, resource
 
 COMMANDS = ("upload", "evidence", "uploads")
@@ -149,14 +150,13 @@ def run(channel: grpc.Channel, metadata: list[tuple[str, str]], args: argparse.N
     if args.command == "upload":
         emit(args, _upload(stub, metadata, args.path, args.timeout), show)
     elif args.command == "uploads":
-        listed = every_page(
+        listed = pages(
             lambda token: stub.ListEvidence(
-                epb.ListEvidenceRequest(page_size=100, page_token=token),
+                epb.ListEvidenceRequest(page_size=PAGE_SIZE, page_token=token),
                 metadata=metadata,
                 timeout=10,
-            ),
-            "evidence",
+            )
         )
-        emit(args, listed, each("evidence", show))
+        emit_pages(args, listed, "evidence", show)
     else:
         _read(stub, metadata, args)

@@ -5,12 +5,15 @@ use), for scripts."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
+import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
@@ -38,18 +41,48 @@ def hanging(text: str) -> str:
     return "\n".join([first, *(f"    {line}".rstrip() for line in rest)])
 
 
-def every_page(fetch: Callable[[str], M], items: str) -> M:
-    """All the pages of a list call as one response: `fetch(page_token)` is
-    called until no `next_page_token` comes back, and the `items` of every page
-    are gathered into the first (whose token is cleared)."""
-    first = fetch("")
-    token: str = getattr(first, "next_page_token", "")
-    while token:
-        page = fetch(token)
-        getattr(first, items).extend(getattr(page, items))
-        token = getattr(page, "next_page_token", "")
-    first.ClearField("next_page_token")
-    return first
+def emit_pages(
+    args: argparse.Namespace, pages: Iterable[Message], items: str, line: Callable[[Any], None]
+) -> None:
+    """The `items` of a list call's `pages` (`paging.pages`), each page
+    printed as it comes, so that a long list shows from its first page and
+    a failure part-way keeps what came before it: for people one `line`
+    each; with --json the proto's JSON of one response holding them all,
+    as `emit` prints a response (no next page token). At most --limit of
+    them, for a command that takes one."""
+    limit: int | None = getattr(args, "limit", None)
+    as_json = getattr(args, "json", False)
+    shown = 0
+    try:
+        for page in pages:
+            for item in getattr(page, items)[: None if limit is None else limit - shown]:
+                if as_json:
+                    sys.stdout.write(_json_item(page, items, item, first=not shown))
+                else:
+                    line(item)
+                shown += 1
+            sys.stdout.flush()
+            if limit is not None and shown >= limit:
+                break
+    except grpc.RpcError:
+        if shown:
+            print(f"only the first {shown} were printed: the list failed part-way", file=sys.stderr)
+        raise
+    if as_json:
+        print(_JSON_END if shown else "{}")
+
+
+# The proto's JSON of a list response, as MessageToJson lays it out: the
+# items' field, then each item indented under it; the end, once all came.
+_JSON_END = "\n  ]\n}"
+
+
+def _json_item(page: Message, items: str, item: Message, first: bool) -> str:
+    body = json_format.MessageToJson(item, ensure_ascii=False).replace("\n", "\n    ")
+    if not first:
+        return f",\n    {body}"
+    key = page.DESCRIPTOR.fields_by_name[items].json_name
+    return f"{{\n  {json.dumps(key)}: [\n    {body}"
 
 
 def each(items: str, line: Callable[[Any], None]) -> Callable[[Message], None]:

@@ -71,9 +71,35 @@ def add_filing_arguments(p: argparse.ArgumentParser, news: str) -> None:
     p.add_argument(
         "--locale", default="zh-CN", choices=["zh-CN", "en"], help="the language you are sent"
     )
-    p.add_argument("--email", default="", help=f"where {news} is e-mailed")
-    p.add_argument("--phone", default="", help=f"where {news} is texted")
+    p.add_argument(
+        "--email", default="", help=f"where {news} is e-mailed (this, --phone or both is required)"
+    )
+    p.add_argument(
+        "--phone",
+        default="",
+        help=f"a mobile number {news} is texted to (this, --email or both is required)",
+    )
     add_request_id_argument(p)
+
+
+def add_limit_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--limit",
+        type=count,
+        metavar="N",
+        help="print the first N only (default: every one; each page is printed as it comes)",
+    )
+
+
+def count(text: str) -> int:
+    """A --limit: a whole number above 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a whole number above 0")
+    return value
 
 
 def add_evidence_argument(p: argparse.ArgumentParser) -> None:
@@ -121,6 +147,15 @@ def contact(email: str, phone: str) -> pb.Contact:
     """A contact sent news on every channel it has an address for."""
     channels = ([pb.CHANNEL_EMAIL] if email else []) + ([pb.CHANNEL_SMS] if phone else [])
     return pb.Contact(email=email, phone=phone, channels=channels)
+
+
+def filing_contact(args: argparse.Namespace) -> pb.Contact:
+    """The contact a person filing something gives (`add_filing_arguments`):
+    without one, refused here, naming the flags, rather than by the service
+    naming `contact.channels`, a field the command line has no flag for."""
+    if not args.email and not args.phone:
+        raise BadInput(f"{args.command}: give --email or --phone (or both): where news reaches you")
+    return contact(args.email, args.phone)
 
 
 def seconds(text: str) -> float:

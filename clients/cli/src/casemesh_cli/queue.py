@@ -17,7 +17,8 @@ from casemesh.rules import leases
 from casemesh.v1 import casequeue_pb2 as qpb
 from casemesh.v1 import casequeue_pb2_grpc as qpb_grpc
 from casemesh.v1 import tickets_pb2 as pb
-from casemesh_cli.output import each, emit, every_page
+from casemesh_cli.output import emit, emit_pages
+from casemesh_cli.paging import pages
 from casemesh_cli.parsing import (
     add_request_id_argument,
     command,
@@ -100,17 +101,16 @@ def run(channel: grpc.Channel, metadata: list[tuple[str, str]], args: argparse.N
     stub = qpb_grpc.CaseQueueServiceStub(channel)
     if args.command == "cases":
         states = [qpb.SlaState.Value(f"SLA_STATE_{s.upper()}") for s in args.sla]
-        listed = every_page(
+        listed = pages(
             lambda token: stub.ListQueueCases(
                 qpb.ListQueueCasesRequest(
                     queues=args.queue, sla_states=states, page_size=500, page_token=token
                 ),
                 metadata=metadata,
                 timeout=10,
-            ),
-            "queue_cases",
+            )
         )
-        emit(args, listed, each("queue_cases", show))
+        emit_pages(args, listed, "queue_cases", show)
     elif args.command == "next":
         claimed = stub.ClaimNextCase(
             qpb.ClaimNextCaseRequest(

@@ -23,15 +23,17 @@ from google.protobuf import json_format
 from casemesh.v1 import reports_pb2 as rpb
 from casemesh.v1 import reports_pb2_grpc as rpb_grpc
 from casemesh_cli.appeals import add_uploader_arguments, uploader
-from casemesh_cli.output import each, emit, every_page, hanging
+from casemesh_cli.output import each, emit, emit_pages, hanging
+from casemesh_cli.paging import PAGE_SIZE, pages
 from casemesh_cli.parsing import (
     BadInput,
     add_etag_argument,
     add_filing_arguments,
+    add_limit_argument,
     add_request_id_argument,
     command,
-    contact,
     evidence_refs,
+    filing_contact,
     request_id,
     resource,
 )
@@ -71,6 +73,7 @@ def add_commands(sub: Any) -> None:
         "casemesh --as li --role agent reports --case report-cases/…",
     )
     ls.add_argument("--case", default="", help="agents: the reports of this report-cases/…")
+    add_limit_argument(ls)
     command(
         sub,
         "report-show",
@@ -232,7 +235,7 @@ def _filed(args: argparse.Namespace) -> rpb.FileReportRequest:
         explanation=args.explanation,
         evidence=evidence_refs(args),
         good_faith_statement=args.good_faith,
-        contact=contact(args.email, args.phone),
+        contact=filing_contact(args),
         locale=args.locale,
     )
     return rpb.FileReportRequest(report=report, request_id=request_id(args))
@@ -251,28 +254,29 @@ def run(channel: grpc.Channel, metadata: list[tuple[str, str]], args: argparse.N
     elif c == "report":
         emit(args, call("FileReport", _filed(args)), show_report)
     elif c == "reports":
-        listed = every_page(
+        listed = pages(
             lambda token: call(
-                "ListReports", rpb.ListReportsRequest(report_case=args.case, page_token=token)
-            ),
-            "reports",
+                "ListReports",
+                rpb.ListReportsRequest(
+                    report_case=args.case, page_size=PAGE_SIZE, page_token=token
+                ),
+            )
         )
-        emit(args, listed, each("reports", _report_line))
+        emit_pages(args, listed, "reports", _report_line)
     elif c == "report-show":
         name = resource("reports", args.report)
         emit(args, call("GetReport", rpb.GetReportRequest(name=name)), show_report)
     elif c == "queue":
         lane = rpb.QueueLane.Value(f"QUEUE_LANE_{(args.lane or 'unspecified').upper()}")
-        cases = every_page(
+        cases = pages(
             lambda token: call(
                 "ListReportCases",
                 rpb.ListReportCasesRequest(
-                    lane=lane, category=args.category, page_size=100, page_token=token
+                    lane=lane, category=args.category, page_size=PAGE_SIZE, page_token=token
                 ),
-            ),
-            "report_cases",
+            )
         )
-        emit(args, cases, each("report_cases", show_case))
+        emit_pages(args, cases, "report_cases", show_case)
     elif c == "report-case":
         name = resource("report-cases", args.case)
         emit(args, call("GetReportCase", rpb.GetReportCaseRequest(name=name)), show_case_in_full)
