@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 import pytest
 
+from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.events.v1 import reports_pb2 as rev
 from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.consuming import NotYet, Place
@@ -20,7 +22,7 @@ from casemesh_notifier.registry import SOURCE_OF, SOURCES
 from casemesh_notifier.samples import NOW, event_kinds, sample_events
 from casemesh_notifier.schema import create_schema
 from tests.conftest import Infra
-from tests.support import memory_sealer
+from tests.support import case_event, memory_sealer
 
 JOBS = (
     "SELECT id, cause_event_id, party, case_name, channel, recipient, template, locale,"
@@ -28,7 +30,7 @@ JOBS = (
 )
 PARTIES = (
     "SELECT case_name, party, user_id, locale, email, phone, channels, subject, status,"
-    " version FROM case_parties ORDER BY case_name, party"
+    " version, time_zone, items FROM case_parties ORDER BY case_name, party"
 )
 
 
@@ -137,6 +139,68 @@ async def test_a_report_cases_next_round_opening_is_consumed_and_tells_nobody(
     assert await tables(dsn) == ([], [])
     async with await psycopg.AsyncConnection.connect(dsn) as conn:
         assert await (await conn.execute("SELECT count(*) FROM consumed_events")).fetchone() == (1,)
+
+
+async def test_a_copyright_cases_zone_and_items_are_kept_for_its_later_events(
+    infra: Infra,
+) -> None:
+    """Only a case's filing says its jurisdiction and a notice's items: each
+    later event, planned in a transaction of its own, reads them from the
+    party rows. A "us" case's parties whose numbers tell no zone (none
+    given) are told its dates in New York time; the uploader whose content
+    its decision removed, which items."""
+    dsn = await database(infra)
+    name = "appeals/c4e1a7b2-0d3f"
+
+    def party(user_id: str, email: str) -> aev.AppealParty:
+        contact = ev.ContactPreferences(
+            email=email, channels=[ev.CONTACT_CHANNEL_EMAIL], locale="en"
+        )
+        return aev.AppealParty(user_id=user_id, legal_name=user_id, contact=contact)
+
+    def head(version: int, state: str) -> aev.AppealEventHeader:
+        header = aev.AppealEventHeader(appeal_id="c4e1a7b2-0d3f", version=version, state=state)
+        # 24:00 on 16 March, New York time.
+        header.next_step_due.FromDatetime(datetime(2026, 3, 17, 4, tzinfo=UTC))
+        return header
+
+    uploader = party("uploader", "u@example.com")
+    messages = [
+        aev.AppealFiled(
+            header=head(1, "SUBMITTED"),
+            kind="TAKEDOWN_NOTICE",
+            jurisdiction="us",
+            filer=party("claimant", "c@example.com"),
+            work_title="Mountain Song",
+            infringing_items=["https://v.example/1", "https://v.example/2"],
+        ),
+        aev.AppealDecided(
+            header=head(2, "UPHELD"),
+            outcome="UPHOLD",
+            reasons=aev.StatementOfReasons(ground="g", facts="f"),
+            affected_uploader=uploader,
+        ),
+        aev.CounterNoticeFiled(
+            header=head(3, "FORWARDED_TO_CLAIMANT"),
+            uploader=uploader,
+            removed_item="https://v.example/1",
+            reason="mine",
+        ),
+    ]
+    events = [case_event("appeals", name, n, m, NOW) for n, m in enumerate(messages, start=1)]
+    await plan(dsn, [[e] for e in events])
+    jobs, parties = await tables(dsn)
+    bodies = {(row[2], row[6]): row[9] for row in jobs}
+    deadline = "24:00 on 16 March 2026 (Eastern Daylight Time)"
+    removed = bodies[("uploader", "appeal.content_removed")]
+    assert deadline in removed
+    assert "Removed items: https://v.example/1, https://v.example/2" in removed
+    assert deadline in bodies[("uploader", "appeal.counter_notice_forwarded")]
+    assert deadline in bodies[("filer", "appeal.counter_notice_received")]
+    assert [(row[1], row[10]) for row in parties] == [
+        ("filer", "America/New_York"),
+        ("uploader", "America/New_York"),
+    ]
 
 
 def sealed_ticket(personal: AsyncSealer, ticket: str, person: str) -> CloudEvent:

@@ -8,9 +8,9 @@ Chinese, fits one 70-character segment."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import product
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,19 +23,23 @@ from casemesh.events.v1 import appeals_pb2, helpcenter_pb2, reports_pb2, tickets
 from casemesh.v1 import appeals_pb2 as api_appeals
 from casemesh.v1 import reports_pb2 as api_reports
 from casemesh_appeals.domain import REQUIRED
+from casemesh_appeals.policy import POLICIES
 from casemesh_notifier.cases import CaseParties, Planning, plan_appeal
 from casemesh_notifier.labels import LOCALES, TEMPLATES, catalog, label
+from casemesh_notifier.phone_changes import sms_in
 from casemesh_notifier.registry import SOURCES
 from casemesh_notifier.rendering import (
     _TEXT,
     email_values,
     names,
+    one_line,
     render_email,
     render_sms,
     sms_values,
 )
 from casemesh_notifier.samples import Sample, event_kinds, samples
 from casemesh_notifier.steps import appeal_steps, for_report_appeal, report_steps
+from casemesh_notifier.store import NewJob, Party
 from tests.support import case_event
 
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -186,13 +190,14 @@ def test_sms_fit_one_segment(capsys: pytest.CaptureFixture[str]) -> None:
         else:
             assert set(text) <= GSM7, (sample.step.template, set(text) - GSM7)
             assert len(text) <= 160, (sample.step.template, len(text), text)
-    # The longest a date gets ("12月31日23:59"), and with its offset named
-    # (" GMT+08:00": the reader's number spans zones, `render_sms`): no
-    # sample is near the limit by luck.
-    longest = datetime(2026, 12, 31, 15, 59, tzinfo=UTC)
-    for sample in SAMPLES:
+    # The longest a date gets ("12月31日23:59", and a deadline at midnight:
+    # "12月31日24:00"), and with its offset named (" GMT+08:00": the
+    # reader's number spans zones, `render_sms`): no sample is near the
+    # limit by luck.
+    longest = (datetime(2026, 12, 31, 15, 59, tzinfo=UTC), datetime(2026, 12, 31, 16, tzinfo=UTC))
+    for sample, due in product(SAMPLES, longest):
         if sample.step.due is not None:
-            step = replace(sample.step, due=longest)
+            step = replace(sample.step, due=due)
             for email_chosen, zone_named in product((True, False), (True, False)):
                 values = sms_values(step, REF, email_chosen)
                 text = render_sms(step.template, "zh-CN", ZONE, values, zone_named=zone_named)
@@ -275,6 +280,124 @@ def test_dates_are_in_the_readers_zone_and_language() -> None:
     assert "17 March 2026, 01:30 (Coordinated Universal Time)" in utc, utc
 
 
+# A claimant's deadline on a "cn" case forwarded on 2 March (24:00 on 17
+# March, Beijing time), and on a "us" one (24:00 on 16 March, New York time).
+CN_DEADLINE = datetime(2026, 3, 17, 16, tzinfo=UTC)
+US_DEADLINE = datetime(2026, 3, 17, 4, tzinfo=UTC)
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+@pytest.mark.parametrize(
+    ("due", "zone", "locale", "email", "sms"),
+    [
+        (
+            CN_DEADLINE,
+            ZONE,
+            "zh-CN",
+            "请在 2026年3月17日 24:00（中国标准时间）前",
+            "请于3月17日24:00前",
+        ),
+        (
+            CN_DEADLINE,
+            ZONE,
+            "en",
+            "tell us by 24:00 on 17 March 2026 (China Standard Time)",
+            "by 17 Mar 24:00.",
+        ),
+        (
+            US_DEADLINE,
+            NEW_YORK,
+            "en",
+            "tell us by 24:00 on 16 March 2026 (Eastern Daylight Time)",
+            "by 16 Mar 24:00.",
+        ),
+        (
+            US_DEADLINE,
+            NEW_YORK,
+            "zh-CN",
+            "请在 2026年3月16日 24:00（北美东部夏令时间）前",
+            "请于3月16日24:00前",
+        ),
+        # Any other moment is written as it is.
+        (
+            CN_DEADLINE - timedelta(minutes=1),
+            ZONE,
+            "en",
+            "tell us by 17 March 2026, 23:59 (China Standard Time)",
+            "by 17 Mar 23:59.",
+        ),
+        (
+            CN_DEADLINE + timedelta(minutes=1),
+            ZONE,
+            "zh-CN",
+            "请在 2026年3月18日 00:01（中国标准时间）前",
+            "请于3月18日00:01前",
+        ),
+    ],
+    ids=["cn-zh", "cn-en", "us-en", "us-zh", "a-minute-before-en", "a-minute-after-zh"],
+)
+def test_a_deadline_at_midnight_is_the_end_of_the_day_before(
+    due: datetime, zone: ZoneInfo, locale: str, email: str, sms: str
+) -> None:
+    """A deadline counted in days ends at 24:00 on its last day: the
+    claimant is told that day, not the next day's 00:00 (which reads as a
+    day more than they have), in the e-mail, the SMS and what the SMS
+    provider's template is filled with."""
+    received = next(s for s in SAMPLES if s.step.template == "appeal.counter_notice_received")
+    step = replace(received.step, due=due)
+    values = email_values(step, REF, received.subject[locale])
+    assert email in render_email(step.template, locale, zone, values).text
+    text, shown = sms_in(zone, step.template, locale, sms_values(step, REF, True), named=False)
+    assert sms in text
+    assert shown["due"] in sms
+
+
+def test_every_deadline_and_end_a_message_shows_is_written_at_24_00() -> None:
+    """Whatever a message says is due by, or holds until, a local midnight:
+    every message with a date, in each language, on each channel."""
+    midnight = datetime(2026, 3, 17, 16, tzinfo=UTC)
+    ends = reports_pb2.Restriction(type="DECISION_ACCOUNT_SUSPENDED")
+    ends.end_time.FromDatetime(midnight)
+    resolved = reports_pb2.ReportResolved(
+        outcome="ACTION_TAKEN", restriction_terms=[ends], decision_facts="f", redress="r"
+    )
+    resolved.appeal_deadline.FromDatetime(midnight)
+    steps = [replace(s.step, due=midnight) for s in SAMPLES if s.step.due is not None]
+    steps.append(report_steps(resolved)["reporter"])
+    shown = 0
+    for step, locale in product(steps, LOCALES):
+        texts = [render_sms(step.template, locale, ZONE, sms_values(step, REF, True))]
+        if "EMAIL" in channels(step.template):
+            texts.append(
+                render_email(step.template, locale, ZONE, email_values(step, REF, "v")).text
+            )
+        for text in texts:
+            assert not re.search(r"00:00|18 Mar|3月18日", text), text
+            shown += "24:00" in text
+    assert shown >= len(steps) * len(LOCALES)
+
+
+@pytest.mark.parametrize(
+    ("locale", "subject"),
+    [
+        ("en", "Appeal upheld: restrictions on v7731 lifted"),
+        ("zh-CN", "【申诉成功】您的内容 v7731 的处理措施已解除"),
+    ],
+    ids=["en", "zh-CN"],
+)
+def test_lifted_restrictions_are_not_told_as_content_restored(locale: str, subject: str) -> None:
+    """What a reversed decision lifts may be an account suspension or a
+    monetary restriction, or only some of what it imposed: the subject line
+    says its restrictions were lifted, never that the content is back."""
+    suspended = reports_pb2.Restriction(type="DECISION_ACCOUNT_SUSPENDED")
+    demonetised = reports_pb2.Restriction(type="DECISION_MONETARY_SUSPENSION")
+    reversed_ = reports_pb2.ReportCaseDecisionReversed(restrictions_lifted=[suspended, demonetised])
+    step = report_steps(reversed_)["uploader"]
+    email = render_email(step.template, locale, ZONE, email_values(step, REF, "v7731"))
+    assert email.subject == subject
+    assert not re.search(r"恢复|restored", email.subject + email.text)
+
+
 def filed(appeal: appeals_pb2.AppealFiled, locale: str) -> tuple[str, str]:
     """The subject line and the text of the e-mail its filer, writing in
     `locale`, receives when `appeal` is filed."""
@@ -293,6 +416,208 @@ def filed(appeal: appeals_pb2.AppealFiled, locale: str) -> tuple[str, str]:
     at = Planning(now=event.time, zone=ZONE)
     [job] = [j for j in plan_appeal(CaseParties({}), event, appeal, at) if j.channel == "EMAIL"]
     return job.subject, job.body
+
+
+CASE_ID = "c4e1a7b2-0d3f-4a1b-9c2d-111111111111"
+FORWARDED = datetime(2026, 3, 2, 15, tzinfo=UTC)
+# A "us" case's claimant deadline (10 business days: 24:00 on 16 March, New
+# York time), and when its content comes back (2 business days later).
+US_RESTORES = datetime(2026, 3, 19, 4, tzinfo=UTC)
+
+
+def party(user_id: str, locale: str, email: str, phone: str = "") -> appeals_pb2.AppealParty:
+    chosen = [tickets_pb2.CONTACT_CHANNEL_EMAIL] + (
+        [tickets_pb2.CONTACT_CHANNEL_SMS] if phone else []
+    )
+    return appeals_pb2.AppealParty(
+        user_id=user_id,
+        legal_name=user_id,
+        contact=tickets_pb2.ContactPreferences(
+            email=email, phone=phone, channels=chosen, locale=locale
+        ),
+    )
+
+
+def case_jobs(
+    jurisdiction: str,
+    claimant: appeals_pb2.AppealParty,
+    uploader: appeals_pb2.AppealParty,
+    *,
+    restores_at: datetime | None = US_RESTORES,
+    items: Sequence[str] = ("https://video.example/v/7731",),
+    info_added: bool = False,
+) -> dict[tuple[str, str, str], NewJob]:
+    """A copyright case's jobs (by template, party and channel) as a
+    notifier whose zone is Beijing's plans them: the notice filed (then
+    `info_added` to), upheld (removing the uploader's content), and their
+    counter-notice forwarded with the claimant's deadline `US_DEADLINE`."""
+    name = f"appeals/{CASE_ID}"
+
+    def head(
+        version: int, state: str, due: datetime | None = None
+    ) -> appeals_pb2.AppealEventHeader:
+        header = appeals_pb2.AppealEventHeader(appeal_id=CASE_ID, version=version, state=state)
+        if due is not None:
+            header.next_step_due.FromDatetime(due)
+        return header
+
+    notice = appeals_pb2.AppealFiled(
+        header=head(1, "SUBMITTED"),
+        kind="TAKEDOWN_NOTICE",
+        jurisdiction=jurisdiction,
+        filer=claimant,
+        work_title="Mountain Song",
+        infringing_items=items,
+    )
+    added = appeals_pb2.AppealInfoAdded(header=head(2, "SUBMITTED"), message="more")
+    upheld = appeals_pb2.AppealDecided(
+        header=head(3, "UPHELD", US_DEADLINE),
+        outcome="UPHOLD",
+        reasons=appeals_pb2.StatementOfReasons(ground="g", facts="f", redress="r"),
+        affected_uploader=uploader,
+    )
+    counter = appeals_pb2.CounterNoticeFiled(
+        header=head(4, "FORWARDED_TO_CLAIMANT", US_DEADLINE),
+        uploader=uploader,
+        removed_item=items[0] if items else "",
+        reason="mine",
+    )
+    counter.restore_time.FromDatetime(US_DEADLINE)
+    if restores_at is not None:
+        counter.restores_at.FromDatetime(restores_at)
+    at = Planning(now=FORWARDED, zone=ZONE)
+    rows: dict[str, Party] = {}
+    jobs = []
+    for message in (notice, added, upheld, counter):
+        if message is added and not info_added:
+            continue
+        # Each event in a batch of its own: its parties as their rows keep them.
+        book = CaseParties({name: rows})
+        version = message.header.version
+        event = case_event("appeals", name, version, message, FORWARDED)
+        jobs += plan_appeal(book, event, message, at)
+        rows |= {party.role: party for _, party in book.changed()}
+    return {(j.template, j.party, j.channel): j for j in jobs}
+
+
+@pytest.mark.parametrize(
+    ("locale", "email", "sms"),
+    [
+        (
+            "en",
+            "Your content will be restored after 24:00 on 18 March 2026 (Eastern Daylight Time),"
+            " unless the claimant tells us by 24:00 on 16 March 2026 (Eastern Daylight Time)"
+            " that they have taken court action.",
+            "content restored after 18 Mar 24:00 unless the claimant sues.",
+        ),
+        (
+            "zh-CN",
+            "如投诉人未在 2026年3月16日 24:00（北美东部夏令时间）前告知已采取法律行动，"
+            "您的内容将于 2026年3月18日 24:00（北美东部夏令时间）后恢复。",
+            "如无诉讼，内容将于3月18日24:00后恢复。",
+        ),
+    ],
+    ids=["en", "zh-CN"],
+)
+def test_the_uploader_is_told_when_their_content_comes_back(
+    locale: str, email: str, sms: str
+) -> None:
+    """A "us" case's content comes back two business days after the
+    claimant's deadline: its uploader is told that day (`restores_at`), and
+    the deadline by which the claimant may stop it; the claimant is told
+    their deadline. A counter-notice published before it said when the
+    content comes back tells the deadline alone, and no day of return."""
+    claimant = party("claimant", "en", "c@example.com", "+12125550123")
+    uploader = party("uploader", locale, "u@example.com", "+12125550199")
+    jobs = case_jobs("us", claimant, uploader)
+    told = "appeal.counter_notice_forwarded", "uploader"
+    assert email in one_line(jobs[(*told, "EMAIL")].body)
+    assert sms in jobs[(*told, "SMS")].body
+    assert "by 16 Mar 24:00." in jobs[("appeal.counter_notice_received", "filer", "SMS")].body
+
+    before = case_jobs("us", claimant, uploader, restores_at=None)
+    for channel in ("EMAIL", "SMS"):
+        text = before[(*told, channel)].body
+        assert re.search(r"24:00 on 16 March|16 Mar 24:00|3月16日 ?24:00", text), text
+        assert not re.search(r"18 Mar|3月18日|after|后恢复", text), text
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_a_party_without_a_phone_is_told_dates_in_their_cases_zone(locale: str) -> None:
+    """The events carry no zone of a reader's choosing: one whose number
+    tells none (they gave none, or it spans zones) is told the dates of a
+    copyright case in its jurisdiction's zone, the one its deadlines are
+    counted in, not the service's (Beijing): both parties of a "us" case,
+    the uploader named by later events too."""
+    claimant = party("claimant", locale, "c@example.com")
+    uploader = party("uploader", locale, "u@example.com", "+79161234567")
+    jobs = case_jobs("us", claimant, uploader)
+    deadline = {
+        "en": "24:00 on 16 March 2026 (Eastern Daylight Time)",
+        "zh-CN": "2026年3月16日 24:00（北美东部夏令时间）",
+    }[locale]
+    for told in ("appeal.content_removed", "appeal.counter_notice_forwarded"):
+        assert deadline in jobs[(told, "uploader", "EMAIL")].body
+    assert deadline in jobs[("appeal.counter_notice_received", "filer", "EMAIL")].body
+    # A Russian number spans zones: the case's is told, saying so.
+    assert "GMT-04:00" in jobs[("appeal.content_removed", "uploader", "SMS")].body
+    assert not any("China Standard" in j.body or "中国标准" in j.body for j in jobs.values())
+    # A case whose jurisdiction the notifier does not know: the service's zone.
+    elsewhere = case_jobs("xx", claimant, uploader)
+    text = elsewhere[("appeal.counter_notice_received", "filer", "EMAIL")].body
+    assert "China Standard" in text or "中国标准" in text
+
+
+@pytest.mark.parametrize(
+    ("locale", "removed"),
+    [
+        ("en", "Removed items: https://v.example/1, content:8841\n"),
+        ("zh-CN", "被删除的内容：https://v.example/1、content:8841\n"),
+    ],
+    ids=["en", "zh-CN"],
+)
+def test_the_uploader_is_told_which_content_was_removed(locale: str, removed: str) -> None:
+    """A counter-notice names the removed items: the uploader's e-mail says
+    which the upheld notice took down (the SMS does not). Once the claimant
+    added to the notice (which may have named more items, not carried by
+    the event) it names none rather than some as all. The work's title is
+    the claimant's words, never in the uploader's messages: their erasure
+    could take it out of them only by cutting its text wherever it occurs."""
+    items = ("https://v.example/1", "content:8841")
+    claimant = party("claimant", "en", "c@example.com")
+    uploader = party("uploader", locale, "u@example.com", "+8613900139000")
+    told = "appeal.content_removed", "uploader"
+    jobs = case_jobs("cn", claimant, uploader, items=items)
+    email = jobs[(*told, "EMAIL")]
+    assert removed in email.body
+    assert "v.example" not in jobs[(*told, "SMS")].body
+    assert not any("Mountain" in j.body for (_, role, _), j in jobs.items() if role == "uploader")
+
+    completed = case_jobs("cn", claimant, uploader, items=items, info_added=True)
+    email = completed[(*told, "EMAIL")]
+    assert "v.example" not in email.body and "8841" not in email.body
+
+
+@pytest.mark.parametrize(("jurisdiction", "locale"), list(product(POLICIES, LOCALES)))
+def test_a_rejected_report_appeal_names_only_the_redress_its_case_has(
+    jurisdiction: str, locale: str
+) -> None:
+    """What remains after a report decision's appeal is rejected is the
+    redress its jurisdiction gives (`reasons.redress`): an out-of-court
+    dispute settlement body (DSA Art. 21) exists for an EU case alone, and
+    is named once."""
+    redress = POLICIES[jurisdiction].final_redress[locale]
+    rejected = appeals_pb2.AppealDecided(
+        outcome="REJECT",
+        reasons=appeals_pb2.StatementOfReasons(ground="g", facts="f", redress=redress),
+    )
+    steps = for_report_appeal(appeal_steps(rejected, "UNDER_REVIEW"), "report-cases/r-1")
+    step = steps["filer"]
+    assert step.template == "report_appeal.rejected"
+    text = render_email(step.template, locale, ZONE, email_values(step, REF, "v")).text
+    assert text.count(redress) == 1
+    body = text.replace(redress, "")
+    assert not re.search(r"out-of-court|dispute settlement|争议解决|court|法院", body), body
 
 
 @pytest.mark.parametrize(

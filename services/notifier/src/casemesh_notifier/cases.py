@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -46,7 +46,7 @@ from casemesh.events.v1 import tickets_pb2 as ev
 from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.logging import get_logger
 from casemesh.platform.personal import is_erased, person_key_of
-from casemesh_notifier.labels import label, phone_zone
+from casemesh_notifier.labels import case_zone, jurisdiction_zone, label, phone_zone
 from casemesh_notifier.phone_changes import sms_in
 from casemesh_notifier.policy import REQUEST_TEMPLATES
 from casemesh_notifier.rendering import email_values, render_email, sms_values
@@ -170,13 +170,17 @@ class CaseParties:
         *,
         replace: bool = False,
         key_id: uuid.UUID | None = None,
+        time_zone: str = "",
+        items: Sequence[str] = (),
     ) -> None:
         """Records a party of a case as an event names them, their contact
-        sealed under `key_id` (`key_of`). A party already
-        known is kept, or with `replace` takes the new user and contact
-        details (its subject and status stay), unless the event is older
-        than what the party's record holds. A new person or other addresses
-        are a contact change (`follow`)."""
+        sealed under `key_id` (`key_of`), the zone the case counts its
+        deadlines in (`time_zone`, "" not known) and the items it names
+        (`Party.items`). A party already known is kept, or with `replace`
+        takes the new user and contact details (its subject, status and
+        items stay, and its zone unless it had none), unless the event is
+        older than what the party's record holds. A new person or other
+        addresses are a contact change (`follow`)."""
         parties = self._cases.setdefault(case_name, {})
         known = parties.get(role)
         if known is not None and (not replace or version < known.version):
@@ -197,6 +201,8 @@ class CaseParties:
             version=version,
             named_at=self.at,
             key_id=key_id,
+            time_zone=time_zone,
+            items=tuple(items),
         )
         if known is not None:  # replaced: the case's subject and status stay
             named = dataclasses.replace(
@@ -204,6 +210,8 @@ class CaseParties:
                 subject=known.subject,
                 status=known.status,
                 version=known.version,
+                time_zone=known.time_zone or time_zone,
+                items=known.items,
                 # The same person named anew (or a row from before user ids
                 # were kept): since they were first.
                 named_at=known.named_at if known.user_id in (user_id, "") else self.at,
@@ -249,6 +257,14 @@ class CaseParties:
         """The batch's contact changes, each party's in one, in a stable order:
         what they leave of the jobs planned before the batch."""
         return [self._contact_changes[key] for key in sorted(self._contact_changes)]
+
+    def items_unknown(self, case_name: str, role: str, version: int) -> None:
+        """The items the party's row kept for its case (`Party.items`) are
+        no longer known to be all of them as of `version`: none are told."""
+        party = self._cases.get(case_name, {}).get(role)
+        if party is not None and party.items and party.version < version:
+            self._cases[case_name][role] = dataclasses.replace(party, items=())
+            self._changed.add((case_name, role))
 
     def status(self, case_name: str, status: str, version: int) -> None:
         """The case's status as of `version`; an older event does not turn it back."""
@@ -348,8 +364,8 @@ class CaseParties:
 @dataclass(frozen=True)
 class Planning:
     """When an event is planned, and the time zone dates are written in where
-    a reader's phone number tells none (`labels.phone_zone`): the service's
-    (`CASEMESH_TIME_ZONE`)."""
+    neither a reader's phone number (`labels.phone_zone`) nor their case
+    (`Party.time_zone`) tells one: the service's (`CASEMESH_TIME_ZONE`)."""
 
     now: datetime
     zone: ZoneInfo
@@ -402,7 +418,22 @@ def plan_appeal(book: CaseParties, event: CloudEvent, message: Any, at: Planning
         subject = message.work_title or message.removed_item or appealed
         filer = message.filer
         key = book.key_of(lambda sealed: sealed.filer.contact)
-        book.name(name, "filer", filer.user_id, filer.contact, subject, state, version, key_id=key)
+        # Only this event says the case's jurisdiction, and a notice's items:
+        # its parties keep its zone, its filer the items for the uploader.
+        zone = jurisdiction_zone(message.jurisdiction)
+        items = message.infringing_items if message.kind == "TAKEDOWN_NOTICE" else ()
+        book.name(
+            name,
+            "filer",
+            filer.user_id,
+            filer.contact,
+            subject,
+            state,
+            version,
+            key_id=key,
+            time_zone=zone,
+            items=items,
+        )
     if isinstance(message, aev.AppealInfoAdded) and message.HasField("filer"):
         filer = message.filer
         key = book.key_of(lambda sealed: sealed.filer.contact)
@@ -417,10 +448,15 @@ def plan_appeal(book: CaseParties, event: CloudEvent, message: Any, at: Planning
             replace=True,
             key_id=key,
         )
+    if isinstance(message, aev.AppealInfoAdded):
+        # What the filer added may name more items, and the event does not
+        # carry them: the uploader is told none rather than some as all.
+        book.items_unknown(name, "filer", version)
     uploader = named_uploader(message)
     if uploader is not None:
         parties = book.of(name)
-        title = parties["filer"].subject if "filer" in parties else ""
+        filer_row = parties.get("filer")
+        title = filer_row.subject if filer_row is not None else ""
         book.name(
             name,
             "uploader",
@@ -431,6 +467,7 @@ def plan_appeal(book: CaseParties, event: CloudEvent, message: Any, at: Planning
             version,
             replace=True,
             key_id=book.key_of(lambda sealed: sealed_uploader(sealed).contact),
+            time_zone=filer_row.time_zone if filer_row is not None else "",
         )
     parties = book.of(name)
     if "filer" not in parties:
@@ -439,7 +476,8 @@ def plan_appeal(book: CaseParties, event: CloudEvent, message: Any, at: Planning
     book.status(name, state, version)
     book.end(name, state)
     party = parties["filer"]  # as it was until this event
-    steps = for_report_appeal(appeal_steps(message, party.status), party.subject)
+    steps = appeal_steps(message, party.status, taken_down=party.items)
+    steps = for_report_appeal(steps, party.subject)
     return tell(event, name, header.appeal_id, steps, parties, at)
 
 
@@ -571,8 +609,10 @@ def tell(
     at: Planning,
 ) -> list[NewJob]:
     """A job for each step, on each channel its party chose and has an
-    address for, written in their language; an SMS tells times in its
-    number's zone (`phone_changes.sms_in`)."""
+    address for, written in their language, its times in the zone their
+    number tells, else their case's (a copyright case's jurisdiction's),
+    else the service's (`Planning`); an SMS not in its number's zone says
+    which (`phone_changes.sms_in`)."""
     jobs: list[NewJob] = []
     ref = ident[:8].upper()
     for role, step in steps.items():
@@ -588,7 +628,7 @@ def tell(
             # which language (a provider keeps one template per language).
             params = {"ref": ref, "party": role, "locale": party.locale}
             own = phone_zone(party.phone, at.now)
-            zone = own or at.zone
+            zone = own or case_zone(party.time_zone) or at.zone
             if channel == "EMAIL":
                 values = email_values(step, ref, party.subject)
                 # The signature says a reply is read exactly where it is (the
@@ -603,7 +643,8 @@ def tell(
             else:
                 subject, html = "", ""
                 # A reader whose number tells no zone (a country spanning
-                # several) is told times in the service's, saying so.
+                # several) is told times in their case's or the service's,
+                # saying so.
                 body, shown = sms_in(
                     zone,
                     step.template,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import tomllib
 import zoneinfo
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -60,21 +60,62 @@ def label(kind: str, code: str, locale: str) -> str:
 
 
 def local_time(
-    moment: date, locale: str, zone: ZoneInfo, style: str = "long", *, named: bool = False
+    moment: date,
+    locale: str,
+    zone: ZoneInfo,
+    style: str = "long",
+    *,
+    named: bool = False,
+    ends: bool = False,
 ) -> str:
     """A moment in the reader's zone, or a calendar day, written as their
     locale writes it (`style`: a pattern of the [dates] table; a day is
     written with `day`). `named`: the zone's offset follows (`GMT+08:00`),
     for a pattern that names none, when the zone is not known to be the
-    reader's own."""
+    reader's own.
+
+    `ends`: the moment is when something ends (a deadline, a restriction).
+    One at the reader's midnight ends the day before it, and is written so,
+    at 24:00 (`<style>_end`): a deadline counted in days ends at 24:00 on
+    its last day, and written as 00:00 of the next day it reads as a day
+    more than the reader has."""
     dates = catalog(locale)["dates"]
     where = supported(locale).replace("-", "_")
     if not isinstance(moment, datetime):
         return format_date(moment, dates["day"], locale=where)
     pattern = dates[style]
+    if ends and moment.astimezone(zone).time() == time(0):
+        # The day's date and zone as they were just before midnight (a zone
+        # whose clocks change at midnight had the offset that 24:00 is in).
+        moment -= timedelta(microseconds=1)
+        pattern = dates[f"{style}_end"]
     if named and "z" not in pattern.lower():
         pattern += " ZZZZ"
     return format_datetime(moment, pattern, tzinfo=zone, locale=where)
+
+
+# The zone each jurisdiction's deadlines are counted in, as the appeals
+# service's policies count them (their `time_zone`): a party of a copyright
+# case whose phone number tells no zone is told its dates there, not in the
+# service's. Kept here as data: the notifier does not load the appeals
+# service, and a change of a policy's zone is made in both.
+JURISDICTION_ZONES = {
+    "cn": "Asia/Shanghai",
+    "us": "America/New_York",
+    "eu": "Europe/Brussels",
+}
+
+
+def jurisdiction_zone(jurisdiction: str) -> str:
+    """The zone a case of `jurisdiction` counts its deadlines in ("": not known)."""
+    return JURISDICTION_ZONES.get(jurisdiction, "")
+
+
+@cache
+def case_zone(name: str) -> ZoneInfo | None:
+    """The zone a party row keeps for its case (`Party.time_zone`), None for
+    none (or one this host does not know)."""
+    return ZoneInfo(name) if name in _IANA else None
 
 
 def reader_zone(phone: str, at: datetime, default: ZoneInfo) -> ZoneInfo:

@@ -116,7 +116,8 @@ def sms_in(
     if due is None:
         return text, {}
     return text, {
-        "due": local_time(due, locale, zone, "short", named=named),
+        # As the text writes it: every time an SMS shows is a deadline.
+        "due": local_time(due, locale, zone, "short", named=named, ends=True),
         DUE_AT: due.isoformat(),
         EMAIL_CHOSEN: "true" if values.get("email_chosen") else "false",
     }

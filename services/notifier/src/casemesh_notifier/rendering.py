@@ -12,7 +12,9 @@ reach an SMS, and a template that asks for one fails to render
 (`StrictUndefined`).
 
 In a template: `{{ due | date }}` writes a moment in the reader's locale and
-time zone (`date("short")` for SMS), `{{ code | label("restriction") }}` the
+time zone (`date("short")` for SMS), `{{ due | deadline }}` a moment by
+which, or until which, something holds (one at midnight is 24:00 of the day
+before: `labels.local_time`), `{{ code | label("restriction") }}` the
 reader's words for a code (`labels.py`).
 """
 
@@ -48,6 +50,13 @@ def _date(ctx: Context, moment: date, style: str = "long") -> str:
 
 
 @pass_context
+def _deadline(ctx: Context, moment: date, style: str = "long") -> str:
+    return local_time(
+        moment, ctx["locale"], ctx["zone"], style, named=ctx.get("zone_named", False), ends=True
+    )
+
+
+@pass_context
 def _label(ctx: Context, code: str, kind: str) -> str:
     return label(kind, code, ctx["locale"])
 
@@ -79,7 +88,7 @@ def _environment(*, html: bool) -> Environment:
         # The files ship with the service: read once, not checked on every message.
         auto_reload=False,
     )
-    env.filters.update(date=_date, label=_label, paragraphs=_paragraphs)
+    env.filters.update(date=_date, deadline=_deadline, label=_label, paragraphs=_paragraphs)
     return env
 
 

@@ -219,6 +219,17 @@ def _appeals(w: Callable[[str], str]) -> list[Event]:
             reason=w("I filmed this dance myself in 2024."),
             restore_time=due,
         ),
+        # As published since it says when the content comes back: a day after
+        # the claimant's deadline.
+        aev.CounterNoticeFiled(
+            header=header("FORWARDED_TO_CLAIMANT", "RESTORE"),
+            uploader=uploader,
+            removed_item="https://video.example/v/7731",
+            removed_items=["https://video.example/v/7731"],
+            reason=w("I filmed this dance myself in 2024."),
+            restore_time=due,
+            restores_at=ts(NOW + timedelta(days=16)),
+        ),
         aev.CourtActionRecorded(
             header=header("HELD", "COURT"), details=w("（2026）沪0104民初123号")
         ),
@@ -247,8 +258,11 @@ def _appeals(w: Callable[[str], str]) -> list[Event]:
         aev.AppealWithdrawn(header=header("WITHDRAWN"), reason=w("已与对方和解。")),
         aev.AppealAbandoned(header=header("ABANDONED")),
     ]
+    # The items the notice names, as the notifier keeps them from its filing.
+    taken_down = ["https://video.example/v/7731"]
     found: list[Event] = [
-        (m, told.appeal_steps(m, "INFO_REQUESTED"), lambda _: title) for m in notice
+        (m, told.appeal_steps(m, "INFO_REQUESTED", taken_down=taken_down), lambda _: title)
+        for m in notice
     ]
     # An appeal of a report decision is told in its own words.
     appealed = f"report-cases/{REPORT_CASE}"

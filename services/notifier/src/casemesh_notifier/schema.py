@@ -182,6 +182,20 @@ STATEMENTS = [
     # adding them rewrites nothing.
     "ALTER TABLE case_parties ADD COLUMN IF NOT EXISTS key_id uuid",
     "ALTER TABLE notification_jobs ADD COLUMN IF NOT EXISTS key_id uuid",
+    # The zone a party's case counts its deadlines in (a copyright case's
+    # jurisdiction's, which only its first event carries), where its dates
+    # are told to a party whose phone number tells none (`cases.tell`).
+    # NULL: not known (a row from before, or written by a replica of an
+    # older release during the rollout, which neither reads nor changes it):
+    # the service's zone, as before. Nullable, no default: adding it
+    # rewrites nothing.
+    "ALTER TABLE case_parties ADD COLUMN IF NOT EXISTS time_zone text",
+    # A takedown notice's items, on its filer's row (a JSON list: an item's
+    # URL may hold any character), kept from its filing for the uploader's
+    # message when it is upheld (`steps.appeal_steps`). NULL: none known (a
+    # row from before, or written by an older replica during the rollout:
+    # the message names no item, as before). Nullable, no default.
+    "ALTER TABLE case_parties ADD COLUMN IF NOT EXISTS items jsonb",
 ]
 
 # Run at every start, after the statements: jobs planned without a user id

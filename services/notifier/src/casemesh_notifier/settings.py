@@ -52,7 +52,8 @@ class NotifierSettings(PostgresSettings, KafkaSettings, PersonalDataSettings):
     email_api_timeout_seconds: float = Field(10.0, gt=0)
 
     # The time zone dates are written in for a reader whose phone number tells
-    # none (the events carry no zone of the reader's choosing).
+    # none, nor their case (a copyright case's jurisdiction does): the events
+    # carry no zone of the reader's choosing.
     time_zone: str = "Asia/Shanghai"
 
     # SMS through an HTTP provider API.

@@ -9,7 +9,7 @@ decision or counter-notice names them, its `uploader`; a report's
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
@@ -90,9 +90,12 @@ def ticket_step(message: Message, previous_status: str) -> Step | None:
     return None
 
 
-def appeal_steps(message: Any, before: str = "") -> dict[str, Step]:
+def appeal_steps(
+    message: Any, before: str = "", *, taken_down: Sequence[str] = ()
+) -> dict[str, Step]:
     """What each party of a copyright case hears about this event (`before`:
-    the case's state until it)."""
+    the case's state until it; `taken_down`: the items the notice names, as
+    kept since its filing, () not known)."""
     due = (
         message.header.next_step_due.ToDatetime(UTC)
         if (message.header.HasField("next_step_due"))
@@ -150,7 +153,9 @@ def appeal_steps(message: Any, before: str = "") -> dict[str, Step]:
                     own = {"reasons": {**reasons["reasons"], "redress": ""}}
                 steps["filer"] = Step(template, own, None if upheld else due)
             if message.HasField("affected_uploader"):
-                steps["uploader"] = Step("appeal.content_removed", reasons, due)
+                # Which items came down: their counter-notice must name them.
+                removed = {**reasons, "removed_items": list(taken_down)}
+                steps["uploader"] = Step("appeal.content_removed", removed, due)
             return steps
         case aev.CounterNoticeFiled():
             # The claimant's copy of the counter-notice, with the uploader's
@@ -167,7 +172,7 @@ def appeal_steps(message: Any, before: str = "") -> dict[str, Step]:
             }
             return {
                 "filer": Step("appeal.counter_notice_received", copy, due),
-                "uploader": Step("appeal.counter_notice_forwarded", due=due),
+                "uploader": forwarded(message, due),
             }
         case aev.ContentRestored():
             # After the counter-notice's window, or an upheld appeal: what came
@@ -196,6 +201,24 @@ def appeal_steps(message: Any, before: str = "") -> dict[str, Step]:
         case aev.AppealAbandoned():
             return {"filer": Step("appeal.abandoned")}
     return {}
+
+
+def forwarded(message: aev.CounterNoticeFiled, deadline: datetime | None) -> Step:
+    """The uploader's step of their forwarded counter-notice: when their
+    content comes back (`restores_at`: the claimant's deadline and the grace
+    after it, business days on some cases), unless the claimant tells of
+    court action by their `deadline`. An event published before it carried
+    that moment tells the deadline alone (`restores` unset)."""
+    if deadline is None and message.HasField("restore_time"):
+        deadline = message.restore_time.ToDatetime(UTC)
+    if deadline is None or not message.HasField("restores_at"):
+        return Step("appeal.counter_notice_forwarded", due=deadline, sms={"restores": ""})
+    return Step(
+        "appeal.counter_notice_forwarded",
+        {"court_due": deadline},
+        message.restores_at.ToDatetime(UTC),
+        sms={"restores": "yes"},
+    )
 
 
 def _restored(message: Any) -> list[str]:

@@ -60,6 +60,13 @@ class Party:
     # The id of the person's data key their contact was sealed under, as the
     # event naming them carried it (None: in clear, or before it was kept).
     key_id: uuid.UUID | None = None
+    # The zone the case counts its deadlines in (its jurisdiction's), where
+    # they are told dates when their number tells none ("": not known, or
+    # written by an older release: the service's).
+    time_zone: str = ""
+    # A takedown notice's filer: the items the notice names, which upholding
+    # it takes down (the uploader is told which); () when not known.
+    items: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -253,13 +260,14 @@ async def lock_parties(
     transaction ends."""
     cur = await conn.execute(
         "SELECT case_name, party, locale, email, phone, channels, subject, status, user_id,"
-        " version, named_at, key_id FROM case_parties WHERE case_name = ANY(%s)"
+        " version, named_at, key_id, COALESCE(time_zone, ''), COALESCE(items, '[]')"
+        " FROM case_parties WHERE case_name = ANY(%s)"
         " ORDER BY case_name, party FOR UPDATE",
         (list(case_names),),
     )
     known: dict[str, dict[str, Party]] = {}
-    for case_name, *row in await cur.fetchall():
-        party = Party(*row)
+    for case_name, *row, items in await cur.fetchall():
+        party = dataclasses.replace(Party(*row), items=tuple(items))
         known.setdefault(case_name, {})[party.role] = party
     return known
 
@@ -285,21 +293,24 @@ async def save_parties(
         columns.bigints(p.version for _, p in parties),
         columns.timestamptzs(p.named_at for _, p in parties),
         key_ids(p.key_id for _, p in parties),
+        texts(p.time_zone for _, p in parties),
+        # A list each (an item's URL may hold any character: no separator).
+        columns.jsonbs(list(p.items) for _, p in parties),
     )
     await conn.execute(
         "INSERT INTO case_parties (case_name, party, user_id, locale, email, phone, channels,"
-        " subject, status, version, named_at, key_id)"
+        " subject, status, version, named_at, key_id, time_zone, items)"
         " SELECT c, r, u, l, e, p, COALESCE(string_to_array(NULLIF(ch, ''), ','), '{}'),"
-        " s, st, v, n, k"
+        " s, st, v, n, k, NULLIF(z, ''), NULLIF(i, '[]')"
         " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
         " %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::timestamptz[],"
-        " %s::uuid[])"
-        " AS t(c, r, u, l, e, p, ch, s, st, v, n, k)"
+        " %s::uuid[], %s::text[], %s::jsonb[])"
+        " AS t(c, r, u, l, e, p, ch, s, st, v, n, k, z, i)"
         " ON CONFLICT (case_name, party) DO UPDATE SET user_id = EXCLUDED.user_id,"
         " locale = EXCLUDED.locale, email = EXCLUDED.email, phone = EXCLUDED.phone,"
         " channels = EXCLUDED.channels, subject = EXCLUDED.subject,"
         " status = EXCLUDED.status, version = EXCLUDED.version, named_at = EXCLUDED.named_at,"
-        " key_id = EXCLUDED.key_id"
+        " key_id = EXCLUDED.key_id, time_zone = EXCLUDED.time_zone, items = EXCLUDED.items"
         # A row another consumer moved past this batch's events (a partition
         # handed over mid-batch) is not turned back.
         " WHERE case_parties.version <= EXCLUDED.version",
