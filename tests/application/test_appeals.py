@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from eventsourcing.persistence import IntegrityError
 
 from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.platform.caseindex import IndexProjector, MemoryCaseIndex
@@ -543,18 +544,32 @@ def test_court_action_within_the_window_holds_the_restore(app: Appeals, clock: F
     assert app.deadlines_of(last_event(app, ident)) == []
 
 
+# What US law asks of a counter-notice besides (17 U.S.C. 512(g)(3)): the
+# uploader's signature, address and telephone number, their consent to a
+# federal court's jurisdiction and their acceptance of service of process.
+US_ADDRESS = "1 Main St\nSpringfield, IL 62701\nUSA"
+US_PHONE = "+12025550143"
+US_STATEMENTS = {
+    "consent_to_jurisdiction": True,
+    "accepts_service_of_process": True,
+    "signature": "Ursula Uploader",
+}
+
+
+def us_party(name: str) -> dict[str, Any]:
+    """A party giving what a US counter-notice needs of them."""
+    given = party(name)
+    return {**given, "postal_address": US_ADDRESS, "contact": {**CONTACT, "phone": US_PHONE}}
+
+
 def countered_under(app: Appeals, jurisdiction: str) -> str:
     """Alice's notice under `jurisdiction`, upheld, and Ursula's counter-notice to it."""
     ident = upheld(app, str(app.file(ALICE, replace(notice(), jurisdiction=jurisdiction)).id))
     app.file_counter_notice(
         URSULA,
         ident,
-        party("Ursula"),
-        {
-            "removed_item": "https://video.example/v/123",
-            "reason": "我自己编的舞",
-            "consent_to_jurisdiction": True,
-        },
+        us_party("Ursula"),
+        {"removed_item": "https://video.example/v/123", "reason": "我自己编的舞", **US_STATEMENTS},
         good_faith=True,
         accuracy=True,
     )
@@ -1740,25 +1755,121 @@ def test_a_counter_notice_is_decided_by_a_person(app: Appeals) -> None:
     assert app.decide(AGENT, ident, True, reasons, None, etag="").state == "UPHELD"
 
 
-def test_a_us_counter_notice_filed_as_a_case_waits_for_consent_to_jurisdiction(
+# The elements US law adds to a counter-notice, as a case filed without them
+# lists them missing.
+US_ELEMENTS = [
+    "counter_notice.consent_to_jurisdiction",
+    "counter_notice.accepts_service_of_process",
+    "counter_notice.signature",
+    "filer.postal_address",
+    "filer.contact.phone",
+]
+
+
+def test_a_us_counter_notice_filed_as_a_case_waits_for_what_us_law_requires(
     app: Appeals,
 ) -> None:
-    """Under US law a counter-notice consents to a federal court's
-    jurisdiction (17 U.S.C. 512(g)(3)(D)), whether it answers a notice or is
-    filed as a case of its own: without it, the case asks for it and cannot
-    be decided; consenting sends it to review. A Chinese one needs none."""
+    """Under US law a counter-notice carries the uploader's signature,
+    address and telephone number, their consent to a federal court's
+    jurisdiction and their acceptance of service of process from the
+    claimant (17 U.S.C. 512(g)(3)(A), (D)), whether it answers a notice or is
+    filed as a case of its own: without them, the case asks for each and
+    cannot be decided; what she sends completes it, and sending the rest
+    sends it to review. A Chinese one needs none of them."""
     draft = replace(counter_notice_draft(), jurisdiction="us")
     case = app.file(URSULA, draft)
     assert case.state == "INFO_REQUESTED"
-    assert case.missing == ["counter_notice.consent_to_jurisdiction"]
+    assert case.missing == US_ELEMENTS
     ident = str(case.id)
     app.assign(AGENT, ident, "")
     with pytest.raises(FailedPrecondition, match="consent_to_jurisdiction"):
         app.decide(AGENT, ident, True, {"ground": "原创", "facts": "自编舞"}, None, etag="")
     consent = {"counter_notice": {"consent_to_jurisdiction": True}}
     case = app.add_info(URSULA, ident, "", consent, etag="")
+    assert (case.state, case.missing) == ("INFO_REQUESTED", US_ELEMENTS[1:])
+    details = {"postal_address": US_ADDRESS, "contact": {"phone": US_PHONE}}
+    case = app.add_info(URSULA, ident, "", {"filer": details}, etag="")
+    assert (case.state, case.missing) == ("INFO_REQUESTED", US_ELEMENTS[1:3])
+    statements = {"accepts_service_of_process": True, "signature": "Ursula Uploader"}
+    case = app.add_info(URSULA, ident, "", {"counter_notice": statements}, etag="")
     assert (case.state, case.missing) == ("UNDER_REVIEW", [])
+    assert case.content["filer"]["postal_address"] == US_ADDRESS
     assert app.file(URSULA, replace(counter_notice_draft(), request_id="c2")).missing == []
+
+
+def test_a_us_counter_notice_to_a_notice_lacking_what_us_law_requires_is_refused(
+    app: Appeals,
+) -> None:
+    """Answering a US notice, a counter-notice without its signature,
+    statements, address or telephone number is refused, naming each, and
+    the notice stays as it was; with them it is forwarded, and the claimant
+    is given the uploader's address with her contact."""
+    ident = upheld(app, str(app.file(ALICE, replace(notice(), jurisdiction="us")).id))
+    bare = {"removed_item": "https://video.example/v/123", "reason": "我自己编的舞"}
+    with pytest.raises(InvalidArgument) as refused:
+        app.file_counter_notice(
+            URSULA, ident, party("Ursula"), bare, good_faith=True, accuracy=True
+        )
+    assert [v.field for v in refused.value.violations] == [
+        "counter_notice.consent_to_jurisdiction",
+        "counter_notice.accepts_service_of_process",
+        "counter_notice.signature",
+        "uploader.postal_address",
+        "uploader.contact.phone",
+    ]
+    assert "512(g)(3)(A)" in refused.value.violations[2].description
+    assert app.get(URSULA, ident).state == "UPHELD"
+    for lacking in ("accepts_service_of_process", "signature"):
+        almost = {**bare, **{k: v for k, v in US_STATEMENTS.items() if k != lacking}}
+        with pytest.raises(InvalidArgument) as refused:
+            app.file_counter_notice(
+                URSULA, ident, us_party("Ursula"), almost, good_faith=True, accuracy=True
+            )
+        assert [v.field for v in refused.value.violations] == [f"counter_notice.{lacking}"]
+    case = app.file_counter_notice(
+        URSULA,
+        ident,
+        us_party("Ursula"),
+        {**bare, **US_STATEMENTS},
+        good_faith=True,
+        accuracy=True,
+    )
+    assert case.state == "FORWARDED_TO_CLAIMANT"
+    shown = for_viewer(appeal_message(case), ALICE)
+    assert (shown.uploader.postal_address, shown.uploader.contact.phone) == (US_ADDRESS, US_PHONE)
+    assert (shown.counter_notice.signature, shown.counter_notice.accepts_service_of_process) == (
+        "Ursula Uploader",
+        True,
+    )
+    message = public_message(last_event(app, ident), case)
+    assert isinstance(message, aev.CounterNoticeFiled)
+    assert message.uploader.postal_address == US_ADDRESS
+    assert (message.signature, message.consent_to_jurisdiction) == ("Ursula Uploader", True)
+    assert message.accepts_service_of_process
+
+
+def test_a_signature_or_address_that_breaks_the_text_rules_is_refused_naming_it(
+    app: Appeals,
+) -> None:
+    """A signature is a name, on one line; an address may take lines, up to
+    500 characters."""
+    ident = upheld(app, str(app.file(ALICE, replace(notice(), jurisdiction="us")).id))
+    counter_notice = {
+        "removed_item": "https://video.example/v/123",
+        "reason": "我自己编的舞",
+        **US_STATEMENTS,
+        "signature": "Ursula\nUploader",
+    }
+    uploader = {**us_party("Ursula"), "postal_address": "街" * 501}
+    with pytest.raises(InvalidArgument) as refused:
+        app.file_counter_notice(
+            URSULA, ident, uploader, counter_notice, good_faith=True, accuracy=True
+        )
+    assert [v.field for v in refused.value.violations] == [
+        "uploader.postal_address",
+        "counter_notice.signature",
+    ]
+    assert app.get(URSULA, ident).state == "UPHELD"
 
 
 def test_a_us_counter_notice_filed_before_consent_was_asked_stays_complete(
@@ -1771,11 +1882,22 @@ def test_a_us_counter_notice_filed_before_consent_was_asked_stays_complete(
     still due when it was, nothing set to abandon it, and it is decided.
     One filed now without consent still waits for it."""
     draft = replace(counter_notice_draft(), jurisdiction="us")
-    counter_notice = {**draft.content["counter_notice"], "consent_to_jurisdiction": True}
-    consenting = replace(draft, content={**draft.content, "counter_notice": counter_notice})
+    counter_notice = {**draft.content["counter_notice"], **US_STATEMENTS}
+    consenting = replace(
+        draft,
+        content={**draft.content, "counter_notice": counter_notice},
+        filer=us_party("Ursula"),
+    )
     ident = str(app.file(URSULA, consenting).id)
-    # As an older release stored it: complete without consent.
-    stored_with(app, ident, lambda c: c["counter_notice"].pop("consent_to_jurisdiction"))
+
+    def as_stored_before(content: dict[str, Any]) -> None:
+        for statement in US_STATEMENTS:
+            content["counter_notice"].pop(statement)
+        content["filer"].pop("postal_address")
+        content["filer"]["contact"].pop("phone")
+
+    # As an older release stored it: complete without what US law adds.
+    stored_with(app, ident, as_stored_before)
     case = app.get(URSULA, ident)
     assert (case.state, case.missing) == ("SUBMITTED", [])
     assert "consent_to_jurisdiction" not in case.content["counter_notice"]
@@ -1794,10 +1916,7 @@ def test_a_us_counter_notice_filed_before_consent_was_asked_stays_complete(
 
     new = app.file(URSULA, replace(draft, request_id="c2"))
     case = app.add_info(URSULA, str(new.id), "补充一份证据", more, etag="")
-    assert (case.state, case.missing) == (
-        "INFO_REQUESTED",
-        ["counter_notice.consent_to_jurisdiction"],
-    )
+    assert (case.state, case.missing) == ("INFO_REQUESTED", US_ELEMENTS)
 
 
 def test_agent_commands_need_an_agent_and_change_nothing(app: Appeals) -> None:
@@ -2043,6 +2162,48 @@ def test_the_parties_details_and_words_are_stored_sealed_read_clear_and_erased_a
     assert texts == ["", ERASED, "同一支舞", ""]
     assert appeal_message(app.get(BOB, bobs)) == before
     assert before.filer.legal_name == "鲍勃影业"
+
+
+def test_a_us_counter_notices_address_and_signature_are_sealed_and_erased_with_the_uploader(
+    clock: FakeClock,
+) -> None:
+    """The address and signature a US counter-notice gives are the
+    uploader's, as her name and contact are: stored and published sealed,
+    read clear, erased when she is; the claimant's details stay."""
+    personal = memory_sealer().sealer
+    app = Appeals(in_memory(), clock=clock, policies=policy.load(), sealer=personal)
+    ident = upheld(app, str(app.file(ALICE, replace(notice(), jurisdiction="us")).id))
+    address, signature = "42 Wallaby Way\nSydney NSW 2000", "乌苏拉·签名"
+    app.file_counter_notice(
+        URSULA,
+        ident,
+        {**us_party("Ursula"), "postal_address": address},
+        {"removed_item": VIDEO, "reason": "我自己编的舞", **US_STATEMENTS, "signature": signature},
+        good_faith=True,
+        accuracy=True,
+    )
+    own = str(app.file(URSULA, replace(counter_notice_draft(), jurisdiction="us")).id)
+    app.add_info(URSULA, own, "", {"filer": {"postal_address": address}}, etag="")
+    app.add_info(URSULA, own, "", {"counter_notice": {"signature": signature}}, etag="")
+    for case in (ident, own):
+        kept = b"".join(s.state for s in app.recorder.select_events(UUID(case)))
+        assert address.encode() not in kept and signature.encode() not in kept
+    shown = appeal_message(app.get(AGENT, ident))
+    assert (shown.uploader.postal_address, shown.counter_notice.signature) == (address, signature)
+    relay = SealingMapper(app.mapper.transcoder, sealer=personal, fields=PERSONAL, reveal=False)
+    forwarded = relay.to_domain_event(app.recorder.select_events(UUID(ident))[-1])
+    message = public_message(forwarded, app.get(AGENT, ident))
+    assert isinstance(message, aev.CounterNoticeFiled)
+    assert is_token(message.uploader.postal_address) and is_token(message.signature)
+    revealed = reveal_message(personal, message).message
+    assert (revealed.uploader.postal_address, revealed.signature) == (address, signature)
+
+    personal.keys.erase(URSULA.subject)
+    shown = appeal_message(app.get(AGENT, ident))
+    assert (shown.uploader.postal_address, shown.counter_notice.signature) == (ERASED, ERASED)
+    assert shown.filer.legal_name == "Alice Studio"
+    mine = appeal_message(app.get(AGENT, own))
+    assert (mine.filer.postal_address, mine.counter_notice.signature) == (ERASED, ERASED)
 
 
 def test_a_case_stored_before_sealing_reads_as_it_was(app: Appeals) -> None:
@@ -2901,3 +3062,356 @@ def test_every_event_of_cases_filled_to_their_limits_is_published_well_within_a_
         "appeal.counter_notice.removed_item",
         "appeal.counter_notice.removed_items[0]",
     ]
+
+
+# -- one item taken down by several notices ---------------------------------
+
+# The video every story's notice takes down (`notice`).
+VIDEO = "https://video.example/v/123"
+
+
+def bobs_notice(app: Appeals) -> str:
+    """Bob's notice against the same video as Alice's, filed (not decided)."""
+    return str(app.file(BOB, replace(notice("nb"), filer=party("Bob Films"))).id)
+
+
+def held_elsewhere(message: Any) -> list[tuple[str, list[str]]]:
+    return [(held.item, list(held.held_by)) for held in message.held_elsewhere]
+
+
+def restoration(app: Appeals, ident: str) -> aev.ContentRestored | aev.CourtOutcomeRecorded:
+    """The public event of the case's last event, a restoration."""
+    message = public_message(last_event(app, ident), app.get(AGENT, ident))
+    assert isinstance(message, aev.ContentRestored | aev.CourtOutcomeRecorded)
+    return message
+
+
+def let_go(
+    app: Appeals, clock: FakeClock, ident: str, how: str
+) -> aev.ContentRestored | aev.CourtOutcomeRecorded:
+    """Lets the notice `ident` go of Ursula's video `how`: its counter-notice's
+    window passing, a court, or her appeal upheld. Returns the event that
+    published it."""
+    if how == "appeal":
+        appeal = str(app.file(URSULA, decision_appeal(ident)).id)
+        app.assign(AGENT, appeal, "")
+        app.decide(AGENT, appeal, True, {"ground": "原创", "facts": "舞蹈为其原创"}, None, "")
+    else:
+        counter(app, ident)
+        if how == "court":
+            app.record_court_action(AGENT, ident, "起诉书已送达", EVIDENCE)
+            app.record_court_outcome(AGENT, ident, False, "原告撤诉", [])
+        else:
+            restore = restore_deadline(app, ident)
+            clock.now_is(restore.due)
+            app.fire(restore)
+    return restoration(app, ident)
+
+
+@pytest.mark.parametrize("how", ["window", "court", "appeal"])
+def test_an_item_another_notice_keeps_down_does_not_come_back_with_the_first(
+    app: Appeals, clock: FakeClock, how: str
+) -> None:
+    """Alice's and Bob's notices both took Ursula's video down. Alice's
+    lets it go (her counter-notice's window passed, a court or an appeal):
+    Alice's case ends, but the video stays down by Bob's takedown, which
+    nobody contested. The topic says so, not to restore it, and which case
+    holds it; the parties see it too. Bob's case records each change of
+    Alice's, its own takedown as it was. Once Bob's lets it go too, the
+    video comes back."""
+    alices = upheld(app)
+    bobs = upheld(app, bobs_notice(app))
+    # Bob's takedown is noted on Alice's case, which kept the video down first.
+    noted = public_message(last_event(app, alices), app.get(AGENT, alices))
+    assert isinstance(noted, aev.TakedownOverlapChanged)
+    assert (noted.other_notice, list(noted.items), noted.keeps_down) == (
+        f"appeals/{bobs}",
+        [VIDEO],
+        True,
+    )
+    assert (noted.header.actor, noted.header.state) == ("system", "UPHELD")
+
+    message = let_go(app, clock, alices, how)
+    assert (message.removed_item, list(message.restored_items)) == ("", [])
+    assert held_elsewhere(message) == [(VIDEO, [f"appeals/{bobs}"])]
+    assert message.header.state == "RESTORED"
+    for who in (ALICE, URSULA):
+        shown = for_viewer(appeal_message(app.get(who, alices)), who)
+        assert (list(shown.restored_items), list(shown.still_down_items)) == ([], [])
+        assert held_elsewhere(shown) == [(VIDEO, [f"appeals/{bobs}"])]
+    bob_case = app.get(BOB, bobs)
+    assert (bob_case.state, bob_case.keeps_down()) == ("UPHELD", [VIDEO])
+    noted = public_message(last_event(app, bobs), bob_case)
+    assert isinstance(noted, aev.TakedownOverlapChanged)
+    assert (noted.other_notice, list(noted.items), noted.keeps_down) == (
+        f"appeals/{alices}",
+        [VIDEO],
+        False,
+    )
+    assert [h.type for h in app.history(BOB, bobs).items][-1] == "TakedownOverlapChanged"
+
+    message = let_go(app, clock, bobs, how)
+    assert (message.removed_item, list(message.restored_items)) == (VIDEO, [VIDEO])
+    assert held_elsewhere(message) == []
+    assert events_of(app, alices)[-1] is not CopyrightAppeal.OverlapChanged
+
+
+@pytest.mark.parametrize("projected", [False, True])
+def test_a_notice_keeping_the_item_down_is_found_whether_the_index_has_it_yet_or_not(
+    app: Appeals, clock: FakeClock, projected: bool
+) -> None:
+    """Bob's notice is found through the case index once it has taken it,
+    and in the event log before: either way the video stays down."""
+    alices = upheld(app)
+    IndexProjector(app, app.index, RowSource(index_doc)).catch_up()
+    bobs = upheld(app, bobs_notice(app))
+    if projected:
+        IndexProjector(app, app.index, RowSource(index_doc)).catch_up()
+        assert app._naming_since(app.index.max_tracking_id(app.name) or 0, [VIDEO]) == set()
+    message = let_go(app, clock, alices, "window")
+    assert held_elsewhere(message) == [(VIDEO, [f"appeals/{bobs}"])]
+
+
+def test_only_the_items_another_notice_keeps_down_stay_down(app: Appeals, clock: FakeClock) -> None:
+    """Alice's notice took down two videos, Bob's one of them: Ursula's
+    counter-notice to Alice's brings back the other."""
+    alices = upheld(app, str(app.file(ALICE, notice("n-two", infringing_items=[V1, VIDEO])).id))
+    bobs = upheld(app, bobs_notice(app))
+    both = {"removed_items": [V1, VIDEO], "reason": "两支都是我编的舞"}
+    app.file_counter_notice(URSULA, alices, party("Ursula"), both, good_faith=True, accuracy=True)
+    restore = restore_deadline(app, alices)
+    clock.now_is(restore.due)
+    app.fire(restore)
+    message = restoration(app, alices)
+    assert (message.removed_item, list(message.restored_items)) == (V1, [V1])
+    assert held_elsewhere(message) == [(VIDEO, [f"appeals/{bobs}"])]
+    assert items_shown(app, alices) == ([V1], [])
+
+
+def test_a_notice_rejected_withdrawn_or_still_open_keeps_nothing_down(
+    app: Appeals, clock: FakeClock
+) -> None:
+    """Other notices of the video that took nothing down do not hold it."""
+    open_one = bobs_notice(app)
+    rejected = str(app.file(BOB, replace(notice("nb2"), filer=party("Bob Films"))).id)
+    app.decide(AGENT, rejected, False, {"ground": "不构成侵权", "facts": "原创"}, None, "")
+    withdrawn = str(app.file(BOB, replace(notice("nb3"), filer=party("Bob Films"))).id)
+    app.withdraw(BOB, withdrawn, "")
+    message = let_go(app, clock, upheld(app), "window")
+    assert (list(message.restored_items), held_elsewhere(message)) == ([VIDEO], [])
+    for other in (open_one, rejected, withdrawn):
+        assert events_of(app, other)[-1] is not CopyrightAppeal.OverlapChanged
+
+
+def lost_race(
+    app: Appeals, monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[], Any]
+) -> Callable[[], Any]:
+    """The next save `app` makes waits while `meanwhile` runs and saves (as
+    another replica would between the first one's reads and its save)."""
+    save = app.save
+
+    def late(*aggregates: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(app, "save", save)
+        meanwhile()
+        return save(*aggregates, **kwargs)
+
+    monkeypatch.setattr(app, "save", late)
+    return save
+
+
+def test_two_notices_letting_go_of_an_item_at_once_bring_it_back_with_the_second(
+    app: Appeals, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both counter-notices' windows end together, the timer firing each on
+    another replica: each reads the other still keeping the video down.
+    Both record on the other's case, so one is refused (its deadline stays
+    due); fired again, it finds the video held by nobody and brings it back."""
+    alices, bobs = upheld(app), upheld(app, bobs_notice(app))
+    counter(app, alices)
+    counter(app, bobs)
+    first, second = restore_deadline(app, alices), restore_deadline(app, bobs)
+    clock.now_is(max(first.due, second.due))
+    lost_race(app, monkeypatch, lambda: app.fire(second))
+    with pytest.raises(IntegrityError):
+        app.fire(first)
+    assert app.get(ALICE, alices).state == "FORWARDED_TO_CLAIMANT"
+    bobs_restored = public_message(last_event(app, bobs), app.get(BOB, bobs))
+    assert held_elsewhere(bobs_restored) == [(VIDEO, [f"appeals/{alices}"])]
+    app.fire(first)
+    message = restoration(app, alices)
+    assert (list(message.restored_items), held_elsewhere(message)) == ([VIDEO], [])
+
+
+def test_a_takedown_at_the_moment_the_item_comes_back_keeps_it_down(
+    app: Appeals, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An agent upholds Bob's notice just as the timer brings the video back
+    for Alice's: the takedown records on Alice's case, so the restoration,
+    read before it, is refused; fired again, it leaves the video down."""
+    alices, bobs = countered(app), bobs_notice(app)
+    restore = restore_deadline(app, alices)
+    clock.now_is(restore.due)
+    lost_race(app, monkeypatch, lambda: upheld(app, bobs))
+    with pytest.raises(IntegrityError):
+        app.fire(restore)
+    app.fire(restore)
+    message = restoration(app, alices)
+    assert list(message.restored_items) == []
+    assert held_elsewhere(message) == [(VIDEO, [f"appeals/{bobs}"])]
+
+
+def test_an_agent_whose_takedown_meets_a_restoration_is_told_to_read_again(
+    app: Appeals, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other way round: the restoration goes first, the agent's
+    decision (read while the video was down by Alice's notice) is refused
+    ABORTED and changes nothing; decided again, it takes the video down
+    after it came back."""
+    alices, bobs = countered(app), bobs_notice(app)
+    app.assign(AGENT, bobs, "")
+    restore = restore_deadline(app, alices)
+    clock.now_is(restore.due)
+    lost_race(app, monkeypatch, lambda: app.fire(restore))
+    with pytest.raises(Aborted, match="a notice naming one of its items") as refused:
+        app.decide(AGENT, bobs, True, REASONS, party("Ursula", "ursula"), "")
+    assert refused.value.reason == "CONCURRENT_CHANGE"
+    assert app.get(BOB, bobs).state == "UNDER_REVIEW"
+    restored = restoration(app, alices)
+    assert list(restored.restored_items) == [VIDEO]
+    app.decide(AGENT, bobs, True, REASONS, party("Ursula", "ursula"), "")
+    assert events_of(app, alices)[-1] is CopyrightAppeal.Restored
+
+
+@pytest.mark.parametrize("how", ["window", "court", "appeal"])
+def test_content_restored_before_other_takedowns_were_looked_at_reads_as_published(
+    app: Appeals, clock: FakeClock, how: str
+) -> None:
+    """A restoration stored by an earlier release records no items held
+    elsewhere: it loads, and publishes every item back, as it did."""
+    ident = upheld(app)
+    let_go(app, clock, ident, how)
+    recorder = cast(Any, app.recorder)
+    version = last_event(app, ident).originator_version
+    position = recorder._stored_events_index[ident][version]
+    stored = recorder._stored_events[position]
+    state = app.mapper.transcoder.decode(stored.state)
+    assert state.pop("held_elsewhere") == {}
+    del state["class_version"]
+    recorder._stored_events[position] = replace(stored, state=app.mapper.transcoder.encode(state))
+    case = app.get(ALICE, ident)
+    assert (case.held_elsewhere, case.came_back()) == ({}, [VIDEO])
+    message = restoration(app, ident)
+    assert (list(message.restored_items), held_elsewhere(message)) == ([VIDEO], [])
+
+
+# -- a claimant withdrawing an upheld notice -----------------------------------
+
+
+@pytest.mark.parametrize("forwarded", [False, True])
+def test_a_claimant_withdraws_an_upheld_notice_and_the_content_comes_back(
+    app: Appeals, clock: FakeClock, forwarded: bool
+) -> None:
+    """Alice settles with Ursula and withdraws her upheld notice, before or
+    after Ursula's counter-notice was forwarded: the case is WITHDRAWN and
+    the video comes back at once, as the topic is told (AppealWithdrawn,
+    then ContentRestored); the restore the counter-notice waited for finds
+    nothing left to do, and the case's retention runs from now. Ursula may
+    not withdraw Alice's notice."""
+    ident = countered(app) if forwarded else upheld(app)
+    restore = restore_deadline(app, ident) if forwarded else None
+    with pytest.raises(PermissionDenied):
+        app.withdraw(URSULA, ident, "")
+    case = app.withdraw(ALICE, ident, "已与上传者和解")
+    assert (case.state, case.next_step, case.next_step_due) == ("WITHDRAWN", "", None)
+    assert events_of(app, ident)[-2:] == [
+        CopyrightAppeal.Withdrawn,
+        CopyrightAppeal.RestoredOnWithdrawal,
+    ]
+    stored = list(app.repository.event_store.get(UUID(ident)))
+    withdrawn = public_message(stored[-2], app.repository.get(UUID(ident), version=len(stored) - 1))
+    assert isinstance(withdrawn, aev.AppealWithdrawn)
+    restored = public_message(stored[-1], case)
+    assert isinstance(restored, aev.ContentRestored)
+    assert (restored.removed_item, list(restored.restored_items)) == (VIDEO, [VIDEO])
+    assert (restored.header.state, restored.header.actor, restored.outcome_of) == (
+        "WITHDRAWN",
+        "alice",
+        "",
+    )
+    assert items_shown(app, ident) == ([VIDEO], [])
+    assert [h.type for h in app.history(URSULA, ident).items][-2:] == [
+        "AppealWithdrawn",
+        "ContentRestored",
+    ]
+    (retention,) = app.deadlines_of(last_event(app, ident))
+    assert retention.kind == DeadlineKind.RETENTION
+    if restore is not None:
+        clock.now_is(restore.due)
+        assert app.fire(restore) is None
+        assert events_of(app, ident)[-1] is CopyrightAppeal.RestoredOnWithdrawal
+
+
+def test_a_notice_before_a_court_or_ended_is_not_withdrawn(app: Appeals) -> None:
+    """Once a court is seized of it (HELD) the court's outcome ends the case,
+    and a case that ended stays as it ended: each refusal says why and
+    changes nothing."""
+    held_one = held(app)
+    before = events_of(app, held_one)
+    with pytest.raises(FailedPrecondition) as refused:
+        app.withdraw(ALICE, held_one, "和解了")
+    assert refused.value.reason == "CASE_BEFORE_COURT"
+    assert "court" in refused.value.message
+    assert (events_of(app, held_one), app.get(ALICE, held_one).state) == (before, "HELD")
+    app.record_court_outcome(AGENT, held_one, True, "判决：维持下架", [])
+    with pytest.raises(FailedPrecondition) as refused:
+        app.withdraw(ALICE, held_one, "和解了")
+    assert refused.value.reason == "CASE_CLOSED"
+    rejected = str(app.file(ALICE, notice("n-rejected")).id)
+    app.decide(AGENT, rejected, False, REASONS, None, "")
+    with pytest.raises(FailedPrecondition) as refused:
+        app.withdraw(ALICE, rejected, "")
+    assert refused.value.reason == "CASE_CLOSED"
+
+
+def test_a_withdrawn_notices_item_another_notice_keeps_down_stays_down(
+    app: Appeals,
+) -> None:
+    """Alice withdraws her notice while Bob's keeps the same video down: it
+    stays down by Bob's, as the topic is told, and Bob's case notes it."""
+    alices, bobs = upheld(app), upheld(app, bobs_notice(app))
+    app.withdraw(ALICE, alices, "已和解")
+    restored = restoration(app, alices)
+    assert (restored.removed_item, list(restored.restored_items)) == ("", [])
+    assert held_elsewhere(restored) == [(VIDEO, [f"appeals/{bobs}"])]
+    assert items_shown(app, alices) == ([], [])
+    assert app.get(BOB, bobs).keeps_down() == [VIDEO]
+    assert events_of(app, bobs)[-1] is CopyrightAppeal.OverlapChanged
+
+
+def test_the_uploaders_appeal_of_a_notice_withdrawn_meanwhile_is_upheld_and_nothing_follows(
+    app: Appeals,
+) -> None:
+    """Ursula appealed the takedown; Alice withdrew the notice before an
+    agent decided: the video is back, the appeal may still be upheld, and
+    the withdrawn notice stays as it is."""
+    ident = upheld(app)
+    appeal = str(app.file(URSULA, decision_appeal(ident)).id)
+    app.withdraw(ALICE, ident, "已和解")
+    before = events_of(app, ident)
+    assert app.decide(AGENT, appeal, True, REASONS, None, "").state == "UPHELD"
+    assert events_of(app, ident) == before
+
+
+def test_an_expired_notice_is_not_withdrawn(clock: FakeClock) -> None:
+    """A notice upheld and never countered ended when its window closed, and
+    its retention ran out: it accepts nothing more."""
+    app = retaining(clock)
+    ident = upheld(app)
+    (window,) = app.deadlines_of(last_event(app, ident))
+    clock.now_is(window.due)
+    app.fire(window)
+    assert app.get(ALICE, ident).expired
+    with pytest.raises(FailedPrecondition) as refused:
+        app.withdraw(ALICE, ident, "")
+    assert refused.value.reason == "CASE_EXPIRED"
+    assert app.get(ALICE, ident).state == "UPHELD"

@@ -607,9 +607,23 @@ def test_bad_party_details_times_and_us_counter_notices_are_named(stack: Stack) 
         accuracy_statement=True,
     )
     err = rejected(lambda: uploader.FileCounterNotice(counter))
-    assert "counter_notice.consent_to_jurisdiction" in violated_fields(err)
+    # What 17 U.S.C. 512(g)(3) asks of it, each named.
+    assert {
+        "counter_notice.consent_to_jurisdiction",
+        "counter_notice.accepts_service_of_process",
+        "counter_notice.signature",
+        "uploader.postal_address",
+        "uploader.contact.phone",
+    } <= set(violated_fields(err))
     counter.counter_notice.consent_to_jurisdiction = True
+    counter.counter_notice.accepts_service_of_process = True
+    counter.counter_notice.signature = "Uma Lee"
+    counter.uploader.postal_address = "1 Main St\nSpringfield, IL 62701\nUSA"
+    counter.uploader.contact.phone = "+12025550143"
     forwarded = uploader.FileCounterNotice(counter)
+    # The claimant is given the address with the uploader's contact.
+    shown = claimant.GetAppeal(apb.GetAppealRequest(name=case.name))
+    assert shown.uploader.postal_address.startswith("1 Main St")
     # us: not before ten whole business days (New York) after receipt.
     received = forwarded.update_time.ToDatetime(tzinfo=UTC)
     new_york = ZoneInfo("America/New_York")

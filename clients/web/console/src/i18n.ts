@@ -442,6 +442,7 @@ const zh = {
   "aevent.AppealWithdrawn": "申诉已撤回",
   "aevent.AppealAbandoned": "逾期未补充，已终止",
   "aevent.AppealExpired": "保存期满，个人信息已删除",
+  "aevent.TakedownOverlapChanged": "同一内容的其他通知有变化",
   "rel.OWNER": "权利人本人",
   "rel.AUTHORISED_AGENT": "授权代理人",
   "step.REVIEW": "审核",
@@ -465,6 +466,10 @@ const zh = {
   "element.counter_notice.removed_item": "被删除的内容",
   "element.counter_notice.reason": "反通知理由",
   "element.counter_notice.consent_to_jurisdiction": "同意接受法院管辖",
+  "element.counter_notice.accepts_service_of_process": "同意接受诉讼文书送达",
+  "element.counter_notice.signature": "上传者签名",
+  "element.filer.postal_address": "提交人地址",
+  "element.filer.contact.phone": "提交人电话号码",
   "element.grounds": "申诉理由",
 };
 
@@ -910,6 +915,7 @@ const en: Record<Key, string> = {
   "aevent.AppealWithdrawn": "Appeal withdrawn",
   "aevent.AppealAbandoned": "Abandoned: information not given in time",
   "aevent.AppealExpired": "Kept for its retention period; personal details erased",
+  "aevent.TakedownOverlapChanged": "Another notice of the same content changed",
   "rel.OWNER": "Owner",
   "rel.AUTHORISED_AGENT": "Authorised agent",
   "step.REVIEW": "Review",
@@ -933,6 +939,10 @@ const en: Record<Key, string> = {
   "element.counter_notice.removed_item": "The removed item",
   "element.counter_notice.reason": "Reason for the counter-notice",
   "element.counter_notice.consent_to_jurisdiction": "Consent to the court's jurisdiction",
+  "element.counter_notice.accepts_service_of_process": "Acceptance of service of process",
+  "element.counter_notice.signature": "The uploader's signature",
+  "element.filer.postal_address": "Filer's postal address",
+  "element.filer.contact.phone": "Filer's telephone number",
   "element.grounds": "Grounds of the appeal",
 };
 

@@ -32,8 +32,7 @@ from casemesh_appeals.application import (
     appeal_id_from_name,
 )
 from casemesh_appeals.domain import (
-    BEFORE_COURT,
-    CONTENT_DOWN,
+    TOOK_DOWN,
     CopyrightAppeal,
     Kind,
     State,
@@ -91,7 +90,7 @@ def report_decision(appeal_of: str, facts: Mapping[str, str]) -> tuple[str | Non
 
 def party_dict(p: pb.Party, field: str) -> dict[str, Any]:
     """A party as the service keeps it; `field` is where the request holds it."""
-    return {
+    party: dict[str, Any] = {
         "legal_name": p.legal_name.strip(),
         "locale": p.locale,
         "contact": {
@@ -103,6 +102,10 @@ def party_dict(p: pb.Party, field: str) -> dict[str, Any]:
             ],
         },
     }
+    # Only when sent: a retry from before it existed matches its request.
+    if p.postal_address.strip():
+        party["postal_address"] = p.postal_address.strip()
+    return party
 
 
 def party_message(d: dict[str, Any] | None) -> pb.Party | None:
@@ -113,6 +116,7 @@ def party_message(d: dict[str, Any] | None) -> pb.Party | None:
         legal_name=d.get("legal_name", ""),
         locale=d.get("locale", ""),
         user_id=d.get("user_id", ""),
+        postal_address=d.get("postal_address", ""),
         contact=tpb.Contact(
             email=c.get("email", ""),
             phone=c.get("phone", ""),
@@ -165,25 +169,33 @@ def counter_dict(c: pb.CounterNotice) -> dict[str, Any]:
         "evidence": _refs(c.evidence),
         "consent_to_jurisdiction": c.consent_to_jurisdiction,
     }
-    # Only when sent: a retry from before it existed matches its request.
+    # Only when sent: a retry from before they existed matches its request.
     if c.removed_items:
         counter["removed_items"] = [item.strip() for item in c.removed_items]
+    if c.accepts_service_of_process:
+        counter["accepts_service_of_process"] = True
+    if c.signature.strip():
+        counter["signature"] = c.signature.strip()
     return counter
-
-
-# The states of a notice whose decision took its content down (all of it
-# may have come back since: RESTORED).
-_TOOK_DOWN = CONTENT_DOWN | BEFORE_COURT | {State.RESTORED}
 
 
 def _items_came_back_and_down(a: CopyrightAppeal) -> tuple[list[str], list[str]]:
     """A notice's items that came back so far and those still down, once
     its decision took them down; none for a notice that took nothing down
-    (open, rejected, withdrawn) or a case of another kind. Both parties may
-    see them: they name the content the notice is about, not a person."""
-    if a.kind is not Kind.TAKEDOWN_NOTICE or a.state not in _TOOK_DOWN:
+    (open, rejected) or a case of another kind. A withdrawn one lists what
+    came back when it was. Both parties may see them: they name the
+    content the notice is about, not a person."""
+    if a.kind is not Kind.TAKEDOWN_NOTICE:
         return [], []
-    return list(a.restored_items), a.still_down()
+    if a.state not in TOOK_DOWN and not a.restored_items:
+        return [], []
+    return a.came_back(), a.still_down() if a.state in TOOK_DOWN else []
+
+
+def _held_elsewhere(a: CopyrightAppeal) -> list[pb.ItemHeldElsewhere]:
+    """The items a notice let go of that other notices kept down then. The
+    parties see which cases (not whose): the item is theirs to follow."""
+    return [pb.ItemHeldElsewhere(item=item, held_by=by) for item, by in a.held_elsewhere.items()]
 
 
 def appeal_message(a: CopyrightAppeal) -> pb.Appeal:
@@ -209,6 +221,7 @@ def appeal_message(a: CopyrightAppeal) -> pb.Appeal:
         etag=str(a.version),
         restored_items=came_back,
         still_down_items=down,
+        held_elsewhere=_held_elsewhere(a),
     )
     if "notice" in content:
         n = content["notice"]
@@ -236,6 +249,8 @@ def appeal_message(a: CopyrightAppeal) -> pb.Appeal:
                 reason=counter.get("reason", ""),
                 evidence=_ref_messages(counter.get("evidence")),
                 consent_to_jurisdiction=bool(counter.get("consent_to_jurisdiction")),
+                accepts_service_of_process=bool(counter.get("accepts_service_of_process")),
+                signature=counter.get("signature", ""),
             )
         )
     if a.decision:
@@ -268,9 +283,10 @@ _FORWARDED = frozenset(
 def for_viewer(msg: pb.Appeal, who: Identity) -> pb.Appeal:
     """The case as `who` may see it: agents see everything; a party sees the
     other party's name but not their account or private contact details.
-    The claimant receives the uploader's contact (the one the counter-notice
-    gives) once a counter-notice is forwarded, as the law requires (17 U.S.C.
-    512(g)(2)(B)); content restored otherwise, on appeal, forwards none."""
+    The claimant receives the uploader's contact and address (those the
+    counter-notice gives) once a counter-notice is forwarded, as the law
+    requires (17 U.S.C. 512(g)(2)(B)); content restored otherwise, on
+    appeal, forwards none."""
     if who.is_agent:
         return msg
     if msg.filer.user_id and msg.filer.user_id != who.subject:
@@ -279,6 +295,7 @@ def for_viewer(msg: pb.Appeal, who: Identity) -> pb.Appeal:
         shown = pb.Party(legal_name=msg.uploader.legal_name)
         if msg.HasField("counter_notice") and msg.state in _FORWARDED:
             shown.contact.CopyFrom(msg.uploader.contact)
+            shown.postal_address = msg.uploader.postal_address
         msg.uploader.CopyFrom(shown)
     return msg
 

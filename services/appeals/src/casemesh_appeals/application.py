@@ -11,15 +11,14 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from functools import partial
 from typing import Any, Unpack, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.utils import EnvType
+from eventsourcing.utils import EnvType, get_topic
 
 from casemesh.platform.caseindex import CaseRow, Page
-from casemesh.platform.cases import CaseApplication, CaseOptions, Retry, open_indexed
+from casemesh.platform.cases import CaseApplication, CaseOptions, Retry
 from casemesh.platform.clock import Clock
 from casemesh.platform.errors import (
     Aborted,
@@ -31,6 +30,7 @@ from casemesh.platform.errors import (
     Violations,
     own_case,
 )
+from casemesh.platform.eventstore import postgres_env, schema_lock, side_table
 from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.grpcutil import resource_id
 from casemesh.platform.history import EventEntry, entry_basics
@@ -48,16 +48,19 @@ from casemesh_appeals.domain import (
     NAMES_NO_UPLOADER,
     OPEN,
     PERSONAL,
+    REQUIRED_IN,
     CopyrightAppeal,
     Kind,
     State,
     Step,
+    lacking,
     merge,
     missing_elements,
     removed_items,
 )
 from casemesh_appeals.policy import JurisdictionPolicy
 from casemesh_appeals.reasons import StatementOfReasons
+from casemesh_appeals.takedowns import AppealCaseIndex, notices_naming
 
 log = get_logger(__name__)
 
@@ -99,6 +102,33 @@ EVIDENCE_PATHS = (
     ("notice", "infringement_evidence"),
     ("counter_notice", "evidence"),
 )
+# The longest postal address and signature a party gives (as their legal name).
+PARTY_TEXT_LIMIT = 500
+# Why a counter-notice lacking an element its jurisdiction's law requires
+# (`REQUIRED_IN`) is refused when it answers a notice, by the element; the
+# uploader's details are named `uploader.…` there.
+LAW_REQUIRES = {
+    "counter_notice.consent_to_jurisdiction": (
+        "a US counter-notice consents to a federal court's jurisdiction (17 U.S.C. 512(g)(3)(D))"
+    ),
+    "counter_notice.accepts_service_of_process": (
+        "a US counter-notice states that the uploader accepts service of process from the"
+        " claimant (17 U.S.C. 512(g)(3)(D))"
+    ),
+    "counter_notice.signature": (
+        "a US counter-notice carries the uploader's signature (17 U.S.C. 512(g)(3)(A))"
+    ),
+    "filer.postal_address": (
+        "a US counter-notice gives the uploader's address (17 U.S.C. 512(g)(3)(D))"
+    ),
+    "filer.contact.phone": (
+        "a US counter-notice gives the uploader's telephone number (17 U.S.C. 512(g)(3)(D))"
+    ),
+}
+# The events that set a notice's items (`Appeals.overlaps` reads those the
+# case index has not taken yet), and how many it reads at a time.
+NAMING_EVENTS = (get_topic(CopyrightAppeal.Filed), get_topic(CopyrightAppeal.InfoAdded))
+NAMING_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -109,6 +139,15 @@ class AppealDraft:
     filer: dict[str, Any]
     content: dict[str, Any]
     appeal_of: str = ""
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """Another notice that keeps down `items`, some of those a change to a
+    notice concerns (`Appeals.overlaps`)."""
+
+    notice: CopyrightAppeal
+    items: list[str]
 
 
 @dataclass(frozen=True)
@@ -132,7 +171,9 @@ PUBLIC_NAMES: dict[type[Any], str] = {
     CopyrightAppeal.UpheldOnAppeal: "AppealDecided",
     CopyrightAppeal.CourtOutcomeRecorded: "CourtOutcomeRecorded",
     CopyrightAppeal.Withdrawn: "AppealWithdrawn",
+    CopyrightAppeal.RestoredOnWithdrawal: "ContentRestored",
     CopyrightAppeal.Abandoned: "AppealAbandoned",
+    CopyrightAppeal.OverlapChanged: "TakedownOverlapChanged",
     ExpiringCase.Expired: "AppealExpired",
 }
 
@@ -170,6 +211,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
     collection = "appeals"
     ascii_fingerprints = True
     personal_fields = PERSONAL
+    race_hint = " (or a notice naming one of its items changed with it)"
 
     def __init__(
         self,
@@ -186,8 +228,10 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         self.retain_for = retention.period("appeals") if retain_for is None else retain_for
         self.policies = policies
         self.default_jurisdiction = default_jurisdiction
-        # For the timer, which reads events with their personal texts sealed.
-        self._follower = StreamFollower(self, mapper=leaving_sealed(self.mapper))
+        # For the timer, which reads events with their personal texts sealed,
+        # and for the look-up of a notice's items (`overlaps`).
+        self._sealed = leaving_sealed(self.mapper)
+        self._follower = StreamFollower(self, mapper=self._sealed)
 
     def visible_to(self, case: CopyrightAppeal, who: Identity) -> bool:
         return who.subject in parties(case)
@@ -264,7 +308,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         jurisdiction = draft.jurisdiction or self.default_jurisdiction
         if jurisdiction not in self.policies:
             v.add("appeal.jurisdiction", f"must be one of {', '.join(sorted(self.policies))}")
-        rules.check_party(v, draft.filer, "appeal.filer")
+        check_party(v, draft.filer, "appeal.filer")
         if draft.kind == Kind.DECISION_APPEAL and not draft.appeal_of:
             v.add("appeal.appeal_of", "names the case whose decision is appealed")
         if draft.appeal_of and draft.kind != Kind.DECISION_APPEAL:
@@ -276,6 +320,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         if isinstance(draft.content.get("counter_notice"), dict):
             # Filed without one, it is a missing element (asked for).
             check_removed_items(v, draft.content["counter_notice"], "appeal.counter_notice")
+            check_signature(v, draft.content["counter_notice"], "appeal.counter_notice")
         if draft.kind in Kind.__members__:
             check_parts(v, Kind(draft.kind), draft.content, "appeal")
         v.raise_if_any()
@@ -431,6 +476,8 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         v = Violations()
         message = rules.text(v, "message", message, limit=TEXT_LIMIT, required=False)
         self._check_texts(v, completion, "completion")
+        if isinstance(completion.get("counter_notice"), dict):
+            check_signature(v, completion["counter_notice"], "completion.counter_notice")
         check_creation_time(v, completion, "completion", self.clock.now())
         # One already in the case sent again adds nothing (`merge`).
         check_infringing_items(v, completion, "completion")
@@ -485,8 +532,18 @@ class Appeals(CaseApplication[CopyrightAppeal]):
     def withdraw(
         self, who: Identity, ident: str, reason: str, request_id: str = ""
     ) -> CopyrightAppeal:
+        """Withdraws the caller's case (`CopyrightAppeal.withdraw`): an upheld
+        notice's content comes back with it, but the items another notice
+        keeps down, which note it (`noted`)."""
         reason = self.require_text("reason", reason, TEXT_LIMIT, required=False)
-        return self.run(who, ident, "", request_id, CopyrightAppeal.withdraw, reason=reason)
+
+        def withdraw(a: CopyrightAppeal) -> list[CopyrightAppeal]:
+            releasing = a.withdrawal_releases() if a.filer_id == who.subject else []
+            overlaps = self.overlaps(a, releasing)
+            a.withdraw(actor=who.subject, reason=reason, held_elsewhere=held_by(overlaps))
+            return self.noted(a, overlaps, keeps_down=False)
+
+        return self.change_under(who, ident, "", request_id, withdraw, "withdraw", reason=reason)
 
     def file_counter_notice(
         self,
@@ -499,7 +556,8 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         request_id: str = "",
     ) -> CopyrightAppeal:
         v = Violations()
-        rules.check_party(v, uploader, "uploader")
+        check_party(v, uploader, "uploader")
+        check_signature(v, counter_notice, "counter_notice")
         if not rules.says_something(uploader.get("legal_name") or ""):
             v.add("uploader.legal_name", "is required for a counter-notice")
         if not check_removed_items(v, counter_notice, "counter_notice"):
@@ -535,12 +593,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
 
         def counter(a: CopyrightAppeal) -> None:
             policy = self.policies[a.jurisdiction]
-            if a.jurisdiction == "us" and not counter_notice.get("consent_to_jurisdiction"):
-                raise InvalidArgument.field(
-                    "counter_notice.consent_to_jurisdiction",
-                    "a US counter-notice consents to a federal court's jurisdiction "
-                    "(17 U.S.C. 512(g)(3)(D))",
-                )
+            refuse_lacking_law(a.jurisdiction, uploader, counter_notice)
             deadline = policy.due(policy.restore_after, self.clock.now())
             a.file_counter_notice(
                 actor=who.subject,
@@ -610,7 +663,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             v.add("outcome", "must be UPHOLD or REJECT")
         statement = StatementOfReasons.check(v, reasons)
         if uploader:
-            rules.check_party(v, uploader, "affected_uploader")
+            check_party(v, uploader, "affected_uploader")
             if not uploader.get("user_id"):
                 v.add("affected_uploader.user_id", "is required")
         v.raise_if_any()
@@ -668,21 +721,31 @@ class Appeals(CaseApplication[CopyrightAppeal]):
                 reasons=own,
                 uploader=uploader if a.kind is Kind.TAKEDOWN_NOTICE else None,
             )
+            # A notice upheld takes its items down: the other notices keeping
+            # one down note it (`noted`).
+            noted = self.noted(a, self.overlaps(a, a.keeps_down()), keeps_down=True)
             if appealed is None:
-                return []
+                return noted
+            overlaps = self.overlaps(appealed, appealed.still_down())
             followed = appealed.reverse_on_appeal(
                 actor=who.subject,
                 appeal=f"appeals/{a.id}",
                 appellant=a.filer_id,
                 reasons=completed,
                 uploader=uploader or None,
+                held_elsewhere=held_by(overlaps),
             )
             if uploader and followed != "UPHELD":
                 raise InvalidArgument.field(
                     "affected_uploader",
                     "only upholding a claimant's appeal of a notice's rejection names the uploader",
                 )
-            return [appealed] if followed else []
+            if followed == "RESTORED":
+                released = set(appealed.restored_on_appeal)
+                noted += self.noted(appealed, within(overlaps, released), keeps_down=False)
+            elif followed == "UPHELD":
+                noted += self.noted(appealed, overlaps, keeps_down=True)
+            return [appealed, *noted] if followed else noted
 
         return self.change_under(
             who,
@@ -789,14 +852,18 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         details = rules.text(v, "details", details, limit=AGENT_TEXT_LIMIT)
         v.raise_if_any()
 
-        def record(a: CopyrightAppeal) -> None:
+        def record(a: CopyrightAppeal) -> list[CopyrightAppeal]:
             self._refuse_own_case(who.subject, a)
+            restoring = a.restoring() if a.state is State.HELD and not content_stays_down else []
+            overlaps = self.overlaps(a, restoring)
             a.record_court_outcome(
                 actor=who.subject,
                 content_stays_down=bool(content_stays_down),
                 details=details,
                 evidence=evidence,
+                held_elsewhere=held_by(overlaps),
             )
+            return self.noted(a, overlaps, keeps_down=False)
 
         return self.change_under(
             who,
@@ -809,6 +876,68 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             details=details,
             evidence=evidence,
         )
+
+    # -- other notices of the same items -------------------------------------
+
+    def overlaps(self, notice: CopyrightAppeal, items: Collection[str]) -> list[Overlap]:
+        """The other notices that keep any of `items` down now
+        (`CopyrightAppeal.keeps_down`), each with those of them it keeps
+        down, as the store holds them now. Candidates are the notices the
+        case index lists any of the items for (`takedowns`), and those
+        whose filing or completion naming one it has not taken yet
+        (`_naming_since`): none is missed however far behind it runs. Its
+        position is read before it: a notice it takes meanwhile is found
+        twice, never missed."""
+        if not items:
+            return []
+        reached = self.index.max_tracking_id(self.name) or 0
+        named = set(notices_naming(self.index, items)) | self._naming_since(reached, items)
+        found = []
+        for ident in sorted(named - {str(notice.id)}):
+            other: CopyrightAppeal = self.repository.get(UUID(ident))
+            kept = [item for item in other.keeps_down() if item in items]
+            if kept:
+                found.append(Overlap(other, kept))
+        return found
+
+    def _naming_since(self, reached: int, items: Collection[str]) -> set[str]:
+        """The ids of the notices that named any of `items` in an event
+        stored after notification `reached` (their filing, or information
+        added), read with their personal texts left sealed."""
+        wanted, found = set(items), set[str]()
+        start = reached + 1
+        while True:
+            batch = self.recorder.select_notifications(start, NAMING_BATCH, topics=NAMING_EVENTS)
+            for notification in batch:
+                named = vars(self._sealed.to_domain_event(notification))
+                content = named.get("content") or named.get("completion") or {}
+                if wanted.intersection(infringing_items(content)):
+                    found.add(str(notification.originator_id))
+            if len(batch) < NAMING_BATCH:
+                return found
+            start = batch[-1].id + 1
+
+    @staticmethod
+    def noted(
+        notice: CopyrightAppeal, overlaps: list[Overlap], *, keeps_down: bool
+    ) -> list[CopyrightAppeal]:
+        """Records on each of `overlaps` that `notice` now keeps down the
+        items they share too (`keeps_down`), or let them go
+        (`CopyrightAppeal.note_overlap`); returns them, to be saved with it
+        in one transaction: another change to one of those items at the
+        same moment records on the same cases, and one of the two is
+        refused (tried again, it sees the other). An expired notice is left
+        out: nothing changes it again, and it keeps its items down for
+        good."""
+        found = []
+        for overlap in overlaps:
+            if overlap.notice.expired:
+                continue
+            overlap.notice.note_overlap(
+                notice=f"appeals/{notice.id}", items=overlap.items, keeps_down=keeps_down
+            )
+            found.append(overlap.notice)
+        return found
 
     # -- deadlines ----------------------------------------------------------
 
@@ -844,10 +973,17 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         the case's (`restores_at`), returns the one it has now instead."""
         appeal: CopyrightAppeal = self.repository.get(UUID(deadline.aggregate_id))
         now = self.clock.now()
+        others: list[CopyrightAppeal] = []
         match deadline.kind:
             case DeadlineKind.RESTORE | DeadlineKind.RESTORE_AFTER_GRACE:
                 until = restores_at(appeal, self.policies)
-                changed = appeal.restore_if_due(now=now, due=deadline.due, until=until)
+                changed = False
+                if appeal.restore_is_due(now=now, due=deadline.due, until=until):
+                    overlaps = self.overlaps(appeal, appeal.restoring())
+                    changed = appeal.restore_if_due(
+                        now=now, due=deadline.due, until=until, held_elsewhere=held_by(overlaps)
+                    )
+                    others = self.noted(appeal, overlaps, keeps_down=False)
                 stands = appeal.restore_stands(due=deadline.due, until=until)
                 if not changed and until is not None and not stands:
                     # Scheduled under another grace: the case's own time.
@@ -872,7 +1008,9 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             case _:
                 raise UnknownDeadlineKind(deadline.kind)
         if changed:
-            self.save(appeal)  # an IntegrityError leaves the deadline due: fired again
+            # An IntegrityError (another notice of its items changed at the
+            # same moment) leaves the deadline due: fired again.
+            self.save(appeal, *others)
             log.info("appeal.deadline_fired", appeal_id=deadline.aggregate_id, kind=deadline.kind)
         return None
 
@@ -932,7 +1070,7 @@ class Appeals(CaseApplication[CopyrightAppeal]):
         """Refuses each text of `content` that breaks the text rules, and each
         list longer than LIST_LIMIT, by its path. An item longer than
         ITEM_LIMIT is left to `check_items`, which knows the items the case
-        holds already."""
+        holds already; a counter-notice's signature to `check_signature`."""
 
         def walk(value: Any, path: str, element: str) -> None:
             if isinstance(value, dict):
@@ -946,6 +1084,8 @@ class Appeals(CaseApplication[CopyrightAppeal]):
             elif isinstance(value, str):
                 if element in ITEMS and len(value.strip()) > ITEM_LIMIT:
                     return
+                if element == "counter_notice.signature":
+                    return  # a name, on one line (`check_signature`)
                 rules.text(v, path, value, limit=TEXT_LIMIT, required=False)
 
         walk(content, prefix, "")
@@ -1187,14 +1327,50 @@ def check_completed_party(
             v.add(fault.field, fault.description)
 
 
+def check_party(v: Violations, party: dict[str, Any], prefix: str) -> None:
+    """A named party of a case (`rules.check_party`), and their postal
+    address, when given: a text of lines."""
+    rules.check_party(v, party, prefix)
+    address = party.get("postal_address") or ""
+    rules.text(v, f"{prefix}.postal_address", address, limit=PARTY_TEXT_LIMIT, required=False)
+
+
+def check_signature(v: Violations, counter_notice: dict[str, Any], prefix: str) -> None:
+    """A counter-notice's signature, when given: a name, on one line."""
+    signature = counter_notice.get("signature") or ""
+    rules.text(
+        v,
+        f"{prefix}.signature",
+        signature,
+        limit=PARTY_TEXT_LIMIT,
+        required=False,
+        single_line=True,
+    )
+
+
+def refuse_lacking_law(
+    jurisdiction: str, uploader: dict[str, Any], counter_notice: dict[str, Any]
+) -> None:
+    """Refuses a counter-notice to a notice under `jurisdiction` that lacks
+    an element its law requires (`REQUIRED_IN`: a US one's signature,
+    address, telephone number, consent to jurisdiction and acceptance of
+    service), naming each (INVALID_ARGUMENT), as a counter-notice filed as a
+    case of its own waits for them (`missing_elements`)."""
+    v = Violations()
+    content = {"filer": uploader, "counter_notice": counter_notice}
+    for element in lacking(content, REQUIRED_IN.get((Kind.COUNTER_NOTICE, jurisdiction), ())):
+        v.add(element.replace("filer.", "uploader.", 1), LAW_REQUIRES[element])
+    v.raise_if_any()
+
+
 # The contact field each channel sends to.
 ADDRESS_OF = {"EMAIL": "email", "SMS": "phone"}
 
 
 def party_faults(party: dict[str, Any], prefix: str) -> list[FieldViolation]:
-    """What `rules.check_party` finds wrong with `party`, field by field."""
+    """What `check_party` finds wrong with `party`, field by field."""
     found = Violations()
-    rules.check_party(found, party, prefix)
+    check_party(found, party, prefix)
     try:
         found.raise_if_any()
     except InvalidArgument as refused:
@@ -1233,6 +1409,29 @@ def restores_at(
     return policies[appeal.jurisdiction].court_action_until(appeal.next_step_due)
 
 
+def held_by(overlaps: list[Overlap]) -> dict[str, list[str]]:
+    """Each item the `overlaps` keep down, with the notices that do
+    (`appeals/{id}`)."""
+    held: dict[str, list[str]] = {}
+    for overlap in overlaps:
+        for item in overlap.items:
+            held.setdefault(item, []).append(f"appeals/{overlap.notice.id}")
+    return held
+
+
+def within(overlaps: list[Overlap], items: Collection[str]) -> list[Overlap]:
+    """The `overlaps` as far as they concern `items`."""
+    kept = [Overlap(o.notice, [item for item in o.items if item in items]) for o in overlaps]
+    return [overlap for overlap in kept if overlap.items]
+
+
+def infringing_items(content: Any) -> list[str]:
+    """The infringing items a notice's content (or a completion of it) lists."""
+    notice = content.get("notice") if isinstance(content, dict) else None
+    items = notice.get("infringing_items") if isinstance(notice, dict) else None
+    return [item for item in items if isinstance(item, str)] if isinstance(items, list) else []
+
+
 def parties(appeal: CopyrightAppeal) -> list[str]:
     """Users who may see the case: the filer and, once named, the uploader."""
     found = [appeal.filer_id]
@@ -1250,15 +1449,19 @@ def open_appeals(
     pool_size: int = 10,
     **options: Unpack[CaseOptions],
 ) -> Appeals:
-    """Appeals on PostgreSQL, its case index beside the events (`open_indexed`)."""
-    bound = partial(
-        Appeals,
-        clock=clock,
-        policies=policies,
-        default_jurisdiction=default_jurisdiction,
-        **options,
-    )
-    return open_indexed(database_url, "appeal_cases", bound, pool_size=pool_size)
+    """Appeals on PostgreSQL, its case index beside the events, each
+    notice's items looked up in it (`AppealCaseIndex`), as
+    `cases.open_indexed` opens another case service's."""
+    with schema_lock(database_url):
+        app = Appeals(
+            postgres_env(database_url, pool_size=pool_size),
+            clock=clock,
+            policies=policies,
+            default_jurisdiction=default_jurisdiction,
+            **options,
+        )
+        app.index = side_table(app, lambda datastore: AppealCaseIndex(datastore, "appeal_cases"))
+    return app
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,14 @@ Only the party a decision went against may appeal it, one appeal at a time,
 and only while upholding the appeal could still reverse it: once a court is
 seized of the case, only for the removed items its counter-notice did not
 name (the court decides those it named).
-The filer may withdraw an open case; a request for information unanswered in
-time ABANDONs it. Every event records the next step and its due date, which
-the service computes from the jurisdiction's policy (time is an input). A
-case that ended (`ended_at`) expires when its retention period runs out:
-its personal fields are erased (their case keys destroyed) and it accepts
-nothing more.
+The filer may withdraw an open case, and the claimant an upheld notice whose
+content is down on the platform's decision (UPHELD or FORWARDED_TO_CLAIMANT,
+not HELD: a court is seized), which brings it back; a request for
+information unanswered in time ABANDONs it. Every event records the next
+step and its due date, which the service computes from the jurisdiction's
+policy (time is an input). A case that ended (`ended_at`) expires when its
+retention period runs out: its personal fields are erased (their case keys
+destroyed) and it accepts nothing more.
 """
 
 from __future__ import annotations
@@ -82,6 +84,10 @@ CONTENT_DOWN = frozenset({State.UPHELD, State.FORWARDED_TO_CLAIMANT})
 # A notice whose counter-notice's items a court holds: its case is held for
 # the court action, or the court kept them down.
 BEFORE_COURT = frozenset({State.HELD, State.UPHELD_BY_COURT})
+# The states of a notice whose decision took its content down, some of which
+# it may still keep down (`keeps_down`; all of it may have come back since:
+# RESTORED).
+TOOK_DOWN = CONTENT_DOWN | BEFORE_COURT | {State.RESTORED}
 # Decided cases, which the party a decision went against may appeal within
 # the window (`require_appealable_by` says when they may not).
 DECIDED = frozenset(
@@ -145,12 +151,21 @@ REQUIRED: dict[Kind, tuple[str, ...]] = {
     ),
     Kind.DECISION_APPEAL: ("grounds",),
 }
-# Those a jurisdiction's law adds: a US counter-notice consents to a federal
-# court's jurisdiction (17 U.S.C. 512(g)(3)(D)), filed as its own case as
-# when it answers a notice (`file_counter_notice`). Asked of a case when it
-# is filed: one filed complete before stays so (`CopyrightAppeal._missing_from`).
+# Those a jurisdiction's law adds: a US counter-notice (17 U.S.C. 512(g)(3))
+# carries its uploader's signature (A), their address and telephone number,
+# their consent to a federal court's jurisdiction and their statement that
+# they accept service of process from the claimant (D), filed as its own
+# case as when it answers a notice (`Appeals.file_counter_notice`, which
+# names the uploader's details `uploader.…`). Asked of a case when it is
+# filed: one filed complete before stays so (`CopyrightAppeal._missing_from`).
 REQUIRED_IN: dict[tuple[Kind, str], tuple[str, ...]] = {
-    (Kind.COUNTER_NOTICE, "us"): ("counter_notice.consent_to_jurisdiction",),
+    (Kind.COUNTER_NOTICE, "us"): (
+        "counter_notice.consent_to_jurisdiction",
+        "counter_notice.accepts_service_of_process",
+        "counter_notice.signature",
+        "filer.postal_address",
+        "filer.contact.phone",
+    ),
 }
 
 
@@ -173,8 +188,12 @@ def _given(value: Any) -> bool:
 
 def missing_elements(kind: Kind, content: dict[str, Any], jurisdiction: str = "") -> list[str]:
     """The legal elements a case of `kind` under `jurisdiction` lacks."""
-    required = REQUIRED[kind] + REQUIRED_IN.get((kind, jurisdiction), ())
-    return [path for path in required if not _given(_element(content, path))]
+    return lacking(content, REQUIRED[kind] + REQUIRED_IN.get((kind, jurisdiction), ()))
+
+
+def lacking(content: dict[str, Any], elements: tuple[str, ...]) -> list[str]:
+    """Those of `elements` (paths into a case's content) `content` lacks."""
+    return [path for path in elements if not _given(_element(content, path))]
 
 
 def _element(content: dict[str, Any], path: str) -> Any:
@@ -231,6 +250,19 @@ def _lists_replaced(state: dict[str, Any]) -> None:
     """Information added before a completion's lists added to the case's
     replaced them: read as it was then."""
     state["add_to_lists"] = False
+
+
+def _held_nowhere(state: dict[str, Any]) -> None:
+    """Content restored before other notices' takedowns were looked at
+    recorded none: read as it was published, every item back."""
+    state["held_elsewhere"] = {}
+
+
+def _of(items: list[str], held_elsewhere: Mapping[str, list[str]] | None) -> dict[str, list[str]]:
+    """The entries of `held_elsewhere` (item → the other cases keeping it
+    down) for `items`, those a change lets go of."""
+    held = held_elsewhere or {}
+    return {item: list(held[item]) for item in items if held.get(item)}
 
 
 @dataclass(eq=False, repr=False)
@@ -297,6 +329,9 @@ class CopyrightAppeal(ExpiringCase):
         # an appeal's the rest).
         self.restored_items: list[str] = []
         self.restored_on_appeal: list[str] = []
+        # Of the items it let go of, those another notice still kept down
+        # then, with those notices (`appeals/{id}`): they did not come back.
+        self.held_elsewhere: dict[str, list[str]] = {}
         # How many times its filer added information (`MAX_INFO_ADDED`).
         self.info_added = 0
 
@@ -377,10 +412,46 @@ class CopyrightAppeal(ExpiringCase):
         self.info_added += 1
         self._moved(state, next_step, next_step_due)
 
-    def withdraw(self, *, actor: str, reason: str) -> None:
+    def withdraw(
+        self,
+        *,
+        actor: str,
+        reason: str,
+        held_elsewhere: Mapping[str, list[str]] | None = None,
+    ) -> None:
+        """The filer withdraws their case: an open one, or a takedown notice
+        upheld while its content is down on the platform's decision
+        (`CONTENT_DOWN`: a counter-notice may be forwarded), whose content
+        then comes back (`withdrawal_releases`) but for the items another
+        notice keeps down (`held_elsewhere`: item → those notices); the
+        restore a forwarded counter-notice waits for finds nothing left to
+        do. Not once a court is seized of it (HELD): the court action ends
+        it, as an agent records."""
         self._require_filer(actor, "withdraw it")
-        self._require_open("be withdrawn")
+        releasing = self.withdrawal_releases()
+        if self.state is State.HELD:
+            raise FailedPrecondition(
+                "the case is HELD for the court action: it ends with the court's outcome, not"
+                " a withdrawal",
+                reason="CASE_BEFORE_COURT",
+            )
+        if self.state not in OPEN:
+            if not releasing:
+                self._require_open("be withdrawn")
+            self.require_not_expired()
         self._withdrawn(actor=actor, reason=reason)
+        if releasing:
+            self._restored_on_withdrawal(
+                actor=actor, items=releasing, held_elsewhere=_of(releasing, held_elsewhere)
+            )
+
+    def withdrawal_releases(self) -> list[str]:
+        """The items withdrawing the case now lets go of: an upheld notice's
+        still down while no court holds any of them (`CONTENT_DOWN`); none
+        for a case of another kind or in another state."""
+        if self.kind is not Kind.TAKEDOWN_NOTICE or self.state not in CONTENT_DOWN:
+            return []
+        return self.still_down()
 
     class Withdrawn(ReasonedAct):
         """The case withdrawn by whoever filed it."""
@@ -388,6 +459,21 @@ class CopyrightAppeal(ExpiringCase):
     @event(Withdrawn)
     def _withdrawn(self, actor: str, reason: str) -> None:
         self._moved(State.WITHDRAWN, Step.NONE, None)
+
+    class RestoredOnWithdrawal(Aggregate.Event):
+        """The content the notice kept down let go of, its claimant having
+        withdrawn it (right after `Withdrawn`): `items` come back but those
+        another notice still kept down (`held_elsewhere`)."""
+
+        actor: str
+        items: list[str]
+        held_elsewhere: dict[str, list[str]]
+
+    @event(RestoredOnWithdrawal)
+    def _restored_on_withdrawal(
+        self, actor: str, items: list[str], held_elsewhere: dict[str, list[str]]
+    ) -> None:
+        self._came_back(items, held_elsewhere)
 
     def file_counter_notice(
         self,
@@ -679,6 +765,49 @@ class CopyrightAppeal(ExpiringCase):
         taken_down = (self.content.get("notice") or {}).get("infringing_items") or []
         return [item for item in dict.fromkeys(taken_down) if item not in self.restored_items]
 
+    def keeps_down(self) -> list[str]:
+        """The items this case keeps down now: a notice's that its decision
+        took down and it has not let go of since (`still_down`); none for a
+        notice not upheld (open, rejected, withdrawn) or a case of another
+        kind. Another notice naming one of them that lets go of it does not
+        bring it back (`held_elsewhere`)."""
+        if self.kind is not Kind.TAKEDOWN_NOTICE or self.state not in TOOK_DOWN:
+            return []
+        return self.still_down()
+
+    def came_back(self) -> list[str]:
+        """The items the notice let go of that came back (no other notice
+        kept them down then), in the order it let go of them."""
+        return [item for item in self.restored_items if item not in self.held_elsewhere]
+
+    def note_overlap(self, *, notice: str, items: list[str], keeps_down: bool) -> None:
+        """Records that `notice`, another notice naming `items` this one
+        keeps down, now keeps them down too (`keeps_down`) or let them go.
+        Saved in the same transaction as that notice's change, it makes two
+        such changes to one item at once conflict (the version of a case
+        both record on): of two notices letting go of an item together,
+        each believing the other still holds it, one is refused and, tried
+        again, brings it back; a restoration and a new takedown of the item
+        at the same moment cannot both pass unseen by each other. It
+        changes nothing else here."""
+        self.require_not_expired()
+        self._overlap_changed(actor="system", notice=notice, items=items, keeps_down=keeps_down)
+
+    class OverlapChanged(Aggregate.Event):
+        """Another notice (`notice`, `appeals/{id}`) started keeping down
+        `items` this one keeps down too (`keeps_down`), or let them go."""
+
+        actor: str
+        notice: str
+        items: list[str]
+        keeps_down: bool
+
+    @event(OverlapChanged)
+    def _overlap_changed(self, actor: str, notice: str, items: list[str], keeps_down: bool) -> None:
+        # The notice's own takedown is as it was: what the other one does
+        # is recorded on the other one.
+        pass
+
     def down_on_platform(self) -> list[str]:
         """The items still down that the platform's decision alone keeps
         down, which an upheld appeal of the uploader restores: all of
@@ -725,6 +854,7 @@ class CopyrightAppeal(ExpiringCase):
         appellant: str,
         reasons: StatementOfReasons,
         uploader: dict[str, Any] | None,
+        held_elsewhere: Mapping[str, list[str]] | None = None,
     ) -> str:
         """The decision reversed by the upheld appeal `appeal` of
         `appellant`: an upheld notice whose uploader appealed has its content
@@ -734,21 +864,23 @@ class CopyrightAppeal(ExpiringCase):
         followed: "RESTORED" or "UPHELD"; "" for a case of another kind, for
         which the appeal's own decision is the outcome, and for an uploader's
         appeal of a notice whose content all came back meanwhile (after their
-        counter-notice, say): what the appeal asked for stands, and nothing
-        more follows. A counter-notice that restored only some of it leaves
-        the rest to the appeal, which restores that; so does one whose items
-        a court holds, and the case stays as the court left it (HELD or
-        UPHELD_BY_COURT; "RESTORED" is returned all the same: what the
-        appeal restored came back). A notice all of whose content still
-        down went before a court since the appeal was filed refuses it:
-        upheld, the appeal would tell its filer of a reversal that never
-        happened."""
+        counter-notice, say, or its claimant withdrawing it): what the appeal
+        asked for stands, and nothing more follows. A counter-notice that
+        restored only some of it leaves the rest to the appeal, which
+        restores that; so does one whose items a court holds, and the case
+        stays as the court left it (HELD or UPHELD_BY_COURT; "RESTORED" is
+        returned all the same: what the appeal restored came back). A notice
+        all of whose content still down went before a court since the appeal
+        was filed refuses it: upheld, the appeal would tell its filer of a
+        reversal that never happened. Items it lets go of that another
+        notice keeps down (`held_elsewhere`: item → those notices) stay down
+        by that one, and are recorded so (`RestoredOnAppeal`)."""
         if self.kind is not Kind.TAKEDOWN_NOTICE:
             return ""
         uploader_id = (self.uploader or {}).get("user_id")
+        came_back = self.state is State.RESTORED and not self.court_action
         if (
-            self.state is State.RESTORED
-            and not self.court_action
+            (came_back or self.state is State.WITHDRAWN)
             and appellant == uploader_id
             and not self.still_down()
         ):
@@ -760,7 +892,10 @@ class CopyrightAppeal(ExpiringCase):
                 reason="NOTHING_TO_REVERSE",
             )
         if self._content_down():
-            self._restored_on_appeal(actor=actor, appeal=appeal)
+            released = self.down_on_platform()
+            self._restored_on_appeal(
+                actor=actor, appeal=appeal, held_elsewhere=_of(released, held_elsewhere)
+            )
             return State.RESTORED.value
         if not uploader:
             raise InvalidArgument.field(
@@ -785,19 +920,27 @@ class CopyrightAppeal(ExpiringCase):
         item the notice took down, or those a counter-notice did not name
         (restored before, or held by a court, the items it named). The case
         becomes RESTORED, or stays HELD or UPHELD_BY_COURT while a court
-        holds the items the counter-notice named."""
+        holds the items the counter-notice named. Those of them another
+        notice still kept down (`held_elsewhere`) did not come back."""
 
         actor: str
         appeal: str
+        # v2: the items let go of that other notices still kept down, each
+        # with those notices; none in events recorded before.
+        held_elsewhere: dict[str, list[str]]
+        class_version = 2
+        upcast_v1_v2 = staticmethod(_held_nowhere)
 
     @event(RestoredOnAppeal)
-    def _restored_on_appeal(self, actor: str, appeal: str) -> None:
+    def _restored_on_appeal(
+        self, actor: str, appeal: str, held_elsewhere: dict[str, list[str]]
+    ) -> None:
         # Worked out from the stream, not recorded: one stored before a
         # counter-notice could restore part of the content found all of it
         # down, and reads as restoring all, as it did (none was stored while
         # a court held items: it was refused then).
         self.restored_on_appeal = self.down_on_platform()
-        self._came_back(self.restored_on_appeal)
+        self._came_back(self.restored_on_appeal, held_elsewhere)
         self.restored_by_appeal = appeal
         if self.state not in BEFORE_COURT:
             self._moved(State.RESTORED, Step.NONE, None)
@@ -873,7 +1016,11 @@ class CopyrightAppeal(ExpiringCase):
         content_stays_down: bool,
         details: str,
         evidence: list[dict[str, str]],
+        held_elsewhere: Mapping[str, list[str]] | None = None,
     ) -> None:
+        """How the court action ended. Restored, the counter-notice's items
+        come back but those another notice keeps down (`held_elsewhere`:
+        item → those notices), which stay down by that one."""
         if self.state is not State.HELD:
             raise FailedPrecondition(
                 "a court outcome ends a case held for court action;"
@@ -881,26 +1028,37 @@ class CopyrightAppeal(ExpiringCase):
                 reason="CASE_NOT_HELD",
             )
         outcome = "CONTENT_STAYS_DOWN" if content_stays_down else "CONTENT_RESTORED"
+        held = {} if content_stays_down else _of(self.restoring(), held_elsewhere)
         self._court_outcome_recorded(
-            actor=actor, outcome=outcome, details=details, evidence=evidence
+            actor=actor, outcome=outcome, details=details, evidence=evidence, held_elsewhere=held
         )
 
     class CourtOutcomeRecorded(Aggregate.Event):
         """How the court action ended: the content stays down for good
-        (`CONTENT_STAYS_DOWN`) or is restored (`CONTENT_RESTORED`)."""
+        (`CONTENT_STAYS_DOWN`) or is restored (`CONTENT_RESTORED`), but for
+        the items another notice still kept down (`held_elsewhere`)."""
 
         actor: str
         outcome: str
         details: str
         evidence: list[dict[str, str]]
+        # v2: as on `RestoredOnAppeal`.
+        held_elsewhere: dict[str, list[str]]
+        class_version = 2
+        upcast_v1_v2 = staticmethod(_held_nowhere)
 
     @event(CourtOutcomeRecorded)
     def _court_outcome_recorded(
-        self, actor: str, outcome: str, details: str, evidence: list[dict[str, str]]
+        self,
+        actor: str,
+        outcome: str,
+        details: str,
+        evidence: list[dict[str, str]],
+        held_elsewhere: dict[str, list[str]],
     ) -> None:
         ended = State.UPHELD_BY_COURT if outcome == "CONTENT_STAYS_DOWN" else State.RESTORED
         if ended is State.RESTORED:
-            self._came_back(removed_items(self.counter_notice or {}))
+            self._came_back(removed_items(self.counter_notice or {}), held_elsewhere)
         self._moved(ended, Step.NONE, None)
 
     # -- deadlines (fired by the timer; idempotent) -----------------------
@@ -917,22 +1075,49 @@ class CopyrightAppeal(ExpiringCase):
         forwarded at the deadline would cut its grace short)."""
         return due == until or (self.restores_at is None and due == self.next_step_due)
 
-    def restore_if_due(self, *, now: datetime, due: datetime, until: datetime | None) -> bool:
-        """Restores the content of a forwarded case when the timer's deadline
-        `due` is its own (`restore_stands`) and has passed."""
+    def restore_is_due(self, *, now: datetime, due: datetime, until: datetime | None) -> bool:
+        """Whether the content of a forwarded case comes back now: the
+        timer's deadline `due` is its own (`restore_stands`) and has passed."""
         if self.state is not State.FORWARDED_TO_CLAIMANT or now < due:
             return False
-        if not self.restore_stands(due=due, until=until):
+        return self.restore_stands(due=due, until=until)
+
+    def restore_if_due(
+        self,
+        *,
+        now: datetime,
+        due: datetime,
+        until: datetime | None,
+        held_elsewhere: Mapping[str, list[str]] | None = None,
+    ) -> bool:
+        """Restores the content of a forwarded case when it is due
+        (`restore_is_due`), but the items another notice keeps down
+        (`held_elsewhere`: item → those notices), which stay down by that
+        one."""
+        if not self.restore_is_due(now=now, due=due, until=until):
             return False
-        self._restored(actor="system")
+        self._restored(actor="system", held_elsewhere=_of(self.restoring(), held_elsewhere))
         return True
 
+    def restoring(self) -> list[str]:
+        """The items a counter-notice's restoration lets go of (after its
+        window, or by a court): those it named that are still down."""
+        named = removed_items(self.counter_notice or {})
+        return [item for item in self.still_down() if item in named]
+
     class Restored(Act):
-        """The content restored, no court action having been recorded in time."""
+        """The content restored, no court action having been recorded in
+        time; but the items another notice still kept down
+        (`held_elsewhere`)."""
+
+        # v2: as on `RestoredOnAppeal`.
+        held_elsewhere: dict[str, list[str]]
+        class_version = 2
+        upcast_v1_v2 = staticmethod(_held_nowhere)
 
     @event(Restored)
-    def _restored(self, actor: str) -> None:
-        self._came_back(removed_items(self.counter_notice or {}))
+    def _restored(self, actor: str, held_elsewhere: dict[str, list[str]]) -> None:
+        self._came_back(removed_items(self.counter_notice or {}), held_elsewhere)
         self._moved(State.RESTORED, Step.NONE, None)
 
     def abandon_if_due(self, *, now: datetime, due: datetime) -> bool:
@@ -975,8 +1160,14 @@ class CopyrightAppeal(ExpiringCase):
 
     # -- helpers -----------------------------------------------------------
 
-    def _came_back(self, items: list[str]) -> None:
+    def _came_back(
+        self, items: list[str], held_elsewhere: Mapping[str, list[str]] | None = None
+    ) -> None:
+        """Lets go of `items`: the notice keeps them down no more, and they
+        come back but those another notice still keeps down
+        (`held_elsewhere`)."""
         self.restored_items += [item for item in items if item not in self.restored_items]
+        self.held_elsewhere.update({k: list(v) for k, v in (held_elsewhere or {}).items()})
 
     def _moved(self, state: State, next_step: Step, due: datetime | None) -> None:
         self.state = State(state)
@@ -999,12 +1190,13 @@ def _named_uploader(state: Mapping[str, Any]) -> object:
     return (state.get("uploader") or {}).get("user_id")
 
 
-# The party's own details: legal name, e-mail and phone (their user id and
-# channels are not personal text; the locale is a setting).
-_PARTY = ("legal_name", "contact.email", "contact.phone")
+# The party's own details: legal name, e-mail, phone and postal address
+# (their user id and channels are not personal text; the locale is a
+# setting).
+_PARTY = ("legal_name", "contact.email", "contact.phone", "postal_address")
 # What the filer writes in a case's content (its elements): the work's title,
-# the names of the files they attach, a counter-notice's reason, an appeal's
-# grounds. The URLs or ids of the items concerned stay clear (the service and
+# the names of the files they attach, a counter-notice's reason and
+# signature, an appeal's grounds. The URLs or ids of the items concerned stay clear (the service and
 # its consumers act on them), as do dates and the statements' yes/no.
 _CONTENT = (
     *(f"filer.{path}" for path in _PARTY),
@@ -1012,6 +1204,7 @@ _CONTENT = (
     "notice.originality_evidence[].name",
     "notice.infringement_evidence[].name",
     "counter_notice.reason",
+    "counter_notice.signature",
     "counter_notice.evidence[].name",
     "grounds",
 )
@@ -1023,6 +1216,7 @@ CopyrightAppeal.kept_personal = PersonalEvent(
         *(f"content.{path}" for path in _CONTENT),
         *(f"uploader.{path}" for path in _PARTY),
         "counter_notice.reason",
+        "counter_notice.signature",
         "counter_notice.evidence[].name",
     ),
 )
@@ -1032,7 +1226,7 @@ CopyrightAppeal.kept_personal = PersonalEvent(
 # filer's own: their details and what they wrote in the case (at filing, in
 # information they add, in withdrawing it). The uploader's own: the details
 # an agent named them with when upholding a notice, and their counter-notice
-# (details, reason, evidence names). Agents' own texts (the statement of
+# (details, reason, signature, evidence names). Agents' own texts (the statement of
 # reasons, a request for information, the court action and its outcome they
 # record, and their evidence) are not sealed.
 PERSONAL = PersonalFields(
@@ -1049,6 +1243,7 @@ PERSONAL = PersonalFields(
             (
                 *(f"uploader.{path}" for path in _PARTY),
                 "counter_notice.reason",
+                "counter_notice.signature",
                 "counter_notice.evidence[].name",
             ),
         ),

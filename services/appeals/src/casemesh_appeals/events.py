@@ -37,6 +37,7 @@ def _party(d: dict[str, Any] | None) -> ev.AppealParty | None:
             ],
             locale=d.get("locale", ""),
         ),
+        postal_address=d.get("postal_address", ""),
     )
 
 
@@ -130,21 +131,30 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
                 evidence=_attachments(c.get("evidence")),
                 restore_time=to_timestamp(a["restore_due"]),
                 restores_at=to_timestamp(a["restores_at"]),
+                consent_to_jurisdiction=bool(c.get("consent_to_jurisdiction")),
+                accepts_service_of_process=bool(c.get("accepts_service_of_process")),
+                signature=c.get("signature", ""),
             )
         case CopyrightAppeal.CourtActionRecorded():
             return ev.CourtActionRecorded(
                 header=header, details=a["details"], evidence=_attachments(a.get("evidence"))
             )
         case CopyrightAppeal.Restored():
-            items = _removed_items(after)
+            held = a["held_elsewhere"]
+            items = [item for item in _removed_items(after) if item not in held]
             return ev.ContentRestored(
-                header=header, removed_item=next(iter(items), ""), restored_items=items
+                header=header,
+                removed_item=next(iter(items), ""),
+                restored_items=items,
+                held_elsewhere=_held_elsewhere(held),
             )
         case CopyrightAppeal.RestoredOnAppeal():
             # What the platform's decision alone kept down: every item the
             # notice took down, or those a counter-notice did not name (it
-            # brought the others back, or a court holds them).
-            items = list(after.restored_on_appeal)
+            # brought the others back, or a court holds them); not those
+            # another notice keeps down.
+            held = a["held_elsewhere"]
+            items = [item for item in after.restored_on_appeal if item not in held]
             named = [item for item in _removed_items(after) if item in items]
             return ev.ContentRestored(
                 header=header,
@@ -152,9 +162,21 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
                 removed_item=next(iter(named + items), ""),
                 restored_items=items,
                 outcome_of=a["appeal"],
+                held_elsewhere=_held_elsewhere(held),
+            )
+        case CopyrightAppeal.RestoredOnWithdrawal():
+            held = a["held_elsewhere"]
+            items = [item for item in a["items"] if item not in held]
+            return ev.ContentRestored(
+                header=header,
+                removed_item=next(iter(items), ""),
+                restored_items=items,
+                held_elsewhere=_held_elsewhere(held),
             )
         case CopyrightAppeal.CourtOutcomeRecorded():
+            held = a["held_elsewhere"]
             restored = _removed_items(after) if a["outcome"] == "CONTENT_RESTORED" else []
+            restored = [item for item in restored if item not in held]
             return ev.CourtOutcomeRecorded(
                 header=header,
                 outcome=a["outcome"],
@@ -162,6 +184,14 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
                 evidence=_attachments(a.get("evidence")),
                 removed_item=next(iter(restored), ""),
                 restored_items=restored,
+                held_elsewhere=_held_elsewhere(held),
+            )
+        case CopyrightAppeal.OverlapChanged():
+            return ev.TakedownOverlapChanged(
+                header=header,
+                other_notice=a["notice"],
+                items=a["items"],
+                keeps_down=a["keeps_down"],
             )
         case CopyrightAppeal.Withdrawn():
             return ev.AppealWithdrawn(header=header, reason=a["reason"])
@@ -170,6 +200,11 @@ def public_message(domain_event: Any, after: CopyrightAppeal) -> Message:
         case ExpiringCase.Expired():
             return ev.AppealExpired(header=header)
     raise ValueError(f"no public event for {type(domain_event).__name__}")
+
+
+def _held_elsewhere(held: dict[str, list[str]]) -> list[ev.ItemHeldElsewhere]:
+    """Items a case let go of that other notices keep down, with those notices."""
+    return [ev.ItemHeldElsewhere(item=item, held_by=by) for item, by in held.items()]
 
 
 def _removed_items(after: CopyrightAppeal) -> list[str]:
