@@ -24,6 +24,7 @@ from casemesh_casequeue.observe import (
 )
 from casemesh_notifier.planner import EXPIRIES
 from casemesh_notifier.registry import MESSAGES
+from casemesh_notifier.steps import appeal_steps
 from casemesh_reports.consumer import handle
 
 UNREADABLE = b"\xff\xff\xff"
@@ -73,6 +74,24 @@ def test_the_notifier_tells_nobody_of_a_report_cases_next_round_opening() -> Non
     """Consumed and ignored: no plan reads it, and it erases nothing."""
     ce_type = envelope.type_of(rev.ReportCaseSucceeded)
     assert ce_type not in MESSAGES and ce_type not in EXPIRIES
+
+
+def test_the_notifier_tells_nobody_of_a_takedowns_overlap_with_another_notice() -> None:
+    """`TakedownOverlapChanged` (another notice started or stopped keeping
+    this one's items down; this case does not change): a type the consumers
+    know (not set aside as unknown), which the notifier consumes and
+    ignores (no plan reads it, it erases nothing), and no step of a
+    copyright case's parties, were it read."""
+    overlap = aev.TakedownOverlapChanged(
+        header=aev.AppealEventHeader(appeal_id="a1", version=4, state="UPHELD", actor="system"),
+        other_notice="appeals/a2",
+        items=["https://v.example/1"],
+        keeps_down=True,
+    )
+    ce_type = envelope.type_of(overlap)
+    assert envelope.message_class(ce_type) is aev.TakedownOverlapChanged
+    assert ce_type not in MESSAGES and ce_type not in EXPIRIES
+    assert appeal_steps(overlap, "UPHELD") == {}
 
 
 def test_the_reports_consumer_ignores_other_appeals_events_without_reading_them() -> None:

@@ -181,6 +181,7 @@ def test_the_claimant_hears_of_completion_withdrawal_and_counter_notices() -> No
         "name": "Uma Lee",
         "email": "uma@example.com",
         "phone": "+8613900139000",
+        "address": "",
     }
     assert copy.values["text"] == "mine" and copy.values["removed_items"] == ["content:8841"]
     assert copy.sms == {}  # none of it in the SMS

@@ -20,6 +20,15 @@ from google.protobuf.descriptor import Descriptor
 from markupsafe import escape
 
 from casemesh.events.v1 import appeals_pb2, helpcenter_pb2, reports_pb2, tickets_pb2
+from casemesh.platform.personal import (
+    DataKeys,
+    MasterKeys,
+    MemoryKeyStore,
+    Sealer,
+    is_erased,
+    reveal_message,
+)
+from casemesh.platform.personal.masterkeys import new_master_key
 from casemesh.v1 import appeals_pb2 as api_appeals
 from casemesh.v1 import reports_pb2 as api_reports
 from casemesh_appeals.domain import REQUIRED
@@ -39,7 +48,7 @@ from casemesh_notifier.rendering import (
 )
 from casemesh_notifier.samples import Sample, event_kinds, samples
 from casemesh_notifier.steps import appeal_steps, for_report_appeal, report_steps
-from casemesh_notifier.store import NewJob, Party
+from casemesh_notifier.store import COPIES, NewJob, Party
 from tests.support import case_event
 
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -596,6 +605,215 @@ def test_the_uploader_is_told_which_content_was_removed(locale: str, removed: st
     completed = case_jobs("cn", claimant, uploader, items=items, info_added=True)
     email = completed[(*told, "EMAIL")]
     assert "v.example" not in email.body and "8841" not in email.body
+
+
+# Another notice naming the same items, and a third, as `held_by` names them.
+OTHER_NOTICE = "appeals/e2b7c4d1-5a3f-4e6b-8c9d-0f1a2b3c4d5e"
+THIRD_NOTICE = "appeals/9d8c7b6a-1e2f-4a3b-9c4d-5e6f7a8b9c0d"
+# What says content came back, in either language (not "has not been restored").
+SAYS_RESTORED = re.compile(r"(has|have) been restored|was restored|restored item|已恢复", re.I)
+SAYS_HELD = re.compile(r"another (copyright )?notice|other copyright notices|其他(版权)?投诉")
+
+
+def letting_go(**given: Any) -> list[Any]:
+    """A notice letting go of items, each way it can: its counter-notice's
+    window passed, an appeal upheld (while a court holds the rest, or not),
+    its claimant withdrew it, a court action ended with them restored."""
+
+    def header(state: str) -> appeals_pb2.AppealEventHeader:
+        return appeals_pb2.AppealEventHeader(appeal_id=CASE_ID, version=7, state=state)
+
+    appeal = "appeals/6f1c2a9e-8d3b-4c0a-9e7f-1b2c3d4e5f60"
+    return [
+        appeals_pb2.ContentRestored(header=header("RESTORED"), **given),
+        appeals_pb2.ContentRestored(header=header("RESTORED"), outcome_of=appeal, **given),
+        appeals_pb2.ContentRestored(header=header("UPHELD_BY_COURT"), outcome_of=appeal, **given),
+        appeals_pb2.ContentRestored(header=header("WITHDRAWN"), **given),
+        appeals_pb2.CourtOutcomeRecorded(
+            header=header("RESTORED"), outcome="CONTENT_RESTORED", **given
+        ),
+    ]
+
+
+def told(message: Any, before: str = "UPHELD") -> dict[tuple[str, str, str], str]:
+    """What each party reads of `message`, by role, locale and channel: an
+    e-mail as its subject and text; an SMS to someone who did not choose
+    e-mail."""
+    texts = {}
+    for role, step in appeal_steps(message, before).items():
+        for locale in LOCALES:
+            email = render_email(step.template, locale, ZONE, email_values(step, REF, "v"))
+            texts[(role, locale, "EMAIL")] = f"{email.subject}\n{email.text}"
+            sms = render_sms(step.template, locale, ZONE, sms_values(step, REF, False))
+            texts[(role, locale, "SMS")] = sms
+    return texts
+
+
+def test_nobody_is_told_content_came_back_that_another_notice_keeps_down() -> None:
+    """Two notices took one video down, and this one let it go while the
+    other still keeps it down: the event restores nothing. Neither party
+    reads, in either language, by e-mail or SMS, that the content came
+    back, but that another notice keeps it down; the e-mail names the video
+    and that notice's case number, written as every case number is."""
+    video = "https://v.example/1"
+    held = [appeals_pb2.ItemHeldElsewhere(item=video, held_by=[OTHER_NOTICE])]
+    for message in letting_go(held_elsewhere=held):
+        texts = told(message)
+        assert {role for role, _, _ in texts} == {"filer", "uploader"}
+        for (role, locale, channel), text in texts.items():
+            where = (type(message).__name__, message.header.state, role, locale, channel, text)
+            assert not SAYS_RESTORED.search(text), where
+            assert SAYS_HELD.search(text), where
+            if channel == "EMAIL":
+                shown = {
+                    "en": f"- {video} (copyright case E2B7C4D1)\n",
+                    "zh-CN": f"- {video}（版权案件 E2B7C4D1）\n",
+                }
+                assert shown[locale] in text, where
+            else:
+                assert video not in text and "E2B7C4D1" not in text, where
+
+
+@pytest.mark.parametrize(
+    ("locale", "restored", "held"),
+    [
+        (
+            "en",
+            "Restored item: https://v.example/1\n",
+            "Still down under other copyright notices:\n"
+            "- https://v.example/2 (copyright cases E2B7C4D1, 9D8C7B6A)\n",
+        ),
+        (
+            "zh-CN",
+            "已恢复的内容：https://v.example/1\n",
+            "仍被其他版权投诉下架的内容：\n- https://v.example/2（版权案件 E2B7C4D1、9D8C7B6A）\n",
+        ),
+    ],
+    ids=["en", "zh-CN"],
+)
+def test_each_party_reads_what_came_back_and_what_another_notice_keeps_down(
+    locale: str, restored: str, held: str
+) -> None:
+    """A notice let go of two videos; two other notices keep one of them
+    down: each party's e-mail names the one that came back, and the one
+    still down with the cases keeping it; neither message says all of it
+    came back."""
+    back, down = "https://v.example/1", "https://v.example/2"
+    kept = [appeals_pb2.ItemHeldElsewhere(item=down, held_by=[OTHER_NOTICE, THIRD_NOTICE])]
+    for message in letting_go(removed_item=back, restored_items=[back], held_elsewhere=kept):
+        for (role, shown_in, channel), text in told(message).items():
+            if shown_in != locale:
+                continue
+            where = (type(message).__name__, message.header.state, role, channel, text)
+            assert SAYS_HELD.search(text), where
+            if channel == "EMAIL":
+                assert restored in text and held in text, where
+                assert down not in text.replace(held, ""), where
+            else:
+                assert back not in text and down not in text, where
+
+
+@pytest.mark.parametrize(
+    ("locale", "uploader", "filer", "uploader_sms", "filer_sms"),
+    [
+        (
+            "en",
+            f"The claimant withdrew their copyright notice (number {REF}); the content it took"
+            " down has been restored.",
+            f"You withdrew your copyright notice (number {REF}); the content it took down has"
+            " been restored.",
+            f"the claimant withdrew copyright notice {REF}; the content was restored.",
+            f"you withdrew copyright notice {REF}; the content was restored.",
+        ),
+        (
+            "zh-CN",
+            f"投诉人已撤回版权投诉（编号 {REF}），该投诉下架的内容已恢复。",
+            f"您已撤回版权投诉（编号 {REF}），该投诉下架的内容已恢复。",
+            f"投诉人已撤回版权投诉{REF}，内容已恢复。",
+            f"您已撤回版权投诉{REF}，内容已恢复。",
+        ),
+    ],
+    ids=["en", "zh-CN"],
+)
+def test_content_back_after_the_claimant_withdrew_is_told_as_their_withdrawal(
+    locale: str, uploader: str, filer: str, uploader_sms: str, filer_sms: str
+) -> None:
+    """A claimant withdrew their upheld notice (a counter-notice to it
+    forwarded, or not): the uploader reads that the claimant withdrew it
+    and their content is back, the claimant that their withdrawal brought
+    it back, neither that a counter-notice's time ran out. The claimant's
+    withdrawal itself is acknowledged as any withdrawal."""
+    back = "https://v.example/1"
+    header = appeals_pb2.AppealEventHeader(appeal_id=CASE_ID, version=8, state="WITHDRAWN")
+    restored = appeals_pb2.ContentRestored(header=header, removed_item=back, restored_items=[back])
+    for before in ("UPHELD", "FORWARDED_TO_CLAIMANT"):
+        texts = told(restored, before)
+        assert uploader in one_line(texts[("uploader", locale, "EMAIL")])
+        assert filer in one_line(texts[("filer", locale, "EMAIL")])
+        assert uploader_sms in texts[("uploader", locale, "SMS")]
+        assert filer_sms in texts[("filer", locale, "SMS")]
+        assert not [t for t in texts.values() if re.search(r"counter-notice|反通知|period|期限", t)]
+        withdrawn = appeal_steps(appeals_pb2.AppealWithdrawn(header=header), before)
+        assert {role: step.template for role, step in withdrawn.items()} == {
+            "filer": "appeal.withdrawn"
+        }
+
+
+ADDRESS = "1200 Harbor Blvd, Apt 4B, Weehawken, NJ 07086"
+
+
+@pytest.mark.parametrize(("locale", "line"), [("en", "Address: "), ("zh-CN", "通讯地址：")])
+def test_the_claimant_is_told_the_address_a_us_counter_notice_gives(locale: str, line: str) -> None:
+    """A US counter-notice gives the uploader's postal address (17 U.S.C.
+    512(g)(3)(D)), where the claimant may serve them: the claimant's copy
+    shows it with the uploader's e-mail and phone, in the e-mail alone; the
+    uploader's own messages do not. One filed before it was carried shows
+    none."""
+    claimant = party("claimant", locale, "c@example.com", "+12125550123")
+    uploader = party("uploader", "en", "u@example.com", "+12125550199")
+    uploader.postal_address = ADDRESS
+    jobs = case_jobs("us", claimant, uploader)
+    copy = jobs[("appeal.counter_notice_received", "filer", "EMAIL")]
+    assert f"{line}{ADDRESS}\n" in copy.body and ADDRESS in copy.html
+    others = [
+        j for key, j in jobs.items() if key != ("appeal.counter_notice_received", "filer", "EMAIL")
+    ]
+    assert others and not [j.template for j in others if ADDRESS in j.body + j.html]
+    uploader.ClearField("postal_address")
+    before = case_jobs("us", claimant, uploader)
+    assert line not in before[("appeal.counter_notice_received", "filer", "EMAIL")].body
+
+
+def test_the_uploaders_address_is_shown_only_where_their_erasure_scrubs_it() -> None:
+    """The uploader's postal address, sealed under their key, is revealed
+    for the claimant's copy like their e-mail and phone, and reads erased
+    once their key is gone. The only messages showing it are copies their
+    erasure blanks whole (`store.COPIES`: not sent, or kept without text)."""
+    shown = {
+        (sample.step.template, sample.role)
+        for sample, _, _, text in MESSAGES
+        if "Weehawken" in text
+    }
+    copies = {(c.template, c.holder) for c in COPIES if c.owner == "uploader" and c.template}
+    assert shown and shown <= copies, shown
+
+    sealer = Sealer(DataKeys(MemoryKeyStore(), MasterKeys.parse(f"t:{new_master_key()}")))
+    counter = appeals_pb2.CounterNoticeFiled(
+        header=appeals_pb2.AppealEventHeader(appeal_id=CASE_ID, state="FORWARDED_TO_CLAIMANT"),
+        uploader=party("u-3", "en", "u@example.com"),
+        removed_item="https://v.example/1",
+        reason="mine",
+    )
+    counter.uploader.postal_address = sealer.seal(ADDRESS, "u-3")
+    counter.uploader.contact.email = sealer.seal("u@example.com", "u-3")
+    revealed = reveal_message(sealer, counter)
+    step = appeal_steps(revealed.message, "UPHELD")["filer"]
+    assert ADDRESS in render_email(step.template, "en", ZONE, email_values(step, REF, "v")).text
+    sealer.keys.erase("u-3")
+    sealer.keys.forget("u-3")
+    erased = reveal_message(sealer, counter)
+    assert set(erased.erased) == {"uploader.postal_address", "uploader.contact.email"}
+    assert is_erased(erased.message.uploader.postal_address)
 
 
 @pytest.mark.parametrize(("jurisdiction", "locale"), list(product(POLICIES, LOCALES)))

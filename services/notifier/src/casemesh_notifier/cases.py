@@ -54,6 +54,7 @@ from casemesh_notifier.steps import (
     NO_REPLY_STEPS,
     Step,
     appeal_steps,
+    case_number,
     code_step,
     for_report_appeal,
     report_steps,
@@ -614,7 +615,7 @@ def tell(
     else the service's (`Planning`); an SMS not in its number's zone says
     which (`phone_changes.sms_in`)."""
     jobs: list[NewJob] = []
-    ref = ident[:8].upper()
+    ref = case_number(ident)
     for role, step in steps.items():
         party = parties.get(role)
         if party is None:

@@ -29,6 +29,11 @@ TICKET = "5f0c2a9e-7b1d-4c3e-9a8f-2d6b1e4c7a90"
 APPEAL = "a3d9e1f7-2c4b-4e8a-b6d0-9f1e3c5a7b21"
 REPORT_CASE = "c81e4b2a-6f3d-4a9c-8e7b-1d5f2a9c3e64"
 REPORTED = "v7731"
+# Other notices naming the sample notice's items, that keep them down.
+OTHER_NOTICES = (
+    "appeals/e2b7c4d1-5a3f-4e6b-8c9d-0f1a2b3c4d5e",
+    "appeals/9d8c7b6a-1e2f-4a3b-9c4d-5e6f7a8b9c0d",
+)
 
 
 @dataclass(frozen=True)
@@ -173,6 +178,10 @@ def _appeals(w: Callable[[str], str]) -> list[Event]:
             locale="en",
         ),
     )
+    # A US counter-notice's uploader gives their postal address too.
+    us_uploader = aev.AppealParty()
+    us_uploader.CopyFrom(uploader)
+    us_uploader.postal_address = w("1200 Harbor Blvd, Apt 4B, Weehawken, NJ 07086")
     reasons = aev.StatementOfReasons(
         ground=w("《信息网络传播权保护条例》第十四条"),
         facts=w("被投诉视频与原创视频画面一致。"),
@@ -180,6 +189,11 @@ def _appeals(w: Callable[[str], str]) -> list[Event]:
         appeal_deadline=due,
     )
     title = w("《江南春》舞蹈原创视频")
+
+    def held(video: int, *notices: str) -> aev.ItemHeldElsewhere:
+        return aev.ItemHeldElsewhere(
+            item=f"https://video.example/v/{video}", held_by=notices or OTHER_NOTICES[:1]
+        )
 
     def filed(head: aev.AppealEventHeader, **given: Any) -> aev.AppealFiled:
         return aev.AppealFiled(
@@ -230,6 +244,18 @@ def _appeals(w: Callable[[str], str]) -> list[Event]:
             restore_time=due,
             restores_at=ts(NOW + timedelta(days=16)),
         ),
+        aev.CounterNoticeFiled(
+            header=header("FORWARDED_TO_CLAIMANT", "RESTORE"),
+            uploader=us_uploader,
+            removed_item="https://video.example/v/7731",
+            removed_items=["https://video.example/v/7731"],
+            reason=w("I filmed this dance myself in 2024."),
+            restore_time=due,
+            restores_at=ts(NOW + timedelta(days=16)),
+            consent_to_jurisdiction=True,
+            accepts_service_of_process=True,
+            signature=w("Uma Lee"),
+        ),
         aev.CourtActionRecorded(
             header=header("HELD", "COURT"), details=w("（2026）沪0104民初123号")
         ),
@@ -255,7 +281,54 @@ def _appeals(w: Callable[[str], str]) -> list[Event]:
             restored_items=["content:8841"],
             outcome_of="appeals/6f1c2a9e-8d3b-4c0a-9e7f-1b2c3d4e5f60",
         ),
+        # Another notice keeps down all, or some, of what the case let go of.
+        aev.ContentRestored(header=header("RESTORED"), held_elsewhere=[held(7731)]),
+        aev.ContentRestored(
+            header=header("RESTORED"),
+            removed_item="https://video.example/v/7731",
+            restored_items=["https://video.example/v/7731"],
+            held_elsewhere=[held(7732, *OTHER_NOTICES)],
+        ),
+        aev.ContentRestored(
+            header=header("UPHELD_BY_COURT"),
+            restored_items=["content:8841"],
+            outcome_of="appeals/6f1c2a9e-8d3b-4c0a-9e7f-1b2c3d4e5f60",
+            held_elsewhere=[held(7732)],
+        ),
+        aev.ContentRestored(
+            header=header("RESTORED"),
+            outcome_of="appeals/6f1c2a9e-8d3b-4c0a-9e7f-1b2c3d4e5f60",
+            held_elsewhere=[held(7731), held(7732, OTHER_NOTICES[1])],
+        ),
+        aev.CourtOutcomeRecorded(
+            header=header("RESTORED"),
+            outcome="CONTENT_RESTORED",
+            details=w("原告撤诉。"),
+            held_elsewhere=[held(7731)],
+        ),
+        aev.CourtOutcomeRecorded(
+            header=header("RESTORED"),
+            outcome="CONTENT_RESTORED",
+            details=w("原告撤诉。"),
+            removed_item="https://video.example/v/7731",
+            restored_items=["https://video.example/v/7731"],
+            held_elsewhere=[held(7732)],
+        ),
         aev.AppealWithdrawn(header=header("WITHDRAWN"), reason=w("已与对方和解。")),
+        # The claimant withdrew the upheld notice: what it kept down comes
+        # back, but what another notice keeps down.
+        aev.ContentRestored(
+            header=header("WITHDRAWN"),
+            removed_item="https://video.example/v/7731",
+            restored_items=["https://video.example/v/7731"],
+        ),
+        aev.ContentRestored(
+            header=header("WITHDRAWN"),
+            removed_item="https://video.example/v/7731",
+            restored_items=["https://video.example/v/7731"],
+            held_elsewhere=[held(7732)],
+        ),
+        aev.ContentRestored(header=header("WITHDRAWN"), held_elsewhere=[held(7731)]),
         aev.AppealAbandoned(header=header("ABANDONED")),
     ]
     # The items the notice names, as the notifier keeps them from its filing.

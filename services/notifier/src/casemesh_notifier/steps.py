@@ -159,7 +159,10 @@ def appeal_steps(
             return steps
         case aev.CounterNoticeFiled():
             # The claimant's copy of the counter-notice, with the uploader's
-            # name and contact (so that they can take court action).
+            # name, contact and postal address (so that they can take court
+            # action: a US counter-notice gives the address at which the
+            # uploader accepts service of process). The copy is the
+            # uploader's: erasing them scrubs it whole (`store.COPIES`).
             u = message.uploader
             copy = {
                 "text": message.reason,
@@ -168,6 +171,8 @@ def appeal_steps(
                     "name": u.legal_name,
                     "email": u.contact.email,
                     "phone": u.contact.phone,
+                    # "" when not given, and in events published before it was carried.
+                    "address": u.postal_address,
                 },
             }
             return {
@@ -175,15 +180,28 @@ def appeal_steps(
                 "uploader": forwarded(message, due),
             }
         case aev.ContentRestored():
-            # After the counter-notice's window, or an upheld appeal: what came
-            # back, which may be part of what the notice took down.
-            told = "appeal.restored_on_appeal" if message.outcome_of else "appeal.restored"
+            # After the counter-notice's window, an upheld appeal, or the
+            # claimant's withdrawal of the notice: what came back, which may
+            # be part of what the notice took down, and what another notice
+            # keeps down still.
+            if message.outcome_of:
+                told = "appeal.restored_on_appeal"
+            elif message.header.state == "WITHDRAWN":
+                told = "appeal.restored_on_withdrawal"
+            else:
+                told = "appeal.restored"
+            items, sms = _restored(message)
             # Only what the counter-notice did not name came back: a court
             # holds the rest (a held case, or one it kept down). Said once,
             # among the SMS's values, in their text form: the e-mail reads
             # them too (`rendering.email_values`).
-            items = {"restored_items": _restored(message)}
-            sms = {"court_holds": "yes" if message.header.state in COURT_HOLDS else ""}
+            sms["court_holds"] = "yes" if message.header.state in COURT_HOLDS else ""
+            if told == "appeal.restored_on_withdrawal":
+                # The claimant withdrew it: they read that as their own doing.
+                return {
+                    "filer": Step(told, items, sms={**sms, "by_you": "yes"}),
+                    "uploader": Step(told, items, sms={**sms, "by_you": ""}),
+                }
             return {
                 "filer": Step(told, items, sms=sms),
                 "uploader": Step(told, items, sms=sms),
@@ -192,10 +210,10 @@ def appeal_steps(
             return {"filer": Step("appeal.held"), "uploader": Step("appeal.held")}
         case aev.CourtOutcomeRecorded():
             if message.outcome == "CONTENT_RESTORED":
-                items = {"restored_items": _restored(message)}
+                items, sms = _restored(message)
                 return {
-                    "filer": Step("appeal.court_restored", items),
-                    "uploader": Step("appeal.court_restored", items),
+                    "filer": Step("appeal.court_restored", items, sms=sms),
+                    "uploader": Step("appeal.court_restored", items, sms=sms),
                 }
             return {"filer": Step("appeal.court_upheld"), "uploader": Step("appeal.court_upheld")}
         case aev.AppealAbandoned():
@@ -221,10 +239,29 @@ def forwarded(message: aev.CounterNoticeFiled, deadline: datetime | None) -> Ste
     )
 
 
-def _restored(message: Any) -> list[str]:
-    """The items an event restored (one published before it listed them
-    names its one item, or none: the message then speaks of the content)."""
-    return list(message.restored_items) or [i for i in (message.removed_item,) if i]
+def _restored(message: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """What an event that restores content tells: the items it restored, and
+    those another notice keeps down still, each with the case numbers of
+    the notices that do (`held_items`), for the e-mail; and, among the SMS's
+    values, whether those are some of what the case let go of or all of it
+    (`held_elsewhere`: "some", "all", "" none), so that neither says the
+    content came back when it did not. An event published before it listed
+    its items names its one item, or none; one published before items held
+    elsewhere were looked for names none held: the message then speaks of
+    the content as restored, as it did."""
+    items = list(message.restored_items) or [i for i in (message.removed_item,) if i]
+    held = [
+        {"item": h.item, "cases": [case_number(name) for name in h.held_by]}
+        for h in message.held_elsewhere
+    ]
+    elsewhere = ("some" if items else "all") if held else ""
+    return {"restored_items": items, "held_items": held}, {"held_elsewhere": elsewhere}
+
+
+def case_number(name: str) -> str:
+    """A case's number as its parties read it, from its name (`appeals/{id}`)
+    or its id: the id's first eight characters, in capitals."""
+    return name.rpartition("/")[2][:8].upper()
 
 
 REPORT_APPEAL_TEMPLATES = frozenset(
