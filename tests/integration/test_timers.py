@@ -13,6 +13,7 @@ from uuid import UUID
 
 import psycopg
 import pytest
+from eventsourcing import persistence
 from eventsourcing.persistence import Tracking
 from prometheus_client import REGISTRY
 
@@ -259,6 +260,30 @@ def test_a_deadline_of_a_kind_this_release_does_not_know_waits_for_one_that_does
     assert timer.table.fire_due(now + timedelta(seconds=1), fire) == 0
     assert tried.count(newer) == 1
     assert newer in timer.table.pending()
+
+
+def test_a_deadline_whose_command_loses_a_race_stays_due_and_counts_no_failure(
+    app: Tickets, dsn: str
+) -> None:
+    """A command that lost the event store's version check to a change
+    stored at the same moment is no failure (an alert reads the failures):
+    the deadline stays due and fires at the next tick."""
+    timer = case_timer(app, dsn, "raced_timers")  # not started: fired by hand
+    ((ticket, _),) = life(app, 8 * TICKETS)  # solved
+    now = app.clock.now()
+    known = Deadline(ticket, DeadlineKind.AUTO_CLOSE, now - timedelta(hours=1))
+    timer.table.schedule([known], Tracking(app.name, 1))
+    failures = ("casemesh_background_failures_total", {"task": "raced_timers-command"})
+    before = REGISTRY.get_sample_value(*failures)
+    assert before is not None
+
+    def raced(deadline: Deadline) -> Deadline | None:
+        raise persistence.IntegrityError("the case changed meanwhile")
+
+    assert timer.table.fire_due(now, raced) == 0
+    assert REGISTRY.get_sample_value(*failures) == before
+    assert known in timer.table.pending()
+    assert timer.table.fire_due(now, app.fire) == 1
 
 
 def test_a_deadline_whose_command_outlasts_the_idle_limit_fires_once(

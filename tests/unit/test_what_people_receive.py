@@ -34,7 +34,7 @@ from casemesh.v1 import reports_pb2 as api_reports
 from casemesh_appeals.domain import REQUIRED
 from casemesh_appeals.policy import POLICIES
 from casemesh_notifier.cases import CaseParties, Planning, plan_appeal
-from casemesh_notifier.labels import LOCALES, TEMPLATES, catalog, label
+from casemesh_notifier.labels import JURISDICTION_ZONES, LOCALES, TEMPLATES, catalog, label
 from casemesh_notifier.phone_changes import sms_in
 from casemesh_notifier.registry import SOURCES
 from casemesh_notifier.rendering import (
@@ -983,3 +983,10 @@ def test_a_copyright_decision_says_whether_automated_means_were_used(appealed: s
     assert {f"{prefix}appeal.upheld", f"{prefix}appeal.rejected", "appeal.content_removed"} == set(
         told
     )
+
+
+def test_a_copyright_case_is_told_in_the_zone_its_jurisdiction_counts_deadlines_in() -> None:
+    """The notifier keeps the appeals policies' zones as data of its own: a
+    party without a phone number reads a case's deadlines in the zone they
+    are counted in, and the two tables must not drift apart."""
+    assert {code: p.time_zone for code, p in POLICIES.items()} == JURISDICTION_ZONES

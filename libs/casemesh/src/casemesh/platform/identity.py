@@ -105,15 +105,14 @@ def subject_fault(subject: str) -> str | None:
 
 
 def _roles_claim(claims: Mapping[str, Any], name: str) -> Any:
-    """The claim `name` names: a claim of that very name (a provider's
-    namespaced claim is a URL, `https://example.com/roles`, dots and all),
-    else a dotted path into the claims (`realm_access.roles`)."""
-    if name in claims:
-        return claims[name]
+    """The claim `name` names: a dotted path into the claims
+    (`realm_access.roles`), else a claim of that very name (a provider's
+    namespaced claim is a URL, `https://example.com/roles`, dots and all,
+    which no path reaches)."""
     found: Any = claims
     for step in name.split("."):
         found = found.get(step) if isinstance(found, Mapping) else None
-    return found
+    return claims.get(name) if found is None else found
 
 
 @functools.cache

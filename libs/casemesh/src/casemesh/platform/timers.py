@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from eventsourcing import persistence
 from eventsourcing.persistence import Notification, Tracking
 from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.utils import get_topic
@@ -246,6 +247,14 @@ class TimerTable(SharedTracking):
             moved = fire(deadline)
         except UnknownDeadlineKind as exc:
             self._pass_over(curs, exc.kind, deadline)
+            return False
+        except persistence.IntegrityError:
+            # A change to the same case (or, for a copyright notice, to
+            # another notice of its items) stored at the same moment won the
+            # event store's version check: a race, not a failure. The
+            # deadline stays due and is fired again at the next tick, which
+            # reads that change.
+            log.info("timer.lost_race", deadline=deadline.id)
             return False
         except Exception as exc:
             self._command_failures.inc()
