@@ -742,7 +742,8 @@ def test_content_back_after_the_claimant_withdrew_is_told_as_their_withdrawal(
     forwarded, or not): the uploader reads that the claimant withdrew it
     and their content is back, the claimant that their withdrawal brought
     it back, neither that a counter-notice's time ran out. The claimant's
-    withdrawal itself is acknowledged as any withdrawal."""
+    withdrawal is told once, in that message, not also as any withdrawal
+    ("we will not work on it any further")."""
     back = "https://v.example/1"
     header = appeals_pb2.AppealEventHeader(appeal_id=CASE_ID, version=8, state="WITHDRAWN")
     restored = appeals_pb2.ContentRestored(header=header, removed_item=back, restored_items=[back])
@@ -753,10 +754,12 @@ def test_content_back_after_the_claimant_withdrew_is_told_as_their_withdrawal(
         assert uploader_sms in texts[("uploader", locale, "SMS")]
         assert filer_sms in texts[("filer", locale, "SMS")]
         assert not [t for t in texts.values() if re.search(r"counter-notice|反通知|period|期限", t)]
-        withdrawn = appeal_steps(appeals_pb2.AppealWithdrawn(header=header), before)
-        assert {role: step.template for role, step in withdrawn.items()} == {
-            "filer": "appeal.withdrawn"
-        }
+        assert appeal_steps(appeals_pb2.AppealWithdrawn(header=header), before) == {}
+    # A notice withdrawn before it took anything down is acknowledged as ever.
+    withdrawn = appeal_steps(appeals_pb2.AppealWithdrawn(header=header), "UNDER_REVIEW")
+    assert {role: step.template for role, step in withdrawn.items()} == {
+        "filer": "appeal.withdrawn"
+    }
 
 
 ADDRESS = "1200 Harbor Blvd, Apt 4B, Weehawken, NJ 07086"

@@ -117,6 +117,11 @@ def appeal_steps(
         ):
             # The filer's answer completed the case: a receipt, and when it is reviewed.
             return {"filer": Step("appeal.complete", due=due)}
+        case aev.AppealWithdrawn() if before in ("UPHELD", "FORWARDED_TO_CLAIMANT"):
+            # What the notice kept down comes back with it: its claimant
+            # hears of both at once (`appeal.restored_on_withdrawal`), not
+            # twice, the first saying it will be worked on no further.
+            return {}
         case aev.AppealWithdrawn():
             return {"filer": Step("appeal.withdrawn")}
         case aev.AppealInfoRequested():

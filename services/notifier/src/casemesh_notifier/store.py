@@ -182,7 +182,8 @@ class Copy:
 COPIES = (
     # The uploader hears of the case under the filer's subject (the work's title).
     Copy("appeals", owner="filer", holder="uploader"),
-    # The claimant's copy of a counter-notice: the uploader's name, contact, reason.
+    # The claimant's copy of a counter-notice: the uploader's name, contact,
+    # postal address, reason.
     Copy("appeals", owner="uploader", holder="filer", template="appeal.counter_notice_received"),
 )
 

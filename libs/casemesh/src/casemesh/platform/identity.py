@@ -157,7 +157,8 @@ def _identity_with(
 @dataclass(frozen=True)
 class TokenRules:
     """What a user's token must say: who issued it, for whom, and where its
-    roles are. `roles_claim` is a dotted path (`realm_access.roles`);
+    roles are. `roles_claim` is a dotted path (`realm_access.roles`), or a
+    claim's whole name where no path reaches one (a namespaced URL);
     `role_map`, when set, maps the provider's role names onto ours (others
     are ignored) instead of requiring ours."""
 
