@@ -254,8 +254,8 @@ async def _contents(
     head.export_time.FromDatetime(now.astimezone(UTC))
     yield head
     for parts in (
-        _tickets(sources, held),
-        _appeals(sources, held),
+        _cases(sources, held, TICKETS),
+        _cases(sources, held, APPEALS),
         _reports(sources, held),
         _report_cases(sources, held),
         _evidence(sources, person, held),
@@ -271,41 +271,44 @@ async def _contents(
                 del part
 
 
-async def _tickets(sources: Sources, held: Held) -> AsyncGenerator[Export, None]:
-    tickets = sources.tickets
-    async for ticket in _pages(
-        sources, tickets, "ListTickets", tickets_pb2.ListTicketsRequest, "tickets"
-    ):
-        part = Export()
-        record = part.tickets.add(ticket=ticket)
-        await _history(
-            sources,
-            tickets,
-            "ListTicketEvents",
-            tickets_pb2.ListTicketEventsRequest,
-            ticket.name,
-            record.events,
-        )
-        held.cases.add(ticket.name)
-        yield part
+@dataclass(frozen=True)
+class _CaseKind:
+    """A kind of case the manifest holds with its whole history: the
+    service that lists the person's (`service`, a `Sources` attribute),
+    its list and history calls, and the manifest's field (`repeated`, also
+    the list response's) whose records name the case by `key`."""
+
+    service: str
+    listing: tuple[str, type]
+    history: tuple[str, type]
+    repeated: str
+    key: str
 
 
-async def _appeals(sources: Sources, held: Held) -> AsyncGenerator[Export, None]:
-    appeals = sources.appeals
-    async for appeal in _pages(
-        sources, appeals, "ListAppeals", appeals_pb2.ListAppealsRequest, "appeals"
-    ):
+TICKETS = _CaseKind(
+    "tickets",
+    ("ListTickets", tickets_pb2.ListTicketsRequest),
+    ("ListTicketEvents", tickets_pb2.ListTicketEventsRequest),
+    "tickets",
+    "ticket",
+)
+APPEALS = _CaseKind(
+    "appeals",
+    ("ListAppeals", appeals_pb2.ListAppealsRequest),
+    ("ListAppealEvents", appeals_pb2.ListAppealEventsRequest),
+    "appeals",
+    "appeal",
+)
+
+
+async def _cases(sources: Sources, held: Held, kind: _CaseKind) -> AsyncGenerator[Export, None]:
+    """The person's cases of `kind`, each with its history, one at a time."""
+    stub = getattr(sources, kind.service)
+    async for case in _pages(sources, stub, *kind.listing, kind.repeated):
         part = Export()
-        record = part.appeals.add(appeal=appeal)
-        await _history(
-            sources,
-            appeals,
-            "ListAppealEvents",
-            appeals_pb2.ListAppealEventsRequest,
-            appeal.name,
-            record.events,
-        )
-        held.cases.add(appeal.name)
+        record = getattr(part, kind.repeated).add(**{kind.key: case})
+        await _history(sources, stub, *kind.history, case.name, record.events)
+        held.cases.add(case.name)
         yield part
 
 
