@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo
 
 from casemesh.events.v1 import appeals_pb2 as aev
 from casemesh.events.v1 import tickets_pb2 as ev
-from casemesh.platform.envelope import CloudEvent
 from casemesh.platform.personal import DataKeys, MasterKeys, MemoryKeyStore, Sealer
 from casemesh.platform.personal.masterkeys import new_master_key
 from casemesh_notifier.cases import CaseParties, Planning, plan_appeal
 from casemesh_notifier.store import Party
+from tests.support import case_event
 
 CASE = "appeals/a1"
 
@@ -100,15 +100,7 @@ def test_an_appeal_of_a_copyright_case_is_told_without_the_case_id_as_its_subjec
             user_id="u-1", contact=contact("lin@example.com", ev.CONTACT_CHANNEL_EMAIL)
         ),
     )
-    event = CloudEvent(
-        id="b1:1",
-        source="casemesh/appeals",
-        type="casemesh.appeals.AppealFiled.v1",
-        subject="appeals/b1",
-        time=datetime(2026, 3, 2, 1, 0, tzinfo=UTC),
-        data=filed.SerializeToString(),
-        key="b1",
-    )
+    event = case_event("appeals", "appeals/b1", 1, filed, datetime(2026, 3, 2, 1, 0, tzinfo=UTC))
     at = Planning(now=event.time, zone=ZoneInfo("Asia/Shanghai"))
     jobs = plan_appeal(CaseParties({}), event, filed, at)
     assert jobs and all(appealed not in job.subject + job.body for job in jobs)
@@ -133,15 +125,8 @@ def test_a_party_and_its_jobs_keep_the_key_their_contact_was_sealed_under() -> N
         revealed = aev.AppealFiled()
         revealed.CopyFrom(published)
         revealed.filer.contact.email = sealer.reveal(email)
-        event = CloudEvent(
-            id="b1:1",
-            source="casemesh/appeals",
-            type="casemesh.appeals.AppealFiled.v1",
-            subject="appeals/b1",
-            time=datetime(2026, 3, 2, 1, 0, tzinfo=UTC),
-            data=published.SerializeToString(),
-            key="b1",
-        )
+        at = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
+        event = case_event("appeals", "appeals/b1", 1, published, at)
         book = CaseParties({})
         book.sealed = published
         jobs = plan_appeal(book, event, revealed, Planning(event.time, ZoneInfo("Asia/Shanghai")))
