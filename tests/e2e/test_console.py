@@ -236,6 +236,12 @@ def answer_lost_once(lost: list[str]) -> Callable[[Route], None]:
     return handle
 
 
+def comments_on(requester: Client, ticket: str) -> list[str]:
+    """What the requester's ticket's history holds as comments, oldest first."""
+    events = requester.ListTicketEvents(pb.ListTicketEventsRequest(name=ticket)).events
+    return [e.text for e in events if e.type == "CommentAdded"]
+
+
 def test_a_next_case_whose_answer_was_lost_asked_again_gives_the_same_case(
     browser: Browser, stack: Stack
 ) -> None:
@@ -1053,12 +1059,8 @@ def test_a_reload_after_someone_elses_change_keeps_what_the_agent_typed(
                 steps.shot("failure")
             raise
         assert problems.seen == [STALE]
-    comments = [
-        e
-        for e in requester.ListTicketEvents(pb.ListTicketEventsRequest(name=ticket.name)).events
-        if e.type == "CommentAdded"
-    ]
-    assert [e.text for e in comments] == [reply]  # sent once; the note is not the requester's
+    # Sent once; the note is not the requester's.
+    assert comments_on(requester, ticket.name) == [reply]
     requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="test over"))
     requester.close()
     colleague.close()
@@ -1199,12 +1201,7 @@ def test_a_reply_whose_answer_was_lost_is_sent_again_and_lands_once(
         expect(page.locator("ol.history")).to_contain_text(reply)
         assert lost
         assert [p for p in problems.seen if p.startswith("uncaught")] == []
-    comments = [
-        e
-        for e in requester.ListTicketEvents(pb.ListTicketEventsRequest(name=ticket.name)).events
-        if e.type == "CommentAdded"
-    ]
-    assert [e.text for e in comments] == [reply]
+    assert comments_on(requester, ticket.name) == [reply]
     requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="test over"))
     requester.close()
 
@@ -1245,12 +1242,7 @@ def test_a_reply_sent_whose_page_could_not_be_read_again_is_not_sent_twice(
         expect(page.locator("ol.history li").filter(has_text=reply)).to_have_count(1)
         assert failed
         assert [p for p in problems.seen if p.startswith("uncaught")] == []
-    comments = [
-        e
-        for e in requester.ListTicketEvents(pb.ListTicketEventsRequest(name=ticket.name)).events
-        if e.type == "CommentAdded"
-    ]
-    assert [e.text for e in comments] == [reply]
+    assert comments_on(requester, ticket.name) == [reply]
     requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="test over"))
     requester.close()
 
@@ -1298,12 +1290,7 @@ def test_a_reply_whose_answer_was_lost_sent_again_after_a_reload_lands_once(
         assert asked == ["beforeunload"]
         assert lost
         assert [p for p in problems.seen if p.startswith("uncaught")] == []
-    comments = [
-        e
-        for e in requester.ListTicketEvents(pb.ListTicketEventsRequest(name=ticket.name)).events
-        if e.type == "CommentAdded"
-    ]
-    assert [e.text for e in comments] == [reply]
+    assert comments_on(requester, ticket.name) == [reply]
     requester.CancelTicket(pb.CancelTicketRequest(name=ticket.name, reason="test over"))
     requester.close()
 
@@ -2982,10 +2969,5 @@ def test_a_reply_sent_as_the_language_changes_is_not_left_to_be_sent_again(
         expect(page.locator("#reply")).to_have_value("")
         page.unroute(ADD_COMMENT)
         assert problems.seen == []
-    comments = [
-        e
-        for e in requester.ListTicketEvents(pb.ListTicketEventsRequest(name=ticket.name)).events
-        if e.type == "CommentAdded"
-    ]
-    assert [e.text for e in comments] == [reply]
+    assert comments_on(requester, ticket.name) == [reply]
     done_with(requester, ticket)
