@@ -11,6 +11,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from typing import Any, Unpack, cast
 from uuid import UUID
 
@@ -18,7 +19,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.utils import EnvType, get_topic
 
 from casemesh.platform.caseindex import CaseRow, Page
-from casemesh.platform.cases import CaseApplication, CaseOptions, Retry
+from casemesh.platform.cases import CaseApplication, CaseOptions, Retry, open_indexed
 from casemesh.platform.clock import Clock
 from casemesh.platform.errors import (
     Aborted,
@@ -30,7 +31,6 @@ from casemesh.platform.errors import (
     Violations,
     own_case,
 )
-from casemesh.platform.eventstore import postgres_env, schema_lock, side_table
 from casemesh.platform.expiring import ExpiringCase
 from casemesh.platform.grpcutil import resource_id
 from casemesh.platform.history import EventEntry, entry_basics
@@ -1449,19 +1449,18 @@ def open_appeals(
     pool_size: int = 10,
     **options: Unpack[CaseOptions],
 ) -> Appeals:
-    """Appeals on PostgreSQL, its case index beside the events, each
-    notice's items looked up in it (`AppealCaseIndex`), as
-    `cases.open_indexed` opens another case service's."""
-    with schema_lock(database_url):
-        app = Appeals(
-            postgres_env(database_url, pool_size=pool_size),
-            clock=clock,
-            policies=policies,
-            default_jurisdiction=default_jurisdiction,
-            **options,
-        )
-        app.index = side_table(app, lambda datastore: AppealCaseIndex(datastore, "appeal_cases"))
-    return app
+    """Appeals on PostgreSQL, its case index beside the events
+    (`open_indexed`), each notice's items looked up in it (`AppealCaseIndex`)."""
+    bound = partial(
+        Appeals,
+        clock=clock,
+        policies=policies,
+        default_jurisdiction=default_jurisdiction,
+        **options,
+    )
+    return open_indexed(
+        database_url, "appeal_cases", bound, pool_size=pool_size, index=AppealCaseIndex
+    )
 
 
 @dataclass(frozen=True)

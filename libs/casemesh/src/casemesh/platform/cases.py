@@ -481,13 +481,21 @@ def _created(doc: dict[str, Any]) -> tuple[datetime, str]:
 A = TypeVar("A", bound=CaseApplication[Any])
 
 
-def open_indexed(database_url: str, table: str, make: Callable[..., A], *, pool_size: int) -> A:
+def open_indexed(
+    database_url: str,
+    table: str,
+    make: Callable[..., A],
+    *,
+    pool_size: int,
+    index: Callable[[Any, str], CaseIndex] = CaseIndex,
+) -> A:
     """`make(env=env)` with `env` the database at `database_url` (a pool of
-    `pool_size` connections), its case index in the table `table`; `make` is
-    the application's class, its other arguments bound (`functools.partial`).
+    `pool_size` connections), its case index in the table `table` (an
+    `index`: a `CaseIndex`, or a kind of its own); `make` is the
+    application's class, its other arguments bound (`functools.partial`).
     Given a `sealer` (`CaseOptions`), personal fields are stored sealed, and
     read back clear (`reveal_personal=False`: as tokens, for the relay)."""
     with schema_lock(database_url):
         app = make(env=postgres_env(database_url, pool_size=pool_size))
-        app.index = side_table(app, lambda datastore: CaseIndex(datastore, table))
+        app.index = side_table(app, lambda datastore: index(datastore, table))
     return app
